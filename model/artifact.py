@@ -1,0 +1,280 @@
+"""A trained model is a directory, written once and never modified, and loaded by one verified loader.
+
+Layout (file names are constants)::
+
+    <version>/
+        metadata.json     version, labels, thresholds, metrics, config, library versions, file hashes
+        router.joblib     the fitted :class:`model.router.Router`
+        userdict.txt      the jieba user dictionary it was trained with
+        stopwords.txt     the stopword list it was trained with
+
+A pickle is code. :func:`load_router` therefore checks every file's SHA-256 and the library versions
+before it unpickles anything, and refuses symlinks and paths outside the configured model root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import stat
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from model.router import Router
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.json"
+ROUTER_FILE = "router.joblib"
+USERDICT_FILE = "userdict.txt"
+STOPWORDS_FILE = "stopwords.txt"
+FORMAT_VERSION = 1
+# Libraries whose pickles must match the running versions (major.minor) to be trusted to unpickle.
+PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba")
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory cannot be trusted or read; the message says which file and why."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a model's pickle depends on."""
+    from importlib.metadata import version
+
+    versions = {"python": platform.python_version()}
+    for name in (*PINNED_LIBRARIES, "joblib", "paidan"):
+        try:
+            versions[name] = version(name)
+        except Exception:  # not installed as a distribution (e.g. running from a checkout)
+            versions[name] = "unknown"
+    return versions
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_router(
+    router: Router,
+    out_dir: str | Path,
+    metadata: dict[str, Any],
+    resources: dict[str, str | Path | None] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a model directory atomically and make its files read-only.
+
+    Parameters
+    ----------
+    router : Router
+        The fitted router.
+    out_dir : str or Path
+        The model directory itself; ``metadata.json`` will sit at its top.
+    metadata : dict
+        Training facts (labels, counts, data hash, metrics, thresholds, config). Version, creation
+        time, library versions and file hashes are added here.
+    resources : dict, optional
+        Files to copy into the directory, by their constant name (``USERDICT_FILE``,
+        ``STOPWORDS_FILE``); ``None`` values are skipped.
+    force : bool, default False
+        Replace an existing non-empty directory. Without it such a directory is refused.
+
+    Returns
+    -------
+    Path
+        The written directory.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` exists, is not empty and ``force`` is false.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"{out} already exists and is not empty; a model directory is never overwritten "
+            "(choose another --out, or pass --force to replace it)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        joblib.dump(router, staging / ROUTER_FILE, compress=3)
+        for name, src in (resources or {}).items():
+            if src is not None:
+                shutil.copyfile(src, staging / name)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "version": router.version,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "libraries": library_versions(),
+            **metadata,
+            "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
+        }
+        (staging / METADATA_FILE).write_text(
+            json.dumps(meta, ensure_ascii=False, indent=2, default=_json_default) + "\n",
+            encoding="utf-8",
+        )
+        for p in staging.iterdir():
+            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        if out.exists():
+            _remove_tree(out)
+        os.replace(staging, out)
+    except BaseException:
+        _remove_tree(staging)
+        raise
+    logger.info("model %s written to %s", router.version, out)
+    return out
+
+
+def read_metadata(model_dir: str | Path) -> dict[str, Any]:
+    """Read a model's ``metadata.json`` (no unpickling, safe on any directory)."""
+    path = Path(model_dir) / METADATA_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelLoadError(
+            f"{model_dir} is not a model directory: it has no {METADATA_FILE}"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path} cannot be read as JSON: {e}") from e
+
+
+def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """Check a model directory before anything in it is unpickled.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        The directory to check.
+    root : str or Path, optional
+        The configured model root. When given, a directory outside it is refused.
+
+    Returns
+    -------
+    dict
+        The verified metadata.
+
+    Raises
+    ------
+    ModelLoadError
+        If the directory is a symlink or outside ``root``, a listed file is missing, altered or
+        truncated, an unlisted pickle is present, or the pickle was made by other library versions.
+    """
+    path = Path(model_dir)
+    if path.is_symlink():
+        raise ModelLoadError(f"{path} is a symlink; model directories must be real directories")
+    resolved = path.resolve()
+    if root is not None:
+        root_resolved = Path(root).resolve()
+        if not resolved.is_relative_to(root_resolved):
+            raise ModelLoadError(
+                f"{path} is outside the model root {root_resolved}; only models under the root are loaded"
+            )
+    if not resolved.is_dir():
+        raise ModelLoadError(f"{path} is not a directory")
+    meta = read_metadata(resolved)
+    files = meta.get("files")
+    if not isinstance(files, dict) or ROUTER_FILE not in files:
+        raise ModelLoadError(f"{resolved / METADATA_FILE} lists no checksum for {ROUTER_FILE}")
+    for name, expected in files.items():
+        f = resolved / name
+        if Path(name).name != name:
+            raise ModelLoadError(
+                f"{METADATA_FILE} names a file outside the model directory: {name!r}"
+            )
+        if f.is_symlink():
+            raise ModelLoadError(f"{f} is a symlink; refusing to read it")
+        if not f.is_file():
+            raise ModelLoadError(f"{f} is missing")
+        actual = sha256_file(f)
+        if actual != expected:
+            raise ModelLoadError(
+                f"{f} does not match its checksum in {METADATA_FILE} (expected {expected[:12]}…, "
+                f"found {actual[:12]}…): the file was changed or truncated after training"
+            )
+    _check_versions(meta, resolved)
+    return meta
+
+
+def load_router(
+    model_dir: str | Path, root: str | Path | None = None
+) -> tuple[Router, dict[str, Any]]:
+    """The one loader: verify, then unpickle.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A directory written by :func:`save_router`.
+    root : str or Path, optional
+        The configured model root; directories outside it are refused.
+
+    Returns
+    -------
+    (Router, dict)
+        The router and its metadata.
+
+    Raises
+    ------
+    ModelLoadError
+        See :func:`verify`; also if the verified pickle still cannot be read.
+    """
+    meta = verify(model_dir, root)
+    path = Path(model_dir).resolve() / ROUTER_FILE
+    try:
+        router = joblib.load(path)
+    except Exception as e:  # a verified file that fails to unpickle: say so, not pickle's traceback
+        raise ModelLoadError(
+            f"{path} passed its checksum but cannot be loaded: {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(router, Router):
+        raise ModelLoadError(f"{path} holds a {type(router).__name__}, not a paidan Router")
+    return router, meta
+
+
+def _check_versions(meta: dict[str, Any], path: Path) -> None:
+    saved = meta.get("libraries", {})
+    running = library_versions()
+    for lib in PINNED_LIBRARIES:
+        have, want = running.get(lib, "unknown"), saved.get(lib, "unknown")
+        if "unknown" in (have, want):
+            continue
+        if have.split(".")[:2] != want.split(".")[:2]:
+            raise ModelLoadError(
+                f"{path} was trained with {lib} {want}, but {lib} {have} is installed; "
+                "retrain the model with this installation (pickles are not portable across versions)"
+            )
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for p in path.rglob("*"):
+        if p.is_file():
+            p.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

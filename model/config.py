@@ -1,0 +1,78 @@
+"""Training hyperparameters: one frozen dataclass, written into every model's metadata."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+OTHER_LABEL = "其他"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides what a trained model is, apart from its data.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for the stratified folds and every estimator that draws random numbers.
+    cv_folds : int
+        Folds of the stratified cross-validation that produces the stored metrics and thresholds.
+    target_precision : float
+        Precision that ``auto`` decisions must reach on held-out folds; each head's threshold is the
+        lowest confidence at which they do.
+    min_examples : int
+        A label with fewer training rows is merged into :data:`OTHER_LABEL` (or refused in strict mode).
+    title_repeat : int
+        How many times a title is written before its text (titles carry more signal per character).
+    word_ngram_max : int
+        Longest word n-gram in the word view.
+    char_ngram_min, char_ngram_max : int
+        Character n-gram range of the character view; ``char_ngram_max = 0`` turns the view off.
+    char_weight : float
+        Weight of the character view relative to the word view in the feature union.
+    min_df : int
+        A term must occur in at least this many documents to become a feature.
+    max_features : int or None
+        Cap on each view's vocabulary (most frequent terms kept), bounding model size and latency.
+    C : float
+        Inverse regularisation strength of the linear classifiers.
+    class_weight : {"balanced", None}
+        ``"balanced"`` up-weights rare departments so the long tail is not ignored.
+    calibration : {"sigmoid", "isotonic"}
+        How decision scores become probabilities (Platt scaling suits small classes).
+    calibration_cv : int
+        Internal folds of the calibration.
+    max_similar : int
+        Training tickets kept for the similar-ticket search (the most recent ones when there are more).
+    evidence_terms : int
+        Terms returned as evidence for each head's winning label.
+    """
+
+    seed: int = 42
+    cv_folds: int = 5
+    target_precision: float = 0.95
+    min_examples: int = 5
+    title_repeat: int = 2
+    word_ngram_max: int = 2
+    char_ngram_min: int = 1
+    char_ngram_max: int = 3
+    char_weight: float = 1.0
+    min_df: int = 1
+    max_features: int | None = 300_000
+    C: float = 0.5
+    class_weight: Literal["balanced"] | None = "balanced"
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration_cv: int = 3
+    max_similar: int = 100_000
+    evidence_terms: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data, for ``metadata.json``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        """Rebuild a config from metadata, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,390 @@
+"""The router: one object holding the features, both heads, their thresholds and the similar-ticket index.
+
+Every caller (the CLI, the HTTP API, the web page and batch labelling) goes through
+:meth:`Router.predict`, so they all make the same decision for the same ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import normalize as l2_normalize
+
+from model.config import TrainingConfig
+from model.pipeline import TicketLike, build_classifier, build_features
+from model.text import clean
+
+logger = logging.getLogger(__name__)
+
+HEADS = ("department", "category")
+Decision = Literal["auto", "review"]
+
+REASON_BELOW_THRESHOLD = "below_threshold"
+REASON_NO_KNOWN_TERMS = "no_known_terms"
+
+
+class Candidate(BaseModel):
+    label: str
+    score: float
+
+
+class Evidence(BaseModel):
+    term: str
+    weight: float
+
+
+class HeadResult(BaseModel):
+    """One head's suggestion: the winning label, how sure, and why."""
+
+    label: str
+    score: float
+    decision: Decision
+    threshold: float
+    reason: str | None = None
+    candidates: list[Candidate]
+    evidence: list[Evidence]
+
+
+class SimilarTicket(BaseModel):
+    id: str
+    title: str
+    department: str | None = None
+    category: str | None = None
+    similarity: float
+
+
+class RouteResult(BaseModel):
+    """The suggestion for one ticket; a head is ``None`` when the model was trained without it."""
+
+    department: HeadResult | None
+    category: HeadResult | None
+    similar: list[SimilarTicket]
+    model_version: str
+
+    @property
+    def decision(self) -> Decision:
+        """``auto`` only when every trained head may dispatch without a person."""
+        heads = [h for h in (self.department, self.category) if h is not None]
+        return "auto" if heads and all(h.decision == "auto" for h in heads) else "review"
+
+
+@dataclass
+class Head:
+    """A fitted classifier for one label column, with its auto-dispatch threshold."""
+
+    name: str
+    classifier: CalibratedClassifierCV
+    threshold: float
+    counts: dict[str, int]
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(c) for c in self.classifier.classes_]
+
+    def mean_coef(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Average linear weights of the calibration folds for some classes and features.
+
+        Returns an array of shape ``(len(rows), len(columns))``.
+        """
+        out = np.zeros((len(rows), len(columns)), dtype=np.float64)
+        n_classes = len(self.classifier.classes_)
+        for calibrated in self.classifier.calibrated_classifiers_:
+            coef = calibrated.estimator.coef_
+            if n_classes == 2:  # a binary LinearSVC keeps one row, for the second class
+                coef = np.vstack([-coef[0], coef[0]])
+            out += coef[np.ix_(rows, columns)]
+        return out / len(self.classifier.calibrated_classifiers_)
+
+
+@dataclass
+class SimilarIndex:
+    """Past tickets' feature vectors (L2-normalised rows) and what a dispatcher needs to see of them."""
+
+    matrix: sp.csr_matrix
+    ids: np.ndarray
+    titles: np.ndarray
+    departments: np.ndarray
+    categories: np.ndarray
+
+    def query(self, X: sp.csr_matrix, k: int) -> list[list[SimilarTicket]]:
+        if k <= 0 or self.matrix.shape[0] == 0:
+            return [[] for _ in range(X.shape[0])]
+        sims = (l2_normalize(X) @ self.matrix.T).toarray()
+        k = min(k, sims.shape[1])
+        out = []
+        for row in sims:
+            top = np.argpartition(-row, k - 1)[:k]
+            top = top[np.argsort(-row[top], kind="stable")]
+            out.append(
+                [
+                    SimilarTicket(
+                        id=str(self.ids[i]),
+                        title=str(self.titles[i]),
+                        department=_none_if_empty(self.departments[i]),
+                        category=_none_if_empty(self.categories[i]),
+                        similarity=round(float(row[i]), 4),
+                    )
+                    for i in top
+                    if row[i] > 0
+                ]
+            )
+        return out
+
+
+@dataclass
+class Router:
+    """Features plus a department head and a category head.
+
+    Build it with :func:`build_router`; :mod:`training` fits it and :mod:`model.artifact` saves and
+    loads it.
+    """
+
+    config: TrainingConfig
+    features: Pipeline
+    heads: dict[str, Head] = field(default_factory=dict)
+    index: SimilarIndex | None = None
+    version: str = "unversioned"
+    _feature_names: np.ndarray | None = field(default=None, repr=False)
+
+    # -- fitting (called by training) -------------------------------------------------------------
+    def fit_features(
+        self,
+        tickets: Sequence[TicketLike],
+        extra_texts: Sequence[TicketLike] = (),
+        progress: Callable[[str, int, int], None] | None = None,
+        chunk: int = 2_000,
+    ) -> sp.csr_matrix:
+        """Fit tokenizer and vocabularies on the tickets (and extra unlabelled texts); return X.
+
+        Tokenisation, the slow part, runs once per ticket in chunks, calling
+        ``progress("tokenizing", done, total)`` after each.
+        """
+        everything = list(tickets) + list(extra_texts)
+        prepare_tokenize = self.features[:2].fit(everything[:1])
+        docs = []
+        for start in range(0, len(everything), chunk):
+            docs.extend(prepare_tokenize.transform(everything[start : start + chunk]))
+            if progress:
+                progress("tokenizing", len(docs), len(everything))
+        X = self.features[2:].fit_transform(docs)
+        for _, vectorizer in self.features.named_steps["views"].transformer_list:
+            # The terms cut by min_df/max_features: only for introspection, and often larger than
+            # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).
+            vectorizer.stop_words_ = None
+        self._feature_names = None
+        return sp.csr_matrix(X[: len(tickets)])
+
+    def fit_head(self, name: str, X: sp.spmatrix, y: Sequence[str], threshold: float) -> Head:
+        """Fit one head on the rows that carry its label."""
+        labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
+        clf = build_classifier(self.config, counts.tolist())
+        clf.fit(X, np.asarray(y, dtype=str))
+        head = Head(
+            name=name,
+            classifier=clf,
+            threshold=float(threshold),
+            counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
+        )
+        self.heads[name] = head
+        return head
+
+    def build_index(
+        self,
+        X: sp.spmatrix,
+        ids: Sequence[str],
+        titles: Sequence[str],
+        departments: Sequence[str | None],
+        categories: Sequence[str | None],
+    ) -> None:
+        """Keep the last ``config.max_similar`` tickets for the similar-ticket search."""
+        keep = slice(max(0, X.shape[0] - self.config.max_similar), X.shape[0])
+        self.index = SimilarIndex(
+            matrix=sp.csr_matrix(l2_normalize(X[keep]), dtype=np.float32),
+            ids=np.asarray([str(i) for i in ids[keep]], dtype=object),
+            titles=np.asarray([clean(t) for t in titles[keep]], dtype=object),
+            departments=np.asarray([d or "" for d in departments[keep]], dtype=object),
+            categories=np.asarray([c or "" for c in categories[keep]], dtype=object),
+        )
+
+    # -- prediction (everyone calls this) -------------------------------------------------------
+    def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
+        """Feature vectors of tickets, exactly as the heads see them."""
+        return sp.csr_matrix(self.features.transform(list(tickets)))
+
+    def predict(
+        self,
+        tickets: Sequence[TicketLike],
+        top_k: int = 3,
+        similar_k: int = 5,
+        explain: bool = True,
+    ) -> list[RouteResult]:
+        """Suggest a department and a category for each ticket.
+
+        Parameters
+        ----------
+        tickets : sequence of TicketLike
+            Bare texts, ``(title, text)`` pairs or mappings with ``title`` and ``text`` keys.
+        top_k : int, default 3
+            Candidates returned per head.
+        similar_k : int, default 5
+            Similar past tickets returned per ticket (0 to skip the search).
+        explain : bool, default True
+            Compute evidence terms (batch labelling turns this off).
+
+        Returns
+        -------
+        list of RouteResult
+            One per ticket, in input order.
+        """
+        if not tickets:
+            return []
+        X = self.transform(tickets)
+        # Character n-grams match almost anything (digits, Latin letters); only known words count
+        # as evidence that the model understands the ticket.
+        empty_rows = X[:, : self._word_width()].getnnz(axis=1) == 0
+        per_head: dict[str, list[HeadResult]] = {}
+        for name, head in self.heads.items():
+            proba = head.classifier.predict_proba(X)
+            per_head[name] = [
+                self._head_result(head, X, i, proba[i], top_k, explain, bool(empty_rows[i]))
+                for i in range(X.shape[0])
+            ]
+        similar = (
+            self.index.query(X, similar_k) if self.index is not None and similar_k > 0 else None
+        )
+        return [
+            RouteResult(
+                department=per_head["department"][i] if "department" in per_head else None,
+                category=per_head["category"][i] if "category" in per_head else None,
+                similar=similar[i] if similar is not None else [],
+                model_version=self.version,
+            )
+            for i in range(X.shape[0])
+        ]
+
+    def predict_proba(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray]:
+        """Probabilities per head, columns in the order of ``self.heads[name].labels``."""
+        X = self.transform(tickets)
+        return {name: head.classifier.predict_proba(X) for name, head in self.heads.items()}
+
+    def warm_up(self) -> None:
+        """Load jieba's dictionary and the feature names before the first request."""
+        self.features.named_steps["tokenize"].warm_up()
+        self.feature_names()
+        self.predict(["warm up"], similar_k=1)
+
+    def _word_width(self) -> int:
+        """Number of word-view columns: they come first in the feature union."""
+        name, vectorizer = self.features.named_steps["views"].transformer_list[0]
+        return len(vectorizer.vocabulary_) if name == "word" else 0
+
+    def feature_names(self) -> np.ndarray:
+        """Readable names of all features (word n-grams joined, char n-grams stripped)."""
+        if self._feature_names is None:
+            names = []
+            for view, vec in self.features.named_steps["views"].transformer_list:
+                raw = vec.get_feature_names_out()
+                if view == "word":
+                    names.append(np.asarray([_join_tokens(t) for t in raw], dtype=object))
+                else:
+                    names.append(np.asarray([t.strip() for t in raw], dtype=object))
+            self._feature_names = np.concatenate(names)
+        return self._feature_names
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_feature_names"] = None  # rebuilt on demand; large and derivable
+        return state
+
+    # -- business rules --------------------------------------------------------------------------
+    def _head_result(
+        self,
+        head: Head,
+        X: sp.csr_matrix,
+        i: int,
+        proba: np.ndarray,
+        top_k: int,
+        explain: bool,
+        no_terms: bool,
+    ) -> HeadResult:
+        labels = head.classifier.classes_
+        order = np.argsort(-proba, kind="stable")[: max(1, top_k)]
+        best = int(order[0])
+        score = float(proba[best])
+        if no_terms:
+            decision, reason = "review", REASON_NO_KNOWN_TERMS
+        elif score >= head.threshold:
+            decision, reason = "auto", None
+        else:
+            decision, reason = "review", REASON_BELOW_THRESHOLD
+        return HeadResult(
+            label=str(labels[best]),
+            score=round(score, 4),
+            decision=decision,
+            threshold=round(head.threshold, 4),
+            reason=reason,
+            candidates=[
+                Candidate(label=str(labels[j]), score=round(float(proba[j]), 4)) for j in order
+            ],
+            evidence=self._evidence(head, X, i, best) if explain and not no_terms else [],
+        )
+
+    def _evidence(self, head: Head, X: sp.csr_matrix, i: int, label_idx: int) -> list[Evidence]:
+        """Terms of this ticket that pushed the winning label most: tf-idf value × class weight."""
+        start, end = X.indptr[i], X.indptr[i + 1]
+        cols, vals = X.indices[start:end], X.data[start:end]
+        contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
+        names = self.feature_names()[cols]
+        merged: dict[str, float] = {}
+        for name, weight in zip(names, contrib, strict=True):
+            if weight > 0 and name:
+                merged[name] = merged.get(name, 0.0) + float(weight)
+        # A character n-gram inside a longer evidence term adds nothing for the reader.
+        ranked = sorted(merged.items(), key=lambda kv: -kv[1])
+        chosen: list[tuple[str, float]] = []
+        for term, weight in ranked:
+            if any(term in other for other, _ in chosen):
+                continue
+            chosen.append((term, weight))
+            if len(chosen) == self.config.evidence_terms:
+                break
+        return [Evidence(term=t, weight=round(w, 4)) for t, w in chosen]
+
+
+def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = None) -> Router:
+    """Assemble an unfitted router: the one build function for the whole model.
+
+    Parameters
+    ----------
+    config : TrainingConfig
+        Hyperparameters.
+    userdict, stopwords : str or Path, optional
+        jieba user dictionary and stopword list, read when the features are fitted.
+
+    Returns
+    -------
+    Router
+        Unfitted; :func:`training.train.train` fits it.
+    """
+    return Router(config=config, features=build_features(config, userdict, stopwords))
+
+
+def _join_tokens(ngram: str) -> str:
+    # Word n-grams come back space-joined; Chinese words read naturally without the space.
+    parts = ngram.split(" ")
+    out = parts[0]
+    for p in parts[1:]:
+        out += (" " if out[-1:].isascii() and p[:1].isascii() else "") + p
+    return out
+
+
+def _none_if_empty(value: Any) -> str | None:
+    return str(value) if value else None

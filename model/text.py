@@ -1,0 +1,117 @@
+"""Text preparation: normalisation and PII masking.
+
+Every text that reaches features, storage, logs or a screen goes through :func:`clean` first, so a
+complainant's phone number or ID number never leaves this module unmasked.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Excel writes carriage returns inside cells as the literal text "_x000D_".
+_EXCEL_CR = re.compile(r"_x000[dD]_")
+# After NFKC, \u3000 and \xa0 are plain spaces; \s still catches the rest of Unicode's spaces.
+_WHITESPACE = re.compile(r"\s+")
+# Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
+# confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
+_DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
+
+MASK_ID = "[身份证号]"
+MASK_MOBILE = "[手机号]"
+MASK_LANDLINE = "[电话]"
+MASK_EMAIL = "[邮箱]"
+
+# Order matters: an ID number contains runs that look like phone numbers, so it is masked first.
+_PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), MASK_EMAIL),
+    (
+        re.compile(
+            r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
+        ),
+        MASK_ID,
+    ),
+    # Mobile numbers, also written with spaces or hyphens (138-0000-1234) or a +86 prefix.
+    (re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"), MASK_MOBILE),
+    # Landlines with an area code (0731-88880000, (0731)88880000) and bare 7–8 digit numbers after
+    # a telephone keyword.
+    (re.compile(r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)"), MASK_LANDLINE),
+    (re.compile(r"(?<=电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)"), r"\1" + MASK_LANDLINE),
+)
+
+
+def normalize(text: str | None) -> str:
+    """Normalise one text for matching and display.
+
+    Parameters
+    ----------
+    text : str or None
+        Raw text as it came from a form, a spreadsheet or a transcript. ``None`` counts as empty.
+
+    Returns
+    -------
+    str
+        NFKC-normalised text (full-width letters and digits become half-width), with Excel's
+        ``_x000D_`` artefacts removed, invisible format characters dropped, all runs of whitespace
+        (including ``\\u3000``, ``\\xa0`` and newlines) collapsed to one space, Latin letters
+        lower-cased, and no leading or trailing space.
+    """
+    if not text:
+        return ""
+    text = _EXCEL_CR.sub(" ", text)
+    # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(
+        " " if unicodedata.category(ch) == "Cc" else ch
+        for ch in text
+        if unicodedata.category(ch) not in _DROP_CATEGORIES
+    )
+    return _WHITESPACE.sub(" ", text).strip().lower()
+
+
+def mask_pii(text: str) -> str:
+    """Replace phone numbers, ID numbers and e-mail addresses with placeholder tokens.
+
+    Parameters
+    ----------
+    text : str
+        Normalised text (see :func:`normalize`); masking relies on half-width digits.
+
+    Returns
+    -------
+    str
+        The text with e-mail addresses, 18-digit ID numbers, mobile numbers and landlines replaced by
+        ``[邮箱]``, ``[身份证号]``, ``[手机号]`` and ``[电话]``.
+    """
+    for pattern, placeholder in _PII_PATTERNS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+def clean(text: str | None) -> str:
+    """Normalise then mask: the only form in which a text is featurised, stored, logged or shown."""
+    return mask_pii(normalize(text))
+
+
+def combine(title: str | None, text: str | None, title_repeat: int = 2) -> str:
+    """Join a cleaned title and text so that the title's words count ``title_repeat`` times.
+
+    Parameters
+    ----------
+    title, text : str or None
+        Raw title and body; both are cleaned here.
+    title_repeat : int, default 2
+        How many times the title is written before the body. Titles are the dispatcher's or the
+        citizen's own summary and carry more signal per character than the body.
+
+    Returns
+    -------
+    str
+        ``"title。title。text"``, or just the text when the title is empty.
+    """
+    title_c = clean(title)
+    text_c = clean(text)
+    if not title_c or title_repeat <= 0:
+        return text_c
+    return "。".join([title_c] * title_repeat + ([text_c] if text_c else []))

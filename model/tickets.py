@@ -1,0 +1,222 @@
+"""Reading ticket files into the canonical schema: ``id, title, text, department, category[, time]``.
+
+Inputs with other column names are mapped with a :class:`ColumnMap`, never by editing files.
+CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX, JSONL and Parquet are read; a directory is read as the
+concatenation of its parts in name order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+CANONICAL = ("id", "title", "text", "department", "category", "time")
+LABELS = ("department", "category")
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".xlsx": "xlsx",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# Columns the reader adds: which file a row came from and its 1-based data row number in that file
+# (for CSV, line number = row + 1 because of the header).
+SOURCE_COL = "_source"
+ROW_COL = "_row"
+
+
+class TicketFileError(ValueError):
+    """A ticket file cannot be used; the message names the file and, where there is one, the row."""
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which input column holds each canonical field. ``None`` means the field is absent."""
+
+    id: str | None = "id"
+    title: str | None = "title"
+    text: str = "text"
+    department: str | None = "department"
+    category: str | None = "category"
+    time: str | None = "time"
+
+    def source_for(self, field: str) -> str | None:
+        return getattr(self, field)
+
+
+def detect_encoding(head: bytes) -> str:
+    """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a prefix is enough).
+
+    UTF-8 is tried first because GB18030 decodes almost any byte string; a prefix cut in the middle
+    of a UTF-8 character still counts as UTF-8.
+    """
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    try:
+        head.decode("utf-8")
+        return "utf-8-sig"
+    except UnicodeDecodeError as e:
+        if e.start >= len(head) - 3 and e.reason == "unexpected end of data":
+            return "utf-8-sig"
+    try:
+        head.decode("gb18030")
+        return "gb18030"
+    except UnicodeDecodeError as e:
+        raise TicketFileError(
+            f"cannot tell the text encoding (tried UTF-8 and GB18030; byte {e.start} is invalid in both)"
+        ) from None
+
+
+def file_format(path: Path) -> str:
+    """The format of a ticket file from its extension; an unknown extension is an error."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise TicketFileError(
+            f"{path}: unsupported file type {path.suffix!r}; use CSV, XLSX, JSONL or Parquet"
+        )
+    return fmt
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus the supported files inside named directories (in name order)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            parts = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in FORMATS)
+            if not parts:
+                raise TicketFileError(
+                    f"{p}: the directory holds no CSV, XLSX, JSONL or Parquet files"
+                )
+            out.extend(parts)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise TicketFileError(f"{p}: no such file or directory")
+    return out
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one file as a table of strings (missing values become empty strings)."""
+    path = Path(path)
+    fmt = file_format(path)
+    try:
+        if fmt == "csv":
+            df = _read_csv(path)
+        elif fmt == "xlsx":
+            df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+        elif fmt == "jsonl":
+            df = _read_jsonl(path)
+        else:
+            df = pd.read_parquet(path)
+    except TicketFileError:
+        raise
+    except Exception as e:
+        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) -> pd.DataFrame:
+    """Read ticket files into the canonical schema.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Files or directories of parts.
+    columns : ColumnMap
+        Which input column holds each canonical field.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`CANONICAL` (absent optional fields are empty strings; a missing ``id`` becomes
+        ``<file stem>:<row>``), plus ``_source`` and ``_row`` for error messages.
+
+    Raises
+    ------
+    TicketFileError
+        If a file cannot be read, or lacks the text column or a mapped column. The message lists the
+        columns the file does have.
+    """
+    frames = []
+    for path in expand_paths(paths):
+        raw = read_table(path)
+        frames.append(to_canonical(raw, columns, path))
+    if not frames:
+        raise TicketFileError("no input files were given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def to_canonical(
+    raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1
+) -> pd.DataFrame:
+    """Map one table's columns to the canonical schema (see :func:`read_tickets`)."""
+    have = list(raw.columns)
+    out = pd.DataFrame(index=raw.index)
+    for field in CANONICAL:
+        src = columns.source_for(field)
+        default = ColumnMap().source_for(field)
+        if src is not None and src in raw.columns:
+            out[field] = raw[src].astype(str)
+        elif field == "text" or (src is not None and src != default):
+            # The text is always required; any other column the user named explicitly must exist.
+            raise TicketFileError(
+                f"{path}: no column {src!r} for the ticket {field}; the file has columns "
+                f"{', '.join(map(repr, have))} (map yours with --{field}-col)"
+            )
+        else:
+            out[field] = ""
+    rows = range(first_row, first_row + len(raw))
+    missing_id = out["id"].str.strip() == ""
+    if missing_id.any():
+        out.loc[missing_id, "id"] = [
+            f"{path.stem}:{r}" for r, m in zip(rows, missing_id, strict=True) if m
+        ]
+    out[SOURCE_COL] = str(path)
+    out[ROW_COL] = list(rows)
+    return out
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    data = path.read_bytes()
+    encoding = detect_encoding(data[: 1 << 20])
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        return pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quoting=csv.QUOTE_MINIMAL
+        )
+    except pd.errors.ParserError as e:
+        raise TicketFileError(f"{path}: malformed CSV: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise TicketFileError(f"{path}: the file is empty (no header row)") from None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records = []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TicketFileError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise TicketFileError(f"{path}, line {lineno}: expected a JSON object per line")
+            records.append(obj)
+    return pd.DataFrame.from_records(records)

@@ -1,0 +1,3 @@
+from paidan.cli import app
+
+app(prog_name="paidan")

@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny corpus written here, and the bundled-sample model trained once per session."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from model import resources
+from model.config import TrainingConfig
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "tipdm2020c"
+
+# Small enough to read, varied enough that each department has its own words.
+TINY_TICKETS: list[tuple[str, str, str, str]] = [
+    # (title, text, department, category)
+    (
+        "公司拖欠工资",
+        "我在工地干了三个月，老板一直拖欠工资不发，农民工工资什么时候能拿到",
+        "人社",
+        "劳动保障",
+    ),
+    ("欠薪三个月", "单位欠薪三个月了，劳动合同也不签，请劳动监察大队帮忙讨薪", "人社", "劳动保障"),
+    ("社保断缴", "公司没有给我们缴纳社保，社保断缴半年，养老保险怎么办", "人社", "劳动保障"),
+    ("讨要工资", "装修公司拖欠农民工工资，多次讨薪无果，希望人社局介入", "人社", "劳动保障"),
+    ("工伤认定", "在厂里受伤了，单位不给办工伤认定，也不发工资", "人社", "劳动保障"),
+    ("养老金发放", "退休以后养老金一直没有到账，社保局说材料不全", "人社", "劳动保障"),
+    ("饭店油烟扰民", "楼下烧烤店油烟很大，晚上十二点还在营业，油烟直接排进窗户", "执法", "环境"),
+    ("空调外机噪音", "商铺空调外机噪音太大，整夜轰鸣，影响休息", "执法", "环境"),
+    ("占道经营", "菜市场门口小贩占道经营，路都堵死了，城管也不管", "执法", "城建"),
+    ("违章搭建", "邻居在楼顶违章搭建彩钢房，存在安全隐患，请执法局拆除", "执法", "城建"),
+    ("油烟污染", "小区底商餐馆没有油烟净化器，油烟熏黑了外墙", "执法", "环境"),
+    ("广场舞噪音", "广场舞音响声音太大，每天晚上噪音扰民到十点", "执法", "环境"),
+    ("物业不作为", "小区物业公司收了物业费却不管电梯维修，电梯经常坏", "住建", "城建"),
+    ("电梯故障", "我们楼的电梯频繁故障困人，物业推诿，请住建局督促维修", "住建", "城建"),
+    ("房产证办不下来", "开发商交房三年了房产证还办不下来，购房者很着急", "住建", "城建"),
+    ("楼房漏水", "新房交付后墙体开裂漏水，开发商拒绝维修，房屋质量有问题", "住建", "城建"),
+    ("物业费涨价", "物业公司擅自上涨物业费，业主委员会不同意", "住建", "城建"),
+    ("公积金提取", "公积金提取手续太麻烦，跑了好几趟都没办成", "住建", "城建"),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> TrainingConfig:
+    # Three folds: the tiny corpus has six rows per department.
+    return TrainingConfig(cv_folds=3, calibration_cv=2, min_examples=2, max_features=None)
+
+
+def write_tiny_csv(path: Path) -> Path:
+    """Write TINY_TICKETS as a canonical CSV."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category"])
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"T{i:03d}", title, text, dept, cat])
+    return path
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    return write_tiny_csv(tmp_path / "tiny.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig) -> Path:
+    """A model trained on TINY_TICKETS, written once per session."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    data = write_tiny_csv(root / "tiny.csv")
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+@pytest.fixture(scope="session")
+def sample_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model: trained on the bundled sample exactly as `paidan train` would."""
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("sample-models") / "sample"
+    result = train([resources.sample_path()], out)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_file():
+        pytest.skip(
+            f"the real tickets are not here ({path} is absent; CI has ../shared beside the checkout)"
+        )
+    return path

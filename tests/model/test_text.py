@@ -1,0 +1,57 @@
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean, combine, normalize
+
+
+def test_normalize_folds_width_whitespace_and_excel_artefacts():
+    assert normalize("ＡＢＣ１２３") == "abc123"
+    assert normalize("第一行_x000D_\n第二行\u3000第三\xa0行") == "第一行 第二行 第三 行"
+    assert normalize("  前后空格  ") == "前后空格"
+    assert normalize(None) == ""
+
+
+def test_normalize_drops_invisible_and_broken_characters():
+    assert normalize("油\u200b烟\u202e扰民\ufeff") == "油烟扰民"
+    assert normalize("噪音\ud800扰民") == "噪音扰民"  # a lone surrogate from a JSON escape
+    assert normalize("a\x00b\x07c") == "a b c"
+
+
+def test_mask_pii_masks_each_kind():
+    text = clean(
+        "电话13800001234或138-0000-1234，身份证43010219900101123X，座机0731-88880000，邮件zhang.san@example.com"
+    )
+    assert "13800001234" not in text and "1380000" not in text
+    assert "43010219900101123" not in text
+    assert "88880000" not in text
+    assert "zhang.san" not in text
+    assert text.count(MASK_MOBILE) == 2
+    assert MASK_ID in text and MASK_LANDLINE in text and MASK_EMAIL in text
+
+
+def test_mask_pii_leaves_ordinary_numbers_alone():
+    text = "2023年12月15日欠薪12000元，合同编号20231215，共3个月"
+    assert clean(text) == normalize(text)
+
+
+def test_combine_repeats_title():
+    assert combine("油烟扰民", "楼下烧烤店", title_repeat=2) == "油烟扰民。油烟扰民。楼下烧烤店"
+    assert combine("", "只有正文") == "只有正文"
+    assert combine(None, None) == ""
+
+
+@given(st.text())
+def test_clean_never_raises_and_is_idempotent(s):
+    once = clean(s)
+    assert isinstance(once, str)
+    assert clean(once) == once
+
+
+@given(
+    st.from_regex(r"1[3-9]\d{9}", fullmatch=True),
+    st.text(alphabet="的了投诉电话，。 ", max_size=10),
+)
+def test_any_mobile_number_is_masked(number, context):
+    assert not re.search(r"1[3-9]\d{9}", clean(context + number + context))

@@ -1,0 +1,65 @@
+import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+
+from model import resources
+from model.tokenizer import JiebaTokenizer
+
+
+def fitted(**kw):
+    return JiebaTokenizer(**kw).fit()
+
+
+TOKENIZER = fitted(userdict=resources.default_userdict(), stopwords=resources.default_stopwords())
+
+
+def test_userdict_keeps_domain_terms_whole(tmp_path):
+    ud = tmp_path / "ud.txt"
+    ud.write_text("接诉即办 2000 n\n飞线充电 800 n\n", encoding="utf-8")
+    plain = fitted().tokenize("落实接诉即办，整治飞线充电")
+    with_dict = fitted(userdict=ud).tokenize("落实接诉即办，整治飞线充电")
+    assert "接诉即办" not in plain and "飞线充电" not in plain
+    assert "接诉即办" in with_dict and "飞线充电" in with_dict
+
+
+def test_stopwords_punctuation_and_numbers_are_dropped(tmp_path):
+    sw = tmp_path / "sw.txt"
+    sw.write_text("请\n尽快\n", encoding="utf-8")
+    tokens = fitted(stopwords=sw).tokenize("请尽快处理，2023年12000元的欠薪！")
+    assert "请" not in tokens and "尽快" not in tokens
+    assert not any(t.isdigit() or t in "，！" for t in tokens)
+    assert "欠薪" in tokens
+
+
+def test_user_dictionary_does_not_leak_into_other_tokenizers(tmp_path):
+    ud = tmp_path / "ud.txt"
+    ud.write_text("烧烤摊点位 5000 n\n", encoding="utf-8")
+    fitted(userdict=ud).tokenize("烧烤摊点位")
+    assert "烧烤摊点位" not in fitted().tokenize("烧烤摊点位")
+
+
+def test_pickle_and_clone_survive_and_cut_the_same():
+    tok = fitted(userdict=resources.default_userdict(), stopwords=resources.default_stopwords())
+    text = "小区楼下烧烤店油烟很大，晚上十二点还在营业"
+    before = tok.tokenize(text)
+    restored = pickle.loads(pickle.dumps(tok))
+    assert restored.tokenize(text) == before
+    cloned = clone(tok).fit()
+    assert cloned.tokenize(text) == before
+    assert "_jieba_cache" not in pickle.loads(pickle.dumps(tok)).__dict__
+
+
+def test_bundled_resources_load():
+    tok = fitted(userdict=resources.default_userdict(), stopwords=resources.default_stopwords())
+    assert len(tok.user_words_) > 500
+    assert "的" in tok.stopwords_
+    assert "拖欠农民工工资" in tok.tokenize("公司拖欠农民工工资三个月")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_tokenize_never_raises_on_any_unicode(s):
+    tokens = TOKENIZER.tokenize(s)
+    assert all(isinstance(t, str) and t.strip() == t and t for t in tokens)

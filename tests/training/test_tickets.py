@@ -1,0 +1,84 @@
+import json
+
+import pandas as pd
+import pytest
+
+from model.tickets import ColumnMap, TicketFileError, read_tickets
+
+ROWS = [
+    {"编号": "A1", "标题": "欠薪", "内容": "老板拖欠工资", "部门": "人社", "类别": "劳动保障"},
+    {"编号": "A2", "标题": "油烟", "内容": "烧烤店油烟扰民", "部门": "执法", "类别": "环境"},
+]
+MAP = ColumnMap(id="编号", title="标题", text="内容", department="部门", category="类别")
+
+
+@pytest.mark.parametrize("fmt", ["utf-8", "utf-8-sig", "gb18030", "xlsx", "jsonl", "parquet"])
+def test_every_format_reads_the_same(tmp_path, fmt):
+    df = pd.DataFrame(ROWS)
+    if fmt in ("utf-8", "utf-8-sig", "gb18030"):
+        path = tmp_path / "t.csv"
+        df.to_csv(path, index=False, encoding=fmt)
+    elif fmt == "xlsx":
+        path = tmp_path / "t.xlsx"
+        df.to_excel(path, index=False)
+    elif fmt == "jsonl":
+        path = tmp_path / "t.jsonl"
+        path.write_text(
+            "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n", encoding="utf-8"
+        )
+    else:
+        path = tmp_path / "t.parquet"
+        df.to_parquet(path)
+    got = read_tickets([path], MAP)
+    assert got["id"].tolist() == ["A1", "A2"]
+    assert got["text"].tolist() == ["老板拖欠工资", "烧烤店油烟扰民"]
+    assert got["department"].tolist() == ["人社", "执法"]
+    assert got["_row"].tolist() == [1, 2]
+
+
+def test_directory_of_parts_in_name_order(tmp_path):
+    d = tmp_path / "parts"
+    d.mkdir()
+    pd.DataFrame(ROWS[1:]).to_csv(d / "b.csv", index=False)
+    pd.DataFrame(ROWS[:1]).to_csv(d / "a.csv", index=False)
+    assert read_tickets([d], MAP)["id"].tolist() == ["A1", "A2"]
+
+
+def test_missing_column_lists_the_columns_the_file_has(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame(ROWS).to_csv(path, index=False)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])  # canonical names: there is no "text" column
+    msg = str(e.value)
+    assert "'text'" in msg and "'内容'" in msg and "'部门'" in msg and "--text-col" in msg
+
+
+def test_a_named_label_column_must_exist(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame(ROWS).to_csv(path, index=False)
+    with pytest.raises(TicketFileError, match="'科室'"):
+        read_tickets([path], ColumnMap(text="内容", department="科室"))
+
+
+def test_optional_columns_default_and_ids_are_made(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text\n只有正文\n", encoding="utf-8")
+    got = read_tickets([path])
+    assert got.loc[0, "title"] == "" and got.loc[0, "department"] == ""
+    assert got.loc[0, "id"] == "t:1"
+
+
+def test_bad_inputs_say_what_and_where(tmp_path):
+    bad_json = tmp_path / "t.jsonl"
+    bad_json.write_text('{"text": "好"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(TicketFileError, match="line 2"):
+        read_tickets([bad_json])
+    with pytest.raises(TicketFileError, match="unsupported file type"):
+        (tmp_path / "t.doc").write_text("x")
+        read_tickets([tmp_path / "t.doc"])
+    with pytest.raises(TicketFileError, match="no such file"):
+        read_tickets([tmp_path / "missing.csv"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(TicketFileError, match="empty"):
+        read_tickets([empty])

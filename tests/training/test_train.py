@@ -1,0 +1,114 @@
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from model.artifact import load_router, read_metadata
+from paidan.cli import app
+from tests.conftest import TINY_TICKETS
+from training.train import train
+
+runner = CliRunner()
+
+
+def test_a_file_with_only_categories_trains_only_the_category_head(tmp_path, tiny_config):
+    path = tmp_path / "cats.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["内容", "类别"])
+        for _, text, _, cat in TINY_TICKETS:
+            w.writerow([text, cat])
+    from model.tickets import ColumnMap
+
+    result = train([path], tmp_path / "m", ColumnMap(text="内容", category="类别"), tiny_config)
+    assert set(result.router.heads) == {"category"}
+    [pred] = result.router.predict(["老板拖欠工资"])
+    assert pred.department is None and pred.category is not None
+
+
+def test_cv_metrics_and_thresholds_are_stored(tiny_model_dir):
+    meta = read_metadata(tiny_model_dir)
+    for head in ("department", "category"):
+        m = meta["cv_metrics"][head]
+        assert 0 <= m["macro_f1"] <= 1 and m["n"] == 18 and m["folds"] == 3
+        assert meta["heads"][head]["threshold"] == m["auto"]["threshold"]
+        # The threshold is chosen so that held-out auto rows reach the target, unless none can.
+        assert m["auto"]["precision"] >= 0.95 or m["auto"]["threshold"] == 1.0
+
+
+def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
+    out = tmp_path / "model"
+    r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2"])
+    assert r.exit_code == 0, r.output
+    assert "written to" in r.output and (out / "metadata.json").is_file()
+
+    again = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+
+    report = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", str(out), str(tiny_csv), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(report.read_text())
+    assert data["n"] == len(TINY_TICKETS)
+    for head in ("department", "category"):
+        h = data[head]
+        assert {
+            "accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "top3_accuracy",
+            "auto",
+            "per_class",
+            "confusion",
+        } <= set(h)
+        assert set(h["auto"]) == {"threshold", "precision", "coverage"}
+        assert sum(map(sum, h["confusion"]["matrix"])) == len(TINY_TICKETS)
+    md = report.with_suffix(".md").read_text()
+    assert "macro-F1" in md and "report.confusion-department.png" in md
+    assert (tmp_path / "report.reliability.png").stat().st_size > 1000
+
+    r = runner.invoke(
+        app, ["predict", str(out), "烧烤店油烟很大，晚上十二点还在营业", "--title", "油烟扰民"]
+    )
+    assert r.exit_code == 0, r.output
+    suggestion = json.loads(r.stdout)
+    assert suggestion["department"]["label"] == "执法"
+    assert suggestion["model_version"] == read_metadata(out)["version"]
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("标题,内容\n欠薪,拖欠工资\n", encoding="utf-8")
+    r = runner.invoke(app, ["train", str(bad), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2
+    assert "no column 'text'" in r.output and "'内容'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
+    path = tmp_path / "cats.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "category"])
+        for _, text, _, cat in TINY_TICKETS:
+            w.writerow([text, cat])
+    from training.evaluate import evaluate
+
+    report = evaluate(tiny_model_dir, [path])
+    assert "category" in report and "department" not in report
+
+
+def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
+    import shutil
+    import stat
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, m)
+    pkl = m / "router.joblib"
+    pkl.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    pkl.write_bytes(pkl.read_bytes()[:-10])
+    r = runner.invoke(app, ["predict", str(m), "欠薪"])
+    assert r.exit_code == 2 and "checksum" in r.output and "Traceback" not in r.output
+    with pytest.raises(Exception, match="checksum"):
+        load_router(m)

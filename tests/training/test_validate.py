@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model.tickets import ColumnMap, to_canonical
+from training.validate import TrainingDataError, validate
+
+
+def frame(rows):
+    raw = pd.DataFrame(rows, columns=["title", "text", "department", "category"]).astype(str)
+    return to_canonical(raw, ColumnMap(), Path("data.csv"))
+
+
+def test_empty_texts_are_skipped_and_reported_with_row_numbers():
+    df, report = validate(
+        frame(
+            [
+                ["欠薪", "拖欠工资", "人社", "劳动"],
+                ["", "  ", "人社", "劳动"],
+                ["油烟", "", "执法", "环境"],
+            ]
+        ),
+        min_examples=1,
+    )
+    assert len(df) == 2  # a title alone is enough text
+    assert report.empty_text == ["data.csv row 2"]
+    assert "row 2" in report.warnings()[0]
+
+
+def test_conflicting_duplicates_are_reported():
+    rows = [
+        ["a", "楼下烧烤油烟", "执法", "环境"],
+        ["b", "楼下烧烤油烟 ", "生态", "环境"],
+        ["c", "别的", "执法", "环境"],
+    ]
+    _, report = validate(frame(rows), min_examples=1)
+    [conflict] = report.conflicts
+    assert conflict["head"] == "department" and conflict["labels"] == ["执法", "生态"]
+    assert conflict["rows"] == ["data.csv row 1", "data.csv row 2"]
+
+
+def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
+    rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(5)] + [["t", "罕见", "信访", "劳动"]]
+    df, report = validate(frame(rows), min_examples=5)
+    assert report.merged == {"department": {"信访": 1}}
+    assert (df["department"] == "其他").sum() == 1
+    assert any("'信访' has only 1 rows" in w for w in report.warnings())
+    with pytest.raises(TrainingDataError, match="'信访' \\(1\\)"):
+        validate(frame(rows), min_examples=5, strict=True)
+
+
+def test_no_labels_at_all_is_an_error():
+    with pytest.raises(TrainingDataError, match="--department-col"):
+        validate(frame([["t", "文本", "", ""]]))

@@ -1,0 +1,174 @@
+"""``paidan evaluate``: score a saved model on labelled tickets and write a JSON and Markdown report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.artifact import load_router
+from model.router import Router
+from model.tickets import LABELS, ColumnMap, read_tickets
+from training.metrics import head_report
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_router(
+    router: Router,
+    titles: Sequence[str],
+    texts: Sequence[str],
+    labels: dict[str, Sequence[str]],
+    batch: int = 2_000,
+) -> dict[str, Any]:
+    """Score a router on tickets whose true labels are known.
+
+    Parameters
+    ----------
+    router : Router
+        A fitted router.
+    titles, texts : sequence of str
+        The tickets.
+    labels : dict
+        True labels per head (``"department"``, ``"category"``); empty strings mean unknown. A head
+        with no known label, or that the model lacks, is left out of the report.
+    batch : int
+        Tickets featurised at a time.
+
+    Returns
+    -------
+    dict
+        ``n`` and, per head, the figures of :func:`training.metrics.head_report`.
+    """
+    tickets = list(zip(titles, texts, strict=True))
+    proba: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
+    for start in range(0, len(tickets), batch):
+        for name, p in router.predict_proba(tickets[start : start + batch]).items():
+            proba[name].append(p)
+    report: dict[str, Any] = {"n": len(tickets), "model_version": router.version}
+    for name, head in router.heads.items():
+        y = np.asarray(labels.get(name, []), dtype=str)
+        known = y != ""
+        if not known.any():
+            continue
+        p = np.vstack(proba[name])[known]
+        report[name] = head_report(y[known], p, head.labels, head.threshold)
+    return report
+
+
+def evaluate(
+    model_dir: str | Path,
+    paths: Sequence[str | Path],
+    report_path: str | Path | None = None,
+    columns: ColumnMap = ColumnMap(),
+    model_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Load a model, score it on labelled files and write the report files.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A model directory.
+    paths : sequence of str or Path
+        Labelled ticket files.
+    report_path : str or Path, optional
+        Where to write the JSON; a Markdown report and PNG plots are written beside it
+        (``<stem>.md``, ``<stem>.confusion-<head>.png``, ``<stem>.reliability.png``).
+    columns : ColumnMap
+        Column mapping of the input files.
+    model_root : str or Path, optional
+        Refuse a model outside this root.
+
+    Returns
+    -------
+    dict
+        The report.
+    """
+    router, _ = load_router(model_dir, model_root)
+    df = read_tickets(paths, columns)
+    has_text = (df["text"].str.strip() != "") | (df["title"].str.strip() != "")
+    df = df[has_text]
+    report = evaluate_router(
+        router,
+        df["title"].tolist(),
+        df["text"].tolist(),
+        {h: df[h].str.strip().tolist() for h in LABELS},
+    )
+    report["skipped_empty_text"] = int((~has_text).sum())
+    if report_path is not None:
+        write_report(report, Path(report_path))
+    return report
+
+
+def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
+    """Write the JSON report, the plots and a readable Markdown report beside it."""
+    from training import plots
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    written = [json_path]
+    heads = [h for h in LABELS if h in report]
+    images: dict[str, Path] = {}
+    for head in heads:
+        img = json_path.with_name(f"{json_path.stem}.confusion-{head}.png")
+        plots.confusion_png(report[head]["confusion"], f"{head} confusion (rows: truth)", img)
+        images[f"confusion-{head}"] = img
+    if heads:
+        img = json_path.with_name(f"{json_path.stem}.reliability.png")
+        plots.reliability_png({h: report[h]["reliability"] for h in heads}, img)
+        images["reliability"] = img
+    md = json_path.with_suffix(".md")
+    md.write_text(markdown_report(report, {k: v.name for k, v in images.items()}), encoding="utf-8")
+    return [*written, *images.values(), md]
+
+
+def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
+    """A one-page readable report of :func:`evaluate_router`'s figures."""
+    lines = [
+        f"# Evaluation of model {report.get('model_version', '?')}",
+        "",
+        f"Tickets: {report['n']}",
+        "",
+    ]
+    heads = [h for h in LABELS if h in report]
+    if heads:
+        lines += [
+            "| head | accuracy | macro-F1 | weighted-F1 | top-3 | ECE | auto threshold | auto precision | auto coverage |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for h in heads:
+            r = report[h]
+            a = r["auto"]
+            lines.append(
+                f"| {h} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | "
+                f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | {a['precision']:.3f} | "
+                f"{a['coverage']:.3f} |"
+            )
+    for h in heads:
+        lines += [
+            "",
+            f"## {h}",
+            "",
+            "| label | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for label, m in sorted(report[h]["per_class"].items(), key=lambda kv: -kv[1]["support"]):
+            lines.append(
+                f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+            )
+        if f"confusion-{h}" in images:
+            lines += ["", f"![{h} confusion matrix]({images[f'confusion-{h}']})"]
+    if "reliability" in images:
+        lines += [
+            "",
+            "## Calibration",
+            "",
+            "Each point is a confidence bin: a calibrated model's points lie on the diagonal.",
+            "",
+            f"![reliability plot]({images['reliability']})",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""Metrics shared by cross-validation at training time and by ``paidan evaluate``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+ECE_BINS = 15
+
+
+def top_k_accuracy(
+    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str], k: int = 3
+) -> float:
+    """Share of rows whose true label is among the ``k`` most probable (labels unseen by the model count as misses)."""
+    index = {label: i for i, label in enumerate(labels)}
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    hits = [index.get(t, -1) in row for t, row in zip(y_true, top, strict=True)]
+    return float(np.mean(hits)) if len(hits) else 0.0
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """ECE over equal-width confidence bins: the average |accuracy − confidence|, weighted by bin size."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
+) -> list[dict[str, float]]:
+    """Per-bin mean confidence, accuracy and count, for the reliability plot."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(mask.sum()),
+                "confidence": float(confidence[mask].mean()) if mask.any() else 0.0,
+                "accuracy": float(correct[mask].mean()) if mask.any() else 0.0,
+            }
+        )
+    return out
+
+
+def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
+    """The lowest confidence at which the rows at or above it reach ``target`` precision.
+
+    Rows are ranked by confidence; among the cut points between distinct confidences, the one that
+    keeps the most rows with precision ≥ ``target`` wins. If none does, ``1.0``: every row goes to a
+    person.
+
+    Parameters
+    ----------
+    confidence : ndarray
+        Winning-label probability of each held-out row.
+    correct : ndarray of bool
+        Whether the winning label was right.
+    target : float
+        Required precision of ``auto`` rows, e.g. 0.95.
+    """
+    if len(confidence) == 0:
+        return 1.0
+    order = np.argsort(-confidence, kind="stable")
+    conf = confidence[order]
+    precision = np.cumsum(correct[order]) / np.arange(1, len(conf) + 1)
+    # Only cut where the next row has a strictly lower confidence: ties are all in or all out.
+    cut = np.r_[conf[1:] < conf[:-1], True]
+    ok = np.flatnonzero(cut & (precision >= target))
+    if len(ok) == 0:
+        return 1.0
+    return float(conf[ok[-1]])
+
+
+def auto_stats(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision and coverage of the rows at or above ``threshold``."""
+    auto = confidence >= threshold
+    return {
+        "threshold": float(threshold),
+        "precision": float(correct[auto].mean()) if auto.any() else 1.0,
+        "coverage": float(auto.mean()) if len(auto) else 0.0,
+    }
+
+
+def head_report(
+    y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str], threshold: float
+) -> dict[str, Any]:
+    """Every figure the evaluation report gives for one head.
+
+    Parameters
+    ----------
+    y_true : sequence of str
+        True labels.
+    proba : ndarray of shape (n, len(labels))
+        Predicted probabilities, columns in ``labels`` order.
+    labels : sequence of str
+        The model's labels.
+    threshold : float
+        The head's auto-dispatch threshold.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1``, ``weighted_f1``, ``top3_accuracy``, ``ece``, ``auto``
+        (threshold, precision, coverage), ``per_class`` (precision, recall, f1, support),
+        ``confusion`` (labels, matrix) and ``reliability`` bins.
+    """
+    y = np.asarray(y_true, dtype=str)
+    labels_arr = np.asarray(labels, dtype=str)
+    best = proba.argmax(axis=1)
+    y_pred = labels_arr[best]
+    confidence = proba[np.arange(len(best)), best]
+    correct = y_pred == y
+    all_labels = sorted(set(labels_arr) | set(y))
+    p, r, f, s = precision_recall_fscore_support(y, y_pred, labels=all_labels, zero_division=0)
+    # Macro-F1 over the labels that occur in the truth: a label the model knows but this data lacks
+    # says nothing about this data.
+    present = sorted(set(y))
+    return {
+        "n": len(y),
+        "accuracy": float(accuracy_score(y, y_pred)),
+        "macro_f1": float(f1_score(y, y_pred, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(
+            f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
+        ),
+        "top3_accuracy": top_k_accuracy(y, proba, labels_arr, 3),
+        "ece": expected_calibration_error(confidence, correct),
+        "auto": auto_stats(confidence, correct, threshold),
+        "per_class": {
+            label: {
+                "precision": float(pi),
+                "recall": float(ri),
+                "f1": float(fi),
+                "support": int(si),
+            }
+            for label, pi, ri, fi, si in zip(all_labels, p, r, f, s, strict=True)
+        },
+        "confusion": {
+            "labels": all_labels,
+            "matrix": confusion_matrix(y, y_pred, labels=all_labels).tolist(),
+        },
+        "reliability": reliability_bins(confidence, correct),
+    }

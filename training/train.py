@@ -1,0 +1,278 @@
+"""Train a router from labelled tickets: validate, cross-validate each head, fit, save."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold
+
+from model import resources
+from model.artifact import STOPWORDS_FILE, USERDICT_FILE, save_router, sha256_file
+from model.config import TrainingConfig
+from model.pipeline import build_classifier
+from model.router import HEADS, Router, build_router
+from model.tickets import ColumnMap, expand_paths, read_tickets
+from training.metrics import choose_threshold, head_report
+from training.validate import ValidationReport, validate
+
+logger = logging.getLogger(__name__)
+
+# Progress callback: (stage, done, total).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class HeadCV:
+    """Out-of-fold results of one head."""
+
+    labels: list[str]
+    threshold: float
+    report: dict[str, Any]
+    proba: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+
+
+@dataclass
+class TrainResult:
+    """What ``paidan train`` reports: the model, where it went, and how good cross-validation says it is."""
+
+    router: Router
+    model_dir: Path | None
+    metadata: dict[str, Any]
+    validation: ValidationReport
+    cv: dict[str, HeadCV]
+
+
+def data_fingerprint(paths: Sequence[Path]) -> str:
+    """SHA-256 over the training files' SHA-256s, in order: changes when any byte of any file does."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def make_version(data_sha: str, config: TrainingConfig, when: datetime | None = None) -> str:
+    """``YYYYMMDDTHHMMSSZ-<8 hex>``: sortable by time, and distinct for distinct data or config."""
+    when = when or datetime.now(UTC)
+    digest = hashlib.sha256(
+        (data_sha + repr(sorted(config.to_dict().items()))).encode()
+    ).hexdigest()
+    return f"{when:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def cross_validate_head(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    config: TrainingConfig,
+    progress: Progress | None = None,
+    name: str = "",
+) -> HeadCV:
+    """Stratified k-fold out-of-fold probabilities, metrics and the auto threshold for one head.
+
+    Parameters
+    ----------
+    X : sparse matrix
+        Features of the rows that carry this head's label.
+    y : ndarray of str
+        Their labels.
+    config : TrainingConfig
+        Seed, folds, target precision and classifier settings.
+    progress : callable, optional
+        Called after each fold with ``(stage, done, total)``.
+    name : str
+        Head name, for progress messages.
+
+    Returns
+    -------
+    HeadCV
+        Labels, the threshold reaching ``config.target_precision`` on held-out folds, and the
+        held-out metrics.
+    """
+    labels, counts = np.unique(y, return_counts=True)
+    if len(labels) < 2:
+        raise ValueError(
+            f"the {name or 'head'} labels have a single value ({labels[0]!r}); need two or more"
+        )
+    folds = max(2, min(config.cv_folds, int(counts.min())))
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    proba = np.zeros((len(y), len(labels)))
+    for k, (train_idx, test_idx) in enumerate(skf.split(X, y), 1):
+        _, train_counts = np.unique(y[train_idx], return_counts=True)
+        clf = build_classifier(config, train_counts.tolist())
+        clf.fit(X[train_idx], y[train_idx])
+        cols = np.searchsorted(labels, clf.classes_)
+        proba[np.ix_(test_idx, cols)] = clf.predict_proba(X[test_idx])
+        if progress:
+            progress(f"cross-validating {name}", k, folds)
+    best = proba.argmax(axis=1)
+    confidence = proba[np.arange(len(y)), best]
+    correct = labels[best] == y
+    threshold = choose_threshold(confidence, correct, config.target_precision)
+    report = head_report(y, proba, labels.tolist(), threshold)
+    report["folds"] = folds
+    return HeadCV(labels=labels.tolist(), threshold=threshold, report=report, proba=proba, y=y)
+
+
+def fit_router(
+    df: pd.DataFrame,
+    config: TrainingConfig,
+    userdict: Path | None,
+    stopwords: Path | None,
+    extra_texts: Sequence[tuple[str, str]] = (),
+    progress: Progress | None = None,
+) -> tuple[Router, dict[str, HeadCV]]:
+    """Fit features and both heads on validated rows (see :func:`training.validate.validate`).
+
+    The vocabulary and IDF are fitted once on all rows (plus ``extra_texts``, unlabelled tickets
+    that only widen the vocabulary); the classifiers are then cross-validated per head and refitted
+    on all of that head's rows.
+    """
+    router = build_router(config, userdict=userdict, stopwords=stopwords)
+    tickets = list(zip(df["title"], df["text"], strict=True))
+    X = router.fit_features(tickets, extra_texts, progress=progress)
+    cv: dict[str, HeadCV] = {}
+    for head in HEADS:
+        mask = (df[head] != "").to_numpy()
+        if not mask.any():
+            logger.info("no %s labels: the %s head is not trained", head, head)
+            continue
+        y = df.loc[mask, head].to_numpy(dtype=str)
+        cv[head] = cross_validate_head(X[mask], y, config, progress, head)
+        router.fit_head(head, X[mask], y, cv[head].threshold)
+        if progress:
+            progress(f"fitting {head}", 1, 1)
+    router.build_index(
+        X,
+        df["id"].to_numpy(),
+        df["title"].to_numpy(),
+        df["department"].to_numpy(),
+        df["category"].to_numpy(),
+    )
+    return router, cv
+
+
+def train(
+    paths: Sequence[str | Path],
+    out_dir: str | Path | None,
+    columns: ColumnMap = ColumnMap(),
+    config: TrainingConfig = TrainingConfig(),
+    strict: bool = False,
+    force: bool = False,
+    userdict: str | Path | None = None,
+    stopwords: str | Path | None = None,
+    unlabelled: Sequence[str | Path] = (),
+    model_root: str | Path | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train, cross-validate and save a model directory.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Labelled ticket files (CSV, XLSX, JSONL, Parquet) or directories of them.
+    out_dir : str or Path or None
+        The model directory to write. ``None`` writes ``<model_root>/<version>``; with no model root
+        either, nothing is written.
+    columns : ColumnMap
+        Mapping of the input's column names to the canonical ones.
+    config : TrainingConfig
+        Hyperparameters.
+    strict : bool
+        Refuse labels with fewer than ``config.min_examples`` rows instead of merging them into 其他.
+    force : bool
+        Replace an existing non-empty ``out_dir``.
+    userdict, stopwords : str or Path, optional
+        Tokenizer resources; default to the bundled ones.
+    unlabelled : sequence of str or Path
+        Unlabelled ticket files whose texts widen the vocabulary and IDF statistics.
+    model_root : str or Path, optional
+        Where versions live when ``out_dir`` is ``None``.
+    progress : callable, optional
+        Progress callback ``(stage, done, total)``.
+
+    Returns
+    -------
+    TrainResult
+    """
+    files = expand_paths(paths)
+    raw = read_tickets(files, columns)
+    df, report = validate(raw, config.min_examples, strict)
+    userdict_path = Path(userdict) if userdict else resources.default_userdict()
+    stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
+    extra: list[tuple[str, str]] = []
+    if unlabelled:
+        extra_df = read_tickets(
+            unlabelled,
+            ColumnMap(
+                title=columns.title,
+                text=columns.text,
+                id=None,
+                department=None,
+                category=None,
+                time=None,
+            ),
+        )
+        extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
+
+    router, cv = fit_router(df, config, userdict_path, stopwords_path, extra, progress)
+    data_sha = data_fingerprint(files)
+    router.version = make_version(data_sha, config)
+    metadata = {
+        "heads": {
+            name: {
+                "labels": head.labels,
+                "counts": head.counts,
+                "threshold": head.threshold,
+                "target_precision": config.target_precision,
+            }
+            for name, head in router.heads.items()
+        },
+        "training_data": {
+            "files": [{"name": p.name, "sha256": sha256_file(p)} for p in files],
+            "sha256": data_sha,
+            "rows": len(raw),
+            "unlabelled_rows": len(extra),
+            "validation": report.to_dict(),
+        },
+        "config": config.to_dict(),
+        "cv_metrics": {name: _summary_metrics(h.report) for name, h in cv.items()},
+    }
+    target: Path | None = (
+        Path(out_dir) if out_dir else (Path(model_root) / router.version if model_root else None)
+    )
+    model_dir = None
+    if target is not None:
+        model_dir = save_router(
+            router,
+            target,
+            metadata,
+            resources={USERDICT_FILE: userdict_path, STOPWORDS_FILE: stopwords_path},
+            force=force,
+        )
+    return TrainResult(
+        router=router, model_dir=model_dir, metadata=metadata, validation=report, cv=cv
+    )
+
+
+def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "n",
+        "folds",
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "top3_accuracy",
+        "ece",
+        "auto",
+        "per_class",
+    )
+    return {k: report[k] for k in keep if k in report}

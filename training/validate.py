@@ -1,0 +1,140 @@
+"""Checks on training data that end in a clear message rather than a bad model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from model.config import OTHER_LABEL
+from model.text import clean
+from model.tickets import LABELS, ROW_COL, SOURCE_COL
+
+logger = logging.getLogger(__name__)
+
+# How many row numbers a message lists before it says "and N more".
+MAX_LISTED = 20
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot train a model; the message says what and where."""
+
+
+@dataclass
+class ValidationReport:
+    """What validation found and did, for the summary and ``metadata.json``."""
+
+    rows_in: int = 0
+    rows_used: int = 0
+    empty_text: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    merged: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_rows: dict[str, int] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.empty_text:
+            out.append(
+                f"skipped {len(self.empty_text)} rows with empty text: {_listing(self.empty_text)}"
+            )
+        for c in self.conflicts[:MAX_LISTED]:
+            out.append(
+                f"same text with conflicting {c['head']} labels {c['labels']} at {_listing(c['rows'])}"
+            )
+        if len(self.conflicts) > MAX_LISTED:
+            out.append(f"… and {len(self.conflicts) - MAX_LISTED} more conflicting duplicates")
+        for head, labels in self.merged.items():
+            for label, n in labels.items():
+                out.append(f"{head} label {label!r} has only {n} rows; merged into {OTHER_LABEL!r}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "rows_used": self.rows_used,
+            "empty_text_rows": len(self.empty_text),
+            "conflicting_duplicates": len(self.conflicts),
+            "merged_into_other": self.merged,
+            "label_rows": self.label_rows,
+        }
+
+
+def validate(
+    df: pd.DataFrame, min_examples: int = 5, strict: bool = False
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Clean up canonical training rows and say what was done.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows from :func:`model.tickets.read_tickets`.
+    min_examples : int, default 5
+        Labels with fewer rows are merged into ``其他`` (``OTHER_LABEL``).
+    strict : bool, default False
+        Refuse rare labels instead of merging them.
+
+    Returns
+    -------
+    (DataFrame, ValidationReport)
+        The rows to train on (labels stripped, empty-text rows removed, rare labels merged) and the
+        report.
+
+    Raises
+    ------
+    TrainingDataError
+        In strict mode when a label is rare; when no row has text; when no row has any label.
+    """
+    report = ValidationReport(rows_in=len(df))
+    df = df.copy()
+    for head in LABELS:
+        df[head] = df[head].astype(str).str.strip()
+    where = df[SOURCE_COL].map(lambda s: s.rsplit("/", 1)[-1]) + " row " + df[ROW_COL].astype(str)
+
+    has_text = (df["text"].str.strip() != "") | (df["title"].str.strip() != "")
+    report.empty_text = where[~has_text].tolist()
+    df, where = df[has_text], where[has_text]
+    if df.empty:
+        raise TrainingDataError("no row has any text (every text and title is empty)")
+
+    # Duplicate texts with different labels: reported, kept (dispatchers disagree in real life too).
+    key = df["text"].map(clean)
+    for head in LABELS:
+        labelled = df[head] != ""
+        groups = df[labelled].groupby(key[labelled])[head].agg(lambda s: sorted(set(s)))
+        for text_key, labels in groups.items():
+            if len(labels) > 1:
+                rows = where[labelled & (key == text_key)].tolist()
+                report.conflicts.append({"head": head, "labels": labels, "rows": rows})
+
+    for head in LABELS:
+        counts = df.loc[df[head] != "", head].value_counts()
+        rare = counts[counts < min_examples]
+        if len(rare) and strict:
+            raise TrainingDataError(
+                f"{head} labels with fewer than {min_examples} rows (--min-examples): "
+                + ", ".join(f"{label!r} ({n})" for label, n in rare.items())
+                + "; add examples, lower --min-examples, or drop --strict to merge them into "
+                + repr(OTHER_LABEL)
+            )
+        if len(rare):
+            report.merged[head] = {str(k): int(v) for k, v in rare.items()}
+            df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
+            for label, n in rare.items():
+                logger.warning(
+                    "%s label %r has only %d rows; merged into %r", head, label, n, OTHER_LABEL
+                )
+        report.label_rows[head] = int((df[head] != "").sum())
+    if not any(report.label_rows.values()):
+        raise TrainingDataError(
+            "no row has a department or a category label; map the label columns with "
+            "--department-col / --category-col"
+        )
+    report.rows_used = len(df)
+    return df.reset_index(drop=True), report
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
