@@ -338,9 +338,12 @@ class Router:
         )
 
     def _evidence(self, head: Head, X: sp.csr_matrix, i: int, label_idx: int) -> list[Evidence]:
-        """Terms of this ticket that pushed the winning label most: tf-idf value × class weight."""
+        """Words of this ticket that pushed the winning label most: tf-idf value × class weight."""
         start, end = X.indptr[i], X.indptr[i + 1]
         cols, vals = X.indices[start:end], X.data[start:end]
+        # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
+        words = cols < self._word_width()
+        cols, vals = cols[words], vals[words]
         contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
         names = self.feature_names()[cols]
         merged: dict[str, float] = {}

@@ -1,0 +1,210 @@
+"""Accuracy on the real tickets: paidan's router against the plain baseline, on the same folds.
+
+Stratified 5-fold cross-validation with fixed seeds on ``../shared/datasets/tipdm2020c``:
+
+* category head, trained and scored on ``category_train.csv``;
+* department head, trained on ``department_train.csv`` (which also carries categories) and scored
+  on its departments.
+
+Each outer fold trains the product exactly as ``paidan train`` does (validation, rare-label merge,
+inner cross-validation that picks the auto threshold on the training part only), then scores the
+held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``LinearSVC()``.
+
+Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
+
+    .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model import resources  # noqa: E402
+from model.config import OTHER_LABEL, TrainingConfig  # noqa: E402
+from model.text import normalize  # noqa: E402
+from model.tickets import read_tickets  # noqa: E402
+from training.metrics import head_report, top_k_accuracy  # noqa: E402
+from training.train import fit_router  # noqa: E402
+from training.validate import validate  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
+RESULTS = ROOT / "benchmarks" / "results"
+TASKS = {"category": "category_train.csv", "department": "department_train.csv"}
+
+
+def baseline_tokens(titles: list[str], texts: list[str]) -> list[list[str]]:
+    """The plain baseline's input: jieba's default cut of title + text."""
+    import jieba
+
+    return [jieba.lcut(normalize(f"{t} {x}")) for t, x in zip(titles, texts, strict=True)]
+
+
+def run_baseline(
+    tokens: list[list[str]], y: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> dict:
+    vec = TfidfVectorizer(analyzer=lambda toks: toks)  # defaults, on pre-cut tokens
+    t0 = time.perf_counter()
+    clf = LinearSVC().fit(vec.fit_transform([tokens[i] for i in train]), y[train])
+    fit_s = time.perf_counter() - t0
+    scores = clf.decision_function(vec.transform([tokens[i] for i in test]))
+    pred = clf.classes_[scores.argmax(axis=1)]
+    from sklearn.metrics import f1_score
+
+    return {
+        "macro_f1": float(
+            f1_score(y[test], pred, labels=sorted(set(y[test])), average="macro", zero_division=0)
+        ),
+        "accuracy": float((pred == y[test]).mean()),
+        "top3_accuracy": top_k_accuracy(y[test], scores, clf.classes_.tolist(), 3),
+        "fit_seconds": fit_s,
+    }
+
+
+def run_product(
+    df: pd.DataFrame,
+    head: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    config: TrainingConfig,
+    extra: list[tuple[str, str]],
+) -> dict:
+    t0 = time.perf_counter()
+    train_df, _ = validate(df.iloc[train], config.min_examples)
+    router, _ = fit_router(
+        train_df, config, resources.default_userdict(), resources.default_stopwords(), extra
+    )
+    fit_s = time.perf_counter() - t0
+    test_df = df.iloc[test]
+    proba = router.predict_proba(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
+    h = router.heads[head]
+    rep = head_report(test_df[head].to_numpy(dtype=str), proba, h.labels, h.threshold)
+    return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
+        "fit_seconds": fit_s
+    }
+
+
+def merge_rare(df: pd.DataFrame, head: str, min_examples: int) -> pd.DataFrame:
+    """Merge labels too rare to split into folds into 其他, for both models alike."""
+    counts = df[head].value_counts()
+    rare = counts[counts < min_examples].index
+    df = df.copy()
+    df.loc[df[head].isin(rare), head] = OTHER_LABEL
+    return df
+
+
+def evaluate_task(
+    task: str, seeds: list[int], config: TrainingConfig, extra: list[tuple[str, str]], folds: int
+) -> dict:
+    df = read_tickets([SHARED / TASKS[task]])
+    df = merge_rare(
+        df[df[task].str.strip() != ""].reset_index(drop=True), task, config.min_examples
+    )
+    y = df[task].to_numpy(dtype=str)
+    tokens = baseline_tokens(df["title"].tolist(), df["text"].tolist())
+    runs = []
+    for seed in seeds:
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for k, (train, test) in enumerate(skf.split(df, y)):
+            base = run_baseline(tokens, y, train, test)
+            prod = run_product(df, task, train, test, config, extra)
+            runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
+            print(
+                f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}",
+                file=sys.stderr,
+            )
+    return {"rows": len(df), "labels": len(set(y)), "runs": runs, "summary": summarise(runs)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out: dict = {}
+    for model in ("baseline", "paidan"):
+        keys = ["macro_f1", "accuracy", "top3_accuracy", "fit_seconds"] + (
+            ["ece"] if model == "paidan" else []
+        )
+        out[model] = {k: _mean_std([r[model][k] for r in runs]) for k in keys}
+        if model == "paidan":
+            out[model]["auto_precision"] = _mean_std([r[model]["auto"]["precision"] for r in runs])
+            out[model]["auto_coverage"] = _mean_std([r[model]["auto"]["coverage"] for r in runs])
+    out["gain_macro_f1"] = out["paidan"]["macro_f1"]["mean"] - out["baseline"]["macro_f1"]["mean"]
+    return out
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Stratified {result['folds']}-fold CV, seeds {result['seeds']}, {result['date']}, {result['machine']}.",
+        "",
+        "| task | rows | model | macro-F1 | accuracy | top-3 | ECE | auto precision | auto coverage |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, r in result["tasks"].items():
+        for model in ("baseline", "paidan"):
+            s = r["summary"][model]
+
+            def f(key: str, s: dict = s) -> str:
+                return f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}" if key in s else "–"
+
+            lines.append(
+                f"| {task} | {r['rows']} | {model} | {f('macro_f1')} | {f('accuracy')} | {f('top3_accuracy')} "
+                f"| {f('ece')} | {f('auto_precision')} | {f('auto_coverage')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--no-unlabelled",
+        action="store_true",
+        help="do not widen the vocabulary with unlabelled.csv",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
+    config = TrainingConfig()
+    extra: list[tuple[str, str]] = []
+    if not args.no_unlabelled:
+        u = read_tickets([SHARED / "unlabelled.csv"])
+        extra = list(zip(u["title"], u["text"], strict=True))
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
+        "seeds": args.seeds,
+        "folds": args.folds,
+        "config": config.to_dict(),
+        "unlabelled_rows": len(extra),
+        "tasks": {
+            task: evaluate_task(task, args.seeds, config, extra, args.folds) for task in TASKS
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

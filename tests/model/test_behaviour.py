@@ -1,0 +1,64 @@
+"""Behavioural checks on the default model, trained on the bundled sample (Made-With-ML style)."""
+
+import pytest
+
+from model.artifact import load_router
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def router(sample_model_dir):
+    return load_router(sample_model_dir)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "department"),
+    [
+        ("公司拖欠工资三个月不发，老板电话也不接", "市人社局"),
+        ("小区楼下烧烤店油烟扰民，晚上十二点还在营业", "市行政执法局"),
+        ("车险理赔拖了半年，保险公司一直推脱不赔", "金融监管分局"),
+        ("在医院做手术后出现并发症，医生态度恶劣，要求医疗纠纷调解", "市卫健委"),
+        ("单元楼梯扶手坏了，楼里的残疾人上下楼很危险，无障碍设施没人管", "市残联"),
+        ("家里突然停水两天了，供水公司也没有提前通知", "公用事业单位"),
+    ],
+)
+def test_minimum_functionality(router, text, department):
+    assert router.predict([text])[0].department.label == department
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("王女士反映幸福里小区楼下烧烤店油烟扰民", "李先生反映滨江花园楼下烧烤店油烟扰民"),
+        ("来电人反映公司拖欠工资，电话13800001234", "来电人反映公司拖欠工资，电话13912345678"),
+        ("东城区建设路的网约车司机绕路多收费", "城南新区解放路的网约车司机绕路多收费"),
+    ],
+)
+def test_invariance_to_names_places_and_numbers(router, a, b):
+    pa, pb = router.predict([a, b])
+    assert pa.department.label == pb.department.label
+    assert pa.category.label == pb.category.label
+
+
+def test_direction_more_evidence_more_confidence(router):
+    base = "晚上楼下很吵"
+    more = "晚上楼下烧烤店油烟很大，噪音也吵"
+    labels = router.heads["department"].labels
+    i = labels.index("市行政执法局")
+    p_base, p_more = router.predict_proba([base, more])["department"][:, i]
+    assert p_more > p_base
+
+
+def test_evidence_terms_come_from_the_ticket(router):
+    text = "公司拖欠农民工工资三个月，劳动监察大队也不管"
+    result = router.predict([text])[0]
+    assert result.department.evidence
+    for e in result.department.evidence:
+        assert e.term.replace(" ", "") in text
+
+
+def test_odd_text_goes_to_review(router):
+    for text in ["hello world, how are you", "1234567890", "😀😀😀", "\u202e\u200b"]:
+        result = router.predict([text])[0]
+        assert result.decision == "review"
