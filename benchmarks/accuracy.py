@@ -181,10 +181,25 @@ def main() -> None:
         help="do not widen the vocabulary with unlabelled.csv",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrainingConfig field, e.g. --set C=1.0 word_ngram_max=1",
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
-    config = TrainingConfig()
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    defaults = TrainingConfig().to_dict()
+    config = TrainingConfig.from_dict(
+        defaults
+        | {
+            k: type(defaults[k])(v) if defaults[k] is not None else int(v)
+            for k, v in overrides.items()
+        }
+    )
     extra: list[tuple[str, str]] = []
     if not args.no_unlabelled:
         u = read_tickets([SHARED / "unlabelled.csv"])

@@ -61,12 +61,30 @@ def reliability_bins(
     return out
 
 
-def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
+# One-sided 95 % normal quantile: an auto threshold must reach the target precision with this
+# confidence, not just on average, so that the promise holds on tickets the model has not seen.
+PRECISION_Z = 1.645
+
+
+def wilson_lower_bound(successes: np.ndarray, n: np.ndarray, z: float = PRECISION_Z) -> np.ndarray:
+    """Lower end of the Wilson score interval for a proportion, elementwise."""
+    n = np.maximum(n, 1)
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / (1 + z * z / n)
+
+
+def choose_threshold(
+    confidence: np.ndarray, correct: np.ndarray, target: float, z: float = PRECISION_Z
+) -> float:
     """The lowest confidence at which the rows at or above it reach ``target`` precision.
 
     Rows are ranked by confidence; among the cut points between distinct confidences, the one that
-    keeps the most rows with precision ≥ ``target`` wins. If none does, ``1.0``: every row goes to a
-    person.
+    keeps the most rows wins, provided the lower bound of the Wilson interval of their precision
+    (one-sided, ``z``) reaches ``target``. Using the bound rather than the observed precision keeps
+    a small, lucky group of held-out rows from setting a threshold that fails on new tickets. If no
+    cut qualifies, ``1.0``: every row goes to a person.
 
     Parameters
     ----------
@@ -76,12 +94,15 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float)
         Whether the winning label was right.
     target : float
         Required precision of ``auto`` rows, e.g. 0.95.
+    z : float, default 1.645
+        Normal quantile of the bound (0 gives the plain observed precision).
     """
     if len(confidence) == 0:
         return 1.0
     order = np.argsort(-confidence, kind="stable")
     conf = confidence[order]
-    precision = np.cumsum(correct[order]) / np.arange(1, len(conf) + 1)
+    n = np.arange(1, len(conf) + 1)
+    precision = wilson_lower_bound(np.cumsum(correct[order]), n, z)
     # Only cut where the next row has a strictly lower confidence: ties are all in or all out.
     cut = np.r_[conf[1:] < conf[:-1], True]
     ok = np.flatnonzero(cut & (precision >= target))

@@ -1,0 +1,56 @@
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from training.metrics import (
+    auto_stats,
+    choose_threshold,
+    expected_calibration_error,
+    top_k_accuracy,
+    wilson_lower_bound,
+)
+
+
+def test_threshold_keeps_the_most_rows_whose_precision_bound_reaches_the_target():
+    # 100 confident correct rows, then a mixed tail.
+    conf = np.r_[np.linspace(0.99, 0.80, 100), np.linspace(0.79, 0.30, 100)]
+    correct = np.r_[np.ones(100, bool), np.arange(100) % 2 == 0]
+    t = choose_threshold(conf, correct, 0.95)
+    stats = auto_stats(conf, correct, t)
+    assert t <= 0.80  # all 100 clean rows are in
+    assert stats["coverage"] >= 0.5 and stats["precision"] >= 0.95
+    # With the plain observed precision the cut goes deeper into the mixed tail.
+    assert choose_threshold(conf, correct, 0.95, z=0) <= t
+
+
+def test_no_cut_reaches_the_target_means_everyone_to_review():
+    conf = np.array([0.9, 0.8, 0.7])
+    correct = np.array([False, True, False])
+    assert choose_threshold(conf, correct, 0.95) == 1.0
+    assert choose_threshold(np.array([]), np.array([], bool), 0.95) == 1.0
+
+
+def test_ties_are_all_in_or_all_out():
+    conf = np.array([0.9] * 30 + [0.5] * 10)
+    correct = np.array([True] * 30 + [True] * 5 + [False] * 5)
+    t = choose_threshold(conf, correct, 0.9)
+    assert t == 0.9  # including the 0.5 block would bring in its errors
+
+
+@given(st.integers(0, 200), st.integers(1, 200))
+def test_wilson_bound_is_below_the_observed_share(k, n):
+    k = min(k, n)
+    lb = wilson_lower_bound(np.array([k]), np.array([n]))[0]
+    assert 0 <= lb <= k / n + 1e-12
+
+
+def test_top_k_and_ece():
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    assert top_k_accuracy(np.array(["a", "a"]), proba, ["a", "b", "c"], 1) == 0.5
+    assert (
+        top_k_accuracy(np.array(["a", "z"]), proba, ["a", "b", "c"], 3) == 0.5
+    )  # unseen label: a miss
+    assert expected_calibration_error(np.array([1.0, 1.0]), np.array([True, True])) == 0.0
+    assert (
+        abs(expected_calibration_error(np.array([0.9, 0.9]), np.array([False, False])) - 0.9) < 1e-9
+    )
