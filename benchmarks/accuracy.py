@@ -82,9 +82,11 @@ def run_product(
     test: np.ndarray,
     config: TrainingConfig,
     extra: list[tuple[str, str]],
+    extra_labelled: pd.DataFrame | None = None,
 ) -> dict:
     t0 = time.perf_counter()
-    train_df, _ = validate(df.iloc[train], config.min_examples)
+    rows = df.iloc[train] if extra_labelled is None else pd.concat([df.iloc[train], extra_labelled])
+    train_df, _ = validate(rows, config.min_examples)
     router, _ = fit_router(
         train_df, config, resources.default_userdict(), resources.default_stopwords(), extra
     )
@@ -107,10 +109,32 @@ def merge_rare(df: pd.DataFrame, head: str, min_examples: int) -> pd.DataFrame:
     return df
 
 
+def extra_labelled_rows(task: str, own: pd.DataFrame) -> pd.DataFrame | None:
+    """Labelled rows of the *other* file that carry this task's label, added to every training part.
+
+    Only the category task has any: the department file's annotated categories (the department
+    labels are blanked so they train nothing else). Test rows always come from the task's own file,
+    and a message that also appears in it is left out, so no test text can leak into training.
+    """
+    if task != "category":
+        return None
+    other = read_tickets([SHARED / TASKS["department"]])
+    other["department"] = ""
+    seen = set(own["text"].map(normalize))
+    keep = (other["category"].str.strip() != "") & ~other["text"].map(normalize).isin(seen)
+    return other[keep]
+
+
 def evaluate_task(
-    task: str, seeds: list[int], config: TrainingConfig, extra: list[tuple[str, str]], folds: int
+    task: str,
+    seeds: list[int],
+    config: TrainingConfig,
+    extra: list[tuple[str, str]],
+    folds: int,
+    use_extra_labels: bool = True,
 ) -> dict:
     df = read_tickets([SHARED / TASKS[task]])
+    extra_labelled = extra_labelled_rows(task, df) if use_extra_labels else None
     df = merge_rare(
         df[df[task].str.strip() != ""].reset_index(drop=True), task, config.min_examples
     )
@@ -121,13 +145,19 @@ def evaluate_task(
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for k, (train, test) in enumerate(skf.split(df, y)):
             base = run_baseline(tokens, y, train, test)
-            prod = run_product(df, task, train, test, config, extra)
+            prod = run_product(df, task, train, test, config, extra, extra_labelled)
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
             print(
                 f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}",
                 file=sys.stderr,
             )
-    return {"rows": len(df), "labels": len(set(y)), "runs": runs, "summary": summarise(runs)}
+    return {
+        "rows": len(df),
+        "labels": len(set(y)),
+        "extra_training_rows": 0 if extra_labelled is None else len(extra_labelled),
+        "runs": runs,
+        "summary": summarise(runs),
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -181,6 +211,12 @@ def main() -> None:
         help="do not widen the vocabulary with unlabelled.csv",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument(
+        "--no-extra-labels",
+        action="store_true",
+        help="train the category head on category_train.csv only",
+    )
     parser.add_argument(
         "--set",
         nargs="*",
@@ -212,7 +248,10 @@ def main() -> None:
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
         "tasks": {
-            task: evaluate_task(task, args.seeds, config, extra, args.folds) for task in TASKS
+            task: evaluate_task(
+                task, args.seeds, config, extra, args.folds, not args.no_extra_labels
+            )
+            for task in args.tasks
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
