@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# API keys are kept only as ``sha256:<64 hex>``; a raw key shorter than this is refused.
+MIN_KEY_CHARS = 16
+KEY_HASH_PREFIX = "sha256:"
+_KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 
 class Settings(BaseSettings):
@@ -17,6 +26,10 @@ class Settings(BaseSettings):
 
     model_root: Path = Field(
         Path("models"), description="Directory holding one folder per model version"
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="Model directory to serve (under model_root); default: the root's current model",
     )
     data_dir: Path = Field(
         Path("var"), description="Directory for the embedded SQLite database and logs"
@@ -31,10 +44,89 @@ class Settings(BaseSettings):
     )
     max_title_chars: int = Field(200, ge=10, description="Longest accepted title, in characters")
     max_batch: int = Field(1_000, ge=1, description="Most tickets in one batch request")
+    follow_current: bool = Field(
+        True,
+        description="When serving the root's current model, switch to whatever `current` points at",
+    )
+    reload_interval: float = Field(
+        2.0, ge=0, description="Seconds between checks of the `current` pointer; 0 turns it off"
+    )
+    # -- access and limits (issue 5; see SECURITY.md) --
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated API keys, raw or as `sha256:<hex>`; only their SHA-256 is kept. "
+        "Feedback and admin endpoints need one; unset, `paidan serve` binds loopback only",
+    )
+    admin_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated keys for /v1/admin/* (raw or `sha256:<hex>`); default: the API keys",
+    )
+    require_key_for_route: bool = Field(
+        False, description="Require an API key on /v1/route and /v1/route/batch too"
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated origins allowed to call the API from a browser (CORS); "
+        "default: none (CORS off)",
+    )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes (2 MB)"
+    )
+    access_log: bool = Field(
+        True, description="Log one line per request (path PII-masked, no query string)"
+    )
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _hash_keys(cls, value: Any) -> tuple[str, ...]:
+        return tuple(hash_key_entry(entry, i) for i, entry in enumerate(_split(value), 1))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _check_origins(cls, value: Any) -> tuple[str, ...]:
+        origins = tuple(o.rstrip("/") for o in _split(value))
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin; write scheme://host[:port], e.g. "
+                    "https://desk.example.gov.cn, or *"
+                )
+        return origins
+
+    @property
+    def keys_configured(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
 
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'paidan.db').resolve()}"
+
+
+def _split(value: Any) -> list[str]:
+    """Entries of a comma- or whitespace-separated string, or of a sequence."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in re.split(r"[,\s]+", value) if v]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def hash_key_entry(entry: str, position: int = 1) -> str:
+    """``sha256:<hex>`` of a raw API key, or the entry itself when it already is one.
+
+    The error never quotes the entry: it may be a secret.
+    """
+    if entry.lower().startswith(KEY_HASH_PREFIX):
+        normalised = entry.lower()
+        if not _KEY_HASH.match(normalised):
+            raise ValueError(f"entry {position} starts with sha256: but is not 64 hex digits")
+        return normalised
+    if len(entry) < MIN_KEY_CHARS:
+        raise ValueError(
+            f"entry {position} is {len(entry)} characters; a key needs at least {MIN_KEY_CHARS} "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return KEY_HASH_PREFIX + hashlib.sha256(entry.encode("utf-8")).hexdigest()
 
 
 class SettingsError(RuntimeError):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,15 +18,18 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from model.artifact import ModelLoadError, load_router
 from model.config import TrainingConfig
-from model.settings import SettingsError, get_settings
+from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError
 from training.validate import TrainingDataError
 
@@ -255,6 +259,521 @@ def predict(
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
     sys.stdout.write(json.dumps(result.model_dump(), ensure_ascii=False, indent=2) + "\n")
+
+
+class _RowsPerSecond(ProgressColumn):
+    """Rows per second of a running task."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s")
+
+
+@app.command()
+def label(
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Ticket files (CSV, XLSX, JSONL, Parquet) or directories of parts"),
+    ],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Labelled file; .csv, .jsonl, .parquet or .xlsx sets the format"
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model directory (default: the current model under the model root)"),
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: the number of cores)")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(min=1, help="Rows per chunk (the unit of work and of resuming)")
+    ] = 2_000,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from its last finished chunk")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace OUTPUT and discard the parts of an interrupted run")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option(help="'local' (a process pool) or 'dask' (a Dask cluster)")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (default: a LocalCluster)"),
+    ] = None,
+    upload_model: Annotated[
+        bool,
+        typer.Option(help="Send the model files to the Dask workers instead of sharing the path"),
+    ] = False,
+    text_col: TextCol = "text",
+    title_col: TitleCol = "title",
+    id_col: IdCol = "id",
+) -> None:
+    """Label a backlog of tickets: every row comes back, labelled or with its error."""
+    from model.registry import current_dir
+    from training.label import LabelError
+    from training.label import label as run_label
+
+    try:
+        settings = load_settings()
+        model_dir = model or current_dir(settings.model_root)
+        if model_dir is None:
+            raise ModelLoadError(
+                f"no model under {settings.model_root}; train one or pass --model DIR"
+            )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RowsPerSecond(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
+            result = run_label(
+                data,
+                model_dir,
+                out_path,
+                ColumnMap(id=id_col, title=title_col, text=text_col),
+                jobs=jobs,
+                chunk_size=chunk_size,
+                resume=resume,
+                force=force,
+                engine=engine,  # type: ignore[arg-type]
+                scheduler=scheduler,
+                upload_model=upload_model,
+                progress=_RichProgress(bar),
+            )
+    except (*USER_ERRORS, LabelError) as e:
+        raise fail(e) from None
+    s = result.summary
+    table = Table(title="summary")
+    table.add_column("")
+    table.add_column("rows", justify="right")
+    for name, n in (
+        ("labelled", s["labelled"]),
+        ("  auto", s["auto"]),
+        ("  review", s["review"]),
+        ("errors", s["errors"]),
+        *((f"  {kind}", n) for kind, n in s["errors_by_kind"].items()),
+    ):
+        table.add_row(name, f"{n:,}")
+    depts = Table(title="predicted departments")
+    depts.add_column("department")
+    depts.add_column("rows", justify="right")
+    shown = list(s["departments"].items())
+    for name, n in shown[:15]:
+        depts.add_row(name, f"{n:,}")
+    if len(shown) > 15:
+        depts.add_row(f"… {len(shown) - 15} more", f"{sum(n for _, n in shown[15:]):,}")
+    out.print(table)
+    out.print(depts)
+    resumed = f" (resumed after {result.resumed_chunks} chunks)" if result.resumed_chunks else ""
+    out.print(
+        f"{s['rows']:,} rows labelled by model {s['model_version']} at "
+        f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to {result.output}, "
+        f"summary in {result.summary_path}",
+        soft_wrap=True,
+    )
+
+
+def ensure_model(settings: Settings, model: Path | None) -> Path:
+    """The model to serve: ``model``, the root's current one, or a default trained from the sample."""
+    from model.registry import current_dir, set_current
+
+    if model is not None:
+        return model
+    current = current_dir(settings.model_root)
+    if current is not None:
+        return current
+    from model.resources import sample_path
+    from training.train import train as run_train
+
+    root = settings.model_root
+    sample = sample_path()
+    out.print(
+        f"no model under {root.resolve()}: training the default model from the bundled sample "
+        f"{sample.name} first (once)"
+    )
+    with progress_bar() as bar:
+        result = run_train([sample], None, model_root=root, progress=_RichProgress(bar))
+    set_current(root, result.router.version)
+    out.print(f"trained model {result.router.version}, now the current model under {root}")
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model directory under the model root (default: the current model)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (each loads the model once)")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn)")] = True,
+) -> None:
+    """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
+    from serve.server import describe_database, run
+
+    try:
+        settings = load_settings()
+        model_dir = ensure_model(settings, model)
+        if model is not None:
+            # An explicitly chosen model stays put; only the root's current model follows the
+            # pointer (serve.server.run carries this to --workers processes).
+            settings = settings.model_copy(update={"follow_current": False})
+        err.print(
+            f"serving {model_dir} on http://{host}:{port} (feedback: {describe_database(settings)})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        run(settings, model_dir, host=host, port=port, workers=workers, access_log=access_log)
+    except USER_ERRORS as e:
+        raise fail(e) from None
+
+
+db_app = typer.Typer(help="The feedback database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the feedback database's migrations (start-up does this too)."""
+    from serve.server import describe_database, prepare_database
+
+    try:
+        settings = load_settings()
+    except USER_ERRORS as e:
+        raise fail(e) from None
+    problem = prepare_database(settings)
+    if problem is not None:
+        raise fail(RuntimeError(f"cannot migrate {describe_database(settings)}: {problem}"))
+    out.print(f"{describe_database(settings)} is at the latest schema revision")
+
+
+# -- registry, retraining and drift (issue 6) ------------------------------------------------------
+
+models_app = typer.Typer(
+    help="The model registry: list versions, promote, roll back, delete old ones.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+# Exit code of a promotion the champion/challenger rule refused (2 is a user error).
+EXIT_REFUSED = 3
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+def _model_root() -> Path:
+    return load_settings().model_root
+
+
+def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[str, Any]]:
+    """Feedback rows as plain dicts, oldest first (texts are stored PII-masked)."""
+    from serve.db import Database
+
+    db = Database(settings.resolved_database_url)
+    try:
+        return [row.to_dict() for row in db.iter_feedback(_utc(since))]
+    finally:
+        db.dispose()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _print_decision(decision: Any, applied: bool = True) -> None:
+    if decision.comparison is not None:
+        table = Table(title=f"challenger {decision.version} vs champion {decision.champion}")
+        for col in ("head", "champion macro-F1", "challenger macro-F1", "Δ points"):
+            table.add_column(col)
+        for head, h in decision.comparison["heads"].items():
+            a = h["champion"]
+            table.add_row(
+                head,
+                f"{a['macro_f1']:.3f}" if a else "–",
+                f"{h['challenger']['macro_f1']:.3f}",
+                f"{h.get('macro_f1_delta_points', 0.0):+.1f}",
+            )
+        out.print(table)
+        for note in decision.comparison.get("notes", []):
+            err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+    for reason in decision.reasons if decision.refused else []:
+        verdict = "refused" if applied else "would be refused"
+        err.print(f"[red]{verdict}:[/red] {reason}", highlight=False, soft_wrap=True)
+    if decision.report_paths:
+        out.print(
+            "comparison report: " + ", ".join(str(p) for p in decision.report_paths),
+            soft_wrap=True,
+        )
+    if decision.promoted:
+        forced = " (forced past the rule)" if decision.forced else ""
+        out.print(f"promoted {decision.version} to current{forced}")
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
+) -> None:
+    """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
+    from model.registry import frozen_eval_info, list_versions
+
+    try:
+        root = _model_root()
+        infos = list_versions(root)
+    except USER_ERRORS as e:
+        raise fail(e) from None
+    if as_json:
+        sys.stdout.write(
+            json.dumps([i.to_dict() for i in infos], ensure_ascii=False, indent=2) + "\n"
+        )
+        return
+    frozen = frozen_eval_info(root)
+    table = Table(title=f"models under {root}")
+    for col in ("version", "created", "history", "feedback", "dept. F1", "cat. F1", ""):
+        table.add_column(col, no_wrap=col in ("version", "created"))
+    for i in infos:
+        table.add_row(
+            i.version,
+            (i.created or "?")[:16].replace("T", " "),  # minutes are enough to tell them apart
+            str(i.rows.get("history", 0)),
+            str(i.rows.get("feedback", 0)),
+            f"{i.metrics['department_macro_f1']:.3f}"
+            if "department_macro_f1" in i.metrics
+            else "–",
+            f"{i.metrics['category_macro_f1']:.3f}" if "category_macro_f1" in i.metrics else "–",
+            "current" if i.current else ("previous" if i.previous else ""),
+        )
+    out.print(table)
+    out.print(
+        f"macro-F1 on the frozen evaluation set ({frozen['rows']} tickets, {frozen['source']})"
+        if frozen
+        else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
+        soft_wrap=True,
+    )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to make current")],
+    force: Annotated[
+        bool, typer.Option(help="Promote even when the challenger is worse than the champion")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
+    ] = None,
+) -> None:
+    """Make VERSION current unless it is worse than the current model on the frozen set."""
+    from training.compare import PromotionError, promote_checked
+
+    try:
+        decision = promote_checked(_model_root(), version, force=force, report_dir=report)
+    except (*USER_ERRORS, PromotionError) as e:
+        raise fail(e) from None
+    _print_decision(decision)
+    if not decision.promoted and decision.reasons == ["already current"]:
+        out.print(f"{version} is already current")
+    elif not decision.promoted:
+        err.print("promotion refused; pass --force to promote anyway")
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Point current back at the version that was current before it."""
+    from model.registry import rollback
+
+    try:
+        was, now = rollback(_model_root())
+    except USER_ERRORS as e:
+        raise fail(e) from None
+    out.print(f"rolled back: current is {now} again (was {was})")
+
+
+@models_app.command("gc")
+def models_gc(
+    keep: Annotated[int, typer.Option(min=1, help="How many of the newest versions to keep")],
+) -> None:
+    """Delete old versions; current and the one before it are always kept."""
+    from model.registry import gc
+
+    try:
+        removed = gc(_model_root(), keep)
+    except USER_ERRORS as e:
+        raise fail(e) from None
+    out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
+
+
+@models_app.command("freeze-eval")
+def models_freeze_eval(
+    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
+    force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
+    text_col: TextCol = "text",
+    title_col: TitleCol = "title",
+    id_col: IdCol = "id",
+    department_col: DeptCol = "department",
+    category_col: CatCol = "category",
+) -> None:
+    """Store a fixed evaluation set in the registry; every version is scored on it."""
+    from training.retrain import freeze_eval_files
+
+    try:
+        info = freeze_eval_files(
+            _model_root(),
+            data,
+            column_map(text_col, title_col, id_col, department_col, category_col),
+            force=force,
+        )
+    except (*USER_ERRORS, ValueError) as e:
+        raise fail(e) from None
+    out.print(
+        f"froze {info['rows']} tickets (SHA-256 {info['sha256'][:12]}…) from {info['source']}"
+    )
+
+
+@app.command()
+def retrain(
+    history: Annotated[
+        list[Path], typer.Option("--history", help="Labelled history files or directories")
+    ],
+    feedback_since: Annotated[
+        datetime | None,
+        typer.Option(formats=DATE_FORMATS, help="Use feedback from this date on (UTC)"),
+    ] = None,
+    if_new_feedback: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Do nothing unless this many feedback rows are newer than current"
+        ),
+    ] = None,
+    promote_if_better: Annotated[
+        bool, typer.Option(help="Promote the challenger when the promotion rule allows it")
+    ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns old,new[,head]: labels renamed at training time"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="With --promote-if-better: promote even when refused")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
+    ] = None,
+    text_col: TextCol = "text",
+    title_col: TitleCol = "title",
+    id_col: IdCol = "id",
+    department_col: DeptCol = "department",
+    category_col: CatCol = "category",
+) -> None:
+    """Train a challenger on history plus dispatchers' corrections and register it."""
+    from serve.db import DatabaseUnavailable
+    from training.retrain import MappingFileError, read_mapping
+    from training.retrain import retrain as run_retrain
+
+    try:
+        settings = load_settings()
+        renames = read_mapping(mapping) if mapping else None
+        records = _feedback_records(settings, feedback_since)
+        with progress_bar() as bar:
+            result = run_retrain(
+                history,
+                records,
+                settings.model_root,
+                column_map(text_col, title_col, id_col, department_col, category_col),
+                mapping=renames,
+                if_new_feedback=if_new_feedback,
+                promote_if_better=promote_if_better,
+                force=force,
+                report_dir=report,
+                progress=_RichProgress(bar),
+            )
+    except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, ValueError) as e:
+        raise fail(e) from None
+    if result.skipped:
+        out.print(result.message)
+        return
+    assert result.train is not None
+    for head, labels in result.mapped.items():
+        for old, n in labels.items():
+            out.print(f"mapped {n} {head} row(s) {old} → {renames[head][old]}")  # type: ignore[index]
+    for warning in result.warnings(result.train.metadata["config"]["min_examples"]):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    fb = result.feedback
+    out.print(
+        f"training rows: {result.rows.get('history', 0)} history + {result.rows.get('feedback', 0)} "
+        f"feedback ({fb.records} feedback records for {fb.tickets} tickets, {fb.superseded} "
+        f"superseded by a later decision, {fb.replaced_history} history rows replaced); "
+        f"{result.eval_excluded} frozen evaluation tickets left out",
+        soft_wrap=True,
+    )
+    if result.eval_frozen_now:
+        out.print("froze the evaluation set from the history (first retrain)")
+    out.print(result.message, soft_wrap=True)
+    if result.decision is not None:
+        _print_decision(result.decision, applied=promote_if_better)
+        if promote_if_better and not result.decision.promoted:
+            err.print("the challenger stays registered but not current")
+            raise typer.Exit(EXIT_REFUSED)
+        if not promote_if_better:
+            out.print(f"promote it with: paidan models promote {result.version}")
+
+
+@app.command()
+def drift(
+    since: Annotated[
+        datetime, typer.Option(formats=DATE_FORMATS, help="Recent traffic starts here (UTC)")
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="JSON report; a PNG is written beside it")
+    ] = Path("drift.json"),
+    model: Annotated[
+        Path | None, typer.Option(help="Model to compare with (default: the current model)")
+    ] = None,
+) -> None:
+    """Compare recent traffic (feedback records) with the current model's training data."""
+    from model.registry import current_dir
+    from serve.db import DatabaseUnavailable
+    from training.drift import drift as run_drift
+    from training.drift import write_drift
+
+    try:
+        settings = load_settings()
+        model_dir = model or current_dir(settings.model_root)
+        if model_dir is None:
+            raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
+        router, metadata = load_router(model_dir)
+        records = _feedback_records(settings, since)
+        report = run_drift(router, metadata, records, _utc(since))
+        paths = write_drift(report, out_path)
+    except (*USER_ERRORS, DatabaseUnavailable) as e:
+        raise fail(e) from None
+    table = Table(title=f"drift since {since:%Y-%m-%d}: {report['records']} feedback records")
+    table.add_column("figure")
+    table.add_column("value")
+    for head, p in report["psi"].items():
+        value = "–" if p["psi"] is None else f"{p['psi']:.3f} ({p['band']})"
+        table.add_row(f"{head} PSI", value)
+    rate = report["oov"]["rate"]
+    table.add_row("out-of-vocabulary tokens", "–" if rate is None else f"{rate:.1%}")
+    share = report["review_share"]["share"]
+    table.add_row("sent to review", "–" if share is None else f"{share:.1%}")
+    terms = ", ".join(t["term"] for t in report["new_terms"][:10])
+    table.add_row("new frequent terms", terms or "–")
+    out.print(table)
+    out.print("written: " + ", ".join(str(p) for p in paths), soft_wrap=True)
 
 
 if __name__ == "__main__":

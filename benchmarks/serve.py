@@ -1,0 +1,340 @@
+"""Serving latency and throughput: ``paidan serve`` against a naive FastAPI app, in one run.
+
+Measures, on this machine:
+
+* **in-process**: ``router.predict([ticket])`` for one ticket at a time (p50/p99 in ms), the floor
+  that any server adds to;
+* **paidan serve** started as a second process on 127.0.0.1 (with ``--workers 1`` and with
+  ``--workers`` = the number of cores), loaded over HTTP with ``POST /v1/route`` at concurrency 1, 8
+  and 32: p50/p99 latency seen by the client and requests per second;
+* **naive**: a FastAPI app, also a second process with one worker, that calls the same
+  ``router.predict`` inside ``async def`` (the event loop blocks during every prediction), under the
+  same load.
+
+The load client is ``httpx.AsyncClient`` in this process, with a bounded number of requests per level
+and a timeout on every request, so the run always ends. The client shares the machine's cores with
+the server (the figures are for client and server together on one box).
+
+Model: trained on the shared real tickets (``../shared/datasets/tipdm2020c``) into a temporary model
+root, or on the bundled sample when the shared data is absent; or ``--model DIR``. Request bodies are
+the titles and texts of those tickets (never printed or written out).
+
+Writes ``benchmarks/results/serve.json``. Run::
+
+    .venv/bin/python benchmarks/serve.py [--model DIR] [--requests 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model import resources  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
+SHARED_TRAIN = ("department_train.csv", "category_train.csv")
+RESULTS = ROOT / "benchmarks" / "results"
+CONCURRENCY = (1, 8, 32)
+STARTUP_TIMEOUT_S = 120
+REQUEST_TIMEOUT_S = 30
+IN_PROCESS_CALLS = 500
+WARMUP_REQUESTS = 30
+
+
+# -- the naive app (run as a child process with --naive-server) --------------------------------------
+def naive_app(model_dir: Path) -> Any:
+    """What the issue warns against: the model called inside ``async def`` on the event loop."""
+    from fastapi import FastAPI
+
+    from model.artifact import load_router
+
+    router, _ = load_router(model_dir)
+    router.warm_up()
+    app = FastAPI()
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.post("/v1/route")
+    async def route(body: dict[str, Any]) -> dict[str, Any]:
+        start = time.perf_counter()
+        result = router.predict([(body.get("title") or "", body["text"])])[0]
+        return {**result.model_dump(), "elapsed_ms": (time.perf_counter() - start) * 1000}
+
+    return app
+
+
+def run_naive_server(model_dir: Path, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        naive_app(model_dir), host="127.0.0.1", port=port, access_log=False, log_level="warning"
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def training_files() -> list[Path]:
+    shared = [SHARED / f for f in SHARED_TRAIN if (SHARED / f).is_file()]
+    return shared or [resources.sample_path()]
+
+
+def request_pool(files: list[Path]) -> list[dict[str, str]]:
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False)[["title", "text"]] for p in files]
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["text"].str.strip() != ""]
+    return [{"title": t, "text": x} for t, x in zip(df["title"], df["text"], strict=True)]
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p90_ms": round(float(np.percentile(a, 90)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+        "max_ms": round(float(a.max()), 2),
+    }
+
+
+def in_process(model_dir: Path, pool: list[dict[str, str]]) -> dict[str, Any]:
+    from model.artifact import load_router
+
+    t0 = time.perf_counter()
+    router, _ = load_router(model_dir)
+    router.warm_up()
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(pool), size=IN_PROCESS_CALLS)
+    times = []
+    for i in picks:
+        t = time.perf_counter()
+        router.predict([(pool[i]["title"], pool[i]["text"])])
+        times.append((time.perf_counter() - t) * 1000)
+    return {"calls": IN_PROCESS_CALLS, "load_and_warm_up_s": round(load_s, 2), **percentiles(times)}
+
+
+def start(cmd: list[str], env: dict[str, str], port: int) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server and wait for ``/readyz``; returns the process and the seconds it took."""
+    import httpx
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{cmd[:4]} exited with {proc.returncode}: "
+                + (proc.stderr.read().decode()[-2000:] if proc.stderr else "")
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"{cmd[:4]} not ready after {STARTUP_TIMEOUT_S} s")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) -> dict[str, Any]:
+    """``n`` requests by ``concurrency`` concurrent clients; latency per request and throughput."""
+    import httpx
+
+    rng = np.random.default_rng(concurrency)
+    bodies = [pool[i] for i in rng.integers(0, len(pool), size=n + WARMUP_REQUESTS)]
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout
+    ) as client:
+        for body in bodies[:WARMUP_REQUESTS]:
+            await client.post("/v1/route", json=body)
+        queue = iter(bodies[WARMUP_REQUESTS:])
+        times: list[float] = []
+        errors: dict[str, int] = {}
+
+        async def worker() -> None:
+            for body in queue:  # shared iterator: each body is sent once
+                t = time.perf_counter()
+                try:
+                    r = await client.post("/v1/route", json=body)
+                    ok = r.status_code == 200
+                    key = str(r.status_code)
+                except httpx.HTTPError as e:
+                    ok, key = False, type(e).__name__
+                if ok:
+                    times.append((time.perf_counter() - t) * 1000)
+                else:
+                    errors[key] = errors.get(key, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "ok": len(times),
+        "errors": errors,
+        "wall_s": round(wall, 3),
+        "throughput_rps": round(len(times) / wall, 1),
+        **(percentiles(times) if times else {}),
+    }
+
+
+def measure_server(
+    name: str, cmd: list[str], env: dict[str, str], port: int, pool: list[dict[str, str]], n: int
+) -> dict[str, Any]:
+    proc, ready_s = start(cmd, env, port)
+    try:
+        levels = []
+        for c in CONCURRENCY:
+            levels.append(asyncio.run(load(port, pool, c, n if c > 1 else max(n // 4, 100))))
+            print(f"  {name} c={c}: {levels[-1]}", file=sys.stderr)
+    finally:
+        stop(proc)
+    return {"startup_to_ready_s": round(ready_s, 2), "levels": levels}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help="Model directory (default: train one)")
+    parser.add_argument("--requests", type=int, default=1_200, help="Requests per level (c>1)")
+    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
+    args = parser.parse_args()
+    if args.naive_server:
+        run_naive_server(args.model, args.port)
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="paidan-bench-serve-"))
+    try:
+        files = training_files()
+        if args.model:
+            model_dir = args.model.resolve()
+            model_root = model_dir.parent
+        else:
+            from training.train import train
+
+            model_root = tmp / "models"
+            print(f"training a model on {[p.name for p in files]} …", file=sys.stderr)
+            t0 = time.perf_counter()
+            model_dir = train(files, None, model_root=model_root).model_dir
+            assert model_dir is not None
+            print(f"  trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        pool = request_pool(files)
+        cores = os.cpu_count() or 1
+        env = {
+            **os.environ,
+            "PAIDAN_MODEL_ROOT": str(model_root),
+            "PAIDAN_DATA_DIR": str(tmp / "var"),
+        }
+        env.pop("PAIDAN_DATABASE_URL", None)
+        py = sys.executable
+
+        result: dict[str, Any] = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cores": cores,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "model": {"trained_on": [p.name for p in files], "pool_size": len(pool)},
+            "client": "httpx.AsyncClient in the benchmark process, on the same machine",
+            "in_process": in_process(model_dir, pool),
+        }
+        print(f"in-process: {result['in_process']}", file=sys.stderr)
+        servers: dict[str, Any] = {}
+        for workers in sorted({1, cores}):
+            port = free_port()
+            cmd = [py, "-m", "paidan", "serve", "--model", str(model_dir), "--port", str(port),
+                   "--workers", str(workers), "--no-access-log"]  # fmt: skip
+            servers[f"paidan_serve_workers_{workers}"] = measure_server(
+                f"paidan serve --workers {workers}", cmd, env, port, pool, args.requests
+            )
+        port = free_port()
+        cmd = [py, str(Path(__file__).resolve()), "--naive-server", "--model", str(model_dir),
+               "--port", str(port)]  # fmt: skip
+        servers["naive_async_def"] = measure_server("naive", cmd, env, port, pool, args.requests)
+        result["servers"] = servers
+
+        naive = {lv["concurrency"]: lv for lv in servers["naive_async_def"]["levels"]}
+        ratios: dict[str, Any] = {}
+        for name, server in servers.items():
+            if name == "naive_async_def":
+                continue
+            ratios[name] = {
+                f"c{lv['concurrency']}": {
+                    "throughput_x_naive": round(
+                        lv["throughput_rps"] / naive[lv["concurrency"]]["throughput_rps"], 2
+                    ),
+                    "p99_naive_over_this": round(
+                        naive[lv["concurrency"]]["p99_ms"] / lv["p99_ms"], 2
+                    ),
+                }
+                for lv in server["levels"]
+                if lv.get("p99_ms") and naive[lv["concurrency"]].get("p99_ms")
+            }
+        result["vs_naive"] = ratios
+        best = servers[f"paidan_serve_workers_{cores}"]["levels"][-1]
+        result["target"] = {
+            "c32_p99_under_50ms": bool(best.get("p99_ms", 1e9) < 50),
+            "c32_throughput_at_least_2x_naive": bool(
+                ratios[f"paidan_serve_workers_{cores}"].get("c32", {}).get("throughput_x_naive", 0)
+                >= 2
+            ),
+            "measured_with": f"paidan serve --workers {cores}",
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        print(json.dumps({"vs_naive": ratios, "target": result["target"]}, indent=2))
+        print(f"written to {args.out}", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

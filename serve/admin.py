@@ -1,0 +1,146 @@
+"""Hot reload on request: ``POST /v1/admin/reload`` and SIGHUP.
+
+Both load the new model beside the running one through :func:`serve.reload.reload_model` (verify
+the SHA-256s, refuse symlinks and paths outside the model root, unpickle, warm up) and only then
+swap one reference, so requests in flight finish on the old model and none fails. A model that is
+refused leaves the old one serving, with one ERROR log line saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from model.artifact import ModelLoadError, load_router
+from model.registry import current_dir
+from serve.auth import ADMIN_KEY
+from serve.errors import ApiError
+from serve.reload import reload_model
+from serve.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+MAX_PATH_CHARS = 4096
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 500)
+}
+
+
+class ReloadRequest(BaseModel):
+    """Which model to switch to; empty: the one the model root's ``current`` pointer names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: str | None = Field(
+        None,
+        max_length=MAX_PATH_CHARS,
+        description="A version under the model root, or a path (relative paths are taken under "
+        "the root); it must be a real directory inside the root",
+    )
+
+
+class ReloadResponse(BaseModel):
+    """The swap that happened."""
+
+    previous: str | None = Field(description="The version served before")
+    version: str = Field(description="The version served now")
+    model_dir: str
+
+
+admin_router = APIRouter(tags=["admin"])
+
+
+@admin_router.post(
+    "/v1/admin/reload",
+    response_model=ReloadResponse,
+    responses=ADMIN_ERRORS,
+    dependencies=[ADMIN_KEY],
+)
+async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadResponse:
+    """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving."""
+    app = request.app
+    root = Path(app.state.settings.model_root)
+    if body is not None and body.model_dir:
+        target = root / body.model_dir  # an absolute model_dir replaces the root
+    else:
+        try:
+            target = current_dir(root)
+        except ModelLoadError as e:
+            raise _refused(app, "current", e) from e
+        if target is None:
+            raise ApiError(
+                422,
+                "model_refused",
+                f"the model root {root} has no current model; name one in model_dir",
+                "body.model_dir",
+            )
+    previous = getattr(app.state.router, "version", None)
+    try:
+        version = await run_in_threadpool(reload_model, app, target, _loader(app))
+    except ModelLoadError as e:
+        raise _refused(app, str(target), e) from e
+    return ReloadResponse(previous=previous, version=version, model_dir=str(target))
+
+
+def _loader(app: Any) -> Callable[..., Any]:
+    return getattr(app.state, "router_loader", None) or load_router
+
+
+def _refused(app: Any, target: str, e: ModelLoadError) -> ApiError:
+    served = getattr(app.state.router, "version", None)
+    logger.error("model reload refused (%s): %s; still serving %s", target, e, served)
+    return ApiError(422, "model_refused", f"{e}; still serving model {served}", "body.model_dir")
+
+
+async def reload_current(app: Any) -> str | None:
+    """Switch to the model the root's ``current`` pointer names (what SIGHUP does)."""
+    root = Path(app.state.settings.model_root)
+    try:
+        target = current_dir(root)
+        if target is None:
+            raise ModelLoadError(f"the model root {root} has no current model")
+        return await run_in_threadpool(reload_model, app, target, _loader(app))
+    except ModelLoadError as e:
+        _refused(app, "SIGHUP", e)
+    except Exception as e:  # the signal must never take the server down
+        logger.error(
+            "model reload on SIGHUP failed: %s; still serving %s",
+            type(e).__name__,
+            getattr(app.state.router, "version", None),
+        )
+    return None
+
+
+def install_sighup(app: Any) -> Callable[[], None]:
+    """Reload on SIGHUP; returns the function that removes the handler.
+
+    Only the main thread's event loop can handle signals: in tests (the app runs in a worker
+    thread) this does nothing. With ``--workers N`` uvicorn's supervisor takes SIGHUP itself and
+    restarts the workers, which load the current model.
+    """
+    tasks: set[asyncio.Task[Any]] = set()
+    try:
+        loop = asyncio.get_running_loop()
+
+        def on_hup() -> None:
+            logger.info("SIGHUP: reloading the current model")
+            task = loop.create_task(reload_current(app))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (RuntimeError, ValueError, NotImplementedError, AttributeError):
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove

@@ -1,0 +1,242 @@
+"""The app factory: one FastAPI app whose lifespan loads the model once and opens the feedback database.
+
+``uvicorn serve.app:create_app --factory`` builds it from the ``PAIDAN_*`` environment (that is how
+``paidan serve --workers N`` starts each worker); tests and the CLI pass settings and a model
+directory explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model.artifact import ModelLoadError, load_router
+from model.registry import current_dir
+from model.router import Router
+from model.settings import Settings, load_settings
+from serve.admin import admin_router, install_sighup
+from serve.batcher import MicroBatcher
+from serve.db import Database
+from serve.errors import error_response, install_error_handlers
+from serve.metrics import Metrics, MetricsMiddleware
+from serve.reload import follow_pointer
+from serve.routes import api_router
+from serve.schemas import make_request_models
+from serve.security import install_security
+
+logger = logging.getLogger(__name__)
+
+RouterLoader = Callable[[Path, Path | None], tuple[Router, dict[str, Any]]]
+
+
+def resolve_model_dir(settings: Settings, model_dir: str | Path | None = None) -> Path:
+    """The model directory to serve: the explicit one, ``PAIDAN_MODEL_DIR``, or the root's current."""
+    chosen = model_dir or settings.model_dir
+    if chosen is not None:
+        return Path(chosen)
+    current = current_dir(settings.model_root)
+    if current is None:
+        raise ModelLoadError(
+            f"no model under the model root {settings.model_root.resolve()}; train one with "
+            "`paidan train` or start `paidan serve`, which trains the default"
+        )
+    return current
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """Largest request body accepted (``PAIDAN_MAX_BODY_BYTES``, 2 MB by default)."""
+    return settings.max_body_bytes
+
+
+def create_app(
+    settings: Settings | None = None,
+    model_dir: str | Path | None = None,
+    router_loader: RouterLoader = load_router,
+    migrate: bool = True,
+) -> FastAPI:
+    """Build the app.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Runtime settings; default: read from the ``PAIDAN_*`` environment.
+    model_dir : str or Path, optional
+        The model directory; default: ``settings.model_dir`` or the current model under
+        ``settings.model_root``. It must lie under the model root.
+    router_loader : callable, optional
+        ``(model_dir, root) -> (Router, metadata)``; tests may replace it.
+    migrate : bool, default True
+        Apply the database migrations at start-up (idempotent).
+    """
+    settings = settings or load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        path = resolve_model_dir(settings, model_dir)
+
+        def load() -> tuple[Router, dict[str, Any]]:
+            router, metadata = router_loader(path, settings.model_root)
+            router.warm_up()  # jieba's dictionary and the feature names, once per worker
+            return router, metadata
+
+        app.state.router, app.state.metadata = await run_in_threadpool(load)
+        app.state.model_dir = path
+        db = Database(settings.resolved_database_url, migrate=migrate)
+        app.state.db = db
+        database = await run_in_threadpool(db.check)
+        if not database["ok"]:
+            # Routing does not need the database; feedback answers 503 until it is back.
+            logger.warning(
+                "feedback database unavailable at start-up (%s); routing still works",
+                database["reason"],
+            )
+        logger.info(
+            "model %s loaded from %s in %.1f s",
+            app.state.router.version,
+            path,
+            time.perf_counter() - start,
+        )
+        follower = _start_follower(app, settings, path, router_loader)
+        remove_sighup = install_sighup(app)  # SIGHUP: reload the current model (serve/admin.py)
+        try:
+            yield
+        finally:
+            remove_sighup()
+            if follower is not None:
+                follower.cancel()
+            db.dispose()
+
+    app = FastAPI(
+        title="paidan",
+        summary="派单: route citizen complaints to the responsible department and a category",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.batcher = MicroBatcher(similar_k=settings.similar_k)
+    app.state.router = None
+    app.state.metadata = {}
+    app.state.db = None
+    app.state.router_loader = router_loader  # the admin reload loads through the same function
+    install_error_handlers(app)
+    app.include_router(api_router(make_request_models(settings)))
+    app.include_router(admin_router)
+    _include_page(app)
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_security(app, settings)  # CORS, safe headers, PII-free access log, 401/403 answers
+    return app
+
+
+def _start_follower(
+    app: FastAPI, settings: Settings, served: Path, loader: RouterLoader
+) -> asyncio.Task[None] | None:
+    """Follow the root's ``current`` pointer when the served model is the current one."""
+    if not settings.follow_current or settings.reload_interval <= 0:
+        return None
+    try:
+        current = current_dir(settings.model_root)
+    except ModelLoadError:
+        current = None
+    if current is None or current.resolve() != served.resolve():
+        return None  # an explicitly chosen model stays put
+    logger.info(
+        "following %s every %.1f s", settings.model_root / "current", settings.reload_interval
+    )
+    return asyncio.create_task(
+        follow_pointer(app, settings.model_root, settings.reload_interval, loader)
+    )
+
+
+def _include_page(app: FastAPI) -> None:
+    """The dispatcher's page (``serve/page.py``), when it is installed."""
+    if importlib.util.find_spec("serve.page") is None:
+        return
+    from serve import page
+
+    if hasattr(page, "page_router"):
+        app.include_router(page.page_router)
+    elif hasattr(page, "mount_page"):
+        page.mount_page(app)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies larger than ``limit`` bytes with 413, before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size > self.limit or size < 0:
+                    response = error_response(
+                        413 if size > self.limit else 400,
+                        "payload_too_large" if size > self.limit else "bad_request",
+                        f"the request body is {size:,} bytes; at most {self.limit:,} are accepted"
+                        if size > self.limit
+                        else "the Content-Length header is not a number",
+                        "body",
+                    )
+                    await response(scope, receive, send)
+                    return
+                await self.app(scope, receive, send)  # the server stops at Content-Length
+                return
+        # No Content-Length (chunked): read up to the limit here and hand the app the whole body.
+        # Raising from inside receive() would not do: FastAPI turns any error while it reads the
+        # body into a 400.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                response = error_response(
+                    413,
+                    "payload_too_large",
+                    f"the request body exceeds {self.limit:,} bytes",
+                    "body",
+                )
+                await response(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], None, receive), send)
+
+
+def _replay(messages: list[Message], last: Message | None, receive: Receive) -> Receive:
+    """A receive() that first returns ``messages`` (then ``last``), then reads on."""
+    queue = [*messages, *([last] if last is not None else [])]
+
+    async def replay() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replay

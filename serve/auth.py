@@ -1,0 +1,132 @@
+"""API keys: who may store feedback, export it, reload the model and (optionally) route.
+
+Keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. The settings hold only the
+SHA-256 of each key (:func:`model.settings.hash_key_entry`); a presented key is hashed and compared
+with every stored hash in constant time (:func:`hmac.compare_digest`), so neither the key nor the
+timing of the comparison tells a caller how close a guess was. Keys are never logged or echoed.
+
+Without any key configured the protected endpoints are open: that is the single-user mode of a
+server bound to loopback, and ``paidan serve`` refuses to bind anything else without keys (see
+:func:`check_bind_allowed` and SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from model.settings import Settings, SettingsError
+from serve.errors import ApiError
+
+Scope = Literal["route", "feedback", "admin"]
+# Only used so that OpenAPI documents the two ways to send a key; the check itself is below.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The API key (same keys as the bearer token)"
+)
+
+
+class KeyRefused(ApiError):
+    """401 (no key, or not a key we know) or 403 (a known key without the right)."""
+
+
+def _digest(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def matches(presented: str, hashes: tuple[str, ...]) -> bool:
+    """Whether ``presented`` is one of the keys whose hashes are given; constant time per hash."""
+    digest = _digest(presented).encode()
+    found = False
+    for stored in hashes:  # no early exit: the time does not depend on which key matched
+        found |= hmac.compare_digest(digest, stored.encode())
+    return found
+
+
+def presented_key(
+    bearer: HTTPAuthorizationCredentials | None, header_key: str | None
+) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    return header_key or None
+
+
+def authorize(settings: Settings, key: str | None, scope: Scope) -> None:
+    """Raise :class:`KeyRefused` unless ``key`` may use ``scope`` under ``settings``.
+
+    ``route`` needs a key only when ``require_key_for_route`` is set; admin endpoints take the admin
+    keys, or the API keys when no admin key is configured.
+    """
+    if not settings.keys_configured:
+        return  # loopback single-user mode; `paidan serve` enforces the loopback part
+    if scope == "route" and not settings.require_key_for_route:
+        return
+    if not key:
+        raise KeyRefused(
+            401,
+            "unauthorized",
+            "this endpoint needs an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            "Authorization",
+        )
+    admin_hashes = settings.admin_keys or settings.api_keys
+    is_admin = matches(key, admin_hashes)
+    is_user = is_admin or matches(key, settings.api_keys)
+    if not is_user:
+        raise KeyRefused(401, "unauthorized", "the API key is not valid", "Authorization")
+    if scope == "admin" and not is_admin:
+        raise KeyRefused(
+            403, "forbidden", "this API key may not use the admin endpoints", "Authorization"
+        )
+
+
+def require(scope: Scope) -> Callable[..., None]:
+    """A dependency that checks the request's key for ``scope``."""
+
+    def check(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> None:
+        authorize(request.app.state.settings, presented_key(bearer, header_key), scope)
+
+    return check
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only accepts local connections."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+class UnsafeBind(SettingsError):
+    """Serving on a non-loopback interface without API keys (a settings problem: one line, exit 2)."""
+
+
+def check_bind_allowed(settings: Settings, host: str) -> None:
+    """Refuse to serve feedback without keys anywhere but loopback (see SECURITY.md)."""
+    if settings.require_key_for_route and not settings.keys_configured:
+        raise UnsafeBind(
+            "PAIDAN_REQUIRE_KEY_FOR_ROUTE is set but PAIDAN_API_KEYS is empty: no request could "
+            "be routed; set PAIDAN_API_KEYS"
+        )
+    if not settings.keys_configured and not is_loopback(host):
+        raise UnsafeBind(
+            f"refusing to listen on {host} without API keys: anyone on the network could read and "
+            "write feedback and reload the model; set PAIDAN_API_KEYS (see SECURITY.md) or bind "
+            "127.0.0.1"
+        )
+
+
+ROUTE_KEY = Depends(require("route"))
+FEEDBACK_KEY = Depends(require("feedback"))
+ADMIN_KEY = Depends(require("admin"))

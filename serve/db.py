@@ -1,0 +1,257 @@
+"""Feedback storage through SQLAlchemy: embedded SQLite by default, PostgreSQL when configured.
+
+The schema is versioned with Alembic (``serve/migrations``); :func:`upgrade` applies it and runs at
+start-up and as ``paidan db upgrade``. Texts are PII-masked before they reach this module's tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    make_url,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+EXPORT_PAGE = 500  # rows fetched per query while streaming an export
+CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The feedback database cannot be reached or written; the message is safe to show (no SQL,
+    no parameters, no password)."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone, so it is re-attached)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Feedback(Base):
+    """One decision of a dispatcher: the suggestion shown and what was finally chosen."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_created_at", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    suggestion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    department: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(100))
+    dispatcher_id: Mapped[str | None] = mapped_column(String(100))
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ticket_id": self.ticket_id,
+            "title": self.title,
+            "text": self.text,
+            "suggestion": self.suggestion,
+            "department": self.department,
+            "category": self.category,
+            "dispatcher_id": self.dispatcher_id,
+            "model_version": self.model_version,
+            "created_at": self.created_at,
+        }
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL and ``synchronous=FULL`` so a commit survives a
+    crash, PostgreSQL a short connect timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            pool_pre_ping=False,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers (the export) run beside the writer; FULL syncs the WAL on every commit,
+        # so a 2xx answer means the row is on disk even if the process is killed right after.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=10000")  # ms
+    finally:
+        cursor.close()
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to ``revision`` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
+def safe_reason(exc: BaseException) -> str:
+    """One line about a database error without SQL, parameters (ticket text) or passwords."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
+
+
+class Database:
+    """The feedback store: an engine, its session factory and the schema's state."""
+
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        self.url = make_url(url)
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrate = migrate
+        self._schema_ready = False
+        self._lock = threading.Lock()
+        self._prepare_sqlite_dir()
+
+    @property
+    def backend(self) -> str:
+        return self.url.get_backend_name()
+
+    def _prepare_sqlite_dir(self) -> None:
+        if self.backend == "sqlite" and self.url.database and self.url.database != ":memory:":
+            try:
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                logger.warning("cannot create the directory of the SQLite database: %s", e)
+
+    def ensure_schema(self) -> None:
+        """Migrate once per process; retried on the next call if the database was unreachable."""
+        if self._schema_ready:
+            return
+        with self._lock:
+            if self._schema_ready:
+                return
+            try:
+                if self._migrate:
+                    upgrade(self.engine)
+                else:
+                    with self.engine.connect() as conn:
+                        conn.execute(text("SELECT 1"))
+            except SQLAlchemyError as e:
+                raise DatabaseUnavailable(safe_reason(e)) from e
+            self._schema_ready = True
+
+    def check(self) -> dict[str, Any]:
+        """The database's state for ``/readyz``: ``ok`` and, when not, why."""
+        try:
+            self.ensure_schema()
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DatabaseUnavailable as e:
+            return {"ok": False, "backend": self.backend, "reason": str(e)}
+        except SQLAlchemyError as e:
+            return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
+        return {"ok": True, "backend": self.backend}
+
+    def add_feedback(self, **values: Any) -> Feedback:
+        """Insert one feedback row and commit; ``created_at`` defaults to now (UTC)."""
+        self.ensure_schema()
+        values.setdefault("created_at", datetime.now(UTC))
+        row = Feedback(**values)
+        try:
+            with self.sessions.begin() as session:
+                session.add(row)
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(safe_reason(e)) from e
+        return row
+
+    def feedback_page(
+        self, since: datetime | None, after: tuple[datetime, int] | None, limit: int
+    ) -> list[Feedback]:
+        """Up to ``limit`` rows created at or after ``since``, oldest first, after the key ``after``."""
+        self.ensure_schema()
+        query = select(Feedback).order_by(Feedback.created_at, Feedback.id).limit(limit)
+        if since is not None:
+            query = query.where(Feedback.created_at >= since)
+        if after is not None:
+            at, row_id = after
+            query = query.where(
+                or_(
+                    Feedback.created_at > at,
+                    and_(Feedback.created_at == at, Feedback.id > row_id),
+                )
+            )
+        try:
+            with self.sessions() as session:
+                return list(session.scalars(query))
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(safe_reason(e)) from e
+
+    def iter_feedback(
+        self, since: datetime | None = None, page: int = EXPORT_PAGE
+    ) -> Iterator[Feedback]:
+        """All rows created at or after ``since``, oldest first, read in pages (keyset pagination)."""
+        after: tuple[datetime, int] | None = None
+        while True:
+            rows = self.feedback_page(since, after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,52 @@
+"""Dependencies the routes receive; tests override them with ``app.dependency_overrides``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from model.router import Router
+from model.settings import Settings
+from serve.batcher import MicroBatcher
+from serve.db import Database
+from serve.errors import ApiError
+from serve.metrics import Metrics
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_router(request: Request) -> Router:
+    router = getattr(request.app.state, "router", None)
+    if router is None:
+        raise ApiError(503, "model_not_loaded", "no model is loaded yet")
+    return router
+
+
+def get_model_metadata(request: Request) -> dict[str, Any]:
+    return getattr(request.app.state, "metadata", None) or {}
+
+
+def get_db(request: Request) -> Database:
+    db = getattr(request.app.state, "db", None)
+    if db is None:
+        raise ApiError(503, "database_unavailable", "the feedback database is not configured")
+    return db
+
+
+def get_batcher(request: Request) -> MicroBatcher:
+    return request.app.state.batcher
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RouterDep = Annotated[Router, Depends(get_router)]
+MetadataDep = Annotated[dict[str, Any], Depends(get_model_metadata)]
+DatabaseDep = Annotated[Database, Depends(get_db)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

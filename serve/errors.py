@@ -1,0 +1,124 @@
+"""One error shape for every answer that is not a success: ``{"error": {"code", "message", "field"}}``."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.db import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with on purpose."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: Any = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
+
+
+def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple[str, str | None]:
+    """A message and a dotted field path from pydantic errors, never echoing the input."""
+    if not errors:
+        return "the request is invalid", None
+    err = errors[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    if not prefix_body and loc[:1] == ["body"]:
+        loc = loc[1:]
+    field = ".".join(loc) or None
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "string_too_long" and "max_length" in ctx:
+        msg = f"is longer than {ctx['max_length']:,} characters"
+    elif err.get("type") == "missing":
+        msg = "is required"
+    elif err.get("type") == "extra_forbidden":
+        msg = "is not a known field"
+    message = f"{field or 'request'}: {msg}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return message, field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through :func:`error_response`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        logger.warning("feedback database unavailable: %s", exc)
+        return error_response(
+            503,
+            "database_unavailable",
+            f"the feedback database is unavailable ({exc}); routing still works, retry the "
+            "feedback later",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, field = first_validation_error(list(exc.errors()))
+        # JSON that does not parse is a malformed request, not a bad field.
+        if exc.errors() and exc.errors()[0].get("type") == "json_invalid":
+            return error_response(400, "malformed_json", "the body is not valid JSON", "body")
+        return error_response(422, "invalid_request", message, field)
+
+    @app.exception_handler(ValidationError)
+    async def _response_invalid(request: Request, exc: ValidationError) -> JSONResponse:
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, detail, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The message may quote the ticket; log the type and the frames (code only), not the text.
+        logger.error(
+            "unhandled %s on %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return error_response(500, "internal_error", "an unexpected error occurred; it was logged")

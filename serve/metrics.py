@@ -1,0 +1,146 @@
+"""Prometheus metrics: requests and latency per route, predictions per department, share to review.
+
+Each app owns its registry (tests build many apps in one process). With several uvicorn workers
+``PROMETHEUS_MULTIPROC_DIR`` is set by the CLI and ``/metrics`` aggregates all workers' files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model.router import RouteResult
+
+# Seconds; prediction takes milliseconds, so the buckets are dense below 100 ms.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+DECISIONS = "paidan_route_decisions"
+
+
+class Metrics:
+    """The app's metric objects and the registry ``/metrics`` reads."""
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "paidan_http_requests",
+            "HTTP requests by route template, method and status code",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "paidan_http_request_duration_seconds",
+            "HTTP request latency by route template and method, in seconds",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "paidan_predictions",
+            "Tickets routed, by suggested department",
+            ["department"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            DECISIONS,
+            "Tickets routed, by overall decision (auto or review)",
+            ["decision"],
+            registry=self.registry,
+        )
+
+    def observe_results(self, results: Iterable[RouteResult]) -> None:
+        for r in results:
+            self.predictions.labels(r.department.label if r.department else "").inc()
+            self.decisions.labels(r.decision).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format of all metrics, plus the computed review share."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source)
+        else:
+            source = self.registry
+        scrape = CollectorRegistry(auto_describe=True)
+        scrape.register(_Forward(source))
+        scrape.register(_ReviewShare(source))
+        return generate_latest(scrape), CONTENT_TYPE_LATEST
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
+
+
+class _ReviewShare(Collector):
+    """``paidan_review_share``: routed tickets sent to a person, as a fraction of all routed."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        counts = {"auto": 0.0, "review": 0.0}
+        for metric in self.source.collect():
+            if metric.name != DECISIONS:
+                continue
+            for sample in metric.samples:
+                if sample.name == DECISIONS + "_total":
+                    key = sample.labels.get("decision", "")
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        total = counts["auto"] + counts["review"]
+        yield GaugeMetricFamily(
+            "paidan_review_share",
+            "Fraction of routed tickets whose decision was review (0 before any ticket)",
+            value=counts["review"] / total if total else 0.0,
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route, method, str(status["code"])).inc()
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
+
+
+def _route_template(scope: Scope) -> str:
+    # The template, not the raw path: unmatched paths would otherwise make one series each.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

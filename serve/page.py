@@ -1,0 +1,86 @@
+"""The dispatcher's web page: ``GET /`` and its three local assets under ``/static``.
+
+Government networks are often closed, so everything the page needs is served from here: no CDN, no
+external fonts. The Content-Security-Policy allows only same-origin scripts and styles and no inline
+code at all, so even if some text slipped past the page's escaping it could not run.
+
+The assets are a fixed whitelist rather than a ``StaticFiles`` mount: ``include_router`` does not carry
+mounts over, and a whitelist cannot be talked into serving anything else from the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+INDEX_FILE = "index.html"
+# name -> media type; nothing outside this list is ever served.
+ASSETS: dict[str, str] = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+page_router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class _Asset:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+@cache
+def _asset(name: str, media_type: str) -> _Asset:
+    # Read on first request, not at import; the files are part of the installed package.
+    body = (STATIC_DIR / name).read_bytes()
+    return _Asset(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+def _respond(request: Request, asset: _Asset) -> Response:
+    # "no-cache" means revalidate every time: one cheap 304 instead of a stale page after an upgrade.
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": asset.etag}
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+@page_router.get("/")
+def index(request: Request) -> Response:
+    """The dispatcher's page."""
+    return _respond(request, _asset(INDEX_FILE, "text/html; charset=utf-8"))
+
+
+@page_router.get("/static/{name}")
+def static_asset(name: str, request: Request) -> Response:
+    """One of the page's local assets."""
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no such asset: {name!r}")
+    return _respond(request, _asset(name, media_type))

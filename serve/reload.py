@@ -1,0 +1,118 @@
+"""Hot model swap: load, verify and warm a model beside the running one, then swap one reference.
+
+:func:`reload_model` is the one swap function. The pointer follower (:func:`follow_pointer`, started
+by the app's lifespan) calls it when the model root's ``current`` pointer changes; an admin reload
+endpoint or a SIGHUP handler can call it too. Requests in flight keep the router they started with;
+new requests get the new one. A model that fails to load or verify is logged and the old one keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from model.artifact import load_router
+from model.registry import CURRENT_FILE
+from model.router import Router
+
+logger = logging.getLogger(__name__)
+
+RouterLoader = Callable[[Path, Path | None], tuple[Router, dict[str, Any]]]
+# One swap at a time per process: two reloads racing could install the older model last.
+_SWAP_LOCK = threading.Lock()
+
+
+def reload_model(app: Any, model_dir: str | Path, loader: RouterLoader = load_router) -> str:
+    """Load ``model_dir`` fully (verify, unpickle, warm up), then swap it into ``app.state``.
+
+    Blocking; call it from a thread (:func:`starlette.concurrency.run_in_threadpool`).
+
+    Parameters
+    ----------
+    app : FastAPI
+        The app whose ``state.router`` / ``state.metadata`` / ``state.model_dir`` are replaced.
+    model_dir : str or Path
+        The model directory; it must lie under ``app.state.settings.model_root``.
+    loader : callable
+        ``(model_dir, root) -> (Router, metadata)``.
+
+    Returns
+    -------
+    str
+        The version now served.
+
+    Raises
+    ------
+    ModelLoadError
+        When the new model cannot be trusted or read; the old model keeps serving.
+    """
+    path = Path(model_dir)
+    with _SWAP_LOCK:
+        start = time.perf_counter()
+        old = getattr(app.state.router, "version", None)
+        router, metadata = loader(path, app.state.settings.model_root)
+        router.warm_up()
+        # Python assigns references atomically: a request sees the old or the new router, whole.
+        app.state.metadata = metadata
+        app.state.router = router
+        app.state.model_dir = path
+        logger.info(
+            "model swapped: %s -> %s (loaded from %s in %.1f s)",
+            old,
+            router.version,
+            path,
+            time.perf_counter() - start,
+        )
+        return router.version
+
+
+def read_pointer(root: Path) -> str | None:
+    """The version named by ``root/current``, or ``None`` when it is absent or unreadable."""
+    try:
+        name = (root / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
+
+
+async def follow_pointer(
+    app: Any, root: Path, interval: float, loader: RouterLoader = load_router
+) -> None:
+    """Poll ``root/current`` every ``interval`` seconds and swap to the model it names.
+
+    Runs until cancelled. A failed load is logged once per pointer value, and the old model
+    keeps serving.
+    """
+    seen = read_pointer(root)
+    while True:
+        await asyncio.sleep(interval)
+        # Re-read each time: an admin reload may have swapped the model meanwhile.
+        served = getattr(app.state.router, "version", None)
+        pointer = read_pointer(root)
+        if pointer is None or pointer == seen:
+            continue
+        seen = pointer
+        if pointer == served:
+            continue
+        if Path(pointer).name != pointer:
+            logger.error(
+                "%s names %r, which is not a version; ignoring it", root / CURRENT_FILE, pointer
+            )
+            continue
+        try:
+            await run_in_threadpool(reload_model, app, root / pointer, loader)
+        except Exception as e:  # keep serving the old model, whatever went wrong
+            logger.error(
+                "cannot switch to model %s (current pointer changed): %s; still serving %s",
+                pointer,
+                e,
+                served,
+            )

@@ -1,0 +1,329 @@
+"""The HTTP API under ``/v1`` plus the health probes and ``/metrics``.
+
+Prediction is CPU work and never runs on the event loop: ``/v1/route`` hands the ticket to the
+micro-batcher (:mod:`serve.batcher`), which predicts in the threadpool, and the other routes that
+predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate, call
+:meth:`model.router.Router.predict` and shape.
+"""
+
+# No ``from __future__ import annotations``: the request bodies are built per app (their limits come
+# from the settings), and FastAPI must see the real classes in the closures' signatures.
+
+import json
+import time
+import unicodedata
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from model.router import RouteResult
+from model.text import clean, mask_pii
+from serve.auth import FEEDBACK_KEY, ROUTE_KEY
+from serve.batcher import trim
+from serve.db import EXPORT_PAGE, Feedback
+from serve.deps import BatcherDep, DatabaseDep, MetadataDep, MetricsDep, RouterDep, SettingsDep
+from serve.errors import ApiError, first_validation_error
+from serve.schemas import (
+    MAX_ID_CHARS,
+    ErrorBody,
+    ErrorResponse,
+    FeedbackRecord,
+    FeedbackRequestBase,
+    FeedbackResponse,
+    Health,
+    ModelInfo,
+    Readiness,
+    RequestModels,
+    RouteBatchItem,
+    RouteBatchRequestBase,
+    RouteBatchResponse,
+    RouteRequestBase,
+    RouteResponse,
+    scrub_surrogates,
+)
+
+JSONL_MEDIA_TYPE = "application/x-ndjson"
+MAX_SUGGESTION_CHARS = 100_000  # a route answer is a few kB; anything near this is not one
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503)
+}
+# Endpoints behind an API key (serve/auth.py) may also answer 401 and 403.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    **{code: {"model": ErrorResponse} for code in (401, 403)},
+}
+
+
+def api_router(models: RequestModels) -> APIRouter:
+    """All routes, with request bodies carrying this app's limits."""
+    api = APIRouter()
+    RouteRequest = models.route
+    FeedbackRequest = models.feedback
+
+    @api.post(
+        "/v1/route",
+        response_model=RouteResponse,
+        responses=AUTH_ERRORS,
+        tags=["route"],
+        dependencies=[ROUTE_KEY],
+    )
+    async def route(
+        body: RouteRequest,  # type: ignore[valid-type]  # built per app
+        router: RouterDep,
+        settings: SettingsDep,
+        metrics: MetricsDep,
+        batcher: BatcherDep,
+    ) -> RouteResponse:
+        """Suggest a department and a category for one ticket, with evidence and similar tickets."""
+        # async only to await the batcher: prediction itself runs in the threadpool, batched with
+        # concurrent requests (see serve.batcher).
+        body = cast(RouteRequestBase, body)
+        start = time.perf_counter()
+        result = await batcher.predict(
+            router, (body.title or "", body.text), body.top_k or settings.top_k
+        )
+        metrics.observe_results([result])
+        return _response(result, body.id, start)
+
+    @api.post(
+        "/v1/route/batch",
+        response_model=RouteBatchResponse,
+        responses=AUTH_ERRORS,
+        tags=["route"],
+        dependencies=[ROUTE_KEY],
+    )
+    def route_batch(
+        body: RouteBatchRequestBase,
+        router: RouterDep,
+        settings: SettingsDep,
+        metrics: MetricsDep,
+    ) -> RouteBatchResponse:
+        """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
+        start = time.perf_counter()
+        if len(body.items) > settings.max_batch:
+            raise ApiError(
+                413,
+                "batch_too_large",
+                f"the batch holds {len(body.items):,} items; at most {settings.max_batch:,} are "
+                "accepted per request",
+                "items",
+            )
+        outcomes: list[RouteBatchItem] = []
+        valid: list[tuple[int, RouteRequestBase]] = []
+        for i, item in enumerate(body.items):
+            try:
+                req = RouteRequest.model_validate(item)
+            except ValidationError as e:
+                message, field = first_validation_error(list(e.errors()), prefix_body=False)
+                outcomes.append(
+                    RouteBatchItem(
+                        index=i,
+                        id=_item_id(item),
+                        error=ErrorBody(
+                            code="invalid_item",
+                            message=f"item {i}: {message}",
+                            field=f"items.{i}" + (f".{field}" if field else ""),
+                        ),
+                    )
+                )
+                continue
+            valid.append((i, req))
+            outcomes.append(RouteBatchItem(index=i, id=req.id))
+        default_k = body.top_k or settings.top_k
+        results = _predict_each_safely(router, [r for _, r in valid], default_k, settings)
+        for (i, req), result in zip(valid, results, strict=True):
+            if isinstance(result, ErrorBody):
+                outcomes[i].error = result
+                continue
+            metrics.observe_results([result])
+            outcomes[i].result = _response(trim(result, req.top_k or default_k), req.id, start)
+        ok = sum(o.result is not None for o in outcomes)
+        return RouteBatchResponse(
+            results=outcomes,
+            ok=ok,
+            failed=len(outcomes) - ok,
+            model_version=router.version,
+            elapsed_ms=_ms(start),
+        )
+
+    @api.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        status_code=status.HTTP_201_CREATED,
+        responses=AUTH_ERRORS,
+        tags=["feedback"],
+        dependencies=[FEEDBACK_KEY],
+    )
+    def add_feedback(
+        body: FeedbackRequest,  # type: ignore[valid-type]  # built per app
+        db: DatabaseDep,
+        metadata: MetadataDep,
+    ) -> FeedbackResponse:
+        """Record what the dispatcher finally chose; texts are stored PII-masked."""
+        body = cast(FeedbackRequestBase, body)
+        suggestion = _mask_json(body.suggestion) if body.suggestion is not None else None
+        if suggestion is not None and len(json.dumps(suggestion)) > MAX_SUGGESTION_CHARS:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"suggestion is larger than {MAX_SUGGESTION_CHARS:,} characters of JSON; send the "
+                "POST /v1/route answer as it was",
+                "body.suggestion",
+            )
+        shown_version = (suggestion or {}).get("model_version")
+        row = db.add_feedback(
+            ticket_id=body.ticket_id,
+            title=clean(body.title) if body.title else None,
+            text=clean(body.text),
+            suggestion=suggestion,
+            department=body.department.strip(),
+            category=body.category.strip() if body.category else None,
+            dispatcher_id=body.dispatcher_id,
+            model_version=(
+                body.model_version
+                or (str(shown_version)[:MAX_ID_CHARS] if shown_version else None)
+                or metadata.get("version")
+            ),
+        )
+        return FeedbackResponse.model_validate(row, from_attributes=True)
+
+    @api.get(
+        "/v1/feedback",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {JSONL_MEDIA_TYPE: {}},
+                "description": "One JSON object per line, oldest first",
+            },
+            **AUTH_ERRORS,
+        },
+        tags=["feedback"],
+        dependencies=[FEEDBACK_KEY],
+    )
+    def export_feedback(
+        db: DatabaseDep,
+        since: Annotated[
+            datetime | None,
+            Query(
+                description="Only feedback created at or after this ISO 8601 time (UTC if no zone)"
+            ),
+        ] = None,
+    ) -> StreamingResponse:
+        """Export feedback as JSON Lines, oldest first."""
+        # The first page is read here, so an unreachable database answers 503, not a cut stream.
+        first = db.feedback_page(since, None, EXPORT_PAGE)
+
+        def lines() -> Iterator[bytes]:
+            rows: list[Feedback] = first
+            while True:
+                for row in rows:
+                    yield (
+                        FeedbackRecord.model_validate(row, from_attributes=True)
+                        .model_dump_json()
+                        .encode()
+                        + b"\n"
+                    )
+                if len(rows) < EXPORT_PAGE:
+                    return
+                rows = db.feedback_page(since, (rows[-1].created_at, rows[-1].id), EXPORT_PAGE)
+
+        return StreamingResponse(lines(), media_type=JSONL_MEDIA_TYPE)
+
+    @api.get("/v1/model", response_model=ModelInfo, tags=["model"])
+    def model_info(router: RouterDep, metadata: MetadataDep) -> ModelInfo:
+        """The served model's version, labels, thresholds and cross-validated metrics."""
+        return ModelInfo(
+            version=router.version,
+            created=metadata.get("created"),
+            labels={name: head.labels for name, head in router.heads.items()},
+            thresholds={name: round(head.threshold, 4) for name, head in router.heads.items()},
+            metrics=metadata.get("cv_metrics", {}),
+            config=metadata.get("config", {}),
+            libraries=metadata.get("libraries", {}),
+        )
+
+    @api.get("/healthz", response_model=Health, tags=["probes"])
+    async def healthz() -> Health:
+        """The process is alive."""
+        return Health()
+
+    @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
+    def readyz(router: RouterDep, db: DatabaseDep) -> Readiness:
+        """A model is loaded; also reports whether feedback can be stored, and why not."""
+        database = db.check()
+        return Readiness(
+            status="ready" if database["ok"] else "degraded",
+            model_version=router.version,
+            database=database,
+        )
+
+    @api.get("/metrics", tags=["probes"], response_class=Response)
+    def metrics_endpoint(metrics: MetricsDep) -> Response:
+        """Prometheus metrics: requests and latency per route, predictions, share sent to review."""
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
+
+    return api
+
+
+def _response(result: RouteResult, ticket_id: str | None, start: float) -> RouteResponse:
+    return RouteResponse(
+        id=ticket_id,
+        department=result.department,
+        category=result.category,
+        decision=result.decision,
+        similar=result.similar,
+        model_version=result.model_version,
+        elapsed_ms=_ms(start),
+    )
+
+
+def _predict_each_safely(
+    router: Any, requests: list[RouteRequestBase], default_k: int, settings: Any
+) -> list[RouteResult | ErrorBody]:
+    """One vectorised call; if it fails, item by item so one bad ticket cannot sink the batch."""
+    if not requests:
+        return []
+    tickets = [(r.title or "", r.text) for r in requests]
+    top_k = max(r.top_k or default_k for r in requests)
+    try:
+        return list(router.predict(tickets, top_k=top_k, similar_k=settings.similar_k))
+    except Exception:
+        out: list[RouteResult | ErrorBody] = []
+        for ticket in tickets:
+            try:
+                out.append(router.predict([ticket], top_k=top_k, similar_k=settings.similar_k)[0])
+            except Exception as e:  # the message may quote the text, so only the type is used
+                out.append(
+                    ErrorBody(
+                        code="prediction_failed",
+                        field=None,
+                        message=f"this ticket could not be routed ({type(e).__name__})",
+                    )
+                )
+        return out
+
+
+def _item_id(item: Any) -> str | None:
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return scrub_surrogates(item["id"][:MAX_ID_CHARS])
+    return None
+
+
+def _mask_json(value: Any) -> Any:
+    """Mask PII in every string of a JSON value (the client sends the suggestion back to us)."""
+    if isinstance(value, str):
+        return mask_pii(unicodedata.normalize("NFKC", value))
+    if isinstance(value, dict):
+        return {str(k): _mask_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_json(v) for v in value]
+    return value
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)

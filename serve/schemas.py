@@ -1,0 +1,248 @@
+"""Request and response bodies of the HTTP API, named for their direction.
+
+Length limits come from :class:`model.settings.Settings`, so the request models are built per app by
+:func:`make_request_models`; the module-level ``RouteRequest`` & co. carry the default limits and are
+what the OpenAPI page of a default install shows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from model.router import HeadResult, SimilarTicket
+from model.settings import Settings
+
+DEFAULTS = Settings.model_construct()
+MAX_ID_CHARS = 100
+MAX_LABEL_CHARS = 100
+MAX_TOP_K = 20
+# JSON may escape a lone surrogate ("\ud800"); json.loads lets it through, but it is not a character,
+# cannot be encoded and pydantic refuses it. Each one becomes U+FFFD, so odd text is still routed.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_surrogates(v) for v in value]
+    return value
+
+
+class _ScrubbedRequest(BaseModel):
+    """A request body whose strings never hold lone surrogates."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scrub(cls, data: Any) -> Any:
+        return scrub_surrogates(data)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_request`")
+    message: str = Field(description="What is wrong, in one sentence")
+    field: str | None = Field(None, description="Dotted path of the offending field, if any")
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error answer."""
+
+    error: ErrorBody
+
+
+# -- routing --------------------------------------------------------------------------------------
+class RouteRequestBase(_ScrubbedRequest):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=MAX_ID_CHARS, description="The caller's ticket id")
+    title: str | None = Field(None, description="Ticket title (optional)")
+    text: str = Field(description="The complaint text")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty; send the complaint text")
+        return value
+
+
+class RouteBatchRequestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Any] = Field(
+        description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
+    )
+    top_k: int | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
+    )
+
+
+class FeedbackRequestBase(_ScrubbedRequest):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    ticket_id: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        validation_alias=AliasChoices("ticket_id", "id"),
+        description="The caller's ticket id (`id` is accepted too)",
+    )
+    title: str | None = Field(None, description="Ticket title; stored PII-masked")
+    text: str = Field(description="The complaint text; stored PII-masked")
+    suggestion: dict[str, Any] | None = Field(
+        None, description="The suggestion the dispatcher saw (the POST /v1/route answer)"
+    )
+    department: str = Field(
+        min_length=1, max_length=MAX_LABEL_CHARS, description="Department finally chosen"
+    )
+    category: str | None = Field(
+        None, max_length=MAX_LABEL_CHARS, description="Category finally chosen"
+    )
+    dispatcher_id: str | None = Field(
+        None, max_length=MAX_ID_CHARS, description="Who decided (operator id)"
+    )
+    model_version: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        description="Version of the model that made the suggestion; default: the suggestion's, "
+        "else the served model's",
+    )
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request bodies with one app's limits."""
+
+    route: type[RouteRequestBase]
+    batch: type[RouteBatchRequestBase]
+    feedback: type[FeedbackRequestBase]
+
+
+def make_request_models(settings: Settings) -> RequestModels:
+    """Request models whose ``max_length`` limits are the given settings'."""
+    title = Annotated[str | None, Field(None, max_length=settings.max_title_chars)]
+    text = Annotated[str, Field(max_length=settings.max_text_chars)]
+    return RequestModels(
+        route=create_model(
+            "RouteRequest",
+            __base__=RouteRequestBase,
+            __doc__="One ticket to route.",
+            title=(title, None),
+            text=(text, ...),
+        ),
+        batch=RouteBatchRequestBase,
+        feedback=create_model(
+            "FeedbackRequest",
+            __base__=FeedbackRequestBase,
+            __doc__="What the dispatcher finally chose for a ticket.",
+            title=(title, None),
+            text=(text, ...),
+        ),
+    )
+
+
+_DEFAULT_MODELS = make_request_models(DEFAULTS)
+RouteRequest = _DEFAULT_MODELS.route
+FeedbackRequest = _DEFAULT_MODELS.feedback
+RouteBatchRequest = RouteBatchRequestBase
+
+
+class RouteResponse(BaseModel):
+    """The suggestion for one ticket."""
+
+    id: str | None = Field(None, description="The request's id, echoed")
+    department: HeadResult | None
+    category: HeadResult | None
+    decision: Literal["auto", "review"] = Field(
+        description="`auto` only when every head may dispatch without a person"
+    )
+    similar: list[SimilarTicket] = Field(description="Nearest past tickets (titles PII-masked)")
+    model_version: str
+    elapsed_ms: float = Field(description="Server time spent on this request, in milliseconds")
+
+
+class RouteBatchItem(BaseModel):
+    """One batch item's outcome: a result or an error, never both."""
+
+    index: int = Field(description="Position of the item in the request")
+    id: str | None = None
+    result: RouteResponse | None = None
+    error: ErrorBody | None = None
+
+
+class RouteBatchResponse(BaseModel):
+    """One outcome per input item, in input order."""
+
+    results: list[RouteBatchItem]
+    ok: int = Field(description="Items routed")
+    failed: int = Field(description="Items refused, each with its error")
+    model_version: str
+    elapsed_ms: float
+
+
+class FeedbackResponse(BaseModel):
+    """The stored feedback row (text omitted)."""
+
+    id: int
+    ticket_id: str | None
+    department: str
+    category: str | None
+    dispatcher_id: str | None
+    model_version: str | None
+    created_at: datetime
+
+
+class FeedbackRecord(BaseModel):
+    """One line of the JSON Lines export."""
+
+    id: int
+    ticket_id: str | None
+    title: str | None
+    text: str
+    suggestion: dict[str, Any] | None
+    department: str
+    category: str | None
+    dispatcher_id: str | None
+    model_version: str | None
+    created_at: datetime
+
+
+class ModelInfo(BaseModel):
+    """The served model: version, labels, thresholds and cross-validated metrics."""
+
+    version: str
+    created: str | None = None
+    labels: dict[str, list[str]]
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+    config: dict[str, Any] = Field(default_factory=dict)
+    libraries: dict[str, str] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Whether the model is loaded, and the state of the feedback database."""
+
+    status: Literal["ready", "degraded"]
+    model_version: str
+    database: dict[str, Any]

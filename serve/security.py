@@ -1,0 +1,124 @@
+"""The HTTP edge: CORS (off unless configured), safe headers on every answer, a PII-safe access log.
+
+uvicorn's own access log prints the raw request line, query string included, so a
+``GET /v1/route?text=…13812345678`` would put a phone number in the log; ``paidan serve`` turns it
+off and this module's :class:`AccessLogMiddleware` logs instead: method, PII-masked path, the names
+(never the values) of query parameters, status and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model.settings import Settings
+from model.text import clean
+from serve.auth import KeyRefused
+from serve.errors import error_response
+
+ACCESS_LOGGER = "serve.access"
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+# On every answer. The page adds its Content-Security-Policy itself (serve/page.py).
+BASE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# API answers carry complaint texts (masked, but still personal): no cache may keep them.
+API_HEADERS: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
+CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
+CORS_MAX_AGE_S = 600
+
+
+def install_security(app: FastAPI, settings: Settings) -> None:
+    """CORS when origins are configured, the safe headers, the access log and 401/403 answers."""
+
+    @app.exception_handler(KeyRefused)
+    async def _refused(_request: Request, exc: KeyRefused) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="paidan"'} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.field, headers=headers)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=CORS_HEADERS,
+            allow_credentials=False,  # keys travel in headers, never in cookies
+            max_age=CORS_MAX_AGE_S,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`BASE_HEADERS` (and :data:`API_HEADERS` under ``/v1/``) unless already set."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = BASE_HEADERS + (API_HEADERS if scope.get("path", "").startswith("/v1/") else [])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend((k, v) for k, v in extra if k not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def loggable_path(path: str, query_string: bytes = b"") -> str:
+    """The request path PII-masked, with query parameter names but never their values."""
+    masked = clean(unquote(path))
+    if not query_string:
+        return masked
+    names = sorted({clean(k) for k, _ in parse_qsl(query_string.decode("latin-1"), True)})
+    return masked + "?" + "&".join(f"{n}=…" for n in names) if names else masked + "?…"
+
+
+class AccessLogMiddleware:
+    """One INFO line per request on the ``serve.access`` logger, with no PII and no key."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if access_logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d %.1fms',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope.get("method", ""),
+                    loggable_path(scope.get("path", ""), scope.get("query_string", b"")),
+                    scope.get("http_version", "1.1"),
+                    status["code"],
+                    (time.perf_counter() - start) * 1000,
+                )

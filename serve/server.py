@@ -1,0 +1,117 @@
+"""Running the app under uvicorn: what ``paidan serve`` calls once it knows which model to serve."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import make_url
+
+from model.artifact import verify
+from model.settings import Settings
+from serve.db import Database, DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR_ENV = "PAIDAN_MODEL_DIR"
+ACCESS_LOG_ENV = "PAIDAN_ACCESS_LOG"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_database(settings: Settings) -> str | None:
+    """Apply the migrations once before any worker starts; returns why not, if the database is down."""
+    db = Database(settings.resolved_database_url)
+    try:
+        db.ensure_schema()
+    except DatabaseUnavailable as e:
+        logger.warning(
+            "feedback database unavailable (%s); routing will work, feedback will not", e
+        )
+        return str(e)
+    finally:
+        db.dispose()
+    return None
+
+
+def describe_database(settings: Settings) -> str:
+    """The database URL with any password hidden."""
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging set-up plus the app's loggers (``serve.*``, ``model.*``) on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for name in ("serve", "model"):
+        config["loggers"][name] = {
+            "handlers": ["default"],
+            "level": level.upper(),
+            "propagate": False,
+        }
+    return config
+
+
+def run(
+    settings: Settings,
+    model_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    access_log: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Serve ``model_dir`` with uvicorn; blocks until the server stops.
+
+    With one worker the app is built here; with several, each worker process builds its own from
+    the environment (``uvicorn serve.app:create_app --factory``), so the model directory travels in
+    ``PAIDAN_MODEL_DIR`` and Prometheus metrics are shared through ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+    import uvicorn
+
+    from serve.app import create_app
+    from serve.auth import check_bind_allowed
+
+    check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
+    # uvicorn's access log prints query strings verbatim (PII); serve.security logs masked lines.
+    settings = settings.model_copy(update={"access_log": access_log})
+    os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
+    model_dir = Path(model_dir).resolve()
+    verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
+    prepare_database(settings)
+    if workers <= 1:
+        app = create_app(settings.model_copy(update={"model_dir": model_dir}))
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level=log_level,
+            log_config=log_config(log_level),
+        )
+        return
+    # Worker processes build their settings from the environment: hand them what the CLI decided.
+    os.environ[MODEL_DIR_ENV] = str(model_dir)
+    os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
+    own_multiproc = MULTIPROC_ENV not in os.environ
+    if own_multiproc:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
+    try:
+        uvicorn.run(
+            "serve.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_level=log_level,
+            log_config=log_config(log_level),
+        )
+    finally:
+        if own_multiproc:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

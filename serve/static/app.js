@@ -1,0 +1,510 @@
+// The dispatcher's page. Plain DOM, no framework.
+// Safety: every piece of text reaches the page through textContent or text nodes, never innerHTML,
+// so a complaint containing markup is shown as typed and never parsed or run.
+
+const HEADS = ["department", "category"];
+const TOP_K = 5;
+const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
+const REASON_TEXT = {
+  below_threshold: (h) => `置信度低于自动派单阈值 ${pct(h.threshold)}`,
+  no_known_terms: () => "未识别到模型认识的词语，请人工判断",
+};
+const PICKER_LIMIT = 50; // options shown at once; typing narrows the list
+const DISPATCHER_KEY = "paidan.dispatcher_id";
+// The API key (when the server has PAIDAN_API_KEYS) lives in sessionStorage: it is gone when the tab
+// closes, and is sent only to this origin, as a bearer token.
+const API_KEY_STORE = "paidan.api_key";
+
+const $ = (id) => document.getElementById(id);
+const form = $("route-form");
+const textInput = $("ticket-text");
+const titleInput = $("ticket-title");
+const idInput = $("ticket-id");
+const dispatcherInput = $("dispatcher-id");
+const apiKeyInput = $("api-key");
+const routeButton = $("route-button");
+const confirmButton = $("confirm-button");
+
+const state = {
+  labels: { department: [], category: [] },
+  request: null, // what was routed: {id, title, text}
+  suggestion: null, // the /v1/route response, as shown
+  choice: { department: null, category: null },
+  savedKey: null, // the choice last saved, so a second click does not save it twice
+  routeSeq: 0,
+};
+
+// -- small helpers --------------------------------------------------------------------------------
+
+function pct(x) {
+  return `${Math.round(Number(x) * 100)}%`;
+}
+
+// el("li", {class: "x"}, "text", child): strings become text nodes, never markup.
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+  return node;
+}
+
+function setStatus(node, text, kind = "") {
+  node.textContent = text;
+  node.className = `status ${kind}`.trim();
+}
+
+function isEditable(target) {
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
+  );
+}
+
+async function api(method, url, body) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const key = apiKeyInput.value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(errorText(res.status, data));
+  return data;
+}
+
+function errorText(status, data) {
+  // The API answers {"error": {"code", "message", "field"}}; plain FastAPI {"detail"} is tolerated.
+  const err = data && data.error;
+  if (status === 401 || status === 403) {
+    apiKeyInput.focus();
+    return `需要有效的 API 密钥，请在页面顶部填写（${err && err.message ? err.message : status}）`;
+  }
+  if (err && err.message) return String(err.message);
+  const detail = data && data.detail;
+  if (Array.isArray(detail)) {
+    // FastAPI validation errors: say which field and why.
+    return detail
+      .map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`)
+      .join("；");
+  }
+  if (typeof detail === "string") return detail;
+  return `服务返回错误 ${status}`;
+}
+
+// -- model labels (for the searchable lists) --------------------------------------------------------
+
+function labelsFromModel(info) {
+  // GET /v1/model: {"labels": {"department": [...], "category": [...]}, ...}; tolerate
+  // {"heads": {"department": {"labels": [...]}}} too.
+  const out = { department: [], category: [] };
+  for (const head of HEADS) {
+    const fromLabels = info && info.labels && info.labels[head];
+    const fromHeads = info && info.heads && info.heads[head] && info.heads[head].labels;
+    const list = Array.isArray(fromLabels) ? fromLabels : Array.isArray(fromHeads) ? fromHeads : [];
+    out[head] = list.map(String);
+  }
+  return out;
+}
+
+async function loadModel() {
+  try {
+    const info = await api("GET", "/v1/model");
+    state.labels = labelsFromModel(info);
+    if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
+  } catch (e) {
+    $("model-version").textContent = `模型信息不可用：${e.message}`;
+  }
+}
+
+// -- routing -----------------------------------------------------------------------------------------
+
+async function route() {
+  const text = textInput.value;
+  if (!text.trim()) {
+    setStatus($("route-status"), "请先输入诉求内容。", "error");
+    textInput.focus();
+    return;
+  }
+  const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
+  const body = { text, top_k: TOP_K };
+  if (request.id) body.id = request.id;
+  if (request.title) body.title = request.title;
+
+  const seq = ++state.routeSeq;
+  routeButton.disabled = true;
+  setStatus($("route-status"), "正在分析…", "busy");
+  try {
+    const suggestion = await api("POST", "/v1/route", body);
+    if (seq !== state.routeSeq) return; // a newer request is on its way
+    state.request = request;
+    state.suggestion = suggestion;
+    state.savedKey = null;
+    setStatus($("route-status"), "");
+    setStatus($("feedback-status"), "");
+    render(suggestion, text);
+    confirmButton.focus();
+  } catch (e) {
+    if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
+  } finally {
+    if (seq === state.routeSeq) routeButton.disabled = false;
+  }
+}
+
+function render(s, text) {
+  $("result").hidden = false;
+  const heads = HEADS.map((h) => s[h]).filter(Boolean);
+  const auto = heads.length > 0 && heads.every((h) => h.decision === "auto");
+  setBadge($("overall-badge"), s.decision || (auto ? "auto" : "review"));
+  $("elapsed").textContent = typeof s.elapsed_ms === "number" ? `${s.elapsed_ms.toFixed(1)} 毫秒` : "";
+  for (const head of HEADS) {
+    renderHead(head, s[head]);
+    state.choice[head] = s[head] ? s[head].label : null;
+  }
+  renderEvidence(state.request.title, text, s);
+  renderSimilar(s.similar || []);
+  renderChoice();
+}
+
+function setBadge(node, decision) {
+  node.textContent = DECISION_TEXT[decision] || "";
+  node.className = `badge ${decision}`;
+}
+
+function renderHead(head, r) {
+  const card = $(`head-${head}`);
+  card.hidden = !r;
+  if (!r) return;
+  setBadge(card.querySelector(".badge"), r.decision);
+  card.querySelector(".top-label").textContent = r.label;
+  card.querySelector(".top-score").textContent = `置信度 ${pct(r.score)}`;
+  const fill = card.querySelector(".fill");
+  fill.style.width = pct(r.score); // CSSOM, allowed by the CSP (no inline style attribute)
+  fill.className = `fill ${r.decision}`;
+  const mark = card.querySelector(".threshold");
+  mark.hidden = typeof r.threshold !== "number";
+  if (typeof r.threshold === "number") {
+    mark.style.left = pct(r.threshold);
+    mark.title = `自动派单阈值 ${pct(r.threshold)}`;
+  }
+  const reason = REASON_TEXT[r.reason];
+  card.querySelector(".reason").textContent = reason ? reason(r) : "";
+
+  const list = card.querySelector(".candidates");
+  list.replaceChildren(
+    ...(r.candidates || []).slice(0, TOP_K).map((c, i) => {
+      const bar = el("span", { class: "mini-bar" }, el("span", { class: "mini-fill" }));
+      bar.firstChild.style.width = pct(c.score);
+      const button = el(
+        "button",
+        { type: "button", class: "candidate", dataset: { label: c.label }, "aria-pressed": "false" },
+        el("kbd", {}, String(i + 1)),
+        el("span", { class: "cand-label" }, c.label),
+        bar,
+        el("span", { class: "cand-score" }, pct(c.score)),
+      );
+      button.addEventListener("click", () => choose(head, c.label));
+      return el("li", {}, button);
+    }),
+  );
+  const terms = (r.evidence || []).map((e) => e.term);
+  card.querySelector(".terms").textContent = terms.length ? `依据：${terms.join("、")}` : "";
+  resetPicker(head);
+}
+
+// Highlight evidence terms in the complaint as typed. Matching runs on an NFKC-normalised, lower-cased
+// copy (the model sees normalised text), mapped back to the original characters.
+function renderEvidence(title, text, s) {
+  $("evidence-title").replaceChildren(...highlight(title, s));
+  $("evidence-title").hidden = !title;
+  $("evidence-text").replaceChildren(...highlight(text, s));
+  $("evidence").hidden = false;
+}
+
+// Text nodes and <mark> elements showing `text` with the evidence terms of both heads marked.
+function highlight(text, s) {
+  const norm = [];
+  const origin = []; // origin[i] = [start, end) in `text` of normalised code unit i
+  let pos = 0;
+  for (const ch of text) {
+    const n = ch.normalize("NFKC").toLowerCase();
+    for (let k = 0; k < n.length; k++) origin.push([pos, pos + ch.length]);
+    norm.push(n);
+    pos += ch.length;
+  }
+  const normText = norm.join("");
+  const marks = new Array(text.length).fill(0); // bit 1: department, bit 2: category
+  const termsAt = new Array(text.length).fill(null); // the evidence terms covering each character
+  HEADS.forEach((head, bit) => {
+    const r = s[head];
+    if (!r) return;
+    for (const { term } of r.evidence || []) {
+      const t = String(term).normalize("NFKC").toLowerCase().trim();
+      if (!t) continue;
+      for (let at = normText.indexOf(t); at !== -1; at = normText.indexOf(t, at + t.length)) {
+        const start = origin[at][0];
+        const end = origin[at + t.length - 1][1];
+        for (let i = start; i < end; i++) {
+          marks[i] |= 1 << bit;
+          (termsAt[i] = termsAt[i] || new Set()).add(String(term));
+        }
+      }
+    }
+  });
+  // One text node or <mark> per run of characters with the same highlight.
+  const out = [];
+  let i = 0;
+  while (i < text.length) {
+    let j = i + 1;
+    while (j < text.length && marks[j] === marks[i]) j++;
+    const piece = text.slice(i, j);
+    if (marks[i] === 0) out.push(document.createTextNode(piece));
+    else {
+      const cls = ["ev"];
+      if (marks[i] & 1) cls.push("ev-department");
+      if (marks[i] & 2) cls.push("ev-category");
+      const terms = new Set();
+      for (let k = i; k < j; k++) for (const t of termsAt[k]) terms.add(t);
+      out.push(el("mark", { class: cls.join(" "), title: `依据：${[...terms].join("、")}` }, piece));
+    }
+    i = j;
+  }
+  return out;
+}
+
+function renderSimilar(similar) {
+  const items = similar.slice(0, 5).map((t) =>
+    el(
+      "li",
+      {},
+      el("span", { class: "sim-title" }, t.title || "（无标题）"),
+      el("span", { class: "tags" },
+        t.department ? el("span", { class: "tag department" }, t.department) : null,
+        t.category ? el("span", { class: "tag category" }, t.category) : null,
+      ),
+      el("span", { class: "muted sim-meta" },
+        `相似度 ${pct(t.similarity)}`, t.id ? ` · ${t.id}` : ""),
+    ),
+  );
+  $("similar-list").replaceChildren(...items);
+  $("similar-empty").hidden = items.length > 0;
+}
+
+// -- the decision ----------------------------------------------------------------------------------
+
+function choose(head, label) {
+  if (!state.suggestion || !state.suggestion[head]) return;
+  state.choice[head] = label;
+  renderChoice();
+  confirmButton.focus();
+}
+
+function isCorrection() {
+  const s = state.suggestion;
+  return HEADS.some((h) => s[h] && state.choice[h] !== s[h].label);
+}
+
+function choiceKey() {
+  return JSON.stringify([state.suggestion && state.suggestion.model_version, state.choice]);
+}
+
+function renderChoice() {
+  const s = state.suggestion;
+  for (const head of HEADS) {
+    $(`choice-${head}`).textContent = state.choice[head] || "—";
+    for (const b of $(`head-${head}`).querySelectorAll(".candidate")) {
+      b.setAttribute("aria-pressed", String(b.dataset.label === state.choice[head]));
+    }
+  }
+  const corrected = isCorrection();
+  $("choice-note").textContent = corrected ? "（已更正）" : "（采纳建议）";
+  $("choice-note").className = corrected ? "note corrected" : "note";
+  confirmButton.textContent = corrected ? "提交更正" : "采纳建议";
+  $("reset-button").disabled = !corrected;
+  const saved = state.savedKey === choiceKey();
+  if (saved) confirmButton.textContent = "已保存";
+  confirmButton.disabled = saved || !s;
+}
+
+async function confirmChoice() {
+  const s = state.suggestion;
+  if (!s || confirmButton.disabled) return;
+  const key = choiceKey();
+  const dispatcher = dispatcherInput.value.trim();
+  const body = {
+    ticket_id: state.request.id,
+    title: state.request.title || null,
+    text: state.request.text,
+    suggestion: s,
+    department: state.choice.department,
+    category: state.choice.category,
+    dispatcher_id: dispatcher || null,
+  };
+  const corrected = isCorrection();
+  confirmButton.disabled = true;
+  setStatus($("feedback-status"), "正在保存…", "busy");
+  try {
+    const saved = await api("POST", "/v1/feedback", body);
+    if (state.suggestion !== s) return; // routed something else meanwhile
+    state.savedKey = key;
+    const chosen = HEADS.map((h) => state.choice[h]).filter(Boolean).join(" / ");
+    const ref = saved && saved.id !== undefined ? `，记录编号 ${saved.id}` : "";
+    setStatus(
+      $("feedback-status"),
+      `✓ 已保存：${corrected ? "更正为" : "采纳建议"} ${chosen}${ref}`,
+      "ok",
+    );
+  } catch (e) {
+    setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
+  } finally {
+    renderChoice();
+  }
+}
+
+// -- searchable lists ------------------------------------------------------------------------------
+
+function pickerOf(head) {
+  const card = $(`head-${head}`);
+  return { input: card.querySelector(".picker-input"), list: card.querySelector(".picker-list") };
+}
+
+function resetPicker(head) {
+  const { input, list } = pickerOf(head);
+  input.value = "";
+  list.hidden = true;
+  input.setAttribute("aria-expanded", "false");
+}
+
+function pickerOptions(head) {
+  // All labels the model knows; fall back to the candidates if /v1/model was unavailable.
+  const known = state.labels[head].length
+    ? state.labels[head]
+    : ((state.suggestion && state.suggestion[head] && state.suggestion[head].candidates) || []).map(
+        (c) => c.label,
+      );
+  return known;
+}
+
+function fillPicker(head) {
+  const { input, list } = pickerOf(head);
+  const q = input.value.trim().normalize("NFKC").toLowerCase();
+  const matches = pickerOptions(head).filter(
+    (l) => !q || l.normalize("NFKC").toLowerCase().includes(q),
+  );
+  const shown = matches.slice(0, PICKER_LIMIT).map((label) => {
+    const option = el(
+      "button",
+      { type: "button", class: "option", role: "option", tabindex: "-1", dataset: { label } },
+      label,
+    );
+    option.addEventListener("click", () => {
+      choose(head, label);
+      resetPicker(head);
+    });
+    return el("li", {}, option);
+  });
+  if (!shown.length) shown.push(el("li", { class: "muted empty" }, "没有匹配项"));
+  else if (matches.length > PICKER_LIMIT)
+    shown.push(el("li", { class: "muted empty" }, `还有 ${matches.length - PICKER_LIMIT} 项，请输入以缩小范围`));
+  list.replaceChildren(...shown);
+  list.hidden = false;
+  input.setAttribute("aria-expanded", "true");
+}
+
+function wirePicker(head) {
+  const { input, list } = pickerOf(head);
+  const picker = input.parentElement;
+  input.addEventListener("input", () => fillPicker(head));
+  input.addEventListener("focus", () => fillPicker(head));
+  input.addEventListener("keydown", (e) => {
+    const options = [...list.querySelectorAll(".option")];
+    if (e.key === "Enter") {
+      e.preventDefault();
+      if (options.length) options[0].click();
+    } else if (e.key === "ArrowDown" && options.length) {
+      e.preventDefault();
+      options[0].focus();
+    } else if (e.key === "Escape") {
+      resetPicker(head);
+    }
+  });
+  list.addEventListener("keydown", (e) => {
+    const options = [...list.querySelectorAll(".option")];
+    const at = options.indexOf(document.activeElement);
+    if (e.key === "ArrowDown" && at < options.length - 1) options[at + 1].focus();
+    else if (e.key === "ArrowUp") (at > 0 ? options[at - 1] : input).focus();
+    else if (e.key === "Escape") {
+      resetPicker(head);
+      input.focus();
+    } else return;
+    e.preventDefault();
+  });
+  picker.addEventListener("focusout", (e) => {
+    if (!picker.contains(e.relatedTarget)) {
+      list.hidden = true;
+      input.setAttribute("aria-expanded", "false");
+    }
+  });
+}
+
+// -- wiring ----------------------------------------------------------------------------------------
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  route();
+});
+confirmButton.addEventListener("click", confirmChoice);
+$("reset-button").addEventListener("click", () => {
+  if (!state.suggestion) return;
+  for (const head of HEADS) state.choice[head] = state.suggestion[head] ? state.suggestion[head].label : null;
+  renderChoice();
+  confirmButton.focus();
+});
+$("clear-button").addEventListener("click", () => {
+  idInput.value = "";
+  titleInput.value = "";
+  textInput.value = "";
+  setStatus($("route-status"), "");
+  textInput.focus();
+});
+HEADS.forEach(wirePicker);
+
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    route();
+    return;
+  }
+  if (!state.suggestion || e.ctrlKey || e.metaKey || e.altKey || isEditable(e.target)) return;
+  const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
+  if (!m) return;
+  const head = e.shiftKey ? "category" : "department";
+  const r = state.suggestion[head];
+  const c = r && r.candidates && r.candidates[Number(m[1]) - 1];
+  if (c) {
+    e.preventDefault();
+    choose(head, c.label);
+  }
+});
+
+dispatcherInput.value = localStorage.getItem(DISPATCHER_KEY) || "";
+dispatcherInput.addEventListener("change", () => {
+  localStorage.setItem(DISPATCHER_KEY, dispatcherInput.value.trim());
+});
+
+apiKeyInput.value = sessionStorage.getItem(API_KEY_STORE) || "";
+apiKeyInput.addEventListener("change", () => {
+  sessionStorage.setItem(API_KEY_STORE, apiKeyInput.value.trim());
+});
+
+loadModel();
+textInput.focus();

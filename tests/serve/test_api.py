@@ -1,0 +1,467 @@
+"""The HTTP API against the tiny model: shapes, limits, errors, feedback, metrics and a dead database."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from model.text import clean, combine
+from serve.db import Database
+from serve.deps import get_router
+from tests.serve.helpers import assert_error
+
+WAGE = {"id": "A-1", "title": "拖欠工资", "text": "老板拖欠农民工工资三个月不发，劳动合同也不签"}
+SMOKE = {"id": "A-2", "title": "油烟", "text": "楼下烧烤店油烟扰民，晚上十二点还在营业"}
+HEAD_KEYS = {"label", "score", "decision", "threshold", "reason", "candidates", "evidence"}
+
+
+def export(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    response = client.get("/v1/feedback", params=params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+# -- routing --------------------------------------------------------------------------------------
+def test_route_has_the_documented_shape(client: TestClient) -> None:
+    response = client.post("/v1/route", json=WAGE)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {
+        "id",
+        "department",
+        "category",
+        "decision",
+        "similar",
+        "model_version",
+        "elapsed_ms",
+    }
+    assert body["id"] == "A-1"
+    assert body["department"]["label"] == "人社"
+    assert body["category"]["label"] == "劳动保障"
+    for head in ("department", "category"):
+        result = body[head]
+        assert set(result) == HEAD_KEYS
+        assert result["decision"] in {"auto", "review"}
+        assert 0.0 <= result["score"] <= 1.0
+        assert len(result["candidates"]) == 3
+        scores = [c["score"] for c in result["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+        assert result["candidates"][0]["label"] == result["label"]
+        assert result["evidence"], "a ticket full of known words has evidence"
+        for ev in result["evidence"]:
+            assert set(ev) == {"term", "weight"} and ev["weight"] > 0
+    assert 1 <= len(body["similar"]) <= 5
+    for s in body["similar"]:
+        assert set(s) == {"id", "title", "department", "category", "similarity"}
+    assert body["similar"][0]["department"] == "人社"
+    assert body["model_version"] == client.get("/v1/model").json()["version"]
+    assert body["elapsed_ms"] >= 0
+
+
+def test_route_evidence_terms_come_from_the_ticket(client: TestClient) -> None:
+    body = client.post("/v1/route", json=SMOKE).json()
+    ticket = combine(SMOKE["title"], SMOKE["text"])
+    terms = [ev["term"] for ev in body["department"]["evidence"]]
+    # Word n-grams may skip a stop word ("十二点营业" from "十二点还在营业"), so check characters.
+    assert terms and all(set(t) <= set(ticket) for t in terms), terms
+    assert any(t in ticket for t in terms)
+
+
+def test_route_top_k_and_optional_fields(client: TestClient) -> None:
+    body = client.post("/v1/route", json={"text": SMOKE["text"], "top_k": 1}).json()
+    assert body["id"] is None
+    assert len(body["department"]["candidates"]) == 1
+    assert body["department"]["label"] == "执法"
+
+
+def test_route_similar_titles_are_pii_masked(
+    make_settings: Callable[..., Any], tmp_path: Path, tiny_config: Any
+) -> None:
+    from serve.app import create_app
+    from tests.conftest import TINY_TICKETS
+    from training.train import train
+
+    phone, id_number = "13812345678", "110101199003071234"
+    rows = [(f"{t} 电话{phone} 身份证{id_number}", x, d, c) for t, x, d, c in TINY_TICKETS]
+    data = tmp_path / "pii.csv"
+    data.write_text(
+        "id,title,text,department,category\n"
+        + "".join(f"P{i},{t},{x},{d},{c}\n" for i, (t, x, d, c) in enumerate(rows)),
+        encoding="utf-8",
+    )
+    root = tmp_path / "models"
+    model_dir = train([data], root / "pii", config=tiny_config).model_dir
+    settings = make_settings(model_root=root, model_dir=model_dir)
+    with TestClient(create_app(settings)) as client:
+        similar = client.post("/v1/route", json=WAGE).json()["similar"]
+    assert similar
+    for s in similar:
+        assert phone not in s["title"] and id_number not in s["title"]
+        assert "[手机号]" in s["title"] and "[身份证号]" in s["title"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(min_size=1, max_size=300), st.one_of(st.none(), st.text(max_size=50)))
+def test_route_never_fails_on_odd_unicode(
+    client: TestClient, ticket: str, title: str | None
+) -> None:
+    response = client.post("/v1/route", json={"text": ticket, "title": title})
+    if not ticket.strip():
+        assert_error(response, 422, "invalid_request")
+        return
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["department"]["decision"] in {"auto", "review"}
+
+
+# -- batch -----------------------------------------------------------------------------------------
+def test_batch_keeps_order_and_reports_bad_items(client: TestClient) -> None:
+    items: list[Any] = [
+        SMOKE,
+        {"id": "blank", "text": "   "},
+        {"id": "nofield", "txt": "拖欠工资"},
+        WAGE,
+        "not an object",
+        {"id": "long", "text": "长" * 20_001},
+        {"text": "电梯故障困人，物业不维修", "top_k": 2},
+    ]
+    response = client.post("/v1/route/batch", json={"items": items})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(len(items)))
+    assert body["ok"] == 3 and body["failed"] == 4
+    for r in results:
+        assert (r["result"] is None) != (r["error"] is None), r
+    assert results[0]["result"]["department"]["label"] == "执法"
+    assert results[3]["result"]["department"]["label"] == "人社"
+    assert results[3]["id"] == "A-1" and results[3]["result"]["id"] == "A-1"
+    assert results[6]["result"]["department"]["label"] == "住建"
+    assert len(results[6]["result"]["department"]["candidates"]) == 2
+    assert results[1]["error"]["field"] == "items.1.text"
+    assert results[1]["id"] == "blank"
+    assert results[2]["error"]["field"] in {"items.2.text", "items.2.txt"}
+    assert results[4]["error"]["code"] == "invalid_item"
+    assert results[5]["error"]["field"] == "items.5.text"
+    assert "20,000" in results[5]["error"]["message"]
+    assert "长长长" not in json.dumps(results[5]), "the error must not echo the ticket"
+
+
+def test_batch_matches_single_routes(client: TestClient) -> None:
+    batch = client.post("/v1/route/batch", json={"items": [WAGE, SMOKE]}).json()["results"]
+    for item, ticket in zip(batch, (WAGE, SMOKE), strict=True):
+        single = client.post("/v1/route", json=ticket).json()
+        for key in ("department", "category", "similar", "decision"):
+            assert item["result"][key] == single[key]
+
+
+def test_batch_limit_and_empty_batch(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_batch=3)
+    error = assert_error(
+        client.post("/v1/route/batch", json={"items": [SMOKE] * 4}), 413, "batch_too_large"
+    )
+    assert error["field"] == "items" and "at most 3" in error["message"]
+    assert client.post("/v1/route/batch", json={"items": [SMOKE] * 3}).json()["ok"] == 3
+    empty = client.post("/v1/route/batch", json={"items": []}).json()
+    assert empty["results"] == [] and empty["ok"] == 0
+
+
+# -- limits and errors -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": "长" * 20_001}, "body.text"),
+        ({"text": "拖欠工资", "title": "题" * 201}, "body.title"),
+        ({"text": "拖欠工资", "top_k": 0}, "body.top_k"),
+        ({"text": "拖欠工资", "top_k": 21}, "body.top_k"),
+        ({"text": "  \n "}, "body.text"),
+        ({"title": "只有标题"}, "body.text"),
+        ({"text": "拖欠工资", "colour": "red"}, "body.colour"),
+        ({"text": 12}, "body.text"),
+    ],
+)
+def test_route_refuses_bad_input_with_the_error_shape(
+    client: TestClient, payload: dict[str, Any], field: str
+) -> None:
+    error = assert_error(client.post("/v1/route", json=payload), 422, "invalid_request")
+    assert error["field"] == field
+    assert "长长长" not in error["message"]
+
+
+def test_limits_follow_the_settings(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_text_chars=100, max_title_chars=10)
+    error = assert_error(client.post("/v1/route", json={"text": "字" * 101}), 422)
+    assert error["field"] == "body.text" and "100 characters" in error["message"]
+    assert client.post("/v1/route", json={"text": "字" * 100}).status_code == 200
+    assert_error(client.post("/v1/route", json={"text": "字", "title": "题" * 11}), 422)
+
+
+def test_oversized_body_is_refused_before_reading(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_text_chars=100, max_title_chars=10, max_batch=1)
+    # Limit: one maximal item, JSON-escaped, plus 1 MiB of slack; send 3 MiB.
+    body = json.dumps({"items": [{"text": "x" * (3 << 20)}]})
+    error = assert_error(
+        client.post("/v1/route/batch", content=body, headers={"content-type": "application/json"}),
+        413,
+        "payload_too_large",
+    )
+    assert error["field"] == "body"
+
+
+def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
+    bad = client.post(
+        "/v1/route", content=b'{"text": "x"', headers={"content-type": "application/json"}
+    )
+    assert_error(bad, 400, "malformed_json")
+    assert_error(client.get("/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/v1/route"), 405, "method_not_allowed")
+
+
+def test_unexpected_errors_are_500_and_logged_without_ticket_text(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "投诉人张三电话13812345678"
+
+    class Broken:
+        version = "broken"
+
+        def predict(self, tickets: Any, **_: Any) -> Any:
+            raise ValueError(f"cannot route {tickets[0][1]}")
+
+    client = make_client(raise_server_exceptions=False)
+    client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/v1/route", json={"text": secret})
+    assert_error(response, 500, "internal_error")
+    assert secret not in response.text
+    assert "ValueError" in caplog.text
+    assert "13812345678" not in caplog.text and "张三" not in caplog.text
+
+
+# -- model and probes --------------------------------------------------------------------------------
+def test_model_info(client: TestClient) -> None:
+    info = client.get("/v1/model").json()
+    assert info["labels"] == {
+        "department": ["人社", "住建", "执法"],
+        "category": ["劳动保障", "城建", "环境"],
+    }
+    assert set(info["thresholds"]) == {"department", "category"}
+    assert all(0 <= t <= 1 for t in info["thresholds"].values())
+    assert "macro_f1" in info["metrics"]["department"]
+    assert info["version"]
+
+
+def test_probes_and_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready" and body["model_version"]
+    assert body["database"] == {"ok": True, "backend": "sqlite"}
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/route", "/v1/route/batch", "/v1/feedback", "/v1/model"} <= set(paths)
+
+
+def test_model_outside_the_root_is_refused(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    from model.artifact import ModelLoadError
+    from serve.app import create_app
+
+    settings = make_settings(model_root=tmp_path / "elsewhere")
+    with (
+        pytest.raises(ModelLoadError, match="outside the model root"),
+        TestClient(create_app(settings)),
+    ):
+        pass
+
+
+# -- feedback ----------------------------------------------------------------------------------------
+def test_feedback_round_trip_and_export(client: TestClient) -> None:
+    shown = client.post("/v1/route", json=WAGE).json()
+    response = client.post(
+        "/v1/feedback",
+        json={
+            "ticket_id": "A-1",
+            "title": WAGE["title"],
+            "text": WAGE["text"],
+            "suggestion": shown,
+            "department": "住建",
+            "category": "城建",
+            "dispatcher_id": "op-7",
+        },
+    )
+    assert response.status_code == 201, response.text
+    saved = response.json()
+    assert saved["ticket_id"] == "A-1" and saved["department"] == "住建"
+    assert saved["model_version"] == shown["model_version"]
+    created = datetime.fromisoformat(saved["created_at"])
+    assert created.tzinfo is not None
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=5)
+
+    [row] = export(client)
+    assert row["id"] == saved["id"]
+    assert row["ticket_id"] == "A-1" and row["dispatcher_id"] == "op-7"
+    assert row["department"] == "住建" and row["category"] == "城建"
+    assert row["text"] == clean(WAGE["text"]) and row["title"] == clean(WAGE["title"])
+    assert row["suggestion"]["department"]["label"] == shown["department"]["label"]
+    assert row["suggestion"]["similar"] == shown["similar"]
+
+
+def test_feedback_export_since(client: TestClient) -> None:
+    ids = []
+    for dept in ("人社", "执法", "住建"):
+        r = client.post("/v1/feedback", json={"text": "某投诉", "department": dept})
+        assert r.status_code == 201
+        ids.append((r.json()["id"], r.json()["created_at"]))
+    assert [row["id"] for row in export(client)] == [i for i, _ in ids]
+    assert [row["id"] for row in export(client, since=ids[1][1])] == [ids[1][0], ids[2][0]]
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert export(client, since=later) == []
+    # A time without a zone is UTC.
+    naive = datetime.fromisoformat(ids[2][1]).astimezone(UTC).replace(tzinfo=None).isoformat()
+    assert [row["id"] for row in export(client, since=naive)] == [ids[2][0]]
+    assert_error(client.get("/v1/feedback", params={"since": "yesterday"}), 422, "invalid_request")
+
+
+def test_feedback_export_pages_through_many_rows(
+    client: TestClient, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("serve.routes.EXPORT_PAGE", 4)
+    db: Database = app.state.db
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(11):  # three pages, rows sharing a timestamp across page boundaries
+        db.add_feedback(
+            text=f"t{i}", department="人社", created_at=start + timedelta(seconds=i // 3)
+        )
+    rows = export(client)
+    assert [r["text"] for r in rows] == [f"t{i}" for i in range(11)]
+    assert [
+        r["text"] for r in export(client, since=(start + timedelta(seconds=2)).isoformat())
+    ] == [f"t{i}" for i in range(6, 11)]
+
+
+def test_feedback_is_stored_pii_masked(client: TestClient, app: Any) -> None:
+    raw = "我叫李四，电话138-1234-5678，身份证110101199003071234，邮箱li4@example.com，工资被拖欠"
+    suggestion = {"model_version": "v1", "note": "回电 13912345678"}
+    r = client.post(
+        "/v1/feedback",
+        json={
+            "id": "P-1",
+            "title": "电话13812345678",
+            "text": raw,
+            "suggestion": suggestion,
+            "department": "人社",
+        },
+    )
+    assert r.status_code == 201, r.text
+    db: Database = app.state.db
+    with db.engine.connect() as conn:
+        stored = conn.execute(text("SELECT title, text, suggestion FROM feedback")).one()
+    dump = " ".join(str(v) for v in stored)
+    for secret in ("1234-5678", "12345678", "110101199003071234", "li4@example.com", "13912345678"):
+        assert secret not in dump, secret
+    assert "[手机号]" in stored.text and "[身份证号]" in stored.text and "[邮箱]" in stored.text
+    assert "拖欠" in stored.text
+    [row] = export(client)
+    assert row["ticket_id"] == "P-1" and row["model_version"] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": "某投诉"}, "body.department"),
+        ({"text": "某投诉", "department": ""}, "body.department"),
+        ({"department": "人社"}, "body.text"),
+        (
+            {"text": "某投诉", "department": "人社", "dispatcher_id": "x" * 101},
+            "body.dispatcher_id",
+        ),
+        ({"text": "长" * 20_001, "department": "人社"}, "body.text"),
+    ],
+)
+def test_feedback_refuses_bad_input(
+    client: TestClient, payload: dict[str, Any], field: str
+) -> None:
+    assert assert_error(client.post("/v1/feedback", json=payload), 422)["field"] == field
+
+
+def test_sqlite_is_durable_and_migrated(app: Any) -> None:
+    db: Database = app.state.db
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    db.ensure_schema()  # idempotent
+
+
+# -- a dead database -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////proc/paidan-no-such-dir/paidan.db",
+        "postgresql+psycopg://paidan:secret-pw@127.0.0.1:1/paidan",
+    ],
+    ids=["sqlite-unopenable", "postgres-refused"],
+)
+def test_dead_database_routing_works_feedback_503(
+    make_client: Callable[..., TestClient], url: str
+) -> None:
+    client = make_client(database_url=url)
+    assert client.post("/v1/route", json=WAGE).status_code == 200
+    error = assert_error(
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+        503,
+        "database_unavailable",
+    )
+    assert "routing still works" in error["message"]
+    assert_error(client.get("/v1/feedback"), 503, "database_unavailable")
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "degraded"
+    assert body["database"]["ok"] is False and body["database"]["reason"]
+    assert "secret-pw" not in ready.text and "secret-pw" not in error["message"]
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+def test_metrics_count_requests_predictions_and_review_share(client: TestClient) -> None:
+    client.post("/v1/route", json=WAGE)
+    client.post("/v1/route", json=SMOKE)
+    client.post("/v1/route", json={"text": "zzzz qqqq"})  # no known terms: review
+    client.post("/v1/route/batch", json={"items": [WAGE]})
+    client.post("/v1/route", json={"text": ""})
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert lines['paidan_http_requests_total{method="POST",route="/v1/route",status="200"}'] == 3
+    assert lines['paidan_http_requests_total{method="POST",route="/v1/route",status="422"}'] == 1
+    assert (
+        lines['paidan_http_requests_total{method="POST",route="/v1/route/batch",status="200"}'] == 1
+    )
+    assert lines['paidan_http_request_duration_seconds_count{method="POST",route="/v1/route"}'] == 4
+    assert lines['paidan_predictions_total{department="人社"}'] == 2
+    assert lines['paidan_predictions_total{department="执法"}'] == 1
+    auto = lines.get('paidan_route_decisions_total{decision="auto"}', 0.0)
+    review = lines['paidan_route_decisions_total{decision="review"}']
+    assert auto + review == 4 and review >= 1
+    assert lines["paidan_review_share"] == pytest.approx(review / 4)

@@ -1,0 +1,80 @@
+"""The micro-batcher: concurrent single-ticket calls share predict calls, answers stay per ticket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model.artifact import load_router
+from model.router import Router, RouteResult
+from serve.batcher import MicroBatcher
+
+TICKETS = [
+    ("欠薪", "老板拖欠工资三个月"),
+    ("油烟", "烧烤店油烟扰民"),
+    ("电梯", "电梯故障物业不修"),
+    ("", "公积金提取手续麻烦"),
+    ("社保", "公司不给缴纳社保"),
+    ("噪音", "广场舞噪音扰民"),
+]
+
+
+class CountingRouter:
+    """Wraps a real router, recording the size of every predict call and the thread it ran on."""
+
+    def __init__(self, router: Router, fail_on: str | None = None) -> None:
+        self.router = router
+        self.version = router.version
+        self.calls: list[int] = []
+        self.threads: set[int] = set()
+        self.fail_on = fail_on
+
+    def predict(self, tickets: Any, **kwargs: Any) -> list[RouteResult]:
+        self.calls.append(len(tickets))
+        self.threads.add(threading.get_ident())
+        if self.fail_on and any(self.fail_on in t[1] for t in tickets):
+            if len(tickets) == 1:
+                raise ValueError("broken ticket")
+            raise ValueError("a ticket in this batch is broken")
+        return self.router.predict(tickets, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def router(tiny_model_dir: Path) -> Router:
+    r, _ = load_router(tiny_model_dir)
+    return r
+
+
+async def _route_all(batcher: MicroBatcher, router: Any, top_ks: list[int]) -> list[Any]:
+    return await asyncio.gather(
+        *(batcher.predict(router, t, k) for t, k in zip(TICKETS, top_ks, strict=True)),
+        return_exceptions=True,
+    )
+
+
+def test_concurrent_calls_are_batched_and_match_one_by_one(router: Router) -> None:
+    counting = CountingRouter(router)
+    batcher = MicroBatcher(similar_k=5)
+    top_ks = [1, 2, 3, 1, 2, 3]
+    results = asyncio.run(_route_all(batcher, counting, top_ks))
+    assert sum(counting.calls) == len(TICKETS)
+    assert len(counting.calls) < len(TICKETS), counting.calls  # shared calls
+    assert threading.get_ident() not in counting.threads  # never on the event loop's thread
+    for ticket, k, got in zip(TICKETS, top_ks, results, strict=True):
+        alone = router.predict([ticket], top_k=k, similar_k=5)[0]
+        assert got == alone
+
+
+def test_a_broken_ticket_fails_alone(router: Router) -> None:
+    counting = CountingRouter(router, fail_on="公积金")
+    results = asyncio.run(_route_all(MicroBatcher(similar_k=5), counting, [3] * len(TICKETS)))
+    for ticket, got in zip(TICKETS, results, strict=True):
+        if "公积金" in ticket[1]:
+            assert isinstance(got, ValueError)
+        else:
+            assert isinstance(got, RouteResult), got
+            assert got == router.predict([ticket], similar_k=5)[0]

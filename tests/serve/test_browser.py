@@ -1,0 +1,370 @@
+"""The dispatcher's page in a real headless browser (Debian's chromium driven by Playwright).
+
+The app runs for real: uvicorn on a loopback port, the tiny model, feedback in a SQLite file. The
+browser tests skip when /usr/bin/chromium is absent (``apt-get install chromium``; ``.ci/run`` does
+it); Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from model.settings import Settings
+from model.text import clean
+from serve.app import create_app
+from serve.page import CONTENT_SECURITY_POLICY
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # CI runs as root in a container, where the sandbox cannot start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STARTUP_DEADLINE_S = 60  # the model loads in the lifespan; generous for a slow CI machine
+UI_TIMEOUT_MS = 15_000
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"Debian's chromium is not installed ({CHROMIUM} is absent); "
+    "`apt-get install chromium` to run the browser tests",
+)
+
+WAGE_COMPLAINT = "我在工地干了两个月，老板一直拖欠工资不发，农民工工资讨薪无果，请人社局帮忙"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    db_path: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.url + path, timeout=10, **kwargs)
+
+    def feedback_rows(self, ticket_id: str) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.db_path) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(
+                "SELECT * FROM feedback WHERE ticket_id = ? ORDER BY id", (ticket_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("page-data")
+    db_path = data / "feedback.db"
+    settings = Settings(
+        model_root=tiny_model_dir.parent,
+        data_dir=data,
+        database_url=f"sqlite:///{db_path}",
+    )
+    app = create_app(settings=settings, model_dir=tiny_model_dir)
+    # Bind first and hand the socket to uvicorn: no window in which another process takes the port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail("the app did not start (see the log above)")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", db_path)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM} is absent)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class PageRun:
+    page: Any
+    problems: list[str]  # console errors (CSP violations land here), uncaught exceptions
+    requests: list[str]
+
+
+@pytest.fixture
+def page(browser: Any, live_server: LiveServer) -> Iterator[PageRun]:
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(UI_TIMEOUT_MS)
+    run = PageRun(pg, [], [])
+    pg.on("console", lambda m: run.problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: run.problems.append(f"uncaught: {e}"))
+    pg.on("request", lambda r: run.requests.append(r.url))
+    try:
+        yield run
+    finally:
+        context.close()
+
+
+def open_page(run: PageRun, server: LiveServer) -> Any:
+    from playwright.sync_api import expect
+
+    response = run.page.goto(server.url + "/")
+    assert response is not None and response.status == 200
+    # The labels for the searchable lists have arrived once the model version is shown.
+    expect(run.page.locator("#model-version")).to_contain_text("模型")
+    return response
+
+
+def route_via_keyboard(run: PageRun, text: str, ticket_id: str, title: str = "") -> None:
+    pg = run.page
+    pg.fill("#ticket-id", ticket_id)
+    if title:
+        pg.fill("#ticket-title", title)
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    pg.locator("#result").wait_for(state="visible")
+
+
+# -- HTTP level: no browser needed -------------------------------------------------------------------
+
+
+def test_page_and_assets_are_served_locally_with_a_strict_policy(live_server: LiveServer) -> None:
+    index = live_server.api("GET", "/")
+    assert index.status_code == 200
+    assert index.headers["content-type"].startswith("text/html")
+    csp = index.headers["content-security-policy"]
+    assert csp == CONTENT_SECURITY_POLICY
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert index.headers["x-content-type-options"] == "nosniff"
+    assert index.headers["referrer-policy"] == "no-referrer"
+    assert index.headers["x-frame-options"] == "DENY"
+    html = index.text
+    # No inline code and nothing from elsewhere: every script and stylesheet is a local file.
+    assert "<style" not in html and not re.search(r"\s(style|on[a-z]+)\s*=", html)
+    assert "<script>" not in html and "http://" not in html and "https://" not in html
+    for asset, kind in [
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ]:
+        assert f"/static/{asset}" in html
+        r = live_server.api("GET", f"/static/{asset}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
+        assert r.headers["x-content-type-options"] == "nosniff"
+        again = live_server.api(
+            "GET", f"/static/{asset}", headers={"If-None-Match": r.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.content == b""
+    script = live_server.api("GET", "/static/app.js").text
+    assert not re.search(
+        r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(", script
+    )
+
+
+@pytest.mark.parametrize("name", ["../app.py", "..%2Fapp.py", "index.html.bak", "page.py", "x.js"])
+def test_only_whitelisted_assets_are_served(live_server: LiveServer, name: str) -> None:
+    r = live_server.api("GET", f"/static/{name}")
+    assert r.status_code == 404
+    assert "import" not in r.text
+
+
+# -- in the browser ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_dispatcher_routes_corrects_department_and_the_correction_is_stored(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    pg.fill("#dispatcher-id", "disp-7")
+    pg.locator("#dispatcher-id").dispatch_event("change")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-001", title="讨薪")
+
+    # What the API says for the same ticket is what the page shows.
+    expected = live_server.api(
+        "POST", "/v1/route", json={"title": "讨薪", "text": WAGE_COMPLAINT, "top_k": 5}
+    ).json()
+    dept, cat = expected["department"], expected["category"]
+    card = pg.locator("#head-department")
+    expect(card.locator(".top-label")).to_have_text(dept["label"])
+    expect(card.locator(".top-score")).to_contain_text(f"{round(dept['score'] * 100)}%")
+    badge = {"auto": "自动派单", "review": "人工复核"}
+    expect(card.locator(".badge")).to_have_text(badge[dept["decision"]])
+    expect(pg.locator("#head-category .top-label")).to_have_text(cat["label"])
+    expect(pg.locator("#head-category .badge")).to_have_text(badge[cat["decision"]])
+    expect(pg.locator("#overall-badge")).to_have_text(badge[expected["decision"]])
+    candidates = card.locator(".candidate .cand-label")
+    expect(candidates).to_have_text([c["label"] for c in dept["candidates"]])
+    # The confidence bar is as wide as the score.
+    bar = pg.evaluate(
+        "() => { const f = document.querySelector('#head-department .fill');"
+        " return f.getBoundingClientRect().width / f.parentElement.getBoundingClientRect().width; }"
+    )
+    assert bar == pytest.approx(dept["score"], abs=0.02)
+
+    # Evidence terms are highlighted inside the complaint, which is otherwise shown as typed.
+    assert dept["evidence"], "the tiny model should find evidence in a wage complaint"
+    expect(pg.locator("#evidence-text")).to_have_text(WAGE_COMPLAINT)
+    marked = pg.locator("#evidence-text mark.ev-department").all_text_contents()
+    assert marked and all(m in WAGE_COMPLAINT for m in marked)
+    terms = {e["term"] for e in dept["evidence"]}
+    assert any(m in terms or any(m in t or t in m for t in terms) for m in marked)
+
+    # Similar past tickets, with their departments.
+    similar = pg.locator("#similar-list li")
+    expect(similar).to_have_count(len(expected["similar"]))
+    assert 0 < len(expected["similar"]) <= 5
+    expect(similar.first.locator(".tag.department")).to_have_text(
+        expected["similar"][0]["department"]
+    )
+
+    # Correct the department through the searchable list: a label the model knows, not suggested.
+    labels = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    corrected = next(label for label in labels if label != dept["label"])
+    picker = pg.locator("#head-department .picker-input")
+    picker.click()
+    picker.fill(corrected[:1])
+    pg.locator("#head-department .picker-list .option", has_text=corrected).click()
+    expect(pg.locator("#choice-department")).to_have_text(corrected)
+    expect(pg.locator("#choice-category")).to_have_text(cat["label"])
+    expect(pg.locator("#choice-note")).to_have_text("（已更正）")
+    expect(pg.locator("#confirm-button")).to_have_text("提交更正")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("已保存")
+    expect(pg.locator("#feedback-status")).to_contain_text(corrected)
+    expect(pg.locator("#confirm-button")).to_be_disabled()  # saved once, not twice
+
+    rows = live_server.feedback_rows("WEB-001")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["department"] == corrected
+    assert row["category"] == cat["label"]
+    assert row["dispatcher_id"] == "disp-7"
+    assert row["title"] == "讨薪"
+    assert row["text"] == clean(WAGE_COMPLAINT)  # stored NFKC-normalised and PII-masked
+    shown = json.loads(row["suggestion"])
+    assert shown["department"]["label"] == dept["label"]
+    assert row["model_version"] == expected["model_version"]
+
+    assert page.problems == []
+    assert all(u.startswith(live_server.url + "/") for u in page.requests), page.requests
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_number_key_picks_a_candidate_and_enter_saves_it(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-002")
+    second = pg.locator("#head-department .candidate").nth(1)
+    second_label = second.locator(".cand-label").inner_text()
+    third_category = pg.locator("#head-category .candidate").nth(2)
+    third_category_label = third_category.locator(".cand-label").inner_text()
+    # Focus sits on the confirm button after routing, so digits are shortcuts, not typing.
+    pg.keyboard.press("2")
+    expect(second).to_have_attribute("aria-pressed", "true")
+    expect(pg.locator("#choice-department")).to_have_text(second_label)
+    pg.keyboard.press("Shift+Digit3")  # Shift + a number picks a category candidate
+    expect(third_category).to_have_attribute("aria-pressed", "true")
+    expect(pg.locator("#choice-category")).to_have_text(third_category_label)
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("已保存")
+
+    rows = live_server.feedback_rows("WEB-002")
+    assert [(r["department"], r["category"]) for r in rows] == [
+        (second_label, third_category_label)
+    ]
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_one_click_accepts_the_suggestion(page: PageRun, live_server: LiveServer) -> None:
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-003")
+    dept = pg.locator("#head-department .top-label").inner_text()
+    cat = pg.locator("#head-category .top-label").inner_text()
+    expect(pg.locator("#confirm-button")).to_have_text("采纳建议")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("采纳建议")
+
+    rows = live_server.feedback_rows("WEB-003")
+    assert [(r["department"], r["category"]) for r in rows] == [(dept, cat)]
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    hostile = (
+        '<script>window.__pwned=1</script>老板拖欠工资<img src=x onerror="window.__pwned=2">'
+        "<b>讨薪</b>"
+    )
+    title = '<svg onload="window.__pwned=3">'
+    route_via_keyboard(page, hostile, "<i>WEB-004</i>", title=title)
+    expect(pg.locator("#evidence-text")).to_have_text(hostile)
+    expect(pg.locator("#evidence-title")).to_have_text(title)
+    # Only text and the page's own highlight marks inside the evidence view: nothing was parsed.
+    parsed = pg.evaluate(
+        "() => [...document.querySelectorAll('#evidence-text *, #evidence-title *')]"
+        ".map(e => e.tagName).filter(t => t !== 'MARK')"
+    )
+    assert parsed == []
+    assert pg.evaluate("() => document.querySelectorAll('script').length") == 1  # app.js only
+    assert pg.evaluate("() => document.querySelectorAll('img, svg, b').length") == 0
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("已保存")
+    assert pg.evaluate("() => window.__pwned") is None
+
+    rows = live_server.feedback_rows("<i>WEB-004</i>")
+    assert len(rows) == 1 and rows[0]["text"] == clean(hostile) and rows[0]["title"] == title
+    assert page.problems == []

@@ -1,0 +1,112 @@
+"""Feedback on a real PostgreSQL server (``.ci/run`` installs Debian's ``postgresql`` and starts it).
+
+The server's URL comes from ``PAIDAN_TEST_POSTGRES_URL``; each test gets its own schema (through
+``search_path``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url, text
+
+from serve.db import Database
+
+pytestmark = pytest.mark.postgres
+URL_ENV = "PAIDAN_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    url = os.environ.get(URL_ENV)
+    if not url:
+        pytest.skip(f"{URL_ENV} is not set (.ci/run starts a local PostgreSQL and sets it)")
+    schema = f"paidan_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_migrations_create_the_schema(pg_url: str) -> None:
+    db = Database(pg_url)
+    try:
+        assert db.backend == "postgresql"
+        db.ensure_schema()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_name = 'feedback' AND table_schema = current_schema()"
+                    )
+                )
+            }
+        assert {
+            "ticket_id",
+            "title",
+            "text",
+            "suggestion",
+            "department",
+            "category",
+            "dispatcher_id",
+            "model_version",
+            "created_at",
+        } <= columns
+        Database(pg_url).ensure_schema()  # a second process migrating again changes nothing
+    finally:
+        db.dispose()
+
+
+def test_feedback_round_trip_through_the_api(
+    make_client: Callable[..., TestClient], pg_url: str
+) -> None:
+    client = make_client(database_url=pg_url)
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["database"] == {"ok": True, "backend": "postgresql"}
+    shown = client.post("/v1/route", json={"id": "PG-1", "text": "公司拖欠工资三个月"}).json()
+    r = client.post(
+        "/v1/feedback",
+        json={
+            "ticket_id": "PG-1",
+            "text": "公司拖欠工资三个月，电话13812345678",
+            "suggestion": shown,
+            "department": "住建",
+            "category": "城建",
+            "dispatcher_id": "op-1",
+        },
+    )
+    assert r.status_code == 201, r.text
+    first = r.json()
+    r2 = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
+    assert r2.status_code == 201
+
+    lines = [json.loads(x) for x in client.get("/v1/feedback").text.splitlines()]
+    assert [x["id"] for x in lines] == [first["id"], r2.json()["id"]]
+    row = lines[0]
+    assert row["text"] == "公司拖欠工资三个月,电话[手机号]"
+    assert row["suggestion"]["department"]["label"] == shown["department"]["label"]
+    assert row["department"] == "住建" and row["dispatcher_id"] == "op-1"
+    assert row["model_version"] == shown["model_version"]
+    created = datetime.fromisoformat(row["created_at"])
+    assert created.utcoffset() == timedelta(0)
+
+    since = client.get("/v1/feedback", params={"since": r2.json()["created_at"]}).text
+    assert [json.loads(x)["id"] for x in since.splitlines()] == [r2.json()["id"]]
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert client.get("/v1/feedback", params={"since": future}).text == ""

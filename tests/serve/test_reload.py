@@ -1,0 +1,108 @@
+"""A running app follows the model root's ``current`` pointer; a broken model never replaces a good one."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model import registry
+from model.artifact import ROUTER_FILE, ModelLoadError, load_router
+from model.router import Router
+from model.settings import Settings
+from serve.app import create_app
+from serve.reload import reload_model
+
+
+def loader(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
+    """The real loader, with the directory name as version so two copies can be told apart."""
+    router, meta = load_router(model_dir, root)
+    router.version = Path(model_dir).name
+    return router, meta
+
+
+@pytest.fixture
+def root(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    root = tmp_path / "models"
+    for name in ("v1", "v2"):
+        shutil.copytree(tiny_model_dir, root / name)
+    broken = root / "v3"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / ROUTER_FILE).chmod(0o644)
+    with open(broken / ROUTER_FILE, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    registry.set_current(root, "v1", record=False)
+    return root
+
+
+def served_version(client: TestClient) -> str:
+    r = client.post("/v1/route", json={"text": "楼下烧烤店油烟扰民"})
+    assert r.status_code == 200, r.text
+    return r.json()["model_version"]
+
+
+def wait_for(client: TestClient, version: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while served_version(client) != version:
+        assert time.monotonic() < deadline, f"still serving {served_version(client)}"
+        time.sleep(0.05)
+
+
+def make_app(root: Path, tmp_path: Path, **overrides: Any) -> TestClient:
+    values: dict[str, Any] = {"model_root": root, "data_dir": tmp_path / "var"}
+    values["reload_interval"] = 0.1
+    settings = Settings(**(values | overrides))
+    return TestClient(create_app(settings, router_loader=loader))
+
+
+def test_app_follows_promote_and_rollback(root: Path, tmp_path: Path) -> None:
+    with make_app(root, tmp_path) as client:
+        assert served_version(client) == "v1"
+        registry.promote(root, "v2")
+        wait_for(client, "v2")
+        registry.rollback(root)
+        wait_for(client, "v1")
+
+
+def test_broken_model_keeps_the_old_one_serving(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="serve.reload"), make_app(root, tmp_path) as client:
+        registry.promote(root, "v3")
+        deadline = time.monotonic() + 30
+        while "cannot switch to model v3" not in caplog.text:
+            assert time.monotonic() < deadline, "the failed load was not logged"
+            assert served_version(client) == "v1"
+            time.sleep(0.05)
+        assert served_version(client) == "v1"
+        assert "still serving v1" in caplog.text
+        # A later good pointer is still followed.
+        registry.promote(root, "v2")
+        wait_for(client, "v2")
+
+
+def test_follow_current_off_keeps_the_model(root: Path, tmp_path: Path) -> None:
+    """What `paidan serve --model DIR` sets: the chosen model stays even when it was current."""
+    with make_app(root, tmp_path, model_dir=root / "v1", follow_current=False) as client:
+        registry.promote(root, "v2")
+        time.sleep(0.5)  # five polling intervals
+        assert served_version(client) == "v1"
+
+
+def test_reload_model_refuses_a_broken_directory_without_swapping(
+    root: Path, tmp_path: Path
+) -> None:
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        app: Any = client.app
+        before = app.state.router
+        with pytest.raises(ModelLoadError, match="checksum"):
+            reload_model(app, root / "v3", loader)
+        assert app.state.router is before
+        assert reload_model(app, root / "v2", loader) == "v2"
+        assert served_version(client) == "v2"
