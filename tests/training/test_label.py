@@ -1,0 +1,346 @@
+"""Batch labelling: every row comes back exactly once, in order, labelled or with its error."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from model.settings import get_settings
+from model.tickets import ColumnMap, TicketFileError
+from paidan.cli import app
+from tests.conftest import TINY_TICKETS
+from training.label import PRED_COLUMNS, LabelError, check_text, label
+
+OUT_COLUMNS = ["id", "title", "text", *PRED_COLUMNS]
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    """Read a labelled file back as strings (missing values as empty strings)."""
+    suffix = path.suffix
+    if suffix == ".csv":
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    elif suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        df = pd.DataFrame([json.loads(line) for line in lines])
+    elif suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_excel(path, dtype=str, keep_default_na=False)
+    return df
+
+
+def ticket_rows(n: int) -> list[list[str]]:
+    """``n`` rows cycling through the tiny corpus, with unique ids."""
+    return [
+        [
+            f"R{i:05d}",
+            TINY_TICKETS[i % len(TINY_TICKETS)][0],
+            TINY_TICKETS[i % len(TINY_TICKETS)][1],
+        ]
+        for i in range(n)
+    ]
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with open(path, "w", encoding=encoding, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text"])
+        w.writerows(rows)
+    return path
+
+
+def test_check_text_names_each_problem() -> None:
+    assert check_text("老板拖欠工资", 100) is None
+    assert check_text("", 100).startswith("empty text")
+    assert check_text(" \u3000\t\u200b ", 100).startswith("blank text")
+    too_long = check_text("很" * 101, 100)
+    assert too_long.startswith("text too long") and "101" in too_long and "100" in too_long
+
+
+def test_nothing_lost_from_a_damaged_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
+    limit = get_settings().max_text_chars
+    data = b"id,title,text\n"
+    data += "A1,欠薪,老板拖欠工资三个月不发\n".encode()
+    data += b"A2,empty,\n"
+    data += 'A3,blank,"  \u3000 "\n'.encode()
+    data += b"A4,long," + ("很" * (limit + 1)).encode() + b"\n"
+    data += b"A5,too,many,fields\n"  # line 6
+    data += b"A6,bytes,\xff\xfe not utf-8\n"  # line 7
+    data += 'A7,油烟,"楼下烧烤店油烟\n很大"\n'.encode()  # lines 8-9: a legitimate multi-line field
+    data += 'A8,"unclosed,电梯故障\n'.encode()  # line 10: a quote that is never closed
+    data += "A9,电梯,电梯频繁故障困人\n".encode()  # line 11
+    src = tmp_path / "damaged.csv"
+    src.write_bytes(data)
+
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1, chunk_size=4)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df.columns) == OUT_COLUMNS
+    assert len(df) == 9  # one row per input record, broken ones included
+    errors = dict(zip(range(9), df["error"], strict=True))
+    assert errors[0] == "" and df["pred_department"][0] == "人社"
+    assert errors[1].startswith("empty text") and "line 3 of damaged.csv" in errors[1]
+    assert errors[2].startswith("blank text") and "line 4" in errors[2]
+    assert errors[3].startswith("text too long") and f"{limit:,}" in errors[3]
+    assert errors[4].startswith("malformed CSV") and "line 6" in errors[4]
+    assert "4 fields, the header has 3" in errors[4]
+    assert errors[5].startswith("unreadable") and "line 7" in errors[5]
+    assert errors[6] == "" and df["text"][6] == "楼下烧烤店油烟\n很大"
+    assert errors[7].startswith("malformed CSV") and "line 10" in errors[7]
+    assert errors[8] == "" and df["id"][8] == "A9"  # the row after the broken quote survives
+    # The ids that could be read come back in input order.
+    assert [i for i in df["id"] if i] == ["A1", "A2", "A3", "A4", "A6", "A7", "A9"]
+    # Error rows carry no labels; labelled rows carry all of them.
+    bad = df["error"] != ""
+    assert (df.loc[bad, ["pred_department", "decision", "top3_departments"]] == "").all().all()
+    assert df.loc[~bad, "decision"].isin(["auto", "review"]).all()
+    assert df.loc[~bad, "pred_department_score"].astype(float).between(0, 1).all()
+
+    s = result.summary
+    assert s["rows"] == 9 == s["labelled"] + s["errors"]
+    assert s["errors"] == 6 and s["labelled"] == 3
+    assert s["auto"] + s["review"] == s["labelled"]
+    assert sum(s["departments"].values()) == s["labelled"]
+    assert s["errors_by_kind"] == {
+        "empty text": 1,
+        "blank text": 1,
+        "text too long": 1,
+        "malformed CSV": 2,
+        "unreadable": 1,
+    }
+    saved = json.loads(result.summary_path.read_text(encoding="utf-8"))
+    assert saved["rows"] == 9 and saved["errors"] == 6
+    assert all(Path(p).is_file() for p in result.plots) and len(result.plots) == 2
+
+
+def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from model.artifact import load_router
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(18))
+    label([src], tiny_model_dir, tmp_path / "out.jsonl", jobs=1)
+    df = read_output(tmp_path / "out.jsonl")
+    router, _ = load_router(tiny_model_dir)
+    expected = router.predict([(t, x) for _, t, x in ticket_rows(18)], similar_k=0)
+    for (_, row), want in zip(df.iterrows(), expected, strict=True):
+        assert row["pred_department"] == want.department.label
+        assert row["pred_category"] == want.category.label
+        assert row["decision"] == want.decision
+        top3 = json.loads(row["top3_departments"])
+        assert [c["label"] for c in top3] == [c.label for c in want.department.candidates]
+        assert top3[0]["score"] == row["pred_department_score"]
+
+
+def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "gbk.csv", ticket_rows(6), encoding="gb18030")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["text"]) == [r[2] for r in ticket_rows(6)]
+    assert (df["error"] == "").all()
+
+
+@pytest.mark.slow
+def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    rows = ticket_rows(400)
+    rows[37][2] = ""  # an error row in the middle of a chunk
+    src = write_csv(tmp_path / "in.csv", rows)
+    label([src], tiny_model_dir, tmp_path / "one.csv", jobs=1, chunk_size=23)
+    result = label([src], tiny_model_dir, tmp_path / "two.csv", jobs=2, chunk_size=23)
+    df = read_output(tmp_path / "two.csv")
+    assert list(df["id"]) == [r[0] for r in rows]
+    assert df["error"][37].startswith("empty text")
+    assert result.summary["rows"] == 400 and result.summary["errors"] == 1
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+def write_input(path: Path, df: pd.DataFrame) -> Path:
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_excel(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("in_ext", "out_ext"),
+    [
+        # Each input format into CSV, and CSV into each output format.
+        (".xlsx", ".csv"),
+        (".jsonl", ".csv"),
+        (".parquet", ".csv"),
+        (".csv", ".csv"),
+        (".csv", ".jsonl"),
+        (".csv", ".parquet"),
+        (".csv", ".xlsx"),
+    ],
+)
+def test_every_format_in_and_out(
+    tiny_model_dir: Path, tmp_path: Path, in_ext: str, out_ext: str
+) -> None:
+    rows = ticket_rows(7)
+    rows[3][2] = "   "
+    df_in = pd.DataFrame(rows, columns=["编号", "title", "内容"])
+    df_in["extra"] = "x"
+    src = write_input(tmp_path / f"in{in_ext}", df_in)
+    out = tmp_path / f"out{out_ext}"
+    result = label(
+        [src], tiny_model_dir, out, ColumnMap(id="编号", text="内容"), jobs=1, chunk_size=3
+    )
+    df = read_output(out)
+    assert list(df.columns) == ["编号", "title", "内容", "extra", *PRED_COLUMNS]
+    assert list(df["编号"]) == [r[0] for r in rows]
+    assert list(df["内容"]) == [r[2] for r in rows]
+    assert df["error"][3].startswith("blank text")
+    assert (df["error"].drop(index=3).fillna("") == "").all()
+    assert df["pred_department"].drop(index=3).notna().all()
+    assert result.summary["rows"] == 7 and result.summary["errors"] == 1
+
+
+def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pd.DataFrame(ticket_rows(3), columns=["id", "title", "text"]).to_csv(
+        parts / "a.csv", index=False
+    )
+    second = pd.DataFrame(ticket_rows(5)[3:], columns=["id", "title", "text"])
+    second["region"] = "芙蓉区"
+    second.to_json(parts / "b.jsonl", orient="records", lines=True, force_ascii=False)
+    (parts / "notes.md").write_text("not a ticket file")
+    result = label([parts], tiny_model_dir, tmp_path / "out.parquet", jobs=1)
+    df = read_output(tmp_path / "out.parquet")
+    assert list(df["id"]) == [r[0] for r in ticket_rows(5)]
+    assert list(df["region"]) == ["", "", "", "芙蓉区", "芙蓉区"]
+    assert result.summary["rows"] == 5
+
+
+def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": "J1", "text": "老板拖欠工资"}\n{not json}\n[1, 2]\n\n{"id": "J4", "text": "油烟扰民"}\n',
+        encoding="utf-8",
+    )
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == ["J1", "", "", "J4"]
+    assert df["error"][1].startswith("malformed JSON") and "line 2" in df["error"][1]
+    assert df["error"][2].startswith("malformed JSON") and "line 3" in df["error"][2]
+
+
+def test_refuses_to_overwrite_and_explains(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", ticket_rows(4))
+    out = tmp_path / "out.csv"
+    label([src], tiny_model_dir, out, jobs=1)
+    with pytest.raises(LabelError, match="already exists; use --force"):
+        label([src], tiny_model_dir, out, jobs=1)
+    label([src], tiny_model_dir, out, jobs=1, force=True)  # replaces it
+    with pytest.raises(LabelError, match=r"unsupported output type '\.txt'"):
+        label([src], tiny_model_dir, tmp_path / "out.txt", jobs=1)
+    with pytest.raises(TicketFileError, match=r"no column 'body'.*--text-col"):
+        label([src], tiny_model_dir, tmp_path / "o2.csv", ColumnMap(text="body"), jobs=1)
+    labelled_before = write_csv(tmp_path / "again.csv", ticket_rows(2))
+    pd.read_csv(labelled_before).assign(error="").to_csv(labelled_before, index=False)
+    with pytest.raises(LabelError, match="already has output column"):
+        label([labelled_before], tiny_model_dir, tmp_path / "o3.csv", jobs=1)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_gives_identical_bytes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    rows = ticket_rows(60)
+    rows[10][2] = ""
+    src = write_csv(tmp_path / "in.csv", rows)
+    label([src], tiny_model_dir, tmp_path / "whole.parquet", jobs=1, chunk_size=7)
+
+    out = tmp_path / "out.parquet"
+
+    def stop_after_three_chunks(stage: str, done: int, total: int) -> None:
+        if done >= 21:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=stop_after_three_chunks)
+    assert not out.exists()  # a half-done run never looks finished
+    manifest = json.loads((tmp_path / "out.parquet.parts" / "manifest.json").read_text())
+    assert manifest["done"] == 3
+
+    with pytest.raises(LabelError, match="interrupted run; continue it with --resume"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
+    with pytest.raises(LabelError, match="different chunk_size"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=8, resume=True)
+
+    seen: list[int] = []
+    result = label(
+        [src],
+        tiny_model_dir,
+        out,
+        jobs=1,
+        chunk_size=7,
+        resume=True,
+        progress=lambda stage, done, total: seen.append(done),
+    )
+    assert result.resumed_chunks == 3
+    assert seen[0] == 28  # the first progress report is the first newly labelled chunk
+    assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert result.summary["rows"] == 60 and result.summary["errors"] == 1
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [*ticket_rows(5), ["E1", "空", ""]])
+    out = tmp_path / "out.csv"
+    res = CliRunner().invoke(
+        app,
+        ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "labelled" in res.output and "empty text" in res.output
+    assert len(read_output(out)) == 6
+    summary = json.loads((tmp_path / "out.csv.summary.json").read_text(encoding="utf-8"))
+    assert summary["rows"] == 6 and summary["errors"] == 1
+    assert (tmp_path / "out.csv.departments.png").is_file()
+    assert (tmp_path / "out.csv.confidence.png").is_file()
+
+    again = CliRunner().invoke(
+        app,
+        ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"],
+    )
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    rows = ticket_rows(120)
+    rows[5][2] = ""
+    src = write_csv(tmp_path / "in.csv", rows)
+    label([src], tiny_model_dir, tmp_path / "local.csv", jobs=1, chunk_size=16)
+    result = label(
+        [src], tiny_model_dir, tmp_path / "dask.csv", engine="dask", jobs=2, chunk_size=16
+    )
+    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert result.summary["rows"] == 120 and result.summary["errors"] == 1
+    assert result.summary["engine"] == "dask"
+    # Workers that cannot see the model directory get its files sent to them instead.
+    label(
+        [src],
+        tiny_model_dir,
+        tmp_path / "upload.csv",
+        engine="dask",
+        jobs=2,
+        chunk_size=16,
+        upload_model=True,
+    )
+    assert (tmp_path / "upload.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()

@@ -1,0 +1,742 @@
+"""Batch labelling: stream a backlog of tickets through the router, in parallel, resumably.
+
+The input is read in chunks of ``chunk_size`` rows. Each chunk's valid tickets go to a worker (a
+process of a local pool, or a Dask worker), which loads the model once and labels them with
+:meth:`model.router.Router.predict`; rows that cannot be labelled (empty, blank, over-long,
+unreadable or malformed) keep an ``error`` instead. Finished chunks are written, in input order, as
+Parquet parts under ``OUTPUT.parts/`` and recorded in an fsync'd manifest, so a run killed at any
+moment continues from the last finished chunk with ``resume=True``. At the end the parts are joined
+into ``OUTPUT`` (written under a temporary name and renamed), and the summary is written beside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from model.artifact import METADATA_FILE, ROUTER_FILE, load_router, verify
+from model.router import Router, RouteResult
+from model.settings import get_settings
+from model.text import normalize
+from model.tickets import ColumnMap, TicketFileError, expand_paths
+from training.label_io import (
+    OutputWriter,
+    Record,
+    estimate_rows,
+    file_columns,
+    fsync_dir,
+    iter_records,
+    write_json_atomic,
+    write_table_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 2_000
+PRED_COLUMNS = (
+    "pred_department",
+    "pred_department_score",
+    "pred_category",
+    "pred_category_score",
+    "decision",
+    "top3_departments",
+    "error",
+)
+SCORE_COLUMNS = ("pred_department_score", "pred_category_score")
+OUTPUT_FORMATS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+}
+PARTS_SUFFIX = ".parts"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+# Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
+IN_FLIGHT_PER_WORKER = 2
+# CSV fields may be this many times the text limit before a line counts as broken.
+CSV_FIELD_FACTOR = 4
+
+Engine = Literal["local", "dask"]
+Progress = Callable[[str, int, int], None]
+# What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON.
+Prediction = tuple[str | None, float | None, str | None, float | None, str, str]
+
+
+class LabelError(ValueError):
+    """The labelling run cannot start or resume; the message says why and what to do."""
+
+
+@dataclass
+class LabelResult:
+    """What a run produced."""
+
+    output: Path
+    summary: dict[str, Any]
+    summary_path: Path
+    plots: list[Path] = field(default_factory=list)
+    resumed_chunks: int = 0
+
+
+# -- workers: load the model once per process --------------------------------------------------
+
+_ROUTER: Router | None = None
+_CACHE: dict[str, Router] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _init_worker(model_dir: str, root: str | None) -> None:
+    """Process-pool initializer: load and warm the model once for this worker process."""
+    global _ROUTER
+    _ROUTER, _ = load_router(model_dir, root)
+    _ROUTER.warm_up()
+
+
+def _adopt_router(router: Router) -> None:
+    """Fork-pool initializer: the router loaded by the parent is already in this process."""
+    global _ROUTER
+    _ROUTER = router
+    gc.freeze()  # keep the collector from touching (and so copying) the inherited objects
+
+
+def _label_in_worker(tickets: list[tuple[str, str]]) -> list[Prediction]:
+    assert _ROUTER is not None, "worker started without its initializer"
+    return predict_rows(_ROUTER, tickets)
+
+
+def predict_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> list[Prediction]:
+    """Label ``(title, text)`` pairs and flatten each result to the output columns.
+
+    Parameters
+    ----------
+    router : Router
+        A loaded router.
+    tickets : sequence of (str, str)
+        Titles and texts, already checked by :func:`check_text`.
+
+    Returns
+    -------
+    list of tuple
+        Per ticket: department, its score, category, its score, decision and the top-3 departments
+        as JSON.
+    """
+    results = router.predict(list(tickets), top_k=3, similar_k=0, explain=False)
+    return [_flatten(r) for r in results]
+
+
+def _flatten(r: RouteResult) -> Prediction:
+    dept, cat = r.department, r.category
+    top3 = (
+        json.dumps([c.model_dump() for c in dept.candidates[:3]], ensure_ascii=False)
+        if dept
+        else "[]"
+    )
+    return (
+        dept.label if dept else None,
+        dept.score if dept else None,
+        cat.label if cat else None,
+        cat.score if cat else None,
+        r.decision,
+        top3,
+    )
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model directory's files as bytes, for workers that cannot see the directory."""
+
+    version: str
+    files: dict[str, bytes]
+
+    @classmethod
+    def read(cls, model_dir: Path, meta: dict[str, Any]) -> ModelBundle:
+        names = [METADATA_FILE, *meta["files"]]
+        return cls(
+            version=str(meta.get("version", model_dir.name)),
+            files={n: (model_dir / n).read_bytes() for n in names},
+        )
+
+    def key(self) -> str:
+        meta = json.loads(self.files[METADATA_FILE])
+        return f"{self.version}-{meta['files'][ROUTER_FILE][:16]}"
+
+    def unpack(self) -> Path:
+        """Write the files under the worker's temp directory (once) and return that directory."""
+        base = Path(tempfile.gettempdir()) / "paidan-models"
+        target = base / self.key()
+        if not (target / METADATA_FILE).is_file():
+            base.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+            for name, data in self.files.items():
+                (staging / name).write_bytes(data)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another process of this worker got there first
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+
+def cached_router(model: str | ModelBundle, sha256: str) -> Router:
+    """The router for a model directory (or an uploaded bundle), loaded once per process.
+
+    Dask workers call this for every partition, and the in-process engine for every run; only the
+    first call in a process loads (jieba's dictionary alone takes a second or two). The cache holds
+    one model, keyed by its path and the SHA-256 of its pickle.
+    """
+    key = model.key() if isinstance(model, ModelBundle) else f"{Path(model).resolve()}#{sha256}"
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            path = model.unpack() if isinstance(model, ModelBundle) else Path(model)
+            router, _ = load_router(path)
+            router.warm_up()
+            _CACHE.clear()
+            _CACHE[key] = router
+        return _CACHE[key]
+
+
+def _label_on_dask(
+    model: str | ModelBundle, sha256: str, tickets: list[tuple[str, str]]
+) -> list[Prediction]:
+    return predict_rows(cached_router(model, sha256), tickets)
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def check_text(text: str, max_chars: int) -> str | None:
+    """Why a ticket text cannot be labelled, or ``None`` when it can.
+
+    Parameters
+    ----------
+    text : str
+        The raw text.
+    max_chars : int
+        The length limit (``PAIDAN_MAX_TEXT_CHARS``).
+
+    Returns
+    -------
+    str or None
+        ``"empty text: ..."``, ``"blank text: ..."`` or ``"text too long: ..."``.
+    """
+    if not text:
+        return "empty text: the text column is empty"
+    if len(text) > max_chars:
+        return (
+            f"text too long: {len(text):,} characters, over the limit of {max_chars:,} "
+            "(PAIDAN_MAX_TEXT_CHARS)"
+        )
+    if not normalize(text):
+        return "blank text: the text holds only whitespace or invisible characters"
+    return None
+
+
+@dataclass
+class _Chunk:
+    index: int
+    records: list[Record]
+    errors: list[str | None]
+    tickets: list[tuple[str, str]]
+
+
+def _chunks(
+    files: Sequence[Path],
+    columns: list[str],
+    cmap: ColumnMap,
+    chunk_size: int,
+    max_chars: int,
+) -> Iterator[_Chunk]:
+    """Chunks of at most ``chunk_size`` rows; a chunk never spans two files."""
+    index = 0
+    title_col = cmap.title if cmap.title in columns else None
+    for path in files:
+        buf: list[Record] = []
+        for record in iter_records(path, columns, CSV_FIELD_FACTOR * max_chars):
+            buf.append(record)
+            if len(buf) == chunk_size:
+                yield _prepare(index, buf, cmap.text, title_col, max_chars)
+                index += 1
+                buf = []
+        if buf:
+            yield _prepare(index, buf, cmap.text, title_col, max_chars)
+            index += 1
+
+
+def _prepare(
+    index: int, records: list[Record], text_col: str, title_col: str | None, max_chars: int
+) -> _Chunk:
+    errors: list[str | None] = []
+    tickets: list[tuple[str, str]] = []
+    for r in records:
+        error = r.error
+        if error is None:
+            problem = check_text(r.values.get(text_col, ""), max_chars)
+            if problem:
+                error = f"{problem} ({r.where})"
+        errors.append(error)
+        if error is None:
+            tickets.append((r.values.get(title_col, "") if title_col else "", r.values[text_col]))
+    return _Chunk(index, records, errors, tickets)
+
+
+def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa.Table:
+    input_cols = schema.names[: -len(PRED_COLUMNS)]
+    data: dict[str, list[Any]] = {c: [r.values[c] for r in chunk.records] for c in input_cols}
+    pred_iter = iter(preds)
+    filled: list[list[Any]] = [[] for _ in PRED_COLUMNS]
+    for error in chunk.errors:
+        row: tuple[Any, ...] = (
+            (None, None, None, None, None, None, error) if error else (*next(pred_iter), None)
+        )
+        for col, value in zip(filled, row, strict=True):
+            col.append(value)
+    data.update(zip(PRED_COLUMNS, filled, strict=True))
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def output_schema(input_columns: Sequence[str]) -> pa.Schema:
+    """All input columns as strings, then the prediction columns."""
+    fields = [pa.field(c, pa.string()) for c in input_columns]
+    fields += [
+        pa.field(c, pa.float64() if c in SCORE_COLUMNS else pa.string()) for c in PRED_COLUMNS
+    ]
+    return pa.schema(fields)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def label(
+    inputs: Sequence[str | Path],
+    model_dir: str | Path,
+    output: str | Path,
+    columns: ColumnMap = ColumnMap(),
+    jobs: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    resume: bool = False,
+    force: bool = False,
+    engine: Engine = "local",
+    scheduler: str | None = None,
+    upload_model: bool = False,
+    model_root: str | Path | None = None,
+    progress: Progress | None = None,
+) -> LabelResult:
+    """Label every row of ticket files and write them, with their labels or errors, to ``output``.
+
+    Parameters
+    ----------
+    inputs : sequence of str or Path
+        Files (CSV, XLSX, JSONL, Parquet) or directories of parts, read in order.
+    model_dir : str or Path
+        The model directory.
+    output : str or Path
+        The labelled file; its extension (``.csv``, ``.jsonl``, ``.parquet``, ``.xlsx``) sets the
+        format. ``OUTPUT.summary.json`` and two PNGs are written beside it.
+    columns : ColumnMap
+        Which input columns hold the text, title and id.
+    jobs : int, optional
+        Worker processes for the local engine (default: the number of cores; 1 labels in this
+        process). With Dask, the number of workers of a started ``LocalCluster`` (default 2).
+    chunk_size : int, default 2000
+        Rows per chunk: the unit of work, of checkpointing and of resuming.
+    resume : bool, default False
+        Continue the interrupted run whose parts are in ``OUTPUT.parts/``.
+    force : bool, default False
+        Replace an existing ``output`` and discard the parts of an interrupted run.
+    engine : {"local", "dask"}
+        A local process pool, or a Dask distributed cluster.
+    scheduler : str, optional
+        Address of an existing Dask scheduler (``tcp://host:8786``); without it a ``LocalCluster``
+        is started.
+    upload_model : bool, default False
+        Send the model files to the Dask workers instead of having them read ``model_dir``.
+    model_root : str or Path, optional
+        When given, models outside it are refused.
+    progress : callable, optional
+        Called as ``progress("labelling", rows_done, rows_estimated)`` after every chunk.
+
+    Returns
+    -------
+    LabelResult
+        The output path, the summary and the files written beside it.
+
+    Raises
+    ------
+    LabelError
+        Bad arguments, an existing output, or a resume that does not match the interrupted run.
+    TicketFileError
+        An input file cannot be read at all (missing, unknown type, no text column).
+    ModelLoadError
+        The model directory cannot be trusted or read.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise LabelError(
+            f"{output}: unsupported output type {output.suffix!r}; use "
+            f"{', '.join(sorted(set(OUTPUT_FORMATS)))}"
+        )
+    if chunk_size < 1:
+        raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
+    if jobs is not None and jobs < 1:
+        raise LabelError(f"--jobs must be at least 1, got {jobs}")
+    model_dir = Path(model_dir)
+    meta = verify(model_dir, model_root)
+    files = expand_paths(inputs)
+    input_columns = _input_columns(files, columns)
+    schema = output_schema(input_columns)
+    max_chars = get_settings().max_text_chars
+    fingerprint = {
+        "format": MANIFEST_FORMAT,
+        "inputs": [
+            {"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+            for p in files
+        ],
+        "columns": input_columns,
+        "text_col": columns.text,
+        "title_col": columns.title,
+        "chunk_size": chunk_size,
+        "max_text_chars": max_chars,
+        "model_version": meta.get("version"),
+        "model_sha256": meta["files"][ROUTER_FILE],
+        "output_format": fmt,
+    }
+    parts = output.with_name(output.name + PARTS_SUFFIX)
+    done = _open_parts(parts, output, fingerprint, resume, force)
+    total = sum(estimate_rows(p) for p in files)
+
+    rows_done = 0
+    counts = _Counts()
+    submit, window, closer = _start_engine(
+        engine, model_dir, model_root, meta, jobs, scheduler, upload_model
+    )
+    try:
+        pending: deque[tuple[_Chunk, _Pending | None]] = deque()
+
+        def finish(chunk: _Chunk, future: _Pending | None) -> None:
+            nonlocal rows_done
+            preds = future.result() if future is not None else []
+            table = _part_table(chunk, preds, schema)
+            write_table_atomic(table, parts / _part_name(chunk.index))
+            _commit(parts, fingerprint, chunk.index + 1)
+            rows_done += len(chunk.records)
+            if progress:
+                progress("labelling", rows_done, max(total, rows_done))
+
+        for chunk in _chunks(files, input_columns, columns, chunk_size, max_chars):
+            if chunk.index < done:
+                rows_done += len(chunk.records)
+                continue
+            pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
+            while len(pending) >= window:
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+    finally:
+        closer()
+
+    n_chunks = _manifest(parts)["done"] if (parts / MANIFEST_FILE).is_file() else 0
+    summary, dept_scores = _finalise(parts, n_chunks, output, fmt, schema, counts)
+    summary.update(
+        {
+            "input": [str(p) for p in files],
+            "output": str(output),
+            "model_version": meta.get("version"),
+            "engine": engine,
+            "chunk_size": chunk_size,
+            "resumed_chunks": done,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+    summary["rows_per_second"] = round(summary["rows"] / max(summary["seconds"], 1e-9), 1)
+    summary_path = output.with_name(output.name + ".summary.json")
+    plots = _plots(summary, dept_scores, output)
+    summary["plots"] = [str(p) for p in plots]
+    write_json_atomic(summary, summary_path)
+    shutil.rmtree(parts, ignore_errors=True)
+    logger.info("labelled %s rows into %s", summary["rows"], output)
+    return LabelResult(output, summary, summary_path, plots, done)
+
+
+def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
+    seen: dict[str, None] = {}
+    for path in files:
+        have = file_columns(path)
+        if cmap.text not in have:
+            raise TicketFileError(
+                f"{path}: no column {cmap.text!r} for the ticket text; the file has columns "
+                f"{', '.join(map(repr, have))} (map yours with --text-col)"
+            )
+        for field_name, default in (("title", "title"), ("id", "id")):
+            src = cmap.source_for(field_name)
+            if src is not None and src != default and src not in have:
+                raise TicketFileError(
+                    f"{path}: no column {src!r} for the ticket {field_name}; the file has columns "
+                    f"{', '.join(map(repr, have))} (map yours with --{field_name}-col)"
+                )
+        seen.update(dict.fromkeys(have))
+    clash = [c for c in seen if c in PRED_COLUMNS]
+    if clash:
+        raise LabelError(
+            f"the input already has output column(s) {', '.join(map(repr, clash))}; rename or drop "
+            "them (is this a file that was labelled before?)"
+        )
+    return list(seen)
+
+
+def _part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+def _manifest(parts: Path) -> dict[str, Any]:
+    return json.loads((parts / MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+def _chunks_done(parts: Path) -> int:
+    try:
+        return int(_manifest(parts)["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _commit(parts: Path, fingerprint: dict[str, Any], done: int) -> None:
+    write_json_atomic({"fingerprint": fingerprint, "done": done}, parts / MANIFEST_FILE)
+
+
+def _open_parts(
+    parts: Path, output: Path, fingerprint: dict[str, Any], resume: bool, force: bool
+) -> int:
+    """Prepare ``OUTPUT.parts/``; return how many chunks an interrupted run already finished."""
+    if resume and (parts / MANIFEST_FILE).is_file():
+        previous = _manifest(parts)
+        if previous.get("fingerprint") != fingerprint:
+            old = previous.get("fingerprint", {})
+            changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
+            raise LabelError(
+                f"cannot resume into {output}: the interrupted run used a different "
+                f"{', '.join(changed)}; rerun without --resume and with --force to start over"
+            )
+        done = int(previous["done"])
+        logger.info("resuming after %s finished chunks", done)
+        return done
+    if resume:
+        logger.warning("nothing to resume in %s; starting from the first row", parts)
+    if not force:
+        if output.exists():
+            raise LabelError(f"{output} already exists; use --force to replace it")
+        if parts.exists() and _chunks_done(parts) > 0:
+            raise LabelError(
+                f"{parts} holds an interrupted run; continue it with --resume, or use --force to "
+                "start over"
+            )
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    _commit(parts, fingerprint, 0)
+    return 0
+
+
+class _Pending(Protocol):
+    """A chunk being labelled: a ``concurrent.futures`` or a Dask future."""
+
+    def result(self) -> list[Prediction]: ...
+
+
+Submit = Callable[[list[tuple[str, str]]], _Pending]
+
+
+def _start_engine(
+    engine: Engine,
+    model_dir: Path,
+    model_root: str | Path | None,
+    meta: dict[str, Any],
+    jobs: int | None,
+    scheduler: str | None,
+    upload_model: bool,
+) -> tuple[Submit, int, Callable[[], None]]:
+    """How to submit a chunk's tickets, how many chunks may be in flight, and how to stop."""
+    root = str(model_root) if model_root is not None else None
+    sha256 = meta["files"][ROUTER_FILE]
+    if engine == "local":
+        n = jobs or os.cpu_count() or 1
+        if n == 1:
+            # Verified against the root by the caller already.
+            router = cached_router(str(model_dir), sha256)
+            return (lambda tickets: _done(predict_rows, router, tickets)), 1, lambda: None
+        context = multiprocessing.get_context()
+        if context.get_start_method() == "fork":
+            # Load once, here, before the workers fork: they share its pages copy-on-write, and
+            # the bulk of a model (the classifiers' coefficient arrays) is never written, so N
+            # workers cost little more memory than one.
+            router = cached_router(str(model_dir), sha256)
+            pool = ProcessPoolExecutor(
+                max_workers=n, mp_context=context, initializer=_adopt_router, initargs=(router,)
+            )
+        else:  # spawn / forkserver: each worker loads the model once
+            pool = ProcessPoolExecutor(
+                max_workers=n,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(str(model_dir), root),
+            )
+        return (
+            lambda tickets: pool.submit(_label_in_worker, tickets),
+            n * IN_FLIGHT_PER_WORKER,
+            lambda: pool.shutdown(cancel_futures=True),
+        )
+    if engine != "dask":
+        raise LabelError(f"unknown engine {engine!r}; use 'local' or 'dask'")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise LabelError(
+            "the Dask engine needs dask[distributed]: pip install 'paidan[dask]'"
+        ) from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=jobs or 2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    model: Any
+    if upload_model:
+        # Every worker gets the files once; each writes them to its temp dir and verifies them.
+        model = client.scatter(
+            ModelBundle.read(model_dir.resolve(), meta), broadcast=True, hash=False
+        )
+    else:
+        # The workers read the same path: it must be on storage they all see.
+        model = str(model_dir.resolve())
+
+    def close() -> None:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    return (
+        # pure=False: two chunks with the same texts are still two tasks.
+        lambda tickets: client.submit(_label_on_dask, model, sha256, tickets, pure=False),
+        workers * IN_FLIGHT_PER_WORKER,
+        close,
+    )
+
+
+def _done(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn`` now and wrap its outcome in a finished future (the in-process engine)."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as e:
+        future.set_exception(e)
+    return future
+
+
+# -- finishing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    labelled: int = 0
+    errors: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    departments: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+
+    def add(self, table: pa.Table) -> np.ndarray:
+        cols = table.select(list(PRED_COLUMNS)).to_pydict()
+        self.rows += table.num_rows
+        for error in cols["error"]:
+            if error is not None:
+                self.errors += 1
+                self.error_kinds[error.split(":", 1)[0]] += 1
+        self.decisions.update(d for d in cols["decision"] if d is not None)
+        self.departments.update(d for d in cols["pred_department"] if d is not None)
+        self.categories.update(c for c in cols["pred_category"] if c is not None)
+        self.labelled = sum(self.decisions.values())
+        return np.asarray(
+            [s for s in cols["pred_department_score"] if s is not None], dtype=np.float32
+        )
+
+
+def _finalise(
+    parts: Path, n_chunks: int, output: Path, fmt: str, schema: pa.Schema, counts: _Counts
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Join the parts into ``output`` atomically and count what they hold."""
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    writer = OutputWriter(tmp, fmt, schema)
+    scores: list[np.ndarray] = []
+    try:
+        for index in range(n_chunks):
+            table = pq.read_table(parts / _part_name(index), schema=schema)
+            writer.write(table)
+            scores.append(counts.add(table))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, output)
+    fsync_dir(output.parent)
+    if counts.rows != counts.labelled + counts.errors:  # a bug, never bad input
+        raise RuntimeError(
+            f"row counts do not add up: {counts.rows} rows, {counts.labelled} labelled, "
+            f"{counts.errors} errors"
+        )
+    summary = {
+        "rows": counts.rows,
+        "labelled": counts.labelled,
+        "errors": counts.errors,
+        "auto": counts.decisions.get("auto", 0),
+        "review": counts.decisions.get("review", 0),
+        "errors_by_kind": dict(counts.error_kinds.most_common()),
+        "departments": dict(counts.departments.most_common()),
+        "categories": dict(counts.categories.most_common()),
+    }
+    dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+    return summary, dept_scores
+
+
+def _plots(summary: dict[str, Any], dept_scores: np.ndarray, output: Path) -> list[Path]:
+    from training.plots import bar_png, histogram_png
+
+    written = []
+    if summary["departments"]:
+        written.append(
+            bar_png(
+                summary["departments"],
+                "Tickets per predicted department",
+                output.with_name(output.name + ".departments.png"),
+            )
+        )
+    if dept_scores.size:
+        written.append(
+            histogram_png(
+                dept_scores,
+                "Department confidence",
+                output.with_name(output.name + ".confidence.png"),
+            )
+        )
+    return written

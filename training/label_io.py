@@ -1,0 +1,453 @@
+"""Streaming readers and writers for batch labelling.
+
+Every reader yields one :class:`Record` per input row, in file order, and never drops a row: a
+malformed CSV record or an undecodable line comes back as a record with an ``error`` and its line
+number. Files are read a row at a time (CSV, JSONL), a sheet row at a time (XLSX, openpyxl's
+read-only mode) or a record batch at a time (Parquet), so memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from model.tickets import TicketFileError, detect_encoding, file_format
+
+# Bytes read to guess a CSV file's encoding.
+ENCODING_SNIFF_BYTES = 1 << 20
+# Excel's sheet size: header plus 1,048,575 data rows.
+XLSX_MAX_ROWS = 1_048_576
+
+
+@dataclass
+class Record:
+    """One input row: its values by column, a read error if it could not be parsed, and where it is."""
+
+    values: dict[str, str]
+    error: str | None
+    where: str
+
+
+# -- columns ------------------------------------------------------------------------------------
+
+
+def file_columns(path: Path) -> list[str]:
+    """Column names of one input file, without reading its rows (JSONL: keys in first-seen order)."""
+    fmt = file_format(path)
+    try:
+        if fmt == "csv":
+            with open(path, "rb") as f:
+                encoding = csv_encoding(f.read(ENCODING_SNIFF_BYTES))
+                f.seek(0)
+                lines = _Lines(f, encoding)
+                try:
+                    header = next(csv.reader(lines, delimiter=_delimiter(path)))
+                except StopIteration:
+                    raise TicketFileError(f"{path}: the file is empty (no header row)") from None
+                if lines.take()[0][2]:
+                    raise TicketFileError(f"{path}, line 1: the header is not valid {encoding}")
+            return _check_header(path, header)
+        if fmt == "xlsx":
+            wb = _open_workbook(path)
+            try:
+                first = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), None)
+            finally:
+                wb.close()
+            if first is None:
+                raise TicketFileError(f"{path}: the first sheet is empty (no header row)")
+            return _check_header(path, ["" if v is None else str(v) for v in first])
+        if fmt == "parquet":
+            return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
+        seen: dict[str, None] = {}
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            for line in f:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # reported as an error row when the rows are read
+                if isinstance(obj, dict):
+                    seen.update(dict.fromkeys(str(k).strip() for k in obj))
+        return list(seen)
+    except TicketFileError:
+        raise
+    except Exception as e:
+        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+
+
+def _check_header(path: Path, header: Sequence[str]) -> list[str]:
+    names = [str(h).strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TicketFileError(
+            f"{path}: duplicate column names {', '.join(map(repr, dupes))}; rename them so each "
+            "column can be written back"
+        )
+    return names
+
+
+def estimate_rows(path: Path) -> int:
+    """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL."""
+    fmt = file_format(path)
+    if fmt == "parquet":
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if fmt == "xlsx":
+        wb = _open_workbook(path)
+        try:
+            return max(0, (wb.worksheets[0].max_row or 1) - 1)
+        finally:
+            wb.close()
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"
+    return max(0, lines - 1) if fmt == "csv" else lines
+
+
+# -- readers -------------------------------------------------------------------------------------
+
+
+def iter_records(path: Path, columns: Sequence[str], csv_field_limit: int) -> Iterator[Record]:
+    """Every row of one file as a :class:`Record` with a value for each of ``columns``.
+
+    Columns the file lacks are empty strings. Rows that cannot be parsed come back with ``error``
+    set and, where nothing could be parsed, empty values.
+    """
+    fmt = file_format(path)
+    if fmt == "csv":
+        yield from _iter_csv(path, columns, csv_field_limit)
+    elif fmt == "jsonl":
+        yield from _iter_jsonl(path, columns)
+    elif fmt == "xlsx":
+        yield from _iter_xlsx(path, columns)
+    else:
+        yield from _iter_parquet(path, columns)
+
+
+def csv_encoding(head: bytes) -> str:
+    """The encoding of a CSV file from its first bytes.
+
+    :func:`model.tickets.detect_encoding` decides whenever the head decodes cleanly in UTF-8 or
+    GB18030. When it decodes in neither (a damaged line), the encoding in which fewer lines fail
+    wins, so one bad line does not turn a UTF-8 file into GB18030 mojibake.
+    """
+    try:
+        return detect_encoding(head)
+    except TicketFileError:
+        pass
+    lines = head.split(b"\n")[:-1] or [head]
+
+    def failures(encoding: str) -> int:
+        bad = 0
+        for line in lines:
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                bad += 1
+        return bad
+
+    return "utf-8-sig" if failures("utf-8") <= failures("gb18030") else "gb18030"
+
+
+class _Lines:
+    """Physical lines of a CSV file, decoded one by one, numbered, with push-back.
+
+    ``csv.reader`` pulls lines from this iterator only as it needs them, so the lines consumed
+    since the last :meth:`take` are exactly the lines of the record it just returned.
+    """
+
+    def __init__(self, f: BinaryIO, encoding: str) -> None:
+        self.f = f
+        self.encoding = encoding
+        self.lineno = 0
+        self.pending: deque[tuple[int, str, bool]] = deque()
+        self.consumed: list[tuple[int, str, bool]] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            item = self.pending.popleft()
+        else:
+            raw = self.f.readline()
+            if not raw:
+                raise StopIteration
+            self.lineno += 1
+            # The BOM can only open the file; later lines are plain UTF-8.
+            encoding = (
+                "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
+            )
+            try:
+                item = (self.lineno, raw.decode(encoding), False)
+            except UnicodeDecodeError:
+                item = (self.lineno, raw.decode(encoding, errors="replace"), True)
+        self.consumed.append(item)
+        return item[1]
+
+    def take(self) -> list[tuple[int, str, bool]]:
+        out, self.consumed = self.consumed, []
+        return out
+
+    def push_back(self, items: list[tuple[int, str, bool]]) -> None:
+        self.pending.extendleft(reversed(items))
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[Record]:
+    # The field limit bounds the damage of an unclosed quote, which would otherwise swallow the rest
+    # of the file into one field. It is set well above the text length limit so an over-long text is
+    # reported as such, not as a broken line.
+    csv.field_size_limit(max(field_limit, csv.field_size_limit()))
+    sep = _delimiter(path)
+    blank = dict.fromkeys(columns, "")
+    with open(path, "rb") as f:
+        encoding = csv_encoding(f.read(ENCODING_SNIFF_BYTES))
+        f.seek(0)
+        lines = _Lines(f, encoding)
+        reader = csv.reader(lines, delimiter=sep)
+        header = [h.strip() for h in next(reader)]
+        lines.take()
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                consumed = lines.take()
+                first = consumed[0][0] if consumed else lines.lineno
+                yield Record(
+                    dict(blank),
+                    f"malformed CSV: line {first} of {path.name}: {e}",
+                    f"line {first} of {path.name}",
+                )
+                # Re-read everything after the record's first line: one broken line must not take
+                # the rows behind it down with it.
+                lines.push_back(consumed[1:])
+                reader = csv.reader(lines, delimiter=sep)
+                continue
+            consumed = lines.take()
+            if not fields:  # a blank line is not a row (as in pandas)
+                continue
+            first = consumed[0][0] if consumed else lines.lineno
+            where = f"line {first} of {path.name}"
+            if len(fields) != len(header):
+                if len(consumed) > 1:
+                    # Probably a stray quote that joined several lines: report the first line, and
+                    # parse the lines after it again.
+                    lines.push_back(consumed[1:])
+                    reader = csv.reader(lines, delimiter=sep)
+                    detail = "a quote is not closed on this line"
+                else:
+                    detail = f"it has {len(fields)} fields, the header has {len(header)}"
+                yield Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
+                continue
+            values = dict(blank)
+            values.update(zip(header, fields, strict=True))
+            bad = [n for n, _, b in consumed if b]
+            error = (
+                f"unreadable: {where} is not valid {encoding.removesuffix('-sig').upper()} "
+                "(undecodable bytes)"
+                if bad
+                else None
+            )
+            yield Record(values, error, where)
+
+
+def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    blank = dict.fromkeys(columns, "")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"line {lineno} of {path.name}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield Record(dict(blank), f"unreadable: {where} is not valid UTF-8", where)
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Record(dict(blank), f"malformed JSON: {where}: {e.msg}", where)
+                continue
+            if not isinstance(obj, dict):
+                yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
+                continue
+            values = dict(blank)
+            values.update((str(k).strip(), _as_text(v)) for k, v in obj.items())
+            yield Record(values, None, where)
+
+
+def _open_workbook(path: Path) -> Any:
+    import openpyxl
+
+    return openpyxl.load_workbook(path, read_only=True, data_only=True)
+
+
+def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    blank = dict.fromkeys(columns, "")
+    wb = _open_workbook(path)
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = [("" if v is None else str(v)).strip() for v in next(rows)]
+        for rowno, row in enumerate(rows, 2):
+            if all(v is None or v == "" for v in row):
+                continue
+            values = dict(blank)
+            values.update(
+                (h, _as_text(v)) for h, v in zip(header, row, strict=False) if h in values
+            )
+            yield Record(values, None, f"row {rowno} of {path.name}")
+    finally:
+        wb.close()
+
+
+def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    blank = dict.fromkeys(columns, "")
+    rowno = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=2_048):
+        for obj in batch.to_pylist():
+            rowno += 1
+            values = dict(blank)
+            values.update((str(k).strip(), _as_text(v)) for k, v in obj.items())
+            yield Record(values, None, f"row {rowno} of {path.name}")
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+# -- writers -------------------------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported on this platform
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name, fsync it, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    """Write JSON under a temporary name, fsync it, rename it into place and fsync the directory."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class OutputWriter:
+    """Streams rows into the final file format; the same rows always give the same bytes (except
+    XLSX, whose zip entries carry the time of writing)."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.schema = schema
+        self.names = schema.names
+        self.rows = 0
+        self._f: Any = None
+        self._writer: Any = None
+        if fmt == "csv":
+            # UTF-8 with a BOM, so Excel shows the Chinese text instead of mojibake.
+            self._f = open(path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed in close())
+            self._writer = csv.writer(self._f, lineterminator="\n")
+            self._writer.writerow(self.names)
+        elif fmt == "jsonl":
+            self._f = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        elif fmt == "parquet":
+            self._writer = pq.ParquetWriter(path, schema)
+        else:
+            import openpyxl
+
+            self._writer = openpyxl.Workbook(write_only=True)
+            self._sheet = self._writer.create_sheet("labels")
+            self._sheet.append(self.names)
+
+    def write(self, table: pa.Table) -> None:
+        """Append one part (a table with the output schema)."""
+        self.rows += table.num_rows
+        if self.fmt == "parquet":
+            self._writer.write_table(table)
+            return
+        rows = table.to_pylist()
+        if self.fmt == "csv":
+            self._writer.writerows([["" if v is None else v for v in row.values()] for row in rows])
+        elif self.fmt == "jsonl":
+            self._f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        else:
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+            if self.rows + 1 > XLSX_MAX_ROWS:
+                raise TicketFileError(
+                    f"{self.path}: {self.rows:,} rows do not fit in one Excel sheet "
+                    f"(limit {XLSX_MAX_ROWS - 1:,}); write .csv, .jsonl or .parquet instead"
+                )
+            for row in rows:
+                self._sheet.append(
+                    [
+                        ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
+                        for v in row.values()
+                    ]
+                )
+
+    def close(self) -> None:
+        """Finish the file and fsync it."""
+        if self.fmt == "parquet":
+            self._writer.close()
+        elif self.fmt == "xlsx":
+            self._writer.save(self.path)
+        else:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            return
+        with open(self.path, "rb") as f:
+            os.fsync(f.fileno())
+
+    def abort(self) -> None:
+        """Close without finishing (the caller removes the file)."""
+        try:
+            if self._f is not None:
+                self._f.close()
+            elif self.fmt == "parquet":
+                self._writer.close()
+        except Exception:
+            pass
