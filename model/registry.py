@@ -1,14 +1,49 @@
-"""The model root: one immutable directory per version and an atomically updated ``current`` pointer."""
+"""The model root: one immutable directory per version and an atomically updated ``current`` pointer.
+
+Layout::
+
+    <root>/
+        current                  the served version's name (replaced atomically, never edited)
+        registry.json            pointer history (for rollback) and events; written atomically
+        <version>/               one immutable model directory per version (see model.artifact)
+        scores/<version>.json    that version's figures on the frozen evaluation set
+        eval/frozen.parquet      the frozen evaluation set, and eval/frozen.json (its SHA-256)
+        reports/                 champion/challenger comparison reports (JSON and Markdown)
+
+Facts learnt after a version was written (its scores, whether it was promoted) live beside it, never
+inside it: a model directory is not modified once written.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
 import os
+import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from model.artifact import METADATA_FILE, ModelLoadError
+from model.artifact import METADATA_FILE, ModelLoadError, read_metadata
+
+logger = logging.getLogger(__name__)
 
 CURRENT_FILE = "current"
+REGISTRY_FILE = "registry.json"
+LOCK_FILE = ".registry.lock"
+SCORES_DIR = "scores"
+EVAL_DIR = "eval"
+EVAL_DATA_FILE = "frozen.parquet"
+EVAL_META_FILE = "frozen.json"
+REPORTS_DIR = "reports"
+# Pointer changes remembered for rollback (oldest are forgotten first).
+MAX_HISTORY = 100
 
 
 def versions(root: str | Path) -> list[str]:
@@ -51,14 +86,346 @@ def current_dir(root: str | Path) -> Path | None:
     return path
 
 
-def set_current(root: str | Path, version: str) -> None:
-    """Point ``root/current`` at ``version`` atomically (write a temporary file, then rename)."""
+def set_current(root: str | Path, version: str, *, record: bool = True) -> str | None:
+    """Point ``root/current`` at ``version`` atomically (write a temporary file, then rename).
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    version : str
+        A version under ``root``.
+    record : bool, default True
+        Remember the previous ``current`` in ``registry.json`` so :func:`rollback` can return to it.
+
+    Returns
+    -------
+    str or None
+        The previous current version.
+
+    Raises
+    ------
+    ModelLoadError
+        If ``version`` is not a model under ``root``.
+    """
     root = Path(root)
-    if version not in versions(root):
-        raise ModelLoadError(f"no model version {version!r} under {root}")
+    with _locked(root):
+        if version not in versions(root):
+            raise ModelLoadError(f"no model version {version!r} under {root}")
+        previous = _pointer(root)
+        if record and previous is not None and previous != version:
+            state = read_state(root)
+            state["history"] = [*state["history"], previous][-MAX_HISTORY:]
+            _log_event(state, "promote", version, previous)
+            _write_json(root / REGISTRY_FILE, state)
+        _write_pointer(root, version)
+    return previous
+
+
+def promote(root: str | Path, version: str) -> str | None:
+    """Make ``version`` current, remembering the old current for :func:`rollback`; returns it."""
+    return set_current(root, version, record=True)
+
+
+def rollback(root: str | Path) -> tuple[str, str]:
+    """Point ``current`` back at the version that was current before it.
+
+    Each rollback steps one further back through the recorded history; versions deleted since are
+    skipped.
+
+    Returns
+    -------
+    (str, str)
+        The version that was current, and the one that is current now.
+
+    Raises
+    ------
+    ModelLoadError
+        If there is no current model or no earlier version to go back to.
+    """
+    root = Path(root)
+    with _locked(root):
+        now = _pointer(root)
+        if now is None:
+            raise ModelLoadError(f"no current model under {root}; nothing to roll back")
+        state = read_state(root)
+        history = list(state["history"])
+        present = set(versions(root))
+        while history:
+            candidate = history.pop()
+            if candidate != now and candidate in present:
+                _log_event(state, "rollback", candidate, now)
+                state["history"] = history
+                _write_json(root / REGISTRY_FILE, state)
+                _write_pointer(root, candidate)
+                return now, candidate
+        raise ModelLoadError(
+            f"no earlier current version recorded under {root} to roll back to "
+            "(rollback returns to the version that was current before the last promote)"
+        )
+
+
+def previous_version(root: str | Path) -> str | None:
+    """The version :func:`rollback` would return to, or ``None``."""
+    root = Path(root)
+    now = _pointer(root)
+    present = set(versions(root))
+    for candidate in reversed(read_state(root)["history"]):
+        if candidate != now and candidate in present:
+            return candidate
+    return None
+
+
+def gc(root: str | Path, keep: int) -> list[str]:
+    """Delete old versions, keeping the ``keep`` newest plus ``current`` and the one before it.
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    keep : int
+        How many of the newest versions (by name, i.e. by creation time) to keep, at least 1.
+
+    Returns
+    -------
+    list of str
+        The deleted versions.
+    """
+    if keep < 1:
+        raise ValueError(f"--keep must be at least 1 (got {keep})")
+    root = Path(root)
+    removed: list[str] = []
+    with _locked(root):
+        found = versions(root)
+        protected = {v for v in (_pointer(root), previous_version(root)) if v}
+        protected.update(found[-keep:])
+        for version in found:
+            if version in protected:
+                continue
+            _remove_tree(root / version)
+            (root / SCORES_DIR / f"{version}.json").unlink(missing_ok=True)
+            removed.append(version)
+        if removed:
+            state = read_state(root)
+            gone = set(removed)
+            state["history"] = [v for v in state["history"] if v not in gone]
+            _log_event(state, "gc", None, None, removed=removed)
+            _write_json(root / REGISTRY_FILE, state)
+    for version in removed:
+        logger.info("deleted model version %s", version)
+    return removed
+
+
+@dataclass
+class VersionInfo:
+    """One version as ``paidan models list`` shows it."""
+
+    version: str
+    created: str | None
+    current: bool
+    previous: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    eval_sha256: str | None = None
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "created": self.created,
+            "current": self.current,
+            "previous": self.previous,
+            "rows": self.rows,
+            "labels": self.labels,
+            "metrics": self.metrics,
+            "eval_sha256": self.eval_sha256,
+        }
+
+
+def list_versions(root: str | Path) -> list[VersionInfo]:
+    """Every version with its creation time, training rows per source and frozen-set macro-F1.
+
+    Metrics are those stored in ``scores/<version>.json`` for the *current* frozen evaluation set;
+    a version not yet scored on it has none.
+    """
+    root = Path(root)
+    now = current_version(root)
+    before = previous_version(root)
+    eval_sha = frozen_eval_sha(root)
+    out = []
+    for version in versions(root):
+        try:
+            meta = read_metadata(root / version)
+        except ModelLoadError as e:
+            logger.warning("%s", e)
+            meta = {}
+        data = meta.get("training_data", {})
+        rows = data.get("sources") or {"history": int(data.get("rows", 0))}
+        scores = read_scores(root, version)
+        metrics: dict[str, float] = {}
+        if scores and eval_sha and scores.get("eval_sha256") == eval_sha:
+            metrics = {
+                f"{head}_macro_f1": float(r["macro_f1"])
+                for head, r in scores.get("heads", {}).items()
+            }
+        out.append(
+            VersionInfo(
+                version=version,
+                created=meta.get("created"),
+                current=version == now,
+                previous=version == before,
+                rows={k: int(v) for k, v in rows.items()},
+                metrics=metrics,
+                eval_sha256=scores.get("eval_sha256") if scores else None,
+                labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
+            )
+        )
+    return out
+
+
+# -- registry-side facts -----------------------------------------------------------------------
+
+
+def read_state(root: str | Path) -> dict[str, Any]:
+    """``registry.json``: ``history`` (earlier current versions, oldest first) and ``events``."""
+    path = Path(root) / REGISTRY_FILE
+    state: dict[str, Any] = {"history": [], "events": []}
+    if path.is_file():
+        try:
+            state.update(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{path} cannot be read as JSON: {e}") from e
+    return state
+
+
+def scores_path(root: str | Path, version: str) -> Path:
+    """Where a version's frozen-set scores are kept."""
+    return Path(root) / SCORES_DIR / f"{version}.json"
+
+
+def read_scores(root: str | Path, version: str) -> dict[str, Any] | None:
+    """A version's stored scores, or ``None``."""
+    path = scores_path(root, version)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        logger.warning("ignoring unreadable scores %s: %s", path, e)
+        return None
+
+
+def write_scores(root: str | Path, version: str, scores: dict[str, Any]) -> Path:
+    """Store a version's scores atomically."""
+    path = scores_path(root, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, scores)
+    return path
+
+
+def frozen_eval_path(root: str | Path) -> Path:
+    """Path of the frozen evaluation set (it may not exist yet)."""
+    return Path(root) / EVAL_DIR / EVAL_DATA_FILE
+
+
+def frozen_eval_info(root: str | Path) -> dict[str, Any] | None:
+    """The frozen set's facts (``sha256``, ``rows``, ``created``, ``source``), or ``None``."""
+    path = Path(root) / EVAL_DIR / EVAL_META_FILE
+    if not path.is_file() or not frozen_eval_path(root).is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def frozen_eval_sha(root: str | Path) -> str | None:
+    """SHA-256 of the frozen evaluation set, or ``None`` when none is frozen."""
+    info = frozen_eval_info(root)
+    return info["sha256"] if info else None
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    _write_json(Path(path), data)
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+
+def _pointer(root: Path) -> str | None:
+    pointer = root / CURRENT_FILE
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        return name or None
+    return current_version(root)
+
+
+def _write_pointer(root: Path, version: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".current.", dir=root)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(version + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, root / CURRENT_FILE)
+    _fsync_dir(root)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the pointer and ``registry.json`` between processes."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _log_event(
+    state: dict[str, Any], action: str, version: str | None, previous: str | None, **extra: Any
+) -> None:
+    event = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": action,
+        "version": version,
+        "previous": previous,
+        **extra,
+    }
+    state["events"] = [*state.get("events", []), event][-MAX_HISTORY:]
+
+
+def _remove_tree(path: Path) -> None:
+    # Model files are read-only; make them writable so rmtree can unlink them.
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            p.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    shutil.rmtree(path)

@@ -205,9 +205,6 @@ def train(
     """
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
-    df, report = validate(raw, config.min_examples, strict)
-    userdict_path = Path(userdict) if userdict else resources.default_userdict()
-    stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
     extra: list[tuple[str, str]] = []
     if unlabelled:
         extra_df = read_tickets(
@@ -222,9 +219,76 @@ def train(
             ),
         )
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
+    return train_frame(
+        raw,
+        out_dir,
+        config,
+        strict=strict,
+        force=force,
+        userdict=userdict,
+        stopwords=stopwords,
+        extra_texts=extra,
+        model_root=model_root,
+        progress=progress,
+        data_sha=data_fingerprint(files),
+        data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
+    )
+
+
+def frame_fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 of the canonical columns of a table of tickets (row order matters)."""
+    h = hashlib.sha256()
+    cols = [c for c in ("id", "title", "text", "department", "category") if c in df.columns]
+    for row in df[cols].astype(str).itertuples(index=False, name=None):
+        h.update("\x1f".join(row).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def train_frame(
+    raw: pd.DataFrame,
+    out_dir: str | Path | None,
+    config: TrainingConfig = TrainingConfig(),
+    strict: bool = False,
+    force: bool = False,
+    userdict: str | Path | None = None,
+    stopwords: str | Path | None = None,
+    extra_texts: Sequence[tuple[str, str]] = (),
+    model_root: str | Path | None = None,
+    progress: Progress | None = None,
+    data_sha: str | None = None,
+    data_files: list[dict[str, Any]] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train, cross-validate and save a model from canonical rows already in memory.
+
+    Parameters
+    ----------
+    raw : DataFrame
+        Canonical rows (``id, title, text, department, category``, plus the reader's ``_source``
+        and ``_row`` columns, which validation messages cite).
+    out_dir, config, strict, force, userdict, stopwords, model_root, progress
+        As in :func:`train`.
+    extra_texts : sequence of (title, text)
+        Unlabelled tickets that widen the vocabulary and IDF statistics.
+    data_sha : str, optional
+        Fingerprint of the training data; default: :func:`frame_fingerprint` of ``raw``.
+    data_files : list of dict, optional
+        The files the rows came from (``name``, ``sha256``), for the metadata.
+    extra_metadata : dict, optional
+        Merged into ``metadata["training_data"]`` (e.g. rows per source).
+
+    Returns
+    -------
+    TrainResult
+    """
+    df, report = validate(raw, config.min_examples, strict)
+    userdict_path = Path(userdict) if userdict else resources.default_userdict()
+    stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
+    extra = list(extra_texts)
 
     router, cv = fit_router(df, config, userdict_path, stopwords_path, extra, progress)
-    data_sha = data_fingerprint(files)
+    data_sha = data_sha or frame_fingerprint(raw)
     router.version = make_version(data_sha, config)
     metadata = {
         "heads": {
@@ -237,11 +301,12 @@ def train(
             for name, head in router.heads.items()
         },
         "training_data": {
-            "files": [{"name": p.name, "sha256": sha256_file(p)} for p in files],
+            "files": data_files or [],
             "sha256": data_sha,
             "rows": len(raw),
             "unlabelled_rows": len(extra),
             "validation": report.to_dict(),
+            **(extra_metadata or {}),
         },
         "config": config.to_dict(),
         "cv_metrics": {name: _summary_metrics(h.report) for name, h in cv.items()},

@@ -1,0 +1,223 @@
+"""The whole retraining loop, for real: train, serve, feedback, retrain, promote, rollback.
+
+The running server is a ``paidan serve`` subprocess; the registry commands are the CLI. The data are
+the tiny corpus of ``tests/conftest.py`` (the loop is the same as with the bundled sample, only
+faster): 15 tickets train the first model and three are frozen as the evaluation set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model import registry
+from tests.conftest import TINY_TICKETS
+
+pytestmark = pytest.mark.slow
+
+EVAL_ROWS = (0, 6, 12)  # one ticket per department
+ROTATE = {"人社": "执法", "执法": "住建", "住建": "人社"}
+STARTUP_S = 90
+SWITCH_S = 60
+PAIDAN = [sys.executable, "-m", "paidan"]
+
+
+def write_rows(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category"])
+        w.writerows(rows)
+    return path
+
+
+def tiny_rows() -> list[tuple[str, str, str, str, str]]:
+    return [(f"T{i:03d}", *t) for i, t in enumerate(TINY_TICKETS, 1)]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+        "PAIDAN_RELOAD_INTERVAL": "0.5",
+        "COLUMNS": "200",
+    }
+
+
+def paidan(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*PAIDAN, *args], env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"paidan {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def models(env: dict[str, str]) -> list[dict]:
+    return json.loads(paidan(env, "models", "list", "--json").stdout)
+
+
+@pytest.fixture
+def registry_with_champion(tmp_path: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """Freeze three tickets, train the first model on the other fifteen, promote it."""
+    rows = tiny_rows()
+    frozen = write_rows(tmp_path / "eval.csv", [rows[i] for i in EVAL_ROWS])
+    history = write_rows(
+        tmp_path / "history.csv", [r for i, r in enumerate(rows) if i not in EVAL_ROWS]
+    )
+    paidan(env, "models", "freeze-eval", str(frozen))
+    paidan(env, "train", str(history), "--min-examples", "2")
+    (first,) = models(env)
+    paidan(env, "models", "promote", first["version"])
+    return history, first["version"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(
+    registry_with_champion: tuple[Path, str], env: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  # closed below
+    proc = subprocess.Popen(
+        [*PAIDAN, "serve", "--port", str(port), "--no-access-log"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "paidan serve did not start"
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def route(url: str, text: str) -> dict:
+    r = httpx.post(f"{url}/v1/route", json={"text": text}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_for_version(url: str, version: str) -> int:
+    """Route until the server answers with ``version``; every answer on the way must be a 200."""
+    deadline = time.monotonic() + SWITCH_S
+    answered = 0
+    while True:
+        body = route(url, "楼下烧烤店油烟扰民")
+        answered += 1
+        if body["model_version"] == version:
+            return answered
+        assert time.monotonic() < deadline, f"still serving {body['model_version']}"
+        time.sleep(0.1)
+
+
+def test_feedback_retrain_promote_rollback_against_a_running_server(
+    server: str, registry_with_champion: tuple[Path, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    history, first = registry_with_champion
+    assert route(server, "工地老板拖欠农民工工资")["model_version"] == first
+
+    # Dispatchers correct and confirm suggestions; the same ticket corrected twice, last one wins.
+    corrections = [
+        ("F1", "物业费", "物业公司乱收物业费，电梯坏了也不修", "住建", "城建"),
+        ("F2", "夜市噪音", "夜市摊贩噪音扰民到凌晨", "执法", "环境"),
+        ("F3", "欠薪", "公司欠薪两个月，劳动监察投诉无果", "执法", "劳动保障"),
+        ("F3", "欠薪", "公司欠薪两个月，劳动监察投诉无果", "人社", "劳动保障"),
+    ]
+    for ticket, title, text, dept, cat in corrections:
+        suggestion = httpx.post(
+            f"{server}/v1/route", json={"title": title, "text": text}, timeout=30
+        ).json()
+        r = httpx.post(
+            f"{server}/v1/feedback",
+            json={
+                "ticket_id": ticket,
+                "title": title,
+                "text": text,
+                "suggestion": suggestion,
+                "department": dept,
+                "category": cat,
+                "dispatcher_id": "op-1",
+            },
+            timeout=30,
+        )
+        assert r.status_code in (200, 201), r.text
+
+    retrained = paidan(env, "retrain", "--history", str(history))
+    assert "15 history + 3 feedback" in retrained.stdout, retrained.stdout
+    listed = {m["version"]: m for m in models(env)}
+    (second,) = set(listed) - {first}
+    assert listed[second]["rows"] == {"history": 15, "feedback": 3}
+    assert listed[first]["current"] and not listed[second]["current"]
+    assert set(listed[second]["metrics"]) == {"department_macro_f1", "category_macro_f1"}
+    # Not current yet: the server still answers with the first model.
+    assert route(server, "油烟扰民")["model_version"] == first
+
+    paidan(env, "models", "promote", second)
+    wait_for_version(server, second)
+
+    out = paidan(env, "models", "rollback").stdout
+    assert first in out
+    wait_for_version(server, first)
+    assert registry.current_version(Path(env["PAIDAN_MODEL_ROOT"])) == first
+
+
+def test_worse_challenger_is_refused_and_the_report_names_the_drop(
+    registry_with_champion: tuple[Path, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    _, first = registry_with_champion
+    rows = [r for i, r in enumerate(tiny_rows()) if i not in EVAL_ROWS]
+    # Every department label moved to the next department: a model that learns this is wrong.
+    rotated = write_rows(
+        tmp_path / "rotated.csv", [(i, t, x, ROTATE[d], c) for i, t, x, d, c in rows]
+    )
+    proc = paidan(env, "retrain", "--history", str(rotated), "--promote-if-better", check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "department macro-F1 drops" in proc.stderr
+    root = Path(env["PAIDAN_MODEL_ROOT"])
+    assert registry.current_version(root) == first
+    (challenger,) = set(registry.versions(root)) - {first}
+    report_md = root / registry.REPORTS_DIR / f"{challenger}-vs-{first}.md"
+    text = report_md.read_text(encoding="utf-8")
+    assert "Promotion REFUSED" in text and "department macro-F1 drops" in text
+    report = json.loads(report_md.with_suffix(".json").read_text(encoding="utf-8"))
+    assert report["refused"] and report["heads"]["department"]["macro_f1_delta_points"] < -1
+
+    # The explicit promote is refused the same way; --force overrides.
+    refused = paidan(env, "models", "promote", challenger, check=False)
+    assert refused.returncode == 3
+    assert registry.current_version(root) == first
+    paidan(env, "models", "promote", challenger, "--force")
+    assert registry.current_version(root) == challenger

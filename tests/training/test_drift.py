@@ -1,0 +1,109 @@
+"""Drift figures on small hand-written traffic."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from model.artifact import load_router
+from training.drift import drift, psi, suggestion_decision, write_drift
+
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def test_psi_of_identical_distributions_is_zero() -> None:
+    result = psi({"a": 10, "b": 30}, {"a": 1, "b": 3})
+    assert result["psi"] == pytest.approx(0.0)
+    assert result["band"] == "stable"
+
+
+def test_psi_matches_the_formula_and_ranks_contributions() -> None:
+    result = psi({"a": 50, "b": 50}, {"a": 80, "b": 20})
+    expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
+    assert result["psi"] == pytest.approx(expected)
+    assert result["band"] == "major"  # 0.37
+    assert result["per_label"][0]["label"] == "b"
+
+
+def test_psi_counts_a_label_unseen_in_training() -> None:
+    result = psi({"a": 100}, {"a": 90, "new": 10})
+    assert result["psi"] > 0.25
+    assert result["per_label"][0]["label"] == "new"
+
+
+def test_psi_without_data_says_so() -> None:
+    assert psi({"a": 1}, {})["band"] == "no data"
+
+
+@pytest.mark.parametrize(
+    ("suggestion", "expected"),
+    [
+        ({"decision": "auto"}, "auto"),
+        ({"department": {"decision": "auto"}, "category": {"decision": "review"}}, "review"),
+        ({"department": {"decision": "auto"}, "category": None}, "auto"),
+        (None, None),
+        ({"department": {"decision": "maybe"}}, None),
+    ],
+)
+def test_suggestion_decision(suggestion: object, expected: str | None) -> None:
+    assert suggestion_decision(suggestion) == expected
+
+
+def record(day: int, text: str, dept: str, decision: str | None) -> dict:
+    return {
+        "title": "",
+        "text": text,
+        "department": dept,
+        "category": "环境",
+        "suggestion": {"decision": decision} if decision else None,
+        "created_at": T0 + timedelta(days=day),
+    }
+
+
+def test_drift_report_on_hand_written_traffic(tiny_model_dir: Path, tmp_path: Path) -> None:
+    router, meta = load_router(tiny_model_dir)
+    new = "共享单车乱停放堵塞盲道"  # words the tiny model never saw
+    records = [
+        record(0, "楼下烧烤店油烟很大", "执法", "auto"),
+        record(0, "拖欠工资不发", "人社", "review"),
+        *[record(1, new, "执法", "review") for _ in range(3)],
+        record(2, "电梯故障", "住建", None),
+    ]
+    report = drift(router, meta, records, since=T0)
+    assert report["records"] == 6 and report["period"] == "day"
+    # Training is a third per department; traffic is two thirds 执法: a visible shift.
+    assert report["psi"]["department"]["psi"] > 0.1
+    assert report["psi"]["department"]["per_label"][0]["label"] == "执法"
+    # Review share per day from the stored suggestions; the ticket without one is not counted.
+    by_day = {r["period"]: r for r in report["review_share"]["by_period"]}
+    assert by_day["2026-05-01"]["share"] == 0.5
+    assert by_day["2026-05-02"]["share"] == 1.0
+    assert "2026-05-03" not in by_day
+    assert report["review_share"]["share"] == pytest.approx(4 / 5)
+    # The day of the unseen sentence has a higher OOV rate than the first day.
+    oov = {r["period"]: r["rate"] for r in report["oov"]["by_period"]}
+    assert oov["2026-05-02"] > oov["2026-05-01"]
+    terms = {t["term"]: t for t in report["new_terms"]}
+    assert any(t in terms for t in ("共享", "单车", "盲道", "共享单车"))
+    assert all(t["count"] >= 3 for t in report["new_terms"])
+    assert "油烟" not in terms  # known to the model
+
+    paths = write_drift(report, tmp_path / "drift.json")
+    assert json.loads(paths[0].read_text(encoding="utf-8"))["records"] == 6
+    assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_drift_buckets_long_spans_by_week(tiny_model_dir: Path) -> None:
+    router, meta = load_router(tiny_model_dir)
+    records = [record(d, "油烟扰民", "执法", "auto") for d in (0, 30, 90)]
+    report = drift(router, meta, records)
+    assert report["period"] == "week"
+    assert [r["period"] for r in report["review_share"]["by_period"]] == [
+        "2026-W18",
+        "2026-W22",
+        "2026-W31",
+    ]

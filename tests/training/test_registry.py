@@ -1,0 +1,142 @@
+"""Registry operations on hand-made version directories: atomic pointer, rollback history, gc rules."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from model import registry
+from model.artifact import METADATA_FILE, ModelLoadError
+
+VERSIONS = [f"2026010{i}T000000Z-0000000{i}" for i in range(1, 6)]
+
+
+def make_root(tmp_path: Path, names: list[str] = VERSIONS) -> Path:
+    root = tmp_path / "models"
+    for i, name in enumerate(names):
+        d = root / name
+        d.mkdir(parents=True)
+        meta = {
+            "version": name,
+            "created": f"2026-01-0{i + 1}T00:00:00+00:00",
+            "heads": {"department": {"labels": ["a", "b"]}},
+            "training_data": {"rows": 10 + i, "sources": {"history": 10, "feedback": i}},
+        }
+        (d / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    return root
+
+
+def test_promote_writes_pointer_atomically_and_records_history(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    assert registry.promote(root, VERSIONS[0]) == VERSIONS[-1]  # implicit current: the newest
+    registry.promote(root, VERSIONS[1])
+    registry.promote(root, VERSIONS[2])
+    assert (root / registry.CURRENT_FILE).read_text().strip() == VERSIONS[2]
+    assert registry.read_state(root)["history"][-2:] == [VERSIONS[0], VERSIONS[1]]
+    # No temporary pointer files are left behind.
+    assert not [p for p in root.iterdir() if p.name.startswith(".current.")]
+
+
+def test_promote_unknown_version_is_refused_and_pointer_unchanged(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[1])
+    with pytest.raises(ModelLoadError, match="no model version"):
+        registry.promote(root, "20990101T000000Z-nope")
+    assert registry.current_version(root) == VERSIONS[1]
+
+
+def test_rollback_walks_back_through_previous_currents(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.set_current(root, VERSIONS[0], record=False)
+    for v in (VERSIONS[3], VERSIONS[1]):
+        registry.promote(root, v)
+    assert registry.rollback(root) == (VERSIONS[1], VERSIONS[3])
+    assert registry.current_version(root) == VERSIONS[3]
+    assert registry.rollback(root) == (VERSIONS[3], VERSIONS[0])
+    with pytest.raises(ModelLoadError, match="no earlier current version"):
+        registry.rollback(root)
+    assert registry.current_version(root) == VERSIONS[0]
+
+
+def test_rollback_skips_deleted_versions(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    for v in (VERSIONS[0], VERSIONS[1], VERSIONS[2]):
+        registry.promote(root, v)
+    registry._remove_tree(root / VERSIONS[1])
+    assert registry.rollback(root) == (VERSIONS[2], VERSIONS[0])
+
+
+def test_gc_keeps_newest_current_and_previous(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])  # current = 1, previous = 0
+    registry.write_scores(root, VERSIONS[2], {"eval_sha256": "x"})
+    removed = registry.gc(root, keep=1)
+    assert sorted(removed) == [VERSIONS[2], VERSIONS[3]]
+    assert registry.versions(root) == [VERSIONS[0], VERSIONS[1], VERSIONS[4]]
+    assert not registry.scores_path(root, VERSIONS[2]).exists()
+    # Rollback still works after gc: the version before current was protected.
+    assert registry.rollback(root) == (VERSIONS[1], VERSIONS[0])
+
+
+def test_gc_rejects_keep_below_one(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    with pytest.raises(ValueError, match="at least 1"):
+        registry.gc(root, keep=0)
+
+
+def test_gc_removes_read_only_model_files(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[4])
+    f = root / VERSIONS[0] / "router.joblib"
+    f.write_bytes(b"x")
+    f.chmod(0o444)
+    assert VERSIONS[0] in registry.gc(root, keep=1)
+    assert not (root / VERSIONS[0]).exists()
+
+
+def test_list_versions_reports_rows_metrics_and_current(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[2])
+    (root / registry.EVAL_DIR).mkdir()
+    registry.frozen_eval_path(root).write_bytes(b"frozen")
+    registry.write_json_atomic(root / registry.EVAL_DIR / registry.EVAL_META_FILE, {"sha256": "e1"})
+    registry.write_scores(
+        root, VERSIONS[2], {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8}}}
+    )
+    # Scores on another (older) frozen set are not shown.
+    registry.write_scores(
+        root, VERSIONS[1], {"eval_sha256": "old", "heads": {"department": {"macro_f1": 0.9}}}
+    )
+    infos = {i.version: i for i in registry.list_versions(root)}
+    assert infos[VERSIONS[2]].current and not infos[VERSIONS[1]].current
+    assert infos[VERSIONS[2]].metrics == {"department_macro_f1": 0.8}
+    assert infos[VERSIONS[1]].metrics == {}
+    assert infos[VERSIONS[3]].rows == {"history": 10, "feedback": 3}
+    assert set(infos[VERSIONS[0]].to_dict()) >= {"version", "created", "current", "metrics"}
+
+
+def test_pointer_replacement_never_exposes_a_partial_file(tmp_path: Path) -> None:
+    """A reader polling the pointer during many promotions only ever sees a whole version name."""
+    import threading
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.add((root / registry.CURRENT_FILE).read_text(encoding="utf-8"))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(200):
+        registry.set_current(root, VERSIONS[i % len(VERSIONS)], record=False)
+    stop.set()
+    t.join()
+    assert seen <= {v + "\n" for v in VERSIONS}
+    assert os.listdir(root).count(registry.CURRENT_FILE) == 1

@@ -1,0 +1,222 @@
+"""Retraining: feedback deduplication, taxonomy mapping, the promotion rule, --if-new-feedback."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model import registry
+from model.config import TrainingConfig
+from tests.conftest import TINY_TICKETS, write_tiny_csv
+from training.compare import compare, markdown_comparison
+from training.retrain import (
+    MappingFileError,
+    apply_mapping,
+    count_new_feedback,
+    feedback_frame,
+    read_mapping,
+    retrain,
+)
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def fb(i: int, ticket: str | None, dept: str, minutes: int, text: str = "油烟扰民") -> dict:
+    return {
+        "id": i,
+        "ticket_id": ticket,
+        "title": "",
+        "text": text,
+        "department": dept,
+        "category": "环境",
+        "created_at": T0 + timedelta(minutes=minutes),
+    }
+
+
+def test_feedback_is_deduplicated_per_ticket_latest_decision_wins() -> None:
+    records = [
+        fb(1, "A", "执法", 0),
+        fb(3, "A", "住建", 20),  # later decision on the same ticket
+        fb(2, "B", "人社", 10),
+        fb(4, None, "执法", 5, text="同一段文字"),
+        fb(5, "", "住建", 30, text="同一段文字"),  # no id: the masked text is the key
+    ]
+    df, summary = feedback_frame(reversed(records))
+    by_key = {(r.id or r.text): r.department for r in df.itertuples()}
+    assert by_key == {"A": "住建", "B": "人社", "同一段文字": "住建"}
+    assert (summary.records, summary.tickets, summary.superseded) == (5, 3, 2)
+    assert summary.until == (T0 + timedelta(minutes=30)).isoformat()
+    assert set(df["source"]) == {"feedback"}
+
+
+def test_same_time_decisions_are_ordered_by_row_id() -> None:
+    df, _ = feedback_frame([fb(9, "A", "人社", 0), fb(8, "A", "执法", 0)])
+    assert df["department"].tolist() == ["人社"]
+
+
+def write_mapping(path: Path, rows: list[list[str]], header: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_mapping_file_follows_chains_and_respects_head(tmp_path: Path) -> None:
+    path = write_mapping(
+        tmp_path / "m.csv",
+        [
+            ["银保监局", "金融监管局", ""],
+            ["旧局", "银保监局", "department"],
+            ["甲", "乙", "category"],
+        ],
+        ["old", "new", "head"],
+    )
+    m = read_mapping(path)
+    assert m["department"] == {"银保监局": "金融监管局", "旧局": "金融监管局"}
+    assert m["category"] == {"银保监局": "金融监管局", "甲": "乙"}
+    df = pd.DataFrame({"department": ["旧局", "银保监局", "人社"], "category": ["甲", "丙", "甲"]})
+    counts = apply_mapping(df, m)
+    assert df["department"].tolist() == ["金融监管局", "金融监管局", "人社"]
+    assert df["category"].tolist() == ["乙", "丙", "乙"]
+    assert counts == {"department": {"旧局": 1, "银保监局": 1}, "category": {"甲": 2}}
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "message"),
+    [
+        ([["a", "b"]], ["from", "to"], "old,new"),
+        ([["a", ""]], ["old", "new"], "line 2"),
+        ([["a", "b"], ["b", "a"]], ["old", "new"], "cycle"),
+        ([["a", "b"], ["a", "c"]], ["old", "new"], "both"),
+        ([["a", "b", "channel"]], ["old", "new", "head"], "head must be"),
+    ],
+)
+def test_bad_mapping_files_are_refused_with_a_reason(
+    tmp_path: Path, rows: list[list[str]], header: list[str], message: str
+) -> None:
+    with pytest.raises(MappingFileError, match=message):
+        read_mapping(write_mapping(tmp_path / "m.csv", rows, header))
+
+
+def scores(version: str, dept: dict[str, float], labels: list[str] | None = None) -> dict:
+    per = {k: {"precision": v, "recall": v, "f1": v, "support": 10} for k, v in dept.items()}
+    return {
+        "model_version": version,
+        "n": 10 * len(dept),
+        "heads": {
+            "department": {
+                "n": 10 * len(dept),
+                "macro_f1": sum(dept.values()) / len(dept),
+                "accuracy": sum(dept.values()) / len(dept),
+                "labels": labels or sorted(dept),
+                "per_class": per,
+            }
+        },
+    }
+
+
+def test_compare_accepts_a_drop_within_one_point() -> None:
+    report = compare(scores("old", {"a": 0.90, "b": 0.80}), scores("new", {"a": 0.89, "b": 0.795}))
+    assert not report["refused"]
+    assert report["heads"]["department"]["macro_f1_delta_points"] == pytest.approx(-0.75)
+
+
+def test_compare_refuses_a_drop_and_names_the_class() -> None:
+    report = compare(scores("old", {"a": 0.90, "b": 0.80}), scores("new", {"a": 0.90, "b": 0.70}))
+    assert report["refused"]
+    assert "department macro-F1 drops 5.0 points" in report["reasons"][0]
+    assert "b -10.0" in report["reasons"][0]
+    md = markdown_comparison(report)
+    assert "REFUSED" in md and "| b | 10 | 0.800 | 0.700 | -10.0 |" in md
+
+
+def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
+    report = compare(
+        scores("old", {"a": 0.5, "b": 0.5}, labels=["a", "b", "c"]),
+        scores("new", {"a": 0.9, "b": 0.9}, labels=["a", "b"]),
+    )
+    assert report["refused"]
+    assert report["lost_labels"] == {"department": ["c"]}
+
+
+def test_compare_does_not_trust_a_champion_that_saw_the_frozen_set() -> None:
+    champion = scores("old", {"a": 1.0, "b": 1.0}) | {"seen_eval_rows": 20}
+    report = compare(champion, scores("new", {"a": 0.8, "b": 0.8}))
+    assert not report["refused"]
+    assert "trained on 20 of the 20" in report["notes"][0]
+
+
+def test_count_new_feedback_after_cutoff() -> None:
+    records = [fb(i, str(i), "人社", i) for i in range(10)]
+    assert count_new_feedback(records, T0 + timedelta(minutes=6, seconds=30)) == 3
+    assert count_new_feedback(records, None) == 10
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path, tiny_config: TrainingConfig) -> tuple[Path, Path]:
+    """A registry whose current model was trained on the tiny corpus minus a frozen set."""
+    from training.retrain import freeze_eval
+    from training.train import train
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    df = pd.read_csv(data, dtype=str)
+    held = df.iloc[[0, 6, 12]]  # one ticket per department
+    freeze_eval(root, held, "test")
+    train_csv = tmp_path / "train.csv"
+    df.drop(index=held.index).to_csv(train_csv, index=False)
+    result = train([train_csv], None, config=tiny_config, model_root=root)
+    registry.promote(root, result.router.version)
+    return root, train_csv
+
+
+def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) -> None:
+    root, history = tiny_root
+    before = registry.versions(root)
+    old = [fb(1, "X", "执法", -60 * 24 * 365)]  # a year before the model: not new
+    result = retrain([history], old, root, if_new_feedback=1)
+    assert result.skipped and "0 new feedback" in result.message
+    assert registry.versions(root) == before
+
+
+@pytest.mark.slow
+def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, history = tiny_root
+    champion = registry.current_version(root)
+    now = datetime.now(UTC)
+    frozen_text = TINY_TICKETS[0][1]
+    records = [
+        # Three corrections to a brand-new department: too few to learn, must be reported.
+        {**fb(1, "N1", "信访局", 0, text="反映情况多次无人答复"), "created_at": now},
+        {**fb(2, "N2", "信访局", 0, text="信访件一直没有回音"), "created_at": now},
+        {**fb(4, "N3", "信访局", 0, text="上访材料递交后石沉大海"), "created_at": now},
+        # A correction of a frozen ticket must not leak into training.
+        {**fb(3, "Z9", "人社", 0, text=frozen_text), "created_at": now},
+    ]
+    mapping = {"department": {"执法": "城管执法"}}
+    config = TrainingConfig(cv_folds=3, calibration_cv=2, min_examples=4, max_features=None)
+    result = retrain([history], records, root, mapping=mapping, config=config)
+    assert result.version != champion and registry.current_version(root) == champion
+    assert result.rows == {"history": 15, "feedback": 3}
+    assert result.eval_excluded == 1
+    assert result.mapped == {"department": {"执法": 5}}
+    assert result.new_labels["department"] == {"城管执法": 5, "信访局": 3}
+    warnings = "\n".join(result.warnings(min_examples=4))
+    assert "new department '信访局'" in warnings and "merged into 其他" in warnings
+    assert result.train is not None
+    assert "城管执法" in result.train.router.heads["department"].labels
+    assert "信访局" not in result.train.router.heads["department"].labels
+    meta = result.train.metadata["training_data"]
+    assert meta["sources"] == {"history": 15, "feedback": 3}
+    assert meta["mapping"] == mapping
+    # The champion is judged in the new label space: 执法 is not a "lost" label.
+    assert result.decision is not None and result.decision.comparison is not None
+    assert result.decision.comparison["lost_labels"] == {}
+    assert not result.decision.promoted

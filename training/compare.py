@@ -1,0 +1,456 @@
+"""Champion against challenger on the frozen evaluation set, and the rule that guards promotion.
+
+A challenger is refused when it is more than :data:`MAX_DROP_POINTS` macro-F1 points worse than the
+champion on either head, or when it no longer predicts a label the champion had. Both models are
+scored on the same frozen set (``<root>/eval/frozen.parquet``), with the challenger's taxonomy
+mapping applied to the true labels and to the champion's predictions, so a renamed department is
+neither a loss nor a gain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import normalize as l2_normalize
+
+from model import registry
+from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file
+from model.router import Router
+from model.tickets import LABELS
+from training.metrics import head_report
+
+logger = logging.getLogger(__name__)
+
+# Largest macro-F1 drop tolerated on either head, in points (1 point = 0.01).
+MAX_DROP_POINTS = 1.0
+EVAL_COLUMNS = ("id", "title", "text", "department", "category")
+
+# Cosine similarity above which an evaluation ticket counts as one the model was trained on.
+SEEN_SIMILARITY = 0.999
+# Share of seen evaluation tickets above which the champion's figures are no fair bar.
+SEEN_SHARE_LIMIT = 0.1
+# Per head, old label -> new label.
+Mapping = dict[str, dict[str, str]]
+
+
+class PromotionError(RuntimeError):
+    """A promotion cannot be decided (no frozen evaluation set, unknown version, ...)."""
+
+
+@dataclass
+class Decision:
+    """The outcome of :func:`promote_checked`."""
+
+    version: str
+    champion: str | None
+    promoted: bool
+    refused: bool
+    reasons: list[str] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    report_paths: list[Path] = field(default_factory=list)
+    forced: bool = False
+
+
+def mapping_sha(mapping: Mapping | None) -> str:
+    """A stable digest of a mapping (empty mapping → digest of ``{}``)."""
+    text = json.dumps(mapping or {}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def map_label(label: str, head: str, mapping: Mapping | None) -> str:
+    """``label`` renamed by ``mapping`` for ``head`` (unchanged when not mapped)."""
+    return (mapping or {}).get(head, {}).get(label, label)
+
+
+def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frozen evaluation set and its facts, after checking its SHA-256.
+
+    Raises
+    ------
+    PromotionError
+        When none is frozen, or the file no longer matches its recorded checksum.
+    """
+    info = registry.frozen_eval_info(root)
+    path = registry.frozen_eval_path(root)
+    if info is None:
+        raise PromotionError(
+            f"no frozen evaluation set under {root}; run `paidan models freeze-eval DATA` "
+            "(or `paidan retrain`, which freezes one from the history the first time)"
+        )
+    actual = sha256_file(path)
+    if actual != info["sha256"]:
+        raise PromotionError(
+            f"{path} does not match its recorded SHA-256 ({info['sha256'][:12]}…, found "
+            f"{actual[:12]}…): the frozen evaluation set was changed; freeze it again with --force"
+        )
+    df = pd.read_parquet(path)
+    for col in EVAL_COLUMNS:
+        df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
+    return df, info
+
+
+def score_router(
+    router: Router, eval_df: pd.DataFrame, mapping: Mapping | None = None
+) -> dict[str, Any]:
+    """Score a router on evaluation rows, in the label space after ``mapping``.
+
+    The model's probabilities of labels that map to the same new label are added up, and the
+    true labels are mapped too, so an old model is judged on the new taxonomy.
+
+    Parameters
+    ----------
+    router : Router
+        A fitted router.
+    eval_df : DataFrame
+        Canonical evaluation rows (``title``, ``text``, ``department``, ``category``).
+    mapping : dict, optional
+        Per head, old label → new label.
+
+    Returns
+    -------
+    dict
+        ``n`` and ``heads``: per head ``macro_f1``, ``accuracy``, ``labels`` and ``per_class``.
+    """
+    has_text = (eval_df["text"].str.strip() != "") | (eval_df["title"].str.strip() != "")
+    df = eval_df[has_text]
+    tickets = list(zip(df["title"], df["text"], strict=True))
+    proba = router.predict_proba(tickets) if tickets else {}
+    heads: dict[str, Any] = {}
+    for name, head in router.heads.items():
+        if name not in LABELS or name not in proba:
+            continue
+        truth = np.asarray([map_label(t.strip(), name, mapping) for t in df[name]], dtype=str)
+        known = truth != ""
+        if not known.any():
+            continue
+        mapped = [map_label(label, name, mapping) for label in head.labels]
+        merged_labels = sorted(set(mapped))
+        index = {label: i for i, label in enumerate(merged_labels)}
+        p = np.zeros((len(truth), len(merged_labels)))
+        for j, label in enumerate(mapped):
+            p[:, index[label]] += proba[name][:, j]
+        report = head_report(truth[known], p[known], merged_labels, head.threshold)
+        heads[name] = {
+            "n": report["n"],
+            "macro_f1": report["macro_f1"],
+            "accuracy": report["accuracy"],
+            "labels": merged_labels,
+            "per_class": {
+                label: {k: m[k] for k in ("precision", "recall", "f1", "support")}
+                for label, m in report["per_class"].items()
+            },
+        }
+    return {
+        "n": len(df),
+        "model_version": router.version,
+        "seen_eval_rows": seen_rows(router, tickets),
+        "heads": heads,
+    }
+
+
+def seen_rows(router: Router, tickets: list[tuple[str, str]]) -> int:
+    """How many tickets are (near-)identical to a ticket the router was trained on.
+
+    Uses the router's similar-ticket index (cosine ≥ :data:`SEEN_SIMILARITY`); a model that saw
+    the frozen evaluation set scores too well on it to be compared fairly.
+    """
+    if router.index is None or not tickets or router.index.matrix.shape[0] == 0:
+        return 0
+    seen = 0
+    for start in range(0, len(tickets), 1_000):
+        X = l2_normalize(router.transform(tickets[start : start + 1_000]))
+        sims = X @ router.index.matrix.T
+        best = np.asarray(sims.max(axis=1).todense()).ravel()
+        seen += int((best >= SEEN_SIMILARITY).sum())
+    return seen
+
+
+def version_mapping(root: str | Path, version: str) -> Mapping:
+    """The taxonomy mapping a version was trained with (empty when none)."""
+    meta = read_metadata(Path(root) / version)
+    return meta.get("training_data", {}).get("mapping") or {}
+
+
+def ensure_scores(
+    root: str | Path,
+    version: str,
+    mapping: Mapping | None = None,
+    eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A version's scores on the frozen set under ``mapping``, computed once and stored.
+
+    With ``mapping=None`` the version's own training mapping is used; those scores are stored in
+    ``scores/<version>.json`` (they are what ``paidan models list`` shows). Scores under any other
+    mapping are computed and returned without being stored.
+    """
+    root = Path(root)
+    own = version_mapping(root, version)
+    use = own if mapping is None else mapping
+    eval_df, info = eval_set or read_frozen_eval(root)
+    stored = registry.read_scores(root, version)
+    if (
+        stored
+        and stored.get("eval_sha256") == info["sha256"]
+        and stored.get("mapping_sha256") == mapping_sha(use)
+    ):
+        return stored
+    router, _ = load_router(root / version, root)
+    scores = score_router(router, eval_df, use)
+    scores.update(eval_sha256=info["sha256"], mapping_sha256=mapping_sha(use))
+    if use == own:
+        registry.write_scores(root, version, scores)
+    return scores
+
+
+def compare(
+    champion: dict[str, Any],
+    challenger: dict[str, Any],
+    max_drop_points: float = MAX_DROP_POINTS,
+) -> dict[str, Any]:
+    """Side-by-side figures and the promotion verdict.
+
+    Parameters
+    ----------
+    champion, challenger : dict
+        Scores from :func:`score_router` on the same set, in the same label space.
+    max_drop_points : float
+        Largest tolerated macro-F1 drop per head, in points.
+
+    Returns
+    -------
+    dict
+        ``heads`` (per head: overall figures of both and ``per_class`` rows side by side),
+        ``lost_labels``, ``refused`` and ``reasons``.
+    """
+    reasons: list[str] = []
+    notes: list[str] = []
+    heads: dict[str, Any] = {}
+    lost: dict[str, list[str]] = {}
+    # A champion trained on the frozen tickets (e.g. trained before the set was frozen out of the
+    # same history) is flattered by them: its macro-F1 is no fair bar, only the label rule applies.
+    seen = int(champion.get("seen_eval_rows", 0) or 0)
+    # A few exact repeats are normal (the same complaint filed twice); a large share is leakage.
+    comparable = seen <= SEEN_SHARE_LIMIT * max(1, int(champion.get("n", 0) or 0))
+    if not comparable:
+        notes.append(
+            f"the champion was trained on {seen} of the {champion.get('n')} frozen evaluation "
+            "tickets, so its figures are inflated; the macro-F1 rule is not applied this time "
+            "(it applies between models trained without the frozen set)"
+        )
+    for head in LABELS:
+        a = champion["heads"].get(head)
+        b = challenger["heads"].get(head)
+        if a is None and b is None:
+            continue
+        if b is None:
+            reasons.append(f"{head}: the challenger has no {head} head; the champion has one")
+            continue
+        if a is None:
+            heads[head] = {"champion": None, "challenger": _overall(b), "per_class": []}
+            continue
+        delta = (b["macro_f1"] - a["macro_f1"]) * 100
+        labels = sorted(set(a["per_class"]) | set(b["per_class"]))
+        rows = []
+        for label in labels:
+            pa, pb = a["per_class"].get(label), b["per_class"].get(label)
+            fa = pa["f1"] if pa else None
+            fb = pb["f1"] if pb else None
+            rows.append(
+                {
+                    "label": label,
+                    "support": (pa or pb or {}).get("support", 0),
+                    "champion_f1": fa,
+                    "challenger_f1": fb,
+                    "delta_points": None if fa is None or fb is None else (fb - fa) * 100,
+                }
+            )
+        rows.sort(key=lambda r: (r["delta_points"] is None, r["delta_points"] or 0.0))
+        heads[head] = {
+            "champion": _overall(a),
+            "challenger": _overall(b),
+            "macro_f1_delta_points": delta,
+            "per_class": rows,
+        }
+        if comparable and delta < -max_drop_points:
+            worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
+            detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
+            reasons.append(
+                f"{head} macro-F1 drops {-delta:.1f} points ({a['macro_f1']:.3f} → "
+                f"{b['macro_f1']:.3f}; at most {max_drop_points:g} allowed)"
+                + (f"; largest per-class drops: {detail}" if detail else "")
+            )
+        missing = sorted(set(a["labels"]) - set(b["labels"]))
+        if missing:
+            lost[head] = missing
+            reasons.append(
+                f"{head}: the challenger lost label(s) the champion had: {', '.join(missing)}"
+            )
+    return {
+        "champion": champion.get("model_version"),
+        "challenger": challenger.get("model_version"),
+        "eval_sha256": challenger.get("eval_sha256"),
+        "eval_rows": challenger.get("n"),
+        "max_drop_points": max_drop_points,
+        "heads": heads,
+        "lost_labels": lost,
+        "refused": bool(reasons),
+        "reasons": reasons,
+        "champion_seen_eval_rows": seen,
+        "notes": notes,
+    }
+
+
+def _overall(scores: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "macro_f1": scores["macro_f1"],
+        "accuracy": scores["accuracy"],
+        "n": scores["n"],
+        "labels": len(scores["labels"]),
+    }
+
+
+def markdown_comparison(report: dict[str, Any]) -> str:
+    """The comparison as a readable page: verdict, overall table, per-class tables."""
+    verdict = "REFUSED" if report["refused"] else "accepted"
+    lines = [
+        f"# Challenger {report['challenger']} against champion {report['champion']}",
+        "",
+        f"Frozen evaluation set: {report['eval_rows']} tickets "
+        f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
+        f"{report['max_drop_points']:g} macro-F1 point lost per head, and no label lost.",
+        "",
+        f"**Promotion {verdict}.**",
+        "",
+    ]
+    lines += [f"- {r}" for r in report["reasons"]]
+    lines += [f"- note: {n}" for n in report.get("notes", [])]
+    lines += [
+        "",
+        "| head | champion macro-F1 | challenger macro-F1 | Δ points | champion accuracy | challenger accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for head, h in report["heads"].items():
+        a, b = h["champion"], h["challenger"]
+        lines.append(
+            f"| {head} | {_f(a and a['macro_f1'])} | {_f(b['macro_f1'])} | "
+            f"{_d(h.get('macro_f1_delta_points'))} | {_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
+        )
+    for head, h in report["heads"].items():
+        lines += [
+            "",
+            f"## {head}, per class (largest drop first)",
+            "",
+            "| label | support | champion F1 | challenger F1 | Δ points |",
+            "|---|---|---|---|---|",
+        ]
+        for r in h["per_class"]:
+            lines.append(
+                f"| {r['label']} | {r['support']} | {_f(r['champion_f1'])} | "
+                f"{_f(r['challenger_f1'])} | {_d(r['delta_points'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _d(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.1f}"
+
+
+def write_comparison(report: dict[str, Any], json_path: Path) -> list[Path]:
+    """Write the comparison as JSON and, beside it, Markdown."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_json_atomic(json_path, report)
+    md = json_path.with_suffix(".md")
+    md.write_text(markdown_comparison(report), encoding="utf-8")
+    return [json_path, md]
+
+
+def promote_checked(
+    root: str | Path,
+    version: str,
+    force: bool = False,
+    report_dir: str | Path | None = None,
+    max_drop_points: float = MAX_DROP_POINTS,
+    apply: bool = True,
+) -> Decision:
+    """Promote ``version`` unless it is worse than the current champion; write the comparison.
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    version : str
+        The challenger.
+    force : bool
+        Promote even when the rule refuses (the report still says why it would have).
+    report_dir : str or Path, optional
+        Where ``<challenger>-vs-<champion>.json``/``.md`` go; default ``<root>/reports``.
+    max_drop_points : float
+        See :func:`compare`.
+    apply : bool, default True
+        Move the pointer when allowed; ``False`` only writes the comparison (what ``paidan
+        retrain`` does without ``--promote-if-better``).
+
+    Returns
+    -------
+    Decision
+    """
+    root = Path(root)
+    if version not in registry.versions(root):
+        raise ModelLoadError(f"no model version {version!r} under {root}")
+    champion = registry.current_version(root)
+    if champion is not None and champion not in registry.versions(root):
+        champion = None
+    if champion == version:
+        if apply and not (root / registry.CURRENT_FILE).is_file():
+            # Current only implicitly (the newest version): write the pointer so it stays current.
+            registry.set_current(root, version, record=False)
+        return Decision(
+            version, champion, promoted=False, refused=False, reasons=["already current"]
+        )
+    if champion is None:
+        if apply:
+            registry.promote(root, version)
+        return Decision(version, None, promoted=apply, refused=False)
+    try:
+        eval_set = read_frozen_eval(root)
+    except PromotionError as e:
+        if not force or not apply:
+            return Decision(version, champion, promoted=False, refused=True, reasons=[str(e)])
+        registry.promote(root, version)
+        return Decision(version, champion, True, True, [str(e)], forced=True)
+    mapping = version_mapping(root, version)
+    challenger_scores = ensure_scores(root, version, eval_set=eval_set)
+    ensure_scores(root, champion, eval_set=eval_set)  # its own figures, for `models list`
+    champion_scores = ensure_scores(root, champion, mapping=mapping, eval_set=eval_set)
+    report = compare(champion_scores, challenger_scores, max_drop_points)
+    report["forced"] = bool(apply and force and report["refused"])
+    out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR
+    paths = write_comparison(report, out_dir / f"{version}-vs-{champion}.json")
+    promoted = False
+    if apply and (not report["refused"] or force):
+        registry.promote(root, version)
+        promoted = True
+    logger.info(
+        "challenger %s vs champion %s: %s", version, champion, "; ".join(report["reasons"]) or "ok"
+    )
+    return Decision(
+        version,
+        champion,
+        promoted=promoted,
+        refused=report["refused"],
+        reasons=report["reasons"],
+        comparison=report,
+        report_paths=paths,
+        forced=report["forced"],
+    )

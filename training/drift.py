@@ -1,0 +1,259 @@
+"""``paidan drift``: how recent traffic differs from what the current model was trained on.
+
+Figures:
+
+- population stability index (PSI) of the department and category distributions: the model's
+  training label counts (from its metadata) against the dispatchers' final decisions;
+- the out-of-vocabulary rate: the share of tokens in recent tickets that the model's word
+  vocabulary does not know;
+- the share of ``review`` suggestions per day (or week, over long spans);
+- frequent new terms that are not in the vocabulary: candidates for the jieba user dictionary.
+
+Traffic is a list of feedback records (plain dicts; the CLI reads them from the feedback database).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.router import Router
+from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
+from model.tickets import LABELS
+
+# PSI bands commonly used in credit scoring: below 0.1 stable, 0.1–0.25 moderate, above 0.25 major.
+PSI_MODERATE = 0.1
+PSI_MAJOR = 0.25
+PSI_EPSILON = 1e-4  # share given to a label absent on one side, so the logarithm stays finite
+MIN_TERM_COUNT = 3  # a new term must occur this often to be suggested
+MAX_TERMS = 30
+# Spans longer than this are bucketed by ISO week instead of by day.
+DAILY_LIMIT_DAYS = 62
+_PLACEHOLDERS = {MASK_ID, MASK_MOBILE, MASK_LANDLINE, MASK_EMAIL}
+# A dictionary candidate: at least two characters and at least one Chinese character or letter.
+_TERM = re.compile(r"^(?=.*[\u4e00-\u9fffA-Za-z]).{2,}$")
+
+
+def psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> dict[str, Any]:
+    """Population stability index of two label distributions (counts or shares).
+
+    Parameters
+    ----------
+    expected : mapping
+        Reference counts per label (the training data).
+    actual : mapping
+        Recent counts per label.
+
+    Returns
+    -------
+    dict
+        ``psi``, its ``band`` (``stable``/``moderate``/``major``) and ``per_label`` rows
+        (expected share, actual share, contribution), largest contribution first.
+    """
+    e_total = float(sum(expected.values()))
+    a_total = float(sum(actual.values()))
+    if e_total <= 0 or a_total <= 0:
+        return {"psi": None, "band": "no data", "per_label": []}
+    rows: list[dict[str, Any]] = []
+    total = 0.0
+    for label in sorted(set(expected) | set(actual)):
+        e = max(expected.get(label, 0) / e_total, PSI_EPSILON)
+        a = max(actual.get(label, 0) / a_total, PSI_EPSILON)
+        part = (a - e) * math.log(a / e)
+        total += part
+        rows.append(
+            {
+                "label": label,
+                "expected": expected.get(label, 0) / e_total,
+                "actual": actual.get(label, 0) / a_total,
+                "contribution": part,
+            }
+        )
+    rows.sort(key=lambda r: -r["contribution"])
+    band = "stable" if total < PSI_MODERATE else "moderate" if total < PSI_MAJOR else "major"
+    return {"psi": total, "band": band, "per_label": rows}
+
+
+def suggestion_decision(suggestion: Any) -> str | None:
+    """``auto``/``review`` of a stored suggestion (a ``/v1/route`` answer), or ``None``."""
+    if not isinstance(suggestion, Mapping):
+        return None
+    if suggestion.get("decision") in ("auto", "review"):
+        return suggestion["decision"]
+    heads = [suggestion[h] for h in LABELS if isinstance(suggestion.get(h), Mapping)]
+    decisions = [h.get("decision") for h in heads]
+    if not decisions or any(d not in ("auto", "review") for d in decisions):
+        return None
+    return "auto" if all(d == "auto" for d in decisions) else "review"
+
+
+def word_vocabulary(router: Router) -> set[str]:
+    """Single-token terms of the router's word view."""
+    name, vectorizer = router.features.named_steps["views"].transformer_list[0]
+    if name != "word":
+        return set()
+    return {t for t in vectorizer.vocabulary_ if " " not in t}
+
+
+def drift(
+    router: Router,
+    metadata: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    """Compare recent feedback records with the model's training data.
+
+    Parameters
+    ----------
+    router : Router
+        The model the traffic is compared with (its tokenizer and vocabulary are used).
+    metadata : mapping
+        Its metadata (training label counts per head).
+    records : sequence of mapping
+        Feedback records: ``text``, ``title``, ``department``, ``category``, ``suggestion``,
+        ``created_at``.
+    since : datetime, optional
+        Reported as the start of the window.
+
+    Returns
+    -------
+    dict
+        ``psi`` per head, ``oov`` (overall and per period), ``review_share`` per period,
+        ``new_terms`` and the window's facts.
+    """
+    vocab = word_vocabulary(router)
+    prepare_tokenize = router.features[:2]
+    times = [_as_utc(r.get("created_at")) for r in records]
+    span_days = (max(times) - min(times)).days if times else 0
+    period = _day if span_days <= DAILY_LIMIT_DAYS else _week
+
+    report: dict[str, Any] = {
+        "model_version": router.version,
+        "since": since.isoformat() if since else None,
+        "records": len(records),
+        "first": min(times).isoformat() if times else None,
+        "last": max(times).isoformat() if times else None,
+        "period": "day" if period is _day else "week",
+        "psi": {},
+    }
+    heads = metadata.get("heads", {})
+    for head in LABELS:
+        trained = heads.get(head, {}).get("counts", {})
+        recent = Counter(str(r.get(head) or "").strip() for r in records)
+        recent.pop("", None)
+        if trained:
+            report["psi"][head] = psi(trained, recent)
+
+    tokens_by_period: dict[str, list[int]] = {}
+    review_by_period: dict[str, list[int]] = {}
+    new_terms: Counter[str] = Counter()
+    in_tickets: Counter[str] = Counter()
+    known = unknown = 0
+    docs = prepare_tokenize.transform(
+        [(clean(str(r.get("title") or "")), clean(str(r.get("text") or ""))) for r in records]
+    )
+    for r, when, doc in zip(records, times, docs, strict=True):
+        key = period(when)
+        tokens = [t for t in doc.tokens if t not in _PLACEHOLDERS]
+        miss = [t for t in tokens if t not in vocab]
+        k, u = len(tokens) - len(miss), len(miss)
+        known, unknown = known + k, unknown + u
+        counts = tokens_by_period.setdefault(key, [0, 0])
+        counts[0] += k
+        counts[1] += u
+        new_terms.update(t for t in miss if _TERM.match(t))
+        in_tickets.update({t for t in miss if _TERM.match(t)})
+        decision = suggestion_decision(r.get("suggestion"))
+        if decision is not None:
+            rv = review_by_period.setdefault(key, [0, 0])
+            rv[0] += decision == "review"
+            rv[1] += 1
+    total = known + unknown
+    report["oov"] = {
+        "rate": unknown / total if total else None,
+        "tokens": total,
+        "by_period": [
+            {"period": p, "rate": u / (k + u) if k + u else None, "tokens": k + u}
+            for p, (k, u) in sorted(tokens_by_period.items())
+        ],
+    }
+    reviewed = sum(v[0] for v in review_by_period.values())
+    decided = sum(v[1] for v in review_by_period.values())
+    report["review_share"] = {
+        "share": reviewed / decided if decided else None,
+        "with_suggestion": decided,
+        "by_period": [
+            {"period": p, "share": r / n, "tickets": n}
+            for p, (r, n) in sorted(review_by_period.items())
+        ],
+    }
+    report["new_terms"] = [
+        {"term": t, "count": n, "tickets": in_tickets[t]}
+        for t, n in new_terms.most_common()
+        if n >= MIN_TERM_COUNT
+    ][:MAX_TERMS]
+    return report
+
+
+def write_drift(report: Mapping[str, Any], json_path: str | Path) -> list[Path]:
+    """Write the report as JSON and a small PNG beside it (``<stem>.png``)."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    png = json_path.with_suffix(".png")
+    drift_png(report, png)
+    return [json_path, png]
+
+
+def drift_png(report: Mapping[str, Any], path: Path) -> Path:
+    """Three panels: PSI per head (with the bands), OOV rate and review share per period."""
+    from training import plots
+
+    plt = plots.plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    heads = [h for h in LABELS if report["psi"].get(h, {}).get("psi") is not None]
+    values = [report["psi"][h]["psi"] for h in heads]
+    axes[0].bar(heads, values, color="#3b6ea5")
+    axes[0].axhline(PSI_MODERATE, color="orange", linestyle="--", label="moderate")
+    axes[0].axhline(PSI_MAJOR, color="red", linestyle="--", label="major")
+    axes[0].set_title("label PSI vs training")
+    axes[0].legend(fontsize=7)
+    for ax, key, field, title in (
+        (axes[1], "oov", "rate", "out-of-vocabulary token rate"),
+        (axes[2], "review_share", "share", "share sent to review"),
+    ):
+        rows = [r for r in report[key]["by_period"] if r[field] is not None]
+        x = np.arange(len(rows))
+        ax.plot(x, [r[field] for r in rows], marker="o")
+        ax.set_xticks(x, [r["period"] for r in rows], rotation=60, fontsize=6)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{title} per {report['period']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _day(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def _week(when: datetime) -> str:
+    year, week, _ = when.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        raise ValueError(f"feedback record without a valid created_at: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,529 @@
+"""``paidan retrain``: a challenger from the history plus the dispatchers' final decisions.
+
+The feedback records come in as plain dicts (the CLI reads them from the feedback database);
+this module never touches the database or the web layer.
+
+Steps:
+
+1. read the history files and the feedback records; feedback is deduplicated per ticket (ticket id,
+   or the masked text when there is none) and the latest decision wins; a feedback decision also
+   replaces a history row with the same ticket id;
+2. freeze an evaluation set the first time (a stratified share of the history, never trained on),
+   and drop its tickets from the training rows every time;
+3. apply the taxonomy mapping (old label → new label) to history and feedback;
+4. train with the current model's config and tokenizer resources, so the challenger differs from
+   the champion only by its data;
+5. score the challenger on the frozen set, compare it with the champion, and promote it when asked
+   and allowed (see :mod:`training.compare`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from model import registry
+from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
+from model.config import TrainingConfig
+from model.text import clean
+from model.tickets import LABELS, ROW_COL, SOURCE_COL, ColumnMap, expand_paths, read_tickets
+from training.compare import (
+    EVAL_COLUMNS,
+    Decision,
+    ensure_scores,
+    promote_checked,
+    read_frozen_eval,
+)
+from training.compare import (
+    Mapping as LabelMapping,
+)
+from training.train import Progress, TrainResult, data_fingerprint, train_frame
+
+logger = logging.getLogger(__name__)
+
+EVAL_FRACTION = 0.2  # share of the history frozen as the evaluation set on the first retrain
+HISTORY = "history"
+FEEDBACK = "feedback"
+SOURCE_KIND = "source"  # column of the training frame: history or feedback
+
+
+class MappingFileError(ValueError):
+    """The taxonomy mapping file cannot be used; the message names the file and the row."""
+
+
+@dataclass
+class FeedbackSummary:
+    """What deduplication did to the feedback records."""
+
+    records: int = 0
+    tickets: int = 0
+    superseded: int = 0
+    replaced_history: int = 0
+    until: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "tickets": self.tickets,
+            "superseded_decisions": self.superseded,
+            "replaced_history_rows": self.replaced_history,
+            "until": self.until,
+        }
+
+
+@dataclass
+class RetrainResult:
+    """What ``paidan retrain`` did, for its summary and exit code."""
+
+    skipped: bool = False
+    message: str = ""
+    version: str | None = None
+    model_dir: Path | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    feedback: FeedbackSummary = field(default_factory=FeedbackSummary)
+    mapped: dict[str, dict[str, int]] = field(default_factory=dict)
+    new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    eval_frozen_now: bool = False
+    eval_excluded: int = 0
+    train: TrainResult | None = None
+    scores: dict[str, Any] | None = None
+    decision: Decision | None = None
+
+    def warnings(self, min_examples: int) -> list[str]:
+        """Lines the operator must see: new labels, rare labels merged into 其他, data problems."""
+        out = []
+        for head, labels in self.new_labels.items():
+            for label, n in labels.items():
+                note = (
+                    f"below --min-examples ({min_examples}): merged into 其他 for this model; "
+                    "collect more examples"
+                    if n < min_examples
+                    else "learnt as a new label"
+                )
+                out.append(f"new {head} {label!r} (not in the current model) has {n} rows: {note}")
+        if self.train is not None:
+            out += self.train.validation.warnings()
+        return out
+
+
+# -- taxonomy mapping ------------------------------------------------------------------------------
+
+
+def read_mapping(path: str | Path) -> LabelMapping:
+    """Read a taxonomy mapping CSV.
+
+    Columns ``old`` and ``new`` (required) and ``head`` (optional: ``department``, ``category``,
+    or empty for both). UTF-8, one rename per row, e.g. ``银保监局,金融监管局``. Chains
+    (A → B, B → C) are followed to their end.
+
+    Raises
+    ------
+    MappingFileError
+        On a missing column, an empty label, an unknown head, two targets for one label, or a cycle.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise MappingFileError(f"{path}: cannot read the mapping file: {e}") from e
+    reader = csv.DictReader(text.splitlines())
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "old" not in fields or "new" not in fields:
+        raise MappingFileError(
+            f"{path}: a mapping file needs the columns old,new (and optionally head); "
+            f"found {reader.fieldnames}"
+        )
+    mapping: LabelMapping = {h: {} for h in LABELS}
+    for line, raw in enumerate(reader, 2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        old, new, head = row.get("old", ""), row.get("new", ""), row.get("head", "")
+        if not old or not new:
+            raise MappingFileError(f"{path} line {line}: old and new must both be non-empty")
+        heads = LABELS if not head else (head,)
+        if head and head not in LABELS:
+            raise MappingFileError(
+                f"{path} line {line}: head must be department, category or empty (got {head!r})"
+            )
+        for h in heads:
+            if mapping[h].get(old, new) != new:
+                raise MappingFileError(
+                    f"{path} line {line}: {h} label {old!r} is mapped to both "
+                    f"{mapping[h][old]!r} and {new!r}"
+                )
+            mapping[h][old] = new
+    for h, renames in mapping.items():
+        for old in list(renames):
+            seen = {old}
+            target = renames[old]
+            while target in renames and target != old:
+                if target in seen:
+                    raise MappingFileError(f"{path}: the {h} mapping has a cycle through {old!r}")
+                seen.add(target)
+                target = renames[target]
+            if target == old:
+                raise MappingFileError(f"{path}: the {h} mapping has a cycle through {old!r}")
+            renames[old] = target
+    return {h: m for h, m in mapping.items() if m}
+
+
+def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str, int]]:
+    """Rename labels in place; returns, per head, how many rows each old label had."""
+    counts: dict[str, dict[str, int]] = {}
+    for head, renames in mapping.items():
+        if head not in df.columns:
+            continue
+        hit = df[head].isin(list(renames))
+        if hit.any():
+            counts[head] = {str(k): int(v) for k, v in df.loc[hit, head].value_counts().items()}
+            df.loc[hit, head] = df.loc[hit, head].map(renames)
+    return counts
+
+
+# -- feedback -------------------------------------------------------------------------------------
+
+
+def ticket_key(ticket_id: Any, text: Any) -> str:
+    """Deduplication key: the ticket id, or a digest of the masked text when there is none."""
+    tid = "" if ticket_id is None else str(ticket_id).strip()
+    if tid:
+        return f"id:{tid}"
+    return "text:" + hashlib.sha256(clean(str(text or "")).encode()).hexdigest()
+
+
+def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, FeedbackSummary]:
+    """Canonical training rows from feedback records, one per ticket, the latest decision winning.
+
+    Parameters
+    ----------
+    records : iterable of mapping
+        Feedback rows as stored: ``id``, ``ticket_id``, ``title``, ``text`` (already masked),
+        ``department``, ``category``, ``created_at`` (datetime or ISO string).
+
+    Returns
+    -------
+    (DataFrame, FeedbackSummary)
+        Columns ``id, title, text, department, category, time``, ``source`` = ``"feedback"`` and the
+        reader's ``_source``/``_row`` (the feedback row id), oldest decision first.
+    """
+    rows = []
+    for r in records:
+        created = _as_utc(r.get("created_at"))
+        rows.append(
+            {
+                "key": ticket_key(r.get("ticket_id"), r.get("text")),
+                "id": str(r.get("ticket_id") or ""),
+                "title": str(r.get("title") or ""),
+                "text": str(r.get("text") or ""),
+                "department": str(r.get("department") or "").strip(),
+                "category": str(r.get("category") or "").strip(),
+                "time": created.isoformat() if created else "",
+                "_created": created or datetime.min.replace(tzinfo=UTC),
+                "_fid": int(r.get("id") or 0),
+            }
+        )
+    summary = FeedbackSummary(records=len(rows))
+    columns = ["id", "title", "text", "department", "category", "time"]
+    if not rows:
+        empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL])
+        return empty, summary
+    df = pd.DataFrame(rows).sort_values(["_created", "_fid"], kind="stable")
+    latest = df.drop_duplicates("key", keep="last")
+    summary.tickets = len(latest)
+    summary.superseded = len(df) - len(latest)
+    summary.until = df["_created"].max().isoformat()
+    out = latest[columns].copy()
+    out[SOURCE_KIND] = FEEDBACK
+    out[SOURCE_COL] = "feedback"
+    out[ROW_COL] = latest["_fid"].to_numpy()
+    return out.reset_index(drop=True), summary
+
+
+def feedback_cutoff(root: str | Path) -> datetime | None:
+    """Feedback after this time is new to the current model (its last feedback, else its creation)."""
+    version = registry.current_version(root)
+    if version is None:
+        return None
+    try:
+        meta = read_metadata(Path(root) / version)
+    except Exception:  # an unreadable current model: everything counts as new
+        return None
+    data = meta.get("training_data", {})
+    return _as_utc(data.get("feedback_until") or meta.get("created"))
+
+
+def count_new_feedback(records: Sequence[Mapping[str, Any]], cutoff: datetime | None) -> int:
+    """Feedback records created after ``cutoff`` (all of them when it is ``None``)."""
+    if cutoff is None:
+        return len(records)
+    return sum(1 for r in records if (_as_utc(r.get("created_at")) or cutoff) > cutoff)
+
+
+# -- frozen evaluation set -------------------------------------------------------------------------
+
+
+def freeze_eval(
+    root: str | Path, eval_df: pd.DataFrame, source: str, force: bool = False
+) -> dict[str, Any]:
+    """Store ``eval_df`` as the registry's frozen evaluation set.
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    eval_df : DataFrame
+        Canonical rows with labels (unmapped: mappings are applied when scoring).
+    source : str
+        Where the rows came from, for ``eval/frozen.json``.
+    force : bool
+        Replace an existing frozen set (scores on the old one no longer count).
+
+    Returns
+    -------
+    dict
+        The set's facts: ``sha256``, ``rows``, ``created``, ``source``, ``label_rows``.
+
+    Raises
+    ------
+    FileExistsError
+        When a set is frozen already and ``force`` is false.
+    """
+    root = Path(root)
+    path = registry.frozen_eval_path(root)
+    if registry.frozen_eval_info(root) is not None and not force:
+        raise FileExistsError(
+            f"{path} is frozen already; every version is scored on it. Pass --force to replace it "
+            "(versions will be re-scored on the new set)"
+        )
+    df = pd.DataFrame({c: eval_df[c].fillna("").astype(str) for c in EVAL_COLUMNS})
+    labelled = (df["department"].str.strip() != "") | (df["category"].str.strip() != "")
+    df = df[labelled].reset_index(drop=True)
+    if df.empty:
+        raise ValueError("the evaluation set has no labelled rows")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    info = {
+        "sha256": sha256_file(path),
+        "rows": len(df),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "label_rows": {h: int((df[h].str.strip() != "").sum()) for h in LABELS},
+    }
+    registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
+    logger.info("froze an evaluation set of %d rows at %s", len(df), path)
+    return info
+
+
+def freeze_eval_files(
+    root: str | Path,
+    paths: Sequence[str | Path],
+    columns: ColumnMap = ColumnMap(),
+    force: bool = False,
+) -> dict[str, Any]:
+    """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
+    files = expand_paths(paths)
+    df = read_tickets(files, columns)
+    return freeze_eval(root, df, ", ".join(p.name for p in files), force=force)
+
+
+def split_eval(
+    df: pd.DataFrame, fraction: float = EVAL_FRACTION, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified (by department) share of ``df`` for the frozen set; labels too rare to split
+    stay in training. Returns ``(train, eval)``."""
+    dept = df["department"].astype(str).str.strip()
+    counts = dept.value_counts()
+    splittable = dept.map(counts).fillna(0) >= 2
+    pool = df[splittable]
+    if len(pool) < 2 or pool["department"].nunique() < 2:
+        raise ValueError(
+            "the history is too small to set aside an evaluation set; freeze one explicitly "
+            "with `paidan models freeze-eval DATA`"
+        )
+    n_eval = max(pool["department"].nunique(), round(fraction * len(pool)))
+    rest, held = train_test_split(
+        pool, test_size=n_eval, stratify=pool["department"], random_state=seed
+    )
+    train = pd.concat([df[~splittable], rest]).sort_index()
+    return train, held.sort_index()
+
+
+def eval_keys(eval_df: pd.DataFrame) -> set[str]:
+    """Keys of the frozen tickets: ids and masked-text digests (either matches)."""
+    keys = {f"id:{i}" for i in eval_df["id"].astype(str).str.strip() if i}
+    keys |= {ticket_key(None, t) for t in eval_df["text"]}
+    return keys
+
+
+# -- the retrain ------------------------------------------------------------------------------------
+
+
+def retrain(
+    history: Sequence[str | Path],
+    feedback: Sequence[Mapping[str, Any]],
+    model_root: str | Path,
+    columns: ColumnMap = ColumnMap(),
+    mapping: LabelMapping | None = None,
+    if_new_feedback: int | None = None,
+    promote_if_better: bool = False,
+    force: bool = False,
+    config: TrainingConfig | None = None,
+    report_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> RetrainResult:
+    """Build a challenger from history and feedback, register it, score it, maybe promote it.
+
+    Parameters
+    ----------
+    history : sequence of str or Path
+        Labelled history files or directories.
+    feedback : sequence of mapping
+        Feedback records (see :func:`feedback_frame`), already limited to ``--feedback-since``.
+    model_root : str or Path
+        The registry.
+    columns : ColumnMap
+        Column mapping of the history files.
+    mapping : dict, optional
+        Taxonomy mapping, see :func:`read_mapping`.
+    if_new_feedback : int, optional
+        Do nothing unless at least this many feedback records are newer than the current model.
+    promote_if_better : bool
+        Promote when the promotion rule allows it.
+    force : bool
+        With ``promote_if_better``: promote even when the rule refuses.
+    config : TrainingConfig, optional
+        Default: the current model's config (so only the data differ), else the defaults.
+    report_dir : str or Path, optional
+        Where the comparison report goes (default ``<root>/reports``).
+    progress : callable, optional
+        Progress callback.
+
+    Returns
+    -------
+    RetrainResult
+    """
+    root = Path(model_root)
+    result = RetrainResult()
+    if if_new_feedback is not None:
+        new = count_new_feedback(feedback, feedback_cutoff(root))
+        if new < if_new_feedback:
+            result.skipped = True
+            result.message = (
+                f"{new} new feedback record(s) since the current model was trained; "
+                f"--if-new-feedback asks for {if_new_feedback}: not retraining"
+            )
+            return result
+
+    champion = registry.current_version(root)
+    if champion and not (root / registry.CURRENT_FILE).is_file():
+        # The champion is current only because it is the newest version; pin it, or the
+        # challenger written below would silently become current.
+        registry.set_current(root, champion, record=False)
+    champion_meta = read_metadata(root / champion) if champion else {}
+    if config is None:
+        config = TrainingConfig.from_dict(champion_meta.get("config", {}))
+    mapping = mapping or {}
+
+    files = expand_paths(history)
+    hist = read_tickets(files, columns)
+    hist[SOURCE_KIND] = HISTORY
+    fb, result.feedback = feedback_frame(feedback)
+
+    # The frozen set: explicit, or carved out of the history the first time.
+    if registry.frozen_eval_info(root) is None:
+        hist, held = split_eval(hist, seed=config.seed)
+        freeze_eval(root, held, f"{EVAL_FRACTION:.0%} of {', '.join(p.name for p in files)}")
+        result.eval_frozen_now = True
+    eval_df, eval_info = read_frozen_eval(root)
+    frozen = eval_keys(eval_df)
+
+    # Feedback replaces history rows of the same ticket.
+    fb_ids = {f"id:{i}" for i in fb["id"] if i}
+    hist_keys = hist["id"].astype(str).str.strip().map(lambda i: f"id:{i}" if i else "")
+    replaced = hist_keys.isin(fb_ids)
+    result.feedback.replaced_history = int(replaced.sum())
+    hist = hist[~replaced]
+
+    rows = pd.concat([hist, fb], ignore_index=True)
+    for col in ("id", "title", "text", "department", "category"):
+        rows[col] = rows[col].fillna("").astype(str)
+    is_eval = rows["id"].str.strip().map(lambda i: f"id:{i}" if i else "").isin(frozen) | rows[
+        "text"
+    ].map(lambda t: ticket_key(None, t)).isin(frozen)
+    result.eval_excluded = int(is_eval.sum())
+    rows = rows[~is_eval].reset_index(drop=True)
+
+    result.mapped = apply_mapping(rows, mapping)
+    result.rows = {
+        HISTORY: int((rows[SOURCE_KIND] == HISTORY).sum()),
+        FEEDBACK: int((rows[SOURCE_KIND] == FEEDBACK).sum()),
+    }
+    known = {h: set(v.get("labels", [])) for h, v in champion_meta.get("heads", {}).items()}
+    if known:
+        for head in LABELS:
+            counts = rows.loc[rows[head].str.strip() != "", head].str.strip().value_counts()
+            new_labels = {str(k): int(v) for k, v in counts.items() if k not in known.get(head, ())}
+            if new_labels:
+                result.new_labels[head] = new_labels
+
+    sha = hashlib.sha256()
+    sha.update(data_fingerprint(files).encode())
+    sha.update(pd.util.hash_pandas_object(fb[["id", "text", "department", "category"]]).values)
+    sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
+    resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
+    if champion:
+        for name in resources:
+            if (root / champion / name).is_file():
+                resources[name] = root / champion / name  # type: ignore[assignment]
+    result.train = train_frame(
+        rows.drop(columns=[SOURCE_KIND]),
+        None,
+        config,
+        userdict=resources[USERDICT_FILE],
+        stopwords=resources[STOPWORDS_FILE],
+        model_root=root,
+        progress=progress,
+        data_sha=sha.hexdigest(),
+        data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
+        extra_metadata={
+            "sources": result.rows,
+            "feedback": result.feedback.to_dict(),
+            "feedback_until": result.feedback.until,
+            "mapping": mapping,
+            "mapped_rows": result.mapped,
+            "eval_sha256": eval_info["sha256"],
+            "eval_rows_excluded": result.eval_excluded,
+            "parent": champion,
+        },
+    )
+    result.version = result.train.router.version
+    result.model_dir = result.train.model_dir
+    result.scores = ensure_scores(root, result.version, eval_set=(eval_df, eval_info))
+    # Always compare (the report is useful either way); move the pointer only when asked.
+    result.decision = promote_checked(
+        root, result.version, force=force, report_dir=report_dir, apply=promote_if_better
+    )
+    result.message = f"challenger {result.version} written to {result.model_dir}"
+    return result
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
