@@ -17,7 +17,7 @@ ECE_BINS = 15
 
 
 def top_k_accuracy(
-    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str], k: int = 3
+    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str] | np.ndarray, k: int = 3
 ) -> float:
     """Share of rows whose true label is among the ``k`` most probable (labels unseen by the model count as misses)."""
     index = {label: i for i, label in enumerate(labels)}
@@ -122,7 +122,7 @@ def auto_stats(confidence: np.ndarray, correct: np.ndarray, threshold: float) ->
 
 
 def head_report(
-    y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str], threshold: float
+    y_true: Sequence[str] | np.ndarray, proba: np.ndarray, labels: Sequence[str], threshold: float
 ) -> dict[str, Any]:
     """Every figure the evaluation report gives for one head.
 

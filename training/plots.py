@@ -64,7 +64,7 @@ def confusion_png(confusion: dict[str, Any], title: str, path: Path) -> Path:
                     ax.text(
                         j,
                         i,
-                        int(m[i, j]),
+                        str(int(m[i, j])),
                         ha="center",
                         va="center",
                         fontsize=7,
