@@ -68,6 +68,7 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
     """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving."""
     app = request.app
     root = Path(app.state.settings.model_root)
+    target: Path | None
     if body is not None and body.model_dir:
         target = root / body.model_dir  # an absolute model_dir replaces the root
     else:

@@ -1,0 +1,80 @@
+"""A real ``paidan serve`` process on 127.0.0.1 for the crash, reload and load tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+STARTUP_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: IO[bytes]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the whole process group (uvicorn and any worker) at once, without a shutdown."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=15)
+        self.log.close()
+
+    def logs(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_server(args: list[str], env: dict[str, str], port: int | None = None) -> LiveServer:
+    """``paidan serve --port P ARGS`` with ``env`` on top of ours; returns once ``/readyz`` answers."""
+    port = port or free_port()
+    full_env = {**os.environ, **env}
+    for name in ("PAIDAN_DATABASE_URL", "PAIDAN_API_KEYS", "PAIDAN_ADMIN_KEYS"):
+        if name not in env:
+            full_env.pop(name, None)
+    # Outlives this function: the server writes to it until it is killed.
+    log_file = tempfile.NamedTemporaryFile(prefix="paidan-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    command = [sys.executable, "-m", "paidan", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(
+        command,
+        env=full_env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: kill -9 reaches every worker
+    )
+    server = LiveServer(proc, f"http://127.0.0.1:{port}", log_file, Path(log_file.name), command)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"paidan serve exited with {proc.returncode}:\n{server.logs()}")
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"paidan serve did not become ready:\n{server.logs()}")
+            time.sleep(0.1)

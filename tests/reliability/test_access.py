@@ -1,0 +1,233 @@
+"""Who gets in: API keys (hashed, constant-time), 401/403 in the error format, CORS, safe headers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from model.settings import Settings, SettingsError, load_settings
+from paidan.cli import app as cli
+from serve.auth import UnsafeBind, check_bind_allowed, matches
+from tests.reliability.conftest import ADMIN_KEY, API_KEY
+from tests.serve.helpers import assert_error
+
+FEEDBACK = {"ticket_id": "K-1", "text": "老板拖欠工资三个月", "department": "人社"}
+TICKET = {"text": "楼下烧烤店油烟扰民"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def keyed(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client(api_keys=[API_KEY], admin_keys=[ADMIN_KEY])
+
+
+# -- keys ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/feedback", FEEDBACK),
+        ("GET", "/v1/feedback", None),
+        ("POST", "/v1/admin/reload", {}),
+    ],
+)
+def test_protected_endpoints_need_a_key(
+    keyed: TestClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    missing = keyed.request(method, path, json=body)
+    error = assert_error(missing, 401, "unauthorized")
+    assert "API key" in error["message"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert_error(keyed.request(method, path, json=body, headers=bearer("x" * 40)), 401)
+    assert_error(
+        keyed.request(method, path, json=body, headers={"X-API-Key": "not-" + API_KEY}), 401
+    )
+
+
+def test_a_valid_key_in_either_header_is_accepted(keyed: TestClient) -> None:
+    saved = keyed.post("/v1/feedback", json=FEEDBACK, headers=bearer(API_KEY))
+    assert saved.status_code == 201, saved.text
+    exported = keyed.get("/v1/feedback", headers={"X-API-Key": API_KEY})
+    assert exported.status_code == 200
+    assert '"ticket_id":"K-1"' in exported.text
+
+
+def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
+    # A valid API key that is not an admin key: known, but not allowed.
+    error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)
+    assert error["code"] == "forbidden"
+    # The admin key passes: the root's current model is reloaded.
+    passed = keyed.post("/v1/admin/reload", json={}, headers=bearer(ADMIN_KEY))
+    assert passed.status_code == 200, passed.text
+    assert passed.json()["version"] == keyed.get("/v1/model").json()["version"]
+    # The admin key also works where an API key does.
+    assert keyed.post("/v1/feedback", json=FEEDBACK, headers=bearer(ADMIN_KEY)).status_code == 201
+
+
+def test_api_keys_are_admin_keys_when_no_admin_key_is_set(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(api_keys=[API_KEY])
+    assert client.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)).status_code == 200
+    assert_error(client.post("/v1/admin/reload", json={}), 401)
+
+
+def test_route_is_open_unless_the_setting_requires_a_key(
+    keyed: TestClient, make_client: Callable[..., TestClient]
+) -> None:
+    assert keyed.post("/v1/route", json=TICKET).status_code == 200
+    strict = make_client(api_keys=[API_KEY], require_key_for_route=True)
+    assert_error(strict.post("/v1/route", json=TICKET), 401, "unauthorized")
+    assert_error(strict.post("/v1/route/batch", json={"items": [TICKET]}), 401, "unauthorized")
+    assert strict.post("/v1/route", json=TICKET, headers=bearer(API_KEY)).status_code == 200
+    batch = strict.post("/v1/route/batch", json={"items": [TICKET]}, headers=bearer(API_KEY))
+    assert batch.status_code == 200 and batch.json()["ok"] == 1
+    # Probes and the page stay open: a load balancer has no key.
+    assert strict.get("/readyz").status_code == 200
+    assert strict.get("/").status_code == 200
+
+
+def test_settings_keep_only_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = hashlib.sha256(b"a-second-key-0123456789").hexdigest()
+    monkeypatch.setenv("PAIDAN_API_KEYS", f"{API_KEY}, sha256:{digest.upper()}")
+    settings = load_settings()
+    assert settings.api_keys == (
+        "sha256:" + hashlib.sha256(API_KEY.encode()).hexdigest(),
+        "sha256:" + digest,
+    )
+    assert API_KEY not in repr(settings) and API_KEY not in settings.model_dump_json()
+    assert matches(API_KEY, settings.api_keys)
+    assert matches("a-second-key-0123456789", settings.api_keys)
+    assert not matches(API_KEY[:-1], settings.api_keys)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("short-key", "at least 16"), ("sha256:abc", "64 hex digits")],
+)
+def test_bad_keys_stop_startup_without_being_echoed(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("PAIDAN_API_KEYS", f"{API_KEY},{value}")
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    message = str(e.value)
+    assert "PAIDAN_API_KEYS" in message and "entry 2" in message and problem in message
+    assert value not in message and API_KEY not in message
+
+
+def test_no_key_is_ever_logged(keyed: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = "wrong-key-that-must-not-be-logged-42"
+    with caplog.at_level(logging.DEBUG):
+        keyed.post("/v1/feedback", json=FEEDBACK, headers=bearer(API_KEY))
+        keyed.post("/v1/feedback", json=FEEDBACK, headers=bearer(wrong))
+        keyed.get("/v1/feedback", headers={"X-API-Key": wrong})
+        keyed.post("/v1/admin/reload", json={}, headers=bearer(ADMIN_KEY))
+        response = keyed.post("/v1/admin/reload", json={}, headers=bearer(wrong))
+    assert "serve.access" in {r.name for r in caplog.records}, "the access log is on by default"
+    for secret in (API_KEY, ADMIN_KEY, wrong):
+        assert secret not in caplog.text
+        assert secret not in response.text
+
+
+# -- without keys: loopback only -------------------------------------------------------------------
+def test_without_keys_the_endpoints_are_open_but_only_loopback_may_be_bound(
+    client: TestClient, tmp_path: Path
+) -> None:
+    assert client.post("/v1/feedback", json=FEEDBACK).status_code == 201
+    bare = Settings(model_root=tmp_path)
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        check_bind_allowed(bare, host)
+    for host in ("0.0.0.0", "::", "192.168.1.10", "paidan.example.gov.cn"):
+        with pytest.raises(UnsafeBind, match="PAIDAN_API_KEYS"):
+            check_bind_allowed(bare, host)
+    check_bind_allowed(Settings(model_root=tmp_path, api_keys=[API_KEY]), "0.0.0.0")
+    with pytest.raises(UnsafeBind, match="REQUIRE_KEY_FOR_ROUTE"):
+        check_bind_allowed(Settings(model_root=tmp_path, require_key_for_route=True), "127.0.0.1")
+
+
+def test_paidan_serve_refuses_a_public_interface_without_keys(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--model", str(tiny_model_dir), "--host", "0.0.0.0"],
+        env={
+            "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+            "PAIDAN_DATA_DIR": str(tmp_path),
+            "PAIDAN_API_KEYS": "",
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert "refusing to listen on 0.0.0.0 without API keys" in " ".join(result.output.split())
+
+
+# -- CORS and headers ------------------------------------------------------------------------------
+PREFLIGHT = {
+    "Origin": "https://desk.example.gov.cn",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
+
+
+def test_cors_is_off_by_default(client: TestClient) -> None:
+    preflight = client.options("/v1/route", headers=PREFLIGHT)
+    assert "access-control-allow-origin" not in preflight.headers
+    simple = client.post("/v1/route", json=TICKET, headers={"Origin": PREFLIGHT["Origin"]})
+    assert simple.status_code == 200
+    assert "access-control-allow-origin" not in simple.headers
+
+
+def test_cors_allows_only_the_configured_origins(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(cors_origins="https://desk.example.gov.cn/")
+    preflight = client.options("/v1/feedback", headers=PREFLIGHT)
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == PREFLIGHT["Origin"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-credentials" not in preflight.headers
+    other = client.options("/v1/feedback", headers={**PREFLIGHT, "Origin": "https://evil.example"})
+    assert other.status_code == 400
+    assert "access-control-allow-origin" not in other.headers
+    simple = client.post("/v1/route", json=TICKET, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in simple.headers
+
+
+def test_bad_cors_origin_stops_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAIDAN_CORS_ORIGINS", "desk.example.gov.cn/path")
+    with pytest.raises(SettingsError, match=r"PAIDAN_CORS_ORIGINS.*scheme://host"):
+        load_settings()
+
+
+def test_page_sends_a_strict_csp_and_safe_headers(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    csp = {
+        part.split()[0]: part.split()[1:]
+        for part in page.headers["content-security-policy"].split("; ")
+    }
+    assert csp["default-src"] == ["'self'"]
+    assert csp["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval', no CDN
+    assert csp["object-src"] == ["'none'"] and csp["frame-ancestors"] == ["'none'"]
+    assert not any("unsafe" in v for values in csp.values() for v in values)
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_api_answers_are_not_cached_or_sniffed(client: TestClient) -> None:
+    for response in (
+        client.post("/v1/route", json=TICKET),
+        client.get("/v1/feedback"),
+        client.post("/v1/route", json={}),  # an error answer too
+    ):
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"

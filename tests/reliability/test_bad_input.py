@@ -1,0 +1,244 @@
+"""Bad and odd input: limits answer 413/422 in the one error format; odd text is routed to review."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model.settings import Settings
+from tests.serve.helpers import assert_error
+
+JSON = {"content-type": "application/json"}
+MB = 1024 * 1024
+
+
+def post_raw(client: TestClient, path: str, raw: str | bytes) -> Any:
+    return client.post(path, content=raw if isinstance(raw, bytes) else raw.encode(), headers=JSON)
+
+
+# -- limits ----------------------------------------------------------------------------------------
+def test_default_limits_are_the_issues() -> None:
+    defaults = Settings()
+    assert defaults.max_text_chars == 20_000
+    assert defaults.max_title_chars == 200
+    assert defaults.max_batch == 1_000
+    assert defaults.max_body_bytes == 2 * MB
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code", "field", "says"),
+    [
+        ("/v1/route", {"text": "长" * 20_001}, 422, "invalid_request", "body.text", "20,000"),
+        ("/v1/route", {"text": "长" * 20_000}, 200, None, None, None),
+        (
+            "/v1/route",
+            {"text": "x", "title": "题" * 201},
+            422,
+            "invalid_request",
+            "body.title",
+            "200",
+        ),
+        (
+            "/v1/feedback",
+            {"text": "长" * 20_001, "department": "人社"},
+            422,
+            None,
+            "body.text",
+            "20,000",
+        ),
+        (
+            "/v1/feedback",
+            {"text": "x", "title": "题" * 201, "department": "人社"},
+            422,
+            None,
+            "body.title",
+            "200",
+        ),
+        (
+            "/v1/route/batch",
+            {"items": [{"text": "x"}] * 1_001},
+            413,
+            "batch_too_large",
+            "items",
+            "1,000",
+        ),
+        ("/v1/route/batch", {"items": [{"text": "拖欠工资"}] * 1_000}, 200, None, None, None),
+    ],
+)
+def test_limits(
+    client: TestClient,
+    path: str,
+    body: dict[str, Any],
+    status: int,
+    code: str | None,
+    field: str | None,
+    says: str | None,
+) -> None:
+    response = client.post(path, json=body)
+    if status == 200:
+        assert response.status_code in (200, 201), response.text
+        return
+    error = assert_error(response, status, code)
+    assert error["field"] == field
+    assert says in error["message"]
+    assert "长长长" not in response.text and "题题题" not in response.text  # input never echoed
+
+
+def test_body_over_2_mb_is_refused_with_and_without_content_length(client: TestClient) -> None:
+    body = json.dumps({"text": "x" * (2 * MB)})  # 2 MB of text plus the JSON around it
+    error = assert_error(post_raw(client, "/v1/route", body), 413, "payload_too_large")
+    assert error["field"] == "body" and "2,097,152" in error["message"]
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to check up front
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024].encode()
+
+    streamed = client.post("/v1/route", content=chunks(), headers=JSON)
+    assert_error(streamed, 413, "payload_too_large")
+    # Just under the limit is read (and then refused by the text limit, 422 not 413).
+    fits = json.dumps({"text": "x" * (2 * MB - 100)})
+    assert_error(post_raw(client, "/v1/route", fits), 422, "invalid_request")
+
+
+def test_body_limit_is_configurable(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_body_bytes=4096)
+    assert client.post("/v1/route", json={"text": "拖欠工资" * 100}).status_code == 200
+    error = assert_error(client.post("/v1/route", json={"text": "拖欠工资" * 1000}), 413)
+    assert "4,096" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "status", "code"),
+    [
+        ("POST", "/v1/route", "{", 400, "malformed_json"),
+        ("POST", "/v1/route", "[1, 2]", 422, "invalid_request"),
+        ("POST", "/v1/route", "null", 422, "invalid_request"),
+        ("POST", "/v1/route/batch", '{"items": "abc"}', 422, "invalid_request"),
+        ("POST", "/v1/feedback", '{"text": "x"}', 422, "invalid_request"),
+        ("GET", "/v1/feedback?since=yesterday", None, 422, "invalid_request"),
+        ("GET", "/v1/route", None, 405, "method_not_allowed"),
+        ("GET", "/v1/unknown", None, 404, "not_found"),
+        ("GET", "/static/../../etc/passwd", None, 404, "not_found"),
+    ],
+)
+def test_every_error_has_the_one_shape(
+    client: TestClient, method: str, path: str, raw: str | None, status: int, code: str
+) -> None:
+    if raw is None:
+        response = client.request(method, path)
+    else:
+        response = client.request(method, path, content=raw.encode(), headers=JSON)
+    assert_error(response, status, code)
+
+
+def test_wrong_content_type_is_an_error_in_the_shape(client: TestClient) -> None:
+    response = client.post("/v1/route", content=b"text=abc", headers={"content-type": "text/plain"})
+    assert response.status_code in (400, 415, 422)
+    assert_error(response, response.status_code)
+
+
+# -- odd text --------------------------------------------------------------------------------------
+ODD_TEXTS = {
+    "emoji": "😀😡🙈🚒🏠👍🏽👨‍👩‍👧",
+    "control": "\x00\x01\x07\x1b[31m\x7f\x9f",
+    "rtl": "مرحبا بالعالم \u202e\u202b שלום",
+    "zero_width": "\u200b\u200c\u200d\u2060\ufeff",
+    "all_english": "Hello, my landlord has not returned my deposit",
+    "all_digits": "1234567890 0987654321 42",
+    "combining": "e\u0301\u0301\u0301\u0301" * 50,
+    "private_use": "\ue000\U000f0000\U0010fffd",
+    "newlines": "\r\n\t\v\f\u2028\u2029" * 10 + "z",
+}
+
+
+@pytest.mark.parametrize("text", list(ODD_TEXTS.values()), ids=list(ODD_TEXTS))
+def test_odd_text_is_routed_to_review_never_500(client: TestClient, text: str) -> None:
+    response = client.post("/v1/route", json={"text": text, "title": text[:200]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decision"] == "review"
+    for head in ("department", "category"):
+        assert body[head]["decision"] == "review"
+        assert body[head]["score"] < body[head]["threshold"] or body[head]["reason"] == (
+            "no_known_terms"
+        )
+
+
+@pytest.mark.parametrize(
+    "raw_text",
+    [r"\ud800", r"\udfff", r"abc\ud83d", r"\ude00\ud83d", r"\ud800\ud800 13812345678"],
+)
+def test_lone_surrogates_in_json_escapes_are_answered(client: TestClient, raw_text: str) -> None:
+    routed = post_raw(client, "/v1/route", f'{{"text": "{raw_text}", "id": "{raw_text}"}}')
+    assert routed.status_code == 200, routed.text
+    assert routed.json()["decision"] == "review"
+    assert "\ufffd" in routed.json()["id"]
+    batch = post_raw(
+        client,
+        "/v1/route/batch",
+        f'{{"items": [{{"text": "{raw_text}"}}, {{"id": "{raw_text}", "title": 5}}]}}',
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["ok"] == 1 and batch.json()["failed"] == 1
+    saved = post_raw(
+        client,
+        "/v1/feedback",
+        f'{{"text": "{raw_text}", "department": "{raw_text}", "suggestion": {{"{raw_text}": 1}}}}',
+    )
+    assert saved.status_code == 201, saved.text
+    assert client.get("/v1/feedback").status_code == 200
+
+
+# Any code point at all, surrogates included; json.dumps writes them as \\uXXXX escapes.
+any_char = st.characters(codec=None, exclude_categories=())
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(any_char, min_size=1, max_size=200),
+    title=st.one_of(st.none(), st.text(any_char, max_size=30)),
+    top_k=st.one_of(st.none(), st.integers(-3, 25)),
+)
+def test_route_answers_any_unicode_without_5xx(
+    client: TestClient, text: str, title: str | None, top_k: int | None
+) -> None:
+    response = post_raw(
+        client, "/v1/route", json.dumps({"text": text, "title": title, "top_k": top_k})
+    )
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        error = assert_error(response, 422, "invalid_request")
+        assert error["field"] in {"body.text", "body.top_k"}
+    else:
+        assert response.json()["decision"] in {"auto", "review"}
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    items=st.lists(
+        st.one_of(
+            st.fixed_dictionaries({"text": st.text(any_char, max_size=50)}),
+            st.dictionaries(st.text(any_char, max_size=5), st.text(any_char, max_size=5)),
+            st.text(any_char, max_size=5),
+            st.integers(),
+            st.none(),
+        ),
+        max_size=8,
+    )
+)
+def test_batch_returns_every_item_for_any_input(client: TestClient, items: list[Any]) -> None:
+    response = post_raw(client, "/v1/route/batch", json.dumps({"items": items}))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["index"] for r in body["results"]] == list(range(len(items)))
+    assert body["ok"] + body["failed"] == len(items)

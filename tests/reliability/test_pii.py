@@ -1,0 +1,134 @@
+"""Phone numbers, ID numbers and e-mail addresses never reach the database, the logs or an answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.config import TrainingConfig
+from serve.deps import get_router
+from serve.security import loggable_path
+from tests.conftest import TINY_TICKETS
+
+PHONE, ID_NUMBER, EMAIL = "13812345678", "11010119900307123X", "zhang.san@example.com"
+SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san")
+PII = f"电话{PHONE}，身份证{ID_NUMBER}，邮箱{EMAIL}"
+MASKS = ("[手机号]", "[身份证号]", "[邮箱]")
+
+
+def assert_clean(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret} leaked"
+
+
+@pytest.fixture(scope="module")
+def pii_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig) -> Path:
+    """A model whose training titles all carry PII (the similar tickets come from them)."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("pii-models")
+    data = root / "pii.csv"
+    rows = [(f"{t} {PII}", x, d, c) for t, x, d, c in TINY_TICKETS]
+    data.write_text(
+        "id,title,text,department,category\n"
+        + "".join(f"P{i},{t},{x},{d},{c}\n" for i, (t, x, d, c) in enumerate(rows)),
+        encoding="utf-8",
+    )
+    result = train([data], root / "pii", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+@pytest.fixture
+def pii_client(make_client: Callable[..., TestClient], pii_model_dir: Path) -> TestClient:
+    return make_client(model_root=pii_model_dir.parent, model_dir=pii_model_dir)
+
+
+def test_similar_tickets_are_returned_masked(pii_client: TestClient) -> None:
+    ticket = {"title": f"讨薪 {PII}", "text": f"老板拖欠工资三个月不发 {PII}"}
+    single = pii_client.post("/v1/route", json=ticket)
+    batch = pii_client.post("/v1/route/batch", json={"items": [ticket]})
+    for similar in (single.json()["similar"], batch.json()["results"][0]["result"]["similar"]):
+        assert similar, "the model has similar tickets to show"
+        for s in similar:
+            assert all(mask in s["title"] for mask in MASKS), s["title"]
+    assert_clean(single.text)
+    assert_clean(batch.text)
+
+
+def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> None:
+    shown = pii_client.post("/v1/route", json={"text": f"拖欠工资 {PII}"}).json()
+    shown["echo"] = f"the client may send anything back: {PII}"
+    response = pii_client.post(
+        "/v1/feedback",
+        json={
+            "ticket_id": "PII-1",
+            "title": f"投诉 {PII}",
+            "text": f"公司拖欠工资，{PII}",
+            "suggestion": shown,
+            "department": "人社",
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert_clean(response.text)
+    db_file = tmp_path / "var" / "paidan.db"
+    with sqlite3.connect(db_file) as conn:
+        [(title, text, suggestion)] = conn.execute(
+            "SELECT title, text, suggestion FROM feedback WHERE ticket_id = 'PII-1'"
+        ).fetchall()
+    for stored in (title, text, suggestion):
+        assert_clean(stored)
+    assert all(mask in text for mask in MASKS)
+    assert "[手机号]" in json.loads(suggestion)["echo"]
+    exported = pii_client.get("/v1/feedback")
+    assert exported.status_code == 200 and "PII-1" in exported.text
+    assert_clean(exported.text)
+
+
+def test_logs_hold_no_pii(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(raise_server_exceptions=False)
+    ticket: dict[str, Any] = {"id": "L-1", "title": f"投诉{PII}", "text": f"拖欠工资 {PII}"}
+    with caplog.at_level(logging.DEBUG):
+        assert client.post("/v1/route", json=ticket).status_code == 200
+        client.post("/v1/route/batch", json={"items": [ticket, {"text": 1, "title": PII}]})
+        client.post("/v1/feedback", json={**ticket, "department": "人社"})
+        client.post("/v1/route", json={**ticket, "title": PII * 20})  # 422: too long
+        client.get(f"/v1/route?text={PII}&phone={PHONE}")  # 405, PII in the query string
+        client.get(f"/v1/tickets/{PHONE}/{EMAIL}")  # 404, PII in the path
+        client.get("/v1/feedback", params={"since": PII})  # 422
+
+        class Broken:  # an unexpected error whose message quotes the ticket
+            version = "broken"
+
+            def predict(self, tickets: Any, **_: Any) -> Any:
+                raise ValueError(f"cannot route {tickets}")
+
+        client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
+        assert client.post("/v1/route", json=ticket).status_code == 500
+    access = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    assert len(access) >= 8, access
+    assert any('"GET /v1/tickets/[手机号]/[邮箱] HTTP/1.1" 404' in line for line in access), access
+    assert any('"GET /v1/route?phone=…&text=… HTTP/1.1" 405' in line for line in access), access
+    assert any("ValueError" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    # Everything the server logged; the test's own HTTP client (httpx) logs the URLs it requests.
+    server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert len(server_records) > len(access)
+    for record in server_records:
+        assert_clean(record.getMessage())
+        assert_clean(str(record.args))
+
+
+def test_loggable_path_masks_the_path_and_drops_query_values() -> None:
+    assert loggable_path("/v1/x/%31%33%38%31%32%33%34%35%36%37%38") == "/v1/x/[手机号]"
+    assert loggable_path("/v1/feedback", b"since=2024-01-01&since=x") == "/v1/feedback?since=…"
+    line = loggable_path("/", f"{PHONE}={EMAIL}".encode())
+    assert_clean(line)
