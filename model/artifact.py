@@ -22,6 +22,7 @@ import platform
 import shutil
 import stat
 import tempfile
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,8 @@ def save_router(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        joblib.dump(router, staging / ROUTER_FILE, compress=3)
+        # Uncompressed, so that load_router can memory-map the weights (see there).
+        joblib.dump(router, staging / ROUTER_FILE, compress=0)
         for name, src in (resources or {}).items():
             if src is not None:
                 shutil.copyfile(src, staging / name)
@@ -233,7 +235,13 @@ def load_router(
     meta = verify(model_dir, root)
     path = Path(model_dir).resolve() / ROUTER_FILE
     try:
-        router = joblib.load(path)
+        with warnings.catch_warnings():
+            # Models written compressed (by earlier versions) cannot be mapped; they load normally.
+            warnings.filterwarnings("ignore", message=r'mmap_mode "r" is not compatible')
+            # Read-only memory map of the numpy arrays (the weights): no copy and no decompression,
+            # and processes serving the same model share its pages. Arrays are plain numbers: the
+            # pickle's code-bearing part was read, after the checksum, in this call.
+            router = joblib.load(path, mmap_mode="r")
     except Exception as e:  # a verified file that fails to unpickle: say so, not pickle's traceback
         raise ModelLoadError(
             f"{path} passed its checksum but cannot be loaded: {type(e).__name__}: {e}"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -15,7 +20,7 @@ from sklearn.svm import LinearSVC
 
 from model.config import TrainingConfig
 from model.text import combine
-from model.tokenizer import JiebaTokenizer, doc_text, doc_tokens
+from model.tokenizer import Doc, JiebaTokenizer, doc_text, doc_tokens
 
 # A ticket as the pipeline accepts it: a bare text, a (title, text) pair, or a mapping with those keys.
 TicketLike = str | tuple[str | None, str | None] | Mapping[str, Any]
@@ -116,7 +121,10 @@ def build_features(
     return Pipeline(
         [
             ("prepare", TextPreparer(title_repeat=config.title_repeat)),
-            ("tokenize", JiebaTokenizer(userdict=userdict, stopwords=stopwords)),
+            (
+                "tokenize",
+                JiebaTokenizer(userdict=userdict, stopwords=stopwords, backend=config.tokenizer),
+            ),
             ("views", FeatureUnion(views, transformer_weights=weights)),
         ]
     )
@@ -143,3 +151,193 @@ def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> Cal
         method=config.calibration,
         cv=folds,
     )
+
+
+class CompiledFeatures:
+    """The fitted feature pipeline's ``transform``, without scikit-learn's per-call overhead.
+
+    ``Pipeline.transform`` validates its input at every step and runs the feature union through
+    joblib; for one ticket that overhead costs more than the arithmetic. This object reads the
+    fitted steps once and then does only the arithmetic scikit-learn does: count each view's terms,
+    apply the sublinear TF, the IDF and the L2 norm, weight the view, and lay the views side by side.
+    The result equals ``features.transform`` up to float32 rounding (tests check it).
+
+    Parameters
+    ----------
+    features : Pipeline
+        A pipeline built by :func:`build_features` and fitted.
+    """
+
+    def __init__(self, features: Pipeline) -> None:
+        self.prepare: TextPreparer = features.named_steps["prepare"]
+        self.tokenizer: JiebaTokenizer = features.named_steps["tokenize"]
+        union: FeatureUnion = features.named_steps["views"]
+        weights = union.transformer_weights or {}
+        self.views: list[_CompiledView] = []
+        offset = 0
+        for name, vec in union.transformer_list:
+            view = _CompiledView(vec, weights.get(name), offset)
+            self.views.append(view)
+            offset += view.width
+        self.n_features = offset
+
+    def texts(self, tickets: Iterable[TicketLike]) -> list[str]:
+        """Prepared texts: each ticket normalised and masked exactly once."""
+        return self.prepare.transform(tickets)
+
+    def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
+        """Feature rows of tickets, as ``features.transform`` computes them."""
+        docs = self.tokenizer.transform(self.texts(tickets))
+        return self.transform_docs(docs)
+
+    def transform_docs(self, docs: Sequence[Doc]) -> sp.csr_matrix:
+        """Feature rows of already tokenised documents."""
+        rows_idx: list[np.ndarray] = []
+        rows_val: list[np.ndarray] = []
+        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+        for i, doc in enumerate(docs):
+            parts = [view.row(doc) for view in self.views]
+            idx = np.concatenate([p[0] for p in parts])
+            rows_idx.append(idx)
+            rows_val.append(np.concatenate([p[1] for p in parts]))
+            indptr[i + 1] = indptr[i] + len(idx)
+        indices = np.concatenate(rows_idx) if rows_idx else np.zeros(0, dtype=np.int32)
+        data = np.concatenate(rows_val) if rows_val else np.zeros(0, dtype=np.float32)
+        return sp.csr_matrix(
+            (data, indices.astype(np.int32, copy=False), indptr),
+            shape=(len(docs), self.n_features),
+        )
+
+
+class _CompiledView:
+    """One fitted TfidfVectorizer reduced to its analyzer, vocabulary and IDF."""
+
+    def __init__(self, vec: TfidfVectorizer, weight: float | None, offset: int) -> None:
+        if vec.norm not in ("l2", None) or not vec.use_idf:
+            raise ValueError("only l2-normalised TF-IDF views can be compiled")
+        self.analyzer = vec.build_analyzer()
+        if vec.analyzer == "char_wb" and vec.input == "content" and vec.preprocessor is not None:
+            self.analyzer = partial(
+                char_wb_ngrams, preprocessor=vec.preprocessor, ngram_range=vec.ngram_range
+            )
+        self.vocabulary: dict[str, int] = vec.vocabulary_
+        self.idf = np.asarray(vec.idf_, dtype=vec.dtype)
+        self.dtype = vec.dtype
+        self.sublinear = vec.sublinear_tf
+        self.l2 = vec.norm == "l2"
+        self.weight = None if weight in (None, 1, 1.0) else weight
+        self.offset = offset
+        self.width = len(self.vocabulary)
+
+    def row(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted global column indices and TF-IDF values of one document."""
+        get = self.vocabulary.get
+        terms = self.analyzer(doc)
+        found = np.fromiter(map(get, terms, repeat(-1)), dtype=np.int32, count=len(terms))
+        # np.unique sorts, as scikit-learn's sort_indices does, and counts repeated terms.
+        idx, counts = np.unique(found[found >= 0], return_counts=True)
+        if not len(idx):
+            return idx, np.zeros(0, dtype=self.dtype)
+        val = counts.astype(self.dtype)
+        if self.sublinear:
+            np.log(val, out=val)
+            val += 1
+        val *= self.idf[idx]
+        if self.l2:
+            # As scikit-learn's row normaliser: squares in the data's precision, summed in order in
+            # double precision, division in double; so rows are bit-for-bit scikit-learn's.
+            norm = math.sqrt(np.cumsum(val * val, dtype=np.float64)[-1])
+            if norm > 0:
+                val = (val / np.float64(norm)).astype(self.dtype)
+        if self.weight is not None:
+            val = (val * self.weight).astype(self.dtype, copy=False)
+        return idx + self.offset, val
+
+
+def char_wb_ngrams(
+    doc: Any, preprocessor: Callable[[Any], str], ngram_range: tuple[int, int]
+) -> list[str]:
+    """scikit-learn's ``char_wb`` analyzer, with list slicing in place of a per-n-gram loop.
+
+    Same n-grams in the same order: each whitespace-separated word is padded with one space on
+    each side; a padded word no longer than ``n`` counts once, whole, and ends the larger sizes.
+    """
+    min_n, max_n = ngram_range
+    out: list[str] = []
+    extend = out.extend
+    for w in preprocessor(doc).split():
+        w = f" {w} "
+        w_len = len(w)
+        for n in range(min_n, max_n + 1):
+            if w_len <= n:
+                out.append(w)
+                break
+            extend([w[i : i + n] for i in range(w_len - n + 1)])
+    return out
+
+
+class CompiledHead:
+    """A fitted sigmoid-calibrated linear head's ``predict_proba``, as plain array arithmetic.
+
+    :class:`~sklearn.calibration.CalibratedClassifierCV` validates its input in every fold and every
+    calibrator on every call, which for one ticket costs far more than its few hundred
+    multiply-adds. This object keeps each fold's weights (stored feature-major, so a sparse row times
+    them reads contiguous memory and nothing is copied), intercepts and sigmoid parameters, and
+    computes the same probabilities scikit-learn does.
+
+    Parameters
+    ----------
+    classifier : CalibratedClassifierCV
+        Fitted, with ``method="sigmoid"`` and a linear estimator (``coef_``, ``intercept_``).
+
+    Raises
+    ------
+    ValueError
+        If the classifier is not of that kind (the caller then uses scikit-learn's own method).
+    """
+
+    def __init__(self, classifier: CalibratedClassifierCV) -> None:
+        if classifier.method != "sigmoid":
+            raise ValueError("only sigmoid calibration can be compiled")
+        store_feature_major(classifier)  # in place, so the model keeps one copy of its weights
+        self.classes = np.asarray(classifier.classes_)
+        self.folds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for calibrated in classifier.calibrated_classifiers_:
+            est = calibrated.estimator
+            positions = np.searchsorted(self.classes, est.classes_)
+            if len(self.classes) == 2:
+                positions = np.array([1])
+            a = np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64)
+            b = np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64)
+            self.folds.append((est.coef_.T, np.asarray(est.intercept_), a, b, positions))
+
+    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
+        """Mean calibrated probabilities over the folds, columns in ``classes`` order."""
+        n, n_classes = X.shape[0], len(self.classes)
+        mean = np.zeros((n, n_classes))
+        for coef_t, intercept, a, b, positions in self.folds:
+            scores = X @ coef_t + intercept  # (n, n_pred), contiguous rows of coef_t
+            proba = np.zeros((n, n_classes))
+            proba[:, positions] = expit(-(a * scores + b))
+            if n_classes == 2:
+                proba[:, 0] = 1.0 - proba[:, 1]
+            else:
+                denominator = proba.sum(axis=1)[:, np.newaxis]
+                uniform = np.full_like(proba, 1 / n_classes)
+                proba = np.divide(proba, denominator, out=uniform, where=denominator != 0)
+            proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+            mean += proba
+        return mean / len(self.folds)
+
+
+def store_feature_major(classifier: CalibratedClassifierCV) -> None:
+    """Store each fold's weights feature-major (Fortran order), in place.
+
+    The values do not change. A sparse row times the transposed weights then reads contiguous
+    memory, and scikit-learn's own ``decision_function`` works the same with either layout.
+    """
+    for calibrated in getattr(classifier, "calibrated_classifiers_", []):
+        est = calibrated.estimator
+        coef = getattr(est, "coef_", None)
+        if isinstance(coef, np.ndarray) and coef.ndim == 2 and not coef.flags.f_contiguous:
+            est.coef_ = np.asfortranarray(coef)

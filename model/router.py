@@ -7,6 +7,7 @@ Every caller (the CLI, the HTTP API, the web page and batch labelling) goes thro
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,7 +20,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize as l2_normalize
 
 from model.config import TrainingConfig
-from model.pipeline import TicketLike, build_classifier, build_features
+from model.pipeline import (
+    CompiledFeatures,
+    CompiledHead,
+    TicketLike,
+    build_classifier,
+    build_features,
+    store_feature_major,
+)
 from model.text import clean
 
 logger = logging.getLogger(__name__)
@@ -29,6 +37,13 @@ Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
 REASON_NO_KNOWN_TERMS = "no_known_terms"
+
+# Similar-ticket search reads an inverted index (feature → tickets). Above EXACT_SEARCH_MAX stored
+# tickets it keeps each ticket's PRUNED_TERMS highest-weighted features only, and the best
+# SIMILAR_CANDIDATES tickets found that way are rescored exactly; below, the index is complete.
+EXACT_SEARCH_MAX = 5_000
+PRUNED_TERMS = 48
+SIMILAR_CANDIDATES = 200
 
 
 class Candidate(BaseModel):
@@ -113,31 +128,65 @@ class SimilarIndex:
     titles: np.ndarray
     departments: np.ndarray
     categories: np.ndarray
+    # Feature × ticket inverted index (see postings()), built on first use, never pickled.
+    _postings: sp.csr_matrix | None = field(default=None, repr=False)
 
     def query(self, X: sp.csr_matrix, k: int) -> list[list[SimilarTicket]]:
         if k <= 0 or self.matrix.shape[0] == 0:
             return [[] for _ in range(X.shape[0])]
-        # index (n × f) @ queries.T (f × q): only the few query rows are converted, never the index.
-        sims = (self.matrix @ l2_normalize(X).T).T.toarray()
-        k = min(k, sims.shape[1])
+        Q = _l2_rows(X)
+        exact = self.matrix.shape[0] <= EXACT_SEARCH_MAX
+        # Sparse × sparse: only the postings of the queries' own features are read.
+        scores = sp.csr_matrix(Q @ self.postings())
         out = []
-        for row in sims:
-            top = np.argpartition(-row, k - 1)[:k]
-            top = top[np.argsort(-row[top], kind="stable")]
-            out.append(
-                [
-                    SimilarTicket(
-                        id=str(self.ids[i]),
-                        title=str(self.titles[i]),
-                        department=_none_if_empty(self.departments[i]),
-                        category=_none_if_empty(self.categories[i]),
-                        similarity=round(float(row[i]), 4),
-                    )
-                    for i in top
-                    if row[i] > 0
-                ]
-            )
+        for j in range(Q.shape[0]):
+            cand = scores.indices[scores.indptr[j] : scores.indptr[j + 1]]
+            sims = scores.data[scores.indptr[j] : scores.indptr[j + 1]]
+            if exact:  # the postings are complete: these are the exact similarities
+                out.append(self._hits(cand, sims, k))
+                continue
+            if len(cand) > SIMILAR_CANDIDATES:
+                cand = cand[np.argpartition(-sims, SIMILAR_CANDIDATES - 1)[:SIMILAR_CANDIDATES]]
+            out.append(self._hits(cand, self.matrix[cand] @ _dense_row(Q, j), k))
         return out
+
+    def postings(self) -> sp.csr_matrix:
+        """Feature-major inverted index of the stored tickets, built once.
+
+        Complete up to :data:`EXACT_SEARCH_MAX` stored tickets; above, each ticket keeps only its
+        :data:`PRUNED_TERMS` highest-weighted features and the candidates are rescored exactly.
+        """
+        if self._postings is None:
+            m = self.matrix
+            if m.shape[0] > EXACT_SEARCH_MAX:
+                m = _prune_rows(m, PRUNED_TERMS)
+            self._postings = sp.csr_matrix(m.T)
+        return self._postings
+
+    def _hits(self, rows: np.ndarray, sims: np.ndarray, k: int) -> list[SimilarTicket]:
+        k = min(k, len(sims))
+        if k == 0:
+            return []
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.lexsort((rows[top], -sims[top]))]  # by similarity, then by stored order
+        return [
+            SimilarTicket(
+                id=str(self.ids[i]),
+                title=str(self.titles[i]),
+                department=_none_if_empty(self.departments[i]),
+                category=_none_if_empty(self.categories[i]),
+                similarity=round(float(s), 4),
+            )
+            for i, s in zip(rows[top], sims[top], strict=True)
+            if s > 0
+        ]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_postings"] = None  # derivable from the matrix
+        for name in ("ids", "titles", "departments", "categories"):
+            state[name] = _CPickled(state[name])  # object arrays: one string per stored ticket
+        return state
 
 
 @dataclass
@@ -154,6 +203,10 @@ class Router:
     index: SimilarIndex | None = None
     version: str = "unversioned"
     _feature_names: np.ndarray | None = field(default=None, repr=False)
+    # Compiled prediction path (see :meth:`compiled`), rebuilt after loading, never pickled.
+    _compiled: tuple[CompiledFeatures, dict[str, CompiledHead | None]] | None = field(
+        default=None, repr=False
+    )
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -181,6 +234,7 @@ class Router:
             # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).
             vectorizer.stop_words_ = None
         self._feature_names = None
+        self._compiled = None
         return sp.csr_matrix(X[: len(tickets)])
 
     def fit_head(self, name: str, X: sp.spmatrix, y: Sequence[str], threshold: float) -> Head:
@@ -188,6 +242,7 @@ class Router:
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
         clf = build_classifier(self.config, counts.tolist())
         clf.fit(X, np.asarray(y, dtype=str))
+        store_feature_major(clf)
         head = Head(
             name=name,
             classifier=clf,
@@ -195,6 +250,7 @@ class Router:
             counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
         )
         self.heads[name] = head
+        self._compiled = None
         return head
 
     def build_index(
@@ -218,7 +274,30 @@ class Router:
     # -- prediction (everyone calls this) -------------------------------------------------------
     def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
         """Feature vectors of tickets, exactly as the heads see them."""
-        return sp.csr_matrix(self.features.transform(list(tickets)))
+        return self.compiled()[0].transform(list(tickets))
+
+    def compiled(self) -> tuple[CompiledFeatures, dict[str, CompiledHead | None]]:
+        """The fitted features and heads as plain array arithmetic, built once per process.
+
+        Same results as ``features.transform`` and ``classifier.predict_proba`` without
+        scikit-learn's per-call validation, which dominates the cost of a single ticket. A head that
+        cannot be compiled (isotonic calibration) maps to ``None`` and uses scikit-learn.
+        """
+        if self._compiled is None:
+            heads: dict[str, CompiledHead | None] = {}
+            for name, head in self.heads.items():
+                try:
+                    heads[name] = CompiledHead(head.classifier)
+                except ValueError:
+                    heads[name] = None
+            self._compiled = (CompiledFeatures(self.features), heads)
+        return self._compiled
+
+    def _proba(self, name: str, X: sp.csr_matrix) -> np.ndarray:
+        fast = self.compiled()[1].get(name)
+        if fast is None:
+            return self.heads[name].classifier.predict_proba(X)
+        return fast.predict_proba(X)
 
     def predict(
         self,
@@ -253,7 +332,7 @@ class Router:
         empty_rows = X[:, : self._word_width()].getnnz(axis=1) == 0
         per_head: dict[str, list[HeadResult]] = {}
         for name, head in self.heads.items():
-            proba = head.classifier.predict_proba(X)
+            proba = self._proba(name, X)
             per_head[name] = [
                 self._head_result(head, X, i, proba[i], top_k, explain, bool(empty_rows[i]))
                 for i in range(X.shape[0])
@@ -274,12 +353,15 @@ class Router:
     def predict_proba(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray]:
         """Probabilities per head, columns in the order of ``self.heads[name].labels``."""
         X = self.transform(tickets)
-        return {name: head.classifier.predict_proba(X) for name, head in self.heads.items()}
+        return {name: self._proba(name, X) for name in self.heads}
 
     def warm_up(self) -> None:
-        """Load jieba's dictionary and the feature names before the first request."""
+        """Load jieba's dictionary, compile the prediction path and build the search index."""
         self.features.named_steps["tokenize"].warm_up()
-        self.feature_names()
+        self.compiled()
+        self._word_names()
+        if self.index is not None:
+            self.index.postings()
         self.predict(["warm up"], similar_k=1)
 
     def _word_width(self) -> int:
@@ -287,22 +369,36 @@ class Router:
         name, vectorizer = self.features.named_steps["views"].transformer_list[0]
         return len(vectorizer.vocabulary_) if name == "word" else 0
 
+    def _word_names(self) -> np.ndarray:
+        """Readable names of the word-view columns only: all that evidence ever shows."""
+        if self._feature_names is None:
+            name, vec = self.features.named_steps["views"].transformer_list[0]
+            names = np.empty(len(vec.vocabulary_) if name == "word" else 0, dtype=object)
+            if name == "word":
+                # Inverting the vocabulary is a C-level scatter; get_feature_names_out sorts it.
+                names[np.fromiter(vec.vocabulary_.values(), dtype=np.int64)] = [
+                    _join_tokens(t) if " " in t else t for t in vec.vocabulary_
+                ]
+            self._feature_names = names
+        return self._feature_names
+
     def feature_names(self) -> np.ndarray:
         """Readable names of all features (word n-grams joined, char n-grams stripped)."""
-        if self._feature_names is None:
-            names = []
-            for view, vec in self.features.named_steps["views"].transformer_list:
+        names = []
+        for view, vec in self.features.named_steps["views"].transformer_list:
+            if view == "word":
+                names.append(self._word_names())
+            else:
                 raw = vec.get_feature_names_out()
-                if view == "word":
-                    names.append(np.asarray([_join_tokens(t) for t in raw], dtype=object))
-                else:
-                    names.append(np.asarray([t.strip() for t in raw], dtype=object))
-            self._feature_names = np.concatenate(names)
-        return self._feature_names
+                names.append(np.asarray([t.strip() for t in raw], dtype=object))
+        return np.concatenate(names)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_feature_names"] = None  # rebuilt on demand; large and derivable
+        state["_compiled"] = None
+        # The vocabularies: hundreds of thousands of strings (see _CPickled).
+        state["features"] = _CPickled(self.features)
         return state
 
     # -- business rules --------------------------------------------------------------------------
@@ -346,7 +442,7 @@ class Router:
         words = cols < self._word_width()
         cols, vals = cols[words], vals[words]
         contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
-        names = self.feature_names()[cols]
+        names = self._word_names()[cols]
         merged: dict[str, float] = {}
         for name, weight in zip(names, contrib, strict=True):
             if weight > 0 and name:
@@ -388,6 +484,54 @@ def _join_tokens(ngram: str) -> str:
     for p in parts[1:]:
         out += (" " if out[-1:].isascii() and p[:1].isascii() else "") + p
     return out
+
+
+class _CPickled:
+    """Pickles an object as one bytes blob that is unpickled by the C unpickler.
+
+    joblib reads a file with Python's pure-Python unpickler (to lay numpy arrays out itself), which
+    takes seconds for the feature vocabularies' hundreds of thousands of strings; a blob reduces to
+    ``pickle.loads(blob)``, so the strings are read at C speed and the loaded attribute is the
+    object itself. Large numpy arrays stay outside blobs, where joblib handles them best.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return pickle.loads, (pickle.dumps(self.obj, protocol=pickle.HIGHEST_PROTOCOL),)
+
+
+def _l2_rows(X: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to unit length (scikit-learn's ``normalize`` validates at a cost of milliseconds)."""
+    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+    lengths = np.diff(X.indptr)
+    rows = np.repeat(np.arange(X.shape[0]), lengths)
+    norms = np.sqrt(np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0]))
+    norms[norms == 0] = 1.0  # empty rows stay empty
+    X.data = (X.data / norms[rows]).astype(np.float32)
+    return X
+
+
+def _dense_row(Q: sp.csr_matrix, j: int) -> np.ndarray:
+    """Row ``j`` of a CSR matrix as a dense vector (faster to multiply by than a sparse column)."""
+    out = np.zeros(Q.shape[1], dtype=Q.dtype)
+    start, end = Q.indptr[j], Q.indptr[j + 1]
+    out[Q.indices[start:end]] = Q.data[start:end]
+    return out
+
+
+def _prune_rows(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Each row's ``keep`` largest entries (all of a shorter row), as a new CSR matrix."""
+    m = sp.csr_matrix(matrix)
+    lengths = np.diff(m.indptr)
+    mask = np.ones(m.nnz, dtype=bool)
+    for r in np.flatnonzero(lengths > keep):
+        start, end = m.indptr[r], m.indptr[r + 1]
+        drop = np.argpartition(-m.data[start:end], keep - 1)[keep:]
+        mask[start + drop] = False
+    rows = np.repeat(np.arange(m.shape[0]), lengths)[mask]
+    return sp.csr_matrix((m.data[mask], (rows, m.indices[mask])), shape=m.shape)
 
 
 def _none_if_empty(value: Any) -> str | None:

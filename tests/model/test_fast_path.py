@@ -1,0 +1,163 @@
+"""The compiled prediction path gives scikit-learn's own answers, and the similar-ticket search finds
+the exact nearest tickets."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from model import router as router_module
+from model.artifact import load_router
+from model.pipeline import CompiledFeatures, CompiledHead, char_wb_ngrams
+from model.router import SimilarIndex, _prune_rows
+from model.tokenizer import Doc, doc_text
+
+from ..conftest import TINY_TICKETS
+
+TICKETS = [(t, x) for t, x, _, _ in TINY_TICKETS] + [
+    "",
+    "12345",
+    "ＡＢＣ abc 电话13800001111",
+    ("标题", None),
+    {"title": "物业", "text": "电梯坏了 没人修\n\t请处理"},
+    "完全没见过的词语组合" * 50,
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.sampled_from([(1, 1), (1, 3), (2, 4)]))
+def test_char_wb_ngrams_equal_scikit_learns(text, ngram_range):
+    vec = TfidfVectorizer(analyzer="char_wb", preprocessor=doc_text, ngram_range=ngram_range)
+    doc = Doc(text, ())
+    assert char_wb_ngrams(doc, doc_text, ngram_range) == vec.build_analyzer()(doc)
+
+
+def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    expected = sp.csr_matrix(router.features.transform(TICKETS))
+    got = CompiledFeatures(router.features).transform(TICKETS)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    assert (got != expected).nnz == 0
+    assert got.nnz > 0
+
+
+def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS)
+    for head in router.heads.values():
+        expected = head.classifier.predict_proba(X)
+        got = CompiledHead(head.classifier).predict_proba(X)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        # And scikit-learn still works on the (now feature-major) weights.
+        np.testing.assert_allclose(head.classifier.predict_proba(X), expected, atol=1e-12)
+
+
+def test_binary_head_compiles_too(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS[:18])
+    y = np.array(["人社" if d == "人社" else "其他" for _, _, d, _ in TINY_TICKETS])
+    head = router.fit_head("binary", X, y, threshold=0.5)
+    np.testing.assert_allclose(
+        CompiledHead(head.classifier).predict_proba(X), head.classifier.predict_proba(X), atol=1e-12
+    )
+
+
+def test_isotonic_heads_fall_back_to_scikit_learn(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    head = router.heads["department"]
+    head.classifier.method = "isotonic"  # only the compile check reads it
+    with pytest.raises(ValueError, match="sigmoid"):
+        CompiledHead(head.classifier)
+
+
+def test_predict_and_predict_proba_agree_with_the_slow_path(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    X = sp.csr_matrix(router.features.transform(TICKETS))
+    proba = router.predict_proba(TICKETS)
+    results = router.predict(TICKETS)
+    for name, head in router.heads.items():
+        slow = head.classifier.predict_proba(X)
+        np.testing.assert_allclose(proba[name], slow, atol=1e-12)
+        labels = [getattr(r, name).label for r in results]
+        assert labels == [head.labels[i] for i in slow.argmax(axis=1)]
+
+
+def random_index(rows: int, features: int, seed: int) -> SimilarIndex:
+    rng = np.random.default_rng(seed)
+    m = sp.random(rows, features, density=0.05, random_state=rng, format="csr", dtype=np.float32)
+    return SimilarIndex(
+        matrix=sp.csr_matrix(normalize(m), dtype=np.float32),
+        ids=np.array([f"T{i}" for i in range(rows)], dtype=object),
+        titles=np.array([f"title {i}" for i in range(rows)], dtype=object),
+        departments=np.array(["人社"] * rows, dtype=object),
+        categories=np.array([""] * rows, dtype=object),
+    )
+
+
+def test_pruned_search_finds_the_nearest_and_reports_exact_similarities(monkeypatch):
+    queries_rows = [5, 17, 2_999]  # stored tickets: each is its own nearest neighbour
+    exact_index = random_index(3_000, 2_000, seed=1)
+    queries = sp.csr_matrix(exact_index.matrix[queries_rows])
+    exact = exact_index.query(queries, 3_000)  # every ticket with any shared feature
+    monkeypatch.setattr(router_module, "EXACT_SEARCH_MAX", 100)
+    pruned_index = random_index(3_000, 2_000, seed=1)
+    pruned = pruned_index.query(queries, 5)
+    assert pruned_index.postings().nnz == 3_000 * router_module.PRUNED_TERMS
+    assert exact_index.postings().nnz == exact_index.matrix.nnz
+    for e, p, own in zip(exact, pruned, queries_rows, strict=True):
+        assert p[0].id == f"T{own}" and p[0].similarity == pytest.approx(1.0, abs=1e-4)
+        exact_sims = {s.id: s.similarity for s in e}
+        assert all(exact_sims[s.id] == s.similarity for s in p)  # rescored exactly
+        assert [s.similarity for s in p] == sorted((s.similarity for s in p), reverse=True)
+        assert len(p) == 5
+
+
+def test_exact_search_matches_a_brute_force_cosine():
+    index = random_index(300, 200, seed=3)
+    rng = np.random.default_rng(4)
+    Q = sp.csr_matrix(rng.random((4, 200)) * (rng.random((4, 200)) < 0.1), dtype=np.float32)
+    brute = (normalize(Q) @ index.matrix.T).toarray()
+    for row, hits in zip(brute, index.query(Q, 5), strict=True):
+        best = np.argsort(-row, kind="stable")[:5]
+        assert [h.id for h in hits] == [f"T{i}" for i in best]
+        np.testing.assert_allclose([h.similarity for h in hits], np.round(row[best], 4), atol=1e-4)
+
+
+def test_search_with_many_queries_equals_one_by_one():
+    index = random_index(500, 300, seed=2)
+    queries = sp.csr_matrix(index.matrix[:40])
+    together = index.query(queries, 3)
+    alone = [index.query(queries[i], 3)[0] for i in range(40)]
+    assert [[s.id for s in r] for r in together] == [[s.id for s in r] for r in alone]
+
+
+def test_prune_rows_keeps_each_rows_largest_entries():
+    m = sp.csr_matrix(np.array([[0.1, 0.5, 0.3, 0.0], [0.0, 0.2, 0.0, 0.0], [0.4, 0.1, 0.9, 0.6]]))
+    pruned = _prune_rows(m, 2).toarray()
+    np.testing.assert_array_equal(
+        pruned, [[0.0, 0.5, 0.3, 0.0], [0.0, 0.2, 0.0, 0.0], [0.0, 0.0, 0.9, 0.6]]
+    )
+
+
+def test_compiled_path_is_not_pickled(tiny_model_dir):
+    import pickle
+
+    router, _ = load_router(tiny_model_dir)
+    router.warm_up()
+    state = pickle.loads(pickle.dumps(router)).__dict__
+    assert state["_compiled"] is None and state["_feature_names"] is None
+
+
+def test_l2_rows_equals_scikit_learns_normalize_and_keeps_empty_rows():
+    from model.router import _l2_rows
+
+    X = sp.csr_matrix(
+        np.array([[0, 0, 0], [3, 4, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=np.float32)
+    )
+    got = _l2_rows(X)
+    np.testing.assert_allclose(got.toarray(), normalize(X).toarray(), atol=1e-7)
+    assert got.getnnz(axis=1).tolist() == [0, 2, 0, 3, 0]
+    assert X[1, 0] == 3  # the input is not modified
