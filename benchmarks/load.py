@@ -27,9 +27,6 @@ import csv
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,18 +37,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _server import (  # noqa: E402  # benchmarks/_server.py
+    base_url,
+    free_port,
+    paidan_serve,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
-STARTUP_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
 RSS_EARLY_AT = 5_000  # requests answered when the first RSS reading is taken
 ERROR_SAMPLES = 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request_pool(path: Path) -> list[dict[str, str]]:
@@ -145,47 +145,6 @@ async def hold_load(
     }
 
 
-def start_server(model_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """``paidan serve --model DIR`` on a free loopback port; returns once ``/readyz`` answers."""
-    import httpx
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "paidan", "serve", "--model", str(model_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"paidan serve exited with {proc.returncode}: "
-                + (proc.stderr.read().decode()[-2000:] if proc.stderr else "")
-            )
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop_server(proc)
-            raise RuntimeError(f"paidan serve not ready after {STARTUP_TIMEOUT_S} s")
-        time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-    if proc.stderr:
-        proc.stderr.close()
-
-
 def measure(
     model_dir: Path,
     pool: list[dict[str, str]],
@@ -196,13 +155,10 @@ def measure(
     max_duration_s: float,
 ) -> dict[str, Any]:
     """Start the server, hold the load, read its RSS before, after 5,000 and at the end."""
-    env = {
-        **os.environ,
-        "PAIDAN_MODEL_ROOT": str(model_dir.parent),
-        "PAIDAN_DATA_DIR": str(data_dir),
-    }
-    env.pop("PAIDAN_DATABASE_URL", None)
-    proc, url = start_server(model_dir, env)
+    port = free_port()
+    env = server_env(model_dir.parent, data_dir)
+    proc, _ = start_server(paidan_serve(model_dir, port), env, port)
+    url = base_url(port)
     rss: dict[str, int] = {"before_load": rss_bytes(proc.pid)}
 
     def on_count(done: int) -> None:

@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +44,16 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _server import (  # noqa: E402  # benchmarks/_server.py
+    base_url,
+    free_port,
+    paidan_serve,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 from model import resources  # noqa: E402
 
@@ -55,7 +61,6 @@ SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
 SHARED_TRAIN = ("department_train.csv", "category_train.csv")
 RESULTS = ROOT / "benchmarks" / "results"
 CONCURRENCY = (1, 8, 32)
-STARTUP_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
 IN_PROCESS_CALLS = 500
 WARMUP_REQUESTS = 30
@@ -94,12 +99,6 @@ def run_naive_server(model_dir: Path, port: int) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def training_files() -> list[Path]:
     shared = [SHARED / f for f in SHARED_TRAIN if (SHARED / f).is_file()]
     return shared or [resources.sample_path()]
@@ -139,44 +138,6 @@ def in_process(model_dir: Path, pool: list[dict[str, str]]) -> dict[str, Any]:
     return {"calls": IN_PROCESS_CALLS, "load_and_warm_up_s": round(load_s, 2), **percentiles(times)}
 
 
-def start(cmd: list[str], env: dict[str, str], port: int) -> tuple[subprocess.Popen[bytes], float]:
-    """Start a server and wait for ``/readyz``; returns the process and the seconds it took."""
-    import httpx
-
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{cmd[:4]} exited with {proc.returncode}: "
-                + (proc.stderr.read().decode()[-2000:] if proc.stderr else "")
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc, time.perf_counter() - t0
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"{cmd[:4]} not ready after {STARTUP_TIMEOUT_S} s")
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-    if proc.stderr:
-        proc.stderr.close()
-
-
 async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) -> dict[str, Any]:
     """``n`` requests by ``concurrency`` concurrent clients; latency per request and throughput."""
     import httpx
@@ -185,9 +146,7 @@ async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) 
     bodies = [pool[i] for i in rng.integers(0, len(pool), size=n + WARMUP_REQUESTS)]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url(port), limits=limits, timeout=timeout) as client:
         for body in bodies[:WARMUP_REQUESTS]:
             await client.post("/v1/route", json=body)
         queue = iter(bodies[WARMUP_REQUESTS:])
@@ -225,14 +184,14 @@ async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) 
 def measure_server(
     name: str, cmd: list[str], env: dict[str, str], port: int, pool: list[dict[str, str]], n: int
 ) -> dict[str, Any]:
-    proc, ready_s = start(cmd, env, port)
+    proc, ready_s = start_server(cmd, env, port)
     try:
         levels = []
         for c in CONCURRENCY:
             levels.append(asyncio.run(load(port, pool, c, n if c > 1 else max(n // 4, 100))))
             print(f"  {name} c={c}: {levels[-1]}", file=sys.stderr)
     finally:
-        stop(proc)
+        stop_server(proc)
     return {"startup_to_ready_s": round(ready_s, 2), "levels": levels}
 
 
@@ -265,13 +224,7 @@ def main() -> None:
             print(f"  trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         pool = request_pool(files)
         cores = os.cpu_count() or 1
-        env = {
-            **os.environ,
-            "PAIDAN_MODEL_ROOT": str(model_root),
-            "PAIDAN_DATA_DIR": str(tmp / "var"),
-        }
-        env.pop("PAIDAN_DATABASE_URL", None)
-        py = sys.executable
+        env = server_env(model_root, tmp / "var")
 
         result: dict[str, Any] = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -288,14 +241,13 @@ def main() -> None:
         servers: dict[str, Any] = {}
         for workers in sorted({1, cores}):
             port = free_port()
-            cmd = [py, "-m", "paidan", "serve", "--model", str(model_dir), "--port", str(port),
-                   "--workers", str(workers), "--no-access-log"]  # fmt: skip
+            cmd = paidan_serve(model_dir, port, "--workers", str(workers))
             servers[f"paidan_serve_workers_{workers}"] = measure_server(
                 f"paidan serve --workers {workers}", cmd, env, port, pool, args.requests
             )
         port = free_port()
-        cmd = [py, str(Path(__file__).resolve()), "--naive-server", "--model", str(model_dir),
-               "--port", str(port)]  # fmt: skip
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-server",
+               "--model", str(model_dir), "--port", str(port)]  # fmt: skip
         servers["naive_async_def"] = measure_server("naive", cmd, env, port, pool, args.requests)
         result["servers"] = servers
 

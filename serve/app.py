@@ -28,11 +28,12 @@ from serve.admin import admin_router, install_sighup
 from serve.batcher import MicroBatcher
 from serve.db import Database
 from serve.errors import error_response, install_error_handlers
-from serve.metrics import Metrics, MetricsMiddleware
+from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import install_security
+from serve.telemetry import TelemetryMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,9 @@ def create_app(
     app.include_router(admin_router)
     _include_page(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    install_security(app, settings)  # CORS, safe headers, PII-free access log, 401/403 answers
+    install_security(app, settings)  # CORS, safe headers, 401/403 answers
+    # Added last, so outermost: metrics and the PII-free access log see every answer.
+    app.add_middleware(TelemetryMiddleware, metrics=metrics, access_log=settings.access_log)
     return app
 
 

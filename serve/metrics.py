@@ -1,13 +1,13 @@
 """Prometheus metrics: requests and latency per route, predictions per department, share to review.
 
-Each app owns its registry (tests build many apps in one process). With several uvicorn workers
+Requests are counted and timed by :class:`serve.telemetry.TelemetryMiddleware`. Each app owns its
+registry (tests build many apps in one process). With several uvicorn workers
 ``PROMETHEUS_MULTIPROC_DIR`` is set by the CLI and ``/metrics`` aggregates all workers' files.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -19,7 +19,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.router import RouteResult
 
@@ -109,38 +108,3 @@ class _ReviewShare(Collector):
             "Fraction of routed tickets whose decision was review (0 before any ticket)",
             value=counts["review"] / total if total else 0.0,
         )
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by its route template (pure ASGI: no per-request task)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = _route_template(scope)
-            method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status["code"])).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
-
-
-def _route_template(scope: Scope) -> str:
-    # The template, not the raw path: unmatched paths would otherwise make one series each.
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"

@@ -1,15 +1,12 @@
-"""The HTTP edge: CORS (off unless configured), safe headers on every answer, a PII-safe access log.
+"""The HTTP edge: CORS (off unless configured), safe headers on every answer, 401/403 answers.
 
+:func:`loggable_path` is the PII-safe path that the access log writes (``serve/telemetry.py``):
 uvicorn's own access log prints the raw request line, query string included, so a
-``GET /v1/route?text=…13812345678`` would put a phone number in the log; ``paidan serve`` turns it
-off and this module's :class:`AccessLogMiddleware` logs instead: method, PII-masked path, the names
-(never the values) of query parameters, status and time.
+``GET /v1/route?text=…13812345678`` would put a phone number in the log.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
@@ -21,9 +18,6 @@ from model.settings import Settings
 from model.text import clean
 from serve.auth import KeyRefused
 from serve.errors import error_response
-
-ACCESS_LOGGER = "serve.access"
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 # On every answer. The page adds its Content-Security-Policy itself (serve/page.py).
 BASE_HEADERS: list[tuple[bytes, bytes]] = [
@@ -37,7 +31,7 @@ CORS_MAX_AGE_S = 600
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """CORS when origins are configured, the safe headers, the access log and 401/403 answers."""
+    """CORS when origins are configured, the safe headers and 401/403 answers."""
 
     @app.exception_handler(KeyRefused)
     async def _refused(_request: Request, exc: KeyRefused) -> JSONResponse:
@@ -54,8 +48,6 @@ def install_security(app: FastAPI, settings: Settings) -> None:
             max_age=CORS_MAX_AGE_S,
         )
     app.add_middleware(SecurityHeadersMiddleware)
-    if settings.access_log:
-        app.add_middleware(AccessLogMiddleware)
 
 
 class SecurityHeadersMiddleware:
@@ -88,37 +80,3 @@ def loggable_path(path: str, query_string: bytes = b"") -> str:
         return masked
     names = sorted({clean(k) for k, _ in parse_qsl(query_string.decode("latin-1"), True)})
     return masked + "?" + "&".join(f"{n}=…" for n in names) if names else masked + "?…"
-
-
-class AccessLogMiddleware:
-    """One INFO line per request on the ``serve.access`` logger, with no PII and no key."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            if access_logger.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                access_logger.info(
-                    '%s - "%s %s HTTP/%s" %d %.1fms',
-                    f"{client[0]}:{client[1]}" if client else "-",
-                    scope.get("method", ""),
-                    loggable_path(scope.get("path", ""), scope.get("query_string", b"")),
-                    scope.get("http_version", "1.1"),
-                    status["code"],
-                    (time.perf_counter() - start) * 1000,
-                )

@@ -78,7 +78,7 @@ def run(
     from serve.auth import check_bind_allowed
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
-    # uvicorn's access log prints query strings verbatim (PII); serve.security logs masked lines.
+    # uvicorn's access log prints query strings verbatim (PII); serve.telemetry logs masked lines.
     settings = settings.model_copy(update={"access_log": access_log})
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     model_dir = Path(model_dir).resolve()

@@ -465,3 +465,28 @@ def test_metrics_count_requests_predictions_and_review_share(client: TestClient)
     review = lines['paidan_route_decisions_total{decision="review"}']
     assert auto + review == 4 and review >= 1
     assert lines["paidan_review_share"] == pytest.approx(review / 4)
+
+
+def test_metrics_and_access_log_see_each_request_once(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    def access_lines(client: TestClient) -> list[str]:
+        with caplog.at_level(logging.INFO, logger="serve.access"):
+            caplog.clear()
+            client.post("/v1/route", json=WAGE)
+            client.get("/v1/tickets/13812345678")  # 404: no route template
+        return [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+
+    logged = make_client()
+    lines = access_lines(logged)
+    assert len(lines) == 2, lines
+    assert '"POST /v1/route HTTP/1.1" 200' in lines[0]
+    assert '"GET /v1/tickets/[手机号] HTTP/1.1" 404' in lines[1]
+    quiet = make_client(access_log=False)
+    assert access_lines(quiet) == []
+    for client in (logged, quiet):  # metrics are counted with the access log on or off
+        text = client.get("/metrics").text
+        assert (
+            'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in text
+        )
+        assert 'paidan_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text

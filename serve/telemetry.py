@@ -1,0 +1,74 @@
+"""Every HTTP request timed once: its Prometheus metrics and, when on, its access log line.
+
+uvicorn's own access log prints the raw request line, query string included, so a
+``GET /v1/route?text=…13812345678`` would put a phone number in the log; ``paidan serve`` turns it
+off and :class:`TelemetryMiddleware` logs instead, on the ``serve.access`` logger: method,
+PII-masked path (:func:`serve.security.loggable_path`), the names (never the values) of query
+parameters, status and time. Headers, and so API keys, are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.metrics import Metrics
+from serve.security import loggable_path
+
+ACCESS_LOGGER = "serve.access"
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
+class TelemetryMiddleware:
+    """Counts and times every HTTP request by its route template and, if ``access_log``, writes one
+    INFO line for it (pure ASGI: no per-request task).
+
+    Installed outermost, so it also sees the answers of the other middlewares (CORS preflights,
+    413 for a body too large).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route, method, str(status["code"])).inc()
+            self.metrics.latency.labels(route, method).observe(elapsed)
+            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d %.1fms',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    method,
+                    loggable_path(scope.get("path", ""), scope.get("query_string", b"")),
+                    scope.get("http_version", "1.1"),
+                    status["code"],
+                    elapsed * 1000,
+                )
+
+
+def _route_template(scope: Scope) -> str:
+    # The template, not the raw path: unmatched paths would otherwise make one series each.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
