@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -85,10 +85,11 @@ def authorize(settings: Settings, key: str | None, scope: Scope) -> None:
         )
 
 
-def require(scope: Scope) -> Callable[..., None]:
+def require(scope: Scope) -> Callable[..., Awaitable[None]]:
     """A dependency that checks the request's key for ``scope``."""
 
-    def check(
+    # async: FastAPI would run a plain def in the threadpool; hashing a key does not block.
+    async def check(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],

@@ -1,4 +1,9 @@
-"""Dependencies the routes receive; tests override them with ``app.dependency_overrides``."""
+"""Dependencies the routes receive; tests override them with ``app.dependency_overrides``.
+
+They are ``async def`` although they never await: FastAPI runs a plain ``def`` dependency in the
+threadpool, and a thread hop for each of a request's few attribute reads cost more than routing the
+ticket (``benchmarks/README.md``). Nothing here may block.
+"""
 
 from __future__ import annotations
 
@@ -14,33 +19,33 @@ from serve.errors import ApiError
 from serve.metrics import Metrics
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     router = getattr(request.app.state, "router", None)
     if router is None:
         raise ApiError(503, "model_not_loaded", "no model is loaded yet")
     return router
 
 
-def get_model_metadata(request: Request) -> dict[str, Any]:
+async def get_model_metadata(request: Request) -> dict[str, Any]:
     return getattr(request.app.state, "metadata", None) or {}
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db = getattr(request.app.state, "db", None)
     if db is None:
         raise ApiError(503, "database_unavailable", "the feedback database is not configured")
     return db
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     return request.app.state.batcher
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
