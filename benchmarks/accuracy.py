@@ -199,6 +199,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_override(key: str, value: str, defaults: dict) -> object:
+    """A ``--set KEY=VALUE`` value, typed like the default (``bool("False")`` would be True)."""
+    if key not in defaults:
+        sys.exit(f"--set {key}: not a TrainingConfig field ({', '.join(defaults)})")
+    default = defaults[key]
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false"):
+            sys.exit(f"--set {key}={value}: expected true or false")
+        return value.lower() == "true"
+    if default is None:
+        return None if value.lower() == "none" else int(value)
+    return type(default)(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -230,11 +244,7 @@ def main() -> None:
     overrides = dict(kv.split("=", 1) for kv in args.set)
     defaults = TrainingConfig().to_dict()
     config = TrainingConfig.from_dict(
-        defaults
-        | {
-            k: type(defaults[k])(v) if defaults[k] is not None else int(v)
-            for k, v in overrides.items()
-        }
+        defaults | {k: parse_override(k, v, defaults) for k, v in overrides.items()}
     )
     extra: list[tuple[str, str]] = []
     if not args.no_unlabelled:

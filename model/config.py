@@ -43,6 +43,15 @@ class TrainingConfig:
         How decision scores become probabilities (Platt scaling suits small classes).
     calibration_cv : int
         Internal folds of the calibration.
+    calibration_ensemble : bool
+        ``True`` (default): one classifier per calibration fold, their probabilities averaged
+        (scikit-learn's default). ``False``: the folds only provide out-of-fold scores to fit the
+        calibration, and one classifier trained on all rows predicts: a third of the weights to
+        store, load and multiply. On the shared real tickets (seed 42, same folds) ``False`` gave
+        the same category macro-F1 (0.872 vs 0.871) with lower ECE (0.10 vs 0.13) and more auto
+        coverage (0.57 vs 0.50), and +1.1 points of department macro-F1, but on two of five
+        department folds no threshold reached the target precision, so nothing was dispatched
+        automatically (coverage 0.15 ± 0.13 vs 0.23 ± 0.04); hence not the default.
     max_similar : int
         Training tickets kept for the similar-ticket search (the most recent ones when there are more).
     evidence_terms : int
@@ -70,6 +79,7 @@ class TrainingConfig:
     class_weight: Literal["balanced"] | None = "balanced"
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     calibration_cv: int = 3
+    calibration_ensemble: bool = True
     max_similar: int = 100_000
     evidence_terms: int = 8
     tokenizer: Literal["jieba", "rjieba"] = "jieba"

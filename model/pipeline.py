@@ -150,6 +150,7 @@ def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> Cal
         LinearSVC(C=config.C, class_weight=config.class_weight, random_state=config.seed),
         method=config.calibration,
         cv=folds,
+        ensemble=config.calibration_ensemble,
     )
 
 
@@ -216,11 +217,14 @@ class _CompiledView:
         if vec.norm not in ("l2", None) or not vec.use_idf:
             raise ValueError("only l2-normalised TF-IDF views can be compiled")
         self.analyzer = vec.build_analyzer()
+        self.vocabulary: dict[str, int] = vec.vocabulary_
+        self.char_keys: CharNgramIndex | None = None
         if vec.analyzer == "char_wb" and vec.input == "content" and vec.preprocessor is not None:
             self.analyzer = partial(
                 char_wb_ngrams, preprocessor=vec.preprocessor, ngram_range=vec.ngram_range
             )
-        self.vocabulary: dict[str, int] = vec.vocabulary_
+            if CharNgramIndex.supports(vec.ngram_range, self.vocabulary):
+                self.char_keys = CharNgramIndex(self.vocabulary, vec.preprocessor, vec.ngram_range)
         self.idf = np.asarray(vec.idf_, dtype=vec.dtype)
         self.dtype = vec.dtype
         self.sublinear = vec.sublinear_tf
@@ -231,11 +235,14 @@ class _CompiledView:
 
     def row(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
         """Sorted global column indices and TF-IDF values of one document."""
-        get = self.vocabulary.get
-        terms = self.analyzer(doc)
-        found = np.fromiter(map(get, terms, repeat(-1)), dtype=np.int32, count=len(terms))
-        # np.unique sorts, as scikit-learn's sort_indices does, and counts repeated terms.
-        idx, counts = np.unique(found[found >= 0], return_counts=True)
+        if self.char_keys is not None:
+            idx, counts = self.char_keys.counts(doc)
+        else:
+            get = self.vocabulary.get
+            terms = self.analyzer(doc)
+            found = np.fromiter(map(get, terms, repeat(-1)), dtype=np.int32, count=len(terms))
+            # np.unique sorts, as scikit-learn's sort_indices does, and counts repeated terms.
+            idx, counts = np.unique(found[found >= 0], return_counts=True)
         if not len(idx):
             return idx, np.zeros(0, dtype=self.dtype)
         val = counts.astype(self.dtype)
@@ -276,6 +283,82 @@ def char_wb_ngrams(
     return out
 
 
+class CharNgramIndex:
+    """Character n-grams of up to three characters looked up as integers, not as strings.
+
+    Each n-gram is packed into one 64-bit key, 21 bits per character (code point + 1, so that a
+    shorter n-gram never equals a longer one), and the vocabulary becomes a sorted key array. A
+    document's n-grams are then found with a handful of array operations (``searchsorted``) instead
+    of building and hashing a Python string per n-gram, which dominated the cost of a ticket. The
+    n-grams are exactly :func:`char_wb_ngrams`'s: each whitespace-separated word padded with one
+    space on each side, windows never crossing from one padded word into the next.
+    """
+
+    BITS = 21  # code points are below 0x110000 < 2**21
+
+    @staticmethod
+    def supports(ngram_range: tuple[int, int], vocabulary: Mapping[str, int]) -> bool:
+        """Whether every n-gram fits a key: at most three characters, none of them NUL."""
+        min_n, max_n = ngram_range
+        return 1 <= min_n <= max_n <= 3 and "\x00" not in "".join(vocabulary)
+
+    def __init__(
+        self,
+        vocabulary: Mapping[str, int],
+        preprocessor: Callable[[Any], str],
+        ngram_range: tuple[int, int],
+    ) -> None:
+        self.preprocessor = preprocessor
+        self.min_n, self.max_n = ngram_range
+        terms = np.array(list(vocabulary), dtype="U3")
+        columns = np.fromiter(vocabulary.values(), dtype=np.int32, count=len(vocabulary))
+        keys = self._pack(terms.view(np.uint32).reshape(len(terms), 3).astype(np.uint64))
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.columns_of_keys = columns[order]
+
+    @classmethod
+    def _pack(cls, chars: np.ndarray) -> np.ndarray:
+        """Keys of rows of up to three code points (0 = no character)."""
+        present = chars != 0
+        shifted = np.where(present, chars + 1, 0)
+        keys = shifted[:, 0].copy()
+        for k in range(1, chars.shape[1]):
+            keys |= shifted[:, k] << np.uint64(cls.BITS * k)
+        return keys
+
+    def counts(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted vocabulary columns of the document's known n-grams, and how often each occurs."""
+        words = self.preprocessor(doc).split()
+        if not words or not len(self.keys):
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        padded = " " + "  ".join(words) + " "
+        raw = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cps = raw.astype(np.uint64) + 1
+        # Which padded word each position belongs to: a window is valid when it starts and ends in
+        # the same one.
+        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        grams = []
+        length = len(cps)
+        for n in range(self.min_n, min(self.max_n, length) + 1):
+            starts = length - n + 1
+            keys = cps[:starts].copy()
+            for k in range(1, n):
+                keys |= cps[k : k + starts] << np.uint64(self.BITS * k)
+            if n > 1:
+                keys = keys[word_of[:starts] == word_of[n - 1 : n - 1 + starts]]
+            grams.append(keys)
+        # Count first, then look each distinct n-gram up once, in ascending order (searchsorted
+        # narrows its search from the previous hit).
+        keys, counts = np.unique(np.concatenate(grams), return_counts=True)
+        pos = np.searchsorted(self.keys, keys)
+        pos[pos == len(self.keys)] = 0
+        hit = self.keys[pos] == keys
+        columns = self.columns_of_keys[pos[hit]]
+        order = np.argsort(columns)
+        return columns[order], counts[hit][order]
+
+
 class CompiledHead:
     """A fitted sigmoid-calibrated linear head's ``predict_proba``, as plain array arithmetic.
 
@@ -309,7 +392,26 @@ class CompiledHead:
                 positions = np.array([1])
             a = np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64)
             b = np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64)
-            self.folds.append((est.coef_.T, np.asarray(est.intercept_), a, b, positions))
+            # np.asarray: a plain view of the (memory-mapped) weights, without memmap's per-call
+            # subclass overhead.
+            coef_t = np.asarray(est.coef_).T
+            self.folds.append((coef_t, np.asarray(est.intercept_), a, b, positions))
+
+    def class_weights(self, label: int, columns: np.ndarray) -> np.ndarray:
+        """Mean linear weight over the folds of the features ``columns`` for class ``label``.
+
+        For a binary head (one weight vector per fold, for the second class) the first class's
+        weights are the negated ones.
+        """
+        out = np.zeros(len(columns), dtype=np.float64)
+        for coef_t, _, _, _, positions in self.folds:
+            if len(self.classes) == 2:
+                out += coef_t[columns, 0] * (1.0 if label == 1 else -1.0)
+            else:
+                j = int(np.searchsorted(positions, label))
+                if j < len(positions) and positions[j] == label:  # else: no weights in this fold
+                    out += coef_t[columns, j]
+        return out / len(self.folds)
 
     def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
         """Mean calibrated probabilities over the folds, columns in ``classes`` order."""

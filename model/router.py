@@ -329,7 +329,9 @@ class Router:
         X = self.transform(tickets)
         # Character n-grams match almost anything (digits, Latin letters); only known words count
         # as evidence that the model understands the ticket.
-        empty_rows = X[:, : self._word_width()].getnnz(axis=1) == 0
+        row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        words = X.indices < self._word_width()  # word columns come first
+        empty_rows = np.bincount(row_of[words], minlength=X.shape[0]) == 0
         per_head: dict[str, list[HeadResult]] = {}
         for name, head in self.heads.items():
             proba = self._proba(name, X)
@@ -441,7 +443,11 @@ class Router:
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
         words = cols < self._word_width()
         cols, vals = cols[words], vals[words]
-        contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
+        fast = self.compiled()[1].get(head.name)
+        if fast is not None:
+            contrib = vals * fast.class_weights(label_idx, cols)
+        else:
+            contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
         names = self._word_names()[cols]
         merged: dict[str, float] = {}
         for name, weight in zip(names, contrib, strict=True):

@@ -16,6 +16,8 @@ _WHITESPACE = re.compile(r"\s+")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
 # confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
+# Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 MASK_ID = "[身份证号]"
 MASK_MOBILE = "[手机号]"
@@ -61,13 +63,14 @@ def normalize(text: str | None) -> str:
     text = _EXCEL_CR.sub(" ", text)
     # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
     text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(
-        " " if unicodedata.category(ch) == "Cc" else ch
-        for ch in text
-        if unicodedata.category(ch) not in _DROP_CATEGORIES
-    )
-    return _WHITESPACE.sub(" ", text).strip().lower()
+    text = _CONTROL.sub(" ", unicodedata.normalize("NFKC", text))
+    text = _WHITESPACE.sub(" ", text)
+    if not text.isprintable():
+        # Only characters of the dropped categories are left unprintable (tests check this over all
+        # of Unicode); dropping one can join two spaces, so collapse again.
+        text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
+        text = _WHITESPACE.sub(" ", text)
+    return text.strip().lower()
 
 
 def mask_pii(text: str) -> str:

@@ -22,10 +22,12 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import jieba
 from sklearn.base import BaseEstimator, TransformerMixin
+
+if TYPE_CHECKING:
+    import jieba
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z]")
 
 Backend = Literal["jieba", "rjieba"]
 BACKENDS: tuple[str, ...] = ("jieba", "rjieba")
-
-jieba.setLogLevel(logging.WARNING)
 
 
 class Doc(NamedTuple):
@@ -207,6 +207,7 @@ _BASE_JIEBA: jieba.Tokenizer | None = None
 def _base_jieba() -> jieba.Tokenizer:
     global _BASE_JIEBA
     if _BASE_JIEBA is None:
+        jieba = _import_jieba()
         base = jieba.Tokenizer()
         base.initialize()
         _BASE_JIEBA = base
@@ -215,7 +216,7 @@ def _base_jieba() -> jieba.Tokenizer:
 
 def _build_jieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> jieba.Tokenizer:
     base = _base_jieba()
-    dt = jieba.Tokenizer()
+    dt = _import_jieba().Tokenizer()
     # What Tokenizer.initialize() would set, from the already loaded main dictionary.
     dt.FREQ = dict(base.FREQ)
     dt.total = base.total
@@ -224,6 +225,15 @@ def _build_jieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> ji
         dt.add_word(word, freq, tag)
     logger.debug("jieba ready with %d user words", len(user_words))
     return dt
+
+
+def _import_jieba() -> Any:
+    """jieba, imported on first use: it pulls in pkg_resources, a few hundred milliseconds of a
+    server's start-up that a model cut by rjieba never needs."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
 
 
 def _import_rjieba() -> Any:

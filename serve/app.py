@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -92,11 +92,20 @@ def create_app(
             router.warm_up()  # jieba's dictionary and the feature names, once per worker
             return router, metadata
 
-        app.state.router, app.state.metadata = await run_in_threadpool(load)
-        app.state.model_dir = path
         db = Database(settings.resolved_database_url, migrate=migrate)
+        # The model and the database (migrations included) are made ready side by side; both
+        # finish before a failure of either is raised, so the database can be closed cleanly.
+        loaded, database = await asyncio.gather(
+            run_in_threadpool(load), run_in_threadpool(db.check), return_exceptions=True
+        )
+        for outcome in (loaded, database):
+            if isinstance(outcome, BaseException):
+                db.dispose()
+                raise outcome
+        app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
+        database = cast(dict[str, Any], database)
+        app.state.model_dir = path
         app.state.db = db
-        database = await run_in_threadpool(db.check)
         if not database["ok"]:
             # Routing does not need the database; feedback answers 503 until it is back.
             logger.warning(

@@ -1,17 +1,19 @@
 """The compiled prediction path gives scikit-learn's own answers, and the similar-ticket search finds
 the exact nearest tickets."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from model import router as router_module
 from model.artifact import load_router
-from model.pipeline import CompiledFeatures, CompiledHead, char_wb_ngrams
+from model.pipeline import CharNgramIndex, CompiledFeatures, CompiledHead, char_wb_ngrams
 from model.router import SimilarIndex, _prune_rows
 from model.tokenizer import Doc, doc_text
 
@@ -33,6 +35,40 @@ def test_char_wb_ngrams_equal_scikit_learns(text, ngram_range):
     vec = TfidfVectorizer(analyzer="char_wb", preprocessor=doc_text, ngram_range=ngram_range)
     doc = Doc(text, ())
     assert char_wb_ngrams(doc, doc_text, ngram_range) == vec.build_analyzer()(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("的小区噪音 a1😀\u3000\t\n"), max_size=40),
+    st.text(max_size=40),
+    st.sampled_from([(1, 1), (1, 2), (1, 3), (2, 3), (3, 3)]),
+)
+def test_packed_char_ngrams_find_the_same_columns_as_strings(seen, text, ngram_range):
+    # The vocabulary is what another text (and part of this one) produced, so some of the document's
+    # n-grams are known and some are not, as in serving.
+    vocab_terms = dict.fromkeys(
+        char_wb_ngrams(Doc(seen + text[: len(text) // 2], ()), doc_text, ngram_range)
+    )
+    vocabulary = {t: i for i, t in enumerate(sorted(vocab_terms, reverse=True))}
+    # NUL never survives normalisation; a vocabulary holding one is declined (tested below).
+    assume("\x00" not in seen + text[: len(text) // 2])
+    assert CharNgramIndex.supports(ngram_range, vocabulary)
+    index = CharNgramIndex(vocabulary, doc_text, ngram_range)
+    doc = Doc(text, ())
+    expected = Counter(
+        vocabulary[t] for t in char_wb_ngrams(doc, doc_text, ngram_range) if t in vocabulary
+    )
+    columns, counts = index.counts(doc)
+    assert columns.tolist() == sorted(expected)
+    assert counts.tolist() == [expected[c] for c in sorted(expected)]
+
+
+def test_char_ngram_index_declines_what_it_cannot_pack():
+    assert not CharNgramIndex.supports((2, 4), {"ab": 0})
+    assert not CharNgramIndex.supports((1, 3), {"a\x00": 0})
+    assert CharNgramIndex.supports((1, 3), {" 甲 ": 0, "😀": 1})
+    empty = CharNgramIndex({}, doc_text, (1, 3))
+    assert empty.counts(Doc("任何文本", ()))[0].tolist() == []
 
 
 def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
@@ -63,6 +99,23 @@ def test_binary_head_compiles_too(tiny_model_dir):
     np.testing.assert_allclose(
         CompiledHead(head.classifier).predict_proba(X), head.classifier.predict_proba(X), atol=1e-12
     )
+
+
+def test_compiled_class_weights_are_the_folds_mean_coefficients(tiny_model_dir):
+    # Evidence reads these; Head.mean_coef is the readable definition.
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS[:18])
+    y = np.array(["人社" if d == "人社" else "其他" for _, _, d, _ in TINY_TICKETS])
+    heads = [*router.heads.values(), router.fit_head("binary", X, y, threshold=0.5)]
+    columns = np.array([0, 3, 7, X.shape[1] - 1])
+    for head in heads:
+        fast = CompiledHead(head.classifier)
+        for label in range(len(head.labels)):
+            np.testing.assert_allclose(
+                fast.class_weights(label, columns),
+                head.mean_coef(np.array([label]), columns)[0],
+                atol=1e-12,
+            )
 
 
 def test_isotonic_heads_fall_back_to_scikit_learn(tiny_model_dir):

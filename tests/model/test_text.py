@@ -55,3 +55,37 @@ def test_clean_never_raises_and_is_idempotent(s):
 )
 def test_any_mobile_number_is_masked(number, context):
     assert not re.search(r"1[3-9]\d{9}", clean(context + number + context))
+
+
+def _normalize_reference(text: str | None) -> str:
+    """normalize() as first written: one character at a time (the fast path must agree)."""
+    import unicodedata
+
+    if not text:
+        return ""
+    text = re.sub(r"_x000[dD]_", " ", text)
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(
+        " " if unicodedata.category(ch) == "Cc" else ch
+        for ch in text
+        if unicodedata.category(ch) not in {"Cf", "Cs", "Co", "Cn"}
+    )
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+@given(st.text(alphabet=st.characters(codec=None), max_size=60))
+def test_normalize_equals_the_character_by_character_definition(s):
+    assert normalize(s) == _normalize_reference(s)
+
+
+def test_normalize_handles_every_unprintable_kind_like_the_definition():
+    # The fast path relies on this: once control characters and spaces are replaced, a character is
+    # unprintable only if it belongs to a dropped category. Checked over all of Unicode, in chunks
+    # that mix every kind of character with ordinary text.
+    import sys
+
+    chars = [chr(c) for c in range(sys.maxunicode + 1)]
+    for start in range(0, len(chars), 4096):
+        chunk = "甲 ".join(chars[start : start + 4096])
+        assert normalize(chunk) == _normalize_reference(chunk), hex(start)
