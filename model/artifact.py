@@ -39,7 +39,7 @@ USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
 FORMAT_VERSION = 1
 # Libraries whose pickles must match the running versions (major.minor) to be trusted to unpickle.
-PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba")
+PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba", "rjieba")
 
 
 class ModelLoadError(RuntimeError):

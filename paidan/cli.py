@@ -32,6 +32,7 @@ from model.artifact import ModelLoadError, load_router
 from model.config import TrainingConfig
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError
+from model.tokenizer import Backend
 from training.validate import TrainingDataError
 
 app = typer.Typer(
@@ -126,6 +127,10 @@ def train(
         float, typer.Option(help="Precision that auto decisions must reach on held-out folds")
     ] = 0.95,
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds")] = 42,
+    tokenizer: Annotated[
+        Backend,
+        typer.Option(help="Word segmenter, recorded in the model and used whenever it is served"),
+    ] = TrainingConfig.tokenizer,
     unlabelled: Annotated[
         list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
     ] = None,
@@ -144,7 +149,12 @@ def train(
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
 
-    config = TrainingConfig(min_examples=min_examples, target_precision=target_precision, seed=seed)
+    config = TrainingConfig(
+        min_examples=min_examples,
+        target_precision=target_precision,
+        seed=seed,
+        tokenizer=tokenizer,
+    )
     try:
         with progress_bar() as bar:
             result = run_train(

@@ -112,3 +112,30 @@ def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
     assert r.exit_code == 2 and "checksum" in r.output and "Traceback" not in r.output
     with pytest.raises(Exception, match="checksum"):
         load_router(m)
+
+
+def test_cli_train_records_the_tokenizer_backend_it_was_asked_for(tmp_path, tiny_csv):
+    runner = CliRunner()
+    for backend in ("jieba", "rjieba"):
+        out = tmp_path / backend
+        r = runner.invoke(
+            app,
+            [
+                "train",
+                str(tiny_csv),
+                "--out",
+                str(out),
+                "--min-examples",
+                "2",
+                "--tokenizer",
+                backend,
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        assert read_metadata(out)["config"]["tokenizer"] == backend
+        router, _ = load_router(out)
+        assert router.features.named_steps["tokenize"].backend_ == backend
+    r = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "x"), "--tokenizer", "hanlp"]
+    )
+    assert r.exit_code != 0 and "hanlp" in r.output
