@@ -8,13 +8,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url
 
-from model.artifact import verify
+from model.artifact import load_router, verify
+from model.router import Router
 from model.settings import Settings
 from serve.db import Database, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from serve.app import RouterLoader
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +86,15 @@ def run(
     settings = settings.model_copy(update={"access_log": access_log})
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     model_dir = Path(model_dir).resolve()
-    verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
-    prepare_database(settings)
     if workers <= 1:
-        app = create_app(settings.model_copy(update={"model_dir": model_dir}))
+        # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
+        # hand it to the app's start-up instead of hashing and unpickling it a second time.
+        loaded = load_router(model_dir, settings.model_root)
+        prepare_database(settings)
+        app = create_app(
+            settings.model_copy(update={"model_dir": model_dir}),
+            router_loader=_first_load_from(model_dir, loaded),
+        )
         uvicorn.run(
             app,
             host=host,
@@ -95,6 +104,8 @@ def run(
             log_config=log_config(log_level),
         )
         return
+    verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
+    prepare_database(settings)
     # Worker processes build their settings from the environment: hand them what the CLI decided.
     os.environ[MODEL_DIR_ENV] = str(model_dir)
     os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
@@ -115,3 +126,19 @@ def run(
     finally:
         if own_multiproc:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+
+
+def _first_load_from(model_dir: Path, loaded: tuple[Router, dict[str, Any]]) -> RouterLoader:
+    """A router loader that returns ``loaded`` for the first load of ``model_dir``, then reads disk.
+
+    Reloads (``POST /v1/admin/reload``, SIGHUP, a moved ``current`` pointer) go through the real
+    loader and its checks, even for the same directory.
+    """
+    pending: list[tuple[Router, dict[str, Any]]] = [loaded]
+
+    def loader(path: Path, root: Path | None = None) -> tuple[Router, dict[str, Any]]:
+        if pending and Path(path).resolve() == model_dir:
+            return pending.pop()
+        return load_router(path, root)
+
+    return loader

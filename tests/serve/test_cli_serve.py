@@ -72,3 +72,37 @@ def test_db_upgrade_creates_the_feedback_table(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "paidan.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"feedback", "alembic_version"} <= tables
+
+
+def test_serve_refuses_a_tampered_model_before_starting(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    root = tmp_path / "root"
+    model = root / "m1"
+    shutil.copytree(tiny_model_dir, model)
+    pickled = model / "router.joblib"
+    pickled.chmod(0o644)
+    with open(pickled, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" * 8)
+    result = runner.invoke(
+        app,
+        ["serve", "--model", str(model)],
+        env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 2
+    assert "router.joblib" in result.output and "Traceback" not in result.output
+
+
+def test_the_model_loaded_by_the_cli_is_served_once_then_reloads_read_disk(
+    tiny_model_dir: Path,
+) -> None:
+    from serve.server import _first_load_from
+
+    first = (object(), {"version": "preloaded"})
+    loader = _first_load_from(tiny_model_dir.resolve(), first)  # type: ignore[arg-type]
+    assert loader(tiny_model_dir, None) is first
+    router, meta = loader(tiny_model_dir, None)  # a reload: the real loader, its checks
+    assert meta["version"] != "preloaded" and router.heads
