@@ -41,7 +41,7 @@ BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
 PY = sys.executable
 LENGTHS = ("50", "400", "2000")
-DEFAULT_BACKEND = "jieba"  # TrainingConfig().tokenizer; read again below when importable
+DEFAULT_BACKEND = "rjieba"  # TrainingConfig().tokenizer; read again below when importable
 
 
 def steps(quick: bool) -> dict[str, tuple[str, list[str], Path]]:
@@ -68,7 +68,7 @@ def steps(quick: bool) -> dict[str, tuple[str, list[str], Path]]:
         ),
         "peers": (
             "peers.py",
-            ["speed", *(["--calls", "100", "--batch", "2000"] if quick else [])],
+            ["speed", *(["--calls", "100", "--batch", "2000", "--repeats", "1"] if quick else [])],
             r / "peers.json",
         ),
         "serve": ("serve.py", ["--requests", "300"] if quick else [], r / "serve.json"),
