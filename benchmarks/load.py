@@ -191,7 +191,10 @@ def main() -> None:
         "--target-requests", type=int, default=50_000, help="Keep going until this many answers"
     )
     parser.add_argument(
-        "--max-duration", type=float, default=180.0, help="Hard stop, in seconds of load"
+        "--max-duration",
+        type=float,
+        default=420.0,
+        help="Hard stop, in seconds of load (50,000 answers need ~120 req/s on average)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
