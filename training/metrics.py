@@ -72,7 +72,8 @@ def wilson_lower_bound(successes: np.ndarray, n: np.ndarray, z: float = PRECISIO
     p = successes / n
     centre = p + z * z / (2 * n)
     margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - margin) / (1 + z * z / n)
+    # At no successes the exact bound is 0; rounding can leave it a hair below (-1.7e-18 at 0/87).
+    return np.clip((centre - margin) / (1 + z * z / n), 0.0, 1.0)
 
 
 def choose_threshold(

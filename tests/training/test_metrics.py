@@ -44,6 +44,11 @@ def test_wilson_bound_is_below_the_observed_share(k, n):
     assert 0 <= lb <= k / n + 1e-12
 
 
+def test_wilson_bound_of_no_successes_is_zero_not_a_rounding_error_below():
+    # Hypothesis found 0 of 87 giving -1.7e-18.
+    assert wilson_lower_bound(np.array([0]), np.array([87]))[0] == 0.0
+
+
 def test_top_k_and_ece():
     proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     assert top_k_accuracy(np.array(["a", "a"]), proba, ["a", "b", "c"], 1) == 0.5
