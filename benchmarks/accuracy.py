@@ -96,7 +96,8 @@ def run_product(
     h = router.heads[head]
     rep = head_report(test_df[head].to_numpy(dtype=str), proba, h.labels, h.threshold)
     return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
-        "fit_seconds": fit_s
+        "fit_seconds": fit_s,
+        "inputs": router.head_inputs(head),
     }
 
 
@@ -109,19 +110,20 @@ def merge_rare(df: pd.DataFrame, head: str, min_examples: int) -> pd.DataFrame:
     return df
 
 
-def extra_labelled_rows(task: str, own: pd.DataFrame) -> pd.DataFrame | None:
-    """Labelled rows of the *other* file that carry this task's label, added to every training part.
+def extra_labelled_rows(task: str, own: pd.DataFrame) -> pd.DataFrame:
+    """Labelled rows of the *other* file, added to every training part with this task's label blanked.
 
-    Only the category task has any: the department file's annotated categories (the department
-    labels are blanked so they train nothing else). Test rows always come from the task's own file,
-    and a message that also appears in it is left out, so no test text can leak into training.
+    They train the other head only: the category task gains the department file's annotated
+    categories, and the department task gains the category file's categories, which the category
+    head learns from and the department head reads (``stack_category``). Test rows always come
+    from the task's own file, and a message that also appears in it is left out, so no test text
+    can leak into training.
     """
-    if task != "category":
-        return None
-    other = read_tickets([SHARED / TASKS["department"]])
-    other["department"] = ""
+    other_task = "department" if task == "category" else "category"
+    other = read_tickets([SHARED / TASKS[other_task]])
+    other[task] = ""
     seen = set(own["text"].map(normalize))
-    keep = (other["category"].str.strip() != "") & ~other["text"].map(normalize).isin(seen)
+    keep = (other[other_task].str.strip() != "") & ~other["text"].map(normalize).isin(seen)
     return other[keep]
 
 
@@ -148,7 +150,8 @@ def evaluate_task(
             prod = run_product(df, task, train, test, config, extra, extra_labelled)
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
             print(
-                f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}",
+                f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}"
+                f" (paidan reads {'+'.join(prod['inputs'])})",
                 file=sys.stderr,
             )
     return {
@@ -229,7 +232,13 @@ def main() -> None:
     parser.add_argument(
         "--no-extra-labels",
         action="store_true",
-        help="train the category head on category_train.csv only",
+        help="train each task on its own file only (no labels borrowed from the other file)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other tasks already in --out (same seeds, folds and configuration), so "
+        "tasks can run in separate processes",
     )
     parser.add_argument(
         "--set",
@@ -264,6 +273,13 @@ def main() -> None:
             for task in args.tasks
         },
     }
+    if args.merge and args.out.exists():
+        stored = json.loads(args.out.read_text(encoding="utf-8"))
+        same = ("seeds", "folds", "config", "unlabelled_rows")
+        if any(stored.get(k) != result[k] for k in same):
+            sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
+        result["tasks"] = stored["tasks"] | result["tasks"]
+        result["tasks"] = {t: result["tasks"][t] for t in TASKS if t in result["tasks"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")

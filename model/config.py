@@ -52,6 +52,27 @@ class TrainingConfig:
         coverage (0.57 vs 0.50), and +1.1 points of department macro-F1, but on two of five
         department folds no threshold reached the target precision, so nothing was dispatched
         automatically (coverage 0.15 ± 0.13 vs 0.23 ± 0.04); hence not the default.
+    lsa_components : int
+        Dimensions of a latent semantic view (LSA: a truncated SVD of the TF-IDF features, fitted on
+        the labelled and unlabelled tickets) that the department head reads besides the TF-IDF
+        features; 0 turns it off. Departments are many, small and overlapping, and a dense summary
+        of what a ticket is about generalises where single rare terms do not.
+    lsa_min_df : int
+        Features seen in fewer tickets are left out of the latent view (they barely move an SVD,
+        and leaving them out keeps its stored components small).
+    lsa_weight : float
+        Scale of the latent view (its rows are L2-normalised) next to the TF-IDF features.
+    stack_category : bool
+        The department head also reads the category head's probabilities: out-of-fold ones in
+        training, the category head's own at prediction. Which kind of problem a ticket is narrows
+        down who owns it.
+    stack_weight : float
+        Scale of those probabilities next to the TF-IDF features.
+    select_inputs : bool
+        Cross-validate the department head with each combination of the extra inputs enabled above
+        (simplest first) and keep the best by macro-F1; an extra input is kept only where the data
+        show it helps. ``False`` uses every enabled input without trying the others (one
+        cross-validation of the head instead of up to four).
     max_similar : int
         Training tickets kept for the similar-ticket search (the most recent ones when there are more).
     evidence_terms : int
@@ -81,6 +102,12 @@ class TrainingConfig:
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     calibration_cv: int = 3
     calibration_ensemble: bool = True
+    lsa_components: int = 200
+    lsa_min_df: int = 10
+    lsa_weight: float = 0.5
+    stack_category: bool = True
+    stack_weight: float = 1.0
+    select_inputs: bool = True
     max_similar: int = 100_000
     evidence_terms: int = 8
     tokenizer: Literal["jieba", "rjieba"] = "rjieba"

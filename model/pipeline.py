@@ -413,12 +413,25 @@ class CompiledHead:
                     out += coef_t[columns, j]
         return out / len(self.folds)
 
-    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
-        """Mean calibrated probabilities over the folds, columns in ``classes`` order."""
+    def predict_proba(self, X: sp.csr_matrix, extras: np.ndarray | None = None) -> np.ndarray:
+        """Mean calibrated probabilities over the folds, columns in ``classes`` order.
+
+        ``extras`` are dense columns that follow ``X``'s in the head's input (see
+        :func:`with_extras`); they are multiplied without being stacked onto the sparse rows.
+        """
         n, n_classes = X.shape[0], len(self.classes)
+        width = X.shape[1]
         mean = np.zeros((n, n_classes))
         for coef_t, intercept, a, b, positions in self.folds:
-            scores = X @ coef_t + intercept  # (n, n_pred), contiguous rows of coef_t
+            if n == 1:
+                # One ticket (the dispatcher's case): gather the rows of its features' weights;
+                # numpy's overhead for this is a fraction of a sparse product's.
+                scores = (X.data @ coef_t[X.indices])[np.newaxis] + intercept
+            else:
+                # (n, n_pred); a slice of rows of coef_t is contiguous.
+                scores = X @ coef_t[:width] + intercept
+            if extras is not None:
+                scores += extras @ coef_t[width:]
             proba = np.zeros((n, n_classes))
             proba[:, positions] = expit(-(a * scores + b))
             if n_classes == 2:
@@ -443,3 +456,85 @@ def store_feature_major(classifier: CalibratedClassifierCV) -> None:
         coef = getattr(est, "coef_", None)
         if isinstance(coef, np.ndarray) and coef.ndim == 2 and not coef.flags.f_contiguous:
             est.coef_ = np.asfortranarray(coef)
+
+
+class LatentView:
+    """A latent semantic view of the TF-IDF features: a truncated SVD, as dense unit-length rows.
+
+    Fitted once on the training tickets (labelled and unlabelled) with scikit-learn's
+    :class:`~sklearn.decomposition.TruncatedSVD`. Only features seen in at least ``min_df`` tickets
+    take part, so the stored components stay a fraction of the vocabulary's size; a ticket's other
+    features are simply not projected. The projection is one sparse × dense product, so a ticket
+    costs its number of features times the number of components.
+
+    Parameters
+    ----------
+    columns : ndarray of int
+        The feature columns that take part, ascending.
+    components : ndarray of shape (len(columns), k)
+        The SVD's components, feature-major (a sparse row times them reads contiguous memory).
+    n_features : int
+        Width of the TF-IDF features.
+    weight : float
+        Scale of the unit-length output rows.
+    """
+
+    def __init__(
+        self, columns: np.ndarray, components: np.ndarray, n_features: int, weight: float
+    ) -> None:
+        self.columns = np.asarray(columns, dtype=np.int32)
+        self.components = np.ascontiguousarray(components, dtype=np.float32)
+        self.n_features = int(n_features)
+        self.weight = float(weight)
+        self._position: np.ndarray | None = None
+
+    @classmethod
+    def fit(
+        cls, X: sp.csr_matrix, n_components: int, min_df: int, weight: float, seed: int
+    ) -> LatentView | None:
+        """Fit on TF-IDF rows; ``None`` when the data are too small for two components."""
+        from sklearn.decomposition import TruncatedSVD
+
+        X = sp.csr_matrix(X)
+        df = np.bincount(X.indices[X.data != 0], minlength=X.shape[1])  # explicit zeros don't count
+        columns = np.flatnonzero(df >= min_df)
+        k = min(n_components, len(columns) - 1, X.shape[0] - 1)
+        if k < 2:
+            return None
+        svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=seed)
+        svd.fit(X[:, columns])
+        return cls(columns, svd.components_.T, X.shape[1], weight)
+
+    @property
+    def width(self) -> int:
+        return self.components.shape[1]
+
+    def transform(self, X: sp.csr_matrix) -> np.ndarray:
+        """Latent rows of TF-IDF rows: shape ``(n, width)``, float32, each of length ``weight``."""
+        if self._position is None:
+            position = np.full(self.n_features, -1, dtype=np.int32)
+            position[self.columns] = np.arange(len(self.columns), dtype=np.int32)
+            self._position = position
+        pos = self._position[X.indices]
+        keep = pos >= 0
+        indptr = np.concatenate([[0], np.cumsum(keep)])[X.indptr]
+        sub = sp.csr_matrix(
+            (X.data[keep], pos[keep], indptr), shape=(X.shape[0], len(self.columns))
+        )
+        Z = np.asarray(sub @ self.components, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
+        norms[norms == 0] = 1.0  # a ticket with no known feature stays all zeros
+        Z /= (norms / self.weight)[:, np.newaxis].astype(np.float32)
+        return Z
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_position"] = None  # derivable from the columns
+        return state
+
+
+def with_extras(X: sp.spmatrix, extras: np.ndarray | None) -> sp.csr_matrix:
+    """The TF-IDF rows with dense extra columns (latent view, stacked probabilities) after them."""
+    if extras is None or extras.shape[1] == 0:
+        return sp.csr_matrix(X)
+    return sp.csr_matrix(sp.hstack([X, sp.csr_matrix(extras)], format="csr", dtype=np.float32))

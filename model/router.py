@@ -23,10 +23,12 @@ from model.config import TrainingConfig
 from model.pipeline import (
     CompiledFeatures,
     CompiledHead,
+    LatentView,
     TicketLike,
     build_classifier,
     build_features,
     store_feature_major,
+    with_extras,
 )
 from model.text import clean
 
@@ -134,12 +136,15 @@ class SimilarIndex:
     def query(self, X: sp.csr_matrix, k: int) -> list[list[SimilarTicket]]:
         if k <= 0 or self.matrix.shape[0] == 0:
             return [[] for _ in range(X.shape[0])]
-        Q = _l2_rows(X)
+        # Cosine: the stored rows have unit length, so each query's dot products are divided by
+        # its own length (0 for an empty query, which finds nothing).
+        lengths = _row_lengths(X)
         exact = self.matrix.shape[0] <= EXACT_SEARCH_MAX
         # Sparse × sparse: only the postings of the queries' own features are read.
-        scores = sp.csr_matrix(Q @ self.postings())
+        scores = sp.csr_matrix(X @ self.postings())
+        scores.data /= np.repeat(lengths, np.diff(scores.indptr))
         out = []
-        for j in range(Q.shape[0]):
+        for j in range(X.shape[0]):
             cand = scores.indices[scores.indptr[j] : scores.indptr[j + 1]]
             sims = scores.data[scores.indptr[j] : scores.indptr[j + 1]]
             if exact:  # the postings are complete: these are the exact similarities
@@ -147,7 +152,8 @@ class SimilarIndex:
                 continue
             if len(cand) > SIMILAR_CANDIDATES:
                 cand = cand[np.argpartition(-sims, SIMILAR_CANDIDATES - 1)[:SIMILAR_CANDIDATES]]
-            out.append(self._hits(cand, self.matrix[cand] @ _dense_row(Q, j), k))
+            sims = self.matrix[cand] @ _dense_row(X, j) / lengths[j]
+            out.append(self._hits(cand, sims, k))
         return out
 
     def postings(self) -> sp.csr_matrix:
@@ -193,6 +199,10 @@ class SimilarIndex:
 class Router:
     """Features plus a department head and a category head.
 
+    Every head reads the TF-IDF features. A head may read dense extra columns after them: the
+    latent view (``latent_heads``) and another head's probabilities (``stacked``: head → the head it
+    reads), in that order; :meth:`extras` builds them.
+
     Build it with :func:`build_router`; :mod:`training` fits it and :mod:`model.artifact` saves and
     loads it.
     """
@@ -202,6 +212,9 @@ class Router:
     heads: dict[str, Head] = field(default_factory=dict)
     index: SimilarIndex | None = None
     version: str = "unversioned"
+    latent: LatentView | None = None
+    latent_heads: tuple[str, ...] = ()
+    stacked: dict[str, str] = field(default_factory=dict)
     _feature_names: np.ndarray | None = field(default=None, repr=False)
     # Compiled prediction path (see :meth:`compiled`), rebuilt after loading, never pickled.
     _compiled: tuple[CompiledFeatures, dict[str, CompiledHead | None]] | None = field(
@@ -216,10 +229,10 @@ class Router:
         progress: Callable[[str, int, int], None] | None = None,
         chunk: int = 2_000,
     ) -> sp.csr_matrix:
-        """Fit tokenizer and vocabularies on the tickets (and extra unlabelled texts); return X.
+        """Fit tokenizer, vocabularies and latent view on the tickets (and extra unlabelled texts).
 
-        Tokenisation, the slow part, runs once per ticket in chunks, calling
-        ``progress("tokenizing", done, total)`` after each.
+        Returns the tickets' TF-IDF rows. Tokenisation, the slow part, runs once per ticket in
+        chunks, calling ``progress("tokenizing", done, total)`` after each.
         """
         everything = list(tickets) + list(extra_texts)
         prepare_tokenize = self.features[:2].fit(everything[:1])
@@ -235,10 +248,26 @@ class Router:
             vectorizer.stop_words_ = None
         self._feature_names = None
         self._compiled = None
+        self.latent = None
+        if self.config.lsa_components > 0:
+            if progress:
+                progress("latent view", 0, 1)
+            self.latent = LatentView.fit(
+                X,
+                self.config.lsa_components,
+                self.config.lsa_min_df,
+                self.config.lsa_weight,
+                self.config.seed,
+            )
+            if progress:
+                progress("latent view", 1, 1)
         return sp.csr_matrix(X[: len(tickets)])
 
     def fit_head(self, name: str, X: sp.spmatrix, y: Sequence[str], threshold: float) -> Head:
-        """Fit one head on the rows that carry its label."""
+        """Fit one head on the rows that carry its label.
+
+        ``X`` is the head's whole input: the TF-IDF rows with the head's extras (:meth:`head_input`).
+        """
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
         clf = build_classifier(self.config, counts.tolist())
         clf.fit(X, np.asarray(y, dtype=str))
@@ -293,11 +322,51 @@ class Router:
             self._compiled = (CompiledFeatures(self.features), heads)
         return self._compiled
 
-    def _proba(self, name: str, X: sp.csr_matrix) -> np.ndarray:
-        fast = self.compiled()[1].get(name)
-        if fast is None:
-            return self.heads[name].classifier.predict_proba(X)
-        return fast.predict_proba(X)
+    def extras(
+        self, name: str, X: sp.csr_matrix, upstream: dict[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """Dense columns head ``name`` reads after the TF-IDF rows ``X``, or ``None``.
+
+        ``upstream`` holds, for a stacked head, the probabilities of the head it reads (columns in
+        that head's label order).
+        """
+        blocks = []
+        if self.latent is not None and name in self.latent_heads:
+            blocks.append(self.latent.transform(X))
+        source = self.stacked.get(name)
+        if source is not None:
+            blocks.append(np.asarray(upstream[source] * self.config.stack_weight, dtype=np.float32))
+        return np.hstack(blocks) if blocks else None
+
+    def head_input(
+        self, name: str, X: sp.csr_matrix, upstream: dict[str, np.ndarray] | None = None
+    ) -> sp.csr_matrix:
+        """The matrix head ``name``'s classifier reads: TF-IDF rows, then its extras."""
+        return with_extras(X, self.extras(name, X, upstream or {}))
+
+    def head_inputs(self, name: str) -> list[str]:
+        """What head ``name`` reads, in column order: ``tfidf``, then ``latent`` and the stacked head."""
+        out = ["tfidf"]
+        if self.latent is not None and name in self.latent_heads:
+            out.append("latent")
+        if name in self.stacked:
+            out.append(self.stacked[name])
+        return out
+
+    def head_order(self) -> list[str]:
+        """Heads in an order where each stacked head comes after the head it reads."""
+        return sorted(self.heads, key=lambda name: name in self.stacked)
+
+    def _all_proba(self, X: sp.csr_matrix) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name in self.head_order():
+            extras = self.extras(name, X, out)
+            fast = self.compiled()[1].get(name)
+            if fast is None:
+                out[name] = self.heads[name].classifier.predict_proba(with_extras(X, extras))
+            else:
+                out[name] = fast.predict_proba(X, extras)
+        return out
 
     def predict(
         self,
@@ -333,8 +402,8 @@ class Router:
         words = X.indices < self._word_width()  # word columns come first
         empty_rows = np.bincount(row_of[words], minlength=X.shape[0]) == 0
         per_head: dict[str, list[HeadResult]] = {}
-        for name, head in self.heads.items():
-            proba = self._proba(name, X)
+        for name, proba in self._all_proba(X).items():
+            head = self.heads[name]
             per_head[name] = [
                 self._head_result(head, X, i, proba[i], top_k, explain, bool(empty_rows[i]))
                 for i in range(X.shape[0])
@@ -355,7 +424,8 @@ class Router:
     def predict_proba(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray]:
         """Probabilities per head, columns in the order of ``self.heads[name].labels``."""
         X = self.transform(tickets)
-        return {name: self._proba(name, X) for name in self.heads}
+        proba = self._all_proba(X)
+        return {name: proba[name] for name in self.heads}
 
     def warm_up(self) -> None:
         """Load jieba's dictionary, compile the prediction path and build the search index."""
@@ -402,6 +472,13 @@ class Router:
         # The vocabularies: hundreds of thousands of strings (see _CPickled).
         state["features"] = _CPickled(self.features)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models saved before the latent view and stacking existed have neither.
+        state.setdefault("latent", None)
+        state.setdefault("latent_heads", ())
+        state.setdefault("stacked", {})
+        self.__dict__.update(state)
 
     # -- business rules --------------------------------------------------------------------------
     def _head_result(
@@ -508,15 +585,14 @@ class _CPickled:
         return pickle.loads, (pickle.dumps(self.obj, protocol=pickle.HIGHEST_PROTOCOL),)
 
 
-def _l2_rows(X: sp.csr_matrix) -> sp.csr_matrix:
-    """Rows scaled to unit length (scikit-learn's ``normalize`` validates at a cost of milliseconds)."""
-    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-    lengths = np.diff(X.indptr)
-    rows = np.repeat(np.arange(X.shape[0]), lengths)
-    norms = np.sqrt(np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0]))
-    norms[norms == 0] = 1.0  # empty rows stay empty
-    X.data = (X.data / norms[rows]).astype(np.float32)
-    return X
+def _row_lengths(X: sp.csr_matrix) -> np.ndarray:
+    """Euclidean length of each row, 1 for an empty row (so dividing by it changes nothing)."""
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    lengths = np.sqrt(
+        np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0])
+    )
+    lengths[lengths == 0] = 1.0
+    return lengths
 
 
 def _dense_row(Q: sp.csr_matrix, j: int) -> np.ndarray:

@@ -207,6 +207,12 @@ def train(
         f"cross-validated ({config.cv_folds} stratified folds, seed {config.seed}) on "
         f"{result.validation.rows_used} of {result.validation.rows_in} rows"
     )
+    for name, cv in result.cv.items():
+        tried = cv.report.get("input_selection")
+        if tried:
+            scores = ", ".join(f"{'+'.join(t['inputs'])} {t['macro_f1']:.3f}" for t in tried)
+            chosen = "+".join(result.router.head_inputs(name))
+            out.print(f"{name} head reads {chosen} (cross-validated macro-F1: {scores})")
     if result.model_dir:
         out.print(f"written to {result.model_dir}")
 

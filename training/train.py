@@ -122,6 +122,39 @@ def cross_validate_head(
     return HeadCV(labels=labels.tolist(), threshold=threshold, report=report, proba=proba, y=y)
 
 
+@dataclass(frozen=True)
+class InputChoice:
+    """Which extra inputs a head reads besides the TF-IDF features."""
+
+    latent: bool = False
+    stacked: bool = False
+
+    def names(self) -> list[str]:
+        return ["tfidf"] + ["latent"] * int(self.latent) + ["category"] * int(self.stacked)
+
+    def __str__(self) -> str:
+        return "+".join(self.names())
+
+    def apply(self, router: Router, head: str) -> None:
+        others = tuple(h for h in router.latent_heads if h != head)
+        router.latent_heads = others + (head,) * self.latent
+        router.stacked.pop(head, None)
+        if self.stacked:
+            router.stacked[head] = "category"
+
+
+def input_options(latent: bool, stack: bool, select: bool) -> list[InputChoice]:
+    """The department head's candidate inputs, simplest first; only the fullest unless ``select``."""
+    fullest = InputChoice(latent=latent, stacked=stack)
+    if not select:
+        return [fullest]
+    return [
+        InputChoice(latent=a, stacked=b)
+        for a in sorted({False, latent})
+        for b in sorted({False, stack})
+    ]
+
+
 def fit_router(
     df: pd.DataFrame,
     config: TrainingConfig,
@@ -132,24 +165,64 @@ def fit_router(
 ) -> tuple[Router, dict[str, HeadCV]]:
     """Fit features and both heads on validated rows (see :func:`training.validate.validate`).
 
-    The vocabulary and IDF are fitted once on all rows (plus ``extra_texts``, unlabelled tickets
-    that only widen the vocabulary); the classifiers are then cross-validated per head and refitted
-    on all of that head's rows.
+    The vocabulary, IDF and latent view are fitted once on all rows (plus ``extra_texts``,
+    unlabelled tickets that only widen them); the classifiers are then cross-validated per head and
+    refitted on all of that head's rows. The category head comes first when the department head
+    reads its probabilities (``config.stack_category``).
     """
     router = build_router(config, userdict=userdict, stopwords=stopwords)
     tickets = list(zip(df["title"], df["text"], strict=True))
     X = router.fit_features(tickets, extra_texts, progress=progress)
-    cv: dict[str, HeadCV] = {}
-    for head in HEADS:
-        mask = (df[head] != "").to_numpy()
+    masks = {head: (df[head] != "").to_numpy() for head in HEADS}
+    for head, mask in masks.items():
         if not mask.any():
             logger.info("no %s labels: the %s head is not trained", head, head)
+    stack = bool(config.stack_category and masks["category"].any() and masks["department"].any())
+    cv: dict[str, HeadCV] = {}
+    # Probabilities of every row under the category head, for a department head stacked on it:
+    # out-of-fold for the rows it was cross-validated on, so no head learns from another's hindsight.
+    upstream: dict[str, np.ndarray] = {}
+    for head in ("category", "department"):
+        mask = masks[head]
+        if not mask.any():
             continue
         y = df.loc[mask, head].to_numpy(dtype=str)
-        cv[head] = cross_validate_head(X[mask], y, config, progress, head)
-        router.fit_head(head, X[mask], y, cv[head].threshold)
+        rows_upstream = {k: v[mask] for k, v in upstream.items()}
+        options = [InputChoice()]
+        if head == "department":
+            options = input_options(router.latent is not None, stack, config.select_inputs)
+        tried = []
+        for option in options:
+            option.apply(router, head)
+            Xh = router.head_input(head, X[mask], rows_upstream)
+            result = cross_validate_head(Xh, y, config, progress, f"{head} ({option})")
+            tried.append((option, result, Xh))
+        # An extra input must earn its place: the simplest option wins unless another is better.
+        option, cv[head], Xh = max(tried, key=lambda t: t[1].report["macro_f1"])
+        option.apply(router, head)
+        if len(tried) > 1:
+            cv[head].report["input_selection"] = [
+                {"inputs": o.names(), "macro_f1": r.report["macro_f1"]} for o, r, _ in tried
+            ]
+            logger.info(
+                "%s head reads %s (cross-validated macro-F1 %.3f)",
+                head,
+                option,
+                cv[head].report["macro_f1"],
+            )
+        router.fit_head(head, Xh, y, cv[head].threshold)
         if progress:
             progress(f"fitting {head}", 1, 1)
+        if head == "category" and stack:
+            proba = router.heads[head].classifier.predict_proba(router.head_input(head, X))
+            if cv[head].labels != router.heads[head].labels:
+                raise RuntimeError(
+                    f"{head}: cross-validation and the fitted head disagree on labels"
+                )
+            proba[mask] = cv[head].proba
+            upstream[head] = proba
+    if not router.latent_heads:
+        router.latent = None  # fitted, but no head reads it: not worth storing
     router.build_index(
         X,
         df["id"].to_numpy(),
@@ -297,6 +370,7 @@ def train_frame(
                 "counts": head.counts,
                 "threshold": head.threshold,
                 "target_precision": config.target_precision,
+                "inputs": router.head_inputs(name),
             }
             for name, head in router.heads.items()
         },
@@ -339,5 +413,6 @@ def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "ece",
         "auto",
         "per_class",
+        "input_selection",
     )
     return {k: report[k] for k in keep if k in report}

@@ -82,13 +82,22 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
 
 def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
+    # The department head reads the latent view and the category head's probabilities too.
+    assert router.latent is not None and router.stacked == {"department": "category"}
     X = router.transform(TICKETS)
-    for head in router.heads.values():
-        expected = head.classifier.predict_proba(X)
-        got = CompiledHead(head.classifier).predict_proba(X)
+    upstream: dict[str, np.ndarray] = {}
+    for name in router.head_order():
+        head = router.heads[name]
+        whole = router.head_input(name, X, upstream)
+        expected = head.classifier.predict_proba(whole)
+        fast = CompiledHead(head.classifier)
+        # Extras multiplied separately, or stacked onto the sparse rows: the same probabilities.
+        got = fast.predict_proba(X, router.extras(name, X, upstream))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fast.predict_proba(whole), expected, rtol=0, atol=1e-12)
         # And scikit-learn still works on the (now feature-major) weights.
-        np.testing.assert_allclose(head.classifier.predict_proba(X), expected, atol=1e-12)
+        np.testing.assert_allclose(head.classifier.predict_proba(whole), expected, atol=1e-12)
+        upstream[name] = expected
 
 
 def test_binary_head_compiles_too(tiny_model_dir):
@@ -131,8 +140,11 @@ def test_predict_and_predict_proba_agree_with_the_slow_path(tiny_model_dir):
     X = sp.csr_matrix(router.features.transform(TICKETS))
     proba = router.predict_proba(TICKETS)
     results = router.predict(TICKETS)
-    for name, head in router.heads.items():
-        slow = head.classifier.predict_proba(X)
+    upstream: dict[str, np.ndarray] = {}
+    for name in router.head_order():
+        head = router.heads[name]
+        slow = head.classifier.predict_proba(router.head_input(name, X, upstream))
+        upstream[name] = slow
         np.testing.assert_allclose(proba[name], slow, atol=1e-12)
         labels = [getattr(r, name).label for r in results]
         assert labels == [head.labels[i] for i in slow.argmax(axis=1)]
@@ -204,13 +216,10 @@ def test_compiled_path_is_not_pickled(tiny_model_dir):
     assert state["_compiled"] is None and state["_feature_names"] is None
 
 
-def test_l2_rows_equals_scikit_learns_normalize_and_keeps_empty_rows():
-    from model.router import _l2_rows
+def test_row_lengths_are_euclidean_and_one_for_empty_rows():
+    from model.router import _row_lengths
 
     X = sp.csr_matrix(
         np.array([[0, 0, 0], [3, 4, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=np.float32)
     )
-    got = _l2_rows(X)
-    np.testing.assert_allclose(got.toarray(), normalize(X).toarray(), atol=1e-7)
-    assert got.getnnz(axis=1).tolist() == [0, 2, 0, 3, 0]
-    assert X[1, 0] == 3  # the input is not modified
+    np.testing.assert_allclose(_row_lengths(X), [1, 5, 1, np.sqrt(3), 1])

@@ -1,8 +1,11 @@
+import numpy as np
+import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.preprocessing import normalize
 
 from model.artifact import load_router
-from model.router import REASON_NO_KNOWN_TERMS
+from model.router import REASON_NO_KNOWN_TERMS, Router
 
 
 def test_prediction_shape(tiny_model_dir):
@@ -70,3 +73,89 @@ def _cached(path):
     if path not in _ROUTERS:
         _ROUTERS[path] = load_router(path)[0]
     return _ROUTERS[path]
+
+
+# -- the department head's extra inputs: latent view and the category head's probabilities --------
+def test_latent_view_is_a_truncated_svd_of_the_frequent_features():
+    from sklearn.decomposition import TruncatedSVD
+
+    from model.pipeline import LatentView
+
+    rng = np.random.default_rng(0)
+    X = sp.random(60, 40, density=0.2, format="lil", random_state=1, dtype=np.float32)
+    X[:, 39] = 0  # a column no document has: never part of the view
+    X[1:, 38] = 0
+    X[0, 38] = 1.0  # a column one document has: below min_df=2
+    X = sp.csr_matrix(X)
+    X[5, 37] = 0.0  # an explicit zero is not an occurrence
+    X = sp.csr_matrix(X)
+    view = LatentView.fit(X, n_components=5, min_df=2, weight=0.5, seed=0)
+    assert view is not None and view.width == 5
+    assert 38 not in view.columns and 39 not in view.columns
+    svd = TruncatedSVD(n_components=5, algorithm="randomized", random_state=0)
+    expected = svd.fit_transform(X[:, view.columns])
+    expected = 0.5 * expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    Q = sp.csr_matrix(rng.random((4, 40)) * (rng.random((4, 40)) < 0.3), dtype=np.float32)
+    np.testing.assert_allclose(view.transform(X), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        view.transform(Q),
+        0.5 * normalize(svd.transform(Q[:, view.columns])),
+        atol=1e-5,
+    )
+    # A row with no frequent feature projects to zeros, not to NaN.
+    only_rare = sp.csr_matrix(([1.0], ([0], [38])), shape=(1, 40), dtype=np.float32)
+    assert not view.transform(only_rare).any()
+    # Too little data for two components: no view at all.
+    assert LatentView.fit(X[:2], n_components=5, min_df=1, weight=0.5, seed=0) is None
+
+
+def test_department_head_reads_tfidf_latent_view_and_category_probabilities(tiny_model_dir):
+    router, meta = load_router(tiny_model_dir)
+    assert meta["config"]["lsa_components"] > 0 and meta["config"]["stack_category"]
+    assert router.head_order() == ["category", "department"]
+    X = router.transform(["物业不修电梯"])
+    category = router.heads["category"]
+    width = X.shape[1] + router.latent.width + len(category.labels)
+    assert router.heads["department"].classifier.n_features_in_ == width
+    assert category.classifier.n_features_in_ == X.shape[1]  # the category head reads TF-IDF only
+
+
+def test_models_without_extra_inputs_still_load_and_predict(tiny_csv, tiny_config):
+    # A router pickled before the latent view and stacking existed has none of their attributes.
+    import dataclasses
+    import pickle
+
+    from training.train import train
+
+    config = dataclasses.replace(tiny_config, lsa_components=0, stack_category=False)
+    router = train([tiny_csv], None, config=config).router
+    assert router.latent is None and router.stacked == {}
+    state = router.__getstate__()
+    for name in ("latent", "latent_heads", "stacked"):
+        del state[name]
+    old = Router.__new__(Router)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.latent is None and old.latent_heads == () and old.stacked == {}
+    tickets = ["物业不修电梯", ("欠薪", "老板不发工资")]
+    assert old.predict(tickets) == router.predict(tickets)
+
+
+def test_the_department_heads_inputs_are_chosen_by_cross_validation(tiny_csv, tiny_config):
+    import dataclasses
+
+    from training.train import train
+
+    result = train([tiny_csv], None, config=dataclasses.replace(tiny_config, select_inputs=True))
+    tried = result.metadata["cv_metrics"]["department"]["input_selection"]
+    assert [t["inputs"] for t in tried] == [
+        ["tfidf"],
+        ["tfidf", "category"],
+        ["tfidf", "latent"],
+        ["tfidf", "latent", "category"],
+    ]
+    best = max(tried, key=lambda t: t["macro_f1"])  # the first, simplest, on a tie
+    chosen = result.metadata["heads"]["department"]["inputs"]
+    assert chosen == best["inputs"] == result.router.head_inputs("department")
+    assert result.metadata["cv_metrics"]["department"]["macro_f1"] == best["macro_f1"]
+    assert (result.router.latent is not None) == ("latent" in chosen)
+    assert result.metadata["heads"]["category"]["inputs"] == ["tfidf"]
