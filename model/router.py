@@ -228,11 +228,13 @@ class Router:
         extra_texts: Sequence[TicketLike] = (),
         progress: Callable[[str, int, int], None] | None = None,
         chunk: int = 2_000,
+        latent: bool = True,
     ) -> sp.csr_matrix:
         """Fit tokenizer, vocabularies and latent view on the tickets (and extra unlabelled texts).
 
         Returns the tickets' TF-IDF rows. Tokenisation, the slow part, runs once per ticket in
-        chunks, calling ``progress("tokenizing", done, total)`` after each.
+        chunks, calling ``progress("tokenizing", done, total)`` after each. ``latent=False`` skips
+        the latent view (no head will read it).
         """
         everything = list(tickets) + list(extra_texts)
         prepare_tokenize = self.features[:2].fit(everything[:1])
@@ -249,7 +251,7 @@ class Router:
         self._feature_names = None
         self._compiled = None
         self.latent = None
-        if self.config.lsa_components > 0:
+        if latent and self.config.lsa_components > 0:
             if progress:
                 progress("latent view", 0, 1)
             self.latent = LatentView.fit(

@@ -172,8 +172,9 @@ def fit_router(
     """
     router = build_router(config, userdict=userdict, stopwords=stopwords)
     tickets = list(zip(df["title"], df["text"], strict=True))
-    X = router.fit_features(tickets, extra_texts, progress=progress)
     masks = {head: (df[head] != "").to_numpy() for head in HEADS}
+    # Only the department head reads the latent view.
+    X = router.fit_features(tickets, extra_texts, progress, latent=bool(masks["department"].any()))
     for head, mask in masks.items():
         if not mask.any():
             logger.info("no %s labels: the %s head is not trained", head, head)

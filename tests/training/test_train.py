@@ -12,7 +12,15 @@ from training.train import train
 runner = CliRunner()
 
 
-def test_a_file_with_only_categories_trains_only_the_category_head(tmp_path, tiny_config):
+def test_a_file_with_only_categories_trains_only_the_category_head(
+    tmp_path, tiny_config, monkeypatch
+):
+    from model.pipeline import LatentView
+
+    def not_needed(*args, **kwargs):
+        raise AssertionError("the latent view was fitted, but only a department head reads it")
+
+    monkeypatch.setattr(LatentView, "fit", not_needed)
     path = tmp_path / "cats.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -23,6 +31,7 @@ def test_a_file_with_only_categories_trains_only_the_category_head(tmp_path, tin
 
     result = train([path], tmp_path / "m", ColumnMap(text="内容", category="类别"), tiny_config)
     assert set(result.router.heads) == {"category"}
+    assert result.router.latent is None
     [pred] = result.router.predict(["老板拖欠工资"])
     assert pred.department is None and pred.category is not None
 
