@@ -111,19 +111,18 @@ def merge_rare(df: pd.DataFrame, head: str, min_examples: int) -> pd.DataFrame:
 
 
 def extra_labelled_rows(task: str, own: pd.DataFrame) -> pd.DataFrame:
-    """Labelled rows of the *other* file, added to every training part with this task's label blanked.
+    """Categorised rows of the *other* file, added to every training part, their departments blanked.
 
-    They train the other head only: the category task gains the department file's annotated
+    They train the category head only: the category task gains the department file's annotated
     categories, and the department task gains the category file's categories, which the category
     head learns from and the department head reads (``stack_category``). Test rows always come
     from the task's own file, and a message that also appears in it is left out, so no test text
     can leak into training.
     """
-    other_task = "department" if task == "category" else "category"
-    other = read_tickets([SHARED / TASKS[other_task]])
-    other[task] = ""
+    other = read_tickets([SHARED / TASKS["department" if task == "category" else "category"]])
+    other["department"] = ""
     seen = set(own["text"].map(normalize))
-    keep = (other[other_task].str.strip() != "") & ~other["text"].map(normalize).isin(seen)
+    keep = (other["category"].str.strip() != "") & ~other["text"].map(normalize).isin(seen)
     return other[keep]
 
 
