@@ -56,6 +56,15 @@ DeptCol = Annotated[
 CatCol = Annotated[
     str, typer.Option("--category-col", help="Input column holding the category label")
 ]
+TrainJobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Worker processes for the classifiers' fits (default: the number of cores); "
+        "the model is the same for any value",
+    ),
+]
 
 
 def column_map(text: str, title: str, id_: str, department: str, category: str) -> ColumnMap:
@@ -145,6 +154,7 @@ def train(
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    jobs: TrainJobs = None,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
@@ -169,6 +179,7 @@ def train(
                 unlabelled=unlabelled or [],
                 model_root=get_settings().model_root,
                 progress=_RichProgress(bar),
+                n_jobs=jobs or -1,
             )
     except USER_ERRORS as e:
         raise fail(e) from None
@@ -694,6 +705,7 @@ def retrain(
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    jobs: TrainJobs = None,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
@@ -716,6 +728,7 @@ def retrain(
                 force=force,
                 report_dir=report,
                 progress=_RichProgress(bar),
+                n_jobs=jobs or -1,
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, ValueError) as e:
         raise fail(e) from None

@@ -380,6 +380,7 @@ def retrain(
     config: TrainingConfig | None = None,
     report_dir: str | Path | None = None,
     progress: Progress | None = None,
+    n_jobs: int | None = -1,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -407,6 +408,8 @@ def retrain(
         Where the comparison report goes (default ``<root>/reports``).
     progress : callable, optional
         Progress callback.
+    n_jobs : int or None
+        Processes for the classifiers' fits, as in :func:`training.train.train`.
 
     Returns
     -------
@@ -493,6 +496,7 @@ def retrain(
         stopwords=resources[STOPWORDS_FILE],
         model_root=root,
         progress=progress,
+        n_jobs=n_jobs,
         data_sha=sha.hexdigest(),
         data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
         extra_metadata={

@@ -1,10 +1,14 @@
 import csv
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from model import resources
 from model.artifact import load_router, read_metadata
+from model.config import TrainingConfig
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
@@ -148,3 +152,37 @@ def test_cli_train_records_the_tokenizer_backend_it_was_asked_for(tmp_path, tiny
         app, ["train", str(tiny_csv), "--out", str(tmp_path / "x"), "--tokenizer", "hanlp"]
     )
     assert r.exit_code != 0 and "hanlp" in r.output
+
+
+@pytest.mark.slow
+def test_the_model_is_the_same_for_any_number_of_worker_processes():
+    # The bundled sample with a cheap configuration: big enough that liblinear iterates, so fits
+    # sharing one random generator (threads) would already differ in the sixth decimal here.
+    config = dataclasses.replace(
+        TrainingConfig(),
+        cv_folds=3,
+        calibration_cv=2,
+        char_ngram_max=0,
+        lsa_components=20,
+        lsa_min_df=2,
+    )
+    here = train([resources.sample_path()], None, config=config, n_jobs=1)
+    pool = train([resources.sample_path()], None, config=config, n_jobs=2)
+    assert here.metadata == pool.metadata  # metrics, thresholds, the chosen inputs
+    assert len(here.metadata["cv_metrics"]["department"]["input_selection"]) == 4
+    for head in here.cv:
+        np.testing.assert_array_equal(here.cv[head].proba, pool.cv[head].proba)
+    tickets = [(title, text) for title, text, _, _ in TINY_TICKETS]
+    a, b = here.router.predict_proba(tickets), pool.router.predict_proba(tickets)
+    assert a.keys() == b.keys() == {"department", "category"}
+    for head in a:
+        np.testing.assert_array_equal(a[head], b[head])
+
+
+def test_cli_train_takes_a_number_of_worker_processes(tmp_path, tiny_csv):
+    out = tmp_path / "model"
+    args = ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2"]
+    r = runner.invoke(app, [*args, "--jobs", "0"])
+    assert r.exit_code == 2 and "--jobs" in r.output
+    r = runner.invoke(app, [*args, "--jobs", "1"])
+    assert r.exit_code == 0, r.output
