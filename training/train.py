@@ -241,10 +241,11 @@ def fit_router(
         options = [InputChoice()]
         if head == "department":
             options = input_options(router.latent is not None, stack, config.select_inputs)
+        X_head = X[mask]
         inputs = []
         for option in options:
             option.apply(router, head)
-            inputs.append(router.head_input(head, X[mask], rows_upstream))
+            inputs.append(router.head_input(head, X_head, rows_upstream))
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
             config,
@@ -273,12 +274,16 @@ def fit_router(
         if progress:
             progress(f"fitting {head}", 1, 1)
         if head == "category" and stack:
-            proba = router.heads[head].classifier.predict_proba(router.head_input(head, X))
             if cv[head].labels != router.heads[head].labels:
                 raise RuntimeError(
                     f"{head}: cross-validation and the fitted head disagree on labels"
                 )
+            # Rows without a category get the fitted head's probabilities.
+            proba = np.zeros((len(mask), len(cv[head].labels)))
             proba[mask] = cv[head].proba
+            if not mask.all():
+                unlabelled = router.head_input(head, X[~mask])
+                proba[~mask] = router.heads[head].classifier.predict_proba(unlabelled)
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing
