@@ -8,6 +8,7 @@ directory explicitly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import logging
 import time
@@ -29,7 +30,7 @@ from serve.batcher import MicroBatcher
 from serve.db import Database
 from serve.errors import error_response, install_error_handlers
 from serve.metrics import Metrics
-from serve.reload import follow_pointer
+from serve.reload import follow_pointer, freeze_heap
 from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import install_security
@@ -106,6 +107,7 @@ def create_app(
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
         app.state.db = db
+        freeze_heap()  # the model lives as long as the process: no full collection walks it
         if not database["ok"]:
             # Routing does not need the database; feedback answers 503 until it is back.
             logger.warning(
@@ -127,6 +129,7 @@ def create_app(
             if follower is not None:
                 follower.cancel()
             db.dispose()
+            gc.unfreeze()  # this app's model may now be collected like anything else
 
     app = FastAPI(
         title="paidan",

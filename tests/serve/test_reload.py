@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -106,3 +107,23 @@ def test_reload_model_refuses_a_broken_directory_without_swapping(
         assert app.state.router is before
         assert reload_model(app, root / "v2", loader) == "v2"
         assert served_version(client) == "v2"
+
+
+def _tracked(obj: object) -> bool:
+    """Whether the cyclic garbage collector still scans ``obj`` (frozen objects are not listed)."""
+    return any(o is obj for o in gc.get_objects())
+
+
+def test_served_models_are_frozen_out_of_full_collections(root: Path, tmp_path: Path) -> None:
+    """A loaded or swapped-in model is not walked by every full collection (the p99 pauses)."""
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        app: Any = client.app
+        first = app.state.router
+        assert not _tracked(first.features)
+        reload_model(app, root / "v2", loader)
+        assert app.state.router is not first
+        assert not _tracked(app.state.router.features)
+        assert served_version(client) == "v2"
+    # Once the app is gone its model is an ordinary object again.
+    assert gc.get_freeze_count() == 0
+    assert _tracked(first.features)
