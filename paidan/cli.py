@@ -450,6 +450,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
     from serve.server import describe_database, run
+    from serve.workers import WorkerStartError
 
     try:
         settings = load_settings()
@@ -464,7 +465,7 @@ def serve(
             soft_wrap=True,
         )
         run(settings, model_dir, host=host, port=port, workers=workers, access_log=access_log)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
         raise fail(e) from None
 
 

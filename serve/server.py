@@ -16,6 +16,7 @@ from model.artifact import load_router, verify
 from model.router import Router
 from model.settings import Settings
 from serve.db import Database, DatabaseUnavailable
+from serve.workers import Supervisor
 
 if TYPE_CHECKING:
     from serve.app import RouterLoader
@@ -73,8 +74,10 @@ def run(
     """Serve ``model_dir`` with uvicorn; blocks until the server stops.
 
     With one worker the app is built here; with several, each worker process builds its own from
-    the environment (``uvicorn serve.app:create_app --factory``), so the model directory travels in
-    ``PAIDAN_MODEL_DIR`` and Prometheus metrics are shared through ``PROMETHEUS_MULTIPROC_DIR``.
+    the environment (``serve.app:create_app`` as a uvicorn factory, under
+    :class:`serve.workers.Supervisor`, each worker on its own ``SO_REUSEPORT`` socket), so the
+    model directory travels in ``PAIDAN_MODEL_DIR`` and Prometheus metrics are shared through
+    ``PROMETHEUS_MULTIPROC_DIR``.
     """
     import uvicorn
 
@@ -113,16 +116,18 @@ def run(
     if own_multiproc:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             "serve.app:create_app",
             factory=True,
             host=host,
             port=port,
-            workers=workers,
             access_log=False,
             log_level=log_level,
             log_config=log_config(log_level),
         )
+        # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
+        # every waiting connection (serve/workers.py).
+        Supervisor(config, workers).run()
     finally:
         if own_multiproc:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

@@ -1,0 +1,199 @@
+"""Several uvicorn worker processes, each accepting connections on a listening socket of its own.
+
+uvicorn's own ``--workers`` shares one listening socket among its workers, and a worker that wakes
+up accepts every connection waiting on it (asyncio and uvloop both accept in a loop until the queue
+is empty). A client that opens its keep-alive connections together (a load balancer's upstream pool,
+a load generator) then talks to one worker while the others idle: measured with 2 workers and 32
+connections, all 32 went to one worker in most runs, at half the throughput and twice the latency
+of an even split. Here every worker slot has its own socket, bound with ``SO_REUSEPORT``, and the
+kernel spreads new connections over them by a hash of the addresses.
+
+The sockets belong to the supervisor (this process), not to the workers. A worker that is replaced,
+after a crash or on SIGHUP, hands its slot's socket to its successor, and connections queued on it
+are neither lost nor reset.
+
+Signals to the supervisor: SIGINT or SIGTERM stops every worker gracefully (each finishes the
+requests it has); SIGHUP replaces the workers one at a time, each successor serving before its
+predecessor is stopped, so new workers load the current model without a moment with fewer workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import uvicorn
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 120  # a worker loads and warms the model before it serves
+STOP_TIMEOUT_S = 30  # graceful shutdown of one worker, then SIGKILL
+POLL_S = 0.5  # how often dead workers are looked for
+
+
+class WorkerStartError(RuntimeError):
+    """A worker exited before it started serving (at start-up: nothing would serve)."""
+
+
+def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other ``SO_REUSEPORT`` sockets may share.
+
+    Raises
+    ------
+    OSError
+        When the address cannot be bound (in use by a socket without ``SO_REUSEPORT``, no such
+        address), with the address in the message.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker_main(config: uvicorn.Config, sock: socket.socket, ready: Event) -> None:
+    """A worker process: serve the app on ``sock``; set ``ready`` once the app has started."""
+    config.configure_logging()
+    server = uvicorn.Server(config)
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            ready.set()
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run(sockets=[sock])
+
+
+@dataclass
+class _Worker:
+    process: SpawnProcess
+    ready: Event
+
+
+class Supervisor:
+    """Start ``workers`` uvicorn workers for ``config``, keep them running, stop them on a signal."""
+
+    def __init__(self, config: uvicorn.Config, workers: int) -> None:
+        self.config = config
+        self.sockets = [
+            reuseport_socket(config.host, config.port, config.backlog) for _ in range(workers)
+        ]
+        self._ctx: SpawnContext = multiprocessing.get_context("spawn")
+        self._slots: list[_Worker] = []
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+
+    def _start(self, slot: int) -> _Worker:
+        ready = self._ctx.Event()
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(self.config, self.sockets[slot], ready),
+            name=f"paidan-worker-{slot}",
+        )
+        process.start()
+        logger.info("started worker process [%d]", process.pid)
+        return _Worker(process, ready)
+
+    def _wait_ready(self, worker: _Worker) -> bool:
+        """Whether ``worker`` starts serving (False: it exited first, or took too long)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if worker.ready.wait(0.1):
+                return True
+            if not worker.process.is_alive():
+                return False
+        return False
+
+    def _stop_worker(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        worker.process.join(STOP_TIMEOUT_S)
+        if worker.process.is_alive():
+            logger.warning("worker [%d] did not stop in time; killed", worker.process.pid)
+            worker.process.kill()
+            worker.process.join()
+
+    def _replace_all(self) -> None:
+        """SIGHUP: a successor per slot, serving before its predecessor stops."""
+        logger.info("SIGHUP: replacing %d workers one at a time", len(self._slots))
+        for slot, old in enumerate(self._slots):
+            new = self._start(slot)
+            if not self._wait_ready(new):
+                logger.error(
+                    "replacement worker [%d] did not start; keeping [%d]",
+                    new.process.pid,
+                    old.process.pid,
+                )
+                self._stop_worker(new)
+                continue
+            self._slots[slot] = new
+            self._stop_worker(old)
+
+    def run(self) -> None:
+        """Serve until SIGINT or SIGTERM.
+
+        Raises
+        ------
+        WorkerStartError
+            When a worker exits before serving at start-up.
+        """
+        handlers = {
+            signal.SIGINT: lambda *_: self._stop.set(),
+            signal.SIGTERM: lambda *_: self._stop.set(),
+            signal.SIGHUP: lambda *_: self._reload.set(),
+        }
+        previous: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        try:
+            self._slots = [self._start(slot) for slot in range(len(self.sockets))]
+            for worker in self._slots:
+                if not self._wait_ready(worker) and not self._stop.is_set():
+                    raise WorkerStartError(
+                        f"worker [{worker.process.pid}] exited with code "
+                        f"{worker.process.exitcode} before serving; see its log above"
+                    )
+            host, port = self.sockets[0].getsockname()[:2]
+            logger.info(
+                "%d workers serving on http://%s:%d, each on its own SO_REUSEPORT socket",
+                len(self._slots),
+                host,
+                port,
+            )
+            while not self._stop.wait(POLL_S):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._replace_all()
+                for slot, worker in enumerate(self._slots):
+                    if not worker.process.is_alive() and not self._stop.is_set():
+                        logger.warning(
+                            "worker [%d] exited with code %s; starting another",
+                            worker.process.pid,
+                            worker.process.exitcode,
+                        )
+                        self._slots[slot] = self._start(slot)
+        finally:
+            for worker in self._slots:
+                if worker.process.is_alive():
+                    worker.process.terminate()
+            for worker in self._slots:
+                self._stop_worker(worker)
+            for sock in self.sockets:
+                sock.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
