@@ -11,9 +11,14 @@ Measures, on this machine:
   ``router.predict`` inside ``async def`` (the event loop blocks during every prediction), under the
   same load.
 
-The load client is ``httpx.AsyncClient`` in this process, with a bounded number of requests per level
-and a timeout on every request, so the run always ends. The client shares the machine's cores with
-the server (the figures are for client and server together on one box).
+The load client is `wrk <https://github.com/wg/wrk>`_ (Debian's ``wrk`` package) with
+``benchmarks/wrk_route.lua``: one thread, ``concurrency`` keep-alive connections, a bounded number of
+seconds per level (``--seconds``) and a timeout on every request, so the run always ends. It shares
+the machine's cores with the server but takes about 3% of one at 2,000 requests/s. Without wrk the
+client is ``httpx.AsyncClient`` in this process, which at concurrency 32 needs a whole core of its
+own (its CPU time per request grows with the number of connections), so the servers are then
+measured through a client that is itself the bottleneck; the JSON names the client used. Each level
+starts with a warm-up run at the same concurrency that is not measured.
 
 Model: trained on the shared real tickets (``../shared/datasets/tipdm2020c``) into a temporary model
 root, or on the bundled sample when the shared data is absent; or ``--model DIR``. Request bodies are
@@ -32,6 +37,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +68,8 @@ SHARED_TRAIN = ("department_train.csv", "category_train.csv")
 RESULTS = ROOT / "benchmarks" / "results"
 CONCURRENCY = (1, 8, 32)
 REQUEST_TIMEOUT_S = 30
+LEVEL_TIMEOUT_S = 120  # wrk's -d: no level runs longer, whatever the request count
+WRK_SCRIPT = ROOT / "benchmarks" / "wrk_route.lua"
 IN_PROCESS_CALLS = 500
 WARMUP_REQUESTS = 30
 
@@ -181,14 +189,61 @@ async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) 
     }
 
 
+def load_wrk(port: int, bodies: Path, concurrency: int, seconds: float) -> dict[str, Any]:
+    """The same measurement as :func:`load`, with wrk as the client, for ``seconds``.
+
+    wrk runs for a fixed time rather than a fixed number of requests (its threads can stop early,
+    but the run still lasts its full duration), so the request count is whatever the server
+    answered in that time.
+    """
+
+    def run(duration: float) -> dict[str, Any]:
+        env = {**os.environ, "PAIDAN_WRK_BODIES": str(bodies)}
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s",
+               f"--timeout={REQUEST_TIMEOUT_S}s", "-s", str(WRK_SCRIPT), base_url(port)]  # fmt: skip
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=duration + 60, check=True
+        )
+        return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+
+    run(max(1.0, seconds / 5))  # not measured: page faults of a fresh worker, caches
+    out = run(seconds)
+    failed = {k: v for k, v in out["errors"].items() if v}
+    ok = out["requests"] - out["errors"]["non_2xx_3xx"]
+    return {
+        "concurrency": concurrency,
+        "requests": out["requests"],
+        "ok": ok,
+        "errors": failed,
+        "wall_s": round(out["duration_s"], 3),
+        "throughput_rps": round(ok / out["duration_s"], 1),
+        **{k: round(out[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+    }
+
+
 def measure_server(
-    name: str, cmd: list[str], env: dict[str, str], port: int, pool: list[dict[str, str]], n: int
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    pool: list[dict[str, str]],
+    n: int,
+    bodies: Path | None,
+    seconds: float,
 ) -> dict[str, Any]:
+    """Start a server and load it at each concurrency, then stop it.
+
+    With ``bodies`` (a file of request bodies) the client is wrk, for ``seconds`` a level;
+    otherwise httpx, for ``n`` requests a level (a quarter of them at concurrency 1).
+    """
     proc, ready_s = start_server(cmd, env, port)
     try:
         levels = []
         for c in CONCURRENCY:
-            levels.append(asyncio.run(load(port, pool, c, n if c > 1 else max(n // 4, 100))))
+            if bodies is not None:
+                levels.append(load_wrk(port, bodies, c, seconds))
+            else:
+                levels.append(asyncio.run(load(port, pool, c, n if c > 1 else max(n // 4, 100))))
             print(f"  {name} c={c}: {levels[-1]}", file=sys.stderr)
     finally:
         stop_server(proc)
@@ -198,7 +253,16 @@ def measure_server(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="Model directory (default: train one)")
-    parser.add_argument("--requests", type=int, default=1_200, help="Requests per level (c>1)")
+    parser.add_argument(
+        "--requests", type=int, default=1_200, help="Requests per level (c>1) with httpx"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per level with wrk")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="Load client (default: wrk when installed; apt-get install wrk)",
+    )
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
@@ -223,6 +287,12 @@ def main() -> None:
             assert model_dir is not None
             print(f"  trained in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         pool = request_pool(files)
+        bodies = None
+        if args.client == "wrk":
+            bodies = tmp / "bodies.jsonl"  # real tickets: in the temporary directory only
+            bodies.write_text(
+                "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in pool), encoding="utf-8"
+            )
         cores = os.cpu_count() or 1
         env = server_env(model_root, tmp / "var")
 
@@ -234,7 +304,11 @@ def main() -> None:
                 "platform": platform.platform(),
             },
             "model": {"trained_on": [p.name for p in files], "pool_size": len(pool)},
-            "client": "httpx.AsyncClient in the benchmark process, on the same machine",
+            "client": (
+                "wrk, one thread, on the same machine (benchmarks/wrk_route.lua)"
+                if bodies is not None
+                else "httpx.AsyncClient in the benchmark process, on the same machine"
+            ),
             "in_process": in_process(model_dir, pool),
         }
         print(f"in-process: {result['in_process']}", file=sys.stderr)
@@ -243,12 +317,21 @@ def main() -> None:
             port = free_port()
             cmd = paidan_serve(model_dir, port, "--workers", str(workers))
             servers[f"paidan_serve_workers_{workers}"] = measure_server(
-                f"paidan serve --workers {workers}", cmd, env, port, pool, args.requests
+                f"paidan serve --workers {workers}",
+                cmd,
+                env,
+                port,
+                pool,
+                args.requests,
+                bodies,
+                args.seconds,
             )
         port = free_port()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-server",
                "--model", str(model_dir), "--port", str(port)]  # fmt: skip
-        servers["naive_async_def"] = measure_server("naive", cmd, env, port, pool, args.requests)
+        servers["naive_async_def"] = measure_server(
+            "naive", cmd, env, port, pool, args.requests, bodies, args.seconds
+        )
         result["servers"] = servers
 
         naive = {lv["concurrency"]: lv for lv in servers["naive_async_def"]["levels"]}
