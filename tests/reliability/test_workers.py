@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import uvicorn
 
+from serve.workers import Supervisor
 from tests.reliability.live import LiveServer
-
-pytestmark = pytest.mark.slow
 
 CONNECTIONS = 32
 WAIT_S = 60
@@ -64,6 +64,7 @@ def port_of(server: LiveServer) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 
+@pytest.mark.slow
 def test_connections_opened_together_reach_both_workers(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
 ) -> None:
@@ -91,6 +92,7 @@ def test_connections_opened_together_reach_both_workers(
     assert len(per_worker) == 2 and min(per_worker.values()) >= 4, per_worker
 
 
+@pytest.mark.slow
 def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_request(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
 ) -> None:
@@ -168,3 +170,15 @@ def running(pids: set[int]) -> set[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = uvicorn.Config("serve.app:create_app", factory=True, host="127.0.0.1", port=port)
+        with pytest.raises(
+            OSError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        ):
+            Supervisor(config, 2)
