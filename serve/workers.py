@@ -136,11 +136,12 @@ class Supervisor:
         for slot, old in enumerate(self._slots):
             new = self._start(slot)
             if not self._wait_ready(new):
-                logger.error(
-                    "replacement worker [%d] did not start; keeping [%d]",
-                    new.process.pid,
-                    old.process.pid,
-                )
+                if not self._stop.is_set():  # else: shutting down, not a failed start
+                    logger.error(
+                        "replacement worker [%d] did not start; keeping [%d]",
+                        new.process.pid,
+                        old.process.pid,
+                    )
                 self._stop_worker(new)
                 continue
             self._slots[slot] = new
@@ -164,9 +165,15 @@ class Supervisor:
             self._slots = [self._start(slot) for slot in range(len(self.sockets))]
             for worker in self._slots:
                 if not self._wait_ready(worker) and not self._stop.is_set():
+                    code = worker.process.exitcode
                     raise WorkerStartError(
-                        f"worker [{worker.process.pid}] exited with code "
-                        f"{worker.process.exitcode} before serving; see its log above"
+                        f"worker [{worker.process.pid}] "
+                        + (
+                            f"was not serving after {READY_TIMEOUT_S} s"
+                            if code is None
+                            else f"exited with code {code} before serving"
+                        )
+                        + "; see its log above"
                     )
             host, port = self.sockets[0].getsockname()[:2]
             logger.info(
