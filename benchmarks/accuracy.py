@@ -94,7 +94,8 @@ def run_product(
     test_df = df.iloc[test]
     proba = router.predict_proba(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
     h = router.heads[head]
-    rep = head_report(test_df[head].to_numpy(dtype=str), proba, h.labels, h.threshold)
+    y_test = test_df[head].to_numpy(dtype=str)
+    rep = head_report(y_test, proba, h.labels, h.threshold, rank=h.shift(proba))
     return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),

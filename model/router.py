@@ -101,10 +101,22 @@ class Head:
     classifier: CalibratedClassifierCV
     threshold: float
     counts: dict[str, int]
+    prior_alpha: float = 0.0
 
     @property
     def labels(self) -> list[str]:
         return [str(c) for c in self.classifier.classes_]
+
+    def shift(self, proba: np.ndarray) -> np.ndarray:
+        """Scores that rank this head's labels: the probabilities, prior-shifted (:func:`shift_prior`).
+
+        The head suggests labels in this order; the score it shows for a label, and the one its
+        auto threshold reads, stays the calibrated probability of that label, so a label that the
+        shift moves ahead of a likelier one is seldom dispatched without a person.
+        """
+        # getattr: heads pickled before the prior shift existed have no alpha.
+        alpha = getattr(self, "prior_alpha", 0.0)
+        return shift_prior(proba, [self.counts[label] for label in self.labels], alpha)
 
     def mean_coef(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Average linear weights of the calibration folds for some classes and features.
@@ -119,6 +131,31 @@ class Head:
                 coef = np.vstack([-coef[0], coef[0]])
             out += coef[np.ix_(rows, columns)]
         return out / len(self.classifier.calibrated_classifiers_)
+
+
+def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.ndarray:
+    """Probabilities re-weighted by each label's training share to the power ``-alpha``.
+
+    ``proba * share ** -alpha``, each row renormalised to sum to 1: how every head ranks its labels
+    (:class:`~model.config.TrainingConfig`'s ``prior_alpha``), so that the HTTP API, the page and
+    batch labelling rank them the same way.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n, n_labels)
+        Calibrated probabilities, columns in the head's label order.
+    counts : sequence of int
+        Training rows of each label, in the same order.
+    alpha : float
+        0 returns ``proba`` unchanged; 1 divides out the training shares completely.
+    """
+    if alpha == 0:
+        return proba
+    share = np.asarray(counts, dtype=np.float64)
+    weights = (share / share.sum()) ** -alpha
+    shifted = proba * weights
+    total = shifted.sum(axis=1, keepdims=True)
+    return np.divide(shifted, total, out=np.array(proba, dtype=np.float64), where=total > 0)
 
 
 @dataclass
@@ -265,10 +302,19 @@ class Router:
                 progress("latent view", 1, 1)
         return sp.csr_matrix(X[: len(tickets)])
 
-    def fit_head(self, name: str, X: sp.spmatrix, y: Sequence[str], threshold: float) -> Head:
+    def fit_head(
+        self,
+        name: str,
+        X: sp.spmatrix,
+        y: Sequence[str],
+        threshold: float,
+        prior_alpha: float = 0.0,
+    ) -> Head:
         """Fit one head on the rows that carry its label.
 
         ``X`` is the head's whole input: the TF-IDF rows with the head's extras (:meth:`head_input`).
+        ``threshold`` and ``prior_alpha`` were chosen by cross-validation
+        (:func:`training.train.cross_validate_heads`).
         """
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
         clf = build_classifier(self.config, counts.tolist())
@@ -279,6 +325,7 @@ class Router:
             classifier=clf,
             threshold=float(threshold),
             counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
+            prior_alpha=float(prior_alpha),
         )
         self.heads[name] = head
         self._compiled = None
@@ -406,8 +453,11 @@ class Router:
         per_head: dict[str, list[HeadResult]] = {}
         for name, proba in self._all_proba(X).items():
             head = self.heads[name]
+            rank = head.shift(proba)
             per_head[name] = [
-                self._head_result(head, X, i, proba[i], top_k, explain, bool(empty_rows[i]))
+                self._head_result(
+                    head, X, i, proba[i], rank[i], top_k, explain, bool(empty_rows[i])
+                )
                 for i in range(X.shape[0])
             ]
         similar = (
@@ -489,12 +539,15 @@ class Router:
         X: sp.csr_matrix,
         i: int,
         proba: np.ndarray,
+        rank: np.ndarray,
         top_k: int,
         explain: bool,
         no_terms: bool,
     ) -> HeadResult:
+        # Labels in the order of the prior-shifted scores, each with its calibrated probability,
+        # which is also what the auto threshold reads (see Head.shift).
         labels = head.classifier.classes_
-        order = np.argsort(-proba, kind="stable")[: max(1, top_k)]
+        order = np.argsort(-rank, kind="stable")[: max(1, top_k)]
         best = int(order[0])
         score = float(proba[best])
         if no_terms:

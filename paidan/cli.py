@@ -155,6 +155,14 @@ def train(
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
     jobs: TrainJobs = None,
+    prior_alpha: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Shift of each head's label prior (0 = none; default: chosen by cross-validation)",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
@@ -164,6 +172,7 @@ def train(
         target_precision=target_precision,
         seed=seed,
         tokenizer=tokenizer,
+        prior_alpha=prior_alpha,
     )
     try:
         with progress_bar() as bar:
@@ -224,6 +233,13 @@ def train(
             scores = ", ".join(f"{'+'.join(t['inputs'])} {t['macro_f1']:.3f}" for t in tried)
             chosen = "+".join(result.router.head_inputs(name))
             out.print(f"{name} head reads {chosen} (cross-validated macro-F1: {scores})")
+        priors = cv.report.get("prior_selection")
+        if priors:
+            scores = ", ".join(f"{t['alpha']:g} {t['macro_f1']:.3f}" for t in priors)
+            out.print(
+                f"{name} head shifts its label prior by alpha {cv.prior_alpha:g} "
+                f"(cross-validated macro-F1 by alpha: {scores})"
+            )
     if result.model_dir:
         out.print(f"written to {result.model_dir}")
 

@@ -133,10 +133,15 @@ def score_router(
         mapped = [map_label(label, name, mapping) for label in head.labels]
         merged_labels = sorted(set(mapped))
         index = {label: i for i, label in enumerate(merged_labels)}
+        shifted = head.shift(proba[name])
         p = np.zeros((len(truth), len(merged_labels)))
+        rank = np.zeros_like(p)
         for j, label in enumerate(mapped):
             p[:, index[label]] += proba[name][:, j]
-        report = head_report(truth[known], p[known], merged_labels, head.threshold)
+            rank[:, index[label]] += shifted[:, j]
+        report = head_report(
+            truth[known], p[known], merged_labels, head.threshold, rank=rank[known]
+        )
         heads[name] = {
             "n": report["n"],
             "macro_f1": report["macro_f1"],

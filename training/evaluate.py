@@ -56,7 +56,7 @@ def evaluate_router(
         if not known.any():
             continue
         p = np.vstack(proba[name])[known]
-        report[name] = head_report(y[known], p, head.labels, head.threshold)
+        report[name] = head_report(y[known], p, head.labels, head.threshold, rank=head.shift(p))
     return report
 
 

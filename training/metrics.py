@@ -123,7 +123,11 @@ def auto_stats(confidence: np.ndarray, correct: np.ndarray, threshold: float) ->
 
 
 def head_report(
-    y_true: Sequence[str] | np.ndarray, proba: np.ndarray, labels: Sequence[str], threshold: float
+    y_true: Sequence[str] | np.ndarray,
+    proba: np.ndarray,
+    labels: Sequence[str],
+    threshold: float,
+    rank: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every figure the evaluation report gives for one head.
 
@@ -137,6 +141,9 @@ def head_report(
         The model's labels.
     threshold : float
         The head's auto-dispatch threshold.
+    rank : ndarray, optional
+        The scores the head ranks labels by (``Head.shift(proba)``), default ``proba``: the
+        predicted label and the top 3 follow them, the confidence is ``proba`` of that label.
 
     Returns
     -------
@@ -147,7 +154,8 @@ def head_report(
     """
     y = np.asarray(y_true, dtype=str)
     labels_arr = np.asarray(labels, dtype=str)
-    best = proba.argmax(axis=1)
+    rank = proba if rank is None else rank
+    best = rank.argmax(axis=1)
     y_pred = labels_arr[best]
     confidence = proba[np.arange(len(best)), best]
     correct = y_pred == y
@@ -163,7 +171,7 @@ def head_report(
         "weighted_f1": float(
             f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
         ),
-        "top3_accuracy": top_k_accuracy(y, proba, labels_arr, 3),
+        "top3_accuracy": top_k_accuracy(y, rank, labels_arr, 3),
         "ece": expected_calibration_error(confidence, correct),
         "auto": auto_stats(confidence, correct, threshold),
         "per_class": {

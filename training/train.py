@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed, parallel_config
+from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from model import resources
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, save_router, sha256_file
-from model.config import TrainingConfig
+from model.config import PRIOR_ALPHAS, TrainingConfig
 from model.pipeline import build_classifier
-from model.router import HEADS, Router, build_router
+from model.router import HEADS, Router, build_router, shift_prior
 from model.tickets import ColumnMap, expand_paths, read_tickets
 from training.metrics import choose_threshold, head_report
 from training.validate import ValidationReport, validate
@@ -49,8 +50,9 @@ class HeadCV:
     labels: list[str]
     threshold: float
     report: dict[str, Any]
-    proba: np.ndarray = field(repr=False)
+    proba: np.ndarray = field(repr=False)  # unshifted: what a head stacked on this one reads
     y: np.ndarray = field(repr=False)
+    prior_alpha: float = 0.0
 
 
 @dataclass
@@ -157,16 +159,67 @@ def cross_validate_heads(
             progress(stage, done, len(jobs))
     out = []
     for (_, y, labels, folds, _), proba in zip(plans, probas, strict=True):
-        best = proba.argmax(axis=1)
+        label_rows = [int(c) for c in np.unique(y, return_counts=True)[1]]
+        alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
+        shifted = shift_prior(proba, label_rows, alpha)
+        best = shifted.argmax(axis=1)
+        # The threshold reads the calibrated probability of the label the shifted ranking picks.
         confidence = proba[np.arange(len(y)), best]
         correct = labels[best] == y
         threshold = choose_threshold(confidence, correct, config.target_precision)
-        report = head_report(y, proba, labels.tolist(), threshold)
+        report = head_report(y, proba, labels.tolist(), threshold, rank=shifted)
         report["folds"] = folds
+        report["prior_alpha"] = alpha
+        if len(tried) > 1:
+            report["prior_selection"] = tried
         out.append(
-            HeadCV(labels=labels.tolist(), threshold=threshold, report=report, proba=proba, y=y)
+            HeadCV(
+                labels=labels.tolist(),
+                threshold=threshold,
+                report=report,
+                proba=proba,
+                y=y,
+                prior_alpha=alpha,
+            )
         )
     return out
+
+
+def choose_prior_alpha(
+    proba: np.ndarray,
+    y: np.ndarray,
+    labels: np.ndarray,
+    counts: Sequence[int],
+    fixed: float | None,
+) -> tuple[float, list[dict[str, float]]]:
+    """The prior shift of a head: ``fixed``, or the best of :data:`PRIOR_ALPHAS` out of fold.
+
+    Parameters
+    ----------
+    proba : ndarray
+        Out-of-fold probabilities, columns in ``labels`` order.
+    y : ndarray of str
+        True labels.
+    labels, counts : sequence
+        The head's labels and their training rows.
+    fixed : float or None
+        ``TrainingConfig.prior_alpha``.
+
+    Returns
+    -------
+    alpha : float
+        The alpha with the best macro-F1 (the smaller on a tie).
+    tried : list of dict
+        ``{"alpha", "macro_f1"}`` for every alpha tried.
+    """
+    alphas = PRIOR_ALPHAS if fixed is None else (float(fixed),)
+    tried = []
+    for alpha in alphas:
+        pred = labels[shift_prior(proba, counts, alpha).argmax(axis=1)]
+        f1 = f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+        tried.append({"alpha": float(alpha), "macro_f1": float(f1)})
+    best = max(tried, key=lambda t: t["macro_f1"])  # max keeps the first of equals
+    return best["alpha"], tried
 
 
 @dataclass(frozen=True)
@@ -270,7 +323,7 @@ def fit_router(
             )
         # The calibration's internal folds, in processes too.
         with parallel_config(backend="loky", n_jobs=worker_jobs(len(y), n_jobs)):
-            router.fit_head(head, Xh, y, cv[head].threshold)
+            router.fit_head(head, Xh, y, cv[head].threshold, cv[head].prior_alpha)
         if progress:
             progress(f"fitting {head}", 1, 1)
         if head == "category" and stack:
@@ -440,6 +493,7 @@ def train_frame(
                 "counts": head.counts,
                 "threshold": head.threshold,
                 "target_precision": config.target_precision,
+                "prior_alpha": head.prior_alpha,
                 "inputs": router.head_inputs(name),
             }
             for name, head in router.heads.items()
@@ -484,5 +538,7 @@ def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "auto",
         "per_class",
         "input_selection",
+        "prior_alpha",
+        "prior_selection",
     )
     return {k: report[k] for k in keep if k in report}

@@ -55,6 +55,7 @@ def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
     r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2"])
     assert r.exit_code == 0, r.output
     assert "written to" in r.output and (out / "metadata.json").is_file()
+    assert "category head shifts its label prior by alpha" in r.output
 
     again = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
@@ -186,3 +187,51 @@ def test_cli_train_takes_a_number_of_worker_processes(tmp_path, tiny_csv):
     assert r.exit_code == 2 and "--jobs" in r.output
     r = runner.invoke(app, [*args, "--jobs", "1"])
     assert r.exit_code == 0, r.output
+
+
+def test_each_heads_prior_shift_is_chosen_out_of_fold_and_stored(tiny_model_dir):
+    from model.config import PRIOR_ALPHAS
+
+    router, meta = load_router(tiny_model_dir)
+    for name, head in router.heads.items():
+        m = meta["cv_metrics"][name]
+        tried = m["prior_selection"]
+        assert [t["alpha"] for t in tried] == list(PRIOR_ALPHAS)
+        best = max(t["macro_f1"] for t in tried)
+        chosen = next(t for t in tried if t["macro_f1"] == best)  # the smallest of the best
+        assert m["prior_alpha"] == chosen["alpha"] == meta["heads"][name]["prior_alpha"]
+        assert head.prior_alpha == chosen["alpha"]
+        assert m["macro_f1"] == best  # the reported metrics are those of the shifted probabilities
+
+
+def test_a_fixed_prior_alpha_is_used_as_given(tmp_path, tiny_csv, tiny_config):
+    config = dataclasses.replace(tiny_config, prior_alpha=0.5)
+    result = train([tiny_csv], None, config=config)
+    for name, head in result.router.heads.items():
+        assert head.prior_alpha == 0.5
+        assert "prior_selection" not in result.cv[name].report
+        [proba] = result.router.predict_proba(["老板拖欠工资三个月"])[name]
+        [pred] = result.router.predict(["老板拖欠工资三个月"], top_k=len(head.labels))
+        shown = getattr(pred, name)
+        rank = head.shift(proba[np.newaxis])[0]
+        # Suggested in the shifted order, each label shown with its calibrated probability.
+        assert [c.label for c in shown.candidates] == [head.labels[i] for i in np.argsort(-rank)]
+        assert [c.score for c in shown.candidates] == [
+            round(float(proba[i]), 4) for i in np.argsort(-rank)
+        ]
+
+
+def test_cli_prior_alpha_option_fixes_the_shift(tmp_path, tiny_csv):
+    out = tmp_path / "model"
+    r = runner.invoke(
+        app,
+        ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2", "--prior-alpha", "0"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "shifts its label prior" not in r.output
+    meta = read_metadata(out)
+    assert {h["prior_alpha"] for h in meta["heads"].values()} == {0.0}
+    bad = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m2"), "--prior-alpha", "2"]
+    )
+    assert bad.exit_code == 2 and "--prior-alpha" in bad.output
