@@ -54,9 +54,10 @@ class TrainingConfig:
         coverage (0.57 vs 0.50), and +1.1 points of department macro-F1, but on two of five
         department folds no threshold reached the target precision, so nothing was dispatched
         automatically (coverage 0.15 ± 0.13 vs 0.23 ± 0.04); hence not the default. Three seeds
-        of the department task (``benchmarks/results/accuracy_calibration_single.json`` against
-        ``accuracy.json``) confirm it: macro-F1 0.542 ± 0.037 vs 0.529 ± 0.050, top-3 0.879 vs
-        0.880, ECE 0.13 vs 0.17, and no automatic dispatch at all on 7 of 15 folds.
+        of the department task (``benchmarks/results/accuracy_calibration_single.json``, before
+        the prior shift existed, against the default of then) confirm it: macro-F1 0.542 ± 0.037
+        vs 0.529 ± 0.050, top-3 0.879 vs 0.880, ECE 0.13 vs 0.17, and no automatic dispatch at all
+        on 7 of 15 folds.
     lsa_components : int
         Dimensions of a latent semantic view (LSA: a truncated SVD of the TF-IDF features, fitted on
         the labelled and unlabelled tickets) that the department head reads besides the TF-IDF
