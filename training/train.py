@@ -137,6 +137,7 @@ def cross_validate_heads(
         held-out folds, and the held-out metrics.
     """
     plans = []
+    label_counts = []  # rows per label, in label order: for the prior shift below
     for name, X, y in tasks:
         labels, counts = np.unique(y, return_counts=True)
         if len(labels) < 2:
@@ -146,6 +147,7 @@ def cross_validate_heads(
         folds = max(2, min(config.cv_folds, int(counts.min())))
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
         plans.append((X, y, labels, folds, list(skf.split(X, y))))
+        label_counts.append([int(c) for c in counts])
     jobs = [(t, split) for t, plan in enumerate(plans) for split in plan[4]]
     probas = [np.zeros((len(y), len(labels))) for _, y, labels, _, _ in plans]
     n_jobs = worker_jobs(max(len(y) for _, y, _, _, _ in plans), n_jobs)
@@ -158,8 +160,9 @@ def cross_validate_heads(
         if progress:
             progress(stage, done, len(jobs))
     out = []
-    for (_, y, labels, folds, _), proba in zip(plans, probas, strict=True):
-        label_rows = [int(c) for c in np.unique(y, return_counts=True)[1]]
+    for (_, y, labels, folds, _), proba, label_rows in zip(
+        plans, probas, label_counts, strict=True
+    ):
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
         best = shifted.argmax(axis=1)
