@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
 from pathlib import Path
@@ -359,81 +360,154 @@ class CharNgramIndex:
         return columns[order], counts[hit][order]
 
 
-class CompiledHead:
-    """A fitted sigmoid-calibrated linear head's ``predict_proba``, as plain array arithmetic.
+def compilable(classifier: CalibratedClassifierCV) -> bool:
+    """Whether :class:`CompiledHeads` can compute this head: sigmoid calibration of linear folds."""
+    return classifier.method == "sigmoid" and all(
+        hasattr(c.estimator, "coef_") for c in classifier.calibrated_classifiers_
+    )
+
+
+def fuse_weights(
+    classifiers: Mapping[str, CalibratedClassifierCV],
+) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
+    """Every fold's weights of every given head, side by side in one C-ordered matrix.
+
+    Row ``r`` holds the weights of input column ``r`` for each (head, fold, class), so the weights
+    that one ticket's features need are a handful of contiguous rows: one gather serves both heads
+    and all their folds, where one gather per fold read scattered memory ``folds × heads`` times
+    (the largest cost of a single ticket, measured). Rows past a head's own inputs (a head that
+    reads fewer extra columns than another) are zero.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The matrix, and for each head the ``[start, stop)`` column range of each fold.
+    """
+    blocks: list[tuple[str, np.ndarray]] = []
+    for name, classifier in classifiers.items():
+        for calibrated in classifier.calibrated_classifiers_:
+            blocks.append((name, np.asarray(calibrated.estimator.coef_)))
+    rows = max((coef.shape[1] for _, coef in blocks), default=0)
+    weights = np.zeros((rows, sum(coef.shape[0] for _, coef in blocks)), dtype=np.float64)
+    layout: dict[str, list[tuple[int, int]]] = {name: [] for name in classifiers}
+    start = 0
+    for name, coef in blocks:
+        stop = start + coef.shape[0]
+        weights[: coef.shape[1], start:stop] = coef.T
+        layout[name].append((start, stop))
+        start = stop
+    return weights, layout
+
+
+def attach_weights(
+    classifiers: Mapping[str, CalibratedClassifierCV],
+    weights: np.ndarray,
+    layout: Mapping[str, Sequence[tuple[int, int]]],
+) -> None:
+    """Point each fold's ``coef_`` at its block of ``weights`` (a view, so one copy is kept).
+
+    scikit-learn's own ``predict_proba`` keeps working on the views.
+    """
+    for name, classifier in classifiers.items():
+        for calibrated, (start, stop) in zip(
+            classifier.calibrated_classifiers_, layout[name], strict=True
+        ):
+            est = calibrated.estimator
+            est.coef_ = weights[: est.n_features_in_, start:stop].T
+
+
+class CompiledHeads:
+    """Fitted sigmoid-calibrated linear heads' ``predict_proba``, as plain array arithmetic.
 
     :class:`~sklearn.calibration.CalibratedClassifierCV` validates its input in every fold and every
     calibrator on every call, which for one ticket costs far more than its few hundred
-    multiply-adds. This object keeps each fold's weights (stored feature-major, so a sparse row times
-    them reads contiguous memory and nothing is copied), intercepts and sigmoid parameters, and
-    computes the same probabilities scikit-learn does.
+    multiply-adds. This object reads the weights of all heads and folds from one matrix
+    (:func:`fuse_weights`) with each fold's intercepts and sigmoid parameters, and computes the
+    probabilities scikit-learn computes.
 
     Parameters
     ----------
-    classifier : CalibratedClassifierCV
-        Fitted, with ``method="sigmoid"`` and a linear estimator (``coef_``, ``intercept_``).
-
-    Raises
-    ------
-    ValueError
-        If the classifier is not of that kind (the caller then uses scikit-learn's own method).
+    classifiers : mapping of str to CalibratedClassifierCV
+        Fitted heads that are :func:`compilable`, by name.
+    weights, layout : ndarray, dict
+        :func:`fuse_weights`'s result for these heads.
+    width : int
+        Number of TF-IDF columns; a head's extra columns (see :func:`with_extras`) follow them.
     """
 
-    def __init__(self, classifier: CalibratedClassifierCV) -> None:
-        if classifier.method != "sigmoid":
-            raise ValueError("only sigmoid calibration can be compiled")
-        store_feature_major(classifier)  # in place, so the model keeps one copy of its weights
-        self.classes = np.asarray(classifier.classes_)
-        self.folds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        for calibrated in classifier.calibrated_classifiers_:
-            est = calibrated.estimator
-            positions = np.searchsorted(self.classes, est.classes_)
-            if len(self.classes) == 2:
-                positions = np.array([1])
-            a = np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64)
-            b = np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64)
-            # np.asarray: a plain view of the (memory-mapped) weights, without memmap's per-call
-            # subclass overhead.
-            coef_t = np.asarray(est.coef_).T
-            self.folds.append((coef_t, np.asarray(est.intercept_), a, b, positions))
+    def __init__(
+        self,
+        classifiers: Mapping[str, CalibratedClassifierCV],
+        weights: np.ndarray,
+        layout: Mapping[str, Sequence[tuple[int, int]]],
+        width: int,
+    ) -> None:
+        # np.asarray: a plain view of the (memory-mapped) weights, without memmap's per-call
+        # subclass overhead.
+        self.weights = np.asarray(weights)
+        self.width = width
+        self.classes: dict[str, np.ndarray] = {}
+        self.folds: dict[str, list[_Fold]] = {}
+        for name, classifier in classifiers.items():
+            classes = np.asarray(classifier.classes_)
+            self.classes[name] = classes
+            self.folds[name] = []
+            for calibrated, (start, stop) in zip(
+                classifier.calibrated_classifiers_, layout[name], strict=True
+            ):
+                est = calibrated.estimator
+                positions = np.searchsorted(classes, est.classes_)
+                if len(classes) == 2:
+                    positions = np.array([1])
+                self.folds[name].append(
+                    _Fold(
+                        start,
+                        stop,
+                        np.asarray(est.intercept_),
+                        np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64),
+                        np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64),
+                        positions,
+                    )
+                )
 
-    def class_weights(self, label: int, columns: np.ndarray) -> np.ndarray:
-        """Mean linear weight over the folds of the features ``columns`` for class ``label``.
+    def __contains__(self, name: str) -> bool:
+        return name in self.folds
 
-        For a binary head (one weight vector per fold, for the second class) the first class's
-        weights are the negated ones.
+    def gather(self, X: sp.csr_matrix) -> np.ndarray:
+        """The weight rows of one ticket's features: shape ``(X.nnz, all folds' classes)``."""
+        return self.weights[X.indices]
+
+    def scores(self, X: sp.csr_matrix, gathered: np.ndarray | None = None) -> np.ndarray:
+        """Every fold's linear scores from the TF-IDF rows alone: shape ``(n, all folds' classes)``.
+
+        With ``gathered`` (:meth:`gather` of a one-row ``X``), no further memory is read.
         """
-        out = np.zeros(len(columns), dtype=np.float64)
-        for coef_t, _, _, _, positions in self.folds:
-            if len(self.classes) == 2:
-                out += coef_t[columns, 0] * (1.0 if label == 1 else -1.0)
-            else:
-                j = int(np.searchsorted(positions, label))
-                if j < len(positions) and positions[j] == label:  # else: no weights in this fold
-                    out += coef_t[columns, j]
-        return out / len(self.folds)
+        if gathered is not None:
+            return (X.data @ gathered)[np.newaxis]
+        # A slice of rows of a C-ordered matrix is contiguous: one sparse × dense product.
+        return np.asarray(X @ self.weights[: self.width])
 
-    def predict_proba(self, X: sp.csr_matrix, extras: np.ndarray | None = None) -> np.ndarray:
-        """Mean calibrated probabilities over the folds, columns in ``classes`` order.
+    def predict_proba(
+        self, name: str, scores: np.ndarray, extras: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Head ``name``'s mean calibrated probabilities over its folds, columns in class order.
 
-        ``extras`` are dense columns that follow ``X``'s in the head's input (see
-        :func:`with_extras`); they are multiplied without being stacked onto the sparse rows.
+        ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow the TF-IDF ones in
+        this head's input, multiplied here without being stacked onto the sparse rows.
         """
-        n, n_classes = X.shape[0], len(self.classes)
-        width = X.shape[1]
+        n, n_classes = scores.shape[0], len(self.classes[name])
         mean = np.zeros((n, n_classes))
-        for coef_t, intercept, a, b, positions in self.folds:
-            if n == 1:
-                # One ticket (the dispatcher's case): gather the rows of its features' weights;
-                # numpy's overhead for this is a fraction of a sparse product's.
-                scores = (X.data @ coef_t[X.indices])[np.newaxis] + intercept
-            else:
-                # (n, n_pred); a slice of rows of coef_t is contiguous.
-                scores = X @ coef_t[:width] + intercept
+        for fold in self.folds[name]:
+            s = scores[:, fold.start : fold.stop] + fold.intercept
             if extras is not None:
-                scores += extras @ coef_t[width:]
+                s += (
+                    extras
+                    @ self.weights[
+                        self.width : self.width + extras.shape[1], fold.start : fold.stop
+                    ]
+                )
             proba = np.zeros((n, n_classes))
-            proba[:, positions] = expit(-(a * scores + b))
+            proba[:, fold.positions] = expit(-(fold.a * s + fold.b))
             if n_classes == 2:
                 proba[:, 0] = 1.0 - proba[:, 1]
             else:
@@ -442,20 +516,38 @@ class CompiledHead:
                 proba = np.divide(proba, denominator, out=uniform, where=denominator != 0)
             proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
             mean += proba
-        return mean / len(self.folds)
+        return mean / len(self.folds[name])
+
+    def class_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
+        """Mean linear weight over head ``name``'s folds for class ``label``.
+
+        ``rows`` are rows of the fused weights (``weights[columns]``, or part of :meth:`gather`).
+        For a binary head (one weight vector per fold, for the second class) the first class's
+        weights are the negated ones.
+        """
+        out = np.zeros(len(rows), dtype=np.float64)
+        binary = len(self.classes[name]) == 2
+        folds = self.folds[name]
+        for fold in folds:
+            if binary:
+                out += rows[:, fold.start] * (1.0 if label == 1 else -1.0)
+            else:
+                j = int(np.searchsorted(fold.positions, label))
+                if j < len(fold.positions) and fold.positions[j] == label:  # else: not in this fold
+                    out += rows[:, fold.start + j]
+        return out / len(folds)
 
 
-def store_feature_major(classifier: CalibratedClassifierCV) -> None:
-    """Store each fold's weights feature-major (Fortran order), in place.
+@dataclass(frozen=True)
+class _Fold:
+    """One calibration fold of a compiled head: its columns of the fused weights and its sigmoid."""
 
-    The values do not change. A sparse row times the transposed weights then reads contiguous
-    memory, and scikit-learn's own ``decision_function`` works the same with either layout.
-    """
-    for calibrated in getattr(classifier, "calibrated_classifiers_", []):
-        est = calibrated.estimator
-        coef = getattr(est, "coef_", None)
-        if isinstance(coef, np.ndarray) and coef.ndim == 2 and not coef.flags.f_contiguous:
-            est.coef_ = np.asfortranarray(coef)
+    start: int
+    stop: int
+    intercept: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    positions: np.ndarray
 
 
 class LatentView:

@@ -6,6 +6,8 @@ Every caller (the CLI, the HTTP API, the web page and batch labelling) goes thro
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import pickle
 from collections.abc import Callable, Sequence
@@ -22,12 +24,14 @@ from sklearn.preprocessing import normalize as l2_normalize
 from model.config import TrainingConfig
 from model.pipeline import (
     CompiledFeatures,
-    CompiledHead,
+    CompiledHeads,
     LatentView,
     TicketLike,
+    attach_weights,
     build_classifier,
     build_features,
-    store_feature_major,
+    compilable,
+    fuse_weights,
     with_extras,
 )
 from model.text import clean
@@ -253,10 +257,12 @@ class Router:
     latent_heads: tuple[str, ...] = ()
     stacked: dict[str, str] = field(default_factory=dict)
     _feature_names: np.ndarray | None = field(default=None, repr=False)
+    # The compilable heads' fold weights fused into one matrix (see :func:`fuse_weights`), pickled
+    # in place of each fold's own coefficients, which are views of it once loaded.
+    _weights: np.ndarray | None = field(default=None, repr=False)
+    _weight_layout: dict[str, list[tuple[int, int]]] | None = field(default=None, repr=False)
     # Compiled prediction path (see :meth:`compiled`), rebuilt after loading, never pickled.
-    _compiled: tuple[CompiledFeatures, dict[str, CompiledHead | None]] | None = field(
-        default=None, repr=False
-    )
+    _compiled: tuple[CompiledFeatures, CompiledHeads] | None = field(default=None, repr=False)
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -319,7 +325,6 @@ class Router:
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
         clf = build_classifier(self.config, counts.tolist())
         clf.fit(X, np.asarray(y, dtype=str))
-        store_feature_major(clf)
         head = Head(
             name=name,
             classifier=clf,
@@ -329,6 +334,7 @@ class Router:
         )
         self.heads[name] = head
         self._compiled = None
+        self._weights = self._weight_layout = None
         return head
 
     def build_index(
@@ -354,22 +360,30 @@ class Router:
         """Feature vectors of tickets, exactly as the heads see them."""
         return self.compiled()[0].transform(list(tickets))
 
-    def compiled(self) -> tuple[CompiledFeatures, dict[str, CompiledHead | None]]:
+    def compiled(self) -> tuple[CompiledFeatures, CompiledHeads]:
         """The fitted features and heads as plain array arithmetic, built once per process.
 
         Same results as ``features.transform`` and ``classifier.predict_proba`` without
         scikit-learn's per-call validation, which dominates the cost of a single ticket. A head that
-        cannot be compiled (isotonic calibration) maps to ``None`` and uses scikit-learn.
+        cannot be compiled (isotonic calibration) is left out and uses scikit-learn.
         """
         if self._compiled is None:
-            heads: dict[str, CompiledHead | None] = {}
-            for name, head in self.heads.items():
-                try:
-                    heads[name] = CompiledHead(head.classifier)
-                except ValueError:
-                    heads[name] = None
-            self._compiled = (CompiledFeatures(self.features), heads)
+            features = CompiledFeatures(self.features)
+            weights, layout = self._fused()
+            heads = CompiledHeads(self._compilable(), weights, layout, features.n_features)
+            self._compiled = (features, heads)
         return self._compiled
+
+    def _compilable(self) -> dict[str, CalibratedClassifierCV]:
+        return {n: h.classifier for n, h in self.heads.items() if compilable(h.classifier)}
+
+    def _fused(self) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
+        """The fused weights, made once: afterwards the folds' coefficients are views of them."""
+        if self._weights is None or self._weight_layout is None:
+            classifiers = self._compilable()
+            self._weights, self._weight_layout = fuse_weights(classifiers)
+            attach_weights(classifiers, self._weights, self._weight_layout)
+        return self._weights, self._weight_layout
 
     def extras(
         self, name: str, X: sp.csr_matrix, upstream: dict[str, np.ndarray]
@@ -406,15 +420,19 @@ class Router:
         """Heads in an order where each stacked head comes after the head it reads."""
         return sorted(self.heads, key=lambda name: name in self.stacked)
 
-    def _all_proba(self, X: sp.csr_matrix) -> dict[str, np.ndarray]:
+    def _all_proba(
+        self, X: sp.csr_matrix, gathered: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every head's probabilities; ``gathered``: the fused weight rows of a one-row ``X``."""
+        fast = self.compiled()[1]
+        scores = fast.scores(X, gathered) if fast.folds else None
         out: dict[str, np.ndarray] = {}
         for name in self.head_order():
             extras = self.extras(name, X, out)
-            fast = self.compiled()[1].get(name)
-            if fast is None:
-                out[name] = self.heads[name].classifier.predict_proba(with_extras(X, extras))
+            if name in fast and scores is not None:
+                out[name] = fast.predict_proba(name, scores, extras)
             else:
-                out[name] = fast.predict_proba(X, extras)
+                out[name] = self.heads[name].classifier.predict_proba(with_extras(X, extras))
         return out
 
     def predict(
@@ -450,13 +468,17 @@ class Router:
         row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         words = X.indices < self._word_width()  # word columns come first
         empty_rows = np.bincount(row_of[words], minlength=X.shape[0]) == 0
+        # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
+        # of every head and fold and for the evidence.
+        fast = self.compiled()[1]
+        gathered = fast.gather(X) if X.shape[0] == 1 and fast.folds else None
         per_head: dict[str, list[HeadResult]] = {}
-        for name, proba in self._all_proba(X).items():
+        for name, proba in self._all_proba(X, gathered).items():
             head = self.heads[name]
             rank = head.shift(proba)
             per_head[name] = [
                 self._head_result(
-                    head, X, i, proba[i], rank[i], top_k, explain, bool(empty_rows[i])
+                    head, X, i, proba[i], rank[i], top_k, explain, bool(empty_rows[i]), gathered
                 )
                 for i in range(X.shape[0])
             ]
@@ -523,14 +545,29 @@ class Router:
         state["_compiled"] = None
         # The vocabularies: hundreds of thousands of strings (see _CPickled).
         state["features"] = _CPickled(self.features)
+        # The fused weights are written once; the folds' coefficients, views of them, are not.
+        state["_weights"], state["_weight_layout"] = self._fused()
+        state["heads"] = {
+            name: _without_coefficients(head) if name in state["_weight_layout"] else head
+            for name, head in self.heads.items()
+        }
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Models saved before the latent view and stacking existed have neither.
+        # Models saved before the latent view and stacking existed have neither, and models saved
+        # before the fused weights kept each fold's own coefficients.
         state.setdefault("latent", None)
         state.setdefault("latent_heads", ())
         state.setdefault("stacked", {})
+        state.setdefault("_weights", None)
+        state.setdefault("_weight_layout", None)
         self.__dict__.update(state)
+        if self._weights is not None and self._weight_layout is not None:
+            attach_weights(
+                {n: self.heads[n].classifier for n in self._weight_layout},
+                self._weights,
+                self._weight_layout,
+            )
 
     # -- business rules --------------------------------------------------------------------------
     def _head_result(
@@ -543,6 +580,7 @@ class Router:
         top_k: int,
         explain: bool,
         no_terms: bool,
+        gathered: np.ndarray | None = None,
     ) -> HeadResult:
         # Labels in the order of the prior-shifted scores, each with its calibrated probability,
         # which is also what the auto threshold reads (see Head.shift).
@@ -565,19 +603,32 @@ class Router:
             candidates=[
                 Candidate(label=str(labels[j]), score=round(float(proba[j]), 4)) for j in order
             ],
-            evidence=self._evidence(head, X, i, best) if explain and not no_terms else [],
+            evidence=(
+                self._evidence(head, X, i, best, gathered) if explain and not no_terms else []
+            ),
         )
 
-    def _evidence(self, head: Head, X: sp.csr_matrix, i: int, label_idx: int) -> list[Evidence]:
-        """Words of this ticket that pushed the winning label most: tf-idf value × class weight."""
+    def _evidence(
+        self,
+        head: Head,
+        X: sp.csr_matrix,
+        i: int,
+        label_idx: int,
+        gathered: np.ndarray | None = None,
+    ) -> list[Evidence]:
+        """Words of this ticket that pushed the winning label most: tf-idf value × class weight.
+
+        ``gathered``: the fused weight rows of ``X``'s features when ``X`` is one ticket.
+        """
         start, end = X.indptr[i], X.indptr[i + 1]
         cols, vals = X.indices[start:end], X.data[start:end]
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
         words = cols < self._word_width()
         cols, vals = cols[words], vals[words]
-        fast = self.compiled()[1].get(head.name)
-        if fast is not None:
-            contrib = vals * fast.class_weights(label_idx, cols)
+        fast = self.compiled()[1]
+        if head.name in fast:
+            rows = gathered[words] if gathered is not None else fast.weights[cols]
+            contrib = vals * fast.class_weights(head.name, label_idx, rows)
         else:
             contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
         names = self._word_names()[cols]
@@ -613,6 +664,21 @@ def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = 
         Unfitted; :func:`training.train.train` fits it.
     """
     return Router(config=config, features=build_features(config, userdict, stopwords))
+
+
+def _without_coefficients(head: Head) -> Head:
+    """A copy of ``head`` whose folds carry no ``coef_`` (the fused weights hold them).
+
+    Only the objects on the way to the coefficients are copied; the live head is unchanged.
+    """
+    classifier = copy.copy(head.classifier)
+    classifier.calibrated_classifiers_ = []
+    for calibrated in head.classifier.calibrated_classifiers_:
+        calibrated = copy.copy(calibrated)
+        calibrated.estimator = copy.copy(calibrated.estimator)
+        calibrated.estimator.coef_ = None
+        classifier.calibrated_classifiers_.append(calibrated)
+    return dataclasses.replace(head, classifier=classifier)
 
 
 def _join_tokens(ngram: str) -> str:

@@ -13,8 +13,8 @@ from sklearn.preprocessing import normalize
 
 from model import router as router_module
 from model.artifact import load_router
-from model.pipeline import CharNgramIndex, CompiledFeatures, CompiledHead, char_wb_ngrams
-from model.router import SimilarIndex, _prune_rows
+from model.pipeline import CharNgramIndex, CompiledFeatures, char_wb_ngrams, compilable
+from model.router import Router, SimilarIndex, _prune_rows
 from model.tokenizer import Doc, doc_text
 
 from ..conftest import TINY_TICKETS
@@ -85,18 +85,26 @@ def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
     # The department head reads the latent view and the category head's probabilities too.
     assert router.latent is not None and router.stacked == {"department": "category"}
     X = router.transform(TICKETS)
+    fast = router.compiled()[1]
+    assert set(fast.folds) == set(router.heads)
+    scores = fast.scores(X)
     upstream: dict[str, np.ndarray] = {}
     for name in router.head_order():
         head = router.heads[name]
         whole = router.head_input(name, X, upstream)
         expected = head.classifier.predict_proba(whole)
-        fast = CompiledHead(head.classifier)
-        # Extras multiplied separately, or stacked onto the sparse rows: the same probabilities.
-        got = fast.predict_proba(X, router.extras(name, X, upstream))
+        # Extras multiplied separately instead of stacked onto the sparse rows: the same result.
+        got = fast.predict_proba(name, scores, router.extras(name, X, upstream))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(fast.predict_proba(whole), expected, rtol=0, atol=1e-12)
-        # And scikit-learn still works on the (now feature-major) weights.
-        np.testing.assert_allclose(head.classifier.predict_proba(whole), expected, atol=1e-12)
+        # One ticket at a time, from its gathered weight rows, as predict does it.
+        for i in range(X.shape[0]):
+            row = X[i]
+            one = fast.predict_proba(
+                name,
+                fast.scores(row, fast.gather(row)),
+                router.extras(name, row, {k: v[i : i + 1] for k, v in upstream.items()}),
+            )
+            np.testing.assert_allclose(one, expected[i : i + 1], rtol=0, atol=1e-12)
         upstream[name] = expected
 
 
@@ -105,8 +113,10 @@ def test_binary_head_compiles_too(tiny_model_dir):
     X = router.transform(TICKETS[:18])
     y = np.array(["人社" if d == "人社" else "其他" for _, _, d, _ in TINY_TICKETS])
     head = router.fit_head("binary", X, y, threshold=0.5)
+    fast = router.compiled()[1]
+    assert "binary" in fast
     np.testing.assert_allclose(
-        CompiledHead(head.classifier).predict_proba(X), head.classifier.predict_proba(X), atol=1e-12
+        fast.predict_proba("binary", fast.scores(X)), head.classifier.predict_proba(X), atol=1e-12
     )
 
 
@@ -115,24 +125,70 @@ def test_compiled_class_weights_are_the_folds_mean_coefficients(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     X = router.transform(TICKETS[:18])
     y = np.array(["人社" if d == "人社" else "其他" for _, _, d, _ in TINY_TICKETS])
-    heads = [*router.heads.values(), router.fit_head("binary", X, y, threshold=0.5)]
+    router.fit_head("binary", X, y, threshold=0.5)
+    fast = router.compiled()[1]
     columns = np.array([0, 3, 7, X.shape[1] - 1])
-    for head in heads:
-        fast = CompiledHead(head.classifier)
+    for name, head in router.heads.items():
         for label in range(len(head.labels)):
             np.testing.assert_allclose(
-                fast.class_weights(label, columns),
+                fast.class_weights(name, label, fast.weights[columns]),
                 head.mean_coef(np.array([label]), columns)[0],
                 atol=1e-12,
             )
 
 
+def test_fused_weights_are_saved_once_and_the_folds_read_them(tiny_model_dir, tmp_path):
+    router, _ = load_router(tiny_model_dir)
+    weights = router._weights
+    assert weights is not None and weights.flags.c_contiguous
+    for head in router.heads.values():
+        for calibrated in head.classifier.calibrated_classifiers_:
+            assert np.shares_memory(calibrated.estimator.coef_, weights)
+    # Pickling leaves the live router's coefficients in place.
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(router))
+    assert all(
+        c.estimator.coef_ is not None
+        for h in router.heads.values()
+        for c in h.classifier.calibrated_classifiers_
+    )
+    for name in router.head_order():
+        np.testing.assert_array_equal(
+            copy.heads[name].classifier.calibrated_classifiers_[0].estimator.coef_,
+            router.heads[name].classifier.calibrated_classifiers_[0].estimator.coef_,
+        )
+    np.testing.assert_array_equal(
+        copy.predict_proba(TICKETS)["category"], router.predict_proba(TICKETS)["category"]
+    )
+
+
+def test_routers_pickled_before_the_fused_weights_still_predict(tiny_model_dir):
+    # Such a pickle has no _weights and each fold keeps its own coefficients.
+    router, _ = load_router(tiny_model_dir)
+    expected = [r.model_dump() for r in router.predict(TICKETS)]
+    state = {k: v for k, v in router.__dict__.items() if k not in ("_weights", "_weight_layout")}
+    for head in state["heads"].values():
+        for calibrated in head.classifier.calibrated_classifiers_:
+            calibrated.estimator.coef_ = np.array(calibrated.estimator.coef_)  # own copy
+    old = Router.__new__(Router)
+    old.__setstate__(state | {"_compiled": None})
+    assert old._weights is None
+    assert [r.model_dump() for r in old.predict(TICKETS)] == expected
+
+
 def test_isotonic_heads_fall_back_to_scikit_learn(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
-    head = router.heads["department"]
+    expected = router.predict_proba(TICKETS)["category"]
+    head = router.heads["category"]
     head.classifier.method = "isotonic"  # only the compile check reads it
-    with pytest.raises(ValueError, match="sigmoid"):
-        CompiledHead(head.classifier)
+    assert not compilable(head.classifier)
+    router._compiled = None
+    router._weights = router._weight_layout = None
+    assert "category" not in router.compiled()[1]
+    # Still sigmoid underneath, so scikit-learn's own path gives the same probabilities.
+    np.testing.assert_allclose(router.predict_proba(TICKETS)["category"], expected, atol=1e-12)
+    assert router.predict(TICKETS)[0].category is not None
 
 
 def test_predict_and_predict_proba_agree_with_the_slow_path(tiny_model_dir):
