@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
+
 # Excel writes carriage returns inside cells as the literal text "_x000D_".
 _EXCEL_CR = re.compile(r"_x000[dD]_")
 # After NFKC, \u3000 and \xa0 are plain spaces; \s still catches the rest of Unicode's spaces.
@@ -18,6 +20,20 @@ _WHITESPACE = re.compile(r"\s+")
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
 # Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# NFKC maps the full-width ASCII forms (U+FF01–FF5E) to ASCII, and the ideographic and no-break
+# spaces to a space: one character to one character. Chinese text is full of them (，：！（）), and a
+# text holding any is normalised by unicodedata at about 75 ns a character, the largest cost of
+# preparing a long ticket. Replacing each of them first by its compatibility decomposition leaves
+# the text's full compatibility decomposition, and so its NFKC form, unchanged; what remains is then
+# usually NFKC already, which unicodedata checks quickly.
+_WIDTH_FOLD = {chr(c): unicodedata.normalize("NFKD", chr(c)) for c in range(0xFF01, 0xFF5F)} | {
+    "\u3000": " ",
+    "\xa0": " ",
+}
+_WIDE = re.compile("[\uff01-\uff5e\u3000\xa0]")
+# Above this length an array pass beats a regular-expression callback per full-width character.
+_FOLD_WITH_ARRAYS = 256
 
 MASK_ID = "[身份证号]"
 MASK_MOBILE = "[手机号]"
@@ -40,6 +56,12 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)"), MASK_LANDLINE),
     (re.compile(r"(?<=电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)"), r"\1" + MASK_LANDLINE),
 )
+# Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
+# e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline a
+# run of at least seven digits. Masking only ever removes digits, so a condition that fails before
+# a pattern still fails after it.
+_SEVEN_DIGITS = re.compile(r"\d{7}")
+_MOBILE_START = re.compile(r"1[3-9]\d")
 
 
 def normalize(text: str | None) -> str:
@@ -63,7 +85,7 @@ def normalize(text: str | None) -> str:
     text = _EXCEL_CR.sub(" ", text)
     # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
     text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
-    text = _CONTROL.sub(" ", unicodedata.normalize("NFKC", text))
+    text = _CONTROL.sub(" ", nfkc(text))
     text = _WHITESPACE.sub(" ", text)
     if not text.isprintable():
         # Only characters of the dropped categories are left unprintable (tests check this over all
@@ -71,6 +93,27 @@ def normalize(text: str | None) -> str:
         text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
         text = _WHITESPACE.sub(" ", text)
     return text.strip().lower()
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, several times faster on Chinese text.
+
+    Full-width ASCII forms and wide spaces are replaced by their compatibility decompositions first
+    (see ``_WIDTH_FOLD``), which leaves the NFKC form unchanged; tests check the equality over
+    arbitrary Unicode.
+    """
+    if text.isascii():
+        return text
+    if len(text) < _FOLD_WITH_ARRAYS:
+        text = _WIDE.sub(lambda m: _WIDTH_FOLD[m.group()], text)
+    else:
+        # The same replacement over UTF-16 code units: each of these characters is one unit, and
+        # none is a surrogate, so characters outside the BMP pass through untouched.
+        units = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype="<u2").copy()
+        units[(units >= 0xFF01) & (units <= 0xFF5E)] -= 0xFEE0
+        units[(units == 0x3000) | (units == 0xA0)] = 0x20
+        text = units.tobytes().decode("utf-16-le", "surrogatepass")
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
 
 
 def mask_pii(text: str) -> str:
@@ -87,8 +130,17 @@ def mask_pii(text: str) -> str:
         The text with e-mail addresses, 18-digit ID numbers, mobile numbers and landlines replaced by
         ``[邮箱]``, ``[身份证号]``, ``[手机号]`` and ``[电话]``.
     """
-    for pattern, placeholder in _PII_PATTERNS:
-        text = pattern.sub(placeholder, text)
+    email, id_number, mobile, landline, after_keyword = _PII_PATTERNS
+    if "@" in text:
+        text = email[0].sub(email[1], text)
+    long_digits = _SEVEN_DIGITS.search(text) is not None
+    if long_digits:
+        text = id_number[0].sub(id_number[1], text)
+    if _MOBILE_START.search(text):
+        text = mobile[0].sub(mobile[1], text)
+    if long_digits:
+        text = landline[0].sub(landline[1], text)
+        text = after_keyword[0].sub(after_keyword[1], text)
     return text
 
 

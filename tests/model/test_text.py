@@ -1,9 +1,19 @@
 import re
+import unicodedata
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean, combine, normalize
+from model.text import (
+    MASK_EMAIL,
+    MASK_ID,
+    MASK_LANDLINE,
+    MASK_MOBILE,
+    clean,
+    combine,
+    mask_pii,
+    normalize,
+)
 
 
 def test_normalize_folds_width_whitespace_and_excel_artefacts():
@@ -89,3 +99,58 @@ def test_normalize_handles_every_unprintable_kind_like_the_definition():
     for start in range(0, len(chars), 4096):
         chunk = "甲 ".join(chars[start : start + 4096])
         assert normalize(chunk) == _normalize_reference(chunk), hex(start)
+
+
+# Characters that exercise the fast NFKC path: full-width forms and wide spaces (folded first),
+# combining marks that compose with what a fold produces ("Ａ\u0301" → "Á"), compatibility
+# characters that only unicodedata handles, Chinese, ASCII and characters beyond the BMP.
+_NFKC_ALPHABET = st.one_of(
+    st.sampled_from(
+        "，。！？：；（）ＡＢｚ０９\u3000\xa0\u0301\u0308\u3099①㎡ﬁ\uf900가각\u1100\u1161"
+    ),
+    st.sampled_from("的小区噪音 a1Z😀𝐀"),
+    st.characters(codec="utf-8"),
+)
+
+
+@given(st.text(alphabet=_NFKC_ALPHABET, max_size=40), st.integers(0, 12))
+def test_fast_nfkc_equals_unicodedata(s, repeat):
+    from model.text import nfkc
+
+    # Short texts take the regular-expression path, long ones (repeated) the array path.
+    for text in (s, s * repeat * 8):
+        assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+def _mask_every_pattern(text: str) -> str:
+    from model.text import _PII_PATTERNS
+
+    for pattern, placeholder in _PII_PATTERNS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                ["电话", "座机", "号码", "联系", "：", " ", "-", "+86", "(", ")", "@", "."]
+            ),
+            st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
+            # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs).
+            st.sampled_from([1, 3, 4, 6, 7, 8, 11, 12, 17, 18]).flatmap(
+                lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)
+            ),
+        ),
+        max_size=12,
+    )
+)
+@example(["电话", "1234567"])
+@example(["138", "-", "0000", "-", "1234"])
+@example(["+86", " ", "138", " ", "0000", " ", "1234"])
+@example(["(", "0731", ")", "8888000"])
+@settings(max_examples=300)
+def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
+    # The cheap checks in front of each pattern change nothing: the same as running every pattern.
+    text = "".join(parts)
+    assert mask_pii(text) == _mask_every_pattern(text)
