@@ -470,6 +470,26 @@ class CompiledHeads:
                     )
                 )
 
+        # Heads whose folds each know every class and sit side by side in the weights (the usual
+        # case) are computed for all folds at once: a handful of array operations instead of a
+        # handful per fold.
+        self.whole: dict[str, _AllFolds] = {}
+        for name, folds in self.folds.items():
+            n_classes = len(self.classes[name])
+            if n_classes > 2 and all(
+                np.array_equal(f.positions, np.arange(n_classes))
+                and f.start == folds[0].start + k * n_classes
+                for k, f in enumerate(folds)
+            ):
+                self.whole[name] = _AllFolds(
+                    folds[0].start,
+                    folds[-1].stop,
+                    len(folds),
+                    np.concatenate([f.intercept for f in folds]),
+                    np.concatenate([f.a for f in folds]),
+                    np.concatenate([f.b for f in folds]),
+                )
+
     def __contains__(self, name: str) -> bool:
         return name in self.folds
 
@@ -496,6 +516,19 @@ class CompiledHeads:
         this head's input, multiplied here without being stacked onto the sparse rows.
         """
         n, n_classes = scores.shape[0], len(self.classes[name])
+        whole = self.whole.get(name)
+        if whole is not None:
+            s = scores[:, whole.start : whole.stop] + whole.intercept
+            if extras is not None:
+                rows = slice(self.width, self.width + extras.shape[1])
+                s += extras @ self.weights[rows, whole.start : whole.stop]
+            p = expit(-(whole.a * s + whole.b)).reshape(n, whole.folds, n_classes)
+            denominator = p.sum(axis=2, keepdims=True)
+            p = np.divide(
+                p, denominator, out=np.full_like(p, 1 / n_classes), where=denominator != 0
+            )
+            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
+            return p.sum(axis=1) / whole.folds
         mean = np.zeros((n, n_classes))
         for fold in self.folds[name]:
             s = scores[:, fold.start : fold.stop] + fold.intercept
@@ -536,6 +569,18 @@ class CompiledHeads:
                 if j < len(fold.positions) and fold.positions[j] == label:  # else: not in this fold
                     out += rows[:, fold.start + j]
         return out / len(folds)
+
+
+@dataclass(frozen=True)
+class _AllFolds:
+    """All folds of a compiled head at once: their columns, and their intercepts and sigmoids."""
+
+    start: int
+    stop: int
+    folds: int
+    intercept: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The compiled prediction path gives scikit-learn's own answers, and the similar-ticket search finds
 the exact nearest tickets."""
 
+import copy
 from collections import Counter
 
 import numpy as np
@@ -89,6 +90,10 @@ def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
     assert set(fast.folds) == set(router.heads)
     scores = fast.scores(X)
     upstream: dict[str, np.ndarray] = {}
+    # Both heads take the all-folds-at-once path; the per-fold path must agree with it too.
+    assert set(fast.whole) == set(router.heads)
+    per_fold = copy.copy(fast)
+    per_fold.whole = {}
     for name in router.head_order():
         head = router.heads[name]
         whole = router.head_input(name, X, upstream)
@@ -96,6 +101,8 @@ def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
         # Extras multiplied separately instead of stacked onto the sparse rows: the same result.
         got = fast.predict_proba(name, scores, router.extras(name, X, upstream))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        looped = per_fold.predict_proba(name, scores, router.extras(name, X, upstream))
+        np.testing.assert_allclose(looped, expected, rtol=0, atol=1e-12)
         # One ticket at a time, from its gathered weight rows, as predict does it.
         for i in range(X.shape[0]):
             row = X[i]
