@@ -176,6 +176,9 @@ class CompiledFeatures:
         union: FeatureUnion = features.named_steps["views"]
         weights = union.transformer_weights or {}
         self.views: list[_CompiledView] = []
+        # Word-view columns come first when there is a word view: evidence shows only those.
+        first, first_vec = union.transformer_list[0]
+        self.word_width = len(first_vec.vocabulary_) if first == "word" else 0
         offset = 0
         for name, vec in union.transformer_list:
             view = _CompiledView(vec, weights.get(name), offset)
@@ -558,6 +561,11 @@ class CompiledHeads:
         For a binary head (one weight vector per fold, for the second class) the first class's
         weights are the negated ones.
         """
+        whole = self.whole.get(name)
+        if whole is not None:
+            n_classes = len(self.classes[name])
+            picked = rows[:, whole.start + label : whole.stop : n_classes]
+            return picked.sum(axis=1) / whole.folds
         out = np.zeros(len(rows), dtype=np.float64)
         binary = len(self.classes[name]) == 2
         folds = self.folds[name]

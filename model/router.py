@@ -529,8 +529,7 @@ class Router:
 
     def _word_width(self) -> int:
         """Number of word-view columns: they come first in the feature union."""
-        name, vectorizer = self.features.named_steps["views"].transformer_list[0]
-        return len(vectorizer.vocabulary_) if name == "word" else 0
+        return self.compiled()[0].word_width
 
     def _word_names(self) -> np.ndarray:
         """Readable names of the word-view columns only: all that evidence ever shows."""
