@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,10 @@ def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> Cal
     )
 
 
+# Documents featurised together by CompiledFeatures.transform_docs.
+_PIECE = 256
+
+
 class CompiledFeatures:
     """The fitted feature pipeline's ``transform``, without scikit-learn's per-call overhead.
 
@@ -197,6 +201,13 @@ class CompiledFeatures:
 
     def transform_docs(self, docs: Sequence[Doc]) -> sp.csr_matrix:
         """Feature rows of already tokenised documents."""
+        if len(docs) > 1:
+            # In pieces whose arrays stay in the CPU's caches (measured: 256 beats 2,000 by 15 %).
+            pieces = [
+                self._transform_many(docs[start : start + _PIECE])
+                for start in range(0, len(docs), _PIECE)
+            ]
+            return pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
         rows_idx: list[np.ndarray] = []
         rows_val: list[np.ndarray] = []
         indptr = np.zeros(len(docs) + 1, dtype=np.int64)
@@ -211,6 +222,35 @@ class CompiledFeatures:
         return sp.csr_matrix(
             (data, indices.astype(np.int32, copy=False), indptr),
             shape=(len(docs), self.n_features),
+        )
+
+    def _transform_many(self, docs: Sequence[Doc]) -> sp.csr_matrix:
+        """:meth:`transform_docs` for many documents: each view's arithmetic runs once per chunk.
+
+        Per document, each view cost a dozen small array operations (measured: the largest cost
+        of batch labelling); here every view finds the terms of all documents at once
+        (:meth:`_CompiledView.entries`) and weights them in one pass. Same values, bit for bit.
+        """
+        n = len(docs)
+        doc_parts, col_parts, val_parts = [], [], []
+        for view in self.views:
+            doc_of, cols, vals = view.weighted(*view.entries(docs), n)
+            doc_parts.append(doc_of)
+            col_parts.append(cols + view.offset)
+            val_parts.append(vals)
+        doc_of = np.concatenate(doc_parts)
+        # Each view's entries are sorted by document, then column; a stable sort by document keeps
+        # that order within a document, view after view, which is the feature union's order.
+        order = np.argsort(doc_of, kind="stable")
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(doc_of, minlength=n), out=indptr[1:])
+        return sp.csr_matrix(
+            (
+                np.concatenate(val_parts)[order],
+                np.concatenate(col_parts)[order].astype(np.int32, copy=False),
+                indptr,
+            ),
+            shape=(n, self.n_features),
         )
 
 
@@ -264,6 +304,45 @@ class _CompiledView:
             val = (val * self.weight).astype(self.dtype, copy=False)
         return idx + self.offset, val
 
+    def entries(self, docs: Sequence[Doc]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Known terms of many documents: (document, column, count), sorted by document and column."""
+        if self.char_keys is not None:
+            return self.char_keys.entries(docs)
+        get = self.vocabulary.get
+        terms = [self.analyzer(doc) for doc in docs]
+        lengths = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
+        flat = np.fromiter(
+            map(get, chain.from_iterable(terms), repeat(-1)), dtype=np.int64, count=lengths.sum()
+        )
+        doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        known = flat >= 0
+        return _count_pairs(doc_of[known], flat[known], self.width)
+
+    def weighted(
+        self, doc_of: np.ndarray, cols: np.ndarray, counts: np.ndarray, n_docs: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`row`'s arithmetic on the :meth:`entries` of many documents at once."""
+        val = counts.astype(self.dtype)
+        if self.sublinear:
+            np.log(val, out=val)
+            val += 1
+        val *= self.idf[cols]
+        if self.l2 and len(val):
+            # Each row's sum of squares in order, in double precision, as in row(): a CSR matrix
+            # times a vector of ones adds each row's entries one after the other (numpy's own
+            # reductions add pairwise, which rounds differently).
+            indptr = np.zeros(n_docs + 1, dtype=np.int64)
+            np.cumsum(np.bincount(doc_of, minlength=n_docs), out=indptr[1:])
+            squares = sp.csr_matrix(
+                ((val * val).astype(np.float64), cols, indptr), shape=(n_docs, self.width)
+            )
+            norms = np.sqrt(squares @ np.ones(self.width))[doc_of]
+            nonzero = norms > 0
+            val[nonzero] = (val[nonzero] / norms[nonzero]).astype(self.dtype)
+        if self.weight is not None:
+            val = (val * self.weight).astype(self.dtype, copy=False)
+        return doc_of, cols, val
+
 
 def char_wb_ngrams(
     doc: Any, preprocessor: Callable[[Any], str], ngram_range: tuple[int, int]
@@ -285,6 +364,14 @@ def char_wb_ngrams(
                 break
             extend([w[i : i + n] for i in range(w_len - n + 1)])
     return out
+
+
+def _count_pairs(
+    doc_of: np.ndarray, cols: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (document, column) pairs in ascending order, and how often each occurs."""
+    pairs, counts = np.unique(doc_of * width + cols, return_counts=True)
+    return pairs // width, pairs % width, counts
 
 
 class CharNgramIndex:
@@ -361,6 +448,46 @@ class CharNgramIndex:
         columns = self.columns_of_keys[pos[hit]]
         order = np.argsort(columns)
         return columns[order], counts[hit][order]
+
+    def entries(self, docs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`counts` of many documents at once: (document, column, count), sorted.
+
+        The documents' padded words are laid end to end; a window never crosses from one padded
+        word into the next, so never from one document into the next, and each distinct n-gram of
+        the whole chunk is looked up once.
+        """
+        words_of = [self.preprocessor(doc).split() for doc in docs]
+        words = list(chain.from_iterable(words_of))
+        empty = np.zeros(0, dtype=np.int64)
+        if not words or not len(self.keys):
+            return empty, empty, empty
+        padded = " " + "  ".join(words) + " "
+        raw = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cps = raw.astype(np.uint64) + 1
+        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        doc_of_word = np.repeat(
+            np.arange(len(docs)), np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
+        )
+        grams, starts_of = [], []
+        length = len(cps)
+        for n in range(self.min_n, min(self.max_n, length) + 1):
+            starts = length - n + 1
+            keys = cps[:starts].copy()
+            for k in range(1, n):
+                keys |= cps[k : k + starts] << np.uint64(self.BITS * k)
+            position = np.arange(starts)
+            if n > 1:
+                same = word_of[:starts] == word_of[n - 1 : n - 1 + starts]
+                keys, position = keys[same], position[same]
+            grams.append(keys)
+            starts_of.append(position)
+        distinct, inverse = np.unique(np.concatenate(grams), return_inverse=True)
+        pos = np.searchsorted(self.keys, distinct)
+        pos[pos == len(self.keys)] = 0
+        columns = np.where(self.keys[pos] == distinct, self.columns_of_keys[pos], -1)[inverse]
+        doc_of = doc_of_word[word_of[np.concatenate(starts_of)]]
+        known = columns >= 0
+        return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))
 
 
 def compilable(classifier: CalibratedClassifierCV) -> bool:

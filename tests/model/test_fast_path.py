@@ -75,10 +75,44 @@ def test_char_ngram_index_declines_what_it_cannot_pack():
 def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     expected = sp.csr_matrix(router.features.transform(TICKETS))
-    got = CompiledFeatures(router.features).transform(TICKETS)
+    compiled = CompiledFeatures(router.features)
+    got = compiled.transform(TICKETS)  # many tickets: each view's arithmetic once per chunk
     assert got.shape == expected.shape and got.dtype == expected.dtype
     assert (got != expected).nnz == 0
     assert got.nnz > 0
+    one_by_one = sp.vstack([compiled.transform([t]) for t in TICKETS], format="csr")
+    assert (one_by_one != expected).nnz == 0
+    np.testing.assert_array_equal(one_by_one.indptr, got.indptr)
+    np.testing.assert_array_equal(one_by_one.indices, got.indices)
+    # A batch larger than one piece of transform_docs (its pieces are stacked).
+    many = compiled.transform(TICKETS * 30)
+    assert many.dtype == expected.dtype and many.shape == (len(TICKETS) * 30, expected.shape[1])
+    assert (many != sp.vstack([expected] * 30, format="csr")).nnz == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("的小区噪音 a1😀\u3000\t\n"), max_size=30), max_size=6
+    ),
+    st.sampled_from([(1, 1), (1, 3), (2, 3), (3, 3)]),
+)
+def test_char_ngrams_of_a_chunk_equal_each_documents_own(texts, ngram_range):
+    vocabulary = {
+        t: i
+        for i, t in enumerate(
+            sorted(
+                dict.fromkeys(char_wb_ngrams(Doc("的小区 噪音a 1😀区", ()), doc_text, ngram_range))
+            )
+        )
+    }
+    index = CharNgramIndex(vocabulary, doc_text, ngram_range)
+    docs = [Doc(t, ()) for t in texts]
+    doc_of, columns, counts = index.entries(docs)
+    for i, doc in enumerate(docs):
+        own_columns, own_counts = index.counts(doc)
+        assert columns[doc_of == i].tolist() == own_columns.tolist()
+        assert counts[doc_of == i].tolist() == own_counts.tolist()
 
 
 def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
