@@ -493,12 +493,9 @@ class Router:
         for name, proba in self._all_proba(X, gathered).items():
             head = self.heads[name]
             rank = head.shift(proba)
-            per_head[name] = [
-                self._head_result(
-                    head, X, i, proba[i], rank[i], top_k, explain, bool(empty_rows[i]), gathered
-                )
-                for i in range(X.shape[0])
-            ]
+            per_head[name] = self._head_results(
+                head, X, proba, rank, top_k, explain, empty_rows, gathered
+            )
         similar = (
             self.index.query(X, similar_k) if self.index is not None and similar_k > 0 else None
         )
@@ -586,41 +583,58 @@ class Router:
             )
 
     # -- business rules --------------------------------------------------------------------------
-    def _head_result(
+    def _head_results(
         self,
         head: Head,
         X: sp.csr_matrix,
-        i: int,
         proba: np.ndarray,
         rank: np.ndarray,
         top_k: int,
         explain: bool,
-        no_terms: bool,
+        no_terms: np.ndarray,
         gathered: np.ndarray | None = None,
-    ) -> HeadResult:
-        # Labels in the order of the prior-shifted scores, each with its calibrated probability,
-        # which is also what the auto threshold reads (see Head.shift).
+    ) -> list[HeadResult]:
+        """One head's suggestion for each row of ``X``: the business rules, for all rows at once.
+
+        Labels come in the order of the prior-shifted scores ``rank``, each with its calibrated
+        probability, which is also what the auto threshold reads (see :meth:`Head.shift`).
+        """
         labels = head.labels
-        order = np.argsort(-rank, kind="stable")[: max(1, top_k)]
-        best = int(order[0])
-        score = float(proba[best])
-        if no_terms:
-            decision, reason = "review", REASON_NO_KNOWN_TERMS
-        elif score >= head.threshold:
-            decision, reason = "auto", None
-        else:
-            decision, reason = "review", REASON_BELOW_THRESHOLD
-        return HeadResult(
-            label=labels[best],
-            score=round(score, 4),
-            decision=decision,
-            threshold=round(head.threshold, 4),
-            reason=reason,
-            candidates=[Candidate(label=labels[j], score=round(float(proba[j]), 4)) for j in order],
-            evidence=(
-                self._evidence(head, X, i, best, gathered) if explain and not no_terms else []
-            ),
-        )
+        n = proba.shape[0]
+        order = np.argsort(-rank, axis=1, kind="stable")[:, : max(1, top_k)]
+        shown = np.take_along_axis(proba, order, axis=1)
+        auto = shown[:, 0] >= head.threshold
+        threshold = round(head.threshold, 4)
+        out = []
+        # Python lists: reading numpy items one at a time costs more than the rules themselves.
+        for i, cand, scores, empty, passed in zip(
+            range(n), order.tolist(), shown.tolist(), no_terms.tolist(), auto.tolist(), strict=True
+        ):
+            if empty:
+                decision, reason = "review", REASON_NO_KNOWN_TERMS
+            elif passed:
+                decision, reason = "auto", None
+            else:
+                decision, reason = "review", REASON_BELOW_THRESHOLD
+            out.append(
+                HeadResult(
+                    label=labels[cand[0]],
+                    score=round(scores[0], 4),
+                    decision=decision,
+                    threshold=threshold,
+                    reason=reason,
+                    candidates=[
+                        Candidate(label=labels[j], score=round(p, 4))
+                        for j, p in zip(cand, scores, strict=True)
+                    ],
+                    evidence=(
+                        self._evidence(head, X, i, cand[0], gathered)
+                        if explain and not empty
+                        else []
+                    ),
+                )
+            )
+        return out
 
     def _evidence(
         self,
