@@ -63,3 +63,24 @@ def test_bundled_resources_load():
 def test_tokenize_never_raises_on_any_unicode(s):
     tokens = TOKENIZER.tokenize(s)
     assert all(isinstance(t, str) and t.strip() == t and t for t in tokens)
+
+
+RJIEBA = fitted(
+    userdict=resources.default_userdict(), stopwords=resources.default_stopwords(), backend="rjieba"
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("的小区噪音了一㐀鿿豈 a1,。、“😀\u3000"), max_size=30)
+    | st.text()
+)
+def test_tokens_kept_are_exactly_the_meaningful_non_stopwords(s):
+    # tokenize's fast check for a leading ideograph must keep exactly what the definition keeps.
+    from model.tokenizer import _MEANINGFUL
+
+    for tok in (TOKENIZER, RJIEBA):
+        seg = tok._jieba()
+        pieces = seg.cut(s, tok.hmm) if tok.backend_ == "rjieba" else seg.cut(s, HMM=tok.hmm)
+        expected = tuple(t for t in pieces if t not in tok.stopwords_ and _MEANINGFUL.search(t))
+        assert tok.tokenize(s) == expected
