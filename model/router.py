@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import logging
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -274,6 +274,7 @@ class Router:
     latent_heads: tuple[str, ...] = ()
     stacked: dict[str, str] = field(default_factory=dict)
     _feature_names: np.ndarray | None = field(default=None, repr=False)
+    _names_unique: bool | None = field(default=None, repr=False)
     # The compilable heads' fold weights fused into one matrix (see :func:`fuse_weights`), pickled
     # in place of each fold's own coefficients, which are views of it once loaded.
     _weights: np.ndarray | None = field(default=None, repr=False)
@@ -309,6 +310,7 @@ class Router:
             # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).
             vectorizer.stop_words_ = None
         self._feature_names = None
+        self._names_unique = None
         self._compiled = None
         self.latent = None
         if latent and self.config.lsa_components > 0:
@@ -519,7 +521,7 @@ class Router:
         """Load jieba's dictionary, compile the prediction path and build the search index."""
         self.features.named_steps["tokenize"].warm_up()
         self.compiled()
-        self._word_names()
+        self._word_names_unique()
         if self.index is not None:
             self.index.postings()
         self.predict(["warm up"], similar_k=1)
@@ -541,6 +543,13 @@ class Router:
             self._feature_names = names
         return self._feature_names
 
+    def _word_names_unique(self) -> bool:
+        """Whether no two word columns show the same name (word n-grams joined can collide)."""
+        if self._names_unique is None:
+            names = self._word_names()
+            self._names_unique = len(set(names.tolist())) == len(names)
+        return self._names_unique
+
     def feature_names(self) -> np.ndarray:
         """Readable names of all features (word n-grams joined, char n-grams stripped)."""
         names = []
@@ -555,6 +564,7 @@ class Router:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_feature_names"] = None  # rebuilt on demand; large and derivable
+        state["_names_unique"] = None
         state["_compiled"] = None
         # The vocabularies: hundreds of thousands of strings (see _CPickled).
         state["features"] = _CPickled(self.features)
@@ -574,6 +584,7 @@ class Router:
         state.setdefault("stacked", {})
         state.setdefault("_weights", None)
         state.setdefault("_weight_layout", None)
+        state.setdefault("_names_unique", None)
         self.__dict__.update(state)
         if self._weights is not None and self._weight_layout is not None:
             attach_weights(
@@ -662,13 +673,27 @@ class Router:
         # Only words that pushed towards the label count; the rest are dropped before any Python
         # loop (a long ticket has hundreds of words, a few dozen of them positive).
         positive = contrib > 0
-        names = self._word_names()[cols[positive]].tolist()
-        merged: dict[str, float] = {}
-        for name, weight in zip(names, contrib[positive].tolist(), strict=True):
-            if name:
-                merged[name] = merged.get(name, 0.0) + weight
+        cols, contrib = cols[positive], contrib[positive]
+        ranked: Iterable[tuple[str, float]]
+        if self._word_names_unique():
+            # One column per name, so nothing to merge: walk the words from the strongest and stop
+            # as soon as enough are chosen (a long ticket has hundreds of positive words).
+            order = np.argsort(-contrib, kind="stable")
+            names = self._word_names()[cols[order]]
+            ranked = (
+                (name, weight)
+                for name, weight in zip(names, contrib[order].tolist(), strict=True)
+                if name
+            )
+        else:
+            merged: dict[str, float] = {}
+            for name, weight in zip(
+                self._word_names()[cols].tolist(), contrib.tolist(), strict=True
+            ):
+                if name:
+                    merged[name] = merged.get(name, 0.0) + weight
+            ranked = sorted(merged.items(), key=lambda kv: -kv[1])
         # A character n-gram inside a longer evidence term adds nothing for the reader.
-        ranked = sorted(merged.items(), key=lambda kv: -kv[1])
         chosen: list[tuple[str, float]] = []
         for term, weight in ranked:
             if any(term in other for other, _ in chosen):

@@ -320,3 +320,37 @@ def test_row_lengths_are_euclidean_and_one_for_empty_rows():
         np.array([[0, 0, 0], [3, 4, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=np.float32)
     )
     np.testing.assert_allclose(_row_lengths(X), [1, 5, 1, np.sqrt(3), 1])
+
+
+def test_evidence_is_the_same_whether_names_are_merged_or_not(tiny_model_dir):
+    # With one column per name (the default word unigrams) evidence walks the ranked words and stops
+    # early; the merging path, for word n-grams whose joined names can collide, must agree with it.
+    router, _ = load_router(tiny_model_dir)
+    assert router._word_names_unique()
+    walked = [r.model_dump() for r in router.predict(TICKETS)]
+    assert any(r["department"]["evidence"] for r in walked)
+    router._names_unique = False
+    assert [r.model_dump() for r in router.predict(TICKETS)] == walked
+
+
+def test_evidence_merges_word_ngrams_that_read_the_same(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    head = router.heads["department"]
+    fast = router.compiled()[1]
+    label = 0
+    weights = fast.class_weights("department", label, fast.weights[: router._word_width()])
+    a, b = np.argsort(-weights)[:2]  # the two words that push this label most
+    names = router._word_names().copy()
+    names[b] = names[a]  # they now read the same, as "小区 电梯" and "小区电梯" would
+    router._feature_names = names
+    router._names_unique = None
+    assert not router._word_names_unique()
+    cols = np.sort(np.array([a, b], dtype=np.int32))
+    X = sp.csr_matrix(
+        (np.array([0.5, 0.25], dtype=np.float32), cols, np.array([0, 2])),
+        shape=(1, router.compiled()[0].n_features),
+    )
+    evidence = router._evidence(head, X, 0, label)
+    expected = 0.5 * weights[cols[0]] + 0.25 * weights[cols[1]]
+    assert [e.term for e in evidence] == [names[a]]
+    assert evidence[0].weight == pytest.approx(round(float(expected), 4), abs=1e-4)
