@@ -508,6 +508,11 @@ def fuse_weights(
     (the largest cost of a single ticket, measured). Rows past a head's own inputs (a head that
     reads fewer extra columns than another) are zero.
 
+    The weights are stored as float32, like the features they multiply: reading them is what a
+    prediction's heads cost (memory-bound), and half the bytes made batch labelling 10 % and a
+    400-character ticket 9 % faster, with the model file and its memory 79 MB smaller on the real
+    tickets. Scores change in the seventh significant digit (LinearSVC's own weights are float64).
+
     Returns
     -------
     (ndarray, dict)
@@ -518,7 +523,7 @@ def fuse_weights(
         for calibrated in classifier.calibrated_classifiers_:
             blocks.append((name, np.asarray(calibrated.estimator.coef_)))
     rows = max((coef.shape[1] for _, coef in blocks), default=0)
-    weights = np.zeros((rows, sum(coef.shape[0] for _, coef in blocks)), dtype=np.float64)
+    weights = np.zeros((rows, sum(coef.shape[0] for _, coef in blocks)), dtype=np.float32)
     layout: dict[str, list[tuple[int, int]]] = {name: [] for name in classifiers}
     start = 0
     for name, coef in blocks:
@@ -692,7 +697,7 @@ class CompiledHeads:
         if whole is not None:
             n_classes = len(self.classes[name])
             picked = rows[:, whole.start + label : whole.stop : n_classes]
-            return picked.sum(axis=1) / whole.folds
+            return picked.sum(axis=1, dtype=np.float64) / whole.folds
         out = np.zeros(len(rows), dtype=np.float64)
         binary = len(self.classes[name]) == 2
         folds = self.folds[name]
