@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -102,6 +103,8 @@ class LabelResult:
 _ROUTER: Router | None = None
 _CACHE: dict[str, Router] = {}
 _CACHE_LOCK = threading.Lock()
+# CJK unified ideographs: NFKC maps each to itself, and nothing in normalize() removes one.
+_IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 
 
 def _init_worker(model_dir: str, root: str | None) -> None:
@@ -244,7 +247,10 @@ def check_text(text: str, max_chars: int) -> str | None:
             f"text too long: {len(text):,} characters, over the limit of {max_chars:,} "
             "(PAIDAN_MAX_TEXT_CHARS)"
         )
-    if not normalize(text):
+    # An ideograph always survives normalisation, so a text holding one is not blank; only the
+    # rest (rare) is normalised here, in the process that reads the input, which the workers
+    # would otherwise wait for (measured: 7 % of a batch's samples).
+    if not _IDEOGRAPH.search(text) and not normalize(text):
         return "blank text: the text holds only whitespace or invisible characters"
     return None
 

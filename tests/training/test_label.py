@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from model.settings import get_settings
+from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
@@ -60,6 +63,16 @@ def test_check_text_names_each_problem() -> None:
     assert check_text(" \u3000\t\u200b ", 100).startswith("blank text")
     too_long = check_text("很" * 101, 100)
     assert too_long.startswith("text too long") and "101" in too_long and "100" in too_long
+
+
+@given(
+    st.text(alphabet=st.sampled_from("小 \u3000\t\u200b_x000D\x00\ufeffa1"), max_size=12)
+    | st.text()
+)
+def test_check_text_calls_blank_exactly_what_normalises_to_nothing(text: str) -> None:
+    blank = bool(text) and not normalize(text)
+    problem = check_text(text, 10_000)
+    assert (problem is not None and problem.startswith("blank text")) == blank
 
 
 def test_nothing_lost_from_a_damaged_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
