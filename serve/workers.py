@@ -19,6 +19,7 @@ predecessor is stopped, so new workers load the current model without a moment w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120  # a worker loads and warms the model before it serves
 STOP_TIMEOUT_S = 30  # graceful shutdown of one worker, then SIGKILL
 POLL_S = 0.5  # how often dead workers are looked for
+DRAIN_S = 0.5  # a stopping worker stops accepting this long before it closes idle connections
 
 
 class WorkerStartError(RuntimeError):
@@ -66,10 +69,44 @@ def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+class _DrainingServer(uvicorn.Server):
+    """A uvicorn server that, when told to stop, stops accepting :data:`DRAIN_S` before it shuts down.
+
+    uvicorn's shutdown closes its listeners and then, at once, every connection with no request in
+    progress. A connection it accepted a moment before (its request bytes not read yet) counts as
+    idle and is closed unanswered: a SIGHUP replacement under load lost one request this way in
+    CI. Here the first SIGTERM or SIGINT only closes this worker's listeners (the slot's socket
+    stays open in the supervisor, and its successor is already accepting on it); the shutdown
+    follows after the drain, by when such a request has been read and is finished like any other.
+    A second signal exits as uvicorn's own would.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _draining = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._loop is None or not self.started:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        # The handler runs between two bytecodes of the event loop: hand the work to the loop.
+        self._loop.call_soon_threadsafe(self._stop_accepting, sig, frame)
+
+    def _stop_accepting(self, sig: int, frame: FrameType | None) -> None:
+        for server in self.servers:
+            server.close()
+        assert self._loop is not None
+        self._loop.call_later(DRAIN_S, super().handle_exit, sig, frame)
+
+
 def _worker_main(config: uvicorn.Config, sock: socket.socket, ready: Event) -> None:
     """A worker process: serve the app on ``sock``; set ``ready`` once the app has started."""
     config.configure_logging()
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config)
 
     def announce() -> None:
         while not server.started and not server.should_exit:
