@@ -253,6 +253,26 @@ class SimilarIndex:
         return state
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """One head's ranked suggestions for a batch of rows (:meth:`Router.rankings`)."""
+
+    head: Head
+    order: np.ndarray
+    """Shape ``(n, k)``: label columns (of ``head.labels``), the suggested one first."""
+    scores: np.ndarray
+    """Shape ``(n, k)``: the calibrated probability of each of those labels."""
+    passed: np.ndarray
+    """Shape ``(n,)``: the suggested label's probability reaches the head's threshold."""
+    no_terms: np.ndarray
+    """Shape ``(n,)``: the row holds no known word, so it always goes to review."""
+
+    @property
+    def auto(self) -> np.ndarray:
+        """Rows this head may dispatch without a person."""
+        return self.passed & ~self.no_terms
+
+
 @dataclass
 class Router:
     """Features plus a department head and a category head.
@@ -482,22 +502,15 @@ class Router:
         if not tickets:
             return []
         X = self.transform(tickets)
-        # Character n-grams match almost anything (digits, Latin letters); only known words count
-        # as evidence that the model understands the ticket.
-        row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-        words = X.indices < self._word_width()  # word columns come first
-        empty_rows = np.bincount(row_of[words], minlength=X.shape[0]) == 0
+        empty_rows = self._without_known_terms(X)
         # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
         # of every head and fold and for the evidence.
         fast = self.compiled()[1]
         gathered = fast.gather(X) if X.shape[0] == 1 and fast.folds else None
-        per_head: dict[str, list[HeadResult]] = {}
-        for name, proba in self._all_proba(X, gathered).items():
-            head = self.heads[name]
-            rank = head.shift(proba)
-            per_head[name] = self._head_results(
-                head, X, proba, rank, top_k, explain, empty_rows, gathered
-            )
+        per_head = {
+            name: self._head_results(ranking, X, explain, gathered)
+            for name, ranking in self._rankings(X, top_k, empty_rows, gathered).items()
+        }
         similar = (
             self.index.query(X, similar_k) if self.index is not None and similar_k > 0 else None
         )
@@ -594,32 +607,68 @@ class Router:
             )
 
     # -- business rules --------------------------------------------------------------------------
-    def _head_results(
+    def rankings(self, tickets: Sequence[TicketLike], top_k: int = 3) -> dict[str, Ranking]:
+        """Each head's ranked labels for many tickets, as arrays: what batch labelling writes.
+
+        The same ranking and decisions as :meth:`predict` makes, without building a
+        :class:`RouteResult` per ticket (which costs more than the scores for a short ticket) and
+        without evidence or similar tickets.
+        """
+        if not tickets:
+            return {}
+        X = self.transform(tickets)
+        return self._rankings(X, top_k, self._without_known_terms(X))
+
+    def _without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
+        """Rows of ``X`` with no word feature, only character n-grams."""
+        # Character n-grams match almost anything (digits, Latin letters); only known words count
+        # as evidence that the model understands the ticket.
+        row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        words = X.indices < self._word_width()  # word columns come first
+        return np.bincount(row_of[words], minlength=X.shape[0]) == 0
+
+    def _rankings(
         self,
-        head: Head,
         X: sp.csr_matrix,
-        proba: np.ndarray,
-        rank: np.ndarray,
         top_k: int,
-        explain: bool,
         no_terms: np.ndarray,
         gathered: np.ndarray | None = None,
-    ) -> list[HeadResult]:
-        """One head's suggestion for each row of ``X``: the business rules, for all rows at once.
+    ) -> dict[str, Ranking]:
+        """The business rules, for all rows and heads at once.
 
-        Labels come in the order of the prior-shifted scores ``rank``, each with its calibrated
-        probability, which is also what the auto threshold reads (see :meth:`Head.shift`).
+        Labels come in the order of the prior-shifted scores, each with its calibrated
+        probability, which is also what the auto threshold reads (see :meth:`Head.shift`). A head
+        dispatches a row automatically when that probability reaches its threshold and the row
+        holds at least one known word.
         """
+        out = {}
+        for name, proba in self._all_proba(X, gathered).items():
+            head = self.heads[name]
+            order = np.argsort(-head.shift(proba), axis=1, kind="stable")[:, : max(1, top_k)]
+            shown = np.take_along_axis(proba, order, axis=1)
+            out[name] = Ranking(head, order, shown, shown[:, 0] >= head.threshold, no_terms)
+        return out
+
+    def _head_results(
+        self,
+        ranking: Ranking,
+        X: sp.csr_matrix,
+        explain: bool,
+        gathered: np.ndarray | None = None,
+    ) -> list[HeadResult]:
+        """One head's ranking as a :class:`HeadResult` per row, with evidence if asked."""
+        head = ranking.head
         labels = head.labels
-        n = proba.shape[0]
-        order = np.argsort(-rank, axis=1, kind="stable")[:, : max(1, top_k)]
-        shown = np.take_along_axis(proba, order, axis=1)
-        auto = shown[:, 0] >= head.threshold
         threshold = round(head.threshold, 4)
         out = []
         # Python lists: reading numpy items one at a time costs more than the rules themselves.
         for i, cand, scores, empty, passed in zip(
-            range(n), order.tolist(), shown.tolist(), no_terms.tolist(), auto.tolist(), strict=True
+            range(len(ranking.order)),
+            ranking.order.tolist(),
+            ranking.scores.tolist(),
+            ranking.no_terms.tolist(),
+            ranking.passed.tolist(),
+            strict=True,
         ):
             if empty:
                 decision, reason = "review", REASON_NO_KNOWN_TERMS

@@ -148,6 +148,48 @@ def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path
         assert top3[0]["score"] == row["pred_department_score"]
 
 
+def _as_rows(results: list) -> list[tuple]:
+    """What batch labelling wrote when it flattened Router.predict's results (before 2026-12-01)."""
+    return [
+        (
+            r.department.label if r.department else None,
+            r.department.score if r.department else None,
+            r.category.label if r.category else None,
+            r.category.score if r.category else None,
+            r.decision,
+            json.dumps([c.model_dump() for c in r.department.candidates], ensure_ascii=False)
+            if r.department
+            else "[]",
+        )
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("heads", [("department", "category"), ("category",)])
+def test_batch_rows_are_exactly_the_routers_suggestions(
+    tiny_model_dir: Path, threshold: float, heads: tuple[str, ...]
+) -> None:
+    # predict_rows reads the router's ranking arrays instead of its RouteResults; it must write
+    # what Router.predict says, decisions included, for every threshold and with one head only.
+    from model.artifact import load_router
+    from training.label import predict_rows
+
+    router, _ = load_router(tiny_model_dir)
+    router.heads = {name: router.heads[name] for name in heads}
+    for head in router.heads.values():
+        head.threshold = threshold
+    tickets = [(t, x) for _, t, x in ticket_rows(18)] + [("", "12345 67890"), ("标题", "电梯坏了")]
+    got = predict_rows(router, tickets)
+    assert got == _as_rows(router.predict(tickets, top_k=3, similar_k=0, explain=False))
+    decisions = [row[4] for row in got]
+    if threshold == 0.0:  # everything passes but the ticket with no known word
+        assert decisions.count("review") == 1 and decisions[-2] == "review"
+    if threshold == 1.0:
+        assert set(decisions) == {"review"}
+    assert predict_rows(router, []) == []
+
+
 def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "gbk.csv", ticket_rows(6), encoding="gb18030")
     label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
