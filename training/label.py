@@ -30,7 +30,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from model.artifact import METADATA_FILE, ROUTER_FILE, load_router, verify
 from model.router import Router
@@ -44,8 +43,9 @@ from training.label_io import (
     file_columns,
     fsync_dir,
     iter_records,
+    read_part,
     write_json_atomic,
-    write_table_atomic,
+    write_part_atomic,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ OUTPUT_FORMATS = {
 }
 PARTS_SUFFIX = ".parts"
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 1
+# 2: parts are Arrow IPC files (1: Parquet); a run of another format is not resumed.
+MANIFEST_FORMAT = 2
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # CSV fields may be this many times the text limit before a line counts as broken.
@@ -442,36 +443,57 @@ def label(
 
     rows_done = 0
     counts = _Counts()
-    submit, window, closer = _start_engine(
-        engine, model_dir, model_root, meta, jobs, scheduler, upload_model
-    )
+    # The labelled file is written as the run goes, chunk after chunk in input order, while the
+    # workers label the next ones; joining the parts at the end made every run wait for it
+    # (measured: a second of a 15-second run of 100,000 rows). The parts stay for --resume.
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    writer = OutputWriter(tmp, fmt, schema)
+    scores: list[np.ndarray] = []
+
+    def emit(table: pa.Table) -> None:
+        writer.write(table)
+        scores.append(counts.add(table))
+
     try:
-        pending: deque[tuple[_Chunk, _Pending | None]] = deque()
+        for index in range(done):  # what the interrupted run finished
+            emit(read_part(parts / _part_name(index), schema))
+        submit, window, closer = _start_engine(
+            engine, model_dir, model_root, meta, jobs, scheduler, upload_model
+        )
+        try:
+            pending: deque[tuple[_Chunk, _Pending | None]] = deque()
 
-        def finish(chunk: _Chunk, future: _Pending | None) -> None:
-            nonlocal rows_done
-            preds = future.result() if future is not None else []
-            table = _part_table(chunk, preds, schema)
-            write_table_atomic(table, parts / _part_name(chunk.index))
-            _commit(parts, fingerprint, chunk.index + 1)
-            rows_done += len(chunk.records)
-            if progress:
-                progress("labelling", rows_done, max(total, rows_done))
-
-        for chunk in _chunks(files, input_columns, columns, chunk_size, max_chars):
-            if chunk.index < done:
+            def finish(chunk: _Chunk, future: _Pending | None) -> None:
+                nonlocal rows_done
+                preds = future.result() if future is not None else []
+                table = _part_table(chunk, preds, schema)
+                write_part_atomic(table, parts / _part_name(chunk.index))
+                _commit(parts, fingerprint, chunk.index + 1)
+                emit(table)
                 rows_done += len(chunk.records)
-                continue
-            pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
-            while len(pending) >= window:
-                finish(*pending.popleft())
-        while pending:
-            finish(*pending.popleft())
-    finally:
-        closer()
+                if progress:
+                    progress("labelling", rows_done, max(total, rows_done))
 
-    n_chunks = _manifest(parts)["done"] if (parts / MANIFEST_FILE).is_file() else 0
-    summary, dept_scores = _finalise(parts, n_chunks, output, fmt, schema, counts)
+            for chunk in _chunks(files, input_columns, columns, chunk_size, max_chars):
+                if chunk.index < done:
+                    rows_done += len(chunk.records)
+                    continue
+                pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
+                while len(pending) >= window:
+                    finish(*pending.popleft())
+            while pending:
+                finish(*pending.popleft())
+        finally:
+            closer()
+        writer.close()
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, output)
+    fsync_dir(output.parent)
+    summary = _summary(counts)
+    dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
     summary.update(
         {
             "input": [str(p) for p in files],
@@ -520,7 +542,7 @@ def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
 
 
 def _part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+    return f"part-{index:06d}.arrow"
 
 
 def _manifest(parts: Path) -> dict[str, Any]:
@@ -697,31 +719,14 @@ class _Counts:
         )
 
 
-def _finalise(
-    parts: Path, n_chunks: int, output: Path, fmt: str, schema: pa.Schema, counts: _Counts
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Join the parts into ``output`` atomically and count what they hold."""
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    writer = OutputWriter(tmp, fmt, schema)
-    scores: list[np.ndarray] = []
-    try:
-        for index in range(n_chunks):
-            table = pq.read_table(parts / _part_name(index), schema=schema)
-            writer.write(table)
-            scores.append(counts.add(table))
-        writer.close()
-    except BaseException:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, output)
-    fsync_dir(output.parent)
+def _summary(counts: _Counts) -> dict[str, Any]:
+    """What the labelled file holds, counted as it was written."""
     if counts.rows != counts.labelled + counts.errors:  # a bug, never bad input
         raise RuntimeError(
             f"row counts do not add up: {counts.rows} rows, {counts.labelled} labelled, "
             f"{counts.errors} errors"
         )
-    summary = {
+    return {
         "rows": counts.rows,
         "labelled": counts.labelled,
         "errors": counts.errors,
@@ -731,8 +736,6 @@ def _finalise(
         "departments": dict(counts.departments.most_common()),
         "categories": dict(counts.categories.most_common()),
     }
-    dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-    return summary, dept_scores
 
 
 def _plots(summary: dict[str, Any], dept_scores: np.ndarray, output: Path) -> list[Path]:
