@@ -377,15 +377,19 @@ def _count_pairs(
 class CharNgramIndex:
     """Character n-grams of up to three characters looked up as integers, not as strings.
 
-    Each n-gram is packed into one 64-bit key, 21 bits per character (code point + 1, so that a
-    shorter n-gram never equals a longer one), and the vocabulary becomes a sorted key array. A
-    document's n-grams are then found with a handful of array operations (``searchsorted``) instead
-    of building and hashing a Python string per n-gram, which dominated the cost of a ticket. The
-    n-grams are exactly :func:`char_wb_ngrams`'s: each whitespace-separated word padded with one
-    space on each side, windows never crossing from one padded word into the next.
+    Every character of the vocabulary gets a small id, in code-point order (0 stands for "no
+    character", and one id above all others for a character the vocabulary never uses), and an
+    n-gram is packed into one integer key with its first character in the highest bits. Keys then
+    sort as the n-grams' strings do, which is the order in which scikit-learn numbers its
+    vocabulary: a key's rank among the vocabulary's keys is its column, so a document's columns
+    come out of the look-up already sorted. Its n-grams are found with a handful of array
+    operations (``unique``, ``searchsorted``) instead of building and hashing a Python string per
+    n-gram, which dominated the cost of a ticket. The n-grams are exactly :func:`char_wb_ngrams`'s: each whitespace-separated
+    word padded with one space on each side, windows never crossing from one padded word into the
+    next.
     """
 
-    BITS = 21  # code points are below 0x110000 < 2**21
+    CHARS = 3  # characters per key at most
 
     @staticmethod
     def supports(ngram_range: tuple[int, int], vocabulary: Mapping[str, int]) -> bool:
@@ -401,42 +405,50 @@ class CharNgramIndex:
     ) -> None:
         self.preprocessor = preprocessor
         self.min_n, self.max_n = ngram_range
-        terms = np.array(list(vocabulary), dtype="U3")
+        terms = np.array(list(vocabulary), dtype="U3")  # shorter terms are padded with NUL
+        chars = terms.view(np.uint32).reshape(len(terms), self.CHARS)
+        alphabet = np.unique(chars[chars != 0])
+        unknown = len(alphabet) + 1
+        self.bits = unknown.bit_length()
+        # Code point -> id; 2 MB for any vocabulary that uses fewer than 65,535 characters.
+        self.char_ids = np.full(
+            0x110000, unknown, dtype=np.uint16 if unknown < 2**16 else np.uint32
+        )
+        self.char_ids[alphabet] = np.arange(1, unknown)
+        ids = np.where(chars != 0, self.char_ids[chars], 0).astype(np.uint64)
+        keys = ids[:, 0] << np.uint64(2 * self.bits)
+        keys |= ids[:, 1] << np.uint64(self.bits)
+        keys |= ids[:, 2]
         columns = np.fromiter(vocabulary.values(), dtype=np.int32, count=len(vocabulary))
-        keys = self._pack(terms.view(np.uint32).reshape(len(terms), 3).astype(np.uint64))
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.columns_of_keys = columns[order]
+        # True for every vocabulary scikit-learn fits; a vocabulary numbered otherwise (given by
+        # hand) is looked up through columns_of_keys and sorted afterwards.
+        self.ranked = bool(np.array_equal(self.columns_of_keys, np.arange(len(columns))))
 
-    @classmethod
-    def _pack(cls, chars: np.ndarray) -> np.ndarray:
-        """Keys of rows of up to three code points (0 = no character)."""
-        present = chars != 0
-        shifted = np.where(present, chars + 1, 0)
-        keys = shifted[:, 0].copy()
-        for k in range(1, chars.shape[1]):
-            keys |= shifted[:, k] << np.uint64(cls.BITS * k)
-        return keys
+    def _ids(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Character ids of the padded words laid end to end, and each position's word."""
+        padded = " " + "  ".join(words) + " "
+        cps = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        return self.char_ids[cps].astype(np.uint64), word_of
 
     def counts(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
         """Sorted vocabulary columns of the document's known n-grams, and how often each occurs."""
         words = self.preprocessor(doc).split()
         if not words or not len(self.keys):
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-        padded = " " + "  ".join(words) + " "
-        raw = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        cps = raw.astype(np.uint64) + 1
-        # Which padded word each position belongs to: a window is valid when it starts and ends in
-        # the same one.
-        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        ids, word_of = self._ids(words)
         grams = []
-        length = len(cps)
+        length = len(ids)
         for n in range(self.min_n, min(self.max_n, length) + 1):
             starts = length - n + 1
-            keys = cps[:starts].copy()
+            keys = ids[:starts] << np.uint64(2 * self.bits)
             for k in range(1, n):
-                keys |= cps[k : k + starts] << np.uint64(self.BITS * k)
+                keys |= ids[k : k + starts] << np.uint64((2 - k) * self.bits)
             if n > 1:
+                # A window is valid when it starts and ends in the same padded word.
                 keys = keys[word_of[:starts] == word_of[n - 1 : n - 1 + starts]]
             grams.append(keys)
         # Count first, then look each distinct n-gram up once, in ascending order (searchsorted
@@ -445,6 +457,8 @@ class CharNgramIndex:
         pos = np.searchsorted(self.keys, keys)
         pos[pos == len(self.keys)] = 0
         hit = self.keys[pos] == keys
+        if self.ranked:
+            return pos[hit].astype(np.int32), counts[hit]
         columns = self.columns_of_keys[pos[hit]]
         order = np.argsort(columns)
         return columns[order], counts[hit][order]
@@ -454,7 +468,9 @@ class CharNgramIndex:
 
         The documents' padded words are laid end to end; a window never crosses from one padded
         word into the next, so never from one document into the next, and each distinct n-gram of
-        the whole chunk is looked up once. The windows are cut as in :meth:`counts`; sharing that
+        the whole chunk is looked up once. (Packing the document's number above each key instead,
+        so that one sort would count and order everything, was 10 % slower: it looks up every
+        document's n-grams separately.) The windows are cut as in :meth:`counts`; sharing that
         code, which must also track each window's word here, made one ticket 5-15 % slower there
         (measured), so the two loops stay apart and tests hold them to the same n-grams.
         """
@@ -463,20 +479,17 @@ class CharNgramIndex:
         empty = np.zeros(0, dtype=np.int64)
         if not words or not len(self.keys):
             return empty, empty, empty
-        padded = " " + "  ".join(words) + " "
-        raw = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        cps = raw.astype(np.uint64) + 1
-        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        ids, word_of = self._ids(words)
         doc_of_word = np.repeat(
             np.arange(len(docs)), np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         )
         grams, starts_of = [], []
-        length = len(cps)
+        length = len(ids)
         for n in range(self.min_n, min(self.max_n, length) + 1):
             starts = length - n + 1
-            keys = cps[:starts].copy()
+            keys = ids[:starts] << np.uint64(2 * self.bits)
             for k in range(1, n):
-                keys |= cps[k : k + starts] << np.uint64(self.BITS * k)
+                keys |= ids[k : k + starts] << np.uint64((2 - k) * self.bits)
             position = np.arange(starts)
             if n > 1:
                 same = word_of[:starts] == word_of[n - 1 : n - 1 + starts]
@@ -486,7 +499,8 @@ class CharNgramIndex:
         distinct, inverse = np.unique(np.concatenate(grams), return_inverse=True)
         pos = np.searchsorted(self.keys, distinct)
         pos[pos == len(self.keys)] = 0
-        columns = np.where(self.keys[pos] == distinct, self.columns_of_keys[pos], -1)[inverse]
+        column_of = pos if self.ranked else self.columns_of_keys[pos]
+        columns = np.where(self.keys[pos] == distinct, column_of, -1)[inverse]
         doc_of = doc_of_word[word_of[np.concatenate(starts_of)]]
         known = columns >= 0
         return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))

@@ -43,18 +43,22 @@ def test_char_wb_ngrams_equal_scikit_learns(text, ngram_range):
     st.text(alphabet=st.sampled_from("的小区噪音 a1😀\u3000\t\n"), max_size=40),
     st.text(max_size=40),
     st.sampled_from([(1, 1), (1, 2), (1, 3), (2, 3), (3, 3)]),
+    st.booleans(),
 )
-def test_packed_char_ngrams_find_the_same_columns_as_strings(seen, text, ngram_range):
+def test_packed_char_ngrams_find_the_same_columns_as_strings(seen, text, ngram_range, fitted):
     # The vocabulary is what another text (and part of this one) produced, so some of the document's
     # n-grams are known and some are not, as in serving.
     vocab_terms = dict.fromkeys(
         char_wb_ngrams(Doc(seen + text[: len(text) // 2], ()), doc_text, ngram_range)
     )
-    vocabulary = {t: i for i, t in enumerate(sorted(vocab_terms, reverse=True))}
+    # Numbered in sorted order, as scikit-learn numbers what it fits (columns are then the keys'
+    # ranks), or in reverse order, as a hand-made vocabulary might be.
+    vocabulary = {t: i for i, t in enumerate(sorted(vocab_terms, reverse=not fitted))}
     # NUL never survives normalisation; a vocabulary holding one is declined (tested below).
     assume("\x00" not in seen + text[: len(text) // 2])
     assert CharNgramIndex.supports(ngram_range, vocabulary)
     index = CharNgramIndex(vocabulary, doc_text, ngram_range)
+    assert index.ranked == (fitted or len(vocabulary) < 2)
     doc = Doc(text, ())
     expected = Counter(
         vocabulary[t] for t in char_wb_ngrams(doc, doc_text, ngram_range) if t in vocabulary
@@ -76,6 +80,8 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     expected = sp.csr_matrix(router.features.transform(TICKETS))
     compiled = CompiledFeatures(router.features)
+    # The character view's columns are its keys' ranks (the look-up's fast path).
+    assert [v.char_keys.ranked for v in compiled.views if v.char_keys is not None] == [True]
     got = compiled.transform(TICKETS)  # many tickets: each view's arithmetic once per chunk
     assert got.shape == expected.shape and got.dtype == expected.dtype
     assert (got != expected).nnz == 0
@@ -96,20 +102,21 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
         st.text(alphabet=st.sampled_from("的小区噪音 a1😀\u3000\t\n"), max_size=30), max_size=6
     ),
     st.sampled_from([(1, 1), (1, 3), (2, 3), (3, 3)]),
+    st.booleans(),
 )
-def test_char_ngrams_of_a_chunk_equal_each_documents_own(texts, ngram_range):
-    vocabulary = {
-        t: i
-        for i, t in enumerate(
-            sorted(
-                dict.fromkeys(char_wb_ngrams(Doc("的小区 噪音a 1😀区", ()), doc_text, ngram_range))
-            )
-        )
-    }
+def test_char_ngrams_of_a_chunk_equal_each_documents_own(texts, ngram_range, fitted):
+    terms = dict.fromkeys(char_wb_ngrams(Doc("的小区 噪音a 1😀区", ()), doc_text, ngram_range))
+    vocabulary = {t: i for i, t in enumerate(sorted(terms, reverse=not fitted))}
     index = CharNgramIndex(vocabulary, doc_text, ngram_range)
     docs = [Doc(t, ()) for t in texts]
     doc_of, columns, counts = index.entries(docs)
+    assert doc_of.tolist() == sorted(doc_of.tolist())
     for i, doc in enumerate(docs):
+        expected = Counter(
+            vocabulary[t] for t in char_wb_ngrams(doc, doc_text, ngram_range) if t in vocabulary
+        )
+        assert columns[doc_of == i].tolist() == sorted(expected)
+        assert counts[doc_of == i].tolist() == [expected[c] for c in sorted(expected)]
         own_columns, own_counts = index.counts(doc)
         assert columns[doc_of == i].tolist() == own_columns.tolist()
         assert counts[doc_of == i].tolist() == own_counts.tolist()
