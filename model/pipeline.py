@@ -384,9 +384,9 @@ class CharNgramIndex:
     vocabulary: a key's rank among the vocabulary's keys is its column, so a document's columns
     come out of the look-up already sorted. Its n-grams are found with a handful of array
     operations (``unique``, ``searchsorted``) instead of building and hashing a Python string per
-    n-gram, which dominated the cost of a ticket. The n-grams are exactly :func:`char_wb_ngrams`'s: each whitespace-separated
-    word padded with one space on each side, windows never crossing from one padded word into the
-    next.
+    n-gram, which dominated the cost of a ticket. The n-grams are exactly
+    :func:`char_wb_ngrams`'s: each whitespace-separated word padded with one space on each side,
+    windows never crossing from one padded word into the next.
     """
 
     CHARS = 3  # characters per key at most

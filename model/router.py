@@ -662,20 +662,16 @@ class Router:
         threshold = round(head.threshold, 4)
         out = []
         # Python lists: reading numpy items one at a time costs more than the rules themselves.
-        for i, cand, scores, empty, passed in zip(
+        for i, cand, scores, empty, auto in zip(
             range(len(ranking.order)),
             ranking.order.tolist(),
             ranking.scores.tolist(),
             ranking.no_terms.tolist(),
-            ranking.passed.tolist(),
+            ranking.auto.tolist(),
             strict=True,
         ):
-            if empty:
-                decision, reason = "review", REASON_NO_KNOWN_TERMS
-            elif passed:
-                decision, reason = "auto", None
-            else:
-                decision, reason = "review", REASON_BELOW_THRESHOLD
+            decision: Decision = "auto" if auto else "review"
+            reason = None if auto else REASON_NO_KNOWN_TERMS if empty else REASON_BELOW_THRESHOLD
             out.append(
                 HeadResult(
                     label=labels[cand[0]],
