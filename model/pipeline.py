@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, repeat
@@ -434,29 +434,41 @@ class CharNgramIndex:
         word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
         return self.char_ids[cps].astype(np.uint64), word_of
 
-    def counts(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted vocabulary columns of the document's known n-grams, and how often each occurs."""
-        words = self.preprocessor(doc).split()
-        if not words or not len(self.keys):
-            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-        ids, word_of = self._ids(words)
-        grams = []
+    def _windows(
+        self, ids: np.ndarray, word_of: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """For each n-gram length, the keys of every window and which windows are valid.
+
+        A window is valid when it starts and ends in the same padded word; ``None`` means all are
+        (single characters). Callers filter, so :meth:`entries` can filter positions alongside.
+        """
         length = len(ids)
         for n in range(self.min_n, min(self.max_n, length) + 1):
             starts = length - n + 1
             keys = ids[:starts] << np.uint64(2 * self.bits)
             for k in range(1, n):
                 keys |= ids[k : k + starts] << np.uint64((2 - k) * self.bits)
-            if n > 1:
-                # A window is valid when it starts and ends in the same padded word.
-                keys = keys[word_of[:starts] == word_of[n - 1 : n - 1 + starts]]
-            grams.append(keys)
+            yield keys, (word_of[:starts] == word_of[n - 1 : n - 1 + starts] if n > 1 else None)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where sorted ``keys`` sit among the vocabulary's keys, and which of them are there."""
+        pos = np.searchsorted(self.keys, keys)
+        pos[pos == len(self.keys)] = 0
+        return pos, self.keys[pos] == keys
+
+    def counts(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted vocabulary columns of the document's known n-grams, and how often each occurs."""
+        words = self.preprocessor(doc).split()
+        if not words or not len(self.keys):
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        grams = [
+            keys if valid is None else keys[valid]
+            for keys, valid in self._windows(*self._ids(words))
+        ]
         # Count first, then look each distinct n-gram up once, in ascending order (searchsorted
         # narrows its search from the previous hit).
         keys, counts = np.unique(np.concatenate(grams), return_counts=True)
-        pos = np.searchsorted(self.keys, keys)
-        pos[pos == len(self.keys)] = 0
-        hit = self.keys[pos] == keys
+        pos, hit = self._find(keys)
         if self.ranked:
             return pos[hit].astype(np.int32), counts[hit]
         columns = self.columns_of_keys[pos[hit]]
@@ -470,9 +482,7 @@ class CharNgramIndex:
         word into the next, so never from one document into the next, and each distinct n-gram of
         the whole chunk is looked up once. (Packing the document's number above each key instead,
         so that one sort would count and order everything, was 10 % slower: it looks up every
-        document's n-grams separately.) The windows are cut as in :meth:`counts`; sharing that
-        code, which must also track each window's word here, made one ticket 5-15 % slower there
-        (measured), so the two loops stay apart and tests hold them to the same n-grams.
+        document's n-grams separately.)
         """
         words_of = [self.preprocessor(doc).split() for doc in docs]
         words = list(chain.from_iterable(words_of))
@@ -484,23 +494,14 @@ class CharNgramIndex:
             np.arange(len(docs)), np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         )
         grams, starts_of = [], []
-        length = len(ids)
-        for n in range(self.min_n, min(self.max_n, length) + 1):
-            starts = length - n + 1
-            keys = ids[:starts] << np.uint64(2 * self.bits)
-            for k in range(1, n):
-                keys |= ids[k : k + starts] << np.uint64((2 - k) * self.bits)
-            position = np.arange(starts)
-            if n > 1:
-                same = word_of[:starts] == word_of[n - 1 : n - 1 + starts]
-                keys, position = keys[same], position[same]
-            grams.append(keys)
-            starts_of.append(position)
+        for keys, valid in self._windows(ids, word_of):
+            position = np.arange(len(keys))
+            grams.append(keys if valid is None else keys[valid])
+            starts_of.append(position if valid is None else position[valid])
         distinct, inverse = np.unique(np.concatenate(grams), return_inverse=True)
-        pos = np.searchsorted(self.keys, distinct)
-        pos[pos == len(self.keys)] = 0
+        pos, hit = self._find(distinct)
         column_of = pos if self.ranked else self.columns_of_keys[pos]
-        columns = np.where(self.keys[pos] == distinct, column_of, -1)[inverse]
+        columns = np.where(hit, column_of, -1)[inverse]
         doc_of = doc_of_word[word_of[np.concatenate(starts_of)]]
         known = columns >= 0
         return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))
