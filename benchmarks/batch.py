@@ -10,9 +10,9 @@ texts of the bundled sample (``data/tickets.csv``) and of the shared real ticket
   timed with the batch options (``similar_k=0, explain=False``);
 * **paidan label**: the real command as a subprocess (``--jobs`` = the number of cores), wall-clock
   time from start to exit, including start-up, worker model loading and writing the output;
-  peak memory of the whole process tree (main process plus workers), sampled every ``--memory-interval`` seconds (default 0.5) with
-  psutil, as PSS (shared pages counted once) and as the plain sum of RSS (shared pages counted
-  once per process);
+  peak memory of the whole process tree (main process plus workers), sampled with psutil every
+  ``--memory-interval`` seconds (default 0.5), as PSS (shared pages counted once) and as the plain
+  sum of RSS (shared pages counted once per process);
 * the same command on a tenth of the backlog, to show that memory does not grow with the input.
 
 Writes ``benchmarks/results/batch.json``. Run::
