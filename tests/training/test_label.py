@@ -259,6 +259,29 @@ def test_every_format_in_and_out(
     assert result.summary["rows"] == 7 and result.summary["errors"] == 1
 
 
+def test_csv_output_gives_back_every_text_exactly(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Quotes, the delimiter, line breaks, a leading formula sign, an empty title: the labelled CSV
+    # (with a BOM for Excel) must give each of them back unchanged to a standard CSV reader.
+    texts = [
+        '他说"明天再修"，结果没人来',
+        "电梯坏了,三天没修",
+        "楼下烧烤店\r\n油烟很大",
+        "=1+1 工资拖欠",
+    ]
+    rows = [[f"Q{i}", "" if i == 2 else "投诉", t] for i, t in enumerate(texts)]
+    src = write_csv(tmp_path / "in.csv", rows)
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1, chunk_size=2)
+    raw = (tmp_path / "out.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    with open(tmp_path / "out.csv", encoding="utf-8-sig", newline="") as f:
+        back = list(csv.DictReader(f))
+    assert [r["id"] for r in back] == ["Q0", "Q1", "Q2", "Q3"]
+    assert [r["text"] for r in back] == texts
+    assert [r["title"] for r in back] == ["投诉", "投诉", "", "投诉"]
+    assert all(r["error"] == "" and r["decision"] in ("auto", "review") for r in back)
+    assert all(0 <= float(r["pred_department_score"]) <= 1 for r in back)
+
+
 def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     parts.mkdir()
