@@ -293,7 +293,32 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
                 continue
             values = dict(blank)
             values.update((str(k).strip(), _as_text(v)) for k, v in obj.items())
+            # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and
+            # not writable as UTF-8 into the output. (Only a line with a \uD8xx–\uDFxx escape can.)
+            if (b"\\ud" in raw or b"\\uD" in raw) and (bad := _unpaired_surrogate(values)):
+                yield Record(_without_surrogates(values), f"unreadable: {where}: {bad}", where)
+                continue
             yield Record(values, None, where)
+
+
+def _unpaired_surrogate(values: dict[str, str]) -> str | None:
+    """What is wrong with the first field holding an unpaired surrogate, or ``None``."""
+    for key, value in values.items():
+        for ch in value:
+            if "\ud800" <= ch <= "\udfff":
+                return (
+                    f"field {key!r} has an unpaired surrogate escape \\u{ord(ch):04x}, "
+                    "which is not a Unicode character"
+                )
+    return None
+
+
+def _without_surrogates(values: dict[str, str]) -> dict[str, str]:
+    """The values with each unpaired surrogate replaced by U+FFFD, so the row can be written."""
+    return {
+        k: v.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        for k, v in values.items()
+    }
 
 
 def _open_workbook(path: Path) -> Any:

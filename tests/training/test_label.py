@@ -312,6 +312,38 @@ def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) ->
     assert df["error"][2].startswith("malformed JSON") and "line 3" in df["error"][2]
 
 
+def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # "\ud800" alone is valid JSON but no character; it cannot be written as UTF-8. A real pair
+    # ("\ud83d\ude00", an emoji) is fine.
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": "J1", "text": "\\ud800 楼下烧烤店油烟很大"}\n'
+        '{"id": "J2", "title": "\\uDFFF", "text": "电梯坏了"}\n'
+        '{"id": "J3", "text": "老板拖欠工资 \\ud83d\\ude00"}\n',
+        encoding="utf-8",
+    )
+    for out in ("out.csv", "out.jsonl", "out.parquet"):
+        result = label([src], tiny_model_dir, tmp_path / out, jobs=1)
+        df = read_output(tmp_path / out).fillna("")
+        assert list(df["id"]) == ["J1", "J2", "J3"]
+        assert (
+            "line 1" in df["error"][0]
+            and "'text'" in df["error"][0]
+            and "\\ud800" in df["error"][0]
+        )
+        assert (
+            "line 2" in df["error"][1]
+            and "'title'" in df["error"][1]
+            and "\\udfff" in df["error"][1]
+        )
+        assert df["text"][0] == "\ufffd 楼下烧烤店油烟很大" and df["title"][1] == "\ufffd"
+        assert df["error"][2] == "" and df["text"][2] == "老板拖欠工资 \U0001f600"
+        assert df["pred_department"][2] == "人社"
+        assert result.summary["errors_by_kind"] == {"unreadable": 2}
+
+
 def test_refuses_to_overwrite_and_explains(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", ticket_rows(4))
     out = tmp_path / "out.csv"
