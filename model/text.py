@@ -13,8 +13,6 @@ import numpy as np
 
 # Excel writes carriage returns inside cells as the literal text "_x000D_".
 _EXCEL_CR = re.compile(r"_x000[dD]_")
-# After NFKC, \u3000 and \xa0 are plain spaces; \s still catches the rest of Unicode's spaces.
-_WHITESPACE = re.compile(r"\s+")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
 # confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
@@ -41,20 +39,29 @@ MASK_LANDLINE = "[电话]"
 MASK_EMAIL = "[邮箱]"
 
 # Order matters: an ID number contains runs that look like phone numbers, so it is masked first.
+# Every pattern begins with the characters a match can begin with, and only then asserts that no
+# digit comes before it ("1(?<!\d1)" rather than "(?<!\d)1"): a pattern that begins with a
+# look-behind is tried at every position of the text, one that begins with a character only where
+# that character is (3-6x faster on a long ticket). Tests check that both forms mask alike.
 _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), MASK_EMAIL),
     (
         re.compile(
-            r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
+            r"[1-9](?<!\d\d)\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
         ),
         MASK_ID,
     ),
     # Mobile numbers, also written with spaces or hyphens (138-0000-1234) or a +86 prefix.
-    (re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"), MASK_MOBILE),
+    (
+        re.compile(
+            r"(?:\+(?<!\d\+)86[ -]?1|8(?<!\d8)6[ -]?1|1(?<!\d1))[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"
+        ),
+        MASK_MOBILE,
+    ),
     # Landlines with an area code (0731-88880000, (0731)88880000) and bare 7–8 digit numbers after
     # a telephone keyword.
-    (re.compile(r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)"), MASK_LANDLINE),
-    (re.compile(r"(?<=电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)"), r"\1" + MASK_LANDLINE),
+    (re.compile(r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ -]?\d{7,8}(?!\d)"), MASK_LANDLINE),
+    (re.compile(r"(电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)"), r"\1\2" + MASK_LANDLINE),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
 # e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline a
@@ -82,17 +89,25 @@ def normalize(text: str | None) -> str:
     """
     if not text:
         return ""
-    text = _EXCEL_CR.sub(" ", text)
-    # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
-    text = _CONTROL.sub(" ", nfkc(text))
-    text = _WHITESPACE.sub(" ", text)
+    if "_x000" in text:
+        text = _EXCEL_CR.sub(" ", text)
+    if text.isprintable():
+        # No control character, lone surrogate or format character to deal with, and NFKC makes
+        # none from printable ones (tests check this over all of Unicode).
+        text = nfkc(text)
+    else:
+        # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
+        text = _CONTROL.sub(" ", nfkc(text))
+    # str.split() splits where the regular expression \s matches (both ask Py_UNICODE_ISSPACE),
+    # several times faster than substituting it.
+    text = " ".join(text.split())
     if not text.isprintable():
         # Only characters of the dropped categories are left unprintable (tests check this over all
         # of Unicode); dropping one can join two spaces, so collapse again.
         text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
-        text = _WHITESPACE.sub(" ", text)
-    return text.strip().lower()
+        text = " ".join(text.split())
+    return text.lower()
 
 
 def nfkc(text: str) -> str:

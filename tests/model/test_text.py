@@ -101,6 +101,18 @@ def test_normalize_handles_every_unprintable_kind_like_the_definition():
         assert normalize(chunk) == _normalize_reference(chunk), hex(start)
 
 
+def test_normalize_of_printable_text_needs_no_control_pass():
+    # normalize() skips the control-character and surrogate passes for a printable text: NFKC must
+    # not turn a printable character into an unprintable one. Checked over every printable character.
+    import sys
+
+    printable = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isprintable()]
+    for start in range(0, len(printable), 4096):
+        chunk = "甲 ".join(printable[start : start + 4096])
+        assert chunk.isprintable()
+        assert normalize(chunk) == _normalize_reference(chunk), hex(ord(printable[start]))
+
+
 # Characters that exercise the fast NFKC path: full-width forms and wide spaces (folded first),
 # combining marks that compose with what a fold produces ("Ａ\u0301" → "Á"), compatibility
 # characters that only unicodedata handles, Chinese, ASCII and characters beyond the BMP.
@@ -120,6 +132,26 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
     # Short texts take the regular-expression path, long ones (repeated) the array path.
     for text in (s, s * repeat * 8):
         assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+# The masking patterns as first written, each beginning with its look-behind: the reference that the
+# faster forms in model.text must agree with.
+_FIRST_PII_PATTERNS = (
+    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[邮箱]"),
+    (
+        r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])",
+        "[身份证号]",
+    ),
+    (r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)", "[手机号]"),
+    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)", "[电话]"),
+    (r"(?<=电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)", r"\1[电话]"),
+)
+
+
+def _mask_as_first_written(text: str) -> str:
+    for pattern, placeholder in _FIRST_PII_PATTERNS:
+        text = re.sub(pattern, placeholder, text)
+    return text
 
 
 def _mask_every_pattern(text: str) -> str:
@@ -151,6 +183,22 @@ def _mask_every_pattern(text: str) -> str:
 @example(["(", "0731", ")", "8888000"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
-    # The cheap checks in front of each pattern change nothing: the same as running every pattern.
+    # The cheap checks in front of each pattern change nothing: the same as running every pattern,
+    # and the same as the patterns as first written (look-behind first).
     text = "".join(parts)
-    assert mask_pii(text) == _mask_every_pattern(text)
+    assert mask_pii(text) == _mask_every_pattern(text) == _mask_as_first_written(text)
+
+
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.sampled_from("0123456789+-() :：电话座机号码联系Xx8６٣"),
+            st.characters(codec="utf-8"),
+        ),
+        max_size=60,
+    )
+)
+@settings(max_examples=500)
+def test_masking_patterns_match_as_first_written_on_any_text(text):
+    # Digits of other scripts ("٣"), a digit right before a match, keywords straight before digits.
+    assert _mask_every_pattern(text) == _mask_as_first_written(text)
