@@ -6,8 +6,9 @@ texts of the bundled sample (``data/tickets.csv``) and of the shared real ticket
 
 * **naive loop**: ``router.predict([ticket])`` once per ticket with the default arguments, in one
   process, timed on a random sample of ``--naive-sample`` tickets (default 4,000; half before the
-  labelling runs, half after, the two rates averaged) and extrapolated to N — the JSON says so. For a fair split of where the gain comes from, the same loop is also
-  timed with the batch options (``similar_k=0, explain=False``);
+  labelling runs, half after, the two rates averaged) and extrapolated to N — the JSON says so.
+  For a fair split of where the gain comes from, the same loop is also timed with the batch
+  options (``similar_k=0, explain=False``);
 * **paidan label**: the real command as a subprocess (``--jobs`` = the number of cores), wall-clock
   time from start to exit, including start-up, worker model loading and writing the output;
   peak memory of the whole process tree (main process plus workers), sampled with psutil every
