@@ -464,20 +464,29 @@ class OutputWriter:
         if self.fmt == "jsonl":
             self._f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         else:
-            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
             if self.rows + 1 > XLSX_MAX_ROWS:
                 raise TicketFileError(
                     f"{self.path}: {self.rows:,} rows do not fit in one Excel sheet "
                     f"(limit {XLSX_MAX_ROWS - 1:,}); write .csv, .jsonl or .parquet instead"
                 )
             for row in rows:
-                self._sheet.append(
-                    [
-                        ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v
-                        for v in row.values()
-                    ]
-                )
+                self._sheet.append([self._xlsx_value(v) for v in row.values()])
+
+    def _xlsx_value(self, value: Any) -> Any:
+        """A value as an Excel cell holds it: characters XML cannot carry removed, text as text."""
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        if not isinstance(value, str):
+            return value
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if not value.startswith("="):
+            return value
+        # openpyxl stores a string that begins with "=" as a formula, which Excel then runs (a
+        # citizen's "=HYPERLINK(…)" would become a live link). Typed as a string, it stays text.
+        cell = WriteOnlyCell(self._sheet, value=value)
+        cell.data_type = "s"
+        return cell
 
     def close(self) -> None:
         """Finish the file and fsync it."""

@@ -282,6 +282,24 @@ def test_csv_output_gives_back_every_text_exactly(tiny_model_dir: Path, tmp_path
     assert all(0 <= float(r["pred_department_score"]) <= 1 for r in back)
 
 
+def test_xlsx_output_keeps_a_leading_equals_sign_as_text(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # openpyxl would store these as formulas, which Excel runs: a citizen's text must stay text.
+    import openpyxl
+
+    texts = ['=HYPERLINK("http://example.com","点我") 拖欠工资', "=1+1 油烟扰民"]
+    src = write_csv(tmp_path / "in.csv", [["X1", "=SUM(A1)", texts[0]], ["X2", "投诉", texts[1]]])
+    label([src], tiny_model_dir, tmp_path / "out.xlsx", jobs=1)
+    sheet = openpyxl.load_workbook(tmp_path / "out.xlsx").active
+    rows = list(sheet.iter_rows(min_row=2, max_col=3))
+    assert [[c.value for c in r] for r in rows] == [
+        ["X1", "=SUM(A1)", texts[0]],
+        ["X2", "投诉", texts[1]],
+    ]
+    assert all(c.data_type == "s" for r in rows for c in r)
+
+
 def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     parts.mkdir()
