@@ -469,24 +469,25 @@ class OutputWriter:
                     f"{self.path}: {self.rows:,} rows do not fit in one Excel sheet "
                     f"(limit {XLSX_MAX_ROWS - 1:,}); write .csv, .jsonl or .parquet instead"
                 )
+            from openpyxl.cell import WriteOnlyCell
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+            def as_cell(value: Any) -> Any:
+                """Characters XML cannot carry removed, and text kept as text."""
+                if not isinstance(value, str):
+                    return value
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)
+                if not value.startswith("="):
+                    return value
+                # openpyxl stores a string that begins with "=" as a formula, which Excel then runs
+                # (a citizen's "=HYPERLINK(…)" would become a live link). Typed as a string, it
+                # stays text.
+                cell = WriteOnlyCell(self._sheet, value=value)
+                cell.data_type = "s"
+                return cell
+
             for row in rows:
-                self._sheet.append([self._xlsx_value(v) for v in row.values()])
-
-    def _xlsx_value(self, value: Any) -> Any:
-        """A value as an Excel cell holds it: characters XML cannot carry removed, text as text."""
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-        if not isinstance(value, str):
-            return value
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if not value.startswith("="):
-            return value
-        # openpyxl stores a string that begins with "=" as a formula, which Excel then runs (a
-        # citizen's "=HYPERLINK(…)" would become a live link). Typed as a string, it stays text.
-        cell = WriteOnlyCell(self._sheet, value=value)
-        cell.data_type = "s"
-        return cell
+                self._sheet.append([as_cell(v) for v in row.values()])
 
     def close(self) -> None:
         """Finish the file and fsync it."""
