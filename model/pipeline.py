@@ -441,15 +441,16 @@ class CharNgramIndex:
         return self.char_ids[cps].astype(np.uint64), word_of
 
     def _windows(
-        self, ids: np.ndarray, word_of: np.ndarray
+        self, ids: np.ndarray, word_of: np.ndarray, min_n: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """For each n-gram length, the keys of every window and which windows are valid.
+        """For each n-gram length from ``min_n`` (default: the index's), the keys of every window
+        and which windows are valid.
 
         A window is valid when it starts and ends in the same padded word; ``None`` means all are
         (single characters). Callers filter, so :meth:`entries` can filter positions alongside.
         """
         length = len(ids)
-        for n in range(self.min_n, min(self.max_n, length) + 1):
+        for n in range(min_n or self.min_n, min(self.max_n, length) + 1):
             starts = length - n + 1
             keys = ids[:starts] << np.uint64(2 * self.bits)
             for k in range(1, n):
@@ -500,11 +501,11 @@ class CharNgramIndex:
             np.arange(len(docs)), np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         )
         grams, starts_of, found = [], [], []
-        for keys, valid in self._windows(ids, word_of):
-            if valid is None:  # single characters, all of them: looked up directly
-                found.append(self.unigram_columns[ids])
-                starts_of.append(np.arange(len(keys)))
-                continue
+        if self.min_n == 1:  # single characters, all of them: looked up directly by id
+            found.append(self.unigram_columns[ids])
+            starts_of.append(np.arange(len(ids)))
+        for keys, valid in self._windows(ids, word_of, min_n=max(2, self.min_n)):
+            assert valid is not None  # only single characters are all valid
             grams.append(keys[valid])
             starts_of.append(np.flatnonzero(valid))
         if grams:
