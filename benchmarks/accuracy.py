@@ -95,10 +95,24 @@ def run_product(
     proba = router.predict_proba(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
     h = router.heads[head]
     y_test = test_df[head].to_numpy(dtype=str)
-    rep = head_report(y_test, proba, h.labels, h.threshold, rank=h.shift(proba))
+    rank = h.shift(proba)
+    rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank)
+    top3 = np.asarray(h.labels)[np.argsort(-rank, axis=1, kind="stable")[:, :3]]
+    in_top3 = (top3 == y_test[:, None]).any(axis=1)
+    per_class = {
+        label: {
+            "f1": c["f1"],
+            "recall": c["recall"],
+            "top3": float(in_top3[y_test == label].mean()),
+            "support": c["support"],
+        }
+        for label, c in rep["per_class"].items()
+        if c["support"] > 0
+    }
     return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),
+        "per_class": per_class,
     }
 
 
@@ -174,6 +188,16 @@ def summarise(runs: list[dict]) -> dict:
             out[model]["auto_precision"] = _mean_std([r[model]["auto"]["precision"] for r in runs])
             out[model]["auto_coverage"] = _mean_std([r[model]["auto"]["coverage"] for r in runs])
     out["gain_macro_f1"] = out["paidan"]["macro_f1"]["mean"] - out["baseline"]["macro_f1"]["mean"]
+    # paidan's per-label figures, averaged over the runs whose test part holds the label.
+    labels = sorted({label for r in runs for label in r["paidan"].get("per_class", {})})
+    out["paidan_per_class"] = {
+        label: {
+            key: float(np.mean([r["paidan"]["per_class"][label][key] for r in present]))
+            for key in ("f1", "recall", "top3", "support")
+        }
+        for label in labels
+        if (present := [r for r in runs if label in r["paidan"].get("per_class", {})])
+    }
     return out
 
 
@@ -198,6 +222,21 @@ def markdown(result: dict) -> str:
             lines.append(
                 f"| {task} | {r['rows']} | {model} | {f('macro_f1')} | {f('accuracy')} | {f('top3_accuracy')} "
                 f"| {f('ece')} | {f('auto_precision')} | {f('auto_coverage')} |"
+            )
+    for task, r in result["tasks"].items():
+        per_class = r["summary"].get("paidan_per_class", {})
+        if not per_class:
+            continue
+        lines += [
+            "",
+            f"paidan per {task}, mean over the runs (test rows per run in `support`), worst F1 first:",
+            "",
+            "| label | F1 | recall | in top 3 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for label, c in sorted(per_class.items(), key=lambda kv: kv[1]["f1"]):
+            lines.append(
+                f"| {label} | {c['f1']:.2f} | {c['recall']:.2f} | {c['top3']:.2f} | {c['support']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 

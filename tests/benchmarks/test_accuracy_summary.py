@@ -1,0 +1,68 @@
+"""``benchmarks/accuracy.py``'s summary: per-label figures are averaged where the label was tested."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("paidan_benchmark_accuracy", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(macro_f1: float, per_class: dict[str, tuple[float, float, float, int]]) -> dict:
+    scores = {"macro_f1": macro_f1, "accuracy": 0.5, "top3_accuracy": 0.8, "fit_seconds": 1.0}
+    return {
+        "baseline": dict(scores),
+        "paidan": scores
+        | {
+            "ece": 0.1,
+            "auto": {"precision": 0.95, "coverage": 0.2},
+            "per_class": {
+                label: {"f1": f, "recall": r, "top3": t, "support": n}
+                for label, (f, r, t, n) in per_class.items()
+            },
+        },
+    }
+
+
+def test_per_label_figures_average_only_the_runs_that_tested_the_label():
+    accuracy = load_benchmark()
+    runs = [
+        run(0.6, {"住建": (0.8, 0.7, 1.0, 10), "发改财政税务": (0.0, 0.0, 0.0, 2)}),
+        run(0.5, {"住建": (0.6, 0.5, 0.9, 12)}),
+    ]
+    summary = accuracy.summarise(runs)
+    per_class = summary["paidan_per_class"]
+    assert per_class["住建"] == pytest.approx(
+        {"f1": 0.7, "recall": 0.6, "top3": 0.95, "support": 11.0}
+    )
+    # Tested in one run only: its figures are that run's, not halved by the other.
+    assert per_class["发改财政税务"] == pytest.approx(
+        {"f1": 0.0, "recall": 0.0, "top3": 0.0, "support": 2.0}
+    )
+    assert summary["paidan"]["macro_f1"]["mean"] == pytest.approx(0.55)
+
+    table = accuracy.markdown(
+        {
+            "folds": 5,
+            "seeds": [42],
+            "date": "2026-12-01",
+            "machine": "test",
+            "tasks": {"department": {"rows": 24, "summary": summary}},
+        }
+    )
+    rows = [line for line in table.splitlines() if line.startswith(("| 住建", "| 发改"))]
+    assert rows == [
+        "| 发改财政税务 | 0.00 | 0.00 | 0.00 | 2.0 |",
+        "| 住建 | 0.70 | 0.60 | 0.95 | 11.0 |",
+    ]
