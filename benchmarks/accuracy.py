@@ -97,17 +97,15 @@ def run_product(
     y_test = test_df[head].to_numpy(dtype=str)
     rank = h.shift(proba)
     rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank)
-    top3 = np.asarray(h.labels)[np.argsort(-rank, axis=1, kind="stable")[:, :3]]
-    in_top3 = (top3 == y_test[:, None]).any(axis=1)
     per_class = {
         label: {
             "f1": c["f1"],
             "recall": c["recall"],
-            "top3": float(in_top3[y_test == label].mean()),
+            "top3": top_k_accuracy(y_test[rows], rank[rows], h.labels, 3),
             "support": c["support"],
         }
         for label, c in rep["per_class"].items()
-        if c["support"] > 0
+        if c["support"] > 0 and (rows := y_test == label).any()
     }
     return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
