@@ -97,16 +97,16 @@ def run_product(
     y_test = test_df[head].to_numpy(dtype=str)
     rank = h.shift(proba)
     rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank)
-    per_class = {
-        label: {
-            "f1": c["f1"],
-            "recall": c["recall"],
-            "top3": top_k_accuracy(y_test[rows], rank[rows], h.labels, 3),
-            "support": c["support"],
-        }
-        for label, c in rep["per_class"].items()
-        if c["support"] > 0 and (rows := y_test == label).any()
-    }
+    per_class = {}
+    for label, c in rep["per_class"].items():
+        if c["support"]:  # a label of the model that this test part lacks says nothing here
+            rows = y_test == label
+            per_class[label] = {
+                "f1": c["f1"],
+                "recall": c["recall"],
+                "top3": top_k_accuracy(y_test[rows], rank[rows], h.labels, 3),
+                "support": c["support"],
+            }
     return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),
@@ -187,15 +187,14 @@ def summarise(runs: list[dict]) -> dict:
             out[model]["auto_coverage"] = _mean_std([r[model]["auto"]["coverage"] for r in runs])
     out["gain_macro_f1"] = out["paidan"]["macro_f1"]["mean"] - out["baseline"]["macro_f1"]["mean"]
     # paidan's per-label figures, averaged over the runs whose test part holds the label.
-    labels = sorted({label for r in runs for label in r["paidan"].get("per_class", {})})
-    out["paidan_per_class"] = {
-        label: {
-            key: float(np.mean([r["paidan"]["per_class"][label][key] for r in present]))
+    per_run = [r["paidan"]["per_class"] for r in runs]
+    out["paidan_per_class"] = {}
+    for label in sorted({label for classes in per_run for label in classes}):
+        tested = [classes[label] for classes in per_run if label in classes]
+        out["paidan_per_class"][label] = {
+            key: float(np.mean([c[key] for c in tested]))
             for key in ("f1", "recall", "top3", "support")
         }
-        for label in labels
-        if (present := [r for r in runs if label in r["paidan"].get("per_class", {})])
-    }
     return out
 
 
