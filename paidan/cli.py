@@ -419,8 +419,7 @@ def label(
     resumed = f" (resumed after {result.resumed_chunks} chunks)" if result.resumed_chunks else ""
     out.print(
         f"{s['rows']:,} row{'' if s['rows'] == 1 else 's'} ({s['labelled']:,} labelled, "
-        f"{s['errors']:,} with an error) done by "
-        f"model {s['model_version']} at "
+        f"{s['errors']:,} with an error) done by model {s['model_version']} at "
         f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to {result.output}, "
         f"summary in {result.summary_path}",
         soft_wrap=True,
