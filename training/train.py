@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed, parallel_config
+from scipy.optimize import minimize_scalar
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from model import resources
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, save_router, sha256_file
-from model.config import PRIOR_ALPHAS, TrainingConfig
+from model.config import PRIOR_ALPHAS, TEMPERATURE_MAX, TEMPERATURE_MIN, TrainingConfig
 from model.pipeline import build_classifier
-from model.router import HEADS, Router, build_router, shift_prior
+from model.router import HEADS, Router, build_router, scale_temperature, shift_prior
 from model.tickets import ColumnMap, expand_paths, read_tickets
 from training.metrics import choose_threshold, head_report
 from training.validate import ValidationReport, validate
@@ -50,9 +51,11 @@ class HeadCV:
     labels: list[str]
     threshold: float
     report: dict[str, Any]
-    proba: np.ndarray = field(repr=False)  # unshifted: what a head stacked on this one reads
+    # The classifier's own, before temperature and shift: what a head stacked on this one reads.
+    proba: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     prior_alpha: float = 0.0
+    temperature: float = 1.0
 
 
 @dataclass
@@ -164,15 +167,19 @@ def cross_validate_heads(
         plans, probas, label_counts, strict=True
     ):
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
-        shifted = shift_prior(proba, label_rows, alpha)
+        temperature = choose_temperature(proba, y, labels, config.temperature)
+        shown = scale_temperature(proba, temperature)
+        # The same order as the shift of the classifier's probabilities by alpha (Head.shift).
+        shifted = shift_prior(shown, label_rows, alpha / temperature)
         best = shifted.argmax(axis=1)
-        # The threshold reads the calibrated probability of the label the shifted ranking picks.
-        confidence = proba[np.arange(len(y)), best]
+        # The threshold reads the shown probability of the label the shifted ranking picks.
+        confidence = shown[np.arange(len(y)), best]
         correct = labels[best] == y
         threshold = choose_threshold(confidence, correct, config.target_precision)
-        report = head_report(y, proba, labels.tolist(), threshold, rank=shifted)
+        report = head_report(y, shown, labels.tolist(), threshold, rank=shifted)
         report["folds"] = folds
         report["prior_alpha"] = alpha
+        report["temperature"] = temperature
         if len(tried) > 1:
             report["prior_selection"] = tried
         out.append(
@@ -183,6 +190,7 @@ def cross_validate_heads(
                 proba=proba,
                 y=y,
                 prior_alpha=alpha,
+                temperature=temperature,
             )
         )
     return out
@@ -223,6 +231,42 @@ def choose_prior_alpha(
         tried.append({"alpha": float(alpha), "macro_f1": float(f1)})
     best = max(tried, key=lambda t: t["macro_f1"])  # max keeps the first of equals
     return best["alpha"], tried
+
+
+def choose_temperature(
+    proba: np.ndarray, y: np.ndarray, labels: np.ndarray, fixed: float | None
+) -> float:
+    """A head's temperature: ``fixed``, or the one that makes out-of-fold probabilities likeliest.
+
+    Maximum likelihood of the true labels under :func:`model.router.scale_temperature`, over
+    ``T`` in [:data:`~model.config.TEMPERATURE_MIN`, :data:`~model.config.TEMPERATURE_MAX`]
+    (searched on ``log T``). One number per head: it cannot overfit the way a calibration per
+    label would on a few hundred rows.
+
+    Parameters
+    ----------
+    proba : ndarray
+        Out-of-fold probabilities of the classifier, columns in ``labels`` order.
+    y : ndarray of str
+        True labels, all of them in ``labels``.
+    labels : ndarray of str
+        The head's labels, sorted (as :func:`numpy.unique` gives them).
+    fixed : float or None
+        ``TrainingConfig.temperature``.
+    """
+    if fixed is not None:
+        return float(fixed)
+    rows = np.arange(len(y))
+    truth = np.searchsorted(labels, y)
+
+    def loss(log_t: float) -> float:
+        shown = scale_temperature(proba, float(np.exp(log_t)))
+        # A true label at probability 0 (no fold predicts it) costs as much as one at 1e-12.
+        return float(-np.log(np.clip(shown[rows, truth], 1e-12, None)).mean())
+
+    bounds = (np.log(TEMPERATURE_MIN), np.log(TEMPERATURE_MAX))
+    best = minimize_scalar(loss, bounds=bounds, method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x))
 
 
 @dataclass(frozen=True)
@@ -326,7 +370,9 @@ def fit_router(
             )
         # The calibration's internal folds, in processes too.
         with parallel_config(backend="loky", n_jobs=worker_jobs(len(y), n_jobs)):
-            router.fit_head(head, Xh, y, cv[head].threshold, cv[head].prior_alpha)
+            router.fit_head(
+                head, Xh, y, cv[head].threshold, cv[head].prior_alpha, cv[head].temperature
+            )
         if progress:
             progress(f"fitting {head}", 1, 1)
         if head == "category" and stack:
@@ -497,6 +543,7 @@ def train_frame(
                 "threshold": head.threshold,
                 "target_precision": config.target_precision,
                 "prior_alpha": head.prior_alpha,
+                "temperature": head.temperature,
                 "inputs": router.head_inputs(name),
             }
             for name, head in router.heads.items()
@@ -543,5 +590,6 @@ def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "input_selection",
         "prior_alpha",
         "prior_selection",
+        "temperature",
     )
     return {k: report[k] for k in keep if k in report}

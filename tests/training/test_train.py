@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from model import resources
 from model.artifact import load_router, read_metadata
 from model.config import TrainingConfig
+from model.router import scale_temperature
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
@@ -235,3 +236,69 @@ def test_cli_prior_alpha_option_fixes_the_shift(tmp_path, tiny_csv):
         app, ["train", str(tiny_csv), "--out", str(tmp_path / "m2"), "--prior-alpha", "2"]
     )
     assert bad.exit_code == 2 and "--prior-alpha" in bad.output
+
+
+def _under_confident(rows: int, labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities whose true labels are drawn from their square: under-confident by T = 0.5."""
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.full(labels, 0.7), size=rows)
+    truth = proba**2 / (proba**2).sum(axis=1, keepdims=True)
+    y = np.array([f"l{rng.choice(labels, p=p)}" for p in truth])
+    return proba, y
+
+
+def test_the_temperature_is_the_likeliest_one_out_of_fold():
+    from training.metrics import expected_calibration_error
+    from training.train import choose_temperature
+
+    labels = np.array([f"l{i}" for i in range(5)])
+    proba, y = _under_confident(4_000, 5, seed=0)
+    t = choose_temperature(proba, y, labels, None)
+    assert 0.45 < t < 0.56  # the truth is 0.5; the sample has 4,000 rows
+
+    def ece(p: np.ndarray, truth: np.ndarray) -> float:
+        best = p.argmax(axis=1)
+        return expected_calibration_error(p[np.arange(len(truth)), best], labels[best] == truth)
+
+    # Fitted on one half, it calibrates the other.
+    t_half = choose_temperature(proba[:2_000], y[:2_000], labels, None)
+    rest, y_rest = proba[2_000:], y[2_000:]
+    assert ece(scale_temperature(rest, t_half), y_rest) < ece(rest, y_rest) / 2
+    assert choose_temperature(proba, y, labels, 1.0) == 1.0  # a fixed temperature is kept
+
+
+def test_the_temperature_stays_in_its_range_on_separable_folds():
+    from model.config import TEMPERATURE_MIN
+    from training.train import choose_temperature
+
+    labels = np.array(["a", "b"])
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    y = np.array(["a", "b", "a"])  # always right: sharper is always likelier
+    assert choose_temperature(proba, y, labels, None) == pytest.approx(TEMPERATURE_MIN, abs=1e-3)
+
+
+def test_each_heads_temperature_is_stored_and_its_threshold_reads_the_shown_scores(tiny_model_dir):
+    router, meta = load_router(tiny_model_dir)
+    for name, head in router.heads.items():
+        m = meta["cv_metrics"][name]
+        assert m["temperature"] == meta["heads"][name]["temperature"] == head.temperature
+        [proba] = router.predict_proba(["老板拖欠工资三个月"])[name]
+        [pred] = router.predict(["老板拖欠工资三个月"], top_k=len(head.labels))
+        shown = getattr(pred, name)
+        assert shown.score == round(float(proba[head.labels.index(shown.label)]), 4)
+        assert shown.decision == ("auto" if shown.score >= head.threshold else "review")
+
+
+def test_cli_temperature_option_fixes_it(tmp_path, tiny_csv):
+    out = tmp_path / "model"
+    r = runner.invoke(
+        app,
+        ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2", "--temperature", "1"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "at temperature" not in r.output
+    assert {h["temperature"] for h in read_metadata(out)["heads"].values()} == {1.0}
+    bad = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m2"), "--temperature", "0"]
+    )
+    assert bad.exit_code == 2 and "--temperature" in bad.output
