@@ -92,10 +92,9 @@ def run_product(
     )
     fit_s = time.perf_counter() - t0
     test_df = df.iloc[test]
-    proba = router.predict_proba(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
+    proba, rank = router.scores(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
     h = router.heads[head]
     y_test = test_df[head].to_numpy(dtype=str)
-    rank = h.shift(proba)
     rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank)
     per_class = {}
     for label, c in rep["per_class"].items():

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize as l2_normalize
@@ -51,6 +52,11 @@ REASON_NO_KNOWN_TERMS = "no_known_terms"
 EXACT_SEARCH_MAX = 5_000
 PRUNED_TERMS = 48
 SIMILAR_CANDIDATES = 200
+
+# A head's confidence map (slope, intercept on the logit scale) that leaves probabilities alone, and
+# how close to 0 or 1 a probability may come before its logit is taken.
+IDENTITY_MAP = (1.0, 0.0)
+LOGIT_EPS = 1e-12
 
 
 class Candidate(BaseModel):
@@ -107,7 +113,7 @@ class Head:
     threshold: float
     counts: dict[str, int]
     prior_alpha: float = 0.0
-    temperature: float = 1.0
+    confidence_map: tuple[float, float] = IDENTITY_MAP
 
     @cached_property
     def labels(self) -> list[str]:
@@ -129,30 +135,29 @@ class Head:
             state.pop(cached, None)
         return state
 
-    def temper(self, proba: np.ndarray) -> np.ndarray:
-        """The classifier's probabilities at this head's temperature (:func:`scale_temperature`).
-
-        What the head shows and what its threshold reads: every caller gets its probabilities
-        through this, or through :meth:`Router.predict_proba`, which applies it.
-        """
-        # getattr: heads pickled before temperature scaling existed have none (1: unchanged).
-        return scale_temperature(proba, getattr(self, "temperature", 1.0))
-
     def shift(self, proba: np.ndarray) -> np.ndarray:
         """Scores that rank this head's labels: the probabilities, prior-shifted (:func:`shift_prior`).
 
-        ``proba`` are the head's probabilities as shown (:meth:`temper`). The head suggests labels in
-        this order; the score it shows for a label, and the one its auto threshold reads, stays the
-        probability of that label, so a label that the shift moves ahead of a likelier one is
-        seldom dispatched without a person.
-
-        ``prior_alpha`` was chosen on the classifier's own probabilities; at temperature ``T`` the
-        shown ones are proportional to those to the power ``1/T``, so ``alpha / T`` ranks them in the
-        same order as ``alpha`` ranked the classifier's.
+        The head suggests labels in this order; the score it shows for a label, and the one its
+        auto threshold reads, stays the probability of that label (:meth:`scores`), so a label
+        that the shift moves ahead of a likelier one is seldom dispatched without a person.
         """
-        # getattr: heads pickled before the prior shift (or the temperature) existed.
-        alpha = getattr(self, "prior_alpha", 0.0) / getattr(self, "temperature", 1.0)
+        # getattr: heads pickled before the prior shift existed have no alpha.
+        alpha = getattr(self, "prior_alpha", 0.0)
         return shift_prior(proba, self.label_counts, alpha)
+
+    def scores(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the head shows for the classifier's probabilities ``proba``, and how it ranks them.
+
+        Returns ``(shown, rank)``: ``rank`` are the prior-shifted scores (:meth:`shift`), whose
+        argmax is the suggested label; ``shown`` are the probabilities with the suggested label's
+        recalibrated by :attr:`confidence_map` (:func:`recalibrate_suggestion`). The auto
+        threshold reads the shown probability of the suggested label.
+        """
+        rank = self.shift(proba)
+        # getattr: heads pickled before the confidence map existed have none (identity).
+        mapping = getattr(self, "confidence_map", IDENTITY_MAP)
+        return recalibrate_suggestion(proba, rank.argmax(axis=1), mapping), rank
 
     def mean_coef(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Average linear weights of the calibration folds for some classes and features.
@@ -194,30 +199,43 @@ def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.nd
     return np.divide(shifted, total, out=np.array(proba, dtype=np.float64), where=total > 0)
 
 
-def scale_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities sharpened (``temperature < 1``) or softened (``> 1``): ``proba ** (1 / T)``, renormalised.
+def recalibrate_suggestion(
+    proba: np.ndarray, suggested: np.ndarray, mapping: tuple[float, float]
+) -> np.ndarray:
+    """Probabilities with each row's suggested label's mapped to how often such suggestions are right.
 
-    The calibrated heads' probabilities, averaged over calibration folds and renormalised across
-    one-against-the-rest classifiers, come out under-confident on real tickets; one temperature
-    per head, fitted on out-of-fold probabilities (:func:`training.train.choose_temperature`),
-    makes a shown 0.8 mean right about 8 times in 10. It never changes the order of a row's labels.
+    The suggested label's probability ``p`` becomes ``sigmoid(slope * logit(p) + intercept)``
+    (``mapping = (slope, intercept)``, fitted out of fold by
+    :func:`training.train.fit_confidence_map`); the other labels share the rest of the row in their
+    old proportions, so the row still sums to 1 and their order is kept. With ``slope > 0`` the map is
+    increasing: a ticket more confident than another before is so after, so a threshold passes the
+    same tickets as the matching threshold on the classifier's probabilities did, and no decision
+    changes.
 
     Parameters
     ----------
     proba : ndarray of shape (n, n_labels)
-        Rows of probabilities.
-    temperature : float
-        1 returns ``proba`` unchanged.
+        The classifier's probabilities.
+    suggested : ndarray of shape (n,)
+        Column of each row's suggested label.
+    mapping : (float, float)
+        ``(slope, intercept)`` on the logit scale; :data:`IDENTITY_MAP` returns ``proba`` itself.
     """
-    if temperature == 1:
+    if tuple(mapping) == IDENTITY_MAP:
         return proba
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    # A power of a number in [0, 1] cannot overflow, and a label at 0 stays at 0. A row that is
-    # all zeros stays so, as in shift_prior.
-    powered = np.power(proba, 1.0 / temperature)
-    total = powered.sum(axis=1, keepdims=True)
-    return np.divide(powered, total, out=np.array(proba, dtype=np.float64), where=total > 0)
+    slope, intercept = mapping
+    rows = np.arange(len(proba))
+    p = np.clip(proba[rows, suggested], LOGIT_EPS, 1 - LOGIT_EPS)
+    confidence = expit(slope * np.log(p / (1 - p)) + intercept)
+    rest = 1.0 - proba[rows, suggested]
+    scale = np.divide(1.0 - confidence, rest, out=np.zeros_like(rest), where=rest > 0)
+    out = proba * scale[:, np.newaxis]
+    out[rows, suggested] = confidence
+    # A row of zeros (no label at all) stays so, and so does a row whose suggestion holds all of
+    # it: no other label could take the rest.
+    keep = (proba.sum(axis=1) <= 0) | (rest <= 0)
+    out[keep] = proba[keep]
+    return out
 
 
 @dataclass
@@ -302,7 +320,7 @@ class Ranking:
     order: np.ndarray
     """Shape ``(n, k)``: label columns (of ``head.labels``), the suggested one first."""
     scores: np.ndarray
-    """Shape ``(n, k)``: the calibrated probability of each of those labels."""
+    """Shape ``(n, k)``: the probability shown for each of those labels (:meth:`Head.scores`)."""
     passed: np.ndarray
     """Shape ``(n,)``: the suggested label's probability reaches the head's threshold."""
     no_terms: np.ndarray
@@ -395,12 +413,12 @@ class Router:
         y: Sequence[str],
         threshold: float,
         prior_alpha: float = 0.0,
-        temperature: float = 1.0,
+        confidence_map: tuple[float, float] = IDENTITY_MAP,
     ) -> Head:
         """Fit one head on the rows that carry its label.
 
         ``X`` is the head's whole input: the TF-IDF rows with the head's extras (:meth:`head_input`).
-        ``threshold``, ``prior_alpha`` and ``temperature`` were chosen by cross-validation
+        ``threshold``, ``prior_alpha`` and ``confidence_map`` were chosen by cross-validation
         (:func:`training.train.cross_validate_heads`).
         """
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
@@ -412,7 +430,7 @@ class Router:
             threshold=float(threshold),
             counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
             prior_alpha=float(prior_alpha),
-            temperature=float(temperature),
+            confidence_map=(float(confidence_map[0]), float(confidence_map[1])),
         )
         self.heads[name] = head
         self._compiled = None
@@ -505,7 +523,7 @@ class Router:
     def _all_proba(
         self, X: sp.csr_matrix, gathered: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        """Every head's classifier probabilities, before its temperature (:meth:`Head.temper`).
+        """Every head's classifier probabilities, before :meth:`Head.scores`.
 
         What a stacked head reads, as in training. ``gathered``: the fused weight rows of a
         one-row ``X``.
@@ -572,10 +590,14 @@ class Router:
         ]
 
     def predict_proba(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray]:
-        """Probabilities per head as shown (:meth:`Head.temper`), columns in ``self.heads[name].labels`` order."""
+        """Probabilities per head as shown, columns in the order of ``self.heads[name].labels``."""
+        return {name: shown for name, (shown, _) in self.scores(tickets).items()}
+
+    def scores(self, tickets: Sequence[TicketLike]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per head, ``(shown, rank)`` of :meth:`Head.scores`: the probabilities as shown, and the
+        scores whose order the head suggests labels in."""
         X = self.transform(tickets)
-        proba = self._all_proba(X)
-        return {name: self.heads[name].temper(proba[name]) for name in self.heads}
+        return {name: self.heads[name].scores(p) for name, p in self._all_proba(X).items()}
 
     def warm_up(self) -> None:
         """Load jieba's dictionary, compile the prediction path and build the search index."""
@@ -683,17 +705,16 @@ class Router:
     ) -> dict[str, Ranking]:
         """The business rules, for all rows and heads at once.
 
-        Labels come in the order of the prior-shifted scores, each with its probability at the
-        head's temperature, which is also what the auto threshold reads (see :meth:`Head.shift`
-        and :meth:`Head.temper`). A head
+        Labels come in the order of the prior-shifted scores, each with its probability as shown,
+        which is also what the auto threshold reads (see :meth:`Head.scores`). A head
         dispatches a row automatically when that probability reaches its threshold and the row
         holds at least one known word.
         """
         out = {}
         for name, raw in self._all_proba(X, gathered).items():
             head = self.heads[name]
-            proba = head.temper(raw)
-            order = np.argsort(-head.shift(proba), axis=1, kind="stable")[:, : max(1, top_k)]
+            proba, rank = head.scores(raw)
+            order = np.argsort(-rank, axis=1, kind="stable")[:, : max(1, top_k)]
             shown = np.take_along_axis(proba, order, axis=1)
             out[name] = Ranking(head, order, shown, shown[:, 0] >= head.threshold, no_terms)
         return out

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.artifact import ModelLoadError, load_router
-from model.config import TEMPERATURE_MAX, TEMPERATURE_MIN, TrainingConfig
+from model.config import TrainingConfig
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError
 from model.tokenizer import Backend
@@ -163,15 +163,13 @@ def train(
             help="Shift of each head's label prior (0 = none; default: chosen by cross-validation)",
         ),
     ] = None,
-    temperature: Annotated[
-        float | None,
+    calibrate_confidence: Annotated[
+        bool,
         typer.Option(
-            min=TEMPERATURE_MIN,
-            max=TEMPERATURE_MAX,
-            help="Temperature of each head's shown probabilities (1 = as calibrated; "
-            "default: fitted on the held-out folds)",
+            help="Show each suggestion's probability as how often such suggestions were right "
+            "on the held-out folds (decisions are the same either way)",
         ),
-    ] = None,
+    ] = True,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
@@ -182,7 +180,7 @@ def train(
         seed=seed,
         tokenizer=tokenizer,
         prior_alpha=prior_alpha,
-        temperature=temperature,
+        calibrate_confidence=calibrate_confidence,
     )
     try:
         with progress_bar() as bar:
@@ -249,11 +247,6 @@ def train(
             out.print(
                 f"{name} head shifts its label prior by alpha {cv.prior_alpha:g} "
                 f"(cross-validated macro-F1 by alpha: {scores})"
-            )
-        if cv.temperature != 1:
-            out.print(
-                f"{name} head shows its probabilities at temperature {cv.temperature:.2f} "
-                f"(ECE {cv.report['ece']:.3f} on the held-out folds)"
             )
     if result.model_dir:
         out.print(f"written to {result.model_dir}")

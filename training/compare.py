@@ -121,10 +121,10 @@ def score_router(
     has_text = (eval_df["text"].str.strip() != "") | (eval_df["title"].str.strip() != "")
     df = eval_df[has_text]
     tickets = list(zip(df["title"], df["text"], strict=True))
-    proba = router.predict_proba(tickets) if tickets else {}
+    scores = router.scores(tickets) if tickets else {}
     heads: dict[str, Any] = {}
     for name, head in router.heads.items():
-        if name not in LABELS or name not in proba:
+        if name not in LABELS or name not in scores:
             continue
         truth = np.asarray([map_label(t.strip(), name, mapping) for t in df[name]], dtype=str)
         known = truth != ""
@@ -133,11 +133,11 @@ def score_router(
         mapped = [map_label(label, name, mapping) for label in head.labels]
         merged_labels = sorted(set(mapped))
         index = {label: i for i, label in enumerate(merged_labels)}
-        shifted = head.shift(proba[name])
+        shown, shifted = scores[name]
         p = np.zeros((len(truth), len(merged_labels)))
         rank = np.zeros_like(p)
         for j, label in enumerate(mapped):
-            p[:, index[label]] += proba[name][:, j]
+            p[:, index[label]] += shown[:, j]
             rank[:, index[label]] += shifted[:, j]
         report = head_report(
             truth[known], p[known], merged_labels, head.threshold, rank=rank[known]

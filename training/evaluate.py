@@ -46,17 +46,19 @@ def evaluate_router(
     """
     tickets = list(zip(titles, texts, strict=True))
     proba: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
     for start in range(0, len(tickets), batch):
-        for name, p in router.predict_proba(tickets[start : start + batch]).items():
+        for name, (p, r) in router.scores(tickets[start : start + batch]).items():
             proba[name].append(p)
+            ranks[name].append(r)
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version}
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)
         known = y != ""
         if not known.any():
             continue
-        p = np.vstack(proba[name])[known]
-        report[name] = head_report(y[known], p, head.labels, head.threshold, rank=head.shift(p))
+        p, rank = np.vstack(proba[name])[known], np.vstack(ranks[name])[known]
+        report[name] = head_report(y[known], p, head.labels, head.threshold, rank=rank)
     return report
 
 

@@ -253,9 +253,9 @@ def test_predict_and_predict_proba_agree_with_the_slow_path(tiny_model_dir):
         head = router.heads[name]
         slow = head.classifier.predict_proba(router.head_input(name, X, upstream))
         upstream[name] = slow  # a stacked head reads the classifier's own probabilities
-        shown = head.temper(slow)
+        shown, rank = head.scores(slow)
         np.testing.assert_allclose(proba[name], shown, atol=1e-6)  # float32 weights, see above
-        best = head.shift(shown).argmax(axis=1)
+        best = rank.argmax(axis=1)
         assert [getattr(r, name).label for r in results] == [head.labels[i] for i in best]
         scores = [getattr(r, name).score for r in results]
         np.testing.assert_allclose(scores, shown[np.arange(len(best)), best], atol=1e-4)

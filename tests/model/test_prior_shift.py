@@ -1,12 +1,11 @@
-"""The heads' prior shift (probability × training share ** -alpha) and temperature (model.router)."""
+"""How a head ranks and shows its labels: the prior shift and the suggestion's recalibration (model.router)."""
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from model.router import Head, scale_temperature, shift_prior
+from model.router import IDENTITY_MAP, recalibrate_suggestion, shift_prior
 
 COUNTS = [90, 10]  # a common label and a rare one
 
@@ -55,58 +54,47 @@ def test_rows_stay_probabilities_and_the_rare_labels_only_gain(raw, counts, alph
     assert np.all(shifted[live, common] <= proba[live, common] + 1e-12)
 
 
-# -- the temperature of the shown probabilities (model.router.scale_temperature, Head.shift) ------
+# -- the suggested label's recalibrated probability (model.router.recalibrate_suggestion) ---------
 
 
-def test_temperature_one_leaves_the_probabilities_alone():
+def test_the_identity_map_leaves_the_probabilities_alone():
     proba = np.array([[0.55, 0.45], [0.2, 0.8]])
-    assert scale_temperature(proba, 1.0) is proba
+    assert recalibrate_suggestion(proba, np.array([0, 1]), IDENTITY_MAP) is proba
 
 
-def test_a_temperature_below_one_sharpens_and_above_one_softens():
-    proba = np.array([[0.6, 0.3, 0.1]])
-    # T = 0.5 squares the probabilities: 0.36, 0.09, 0.01, over 0.46.
-    np.testing.assert_allclose(
-        scale_temperature(proba, 0.5), [[0.36, 0.09, 0.01]] / np.float64(0.46)
-    )
-    soft = scale_temperature(proba, 2.0)
-    assert soft[0, 0] < 0.6 and soft[0, 2] > 0.1
-
-
-def test_a_temperature_must_be_positive():
-    with pytest.raises(ValueError, match="positive"):
-        scale_temperature(np.array([[0.5, 0.5]]), 0.0)
+def test_the_suggestion_gets_the_mapped_probability_and_the_others_share_the_rest():
+    proba = np.array([[0.5, 0.3, 0.2]])
+    # slope 1, intercept log 3: odds 1:1 become 3:1, so 0.5 becomes 0.75.
+    shown = recalibrate_suggestion(proba, np.array([0]), (1.0, float(np.log(3))))
+    np.testing.assert_allclose(shown, [[0.75, 0.15, 0.10]])
+    # The suggestion need not be the likeliest label (the prior shift may pick another).
+    shown = recalibrate_suggestion(proba, np.array([2]), (1.0, float(np.log(3))))
+    np.testing.assert_allclose(shown[0, 2], 0.2 * 3 / (0.2 * 3 + 0.8))
+    np.testing.assert_allclose(shown[0, :2] / shown[0, :2].sum(), [0.625, 0.375])
 
 
 @given(
-    arrays(np.float64, (5, 4), elements=st.floats(0, 1)),
-    st.lists(st.integers(1, 1000), min_size=4, max_size=4),
-    st.sampled_from([0.0, 0.25, 0.5, 1.0]),
-    st.floats(0.5, 2.0),
+    arrays(np.float64, (6, 4), elements=st.floats(0, 1)),
+    st.lists(st.integers(0, 3), min_size=6, max_size=6),
+    st.floats(0.2, 5.0),
+    st.floats(-3.0, 3.0),
 )
-def test_a_head_ranks_its_shown_probabilities_as_alpha_ranked_the_classifiers(
-    raw, counts, alpha, temperature
-):
-    """Temperature never reorders labels: shifting the shown scores by alpha / T ranks them as before."""
+def test_recalibrated_rows_stay_probabilities_and_keep_their_order(raw, picks, slope, intercept):
     proba = raw / np.where(raw.sum(axis=1, keepdims=True) > 0, raw.sum(axis=1, keepdims=True), 1)
-    labels = [f"l{i}" for i in range(4)]
-    head = Head(
-        name="h",
-        classifier=None,  # type: ignore[arg-type]  # labels are given below, never read from it
-        threshold=0.5,
-        counts=dict(zip(labels, counts, strict=True)),
-        prior_alpha=alpha,
-        temperature=temperature,
-    )
-    head.__dict__["labels"] = labels  # the cached property, without a fitted classifier
-    shown = head.temper(proba)
+    suggested = np.array(picks)
+    shown = recalibrate_suggestion(proba, suggested, (slope, intercept))
     live = proba.sum(axis=1) > 0
+    assert np.all(np.isfinite(shown)) and np.all(shown >= 0)
     np.testing.assert_allclose(shown[live].sum(axis=1), 1.0)
-    np.testing.assert_array_equal(shown[~live], proba[~live])
-    np.testing.assert_array_equal(shown[proba == 0], 0.0)  # a label at 0 stays at 0
-    before = shift_prior(proba, counts, alpha)
-    after = head.shift(shown)
-    # Same order in every row, up to floating-point near-ties.
-    for b, a in zip(before[live], after[live], strict=True):
-        order = np.argsort(-b, kind="stable")
-        assert np.all(np.diff(a[order]) <= 1e-9)
+    np.testing.assert_array_equal(shown[~live], proba[~live])  # an all-zero row stays zero
+    rows = np.flatnonzero(live)
+    for r in rows:  # the other labels keep their order
+        others = np.delete(np.arange(4), suggested[r])
+        order = np.argsort(-proba[r, others], kind="stable")
+        assert np.all(np.diff(shown[r, others][order]) <= 1e-12)
+    # Across rows, a more probable suggestion stays at least as probable: thresholds pass the same rows.
+    before, after = proba[rows, suggested[rows]], shown[rows, suggested[rows]]
+    for i in range(len(rows)):
+        for j in range(len(rows)):
+            if before[i] > before[j]:
+                assert after[i] >= after[j]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from model import resources
 from model.artifact import load_router, read_metadata
 from model.config import TrainingConfig
-from model.router import scale_temperature
+from model.router import recalibrate_suggestion
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
@@ -211,11 +211,13 @@ def test_a_fixed_prior_alpha_is_used_as_given(tmp_path, tiny_csv, tiny_config):
     for name, head in result.router.heads.items():
         assert head.prior_alpha == 0.5
         assert "prior_selection" not in result.cv[name].report
+        [raw] = result.router._all_proba(result.router.transform(["老板拖欠工资三个月"]))[name]
         [proba] = result.router.predict_proba(["老板拖欠工资三个月"])[name]
         [pred] = result.router.predict(["老板拖欠工资三个月"], top_k=len(head.labels))
         shown = getattr(pred, name)
-        rank = head.shift(proba[np.newaxis])[0]
-        # Suggested in the shifted order, each label shown with its calibrated probability.
+        rank = head.shift(raw[np.newaxis])[0]
+        # Suggested in the order of the classifier's shifted probabilities, each label shown with
+        # its probability as shown (Head.scores).
         assert [c.label for c in shown.candidates] == [head.labels[i] for i in np.argsort(-rank)]
         assert [c.score for c in shown.candidates] == [
             round(float(proba[i]), 4) for i in np.argsort(-rank)
@@ -238,67 +240,104 @@ def test_cli_prior_alpha_option_fixes_the_shift(tmp_path, tiny_csv):
     assert bad.exit_code == 2 and "--prior-alpha" in bad.output
 
 
-def _under_confident(rows: int, labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities whose true labels are drawn from their square: under-confident by T = 0.5."""
+def _under_confident(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Suggestions' probabilities and whether each was right, drawn as if right with p ** 0.5."""
     rng = np.random.default_rng(seed)
-    proba = rng.dirichlet(np.full(labels, 0.7), size=rows)
-    truth = proba**2 / (proba**2).sum(axis=1, keepdims=True)
-    y = np.array([f"l{rng.choice(labels, p=p)}" for p in truth])
-    return proba, y
+    confidence = rng.uniform(0.2, 0.95, size=rows)
+    return confidence, rng.uniform(size=rows) < confidence**0.5
 
 
-def test_the_temperature_is_the_likeliest_one_out_of_fold():
+def test_the_confidence_map_calibrates_held_out_suggestions():
     from training.metrics import expected_calibration_error
-    from training.train import choose_temperature
+    from training.train import fit_confidence_map
 
-    labels = np.array([f"l{i}" for i in range(5)])
-    proba, y = _under_confident(4_000, 5, seed=0)
-    t = choose_temperature(proba, y, labels, None)
-    assert 0.45 < t < 0.56  # the truth is 0.5; the sample has 4,000 rows
-
-    def ece(p: np.ndarray, truth: np.ndarray) -> float:
-        best = p.argmax(axis=1)
-        return expected_calibration_error(p[np.arange(len(truth)), best], labels[best] == truth)
-
-    # Fitted on one half, it calibrates the other.
-    t_half = choose_temperature(proba[:2_000], y[:2_000], labels, None)
-    rest, y_rest = proba[2_000:], y[2_000:]
-    assert ece(scale_temperature(rest, t_half), y_rest) < ece(rest, y_rest) / 2
-    assert choose_temperature(proba, y, labels, 1.0) == 1.0  # a fixed temperature is kept
-
-
-def test_the_temperature_stays_in_its_range_on_separable_folds():
-    from model.config import TEMPERATURE_MIN
-    from training.train import choose_temperature
-
+    confidence, correct = _under_confident(4_000, seed=0)
+    slope, intercept = fit_confidence_map(confidence[:2_000], correct[:2_000])
+    assert slope > 0
     labels = np.array(["a", "b"])
-    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    y = np.array(["a", "b", "a"])  # always right: sharper is always likelier
-    assert choose_temperature(proba, y, labels, None) == pytest.approx(TEMPERATURE_MIN, abs=1e-3)
+    proba = np.c_[confidence, 1 - confidence]
+    suggested = np.zeros(len(proba), dtype=int)
+    shown = recalibrate_suggestion(proba, suggested, (slope, intercept))[2_000:, 0]
+    before = expected_calibration_error(confidence[2_000:], correct[2_000:])
+    after = expected_calibration_error(shown, correct[2_000:])
+    assert after < before / 2, (before, after)
+    assert labels[suggested].tolist().count("a") == len(proba)  # the suggestion never changes
 
 
-def test_each_heads_temperature_is_stored_and_its_threshold_reads_the_shown_scores(tiny_model_dir):
-    router, meta = load_router(tiny_model_dir)
-    for name, head in router.heads.items():
-        m = meta["cv_metrics"][name]
-        assert m["temperature"] == meta["heads"][name]["temperature"] == head.temperature
-        [proba] = router.predict_proba(["老板拖欠工资三个月"])[name]
-        [pred] = router.predict(["老板拖欠工资三个月"], top_k=len(head.labels))
-        shown = getattr(pred, name)
-        assert shown.score == round(float(proba[head.labels.index(shown.label)]), 4)
-        assert shown.decision == ("auto" if shown.score >= head.threshold else "review")
+def test_the_confidence_map_is_the_identity_when_it_cannot_be_increasing():
+    from model.router import IDENTITY_MAP
+    from training.train import fit_confidence_map
+
+    confidence = np.array([0.3, 0.5, 0.7, 0.9])
+    assert fit_confidence_map(confidence, np.ones(4, dtype=bool)) == IDENTITY_MAP  # all right
+    assert fit_confidence_map(confidence, np.zeros(4, dtype=bool)) == IDENTITY_MAP  # all wrong
+    # Less probable suggestions were the right ones: an increasing map cannot say so.
+    backwards = np.array([True, True, False, False] * 5)
+    assert fit_confidence_map(np.tile(confidence, 5), backwards) == IDENTITY_MAP
 
 
-def test_cli_temperature_option_fixes_it(tmp_path, tiny_csv):
+def test_recalibrated_confidence_changes_what_is_shown_but_no_decision(
+    tmp_path, tiny_csv, tiny_config
+):
+    raw = train(
+        [tiny_csv], None, config=dataclasses.replace(tiny_config, calibrate_confidence=False)
+    )
+    cal = train([tiny_csv], None, config=tiny_config)
+    assert tiny_config.calibrate_confidence
+    tickets = [(t, x) for t, x, _, _ in TINY_TICKETS] + ["老板拖欠工资三个月", "楼下烧烤油烟"]
+    changed = 0
+    for a, b in zip(raw.router.predict(tickets), cal.router.predict(tickets), strict=True):
+        for name in ("department", "category"):
+            ha, hb = getattr(a, name), getattr(b, name)
+            assert [c.label for c in ha.candidates] == [c.label for c in hb.candidates]
+            assert ha.decision == hb.decision and ha.reason == hb.reason
+            changed += ha.score != hb.score
+    assert changed  # the map did move the shown scores
+    for name, head in cal.router.heads.items():
+        meta = cal.metadata["heads"][name]["confidence_map"]
+        assert (meta["slope"], meta["intercept"]) == head.confidence_map
+        assert cal.cv[name].report["confidence_map"] == meta
+        assert raw.router.heads[name].confidence_map == (1.0, 0.0)
+
+
+def test_cli_can_show_the_classifiers_own_probabilities(tmp_path, tiny_csv):
     out = tmp_path / "model"
     r = runner.invoke(
         app,
-        ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2", "--temperature", "1"],
+        [
+            "train",
+            str(tiny_csv),
+            "--out",
+            str(out),
+            "--min-examples",
+            "2",
+            "--no-calibrate-confidence",
+        ],
     )
     assert r.exit_code == 0, r.output
-    assert "at temperature" not in r.output
-    assert {h["temperature"] for h in read_metadata(out)["heads"].values()} == {1.0}
-    bad = runner.invoke(
-        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m2"), "--temperature", "0"]
-    )
-    assert bad.exit_code == 2 and "--temperature" in bad.output
+    meta = read_metadata(out)
+    assert meta["config"]["calibrate_confidence"] is False
+    assert {
+        (h["confidence_map"]["slope"], h["confidence_map"]["intercept"])
+        for h in meta["heads"].values()
+    } == {(1.0, 0.0)}
+
+
+def test_a_threshold_on_recalibrated_confidence_passes_the_same_tickets():
+    from model.router import IDENTITY_MAP
+    from training.metrics import choose_threshold
+    from training.train import fit_confidence_map
+
+    confidence, correct = _under_confident(1_000, seed=1)
+    mapping = fit_confidence_map(confidence, correct)
+    assert mapping != IDENTITY_MAP
+
+    def shown(c: np.ndarray) -> np.ndarray:
+        return recalibrate_suggestion(np.c_[c, 1 - c], np.zeros(len(c), dtype=int), mapping)[:, 0]
+
+    before = choose_threshold(confidence, correct, 0.9)
+    after = choose_threshold(shown(confidence), correct, 0.9)
+    assert 0 < (confidence >= before).mean() < 1  # some tickets pass, some do not
+    np.testing.assert_array_equal(confidence >= before, shown(confidence) >= after)
+    new, _ = _under_confident(1_000, seed=2)  # and so on tickets it was not chosen on
+    np.testing.assert_array_equal(new >= before, shown(new) >= after)
