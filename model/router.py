@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -146,18 +147,24 @@ class Head:
         alpha = getattr(self, "prior_alpha", 0.0)
         return shift_prior(proba, self.label_counts, alpha)
 
-    def scores(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self, proba: np.ndarray, rank: np.ndarray | None = None, suggested: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """What the head shows for the classifier's probabilities ``proba``, and how it ranks them.
 
         Returns ``(shown, rank)``: ``rank`` are the prior-shifted scores (:meth:`shift`), whose
         argmax is the suggested label; ``shown`` are the probabilities with the suggested label's
         recalibrated by :attr:`confidence_map` (:func:`recalibrate_suggestion`). The auto
         threshold reads the shown probability of the suggested label.
+
+        ``rank`` and ``suggested`` (its argmax), when the caller has them already, save computing
+        them again.
         """
-        rank = self.shift(proba)
+        rank = self.shift(proba) if rank is None else rank
+        suggested = rank.argmax(axis=1) if suggested is None else suggested
         # getattr: heads pickled before the confidence map existed have none (identity).
         mapping = getattr(self, "confidence_map", IDENTITY_MAP)
-        return recalibrate_suggestion(proba, rank.argmax(axis=1), mapping), rank
+        return recalibrate_suggestion(proba, suggested, mapping), rank
 
     def mean_coef(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Average linear weights of the calibration folds for some classes and features.
@@ -224,6 +231,8 @@ def recalibrate_suggestion(
     if tuple(mapping) == IDENTITY_MAP:
         return proba
     slope, intercept = mapping
+    if len(proba) == 1:  # one ticket, the dispatcher's case: Python floats, not 16 array calls
+        return _recalibrate_one(proba, int(suggested[0]), slope, intercept)
     rows = np.arange(len(proba))
     p = np.clip(proba[rows, suggested], LOGIT_EPS, 1 - LOGIT_EPS)
     confidence = expit(slope * np.log(p / (1 - p)) + intercept)
@@ -235,6 +244,19 @@ def recalibrate_suggestion(
     # it: no other label could take the rest.
     keep = (proba.sum(axis=1) <= 0) | (rest <= 0)
     out[keep] = proba[keep]
+    return out
+
+
+def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) -> np.ndarray:
+    """:func:`recalibrate_suggestion` of a single row whose suggestion is column ``j``."""
+    p = float(proba[0, j])
+    rest = 1.0 - p
+    if rest <= 0 or float(proba[0].sum()) <= 0:
+        return proba
+    p = min(max(p, LOGIT_EPS), 1 - LOGIT_EPS)
+    confidence = float(expit(slope * math.log(p / (1 - p)) + intercept))
+    out = proba * ((1.0 - confidence) / rest)
+    out[0, j] = confidence
     return out
 
 
@@ -713,8 +735,9 @@ class Router:
         out = {}
         for name, raw in self._all_proba(X, gathered).items():
             head = self.heads[name]
-            proba, rank = head.scores(raw)
+            rank = head.shift(raw)
             order = np.argsort(-rank, axis=1, kind="stable")[:, : max(1, top_k)]
+            proba, _ = head.scores(raw, rank, order[:, 0])
             shown = np.take_along_axis(proba, order, axis=1)
             out[name] = Ranking(head, order, shown, shown[:, 0] >= head.threshold, no_terms)
         return out

@@ -83,6 +83,9 @@ def test_recalibrated_rows_stay_probabilities_and_keep_their_order(raw, picks, s
     proba = raw / np.where(raw.sum(axis=1, keepdims=True) > 0, raw.sum(axis=1, keepdims=True), 1)
     suggested = np.array(picks)
     shown = recalibrate_suggestion(proba, suggested, (slope, intercept))
+    for r in range(len(proba)):  # one row at a time (the single-ticket path) gives the same
+        one = recalibrate_suggestion(proba[r : r + 1], suggested[r : r + 1], (slope, intercept))
+        np.testing.assert_allclose(one[0], shown[r], rtol=1e-12, atol=1e-15)
     live = proba.sum(axis=1) > 0
     assert np.all(np.isfinite(shown)) and np.all(shown >= 0)
     np.testing.assert_allclose(shown[live].sum(axis=1), 1.0)
