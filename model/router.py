@@ -209,7 +209,7 @@ def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.nd
 def recalibrate_suggestion(
     proba: np.ndarray, suggested: np.ndarray, mapping: tuple[float, float]
 ) -> np.ndarray:
-    """Probabilities with each row's suggested label's mapped to how often such suggestions are right.
+    """Each row's probabilities, its suggested label's replaced by how often such suggestions are right.
 
     The suggested label's probability ``p`` becomes ``sigmoid(slope * logit(p) + intercept)``
     (``mapping = (slope, intercept)``, fitted out of fold by
@@ -251,10 +251,13 @@ def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) 
     """:func:`recalibrate_suggestion` of a single row whose suggestion is column ``j``."""
     p = float(proba[0, j])
     rest = 1.0 - p
-    if rest <= 0 or float(proba[0].sum()) <= 0:
+    # Only a suggestion at 0 can sit in a row of zeros; the row's sum is read for that case alone.
+    if rest <= 0 or (p <= 0 and float(proba[0].sum()) <= 0):
         return proba
     p = min(max(p, LOGIT_EPS), 1 - LOGIT_EPS)
-    confidence = float(expit(slope * math.log(p / (1 - p)) + intercept))
+    z = slope * math.log(p / (1 - p)) + intercept
+    # The logistic function, in the form that cannot overflow on either side.
+    confidence = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
     out = proba * ((1.0 - confidence) / rest)
     out[0, j] = confidence
     return out
@@ -616,8 +619,10 @@ class Router:
         return {name: shown for name, (shown, _) in self.scores(tickets).items()}
 
     def scores(self, tickets: Sequence[TicketLike]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per head, ``(shown, rank)`` of :meth:`Head.scores`: the probabilities as shown, and the
-        scores whose order the head suggests labels in."""
+        """Per head, the probabilities as shown and the scores it ranks labels by (:meth:`Head.scores`).
+
+        The shown probabilities alone do not give the order: the suggestion's is recalibrated.
+        """
         X = self.transform(tickets)
         return {name: self.heads[name].scores(p) for name, p in self._all_proba(X).items()}
 
