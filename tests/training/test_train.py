@@ -17,6 +17,13 @@ from training.train import train
 runner = CliRunner()
 
 
+def cli_train(data, out, *options: str):
+    """``paidan train DATA --out OUT --min-examples 2 OPTIONS…`` (the tiny corpus has 2-row labels)."""
+    return runner.invoke(
+        app, ["train", str(data), "--out", str(out), "--min-examples", "2", *options]
+    )
+
+
 def test_a_file_with_only_categories_trains_only_the_category_head(
     tmp_path, tiny_config, monkeypatch
 ):
@@ -130,22 +137,9 @@ def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
 
 
 def test_cli_train_records_the_tokenizer_backend_it_was_asked_for(tmp_path, tiny_csv):
-    runner = CliRunner()
     for backend in ("jieba", "rjieba"):
         out = tmp_path / backend
-        r = runner.invoke(
-            app,
-            [
-                "train",
-                str(tiny_csv),
-                "--out",
-                str(out),
-                "--min-examples",
-                "2",
-                "--tokenizer",
-                backend,
-            ],
-        )
+        r = cli_train(tiny_csv, out, "--tokenizer", backend)
         assert r.exit_code == 0, r.output
         assert read_metadata(out)["config"]["tokenizer"] == backend
         router, _ = load_router(out)
@@ -226,10 +220,7 @@ def test_a_fixed_prior_alpha_is_used_as_given(tmp_path, tiny_csv, tiny_config):
 
 def test_cli_prior_alpha_option_fixes_the_shift(tmp_path, tiny_csv):
     out = tmp_path / "model"
-    r = runner.invoke(
-        app,
-        ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2", "--prior-alpha", "0"],
-    )
+    r = cli_train(tiny_csv, out, "--prior-alpha", "0")
     assert r.exit_code == 0, r.output
     assert "shifts its label prior" not in r.output
     meta = read_metadata(out)
@@ -302,18 +293,7 @@ def test_recalibrated_confidence_changes_what_is_shown_but_no_decision(
 
 def test_cli_can_show_the_classifiers_own_probabilities(tmp_path, tiny_csv):
     out = tmp_path / "model"
-    r = runner.invoke(
-        app,
-        [
-            "train",
-            str(tiny_csv),
-            "--out",
-            str(out),
-            "--min-examples",
-            "2",
-            "--no-calibrate-confidence",
-        ],
-    )
+    r = cli_train(tiny_csv, out, "--no-calibrate-confidence")
     assert r.exit_code == 0, r.output
     meta = read_metadata(out)
     assert meta["config"]["calibrate_confidence"] is False
