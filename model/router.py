@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
-from scipy.special import expit
+from scipy.special import expit, logit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize as l2_normalize
@@ -235,7 +235,7 @@ def recalibrate_suggestion(
         return _recalibrate_one(proba, int(suggested[0]), slope, intercept)
     rows = np.arange(len(proba))
     p = np.clip(proba[rows, suggested], LOGIT_EPS, 1 - LOGIT_EPS)
-    confidence = expit(slope * np.log(p / (1 - p)) + intercept)
+    confidence = expit(slope * logit(p) + intercept)
     rest = 1.0 - proba[rows, suggested]
     scale = np.divide(1.0 - confidence, rest, out=np.zeros_like(rest), where=rest > 0)
     out = proba * scale[:, np.newaxis]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed, parallel_config
+from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
@@ -224,8 +225,7 @@ def fit_confidence_map(confidence: np.ndarray, correct: np.ndarray) -> tuple[flo
     """
     if len(np.unique(correct)) < 2:
         return IDENTITY_MAP
-    p = np.clip(confidence, LOGIT_EPS, 1 - LOGIT_EPS)
-    x = np.log(p / (1 - p))[:, np.newaxis]
+    x = logit(np.clip(confidence, LOGIT_EPS, 1 - LOGIT_EPS))[:, np.newaxis]
     fit = LogisticRegression().fit(x, correct.astype(int))
     slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     if not slope > 0:
