@@ -521,6 +521,57 @@ class CharNgramIndex:
         return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))
 
 
+def number_by_frequency(views: FeatureUnion, X: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Renumber each fitted view's columns from its most to its least common term.
+
+    scikit-learn numbers a vocabulary alphabetically, so the terms one ticket uses, most of them
+    common, are spread over the whole width of everything indexed by column: the heads' fused
+    weights (about 80 MB on the real tickets), the similar-ticket postings and the IDF. Numbered by
+    document frequency, the common terms' rows sit side by side in a few memory pages. Measured with
+    two models of the shared ``department_train.csv`` (same cross-validated metrics, same
+    suggestions and scores on 1,800 tickets), calls alternating between them in one process:
+    ``Router.predict`` p50 at 50, 400 and 2,000 characters 577, 1,204 and 3,453 µs against 592,
+    1,318 and 3,984 alphabetically numbered (a loaded machine); ``Router.rankings`` of many
+    400-character tickets 206 against 233 µs a ticket.
+
+    Each view keeps its place in the union (word columns first), and ties keep their alphabetical
+    order. The fitted IDF ranks the terms (it falls as document frequency rises), so nothing is
+    counted again. Only the numbering changes: each view computes the same values, up to the last
+    bit of a row's norm (its squares are summed in column order).
+
+    Parameters
+    ----------
+    views : FeatureUnion
+        The fitted views; their ``vocabulary_`` and ``idf_`` are renumbered in place.
+    X : csr_matrix
+        Rows the views produced before; returned with their columns renumbered to match.
+
+    Returns
+    -------
+    (csr_matrix, ndarray)
+        ``X`` renumbered, and the new column of each old one.
+    """
+    new_of_old = []
+    offset = 0
+    for _, vec in views.transformer_list:
+        idf = np.asarray(vec.idf_)
+        old_of_new = np.argsort(idf, kind="stable")  # rising IDF: falling document frequency
+        new = np.empty(len(idf), dtype=np.int64)
+        new[old_of_new] = np.arange(len(idf))
+        vec.vocabulary_ = {term: int(new[col]) for term, col in vec.vocabulary_.items()}
+        vec.idf_ = idf[old_of_new]
+        new_of_old.append(new + offset)
+        offset += len(idf)
+    columns = np.concatenate(new_of_old) if new_of_old else np.zeros(0, dtype=np.int64)
+    X = sp.csr_matrix(X)
+    renumbered = sp.csr_matrix(
+        (X.data.copy(), columns[X.indices].astype(X.indices.dtype), X.indptr.copy()),
+        shape=X.shape,
+    )
+    renumbered.sort_indices()  # in place: hence the copies, which leave X as it was
+    return renumbered, columns
+
+
 def compilable(classifier: CalibratedClassifierCV) -> bool:
     """Whether :class:`CompiledHeads` can compute this head: sigmoid calibration of linear folds."""
     return classifier.method == "sigmoid" and all(
@@ -834,6 +885,14 @@ class LatentView:
         norms[norms == 0] = 1.0  # a ticket with no known feature stays all zeros
         Z /= (norms / self.weight)[:, np.newaxis].astype(np.float32)
         return Z
+
+    def renumber(self, new_of_old: np.ndarray) -> None:
+        """Follow a renumbering of the TF-IDF columns (:func:`number_by_frequency`)."""
+        columns = new_of_old[self.columns]
+        order = np.argsort(columns)
+        self.columns = columns[order].astype(np.int32)
+        self.components = np.ascontiguousarray(self.components[order])
+        self._position = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -35,6 +35,7 @@ from model.pipeline import (
     build_features,
     compilable,
     fuse_weights,
+    number_by_frequency,
     with_extras,
 )
 from model.text import clean
@@ -429,6 +430,10 @@ class Router:
             )
             if progress:
                 progress("latent view", 1, 1)
+        # After the latent view's fit, so that its randomised SVD sees the columns it always saw.
+        X, new_of_old = number_by_frequency(self.features.named_steps["views"], X)
+        if self.latent is not None:
+            self.latent.renumber(new_of_old)
         return sp.csr_matrix(X[: len(tickets)])
 
     def fit_head(

@@ -14,7 +14,15 @@ from sklearn.preprocessing import normalize
 
 from model import router as router_module
 from model.artifact import load_router
-from model.pipeline import CharNgramIndex, CompiledFeatures, char_wb_ngrams, compilable
+from model.pipeline import (
+    CharNgramIndex,
+    CompiledFeatures,
+    LatentView,
+    build_features,
+    char_wb_ngrams,
+    compilable,
+    number_by_frequency,
+)
 from model.router import Router, SimilarIndex, _prune_rows
 from model.tokenizer import Doc, doc_text
 
@@ -80,8 +88,9 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     expected = sp.csr_matrix(router.features.transform(TICKETS))
     compiled = CompiledFeatures(router.features)
-    # The character view's columns are its keys' ranks (the look-up's fast path).
-    assert [v.char_keys.ranked for v in compiled.views if v.char_keys is not None] == [True]
+    # The character view's columns are numbered by frequency (number_by_frequency), not in its
+    # keys' order, so the look-up goes through columns_of_keys.
+    assert [v.char_keys.ranked for v in compiled.views if v.char_keys is not None] == [False]
     got = compiled.transform(TICKETS)  # many tickets: each view's arithmetic once per chunk
     assert got.shape == expected.shape and got.dtype == expected.dtype
     assert (got != expected).nnz == 0
@@ -94,6 +103,57 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     many = compiled.transform(TICKETS * 30)
     assert many.dtype == expected.dtype and many.shape == (len(TICKETS) * 30, expected.shape[1])
     assert (many != sp.vstack([expected] * 30, format="csr")).nnz == 0
+
+
+def test_views_numbered_by_frequency_compute_the_same_values(tiny_config):
+    features = build_features(tiny_config)
+    docs = features[:2].fit(TICKETS).transform(TICKETS)
+    views = features.named_steps["views"]
+    before = sp.csr_matrix(views.fit_transform(docs))
+    words = len(views.transformer_list[0][1].vocabulary_)
+    X, new_of_old = number_by_frequency(views, before)
+    # A permutation that keeps the word view's columns first.
+    assert sorted(new_of_old.tolist()) == list(range(before.shape[1]))
+    assert set(new_of_old[:words].tolist()) == set(range(words))
+    after = sp.csr_matrix(views.transform(docs))
+    assert after.has_sorted_indices and X.has_sorted_indices
+    assert (after != X).nnz == 0
+    # Column j before is column new_of_old[j] after, with the same value up to the last bit (a
+    # row's squares are summed in column order for its norm).
+    moved = sp.csr_matrix((before.data, new_of_old[before.indices], before.indptr), before.shape)
+    moved.sort_indices()
+    np.testing.assert_array_equal(after.indptr, moved.indptr)
+    np.testing.assert_array_equal(after.indices, moved.indices)
+    np.testing.assert_allclose(after.data, moved.data, rtol=1e-6)
+    for _, vec in views.transformer_list:
+        idf = np.asarray(vec.idf_)
+        assert np.all(np.diff(idf) >= 0), "most common terms first"
+        # Ties (same document frequency) keep the alphabetical order scikit-learn gave them.
+        names = vec.get_feature_names_out()
+        tied = np.flatnonzero(np.diff(idf) == 0)
+        assert tied.size and all(names[i] < names[i + 1] for i in tied)
+    # The compiled path reads the renumbered views too.
+    assert (CompiledFeatures(features).transform(TICKETS) != after).nnz == 0
+
+
+def test_latent_view_follows_a_renumbering_of_the_columns():
+    rng = np.random.default_rng(3)
+    X = sp.csr_matrix(rng.random((30, 12)) * (rng.random((30, 12)) < 0.4), dtype=np.float32)
+    view = LatentView.fit(X, n_components=4, min_df=3, weight=0.5, seed=0)
+    assert view is not None
+    expected = view.transform(X)
+    new_of_old = rng.permutation(12)
+    view.renumber(new_of_old)
+    assert np.all(np.diff(view.columns) > 0)
+    moved = sp.csr_matrix((X.data, new_of_old[X.indices], X.indptr), X.shape)
+    moved.sort_indices()
+    np.testing.assert_allclose(view.transform(moved), expected, atol=1e-6)
+
+
+def test_trained_models_number_columns_by_frequency(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    for _, vec in router.features.named_steps["views"].transformer_list:
+        assert np.all(np.diff(np.asarray(vec.idf_)) >= 0)
 
 
 @settings(max_examples=200, deadline=None)
