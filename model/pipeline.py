@@ -521,8 +521,8 @@ class CharNgramIndex:
         return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))
 
 
-def number_by_frequency(views: FeatureUnion, X: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Renumber each fitted view's columns from its most to its least common term.
+def number_by_frequency(views: FeatureUnion) -> np.ndarray:
+    """Renumber each fitted view's columns from its most to its least common term, in place.
 
     scikit-learn numbers a vocabulary alphabetically, so the terms one ticket uses, most of them
     common, are spread over the whole width of everything indexed by column: the heads' fused
@@ -537,19 +537,13 @@ def number_by_frequency(views: FeatureUnion, X: sp.csr_matrix) -> tuple[sp.csr_m
     Each view keeps its place in the union (word columns first), and ties keep their alphabetical
     order. The fitted IDF ranks the terms (it falls as document frequency rises), so nothing is
     counted again. Only the numbering changes: each view computes the same values, up to the last
-    bit of a row's norm (its squares are summed in column order).
-
-    Parameters
-    ----------
-    views : FeatureUnion
-        The fitted views; their ``vocabulary_`` and ``idf_`` are renumbered in place.
-    X : csr_matrix
-        Rows the views produced before; returned with their columns renumbered to match.
+    bit of a row's norm (its squares are summed in column order). Rows the views produced before
+    follow with :func:`renumber_columns`.
 
     Returns
     -------
-    (csr_matrix, ndarray)
-        ``X`` renumbered, and the new column of each old one.
+    ndarray
+        The new column of each old one, over the whole union.
     """
     new_of_old = []
     offset = 0
@@ -562,14 +556,20 @@ def number_by_frequency(views: FeatureUnion, X: sp.csr_matrix) -> tuple[sp.csr_m
         vec.idf_ = idf[old_of_new]
         new_of_old.append(new + offset)
         offset += len(idf)
-    columns = np.concatenate(new_of_old) if new_of_old else np.zeros(0, dtype=np.int64)
-    X = sp.csr_matrix(X)
-    renumbered = sp.csr_matrix(
-        (X.data.copy(), columns[X.indices].astype(X.indices.dtype), X.indptr.copy()),
-        shape=X.shape,
-    )
-    renumbered.sort_indices()  # in place: hence the copies, which leave X as it was
-    return renumbered, columns
+    return np.concatenate(new_of_old) if new_of_old else np.zeros(0, dtype=np.int64)
+
+
+def renumber_columns(X: sp.csr_matrix, new_of_old: np.ndarray, piece: int = 1 << 24) -> None:
+    """Move the entries of ``X`` to their new columns, in place, keeping each row's sorted.
+
+    In pieces of ``piece`` entries, so that a large training matrix needs no second copy of its
+    column indices.
+    """
+    for start in range(0, X.nnz, piece):
+        part = X.indices[start : start + piece]
+        part[:] = new_of_old[part]
+    X.has_sorted_indices = False
+    X.sort_indices()
 
 
 def compilable(classifier: CalibratedClassifierCV) -> bool:

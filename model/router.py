@@ -36,6 +36,7 @@ from model.pipeline import (
     compilable,
     fuse_weights,
     number_by_frequency,
+    renumber_columns,
     with_extras,
 )
 from model.text import clean
@@ -409,7 +410,7 @@ class Router:
             docs.extend(prepare_tokenize.transform(everything[start : start + chunk]))
             if progress:
                 progress("tokenizing", len(docs), len(everything))
-        X = self.features[2:].fit_transform(docs)
+        X = sp.csr_matrix(self.features[2:].fit_transform(docs))
         for _, vectorizer in self.features.named_steps["views"].transformer_list:
             # The terms cut by min_df/max_features: only for introspection, and often larger than
             # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).
@@ -431,7 +432,8 @@ class Router:
             if progress:
                 progress("latent view", 1, 1)
         # After the latent view's fit, so that its randomised SVD sees the columns it always saw.
-        X, new_of_old = number_by_frequency(self.features.named_steps["views"], X)
+        new_of_old = number_by_frequency(self.features.named_steps["views"])
+        renumber_columns(X, new_of_old)
         if self.latent is not None:
             self.latent.renumber(new_of_old)
         return sp.csr_matrix(X[: len(tickets)])
