@@ -380,13 +380,14 @@ class CharNgramIndex:
     Every character of the vocabulary gets a small id, in code-point order (0 stands for "no
     character", and one id above all others for a character the vocabulary never uses), and an
     n-gram is packed into one integer key with its first character in the highest bits. Keys then
-    sort as the n-grams' strings do, which is the order in which scikit-learn numbers its
-    vocabulary: a key's rank among the vocabulary's keys is its column, so a document's columns
-    come out of the look-up already sorted. Its n-grams are found with a handful of array
+    sort as the n-grams' strings do; a key's position among the vocabulary's sorted keys gives its
+    column through ``columns_of_keys`` (in a vocabulary numbered as scikit-learn numbers it, which
+    models saved before :func:`number_by_frequency` keep, the position is the column itself, and the
+    columns come out of the look-up already sorted). Its n-grams are found with a handful of array
     operations (``unique``, ``searchsorted``) instead of building and hashing a Python string per
-    n-gram, which dominated the cost of a ticket. The n-grams are exactly
-    :func:`char_wb_ngrams`'s: each whitespace-separated word padded with one space on each side,
-    windows never crossing from one padded word into the next.
+    n-gram, which dominated the cost of a ticket. The n-grams are exactly :func:`char_wb_ngrams`'s:
+    each whitespace-separated word padded with one space on each side, windows never crossing from
+    one padded word into the next.
     """
 
     CHARS = 3  # characters per key at most
@@ -423,8 +424,9 @@ class CharNgramIndex:
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.columns_of_keys = columns[order]
-        # True for every vocabulary scikit-learn fits; a vocabulary numbered otherwise (given by
-        # hand) is looked up through columns_of_keys and sorted afterwards.
+        # True for a vocabulary numbered alphabetically, as scikit-learn fits it (models saved
+        # before number_by_frequency); otherwise, as in every model trained since, the look-up goes
+        # through columns_of_keys and sorts afterwards.
         self.ranked = bool(np.array_equal(self.columns_of_keys, np.arange(len(columns))))
         # Single characters need no search: a character's id indexes its column (-1: none).
         self.unigram_columns = np.full(unknown + 1, -1, dtype=np.int64)
