@@ -1,3 +1,3 @@
-from paidan.cli import app
+from paidan import main
 
-app(prog_name="paidan")
+main()

@@ -25,12 +25,13 @@ from model.artifact import ModelLoadError, load_router
 from model.registry import current_dir
 from model.router import Router
 from model.settings import Settings, load_settings
+from paidan import startup
 from serve.admin import admin_router, install_sighup
 from serve.batcher import MicroBatcher
 from serve.db import Database
 from serve.errors import error_response, install_error_handlers
 from serve.metrics import Metrics
-from serve.reload import follow_pointer, freeze_heap
+from serve.reload import follow_pointer
 from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import install_security
@@ -89,8 +90,11 @@ def create_app(
         path = resolve_model_dir(settings, model_dir)
 
         def load() -> tuple[Router, dict[str, Any]]:
-            router, metadata = router_loader(path, settings.model_root)
-            router.warm_up()  # jieba's dictionary and the feature names, once per worker
+            # The model lives as long as the process: startup() freezes it once it is loaded, so
+            # that no full collection walks it (serve.reload.freeze_heap).
+            with startup():
+                router, metadata = router_loader(path, settings.model_root)
+                router.warm_up()  # jieba's dictionary and the feature names, once per worker
             return router, metadata
 
         db = Database(settings.resolved_database_url, migrate=migrate)
@@ -107,7 +111,6 @@ def create_app(
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
         app.state.db = db
-        freeze_heap()  # the model lives as long as the process: no full collection walks it
         if not database["ok"]:
             # Routing does not need the database; feedback answers 503 until it is back.
             logger.warning(

@@ -15,6 +15,7 @@ from sqlalchemy import make_url
 from model.artifact import load_router, verify
 from model.router import Router
 from model.settings import Settings
+from paidan import startup
 from serve.db import Database, DatabaseUnavailable
 from serve.workers import Supervisor
 
@@ -79,10 +80,11 @@ def run(
     model directory travels in ``PAIDAN_MODEL_DIR`` and Prometheus metrics are shared through
     ``PROMETHEUS_MULTIPROC_DIR``.
     """
-    import uvicorn
+    with startup():
+        import uvicorn
 
-    from serve.app import create_app
-    from serve.auth import check_bind_allowed
+        from serve.app import create_app
+        from serve.auth import check_bind_allowed
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
     # uvicorn's access log prints query strings verbatim (PII); serve.telemetry logs masked lines.
@@ -92,11 +94,13 @@ def run(
     if workers <= 1:
         # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
         # hand it to the app's start-up instead of hashing and unpickling it a second time.
-        loaded = load_router(model_dir, settings.model_root)
-        prepare_database(settings)
+        with startup():
+            loaded = load_router(model_dir, settings.model_root)
+        migrated = prepare_database(settings) is None
         app = create_app(
             settings.model_copy(update={"model_dir": model_dir}),
             router_loader=_first_load_from(model_dir, loaded),
+            migrate=not migrated,  # the app's start-up retries if the database was down
         )
         uvicorn.run(
             app,

@@ -34,6 +34,8 @@ from typing import Any
 
 import uvicorn
 
+from paidan import startup
+
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 120  # a worker loads and warms the model before it serves
@@ -106,6 +108,8 @@ class _DrainingServer(uvicorn.Server):
 def _worker_main(config: uvicorn.Config, sock: socket.socket, ready: Event) -> None:
     """A worker process: serve the app on ``sock``; set ``ready`` once the app has started."""
     config.configure_logging()
+    with startup():
+        config.load()  # imports the app (serve.app) and builds it; the model loads at start-up
     server = _DrainingServer(config)
 
     def announce() -> None:
