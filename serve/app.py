@@ -25,7 +25,7 @@ from model.artifact import ModelLoadError, load_router
 from model.registry import current_dir
 from model.router import Router
 from model.settings import Settings, load_settings
-from paidan import startup
+from model.startup import startup
 from serve.admin import admin_router, install_sighup
 from serve.batcher import MicroBatcher
 from serve.db import Database

@@ -15,7 +15,7 @@ from sqlalchemy import make_url
 from model.artifact import load_router, verify
 from model.router import Router
 from model.settings import Settings
-from paidan import startup
+from model.startup import startup
 from serve.db import Database, DatabaseUnavailable
 from serve.workers import Supervisor
 

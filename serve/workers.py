@@ -34,7 +34,7 @@ from typing import Any
 
 import uvicorn
 
-from paidan import startup
+from model.startup import startup
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 import pytest
 
 import paidan
-from paidan import startup
+from model.startup import startup
 
 
 class Node:
