@@ -132,9 +132,15 @@ class Head:
         """Training rows of each label, in :attr:`labels` order."""
         return [self.counts[label] for label in self.labels]
 
+    @cached_property
+    def prior_weights(self) -> np.ndarray | None:
+        """Each label's factor in :meth:`shift` (:func:`prior_weights`), ``None`` for no shift."""
+        # getattr: heads pickled before the prior shift existed have no alpha.
+        return prior_weights(self.label_counts, getattr(self, "prior_alpha", 0.0))
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for cached in ("labels", "label_counts"):  # derived from the classifier and counts
+        for cached in ("labels", "label_counts", "prior_weights"):  # derived from the rest
             state.pop(cached, None)
         return state
 
@@ -145,9 +151,7 @@ class Head:
         auto threshold reads, stays the probability of that label (:meth:`scores`), so a label
         that the shift moves ahead of a likelier one is seldom dispatched without a person.
         """
-        # getattr: heads pickled before the prior shift existed have no alpha.
-        alpha = getattr(self, "prior_alpha", 0.0)
-        return shift_prior(proba, self.label_counts, alpha)
+        return _shift(proba, self.prior_weights)
 
     def scores(
         self, proba: np.ndarray, rank: np.ndarray | None = None, suggested: np.ndarray | None = None
@@ -199,10 +203,21 @@ def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.nd
     alpha : float
         0 returns ``proba`` unchanged; 1 divides out the training shares completely.
     """
+    return _shift(proba, prior_weights(counts, alpha))
+
+
+def prior_weights(counts: Sequence[int], alpha: float) -> np.ndarray | None:
+    """Each label's training share to the power ``-alpha`` (:func:`shift_prior`); ``None`` for 0."""
     if alpha == 0:
-        return proba
+        return None
     share = np.asarray(counts, dtype=np.float64)
-    weights = (share / share.sum()) ** -alpha
+    return (share / share.sum()) ** -alpha
+
+
+def _shift(proba: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """:func:`shift_prior` with the labels' weights computed already."""
+    if weights is None:
+        return proba
     shifted = proba * weights
     total = shifted.sum(axis=1, keepdims=True)
     return np.divide(shifted, total, out=np.array(proba, dtype=np.float64), where=total > 0)
@@ -285,7 +300,7 @@ class SimilarIndex:
         lengths = _row_lengths(X)
         exact = self.matrix.shape[0] <= EXACT_SEARCH_MAX
         # Sparse × sparse: only the postings of the queries' own features are read.
-        scores = sp.csr_matrix(X @ self.postings())
+        scores = X @ self.postings()
         scores.data /= np.repeat(lengths, np.diff(scores.indptr))
         out = []
         for j in range(X.shape[0]):
@@ -726,6 +741,8 @@ class Router:
         """Rows of ``X`` with no word feature, only character n-grams."""
         # Character n-grams match almost anything (digits, Latin letters); only known words count
         # as evidence that the model understands the ticket.
+        if X.shape[0] == 1:  # one ticket: its columns are sorted, so its first says it all
+            return np.array([X.nnz == 0 or int(X.indices[0]) >= self._word_width()])
         row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
         words = X.indices < self._word_width()  # word columns come first
         return np.bincount(row_of[words], minlength=X.shape[0]) == 0
@@ -810,13 +827,13 @@ class Router:
         ``gathered``: the fused weight rows of ``X``'s features when ``X`` is one ticket.
         """
         start, end = X.indptr[i], X.indptr[i + 1]
-        cols, vals = X.indices[start:end], X.data[start:end]
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
-        words = cols < self._word_width()
-        cols, vals = cols[words], vals[words]
+        # A row's columns are sorted and the word view's come first: its words are a prefix.
+        words = int(np.searchsorted(X.indices[start:end], self._word_width()))
+        cols, vals = X.indices[start : start + words], X.data[start : start + words]
         fast = self.compiled()[1]
         if head.name in fast:
-            rows = gathered[words] if gathered is not None else fast.weights[cols]
+            rows = gathered[:words] if gathered is not None else fast.weights[cols]
             contrib = vals * fast.class_weights(head.name, label_idx, rows)
         else:
             contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]

@@ -134,6 +134,19 @@ def test_views_numbered_by_frequency_compute_the_same_values(tiny_config):
     assert (CompiledFeatures(features).transform(TICKETS) != after).nnz == 0
 
 
+def test_latent_view_of_one_row_is_its_row_of_many():
+    rng = np.random.default_rng(5)
+    X = sp.csr_matrix(rng.random((40, 30)) * (rng.random((40, 30)) < 0.3), dtype=np.float32)
+    X[7] = 0  # a ticket with no known feature
+    X.eliminate_zeros()
+    view = LatentView.fit(X, n_components=6, min_df=2, weight=1.0, seed=0)
+    assert view is not None
+    many = view.transform(X)
+    for i in range(X.shape[0]):
+        np.testing.assert_array_equal(view.transform(X[i]), many[i : i + 1])
+    assert not many[7].any()
+
+
 def test_latent_view_follows_a_renumbering_of_the_columns():
     rng = np.random.default_rng(3)
     X = sp.csr_matrix(rng.random((30, 12)) * (rng.random((30, 12)) < 0.4), dtype=np.float32)
@@ -212,9 +225,11 @@ def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
                 fast.scores(row, fast.gather(row)),
                 router.extras(name, row, {k: v[i : i + 1] for k, v in upstream.items()}),
             )
-            # The float32 weights are multiplied in another order than scipy's (a dot product of
-            # the gathered rows), so the scores differ in float32's last digits.
             np.testing.assert_allclose(one, expected[i : i + 1], rtol=0, atol=1e-6)
+            # The same floats as the ticket's row of the batch: its scores and its latent row are
+            # summed in the sparse products' order, so the page and batch labelling show the same
+            # probability to the last digit.
+            np.testing.assert_array_equal(one, got[i : i + 1])
         upstream[name] = expected
 
 
