@@ -133,14 +133,14 @@ class Head:
         return [self.counts[label] for label in self.labels]
 
     @cached_property
-    def prior_weights(self) -> np.ndarray | None:
+    def shift_weights(self) -> np.ndarray | None:
         """Each label's factor in :meth:`shift` (:func:`prior_weights`), ``None`` for no shift."""
         # getattr: heads pickled before the prior shift existed have no alpha.
         return prior_weights(self.label_counts, getattr(self, "prior_alpha", 0.0))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for cached in ("labels", "label_counts", "prior_weights"):  # derived from the rest
+        for cached in ("labels", "label_counts", "shift_weights"):  # derived from the rest
             state.pop(cached, None)
         return state
 
@@ -151,7 +151,7 @@ class Head:
         auto threshold reads, stays the probability of that label (:meth:`scores`), so a label
         that the shift moves ahead of a likelier one is seldom dispatched without a person.
         """
-        return _shift(proba, self.prior_weights)
+        return _shift(proba, self.shift_weights)
 
     def scores(
         self, proba: np.ndarray, rank: np.ndarray | None = None, suggested: np.ndarray | None = None

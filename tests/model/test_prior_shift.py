@@ -1,5 +1,7 @@
 """How a head ranks and shows its labels: the prior shift and the suggestion's recalibration (model.router)."""
 
+import dataclasses
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -52,6 +54,20 @@ def test_rows_stay_probabilities_and_the_rare_labels_only_gain(raw, counts, alph
     rare, common = int(np.argmin(counts)), int(np.argmax(counts))
     assert np.all(shifted[live, rare] >= proba[live, rare] - 1e-12)
     assert np.all(shifted[live, common] <= proba[live, common] + 1e-12)
+
+
+def test_a_head_shifts_as_shift_prior_and_pickles_without_its_cached_weights(tiny_model_dir):
+    from model.artifact import load_router
+
+    router, _ = load_router(tiny_model_dir)
+    head = router.heads["category"]
+    proba = np.random.default_rng(0).dirichlet(np.ones(len(head.labels)), size=6)
+    for alpha in (0.0, 0.5, 1.0):
+        shifting = dataclasses.replace(head, prior_alpha=alpha)
+        expected = shift_prior(proba, shifting.label_counts, alpha)
+        np.testing.assert_array_equal(shifting.shift(proba), expected)
+        assert "shift_weights" in shifting.__dict__  # computed once, then read
+        assert "shift_weights" not in shifting.__getstate__()
 
 
 # -- the suggested label's recalibrated probability (model.router.recalibrate_suggestion) ---------
