@@ -730,8 +730,12 @@ class CompiledHeads:
             # a BLAS dot product sums in another order, and one ticket's scores then differed
             # from the same ticket's in a batch in the fourth decimal of a shown probability.
             return np.einsum("i,ij->j", X.data, gathered)[np.newaxis]
-        # A slice of rows of a C-ordered matrix is contiguous: one sparse × dense product.
-        return np.asarray(X @ self.weights[: self.width])
+        # A slice of rows of a C-ordered matrix is contiguous: one sparse × dense product, taken
+        # column by column: each feature's weight row is then read once for all the tickets that
+        # have it, in ascending order, instead of once per ticket at scattered places (measured:
+        # 38 against 84 µs a ticket for chunks of 1,000 real tickets). Each ticket's sums still
+        # run over its features in ascending order, so the floats are the same (tests check).
+        return np.asarray(X.tocsc() @ self.weights[: self.width])
 
     def predict_proba(
         self, name: str, scores: np.ndarray, extras: np.ndarray | None = None
