@@ -741,11 +741,13 @@ class Router:
         """Rows of ``X`` with no word feature, only character n-grams."""
         # Character n-grams match almost anything (digits, Latin letters); only known words count
         # as evidence that the model understands the ticket.
-        if X.shape[0] == 1:  # one ticket: its columns are sorted, so its first says it all
-            return np.array([X.nnz == 0 or int(X.indices[0]) >= self._word_width()])
-        row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-        words = X.indices < self._word_width()  # word columns come first
-        return np.bincount(row_of[words], minlength=X.shape[0]) == 0
+        # Each row's columns are sorted and the word view's come first, so a row's first column
+        # says whether it holds a word (as in _evidence, where a row's words are a prefix).
+        empty = np.diff(X.indptr) == 0
+        if not X.nnz:
+            return empty
+        first = X.indices[np.minimum(X.indptr[:-1], X.nnz - 1)]
+        return empty | (first >= self._word_width())
 
     def _rankings(
         self,
