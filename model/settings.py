@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True, description="Log one line per request (path PII-masked, no query string)"
     )
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="Seconds an idle keep-alive connection stays open. Longer than the idle timeout "
+        "of any proxy or client pool in front (nginx upstream keepalive: 60 s), so that the server "
+        "never closes a connection the client is about to reuse",
+    )
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

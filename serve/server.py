@@ -109,6 +109,7 @@ def run(
             access_log=False,
             log_level=log_level,
             log_config=log_config(log_level),
+            timeout_keep_alive=settings.keep_alive_s,
         )
         return
     verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
@@ -128,6 +129,7 @@ def run(
             access_log=False,
             log_level=log_level,
             log_config=log_config(log_level),
+            timeout_keep_alive=settings.keep_alive_s,
         )
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from typing import IO
 import httpx
 
 STARTUP_TIMEOUT_S = 60
+KEEP_ALIVE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+UVICORN_DEFAULT_S = 5  # seconds uvicorn keeps an idle connection unless told otherwise
 
 
 def free_port() -> int:
@@ -44,6 +47,11 @@ class LiveServer:
     def logs(self) -> str:
         self.log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def port_of(server: LiveServer) -> int:
+    """The loopback port ``server`` listens on."""
+    return int(server.url.rsplit(":", 1)[1])
 
 
 def start_server(args: list[str], env: dict[str, str], port: int | None = None) -> LiveServer:
@@ -78,3 +86,25 @@ def start_server(args: list[str], env: dict[str, str], port: int | None = None) 
                 server.kill()
                 raise RuntimeError(f"paidan serve did not become ready:\n{server.logs()}")
             time.sleep(0.1)
+
+
+def answered(sock: socket.socket) -> bytes:
+    """Send one request on ``sock`` and read its whole answer (``b""`` if the server closed it)."""
+    try:
+        sock.sendall(KEEP_ALIVE_REQUEST)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+        while len(body) < length:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except (ConnectionResetError, BrokenPipeError):
+        return b""

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 
 from serve.workers import Supervisor
-from tests.reliability.live import LiveServer
+from tests.reliability.live import UVICORN_DEFAULT_S, LiveServer, answered, port_of
 
 CONNECTIONS = 32
 WAIT_S = 60
@@ -60,10 +60,6 @@ def start(live_server_factory: Callable[..., LiveServer], model_dir: Path) -> Li
     return server
 
 
-def port_of(server: LiveServer) -> int:
-    return int(server.url.rsplit(":", 1)[1])
-
-
 @pytest.mark.slow
 def test_connections_opened_together_reach_both_workers(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
@@ -75,15 +71,18 @@ def test_connections_opened_together_reach_both_workers(
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(CONNECTIONS)]
     try:
         for s in socks:  # one keep-alive request each, so every connection has been accepted
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-        for s in socks:
-            assert s.recv(4096).startswith(b"HTTP/1.1 200"), "no answer on a connection"
+            assert answered(s).startswith(b"HTTP/1.1 200"), "no answer on a connection"
         mine = {s.getsockname()[1] for s in socks}
         per_worker: Counter[int] = Counter()
         for pid in workers:
             for c in psutil.Process(pid).net_connections(kind="tcp"):
                 if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port in mine:
                     per_worker[pid] += 1
+        # Idle for longer than uvicorn's default keep-alive (5 s): the workers keep the connections
+        # too (PAIDAN_KEEP_ALIVE_S, tests/reliability/test_keep_alive.py).
+        time.sleep(UVICORN_DEFAULT_S + 1.5)
+        for s in socks:
+            assert answered(s).startswith(b"HTTP/1.1 200"), "an idle connection was closed"
     finally:
         for s in socks:
             s.close()
