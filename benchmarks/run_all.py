@@ -190,9 +190,14 @@ def targets(res: dict[str, Any], rows: dict[str, Any], backend: str) -> list[dic
         for lvl in get(res.get("serve"), "servers", best[1], "levels") or []:
             if lvl.get("concurrency") == 32:
                 p99 = lvl.get("p99_ms")
+        # httpx in the benchmark's own process saturates a core before the servers do (serve.py):
+        # the figure names its client, so a run without wrk cannot pass for one with it.
+        client = str(get(res.get("serve"), "client") or "unknown client").split(",")[0]
+        client = client.split(".")[0]  # "wrk" or "httpx"
         out.append(
             {
-                "figure": f"HTTP throughput at concurrency 32 ÷ naive app ({best[1]}), and its p99",
+                "figure": f"HTTP throughput at concurrency 32 ÷ naive app ({best[1]}, client "
+                f"{client}), and its p99",
                 "target": ">= 2, p99 < 50 ms",
                 "measured": {"throughput_x_naive": best[0], "p99_ms": p99},
                 "met": bool(best[0] and best[0] >= 2 and p99 is not None and p99 < 50),
