@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -310,6 +311,14 @@ def main() -> None:
         backend = TrainingConfig().tokenizer
     except ImportError:
         backend = DEFAULT_BACKEND
+    serving = "serve" not in args.skip and (args.only is None or "serve" in args.only)
+    if serving and shutil.which("wrk") is None:
+        # Found out at the start, not 20 minutes in: the fallback client measures itself.
+        print(
+            "warning: wrk is not installed (apt-get install wrk): the serve step falls back to "
+            "an httpx client in its own process, which saturates a core before the servers do",
+            file=sys.stderr,
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     # Step logs stay out of the repository (they are for debugging a failed step).
     log_dir = Path(tempfile.gettempdir()) / "paidan-bench-logs"
