@@ -99,7 +99,8 @@ def answered(sock: socket.socket) -> bytes:
                 return data
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = int(re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+        declared = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+        length = int(declared[1]) if declared else 0
         while len(body) < length:
             chunk = sock.recv(4096)
             if not chunk:
