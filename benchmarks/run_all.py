@@ -72,7 +72,11 @@ def steps(quick: bool) -> dict[str, tuple[str, list[str], Path]]:
             ["speed", *(["--calls", "100", "--batch", "2000", "--repeats", "1"] if quick else [])],
             r / "peers.json",
         ),
-        "serve": ("serve.py", ["--requests", "300"] if quick else [], r / "serve.json"),
+        "serve": (
+            "serve.py",
+            ["--requests", "300", "--cold-starts", "3"] if quick else [],
+            r / "serve.json",
+        ),
         "batch": (
             "batch.py",
             ["--rows", "10000", "--naive-sample", "500"] if quick else [],
@@ -228,18 +232,19 @@ def targets(res: dict[str, Any], rows: dict[str, Any], backend: str) -> list[dic
                 "met": a is not None and b is not None and a >= b,
             }
         )
-    ready = [
-        v.get("startup_to_ready_s")
-        for k, v in (get(res.get("serve"), "servers") or {}).items()
-        if k.startswith("paidan") and isinstance(v, dict)
-    ]
-    if ready:
+    cold = get(res.get("serve"), "cold_start")
+    if cold:
+        ready, what = cold.get("median_s"), f"median of {len(cold.get('runs_s') or [])} starts"
+    else:  # serve.json written before the repeated starts: the first start of the servers
+        first = get(res.get("serve"), "servers", "paidan_serve_workers_1", "startup_to_ready_s")
+        ready, what = first, "one start"
+    if ready is not None:
         out.append(
             {
-                "figure": "cold start of paidan serve to /readyz (seconds, one worker)",
+                "figure": f"cold start of paidan serve to /readyz (seconds, one worker, {what})",
                 "target": "< 3",
-                "measured": ready[0],
-                "met": ready[0] is not None and ready[0] < 3,
+                "measured": ready,
+                "met": ready < 3,
             }
         )
     return out

@@ -9,7 +9,11 @@ Measures, on this machine:
   and 32: p50/p99 latency seen by the client and requests per second;
 * **naive**: a FastAPI app, also a second process with one worker, that calls the same
   ``router.predict`` inside ``async def`` (the event loop blocks during every prediction), under the
-  same load.
+  same load;
+* **cold start**: seconds from starting ``paidan serve --workers 1`` to its first 200 from
+  ``/readyz``, over ``--cold-starts`` fresh processes (5), reported with their median. One start
+  is not a measurement on a shared VM: consecutive starts of the same server have differed by
+  1.7×.
 
 The load client is `wrk <https://github.com/wg/wrk>`_ (Debian's ``wrk`` package) with
 ``benchmarks/wrk_route.lua``: one thread, ``concurrency`` keep-alive connections, a bounded number of
@@ -250,6 +254,21 @@ def measure_server(
     return {"startup_to_ready_s": round(ready_s, 2), "levels": levels}
 
 
+def cold_starts(model_dir: Path, env: dict[str, str], n: int) -> dict[str, Any]:
+    """Start ``paidan serve --workers 1`` ``n`` times, each time until ``/readyz`` answers 200."""
+    runs = []
+    for _ in range(n):
+        port = free_port()
+        proc, ready_s = start_server(paidan_serve(model_dir, port, "--workers", "1"), env, port)
+        stop_server(proc)
+        runs.append(round(ready_s, 2))
+    return {
+        "command": "paidan serve --workers 1",
+        "runs_s": runs,
+        "median_s": round(float(np.median(runs)), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="Model directory (default: train one)")
@@ -262,6 +281,9 @@ def main() -> None:
         choices=["wrk", "httpx"],
         default="wrk" if shutil.which("wrk") else "httpx",
         help="Load client (default: wrk when installed; apt-get install wrk)",
+    )
+    parser.add_argument(
+        "--cold-starts", type=int, default=5, help="Fresh starts timed to /readyz (median reported)"
     )
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -333,6 +355,8 @@ def main() -> None:
             "naive", cmd, env, port, pool, args.requests, bodies, args.seconds
         )
         result["servers"] = servers
+        result["cold_start"] = cold_starts(model_dir, env, args.cold_starts)
+        print(f"cold start: {result['cold_start']}", file=sys.stderr)
 
         naive = {lv["concurrency"]: lv for lv in servers["naive_async_def"]["levels"]}
         ratios: dict[str, Any] = {}
