@@ -91,6 +91,15 @@ def run(
     settings = settings.model_copy(update={"access_log": access_log})
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     model_dir = Path(model_dir).resolve()
+    # uvicorn's options for either path below, in one place so that none reaches only one of them.
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        "log_level": log_level,
+        "log_config": log_config(log_level),
+        "timeout_keep_alive": settings.keep_alive_s,
+    }
     if workers <= 1:
         # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
         # hand it to the app's start-up instead of hashing and unpickling it a second time.
@@ -102,15 +111,7 @@ def run(
             router_loader=_first_load_from(model_dir, loaded),
             migrate=not migrated,  # the app's start-up retries if the database was down
         )
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            access_log=False,
-            log_level=log_level,
-            log_config=log_config(log_level),
-            timeout_keep_alive=settings.keep_alive_s,
-        )
+        uvicorn.run(app, **options)
         return
     verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
     prepare_database(settings)
@@ -121,16 +122,7 @@ def run(
     if own_multiproc:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
     try:
-        config = uvicorn.Config(
-            "serve.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            access_log=False,
-            log_level=log_level,
-            log_config=log_config(log_level),
-            timeout_keep_alive=settings.keep_alive_s,
-        )
+        config = uvicorn.Config("serve.app:create_app", factory=True, **options)
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).
         Supervisor(config, workers).run()
