@@ -4,9 +4,19 @@ Layout (file names are constants)::
 
     <version>/
         metadata.json     version, labels, thresholds, metrics, config, library versions, file hashes
-        router.joblib     the fitted :class:`model.router.Router`
+        serving.joblib    the router's prediction path without scikit-learn (Router.for_serving):
+                          the compiled features and heads, the fused weights, the latent view and
+                          the similar-ticket index
+        router.joblib     the rest of the fitted :class:`model.router.Router`: its scikit-learn
+                          objects (Router.detached), which training tools read
         userdict.txt      the jieba user dictionary it was trained with
         stopwords.txt     the stopword list it was trained with
+
+A server loads ``serving.joblib`` alone (``load_router(..., serving=True)``), so it never imports
+scikit-learn, whose import took about 1.8 s of a cold start; every other caller gets the whole
+router, both files joined. A model whose heads cannot all be compiled, and every model written
+before the serving file existed, has ``router.joblib`` alone, holding the whole router; both kinds
+of caller then load that.
 
 A pickle is code. :func:`load_router` therefore checks every file's SHA-256 and the library versions
 before it unpickles anything, and refuses symlinks and paths outside the configured model root.
@@ -35,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 ROUTER_FILE = "router.joblib"
+SERVING_FILE = "serving.joblib"
 USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
 FORMAT_VERSION = 1
@@ -112,7 +123,12 @@ def save_router(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         # Uncompressed, so that load_router can memory-map the weights (see there).
-        joblib.dump(router, staging / ROUTER_FILE, compress=0)
+        serving = router.for_serving()
+        if serving is None:
+            joblib.dump(router, staging / ROUTER_FILE, compress=0)
+        else:
+            joblib.dump(serving, staging / SERVING_FILE, compress=0)
+            joblib.dump(router.detached(), staging / ROUTER_FILE, compress=0)
         for name, src in (resources or {}).items():
             if src is not None:
                 shutil.copyfile(src, staging / name)
@@ -211,7 +227,7 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
 
 
 def load_router(
-    model_dir: str | Path, root: str | Path | None = None
+    model_dir: str | Path, root: str | Path | None = None, *, serving: bool = False
 ) -> tuple[Router, dict[str, Any]]:
     """The one loader: verify, then unpickle.
 
@@ -221,6 +237,10 @@ def load_router(
         A directory written by :func:`save_router`.
     root : str or Path, optional
         The configured model root; directories outside it are refused.
+    serving : bool, default False
+        Load only what predicting needs (the serving file, when the model has one): a router
+        without scikit-learn objects (:meth:`Router.for_serving`), loaded without importing
+        scikit-learn. Otherwise the whole router.
 
     Returns
     -------
@@ -230,10 +250,35 @@ def load_router(
     Raises
     ------
     ModelLoadError
-        See :func:`verify`; also if the verified pickle still cannot be read.
+        See :func:`verify`; also if a verified pickle still cannot be read.
     """
     meta = verify(model_dir, root)
-    path = Path(model_dir).resolve() / ROUTER_FILE
+    resolved = Path(model_dir).resolve()
+    if SERVING_FILE not in meta["files"]:
+        return _unpickle(resolved / ROUTER_FILE), meta
+    fast = _unpickle(resolved / SERVING_FILE)
+    if serving:
+        return fast, meta
+    router = _unpickle(resolved / ROUTER_FILE)
+    try:
+        router.join(fast)
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ModelLoadError(
+            f"{resolved / ROUTER_FILE} and {SERVING_FILE} passed their checksums but do not "
+            f"belong together: {type(e).__name__}: {e}"
+        ) from e
+    return router, meta
+
+
+def load_serving_router(
+    model_dir: str | Path, root: str | Path | None = None
+) -> tuple[Router, dict[str, Any]]:
+    """:func:`load_router` with ``serving=True``: the loader of the server and of batch labelling."""
+    return load_router(model_dir, root, serving=True)
+
+
+def _unpickle(path: Path) -> Router:
+    """One verified pickle of a router, its numpy arrays memory-mapped."""
     try:
         with warnings.catch_warnings():
             # Models written compressed (by earlier versions) cannot be mapped; they load normally.
@@ -248,7 +293,7 @@ def load_router(
         ) from e
     if not isinstance(router, Router):
         raise ModelLoadError(f"{path} holds a {type(router).__name__}, not a paidan Router")
-    return router, meta
+    return router
 
 
 def _check_versions(meta: dict[str, Any], path: Path) -> None:

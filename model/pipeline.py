@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from model.compiled import (
+    CharNgramIndex,
+    CompiledFeatures,
+    CompiledHeads,
+    CompiledView,
+    Fold,
+    LatentView,  # noqa: F401  (it lived here: models pickled before model.compiled name it here)
+    TicketLike,
+    as_title_text,
+    char_wb_ngrams,
+    word_ngrams,
+)
 from model.config import TrainingConfig
 from model.text import combine
-from model.tokenizer import Doc, JiebaTokenizer, doc_text, doc_tokens
-
-# A ticket as the pipeline accepts it: a bare text, a (title, text) pair, or a mapping with those keys.
-TicketLike = str | tuple[str | None, str | None] | Mapping[str, Any]
-
-
-def as_title_text(ticket: TicketLike) -> tuple[str | None, str | None]:
-    """Read a title and a text out of any :data:`TicketLike`."""
-    if isinstance(ticket, str):
-        return None, ticket
-    if isinstance(ticket, Mapping):
-        return ticket.get("title"), ticket.get("text")
-    title, text = ticket
-    return title, text
+from model.tokenizer import (
+    BACKENDS,
+    Backend,
+    Doc,
+    Segmenter,
+    _import_rjieba,
+    doc_text,
+    doc_tokens,
+    read_stopwords,
+    read_userdict,
+)
 
 
 class TextPreparer(TransformerMixin, BaseEstimator):
@@ -62,6 +66,98 @@ class TextPreparer(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         tags.requires_fit = False
+        return tags
+
+
+class JiebaTokenizer(TransformerMixin, BaseEstimator):
+    """The feature pipeline's tokenizer: reads its resources at ``fit``, cuts with a :class:`Segmenter`.
+
+    Parameters
+    ----------
+    userdict : str or Path, optional
+        jieba user dictionary read at ``fit`` time. Its words are stored in the fitted tokenizer,
+        so a loaded model never depends on the file still being where it was at training.
+    stopwords : str or Path, optional
+        Stopword list read at ``fit`` time.
+    hmm : bool, default True
+        Let jieba guess words that are in no dictionary (names, new terms) with its HMM.
+    backend : {"jieba", "rjieba"}, default "jieba"
+        See :class:`~model.tokenizer.Segmenter`.
+
+    Attributes
+    ----------
+    user_words_ : tuple of (word, freq, tag)
+        The user dictionary the tokenizer was fitted with.
+    stopwords_ : frozenset of str
+        The stopwords it was fitted with.
+    backend_ : str
+        The backend it was fitted with (what a loaded model cuts with).
+    """
+
+    def __init__(
+        self,
+        userdict: str | Path | None = None,
+        stopwords: str | Path | None = None,
+        hmm: bool = True,
+        backend: Backend = "jieba",
+    ) -> None:
+        self.userdict = userdict
+        self.stopwords = stopwords
+        self.hmm = hmm
+        self.backend = backend
+
+    def fit(self, X: Iterable[str] | None = None, y: Any = None) -> JiebaTokenizer:
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        if self.backend == "rjieba":
+            _import_rjieba()  # fail at fit time, with the fix, rather than on the first text
+        self.backend_ = self.backend
+        self.user_words_ = read_userdict(self.userdict) if self.userdict else ()
+        self.stopwords_ = read_stopwords(self.stopwords) if self.stopwords else frozenset()
+        self.__dict__.pop("_segmenter", None)
+        return self
+
+    def transform(self, X: Iterable[str]) -> list[Doc]:
+        return self.segmenter().transform(X)
+
+    def tokenize(self, text: str) -> tuple[str, ...]:
+        """Cut one prepared text into its meaningful, non-stopword tokens."""
+        return self.segmenter().tokenize(text)
+
+    def warm_up(self) -> None:
+        """Load jieba's dictionary now rather than on the first request."""
+        self.segmenter().warm_up()
+
+    def segmenter(self) -> Segmenter:
+        """The fitted segmenter, made once per tokenizer (it holds the loaded dictionary)."""
+        seg = self.__dict__.get("_segmenter")
+        if seg is None:
+            # getattr: tokenizers pickled before the backend existed were jieba ones.
+            seg = Segmenter(
+                self.user_words_, self.stopwords_, self.hmm, getattr(self, "backend_", "jieba")
+            )
+            self.__dict__["_segmenter"] = seg
+        return seg
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy: on Python 3.11 scikit-learn's state is the live __dict__ itself, and popping from
+        # it dropped the loaded dictionary of the tokenizer being pickled.
+        state = dict(super().__getstate__())
+        state.pop("_segmenter", None)
+        state.pop("_jieba_cache", None)  # the loaded dictionary, in tokenizers before Segmenter
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("backend", "jieba")  # pickled before the parameter existed
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = True
         return tags
 
 
@@ -154,377 +250,6 @@ def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> Cal
         cv=folds,
         ensemble=config.calibration_ensemble,
     )
-
-
-# Documents featurised together by CompiledFeatures.transform_docs.
-_PIECE = 256
-
-
-class CompiledFeatures:
-    """The fitted feature pipeline's ``transform``, without scikit-learn's per-call overhead.
-
-    ``Pipeline.transform`` validates its input at every step and runs the feature union through
-    joblib; for one ticket that overhead costs more than the arithmetic. This object reads the
-    fitted steps once and then does only the arithmetic scikit-learn does: count each view's terms,
-    apply the sublinear TF, the IDF and the L2 norm, weight the view, and lay the views side by side.
-    The result equals ``features.transform`` up to float32 rounding (tests check it).
-
-    Parameters
-    ----------
-    features : Pipeline
-        A pipeline built by :func:`build_features` and fitted.
-    """
-
-    def __init__(self, features: Pipeline) -> None:
-        self.prepare: TextPreparer = features.named_steps["prepare"]
-        self.tokenizer: JiebaTokenizer = features.named_steps["tokenize"]
-        union: FeatureUnion = features.named_steps["views"]
-        weights = union.transformer_weights or {}
-        self.views: list[_CompiledView] = []
-        # Word-view columns come first when there is a word view: evidence shows only those.
-        first, first_vec = union.transformer_list[0]
-        self.word_width = len(first_vec.vocabulary_) if first == "word" else 0
-        offset = 0
-        for name, vec in union.transformer_list:
-            view = _CompiledView(vec, weights.get(name), offset)
-            self.views.append(view)
-            offset += view.width
-        self.n_features = offset
-
-    def texts(self, tickets: Iterable[TicketLike]) -> list[str]:
-        """Prepared texts: each ticket normalised and masked exactly once."""
-        return self.prepare.transform(tickets)
-
-    def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
-        """Feature rows of tickets, as ``features.transform`` computes them."""
-        docs = self.tokenizer.transform(self.texts(tickets))
-        return self.transform_docs(docs)
-
-    def transform_docs(self, docs: Sequence[Doc]) -> sp.csr_matrix:
-        """Feature rows of already tokenised documents."""
-        if len(docs) > 1:
-            # In pieces whose arrays stay in the CPU's caches (measured: 256 beats 2,000 by 15 %).
-            pieces = [
-                self._transform_many(docs[start : start + _PIECE])
-                for start in range(0, len(docs), _PIECE)
-            ]
-            return pieces[0] if len(pieces) == 1 else sp.vstack(pieces, format="csr")
-        rows_idx: list[np.ndarray] = []
-        rows_val: list[np.ndarray] = []
-        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
-        for i, doc in enumerate(docs):
-            parts = [view.row(doc) for view in self.views]
-            idx = np.concatenate([p[0] for p in parts])
-            rows_idx.append(idx)
-            rows_val.append(np.concatenate([p[1] for p in parts]))
-            indptr[i + 1] = indptr[i] + len(idx)
-        indices = np.concatenate(rows_idx) if rows_idx else np.zeros(0, dtype=np.int32)
-        data = np.concatenate(rows_val) if rows_val else np.zeros(0, dtype=np.float32)
-        return sp.csr_matrix(
-            (data, indices.astype(np.int32, copy=False), indptr),
-            shape=(len(docs), self.n_features),
-        )
-
-    def _transform_many(self, docs: Sequence[Doc]) -> sp.csr_matrix:
-        """:meth:`transform_docs` for many documents: each view's arithmetic runs once per chunk.
-
-        Per document, each view cost a dozen small array operations (measured: the largest cost
-        of batch labelling); here every view finds the terms of all documents at once
-        (:meth:`_CompiledView.entries`) and weights them in one pass. Same values, bit for bit.
-        """
-        n = len(docs)
-        doc_parts, col_parts, val_parts = [], [], []
-        for view in self.views:
-            doc_of, cols, vals = view.weighted(*view.entries(docs), n)
-            doc_parts.append(doc_of)
-            col_parts.append(cols + view.offset)
-            val_parts.append(vals)
-        doc_of = np.concatenate(doc_parts)
-        # Each view's entries are sorted by document, then column; a stable sort by document keeps
-        # that order within a document, view after view, which is the feature union's order.
-        order = np.argsort(doc_of, kind="stable")
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(doc_of, minlength=n), out=indptr[1:])
-        return sp.csr_matrix(
-            (
-                np.concatenate(val_parts)[order],
-                np.concatenate(col_parts)[order].astype(np.int32, copy=False),
-                indptr,
-            ),
-            shape=(n, self.n_features),
-        )
-
-
-class _CompiledView:
-    """One fitted TfidfVectorizer reduced to its analyzer, vocabulary and IDF."""
-
-    def __init__(self, vec: TfidfVectorizer, weight: float | None, offset: int) -> None:
-        if vec.norm not in ("l2", None) or not vec.use_idf:
-            raise ValueError("only l2-normalised TF-IDF views can be compiled")
-        self.analyzer = vec.build_analyzer()
-        self.vocabulary: dict[str, int] = vec.vocabulary_
-        self.char_keys: CharNgramIndex | None = None
-        if vec.analyzer == "char_wb" and vec.input == "content" and vec.preprocessor is not None:
-            self.analyzer = partial(
-                char_wb_ngrams, preprocessor=vec.preprocessor, ngram_range=vec.ngram_range
-            )
-            if CharNgramIndex.supports(vec.ngram_range, self.vocabulary):
-                self.char_keys = CharNgramIndex(self.vocabulary, vec.preprocessor, vec.ngram_range)
-        self.idf = np.asarray(vec.idf_, dtype=vec.dtype)
-        self.dtype = vec.dtype
-        self.sublinear = vec.sublinear_tf
-        self.l2 = vec.norm == "l2"
-        self.weight = None if weight in (None, 1, 1.0) else weight
-        self.offset = offset
-        self.width = len(self.vocabulary)
-
-    def row(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted global column indices and TF-IDF values of one document."""
-        if self.char_keys is not None:
-            idx, counts = self.char_keys.counts(doc)
-        else:
-            # Counted by Counter's C loop, then sorted as scikit-learn's sort_indices does: for one
-            # document np.unique costs several times more (measured: 32 against 8 µs for 20 words).
-            found: Counter[int | None] = Counter(map(self.vocabulary.get, self.analyzer(doc)))
-            columns = sorted(c for c in found if c is not None)  # None: not in the vocabulary
-            idx = np.array(columns, dtype=np.int32)
-            counts = np.fromiter(
-                map(found.__getitem__, columns), dtype=np.int64, count=len(columns)
-            )
-        if not len(idx):
-            return idx, np.zeros(0, dtype=self.dtype)
-        val = counts.astype(self.dtype)
-        if self.sublinear:
-            np.log(val, out=val)
-            val += 1
-        val *= self.idf[idx]
-        if self.l2:
-            # As scikit-learn's row normaliser: squares in the data's precision, summed in order in
-            # double precision, division in double; so rows are bit-for-bit scikit-learn's.
-            norm = math.sqrt(np.cumsum(val * val, dtype=np.float64)[-1])
-            if norm > 0:
-                val = (val / np.float64(norm)).astype(self.dtype)
-        if self.weight is not None:
-            val = (val * self.weight).astype(self.dtype, copy=False)
-        return idx + self.offset, val
-
-    def entries(self, docs: Sequence[Doc]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Known terms of many documents: (document, column, count), sorted by document and column."""
-        if self.char_keys is not None:
-            return self.char_keys.entries(docs)
-        get = self.vocabulary.get
-        terms = [self.analyzer(doc) for doc in docs]
-        lengths = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
-        flat = np.fromiter(
-            map(get, chain.from_iterable(terms), repeat(-1)), dtype=np.int64, count=lengths.sum()
-        )
-        doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
-        known = flat >= 0
-        return _count_pairs(doc_of[known], flat[known], self.width)
-
-    def weighted(
-        self, doc_of: np.ndarray, cols: np.ndarray, counts: np.ndarray, n_docs: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`row`'s arithmetic on the :meth:`entries` of many documents at once."""
-        val = counts.astype(self.dtype)
-        if self.sublinear:
-            np.log(val, out=val)
-            val += 1
-        val *= self.idf[cols]
-        if self.l2 and len(val):
-            # Each row's sum of squares in order, in double precision, as in row(): a CSR matrix
-            # times a vector of ones adds each row's entries one after the other (numpy's own
-            # reductions add pairwise, which rounds differently).
-            indptr = np.zeros(n_docs + 1, dtype=np.int64)
-            np.cumsum(np.bincount(doc_of, minlength=n_docs), out=indptr[1:])
-            squares = sp.csr_matrix(
-                ((val * val).astype(np.float64), cols, indptr), shape=(n_docs, self.width)
-            )
-            norms = np.sqrt(squares @ np.ones(self.width))[doc_of]
-            nonzero = norms > 0
-            val[nonzero] = (val[nonzero] / norms[nonzero]).astype(self.dtype)
-        if self.weight is not None:
-            val = (val * self.weight).astype(self.dtype, copy=False)
-        return doc_of, cols, val
-
-
-def char_wb_ngrams(
-    doc: Any, preprocessor: Callable[[Any], str], ngram_range: tuple[int, int]
-) -> list[str]:
-    """scikit-learn's ``char_wb`` analyzer, with list slicing in place of a per-n-gram loop.
-
-    Same n-grams in the same order: each whitespace-separated word is padded with one space on
-    each side; a padded word no longer than ``n`` counts once, whole, and ends the larger sizes.
-    """
-    min_n, max_n = ngram_range
-    out: list[str] = []
-    extend = out.extend
-    for w in preprocessor(doc).split():
-        w = f" {w} "
-        w_len = len(w)
-        for n in range(min_n, max_n + 1):
-            if w_len <= n:
-                out.append(w)
-                break
-            extend([w[i : i + n] for i in range(w_len - n + 1)])
-    return out
-
-
-def _count_pairs(
-    doc_of: np.ndarray, cols: np.ndarray, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (document, column) pairs in ascending order, and how often each occurs."""
-    pairs, counts = np.unique(doc_of * width + cols, return_counts=True)
-    return pairs // width, pairs % width, counts
-
-
-class CharNgramIndex:
-    """Character n-grams of up to three characters looked up as integers, not as strings.
-
-    Every character of the vocabulary gets a small id, in code-point order (0 stands for "no
-    character", and one id above all others for a character the vocabulary never uses), and an
-    n-gram is packed into one integer key with its first character in the highest bits. Keys then
-    sort as the n-grams' strings do; a key's position among the vocabulary's sorted keys gives its
-    column through ``columns_of_keys`` (in a vocabulary numbered as scikit-learn numbers it, which
-    models saved before :func:`number_by_frequency` keep, the position is the column itself, and the
-    columns come out of the look-up already sorted). Its n-grams are found with a handful of array
-    operations (``unique``, ``searchsorted``) instead of building and hashing a Python string per
-    n-gram, which dominated the cost of a ticket. The n-grams are exactly :func:`char_wb_ngrams`'s:
-    each whitespace-separated word padded with one space on each side, windows never crossing from
-    one padded word into the next.
-    """
-
-    CHARS = 3  # characters per key at most
-
-    @staticmethod
-    def supports(ngram_range: tuple[int, int], vocabulary: Mapping[str, int]) -> bool:
-        """Whether every n-gram fits a key: at most three characters, none of them NUL."""
-        min_n, max_n = ngram_range
-        return 1 <= min_n <= max_n <= 3 and "\x00" not in "".join(vocabulary)
-
-    def __init__(
-        self,
-        vocabulary: Mapping[str, int],
-        preprocessor: Callable[[Any], str],
-        ngram_range: tuple[int, int],
-    ) -> None:
-        self.preprocessor = preprocessor
-        self.min_n, self.max_n = ngram_range
-        terms = np.array(list(vocabulary), dtype="U3")  # shorter terms are padded with NUL
-        chars = terms.view(np.uint32).reshape(len(terms), self.CHARS)
-        alphabet = np.unique(chars[chars != 0])
-        unknown = len(alphabet) + 1
-        self.bits = unknown.bit_length()
-        # Code point -> id; 2 MB for any vocabulary that uses fewer than 65,535 characters.
-        self.char_ids = np.full(
-            0x110000, unknown, dtype=np.uint16 if unknown < 2**16 else np.uint32
-        )
-        self.char_ids[alphabet] = np.arange(1, unknown)
-        ids = np.where(chars != 0, self.char_ids[chars], 0).astype(np.uint64)
-        keys = ids[:, 0] << np.uint64(2 * self.bits)
-        keys |= ids[:, 1] << np.uint64(self.bits)
-        keys |= ids[:, 2]
-        columns = np.fromiter(vocabulary.values(), dtype=np.int32, count=len(vocabulary))
-        order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
-        self.columns_of_keys = columns[order]
-        # True for a vocabulary numbered alphabetically, as scikit-learn fits it (models saved
-        # before number_by_frequency); otherwise, as in every model trained since, the look-up goes
-        # through columns_of_keys and sorts afterwards.
-        self.ranked = bool(np.array_equal(self.columns_of_keys, np.arange(len(columns))))
-        # Single characters need no search: a character's id indexes its column (-1: none).
-        self.unigram_columns = np.full(unknown + 1, -1, dtype=np.int64)
-        single = (self.keys & np.uint64(2 ** (2 * self.bits) - 1)) == 0
-        self.unigram_columns[(self.keys[single] >> np.uint64(2 * self.bits)).astype(np.int64)] = (
-            self.columns_of_keys[single]
-        )
-
-    def _ids(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Character ids of the padded words laid end to end, and each position's word."""
-        padded = " " + "  ".join(words) + " "
-        cps = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        word_of = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
-        return self.char_ids[cps].astype(np.uint64), word_of
-
-    def _windows(
-        self, ids: np.ndarray, word_of: np.ndarray, min_n: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """For each n-gram length from ``min_n`` (default: the index's), the keys of every window
-        and which windows are valid.
-
-        A window is valid when it starts and ends in the same padded word; ``None`` means all are
-        (single characters). Callers filter, so :meth:`entries` can filter positions alongside.
-        """
-        length = len(ids)
-        for n in range(min_n or self.min_n, min(self.max_n, length) + 1):
-            starts = length - n + 1
-            keys = ids[:starts] << np.uint64(2 * self.bits)
-            for k in range(1, n):
-                keys |= ids[k : k + starts] << np.uint64((2 - k) * self.bits)
-            yield keys, (word_of[:starts] == word_of[n - 1 : n - 1 + starts] if n > 1 else None)
-
-    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where sorted ``keys`` sit among the vocabulary's keys, and which of them are there."""
-        pos = np.searchsorted(self.keys, keys)
-        pos[pos == len(self.keys)] = 0
-        return pos, self.keys[pos] == keys
-
-    def counts(self, doc: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted vocabulary columns of the document's known n-grams, and how often each occurs."""
-        words = self.preprocessor(doc).split()
-        if not words or not len(self.keys):
-            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-        grams = [
-            keys if valid is None else keys[valid]
-            for keys, valid in self._windows(*self._ids(words))
-        ]
-        # Count first, then look each distinct n-gram up once, in ascending order (searchsorted
-        # narrows its search from the previous hit).
-        keys, counts = np.unique(np.concatenate(grams), return_counts=True)
-        pos, hit = self._find(keys)
-        if self.ranked:
-            return pos[hit].astype(np.int32), counts[hit]
-        columns = self.columns_of_keys[pos[hit]]
-        order = np.argsort(columns)
-        return columns[order], counts[hit][order]
-
-    def entries(self, docs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`counts` of many documents at once: (document, column, count), sorted.
-
-        The documents' padded words are laid end to end; a window never crosses from one padded
-        word into the next, so never from one document into the next, and each distinct n-gram of
-        the whole chunk is looked up once. (Packing the document's number above each key instead,
-        so that one sort would count and order everything, was 10 % slower: it looks up every
-        document's n-grams separately.)
-        """
-        words_of = [self.preprocessor(doc).split() for doc in docs]
-        words = list(chain.from_iterable(words_of))
-        empty = np.zeros(0, dtype=np.int64)
-        if not words or not len(self.keys):
-            return empty, empty, empty
-        ids, word_of = self._ids(words)
-        doc_of_word = np.repeat(
-            np.arange(len(docs)), np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
-        )
-        grams, starts_of, found = [], [], []
-        if self.min_n == 1:  # single characters, all of them: looked up directly by id
-            found.append(self.unigram_columns[ids])
-            starts_of.append(np.arange(len(ids)))
-        for keys, valid in self._windows(ids, word_of, min_n=max(2, self.min_n)):
-            assert valid is not None  # only single characters are all valid
-            grams.append(keys[valid])
-            starts_of.append(np.flatnonzero(valid))
-        if grams:
-            # Longer n-grams: each distinct one is searched for once (a third fewer keys to sort
-            # than with the single characters among them).
-            distinct, inverse = np.unique(np.concatenate(grams), return_inverse=True)
-            pos, hit = self._find(distinct)
-            column_of = pos if self.ranked else self.columns_of_keys[pos]
-            found.append(np.where(hit, column_of, -1)[inverse])
-        columns = np.concatenate(found)
-        doc_of = doc_of_word[word_of[np.concatenate(starts_of)]]
-        known = columns >= 0
-        return _count_pairs(doc_of[known], columns[known].astype(np.int64), len(self.keys))
 
 
 def number_by_frequency(views: FeatureUnion) -> np.ndarray:
@@ -639,300 +364,102 @@ def attach_weights(
             est.coef_ = weights[: est.n_features_in_, start:stop].T
 
 
-class CompiledHeads:
-    """Fitted sigmoid-calibrated linear heads' ``predict_proba``, as plain array arithmetic.
+def compile_features(features: Pipeline) -> CompiledFeatures:
+    """The fitted feature pipeline's numbers, read once into a :class:`CompiledFeatures`."""
+    union: FeatureUnion = features.named_steps["views"]
+    weights = union.transformer_weights or {}
+    views = []
+    offset = 0
+    for name, vec in union.transformer_list:
+        views.append(compile_view(name, vec, weights.get(name), offset))
+        offset += views[-1].width
+    return CompiledFeatures(
+        features.named_steps["prepare"].title_repeat,
+        features.named_steps["tokenize"].segmenter(),
+        views,
+    )
 
-    :class:`~sklearn.calibration.CalibratedClassifierCV` validates its input in every fold and every
-    calibrator on every call, which for one ticket costs far more than its few hundred
-    multiply-adds. This object reads the weights of all heads and folds from one matrix
-    (:func:`fuse_weights`) with each fold's intercepts and sigmoid parameters, and computes the
-    probabilities scikit-learn computes.
+
+def compile_view(
+    name: str, vec: TfidfVectorizer, weight: float | None, offset: int
+) -> CompiledView:
+    """One fitted ``TfidfVectorizer`` of the union as a :class:`CompiledView`.
+
+    The views :func:`build_features` makes get analyzers of :mod:`model.compiled`, which need no
+    scikit-learn; any other vectorizer keeps its own (and a model holding it imports scikit-learn
+    when it is loaded).
+    """
+    if vec.norm not in ("l2", None) or not vec.use_idf:
+        raise ValueError("only l2-normalised TF-IDF views can be compiled")
+    analyzer: Callable[[Any], Sequence[str]] = vec.build_analyzer()
+    char_keys = None
+    plain_input = vec.input == "content" and vec.decode_error == "strict"
+    if vec.analyzer == "char_wb" and plain_input and vec.preprocessor is not None:
+        analyzer = partial(
+            char_wb_ngrams, preprocessor=vec.preprocessor, ngram_range=vec.ngram_range
+        )
+        if CharNgramIndex.supports(vec.ngram_range, vec.vocabulary_):
+            char_keys = CharNgramIndex(vec.vocabulary_, vec.preprocessor, vec.ngram_range)
+    elif (
+        vec.analyzer == "word"
+        and plain_input
+        and callable(vec.tokenizer)
+        and vec.preprocessor is None
+        and not vec.lowercase
+        and not vec.strip_accents
+        and vec.stop_words is None
+    ):
+        analyzer = partial(word_ngrams, tokenizer=vec.tokenizer, ngram_range=vec.ngram_range)
+    return CompiledView(
+        name,
+        analyzer,
+        vec.vocabulary_,
+        np.asarray(vec.idf_, dtype=vec.dtype),
+        sublinear=vec.sublinear_tf,
+        l2=vec.norm == "l2",
+        weight=weight,
+        offset=offset,
+        char_keys=char_keys,
+    )
+
+
+def compile_heads(
+    classifiers: Mapping[str, CalibratedClassifierCV],
+    weights: np.ndarray,
+    layout: Mapping[str, Sequence[tuple[int, int]]],
+    width: int,
+) -> CompiledHeads:
+    """Fitted heads that are :func:`compilable` as one :class:`CompiledHeads`.
 
     Parameters
     ----------
     classifiers : mapping of str to CalibratedClassifierCV
-        Fitted heads that are :func:`compilable`, by name.
+        The heads, by name.
     weights, layout : ndarray, dict
         :func:`fuse_weights`'s result for these heads.
     width : int
-        Number of TF-IDF columns; a head's extra columns (see :func:`with_extras`) follow them.
+        Number of TF-IDF columns.
     """
-
-    def __init__(
-        self,
-        classifiers: Mapping[str, CalibratedClassifierCV],
-        weights: np.ndarray,
-        layout: Mapping[str, Sequence[tuple[int, int]]],
-        width: int,
-    ) -> None:
-        # np.asarray: a plain view of the (memory-mapped) weights, without memmap's per-call
-        # subclass overhead.
-        self.weights = np.asarray(weights)
-        self.width = width
-        self.classes: dict[str, np.ndarray] = {}
-        self.folds: dict[str, list[_Fold]] = {}
-        for name, classifier in classifiers.items():
-            classes = np.asarray(classifier.classes_)
-            self.classes[name] = classes
-            self.folds[name] = []
-            for calibrated, (start, stop) in zip(
-                classifier.calibrated_classifiers_, layout[name], strict=True
-            ):
-                est = calibrated.estimator
-                positions = np.searchsorted(classes, est.classes_)
-                if len(classes) == 2:
-                    positions = np.array([1])
-                self.folds[name].append(
-                    _Fold(
-                        start,
-                        stop,
-                        np.asarray(est.intercept_),
-                        np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64),
-                        np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64),
-                        positions,
-                    )
+    classes: dict[str, np.ndarray] = {}
+    folds: dict[str, list[Fold]] = {}
+    for name, classifier in classifiers.items():
+        classes[name] = np.asarray(classifier.classes_)
+        folds[name] = []
+        for calibrated, (start, stop) in zip(
+            classifier.calibrated_classifiers_, layout[name], strict=True
+        ):
+            est = calibrated.estimator
+            positions = np.searchsorted(classes[name], est.classes_)
+            if len(classes[name]) == 2:
+                positions = np.array([1])
+            folds[name].append(
+                Fold(
+                    start,
+                    stop,
+                    np.asarray(est.intercept_),
+                    np.array([c.a_ for c in calibrated.calibrators], dtype=np.float64),
+                    np.array([c.b_ for c in calibrated.calibrators], dtype=np.float64),
+                    positions,
                 )
-
-        # Heads whose folds each know every class and sit side by side in the weights (the usual
-        # case) are computed for all folds at once: a handful of array operations instead of a
-        # handful per fold.
-        self.whole: dict[str, _AllFolds] = {}
-        for name, folds in self.folds.items():
-            n_classes = len(self.classes[name])
-            if n_classes > 2 and all(
-                np.array_equal(f.positions, np.arange(n_classes))
-                and f.start == folds[0].start + k * n_classes
-                for k, f in enumerate(folds)
-            ):
-                self.whole[name] = _AllFolds(
-                    folds[0].start,
-                    folds[-1].stop,
-                    len(folds),
-                    np.concatenate([f.intercept for f in folds]),
-                    np.concatenate([f.a for f in folds]),
-                    np.concatenate([f.b for f in folds]),
-                )
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.folds
-
-    def gather(self, X: sp.csr_matrix) -> np.ndarray:
-        """The weight rows of one ticket's features: shape ``(X.nnz, all folds' classes)``."""
-        return self.weights[X.indices]
-
-    def scores(self, X: sp.csr_matrix, gathered: np.ndarray | None = None) -> np.ndarray:
-        """Every fold's linear scores from the TF-IDF rows alone: shape ``(n, all folds' classes)``.
-
-        With ``gathered`` (:meth:`gather` of a one-row ``X``), no further memory is read.
-        """
-        if gathered is not None:
-            # Summed feature by feature, as the sparse product below sums each row: a BLAS dot
-            # product sums in another order, and one ticket's scores then differed from the same
-            # ticket's in a batch in the fourth decimal of a shown probability.
-            return rowwise_product(X.data[np.newaxis], gathered)
-        # A slice of rows of a C-ordered matrix is contiguous: one sparse × dense product, taken
-        # column by column: each feature's weight row is then read once for all the tickets that
-        # have it, in ascending order, instead of once per ticket at scattered places (measured:
-        # 38 against 84 µs a ticket for chunks of 1,000 real tickets). Each ticket's sums still
-        # run over its features in ascending order, so the floats are the same (tests check).
-        return np.asarray(X.tocsc() @ self.weights[: self.width])
-
-    def predict_proba(
-        self, name: str, scores: np.ndarray, extras: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Head ``name``'s mean calibrated probabilities over its folds, columns in class order.
-
-        ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow the TF-IDF ones in
-        this head's input, multiplied here without being stacked onto the sparse rows.
-        """
-        n, n_classes = scores.shape[0], len(self.classes[name])
-        whole = self.whole.get(name)
-        if whole is not None:
-            s = scores[:, whole.start : whole.stop] + whole.intercept
-            if extras is not None:
-                rows = slice(self.width, self.width + extras.shape[1])
-                s += rowwise_product(extras, self.weights[rows, whole.start : whole.stop])
-            p = expit(-(whole.a * s + whole.b)).reshape(n, whole.folds, n_classes)
-            denominator = p.sum(axis=2, keepdims=True)
-            p = np.divide(
-                p, denominator, out=np.full_like(p, 1 / n_classes), where=denominator != 0
             )
-            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
-            return p.sum(axis=1) / whole.folds
-        mean = np.zeros((n, n_classes))
-        for fold in self.folds[name]:
-            s = scores[:, fold.start : fold.stop] + fold.intercept
-            if extras is not None:
-                rows = slice(self.width, self.width + extras.shape[1])
-                s += rowwise_product(extras, self.weights[rows, fold.start : fold.stop])
-            proba = np.zeros((n, n_classes))
-            proba[:, fold.positions] = expit(-(fold.a * s + fold.b))
-            if n_classes == 2:
-                proba[:, 0] = 1.0 - proba[:, 1]
-            else:
-                denominator = proba.sum(axis=1)[:, np.newaxis]
-                uniform = np.full_like(proba, 1 / n_classes)
-                proba = np.divide(proba, denominator, out=uniform, where=denominator != 0)
-            proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
-            mean += proba
-        return mean / len(self.folds[name])
-
-    def class_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
-        """Mean linear weight over head ``name``'s folds for class ``label``.
-
-        ``rows`` are rows of the fused weights (``weights[columns]``, or part of :meth:`gather`).
-        For a binary head (one weight vector per fold, for the second class) the first class's
-        weights are the negated ones.
-        """
-        whole = self.whole.get(name)
-        if whole is not None:
-            n_classes = len(self.classes[name])
-            picked = rows[:, whole.start + label : whole.stop : n_classes]
-            return picked.sum(axis=1, dtype=np.float64) / whole.folds
-        out = np.zeros(len(rows), dtype=np.float64)
-        binary = len(self.classes[name]) == 2
-        folds = self.folds[name]
-        for fold in folds:
-            if binary:
-                out += rows[:, fold.start] * (1.0 if label == 1 else -1.0)
-            else:
-                j = int(np.searchsorted(fold.positions, label))
-                if j < len(fold.positions) and fold.positions[j] == label:  # else: not in this fold
-                    out += rows[:, fold.start + j]
-        return out / len(folds)
-
-
-def rowwise_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b``, each entry summed over ``k`` in ascending order, however many rows ``a`` has.
-
-    That is the order in which scipy's sparse × dense products sum a row, so one ticket's scores,
-    latent row and extra columns are the same floats as its row of a batch (tests check). A BLAS
-    product sums in another order, and takes another kernel for one row than for many: one
-    ticket's shown probability then differed from the same ticket's in batch labelling, in the
-    fourth decimal on 3 of 600 real tickets. einsum's own loop costs about 3 µs a ticket more in
-    a batch.
-    """
-    return np.einsum("ij,jk->ik", a, b)
-
-
-@dataclass(frozen=True)
-class _AllFolds:
-    """All folds of a compiled head at once: their columns, and their intercepts and sigmoids."""
-
-    start: int
-    stop: int
-    folds: int
-    intercept: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Fold:
-    """One calibration fold of a compiled head: its columns of the fused weights and its sigmoid."""
-
-    start: int
-    stop: int
-    intercept: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    positions: np.ndarray
-
-
-class LatentView:
-    """A latent semantic view of the TF-IDF features: a truncated SVD, as dense unit-length rows.
-
-    Fitted once on the training tickets (labelled and unlabelled) with scikit-learn's
-    :class:`~sklearn.decomposition.TruncatedSVD`. Only features seen in at least ``min_df`` tickets
-    take part, so the stored components stay a fraction of the vocabulary's size; a ticket's other
-    features are simply not projected. The projection is one sparse × dense product, so a ticket
-    costs its number of features times the number of components.
-
-    Parameters
-    ----------
-    columns : ndarray of int
-        The feature columns that take part, ascending.
-    components : ndarray of shape (len(columns), k)
-        The SVD's components, feature-major (a sparse row times them reads contiguous memory).
-    n_features : int
-        Width of the TF-IDF features.
-    weight : float
-        Scale of the unit-length output rows.
-    """
-
-    def __init__(
-        self, columns: np.ndarray, components: np.ndarray, n_features: int, weight: float
-    ) -> None:
-        self.columns = np.asarray(columns, dtype=np.int32)
-        self.components = np.ascontiguousarray(components, dtype=np.float32)
-        self.n_features = int(n_features)
-        self.weight = float(weight)
-        self._position: np.ndarray | None = None
-
-    @classmethod
-    def fit(
-        cls, X: sp.csr_matrix, n_components: int, min_df: int, weight: float, seed: int
-    ) -> LatentView | None:
-        """Fit on TF-IDF rows; ``None`` when the data are too small for two components."""
-        from sklearn.decomposition import TruncatedSVD
-
-        X = sp.csr_matrix(X)
-        df = np.bincount(X.indices[X.data != 0], minlength=X.shape[1])  # explicit zeros don't count
-        columns = np.flatnonzero(df >= min_df)
-        k = min(n_components, len(columns) - 1, X.shape[0] - 1)
-        if k < 2:
-            return None
-        svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=seed)
-        svd.fit(X[:, columns])
-        return cls(columns, svd.components_.T, X.shape[1], weight)
-
-    @property
-    def width(self) -> int:
-        return self.components.shape[1]
-
-    def transform(self, X: sp.csr_matrix) -> np.ndarray:
-        """Latent rows of TF-IDF rows: shape ``(n, width)``, float32, each of length ``weight``."""
-        if self._position is None:
-            position = np.full(self.n_features, -1, dtype=np.int32)
-            position[self.columns] = np.arange(len(self.columns), dtype=np.int32)
-            self._position = position
-        # np.asarray: a plain view of the components, memory-mapped once loaded (indexing a memmap
-        # is a Python call).
-        components = np.asarray(self.components)
-        pos = self._position[X.indices]
-        keep = pos >= 0
-        if X.shape[0] == 1:
-            # One ticket: its components' rows summed in the sparse product's order (the same
-            # floats, tests check), without building a sparse matrix (measured: 38 against 120 µs
-            # at 50 characters).
-            Z = rowwise_product(X.data[keep][np.newaxis], components[pos[keep]])
-        else:
-            indptr = np.concatenate([[0], np.cumsum(keep)])[X.indptr]
-            sub = sp.csr_matrix(
-                (X.data[keep], pos[keep], indptr), shape=(X.shape[0], len(self.columns))
-            )
-            Z = np.asarray(sub @ components, dtype=np.float32)
-        norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
-        norms[norms == 0] = 1.0  # a ticket with no known feature stays all zeros
-        Z /= (norms / self.weight)[:, np.newaxis].astype(np.float32)
-        return Z
-
-    def renumber(self, new_of_old: np.ndarray) -> None:
-        """Follow a renumbering of the TF-IDF columns (:func:`number_by_frequency`)."""
-        columns = new_of_old[self.columns]
-        order = np.argsort(columns)
-        self.columns = columns[order].astype(np.int32)
-        self.components = np.ascontiguousarray(self.components[order])
-        self._position = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_position"] = None  # derivable from the columns
-        return state
-
-
-def with_extras(X: sp.spmatrix, extras: np.ndarray | None) -> sp.csr_matrix:
-    """The TF-IDF rows with dense extra columns (latent view, stacked probabilities) after them."""
-    if extras is None or extras.shape[1] == 0:
-        return sp.csr_matrix(X)
-    return sp.csr_matrix(sp.hstack([X, sp.csr_matrix(extras)], format="csr", dtype=np.float32))
+    return CompiledHeads(weights, width, classes, folds)

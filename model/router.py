@@ -10,36 +10,34 @@ import copy
 import dataclasses
 import logging
 import math
-import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
 from scipy.special import expit, logit
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import normalize as l2_normalize
 
-from model.config import TrainingConfig
-from model.pipeline import (
+from model.compiled import (
     CompiledFeatures,
     CompiledHeads,
+    CPickled,
     LatentView,
     TicketLike,
-    attach_weights,
-    build_classifier,
-    build_features,
-    compilable,
-    fuse_weights,
-    number_by_frequency,
-    renumber_columns,
     with_extras,
 )
+from model.config import TrainingConfig
 from model.text import clean
+
+if TYPE_CHECKING:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn, and model.pipeline which builds on it, are imported only where a router is fitted
+# or compiled from its fitted objects: a router loaded from a model's serving file predicts
+# without them, so a server never imports scikit-learn (about 1.8 s of a cold start).
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +107,19 @@ class RouteResult(BaseModel):
 
 @dataclass
 class Head:
-    """A fitted classifier for one label column, with its auto-dispatch threshold."""
+    """A fitted classifier for one label column, with its auto-dispatch threshold.
+
+    In a router loaded for serving (:meth:`Router.for_serving`) the classifier is ``None``: its
+    numbers are in the router's compiled heads, and ``label_names`` holds its classes.
+    """
 
     name: str
-    classifier: CalibratedClassifierCV
+    classifier: CalibratedClassifierCV | None
     threshold: float
     counts: dict[str, int]
     prior_alpha: float = 0.0
     confidence_map: tuple[float, float] = IDENTITY_MAP
+    label_names: tuple[str, ...] = ()
 
     @cached_property
     def labels(self) -> list[str]:
@@ -125,6 +128,8 @@ class Head:
         Read once: the classes are memory-mapped once loaded, and every item read from a memmap
         is a Python call (36 of them per ticket, measured).
         """
+        if self.classifier is None:
+            return list(self.label_names)
         return [str(c) for c in self.classifier.classes_]
 
     @cached_property
@@ -177,6 +182,8 @@ class Head:
 
         Returns an array of shape ``(len(rows), len(columns))``.
         """
+        if self.classifier is None:
+            raise TypeError(f"head {self.name!r} was loaded for serving: it has no classifier")
         out = np.zeros((len(rows), len(columns)), dtype=np.float64)
         n_classes = len(self.classifier.classes_)
         for calibrated in self.classifier.calibrated_classifiers_:
@@ -350,7 +357,7 @@ class SimilarIndex:
         state = self.__dict__.copy()
         state["_postings"] = None  # derivable from the matrix
         for name in ("ids", "titles", "departments", "categories"):
-            state[name] = _CPickled(state[name])  # object arrays: one string per stored ticket
+            state[name] = CPickled(state[name])  # object arrays: one string per stored ticket
         return state
 
 
@@ -383,11 +390,12 @@ class Router:
     reads), in that order; :meth:`extras` builds them.
 
     Build it with :func:`build_router`; :mod:`training` fits it and :mod:`model.artifact` saves and
-    loads it.
+    loads it. A router for serving (:meth:`for_serving`) has no scikit-learn objects: ``features``
+    is ``None`` and its heads have no classifier; it predicts from its compiled path alone.
     """
 
     config: TrainingConfig
-    features: Pipeline
+    features: Pipeline | None
     heads: dict[str, Head] = field(default_factory=dict)
     index: SimilarIndex | None = None
     version: str = "unversioned"
@@ -400,8 +408,12 @@ class Router:
     # in place of each fold's own coefficients, which are views of it once loaded.
     _weights: np.ndarray | None = field(default=None, repr=False)
     _weight_layout: dict[str, list[tuple[int, int]]] | None = field(default=None, repr=False)
-    # Compiled prediction path (see :meth:`compiled`), rebuilt after loading, never pickled.
+    # Compiled prediction path (see :meth:`compiled`): rebuilt after loading a whole router; the
+    # only prediction path of a router for serving, which pickles it.
     _compiled: tuple[CompiledFeatures, CompiledHeads] | None = field(default=None, repr=False)
+    # True while the latent view, the index and the fused weights are left to the serving file
+    # (:meth:`detached`), until :meth:`join` puts them back.
+    _detached: bool = field(default=False, repr=False)
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -418,15 +430,18 @@ class Router:
         chunks, calling ``progress("tokenizing", done, total)`` after each. ``latent=False`` skips
         the latent view (no head will read it).
         """
+        from model.pipeline import number_by_frequency, renumber_columns
+
+        features = self._fitted_features()
         everything = list(tickets) + list(extra_texts)
-        prepare_tokenize = self.features[:2].fit(everything[:1])
+        prepare_tokenize = features[:2].fit(everything[:1])
         docs = []
         for start in range(0, len(everything), chunk):
             docs.extend(prepare_tokenize.transform(everything[start : start + chunk]))
             if progress:
                 progress("tokenizing", len(docs), len(everything))
-        X = sp.csr_matrix(self.features[2:].fit_transform(docs))
-        for _, vectorizer in self.features.named_steps["views"].transformer_list:
+        X = sp.csr_matrix(features[2:].fit_transform(docs))
+        for _, vectorizer in features.named_steps["views"].transformer_list:
             # The terms cut by min_df/max_features: only for introspection, and often larger than
             # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).
             vectorizer.stop_words_ = None
@@ -447,7 +462,7 @@ class Router:
             if progress:
                 progress("latent view", 1, 1)
         # After the latent view's fit, so that its randomised SVD sees the columns it always saw.
-        new_of_old = number_by_frequency(self.features.named_steps["views"])
+        new_of_old = number_by_frequency(features.named_steps["views"])
         renumber_columns(X, new_of_old)
         if self.latent is not None:
             self.latent.renumber(new_of_old)
@@ -468,6 +483,8 @@ class Router:
         ``threshold``, ``prior_alpha`` and ``confidence_map`` were chosen by cross-validation
         (:func:`training.train.cross_validate_heads`).
         """
+        from model.pipeline import build_classifier
+
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
         clf = build_classifier(self.config, counts.tolist())
         clf.fit(X, np.asarray(y, dtype=str))
@@ -493,6 +510,8 @@ class Router:
         categories: Sequence[str | None],
     ) -> None:
         """Keep the last ``config.max_similar`` tickets for the similar-ticket search."""
+        from sklearn.preprocessing import normalize as l2_normalize
+
         keep = slice(max(0, X.shape[0] - self.config.max_similar), X.shape[0])
         self.index = SimilarIndex(
             matrix=sp.csr_matrix(l2_normalize(X[keep]), dtype=np.float32),
@@ -515,18 +534,38 @@ class Router:
         cannot be compiled (isotonic calibration) is left out and uses scikit-learn.
         """
         if self._compiled is None:
-            features = CompiledFeatures(self.features)
+            from model.pipeline import compile_features, compile_heads
+
+            features = compile_features(self._fitted_features())
             weights, layout = self._fused()
-            heads = CompiledHeads(self._compilable(), weights, layout, features.n_features)
+            heads = compile_heads(self._compilable(), weights, layout, features.n_features)
             self._compiled = (features, heads)
         return self._compiled
 
+    def _fitted_features(self) -> Pipeline:
+        if self.features is None:  # a router for serving: its compiled path is all it has
+            raise TypeError("a router loaded for serving has no scikit-learn feature pipeline")
+        return self.features
+
     def _compilable(self) -> dict[str, CalibratedClassifierCV]:
-        return {n: h.classifier for n, h in self.heads.items() if compilable(h.classifier)}
+        from model.pipeline import compilable
+
+        return {
+            n: h.classifier
+            for n, h in self.heads.items()
+            if h.classifier is not None and compilable(h.classifier)
+        }
 
     def _fused(self) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
         """The fused weights, made once: afterwards the folds' coefficients are views of them."""
+        if self._detached:
+            raise RuntimeError(
+                "this router's weights are in its model's serving file; load the model with "
+                "model.artifact.load_router"
+            )
         if self._weights is None or self._weight_layout is None:
+            from model.pipeline import attach_weights, fuse_weights
+
             classifiers = self._compilable()
             self._weights, self._weight_layout = fuse_weights(classifiers)
             attach_weights(classifiers, self._weights, self._weight_layout)
@@ -580,10 +619,13 @@ class Router:
         out: dict[str, np.ndarray] = {}
         for name in self.head_order():
             extras = self.extras(name, X, out)
+            classifier = self.heads[name].classifier
             if name in fast and scores is not None:
                 out[name] = fast.predict_proba(name, scores, extras)
-            else:
-                out[name] = self.heads[name].classifier.predict_proba(with_extras(X, extras))
+            elif classifier is not None:
+                out[name] = classifier.predict_proba(with_extras(X, extras))
+            else:  # for_serving() keeps only routers whose heads all compile
+                raise RuntimeError(f"head {name!r} has neither a compiled path nor a classifier")
         return out
 
     def predict(
@@ -650,8 +692,7 @@ class Router:
 
     def warm_up(self) -> None:
         """Load jieba's dictionary, compile the prediction path and build the search index."""
-        self.features.named_steps["tokenize"].warm_up()
-        self.compiled()
+        self.compiled()[0].segmenter.warm_up()
         self._word_names_unique()
         if self.index is not None:
             self.index.postings()
@@ -664,12 +705,12 @@ class Router:
     def _word_names(self) -> np.ndarray:
         """Readable names of the word-view columns only: all that evidence ever shows."""
         if self._feature_names is None:
-            name, vec = self.features.named_steps["views"].transformer_list[0]
-            names = np.empty(len(vec.vocabulary_) if name == "word" else 0, dtype=object)
-            if name == "word":
+            view = self.compiled()[0].views[0]
+            names = np.empty(view.width if view.name == "word" else 0, dtype=object)
+            if view.name == "word":
                 # Inverting the vocabulary is a C-level scatter; get_feature_names_out sorts it.
-                names[np.fromiter(vec.vocabulary_.values(), dtype=np.int64)] = [
-                    _join_tokens(t) if " " in t else t for t in vec.vocabulary_
+                names[np.fromiter(view.vocabulary.values(), dtype=np.int64)] = [
+                    _join_tokens(t) if " " in t else t for t in view.vocabulary
                 ]
             self._feature_names = names
         return self._feature_names
@@ -684,25 +725,92 @@ class Router:
     def feature_names(self) -> np.ndarray:
         """Readable names of all features (word n-grams joined, char n-grams stripped)."""
         names = []
-        for view, vec in self.features.named_steps["views"].transformer_list:
-            if view == "word":
+        for view in self.compiled()[0].views:
+            if view.name == "word":
                 names.append(self._word_names())
             else:
-                raw = vec.get_feature_names_out()
-                names.append(np.asarray([t.strip() for t in raw], dtype=object))
+                names.append(np.asarray([t.strip() for t in view.names()], dtype=object))
         return np.concatenate(names)
+
+    # -- the serving file (see model.artifact) --------------------------------------------------
+    def for_serving(self) -> Router | None:
+        """This router without its scikit-learn objects: what a model's serving file holds.
+
+        It predicts as this router does, from the same compiled path (:meth:`compiled`), and
+        unpickling it imports neither scikit-learn nor :mod:`model.pipeline`. ``None`` when a head
+        cannot be compiled (isotonic calibration): such a model is served from its whole router.
+        """
+        features, heads = self.compiled()
+        if set(heads.folds) != set(self.heads):
+            return None
+        serving = self._shallow_copy()
+        serving.features = None
+        serving.heads = {
+            name: dataclasses.replace(head, classifier=None, label_names=tuple(head.labels))
+            for name, head in self.heads.items()
+        }
+        serving._weights = serving._weight_layout = None
+        serving._compiled = (features, heads)
+        return serving
+
+    def detached(self) -> Router:
+        """A copy whose pickle leaves out what :meth:`for_serving`'s holds already.
+
+        The latent view, the similar-ticket index and the fused weights (most of a model's bytes)
+        are then written once, in the serving file; :meth:`join` puts them back.
+        """
+        self._fused()
+        rest = self._shallow_copy()
+        rest.latent = None
+        rest.index = None
+        rest._compiled = None
+        rest._detached = True
+        return rest
+
+    def _shallow_copy(self) -> Router:
+        # Not copy.copy, which goes through __getstate__ (the pickled form: features in a blob).
+        clone = Router.__new__(Router)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def join(self, serving: Router) -> None:
+        """Put back what :meth:`detached` left out, from the router of the same model's serving file."""
+        if not self._detached or self._weight_layout is None:
+            raise ValueError("only a router saved by detached() can be joined to a serving router")
+        from model.pipeline import attach_weights
+
+        features, heads = serving.compiled()
+        self.latent = serving.latent
+        self.index = serving.index
+        self._weights = heads.weights
+        self._detached = False
+        attach_weights(
+            {n: self.heads[n].classifier for n in self._weight_layout},
+            self._weights,
+            self._weight_layout,
+        )
+        self._compiled = (features, heads)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_feature_names"] = None  # rebuilt on demand; large and derivable
         state["_names_unique"] = None
+        if self.features is None:  # a router for serving: the compiled path is all it has
+            assert self._compiled is not None
+            features, heads = self._compiled
+            # The vocabularies: hundreds of thousands of strings (see CPickled).
+            state["_compiled"] = (CPickled(features), heads)
+            return state
         state["_compiled"] = None
-        # The vocabularies: hundreds of thousands of strings (see _CPickled).
-        state["features"] = _CPickled(self.features)
+        state["features"] = CPickled(self.features)
         # The fused weights are written once; the folds' coefficients, views of them, are not.
-        state["_weights"], state["_weight_layout"] = self._fused()
+        if self._detached:  # ... and not here at all, but in the serving file
+            state["_weights"] = None
+        else:
+            state["_weights"], state["_weight_layout"] = self._fused()
+        layout = state["_weight_layout"] or {}
         state["heads"] = {
-            name: _without_coefficients(head) if name in state["_weight_layout"] else head
+            name: _without_coefficients(head) if name in layout else head
             for name, head in self.heads.items()
         }
         return state
@@ -716,8 +824,11 @@ class Router:
         state.setdefault("_weights", None)
         state.setdefault("_weight_layout", None)
         state.setdefault("_names_unique", None)
+        state.setdefault("_detached", False)
         self.__dict__.update(state)
         if self._weights is not None and self._weight_layout is not None:
+            from model.pipeline import attach_weights
+
             attach_weights(
                 {n: self.heads[n].classifier for n in self._weight_layout},
                 self._weights,
@@ -888,6 +999,8 @@ def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = 
     Router
         Unfitted; :func:`training.train.train` fits it.
     """
+    from model.pipeline import build_features
+
     return Router(config=config, features=build_features(config, userdict, stopwords))
 
 
@@ -896,9 +1009,12 @@ def _without_coefficients(head: Head) -> Head:
 
     Only the objects on the way to the coefficients are copied; the live head is unchanged.
     """
-    classifier = copy.copy(head.classifier)
+    original = head.classifier
+    if original is None:
+        return head
+    classifier = copy.copy(original)
     classifier.calibrated_classifiers_ = []
-    for calibrated in head.classifier.calibrated_classifiers_:
+    for calibrated in original.calibrated_classifiers_:
         calibrated = copy.copy(calibrated)
         calibrated.estimator = copy.copy(calibrated.estimator)
         calibrated.estimator.coef_ = None
@@ -913,22 +1029,6 @@ def _join_tokens(ngram: str) -> str:
     for p in parts[1:]:
         out += (" " if out[-1:].isascii() and p[:1].isascii() else "") + p
     return out
-
-
-class _CPickled:
-    """Pickles an object as one bytes blob that is unpickled by the C unpickler.
-
-    joblib reads a file with Python's pure-Python unpickler (to lay numpy arrays out itself), which
-    takes seconds for the feature vocabularies' hundreds of thousands of strings; a blob reduces to
-    ``pickle.loads(blob)``, so the strings are read at C speed and the loaded attribute is the
-    object itself. Large numpy arrays stay outside blobs, where joblib handles them best.
-    """
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return pickle.loads, (pickle.dumps(self.obj, protocol=pickle.HIGHEST_PROTOCOL),)
 
 
 def _row_lengths(X: sp.csr_matrix) -> np.ndarray:

@@ -1,8 +1,11 @@
 """A picklable jieba tokenizer with an explicit user dictionary and stopword list.
 
 jieba's module-level tokenizer holds a lock and global state, so neither pickling nor
-``sklearn.base.clone`` survives it. :class:`JiebaTokenizer` keeps only plain data (the user words,
-stopwords and backend it was fitted with) and builds its segmenter lazily, once per process.
+``sklearn.base.clone`` survives it. :class:`Segmenter` keeps only plain data (the user words,
+stopwords and backend a model was fitted with) and builds its segmenter lazily, once per process.
+:class:`model.pipeline.JiebaTokenizer`, the scikit-learn estimator of the feature pipeline, reads the
+files at ``fit`` time and cuts with a :class:`Segmenter`; this module itself does not import
+scikit-learn, so a server does not either.
 
 Two backends cut the same way (same dictionary, same HMM for unknown words):
 
@@ -23,8 +26,6 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
-
-from sklearn.base import BaseEstimator, TransformerMixin
 
 if TYPE_CHECKING:
     import jieba
@@ -97,66 +98,51 @@ def read_stopwords(path: str | Path) -> frozenset[str]:
     return frozenset(w.strip() for w in text.splitlines() if w.strip())
 
 
-class JiebaTokenizer(TransformerMixin, BaseEstimator):
+class Segmenter:
     """Cut prepared texts into words with jieba, dropping stopwords and meaningless tokens.
+
+    Plain data only (the user words, stopwords and backend a model was fitted with) and the
+    segmenter built from them lazily, once per process. The scikit-learn estimator that fits these
+    from files is :class:`model.pipeline.JiebaTokenizer`; a model's serving file holds this object
+    alone, so that serving never imports scikit-learn.
 
     Parameters
     ----------
-    userdict : str or Path, optional
-        jieba user dictionary read at ``fit`` time. Its words are stored in the fitted tokenizer,
-        so a loaded model never depends on the file still being where it was at training.
-    stopwords : str or Path, optional
-        Stopword list read at ``fit`` time.
+    user_words : sequence of (word, freq, tag)
+        The user dictionary (:func:`read_userdict`).
+    stopwords : frozenset of str
+        Tokens dropped after cutting.
     hmm : bool, default True
         Let jieba guess words that are in no dictionary (names, new terms) with its HMM.
     backend : {"jieba", "rjieba"}, default "jieba"
         The segmenter: the reference jieba, or rjieba (jieba-rs), the same algorithm compiled.
         Both load the user dictionary (each word added with its frequency and tag).
-
-    Attributes
-    ----------
-    user_words_ : tuple of (word, freq, tag)
-        The user dictionary the tokenizer was fitted with.
-    stopwords_ : frozenset of str
-        The stopwords it was fitted with.
-    backend_ : str
-        The backend it was fitted with (what a loaded model cuts with).
     """
 
     def __init__(
         self,
-        userdict: str | Path | None = None,
-        stopwords: str | Path | None = None,
+        user_words: Sequence[tuple[str, int | None, str | None]] = (),
+        stopwords: frozenset[str] = frozenset(),
         hmm: bool = True,
-        backend: Backend = "jieba",
+        backend: str = "jieba",
     ) -> None:
-        self.userdict = userdict
-        self.stopwords = stopwords
+        if backend not in BACKENDS:
+            raise ValueError(f"tokenizer backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        self.user_words = tuple(user_words)
+        self.stopwords = frozenset(stopwords)
         self.hmm = hmm
         self.backend = backend
+        self._cache: Any = None
 
-    def fit(self, X: Iterable[str] | None = None, y: Any = None) -> JiebaTokenizer:
-        if self.backend not in BACKENDS:
-            raise ValueError(
-                f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
-            )
-        if self.backend == "rjieba":
-            _import_rjieba()  # fail at fit time, with the fix, rather than on the first text
-        self.backend_ = self.backend
-        self.user_words_ = read_userdict(self.userdict) if self.userdict else ()
-        self.stopwords_ = read_stopwords(self.stopwords) if self.stopwords else frozenset()
-        self.__dict__.pop("_jieba_cache", None)
-        return self
-
-    def transform(self, X: Iterable[str]) -> list[Doc]:
-        return [Doc(text, self.tokenize(text)) for text in X]
+    def transform(self, texts: Iterable[str]) -> list[Doc]:
+        return [Doc(text, self.tokenize(text)) for text in texts]
 
     def tokenize(self, text: str) -> tuple[str, ...]:
         """Cut one prepared text into its meaningful, non-stopword tokens."""
-        stop = self.stopwords_
+        stop = self.stopwords
         meaningful = _MEANINGFUL.search
-        seg = self._jieba()
-        if self._backend() == "rjieba":
+        seg = self._segmenter()
+        if self.backend == "rjieba":
             pieces = seg.cut(text, self.hmm)
         else:
             pieces = seg.cut(text, HMM=self.hmm)
@@ -172,38 +158,31 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
 
     def warm_up(self) -> None:
         """Load jieba's dictionary now rather than on the first request."""
-        self._jieba()
+        self._segmenter()
 
-    def _jieba(self) -> Any:
-        dt = self.__dict__.get("_jieba_cache")
-        if dt is None:
+    def _segmenter(self) -> Any:
+        seg = self._cache
+        if seg is None:
             with _BUILD_LOCK:
-                dt = self.__dict__.get("_jieba_cache")
-                if dt is None:
-                    build = _build_rjieba if self._backend() == "rjieba" else _build_jieba
-                    dt = build(self.user_words_)
-                    self.__dict__["_jieba_cache"] = dt
-        return dt
-
-    def _backend(self) -> str:
-        # Tokenizers pickled before the backend existed were jieba ones.
-        return getattr(self, "backend_", "jieba")
+                seg = self._cache
+                if seg is None:
+                    build = _build_rjieba if self.backend == "rjieba" else _build_jieba
+                    seg = build(self.user_words)
+                    self._cache = seg
+        return seg
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_jieba_cache", None)
-        return state
+        return {**self.__dict__, "_cache": None}  # a segmenter is rebuilt, never pickled
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("backend", "jieba")  # pickled before the parameter existed
-        super().__setstate__(state)
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = True
-        return tags
+def __getattr__(name: str) -> Any:
+    # The scikit-learn estimator lives in model.pipeline, so that importing this module (as serving
+    # does) does not import scikit-learn; models pickled before it moved name it here.
+    if name == "JiebaTokenizer":
+        from model.pipeline import JiebaTokenizer
+
+        return JiebaTokenizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _BUILD_LOCK = threading.Lock()

@@ -306,7 +306,7 @@ def predict(
 ) -> None:
     """Print one routing suggestion as JSON."""
     try:
-        router, _ = load_router(model_dir)
+        router, _ = load_router(model_dir, serving=True)
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]

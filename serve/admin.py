@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from model.artifact import ModelLoadError, load_router
+from model.artifact import ModelLoadError, load_serving_router
 from model.registry import current_dir
 from serve.auth import ADMIN_KEY
 from serve.errors import ApiError
@@ -92,7 +92,7 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
 
 
 def _loader(app: Any) -> Callable[..., Any]:
-    return getattr(app.state, "router_loader", None) or load_router
+    return getattr(app.state, "router_loader", None) or load_serving_router
 
 
 def _refused(app: Any, target: str, e: ModelLoadError) -> ApiError:

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.artifact import ModelLoadError, load_router
+from model.artifact import ModelLoadError, load_serving_router
 from model.registry import current_dir
 from model.router import Router
 from model.settings import Settings, load_settings
@@ -64,7 +64,7 @@ def max_body_bytes(settings: Settings) -> int:
 def create_app(
     settings: Settings | None = None,
     model_dir: str | Path | None = None,
-    router_loader: RouterLoader = load_router,
+    router_loader: RouterLoader = load_serving_router,
     migrate: bool = True,
 ) -> FastAPI:
     """Build the app.

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from model.artifact import load_router
+from model.artifact import load_serving_router
 from model.registry import CURRENT_FILE
 from model.router import Router
 
@@ -52,7 +52,9 @@ def freeze_heap() -> int:
     return gc.get_freeze_count()
 
 
-def reload_model(app: Any, model_dir: str | Path, loader: RouterLoader = load_router) -> str:
+def reload_model(
+    app: Any, model_dir: str | Path, loader: RouterLoader = load_serving_router
+) -> str:
     """Load ``model_dir`` fully (verify, unpickle, warm up), then swap it into ``app.state``.
 
     Blocking; call it from a thread (:func:`starlette.concurrency.run_in_threadpool`).
@@ -107,7 +109,7 @@ def read_pointer(root: Path) -> str | None:
 
 
 async def follow_pointer(
-    app: Any, root: Path, interval: float, loader: RouterLoader = load_router
+    app: Any, root: Path, interval: float, loader: RouterLoader = load_serving_router
 ) -> None:
     """Poll ``root/current`` every ``interval`` seconds and swap to the model it names.
 

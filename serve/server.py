@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url
 
-from model.artifact import load_router, verify
+from model.artifact import load_serving_router, verify
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
@@ -104,7 +104,7 @@ def run(
         # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
         # hand it to the app's start-up instead of hashing and unpickling it a second time.
         with startup():
-            loaded = load_router(model_dir, settings.model_root)
+            loaded = load_serving_router(model_dir, settings.model_root)
         migrated = prepare_database(settings) is None
         app = create_app(
             settings.model_copy(update={"model_dir": model_dir}),
@@ -142,6 +142,6 @@ def _first_load_from(model_dir: Path, loaded: tuple[Router, dict[str, Any]]) -> 
     def loader(path: Path, root: Path | None = None) -> tuple[Router, dict[str, Any]]:
         if pending and Path(path).resolve() == model_dir:
             return pending.pop()
-        return load_router(path, root)
+        return load_serving_router(path, root)
 
     return loader

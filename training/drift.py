@@ -97,10 +97,10 @@ def suggestion_decision(suggestion: Any) -> str | None:
 
 def word_vocabulary(router: Router) -> set[str]:
     """Single-token terms of the router's word view."""
-    name, vectorizer = router.features.named_steps["views"].transformer_list[0]
-    if name != "word":
+    view = router.compiled()[0].views[0]
+    if view.name != "word":
         return set()
-    return {t for t in vectorizer.vocabulary_ if " " not in t}
+    return {t for t in view.vocabulary if " " not in t}
 
 
 def drift(
@@ -130,7 +130,7 @@ def drift(
         ``new_terms`` and the window's facts.
     """
     vocab = word_vocabulary(router)
-    prepare_tokenize = router.features[:2]
+    features = router.compiled()[0]
     times = [_as_utc(r.get("created_at")) for r in records]
     span_days = (max(times) - min(times)).days if times else 0
     period = _day if span_days <= DAILY_LIMIT_DAYS else _week
@@ -157,8 +157,10 @@ def drift(
     new_terms: Counter[str] = Counter()
     in_tickets: Counter[str] = Counter()
     known = unknown = 0
-    docs = prepare_tokenize.transform(
-        [(clean(str(r.get("title") or "")), clean(str(r.get("text") or ""))) for r in records]
+    docs = features.segmenter.transform(
+        features.texts(
+            [(clean(str(r.get("title") or "")), clean(str(r.get("text") or ""))) for r in records]
+        )
     )
     for r, when, doc in zip(records, times, docs, strict=True):
         key = period(when)

@@ -111,7 +111,7 @@ _IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 def _init_worker(model_dir: str, root: str | None) -> None:
     """Process-pool initializer: load and warm the model once for this worker process."""
     global _ROUTER
-    _ROUTER, _ = load_router(model_dir, root)
+    _ROUTER, _ = load_router(model_dir, root, serving=True)
     _ROUTER.warm_up()
 
 
@@ -220,7 +220,7 @@ def cached_router(model: str | ModelBundle, sha256: str) -> Router:
     with _CACHE_LOCK:
         if key not in _CACHE:
             path = model.unpack() if isinstance(model, ModelBundle) else Path(model)
-            router, _ = load_router(path)
+            router, _ = load_router(path, serving=True)
             router.warm_up()
             _CACHE.clear()
             _CACHE[key] = router

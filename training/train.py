@@ -386,7 +386,9 @@ def fit_router(
             proba[mask] = cv[head].proba
             if not mask.all():
                 unlabelled = router.head_input(head, X[~mask])
-                proba[~mask] = router.heads[head].classifier.predict_proba(unlabelled)
+                classifier = router.heads[head].classifier
+                assert classifier is not None  # fitted just above
+                proba[~mask] = classifier.predict_proba(unlabelled)
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing

@@ -2,6 +2,9 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,12 +12,16 @@ import pytest
 from model.artifact import (
     METADATA_FILE,
     ROUTER_FILE,
+    SERVING_FILE,
     ModelLoadError,
     load_router,
     read_metadata,
     save_router,
 )
 from model.registry import current_dir, set_current, versions
+from model.router import Router
+
+REPO = Path(__file__).resolve().parents[2]
 
 PROBES = ["楼下烧烤店油烟很大", "老板拖欠工资三个月", "电梯坏了物业不管", "hello 123"]
 
@@ -28,7 +35,7 @@ def writable_copy(src: Path, dst: Path) -> Path:
 
 def test_model_directory_layout_and_metadata(tiny_model_dir):
     meta = read_metadata(tiny_model_dir)
-    assert {ROUTER_FILE, "userdict.txt", "stopwords.txt"} <= set(meta["files"])
+    assert {ROUTER_FILE, SERVING_FILE, "userdict.txt", "stopwords.txt"} <= set(meta["files"])
     for key in (
         "version",
         "created",
@@ -42,8 +49,9 @@ def test_model_directory_layout_and_metadata(tiny_model_dir):
     assert meta["heads"]["department"]["labels"] == ["人社", "住建", "执法"]
     assert meta["heads"]["department"]["counts"] == {"人社": 6, "住建": 6, "执法": 6}
     assert len(meta["training_data"]["sha256"]) == 64 and meta["training_data"]["rows"] == 18
-    assert not os.access(tiny_model_dir / ROUTER_FILE, os.W_OK) or os.geteuid() == 0
-    assert stat.S_IMODE((tiny_model_dir / ROUTER_FILE).stat().st_mode) & 0o222 == 0
+    for name in (ROUTER_FILE, SERVING_FILE):
+        assert not os.access(tiny_model_dir / name, os.W_OK) or os.geteuid() == 0
+        assert stat.S_IMODE((tiny_model_dir / name).stat().st_mode) & 0o222 == 0
 
 
 def test_save_then_load_gives_identical_predictions(tiny_model_dir, tmp_path):
@@ -65,10 +73,13 @@ def test_existing_directory_is_refused_without_force(tiny_model_dir, tmp_path):
     assert not (out / "keep.txt").exists() and (out / METADATA_FILE).is_file()
 
 
+@pytest.mark.parametrize("serving", [False, True], ids=["whole", "serving"])
+@pytest.mark.parametrize("name", [ROUTER_FILE, SERVING_FILE])
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_tampered_or_truncated_pickle_is_refused(tiny_model_dir, tmp_path, damage):
+def test_tampered_or_truncated_pickle_is_refused(tiny_model_dir, tmp_path, damage, name, serving):
+    # Either pickle damaged refuses the model, whichever of them the caller would read.
     model = writable_copy(tiny_model_dir, tmp_path / "m")
-    pkl = model / ROUTER_FILE
+    pkl = model / name
     data = pkl.read_bytes()
     if damage == "flip":
         pkl.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
@@ -76,8 +87,78 @@ def test_tampered_or_truncated_pickle_is_refused(tiny_model_dir, tmp_path, damag
         pkl.write_bytes(data[: len(data) // 2])
     else:
         pkl.unlink()
-    with pytest.raises(ModelLoadError, match=ROUTER_FILE):
-        load_router(model)
+    with pytest.raises(ModelLoadError, match=name):
+        load_router(model, serving=serving)
+
+
+def test_serving_router_predicts_as_the_whole_router(sample_model_dir):
+    whole, _ = load_router(sample_model_dir)
+    serving, _ = load_router(sample_model_dir, serving=True)
+    assert whole.features is not None and serving.features is None
+    assert all(h.classifier is None for h in serving.heads.values())
+    assert serving.heads.keys() == whole.heads.keys()
+    tickets = [
+        *PROBES,
+        ("", ""),
+        ("噪音", "隔壁装修电钻声从早上七点响到晚上十点，多次沟通无果" * 20),
+    ]
+    expected = [r.model_dump() for r in whole.predict(tickets, top_k=5)]
+    assert [r.model_dump() for r in serving.predict(tickets, top_k=5)] == expected
+    assert any(r["similar"] for r in expected) and any(
+        r["department"]["evidence"] for r in expected
+    )
+    for name, ranking in whole.rankings(tickets).items():
+        other = serving.rankings(tickets)[name]
+        assert (ranking.order == other.order).all() and (ranking.scores == other.scores).all()
+    assert (whole.feature_names() == serving.feature_names()).all()
+
+
+def test_serving_process_never_imports_scikit_learn(sample_model_dir):
+    # What a server does: its modules, the model loaded for serving, a suggestion with evidence and
+    # similar tickets. scikit-learn's import was about 1.8 s of a cold start.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import serve.app, serve.server
+        from model.artifact import load_serving_router
+        router, _ = load_serving_router({str(sample_model_dir)!r})
+        router.warm_up()
+        [result] = router.predict(["小区楼下烧烤店油烟很大，晚上十二点还在营业"])
+        assert result.department.evidence and result.similar, result
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "sklearn"))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_model_without_a_serving_file_loads_whole_for_both(tiny_model_dir, tmp_path, monkeypatch):
+    # Models written before the serving file, and models with a head that cannot be compiled.
+    router, meta = load_router(tiny_model_dir)
+    before = [r.model_dump() for r in router.predict(PROBES)]
+    monkeypatch.setattr(Router, "for_serving", lambda self: None)
+    old = save_router(router, tmp_path / "old", {"heads": meta["heads"]})
+    assert not (old / SERVING_FILE).exists()
+    for serving in (False, True):
+        loaded, _ = load_router(old, serving=serving)
+        assert loaded.features is not None
+        assert [r.model_dump() for r in loaded.predict(PROBES)] == before
+
+
+def test_only_a_detached_router_joins_a_serving_one(tiny_model_dir):
+    whole, _ = load_router(tiny_model_dir)
+    serving, _ = load_router(tiny_model_dir, serving=True)
+    with pytest.raises(ValueError, match="detached"):
+        whole.join(serving)
+    rest = whole.detached()
+    with pytest.raises(RuntimeError, match="serving file"):
+        rest.compiled()  # its weights are elsewhere until joined
+    rest.join(serving)
+    assert [r.model_dump() for r in rest.predict(PROBES)] == [
+        r.model_dump() for r in whole.predict(PROBES)
+    ]
 
 
 def test_tampered_userdict_is_refused(tiny_model_dir, tmp_path):

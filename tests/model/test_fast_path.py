@@ -14,18 +14,16 @@ from sklearn.preprocessing import normalize
 
 from model import router as router_module
 from model.artifact import load_router
+from model.compiled import CharNgramIndex, LatentView, char_wb_ngrams, word_ngrams
 from model.pipeline import (
-    CharNgramIndex,
-    CompiledFeatures,
-    LatentView,
     build_features,
-    char_wb_ngrams,
     compilable,
+    compile_features,
     number_by_frequency,
     renumber_columns,
 )
 from model.router import Router, SimilarIndex, _prune_rows
-from model.tokenizer import Doc, doc_text
+from model.tokenizer import Doc, doc_text, doc_tokens
 
 from ..conftest import TINY_TICKETS
 
@@ -45,6 +43,20 @@ def test_char_wb_ngrams_equal_scikit_learns(text, ngram_range):
     vec = TfidfVectorizer(analyzer="char_wb", preprocessor=doc_text, ngram_range=ngram_range)
     doc = Doc(text, ())
     assert char_wb_ngrams(doc, doc_text, ngram_range) == vec.build_analyzer()(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from("的小区噪音 aA1😀"), max_size=4), max_size=12),
+    st.sampled_from([(1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3)]),
+)
+def test_word_ngrams_equal_scikit_learns(tokens, ngram_range):
+    # The word view as build_features makes it: tokens cut already, nothing lowercased or dropped.
+    vec = TfidfVectorizer(
+        tokenizer=doc_tokens, token_pattern=None, lowercase=False, ngram_range=ngram_range
+    )
+    doc = Doc("", tuple(tokens))
+    assert word_ngrams(doc, doc_tokens, ngram_range) == list(vec.build_analyzer()(doc))
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,7 +100,7 @@ def test_char_ngram_index_declines_what_it_cannot_pack():
 def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     expected = sp.csr_matrix(router.features.transform(TICKETS))
-    compiled = CompiledFeatures(router.features)
+    compiled = compile_features(router.features)
     # The character view's columns are numbered by frequency (number_by_frequency), not in its
     # keys' order, so the look-up goes through columns_of_keys.
     assert [v.char_keys.ranked for v in compiled.views if v.char_keys is not None] == [False]
@@ -131,7 +143,7 @@ def test_views_numbered_by_frequency_compute_the_same_values(tiny_config):
         tied = np.flatnonzero(np.diff(idf) == 0)
         assert tied.size and all(names[i] < names[i + 1] for i in tied)
     # The compiled path reads the renumbered views too.
-    assert (CompiledFeatures(features).transform(TICKETS) != after).nnz == 0
+    assert (compile_features(features).transform(TICKETS) != after).nnz == 0
 
 
 def test_latent_view_of_one_row_is_its_row_of_many():

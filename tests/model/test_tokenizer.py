@@ -48,7 +48,10 @@ def test_pickle_and_clone_survive_and_cut_the_same():
     assert restored.tokenize(text) == before
     cloned = clone(tok).fit()
     assert cloned.tokenize(text) == before
-    assert "_jieba_cache" not in pickle.loads(pickle.dumps(tok)).__dict__
+    # The loaded dictionary is rebuilt after unpickling, never pickled.
+    assert "_segmenter" in tok.__dict__ and tok.segmenter()._cache is not None
+    assert "_segmenter" not in pickle.loads(pickle.dumps(tok)).__dict__
+    assert pickle.loads(pickle.dumps(tok.segmenter()))._cache is None
 
 
 def test_bundled_resources_load():
@@ -80,7 +83,7 @@ def test_tokens_kept_are_exactly_the_meaningful_non_stopwords(s):
     from model.tokenizer import _MEANINGFUL
 
     for tok in (TOKENIZER, RJIEBA):
-        seg = tok._jieba()
+        seg = tok.segmenter()._segmenter()
         pieces = seg.cut(s, tok.hmm) if tok.backend_ == "rjieba" else seg.cut(s, HMM=tok.hmm)
         expected = tuple(t for t in pieces if t not in tok.stopwords_ and _MEANINGFUL.search(t))
         assert tok.tokenize(s) == expected

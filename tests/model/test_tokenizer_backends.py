@@ -31,7 +31,7 @@ def test_pickle_and_clone_keep_the_backend_and_cut_the_same(backend):
     before = [tok.tokenize(t) for t in TEXTS]
     restored = pickle.loads(pickle.dumps(tok))
     assert restored.backend_ == backend
-    assert "_jieba_cache" not in restored.__dict__
+    assert "_segmenter" not in restored.__dict__  # the loaded dictionary is never pickled
     assert [restored.tokenize(t) for t in TEXTS] == before
     cloned = clone(tok)
     assert cloned.get_params()["backend"] == backend
@@ -118,6 +118,10 @@ def test_model_records_and_serves_with_its_backend(tmp_path, tiny_csv, tiny_conf
     assert tok.backend_ == "rjieba"
     [res] = router.predict([("欠薪", "老板拖欠农民工工资三个月不发")])
     assert res.department is not None and res.department.label == "人社"
+    # The server's router, without the scikit-learn pipeline, cuts with the same backend.
+    serving, _ = load_router(result.model_dir, serving=True)
+    assert serving.features is None and serving.compiled()[0].segmenter.backend == "rjieba"
+    assert serving.predict([("欠薪", "老板拖欠农民工工资三个月不发")]) == [res]
 
 
 def test_config_default_backend_is_a_known_one():

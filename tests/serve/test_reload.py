@@ -21,8 +21,8 @@ from serve.reload import reload_model
 
 
 def loader(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
-    """The real loader, with the directory name as version so two copies can be told apart."""
-    router, meta = load_router(model_dir, root)
+    """The server's loader, with the directory name as version so two copies can be told apart."""
+    router, meta = load_router(model_dir, root, serving=True)
     router.version = Path(model_dir).name
     return router, meta
 
@@ -119,11 +119,12 @@ def test_served_models_are_frozen_out_of_full_collections(root: Path, tmp_path: 
     with make_app(root, tmp_path, reload_interval=0) as client:
         app: Any = client.app
         first = app.state.router
-        assert not _tracked(first.features)
+        # A served router's objects: its compiled features (vocabularies, segmenter).
+        assert not _tracked(first.compiled()[0])
         reload_model(app, root / "v2", loader)
         assert app.state.router is not first
-        assert not _tracked(app.state.router.features)
+        assert not _tracked(app.state.router.compiled()[0])
         assert served_version(client) == "v2"
     # Once the app is gone its model is an ordinary object again.
     assert gc.get_freeze_count() == 0
-    assert _tracked(first.features)
+    assert _tracked(first.compiled()[0])
