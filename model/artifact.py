@@ -112,7 +112,14 @@ def save_router(
     ------
     FileExistsError
         If ``out_dir`` exists, is not empty and ``force`` is false.
+    ValueError
+        If ``router`` was loaded for serving (it has no scikit-learn objects to write).
     """
+    if router.features is None:
+        raise ValueError(
+            "this router was loaded for serving and lacks its scikit-learn objects; load the model "
+            "whole (load_router without serving=True) to save it"
+        )
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(

@@ -148,6 +148,13 @@ def test_model_without_a_serving_file_loads_whole_for_both(tiny_model_dir, tmp_p
         assert [r.model_dump() for r in loaded.predict(PROBES)] == before
 
 
+def test_a_router_loaded_for_serving_is_not_saved(tiny_model_dir, tmp_path):
+    serving, meta = load_router(tiny_model_dir, serving=True)
+    with pytest.raises(ValueError, match="loaded for serving"):
+        save_router(serving, tmp_path / "copy", {"heads": meta["heads"]})
+    assert not (tmp_path / "copy").exists()
+
+
 def test_only_a_detached_router_joins_a_serving_one(tiny_model_dir):
     whole, _ = load_router(tiny_model_dir)
     serving, _ = load_router(tiny_model_dir, serving=True)
