@@ -519,6 +519,11 @@ class CompiledHeads:
     def __contains__(self, name: str) -> bool:
         return name in self.folds
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled from a serving file, the weights are a memmap: as in __init__, keep a plain view.
+        state["weights"] = np.asarray(state["weights"])
+        self.__dict__.update(state)
+
     def gather(self, X: sp.csr_matrix) -> np.ndarray:
         """The weight rows of one ticket's features: shape ``(X.nnz, all folds' classes)``."""
         return self.weights[X.indices]
