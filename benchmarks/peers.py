@@ -507,9 +507,8 @@ def _pcts(ms: list[float]) -> dict[str, float]:
 def agreement(limit: int | None = None) -> dict[str, Any]:
     """How often rjieba cuts a ticket exactly as jieba does, with the bundled user dictionary."""
     from model import resources
-    from model.pipeline import TextPreparer
+    from model.pipeline import JiebaTokenizer, TextPreparer
     from model.tickets import read_tickets
-    from model.tokenizer import JiebaTokenizer
 
     frames = [read_tickets([SHARED / f]) for f in ("unlabelled.csv", "department_train.csv")]
     tickets = [(t, x) for df in frames for t, x in zip(df["title"], df["text"], strict=True)][

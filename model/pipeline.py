@@ -34,9 +34,9 @@ from model.tokenizer import (
     Backend,
     Doc,
     Segmenter,
-    _import_rjieba,
     doc_text,
     doc_tokens,
+    import_rjieba,
     read_stopwords,
     read_userdict,
 )
@@ -112,7 +112,7 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
                 f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
             )
         if self.backend == "rjieba":
-            _import_rjieba()  # fail at fit time, with the fix, rather than on the first text
+            import_rjieba()  # fail at fit time, with the fix, rather than on the first text
         self.backend_ = self.backend
         self.user_words_ = read_userdict(self.userdict) if self.userdict else ()
         self.stopwords_ = read_stopwords(self.stopwords) if self.stopwords else frozenset()

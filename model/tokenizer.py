@@ -223,7 +223,7 @@ def _import_jieba() -> Any:
     return jieba
 
 
-def _import_rjieba() -> Any:
+def import_rjieba() -> Any:
     try:
         import rjieba
     except ImportError as e:  # pragma: no cover - rjieba is a declared dependency
@@ -234,7 +234,7 @@ def _import_rjieba() -> Any:
 
 
 def _build_rjieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> Any:
-    seg = _import_rjieba().Jieba()  # jieba-rs with jieba's main dictionary built in
+    seg = import_rjieba().Jieba()  # jieba-rs with jieba's main dictionary built in
     for word, freq, tag in user_words:
         seg.add_word(word, freq, tag)
     logger.debug("rjieba ready with %d user words", len(user_words))

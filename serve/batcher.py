@@ -1,6 +1,6 @@
 """Micro-batching: concurrent ``POST /v1/route`` calls share one vectorised ``Router.predict``.
 
-A prediction has a large fixed cost (the scikit-learn pipeline, the calibrated heads, the
+A prediction has a large fixed cost (the feature pipeline, the calibrated heads, the
 similar-ticket search), so 32 tickets in one call cost little more than a few alone. The first request
 starts a prediction at once (no waiting window, so a lone request is not delayed); requests arriving
 while it runs wait and go together in the next call. Prediction always runs in the threadpool, never
