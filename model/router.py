@@ -536,6 +536,7 @@ class Router:
         if self._compiled is None:
             from model.pipeline import compile_features, compile_heads
 
+            self._check_joined()
             features = compile_features(self._fitted_features())
             weights, layout = self._fused()
             heads = compile_heads(self._compilable(), weights, layout, features.n_features)
@@ -546,6 +547,13 @@ class Router:
         if self.features is None:  # a router for serving: its compiled path is all it has
             raise TypeError("a router loaded for serving has no scikit-learn feature pipeline")
         return self.features
+
+    def _check_joined(self) -> None:
+        if self._detached:
+            raise RuntimeError(
+                "this router's weights and vocabularies are in its model's serving file; load the "
+                "model with model.artifact.load_router"
+            )
 
     def _compilable(self) -> dict[str, CalibratedClassifierCV]:
         from model.pipeline import compilable
@@ -558,11 +566,7 @@ class Router:
 
     def _fused(self) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
         """The fused weights, made once: afterwards the folds' coefficients are views of them."""
-        if self._detached:
-            raise RuntimeError(
-                "this router's weights are in its model's serving file; load the model with "
-                "model.artifact.load_router"
-            )
+        self._check_joined()
         if self._weights is None or self._weight_layout is None:
             from model.pipeline import attach_weights, fuse_weights
 
@@ -756,11 +760,15 @@ class Router:
     def detached(self) -> Router:
         """A copy whose pickle leaves out what :meth:`for_serving`'s holds already.
 
-        The latent view, the similar-ticket index and the fused weights (most of a model's bytes)
-        are then written once, in the serving file; :meth:`join` puts them back.
+        The latent view, the similar-ticket index, the fused weights (most of a model's bytes) and
+        the vectorizers' vocabularies are then written once, in the serving file; :meth:`join`
+        puts them back.
         """
+        from model.pipeline import without_vocabularies
+
         self._fused()
         rest = self._shallow_copy()
+        rest.features = without_vocabularies(self._fitted_features())
         rest.latent = None
         rest.index = None
         rest._compiled = None
@@ -777,9 +785,10 @@ class Router:
         """Put back what :meth:`detached` left out, from the router of the same model's serving file."""
         if not self._detached or self._weight_layout is None:
             raise ValueError("only a router saved by detached() can be joined to a serving router")
-        from model.pipeline import attach_weights
+        from model.pipeline import attach_weights, restore_vocabularies
 
         features, heads = serving.compiled()
+        restore_vocabularies(self._fitted_features(), [view.vocabulary for view in features.views])
         self.latent = serving.latent
         self.index = serving.index
         self._weights = heads.weights

@@ -166,7 +166,16 @@ def test_only_a_detached_router_joins_a_serving_one(tiny_model_dir):
     rest = whole.detached()
     with pytest.raises(RuntimeError, match="serving file"):
         rest.compiled()  # its weights are elsewhere until joined
+    # The vocabularies too are left to the serving file, and the router detached from is unchanged.
+    views = lambda router: router.features.named_steps["views"].transformer_list  # noqa: E731
+    assert all(vec.vocabulary_ is None for _, vec in views(rest))
+    assert all(len(vec.vocabulary_) > 0 for _, vec in views(whole))
     rest.join(serving)
+    served = [view.vocabulary for view in serving.compiled()[0].views]
+    assert [vec.vocabulary_ for _, vec in views(rest)] == [
+        vec.vocabulary_ for _, vec in views(whole)
+    ]
+    assert all(vec.vocabulary_ is v for (_, vec), v in zip(views(rest), served, strict=True))
     assert [r.model_dump() for r in rest.predict(PROBES)] == [
         r.model_dump() for r in whole.predict(PROBES)
     ]
