@@ -411,8 +411,8 @@ class Router:
     # Compiled prediction path (see :meth:`compiled`): rebuilt after loading a whole router; the
     # only prediction path of a router for serving, which pickles it.
     _compiled: tuple[CompiledFeatures, CompiledHeads] | None = field(default=None, repr=False)
-    # True while the latent view, the index and the fused weights are left to the serving file
-    # (:meth:`detached`), until :meth:`join` puts them back.
+    # True while the latent view, the index, the fused weights and the vocabularies are left to the
+    # serving file (:meth:`detached`), until :meth:`join` puts them back.
     _detached: bool = field(default=False, repr=False)
 
     # -- fitting (called by training) -------------------------------------------------------------
