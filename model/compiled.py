@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from model.text import combine
 from model.tokenizer import Doc, Segmenter
@@ -467,8 +467,10 @@ class CompiledHeads:
     calibrator on every call, which for one ticket costs far more than its few hundred
     multiply-adds. This object reads the weights of all heads and folds from one matrix
     (:func:`model.pipeline.fuse_weights`) with each fold's intercepts and sigmoid parameters, and
-    computes the probabilities scikit-learn computes. :func:`model.pipeline.compile_heads` builds
-    it from the fitted classifiers.
+    computes the probabilities scikit-learn computes; a head blended with a multinomial regression
+    (:class:`model.pipeline.BlendedClassifier`) has its weights beside its folds' and is mixed in
+    as scikit-learn mixes it. :func:`model.pipeline.compile_heads` builds it from the fitted
+    classifiers.
 
     Parameters
     ----------
@@ -480,6 +482,9 @@ class CompiledHeads:
         Each head's labels, in its classifier's order.
     folds : dict of str to list of Fold
         Each head's calibration folds.
+    multinomials : dict of str to Multinomial, optional
+        The multinomial regression blended into a head's probabilities, for the heads that have one
+        (:class:`model.pipeline.BlendedClassifier`).
     """
 
     def __init__(
@@ -488,6 +493,7 @@ class CompiledHeads:
         width: int,
         classes: dict[str, np.ndarray],
         folds: dict[str, list[Fold]],
+        multinomials: dict[str, Multinomial] | None = None,
     ) -> None:
         # np.asarray: a plain view of the (memory-mapped) weights, without memmap's per-call
         # subclass overhead.
@@ -495,6 +501,7 @@ class CompiledHeads:
         self.width = width
         self.classes = classes
         self.folds = folds
+        self.multinomials = multinomials or {}
 
         # Heads whose folds each know every class and sit side by side in the weights (the usual
         # case) are computed for all folds at once: a handful of array operations instead of a
@@ -522,6 +529,7 @@ class CompiledHeads:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled from a serving file, the weights are a memmap: as in __init__, keep a plain view.
         state["weights"] = np.asarray(state["weights"])
+        state.setdefault("multinomials", {})  # models saved before the blend had none
         self.__dict__.update(state)
 
     def gather(self, X: sp.csr_matrix) -> np.ndarray:
@@ -548,11 +556,26 @@ class CompiledHeads:
     def predict_proba(
         self, name: str, scores: np.ndarray, extras: np.ndarray | None = None
     ) -> np.ndarray:
-        """Head ``name``'s mean calibrated probabilities over its folds, columns in class order.
+        """Head ``name``'s probabilities, columns in class order.
 
-        ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow the TF-IDF ones in
+        The mean of its calibrated folds' probabilities, blended with its multinomial regression's
+        where it has one. ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow the TF-IDF ones in
         this head's input, multiplied here without being stacked onto the sparse rows.
         """
+        calibrated = self._calibrated_proba(name, scores, extras)
+        multinomial = self.multinomials.get(name)
+        if multinomial is None:
+            return calibrated
+        s = scores[:, multinomial.start : multinomial.stop] + multinomial.intercept
+        if extras is not None:
+            rows = slice(self.width, self.width + extras.shape[1])
+            s += rowwise_product(extras, self.weights[rows, multinomial.start : multinomial.stop])
+        w = multinomial.weight
+        return (1.0 - w) * calibrated + w * softmax(s, axis=1)
+
+    def _calibrated_proba(
+        self, name: str, scores: np.ndarray, extras: np.ndarray | None
+    ) -> np.ndarray:
         n, n_classes = scores.shape[0], len(self.classes[name])
         whole = self.whole.get(name)
         if whole is not None:
@@ -586,12 +609,21 @@ class CompiledHeads:
         return mean / len(self.folds[name])
 
     def class_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
-        """Mean linear weight over head ``name``'s folds for class ``label``.
+        """Head ``name``'s linear weight for class ``label``, as its probabilities mix them.
 
-        ``rows`` are rows of the fused weights (``weights[columns]``, or part of :meth:`gather`).
-        For a binary head (one weight vector per fold, for the second class) the first class's
-        weights are the negated ones.
+        The mean over the calibration folds, and for a blended head that mean and the multinomial
+        regression's weights in the blend's proportions. ``rows`` are rows of the fused weights
+        (``weights[columns]``, or part of :meth:`gather`). For a binary head (one weight vector per
+        fold, for the second class) the first class's weights are the negated ones.
         """
+        out = self._calibrated_weights(name, label, rows)
+        multinomial = self.multinomials.get(name)
+        if multinomial is None:
+            return out
+        w = multinomial.weight
+        return (1.0 - w) * out + w * rows[:, multinomial.start + label].astype(np.float64)
+
+    def _calibrated_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
         whole = self.whole.get(name)
         if whole is not None:
             n_classes = len(self.classes[name])
@@ -633,6 +665,16 @@ class _AllFolds:
     intercept: np.ndarray
     a: np.ndarray
     b: np.ndarray
+
+
+@dataclass(frozen=True)
+class Multinomial:
+    """The multinomial regression of a blended head: its columns, intercepts and share."""
+
+    start: int
+    stop: int
+    intercept: np.ndarray
+    weight: float
 
 
 @dataclass(frozen=True)

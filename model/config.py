@@ -72,6 +72,20 @@ class TrainingConfig:
         42, 0 and 7, same folds) the department head's auto coverage rose on all 15 folds (0.194 →
         0.290 on average, auto precision 0.976 either way), top-3 on 9 of them (0.883 → 0.893),
         and macro-F1 from 0.556 to 0.568 (better on 9 folds, worse on 6).
+    multinomial_weight : float
+        Share of a class-balanced multinomial logistic regression in the department head's
+        probabilities (:class:`model.pipeline.BlendedClassifier`): the head shows ``(1 - w) ×``
+        the calibrated LinearSVC's ``+ w ×`` the regression's; 0 (the default) leaves the blend
+        out. The two err differently (one calibrated classifier per department, renormalised,
+        against one softmax over all of them). On the shared real tickets
+        (``benchmarks/accuracy.py`` with ``--set multinomial_weight=0.5``, seeds 42, 0 and 7,
+        ``benchmarks/results/accuracy_multinomial.json``) 0.5 raised department macro-F1 from
+        0.568 to 0.577 (better on 10 folds of 15, worse on 5) but lowered top-3 from 0.893 to
+        0.886 (worse on 8, better on 5) and auto coverage from 0.290 to 0.262, with one fold where
+        no threshold reached the target precision; each training fold took 6.6× as long (272
+        against 41 s). Not every figure rises, so it is an option, not the default.
+    multinomial_C : float
+        Inverse regularisation strength of that regression.
     stack_category : bool
         The department head also reads the category head's probabilities: out-of-fold ones in
         training, the category head's own at prediction. Which kind of problem a ticket is narrows
@@ -132,6 +146,8 @@ class TrainingConfig:
     lsa_components: int = 200
     lsa_min_df: int = 10
     lsa_weight: float = 1.0
+    multinomial_weight: float = 0.0
+    multinomial_C: float = 10.0
     stack_category: bool = True
     stack_weight: float = 1.0
     select_inputs: bool = True
@@ -140,6 +156,10 @@ class TrainingConfig:
     tokenizer: Literal["jieba", "rjieba"] = "rjieba"
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
+
+    def multinomial_share(self, head: str) -> float:
+        """``multinomial_weight`` for the department head; 0 for the others (never measured)."""
+        return self.multinomial_weight if head == "department" else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready data, for ``metadata.json``."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
@@ -23,6 +25,7 @@ from model.compiled import (
     CompiledView,
     Fold,
     LatentView,  # noqa: F401  (it lived here: models pickled before model.compiled name it here)
+    Multinomial,
     TicketLike,
     as_title_text,
     char_wb_ngrams,
@@ -229,7 +232,74 @@ def build_features(
     )
 
 
-def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> CalibratedClassifierCV:
+class BlendedClassifier(CalibratedClassifierCV):
+    """A calibrated linear classifier whose probabilities are averaged with a multinomial one's.
+
+    Everything of :class:`~sklearn.calibration.CalibratedClassifierCV` is kept (its folds, their
+    sigmoids, ``calibrated_classifiers_``), and a class-balanced multinomial
+    :class:`~sklearn.linear_model.LogisticRegression` is fitted beside it on the same rows.
+    ``predict_proba`` is ``(1 - w) * calibrated + w * multinomial`` for ``w =
+    multinomial_weight``. The two err differently: one-against-the-rest classifiers, each
+    calibrated on its own and renormalised, against one softmax over all classes.
+
+    Parameters
+    ----------
+    multinomial_weight : float
+        ``w`` above, in [0, 1].
+    multinomial_C : float
+        Inverse regularisation strength of the logistic regression.
+    class_weight : {"balanced"} or None
+        Its class weighting.
+
+    The other parameters are :class:`~sklearn.calibration.CalibratedClassifierCV`'s.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        **CalibratedClassifierCV._parameter_constraints,
+        "multinomial_weight": [Real],
+        "multinomial_C": [Real],
+        "class_weight": [str, dict, None],
+    }
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        *,
+        method: str = "sigmoid",
+        cv: Any = None,
+        n_jobs: int | None = None,
+        ensemble: bool | str = "auto",
+        multinomial_weight: float = 0.5,
+        multinomial_C: float = 10.0,
+        class_weight: str | dict | None = None,
+    ) -> None:
+        super().__init__(estimator, method=method, cv=cv, n_jobs=n_jobs, ensemble=ensemble)
+        self.multinomial_weight = multinomial_weight
+        self.multinomial_C = multinomial_C
+        self.class_weight = class_weight
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> BlendedClassifier:
+        super().fit(X, y, **fit_params)
+        self.multinomial_ = LogisticRegression(
+            C=self.multinomial_C, class_weight=self.class_weight, max_iter=MULTINOMIAL_MAX_ITER
+        ).fit(X, y)
+        if not np.array_equal(self.multinomial_.classes_, self.classes_):
+            raise RuntimeError("the blended classifiers disagree on the classes")
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        w = self.multinomial_weight
+        return (1.0 - w) * super().predict_proba(X) + w * self.multinomial_.predict_proba(X)
+
+
+# A cap against a fit that does not converge: on the 796 rows of the shared department_train.csv
+# (C = 10, 253,822 columns) lbfgs stopped after 33 iterations, in 15 s (a LinearSVC: 0.5 s).
+MULTINOMIAL_MAX_ITER = 2_000
+
+
+def build_classifier(
+    config: TrainingConfig, class_counts: Sequence[int], head: str = ""
+) -> CalibratedClassifierCV:
     """Assemble one head's calibrated linear classifier.
 
     Parameters
@@ -238,18 +308,31 @@ def build_classifier(config: TrainingConfig, class_counts: Sequence[int]) -> Cal
         Regularisation, class weighting and calibration settings.
     class_counts : sequence of int
         Training rows per class; the calibration's internal folds never exceed the smallest count.
+    head : str
+        The head's name: only :meth:`TrainingConfig.multinomial_share`'s heads are blended.
 
     Returns
     -------
     CalibratedClassifierCV
-        A :class:`~sklearn.svm.LinearSVC` whose decision scores are mapped to probabilities.
+        A :class:`~sklearn.svm.LinearSVC` whose decision scores are mapped to probabilities; a
+        :class:`BlendedClassifier` where a multinomial logistic regression is averaged in (only
+        for more than two classes).
     """
     folds = max(2, min(config.calibration_cv, min(class_counts)))
+    svc = LinearSVC(C=config.C, class_weight=config.class_weight, random_state=config.seed)
+    share = config.multinomial_share(head)
+    if share > 0 and len(class_counts) > 2:
+        return BlendedClassifier(
+            svc,
+            method=config.calibration,
+            cv=folds,
+            ensemble=config.calibration_ensemble,
+            multinomial_weight=share,
+            multinomial_C=config.multinomial_C,
+            class_weight=config.class_weight,
+        )
     return CalibratedClassifierCV(
-        LinearSVC(C=config.C, class_weight=config.class_weight, random_state=config.seed),
-        method=config.calibration,
-        cv=folds,
-        ensemble=config.calibration_ensemble,
+        svc, method=config.calibration, cv=folds, ensemble=config.calibration_ensemble
     )
 
 
@@ -311,16 +394,24 @@ def compilable(classifier: CalibratedClassifierCV) -> bool:
     )
 
 
+def linear_parts(classifier: CalibratedClassifierCV) -> list[Any]:
+    """A head's fitted linear estimators: each calibration fold's, then a blend's multinomial one."""
+    parts = [calibrated.estimator for calibrated in classifier.calibrated_classifiers_]
+    multinomial = getattr(classifier, "multinomial_", None)
+    return parts + ([multinomial] if multinomial is not None else [])
+
+
 def fuse_weights(
     classifiers: Mapping[str, CalibratedClassifierCV],
 ) -> tuple[np.ndarray, dict[str, list[tuple[int, int]]]]:
-    """Every fold's weights of every given head, side by side in one C-ordered matrix.
+    """Every linear part's weights of every given head, side by side in one C-ordered matrix.
 
-    Row ``r`` holds the weights of input column ``r`` for each (head, fold, class), so the weights
+    Row ``r`` holds the weights of input column ``r`` for each (head, part, class), so the weights
     that one ticket's features need are a handful of contiguous rows: one gather serves both heads
     and all their folds, where one gather per fold read scattered memory ``folds × heads`` times
     (the largest cost of a single ticket, measured). Rows past a head's own inputs (a head that
-    reads fewer extra columns than another) are zero.
+    reads fewer extra columns than another) are zero. A head's parts are :func:`linear_parts`: its
+    calibration folds, then a :class:`BlendedClassifier`'s multinomial regression.
 
     The weights are stored as float32, like the features they multiply: reading them is what a
     prediction's heads cost (memory-bound), and half the bytes made batch labelling 10 % and a
@@ -330,12 +421,12 @@ def fuse_weights(
     Returns
     -------
     (ndarray, dict)
-        The matrix, and for each head the ``[start, stop)`` column range of each fold.
+        The matrix, and for each head the ``[start, stop)`` column range of each part.
     """
     blocks: list[tuple[str, np.ndarray]] = []
     for name, classifier in classifiers.items():
-        for calibrated in classifier.calibrated_classifiers_:
-            blocks.append((name, np.asarray(calibrated.estimator.coef_)))
+        for part in linear_parts(classifier):
+            blocks.append((name, np.asarray(part.coef_)))
     rows = max((coef.shape[1] for _, coef in blocks), default=0)
     weights = np.zeros((rows, sum(coef.shape[0] for _, coef in blocks)), dtype=np.float32)
     layout: dict[str, list[tuple[int, int]]] = {name: [] for name in classifiers}
@@ -353,15 +444,12 @@ def attach_weights(
     weights: np.ndarray,
     layout: Mapping[str, Sequence[tuple[int, int]]],
 ) -> None:
-    """Point each fold's ``coef_`` at its block of ``weights`` (a view, so one copy is kept).
+    """Point each linear part's ``coef_`` at its block of ``weights`` (a view, so one copy is kept).
 
     scikit-learn's own ``predict_proba`` keeps working on the views.
     """
     for name, classifier in classifiers.items():
-        for calibrated, (start, stop) in zip(
-            classifier.calibrated_classifiers_, layout[name], strict=True
-        ):
-            est = calibrated.estimator
+        for est, (start, stop) in zip(linear_parts(classifier), layout[name], strict=True):
             est.coef_ = weights[: est.n_features_in_, start:stop].T
 
 
@@ -443,11 +531,13 @@ def compile_heads(
     """
     classes: dict[str, np.ndarray] = {}
     folds: dict[str, list[Fold]] = {}
+    multinomials: dict[str, Multinomial] = {}
     for name, classifier in classifiers.items():
         classes[name] = np.asarray(classifier.classes_)
         folds[name] = []
+        calibrated_folds = classifier.calibrated_classifiers_
         for calibrated, (start, stop) in zip(
-            classifier.calibrated_classifiers_, layout[name], strict=True
+            calibrated_folds, layout[name][: len(calibrated_folds)], strict=True
         ):
             est = calibrated.estimator
             positions = np.searchsorted(classes[name], est.classes_)
@@ -463,7 +553,15 @@ def compile_heads(
                     positions,
                 )
             )
-    return CompiledHeads(weights, width, classes, folds)
+        if isinstance(classifier, BlendedClassifier):
+            start, stop = layout[name][-1]
+            multinomials[name] = Multinomial(
+                start,
+                stop,
+                np.asarray(classifier.multinomial_.intercept_, dtype=np.float64),
+                float(classifier.multinomial_weight),
+            )
+    return CompiledHeads(weights, width, classes, folds, multinomials)
 
 
 def without_vocabularies(features: Pipeline) -> Pipeline:

@@ -178,9 +178,11 @@ class Head:
         return recalibrate_suggestion(proba, suggested, mapping), rank
 
     def mean_coef(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Average linear weights of the calibration folds for some classes and features.
+        """Linear weights for some classes and features, as the head's probabilities mix them.
 
-        Returns an array of shape ``(len(rows), len(columns))``.
+        The mean over the calibration folds, and for a blended head (see
+        :class:`model.pipeline.BlendedClassifier`) that mean and the multinomial regression's
+        weights in the blend's proportions. Returns an array of shape ``(len(rows), len(columns))``.
         """
         if self.classifier is None:
             raise TypeError(f"head {self.name!r} was loaded for serving: it has no classifier")
@@ -191,7 +193,12 @@ class Head:
             if n_classes == 2:  # a binary LinearSVC keeps one row, for the second class
                 coef = np.vstack([-coef[0], coef[0]])
             out += coef[np.ix_(rows, columns)]
-        return out / len(self.classifier.calibrated_classifiers_)
+        out /= len(self.classifier.calibrated_classifiers_)
+        multinomial = getattr(self.classifier, "multinomial_", None)
+        if multinomial is not None:
+            w = self.classifier.multinomial_weight
+            out = (1.0 - w) * out + w * multinomial.coef_[np.ix_(rows, columns)]
+        return out
 
 
 def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.ndarray:
@@ -486,7 +493,7 @@ class Router:
         from model.pipeline import build_classifier
 
         labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
-        clf = build_classifier(self.config, counts.tolist())
+        clf = build_classifier(self.config, counts.tolist(), name)
         clf.fit(X, np.asarray(y, dtype=str))
         head = Head(
             name=name,
@@ -1014,7 +1021,7 @@ def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = 
 
 
 def _without_coefficients(head: Head) -> Head:
-    """A copy of ``head`` whose folds carry no ``coef_`` (the fused weights hold them).
+    """A copy of ``head`` whose linear parts carry no ``coef_`` (the fused weights hold them).
 
     Only the objects on the way to the coefficients are copied; the live head is unchanged.
     """
@@ -1028,6 +1035,9 @@ def _without_coefficients(head: Head) -> Head:
         calibrated.estimator = copy.copy(calibrated.estimator)
         calibrated.estimator.coef_ = None
         classifier.calibrated_classifiers_.append(calibrated)
+    if getattr(original, "multinomial_", None) is not None:
+        classifier.multinomial_ = copy.copy(original.multinomial_)
+        classifier.multinomial_.coef_ = None
     return dataclasses.replace(head, classifier=classifier)
 
 

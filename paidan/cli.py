@@ -170,6 +170,15 @@ def train(
             "on the held-out folds (decisions are the same either way)",
         ),
     ] = True,
+    multinomial_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of a multinomial logistic regression in the department head's "
+            "probabilities, beside the calibrated linear SVM (0 = none)",
+        ),
+    ] = TrainingConfig.multinomial_weight,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
@@ -181,6 +190,7 @@ def train(
         tokenizer=tokenizer,
         prior_alpha=prior_alpha,
         calibrate_confidence=calibrate_confidence,
+        multinomial_weight=multinomial_weight,
     )
     try:
         with progress_bar() as bar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: Traini
     root = tmp_path_factory.mktemp("tiny-models")
     data = write_tiny_csv(root / "tiny.csv")
     result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+@pytest.fixture(scope="session")
+def blended_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    """TINY_TICKETS' model with a multinomial regression blended into the department head."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("blended-models")
+    data = write_tiny_csv(root / "tiny.csv")
+    config = dataclasses.replace(tiny_config, multinomial_weight=0.5)
+    result = train([data], root / "model", config=config)
     assert result.model_dir is not None
     return result.model_dir
 

@@ -102,10 +102,11 @@ def _fold_proba(
     train_idx: np.ndarray,
     test_idx: np.ndarray,
     config: TrainingConfig,
+    head: str = "",
 ) -> np.ndarray:
-    """Held-out probabilities of one fold, in the columns of ``labels``."""
+    """Held-out probabilities of one fold of head ``head``, in the columns of ``labels``."""
     _, train_counts = np.unique(y[train_idx], return_counts=True)
-    clf = build_classifier(config, train_counts.tolist())
+    clf = build_classifier(config, train_counts.tolist(), head)
     clf.fit(X[train_idx], y[train_idx])
     out = np.zeros((len(test_idx), len(labels)))
     out[:, np.searchsorted(labels, clf.classes_)] = clf.predict_proba(X[test_idx])
@@ -118,6 +119,7 @@ def cross_validate_heads(
     progress: Progress | None = None,
     n_jobs: int | None = -1,
     stage: str = "cross-validating",
+    head: str = "",
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -141,6 +143,9 @@ def cross_validate_heads(
         Heads with fewer than :data:`PROCESS_MIN_ROWS` rows are always fitted here.
     stage : str
         Stage name passed to ``progress``.
+    head : str
+        The head the tasks are options of (its classifier depends on it: see
+        :func:`model.pipeline.build_classifier`).
 
     Returns
     -------
@@ -164,7 +169,9 @@ def cross_validate_heads(
     probas = [np.zeros((len(y), len(labels))) for _, y, labels, _, _ in plans]
     n_jobs = worker_jobs(max(len(y) for _, y, _, _, _ in plans), n_jobs)
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fold_proba)(plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config)
+        delayed(_fold_proba)(
+            plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head
+        )
         for t, (train_idx, test_idx) in jobs
     )
     for done, ((t, (_, test_idx)), fold_proba) in enumerate(zip(jobs, results, strict=True), 1):
@@ -354,6 +361,7 @@ def fit_router(
             n_jobs,
             stage=f"cross-validating {head}"
             + (f" ({len(options)} input options)" if len(options) > 1 else ""),
+            head=head,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.

@@ -15,7 +15,10 @@ from sklearn.preprocessing import normalize
 from model import router as router_module
 from model.artifact import load_router
 from model.compiled import CharNgramIndex, LatentView, char_wb_ngrams, word_ngrams
+from model.config import TrainingConfig
 from model.pipeline import (
+    BlendedClassifier,
+    build_classifier,
     build_features,
     compilable,
     compile_features,
@@ -205,8 +208,10 @@ def test_char_ngrams_of_a_chunk_equal_each_documents_own(texts, ngram_range, fit
         assert counts[doc_of == i].tolist() == own_counts.tolist()
 
 
-def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
-    router, _ = load_router(tiny_model_dir)
+@pytest.mark.parametrize("blended", [False, True], ids=["plain", "blended"])
+def test_compiled_heads_give_scikit_learns_probabilities(blended, request):
+    model_dir = request.getfixturevalue("blended_model_dir" if blended else "tiny_model_dir")
+    router, _ = load_router(model_dir)
     # The department head reads the latent view and the category head's probabilities too.
     assert router.latent is not None and router.stacked == {"department": "category"}
     X = router.transform(TICKETS)
@@ -216,6 +221,10 @@ def test_compiled_heads_give_scikit_learns_probabilities(tiny_model_dir):
     upstream: dict[str, np.ndarray] = {}
     # Both heads take the all-folds-at-once path; the per-fold path must agree with it too.
     assert set(fast.whole) == set(router.heads)
+    # With the option only the department head blends in a multinomial regression; by default none.
+    assert isinstance(router.heads["department"].classifier, BlendedClassifier) == blended
+    assert not isinstance(router.heads["category"].classifier, BlendedClassifier)
+    assert set(fast.multinomials) == ({"department"} if blended else set())
     per_fold = copy.copy(fast)
     per_fold.whole = {}
     for name in router.head_order():
@@ -257,9 +266,11 @@ def test_binary_head_compiles_too(tiny_model_dir):
     )
 
 
-def test_compiled_class_weights_are_the_folds_mean_coefficients(tiny_model_dir):
+@pytest.mark.parametrize("blended", [False, True], ids=["plain", "blended"])
+def test_compiled_class_weights_are_the_heads_mean_coefficients(blended, request):
     # Evidence reads these; Head.mean_coef is the readable definition.
-    router, _ = load_router(tiny_model_dir)
+    model_dir = request.getfixturevalue("blended_model_dir" if blended else "tiny_model_dir")
+    router, _ = load_router(model_dir)
     X = router.transform(TICKETS[:18])
     y = np.array(["人社" if d == "人社" else "其他" for _, _, d, _ in TINY_TICKETS])
     router.fit_head("binary", X, y, threshold=0.5)
@@ -274,13 +285,14 @@ def test_compiled_class_weights_are_the_folds_mean_coefficients(tiny_model_dir):
             )
 
 
-def test_fused_weights_are_saved_once_and_the_folds_read_them(tiny_model_dir, tmp_path):
-    router, _ = load_router(tiny_model_dir)
+def test_fused_weights_are_saved_once_and_the_folds_read_them(blended_model_dir):
+    router, _ = load_router(blended_model_dir)
     weights = router._weights
     assert weights is not None and weights.flags.c_contiguous
     for head in router.heads.values():
         for calibrated in head.classifier.calibrated_classifiers_:
             assert np.shares_memory(calibrated.estimator.coef_, weights)
+    assert np.shares_memory(router.heads["department"].classifier.multinomial_.coef_, weights)
     # Pickling leaves the live router's coefficients in place.
     import pickle
 
@@ -290,6 +302,7 @@ def test_fused_weights_are_saved_once_and_the_folds_read_them(tiny_model_dir, tm
         for h in router.heads.values()
         for c in h.classifier.calibrated_classifiers_
     )
+    assert router.heads["department"].classifier.multinomial_.coef_ is not None
     for name in router.head_order():
         np.testing.assert_array_equal(
             copy.heads[name].classifier.calibrated_classifiers_[0].estimator.coef_,
@@ -298,6 +311,54 @@ def test_fused_weights_are_saved_once_and_the_folds_read_them(tiny_model_dir, tm
     np.testing.assert_array_equal(
         copy.predict_proba(TICKETS)["category"], router.predict_proba(TICKETS)["category"]
     )
+
+
+def test_blend_is_the_weighted_mean_of_its_two_classifiers(tiny_model_dir):
+    assert TrainingConfig().multinomial_weight == 0  # an option, not the default
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS)
+    y = np.array([d for _, _, d, _ in TINY_TICKETS])
+    counts = np.unique(y, return_counts=True)[1].tolist()
+    config = TrainingConfig(calibration_cv=2, multinomial_weight=0.3)
+    blend = build_classifier(config, counts, "department").fit(X[: len(y)], y)
+    assert isinstance(blend, BlendedClassifier) and blend.multinomial_weight == 0.3
+    calibrated = super(BlendedClassifier, blend).predict_proba(X)
+    multinomial = blend.multinomial_.predict_proba(X)
+    assert not np.allclose(calibrated, multinomial)  # two different classifiers
+    np.testing.assert_allclose(
+        blend.predict_proba(X), 0.7 * calibrated + 0.3 * multinomial, rtol=0, atol=1e-15
+    )
+    # Only the department head blends, only with a weight above 0, and only over two classes.
+    assert not isinstance(build_classifier(config, counts, "category"), BlendedClassifier)
+    off = TrainingConfig(multinomial_weight=0.0)
+    assert not isinstance(build_classifier(off, counts, "department"), BlendedClassifier)
+    assert not isinstance(build_classifier(config, [5, 5], "department"), BlendedClassifier)
+
+
+def test_compiled_heads_pickled_before_the_blend_still_predict(tiny_model_dir):
+    router, _ = load_router(tiny_model_dir)
+    fast = router.compiled()[1]
+    X = router.transform(TICKETS)
+    scores = fast.scores(X)
+    state = dict(fast.__dict__)
+    del state["multinomials"]  # such a pickle has no such attribute
+    restored = type(fast).__new__(type(fast))
+    restored.__setstate__(state)
+    assert restored.multinomials == {}
+    for name in router.head_order():
+        extras = router.extras(name, X, {"category": fast.predict_proba("category", scores)})
+        np.testing.assert_array_equal(
+            restored.predict_proba(name, scores, extras), fast.predict_proba(name, scores, extras)
+        )
+
+
+def test_blended_model_saves_loads_and_serves_the_same(blended_model_dir):
+    whole, _ = load_router(blended_model_dir)
+    serving, _ = load_router(blended_model_dir, serving=True)
+    assert serving.heads["department"].classifier is None  # no scikit-learn object
+    assert [r.model_dump() for r in serving.predict(TICKETS)] == [
+        r.model_dump() for r in whole.predict(TICKETS)
+    ]
 
 
 def test_routers_pickled_before_the_fused_weights_still_predict(tiny_model_dir):

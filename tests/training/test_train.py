@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from model import resources
 from model.artifact import load_router, read_metadata
 from model.config import TrainingConfig
+from model.pipeline import BlendedClassifier
 from model.router import recalibrate_suggestion
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
@@ -229,6 +230,25 @@ def test_cli_prior_alpha_option_fixes_the_shift(tmp_path, tiny_csv):
         app, ["train", str(tiny_csv), "--out", str(tmp_path / "m2"), "--prior-alpha", "2"]
     )
     assert bad.exit_code == 2 and "--prior-alpha" in bad.output
+
+
+def test_cli_multinomial_weight_option_sets_the_department_blend(tmp_path, tiny_csv):
+    out = tmp_path / "model"
+    r = cli_train(tiny_csv, out)  # by default there is no blend
+    assert r.exit_code == 0, r.output
+    assert read_metadata(out)["config"]["multinomial_weight"] == 0.0
+    router, _ = load_router(out)
+    assert not any(isinstance(h.classifier, BlendedClassifier) for h in router.heads.values())
+    assert router.compiled()[1].multinomials == {}
+    r = cli_train(tiny_csv, tmp_path / "m2", "--multinomial-weight", "0.25")
+    assert r.exit_code == 0, r.output
+    router, _ = load_router(tmp_path / "m2")
+    assert router.heads["department"].classifier.multinomial_weight == 0.25
+    assert router.compiled()[1].multinomials["department"].weight == 0.25
+    bad = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m3"), "--multinomial-weight", "2"]
+    )
+    assert bad.exit_code == 2 and "--multinomial-weight" in bad.output
 
 
 def _under_confident(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
