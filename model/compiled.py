@@ -559,19 +559,32 @@ class CompiledHeads:
         """Head ``name``'s probabilities, columns in class order.
 
         The mean of its calibrated folds' probabilities, blended with its multinomial regression's
-        where it has one. ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow the TF-IDF ones in
-        this head's input, multiplied here without being stacked onto the sparse rows.
+        where it has one. ``scores`` are :meth:`scores`; ``extras`` the dense columns that follow
+        the TF-IDF ones in this head's input, multiplied here without being stacked onto the
+        sparse rows.
         """
         calibrated = self._calibrated_proba(name, scores, extras)
         multinomial = self.multinomials.get(name)
         if multinomial is None:
             return calibrated
-        s = scores[:, multinomial.start : multinomial.stop] + multinomial.intercept
-        if extras is not None:
-            rows = slice(self.width, self.width + extras.shape[1])
-            s += rowwise_product(extras, self.weights[rows, multinomial.start : multinomial.stop])
+        s = self._linear(scores, extras, multinomial.start, multinomial.stop, multinomial.intercept)
         w = multinomial.weight
         return (1.0 - w) * calibrated + w * softmax(s, axis=1)
+
+    def _linear(
+        self,
+        scores: np.ndarray,
+        extras: np.ndarray | None,
+        start: int,
+        stop: int,
+        intercept: np.ndarray,
+    ) -> np.ndarray:
+        """Linear scores of the weight columns ``[start, stop)``: TF-IDF part, intercept, extras."""
+        s = scores[:, start:stop] + intercept
+        if extras is not None:
+            rows = slice(self.width, self.width + extras.shape[1])
+            s += rowwise_product(extras, self.weights[rows, start:stop])
+        return s
 
     def _calibrated_proba(
         self, name: str, scores: np.ndarray, extras: np.ndarray | None
@@ -579,10 +592,7 @@ class CompiledHeads:
         n, n_classes = scores.shape[0], len(self.classes[name])
         whole = self.whole.get(name)
         if whole is not None:
-            s = scores[:, whole.start : whole.stop] + whole.intercept
-            if extras is not None:
-                rows = slice(self.width, self.width + extras.shape[1])
-                s += rowwise_product(extras, self.weights[rows, whole.start : whole.stop])
+            s = self._linear(scores, extras, whole.start, whole.stop, whole.intercept)
             p = expit(-(whole.a * s + whole.b)).reshape(n, whole.folds, n_classes)
             denominator = p.sum(axis=2, keepdims=True)
             p = np.divide(
@@ -592,10 +602,7 @@ class CompiledHeads:
             return p.sum(axis=1) / whole.folds
         mean = np.zeros((n, n_classes))
         for fold in self.folds[name]:
-            s = scores[:, fold.start : fold.stop] + fold.intercept
-            if extras is not None:
-                rows = slice(self.width, self.width + extras.shape[1])
-                s += rowwise_product(extras, self.weights[rows, fold.start : fold.stop])
+            s = self._linear(scores, extras, fold.start, fold.stop, fold.intercept)
             proba = np.zeros((n, n_classes))
             proba[:, fold.positions] = expit(-(fold.a * s + fold.b))
             if n_classes == 2:
