@@ -66,16 +66,20 @@ def tiny_csv(tmp_path: Path) -> Path:
     return write_tiny_csv(tmp_path / "tiny.csv")
 
 
+def train_tiny(factory: pytest.TempPathFactory, name: str, config: TrainingConfig) -> Path:
+    """Train TINY_TICKETS with ``config`` into a fresh directory; return the model directory."""
+    from training.train import train
+
+    root = factory.mktemp(name)
+    result = train([write_tiny_csv(root / "tiny.csv")], root / "model", config=config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig) -> Path:
     """A model trained on TINY_TICKETS, written once per session."""
-    from training.train import train
-
-    root = tmp_path_factory.mktemp("tiny-models")
-    data = write_tiny_csv(root / "tiny.csv")
-    result = train([data], root / "model", config=tiny_config)
-    assert result.model_dir is not None
-    return result.model_dir
+    return train_tiny(tmp_path_factory, "tiny-models", tiny_config)
 
 
 @pytest.fixture(scope="session")
@@ -83,14 +87,8 @@ def blended_model_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
 ) -> Path:
     """TINY_TICKETS' model with a multinomial regression blended into the department head."""
-    from training.train import train
-
-    root = tmp_path_factory.mktemp("blended-models")
-    data = write_tiny_csv(root / "tiny.csv")
     config = dataclasses.replace(tiny_config, multinomial_weight=0.5)
-    result = train([data], root / "model", config=config)
-    assert result.model_dir is not None
-    return result.model_dir
+    return train_tiny(tmp_path_factory, "blended-models", config)
 
 
 @pytest.fixture(scope="session")
