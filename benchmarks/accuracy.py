@@ -22,6 +22,8 @@ import json
 import platform
 import sys
 import time
+import types
+import typing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -238,17 +240,30 @@ def markdown(result: dict) -> str:
 
 
 def parse_override(key: str, value: str, defaults: dict) -> object:
-    """A ``--set KEY=VALUE`` value, typed like the default (``bool("False")`` would be True)."""
+    """A ``--set KEY=VALUE`` value, typed like the field (``bool("False")`` would be True)."""
     if key not in defaults:
         sys.exit(f"--set {key}: not a TrainingConfig field ({', '.join(defaults)})")
-    default = defaults[key]
-    if isinstance(default, bool):
+    hint = typing.get_type_hints(TrainingConfig)[key]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if union else (hint,)
+    if value.lower() == "none":
+        if type(None) not in members:
+            sys.exit(f"--set {key}=None: {key} cannot be None")
+        return None
+    kind = next(k for k in members if k is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            sys.exit(f"--set {key}={value}: expected one of {', '.join(map(str, choices))}")
+        return value
+    if kind is bool:
         if value.lower() not in ("true", "false"):
             sys.exit(f"--set {key}={value}: expected true or false")
         return value.lower() == "true"
-    if default is None:
-        return None if value.lower() == "none" else int(value)
-    return type(default)(value)
+    try:
+        return kind(value)
+    except ValueError:
+        sys.exit(f"--set {key}={value}: expected {kind.__name__} (default {defaults[key]!r})")
 
 
 def main() -> None:

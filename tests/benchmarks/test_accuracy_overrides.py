@@ -1,0 +1,52 @@
+"""``benchmarks/accuracy.py --set KEY=VALUE``: values typed like the field, bad ones refused by name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from model.config import TrainingConfig
+from tests.benchmarks.test_accuracy_summary import load_benchmark
+
+DEFAULTS = dataclasses.asdict(TrainingConfig())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_features", "None", None),  # an int field that may be None (default 300,000)
+        ("max_features", "5000", 5000),
+        ("prior_alpha", "0.5", 0.5),  # default None: typed from the annotation, not as int
+        ("prior_alpha", "none", None),
+        ("class_weight", "None", None),
+        ("class_weight", "balanced", "balanced"),
+        ("calibration", "isotonic", "isotonic"),
+        ("select_inputs", "false", False),
+        ("C", "0.5", 0.5),
+        ("lsa_components", "100", 100),
+    ],
+)
+def test_values_are_typed_like_the_field(key: str, value: str, expected: object) -> None:
+    parsed = load_benchmark().parse_override(key, value, DEFAULTS)
+    assert parsed == expected
+    assert type(parsed) is type(expected)
+    TrainingConfig(**DEFAULTS | {key: parsed})  # and the config accepts it
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("C", "abc", "--set C=abc: expected float"),
+        ("seed", "None", "--set seed=None: seed cannot be None"),
+        ("tokenizer", "foo", "--set tokenizer=foo: expected one of jieba, rjieba"),
+        ("select_inputs", "yes", "--set select_inputs=yes: expected true or false"),
+        ("nope", "1", "--set nope: not a TrainingConfig field"),
+    ],
+)
+def test_bad_values_exit_with_a_message_naming_the_field(
+    key: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark().parse_override(key, value, DEFAULTS)
+    assert str(exit_info.value).startswith(message)
