@@ -27,8 +27,10 @@ from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
 from serve.admin import admin_router, install_sighup
+from serve.auth import route_needs_key
 from serve.batcher import MicroBatcher
 from serve.db import Database
+from serve.deps import Services
 from serve.errors import error_response, install_error_handlers
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
@@ -142,13 +144,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.batcher = MicroBatcher(similar_k=settings.similar_k)
+    app.state.services = Services(settings, metrics, MicroBatcher(similar_k=settings.similar_k))
     app.state.router = None
     app.state.metadata = {}
     app.state.db = None
     app.state.router_loader = router_loader  # the admin reload loads through the same function
     install_error_handlers(app)
-    app.include_router(api_router(make_request_models(settings)))
+    app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
     app.include_router(admin_router)
     _include_page(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))

@@ -85,6 +85,11 @@ def authorize(settings: Settings, key: str | None, scope: Scope) -> None:
         )
 
 
+def route_needs_key(settings: Settings) -> bool:
+    """Whether :func:`authorize` can refuse a request to the routing endpoints under ``settings``."""
+    return settings.keys_configured and settings.require_key_for_route
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[None]]:
     """A dependency that checks the request's key for ``scope``."""
 

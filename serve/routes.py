@@ -25,7 +25,7 @@ from model.text import clean, mask_pii
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import trim
 from serve.db import EXPORT_PAGE, Feedback
-from serve.deps import BatcherDep, DatabaseDep, MetadataDep, MetricsDep, RouterDep, SettingsDep
+from serve.deps import DatabaseDep, MetadataDep, MetricsDep, RouterDep, ServicesDep
 from serve.errors import ApiError, first_validation_error
 from serve.schemas import (
     MAX_ID_CHARS,
@@ -58,52 +58,58 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def api_router(models: RequestModels) -> APIRouter:
-    """All routes, with request bodies carrying this app's limits."""
+def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter:
+    """All routes, with request bodies carrying this app's limits.
+
+    ``route_needs_key``: whether the routing endpoints check an API key (see
+    :func:`serve.auth.route_needs_key`). Where no key could be refused they skip the check and
+    document no 401/403: the check is three dependencies, and FastAPI's cost of solving them is a
+    measurable share of a routing request (``benchmarks/README.md``).
+    """
     api = APIRouter()
     RouteRequest = models.route
     FeedbackRequest = models.feedback
+    route_guard = [ROUTE_KEY] if route_needs_key else []
+    route_errors = AUTH_ERRORS if route_needs_key else ERRORS
 
     @api.post(
         "/v1/route",
         response_model=RouteResponse,
-        responses=AUTH_ERRORS,
+        responses=route_errors,
         tags=["route"],
-        dependencies=[ROUTE_KEY],
+        dependencies=route_guard,
     )
     async def route(
         body: RouteRequest,  # type: ignore[valid-type]  # built per app
         router: RouterDep,
-        settings: SettingsDep,
-        metrics: MetricsDep,
-        batcher: BatcherDep,
+        services: ServicesDep,
     ) -> RouteResponse:
         """Suggest a department and a category for one ticket, with evidence and similar tickets."""
         # async only to await the batcher: prediction itself runs in the threadpool, batched with
         # concurrent requests (see serve.batcher).
         body = cast(RouteRequestBase, body)
         start = time.perf_counter()
-        result = await batcher.predict(
-            router, (body.title or "", body.text), body.top_k or settings.top_k
+        result = await services.batcher.predict(
+            router, (body.title or "", body.text), body.top_k or services.settings.top_k
         )
-        metrics.observe_results([result])
+        services.metrics.observe_results([result])
         return _response(result, body.id, start)
 
     @api.post(
         "/v1/route/batch",
         response_model=RouteBatchResponse,
-        responses=AUTH_ERRORS,
+        responses=route_errors,
         tags=["route"],
-        dependencies=[ROUTE_KEY],
+        dependencies=route_guard,
     )
     def route_batch(
         body: RouteBatchRequestBase,
         router: RouterDep,
-        settings: SettingsDep,
-        metrics: MetricsDep,
+        services: ServicesDep,
     ) -> RouteBatchResponse:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
         start = time.perf_counter()
+        settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:
             raise ApiError(
                 413,

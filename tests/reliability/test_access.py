@@ -96,6 +96,19 @@ def test_route_is_open_unless_the_setting_requires_a_key(
     assert strict.get("/").status_code == 200
 
 
+def test_openapi_documents_a_key_on_routing_only_where_one_is_checked(
+    keyed: TestClient, make_client: Callable[..., TestClient]
+) -> None:
+    def answers(client: TestClient, path: str) -> set[str]:
+        return set(client.get("/openapi.json").json()["paths"][path]["post"]["responses"])
+
+    strict = make_client(api_keys=[API_KEY], require_key_for_route=True)
+    for path in ("/v1/route", "/v1/route/batch"):
+        assert {"401", "403"} <= answers(strict, path)
+        assert not {"401", "403"} & answers(keyed, path)  # keys exist, but routing is open
+    assert {"401", "403"} <= answers(keyed, "/v1/feedback")
+
+
 def test_settings_keep_only_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     digest = hashlib.sha256(b"a-second-key-0123456789").hexdigest()
     monkeypatch.setenv("PAIDAN_API_KEYS", f"{API_KEY}, sha256:{digest.upper()}")
