@@ -57,7 +57,7 @@ async def _route_all(batcher: MicroBatcher, router: Any, top_ks: list[int]) -> l
 
 
 def test_concurrent_calls_are_batched_and_match_one_by_one(router: Router) -> None:
-    counting = CountingRouter(router)
+    counting: Any = CountingRouter(router)  # stands in for a Router
     batcher = MicroBatcher(similar_k=5)
     top_ks = [1, 2, 3, 1, 2, 3]
     results = asyncio.run(_route_all(batcher, counting, top_ks))
@@ -78,3 +78,66 @@ def test_a_broken_ticket_fails_alone(router: Router) -> None:
         else:
             assert isinstance(got, RouteResult), got
             assert got == router.predict([ticket], similar_k=5)[0]
+
+
+def test_under_load_a_call_waits_for_the_previous_calls_clients(router: Router) -> None:
+    """A straggler arriving during a call does not get a call of its own."""
+    counting: Any = CountingRouter(router)  # stands in for a Router
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> None:
+        # Four clients: one call of four.
+        await asyncio.gather(*(batcher.predict(counting, t, 3) for t in TICKETS[:4]))
+        assert counting.calls == [4]
+        # They come back one by one, the first alone and the rest a moment later.
+        first = asyncio.ensure_future(batcher.predict(counting, TICKETS[4], 3))
+        await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(batcher.predict(counting, t, 3)) for t in TICKETS[:3]]
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(scenario())
+    assert counting.calls == [4, 4], counting.calls  # not [4, 1, 3]
+
+
+def test_the_wait_for_stragglers_is_bounded(router: Router, monkeypatch: Any) -> None:
+    """If the previous call's clients do not come back, the one that did is still answered."""
+    import serve.batcher as batcher_module
+
+    monkeypatch.setattr(batcher_module, "FILL_WAIT_S", 0.05)
+    counting: Any = CountingRouter(router)  # stands in for a Router
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> RouteResult:
+        await asyncio.gather(*(batcher.predict(counting, t, 3) for t in TICKETS[:4]))
+        return await asyncio.wait_for(batcher.predict(counting, TICKETS[4], 3), timeout=10)
+
+    assert isinstance(asyncio.run(scenario()), RouteResult)
+    assert counting.calls == [4, 1]
+
+
+def test_a_lone_request_after_a_pause_does_not_wait(router: Router, monkeypatch: Any) -> None:
+    import serve.batcher as batcher_module
+
+    waits: list[int] = []
+    original = MicroBatcher._fill
+
+    async def fill(self: MicroBatcher, target: int) -> None:
+        waits.append(target)
+        await original(self, target)
+
+    monkeypatch.setattr(MicroBatcher, "_fill", fill)
+    monkeypatch.setattr(batcher_module, "UNDER_LOAD_S", 0.02)
+    counting: Any = CountingRouter(router)  # stands in for a Router
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(batcher.predict(counting, t, 3) for t in TICKETS[:4]))
+        await asyncio.sleep(0.05)  # the load is gone
+        await batcher.predict(counting, TICKETS[4], 3)
+        # One request at a time: never a wait either.
+        for t in TICKETS[:3]:
+            await batcher.predict(counting, t, 3)
+
+    asyncio.run(scenario())
+    assert counting.calls == [4, 1, 1, 1, 1]
+    assert waits == []
