@@ -51,7 +51,8 @@ class Services:
     """What the routing endpoints need besides the model, fixed for the app's lifetime.
 
     One dependency instead of three: FastAPI spends about 12 µs solving each dependency of a
-    request, a tenth of the whole server's cost of a routing request (``benchmarks/README.md``).
+    request, and the eight a routing request had took a quarter of the server's own cost of it,
+    prediction aside (``benchmarks/README.md``, eleventh round).
     """
 
     settings: Settings
