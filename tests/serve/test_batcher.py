@@ -11,6 +11,7 @@ import pytest
 
 from model.artifact import load_router
 from model.router import Router, RouteResult
+from serve import batcher as batcher_module
 from serve.batcher import MicroBatcher
 
 TICKETS = [
@@ -101,8 +102,6 @@ def test_under_load_a_call_waits_for_the_previous_calls_clients(router: Router) 
 
 def test_the_wait_for_stragglers_is_bounded(router: Router, monkeypatch: Any) -> None:
     """If the previous call's clients do not come back, the one that did is still answered."""
-    import serve.batcher as batcher_module
-
     monkeypatch.setattr(batcher_module, "FILL_WAIT_S", 0.05)
     counting: Any = CountingRouter(router)  # stands in for a Router
     batcher = MicroBatcher(similar_k=0)
@@ -116,8 +115,6 @@ def test_the_wait_for_stragglers_is_bounded(router: Router, monkeypatch: Any) ->
 
 
 def test_a_lone_request_after_a_pause_does_not_wait(router: Router, monkeypatch: Any) -> None:
-    import serve.batcher as batcher_module
-
     waits: list[int] = []
     original = MicroBatcher._fill
 
