@@ -67,7 +67,7 @@ admin_router = APIRouter(tags=["admin"])
 async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadResponse:
     """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving."""
     app = request.app
-    root = Path(app.state.settings.model_root)
+    root = Path(app.state.services.settings.model_root)
     target: Path | None
     if body is not None and body.model_dir:
         target = root / body.model_dir  # an absolute model_dir replaces the root
@@ -103,7 +103,7 @@ def _refused(app: Any, target: str, e: ModelLoadError) -> ApiError:
 
 async def reload_current(app: Any) -> str | None:
     """Switch to the model the root's ``current`` pointer names (what SIGHUP does)."""
-    root = Path(app.state.settings.model_root)
+    root = Path(app.state.services.settings.model_root)
     try:
         target = current_dir(root)
         if target is None:

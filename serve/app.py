@@ -142,8 +142,7 @@ def create_app(
         version="1",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
+    # Settings, metrics and the batcher live as long as the app: the one place they are kept.
     app.state.services = Services(settings, metrics, MicroBatcher(similar_k=settings.similar_k))
     app.state.router = None
     app.state.metadata = {}

@@ -99,7 +99,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[None]]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> None:
-        authorize(request.app.state.settings, presented_key(bearer, header_key), scope)
+        authorize(request.app.state.services.settings, presented_key(bearer, header_key), scope)
 
     return check
 

@@ -21,7 +21,7 @@ from serve.metrics import Metrics
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return request.app.state.services.settings
 
 
 async def get_router(request: Request) -> Router:
@@ -43,7 +43,7 @@ async def get_db(request: Request) -> Database:
 
 
 async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+    return request.app.state.services.metrics
 
 
 @dataclass(frozen=True)

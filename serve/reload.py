@@ -64,7 +64,7 @@ def reload_model(
     app : FastAPI
         The app whose ``state.router`` / ``state.metadata`` / ``state.model_dir`` are replaced.
     model_dir : str or Path
-        The model directory; it must lie under ``app.state.settings.model_root``.
+        The model directory; it must lie under ``app.state.services.settings.model_root``.
     loader : callable
         ``(model_dir, root) -> (Router, metadata)``.
 
@@ -82,7 +82,7 @@ def reload_model(
     with _SWAP_LOCK:
         start = time.perf_counter()
         old = getattr(app.state.router, "version", None)
-        router, metadata = loader(path, app.state.settings.model_root)
+        router, metadata = loader(path, app.state.services.settings.model_root)
         router.warm_up()
         # Python assigns references atomically: a request sees the old or the new router, whole.
         app.state.metadata = metadata
