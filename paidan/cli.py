@@ -130,7 +130,7 @@ def train(
         bool, typer.Option(help="Refuse rare labels instead of merging them into 其他")
     ] = False,
     min_examples: Annotated[
-        int, typer.Option(help="Labels with fewer rows are merged into 其他")
+        int, typer.Option(min=2, help="Labels with fewer rows are merged into 其他")
     ] = 5,
     target_precision: Annotated[
         float, typer.Option(help="Precision that auto decisions must reach on held-out folds")

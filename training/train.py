@@ -34,7 +34,7 @@ from model.router import (
 )
 from model.tickets import ColumnMap, expand_paths, read_tickets
 from training.metrics import choose_threshold, head_report
-from training.validate import ValidationReport, validate
+from training.validate import TrainingDataError, ValidationReport, validate
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,16 @@ def cross_validate_heads(
     label_counts = []  # rows per label, in label order: for the prior shift below
     for name, X, y in tasks:
         labels, counts = np.unique(y, return_counts=True)
+        what = head or name or "head"
         if len(labels) < 2:
-            raise ValueError(
-                f"the {name or 'head'} labels have a single value ({labels[0]!r}); need two or more"
+            raise TrainingDataError(
+                f"every row with a {what} label has the same one, {str(labels[0])!r}: a head needs "
+                "two or more labels"
+            )
+        if counts.min() < 2:
+            raise TrainingDataError(
+                f"{what} label {str(labels[counts.argmin()])!r} has a single row: cross-validation "
+                "needs two or more of each label (use --min-examples 2 or more)"
             )
         folds = max(2, min(config.cv_folds, int(counts.min())))
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)

@@ -32,6 +32,9 @@ class ValidationReport:
     empty_text: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     merged: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Per head, the rows of 其他 when even after the merge it had fewer than min_examples rows:
+    # those rows lost that head's label (a label too rare to learn, see validate()).
+    unlearnt: dict[str, int] = field(default_factory=dict)
     label_rows: dict[str, int] = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
@@ -49,6 +52,8 @@ class ValidationReport:
         for head, labels in self.merged.items():
             for label, n in labels.items():
                 out.append(f"{head} label {label!r} has only {n} rows; merged into {OTHER_LABEL!r}")
+        for head, n in self.unlearnt.items():
+            out.append(unlearnt_message(head, n))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +63,7 @@ class ValidationReport:
             "empty_text_rows": len(self.empty_text),
             "conflicting_duplicates": len(self.conflicts),
             "merged_into_other": self.merged,
+            "other_too_rare_to_learn": self.unlearnt,
             "label_rows": self.label_rows,
         }
 
@@ -72,7 +78,9 @@ def validate(
     df : DataFrame
         Rows from :func:`model.tickets.read_tickets`.
     min_examples : int, default 5
-        Labels with fewer rows are merged into ``其他`` (``OTHER_LABEL``).
+        Labels with fewer rows are merged into ``其他`` (``OTHER_LABEL``). If ``其他`` still has
+        fewer rows after that, those rows lose that head's label: too few to learn or to
+        cross-validate, they would fail training or force every fold of the head to two.
     strict : bool, default False
         Refuse rare labels instead of merging them.
 
@@ -126,6 +134,11 @@ def validate(
                 logger.warning(
                     "%s label %r has only %d rows; merged into %r", head, label, n, OTHER_LABEL
                 )
+        other = df[head] == OTHER_LABEL
+        if 0 < other.sum() < min_examples:
+            report.unlearnt[head] = int(other.sum())
+            df.loc[other, head] = ""
+            logger.warning(unlearnt_message(head, int(other.sum())))
         report.label_rows[head] = int((df[head] != "").sum())
     if not any(report.label_rows.values()):
         raise TrainingDataError(
@@ -134,6 +147,13 @@ def validate(
         )
     report.rows_used = len(df)
     return df.reset_index(drop=True), report
+
+
+def unlearnt_message(head: str, rows: int) -> str:
+    return (
+        f"{head} label {OTHER_LABEL!r} has only {rows} rows, rare labels merged in included: "
+        f"too few to learn, so those rows train no {head} head (lower --min-examples to keep them)"
+    )
 
 
 def _listing(items: list[str]) -> str:

@@ -109,6 +109,39 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.output
 
 
+def test_cli_trains_when_a_rare_label_leaves_too_few_rows_for_other(tmp_path, tiny_csv):
+    # One row of a label never seen again: merged into 其他, which then has one row. Training used
+    # to stop in cross-validation with scikit-learn's "less than 2 examples" traceback.
+    with open(tiny_csv, "a", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerow(["T999", "信访件", "反映问题一直没人处理", "信访", "劳动保障"])
+    r = cli_train(tiny_csv, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert "'信访' has only 1 rows" in r.output and "'其他' has only 1 rows" in r.output
+    router, _ = load_router(tmp_path / "m")
+    assert "其他" not in router.heads["department"].labels
+    assert "信访" not in router.heads["department"].labels
+
+
+def test_cli_one_department_for_every_row_is_one_clear_line(tmp_path, tiny_csv):
+    with open(tiny_csv, encoding="utf-8", newline="") as f:
+        header, *rows = csv.reader(f)
+    one = tmp_path / "one.csv"
+    with open(one, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *([*r[:3], "人社", *r[4:]] for r in rows)])
+    r = cli_train(one, tmp_path / "m")
+    assert r.exit_code == 2
+    assert "every row with a department label has the same one, '人社'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_refuses_fewer_than_two_min_examples(tmp_path, tiny_csv):
+    r = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), "--min-examples", "1"]
+    )
+    assert r.exit_code == 2
+    assert "--min-examples" in r.output and not (tmp_path / "m").exists()
+
+
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     path = tmp_path / "cats.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:

@@ -41,13 +41,31 @@ def test_conflicting_duplicates_are_reported():
 
 
 def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
+    rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(5)]
+    rows += [["t", f"罕见{i}", label, "劳动"] for i, label in enumerate("甲乙乙丙丙")]
+    df, report = validate(frame(rows), min_examples=5)
+    assert report.merged == {"department": {"乙": 2, "丙": 2, "甲": 1}}
+    assert (df["department"] == "其他").sum() == 5  # enough to learn: it stays
+    assert report.unlearnt == {}
+    assert any("'甲' has only 1 rows" in w for w in report.warnings())
+    with pytest.raises(TrainingDataError, match="'甲' \\(1\\)"):
+        validate(frame(rows), min_examples=5, strict=True)
+
+
+def test_other_too_rare_to_learn_even_after_the_merge_loses_that_label_only():
+    # One rare label makes a one-row 其他, which no head can cross-validate: that row keeps its
+    # category and its text, and trains no department head.
     rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(5)] + [["t", "罕见", "信访", "劳动"]]
     df, report = validate(frame(rows), min_examples=5)
     assert report.merged == {"department": {"信访": 1}}
-    assert (df["department"] == "其他").sum() == 1
-    assert any("'信访' has only 1 rows" in w for w in report.warnings())
-    with pytest.raises(TrainingDataError, match="'信访' \\(1\\)"):
-        validate(frame(rows), min_examples=5, strict=True)
+    assert report.unlearnt == {"department": 1}
+    assert len(df) == 6 and (df["category"] == "劳动").all()
+    assert df["department"].tolist() == ["人社"] * 5 + [""]
+    assert report.label_rows["department"] == 5
+    assert any(
+        "'其他' has only 1 rows" in w and "no department head" in w for w in report.warnings()
+    )
+    assert report.to_dict()["other_too_rare_to_learn"] == {"department": 1}
 
 
 def test_no_labels_at_all_is_an_error():
