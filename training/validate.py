@@ -99,7 +99,9 @@ def validate(
     df = df.copy()
     for head in LABELS:
         df[head] = df[head].astype(str).str.strip()
-    where = df[SOURCE_COL].map(lambda s: s.rsplit("/", 1)[-1]) + " row " + df[ROW_COL].astype(str)
+    where = (
+        df[SOURCE_COL].map(lambda s: s.rsplit("/", 1)[-1]) + " data row " + df[ROW_COL].astype(str)
+    )
 
     has_text = (df["text"].str.strip() != "") | (df["title"].str.strip() != "")
     report.empty_text = where[~has_text].tolist()

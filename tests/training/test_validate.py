@@ -24,8 +24,8 @@ def test_empty_texts_are_skipped_and_reported_with_row_numbers():
         min_examples=1,
     )
     assert len(df) == 2  # a title alone is enough text
-    assert report.empty_text == ["data.csv row 2"]
-    assert "row 2" in report.warnings()[0]
+    assert report.empty_text == ["data.csv data row 2"]
+    assert "data row 2" in report.warnings()[0]
 
 
 def test_conflicting_duplicates_are_reported():
@@ -37,7 +37,7 @@ def test_conflicting_duplicates_are_reported():
     _, report = validate(frame(rows), min_examples=1)
     [conflict] = report.conflicts
     assert conflict["head"] == "department" and conflict["labels"] == ["执法", "生态"]
-    assert conflict["rows"] == ["data.csv row 1", "data.csv row 2"]
+    assert conflict["rows"] == ["data.csv data row 1", "data.csv data row 2"]
 
 
 def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
