@@ -46,6 +46,8 @@ Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
 REASON_NO_KNOWN_TERMS = "no_known_terms"
+# The most candidates per head a caller may ask for (the HTTP API and `paidan predict`).
+MAX_TOP_K = 20
 
 # Similar-ticket search reads an inverted index (feature → tickets). Above EXACT_SEARCH_MAX stored
 # tickets it keeps each ticket's PRUNED_TERMS highest-weighted features only, and the best

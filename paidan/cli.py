@@ -30,6 +30,7 @@ from rich.text import Text
 
 from model.artifact import ModelLoadError, load_router
 from model.config import TrainingConfig
+from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError
 from model.tokenizer import Backend
@@ -312,9 +313,15 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory")],
     text: Annotated[str, typer.Argument(help="Complaint text")],
     title: Annotated[str, typer.Option(help="Ticket title")] = "",
-    top_k: Annotated[int, typer.Option(help="Candidates per head")] = 3,
+    top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
 ) -> None:
     """Print one routing suggestion as JSON."""
+    from training.label import check_text
+
+    # The checks of the HTTP API and of batch labelling: a blank or over-long text is refused.
+    problem = check_text(text, get_settings().max_text_chars)
+    if problem:
+        raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
     try:
         router, _ = load_router(model_dir, serving=True)
     except USER_ERRORS as e:

@@ -22,13 +22,12 @@ from pydantic import (
     model_validator,
 )
 
-from model.router import HeadResult, SimilarTicket
+from model.router import MAX_TOP_K, HeadResult, SimilarTicket
 from model.settings import Settings
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
 MAX_LABEL_CHARS = 100
-MAX_TOP_K = 20
 # JSON may escape a lone surrogate ("\ud800"); json.loads lets it through, but it is not a character,
 # cannot be encoded and pydantic refuses it. Each one becomes U+FFFD, so odd text is still routed.
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -109,6 +109,22 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["   "], "blank text"),
+        ([""], "TEXT is empty"),
+        (["欠薪" * 10_001], "over the limit of 20,000"),
+        (["拖欠工资", "--top-k", "0"], "--top-k"),
+        (["拖欠工资", "--top-k", "21"], "--top-k"),
+    ],
+)
+def test_cli_predict_refuses_what_the_http_api_refuses(tiny_model_dir, args, message):
+    r = runner.invoke(app, ["predict", str(tiny_model_dir), *args])
+    assert r.exit_code == 2
+    assert message in r.output and '"department"' not in r.output
+
+
 def test_cli_trains_when_a_rare_label_leaves_too_few_rows_for_other(tmp_path, tiny_csv):
     # One row of a label never seen again: merged into 其他, which then has one row. Training used
     # to stop in cross-validation with scikit-learn's "less than 2 examples" traceback.
