@@ -278,6 +278,7 @@ def evaluate(
 ) -> None:
     """Score a model on labelled tickets; print the summary and write the report."""
     from training.evaluate import evaluate as run_evaluate
+    from training.evaluate import report_warnings
 
     try:
         result = run_evaluate(
@@ -304,6 +305,8 @@ def evaluate(
                 f"{r['auto']['coverage']:.3f}",
             )
     out.print(table)
+    for warning in report_warnings(result):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if report:
         out.print(f"report written to {report} and {report.with_suffix('.md')}")
 

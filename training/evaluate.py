@@ -59,7 +59,30 @@ def evaluate_router(
             continue
         p, rank = np.vstack(proba[name])[known], np.vstack(ranks[name])[known]
         report[name] = head_report(y[known], p, head.labels, head.threshold, rank=rank)
+        # True labels the model never learnt: always scored wrong, and usually a spelling or a
+        # taxonomy that differs from the training data's, which the reader must be told of.
+        unknown, rows = np.unique(y[known][~np.isin(y[known], head.labels)], return_counts=True)
+        report[name]["unknown_labels"] = {
+            str(k): int(n) for k, n in zip(unknown, rows, strict=True)
+        }
     return report
+
+
+def report_warnings(report: dict[str, Any]) -> list[str]:
+    """What the reader of an evaluation must know besides its figures."""
+    out = []
+    if report.get("skipped_empty_text"):
+        out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
+    for head in LABELS:
+        unknown = report.get(head, {}).get("unknown_labels", {})
+        if unknown:
+            listed = ", ".join(f"{k!r} ({n} rows)" for k, n in list(unknown.items())[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            out.append(
+                f"{head} labels the model does not know, always scored wrong: {listed}{more}; "
+                "compare their spelling with the model's labels"
+            )
+    return out
 
 
 def evaluate(
@@ -137,8 +160,10 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
         "",
     ]
     heads = [h for h in LABELS if h in report]
+    lines += [f"**Warning:** {w}." for w in report_warnings(report)]
     if heads:
         lines += [
+            "",
             "| head | accuracy | macro-F1 | weighted-F1 | top-3 | ECE | auto threshold | auto precision | auto coverage |",
             "|---|---|---|---|---|---|---|---|---|",
         ]

@@ -171,6 +171,28 @@ def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     assert "category" in report and "department" not in report
 
 
+def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department"])
+        for i, (_, text, dept, _) in enumerate(TINY_TICKETS):
+            w.writerow([text, "人社局" if dept == "人社" else dept])  # another spelling
+            if i == 0:
+                w.writerow(["", dept])  # no text: skipped
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report_path)]
+    )
+    assert r.exit_code == 0, r.output
+    renamed = sum(dept == "人社" for _, _, dept, _ in TINY_TICKETS)
+    assert f"does not know, always scored wrong: '人社局' ({renamed} rows)" in r.output
+    assert "skipped 1 rows with empty text" in r.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["department"]["unknown_labels"] == {"人社局": renamed}
+    assert "'人社局'" in report_path.with_suffix(".md").read_text(encoding="utf-8")
+
+
 def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
     import shutil
     import stat
