@@ -79,8 +79,8 @@ def validate(
         Rows from :func:`model.tickets.read_tickets`.
     min_examples : int, default 5
         Labels with fewer rows are merged into ``其他`` (``OTHER_LABEL``). If ``其他`` still has
-        fewer rows after that, those rows lose that head's label: too few to learn or to
-        cross-validate, they would fail training or force every fold of the head to two.
+        fewer rows after that, those rows lose that head's label: too few to learn, they would
+        fail cross-validation (one row) or cut the head's to as many folds as they have rows.
     strict : bool, default False
         Refuse rare labels instead of merging them.
 
@@ -140,7 +140,7 @@ def validate(
         if 0 < other.sum() < min_examples:
             report.unlearnt[head] = int(other.sum())
             df.loc[other, head] = ""
-            logger.warning(unlearnt_message(head, int(other.sum())))
+            logger.warning("%s", unlearnt_message(head, int(other.sum())))
         report.label_rows[head] = int((df[head] != "").sum())
     if not any(report.label_rows.values()):
         raise TrainingDataError(
@@ -152,9 +152,11 @@ def validate(
 
 
 def unlearnt_message(head: str, rows: int) -> str:
+    """The warning for :attr:`ValidationReport.unlearnt`."""
+    keep = f"--min-examples {rows} keeps them" if rows >= 2 else "more examples would keep it"
     return (
         f"{head} label {OTHER_LABEL!r} has only {rows} rows, rare labels merged in included: "
-        f"too few to learn, so those rows train no {head} head (lower --min-examples to keep them)"
+        f"too few to learn, so those rows train no {head} head ({keep})"
     )
 
 
