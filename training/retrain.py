@@ -101,10 +101,13 @@ class RetrainResult:
     def warnings(self, min_examples: int) -> list[str]:
         """Lines the operator must see: new labels, rare labels merged into 其他, data problems."""
         out = []
+        unlearnt = self.train.validation.unlearnt if self.train is not None else {}
         for head, labels in self.new_labels.items():
+            # 其他 itself too small to learn: the merged rows are not learnt at all (see validate).
+            where = "其他, itself too rare to learn," if head in unlearnt else "其他"
             for label, n in labels.items():
                 note = (
-                    f"below --min-examples ({min_examples}): merged into 其他 for this model; "
+                    f"below min_examples ({min_examples}): merged into {where} for this model; "
                     "collect more examples"
                     if n < min_examples
                     else "learnt as a new label"

@@ -88,7 +88,8 @@ def validate(
     -------
     (DataFrame, ValidationReport)
         The rows to train on (labels stripped, empty-text rows removed, rare labels merged) and the
-        report.
+        report, whose :meth:`~ValidationReport.warnings` the caller shows (they are logged at INFO
+        only, so that a command line does not print each twice).
 
     Raises
     ------
@@ -133,14 +134,14 @@ def validate(
             report.merged[head] = {str(k): int(v) for k, v in rare.items()}
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
             for label, n in rare.items():
-                logger.warning(
+                logger.info(
                     "%s label %r has only %d rows; merged into %r", head, label, n, OTHER_LABEL
                 )
         other = df[head] == OTHER_LABEL
         if 0 < other.sum() < min_examples:
             report.unlearnt[head] = int(other.sum())
             df.loc[other, head] = ""
-            logger.warning("%s", unlearnt_message(head, int(other.sum())))
+            logger.info("%s", unlearnt_message(head, int(other.sum())))
         report.label_rows[head] = int((df[head] != "").sum())
     if not any(report.label_rows.values()):
         raise TrainingDataError(
@@ -153,10 +154,9 @@ def validate(
 
 def unlearnt_message(head: str, rows: int) -> str:
     """The warning for :attr:`ValidationReport.unlearnt`."""
-    keep = f"--min-examples {rows} keeps them" if rows >= 2 else "more examples would keep it"
     return (
         f"{head} label {OTHER_LABEL!r} has only {rows} rows, rare labels merged in included: "
-        f"too few to learn, so those rows train no {head} head ({keep})"
+        f"too few to learn, so those rows train no {head} head"
     )
 
 

@@ -210,9 +210,12 @@ def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     assert result.new_labels["department"] == {"城管执法": 5, "信访局": 3}
     warnings = "\n".join(result.warnings(min_examples=4))
     assert "new department '信访局'" in warnings and "merged into 其他" in warnings
+    # 其他 has those three rows only, fewer than min_examples: they train no department head.
+    assert "itself too rare to learn" in warnings and "train no department head" in warnings
     assert result.train is not None
     assert "城管执法" in result.train.router.heads["department"].labels
     assert "信访局" not in result.train.router.heads["department"].labels
+    assert "其他" not in result.train.router.heads["department"].labels
     meta = result.train.metadata["training_data"]
     assert meta["sources"] == {"history": 15, "feedback": 3}
     assert meta["mapping"] == mapping
