@@ -840,7 +840,12 @@ def drift(
     table.add_column("figure")
     table.add_column("value")
     for head, p in report["psi"].items():
-        value = "–" if p["psi"] is None else f"{p['psi']:.3f} ({p['band']})"
+        value = (
+            "–"
+            if p["psi"] is None
+            else f"{p['psi']:.3f} ({p['band']}; {p['records']} records reach "
+            f"{p['noise']:.3f} by chance)"
+        )
         table.add_row(f"{head} PSI", value)
     rate = report["oov"]["rate"]
     table.add_row("out-of-vocabulary tokens", "–" if rate is None else f"{rate:.1%}")

@@ -33,6 +33,10 @@ from model.tickets import LABELS
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
 PSI_EPSILON = 1e-4  # share given to a label absent on one side, so the logarithm stays finite
+# Sampling noise: the PSI that as many records drawn from the training distribution itself exceed
+# PSI_NOISE_LEVEL of the time, estimated from PSI_NOISE_DRAWS simulated samples (fixed seed).
+PSI_NOISE_DRAWS = 1_000
+PSI_NOISE_LEVEL = 0.05
 MIN_TERM_COUNT = 3  # a new term must occur this often to be suggested
 MAX_TERMS = 30
 # Spans longer than this are bucketed by ISO week instead of by day.
@@ -55,13 +59,16 @@ def psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> dict[str,
     Returns
     -------
     dict
-        ``psi``, its ``band`` (``stable``/``moderate``/``major``) and ``per_label`` rows
+        ``psi``; its ``band``: ``stable``, ``moderate`` or ``major``, or ``noise`` when a PSI above
+        ``stable`` is no larger than ``noise`` (:func:`psi_noise`: what the same number of records
+        drawn from the training distribution itself reach by chance; a few dozen records spread
+        over twenty labels reach "major" without any drift); ``records`` and ``per_label`` rows
         (expected share, actual share, contribution), largest contribution first.
     """
     e_total = float(sum(expected.values()))
     a_total = float(sum(actual.values()))
     if e_total <= 0 or a_total <= 0:
-        return {"psi": None, "band": "no data", "per_label": []}
+        return {"psi": None, "band": "no data", "noise": None, "records": 0, "per_label": []}
     rows: list[dict[str, Any]] = []
     total = 0.0
     for label in sorted(set(expected) | set(actual)):
@@ -78,8 +85,33 @@ def psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> dict[str,
             }
         )
     rows.sort(key=lambda r: -r["contribution"])
-    band = "stable" if total < PSI_MODERATE else "moderate" if total < PSI_MAJOR else "major"
-    return {"psi": total, "band": band, "per_label": rows}
+    records = round(a_total)
+    noise = psi_noise(expected, records)
+    if total < PSI_MODERATE:
+        band = "stable"
+    elif total <= noise:
+        band = "noise"
+    else:
+        band = "moderate" if total < PSI_MAJOR else "major"
+    return {"psi": total, "band": band, "noise": noise, "records": records, "per_label": rows}
+
+
+def psi_noise(expected: Mapping[str, float], records: int, seed: int = 0) -> float:
+    """The PSI that ``records`` records drawn from ``expected`` exceed by chance alone.
+
+    Its ``1 - PSI_NOISE_LEVEL`` quantile over :data:`PSI_NOISE_DRAWS` simulated samples, with
+    the training distribution taken as exact (it holds far more rows than recent traffic).
+    Labels absent from a sample get :data:`PSI_EPSILON`, as in :func:`psi`, which is why a small
+    sample over many labels has a large PSI.
+    """
+    if records <= 0:
+        return 0.0
+    share = np.array([float(v) for v in expected.values()])
+    share /= share.sum()
+    draws = np.random.default_rng(seed).multinomial(records, share, size=PSI_NOISE_DRAWS)
+    e = np.maximum(share, PSI_EPSILON)
+    a = np.maximum(draws / records, PSI_EPSILON)
+    return float(np.quantile(((a - e) * np.log(a / e)).sum(axis=1), 1 - PSI_NOISE_LEVEL))
 
 
 def suggestion_decision(suggestion: Any) -> str | None:

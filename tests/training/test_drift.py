@@ -7,10 +7,19 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model.artifact import load_router
-from training.drift import drift, psi, suggestion_decision, write_drift
+from training.drift import (
+    PSI_MAJOR,
+    PSI_MODERATE,
+    drift,
+    psi,
+    psi_noise,
+    suggestion_decision,
+    write_drift,
+)
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -33,6 +42,34 @@ def test_psi_counts_a_label_unseen_in_training() -> None:
     result = psi({"a": 100}, {"a": 90, "new": 10})
     assert result["psi"] > 0.25
     assert result["per_label"][0]["label"] == "new"
+
+
+def test_psi_of_a_few_records_is_compared_with_sampling_noise() -> None:
+    # Twenty equally common departments; 30 recent records, each department once or twice: the
+    # PSI is in the "moderate" band, but 30 records drawn from the training data itself reach more
+    # by chance. The same shares over 3,000 records are a real (moderate) shift.
+    trained = {f"d{i}": 50 for i in range(20)}
+    few = {f"d{i}": 2 if i < 10 else 1 for i in range(20)}
+    small = psi(trained, few)
+    assert PSI_MODERATE < small["psi"] < PSI_MAJOR
+    assert small["records"] == 30 and small["noise"] > small["psi"]
+    assert small["band"] == "noise"
+    many = psi(trained, {k: 100 * v for k, v in few.items()})
+    assert many["psi"] == pytest.approx(small["psi"])
+    assert many["noise"] < many["psi"] and many["band"] == "moderate"
+
+
+def test_sampling_noise_is_what_samples_of_the_training_distribution_exceed_5_percent_of_the_time() -> (
+    None
+):
+    trained = {"a": 70, "b": 20, "c": 10}
+    noise = psi_noise(trained, 50)
+    rng = np.random.default_rng(123)  # other draws than psi_noise's own
+    values = [
+        psi(trained, dict(zip("abc", rng.multinomial(50, [0.7, 0.2, 0.1]), strict=True)))["psi"]
+        for _ in range(2_000)
+    ]
+    assert 0.03 < np.mean(np.array(values) > noise) < 0.07
 
 
 def test_psi_without_data_says_so() -> None:
