@@ -35,6 +35,12 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# A CSV field may hold this many characters (the csv module's default is 131,072): far above any
+# ticket, and the bound on what an unclosed quote can swallow before the reader reports it.
+CSV_FIELD_LIMIT = 1 << 24
+# How many malformed CSV lines an error lists.
+MAX_BAD_LINES = 5
+
 # Columns the reader adds: which file a row came from and its 1-based data row number in that file
 # (for CSV, line number = row + 1 because of the header).
 SOURCE_COL = "_source"
@@ -200,6 +206,16 @@ def to_canonical(
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file's records, each checked against the header.
+
+    Read with :mod:`csv` rather than pandas, whose parser accepts a record with a quote that is
+    never closed: it runs on over the following lines, which become one field of that record,
+    and those tickets are lost without a word. Here such a record is an error that names its
+    line whenever it ends with another number of fields than the header has, as it does unless
+    the swallowed text happens to hold exactly the missing delimiters (the same rule as
+    :mod:`training.label_io`, which skips such rows and reports them; a training set is refused
+    until they are fixed). A short row, which pandas fills with empty values, is an error too.
+    """
     import pandas as pd
 
     data = path.read_bytes()
@@ -210,14 +226,46 @@ def _read_csv(path: Path) -> pd.DataFrame:
         line = data[: e.start].count(b"\n") + 1
         raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        return pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quoting=csv.QUOTE_MINIMAL
+    # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.
+    csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(reader, None)
+    if header is None:
+        raise TicketFileError(f"{path}: the file is empty (no header row)")
+    header = [h.strip() for h in header]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise TicketFileError(
+            f"{path}, line 1: the header names {', '.join(map(repr, twice))} more than once"
         )
-    except pd.errors.ParserError as e:
-        raise TicketFileError(f"{path}: malformed CSV: {e}") from None
-    except pd.errors.EmptyDataError:
-        raise TicketFileError(f"{path}: the file is empty (no header row)") from None
+    rows: list[list[str]] = []
+    bad: list[str] = []
+    start = reader.line_num + 1  # the line the next record starts on
+    try:
+        for fields in reader:
+            end = reader.line_num
+            if fields and len(fields) != len(header):
+                if end > start:
+                    bad.append(
+                        f"line {start}: a quote opened on it is not closed where the record "
+                        f"should end (it ran on to line {end})"
+                    )
+                    break  # what follows an unclosed quote cannot be trusted
+                bad.append(
+                    f"line {start}: it has {len(fields)} fields, the header has {len(header)}"
+                )
+            elif fields:  # a blank line is not a record (as in pandas)
+                rows.append(fields)
+            start = end + 1
+    except csv.Error as e:
+        bad.append(f"line {start}: {e}")
+    if bad:
+        more = f"; and {len(bad) - MAX_BAD_LINES} more" if len(bad) > MAX_BAD_LINES else ""
+        raise TicketFileError(
+            f"{path}: malformed CSV: {'; '.join(bad[:MAX_BAD_LINES])}{more} (fix these lines; "
+            "paidan label skips such rows and reports them, but a training set must be whole)"
+        )
+    return pd.DataFrame(rows, columns=header, dtype=object)
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

@@ -82,3 +82,43 @@ def test_bad_inputs_say_what_and_where(tmp_path):
     empty.write_text("")
     with pytest.raises(TicketFileError, match="empty"):
         read_tickets([empty])
+
+
+def test_an_unclosed_quote_in_a_csv_is_an_error_that_names_its_line(tmp_path):
+    # The quote opened on line 4 runs on to the next quote, on line 7, swallowing three tickets.
+    # pandas read what it swallowed into one field and lost those tickets without a word.
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "id,text,department\n"
+        'A1,"多行的\n正文",人社\n'
+        'A2,"没有闭合的引号,执法\n'
+        "A3,第三张,住建\n"
+        "A4,第四张,人社\n"
+        'A5,"逗号,引号在这里才闭合",住建\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert "line 4: a quote opened on it is not closed" in str(e.value)
+
+
+def test_a_csv_row_with_too_few_or_too_many_fields_is_named(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,text,department\nA1,好\nA2,好,人社\nA3,好,人社,多余\n", encoding="utf-8")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    msg = str(e.value)
+    assert "line 2: it has 2 fields, the header has 3" in msg
+    assert "line 4: it has 4 fields, the header has 3" in msg
+
+
+def test_csv_quoted_newlines_blank_lines_and_a_repeated_header_name(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('id,text\nA1,"第一\n第二"\n\nA2,再一张\n', encoding="utf-8")
+    got = read_tickets([path])
+    assert got["text"].tolist() == ["第一\n第二", "再一张"]
+    assert got["_row"].tolist() == [1, 2]  # data rows: the blank line is not one
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,text,text\nA1,好,好\n", encoding="utf-8")
+    with pytest.raises(TicketFileError, match="line 1: the header names 'text' more than once"):
+        read_tickets([twice])
