@@ -269,13 +269,18 @@ def recalibrate_suggestion(
     rows = np.arange(len(proba))
     p = np.clip(proba[rows, suggested], LOGIT_EPS, 1 - LOGIT_EPS)
     confidence = expit(slope * logit(p) + intercept)
-    rest = 1.0 - proba[rows, suggested]
-    scale = np.divide(1.0 - confidence, rest, out=np.zeros_like(rest), where=rest > 0)
-    out = proba * scale[:, np.newaxis]
+    # The other labels share 1 - confidence in proportion to their own sum, not to 1 - p: when p
+    # is within rounding of 1, 1 - p can be off by a large part of that sum, and the row would no
+    # longer add up to 1. Shares first, then scaled: 1 / rest can overflow when rest is tiny.
+    others = proba.copy()
+    others[rows, suggested] = 0.0
+    rest = others.sum(axis=1, keepdims=True)
+    out = np.divide(others, rest, out=np.zeros_like(others), where=rest > 0)
+    out *= (1.0 - confidence)[:, np.newaxis]
     out[rows, suggested] = confidence
     # A row of zeros (no label at all) stays so, and so does a row whose suggestion holds all of
     # it: no other label could take the rest.
-    keep = (proba.sum(axis=1) <= 0) | (rest <= 0)
+    keep = rest[:, 0] <= 0
     out[keep] = proba[keep]
     return out
 
@@ -283,15 +288,17 @@ def recalibrate_suggestion(
 def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) -> np.ndarray:
     """:func:`recalibrate_suggestion` of a single row whose suggestion is column ``j``."""
     p = float(proba[0, j])
-    rest = 1.0 - p
-    # Only a suggestion at 0 can sit in a row of zeros; the row's sum is read for that case alone.
-    if rest <= 0 or (p <= 0 and float(proba[0].sum()) <= 0):
+    rest = float(proba[0, :j].sum() + proba[0, j + 1 :].sum())  # as in recalibrate_suggestion
+    if rest <= 0:  # a row of zeros, or a suggestion that holds all of it
         return proba
     p = min(max(p, LOGIT_EPS), 1 - LOGIT_EPS)
     z = slope * math.log(p / (1 - p)) + intercept
     # The logistic function, in the form that cannot overflow on either side.
     confidence = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-    out = proba * ((1.0 - confidence) / rest)
+    out = proba.copy()
+    out[0, j] = 0.0
+    out /= rest  # shares first, as in recalibrate_suggestion
+    out *= 1.0 - confidence
     out[0, j] = confidence
     return out
 

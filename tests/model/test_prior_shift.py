@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -117,3 +118,18 @@ def test_recalibrated_rows_stay_probabilities_and_keep_their_order(raw, picks, s
         for j in range(len(rows)):
             if before[i] > before[j]:
                 assert after[i] >= after[j]
+
+
+@pytest.mark.parametrize("rows", [1, 2])  # the single-ticket path and the batch path
+def test_a_suggestion_within_rounding_of_one_still_leaves_a_row_that_sums_to_one(rows):
+    # 1 - p is 2.1e-15 here, the other labels' sum 2.13e-15: scaling them by (1 - confidence) /
+    # (1 - p) made the row sum to 1.00007 (found by Hypothesis). With subnormal others, 1 / rest
+    # overflowed to inf.
+    for raw in (
+        [0.3125, 2.220446049250313e-16, 2.220446049250313e-16, 2.220446049250313e-16],
+        [1.0, 5e-324, 5e-324, 5e-324],
+    ):
+        proba = np.tile(np.array(raw) / np.sum(raw), (rows, 1))
+        shown = recalibrate_suggestion(proba, np.zeros(rows, dtype=int), (0.25, 0.0))
+        assert np.all(np.isfinite(shown))
+        np.testing.assert_allclose(shown.sum(axis=1), 1.0, rtol=1e-12)
