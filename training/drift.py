@@ -103,6 +103,20 @@ def psi_noise(expected: Mapping[str, float], records: int, seed: int = 0) -> flo
     the training distribution taken as exact (it holds far more rows than recent traffic).
     Labels absent from a sample get :data:`PSI_EPSILON`, as in :func:`psi`, which is why a small
     sample over many labels has a large PSI.
+
+    Parameters
+    ----------
+    expected : mapping
+        Training counts (or shares) per label.
+    records : int
+        Size of the recent sample.
+    seed : int, default 0
+        Seed of the simulated samples, so that a report can be reproduced.
+
+    Returns
+    -------
+    float
+        The noise level; 0 for no records.
     """
     if records <= 0:
         return 0.0

@@ -69,7 +69,18 @@ def evaluate_router(
 
 
 def report_warnings(report: dict[str, Any]) -> list[str]:
-    """What the reader of an evaluation must know besides its figures."""
+    """What the reader of an evaluation must know besides its figures.
+
+    Parameters
+    ----------
+    report : dict
+        An :func:`evaluate` report.
+
+    Returns
+    -------
+    list of str
+        Skipped empty rows, and per head the true labels that the model never learnt.
+    """
     out = []
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
