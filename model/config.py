@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 OTHER_LABEL = "其他"
+# The fewest rows a label can be trained with: each cross-validation fold trains on all but about
+# a fold's share of them, and the calibration inside needs two of each label to split in two.
+MIN_LABEL_ROWS = 3
 # Strengths of the prior shift tried when TrainingConfig.prior_alpha is None (see there).
 PRIOR_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -25,6 +28,7 @@ class TrainingConfig:
         lowest confidence at which they do.
     min_examples : int
         A label with fewer training rows is merged into :data:`OTHER_LABEL` (or refused in strict mode).
+        At least :data:`MIN_LABEL_ROWS`.
     title_repeat : int
         How many times a title is written before its text (titles carry more signal per character).
     word_ngram_max : int

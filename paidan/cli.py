@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.artifact import ModelLoadError, load_router
-from model.config import TrainingConfig
+from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError
@@ -131,7 +131,7 @@ def train(
         bool, typer.Option(help="Refuse rare labels instead of merging them into 其他")
     ] = False,
     min_examples: Annotated[
-        int, typer.Option(min=2, help="Labels with fewer rows are merged into 其他")
+        int, typer.Option(min=MIN_LABEL_ROWS, help="Labels with fewer rows are merged into 其他")
     ] = 5,
     target_precision: Annotated[
         float, typer.Option(help="Precision that auto decisions must reach on held-out folds")

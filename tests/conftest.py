@@ -47,7 +47,7 @@ def tiny_config() -> TrainingConfig:
     # Three folds: the tiny corpus has six rows per department. The department head always reads
     # the latent view and the category probabilities, so every test runs through them.
     return TrainingConfig(
-        cv_folds=3, calibration_cv=2, min_examples=2, max_features=None, select_inputs=False
+        cv_folds=3, calibration_cv=2, min_examples=3, max_features=None, select_inputs=False
     )
 
 

@@ -78,7 +78,7 @@ def registry_with_champion(tmp_path: Path, env: dict[str, str]) -> tuple[Path, s
         tmp_path / "history.csv", [r for i, r in enumerate(rows) if i not in EVAL_ROWS]
     )
     paidan(env, "models", "freeze-eval", str(frozen))
-    paidan(env, "train", str(history), "--min-examples", "2")
+    paidan(env, "train", str(history), "--min-examples", "3")
     (first,) = models(env)
     paidan(env, "models", "promote", first["version"])
     return history, first["version"]

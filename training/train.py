@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from model import resources
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, save_router, sha256_file
-from model.config import PRIOR_ALPHAS, TrainingConfig
+from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, TrainingConfig
 from model.pipeline import build_classifier
 from model.router import (
     HEADS,
@@ -163,10 +163,11 @@ def cross_validate_heads(
                 f"every row with a {what} label has the same one, {str(labels[0])!r}: a head needs "
                 "two or more labels"
             )
-        if counts.min() < 2:
+        if counts.min() < MIN_LABEL_ROWS:
             raise TrainingDataError(
-                f"{what} label {str(labels[counts.argmin()])!r} has a single row: cross-validation "
-                "needs two or more of each label (use --min-examples 2 or more)"
+                f"{what} label {str(labels[counts.argmin()])!r} has {int(counts.min())} row(s): "
+                f"cross-validation with calibration needs {MIN_LABEL_ROWS} or more of each label "
+                f"(use --min-examples {MIN_LABEL_ROWS} or more)"
             )
         folds = max(2, min(config.cv_folds, int(counts.min())))
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)

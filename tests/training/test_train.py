@@ -14,14 +14,15 @@ from model.router import recalibrate_suggestion
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
+from training.validate import TrainingDataError
 
 runner = CliRunner()
 
 
 def cli_train(data, out, *options: str):
-    """``paidan train DATA --out OUT --min-examples 2 OPTIONS…`` (the tiny corpus has 2-row labels)."""
+    """``paidan train DATA --out OUT --min-examples 3 OPTIONS…`` (the tiny corpus has 4-row labels)."""
     return runner.invoke(
-        app, ["train", str(data), "--out", str(out), "--min-examples", "2", *options]
+        app, ["train", str(data), "--out", str(out), "--min-examples", "3", *options]
     )
 
 
@@ -61,7 +62,7 @@ def test_cv_metrics_and_thresholds_are_stored(tiny_model_dir):
 
 def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
     out = tmp_path / "model"
-    r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2"])
+    r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out), "--min-examples", "3"])
     assert r.exit_code == 0, r.output
     assert "written to" in r.output and (out / "metadata.json").is_file()
     assert "category head shifts its label prior by alpha" in r.output
@@ -150,12 +151,25 @@ def test_cli_one_department_for_every_row_is_one_clear_line(tmp_path, tiny_csv):
     assert "Traceback" not in r.output
 
 
-def test_cli_refuses_fewer_than_two_min_examples(tmp_path, tiny_csv):
+@pytest.mark.parametrize("n", ["1", "2"])
+def test_cli_refuses_fewer_than_three_min_examples(tmp_path, tiny_csv, n):
+    # With two rows, a label has one in each training fold, and the calibration inside cannot
+    # split one row in two: training stopped there with scikit-learn's traceback.
     r = runner.invoke(
-        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), "--min-examples", "1"]
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), "--min-examples", n]
     )
     assert r.exit_code == 2
     assert "--min-examples" in r.output and not (tmp_path / "m").exists()
+
+
+def test_a_label_with_two_rows_is_a_clear_error_in_the_python_api(tmp_path, tiny_csv, tiny_config):
+    with open(tiny_csv, "a", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        for i in range(2):
+            w.writerow([f"T99{i}", "信访件", f"反映问题一直没人处理{i}", "信访", "劳动保障"])
+    config = dataclasses.replace(tiny_config, min_examples=2)
+    with pytest.raises(TrainingDataError, match=r"'信访' has 2 row\(s\).*--min-examples 3"):
+        train([tiny_csv], tmp_path / "m", config=config)
 
 
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
@@ -249,7 +263,7 @@ def test_the_model_is_the_same_for_any_number_of_worker_processes():
 
 def test_cli_train_takes_a_number_of_worker_processes(tmp_path, tiny_csv):
     out = tmp_path / "model"
-    args = ["train", str(tiny_csv), "--out", str(out), "--min-examples", "2"]
+    args = ["train", str(tiny_csv), "--out", str(out), "--min-examples", "3"]
     r = runner.invoke(app, [*args, "--jobs", "0"])
     assert r.exit_code == 2 and "--jobs" in r.output
     r = runner.invoke(app, [*args, "--jobs", "1"])
