@@ -79,6 +79,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
+    """Refuse ``out_dir`` unless it is absent, empty, or ``force`` replaces it.
+
+    :func:`save_router` checks it; training checks it first too, so that a long training run is
+    not wasted on a directory it may not write.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` exists, is not empty and ``force`` is false.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"{out} already exists and is not empty; a model directory is never overwritten "
+            "(choose another --out, or pass --force to replace it)"
+        )
+
+
 def save_router(
     router: Router,
     out_dir: str | Path,
@@ -121,11 +140,7 @@ def save_router(
             "whole (load_router without serving=True) to save it"
         )
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FileExistsError(
-            f"{out} already exists and is not empty; a model directory is never overwritten "
-            "(choose another --out, or pass --force to replace it)"
-        )
+    check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -20,7 +20,13 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from model import resources
-from model.artifact import STOPWORDS_FILE, USERDICT_FILE, save_router, sha256_file
+from model.artifact import (
+    STOPWORDS_FILE,
+    USERDICT_FILE,
+    check_out_dir,
+    save_router,
+    sha256_file,
+)
 from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, TrainingConfig
 from model.pipeline import build_classifier
 from model.router import (
@@ -465,6 +471,8 @@ def train(
     -------
     TrainResult
     """
+    if out_dir is not None:
+        check_out_dir(out_dir, force)  # before the reading and training it would waste
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
     extra: list[tuple[str, str]] = []
@@ -546,6 +554,8 @@ def train_frame(
     -------
     TrainResult
     """
+    if out_dir is not None:
+        check_out_dir(out_dir, force)
     df, report = validate(raw, config.min_examples, strict)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()

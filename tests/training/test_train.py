@@ -172,6 +172,21 @@ def test_a_label_with_two_rows_is_a_clear_error_in_the_python_api(tmp_path, tiny
         train([tiny_csv], tmp_path / "m", config=config)
 
 
+def test_an_occupied_out_dir_is_refused_before_any_training(tmp_path, tiny_csv, monkeypatch):
+    import training.train as training_train
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("trained, then refused the directory")
+
+    monkeypatch.setattr(training_train, "fit_router", not_reached)
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    r = cli_train(tiny_csv, out)
+    assert r.exit_code == 2 and "already exists and is not empty" in r.output
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     path = tmp_path / "cats.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
