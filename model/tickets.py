@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +36,10 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+# Bytes read to tell a CSV file's encoding (see encoding_sample).
+ENCODING_SAMPLE_BYTES = 1 << 20
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
 # A CSV field may hold this many characters (the csv module's default is 131,072): far above any
 # ticket, and the bound on what an unclosed quote can swallow before the reader reports it.
 CSV_FIELD_LIMIT = 1 << 24
@@ -66,11 +71,30 @@ class ColumnMap:
         return getattr(self, field)
 
 
-def detect_encoding(head: bytes) -> str:
-    """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a prefix is enough).
+def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
+    """Bytes of an open binary file that tell its encoding (:func:`detect_encoding`).
 
-    UTF-8 is tried first because GB18030 decodes almost any byte string; a prefix cut in the middle
-    of a UTF-8 character still counts as UTF-8.
+    Its first ``size`` bytes; but while those are plain ASCII, which UTF-8 and GB18030 read alike,
+    the ``size`` bytes from the first byte that is not, wherever it is: a GB18030 export that
+    begins with a megabyte of numbers and Latin letters was taken for UTF-8, and its first Chinese
+    line refused. Leaves the file's position wherever reading stopped.
+    """
+    head = f.read(size)
+    if len(head) < size or _NON_ASCII.search(head):
+        return head
+    while chunk := f.read(size):
+        found = _NON_ASCII.search(chunk)
+        if found:
+            # From that byte, which starts a character in both encodings.
+            return chunk[found.start() :] + f.read(found.start())
+    return head
+
+
+def detect_encoding(head: bytes) -> str:
+    """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a sample is enough: :func:`encoding_sample`).
+
+    UTF-8 is tried first because GB18030 decodes almost any byte string; a sample cut in the middle
+    of a character at its end still counts, in either encoding.
     """
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
@@ -84,6 +108,8 @@ def detect_encoding(head: bytes) -> str:
         head.decode("gb18030")
         return "gb18030"
     except UnicodeDecodeError as e:
+        if e.start >= len(head) - 3 and e.reason == "incomplete multibyte sequence":
+            return "gb18030"
         raise TicketFileError(
             f"cannot tell the text encoding (tried UTF-8 and GB18030; byte {e.start} is invalid in both)"
         ) from None
@@ -219,7 +245,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     data = path.read_bytes()
-    encoding = detect_encoding(data[: 1 << 20])
+    encoding = detect_encoding(encoding_sample(io.BytesIO(data)))
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:

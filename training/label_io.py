@@ -24,10 +24,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from model.tickets import TicketFileError, detect_encoding, file_format
+from model.tickets import TicketFileError, detect_encoding, encoding_sample, file_format
 
-# Bytes read to guess a CSV file's encoding.
-ENCODING_SNIFF_BYTES = 1 << 20
 # Excel's sheet size: header plus 1,048,575 data rows.
 XLSX_MAX_ROWS = 1_048_576
 
@@ -50,7 +48,7 @@ def file_columns(path: Path) -> list[str]:
     try:
         if fmt == "csv":
             with open(path, "rb") as f:
-                encoding = csv_encoding(f.read(ENCODING_SNIFF_BYTES))
+                encoding = csv_encoding(encoding_sample(f))
                 f.seek(0)
                 lines = _Lines(f, encoding)
                 try:
@@ -220,7 +218,7 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
     sep = _delimiter(path)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
-        encoding = csv_encoding(f.read(ENCODING_SNIFF_BYTES))
+        encoding = csv_encoding(encoding_sample(f))
         f.seek(0)
         lines = _Lines(f, encoding)
         reader = csv.reader(lines, delimiter=sep)

@@ -198,6 +198,22 @@ def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert (df["error"] == "").all()
 
 
+def test_gb18030_whose_first_megabyte_is_ascii_is_decoded(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # ASCII reads alike in UTF-8 and GB18030: the encoding is told by the first Chinese line,
+    # not by the first megabyte, which took this file for UTF-8 and refused that line.
+    ascii_rows = [[f"A{i}", "", f"plain complaint {i} " + "x" * 40] for i in range(20_000)]
+    rows = [["id", "title", "text"], *ascii_rows, ["Z1", "油烟", "小区楼下烧烤油烟很大"]]
+    src = tmp_path / "late.csv"
+    with open(src, "w", encoding="gb18030", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert src.stat().st_size > 1 << 20
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert df["text"].iloc[-1] == "小区楼下烧烤油烟很大" and df["error"].iloc[-1] == ""
+
+
 @pytest.mark.slow
 def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = ticket_rows(400)

@@ -122,3 +122,12 @@ def test_csv_quoted_newlines_blank_lines_and_a_repeated_header_name(tmp_path):
     twice.write_text("id,text,text\nA1,好,好\n", encoding="utf-8")
     with pytest.raises(TicketFileError, match="line 1: the header names 'text' more than once"):
         read_tickets([twice])
+
+
+def test_gb18030_whose_first_megabyte_is_ascii_is_read(tmp_path):
+    path = tmp_path / "late.csv"
+    lines = ["id,text"] + [f"A{i},plain complaint {i} {'x' * 40}" for i in range(20_000)]
+    path.write_bytes(("\n".join([*lines, "Z1,小区楼下烧烤油烟很大"]) + "\n").encode("gb18030"))
+    assert path.stat().st_size > 1 << 20
+    got = read_tickets([path])
+    assert len(got) == 20_001 and got["text"].iloc[-1] == "小区楼下烧烤油烟很大"
