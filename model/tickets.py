@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,6 +115,46 @@ def detect_encoding(head: bytes) -> str:
         ) from None
 
 
+def check_one_ticket_sheet(path: Path, workbook: Any) -> None:
+    """Refuse a workbook whose later sheets hold more tickets: every reader reads the first only.
+
+    A sheet after the first counts as tickets when its header row is the first sheet's (a
+    workbook of monthly sheets); sheets of notes or totals have other first rows and are left
+    alone. Reading the first sheet alone would drop the others' tickets without a word.
+
+    Parameters
+    ----------
+    path : Path
+        The file, for the message.
+    workbook : openpyxl.Workbook
+        The open workbook.
+
+    Raises
+    ------
+    TicketFileError
+        Naming the sheets that repeat the first sheet's header.
+    """
+    sheets = workbook.worksheets
+    first = _sheet_header(sheets[0]) if sheets else []
+    if not any(first):
+        return
+    more = [ws.title for ws in sheets[1:] if _sheet_header(ws) == first]
+    if more:
+        raise TicketFileError(
+            f"{path}: sheets {', '.join(map(repr, more))} have the same columns as the first sheet, "
+            f"{sheets[0].title!r}, but only the first sheet of a workbook is read; save each sheet "
+            "as a file of its own (a directory of files is read in name order)"
+        )
+
+
+def _sheet_header(sheet: Any) -> list[str]:
+    row = next(sheet.iter_rows(max_row=1, values_only=True), None) or ()
+    names = [("" if v is None else str(v)).strip() for v in row]
+    while names and not names[-1]:
+        names.pop()
+    return names
+
+
 def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
@@ -153,6 +193,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if fmt == "csv":
             df = _read_csv(path)
         elif fmt == "xlsx":
+            import openpyxl
+
+            workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            try:
+                check_one_ticket_sheet(path, workbook)
+            finally:
+                workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
         elif fmt == "jsonl":
             df = _read_jsonl(path)

@@ -24,7 +24,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from model.tickets import TicketFileError, detect_encoding, encoding_sample, file_format
+from model.tickets import (
+    TicketFileError,
+    check_one_ticket_sheet,
+    detect_encoding,
+    encoding_sample,
+    file_format,
+)
 
 # Excel's sheet size: header plus 1,048,575 data rows.
 XLSX_MAX_ROWS = 1_048_576
@@ -62,6 +68,7 @@ def file_columns(path: Path) -> list[str]:
             wb = _open_workbook(path)
             try:
                 first = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), None)
+                check_one_ticket_sheet(path, wb)
             finally:
                 wb.close()
             if first is None:

@@ -214,6 +214,19 @@ def test_gb18030_whose_first_megabyte_is_ascii_is_decoded(
     assert df["text"].iloc[-1] == "小区楼下烧烤油烟很大" and df["error"].iloc[-1] == ""
 
 
+def test_a_workbook_with_tickets_on_several_sheets_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    rows = pd.DataFrame(ticket_rows(4), columns=["id", "title", "text"])
+    path = tmp_path / "months.xlsx"
+    with pd.ExcelWriter(path) as w:
+        rows.to_excel(w, sheet_name="1月", index=False)
+        rows.to_excel(w, sheet_name="2月", index=False)
+    with pytest.raises(TicketFileError, match="'2月' have the same columns as the first sheet"):
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
+
+
 @pytest.mark.slow
 def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = ticket_rows(400)

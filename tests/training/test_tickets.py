@@ -131,3 +131,22 @@ def test_gb18030_whose_first_megabyte_is_ascii_is_read(tmp_path):
     assert path.stat().st_size > 1 << 20
     got = read_tickets([path])
     assert len(got) == 20_001 and got["text"].iloc[-1] == "小区楼下烧烤油烟很大"
+
+
+def write_workbook(path, sheets):
+    with pd.ExcelWriter(path) as w:
+        for name, frame in sheets.items():
+            frame.to_excel(w, sheet_name=name, index=False)
+    return path
+
+
+def test_a_workbook_with_tickets_on_several_sheets_is_refused_naming_them(tmp_path):
+    # Only the first sheet is read; monthly sheets after it were dropped without a word.
+    df = pd.DataFrame(ROWS)
+    notes = pd.DataFrame({"说明": ["导出说明"]})
+    path = write_workbook(tmp_path / "m.xlsx", {"1月": df, "说明": notes, "2月": df, "3月": df})
+    with pytest.raises(TicketFileError, match="sheets '2月', '3月' have the same columns"):
+        read_tickets([path], MAP)
+    # A sheet of notes beside one sheet of tickets is no reason to refuse.
+    one = write_workbook(tmp_path / "one.xlsx", {"工单": df, "说明": notes})
+    assert read_tickets([one], MAP)["id"].tolist() == ["A1", "A2"]
