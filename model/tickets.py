@@ -345,8 +345,14 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     records = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise TicketFileError(
+                    f"{path}, line {lineno}: not valid UTF-8 (JSON Lines files are UTF-8)"
+                ) from None
             if not line.strip():
                 continue
             try:

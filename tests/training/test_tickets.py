@@ -73,6 +73,10 @@ def test_bad_inputs_say_what_and_where(tmp_path):
     bad_json.write_text('{"text": "好"}\n{"text": \n', encoding="utf-8")
     with pytest.raises(TicketFileError, match="line 2"):
         read_tickets([bad_json])
+    gb_json = tmp_path / "gb.jsonl"
+    gb_json.write_bytes('{"text": "好"}\n{"text": "油烟"}\n'.encode("gb18030"))
+    with pytest.raises(TicketFileError, match="line 1: not valid UTF-8"):
+        read_tickets([gb_json])
     with pytest.raises(TicketFileError, match="unsupported file type"):
         (tmp_path / "t.doc").write_text("x")
         read_tickets([tmp_path / "t.doc"])
