@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import normalize as l2_normalize
 
 from model import registry
 from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file
 from model.router import Router
 from model.tickets import LABELS
+from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.metrics import head_report
 
 logger = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ logger = logging.getLogger(__name__)
 MAX_DROP_POINTS = 1.0
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
 
-# Cosine similarity above which an evaluation ticket counts as one the model was trained on.
-SEEN_SIMILARITY = 0.999
-# Share of seen evaluation tickets above which the champion's figures are no fair bar.
-SEEN_SHARE_LIMIT = 0.1
 # Per head, old label -> new label.
 Mapping = dict[str, dict[str, str]]
 
@@ -158,23 +154,6 @@ def score_router(
         "seen_eval_rows": seen_rows(router, tickets),
         "heads": heads,
     }
-
-
-def seen_rows(router: Router, tickets: list[tuple[str, str]]) -> int:
-    """How many tickets are (near-)identical to a ticket the router was trained on.
-
-    Uses the router's similar-ticket index (cosine ≥ :data:`SEEN_SIMILARITY`); a model that saw
-    the frozen evaluation set scores too well on it to be compared fairly.
-    """
-    if router.index is None or not tickets or router.index.matrix.shape[0] == 0:
-        return 0
-    seen = 0
-    for start in range(0, len(tickets), 1_000):
-        X = l2_normalize(router.transform(tickets[start : start + 1_000]))
-        sims = X @ router.index.matrix.T
-        best = np.asarray(sims.max(axis=1).todense()).ravel()
-        seen += int((best >= SEEN_SIMILARITY).sum())
-    return seen
 
 
 def version_mapping(root: str | Path, version: str) -> Mapping:

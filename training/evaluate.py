@@ -18,6 +18,39 @@ from training.metrics import head_report
 logger = logging.getLogger(__name__)
 
 
+# Cosine similarity above which an evaluation ticket counts as one the model was trained on.
+SEEN_SIMILARITY = 0.999
+# Share of such tickets above which a model's figures on a set are no fair measure of it.
+SEEN_SHARE_LIMIT = 0.1
+
+
+def seen_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> int:
+    """How many tickets are (near-)identical to a ticket the router was trained on.
+
+    Each ticket's nearest stored ticket in the router's similar-ticket index (cosine ≥
+    :data:`SEEN_SIMILARITY`), found as a dispatcher's similar tickets are: a model scores too well
+    on the tickets it saw for those figures to measure it.
+
+    Parameters
+    ----------
+    router : Router
+        A fitted router; one without an index has seen nothing it can tell.
+    tickets : sequence of (title, text)
+        The evaluation tickets.
+
+    Returns
+    -------
+    int
+    """
+    if router.index is None or not tickets or router.index.matrix.shape[0] == 0:
+        return 0
+    seen = 0
+    for start in range(0, len(tickets), 1_000):
+        hits = router.index.query(router.transform(list(tickets[start : start + 1_000])), 1)
+        seen += sum(1 for nearest in hits if nearest and nearest[0].similarity >= SEEN_SIMILARITY)
+    return seen
+
+
 def evaluate_router(
     router: Router,
     titles: Sequence[str],
@@ -51,7 +84,11 @@ def evaluate_router(
         for name, (p, r) in router.scores(tickets[start : start + batch]).items():
             proba[name].append(p)
             ranks[name].append(r)
-    report: dict[str, Any] = {"n": len(tickets), "model_version": router.version}
+    report: dict[str, Any] = {
+        "n": len(tickets),
+        "model_version": router.version,
+        "seen_rows": seen_rows(router, tickets),
+    }
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)
         known = y != ""
@@ -82,6 +119,12 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         Skipped empty rows, and per head the true labels that the model never learnt.
     """
     out = []
+    seen, n = report.get("seen_rows", 0), report.get("n", 0)
+    if seen > SEEN_SHARE_LIMIT * n:
+        out.append(
+            f"{seen} of the {n} tickets are (nearly) identical to tickets the model was trained "
+            "on, so these figures are inflated; evaluate on tickets it has not seen"
+        )
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
     for head in LABELS:

@@ -222,6 +222,28 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
     assert "'人社局'" in report_path.with_suffix(".md").read_text(encoding="utf-8")
 
 
+def test_evaluating_on_the_training_tickets_is_flagged(tmp_path, tiny_csv, tiny_model_dir):
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(tiny_csv)])
+    assert r.exit_code == 0, r.output
+    n = len(TINY_TICKETS)
+    assert (
+        f"{n} of the {n} tickets are (nearly) identical to tickets the model was trained"
+        in r.output
+    )
+    unseen = tmp_path / "unseen.csv"
+    with open(unseen, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department"])
+        w.writerow(["装修工人的工资被包工头卷走了，人社局能不能帮忙追讨", "人社"])
+        w.writerow(["夜市大排档的油烟和噪音让整栋楼没法睡觉", "执法"])
+    from training.evaluate import evaluate
+
+    report = evaluate(tiny_model_dir, [unseen])
+    assert report["seen_rows"] == 0
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(unseen)])
+    assert "identical to tickets the model was trained" not in r.output
+
+
 def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
     import shutil
     import stat
