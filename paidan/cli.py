@@ -487,7 +487,7 @@ def serve(
         typer.Option(help="Model directory under the model root (default: the current model)"),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port")] = 8000,
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (each loads the model once)")
     ] = 1,

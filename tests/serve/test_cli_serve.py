@@ -66,6 +66,17 @@ def test_serve_trains_the_default_model_when_there_is_none(
     assert calls[1]["model_dir"].name == version
 
 
+@pytest.mark.parametrize("port", ["0", "99999"])
+def test_serve_refuses_a_port_outside_1_to_65535(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    # 99999 used to be passed on: the log said "running on http://127.0.0.1:99999", and nothing
+    # listened.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    result = runner.invoke(app, ["serve", "--port", port], env={"PAIDAN_MODEL_ROOT": str(tmp_path)})
+    assert result.exit_code == 2 and "--port" in result.output
+
+
 def test_db_upgrade_creates_the_feedback_table(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "upgrade"], env={"PAIDAN_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
