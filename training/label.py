@@ -650,7 +650,13 @@ def _start_engine(
         ) from None
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except OSError as e:  # refused, timed out, unknown host
+            raise LabelError(
+                f"cannot reach the Dask scheduler at {scheduler}: {e} (is `dask scheduler` running "
+                "there? Without --scheduler a local cluster is started)"
+            ) from None
     else:
         cluster = LocalCluster(
             n_workers=jobs or 2, threads_per_worker=1, processes=True, dashboard_address=None

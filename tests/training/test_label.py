@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -475,6 +476,27 @@ def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> Non
     )
     assert again.exit_code == 2
     assert "already exists" in again.output
+
+
+def test_an_unreachable_dask_scheduler_is_a_clear_error(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed")
+    import dask
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    # It was an OSError traceback from deep inside distributed.
+    expected = re.escape("cannot reach the Dask scheduler at tcp://127.0.0.1:1")
+    connect = {"distributed.comm.timeouts.connect": "2s"}
+    with dask.config.set(connect), pytest.raises(LabelError, match=expected):
+        label(
+            [src],
+            tiny_model_dir,
+            tmp_path / "out.csv",
+            engine="dask",
+            scheduler="tcp://127.0.0.1:1",
+        )
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.slow
