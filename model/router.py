@@ -707,7 +707,10 @@ class Router:
 
         The shown probabilities alone do not give the order: the suggestion's is recalibrated.
         """
-        X = self.transform(tickets)
+        return self.feature_scores(self.transform(tickets))
+
+    def feature_scores(self, X: sp.csr_matrix) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """:meth:`scores` of tickets already transformed (:meth:`transform`)."""
         return {name: self.heads[name].scores(p) for name, p in self._all_proba(X).items()}
 
     def warm_up(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from model.artifact import load_router
 from model.router import Router
@@ -42,13 +43,18 @@ def seen_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> int:
     -------
     int
     """
-    if router.index is None or not tickets or router.index.matrix.shape[0] == 0:
+    return sum(
+        _seen(router, router.transform(list(tickets[start : start + 1_000])))
+        for start in range(0, len(tickets), 1_000)
+    )
+
+
+def _seen(router: Router, X: sp.csr_matrix) -> int:
+    """:func:`seen_rows` of tickets already transformed."""
+    if router.index is None or X.shape[0] == 0 or router.index.matrix.shape[0] == 0:
         return 0
-    seen = 0
-    for start in range(0, len(tickets), 1_000):
-        hits = router.index.query(router.transform(list(tickets[start : start + 1_000])), 1)
-        seen += sum(1 for nearest in hits if nearest and nearest[0].similarity >= SEEN_SIMILARITY)
-    return seen
+    hits = router.index.query(X, 1)
+    return sum(1 for nearest in hits if nearest and nearest[0].similarity >= SEEN_SIMILARITY)
 
 
 def evaluate_router(
@@ -80,15 +86,14 @@ def evaluate_router(
     tickets = list(zip(titles, texts, strict=True))
     proba: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
+    seen = 0
     for start in range(0, len(tickets), batch):
-        for name, (p, r) in router.scores(tickets[start : start + batch]).items():
+        X = router.transform(tickets[start : start + batch])  # once, for both uses
+        for name, (p, r) in router.feature_scores(X).items():
             proba[name].append(p)
             ranks[name].append(r)
-    report: dict[str, Any] = {
-        "n": len(tickets),
-        "model_version": router.version,
-        "seen_rows": seen_rows(router, tickets),
-    }
+        seen += _seen(router, X)
+    report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)
         known = y != ""
@@ -116,7 +121,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     Returns
     -------
     list of str
-        Skipped empty rows, and per head the true labels that the model never learnt.
+        Tickets the model was trained on (above :data:`SEEN_SHARE_LIMIT` of them), skipped empty
+        rows, and per head the true labels that the model never learnt.
     """
     out = []
     seen, n = report.get("seen_rows", 0), report.get("n", 0)
