@@ -134,9 +134,14 @@ def train(
         int, typer.Option(min=MIN_LABEL_ROWS, help="Labels with fewer rows are merged into 其他")
     ] = 5,
     target_precision: Annotated[
-        float, typer.Option(help="Precision that auto decisions must reach on held-out folds")
+        float,
+        typer.Option(
+            min=0.5, max=1.0, help="Precision that auto decisions must reach on held-out folds"
+        ),
     ] = 0.95,
-    seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds")] = 42,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of the cross-validation folds")
+    ] = 42,
     tokenizer: Annotated[
         Backend,
         typer.Option(help="Word segmenter, recorded in the model and used whenever it is served"),

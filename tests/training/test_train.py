@@ -151,6 +151,17 @@ def test_cli_one_department_for_every_row_is_one_clear_line(tmp_path, tiny_csv):
     assert "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(
+    "option", [["--seed", "-1"], ["--target-precision", "1.5"], ["--target-precision", "0.2"]]
+)
+def test_cli_train_refuses_a_seed_or_target_precision_out_of_range(tmp_path, tiny_csv, option):
+    # A negative seed stopped in scikit-learn's parameter check with a traceback; a target
+    # precision of 1.5 trained a model that could never dispatch anything.
+    r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), *option])
+    assert r.exit_code == 2 and option[0] in r.output
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("n", ["1", "2"])
 def test_cli_refuses_fewer_than_three_min_examples(tmp_path, tiny_csv, n):
     # With two rows, a label has one in each training fold, and the calibration inside cannot
