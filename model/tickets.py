@@ -155,6 +155,11 @@ def _sheet_header(sheet: Any) -> list[str]:
     return names
 
 
+def csv_delimiter(path: Path) -> str:
+    """Tab for a ``.tsv`` file, comma for any other CSV (every CSV reader here)."""
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
 def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
@@ -298,7 +303,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    sep = csv_delimiter(path)
     # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)

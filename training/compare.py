@@ -117,7 +117,8 @@ def score_router(
     has_text = (eval_df["text"].str.strip() != "") | (eval_df["title"].str.strip() != "")
     df = eval_df[has_text]
     tickets = list(zip(df["title"], df["text"], strict=True))
-    scores = router.scores(tickets) if tickets else {}
+    X = router.transform(tickets) if tickets else None  # once, for the scores and seen_rows
+    scores = router.feature_scores(X) if X is not None else {}
     heads: dict[str, Any] = {}
     for name, head in router.heads.items():
         if name not in LABELS or name not in scores:
@@ -151,7 +152,7 @@ def score_router(
     return {
         "n": len(df),
         "model_version": router.version,
-        "seen_eval_rows": seen_rows(router, tickets),
+        "seen_eval_rows": seen_rows(router, X) if X is not None else 0,
         "heads": heads,
     }
 

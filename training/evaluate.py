@@ -25,7 +25,7 @@ SEEN_SIMILARITY = 0.999
 SEEN_SHARE_LIMIT = 0.1
 
 
-def seen_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> int:
+def seen_rows(router: Router, X: sp.csr_matrix) -> int:
     """How many tickets are (near-)identical to a ticket the router was trained on.
 
     Each ticket's nearest stored ticket in the router's similar-ticket index (cosine ≥
@@ -36,21 +36,13 @@ def seen_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> int:
     ----------
     router : Router
         A fitted router; one without an index has seen nothing it can tell.
-    tickets : sequence of (title, text)
-        The evaluation tickets.
+    X : sparse matrix
+        The tickets as :meth:`Router.transform` gives them (the caller scores the same matrix).
 
     Returns
     -------
     int
     """
-    return sum(
-        _seen(router, router.transform(list(tickets[start : start + 1_000])))
-        for start in range(0, len(tickets), 1_000)
-    )
-
-
-def _seen(router: Router, X: sp.csr_matrix) -> int:
-    """:func:`seen_rows` of tickets already transformed."""
     if router.index is None or X.shape[0] == 0 or router.index.matrix.shape[0] == 0:
         return 0
     hits = router.index.query(X, 1)
@@ -92,7 +84,7 @@ def evaluate_router(
         for name, (p, r) in router.feature_scores(X).items():
             proba[name].append(p)
             ranks[name].append(r)
-        seen += _seen(router, X)
+        seen += seen_rows(router, X)
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from model.tickets import (
     TicketFileError,
     check_one_ticket_sheet,
+    csv_delimiter,
     detect_encoding,
     encoding_sample,
     file_format,
@@ -58,7 +59,7 @@ def file_columns(path: Path) -> list[str]:
                 f.seek(0)
                 lines = _Lines(f, encoding)
                 try:
-                    header = next(csv.reader(lines, delimiter=_delimiter(path)))
+                    header = next(csv.reader(lines, delimiter=csv_delimiter(path)))
                 except StopIteration:
                     raise TicketFileError(f"{path}: the file is empty (no header row)") from None
                 if lines.take()[0][2]:
@@ -213,16 +214,12 @@ class _Lines:
         self.pending.extendleft(reversed(items))
 
 
-def _delimiter(path: Path) -> str:
-    return "\t" if path.suffix.lower() == ".tsv" else ","
-
-
 def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[Record]:
     # The field limit bounds the damage of an unclosed quote, which would otherwise swallow the rest
     # of the file into one field. It is set well above the text length limit so an over-long text is
     # reported as such, not as a broken line.
     csv.field_size_limit(max(field_limit, csv.field_size_limit()))
-    sep = _delimiter(path)
+    sep = csv_delimiter(path)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         encoding = csv_encoding(encoding_sample(f))
