@@ -16,6 +16,8 @@ _EXCEL_CR = re.compile(r"_x000[dD]_")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
 # confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
+# CJK unified ideographs.
+_IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 # Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -108,6 +110,22 @@ def normalize(text: str | None) -> str:
         text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
         text = " ".join(text.split())
     return text.lower()
+
+
+def is_blank(text: str | None) -> bool:
+    """Whether a text holds nothing once normalised: empty, or only whitespace, invisible
+    characters, control characters or Excel's ``_x000D_``.
+
+    The one rule by which training, evaluation, batch labelling, ``paidan predict`` and the HTTP
+    API tell a missing text from a present one.
+    """
+    if not text:
+        return True
+    # An ideograph always survives normalisation (NFKC maps each to itself and nothing below
+    # removes one), so most tickets are answered without normalising them here.
+    if _IDEOGRAPH.search(text):
+        return False
+    return not normalize(text)
 
 
 def nfkc(text: str) -> str:

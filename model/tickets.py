@@ -251,6 +251,17 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     return pd.concat(frames, ignore_index=True)
 
 
+def has_text(df: pd.DataFrame) -> pd.Series:
+    """Which canonical rows hold a text or a title that is not blank (:func:`model.text.is_blank`).
+
+    A text of whitespace, invisible characters or Excel's ``_x000D_`` alone is as empty as none:
+    it would train or score an empty document.
+    """
+    from model.text import is_blank
+
+    return ~(df["text"].map(is_blank) & df["title"].map(is_blank))
+
+
 def to_canonical(
     raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1
 ) -> pd.DataFrame:

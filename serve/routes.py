@@ -183,11 +183,11 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         shown_version = (suggestion or {}).get("model_version")
         row = db.add_feedback(
             ticket_id=body.ticket_id,
-            title=clean(body.title) if body.title else None,
+            title=clean(body.title) if body.title is not None else None,
             text=clean(body.text),
             suggestion=suggestion,
-            department=body.department.strip(),
-            category=body.category.strip() if body.category else None,
+            department=body.department,
+            category=body.category,
             dispatcher_id=body.dispatcher_id,
             model_version=(
                 body.model_version

@@ -24,6 +24,7 @@ from pydantic import (
 
 from model.router import MAX_TOP_K, HeadResult, SimilarTicket
 from model.settings import Settings
+from model.text import is_blank
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -41,6 +42,29 @@ def scrub_surrogates(value: Any) -> Any:
         return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub_surrogates(v) for v in value]
+    return value
+
+
+# Control characters (U+0000-001F, U+007F-009F): a text is cleaned of them, but an id or a label is
+# stored as sent, and PostgreSQL refuses U+0000 in any text column.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def no_control(value: str | None) -> str | None:
+    """``value`` unchanged, or a ``ValueError`` naming its first control character."""
+    if value is not None and (m := _CONTROL.search(value)):
+        raise ValueError(
+            f"holds a control character (U+{ord(m.group()):04X}) at character {m.start() + 1}"
+        )
+    return value
+
+
+def not_blank(value: str) -> str:
+    """``value`` unchanged, or a ``ValueError`` if it holds nothing once normalised."""
+    if is_blank(value):
+        raise ValueError(
+            "is empty (only whitespace or invisible characters); send the complaint text"
+        )
     return value
 
 
@@ -75,12 +99,8 @@ class RouteRequestBase(_ScrubbedRequest):
     text: str = Field(description="The complaint text")
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
 
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is empty; send the complaint text")
-        return value
+    _text_not_blank = field_validator("text")(not_blank)
+    _id_printable = field_validator("id")(no_control)
 
 
 class RouteBatchRequestBase(BaseModel):
@@ -123,6 +143,26 @@ class FeedbackRequestBase(_ScrubbedRequest):
         description="Version of the model that made the suggestion; default: the suggestion's, "
         "else the served model's",
     )
+
+    _text_not_blank = field_validator("text")(not_blank)
+
+    @field_validator("department")
+    @classmethod
+    def _department_given(cls, value: str) -> str:
+        if is_blank(value):
+            raise ValueError("is empty; send the department finally chosen")
+        return value.strip()
+
+    @field_validator("category", "title")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        # An optional field sent empty (a form's untouched input) is the same as one not sent.
+        return None if value is None or is_blank(value) else value.strip()
+
+    # After the stripping above: a label's surrounding newline or tab is not refused.
+    _ids_printable = field_validator(
+        "ticket_id", "department", "category", "dispatcher_id", "model_version"
+    )(no_control)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import pandas as pd
 from model import registry
 from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file
 from model.router import Router
-from model.tickets import LABELS
+from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.metrics import head_report
 
@@ -114,8 +114,8 @@ def score_router(
     dict
         ``n`` and ``heads``: per head ``macro_f1``, ``accuracy``, ``labels`` and ``per_class``.
     """
-    has_text = (eval_df["text"].str.strip() != "") | (eval_df["title"].str.strip() != "")
-    df = eval_df[has_text]
+    with_text = has_text(eval_df)
+    df = eval_df[with_text]
     tickets = list(zip(df["title"], df["text"], strict=True))
     X = router.transform(tickets) if tickets else None  # once, for the scores and seen_rows
     scores = router.feature_scores(X) if X is not None else {}

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from model.artifact import load_router
 from model.router import Router
-from model.tickets import LABELS, ColumnMap, read_tickets
+from model.tickets import LABELS, ColumnMap, has_text, read_tickets
 from training.metrics import head_report
 
 logger = logging.getLogger(__name__)
@@ -167,15 +167,15 @@ def evaluate(
     """
     router, _ = load_router(model_dir, model_root)
     df = read_tickets(paths, columns)
-    has_text = (df["text"].str.strip() != "") | (df["title"].str.strip() != "")
-    df = df[has_text]
+    with_text = has_text(df)
+    df = df[with_text]
     report = evaluate_router(
         router,
         df["title"].tolist(),
         df["text"].tolist(),
         {h: df[h].str.strip().tolist() for h in LABELS},
     )
-    report["skipped_empty_text"] = int((~has_text).sum())
+    report["skipped_empty_text"] = int((~with_text).sum())
     if report_path is not None:
         write_report(report, Path(report_path))
     return report

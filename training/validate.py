@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
 from model.text import clean
-from model.tickets import LABELS, ROW_COL, SOURCE_COL
+from model.tickets import LABELS, ROW_COL, SOURCE_COL, has_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,9 +104,9 @@ def validate(
         df[SOURCE_COL].map(lambda s: s.rsplit("/", 1)[-1]) + " data row " + df[ROW_COL].astype(str)
     )
 
-    has_text = (df["text"].str.strip() != "") | (df["title"].str.strip() != "")
-    report.empty_text = where[~has_text].tolist()
-    df, where = df[has_text], where[has_text]
+    with_text = has_text(df)
+    report.empty_text = where[~with_text].tolist()
+    df, where = df[with_text], where[with_text]
     if df.empty:
         raise TrainingDataError("no row has any text (every text and title is empty)")
 

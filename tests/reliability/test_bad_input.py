@@ -148,11 +148,11 @@ ODD_TEXTS = {
     "emoji": "😀😡🙈🚒🏠👍🏽👨‍👩‍👧",
     "control": "\x00\x01\x07\x1b[31m\x7f\x9f",
     "rtl": "مرحبا بالعالم \u202e\u202b שלום",
-    "zero_width": "\u200b\u200c\u200d\u2060\ufeff",
+    "zero_width": "\u200b\u200c\u200d\u2060\ufeffa\u200b",
     "all_english": "Hello, my landlord has not returned my deposit",
     "all_digits": "1234567890 0987654321 42",
     "combining": "e\u0301\u0301\u0301\u0301" * 50,
-    "private_use": "\ue000\U000f0000\U0010fffd",
+    "private_use": "\ue000\U000f0000\U0010fffd投",
     "newlines": "\r\n\t\v\f\u2028\u2029" * 10 + "z",
 }
 
@@ -168,6 +168,17 @@ def test_odd_text_is_routed_to_review_never_500(client: TestClient, text: str) -
         assert body[head]["score"] < body[head]["threshold"] or body[head]["reason"] == (
             "no_known_terms"
         )
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b\u200c\u200d\u2060\ufeff", "_x000D_\x00\x7f", "\u3000\xa0", "\ue000\U0010fffd"]
+)
+def test_text_that_normalises_to_nothing_is_refused_like_a_blank_one(
+    client: TestClient, text: str
+) -> None:
+    # The rule of batch labelling and paidan predict: nothing is left to route.
+    error = assert_error(client.post("/v1/route", json={"text": text}), 422, "invalid_request")
+    assert error["field"] == "body.text" and "empty" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,24 @@ def test_empty_texts_are_skipped_and_reported_with_row_numbers():
     assert "data row 2" in report.warnings()[0]
 
 
+def test_texts_that_normalise_to_nothing_are_empty_too():
+    # A zero-width space, Excel's carriage return or a control byte is not text: such a row would
+    # train an empty document.
+    df, report = validate(
+        frame(
+            [
+                ["欠薪", "拖欠工资", "人社", "劳动"],
+                ["\u200b", "_x000D_\ufeff", "人社", "劳动"],
+                ["", "\x00\u3000", "人社", "劳动"],
+                ["_x000D_", "油烟扰民", "执法", "环境"],
+            ]
+        ),
+        min_examples=1,
+    )
+    assert report.empty_text == ["data.csv data row 2", "data.csv data row 3"]
+    assert df["text"].tolist() == ["拖欠工资", "油烟扰民"]
+
+
 def test_conflicting_duplicates_are_reported():
     rows = [
         ["a", "楼下烧烤油烟", "执法", "环境"],
