@@ -110,3 +110,28 @@ def test_feedback_round_trip_through_the_api(
     assert [json.loads(x)["id"] for x in since.splitlines()] == [r2.json()["id"]]
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert client.get("/v1/feedback", params={"since": future}).text == ""
+
+
+def test_nul_characters_never_reach_postgresql(
+    make_client: Callable[..., TestClient], pg_url: str
+) -> None:
+    # PostgreSQL refuses U+0000 in text columns: a NUL in an id or a label is a 422 naming the
+    # field; the texts are cleaned of it, and the suggestion sent back is stored as sent.
+    client = make_client(database_url=pg_url)
+    refused = client.post(
+        "/v1/feedback", json={"text": "油烟扰民", "department": "执法", "ticket_id": "P\x00"}
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "body.ticket_id"
+    r = client.post(
+        "/v1/feedback",
+        json={
+            "text": "油烟\x00扰民",
+            "title": "油\x00烟",
+            "department": "执法",
+            "suggestion": {"note": "a\x00b", "k\x00": ["\x00"]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    [row] = [json.loads(x) for x in client.get("/v1/feedback").text.splitlines()]
+    assert row["text"] == "油烟 扰民" and row["title"] == "油 烟"
+    assert row["suggestion"] == {"note": "a\x00b", "k\x00": ["\x00"]}  # a JSON column takes it
