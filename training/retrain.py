@@ -35,7 +35,17 @@ from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
 from model.config import TrainingConfig
 from model.text import clean
-from model.tickets import LABELS, ROW_COL, SOURCE_COL, ColumnMap, expand_paths, read_tickets
+from model.tickets import (
+    LABELS,
+    ROW_COL,
+    SOURCE_COL,
+    ColumnMap,
+    TicketFileError,
+    csv_delimiter,
+    detect_encoding,
+    expand_paths,
+    read_tickets,
+)
 from training.compare import (
     EVAL_COLUMNS,
     Decision,
@@ -125,21 +135,29 @@ def read_mapping(path: str | Path) -> LabelMapping:
     """Read a taxonomy mapping CSV.
 
     Columns ``old`` and ``new`` (required) and ``head`` (optional: ``department``, ``category``,
-    or empty for both). UTF-8, one rename per row, e.g. ``银保监局,金融监管局``. Chains
-    (A → B, B → C) are followed to their end.
+    or empty for both). UTF-8 or GB18030 (detected as for ticket files), tab-separated when named
+    ``.tsv``; one rename per row, e.g. ``银保监局,金融监管局``. Chains (A → B, B → C) are
+    followed to their end; a label mapped to itself stays as it is.
 
     Raises
     ------
     MappingFileError
-        On a missing column, an empty label, an unknown head, two targets for one label, or a cycle.
+        On an unreadable or empty file, a missing column, an empty label, an unknown head, two
+        targets for one label, or a cycle.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        # Encoded like a ticket CSV: UTF-8 (with or without BOM) or GB18030, Excel's "CSV" in China.
+        text = data.decode(detect_encoding(data))
     except OSError as e:
         raise MappingFileError(f"{path}: cannot read the mapping file: {e}") from e
-    reader = csv.DictReader(text.splitlines())
+    except TicketFileError as e:
+        raise MappingFileError(f"{path}: {e}") from None
+    reader = csv.DictReader(text.splitlines(), delimiter=csv_delimiter(path))
     fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if not fields:
+        raise MappingFileError(f"{path}: the mapping file is empty; it needs the header old,new")
     if "old" not in fields or "new" not in fields:
         raise MappingFileError(
             f"{path}: a mapping file needs the columns old,new (and optionally head); "
@@ -164,6 +182,9 @@ def read_mapping(path: str | Path) -> LabelMapping:
                 )
             mapping[h][old] = new
     for h, renames in mapping.items():
+        # A label mapped to itself is kept as it is: a full table of the taxonomy may list them.
+        for old in [o for o, n in renames.items() if o == n]:
+            del renames[old]
         for old in list(renames):
             seen = {old}
             target = renames[old]

@@ -94,6 +94,7 @@ def test_mapping_file_follows_chains_and_respects_head(tmp_path: Path) -> None:
         ([["a", "b"], ["b", "a"]], ["old", "new"], "cycle"),
         ([["a", "b"], ["a", "c"]], ["old", "new"], "both"),
         ([["a", "b", "channel"]], ["old", "new", "head"], "head must be"),
+        ([["a", "a"], ["a", "b"]], ["old", "new"], "both"),
     ],
 )
 def test_bad_mapping_files_are_refused_with_a_reason(
@@ -101,6 +102,33 @@ def test_bad_mapping_files_are_refused_with_a_reason(
 ) -> None:
     with pytest.raises(MappingFileError, match=message):
         read_mapping(write_mapping(tmp_path / "m.csv", rows, header))
+
+
+def test_mapping_files_as_spreadsheets_write_them(tmp_path: Path) -> None:
+    # Excel's "CSV" in China is GB18030; a full taxonomy table lists unchanged labels too.
+    gb = tmp_path / "m.csv"
+    gb.write_bytes("old,new\n市公安局,市公安局\n银保监局,金融监管局\n".encode("gb18030"))
+    assert read_mapping(gb) == {
+        "department": {"银保监局": "金融监管局"},
+        "category": {"银保监局": "金融监管局"},
+    }
+    tsv = tmp_path / "m.tsv"
+    tsv.write_text("old\tnew\thead\n银保监局\t金融监管局\tdepartment\n", encoding="utf-8-sig")
+    assert read_mapping(tsv) == {"department": {"银保监局": "金融监管局"}}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty"), (b"old,new\n\xff\xfe\xff\n", "encoding")],
+)
+def test_unreadable_mapping_files_name_the_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    with pytest.raises(MappingFileError, match=message) as e:
+        read_mapping(path)
+    assert str(path) in str(e.value)
 
 
 def scores(version: str, dept: dict[str, float], labels: list[str] | None = None) -> dict:
