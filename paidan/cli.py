@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +44,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-out = Console()
+# Output that is not a terminal (a pipe, a log, cron's mail) is not cut at rich's default of 80
+# columns, where a table's version or figures came out as "2026…" and "1.0…". COLUMNS still decides.
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 # Errors a user can fix: printed as one line, exit code 2, no traceback.
 USER_ERRORS = (TicketFileError, TrainingDataError, ModelLoadError, SettingsError, FileExistsError)
@@ -618,10 +621,15 @@ def models_list(
             json.dumps([i.to_dict() for i in infos], ensure_ascii=False, indent=2) + "\n"
         )
         return
+    if not infos:
+        out.print(f"no model versions under {root} yet (paidan train --out, or paidan retrain)")
+        return
     frozen = frozen_eval_info(root)
     table = Table(title=f"models under {root}")
     for col in ("version", "created", "history", "feedback", "dept. F1", "cat. F1", ""):
-        table.add_column(col, no_wrap=col in ("version", "created"))
+        # The version is copied into other commands: whole on one line; in a narrow terminal the
+        # other columns wrap rather than lose digits.
+        table.add_column(col, no_wrap=col == "version", overflow="fold")
     for i in infos:
         table.add_row(
             i.version,

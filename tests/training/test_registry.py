@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,37 @@ def test_list_versions_reports_rows_metrics_and_current(tmp_path: Path) -> None:
     assert infos[VERSIONS[1]].metrics == {}
     assert infos[VERSIONS[3]].rows == {"history": 10, "feedback": 3}
     assert set(infos[VERSIONS[0]].to_dict()) >= {"version", "created", "current", "metrics"}
+
+
+def test_models_list_piped_keeps_whole_versions_and_figures(tmp_path: Path) -> None:
+    # Piped (cron, a log), rich used to cut the table at 80 columns: "20260103T0000…", "0.8…".
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[2])
+    (root / registry.EVAL_DIR).mkdir()
+    registry.frozen_eval_path(root).write_bytes(b"frozen")
+    registry.write_json_atomic(
+        root / registry.EVAL_DIR / registry.EVAL_META_FILE,
+        {"sha256": "e1", "rows": 40, "source": "20% of tickets.csv"},
+    )
+    registry.write_scores(
+        root, VERSIONS[2], {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8125}}}
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"PAIDAN_MODEL_ROOT": str(root)}
+    cmd = [sys.executable, "-m", "paidan", "models", "list"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    for version in VERSIONS:
+        assert version in proc.stdout
+    # The newest was current implicitly (no pointer yet), so it is the one rollback returns to.
+    assert "0.812" in proc.stdout and "current" in proc.stdout and "previous" in proc.stdout
+    empty = subprocess.run(
+        cmd,
+        env=env | {"PAIDAN_MODEL_ROOT": str(tmp_path / "none")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "no model versions under" in empty.stdout
 
 
 def test_pointer_replacement_never_exposes_a_partial_file(tmp_path: Path) -> None:
