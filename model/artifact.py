@@ -213,6 +213,8 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
         truncated, an unlisted pickle is present, or the pickle was made by other library versions.
     """
     path = Path(model_dir)
+    if "\x00" in str(path):  # the file system would raise ValueError: "embedded null byte"
+        raise ModelLoadError(f"{str(path)!r} is not a path: it holds a NUL character")
     if path.is_symlink():
         raise ModelLoadError(f"{path} is a symlink; model directories must be real directories")
     resolved = path.resolve()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from model.artifact import ModelLoadError, load_serving_router
@@ -24,7 +24,7 @@ from model.registry import current_dir
 from serve.auth import ADMIN_KEY
 from serve.errors import ApiError
 from serve.reload import reload_model
-from serve.schemas import ErrorResponse
+from serve.schemas import ErrorResponse, no_control
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class ReloadRequest(BaseModel):
         description="A version under the model root, or a path (relative paths are taken under "
         "the root); it must be a real directory inside the root",
     )
+
+    _printable = field_validator("model_dir")(no_control)
 
 
 class ReloadResponse(BaseModel):

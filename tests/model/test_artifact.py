@@ -219,6 +219,8 @@ def test_paths_outside_the_root_and_symlinks_are_refused(tiny_model_dir, tmp_pat
     inside = writable_copy(tiny_model_dir, root / "v1")
     router, _ = load_router(inside, root=root)
     assert router.heads
+    with pytest.raises(ModelLoadError, match="NUL"):
+        load_router(str(inside) + "\x00", root=root)
 
 
 def test_not_a_model_directory(tmp_path):

@@ -159,6 +159,9 @@ def test_symlinks_and_paths_outside_the_root_are_refused(
         )
         error = assert_error(response, 422, "model_refused")
         assert says in error["message"], (model_dir, error)
+    # A NUL cannot name a file: refused as a request, not a 500 from the file system.
+    response = admin_client.post("/v1/admin/reload", json={"model_dir": "v2\x00"}, headers=ADMIN)
+    assert assert_error(response, 422, "invalid_request")["field"] == "body.model_dir"
     assert served(admin_client) == "v1"
 
 
