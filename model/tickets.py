@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -50,6 +51,21 @@ MAX_BAD_LINES = 5
 # (for CSV, line number = row + 1 because of the header).
 SOURCE_COL = "_source"
 ROW_COL = "_row"
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC (a naive one is taken as UTC already).
+
+    A time whose UTC form leaves the calendar (0001-01-01T00:00+08:00, 9999-12-31T23:59-08:00)
+    becomes its first or last moment: it is still before, or after, every stored row.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if value.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 class TicketFileError(ValueError):

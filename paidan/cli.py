@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +33,7 @@ from model.artifact import ModelLoadError, load_router
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
-from model.tickets import ColumnMap, TicketFileError
+from model.tickets import ColumnMap, TicketFileError, as_utc
 from model.tokenizer import Backend
 from training.validate import TrainingDataError
 
@@ -570,9 +570,7 @@ def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[s
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)
 
 
 def _print_decision(decision: Any, applied: bool = True) -> None:

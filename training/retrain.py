@@ -41,6 +41,7 @@ from model.tickets import (
     SOURCE_COL,
     ColumnMap,
     TicketFileError,
+    as_utc,
     csv_delimiter,
     detect_encoding,
     expand_paths,
@@ -554,4 +555,4 @@ def _as_utc(value: Any) -> datetime | None:
         value = value.to_pydatetime()
     if not isinstance(value, datetime):
         raise TypeError(f"not a time: {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)

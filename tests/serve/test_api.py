@@ -340,6 +340,9 @@ def test_feedback_export_since(client: TestClient) -> None:
     naive = datetime.fromisoformat(ids[2][1]).astimezone(UTC).replace(tzinfo=None).isoformat()
     assert [row["id"] for row in export(client, since=naive)] == [ids[2][0]]
     assert_error(client.get("/v1/feedback", params={"since": "yesterday"}), 422, "invalid_request")
+    # Times whose UTC form leaves the calendar were a 503 ("database unavailable").
+    assert len(export(client, since="0001-01-01T00:00:00+08:00")) == 3
+    assert export(client, since="9999-12-31T23:59:59-08:00") == []
 
 
 def test_feedback_export_pages_through_many_rows(

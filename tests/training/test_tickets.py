@@ -154,3 +154,16 @@ def test_a_workbook_with_tickets_on_several_sheets_is_refused_naming_them(tmp_pa
     # A sheet of notes beside one sheet of tickets is no reason to refuse.
     one = write_workbook(tmp_path / "one.xlsx", {"工单": df, "说明": notes})
     assert read_tickets([one], MAP)["id"].tolist() == ["A1", "A2"]
+
+
+def test_as_utc_converts_and_keeps_times_beyond_the_calendar_in_order() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from model.tickets import as_utc
+
+    east = timezone(timedelta(hours=8))
+    assert as_utc(datetime(2026, 1, 1, 8, tzinfo=east)) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert as_utc(datetime(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)  # naive is UTC
+    assert as_utc(datetime(1, 1, 1, tzinfo=east)) == datetime.min.replace(tzinfo=UTC)
+    west = timezone(timedelta(hours=-8))
+    assert as_utc(datetime.max.replace(tzinfo=west)) == datetime.max.replace(tzinfo=UTC)
