@@ -726,6 +726,12 @@ def models_freeze_eval(
     out.print(
         f"froze {info['rows']} tickets (SHA-256 {info['sha256'][:12]}…) from {info['source']}"
     )
+    skipped = info["left_out"]
+    if skipped["without_label"] or skipped["without_text"]:
+        err.print(
+            f"left out {skipped['without_label']} rows without a label and "
+            f"{skipped['without_text']} without text"
+        )
 
 
 @app.command()

@@ -45,6 +45,7 @@ from model.tickets import (
     csv_delimiter,
     detect_encoding,
     expand_paths,
+    has_text,
     read_tickets,
 )
 from training.compare import (
@@ -314,7 +315,8 @@ def freeze_eval(
     Returns
     -------
     dict
-        The set's facts: ``sha256``, ``rows``, ``created``, ``source``, ``label_rows``.
+        The set's facts: ``sha256``, ``rows``, ``created``, ``source``, ``label_rows``, and
+        ``left_out`` (rows without a label, or with a label but no text).
 
     Raises
     ------
@@ -330,9 +332,18 @@ def freeze_eval(
         )
     df = pd.DataFrame({c: eval_df[c].fillna("").astype(str) for c in EVAL_COLUMNS})
     labelled = (df["department"].str.strip() != "") | (df["category"].str.strip() != "")
-    df = df[labelled].reset_index(drop=True)
+    with_text = has_text(df)
+    # A row without a label or without text scores nothing: it is left out, and counted.
+    left_out = {
+        "without_label": int((~labelled).sum()),
+        "without_text": int((labelled & ~with_text).sum()),
+    }
+    df = df[labelled & with_text].reset_index(drop=True)
     if df.empty:
-        raise ValueError("the evaluation set has no labelled rows")
+        raise ValueError(
+            f"the evaluation set has no row with both a text and a label ({len(labelled)} rows: "
+            f"{left_out['without_label']} without a label, {left_out['without_text']} without text)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     df.to_parquet(tmp, index=False)
@@ -343,6 +354,7 @@ def freeze_eval(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
         "label_rows": {h: int((df[h].str.strip() != "").sum()) for h in LABELS},
+        "left_out": left_out,
     }
     registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
     logger.info("froze an evaluation set of %d rows at %s", len(df), path)

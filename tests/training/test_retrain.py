@@ -185,6 +185,27 @@ def test_count_new_feedback_after_cutoff() -> None:
     assert count_new_feedback(records, None) == 10
 
 
+def test_frozen_set_leaves_out_rows_without_text_or_label_and_counts_them(tmp_path: Path) -> None:
+    from training.retrain import freeze_eval
+
+    rows = pd.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "title": ["", "", "_x000D_", "欠薪"],
+            "text": ["", "拖欠工资", "\u200b", "老板不发工资"],
+            "department": ["人社", "", "人社", "人社"],
+            "category": ["劳动", "", "", ""],
+        }
+    )
+    info = freeze_eval(tmp_path, rows, "test")
+    assert info["rows"] == 1 and info["left_out"] == {"without_label": 1, "without_text": 2}
+    assert pd.read_parquet(registry.frozen_eval_path(tmp_path))["id"].tolist() == ["4"]
+    # Nothing usable: refused, saying why, and nothing replaced.
+    with pytest.raises(ValueError, match="no row with both a text and a label"):
+        freeze_eval(tmp_path, rows.iloc[:3], "test", force=True)
+    assert registry.frozen_eval_info(tmp_path)["rows"] == 1
+
+
 @pytest.fixture
 def tiny_root(tmp_path: Path, tiny_config: TrainingConfig) -> tuple[Path, Path]:
     """A registry whose current model was trained on the tiny corpus minus a frozen set."""
