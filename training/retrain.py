@@ -106,6 +106,10 @@ class RetrainResult:
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_frozen_now: bool = False
     eval_excluded: int = 0
+    # Ids naming tickets of different texts (e.g. a serial-number column that restarts in each
+    # monthly export): how many, and one example with where it occurs.
+    ambiguous_ids: int = 0
+    ambiguous_example: str = ""
     train: TrainResult | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
@@ -125,6 +129,12 @@ class RetrainResult:
                     else "learnt as a new label"
                 )
                 out.append(f"new {head} {label!r} (not in the current model) has {n} rows: {note}")
+        if self.ambiguous_ids:
+            out.append(
+                f"{self.ambiguous_ids} ticket ids name more than one ticket text "
+                f"({self.ambiguous_example}); such tickets are matched to feedback and to the frozen "
+                "set by their text, not their id. Map a unique ticket number with --id-col"
+            )
         if self.train is not None:
             out += self.train.validation.warnings()
         return out
@@ -395,6 +405,30 @@ def split_eval(
     return train, held.sort_index()
 
 
+def ambiguous_ids(frames: Sequence[pd.DataFrame]) -> tuple[set[str], str]:
+    """Ids that name different ticket texts across ``frames``, and an example with its rows.
+
+    An id that names two different texts (a per-file serial number, a reused number) cannot tell
+    which ticket a feedback decision or a frozen ticket is: matched by id, one frozen ticket would
+    take every other ticket of its number out of training.
+    """
+    rows = pd.concat([f[["id", "text", SOURCE_COL, ROW_COL]] for f in frames], ignore_index=True)
+    ids = rows["id"].fillna("").astype(str).str.strip()
+    texts = rows["text"].fillna("").astype(str).str.strip()
+    keyed = ids != ""
+    distinct = texts[keyed].groupby(ids[keyed]).nunique()
+    bad = set(distinct.index[distinct > 1])
+    if not bad:
+        return bad, ""
+    first = sorted(bad)[0]
+    where = rows[ids == first]
+    places = ", ".join(
+        f"{Path(str(src)).name} data row {row}"
+        for src, row in zip(where[SOURCE_COL][:3], where[ROW_COL][:3], strict=True)
+    )
+    return bad, f"e.g. {first!r}: {places}"
+
+
 def eval_keys(eval_df: pd.DataFrame) -> set[str]:
     """Keys of the frozen tickets: ids and masked-text digests (either matches)."""
     keys = {f"id:{i}" for i in eval_df["id"].astype(str).str.strip() if i}
@@ -486,20 +520,31 @@ def retrain(
         result.eval_frozen_now = True
     eval_df, eval_info = read_frozen_eval(root)
     frozen = eval_keys(eval_df)
+    # Ids that name different texts in the history or the frozen set match nothing by id.
+    eval_where = eval_df.assign(**{SOURCE_COL: "frozen set", ROW_COL: range(1, len(eval_df) + 1)})
+    unclear, result.ambiguous_example = ambiguous_ids([hist, eval_where])
+    result.ambiguous_ids = len(unclear)
 
-    # Feedback replaces history rows of the same ticket.
+    def id_keys(ids: pd.Series) -> pd.Series:
+        ids = ids.fillna("").astype(str).str.strip()
+        return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
+
+    # Feedback replaces history rows of the same ticket: by id, or by text where the id is unclear.
     fb_ids = {f"id:{i}" for i in fb["id"] if i}
-    hist_keys = hist["id"].astype(str).str.strip().map(lambda i: f"id:{i}" if i else "")
-    replaced = hist_keys.isin(fb_ids)
+    fb_texts = {ticket_key(None, t) for t in fb["text"]}
+    replaced = id_keys(hist["id"]).isin(fb_ids)
+    if unclear:
+        by_text = hist["id"].astype(str).str.strip().isin(unclear)
+        replaced |= by_text & hist["text"].map(lambda t: ticket_key(None, t)).isin(fb_texts)
     result.feedback.replaced_history = int(replaced.sum())
     hist = hist[~replaced]
 
     rows = pd.concat([hist, fb], ignore_index=True)
     for col in ("id", "title", "text", "department", "category"):
         rows[col] = rows[col].fillna("").astype(str)
-    is_eval = rows["id"].str.strip().map(lambda i: f"id:{i}" if i else "").isin(frozen) | rows[
-        "text"
-    ].map(lambda t: ticket_key(None, t)).isin(frozen)
+    is_eval = id_keys(rows["id"]).isin(frozen) | rows["text"].map(
+        lambda t: ticket_key(None, t)
+    ).isin(frozen)
     result.eval_excluded = int(is_eval.sum())
     rows = rows[~is_eval].reset_index(drop=True)
 
@@ -544,6 +589,7 @@ def retrain(
             "mapped_rows": result.mapped,
             "eval_sha256": eval_info["sha256"],
             "eval_rows_excluded": result.eval_excluded,
+            "ambiguous_ids": result.ambiguous_ids,
             "parent": champion,
         },
     )

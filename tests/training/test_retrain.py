@@ -233,6 +233,39 @@ def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) ->
     assert registry.versions(root) == before
 
 
+def test_ids_that_restart_in_each_file_do_not_cost_training_rows(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # A serial-number column (序号) restarts in each monthly export: id "2" is two tickets.
+    from training.retrain import freeze_eval
+
+    root = tmp_path / "models"
+    cols = ["id", "title", "text", "department", "category"]
+    rows = [[str(i), *t] for i, t in enumerate(TINY_TICKETS, 1)]
+    held = [0, 6, 12]  # one ticket per department, frozen as ids "1", "2", "3"
+    frozen = pd.DataFrame([rows[i] for i in held], columns=cols).assign(id=["1", "2", "3"])
+    freeze_eval(root, frozen, "test")
+    rest = [r for i, r in enumerate(rows) if i not in held]
+    files = []
+    for name, part in (("2026-01.csv", rest[:8]), ("2026-02.csv", rest[8:])):
+        df = pd.DataFrame(part, columns=cols).assign(id=[str(i) for i in range(1, len(part) + 1)])
+        df.to_csv(tmp_path / name, index=False)
+        files.append(df)
+    # The dispatcher corrected ticket "2" of February: that row, not January's "2", is replaced.
+    feb2 = files[1].iloc[1]
+    records = [{**fb(1, "2", "人社", 0, text=feb2["text"]), "created_at": datetime.now(UTC)}]
+    result = retrain(
+        [tmp_path / "2026-01.csv", tmp_path / "2026-02.csv"], records, root, config=tiny_config
+    )
+    assert result.eval_excluded == 0  # was 5: tickets numbered 1-3 were taken for frozen ones
+    assert result.feedback.replaced_history == 1  # was 2
+    assert result.rows == {"history": 14, "feedback": 1}
+    assert result.ambiguous_ids == 7
+    warning = "\n".join(result.warnings(min_examples=3))
+    assert "7 ticket ids name more than one ticket text" in warning
+    assert "2026-01.csv data row 1" in warning and "--id-col" in warning
+
+
 @pytest.mark.slow
 def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     tiny_root: tuple[Path, Path], tmp_path: Path
