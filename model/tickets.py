@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,6 +205,28 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def cell_text(value: Any) -> str:
+    """One JSON, Parquet or spreadsheet value as the text of a ticket field.
+
+    Integers stay integers (ticket number 1001, department code 101), where a pandas column with
+    a missing value would have made them floats ("1001.0", "101.0"); so does a whole float, as a
+    spreadsheet reader writes it (a file written from such a column holds 1001.0). A missing
+    value (None, NaN) is empty; objects and lists are JSON.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read one file as a table of strings (missing values become empty strings)."""
     import pandas as pd
@@ -225,7 +248,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
         elif fmt == "jsonl":
             df = _read_jsonl(path)
         else:
-            df = pd.read_parquet(path)
+            import pyarrow.parquet as pq
+
+            # Python objects, not pandas' dtypes: an integer column with a null stays integers.
+            table = pq.read_table(path)
+            df = pd.DataFrame(
+                {
+                    name: [cell_text(v) for v in table.column(name).to_pylist()]
+                    for name in table.column_names
+                },
+                dtype=object,
+            )
     except TicketFileError:
         raise
     except Exception as e:
@@ -393,5 +426,5 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise TicketFileError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise TicketFileError(f"{path}, line {lineno}: expected a JSON object per line")
-            records.append(obj)
+            records.append({k: cell_text(v) for k, v in obj.items()})
     return pd.DataFrame.from_records(records)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from model.tickets import (
     TicketFileError,
+    cell_text,
     check_one_ticket_sheet,
     csv_delimiter,
     detect_encoding,
@@ -295,7 +296,7 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
                 yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
                 continue
             values = dict(blank)
-            values.update((str(k).strip(), _as_text(v)) for k, v in obj.items())
+            values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
             # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and
             # not writable as UTF-8 into the output. (Only a line with a \uD8xx–\uDFxx escape can.)
             if (b"\\ud" in raw or b"\\uD" in raw) and (bad := _unpaired_surrogate(values)):
@@ -343,7 +344,7 @@ def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
                 continue
             values = dict(blank)
             values.update(
-                (h, _as_text(v)) for h, v in zip(header, row, strict=False) if h in values
+                (h, cell_text(v)) for h, v in zip(header, row, strict=False) if h in values
             )
             yield Record(values, None, f"row {rowno} of {path.name}")
     finally:
@@ -357,18 +358,8 @@ def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
         for obj in batch.to_pylist():
             rowno += 1
             values = dict(blank)
-            values.update((str(k).strip(), _as_text(v)) for k, v in obj.items())
+            values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
             yield Record(values, None, f"row {rowno} of {path.name}")
-
-
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 # -- writers -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -167,3 +168,39 @@ def test_as_utc_converts_and_keeps_times_beyond_the_calendar_in_order() -> None:
     assert as_utc(datetime(1, 1, 1, tzinfo=east)) == datetime.min.replace(tzinfo=UTC)
     west = timezone(timedelta(hours=-8))
     assert as_utc(datetime.max.replace(tzinfo=west)) == datetime.max.replace(tzinfo=UTC)
+
+
+def test_numeric_ids_and_codes_keep_their_integer_form_in_every_format(tmp_path: Path) -> None:
+    # Ticket numbers and department codes are integers; a missing value made pandas turn the
+    # column into floats, so training learnt "101.0" while feedback and labelling said "101".
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.label_io import iter_records
+
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text(
+        '{"id": 1001, "text": "拖欠工资", "department": 101}\n'
+        '{"id": null, "text": "油烟", "department": null}\n'
+        '{"id": 1003, "text": "噪音", "department": 102.5}\n',
+        encoding="utf-8",
+    )
+    arrow = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([1001, None, 1003], pa.int64()),
+                "text": ["拖欠工资", "油烟", "噪音"],
+                "department": pa.array(
+                    [101.0, None, 102.5]
+                ),  # as pandas writes an int column with a gap
+            }
+        ),
+        arrow,
+    )
+    for path in (jsonl, arrow):
+        df = read_tickets([path])
+        assert df["id"].tolist() == ["1001", f"{path.stem}:2", "1003"], path
+        assert df["department"].tolist() == ["101", "", "102.5"], path
+        labelled = [r.values for r in iter_records(path, ["id", "department"], 1 << 20)]
+        assert [r["department"] for r in labelled] == ["101", "", "102.5"], path
