@@ -88,6 +88,33 @@ class Settings(BaseSettings):
     def _hash_keys(cls, value: Any) -> tuple[str, ...]:
         return tuple(hash_key_entry(entry, i) for i, entry in enumerate(_split(value), 1))
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # Checked here, so that every command stops with one line naming the variable rather than
+        # a traceback from deep in SQLAlchemy. The message never quotes the URL: it may hold a
+        # password.
+        if value is None or not value.strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        example = "write postgresql+psycopg://USER:PASSWORD@HOST/DB or sqlite:////PATH/paidan.db"
+        try:
+            url = make_url(value.strip())
+        except ArgumentError:
+            raise ValueError(f"is not a database URL; {example}") from None
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"the {backend!r} database is not supported; {example}")
+        try:
+            url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError) as e:
+            raise ValueError(
+                f"the driver {url.drivername!r} is not installed ({e}); {example}"
+            ) from None
+        return value.strip()
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _check_origins(cls, value: Any) -> tuple[str, ...]:
@@ -146,7 +173,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as e:
         problems = "; ".join(
-            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: "
+            + err["msg"].removeprefix("Value error, ")
             for err in e.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

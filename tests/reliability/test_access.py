@@ -220,6 +220,27 @@ def test_bad_cors_origin_stops_startup(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("not a url", "is not a database URL"),
+        ("mysql://paidan:s3cret-pw@db/paidan", "'mysql' database is not supported"),
+        ("postgresql+psycopg2://paidan:s3cret-pw@db/paidan", "driver 'postgresql+psycopg2'"),
+    ],
+)
+def test_bad_database_url_stops_startup_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    # Was a traceback from inside SQLAlchemy when the engine was made (serve, drift, retrain).
+    monkeypatch.setenv("PAIDAN_DATABASE_URL", url)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    message = str(e.value)
+    assert message.startswith("invalid settings: PAIDAN_DATABASE_URL: ") and problem in message
+    assert "s3cret-pw" not in message and "Value error" not in message
+    assert "\n" not in message
+
+
 def test_page_sends_a_strict_csp_and_safe_headers(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
