@@ -79,6 +79,39 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be written; the message names the option and why."""
+
+
+def check_writable(path: str | Path, option: str, directory: bool = False) -> None:
+    """Refuse, before any long work, an output that cannot be written.
+
+    A file output must not be a directory; a directory output must not be a file. In both cases a
+    file must be creatable where the output goes (its parent, created if missing), which is tried
+    with a probe file rather than guessed from permission bits (root passes those everywhere,
+    ``/proc`` still refuses).
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option``, the path and the reason.
+    """
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{option} {path} is a file, not a directory")
+    if not directory and path.is_dir():
+        raise OutputPathError(f"{option} {path} is a directory; name a file")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".paidan-probe-"):
+            pass
+    except OSError as e:
+        raise OutputPathError(
+            f"{option} {path} cannot be written: {e.strerror or e} ({parent})"
+        ) from None
+
+
 def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
     """Refuse ``out_dir`` unless it is absent, empty, or ``force`` replaces it.
 
@@ -89,8 +122,11 @@ def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
     ------
     FileExistsError
         If ``out_dir`` exists, is not empty and ``force`` is false.
+    OutputPathError
+        If ``out_dir`` is a file, or no directory can be made where it goes.
     """
     out = Path(out_dir)
+    check_writable(out, "--out", directory=True)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(
             f"{out} already exists and is not empty; a model directory is never overwritten "

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from model.artifact import ModelLoadError, load_router
+from model.artifact import ModelLoadError, OutputPathError, check_writable, load_router
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
@@ -49,7 +49,14 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 # Errors a user can fix: printed as one line, exit code 2, no traceback.
-USER_ERRORS = (TicketFileError, TrainingDataError, ModelLoadError, SettingsError, FileExistsError)
+USER_ERRORS = (
+    TicketFileError,
+    TrainingDataError,
+    ModelLoadError,
+    SettingsError,
+    FileExistsError,
+    OutputPathError,
+)
 
 TextCol = Annotated[str, typer.Option("--text-col", help="Input column holding the ticket text")]
 TitleCol = Annotated[str, typer.Option("--title-col", help="Input column holding the title")]
@@ -289,6 +296,8 @@ def evaluate(
     from training.evaluate import report_warnings
 
     try:
+        if report is not None:
+            check_writable(report, "--report")  # before the scoring it would waste
         result = run_evaluate(
             model_dir,
             data,
@@ -777,6 +786,8 @@ def retrain(
 
     try:
         settings = load_settings()
+        if report is not None:
+            check_writable(report, "--report", directory=True)  # before the training it would waste
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
         with progress_bar() as bar:
@@ -844,6 +855,7 @@ def drift(
 
     try:
         settings = load_settings()
+        check_writable(out_path, "--out")
         model_dir = model or current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")

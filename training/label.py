@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pyarrow as pa
 
-from model.artifact import METADATA_FILE, ROUTER_FILE, load_router, verify
+from model.artifact import METADATA_FILE, ROUTER_FILE, check_writable, load_router, verify
 from model.router import Router
 from model.settings import get_settings
 from model.text import is_blank
@@ -400,6 +400,8 @@ def label(
         An input file cannot be read at all (missing, unknown type, no text column).
     ModelLoadError
         The model directory cannot be trusted or read.
+    OutputPathError
+        The output is a directory, or cannot be created where it goes.
     """
     started = time.perf_counter()
     output = Path(output)
@@ -409,6 +411,7 @@ def label(
             f"{output}: unsupported output type {output.suffix!r}; use "
             f"{', '.join(sorted(set(OUTPUT_FORMATS)))}"
         )
+    check_writable(output, "--out")  # a directory, or a place no file can be made
     if chunk_size < 1:
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
     if jobs is not None and jobs < 1:

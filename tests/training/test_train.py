@@ -126,6 +126,44 @@ def test_cli_predict_refuses_what_the_http_api_refuses(tiny_model_dir, args, mes
     assert message in r.output and '"department"' not in r.output
 
 
+def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
+    # Each was a traceback (IsADirectoryError, NotADirectoryError, FileNotFoundError), most after
+    # the training, scoring or labelling it wasted.
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    a_dir = tmp_path / "a.json"
+    a_dir.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    under_file = a_file / "sub" / "out.json"  # no directory can be made under a file
+    model = str(tiny_model_dir)
+    cases = [
+        (["evaluate", model, str(tiny_csv), "--report", str(a_dir)], "is a directory"),
+        (["evaluate", model, str(tiny_csv), "--report", str(under_file)], "cannot be written"),
+        (["drift", "--since", "2026-01-01", "--model", model, "--out", str(a_dir)], "directory"),
+        (
+            [
+                "label",
+                str(tiny_csv),
+                "--model",
+                model,
+                "--out",
+                str(under_file.with_suffix(".csv")),
+            ],
+            "cannot be written",
+        ),
+        (["retrain", "--history", str(tiny_csv), "--report", str(a_file)], "is a file"),
+        (["train", str(tiny_csv), "--out", str(a_file)], "is a file, not a directory"),
+        (["train", str(tiny_csv), "--out", str(under_file)], "cannot be written"),
+    ]
+    for args, message in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert message in r.output and "Traceback" not in r.output, (args, r.output)
+    assert not list(tmp_path.glob("**/metadata.json"))  # nothing was trained
+
+
 def test_cli_trains_when_a_rare_label_leaves_too_few_rows_for_other(tmp_path, tiny_csv):
     # One row of a label never seen again: merged into 其他, which then has one row. Training used
     # to stop in cross-validation with scikit-learn's "less than 2 examples" traceback.
