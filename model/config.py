@@ -101,6 +101,12 @@ class TrainingConfig:
         (simplest first) and keep the best by macro-F1; an extra input is kept only where the data
         show it helps. ``False`` uses every enabled input without trying the others (one
         cross-validation of the head instead of up to four).
+    select_max_rows : int
+        With more department rows than this, the input options are compared on a stratified
+        sample of this many rows, and only the chosen one is cross-validated on all rows (its
+        metrics, threshold and prior shift come from all of them). Training time on a large
+        history is then about one department cross-validation instead of four; at this size the
+        options' differences are settled long before.
     max_similar : int
         Training tickets kept for the similar-ticket search (the most recent ones when there are more).
     evidence_terms : int
@@ -155,6 +161,7 @@ class TrainingConfig:
     stack_category: bool = True
     stack_weight: float = 1.0
     select_inputs: bool = True
+    select_max_rows: int = 20_000
     max_similar: int = 100_000
     evidence_terms: int = 8
     tokenizer: Literal["jieba", "rjieba"] = "rjieba"

@@ -266,7 +266,9 @@ def train(
         if tried:
             scores = ", ".join(f"{'+'.join(t['inputs'])} {t['macro_f1']:.3f}" for t in tried)
             chosen = "+".join(result.router.head_inputs(name))
-            out.print(f"{name} head reads {chosen} (cross-validated macro-F1: {scores})")
+            rows = cv.report.get("input_selection_rows")
+            on = f" on a sample of {rows:,} rows" if rows else ""
+            out.print(f"{name} head reads {chosen} (cross-validated macro-F1{on}: {scores})")
         priors = cv.report.get("prior_selection")
         if priors:
             scores = ", ".join(f"{t['alpha']:g} {t['macro_f1']:.3f}" for t in priors)

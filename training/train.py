@@ -324,6 +324,25 @@ def input_options(latent: bool, stack: bool, select: bool) -> list[InputChoice]:
     ]
 
 
+def selection_sample(y: np.ndarray, config: TrainingConfig) -> np.ndarray | None:
+    """Rows the input options are compared on: all (``None``) up to ``config.select_max_rows``,
+    else about that many, drawn per label with the training seed (sorted).
+
+    Each label keeps its share, but never fewer than ``2 * cv_folds`` rows (or all it has): a rare
+    department still counts in the comparison's macro-F1 and can still be cross-validated.
+    """
+    if len(y) <= config.select_max_rows:
+        return None
+    rng = np.random.default_rng(config.seed)
+    share = config.select_max_rows / len(y)
+    keep = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        take = max(round(len(rows) * share), min(len(rows), 2 * config.cv_folds))
+        keep.append(rng.choice(rows, size=take, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def fit_router(
     df: pd.DataFrame,
     config: TrainingConfig,
@@ -368,23 +387,44 @@ def fit_router(
         for option in options:
             option.apply(router, head)
             inputs.append(router.head_input(head, X_head, rows_upstream))
+        sample = selection_sample(y, config) if len(options) > 1 else None
         results = cross_validate_heads(
-            [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
+            [
+                (
+                    f"{head} ({o})",
+                    Xh if sample is None else Xh[sample],
+                    y if sample is None else y[sample],
+                )
+                for o, Xh in zip(options, inputs, strict=True)
+            ],
             config,
             progress,
             n_jobs,
             stage=f"cross-validating {head}"
-            + (f" ({len(options)} input options)" if len(options) > 1 else ""),
+            + (f" ({len(options)} input options)" if len(options) > 1 else "")
+            + (f" on a sample of {len(sample):,} rows" if sample is not None else ""),
             head=head,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
         option, cv[head], Xh = max(tried, key=lambda t: t[1].report["macro_f1"])
         option.apply(router, head)
+        if sample is not None:
+            # The chosen input on every row: its metrics, threshold and prior shift are the head's.
+            [cv[head]] = cross_validate_heads(
+                [(f"{head} ({option})", Xh, y)],
+                config,
+                progress,
+                n_jobs,
+                stage=f"cross-validating {head} ({option})",
+                head=head,
+            )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
                 {"inputs": o.names(), "macro_f1": r.report["macro_f1"]} for o, r, _ in tried
             ]
+            if sample is not None:
+                cv[head].report["input_selection_rows"] = len(sample)
             logger.info(
                 "%s head reads %s (cross-validated macro-F1 %.3f)",
                 head,
@@ -620,6 +660,7 @@ def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "auto",
         "per_class",
         "input_selection",
+        "input_selection_rows",
         "prior_alpha",
         "prior_selection",
         "confidence_map",

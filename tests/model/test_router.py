@@ -140,6 +140,42 @@ def test_models_without_extra_inputs_still_load_and_predict(tiny_csv, tiny_confi
     assert old.predict(tickets) == router.predict(tickets)
 
 
+def test_a_large_history_compares_inputs_on_a_sample_and_scores_the_choice_on_all(
+    tiny_csv, tiny_config
+):
+    import dataclasses
+
+    from training.train import train
+
+    config = dataclasses.replace(tiny_config, select_inputs=True, cv_folds=2, select_max_rows=9)
+    result = train([tiny_csv], None, config=config)
+    dept = result.metadata["cv_metrics"]["department"]
+    # Half of each department's six rows would be three; two folds need four of each.
+    assert dept["input_selection_rows"] == 12 and len(dept["input_selection"]) == 4
+    assert result.cv["department"].proba.shape[0] == 18  # the chosen input, on every row
+    assert sum(c["support"] for c in dept["per_class"].values()) == 18
+    chosen = result.metadata["heads"]["department"]["inputs"]
+    best = max(dept["input_selection"], key=lambda t: t["macro_f1"])
+    assert chosen == best["inputs"] == result.router.head_inputs("department")
+    small = train([tiny_csv], None, config=dataclasses.replace(config, select_max_rows=18))
+    assert "input_selection_rows" not in small.metadata["cv_metrics"]["department"]
+
+
+def test_selection_sample_keeps_every_label_cross_validatable() -> None:
+    import dataclasses
+
+    from model.config import TrainingConfig
+    from training.train import selection_sample
+
+    y = np.array(["a"] * 1000 + ["b"] * 30 + ["c"] * 5)
+    config = dataclasses.replace(TrainingConfig(), select_max_rows=100, cv_folds=5)
+    sample = selection_sample(y, config)
+    assert sample is not None and np.all(np.diff(sample) > 0)
+    assert {k: int((y[sample] == k).sum()) for k in "abc"} == {"a": 97, "b": 10, "c": 5}
+    np.testing.assert_array_equal(sample, selection_sample(y, config))  # the seed decides
+    assert selection_sample(y[:100], config) is None
+
+
 def test_the_department_heads_inputs_are_chosen_by_cross_validation(tiny_csv, tiny_config):
     import dataclasses
 
