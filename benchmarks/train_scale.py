@@ -1,0 +1,141 @@
+"""Training on a large history: time, peak memory and model size of ``paidan train``.
+
+The shared real tickets are too few (796 with a department) to show how training grows, so a
+history of N tickets (default 30,000) is made, with a fixed seed, from ``department_train.csv``:
+each synthetic ticket joins a random subset of one real ticket's sentences to the first two
+sentences of another ticket of the same department, keeping the real title and category. The
+vocabulary stays that of the real tickets; the labels are learnt almost perfectly, so the
+accuracy figures mean nothing here and are not reported. Then, in the same run, each in its own
+process:
+
+* **paidan**: ``paidan train`` with the default configuration (above ``select_max_rows`` rows the
+  department head's input options are compared on a sample, then the chosen one is
+  cross-validated on every row);
+* **baseline**: the same with ``select_max_rows`` above N, i.e. every input option
+  cross-validated on every row (the behaviour before that setting).
+
+Peak memory is the largest RSS of the process tree (the main process plus its joblib workers,
+sampled with psutil every 0.5 s). Writes ``benchmarks/results/train_scale.json``. Run::
+
+    .venv/bin/python benchmarks/train_scale.py [--rows 30000]
+
+The history and the models live in a temporary directory and are deleted at the end; nothing of
+the shared data is written into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
+OUT = ROOT / "benchmarks" / "results" / "train_scale.json"
+_SENTENCE_END = re.compile(r"(?<=[。！？!?])")
+
+TRAIN = """
+import dataclasses, json, sys
+from model.config import TrainingConfig
+from training.train import train
+config = TrainingConfig()
+if sys.argv[3] != "default":
+    config = dataclasses.replace(config, select_max_rows=int(sys.argv[3]))
+result = train([sys.argv[1]], sys.argv[2], config=config)
+dept = result.metadata["cv_metrics"]["department"]
+print(json.dumps({"inputs": result.metadata["heads"]["department"]["inputs"],
+                  "selection_rows": dept.get("input_selection_rows")}))
+"""
+
+
+def history(rows: int, path: Path, seed: int = 0) -> None:
+    """Write ``rows`` synthetic tickets made of real tickets' sentences (see the module doc)."""
+    df = pd.read_csv(SHARED / "department_train.csv", dtype=str).fillna("")
+    df = df[df["department"] != ""]
+    by_dept: dict[str, list[tuple[str, list[str], str]]] = {}
+    for r in df.itertuples():
+        sentences = [s for s in _SENTENCE_END.split(r.text) if s.strip()] or [r.text]
+        by_dept.setdefault(r.department, []).append((r.title, sentences, r.category))
+    rng = random.Random(seed)
+    departments = df["department"].tolist()  # drawn in the real proportions
+    out = []
+    for i in range(rows):
+        dept = rng.choice(departments)
+        title, sentences, category = rng.choice(by_dept[dept])
+        _, other, _ = rng.choice(by_dept[dept])
+        picked = rng.sample(sentences, rng.randint(1, len(sentences)))
+        out.append((f"S{i}", title, "".join(picked + other[:2]), dept, category))
+    pd.DataFrame(out, columns=["id", "title", "text", "department", "category"]).to_csv(
+        path, index=False
+    )
+
+
+def run(data: Path, out_dir: Path, select_max_rows: str) -> dict[str, Any]:
+    """Train in a subprocess; wall time, peak RSS of its process tree, model size."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(data), str(out_dir), select_max_rows],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed (exit {proc.returncode})")
+    facts = json.loads(proc.stdout.read().strip().splitlines()[-1])  # type: ignore[union-attr]
+    size = sum(f.stat().st_size for f in out_dir.iterdir())
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_tree_mb": round(peak / 2**20, 1),
+        "model_mb": round(size / 2**20, 1),
+        **facts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=30_000)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "history.csv"
+        history(args.rows, data)
+        paidan = run(data, Path(tmp) / "paidan", "default")
+        baseline = run(data, Path(tmp) / "baseline", str(args.rows + 1))
+    result = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "rows": args.rows,
+        "cores": psutil.cpu_count(),
+        "paidan": paidan,
+        "baseline_every_option_on_every_row": baseline,
+        "time_ratio_baseline_over_paidan": round(baseline["seconds"] / paidan["seconds"], 2),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
