@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from model.router import MAX_TOP_K, HeadResult, SimilarTicket
 from model.settings import Settings
@@ -48,6 +49,18 @@ def scrub_surrogates(value: Any) -> Any:
 # Control characters (U+0000-001F, U+007F-009F): a text is cleaned of them, but an id or a label is
 # stored as sent, and PostgreSQL refuses U+0000 in any text column.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+# The same rules as JSON Schema patterns, so that the OpenAPI page states them and generated
+# clients and fuzzers send what is accepted; the validators below give the clearer message.
+PRINTABLE: JsonDict = {"pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
+# Holds a character that survives normalisation (an approximation of is_blank: private-use or
+# unassigned characters alone also count as blank).
+_VISIBLE = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u2060-\\u206f\\ufeff]"
+NOT_BLANK: JsonDict = {"pattern": _VISIBLE}
+PRINTABLE_NOT_BLANK: JsonDict = {
+    "pattern": f"^[^\\x00-\\x1f\\x7f-\\x9f]*{_VISIBLE}[^\\x00-\\x1f\\x7f-\\x9f]*$"
+}
 
 
 def no_control(value: str | None) -> str | None:
@@ -94,7 +107,12 @@ class ErrorResponse(BaseModel):
 class RouteRequestBase(_ScrubbedRequest):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, max_length=MAX_ID_CHARS, description="The caller's ticket id")
+    id: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        description="The caller's ticket id",
+        json_schema_extra=PRINTABLE,
+    )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
@@ -122,6 +140,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         max_length=MAX_ID_CHARS,
         validation_alias=AliasChoices("ticket_id", "id"),
         description="The caller's ticket id (`id` is accepted too)",
+        json_schema_extra=PRINTABLE,
     )
     title: str | None = Field(None, description="Ticket title; stored PII-masked")
     text: str = Field(description="The complaint text; stored PII-masked")
@@ -129,19 +148,29 @@ class FeedbackRequestBase(_ScrubbedRequest):
         None, description="The suggestion the dispatcher saw (the POST /v1/route answer)"
     )
     department: str = Field(
-        min_length=1, max_length=MAX_LABEL_CHARS, description="Department finally chosen"
+        min_length=1,
+        max_length=MAX_LABEL_CHARS,
+        description="Department finally chosen",
+        json_schema_extra=PRINTABLE_NOT_BLANK,
     )
     category: str | None = Field(
-        None, max_length=MAX_LABEL_CHARS, description="Category finally chosen"
+        None,
+        max_length=MAX_LABEL_CHARS,
+        description="Category finally chosen",
+        json_schema_extra=PRINTABLE,
     )
     dispatcher_id: str | None = Field(
-        None, max_length=MAX_ID_CHARS, description="Who decided (operator id)"
+        None,
+        max_length=MAX_ID_CHARS,
+        description="Who decided (operator id)",
+        json_schema_extra=PRINTABLE,
     )
     model_version: str | None = Field(
         None,
         max_length=MAX_ID_CHARS,
         description="Version of the model that made the suggestion; default: the suggestion's, "
         "else the served model's",
+        json_schema_extra=PRINTABLE,
     )
 
     _text_not_blank = field_validator("text")(not_blank)
@@ -177,7 +206,7 @@ class RequestModels:
 def make_request_models(settings: Settings) -> RequestModels:
     """Request models whose ``max_length`` limits are the given settings'."""
     title = Annotated[str | None, Field(None, max_length=settings.max_title_chars)]
-    text = Annotated[str, Field(max_length=settings.max_text_chars)]
+    text = Annotated[str, Field(max_length=settings.max_text_chars, json_schema_extra=NOT_BLANK)]
     return RequestModels(
         route=create_model(
             "RouteRequest",
