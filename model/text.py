@@ -19,7 +19,7 @@ _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
 # CJK unified ideographs.
 _IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 # Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # NFKC maps the full-width ASCII forms (U+FF01–FF5E) to ASCII, and the ideographic and no-break
 # spaces to a space: one character to one character. Chinese text is full of them (，：！（）), and a
@@ -100,7 +100,7 @@ def normalize(text: str | None) -> str:
     else:
         # Lone surrogates (from JSON escapes such as "\\ud800") cannot be NFKC-normalised safely.
         text = text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
-        text = _CONTROL.sub(" ", nfkc(text))
+        text = CONTROL.sub(" ", nfkc(text))
     # str.split() splits where the regular expression \s matches (both ask Py_UNICODE_ISSPACE),
     # several times faster than substituting it.
     text = " ".join(text.split())

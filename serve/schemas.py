@@ -25,7 +25,7 @@ from pydantic.json_schema import JsonDict
 
 from model.router import MAX_TOP_K, HeadResult, SimilarTicket
 from model.settings import Settings
-from model.text import is_blank
+from model.text import CONTROL, is_blank
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -46,11 +46,6 @@ def scrub_surrogates(value: Any) -> Any:
     return value
 
 
-# Control characters (U+0000-001F, U+007F-009F): a text is cleaned of them, but an id or a label is
-# stored as sent, and PostgreSQL refuses U+0000 in any text column.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
 # The same rules as JSON Schema patterns, so that the OpenAPI page states them and generated
 # clients and fuzzers send what is accepted; the validators below give the clearer message.
 PRINTABLE: JsonDict = {"pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
@@ -64,8 +59,12 @@ PRINTABLE_NOT_BLANK: JsonDict = {
 
 
 def no_control(value: str | None) -> str | None:
-    """``value`` unchanged, or a ``ValueError`` naming its first control character."""
-    if value is not None and (m := _CONTROL.search(value)):
+    """``value`` unchanged, or a ``ValueError`` naming its first control character.
+
+    A text is cleaned of them, but an id or a label is stored as sent, and PostgreSQL refuses
+    U+0000 in any text column.
+    """
+    if value is not None and (m := CONTROL.search(value)):
         raise ValueError(
             f"holds a control character (U+{ord(m.group()):04X}) at character {m.start() + 1}"
         )
