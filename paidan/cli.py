@@ -77,9 +77,18 @@ TrainJobs = Annotated[
     ),
 ]
 
+TimeCol = Annotated[
+    str, typer.Option("--time-col", help="Input column holding the ticket's time (for a window)")
+]
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
-def column_map(text: str, title: str, id_: str, department: str, category: str) -> ColumnMap:
-    return ColumnMap(id=id_, title=title, text=text, department=department, category=category)
+
+def column_map(
+    text: str, title: str, id_: str, department: str, category: str, time: str = "time"
+) -> ColumnMap:
+    return ColumnMap(
+        id=id_, title=title, text=text, department=department, category=category, time=time
+    )
 
 
 @app.callback()
@@ -165,11 +174,27 @@ def train(
     stopwords: Annotated[
         Path | None, typer.Option(help="Stopword list (default: the bundled one)")
     ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=DATE_FORMATS,
+            help="Train on the tickets from this time on (UTC; every row needs a time)",
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Train on the newest this many rows (by time, or the last rows when there are "
+            "no times)",
+        ),
+    ] = None,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    time_col: TimeCol = "time",
     jobs: TrainJobs = None,
     prior_alpha: Annotated[
         float | None,
@@ -198,6 +223,7 @@ def train(
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
+    from training.window import Window, describe
 
     config = TrainingConfig(
         min_examples=min_examples,
@@ -213,7 +239,7 @@ def train(
             result = run_train(
                 data,
                 out_dir,
-                column_map(text_col, title_col, id_col, department_col, category_col),
+                column_map(text_col, title_col, id_col, department_col, category_col, time_col),
                 config,
                 strict=strict,
                 force=force,
@@ -223,9 +249,13 @@ def train(
                 model_root=get_settings().model_root,
                 progress=_RichProgress(bar),
                 n_jobs=jobs or -1,
+                window=Window(since, max_rows),
             )
     except USER_ERRORS as e:
         raise fail(e) from None
+    window = result.metadata["training_data"].get("window")
+    if window:
+        out.print(describe(window), soft_wrap=True)
     for warning in result.validation.warnings():
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     table = Table(title=f"model {result.router.version}")
@@ -562,7 +592,6 @@ app.add_typer(models_app, name="models")
 
 # Exit code of a promotion the champion/challenger rule refused (2 is a user error).
 EXIT_REFUSED = 3
-DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 
 def _model_root() -> Path:
@@ -754,6 +783,21 @@ def retrain(
         datetime | None,
         typer.Option(formats=DATE_FORMATS, help="Use feedback from this date on (UTC)"),
     ] = None,
+    history_since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=DATE_FORMATS,
+            help="Use the history from this time on (UTC; every history row needs a time)",
+        ),
+    ] = None,
+    history_max_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Use the newest this many history rows (by time, or the last rows when there "
+            "are no times)",
+        ),
+    ] = None,
     if_new_feedback: Annotated[
         int | None,
         typer.Option(
@@ -779,12 +823,14 @@ def retrain(
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    time_col: TimeCol = "time",
     jobs: TrainJobs = None,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
     from training.retrain import MappingFileError, read_mapping
     from training.retrain import retrain as run_retrain
+    from training.window import Window, describe
 
     try:
         settings = load_settings()
@@ -797,7 +843,7 @@ def retrain(
                 history,
                 records,
                 settings.model_root,
-                column_map(text_col, title_col, id_col, department_col, category_col),
+                column_map(text_col, title_col, id_col, department_col, category_col, time_col),
                 mapping=renames,
                 if_new_feedback=if_new_feedback,
                 promote_if_better=promote_if_better,
@@ -805,6 +851,7 @@ def retrain(
                 report_dir=report,
                 progress=_RichProgress(bar),
                 n_jobs=jobs or -1,
+                window=Window(history_since, history_max_rows),
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, ValueError) as e:
         raise fail(e) from None
@@ -812,6 +859,8 @@ def retrain(
         out.print(result.message)
         return
     assert result.train is not None
+    if result.window:
+        out.print(f"history {describe(result.window)}", soft_wrap=True)
     for head, labels in result.mapped.items():
         for old, n in labels.items():
             out.print(f"mapped {n} {head} row(s) {old} → {renames[head][old]}")  # type: ignore[index]

@@ -59,6 +59,7 @@ from training.compare import (
     Mapping as LabelMapping,
 )
 from training.train import Progress, TrainResult, data_fingerprint, train_frame
+from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class RetrainResult:
     # monthly export): how many, and one example with where it occurs.
     ambiguous_ids: int = 0
     ambiguous_example: str = ""
+    # The history window (training.window.select_window's info; empty: the whole history).
+    window: dict[str, Any] = field(default_factory=dict)
     train: TrainResult | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
@@ -452,6 +455,7 @@ def retrain(
     report_dir: str | Path | None = None,
     progress: Progress | None = None,
     n_jobs: int | None = -1,
+    window: Window = Window(),
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -481,6 +485,10 @@ def retrain(
         Progress callback.
     n_jobs : int or None
         Processes for the classifiers' fits, as in :func:`training.train.train`.
+    window : Window
+        Keep the recent part of the history only (:func:`training.window.select_window`), before
+        anything else: the first retrain freezes its evaluation set from that part. Feedback is
+        limited by its own ``--feedback-since``.
 
     Returns
     -------
@@ -510,6 +518,9 @@ def retrain(
 
     files = expand_paths(history)
     hist = read_tickets(files, columns)
+    hist, result.window = select_window(
+        hist, window, columns.time or "time", ("--history-since", "--history-max-rows")
+    )
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
 
@@ -565,6 +576,8 @@ def retrain(
     sha.update(data_fingerprint(files).encode())
     sha.update(pd.util.hash_pandas_object(fb[["id", "text", "department", "category"]]).values)
     sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
+    if result.window:
+        sha.update(repr(sorted(result.window.items())).encode())
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
     if champion:
         for name in resources:
@@ -590,6 +603,7 @@ def retrain(
             "eval_sha256": eval_info["sha256"],
             "eval_rows_excluded": result.eval_excluded,
             "ambiguous_ids": result.ambiguous_ids,
+            **({"window": result.window} if result.window else {}),
             "parent": champion,
         },
     )

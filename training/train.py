@@ -41,6 +41,7 @@ from model.router import (
 from model.tickets import ColumnMap, expand_paths, read_tickets
 from training.metrics import choose_threshold, head_report
 from training.validate import TrainingDataError, ValidationReport, validate
+from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +85,14 @@ class TrainResult:
     cv: dict[str, HeadCV]
 
 
-def data_fingerprint(paths: Sequence[Path]) -> str:
-    """SHA-256 over the training files' SHA-256s, in order: changes when any byte of any file does."""
+def data_fingerprint(paths: Sequence[Path], window: dict[str, Any] | None = None) -> str:
+    """SHA-256 over the training files' SHA-256s, in order: changes when any byte of any file does,
+    and with the window of their rows trained on (:func:`training.window.select_window`), if any."""
     h = hashlib.sha256()
     for p in paths:
         h.update(sha256_file(p).encode())
+    if window:
+        h.update(repr(sorted(window.items())).encode())
     return h.hexdigest()
 
 
@@ -477,6 +481,7 @@ def train(
     model_root: str | Path | None = None,
     progress: Progress | None = None,
     n_jobs: int | None = -1,
+    window: Window = Window(),
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -506,6 +511,9 @@ def train(
     n_jobs : int or None
         Processes for the classifiers' fits, as in joblib (``-1``: one per core). The model is the
         same for any value; each process holds liblinear's copy of a fold's features while fitting.
+    window : Window
+        Train on the recent part of the rows only (:func:`training.window.select_window`); it is
+        recorded in ``metadata["training_data"]["window"]``.
 
     Returns
     -------
@@ -515,6 +523,7 @@ def train(
         check_out_dir(out_dir, force)  # before the reading and training it would waste
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
+    raw, window_info = select_window(raw, window, columns.time or "time")
     extra: list[tuple[str, str]] = []
     if unlabelled:
         extra_df = read_tickets(
@@ -540,8 +549,9 @@ def train(
         extra_texts=extra,
         model_root=model_root,
         progress=progress,
-        data_sha=data_fingerprint(files),
+        data_sha=data_fingerprint(files, window_info),
         data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
+        extra_metadata={"window": window_info} if window_info else None,
         n_jobs=n_jobs,
     )
 

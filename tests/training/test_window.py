@@ -1,0 +1,238 @@
+"""Training on a recent window of the history: ``--since`` and ``--max-rows``."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from model.artifact import read_metadata
+from model.config import TrainingConfig
+from paidan.cli import app
+from tests.conftest import TINY_TICKETS
+from training.train import train
+from training.validate import TrainingDataError
+from training.window import Window, parse_times, select_window
+
+runner = CliRunner()
+
+
+def frame(times: list[str], source: str = "a.csv") -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"R{i}" for i in range(1, len(times) + 1)], "time": times}).assign(
+        _source=source, _row=range(1, len(times) + 1)
+    )
+
+
+def test_times_in_the_formats_of_real_exports_are_read_and_others_are_not() -> None:
+    times = parse_times(
+        pd.Series(
+            [
+                "2019/4/25 9:32:09",  # the TipDM export
+                "2020-01-06 12:09:38",
+                "2021-03-01T08:00:00+08:00",  # a zone: converted to UTC
+                "2022-07-01",
+                "",
+                "三月初",
+            ]
+        )
+    )
+    assert times[:4].dt.strftime("%Y-%m-%d %H:%M:%S").tolist() == [
+        "2019-04-25 09:32:09",
+        "2020-01-06 12:09:38",
+        "2021-03-01 00:00:00",
+        "2022-07-01 00:00:00",
+    ]
+    assert times[4:].isna().all()
+
+
+def test_an_empty_window_keeps_the_frame_itself() -> None:
+    df = frame(["", "garbage"])
+    rows, info = select_window(df, Window())
+    assert rows is df and info == {}
+
+
+def test_since_keeps_the_rows_from_then_on_in_their_input_order() -> None:
+    df = frame(["2026-03-01", "2025-12-31 23:59:59", "2026-01-01", "2026-02-01 10:00"])
+    rows, info = select_window(df, Window(since=datetime(2026, 1, 1)))
+    assert rows["id"].tolist() == ["R1", "R3", "R4"]
+    assert info["rows_in"] == 4 and info["rows_kept"] == 3 and info["order"] == "time"
+    assert info["first"].startswith("2026-01-01") and info["last"].startswith("2026-03-01")
+
+
+def test_max_rows_keeps_the_newest_by_time_and_the_later_row_of_a_tie() -> None:
+    df = frame(["2026-03-01", "2024-01-01", "2026-01-01", "2025-06-01", "2026-01-01"])
+    rows, info = select_window(df, Window(max_rows=3))
+    # R1 is the newest; R3 and R5 tie at 2026-01-01 and both fit; R4 and R2 are older.
+    assert rows["id"].tolist() == ["R1", "R3", "R5"]
+    rows, _ = select_window(df, Window(max_rows=2))
+    assert rows["id"].tolist() == ["R1", "R5"]
+    # Fewer rows than the cap: every row, nothing copied.
+    rows, info = select_window(df, Window(max_rows=10))
+    assert rows is df and info["rows_kept"] == 5
+
+
+def test_max_rows_without_any_time_keeps_the_last_rows() -> None:
+    df = pd.concat([frame(["", ""], "2026-01.csv"), frame(["", ""], "2026-02.csv")])
+    rows, info = select_window(df, Window(max_rows=3))
+    assert list(zip(rows["_source"], rows["_row"], strict=True)) == [
+        ("2026-01.csv", 2),
+        ("2026-02.csv", 1),
+        ("2026-02.csv", 2),
+    ]
+    assert info["order"] == "input" and "first" not in info
+
+
+def test_since_and_max_rows_together_keep_the_newest_of_the_recent_rows() -> None:
+    df = frame(["2026-03-01", "2024-01-01", "2026-01-01", "2025-06-01"])
+    rows, info = select_window(df, Window(since=datetime(2025, 1, 1), max_rows=2))
+    assert rows["id"].tolist() == ["R1", "R3"]
+    assert info["since"] == "2025-01-01T00:00:00+00:00" and info["max_rows"] == 2
+
+
+def test_a_file_without_times_is_named_with_the_column_and_the_option() -> None:
+    df = pd.concat([frame(["2026-01-01"], "new.csv"), frame(["", ""], "old.csv")])
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(since=datetime(2026, 1, 1)), column="受理时间")
+    assert "old.csv has no ticket times in column '受理时间'" in str(e.value)
+    assert "--since" in str(e.value) and "--time-col" in str(e.value)
+    # --max-rows orders by time as soon as one row has one: the same refusal, naming that option.
+    with pytest.raises(TrainingDataError, match="--max-rows needs every ticket's time"):
+        select_window(df, Window(max_rows=1))
+
+
+def test_unreadable_times_are_cited_by_file_row_and_value() -> None:
+    times = ["2026-01-01"] + ["三月初"] * 7
+    with pytest.raises(TrainingDataError) as e:
+        select_window(frame(times, "x.csv"), Window(since=datetime(2025, 1, 1)))
+    message = str(e.value)
+    assert "7 of 8 rows have no readable time in column 'time'" in message
+    assert "x.csv data row 2 ('三月初')" in message and "x.csv data row 6" in message
+    assert "x.csv data row 7" not in message and "and 2 more" in message
+
+
+def test_a_since_after_every_ticket_names_the_newest_and_one_before_all_keeps_all() -> None:
+    df = frame(["2026-01-01", "2026-10-29 08:50:54", "2025-01-01"])
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(since=datetime(9999, 12, 31)))
+    assert "the newest is 2026-10-29 08:50:54 UTC, a.csv data row 2" in str(e.value)
+    rows, _ = select_window(df, Window(since=datetime(1, 1, 1)))
+    assert rows["id"].tolist() == ["R1", "R2", "R3"]
+
+
+def test_a_window_of_no_rows_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_rows must be 1 or more"):
+        Window(max_rows=0)
+
+
+def write_history(path: Path) -> Path:
+    """The tiny corpus dated 2026, after three 2019 tickets of a department since renamed."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category", "受理时间"])
+        for i, text in enumerate(("路灯坏了没人修", "井盖丢失", "路面塌陷")):
+            w.writerow([f"OLD{i}", "", text, "市政局", "城建", f"2019/5/{i + 1} 9:00:00"])
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"T{i:03d}", title, text, dept, cat, f"2026/1/{i} 10:00:00"])
+    return path
+
+
+def test_train_on_a_window_leaves_the_old_department_out_and_records_it(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    from model.tickets import ColumnMap
+
+    data = write_history(tmp_path / "history.csv")
+    columns = ColumnMap(time="受理时间")
+    whole = train([data], None, columns, tiny_config)
+    recent = train([data], None, columns, tiny_config, window=Window(since=datetime(2025, 1, 1)))
+    assert "市政局" in whole.router.heads["department"].labels
+    assert "市政局" not in recent.router.heads["department"].labels
+    meta = recent.metadata["training_data"]
+    assert meta["rows"] == len(TINY_TICKETS) and "window" not in whole.metadata["training_data"]
+    assert meta["window"]["rows_in"] == len(TINY_TICKETS) + 3
+    assert meta["window"]["first"] == "2026-01-01T10:00:00+00:00"
+    # The same files under another window are other training data.
+    assert meta["sha256"] != whole.metadata["training_data"]["sha256"]
+    assert meta["files"] == whole.metadata["training_data"]["files"]
+
+
+def test_cli_train_window_options(tmp_path: Path) -> None:
+    data = write_history(tmp_path / "history.csv")
+    out = tmp_path / "model"
+    base = ["train", str(data), "--out", str(out), "--min-examples", "3", "--time-col", "受理时间"]
+    r = runner.invoke(app, [*base, "--max-rows", str(len(TINY_TICKETS))])
+    assert r.exit_code == 0, r.output
+    assert f"window: {len(TINY_TICKETS)} of {len(TINY_TICKETS) + 3} rows kept" in r.output
+    assert read_metadata(out)["training_data"]["window"]["order"] == "time"
+    # The column is not there without --time-col: refused before any training, naming the file.
+    r = runner.invoke(
+        app, ["train", str(data), "--out", str(tmp_path / "m2"), "--since", "2025-01-01"]
+    )
+    assert r.exit_code == 2
+    assert "history.csv has no ticket times in column 'time'" in " ".join(r.output.split())
+    assert not (tmp_path / "m2" / "metadata.json").exists()
+    r = runner.invoke(app, [*base, "--max-rows", "0", "--force"])
+    assert r.exit_code == 2 and "--max-rows" in r.output
+
+
+def test_retrain_freezes_and_trains_on_the_history_window_only(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    from model import registry
+    from model.tickets import ColumnMap
+    from training.retrain import read_frozen_eval, retrain
+
+    data = write_history(tmp_path / "history.csv")
+    root = tmp_path / "models"
+    result = retrain(
+        [data],
+        [],
+        root,
+        ColumnMap(time="受理时间"),
+        config=tiny_config,
+        window=Window(since=datetime(2025, 1, 1)),
+    )
+    assert result.window["rows_kept"] == len(TINY_TICKETS)
+    frozen, _ = read_frozen_eval(root)
+    assert result.eval_frozen_now and not frozen["id"].str.startswith("OLD").any()
+    assert result.rows["history"] + len(frozen) == len(TINY_TICKETS)
+    assert result.train is not None and result.version in registry.versions(root)
+    assert "市政局" not in result.train.router.heads["department"].labels
+    assert result.train.metadata["training_data"]["window"] == result.window
+
+
+def test_excel_date_cells_are_times(tmp_path: Path) -> None:
+    import openpyxl
+
+    from model.tickets import read_tickets
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "text", "department", "time"])
+    ws.append(["1", "路灯坏了", "住建", datetime(2025, 3, 1, 9, 30)])
+    ws.append(["2", "夜间施工噪音", "执法", "2025/5/1 8:00"])
+    wb.save(tmp_path / "t.xlsx")
+    rows, info = select_window(read_tickets([tmp_path / "t.xlsx"]), Window(max_rows=1))
+    assert rows["id"].tolist() == ["2"]
+    assert info["first"] == info["last"] == "2025-05-01T08:00:00+00:00"
+
+
+def test_cli_retrain_window_options_reach_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))
+    data = write_history(tmp_path / "history.csv")
+    args = ["retrain", "--history", str(data), "--time-col", "受理时间"]
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01"])
+    assert r.exit_code == 2, r.output
+    assert "no ticket is from 2030-01-01 00:00:00 on (--history-since)" in " ".join(
+        r.output.split()
+    )
+    r = runner.invoke(app, [*args, "--history-max-rows", "0"])
+    assert r.exit_code == 2 and "--history-max-rows" in r.output
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())

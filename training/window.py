@@ -1,0 +1,197 @@
+"""A recent window of a labelled history: the tickets since a date, or the newest N of them.
+
+A city's history outgrows what one training run can read (two million tickets would take a day
+and more memory than a small server has), and its oldest tickets name departments that have since
+been merged or renamed. ``paidan train --since`` / ``--max-rows`` and ``paidan retrain
+--history-since`` / ``--history-max-rows`` train on the recent part only; the window is recorded
+in the model's metadata, so the model can be rebuilt from the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from model.tickets import ROW_COL, SOURCE_COL, as_utc
+from training.validate import TrainingDataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# How many rows without a readable time an error lists.
+MAX_CITED = 5
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which part of the history to train on; an empty window keeps every row."""
+
+    since: datetime | None = None
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be 1 or more, not {self.max_rows}")
+
+    def __bool__(self) -> bool:
+        return self.since is not None or self.max_rows is not None
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """Ticket times as UTC timestamps; ``NaT`` where a value is blank or cannot be read.
+
+    Times without a zone are taken as UTC, as everywhere in paidan. The common case, one format
+    for the whole column (``2019/4/25 9:32:09``, ISO 8601, Excel's cells), is parsed at once;
+    values in another format are then parsed one by one.
+    """
+    import warnings
+
+    import pandas as pd
+
+    text = values.fillna("").astype(str).str.strip()
+    with warnings.catch_warnings():
+        # pandas warns when it has to guess a format per element; that is what the second pass is for.
+        warnings.simplefilter("ignore", UserWarning)
+        times = pd.to_datetime(text.where(text != ""), errors="coerce", utc=True)
+        retry = times.isna() & (text != "")
+        if retry.any():
+            times[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+    return times
+
+
+def _where(df: pd.DataFrame, i: int) -> str:
+    return f"{Path(str(df[SOURCE_COL].iat[i])).name} data row {df[ROW_COL].iat[i]}"
+
+
+def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str) -> None:
+    """Refuse rows without a readable time, citing the first few (file, row, value)."""
+    missing = times.isna().to_numpy()
+    if not missing.any():
+        return
+    raw = df["time"].fillna("").astype(str).str.strip()
+    blank_files = [
+        str(src) for src, group in raw.groupby(df[SOURCE_COL], sort=False) if (group == "").all()
+    ]
+    if blank_files:
+        names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
+        raise TrainingDataError(
+            f"{option} needs every ticket's time, and {names} has no ticket times in column "
+            f"{column!r} (map yours with --time-col)"
+        )
+    rows = missing.nonzero()[0]
+    cited = "; ".join(f"{_where(df, i)} ({raw.iat[i]!r})" for i in rows[:MAX_CITED])
+    more = f" and {len(rows) - MAX_CITED:,} more" if len(rows) > MAX_CITED else ""
+    raise TrainingDataError(
+        f"{option} needs every ticket's time, and {len(rows):,} of {len(df):,} rows have no readable "
+        f"time in column {column!r}: {cited}{more}. Write their times as 2026-01-31 or "
+        "2026-01-31 08:30:00, or leave those rows out"
+    )
+
+
+def select_window(
+    df: pd.DataFrame,
+    window: Window,
+    column: str = "time",
+    options: tuple[str, str] = ("--since", "--max-rows"),
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows of ``df`` inside ``window``, in their input order, and what was done.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Canonical rows (:func:`model.tickets.read_tickets`), with ``time``.
+    window : Window
+        ``since``: rows from that moment on (every row needs a readable time). ``max_rows``: the
+        newest that many: by time when the rows have times, by input order (the last rows of the
+        last file) when none has one.
+    column : str
+        The input column the times came from, for messages.
+    options : (str, str)
+        The command-line names of ``since`` and ``max_rows``, for messages.
+
+    Returns
+    -------
+    rows : DataFrame
+        The rows kept (a copy when any was left out).
+    info : dict
+        ``{}`` for an empty window, else ``since``, ``max_rows``, ``order`` (``"time"`` or
+        ``"input"``), ``rows_in``, ``rows_kept`` and, when ordered by time, the ``first`` and
+        ``last`` times kept (ISO 8601, UTC).
+
+    Raises
+    ------
+    TrainingDataError
+        If a row the window needs a time of has none that can be read, or no row is left.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not window:
+        return df, {}
+    since_opt, max_opt = options
+    times = parse_times(df["time"])
+    any_time = bool(times.notna().any())
+    by_time = window.since is not None or any_time
+    if by_time:
+        _require_times(df, times, since_opt if window.since is not None else max_opt, column)
+    # datetime64 in UTC: an array of a zone-aware Series would be one Timestamp object per row.
+    stamps = times.dt.tz_convert(None).to_numpy()
+    keep = np.ones(len(df), dtype=bool)
+    if window.since is not None:
+        since = as_utc(window.since)
+        # Compared as Python times first: a bound before or after every ticket (year 1, year
+        # 9999) may not fit in the tickets' timestamp type.
+        if since > times.max().to_pydatetime():
+            keep[:] = False
+        elif since > times.min().to_pydatetime():
+            keep &= stamps >= pd.Timestamp(since).tz_convert(None).to_datetime64()
+        if not keep.any():
+            newest = int(stamps.argmax())
+            raise TrainingDataError(
+                f"no ticket is from {window.since:%Y-%m-%d %H:%M:%S} on ({since_opt}); the newest "
+                f"is {times.iat[newest]:%Y-%m-%d %H:%M:%S} UTC, {_where(df, newest)}"
+            )
+    if window.max_rows is not None and keep.sum() > window.max_rows:
+        candidates = keep.nonzero()[0]
+        if by_time:
+            # The newest by time; among equal times the later rows, as in input order.
+            order = np.lexsort((candidates, stamps[candidates]))
+            chosen = candidates[order[-window.max_rows :]]
+        else:
+            chosen = candidates[-window.max_rows :]
+        keep = np.zeros(len(df), dtype=bool)
+        keep[chosen] = True
+    info: dict[str, Any] = {
+        "since": as_utc(window.since).isoformat() if window.since is not None else None,
+        "max_rows": window.max_rows,
+        "order": "time" if by_time else "input",
+        "rows_in": len(df),
+        "rows_kept": int(keep.sum()),
+    }
+    if by_time:
+        kept = times[keep]
+        info["first"] = kept.min().isoformat()
+        info["last"] = kept.max().isoformat()
+    rows = df if keep.all() else df[keep].copy()
+    return rows, info
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line for the CLI: which rows the window kept."""
+    if not info:
+        return ""
+    parts = []
+    if info["since"] is not None:
+        parts.append(f"from {info['since'][:10]} on")
+    if info["max_rows"] is not None:
+        parts.append(
+            f"the newest {info['max_rows']:,}"
+            + (" by time" if info["order"] == "time" else " in input order")
+        )
+    span = f" ({info['first'][:10]} to {info['last'][:10]})" if "first" in info else ""
+    return (
+        f"window: {info['rows_kept']:,} of {info['rows_in']:,} rows kept, "
+        f"{' and '.join(parts)}{span}"
+    )
