@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from scipy.special import expit, logit
 
 from model.compiled import (
@@ -30,6 +30,7 @@ from model.compiled import (
 )
 from model.config import TrainingConfig
 from model.text import clean
+from model.tickets import JOINT_JOINER
 
 if TYPE_CHECKING:
     from sklearn.calibration import CalibratedClassifierCV
@@ -55,6 +56,10 @@ MAX_TOP_K = 20
 EXACT_SEARCH_MAX = 5_000
 PRUNED_TERMS = 48
 SIMILAR_CANDIDATES = 200
+
+# A department is suggested beside the suggested one (a joint dispatch, 会办) when at least this
+# many of the similar past tickets were dispatched jointly to both (see co_dispatch()).
+MIN_CO_TICKETS = 2
 
 # A head's confidence map (slope, intercept on the logit scale) that leaves probabilities alone, and
 # how close to 0 or 1 a probability may come before its logit is taken.
@@ -88,8 +93,20 @@ class SimilarTicket(BaseModel):
     id: str
     title: str
     department: str | None = None
+    # The other departments of a joint dispatch (会办), the lead being ``department``.
+    co_departments: list[str] = []
     category: str | None = None
     similarity: float
+
+
+class CoDepartment(BaseModel):
+    """A department to involve beside the suggested one: a joint dispatch (会办)."""
+
+    label: str
+    tickets: list[str] = Field(
+        description="Ids of the similar past tickets dispatched jointly to it and to the "
+        "suggested department"
+    )
 
 
 class RouteResult(BaseModel):
@@ -99,6 +116,7 @@ class RouteResult(BaseModel):
     category: HeadResult | None
     similar: list[SimilarTicket]
     model_version: str
+    co_departments: list[CoDepartment] = []
 
     @property
     def decision(self) -> Decision:
@@ -303,6 +321,30 @@ def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) 
     return out
 
 
+def co_dispatch(
+    lead: str, similar: Sequence[SimilarTicket], min_tickets: int = MIN_CO_TICKETS
+) -> list[CoDepartment]:
+    """Departments to involve beside ``lead``, from the joint dispatches among similar tickets.
+
+    A similar ticket dispatched jointly (its ``co_departments`` not empty) to ``lead`` among others,
+    as lead or co-department, counts for each of the others; a department counted by at least
+    ``min_tickets`` of them is returned, the most counted first (then in order of appearance).
+    Only the tickets already found are read: nothing is searched twice.
+    """
+    found: dict[str, list[str]] = {}
+    for ticket in similar:
+        if not ticket.co_departments or ticket.department is None:
+            continue
+        members = [ticket.department, *ticket.co_departments]
+        if lead not in members:
+            continue
+        for other in members:
+            if other != lead:
+                found.setdefault(other, []).append(ticket.id)
+    ranked = sorted(found.items(), key=lambda kv: -len(kv[1]))  # stable: appearance breaks ties
+    return [CoDepartment(label=d, tickets=ids) for d, ids in ranked if len(ids) >= min_tickets]
+
+
 @dataclass
 class SimilarIndex:
     """Past tickets' feature vectors (L2-normalised rows) and what a dispatcher needs to see of them."""
@@ -312,6 +354,9 @@ class SimilarIndex:
     titles: np.ndarray
     departments: np.ndarray
     categories: np.ndarray
+    # Per ticket, the other departments of a joint dispatch joined by JOINT_JOINER ("" for none);
+    # None when no stored ticket was joint (and in models written before joint dispatch).
+    co_departments: np.ndarray | None = None
     # Feature × ticket inverted index (see postings()), built on first use, never pickled.
     _postings: sp.csr_matrix | None = field(default=None, repr=False)
 
@@ -362,6 +407,7 @@ class SimilarIndex:
                 id=str(self.ids[i]),
                 title=str(self.titles[i]),
                 department=_none_if_empty(self.departments[i]),
+                co_departments=self._co(i),
                 category=_none_if_empty(self.categories[i]),
                 similarity=round(float(s), 4),
             )
@@ -369,11 +415,16 @@ class SimilarIndex:
             if s > 0
         ]
 
+    def _co(self, i: int) -> list[str]:
+        co = self.co_departments
+        return str(co[i]).split(JOINT_JOINER) if co is not None and co[i] else []
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_postings"] = None  # derivable from the matrix
-        for name in ("ids", "titles", "departments", "categories"):
-            state[name] = CPickled(state[name])  # object arrays: one string per stored ticket
+        for name in ("ids", "titles", "departments", "categories", "co_departments"):
+            if state.get(name) is not None:
+                state[name] = CPickled(state[name])  # object arrays: one string per stored ticket
         return state
 
 
@@ -524,17 +575,27 @@ class Router:
         titles: Sequence[str],
         departments: Sequence[str | None],
         categories: Sequence[str | None],
+        co_departments: Sequence[str | None] | None = None,
     ) -> None:
-        """Keep the last ``config.max_similar`` tickets for the similar-ticket search."""
+        """Keep the last ``config.max_similar`` tickets for the similar-ticket search.
+
+        ``co_departments``: per ticket, the other departments of a joint dispatch, joined by
+        :data:`~model.tickets.JOINT_JOINER` (see :func:`model.tickets.split_departments`).
+        """
         from sklearn.preprocessing import normalize as l2_normalize
 
         keep = slice(max(0, X.shape[0] - self.config.max_similar), X.shape[0])
+        co = None
+        if co_departments is not None:
+            kept = [c or "" for c in co_departments[keep]]
+            co = np.asarray(kept, dtype=object) if any(kept) else None
         self.index = SimilarIndex(
             matrix=sp.csr_matrix(l2_normalize(X[keep]), dtype=np.float32),
             ids=np.asarray([str(i) for i in ids[keep]], dtype=object),
             titles=np.asarray([clean(t) for t in titles[keep]], dtype=object),
             departments=np.asarray([d or "" for d in departments[keep]], dtype=object),
             categories=np.asarray([c or "" for c in categories[keep]], dtype=object),
+            co_departments=co,
         )
 
     # -- prediction (everyone calls this) -------------------------------------------------------
@@ -688,15 +749,20 @@ class Router:
         similar = (
             self.index.query(X, similar_k) if self.index is not None and similar_k > 0 else None
         )
-        return [
-            RouteResult(
-                department=per_head["department"][i] if "department" in per_head else None,
-                category=per_head["category"][i] if "category" in per_head else None,
-                similar=similar[i] if similar is not None else [],
-                model_version=self.version,
+        out = []
+        for i in range(X.shape[0]):
+            department = per_head["department"][i] if "department" in per_head else None
+            found = similar[i] if similar is not None else []
+            out.append(
+                RouteResult(
+                    department=department,
+                    category=per_head["category"][i] if "category" in per_head else None,
+                    similar=found,
+                    model_version=self.version,
+                    co_departments=co_dispatch(department.label, found) if department else [],
+                )
             )
-            for i in range(X.shape[0])
-        ]
+        return out
 
     def predict_proba(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray]:
         """Probabilities per head as shown, columns in the order of ``self.heads[name].labels``."""

@@ -48,6 +48,13 @@ CSV_FIELD_LIMIT = 1 << 24
 # How many malformed CSV lines an error lists.
 MAX_BAD_LINES = 5
 
+# A department cell may name several departments of a joint dispatch (会办), the lead (主办) first:
+# "住建局；残联；街道办" (or a JSON list). The department head learns the lead; the others are kept
+# in CO_COL, joined by JOINT_JOINER, and shown with the ticket when it is a similar past ticket.
+JOINT_SEPARATOR = re.compile(r"[;；]")
+JOINT_JOINER = "；"
+CO_COL = "co_departments"
+
 # Columns the reader adds: which file a row came from and its 1-based data row number in that file
 # (for CSV, line number = row + 1 because of the header).
 SOURCE_COL = "_source"
@@ -227,6 +234,51 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def split_departments(cell: str) -> tuple[str, list[str]]:
+    """The lead department of a department cell and its co-departments (see :data:`CO_COL`).
+
+    ``"住建局；残联; 住建局"`` gives ``("住建局", ["残联"])``: names are trimmed, blanks and repeats
+    dropped. A JSON list (``["住建局", "残联"]``, as JSONL and Parquet write an array) is read the
+    same way. A cell naming one department gives it and ``[]``.
+    """
+    cell = cell.strip()
+    names: list[str] = []
+    parts: list[Any] = JOINT_SEPARATOR.split(cell)
+    if cell.startswith("["):
+        try:
+            loaded = json.loads(cell)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, list):
+            parts = [cell_text(v) for v in loaded]
+    for part in parts:
+        name = str(part).strip()
+        if name and name not in names:
+            names.append(name)
+    return (names[0], names[1:]) if names else ("", [])
+
+
+def label_value(head: str, value: Any) -> str:
+    """A stored label as a head learns it: trimmed, and a joint dispatch's lead department."""
+    text = cell_text(value).strip()
+    return split_departments(text)[0] if head == "department" else text
+
+
+def split_joint(departments: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """:func:`split_departments` of a column: ``(leads, co-departments joined)``."""
+    import pandas as pd
+
+    leads = departments.astype(str)
+    co = pd.Series("", index=departments.index, dtype=object)
+    joint = leads.str.contains(JOINT_SEPARATOR) | leads.str.lstrip().str.startswith("[")
+    if joint.any():
+        parts = leads[joint].map(split_departments)
+        leads = leads.copy()
+        leads[joint] = parts.map(lambda p: p[0])
+        co[joint] = parts.map(lambda p: JOINT_JOINER.join(p[1]))
+    return leads, co
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read one file as a table of strings (missing values become empty strings)."""
     import pandas as pd
@@ -332,6 +384,7 @@ def to_canonical(
             )
         else:
             out[field] = ""
+    out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     missing_id = out["id"].str.strip() == ""
     if missing_id.any():

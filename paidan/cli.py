@@ -291,6 +291,12 @@ def train(
         f"cross-validated ({config.cv_folds} stratified folds, seed {config.seed}) on "
         f"{result.validation.rows_used} of {result.validation.rows_in} rows"
     )
+    if result.validation.joint_rows:
+        out.print(
+            f"{result.validation.joint_rows} joint dispatches (会办, several departments in one "
+            "cell): the department head learnt their lead (first) department",
+            soft_wrap=True,
+        )
     for name, cv in result.cv.items():
         tried = cv.report.get("input_selection")
         if tried:

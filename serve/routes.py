@@ -283,6 +283,7 @@ def _response(result: RouteResult, ticket_id: str | None, start: float) -> Route
         category=result.category,
         decision=result.decision,
         similar=result.similar,
+        co_departments=result.co_departments,
         model_version=result.model_version,
         elapsed_ms=_ms(start),
     )

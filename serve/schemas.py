@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
-from model.router import MAX_TOP_K, HeadResult, SimilarTicket
+from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank
 
@@ -149,7 +149,8 @@ class FeedbackRequestBase(_ScrubbedRequest):
     department: str = Field(
         min_length=1,
         max_length=MAX_LABEL_CHARS,
-        description="Department finally chosen",
+        description="Department finally chosen; a joint dispatch (会办) names the lead first, "
+        "the others after it, separated by `；`: `市残联；市住建局`",
         json_schema_extra=PRINTABLE_NOT_BLANK,
     )
     category: str | None = Field(
@@ -241,6 +242,12 @@ class RouteResponse(BaseModel):
         description="`auto` only when every head may dispatch without a person"
     )
     similar: list[SimilarTicket] = Field(description="Nearest past tickets (titles PII-masked)")
+    co_departments: list[CoDepartment] = Field(
+        default_factory=list,
+        description="Departments to involve beside the suggested one (a joint dispatch, 会办): "
+        "each was dispatched jointly with it on two or more of the similar tickets. Advisory: "
+        "`decision` does not depend on it",
+    )
     model_version: str
     elapsed_ms: float = Field(description="Server time spent on this request, in milliseconds")
 

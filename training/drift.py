@@ -27,7 +27,7 @@ import numpy as np
 
 from model.router import Router
 from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
-from model.tickets import LABELS, as_utc
+from model.tickets import LABELS, as_utc, label_value
 
 # PSI bands commonly used in credit scoring: below 0.1 stable, 0.1–0.25 moderate, above 0.25 major.
 PSI_MODERATE = 0.1
@@ -193,7 +193,8 @@ def drift(
     heads = metadata.get("heads", {})
     for head in LABELS:
         trained = heads.get(head, {}).get("counts", {})
-        recent = Counter(str(r.get(head) or "").strip() for r in records)
+        # A joint dispatch counts for its lead department, as it does in training.
+        recent = Counter(label_value(head, r.get(head)) for r in records)
         recent.pop("", None)
         if trained:
             report["psi"][head] = psi(trained, recent)

@@ -36,6 +36,8 @@ from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_
 from model.config import TrainingConfig
 from model.text import clean
 from model.tickets import (
+    CO_COL,
+    JOINT_JOINER,
     LABELS,
     ROW_COL,
     SOURCE_COL,
@@ -47,6 +49,7 @@ from model.tickets import (
     expand_paths,
     has_text,
     read_tickets,
+    split_departments,
 )
 from training.compare import (
     EVAL_COLUMNS,
@@ -250,19 +253,23 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
     Returns
     -------
     (DataFrame, FeedbackSummary)
-        Columns ``id, title, text, department, category, time``, ``source`` = ``"feedback"`` and the
-        reader's ``_source``/``_row`` (the feedback row id), oldest decision first.
+        Columns ``id, title, text, department, category, time``, ``co_departments`` (a joint
+        dispatch's other departments, see :func:`model.tickets.split_departments`), ``source`` =
+        ``"feedback"`` and the reader's ``_source``/``_row`` (the feedback row id), oldest decision
+        first.
     """
     rows = []
     for r in records:
         created = _as_utc(r.get("created_at"))
+        lead, co = split_departments(str(r.get("department") or ""))
         rows.append(
             {
                 "key": ticket_key(r.get("ticket_id"), r.get("text")),
                 "id": str(r.get("ticket_id") or ""),
                 "title": str(r.get("title") or ""),
                 "text": str(r.get("text") or ""),
-                "department": str(r.get("department") or "").strip(),
+                "department": lead,
+                CO_COL: JOINT_JOINER.join(co),
                 "category": str(r.get("category") or "").strip(),
                 "time": created.isoformat() if created else "",
                 "_created": created or datetime.min.replace(tzinfo=UTC),
@@ -270,7 +277,7 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
             }
         )
     summary = FeedbackSummary(records=len(rows))
-    columns = ["id", "title", "text", "department", "category", "time"]
+    columns = ["id", "title", "text", "department", "category", "time", CO_COL]
     if not rows:
         empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL])
         return empty, summary

@@ -38,7 +38,7 @@ from model.router import (
     recalibrate_suggestion,
     shift_prior,
 )
-from model.tickets import ColumnMap, expand_paths, read_tickets
+from model.tickets import CO_COL, ColumnMap, expand_paths, read_tickets
 from training.metrics import choose_threshold, head_report
 from training.validate import TrainingDataError, ValidationReport, validate
 from training.window import Window, select_window
@@ -464,6 +464,7 @@ def fit_router(
         df["title"].to_numpy(),
         df["department"].to_numpy(),
         df["category"].to_numpy(),
+        df[CO_COL].fillna("").to_numpy() if CO_COL in df else None,
     )
     return router, cv
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
 from model.text import clean
-from model.tickets import LABELS, ROW_COL, SOURCE_COL, has_text
+from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, has_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +36,9 @@ class ValidationReport:
     # those rows lost that head's label (a label too rare to learn, see validate()).
     unlearnt: dict[str, int] = field(default_factory=dict)
     label_rows: dict[str, int] = field(default_factory=dict)
+    # Rows whose department cell named several departments (a joint dispatch, 会办): the head
+    # learns their lead department (model.tickets.split_departments).
+    joint_rows: int = 0
 
     def warnings(self) -> list[str]:
         out = []
@@ -65,6 +68,7 @@ class ValidationReport:
             "merged_into_other": self.merged,
             "other_too_rare_to_learn": self.unlearnt,
             "label_rows": self.label_rows,
+            "joint_rows": self.joint_rows,
         }
 
 
@@ -148,6 +152,8 @@ def validate(
             "no row has a department or a category label; map the label columns with "
             "--department-col / --category-col"
         )
+    if CO_COL in df:
+        report.joint_rows = int((df[CO_COL].fillna("") != "").sum())
     report.rows_used = len(df)
     return df.reset_index(drop=True), report
 

@@ -170,9 +170,21 @@ function render(s, text) {
     renderHead(head, s[head]);
     state.choice[head] = s[head] ? s[head].label : null;
   }
+  renderCoDepartments(s.co_departments || []);
   renderEvidence(state.request.title, text, s);
   renderSimilar(s.similar || []);
   renderChoice();
+}
+
+function renderCoDepartments(co) {
+  const node = $("co-departments");
+  node.hidden = co.length === 0;
+  node.replaceChildren(
+    "会办建议：",
+    ...co.map((d) =>
+      el("span", { class: "tag department co", title: `相似工单 ${d.tickets.join("、")}` },
+        `${d.label}（${d.tickets.length} 件相似工单）`)),
+  );
 }
 
 function setBadge(node, decision) {
@@ -289,6 +301,8 @@ function renderSimilar(similar) {
       el("span", { class: "sim-title" }, t.title || "（无标题）"),
       el("span", { class: "tags" },
         t.department ? el("span", { class: "tag department" }, t.department) : null,
+        ...(t.co_departments || []).map((d) =>
+          el("span", { class: "tag department co", title: "会办" }, `会办 ${d}`)),
         t.category ? el("span", { class: "tag category" }, t.category) : null,
       ),
       el("span", { class: "muted sim-meta" },

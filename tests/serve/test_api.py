@@ -43,10 +43,12 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
         "category",
         "decision",
         "similar",
+        "co_departments",
         "model_version",
         "elapsed_ms",
     }
     assert body["id"] == "A-1"
+    assert body["co_departments"] == []  # the tiny corpus has no joint dispatch
     assert body["department"]["label"] == "人社"
     assert body["category"]["label"] == "劳动保障"
     for head in ("department", "category"):
@@ -63,7 +65,8 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
             assert set(ev) == {"term", "weight"} and ev["weight"] > 0
     assert 1 <= len(body["similar"]) <= 5
     for s in body["similar"]:
-        assert set(s) == {"id", "title", "department", "category", "similarity"}
+        assert set(s) == {"id", "title", "department", "co_departments", "category", "similarity"}
+        assert s["co_departments"] == []
     assert body["similar"][0]["department"] == "人社"
     assert body["model_version"] == client.get("/v1/model").json()["version"]
     assert body["elapsed_ms"] >= 0

@@ -338,6 +338,36 @@ def test_one_click_accepts_the_suggestion(page: PageRun, live_server: LiveServer
 
 @pytest.mark.slow
 @needs_chromium
+def test_joint_dispatch_advice_is_shown_with_its_tickets_and_hidden_without(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The tiny model has no joint dispatch: the answers are given some, as a joint model's are.
+    from playwright.sync_api import Route, expect
+
+    def with_advice(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [{"label": "残联<b>", "tickets": ["T001", "T007"]}]
+        body["similar"][0]["co_departments"] = ["街道办"]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", with_advice)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-J1")
+    advice = pg.locator("#co-departments")
+    expect(advice).to_be_visible()
+    expect(advice).to_have_text("会办建议：残联<b>（2 件相似工单）")  # markup shown as text
+    expect(advice.locator(".tag")).to_have_attribute("title", "相似工单 T001、T007")
+    expect(pg.locator("#similar-list li").first).to_contain_text("会办 街道办")
+    pg.unroute("**/v1/route")
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-J2")
+    expect(advice).to_be_hidden()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     page: PageRun, live_server: LiveServer
 ) -> None:
