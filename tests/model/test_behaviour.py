@@ -62,3 +62,33 @@ def test_odd_text_goes_to_review(router):
     for text in ["hello world, how are you", "1234567890", "😀😀😀", "\u202e\u200b"]:
         result = router.predict([text])[0]
         assert result.decision == "review"
+
+
+@pytest.mark.parametrize(
+    ("text", "department", "co"),
+    [
+        # The brief's example: a broken stair rail goes to 残联 with 住建 and the street office.
+        (
+            "楼道扶手断了很久，家里有残疾人和老人，下楼特别危险",
+            "市残联",
+            {"市住建局", "街道办事处"},
+        ),
+        ("小区一下大雨就积水，地下车库都淹了，排水管网堵塞", "市住建局", {"市水利局"}),
+        ("晚上渣土车不盖篷布一路撒土，还超速闯红灯", "市行政执法局", {"市交通运输局", "市公安局"}),
+    ],
+)
+def test_joint_dispatch_suggests_the_departments_of_similar_joint_tickets(
+    router, text, department, co
+):
+    [result] = router.predict([text])
+    assert result.department.label == department
+    suggested = {c.label for c in result.co_departments}
+    assert co <= suggested and department not in suggested
+    joint = {s.id for s in result.similar if s.co_departments}
+    for c in result.co_departments:
+        assert len(c.tickets) >= 2 and set(c.tickets) <= joint
+
+
+def test_a_single_department_matter_suggests_no_joint_dispatch(router):
+    [result] = router.predict(["公司拖欠工资三个月不发，老板电话也不接"])
+    assert result.co_departments == []

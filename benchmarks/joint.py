@@ -1,0 +1,109 @@
+"""Joint-dispatch advice (会办): how often the suggested co-departments are right, held out.
+
+Neither shared real file records a joint dispatch, so this runs on the bundled sample, whose 36
+joint tickets (six kinds, see ``data/README.md``) were written for it. Stratified 5-fold
+cross-validation by lead department, repeated with seeds 0 and 1: each fold trains the default
+model on the other four fifths exactly as ``paidan train`` does, routes the held-out tickets with
+``Router.predict`` (5 similar tickets), and compares the advice of :func:`model.router.co_dispatch`
+with each ticket's own co-departments, for the minimums 1, 2 (the default,
+``MIN_CO_TICKETS``) and 3. Per minimum:
+
+* ``precision`` and ``recall`` over (ticket, co-department) pairs;
+* ``joint_any`` / ``joint_exact``: held-out joint tickets whose advice holds at least one of
+  their co-departments / exactly their co-departments;
+* ``single_with_advice``: held-out single-department tickets that got any advice (false alarms,
+  though some of the sample's single tickets are of the same kinds as the joint ones).
+
+Writes ``benchmarks/results/joint.json``. Run::
+
+    .venv/bin/python benchmarks/joint.py      # about 3 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sklearn.model_selection import StratifiedKFold
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model import resources  # noqa: E402
+from model.router import MIN_CO_TICKETS, co_dispatch  # noqa: E402
+from model.tickets import CO_COL, JOINT_JOINER, read_tickets  # noqa: E402
+from training.train import train_frame  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "joint.json"
+SEEDS = (0, 1)
+MINIMUMS = (1, 2, 3)
+
+
+def main() -> None:
+    df = read_tickets([resources.sample_path()])
+    counts = {
+        m: dict.fromkeys(
+            ("tp", "fp", "fn", "joint", "joint_any", "joint_exact", "single", "single_with_advice"),
+            0,
+        )
+        for m in MINIMUMS
+    }
+    start = time.perf_counter()
+    for seed in SEEDS:
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+        for train_idx, test_idx in folds.split(df, df["department"]):
+            router = train_frame(df.iloc[train_idx].reset_index(drop=True), None).router
+            test = df.iloc[test_idx]
+            results = router.predict(list(zip(test["title"], test["text"], strict=True)))
+            for co_cell, result in zip(test[CO_COL], results, strict=True):
+                truth = {c for c in co_cell.split(JOINT_JOINER) if c}
+                assert result.department is not None
+                for m, c in counts.items():
+                    advice = {
+                        a.label for a in co_dispatch(result.department.label, result.similar, m)
+                    }
+                    c["tp"] += len(advice & truth)
+                    c["fp"] += len(advice - truth)
+                    c["fn"] += len(truth - advice)
+                    if truth:
+                        c["joint"] += 1
+                        c["joint_any"] += bool(advice & truth)
+                        c["joint_exact"] += advice == truth
+                    else:
+                        c["single"] += 1
+                        c["single_with_advice"] += bool(advice)
+    by_min = {}
+    for m, c in counts.items():
+        by_min[str(m)] = {
+            **c,
+            "precision": round(c["tp"] / max(1, c["tp"] + c["fp"]), 3),
+            "recall": round(c["tp"] / max(1, c["tp"] + c["fn"]), 3),
+        }
+    report = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "data": "data/tickets.csv (bundled sample)",
+        "folds": 5,
+        "seeds": list(SEEDS),
+        "default_minimum": MIN_CO_TICKETS,
+        "by_minimum": by_min,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for m, c in by_min.items():
+        print(
+            f"minimum {m}: precision {c['precision']:.3f}, recall {c['recall']:.3f}, "
+            f"joint tickets with a right co-department {c['joint_any']}/{c['joint']}, "
+            f"exactly right {c['joint_exact']}/{c['joint']}, single tickets with advice "
+            f"{c['single_with_advice']}/{c['single']}"
+        )
+    print(f"written to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
