@@ -30,6 +30,7 @@ const state = {
   request: null, // what was routed: {id, title, text}
   suggestion: null, // the /v1/route response, as shown
   choice: { department: null, category: null },
+  co: [], // the departments to involve beside choice.department (a joint dispatch, 会办)
   savedKey: null, // the choice last saved, so a second click does not save it twice
   routeSeq: 0,
 };
@@ -170,21 +171,45 @@ function render(s, text) {
     renderHead(head, s[head]);
     state.choice[head] = s[head] ? s[head].label : null;
   }
+  state.co = advisedCo(s);
   renderCoDepartments(s.co_departments || []);
   renderEvidence(state.request.title, text, s);
   renderSimilar(s.similar || []);
   renderChoice();
 }
 
+function advisedCo(s) {
+  return (s.co_departments || []).map((d) => d.label);
+}
+
+// The advice as toggles, all on at first: adopting the suggestion adopts the joint dispatch.
 function renderCoDepartments(co) {
   const node = $("co-departments");
   node.hidden = co.length === 0;
   node.replaceChildren(
     "会办建议：",
-    ...co.map((d) =>
-      el("span", { class: "tag department co", title: `相似工单 ${d.tickets.join("、")}` },
-        `${d.label}（${d.tickets.length} 件相似工单）`)),
+    ...co.map((d) => {
+      const b = el("button", {
+        type: "button",
+        class: "tag department co",
+        title: `相似工单 ${d.tickets.join("、")}；点击取消或加入会办`,
+        "aria-pressed": "true",
+        dataset: { label: d.label },
+      }, `${d.label}（${d.tickets.length} 件相似工单）`);
+      b.addEventListener("click", () => toggleCo(d.label));
+      return b;
+    }),
   );
+}
+
+function toggleCo(label) {
+  state.co = state.co.includes(label) ? state.co.filter((d) => d !== label) : [...state.co, label];
+  renderChoice();
+}
+
+// The co-departments that go with the chosen department (never the chosen one itself).
+function chosenCo() {
+  return state.co.filter((d) => d !== state.choice.department);
 }
 
 function setBadge(node, decision) {
@@ -324,11 +349,20 @@ function choose(head, label) {
 
 function isCorrection() {
   const s = state.suggestion;
-  return HEADS.some((h) => s[h] && state.choice[h] !== s[h].label);
+  const advised = advisedCo(s).filter((d) => d !== state.choice.department);
+  const co = chosenCo();
+  return HEADS.some((h) => s[h] && state.choice[h] !== s[h].label)
+    || co.length !== advised.length || co.some((d) => !advised.includes(d));
 }
 
 function choiceKey() {
-  return JSON.stringify([state.suggestion && state.suggestion.model_version, state.choice]);
+  return JSON.stringify([state.suggestion && state.suggestion.model_version, state.choice, chosenCo()]);
+}
+
+// The department as stored: a joint dispatch names the lead first, the others after it.
+function chosenDepartment() {
+  const d = state.choice.department;
+  return d ? [d, ...chosenCo()].join("；") : d;
 }
 
 function renderChoice() {
@@ -338,6 +372,11 @@ function renderChoice() {
     for (const b of $(`head-${head}`).querySelectorAll(".candidate")) {
       b.setAttribute("aria-pressed", String(b.dataset.label === state.choice[head]));
     }
+  }
+  const co = chosenCo();
+  $("choice-co").textContent = co.length ? `（会办：${co.join("、")}）` : "";
+  for (const b of $("co-departments").querySelectorAll("button")) {
+    b.setAttribute("aria-pressed", String(co.includes(b.dataset.label)));
   }
   const corrected = isCorrection();
   $("choice-note").textContent = corrected ? "（已更正）" : "（采纳建议）";
@@ -359,7 +398,7 @@ async function confirmChoice() {
     title: state.request.title || null,
     text: state.request.text,
     suggestion: s,
-    department: state.choice.department,
+    department: chosenDepartment(),
     category: state.choice.category,
     dispatcher_id: dispatcher || null,
   };
@@ -370,7 +409,11 @@ async function confirmChoice() {
     const saved = await api("POST", "/v1/feedback", body);
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
-    const chosen = HEADS.map((h) => state.choice[h]).filter(Boolean).join(" / ");
+    const co = chosenCo();
+    const chosen = [
+      state.choice.department && (co.length ? `${state.choice.department}（会办：${co.join("、")}）` : state.choice.department),
+      state.choice.category,
+    ].filter(Boolean).join(" / ");
     const ref = saved && saved.id !== undefined ? `，记录编号 ${saved.id}` : "";
     setStatus(
       $("feedback-status"),
@@ -480,6 +523,7 @@ confirmButton.addEventListener("click", confirmChoice);
 $("reset-button").addEventListener("click", () => {
   if (!state.suggestion) return;
   for (const head of HEADS) state.choice[head] = state.suggestion[head] ? state.suggestion[head].label : null;
+  state.co = advisedCo(state.suggestion);
   renderChoice();
   confirmButton.focus();
 });

@@ -338,7 +338,7 @@ def test_one_click_accepts_the_suggestion(page: PageRun, live_server: LiveServer
 
 @pytest.mark.slow
 @needs_chromium
-def test_joint_dispatch_advice_is_shown_with_its_tickets_and_hidden_without(
+def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     page: PageRun, live_server: LiveServer
 ) -> None:
     # The tiny model has no joint dispatch: the answers are given some, as a joint model's are.
@@ -347,7 +347,7 @@ def test_joint_dispatch_advice_is_shown_with_its_tickets_and_hidden_without(
     def with_advice(route: Route) -> None:
         response = route.fetch()
         body = response.json()
-        body["co_departments"] = [{"label": "残联<b>", "tickets": ["T001", "T007"]}]
+        body["co_departments"] = [{"label": "残联", "tickets": ["T001", "T007"]}]
         body["similar"][0]["co_departments"] = ["街道办"]
         route.fulfill(response=response, json=body)
 
@@ -356,10 +356,26 @@ def test_joint_dispatch_advice_is_shown_with_its_tickets_and_hidden_without(
     open_page(page, live_server)
     route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-J1")
     advice = pg.locator("#co-departments")
-    expect(advice).to_be_visible()
-    expect(advice).to_have_text("会办建议：残联<b>（2 件相似工单）")  # markup shown as text
-    expect(advice.locator(".tag")).to_have_attribute("title", "相似工单 T001、T007")
+    toggle = advice.locator("button")
+    expect(advice).to_have_text("会办建议：残联（2 件相似工单）")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    expect(toggle).to_have_attribute("title", "相似工单 T001、T007；点击取消或加入会办")
     expect(pg.locator("#similar-list li").first).to_contain_text("会办 街道办")
+    lead = pg.locator("#head-department .top-label").inner_text()
+    expect(pg.locator("#choice-co")).to_have_text("（会办：残联）")
+    # Adopting the suggestion adopts the joint dispatch: stored lead first.
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text(f"采纳建议 {lead}（会办：残联）")
+    # Leaving 残联 out is a correction of the suggestion.
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    expect(pg.locator("#choice-co")).to_have_text("")
+    expect(pg.locator("#confirm-button")).to_have_text("提交更正")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("更正为")
+    rows = live_server.feedback_rows("WEB-J1")
+    assert [r["department"] for r in rows] == [f"{lead}；残联", lead]
+    # Without advice the line is hidden.
     pg.unroute("**/v1/route")
     route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-J2")
     expect(advice).to_be_hidden()
