@@ -8,7 +8,8 @@ model on the other four fifths exactly as ``paidan train`` does, routes the held
 with each ticket's own co-departments, for the minimums 1, 2 (the default,
 ``MIN_CO_TICKETS``) and 3. Per minimum:
 
-* ``precision`` and ``recall`` over (ticket, co-department) pairs;
+* ``precision`` and ``recall`` over (ticket, co-department) pairs
+  (:func:`training.evaluate.joint_advice_report`, as ``paidan evaluate`` reports them);
 * ``joint_any`` / ``joint_exact``: held-out joint tickets whose advice holds at least one of
   their co-departments / exactly their co-departments;
 * ``single_with_advice``: held-out single-department tickets that got any advice (false alarms,
@@ -34,8 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model import resources  # noqa: E402
-from model.router import MIN_CO_TICKETS, co_dispatch  # noqa: E402
-from model.tickets import CO_COL, JOINT_JOINER, read_tickets  # noqa: E402
+from model.router import MIN_CO_TICKETS  # noqa: E402
+from model.tickets import CO_COL, read_tickets  # noqa: E402
+from training.evaluate import joint_advice_report  # noqa: E402
 from training.train import train_frame  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "joint.json"
@@ -45,44 +47,21 @@ MINIMUMS = (1, 2, 3)
 
 def main() -> None:
     df = read_tickets([resources.sample_path()])
-    counts = {
-        m: dict.fromkeys(
-            ("tp", "fp", "fn", "joint", "joint_any", "joint_exact", "single", "single_with_advice"),
-            0,
-        )
-        for m in MINIMUMS
-    }
+    co: list[str] = []
+    leads: list[str] = []
+    similar: list = []
     start = time.perf_counter()
     for seed in SEEDS:
         folds = StratifiedKFold(5, shuffle=True, random_state=seed)
         for train_idx, test_idx in folds.split(df, df["department"]):
             router = train_frame(df.iloc[train_idx].reset_index(drop=True), None).router
             test = df.iloc[test_idx]
-            results = router.predict(list(zip(test["title"], test["text"], strict=True)))
-            for co_cell, result in zip(test[CO_COL], results, strict=True):
-                truth = {c for c in co_cell.split(JOINT_JOINER) if c}
+            for result in router.predict(list(zip(test["title"], test["text"], strict=True))):
                 assert result.department is not None
-                for m, c in counts.items():
-                    advice = {
-                        a.label for a in co_dispatch(result.department.label, result.similar, m)
-                    }
-                    c["tp"] += len(advice & truth)
-                    c["fp"] += len(advice - truth)
-                    c["fn"] += len(truth - advice)
-                    if truth:
-                        c["joint"] += 1
-                        c["joint_any"] += bool(advice & truth)
-                        c["joint_exact"] += advice == truth
-                    else:
-                        c["single"] += 1
-                        c["single_with_advice"] += bool(advice)
-    by_min = {}
-    for m, c in counts.items():
-        by_min[str(m)] = {
-            **c,
-            "precision": round(c["tp"] / max(1, c["tp"] + c["fp"]), 3),
-            "recall": round(c["tp"] / max(1, c["tp"] + c["fn"]), 3),
-        }
+                leads.append(result.department.label)
+                similar.append(result.similar)
+            co += test[CO_COL].tolist()
+    by_min = {str(m): joint_advice_report(co, leads, similar, m) for m in MINIMUMS}
     report = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -98,9 +77,9 @@ def main() -> None:
     for m, c in by_min.items():
         print(
             f"minimum {m}: precision {c['precision']:.3f}, recall {c['recall']:.3f}, "
-            f"joint tickets with a right co-department {c['joint_any']}/{c['joint']}, "
-            f"exactly right {c['joint_exact']}/{c['joint']}, single tickets with advice "
-            f"{c['single_with_advice']}/{c['single']}"
+            f"joint tickets with a right co-department {c['joint_any']}/{c['joint_rows']}, "
+            f"exactly right {c['joint_exact']}/{c['joint_rows']}, single tickets with advice "
+            f"{c['single_with_advice']}/{c['single_rows']}"
         )
     print(f"written to {OUT}")
 

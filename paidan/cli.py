@@ -331,7 +331,7 @@ def evaluate(
 ) -> None:
     """Score a model on labelled tickets; print the summary and write the report."""
     from training.evaluate import evaluate as run_evaluate
-    from training.evaluate import report_warnings
+    from training.evaluate import joint_summary, report_warnings
 
     try:
         if report is not None:
@@ -360,6 +360,8 @@ def evaluate(
                 f"{r['auto']['coverage']:.3f}",
             )
     out.print(table)
+    if "joint" in result:
+        out.print(joint_summary(result["joint"]), soft_wrap=True)
     for warning in report_warnings(result):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if report:

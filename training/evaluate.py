@@ -12,8 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.artifact import load_router
-from model.router import Router
-from model.tickets import LABELS, ColumnMap, has_text, read_tickets
+from model.router import MIN_CO_TICKETS, Router, SimilarTicket, co_dispatch
+from model.tickets import CO_COL, JOINT_JOINER, LABELS, ColumnMap, has_text, read_tickets
 from training.metrics import head_report
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 SEEN_SIMILARITY = 0.999
 # Share of such tickets above which a model's figures on a set are no fair measure of it.
 SEEN_SHARE_LIMIT = 0.1
+# Similar tickets the joint-dispatch advice is read from, as Router.predict's default.
+SIMILAR_K = 5
 
 
 def seen_rows(router: Router, X: sp.csr_matrix) -> int:
@@ -49,12 +51,79 @@ def seen_rows(router: Router, X: sp.csr_matrix) -> int:
     return sum(1 for nearest in hits if nearest and nearest[0].similarity >= SEEN_SIMILARITY)
 
 
+def joint_advice_report(
+    co_departments: Sequence[str],
+    leads: Sequence[str],
+    similar: Sequence[Sequence[SimilarTicket]],
+    min_tickets: int = MIN_CO_TICKETS,
+) -> dict[str, Any]:
+    """How right the joint-dispatch advice (:func:`model.router.co_dispatch`) is on known tickets.
+
+    Parameters
+    ----------
+    co_departments : sequence of str
+        Each ticket's true co-departments, joined by :data:`~model.tickets.JOINT_JOINER` (``""``:
+        a single-department ticket).
+    leads : sequence of str
+        The department the model suggested for each ticket.
+    similar : sequence of list of SimilarTicket
+        Each ticket's similar tickets, as a dispatcher sees them.
+    min_tickets : int
+        As in :func:`~model.router.co_dispatch`.
+
+    Returns
+    -------
+    dict
+        ``rows``; ``joint_rows`` and how many of them got at least one of their co-departments
+        (``joint_any``) or exactly theirs (``joint_exact``); ``single_rows`` and how many got advice
+        all the same (``single_with_advice``); over (ticket, department) pairs ``advised``,
+        ``advised_right``, ``true_co_departments``, ``precision`` and ``recall`` (``None``
+        when there is nothing to divide by).
+    """
+    c = dict.fromkeys(
+        (
+            "joint_rows",
+            "joint_any",
+            "joint_exact",
+            "single_rows",
+            "single_with_advice",
+            "advised",
+            "advised_right",
+            "true_co_departments",
+        ),
+        0,
+    )
+    for co, lead, found in zip(co_departments, leads, similar, strict=True):
+        truth = {d for d in co.split(JOINT_JOINER) if d}
+        advice = {a.label for a in co_dispatch(lead, found, min_tickets)}
+        c["advised"] += len(advice)
+        c["advised_right"] += len(advice & truth)
+        c["true_co_departments"] += len(truth)
+        if truth:
+            c["joint_rows"] += 1
+            c["joint_any"] += bool(advice & truth)
+            c["joint_exact"] += advice == truth
+        else:
+            c["single_rows"] += 1
+            c["single_with_advice"] += bool(advice)
+    return {
+        "min_tickets": min_tickets,
+        "rows": len(leads),
+        **c,
+        "precision": c["advised_right"] / c["advised"] if c["advised"] else None,
+        "recall": c["advised_right"] / c["true_co_departments"]
+        if c["true_co_departments"]
+        else None,
+    }
+
+
 def evaluate_router(
     router: Router,
     titles: Sequence[str],
     texts: Sequence[str],
     labels: dict[str, Sequence[str]],
     batch: int = 2_000,
+    co_departments: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score a router on tickets whose true labels are known.
 
@@ -69,22 +138,36 @@ def evaluate_router(
         with no known label, or that the model lacks, is left out of the report.
     batch : int
         Tickets featurised at a time.
+    co_departments : sequence of str, optional
+        True co-departments per ticket (see :func:`joint_advice_report`). When some ticket has any
+        and the model has a department head and similar tickets, the report has ``joint``.
 
     Returns
     -------
     dict
-        ``n`` and, per head, the figures of :func:`training.metrics.head_report`.
+        ``n`` and, per head, the figures of :func:`training.metrics.head_report`; ``joint``, see
+        ``co_departments``.
     """
     tickets = list(zip(titles, texts, strict=True))
     proba: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
+    joint = (
+        co_departments is not None
+        and any(co_departments)
+        and "department" in router.heads
+        and router.index is not None
+    )
+    similar: list[list[SimilarTicket]] = []
     seen = 0
     for start in range(0, len(tickets), batch):
-        X = router.transform(tickets[start : start + batch])  # once, for both uses
+        X = router.transform(tickets[start : start + batch])  # once, for every use
         for name, (p, r) in router.feature_scores(X).items():
             proba[name].append(p)
             ranks[name].append(r)
         seen += seen_rows(router, X)
+        if joint:
+            assert router.index is not None
+            similar += router.index.query(X, SIMILAR_K)
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)
@@ -99,7 +182,33 @@ def evaluate_router(
         report[name]["unknown_labels"] = {
             str(k): int(n) for k, n in zip(unknown, rows, strict=True)
         }
+    if joint:
+        assert co_departments is not None
+        head = router.heads["department"]
+        leads = np.asarray(head.labels, dtype=object)[np.vstack(ranks["department"]).argmax(axis=1)]
+        known = np.asarray(labels.get("department", [""] * len(tickets)), dtype=str) != ""
+        scored = np.flatnonzero(known).tolist()
+        report["joint"] = joint_advice_report(
+            [co_departments[i] for i in scored],
+            leads[scored].tolist(),
+            [similar[i] for i in scored],
+        )
     return report
+
+
+def joint_summary(joint: dict[str, Any]) -> str:
+    """One sentence of a :func:`joint_advice_report`."""
+
+    def share(x: float | None) -> str:
+        return "–" if x is None else f"{x:.3f}"
+
+    return (
+        f"Joint-dispatch advice (from {SIMILAR_K} similar tickets, {joint['min_tickets']} of them "
+        f"needed): precision {share(joint['precision'])}, recall {share(joint['recall'])}; "
+        f"{joint['joint_any']} of {joint['joint_rows']} joint tickets got at least one of their "
+        f"co-departments, {joint['joint_exact']} exactly theirs; {joint['single_with_advice']} of "
+        f"{joint['single_rows']} single-department tickets got advice."
+    )
 
 
 def report_warnings(report: dict[str, Any]) -> list[str]:
@@ -174,6 +283,7 @@ def evaluate(
         df["title"].tolist(),
         df["text"].tolist(),
         {h: df[h].str.strip().tolist() for h in LABELS},
+        co_departments=df[CO_COL].tolist(),
     )
     report["skipped_empty_text"] = int((~with_text).sum())
     if report_path is not None:
@@ -227,6 +337,8 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
                 f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | {a['precision']:.3f} | "
                 f"{a['coverage']:.3f} |"
             )
+    if report.get("joint"):
+        lines += ["", "## Joint dispatch (会办)", "", joint_summary(report["joint"])]
     for h in heads:
         lines += [
             "",

@@ -185,3 +185,43 @@ def test_an_index_pickled_before_joint_dispatch_still_answers(tiny_model_dir: Pa
     [suggestion] = router.predict([("拖欠工资", "老板拖欠工资")])
     assert suggestion.similar and all(s.co_departments == [] for s in suggestion.similar)
     assert suggestion.co_departments == []
+
+
+def test_joint_advice_report_counts_pairs_and_tickets() -> None:
+    from training.evaluate import joint_advice_report
+
+    found = [similar("a", "市残联", "市住建局"), similar("b", "市残联", "市住建局", "街道办事处")]
+    report = joint_advice_report(
+        ["市住建局；市卫健委", "", "市住建局"],  # truths: joint, single, joint
+        ["市残联", "市残联", "市人社局"],  # the last suggestion has no joint neighbours
+        [found, found, found],
+    )
+    # Advice for the first two tickets: 市住建局 (two tickets); 街道办事处 has one only.
+    assert report["joint_rows"] == 2 and report["joint_any"] == 1 and report["joint_exact"] == 0
+    assert report["single_rows"] == 1 and report["single_with_advice"] == 1
+    assert (report["advised"], report["advised_right"], report["true_co_departments"]) == (2, 1, 3)
+    assert report["precision"] == 0.5 and report["recall"] == pytest.approx(1 / 3)
+    empty = joint_advice_report([], [], [])
+    assert empty["precision"] is None and empty["recall"] is None
+
+
+def test_evaluate_reports_joint_advice_only_on_data_with_joint_tickets(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.evaluate import evaluate
+
+    data = write_joint_csv(tmp_path / "joint.csv")
+    train([data], tmp_path / "model", config=tiny_config)
+    report = evaluate(tmp_path / "model", [data], tmp_path / "report.json")
+    joint = report["joint"]
+    assert joint["joint_rows"] == len(JOINT) and joint["rows"] == report["n"]
+    assert joint["joint_any"] >= 1  # seen tickets: the model finds their own joint neighbours
+    assert "## Joint dispatch (会办)" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(data)])
+    assert r.exit_code == 0, r.output
+    assert f"of {len(JOINT)} joint tickets got at least one" in " ".join(r.output.split())
+    single = write_tiny_csv(tmp_path / "single.csv")
+    assert "joint" not in evaluate(tmp_path / "model", [single])
