@@ -218,7 +218,11 @@ def read_mapping(path: str | Path) -> LabelMapping:
 
 
 def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str, int]]:
-    """Rename labels in place; returns, per head, how many rows each old label had."""
+    """Rename labels in place; returns, per head, how many rows each old label had.
+
+    Department renames apply to a joint dispatch's co-departments too (counted with the leads
+    only); one that becomes the lead, or another co-department, is dropped.
+    """
     counts: dict[str, dict[str, int]] = {}
     for head, renames in mapping.items():
         if head not in df.columns:
@@ -227,6 +231,19 @@ def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str
         if hit.any():
             counts[head] = {str(k): int(v) for k, v in df.loc[hit, head].value_counts().items()}
             df.loc[hit, head] = df.loc[hit, head].map(renames)
+    renames = mapping.get("department", {})
+    if renames and CO_COL in df.columns:
+        joint = df[CO_COL].fillna("") != ""
+        df.loc[joint, CO_COL] = [
+            JOINT_JOINER.join(
+                split_departments(JOINT_JOINER.join([lead, *(renames.get(d, d) for d in co)]))[1]
+            )
+            for lead, co in zip(
+                df.loc[joint, "department"],
+                df.loc[joint, CO_COL].str.split(JOINT_JOINER),
+                strict=True,
+            )
+        ]
     return counts
 
 

@@ -225,3 +225,20 @@ def test_evaluate_reports_joint_advice_only_on_data_with_joint_tickets(
     assert f"of {len(JOINT)} joint tickets got at least one" in " ".join(r.output.split())
     single = write_tiny_csv(tmp_path / "single.csv")
     assert "joint" not in evaluate(tmp_path / "model", [single])
+
+
+def test_a_taxonomy_mapping_renames_co_departments_too() -> None:
+    from training.retrain import apply_mapping
+
+    df = pd.DataFrame(
+        {
+            "department": ["住建", "执法", "人社"],
+            "category": ["城建", "环境", "劳动保障"],
+            CO_COL: ["残联；执法", "", "住建"],
+        }
+    )
+    counts = apply_mapping(df, {"department": {"执法": "城管执法", "残联": "住建"}})
+    assert counts == {"department": {"执法": 1}}  # leads only
+    # 残联 became the lead itself and is dropped; 执法 is renamed.
+    assert df[CO_COL].tolist() == ["城管执法", "", "住建"]
+    assert df["department"].tolist() == ["住建", "城管执法", "人社"]
