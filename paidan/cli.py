@@ -220,6 +220,14 @@ def train(
             "probabilities, beside the calibrated linear SVM (0 = none)",
         ),
     ] = TrainingConfig.multinomial_weight,
+    cv_max_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=100,
+            help="Cross-validate each head on a sample of this many rows (faster on a large "
+            "history; the auto threshold errs on the safe side); it is still fitted on every row",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.train import train as run_train
@@ -233,6 +241,7 @@ def train(
         prior_alpha=prior_alpha,
         calibrate_confidence=calibrate_confidence,
         multinomial_weight=multinomial_weight,
+        cv_max_rows=cv_max_rows,
     )
     try:
         with progress_bar() as bar:
@@ -291,6 +300,13 @@ def train(
         f"cross-validated ({config.cv_folds} stratified folds, seed {config.seed}) on "
         f"{result.validation.rows_used} of {result.validation.rows_in} rows"
     )
+    for name, cv in result.cv.items():
+        if cv.report.get("rows"):
+            out.print(
+                f"{name} head cross-validated on a sample of {cv.report['n']:,} of its "
+                f"{cv.report['rows']:,} rows (cv_max_rows), then fitted on all of them",
+                soft_wrap=True,
+            )
     if result.validation.joint_rows:
         out.print(
             f"{result.validation.joint_rows} joint dispatches (会办, several departments in one "

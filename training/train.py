@@ -113,14 +113,24 @@ def _fold_proba(
     test_idx: np.ndarray,
     config: TrainingConfig,
     head: str = "",
-) -> np.ndarray:
-    """Held-out probabilities of one fold of head ``head``, in the columns of ``labels``."""
+    rest_idx: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Held-out probabilities of one fold of head ``head``, in the columns of ``labels``.
+
+    Also those of the ``rest_idx`` rows (outside the cross-validated sample, so never trained on
+    by any fold), or ``None``.
+    """
     _, train_counts = np.unique(y[train_idx], return_counts=True)
     clf = build_classifier(config, train_counts.tolist(), head)
     clf.fit(X[train_idx], y[train_idx])
+    columns = np.searchsorted(labels, clf.classes_)
     out = np.zeros((len(test_idx), len(labels)))
-    out[:, np.searchsorted(labels, clf.classes_)] = clf.predict_proba(X[test_idx])
-    return out
+    out[:, columns] = clf.predict_proba(X[test_idx])
+    rest = None
+    if rest_idx is not None and len(rest_idx):
+        rest = np.zeros((len(rest_idx), len(labels)))
+        rest[:, columns] = clf.predict_proba(X[rest_idx])
+    return out, rest
 
 
 def cross_validate_heads(
@@ -130,6 +140,7 @@ def cross_validate_heads(
     n_jobs: int | None = -1,
     stage: str = "cross-validating",
     head: str = "",
+    sample: np.ndarray | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -156,6 +167,12 @@ def cross_validate_heads(
     head : str
         The head the tasks are options of (its classifier depends on it: see
         :func:`model.pipeline.build_classifier`).
+    sample : ndarray of int, optional
+        Cross-validate on these rows only (:func:`cv_sample`): the metrics, threshold, prior
+        shift and confidence map come from them. The other rows get the mean probability of the
+        folds' classifiers, none of which was trained on them, in ``HeadCV.proba`` (what a head
+        stacked on this one trains on). Every label must keep all its rows or at least
+        ``MIN_LABEL_ROWS`` in the sample.
 
     Returns
     -------
@@ -163,10 +180,19 @@ def cross_validate_heads(
         For each task, in order: its labels, the threshold reaching ``config.target_precision`` on
         held-out folds, and the held-out metrics.
     """
+    rows = np.arange(len(tasks[0][2])) if sample is None else np.asarray(sample)
+    rest = None
+    if sample is not None:
+        rest = np.setdiff1d(np.arange(len(tasks[0][2])), rows)
     plans = []
     label_counts = []  # rows per label, in label order: for the prior shift below
-    for name, X, y in tasks:
+    for name, X, y_all in tasks:
+        y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
+        if len(labels) != len(np.unique(y_all)):
+            raise ValueError(
+                f"{name}: the cross-validation sample lacks a label"
+            )  # cv_sample keeps all
         what = head or name or "head"
         if len(labels) < 2:
             raise TrainingDataError(
@@ -181,25 +207,33 @@ def cross_validate_heads(
             )
         folds = max(2, min(config.cv_folds, int(counts.min())))
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
-        plans.append((X, y, labels, folds, list(skf.split(X, y))))
-        label_counts.append([int(c) for c in counts])
+        # Splits as positions in the whole task, so that the fold jobs index X and y_all directly.
+        splits = [(rows[a], rows[b]) for a, b in skf.split(np.zeros(len(y)), y)]
+        # Labels also count the rows outside the sample: the prior shift reads the training shares.
+        label_counts.append([int(c) for c in np.unique(y_all, return_counts=True)[1]])
+        plans.append((X, y_all, labels, folds, splits))
     jobs = [(t, split) for t, plan in enumerate(plans) for split in plan[4]]
-    probas = [np.zeros((len(y), len(labels))) for _, y, labels, _, _ in plans]
-    n_jobs = worker_jobs(max(len(y) for _, y, _, _, _ in plans), n_jobs)
+    probas = [np.zeros((len(y_all), len(labels))) for _, y_all, labels, _, _ in plans]
+    n_jobs = worker_jobs(len(rows), n_jobs)
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fold_proba)(
-            plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head
+            plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head, rest
         )
         for t, (train_idx, test_idx) in jobs
     )
-    for done, ((t, (_, test_idx)), fold_proba) in enumerate(zip(jobs, results, strict=True), 1):
+    for done, ((t, (_, test_idx)), (fold_proba, rest_proba)) in enumerate(
+        zip(jobs, results, strict=True), 1
+    ):
         probas[t][test_idx] = fold_proba
+        if rest is not None and rest_proba is not None:
+            probas[t][rest] += rest_proba / plans[t][3]
         if progress:
             progress(stage, done, len(jobs))
     out = []
-    for (_, y, labels, folds, _), proba, label_rows in zip(
+    for (_, y_all, labels, folds, _), full, label_rows in zip(
         plans, probas, label_counts, strict=True
     ):
+        y, proba = y_all[rows], full[rows]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
         best = shifted.argmax(axis=1)
@@ -215,6 +249,8 @@ def cross_validate_heads(
         threshold = choose_threshold(confidence, correct, config.target_precision)
         report = head_report(y, shown, labels.tolist(), threshold, rank=shifted)
         report["folds"] = folds
+        if sample is not None:
+            report["rows"] = len(y_all)  # report["n"]: the sample's
         report["prior_alpha"] = alpha
         report["confidence_map"] = {"slope": mapping[0], "intercept": mapping[1]}
         if len(tried) > 1:
@@ -224,8 +260,8 @@ def cross_validate_heads(
                 labels=labels.tolist(),
                 threshold=threshold,
                 report=report,
-                proba=proba,
-                y=y,
+                proba=full,
+                y=y_all,
                 prior_alpha=alpha,
                 confidence_map=mapping,
             )
@@ -328,17 +364,17 @@ def input_options(latent: bool, stack: bool, select: bool) -> list[InputChoice]:
     ]
 
 
-def selection_sample(y: np.ndarray, config: TrainingConfig) -> np.ndarray | None:
-    """Rows the input options are compared on: all (``None``) up to ``config.select_max_rows``,
-    else about that many, drawn per label with the training seed (sorted).
+def cv_sample(y: np.ndarray, max_rows: int | None, config: TrainingConfig) -> np.ndarray | None:
+    """Rows to cross-validate on: all (``None``) up to ``max_rows`` (``None``: no cap), else about
+    that many, drawn per label with the training seed (sorted).
 
     Each label keeps its share, but never fewer than ``2 * cv_folds`` rows (or all it has): a rare
-    department still counts in the comparison's macro-F1 and can still be cross-validated.
+    department still counts in the macro-F1 and still gets a held-out suggestion in every fold.
     """
-    if len(y) <= config.select_max_rows:
+    if max_rows is None or len(y) <= max_rows:
         return None
     rng = np.random.default_rng(config.seed)
-    share = config.select_max_rows / len(y)
+    share = max_rows / len(y)
     keep = []
     for label in np.unique(y):
         rows = np.flatnonzero(y == label)
@@ -391,44 +427,47 @@ def fit_router(
         for option in options:
             option.apply(router, head)
             inputs.append(router.head_input(head, X_head, rows_upstream))
-        sample = selection_sample(y, config) if len(options) > 1 else None
+        # The head's own cross-validation: on every row, or above cv_max_rows on a sample. The
+        # input options are compared on a sample above select_max_rows; when that is the larger
+        # sample (or no cap applies to the head), the chosen option is cross-validated again.
+        cv_rows = cv_sample(y, config.cv_max_rows, config)
+        select_rows = cv_rows
+        if len(options) > 1:
+            select_rows = cv_sample(y, config.select_max_rows, config)
+            if select_rows is None or (cv_rows is not None and len(cv_rows) <= len(select_rows)):
+                select_rows = cv_rows
         results = cross_validate_heads(
-            [
-                (
-                    f"{head} ({o})",
-                    Xh if sample is None else Xh[sample],
-                    y if sample is None else y[sample],
-                )
-                for o, Xh in zip(options, inputs, strict=True)
-            ],
+            [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
             config,
             progress,
             n_jobs,
             stage=f"cross-validating {head}"
             + (f" ({len(options)} input options)" if len(options) > 1 else "")
-            + (f" on a sample of {len(sample):,} rows" if sample is not None else ""),
+            + (f" on a sample of {len(select_rows):,} rows" if select_rows is not None else ""),
             head=head,
+            sample=select_rows,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
         option, cv[head], Xh = max(tried, key=lambda t: t[1].report["macro_f1"])
         option.apply(router, head)
-        if sample is not None:
-            # The chosen input on every row: its metrics, threshold and prior shift are the head's.
+        if select_rows is not cv_rows:
             [cv[head]] = cross_validate_heads(
                 [(f"{head} ({option})", Xh, y)],
                 config,
                 progress,
                 n_jobs,
-                stage=f"cross-validating {head} ({option})",
+                stage=f"cross-validating {head} ({option})"
+                + (f" on a sample of {len(cv_rows):,} rows" if cv_rows is not None else ""),
                 head=head,
+                sample=cv_rows,
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
                 {"inputs": o.names(), "macro_f1": r.report["macro_f1"]} for o, r, _ in tried
             ]
-            if sample is not None:
-                cv[head].report["input_selection_rows"] = len(sample)
+            if select_rows is not None:
+                cv[head].report["input_selection_rows"] = len(select_rows)
             logger.info(
                 "%s head reads %s (cross-validated macro-F1 %.3f)",
                 head,
@@ -672,6 +711,7 @@ def _summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "per_class",
         "input_selection",
         "input_selection_rows",
+        "rows",
         "prior_alpha",
         "prior_selection",
         "confidence_map",

@@ -152,8 +152,7 @@ def test_a_large_history_compares_inputs_on_a_sample_and_scores_the_choice_on_al
     dept = result.metadata["cv_metrics"]["department"]
     # Half of each department's six rows would be three; two folds need four of each.
     assert dept["input_selection_rows"] == 12 and len(dept["input_selection"]) == 4
-    assert result.cv["department"].proba.shape[0] == 18  # the chosen input, on every row
-    assert sum(c["support"] for c in dept["per_class"].values()) == 18
+    assert dept["n"] == 18 and "rows" not in dept  # the chosen input, on every row
     chosen = result.metadata["heads"]["department"]["inputs"]
     best = max(dept["input_selection"], key=lambda t: t["macro_f1"])
     assert chosen == best["inputs"] == result.router.head_inputs("department")
@@ -161,19 +160,49 @@ def test_a_large_history_compares_inputs_on_a_sample_and_scores_the_choice_on_al
     assert "input_selection_rows" not in small.metadata["cv_metrics"]["department"]
 
 
-def test_selection_sample_keeps_every_label_cross_validatable() -> None:
+def test_cv_max_rows_cross_validates_on_a_sample_and_fits_on_every_row(tiny_csv, tiny_config):
+    import dataclasses
+
+    from training.train import train
+
+    config = dataclasses.replace(tiny_config, select_inputs=True, cv_folds=2, cv_max_rows=9)
+    result = train([tiny_csv], None, config=config)
+    for head in ("department", "category"):
+        m = result.metadata["cv_metrics"][head]
+        # Half of each label's rows would be two or three; two folds need four of each.
+        assert (m["n"], m["rows"]) == (12, 18), head
+        assert sum(c["support"] for c in m["per_class"].values()) == 12
+        # Every row has probabilities for a stacked head: held out, or the folds' mean.
+        proba = result.cv[head].proba
+        assert proba.shape[0] == 18
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        # The shipped head learnt every row.
+        assert sum(result.metadata["heads"][head]["counts"].values()) == 18
+    dept = result.metadata["cv_metrics"]["department"]
+    # One cross-validation on the sample serves the comparison and the chosen input's figures.
+    assert len(dept["input_selection"]) == 4 and dept["input_selection_rows"] == 12
+    best = max(dept["input_selection"], key=lambda t: t["macro_f1"])
+    assert dept["macro_f1"] == best["macro_f1"]
+    assert best["inputs"] == result.router.head_inputs("department")
+    small = train([tiny_csv], None, config=dataclasses.replace(config, cv_max_rows=18))
+    assert "rows" not in small.metadata["cv_metrics"]["department"]
+    assert small.metadata["cv_metrics"]["department"]["n"] == 18
+
+
+def test_cv_sample_keeps_every_label_cross_validatable() -> None:
     import dataclasses
 
     from model.config import TrainingConfig
-    from training.train import selection_sample
+    from training.train import cv_sample
 
     y = np.array(["a"] * 1000 + ["b"] * 30 + ["c"] * 5)
-    config = dataclasses.replace(TrainingConfig(), select_max_rows=100, cv_folds=5)
-    sample = selection_sample(y, config)
+    config = dataclasses.replace(TrainingConfig(), cv_folds=5)
+    sample = cv_sample(y, 100, config)
     assert sample is not None and np.all(np.diff(sample) > 0)
     assert {k: int((y[sample] == k).sum()) for k in "abc"} == {"a": 97, "b": 10, "c": 5}
-    np.testing.assert_array_equal(sample, selection_sample(y, config))  # the seed decides
-    assert selection_sample(y[:100], config) is None
+    np.testing.assert_array_equal(sample, cv_sample(y, 100, config))  # the seed decides
+    assert cv_sample(y[:100], 100, config) is None
+    assert cv_sample(y, None, config) is None
 
 
 def test_the_department_heads_inputs_are_chosen_by_cross_validation(tiny_csv, tiny_config):
