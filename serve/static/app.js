@@ -31,6 +31,7 @@ const state = {
   suggestion: null, // the /v1/route response, as shown
   choice: { department: null, category: null },
   co: [], // the departments to involve beside choice.department (a joint dispatch, 会办)
+  coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   routeSeq: 0,
 };
@@ -121,6 +122,10 @@ async function loadModel() {
   try {
     const info = await api("GET", "/v1/model");
     state.labels = labelsFromModel(info);
+    $("co-add").replaceChildren(
+      el("option", { value: "" }, "＋ 加入会办部门…"),
+      ...state.labels.department.map((d) => el("option", { value: d }, d)),
+    );
     if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
   } catch (e) {
     $("model-version").textContent = `模型信息不可用：${e.message}`;
@@ -172,7 +177,8 @@ function render(s, text) {
     state.choice[head] = s[head] ? s[head].label : null;
   }
   state.co = advisedCo(s);
-  renderCoDepartments(s.co_departments || []);
+  state.coShown = advisedCo(s);
+  renderCoDepartments();
   renderEvidence(state.request.title, text, s);
   renderSimilar(s.similar || []);
   renderChoice();
@@ -182,24 +188,35 @@ function advisedCo(s) {
   return (s.co_departments || []).map((d) => d.label);
 }
 
-// The advice as toggles, all on at first: adopting the suggestion adopts the joint dispatch.
-function renderCoDepartments(co) {
+// The advice as toggles, all on at first: adopting the suggestion adopts the joint dispatch. A
+// department the dispatcher adds (the list under them) joins them, on.
+function renderCoDepartments() {
+  const advised = new Map((state.suggestion.co_departments || []).map((d) => [d.label, d]));
   const node = $("co-departments");
-  node.hidden = co.length === 0;
+  node.hidden = state.coShown.length === 0;
   node.replaceChildren(
     "会办建议：",
-    ...co.map((d) => {
+    ...state.coShown.map((label) => {
+      const d = advised.get(label);
       const b = el("button", {
         type: "button",
         class: "tag department co",
-        title: `相似工单 ${d.tickets.join("、")}；点击取消或加入会办`,
-        "aria-pressed": "true",
-        dataset: { label: d.label },
-      }, `${d.label}（${d.tickets.length} 件相似工单）`);
-      b.addEventListener("click", () => toggleCo(d.label));
+        title: d ? `相似工单 ${d.tickets.join("、")}；点击取消或加入会办` : "人工加入；点击取消或加入会办",
+        "aria-pressed": String(state.co.includes(label)),
+        dataset: { label },
+      }, d ? `${label}（${d.tickets.length} 件相似工单）` : `${label}（人工加入）`);
+      b.addEventListener("click", () => toggleCo(label));
       return b;
     }),
   );
+}
+
+function addCo(label) {
+  if (!state.suggestion || !label) return;
+  if (!state.coShown.includes(label)) state.coShown = [...state.coShown, label];
+  if (!state.co.includes(label)) state.co = [...state.co, label];
+  renderCoDepartments();
+  renderChoice();
 }
 
 function toggleCo(label) {
@@ -524,8 +541,14 @@ $("reset-button").addEventListener("click", () => {
   if (!state.suggestion) return;
   for (const head of HEADS) state.choice[head] = state.suggestion[head] ? state.suggestion[head].label : null;
   state.co = advisedCo(state.suggestion);
+  state.coShown = advisedCo(state.suggestion);
+  renderCoDepartments();
   renderChoice();
   confirmButton.focus();
+});
+$("co-add").addEventListener("change", (e) => {
+  addCo(e.target.value);
+  e.target.value = "";
 });
 $("clear-button").addEventListener("click", () => {
   idInput.value = "";

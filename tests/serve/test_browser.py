@@ -373,8 +373,15 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     expect(pg.locator("#confirm-button")).to_have_text("提交更正")
     pg.locator("#confirm-button").click()
     expect(pg.locator("#feedback-status")).to_contain_text("更正为")
+    # A department the model did not advise can be added from the list of the model's labels.
+    other = next(d for d in ("人社", "住建", "执法") if d != lead)
+    pg.select_option("#co-add", other)
+    expect(pg.locator("#choice-co")).to_have_text(f"（会办：{other}）")
+    expect(advice.locator("button").last).to_have_text(f"{other}（人工加入）")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text(f"更正为 {lead}（会办：{other}）")
     rows = live_server.feedback_rows("WEB-J1")
-    assert [r["department"] for r in rows] == [f"{lead}；残联", lead]
+    assert [r["department"] for r in rows] == [f"{lead}；残联", lead, f"{lead}；{other}"]
     # Without advice the line is hidden.
     pg.unroute("**/v1/route")
     route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-J2")
