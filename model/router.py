@@ -56,6 +56,8 @@ MAX_TOP_K = 20
 EXACT_SEARCH_MAX = 5_000
 PRUNED_TERMS = 48
 SIMILAR_CANDIDATES = 200
+# Similar past tickets a suggestion shows by default (and reads its joint-dispatch advice from).
+SIMILAR_K = 5
 
 # A department is suggested beside the suggested one (a joint dispatch, 会办) when at least this
 # many of the similar past tickets were dispatched jointly to both (see co_dispatch()).
@@ -713,7 +715,7 @@ class Router:
         self,
         tickets: Sequence[TicketLike],
         top_k: int = 3,
-        similar_k: int = 5,
+        similar_k: int = SIMILAR_K,
         explain: bool = True,
     ) -> list[RouteResult]:
         """Suggest a department and a category for each ticket.

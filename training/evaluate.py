@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.artifact import load_router
-from model.router import MIN_CO_TICKETS, Router, SimilarTicket, co_dispatch
+from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
 from model.tickets import CO_COL, JOINT_JOINER, LABELS, ColumnMap, has_text, read_tickets
 from training.metrics import head_report
 
@@ -23,11 +23,11 @@ logger = logging.getLogger(__name__)
 SEEN_SIMILARITY = 0.999
 # Share of such tickets above which a model's figures on a set are no fair measure of it.
 SEEN_SHARE_LIMIT = 0.1
-# Similar tickets the joint-dispatch advice is read from, as Router.predict's default.
-SIMILAR_K = 5
 
 
-def seen_rows(router: Router, X: sp.csr_matrix) -> int:
+def seen_rows(
+    router: Router, X: sp.csr_matrix, hits: Sequence[Sequence[SimilarTicket]] | None = None
+) -> int:
     """How many tickets are (near-)identical to a ticket the router was trained on.
 
     Each ticket's nearest stored ticket in the router's similar-ticket index (cosine ≥
@@ -40,14 +40,18 @@ def seen_rows(router: Router, X: sp.csr_matrix) -> int:
         A fitted router; one without an index has seen nothing it can tell.
     X : sparse matrix
         The tickets as :meth:`Router.transform` gives them (the caller scores the same matrix).
+    hits : sequence of list of SimilarTicket, optional
+        The tickets' similar tickets, when the caller has searched already (the first of each
+        is its nearest): the search is not run again.
 
     Returns
     -------
     int
     """
-    if router.index is None or X.shape[0] == 0 or router.index.matrix.shape[0] == 0:
-        return 0
-    hits = router.index.query(X, 1)
+    if hits is None:
+        if router.index is None or X.shape[0] == 0 or router.index.matrix.shape[0] == 0:
+            return 0
+        hits = router.index.query(X, 1)
     return sum(1 for nearest in hits if nearest and nearest[0].similarity >= SEEN_SIMILARITY)
 
 
@@ -164,10 +168,11 @@ def evaluate_router(
         for name, (p, r) in router.feature_scores(X).items():
             proba[name].append(p)
             ranks[name].append(r)
-        seen += seen_rows(router, X)
-        if joint:
-            assert router.index is not None
-            similar += router.index.query(X, SIMILAR_K)
+        # One search serves both: the nearest ticket tells a seen one, five give the advice.
+        found = router.index.query(X, SIMILAR_K) if joint and router.index is not None else None
+        seen += seen_rows(router, X, found)
+        if found is not None:
+            similar += found
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
         y = np.asarray(labels.get(name, []), dtype=str)

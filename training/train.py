@@ -189,10 +189,8 @@ def cross_validate_heads(
     for name, X, y_all in tasks:
         y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
-        if len(labels) != len(np.unique(y_all)):
-            raise ValueError(
-                f"{name}: the cross-validation sample lacks a label"
-            )  # cv_sample keeps all
+        if len(labels) != len(np.unique(y_all)):  # cv_sample keeps every label: a caller's bug
+            raise ValueError(f"{name}: the cross-validation sample lacks a label")
         what = head or name or "head"
         if len(labels) < 2:
             raise TrainingDataError(
