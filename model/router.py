@@ -56,6 +56,9 @@ MAX_TOP_K = 20
 EXACT_SEARCH_MAX = 5_000
 PRUNED_TERMS = 48
 SIMILAR_CANDIDATES = 200
+# Queries searched at once: their score matrix (queries × stored tickets it touches, nearly every
+# stored ticket through common characters) stays a few tens of MB, however many tickets a batch has.
+QUERY_BLOCK = 256
 # Similar past tickets a suggestion shows by default (and reads its joint-dispatch advice from).
 SIMILAR_K = 5
 
@@ -362,9 +365,48 @@ class SimilarIndex:
     # Feature × ticket inverted index (see postings()), built on first use, never pickled.
     _postings: sp.csr_matrix | None = field(default=None, repr=False)
 
+    # Departments named in any joint dispatch stored, built on first use, never pickled.
+    _members: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def has_joint(self) -> bool:
+        """Whether any stored ticket was a joint dispatch (else no advice can be given)."""
+        return self.co_departments is not None
+
+    def joint_members(self) -> frozenset[str]:
+        """Every department named in a stored joint dispatch, as lead or co-department."""
+        if self._members is None:
+            members: set[str] = set()
+            if self.co_departments is not None:
+                joint = np.flatnonzero(self.co_departments != "")
+                members.update(str(d) for d in self.departments[joint])
+                for co in self.co_departments[joint]:
+                    members.update(str(co).split(JOINT_JOINER))
+            self._members = frozenset(members)
+        return self._members
+
     def query(self, X: sp.csr_matrix, k: int) -> list[list[SimilarTicket]]:
+        """The ``k`` stored tickets most similar (cosine) to each row of ``X``, the nearest first."""
+        return [self.tickets(rows, sims) for rows, sims in self.nearest(X, k)]
+
+    def nearest(self, X: sp.csr_matrix, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row of ``X``, the stored rows of its ``k`` most similar tickets and their cosines.
+
+        Nearest first, ties in stored order; only tickets with a positive similarity. What
+        :meth:`query` shows, before any :class:`SimilarTicket` is built.
+        """
         if k <= 0 or self.matrix.shape[0] == 0:
-            return [[] for _ in range(X.shape[0])]
+            none = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32))
+            return [none] * X.shape[0]
+        if X.shape[0] > QUERY_BLOCK:
+            return [
+                hits
+                for start in range(0, X.shape[0], QUERY_BLOCK)
+                for hits in self._nearest(X[start : start + QUERY_BLOCK], k)
+            ]
+        return self._nearest(X, k)
+
+    def _nearest(self, X: sp.csr_matrix, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         # Cosine: the stored rows have unit length, so each query's dot products are divided by
         # its own length (0 for an empty query, which finds nothing).
         lengths = _row_lengths(X)
@@ -377,12 +419,12 @@ class SimilarIndex:
             cand = scores.indices[scores.indptr[j] : scores.indptr[j + 1]]
             sims = scores.data[scores.indptr[j] : scores.indptr[j + 1]]
             if exact:  # the postings are complete: these are the exact similarities
-                out.append(self._hits(cand, sims, k))
+                out.append(_top(cand, sims, k))
                 continue
             if len(cand) > SIMILAR_CANDIDATES:
                 cand = cand[np.argpartition(-sims, SIMILAR_CANDIDATES - 1)[:SIMILAR_CANDIDATES]]
             sims = self.matrix[cand] @ _dense_row(X, j) / lengths[j]
-            out.append(self._hits(cand, sims, k))
+            out.append(_top(cand, sims, k))
         return out
 
     def postings(self) -> sp.csr_matrix:
@@ -398,12 +440,8 @@ class SimilarIndex:
             self._postings = sp.csr_matrix(m.T)
         return self._postings
 
-    def _hits(self, rows: np.ndarray, sims: np.ndarray, k: int) -> list[SimilarTicket]:
-        k = min(k, len(sims))
-        if k == 0:
-            return []
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.lexsort((rows[top], -sims[top]))]  # by similarity, then by stored order
+    def tickets(self, rows: np.ndarray, sims: np.ndarray) -> list[SimilarTicket]:
+        """The stored tickets ``rows`` as a dispatcher sees them, with their similarities."""
         return [
             SimilarTicket(
                 id=str(self.ids[i]),
@@ -413,8 +451,7 @@ class SimilarIndex:
                 category=_none_if_empty(self.categories[i]),
                 similarity=round(float(s), 4),
             )
-            for i, s in zip(rows[top], sims[top], strict=True)
-            if s > 0
+            for i, s in zip(rows, sims, strict=True)
         ]
 
     def _co(self, i: int) -> list[str]:
@@ -423,7 +460,7 @@ class SimilarIndex:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_postings"] = None  # derivable from the matrix
+        state["_postings"] = state["_members"] = None  # derivable from the matrix and labels
         for name in ("ids", "titles", "departments", "categories", "co_departments"):
             if state.get(name) is not None:
                 state[name] = CPickled(state[name])  # object arrays: one string per stored ticket
@@ -941,8 +978,42 @@ class Router:
         """
         if not tickets:
             return {}
-        X = self.transform(tickets)
+        return self.rank(self.transform(tickets), top_k)
+
+    def rank(self, X: sp.csr_matrix, top_k: int = 3) -> dict[str, Ranking]:
+        """:meth:`rankings` of tickets already transformed (:meth:`transform`)."""
         return self._rankings(X, top_k, self._without_known_terms(X))
+
+    @property
+    def advises_joint(self) -> bool:
+        """Whether joint-dispatch advice can be given: some stored ticket was a joint dispatch."""
+        return "department" in self.heads and self.index is not None and self.index.has_joint
+
+    def joint_advice(
+        self, X: sp.csr_matrix, leads: Sequence[str], similar_k: int = SIMILAR_K
+    ) -> list[list[CoDepartment]]:
+        """The joint-dispatch advice :meth:`predict` gives each row of ``X`` for its ``lead``.
+
+        Batch labelling calls this with the suggested departments of :meth:`rank`; the search is
+        skipped (every row gets no advice) when :attr:`advises_joint` is false, since no stored
+        ticket could give any.
+        """
+        advice: list[list[CoDepartment]] = [[] for _ in range(X.shape[0])]
+        index = self.index
+        if not self.advises_joint or index is None or index.co_departments is None:
+            return advice
+        # Only a department named in some joint dispatch can be advised a partner, and only from
+        # at least MIN_CO_TICKETS joint tickets among the nearest: other rows skip the search,
+        # and SimilarTickets are built only for the rest (the search and the objects are what a
+        # row costs; the advice is co_dispatch's, as for Router.predict).
+        members = index.joint_members()
+        search = [i for i, lead in enumerate(leads) if lead in members]
+        if not search:
+            return advice
+        for i, (rows, sims) in zip(search, index.nearest(X[search], similar_k), strict=True):
+            if np.count_nonzero(index.co_departments[rows] != "") >= MIN_CO_TICKETS:
+                advice[i] = co_dispatch(leads[i], index.tickets(rows, sims))
+        return advice
 
     def _without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
         """Rows of ``X`` with no word feature, only character n-grams."""
@@ -1138,6 +1209,18 @@ def _row_lengths(X: sp.csr_matrix) -> np.ndarray:
     )
     lengths[lengths == 0] = 1.0
     return lengths
+
+
+def _top(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of ``rows`` by ``sims`` (ties in stored order), those with a positive one."""
+    k = min(k, len(sims))
+    if k == 0:
+        return rows[:0], sims[:0]
+    top = np.argpartition(-sims, k - 1)[:k]
+    top = top[np.lexsort((rows[top], -sims[top]))]  # by similarity, then by stored order
+    if sims[top[-1]] <= 0:  # the last is the least similar
+        top = top[sims[top] > 0]
+    return rows[top], sims[top]
 
 
 def _dense_row(Q: sp.csr_matrix, j: int) -> np.ndarray:

@@ -453,6 +453,13 @@ def label(
         bool,
         typer.Option(help="Send the model files to the Dask workers instead of sharing the path"),
     ] = False,
+    joint: Annotated[
+        bool,
+        typer.Option(
+            help="Advise joint dispatches (co_departments) as the API does: a similar-ticket "
+            "search per ticket when the model stored any; --no-joint leaves the column empty"
+        ),
+    ] = True,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
@@ -492,6 +499,7 @@ def label(
                 scheduler=scheduler,
                 upload_model=upload_model,
                 progress=_RichProgress(bar),
+                joint=joint,
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None
@@ -517,6 +525,12 @@ def label(
         depts.add_row(f"… {len(shown) - 15} more", f"{sum(n for _, n in shown[15:]):,}")
     out.print(table)
     out.print(depts)
+    if s["joint_advice"]:
+        co = ", ".join(f"{d} {n:,}" for d, n in s["co_departments"].items())
+        out.print(
+            f"joint dispatch (会办) advised for {s['joint_advice']:,} rows; beside the lead: {co}",
+            soft_wrap=True,
+        )
     resumed = f" (resumed after {result.resumed_chunks} chunks)" if result.resumed_chunks else ""
     out.print(
         f"{s['rows']:,} row{'' if s['rows'] == 1 else 's'} ({s['labelled']:,} labelled, "

@@ -57,6 +57,7 @@ PRED_COLUMNS = (
     "pred_category_score",
     "decision",
     "top3_departments",
+    "co_departments",
     "error",
 )
 SCORE_COLUMNS = ("pred_department_score", "pred_category_score")
@@ -70,8 +71,9 @@ OUTPUT_FORMATS = {
 }
 PARTS_SUFFIX = ".parts"
 MANIFEST_FILE = "manifest.json"
-# 2: parts are Arrow IPC files (1: Parquet); a run of another format is not resumed.
-MANIFEST_FORMAT = 2
+# 3: parts hold co_departments (2: Arrow IPC parts without it; 1: Parquet); a run of another
+# format is not resumed.
+MANIFEST_FORMAT = 3
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # CSV fields may be this many times the text limit before a line counts as broken.
@@ -79,8 +81,9 @@ CSV_FIELD_FACTOR = 4
 
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
-# What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON.
-Prediction = tuple[str | None, float | None, str | None, float | None, str, str]
+# What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
+# joint-dispatch advice JSON (None when not asked for).
+Prediction = tuple[str | None, float | None, str | None, float | None, str, str, str | None]
 
 
 class LabelError(ValueError):
@@ -119,12 +122,14 @@ def _adopt_router(router: Router) -> None:
     gc.freeze()  # keep the collector from touching (and so copying) the inherited objects
 
 
-def _label_in_worker(tickets: list[tuple[str, str]]) -> list[Prediction]:
+def _label_in_worker(tickets: list[tuple[str, str]], joint: bool) -> list[Prediction]:
     assert _ROUTER is not None, "worker started without its initializer"
-    return predict_rows(_ROUTER, tickets)
+    return predict_rows(_ROUTER, tickets, joint)
 
 
-def predict_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> list[Prediction]:
+def predict_rows(
+    router: Router, tickets: Sequence[tuple[str, str]], joint: bool = True
+) -> list[Prediction]:
     """Label ``(title, text)`` pairs and flatten each result to the output columns.
 
     Parameters
@@ -133,19 +138,25 @@ def predict_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> list[Pre
         A loaded router.
     tickets : sequence of (str, str)
         Titles and texts, already checked by :func:`check_text`.
+    joint : bool, default True
+        Give each ticket the joint-dispatch advice :meth:`Router.predict` gives (a search of the
+        similar past tickets, skipped when the model stored no joint dispatch).
 
     Returns
     -------
     list of tuple
-        Per ticket: department, its score, category, its score, decision and the top-3 departments
-        as JSON.
+        Per ticket: department, its score, category, its score, decision, the top-3 departments
+        as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false).
     """
+    if not tickets:
+        return []
     # The same ranking and decisions as Router.predict, read straight from its arrays: building
     # a RouteResult per ticket cost a quarter of a batch's time (measured, benchmarks/README.md).
-    ranked = router.rankings(list(tickets), top_k=3)
+    X = router.transform(list(tickets))
+    ranked = router.rank(X, top_k=3)
     if not ranked:
         return []
-    n = len(next(iter(ranked.values())).order)
+    n = X.shape[0]
     auto = np.logical_and.reduce([r.auto for r in ranked.values()])
     decisions = np.where(auto, "auto", "review").tolist()
     columns: list[list[Any]] = []
@@ -168,7 +179,16 @@ def predict_rows(router: Router, tickets: Sequence[tuple[str, str]]) -> list[Pre
         ]
     else:
         top3 = ["[]"] * n
-    return list(zip(*columns, decisions, top3, strict=True))
+    co: list[str | None] = [None] * n
+    if joint:
+        co = ["[]"] * n
+        if "department" in ranked and router.advises_joint:
+            leads = [ranked["department"].head.labels[j] for j in ranked["department"].order[:, 0]]
+            co = [
+                json.dumps([a.model_dump() for a in advice], ensure_ascii=False)
+                for advice in router.joint_advice(X, leads)
+            ]
+    return list(zip(*columns, decisions, top3, co, strict=True))
 
 
 @dataclass(frozen=True)
@@ -225,9 +245,9 @@ def cached_router(model: str | ModelBundle, sha256: str) -> Router:
 
 
 def _label_on_dask(
-    model: str | ModelBundle, sha256: str, tickets: list[tuple[str, str]]
+    model: str | ModelBundle, sha256: str, tickets: list[tuple[str, str]], joint: bool
 ) -> list[Prediction]:
-    return predict_rows(cached_router(model, sha256), tickets)
+    return predict_rows(cached_router(model, sha256), tickets, joint)
 
 
 # -- rows ----------------------------------------------------------------------------------------
@@ -318,7 +338,7 @@ def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa
     filled: list[list[Any]] = [[] for _ in PRED_COLUMNS]
     for error in chunk.errors:
         row: tuple[Any, ...] = (
-            (None, None, None, None, None, None, error) if error else (*next(pred_iter), None)
+            (None,) * (len(PRED_COLUMNS) - 1) + (error,) if error else (*next(pred_iter), None)
         )
         for col, value in zip(filled, row, strict=True):
             col.append(value)
@@ -352,6 +372,7 @@ def label(
     upload_model: bool = False,
     model_root: str | Path | None = None,
     progress: Progress | None = None,
+    joint: bool = True,
 ) -> LabelResult:
     """Label every row of ticket files and write them, with their labels or errors, to ``output``.
 
@@ -386,6 +407,9 @@ def label(
         When given, models outside it are refused.
     progress : callable, optional
         Called as ``progress("labelling", rows_done, rows_estimated)`` after every chunk.
+    joint : bool, default True
+        Fill ``co_departments`` with the joint-dispatch advice the API gives (a similar-ticket
+        search per ticket when the model stored joint dispatches); false leaves it empty.
 
     Returns
     -------
@@ -436,6 +460,7 @@ def label(
         "model_version": meta.get("version"),
         "model_sha256": meta["files"][ROUTER_FILE],
         "output_format": fmt,
+        "joint": joint,
     }
     parts = output.with_name(output.name + PARTS_SUFFIX)
     done = _open_parts(parts, output, fingerprint, resume, force)
@@ -458,7 +483,7 @@ def label(
         for index in range(done):  # what the interrupted run finished
             emit(read_part(parts / _part_name(index), schema))
         submit, window, closer = _start_engine(
-            engine, model_dir, model_root, meta, jobs, scheduler, upload_model
+            engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint
         )
         try:
             pending: deque[tuple[_Chunk, _Pending | None]] = deque()
@@ -609,6 +634,7 @@ def _start_engine(
     jobs: int | None,
     scheduler: str | None,
     upload_model: bool,
+    joint: bool,
 ) -> tuple[Submit, int, Callable[[], None]]:
     """How to submit a chunk's tickets, how many chunks may be in flight, and how to stop."""
     root = str(model_root) if model_root is not None else None
@@ -618,7 +644,7 @@ def _start_engine(
         if n == 1:
             # Verified against the root by the caller already.
             router = cached_router(str(model_dir), sha256)
-            return (lambda tickets: _done(predict_rows, router, tickets)), 1, lambda: None
+            return (lambda tickets: _done(predict_rows, router, tickets, joint)), 1, lambda: None
         context = multiprocessing.get_context()
         if context.get_start_method() == "fork":
             # Load once, here, before the workers fork: they share its pages copy-on-write, and
@@ -636,7 +662,7 @@ def _start_engine(
                 initargs=(str(model_dir), root),
             )
         return (
-            lambda tickets: pool.submit(_label_in_worker, tickets),
+            lambda tickets: pool.submit(_label_in_worker, tickets, joint),
             n * IN_FLIGHT_PER_WORKER,
             lambda: pool.shutdown(cancel_futures=True),
         )
@@ -680,7 +706,7 @@ def _start_engine(
 
     return (
         # pure=False: two chunks with the same texts are still two tasks.
-        lambda tickets: client.submit(_label_on_dask, model, sha256, tickets, pure=False),
+        lambda tickets: client.submit(_label_on_dask, model, sha256, tickets, joint, pure=False),
         workers * IN_FLIGHT_PER_WORKER,
         close,
     )
@@ -708,6 +734,9 @@ class _Counts:
     departments: Counter[str] = field(default_factory=Counter)
     categories: Counter[str] = field(default_factory=Counter)
     error_kinds: Counter[str] = field(default_factory=Counter)
+    # Rows given joint-dispatch advice, and how often each department was advised beside the lead.
+    joint: int = 0
+    co_departments: Counter[str] = field(default_factory=Counter)
 
     def add(self, table: pa.Table) -> np.ndarray:
         cols = table.select(list(PRED_COLUMNS)).to_pydict()
@@ -719,6 +748,10 @@ class _Counts:
         self.decisions.update(d for d in cols["decision"] if d is not None)
         self.departments.update(d for d in cols["pred_department"] if d is not None)
         self.categories.update(c for c in cols["pred_category"] if c is not None)
+        for advice in cols["co_departments"]:
+            if advice and advice != "[]":
+                self.joint += 1
+                self.co_departments.update(a["label"] for a in json.loads(advice))
         self.labelled = sum(self.decisions.values())
         return np.asarray(
             [s for s in cols["pred_department_score"] if s is not None], dtype=np.float32
@@ -741,6 +774,8 @@ def _summary(counts: _Counts) -> dict[str, Any]:
         "errors_by_kind": dict(counts.error_kinds.most_common()),
         "departments": dict(counts.departments.most_common()),
         "categories": dict(counts.categories.most_common()),
+        "joint_advice": counts.joint,
+        "co_departments": dict(counts.co_departments.most_common()),
     }
 
 

@@ -448,12 +448,18 @@ def test_exact_search_matches_a_brute_force_cosine():
         np.testing.assert_allclose([h.similarity for h in hits], np.round(row[best], 4), atol=1e-4)
 
 
-def test_search_with_many_queries_equals_one_by_one():
+@pytest.mark.parametrize("block", [router_module.QUERY_BLOCK, 7])
+def test_search_with_many_queries_equals_one_by_one(monkeypatch, block):
+    # 40 queries: one block as shipped, six blocks (the last one short) at a block size of 7.
+    monkeypatch.setattr(router_module, "QUERY_BLOCK", block)
     index = random_index(500, 300, seed=2)
     queries = sp.csr_matrix(index.matrix[:40])
     together = index.query(queries, 3)
     alone = [index.query(queries[i], 3)[0] for i in range(40)]
-    assert [[s.id for s in r] for r in together] == [[s.id for s in r] for r in alone]
+    assert len(together) == 40
+    assert [[(s.id, s.similarity) for s in r] for r in together] == [
+        [(s.id, s.similarity) for s in r] for r in alone
+    ]
 
 
 def test_prune_rows_keeps_each_rows_largest_entries():

@@ -150,7 +150,8 @@ def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path
 
 
 def _as_rows(results: list) -> list[tuple]:
-    """What batch labelling wrote when it flattened Router.predict's results (before 2026-12-01)."""
+    """What batch labelling wrote when it flattened Router.predict's results (before 2026-12-01),
+    with the joint-dispatch advice (since 2026-12-03)."""
     return [
         (
             r.department.label if r.department else None,
@@ -161,6 +162,7 @@ def _as_rows(results: list) -> list[tuple]:
             json.dumps([c.model_dump() for c in r.department.candidates], ensure_ascii=False)
             if r.department
             else "[]",
+            json.dumps([a.model_dump() for a in r.co_departments], ensure_ascii=False),
         )
         for r in results
     ]
@@ -182,7 +184,7 @@ def test_batch_rows_are_exactly_the_routers_suggestions(
         head.threshold = threshold
     tickets = [(t, x) for _, t, x in ticket_rows(18)] + [("", "12345 67890"), ("标题", "电梯坏了")]
     got = predict_rows(router, tickets)
-    assert got == _as_rows(router.predict(tickets, top_k=3, similar_k=0, explain=False))
+    assert got == _as_rows(router.predict(tickets, top_k=3, explain=False))
     decisions = [row[4] for row in got]
     if threshold == 0.0:  # everything passes but the ticket with no known word
         assert decisions.count("review") == 1 and decisions[-2] == "review"
@@ -523,3 +525,66 @@ def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path
         upload_model=True,
     )
     assert (tmp_path / "upload.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+def test_batch_gives_the_joint_dispatch_advice_the_router_gives(sample_model_dir: Path) -> None:
+    # The bundled sample holds joint dispatches (会办), so its model advises co-departments; a batch
+    # must give each ticket exactly the advice Router.predict gives it, searched block by block.
+    from model.artifact import load_router
+    from model.resources import sample_path
+    from model.router import QUERY_BLOCK
+    from training.label import predict_rows
+
+    router, _ = load_router(sample_model_dir)
+    assert router.advises_joint
+    df = pd.read_csv(sample_path(), dtype=str, keep_default_na=False)
+    # More rows than one search block, the joint tickets among them.
+    rows = df[df["department"].str.contains("；")].head(30)
+    rows = pd.concat([rows, df.head(QUERY_BLOCK + 20)])
+    tickets = list(zip(rows["title"], rows["text"], strict=True))
+    got = predict_rows(router, tickets)
+    assert got == _as_rows(router.predict(tickets, top_k=3, explain=False))
+    advised = [json.loads(row[6]) for row in got[:30]]
+    assert sum(1 for a in advised if a) >= 20, (
+        "most joint tickets should be advised a co-department"
+    )
+    assert all(row[6] is None for row in predict_rows(router, tickets[:5], joint=False))
+
+
+def test_label_writes_co_departments_and_counts_them(
+    sample_model_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        {
+            "id": ["J1", "J2", "N1"],
+            "title": ["老小区楼梯扶手断裂", "暴雨后小区地下车库进水", "拖欠工资"],
+            "text": [
+                "单元楼梯扶手锈断了，残疾人和老人上下楼很危险，上周有老人摔伤，请残联和住建一起处理",
+                "昨晚暴雨小区地下车库积水半米深，排水泵坏了，好几辆车被泡，物业说管不了",
+                "我在饭店打工三个月老板一直拖欠工资不发，请人社部门帮忙追讨",
+            ],
+        }
+    ).to_csv(src, index=False)
+    res = CliRunner().invoke(
+        app,
+        ["label", str(src), "--model", str(sample_model_dir), "--out", str(tmp_path / "a.csv")],
+    )
+    assert res.exit_code == 0, res.output
+    df = read_output(tmp_path / "a.csv")
+    advice = [json.loads(a) for a in df["co_departments"]]
+    summary = json.loads((tmp_path / "a.csv.summary.json").read_text(encoding="utf-8"))
+    assert summary["joint_advice"] == sum(1 for a in advice if a) >= 1
+    assert advice[0] and all(a["tickets"] for a in advice[0]), advice
+    assert "joint dispatch (会办) advised for" in res.output
+    counted: dict[str, int] = {}
+    for a in advice:
+        for d in a:
+            counted[d["label"]] = counted.get(d["label"], 0) + 1
+    assert summary["co_departments"] == counted
+
+    # --no-joint: no search, the column left empty; a model without joint tickets: "[]".
+    label([src], sample_model_dir, tmp_path / "b.csv", jobs=1, joint=False)
+    assert (read_output(tmp_path / "b.csv")["co_departments"] == "").all()
+    label([src], tiny_model_dir, tmp_path / "c.csv", jobs=1)
+    assert (read_output(tmp_path / "c.csv")["co_departments"] == "[]").all()
