@@ -183,7 +183,7 @@ def predict_rows(
     if joint:
         co = ["[]"] * n
         if "department" in ranked and router.advises_joint:
-            leads = [ranked["department"].head.labels[j] for j in ranked["department"].order[:, 0]]
+            leads = columns[0]  # the suggested departments
             co = [
                 json.dumps([a.model_dump() for a in advice], ensure_ascii=False)
                 for advice in router.joint_advice(X, leads)
