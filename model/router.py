@@ -368,11 +368,6 @@ class SimilarIndex:
     # Departments named in any joint dispatch stored, built on first use, never pickled.
     _members: frozenset[str] | None = field(default=None, repr=False)
 
-    @property
-    def has_joint(self) -> bool:
-        """Whether any stored ticket was a joint dispatch (else no advice can be given)."""
-        return self.co_departments is not None
-
     def joint_members(self) -> frozenset[str]:
         """Every department named in a stored joint dispatch, as lead or co-department."""
         if self._members is None:
@@ -987,7 +982,8 @@ class Router:
     @property
     def advises_joint(self) -> bool:
         """Whether joint-dispatch advice can be given: some stored ticket was a joint dispatch."""
-        return "department" in self.heads and self.index is not None and self.index.has_joint
+        index = self.index
+        return "department" in self.heads and index is not None and index.co_departments is not None
 
     def joint_advice(
         self, X: sp.csr_matrix, leads: Sequence[str], similar_k: int = SIMILAR_K
@@ -1000,8 +996,8 @@ class Router:
         """
         advice: list[list[CoDepartment]] = [[] for _ in range(X.shape[0])]
         index = self.index
-        if not self.advises_joint or index is None or index.co_departments is None:
-            return advice
+        if "department" not in self.heads or index is None or index.co_departments is None:
+            return advice  # as advises_joint: no stored joint dispatch, no advice
         # Only a department named in some joint dispatch can be advised a partner, and only from
         # at least MIN_CO_TICKETS joint tickets among the nearest: other rows skip the search,
         # and SimilarTickets are built only for the rest (the search and the objects are what a

@@ -182,7 +182,7 @@ def predict_rows(
     co: list[str | None] = [None] * n
     if joint:
         co = ["[]"] * n
-        if "department" in ranked and router.advises_joint:
+        if router.advises_joint:  # a department head and stored joint dispatches
             leads = columns[0]  # the suggested departments
             co = [
                 json.dumps([a.model_dump() for a in advice], ensure_ascii=False)
