@@ -920,7 +920,10 @@ def retrain(
         if promote_if_better and not result.decision.promoted:
             err.print("the challenger stays registered but not current")
             raise typer.Exit(EXIT_REFUSED)
-        if not promote_if_better:
+        if result.decision.champion == result.version:
+            # The registry's first model is current without a promotion; the hint would mislead.
+            out.print(f"{result.version} is current: it is the only model in the registry")
+        elif not promote_if_better:
             out.print(f"promote it with: paidan models promote {result.version}")
 
 

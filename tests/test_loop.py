@@ -179,6 +179,7 @@ def test_feedback_retrain_promote_rollback_against_a_running_server(
     assert "15 history + 3 feedback" in retrained.stdout, retrained.stdout
     listed = {m["version"]: m for m in models(env)}
     (second,) = set(listed) - {first}
+    assert f"promote it with: paidan models promote {second}" in retrained.stdout
     assert listed[second]["rows"] == {"history": 15, "feedback": 3}
     assert listed[first]["current"] and not listed[second]["current"]
     assert set(listed[second]["metrics"]) == {"department_macro_f1", "category_macro_f1"}
@@ -221,3 +222,15 @@ def test_worse_challenger_is_refused_and_the_report_names_the_drop(
     assert registry.current_version(root) == first
     paidan(env, "models", "promote", challenger, "--force")
     assert registry.current_version(root) == challenger
+
+
+def test_first_retrain_on_an_empty_registry_says_it_is_current(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    history = write_rows(tmp_path / "history.csv", tiny_rows())
+    retrained = paidan(env, "retrain", "--history", str(history))
+    (only,) = models(env)
+    assert only["current"]
+    out = " ".join(retrained.stdout.split())
+    assert f"{only['version']} is current: it is the only model in the registry" in out
+    assert "promote it with" not in out
