@@ -471,7 +471,9 @@ def label(
     # The labelled file is written as the run goes, chunk after chunk in input order, while the
     # workers label the next ones; joining the parts at the end made every run wait for it
     # (measured: a second of a 15-second run of 100,000 rows). The parts stay for --resume.
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    # Inside the parts directory, so a run killed outright (no cleanup) leaves nothing beside the
+    # output that a finished --resume would not remove with the parts.
+    tmp = parts / f".{output.name}.tmp"
     writer = OutputWriter(tmp, fmt, schema)
     scores: list[np.ndarray] = []
 

@@ -425,7 +425,12 @@ def test_resume_after_an_interruption_gives_identical_bytes(
 
     out = tmp_path / "out.parquet"
 
+    hidden_during_run: list[str] = []
+
     def stop_after_three_chunks(stage: str, done: int, total: int) -> None:
+        # What a `kill -9` at this moment would leave beside the output: the file being written
+        # lives inside OUTPUT.parts/, which a finished --resume removes.
+        hidden_during_run.extend(p.name for p in tmp_path.glob(".*"))
         if done >= 21:
             raise Interrupt
 
@@ -434,6 +439,7 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     assert not out.exists()  # a half-done run never looks finished
     manifest = json.loads((tmp_path / "out.parquet.parts" / "manifest.json").read_text())
     assert manifest["done"] == 3
+    assert hidden_during_run == []
 
     with pytest.raises(LabelError, match="interrupted run; continue it with --resume"):
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
