@@ -6,6 +6,7 @@ uvicorn's own workers shared one socket, and the first to wake accepted every wa
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -20,7 +21,8 @@ import psutil
 import pytest
 import uvicorn
 
-from serve.workers import Supervisor
+from serve import workers
+from serve.workers import Supervisor, _CloseWhenDraining, _DrainingServer
 from tests.reliability.live import UVICORN_DEFAULT_S, LiveServer, answered, port_of
 
 CONNECTIONS = 32
@@ -114,15 +116,15 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
     answered = [0]
     stop = threading.Event()
 
-    def load() -> None:
-        # A new connection per request: no keep-alive connection can be closed under a request.
+    def load(keep_alive: bool) -> None:
+        # Half the clients open a connection per request, half keep theirs open: a retiring worker
+        # must neither drop a connection it just accepted nor close one under a client's request.
+        client = httpx.Client(timeout=30)
+        headers = {} if keep_alive else {"Connection": "close"}
         while not stop.is_set():
             try:
-                r = httpx.post(
-                    server.url + "/v1/route",
-                    json={"text": "楼下烧烤店油烟扰民"},
-                    headers={"Connection": "close"},
-                    timeout=30,
+                r = client.post(
+                    server.url + "/v1/route", json={"text": "楼下烧烤店油烟扰民"}, headers=headers
                 )
                 if r.status_code == 200:
                     answered[0] += 1
@@ -130,8 +132,9 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
                     failures.append(f"{r.status_code} {r.text[:200]}")
             except httpx.HTTPError as e:
                 failures.append(repr(e))
+        client.close()
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
+    threads = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(4)]
     for t in threads:
         t.start()
     try:
@@ -169,6 +172,65 @@ def running(pids: set[int]) -> set[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def test_a_draining_worker_asks_each_client_to_close_its_connection() -> None:
+    server = _DrainingServer(uvicorn.Config(app=None))
+    sent: list[dict] = []
+
+    async def app(scope: dict, receive: object, send: Callable) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"connection", b"keep")]}
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def collect(message: dict) -> None:
+        sent.append(message)
+
+    wrapped = _CloseWhenDraining(app, server)
+    asyncio.run(wrapped({"type": "http"}, None, collect))
+    assert sent[0]["headers"] == [(b"connection", b"keep")]
+    server.draining = True
+    asyncio.run(wrapped({"type": "http"}, None, collect))
+    assert sent[2]["headers"] == [(b"connection", b"close")]
+    assert sent[3] == {"type": "http.response.body", "body": b"{}"}
+
+
+def test_a_draining_worker_shuts_down_when_its_last_connection_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "DRAIN_S", 0.01)
+    monkeypatch.setattr(workers, "DRAIN_MAX_S", 30.0)
+
+    async def drain() -> None:
+        server = _DrainingServer(uvicorn.Config(app=None))
+        server._loop = asyncio.get_running_loop()
+        client = object()
+        server.server_state.connections.add(client)  # type: ignore[arg-type]
+        task = asyncio.create_task(server._drain(signal.SIGTERM, None))
+        await asyncio.sleep(0.3)
+        assert not server.should_exit  # a client still holds a connection
+        server.server_state.connections.discard(client)  # type: ignore[arg-type]
+        await asyncio.wait_for(task, 5)
+        assert server.should_exit
+
+    asyncio.run(drain())
+
+
+def test_a_draining_worker_shuts_down_at_the_limit_when_a_client_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "DRAIN_S", 0.01)
+    monkeypatch.setattr(workers, "DRAIN_MAX_S", 0.2)
+
+    async def drain() -> None:
+        server = _DrainingServer(uvicorn.Config(app=None))
+        server._loop = asyncio.get_running_loop()
+        server.server_state.connections.add(object())  # type: ignore[arg-type]
+        await asyncio.wait_for(server._drain(signal.SIGTERM, None), 5)
+        assert server.should_exit
+
+    asyncio.run(drain())
 
 
 def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
