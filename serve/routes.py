@@ -10,6 +10,7 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 # from the settings), and FastAPI must see the real classes in the closures' signatures.
 
 import json
+import logging
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -46,7 +47,11 @@ from serve.schemas import (
     scrub_surrogates,
 )
 
+logger = logging.getLogger(__name__)
+
 JSONL_MEDIA_TYPE = "application/x-ndjson"
+# Key of the note that replaces a stored suggestion the export cannot write (see _export_line).
+EXPORT_ERROR_KEY = "export_error"
 MAX_SUGGESTION_CHARS = 100_000  # a route answer is a few kB; anything near this is not one
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503)
@@ -227,12 +232,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             rows: list[Feedback] = first
             while True:
                 for row in rows:
-                    yield (
-                        FeedbackRecord.model_validate(row, from_attributes=True)
-                        .model_dump_json()
-                        .encode()
-                        + b"\n"
-                    )
+                    yield _export_line(row)
                 if len(rows) < EXPORT_PAGE:
                     return
                 rows = db.feedback_page(since, (rows[-1].created_at, rows[-1].id), EXPORT_PAGE)
@@ -287,6 +287,25 @@ def _response(result: RouteResult, ticket_id: str | None, start: float) -> Route
         model_version=result.model_version,
         elapsed_ms=_ms(start),
     )
+
+
+def _export_line(row: Feedback) -> bytes:
+    """One JSON Lines line of the export. A stored suggestion that cannot be written as JSON (one
+    stored before such suggestions were refused, e.g. nested too deeply) is replaced by a note
+    saying so: one bad row must not cut the stream, and every later row with it."""
+    try:
+        line = FeedbackRecord.model_validate(row, from_attributes=True).model_dump_json()
+    except Exception as e:  # the message may quote the row, so only the type is logged
+        logger.error(
+            "feedback row %s: its suggestion cannot be exported (%s); exported without it",
+            row.id,
+            type(e).__name__,
+        )
+        note = {EXPORT_ERROR_KEY: f"the stored suggestion cannot be exported ({type(e).__name__})"}
+        line = FeedbackRecord.model_validate(
+            {**row.to_dict(), "suggestion": note}
+        ).model_dump_json()
+    return line.encode() + b"\n"
 
 
 def _predict_each_safely(

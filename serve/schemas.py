@@ -30,6 +30,10 @@ from model.text import CONTROL, is_blank
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
 MAX_LABEL_CHARS = 100
+# A POST /v1/route answer nests five levels (suggestion > department > candidates > one candidate >
+# its label); JSON far deeper than this cannot be written back out (the export's serializer stops at
+# a few hundred levels), so the suggestion is refused above it.
+MAX_SUGGESTION_DEPTH = 32
 # JSON may escape a lone surrogate ("\ud800"); json.loads lets it through, but it is not a character,
 # cannot be encoded and pydantic refuses it. Each one becomes U+FFFD, so odd text is still routed.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -68,6 +72,27 @@ def no_control(value: str | None) -> str | None:
         raise ValueError(
             f"holds a control character (U+{ord(m.group()):04X}) at character {m.start() + 1}"
         )
+    return value
+
+
+def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
+    """``value`` unchanged, or a ``ValueError`` if its objects and arrays nest deeper than ``limit``
+    (the value itself is level 1). Walked without recursion, so any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(
+                f"is nested deeper than {limit} levels of objects and arrays; send the "
+                "POST /v1/route answer as it was"
+            )
+        stack.extend((child, depth + 1) for child in children)
     return value
 
 
@@ -174,6 +199,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
     )
 
     _text_not_blank = field_validator("text")(not_blank)
+    _suggestion_shallow = field_validator("suggestion")(shallow_json)
 
     @field_validator("department")
     @classmethod

@@ -431,6 +431,50 @@ def test_feedback_stores_labels_trimmed_and_blank_optional_fields_as_absent(
     assert (row["department"], row["category"], row["title"]) == ("人社局", None, None)
 
 
+def nested(depth: int) -> Any:
+    """A JSON object ``depth`` levels deep: ``{"a": {"a": … 1}}``."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_feedback_refuses_a_suggestion_nested_too_deeply(client: TestClient) -> None:
+    # 300 levels were stored (201), and then the export stopped at that row for good.
+    for depth in (33, 300):
+        error = assert_error(
+            client.post(
+                "/v1/feedback",
+                json={"text": "某投诉", "department": "人社", "suggestion": nested(depth)},
+            ),
+            422,
+            "invalid_request",
+        )
+        assert error["field"] == "body.suggestion" and "32 levels" in error["message"]
+    ok = client.post(
+        "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": nested(32)}
+    )
+    assert ok.status_code == 201, ok.text
+    assert export(client)[0]["suggestion"] == nested(32)
+
+
+def test_feedback_export_is_not_cut_by_an_unexportable_row(
+    client: TestClient, app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    db: Database = app.state.db
+    db.add_feedback(text="t0", department="人社", suggestion={"decision": "auto"})
+    bad = db.add_feedback(text="t1", department="人社", suggestion=nested(300))
+    db.add_feedback(text="t2", department="住建", suggestion={"decision": "review"})
+    with caplog.at_level(logging.ERROR):
+        rows = export(client)
+    assert [r["text"] for r in rows] == ["t0", "t1", "t2"]
+    assert rows[0]["suggestion"] == {"decision": "auto"}
+    assert rows[2]["suggestion"] == {"decision": "review"}
+    assert rows[1]["department"] == "人社" and rows[1]["id"] == bad.id
+    assert set(rows[1]["suggestion"]) == {"export_error"}
+    assert f"feedback row {bad.id}" in caplog.text
+
+
 def test_sqlite_is_durable_and_migrated(app: Any) -> None:
     db: Database = app.state.db
     with db.engine.connect() as conn:
