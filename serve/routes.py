@@ -128,8 +128,12 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         for i, item in enumerate(body.items):
             try:
                 req = RouteRequest.model_validate(item)
-            except ValidationError as e:
-                message, field = first_validation_error(list(e.errors()), prefix_body=False)
+            except Exception as e:  # one item must not sink the batch's others
+                if isinstance(e, ValidationError):
+                    message, field = first_validation_error(list(e.errors()), prefix_body=False)
+                else:  # a bug: logged, by type only (the message may quote the ticket)
+                    logger.error("batch item %d could not be checked (%s)", i, type(e).__name__)
+                    message, field = f"could not be checked ({type(e).__name__})", None
                 outcomes.append(
                     RouteBatchItem(
                         index=i,

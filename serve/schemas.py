@@ -39,14 +39,23 @@ MAX_SUGGESTION_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def scrub_surrogates(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD."""
+# Below this depth a value is left as it is: no field takes JSON nested that deep (the suggestion,
+# the one nested field, stops at MAX_SUGGESTION_DEPTH), so validation refuses it naming its field,
+# and the recursion here never reaches Python's limit (a RecursionError was a 500).
+_SCRUB_DEPTH = MAX_SUGGESTION_DEPTH + 2
+
+
+def scrub_surrogates(value: Any, depth: int = 0) -> Any:
+    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD, down
+    to ``_SCRUB_DEPTH`` levels."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
+    if depth >= _SCRUB_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+        return {scrub_surrogates(k): scrub_surrogates(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub_surrogates(v) for v in value]
+        return [scrub_surrogates(v, depth + 1) for v in value]
     return value
 
 

@@ -208,6 +208,63 @@ def test_route_refuses_bad_input_with_the_error_shape(
     assert "长长长" not in error["message"]
 
 
+@pytest.mark.parametrize("depth", [480, 900])
+def test_deeply_nested_json_is_a_422_naming_the_field(
+    client: TestClient, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    # Under the JSON parser's own limit (~990 levels) these were a 500, a traceback of thousands
+    # of lines in the log and, in a batch, the loss of every good item beside the deep one.
+    deep = "[" * depth + "]" * depth
+    headers = {"content-type": "application/json"}
+    with caplog.at_level(logging.ERROR):
+        deep_id = '{"text": "x", "id": ' + deep + "}"
+        route = client.post("/v1/route", content=deep_id, headers=headers)
+        assert assert_error(route, 422, "invalid_request")["field"] == "body.id"
+        feedback = client.post(
+            "/v1/feedback",
+            content='{"text": "某投诉", "department": "人社", "suggestion": {"a": ' + deep + "}}",
+            headers=headers,
+        )
+        assert assert_error(feedback, 422, "invalid_request")["field"] == "body.suggestion"
+        items = [json.dumps(WAGE), deep_id, deep, json.dumps(SMOKE)]
+        batch = client.post(
+            "/v1/route/batch", content='{"items": [' + ",".join(items) + "]}", headers=headers
+        )
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert body["ok"] == 2 and body["failed"] == 2
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[0]["result"]["id"] == "A-1" and results[3]["result"]["id"] == "A-2"
+    assert results[1]["error"]["field"] == "items.1.id"
+    assert results[2]["error"]["code"] == "invalid_item"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_batch_item_that_breaks_validation_gets_its_own_error(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serve.schemas
+
+    scrub = serve.schemas.scrub_surrogates
+
+    def breaks_on_boom(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, dict) and value.get("id") == "boom":
+            raise RecursionError("maximum recursion depth exceeded")
+        return scrub(value, depth)
+
+    monkeypatch.setattr(serve.schemas, "scrub_surrogates", breaks_on_boom)
+    items = [WAGE, {"id": "boom", "text": "x"}, SMOKE]
+    response = client.post("/v1/route/batch", json={"items": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["result"]["id"] == "A-1" and results[2]["result"]["id"] == "A-2"
+    assert results[1]["result"] is None and results[1]["id"] == "boom"
+    assert results[1]["error"]["code"] == "invalid_item"
+    assert results[1]["error"]["field"] == "items.1"
+    assert "RecursionError" in results[1]["error"]["message"]
+
+
 def test_limits_follow_the_settings(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_text_chars=100, max_title_chars=10)
     error = assert_error(client.post("/v1/route", json={"text": "字" * 101}), 422)
