@@ -345,11 +345,12 @@ def _item_id(item: Any) -> str | None:
 
 
 def _mask_json(value: Any) -> Any:
-    """Mask PII in every string of a JSON value (the client sends the suggestion back to us)."""
+    """Mask PII in every string of a JSON value (the client sends the suggestion back to us); a
+    U+0000, which PostgreSQL cannot store, becomes a space as in a cleaned text."""
     if isinstance(value, str):
-        return mask_pii(unicodedata.normalize("NFKC", value))
+        return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
     if isinstance(value, dict):
-        return {str(k): _mask_json(v) for k, v in value.items()}
+        return {str(k).replace("\x00", " "): _mask_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask_json(v) for v in value]
     return value

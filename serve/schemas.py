@@ -7,6 +7,7 @@ what the OpenAPI page of a default install shows.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,6 +103,32 @@ def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
                 "POST /v1/route answer as it was"
             )
         stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def storable_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``value`` unchanged, or a ``ValueError`` if the database could not store it: a NaN or an
+    infinite number (JSON has none; PostgreSQL refuses the column), or a ``model_version`` - the
+    row's default one - holding a control character (PostgreSQL refuses U+0000 in text)."""
+    if value is None:
+        return value
+    version = value.get("model_version")
+    if isinstance(version, str) and (m := CONTROL.search(version)):
+        raise ValueError(
+            f"model_version holds a control character (U+{ord(m.group()):04X}) at character "
+            f"{m.start() + 1}"
+        )
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(
+                f"holds a number JSON cannot ({item}) at {path[:200]}; send finite numbers"
+            )
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))
     return value
 
 
@@ -209,6 +236,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
 
     _text_not_blank = field_validator("text")(not_blank)
     _suggestion_shallow = field_validator("suggestion")(shallow_json)
+    _suggestion_storable = field_validator("suggestion")(storable_json)
 
     @field_validator("department")
     @classmethod

@@ -475,6 +475,40 @@ def test_feedback_refuses_bad_input(
     assert assert_error(client.post("/v1/feedback", json=payload), 422)["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("suggestion", "says"),
+    [
+        # The row's default model_version: PostgreSQL refused the NUL, answered as a 503.
+        ({"model_version": "v\x00x"}, "model_version holds a control character (U+0000)"),
+        ({"model_version": "v\x1b"}, "model_version holds a control character (U+001B)"),
+        # Not JSON: PostgreSQL refused the column, answered as a 503 too.
+        ({"department": {"score": float("nan")}}, "(nan) at department.score"),
+        ({"similar": [{"similarity": 0.5}, {"similarity": float("-inf")}]}, "similar.1.similarity"),
+        ({"x": float("inf")}, "(inf) at x"),
+    ],
+)
+def test_feedback_refuses_a_suggestion_the_database_cannot_store(
+    client: TestClient, suggestion: dict[str, Any], says: str
+) -> None:
+    body = {"text": "某投诉", "department": "人社", "suggestion": suggestion}
+    response = client.post(  # json.dumps writes NaN and Infinity, as some clients do
+        "/v1/feedback", content=json.dumps(body), headers={"content-type": "application/json"}
+    )
+    error = assert_error(response, 422, "invalid_request")
+    assert error["field"] == "body.suggestion" and says in error["message"], error
+    assert export(client) == []
+
+
+def test_feedback_suggestion_is_stored_without_nul(client: TestClient) -> None:
+    suggestion = {"note": "a\x00b", "k\x00": ["\x00"], "model_version": "v1"}
+    r = client.post(
+        "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": suggestion}
+    )
+    assert r.status_code == 201, r.text
+    [row] = export(client)
+    assert row["suggestion"] == {"note": "a b", "k ": [" "], "model_version": "v1"}
+
+
 def test_feedback_stores_labels_trimmed_and_blank_optional_fields_as_absent(
     client: TestClient,
 ) -> None:

@@ -116,12 +116,21 @@ def test_nul_characters_never_reach_postgresql(
     make_client: Callable[..., TestClient], pg_url: str
 ) -> None:
     # PostgreSQL refuses U+0000 in text columns: a NUL in an id or a label is a 422 naming the
-    # field; the texts are cleaned of it, and the suggestion sent back is stored as sent.
+    # field (as in the suggestion's model_version, the row's default one); the texts and the
+    # suggestion's strings have it replaced by a space.
     client = make_client(database_url=pg_url)
     refused = client.post(
         "/v1/feedback", json={"text": "油烟扰民", "department": "执法", "ticket_id": "P\x00"}
     )
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "body.ticket_id"
+    for suggestion in ({"model_version": "v\x00x"}, {"a": {"score": float("nan")}, "x": 1e999}):
+        # Were 503 "database unavailable, retry later": retried for ever.
+        body = {"text": "油烟", "department": "执法", "suggestion": suggestion}
+        refused = client.post(
+            "/v1/feedback", content=json.dumps(body), headers={"content-type": "application/json"}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["field"] == "body.suggestion"
     r = client.post(
         "/v1/feedback",
         json={
@@ -134,4 +143,4 @@ def test_nul_characters_never_reach_postgresql(
     assert r.status_code == 201, r.text
     [row] = [json.loads(x) for x in client.get("/v1/feedback").text.splitlines()]
     assert row["text"] == "油烟 扰民" and row["title"] == "油 烟"
-    assert row["suggestion"] == {"note": "a\x00b", "k\x00": ["\x00"]}  # a JSON column takes it
+    assert row["suggestion"] == {"note": "a b", "k ": [" "]}
