@@ -128,6 +128,19 @@ def is_blank(text: str | None) -> bool:
     return not normalize(text)
 
 
+def normalize_label(label: str) -> str:
+    """A department or category name as sent, trimmed and without invisible format characters
+    (category Cf: zero-width spaces and joiners, BOM, soft hyphen, bidi controls), which
+    :func:`normalize` drops from a text too; ``"\ufeff市住建局\u200b"`` gives ``"市住建局"``.
+
+    Nothing else changes: training reads the history's labels as written (only trimmed), so NFKC
+    (``（`` to ``(``, ``；`` to ``;``) or lower-casing here would part a label from its history.
+    """
+    if not label.isprintable():  # every format character is unprintable
+        label = "".join(ch for ch in label if unicodedata.category(ch) != "Cf")
+    return label.strip()
+
+
 def nfkc(text: str) -> str:
     """``unicodedata.normalize("NFKC", text)``, several times faster on Chinese text.
 

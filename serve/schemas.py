@@ -26,7 +26,7 @@ from pydantic.json_schema import JsonDict
 
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
-from model.text import CONTROL, is_blank
+from model.text import CONTROL, is_blank, normalize_label
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -243,13 +243,15 @@ class FeedbackRequestBase(_ScrubbedRequest):
     def _department_given(cls, value: str) -> str:
         if is_blank(value):
             raise ValueError("is empty; send the department finally chosen")
-        return value.strip()
+        return normalize_label(value)
 
     @field_validator("category", "title")
     @classmethod
     def _blank_is_absent(cls, value: str | None) -> str | None:
-        # An optional field sent empty (a form's untouched input) is the same as one not sent.
-        return None if value is None or is_blank(value) else value.strip()
+        # An optional field sent empty (a form's untouched input) is the same as one not sent. A
+        # label keeps no invisible character, or "市住建局\u200b" would be a department of its own at
+        # retraining (a title is cleaned of them anyway).
+        return None if value is None or is_blank(value) else normalize_label(value)
 
     # After the stripping above: a label's surrounding newline or tab is not refused.
     _ids_printable = field_validator(

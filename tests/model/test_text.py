@@ -13,6 +13,7 @@ from model.text import (
     combine,
     mask_pii,
     normalize,
+    normalize_label,
 )
 
 
@@ -27,6 +28,14 @@ def test_normalize_drops_invisible_and_broken_characters():
     assert normalize("油\u200b烟\u202e扰民\ufeff") == "油烟扰民"
     assert normalize("噪音\ud800扰民") == "噪音扰民"  # a lone surrogate from a JSON escape
     assert normalize("a\x00b\x07c") == "a b c"
+
+
+def test_normalize_label_drops_only_invisible_format_characters():
+    invisible = "".join(c for c in map(chr, range(0x110000)) if unicodedata.category(c) == "Cf")
+    assert "\u200b" in invisible and "\ufeff" in invisible and "\xad" in invisible
+    assert normalize_label(f" 市住{invisible}建局\u3000") == "市住建局"
+    # The written form otherwise stays: training reads history labels only trimmed.
+    assert normalize_label("市残联；市住建局（人防办）ABC") == "市残联；市住建局（人防办）ABC"
 
 
 def test_mask_pii_masks_each_kind():

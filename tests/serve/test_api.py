@@ -566,6 +566,37 @@ def test_feedback_export_is_not_cut_by_an_unexportable_row(
     assert f"feedback row {bad.id}" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "市住建局\u200b",
+        "\ufeff市住建局",
+        "市住\u00ad建局",
+        "市住建局\u202c",
+        "\u2066市住\u200d建局\u2069",
+    ],
+)
+def test_feedback_labels_lose_invisible_characters(client: TestClient, sent: str) -> None:
+    # Stored verbatim, each was a department of its own at retraining (merged into 其他).
+    category = sent.replace("市住", "城").replace("建局", "建")  # the same characters around 城建
+    r = client.post(
+        "/v1/feedback",
+        json={"text": "某投诉", "department": sent, "category": category},
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["department"], r.json()["category"]) == ("市住建局", "城建")
+    [row] = export(client)
+    assert (row["department"], row["category"]) == ("市住建局", "城建")
+
+
+def test_feedback_labels_keep_their_written_form(client: TestClient) -> None:
+    # Training reads the history's labels as written: no NFKC (（ to (, ； to ;) or lower-casing.
+    label = "市残联；市住建局（人防办）ABC"
+    r = client.post("/v1/feedback", json={"text": "某投诉", "department": label})
+    assert r.status_code == 201, r.text
+    assert r.json()["department"] == label
+
+
 def test_sqlite_is_durable_and_migrated(app: Any) -> None:
     db: Database = app.state.db
     with db.engine.connect() as conn:
