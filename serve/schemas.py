@@ -27,6 +27,7 @@ from pydantic.json_schema import JsonDict
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
+from model.tickets import split_departments
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -243,7 +244,14 @@ class FeedbackRequestBase(_ScrubbedRequest):
     def _department_given(cls, value: str) -> str:
         if is_blank(value):
             raise ValueError("is empty; send the department finally chosen")
-        return normalize_label(value)
+        value = normalize_label(value)
+        # Read as retraining reads it: "；" or "[]" would give a lead department "".
+        if not split_departments(value)[0]:
+            raise ValueError(
+                "names no department, only separators (； or ;) or an empty list; send the "
+                "department finally chosen"
+            )
+        return value
 
     @field_validator("category", "title")
     @classmethod

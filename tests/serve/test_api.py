@@ -455,6 +455,12 @@ def test_feedback_is_stored_pii_masked(client: TestClient, app: Any) -> None:
         ({"text": "某投诉", "department": ""}, "body.department"),
         ({"text": "某投诉", "department": " \u3000\n"}, "body.department"),
         ({"text": "某投诉", "department": "\u200b"}, "body.department"),
+        # Retraining read each as a lead department "" (split_departments).
+        ({"text": "某投诉", "department": "；"}, "body.department"),
+        ({"text": "某投诉", "department": " ;; "}, "body.department"),
+        ({"text": "某投诉", "department": "；\u200b；"}, "body.department"),
+        ({"text": "某投诉", "department": "[]"}, "body.department"),
+        ({"text": "某投诉", "department": '[""]'}, "body.department"),
         ({"text": "某投诉", "department": "人\x00社"}, "body.department"),
         ({"text": "某投诉", "department": "人社", "category": "劳动\x1b"}, "body.category"),
         ({"text": "某投诉", "department": "人社", "ticket_id": "P\x00"}, "body.ticket_id"),
