@@ -26,7 +26,14 @@ from model.text import clean, mask_pii
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import trim
 from serve.db import EXPORT_PAGE, Feedback
-from serve.deps import DatabaseDep, MetadataDep, MetricsDep, RouterDep, ServicesDep
+from serve.deps import (
+    DatabaseDep,
+    MetadataDep,
+    MetricsDep,
+    RouterDep,
+    ServicesDep,
+    SettingsDep,
+)
 from serve.errors import ApiError, first_validation_error
 from serve.schemas import (
     MAX_ID_CHARS,
@@ -244,8 +251,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return StreamingResponse(lines(), media_type=JSONL_MEDIA_TYPE)
 
     @api.get("/v1/model", response_model=ModelInfo, tags=["model"])
-    def model_info(router: RouterDep, metadata: MetadataDep) -> ModelInfo:
-        """The served model's version, labels, thresholds and cross-validated metrics."""
+    def model_info(router: RouterDep, metadata: MetadataDep, settings: SettingsDep) -> ModelInfo:
+        """The served model's version, labels, thresholds and cross-validated metrics, and the
+        server's request limits."""
         return ModelInfo(
             version=router.version,
             created=metadata.get("created"),
@@ -254,6 +262,11 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             metrics=metadata.get("cv_metrics", {}),
             config=metadata.get("config", {}),
             libraries=metadata.get("libraries", {}),
+            limits={
+                "max_text_chars": settings.max_text_chars,
+                "max_title_chars": settings.max_title_chars,
+                "max_batch": settings.max_batch,
+            },
         )
 
     @api.get("/healthz", response_model=Health, tags=["probes"])

@@ -381,6 +381,11 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)
     libraries: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="This server's request limits (`max_text_chars`, `max_title_chars`, "
+        "`max_batch`), so that a client can warn before sending",
+    )
 
 
 class Health(BaseModel):

@@ -34,6 +34,10 @@ const state = {
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   routeSeq: 0,
+  // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
+  // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
+  limits: { text: 20000, title: 200 },
+  limitWarning: false, // whether route-status shows the over-limit warning
 };
 
 // -- small helpers --------------------------------------------------------------------------------
@@ -103,6 +107,44 @@ function errorText(status, data) {
   return `服务返回错误 ${status}`;
 }
 
+// -- length limits ---------------------------------------------------------------------------------
+
+// Characters as the server counts them: code points, not UTF-16 units (an emoji is one).
+function charCount(s) {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+// The first input over the server's limit and the warning for it, or null.
+function overLimit() {
+  const inputs = [
+    [textInput, "诉求描述", textInput.value, state.limits.text],
+    [titleInput, "标题", titleInput.value.trim(), state.limits.title], // sent trimmed
+  ];
+  for (const [input, name, value, limit] of inputs) {
+    const n = charCount(value);
+    if (n > limit) {
+      const fmt = (x) => x.toLocaleString("zh-CN");
+      const message = `${name}共 ${fmt(n)} 字，超过上限 ${fmt(limit)} 字，请删减 ${fmt(n - limit)} 字后再分派。`;
+      return { input, message };
+    }
+  }
+  return null;
+}
+
+// Shown as soon as an input goes over its limit, and gone once it is back under it.
+function checkLimits() {
+  const over = overLimit();
+  for (const input of [textInput, titleInput]) {
+    input.setAttribute("aria-invalid", String(over !== null && over.input === input));
+  }
+  if (over) setStatus($("route-status"), over.message, "error");
+  else if (state.limitWarning) setStatus($("route-status"), "");
+  state.limitWarning = over !== null;
+  return over;
+}
+
 // -- model labels (for the searchable lists) --------------------------------------------------------
 
 function labelsFromModel(info) {
@@ -127,6 +169,10 @@ async function loadModel() {
       ...state.labels.department.map((d) => el("option", { value: d }, d)),
     );
     if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
+    const limits = (info && info.limits) || {};
+    if (Number.isInteger(limits.max_text_chars)) state.limits.text = limits.max_text_chars;
+    if (Number.isInteger(limits.max_title_chars)) state.limits.title = limits.max_title_chars;
+    checkLimits();
   } catch (e) {
     $("model-version").textContent = `模型信息不可用：${e.message}`;
   }
@@ -139,6 +185,11 @@ async function route() {
   if (!text.trim()) {
     setStatus($("route-status"), "请先输入诉求内容。", "error");
     textInput.focus();
+    return;
+  }
+  const over = checkLimits();
+  if (over) {
+    over.input.focus();
     return;
   }
   const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
@@ -555,8 +606,11 @@ $("clear-button").addEventListener("click", () => {
   titleInput.value = "";
   textInput.value = "";
   setStatus($("route-status"), "");
+  checkLimits();
   textInput.focus();
 });
+textInput.addEventListener("input", checkLimits);
+titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);
 
 document.addEventListener("keydown", (e) => {

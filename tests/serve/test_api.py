@@ -326,6 +326,8 @@ def test_model_info(client: TestClient) -> None:
     assert all(0 <= t <= 1 for t in info["thresholds"].values())
     assert "macro_f1" in info["metrics"]["department"]
     assert info["version"]
+    # The page warns with these instead of cutting a longer paste (tests/serve/test_browser.py).
+    assert info["limits"] == {"max_text_chars": 20_000, "max_title_chars": 200, "max_batch": 1_000}
 
 
 def test_probes_and_docs(client: TestClient) -> None:

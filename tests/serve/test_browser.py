@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,18 +67,17 @@ class LiveServer:
         return [dict(r) for r in rows]
 
 
-@pytest.fixture(scope="module")
-def live_server(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("page-data")
+@contextmanager
+def serving(model_dir: Path, data: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """The app on a loopback port over ``model_dir``, feedback in a SQLite file under ``data``."""
     db_path = data / "feedback.db"
     settings = Settings(
-        model_root=tiny_model_dir.parent,
+        model_root=model_dir.parent,
         data_dir=data,
         database_url=f"sqlite:///{db_path}",
+        **overrides,
     )
-    app = create_app(settings=settings, model_dir=tiny_model_dir)
+    app = create_app(settings=settings, model_dir=model_dir)
     # Bind first and hand the socket to uvicorn: no window in which another process takes the port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,6 +98,14 @@ def live_server(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    with serving(tiny_model_dir, tmp_path_factory.mktemp("page-data")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -421,3 +429,64 @@ def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     rows = live_server.feedback_rows("<i>WEB-004</i>")
     assert len(rows) == 1 and rows[0]["text"] == clean(hostile) and rows[0]["title"] == title
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_text_over_the_limit_is_kept_and_warned_about_in_chinese(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The textarea's maxlength="20000" cut a longer paste without a word.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    long_text = "老板拖欠工资。" * 2_858  # 20,006 characters
+    pg.fill("#ticket-text", long_text)
+    assert pg.input_value("#ticket-text") == long_text
+    status = pg.locator("#route-status")
+    expect(status).to_have_text("诉求描述共 20,006 字，超过上限 20,000 字，请删减 6 字后再分派。")
+    expect(pg.locator("#ticket-text")).to_have_attribute("aria-invalid", "true")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_contain_text("超过上限")
+    assert not any(url.endswith("/v1/route") for url in page.requests), "nothing is sent"
+    pg.fill("#ticket-text", long_text[:20_000])
+    expect(status).to_have_text("")
+    expect(pg.locator("#ticket-text")).to_have_attribute("aria-invalid", "false")
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_page_follows_the_servers_text_limit(
+    browser: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # With PAIDAN_MAX_TEXT_CHARS=100 the page still allowed 20,000 characters, and the dispatcher
+    # then saw the API's English error.
+    from playwright.sync_api import expect
+
+    with serving(tiny_model_dir, tmp_path, max_text_chars=100, max_title_chars=10) as server:
+        limits = server.api("GET", "/v1/model").json()["limits"]
+        assert limits == {"max_text_chars": 100, "max_title_chars": 10, "max_batch": 1_000}
+        context = browser.new_context(locale="zh-CN")
+        try:
+            pg = context.new_page()
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            run = PageRun(pg, [], [])
+            pg.on("request", lambda r: run.requests.append(r.url))
+            open_page(run, server)
+            status = pg.locator("#route-status")
+            pg.fill("#ticket-text", "拖欠工资" * 26)  # 104 characters
+            expect(status).to_have_text("诉求描述共 104 字，超过上限 100 字，请删减 4 字后再分派。")
+            pg.fill("#ticket-text", "拖欠工资" * 25)
+            pg.fill("#ticket-title", "油烟扰民" * 3)
+            expect(status).to_have_text("标题共 12 字，超过上限 10 字，请删减 2 字后再分派。")
+            pg.keyboard.press("Control+Enter")
+            assert not any(url.endswith("/v1/route") for url in run.requests)
+            pg.fill("#ticket-title", "拖欠工资")
+            expect(status).to_have_text("")
+            pg.keyboard.press("Control+Enter")
+            pg.locator("#result").wait_for(state="visible")
+        finally:
+            context.close()
