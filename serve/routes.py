@@ -284,6 +284,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             database=database,
         )
 
+    # Load balancers probe with HEAD too (it was a 405); the same answer without a body.
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        api.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
     @api.get("/metrics", tags=["probes"], response_class=Response)
     def metrics_endpoint(metrics: MetricsDep) -> Response:
         """Prometheus metrics: requests and latency per route, predictions, share sent to review."""

@@ -342,6 +342,16 @@ def test_probes_and_docs(client: TestClient) -> None:
     assert {"/v1/route", "/v1/route/batch", "/v1/feedback", "/v1/model"} <= set(paths)
 
 
+def test_probes_answer_head(client: TestClient) -> None:
+    # Load balancers probe with HEAD; it was a 405.
+    for path in ("/healthz", "/readyz"):
+        response = client.head(path)
+        assert response.status_code == 200, (path, response.status_code)
+        assert response.content == b""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
+
+
 def test_model_outside_the_root_is_refused(
     make_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
