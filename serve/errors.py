@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import logging
 import traceback
 from typing import Any
@@ -29,6 +30,24 @@ HTTP_CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+# FastAPI's detail when json.loads fails with anything but a JSONDecodeError (bytes that are not
+# UTF-8, nesting beyond the parser's depth); the cause says which.
+BODY_UNREADABLE = "There was an error parsing the body"
+
+
+def _unreadable_body(request: Request, cause: BaseException) -> str:
+    """Why FastAPI could not read a JSON body, in the words of :func:`error_response`."""
+    if isinstance(cause, UnicodeDecodeError):
+        message = email.message.Message()
+        message["content-type"] = request.headers.get("content-type", "")
+        charset = message.get_content_charset() or ""
+        declared = f" (it declares charset={charset[:40]})" if charset not in ("", "utf-8") else ""
+        return f"the body is not UTF-8{declared}; send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply to read"
+    return "the body cannot be read; send JSON encoded as UTF-8"
 
 
 class ApiError(Exception):
@@ -106,7 +125,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == BODY_UNREADABLE and exc.__cause__ is not None:
+            return error_response(
+                400, "malformed_json", _unreadable_body(request, exc.__cause__), "body"
+            )
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, detail, headers=exc.headers)

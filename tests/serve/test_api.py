@@ -294,6 +294,35 @@ def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
     assert_error(client.get("/v1/route"), 405, "method_not_allowed")
 
 
+@pytest.mark.parametrize(
+    ("content_type", "says"),
+    [
+        ("application/json", "the body is not UTF-8; send JSON encoded as UTF-8"),
+        ("application/json; charset=gbk", "the body is not UTF-8 (it declares charset=gbk)"),
+        ("application/json; charset=UTF-8", "the body is not UTF-8; send JSON encoded as UTF-8"),
+    ],
+)
+def test_a_body_that_is_not_utf8_says_so(client: TestClient, content_type: str, says: str) -> None:
+    # Was 400 "There was an error parsing the body", with no field.
+    body = json.dumps(WAGE, ensure_ascii=False).encode("gbk")
+    error = assert_error(
+        client.post("/v1/route", content=body, headers={"content-type": content_type}),
+        400,
+        "malformed_json",
+    )
+    assert error["field"] == "body" and says in error["message"]
+
+
+def test_json_nested_beyond_the_parser_says_so(client: TestClient) -> None:
+    deep = '{"text": "x", "id": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    error = assert_error(
+        client.post("/v1/route", content=deep, headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
+    assert error["field"] == "body" and "nested too deeply" in error["message"]
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
