@@ -271,16 +271,20 @@ def check_text(text: str, max_chars: int) -> str | None:
     if not text:
         return "empty text: the text column is empty"
     if len(text) > max_chars:
-        return (
-            f"text too long: {len(text):,} characters, over the limit of {max_chars:,} "
-            "(PAIDAN_MAX_TEXT_CHARS)"
-        )
+        return _too_long(len(text), max_chars)
     # Most texts hold an ideograph and are answered without normalising; only the rest (rare) is
     # normalised here, in the process that reads the input, which the workers would otherwise wait
     # for (measured: 7 % of a batch's samples).
     if is_blank(text):
         return "blank text: the text holds only whitespace or invisible characters"
     return None
+
+
+def _too_long(length: int, max_chars: int) -> str:
+    return (
+        f"text too long: {length:,} characters, over the limit of {max_chars:,} "
+        "(PAIDAN_MAX_TEXT_CHARS)"
+    )
 
 
 @dataclass
@@ -322,7 +326,14 @@ def _prepare(
     for r in records:
         error = r.error
         if error is None:
-            problem = check_text(r.values.get(text_col, ""), max_chars)
+            if text_col in r.cut:  # too long for the CSV reader to keep
+                problem: str | None = _too_long(r.cut[text_col], max_chars)
+            elif r.cut:
+                problem = "field too long: " + ", ".join(
+                    f"{name!r} has {n:,} characters" for name, n in r.cut.items()
+                )
+            else:
+                problem = check_text(r.values.get(text_col, ""), max_chars)
             if problem:
                 error = f"{problem} ({r.where})"
         errors.append(error)

@@ -13,9 +13,9 @@ import csv
 import json
 import os
 import re
-from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,6 +45,8 @@ class Record:
     values: dict[str, str]
     error: str | None
     where: str
+    # Fields too long to read (CSV only): their length; their value is left empty.
+    cut: dict[str, int] = field(default_factory=dict)
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -171,62 +173,161 @@ def csv_encoding(head: bytes) -> str:
     return "utf-8-sig" if failures("utf-8") <= failures("gb18030") else "gb18030"
 
 
+# A physical line: its number, its text, whether it had undecodable bytes, its byte offset.
+_Line = tuple[int, str, bool, int]
+
+
 class _Lines:
-    """Physical lines of a CSV file, decoded one by one, numbered, with push-back.
+    """Physical lines of a CSV file, decoded one by one, numbered, and able to go back.
 
     ``csv.reader`` pulls lines from this iterator only as it needs them, so the lines consumed
-    since the last :meth:`take` are exactly the lines of the record it just returned.
+    since the last :meth:`take` are exactly the lines of the record it just returned. Each line
+    is ``(number, text, undecodable, byte offset)``; :meth:`rewind` reads again from one of them.
     """
 
     def __init__(self, f: BinaryIO, encoding: str) -> None:
         self.f = f
         self.encoding = encoding
         self.lineno = 0
-        self.pending: deque[tuple[int, str, bool]] = deque()
-        self.consumed: list[tuple[int, str, bool]] = []
+        self.offset = 0
+        self.consumed: list[_Line] = []
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        if self.pending:
-            item = self.pending.popleft()
-        else:
-            raw = self.f.readline()
-            if not raw:
-                raise StopIteration
-            self.lineno += 1
-            # The BOM can only open the file; later lines are plain UTF-8.
-            encoding = (
-                "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
-            )
-            try:
-                item = (self.lineno, raw.decode(encoding), False)
-            except UnicodeDecodeError:
-                item = (self.lineno, raw.decode(encoding, errors="replace"), True)
+        item = self.read()
+        if item is None:
+            raise StopIteration
         self.consumed.append(item)
         return item[1]
 
-    def take(self) -> list[tuple[int, str, bool]]:
+    def read(self) -> _Line | None:
+        """The next line, not remembered by :meth:`take` (``None`` at the end of the file)."""
+        raw = self.f.readline()
+        if not raw:
+            return None
+        self.lineno += 1
+        offset, self.offset = self.offset, self.offset + len(raw)
+        # The BOM can only open the file; later lines are plain UTF-8.
+        encoding = "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
+        try:
+            return (self.lineno, raw.decode(encoding), False, offset)
+        except UnicodeDecodeError:
+            return (self.lineno, raw.decode(encoding, errors="replace"), True, offset)
+
+    def take(self) -> list[_Line]:
         out, self.consumed = self.consumed, []
         return out
 
-    def push_back(self, items: list[tuple[int, str, bool]]) -> None:
-        self.pending.extendleft(reversed(items))
+    def rewind(self, item: _Line) -> None:
+        """Read again from the line ``item`` (one returned before)."""
+        self.consumed = []
+        self.f.seek(item[3])
+        self.offset = item[3]
+        self.lineno = item[0] - 1
+
+
+@dataclass
+class _Scanned:
+    """One CSV record read by :func:`_scan_record`."""
+
+    fields: list[str]  # each cut to the kept length
+    lengths: list[int]  # each field's full length
+    end: str  # "record", "eof in quotes" or "malformed"
+    quote_line: int  # the line where the last quoted field opened (0: none)
+    undecodable: bool
+
+
+def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scanned:
+    """Read one record as ``csv.reader(strict=True)`` does, keeping at most ``keep`` characters of
+    each field, so a field of any length costs no more memory than ``keep`` characters.
+
+    Used where the csv module gives up on a field over its limit: the record may be one over-long
+    field in quotes that ends further down (one row), or a quote that is never closed.
+    """
+    fields: list[str] = []
+    lengths: list[int] = []
+    buf: list[str] = []
+    kept = length = 0
+    state = "start"  # start of a field, "plain" field, "quoted" field, "quote" seen in quotes
+    quote_line = 0
+    undecodable = False
+
+    def add(piece: str) -> None:
+        nonlocal kept, length
+        length += len(piece)
+        if kept < keep:
+            buf.append(piece[: keep - kept])
+            kept += len(buf[-1])
+
+    def save() -> None:
+        nonlocal kept, length
+        fields.append("".join(buf))
+        lengths.append(length)
+        buf.clear()
+        kept = length = 0
+
+    def done(end: str) -> _Scanned:
+        return _Scanned(fields, lengths, end, quote_line, undecodable)
+
+    while (item := read()) is not None:
+        lineno, line, bad, _ = item
+        undecodable |= bad
+        i, n = 0, len(line)
+        while i < n:
+            if state == "quoted":
+                j = line.find('"', i)
+                if j < 0:
+                    add(line[i:])
+                    break
+                add(line[i:j])
+                i, state = j + 1, "quote"
+                continue
+            c = line[i]
+            if state == "quote":
+                if c == '"':  # a doubled quote inside quotes
+                    add('"')
+                    i, state = i + 1, "quoted"
+                    continue
+                if c not in (sep, "\r", "\n"):
+                    return done("malformed")  # csv (strict): a separator expected after '"'
+            elif state == "start" and c == '"':
+                i, state, quote_line = i + 1, "quoted", lineno
+                continue
+            if c == sep:
+                save()
+                i, state = i + 1, "start"
+            elif c in "\r\n":
+                save()
+                return done("record")
+            else:
+                j = i + 1
+                while j < n and line[j] not in (sep, "\r", "\n"):
+                    j += 1
+                add(line[i:j])
+                i, state = j, "plain"
+    if state == "quoted":
+        return done("eof in quotes")
+    save()
+    return done("record")
 
 
 def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[Record]:
-    # The field limit bounds the damage of an unclosed quote, which would otherwise swallow the rest
-    # of the file into one field. It is set well above the text length limit so an over-long text is
-    # reported as such, not as a broken line.
-    csv.field_size_limit(max(field_limit, csv.field_size_limit()))
+    # The field limit bounds the memory an unclosed quote takes, which would otherwise read the
+    # rest of the file into one field. It is set well above the text length limit; a record with
+    # a field over it is read again by _scan_record, which keeps only the start of each field.
+    # Set, not raised: other modules raise it for their own files (scipy's ARFF reader to 2**63).
+    csv.field_size_limit(field_limit)
     sep = csv_delimiter(path)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         encoding = csv_encoding(encoding_sample(f))
         f.seek(0)
         lines = _Lines(f, encoding)
-        reader = csv.reader(lines, delimiter=sep)
+        # strict: a quote still open at the end of the file is an error, not a field holding the
+        # rest of the file.
+        reader = csv.reader(lines, delimiter=sep, strict=True)
         header = [h.strip() for h in next(reader)]
         lines.take()
         while True:
@@ -236,36 +337,29 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
                 break
             except csv.Error as e:
                 consumed = lines.take()
-                first = consumed[0][0] if consumed else lines.lineno
-                yield Record(
-                    dict(blank),
-                    f"malformed CSV: line {first} of {path.name}: {e}",
-                    f"line {first} of {path.name}",
-                )
-                # Re-read everything after the record's first line: one broken line must not take
-                # the rows behind it down with it.
-                lines.push_back(consumed[1:])
-                reader = csv.reader(lines, delimiter=sep)
-                continue
-            consumed = lines.take()
+                reader = csv.reader(lines, delimiter=sep, strict=True)
+                if len(consumed) == 1 and "expected after" in str(e):
+                    # Text after a closing quote on one line ("foo"bar): read as pandas and
+                    # `paidan train` read it (foobar). Only a record of several lines is suspect.
+                    fields = next(csv.reader([consumed[0][1]], delimiter=sep), [])
+                else:
+                    yield from _broken_record(lines, consumed, e, path, header, blank, field_limit)
+                    continue
+            else:
+                consumed = lines.take()
             if not fields:  # a blank line is not a row (as in pandas)
                 continue
             first = consumed[0][0] if consumed else lines.lineno
             where = f"line {first} of {path.name}"
             if len(fields) != len(header):
-                if len(consumed) > 1:
-                    # Probably a stray quote that joined several lines: report the first line, and
-                    # parse the lines after it again.
-                    lines.push_back(consumed[1:])
-                    reader = csv.reader(lines, delimiter=sep)
-                    detail = "a quote is not closed on this line"
-                else:
-                    detail = f"it has {len(fields)} fields, the header has {len(header)}"
+                # A record is one row, however many lines its quoted fields span.
+                span = f" (lines {first}-{consumed[-1][0]})" if len(consumed) > 1 else ""
+                detail = f"it has {len(fields)} fields{span}, the header has {len(header)}"
                 yield Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
                 continue
             values = dict(blank)
             values.update(zip(header, fields, strict=True))
-            bad = [n for n, _, b in consumed if b]
+            bad = [n for n, _, b, _ in consumed if b]
             error = (
                 f"unreadable: {where} is not valid {encoding.removesuffix('-sig').upper()} "
                 "(undecodable bytes)"
@@ -273,6 +367,77 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
                 else None
             )
             yield Record(values, error, where)
+
+
+def _broken_record(
+    lines: _Lines,
+    consumed: list[_Line],
+    error: csv.Error,
+    path: Path,
+    header: list[str],
+    blank: dict[str, str],
+    field_limit: int,
+) -> Iterator[Record]:
+    """The row of a record the csv module gave up on, leaving ``lines`` where reading goes on."""
+    first = consumed[0] if consumed else None
+    firstno = first[0] if first else lines.lineno
+    where = f"line {firstno} of {path.name}"
+    problem = str(error)
+    if first is not None and "field larger than field limit" in problem:
+        # An over-long field, which may end further down (one row), or a quote never closed.
+        lines.rewind(first)
+        scanned = _scan_record(lines.read, sep=csv_delimiter(path), keep=field_limit)
+        if scanned.end == "record":
+            yield _long_record(scanned, header, blank, where, field_limit)
+            return
+        problem = (
+            "unexpected end of data"
+            if scanned.end == "eof in quotes"
+            else "',' expected after '\"'"
+        )
+    if "expected after" in problem:
+        problem = (
+            "text follows a closing quote on a record of several lines (a quote inside a quoted "
+            'field must be doubled: "")'
+        )
+    elif "unexpected end of data" in problem:
+        opened = _quote_line(consumed, csv_delimiter(path)) or firstno
+        problem = (
+            f"a quote opened on line {opened} is never closed (it would take in the rest of the "
+            "file)"
+        )
+    yield Record(dict(blank), f"malformed CSV: {where}: {problem}", where)
+    # Re-read everything after the record's first line: one broken line must not take the rows
+    # behind it down with it.
+    if len(consumed) > 1:
+        lines.rewind(consumed[1])
+    elif first is not None:
+        lines.rewind(first)
+        lines.read()
+
+
+def _quote_line(consumed: list[_Line], sep: str) -> int:
+    """The line where the quote still open at the end of these lines opened (0: none)."""
+    return _scan_record(partial(next, iter(consumed), None), sep, 0).quote_line
+
+
+def _long_record(
+    scanned: _Scanned, header: list[str], blank: dict[str, str], where: str, limit: int
+) -> Record:
+    """The row of a record with a field over the reader's limit: that field is left empty."""
+    if len(scanned.fields) != len(header):
+        detail = f"it has {len(scanned.fields)} fields, the header has {len(header)}"
+        return Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
+    if scanned.undecodable:
+        return Record(dict(blank), f"unreadable: {where} has undecodable bytes", where)
+    values = dict(blank)
+    cut: dict[str, int] = {}
+    for name, value, length in zip(header, scanned.fields, scanned.lengths, strict=True):
+        if length > limit:
+            cut[name] = length
+            value = ""
+        values[name] = value
+    return Record(values, None, where, cut)
 
 
 def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -130,6 +131,75 @@ def test_nothing_lost_from_a_damaged_csv(tiny_model_dir: Path, tmp_path: Path) -
     saved = json.loads(result.summary_path.read_text(encoding="utf-8"))
     assert saved["rows"] == 9 and saved["errors"] == 6
     assert all(Path(p).is_file() for p in result.plots) and len(result.plots) == 2
+
+
+@pytest.fixture
+def default_csv_field_limit() -> Iterator[None]:
+    """The csv module's own field limit, as in the CLI (scipy, imported by the tests, raises it)."""
+    before = csv.field_size_limit(131_072)
+    yield
+    csv.field_size_limit(before)
+
+
+@pytest.mark.usefixtures("default_csv_field_limit")
+def test_an_over_long_multi_line_field_is_one_row_with_its_id(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A quoted text longer than the CSV reader's field limit, over several lines, whose last line
+    # looks like a ticket of its own: still one record, one row, with its id.
+    long_text = ("油烟" * 35_000 + "\n") * 2 + "X1,邻居家狗叫,狗叫扰民严重"
+    data = "id,title,text\nA1,路灯,小区路灯坏了很久没人修\n"
+    data += f'A4,多行超长,"{long_text}"\nA5,噪音,楼上装修噪音太大\n'
+    src = tmp_path / "long.csv"
+    src.write_text(data, encoding="utf-8")
+
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df["id"]) == ["A1", "A4", "A5"]  # no phantom X1, A4 once and with its id
+    assert df["error"][0] == "" and df["error"][2] == ""
+    error = df["error"][1]
+    assert error.startswith("text too long") and f"{len(long_text):,} characters" in error
+    assert "PAIDAN_MAX_TEXT_CHARS" in error and "line 3 of long.csv" in error
+    assert result.summary["rows"] == 3 and result.summary["labelled"] == 2
+
+
+def test_a_closed_multi_line_record_with_an_extra_field_is_one_error_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = 'id,title,text\nD1,标题,"小区门口路灯不亮\nD9,狗叫,邻居家狗整夜叫\n请处理",多余字段\n'
+    data += "D2,噪音,楼上装修噪音太大\n"
+    src = tmp_path / "extra.csv"
+    src.write_text(data, encoding="utf-8")
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert len(df) == 2  # one row per record: no phantom D9
+    assert df["error"][0] == (
+        "malformed CSV: line 2 of extra.csv: it has 4 fields (lines 2-4), the header has 3"
+    )
+    assert df["id"][1] == "D2" and df["error"][1] == ""
+
+
+def test_a_quote_open_at_the_end_of_the_file_is_named_and_the_rows_after_it_come_back(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = (
+        'id,title,text\nB1,标题1,"文本没有闭合引号 路灯坏了\nB2,标题2,楼上噪音\nB3,标题3,油烟扰民\n'
+    )
+    src = tmp_path / "unclosed.csv"
+    src.write_text(data, encoding="utf-8")
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert len(df) == 3
+    assert df["error"][0].startswith(
+        "malformed CSV: line 2 of unclosed.csv: a quote opened on line 2"
+    )
+    assert "never closed" in df["error"][0]
+    assert list(df["id"][1:]) == ["B2", "B3"] and (df["error"][1:] == "").all()
 
 
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
