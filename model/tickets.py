@@ -419,7 +419,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     sep = csv_delimiter(path)
     # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, delimiter=sep)
     header = next(reader, None)
     if header is None:
         raise TicketFileError(f"{path}: the file is empty (no header row)")
@@ -432,8 +433,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
     rows: list[list[str]] = []
     bad: list[str] = []
     start = reader.line_num + 1  # the line the next record starts on
+    at = last_at = stream.tell()  # where the next record, and the one read last, start
+    last_start = start
     try:
         for fields in reader:
+            last_at, at, last_start = at, stream.tell(), start
             end = reader.line_num
             if fields and len(fields) != len(header):
                 if end > start:
@@ -450,6 +454,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
             start = end + 1
     except csv.Error as e:
         bad.append(f"line {start}: {e}")
+    else:
+        # A quote still open at the end of the file makes the rest of the file one field, which
+        # passes the field count when the text is the last column.
+        if not bad and _quote_open_at_end(text[last_at:], sep):
+            bad.append(
+                f"line {last_start}: a quote opened on it is never closed (it runs on to the end "
+                f"of the file, line {reader.line_num})"
+            )
     if bad:
         more = f"; and {len(bad) - MAX_BAD_LINES} more" if len(bad) > MAX_BAD_LINES else ""
         raise TicketFileError(
@@ -457,6 +469,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
             "paidan label skips such rows and reports them, but a training set must be whole)"
         )
     return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def _quote_open_at_end(record: str, sep: str) -> bool:
+    """Whether a quote is still open at the end of this CSV text (the file's last record)."""
+    try:
+        for _ in csv.reader(io.StringIO(record, newline=""), delimiter=sep, strict=True):
+            pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

@@ -107,6 +107,23 @@ def test_an_unclosed_quote_in_a_csv_is_an_error_that_names_its_line(tmp_path):
     assert "line 4: a quote opened on it is not closed" in str(e.value)
 
 
+def test_a_quote_open_to_the_end_of_a_csv_is_an_error_that_names_its_line(tmp_path):
+    # The text is the last column, so the field count holds: the rest of the file became one text.
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "id,department,text\n"
+        "A1,人社,老板拖欠工资\n"
+        'A2,执法,"没有闭合的引号\n'
+        "A3,住建,第三张\n"
+        "A4,人社,第四张\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(path) in str(e.value)
+    assert "line 3: a quote opened on it is never closed" in str(e.value)
+
+
 def test_a_csv_row_with_too_few_or_too_many_fields_is_named(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,text,department\nA1,好\nA2,好,人社\nA3,好,人社,多余\n", encoding="utf-8")
