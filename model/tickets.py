@@ -352,6 +352,14 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     return pd.concat(frames, ignore_index=True)
 
 
+def require_rows(df: pd.DataFrame, paths: Sequence[str | Path]) -> None:
+    """Refuse what :func:`read_tickets` read when it holds no rows at all (a header alone)."""
+    if df.empty:
+        raise TicketFileError(
+            f"{', '.join(map(str, paths))}: no rows to read (a header but no tickets)"
+        )
+
+
 def has_text(df: pd.DataFrame) -> pd.Series:
     """Which canonical rows hold a text or a title that is not blank (:func:`model.text.is_blank`).
 
@@ -360,7 +368,8 @@ def has_text(df: pd.DataFrame) -> pd.Series:
     """
     from model.text import is_blank
 
-    return ~(df["text"].map(is_blank) & df["title"].map(is_blank))
+    blank = df["text"].map(is_blank).astype(bool) & df["title"].map(is_blank).astype(bool)
+    return ~blank
 
 
 def to_canonical(

@@ -13,7 +13,15 @@ import scipy.sparse as sp
 
 from model.artifact import load_router
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
-from model.tickets import CO_COL, JOINT_JOINER, LABELS, ColumnMap, has_text, read_tickets
+from model.tickets import (
+    CO_COL,
+    JOINT_JOINER,
+    LABELS,
+    ColumnMap,
+    has_text,
+    read_tickets,
+    require_rows,
+)
 from training.metrics import head_report
 
 logger = logging.getLogger(__name__)
@@ -281,6 +289,7 @@ def evaluate(
     """
     router, _ = load_router(model_dir, model_root)
     df = read_tickets(paths, columns)
+    require_rows(df, paths)
     with_text = has_text(df)
     df = df[with_text]
     report = evaluate_router(

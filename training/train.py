@@ -38,7 +38,7 @@ from model.router import (
     recalibrate_suggestion,
     shift_prior,
 )
-from model.tickets import CO_COL, ColumnMap, expand_paths, read_tickets
+from model.tickets import CO_COL, ColumnMap, expand_paths, read_tickets, require_rows
 from training.metrics import choose_threshold, head_report
 from training.validate import TrainingDataError, ValidationReport, validate
 from training.window import Window, select_window
@@ -561,6 +561,7 @@ def train(
         check_out_dir(out_dir, force)  # before the reading and training it would waste
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
+    require_rows(raw, files)
     raw, window_info = select_window(raw, window, columns.time or "time")
     extra: list[tuple[str, str]] = []
     if unlabelled:

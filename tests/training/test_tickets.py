@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model.tickets import ColumnMap, TicketFileError, read_tickets
+from model.tickets import ColumnMap, TicketFileError, has_text, read_tickets
 
 ROWS = [
     {"编号": "A1", "标题": "欠薪", "内容": "老板拖欠工资", "部门": "人社", "类别": "劳动保障"},
@@ -221,3 +221,9 @@ def test_numeric_ids_and_codes_keep_their_integer_form_in_every_format(tmp_path:
         assert df["department"].tolist() == ["101", "", "102.5"], path
         labelled = [r.values for r in iter_records(path, ["id", "department"], 1 << 20)]
         assert [r["department"] for r in labelled] == ["101", "", "102.5"], path
+
+
+def test_has_text_of_no_rows_is_an_empty_mask():
+    # On empty string columns (pandas 3) the blank tests come back as strings, and "&" failed.
+    df = pd.DataFrame({"title": pd.Series([], dtype=str), "text": pd.Series([], dtype=str)})
+    assert has_text(df).tolist() == []

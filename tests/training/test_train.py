@@ -110,6 +110,20 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.output
 
 
+def test_cli_a_header_without_rows_is_one_clear_line(tmp_path, tiny_model_dir):
+    # pandas 3 read the empty columns as strings, and has_text's "&" on them was a TypeError.
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,title,text,department,category\n", encoding="utf-8")
+    for args in (
+        ["train", str(empty), "--out", str(tmp_path / "m")],
+        ["evaluate", str(tiny_model_dir), str(empty)],
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert f"{empty}: no rows to read (a header but no tickets)" in " ".join(r.output.split())
+        assert "Traceback" not in r.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
