@@ -419,7 +419,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     data = path.read_bytes()
-    encoding = detect_encoding(encoding_sample(io.BytesIO(data)))
+    try:
+        encoding = detect_encoding(encoding_sample(io.BytesIO(data)))
+    except TicketFileError as e:
+        raise TicketFileError(f"{path}: {e}") from None
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:

@@ -227,3 +227,13 @@ def test_has_text_of_no_rows_is_an_empty_mask():
     # On empty string columns (pandas 3) the blank tests come back as strings, and "&" failed.
     df = pd.DataFrame({"title": pd.Series([], dtype=str), "text": pd.Series([], dtype=str)})
     assert has_text(df).tolist() == []
+
+
+def test_a_csv_in_neither_encoding_is_named(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("text\n好\n", encoding="utf-8")
+    u16 = tmp_path / "u16.csv"
+    u16.write_text("text\n老板拖欠工资\n", encoding="utf-16")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([good, u16])
+    assert str(e.value).startswith(f"{u16}: cannot tell the text encoding")
