@@ -23,6 +23,7 @@ from model.tickets import (
     require_rows,
 )
 from training.metrics import head_report
+from training.validate import TrainingDataError
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,13 @@ def evaluate(
     require_rows(df, paths)
     with_text = has_text(df)
     df = df[with_text]
+    if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
+        # Nothing could be scored: an empty report would read as a finished evaluation.
+        heads = " or a ".join(h for h in LABELS if h in router.heads)
+        raise TrainingDataError(
+            f"{', '.join(map(str, paths))}: no row has a {heads} label to score the model on; map "
+            "the label columns with --department-col / --category-col"
+        )
     report = evaluate_router(
         router,
         df["title"].tolist(),

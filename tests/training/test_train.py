@@ -263,6 +263,20 @@ def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     assert "category" in report and "department" not in report
 
 
+def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_dir):
+    # The text column mapped, the department column forgotten: an empty table and exit 0 before.
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["内容", "部门"])
+        w.writerows([text, dept] for _, text, dept, _ in TINY_TICKETS)
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--text-col", "内容"])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert "no row has a department or a category label to score the model on" in out
+    assert "--department-col" in out and "Traceback" not in r.output
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
