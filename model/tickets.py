@@ -352,6 +352,15 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     return pd.concat(frames, ignore_index=True)
 
 
+def column_names(header: Sequence[str]) -> list[str]:
+    """A header's names, stripped; a blank one named as pandas names it (``Unnamed: 3``, from 0).
+
+    Excel leaves a header cell blank that is merely formatted, or above a column of notes; every
+    reader names it the same way, so such a file reads alike in ``train`` and ``label``.
+    """
+    return [str(h).strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
+
+
 def require_rows(df: pd.DataFrame, paths: Sequence[str | Path]) -> None:
     """Refuse what :func:`read_tickets` read when it holds no rows at all (a header alone)."""
     if df.empty:
@@ -436,7 +445,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     header = next(reader, None)
     if header is None:
         raise TicketFileError(f"{path}: the file is empty (no header row)")
-    header = [h.strip() for h in header]
+    header = column_names(header)
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise TicketFileError(

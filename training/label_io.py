@@ -28,6 +28,7 @@ from model.tickets import (
     TicketFileError,
     cell_text,
     check_one_ticket_sheet,
+    column_names,
     csv_delimiter,
     detect_encoding,
     encoding_sample,
@@ -97,7 +98,7 @@ def file_columns(path: Path) -> list[str]:
 
 
 def _check_header(path: Path, header: Sequence[str]) -> list[str]:
-    names = [str(h).strip() for h in header]
+    names = column_names(header)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise TicketFileError(
@@ -328,7 +329,7 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
         # strict: a quote still open at the end of the file is an error, not a field holding the
         # rest of the file.
         reader = csv.reader(lines, delimiter=sep, strict=True)
-        header = [h.strip() for h in next(reader)]
+        header = column_names(next(reader))
         lines.take()
         while True:
             try:
@@ -503,7 +504,7 @@ def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     wb = _open_workbook(path)
     try:
         rows = wb.worksheets[0].iter_rows(values_only=True)
-        header = [("" if v is None else str(v)).strip() for v in next(rows)]
+        header = column_names(["" if v is None else str(v) for v in next(rows)])
         for rowno, row in enumerate(rows, 2):
             if all(v is None or v == "" for v in row):
                 continue

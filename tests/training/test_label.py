@@ -202,6 +202,30 @@ def test_a_quote_open_at_the_end_of_the_file_is_named_and_the_rows_after_it_come
     assert list(df["id"][1:]) == ["B2", "B3"] and (df["error"][1:] == "").all()
 
 
+def test_blank_header_cells_are_named_as_pandas_names_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A blank header cell above notes, and a merely formatted one: "duplicate column names ''".
+    import openpyxl
+
+    from model.tickets import read_table
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", None, "text", None])
+    ws.append(["A1", "欠薪", "备注", "老板拖欠工资三个月不发", None])
+    ws["E1"].font = openpyxl.styles.Font(bold=True)
+    src = tmp_path / "gaps.xlsx"
+    wb.save(src)
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df.columns[:5]) == ["id", "title", "Unnamed: 2", "text", "Unnamed: 4"]
+    assert df["Unnamed: 2"][0] == "备注" and df["error"][0] == ""
+    assert set(read_table(src).columns) <= set(df.columns)  # the names train reads
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 

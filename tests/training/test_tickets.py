@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model.tickets import ColumnMap, TicketFileError, has_text, read_tickets
+from model.tickets import ColumnMap, TicketFileError, has_text, read_table, read_tickets
 
 ROWS = [
     {"编号": "A1", "标题": "欠薪", "内容": "老板拖欠工资", "部门": "人社", "类别": "劳动保障"},
@@ -237,3 +237,10 @@ def test_a_csv_in_neither_encoding_is_named(tmp_path):
     with pytest.raises(TicketFileError) as e:
         read_tickets([good, u16])
     assert str(e.value).startswith(f"{u16}: cannot tell the text encoding")
+
+
+def test_blank_csv_header_names_are_named_as_pandas_names_them(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,,text,\nA1,备注,老板拖欠工资,\n", encoding="utf-8")
+    assert read_tickets([path])["text"].tolist() == ["老板拖欠工资"]  # refused: '' twice
+    assert list(read_table(path).columns) == list(pd.read_csv(path, dtype=str).columns)
