@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 # How many row numbers a message lists before it says "and N more".
 MAX_LISTED = 20
+# Rows without a label are listed more briefly: the first few tell where to look.
+UNLABELLED_LISTED = 5
 
 
 class TrainingDataError(ValueError):
@@ -36,6 +38,9 @@ class ValidationReport:
     # those rows lost that head's label (a label too rare to learn, see validate()).
     unlearnt: dict[str, int] = field(default_factory=dict)
     label_rows: dict[str, int] = field(default_factory=dict)
+    # Per head that some rows do have a label for, the rows with text whose label cell is empty
+    # (merged cells in Excel, #N/A): they train no such head, which the user should know of.
+    unlabelled: dict[str, list[str]] = field(default_factory=dict)
     # Rows whose department cell named several departments (a joint dispatch, 会办): the head
     # learns their lead department (model.tickets.split_departments).
     joint_rows: int = 0
@@ -57,6 +62,11 @@ class ValidationReport:
                 out.append(f"{head} label {label!r} has only {n} rows; merged into {OTHER_LABEL!r}")
         for head, n in self.unlearnt.items():
             out.append(unlearnt_message(head, n))
+        for head, rows in self.unlabelled.items():
+            out.append(
+                f"{len(rows)} rows have no {head} label, so they train no {head} head: "
+                f"{_listing(rows, UNLABELLED_LISTED)}"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +78,7 @@ class ValidationReport:
             "merged_into_other": self.merged,
             "other_too_rare_to_learn": self.unlearnt,
             "label_rows": self.label_rows,
+            "unlabelled_rows": {head: len(rows) for head, rows in self.unlabelled.items()},
             "joint_rows": self.joint_rows,
         }
 
@@ -113,6 +124,11 @@ def validate(
     df, where = df[with_text], where[with_text]
     if df.empty:
         raise TrainingDataError("no row has any text (every text and title is empty)")
+
+    for head in LABELS:
+        empty = df[head] == ""
+        if empty.any() and not empty.all():  # a head no row has a label for is simply absent
+            report.unlabelled[head] = where[empty].tolist()
 
     # Duplicate texts with different labels: reported, kept (dispatchers disagree in real life too).
     key = df["text"].map(clean)
@@ -166,6 +182,6 @@ def unlearnt_message(head: str, rows: int) -> str:
     )
 
 
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+def _listing(items: list[str], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -89,3 +89,18 @@ def test_other_too_rare_to_learn_even_after_the_merge_loses_that_label_only():
 def test_no_labels_at_all_is_an_error():
     with pytest.raises(TrainingDataError, match="--department-col"):
         validate(frame([["t", "文本", "", ""]]))
+
+
+def test_rows_without_a_label_are_counted_and_named_per_head():
+    # Merged cells in Excel leave the rows under the first one blank: those rows train no
+    # department head, and nothing said so.
+    rows = [["欠薪", f"拖欠工资{i}", "人社" if i < 2 else "", "劳动"] for i in range(9)]
+    rows.append(["油烟", "烧烤店油烟", "执法", ""])
+    df, report = validate(frame(rows), min_examples=1)
+    assert len(df) == 10  # reported, not refused nor dropped
+    assert {h: len(r) for h, r in report.unlabelled.items()} == {"department": 7, "category": 1}
+    assert report.to_dict()["unlabelled_rows"] == {"department": 7, "category": 1}
+    warning = next(w for w in report.warnings() if "no department label" in w)
+    assert warning.startswith("7 rows have no department label")
+    assert "data.csv data row 3, data.csv data row 4" in warning and "and 2 more" in warning
+    assert "no category label" in " ".join(report.warnings())
