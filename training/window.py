@@ -9,6 +9,7 @@ in the model's metadata, so the model can be rebuilt from the same files.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,25 +40,68 @@ class Window:
         return self.since is not None or self.max_rows is not None
 
 
+# A date written with numbers alone, day and month in either order: 04/01/2023, 4.1.2023, 04-01-2023.
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}(?:\s|$)")
+
+
+class MixedDateOrder(ValueError):
+    """A column of numeric dates some of which can only be day first and some only month first."""
+
+    def __init__(self, day_first: int, month_first: int) -> None:
+        super().__init__("numeric dates in both orders")
+        self.day_first = day_first  # the position of a value that can only be day first
+        self.month_first = month_first  # and of one that can only be month first
+
+
 def parse_times(values: pd.Series) -> pd.Series:
     """Ticket times as UTC timestamps; ``NaT`` where a value is blank or cannot be read.
 
     Times without a zone are taken as UTC, as everywhere in paidan. The common case, one format
     for the whole column (``2019/4/25 9:32:09``, ISO 8601, Excel's cells), is parsed at once;
-    values in another format are then parsed one by one.
+    values in another format are then parsed one by one. Dates of numbers alone (``04/01/2023``)
+    are read in one order for the whole column: day first when some value can only be read so
+    (``15/01/2023``), else month first, as pandas reads them.
+
+    Raises
+    ------
+    MixedDateOrder
+        When some numeric dates can only be day first and others only month first.
     """
     import warnings
 
     import pandas as pd
 
-    text = values.fillna("").astype(str).str.strip()
+    text = values.fillna("").astype(str).str.strip().reset_index(drop=True)
+    parts = text.str.extract(_NUMERIC_DATE)
+    numeric = parts[0].notna().to_numpy()
+    dayfirst = False
+    if numeric.any():
+        first, second = parts[0].astype(float).to_numpy(), parts[1].astype(float).to_numpy()
+        only_day_first = (numeric & (first > 12) & (second <= 12)).nonzero()[0]
+        only_month_first = (numeric & (second > 12) & (first <= 12)).nonzero()[0]
+        if len(only_day_first) and len(only_month_first):
+            raise MixedDateOrder(int(only_day_first[0]), int(only_month_first[0]))
+        dayfirst = bool(len(only_day_first))
+    blank = text[text == ""]
+    pieces = [pd.to_datetime(blank.where(blank != ""), utc=True)]  # NaT
     with warnings.catch_warnings():
         # pandas warns when it has to guess a format per element; that is what the second pass is for.
         warnings.simplefilter("ignore", UserWarning)
-        times = pd.to_datetime(text.where(text != ""), errors="coerce", utc=True)
-        retry = times.isna() & (text != "")
-        if retry.any():
-            times[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+        # Numeric dates and the rest apart: the format pandas infers from a group's first value
+        # is used for the whole group, and the retry reads in the same order.
+        for group, order in ((numeric, dayfirst), (~numeric & (text != "").to_numpy(), False)):
+            if not group.any():
+                continue
+            some = text[group]
+            parsed = pd.to_datetime(some, errors="coerce", utc=True, dayfirst=order)
+            retry = parsed.isna()
+            if retry.any():
+                parsed[retry] = pd.to_datetime(
+                    some[retry], errors="coerce", utc=True, format="mixed", dayfirst=order
+                )
+            pieces.append(parsed)
+    times = pd.concat(pieces).sort_index()
+    times.index = values.index
     return times
 
 
@@ -131,7 +175,16 @@ def select_window(
     if not window:
         return df, {}
     since_opt, max_opt = options
-    times = parse_times(df["time"])
+    try:
+        times = parse_times(df["time"])
+    except MixedDateOrder as e:
+        raw = df["time"].astype(str).str.strip()
+        raise TrainingDataError(
+            f"the dates in column {column!r} are written in both orders: "
+            f"{raw.iat[e.day_first]!r} ({_where(df, e.day_first)}) can only be day first, "
+            f"{raw.iat[e.month_first]!r} ({_where(df, e.month_first)}) only month first; write "
+            "them as 2026-01-31"
+        ) from None
     any_time = bool(times.notna().any())
     by_time = window.since is not None or any_time
     if by_time:

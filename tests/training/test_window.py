@@ -49,6 +49,25 @@ def test_times_in_the_formats_of_real_exports_are_read_and_others_are_not() -> N
     assert times[4:].isna().all()
 
 
+def test_numeric_dates_are_read_in_one_order_for_the_whole_column() -> None:
+    # The first value fits month first, a later one only day first: the column was read both
+    # ways, 04/01 as April 1st and 15/01 as January 15th.
+    times = parse_times(pd.Series(["04/01/2023 12:57", "", "15/01/2023 13:31", "2023-02-01"]))
+    assert times.dt.strftime("%Y-%m-%d").tolist()[:1] == ["2023-01-04"]
+    assert times.dt.strftime("%Y-%m-%d").tolist()[2:] == ["2023-01-15", "2023-02-01"]
+    # With no value that says which, month first, as pandas reads them.
+    assert parse_times(pd.Series(["04/01/2023"])).dt.month.tolist() == [4]
+
+
+def test_numeric_dates_in_both_orders_are_refused_with_their_rows() -> None:
+    df = frame(["04/01/2023", "15/01/2023", "01/20/2023"])
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(since=datetime(2023, 1, 1)))
+    msg = str(e.value)
+    assert "'15/01/2023' (a.csv data row 2) can only be day first" in msg
+    assert "'01/20/2023' (a.csv data row 3) only month first" in msg
+
+
 def test_an_empty_window_keeps_the_frame_itself() -> None:
     df = frame(["", "garbage"])
     rows, info = select_window(df, Window())
