@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import load_router
+from model.artifact import OutputPathError, load_router
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
 from model.tickets import (
     CO_COL,
@@ -288,6 +288,12 @@ def evaluate(
     dict
         The report.
     """
+    if report_path is not None and Path(report_path).suffix.lower() == ".md":
+        # The Markdown report goes to <stem>.md, beside the JSON: here it would overwrite it.
+        raise OutputPathError(
+            f"--report {report_path} names the Markdown report, which is written beside the JSON "
+            f"one; give the JSON path ({Path(report_path).with_suffix('.json')})"
+        )
     router, _ = load_router(model_dir, model_root)
     df = read_tickets(paths, columns)
     require_rows(df, paths)

@@ -277,6 +277,16 @@ def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_
     assert "--department-col" in out and "Traceback" not in r.output
 
 
+def test_cli_evaluate_refuses_a_markdown_report_path(tmp_path, tiny_model_dir, tiny_csv):
+    # The JSON was written to r.md and then overwritten by the Markdown report of the same name.
+    md = tmp_path / "r.md"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(tiny_csv), "--report", str(md)])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert f"--report {md} names the Markdown report" in out and str(md.with_suffix(".json")) in out
+    assert not md.exists()
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
