@@ -392,10 +392,13 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
 ) -> None:
     """Print one routing suggestion as JSON."""
-    from training.label import check_text
+    from training.label import check_text, check_title
 
-    # The checks of the HTTP API and of batch labelling: a blank or over-long text is refused.
-    problem = check_text(text, get_settings().max_text_chars)
+    # The checks of the HTTP API and of batch labelling: a blank or over-long text is refused, and
+    # an over-long title.
+    problem = check_text(text, get_settings().max_text_chars) or check_title(
+        title, get_settings().max_title_chars
+    )
     if problem:
         raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
     try:

@@ -280,6 +280,19 @@ def check_text(text: str, max_chars: int) -> str | None:
     return None
 
 
+def check_title(title: str, max_chars: int) -> str | None:
+    """Why a ticket title cannot be labelled (over ``PAIDAN_MAX_TITLE_CHARS``), or ``None``.
+
+    The HTTP API refuses the same titles; a title has no other condition (it may be empty).
+    """
+    if len(title) > max_chars:
+        return (
+            f"title too long: {len(title):,} characters, over the limit of {max_chars:,} "
+            "(PAIDAN_MAX_TITLE_CHARS)"
+        )
+    return None
+
+
 def _too_long(length: int, max_chars: int) -> str:
     return (
         f"text too long: {length:,} characters, over the limit of {max_chars:,} "
@@ -301,6 +314,7 @@ def _chunks(
     cmap: ColumnMap,
     chunk_size: int,
     max_chars: int,
+    max_title_chars: int,
 ) -> Iterator[_Chunk]:
     """Chunks of at most ``chunk_size`` rows; a chunk never spans two files."""
     index = 0
@@ -310,16 +324,21 @@ def _chunks(
         for record in iter_records(path, columns, CSV_FIELD_FACTOR * max_chars):
             buf.append(record)
             if len(buf) == chunk_size:
-                yield _prepare(index, buf, cmap.text, title_col, max_chars)
+                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
                 index += 1
                 buf = []
         if buf:
-            yield _prepare(index, buf, cmap.text, title_col, max_chars)
+            yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
             index += 1
 
 
 def _prepare(
-    index: int, records: list[Record], text_col: str, title_col: str | None, max_chars: int
+    index: int,
+    records: list[Record],
+    text_col: str,
+    title_col: str | None,
+    max_chars: int,
+    max_title_chars: int,
 ) -> _Chunk:
     errors: list[str | None] = []
     tickets: list[tuple[str, str]] = []
@@ -334,6 +353,8 @@ def _prepare(
                 )
             else:
                 problem = check_text(r.values.get(text_col, ""), max_chars)
+            if problem is None and title_col:
+                problem = check_title(r.values.get(title_col, ""), max_title_chars)
             if problem:
                 error = f"{problem} ({r.where})"
         errors.append(error)
@@ -457,6 +478,7 @@ def label(
     input_columns = _input_columns(files, columns)
     schema = output_schema(input_columns)
     max_chars = get_settings().max_text_chars
+    max_title_chars = get_settings().max_title_chars
     fingerprint = {
         "format": MANIFEST_FORMAT,
         "inputs": [
@@ -468,6 +490,7 @@ def label(
         "title_col": columns.title,
         "chunk_size": chunk_size,
         "max_text_chars": max_chars,
+        "max_title_chars": max_title_chars,
         "model_version": meta.get("version"),
         "model_sha256": meta["files"][ROUTER_FILE],
         "output_format": fmt,
@@ -512,7 +535,9 @@ def label(
                 if progress:
                     progress("labelling", rows_done, max(total, rows_done))
 
-            for chunk in _chunks(files, input_columns, columns, chunk_size, max_chars):
+            for chunk in _chunks(
+                files, input_columns, columns, chunk_size, max_chars, max_title_chars
+            ):
                 if chunk.index < done:
                     rows_done += len(chunk.records)
                     continue

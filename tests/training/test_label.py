@@ -226,6 +226,29 @@ def test_blank_header_cells_are_named_as_pandas_names_them(
     assert set(read_table(src).columns) <= set(df.columns)  # the names train reads
 
 
+def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    limit = get_settings().max_title_chars
+    src = write_csv(
+        tmp_path / "titles.csv",
+        [
+            ["T1", "路" * (limit + 1), "路灯坏了很久没人修"],
+            ["T2", "路" * limit, "路灯坏了很久没人修"],
+        ],
+    )
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df["id"]) == ["T1", "T2"]
+    assert df["error"][0] == (
+        f"title too long: {limit + 1:,} characters, over the limit of {limit:,} "
+        "(PAIDAN_MAX_TITLE_CHARS) (line 2 of titles.csv)"
+    )
+    assert df["pred_department"][0] == "" and df["error"][1] == ""
+    assert result.summary["errors_by_kind"] == {"title too long": 1}
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 

@@ -130,6 +130,7 @@ def test_cli_a_header_without_rows_is_one_clear_line(tmp_path, tiny_model_dir):
         (["   "], "blank text"),
         ([""], "TEXT is empty"),
         (["欠薪" * 10_001], "over the limit of 20,000"),
+        (["拖欠工资", "--title", "欠" * 201], "title too long: 201 characters"),
         (["拖欠工资", "--top-k", "0"], "--top-k"),
         (["拖欠工资", "--top-k", "21"], "--top-k"),
     ],
