@@ -502,9 +502,25 @@ def _quote_open_at_end(record: str, sep: str) -> bool:
     return False
 
 
+def refuse_json_array(path: Path) -> None:
+    """Refuse a ``.json`` file that holds one JSON array of tickets instead of JSON Lines.
+
+    Such a file's lines are not objects one by one, so without this every reader would report a
+    broken line per line (or find no columns) instead of the file's real shape.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"["):
+        raise TicketFileError(
+            f"{path}: holds a JSON array; paidan reads JSON Lines, one ticket object per line "
+            f"(convert it with: jq -c '.[]' {path.name} > {path.stem}.jsonl)"
+        )
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
     import pandas as pd
 
+    refuse_json_array(path)
     records = []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):

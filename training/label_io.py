@@ -33,6 +33,7 @@ from model.tickets import (
     detect_encoding,
     encoding_sample,
     file_format,
+    refuse_json_array,
 )
 
 # Excel's sheet size: header plus 1,048,575 data rows.
@@ -81,6 +82,7 @@ def file_columns(path: Path) -> list[str]:
             return _check_header(path, ["" if v is None else str(v) for v in first])
         if fmt == "parquet":
             return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
+        refuse_json_array(path)
         seen: dict[str, None] = {}
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             for line in f:

@@ -711,3 +711,17 @@ def test_label_writes_co_departments_and_counts_them(
     assert (read_output(tmp_path / "b.csv")["co_departments"] == "").all()
     label([src], tiny_model_dir, tmp_path / "c.csv", jobs=1)
     assert (read_output(tmp_path / "c.csv")["co_departments"] == "[]").all()
+
+
+@pytest.mark.parametrize("prefix", ["", "\ufeff", "\n  "])
+def test_a_json_array_file_is_refused_naming_its_shape(
+    tiny_model_dir: Path, tmp_path: Path, prefix: str
+) -> None:
+    src = tmp_path / "export.json"
+    src.write_text(
+        prefix + json.dumps([{"id": "J1", "text": "老板拖欠工资"}], ensure_ascii=False, indent=2),
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError, match=r"export\.json: holds a JSON array.*jq -c"):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()

@@ -244,3 +244,11 @@ def test_blank_csv_header_names_are_named_as_pandas_names_them(tmp_path):
     path.write_text("id,,text,\nA1,备注,老板拖欠工资,\n", encoding="utf-8")
     assert read_tickets([path])["text"].tolist() == ["老板拖欠工资"]  # refused: '' twice
     assert list(read_table(path).columns) == list(pd.read_csv(path, dtype=str).columns)
+
+
+def test_a_json_array_file_is_refused_naming_its_shape(tmp_path):
+    src = tmp_path / "export.json"
+    rows = [{"id": "1", "text": "路灯坏了", "department": "住建", "category": "城建"}]
+    src.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    with pytest.raises(TicketFileError, match=r"holds a JSON array; paidan reads JSON Lines"):
+        read_tickets([src])
