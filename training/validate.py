@@ -164,6 +164,21 @@ def validate(
             logger.info("%s", unlearnt_message(head, int(other.sum())))
         report.label_rows[head] = int((df[head] != "").sum())
     if not any(report.label_rows.values()):
+        if report.unlearnt:
+            # The labels are there, each too rare to learn: the column mapping is not the problem.
+            raise TrainingDataError(
+                f"every label has fewer than {min_examples} rows (--min-examples), so nothing is "
+                f"left to learn from {len(df)} rows: "
+                + "; ".join(
+                    f"{head}: "
+                    + _listing(
+                        [f"{k!r} ({v})" for k, v in report.merged.get(head, {}).items()]
+                        or [f"{OTHER_LABEL!r} ({n})"]
+                    )
+                    for head, n in report.unlearnt.items()
+                )
+                + "; train on more tickets (a wider --since or --max-rows) or lower --min-examples"
+            )
         raise TrainingDataError(
             "no row has a department or a category label; map the label columns with "
             "--department-col / --category-col"

@@ -91,6 +91,17 @@ def test_no_labels_at_all_is_an_error():
         validate(frame([["t", "文本", "", ""]]))
 
 
+def test_labels_all_too_rare_say_so_not_that_the_columns_are_unmapped():
+    # A narrow window (--since, --max-rows) can leave a few rows whose labels are all too rare.
+    rows = [["t", "路灯坏了", "住建", "城建"], ["t", "拖欠工资", "人社", "劳动"]]
+    with pytest.raises(TrainingDataError) as e:
+        validate(frame(rows), min_examples=5)
+    message = str(e.value)
+    assert "every label has fewer than 5 rows" in message and "from 2 rows" in message
+    assert "department: '人社' (1), '住建' (1)" in message or "'住建' (1), '人社' (1)" in message
+    assert "category:" in message and "--department-col" not in message
+
+
 def test_rows_without_a_label_are_counted_and_named_per_head():
     # Merged cells in Excel leave the rows under the first one blank: those rows train no
     # department head, and nothing said so.
