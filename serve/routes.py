@@ -128,7 +128,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "batch_too_large",
                 f"the batch holds {len(body.items):,} items; at most {settings.max_batch:,} are "
                 "accepted per request",
-                "items",
+                "body.items",
             )
         outcomes: list[RouteBatchItem] = []
         valid: list[tuple[int, RouteRequestBase]] = []

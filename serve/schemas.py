@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     create_model,
     field_validator,
     model_validator,
@@ -176,7 +177,8 @@ class RouteRequestBase(_ScrubbedRequest):
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
+    # Strict: JSON true or "3" is a client's mistake, not a count of candidates.
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
 
     _text_not_blank = field_validator("text")(not_blank)
     _id_printable = field_validator("id")(no_control)
@@ -188,7 +190,7 @@ class RouteBatchRequestBase(BaseModel):
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
     )
-    top_k: int | None = Field(
+    top_k: StrictInt | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
     )
 

@@ -176,7 +176,7 @@ def test_batch_limit_and_empty_batch(make_client: Callable[..., TestClient]) -> 
     error = assert_error(
         client.post("/v1/route/batch", json={"items": [SMOKE] * 4}), 413, "batch_too_large"
     )
-    assert error["field"] == "items" and "at most 3" in error["message"]
+    assert error["field"] == "body.items" and "at most 3" in error["message"]
     assert client.post("/v1/route/batch", json={"items": [SMOKE] * 3}).json()["ok"] == 3
     empty = client.post("/v1/route/batch", json={"items": []}).json()
     assert empty["results"] == [] and empty["ok"] == 0
@@ -190,6 +190,8 @@ def test_batch_limit_and_empty_batch(make_client: Callable[..., TestClient]) -> 
         ({"text": "拖欠工资", "title": "题" * 201}, "body.title"),
         ({"text": "拖欠工资", "top_k": 0}, "body.top_k"),
         ({"text": "拖欠工资", "top_k": 21}, "body.top_k"),
+        ({"text": "拖欠工资", "top_k": True}, "body.top_k"),
+        ({"text": "拖欠工资", "top_k": "3"}, "body.top_k"),
         ({"text": "  \n "}, "body.text"),
         # Nothing left once normalised: zero-width space, Excel's carriage return, control bytes.
         ({"text": "\u200b_x000D_\ufeff"}, "body.text"),
