@@ -65,7 +65,7 @@ def test_default_limits_are_the_issues() -> None:
             {"items": [{"text": "x"}] * 1_001},
             413,
             "batch_too_large",
-            "items",
+            "body.items",
             "1,000",
         ),
         ("/v1/route/batch", {"items": [{"text": "拖欠工资"}] * 1_000}, 200, None, None, None),
