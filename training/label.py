@@ -76,8 +76,11 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 3
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
-# CSV fields may be this many times the text limit before a line counts as broken.
+# The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN
+# characters (an id or a notes column is not bound by the text limit); a longer field is read
+# again by a scanner that keeps only its start (training.label_io._scan_record).
 CSV_FIELD_FACTOR = 4
+CSV_FIELD_MIN = 1 << 20
 
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
@@ -321,7 +324,8 @@ def _chunks(
     title_col = cmap.title if cmap.title in columns else None
     for path in files:
         buf: list[Record] = []
-        for record in iter_records(path, columns, CSV_FIELD_FACTOR * max_chars):
+        limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
+        for record in iter_records(path, columns, limit):
             buf.append(record)
             if len(buf) == chunk_size:
                 yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)

@@ -317,22 +317,32 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
 
 
 def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[Record]:
+    # Read as pandas and `paidan train` read (csv's default, lenient dialect), so both see the same
+    # records. Where a record is broken, its first line gets the error and the lines after it are
+    # read again (one stray quote must not take the rows behind it down with it); but a record read
+    # again from inside the broken one may be a piece of a text, so it comes back with an error and
+    # its values, never labelled (see _BrokenSpan).
     # The field limit bounds the memory an unclosed quote takes, which would otherwise read the
-    # rest of the file into one field. It is set well above the text length limit; a record with
-    # a field over it is read again by _scan_record, which keeps only the start of each field.
-    # Set, not raised: other modules raise it for their own files (scipy's ARFF reader to 2**63).
+    # rest of the file into one field; a record with a field over it is read again by
+    # _scan_record, which keeps only the start of each field. Set, not raised: other modules raise
+    # it for their own files (scipy's ARFF reader to 2**63).
     csv.field_size_limit(field_limit)
     sep = csv_delimiter(path)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         encoding = csv_encoding(encoding_sample(f))
         f.seek(0)
         lines = _Lines(f, encoding)
-        # strict: a quote still open at the end of the file is an error, not a field holding the
-        # rest of the file.
-        reader = csv.reader(lines, delimiter=sep, strict=True)
-        header = column_names(next(reader))
+        reader = csv.reader(lines, delimiter=sep)
+        try:
+            header = column_names(next(reader))
+        except csv.Error as e:
+            raise TicketFileError(
+                f"{path}, line 1: the header cannot be read as CSV ({e})"
+            ) from None
         lines.take()
+        span = _BrokenSpan()
         while True:
             try:
                 fields = next(reader)
@@ -340,25 +350,52 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
                 break
             except csv.Error as e:
                 consumed = lines.take()
-                reader = csv.reader(lines, delimiter=sep, strict=True)
-                if len(consumed) == 1 and "expected after" in str(e):
-                    # Text after a closing quote on one line ("foo"bar): read as pandas and
-                    # `paidan train` read it (foobar). Only a record of several lines is suspect.
-                    fields = next(csv.reader([consumed[0][1]], delimiter=sep), [])
-                else:
-                    yield from _broken_record(lines, consumed, e, path, header, blank, field_limit)
-                    continue
-            else:
-                consumed = lines.take()
+                reader = csv.reader(lines, delimiter=sep)
+                yield from _broken_record(
+                    lines, consumed, e, path, header, blank, field_limit, span
+                )
+                continue
+            consumed = lines.take()
             if not fields:  # a blank line is not a row (as in pandas)
                 continue
-            first = consumed[0][0] if consumed else lines.lineno
+            first, last = consumed[0][0], consumed[-1][0]
             where = f"line {first} of {path.name}"
-            if len(fields) != len(header):
-                # A record is one row, however many lines its quoted fields span.
-                span = f" (lines {first}-{consumed[-1][0]})" if len(consumed) > 1 else ""
-                detail = f"it has {len(fields)} fields{span}, the header has {len(header)}"
-                yield Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
+            if first <= span.last:
+                yield span.record(fields, header, blank, where, path)
+                if len(consumed) > 1:  # its own lines may be rows a quote joined: read them again
+                    if lines.offset != size:  # (to the end of the file: a quote never closed)
+                        span.last = max(span.last, last)
+                    lines.rewind(consumed[1])
+                continue
+            problem = None
+            # A record of several lines is checked as a strict reader would read it: text after a
+            # closing quote there means a stray quote that a later one closed, which would join
+            # the rows in between into one field (50 such quotes hid 100,000 of 200,000 rows).
+            strict = (
+                _scan_record(partial(next, iter(consumed), None), sep, 0).end
+                if len(consumed) > 1 or lines.offset == size
+                else "record"
+            )
+            if strict == "eof in quotes":
+                # The lenient reader ends a quote left open at the end of the file silently: the
+                # rest of the file would be one field of this row. The lines after it are rows.
+                opened = _quote_line(consumed, sep) or first
+                problem = f"a quote opened on line {opened} is never closed"
+            elif len(fields) != len(header) or strict == "malformed":
+                span.first, span.last = first, last
+                detail = (
+                    f"it has {len(fields)} fields, the header has {len(header)}"
+                    if len(fields) != len(header)
+                    else "text follows a closing quote"
+                )
+                if len(consumed) > 1:
+                    problem = f"{detail} (lines {first}-{last}: a quote that is not doubled?)"
+                else:
+                    problem = detail
+            if problem is not None:
+                yield Record(dict(blank), f"malformed CSV: {where}: {problem}", where)
+                if len(consumed) > 1:
+                    lines.rewind(consumed[1])
                 continue
             values = dict(blank)
             values.update(zip(header, fields, strict=True))
@@ -372,6 +409,29 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
             yield Record(values, error, where)
 
 
+@dataclass
+class _BrokenSpan:
+    """The lines of the last broken record whose later lines are being read again."""
+
+    first: int = 0
+    last: int = 0
+
+    def record(
+        self, fields: list[str], header: list[str], blank: dict[str, str], where: str, path: Path
+    ) -> Record:
+        """A record that starts inside the span: its values (when they fit the header), no labels."""
+        values = dict(blank)
+        if len(fields) == len(header):
+            values.update(zip(header, fields, strict=True))
+        return Record(
+            values,
+            f"malformed CSV: {where}: read again after the broken record of lines "
+            f"{self.first}-{self.last} of {path.name}; it may be part of that record's text, so it "
+            "is not labelled (fix the quotes there)",
+            where,
+        )
+
+
 def _broken_record(
     lines: _Lines,
     consumed: list[_Line],
@@ -380,6 +440,7 @@ def _broken_record(
     header: list[str],
     blank: dict[str, str],
     field_limit: int,
+    span: _BrokenSpan,
 ) -> Iterator[Record]:
     """The row of a record the csv module gave up on, leaving ``lines`` where reading goes on."""
     first = consumed[0] if consumed else None
@@ -393,22 +454,15 @@ def _broken_record(
         if scanned.end == "record":
             yield _long_record(scanned, header, blank, where, field_limit)
             return
-        problem = (
-            "unexpected end of data"
-            if scanned.end == "eof in quotes"
-            else "',' expected after '\"'"
-        )
-    if "expected after" in problem:
-        problem = (
-            "text follows a closing quote on a record of several lines (a quote inside a quoted "
-            'field must be doubled: "")'
-        )
-    elif "unexpected end of data" in problem:
-        opened = _quote_line(consumed, csv_delimiter(path)) or firstno
-        problem = (
-            f"a quote opened on line {opened} is never closed (it would take in the rest of the "
-            "file)"
-        )
+        if scanned.end == "eof in quotes":
+            problem = f"a quote opened on line {scanned.quote_line or firstno} is never closed"
+        else:
+            # Read again below, the lines this record took are suspect.
+            span.first, span.last = firstno, lines.lineno
+            problem = (
+                f"a field over {field_limit:,} characters is followed by text after its closing "
+                'quote (a quote inside a quoted field must be doubled: "")'
+            )
     yield Record(dict(blank), f"malformed CSV: {where}: {problem}", where)
     # Re-read everything after the record's first line: one broken line must not take the rows
     # behind it down with it.

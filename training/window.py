@@ -40,8 +40,9 @@ class Window:
         return self.since is not None or self.max_rows is not None
 
 
-# A date written with numbers alone, day and month in either order: 04/01/2023, 4.1.2023, 04-01-2023.
-_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}(?:\s|$)")
+# A date written with numbers alone, day and month in either order, the year last (four digits or
+# two): 04/01/2023, 4.1.2023, 04-01-23.
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?:[\sT]|$)")
 
 
 class MixedDateOrder(ValueError):

@@ -164,22 +164,80 @@ def test_an_over_long_multi_line_field_is_one_row_with_its_id(
     assert result.summary["rows"] == 3 and result.summary["labelled"] == 2
 
 
-def test_a_closed_multi_line_record_with_an_extra_field_is_one_error_row(
+def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    # A record of several lines with a field too many: a quote not doubled, or a quote that joined
+    # real rows. Its later lines are read again, so no row is lost; each comes back with its values
+    # (to be joined back) and an error, never labelled: "D9" may be a piece of D1's text.
     data = 'id,title,text\nD1,标题,"小区门口路灯不亮\nD9,狗叫,邻居家狗整夜叫\n请处理",多余字段\n'
     data += "D2,噪音,楼上装修噪音太大\n"
     src = tmp_path / "extra.csv"
     src.write_text(data, encoding="utf-8")
 
-    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     df = read_output(tmp_path / "out.csv")
 
-    assert len(df) == 2  # one row per record: no phantom D9
+    assert list(df["id"]) == ["", "D9", "", "D2"]
     assert df["error"][0] == (
-        "malformed CSV: line 2 of extra.csv: it has 4 fields (lines 2-4), the header has 3"
+        "malformed CSV: line 2 of extra.csv: it has 4 fields, the header has 3 (lines 2-4: a "
+        "quote that is not doubled?)"
     )
-    assert df["id"][1] == "D2" and df["error"][1] == ""
+    for i, line in ((1, 3), (2, 4)):
+        assert df["error"][i].startswith(f"malformed CSV: line {line} of extra.csv: read again")
+        assert "lines 2-4" in df["error"][i] and "not labelled" in df["error"][i]
+    assert df["pred_department"][1] == "" and df["error"][3] == ""
+    assert result.summary["labelled"] == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # a quote not doubled inside a text of two lines (a lenient reader makes one record of it)
+        'id,title,text\nA1,路灯,"第一行路灯坏了\n第二行,已经一周,他说"马上修"但没人来"\nA2,噪音,楼上装修\n',
+        # text after a closing quote, on a record that a later quoted field spreads over two lines
+        'id,title,text\nA1,"foo"bar,"路灯坏了\n一周了"\nA2,噪音,楼上装修\n',
+        # a stray quote that a later stray quote closes: the rows between would vanish into a field
+        'id,title,text\nA1,路灯,"坏了\nB1,噪音,楼上\nB2,油烟,"烧烤\nA2,噪音,楼上装修\n',
+    ],
+)
+def test_a_record_of_several_lines_a_strict_reader_refuses_is_reported_and_nothing_is_lost(
+    tiny_model_dir: Path, tmp_path: Path, data: str
+) -> None:
+    src = tmp_path / "stray.csv"
+    src.write_text(data, encoding="utf-8")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    lines = data.count("\n") - 1  # data lines
+    assert len(df) == lines  # each line of the broken record comes back on its own
+    assert df["error"][0].startswith("malformed CSV: line 2 of stray.csv: ")
+    assert (df["error"][:-1] != "").all() and (df["pred_department"][:-1] == "").all()
+    assert df["id"].iloc[-1] == "A2" and df["error"].iloc[-1] == ""
+    assert result.summary["labelled"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        # a quoted text over two lines, quotes doubled
+        ("doubled", 'id,title,text\nA1,路灯,"第一行路灯坏了\n他说""马上修"""\nA2,噪音,楼上装修\n'),
+        # a header cell with a space after its closing quote
+        ("header", '"id" ,title,text\nA1,路灯,路灯坏了很久\nA2,噪音,楼上装修\n'),
+    ],
+)
+def test_label_reads_the_records_train_reads(
+    tiny_model_dir: Path, tmp_path: Path, name: str, data: str
+) -> None:
+    from model.tickets import read_table
+
+    src = tmp_path / f"{name}.csv"
+    src.write_text(data, encoding="utf-8")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    trained = read_table(src)
+    assert list(df["id"]) == list(trained["id"]) == ["A1", "A2"]
+    assert list(df["text"]) == list(trained["text"])
+    assert (df["error"] == "").all()
 
 
 def test_a_quote_open_at_the_end_of_the_file_is_named_and_the_rows_after_it_come_back(

@@ -59,6 +59,13 @@ def test_numeric_dates_are_read_in_one_order_for_the_whole_column() -> None:
     assert parse_times(pd.Series(["04/01/2023"])).dt.month.tolist() == [4]
 
 
+def test_numeric_dates_with_two_digit_years_are_read_in_one_order_too() -> None:
+    times = parse_times(pd.Series(["05/01/23", "20/03/23 08:15", "15/01/2023T09:00"]))
+    assert times.dt.strftime("%Y-%m-%d").tolist() == ["2023-01-05", "2023-03-20", "2023-01-15"]
+    with pytest.raises(TrainingDataError, match="'01/13/23'"):
+        select_window(frame(["15/01/23", "01/13/23"]), Window(since=datetime(2023, 1, 1)))
+
+
 def test_numeric_dates_in_both_orders_are_refused_with_their_rows() -> None:
     df = frame(["04/01/2023", "15/01/2023", "01/20/2023"])
     with pytest.raises(TrainingDataError) as e:
