@@ -396,8 +396,12 @@ def predict(
 
     # The checks of the HTTP API and of batch labelling: a blank or over-long text is refused, and
     # an over-long title.
-    problem = check_text(text, get_settings().max_text_chars) or check_title(
-        title, get_settings().max_title_chars
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        raise fail(e) from None
+    problem = check_text(text, settings.max_text_chars) or check_title(
+        title, settings.max_title_chars
     )
     if problem:
         raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
@@ -950,6 +954,12 @@ def drift(
 
     try:
         settings = load_settings()
+        if out_path.suffix.lower() == ".png":
+            # The plot goes to <stem>.png, beside the JSON: here it would overwrite it.
+            raise OutputPathError(
+                f"--out {out_path} names the plot, which is written beside the JSON report; give "
+                f"the JSON path ({out_path.with_suffix('.json')})"
+            )
         check_writable(out_path, "--out")
         model_dir = model or current_dir(settings.model_root)
         if model_dir is None:

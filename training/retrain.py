@@ -183,7 +183,8 @@ def read_mapping(path: str | Path) -> LabelMapping:
         )
     mapping: LabelMapping = {h: {} for h in LABELS}
     for line, raw in enumerate(reader, 2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        # Cells past the header (a trailing comma Excel wrote) come under the key None, as a list.
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if isinstance(k, str)}
         old, new, head = row.get("old", ""), row.get("new", ""), row.get("head", "")
         if not old or not new:
             raise MappingFileError(f"{path} line {line}: old and new must both be non-empty")

@@ -86,6 +86,14 @@ def test_mapping_file_follows_chains_and_respects_head(tmp_path: Path) -> None:
     assert counts == {"department": {"旧局": 1, "银保监局": 1}, "category": {"甲": 2}}
 
 
+def test_mapping_rows_with_cells_past_the_header_are_read(tmp_path: Path) -> None:
+    # Excel writes a trailing comma; csv.DictReader puts such cells in a list under the key None.
+    path = tmp_path / "m.csv"
+    path.write_text("old,new\r\n银保监局,金融监管局,\r\n旧局,新局,x,y\r\n", encoding="utf-8")
+    m = read_mapping(path)
+    assert m["department"] == {"银保监局": "金融监管局", "旧局": "新局"}
+
+
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [

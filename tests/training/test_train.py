@@ -141,6 +141,13 @@ def test_cli_predict_refuses_what_the_http_api_refuses(tiny_model_dir, args, mes
     assert message in r.output and '"department"' not in r.output
 
 
+def test_cli_predict_with_a_bad_setting_is_one_line_naming_it(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("PAIDAN_MAX_TEXT_CHARS", "abc")
+    r = runner.invoke(app, ["predict", str(tiny_model_dir), "拖欠工资"])
+    assert r.exit_code == 2, r.output
+    assert "PAIDAN_MAX_TEXT_CHARS" in r.output and "Traceback" not in r.output
+
+
 def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
     tmp_path, tiny_csv, tiny_model_dir, monkeypatch
 ):
@@ -157,6 +164,10 @@ def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
         (["evaluate", model, str(tiny_csv), "--report", str(a_dir)], "is a directory"),
         (["evaluate", model, str(tiny_csv), "--report", str(under_file)], "cannot be written"),
         (["drift", "--since", "2026-01-01", "--model", model, "--out", str(a_dir)], "directory"),
+        (
+            ["drift", "--since", "2026-01-01", "--model", model, "--out", str(tmp_path / "d.png")],
+            "names the plot",
+        ),
         (
             [
                 "label",
