@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from model.artifact import OutputPathError, load_router
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
+from model.text import mask_pii
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -251,7 +252,9 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     for head in LABELS:
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
-            listed = ", ".join(f"{k!r} ({n} rows)" for k, n in list(unknown.items())[:20])
+            listed = ", ".join(
+                f"{mask_pii(str(k))!r} ({n} rows)" for k, n in list(unknown.items())[:20]
+            )
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             out.append(
                 f"{head} labels the model does not know, always scored wrong: {listed}{more}; "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean
+from model.text import clean, mask_pii
 from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, has_text
 
 if TYPE_CHECKING:
@@ -138,7 +138,10 @@ def validate(
         for text_key, labels in groups.items():
             if len(labels) > 1:
                 rows = where[labelled & (key == text_key)].tolist()
-                report.conflicts.append({"head": head, "labels": labels, "rows": rows})
+                # Masked: a text column mapped as the label by mistake puts phone numbers here,
+                # and these reach the log and the model's metadata.
+                masked = [mask_pii(str(label)) for label in labels]
+                report.conflicts.append({"head": head, "labels": masked, "rows": rows})
 
     for head in LABELS:
         counts = df.loc[df[head] != "", head].value_counts()
@@ -146,16 +149,20 @@ def validate(
         if len(rare) and strict:
             raise TrainingDataError(
                 f"{head} labels with fewer than {min_examples} rows (--min-examples): "
-                + ", ".join(f"{label!r} ({n})" for label, n in rare.items())
+                + ", ".join(f"{mask_pii(str(label))!r} ({n})" for label, n in rare.items())
                 + "; add examples, lower --min-examples, or drop --strict to merge them into "
                 + repr(OTHER_LABEL)
             )
         if len(rare):
-            report.merged[head] = {str(k): int(v) for k, v in rare.items()}
+            report.merged[head] = {mask_pii(str(k)): int(v) for k, v in rare.items()}
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
             for label, n in rare.items():
                 logger.info(
-                    "%s label %r has only %d rows; merged into %r", head, label, n, OTHER_LABEL
+                    "%s label %r has only %d rows; merged into %r",
+                    head,
+                    mask_pii(str(label)),
+                    n,
+                    OTHER_LABEL,
                 )
         other = df[head] == OTHER_LABEL
         if 0 < other.sum() < min_examples:
