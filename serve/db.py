@@ -135,6 +135,7 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util.exc import CommandError
 
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     config = Config()
@@ -143,6 +144,13 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
+    except CommandError as e:
+        # A revision this paidan does not know: a newer paidan migrated the database (and this
+        # one was rolled back to). Unavailable to this version, not a crash of every command.
+        raise DatabaseUnavailable(
+            f"its schema revision is unknown to this paidan ({e}); a newer paidan migrated it: "
+            "run that version, or restore the database from a backup"
+        ) from e
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()

@@ -85,6 +85,18 @@ def test_db_upgrade_creates_the_feedback_table(tmp_path: Path) -> None:
     assert {"feedback", "alembic_version"} <= tables
 
 
+def test_a_database_a_newer_paidan_migrated_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"PAIDAN_DATA_DIR": str(tmp_path)}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert "schema revision is unknown to this paidan" in out and "0099_future" in out
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_serve_refuses_a_tampered_model_before_starting(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
