@@ -57,13 +57,31 @@ def doc_text(doc: Doc) -> str:
     return doc.text
 
 
+class ResourceFileError(ValueError):
+    """A user dictionary or stopword list that cannot be read; the message names the file."""
+
+
+def _resource_lines(path: str | Path, what: str) -> list[str]:
+    """The lines of a user dictionary or stopword list, UTF-8 (a BOM allowed) or GB18030."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ResourceFileError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding).splitlines()
+        except UnicodeDecodeError:
+            continue
+    raise ResourceFileError(f"{path}: the {what} is neither UTF-8 nor GB18030 text")
+
+
 def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None], ...]:
     """Parse a jieba user dictionary (``word [freq] [tag]`` per line).
 
     Parameters
     ----------
     path : str or Path
-        UTF-8 text file in jieba's user-dictionary format. Blank lines are ignored.
+        Text file (UTF-8 or GB18030) in jieba's user-dictionary format. Blank lines are ignored.
 
     Returns
     -------
@@ -72,11 +90,12 @@ def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None],
 
     Raises
     ------
-    ValueError
-        If a line's frequency is not a whole number; the message names the file and line.
+    ResourceFileError
+        If the file cannot be read or decoded, or a line's frequency is not a whole number; the
+        message names the file (and the line).
     """
     entries = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(_resource_lines(path, "user dictionary"), 1):
         parts = line.strip().split()
         if not parts:
             continue
@@ -84,7 +103,9 @@ def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None],
         tag: str | None = None
         if len(parts) >= 2:
             if not parts[1].isdigit():
-                raise ValueError(f"{path}, line {lineno}: frequency {parts[1]!r} is not a number")
+                raise ResourceFileError(
+                    f"{path}, line {lineno}: frequency {parts[1]!r} is not a number"
+                )
             freq = int(parts[1])
         if len(parts) >= 3:
             tag = parts[2]
@@ -93,9 +114,9 @@ def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None],
 
 
 def read_stopwords(path: str | Path) -> frozenset[str]:
-    """Read a stopword list: one word per line, UTF-8, blank lines ignored."""
-    text = Path(path).read_text(encoding="utf-8-sig")
-    return frozenset(w.strip() for w in text.splitlines() if w.strip())
+    """Read a stopword list: one word per line, UTF-8 or GB18030, blank lines ignored."""
+    lines = _resource_lines(path, "stopword list")
+    return frozenset(w.strip() for w in lines if w.strip())
 
 
 class Segmenter:

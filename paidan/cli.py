@@ -34,7 +34,7 @@ from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError, as_utc
-from model.tokenizer import Backend
+from model.tokenizer import Backend, ResourceFileError
 from training.validate import TrainingDataError
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ USER_ERRORS = (
     SettingsError,
     FileExistsError,
     OutputPathError,
+    ResourceFileError,
 )
 
 TextCol = Annotated[str, typer.Option("--text-col", help="Input column holding the ticket text")]

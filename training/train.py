@@ -39,6 +39,7 @@ from model.router import (
     shift_prior,
 )
 from model.tickets import CO_COL, ColumnMap, expand_paths, read_tickets, require_rows
+from model.tokenizer import read_stopwords, read_userdict
 from training.metrics import choose_threshold, head_report
 from training.validate import TrainingDataError, ValidationReport, validate
 from training.window import Window, select_window
@@ -648,6 +649,9 @@ def train_frame(
     df, report = validate(raw, config.min_examples, strict)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
+    # Read once here, so a bad file is one clear error before the work, not a traceback in a fit.
+    read_userdict(userdict_path)
+    read_stopwords(stopwords_path)
     extra = list(extra_texts)
 
     router, cv = fit_router(df, config, userdict_path, stopwords_path, extra, progress, n_jobs)

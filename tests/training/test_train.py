@@ -561,3 +561,42 @@ def test_a_threshold_on_recalibrated_confidence_passes_the_same_tickets():
     np.testing.assert_array_equal(confidence >= before, _shown(confidence, mapping) >= after)
     new, _ = _under_confident(1_000, seed=2)  # and so on tickets it was not chosen on
     np.testing.assert_array_equal(new >= before, _shown(new, mapping) >= after)
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--userdict", "路灯 abc\n".encode(), "line 1: frequency 'abc' is not a number"),
+        ("--userdict", None, "cannot read the user dictionary"),
+        ("--stopwords", b"\xff\xfe\x00\xd8", "neither UTF-8 nor GB18030"),
+    ],
+)
+def test_cli_train_bad_resource_files_are_one_line(tmp_path, tiny_csv, option, content, message):
+    path = tmp_path / "words.txt"
+    if content is not None:
+        path.write_bytes(content)
+    r = runner.invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), option, str(path)]
+    )
+    assert r.exit_code == 2, r.output
+    assert message in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_train_reads_a_gb18030_user_dictionary(tmp_path, tiny_csv):
+    path = tmp_path / "dict.txt"
+    path.write_bytes("油烟扰民 100\n".encode("gb18030"))
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_csv),
+            "--out",
+            str(tmp_path / "m"),
+            "--userdict",
+            str(path),
+            "--min-examples",
+            "3",
+        ],
+    )
+    assert r.exit_code == 0, r.output
