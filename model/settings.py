@@ -88,6 +88,23 @@ class Settings(BaseSettings):
     def _hash_keys(cls, value: Any) -> tuple[str, ...]:
         return tuple(hash_key_entry(entry, i) for i, entry in enumerate(_split(value), 1))
 
+    @field_validator("model_root", "data_dir", "model_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info: Any) -> Any:
+        # `PAIDAN_MODEL_ROOT=` (set, but empty) would be Path(""), the current directory.
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("model_root", "data_dir")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        # Checked here, so that every command stops at once naming the variable, not after the
+        # work (serve trained the default model for 90 s before failing to write it under a file).
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a directory")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -30,6 +30,31 @@ def test_bad_setting_stops_startup_with_one_line(tmp_path: Path) -> None:
     assert "PAIDAN_TOP_K" in lines[0]
 
 
+def test_a_model_root_that_is_a_file_stops_startup_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    a_file = tmp_path / "root"
+    a_file.write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["serve"], env={"PAIDAN_MODEL_ROOT": str(a_file)})
+    assert result.exit_code == 2
+    assert "PAIDAN_MODEL_ROOT" in result.output and "is a file, not a directory" in result.output
+    assert not list(tmp_path.glob("**/metadata.json"))  # refused before any training
+
+
+def test_empty_directory_settings_mean_their_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.settings import Settings
+
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", "")
+    monkeypatch.setenv("PAIDAN_DATA_DIR", " ")
+    monkeypatch.setenv("PAIDAN_MODEL_DIR", "")
+    settings = Settings()
+    assert settings.model_root == Path("models") and settings.data_dir == Path("var")
+    assert settings.model_dir is None
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
