@@ -750,6 +750,8 @@ def models_promote(
     from training.compare import PromotionError, promote_checked
 
     try:
+        if report is not None:
+            check_writable(report, "--report", directory=True)  # as retrain checks it
         decision = promote_checked(_model_root(), version, force=force, report_dir=report)
     except (*USER_ERRORS, PromotionError) as e:
         raise fail(e) from None

@@ -180,6 +180,7 @@ def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
             "cannot be written",
         ),
         (["retrain", "--history", str(tiny_csv), "--report", str(a_file)], "is a file"),
+        (["models", "promote", "v1", "--report", str(a_file)], "is a file"),
         (["train", str(tiny_csv), "--out", str(a_file)], "is a file, not a directory"),
         (["train", str(tiny_csv), "--out", str(under_file)], "cannot be written"),
     ]
