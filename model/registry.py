@@ -292,9 +292,21 @@ def read_state(root: str | Path) -> dict[str, Any]:
     state: dict[str, Any] = {"history": [], "events": []}
     if path.is_file():
         try:
-            state.update(json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"{path} cannot be read as JSON: {e}") from e
+        # A hand-edited file of another shape was a TypeError later, or ("history": "v1") read
+        # as one version per character, so that rollback lost its way and gc deleted a version.
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{path}: expected a JSON object with history and events")
+        for key, kind in (("history", str), ("events", dict)):
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+                raise ModelLoadError(
+                    f"{path}: {key!r} must be a list of "
+                    + ("version names" if kind is str else "objects")
+                )
+        state.update(data)
     return state
 
 

@@ -84,6 +84,28 @@ def test_gc_keeps_newest_current_and_previous(tmp_path: Path) -> None:
     assert registry.rollback(root) == (VERSIONS[1], VERSIONS[0])
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "null",
+        "[1]",
+        '{"history": 5}',
+        '{"history": "v1"}',
+        '{"history": [["x"]]}',
+        '{"events": [1]}',
+    ],
+)
+def test_a_registry_file_of_another_shape_is_refused_naming_it(
+    tmp_path: Path, content: str
+) -> None:
+    root = make_root(tmp_path)
+    (root / registry.REGISTRY_FILE).write_text(content, encoding="utf-8")
+    for action in (lambda: registry.rollback(root), lambda: registry.gc(root, keep=1)):
+        with pytest.raises(ModelLoadError, match=r"registry\.json"):
+            action()
+    assert registry.versions(root) == VERSIONS  # nothing deleted
+
+
 def test_gc_rejects_keep_below_one(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     with pytest.raises(ValueError, match="at least 1"):
