@@ -371,16 +371,16 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
             # A record of several lines is checked as a strict reader would read it: text after a
             # closing quote there means a stray quote that a later one closed, which would join
             # the rows in between into one field (50 such quotes hid 100,000 of 200,000 rows).
-            strict = (
-                _scan_record(partial(next, iter(consumed), None), sep, 0).end
+            scanned = (
+                _scan_record(partial(next, iter(consumed), None), sep, 0)
                 if len(consumed) > 1 or lines.offset == size
-                else "record"
+                else None
             )
-            if strict == "eof in quotes":
+            strict = scanned.end if scanned else "record"
+            if scanned and strict == "eof in quotes":
                 # The lenient reader ends a quote left open at the end of the file silently: the
                 # rest of the file would be one field of this row. The lines after it are rows.
-                opened = _quote_line(consumed, sep) or first
-                problem = f"a quote opened on line {opened} is never closed"
+                problem = f"a quote opened on line {scanned.quote_line or first} is never closed"
             elif len(fields) != len(header) or strict == "malformed":
                 span.first, span.last = first, last
                 detail = (
@@ -471,11 +471,6 @@ def _broken_record(
     elif first is not None:
         lines.rewind(first)
         lines.read()
-
-
-def _quote_line(consumed: list[_Line], sep: str) -> int:
-    """The line where the quote still open at the end of these lines opened (0: none)."""
-    return _scan_record(partial(next, iter(consumed), None), sep, 0).quote_line
 
 
 def _long_record(
