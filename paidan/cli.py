@@ -579,7 +579,10 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
 def serve(
     model: Annotated[
         Path | None,
-        typer.Option(help="Model directory under the model root (default: the current model)"),
+        typer.Option(
+            help="Model directory under the model root (default: PAIDAN_MODEL_DIR, else the "
+            "current model)"
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port")] = 8000,
@@ -594,6 +597,7 @@ def serve(
 
     try:
         settings = load_settings()
+        model = model if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
         model_dir = ensure_model(settings, model)
         if model is not None:
             # An explicitly chosen model stays put; only the root's current model follows the

@@ -154,3 +154,32 @@ def test_the_model_loaded_by_the_cli_is_served_once_then_reloads_read_disk(
     assert loader(tiny_model_dir, None) is first
     router, meta = loader(tiny_model_dir, None)  # a reload: the real loader, its checks
     assert meta["version"] != "preloaded" and router.heads
+
+
+def test_serve_serves_paidan_model_dir_and_stays_on_it(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PAIDAN_MODEL_DIR used to be ignored by `paidan serve`: it served the root's current model.
+    import shutil
+
+    from model.registry import set_current
+
+    root = tmp_path / "root"
+    for name in ("v1", "v2"):
+        shutil.copytree(tiny_model_dir, root / name)
+    set_current(root, "v2")
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        "serve.server.run",
+        lambda settings, model_dir, **k: calls.append({"settings": settings, "dir": model_dir}),
+    )
+    env = {
+        "PAIDAN_MODEL_ROOT": str(root),
+        "PAIDAN_DATA_DIR": str(tmp_path),
+        "PAIDAN_MODEL_DIR": str(root / "v1"),
+    }
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    [call] = calls
+    assert call["dir"] == root / "v1"
+    assert call["settings"].follow_current is False  # a chosen model stays put, as with --model
