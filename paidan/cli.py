@@ -592,11 +592,14 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn)")] = True,
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
+    from serve.auth import check_bind_allowed
     from serve.server import describe_database, run
     from serve.workers import WorkerStartError
 
     try:
         settings = load_settings()
+        # Before the default model is trained (a minute) and the address is announced.
+        check_bind_allowed(settings, host)
         model = model if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
         model_dir = ensure_model(settings, model)
         if model is not None:

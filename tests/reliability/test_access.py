@@ -182,6 +182,27 @@ def test_paidan_serve_refuses_a_public_interface_without_keys(
     )
     assert result.exit_code == 2, result.output
     assert "refusing to listen on 0.0.0.0 without API keys" in " ".join(result.output.split())
+    # Refused before the address was announced as served.
+    assert "serving" not in result.output
+
+
+def test_paidan_serve_refuses_before_training_the_default_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty root used to train the default model (a minute) before the bind was refused.
+    monkeypatch.setattr("model.resources.sample_path", lambda: pytest.fail("trained"))
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--host", "0.0.0.0"],
+        env={
+            "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+            "PAIDAN_DATA_DIR": str(tmp_path),
+            "PAIDAN_API_KEYS": "",
+        },
+    )
+    assert result.exit_code == 2, result.output
+    assert "without API keys" in result.output
+    assert not (tmp_path / "models").exists()
 
 
 # -- CORS and headers ------------------------------------------------------------------------------
