@@ -47,18 +47,27 @@ MAX_HISTORY = 100
 
 
 def versions(root: str | Path) -> list[str]:
-    """Model versions under ``root`` (directories with a ``metadata.json``), oldest first by name."""
+    """Model versions under ``root`` (directories with a ``metadata.json``), oldest first.
+
+    Versions are ordered by the ``created`` time in their ``metadata.json``, not by name: paidan's
+    own names are UTC timestamps, but a directory written with ``paidan train --out models/v1``
+    or copied in by hand (``baseline``) sorted after all of them, so it was taken for the newest
+    (the implicit current, and one ``gc --keep`` kept in place of the real newest). A version
+    whose metadata holds no readable time is placed by its directory's modification time (a model
+    directory is not modified once written); equal times go by name.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(
-        p.name
+    found = [
+        p
         for p in root.iterdir()
         if p.is_dir()
         and not p.is_symlink()
         and not p.name.startswith(".")
         and (p / METADATA_FILE).is_file()
-    )
+    ]
+    return [p.name for p in sorted(found, key=_creation_key)]
 
 
 def current_version(root: str | Path) -> str | None:
@@ -184,7 +193,8 @@ def gc(root: str | Path, keep: int) -> list[str]:
     root : str or Path
         The model root.
     keep : int
-        How many of the newest versions (by name, i.e. by creation time) to keep, at least 1.
+        How many of the newest versions (by creation time, see :func:`versions`) to keep, at
+        least 1.
 
     Returns
     -------
@@ -360,6 +370,22 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 # -- internals ---------------------------------------------------------------------------------
+
+
+def _creation_key(path: Path) -> tuple[float, str]:
+    """When the version in ``path`` was created (seconds since the epoch), then its name."""
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+        created = datetime.fromisoformat(meta["created"])
+        if created.tzinfo is None:  # written by hand without a zone: taken as UTC, as paidan writes
+            created = created.replace(tzinfo=UTC)
+        return created.timestamp(), path.name
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return path.stat().st_mtime, path.name
+    except OSError:  # deleted meanwhile: first, so that nothing counts it among the newest
+        return float("-inf"), path.name
 
 
 def _pointer(root: Path) -> str | None:

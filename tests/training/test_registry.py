@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,42 @@ def test_gc_keeps_newest_current_and_previous(tmp_path: Path) -> None:
     assert not registry.scores_path(root, VERSIONS[2]).exists()
     # Rollback still works after gc: the version before current was protected.
     assert registry.rollback(root) == (VERSIONS[1], VERSIONS[0])
+
+
+def test_versions_are_ordered_by_creation_time_not_by_name(tmp_path: Path) -> None:
+    # `paidan train --out models/baseline` (or a copied-in directory) sorted after paidan's
+    # timestamp names: it was the implicit current, and gc --keep 1 deleted the real newest.
+    root = make_root(tmp_path, VERSIONS[:3])
+    old = root / "baseline"
+    old.mkdir()
+    meta = {"version": "baseline", "created": "2025-06-01T00:00:00+00:00"}
+    (old / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    assert registry.versions(root) == ["baseline", *VERSIONS[:3]]
+    assert registry.current_version(root) == VERSIONS[2]
+    assert [i.version for i in registry.list_versions(root)] == ["baseline", *VERSIONS[:3]]
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])  # current = 1, previous = 0; the newest is 2
+    assert registry.gc(root, keep=1) == ["baseline"]
+    assert registry.versions(root) == VERSIONS[:3]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ['{"version": "x"}', '{"created": "yesterday"}', '{"created": 5}', "[1]", "not json"],
+)
+def test_a_version_without_a_readable_creation_time_is_placed_by_its_mtime(
+    tmp_path: Path, metadata: str
+) -> None:
+    root = make_root(tmp_path, VERSIONS[:2])  # created on 1 and 2 January 2026
+    odd = root / "copied"
+    odd.mkdir()
+    (odd / METADATA_FILE).write_text(metadata, encoding="utf-8")
+    between = datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
+    os.utime(odd, (between, between))
+    assert registry.versions(root) == [VERSIONS[0], "copied", VERSIONS[1]]
+    # A creation time without a zone is UTC, as paidan writes it.
+    (odd / METADATA_FILE).write_text('{"created": "2026-01-03T00:00:00"}', encoding="utf-8")
+    assert registry.versions(root) == [*VERSIONS[:2], "copied"]
 
 
 @pytest.mark.parametrize(
