@@ -351,11 +351,30 @@ def frozen_eval_path(root: str | Path) -> Path:
 
 
 def frozen_eval_info(root: str | Path) -> dict[str, Any] | None:
-    """The frozen set's facts (``sha256``, ``rows``, ``created``, ``source``), or ``None``."""
+    """The frozen set's facts (``sha256``, ``rows``, ``created``, ``source``), or ``None``.
+
+    Raises
+    ------
+    ModelLoadError
+        When ``eval/frozen.json`` cannot be read as a JSON object holding the set's SHA-256 (a
+        truncated or hand-edited file was a traceback in ``models list``, ``promote`` and
+        ``retrain``); the message names the file and how to freeze the set again.
+    """
     path = Path(root) / EVAL_DIR / EVAL_META_FILE
-    if not path.is_file() or not frozen_eval_path(root).is_file():
+    data = frozen_eval_path(root)
+    if not path.is_file() or not data.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    fix = (
+        "freeze the evaluation set again with `paidan models freeze-eval DATA --force` "
+        f"(DATA may be {data} itself, if you trust it)"
+    )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path} cannot be read as JSON ({e}); {fix}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or not info["sha256"]:
+        raise ModelLoadError(f"{path}: expected a JSON object with the set's sha256; {fix}")
+    return info
 
 
 def frozen_eval_sha(root: str | Path) -> str | None:

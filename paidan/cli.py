@@ -735,7 +735,8 @@ def models_list(
         )
     out.print(table)
     out.print(
-        f"macro-F1 on the frozen evaluation set ({frozen['rows']} tickets, {frozen['source']})"
+        f"macro-F1 on the frozen evaluation set ({frozen.get('rows', '?')} tickets, "
+        f"{frozen.get('source', '?')})"
         if frozen
         else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
         soft_wrap=True,
@@ -883,6 +884,7 @@ def retrain(
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
+    from training.compare import PromotionError
     from training.retrain import MappingFileError, read_mapping
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
@@ -908,8 +910,8 @@ def retrain(
                 n_jobs=jobs or -1,
                 window=Window(history_since, history_max_rows),
             )
-    except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, ValueError) as e:
-        raise fail(e) from None
+    except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
+        raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
     if result.skipped:
         out.print(result.message)
         return

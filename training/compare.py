@@ -71,9 +71,13 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     Raises
     ------
     PromotionError
-        When none is frozen, or the file no longer matches its recorded checksum.
+        When none is frozen, its ``frozen.json`` is unreadable, or the file no longer matches its
+        recorded checksum.
     """
-    info = registry.frozen_eval_info(root)
+    try:
+        info = registry.frozen_eval_info(root)
+    except ModelLoadError as e:  # refused like a changed set: --force may still promote
+        raise PromotionError(str(e)) from None
     path = registry.frozen_eval_path(root)
     if info is None:
         raise PromotionError(
@@ -84,7 +88,8 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if actual != info["sha256"]:
         raise PromotionError(
             f"{path} does not match its recorded SHA-256 ({info['sha256'][:12]}…, found "
-            f"{actual[:12]}…): the frozen evaluation set was changed; freeze it again with --force"
+            f"{actual[:12]}…): the frozen evaluation set was changed; freeze it again with "
+            "`paidan models freeze-eval DATA --force`"
         )
     df = pd.read_parquet(path)
     for col in EVAL_COLUMNS:

@@ -363,7 +363,8 @@ def freeze_eval(
     """
     root = Path(root)
     path = registry.frozen_eval_path(root)
-    if registry.frozen_eval_info(root) is not None and not force:
+    # With --force a frozen set is replaced unread: even one whose frozen.json is corrupt.
+    if not force and registry.frozen_eval_info(root) is not None:
         raise FileExistsError(
             f"{path} is frozen already; every version is scored on it. Pass --force to replace it "
             "(versions will be re-scored on the new set)"

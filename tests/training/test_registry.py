@@ -180,6 +180,64 @@ def test_list_versions_reports_rows_metrics_and_current(tmp_path: Path) -> None:
     assert set(infos[VERSIONS[0]].to_dict()) >= {"version", "created", "current", "metrics"}
 
 
+CORRUPT_FROZEN_JSON = ['{"sha256": "ab', "not json", "[1]", "{}", '{"sha256": 5}', b"\xff\xfe"]
+
+
+@pytest.mark.parametrize("content", CORRUPT_FROZEN_JSON)
+def test_a_corrupt_frozen_json_is_refused_naming_it_and_the_fix(
+    tmp_path: Path, content: str | bytes
+) -> None:
+    root = make_root(tmp_path)
+    (root / registry.EVAL_DIR).mkdir()
+    registry.frozen_eval_path(root).write_bytes(b"frozen")
+    meta = root / registry.EVAL_DIR / registry.EVAL_META_FILE
+    meta.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for action in (registry.frozen_eval_info, registry.list_versions):
+        with pytest.raises(ModelLoadError, match=r"frozen\.json.*freeze-eval DATA --force"):
+            action(root)
+
+
+def test_models_commands_name_a_corrupt_frozen_json_and_freeze_eval_force_replaces_it(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import EXIT_REFUSED, app
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    data = tmp_path / "eval.csv"
+    data.write_text("id,title,text,department,category\n1,,拖欠工资,人社,劳动\n", encoding="utf-8")
+    runner = CliRunner()
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    assert runner.invoke(app, ["models", "freeze-eval", str(data)], env=env).exit_code == 0
+    meta = root / registry.EVAL_DIR / registry.EVAL_META_FILE
+    meta.write_text('{"sha256": "12', encoding="utf-8")  # truncated
+    for args, code in (
+        (["models", "list"], 2),
+        (["models", "promote", VERSIONS[1]], EXIT_REFUSED),  # refused as a changed set is
+        (["retrain", "--history", str(data)], 2),
+        (["models", "freeze-eval", str(data)], 2),  # without --force: say how
+    ):
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == code, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        assert str(meta) in r.output, (args, r.output)
+        assert "freeze-eval DATA --force" in r.output, (args, r.output)
+    assert registry.current_version(root) == VERSIONS[0]
+    assert registry.versions(root) == VERSIONS  # retrain trained nothing
+    r = runner.invoke(app, ["models", "freeze-eval", str(data), "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    assert registry.frozen_eval_info(root)["rows"] == 1
+    assert runner.invoke(app, ["models", "list"], env=env).exit_code == 0
+    # A frozen set changed after it was frozen: retrain says so in one line too (was a traceback).
+    with open(registry.frozen_eval_path(root), "ab") as f:
+        f.write(b"\n")
+    r = runner.invoke(app, ["retrain", "--history", str(data)], env=env)
+    assert r.exit_code == 2 and "does not match its recorded SHA-256" in r.output, r.output
+    assert "freeze-eval DATA --force" in r.output
+
+
 def test_models_list_piped_keeps_whole_versions_and_figures(tmp_path: Path) -> None:
     # Piped (cron, a log), rich used to cut the table at 80 columns: "20260103T0000…", "0.8…".
     root = make_root(tmp_path)
