@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ EVAL_META_FILE = "frozen.json"
 REPORTS_DIR = "reports"
 # Pointer changes remembered for rollback (oldest are forgotten first).
 MAX_HISTORY = 100
+
+
+class CurrentChangedError(ModelLoadError):
+    """``current`` is no longer the version a promotion was decided against."""
+
+
+class _Unchecked(Enum):
+    """:func:`set_current`'s default ``expected``: whatever is current."""
+
+    ANY = "any"
 
 
 def versions(root: str | Path) -> list[str]:
@@ -95,7 +106,13 @@ def current_dir(root: str | Path) -> Path | None:
     return path
 
 
-def set_current(root: str | Path, version: str, *, record: bool = True) -> str | None:
+def set_current(
+    root: str | Path,
+    version: str,
+    *,
+    record: bool = True,
+    expected: str | _Unchecked | None = _Unchecked.ANY,
+) -> str | None:
     """Point ``root/current`` at ``version`` atomically (write a temporary file, then rename).
 
     Parameters
@@ -106,6 +123,10 @@ def set_current(root: str | Path, version: str, *, record: bool = True) -> str |
         A version under ``root``.
     record : bool, default True
         Remember the previous ``current`` in ``registry.json`` so :func:`rollback` can return to it.
+    expected : str or None, optional
+        Move the pointer only if ``current`` is still this version (compare-and-swap). A promotion
+        compares the challenger with the champion before it takes the lock, which it does not
+        hold through that slow evaluation; another promotion may have moved ``current`` meanwhile.
 
     Returns
     -------
@@ -116,12 +137,19 @@ def set_current(root: str | Path, version: str, *, record: bool = True) -> str |
     ------
     ModelLoadError
         If ``version`` is not a model under ``root``.
+    CurrentChangedError
+        If ``current`` is not ``expected``; nothing is changed.
     """
     root = Path(root)
     with _locked(root):
         if version not in versions(root):
             raise ModelLoadError(f"no model version {version!r} under {root}")
         previous = _pointer(root)
+        if expected is not _Unchecked.ANY and previous != expected:
+            raise CurrentChangedError(
+                f"another promotion (or a rollback) changed current from {expected or 'none'} "
+                f"to {previous} meanwhile; {version} was not made current"
+            )
         if record and previous is not None and previous != version:
             state = read_state(root)
             state["history"] = [*state["history"], previous][-MAX_HISTORY:]

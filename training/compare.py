@@ -394,30 +394,38 @@ def promote_checked(
     Returns
     -------
     Decision
+
+    Raises
+    ------
+    CurrentChangedError
+        When another promotion or a rollback moved ``current`` while the challenger was compared
+        with the champion: the pointer is left as that one set it, and the promotion must be run
+        again against the new champion.
     """
     root = Path(root)
     if version not in registry.versions(root):
         raise ModelLoadError(f"no model version {version!r} under {root}")
-    champion = registry.current_version(root)
-    if champion is not None and champion not in registry.versions(root):
-        champion = None
+    # The evaluation below runs outside the registry lock (it takes a while); the pointer is
+    # moved only if it still names this champion (compare-and-swap), see _commit.
+    seen = registry.current_version(root)
+    champion = seen if seen in registry.versions(root) else None
     if champion == version:
         if apply and not (root / registry.CURRENT_FILE).is_file():
             # Current only implicitly (the newest version): write the pointer so it stays current.
-            registry.set_current(root, version, record=False)
+            _commit(root, version, seen, record=False)
         return Decision(
             version, champion, promoted=False, refused=False, reasons=["already current"]
         )
     if champion is None:
         if apply:
-            registry.promote(root, version)
+            _commit(root, version, seen)
         return Decision(version, None, promoted=apply, refused=False)
     try:
         eval_set = read_frozen_eval(root)
     except PromotionError as e:
         if not force or not apply:
             return Decision(version, champion, promoted=False, refused=True, reasons=[str(e)])
-        registry.promote(root, version)
+        _commit(root, version, seen)
         return Decision(version, champion, True, True, [str(e)], forced=True)
     mapping = version_mapping(root, version)
     challenger_scores = ensure_scores(root, version, eval_set=eval_set)
@@ -429,7 +437,7 @@ def promote_checked(
     paths = write_comparison(report, out_dir / f"{version}-vs-{champion}.json")
     promoted = False
     if apply and (not report["refused"] or force):
-        registry.promote(root, version)
+        _commit(root, version, seen)
         promoted = True
     logger.info(
         "challenger %s vs champion %s: %s", version, champion, "; ".join(report["reasons"]) or "ok"
@@ -444,3 +452,14 @@ def promote_checked(
         report_paths=paths,
         forced=report["forced"],
     )
+
+
+def _commit(root: Path, version: str, champion: str | None, record: bool = True) -> None:
+    """Make ``version`` current if ``champion`` still is, else say what changed and what to do."""
+    try:
+        registry.set_current(root, version, record=record, expected=champion)
+    except registry.CurrentChangedError as e:
+        raise registry.CurrentChangedError(
+            f"{e}: run `paidan models promote {version}` again to compare it with the model that "
+            "is current now"
+        ) from None

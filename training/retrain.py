@@ -536,7 +536,7 @@ def retrain(
     if champion and not (root / registry.CURRENT_FILE).is_file():
         # The champion is current only because it is the newest version; pin it, or the
         # challenger written below would silently become current.
-        registry.set_current(root, champion, record=False)
+        registry.set_current(root, champion, record=False, expected=champion)
     champion_meta = read_metadata(root / champion) if champion else {}
     if config is None:
         config = TrainingConfig.from_dict(champion_meta.get("config", {}))

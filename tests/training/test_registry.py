@@ -51,6 +51,20 @@ def test_promote_unknown_version_is_refused_and_pointer_unchanged(tmp_path: Path
     assert registry.current_version(root) == VERSIONS[1]
 
 
+def test_set_current_with_expected_moves_the_pointer_only_from_that_version(tmp_path: Path) -> None:
+    # Compare-and-swap: a promotion decided against VERSIONS[0] must not replace VERSIONS[2].
+    root = make_root(tmp_path)
+    registry.set_current(root, VERSIONS[0], record=False)
+    registry.promote(root, VERSIONS[2])
+    state = registry.read_state(root)
+    with pytest.raises(registry.CurrentChangedError, match=f"from {VERSIONS[0]} to {VERSIONS[2]}"):
+        registry.set_current(root, VERSIONS[1], expected=VERSIONS[0])
+    assert registry.current_version(root) == VERSIONS[2]
+    assert registry.read_state(root) == state  # no history entry, no event
+    assert registry.set_current(root, VERSIONS[1], expected=VERSIONS[2]) == VERSIONS[2]
+    assert registry.current_version(root) == VERSIONS[1]
+
+
 def test_rollback_walks_back_through_previous_currents(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     registry.set_current(root, VERSIONS[0], record=False)

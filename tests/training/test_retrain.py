@@ -232,6 +232,41 @@ def tiny_root(tmp_path: Path, tiny_config: TrainingConfig) -> tuple[Path, Path]:
     return root, train_csv
 
 
+def test_a_promotion_compared_with_a_champion_that_was_replaced_meanwhile_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The comparison runs outside the registry lock: another `models promote` may move current
+    # while it runs. The pointer moves only if it still names the champion compared with.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training import compare as compare_module
+    from training.retrain import freeze_eval
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(tiny_model_dir, root / name)
+    freeze_eval(root, pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str), "test")
+    registry.set_current(root, "v1", record=False)
+    real_compare = compare_module.compare
+
+    def compare_while_another_promotes(*args: object, **kwargs: object) -> dict:
+        registry.promote(root, "v3")  # another promotion, during this one's evaluation
+        return real_compare(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compare_module, "compare", compare_while_another_promotes)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "promote", "v2"], env=env)
+    assert r.exit_code == 2, r.output
+    assert "changed current from v1 to v3" in r.output, r.output
+    assert "run `paidan models promote v2` again" in r.output
+    assert registry.current_version(root) == "v3"
+    assert registry.read_state(root)["history"] == ["v1"]  # v2's promotion left no trace
+    assert (root / registry.REPORTS_DIR / "v2-vs-v1.json").is_file()  # the comparison is kept
+
+
 def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) -> None:
     root, history = tiny_root
     before = registry.versions(root)
