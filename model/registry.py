@@ -9,6 +9,7 @@ Layout::
         scores/<version>.json    that version's figures on the frozen evaluation set
         eval/frozen.parquet      the frozen evaluation set, and eval/frozen.json (its SHA-256)
         reports/                 champion/challenger comparison reports (JSON and Markdown)
+        .leases/<version>        locked (shared) by each server process serving that version
 
 Facts learnt after a version was written (its scores, whether it was promoted) live beside it, never
 inside it: a model directory is not modified once written.
@@ -43,6 +44,7 @@ EVAL_DIR = "eval"
 EVAL_DATA_FILE = "frozen.parquet"
 EVAL_META_FILE = "frozen.json"
 REPORTS_DIR = "reports"
+LEASES_DIR = ".leases"
 # Pointer changes remembered for rollback (oldest are forgotten first).
 MAX_HISTORY = 100
 
@@ -213,8 +215,11 @@ def previous_version(root: str | Path) -> str | None:
     return None
 
 
-def gc(root: str | Path, keep: int) -> list[str]:
+def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     """Delete old versions, keeping the ``keep`` newest plus ``current`` and the one before it.
+
+    A version that a running server holds a :func:`lease` on is kept too (``paidan serve --model``
+    or ``PAIDAN_MODEL_DIR`` may serve any version, and its workers reload it from disk).
 
     Parameters
     ----------
@@ -226,13 +231,14 @@ def gc(root: str | Path, keep: int) -> list[str]:
 
     Returns
     -------
-    list of str
-        The deleted versions.
+    (list of str, list of str)
+        The deleted versions, and those kept only because a running process serves them.
     """
     if keep < 1:
         raise ValueError(f"--keep must be at least 1 (got {keep})")
     root = Path(root)
     removed: list[str] = []
+    in_use: list[str] = []
     with _locked(root):
         found = versions(root)
         protected = {v for v in (_pointer(root), previous_version(root)) if v}
@@ -240,8 +246,13 @@ def gc(root: str | Path, keep: int) -> list[str]:
         for version in found:
             if version in protected:
                 continue
-            _remove_tree(root / version)
-            (root / SCORES_DIR / f"{version}.json").unlink(missing_ok=True)
+            with _unless_leased(root, version) as free:
+                if not free:
+                    in_use.append(version)
+                    continue
+                _remove_tree(root / version)
+                (root / SCORES_DIR / f"{version}.json").unlink(missing_ok=True)
+                (root / LEASES_DIR / version).unlink(missing_ok=True)
             removed.append(version)
         if removed:
             state = read_state(root)
@@ -251,7 +262,80 @@ def gc(root: str | Path, keep: int) -> list[str]:
             _write_json(root / REGISTRY_FILE, state)
     for version in removed:
         logger.info("deleted model version %s", version)
-    return removed
+    return removed, in_use
+
+
+class Lease:
+    """A process's shared lock on the version it serves; :func:`gc` keeps leased versions.
+
+    The lock is the kernel's (``flock``), so it ends with the process however the process ends: a
+    lease is held only by a live process. Obtain one with :func:`lease`.
+    """
+
+    def __init__(self, version: str | None = None, fd: int | None = None) -> None:
+        self.version = version
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the file does); releasing twice is harmless."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def lease(root: str | Path, model_dir: str | Path) -> Lease:
+    """Lease the version in ``model_dir`` until :meth:`Lease.release` or the process exits.
+
+    Take it *before* loading the model: :func:`gc` deletes a version only while it holds the same
+    file locked exclusively, so either it deleted the version first (and this refuses) or it will
+    skip it. Several processes, and several leases in one process (a reload of the same version),
+    share the lock. The lease file lives under ``<root>/.leases``, never in the model directory,
+    which is not modified once written.
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    model_dir : str or Path
+        The served model. Anything but a version directly under ``root`` (:func:`gc` never deletes
+        it; a symlink, a missing directory: the loader refuses them, saying why) gets an empty
+        lease; so does a version whose lease file cannot be made (a root the server may only
+        read), with a warning.
+
+    Raises
+    ------
+    ModelLoadError
+        If the version was deleted by :func:`gc` while this waited for the lock.
+    """
+    root = Path(root)
+    path = Path(os.path.normpath(Path(model_dir).absolute()))
+    if (
+        path.parent.resolve() != root.resolve()
+        or path.is_symlink()
+        or not (path / METADATA_FILE).is_file()
+    ):
+        return Lease()
+    version = path.name
+    fd = None
+    try:
+        fd = _open_lease(root, version)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while gc deletes this very version
+    except OSError as e:
+        if fd is not None:
+            os.close(fd)
+        logger.warning(
+            "cannot lease model version %s (%s); `paidan models gc` may delete it while it is "
+            "served",
+            version,
+            e,
+        )
+        return Lease()
+    if not (path / METADATA_FILE).is_file():
+        os.close(fd)
+        raise ModelLoadError(
+            f"{path} is no longer a model under {root} (deleted by `paidan models gc` meanwhile?)"
+        )
+    return Lease(version, fd)
 
 
 @dataclass
@@ -493,6 +577,27 @@ def _locked(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _open_lease(root: Path, version: str) -> int:
+    # Read-only: flock needs no write access, so a server may lock a lease file gc created.
+    (root / LEASES_DIR).mkdir(exist_ok=True)
+    return os.open(root / LEASES_DIR / version, os.O_RDONLY | os.O_CREAT, 0o644)
+
+
+@contextmanager
+def _unless_leased(root: Path, version: str) -> Iterator[bool]:
+    """Whether no process leases ``version``; while it is ``True``, none can take a lease."""
+    fd = _open_lease(root, version)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def _log_event(

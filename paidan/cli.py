@@ -787,14 +787,19 @@ def models_rollback() -> None:
 def models_gc(
     keep: Annotated[int, typer.Option(min=1, help="How many of the newest versions to keep")],
 ) -> None:
-    """Delete old versions; current and the one before it are always kept."""
+    """Delete old versions; current, the one before it and those being served are always kept."""
     from model.registry import gc
 
     try:
-        removed = gc(_model_root(), keep)
+        removed, in_use = gc(_model_root(), keep)
     except USER_ERRORS as e:
         raise fail(e) from None
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
+    if in_use:
+        out.print(
+            f"kept {len(in_use)} version(s) in use by a running paidan serve: {', '.join(in_use)}",
+            soft_wrap=True,
+        )
 
 
 @models_app.command("freeze-eval")

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import current_dir
+from model.registry import current_dir, lease
 from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
@@ -91,6 +91,10 @@ def create_app(
         start = time.perf_counter()
         path = resolve_model_dir(settings, model_dir)
 
+        # Leased first, so that `paidan models gc` does not delete it while it is served (each
+        # worker holds its own lease; serve.reload moves it with the model).
+        app.state.lease = await run_in_threadpool(lease, settings.model_root, path)
+
         def load() -> tuple[Router, dict[str, Any]]:
             # The model lives as long as the process: startup() freezes it once it is loaded, so
             # that no full collection walks it (serve.reload.freeze_heap).
@@ -108,6 +112,7 @@ def create_app(
         for outcome in (loaded, database):
             if isinstance(outcome, BaseException):
                 db.dispose()
+                app.state.lease.release()
                 raise outcome
         app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
         database = cast(dict[str, Any], database)
@@ -134,6 +139,7 @@ def create_app(
             if follower is not None:
                 follower.cancel()
             db.dispose()
+            app.state.lease.release()
             gc.unfreeze()  # this app's model may now be collected like anything else
 
     app = FastAPI(
@@ -147,6 +153,7 @@ def create_app(
     app.state.router = None
     app.state.metadata = {}
     app.state.db = None
+    app.state.lease = None
     app.state.router_loader = router_loader  # the admin reload loads through the same function
     install_error_handlers(app)
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))

@@ -21,7 +21,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from model.artifact import load_serving_router
-from model.registry import CURRENT_FILE
+from model.registry import CURRENT_FILE, lease
 from model.router import Router
 
 logger = logging.getLogger(__name__)
@@ -79,15 +79,24 @@ def reload_model(
         When the new model cannot be trusted or read; the old model keeps serving.
     """
     path = Path(model_dir)
+    root = app.state.services.settings.model_root
     with _SWAP_LOCK:
         start = time.perf_counter()
         old = getattr(app.state.router, "version", None)
-        router, metadata = loader(path, app.state.services.settings.model_root)
-        router.warm_up()
+        held = lease(root, path)  # before the load: `paidan models gc` keeps it from now on
+        try:
+            router, metadata = loader(path, root)
+            router.warm_up()
+        except BaseException:
+            held.release()
+            raise
         # Python assigns references atomically: a request sees the old or the new router, whole.
         app.state.metadata = metadata
         app.state.router = router
         app.state.model_dir = path
+        previous, app.state.lease = getattr(app.state, "lease", None), held
+        if previous is not None:
+            previous.release()  # the old model may be deleted now; requests in flight keep it
         freeze_heap()
         logger.info(
             "model swapped: %s -> %s (loaded from %s in %.1f s)",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import make_url
 
 from model.artifact import load_serving_router, verify
+from model.registry import lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
@@ -113,21 +114,26 @@ def run(
         )
         uvicorn.run(app, **options)
         return
-    verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
-    prepare_database(settings)
-    # Worker processes build their settings from the environment: hand them what the CLI decided.
-    os.environ[MODEL_DIR_ENV] = str(model_dir)
-    os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
+    # Every worker the supervisor starts, now or to replace one, loads model_dir: lease it for as
+    # long as the supervisor runs (each worker also leases the model it serves).
+    held = lease(settings.model_root, model_dir)
     own_multiproc = MULTIPROC_ENV not in os.environ
-    if own_multiproc:
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
     try:
+        verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
+        prepare_database(settings)
+        # Worker processes build their settings from the environment: hand them what the CLI
+        # decided.
+        os.environ[MODEL_DIR_ENV] = str(model_dir)
+        os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
+        if own_multiproc:
+            os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).
         Supervisor(config, workers).run()
     finally:
-        if own_multiproc:
+        held.release()
+        if own_multiproc and MULTIPROC_ENV in os.environ:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 

@@ -162,6 +162,47 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
     assert running(first | before | after) == set()
 
 
+@pytest.mark.slow
+def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Every worker the supervisor starts (a replacement too) loads the directory it was started
+    # with, even after the workers followed `current` to another version: gc deleted it.
+    import shutil
+    import subprocess
+    import sys
+
+    from model import registry
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(tiny_model_dir, root / name)
+    registry.set_current(root, "v1", record=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    server = live_server_factory(
+        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    registry.promote(root, "v2")
+    registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
+    moved = f"loaded from {root / 'v3'}"
+    wait_until(lambda: server.logs().count(moved) == 2, "both workers on v3", server)
+    pids = worker_pids(server, port_of(server))
+
+    def gc() -> str:
+        cmd = [sys.executable, "-m", "paidan", "models", "gc", "--keep", "1"]
+        env_all = {**os.environ, **env}
+        proc = subprocess.run(cmd, env=env_all, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "kept 1 version(s) in use by a running paidan serve: v1" in gc()
+    assert (root / "v1").is_dir()
+    server.kill()
+    wait_until(lambda: not running(pids), "the workers' exit", server)
+    assert "deleted 1 version(s): v1" in gc()
+
+
 def running(pids: set[int]) -> set[int]:
     """Those of ``pids`` that still run (an exited child may linger as a zombie)."""
     out = set()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -107,6 +109,36 @@ def test_reload_model_refuses_a_broken_directory_without_swapping(
         assert app.state.router is before
         assert reload_model(app, root / "v2", loader) == "v2"
         assert served_version(client) == "v2"
+
+
+def leased(root: Path, version: str) -> bool:
+    """Whether a process holds a lease on ``version`` (what `paidan models gc` checks)."""
+    fd = os.open(root / registry.LEASES_DIR / version, os.O_RDONLY | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_the_served_model_is_leased_and_the_lease_moves_with_reloads(
+    root: Path, tmp_path: Path
+) -> None:
+    # gc deleted a version served with --model (or PAIDAN_MODEL_DIR): it is not current.
+    registry.set_current(root, "v2", record=False)  # the copies' times are equal: v3 is newest
+    with make_app(root, tmp_path, model_dir=root / "v1") as client:
+        app: Any = client.app
+        assert registry.gc(root, keep=1) == ([], ["v1"])
+        with pytest.raises(ModelLoadError, match="checksum"):
+            reload_model(app, root / "v3", loader)
+        assert leased(root, "v1") and not leased(root, "v3")  # a refused model is not held
+        reload_model(app, root / "v2", loader)
+        assert leased(root, "v2") and not leased(root, "v1")
+        assert registry.gc(root, keep=1) == (["v1"], [])
+        assert served_version(client) == "v2"
+    assert not leased(root, "v2")  # shut down: released
 
 
 def _tracked(obj: object) -> bool:

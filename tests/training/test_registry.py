@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def test_gc_keeps_newest_current_and_previous(tmp_path: Path) -> None:
     registry.promote(root, VERSIONS[0])
     registry.promote(root, VERSIONS[1])  # current = 1, previous = 0
     registry.write_scores(root, VERSIONS[2], {"eval_sha256": "x"})
-    removed = registry.gc(root, keep=1)
+    removed, in_use = registry.gc(root, keep=1)
+    assert in_use == []
     assert sorted(removed) == [VERSIONS[2], VERSIONS[3]]
     assert registry.versions(root) == [VERSIONS[0], VERSIONS[1], VERSIONS[4]]
     assert not registry.scores_path(root, VERSIONS[2]).exists()
@@ -112,7 +114,7 @@ def test_versions_are_ordered_by_creation_time_not_by_name(tmp_path: Path) -> No
     assert [i.version for i in registry.list_versions(root)] == ["baseline", *VERSIONS[:3]]
     registry.promote(root, VERSIONS[0])
     registry.promote(root, VERSIONS[1])  # current = 1, previous = 0; the newest is 2
-    assert registry.gc(root, keep=1) == ["baseline"]
+    assert registry.gc(root, keep=1) == (["baseline"], [])
     assert registry.versions(root) == VERSIONS[:3]
 
 
@@ -133,6 +135,92 @@ def test_a_version_without_a_readable_creation_time_is_placed_by_its_mtime(
     # A creation time without a zone is UTC, as paidan writes it.
     (odd / METADATA_FILE).write_text('{"created": "2026-01-03T00:00:00"}', encoding="utf-8")
     assert registry.versions(root) == [*VERSIONS[:2], "copied"]
+
+
+def test_gc_keeps_a_version_a_process_leases_and_says_so(tmp_path: Path) -> None:
+    # `paidan serve --model DIR` (or PAIDAN_MODEL_DIR) may serve any version, not only current.
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[4])
+    served = registry.lease(root, root / VERSIONS[0])
+    again = registry.lease(root, root / VERSIONS[0])  # a reload of the same version: shared
+    assert registry.gc(root, keep=1) == ([VERSIONS[1], VERSIONS[2], VERSIONS[3]], [VERSIONS[0]])
+    served.release()
+    assert registry.gc(root, keep=1) == ([], [VERSIONS[0]])
+    again.release()
+    again.release()  # harmless
+    assert registry.gc(root, keep=1) == ([VERSIONS[0]], [])
+    assert registry.versions(root) == [VERSIONS[4]]
+    assert list((root / registry.LEASES_DIR).iterdir()) == []  # no lease file left for the gone
+
+
+def test_a_lease_ends_with_the_process_that_holds_it(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[4])
+    script = (
+        "import sys, time; from model import registry; "
+        f"lease = registry.lease({str(root)!r}, {str(root / VERSIONS[0])!r}); "
+        "print('leased', flush=True); time.sleep(600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "leased\n"
+        assert registry.gc(root, keep=4) == ([], [VERSIONS[0]])
+    finally:
+        proc.kill()  # no clean-up runs: the kernel drops the lock
+        proc.wait()
+    assert registry.gc(root, keep=4) == ([VERSIONS[0]], [])
+
+
+def test_a_lease_refuses_a_deleted_version_and_ignores_directories_gc_never_deletes(
+    tmp_path: Path,
+) -> None:
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[4])
+    # gc deletes VERSIONS[0] while a server waits to lease it (gc holds its lock meanwhile).
+    real_remove = registry._remove_tree
+    errors: list[Exception] = []
+
+    def serve() -> None:
+        try:
+            registry.lease(root, root / VERSIONS[0])
+        except ModelLoadError as e:
+            errors.append(e)
+
+    server = threading.Thread(target=serve)
+
+    def remove_while_a_server_waits(path: Path) -> None:
+        server.start()
+        server.join(0.5)
+        assert server.is_alive()  # blocked on gc's lock
+        real_remove(path)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(registry, "_remove_tree", remove_while_a_server_waits)
+        assert registry.gc(root, keep=4) == ([VERSIONS[0]], [])
+    server.join(10)
+    [error] = errors
+    assert "is no longer a model under" in str(error)
+    # Not versions gc knows: no lease, and the loader says what is wrong with them.
+    elsewhere = make_root(tmp_path / "other", VERSIONS[:1]) / VERSIONS[0]
+    (root / "link").symlink_to(root / VERSIONS[4], target_is_directory=True)
+    for path in (elsewhere, root / "link", root / "nothing-here", root / VERSIONS[4] / ".."):
+        assert registry.lease(root, path).version is None, path
+    assert registry.lease(root, root / VERSIONS[4]).version == VERSIONS[4]
+    assert sorted(p.name for p in (root / registry.LEASES_DIR).iterdir()) == [VERSIONS[4]]
+
+
+def test_a_server_that_cannot_lock_a_lease_warns_and_serves_unprotected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_root(tmp_path)
+
+    def read_only(*_: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(registry, "_open_lease", read_only)
+    with caplog.at_level("WARNING", logger="model.registry"):
+        assert registry.lease(root, root / VERSIONS[0]).version is None
+    assert f"cannot lease model version {VERSIONS[0]}" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -169,7 +257,7 @@ def test_gc_removes_read_only_model_files(tmp_path: Path) -> None:
     f = root / VERSIONS[0] / "router.joblib"
     f.write_bytes(b"x")
     f.chmod(0o444)
-    assert VERSIONS[0] in registry.gc(root, keep=1)
+    assert VERSIONS[0] in registry.gc(root, keep=1)[0]
     assert not (root / VERSIONS[0]).exists()
 
 
