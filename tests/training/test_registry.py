@@ -392,3 +392,18 @@ def test_pointer_replacement_never_exposes_a_partial_file(tmp_path: Path) -> Non
     t.join()
     assert seen <= {v + "\n" for v in VERSIONS}
     assert os.listdir(root).count(registry.CURRENT_FILE) == 1
+
+
+def test_set_current_with_expected_reads_an_implicit_current_as_current_version_does(
+    tmp_path: Path,
+) -> None:
+    # No pointer yet: the newest version is current, and a promotion (or retrain's pin) compared
+    # against it must not be refused as if another promotion had moved it.
+    root = make_root(tmp_path)
+    implicit = registry.current_version(root)
+    assert implicit is not None and not (root / registry.CURRENT_FILE).exists()
+    registry.set_current(root, implicit, record=False, expected=implicit)
+    assert registry.current_version(root) == implicit
+    other = next(v for v in VERSIONS if v != implicit)
+    assert registry.set_current(root, other, expected=implicit) == implicit
+    assert registry.current_version(root) == other
