@@ -41,6 +41,8 @@ FORMATS = {
 # Bytes read to tell a CSV file's encoding (see encoding_sample).
 ENCODING_SAMPLE_BYTES = 1 << 20
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
+# A line's end in a CSV file, as Python reads one opened with newline="".
+CSV_LINE_END = re.compile(rb"\r\n?|\n")
 
 # A CSV field may hold this many characters (the csv module's default is 131,072): far above any
 # ticket, and the bound on what an unclosed quote can swallow before the reader reports it.
@@ -435,7 +437,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
+        # Lines as the csv module counts them below: each ends at "\n", "\r\n" or a lone "\r".
+        line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
         raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
     sep = csv_delimiter(path)
     # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.

@@ -71,9 +71,10 @@ OUTPUT_FORMATS = {
 }
 PARTS_SUFFIX = ".parts"
 MANIFEST_FILE = "manifest.json"
-# 3: parts hold co_departments (2: Arrow IPC parts without it; 1: Parquet); a run of another
-# format is not resumed.
-MANIFEST_FORMAT = 3
+# 4: a CSV line also ends at a lone "\r", which may make other rows of a file that has one (3:
+# parts hold co_departments; 2: Arrow IPC parts without it; 1: Parquet); a run of another format
+# is not resumed.
+MANIFEST_FORMAT = 4
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN

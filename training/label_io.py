@@ -25,6 +25,7 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from model.tickets import (
+    CSV_LINE_END,
     TicketFileError,
     cell_text,
     check_one_ticket_sheet,
@@ -111,7 +112,11 @@ def _check_header(path: Path, header: Sequence[str]) -> list[str]:
 
 
 def estimate_rows(path: Path) -> int:
-    """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL."""
+    """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL.
+
+    A CSV line ends at ``\n``, ``\r\n`` or a lone ``\r``, as :class:`_Lines` reads it; a JSONL
+    line at ``\n``.
+    """
     fmt = file_format(path)
     if fmt == "parquet":
         return int(pq.ParquetFile(path).metadata.num_rows)
@@ -121,13 +126,17 @@ def estimate_rows(path: Path) -> int:
             return max(0, (wb.worksheets[0].max_row or 1) - 1)
         finally:
             wb.close()
+    ends = (b"\n", b"\r") if fmt == "csv" else (b"\n",)
     lines = 0
     last = b"\n"
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             lines += block.count(b"\n")
+            if fmt == "csv":
+                lines += block.count(b"\r") - block.count(b"\r\n")
+                lines -= last == b"\r" and block.startswith(b"\n")  # "\r\n" across two blocks
             last = block[-1:]
-    lines += last != b"\n"
+    lines += last not in ends
     return max(0, lines - 1) if fmt == "csv" else lines
 
 
@@ -162,7 +171,7 @@ def csv_encoding(head: bytes) -> str:
         return detect_encoding(head)
     except TicketFileError:
         pass
-    lines = head.split(b"\n")[:-1] or [head]
+    lines = CSV_LINE_END.split(head)[:-1] or [head]
 
     def failures(encoding: str) -> int:
         bad = 0
@@ -180,12 +189,20 @@ def csv_encoding(head: bytes) -> str:
 _Line = tuple[int, str, bool, int]
 
 
+# Most bytes read at a time: a file of "\r" line ends, which readline() would read whole, is
+# read a line at a time too.
+_BLOCK = 1 << 16
+
+
 class _Lines:
     """Physical lines of a CSV file, decoded one by one, numbered, and able to go back.
 
     ``csv.reader`` pulls lines from this iterator only as it needs them, so the lines consumed
     since the last :meth:`take` are exactly the lines of the record it just returned. Each line
     is ``(number, text, undecodable, byte offset)``; :meth:`rewind` reads again from one of them.
+    A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (old Mac Excel, or line ends an editor
+    mixed), as in a file opened with ``newline=""``: as ``paidan train`` reads it
+    (:func:`model.tickets.read_table`). Neither byte occurs inside a UTF-8 or GB18030 character.
     """
 
     def __init__(self, f: BinaryIO, encoding: str) -> None:
@@ -194,6 +211,8 @@ class _Lines:
         self.lineno = 0
         self.offset = 0
         self.consumed: list[_Line] = []
+        self.block = b""  # bytes read from f, not yet returned from self.at on
+        self.at = 0
 
     def __iter__(self) -> _Lines:
         return self
@@ -205,9 +224,37 @@ class _Lines:
         self.consumed.append(item)
         return item[1]
 
+    def _raw(self) -> bytes:
+        """The next line's bytes, its line end included (empty at the end of the file)."""
+        if self.at == len(self.block):
+            # Most lines: readline() stopped at their "\n", and no lone "\r" is inside.
+            block = self.f.readline(_BLOCK)
+            if block.endswith(b"\n") and block.find(b"\r", 0, len(block) - 2) < 0:
+                return block
+            self.block, self.at = block, 0
+        parts: list[bytes] = []
+        while True:
+            if self.at == len(self.block):
+                self.block, self.at = self.f.readline(_BLOCK), 0
+                if parts and parts[-1].endswith(b"\r"):
+                    # The line ended at the last block's last byte: a "\n" here belongs to it.
+                    if self.block.startswith(b"\n"):
+                        parts.append(b"\n")
+                        self.at = 1
+                    return b"".join(parts)
+                if not self.block:
+                    return b"".join(parts)
+            found = CSV_LINE_END.search(self.block, self.at)
+            end = found.end() if found else len(self.block)
+            parts.append(self.block[self.at : end])
+            self.at = end
+            # A "\r" that ends the block may be the first half of a "\r\n": read on to see.
+            if found and (end < len(self.block) or self.block.endswith(b"\n")):
+                return b"".join(parts)
+
     def read(self) -> _Line | None:
         """The next line, not remembered by :meth:`take` (``None`` at the end of the file)."""
-        raw = self.f.readline()
+        raw = self._raw()
         if not raw:
             return None
         self.lineno += 1
@@ -227,6 +274,7 @@ class _Lines:
         """Read again from the line ``item`` (one returned before)."""
         self.consumed = []
         self.f.seek(item[3])
+        self.block, self.at = b"", 0
         self.offset = item[3]
         self.lineno = item[0] - 1
 

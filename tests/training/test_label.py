@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -238,6 +239,73 @@ def test_label_reads_the_records_train_reads(
     assert list(df["id"]) == list(trained["id"]) == ["A1", "A2"]
     assert list(df["text"]) == list(trained["text"])
     assert (df["error"] == "").all()
+
+
+# Each data line of LINE_END_ROWS ends in turn with one of these (A2's quoted text spans two).
+LINE_ENDS = {"lf": ["\n"], "crlf": ["\r\n"], "cr": ["\r"], "mixed": ["\r\n", "\n", "\r"]}
+LINE_END_LINES = [
+    "id,title,text",
+    "A1,路灯,路灯坏了很久没人修",
+    'A2,噪音,"楼上装修噪音太大',
+    '每天早上七点就开始"',
+    "A3,油烟,烧烤店油烟扰民",
+    "A4,电梯,电梯频繁故障困人",
+]
+
+
+def write_line_ends(path: Path, ends: list[str]) -> Path:
+    """LINE_END_LINES, line ``i`` ending with ``ends[i % len(ends)]``."""
+    data = "".join(line + ends[i % len(ends)] for i, line in enumerate(LINE_END_LINES))
+    path.write_bytes(data.encode("utf-8"))
+    return path
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["a", "路", "\r", "\n", ",", '"']), max_size=30),
+    st.sampled_from([1, 2, 3, 1 << 16]),
+    st.integers(min_value=0),
+)
+def test_csv_lines_end_where_pythons_universal_newlines_end_them(
+    text: str, block: int, back: int
+) -> None:
+    # Cut from blocks of a few bytes too, so that a "\r\n" falls across two of them.
+    from unittest import mock
+
+    from training import label_io
+
+    data = text.encode()
+    with mock.patch.object(label_io, "_BLOCK", block, create=True):
+        lines = label_io._Lines(io.BytesIO(data), "utf-8")
+        items = list(iter(lines.read, None))
+        assert [t for _, t, _, _ in items] == list(io.StringIO(text, newline=""))
+        assert [data[o : o + len(t.encode())] for _, t, _, o in items] == [
+            t.encode() for _, t, _, _ in items
+        ]
+        if items:
+            lines.rewind(items[back % len(items)])
+            assert list(iter(lines.read, None)) == items[back % len(items) :]
+
+
+@pytest.mark.parametrize("style", list(LINE_ENDS))
+def test_label_reads_every_line_end_as_train_does(
+    tiny_model_dir: Path, tmp_path: Path, style: str
+) -> None:
+    # Old Mac Excel ends lines with "\r" alone, and an edited file can mix all three; Python's csv
+    # (with newline="", as train reads) takes each as a line end, and so must label: neither
+    # refusing the file nor making one row of two.
+    from model.tickets import read_table
+    from training.label_io import estimate_rows
+
+    ends = LINE_ENDS[style]
+    src = write_line_ends(tmp_path / f"{style}.csv", ends)
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    trained = read_table(src)
+    assert list(df["id"]) == list(trained["id"]) == ["A1", "A2", "A3", "A4"]
+    assert list(df["text"]) == list(trained["text"])
+    assert df["text"][1] == f"楼上装修噪音太大{ends[2 % len(ends)]}每天早上七点就开始"
+    assert (df["error"] == "").all() and result.summary["labelled"] == 4
+    assert estimate_rows(src) == 5  # physical lines after the header
 
 
 def test_a_quote_open_at_the_end_of_the_file_is_named_and_the_rows_after_it_come_back(

@@ -146,6 +146,30 @@ def test_csv_quoted_newlines_blank_lines_and_a_repeated_header_name(tmp_path):
         read_tickets([twice])
 
 
+@pytest.mark.parametrize("ends", [["\n"], ["\r\n"], ["\r"], ["\r\n", "\n", "\r"]])
+def test_every_line_end_is_read_and_counted(tmp_path, ends):
+    # "\r" alone (old Mac Excel) and mixed line ends read as Python's csv reads them, with a line
+    # break kept inside a quoted text; the lines an error names are counted the same way.
+    lines = ["id,text", "A1,路灯坏了", 'A2,"楼上装修', '噪音太大"', "A3,烧烤油烟"]
+    path = tmp_path / "t.csv"
+    path.write_bytes("".join(f"{x}{ends[i % len(ends)]}" for i, x in enumerate(lines)).encode())
+    got = read_tickets([path])
+    assert got["id"].tolist() == ["A1", "A2", "A3"]
+    assert got["text"][1] == f"楼上装修{ends[2 % len(ends)]}噪音太大"
+    # An invalid byte past the sample that tells the encoding, on line 20,003.
+    bad = tmp_path / "bad.csv"
+    rows = [
+        "id,text",
+        "A0,路灯坏了",
+        *(f"A{i},plain complaint {i} {'x' * 60}" for i in range(20_000)),
+    ]
+    data = "".join(f"{x}{ends[i % len(ends)]}" for i, x in enumerate(rows)).encode()
+    bad.write_bytes(data + b"Z9,\xff\xfe\n")
+    assert len(data) > 1 << 20
+    with pytest.raises(TicketFileError, match=r"bad.csv, line 20003: invalid utf-8-sig bytes"):
+        read_tickets([bad])
+
+
 def test_gb18030_whose_first_megabyte_is_ascii_is_read(tmp_path):
     path = tmp_path / "late.csv"
     lines = ["id,text"] + [f"A{i},plain complaint {i} {'x' * 40}" for i in range(20_000)]
