@@ -1,8 +1,8 @@
 """Reading ticket files into the canonical schema: ``id, title, text, department, category[, time]``.
 
-Inputs with other column names are mapped with a :class:`ColumnMap`, never by editing files.
-CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX, JSONL and Parquet are read; a directory is read as the
-concatenation of its parts in name order.
+Inputs with other column names, or a CSV file with another delimiter, are read through a
+:class:`ColumnMap`, never by editing files. CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX, JSONL and
+Parquet are read; a directory is read as the concatenation of its parts in name order.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class TicketFileError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Which input column holds each canonical field. ``None`` means the field is absent."""
+    """Which input column holds each canonical field (``None``: the field is absent), and the field
+    delimiter of CSV files (``None``: by the file's extension, see :func:`csv_delimiter`)."""
 
     id: str | None = "id"
     title: str | None = "title"
@@ -92,6 +93,7 @@ class ColumnMap:
     department: str | None = "department"
     category: str | None = "category"
     time: str | None = "time"
+    delimiter: str | None = None
 
     def source_for(self, field: str) -> str | None:
         return getattr(self, field)
@@ -181,9 +183,54 @@ def _sheet_header(sheet: Any) -> list[str]:
     return names
 
 
-def csv_delimiter(path: Path) -> str:
-    """Tab for a ``.tsv`` file, comma for any other CSV (every CSV reader here)."""
+def csv_delimiter(path: Path, delimiter: str | None = None) -> str:
+    """``delimiter`` when given (``--delimiter``), else a tab for a ``.tsv`` file and a comma for any
+    other CSV (every CSV reader here)."""
+    if delimiter is not None:
+        return delimiter
     return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def parse_delimiter(value: str) -> str:
+    """The delimiter ``--delimiter VALUE`` names: one character, or a tab as ``tab`` or ``\\t``.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` cannot separate CSV fields (several characters, a quote, a line end).
+    """
+    sep = "\t" if value.lower() in ("tab", "\\t") else value
+    if len(sep) != 1 or sep in '"\r\n':
+        raise ValueError(
+            f"{value!r} cannot separate CSV fields: give one character other than a quote or a "
+            "line end, or tab"
+        )
+    return sep
+
+
+# Delimiters a CSV header read as one column is split on, to tell what the file meant (and how to
+# say it to --delimiter).
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
+
+
+def delimiter_hint(path: Path, header: Sequence[str], column: str, delimiter: str | None) -> str:
+    """What to pass when a CSV header was read as one column that, split on another delimiter,
+    names the missing ``column``; ``""`` when there is nothing to say.
+
+    A semicolon- or tab-separated export named ``.csv`` reads as a single column, ``id;title;text``:
+    'no column text' alone does not tell why. The delimiter is not guessed (``csv.Sniffer``): on
+    Chinese text it took a file of one text column for a file separated by 。 or ）, and reading a
+    file with a guessed delimiter would silently make other rows of it.
+    """
+    if len(header) != 1 or file_format(path) != "csv":
+        return ""
+    used = csv_delimiter(path, delimiter)
+    for sep, arg in _OTHER_DELIMITERS.items():
+        names = [name.strip().strip('"').strip() for name in header[0].split(sep)]
+        if sep != used and len(names) > 1 and column in names:
+            shown = "tab" if sep == "\t" else sep
+            return f"the header looks {shown}-separated; pass --delimiter {arg}"
+    return ""
 
 
 def file_format(path: Path) -> str:
@@ -281,15 +328,20 @@ def split_joint(departments: pd.Series) -> tuple[pd.Series, pd.Series]:
     return leads, co
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one file as a table of strings (missing values become empty strings)."""
+def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFrame:
+    """Read one file as a table of strings (missing values become empty strings).
+
+    With ``columns``, a CSV file's fields are separated by its delimiter, and its header is
+    checked for the columns (:func:`check_columns`) before its rows, whose errors a header read
+    with the wrong delimiter would otherwise cause first.
+    """
     import pandas as pd
 
     path = Path(path)
     fmt = file_format(path)
     try:
         if fmt == "csv":
-            df = _read_csv(path)
+            df = _read_csv(path, columns)
         elif fmt == "xlsx":
             import openpyxl
 
@@ -329,7 +381,7 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     paths : sequence of str or Path
         Files or directories of parts.
     columns : ColumnMap
-        Which input column holds each canonical field.
+        Which input column holds each canonical field, and the delimiter of CSV files.
 
     Returns
     -------
@@ -347,7 +399,7 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
 
     frames = []
     for path in expand_paths(paths):
-        raw = read_table(path)
+        raw = read_table(path, columns)
         frames.append(to_canonical(raw, columns, path))
     if not frames:
         raise TicketFileError("no input files were given")
@@ -383,27 +435,38 @@ def has_text(df: pd.DataFrame) -> pd.Series:
     return ~blank
 
 
+def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
+    """Refuse a file that lacks the text column, or another column the user named explicitly.
+
+    Raises
+    ------
+    TicketFileError
+        Listing the columns the file has, and the option that maps the missing one; or, for a
+        CSV header read as one column, the ``--delimiter`` to pass (:func:`delimiter_hint`).
+    """
+    for field in CANONICAL:
+        src = columns.source_for(field)
+        if src is None or src in have:
+            continue
+        if field == "text" or src != ColumnMap().source_for(field):
+            hint = delimiter_hint(path, have, src, columns.delimiter)
+            raise TicketFileError(
+                f"{path}: no column {src!r} for the ticket {field}; the file has columns "
+                f"{', '.join(map(repr, have))} ({hint or f'map yours with --{field}-col'})"
+            )
+
+
 def to_canonical(
     raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1
 ) -> pd.DataFrame:
     """Map one table's columns to the canonical schema (see :func:`read_tickets`)."""
     import pandas as pd
 
-    have = list(raw.columns)
+    check_columns(path, list(raw.columns), columns)
     out = pd.DataFrame(index=raw.index)
     for field in CANONICAL:
         src = columns.source_for(field)
-        default = ColumnMap().source_for(field)
-        if src is not None and src in raw.columns:
-            out[field] = raw[src].astype(str)
-        elif field == "text" or (src is not None and src != default):
-            # The text is always required; any other column the user named explicitly must exist.
-            raise TicketFileError(
-                f"{path}: no column {src!r} for the ticket {field}; the file has columns "
-                f"{', '.join(map(repr, have))} (map yours with --{field}-col)"
-            )
-        else:
-            out[field] = ""
+        out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
     out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     missing_id = out["id"].str.strip() == ""
@@ -416,7 +479,7 @@ def to_canonical(
     return out
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     """A CSV file's records, each checked against the header.
 
     Read with :mod:`csv` rather than pandas, whose parser accepts a record with a quote that is
@@ -440,7 +503,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         # Lines as the csv module counts them below: each ends at "\n", "\r\n" or a lone "\r".
         line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
         raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
-    sep = csv_delimiter(path)
+    sep = csv_delimiter(path, columns.delimiter if columns else None)
     # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
     stream = io.StringIO(text, newline="")
@@ -454,6 +517,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise TicketFileError(
             f"{path}, line 1: the header names {', '.join(map(repr, twice))} more than once"
         )
+    if columns is not None:
+        check_columns(path, header, columns)
     rows: list[list[str]] = []
     bad: list[str] = []
     start = reader.line_num + 1  # the line the next record starts on

@@ -33,7 +33,7 @@ from model.artifact import ModelLoadError, OutputPathError, check_writable, load
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
-from model.tickets import ColumnMap, TicketFileError, as_utc
+from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter
 from model.tokenizer import Backend, ResourceFileError
 from training.validate import TrainingDataError
 
@@ -81,14 +81,46 @@ TrainJobs = Annotated[
 TimeCol = Annotated[
     str, typer.Option("--time-col", help="Input column holding the ticket's time (for a window)")
 ]
+
+
+def _delimiter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_delimiter(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+Delimiter = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        callback=_delimiter,
+        help="Field separator of CSV input files: one character, or tab "
+        "(default: a tab for .tsv, a comma otherwise)",
+    ),
+]
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 
 def column_map(
-    text: str, title: str, id_: str, department: str, category: str, time: str = "time"
+    text: str,
+    title: str,
+    id_: str,
+    department: str,
+    category: str,
+    time: str = "time",
+    delimiter: str | None = None,
 ) -> ColumnMap:
     return ColumnMap(
-        id=id_, title=title, text=text, department=department, category=category, time=time
+        id=id_,
+        title=title,
+        text=text,
+        department=department,
+        category=category,
+        time=time,
+        delimiter=delimiter,
     )
 
 
@@ -196,6 +228,7 @@ def train(
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
     time_col: TimeCol = "time",
+    delimiter: Delimiter = None,
     jobs: TrainJobs = None,
     prior_alpha: Annotated[
         float | None,
@@ -249,7 +282,9 @@ def train(
             result = run_train(
                 data,
                 out_dir,
-                column_map(text_col, title_col, id_col, department_col, category_col, time_col),
+                column_map(
+                    text_col, title_col, id_col, department_col, category_col, time_col, delimiter
+                ),
                 config,
                 strict=strict,
                 force=force,
@@ -345,6 +380,7 @@ def evaluate(
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    delimiter: Delimiter = None,
 ) -> None:
     """Score a model on labelled tickets; print the summary and write the report."""
     from training.evaluate import evaluate as run_evaluate
@@ -357,7 +393,9 @@ def evaluate(
             model_dir,
             data,
             report,
-            column_map(text_col, title_col, id_col, department_col, category_col),
+            column_map(
+                text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
+            ),
         )
     except USER_ERRORS as e:
         raise fail(e) from None
@@ -471,6 +509,7 @@ def label(
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
+    delimiter: Delimiter = None,
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
     from model.registry import current_dir
@@ -498,7 +537,7 @@ def label(
                 data,
                 model_dir,
                 out_path,
-                ColumnMap(id=id_col, title=title_col, text=text_col),
+                ColumnMap(id=id_col, title=title_col, text=text_col, delimiter=delimiter),
                 jobs=jobs,
                 chunk_size=chunk_size,
                 resume=resume,
@@ -811,6 +850,7 @@ def models_freeze_eval(
     id_col: IdCol = "id",
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
+    delimiter: Delimiter = None,
 ) -> None:
     """Store a fixed evaluation set in the registry; every version is scored on it."""
     from training.retrain import freeze_eval_files
@@ -819,7 +859,9 @@ def models_freeze_eval(
         info = freeze_eval_files(
             _model_root(),
             data,
-            column_map(text_col, title_col, id_col, department_col, category_col),
+            column_map(
+                text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
+            ),
             force=force,
         )
     except (*USER_ERRORS, ValueError) as e:
@@ -885,6 +927,7 @@ def retrain(
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
     time_col: TimeCol = "time",
+    delimiter: Delimiter = None,
     jobs: TrainJobs = None,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
@@ -905,7 +948,9 @@ def retrain(
                 history,
                 records,
                 settings.model_root,
-                column_map(text_col, title_col, id_col, department_col, category_col, time_col),
+                column_map(
+                    text_col, title_col, id_col, department_col, category_col, time_col, delimiter
+                ),
                 mapping=renames,
                 if_new_feedback=if_new_feedback,
                 promote_if_better=promote_if_better,

@@ -282,7 +282,7 @@ def evaluate(
         Where to write the JSON; a Markdown report and PNG plots are written beside it
         (``<stem>.md``, ``<stem>.confusion-<head>.png``, ``<stem>.reliability.png``).
     columns : ColumnMap
-        Column mapping of the input files.
+        Column mapping and CSV delimiter of the input files.
     model_root : str or Path, optional
         Refuse a model outside this root.
 

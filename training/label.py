@@ -23,7 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -34,7 +34,7 @@ from model.artifact import METADATA_FILE, ROUTER_FILE, check_writable, load_rout
 from model.router import Router
 from model.settings import get_settings
 from model.text import is_blank
-from model.tickets import ColumnMap, TicketFileError, expand_paths
+from model.tickets import ColumnMap, check_columns, expand_paths
 from training.label_io import (
     OutputWriter,
     Record,
@@ -326,7 +326,7 @@ def _chunks(
     for path in files:
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
-        for record in iter_records(path, columns, limit):
+        for record in iter_records(path, columns, limit, cmap.delimiter):
             buf.append(record)
             if len(buf) == chunk_size:
                 yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
@@ -423,7 +423,7 @@ def label(
         The labelled file; its extension (``.csv``, ``.jsonl``, ``.parquet``, ``.xlsx``) sets the
         format. ``OUTPUT.summary.json`` and two PNGs are written beside it.
     columns : ColumnMap
-        Which input columns hold the text, title and id.
+        Which input columns hold the text, title and id, and the delimiter of CSV files.
     jobs : int, optional
         Worker processes for the local engine (default: the number of cores; 1 labels in this
         process). With Dask, the number of workers of a started ``LocalCluster`` (default 2).
@@ -493,6 +493,7 @@ def label(
         "columns": input_columns,
         "text_col": columns.text,
         "title_col": columns.title,
+        "delimiter": columns.delimiter,
         "chunk_size": chunk_size,
         "max_text_chars": max_chars,
         "max_title_chars": max_title_chars,
@@ -586,19 +587,9 @@ def label(
 def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
     seen: dict[str, None] = {}
     for path in files:
-        have = file_columns(path)
-        if cmap.text not in have:
-            raise TicketFileError(
-                f"{path}: no column {cmap.text!r} for the ticket text; the file has columns "
-                f"{', '.join(map(repr, have))} (map yours with --text-col)"
-            )
-        for field_name, default in (("title", "title"), ("id", "id")):
-            src = cmap.source_for(field_name)
-            if src is not None and src != default and src not in have:
-                raise TicketFileError(
-                    f"{path}: no column {src!r} for the ticket {field_name}; the file has columns "
-                    f"{', '.join(map(repr, have))} (map yours with --{field_name}-col)"
-                )
+        have = file_columns(path, cmap.delimiter)
+        # The columns label reads: the text, and a title or id named other than the default.
+        check_columns(path, have, replace(cmap, department=None, category=None, time=None))
         seen.update(dict.fromkeys(have))
     clash = [c for c in seen if c in PRED_COLUMNS]
     if clash:

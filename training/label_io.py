@@ -55,8 +55,12 @@ class Record:
 # -- columns ------------------------------------------------------------------------------------
 
 
-def file_columns(path: Path) -> list[str]:
-    """Column names of one input file, without reading its rows (JSONL: keys in first-seen order)."""
+def file_columns(path: Path, delimiter: str | None = None) -> list[str]:
+    """Column names of one input file, without reading its rows (JSONL: keys in first-seen order).
+
+    A CSV file's fields are separated by ``delimiter`` (default: by its extension,
+    :func:`model.tickets.csv_delimiter`).
+    """
     fmt = file_format(path)
     try:
         if fmt == "csv":
@@ -65,7 +69,7 @@ def file_columns(path: Path) -> list[str]:
                 f.seek(0)
                 lines = _Lines(f, encoding)
                 try:
-                    header = next(csv.reader(lines, delimiter=csv_delimiter(path)))
+                    header = next(csv.reader(lines, delimiter=csv_delimiter(path, delimiter)))
                 except StopIteration:
                     raise TicketFileError(f"{path}: the file is empty (no header row)") from None
                 if lines.take()[0][2]:
@@ -143,15 +147,18 @@ def estimate_rows(path: Path) -> int:
 # -- readers -------------------------------------------------------------------------------------
 
 
-def iter_records(path: Path, columns: Sequence[str], csv_field_limit: int) -> Iterator[Record]:
+def iter_records(
+    path: Path, columns: Sequence[str], csv_field_limit: int, delimiter: str | None = None
+) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
     Columns the file lacks are empty strings. Rows that cannot be parsed come back with ``error``
-    set and, where nothing could be parsed, empty values.
+    set and, where nothing could be parsed, empty values. A CSV file's fields are separated by
+    ``delimiter`` (default: by its extension).
     """
     fmt = file_format(path)
     if fmt == "csv":
-        yield from _iter_csv(path, columns, csv_field_limit)
+        yield from _iter_csv(path, columns, csv_field_limit, csv_delimiter(path, delimiter))
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, columns)
     elif fmt == "xlsx":
@@ -364,7 +371,7 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
     return done("record")
 
 
-def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[Record]:
+def _iter_csv(path: Path, columns: Sequence[str], field_limit: int, sep: str) -> Iterator[Record]:
     # Read as pandas and `paidan train` read (csv's default, lenient dialect), so both see the same
     # records. Where a record is broken, its first line gets the error and the lines after it are
     # read again (one stray quote must not take the rows behind it down with it); but a record read
@@ -375,7 +382,6 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
     # _scan_record, which keeps only the start of each field. Set, not raised: other modules raise
     # it for their own files (scipy's ARFF reader to 2**63).
     csv.field_size_limit(field_limit)
-    sep = csv_delimiter(path)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -400,7 +406,7 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int) -> Iterator[
                 consumed = lines.take()
                 reader = csv.reader(lines, delimiter=sep)
                 yield from _broken_record(
-                    lines, consumed, e, path, header, blank, field_limit, span
+                    lines, consumed, e, path, sep, header, blank, field_limit, span
                 )
                 continue
             consumed = lines.take()
@@ -485,6 +491,7 @@ def _broken_record(
     consumed: list[_Line],
     error: csv.Error,
     path: Path,
+    sep: str,
     header: list[str],
     blank: dict[str, str],
     field_limit: int,
@@ -498,7 +505,7 @@ def _broken_record(
     if first is not None and "field larger than field limit" in problem:
         # An over-long field, which may end further down (one row), or a quote never closed.
         lines.rewind(first)
-        scanned = _scan_record(lines.read, sep=csv_delimiter(path), keep=field_limit)
+        scanned = _scan_record(lines.read, sep=sep, keep=field_limit)
         if scanned.end == "record":
             yield _long_record(scanned, header, blank, where, field_limit)
             return

@@ -494,7 +494,7 @@ def retrain(
     model_root : str or Path
         The registry.
     columns : ColumnMap
-        Column mapping of the history files.
+        Column mapping and CSV delimiter of the history files.
     mapping : dict, optional
         Taxonomy mapping, see :func:`read_mapping`.
     if_new_feedback : int, optional

@@ -532,7 +532,8 @@ def train(
         The model directory to write. ``None`` writes ``<model_root>/<version>``; with no model root
         either, nothing is written.
     columns : ColumnMap
-        Mapping of the input's column names to the canonical ones.
+        Mapping of the input's column names to the canonical ones, and the delimiter of CSV files
+        (of ``unlabelled`` too).
     config : TrainingConfig
         Hyperparameters.
     strict : bool
@@ -575,6 +576,7 @@ def train(
                 department=None,
                 category=None,
                 time=None,
+                delimiter=columns.delimiter,
             ),
         )
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))

@@ -688,6 +688,8 @@ def test_resume_after_an_interruption_gives_identical_bytes(
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
     with pytest.raises(LabelError, match="different chunk_size"):
         label([src], tiny_model_dir, out, jobs=1, chunk_size=8, resume=True)
+    with pytest.raises(LabelError, match="different delimiter"):
+        label([src], tiny_model_dir, out, ColumnMap(delimiter=","), chunk_size=7, resume=True)
 
     seen: list[int] = []
     result = label(

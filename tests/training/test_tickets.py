@@ -1,4 +1,6 @@
+import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +54,63 @@ def test_missing_column_lists_the_columns_the_file_has(tmp_path):
         read_tickets([path])  # canonical names: there is no "text" column
     msg = str(e.value)
     assert "'text'" in msg and "'内容'" in msg and "'部门'" in msg and "--text-col" in msg
+
+
+@pytest.mark.parametrize(
+    ("sep", "says"),
+    [
+        (";", "the header looks ;-separated; pass --delimiter ';'"),
+        ("\t", "the header looks tab-separated; pass --delimiter tab"),
+        ("|", "the header looks |-separated; pass --delimiter '|'"),
+    ],
+)
+def test_a_csv_of_another_delimiter_is_named_and_read_with_the_option(tmp_path, sep, says):
+    # A ;-separated export named .csv read as one column: "no column 编号" did not say why, and a
+    # text with a comma made its row's field count the first error.
+    path = tmp_path / "t.csv"
+    rows = [list(ROWS[0]), *(list(r.values()) for r in ROWS)]
+    rows[1][2] = "老板拖欠工资, 三个月"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter=sep).writerows(rows)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    assert "no column '编号' for the ticket id" in str(e.value)
+    assert str(e.value).endswith(f"({says})")
+    got = read_tickets([path], replace(MAP, delimiter=sep))
+    assert got["text"].tolist() == ["老板拖欠工资, 三个月", "烧烤店油烟扰民"]
+
+
+def test_tsv_and_txt_keep_their_delimiters_and_the_option_wins(tmp_path):
+    df = pd.DataFrame(ROWS)
+    df.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    df.to_csv(tmp_path / "t.txt", index=False)
+    for name in ("t.tsv", "t.txt"):
+        assert read_tickets([tmp_path / name], MAP)["id"].tolist() == ["A1", "A2"]
+    df.to_csv(tmp_path / "comma.tsv", index=False)
+    with pytest.raises(TicketFileError, match="the header looks ,-separated; pass --delimiter ','"):
+        read_tickets([tmp_path / "comma.tsv"], MAP)
+    got = read_tickets([tmp_path / "comma.tsv"], replace(MAP, delimiter=","))
+    assert got["id"].tolist() == ["A1", "A2"]
+    # A one-column header that names no such column split on anything: map the column.
+    one = tmp_path / "one.csv"
+    one.write_text("正文;备注\n好;无\n", encoding="utf-8")
+    with pytest.raises(TicketFileError, match=r"'正文;备注' \(map yours with --text-col\)"):
+        read_tickets([one])
+
+
+@pytest.mark.parametrize("value", ["tab", "TAB", "\\t", "\t", ";", "|", " "])
+def test_parse_delimiter_takes_one_character_or_a_tab(value):
+    from model.tickets import parse_delimiter
+
+    assert parse_delimiter(value) == ("\t" if value.lower() in ("tab", "\\t") else value)
+
+
+@pytest.mark.parametrize("value", ["", ";;", '"', "\n", "\r", "comma"])
+def test_parse_delimiter_refuses_what_cannot_separate_fields(value):
+    from model.tickets import parse_delimiter
+
+    with pytest.raises(ValueError, match="cannot separate CSV fields"):
+        parse_delimiter(value)
 
 
 def test_a_named_label_column_must_exist(tmp_path):

@@ -110,6 +110,58 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.output
 
 
+def test_cli_delimiter_reaches_every_reader_of_ticket_files(tmp_path, tiny_model_dir, monkeypatch):
+    import training.train
+
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))
+    data = tmp_path / "semi.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter=";")
+        w.writerow(["id", "title", "text", "department", "category", "time"])
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"T{i:03d}", title, f"{text}, 请处理", dept, cat, f"2025-01-{i:02d}"])
+    read: dict[str, int] = {}
+
+    def stop_before_fitting(raw, *args, extra_texts=(), **kwargs):
+        read.update(rows=len(raw), unlabelled=len(extra_texts))
+        raise TrainingDataError("read; not fitted in this test")
+
+    monkeypatch.setattr(training.train, "train_frame", stop_before_fitting)
+    commands = {
+        "train": ["train", str(data), "--unlabelled", str(data), "--out", str(tmp_path / "m")],
+        "evaluate": ["evaluate", str(tiny_model_dir), str(data)],
+        "label": [
+            "label",
+            str(data),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "l.csv"),
+        ],
+        "retrain": ["retrain", "--history", str(data), "--history-since", "2030-01-01"],
+        "freeze-eval": ["models", "freeze-eval", str(data)],
+    }
+    for name, args in commands.items():
+        r = runner.invoke(app, args)
+        out = " ".join(r.output.split())
+        assert r.exit_code == 2, (name, r.output)
+        assert "the header looks ;-separated; pass --delimiter ';'" in out, (name, out)
+        r = runner.invoke(app, [*args, "--delimiter", ";"])
+        out = " ".join(r.output.split())
+        assert "no column" not in out and "malformed" not in out, (name, out)
+        if name == "train":
+            assert "read; not fitted" in out and read == {"rows": 18, "unlabelled": 18}
+        elif name == "retrain":
+            assert "no ticket is from 2030-01-01 00:00:00 on" in out
+        else:
+            assert r.exit_code == 0, (name, out)
+    bad = runner.invoke(
+        app, ["label", str(data), "--out", str(tmp_path / "x.csv"), "--delimiter", ";;"]
+    )
+    assert bad.exit_code == 2 and "cannot separate CSV fields" in bad.output
+
+
 def test_cli_a_header_without_rows_is_one_clear_line(tmp_path, tiny_model_dir):
     # pandas 3 read the empty columns as strings, and has_text's "&" on them was a TypeError.
     empty = tmp_path / "empty.csv"
