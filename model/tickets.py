@@ -486,7 +486,8 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     never closed: it runs on over the following lines, which become one field of that record,
     and those tickets are lost without a word. Here such a record is an error that names its
     line whenever it ends with another number of fields than the header has, as it does unless
-    the swallowed text happens to hold exactly the missing delimiters (the same rule as
+    the swallowed text happens to hold exactly the missing delimiters, and a record of several
+    lines that a strict reader refuses, with text after a closing quote (the same rules as
     :mod:`training.label_io`, which skips such rows and reports them; a training set is refused
     until they are fixed). A short row, which pandas fills with empty values, is an error too.
     """
@@ -538,6 +539,14 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
                 bad.append(
                     f"line {start}: it has {len(fields)} fields, the header has {len(header)}"
                 )
+            elif fields and end > start and _strict_end(text[last_at:at], sep) == "malformed":
+                # A record of several lines is read as a strict reader reads it, as paidan label
+                # reads it: text after a closing quote there is a quote not doubled, or a stray
+                # quote that a later one closed, which joined the rows between into one field.
+                bad.append(
+                    f"line {start}: text follows a closing quote (lines {start}-{end}: a quote "
+                    "that is not doubled?)"
+                )
             elif fields:  # a blank line is not a record (as in pandas)
                 rows.append(fields)
             start = end + 1
@@ -546,7 +555,7 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     else:
         # A quote still open at the end of the file makes the rest of the file one field, which
         # passes the field count when the text is the last column.
-        if not bad and _quote_open_at_end(text[last_at:], sep):
+        if not bad and _strict_end(text[last_at:], sep) == "eof in quotes":
             bad.append(
                 f"line {last_start}: a quote opened on it is never closed (it runs on to the end "
                 f"of the file, line {reader.line_num})"
@@ -560,14 +569,16 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header, dtype=object)
 
 
-def _quote_open_at_end(record: str, sep: str) -> bool:
-    """Whether a quote is still open at the end of this CSV text (the file's last record)."""
+def _strict_end(records: str, sep: str) -> str:
+    """How ``csv.reader(strict=True)`` reads this CSV text to its end, as
+    :func:`training.label_io._scan_record` tells it: ``"record"``, ``"eof in quotes"`` (a quote
+    still open at the end) or ``"malformed"`` (text after a closing quote)."""
     try:
-        for _ in csv.reader(io.StringIO(record, newline=""), delimiter=sep, strict=True):
+        for _ in csv.reader(io.StringIO(records, newline=""), delimiter=sep, strict=True):
             pass
     except csv.Error as e:
-        return "unexpected end of data" in str(e)
-    return False
+        return "eof in quotes" if "unexpected end of data" in str(e) else "malformed"
+    return "record"
 
 
 def refuse_json_array(path: Path) -> None:

@@ -205,8 +205,16 @@ def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
 def test_a_record_of_several_lines_a_strict_reader_refuses_is_reported_and_nothing_is_lost(
     tiny_model_dir: Path, tmp_path: Path, data: str
 ) -> None:
+    from model.tickets import read_table
+
     src = tmp_path / "stray.csv"
     src.write_text(data, encoding="utf-8")
+    # train refuses the record label reports, rather than train on a row label calls broken.
+    end = data.count("\n") - 1
+    with pytest.raises(
+        TicketFileError, match=f"line 2: text follows a closing quote \\(lines 2-{end}"
+    ):
+        read_table(src)
     result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     df = read_output(tmp_path / "out.csv")
     lines = data.count("\n") - 1  # data lines
@@ -224,6 +232,8 @@ def test_a_record_of_several_lines_a_strict_reader_refuses_is_reported_and_nothi
         ("doubled", 'id,title,text\nA1,路灯,"第一行路灯坏了\n他说""马上修"""\nA2,噪音,楼上装修\n'),
         # a header cell with a space after its closing quote
         ("header", '"id" ,title,text\nA1,路灯,路灯坏了很久\nA2,噪音,楼上装修\n'),
+        # text after a closing quote on a record of one line, the last one included: lenient
+        ("oneline", 'id,title,text\nA1,"路灯"灯,路灯坏了很久\nA2,"噪音"x,楼上装修\n'),
     ],
 )
 def test_label_reads_the_records_train_reads(
