@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import fastapi.routing
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
@@ -69,6 +73,34 @@ class TelemetryMiddleware:
 
 def _route_template(scope: Scope) -> str:
     # The template, not the raw path: unmatched paths would otherwise make one series each.
-    route = scope.get("route")
+    route = scope.get("route") or _matching_route(scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+def _matching_route(scope: Scope) -> Any:
+    """The route the app's router would put in the scope of a request answered before routing.
+
+    The body limit's 413 and a CORS preflight are answered by middleware, so the router never saw
+    them; matched here as the router matches (a route of another method, whose answer would be
+    405, when none has this one), they are counted under their endpoint, not as ``unmatched``.
+    """
+    partial = None
+    for candidate in _routes(getattr(scope.get("app"), "routes", ())):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return getattr(candidate, "original_route", candidate)
+        if match == Match.PARTIAL and partial is None:
+            partial = getattr(candidate, "original_route", candidate)
+    return partial
+
+
+def _routes(routes: Sequence[Any]) -> Iterable[Any]:
+    """An app's routes, each router it included opened into its routes.
+
+    FastAPI 0.137.2 and later keep an included router as one entry of ``app.routes``, opened by
+    ``iter_route_contexts`` (whose contexts match as the routes do, and name the route routing
+    puts in the scope as ``original_route``); before, ``app.routes`` held the routes themselves.
+    """
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    return flatten(routes) if flatten is not None else routes

@@ -736,3 +736,33 @@ def test_metrics_and_access_log_see_each_request_once(
             'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in text
         )
         assert 'paidan_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+
+
+def test_metrics_count_a_body_refused_before_routing_under_its_route(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # The body limit answers 413 before the router puts the route in the request, so these were
+    # all counted under "unmatched", whichever endpoint was sent the bodies.
+    client = make_client(max_body_bytes=1024)
+    big = json.dumps({"items": [{"text": "x" * 2048}]}).encode()
+    headers = {"content-type": "application/json"}
+    assert client.post("/v1/route/batch", content=big, headers=headers).status_code == 413
+    # Without a Content-Length (chunked), refused while it is read.
+    assert client.post("/v1/route", content=iter([big]), headers=headers).status_code == 413
+    assert client.put("/v1/route", content=big, headers=headers).status_code == 413  # 405 route
+    assert client.post("/v1/nothing", content=big, headers=headers).status_code == 413
+    text = client.get("/metrics").text
+    for route, method in (
+        ("/v1/route/batch", "POST"),
+        ("/v1/route", "POST"),
+        ("/v1/route", "PUT"),
+        ("unmatched", "POST"),
+    ):
+        sample = f'paidan_http_requests_total{{method="{method}",route="{route}",status="413"}} 1.0'
+        assert sample in text, (route, method)
+    # A CORS preflight, answered by its middleware, too.
+    cors = make_client(cors_origins=("https://desk.example",))
+    preflight = {"Origin": "https://desk.example", "Access-Control-Request-Method": "POST"}
+    assert cors.options("/v1/route", headers=preflight).status_code == 200
+    sample = 'paidan_http_requests_total{method="OPTIONS",route="/v1/route",status="200"} 1.0'
+    assert sample in cors.get("/metrics").text
