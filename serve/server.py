@@ -114,16 +114,23 @@ def run(
         )
         uvicorn.run(app, **options)
         return
-    # Every worker the supervisor starts, now or to replace one, loads model_dir: lease it for as
-    # long as the supervisor runs (each worker also leases the model it serves).
-    held = lease(settings.model_root, model_dir)
+    # A chosen model (--model, PAIDAN_MODEL_DIR) is what every worker the supervisor starts, now or
+    # to replace one, loads: lease it for as long as the supervisor runs. A server that follows
+    # `current` starts each worker from whatever `current` names then (after a SIGHUP or a crash
+    # too), and each worker leases the model it serves.
+    held = None if settings.follow_current else lease(settings.model_root, model_dir)
     own_multiproc = MULTIPROC_ENV not in os.environ
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
         prepare_database(settings)
         # Worker processes build their settings from the environment: hand them what the CLI
         # decided.
-        os.environ[MODEL_DIR_ENV] = str(model_dir)
+        if settings.follow_current:
+            # Pinning model_dir here made every later worker load the start-up model and stop
+            # following `current`: a SIGHUP after a promotion put the old model back.
+            os.environ.pop(MODEL_DIR_ENV, None)
+        else:
+            os.environ[MODEL_DIR_ENV] = str(model_dir)
         os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
         if own_multiproc:
             os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
@@ -132,7 +139,8 @@ def run(
         # every waiting connection (serve/workers.py).
         Supervisor(config, workers).run()
     finally:
-        held.release()
+        if held is not None:
+            held.release()
         if own_multiproc and MULTIPROC_ENV in os.environ:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 

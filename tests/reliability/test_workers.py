@@ -166,8 +166,8 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
 def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    # Every worker the supervisor starts (a replacement too) loads the directory it was started
-    # with, even after the workers followed `current` to another version: gc deleted it.
+    # Every worker the supervisor starts (a replacement too) loads the directory it was told to
+    # serve, which is neither current nor the one before it: gc deleted it.
     import shutil
     import subprocess
     import sys
@@ -177,16 +177,13 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
     root = tmp_path / "models"
     for name in ("v1", "v2", "v3"):
         shutil.copytree(tiny_model_dir, root / name)
-    registry.set_current(root, "v1", record=False)
+    registry.set_current(root, "v2", record=False)
+    registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
     server = live_server_factory(
-        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+        "--model", str(root / "v1"), "--workers", "2", "--no-access-log", env=env
     )
     wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
-    registry.promote(root, "v2")
-    registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
-    moved = f"loaded from {root / 'v3'}"
-    wait_until(lambda: server.logs().count(moved) == 2, "both workers on v3", server)
     pids = worker_pids(server, port_of(server))
 
     def gc() -> str:
@@ -201,6 +198,47 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
     server.kill()
     wait_until(lambda: not running(pids), "the workers' exit", server)
     assert "deleted 1 version(s): v1" in gc()
+
+
+@pytest.mark.slow
+def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The supervisor handed every worker the start-up model in PAIDAN_MODEL_DIR: after a
+    # promotion, a SIGHUP (or a crashed worker's replacement) served the start-up model again,
+    # and the new workers no longer followed `current`.
+    import shutil
+
+    from model import registry
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(tiny_model_dir, root / name)
+    registry.set_current(root, "v1", record=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    server = live_server_factory(
+        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    port = port_of(server)
+
+    def loaded(version: str) -> int:
+        return server.logs().count(f"loaded from {root / version}")
+
+    registry.promote(root, "v2")
+    wait_until(lambda: loaded("v2") == 2, "both workers on v2", server)
+    before = worker_pids(server, port)
+    os.kill(server.proc.pid, signal.SIGHUP)
+    wait_until(
+        lambda: not (worker_pids(server, port) & before) and len(worker_pids(server, port)) == 2,
+        "replacement of both workers",
+        server,
+    )
+    wait_until(lambda: loaded("v2") == 4, "the new workers' start on v2", server)
+    assert loaded("v1") == 2  # the first two workers' start only
+    wait_until(lambda: not running(before), "the retired workers' exit", server)
+    registry.promote(root, "v3")
+    wait_until(lambda: loaded("v3") == 2, "the new workers following current to v3", server)
 
 
 def running(pids: set[int]) -> set[int]:
