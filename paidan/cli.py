@@ -161,6 +161,17 @@ def progress_bar() -> Progress:
     )
 
 
+def model_path(path: Path) -> Path:
+    """``path``, or the version of that name under the model root (as `models list` names it)."""
+    if path.exists() or len(path.parts) != 1:
+        return path
+    try:
+        candidate = load_settings().model_root / path
+    except SettingsError:
+        return path  # the command reports the setting itself
+    return candidate if candidate.is_dir() else path
+
+
 def fail(e: Exception) -> typer.Exit:
     err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
@@ -370,7 +381,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="Model directory, or a version under the model root")
+    ],
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
     report: Annotated[
         Path | None, typer.Option(help="Write the JSON report here (Markdown and PNGs beside it)")
@@ -390,7 +403,7 @@ def evaluate(
         if report is not None:
             check_writable(report, "--report")  # before the scoring it would waste
         result = run_evaluate(
-            model_dir,
+            model_path(model_dir),
             data,
             report,
             column_map(
@@ -425,7 +438,9 @@ def evaluate(
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="Model directory, or a version under the model root")
+    ],
     text: Annotated[str, typer.Argument(help="Complaint text")],
     title: Annotated[str, typer.Option(help="Ticket title")] = "",
     top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
@@ -445,7 +460,7 @@ def predict(
     if problem:
         raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
     try:
-        router, _ = load_router(model_dir, serving=True)
+        router, _ = load_router(model_path(model_dir), serving=True)
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
@@ -474,7 +489,9 @@ def label(
     ],
     model: Annotated[
         Path | None,
-        typer.Option(help="Model directory (default: the current model under the model root)"),
+        typer.Option(
+            help="Model directory or version (default: the current model under the model root)"
+        ),
     ] = None,
     jobs: Annotated[
         int | None, typer.Option(min=1, help="Worker processes (default: the number of cores)")
@@ -518,7 +535,7 @@ def label(
 
     try:
         settings = load_settings()
-        model_dir = model or current_dir(settings.model_root)
+        model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(
                 f"no model under {settings.model_root}; train one or pass --model DIR"
@@ -639,7 +656,7 @@ def serve(
         settings = load_settings()
         # Before the default model is trained (a minute) and the address is announced.
         check_bind_allowed(settings, host)
-        model = model if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
+        model = model_path(model) if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
         model_dir = ensure_model(settings, model)
         if model is not None:
             # An explicitly chosen model stays put; only the root's current model follows the
@@ -1023,7 +1040,7 @@ def drift(
                 f"the JSON path ({out_path.with_suffix('.json')})"
             )
         check_writable(out_path, "--out")
-        model_dir = model or current_dir(settings.model_root)
+        model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
         router, metadata = load_router(model_dir)

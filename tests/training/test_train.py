@@ -653,3 +653,18 @@ def test_cli_train_reads_a_gb18030_user_dictionary(tmp_path, tiny_csv):
         ],
     )
     assert r.exit_code == 0, r.output
+
+
+def test_cli_takes_a_version_name_as_models_list_prints_it(
+    tiny_model_dir, tiny_csv, tmp_path, monkeypatch
+):
+    # `predict 20261122T…` used to fail with "… is not a directory" unless run from the model root.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tiny_model_dir.parent))
+    r = runner.invoke(app, ["predict", tiny_model_dir.name, "拖欠工资"])
+    assert r.exit_code == 0, r.output
+    assert '"department"' in r.output
+    r = runner.invoke(app, ["evaluate", tiny_model_dir.name, str(tiny_csv)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["predict", "no-such-version", "拖欠工资"])
+    assert r.exit_code == 2 and "no-such-version" in r.output
