@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from model.artifact import METADATA_FILE, ModelLoadError, read_metadata
+from model.artifact import METADATA_FILE, ModelLoadError, read_metadata, verify
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,9 @@ def rollback(root: str | Path) -> tuple[str, str]:
     Raises
     ------
     ModelLoadError
-        If there is no current model or no earlier version to go back to.
+        If there is no current model or no earlier version to go back to, or if that version's
+        files no longer pass the server's check (:func:`model.artifact.verify`); ``current`` is
+        then left unchanged.
     """
     root = Path(root)
     with _locked(root):
@@ -193,6 +195,14 @@ def rollback(root: str | Path) -> tuple[str, str]:
         while history:
             candidate = history.pop()
             if candidate != now and candidate in present:
+                # A pointer moved to a model the server refuses left running servers on the old
+                # one while `models list` named it current, and the next `paidan serve` failed.
+                try:
+                    verify(root / candidate, root)
+                except ModelLoadError as e:
+                    raise ModelLoadError(
+                        f"cannot roll back to {candidate}: {e}; current is still {now}"
+                    ) from None
                 _log_event(state, "rollback", candidate, now)
                 state["history"] = history
                 _write_json(root / REGISTRY_FILE, state)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from model import registry
-from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file
+from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file, verify
 from model.router import Router
 from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
@@ -397,6 +397,9 @@ def promote_checked(
 
     Raises
     ------
+    ModelLoadError
+        With ``apply``, when ``version``'s files no longer pass the server's check
+        (:func:`model.artifact.verify`), ``--force`` or not: ``current`` is left unchanged.
     CurrentChangedError
         When another promotion or a rollback moved ``current`` while the challenger was compared
         with the champion: the pointer is left as that one set it, and the promotion must be run
@@ -405,6 +408,14 @@ def promote_checked(
     root = Path(root)
     if version not in registry.versions(root):
         raise ModelLoadError(f"no model version {version!r} under {root}")
+    if apply:
+        # Its scores may be cached, so nothing below need load it: a damaged file was promoted,
+        # running servers kept the old model while `models list` named it current, and the next
+        # `paidan serve` failed. The server's check, before the pointer moves (no unpickling).
+        try:
+            verify(root / version, root)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{version} cannot be made current: {e}") from None
     # The evaluation below runs outside the registry lock (it takes a while); the pointer is
     # moved only if it still names this champion (compare-and-swap), see _commit.
     seen = registry.current_version(root)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from model import registry
-from model.artifact import METADATA_FILE, ModelLoadError
+from model.artifact import METADATA_FILE, ROUTER_FILE, ModelLoadError, sha256_file
 
 VERSIONS = [f"2026010{i}T000000Z-0000000{i}" for i in range(1, 6)]
 
@@ -23,8 +23,10 @@ def make_root(tmp_path: Path, names: list[str] = VERSIONS) -> Path:
     for i, name in enumerate(names):
         d = root / name
         d.mkdir(parents=True)
+        (d / ROUTER_FILE).write_bytes(name.encode())  # never unpickled here, only checksummed
         meta = {
             "version": name,
+            "files": {ROUTER_FILE: sha256_file(d / ROUTER_FILE)},
             "created": f"2026-01-0{i + 1}T00:00:00+00:00",
             "heads": {"department": {"labels": ["a", "b"]}},
             "training_data": {"rows": 10 + i, "sources": {"history": 10, "feedback": i}},
@@ -85,6 +87,30 @@ def test_rollback_skips_deleted_versions(tmp_path: Path) -> None:
         registry.promote(root, v)
     registry._remove_tree(root / VERSIONS[1])
     assert registry.rollback(root) == (VERSIONS[2], VERSIONS[0])
+
+
+def test_rollback_refuses_a_version_whose_files_no_longer_verify(tmp_path: Path) -> None:
+    # The server refuses such a model: running servers kept the old one while `models list`
+    # named the broken one current, and the next `paidan serve` did not start.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])
+    with open(root / VERSIONS[0] / ROUTER_FILE, "ab") as f:  # a disk error, a bad restore
+        f.write(b"x")
+    before = registry.read_state(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "rollback"], env=env)
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert f"cannot roll back to {VERSIONS[0]}" in r.output, r.output
+    assert "does not match its checksum" in r.output and ROUTER_FILE in r.output, r.output
+    assert f"current is still {VERSIONS[1]}" in r.output, r.output
+    assert registry.current_version(root) == VERSIONS[1]
+    assert registry.read_state(root) == before  # the history still leads back to it
 
 
 def test_gc_keeps_newest_current_and_previous(tmp_path: Path) -> None:

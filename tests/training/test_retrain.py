@@ -267,6 +267,42 @@ def test_a_promotion_compared_with_a_champion_that_was_replaced_meanwhile_is_ref
     assert (root / registry.REPORTS_DIR / "v2-vs-v1.json").is_file()  # the comparison is kept
 
 
+def test_promote_refuses_a_version_whose_files_no_longer_verify_even_with_cached_scores(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # Its frozen-set scores were cached before the file was damaged, so promote never loaded it:
+    # current moved, running servers refused the reload, and the next `paidan serve` failed.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from model.artifact import SERVING_FILE
+    from paidan.cli import app
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2"):
+        shutil.copytree(tiny_model_dir, root / name)
+    freeze_eval(root, pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str), "test")
+    registry.set_current(root, "v1", record=False)
+    promote_checked(root, "v2", apply=False)  # as `paidan retrain` without --promote-if-better
+    assert registry.read_scores(root, "v2") is not None
+    damaged = root / "v2" / SERVING_FILE
+    damaged.chmod(0o644)
+    with open(damaged, "ab") as f:
+        f.write(b"x")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    for args in (["models", "promote", "v2"], ["models", "promote", "v2", "--force"]):
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        assert "v2 cannot be made current" in r.output, r.output
+        assert SERVING_FILE in r.output and "does not match its checksum" in r.output, r.output
+        assert registry.current_version(root) == "v1"
+        assert registry.read_state(root)["history"] == []
+
+
 def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) -> None:
     root, history = tiny_root
     before = registry.versions(root)
