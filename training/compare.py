@@ -1,7 +1,8 @@
 """Champion against challenger on the frozen evaluation set, and the rule that guards promotion.
 
 A challenger is refused when it is more than :data:`MAX_DROP_POINTS` macro-F1 points worse than the
-champion on either head, or when it no longer predicts a label the champion had. Both models are
+champion on either head, when it no longer predicts a label the champion had, or when it was trained
+on more than :data:`training.evaluate.SEEN_SHARE_LIMIT` of the frozen tickets. Both models are
 scored on the same frozen set (``<root>/eval/frozen.parquet``), with the challenger's taxonomy
 mapping applied to the true labels and to the champion's predictions, so a renamed department is
 neither a loss nor a gain.
@@ -217,7 +218,8 @@ def compare(
     -------
     dict
         ``heads`` (per head: overall figures of both and ``per_class`` rows side by side),
-        ``lost_labels``, ``refused`` and ``reasons``.
+        ``lost_labels``, ``refused``, ``reasons``, ``notes`` and how many frozen tickets each model
+        was trained on (``champion_seen_eval_rows``, ``challenger_seen_eval_rows``).
     """
     reasons: list[str] = []
     notes: list[str] = []
@@ -233,6 +235,15 @@ def compare(
             f"the champion was trained on {seen} of the {champion.get('n')} frozen evaluation "
             "tickets, so its figures are inflated; the macro-F1 rule is not applied this time "
             "(it applies between models trained without the frozen set)"
+        )
+    # A challenger trained on them (`paidan train` on the history the set was frozen from) is
+    # flattered the same way, and it would be promoted on those figures: refused (--force may).
+    trained_on = int(challenger.get("seen_eval_rows", 0) or 0)
+    if trained_on > SEEN_SHARE_LIMIT * max(1, int(challenger.get("n", 0) or 0)):
+        reasons.append(
+            f"the challenger was trained on {trained_on} of the {challenger.get('n')} frozen "
+            "evaluation tickets, so its figures are inflated and say nothing of tickets it has "
+            "not seen; train it without them (`paidan retrain` leaves them out)"
         )
     for head in LABELS:
         a = champion["heads"].get(head)
@@ -293,6 +304,7 @@ def compare(
         "refused": bool(reasons),
         "reasons": reasons,
         "champion_seen_eval_rows": seen,
+        "challenger_seen_eval_rows": trained_on,
         "notes": notes,
     }
 

@@ -187,6 +187,19 @@ def test_compare_does_not_trust_a_champion_that_saw_the_frozen_set() -> None:
     assert "trained on 20 of the 20" in report["notes"][0]
 
 
+def test_compare_refuses_a_challenger_that_saw_the_frozen_set() -> None:
+    # Trained with `paidan train` on the history the set was frozen from: its figures flatter it.
+    challenger = scores("new", {"a": 1.0, "b": 1.0}) | {"seen_eval_rows": 18}
+    report = compare(scores("old", {"a": 0.8, "b": 0.8}), challenger)
+    assert report["refused"]
+    assert report["challenger_seen_eval_rows"] == 18
+    (reason,) = report["reasons"]
+    assert "the challenger was trained on 18 of the 20 frozen evaluation tickets" in reason
+    # A couple of exact repeats (the same complaint filed twice) is no leakage.
+    ok = compare(scores("old", {"a": 0.8, "b": 0.8}), challenger | {"seen_eval_rows": 2})
+    assert not ok["refused"] and ok["reasons"] == []
+
+
 def test_count_new_feedback_after_cutoff() -> None:
     records = [fb(i, str(i), "人社", i) for i in range(10)]
     assert count_new_feedback(records, T0 + timedelta(minutes=6, seconds=30)) == 3
@@ -258,7 +271,8 @@ def test_a_promotion_compared_with_a_champion_that_was_replaced_meanwhile_is_ref
 
     monkeypatch.setattr(compare_module, "compare", compare_while_another_promotes)
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    r = CliRunner().invoke(app, ["models", "promote", "v2"], env=env)
+    # --force: the copies were trained on the frozen tickets, which the rule refuses by itself.
+    r = CliRunner().invoke(app, ["models", "promote", "v2", "--force"], env=env)
     assert r.exit_code == 2, r.output
     assert "changed current from v1 to v3" in r.output, r.output
     assert "run `paidan models promote v2` again" in r.output
