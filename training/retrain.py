@@ -567,7 +567,8 @@ def retrain(
         return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
 
     # Feedback replaces history rows of the same ticket: by id, or by text where the id is unclear.
-    fb_ids = {f"id:{i}" for i in fb["id"] if i}
+    # Keyed as the history's ids (stripped, as deduplication keyed them): " S0002 " is S0002.
+    fb_ids = set(id_keys(fb["id"])) - {""}
     fb_texts = {ticket_key(None, t) for t in fb["text"]}
     replaced = id_keys(hist["id"]).isin(fb_ids)
     if unclear:

@@ -398,3 +398,12 @@ def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     assert result.decision is not None and result.decision.comparison is not None
     assert result.decision.comparison["lost_labels"] == {}
     assert not result.decision.promoted
+
+
+def test_spaced_feedback_ids_replace_their_history_row(tiny_root: tuple[Path, Path]) -> None:
+    # " T002 " (a fixed-width or Excel-fed client) is ticket T002 of the history.
+    root, history = tiny_root
+    records = [{**fb(1, " T002 ", "住建", 0, text="欠薪"), "created_at": datetime.now(UTC)}]
+    result = retrain([history], records, root)
+    assert result.feedback.replaced_history == 1  # was 0: both labels trained
+    assert result.rows == {"history": 14, "feedback": 1}
