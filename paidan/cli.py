@@ -985,9 +985,14 @@ def retrain(
     assert result.train is not None
     if result.window:
         out.print(f"history {describe(result.window)}", soft_wrap=True)
+    for head, kept in result.inherited.items():
+        for old, new in kept.items():
+            now = result.mapping.get(head, {}).get(old, old)
+            note = "" if now == new else f" (now {old} → {now})" if now != old else " (undone now)"
+            out.print(f"inherited rename from the current model: {head} {old} → {new}{note}")
     for head, labels in result.mapped.items():
         for old, n in labels.items():
-            out.print(f"mapped {n} {head} row(s) {old} → {renames[head][old]}")  # type: ignore[index]
+            out.print(f"mapped {n} {head} row(s) {old} → {result.mapping[head][old]}")
     for warning in result.warnings(result.train.metadata["config"]["min_examples"]):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     fb = result.feedback

@@ -10,7 +10,8 @@ Steps:
    replaces a history row with the same ticket id;
 2. freeze an evaluation set the first time (a stratified share of the history, never trained on),
    and drop its tickets from the training rows every time;
-3. apply the taxonomy mapping (old label → new label) to history and feedback;
+3. apply the taxonomy mapping (old label → new label) to history and feedback: the current model's,
+   with the one given now on top (see :func:`merge_mappings`);
 4. train with the current model's config and tokenizer resources, so the challenger differs from
    the champion only by its data;
 5. score the challenger on the frozen set, compare it with the champion, and promote it when asked
@@ -107,6 +108,10 @@ class RetrainResult:
     rows: dict[str, int] = field(default_factory=dict)
     feedback: FeedbackSummary = field(default_factory=FeedbackSummary)
     mapped: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The mapping trained with (the champion's, with the one given now on top), and the renames
+    # kept from the champion.
+    mapping: LabelMapping = field(default_factory=dict)
+    inherited: LabelMapping = field(default_factory=dict)
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_frozen_now: bool = False
     eval_excluded: int = 0
@@ -216,6 +221,65 @@ def read_mapping(path: str | Path) -> LabelMapping:
                 raise MappingFileError(f"{path}: the {h} mapping has a cycle through {old!r}")
             renames[old] = target
     return {h: m for h, m in mapping.items() if m}
+
+
+def merge_mappings(inherited: LabelMapping, given: LabelMapping | None) -> LabelMapping:
+    """The champion's mapping with the one given now applied on top.
+
+    A rename given now of the same old label replaces the inherited one, and an inherited rename
+    whose new label is renamed now follows it (A → B inherited, B → C given: A → C). The new labels
+    given now are final: B → A given after A → B undoes the rename (A stays A, B becomes A).
+
+    Parameters
+    ----------
+    inherited : dict
+        The champion's mapping (``training_data.mapping`` in its metadata; chains resolved).
+    given : dict or None
+        The mapping given now, from :func:`read_mapping`.
+
+    Returns
+    -------
+    dict
+        Per head, old label → new label; labels mapped to themselves are left out.
+    """
+    given = given or {}
+    merged: LabelMapping = {}
+    for head in LABELS:
+        now = given.get(head, {})
+        renames = {old: now.get(new, new) for old, new in inherited.get(head, {}).items()}
+        renames.update(now)
+        renames = {old: new for old, new in renames.items() if old != new}
+        if renames:
+            merged[head] = renames
+    return merged
+
+
+def inherited_mapping(model_dir: Path, meta: Mapping[str, Any]) -> LabelMapping:
+    """The mapping a model was trained with (``training_data.mapping`` in its metadata).
+
+    Raises
+    ------
+    ValueError
+        When the recorded mapping is not, per head, a table of label → label.
+    """
+    data = meta.get("training_data")
+    mapping = data.get("mapping") if isinstance(data, dict) else None
+    if not mapping:
+        return {}
+    if not (
+        isinstance(mapping, dict)
+        and all(
+            head in LABELS
+            and isinstance(renames, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in renames.items())
+            for head, renames in mapping.items()
+        )
+    ):
+        raise ValueError(
+            f"{model_dir / 'metadata.json'}: training_data.mapping must map department and/or "
+            "category to a table of old label → new label"
+        )
+    return {head: dict(renames) for head, renames in mapping.items() if renames}
 
 
 def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str, int]]:
@@ -496,7 +560,8 @@ def retrain(
     columns : ColumnMap
         Column mapping and CSV delimiter of the history files.
     mapping : dict, optional
-        Taxonomy mapping, see :func:`read_mapping`.
+        Taxonomy mapping given now, see :func:`read_mapping`; it goes on top of the current
+        model's (:func:`merge_mappings`).
     if_new_feedback : int, optional
         Do nothing unless at least this many feedback records are newer than the current model.
     promote_if_better : bool
@@ -540,7 +605,9 @@ def retrain(
     champion_meta = read_metadata(root / champion) if champion else {}
     if config is None:
         config = TrainingConfig.from_dict(champion_meta.get("config", {}))
-    mapping = mapping or {}
+    given = mapping
+    result.inherited = inherited_mapping(root / champion, champion_meta) if champion else {}
+    mapping = result.mapping = merge_mappings(result.inherited, given)
 
     files = expand_paths(history)
     hist = read_tickets(files, columns)

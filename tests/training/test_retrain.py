@@ -18,6 +18,7 @@ from training.retrain import (
     apply_mapping,
     count_new_feedback,
     feedback_frame,
+    merge_mappings,
     read_mapping,
     retrain,
 )
@@ -137,6 +138,20 @@ def test_unreadable_mapping_files_name_the_file(
     with pytest.raises(MappingFileError, match=message) as e:
         read_mapping(path)
     assert str(path) in str(e.value)
+
+
+def test_a_mapping_given_now_goes_on_top_of_the_inherited_one() -> None:
+    inherited = {"department": {"A": "B", "X": "Y"}, "category": {"环保": "环境"}}
+    given = {"department": {"B": "C", "X": "Z", "N": "M"}}
+    assert merge_mappings(inherited, given) == {
+        "department": {"A": "C", "X": "Z", "B": "C", "N": "M"},  # chain followed, X overridden
+        "category": {"环保": "环境"},
+    }
+    assert merge_mappings(inherited, None) == inherited
+    # Renaming the new name back undoes the rename: A stays A, B rows become A.
+    assert merge_mappings({"department": {"A": "B"}}, {"department": {"B": "A"}}) == {
+        "department": {"B": "A"}
+    }
 
 
 def scores(version: str, dept: dict[str, float], labels: list[str] | None = None) -> dict:
@@ -407,3 +422,38 @@ def test_spaced_feedback_ids_replace_their_history_row(tiny_root: tuple[Path, Pa
     result = retrain([history], records, root)
     assert result.feedback.replaced_history == 1  # was 0: both labels trained
     assert result.rows == {"history": 14, "feedback": 1}
+
+
+@pytest.mark.slow
+def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    root, history = tiny_root
+    config = TrainingConfig(cv_folds=3, calibration_cv=2, min_examples=3, max_features=None)
+    first = retrain(
+        [history], [], root, mapping={"department": {"执法": "城管执法"}}, config=config
+    )
+    assert first.version is not None
+    registry.promote(root, first.version)
+    assert first.inherited == {}
+    # The nightly retrain keeps the rename; a mapping given now goes on top.
+    second = retrain([history], [], root, mapping={"category": {"城健": "城市建设"}}, config=config)
+    assert second.inherited == {"department": {"执法": "城管执法"}}
+    assert second.mapping == {"department": {"执法": "城管执法"}, "category": {"城健": "城市建设"}}
+    assert second.mapped == {"department": {"执法": 5}}
+    assert second.train is not None
+    assert second.train.metadata["training_data"]["mapping"] == second.mapping
+    assert "城管执法" in second.train.router.heads["department"].labels
+    assert "执法" not in second.train.router.heads["department"].labels
+    assert second.decision is not None and second.decision.comparison is not None
+    assert second.decision.comparison["lost_labels"] == {}
+    # The command says which renames it inherited (and prints the rows mapped by them).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(root.parent / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    assert "inherited rename from the current model: department 执法 → 城管执法" in r.output
+    assert "mapped 5 department row(s) 执法 → 城管执法" in r.output
