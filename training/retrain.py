@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
 from model.config import TrainingConfig
-from model.text import clean
+from model.text import clean, mask_pii
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -108,10 +108,11 @@ class RetrainResult:
     rows: dict[str, int] = field(default_factory=dict)
     feedback: FeedbackSummary = field(default_factory=FeedbackSummary)
     mapped: dict[str, dict[str, int]] = field(default_factory=dict)
-    # The mapping trained with (the champion's, with the one given now on top), and the renames
-    # kept from the champion.
+    # The mapping trained with (the champion's, with the one given now on top), the renames kept
+    # from the champion, and the given rows whose old label occurs nowhere: (heads, old, new).
     mapping: LabelMapping = field(default_factory=dict)
     inherited: LabelMapping = field(default_factory=dict)
+    unmatched: list[tuple[str, str, str]] = field(default_factory=list)
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_frozen_now: bool = False
     eval_excluded: int = 0
@@ -128,6 +129,11 @@ class RetrainResult:
     def warnings(self, min_examples: int) -> list[str]:
         """Lines the operator must see: new labels, rare labels merged into 其他, data problems."""
         out = []
+        for heads, old, new in self.unmatched:
+            out.append(
+                f"--mapping renames {heads} {mask_pii(old)!r} to {mask_pii(new)!r}, but no history, "
+                f"feedback or frozen evaluation row has that {heads}: check its spelling"
+            )
         unlearnt = self.train.validation.unlearnt if self.train is not None else {}
         for head, labels in self.new_labels.items():
             # 其他 itself too small to learn: the merged rows are not learnt at all (see validate).
@@ -280,6 +286,34 @@ def inherited_mapping(model_dir: Path, meta: Mapping[str, Any]) -> LabelMapping:
             "category to a table of old label → new label"
         )
     return {head: dict(renames) for head, renames in mapping.items() if renames}
+
+
+def unmatched_renames(
+    given: LabelMapping | None, frames: Sequence[pd.DataFrame], inherited: LabelMapping
+) -> list[tuple[str, str, str]]:
+    """Rows of ``given`` whose old label occurs in no frame: ``(heads, old, new)`` each.
+
+    A label given for both heads (an empty ``head`` cell) matches when either head has it; a
+    department matches as a joint dispatch's co-department too, and a label matches when an
+    ``inherited`` rename produces it (B → C given after A → B).
+    """
+    present: dict[str, set[str]] = {h: set() for h in LABELS}
+    for df in frames:
+        for head in LABELS:
+            if head in df.columns:
+                present[head] |= set(df[head].fillna("").astype(str).str.strip())
+        if CO_COL in df.columns:
+            for co in df[CO_COL].fillna("").astype(str):
+                present["department"] |= set(co.split(JOINT_JOINER)) if co else set()
+    for head, renames in inherited.items():
+        present[head] |= {renames[label] for label in present[head] if label in renames}
+    given = given or {}
+    out = []
+    for old in dict.fromkeys(old for head in LABELS for old in given.get(head, {})):
+        heads = [h for h in LABELS if old in given.get(h, {})]
+        if not any(old in present[h] for h in heads):
+            out.append((" or ".join(heads), old, given[heads[0]][old]))
+    return out
 
 
 def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str, int]]:
@@ -561,7 +595,7 @@ def retrain(
         Column mapping and CSV delimiter of the history files.
     mapping : dict, optional
         Taxonomy mapping given now, see :func:`read_mapping`; it goes on top of the current
-        model's (:func:`merge_mappings`).
+        model's (:func:`merge_mappings`), and its rows that match no label are warned about.
     if_new_feedback : int, optional
         Do nothing unless at least this many feedback records are newer than the current model.
     promote_if_better : bool
@@ -653,6 +687,8 @@ def retrain(
     result.eval_excluded = int(is_eval.sum())
     rows = rows[~is_eval].reset_index(drop=True)
 
+    # Only the rows given now: an inherited rename whose old label has gone is what it did.
+    result.unmatched = unmatched_renames(given, [rows, eval_df], result.inherited)
     result.mapped = apply_mapping(rows, mapping)
     result.rows = {
         HISTORY: int((rows[SOURCE_KIND] == HISTORY).sum()),

@@ -21,6 +21,7 @@ from training.retrain import (
     merge_mappings,
     read_mapping,
     retrain,
+    unmatched_renames,
 )
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -152,6 +153,25 @@ def test_a_mapping_given_now_goes_on_top_of_the_inherited_one() -> None:
     assert merge_mappings({"department": {"A": "B"}}, {"department": {"B": "A"}}) == {
         "department": {"B": "A"}
     }
+
+
+def test_mapping_rows_that_match_nothing_are_named() -> None:
+    df = pd.DataFrame(
+        {
+            "department": ["人社", "住建"],
+            "category": ["环境", "城建"],
+            "co_departments": ["", "金融监管分局"],
+        }
+    )
+    given = {
+        "department": {"金融监管份局": "金融监管局", "金融监管分局": "金融监管局", "B": "C"},
+        "category": {"金融监管份局": "金融监管局", "环境": "生态环境"},
+    }
+    # B occurs only as what an inherited rename makes of 人社: that matches.
+    assert unmatched_renames(given, [df], {"department": {"人社": "B"}}) == [
+        ("department or category", "金融监管份局", "金融监管局")
+    ]
+    assert unmatched_renames({}, [df], {"department": {"gone": "B"}}) == []
 
 
 def scores(version: str, dept: dict[str, float], labels: list[str] | None = None) -> dict:
@@ -436,7 +456,7 @@ def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
     assert first.version is not None
     registry.promote(root, first.version)
     assert first.inherited == {}
-    # The nightly retrain keeps the rename; a mapping given now goes on top.
+    # The nightly retrain without --mapping keeps the rename; a typo given now is named.
     second = retrain([history], [], root, mapping={"category": {"城健": "城市建设"}}, config=config)
     assert second.inherited == {"department": {"执法": "城管执法"}}
     assert second.mapping == {"department": {"执法": "城管执法"}, "category": {"城健": "城市建设"}}
@@ -447,6 +467,9 @@ def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
     assert "执法" not in second.train.router.heads["department"].labels
     assert second.decision is not None and second.decision.comparison is not None
     assert second.decision.comparison["lost_labels"] == {}
+    warnings = "\n".join(second.warnings(min_examples=3))
+    assert "--mapping renames category '城健' to '城市建设'" in warnings
+    assert "'执法'" not in warnings  # inherited renames are not rows given now
     # The command says which renames it inherited (and prints the rows mapped by them).
     from typer.testing import CliRunner
 
