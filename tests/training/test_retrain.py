@@ -18,6 +18,7 @@ from training.retrain import (
     apply_mapping,
     count_new_feedback,
     feedback_frame,
+    inherited_mapping,
     merge_mappings,
     read_mapping,
     retrain,
@@ -153,6 +154,15 @@ def test_a_mapping_given_now_goes_on_top_of_the_inherited_one() -> None:
     assert merge_mappings({"department": {"A": "B"}}, {"department": {"B": "A"}}) == {
         "department": {"B": "A"}
     }
+
+
+def test_a_recorded_mapping_of_another_shape_is_refused_naming_the_file(tmp_path: Path) -> None:
+    meta = {"training_data": {"mapping": {"department": {"执法": "城管执法"}}}}
+    assert inherited_mapping(tmp_path, meta) == {"department": {"执法": "城管执法"}}
+    assert inherited_mapping(tmp_path, {"training_data": {}}) == {}
+    for bad in (["执法"], {"dept": {"a": "b"}}, {"department": {"a": 1}}):
+        with pytest.raises(ValueError, match=r"metadata\.json: training_data\.mapping"):
+            inherited_mapping(tmp_path, {"training_data": {"mapping": bad}})
 
 
 def test_mapping_rows_that_match_nothing_are_named() -> None:
