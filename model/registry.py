@@ -505,6 +505,13 @@ def frozen_eval_sha(root: str | Path) -> str | None:
     return info["sha256"] if info else None
 
 
+@contextmanager
+def locked(root: str | Path) -> Iterator[None]:
+    """Hold the registry's lock (the one pointer and ``registry.json`` changes take); not re-entrant."""
+    with _locked(Path(root)):
+        yield
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
     _write_json(Path(path), data)

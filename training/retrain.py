@@ -461,12 +461,6 @@ def freeze_eval(
     """
     root = Path(root)
     path = registry.frozen_eval_path(root)
-    # With --force a frozen set is replaced unread: even one whose frozen.json is corrupt.
-    if not force and registry.frozen_eval_info(root) is not None:
-        raise FileExistsError(
-            f"{path} is frozen already; every version is scored on it. Pass --force to replace it "
-            "(versions will be re-scored on the new set)"
-        )
     df = pd.DataFrame({c: eval_df[c].fillna("").astype(str) for c in EVAL_COLUMNS})
     labelled = (df["department"].str.strip() != "") | (df["category"].str.strip() != "")
     with_text = has_text(df)
@@ -481,19 +475,28 @@ def freeze_eval(
             f"the evaluation set has no row with both a text and a label ({len(labelled)} rows: "
             f"{left_out['without_label']} without a label, {left_out['without_text']} without text)"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    info = {
-        "sha256": sha256_file(path),
-        "rows": len(df),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": source,
-        "label_rows": {h: int((df[h].str.strip() != "").sum()) for h in LABELS},
-        "left_out": left_out,
-    }
-    registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
+    # Checked and written under the registry's lock: two first retrains at once each found no
+    # set, and the later one's write replaced the set the earlier one had trained around.
+    with registry.locked(root):
+        # With --force a frozen set is replaced unread: even one whose frozen.json is corrupt.
+        if not force and registry.frozen_eval_info(root) is not None:
+            raise FileExistsError(
+                f"{path} is frozen already; every version is scored on it. Pass --force to "
+                "replace it (versions will be re-scored on the new set)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        df.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        info = {
+            "sha256": sha256_file(path),
+            "rows": len(df),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": source,
+            "label_rows": {h: int((df[h].str.strip() != "").sum()) for h in LABELS},
+            "left_out": left_out,
+        }
+        registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
     logger.info("froze an evaluation set of %d rows at %s", len(df), path)
     return info
 
@@ -653,9 +656,13 @@ def retrain(
 
     # The frozen set: explicit, or carved out of the history the first time.
     if registry.frozen_eval_info(root) is None:
-        hist, held = split_eval(hist, seed=config.seed)
-        freeze_eval(root, held, f"{EVAL_FRACTION:.0%} of {', '.join(p.name for p in files)}")
-        result.eval_frozen_now = True
+        rest, held = split_eval(hist, seed=config.seed)
+        try:
+            freeze_eval(root, held, f"{EVAL_FRACTION:.0%} of {', '.join(p.name for p in files)}")
+            hist, result.eval_frozen_now = rest, True
+        except FileExistsError:
+            # Another retrain froze one meanwhile: use it (its tickets are left out below).
+            logger.info("another retrain froze the evaluation set meanwhile; using it")
     eval_df, eval_info = read_frozen_eval(root)
     frozen = eval_keys(eval_df)
     # Ids that name different texts in the history or the frozen set match nothing by id.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -490,3 +491,32 @@ def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
     assert r.exit_code == 0, r.output
     assert "inherited rename from the current model: department 执法 → 城管执法" in r.output
     assert "mapped 5 department row(s) 执法 → 城管执法" in r.output
+
+
+def test_a_frozen_set_another_retrain_wrote_meanwhile_is_used_not_replaced(
+    tiny_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two first retrains at once each found no frozen set; the later write replaced the set the
+    # other had trained around (once: a challenger trained on 118 of the 187 frozen tickets), or
+    # failed with "frozen already".
+    import shutil
+
+    import training.retrain as rt
+
+    root, history = tiny_root
+    shutil.rmtree(root / registry.EVAL_DIR)
+    split = rt.split_eval
+    other: dict[str, Any] = {}
+
+    def split_while_another_retrain_freezes(df: pd.DataFrame, **kw: Any) -> Any:
+        out = split(df, **kw)
+        other["info"] = rt.freeze_eval(root, df.iloc[:2], "the other retrain")
+        return out
+
+    monkeypatch.setattr(rt, "split_eval", split_while_another_retrain_freezes)
+    result = retrain([history], [], root)
+    info = registry.frozen_eval_info(root)
+    assert info is not None and info["sha256"] == other["info"]["sha256"]
+    assert not result.eval_frozen_now
+    assert result.eval_excluded == 2  # the other set's tickets, left out of training
+    assert result.rows == {"history": len(pd.read_csv(history)) - 2, "feedback": 0}
