@@ -297,11 +297,18 @@ def evaluate(
             f"--report {report_path} names the Markdown report, which is written beside the JSON "
             f"one; give the JSON path ({Path(report_path).with_suffix('.json')})"
         )
-    router, _ = load_router(model_dir, model_root)
+    from training.retrain import apply_mapping  # retrain imports this module
+
+    router, metadata = load_router(model_dir, model_root)
     df = read_tickets(paths, columns)
     require_rows(df, paths)
     with_text = has_text(df)
-    df = df[with_text]
+    df = df[with_text].copy()
+    # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
+    # otherwise a renamed department's tickets read as a label the model does not know.
+    training_data = metadata.get("training_data")
+    mapping = training_data.get("mapping") if isinstance(training_data, dict) else None
+    mapped = apply_mapping(df, mapping) if isinstance(mapping, dict) and mapping else {}
     if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = " or a ".join(h for h in LABELS if h in router.heads)
@@ -317,6 +324,8 @@ def evaluate(
         co_departments=df[CO_COL].tolist(),
     )
     report["skipped_empty_text"] = int((~with_text).sum())
+    if mapped:
+        report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
     if report_path is not None:
         write_report(report, Path(report_path))
     return report

@@ -520,3 +520,31 @@ def test_a_frozen_set_another_retrain_wrote_meanwhile_is_used_not_replaced(
     assert not result.eval_frozen_now
     assert result.eval_excluded == 2  # the other set's tickets, left out of training
     assert result.rows == {"history": len(pd.read_csv(history)) - 2, "feedback": 0}
+
+
+def test_evaluate_scores_a_renamed_model_under_its_training_mapping(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # A model retrained with --mapping 人社 → 人社局, evaluated on the history that still says 人社:
+    # evaluate reported 人社 as a label the model does not know (compare applied the mapping).
+    from model.tickets import ColumnMap, read_tickets
+    from training.evaluate import evaluate
+    from training.train import train_frame
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    rows = read_tickets([data], ColumnMap())
+    renamed = rows.assign(department=rows["department"].replace({"人社": "人社局"}))
+    renamed_csv = tmp_path / "renamed.csv"
+    renamed[["id", "title", "text", "department", "category"]].to_csv(renamed_csv, index=False)
+    mapping = {"department": {"人社": "人社局"}}
+    model = train_frame(
+        renamed, tmp_path / "m", config=tiny_config, extra_metadata={"mapping": mapping}
+    ).model_dir
+    assert model is not None
+    report = evaluate(model, [data])
+    assert report["mapped"] == {"department": {"人社": int((rows["department"] == "人社").sum())}}
+    assert "人社" not in report["department"]["per_class"]
+    same = evaluate(model, [renamed_csv])
+    assert "mapped" not in same
+    assert report["department"]["accuracy"] == same["department"]["accuracy"]
+    assert report["department"]["per_class"] == same["department"]["per_class"]
