@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import OutputPathError, load_router
+from model.artifact import ModelLoadError, OutputPathError, load_router
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
 from model.text import mask_pii
 from model.tickets import (
@@ -297,7 +297,7 @@ def evaluate(
             f"--report {report_path} names the Markdown report, which is written beside the JSON "
             f"one; give the JSON path ({Path(report_path).with_suffix('.json')})"
         )
-    from training.retrain import apply_mapping  # retrain imports this module
+    from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 
     router, metadata = load_router(model_dir, model_root)
     df = read_tickets(paths, columns)
@@ -306,9 +306,11 @@ def evaluate(
     df = df[with_text].copy()
     # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
     # otherwise a renamed department's tickets read as a label the model does not know.
-    training_data = metadata.get("training_data")
-    mapping = training_data.get("mapping") if isinstance(training_data, dict) else None
-    mapped = apply_mapping(df, mapping) if isinstance(mapping, dict) and mapping else {}
+    try:
+        mapping = inherited_mapping(Path(model_dir), metadata)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
+    mapped = apply_mapping(df, mapping) if mapping else {}
     if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = " or a ".join(h for h in LABELS if h in router.heads)

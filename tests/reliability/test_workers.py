@@ -168,15 +168,12 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
 ) -> None:
     # Every worker the supervisor starts (a replacement too) loads the directory it was told to
     # serve, which is neither current nor the one before it: gc deleted it.
-    import shutil
     import subprocess
     import sys
 
     from model import registry
 
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(tiny_model_dir, root / name)
+    root = three_versions(tiny_model_dir, tmp_path)
     registry.set_current(root, "v2", record=False)
     registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
@@ -207,13 +204,9 @@ def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
     # The supervisor handed every worker the start-up model in PAIDAN_MODEL_DIR: after a
     # promotion, a SIGHUP (or a crashed worker's replacement) served the start-up model again,
     # and the new workers no longer followed `current`.
-    import shutil
-
     from model import registry
 
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(tiny_model_dir, root / name)
+    root = three_versions(tiny_model_dir, tmp_path)
     registry.set_current(root, "v1", record=False)
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
     server = live_server_factory(
@@ -239,6 +232,16 @@ def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
     wait_until(lambda: not running(before), "the retired workers' exit", server)
     registry.promote(root, "v3")
     wait_until(lambda: loaded("v3") == 2, "the new workers following current to v3", server)
+
+
+def three_versions(model_dir: Path, tmp_path: Path) -> Path:
+    """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
+    import shutil
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(model_dir, root / name)
+    return root
 
 
 def running(pids: set[int]) -> set[int]:
