@@ -708,9 +708,19 @@ def _model_root() -> Path:
 
 
 def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[str, Any]]:
-    """Feedback rows as plain dicts, oldest first (texts are stored PII-masked)."""
+    """Feedback rows as plain dicts, oldest first (texts are stored PII-masked).
+
+    A SQLite database that does not exist yet holds no feedback: it is not created (with its
+    directory and an empty schema) just to be read, as ``retrain`` and ``drift`` used to.
+    """
+    from sqlalchemy.engine import make_url
+
     from serve.db import Database
 
+    url = make_url(settings.resolved_database_url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        return []
     db = Database(settings.resolved_database_url)
     try:
         return [row.to_dict() for row in db.iter_feedback(_utc(since))]

@@ -144,3 +144,21 @@ def test_drift_buckets_long_spans_by_week(tiny_model_dir: Path) -> None:
         "2026-W22",
         "2026-W31",
     ]
+
+
+def test_drift_without_a_feedback_database_neither_creates_one_nor_fails(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A fresh install has no feedback yet: reading it used to create the data directory, a SQLite
+    # file and an empty schema (with alembic's log lines) as a side effect of a read-only report.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    data_dir = tmp_path / "var"
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(data_dir)}
+    args = ["drift", "--since", "2026-01-01", "--model", str(tiny_model_dir)]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "drift.json")], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "drift.json").read_text(encoding="utf-8"))["records"] == 0
+    assert not data_dir.exists()
