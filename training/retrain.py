@@ -7,7 +7,8 @@ Steps:
 
 1. read the history files and the feedback records; feedback is deduplicated per ticket (ticket id,
    or the masked text when there is none) and the latest decision wins; a feedback decision also
-   replaces a history row with the same ticket id;
+   replaces the history row of its ticket: the same id and the same masked text (a live ticket
+   numbered as a history ticket of another text is a ticket of its own);
 2. freeze an evaluation set the first time (a stratified share of the history, never trained on),
    and drop its tickets from the training rows every time;
 3. apply the taxonomy mapping (old label → new label) to history and feedback: the current model's,
@@ -85,6 +86,8 @@ class FeedbackSummary:
     tickets: int = 0
     superseded: int = 0
     replaced_history: int = 0
+    # Feedback ids that name another text than the history or frozen row of that id: other tickets.
+    other_tickets: int = 0
     until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +96,7 @@ class FeedbackSummary:
             "tickets": self.tickets,
             "superseded_decisions": self.superseded,
             "replaced_history_rows": self.replaced_history,
+            "ids_naming_other_tickets": self.other_tickets,
             "until": self.until,
         }
 
@@ -120,6 +124,8 @@ class RetrainResult:
     # monthly export): how many, and one example with where it occurs.
     ambiguous_ids: int = 0
     ambiguous_example: str = ""
+    # One feedback id that names another ticket than the history's (count: feedback.other_tickets).
+    other_tickets_example: str = ""
     # The history window (training.window.select_window's info; empty: the whole history).
     window: dict[str, Any] = field(default_factory=dict)
     train: TrainResult | None = None
@@ -151,6 +157,13 @@ class RetrainResult:
                 f"{self.ambiguous_ids} ticket ids name more than one ticket text "
                 f"({self.ambiguous_example}); such tickets are matched to feedback and to the frozen "
                 "set by their text, not their id. Map a unique ticket number with --id-col"
+            )
+        if self.feedback.other_tickets:
+            out.append(
+                f"{self.feedback.other_tickets} feedback ticket ids name another ticket text than "
+                f"the history or frozen row of that id ({self.other_tickets_example}); those "
+                "decisions are trained as tickets of their own, not as corrections of those rows "
+                "(live tickets numbered afresh reuse the history's numbers)"
             )
         if self.train is not None:
             out += self.train.validation.warnings()
@@ -542,21 +555,71 @@ def ambiguous_ids(frames: Sequence[pd.DataFrame]) -> tuple[set[str], str]:
     which ticket a feedback decision or a frozen ticket is: matched by id, one frozen ticket would
     take every other ticket of its number out of training.
     """
-    rows = pd.concat([f[["id", "text", SOURCE_COL, ROW_COL]] for f in frames], ignore_index=True)
+    rows = _id_rows(frames)
     ids = rows["id"].fillna("").astype(str).str.strip()
     texts = rows["text"].fillna("").astype(str).str.strip()
     keyed = ids != ""
     distinct = texts[keyed].groupby(ids[keyed]).nunique()
     bad = set(distinct.index[distinct > 1])
+    return bad, _id_example(rows, ids, bad)
+
+
+def other_ticket_ids(
+    frames: Sequence[pd.DataFrame], fb: pd.DataFrame, unclear: set[str]
+) -> tuple[set[str], str]:
+    """Feedback ids that name another ticket than the rows of ``frames`` with that id.
+
+    Live tickets may be numbered afresh (1, 2, 3 …) while the history has its own 1, 2, 3: a
+    decision on live ticket "7" is not a correction of history ticket "7". The feedback stores its
+    texts masked (:func:`model.text.clean`) and the history its texts raw, so both are compared
+    cleaned: a correction of a ticket with a phone number in it still names its history row.
+
+    Parameters
+    ----------
+    frames : sequence of DataFrame
+        The history and the frozen set (``id``, ``text`` and the reader's ``_source``/``_row``).
+    fb : DataFrame
+        The deduplicated feedback (:func:`feedback_frame`).
+    unclear : set of str
+        Ids that name several texts in ``frames`` already (:func:`ambiguous_ids`): matched by text.
+
+    Returns
+    -------
+    (set of str, str)
+        The feedback ids whose cleaned text differs from that of the rows of that id, and an
+        example with its rows (empty when there is none).
+    """
+    rows = _id_rows(frames)
+    ids = rows["id"].fillna("").astype(str).str.strip()
+    fb_ids = fb["id"].fillna("").astype(str).str.strip()
+    wanted = ids.isin(set(fb_ids) - unclear - {""})
+    # Not unclear: every id of ``frames`` names one text, so its cleaned text is the id's.
+    texts = rows.loc[wanted, "text"].fillna("").astype(str).map(clean)
+    known = dict(zip(ids[wanted], texts, strict=True))
+    bad = {
+        i
+        for i, t in zip(fb_ids, fb["text"].fillna("").astype(str), strict=True)
+        if i in known and clean(t) != known[i]
+    }
+    both = pd.concat([rows, _id_rows([fb])], ignore_index=True)
+    return bad, _id_example(both, both["id"].fillna("").astype(str).str.strip(), bad)
+
+
+def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat([f[["id", "text", SOURCE_COL, ROW_COL]] for f in frames], ignore_index=True)
+
+
+def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
+    """``e.g. '2': a.csv data row 2, b.csv data row 2`` for the first of ``bad`` (masked)."""
     if not bad:
-        return bad, ""
+        return ""
     first = sorted(bad)[0]
     where = rows[ids == first]
     places = ", ".join(
         f"{Path(str(src)).name} data row {row}"
         for src, row in zip(where[SOURCE_COL][:3], where[ROW_COL][:3], strict=True)
     )
-    return bad, f"e.g. {first!r}: {places}"
+    return f"e.g. {mask_pii(first)!r}: {places}"
 
 
 def eval_keys(eval_df: pd.DataFrame) -> set[str]:
@@ -669,12 +732,18 @@ def retrain(
     eval_where = eval_df.assign(**{SOURCE_COL: "frozen set", ROW_COL: range(1, len(eval_df) + 1)})
     unclear, result.ambiguous_example = ambiguous_ids([hist, eval_where])
     result.ambiguous_ids = len(unclear)
+    # A feedback id naming another text than the history's or frozen set's is another ticket: its
+    # id matches nothing either (so it replaces no history row and is not taken for a frozen one).
+    others, result.other_tickets_example = other_ticket_ids([hist, eval_where], fb, unclear)
+    result.feedback.other_tickets = len(others)
+    unclear |= others
 
     def id_keys(ids: pd.Series) -> pd.Series:
         ids = ids.fillna("").astype(str).str.strip()
         return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
 
-    # Feedback replaces history rows of the same ticket: by id, or by text where the id is unclear.
+    # Feedback replaces history rows of the same ticket: by id where the id names one (masked) text
+    # everywhere, else by the masked text.
     # Keyed as the history's ids (stripped, as deduplication keyed them): " S0002 " is S0002.
     fb_ids = set(id_keys(fb["id"])) - {""}
     fb_texts = {ticket_key(None, t) for t in fb["text"]}

@@ -405,6 +405,74 @@ def test_ids_that_restart_in_each_file_do_not_cost_training_rows(
     assert "2026-01.csv data row 1" in warning and "--id-col" in warning
 
 
+def _numbered_history(tmp_path: Path, texts: dict[int, str] | None = None) -> tuple[Path, Path]:
+    """A model root with tickets 16-18 frozen, and a history file of tickets numbered 1-15."""
+    from training.retrain import freeze_eval
+
+    root = tmp_path / "models"
+    cols = ["id", "title", "text", "department", "category"]
+    rows = [[str(i), *t] for i, t in enumerate(TINY_TICKETS, 1)]
+    for i, text in (texts or {}).items():
+        rows[i - 1][2] = text
+    freeze_eval(root, pd.DataFrame(rows[15:], columns=cols), "test")
+    history = tmp_path / "history.csv"
+    pd.DataFrame(rows[:15], columns=cols).to_csv(history, index=False)
+    return root, history
+
+
+def test_feedback_on_live_tickets_numbered_as_history_tickets_replaces_none_of_them(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The history is numbered 1-18 (16-18 frozen); live tickets are numbered from 1 again.
+    root, history = _numbered_history(tmp_path)
+    now = datetime.now(UTC)
+    live = {
+        "1": "小区门口共享单车乱停乱放",
+        "2": "夜间施工噪音扰民",
+        "16": "养老保险转移接续办不了",
+    }
+    records = [
+        {**fb(n, tid, "执法", 0, text=text), "created_at": now}
+        for n, (tid, text) in enumerate(live.items(), 1)
+    ]
+    # Ticket 5 is a correction of history ticket 5: the same id and the same text.
+    records.append({**fb(4, "5", "住建", 0, text=TINY_TICKETS[4][1]), "created_at": now})
+    result = retrain([history], records, root, config=tiny_config)
+    # Was {"history": 12, "feedback": 3}: live tickets 1 and 2 replaced history tickets 1 and 2,
+    # and live ticket 16 was left out as frozen ticket 16.
+    assert result.rows == {"history": 14, "feedback": 4}
+    assert result.feedback.replaced_history == 1
+    assert result.eval_excluded == 0
+    assert result.feedback.other_tickets == 3
+    assert result.ambiguous_ids == 0
+    meta = result.train.metadata["training_data"] if result.train else {}
+    assert meta["feedback"]["ids_naming_other_tickets"] == 3
+    warning = "\n".join(result.warnings(min_examples=3))
+    assert "3 feedback ticket ids name another ticket text" in warning
+    assert "e.g. '1': history.csv data row 1, feedback data row 1" in warning
+    assert "ticket ids name more than one ticket text" not in warning
+
+
+def test_masked_feedback_text_still_replaces_its_raw_history_row(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The server stores feedback texts cleaned (the phone number masked); the history keeps them
+    # raw. Compared as stored they differ, yet they are one ticket: the correction replaces it.
+    from model.text import clean
+
+    raw = "楼下烧烤店油烟很大，请回电１３８１２３４５６７８  王先生"
+    root, history = _numbered_history(tmp_path, {7: raw})
+    masked = clean(raw)
+    assert "13812345678" not in masked and masked != raw
+    records = [{**fb(1, "7", "住建", 0, text=masked), "created_at": datetime.now(UTC)}]
+    result = retrain([history], records, root, config=tiny_config)
+    assert result.feedback.replaced_history == 1
+    assert result.rows == {"history": 14, "feedback": 1}
+    assert result.feedback.other_tickets == 0
+    assert result.ambiguous_ids == 0  # the id names one ticket, not two texts
+    assert not any("feedback ticket ids" in w for w in result.warnings(min_examples=3))
+
+
 @pytest.mark.slow
 def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     tiny_root: tuple[Path, Path], tmp_path: Path
@@ -447,9 +515,10 @@ def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
 
 
 def test_spaced_feedback_ids_replace_their_history_row(tiny_root: tuple[Path, Path]) -> None:
-    # " T002 " (a fixed-width or Excel-fed client) is ticket T002 of the history.
+    # " T002 " (a fixed-width or Excel-fed client) is ticket T002 of the history (its text too).
     root, history = tiny_root
-    records = [{**fb(1, " T002 ", "住建", 0, text="欠薪"), "created_at": datetime.now(UTC)}]
+    text = TINY_TICKETS[1][1]
+    records = [{**fb(1, " T002 ", "住建", 0, text=text), "created_at": datetime.now(UTC)}]
     result = retrain([history], records, root)
     assert result.feedback.replaced_history == 1  # was 0: both labels trained
     assert result.rows == {"history": 14, "feedback": 1}
