@@ -4,6 +4,11 @@ Both load the new model beside the running one through :func:`serve.reload.reloa
 the SHA-256s, refuse symlinks and paths outside the model root, unpickle, warm up) and only then
 swap one reference, so requests in flight finish on the old model and none fails. A model that is
 refused leaves the old one serving, with one ERROR log line saying why.
+
+Without a model named, both reload the *default* model: the one the model root's ``current`` pointer
+names, or, on a server pinned to a model (``paidan serve --model DIR`` or ``PAIDAN_MODEL_DIR``:
+``follow_current`` off), that pinned model again, as the replacement workers of ``--workers N``
+load it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class ReloadRequest(BaseModel):
-    """Which model to switch to; empty: the one the model root's ``current`` pointer names."""
+    """Which model to switch to; empty: the pinned model of a server started with one, else the one
+    the model root's ``current`` pointer names."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +79,8 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
     target: Path | None
     if body is not None and body.model_dir:
         target = root / body.model_dir  # an absolute model_dir replaces the root
+    elif (target := pinned_dir(app)) is not None:
+        logger.info("reload: the server is pinned to %s; reloading it, not `current`", target)
     else:
         try:
             target = current_dir(root)
@@ -93,6 +101,12 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
     return ReloadResponse(previous=previous, version=version, model_dir=str(target))
 
 
+def pinned_dir(app: Any) -> Path | None:
+    """The model a server started with ``--model DIR`` or ``PAIDAN_MODEL_DIR`` is pinned to, if any."""
+    pinned = getattr(app.state, "pinned_dir", None)
+    return Path(pinned) if pinned is not None else None
+
+
 def _loader(app: Any) -> Callable[..., Any]:
     return getattr(app.state, "router_loader", None) or load_serving_router
 
@@ -103,13 +117,22 @@ def _refused(app: Any, target: str, e: ModelLoadError) -> ApiError:
     return ApiError(422, "model_refused", f"{e}; still serving model {served}", "body.model_dir")
 
 
-async def reload_current(app: Any) -> str | None:
-    """Switch to the model the root's ``current`` pointer names (what SIGHUP does)."""
+async def reload_default(app: Any) -> str | None:
+    """Reload the default model (what SIGHUP does): the pinned one, else the one ``current`` names.
+
+    A server pinned to a model keeps it, as ``--workers N`` replacement workers do: a SIGHUP after
+    a promotion switched a single-worker ``paidan serve --model DIR`` to ``current``.
+    """
     root = Path(app.state.services.settings.model_root)
     try:
-        target = current_dir(root)
-        if target is None:
-            raise ModelLoadError(f"the model root {root} has no current model")
+        target = pinned_dir(app)
+        if target is not None:
+            logger.info("SIGHUP: reloading the pinned model %s (`current` is not followed)", target)
+        else:
+            logger.info("SIGHUP: reloading the current model")
+            target = current_dir(root)
+            if target is None:
+                raise ModelLoadError(f"the model root {root} has no current model")
         return await run_in_threadpool(reload_model, app, target, _loader(app))
     except ModelLoadError as e:
         _refused(app, "SIGHUP", e)
@@ -127,15 +150,14 @@ def install_sighup(app: Any) -> Callable[[], None]:
 
     Only the main thread's event loop can handle signals: in tests (the app runs in a worker
     thread) this does nothing. With ``--workers N`` uvicorn's supervisor takes SIGHUP itself and
-    restarts the workers, which load the current model.
+    replaces the workers, which load the current model, or the pinned one (serve/server.py).
     """
     tasks: set[asyncio.Task[Any]] = set()
     try:
         loop = asyncio.get_running_loop()
 
         def on_hup() -> None:
-            logger.info("SIGHUP: reloading the current model")
-            task = loop.create_task(reload_current(app))
+            task = loop.create_task(reload_default(app))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 

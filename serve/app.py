@@ -117,6 +117,9 @@ def create_app(
         app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
+        # Not following `current` (--model DIR, PAIDAN_MODEL_DIR): SIGHUP and a reload naming no
+        # model load this one again, as the replacement workers of --workers N do.
+        app.state.pinned_dir = None if settings.follow_current else path
         app.state.db = db
         if not database["ok"]:
             # Routing does not need the database; feedback answers 503 until it is back.
@@ -131,7 +134,7 @@ def create_app(
             time.perf_counter() - start,
         )
         follower = _start_follower(app, settings, path, router_loader)
-        remove_sighup = install_sighup(app)  # SIGHUP: reload the current model (serve/admin.py)
+        remove_sighup = install_sighup(app)  # SIGHUP: reload current or the pinned model (admin)
         try:
             yield
         finally:
@@ -154,6 +157,7 @@ def create_app(
     app.state.metadata = {}
     app.state.db = None
     app.state.lease = None
+    app.state.pinned_dir = None
     app.state.router_loader = router_loader  # the admin reload loads through the same function
     install_error_handlers(app)
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))

@@ -3,6 +3,7 @@ is refused with a clear error and log line, the old one keeps serving, and no re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from model.artifact import METADATA_FILE, ROUTER_FILE, load_router
 from model.config import TrainingConfig
 from model.router import Router
 from model.settings import Settings
+from serve import admin
 from serve.app import create_app
 from tests.reliability.conftest import ADMIN_KEY, API_KEY
 from tests.reliability.live import LiveServer
@@ -105,6 +107,34 @@ def test_reload_swaps_to_a_named_model_and_to_the_current_one(
     back = admin_client.post("/v1/admin/reload", headers=ADMIN)
     assert back.status_code == 200 and back.json()["version"] == "v1"
     assert served(admin_client) == "v1"
+
+
+def test_a_pinned_server_reloads_its_own_model_when_none_is_named(
+    root: Path, tmp_path: Path
+) -> None:
+    # `paidan serve --model DIR` (follow_current off): a reload naming no model, and SIGHUP,
+    # switched a single worker to `current`, while the workers of `--workers N` keep DIR.
+    settings = Settings(
+        model_root=root,
+        data_dir=tmp_path / "var",
+        api_keys=[API_KEY],
+        admin_keys=[ADMIN_KEY],
+        model_dir=root / "v1",
+        follow_current=False,
+    )
+    with TestClient(create_app(settings, router_loader=loader)) as client:
+        registry.promote(root, "v2")
+        again = client.post("/v1/admin/reload", headers=ADMIN)
+        assert again.status_code == 200, again.text
+        assert again.json()["version"] == "v1" and again.json()["model_dir"] == str(root / "v1")
+        assert served(client) == "v1"
+        assert asyncio.run(admin.reload_default(client.app)) == "v1"  # what SIGHUP runs
+        assert served(client) == "v1"
+        # A model named in the body still switches; naming none goes back to the pinned one.
+        swapped = client.post("/v1/admin/reload", json={"model_dir": "v2"}, headers=ADMIN)
+        assert swapped.status_code == 200 and swapped.json()["version"] == "v2", swapped.text
+        back = client.post("/v1/admin/reload", headers=ADMIN)
+        assert back.status_code == 200 and back.json()["version"] == "v1", back.text
 
 
 @pytest.mark.parametrize(
@@ -276,3 +306,39 @@ def test_reload_under_load_fails_no_request(
     logs = server.logs()
     assert "SIGHUP: reloading the current model" in logs
     assert "model reload refused" in logs and "does not match its checksum" in logs
+
+
+@pytest.mark.slow
+def test_sighup_keeps_a_single_worker_pinned_to_its_model_after_a_promotion(
+    live_server_factory: Callable[..., LiveServer],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    tiny_config: TrainingConfig,
+) -> None:
+    # `paidan serve --model DIR` with one worker switched to `current` on SIGHUP; with
+    # `--workers N` the same SIGHUP keeps DIR (its replacement workers load the pinned model).
+    from tests.conftest import write_tiny_csv
+    from training.train import train
+
+    root = tmp_path / "models"
+    a = writable_copy(tiny_model_dir, root / "a").name
+    trained = train([write_tiny_csv(tmp_path / "t.csv")], root / "b", config=tiny_config)
+    version_a = json.loads((root / a / METADATA_FILE).read_text())["version"]
+    assert version_a != trained.router.version
+    registry.set_current(root, a, record=False)
+    server = live_server_factory(
+        "--model",
+        str(root / a),
+        "--no-access-log",
+        env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")},
+    )
+    registry.promote(root, "b")
+    os.kill(server.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while "model swapped" not in server.logs():
+        assert time.monotonic() < deadline, f"no reload after SIGHUP:\n{server.logs()[-3000:]}"
+        time.sleep(0.1)
+    assert httpx.get(server.url + "/readyz", timeout=10).json()["model_version"] == version_a
+    route = httpx.post(server.url + "/v1/route", json=TICKET, timeout=10)
+    assert route.status_code == 200 and route.json()["model_version"] == version_a, route.text
+    assert f"SIGHUP: reloading the pinned model {root / a}" in server.logs()
