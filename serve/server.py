@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import make_url
 
 from model.artifact import load_serving_router, verify
-from model.registry import lease
+from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
@@ -103,16 +103,22 @@ def run(
     }
     if workers <= 1:
         # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
-        # hand it to the app's start-up instead of hashing and unpickling it a second time.
-        with startup():
-            loaded = load_serving_router(model_dir, settings.model_root)
-        migrated = prepare_database(settings) is None
-        app = create_app(
-            settings.model_copy(update={"model_dir": model_dir}),
-            router_loader=_first_load_from(model_dir, loaded),
-            migrate=not migrated,  # the app's start-up retries if the database was down
-        )
-        uvicorn.run(app, **options)
+        # hand it to the app's start-up instead of hashing and unpickling it a second time. Leased
+        # before the load, as serve.reload does: the app's own lease came only once uvicorn had
+        # started, and `paidan models gc` meanwhile could delete the model being served.
+        first = lease(settings.model_root, model_dir)
+        try:
+            with startup():
+                loaded = load_serving_router(model_dir, settings.model_root)
+            migrated = prepare_database(settings) is None
+            app = create_app(
+                settings.model_copy(update={"model_dir": model_dir}),
+                router_loader=_first_load_from(model_dir, loaded, first),
+                migrate=not migrated,  # the app's start-up retries if the database was down
+            )
+            uvicorn.run(app, **options)
+        finally:
+            first.release()
         return
     # A chosen model (--model, PAIDAN_MODEL_DIR) is what every worker the supervisor starts, now or
     # to replace one, loads: lease it for as long as the supervisor runs. A server that follows
@@ -145,16 +151,22 @@ def run(
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
-def _first_load_from(model_dir: Path, loaded: tuple[Router, dict[str, Any]]) -> RouterLoader:
+def _first_load_from(
+    model_dir: Path, loaded: tuple[Router, dict[str, Any]], held: Lease | None = None
+) -> RouterLoader:
     """A router loader that returns ``loaded`` for the first load of ``model_dir``, then reads disk.
 
     Reloads (``POST /v1/admin/reload``, SIGHUP, a moved ``current`` pointer) go through the real
-    loader and its checks, even for the same directory.
+    loader and its checks, even for the same directory. ``held``, the lease taken before
+    ``loaded`` was read, is released on that first load: the app leases its model before it
+    loads it, so the lease passes to the app, which moves it with reloads.
     """
     pending: list[tuple[Router, dict[str, Any]]] = [loaded]
 
     def loader(path: Path, root: Path | None = None) -> tuple[Router, dict[str, Any]]:
         if pending and Path(path).resolve() == model_dir:
+            if held is not None:
+                held.release()
             return pending.pop()
         return load_serving_router(path, root)
 

@@ -113,6 +113,7 @@ def test_reload_model_refuses_a_broken_directory_without_swapping(
 
 def leased(root: Path, version: str) -> bool:
     """Whether a process holds a lease on ``version`` (what `paidan models gc` checks)."""
+    (root / registry.LEASES_DIR).mkdir(exist_ok=True)  # none yet: no lease was ever taken
     fd = os.open(root / registry.LEASES_DIR / version, os.O_RDONLY | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,3 +161,40 @@ def test_served_models_are_frozen_out_of_full_collections(root: Path, tmp_path: 
     # Once the app is gone its model is an ordinary object again.
     assert gc.get_freeze_count() == 0
     assert _tracked(first.compiled()[0])
+
+
+def test_a_single_worker_leases_its_model_before_loading_it(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve.server.run loaded the model, then started uvicorn, and only the app's start-up leased
+    # it: `paidan models gc` in between could delete the model about to be served.
+    import uvicorn
+
+    from serve import server
+
+    monkeypatch.setenv(server.ACCESS_LOG_ENV, "true")  # run() sets it; restored afterwards
+    seen: list[tuple[Any, ...]] = []
+    real = server.load_serving_router
+
+    def loading(path: Path, model_root: Path | None = None) -> tuple[Router, dict[str, Any]]:
+        seen.append(("load", Path(path).name, leased(root, Path(path).name)))
+        return real(path, model_root)
+
+    def serving(app: Any, **options: Any) -> None:
+        with TestClient(app):
+            seen.append(("serving", leased(root, "v1")))
+            reload_model(app, root / "v2", app.state.router_loader)
+            seen.append(("reloaded", leased(root, "v1"), leased(root, "v2")))
+
+    monkeypatch.setattr(server, "load_serving_router", loading)
+    monkeypatch.setattr(uvicorn, "run", serving)
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
+    server.run(settings, root / "v1")
+    # The start-up lease passes to the app, which lets go of v1 once it serves v2.
+    assert seen == [
+        ("load", "v1", True),
+        ("serving", True),
+        ("load", "v2", True),
+        ("reloaded", False, True),
+    ]
+    assert not leased(root, "v1") and not leased(root, "v2")
