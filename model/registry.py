@@ -9,7 +9,7 @@ Layout::
         scores/<version>.json    that version's figures on the frozen evaluation set
         eval/frozen.parquet      the frozen evaluation set, and eval/frozen.json (its SHA-256)
         reports/                 champion/challenger comparison reports (JSON and Markdown)
-        .leases/<version>        locked (shared) by each server process serving that version
+        .leases/<version>        locked (shared) by each process serving or labelling with it
 
 Facts learnt after a version was written (its scores, whether it was promoted) live beside it, never
 inside it: a model directory is not modified once written.
@@ -228,8 +228,9 @@ def previous_version(root: str | Path) -> str | None:
 def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     """Delete old versions, keeping the ``keep`` newest plus ``current`` and the one before it.
 
-    A version that a running server holds a :func:`lease` on is kept too (``paidan serve --model``
-    or ``PAIDAN_MODEL_DIR`` may serve any version, and its workers reload it from disk).
+    A version that a running process holds a :func:`lease` on is kept too (``paidan serve --model``
+    or ``PAIDAN_MODEL_DIR`` may serve any version, and its workers reload it from disk; ``paidan
+    label`` and ``predict`` lease the model they read).
 
     Parameters
     ----------

@@ -459,8 +459,15 @@ def predict(
     )
     if problem:
         raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
+    from model.registry import lease
+
     try:
-        router, _ = load_router(model_path(model_dir), serving=True)
+        path = model_path(model_dir)
+        held = lease(settings.model_root, path)  # `paidan models gc` keeps it while it is read
+        try:
+            router, _ = load_router(path, serving=True)
+        finally:
+            held.release()
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
@@ -529,10 +536,11 @@ def label(
     delimiter: Delimiter = None,
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
-    from model.registry import current_dir
+    from model.registry import current_dir, lease
     from training.label import LabelError
     from training.label import label as run_label
 
+    held = None
     try:
         settings = load_settings()
         model_dir = model_path(model) if model else current_dir(settings.model_root)
@@ -540,6 +548,9 @@ def label(
             raise ModelLoadError(
                 f"no model under {settings.model_root}; train one or pass --model DIR"
             )
+        # For the whole run: its worker processes (and Dask workers) read the model from disk
+        # when they start, and `paidan models gc` deleted a version a long run was using.
+        held = lease(settings.model_root, model_dir)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -567,6 +578,9 @@ def label(
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None
+    finally:
+        if held is not None:
+            held.release()
     s = result.summary
     table = Table(title="summary")
     table.add_column("")
@@ -863,7 +877,8 @@ def models_gc(
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
     if in_use:
         out.print(
-            f"kept {len(in_use)} version(s) in use by a running paidan serve: {', '.join(in_use)}",
+            f"kept {len(in_use)} version(s) in use by a running paidan serve, label or predict: "
+            f"{', '.join(in_use)}",
             soft_wrap=True,
         )
 

@@ -190,7 +190,7 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    assert "kept 1 version(s) in use by a running paidan serve: v1" in gc()
+    assert "kept 1 version(s) in use by a running paidan serve, label or predict: v1" in gc()
     assert (root / "v1").is_dir()
     server.kill()
     wait_until(lambda: not running(pids), "the workers' exit", server)

@@ -741,6 +741,41 @@ def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> Non
     assert "already exists" in again.output
 
 
+def test_gc_keeps_the_model_a_label_run_reads(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `paidan models gc` deleted a version a long `paidan label` run was using (its worker
+    # processes, and Dask's, read the model from disk when they start).
+    import shutil
+
+    import training.label
+    from model import registry
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(tiny_model_dir, root / name)
+    registry.set_current(root, "v3", record=False)
+    collected: list[tuple[list[str], list[str]]] = []
+    real = training.label.label
+
+    def gc_then_label(*args: object, **kwargs: object) -> object:
+        collected.append(registry.gc(root, keep=1))  # while the command runs
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training.label, "label", gc_then_label)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(5))
+    out = tmp_path / "out.csv"
+    res = CliRunner().invoke(
+        app,
+        ["label", str(src), "--model", "v1", "--out", str(out), "--jobs", "1"],
+        env={"PAIDAN_MODEL_ROOT": str(root)},
+    )
+    assert res.exit_code == 0, res.output
+    assert collected == [(["v2"], ["v1"])]
+    assert len(read_output(out)) == 5
+    assert registry.gc(root, keep=1) == (["v1"], [])  # the run is over: no lease left
+
+
 def test_an_unreachable_dask_scheduler_is_a_clear_error(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

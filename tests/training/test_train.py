@@ -655,6 +655,31 @@ def test_cli_train_reads_a_gb18030_user_dictionary(tmp_path, tiny_csv):
     assert r.exit_code == 0, r.output
 
 
+def test_gc_keeps_the_model_predict_is_loading(tiny_model_dir, tmp_path, monkeypatch):
+    # `paidan models gc` could delete the version `paidan predict` was reading.
+    import shutil
+
+    from model import registry
+    from paidan import cli
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(tiny_model_dir, root / name)
+    registry.set_current(root, "v3", record=False)
+    collected = []
+
+    def gc_then_load(*args, **kwargs):
+        collected.append(registry.gc(root, keep=1))  # while the command runs
+        return load_router(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "load_router", gc_then_load)
+    r = runner.invoke(app, ["predict", "v1", "拖欠工资"], env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    assert '"department"' in r.output
+    assert collected == [(["v2"], ["v1"])]
+    assert registry.gc(root, keep=1) == (["v1"], [])  # the command is over: no lease left
+
+
 def test_cli_takes_a_version_name_as_models_list_prints_it(
     tiny_model_dir, tiny_csv, tmp_path, monkeypatch
 ):
