@@ -49,6 +49,25 @@ def writable_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def two_versions(
+    tmp_path: Path, tiny_model_dir: Path, tiny_config: TrainingConfig
+) -> tuple[Path, str, str, str]:
+    """A model root with two versions of different content: ``a`` (a copy) and ``b`` (trained).
+
+    Returns the root, ``a``'s directory name and the two model versions.
+    """
+    from tests.conftest import write_tiny_csv
+    from training.train import train
+
+    root = tmp_path / "models"
+    a = writable_copy(tiny_model_dir, root / "a").name
+    trained = train([write_tiny_csv(tmp_path / "t.csv")], root / "b", config=tiny_config)
+    assert trained.model_dir is not None
+    version_a = json.loads((root / a / METADATA_FILE).read_text())["version"]
+    assert version_a != trained.router.version
+    return root, a, version_a, trained.router.version
+
+
 def tamper(model_dir: Path) -> None:
     with open(model_dir / ROUTER_FILE, "r+b") as f:
         f.seek(200)
@@ -261,16 +280,7 @@ def test_reload_under_load_fails_no_request(
     tiny_model_dir: Path,
     tiny_config: TrainingConfig,
 ) -> None:
-    from tests.conftest import write_tiny_csv
-    from training.train import train
-
-    root = tmp_path / "models"
-    a = writable_copy(tiny_model_dir, root / "a").name
-    trained = train([write_tiny_csv(tmp_path / "t.csv")], root / "b", config=tiny_config)
-    assert trained.model_dir is not None
-    version_a = json.loads((root / a / METADATA_FILE).read_text())["version"]
-    version_b = trained.router.version
-    assert version_a != version_b
+    root, a, version_a, version_b = two_versions(tmp_path, tiny_model_dir, tiny_config)
     bad = writable_copy(tiny_model_dir, root / "bad")
     tamper(bad)
     registry.set_current(root, a, record=False)
@@ -317,14 +327,7 @@ def test_sighup_keeps_a_single_worker_pinned_to_its_model_after_a_promotion(
 ) -> None:
     # `paidan serve --model DIR` with one worker switched to `current` on SIGHUP; with
     # `--workers N` the same SIGHUP keeps DIR (its replacement workers load the pinned model).
-    from tests.conftest import write_tiny_csv
-    from training.train import train
-
-    root = tmp_path / "models"
-    a = writable_copy(tiny_model_dir, root / "a").name
-    trained = train([write_tiny_csv(tmp_path / "t.csv")], root / "b", config=tiny_config)
-    version_a = json.loads((root / a / METADATA_FILE).read_text())["version"]
-    assert version_a != trained.router.version
+    root, a, version_a, _ = two_versions(tmp_path, tiny_model_dir, tiny_config)
     registry.set_current(root, a, record=False)
     server = live_server_factory(
         "--model",
