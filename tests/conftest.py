@@ -61,6 +61,16 @@ def write_tiny_csv(path: Path) -> Path:
     return path
 
 
+def three_versions(model_dir: Path, tmp_path: Path) -> Path:
+    """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
+    import shutil
+
+    root = tmp_path / "models"
+    for name in ("v1", "v2", "v3"):
+        shutil.copytree(model_dir, root / name)
+    return root
+
+
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> Path:
     return write_tiny_csv(tmp_path / "tiny.csv")

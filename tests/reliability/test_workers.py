@@ -23,6 +23,7 @@ import uvicorn
 
 from serve import workers
 from serve.workers import Supervisor, _CloseWhenDraining, _DrainingServer
+from tests.conftest import three_versions
 from tests.reliability.live import UVICORN_DEFAULT_S, LiveServer, answered, port_of
 
 CONNECTIONS = 32
@@ -232,16 +233,6 @@ def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
     wait_until(lambda: not running(before), "the retired workers' exit", server)
     registry.promote(root, "v3")
     wait_until(lambda: loaded("v3") == 2, "the new workers following current to v3", server)
-
-
-def three_versions(model_dir: Path, tmp_path: Path) -> Path:
-    """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
-    import shutil
-
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(model_dir, root / name)
-    return root
 
 
 def running(pids: set[int]) -> set[int]:

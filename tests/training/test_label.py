@@ -19,7 +19,7 @@ from model.settings import get_settings
 from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS
+from tests.conftest import TINY_TICKETS, three_versions
 from training.label import PRED_COLUMNS, LabelError, check_text, label
 
 OUT_COLUMNS = ["id", "title", "text", *PRED_COLUMNS]
@@ -746,14 +746,11 @@ def test_gc_keeps_the_model_a_label_run_reads(
 ) -> None:
     # `paidan models gc` deleted a version a long `paidan label` run was using (its worker
     # processes, and Dask's, read the model from disk when they start).
-    import shutil
 
     import training.label
     from model import registry
 
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(tiny_model_dir, root / name)
+    root = three_versions(tiny_model_dir, tmp_path)
     registry.set_current(root, "v3", record=False)
     collected: list[tuple[list[str], list[str]]] = []
     real = training.label.label

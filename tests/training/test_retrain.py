@@ -12,7 +12,7 @@ import pytest
 
 from model import registry
 from model.config import TrainingConfig
-from tests.conftest import TINY_TICKETS, write_tiny_csv
+from tests.conftest import TINY_TICKETS, three_versions, write_tiny_csv
 from training.compare import compare, markdown_comparison
 from training.retrain import (
     MappingFileError,
@@ -296,7 +296,6 @@ def test_a_promotion_compared_with_a_champion_that_was_replaced_meanwhile_is_ref
 ) -> None:
     # The comparison runs outside the registry lock: another `models promote` may move current
     # while it runs. The pointer moves only if it still names the champion compared with.
-    import shutil
 
     from typer.testing import CliRunner
 
@@ -304,9 +303,7 @@ def test_a_promotion_compared_with_a_champion_that_was_replaced_meanwhile_is_ref
     from training import compare as compare_module
     from training.retrain import freeze_eval
 
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(tiny_model_dir, root / name)
+    root = three_versions(tiny_model_dir, tmp_path)
     freeze_eval(root, pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str), "test")
     registry.set_current(root, "v1", record=False)
     real_compare = compare_module.compare

@@ -12,7 +12,7 @@ from model.config import TrainingConfig
 from model.pipeline import BlendedClassifier
 from model.router import recalibrate_suggestion
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS
+from tests.conftest import TINY_TICKETS, three_versions
 from training.train import train
 from training.validate import TrainingDataError
 
@@ -657,14 +657,11 @@ def test_cli_train_reads_a_gb18030_user_dictionary(tmp_path, tiny_csv):
 
 def test_gc_keeps_the_model_predict_is_loading(tiny_model_dir, tmp_path, monkeypatch):
     # `paidan models gc` could delete the version `paidan predict` was reading.
-    import shutil
 
     from model import registry
     from paidan import cli
 
-    root = tmp_path / "models"
-    for name in ("v1", "v2", "v3"):
-        shutil.copytree(tiny_model_dir, root / name)
+    root = three_versions(tiny_model_dir, tmp_path)
     registry.set_current(root, "v3", record=False)
     collected = []
 
