@@ -43,6 +43,9 @@ class Window:
 # A date written with numbers alone, day and month in either order, the year last (four digits or
 # two): 04/01/2023, 4.1.2023, 04-01-23.
 _NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?:[\sT]|$)")
+# A time of day alone (Excel's time cells, a 时间 column beside a 日期 one): pandas reads it as that
+# time today, which put every ticket inside any --since window.
+_TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
 
 
 class MixedDateOrder(ValueError):
@@ -73,6 +76,7 @@ def parse_times(values: pd.Series) -> pd.Series:
     import pandas as pd
 
     text = values.fillna("").astype(str).str.strip().reset_index(drop=True)
+    text = text.mask(text.str.match(_TIME_OF_DAY), "")  # no date: unreadable, not today
     parts = text.str.extract(_NUMERIC_DATE)
     numeric = parts[0].notna().to_numpy()
     dayfirst = False
@@ -128,9 +132,15 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
     rows = missing.nonzero()[0]
     cited = "; ".join(f"{_where(df, i)} ({raw.iat[i]!r})" for i in rows[:MAX_CITED])
     more = f" and {len(rows) - MAX_CITED:,} more" if len(rows) > MAX_CITED else ""
+    clock = raw.iloc[rows].str.match(_TIME_OF_DAY).any()
+    hint = (
+        " (a time of day has no date: map the column that holds the dates with --time-col)"
+        if clock
+        else ""
+    )
     raise TrainingDataError(
         f"{option} needs every ticket's time, and {len(rows):,} of {len(df):,} rows have no readable "
-        f"time in column {column!r}: {cited}{more}. Write their times as 2026-01-31 or "
+        f"time in column {column!r}: {cited}{more}{hint}. Write their times as 2026-01-31 or "
         "2026-01-31 08:30:00, or leave those rows out"
     )
 

@@ -247,6 +247,35 @@ def test_excel_date_cells_are_times(tmp_path: Path) -> None:
     assert info["first"] == info["last"] == "2025-05-01T08:00:00+00:00"
 
 
+def test_excel_time_of_day_cells_are_no_dates(tmp_path: Path) -> None:
+    # A 12345 export with 日期 and 时间 columns, --time-col 时间: each time of day was read as that
+    # time today, so --since kept every ticket and --max-rows kept the latest hours of any day.
+    from datetime import time
+
+    import openpyxl
+
+    from model.tickets import ColumnMap, read_tickets
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "text", "department", "日期", "时间"])
+    ws.append(["1", "路灯坏了", "住建", datetime(2023, 3, 1), time(7, 0)])
+    ws.append(["2", "夜间施工噪音", "执法", datetime(2023, 5, 1), time(23, 30, 15)])
+    wb.save(tmp_path / "t.xlsx")
+    df = read_tickets([tmp_path / "t.xlsx"], ColumnMap(time="时间"))
+    assert parse_times(df["time"]).isna().all()
+    assert parse_times(pd.Series(["8:30", "2023-05-01 08:30"])).isna().tolist() == [True, False]
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(since=datetime(2024, 12, 1)), column="时间")
+    message = str(e.value)
+    assert "2 of 2 rows have no readable time in column '时间'" in message
+    assert "t.xlsx data row 1 ('07:00:00')" in message
+    assert "a time of day has no date" in message
+    dated = read_tickets([tmp_path / "t.xlsx"], ColumnMap(time="日期"))
+    rows, _ = select_window(dated, Window(since=datetime(2023, 4, 1)))
+    assert rows["id"].tolist() == ["2"]
+
+
 def test_cli_retrain_window_options_reach_the_history(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
