@@ -143,12 +143,14 @@ def detect_encoding(head: bytes) -> str:
         ) from None
 
 
-def check_one_ticket_sheet(path: Path, workbook: Any) -> None:
+def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -> None:
     """Refuse a workbook whose later sheets hold more tickets: every reader reads the first only.
 
-    A sheet after the first counts as tickets when its header row is the first sheet's (a
-    workbook of monthly sheets); sheets of notes or totals have other first rows and are left
-    alone. Reading the first sheet alone would drop the others' tickets without a word.
+    A sheet after the first counts as tickets when its header row has the first sheet's text
+    column, or the first sheet's columns in any order, or most of them (a workbook of monthly
+    sheets, one of which gained a column or had its columns moved); sheets of notes or totals
+    have other first rows and are left alone. Reading the first sheet alone would drop the
+    others' tickets without a word.
 
     Parameters
     ----------
@@ -156,20 +158,35 @@ def check_one_ticket_sheet(path: Path, workbook: Any) -> None:
         The file, for the message.
     workbook : openpyxl.Workbook
         The open workbook.
+    text : str, optional
+        The column that holds the ticket text (``--text-col``), when the caller knows it.
 
     Raises
     ------
     TicketFileError
-        Naming the sheets that repeat the first sheet's header.
+        Naming the sheets that look like tickets and what they share with the first sheet.
     """
     sheets = workbook.worksheets
     first = _sheet_header(sheets[0]) if sheets else []
-    if not any(first):
+    names = {n for n in first if n}
+    if not names:
         return
-    more = [ws.title for ws in sheets[1:] if _sheet_header(ws) == first]
+    more = []
+    for ws in sheets[1:]:
+        header = _sheet_header(ws)
+        shared = names.intersection(header)
+        if header == first:
+            more.append(f"{ws.title!r} (the same columns)")
+        elif {n for n in header if n} == names:
+            more.append(f"{ws.title!r} (the same columns in another order)")
+        elif text in shared or (len(shared) >= 2 and 2 * len(shared) > len(names)):
+            has_text = f", the text column {text!r} among them" if text in shared else ""
+            more.append(
+                f"{ws.title!r} ({len(shared)} of the first sheet's {len(names)} columns{has_text})"
+            )
     if more:
         raise TicketFileError(
-            f"{path}: sheets {', '.join(map(repr, more))} have the same columns as the first sheet, "
+            f"{path}: sheets {', '.join(more)} look like more tickets beside the first sheet, "
             f"{sheets[0].title!r}, but only the first sheet of a workbook is read; save each sheet "
             "as a file of its own (a directory of files is read in name order)"
         )
@@ -347,7 +364,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
 
             workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
             try:
-                check_one_ticket_sheet(path, workbook)
+                check_one_ticket_sheet(path, workbook, columns.text if columns else None)
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")

@@ -587,7 +587,7 @@ def label(
 def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
     seen: dict[str, None] = {}
     for path in files:
-        have = file_columns(path, cmap.delimiter)
+        have = file_columns(path, cmap.delimiter, cmap.text)
         # The columns label reads: the text, and a title or id named other than the default.
         check_columns(path, have, replace(cmap, department=None, category=None, time=None))
         seen.update(dict.fromkeys(have))

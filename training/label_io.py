@@ -55,11 +55,12 @@ class Record:
 # -- columns ------------------------------------------------------------------------------------
 
 
-def file_columns(path: Path, delimiter: str | None = None) -> list[str]:
+def file_columns(path: Path, delimiter: str | None = None, text: str | None = None) -> list[str]:
     """Column names of one input file, without reading its rows (JSONL: keys in first-seen order).
 
     A CSV file's fields are separated by ``delimiter`` (default: by its extension,
-    :func:`model.tickets.csv_delimiter`).
+    :func:`model.tickets.csv_delimiter`); a workbook whose later sheets look like more tickets,
+    their ``text`` column for one, is refused (:func:`model.tickets.check_one_ticket_sheet`).
     """
     fmt = file_format(path)
     try:
@@ -79,7 +80,7 @@ def file_columns(path: Path, delimiter: str | None = None) -> list[str]:
             wb = _open_workbook(path)
             try:
                 first = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), None)
-                check_one_ticket_sheet(path, wb)
+                check_one_ticket_sheet(path, wb, text)
             finally:
                 wb.close()
             if first is None:

@@ -478,8 +478,30 @@ def test_a_workbook_with_tickets_on_several_sheets_is_refused(
     with pd.ExcelWriter(path) as w:
         rows.to_excel(w, sheet_name="1月", index=False)
         rows.to_excel(w, sheet_name="2月", index=False)
-    with pytest.raises(TicketFileError, match="'2月' have the same columns as the first sheet"):
+    with pytest.raises(TicketFileError, match=r"'2月' \(the same columns\) look like more tickets"):
         label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_label_refuses_later_sheets_with_other_columns_as_train_does(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A month with the columns moved, or one holding the text column (--text-col 内容) beside
+    # others, was labelled as nothing: label wrote the first sheet's rows alone.
+    rows = pd.DataFrame(ticket_rows(4), columns=["编号", "标题", "内容"])
+    path = tmp_path / "months.xlsx"
+    with pd.ExcelWriter(path) as w:
+        rows.to_excel(w, sheet_name="10月", index=False)
+        rows[["内容", "编号", "标题"]].to_excel(w, sheet_name="11月", index=False)
+        rows[["内容"]].assign(回访="满意").to_excel(w, sheet_name="12月", index=False)
+        pd.DataFrame({"说明": ["导出说明"]}).to_excel(w, sheet_name="说明", index=False)
+    cmap = ColumnMap(id="编号", title="标题", text="内容")
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", columns=cmap, jobs=1)
+    msg = str(e.value)
+    assert "'11月' (the same columns in another order)" in msg
+    assert "'12月' (1 of the first sheet's 3 columns, the text column '内容' among them)" in msg
+    assert "说明" not in msg
     assert not (tmp_path / "out.csv").exists()
 
 

@@ -250,11 +250,37 @@ def test_a_workbook_with_tickets_on_several_sheets_is_refused_naming_them(tmp_pa
     df = pd.DataFrame(ROWS)
     notes = pd.DataFrame({"说明": ["导出说明"]})
     path = write_workbook(tmp_path / "m.xlsx", {"1月": df, "说明": notes, "2月": df, "3月": df})
-    with pytest.raises(TicketFileError, match="sheets '2月', '3月' have the same columns"):
+    with pytest.raises(
+        TicketFileError, match=r"sheets '2月' \(the same columns\), '3月' \(the same columns\)"
+    ):
         read_tickets([path], MAP)
     # A sheet of notes beside one sheet of tickets is no reason to refuse.
     one = write_workbook(tmp_path / "one.xlsx", {"工单": df, "说明": notes})
     assert read_tickets([one], MAP)["id"].tolist() == ["A1", "A2"]
+
+
+def test_monthly_sheets_whose_columns_differ_a_little_are_refused_too(tmp_path):
+    # Only an exact repeat of the first header was refused: a month that gained a column, or
+    # had its columns moved, was taken for a sheet of notes and its tickets silently not read.
+    df = pd.DataFrame(ROWS)
+    months = {
+        "10月": df,
+        "11月": df.assign(回访结果="满意"),
+        "12月": df[["编号", "部门", "类别", "标题", "内容"]],
+        "1月": df[["内容", "部门"]],  # few of the columns, but the ticket text (--text-col 内容)
+        "汇总": pd.DataFrame({"部门": ["人社"], "件数": [1]}),  # totals share one column: kept
+    }
+    path = write_workbook(tmp_path / "months.xlsx", months)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    msg = str(e.value)
+    assert "'11月' (5 of the first sheet's 5 columns, the text column '内容' among them)" in msg
+    assert "'12月' (the same columns in another order)" in msg
+    assert "'1月' (2 of the first sheet's 5 columns, the text column '内容' among them)" in msg
+    assert "汇总" not in msg and "'10月', but only the first sheet" in msg and "\n" not in msg
+    # Totals and notes with their own columns are still no reason to refuse.
+    kept = write_workbook(tmp_path / "kept.xlsx", {k: months[k] for k in ("10月", "汇总")})
+    assert read_tickets([kept], MAP)["id"].tolist() == ["A1", "A2"]
 
 
 def test_as_utc_converts_and_keeps_times_beyond_the_calendar_in_order() -> None:
