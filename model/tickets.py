@@ -260,12 +260,57 @@ def file_format(path: Path) -> str:
     return fmt
 
 
+# Files in a directory of parts that hold tickets in a format no reader reads, by extension, with
+# what to do: a directory holding one is refused, since skipping it would lose its tickets without
+# a word. Files of other types (README.md, a .docx or .pdf of notes, images, Thumbs.db, Spark's
+# _SUCCESS) are not tickets and are left alone.
+_CONVERT = {
+    **dict.fromkeys(
+        (".xls", ".xlsm", ".xlsb", ".xltx", ".xltm", ".et", ".ods", ".numbers"),
+        "save it as .xlsx or CSV",
+    ),
+    **dict.fromkeys((".dbf", ".mdb", ".accdb"), "export it as CSV or XLSX"),
+    **dict.fromkeys((".zip", ".7z", ".rar", ".tar", ".tgz"), "extract it"),
+}
+# One compressed file (x.jsonl.gz, x.csv.gz): refused when what it compresses is a ticket file.
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+
+
+def unreadable_part(path: Path) -> str | None:
+    """What to do with a file of a directory of parts that holds tickets no reader reads (an
+    ``.xls`` export, a ``.jsonl.gz`` part), or ``None`` when it is readable or not a ticket file."""
+    suffix = path.suffix.lower()
+    if suffix not in _COMPRESSED:
+        return _CONVERT.get(suffix)
+    inner = Path(path.stem).suffix.lower()
+    if inner in FORMATS:
+        return "decompress it"
+    if inner in _CONVERT:
+        return f"decompress it, then {_CONVERT[inner]}"
+    return None
+
+
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus the supported files inside named directories (in name order)."""
+    """Files named directly, plus the supported files inside named directories (in name order).
+
+    Raises
+    ------
+    TicketFileError
+        For a path that does not exist, a directory with no ticket files, or one holding ticket
+        files in a format no reader reads (:func:`unreadable_part`), which are named.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            parts = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in FORMATS)
+            files = sorted(q for q in p.iterdir() if q.is_file())
+            unreadable = [f"{q.name!r} ({todo})" for q in files if (todo := unreadable_part(q))]
+            if unreadable:
+                raise TicketFileError(
+                    f"{p}: the directory holds {', '.join(unreadable)}, which cannot be read "
+                    "(CSV, XLSX, JSONL and Parquet can); convert them, or move them out of "
+                    "the directory"
+                )
+            parts = [q for q in files if q.suffix.lower() in FORMATS]
             if not parts:
                 raise TicketFileError(
                     f"{p}: the directory holds no CSV, XLSX, JSONL or Parquet files"

@@ -607,6 +607,21 @@ def test_xlsx_output_keeps_a_leading_equals_sign_as_text(
     assert all(c.data_type == "s" for r in rows for c in r)
 
 
+def test_label_refuses_a_directory_holding_a_part_it_cannot_read(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A compressed part was skipped: label wrote fewer rows than the directory holds, silently.
+    import gzip
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    src = write_csv(parts / "a.csv", ticket_rows(3))
+    (parts / "b.csv.gz").write_bytes(gzip.compress(src.read_bytes()))
+    with pytest.raises(TicketFileError, match=r"holds 'b.csv.gz' \(decompress it\)"):
+        label([parts], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     parts.mkdir()

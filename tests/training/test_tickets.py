@@ -47,6 +47,33 @@ def test_directory_of_parts_in_name_order(tmp_path):
     assert read_tickets([d], MAP)["id"].tolist() == ["A1", "A2"]
 
 
+def test_a_directory_holding_tickets_in_a_format_no_reader_reads_is_refused_naming_them(tmp_path):
+    # An old .xls export, a macro workbook or a compressed part beside the readable parts was
+    # skipped without a word, and its tickets lost; named directly, the same file is refused.
+    import gzip
+
+    d = tmp_path / "parts"
+    d.mkdir()
+    pd.DataFrame(ROWS).to_excel(d / "2025-10.xlsx", index=False)
+    (d / "2025-09.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
+    (d / "2025-11.xlsm").write_bytes((d / "2025-10.xlsx").read_bytes())
+    (d / "2025-12.jsonl.gz").write_bytes(gzip.compress('{"内容": "x"}\n'.encode()))
+    (d / "README.md").write_text("导出说明")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([d], MAP)
+    msg = str(e.value)
+    assert "'2025-09.xls' (save it as .xlsx or CSV)" in msg
+    assert "'2025-11.xlsm' (save it as .xlsx or CSV)" in msg
+    assert "'2025-12.jsonl.gz' (decompress it)" in msg
+    assert "README" not in msg and "'2025-10.xlsx'" not in msg and "\n" not in msg
+    # Files that are no tickets (notes, images, Spark's markers) are still left alone.
+    for name in ("2025-09.xls", "2025-11.xlsm", "2025-12.jsonl.gz"):
+        (d / name).unlink()
+    for name in ("说明.docx", "截图.png", "Thumbs.db", "_SUCCESS", "report.pdf.gz"):
+        (d / name).write_bytes(b"\0")
+    assert read_tickets([d], MAP)["id"].tolist() == ["A1", "A2"]
+
+
 def test_missing_column_lists_the_columns_the_file_has(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame(ROWS).to_csv(path, index=False)
