@@ -293,6 +293,11 @@ def unreadable_part(path: Path) -> str | None:
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files named directly, plus the supported files inside named directories (in name order).
 
+    Inside a directory, hidden files (``.x``) and Excel's owner files (``~$x.xlsx``) are skipped:
+    Excel keeps ``~$x.xlsx`` beside a workbook while it is open, macOS writes ``._x.xlsx`` on a
+    USB stick or a share, and neither holds tickets, but either refused the whole run as a
+    workbook that is not one.
+
     Raises
     ------
     TicketFileError
@@ -302,7 +307,9 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.is_file())
+            files = sorted(
+                q for q in p.iterdir() if q.is_file() and not q.name.startswith((".", "~$"))
+            )
             unreadable = [f"{q.name!r} ({todo})" for q in files if (todo := unreadable_part(q))]
             if unreadable:
                 raise TicketFileError(

@@ -622,6 +622,22 @@ def test_label_refuses_a_directory_holding_a_part_it_cannot_read(
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_label_skips_excel_owner_and_macos_files_in_a_directory(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # "~$b.xlsx" (b.xlsx open in Excel) or "._a.xlsx" (macOS) refused the whole run.
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    rows = ticket_rows(5)
+    pd.DataFrame(rows[:2], columns=["id", "title", "text"]).to_excel(parts / "a.xlsx", index=False)
+    pd.DataFrame(rows[2:], columns=["id", "title", "text"]).to_excel(parts / "b.xlsx", index=False)
+    (parts / "~$b.xlsx").write_bytes(b"\x05Alice" + b" " * 49 + b"\0" * 110)
+    (parts / "._a.xlsx").write_bytes(b"\x00\x05\x16\x07Mac OS X" + b"\0" * 64)
+    result = label([parts], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert list(read_output(tmp_path / "out.csv")["id"]) == [r[0] for r in rows]
+    assert result.summary["rows"] == 5 and result.summary["errors"] == 0
+
+
 def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     parts.mkdir()

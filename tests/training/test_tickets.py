@@ -74,6 +74,22 @@ def test_a_directory_holding_tickets_in_a_format_no_reader_reads_is_refused_nami
     assert read_tickets([d], MAP)["id"].tolist() == ["A1", "A2"]
 
 
+def test_a_directory_skips_the_files_excel_and_macos_leave_beside_a_workbook(tmp_path):
+    # Excel's owner file (present while the workbook is open) or macOS's AppleDouble file was
+    # read as a workbook, and refused the whole run: "File is not a zip file".
+    d = tmp_path / "parts"
+    d.mkdir()
+    pd.DataFrame(ROWS[:1]).to_excel(d / "2025-11.xlsx", index=False)
+    pd.DataFrame(ROWS[1:]).to_excel(d / "2025-12.xlsx", index=False)
+    (d / "~$2025-12.xlsx").write_bytes(b"\x05Alice" + b" " * 49 + b"\0" * 110)
+    (d / "._2025-11.xlsx").write_bytes(b"\x00\x05\x16\x07Mac OS X" + b"\0" * 64)
+    (d / "~$old.xls").write_bytes(b"\x05Alice")  # not taken for an .xls export either
+    (d / ".~lock.2025-12.xlsx#").write_text(",Alice,pc,04.12.2026 09:30,")  # LibreOffice's
+    got = read_tickets([d], MAP)
+    assert got["id"].tolist() == ["A1", "A2"]
+    assert [Path(s).name for s in got["_source"]] == ["2025-11.xlsx", "2025-12.xlsx"]
+
+
 def test_missing_column_lists_the_columns_the_file_has(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame(ROWS).to_csv(path, index=False)
