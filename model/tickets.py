@@ -336,12 +336,20 @@ def cell_text(value: Any) -> str:
     Integers stay integers (ticket number 1001, department code 101), where a pandas column with
     a missing value would have made them floats ("1001.0", "101.0"); so does a whole float, as a
     spreadsheet reader writes it (a file written from such a column holds 1001.0). A missing
-    value (None, NaN) is empty; objects and lists are JSON.
+    value (None, NaN) is empty; objects and lists are JSON. Bytes (a Parquet BINARY column
+    without the UTF8 annotation, as Hive and Impala write strings) are UTF-8 text.
+
+    Raises
+    ------
+    UnicodeDecodeError
+        For bytes that are not UTF-8; the caller names the row and column.
     """
     if value is None:
         return ""
     if isinstance(value, str):
         return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -429,7 +437,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             table = pq.read_table(path)
             df = pd.DataFrame(
                 {
-                    name: [cell_text(v) for v in table.column(name).to_pylist()]
+                    name: _parquet_texts(path, name, table.column(name).to_pylist())
                     for name in table.column_names
                 },
                 dtype=object,
@@ -440,6 +448,23 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
     df.columns = [str(c).strip() for c in df.columns]
     return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def _parquet_texts(path: Path, name: str, values: list[Any]) -> list[str]:
+    """:func:`cell_text` of one Parquet column; bytes that are not UTF-8 are an error naming the
+    row and column (read as ``str(bytes)``, "b'\\xe5…'", they were trained on and labelled)."""
+    try:
+        return [cell_text(v) for v in values]
+    except UnicodeDecodeError:
+        for row, value in enumerate(values, 1):
+            try:
+                cell_text(value)
+            except UnicodeDecodeError as e:
+                raise TicketFileError(
+                    f"{path}, row {row}: column {name!r} is not UTF-8 text (byte {e.start} of the "
+                    "value); paidan reads a BINARY column as UTF-8"
+                ) from None
+        raise
 
 
 def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) -> pd.DataFrame:

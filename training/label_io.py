@@ -632,9 +632,32 @@ def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     for batch in pq.ParquetFile(path).iter_batches(batch_size=2_048):
         for obj in batch.to_pylist():
             rowno += 1
+            where = f"row {rowno} of {path.name}"
             values = dict(blank)
-            values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
-            yield Record(values, None, f"row {rowno} of {path.name}")
+            try:
+                values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
+            except UnicodeDecodeError:
+                # A BINARY column holds bytes (cell_text reads them as UTF-8): the row is kept,
+                # each value that is not UTF-8 shown with U+FFFD, and is not labelled.
+                bad = next(k for k, v in obj.items() if _not_utf8(v))
+                values.update(
+                    (str(k).strip(), v.decode("utf-8", "replace") if _not_utf8(v) else cell_text(v))
+                    for k, v in obj.items()
+                )
+                yield Record(values, f"unreadable: {where}: column {bad!r} is not UTF-8", where)
+                continue
+            yield Record(values, None, where)
+
+
+def _not_utf8(value: Any) -> bool:
+    """Whether ``value`` is bytes that are not UTF-8 text."""
+    if not isinstance(value, bytes):
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 # -- writers -------------------------------------------------------------------------------------

@@ -948,3 +948,23 @@ def test_a_json_array_file_is_refused_naming_its_shape(
     with pytest.raises(TicketFileError, match=r"export\.json: holds a JSON array.*jq -c"):
         label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_parquet_binary_strings_are_labelled_as_text(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Un-annotated BINARY strings (Hive, Impala) were labelled as "b'\xe6…'"; now they are text,
+    # and a value that is not UTF-8 is an error row naming its row and column.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.parquet"
+    texts = [TINY_TICKETS[0][1].encode(), "油烟扰民".encode("gb18030")]
+    pq.write_table(
+        pa.table({"id": pa.array([b"B1", b"B2"]), "text": pa.array(texts, pa.binary())}), src
+    )
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == ["B1", "B2"]
+    assert df["text"][0] == TINY_TICKETS[0][1] and df["error"][0] == ""
+    assert df["pred_department"][0] == "人社"
+    assert df["error"][1] == "unreadable: row 2 of in.parquet: column 'text' is not UTF-8"
+    assert df["pred_department"][1] == ""

@@ -404,3 +404,51 @@ def test_a_json_array_file_is_refused_naming_its_shape(tmp_path):
     src.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
     with pytest.raises(TicketFileError, match=r"holds a JSON array; paidan reads JSON Lines"):
         read_tickets([src])
+
+
+def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:
+    # Hive, Impala and some exporters write strings as BINARY without the UTF8 annotation: each
+    # value became the text "b'\xe8\x80\x81…'", which train learnt as labels and label labelled.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.label_io import iter_records
+
+    def binary(values: list[str]) -> pa.Array:
+        return pa.array([v.encode() for v in values], pa.binary())
+
+    good = tmp_path / "bin.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": binary(["A1", "A2"]),
+                "text": binary(["老板拖欠工资", "烧烤店油烟扰民"]),
+                "department": binary(["人社", "执法"]),
+            }
+        ),
+        good,
+    )
+    df = read_tickets([good])
+    assert df["text"].tolist() == ["老板拖欠工资", "烧烤店油烟扰民"]
+    assert df["department"].tolist() == ["人社", "执法"] and df["id"].tolist() == ["A1", "A2"]
+    records = list(iter_records(good, ["id", "text"], 1 << 20))
+    assert [r.values["text"] for r in records] == ["老板拖欠工资", "烧烤店油烟扰民"]
+    assert [r.error for r in records] == [None, None]
+
+    bad = tmp_path / "gbk.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": binary(["A1", "A2"]),
+                "text": pa.array(["老板拖欠工资".encode(), "油烟".encode("gb18030")], pa.binary()),
+            }
+        ),
+        bad,
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([bad])
+    assert str(e.value).startswith(f"{bad}, row 2: column 'text' is not UTF-8 text")
+    records = list(iter_records(bad, ["id", "text"], 1 << 20))
+    assert records[0].error is None and records[0].values["text"] == "老板拖欠工资"
+    assert records[1].error == "unreadable: row 2 of gbk.parquet: column 'text' is not UTF-8"
+    assert records[1].values["id"] == "A2"
