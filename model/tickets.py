@@ -435,6 +435,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
 
             # Python objects, not pandas' dtypes: an integer column with a null stays integers.
             table = pq.read_table(path)
+            refuse_same_names(f"{path}", table.column_names)
             df = pd.DataFrame(
                 {
                     name: _parquet_texts(path, name, table.column(name).to_pylist())
@@ -446,8 +447,43 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
         raise
     except Exception as e:
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+    refuse_same_names(f"{path}", [str(c) for c in df.columns])
     df.columns = [str(c).strip() for c in df.columns]
     return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def same_names(names: Iterable[str]) -> tuple[str, str] | None:
+    """The first two of ``names`` that are one column once the spaces around them are removed
+    (``"text"`` and ``"text "``), as written; ``None`` when there are none. Blank names are left
+    to :func:`column_names`, which numbers them."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.strip()
+        if key in seen:
+            return seen[key], name
+        if key:
+            seen[key] = name
+    return None
+
+
+def refuse_same_names(where: str, names: Iterable[str], kind: str = "columns") -> None:
+    """Refuse two columns (or JSON keys, ``kind="keys"``) that are one once stripped.
+
+    Every reader strips the names: a table with both kept the value of one of them under the
+    name silently (label kept the later key's, so the complaint was lost for a note), or pandas
+    failed with a traceback (train, evaluate).
+
+    Raises
+    ------
+    TicketFileError
+        Naming ``where`` (the file, and the line of a JSON object) and the two names as written.
+    """
+    pair = same_names(names)
+    if pair:
+        raise TicketFileError(
+            f"{where}: the {kind} {pair[0]!r} and {pair[1]!r} are both read as {pair[0].strip()!r} "
+            "(spaces around a name do not count); rename or drop one of them"
+        )
 
 
 def _parquet_texts(path: Path, name: str, values: list[Any]) -> list[str]:
@@ -606,6 +642,8 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     header = next(reader, None)
     if header is None:
         raise TicketFileError(f"{path}: the file is empty (no header row)")
+    if (pair := same_names(header)) and pair[0] != pair[1]:
+        refuse_same_names(f"{path}, line 1", pair)
     header = column_names(header)
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
@@ -711,5 +749,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise TicketFileError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise TicketFileError(f"{path}, line {lineno}: expected a JSON object per line")
-            records.append({k: cell_text(v) for k, v in obj.items()})
+            # Keys are stripped line by line, as paidan label reads them.
+            refuse_same_names(f"{path}, line {lineno}", obj, "keys")
+            records.append({k.strip(): cell_text(v) for k, v in obj.items()})
     return pd.DataFrame.from_records(records)

@@ -35,6 +35,8 @@ from model.tickets import (
     encoding_sample,
     file_format,
     refuse_json_array,
+    refuse_same_names,
+    same_names,
 )
 
 # Excel's sheet size: header plus 1,048,575 data rows.
@@ -91,12 +93,13 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         refuse_json_array(path)
         seen: dict[str, None] = {}
         with open(path, encoding="utf-8-sig", errors="replace") as f:
-            for line in f:
+            for lineno, line in enumerate(f, 1):
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # reported as an error row when the rows are read
                 if isinstance(obj, dict):
+                    refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
         return list(seen)
     except TicketFileError:
@@ -106,6 +109,8 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
 
 
 def _check_header(path: Path, header: Sequence[str]) -> list[str]:
+    if (pair := same_names(header)) and pair[0] != pair[1]:
+        refuse_same_names(f"{path}", pair)
     names = column_names(header)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -570,6 +575,7 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             if not isinstance(obj, dict):
                 yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
                 continue
+            refuse_same_names(f"{path}, line {lineno}", obj, "keys")  # as file_columns does
             values = dict(blank)
             values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
             # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and

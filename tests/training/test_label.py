@@ -968,3 +968,19 @@ def test_parquet_binary_strings_are_labelled_as_text(tiny_model_dir: Path, tmp_p
     assert df["pred_department"][0] == "人社"
     assert df["error"][1] == "unreadable: row 2 of in.parquet: column 'text' is not UTF-8"
     assert df["pred_department"][1] == ""
+
+
+def test_jsonl_keys_that_differ_only_by_spaces_are_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # {"text": complaint, "text ": note}: the note was labelled as the ticket's text.
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"id": "J1", "text": TINY_TICKETS[0][1], "text ": "已回访"}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value).startswith(f"{src}, line 1: the keys 'text' and 'text ' are both read")
+    assert not (tmp_path / "out.csv").exists()

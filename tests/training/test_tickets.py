@@ -452,3 +452,52 @@ def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:
     assert records[0].error is None and records[0].values["text"] == "老板拖欠工资"
     assert records[1].error == "unreadable: row 2 of gbk.parquet: column 'text' is not UTF-8"
     assert records[1].values["id"] == "A2"
+
+
+def test_names_that_differ_only_by_spaces_are_refused_in_every_format(tmp_path: Path) -> None:
+    # "text" and "text " (a stray space in a spreadsheet header, kept by a JSON export): label kept
+    # the later key's value as the text, a note instead of the complaint; train and evaluate
+    # failed with a pandas traceback ("Cannot set a DataFrame with multiple columns").
+    import openpyxl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.label_io import file_columns, iter_records
+
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text(
+        '{"id": "A1", "text": "老板拖欠工资"}\n{"id": "A2", "text": "油烟扰民", "text ": "已回访"}\n',
+        encoding="utf-8",
+    )
+    arrow = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["油烟扰民"], " text": ["已回访"]}), arrow)
+    xlsx = tmp_path / "t.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["text", "text "])
+    wb.active.append(["油烟扰民", "已回访"])
+    wb.save(xlsx)
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_text("text,text \n油烟扰民,已回访\n", encoding="utf-8")
+    said = "are both read as 'text' (spaces around a name do not count); rename or drop one of them"
+    cases = [
+        (jsonl, ", line 2", "the keys 'text' and 'text '"),
+        (arrow, "", "the columns 'text' and ' text'"),
+        (xlsx, "", "the columns 'text' and 'text '"),
+        (csv_file, ", line 1", "the columns 'text' and 'text '"),
+    ]
+    for path, line, names in cases:
+        with pytest.raises(TicketFileError) as e:
+            read_tickets([path])  # train, evaluate
+        assert str(e.value) == f"{path}{line}: {names} {said}", path
+        with pytest.raises(TicketFileError) as e:
+            file_columns(path)  # label, before it reads any row
+        assert str(e.value).startswith(str(path)) and str(e.value).endswith(f"{names} {said}")
+    with pytest.raises(TicketFileError, match="line 2: the keys 'text' and 'text '"):
+        list(iter_records(jsonl, ["id", "text"], 1 << 20))
+    # A key with spaces alone is the same column on every line: each line is read.
+    jsonl.write_text('{"text": "老板拖欠工资"}\n{" text ": "油烟扰民"}\n', encoding="utf-8")
+    assert read_tickets([jsonl])["text"].tolist() == ["老板拖欠工资", "油烟扰民"]
+    assert [r.values["text"] for r in iter_records(jsonl, ["text"], 1 << 20)] == [
+        "老板拖欠工资",
+        "油烟扰民",
+    ]
