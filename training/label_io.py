@@ -34,6 +34,7 @@ from model.tickets import (
     detect_encoding,
     encoding_sample,
     file_format,
+    jsonl_lines,
     refuse_json_array,
     refuse_same_names,
     same_names,
@@ -92,8 +93,9 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
             return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
         refuse_json_array(path)
         seen: dict[str, None] = {}
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(jsonl_lines(f), 1):
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace")
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError:
@@ -124,8 +126,8 @@ def _check_header(path: Path, header: Sequence[str]) -> list[str]:
 def estimate_rows(path: Path) -> int:
     """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL.
 
-    A CSV line ends at ``\n``, ``\r\n`` or a lone ``\r``, as :class:`_Lines` reads it; a JSONL
-    line at ``\n``.
+    A line ends at ``\n``, ``\r\n`` or a lone ``\r``, as :class:`_Lines` and
+    :func:`model.tickets.jsonl_lines` read them.
     """
     fmt = file_format(path)
     if fmt == "parquet":
@@ -136,17 +138,14 @@ def estimate_rows(path: Path) -> int:
             return max(0, (wb.worksheets[0].max_row or 1) - 1)
         finally:
             wb.close()
-    ends = (b"\n", b"\r") if fmt == "csv" else (b"\n",)
     lines = 0
     last = b"\n"
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
-            lines += block.count(b"\n")
-            if fmt == "csv":
-                lines += block.count(b"\r") - block.count(b"\r\n")
-                lines -= last == b"\r" and block.startswith(b"\n")  # "\r\n" across two blocks
+            lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            lines -= last == b"\r" and block.startswith(b"\n")  # "\r\n" across two blocks
             last = block[-1:]
-    lines += last not in ends
+    lines += last not in (b"\n", b"\r")
     return max(0, lines - 1) if fmt == "csv" else lines
 
 
@@ -558,7 +557,7 @@ def _long_record(
 def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        for lineno, raw in enumerate(jsonl_lines(f), 1):
             where = f"line {lineno} of {path.name}"
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")

@@ -984,3 +984,35 @@ def test_jsonl_keys_that_differ_only_by_spaces_are_refused(
         label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert str(e.value).startswith(f"{src}, line 1: the keys 'text' and 'text ' are both read")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_jsonl_with_lone_cr_line_ends_is_read_a_ticket_a_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Lines were split at "\n" alone: three tickets came back as one "Extra data" error row.
+    src = tmp_path / "cr.jsonl"
+    rows = ticket_rows(3)
+    src.write_bytes(
+        b"".join(
+            json.dumps({"id": i, "text": text}, ensure_ascii=False).encode() + b"\r"
+            for i, _, text in rows
+        )
+    )
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == [r[0] for r in rows]
+    assert list(df["error"]) == ["", "", ""] and df["pred_department"][0] == "人社"
+    assert result.summary["rows"] == 3
+
+
+def test_pretty_printed_jsonl_is_refused_with_the_conversion(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "pretty.jsonl"
+    src.write_text(
+        json.dumps({"id": "J1", "text": TINY_TICKETS[0][1]}, ensure_ascii=False, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError, match=r"pretty-printed.*jq -c \. pretty\.jsonl > pretty"):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()

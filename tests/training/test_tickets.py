@@ -501,3 +501,68 @@ def test_names_that_differ_only_by_spaces_are_refused_in_every_format(tmp_path: 
         "老板拖欠工资",
         "油烟扰民",
     ]
+
+
+@pytest.mark.parametrize("ends", [["\n"], ["\r\n"], ["\r"], ["\r\n", "\n", "\r"]])
+def test_jsonl_lines_end_at_any_line_end_in_every_reader(tmp_path: Path, ends: list[str]) -> None:
+    # A lone "\r" (old Mac tools, or ends an editor mixed) made label read five tickets as one
+    # broken row: it split lines at "\n" alone, where the column scan split at every line end.
+    from training.label_io import estimate_rows, file_columns, iter_records
+
+    lines = [json.dumps(r, ensure_ascii=False) for r in ROWS] + ["", '{"编号": "A4", "内容": ']
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(
+        "".join(line + ends[i % len(ends)] for i, line in enumerate(lines)).encode("utf-8")
+    )
+    records = list(iter_records(path, ["编号", "内容"], 1 << 20))
+    assert [r.values["内容"] for r in records] == ["老板拖欠工资", "烧烤店油烟扰民", ""]
+    assert records[2].error is not None and records[2].where == "line 4 of t.jsonl"
+    assert file_columns(path) == list(ROWS[0])
+    assert estimate_rows(path) == 4
+    with pytest.raises(TicketFileError, match=r"t\.jsonl, line 4: not valid JSON"):
+        read_tickets([path], MAP)
+    path.write_bytes(path.read_bytes().rsplit(b"{", 1)[0])  # without the broken line
+    got = read_tickets([path], MAP)
+    assert got["text"].tolist() == ["老板拖欠工资", "烧烤店油烟扰民"] and got["_row"].tolist() == [
+        1,
+        2,
+    ]
+
+
+def test_a_crlf_split_between_two_blocks_ends_one_line(tmp_path: Path) -> None:
+    from model.tickets import jsonl_lines
+
+    first = '{"text": "' + "长" * 21_000 + '"}'
+    first += " " * (65_535 - len(first.encode()))  # its "\r" ends the first block, its "\n" not
+    assert len(first.encode()) == 65_535
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(f'{first}\r\n{{"text": "油烟"}}\r{{"text": "噪音"}}'.encode())
+    with open(path, "rb") as f:
+        got = list(jsonl_lines(f))
+    assert [json.loads(line)["text"][:2] for line in got] == ["长长", "油烟", "噪音"]
+
+
+def test_pretty_printed_json_lines_are_refused_with_the_conversion(tmp_path: Path) -> None:
+    # `jq .` (without -c) writes each object over several lines; the error was "not valid JSON"
+    # (train) or "no column 'text'; the file has columns  (map yours with --text-col)" (label).
+    from training.label_io import file_columns
+
+    pretty = tmp_path / "pretty.jsonl"
+    pretty.write_text(
+        "".join(json.dumps(r, ensure_ascii=False, indent=2) + "\n" for r in ROWS), encoding="utf-8"
+    )
+    spaced = tmp_path / "spaced.jsonl"  # the first key on the object's first line
+    spaced.write_text('{ "内容": "老板拖欠工资",\n  "编号": "A1" }\n', encoding="utf-8")
+    for path in (pretty, spaced):
+        for read in (lambda p: read_tickets([p], MAP), file_columns):
+            with pytest.raises(TicketFileError) as e:
+                read(path)
+            assert str(e.value).startswith(f"{path}: the first line holds the start of a JSON")
+            assert "pretty-printed over several lines; paidan reads JSON Lines" in str(e.value)
+            assert f"jq -c . {path.name} > {path.stem}.compact.jsonl" in str(e.value)
+    # A first line cut short inside a value is a broken line, reported as such.
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"内容": "老板拖\n{"内容": "油烟"}\n', encoding="utf-8")
+    with pytest.raises(TicketFileError, match=r"cut\.jsonl, line 1: not valid JSON"):
+        read_tickets([cut], MAP)
+    assert file_columns(cut) == ["内容"]
