@@ -798,4 +798,6 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             # Keys are stripped line by line, as paidan label reads them.
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")
             records.append({k.strip(): cell_text(v) for k, v in obj.items()})
+    if not records:
+        raise TicketFileError(f"{path}: the file is empty (no JSON objects)")
     return pd.DataFrame.from_records(records)

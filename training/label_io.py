@@ -93,16 +93,36 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
             return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
         refuse_json_array(path)
         seen: dict[str, None] = {}
+        # Lines that are not objects are error rows when the rows are read; but when no line is
+        # one, the first such line says why (the columns found would be none, or mojibake).
+        first_bad = ""
         with open(path, "rb") as f:
             for lineno, raw in enumerate(jsonl_lines(f), 1):
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace")
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    first_bad = (
+                        first_bad or f"line {lineno}: not valid UTF-8 (JSON Lines files are UTF-8)"
+                    )
+                    continue
+                if not line.strip():
+                    continue
                 try:
                     obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # reported as an error row when the rows are read
+                except json.JSONDecodeError as e:
+                    first_bad = first_bad or f"line {lineno}: not valid JSON ({e.msg})"
+                    continue
                 if isinstance(obj, dict):
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                else:
+                    first_bad = first_bad or f"line {lineno}: expected a JSON object per line"
+        if not seen:
+            raise TicketFileError(
+                f"{path}, {first_bad}"
+                if first_bad
+                else f"{path}: the file is empty (no JSON objects)"
+            )
         return list(seen)
     except TicketFileError:
         raise

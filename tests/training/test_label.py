@@ -1016,3 +1016,17 @@ def test_pretty_printed_jsonl_is_refused_with_the_conversion(
     with pytest.raises(TicketFileError, match=r"pretty-printed.*jq -c \. pretty\.jsonl > pretty"):
         label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_empty_jsonl_part_is_named_as_empty(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A day without tickets: the refusal said "the file has columns  (map yours with --text-col)".
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "a.jsonl").write_text(
+        json.dumps({"id": "J1", "text": TINY_TICKETS[0][1]}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    (parts / "b.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(TicketFileError) as e:
+        label([parts], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value) == f"{parts / 'b.jsonl'}: the file is empty (no JSON objects)"

@@ -566,3 +566,31 @@ def test_pretty_printed_json_lines_are_refused_with_the_conversion(tmp_path: Pat
     with pytest.raises(TicketFileError, match=r"cut\.jsonl, line 1: not valid JSON"):
         read_tickets([cut], MAP)
     assert file_columns(cut) == ["内容"]
+
+
+def test_an_empty_or_not_utf8_jsonl_says_so_in_every_reader(tmp_path: Path) -> None:
+    # Label said "no column 'text' ...; the file has columns  (map yours with --text-col)", with
+    # no columns or mojibake ones listed; train said so too for an empty file.
+    from training.label_io import file_columns
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS)
+    cases = {
+        "empty.jsonl": (b"", ": the file is empty (no JSON objects)"),
+        "blank.jsonl": (b"\n \r\n", ": the file is empty (no JSON objects)"),
+        "gb.jsonl": (text.encode("gb18030"), ", line 1: not valid UTF-8"),
+        "u16.jsonl": (text.replace("\n", "\r\n").encode("utf-16"), ", line 1: not valid UTF-8"),
+    }
+    for name, (data, says) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for read in (lambda p: read_tickets([p], MAP), file_columns):
+            with pytest.raises(TicketFileError) as e:
+                read(path)
+            assert str(e.value).startswith(f"{path}{says}"), (name, str(e.value))
+    # Other lines that are not objects are left to the rows (error rows in label).
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"1001\n" + '{"内容": "油烟"}\n'.encode("gb18030") + b'{"id": "1"}\n')
+    assert file_columns(mixed) == ["id"]
+    mixed.write_bytes(b"\n1001\n")
+    with pytest.raises(TicketFileError, match=r"mixed\.jsonl, line 2: expected a JSON object"):
+        file_columns(mixed)
