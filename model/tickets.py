@@ -356,8 +356,14 @@ def cell_text(value: Any) -> str:
         if value.is_integer():
             return str(int(value))
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
     return str(value)
+
+
+def _json_default(value: Any) -> str:
+    """A value inside a Parquet list or struct that JSON has no type for, as :func:`cell_text`
+    gives it alone: bytes as UTF-8 text, others (a time) as ``str``."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def split_departments(cell: str) -> tuple[str, list[str]]:

@@ -662,27 +662,20 @@ def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             try:
                 values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
             except UnicodeDecodeError:
-                # A BINARY column holds bytes (cell_text reads them as UTF-8): the row is kept,
-                # each value that is not UTF-8 shown with U+FFFD, and is not labelled.
-                bad = next(k for k, v in obj.items() if _not_utf8(v))
-                values.update(
-                    (str(k).strip(), v.decode("utf-8", "replace") if _not_utf8(v) else cell_text(v))
-                    for k, v in obj.items()
-                )
+                # A BINARY column holds bytes, which cell_text reads as UTF-8: the row is kept,
+                # not labelled, with U+FFFD in place of what is not UTF-8.
+                bad = ""
+                for k, v in obj.items():
+                    try:
+                        values[str(k).strip()] = cell_text(v)
+                    except UnicodeDecodeError:
+                        bad = bad or str(k)
+                        values[str(k).strip()] = (
+                            v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
+                        )
                 yield Record(values, f"unreadable: {where}: column {bad!r} is not UTF-8", where)
                 continue
             yield Record(values, None, where)
-
-
-def _not_utf8(value: Any) -> bool:
-    """Whether ``value`` is bytes that are not UTF-8 text."""
-    if not isinstance(value, bytes):
-        return False
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
 
 
 # -- writers -------------------------------------------------------------------------------------

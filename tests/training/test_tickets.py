@@ -594,3 +594,23 @@ def test_an_empty_or_not_utf8_jsonl_says_so_in_every_reader(tmp_path: Path) -> N
     mixed.write_bytes(b"\n1001\n")
     with pytest.raises(TicketFileError, match=r"mixed\.jsonl, line 2: expected a JSON object"):
         file_columns(mixed)
+
+
+def test_parquet_lists_of_binary_strings_are_json_of_text(tmp_path: Path) -> None:
+    # list<binary>: json.dumps failed on the bytes, a traceback in label.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.label_io import iter_records
+
+    path = tmp_path / "t.parquet"
+    tags = pa.array([["欠薪".encode()], ["油烟".encode("gb18030")]], pa.list_(pa.binary()))
+    pq.write_table(pa.table({"text": ["老板拖欠工资", "烧烤店油烟扰民"], "tags": tags}), path)
+    records = list(iter_records(path, ["text", "tags"], 1 << 20))
+    assert records[0].values["tags"] == '["欠薪"]' and records[0].error is None
+    assert records[1].error == "unreadable: row 2 of t.parquet: column 'tags' is not UTF-8"
+    assert records[1].values["text"] == "烧烤店油烟扰民"
+    with pytest.raises(TicketFileError, match=r"t\.parquet, row 2: column 'tags' is not UTF-8"):
+        read_tickets([path])
+    pq.write_table(pa.table({"text": ["老板拖欠工资"], "tags": tags[:1]}), path)
+    assert read_table(path)["tags"].tolist() == ['["欠薪"]']
