@@ -429,6 +429,8 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             import openpyxl
 
             workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            for sheet in workbook.worksheets:
+                sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
             try:
                 check_one_ticket_sheet(path, workbook, columns.text if columns else None)
             finally:

@@ -153,7 +153,10 @@ def estimate_rows(path: Path) -> int:
     if fmt == "parquet":
         return int(pq.ParquetFile(path).metadata.num_rows)
     if fmt == "xlsx":
-        wb = _open_workbook(path)
+        # The sheet's declared size, unreset: a progress estimate, which a stale one only makes low.
+        import openpyxl
+
+        wb = openpyxl.load_workbook(path, read_only=True)
         try:
             return max(0, (wb.worksheets[0].max_row or 1) - 1)
         finally:
@@ -628,9 +631,18 @@ def _without_surrogates(values: dict[str, str]) -> dict[str, str]:
 
 
 def _open_workbook(path: Path) -> Any:
+    """The workbook in read-only mode, its sheets read to their real end.
+
+    Read-only mode trusts a sheet's declared size (its ``<dimension>`` record), which exporters
+    leave stale or write as ``A1``: rows and columns past it were dropped without a word, where
+    pandas (``train``) resets it and reads them all.
+    """
     import openpyxl
 
-    return openpyxl.load_workbook(path, read_only=True, data_only=True)
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    for ws in wb.worksheets:
+        ws.reset_dimensions()
+    return wb
 
 
 def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:

@@ -362,6 +362,34 @@ def test_blank_header_cells_are_named_as_pandas_names_them(
     assert set(read_table(src).columns) <= set(df.columns)  # the names train reads
 
 
+@pytest.mark.parametrize("ref", ["A1", "A1:C3", "A1:B7"])
+def test_a_stale_sheet_dimension_loses_no_row_and_no_column(
+    tiny_model_dir: Path, tmp_path: Path, ref: str
+) -> None:
+    # Exporters leave the declared size stale or "A1"; read-only openpyxl trusts it: rows past it
+    # were dropped without a word, columns past it too (or the text column "was missing").
+    import openpyxl
+
+    from model.tickets import read_tickets
+    from tests.training.test_tickets import with_dimension
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text", "department"])
+    for row in ticket_rows(5):
+        ws.append([*row, "住建局"])
+    wb.save(tmp_path / "stale.xlsx")
+    src = with_dimension(tmp_path / "stale.xlsx", ref)
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df.columns[:4]) == ["id", "title", "text", "department"]
+    assert df["id"].tolist() == [r[0] for r in ticket_rows(5)]
+    assert (df["department"] == "住建局").all() and (df["error"] == "").all()
+    assert read_tickets([src])["id"].tolist() == df["id"].tolist()  # as train reads it
+
+
 def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -614,3 +614,32 @@ def test_parquet_lists_of_binary_strings_are_json_of_text(tmp_path: Path) -> Non
         read_tickets([path])
     pq.write_table(pa.table({"text": ["老板拖欠工资"], "tags": tags[:1]}), path)
     assert read_table(path)["tags"].tolist() == ['["欠薪"]']
+
+
+def with_dimension(path: Path, ref: str) -> Path:
+    """Rewrite the first sheet's declared size (``<dimension ref=...>``), as stale exporters leave it."""
+    import re
+    import zipfile
+
+    src = path.with_name("fresh-" + path.name)
+    path.rename(src)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data, n = re.subn(
+                    rb'<dimension ref="[^"]*"\s*/>', f'<dimension ref="{ref}"/>'.encode(), data
+                )
+                assert n == 1
+            zout.writestr(item, data)
+    src.unlink()
+    return path
+
+
+def test_a_stale_sheet_dimension_does_not_hide_the_later_monthly_sheets(tmp_path):
+    # Read-only openpyxl trusts the declared size: with "A1" the first sheet's header read as
+    # 'id' alone, unlike the later sheets', and the workbook of months passed as one sheet.
+    df = pd.DataFrame(ROWS)
+    path = with_dimension(write_workbook(tmp_path / "m.xlsx", {"1月": df, "2月": df}), "A1")
+    with pytest.raises(TicketFileError, match="sheets '2月' have the same columns"):
+        read_tickets([path], MAP)
