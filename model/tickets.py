@@ -200,6 +200,35 @@ def _sheet_header(sheet: Any) -> list[str]:
     return names
 
 
+# A number format of zeros alone ("00000"): Excel shows the integer 123 as 00123.
+_ZERO_PADDING = re.compile(r"00+")
+
+
+def pads_numbers(workbook: Any) -> bool:
+    """Whether a workbook defines a zero-padding number format (see :func:`xlsx_value`).
+
+    Most do not, and their cells are read as plain values, which is faster.
+    """
+    formats = getattr(workbook, "_number_formats", None)
+    return formats is None or any(_ZERO_PADDING.fullmatch(str(f)) for f in formats)
+
+
+def xlsx_value(cell: Any) -> Any:
+    """A spreadsheet cell's value, an integer as Excel shows it through a zero-padding format.
+
+    A ticket number typed as 00123 is stored as the number 123 with the format ``00000``; read as
+    123, it no longer matched the sheet it came from. Other formats (dates, decimals, thousands
+    separators) are left to :func:`cell_text`.
+    """
+    value = cell.value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        fmt = cell.number_format
+        if fmt and _ZERO_PADDING.fullmatch(fmt) and float(value).is_integer():
+            number = int(value)
+            return ("-" if number < 0 else "") + str(abs(number)).zfill(len(fmt))
+    return value
+
+
 def csv_delimiter(path: Path, delimiter: str | None = None) -> str:
     """``delimiter`` when given (``--delimiter``), else a tab for a ``.tsv`` file and a comma for any
     other CSV (every CSV reader here)."""
@@ -433,9 +462,13 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
                 sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
             try:
                 check_one_ticket_sheet(path, workbook, columns.text if columns else None)
+                padded = _padded_cells(workbook.worksheets[0]) if pads_numbers(workbook) else {}
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+            for (row, col), text in padded.items():  # pandas reads the value without its format
+                if row < len(df) and col < len(df.columns):
+                    df.iat[row, col] = text
         elif fmt == "jsonl":
             df = _read_jsonl(path)
         else:
@@ -509,6 +542,20 @@ def _parquet_texts(path: Path, name: str, values: list[Any]) -> list[str]:
                     "value); paidan reads a BINARY column as UTF-8"
                 ) from None
         raise
+
+
+def _padded_cells(sheet: Any) -> dict[tuple[int, int], str]:
+    """The integers of a sheet shown zero-padded (:func:`xlsx_value`), by (data row, column) from 0.
+
+    A data row is a row under the header in the first row, as ``pandas.read_excel`` reads them.
+    """
+    out: dict[tuple[int, int], str] = {}
+    for row, cells in enumerate(sheet.iter_rows(min_row=2)):
+        for col, cell in enumerate(cells):
+            value = xlsx_value(cell)
+            if isinstance(value, str) and not isinstance(cell.value, str):
+                out[row, col] = value
+    return out
 
 
 def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) -> pd.DataFrame:

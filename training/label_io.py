@@ -35,9 +35,11 @@ from model.tickets import (
     encoding_sample,
     file_format,
     jsonl_lines,
+    pads_numbers,
     refuse_json_array,
     refuse_same_names,
     same_names,
+    xlsx_value,
 )
 
 # Excel's sheet size: header plus 1,048,575 data rows.
@@ -649,7 +651,10 @@ def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     wb = _open_workbook(path)
     try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
+        pad = pads_numbers(wb)
+        rows = wb.worksheets[0].iter_rows(values_only=not pad)
+        if pad:
+            rows = (tuple(xlsx_value(c) for c in cells) for cells in rows)
         header = column_names(["" if v is None else str(v) for v in next(rows)])
         for rowno, row in enumerate(rows, 2):
             if all(v is None or v == "" for v in row):

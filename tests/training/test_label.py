@@ -390,6 +390,22 @@ def test_a_stale_sheet_dimension_loses_no_row_and_no_column(
     assert read_tickets([src])["id"].tolist() == df["id"].tolist()  # as train reads it
 
 
+def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The number 123 with the format "00000" is 00123 in Excel; written as 123, the labels did
+    # not join back to the sheet.
+    from model.tickets import read_tickets
+    from tests.training.test_tickets import zero_padded_ids
+
+    src = zero_padded_ids(tmp_path / "ids.xlsx")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["id"].tolist() == ["00123", "00124", "125", "00126"]
+    assert df["id"].tolist() == read_tickets([src])["id"].tolist()
+
+
 def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -643,3 +643,24 @@ def test_a_stale_sheet_dimension_does_not_hide_the_later_monthly_sheets(tmp_path
     path = with_dimension(write_workbook(tmp_path / "m.xlsx", {"1月": df, "2月": df}), "A1")
     with pytest.raises(TicketFileError, match="sheets '2月' have the same columns"):
         read_tickets([path], MAP)
+
+
+def zero_padded_ids(path: Path) -> Path:
+    """Ids 123, 124 shown as 00123, 00124 by the format "00000"; 125 plain; "00126" typed as text."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    for ticket in [123, 124, 125, "00126"]:
+        ws.append([ticket, "欠薪", "老板拖欠工资三个月不发"])
+    ws["A2"].number_format = ws["A3"].number_format = "00000"
+    ws["A4"].number_format = "0"
+    wb.save(path)
+    return path
+
+
+def test_an_id_shown_zero_padded_by_its_number_format_is_read_as_shown(tmp_path):
+    # Read as 123, the ticket shown and typed as 00123 no longer matched its sheet.
+    got = read_tickets([zero_padded_ids(tmp_path / "ids.xlsx")])
+    assert got["id"].tolist() == ["00123", "00124", "125", "00126"]
