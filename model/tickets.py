@@ -12,7 +12,8 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +228,58 @@ def xlsx_value(cell: Any) -> Any:
             number = int(value)
             return ("-" if number < 0 else "") + str(abs(number)).zfill(len(fmt))
     return value
+
+
+def unsaved_formulas(path: Path, column: str) -> Generator[tuple[int, str], None, None]:
+    """Rows of the first sheet whose cell in ``column`` holds a formula saved without its value.
+
+    Programs that write workbooks without calculating them (openpyxl, pandas, report tools) leave
+    a formula's value out; every reader reads such a cell as empty. A formula whose saved result is
+    an empty string (Excel marks its type) is not one of them.
+
+    Parameters
+    ----------
+    path : Path
+        An XLSX file.
+    column : str
+        A header name of its first sheet, as :func:`column_names` gives it.
+
+    Yields
+    ------
+    (int, str)
+        The sheet row (from 1, the header's) and the formula, in row order.
+    """
+    import openpyxl
+
+    books = [openpyxl.load_workbook(path, read_only=True, data_only=d) for d in (True, False)]
+    try:
+        sheets = [book.worksheets[0] for book in books]
+        for sheet in sheets:
+            sheet.reset_dimensions()
+        values, formulas = (sheet.iter_rows() for sheet in sheets)
+        header = column_names(["" if c.value is None else str(c.value) for c in next(values, ())])
+        next(formulas, None)
+        if column not in header:
+            return
+        at = header.index(column)
+        for row, (value, formula) in enumerate(zip(values, formulas, strict=False), 2):
+            if at < min(len(value), len(formula)):
+                v, f = value[at], formula[at]
+                if v.value is None and v.data_type == "n" and f.value is not None:
+                    yield row, str(getattr(f.value, "text", f.value))
+    finally:
+        for book in books:
+            book.close()
+
+
+def unsaved_formula(column: str, formula: str) -> str:
+    """Why a text cell that holds a formula saved without its value reads empty, and what to do."""
+    shown = formula if len(formula) <= 60 else formula[:57] + "..."
+    return (
+        f"column {column!r} holds the formula {shown!r} saved without its value (a program that "
+        "does not calculate formulas wrote the file); open and save the file in Excel, or export "
+        "it with values"
+    )
 
 
 def csv_delimiter(path: Path, delimiter: str | None = None) -> str:
@@ -585,7 +638,16 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     frames = []
     for path in expand_paths(paths):
         raw = read_table(path, columns)
-        frames.append(to_canonical(raw, columns, path))
+        frame = to_canonical(raw, columns, path)
+        if file_format(path) == "xlsx" and (frame["text"] == "").any():
+            # Read as empty, the rows were skipped as "empty text" (evaluate: "no row has a label").
+            with closing(unsaved_formulas(path, columns.text)) as found:
+                first = next(found, None)
+            if first is not None:
+                raise TicketFileError(
+                    f"{path}, row {first[0]}: {unsaved_formula(columns.text, first[1])}"
+                )
+        frames.append(frame)
     if not frames:
         raise TicketFileError("no input files were given")
     return pd.concat(frames, ignore_index=True)

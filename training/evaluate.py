@@ -304,6 +304,12 @@ def evaluate(
     require_rows(df, paths)
     with_text = has_text(df)
     df = df[with_text].copy()
+    if df.empty:
+        # Said as "no row has a label" before, which sent users to the label columns.
+        raise TrainingDataError(
+            f"{', '.join(map(str, paths))}: no row has any text (every text and title is empty); "
+            "map the text column with --text-col"
+        )
     # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
     # otherwise a renamed department's tickets read as a label the model does not know.
     try:

@@ -13,7 +13,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -39,6 +39,8 @@ from model.tickets import (
     refuse_json_array,
     refuse_same_names,
     same_names,
+    unsaved_formula,
+    unsaved_formulas,
     xlsx_value,
 )
 
@@ -178,13 +180,19 @@ def estimate_rows(path: Path) -> int:
 
 
 def iter_records(
-    path: Path, columns: Sequence[str], csv_field_limit: int, delimiter: str | None = None
+    path: Path,
+    columns: Sequence[str],
+    csv_field_limit: int,
+    delimiter: str | None = None,
+    text_col: str | None = None,
 ) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
     Columns the file lacks are empty strings. Rows that cannot be parsed come back with ``error``
     set and, where nothing could be parsed, empty values. A CSV file's fields are separated by
-    ``delimiter`` (default: by its extension).
+    ``delimiter`` (default: by its extension). An XLSX row whose ``text_col`` cell holds a formula
+    saved without its value comes back with an ``error`` that says so
+    (:func:`model.tickets.unsaved_formulas`): it reads empty.
     """
     fmt = file_format(path)
     if fmt == "csv":
@@ -192,7 +200,7 @@ def iter_records(
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, columns)
     elif fmt == "xlsx":
-        yield from _iter_xlsx(path, columns)
+        yield from _iter_xlsx(path, columns, text_col)
     else:
         yield from _iter_parquet(path, columns)
 
@@ -647,9 +655,12 @@ def _open_workbook(path: Path) -> Any:
     return wb
 
 
-def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+def _iter_xlsx(path: Path, columns: Sequence[str], text_col: str | None) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     wb = _open_workbook(path)
+    # The rows whose text is a formula without its value, read only once a text reads empty.
+    unsaved: Generator[tuple[int, str], None, None] | None = None
+    pending: tuple[int, str] | None = None
     try:
         pad = pads_numbers(wb)
         rows = wb.worksheets[0].iter_rows(values_only=not pad)
@@ -663,9 +674,21 @@ def _iter_xlsx(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             values.update(
                 (h, cell_text(v)) for h, v in zip(header, row, strict=False) if h in values
             )
-            yield Record(values, None, f"row {rowno} of {path.name}")
+            where = f"row {rowno} of {path.name}"
+            error = None
+            if text_col in header and values.get(text_col) == "":
+                if unsaved is None:
+                    unsaved = unsaved_formulas(path, text_col)
+                    pending = next(unsaved, None)
+                while pending is not None and pending[0] < rowno:
+                    pending = next(unsaved, None)
+                if pending is not None and pending[0] == rowno:
+                    error = f"unsaved formula: {where}: {unsaved_formula(text_col, pending[1])}"
+            yield Record(values, error, where)
     finally:
         wb.close()
+        if unsaved is not None:
+            unsaved.close()
 
 
 def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:

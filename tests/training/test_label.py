@@ -406,6 +406,26 @@ def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     assert df["id"].tolist() == read_tickets([src])["id"].tolist()
 
 
+def test_a_text_formula_saved_without_its_value_is_a_row_error_that_says_so(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Read as empty, the row's error was "empty text: the text column is empty".
+    from tests.training.test_tickets import formula_texts
+
+    src = formula_texts(tmp_path / "f.xlsx")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["id"].tolist() == ["F1", "F2", "F3"]
+    assert df["error"][0] == (
+        "unsaved formula: row 2 of f.xlsx: column 'text' holds the formula '=B2&\"。\"&C2' saved "
+        "without its value (a program that does not calculate formulas wrote the file); open and "
+        "save the file in Excel, or export it with values"
+    )
+    assert df["error"][1] == ""
+    assert df["error"][2].startswith("empty text: ")  # a formula whose saved result is empty
+
+
 def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -664,3 +664,43 @@ def test_an_id_shown_zero_padded_by_its_number_format_is_read_as_shown(tmp_path)
     # Read as 123, the ticket shown and typed as 00123 no longer matched its sheet.
     got = read_tickets([zero_padded_ids(tmp_path / "ids.xlsx")])
     assert got["id"].tolist() == ["00123", "00124", "125", "00126"]
+
+
+def formula_texts(path: Path) -> Path:
+    """Texts joined by formulas saved without their values, as openpyxl and pandas write them.
+
+    Row 3's text is typed; row 4's formula has an empty result that Excel saved (``t="str"``).
+    """
+    import re
+    import zipfile
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "诉求标题", "诉求内容", "text", "department"])
+    ws.append(["F1", "欠薪", "老板拖欠工资", '=B2&"。"&C2', "人社"])
+    ws.append(["F2", "油烟", "烧烤店油烟扰民", "烧烤店油烟扰民", "执法"])
+    ws.append(["F3", "噪音", "工地夜间施工", '=IF(A4="","","")', "执法"])
+    wb.save(path)
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i.filename) for i in z.infolist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet], n = re.subn(rb'<c r="D4"', b'<c r="D4" t="str"', parts[sheet])
+    assert n == 1
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_a_text_formula_saved_without_its_value_is_refused_naming_row_and_column(tmp_path):
+    # Read as empty, the rows were skipped as "empty text" (evaluate: "no row has a label").
+    path = formula_texts(tmp_path / "f.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value) == (
+        f"{path}, row 2: column 'text' holds the formula '=B2&\"。\"&C2' saved without its value "
+        "(a program that does not calculate formulas wrote the file); open and save the file in "
+        "Excel, or export it with values"
+    )

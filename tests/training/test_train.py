@@ -342,6 +342,22 @@ def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_
     assert "--department-col" in out and "Traceback" not in r.output
 
 
+def test_cli_evaluate_of_tickets_without_text_says_so_not_that_labels_are_missing(
+    tmp_path, tiny_model_dir
+):
+    # Every row dropped as empty text, evaluate said "no row has a department or a category label".
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department"])
+        w.writerows(["", dept] for _, _, dept, _ in TINY_TICKETS)
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path)])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert "no row has any text (every text and title is empty)" in out
+    assert "label" not in out and "Traceback" not in r.output
+
+
 def test_cli_evaluate_refuses_a_markdown_report_path(tmp_path, tiny_model_dir, tiny_csv):
     # The JSON was written to r.md and then overwritten by the Markdown report of the same name.
     md = tmp_path / "r.md"
