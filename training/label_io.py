@@ -84,7 +84,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                     raise TicketFileError(f"{path}, line 1: the header is not valid {encoding}")
             return _check_header(path, header)
         if fmt == "xlsx":
-            wb = _open_workbook(path)
+            wb, width = _open_workbook(path)
             try:
                 first = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), None)
                 check_one_ticket_sheet(path, wb, text)
@@ -92,7 +92,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 wb.close()
             if first is None:
                 raise TicketFileError(f"{path}: the first sheet is empty (no header row)")
-            return _check_header(path, ["" if v is None else str(v) for v in first])
+            return _check_header(path, _header(first, width))
         if fmt == "parquet":
             return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
         refuse_json_array(path)
@@ -640,8 +640,9 @@ def _without_surrogates(values: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _open_workbook(path: Path) -> Any:
-    """The workbook in read-only mode, its sheets read to their real end.
+def _open_workbook(path: Path) -> tuple[Any, int]:
+    """The workbook in read-only mode, its sheets read to their real end, and the first sheet's
+    declared width: its header's cells are at least that many (:func:`_header`).
 
     Read-only mode trusts a sheet's declared size (its ``<dimension>`` record), which exporters
     leave stale or write as ``A1``: rows and columns past it were dropped without a word, where
@@ -650,14 +651,24 @@ def _open_workbook(path: Path) -> Any:
     import openpyxl
 
     wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    width = (wb.worksheets[0].max_column or 0) if wb.worksheets else 0
     for ws in wb.worksheets:
         ws.reset_dimensions()
-    return wb
+    return wb, width
+
+
+def _header(row: Sequence[Any], width: int) -> list[str]:
+    """A sheet's header row as text, padded with blanks to the sheet's declared width.
+
+    Reset, read-only mode ends a row at its last written cell: a column of notes under a blank
+    header cell would have had no name, and its values no place (pandas names it ``Unnamed: n``).
+    """
+    return ["" if v is None else str(v) for v in row] + [""] * (width - len(row))
 
 
 def _iter_xlsx(path: Path, columns: Sequence[str], text_col: str | None) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
-    wb = _open_workbook(path)
+    wb, width = _open_workbook(path)
     # The rows whose text is a formula without its value, read only once a text reads empty.
     unsaved: Generator[tuple[int, str], None, None] | None = None
     pending: tuple[int, str] | None = None
@@ -666,7 +677,7 @@ def _iter_xlsx(path: Path, columns: Sequence[str], text_col: str | None) -> Iter
         rows = wb.worksheets[0].iter_rows(values_only=not pad)
         if pad:
             rows = (tuple(xlsx_value(c) for c in cells) for cells in rows)
-        header = column_names(["" if v is None else str(v) for v in next(rows)])
+        header = column_names(_header(next(rows), width))
         for rowno, row in enumerate(rows, 2):
             if all(v is None or v == "" for v in row):
                 continue

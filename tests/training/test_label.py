@@ -390,6 +390,28 @@ def test_a_stale_sheet_dimension_loses_no_row_and_no_column(
     assert read_tickets([src])["id"].tolist() == df["id"].tolist()  # as train reads it
 
 
+def test_a_column_of_notes_without_a_header_cell_keeps_its_values_as_train_reads_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Read to its real end, a header row ends at its last written cell: the notes beyond it
+    # need the sheet's declared width to be named, as pandas names them.
+    import openpyxl
+
+    from model.tickets import read_table
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    ws.append(["A1", "欠薪", "老板拖欠工资三个月不发", "备注"])
+    wb.save(tmp_path / "notes.xlsx")
+
+    label([tmp_path / "notes.xlsx"], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df.columns[:4]) == list(read_table(tmp_path / "notes.xlsx").columns)
+    assert df["Unnamed: 3"].tolist() == ["备注"]
+
+
 def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
