@@ -332,6 +332,42 @@ def delimiter_hint(path: Path, header: Sequence[str], column: str, delimiter: st
     return ""
 
 
+def sheet_hint(path: Path, column: str, field: str) -> str:
+    """Where an XLSX file's header is read from, when it lacks ``column`` for the ticket ``field``;
+    ``""`` for other files.
+
+    Staff save tickets under a title row, or behind a sheet of totals: the columns listed then are
+    the title's or the totals', which no ``--text-col`` can map. Says which sheet is read, and the
+    row or the later sheet that does name ``column`` (a row among the first ten).
+    """
+    if file_format(path) != "xlsx":
+        return ""
+    import openpyxl
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:
+        return ""
+    try:
+        sheets = workbook.worksheets
+        for sheet in sheets:
+            sheet.reset_dimensions()
+        read = f"the header is read from the first row of the first sheet, {sheets[0].title!r}"
+        rows = sheets[0].iter_rows(min_row=2, max_row=10, values_only=True)
+        for rowno, row in enumerate(rows, 2):
+            if column in [("" if v is None else str(v)).strip() for v in row]:
+                return f"{read}, but row {rowno} names {column!r}: delete the rows above it"
+        later = [sheet.title for sheet in sheets[1:] if column in _sheet_header(sheet)]
+        if later:
+            return (
+                f"{read}, but sheet {later[0]!r} has a column {column!r}: move that sheet first, "
+                "or save it as a file of its own"
+            )
+        return f"{read}; map yours with --{field}-col"
+    finally:
+        workbook.close()
+
+
 def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
@@ -696,7 +732,9 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
         if src is None or src in have:
             continue
         if field == "text" or src != ColumnMap().source_for(field):
-            hint = delimiter_hint(path, have, src, columns.delimiter)
+            hint = delimiter_hint(path, have, src, columns.delimiter) or sheet_hint(
+                path, src, field
+            )
             raise TicketFileError(
                 f"{path}: no column {src!r} for the ticket {field}; the file has columns "
                 f"{', '.join(map(repr, have))} ({hint or f'map yours with --{field}-col'})"

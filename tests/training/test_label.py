@@ -448,6 +448,21 @@ def test_a_text_formula_saved_without_its_value_is_a_row_error_that_says_so(
     assert df["error"][2].startswith("empty text: ")  # a formula whose saved result is empty
 
 
+def test_a_header_below_a_title_row_is_pointed_at_as_train_points_at_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from model.tickets import read_tickets
+    from tests.training.test_tickets import MAP, tickets_below_a_title
+
+    src = tickets_below_a_title(tmp_path / "titled.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        label([src], tiny_model_dir, tmp_path / "out.csv", columns=MAP, jobs=1)
+    assert "but row 2 names '编号': delete the rows above it" in str(e.value)
+    with pytest.raises(TicketFileError) as train_error:
+        read_tickets([src], MAP)
+    assert str(e.value) == str(train_error.value)
+
+
 def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -704,3 +704,43 @@ def test_a_text_formula_saved_without_its_value_is_refused_naming_row_and_column
         "(a program that does not calculate formulas wrote the file); open and save the file in "
         "Excel, or export it with values"
     )
+
+
+def tickets_below_a_title(path: Path) -> Path:
+    """Tickets under a merged title row, as staff save them."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["2025年12月12345工单明细"])
+    ws.merge_cells("A1:E1")
+    ws.append(list(ROWS[0]))
+    for row in ROWS:
+        ws.append(list(row.values()))
+    wb.save(path)
+    return path
+
+
+def test_a_header_below_a_title_row_or_on_a_later_sheet_is_pointed_at(tmp_path):
+    # The message listed 'Unnamed: 1'... or the totals' columns and suggested --text-col.
+    titled = tickets_below_a_title(tmp_path / "titled.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([titled], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, 'Sheet', but row 2 names "
+        "'编号': delete the rows above it)"
+    )
+    totals = pd.DataFrame({"承办部门": ["人社"], "件数": [2]})
+    later = write_workbook(tmp_path / "later.xlsx", {"汇总": totals, "明细": pd.DataFrame(ROWS)})
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([later], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, '汇总', but sheet '明细' has "
+        "a column '编号': move that sheet first, or save it as a file of its own)"
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([later], ColumnMap(text="正文"))
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, '汇总'; map yours with "
+        "--text-col)"
+    )
