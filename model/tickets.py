@@ -551,6 +551,12 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
                 sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
             try:
                 check_one_ticket_sheet(path, workbook, columns.text if columns else None)
+                first = workbook.worksheets[0] if workbook.worksheets else None
+                row = next(first.iter_rows(max_row=1, values_only=True), None) if first else None
+                raw = ["" if v is None else str(v) for v in row or ()]
+                if (pair := same_names(raw)) and pair[0] != pair[1]:
+                    refuse_same_names(f"{path}", pair)
+                refuse_repeated_names(f"{path}", column_names(raw))
                 padded = _padded_cells(workbook.worksheets[0]) if pads_numbers(workbook) else {}
             finally:
                 workbook.close()
@@ -582,6 +588,37 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
     return df.astype(object).where(df.notna(), "").astype(str)
 
 
+def refuse_repeated_names(where: str, header: Sequence[str]) -> None:
+    """Refuse a header that names a column more than once (pandas would read the second ``text``
+    as ``text.1`` and train on the first alone without a word; ``paidan label`` refuses it too)."""
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise TicketFileError(
+            f"{where}: the header names {', '.join(map(repr, twice))} more than once"
+        )
+
+
+class JsonObject(dict[str, Any]):
+    """A JSON object as :func:`load_json_line` reads it; ``repeated``: a key written twice in it."""
+
+    repeated: str | None = None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> JsonObject:
+    obj = JsonObject()
+    for key, value in pairs:
+        if key in obj and obj.repeated is None:
+            obj.repeated = key
+        obj[key] = value
+    return obj
+
+
+def load_json_line(line: str) -> Any:
+    """One JSON Lines value; an object remembers a key written twice (``json.loads`` keeps the
+    last value silently: ``{"text": complaint, "text": note}`` read as the note)."""
+    return json.loads(line, object_pairs_hook=_json_object)
+
+
 def same_names(names: Iterable[str]) -> tuple[str, str] | None:
     """The first two of ``names`` that are one column once the spaces around them are removed
     (``"text"`` and ``"text "``), as written; ``None`` when there are none. Blank names are left
@@ -608,6 +645,12 @@ def refuse_same_names(where: str, names: Iterable[str], kind: str = "columns") -
     TicketFileError
         Naming ``where`` (the file, and the line of a JSON object) and the two names as written.
     """
+    repeated = getattr(names, "repeated", None)  # a JsonObject with a key written twice
+    if repeated is not None:
+        raise TicketFileError(
+            f"{where}: the key {repeated!r} is written twice (only one value would be read); "
+            "rename or drop one of them"
+        )
     pair = same_names(names)
     if pair:
         raise TicketFileError(
@@ -800,11 +843,7 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     if (pair := same_names(header)) and pair[0] != pair[1]:
         refuse_same_names(f"{path}, line 1", pair)
     header = column_names(header)
-    twice = sorted({h for h in header if header.count(h) > 1})
-    if twice:
-        raise TicketFileError(
-            f"{path}, line 1: the header names {', '.join(map(repr, twice))} more than once"
-        )
+    refuse_repeated_names(f"{path}, line 1", header)
     if columns is not None:
         check_columns(path, header, columns)
     rows: list[list[str]] = []
@@ -945,7 +984,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = load_json_line(line)
             except json.JSONDecodeError as e:
                 raise TicketFileError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):

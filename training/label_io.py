@@ -35,6 +35,7 @@ from model.tickets import (
     encoding_sample,
     file_format,
     jsonl_lines,
+    load_json_line,
     pads_numbers,
     refuse_json_array,
     refuse_same_names,
@@ -112,7 +113,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = load_json_line(line)
                 except json.JSONDecodeError as e:
                     first_bad = first_bad or f"line {lineno}: not valid JSON ({e.msg})"
                     continue
@@ -600,7 +601,7 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = load_json_line(line)
             except json.JSONDecodeError as e:
                 yield Record(dict(blank), f"malformed JSON: {where}: {e.msg}", where)
                 continue

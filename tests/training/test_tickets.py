@@ -454,6 +454,45 @@ def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:
     assert records[1].values["id"] == "A2"
 
 
+def test_a_name_written_twice_is_refused_in_every_format(tmp_path: Path) -> None:
+    # {"text": complaint, "text": note}: json.loads kept the note, in train and label alike; an
+    # XLSX header with "text" twice was read by pandas as "text" and "text.1" (train and evaluate
+    # used the first, label refused the file).
+    import openpyxl
+
+    from training.label_io import file_columns, iter_records
+
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text(
+        '{"id": "A1", "text": "老板拖欠工资"}\n{"id": "A2", "text": "油烟扰民", "text": "已回访"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([jsonl])
+    assert str(e.value) == (
+        f"{jsonl}, line 2: the key 'text' is written twice (only one value would be read); "
+        "rename or drop one of them"
+    )
+    with pytest.raises(TicketFileError, match="line 2: the key 'text' is written twice"):
+        file_columns(jsonl)
+    with pytest.raises(TicketFileError, match="line 2: the key 'text' is written twice"):
+        list(iter_records(jsonl, ["id", "text"], 1 << 20))
+    # A key written twice inside a nested value is the value's business, not a column.
+    jsonl.write_text('{"text": "油烟扰民", "extra": {"a": 1, "a": 2}}\n', encoding="utf-8")
+    assert read_tickets([jsonl])["text"].tolist() == ["油烟扰民"]
+
+    xlsx = tmp_path / "t.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["id", "text", "text"])
+    wb.active.append(["A1", "油烟扰民", "已回访"])
+    wb.save(xlsx)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([xlsx])
+    assert str(e.value) == f"{xlsx}: the header names 'text' more than once"
+    with pytest.raises(TicketFileError, match="duplicate column names 'text'"):
+        file_columns(xlsx)  # label said so already
+
+
 def test_names_that_differ_only_by_spaces_are_refused_in_every_format(tmp_path: Path) -> None:
     # "text" and "text " (a stray space in a spreadsheet header, kept by a JSON export): label kept
     # the later key's value as the text, a note instead of the complaint; train and evaluate
