@@ -553,10 +553,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
                 check_one_ticket_sheet(path, workbook, columns.text if columns else None)
                 first = workbook.worksheets[0] if workbook.worksheets else None
                 row = next(first.iter_rows(max_row=1, values_only=True), None) if first else None
-                raw = ["" if v is None else str(v) for v in row or ()]
-                if (pair := same_names(raw)) and pair[0] != pair[1]:
-                    refuse_same_names(f"{path}", pair)
-                refuse_repeated_names(f"{path}", column_names(raw))
+                checked_header(f"{path}", ["" if v is None else str(v) for v in row or ()])
                 padded = _padded_cells(workbook.worksheets[0]) if pads_numbers(workbook) else {}
             finally:
                 workbook.close()
@@ -588,14 +585,22 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
     return df.astype(object).where(df.notna(), "").astype(str)
 
 
-def refuse_repeated_names(where: str, header: Sequence[str]) -> None:
-    """Refuse a header that names a column more than once (pandas would read the second ``text``
-    as ``text.1`` and train on the first alone without a word; ``paidan label`` refuses it too)."""
-    twice = sorted({h for h in header if h and header.count(h) > 1})
+def checked_header(where: str, header: Sequence[str]) -> list[str]:
+    """A header row's column names (:func:`column_names`), refusing names that are one column.
+
+    Two names that differ only by the spaces around them (:func:`refuse_same_names`), or a name
+    written twice: pandas read the second ``text`` as ``text.1``, and train used the first alone
+    without a word. Every reader of a header row calls this, so all refuse alike.
+    """
+    if (pair := same_names(header)) and pair[0] != pair[1]:
+        refuse_same_names(where, pair)
+    names = column_names(header)
+    twice = sorted({h for h in names if names.count(h) > 1})
     if twice:
         raise TicketFileError(
             f"{where}: the header names {', '.join(map(repr, twice))} more than once"
         )
+    return names
 
 
 class JsonObject(dict[str, Any]):
@@ -840,10 +845,7 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     header = next(reader, None)
     if header is None:
         raise TicketFileError(f"{path}: the file is empty (no header row)")
-    if (pair := same_names(header)) and pair[0] != pair[1]:
-        refuse_same_names(f"{path}, line 1", pair)
-    header = column_names(header)
-    refuse_repeated_names(f"{path}, line 1", header)
+    header = checked_header(f"{path}, line 1", header)
     if columns is not None:
         check_columns(path, header, columns)
     rows: list[list[str]] = []

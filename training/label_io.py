@@ -29,6 +29,7 @@ from model.tickets import (
     TicketFileError,
     cell_text,
     check_one_ticket_sheet,
+    checked_header,
     column_names,
     csv_delimiter,
     detect_encoding,
@@ -39,7 +40,6 @@ from model.tickets import (
     pads_numbers,
     refuse_json_array,
     refuse_same_names,
-    same_names,
     unsaved_formula,
     unsaved_formulas,
     xlsx_value,
@@ -83,7 +83,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                     raise TicketFileError(f"{path}: the file is empty (no header row)") from None
                 if lines.take()[0][2]:
                     raise TicketFileError(f"{path}, line 1: the header is not valid {encoding}")
-            return _check_header(path, header)
+            return checked_header(f"{path}", header)
         if fmt == "xlsx":
             wb, width = _open_workbook(path)
             try:
@@ -93,9 +93,9 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 wb.close()
             if first is None:
                 raise TicketFileError(f"{path}: the first sheet is empty (no header row)")
-            return _check_header(path, _header(first, width))
+            return checked_header(f"{path}", _header(first, width))
         if fmt == "parquet":
-            return _check_header(path, list(pq.ParquetFile(path).schema_arrow.names))
+            return checked_header(f"{path}", list(pq.ParquetFile(path).schema_arrow.names))
         refuse_json_array(path)
         seen: dict[str, None] = {}
         # Lines that are not objects are error rows when the rows are read; but when no line is
@@ -133,19 +133,6 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         raise
     except Exception as e:
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
-
-
-def _check_header(path: Path, header: Sequence[str]) -> list[str]:
-    if (pair := same_names(header)) and pair[0] != pair[1]:
-        refuse_same_names(f"{path}", pair)
-    names = column_names(header)
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise TicketFileError(
-            f"{path}: duplicate column names {', '.join(map(repr, dupes))}; rename them so each "
-            "column can be written back"
-        )
-    return names
 
 
 def estimate_rows(path: Path) -> int:
