@@ -783,7 +783,7 @@ def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
     )
     for out in ("out.csv", "out.jsonl", "out.parquet"):
         result = label([src], tiny_model_dir, tmp_path / out, jobs=1)
-        df = read_output(tmp_path / out).fillna("")
+        df = read_output(tmp_path / out).astype(object).fillna("")
         assert list(df["id"]) == ["J1", "J2", "J3"]
         assert (
             "line 1" in df["error"][0]
