@@ -33,6 +33,9 @@ FORMATS = {
     ".tsv": "csv",
     ".txt": "csv",
     ".xlsx": "xlsx",
+    # A macro-enabled workbook (common in offices whose exports run a macro) holds its sheets as
+    # an .xlsx does; its macros are never read, let alone run.
+    ".xlsm": "xlsx",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
@@ -384,7 +387,7 @@ def file_format(path: Path) -> str:
 # _SUCCESS) are not tickets and are left alone.
 _CONVERT = {
     **dict.fromkeys(
-        (".xls", ".xlsm", ".xlsb", ".xltx", ".xltm", ".et", ".ods", ".numbers"),
+        (".xls", ".xlsb", ".xltx", ".xltm", ".et", ".ods", ".numbers"),
         "save it as .xlsx or CSV",
     ),
     **dict.fromkeys((".dbf", ".mdb", ".accdb"), "export it as CSV or XLSX"),

@@ -428,6 +428,21 @@ def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     assert df["id"].tolist() == read_tickets([src])["id"].tolist()
 
 
+def test_a_macro_enabled_workbook_is_labelled_like_an_xlsx(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Refused as "unsupported file type '.xlsm'"; its sheets are an .xlsx's.
+    from tests.training.test_tickets import macro_enabled, zero_padded_ids
+
+    src = macro_enabled(zero_padded_ids(tmp_path / "ids.xlsx"))
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert src.suffix == ".xlsm" and result.summary["labelled"] == 4
+    assert df["id"].tolist() == ["00123", "00124", "125", "00126"]
+    assert (df["pred_department"] != "").all()
+
+
 def test_a_text_formula_saved_without_its_value_is_a_row_error_that_says_so(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -48,7 +48,7 @@ def test_directory_of_parts_in_name_order(tmp_path):
 
 
 def test_a_directory_holding_tickets_in_a_format_no_reader_reads_is_refused_naming_them(tmp_path):
-    # An old .xls export, a macro workbook or a compressed part beside the readable parts was
+    # An old .xls export, a binary workbook or a compressed part beside the readable parts was
     # skipped without a word, and its tickets lost; named directly, the same file is refused.
     import gzip
 
@@ -56,18 +56,18 @@ def test_a_directory_holding_tickets_in_a_format_no_reader_reads_is_refused_nami
     d.mkdir()
     pd.DataFrame(ROWS).to_excel(d / "2025-10.xlsx", index=False)
     (d / "2025-09.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
-    (d / "2025-11.xlsm").write_bytes((d / "2025-10.xlsx").read_bytes())
+    (d / "2025-11.xlsb").write_bytes(b"PK\x03\x04" + b"\0" * 60)
     (d / "2025-12.jsonl.gz").write_bytes(gzip.compress('{"内容": "x"}\n'.encode()))
     (d / "README.md").write_text("导出说明")
     with pytest.raises(TicketFileError) as e:
         read_tickets([d], MAP)
     msg = str(e.value)
     assert "'2025-09.xls' (save it as .xlsx or CSV)" in msg
-    assert "'2025-11.xlsm' (save it as .xlsx or CSV)" in msg
+    assert "'2025-11.xlsb' (save it as .xlsx or CSV)" in msg
     assert "'2025-12.jsonl.gz' (decompress it)" in msg
     assert "README" not in msg and "'2025-10.xlsx'" not in msg and "\n" not in msg
     # Files that are no tickets (notes, images, Spark's markers) are still left alone.
-    for name in ("2025-09.xls", "2025-11.xlsm", "2025-12.jsonl.gz"):
+    for name in ("2025-09.xls", "2025-11.xlsb", "2025-12.jsonl.gz"):
         (d / name).unlink()
     for name in ("说明.docx", "截图.png", "Thumbs.db", "_SUCCESS", "report.pdf.gz"):
         (d / name).write_bytes(b"\0")
@@ -682,6 +682,37 @@ def test_a_stale_sheet_dimension_does_not_hide_the_later_monthly_sheets(tmp_path
     path = with_dimension(write_workbook(tmp_path / "m.xlsx", {"1月": df, "2月": df}), "A1")
     with pytest.raises(TicketFileError, match=r"sheets '2月' \(the same columns\)"):
         read_tickets([path], MAP)
+
+
+def macro_enabled(path: Path) -> Path:
+    """The workbook at ``path`` (an .xlsx) as Excel saves it macro-enabled: ``path`` with .xlsm."""
+    import zipfile
+
+    xlsx = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    xlsm = b"application/vnd.ms-excel.sheet.macroEnabled.main+xml"
+    out = path.with_suffix(".xlsm")
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data, n = data.replace(xlsx, xlsm), data.count(xlsx)
+                assert n == 1
+            zout.writestr(item, data)
+    path.unlink()
+    return out
+
+
+def test_a_macro_enabled_workbook_is_read_as_a_workbook(tmp_path):
+    # Refused as "unsupported file type '.xlsm'", though its sheets are an .xlsx's: offices whose
+    # export runs a macro had to re-save every month's file before training or labelling.
+    pd.DataFrame(ROWS).to_excel(tmp_path / "2025-10.xlsx", index=False)
+    path = macro_enabled(tmp_path / "2025-10.xlsx")
+    assert read_tickets([path], MAP)["id"].tolist() == ["A1", "A2"]
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    path.rename(parts / path.name)
+    pd.DataFrame(ROWS).assign(编号=["B1", "B2"]).to_csv(parts / "2025-11.csv", index=False)
+    assert read_tickets([parts], MAP)["id"].tolist() == ["A1", "A2", "B1", "B2"]
 
 
 def zero_padded_ids(path: Path) -> Path:
