@@ -940,6 +940,40 @@ def jsonl_lines(f: BinaryIO) -> Iterator[bytes]:
     yield from lines
 
 
+def json_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, Any]]:
+    """Each line of a JSON Lines file open in binary that is not blank (:func:`jsonl_lines`): its
+    number from 1, its bytes, and its value (:func:`load_json_line`), or in the value's place the
+    :class:`UnicodeDecodeError` or :class:`json.JSONDecodeError` that tells why it has none.
+
+    Every reader of JSON Lines reads its lines here and says what is wrong with one in its own
+    way: ``train`` refuses the file, ``label`` makes the line an error row.
+    """
+    for lineno, raw in enumerate(jsonl_lines(f), 1):
+        try:
+            # The BOM can only open the file; later lines are plain UTF-8.
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            yield lineno, raw, e
+            continue
+        if not line.strip():
+            continue
+        try:
+            value: Any = load_json_line(line)
+        except json.JSONDecodeError as e:
+            value = e
+        yield lineno, raw, value
+
+
+def json_line_problem(value: Any) -> str:
+    """Why a value of :func:`json_lines` is not a ticket, as ``train`` and ``label``'s column
+    scan say it (after the file and line)."""
+    if isinstance(value, UnicodeDecodeError):
+        return "not valid UTF-8 (JSON Lines files are UTF-8)"
+    if isinstance(value, json.JSONDecodeError):
+        return f"not valid JSON ({value.msg})"
+    return "expected a JSON object per line"
+
+
 def refuse_json_array(path: Path) -> None:
     """Refuse a JSON file that is not JSON Lines: one JSON array of tickets, or objects
     pretty-printed over several lines (``jq .`` without ``-c``).
@@ -979,21 +1013,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     refuse_json_array(path)
     records = []
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(jsonl_lines(f), 1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise TicketFileError(
-                    f"{path}, line {lineno}: not valid UTF-8 (JSON Lines files are UTF-8)"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                obj = load_json_line(line)
-            except json.JSONDecodeError as e:
-                raise TicketFileError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
+        for lineno, _, obj in json_lines(f):
             if not isinstance(obj, dict):
-                raise TicketFileError(f"{path}, line {lineno}: expected a JSON object per line")
+                raise TicketFileError(f"{path}, line {lineno}: {json_line_problem(obj)}")
             # Keys are stripped line by line, as paidan label reads them.
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")
             records.append({k.strip(): cell_text(v) for k, v in obj.items()})

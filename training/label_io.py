@@ -35,8 +35,8 @@ from model.tickets import (
     detect_encoding,
     encoding_sample,
     file_format,
-    jsonl_lines,
-    load_json_line,
+    json_line_problem,
+    json_lines,
     pads_numbers,
     refuse_json_array,
     refuse_same_names,
@@ -102,26 +102,12 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         # one, the first such line says why (the columns found would be none, or mojibake).
         first_bad = ""
         with open(path, "rb") as f:
-            for lineno, raw in enumerate(jsonl_lines(f), 1):
-                try:
-                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    first_bad = (
-                        first_bad or f"line {lineno}: not valid UTF-8 (JSON Lines files are UTF-8)"
-                    )
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    obj = load_json_line(line)
-                except json.JSONDecodeError as e:
-                    first_bad = first_bad or f"line {lineno}: not valid JSON ({e.msg})"
-                    continue
+            for lineno, _, obj in json_lines(f):
                 if isinstance(obj, dict):
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
                 else:
-                    first_bad = first_bad or f"line {lineno}: expected a JSON object per line"
+                    first_bad = first_bad or f"line {lineno}: {json_line_problem(obj)}"
         if not seen:
             raise TicketFileError(
                 f"{path}, {first_bad}"
@@ -578,19 +564,13 @@ def _long_record(
 def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(jsonl_lines(f), 1):
+        for lineno, raw, obj in json_lines(f):
             where = f"line {lineno} of {path.name}"
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
+            if isinstance(obj, UnicodeDecodeError):
                 yield Record(dict(blank), f"unreadable: {where} is not valid UTF-8", where)
                 continue
-            if not line.strip():
-                continue
-            try:
-                obj = load_json_line(line)
-            except json.JSONDecodeError as e:
-                yield Record(dict(blank), f"malformed JSON: {where}: {e.msg}", where)
+            if isinstance(obj, json.JSONDecodeError):
+                yield Record(dict(blank), f"malformed JSON: {where}: {obj.msg}", where)
                 continue
             if not isinstance(obj, dict):
                 yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
