@@ -12,7 +12,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -940,15 +940,41 @@ def jsonl_lines(f: BinaryIO) -> Iterator[bytes]:
     yield from lines
 
 
+# Most lines read on from a line that starts a JSON object for the line that ends it.
+PRETTY_MAX_LINES = 1_000
+
+
+class PrettyObject(ValueError):
+    """A JSON object pretty-printed over lines ``first`` to ``last`` (``jq .`` without ``-c``),
+    which a JSON Lines reader cannot read: in the place of a value of :func:`json_lines`."""
+
+    def __init__(self, first: int, last: int) -> None:
+        super().__init__(f"a JSON object pretty-printed over lines {first}-{last}")
+        self.first, self.last = first, last
+
+
 def json_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, Any]]:
     """Each line of a JSON Lines file open in binary that is not blank (:func:`jsonl_lines`): its
     number from 1, its bytes, and its value (:func:`load_json_line`), or in the value's place the
     :class:`UnicodeDecodeError` or :class:`json.JSONDecodeError` that tells why it has none.
 
+    A line that starts an object (:func:`object_start`) which the lines after it end, is
+    one :class:`PrettyObject` for all of them (a file joined from a JSON Lines export and a
+    ``jq .`` one): the lines would be as many errors, none saying why. When they do not end it
+    (within :data:`PRETTY_MAX_LINES`), the line is an error of its own and those after it are
+    read as lines of their own.
+
     Every reader of JSON Lines reads its lines here and says what is wrong with one in its own
     way: ``train`` refuses the file, ``label`` makes the line an error row.
     """
-    for lineno, raw in enumerate(jsonl_lines(f), 1):
+    numbered = enumerate(jsonl_lines(f), 1)
+    back: list[tuple[int, bytes]] = []  # lines read ahead, to be read again (the next last)
+
+    def next_line() -> tuple[int, bytes] | None:
+        return back.pop() if back else next(numbered, None)
+
+    while (item := next_line()) is not None:
+        lineno, raw = item
         try:
             # The BOM can only open the file; later lines are plain UTF-8.
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
@@ -961,17 +987,69 @@ def json_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, Any]]:
             value: Any = load_json_line(line)
         except json.JSONDecodeError as e:
             value = e
+            if object_start(line, e):
+                last, ahead = _object_end(line, next_line)
+                if last is None:
+                    back.extend(reversed(ahead))
+                else:
+                    value = PrettyObject(lineno, last)
         yield lineno, raw, value
 
 
-def json_line_problem(value: Any) -> str:
-    """Why a value of :func:`json_lines` is not a ticket, as ``train`` and ``label``'s column
-    scan say it (after the file and line)."""
+def _object_end(
+    first: str, next_line: Callable[[], tuple[int, bytes] | None]
+) -> tuple[int | None, list[tuple[int, bytes]]]:
+    """The number of the line that ends the object a line starts (``first``), or ``None`` when
+    the lines after it do not end it (one breaks it or is not UTF-8, the file or
+    :data:`PRETTY_MAX_LINES` end first); and the lines read."""
+    text = first
+    ahead: list[tuple[int, bytes]] = []
+    while len(ahead) < PRETTY_MAX_LINES and (item := next_line()) is not None:
+        ahead.append(item)
+        try:
+            text += "\n" + item[1].decode("utf-8")
+            json.loads(text)
+        except UnicodeDecodeError:
+            break
+        except json.JSONDecodeError as e:
+            if object_start(text, e):
+                continue
+            break
+        return item[0], ahead
+    return None, ahead
+
+
+def json_line_problem(path: Path, value: Any) -> str:
+    """Why a value of :func:`json_lines` in ``path`` is not a ticket, as ``train`` and ``label``'s
+    column scan say it (after the file and line)."""
     if isinstance(value, UnicodeDecodeError):
         return "not valid UTF-8 (JSON Lines files are UTF-8)"
+    if isinstance(value, PrettyObject):
+        return pretty_object(path, value)
     if isinstance(value, json.JSONDecodeError):
         return f"not valid JSON ({value.msg})"
     return "expected a JSON object per line"
+
+
+def pretty_object(path: Path, error: PrettyObject) -> str:
+    """What every reader says of a :class:`PrettyObject` of ``path``, and what to do."""
+    return f"{error} (as jq . writes it); {jsonl_conversion(path)}"
+
+
+def jsonl_conversion(path: Path) -> str:
+    """What to do with a JSON file whose objects are pretty-printed over several lines."""
+    return (
+        "paidan reads JSON Lines, one ticket object per line (convert it with: "
+        f"jq -c . {path.name} > {path.stem}.compact.jsonl)"
+    )
+
+
+def object_start(line: str, error: json.JSONDecodeError) -> bool:
+    """Whether a JSON line that does not parse (``error``) holds the start of an object that its
+    line end cuts short: ``{`` alone, or ``{"id": "A1",``, as ``jq .`` writes an object over
+    several lines. A line broken inside (a quote never closed, a stray comma) is not one."""
+    text = line.rstrip()
+    return text.lstrip().startswith("{") and error.pos >= len(text)
 
 
 def refuse_json_array(path: Path) -> None:
@@ -993,17 +1071,16 @@ def refuse_json_array(path: Path) -> None:
     if not head.startswith(b"{") or end is None:
         return
     try:
-        first = head[: end.start()].decode("utf-8").rstrip()
+        first = head[: end.start()].decode("utf-8")
         json.loads(first)
     except UnicodeDecodeError:
         return  # reported as not UTF-8 where the lines are read
     except json.JSONDecodeError as e:
-        if e.pos < len(first):
+        if not object_start(first, e):
             return  # a broken line, reported where the lines are read
         raise TicketFileError(
             f"{path}: the first line holds the start of a JSON object, not a whole one: the "
-            "objects are pretty-printed over several lines; paidan reads JSON Lines, one ticket "
-            f"object per line (convert it with: jq -c . {path.name} > {path.stem}.compact.jsonl)"
+            f"objects are pretty-printed over several lines; {jsonl_conversion(path)}"
         ) from None
 
 
@@ -1015,7 +1092,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     with open(path, "rb") as f:
         for lineno, _, obj in json_lines(f):
             if not isinstance(obj, dict):
-                raise TicketFileError(f"{path}, line {lineno}: {json_line_problem(obj)}")
+                raise TicketFileError(f"{path}, line {lineno}: {json_line_problem(path, obj)}")
             # Keys are stripped line by line, as paidan label reads them.
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")
             records.append({k.strip(): cell_text(v) for k, v in obj.items()})

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from model.tickets import (
     CSV_LINE_END,
+    PrettyObject,
     TicketFileError,
     cell_text,
     check_one_ticket_sheet,
@@ -38,6 +39,7 @@ from model.tickets import (
     json_line_problem,
     json_lines,
     pads_numbers,
+    pretty_object,
     refuse_json_array,
     refuse_same_names,
     unsaved_formula,
@@ -107,7 +109,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
                 else:
-                    first_bad = first_bad or f"line {lineno}: {json_line_problem(obj)}"
+                    first_bad = first_bad or f"line {lineno}: {json_line_problem(path, obj)}"
         if not seen:
             raise TicketFileError(
                 f"{path}, {first_bad}"
@@ -568,6 +570,11 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             where = f"line {lineno} of {path.name}"
             if isinstance(obj, UnicodeDecodeError):
                 yield Record(dict(blank), f"unreadable: {where} is not valid UTF-8", where)
+                continue
+            if isinstance(obj, PrettyObject):  # one row for the object's lines
+                yield Record(
+                    dict(blank), f"malformed JSON: {where}: {pretty_object(path, obj)}", where
+                )
                 continue
             if isinstance(obj, json.JSONDecodeError):
                 yield Record(dict(blank), f"malformed JSON: {where}: {obj.msg}", where)

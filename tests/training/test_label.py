@@ -1134,6 +1134,37 @@ def test_pretty_printed_jsonl_is_refused_with_the_conversion(
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_an_object_pretty_printed_after_the_first_line_is_one_error_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A file joined from a JSON Lines export and a `jq .` one: each line of the object was an
+    # error row of its own ("Expecting property name...", "Extra data", "Expecting value"), none
+    # saying what the lines were or what to do.
+    first, second, third = ({"id": f"J{i}", "text": TINY_TICKETS[i][1]} for i in range(3))
+    src = tmp_path / "joined.jsonl"
+    src.write_text(
+        json.dumps(first, ensure_ascii=False)
+        + "\n"
+        + json.dumps(second, ensure_ascii=False, indent=2)
+        + "\n"
+        # An object cut short, then a whole one: each line is a row of its own.
+        + '{"id": "J9", "text": "油烟",\n'
+        + json.dumps(third, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == ["J0", "", "", "J2"] and result.summary["rows"] == 4
+    assert df["error"][1] == (
+        "malformed JSON: line 2 of joined.jsonl: a JSON object pretty-printed over lines 2-5 "
+        "(as jq . writes it); paidan reads JSON Lines, one ticket object per line (convert it "
+        "with: jq -c . joined.jsonl > joined.compact.jsonl)"
+    )
+    assert df["error"][2].startswith("malformed JSON: line 6 of joined.jsonl: Expecting property")
+    assert df["error"][0] == df["error"][3] == "" and df["pred_department"][3] != ""
+
+
 def test_an_empty_jsonl_part_is_named_as_empty(tiny_model_dir: Path, tmp_path: Path) -> None:
     # A day without tickets: the refusal said "the file has columns  (map yours with --text-col)".
     parts = tmp_path / "parts"

@@ -607,6 +607,41 @@ def test_pretty_printed_json_lines_are_refused_with_the_conversion(tmp_path: Pat
     assert file_columns(cut) == ["内容"]
 
 
+def test_an_object_pretty_printed_after_the_first_line_is_named_with_its_lines(
+    tmp_path: Path,
+) -> None:
+    # A file joined from a JSON Lines export and a `jq .` one: only the first line was checked
+    # for that shape, so train said "line 2: not valid JSON (Expecting property name enclosed in
+    # double quotes)", which does not say what to do.
+    from training.label_io import file_columns
+
+    path = tmp_path / "joined.jsonl"
+    path.write_text(
+        json.dumps(ROWS[0], ensure_ascii=False)
+        + "\n"
+        + json.dumps(ROWS[1], ensure_ascii=False, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    assert str(e.value) == (
+        f"{path}, line 2: a JSON object pretty-printed over lines 2-8 (as jq . writes it); "
+        "paidan reads JSON Lines, one ticket object per line (convert it with: "
+        "jq -c . joined.jsonl > joined.compact.jsonl)"
+    )
+    assert file_columns(path) == list(ROWS[0])  # label makes the object an error row
+    # An object cut short that the lines after it do not end is a broken line, and they are
+    # lines of their own: the next one is whole, the one after it broken.
+    path.write_text(
+        '{"内容": "欠薪"}\n{"内容": "油烟",\n{"内容": "噪音"}\n{"内容\n', encoding="utf-8"
+    )
+    with pytest.raises(TicketFileError, match=r"line 2: not valid JSON \(Expecting property"):
+        read_tickets([path], MAP)
+    path.write_text('{"内容": "欠薪"}\n{"内容": "油烟",\n{"内容": "噪音"}\n', encoding="utf-8")
+    assert file_columns(path) == ["内容"]
+
+
 def test_an_empty_or_not_utf8_jsonl_says_so_in_every_reader(tmp_path: Path) -> None:
     # Label said "no column 'text' ...; the file has columns  (map yours with --text-col)", with
     # no columns or mojibake ones listed; train said so too for an empty file.
