@@ -1089,6 +1089,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
     refuse_json_array(path)
     records = []
+    first = 0  # the line of the first object
     with open(path, "rb") as f:
         for lineno, _, obj in json_lines(f):
             if not isinstance(obj, dict):
@@ -1096,6 +1097,18 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             # Keys are stripped line by line, as paidan label reads them.
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")
             records.append({k.strip(): cell_text(v) for k, v in obj.items()})
+            first = first or lineno
     if not records:
         raise TicketFileError(f"{path}: the file is empty (no JSON objects)")
+    if not any(records):
+        raise objects_without_keys(path, first)
     return pd.DataFrame.from_records(records)
+
+
+def objects_without_keys(path: Path, first: int) -> TicketFileError:
+    """The error for a JSON Lines file whose objects have no keys, from line ``first``, the first
+    (``{}``): it has no columns, which no ``--text-col`` can map."""
+    return TicketFileError(
+        f"{path}, line {first}: the JSON objects have no keys ({{}} on every line), so the file "
+        "has no column for the ticket text"
+    )

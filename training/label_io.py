@@ -38,6 +38,7 @@ from model.tickets import (
     file_format,
     json_line_problem,
     json_lines,
+    objects_without_keys,
     pads_numbers,
     pretty_object,
     refuse_json_array,
@@ -103,19 +104,21 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         # Lines that are not objects are error rows when the rows are read; but when no line is
         # one, the first such line says why (the columns found would be none, or mojibake).
         first_bad = ""
+        first_object = 0  # its line: when no object has a key, they are all {}
         with open(path, "rb") as f:
             for lineno, _, obj in json_lines(f):
                 if isinstance(obj, dict):
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                    first_object = first_object or lineno
                 else:
                     first_bad = first_bad or f"line {lineno}: {json_line_problem(path, obj)}"
         if not seen:
-            raise TicketFileError(
-                f"{path}, {first_bad}"
-                if first_bad
-                else f"{path}: the file is empty (no JSON objects)"
-            )
+            if first_bad:
+                raise TicketFileError(f"{path}, {first_bad}")
+            if first_object:
+                raise objects_without_keys(path, first_object)
+            raise TicketFileError(f"{path}: the file is empty (no JSON objects)")
         return list(seen)
     except TicketFileError:
         raise

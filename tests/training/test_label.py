@@ -1177,3 +1177,18 @@ def test_an_empty_jsonl_part_is_named_as_empty(tiny_model_dir: Path, tmp_path: P
     with pytest.raises(TicketFileError) as e:
         label([parts], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert str(e.value) == f"{parts / 'b.jsonl'}: the file is empty (no JSON objects)"
+
+
+def test_a_jsonl_part_of_objects_without_keys_is_named_as_such(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A part of {} lines was refused as "the file is empty (no JSON objects)".
+    src = tmp_path / "keyless.jsonl"
+    src.write_text("{}\n{}\n", encoding="utf-8")
+    with pytest.raises(TicketFileError) as e:
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value) == (
+        f"{src}, line 1: the JSON objects have no keys ({{}} on every line), so the file has no "
+        "column for the ticket text"
+    )
+    assert not (tmp_path / "out.csv").exists()

@@ -670,6 +670,27 @@ def test_an_empty_or_not_utf8_jsonl_says_so_in_every_reader(tmp_path: Path) -> N
         file_columns(mixed)
 
 
+def test_json_objects_without_keys_are_named_as_such_in_every_reader(tmp_path: Path) -> None:
+    # Label's column scan called a file of {} lines "empty (no JSON objects)", and train said
+    # "no column '内容' ...; the file has columns  (map yours with --text-col)", listing none.
+    from training.label_io import file_columns
+
+    path = tmp_path / "keyless.jsonl"
+    path.write_text("\n{}\n{ }\n", encoding="utf-8")
+    for read in (lambda p: read_tickets([p], MAP), file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value) == (
+            f"{path}, line 2: the JSON objects have no keys ({{}} on every line), so the file has "
+            "no column for the ticket text"
+        )
+    # A line that is not an object is named first, as before.
+    path.write_text("{}\n1001\n", encoding="utf-8")
+    for read in (lambda p: read_tickets([p], MAP), file_columns):
+        with pytest.raises(TicketFileError, match=r"line 2: expected a JSON object per line"):
+            read(path)
+
+
 def test_parquet_lists_of_binary_strings_are_json_of_text(tmp_path: Path) -> None:
     # list<binary>: json.dumps failed on the bytes, a traceback in label.
     import pyarrow as pa
