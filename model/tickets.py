@@ -233,8 +233,10 @@ def xlsx_value(cell: Any) -> Any:
     return value
 
 
-def unsaved_formulas(path: Path, column: str) -> Generator[tuple[int, str], None, None]:
-    """Rows of the first sheet whose cell in ``column`` holds a formula saved without its value.
+def unsaved_formulas(
+    path: Path, columns: Sequence[str]
+) -> Generator[tuple[int, str, str], None, None]:
+    """Cells of the first sheet in ``columns`` that hold a formula saved without its value.
 
     Programs that write workbooks without calculating them (openpyxl, pandas, report tools) leave
     a formula's value out; every reader reads such a cell as empty. A formula whose saved result is
@@ -244,16 +246,19 @@ def unsaved_formulas(path: Path, column: str) -> Generator[tuple[int, str], None
     ----------
     path : Path
         An XLSX file.
-    column : str
-        A header name of its first sheet, as :func:`column_names` gives it.
+    columns : sequence of str
+        Header names of its first sheet, as :func:`column_names` gives them (others are ignored).
 
     Yields
     ------
-    (int, str)
-        The sheet row (from 1, the header's) and the formula, in row order.
+    (int, str, str)
+        The sheet row (from 1, the header's), the column and the formula, in row order, and in
+        the order of ``columns`` within a row.
     """
     import openpyxl
 
+    if not has_formulas(path):
+        return
     books = [openpyxl.load_workbook(path, read_only=True, data_only=d) for d in (True, False)]
     try:
         sheets = [book.worksheets[0] for book in books]
@@ -262,21 +267,49 @@ def unsaved_formulas(path: Path, column: str) -> Generator[tuple[int, str], None
         values, formulas = (sheet.iter_rows() for sheet in sheets)
         header = column_names(["" if c.value is None else str(c.value) for c in next(values, ())])
         next(formulas, None)
-        if column not in header:
+        at = [(header.index(c), c) for c in dict.fromkeys(columns) if c in header]
+        if not at:
             return
-        at = header.index(column)
         for row, (value, formula) in enumerate(zip(values, formulas, strict=False), 2):
-            if at < min(len(value), len(formula)):
-                v, f = value[at], formula[at]
-                if v.value is None and v.data_type == "n" and f.value is not None:
-                    yield row, str(getattr(f.value, "text", f.value))
+            for i, column in at:
+                if i < min(len(value), len(formula)):
+                    v, f = value[i], formula[i]
+                    if v.value is None and v.data_type == "n" and f.value is not None:
+                        yield row, column, str(getattr(f.value, "text", f.value))
     finally:
         for book in books:
             book.close()
 
 
+# A formula's element in a workbook's XML (<f>, <f t="shared" .../>, or with a prefix: <x:f>).
+_FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def has_formulas(path: Path) -> bool:
+    """Whether any part of a workbook holds a formula, read from its XML without parsing it.
+
+    Most workbooks hold none, and :func:`unsaved_formulas` reads the sheet twice through
+    openpyxl: for a file with an empty title here and there, train read it in twice the time.
+    Every XML part is searched, wherever the workbook keeps its sheets; text in a cell cannot
+    look like the tag (its ``<`` is written ``&lt;``).
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if not name.endswith(".xml"):
+                continue
+            with z.open(name) as f:
+                tail = b""
+                while block := f.read(1 << 20):
+                    if _FORMULA_TAG.search(tail + block):
+                        return True
+                    tail = block[-16:]
+    return False
+
+
 def unsaved_formula(column: str, formula: str) -> str:
-    """Why a text cell that holds a formula saved without its value reads empty, and what to do."""
+    """Why a cell that holds a formula saved without its value reads empty, and what to do."""
     shown = formula if len(formula) <= 60 else formula[:57] + "..."
     return (
         f"column {column!r} holds the formula {shown!r} saved without its value (a program that "
@@ -726,14 +759,15 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     for path in expand_paths(paths):
         raw = read_table(path, columns)
         frame = to_canonical(raw, columns, path)
-        if file_format(path) == "xlsx" and (frame["text"] == "").any():
-            # Read as empty, the rows were skipped as "empty text" (evaluate: "no row has a label").
-            with closing(unsaved_formulas(path, columns.text)) as found:
+        # A text, title or label read as empty: the rows were skipped as "empty text" (evaluate:
+        # "no row has a label"), or trained with an empty title or without their label.
+        read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
+        empty = [c for c in read if c is not None and c in raw.columns and (raw[c] == "").any()]
+        if file_format(path) == "xlsx" and empty:
+            with closing(unsaved_formulas(path, empty)) as found:
                 first = next(found, None)
             if first is not None:
-                raise TicketFileError(
-                    f"{path}, row {first[0]}: {unsaved_formula(columns.text, first[1])}"
-                )
+                raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
         frames.append(frame)
     if not frames:
         raise TicketFileError("no input files were given")

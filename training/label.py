@@ -326,7 +326,7 @@ def _chunks(
     for path in files:
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
-        for record in iter_records(path, columns, limit, cmap.delimiter, cmap.text):
+        for record in iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title):
             buf.append(record)
             if len(buf) == chunk_size:
                 yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)

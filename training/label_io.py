@@ -164,13 +164,14 @@ def iter_records(
     csv_field_limit: int,
     delimiter: str | None = None,
     text_col: str | None = None,
+    title_col: str | None = None,
 ) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
     Columns the file lacks are empty strings. Rows that cannot be parsed come back with ``error``
     set and, where nothing could be parsed, empty values. A CSV file's fields are separated by
-    ``delimiter`` (default: by its extension). An XLSX row whose ``text_col`` cell holds a formula
-    saved without its value comes back with an ``error`` that says so
+    ``delimiter`` (default: by its extension). An XLSX row whose ``text_col`` or ``title_col``
+    cell holds a formula saved without its value comes back with an ``error`` that says so
     (:func:`model.tickets.unsaved_formulas`): it reads empty.
     """
     fmt = file_format(path)
@@ -179,7 +180,7 @@ def iter_records(
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, columns)
     elif fmt == "xlsx":
-        yield from _iter_xlsx(path, columns, text_col)
+        yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c])
     else:
         yield from _iter_parquet(path, columns)
 
@@ -644,18 +645,22 @@ def _header(row: Sequence[Any], width: int) -> list[str]:
     return ["" if v is None else str(v) for v in row] + [""] * (width - len(row))
 
 
-def _iter_xlsx(path: Path, columns: Sequence[str], text_col: str | None) -> Iterator[Record]:
+def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> Iterator[Record]:
+    """The rows of a workbook's first sheet; a cell of ``ticket_cols`` (the text and the title)
+    that holds a formula saved without its value makes its row an error."""
     blank = dict.fromkeys(columns, "")
     wb, width = _open_workbook(path)
-    # The rows whose text is a formula without its value, read only once a text reads empty.
-    unsaved: Generator[tuple[int, str], None, None] | None = None
-    pending: tuple[int, str] | None = None
+    # The cells of a text or title that are a formula without its value, read only once one of
+    # them reads empty.
+    unsaved: Generator[tuple[int, str, str], None, None] | None = None
+    pending: tuple[int, str, str] | None = None
     try:
         pad = pads_numbers(wb)
         rows = wb.worksheets[0].iter_rows(values_only=not pad)
         if pad:
             rows = (tuple(xlsx_value(c) for c in cells) for cells in rows)
         header = column_names(_header(next(rows), width))
+        checked = [c for c in ticket_cols if c in header]
         for rowno, row in enumerate(rows, 2):
             if all(v is None or v == "" for v in row):
                 continue
@@ -665,14 +670,14 @@ def _iter_xlsx(path: Path, columns: Sequence[str], text_col: str | None) -> Iter
             )
             where = f"row {rowno} of {path.name}"
             error = None
-            if text_col in header and values.get(text_col) == "":
+            if any(values.get(c) == "" for c in checked):
                 if unsaved is None:
-                    unsaved = unsaved_formulas(path, text_col)
+                    unsaved = unsaved_formulas(path, checked)
                     pending = next(unsaved, None)
                 while pending is not None and pending[0] < rowno:
                     pending = next(unsaved, None)
-                if pending is not None and pending[0] == rowno:
-                    error = f"unsaved formula: {where}: {unsaved_formula(text_col, pending[1])}"
+                if pending is not None and pending[0] == rowno:  # the text's before the title's
+                    error = f"unsaved formula: {where}: {unsaved_formula(*pending[1:])}"
             yield Record(values, error, where)
     finally:
         wb.close()

@@ -463,6 +463,27 @@ def test_a_text_formula_saved_without_its_value_is_a_row_error_that_says_so(
     assert df["error"][2].startswith("empty text: ")  # a formula whose saved result is empty
 
 
+def test_a_title_formula_saved_without_its_value_is_a_row_error_as_a_text_one_is(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Only the text column was checked: the title read as empty, and the ticket was labelled
+    # without it.
+    from tests.training.test_tickets import formula_titles_and_labels
+
+    src = formula_titles_and_labels(tmp_path / "f.xlsx")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["id"].tolist() == ["F1", "F2", "F3"]
+    assert df["error"][0] == (
+        "unsaved formula: row 2 of f.xlsx: column 'title' holds the formula '=LEFT(C2,2)' saved "
+        "without its value (a program that does not calculate formulas wrote the file); open and "
+        "save the file in Excel, or export it with values"
+    )
+    # A department is not read by label: it is passed through, not checked.
+    assert df["error"][1] == df["error"][2] == "" and df["pred_department"][1] != ""
+
+
 def test_a_header_below_a_title_row_is_pointed_at_as_train_points_at_it(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

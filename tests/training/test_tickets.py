@@ -832,6 +832,56 @@ def test_a_text_formula_saved_without_its_value_is_refused_naming_row_and_column
     )
 
 
+def formula_titles_and_labels(path: Path, title: str = "=LEFT(C2,2)") -> Path:
+    """A title (row 2) and a department (row 3) that are formulas saved without their values."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text", "department", "category"])
+    ws.append(["F1", title, "老板拖欠工资", "人社", "劳动保障"])
+    ws.append(["F2", "油烟", "烧烤店油烟扰民", '=IF(C3="","","执法")', "环境"])
+    ws.append(["F3", "噪音", "工地夜间施工", "执法", "环境"])
+    wb.save(path)
+    return path
+
+
+def test_a_title_or_label_formula_saved_without_its_value_is_refused_as_a_text_one_is(tmp_path):
+    # Only the text column was checked: the title was read as empty and the department as
+    # missing, and the tickets trained so without a word.
+    path = formula_titles_and_labels(tmp_path / "f.xlsx")
+    saved = "saved without its value (a program that does not calculate formulas wrote the file)"
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value) == (
+        f"{path}, row 2: column 'title' holds the formula '=LEFT(C2,2)' {saved}; open and save "
+        "the file in Excel, or export it with values"
+    )
+    formula_titles_and_labels(path, title="欠薪")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).startswith(
+        f'{path}, row 3: column \'department\' holds the formula \'=IF(C3="","","执法")\' {saved}'
+    )
+    # The label column of the category head, mapped to it, is checked as well.
+    with pytest.raises(TicketFileError, match=r"row 3: column 'department' holds the formula"):
+        read_tickets([path], ColumnMap(category="department", department=None))
+
+
+def test_has_formulas_finds_the_formula_tag_not_text_that_looks_like_it(tmp_path):
+    # A workbook without formulas is not read twice more for unsaved ones.
+    import openpyxl
+
+    from model.tickets import has_formulas
+
+    assert has_formulas(formula_titles_and_labels(tmp_path / "f.xlsx"))
+    wb = openpyxl.Workbook()
+    wb.active.append(["text", "title"])
+    wb.active.append(["<f>=1</f> <x:f t='shared'/>", ""])
+    wb.save(tmp_path / "plain.xlsx")
+    assert not has_formulas(tmp_path / "plain.xlsx")
+
+
 def tickets_below_a_title(path: Path) -> Path:
     """Tickets under a merged title row, as staff save them."""
     import openpyxl
