@@ -31,7 +31,7 @@ from serve.auth import route_needs_key
 from serve.batcher import MicroBatcher
 from serve.db import Database
 from serve.deps import Services
-from serve.errors import error_response, install_error_handlers
+from serve.errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.routes import api_router
@@ -165,8 +165,11 @@ def create_app(
     _include_page(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
     install_security(app, settings)  # CORS, safe headers, 401/403 answers
-    # Added last, so outermost: metrics and the PII-free access log see every answer.
+    # Outermost but one: metrics and the PII-free access log see every answer.
     app.add_middleware(TelemetryMiddleware, metrics=metrics, access_log=settings.access_log)
+    # Outside even that: an unexpected error is answered and logged here, never re-raised to the
+    # server, whose log line would quote its message (and so, maybe, the ticket).
+    app.add_middleware(UnexpectedErrorMiddleware)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import logging
 import traceback
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.db import DatabaseUnavailable
 
@@ -122,7 +124,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ValidationError)
     async def _response_invalid(request: Request, exc: ValidationError) -> JSONResponse:
-        return await _unexpected(request, exc)
+        log_unexpected(request.method, request.url.path, exc)
+        return unexpected_response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -136,12 +139,62 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The message may quote the ticket; log the type and the frames (code only), not the text.
-        logger.error(
-            "unhandled %s on %s %s\n%s",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            "".join(traceback.format_tb(exc.__traceback__)),
-        )
-        return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+        # The last resort of Starlette's ServerErrorMiddleware, which re-raises to the server
+        # after it: UnexpectedErrorMiddleware answers every unexpected error before it gets there.
+        log_unexpected(request.method, request.url.path, exc)
+        return unexpected_response()
+
+
+def log_unexpected(method: str, path: str, exc: BaseException) -> None:
+    """Log an unexpected error: its type and code frames, never its message (it may quote the
+    ticket), and the path PII-masked as the access log writes it."""
+    from serve.security import loggable_path  # serve.security imports this module
+
+    logger.error(
+        "unhandled %s on %s %s\n%s",
+        type(exc).__name__,
+        method,
+        loggable_path(path),
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+
+
+def unexpected_response() -> JSONResponse:
+    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+class UnexpectedErrorMiddleware:
+    """Answers any unexpected error with the JSON 500 and logs it by :func:`log_unexpected` only.
+
+    Starlette's ``ServerErrorMiddleware`` (outside every middleware of the app) answers with the
+    app's ``Exception`` handler and then re-raises, "so that the server can log it": uvicorn logs
+    ``Exception in ASGI application`` with the traceback, whose last line is the exception's
+    message, which may quote the ticket unmasked. Added last, so outermost of paidan's
+    middlewares, this one sees the exception first and does not re-raise it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True  # before sending: a start that failed is not sent again
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
+            if started:
+                return  # the answer has begun: the server closes the connection
+            # If the client is gone there is no one to answer, and an error raised here would
+            # carry this one (message included) to the server's log as its context.
+            with contextlib.suppress(Exception):
+                await unexpected_response()(scope, receive, send)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from model.config import TrainingConfig
+from model.settings import Settings
+from serve.app import create_app
 from serve.deps import get_router
 from serve.security import loggable_path
 from tests.conftest import TINY_TICKETS
@@ -21,6 +28,15 @@ PHONE, ID_NUMBER, EMAIL = "13812345678", "11010119900307123X", "zhang.san@exampl
 SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san")
 PII = f"电话{PHONE}，身份证{ID_NUMBER}，邮箱{EMAIL}"
 MASKS = ("[手机号]", "[身份证号]", "[邮箱]")
+
+
+class Broken:
+    """A router whose unexpected error quotes the tickets (as a tokenizer or numpy error may)."""
+
+    version = "broken"
+
+    def predict(self, tickets: Any, **_: Any) -> Any:
+        raise ValueError(f"cannot route {tickets}")
 
 
 def assert_clean(text: str) -> None:
@@ -95,7 +111,9 @@ def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> No
 def test_logs_hold_no_pii(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = make_client(raise_server_exceptions=False)
+    # Raising server exceptions: an error re-raised past the app would reach the server's log
+    # (test_an_unexpected_error_reaches_no_server_log below), not only these records.
+    client = make_client()
     ticket: dict[str, Any] = {"id": "L-1", "title": f"投诉{PII}", "text": f"拖欠工资 {PII}"}
     with caplog.at_level(logging.DEBUG):
         assert client.post("/v1/route", json=ticket).status_code == 200
@@ -105,12 +123,6 @@ def test_logs_hold_no_pii(
         client.get(f"/v1/route?text={PII}&phone={PHONE}")  # 405, PII in the query string
         client.get(f"/v1/tickets/{PHONE}/{EMAIL}")  # 404, PII in the path
         client.get("/v1/feedback", params={"since": PII})  # 422
-
-        class Broken:  # an unexpected error whose message quotes the ticket
-            version = "broken"
-
-            def predict(self, tickets: Any, **_: Any) -> Any:
-                raise ValueError(f"cannot route {tickets}")
 
         client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
         assert client.post("/v1/route", json=ticket).status_code == 500
@@ -125,6 +137,52 @@ def test_logs_hold_no_pii(
     for record in server_records:
         assert_clean(record.getMessage())
         assert_clean(str(record.args))
+
+
+def test_an_unexpected_error_reaches_no_server_log(
+    make_settings: Callable[..., Settings],
+    cached_loader: Callable[[Path, Path | None], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Starlette's ServerErrorMiddleware re-raised after the app's 500 "so the server can log it",
+    # and uvicorn logged "Exception in ASGI application" with the traceback, whose last line is the
+    # message: here the ticket, phone and ID number unmasked. Run under a real uvicorn.
+    app = create_app(make_settings(reload_interval=0), router_loader=cached_loader)
+    app.dependency_overrides[get_router] = lambda: Broken()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # log_config=None: uvicorn's loggers keep propagating to the root, where caplog listens.
+    config = uvicorn.Config(app, log_config=None, log_level="info", access_log=False)
+    server = uvicorn.Server(config)
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(caplog.handler)  # even if an earlier test stopped its propagation
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            thread.start()
+            deadline = time.monotonic() + 60
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.05)
+            ticket = {"title": f"投诉{PII}", "text": f"拖欠工资 {PII}"}
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/route", json=ticket, timeout=30)
+            server.should_exit = True
+            thread.join(timeout=30)
+    finally:
+        server.should_exit = True
+        uvicorn_log.removeHandler(caplog.handler)
+        sock.close()
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name.startswith("uvicorn") for r in records), "uvicorn's log was not captured"
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["serve.errors"], [r.getMessage() for r in errors]
+    assert "unhandled ValueError on POST /v1/route" in errors[0].getMessage()
+    formatter = logging.Formatter()
+    for record in records:
+        assert_clean(formatter.format(record))  # the message, and any traceback with it
 
 
 def test_loggable_path_masks_the_path_and_drops_query_values() -> None:

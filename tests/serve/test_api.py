@@ -336,14 +336,26 @@ def test_unexpected_errors_are_500_and_logged_without_ticket_text(
         def predict(self, tickets: Any, **_: Any) -> Any:
             raise ValueError(f"cannot route {tickets[0][1]}")
 
-    client = make_client(raise_server_exceptions=False)
+    # Raising server exceptions: the 500 is answered by the app, nothing is re-raised to the server
+    # (uvicorn would log the exception with its message: tests/reliability/test_pii.py).
+    client = make_client()
     client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
         response = client.post("/v1/route", json={"text": secret})
+    assert response.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "an unexpected error occurred; it was logged",
+            "field": None,
+        }
+    }
     assert_error(response, 500, "internal_error")
     assert secret not in response.text
     assert "ValueError" in caplog.text
     assert "13812345678" not in caplog.text and "张三" not in caplog.text
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1, caplog.text
+    metrics = client.get("/metrics").text
+    assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="500"} 1.0' in metrics
 
 
 # -- model and probes --------------------------------------------------------------------------------
