@@ -172,6 +172,13 @@ def hash_key_entry(entry: str, position: int = 1) -> str:
         if not _KEY_HASH.match(normalised):
             raise ValueError(f"entry {position} starts with sha256: but is not 64 hex digits")
         return normalised
+    if not (entry.isascii() and entry.isprintable()):
+        # The server would hash its UTF-8, but a client's header arrives decoded as Latin-1 (and
+        # browsers refuse to send it): a key that looked valid would never authenticate.
+        raise ValueError(
+            f"entry {position} has characters outside printable ASCII; an HTTP header cannot "
+            "carry them (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if len(entry) < MIN_KEY_CHARS:
         raise ValueError(
             f"entry {position} is {len(entry)} characters; a key needs at least {MIN_KEY_CHARS} "

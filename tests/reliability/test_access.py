@@ -125,7 +125,13 @@ def test_settings_keep_only_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [("short-key", "at least 16"), ("sha256:abc", "64 hex digits")],
+    [
+        ("short-key", "at least 16"),
+        ("sha256:abc", "64 hex digits"),
+        # Hashed as UTF-8, but a header arrives decoded as Latin-1: it could never authenticate.
+        ("派单密钥-0123456789abcdef", "outside printable ASCII"),
+        ("key-with-a-bell-\x07-0123456789", "outside printable ASCII"),
+    ],
 )
 def test_bad_keys_stop_startup_without_being_echoed(
     monkeypatch: pytest.MonkeyPatch, value: str, problem: str
@@ -136,6 +142,7 @@ def test_bad_keys_stop_startup_without_being_echoed(
     message = str(e.value)
     assert "PAIDAN_API_KEYS" in message and "entry 2" in message and problem in message
     assert value not in message and API_KEY not in message
+    assert "\n" not in message
 
 
 def test_no_key_is_ever_logged(keyed: TestClient, caplog: pytest.LogCaptureFixture) -> None:
