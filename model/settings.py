@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,7 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MIN_KEY_CHARS = 16
 KEY_HASH_PREFIX = "sha256:"
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$", re.IGNORECASE)
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Settings(BaseSettings):
@@ -135,14 +137,12 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _check_origins(cls, value: Any) -> tuple[str, ...]:
-        origins = tuple(o.rstrip("/") for o in _split(value))
-        for origin in origins:
-            if origin != "*" and not _ORIGIN.match(origin):
-                raise ValueError(
-                    f"{origin!r} is not an origin; write scheme://host[:port], e.g. "
-                    "https://desk.example.gov.cn, or *"
-                )
-        return origins
+        # Written as browsers send the Origin header, which CORS compares as a string: the desk
+        # configured as https://Desk.Example.gov.cn:443 was refused, its browser sending
+        # https://desk.example.gov.cn.
+        return tuple(
+            o if o == "*" else browser_origin(o) for o in (o.rstrip("/") for o in _split(value))
+        )
 
     @property
     def keys_configured(self) -> bool:
@@ -160,6 +160,29 @@ def _split(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v for v in re.split(r"[,\s]+", value) if v]
     return [str(v).strip() for v in value if str(v).strip()]
+
+
+def browser_origin(origin: str) -> str:
+    """``origin`` as a browser serialises it: scheme and host in lower case, an international
+    host in its ASCII (punycode) form, no port when it is the scheme's default."""
+    problem = (
+        f"{origin!r} is not an origin; write scheme://host[:port], e.g. "
+        "https://desk.example.gov.cn, or *"
+    )
+    if not _ORIGIN.match(origin):
+        raise ValueError(problem)
+    parts = urlsplit(origin)
+    try:
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):  # a port that is not a number, a host IDNA cannot encode
+        raise ValueError(problem) from None
+    if not host or parts.username is not None:  # a browser never sends user@
+        raise ValueError(problem)
+    scheme = parts.scheme.lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, DEFAULT_PORTS[scheme]) else "")
 
 
 def hash_key_entry(entry: str, position: int = 1) -> str:

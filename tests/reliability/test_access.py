@@ -242,8 +242,37 @@ def test_cors_allows_only_the_configured_origins(make_client: Callable[..., Test
     assert "access-control-allow-origin" not in simple.headers
 
 
-def test_bad_cors_origin_stops_startup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PAIDAN_CORS_ORIGINS", "desk.example.gov.cn/path")
+def test_cors_origins_are_kept_as_browsers_send_them(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # Browsers send the host in lower case and no default port, and CORS compares strings: these
+    # were accepted as written, and every preflight from the desks was a 400.
+    configured = "https://Desk.Example.gov.cn:443, HTTP://desk2.example.gov.cn:80/"
+    client = make_client(cors_origins=configured)
+    for origin in ("https://desk.example.gov.cn", "http://desk2.example.gov.cn"):
+        preflight = client.options("/v1/feedback", headers={**PREFLIGHT, "Origin": origin})
+        assert preflight.status_code == 200, (origin, preflight.text)
+        assert preflight.headers["access-control-allow-origin"] == origin
+    assert Settings(cors_origins=configured).cors_origins == (
+        "https://desk.example.gov.cn",
+        "http://desk2.example.gov.cn",
+    )
+    assert Settings(
+        cors_origins="https://desk.example.gov.cn:8443,http://desk.example.gov.cn:443,https://政务.cn,*"
+    ).cors_origins == (
+        "https://desk.example.gov.cn:8443",  # not the default port: kept
+        "http://desk.example.gov.cn:443",
+        "https://xn--zfr164b.cn",  # an international host as browsers send it
+        "*",
+    )
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["desk.example.gov.cn/path", "https://desk.example.gov.cn:https", "https://user@desk.example"],
+)
+def test_bad_cors_origin_stops_startup(monkeypatch: pytest.MonkeyPatch, origin: str) -> None:
+    monkeypatch.setenv("PAIDAN_CORS_ORIGINS", origin)
     with pytest.raises(SettingsError, match=r"PAIDAN_CORS_ORIGINS.*scheme://host"):
         load_settings()
 
