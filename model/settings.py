@@ -123,6 +123,12 @@ class Settings(BaseSettings):
             url = make_url(value.strip())
         except ArgumentError:
             raise ValueError(f"is not a database URL; {example}") from None
+        except ValueError:
+            # SQLAlchemy's own message quoted the "port", which is the password when the URL
+            # lacks its @HOST (postgresql+psycopg://USER:PASSWORD/DB).
+            raise ValueError(
+                f"is not a database URL: its port is not a number; {example}"
+            ) from None
         backend = url.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"the {backend!r} database is not supported; {example}")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlalchemy import (
     JSON,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -154,6 +156,35 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+# Query parameters whose value is a secret. SQLAlchemy hands a PostgreSQL URL's query to the driver
+# as connection parameters, so `?password=...` is the password (the usual form with a unix socket:
+# postgresql+psycopg:///paidan?host=/var/run/postgresql&password=...); libpq keeps password,
+# sslpassword and oauth_client_secret secret; other drivers spell the password passwd or pwd.
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "oauth_client_secret"})
+_SECRET_QUERY_WORDS = ("password", "secret", "token")
+
+
+def describe_url(url: str | URL) -> str:
+    """``url`` as text to print or log, with the password hidden wherever it sits.
+
+    ``render_as_string(hide_password=True)`` hides only the ``USER:PASSWORD@`` part; the value of a
+    password-like query parameter is hidden here too. Every other query parameter stays readable.
+    """
+    parsed = make_url(url)
+    base = parsed.set(query={}).render_as_string(hide_password=True)
+    pairs = []
+    for key, values in sorted(parsed.query.items()):  # in the order SQLAlchemy renders them
+        for value in (values,) if isinstance(values, str) else values:
+            shown = "***" if _is_secret(key) else quote_plus(value)
+            pairs.append(f"{quote_plus(key)}={shown}")
+    return f"{base}?{'&'.join(pairs)}" if pairs else base
+
+
+def _is_secret(key: str) -> bool:
+    key = key.lower()
+    return key in SECRET_QUERY_KEYS or any(word in key for word in _SECRET_QUERY_WORDS)
 
 
 def safe_reason(exc: BaseException) -> str:

@@ -10,14 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import make_url
-
 from model.artifact import load_serving_router, verify
 from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
-from serve.db import Database, DatabaseUnavailable
+from serve.db import Database, DatabaseUnavailable, describe_url
 from serve.workers import Supervisor
 
 if TYPE_CHECKING:
@@ -46,8 +44,8 @@ def prepare_database(settings: Settings) -> str | None:
 
 
 def describe_database(settings: Settings) -> str:
-    """The database URL with any password hidden."""
-    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    """The database URL with any password hidden (in ``USER:PASSWORD@`` or the query)."""
+    return describe_url(settings.resolved_database_url)
 
 
 def log_config(level: str = "info") -> dict[str, Any]:

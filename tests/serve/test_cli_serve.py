@@ -183,3 +183,73 @@ def test_serve_serves_paidan_model_dir_and_stays_on_it(
     [call] = calls
     assert call["dir"] == root / "v1"
     assert call["settings"].follow_current is False  # a chosen model stays put, as with --model
+
+
+SECRET_PW = "S3cretPW"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://paidan@db.internal/paidan?password={SECRET_PW}&sslmode=require",
+        f"postgresql+psycopg:///paidan?host=/var/run/postgresql&password={SECRET_PW}",
+        f"postgresql+psycopg://paidan:{SECRET_PW}@db.internal/paidan?sslpassword={SECRET_PW}",
+        f"postgresql+psycopg://paidan@db.internal/paidan?PASSWORD={SECRET_PW}&password=other",
+    ],
+    ids=["query", "unix-socket", "userinfo-and-sslpassword", "upper-case-and-repeated"],
+)
+def test_describe_database_hides_a_password_in_the_query(url: str) -> None:
+    # `?password=` is handed to psycopg as the password; only USER:PASSWORD@ used to be hidden.
+    from sqlalchemy import make_url
+
+    from model.settings import Settings
+    from serve.server import describe_database
+
+    shown = describe_database(Settings(database_url=url))
+    assert SECRET_PW not in shown and "other" not in shown
+    given, parsed = make_url(url), make_url(shown)
+    assert parsed.host == given.host and parsed.database == given.database
+    assert set(parsed.query) == set(given.query)  # every parameter is still named
+    for key, value in given.query.items():
+        if key.lower() in ("password", "sslpassword"):
+            masked = parsed.query[key]
+            assert set((masked,) if isinstance(masked, str) else masked) == {"***"}
+        else:
+            assert parsed.query[key] == value  # sslmode, host: readable as before
+
+
+def test_db_upgrade_and_serve_never_print_a_password_in_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Port 1 refuses at once: the migration fails, and its error names the database.
+    url = f"postgresql+psycopg://paidan@127.0.0.1:1/paidan?password={SECRET_PW}"
+    result = runner.invoke(app, ["db", "upgrade"], env={"PAIDAN_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert "cannot migrate postgresql+psycopg://paidan@127.0.0.1:1/paidan?password=***" in (
+        " ".join(result.output.split())
+    )
+    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model: tmp_path)
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: None)
+    started = runner.invoke(
+        app, ["serve"], env={"PAIDAN_DATABASE_URL": url, "PAIDAN_MODEL_ROOT": str(tmp_path)}
+    )
+    assert started.exit_code == 0, started.output
+    assert "(feedback: postgresql+psycopg://paidan@127.0.0.1:1/paidan?password=***)" in (
+        "".join(started.output.split("\n"))
+    )
+    for text in (result.output, started.output, caplog.text):
+        assert SECRET_PW not in text
+
+
+def test_a_database_url_without_its_host_never_quotes_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without "@HOST" SQLAlchemy reads the password as the port, and its error quoted it.
+    from model.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("PAIDAN_DATABASE_URL", f"postgresql+psycopg://paidan:{SECRET_PW}/paidan")
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    message = str(e.value)
+    assert message.startswith("invalid settings: PAIDAN_DATABASE_URL: is not a database URL")
+    assert SECRET_PW not in message and "\n" not in message
