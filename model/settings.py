@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         backend = url.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"the {backend!r} database is not supported; {example}")
+        if backend == "sqlite" and _in_memory(url):
+            # The migration ran on a throw-away engine, so the app's database never had the
+            # table: every feedback request answered 503 "no such table" for as long as it ran.
+            raise ValueError(
+                "an in-memory SQLite database starts empty on each connection and is lost at exit; "
+                "name a file: sqlite:////PATH/paidan.db, or unset it for PAIDAN_DATA_DIR/paidan.db"
+            )
         try:
             url.get_dialect().import_dbapi()
         except (NoSuchModuleError, ImportError) as e:
@@ -157,6 +164,15 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'paidan.db').resolve()}"
+
+
+def _in_memory(url: Any) -> bool:
+    """Whether a SQLite URL names an in-memory database (``sqlite://``, ``:memory:``, or a
+    ``file:`` URI with ``mode=memory``), which each connection opens empty."""
+    database = url.database or ""
+    mode = url.query.get("mode", ())
+    modes = (mode,) if isinstance(mode, str) else mode
+    return database in ("", ":memory:") or database.startswith("file::memory:") or "memory" in modes
 
 
 def _split(value: Any) -> list[str]:

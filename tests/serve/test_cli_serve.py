@@ -253,3 +253,40 @@ def test_a_database_url_without_its_host_never_quotes_the_password(
     message = str(e.value)
     assert message.startswith("invalid settings: PAIDAN_DATABASE_URL: is not a database URL")
     assert SECRET_PW not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite+pysqlite://",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:paidan?mode=memory&cache=shared&uri=true",
+    ],
+)
+def test_an_in_memory_sqlite_database_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    # It passed every check, and then each feedback request answered 503 "no such table" for as
+    # long as the server ran: the migration had run on a throw-away engine.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    env = {"PAIDAN_DATABASE_URL": url, "PAIDAN_MODEL_ROOT": str(tmp_path)}
+    for command in (["db", "upgrade"], ["serve"]):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith("error: invalid settings: PAIDAN_DATABASE_URL: an in-memory")
+        assert "sqlite:////PATH/paidan.db" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{dir}/paidan.db", "sqlite:///file:{dir}/paidan.db?mode=rwc&uri=true"]
+)
+def test_a_sqlite_file_is_still_accepted(tmp_path: Path, url: str) -> None:
+    env = {"PAIDAN_DATABASE_URL": url.format(dir=tmp_path)}
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "paidan.db").is_file()
