@@ -137,25 +137,44 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
 
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(config)
     try:
         with engine.begin() as conn:
+            stored = MigrationContext.configure(conn).get_current_heads()
+            known = {s.revision for s in script.walk_revisions()}
+            unknown = [r for r in stored if r not in known]
+            if unknown:
+                # Unavailable to this version, not a crash of every command.
+                raise DatabaseUnavailable(_unknown_revision(unknown, script.get_current_head()))
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
     except CommandError as e:
-        # A revision this paidan does not know: a newer paidan migrated the database (and this
-        # one was rolled back to). Unavailable to this version, not a crash of every command.
-        raise DatabaseUnavailable(
-            f"its schema revision is unknown to this paidan ({e}); a newer paidan migrated it: "
-            "run that version, or restore the database from a backup"
-        ) from e
+        raise DatabaseUnavailable(f"paidan's migrations cannot be applied to it ({e})") from e
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+def _unknown_revision(revisions: list[str] | tuple[str, ...], head: str | None) -> str:
+    """Why a database at ``revisions`` (from its ``alembic_version``) is refused.
+
+    Nothing tells a revision a newer paidan wrote from another Alembic application's (both are
+    free-form names in the same default table), so the message gives both causes and both remedies.
+    """
+    named = ", ".join(repr(r) for r in revisions)
+    return (
+        f"the database is at schema revision {named}, which this paidan does not know (its latest "
+        f"is {head!r}): a newer paidan migrated it, or it belongs to another application; run the "
+        "paidan that migrated it (or restore the database from a backup taken before that "
+        "upgrade), or point PAIDAN_DATABASE_URL (or PAIDAN_DATA_DIR) at paidan's own database"
+    )
 
 
 # Query parameters whose value is a secret. SQLAlchemy hands a PostgreSQL URL's query to the driver

@@ -28,15 +28,20 @@ ACCESS_LOG_ENV = "PAIDAN_ACCESS_LOG"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def prepare_database(settings: Settings) -> str | None:
-    """Apply the migrations once before any worker starts; returns why not, if the database is down."""
+def prepare_database(settings: Settings, warn: bool = True) -> str | None:
+    """Apply the migrations once before any worker starts; returns why not, if the database is down.
+
+    ``warn`` logs that reason as the server's start-up warning; ``paidan db upgrade``, which
+    serves nothing, prints it as its own error instead.
+    """
     db = Database(settings.resolved_database_url)
     try:
         db.ensure_schema()
     except DatabaseUnavailable as e:
-        logger.warning(
-            "feedback database unavailable (%s); routing will work, feedback will not", e
-        )
+        if warn:
+            logger.warning(
+                "feedback database unavailable (%s); routing will work, feedback will not", e
+            )
         return str(e)
     finally:
         db.dispose()

@@ -110,16 +110,60 @@ def test_db_upgrade_creates_the_feedback_table(tmp_path: Path) -> None:
     assert {"feedback", "alembic_version"} <= tables
 
 
-def test_a_database_a_newer_paidan_migrated_is_one_clear_line(tmp_path: Path) -> None:
+def _db_upgrade_refusal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> str:
+    """The one line ``paidan db upgrade`` prints for the database under ``tmp_path``."""
+    result = runner.invoke(app, ["db", "upgrade"], env={"PAIDAN_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    # The server's start-up warning ("routing will work, feedback will not") repeated the error,
+    # about a server that db upgrade does not run.
+    assert not [r for r in caplog.records if r.name == "serve.server"], caplog.text
+    assert lines[0].startswith(f"error: cannot migrate sqlite:///{tmp_path}")
+    return lines[0]
+
+
+# Nothing tells the two apart (both are free-form names in Alembic's default table), so either
+# refusal names the revision and both causes, and neither says only "a newer paidan migrated it".
+BOTH_CAUSES = "a newer paidan migrated it, or it belongs to another application"
+
+
+def test_a_database_a_newer_paidan_migrated_is_one_clear_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     env = {"PAIDAN_DATA_DIR": str(tmp_path)}
     assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
     with sqlite3.connect(tmp_path / "paidan.db") as conn:
         conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
-    result = runner.invoke(app, ["db", "upgrade"], env=env)
-    assert result.exit_code == 2, result.output
-    out = " ".join(result.output.split())
-    assert "schema revision is unknown to this paidan" in out and "0099_future" in out
-    assert result.exception is None or isinstance(result.exception, SystemExit)
+    line = _db_upgrade_refusal(tmp_path, caplog)
+    assert "schema revision '0099_future', which this paidan does not know" in line
+    assert "(its latest is '0001')" in line and BOTH_CAUSES in line
+    assert "run the paidan that migrated it" in line
+
+
+def test_another_applications_database_is_not_blamed_on_a_newer_paidan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was "a newer paidan migrated it: run that version, or restore the database from a backup":
+    # no such paidan exists, and the backup would be restored over another application's data.
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('3f2a9c1d7e')")
+        conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    line = _db_upgrade_refusal(tmp_path, caplog)
+    assert "schema revision '3f2a9c1d7e', which this paidan does not know" in line
+    assert BOTH_CAUSES in line and "paidan's own database" in line
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:  # left as it was
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"alembic_version", "users"}
+
+
+def test_a_file_that_is_not_a_database_is_refused_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "paidan.db").write_text("hello\n", encoding="utf-8")
+    assert _db_upgrade_refusal(tmp_path, caplog).endswith("DatabaseError: file is not a database")
 
 
 def test_serve_refuses_a_tampered_model_before_starting(
