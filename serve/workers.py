@@ -20,12 +20,16 @@ predecessor is stopped, so new workers load the current model without a moment w
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event
@@ -44,10 +48,36 @@ POLL_S = 0.5  # how often dead workers are looked for
 DRAIN_S = 0.5  # a stopping worker stops accepting at least this long before it shuts down
 DRAIN_MAX_S = 5.0  # ... and at most this long, while its clients still hold connections open
 DRAIN_POLL_S = 0.05
+BIND_LOCK_S = 5.0  # another paidan binding the same port holds its lock for milliseconds
 
 
 class WorkerStartError(RuntimeError):
     """A worker exited before it started serving (at start-up: nothing would serve)."""
+
+
+def listening_socket(host: str, port: int, backlog: int, reuseport: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (with ``reuseport``, one that other
+    ``SO_REUSEPORT`` sockets may share).
+
+    Raises
+    ------
+    OSError
+        When the address cannot be bound (in use, no such address), with the address in the
+        message.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+    sock.set_inheritable(True)
+    return sock
 
 
 def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -56,21 +86,77 @@ def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
     Raises
     ------
     OSError
-        When the address cannot be bound (in use by a socket without ``SO_REUSEPORT``, no such
-        address), with the address in the message.
+        When the address cannot be bound, with the address in the message.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    return listening_socket(host, port, backlog, reuseport=True)
+
+
+def reuseport_sockets(host: str, port: int, backlog: int, count: int) -> list[socket.socket]:
+    """``count`` listening ``SO_REUSEPORT`` sockets on ``host:port``, or an error if it is in use.
+
+    Any process of the same user may bind ``SO_REUSEPORT`` sockets beside these, and the kernel
+    then hands it part of the connections: a second ``paidan serve --workers N`` on the same port
+    started, answered some of the clients (their feedback in its own database, their routes from
+    its own model) and said nothing. So the address is first bound without ``SO_REUSEPORT``, which
+    fails while anything listens on it, as a one-worker server's bind does; the supervisors of
+    this machine that start at the same moment take their turns (:func:`_binding_turn`), so the
+    second's check runs once the first listens.
+
+    Raises
+    ------
+    OSError
+        When the address cannot be bound or is in use, with the address in the message.
+    """
+    with _binding_turn(host, port):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+            except OSError as e:
+                raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(count):
+                sockets.append(reuseport_socket(host, port, backlog))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+
+@contextmanager
+def _binding_turn(host: str, port: int) -> Iterator[None]:
+    """Hold this machine's turn to bind ``port``, among paidan supervisors, for the block.
+
+    Between the check and the ``SO_REUSEPORT`` binds nothing listens yet: two supervisors starting
+    together could both pass the check. The turn is an abstract Unix socket (Linux; it vanishes
+    with the process, no file is left behind), per network namespace as the port is.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    turn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError as e:
-        sock.close()
-        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
-    sock.set_inheritable(True)
-    return sock
+        deadline = time.monotonic() + BIND_LOCK_S
+        while True:
+            try:
+                turn.bind(f"\0paidan-listen-{port}")
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                if time.monotonic() > deadline:
+                    raise OSError(
+                        errno.EADDRINUSE,
+                        f"cannot listen on {host}:{port}: another paidan server is starting on "
+                        "that port",
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        turn.close()
 
 
 class _DrainingServer(uvicorn.Server):
@@ -171,9 +257,7 @@ class Supervisor:
 
     def __init__(self, config: uvicorn.Config, workers: int) -> None:
         self.config = config
-        self.sockets = [
-            reuseport_socket(config.host, config.port, config.backlog) for _ in range(workers)
-        ]
+        self.sockets = reuseport_sockets(config.host, config.port, config.backlog, workers)
         self._ctx: SpawnContext = multiprocessing.get_context("spawn")
         self._slots: list[_Worker] = []
         self._stop = threading.Event()

@@ -316,3 +316,65 @@ def test_a_port_in_use_is_refused_before_any_worker_starts() -> None:
             OSError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"
         ):
             Supervisor(config, 2)
+
+
+def a_free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_port_another_supervisor_serves_is_refused() -> None:
+    # Every worker socket has SO_REUSEPORT, and a second `paidan serve --workers 2` on the same
+    # port joined the first: the kernel gave it part of the clients, and nobody was told.
+    port = a_free_port()
+    config = uvicorn.Config("serve.app:create_app", factory=True, host="127.0.0.1", port=port)
+    first = Supervisor(config, 2)
+    try:
+        with pytest.raises(
+            OSError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        ):
+            Supervisor(config, 2)
+        wildcard = uvicorn.Config("serve.app:create_app", factory=True, host="0.0.0.0", port=port)
+        with pytest.raises(OSError, match="Address already in use"):
+            Supervisor(wildcard, 2)
+    finally:
+        for sock in first.sockets:
+            sock.close()
+    # Once the first has stopped, the port is free again.
+    again = Supervisor(config, 2)
+    assert len(again.sockets) == 2
+    for sock in again.sockets:
+        sock.close()
+
+
+def test_of_two_supervisors_starting_together_on_one_port_one_is_refused() -> None:
+    # Between the in-use check and the SO_REUSEPORT binds nothing listens yet: without taking
+    # turns, both supervisors passed the check in most rounds of 20.
+    def race(config: uvicorn.Config) -> tuple[list[Supervisor], list[OSError]]:
+        barrier = threading.Barrier(2)
+        started: list[Supervisor] = []
+        refused: list[OSError] = []
+
+        def start() -> None:
+            barrier.wait()
+            try:
+                started.append(Supervisor(config, 2))
+            except OSError as e:
+                refused.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for supervisor in started:
+            for sock in supervisor.sockets:
+                sock.close()
+        return started, refused
+
+    for _ in range(20):
+        port = a_free_port()
+        config = uvicorn.Config("serve.app:create_app", factory=True, host="127.0.0.1", port=port)
+        started, refused = race(config)
+        assert len(started) == 1 and len(refused) == 1, (started, refused)
