@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PATH_CHARS = 4096
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 500)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 422, 500)
 }
 
 
@@ -73,8 +73,15 @@ admin_router = APIRouter(tags=["admin"])
     dependencies=[ADMIN_KEY],
 )
 async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadResponse:
-    """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving."""
+    """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving.
+
+    Under ``paidan serve --workers N`` it answers 409: it would switch only the worker process that
+    took the request, while the others kept the old model.
+    """
     app = request.app
+    supervisor = getattr(app.state, "supervisor", None)
+    if supervisor is not None:
+        raise _one_worker_only(app, *supervisor)
     root = Path(app.state.services.settings.model_root)
     target: Path | None
     if body is not None and body.model_dir:
@@ -105,6 +112,32 @@ def pinned_dir(app: Any) -> Path | None:
     """The model a server started with ``--model DIR`` or ``PAIDAN_MODEL_DIR`` is pinned to, if any."""
     pinned = getattr(app.state, "pinned_dir", None)
     return Path(pinned) if pinned is not None else None
+
+
+def _one_worker_only(app: Any, pid: int, workers: int) -> ApiError:
+    """The 409 of a reload under the supervisor, saying how to switch every worker instead."""
+    settings = app.state.services.settings
+    why = (
+        f"this server runs {workers} worker processes and a reload here would switch only the "
+        "one that took this request"
+    )
+    pinned = pinned_dir(app)
+    if pinned is not None:
+        how = (
+            f"it is pinned to {pinned.name} (--model or PAIDAN_MODEL_DIR): restart it with the "
+            "model to serve"
+        )
+    elif settings.follow_current and settings.reload_interval > 0:
+        how = (
+            "promote the model (`paidan models promote VERSION`): every worker follows `current` "
+            f"and switches within {settings.reload_interval:g} s"
+        )
+    else:
+        how = (
+            "promote the model (`paidan models promote VERSION`), then send SIGHUP to the "
+            f"supervisor (`kill -HUP {pid}`): it replaces every worker with one on `current`"
+        )
+    return ApiError(409, "conflict", f"{why}; {how}")
 
 
 def _loader(app: Any) -> Callable[..., Any]:

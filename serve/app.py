@@ -38,6 +38,7 @@ from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import install_security
 from serve.telemetry import TelemetryMiddleware
+from serve.workers import supervisor_of_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ def create_app(
     app.state.db = None
     app.state.lease = None
     app.state.pinned_dir = None
+    # Under `paidan serve --workers N` an admin reload would switch this worker only (serve/admin.py).
+    app.state.supervisor = supervisor_of_this_process()
     app.state.router_loader = router_loader  # the admin reload loads through the same function
     install_error_handlers(app)
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))

@@ -23,6 +23,7 @@ import asyncio
 import errno
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -49,6 +50,17 @@ DRAIN_S = 0.5  # a stopping worker stops accepting at least this long before it 
 DRAIN_MAX_S = 5.0  # ... and at most this long, while its clients still hold connections open
 DRAIN_POLL_S = 0.05
 BIND_LOCK_S = 5.0  # another paidan binding the same port holds its lock for milliseconds
+# "<supervisor pid> <workers>", in the environment of every worker: a worker's admin reload would
+# switch that one process only (serve/admin.py).
+SUPERVISOR_ENV = "PAIDAN_SUPERVISOR"
+
+
+def supervisor_of_this_process() -> tuple[int, int] | None:
+    """``(pid, workers)`` of the supervisor this worker runs under, or ``None`` (one worker)."""
+    value = os.environ.get(SUPERVISOR_ENV, "").split()
+    if len(value) != 2 or not all(v.isdigit() for v in value):
+        return None
+    return int(value[0]), int(value[1])
 
 
 class WorkerStartError(RuntimeError):
@@ -324,6 +336,7 @@ class Supervisor:
             signal.SIGHUP: lambda *_: self._reload.set(),
         }
         previous: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        os.environ[SUPERVISOR_ENV] = f"{os.getpid()} {len(self.sockets)}"  # inherited by workers
         try:
             self._slots = [self._start(slot) for slot in range(len(self.sockets))]
             for worker in self._slots:
@@ -365,5 +378,6 @@ class Supervisor:
                 self._stop_worker(worker)
             for sock in self.sockets:
                 sock.close()
+            os.environ.pop(SUPERVISOR_ENV, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -378,3 +378,19 @@ def test_of_two_supervisors_starting_together_on_one_port_one_is_refused() -> No
         config = uvicorn.Config("serve.app:create_app", factory=True, host="127.0.0.1", port=port)
         started, refused = race(config)
         assert len(started) == 1 and len(refused) == 1, (started, refused)
+
+
+@pytest.mark.slow
+def test_an_admin_reload_is_refused_by_every_worker(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # It answered 200 and switched only the worker that took the request.
+    server = start(live_server_factory, tiny_model_dir)
+    body = {"model_dir": tiny_model_dir.name}
+    for _ in range(8):  # a new connection each: the kernel spreads them over both workers
+        r = httpx.post(server.url + "/v1/admin/reload", json=body, timeout=10)
+        assert r.status_code == 409, r.text
+        message = r.json()["error"]["message"]
+        assert (
+            "runs 2 worker processes" in message and f"pinned to {tiny_model_dir.name}" in message
+        )

@@ -198,3 +198,56 @@ def test_a_single_worker_leases_its_model_before_loading_it(
         ("reloaded", False, True),
     ]
     assert not leased(root, "v1") and not leased(root, "v2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        pytest.param({}, "every worker follows `current` and switches within 0.1 s", id="follows"),
+        pytest.param(
+            {"reload_interval": 0}, "send SIGHUP to the supervisor (`kill -HUP 4321`)", id="hup"
+        ),
+    ],
+)
+def test_a_reload_under_the_supervisor_is_refused_not_done_in_one_worker(
+    root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, Any],
+    says: str,
+) -> None:
+    # Under `paidan serve --workers 2` the reload switched the worker that took the request and
+    # answered 200: about half of the later requests were still answered by the old model.
+    from serve.workers import SUPERVISOR_ENV
+
+    monkeypatch.setenv(SUPERVISOR_ENV, "4321 2")  # what the supervisor hands its workers
+    with make_app(root, tmp_path, **overrides) as client:
+        for body in ({"model_dir": "v2"}, None):
+            r = client.post("/v1/admin/reload", json=body)
+            assert r.status_code == 409, r.text
+            message = r.json()["error"]["message"]
+            assert "runs 2 worker processes" in message and "paidan models promote" in message
+            assert says in message
+        assert served_version(client) == "v1"
+
+
+def test_a_reload_under_a_supervisor_pinned_to_a_model_says_to_restart(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serve.workers import SUPERVISOR_ENV
+
+    monkeypatch.setenv(SUPERVISOR_ENV, "4321 3")
+    with make_app(root, tmp_path, model_dir=root / "v1", follow_current=False) as client:
+        r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
+        assert r.status_code == 409, r.text
+        assert "pinned to v1" in r.json()["error"]["message"]
+        assert served_version(client) == "v1"
+
+
+def test_a_reload_with_one_worker_still_swaps(root: Path, tmp_path: Path) -> None:
+    from serve.workers import SUPERVISOR_ENV
+
+    assert SUPERVISOR_ENV not in os.environ
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
+        assert r.status_code == 200 and r.json()["version"] == "v2", r.text
