@@ -672,10 +672,9 @@ def serve(
         check_bind_allowed(settings, host)
         model = model_path(model) if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
         model_dir = ensure_model(settings, model)
-        if model is not None:
-            # An explicitly chosen model stays put; only the root's current model follows the
-            # pointer (serve.server.run carries this to --workers processes).
-            settings = settings.model_copy(update={"follow_current": False})
+        # An explicitly chosen model stays put (serve.server.run pins it, in --workers processes
+        # too); the root's current model follows the pointer.
+        settings = settings.model_copy(update={"model_dir": model})
         err.print(
             f"serving {model_dir} on http://{host}:{port} (feedback: {describe_database(settings)})",
             highlight=False,

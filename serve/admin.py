@@ -6,9 +6,9 @@ swap one reference, so requests in flight finish on the old model and none fails
 refused leaves the old one serving, with one ERROR log line saying why.
 
 Without a model named, both reload the *default* model: the one the model root's ``current`` pointer
-names, or, on a server pinned to a model (``paidan serve --model DIR`` or ``PAIDAN_MODEL_DIR``:
-``follow_current`` off), that pinned model again, as the replacement workers of ``--workers N``
-load it.
+names, or, on a server pinned to a model (``paidan serve --model DIR`` or ``PAIDAN_MODEL_DIR``),
+that pinned model again, as the replacement workers of ``--workers N`` load it. ``follow_current``
+off only stops the polling of ``current``: it pins nothing.
 """
 
 from __future__ import annotations

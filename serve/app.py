@@ -69,6 +69,7 @@ def create_app(
     model_dir: str | Path | None = None,
     router_loader: RouterLoader = load_serving_router,
     migrate: bool = True,
+    pinned: bool | None = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -83,8 +84,14 @@ def create_app(
         ``(model_dir, root) -> (Router, metadata)``; tests may replace it.
     migrate : bool, default True
         Apply the database migrations at start-up (idempotent).
+    pinned : bool, optional
+        Whether the model was chosen (``paidan serve --model``, ``PAIDAN_MODEL_DIR``): a chosen
+        model is not switched for ``current``, by the pointer follower, a reload naming no model
+        or SIGHUP. Default: whether ``model_dir`` or ``settings.model_dir`` is given.
     """
     settings = settings or load_settings()
+    if pinned is None:
+        pinned = model_dir is not None or settings.model_dir is not None
     metrics = Metrics()
 
     @asynccontextmanager
@@ -118,9 +125,11 @@ def create_app(
         app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
-        # Not following `current` (--model DIR, PAIDAN_MODEL_DIR): SIGHUP and a reload naming no
-        # model load this one again, as the replacement workers of --workers N do.
-        app.state.pinned_dir = None if settings.follow_current else path
+        # A chosen model (--model DIR, PAIDAN_MODEL_DIR): SIGHUP and a reload naming no model load
+        # this one again, as the replacement workers of --workers N do. Not `follow_current`,
+        # which only turns the polling off: a server serving `current` with the polling off was
+        # pinned, and neither SIGHUP nor a reload reached a promoted model.
+        app.state.pinned_dir = path if pinned else None
         app.state.db = db
         if not database["ok"]:
             # Routing does not need the database; feedback answers 503 until it is back.
@@ -134,7 +143,7 @@ def create_app(
             path,
             time.perf_counter() - start,
         )
-        follower = _start_follower(app, settings, path, router_loader)
+        follower = None if pinned else _start_follower(app, settings, path, router_loader)
         remove_sighup = install_sighup(app)  # SIGHUP: reload current or the pinned model (admin)
         try:
             yield

@@ -83,6 +83,11 @@ def run(
     :class:`serve.workers.Supervisor`, each worker on its own ``SO_REUSEPORT`` socket), so the
     model directory travels in ``PAIDAN_MODEL_DIR`` and Prometheus metrics are shared through
     ``PROMETHEUS_MULTIPROC_DIR``.
+
+    ``settings.model_dir`` says whether the model was chosen (``--model``, ``PAIDAN_MODEL_DIR``),
+    which pins the server to it; else ``model_dir`` is the root's current model, and the server
+    switches to whatever ``current`` names (by polling, unless ``follow_current`` is off, and on
+    SIGHUP or a reload naming no model).
     """
     with startup():
         import uvicorn
@@ -95,6 +100,7 @@ def run(
     settings = settings.model_copy(update={"access_log": access_log})
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     model_dir = Path(model_dir).resolve()
+    pinned = settings.model_dir is not None
     # uvicorn's options for either path below, in one place so that none reaches only one of them.
     options: dict[str, Any] = {
         "host": host,
@@ -115,9 +121,11 @@ def run(
                 loaded = load_serving_router(model_dir, settings.model_root)
             migrated = prepare_database(settings) is None
             app = create_app(
-                settings.model_copy(update={"model_dir": model_dir}),
+                settings.model_copy(update={"model_dir": model_dir if pinned else None}),
+                model_dir=model_dir,
                 router_loader=_first_load_from(model_dir, loaded, first),
                 migrate=not migrated,  # the app's start-up retries if the database was down
+                pinned=pinned,
             )
             uvicorn.run(app, **options)
         finally:
@@ -127,19 +135,19 @@ def run(
     # to replace one, loads: lease it for as long as the supervisor runs. A server that follows
     # `current` starts each worker from whatever `current` names then (after a SIGHUP or a crash
     # too), and each worker leases the model it serves.
-    held = None if settings.follow_current else lease(settings.model_root, model_dir)
+    held = lease(settings.model_root, model_dir) if pinned else None
     own_multiproc = MULTIPROC_ENV not in os.environ
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
         prepare_database(settings)
         # Worker processes build their settings from the environment: hand them what the CLI
         # decided.
-        if settings.follow_current:
+        if pinned:
+            os.environ[MODEL_DIR_ENV] = str(model_dir)
+        else:
             # Pinning model_dir here made every later worker load the start-up model and stop
             # following `current`: a SIGHUP after a promotion put the old model back.
             os.environ.pop(MODEL_DIR_ENV, None)
-        else:
-            os.environ[MODEL_DIR_ENV] = str(model_dir)
         os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
         if own_multiproc:
             os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")

@@ -226,7 +226,7 @@ def test_serve_serves_paidan_model_dir_and_stays_on_it(
     assert result.exit_code == 0, result.output
     [call] = calls
     assert call["dir"] == root / "v1"
-    assert call["settings"].follow_current is False  # a chosen model stays put, as with --model
+    assert call["settings"].model_dir == root / "v1"  # a chosen model stays put, as with --model
 
 
 SECRET_PW = "S3cretPW"
@@ -334,3 +334,30 @@ def test_a_sqlite_file_is_still_accepted(tmp_path: Path, url: str) -> None:
     result = runner.invoke(app, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "paidan.db").is_file()
+
+
+@pytest.mark.parametrize("chosen", [False, True])
+def test_serve_pins_a_chosen_model_and_not_one_it_only_stops_polling_for(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chosen: bool
+) -> None:
+    # --model was carried to the server as follow_current=False, which also meant "pinned": a
+    # server started with PAIDAN_FOLLOW_CURRENT=false was pinned to its start-up model too.
+    import shutil
+
+    from model.registry import set_current
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    set_current(root, "v1")
+    calls: list[Any] = []
+    monkeypatch.setattr("serve.server.run", lambda settings, model_dir, **k: calls.append(settings))
+    env = {
+        "PAIDAN_MODEL_ROOT": str(root),
+        "PAIDAN_DATA_DIR": str(tmp_path),
+        "PAIDAN_FOLLOW_CURRENT": "false",
+    }
+    result = runner.invoke(app, ["serve", *(["--model", "v1"] if chosen else [])], env=env)
+    assert result.exit_code == 0, result.output
+    [settings] = calls
+    assert settings.model_dir == (root / "v1" if chosen else None)
+    assert settings.follow_current is False

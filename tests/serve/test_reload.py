@@ -251,3 +251,44 @@ def test_a_reload_with_one_worker_still_swaps(root: Path, tmp_path: Path) -> Non
     with make_app(root, tmp_path, reload_interval=0) as client:
         r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
         assert r.status_code == 200 and r.json()["version"] == "v2", r.text
+
+
+def test_polling_off_still_reloads_current_when_no_model_was_chosen(
+    root: Path, tmp_path: Path
+) -> None:
+    # PAIDAN_FOLLOW_CURRENT=false pinned a server that serves `current`: after a promotion, a
+    # reload naming no model (README: "the current model") and SIGHUP reloaded the old model.
+    import asyncio
+
+    from serve import admin
+
+    with make_app(root, tmp_path, follow_current=False) as client:
+        registry.promote(root, "v2")
+        r = client.post("/v1/admin/reload")
+        assert r.status_code == 200 and r.json()["version"] == "v2", r.text
+        registry.promote(root, "v1")
+        assert asyncio.run(admin.reload_default(client.app)) == "v1"  # what SIGHUP runs
+        assert served_version(client) == "v1"
+
+
+def test_a_single_worker_serving_current_with_polling_off_is_not_pinned(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from serve import server
+
+    monkeypatch.setenv(server.ACCESS_LOG_ENV, "true")  # run() sets it; restored afterwards
+    versions: list[str] = []
+
+    def serving(app: Any, **options: Any) -> None:
+        with TestClient(app) as client:
+            registry.promote(root, "v2")
+            r = client.post("/v1/admin/reload")
+            assert r.status_code == 200, r.text
+            versions.append(r.json()["model_dir"])
+
+    monkeypatch.setattr(uvicorn, "run", serving)
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", follow_current=False)
+    server.run(settings, root / "v1")
+    assert versions == [str(root / "v2")]
