@@ -659,7 +659,15 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (each loads the model once)")
     ] = 1,
-    access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn)")] = True,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one line per request: method, PII-masked path, status (default: "
+            "PAIDAN_ACCESS_LOG, else on)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
     from serve.auth import check_bind_allowed
@@ -680,6 +688,10 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
+        # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which
+        # overrode PAIDAN_ACCESS_LOG=false.
+        if access_log is None:
+            access_log = settings.access_log
         run(settings, model_dir, host=host, port=port, workers=workers, access_log=access_log)
     except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
         raise fail(e) from None

@@ -73,7 +73,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    access_log: bool = True,
+    access_log: bool | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve ``model_dir`` with uvicorn; blocks until the server stops.
@@ -97,6 +97,8 @@ def run(
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
     # uvicorn's access log prints query strings verbatim (PII); serve.telemetry logs masked lines.
+    if access_log is None:
+        access_log = settings.access_log
     settings = settings.model_copy(update={"access_log": access_log})
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     model_dir = Path(model_dir).resolve()

@@ -336,6 +336,45 @@ def test_a_sqlite_file_is_still_accepted(tmp_path: Path, url: str) -> None:
     assert (tmp_path / "paidan.db").is_file()
 
 
+@pytest.mark.parametrize(
+    ("env", "args", "logged"),
+    [
+        pytest.param({}, [], True, id="default"),
+        pytest.param({"PAIDAN_ACCESS_LOG": "false"}, [], False, id="env-off"),
+        pytest.param({"PAIDAN_ACCESS_LOG": "false"}, ["--access-log"], True, id="option-wins"),
+        pytest.param({"PAIDAN_ACCESS_LOG": "true"}, ["--no-access-log"], False, id="option-off"),
+    ],
+)
+def test_serve_logs_requests_as_paidan_access_log_says_unless_the_option_is_given(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    args: list[str],
+    logged: bool,
+) -> None:
+    # --access-log defaulted to True and overwrote PAIDAN_ACCESS_LOG=false: every request was
+    # still logged.
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("serve.server.run", lambda settings, model_dir, **k: calls.append(k))
+    env = {**env, "PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path)}
+    result = runner.invoke(app, ["serve", "--model", "v1", *args], env=env)
+    assert result.exit_code == 0, result.output
+    [call] = calls
+    assert call["access_log"] is logged
+
+
+def test_serve_help_describes_paidans_own_access_log() -> None:
+    result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "PAIDAN_ACCESS_LOG" in text and "uvicorn" not in text
+
+
 @pytest.mark.parametrize("chosen", [False, True])
 def test_serve_pins_a_chosen_model_and_not_one_it_only_stops_polling_for(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chosen: bool
