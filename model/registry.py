@@ -108,6 +108,19 @@ def current_dir(root: str | Path) -> Path | None:
     return path
 
 
+def named_model(root: str | Path, path: str | Path) -> Path:
+    """``path``, or the version of that name under ``root`` (as `paidan models list` names it).
+
+    A bare name that is no file or directory here but a directory under ``root`` is that version;
+    anything else (a path that exists, a path of several parts) is ``path`` itself.
+    """
+    path = Path(path)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    candidate = Path(root) / path
+    return candidate if candidate.is_dir() else path
+
+
 def set_current(
     root: str | Path,
     version: str,

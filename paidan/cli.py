@@ -163,13 +163,15 @@ def progress_bar() -> Progress:
 
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
+    from model.registry import named_model
+
     if path.exists() or len(path.parts) != 1:
         return path
     try:
-        candidate = load_settings().model_root / path
+        root = load_settings().model_root
     except SettingsError:
         return path  # the command reports the setting itself
-    return candidate if candidate.is_dir() else path
+    return named_model(root, path)
 
 
 def fail(e: Exception) -> typer.Exit:
@@ -678,21 +680,38 @@ def serve(
         settings = load_settings()
         # Before the default model is trained (a minute) and the address is announced.
         check_bind_allowed(settings, host)
-        model = model_path(model) if model is not None else settings.model_dir  # PAIDAN_MODEL_DIR
+        # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
+        # against the working directory and refused as "outside the model root".
+        chosen = model if model is not None else settings.model_dir
+        model = model_path(chosen) if chosen is not None else None
         model_dir = ensure_model(settings, model)
         # An explicitly chosen model stays put (serve.server.run pins it, in --workers processes
         # too); the root's current model follows the pointer.
         settings = settings.model_copy(update={"model_dir": model})
-        err.print(
-            f"serving {model_dir} on http://{host}:{port} (feedback: {describe_database(settings)})",
-            highlight=False,
-            soft_wrap=True,
-        )
+
+        def announce() -> None:
+            # Once the model is verified and the address bound: announced first, the server
+            # then said, a line later, that it was not serving.
+            err.print(
+                f"serving {model_dir} on http://{host}:{port} "
+                f"(feedback: {describe_database(settings)})",
+                highlight=False,
+                soft_wrap=True,
+            )
+
         # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which
         # overrode PAIDAN_ACCESS_LOG=false.
         if access_log is None:
             access_log = settings.access_log
-        run(settings, model_dir, host=host, port=port, workers=workers, access_log=access_log)
+        run(
+            settings,
+            model_dir,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            announce=announce,
+        )
     except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
         raise fail(e) from None
 

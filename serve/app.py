@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import current_dir, lease
+from model.registry import current_dir, lease, named_model
 from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
@@ -49,7 +49,7 @@ def resolve_model_dir(settings: Settings, model_dir: str | Path | None = None) -
     """The model directory to serve: the explicit one, ``PAIDAN_MODEL_DIR``, or the root's current."""
     chosen = model_dir or settings.model_dir
     if chosen is not None:
-        return Path(chosen)
+        return named_model(settings.model_root, chosen)  # a version name, as `--model` takes
     current = current_dir(settings.model_root)
     if current is None:
         raise ModelLoadError(

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,7 @@ def run(
     workers: int = 1,
     access_log: bool | None = None,
     log_level: str = "info",
+    announce: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``model_dir`` with uvicorn; blocks until the server stops.
 
@@ -88,6 +90,8 @@ def run(
     which pins the server to it; else ``model_dir`` is the root's current model, and the server
     switches to whatever ``current`` names (by polling, unless ``follow_current`` is off, and on
     SIGHUP or a reload naming no model).
+
+    ``announce`` is called once the model is verified, just before the server starts.
     """
     with startup():
         import uvicorn
@@ -122,6 +126,8 @@ def run(
             with startup():
                 loaded = load_serving_router(model_dir, settings.model_root)
             migrated = prepare_database(settings) is None
+            if announce is not None:
+                announce()
             app = create_app(
                 settings.model_copy(update={"model_dir": model_dir if pinned else None}),
                 model_dir=model_dir,
@@ -156,7 +162,10 @@ def run(
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).
-        Supervisor(config, workers).run()
+        supervisor = Supervisor(config, workers)
+        if announce is not None:
+            announce()
+        supervisor.run()
     finally:
         if held is not None:
             held.release()

@@ -63,6 +63,51 @@ def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: 
     )
     assert result.exit_code == 2
     assert "outside the model root" in result.output
+    assert "serving" not in result.output  # announced first, then refused
+
+
+def test_paidan_model_dir_may_name_a_version_under_the_root_as_model_does(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PAIDAN_MODEL_DIR=<version> was read against the working directory and refused as "outside
+    # the model root", though the version was under it and `--model <version>` served it.
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    calls: list[Any] = []
+    monkeypatch.setattr(
+        "serve.server.run", lambda settings, model_dir, **k: calls.append((settings, model_dir))
+    )
+    env = {
+        "PAIDAN_MODEL_ROOT": str(root),
+        "PAIDAN_DATA_DIR": str(tmp_path),
+        "PAIDAN_MODEL_DIR": "v1",
+    }
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    [(settings, model_dir)] = calls
+    assert model_dir == root / "v1" and settings.model_dir == root / "v1"
+
+
+def test_the_app_factory_takes_a_version_name_in_paidan_model_dir(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `uvicorn serve.app:create_app --factory` (and each --workers process) reads.
+    from model.settings import Settings
+    from serve.app import resolve_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    root = tiny_model_dir.parent
+    settings = Settings(model_root=root, model_dir=Path(tiny_model_dir.name))
+    assert resolve_model_dir(settings) == root / tiny_model_dir.name
+    # A path that exists from here, or of several parts, is taken as it is.
+    (tmp_path / "local").mkdir()
+    assert resolve_model_dir(Settings(model_root=root, model_dir=Path("local"))) == Path("local")
+    assert resolve_model_dir(Settings(model_root=root, model_dir=Path("a/b"))) == Path("a/b")
 
 
 def test_serve_trains_the_default_model_when_there_is_none(
@@ -273,7 +318,8 @@ def test_db_upgrade_and_serve_never_print_a_password_in_the_query(
         " ".join(result.output.split())
     )
     monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model: tmp_path)
-    monkeypatch.setattr("serve.server.run", lambda *a, **k: None)
+    # The server announces itself once the model is verified (and the address bound).
+    monkeypatch.setattr("serve.server.run", lambda *a, announce, **k: announce())
     started = runner.invoke(
         app, ["serve"], env={"PAIDAN_DATABASE_URL": url, "PAIDAN_MODEL_ROOT": str(tmp_path)}
     )
