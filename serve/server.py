@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from model.router import Router
 from model.settings import Settings
 from model.startup import startup
 from serve.db import Database, DatabaseUnavailable, describe_url
-from serve.workers import Supervisor
+from serve.workers import Supervisor, listening_socket
 
 if TYPE_CHECKING:
     from serve.app import RouterLoader
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 MODEL_DIR_ENV = "PAIDAN_MODEL_DIR"
 ACCESS_LOG_ENV = "PAIDAN_ACCESS_LOG"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BACKLOG = 2048  # uvicorn's default
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up fails
 
 
 def prepare_database(settings: Settings, warn: bool = True) -> str | None:
@@ -96,7 +100,7 @@ def run(
     with startup():
         import uvicorn
 
-        from serve.app import create_app
+        import serve.app  # noqa: F401 (the app's modules, imported with the collector off)
         from serve.auth import check_bind_allowed
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
@@ -115,29 +119,18 @@ def run(
         "log_level": log_level,
         "log_config": log_config(log_level),
         "timeout_keep_alive": settings.keep_alive_s,
+        "backlog": BACKLOG,
     }
     if workers <= 1:
-        # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
-        # hand it to the app's start-up instead of hashing and unpickling it a second time. Leased
-        # before the load, as serve.reload does: the app's own lease came only once uvicorn had
-        # started, and `paidan models gc` meanwhile could delete the model being served.
-        first = lease(settings.model_root, model_dir)
+        # Bound first, as the supervisor binds its sockets: uvicorn bound only after the app's
+        # start-up (the model loaded, "Application startup complete"), then logged an error that
+        # named neither host nor port ("[Errno -2] Name or service not known") and exited with 3,
+        # where --workers N said "cannot listen on HOST:PORT: …" in one line and exited with 2.
+        sock = listening_socket(host, port, BACKLOG)
         try:
-            with startup():
-                loaded = load_serving_router(model_dir, settings.model_root)
-            migrated = prepare_database(settings) is None
-            if announce is not None:
-                announce()
-            app = create_app(
-                settings.model_copy(update={"model_dir": model_dir if pinned else None}),
-                model_dir=model_dir,
-                router_loader=_first_load_from(model_dir, loaded, first),
-                migrate=not migrated,  # the app's start-up retries if the database was down
-                pinned=pinned,
-            )
-            uvicorn.run(app, **options)
+            _serve_one(settings, model_dir, pinned, options, sock, announce)
         finally:
-            first.release()
+            sock.close()
         return
     # A chosen model (--model, PAIDAN_MODEL_DIR) is what every worker the supervisor starts, now or
     # to replace one, loads: lease it for as long as the supervisor runs. A server that follows
@@ -171,6 +164,46 @@ def run(
             held.release()
         if own_multiproc and MULTIPROC_ENV in os.environ:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+
+
+def _serve_one(
+    settings: Settings,
+    model_dir: Path,
+    pinned: bool,
+    options: dict[str, Any],
+    sock: socket.socket,
+    announce: Callable[[], None] | None,
+) -> None:
+    """One worker: load the model here, then serve the app in this process on ``sock``."""
+    import uvicorn
+
+    from serve.app import create_app
+
+    # Load (and so verify) the model here, to fail fast with the loader's one-line message, and
+    # hand it to the app's start-up instead of hashing and unpickling it a second time. Leased
+    # before the load, as serve.reload does: the app's own lease came only once uvicorn had
+    # started, and `paidan models gc` meanwhile could delete the model being served.
+    first = lease(settings.model_root, model_dir)
+    try:
+        with startup():
+            loaded = load_serving_router(model_dir, settings.model_root)
+        migrated = prepare_database(settings) is None
+        if announce is not None:
+            announce()
+        app = create_app(
+            settings.model_copy(update={"model_dir": model_dir if pinned else None}),
+            model_dir=model_dir,
+            router_loader=_first_load_from(model_dir, loaded, first),
+            migrate=not migrated,  # the app's start-up retries if the database was down
+            pinned=pinned,
+        )
+        server = uvicorn.Server(uvicorn.Config(app, **options))
+        with contextlib.suppress(KeyboardInterrupt):  # re-raised by uvicorn once it has stopped
+            server.run(sockets=[sock])
+        if not server.started:
+            raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run; the reason is in the log
+    finally:
+        first.release()
 
 
 def _first_load_from(

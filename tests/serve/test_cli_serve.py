@@ -446,3 +446,43 @@ def test_serve_pins_a_chosen_model_and_not_one_it_only_stops_polling_for(
     [settings] = calls
     assert settings.model_dir == (root / "v1" if chosen else None)
     assert settings.follow_current is False
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "192.0.2.1"], ids=["port-in-use", "not-an-address-here"]
+)
+def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading_the_model(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    # With one worker uvicorn bound after the app's start-up (the model loaded, "Application
+    # startup complete"), logged "[Errno -2] Name or service not known" or "address already in
+    # use" without the address, and exited with 3; --workers 2 said it in one line, exit 2.
+    import shutil
+    import socket
+
+    from serve import server
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    loads: list[Any] = []
+    real = server.load_serving_router
+    monkeypatch.setattr(
+        server, "load_serving_router", lambda *a, **k: loads.append(a) or real(*a, **k)
+    )
+    env = {
+        "PAIDAN_MODEL_ROOT": str(root),
+        "PAIDAN_DATA_DIR": str(tmp_path),
+        "PAIDAN_API_KEYS": "key-for-tests-0123456789",  # a host other than loopback needs keys
+        "PAIDAN_RELOAD_INTERVAL": "0",
+    }
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["serve", "--model", "v1", "--host", host, "--port", str(port)]
+        result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"cannot listen on {host}:{port}: " in " ".join(result.output.split())
+    assert loads == []  # refused before the model was loaded

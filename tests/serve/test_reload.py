@@ -7,7 +7,9 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +165,23 @@ def test_served_models_are_frozen_out_of_full_collections(root: Path, tmp_path: 
     assert _tracked(first.compiled()[0])
 
 
+def serve_with(monkeypatch: pytest.MonkeyPatch, serving: Callable[[Any], None]) -> None:
+    """Make ``serve.server.run``'s one worker call ``serving(app)`` instead of serving it."""
+    import uvicorn
+
+    def run(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets and sockets[0].getsockname()[1] > 0  # bound before the model was loaded
+        serving(self.config.app)
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+
+
 def test_a_single_worker_leases_its_model_before_loading_it(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # serve.server.run loaded the model, then started uvicorn, and only the app's start-up leased
     # it: `paidan models gc` in between could delete the model about to be served.
-    import uvicorn
-
     from serve import server
 
     monkeypatch.setenv(server.ACCESS_LOG_ENV, "true")  # run() sets it; restored afterwards
@@ -180,16 +192,16 @@ def test_a_single_worker_leases_its_model_before_loading_it(
         seen.append(("load", Path(path).name, leased(root, Path(path).name)))
         return real(path, model_root)
 
-    def serving(app: Any, **options: Any) -> None:
+    def serving(app: Any) -> None:
         with TestClient(app):
             seen.append(("serving", leased(root, "v1")))
             reload_model(app, root / "v2", app.state.router_loader)
             seen.append(("reloaded", leased(root, "v1"), leased(root, "v2")))
 
     monkeypatch.setattr(server, "load_serving_router", loading)
-    monkeypatch.setattr(uvicorn, "run", serving)
+    serve_with(monkeypatch, serving)
     settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
-    server.run(settings, root / "v1")
+    server.run(settings, root / "v1", port=0)
     # The start-up lease passes to the app, which lets go of v1 once it serves v2.
     assert seen == [
         ("load", "v1", True),
@@ -274,21 +286,19 @@ def test_polling_off_still_reloads_current_when_no_model_was_chosen(
 def test_a_single_worker_serving_current_with_polling_off_is_not_pinned(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uvicorn
-
     from serve import server
 
     monkeypatch.setenv(server.ACCESS_LOG_ENV, "true")  # run() sets it; restored afterwards
     versions: list[str] = []
 
-    def serving(app: Any, **options: Any) -> None:
+    def serving(app: Any) -> None:
         with TestClient(app) as client:
             registry.promote(root, "v2")
             r = client.post("/v1/admin/reload")
             assert r.status_code == 200, r.text
             versions.append(r.json()["model_dir"])
 
-    monkeypatch.setattr(uvicorn, "run", serving)
+    serve_with(monkeypatch, serving)
     settings = Settings(model_root=root, data_dir=tmp_path / "var", follow_current=False)
-    server.run(settings, root / "v1")
+    server.run(settings, root / "v1", port=0)
     assert versions == [str(root / "v2")]
