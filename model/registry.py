@@ -198,6 +198,8 @@ def rollback(root: str | Path) -> tuple[str, str]:
         then left unchanged.
     """
     root = Path(root)
+    if _pointer(root) is None:  # checked again below; a mistyped root is not created
+        raise ModelLoadError(f"no current model under {root}; nothing to roll back")
     with _locked(root):
         now = _pointer(root)
         if now is None:
@@ -257,10 +259,20 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     -------
     (list of str, list of str)
         The deleted versions, and those kept only because a running process serves them.
+
+    Raises
+    ------
+    ModelLoadError
+        When ``root`` holds no version (a mistyped root, or a cron job run from the wrong
+        directory): nothing is deleted, and no directory is created there.
     """
     if keep < 1:
         raise ValueError(f"--keep must be at least 1 (got {keep})")
     root = Path(root)
+    if not versions(root):
+        # A cron gc against a mistyped root created it and reported "deleted 0 version(s)" every
+        # night, while the real root kept every version.
+        raise ModelLoadError(f"no model versions under {root}; nothing to delete")
     removed: list[str] = []
     in_use: list[str] = []
     with _locked(root):

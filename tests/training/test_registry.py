@@ -277,6 +277,34 @@ def test_gc_rejects_keep_below_one(tmp_path: Path) -> None:
         registry.gc(root, keep=0)
 
 
+def test_models_commands_on_a_root_without_models_say_so_and_create_nothing(
+    tmp_path: Path,
+) -> None:
+    # A cron `models gc` with a mistyped PAIDAN_MODEL_ROOT created the directory and printed
+    # "deleted 0 version(s)" with exit 0 every night; rollback created it too.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    runner = CliRunner()
+    typo = tmp_path / "modles"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for root in (typo, empty):
+        env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+        for args, says in (
+            (["models", "gc", "--keep", "3"], "nothing to delete"),
+            (["models", "rollback"], "nothing to roll back"),
+            (["models", "promote", "v1"], "no model version 'v1'"),
+        ):
+            r = runner.invoke(app, args, env=env)
+            assert r.exit_code == 2, (args, r.output)
+            assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+            assert str(root) in r.output and says in r.output, (args, r.output)
+    assert not typo.exists()
+    assert list(empty.iterdir()) == []  # not even a lock file
+
+
 def test_gc_removes_read_only_model_files(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     registry.promote(root, VERSIONS[4])
