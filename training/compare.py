@@ -72,13 +72,13 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     Raises
     ------
     PromotionError
-        When none is frozen, its ``frozen.json`` is unreadable, or the file no longer matches its
-        recorded checksum.
+        When none is frozen, or the file no longer matches its recorded checksum.
+    ModelLoadError
+        When its ``frozen.json`` is unreadable: an error (exit 2), not a refusal that ``--force``
+        overrides (it promoted past it, and cron's ``--promote-if-better`` took the exit 3 for
+        the rule refusing the challenger).
     """
-    try:
-        info = registry.frozen_eval_info(root)
-    except ModelLoadError as e:  # refused like a changed set: --force may still promote
-        raise PromotionError(str(e)) from None
+    info = registry.frozen_eval_info(root)
     path = registry.frozen_eval_path(root)
     if info is None:
         raise PromotionError(
@@ -411,7 +411,8 @@ def promote_checked(
     ------
     ModelLoadError
         With ``apply``, when ``version``'s files no longer pass the server's check
-        (:func:`model.artifact.verify`), ``--force`` or not: ``current`` is left unchanged.
+        (:func:`model.artifact.verify`), ``--force`` or not: ``current`` is left unchanged. The
+        same when the frozen set's ``frozen.json`` cannot be read.
     CurrentChangedError
         When another promotion or a rollback moved ``current`` while the challenger was compared
         with the champion: the pointer is left as that one set it, and the promotion must be run

@@ -358,7 +358,7 @@ def test_models_commands_name_a_corrupt_frozen_json_and_freeze_eval_force_replac
 ) -> None:
     from typer.testing import CliRunner
 
-    from paidan.cli import EXIT_REFUSED, app
+    from paidan.cli import app
 
     root = make_root(tmp_path)
     registry.promote(root, VERSIONS[0])
@@ -371,7 +371,9 @@ def test_models_commands_name_a_corrupt_frozen_json_and_freeze_eval_force_replac
     meta.write_text('{"sha256": "12', encoding="utf-8")  # truncated
     for args, code in (
         (["models", "list"], 2),
-        (["models", "promote", VERSIONS[1]], EXIT_REFUSED),  # refused as a changed set is
+        # An error, not a rule refusal: cron's --promote-if-better read exit 3 as "worse".
+        (["models", "promote", VERSIONS[1]], 2),
+        (["models", "promote", VERSIONS[1], "--force"], 2),  # --force promoted past it
         (["retrain", "--history", str(data)], 2),
         (["models", "freeze-eval", str(data)], 2),  # without --force: say how
     ):
