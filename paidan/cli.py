@@ -925,11 +925,12 @@ def models_freeze_eval(
     delimiter: Delimiter = None,
 ) -> None:
     """Store a fixed evaluation set in the registry; every version is scored on it."""
-    from training.retrain import freeze_eval_files
+    from training.retrain import freeze_eval_files, unscorable_heads
 
     try:
+        root = _model_root()
         info = freeze_eval_files(
-            _model_root(),
+            root,
             data,
             column_map(
                 text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
@@ -946,6 +947,24 @@ def models_freeze_eval(
         err.print(
             f"left out {skipped['without_label']} rows without a label and "
             f"{skipped['without_text']} without text"
+        )
+    current, missing = unscorable_heads(root, info)
+    if current is None:
+        err.print(
+            f"[yellow]note:[/yellow] no model under {root} yet; versions trained there will be "
+            "scored on this set",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for head in missing:
+        # Accepted without a word, such a set let promotion compare the other head alone.
+        err.print(
+            f"[yellow]warning:[/yellow] the set has no {head} labels, but the current model "
+            f"{current} has a {head} head: `paidan models promote` and `retrain "
+            f"--promote-if-better` will refuse every challenger (unless --force) until a set "
+            f"with {head} labels is frozen (`paidan models freeze-eval DATA --force`)",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

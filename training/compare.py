@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,11 @@ def version_mapping(root: str | Path, version: str) -> Mapping:
     return meta.get("training_data", {}).get("mapping") or {}
 
 
+def model_heads(root: str | Path, version: str) -> list[str]:
+    """The heads a version has, as its ``metadata.json`` records them."""
+    return list(read_metadata(Path(root) / version).get("heads") or {})
+
+
 def ensure_scores(
     root: str | Path,
     version: str,
@@ -204,6 +210,9 @@ def compare(
     champion: dict[str, Any],
     challenger: dict[str, Any],
     max_drop_points: float = MAX_DROP_POINTS,
+    *,
+    champion_heads: Collection[str] | None = None,
+    challenger_heads: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Side-by-side figures and the promotion verdict.
 
@@ -213,6 +222,9 @@ def compare(
         Scores from :func:`score_router` on the same set, in the same label space.
     max_drop_points : float
         Largest tolerated macro-F1 drop per head, in points.
+    champion_heads, challenger_heads : collection of str, optional
+        The heads each model has (its ``metadata.json``). A head either has that the frozen set
+        cannot score (it has no label for it) is a reason to refuse: the rule cannot check it.
 
     Returns
     -------
@@ -223,6 +235,7 @@ def compare(
     """
     reasons: list[str] = []
     notes: list[str] = []
+    unscored: list[str] = []
     heads: dict[str, Any] = {}
     lost: dict[str, list[str]] = {}
     # A champion trained on the frozen tickets (e.g. trained before the set was frozen out of the
@@ -249,6 +262,23 @@ def compare(
         a = champion["heads"].get(head)
         b = challenger["heads"].get(head)
         if a is None and b is None:
+            has = [
+                who
+                for who, names in (("champion", champion_heads), ("challenger", challenger_heads))
+                if names is not None and head in names
+            ]
+            if has == ["champion"]:
+                reasons.append(f"{head}: the challenger has no {head} head; the champion has one")
+            elif has:
+                # Skipped, a challenger with a useless department head was promoted on its
+                # category figures alone, without --force.
+                who = "both models have" if len(has) == 2 else f"the {has[0]} has"
+                reasons.append(
+                    f"{head}: not compared: the frozen evaluation set has no {head} labels, but "
+                    f"{who} a {head} head, which the rule cannot check; freeze a set with "
+                    f"{head} labels (`paidan models freeze-eval DATA --force`) or pass --force"
+                )
+                unscored.append(head)
             continue
         if b is None:
             reasons.append(f"{head}: the challenger has no {head} head; the champion has one")
@@ -301,6 +331,7 @@ def compare(
         "max_drop_points": max_drop_points,
         "heads": heads,
         "lost_labels": lost,
+        "unscored_heads": unscored,
         "refused": bool(reasons),
         "reasons": reasons,
         "champion_seen_eval_rows": seen,
@@ -455,7 +486,13 @@ def promote_checked(
     challenger_scores = ensure_scores(root, version, eval_set=eval_set)
     ensure_scores(root, champion, eval_set=eval_set)  # its own figures, for `models list`
     champion_scores = ensure_scores(root, champion, mapping=mapping, eval_set=eval_set)
-    report = compare(champion_scores, challenger_scores, max_drop_points)
+    report = compare(
+        champion_scores,
+        challenger_scores,
+        max_drop_points,
+        champion_heads=model_heads(root, champion),
+        challenger_heads=model_heads(root, version),
+    )
     report["forced"] = bool(apply and force and report["refused"])
     out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR
     paths = write_comparison(report, out_dir / f"{version}-vs-{champion}.json")

@@ -57,6 +57,7 @@ from training.compare import (
     EVAL_COLUMNS,
     Decision,
     ensure_scores,
+    model_heads,
     promote_checked,
     read_frozen_eval,
 )
@@ -524,6 +525,20 @@ def freeze_eval_files(
     files = expand_paths(paths)
     df = read_tickets(files, columns)
     return freeze_eval(root, df, ", ".join(p.name for p in files), force=force)
+
+
+def unscorable_heads(root: str | Path, info: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The current model, and those of its heads that the frozen set ``info`` has no label for.
+
+    Promotion cannot compare such a head, so it refuses every challenger (without ``--force``)
+    until a set with that label is frozen; a head the current model lacks (a category-only
+    deployment) is no concern.
+    """
+    current = registry.current_version(root)
+    if current is None or current not in registry.versions(root):
+        return None, []
+    rows = info.get("label_rows") or {}
+    return current, [h for h in model_heads(root, current) if h in LABELS and not rows.get(h)]
 
 
 def split_eval(

@@ -246,6 +246,86 @@ def test_compare_refuses_a_challenger_that_saw_the_frozen_set() -> None:
     assert not ok["refused"] and ok["reasons"] == []
 
 
+def test_compare_refuses_a_head_the_models_have_but_the_frozen_set_cannot_score() -> None:
+    # Scores carry only the department head: the frozen set has no category labels.
+    champion, challenger = scores("old", {"a": 0.8, "b": 0.8}), scores("new", {"a": 0.8, "b": 0.8})
+    both = ("department", "category")
+    report = compare(champion, challenger, champion_heads=both, challenger_heads=both)
+    assert report["refused"] and report["unscored_heads"] == ["category"]
+    (reason,) = report["reasons"]
+    assert reason.startswith("category: not compared: the frozen evaluation set has no category")
+    assert "both models have a category head" in reason
+    assert "freeze-eval DATA --force" in reason and "--force" in reason
+    # Only the challenger has one: its new head is not checked either.
+    only_new = compare(champion, challenger, champion_heads=["department"], challenger_heads=both)
+    assert only_new["refused"] and "the challenger has a category head" in only_new["reasons"][0]
+    # Only the champion has one: the challenger lost it.
+    lost = compare(champion, challenger, champion_heads=both, challenger_heads=["department"])
+    assert lost["reasons"] == [
+        "category: the challenger has no category head; the champion has one"
+    ]
+    # Neither has one (a department-only deployment): nothing to check, accepted.
+    one = ["department"]
+    assert not compare(champion, challenger, champion_heads=one, challenger_heads=one)["refused"]
+
+
+# Tickets none of the tiny models was trained on, so no figure is taken for inflated.
+UNSEEN = [
+    ("工资拖欠", "老板欠了我们两个月的工钱，打电话也不接", "人社", "劳动保障"),
+    ("夜间施工", "工地半夜还在打桩，吵得孩子睡不着觉", "执法", "环境"),
+    ("电梯停运", "小区电梯停了一个星期，物业说没钱修", "住建", "城建"),
+]
+
+
+def write_unseen(path: Path, departments: bool) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "category"] + (["department"] if departments else []))
+        for i, (title, text, dept, cat) in enumerate(UNSEEN, 1):
+            w.writerow([f"U{i}", title, text, cat] + ([dept] if departments else []))
+    return path
+
+
+def test_a_frozen_set_without_department_labels_is_warned_of_and_cannot_wave_a_challenger_through(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # freeze-eval took a category-only set without a word, and promote then compared the category
+    # head alone: a challenger with scrambled departments was promoted without --force.
+    from typer.testing import CliRunner
+
+    from paidan.cli import EXIT_REFUSED, app
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v1", record=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["models", "freeze-eval", str(write_unseen(tmp_path / "c.csv", False))], env=env
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        "the set has no department labels, but the current model v1 has a department head"
+        in r.output
+    ), r.output
+    assert "category labels" not in r.output
+    r = runner.invoke(app, ["models", "promote", "v2"], env=env)
+    assert r.exit_code == EXIT_REFUSED, r.output
+    assert (
+        "department: not compared: the frozen evaluation set has no department labels" in r.output
+    ), r.output
+    assert registry.current_version(root) == "v1"
+    report = (root / registry.REPORTS_DIR / "v2-vs-v1.json").read_text(encoding="utf-8")
+    assert '"unscored_heads": [\n    "department"\n  ]' in report
+    r = runner.invoke(app, ["models", "promote", "v2", "--force"], env=env)
+    assert r.exit_code == 0 and registry.current_version(root) == "v2", r.output
+    # A set with both labels: no warning, and the (identical) copy is compared on both heads.
+    data = write_unseen(tmp_path / "both.csv", True)
+    r = runner.invoke(app, ["models", "freeze-eval", str(data), "--force"], env=env)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    r = runner.invoke(app, ["models", "promote", "v3"], env=env)
+    assert r.exit_code == 0 and registry.current_version(root) == "v3", r.output
+
+
 def test_count_new_feedback_after_cutoff() -> None:
     records = [fb(i, str(i), "人社", i) for i in range(10)]
     assert count_new_feedback(records, T0 + timedelta(minutes=6, seconds=30)) == 3
