@@ -213,6 +213,8 @@ def compare(
     *,
     champion_heads: Collection[str] | None = None,
     challenger_heads: Collection[str] | None = None,
+    champion_name: str | None = None,
+    challenger_name: str | None = None,
 ) -> dict[str, Any]:
     """Side-by-side figures and the promotion verdict.
 
@@ -225,6 +227,9 @@ def compare(
     champion_heads, challenger_heads : collection of str, optional
         The heads each model has (its ``metadata.json``). A head either has that the frozen set
         cannot score (it has no label for it) is a reason to refuse: the rule cannot check it.
+    champion_name, challenger_name : str, optional
+        The versions' names under the model root, which the report names them by (default: the
+        models' metadata ids, which a copied model shares with its original).
 
     Returns
     -------
@@ -324,8 +329,10 @@ def compare(
                 f"{head}: the challenger lost label(s) the champion had: {', '.join(missing)}"
             )
     return {
-        "champion": champion.get("model_version"),
-        "challenger": challenger.get("model_version"),
+        "champion": champion_name or champion.get("model_version"),
+        "challenger": challenger_name or challenger.get("model_version"),
+        "champion_model_version": champion.get("model_version"),
+        "challenger_model_version": challenger.get("model_version"),
         "eval_sha256": challenger.get("eval_sha256"),
         "eval_rows": challenger.get("n"),
         "max_drop_points": max_drop_points,
@@ -355,6 +362,11 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     lines = [
         f"# Challenger {report['challenger']} against champion {report['champion']}",
         "",
+    ]
+    ids = (report.get("challenger_model_version"), report.get("champion_model_version"))
+    if ids != (report["challenger"], report["champion"]) and all(ids):
+        lines += [f"Model ids (metadata.json): challenger {ids[0]}, champion {ids[1]}.", ""]
+    lines += [
         f"Frozen evaluation set: {report['eval_rows']} tickets "
         f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
         f"{report['max_drop_points']:g} macro-F1 point lost per head, and no label lost.",
@@ -492,6 +504,8 @@ def promote_checked(
         max_drop_points,
         champion_heads=model_heads(root, champion),
         challenger_heads=model_heads(root, version),
+        champion_name=champion,
+        challenger_name=version,
     )
     report["forced"] = bool(apply and force and report["refused"])
     out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR

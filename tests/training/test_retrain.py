@@ -326,6 +326,30 @@ def test_a_frozen_set_without_department_labels_is_warned_of_and_cannot_wave_a_c
     assert r.exit_code == 0 and registry.current_version(root) == "v3", r.output
 
 
+def test_the_promotion_report_names_the_versions_as_models_list_does(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # It named both sides by their metadata id: a copied model read as compared with itself, under
+    # names `models list` and `promote` never show.
+    import json
+
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    freeze_eval(root, pd.read_csv(write_unseen(tmp_path / "u.csv", True), dtype=str), "test")
+    registry.set_current(root, "v1", record=False)
+    decision = promote_checked(root, "v2")
+    assert decision.promoted, decision.reasons
+    model_id = json.loads((tiny_model_dir / "metadata.json").read_text(encoding="utf-8"))["version"]
+    report = json.loads((root / registry.REPORTS_DIR / "v2-vs-v1.json").read_text(encoding="utf-8"))
+    assert (report["challenger"], report["champion"]) == ("v2", "v1")
+    assert report["challenger_model_version"] == report["champion_model_version"] == model_id
+    md = (root / registry.REPORTS_DIR / "v2-vs-v1.md").read_text(encoding="utf-8").splitlines()
+    assert md[0] == "# Challenger v2 against champion v1"
+    assert f"challenger {model_id}, champion {model_id}" in md[2]
+
+
 def test_count_new_feedback_after_cutoff() -> None:
     records = [fb(i, str(i), "人社", i) for i in range(10)]
     assert count_new_feedback(records, T0 + timedelta(minutes=6, seconds=30)) == 3
