@@ -326,6 +326,20 @@ def test_a_frozen_set_without_department_labels_is_warned_of_and_cannot_wave_a_c
     assert r.exit_code == 0 and registry.current_version(root) == "v3", r.output
 
 
+def test_freeze_eval_on_a_root_without_a_model_says_so(tmp_path: Path) -> None:
+    # Freezing before the first model is allowed, but a mistyped root is then a new registry.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = tmp_path / "modles"
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    data = write_unseen(tmp_path / "c.csv", False)
+    r = CliRunner().invoke(app, ["models", "freeze-eval", str(data)], env=env)
+    assert r.exit_code == 0, r.output
+    assert f"no model under {root} yet" in r.output and "warning" not in r.output, r.output
+
+
 def test_the_promotion_report_names_the_versions_as_models_list_does(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
