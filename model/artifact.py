@@ -33,6 +33,7 @@ import shutil
 import stat
 import tempfile
 import warnings
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,39 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
         raise OutputPathError(
             f"{option} {path} cannot be written: {e.strerror or e} ({parent})"
         ) from None
+
+
+def check_not_input(
+    outputs: Iterable[str | Path], inputs: Iterable[str | Path], option: str
+) -> None:
+    """Refuse an output that is one of the inputs, or a file inside an input directory.
+
+    ``outputs`` are the path the user gave, then the files written beside it.
+
+    ``paidan evaluate DATA --report DATA`` read the labelled set and then replaced it with the
+    JSON report; the reports' siblings (Markdown, PNGs) could do the same to another input.
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option``, the output and the input it would overwrite.
+    """
+    resolved = [(Path(p), Path(p).resolve()) for p in inputs]
+    files = [Path(p) for p in outputs]
+    for output in files:
+        target = output.resolve()
+        for given, source in resolved:
+            if target == source or (given.is_dir() and target.is_relative_to(source)):
+                where = "is" if target == source else "is inside"
+                what = (
+                    f"{files[0]}"
+                    if output == files[0]
+                    else f"{files[0]} would write {output}, which"
+                )
+                raise OutputPathError(
+                    f"{option} {what} {where} the input {given}; name another file (the input "
+                    "would be replaced)"
+                )
 
 
 def check_out_dir(out_dir: str | Path, force: bool = False) -> None:

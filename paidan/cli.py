@@ -29,7 +29,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from model.artifact import ModelLoadError, OutputPathError, check_writable, load_router
+from model.artifact import (
+    ModelLoadError,
+    OutputPathError,
+    check_not_input,
+    check_writable,
+    load_router,
+)
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
@@ -388,7 +394,11 @@ def evaluate(
     ],
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
     report: Annotated[
-        Path | None, typer.Option(help="Write the JSON report here (Markdown and PNGs beside it)")
+        Path | None,
+        typer.Option(
+            help="Write the JSON report to this file (Markdown and PNGs beside it; not one of "
+            "the DATA files)",
+        ),
     ] = None,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
@@ -749,6 +759,15 @@ EXIT_REFUSED = 3
 
 def _model_root() -> Path:
     return load_settings().model_root
+
+
+def _drift_inputs(settings: Settings, model_dir: Path) -> list[Path]:
+    """What ``drift`` reads: the model directory, and the feedback database when it is a file."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    return [model_dir] + ([Path(str(file))] if file not in (None, "", ":memory:") else [])
 
 
 def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[str, Any]]:
@@ -1122,6 +1141,10 @@ def drift(
         model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
+        # The model directory is an immutable version and the SQLite file holds the feedback.
+        check_not_input(
+            [out_path, out_path.with_suffix(".png")], _drift_inputs(settings, model_dir), "--out"
+        )
         router, metadata = load_router(model_dir)
         records = _feedback_records(settings, since)
         report = run_drift(router, metadata, records, _utc(since))

@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from model.artifact import ModelLoadError, OutputPathError, load_router
+from model.artifact import (
+    ModelLoadError,
+    OutputPathError,
+    check_not_input,
+    load_router,
+)
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
 from model.text import mask_pii
 from model.tickets import (
@@ -297,6 +302,8 @@ def evaluate(
             f"--report {report_path} names the Markdown report, which is written beside the JSON "
             f"one; give the JSON path ({Path(report_path).with_suffix('.json')})"
         )
+    if report_path is not None:
+        check_not_input(report_files(Path(report_path)), paths, "--report")
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 
     router, metadata = load_router(model_dir, model_root)
@@ -337,6 +344,16 @@ def evaluate(
     if report_path is not None:
         write_report(report, Path(report_path))
     return report
+
+
+def report_files(json_path: Path) -> list[Path]:
+    """Every file :func:`write_report` may write for ``json_path`` (JSON, Markdown, plots)."""
+    return [
+        json_path,
+        json_path.with_suffix(".md"),
+        *(json_path.with_name(f"{json_path.stem}.confusion-{h}.png") for h in LABELS),
+        json_path.with_name(f"{json_path.stem}.reliability.png"),
+    ]
 
 
 def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:

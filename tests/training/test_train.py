@@ -368,6 +368,47 @@ def test_cli_evaluate_refuses_a_markdown_report_path(tmp_path, tiny_model_dir, t
     assert not md.exists()
 
 
+def test_cli_evaluate_refuses_a_report_that_would_replace_an_input(
+    tmp_path, tiny_model_dir, tiny_csv, monkeypatch
+):
+    # `--report eval.csv` read the labelled set, then replaced it with the JSON report (exit 0).
+    monkeypatch.chdir(tmp_path)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "a.csv").write_bytes(tiny_csv.read_bytes())
+    (tmp_path / "r.md").write_bytes(tiny_csv.read_bytes())
+    model = str(tiny_model_dir)
+    cases = [
+        ([str(tiny_csv)], str(tiny_csv), "is the input"),
+        ([str(tiny_csv)], "../" + tmp_path.name + "/" + tiny_csv.name, "is the input"),
+        (  # the Markdown report written beside it
+            [str(tmp_path / "r.md")],
+            str(tmp_path / "r.json"),
+            f"would write {tmp_path / 'r.md'}, which is the input",
+        ),
+        ([str(parts)], str(parts / "report.json"), "is inside the input"),
+    ]
+    for data, report, message in cases:
+        before = {p: p.read_bytes() for p in (tiny_csv, parts / "a.csv", tmp_path / "r.md")}
+        r = runner.invoke(app, ["evaluate", model, *data, "--report", report])
+        assert r.exit_code == 2, (report, r.output)
+        out = " ".join(r.output.split())
+        assert f"--report {report} {message}" in out and "Traceback" not in r.output
+        assert {p: p.read_bytes() for p in before} == before
+        assert sorted(p.name for p in parts.iterdir()) == ["a.csv"]
+
+
+def test_drift_refuses_an_out_inside_the_model_directory(tmp_path, tiny_model_dir):
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    before = sorted(p.name for p in tiny_model_dir.iterdir())
+    out_path = tiny_model_dir / "drift.json"
+    args = ["drift", "--since", "2026-01-01", "--model", str(tiny_model_dir), "--out"]
+    r = runner.invoke(app, [*args, str(out_path)], env=env)
+    assert r.exit_code == 2, r.output
+    assert f"--out {out_path} is inside the input {tiny_model_dir}" in " ".join(r.output.split())
+    assert sorted(p.name for p in tiny_model_dir.iterdir()) == before
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
