@@ -146,6 +146,25 @@ def check_not_input(
                 )
 
 
+def check_not_directory_name(path: str | Path, option: str, example: str) -> None:
+    """Refuse an output file given with a trailing path separator (``reports/``).
+
+    The separator says "a directory", but :class:`~pathlib.Path` drops it, and a file named
+    ``reports`` was written (with ``reports.md`` and the plots beside it).
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option``, the path and a file name to give instead.
+    """
+    text = str(path)
+    if text.endswith(("/", os.sep)):
+        raise OutputPathError(
+            f"{option} {text} names a directory; name the file to write, e.g. "
+            f"{text.rstrip('/' + os.sep) or '.'}/{example}"
+        )
+
+
 def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
     """Refuse ``out_dir`` unless it is absent, empty, or ``force`` replaces it.
 

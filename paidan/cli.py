@@ -32,6 +32,7 @@ from rich.text import Text
 from model.artifact import (
     ModelLoadError,
     OutputPathError,
+    check_not_directory_name,
     check_not_input,
     check_writable,
     load_router,
@@ -394,8 +395,10 @@ def evaluate(
     ],
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
     report: Annotated[
-        Path | None,
+        # A string: Path drops the trailing slash of `reports/`, which names a directory.
+        str | None,
         typer.Option(
+            metavar="PATH",
             help="Write the JSON report to this file (Markdown and PNGs beside it; not one of "
             "the DATA files)",
         ),
@@ -413,6 +416,7 @@ def evaluate(
 
     try:
         if report is not None:
+            check_not_directory_name(report, "--report", "report.json")
             check_writable(report, "--report")  # before the scoring it would waste
         result = run_evaluate(
             model_path(model_dir),
@@ -445,7 +449,7 @@ def evaluate(
     for warning in report_warnings(result):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if report:
-        out.print(f"report written to {report} and {report.with_suffix('.md')}")
+        out.print(f"report written to {report} and {Path(report).with_suffix('.md')}")
 
 
 @app.command()
@@ -1116,9 +1120,11 @@ def drift(
     since: Annotated[
         datetime, typer.Option(formats=DATE_FORMATS, help="Recent traffic starts here (UTC)")
     ],
-    out_path: Annotated[
-        Path, typer.Option("--out", help="JSON report; a PNG is written beside it")
-    ] = Path("drift.json"),
+    out_arg: Annotated[
+        # A string: Path drops the trailing slash of `drifts/`, which names a directory.
+        str,
+        typer.Option("--out", metavar="PATH", help="JSON report file; a PNG is written beside it"),
+    ] = "drift.json",
     model: Annotated[
         Path | None, typer.Option(help="Model to compare with (default: the current model)")
     ] = None,
@@ -1129,8 +1135,10 @@ def drift(
     from training.drift import drift as run_drift
     from training.drift import write_drift
 
+    out_path = Path(out_arg)
     try:
         settings = load_settings()
+        check_not_directory_name(out_arg, "--out", "drift.json")
         if out_path.suffix.lower() == ".png":
             # The plot goes to <stem>.png, beside the JSON: here it would overwrite it.
             raise OutputPathError(

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from model.artifact import (
     ModelLoadError,
     OutputPathError,
+    check_not_directory_name,
     check_not_input,
     load_router,
 )
@@ -303,6 +304,7 @@ def evaluate(
             f"one; give the JSON path ({Path(report_path).with_suffix('.json')})"
         )
     if report_path is not None:
+        check_not_directory_name(report_path, "--report", "report.json")
         check_not_input(report_files(Path(report_path)), paths, "--report")
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 

@@ -409,6 +409,31 @@ def test_drift_refuses_an_out_inside_the_model_directory(tmp_path, tiny_model_di
     assert sorted(p.name for p in tiny_model_dir.iterdir()) == before
 
 
+def test_cli_report_paths_with_a_trailing_slash_are_refused(tmp_path, tiny_model_dir, tiny_csv):
+    # Path() dropped the slash: `--report reports/` wrote a JSON file named `reports`, plus
+    # reports.md and the plots, where the user meant a directory.
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    reports = str(tmp_path / "reports") + "/"
+    drifts = str(tmp_path / "drifts") + "/"
+    model = str(tiny_model_dir)
+    cases = [
+        (["evaluate", model, str(tiny_csv), "--report", reports], "--report", reports, "report"),
+        (
+            ["drift", "--since", "2026-01-01", "--model", model, "--out", drifts],
+            "--out",
+            drifts,
+            "drift",
+        ),
+    ]
+    for args, option, given, stem in cases:
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert f"{option} {given} names a directory" in out, out
+        assert f"{given}{stem}.json" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.csv"]
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
