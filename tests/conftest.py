@@ -92,6 +92,40 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: Traini
     return train_tiny(tmp_path_factory, "tiny-models", tiny_config)
 
 
+# Two departments too rare for min_examples=3: training merges them into 其他 (4 rows, learnt).
+RARE_TICKETS: list[tuple[str, str, str, str]] = [
+    ("档案查询", "想查询父亲当年的人事档案，档案馆说要单位介绍信", "档案馆", "城建"),
+    ("档案遗失", "调动工作时档案遗失了，档案馆查不到记录", "档案馆", "城建"),
+    ("天气预报不准", "气象台天气预报总是不准，暴雨预警发布太晚", "气象局", "环境"),
+    ("防雷检测", "小区防雷检测收费太高，气象部门是否有规定", "气象局", "环境"),
+]
+
+
+def write_tickets_csv(path: Path, tickets: list[tuple[str, str, str, str]]) -> Path:
+    """Write tickets (title, text, department, category) as a canonical CSV."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category"])
+        for i, (title, text, dept, cat) in enumerate(tickets, 1):
+            w.writerow([f"T{i:03d}", title, text, dept, cat])
+    return path
+
+
+@pytest.fixture(scope="session")
+def merged_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> tuple[Path, Path]:
+    """A model trained on TINY_TICKETS + RARE_TICKETS (rare departments merged into 其他), and
+    its training CSV."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("merged-models")
+    data = write_tickets_csv(root / "merged.csv", TINY_TICKETS + RARE_TICKETS)
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir, data
+
+
 @pytest.fixture(scope="session")
 def blended_model_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig

@@ -28,6 +28,7 @@ import numpy as np
 from model.router import Router
 from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
 from model.tickets import LABELS, as_utc, label_value
+from training.validate import merged_mapping
 
 # PSI bands commonly used in credit scoring: below 0.1 stable, 0.1–0.25 moderate, above 0.25 major.
 PSI_MODERATE = 0.1
@@ -191,10 +192,16 @@ def drift(
         "psi": {},
     }
     heads = metadata.get("heads", {})
+    # The training counts are those after rare labels were merged into 其他: the decisions are
+    # counted the same way, or unchanged traffic read as drift.
+    merged = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
     for head in LABELS:
         trained = heads.get(head, {}).get("counts", {})
+        into_other = merged.get(head, {})
         # A joint dispatch counts for its lead department, as it does in training.
-        recent = Counter(label_value(head, r.get(head)) for r in records)
+        recent = Counter(
+            into_other.get(v, v) for v in (label_value(head, r.get(head)) for r in records)
+        )
         recent.pop("", None)
         if trained:
             report["psi"][head] = psi(trained, recent)

@@ -18,6 +18,7 @@ from model.artifact import (
     check_not_input,
     load_router,
 )
+from model.config import OTHER_LABEL
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
 from model.text import mask_pii
 from model.tickets import (
@@ -30,7 +31,7 @@ from model.tickets import (
     require_rows,
 )
 from training.metrics import head_report
-from training.validate import TrainingDataError
+from training.validate import TrainingDataError, merged_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +254,13 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"{seen} of the {n} tickets are (nearly) identical to tickets the model was trained "
             "on, so these figures are inflated; evaluate on tickets it has not seen"
         )
+    for head, labels in report.get("merged_into_other", {}).items():
+        listed = ", ".join(f"{mask_pii(str(k))!r} ({n} rows)" for k, n in list(labels.items())[:20])
+        more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
+        out.append(
+            f"scored {sum(labels.values())} {head} rows as {OTHER_LABEL!r}, as the model's "
+            f"training merged their rare labels into it: {listed}{more}"
+        )
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
     for head in LABELS:
@@ -326,6 +334,10 @@ def evaluate(
     except ValueError as e:
         raise ModelLoadError(str(e)) from None
     mapped = apply_mapping(df, mapping) if mapping else {}
+    # Then the rare labels its training merged into 其他 (validate): the model answers 其他 for
+    # them by design, and scored under their own names each right answer counted as wrong.
+    merged = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
+    merged_rows = apply_mapping(df, merged) if merged else {}
     if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = " or a ".join(h for h in LABELS if h in router.heads)
@@ -343,6 +355,8 @@ def evaluate(
     report["skipped_empty_text"] = int((~with_text).sum())
     if mapped:
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
+    if merged_rows:
+        report["merged_into_other"] = merged_rows  # per head, label -> rows scored as 其他
     if report_path is not None:
         write_report(report, Path(report_path))
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,31 @@ class ValidationReport:
             "unlabelled_rows": {head: len(rows) for head, rows in self.unlabelled.items()},
             "joint_rows": self.joint_rows,
         }
+
+
+def merged_mapping(
+    meta: Mapping[str, Any], learnt: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, str]]:
+    """The rare labels a model's training merged into 其他, as renames to 其他 per head.
+
+    Read from ``training_data.validation.merged_into_other`` in its metadata; evaluation and
+    drift apply them to true labels, since the model answers 其他 for such tickets by design. A
+    head is left out when 其他 is not among its ``learnt`` labels (itself too rare to learn), and
+    so is a label the head did learn.
+    """
+    data = meta.get("training_data")
+    validation = data.get("validation") if isinstance(data, dict) else None
+    merged = validation.get("merged_into_other") if isinstance(validation, dict) else None
+    out: dict[str, dict[str, str]] = {}
+    if not isinstance(merged, dict):
+        return out
+    for head, labels in merged.items():
+        known = set(learnt.get(head, ()))
+        if head in LABELS and OTHER_LABEL in known and isinstance(labels, dict):
+            renames = {str(k): OTHER_LABEL for k in labels if str(k) not in known}
+            if renames:
+                out[head] = renames
+    return out
 
 
 def validate(

@@ -434,6 +434,36 @@ def test_cli_report_paths_with_a_trailing_slash_are_refused(tmp_path, tiny_model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.csv"]
 
 
+def test_evaluate_scores_labels_merged_into_other_at_training_as_other(tmp_path, merged_model_dir):
+    # The model answers 其他 for the rare departments its training merged into 其他; scored under
+    # their own names, every such answer counted wrong and the warning blamed their spelling.
+    from tests.conftest import RARE_TICKETS, write_tickets_csv
+
+    model_dir, _ = merged_model_dir
+    meta = read_metadata(model_dir)
+    assert meta["training_data"]["validation"]["merged_into_other"]["department"] == {
+        "档案馆": 2,
+        "气象局": 2,
+    }
+    data = write_tickets_csv(tmp_path / "rare.csv", RARE_TICKETS)
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(model_dir), str(data), "--report", str(report_path)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "does not know" not in out
+    assert (
+        "scored 4 department rows as '其他', as the model's training merged their rare labels "
+        "into it: '档案馆' (2 rows), '气象局' (2 rows)"
+    ) in out
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["merged_into_other"] == {"department": {"档案馆": 2, "气象局": 2}}
+    dept = report["department"]
+    assert dept["unknown_labels"] == {}
+    assert set(dept["per_class"]) <= set(load_router(model_dir)[0].heads["department"].labels)
+    assert dept["per_class"]["其他"]["support"] == 4
+    assert "merged their rare labels" in report_path.with_suffix(".md").read_text(encoding="utf-8")
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
