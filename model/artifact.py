@@ -146,6 +146,27 @@ def check_not_input(
                 )
 
 
+def check_utf8_name(path: str | Path, option: str) -> None:
+    """Refuse an output whose name is not UTF-8 (a GBK name typed or pasted on Linux).
+
+    A report names its files inside its text (the Markdown links its plots), which is UTF-8:
+    such a name wrote the JSON and the plots and then failed on the Markdown with a traceback.
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option`` and the path, its undecodable bytes as ``\\xNN``.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise OutputPathError(
+            f"{option} {shown}: the file name is not UTF-8, and the report names its files in "
+            "UTF-8 text; give a UTF-8 name"
+        ) from None
+
+
 def check_not_directory_name(path: str | Path, option: str, example: str) -> None:
     """Refuse an output file given with a trailing path separator (``reports/``).
 

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
@@ -444,6 +445,27 @@ def unreadable_part(path: Path) -> str | None:
     return None
 
 
+def display_name(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that can be stored and written as UTF-8.
+
+    On Linux a file name is bytes; one that is not UTF-8 (a GBK name, as ``unzip`` leaves the
+    files of an archive made on a Chinese Windows) reaches Python with lone surrogates, which
+    pyarrow, JSON files and the console refuse. Its bytes are shown as ``\\xNN`` escapes.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """``text`` (a message naming a file, say) with the bytes of a non-UTF-8 name escaped.
+
+    See :func:`display_name`; other lone surrogates are escaped too.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files named directly, plus the supported files inside named directories (in name order).
 
@@ -844,7 +866,7 @@ def to_canonical(
         out.loc[missing_id, "id"] = [
             f"{path.stem}:{r}" for r, m in zip(rows, missing_id, strict=True) if m
         ]
-    out[SOURCE_COL] = str(path)
+    out[SOURCE_COL] = display_name(path)  # a GBK name (unzipped on Linux) is no valid str
     out[ROW_COL] = list(rows)
     return out
 

@@ -34,13 +34,14 @@ from model.artifact import (
     OutputPathError,
     check_not_directory_name,
     check_not_input,
+    check_utf8_name,
     check_writable,
     load_router,
 )
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
-from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter
+from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, ResourceFileError
 from training.validate import TrainingDataError
 
@@ -182,7 +183,8 @@ def model_path(path: Path) -> Path:
 
 
 def fail(e: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    # printable: a file name that is not UTF-8 (GBK) shows its bytes, not lone surrogates.
+    err.print(f"[red]error:[/red] {printable(str(e))}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -417,6 +419,7 @@ def evaluate(
     try:
         if report is not None:
             check_not_directory_name(report, "--report", "report.json")
+            check_utf8_name(report, "--report")
             check_writable(report, "--report")  # before the scoring it would waste
         result = run_evaluate(
             model_path(model_dir),
@@ -1139,6 +1142,7 @@ def drift(
     try:
         settings = load_settings()
         check_not_directory_name(out_arg, "--out", "drift.json")
+        check_utf8_name(out_arg, "--out")
         if out_path.suffix.lower() == ".png":
             # The plot goes to <stem>.png, beside the JSON: here it would overwrite it.
             raise OutputPathError(

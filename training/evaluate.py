@@ -16,6 +16,7 @@ from model.artifact import (
     OutputPathError,
     check_not_directory_name,
     check_not_input,
+    check_utf8_name,
     load_router,
 )
 from model.config import OTHER_LABEL
@@ -313,6 +314,7 @@ def evaluate(
         )
     if report_path is not None:
         check_not_directory_name(report_path, "--report", "report.json")
+        check_utf8_name(report_path, "--report")
         check_not_input(report_files(Path(report_path)), paths, "--report")
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 

@@ -48,6 +48,7 @@ from model.tickets import (
     as_utc,
     csv_delimiter,
     detect_encoding,
+    display_name,
     expand_paths,
     has_text,
     read_tickets,
@@ -524,7 +525,7 @@ def freeze_eval_files(
     """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
     files = expand_paths(paths)
     df = read_tickets(files, columns)
-    return freeze_eval(root, df, ", ".join(p.name for p in files), force=force)
+    return freeze_eval(root, df, ", ".join(display_name(p.name) for p in files), force=force)
 
 
 def unscorable_heads(root: str | Path, info: dict[str, Any]) -> tuple[str | None, list[str]]:
@@ -736,7 +737,11 @@ def retrain(
     if registry.frozen_eval_info(root) is None:
         rest, held = split_eval(hist, seed=config.seed)
         try:
-            freeze_eval(root, held, f"{EVAL_FRACTION:.0%} of {', '.join(p.name for p in files)}")
+            freeze_eval(
+                root,
+                held,
+                f"{EVAL_FRACTION:.0%} of {', '.join(display_name(p.name) for p in files)}",
+            )
             hist, result.eval_frozen_now = rest, True
         except FileExistsError:
             # Another retrain froze one meanwhile: use it (its tickets are left out below).
@@ -814,7 +819,7 @@ def retrain(
         progress=progress,
         n_jobs=n_jobs,
         data_sha=sha.hexdigest(),
-        data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
+        data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
         extra_metadata={
             "sources": result.rows,
             "feedback": result.feedback.to_dict(),

@@ -38,7 +38,14 @@ from model.router import (
     recalibrate_suggestion,
     shift_prior,
 )
-from model.tickets import CO_COL, ColumnMap, expand_paths, read_tickets, require_rows
+from model.tickets import (
+    CO_COL,
+    ColumnMap,
+    display_name,
+    expand_paths,
+    read_tickets,
+    require_rows,
+)
 from model.tokenizer import read_stopwords, read_userdict
 from training.metrics import choose_threshold, head_report
 from training.validate import TrainingDataError, ValidationReport, validate
@@ -592,7 +599,7 @@ def train(
         model_root=model_root,
         progress=progress,
         data_sha=data_fingerprint(files, window_info),
-        data_files=[{"name": p.name, "sha256": sha256_file(p)} for p in files],
+        data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
         extra_metadata={"window": window_info} if window_info else None,
         n_jobs=n_jobs,
     )

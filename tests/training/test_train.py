@@ -464,6 +464,64 @@ def test_evaluate_scores_labels_merged_into_other_at_training_as_other(tmp_path,
     assert "merged their rare labels" in report_path.with_suffix(".md").read_text(encoding="utf-8")
 
 
+def gbk_named(directory, stem: bytes, suffix: str):
+    """A path in ``directory`` whose name is GBK bytes (as unzip leaves a Chinese Windows zip's)."""
+    import os
+
+    name = os.fsdecode(stem + suffix.encode())  # lone surrogates for the undecodable bytes
+    return directory / name
+
+
+def test_files_whose_names_are_not_utf8_are_read_and_named_escaped(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
+    # 测试.csv in GBK: evaluate and train crashed with a pyarrow traceback (the source column
+    # cannot hold lone surrogates), freeze-eval said only "'utf-8' codec can't encode …".
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    data = gbk_named(tmp_path, b"\xb2\xe2\xca\xd4", ".csv")
+    try:
+        data.write_bytes(tiny_csv.read_bytes())
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses a name that is not UTF-8")
+    shown = "\\xb2\\xe2\\xca\\xd4.csv"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["models", "freeze-eval", str(data)])
+    assert r.exit_code == 0, r.output
+    assert f"from {shown}" in " ".join(r.output.split())
+    frozen = json.loads((tmp_path / "models" / "eval" / "frozen.json").read_text("utf-8"))
+    assert frozen["source"] == shown
+    r = cli_train(data, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert read_metadata(tmp_path / "m")["training_data"]["files"][0]["name"] == shown
+    missing = gbk_named(tmp_path, b"\xb2\xe2", ".csv")
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(missing)])
+    assert r.exit_code == 2 and "\\xb2\\xe2.csv: no such file" in r.output, r.output
+
+
+def test_cli_a_report_name_that_is_not_utf8_is_refused_before_writing(
+    tmp_path, tiny_csv, tiny_model_dir
+):
+    # The JSON and the plots were written, then the Markdown (which links the plots by name)
+    # failed with a traceback: a half-written report.
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    report = gbk_named(reports, b"\xb1\xa8\xb8\xe6", ".json")
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    model = str(tiny_model_dir)
+    cases = [
+        ["evaluate", model, str(tiny_csv), "--report", str(report)],
+        ["drift", "--since", "2026-01-01", "--model", model, "--out", str(report)],
+    ]
+    for args in cases:
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert "\\xb1\\xa8\\xb8\\xe6.json: the file name is not UTF-8" in out, out
+        assert "Traceback" not in r.output
+    assert list(reports.iterdir()) == []
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
