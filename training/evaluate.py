@@ -435,7 +435,12 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
                 f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
             )
         if f"confusion-{h}" in images:
-            lines += ["", f"![{h} confusion matrix]({images[f'confusion-{h}']})"]
+            lines += ["", f"![{h} confusion matrix]({images[f'confusion-{h}']})", ""]
+            # Without a CJK font the plot numbers its Chinese labels (plots._labels): the key.
+            key = ", ".join(
+                f"{i} = {label}" for i, label in enumerate(report[h]["confusion"]["labels"])
+            )
+            lines.append(f"Axis numbers (rows: truth, columns: predicted): {key}")
     if "reliability" in images:
         lines += [
             "",

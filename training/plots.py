@@ -38,7 +38,8 @@ def _labels(labels: list[str]) -> list[str]:
     if font:
         plt.rcParams["font.sans-serif"] = [font, "DejaVu Sans"]
         return labels
-    # No CJK font: number the labels rather than draw empty boxes; the Markdown lists them.
+    # No CJK font: number the labels rather than draw empty boxes; the Markdown report gives the
+    # key under each confusion plot (evaluate.markdown_report).
     return [f"{i}" if not label.isascii() else label for i, label in enumerate(labels)]
 
 

@@ -522,6 +522,30 @@ def test_cli_a_report_name_that_is_not_utf8_is_refused_before_writing(
     assert list(reports.iterdir()) == []
 
 
+def test_the_markdown_report_keys_the_numbered_axes_of_the_confusion_plots(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
+    # Without a CJK font the confusion plots number their labels 0..N, and the Markdown, said to
+    # list them, had no number → label key: the figure could not be read on a headless server.
+    from training import plots
+
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tiny_model_dir), str(tiny_csv), "--report", str(report_path)]
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    md = report_path.with_suffix(".md").read_text(encoding="utf-8")
+    for head in ("department", "category"):
+        labels = report[head]["confusion"]["labels"]
+        assert len(labels) == 3 and not any(label.isascii() for label in labels)
+        key = ", ".join(f"{i} = {label}" for i, label in enumerate(labels))
+        figure = f"![{head} confusion matrix](r.confusion-{head}.png)"
+        assert figure in md and f"Axis numbers (rows: truth, columns: predicted): {key}" in md
+        assert md.index(figure) < md.index(key)
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
