@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 MAX_LISTED = 20
 # Rows without a label are listed more briefly: the first few tell where to look.
 UNLABELLED_LISTED = 5
+# What makes two rows the same ticket read twice (see validate()).
+SAME_TICKET = ("id", "title", "text", *LABELS, CO_COL)
 
 
 class TrainingDataError(ValueError):
@@ -33,6 +35,8 @@ class ValidationReport:
     rows_in: int = 0
     rows_used: int = 0
     empty_text: list[str] = field(default_factory=list)
+    # Rows dropped as the same ticket read twice, each with the earlier row it repeats.
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     merged: dict[str, dict[str, int]] = field(default_factory=dict)
     # Per head, the rows of 其他 when even after the merge it had fewer than min_examples rows:
@@ -52,6 +56,8 @@ class ValidationReport:
             out.append(
                 f"skipped {len(self.empty_text)} rows with empty text: {_listing(self.empty_text)}"
             )
+        if self.duplicates:
+            out.append(duplicates_message(self.duplicates))
         for c in self.conflicts[:MAX_LISTED]:
             out.append(
                 f"same text with conflicting {c['head']} labels {c['labels']} at {_listing(c['rows'])}"
@@ -75,6 +81,7 @@ class ValidationReport:
             "rows_in": self.rows_in,
             "rows_used": self.rows_used,
             "empty_text_rows": len(self.empty_text),
+            "duplicate_rows": len(self.duplicates),
             "conflicting_duplicates": len(self.conflicts),
             "merged_into_other": self.merged,
             "other_too_rare_to_learn": self.unlearnt,
@@ -128,9 +135,9 @@ def validate(
     Returns
     -------
     (DataFrame, ValidationReport)
-        The rows to train on (labels stripped, empty-text rows removed, rare labels merged) and the
-        report, whose :meth:`~ValidationReport.warnings` the caller shows (they are logged at INFO
-        only, so that a command line does not print each twice).
+        The rows to train on (labels stripped, empty-text rows and tickets read twice removed, rare
+        labels merged) and the report, whose :meth:`~ValidationReport.warnings` the caller shows
+        (they are logged at INFO only, so that a command line does not print each twice).
 
     Raises
     ------
@@ -151,13 +158,33 @@ def validate(
     if df.empty:
         raise TrainingDataError("no row has any text (every text and title is empty)")
 
+    # The same ticket read twice (a file given twice, monthly exports that overlap) is kept once:
+    # trained twice, it weighed double, and cross-validation scored it with its copy in the
+    # training folds. Only rows alike in id as well count: different citizens do send the same
+    # short text. A row without an id has "<file stem>:<row>" from the reader, so a file given
+    # twice is caught, the same text in two such files is not (the folds keep those together,
+    # see training.train.text_groups).
+    key = df["text"].map(clean)  # as featurised: a line end \r\n is the same text as \n
+    same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
+    same["title"], same["text"] = same["title"].map(clean), key
+    first: dict[tuple[str, ...], str] = {}
+    kept = []
+    for at, row in zip(where, same.itertuples(index=False, name=None), strict=True):
+        kept.append(row not in first)
+        if kept[-1]:
+            first[row] = at
+        else:
+            report.duplicates.append((at, first[row]))
+    if report.duplicates:
+        logger.info("%s", duplicates_message(report.duplicates))
+        df, where, key = df[kept], where[kept], key[kept]
+
     for head in LABELS:
         empty = df[head] == ""
         if empty.any() and not empty.all():  # a head no row has a label for is simply absent
             report.unlabelled[head] = where[empty].tolist()
 
     # Duplicate texts with different labels: reported, kept (dispatchers disagree in real life too).
-    key = df["text"].map(clean)
     for head in LABELS:
         labelled = df[head] != ""
         groups = df[labelled].groupby(key[labelled])[head].agg(lambda s: sorted(set(s)))
@@ -220,6 +247,15 @@ def validate(
         report.joint_rows = int((df[CO_COL].fillna("") != "").sum())
     report.rows_used = len(df)
     return df.reset_index(drop=True), report
+
+
+def duplicates_message(pairs: list[tuple[str, str]]) -> str:
+    """The warning for :attr:`ValidationReport.duplicates`."""
+    listed = [f"{row} repeats {earlier}" for row, earlier in pairs]
+    return (
+        f"dropped {len(pairs)} rows that repeat an earlier row (same id, title, text and labels: "
+        f"a file given twice, or exports that overlap): {_listing(listed, UNLABELLED_LISTED)}"
+    )
 
 
 def unlearnt_message(head: str, rows: int) -> str:

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from sklearn.model_selection import StratifiedKFold
 from typer.testing import CliRunner
 
 from model import resources
@@ -12,7 +14,7 @@ from model.config import TrainingConfig
 from model.pipeline import BlendedClassifier
 from model.router import recalibrate_suggestion
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS, three_versions
+from tests.conftest import TINY_TICKETS, three_versions, write_tiny_csv
 from training.train import train
 from training.validate import TrainingDataError
 
@@ -884,3 +886,61 @@ def test_cli_takes_a_version_name_as_models_list_prints_it(
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["predict", "no-such-version", "拖欠工资"])
     assert r.exit_code == 2 and "no-such-version" in r.output
+
+
+def test_a_file_given_twice_trains_once_and_cross_validates_as_the_file_once(
+    tmp_path, tiny_config, tiny_model_dir
+):
+    # Given twice, every ticket was trained twice and cross-validation scored each with its copy
+    # in the training folds: the figures and auto thresholds were chosen in hindsight (on real
+    # tickets: macro-F1 0.70 -> 0.96, and 97 % dispatched automatically at 72 % precision).
+    path = write_tiny_csv(tmp_path / "tiny.csv")
+    result = train([path, path], tmp_path / "m", config=tiny_config)
+    assert result.model_dir is not None
+    meta, once = read_metadata(result.model_dir), read_metadata(tiny_model_dir)
+    validation = meta["training_data"]["validation"]
+    assert validation["rows_in"] == 36 and validation["rows_used"] == 18
+    assert validation["duplicate_rows"] == 18 and validation["conflicting_duplicates"] == 0
+    assert meta["cv_metrics"] == once["cv_metrics"]
+    for head in ("department", "category"):
+        assert meta["heads"][head]["threshold"] == once["heads"][head]["threshold"]
+        assert meta["heads"][head]["counts"] == once["heads"][head]["counts"]
+    [warning] = [w for w in result.validation.warnings() if "repeat" in w]
+    assert warning.startswith("dropped 18 rows that repeat an earlier row")
+    assert "tiny.csv data row 1 repeats tiny.csv data row 1" in warning
+
+
+def test_folds_hold_out_the_rows_of_one_text_together():
+    from training.train import fold_splits
+
+    y = np.array([t[2] for t in TINY_TICKETS] * 2)
+    groups = np.array(list(range(len(TINY_TICKETS))) * 2)  # each text twice, under another id
+    folds, splits = fold_splits(y, groups, 3, seed=42)
+    assert folds == len(splits) == 3
+    tested = np.concatenate([test for _, test in splits])
+    assert sorted(tested) == list(range(len(y)))
+    for train_rows, test_rows in splits:
+        assert not set(groups[train_rows]) & set(groups[test_rows])
+        # Still stratified: each department in every held-out fold.
+        assert set(y[test_rows]) == set(y)
+    # Without repeated texts, the folds are StratifiedKFold's, as before.
+    unique = np.arange(len(y))
+    _, plain = fold_splits(y, unique, 3, seed=42)
+    expected = StratifiedKFold(n_splits=3, shuffle=True, random_state=42).split(y, y)
+    for (a, b), (c, d) in zip(plain, expected, strict=True):
+        assert a.tolist() == c.tolist() and b.tolist() == d.tolist()
+
+
+def test_a_label_of_few_texts_cross_validates_with_its_copies_in_one_fold(tiny_config):
+    # Label c: three rows, two of them one text. The fold that holds that text out trains on a
+    # single c row, which the calibration cannot split in two: that fold learns no c.
+    from training.train import cross_validate_heads
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.random((15, 8)))
+    X[13] = X[12]
+    y = np.array(["a"] * 6 + ["b"] * 6 + ["c"] * 3)
+    groups = np.array([*range(13), 12, 13])
+    [cv] = cross_validate_heads([("t", X, y)], tiny_config, n_jobs=None, groups=groups)
+    assert cv.labels == ["a", "b", "c"] and cv.report["n"] == 15 and cv.report["folds"] == 3
+    assert np.allclose(cv.proba.sum(axis=1), 1)

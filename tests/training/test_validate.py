@@ -133,3 +133,42 @@ def test_labels_quoted_in_messages_and_metadata_are_masked():
     with pytest.raises(TrainingDataError) as e:
         validate(frame(rows), min_examples=5, strict=True)
     assert "13812345000" not in str(e.value) and "[手机号]" in str(e.value)
+
+
+def test_the_same_ticket_read_twice_is_kept_once_and_reported():
+    # A file given twice, or monthly exports that overlap: each copy was trained, and cross-
+    # validation scored the ticket with its copy in the training folds.
+    once = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
+    copy = to_canonical(
+        once[["id", "title", "text", "department", "category"]], ColumnMap(), Path("data.csv")
+    )
+    copy["text"] = copy["text"] + "\r\n"  # the same text, as cleaned
+    df, report = validate(pd.concat([once, copy, once], ignore_index=True), min_examples=1)
+    assert df["id"].tolist() == ["data:1", "data:2"]
+    assert report.rows_in == 6 and report.rows_used == 2
+    assert report.duplicates[:2] == [
+        ("data.csv data row 1", "data.csv data row 1"),
+        ("data.csv data row 2", "data.csv data row 2"),
+    ]
+    assert report.to_dict()["duplicate_rows"] == 4
+    assert report.conflicts == []
+    [warning] = report.warnings()
+    assert warning.startswith("dropped 4 rows that repeat an earlier row")
+    assert "data.csv data row 2 repeats data.csv data row 2" in warning
+
+
+def test_the_same_text_of_another_ticket_or_with_other_labels_is_kept():
+    # Different citizens send the same short text; a ticket id names one ticket.
+    rows = frame(
+        [
+            ["噪音", "噪音扰民", "执法", "环境"],
+            ["噪音", "噪音扰民", "执法", "环境"],
+            ["噪音", "噪音扰民", "生态", "环境"],
+        ]
+    )
+    rows.loc[2, "id"] = rows.loc[0, "id"]  # the same id, relabelled: a conflict, reported
+    df, report = validate(rows, min_examples=1)
+    assert len(df) == 3 and report.duplicates == []
+    assert report.to_dict()["duplicate_rows"] == 0
+    [conflict] = report.conflicts
+    assert conflict["labels"] == ["执法", "生态"]
