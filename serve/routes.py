@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from model.router import RouteResult
-from model.text import clean, mask_pii
+from model.text import clean, mask_pii, normalize
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import trim
 from serve.db import EXPORT_PAGE, Feedback
@@ -365,6 +365,12 @@ def _mask_json(value: Any) -> Any:
     """Mask PII in every string of a JSON value (the client sends the suggestion back to us); a
     U+0000, which PostgreSQL cannot store, becomes a space as in a cleaned text."""
     if isinstance(value, str):
+        # PII that shows only once the string is normalised ("138  1234  5678" with two spaces, a
+        # tab, a newline or a zero-width space inside) was stored as sent: such a string is kept
+        # as clean() writes a ticket's text. Others keep their case (model_version is read back).
+        cleaned = clean(value)
+        if cleaned != normalize(value):
+            return cleaned
         return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
     if isinstance(value, dict):
         return {str(k).replace("\x00", " "): _mask_json(v) for k, v in value.items()}

@@ -82,6 +82,9 @@ def test_similar_tickets_are_returned_masked(pii_client: TestClient) -> None:
 def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> None:
     shown = pii_client.post("/v1/route", json={"text": f"拖欠工资 {PII}"}).json()
     shown["echo"] = f"the client may send anything back: {PII}"
+    # Written with doubled spaces, a tab, a newline or zero-width spaces, these were stored as sent.
+    spaced = ["138  1234  5678", "138\t1234\t5678", "138\n1234\n5678", "138\u200b1234\u200b5678"]
+    shown["notes"] = [*spaced, "4301021990\u200b01011234"]
     response = pii_client.post(
         "/v1/feedback",
         json={
@@ -103,6 +106,8 @@ def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> No
         assert_clean(stored)
     assert all(mask in text for mask in MASKS)
     assert "[手机号]" in json.loads(suggestion)["echo"]
+    assert json.loads(suggestion)["notes"] == ["[手机号]"] * 4 + ["[身份证号]"]
+    assert json.loads(suggestion)["model_version"] == shown["model_version"]  # its case kept
     exported = pii_client.get("/v1/feedback")
     assert exported.status_code == 200 and "PII-1" in exported.text
     assert_clean(exported.text)
