@@ -53,17 +53,23 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         MASK_ID,
     ),
-    # Mobile numbers, also written with spaces or hyphens (138-0000-1234) or a +86 prefix.
+    # Mobile numbers, also written with spaces, hyphens, dots or dashes (138-0000-1234,
+    # 138.0000.1234, 138–0000–1234) or a +86 or 0086 prefix.
     (
         re.compile(
-            r"(?:\+(?<!\d\+)86[ -]?1|8(?<!\d8)6[ -]?1|1(?<!\d1))[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"
+            r"(?:\+(?<!\d\+)86[ -]?1|0(?<!\d0)086[ -]?1|8(?<!\d8)6[ -]?1|1(?<!\d1))[3-9]\d"
+            r"(?:[ .\-–—]?\d{4}){2}(?!\d)"
         ),
         MASK_MOBILE,
     ),
     # Landlines with an area code (0731-88880000, (0731)88880000) and bare 7–8 digit numbers after
-    # a telephone keyword.
+    # a telephone keyword (电话是, 联系方式:, 座机号, tel:). Not after a bare 号码: 发票号码, 快递单号码
+    # and 工单号码 name the invoice or order a complaint is about.
     (re.compile(r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ -]?\d{7,8}(?!\d)"), MASK_LANDLINE),
-    (re.compile(r"(电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)"), r"\1\2" + MASK_LANDLINE),
+    (
+        re.compile(r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)\d{7,8}(?!\d)"),
+        r"\1\2" + MASK_LANDLINE,
+    ),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
 # e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline a

@@ -1,6 +1,7 @@
 import re
 import unicodedata
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,30 @@ def test_mask_pii_masks_each_kind():
 def test_mask_pii_leaves_ordinary_numbers_alone():
     text = "2023年12月15日欠薪12000元，合同编号20231215，共3个月"
     assert clean(text) == normalize(text)
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Leaked before: dots or dashes between a mobile number's groups, a 0086 prefix, and the
+        # usual keywords before a bare landline number.
+        ("138.1234.5678", MASK_MOBILE),
+        ("138–1234–5678", MASK_MOBILE),
+        ("138—1234—5678", MASK_MOBILE),
+        ("008613812345678", MASK_MOBILE),
+        ("联系方式:88880000", "联系方式:" + MASK_LANDLINE),
+        ("电话是88880000", "电话是" + MASK_LANDLINE),
+        ("座机号88880000", "座机号" + MASK_LANDLINE),
+        ("tel:88880000", "tel:" + MASK_LANDLINE),
+        ("电话号码:88880000", "电话号码:" + MASK_LANDLINE),
+        # Masked as a telephone before, and the number the complaint is about was lost.
+        ("发票号码:04512345", "发票号码:04512345"),
+        ("快递单号码12345678", "快递单号码12345678"),
+        ("工单号码20230415", "工单号码20230415"),
+    ],
+)
+def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
+    assert mask_pii(normalize(written)) == masked
 
 
 def test_combine_repeats_title():
@@ -151,9 +176,12 @@ _FIRST_PII_PATTERNS = (
         r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])",
         "[身份证号]",
     ),
-    (r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)", "[手机号]"),
+    (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
     (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)", "[电话]"),
-    (r"(?<=电话|座机|号码|联系)([:：]?\s*)\d{7,8}(?!\d)", r"\1[电话]"),
+    (
+        r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)\d{7,8}(?!\d)",
+        r"\1\2[电话]",
+    ),
 )
 
 
@@ -175,7 +203,27 @@ def _mask_every_pattern(text: str) -> str:
     st.lists(
         st.one_of(
             st.sampled_from(
-                ["电话", "座机", "号码", "联系", "：", " ", "-", "+86", "(", ")", "@", "."]
+                [
+                    *[
+                        "电话",
+                        "座机",
+                        "号码",
+                        "联系",
+                        "方式",
+                        "tel",
+                        "是",
+                        "：",
+                        "-",
+                        "–",
+                        "+86",
+                        "0086",
+                        "(",
+                        ")",
+                        "@",
+                        ".",
+                    ],
+                    " ",
+                ]
             ),
             st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
             # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs).
@@ -201,7 +249,7 @@ def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
 @given(
     st.text(
         alphabet=st.one_of(
-            st.sampled_from("0123456789+-() :：电话座机号码联系Xx8６٣"),
+            st.sampled_from("0123456789+-–—.() :：电话座机号码联系方式是tel Xx8６٣"),
             st.characters(codec="utf-8"),
         ),
         max_size=60,
