@@ -193,7 +193,12 @@ def evaluate_router(
             similar += found
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
-        y = np.asarray(labels.get(name, []), dtype=str)
+        # A label the model never learnt is masked like a text (a dispatcher's field may hold a
+        # phone number): the report's per-class table and confusion matrix quote it.
+        learnt = set(head.labels)
+        y = np.asarray(
+            [v if v in learnt or not v else mask_pii(v) for v in labels.get(name, [])], dtype=str
+        )
         known = y != ""
         if not known.any():
             continue

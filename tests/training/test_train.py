@@ -557,6 +557,8 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
             w.writerow([text, "人社局" if dept == "人社" else dept])  # another spelling
             if i == 0:
                 w.writerow(["", dept])  # no text: skipped
+                # A dispatcher's field in the label column: quoted unmasked by the report before.
+                w.writerow([text, "网格员张三13812345678"])
     report_path = tmp_path / "r.json"
     r = runner.invoke(
         app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report_path)]
@@ -566,8 +568,10 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
     assert f"does not know, always scored wrong: '人社局' ({renamed} rows)" in r.output
     assert "skipped 1 rows with empty text" in r.output
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["department"]["unknown_labels"] == {"人社局": renamed}
-    assert "'人社局'" in report_path.with_suffix(".md").read_text(encoding="utf-8")
+    assert report["department"]["unknown_labels"] == {"人社局": renamed, "网格员张三[手机号]": 1}
+    md = report_path.with_suffix(".md").read_text(encoding="utf-8")
+    assert "'人社局'" in md
+    assert "13812345678" not in md and "13812345678" not in report_path.read_text(encoding="utf-8")
 
 
 def test_evaluating_on_the_training_tickets_is_flagged(tmp_path, tiny_csv, tiny_model_dir):
