@@ -46,7 +46,9 @@ MASK_EMAIL = "[邮箱]"
 # look-behind is tried at every position of the text, one that begins with a character only where
 # that character is (3-6x faster on a long ticket). Tests check that both forms mask alike.
 _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), MASK_EMAIL),
+    # Also with a space on either side of the @, or the ideographic full stop a Chinese keyboard
+    # types for the dot (zhangsan@163。com).
+    (re.compile(r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}"), MASK_EMAIL),
     (
         re.compile(
             r"[1-9](?<!\d\d)\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"

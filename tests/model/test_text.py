@@ -74,6 +74,9 @@ def test_mask_pii_leaves_ordinary_numbers_alone():
         ("发票号码:04512345", "发票号码:04512345"),
         ("快递单号码12345678", "快递单号码12345678"),
         ("工单号码20230415", "工单号码20230415"),
+        ("zhangsan@163。com", MASK_EMAIL),
+        ("123456 @qq.com", MASK_EMAIL),
+        ("zhangsan @ 163.com", MASK_EMAIL),
     ],
 )
 def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
@@ -171,7 +174,7 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 # The masking patterns as first written, each beginning with its look-behind: the reference that the
 # faster forms in model.text must agree with.
 _FIRST_PII_PATTERNS = (
-    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "[邮箱]"),
+    (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
         r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])",
         "[身份证号]",
