@@ -368,8 +368,9 @@ def _mask_json(value: Any) -> Any:
         # PII that shows only once the string is normalised ("138  1234  5678" with two spaces, a
         # tab, a newline or a zero-width space inside) was stored as sent: such a string is kept
         # as clean() writes a ticket's text. Others keep their case (model_version is read back).
-        cleaned = clean(value)
-        if cleaned != normalize(value):
+        normalised = normalize(value)
+        cleaned = mask_pii(normalised)  # clean(value), without normalising it twice
+        if cleaned != normalised:
             return cleaned
         return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
     if isinstance(value, dict):
