@@ -65,19 +65,27 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         MASK_MOBILE,
     ),
     # Landlines with an area code (0731-88880000, (0731)88880000) and bare 7–8 digit numbers after
-    # a telephone keyword (电话是, 联系方式:, 座机号, tel:). Not after a bare 号码: 发票号码, 快递单号码
-    # and 工单号码 name the invoice or order a complaint is about.
-    (re.compile(r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ -]?\d{7,8}(?!\d)"), MASK_LANDLINE),
+    # a telephone keyword (电话是, 联系方式:, 座机号, tel:); the number also as citizens group it,
+    # 8888 0000 or 888-0000 (0731 8888 0000, (0731)8888-0000, 电话:8888-0000). Not after a bare
+    # 号码: 发票号码, 快递单号码 and 工单号码 name the invoice or order a complaint is about.
     (
-        re.compile(r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)\d{7,8}(?!\d)"),
+        re.compile(r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ -]?(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)"),
+        MASK_LANDLINE,
+    ),
+    (
+        re.compile(
+            r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
+            r"(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)"
+        ),
         r"\1\2" + MASK_LANDLINE,
     ),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
-# e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline a
-# run of at least seven digits. Masking only ever removes digits, so a condition that fails before
-# a pattern still fails after it.
-_SEVEN_DIGITS = re.compile(r"\d{7}")
+# e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline
+# seven digits, the last four of them perhaps after a space or a hyphen (8888 0000, 888-0000): a
+# text without a digit, or with only dates (2020-01-01), times and amounts, is searched once.
+# Masking only ever removes digits, so a condition that fails before a pattern still fails after it.
+_LONG_NUMBER = re.compile(r"\d{3}[ -]?\d{4}")
 _MOBILE_START = re.compile(r"1[3-9]\d")
 
 
@@ -187,12 +195,12 @@ def mask_pii(text: str) -> str:
     email, id_number, mobile, landline, after_keyword = _PII_PATTERNS
     if "@" in text:
         text = email[0].sub(email[1], text)
-    long_digits = _SEVEN_DIGITS.search(text) is not None
-    if long_digits:
+    long_number = _LONG_NUMBER.search(text) is not None
+    if long_number:
         text = id_number[0].sub(id_number[1], text)
     if _MOBILE_START.search(text):
         text = mobile[0].sub(mobile[1], text)
-    if long_digits:
+    if long_number:
         text = landline[0].sub(landline[1], text)
         text = after_keyword[0].sub(after_keyword[1], text)
     return text

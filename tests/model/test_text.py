@@ -51,8 +51,21 @@ def test_mask_pii_masks_each_kind():
     assert MASK_ID in text and MASK_LANDLINE in text and MASK_EMAIL in text
 
 
-def test_mask_pii_leaves_ordinary_numbers_alone():
-    text = "2023年12月15日欠薪12000元，合同编号20231215，共3个月"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023年12月15日欠薪12000元，合同编号20231215，共3个月",
+        "公司自2020-01-01起拖欠工资共计12000 元，2020 01 01 至 2020 12 31 期间多次反映无果",
+        "营业时间08:30-17:30，周末09:00 - 12:00也不开门，每天早上6:30-7:30施工",
+        "2019-2020学年学费3500元，学号2019012345，2020-2021 2022-2023两个年度的补贴均未发放",
+        "订单号 20231215123456 的快递未送达，快递单号码1234 5678 9012，发票号码 0451 2345",
+        "工单号 20200101 已办结，工单号码20230415，车牌湘A 12345的车辆长期占用消防通道",
+        "物业费1200 1500元不等，金额 1000-2000 元，3栋1单元101室漏水，面积89.5平方米",
+    ],
+)
+def test_mask_pii_leaves_ordinary_numbers_alone(text):
+    # Amounts, dates and times, year ranges, student, order and invoice numbers, plates: digits in
+    # groups are not a telephone or an ID number by themselves.
     assert clean(text) == normalize(text)
 
 
@@ -74,6 +87,17 @@ def test_mask_pii_leaves_ordinary_numbers_alone():
         ("发票号码:04512345", "发票号码:04512345"),
         ("快递单号码12345678", "快递单号码12345678"),
         ("工单号码20230415", "工单号码20230415"),
+        # Leaked before: a landline's digits in groups, with or without its area code.
+        ("0731 8888 0000", MASK_LANDLINE),
+        ("0731-8888-0000", MASK_LANDLINE),
+        ("(0731) 8888 0000", MASK_LANDLINE),
+        ("(0731)8888-0000", MASK_LANDLINE),
+        ("010-888-0000", MASK_LANDLINE),
+        ("电话:8888-0000", "电话:" + MASK_LANDLINE),
+        ("电话 8888 0000", "电话 " + MASK_LANDLINE),
+        ("联系方式:888-0000", "联系方式:" + MASK_LANDLINE),
+        ("发票号码:0451 2345", "发票号码:0451 2345"),
+        ("快递单号码1234 5678", "快递单号码1234 5678"),
         ("zhangsan@163。com", MASK_EMAIL),
         ("123456 @qq.com", MASK_EMAIL),
         ("zhangsan @ 163.com", MASK_EMAIL),
@@ -180,9 +204,10 @@ _FIRST_PII_PATTERNS = (
         "[身份证号]",
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
-    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)\d{7,8}(?!\d)", "[电话]"),
+    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)", "[电话]"),
     (
-        r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)\d{7,8}(?!\d)",
+        r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
+        r"(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)",
         r"\1\2[电话]",
     ),
 )
@@ -241,6 +266,8 @@ def _mask_every_pattern(text: str) -> str:
 @example(["138", "-", "0000", "-", "1234"])
 @example(["+86", " ", "138", " ", "0000", " ", "1234"])
 @example(["(", "0731", ")", "8888000"])
+@example(["(", "0731", ")", " ", "8888", "-", "0000"])
+@example(["电话", "：", "8888", " ", "0000"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
