@@ -1,5 +1,6 @@
 import re
 import unicodedata
+from itertools import accumulate, pairwise
 
 import pytest
 from hypothesis import example, given, settings
@@ -107,6 +108,49 @@ def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
     assert mask_pii(normalize(written)) == masked
 
 
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Leaked before: an ID number's digits in the groups citizens write them in.
+        ("430102 19900101 1234", MASK_ID),
+        ("430102-1990-0101-123X", MASK_ID),
+        ("4301 0219 9001 0112 34", MASK_ID),
+        (
+            "身份证:430102 1990 0101 123x,电话0731 8888 0000",
+            f"身份证:{MASK_ID},电话{MASK_LANDLINE}",
+        ),
+        # No plausible birth date (month 13, the 1700s): not an ID number.
+        ("430102 19901301 1234", "430102 19901301 1234"),
+        ("430102-1790-0101-1234", "430102-1790-0101-1234"),
+    ],
+)
+def test_mask_pii_reads_id_numbers_written_in_groups(written, masked):
+    assert mask_pii(normalize(written)) == masked
+
+
+_GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
+
+
+@given(
+    st.tuples(
+        st.text(alphabet="0123456789", min_size=6, max_size=6),
+        st.sampled_from(["17", "18", "19", "20", "21"]),
+        st.text(alphabet="0123456789", min_size=2, max_size=2),
+        st.sampled_from([f"{m:02d}" for m in range(14)]),
+        st.text(alphabet="0123456789", min_size=5, max_size=5),
+        st.sampled_from("0123456789Xx"),
+    ).map("".join),
+    st.sampled_from(_GROUPINGS),
+    st.sampled_from([" ", "-"]),
+)
+def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separator):
+    # The birth-date check applies to the digits, whatever the groups.
+    bounds = pairwise([0, *accumulate(grouping)])
+    grouped = separator.join(number[start:end] for start, end in bounds)
+    assert grouped.replace(separator, "") == number
+    assert (mask_pii(grouped) == MASK_ID) == (mask_pii(number) == MASK_ID)
+
+
 def test_combine_repeats_title():
     assert combine("油烟扰民", "楼下烧烤店", title_repeat=2) == "油烟扰民。油烟扰民。楼下烧烤店"
     assert combine("", "只有正文") == "只有正文"
@@ -203,6 +247,13 @@ _FIRST_PII_PATTERNS = (
         r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])",
         "[身份证号]",
     ),
+    (
+        r"(?<!\d)(?:[1-9]\d{5}[ -](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-8-4
+        r"|[1-9]\d{5}[ -](?:18|19|20)\d{2}[ -](?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-4-4-4
+        r"|[1-9]\d{3}[ -]\d{2}(?:18|19|20)[ -]\d{2}(?:0[1-9]|1[0-2])[ -]\d{4}[ -]\d)"  # 4-4-4-4-2
+        r"[\dXx](?![\dA-Za-z])",
+        "[身份证号]",
+    ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
     (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)", "[电话]"),
     (
@@ -254,8 +305,11 @@ def _mask_every_pattern(text: str) -> str:
                 ]
             ),
             st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
-            # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs).
-            st.sampled_from([1, 3, 4, 6, 7, 8, 11, 12, 17, 18]).flatmap(
+            # Birth dates and the groups of an ID number in which they fall.
+            st.sampled_from(["19900101", "1990", "0101", "0219", "9001", "0112"]),
+            # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs),
+            # and the groups they are written in.
+            st.sampled_from([1, 2, 3, 4, 6, 7, 8, 11, 12, 17, 18]).flatmap(
                 lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)
             ),
         ),
@@ -268,6 +322,9 @@ def _mask_every_pattern(text: str) -> str:
 @example(["(", "0731", ")", "8888000"])
 @example(["(", "0731", ")", " ", "8888", "-", "0000"])
 @example(["电话", "：", "8888", " ", "0000"])
+@example(["430102", " ", "19900101", " ", "1234"])
+@example(["430102", "-", "1990", "-", "0101", "-", "123", "X"])
+@example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "34"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
