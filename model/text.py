@@ -51,16 +51,18 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}"), MASK_EMAIL),
     # 18-digit ID numbers with a plausible birth date, also written in groups of 6-8-4, 6-4-4-4 or
     # 4-4-4-4-2 digits with a space or a hyphen between them (430102 19900101 1234,
-    # 430102-1990-0101-123X, 4301 0219 9001 0112 34), the birth date checked alike. One pattern
-    # for all four forms scans a long ticket as fast as one for the unbroken form; the tests check
-    # it against a pattern for each.
+    # 430102-1990-0101-123X, 4301 0219 9001 0112 34), the birth date checked alike; and the
+    # 15-digit numbers of the first generation (430102 900101 123: no century and no check digit,
+    # so its month and day are both checked). One pattern for all these forms scans a long ticket
+    # as fast as one for the unbroken form; the tests check it against a pattern for each.
     (
         re.compile(
             r"[1-9](?<!\d\d)\d{3}"
-            r"(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
+            r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
             r"|\d{2}[ -](?:18|19|20)\d{2}[ -]?(?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"
-            r"|[ -]\d{2}(?:18|19|20)[ -]\d{2}(?:0[1-9]|1[0-2])[ -]\d{4}[ -]\d)"
-            r"[\dXx](?![\dA-Za-z])"
+            r"|[ -]\d{2}(?:18|19|20)[ -]\d{2}(?:0[1-9]|1[0-2])[ -]\d{4}[ -]\d)[\dXx]"
+            r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3})"
+            r"(?![\dA-Za-z])"
         ),
         MASK_ID,
     ),
@@ -198,8 +200,9 @@ def mask_pii(text: str) -> str:
     Returns
     -------
     str
-        The text with e-mail addresses, 18-digit ID numbers, mobile numbers and landlines (each
-        also written in groups) replaced by ``[邮箱]``, ``[身份证号]``, ``[手机号]`` and ``[电话]``.
+        The text with e-mail addresses, 18- and 15-digit ID numbers, mobile numbers and landlines
+        (each also written in groups) replaced by ``[邮箱]``, ``[身份证号]``, ``[手机号]`` and
+        ``[电话]``.
     """
     email, id_number, mobile, landline, after_keyword = _PII_PATTERNS
     if "@" in text:

@@ -128,6 +128,23 @@ def test_mask_pii_reads_id_numbers_written_in_groups(written, masked):
     assert mask_pii(normalize(written)) == masked
 
 
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Leaked before: the 15-digit number of a first-generation ID card.
+        ("身份证430102900101123", f"身份证{MASK_ID}"),
+        ("旧身份证号 110101851231002,已过期", f"旧身份证号 {MASK_ID},已过期"),
+        # No plausible month or day, or not 15 digits: not an ID number.
+        ("编号430102901301123", "编号430102901301123"),
+        ("编号430102900132123", "编号430102900132123"),
+        ("订单号 20231215123456", "订单号 20231215123456"),
+        ("流水号4301029001011234", "流水号4301029001011234"),
+    ],
+)
+def test_mask_pii_reads_first_generation_id_numbers(written, masked):
+    assert mask_pii(normalize(written)) == masked
+
+
 _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
 
 
@@ -254,6 +271,10 @@ _FIRST_PII_PATTERNS = (
         r"[\dXx](?![\dA-Za-z])",
         "[身份证号]",
     ),
+    (
+        r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![\dA-Za-z])",
+        "[身份证号]",
+    ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
     (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)", "[电话]"),
     (
@@ -306,10 +327,10 @@ def _mask_every_pattern(text: str) -> str:
             ),
             st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
             # Birth dates and the groups of an ID number in which they fall.
-            st.sampled_from(["19900101", "1990", "0101", "0219", "9001", "0112"]),
+            st.sampled_from(["19900101", "1990", "0101", "0219", "9001", "0112", "900101"]),
             # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs),
             # and the groups they are written in.
-            st.sampled_from([1, 2, 3, 4, 6, 7, 8, 11, 12, 17, 18]).flatmap(
+            st.sampled_from([1, 2, 3, 4, 6, 7, 8, 11, 12, 15, 17, 18]).flatmap(
                 lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)
             ),
         ),
@@ -325,6 +346,7 @@ def _mask_every_pattern(text: str) -> str:
 @example(["430102", " ", "19900101", " ", "1234"])
 @example(["430102", "-", "1990", "-", "0101", "-", "123", "X"])
 @example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "34"])
+@example(["430102", "900101", "123", "投诉"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
