@@ -1,12 +1,14 @@
 """Reading ticket files into the canonical schema: ``id, title, text, department, category[, time]``.
 
 Inputs with other column names, or a CSV file with another delimiter, are read through a
-:class:`ColumnMap`, never by editing files. CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX, JSONL and
-Parquet are read; a directory is read as the concatenation of its parts in name order.
+:class:`ColumnMap`, never by editing files. CSV (UTF-8, UTF-8 with BOM, GB18030), XLSX, JSONL, a
+JSON array of objects (``.json``) and Parquet are read; a directory is read as the concatenation of
+its parts in name order.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -410,7 +412,7 @@ def file_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise TicketFileError(
-            f"{path}: unsupported file type {path.suffix!r}; use CSV, XLSX, JSONL or Parquet"
+            f"{path}: unsupported file type {path.suffix!r}; use CSV, XLSX, JSONL, JSON or Parquet"
         )
     return fmt
 
@@ -490,13 +492,13 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
             if unreadable:
                 raise TicketFileError(
                     f"{p}: the directory holds {', '.join(unreadable)}, which cannot be read "
-                    "(CSV, XLSX, JSONL and Parquet can); convert them, or move them out of "
+                    "(CSV, XLSX, JSONL, JSON and Parquet can); convert them, or move them out of "
                     "the directory"
                 )
             parts = [q for q in files if q.suffix.lower() in FORMATS]
             if not parts:
                 raise TicketFileError(
-                    f"{p}: the directory holds no CSV, XLSX, JSONL or Parquet files"
+                    f"{p}: the directory holds no CSV, XLSX, JSONL, JSON or Parquet files"
                 )
             out.extend(parts)
         elif p.is_file():
@@ -546,7 +548,7 @@ def split_departments(cell: str) -> tuple[str, list[str]]:
     """The lead department of a department cell and its co-departments (see :data:`CO_COL`).
 
     ``"住建局；残联; 住建局"`` gives ``("住建局", ["残联"])``: names are trimmed, blanks and repeats
-    dropped. A JSON list (``["住建局", "残联"]``, as JSONL and Parquet write an array) is read the
+    dropped. A JSON list (``["住建局", "残联"]``, as JSON and Parquet write an array) is read the
     same way. A cell naming one department gives it and ``[]``.
     """
     cell = cell.strip()
@@ -620,7 +622,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
                 if row < len(df) and col < len(df.columns):
                     df.iat[row, col] = text
         elif fmt == "jsonl":
-            df = _read_jsonl(path)
+            df = _read_json_array(path) if json_array(path) else _read_jsonl(path)
         else:
             import pyarrow.parquet as pq
 
@@ -1109,7 +1111,8 @@ def object_start(line: str, error: json.JSONDecodeError) -> bool:
 
 
 def refuse_json_array(path: Path) -> None:
-    """Refuse a JSON file that is not JSON Lines: one JSON array of tickets, or objects
+    """Refuse a file read as JSON Lines that is not: one JSON array of tickets in a ``.jsonl`` or
+    ``.ndjson`` file (a ``.json`` one is read as an array, see :func:`json_array`), or objects
     pretty-printed over several lines (``jq .`` without ``-c``).
 
     Such a file's lines are not objects one by one, so without this every reader would report a
@@ -1161,10 +1164,244 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def objects_without_keys(path: Path, first: int) -> TicketFileError:
-    """The error for a JSON Lines file whose objects have no keys, from line ``first``, the first
-    (``{}``): it has no columns, which no ``--text-col`` can map."""
+def _read_json_array(path: Path) -> pd.DataFrame:
+    """A ``.json`` file holding one JSON array of ticket objects (:func:`json_array`), read as
+    :func:`_read_jsonl` reads JSON Lines, element ``N`` for line ``N``."""
+    import pandas as pd
+
+    records = []
+    first = 0  # the first object
+    with open(path, "rb") as f:
+        for n, obj, _ in json_array_elements(f, path):
+            if not isinstance(obj, dict):
+                raise TicketFileError(
+                    f"{path}, element {n}: expected a JSON object per element, got {json_type(obj)}"
+                )
+            refuse_same_names(f"{path}, element {n}", obj, "keys")
+            records.append({k.strip(): cell_text(v) for k, v in obj.items()})
+            first = first or n
+    if not records:
+        raise TicketFileError(f"{path}: the JSON array is empty (no tickets)")
+    if not any(records):
+        raise objects_without_keys(path, first, "element")
+    return pd.DataFrame.from_records(records)
+
+
+def objects_without_keys(path: Path, first: int, unit: str = "line") -> TicketFileError:
+    """The error for a JSON Lines file (or JSON array, ``unit="element"``) whose objects have no
+    keys, from line (element) ``first``, the first (``{}``): it has no columns, which no
+    ``--text-col`` can map."""
+    every = "on every line" if unit == "line" else "in every element"
     return TicketFileError(
-        f"{path}, line {first}: the JSON objects have no keys ({{}} on every line), so the file "
+        f"{path}, {unit} {first}: the JSON objects have no keys ({{}} {every}), so the file "
         "has no column for the ticket text"
     )
+
+
+# -- JSON arrays ---------------------------------------------------------------------------------
+
+# Characters read at a time from a JSON array, and the least read ahead of the element parsed.
+_JSON_BLOCK = 1 << 16
+# A value that ends, or a parse error found, this close to the end of what was read may be cut
+# short by it (a number "12|34", "tru|e", "\u12|34"): it is parsed again with more read.
+_JSON_SLACK = 16
+_JSON_SPACE = " \t\n\r"
+
+
+def json_array(path: Path) -> bool:
+    """Whether ``path`` is a ``.json`` file holding one JSON array (its first character, after a
+    BOM and blanks, is ``[``): read element by element (:func:`json_array_elements`), where other
+    ``.json`` files are read as JSON Lines. A ``.jsonl`` or ``.ndjson`` file is JSON Lines by its
+    name (:func:`refuse_json_array`)."""
+    if path.suffix.lower() != ".json":
+        return False
+    with open(path, "rb") as f:
+        head = f.read(_JSON_BLOCK).removeprefix(b"\xef\xbb\xbf")
+        while head and not head.strip(b" \t\r\n"):  # blanks alone so far: read on
+            head = f.read(_JSON_BLOCK)
+    return head.lstrip(b" \t\r\n").startswith(b"[")
+
+
+def json_type(value: Any) -> str:
+    """What a JSON value is, as an error says it: ``a number``, ``an array``, …"""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    return "null" if value is None else "a number"
+
+
+class _JsonText:
+    """A UTF-8 JSON file read as text a block at a time, to parse values one after another
+    without holding the file: what is parsed is dropped, and only the value being parsed (with
+    :data:`_JSON_BLOCK` read ahead) is held. Objects keep a key written twice
+    (:class:`JsonObject`), as :func:`load_json_line` reads a line."""
+
+    def __init__(self, f: BinaryIO, path: Path) -> None:
+        self.f, self.path = f, path
+        self.text = codecs.getincrementaldecoder("utf-8")()
+        self.parse = json.JSONDecoder(object_pairs_hook=_json_object).raw_decode
+        self.buf, self.pos, self.eof = "", 0, False
+        self.read_bytes = 0  # bytes of the file read
+        # What was dropped from the front of buf: its bytes (with a BOM), its line ends, and the
+        # characters since its last line end.
+        self.dropped_bytes, self.dropped_lines, self.dropped_column = 0, 0, 0
+        head = f.read(3)
+        self.read_bytes = len(head)
+        if head == b"\xef\xbb\xbf":
+            self.dropped_bytes = 3
+        else:
+            self._decode(head)
+
+    def _decode(self, data: bytes, final: bool = False) -> None:
+        pending = len(self.text.getstate()[0])
+        try:
+            self.buf += self.text.decode(data, final)
+        except UnicodeDecodeError as e:
+            byte = self.read_bytes - len(data) - pending + e.start
+            raise TicketFileError(
+                f"{self.path}: not valid UTF-8 at byte {byte} (JSON files are UTF-8)"
+            ) from None
+
+    def _read(self, chars: int) -> None:
+        """Read until ``chars`` characters follow ``pos``, or the file ends."""
+        while not self.eof and len(self.buf) - self.pos < chars:
+            data = self.f.read(max(_JSON_BLOCK, chars - (len(self.buf) - self.pos)))
+            self.read_bytes += len(data)
+            self._decode(data, final=not data)
+            self.eof = not data
+
+    def _drop(self) -> None:
+        """Drop what was parsed, once it is a block."""
+        if self.pos < _JSON_BLOCK:
+            return
+        done = self.buf[: self.pos]
+        self.dropped_bytes += len(done.encode())
+        lines = done.count("\n")
+        self.dropped_lines += lines
+        self.dropped_column = (
+            len(done) - done.rfind("\n") - 1 if lines else self.dropped_column + len(done)
+        )
+        self.buf, self.pos = self.buf[self.pos :], 0
+
+    def where(self, at: int) -> str:
+        """Where the character at ``at`` of buf is: ``line L column C (byte B)``, from 1 and 0."""
+        lines = self.buf.count("\n", 0, at)
+        column = at - self.buf.rfind("\n", 0, at) if lines else self.dropped_column + at + 1
+        byte = self.dropped_bytes + len(self.buf[:at].encode())
+        return f"line {self.dropped_lines + lines + 1} column {column} (byte {byte})"
+
+    def next_char(self) -> str:
+        """The next character that is not JSON whitespace (``""`` at the end of the file), which
+        becomes ``pos``."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _JSON_SPACE:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if self.eof:
+                return ""
+            self._drop()
+            self._read(1)
+
+    def value(self) -> tuple[Any, str]:
+        """The JSON value at ``pos`` (after :meth:`next_char`) and its text; ``pos`` goes past it.
+
+        Raises
+        ------
+        json.JSONDecodeError
+            Where the value is broken, its ``pos`` in buf (:meth:`where` names it).
+        """
+        self._drop()
+        start = self.pos
+        self._read(_JSON_BLOCK)
+        while True:
+            try:
+                value, end = self.parse(self.buf, start)
+            except json.JSONDecodeError as e:
+                cut = e.pos >= len(self.buf) - _JSON_SLACK or e.msg.startswith("Unterminated")
+                if self.eof or not cut:
+                    raise
+            else:
+                if self.eof or end < len(self.buf) - _JSON_SLACK:
+                    self.pos = end
+                    return value, self.buf[start:end]
+            # Cut short by the end of what was read, perhaps: read as much again.
+            self._read(2 * (len(self.buf) - start))
+
+    def cut_short(self, error: json.JSONDecodeError) -> bool:
+        """Whether ``error`` is the end of the file inside a value."""
+        end = len(self.buf.rstrip(_JSON_SPACE))
+        return self.eof and (error.pos >= end or error.msg.startswith("Unterminated"))
+
+
+def json_array_elements(f: BinaryIO, path: Path) -> Iterator[tuple[int, Any, str]]:
+    """The elements of the JSON array a file open in binary holds, read a block at a time: each
+    one's number from 1, its value (an object as :func:`load_json_line` reads a line) and its
+    text.
+
+    Every reader of a JSON array reads it here, and says what is wrong with an element that is
+    not a ticket object in its own way: ``train`` refuses the file, ``label`` makes it an error
+    row.
+
+    Raises
+    ------
+    TicketFileError
+        When the file is not one JSON array, an element is broken (its end, and so the elements
+        after it, cannot be found), the array is cut short, or text follows it: naming the line,
+        column and byte, and what was expected there. Raised when reached, after the elements
+        before it; ``paidan label`` reads the file through before labelling (``file_columns``).
+    """
+    s = _JsonText(f, path)
+    if s.next_char() != "[":
+        raise TicketFileError(f"{path}: expected a JSON array ('[') at {s.where(s.pos)}")
+    s.pos += 1
+    n = 0
+    after = "after '['"
+    if s.next_char() == "]":
+        s.pos += 1
+    else:
+        while True:
+            n += 1
+            if (char := s.next_char()) in ("", "]"):  # ']' after ',': no trailing comma in JSON
+                found = "the end of the file (is it truncated?)" if not char else "']'"
+                raise TicketFileError(
+                    f"{path}: the JSON array breaks at {s.where(s.pos)}: expected element {n} "
+                    f"{after}, found {found}"
+                )
+            try:
+                value, text = s.value()
+            except json.JSONDecodeError as e:
+                problem = f"{e.msg}{'' if e.msg.endswith(' at') else ' at'} {s.where(e.pos)}"
+                if s.cut_short(e):
+                    raise TicketFileError(
+                        f"{path}: the JSON array is cut short: the file ends inside element {n} "
+                        f"(from {s.where(s.pos)}): {problem}; is the file truncated?"
+                    ) from None
+                raise TicketFileError(
+                    f"{path}: the JSON array breaks in element {n}: {problem}; the elements "
+                    "after it cannot be found"
+                ) from None
+            yield n, value, text
+            char = s.next_char()
+            if char == ",":
+                s.pos += 1
+                after = f"after element {n} and ','"
+                continue
+            if char == "]":
+                s.pos += 1
+                break
+            found = "the end of the file (is it truncated?)" if not char else repr(char)
+            raise TicketFileError(
+                f"{path}: the JSON array breaks at {s.where(s.pos)}: expected ',' or ']' after "
+                f"element {n}, found {found}"
+            )
+    if s.next_char():
+        raise TicketFileError(
+            f"{path}: text follows the end of the JSON array, at {s.where(s.pos)}: expected the "
+            "end of the file (one array of tickets)"
+        )

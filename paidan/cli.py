@@ -192,7 +192,9 @@ def fail(e: Exception) -> typer.Exit:
 def train(
     data: Annotated[
         list[Path],
-        typer.Argument(help="Labelled ticket files (CSV, XLSX, JSONL, Parquet) or directories"),
+        typer.Argument(
+            help="Labelled ticket files (CSV, XLSX, JSONL, JSON, Parquet) or directories"
+        ),
     ],
     out_dir: Annotated[
         Path | None,
@@ -505,7 +507,9 @@ class _RowsPerSecond(ProgressColumn):
 def label(
     data: Annotated[
         list[Path],
-        typer.Argument(help="Ticket files (CSV, XLSX, JSONL, Parquet) or directories of parts"),
+        typer.Argument(
+            help="Ticket files (CSV, XLSX, JSONL, JSON, Parquet) or directories of parts"
+        ),
     ],
     out_path: Annotated[
         Path,

@@ -416,7 +416,7 @@ def label(
     Parameters
     ----------
     inputs : sequence of str or Path
-        Files (CSV, XLSX, JSONL, Parquet) or directories of parts, read in order.
+        Files (CSV, XLSX, JSONL, a JSON array, Parquet) or directories of parts, read in order.
     model_dir : str or Path
         The model directory.
     output : str or Path

@@ -2,8 +2,10 @@
 
 Every reader yields one :class:`Record` per input row, in file order, and never drops a row: a
 malformed CSV record or an undecodable line comes back as a record with an ``error`` and its line
-number. Files are read a row at a time (CSV, JSONL), a sheet row at a time (XLSX, openpyxl's
-read-only mode) or a record batch at a time (Parquet), so memory does not grow with the file.
+number (an element of a JSON array that is not an object, with its element number). Files are
+read a row at a time (CSV, JSONL), a block at a time (a JSON array), a sheet row at a time (XLSX,
+openpyxl's read-only mode) or a record batch at a time (Parquet), so memory does not grow with the
+file.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ from model.tickets import (
     detect_encoding,
     encoding_sample,
     file_format,
+    json_array,
+    json_array_elements,
     json_line_problem,
     json_lines,
+    json_type,
     objects_without_keys,
     pads_numbers,
     pretty_object,
@@ -99,6 +104,8 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
             return checked_header(f"{path}", _header(first, width))
         if fmt == "parquet":
             return checked_header(f"{path}", list(pq.ParquetFile(path).schema_arrow.names))
+        if json_array(path):
+            return _json_array_columns(path)
         refuse_json_array(path)
         seen: dict[str, None] = {}
         # Lines that are not objects are error rows when the rows are read; but when no line is
@@ -126,8 +133,39 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
 
 
+def _json_array_columns(path: Path) -> list[str]:
+    """The keys of the objects of a JSON array file, in first-seen order, as :func:`file_columns`
+    reads JSON Lines: the whole array is read, so a broken one is refused before a row is
+    labelled, and a key written twice in any element."""
+    seen: dict[str, None] = {}
+    first_bad = ""  # elements that are not objects are error rows, unless none is one
+    first_object = 0
+    with open(path, "rb") as f:
+        for n, obj, _ in json_array_elements(f, path):
+            if isinstance(obj, dict):
+                refuse_same_names(f"{path}, element {n}", obj, "keys")
+                seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                first_object = first_object or n
+            else:
+                first_bad = first_bad or (
+                    f"element {n}: expected a JSON object per element, got {json_type(obj)}"
+                )
+    if not seen:
+        if first_bad:
+            raise TicketFileError(f"{path}, {first_bad}")
+        if first_object:
+            raise objects_without_keys(path, first_object, "element")
+        raise TicketFileError(f"{path}: the JSON array is empty (no tickets)")
+    return list(seen)
+
+
+# Elements of a JSON array read to estimate how many it holds, at most.
+_ESTIMATE_ELEMENTS = 10_000
+
+
 def estimate_rows(path: Path) -> int:
-    """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL.
+    """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL, and for a
+    JSON array its size over the size of its first elements (:data:`_ESTIMATE_ELEMENTS`).
 
     A line ends at ``\n``, ``\r\n`` or a lone ``\r``, as :class:`_Lines` and
     :func:`model.tickets.jsonl_lines` read them.
@@ -144,6 +182,16 @@ def estimate_rows(path: Path) -> int:
             return max(0, (wb.worksheets[0].max_row or 1) - 1)
         finally:
             wb.close()
+    if fmt == "jsonl" and json_array(path):
+        with open(path, "rb") as f:
+            n = 0
+            try:
+                for n, _, _ in json_array_elements(f, path):
+                    if n == _ESTIMATE_ELEMENTS:
+                        return round(n * path.stat().st_size / max(f.tell(), 1))
+            except TicketFileError:
+                pass  # refused by file_columns first
+            return n
     lines = 0
     last = b"\n"
     with open(path, "rb") as f:
@@ -177,6 +225,8 @@ def iter_records(
     fmt = file_format(path)
     if fmt == "csv":
         yield from _iter_csv(path, columns, csv_field_limit, csv_delimiter(path, delimiter))
+    elif fmt == "jsonl" and json_array(path):
+        yield from _iter_json_array(path, columns)
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, columns)
     elif fmt == "xlsx":
@@ -587,14 +637,34 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
                 yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
                 continue
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")  # as file_columns does
-            values = dict(blank)
-            values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
-            # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and
-            # not writable as UTF-8 into the output. (Only a line with a \uD8xx–\uDFxx escape can.)
-            if (b"\\ud" in raw or b"\\uD" in raw) and (bad := _unpaired_surrogate(values)):
-                yield Record(_without_surrogates(values), f"unreadable: {where}: {bad}", where)
+            yield _object_record(obj, b"\\ud" in raw or b"\\uD" in raw, blank, where)
+
+
+def _iter_json_array(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    """The elements of a JSON array file (:func:`model.tickets.json_array`), read a block at a
+    time, as :func:`_iter_jsonl` reads lines: an element that is not an object is an error row.
+    A broken array raises where it breaks; :func:`file_columns` has refused it before."""
+    blank = dict.fromkeys(columns, "")
+    with open(path, "rb") as f:
+        for n, obj, text in json_array_elements(f, path):
+            where = f"element {n} of {path.name}"
+            if not isinstance(obj, dict):
+                problem = f"not a JSON object ({json_type(obj)})"
+                yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where)
                 continue
-            yield Record(values, None, where)
+            refuse_same_names(f"{path}, element {n}", obj, "keys")  # as file_columns does
+            yield _object_record(obj, "\\ud" in text or "\\uD" in text, blank, where)
+
+
+def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], where: str) -> Record:
+    """The row of one JSON object; ``escapes``: whether its text holds a ``\\uD…`` escape."""
+    values = dict(blank)
+    values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
+    # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and not
+    # writable as UTF-8 into the output. (Only an object with a \uD8xx–\uDFxx escape can.)
+    if escapes and (bad := _unpaired_surrogate(values)):
+        return Record(_without_surrogates(values), f"unreadable: {where}: {bad}", where)
+    return Record(values, None, where)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

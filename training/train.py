@@ -582,7 +582,7 @@ def train(
     Parameters
     ----------
     paths : sequence of str or Path
-        Labelled ticket files (CSV, XLSX, JSONL, Parquet) or directories of them.
+        Labelled ticket files (CSV, XLSX, JSONL, a JSON array, Parquet) or directories of them.
     out_dir : str or Path or None
         The model directory to write. ``None`` writes ``<model_root>/<version>``; with no model root
         either, nothing is written.

@@ -1073,18 +1073,80 @@ def test_label_writes_co_departments_and_counts_them(
     assert (read_output(tmp_path / "c.csv")["co_departments"] == "[]").all()
 
 
-@pytest.mark.parametrize("prefix", ["", "\ufeff", "\n  "])
-def test_a_json_array_file_is_refused_naming_its_shape(
-    tiny_model_dir: Path, tmp_path: Path, prefix: str
+@pytest.mark.parametrize(
+    ("prefix", "indent"), [("", None), ("\ufeff", 2), ("\n  ", 1), ("\ufeff\r\n", None)]
+)
+def test_a_json_array_is_labelled_element_by_element(
+    tiny_model_dir: Path, tmp_path: Path, prefix: str, indent: int | None
 ) -> None:
+    # What many exports and json.dump(list_of_dicts) write was refused ("holds a JSON array;
+    # ... convert it with: jq -c '.[]'"). Every element comes back, in order: one that is not an
+    # object as an error row naming it, as a JSON Lines line that is not one is.
+    rows: list = [
+        {"编号": 1001, "内容": TINY_TICKETS[0][1], "附件": ["a.jpg"]},
+        {"编号": "J2", "内容": TINY_TICKETS[6][1], "区县": "芙蓉区"},
+        1003,
+        ["J4", TINY_TICKETS[12][1]],
+        {"内容": TINY_TICKETS[12][1]},
+        {"编号": "J6", "内容": "   "},
+    ]
     src = tmp_path / "export.json"
-    src.write_text(
-        prefix + json.dumps([{"id": "J1", "text": "老板拖欠工资"}], ensure_ascii=False, indent=2),
-        encoding="utf-8",
+    src.write_text(prefix + json.dumps(rows, ensure_ascii=False, indent=indent), "utf-8")
+    cmap = ColumnMap(text="内容", id="编号")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1, chunk_size=4, columns=cmap)
+    df = read_output(tmp_path / "out.csv")
+    assert result.summary["rows"] == len(df) == len(rows)
+    assert list(df.columns[:4]) == ["编号", "内容", "附件", "区县"]
+    assert list(df["编号"]) == ["1001", "J2", "", "", "", "J6"]
+    assert list(df["附件"]) == ['["a.jpg"]', "", "", "", "", ""]
+    assert list(df["pred_department"][:2]) == ["人社", "执法"] and df["pred_department"][4] != ""
+    says = "malformed JSON: element {} of export.json: not a JSON object ({})"
+    assert df["error"][2] == says.format(3, "a number")
+    assert df["error"][3] == says.format(4, "an array")
+    assert df["pred_department"][2] == df["pred_department"][3] == ""
+    assert df["error"][0] == df["error"][1] == df["error"][4] == "" and df["error"][5] != ""
+
+
+def test_cli_labels_a_json_array_with_the_column_options(tiny_model_dir: Path, tmp_path: Path):
+    src = tmp_path / "export.json"
+    rows = [{"工单号": f"G{i}", "诉求内容": text} for i, (_, text, _, _) in enumerate(TINY_TICKETS)]
+    src.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    r = CliRunner().invoke(app, [*args, "--text-col", "诉求内容", "--id-col", "工单号"])
+    assert r.exit_code == 0, r.output
+    df = read_output(out)
+    assert list(df["工单号"]) == [row["工单号"] for row in rows]
+    assert list(df["pred_department"]) == [t[2] for t in TINY_TICKETS]
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        # Cut short: the elements labelled before the break would have been all of the file.
+        ('[{"text": "老板拖欠工资"}, {"text": "油烟', "the JSON array is cut short: the file ends"),
+        ('[{"text": "老板拖欠工资"}, {"text" "油烟"}, {"text": "噪音"}]', "breaks in element 2"),
+        ('[{"text": "老板拖欠工资"}] {"text": "油烟"}', "text follows the end of the JSON array"),
+        ('[{"text": "老板拖欠工资"},\n{"text": "油烟", "text": "已回访"}]', "element 2: the key"),
+        ("[]", "the JSON array is empty"),
+    ],
+)
+def test_a_json_array_that_is_not_whole_is_refused_before_labelling(
+    tiny_model_dir: Path, tmp_path: Path, data: str, says: str
+) -> None:
+    # Nothing is labelled: the rows after a break could not be found, so none would come back.
+    src = tmp_path / "export.json"
+    src.write_text(data, encoding="utf-8")
+    r = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o.csv")]
     )
-    with pytest.raises(TicketFileError, match=r"export\.json: holds a JSON array.*jq -c"):
+    assert r.exit_code != 0
+    assert says in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o.csv").exists()
+    with pytest.raises(TicketFileError) as e:
         label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
-    assert not (tmp_path / "out.csv").exists()
+    assert str(e.value).startswith(f"{src}") and says in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.parts").exists()
 
 
 def test_parquet_binary_strings_are_labelled_as_text(tiny_model_dir: Path, tmp_path: Path) -> None:

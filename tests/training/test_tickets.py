@@ -398,12 +398,142 @@ def test_blank_csv_header_names_are_named_as_pandas_names_them(tmp_path):
     assert list(read_table(path).columns) == list(pd.read_csv(path, dtype=str).columns)
 
 
-def test_a_json_array_file_is_refused_naming_its_shape(tmp_path):
+# Tickets as an export writes them: a numeric id, a joint dispatch as a list, a nested value,
+# a key missing from one object.
+JSON_ROWS = [
+    {**ROWS[0], "编号": 1001, "部门": ["人社", "市总工会"], "附件": {"图片": 2}},
+    {"内容": ROWS[1]["内容"], "标题": ROWS[1]["标题"], "部门": "执法", "类别": "环境"},
+]
+
+
+@pytest.mark.parametrize(
+    "dump",
+    [
+        lambda rows: json.dumps(rows, ensure_ascii=False),  # json.dump(list_of_dicts)
+        lambda rows: "\ufeff\n  " + json.dumps(rows, ensure_ascii=False, indent=2) + "\n",
+        lambda rows: json.dumps(rows).replace("}, {", "},\r\n{"),  # \uXXXX escapes, CRLF
+    ],
+)
+def test_a_json_array_reads_as_its_json_lines_read(tmp_path: Path, dump) -> None:
+    # What many exports and json.dump(list_of_dicts) write was refused ("holds a JSON array;
+    # ... convert it with: jq -c '.[]'"): train, evaluate, retrain and freeze-eval could not
+    # read it. Its elements read as JSON Lines' lines do, through the same column mapping.
+    from training.label_io import estimate_rows, file_columns
+
     src = tmp_path / "export.json"
-    rows = [{"id": "1", "text": "路灯坏了", "department": "住建", "category": "城建"}]
-    src.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
-    with pytest.raises(TicketFileError, match=r"holds a JSON array; paidan reads JSON Lines"):
-        read_tickets([src])
+    src.write_text(dump(JSON_ROWS), encoding="utf-8")
+    lines = tmp_path / "export.jsonl"
+    lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in JSON_ROWS), "utf-8")
+    got, want = read_tickets([src], MAP), read_tickets([lines], MAP)
+    pd.testing.assert_frame_equal(got.drop(columns="_source"), want.drop(columns="_source"))
+    assert got["id"].tolist() == ["1001", "export:2"]
+    assert got["department"].tolist() == ["人社", "执法"]
+    assert got["co_departments"].tolist() == ["市总工会", ""]
+    assert got["_row"].tolist() == [1, 2]
+    assert read_table(src)["附件"].tolist() == ['{"图片": 2}', ""]
+    assert file_columns(src) == file_columns(lines) == [*ROWS[0], "附件"]
+    assert estimate_rows(src) == 2
+
+
+def test_json_array_elements_are_read_a_block_at_a_time(tmp_path: Path) -> None:
+    # Elements, strings and numbers across the reader's 64 KiB blocks read whole.
+    from model.tickets import json_array_elements
+
+    rows: list = [{"内容": "长" * 70_000, "编号": i} for i in range(3)]
+    rows += [123456789, {"内容": "\\u4e2d" * 20_000}, 0.5]
+    for pad in range(65_530, 65_540):  # a number ending at a block's end
+        data = b"[" + b" " * pad + json.dumps(rows).encode()[1:]
+        with open(tmp_path / "a.json", "wb") as f:
+            f.write(data)
+        with open(tmp_path / "a.json", "rb") as f:
+            got = [(n, value) for n, value, _ in json_array_elements(f, tmp_path / "a.json")]
+        assert got == list(enumerate(rows, 1))
+
+
+def test_a_json_array_element_that_is_not_a_ticket_is_named(tmp_path: Path) -> None:
+    # As a JSON Lines line is named: the element (from 1, as rows are), and what is wrong.
+    from training.label_io import file_columns
+
+    path = tmp_path / "export.json"
+    path.write_text('[{"内容": "欠薪"}, 1001]', encoding="utf-8")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    assert str(e.value) == f"{path}, element 2: expected a JSON object per element, got a number"
+    cases = {
+        '[{"内容": "欠薪"},\n {"内容": "油烟", "内容": "已回访"}]': (
+            ", element 2: the key '内容' is written twice (only one value would be read)"
+        ),
+        '[{"内容": "欠薪", "内容 ": "已回访"}]': (
+            ", element 1: the keys '内容' and '内容 ' are both read as '内容'"
+        ),
+        "[{}, { }]": (
+            ", element 1: the JSON objects have no keys ({} in every element), so the file has "
+            "no column for the ticket text"
+        ),
+        "[ ]": ": the JSON array is empty (no tickets)",
+    }
+    for data, says in cases.items():
+        path.write_text(data, encoding="utf-8")
+        for read in (lambda p: read_tickets([p], MAP), file_columns):
+            with pytest.raises(TicketFileError) as e:
+                read(path)
+            assert str(e.value).startswith(f"{path}{says}"), (data, str(e.value))
+    # label makes an element that is not an object an error row, unless none is one.
+    path.write_text('[[1], {"内容": "欠薪"}, 1001]', encoding="utf-8")
+    assert file_columns(path) == ["内容"]
+    path.write_text('[[1], "欠薪"]', encoding="utf-8")
+    with pytest.raises(TicketFileError, match=r"element 1: expected a JSON object per element"):
+        file_columns(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (
+            '[{"内容": "欠薪"},\n {"内容": "油烟"}\n {"内容": "噪音"}]',
+            "the JSON array breaks at line 3 column 2 (byte 46): expected ',' or ']' after "
+            "element 2, found '{'",
+        ),
+        (
+            '[{"内容": "欠薪"},\n {"内容": "油烟",, "编号": 1}]',
+            "the JSON array breaks in element 2: Expecting property name enclosed in double "
+            "quotes at line 2 column 14 (byte 44); the elements after it cannot be found",
+        ),
+        (
+            '[{"内容": "欠薪"}, {"内容": "油',
+            "the JSON array is cut short: the file ends inside element 2 (from line 1 column 16 "
+            "(byte 23)): Unterminated string starting at line 1 column 23 (byte 34); is the file "
+            "truncated?",
+        ),
+        (
+            '[{"内容": "欠薪"},\n',
+            "the JSON array breaks at line 2 column 1 (byte 23): expected element 2 after "
+            "element 1 and ',', found the end of the file (is it truncated?)",
+        ),
+        (
+            '[{"内容": "欠薪"},]',
+            "the JSON array breaks at line 1 column 15 (byte 22): expected element 2 after "
+            "element 1 and ',', found ']'",
+        ),
+        (
+            '[{"内容": "欠薪"}]\n[{"内容": "油烟"}]\n',
+            "text follows the end of the JSON array, at line 2 column 1 (byte 23): expected the "
+            "end of the file (one array of tickets)",
+        ),
+        ('[{"内容": "欠\xff"}]', "not valid UTF-8 at byte 16 (JSON files are UTF-8)"),
+    ],
+)
+def test_a_broken_json_array_is_refused_naming_where(tmp_path: Path, data: str, says: str) -> None:
+    # Its elements after the break cannot be found: train refuses the file, and label refuses it
+    # before labelling a row (its column scan reads the array through), one line each.
+    from training.label_io import file_columns
+
+    path = tmp_path / "export.json"
+    path.write_bytes(data.encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff"))
+    for read in (lambda p: read_tickets([p], MAP), file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value) == f"{path}: {says}"
 
 
 def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:

@@ -103,6 +103,35 @@ def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
     assert suggestion["model_version"] == read_metadata(out)["version"]
 
 
+def test_cli_trains_and_evaluates_a_json_array_with_the_column_options(tmp_path):
+    # A .json file holding a JSON array (json.dump(list_of_dicts), most exports) was refused:
+    # "holds a JSON array; paidan reads JSON Lines ... (convert it with: jq -c '.[]' ...)".
+    rows = [
+        {"工单号": i, "标题": title, "诉求内容": text, "承办单位": [dept, "街道办"], "类别": cat}
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1)
+    ]
+    data = tmp_path / "export.json"
+    data.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    cols = ["--text-col", "诉求内容", "--id-col", "工单号", "--department-col", "承办单位"]
+    cols += ["--category-col", "类别"]
+    r = cli_train(data, tmp_path / "model", *cols)
+    assert r.exit_code == 0, r.output
+    meta = read_metadata(tmp_path / "model")
+    assert meta["cv_metrics"]["department"]["n"] == len(TINY_TICKETS)
+    assert sorted(meta["heads"]["department"]["labels"]) == ["人社", "住建", "执法"]
+    report = tmp_path / "report.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tmp_path / "model"), str(data), "--report", str(report), *cols]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(report.read_text())["n"] == len(TINY_TICKETS)
+    # A broken array is one line naming where, no traceback.
+    data.write_text(json.dumps(rows, ensure_ascii=False)[:-40], encoding="utf-8")
+    r = cli_train(data, tmp_path / "model2", *cols)
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "the JSON array is cut short: the file ends inside element 18" in r.output
+
+
 def test_cli_bad_input_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("标题,内容\n欠薪,拖欠工资\n", encoding="utf-8")
