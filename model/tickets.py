@@ -1112,8 +1112,9 @@ def object_start(line: str, error: json.JSONDecodeError) -> bool:
 
 def refuse_json_array(path: Path) -> None:
     """Refuse a file read as JSON Lines that is not: one JSON array of tickets in a ``.jsonl`` or
-    ``.ndjson`` file (a ``.json`` one is read as an array, see :func:`json_array`), or objects
-    pretty-printed over several lines (``jq .`` without ``-c``).
+    ``.ndjson`` file (a ``.json`` one is read as an array, see :func:`json_array`), one JSON
+    object alone in a ``.json`` file (:func:`refuse_json_object`), or objects pretty-printed over
+    several lines (``jq .`` without ``-c``).
 
     Such a file's lines are not objects one by one, so without this every reader would report a
     broken line per line (or find no columns) instead of the file's real shape. A first line that
@@ -1126,6 +1127,8 @@ def refuse_json_array(path: Path) -> None:
             f"{path}: holds a JSON array; paidan reads JSON Lines, one ticket object per line "
             f"(convert it with: jq -c '.[]' {path.name} > {path.stem}.jsonl)"
         )
+    if head.startswith(b"{") and path.suffix.lower() == ".json":
+        refuse_json_object(path)
     end = CSV_LINE_END.search(head)
     if not head.startswith(b"{") or end is None:
         return
@@ -1141,6 +1144,38 @@ def refuse_json_array(path: Path) -> None:
             f"{path}: the first line holds the start of a JSON object, not a whole one: the "
             f"objects are pretty-printed over several lines; {jsonl_conversion(path)}"
         ) from None
+
+
+def refuse_json_object(path: Path) -> None:
+    """Refuse a ``.json`` file that holds one JSON object alone, not an array of tickets: one that
+    keeps them in an array under a key (``{"total": 2, "data": [{…}, {…}]}``, as many APIs and
+    exports write them), or one written over several lines. One object on one line is a JSON
+    Lines file of one ticket, and read as one."""
+    try:
+        with open(path, "rb") as f:
+            s = _JsonText(f, path)
+            s.next_char()
+            value, text = s.value()
+            if s.next_char():  # more follows: JSON Lines, or broken; the line reader tells
+                return
+    except (json.JSONDecodeError, TicketFileError):
+        return  # a broken first line, or bytes that are not UTF-8: the line reader names them
+    if not isinstance(value, dict):
+        return
+    for key, inner in value.items():
+        if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
+            pick = f".{key}" if key.isascii() and key.isidentifier() else f".[{json.dumps(key)}]"
+            raise TicketFileError(
+                f"{path}: holds one JSON object, not an array of tickets; are they the "
+                f"{len(inner)} objects under its key {key!r}? (extract them with: "
+                f"jq '{pick}' {path.name} > {path.stem}.tickets.json)"
+            )
+    if "\n" in text or "\r" in text:
+        raise TicketFileError(
+            f"{path}: holds one JSON object over several lines, not an array of tickets; write "
+            "the tickets as a JSON array ([{...}, {...}]) or one object per line (jq -c . "
+            f"{path.name} > {path.stem}.compact.jsonl)"
+        )
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

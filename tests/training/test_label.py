@@ -1129,6 +1129,7 @@ def test_cli_labels_a_json_array_with_the_column_options(tiny_model_dir: Path, t
         ('[{"text": "老板拖欠工资"}] {"text": "油烟"}', "text follows the end of the JSON array"),
         ('[{"text": "老板拖欠工资"},\n{"text": "油烟", "text": "已回访"}]', "element 2: the key"),
         ("[]", "the JSON array is empty"),
+        ('{"total": 1, "data": [{"text": "老板拖欠工资"}]}', "holds one JSON object"),
     ],
 )
 def test_a_json_array_that_is_not_whole_is_refused_before_labelling(

@@ -536,6 +536,40 @@ def test_a_broken_json_array_is_refused_naming_where(tmp_path: Path, data: str, 
         assert str(e.value) == f"{path}: {says}"
 
 
+def test_a_json_object_alone_is_refused_saying_so(tmp_path: Path) -> None:
+    # {"total": 2, "data": [...]} (an API's export) was read as one ticket with columns 'total'
+    # and 'data', refused as having no column '内容'; one object over several lines was taken
+    # for JSON Lines objects pretty-printed.
+    from training.label_io import file_columns
+
+    path = tmp_path / "export.json"
+    cases = {
+        json.dumps({"total": 2, "data": ROWS}, ensure_ascii=False): (
+            "holds one JSON object, not an array of tickets; are they the 2 objects under its "
+            "key 'data'? (extract them with: jq '.data' export.json > export.tickets.json)"
+        ),
+        json.dumps({"总数": 2, "工单": ROWS}, ensure_ascii=False, indent=2): (
+            "holds one JSON object, not an array of tickets; are they the 2 objects under its "
+            """key '工单'? (extract them with: jq '.["\\u5de5\\u5355"]' export.json > """
+            "export.tickets.json)"
+        ),
+        json.dumps(ROWS[0], ensure_ascii=False, indent=2): (
+            "holds one JSON object over several lines, not an array of tickets; write the "
+            "tickets as a JSON array ([{...}, {...}]) or one object per line (jq -c . "
+            "export.json > export.compact.jsonl)"
+        ),
+    }
+    for data, says in cases.items():
+        path.write_text(data + "\n", encoding="utf-8")
+        for read in (lambda p: read_tickets([p], MAP), file_columns):
+            with pytest.raises(TicketFileError) as e:
+                read(path)
+            assert str(e.value) == f"{path}: {says}"
+    # One object on one line is a JSON Lines file of one ticket, read as before.
+    path.write_text(json.dumps(ROWS[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_tickets([path], MAP)["text"].tolist() == ["老板拖欠工资"]
+
+
 def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:
     # Hive, Impala and some exporters write strings as BINARY without the UTF8 annotation: each
     # value became the text "b'\xe8\x80\x81…'", which train learnt as labels and label labelled.
