@@ -1124,8 +1124,8 @@ def refuse_json_array(path: Path) -> None:
         head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"["):
         raise TicketFileError(
-            f"{path}: holds a JSON array; paidan reads JSON Lines, one ticket object per line "
-            f"(convert it with: jq -c '.[]' {path.name} > {path.stem}.jsonl)"
+            f"{path}: holds a JSON array, but a {path.suffix} file is read as JSON Lines, one "
+            f"ticket object per line; name it {path.stem}.json to read it as a JSON array"
         )
     if head.startswith(b"{") and path.suffix.lower() == ".json":
         refuse_json_object(path)

@@ -570,6 +570,21 @@ def test_a_json_object_alone_is_refused_saying_so(tmp_path: Path) -> None:
     assert read_tickets([path], MAP)["text"].tolist() == ["老板拖欠工资"]
 
 
+def test_a_json_array_in_a_json_lines_file_is_refused_naming_the_json_suffix(tmp_path):
+    # A .jsonl or .ndjson file is JSON Lines by its name; the jq command the refusal gave wrote
+    # over the file itself (jq -c '.[]' t.jsonl > t.jsonl empties it before jq reads it).
+    for name in ("export.jsonl", "export.ndjson"):
+        src = tmp_path / name
+        rows = [{"id": "1", "text": "路灯坏了", "department": "住建", "category": "城建"}]
+        src.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+        with pytest.raises(TicketFileError) as e:
+            read_tickets([src])
+        assert str(e.value) == (
+            f"{src}: holds a JSON array, but a {src.suffix} file is read as JSON Lines, one ticket "
+            "object per line; name it export.json to read it as a JSON array"
+        )
+
+
 def test_parquet_binary_strings_are_read_as_utf8_text(tmp_path: Path) -> None:
     # Hive, Impala and some exporters write strings as BINARY without the UTF8 annotation: each
     # value became the text "b'\xe8\x80\x81…'", which train learnt as labels and label labelled.
