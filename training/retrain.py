@@ -153,7 +153,11 @@ class RetrainResult:
                     if n < min_examples
                     else "learnt as a new label"
                 )
-                out.append(f"new {head} {label!r} (not in the current model) has {n} rows: {note}")
+                # Masked: a dispatcher may type a phone number into the label field of feedback,
+                # and these lines go to the nightly retrain log.
+                out.append(
+                    f"new {head} {mask_pii(label)!r} (not in the current model) has {n} rows: {note}"
+                )
         if self.ambiguous_ids:
             out.append(
                 f"{self.ambiguous_ids} ticket ids name more than one ticket text "

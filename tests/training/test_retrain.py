@@ -16,6 +16,7 @@ from tests.conftest import TINY_TICKETS, three_versions, write_tiny_csv
 from training.compare import compare, markdown_comparison
 from training.retrain import (
     MappingFileError,
+    RetrainResult,
     apply_mapping,
     count_new_feedback,
     feedback_frame,
@@ -586,6 +587,16 @@ def test_masked_feedback_text_still_replaces_its_raw_history_row(
     assert result.feedback.other_tickets == 0
     assert result.ambiguous_ids == 0  # the id names one ticket, not two texts
     assert not any("feedback ticket ids" in w for w in result.warnings(min_examples=3))
+
+
+def test_retrain_warning_masks_a_new_label_holding_a_phone_number() -> None:
+    # A dispatcher typed the grid worker's mobile number into the department field of feedback:
+    # the nightly retrain log must not carry it, as metadata and reports do not.
+    result = RetrainResult(new_labels={"department": {"网格员张三13812345678": 1, "信访局": 6}})
+    warnings = "\n".join(result.warnings(min_examples=5))
+    assert "13812345678" not in warnings
+    assert "new department '网格员张三[手机号]' (not in the current model) has 1 rows" in warnings
+    assert "new department '信访局' (not in the current model) has 6 rows: learnt" in warnings
 
 
 @pytest.mark.slow
