@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from model.router import Router
-from model.text import MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
+from model.text import MASK_CARD, MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
 from model.tickets import LABELS, as_utc, label_value
 from training.validate import merged_mapping
 
@@ -42,7 +42,7 @@ MIN_TERM_COUNT = 3  # a new term must occur this often to be suggested
 MAX_TERMS = 30
 # Spans longer than this are bucketed by ISO week instead of by day.
 DAILY_LIMIT_DAYS = 62
-_PLACEHOLDERS = {MASK_ID, MASK_MOBILE, MASK_LANDLINE, MASK_EMAIL}
+_PLACEHOLDERS = {MASK_ID, MASK_MOBILE, MASK_LANDLINE, MASK_EMAIL, MASK_CARD}
 # A dictionary candidate: at least two characters and at least one Chinese character or letter.
 _TERM = re.compile(r"^(?=.*[\u4e00-\u9fffA-Za-z]).{2,}$")
 

@@ -7,6 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from model.text import (
+    MASK_CARD,
     MASK_EMAIL,
     MASK_ID,
     MASK_LANDLINE,
@@ -145,6 +146,86 @@ def test_mask_pii_reads_first_generation_id_numbers(written, masked):
     assert mask_pii(normalize(written)) == masked
 
 
+def _luhn_check_digit(body: str) -> str:
+    """The digit that makes ``body`` + digit pass the Luhn check."""
+    doubled = (
+        sum(divmod(2 * int(d), 10)) if i % 2 == 0 else int(d) for i, d in enumerate(body[::-1])
+    )
+    return str(-sum(doubled) % 10)
+
+
+def _passes_luhn(digits: str) -> bool:
+    return _luhn_check_digit(digits[:-1]) == str(int(digits[-1]))
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Leaked before (unbroken), or lost only its middle to [电话] (in groups).
+        ("退款请打到我的银行卡6222021234567890128", f"退款请打到我的银行卡{MASK_CARD}"),
+        ("工资卡 6222 0212 3456 7890 128,三个月没发", f"工资卡 {MASK_CARD},三个月没发"),
+        ("卡号:6217-0000-1234-5670", f"卡号:{MASK_CARD}"),
+        ("补贴打到6228480012345678903这张卡", f"补贴打到{MASK_CARD}这张卡"),
+        ("信用卡4111 1111 1111 1111被盗刷", f"信用卡{MASK_CARD}被盗刷"),
+        ("5212-3456-7890-1234-59", MASK_CARD),
+        ("工商银行9558801234567890128", f"工商银行{MASK_CARD}"),
+        # Four groups that pass, then a number that is not part of the card.
+        ("银行卡6217 0000 1234 5670 12月工资没到", f"银行卡{MASK_CARD} 12月工资没到"),
+        # An 18-digit number that passes Luhn but has no plausible birth date (month 13).
+        ("账号622202199013011231", f"账号{MASK_CARD}"),
+        # A card and an ID number that passes Luhn too: each keeps its own placeholder.
+        (
+            "身份证430102199001011234,银行卡6222021234567890128,电话0731 8888 0000",
+            f"身份证{MASK_ID},银行卡{MASK_CARD},电话{MASK_LANDLINE}",
+        ),
+        (
+            "身份证4301 0219 9001 0112 34,卡号6222 0212 3456 7890 128",
+            f"身份证{MASK_ID},卡号{MASK_CARD}",
+        ),
+    ],
+)
+def test_mask_pii_masks_bank_card_numbers_whole(written, masked):
+    assert mask_pii(normalize(written)) == masked
+
+
+@pytest.mark.parametrize(
+    "card",
+    ["6222021234567890128", "6222 0212 3456 7890 128", "6217-0000-1234-5670", "4111111111111111"],
+)
+def test_a_number_that_fails_luhn_is_not_a_card(card):
+    # The same number with another last digit fails the check: an order, ticket or serial number.
+    other = card[:-1] + str((int(card[-1]) + 1) % 10)
+    text = f"工单号{other},银行卡{card}"
+    assert mask_pii(text) == f"工单号{mask_pii(other)},银行卡{MASK_CARD}"
+    assert MASK_CARD not in mask_pii(other)
+    unbroken = other.replace(" ", "").replace("-", "")
+    assert mask_pii("订单号" + unbroken) == "订单号" + unbroken
+
+
+@given(
+    st.sampled_from("123456789"),
+    st.text(alphabet="0123456789", min_size=14, max_size=17),
+    st.booleans(),
+    st.sampled_from([" ", "-"]),
+)
+def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle, fail, separator):
+    body = first + middle
+    check = _luhn_check_digit(body)
+    digits = body + (str((int(check) + 1) % 10) if fail else check)
+    grouped = separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    for written in (digits, grouped):
+        masked = mask_pii(f"卡号{written}。")
+        if re.fullmatch(_FIRST_ID_18, digits):
+            assert masked == f"卡号{MASK_ID}。"  # a plausible ID number stays one
+        elif not fail:
+            assert masked == f"卡号{MASK_CARD}。"
+        elif written == grouped and len(digits) > 16 and _passes_luhn(digits[:16]):
+            # Four groups that pass, then one that is not part of the card.
+            assert masked == f"卡号{MASK_CARD}{grouped[19:]}。"
+        else:
+            assert MASK_CARD not in masked
+
+
 _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
 
 
@@ -258,12 +339,31 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 
 # The masking patterns as first written, each beginning with its look-behind: the reference that the
 # faster forms in model.text must agree with.
+_FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
+
+
+def _card_as_first_written(match: re.Match[str]) -> str:
+    """A card number passes Luhn and is not an 18-digit ID number; four groups that pass, of more,
+    are a card and what follows."""
+    number = match.group()
+    digits = re.sub("[ -]", "", number)
+    if re.fullmatch(_FIRST_ID_18, digits):
+        return number
+    if _passes_luhn(digits):
+        return "[银行卡号]"
+    if re.fullmatch(r"\d{4}(?:[ -]\d{4}){3}[ -]\d{1,3}", number) and _passes_luhn(digits[:16]):
+        return "[银行卡号]" + number[19:]
+    return number
+
+
 _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
-        r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])",
-        "[身份证号]",
+        r"(?<!\d)(?:[1-9]\d{15,18}"  # unbroken
+        r"|[1-9]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?)(?!\d)",  # 4-4-4-4(-1..3)
+        _card_as_first_written,
     ),
+    (_FIRST_ID_18, "[身份证号]"),
     (
         r"(?<!\d)(?:[1-9]\d{5}[ -](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-8-4
         r"|[1-9]\d{5}[ -](?:18|19|20)\d{2}[ -](?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-4-4-4
@@ -328,9 +428,16 @@ def _mask_every_pattern(text: str) -> str:
             st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
             # Birth dates and the groups of an ID number in which they fall.
             st.sampled_from(["19900101", "1990", "0101", "0219", "9001", "0112", "900101"]),
-            # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 18 (IDs),
-            # and the groups they are written in.
-            st.sampled_from([1, 2, 3, 4, 6, 7, 8, 11, 12, 15, 17, 18]).flatmap(
+            # Bank card numbers that pass the Luhn check, and the groups they are written in.
+            st.sampled_from(
+                [
+                    *["6222021234567890128", "4111111111111111", "6222", "0212", "3456", "7890"],
+                    *["128", "6217", "0000", "1234", "5670"],
+                ]
+            ),
+            # Runs of the lengths the patterns care about: 7–8 (landlines), 11 (mobiles), 15 and 18
+            # (IDs), 16-19 (cards), and the groups they are written in.
+            st.sampled_from([1, 2, 3, 4, 6, 7, 8, 11, 12, 15, 16, 17, 18, 19]).flatmap(
                 lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)
             ),
         ),
@@ -347,6 +454,11 @@ def _mask_every_pattern(text: str) -> str:
 @example(["430102", "-", "1990", "-", "0101", "-", "123", "X"])
 @example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "34"])
 @example(["430102", "900101", "123", "投诉"])
+@example(["6222021234567890128"])
+@example(["6222", " ", "0212", " ", "3456", " ", "7890", " ", "128"])
+@example(["6222", "-", "0212", "-", "3456", "-", "7890"])
+@example(["6217", " ", "0000", " ", "1234", " ", "5670", " ", "12"])
+@example(["430102199001011234"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
