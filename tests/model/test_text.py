@@ -173,6 +173,8 @@ def _passes_luhn(digits: str) -> bool:
         ("银行卡6217 0000 1234 5670 12月工资没到", f"银行卡{MASK_CARD} 12月工资没到"),
         # An 18-digit number that passes Luhn but has no plausible birth date (month 13).
         ("账号622202199013011231", f"账号{MASK_CARD}"),
+        # An ID number ending in X whose 17 digits pass Luhn: an ID, not a card and an X.
+        ("身份证43010219900101126X", f"身份证{MASK_ID}"),
         # A card and an ID number that passes Luhn too: each keeps its own placeholder.
         (
             "身份证430102199001011234,银行卡6222021234567890128,电话0731 8888 0000",
@@ -202,6 +204,18 @@ def test_a_number_that_fails_luhn_is_not_a_card(card):
     assert mask_pii("订单号" + unbroken) == "订单号" + unbroken
 
 
+@pytest.mark.parametrize(
+    "number",
+    # Each passes the Luhn check, but begins as no card issuer's number does: a date, a 1 or a 2.
+    ["2023121512345672", "1234567890123452"],
+)
+def test_an_order_number_that_passes_luhn_but_no_issuer_is_not_a_card(number):
+    assert _passes_luhn(number)
+    assert MASK_CARD not in mask_pii(
+        f"订单号{number},快递单号 {number[:4]} {number[4:8]} {number[8:12]} {number[12:]}"
+    )
+
+
 @given(
     st.sampled_from("123456789"),
     st.text(alphabet="0123456789", min_size=14, max_size=17),
@@ -217,6 +231,8 @@ def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle
         masked = mask_pii(f"卡号{written}。")
         if re.fullmatch(_FIRST_ID_18, digits):
             assert masked == f"卡号{MASK_ID}。"  # a plausible ID number stays one
+        elif first not in "34569":  # no card issuer's first digit: an order or ticket number
+            assert MASK_CARD not in masked
         elif not fail:
             assert masked == f"卡号{MASK_CARD}。"
         elif written == grouped and len(digits) > 16 and _passes_luhn(digits[:16]):
@@ -359,8 +375,8 @@ def _card_as_first_written(match: re.Match[str]) -> str:
 _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
-        r"(?<!\d)(?:[1-9]\d{15,18}"  # unbroken
-        r"|[1-9]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?)(?!\d)",  # 4-4-4-4(-1..3)
+        r"(?<!\d)(?:[3-69]\d{15,18}"  # unbroken
+        r"|[3-69]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?)(?![\dXx])",  # 4-4-4-4(-1..3)
         _card_as_first_written,
     ),
     (_FIRST_ID_18, "[身份证号]"),
