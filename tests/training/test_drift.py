@@ -134,6 +134,21 @@ def test_drift_report_on_hand_written_traffic(tiny_model_dir: Path, tmp_path: Pa
     assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_drift_leaves_masked_numbers_out_of_new_terms_and_oov(tiny_model_dir: Path) -> None:
+    router, meta = load_router(tiny_model_dir)
+    plain = [record(0, "楼下烧烤店油烟很大", "执法", None) for _ in range(3)]
+    # Each text masks to 楼下烧烤店油烟很大 and a placeholder: the citizen wrote no new word.
+    numbers = ["13812345678", "6222021234567890128", "430102199001011234", "zhang@163.com"]
+    masked = [
+        record(1, f"楼下烧烤店油烟很大,联系{n}", "执法", None) for n in numbers for _ in range(3)
+    ]
+    report = drift(router, meta, plain + masked, since=T0)
+    terms = {t["term"] for t in report["new_terms"]}
+    assert not terms & {"手机号", "银行卡", "身份证号", "身份证", "邮箱"}
+    oov = {r["period"]: r["rate"] for r in report["oov"]["by_period"]}
+    assert oov["2026-05-02"] <= oov["2026-05-01"]
+
+
 def test_drift_counts_labels_merged_into_other_at_training_as_other(
     merged_model_dir: tuple[Path, Path],
 ) -> None:
