@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,12 @@ import pandas as pd
 
 from model import registry
 from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file, verify
+from model.config import OTHER_LABEL
 from model.router import Router
 from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.metrics import head_report
+from training.validate import merged_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,24 @@ def map_label(label: str, head: str, mapping: Mapping | None) -> str:
     return (mapping or {}).get(head, {}).get(label, label)
 
 
+def merged_into_other(meta: dict[str, Any], mapping: Mapping | None = None) -> Mapping:
+    """The labels a model's training merged into 其他, as renames to 其他 after ``mapping``.
+
+    :func:`training.validate.merged_mapping` (what ``paidan evaluate`` applies) on the labels
+    its ``metadata.json`` records, named as ``mapping`` renames them; a label the model learnt
+    under ``mapping`` is left out.
+    """
+    learnt = {h: list(v.get("labels") or []) for h, v in (meta.get("heads") or {}).items()}
+    out: Mapping = {}
+    for head, renames in merged_mapping(meta, learnt).items():
+        known = {map_label(label, head, mapping) for label in learnt[head]}
+        other = map_label(OTHER_LABEL, head, mapping)
+        moved = {map_label(k, head, mapping) for k in renames} - known
+        if moved:
+            out[head] = {label: other for label in sorted(moved)}
+    return out
+
+
 def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The frozen evaluation set and its facts, after checking its SHA-256.
 
@@ -100,12 +121,17 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def score_router(
-    router: Router, eval_df: pd.DataFrame, mapping: Mapping | None = None
+    router: Router,
+    eval_df: pd.DataFrame,
+    mapping: Mapping | None = None,
+    merged: Mapping | None = None,
 ) -> dict[str, Any]:
     """Score a router on evaluation rows, in the label space after ``mapping``.
 
     The model's probabilities of labels that map to the same new label are added up, and the
-    true labels are mapped too, so an old model is judged on the new taxonomy.
+    true labels are mapped too, so an old model is judged on the new taxonomy. Then the true
+    labels its training merged into 其他 (``merged``, see :func:`merged_into_other`) are scored
+    as 其他, as ``paidan evaluate`` scores them: the model answers 其他 for them by design.
 
     Parameters
     ----------
@@ -115,11 +141,14 @@ def score_router(
         Canonical evaluation rows (``title``, ``text``, ``department``, ``category``).
     mapping : dict, optional
         Per head, old label → new label.
+    merged : dict, optional
+        Per head, label (after ``mapping``) → 其他, applied to the true labels after ``mapping``.
 
     Returns
     -------
     dict
-        ``n`` and ``heads``: per head ``macro_f1``, ``accuracy``, ``labels`` and ``per_class``.
+        ``n`` and ``heads``: per head ``macro_f1``, ``accuracy``, ``labels`` and ``per_class``;
+        ``merged_into_other`` (per head, label → rows scored as 其他) when any was.
     """
     with_text = has_text(eval_df)
     df = eval_df[with_text]
@@ -127,10 +156,17 @@ def score_router(
     X = router.transform(tickets) if tickets else None  # once, for the scores and seen_rows
     scores = router.feature_scores(X) if X is not None else {}
     heads: dict[str, Any] = {}
+    merged_rows: dict[str, dict[str, int]] = {}
     for name, head in router.heads.items():
         if name not in LABELS or name not in scores:
             continue
-        truth = np.asarray([map_label(t.strip(), name, mapping) for t in df[name]], dtype=str)
+        named = [map_label(t.strip(), name, mapping) for t in df[name]]
+        # Scored under their own names, the model's 其他 for them (by design) counted as wrong.
+        into_other = (merged or {}).get(name, {})
+        hits = Counter(t for t in named if t in into_other)
+        if hits:
+            merged_rows[name] = dict(sorted(hits.items()))
+        truth = np.asarray([into_other.get(t, t) for t in named], dtype=str)
         known = truth != ""
         if not known.any():
             continue
@@ -156,12 +192,15 @@ def score_router(
                 for label, m in report["per_class"].items()
             },
         }
-    return {
+    out = {
         "n": len(df),
         "model_version": router.version,
         "seen_eval_rows": seen_rows(router, X) if X is not None else 0,
         "heads": heads,
     }
+    if merged_rows:
+        out["merged_into_other"] = merged_rows
+    return out
 
 
 def version_mapping(root: str | Path, version: str) -> Mapping:
@@ -188,19 +227,27 @@ def ensure_scores(
     mapping are computed and returned without being stored.
     """
     root = Path(root)
-    own = version_mapping(root, version)
+    meta = read_metadata(root / version)
+    own = meta.get("training_data", {}).get("mapping") or {}
     use = own if mapping is None else mapping
+    merged = merged_into_other(meta, use)
     eval_df, info = eval_set or read_frozen_eval(root)
     stored = registry.read_scores(root, version)
     if (
         stored
         and stored.get("eval_sha256") == info["sha256"]
         and stored.get("mapping_sha256") == mapping_sha(use)
+        # Scores stored before the merged labels were scored as 其他 are computed again.
+        and stored.get("merged_sha256", mapping_sha({})) == mapping_sha(merged)
     ):
         return stored
     router, _ = load_router(root / version, root)
-    scores = score_router(router, eval_df, use)
-    scores.update(eval_sha256=info["sha256"], mapping_sha256=mapping_sha(use))
+    scores = score_router(router, eval_df, use, merged)
+    scores.update(
+        eval_sha256=info["sha256"],
+        mapping_sha256=mapping_sha(use),
+        merged_sha256=mapping_sha(merged),
+    )
     if use == own:
         registry.write_scores(root, version, scores)
     return scores

@@ -743,3 +743,40 @@ def test_evaluate_scores_a_renamed_model_under_its_training_mapping(
     assert "mapped" not in same
     assert report["department"]["accuracy"] == same["department"]["accuracy"]
     assert report["department"]["per_class"] == same["department"]["per_class"]
+
+
+def test_promote_scores_labels_merged_into_other_at_training_as_other_as_evaluate_does(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path]
+) -> None:
+    # evaluate scores the rare departments a model's training merged into 其他 as 其他 (it
+    # answers 其他 for them by design); promote and `models list` scored them under their own
+    # names, so each right answer counted as wrong and a model that merged labels lost to one
+    # that did not.
+    import shutil
+
+    from model.tickets import LABELS
+    from training.compare import ensure_scores
+    from training.evaluate import evaluate
+    from training.retrain import freeze_eval
+
+    model_dir, data = merged_model_dir
+    root = tmp_path / "models"
+    shutil.copytree(model_dir, root / "v1")
+    freeze_eval(root, pd.read_csv(data, dtype=str), "test")
+    scores = ensure_scores(root, "v1")
+    report = evaluate(root / "v1", [data])
+    for head in LABELS:
+        got, want = scores["heads"][head], report[head]
+        assert got["accuracy"] == pytest.approx(want["accuracy"]), head
+        assert got["macro_f1"] == pytest.approx(want["macro_f1"]), head
+        for label, row in got["per_class"].items():
+            assert row == pytest.approx({k: want["per_class"][label][k] for k in row}), (
+                head,
+                label,
+            )
+    assert scores["heads"]["department"]["per_class"]["其他"]["support"] >= 4
+    assert scores["merged_into_other"] == {"department": {"档案馆": 2, "气象局": 2}}
+    # Scores stored before (without the merged labels) are computed again, not reused.
+    stale = {k: v for k, v in scores.items() if k not in ("merged_sha256", "merged_into_other")}
+    registry.write_scores(root, "v1", stale | {"heads": {}})
+    assert ensure_scores(root, "v1")["heads"] == scores["heads"]
