@@ -956,6 +956,7 @@ def models_freeze_eval(
 ) -> None:
     """Store a fixed evaluation set in the registry; every version is scored on it."""
     from training.retrain import freeze_eval_files, unscorable_heads
+    from training.validate import duplicates_message
 
     try:
         root = _model_root()
@@ -977,6 +978,13 @@ def models_freeze_eval(
         err.print(
             f"left out {skipped['without_label']} rows without a label and "
             f"{skipped['without_text']} without text"
+        )
+    if skipped.get("repeated"):
+        err.print(
+            "[yellow]warning:[/yellow] "
+            + duplicates_message(info.get("repeated_examples", []), skipped["repeated"]),
+            highlight=False,
+            soft_wrap=True,
         )
     current, missing = unscorable_heads(root, info)
     if current is None:

@@ -32,7 +32,13 @@ from model.tickets import (
     require_rows,
 )
 from training.metrics import head_report
-from training.validate import TrainingDataError, merged_mapping
+from training.validate import (
+    UNLABELLED_LISTED,
+    TrainingDataError,
+    duplicates_message,
+    merged_mapping,
+    repeated_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +257,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     -------
     list of str
         Tickets the model was trained on (above :data:`SEEN_SHARE_LIMIT` of them), skipped empty
-        rows, and per head the true labels that the model never learnt.
+        rows, rows that repeat an earlier row (scored once), and per head the true labels that the
+        model never learnt.
     """
     out = []
     seen, n = report.get("seen_rows", 0), report.get("n", 0)
@@ -269,6 +276,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         )
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
+    if report.get("duplicate_rows"):
+        out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
     for head in LABELS:
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
@@ -334,6 +343,11 @@ def evaluate(
             f"{', '.join(map(str, paths))}: no row has any text (every text and title is empty); "
             "map the text column with --text-col"
         )
+    # The same ticket read twice (a file given twice, exports that overlap) is scored once, as
+    # training keeps it once: it counted twice in every figure.
+    kept, repeats = repeated_rows(df)
+    if repeats:
+        df = df[kept].copy()
     # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
     # otherwise a renamed department's tickets read as a label the model does not know.
     try:
@@ -360,6 +374,9 @@ def evaluate(
         co_departments=df[CO_COL].tolist(),
     )
     report["skipped_empty_text"] = int((~with_text).sum())
+    if repeats:
+        report["duplicate_rows"] = len(repeats)
+        report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
     if mapped:
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
     if merged_rows:

@@ -66,6 +66,7 @@ from training.compare import (
     Mapping as LabelMapping,
 )
 from training.train import Progress, TrainResult, data_fingerprint, train_frame
+from training.validate import UNLABELLED_LISTED, repeated_rows, row_places
 from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
@@ -471,7 +472,8 @@ def freeze_eval(
     -------
     dict
         The set's facts: ``sha256``, ``rows``, ``created``, ``source``, ``label_rows``, and
-        ``left_out`` (rows without a label, or with a label but no text).
+        ``left_out`` (rows without a label, or with a label but no text, and ``repeated``: rows
+        that repeat an earlier row, kept once; the first few are in ``repeated_examples``).
 
     Raises
     ------
@@ -488,7 +490,12 @@ def freeze_eval(
         "without_label": int((~labelled).sum()),
         "without_text": int((labelled & ~with_text).sum()),
     }
-    df = df[labelled & with_text].reset_index(drop=True)
+    df, where = df[labelled & with_text], row_places(eval_df)[labelled & with_text]
+    # The same ticket read twice (a file given twice, exports that overlap) is kept once, as
+    # training keeps it: it counted twice in every version's scores.
+    kept, repeats = repeated_rows(df, where)
+    left_out["repeated"] = len(repeats)
+    df = df[kept].reset_index(drop=True)
     if df.empty:
         raise ValueError(
             f"the evaluation set has no row with both a text and a label ({len(labelled)} rows: "
@@ -515,6 +522,8 @@ def freeze_eval(
             "label_rows": {h: int((df[h].str.strip() != "").sum()) for h in LABELS},
             "left_out": left_out,
         }
+        if repeats:
+            info["repeated_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
         registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
     logger.info("froze an evaluation set of %d rows at %s", len(df), path)
     return info

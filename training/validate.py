@@ -116,6 +116,62 @@ def merged_mapping(
     return out
 
 
+def row_places(df: pd.DataFrame) -> pd.Series:
+    """Where each row was read, as messages name it (``"<file> data row <n>"``).
+
+    Rows without the reader's source columns (a frame built otherwise) are ``"row <n>"``.
+    """
+    import pandas as pd
+
+    if SOURCE_COL in df and ROW_COL in df:
+        return (
+            df[SOURCE_COL].astype(str).map(lambda s: s.rsplit("/", 1)[-1])
+            + " data row "
+            + df[ROW_COL].astype(str)
+        )
+    return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
+
+
+def repeated_rows(
+    df: pd.DataFrame, where: pd.Series | None = None, text: pd.Series | None = None
+) -> tuple[list[bool], list[tuple[str, str]]]:
+    """The same ticket read twice: rows alike in id, title and text (as cleaned) and labels.
+
+    A file given twice, or monthly exports that overlap, would otherwise count each such ticket
+    twice (in training, in an evaluation, in the frozen set). Only rows alike in id as well count:
+    different citizens do send the same short text.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Canonical rows.
+    where : Series of str, optional
+        Each row's place for the message (default :func:`row_places`).
+    text : Series of str, optional
+        ``df["text"]`` already cleaned (:func:`model.text.clean`), when the caller has it.
+
+    Returns
+    -------
+    (list of bool, list of (str, str))
+        Per row, whether to keep it (the first of its copies), and each dropped row's place with
+        that of the earlier row it repeats (see :func:`duplicates_message`).
+    """
+    where = row_places(df) if where is None else where
+    text = df["text"].fillna("").astype(str).map(clean) if text is None else text
+    same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
+    same["title"], same["text"] = same["title"].map(clean), text
+    first: dict[tuple[str, ...], str] = {}
+    kept: list[bool] = []
+    pairs: list[tuple[str, str]] = []
+    for at, row in zip(where, same.itertuples(index=False, name=None), strict=True):
+        kept.append(row not in first)
+        if kept[-1]:
+            first[row] = at
+        else:
+            pairs.append((at, first[row]))
+    return kept, pairs
+
+
 def validate(
     df: pd.DataFrame, min_examples: int = 5, strict: bool = False
 ) -> tuple[pd.DataFrame, ValidationReport]:
@@ -148,9 +204,7 @@ def validate(
     df = df.copy()
     for head in LABELS:
         df[head] = df[head].astype(str).str.strip()
-    where = (
-        df[SOURCE_COL].map(lambda s: s.rsplit("/", 1)[-1]) + " data row " + df[ROW_COL].astype(str)
-    )
+    where = row_places(df)
 
     with_text = has_text(df)
     report.empty_text = where[~with_text].tolist()
@@ -165,16 +219,7 @@ def validate(
     # twice is caught, the same text in two such files is not (the folds keep those together,
     # see training.train.text_groups).
     key = df["text"].map(clean)  # as featurised: a line end \r\n is the same text as \n
-    same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
-    same["title"], same["text"] = same["title"].map(clean), key
-    first: dict[tuple[str, ...], str] = {}
-    kept = []
-    for at, row in zip(where, same.itertuples(index=False, name=None), strict=True):
-        kept.append(row not in first)
-        if kept[-1]:
-            first[row] = at
-        else:
-            report.duplicates.append((at, first[row]))
+    kept, report.duplicates = repeated_rows(df, where, key)
     if report.duplicates:
         logger.info("%s", duplicates_message(report.duplicates))
         df, where, key = df[kept], where[kept], key[kept]
@@ -249,12 +294,17 @@ def validate(
     return df.reset_index(drop=True), report
 
 
-def duplicates_message(pairs: list[tuple[str, str]]) -> str:
-    """The warning for :attr:`ValidationReport.duplicates`."""
-    listed = [f"{row} repeats {earlier}" for row, earlier in pairs]
+def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None) -> str:
+    """The warning for :attr:`ValidationReport.duplicates` (see :func:`repeated_rows`).
+
+    ``pairs`` may be the first few only, of ``total`` (default: as many as ``pairs``).
+    """
+    total = len(pairs) if total is None else total
+    listed = [f"{row} repeats {earlier}" for row, earlier in pairs[:UNLABELLED_LISTED]]
+    more = f" and {total - len(listed)} more" if total > len(listed) else ""
     return (
-        f"dropped {len(pairs)} rows that repeat an earlier row (same id, title, text and labels: "
-        f"a file given twice, or exports that overlap): {_listing(listed, UNLABELLED_LISTED)}"
+        f"dropped {total} rows that repeat an earlier row (same id, title, text and labels: "
+        f"a file given twice, or exports that overlap): {', '.join(listed)}{more}"
     )
 
 

@@ -384,7 +384,8 @@ def test_frozen_set_leaves_out_rows_without_text_or_label_and_counts_them(tmp_pa
         }
     )
     info = freeze_eval(tmp_path, rows, "test")
-    assert info["rows"] == 1 and info["left_out"] == {"without_label": 1, "without_text": 2}
+    assert info["rows"] == 1
+    assert info["left_out"] == {"without_label": 1, "without_text": 2, "repeated": 0}
     assert pd.read_parquet(registry.frozen_eval_path(tmp_path))["id"].tolist() == ["4"]
     # Nothing usable: refused, saying why, and nothing replaced.
     with pytest.raises(ValueError, match="no row with both a text and a label"):

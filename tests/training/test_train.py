@@ -577,6 +577,49 @@ def test_the_markdown_report_keys_the_numbered_axes_of_the_confusion_plots(
         assert md.index(figure) < md.index(key)
 
 
+def test_evaluate_counts_a_ticket_read_twice_once(tmp_path, tiny_model_dir):
+    # Training keeps a ticket read twice (a file given twice, exports that overlap) once, with a
+    # warning; evaluate and freeze-eval counted it twice in every figure, without a word.
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    n = len(TINY_TICKETS)
+    reports = {}
+    for name, files in (("once", [data]), ("twice", [data, data])):
+        path = tmp_path / f"{name}.json"
+        r = runner.invoke(
+            app, ["evaluate", str(tiny_model_dir), *map(str, files), "--report", str(path)]
+        )
+        assert r.exit_code == 0, r.output
+        reports[name] = (" ".join(r.output.split()), json.loads(path.read_text(encoding="utf-8")))
+    out, twice = reports["twice"]
+    assert "repeat" not in reports["once"][0]
+    assert (
+        f"warning: dropped {n} rows that repeat an earlier row (same id, title, text and labels: "
+        "a file given twice, or exports that overlap): tiny.csv data row 1 repeats tiny.csv data "
+        f"row 1, tiny.csv data row 2 repeats tiny.csv data row 2"
+    ) in out
+    once = reports["once"][1]
+    assert twice["n"] == once["n"] == n
+    assert twice["duplicate_rows"] == n and "duplicate_rows" not in once
+    for head in ("department", "category"):
+        assert twice[head]["per_class"] == once[head]["per_class"]
+    assert "repeat an earlier row" in (tmp_path / "twice.md").read_text(encoding="utf-8")
+
+
+def test_freeze_eval_keeps_a_ticket_read_twice_once(tmp_path):
+    # Every version was scored on the frozen set with such a ticket counted twice.
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    n = len(TINY_TICKETS)
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    r = runner.invoke(app, ["models", "freeze-eval", str(data), str(data)], env=env)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert f"froze {n} tickets" in out
+    assert f"warning: dropped {n} rows that repeat an earlier row" in out
+    assert "tiny.csv data row 1 repeats tiny.csv data row 1" in out
+    frozen = json.loads((tmp_path / "models" / "eval" / "frozen.json").read_text(encoding="utf-8"))
+    assert frozen["rows"] == n and frozen["left_out"]["repeated"] == n
+
+
 def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_model_dir):
     path = tmp_path / "test.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
