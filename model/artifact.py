@@ -114,11 +114,15 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
 
 
 def check_not_input(
-    outputs: Iterable[str | Path], inputs: Iterable[str | Path], option: str
+    outputs: Iterable[str | Path],
+    inputs: Iterable[str | Path],
+    option: str,
+    advice: str = "name another file (the input would be replaced)",
 ) -> None:
     """Refuse an output that is one of the inputs, or a file inside an input directory.
 
-    ``outputs`` are the path the user gave, then the files written beside it.
+    ``outputs`` are the path the user gave, then the files written beside it; ``advice`` ends the
+    message.
 
     ``paidan evaluate DATA --report DATA`` read the labelled set and then replaced it with the
     JSON report; the reports' siblings (Markdown, PNGs) could do the same to another input.
@@ -140,10 +144,7 @@ def check_not_input(
                     if output == files[0]
                     else f"{files[0]} would write {output}, which"
                 )
-                raise OutputPathError(
-                    f"{option} {what} {where} the input {given}; name another file (the input "
-                    "would be replaced)"
-                )
+                raise OutputPathError(f"{option} {what} {where} the input {given}; {advice}")
 
 
 def check_utf8_name(path: str | Path, option: str) -> None:

@@ -772,13 +772,29 @@ def _model_root() -> Path:
     return load_settings().model_root
 
 
-def _drift_inputs(settings: Settings, model_dir: Path) -> list[Path]:
-    """What ``drift`` reads: the model directory, and the feedback database when it is a file."""
+def _feedback_file(settings: Settings) -> list[Path]:
+    """The feedback database, when it is a file (SQLite), as a list of zero or one path."""
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.resolved_database_url)
     file = url.database if url.get_backend_name() == "sqlite" else None
-    return [model_dir] + ([Path(str(file))] if file not in (None, "", ":memory:") else [])
+    return [Path(str(file))] if file not in (None, "", ":memory:") else []
+
+
+def _drift_inputs(settings: Settings, model_dir: Path) -> list[Path]:
+    """What ``drift`` reads: the model directory, and the feedback database when it is a file."""
+    return [model_dir, *_feedback_file(settings)]
+
+
+# How check_not_input ends for the directory of a comparison report (retrain, promote).
+REPORT_DIR_ADVICE = "name another directory (the report would become part of that input)"
+
+
+def _version_dirs(root: Path) -> list[Path]:
+    """The model directories under ``root``: immutable, so no report may be written into one."""
+    from model.registry import versions
+
+    return [root / v for v in versions(root)]
 
 
 def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[str, Any]]:
@@ -898,9 +914,12 @@ def models_promote(
     from training.compare import PromotionError, promote_checked
 
     try:
+        root = _model_root()
         if report is not None:
             check_writable(report, "--report", directory=True)  # as retrain checks it
-        decision = promote_checked(_model_root(), version, force=force, report_dir=report)
+            # Written into a version, the report changed a model directory meant to be immutable.
+            check_not_input([report], _version_dirs(root), "--report", REPORT_DIR_ADVICE)
+        decision = promote_checked(root, version, force=force, report_dir=report)
     except (*USER_ERRORS, PromotionError) as e:
         raise fail(e) from None
     _print_decision(decision)
@@ -1070,6 +1089,19 @@ def retrain(
         settings = load_settings()
         if report is not None:
             check_writable(report, "--report", directory=True)  # before the training it would waste
+            # Written into a --history directory, the report's JSON was read as a ticket file by
+            # the next retrain, which stopped; a version directory is meant to be immutable.
+            check_not_input(
+                [report],
+                [
+                    *history,
+                    *([mapping] if mapping else []),
+                    *_feedback_file(settings),
+                    *_version_dirs(settings.model_root),
+                ],
+                "--report",
+                REPORT_DIR_ADVICE,
+            )
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
         with progress_bar() as bar:

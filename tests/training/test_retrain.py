@@ -781,3 +781,47 @@ def test_promote_scores_labels_merged_into_other_at_training_as_other_as_evaluat
     stale = {k: v for k, v in scores.items() if k not in ("merged_sha256", "merged_into_other")}
     registry.write_scores(root, "v1", stale | {"heads": {}})
     assert ensure_scores(root, "v1")["heads"] == scores["heads"]
+
+
+def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_work(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # `retrain --history hist --report hist` wrote <challenger>-vs-<champion>.json into the
+    # history directory, and the next retrain stopped on it as a ticket file it cannot read;
+    # `promote --report models/v1` wrote the report into an immutable model directory.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    hist = tmp_path / "hist"
+    hist.mkdir()
+    write_tiny_csv(hist / "tiny.csv")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    before = {p: sorted(p.iterdir()) for p in (hist, root / "v1", root / "v2")}
+    v1, v2 = root / "v1", root / "v2"
+    cases = [  # arguments, --report, and what the refusal says of it
+        (["retrain", "--history", str(hist), "--report", str(hist)], hist, f"is the input {hist}"),
+        (
+            ["retrain", "--history", str(hist), "--report", f"{hist}/r"],
+            f"{hist}/r",
+            f"is inside the input {hist}",
+        ),
+        (["retrain", "--history", str(hist), "--report", str(v1)], v1, f"is the input {v1}"),
+        (["models", "promote", "v3", "--report", str(v1)], v1, f"is the input {v1}"),
+        (
+            ["models", "promote", "v3", "--report", f"{v2}/r"],
+            f"{v2}/r",
+            f"is inside the input {v2}",
+        ),
+    ]
+    for args, report, said in cases:
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        assert (
+            f"error: --report {report} {said}; name another directory (the report would become "
+            "part of that input)"
+        ) in " ".join(r.output.split()), (args, r.output)
+    assert {p: sorted(p.iterdir()) for p in before} == before
+    assert registry.versions(root) == ["v1", "v2", "v3"]
+    assert not (root / registry.CURRENT_FILE).exists()
