@@ -389,7 +389,7 @@ def train(
                 f"(cross-validated macro-F1 by alpha: {scores})"
             )
     if result.model_dir:
-        out.print(f"written to {result.model_dir}")
+        out.print(f"written to {printable(str(result.model_dir))}")
 
 
 @app.command()
@@ -454,7 +454,8 @@ def evaluate(
     for warning in report_warnings(result):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if report:
-        out.print(f"report written to {report} and {Path(report).with_suffix('.md')}")
+        md = Path(report).with_suffix(".md")
+        out.print(f"report written to {printable(report)} and {printable(str(md))}")
 
 
 @app.command()
@@ -636,8 +637,8 @@ def label(
     out.print(
         f"{s['rows']:,} row{'' if s['rows'] == 1 else 's'} ({s['labelled']:,} labelled, "
         f"{s['errors']:,} with an error) done by model {s['model_version']} at "
-        f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to {result.output}, "
-        f"summary in {result.summary_path}",
+        f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to "
+        f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
         soft_wrap=True,
     )
 
@@ -657,13 +658,15 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     root = settings.model_root
     sample = sample_path()
     out.print(
-        f"no model under {root.resolve()}: training the default model from the bundled sample "
-        f"{sample.name} first (once)"
+        f"no model under {printable(str(root.resolve()))}: training the default model from the "
+        f"bundled sample {sample.name} first (once)"
     )
     with progress_bar() as bar:
         result = run_train([sample], None, model_root=root, progress=_RichProgress(bar))
     set_current(root, result.router.version)
-    out.print(f"trained model {result.router.version}, now the current model under {root}")
+    out.print(
+        f"trained model {result.router.version}, now the current model under {printable(str(root))}"
+    )
     assert result.model_dir is not None
     return result.model_dir
 
@@ -714,7 +717,7 @@ def serve(
             # Once the model is verified and the address bound: announced first, the server
             # then said, a line later, that it was not serving.
             err.print(
-                f"serving {model_dir} on http://{host}:{port} "
+                f"serving {printable(str(model_dir))} on http://{host}:{port} "
                 f"(feedback: {describe_database(settings)})",
                 highlight=False,
                 soft_wrap=True,
@@ -843,7 +846,7 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
         err.print(f"[red]{verdict}:[/red] {reason}", highlight=False, soft_wrap=True)
     if decision.report_paths:
         out.print(
-            "comparison report: " + ", ".join(str(p) for p in decision.report_paths),
+            "comparison report: " + ", ".join(printable(str(p)) for p in decision.report_paths),
             soft_wrap=True,
         )
     if decision.promoted:
@@ -869,10 +872,13 @@ def models_list(
         )
         return
     if not infos:
-        out.print(f"no model versions under {root} yet (paidan train --out, or paidan retrain)")
+        out.print(
+            f"no model versions under {printable(str(root))} yet (paidan train --out, or paidan "
+            "retrain)"
+        )
         return
     frozen = frozen_eval_info(root)
-    table = Table(title=f"models under {root}")
+    table = Table(title=f"models under {printable(str(root))}")
     for col in ("version", "created", "history", "feedback", "dept. F1", "cat. F1", ""):
         # The version is copied into other commands: whole on one line; in a narrow terminal the
         # other columns wrap rather than lose digits.
@@ -1149,7 +1155,7 @@ def retrain(
     )
     if result.eval_frozen_now:
         out.print("froze the evaluation set from the history (first retrain)")
-    out.print(result.message, soft_wrap=True)
+    out.print(printable(result.message), soft_wrap=True)
     if result.decision is not None:
         _print_decision(result.decision, applied=promote_if_better)
         if promote_if_better and not result.decision.promoted:
@@ -1225,7 +1231,7 @@ def drift(
     terms = ", ".join(t["term"] for t in report["new_terms"][:10])
     table.add_row("new frequent terms", terms or "–")
     out.print(table)
-    out.print("written: " + ", ".join(str(p) for p in paths), soft_wrap=True)
+    out.print("written: " + ", ".join(printable(str(p)) for p in paths), soft_wrap=True)
 
 
 if __name__ == "__main__":

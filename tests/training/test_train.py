@@ -530,6 +530,39 @@ def test_files_whose_names_are_not_utf8_are_read_and_named_escaped(
     assert r.exit_code == 2 and "\\xb2\\xe2.csv: no such file" in r.output, r.output
 
 
+def test_success_lines_show_file_names_that_are_not_utf8_escaped(
+    tmp_path, tiny_csv, tiny_model_dir
+):
+    # 测试 and 报告 in GBK: the lines naming what was written printed the name raw, which a
+    # UTF-8 console refuses (a UnicodeEncodeError traceback, exit 1, after the work was done)
+    # or shows garbled; errors and freeze-eval's source show it with \xNN escapes.
+    from model import registry
+
+    model_out = gbk_named(tmp_path, b"\xb2\xe2\xca\xd4", "")
+    try:
+        model_out.mkdir()
+        model_out.rmdir()
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses a name that is not UTF-8")
+    r = cli_train(tiny_csv, model_out)
+    assert r.exit_code == 0, r.output
+    assert f"written to {tmp_path}/\\xb2\\xe2\\xca\\xd4" in r.output, r.output
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    assert runner.invoke(app, ["models", "freeze-eval", str(tiny_csv)], env=env).exit_code == 0
+    registry.set_current(root, "v1", record=False)
+    reports = gbk_named(tmp_path, b"\xb1\xa8\xb8\xe6", "")
+    # --force: the copies were trained on the frozen tickets, which the rule refuses.
+    args = ["models", "promote", "v2", "--report", str(reports), "--force"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    shown = f"{tmp_path}/\\xb1\\xa8\\xb8\\xe6"
+    assert f"comparison report: {shown}/v2-vs-v1.json, {shown}/v2-vs-v1.md" in out, out
+    assert sorted(p.name for p in reports.iterdir()) == ["v2-vs-v1.json", "v2-vs-v1.md"]
+
+
 def test_cli_a_report_name_that_is_not_utf8_is_refused_before_writing(
     tmp_path, tiny_csv, tiny_model_dir
 ):
