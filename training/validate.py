@@ -22,6 +22,9 @@ MAX_LISTED = 20
 UNLABELLED_LISTED = 5
 # What makes two rows the same ticket read twice (see validate()).
 SAME_TICKET = ("id", "title", "text", *LABELS, CO_COL)
+# Column of validate()'s rows holding their text as cleaned (model.text.clean), which validation
+# computes anyway: training's text_groups reads it rather than cleaning every text again.
+CLEAN_TEXT_COL = "_clean_text"
 
 
 class TrainingDataError(ValueError):
@@ -192,8 +195,9 @@ def validate(
     -------
     (DataFrame, ValidationReport)
         The rows to train on (labels stripped, empty-text rows and tickets read twice removed, rare
-        labels merged) and the report, whose :meth:`~ValidationReport.warnings` the caller shows
-        (they are logged at INFO only, so that a command line does not print each twice).
+        labels merged; their texts as cleaned in :data:`CLEAN_TEXT_COL`) and the report, whose
+        :meth:`~ValidationReport.warnings` the caller shows (they are logged at INFO only, so
+        that a command line does not print each twice).
 
     Raises
     ------
@@ -291,6 +295,7 @@ def validate(
     if CO_COL in df:
         report.joint_rows = int((df[CO_COL].fillna("") != "").sum())
     report.rows_used = len(df)
+    df = df.assign(**{CLEAN_TEXT_COL: key})
     return df.reset_index(drop=True), report
 
 

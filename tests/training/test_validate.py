@@ -172,3 +172,39 @@ def test_the_same_text_of_another_ticket_or_with_other_labels_is_kept():
     assert report.to_dict()["duplicate_rows"] == 0
     [conflict] = report.conflicts
     assert conflict["labels"] == ["执法", "生态"]
+
+
+def test_training_groups_texts_from_the_cleaned_texts_validation_keeps(monkeypatch):
+    # text_groups cleaned every text again after validate had (a few seconds on a million rows);
+    # it reads validate's and cleans only the titles of rows without text. The groups are the
+    # same: texts alike as cleaned together, a title alone grouped apart from any text.
+    import numpy as np
+
+    import training.train as train_module
+    from model.text import clean
+    from training.train import text_groups
+    from training.validate import CLEAN_TEXT_COL
+
+    rows = frame(
+        [
+            ["欠薪", "拖欠工资", "人社", "劳动"],
+            ["欠薪", "拖欠工资\r\n", "人社", "劳动"],  # the same text as cleaned, another id
+            ["油烟", "", "执法", "环境"],
+            ["", "油烟", "执法", "环境"],  # that title as a text: another group
+            ["油烟", "\u200b", "执法", "环境"],  # no text once cleaned: grouped by its title
+            ["噪音", "楼上噪音扰民", "执法", "环境"],
+        ]
+    )
+    df, _ = validate(pd.concat([rows, rows.iloc[[5]]], ignore_index=True), min_examples=1)
+    assert len(df) == 6  # the repeated last row is dropped
+    assert df[CLEAN_TEXT_COL].tolist() == df["text"].map(clean).tolist()
+    text = df["text"].map(clean)
+    before = pd.factorize(text.where(text != "", "\x1f" + df["title"].map(clean)))[0]
+    assert before.tolist() == [0, 0, 1, 2, 1, 3]
+    calls = []
+    monkeypatch.setattr(train_module, "clean", lambda s: calls.append(s) or clean(s))
+    assert np.array_equal(text_groups(df), before)
+    assert calls == ["油烟", "油烟"]  # the titles of the two rows without text, nothing else
+    calls.clear()
+    assert np.array_equal(text_groups(df.drop(columns=CLEAN_TEXT_COL)), before)
+    assert len(calls) == 6 + 2
