@@ -147,11 +147,16 @@ def check_not_input(
                 raise OutputPathError(f"{option} {what} {where} the input {given}; {advice}")
 
 
-def check_utf8_name(path: str | Path, option: str) -> None:
+def check_utf8_name(
+    path: str | Path,
+    option: str,
+    why: str = "the report names its files in UTF-8 text",
+) -> None:
     """Refuse an output whose name is not UTF-8 (a GBK name typed or pasted on Linux).
 
     A report names its files inside its text (the Markdown links its plots), which is UTF-8:
     such a name wrote the JSON and the plots and then failed on the Markdown with a traceback.
+    ``why`` says what cannot hold the name.
 
     Raises
     ------
@@ -163,8 +168,7 @@ def check_utf8_name(path: str | Path, option: str) -> None:
     except UnicodeEncodeError:
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise OutputPathError(
-            f"{option} {shown}: the file name is not UTF-8, and the report names its files in "
-            "UTF-8 text; give a UTF-8 name"
+            f"{option} {shown}: the file name is not UTF-8, and {why}; give a UTF-8 name"
         ) from None
 
 

@@ -30,7 +30,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pyarrow as pa
 
-from model.artifact import METADATA_FILE, ROUTER_FILE, check_writable, load_router, verify
+from model.artifact import (
+    METADATA_FILE,
+    ROUTER_FILE,
+    check_utf8_name,
+    check_writable,
+    load_router,
+    verify,
+)
 from model.router import Router
 from model.settings import get_settings
 from model.text import is_blank
@@ -472,6 +479,9 @@ def label(
             f"{output}: unsupported output type {output.suffix!r}; use "
             f"{', '.join(sorted(set(OUTPUT_FORMATS)))}"
         )
+    # Refused up front: the run stopped at its first chunk with a traceback.
+    why = "the run's Arrow part files beside it cannot take such a name"
+    check_utf8_name(output, "--out", why)
     check_writable(output, "--out")  # a directory, or a place no file can be made
     if chunk_size < 1:
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")

@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -573,15 +574,19 @@ def test_cli_a_report_name_that_is_not_utf8_is_refused_before_writing(
     report = gbk_named(reports, b"\xb1\xa8\xb8\xe6", ".json")
     env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
     model = str(tiny_model_dir)
+    labelled = report.with_suffix(".csv")
     cases = [
         ["evaluate", model, str(tiny_csv), "--report", str(report)],
         ["drift", "--since", "2026-01-01", "--model", model, "--out", str(report)],
+        # label stopped at its first chunk with a traceback: its Arrow parts cannot be so named.
+        ["label", str(tiny_csv), "--model", model, "--out", str(labelled)],
     ]
     for args in cases:
         r = runner.invoke(app, args, env=env)
         assert r.exit_code == 2, r.output
         out = " ".join(r.output.split())
-        assert "\\xb1\\xa8\\xb8\\xe6.json: the file name is not UTF-8" in out, out
+        name = "\\xb1\\xa8\\xb8\\xe6" + Path(args[-1]).suffix
+        assert f"{name}: the file name is not UTF-8" in out, out
         assert "Traceback" not in r.output
     assert list(reports.iterdir()) == []
 
