@@ -20,6 +20,17 @@ from tests.conftest import write_tiny_csv
 runner = CliRunner()
 
 
+def free_port() -> str:
+    """A port nothing listens on, for a test whose ``paidan serve`` really binds (one worker binds
+    before it checks the model): the default 8000 may be taken, e.g. by the README's own ``paidan
+    serve`` running while the tests run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def test_bad_setting_stops_startup_with_one_line(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["serve"], env={"PAIDAN_TOP_K": "many", "PAIDAN_MODEL_ROOT": str(tmp_path)}
@@ -58,7 +69,7 @@ def test_empty_directory_settings_mean_their_defaults(
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["serve", "--model", str(tiny_model_dir)],
+        ["serve", "--model", str(tiny_model_dir), "--port", free_port()],
         env={"PAIDAN_MODEL_ROOT": str(tmp_path / "root"), "PAIDAN_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 2
@@ -226,7 +237,7 @@ def test_serve_refuses_a_tampered_model_before_starting(
         f.write(b"\x00" * 8)
     result = runner.invoke(
         app,
-        ["serve", "--model", str(model)],
+        ["serve", "--model", str(model), "--port", free_port()],
         env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 2
