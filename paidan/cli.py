@@ -779,9 +779,10 @@ def _feedback_file(settings: Settings) -> list[Path]:
     """The feedback database, when it is a file (SQLite), as a list of zero or one path."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.resolved_database_url)
-    file = url.database if url.get_backend_name() == "sqlite" else None
-    return [Path(str(file))] if file not in (None, "", ":memory:") else []
+    from serve.db import sqlite_path
+
+    file = sqlite_path(make_url(settings.resolved_database_url))
+    return [file] if file is not None else []
 
 
 def _drift_inputs(settings: Settings, model_dir: Path) -> list[Path]:
@@ -808,11 +809,10 @@ def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[s
     """
     from sqlalchemy.engine import make_url
 
-    from serve.db import Database
+    from serve.db import Database, sqlite_path
 
-    url = make_url(settings.resolved_database_url)
-    file = url.database if url.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+    file = sqlite_path(make_url(settings.resolved_database_url))
+    if file is not None and not file.exists():
         return []
     db = Database(settings.resolved_database_url)
     try:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote, urlsplit
 
 from sqlalchemy import (
     JSON,
@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.util import asbool
 
 from model.tickets import as_utc
 
@@ -192,7 +193,10 @@ def describe_url(url: str | URL) -> str:
     password-like query parameter is hidden here too. Every other query parameter stays readable.
     """
     parsed = make_url(url)
-    base = parsed.set(query={}).render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":  # no user or host; the path as written, not escaped
+        base = f"{parsed.drivername}://" + (f"/{parsed.database}" if parsed.database else "")
+    else:
+        base = parsed.set(query={}).render_as_string(hide_password=True)
     pairs = []
     for key, values in sorted(parsed.query.items()):  # in the order SQLAlchemy renders them
         for value in (values,) if isinstance(values, str) else values:
@@ -204,6 +208,25 @@ def describe_url(url: str | URL) -> str:
 def _is_secret(key: str) -> bool:
     key = key.lower()
     return key in SECRET_QUERY_KEYS or any(word in key for word in _SECRET_QUERY_WORDS)
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file a SQLite URL opens, or None (not SQLite, in memory, or on another host).
+
+    With ``uri=true`` the database is a SQLite URI (``file:/srv/paidan/var/paidan.db``,
+    ``file:///...``, ``file://localhost/...``), percent-encoded; taken as a path it named a
+    directory ``file:`` under the working directory.
+    """
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    # SQLite reads a URI only after a lower-case "file:".
+    if asbool(url.query.get("uri", False)) and database.startswith("file:"):
+        parts = urlsplit(database)
+        if parts.netloc not in ("", "localhost") or parts.path in ("", ":memory:"):
+            return None
+        return Path(unquote(parts.path))
+    return Path(database)
 
 
 def safe_reason(exc: BaseException) -> str:
@@ -230,9 +253,10 @@ class Database:
         return self.url.get_backend_name()
 
     def _prepare_sqlite_dir(self) -> None:
-        if self.backend == "sqlite" and self.url.database and self.url.database != ":memory:":
+        path = sqlite_path(self.url)
+        if path is not None:
             try:
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 logger.warning("cannot create the directory of the SQLite database: %s", e)
 

@@ -384,13 +384,50 @@ def test_an_in_memory_sqlite_database_is_refused_in_one_line(
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite:///{dir}/paidan.db", "sqlite:///file:{dir}/paidan.db?mode=rwc&uri=true"]
+    "url",
+    [
+        "sqlite:///{dir}/paidan.db",
+        "sqlite:///file:{dir}/paidan.db?mode=rwc&uri=true",
+        "sqlite:///file://localhost{dir}/paidan.db?uri=1",
+    ],
+    ids=["path", "uri", "uri-with-host"],
 )
-def test_a_sqlite_file_is_still_accepted(tmp_path: Path, url: str) -> None:
-    env = {"PAIDAN_DATABASE_URL": url.format(dir=tmp_path)}
+def test_a_sqlite_file_is_still_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    # The URI form's directory was made under the working directory (./file:/.../var), not at
+    # /.../var, and the database could not be opened: "unable to open database file".
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    var = tmp_path / "var"  # not there yet
+    env = {"PAIDAN_DATABASE_URL": url.format(dir=var)}
     result = runner.invoke(app, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "paidan.db").is_file()
+    assert (var / "paidan.db").is_file()
+    assert list(cwd.iterdir()) == []
+    # Named as written: the colon of file: was shown as file%3A.
+    assert f"{url.format(dir=var)} is at the latest schema revision" in (
+        "".join(result.output.split("\n"))
+    )
+
+
+def test_retrain_and_drift_read_the_feedback_of_a_sqlite_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The URI was taken as a path (./file:/.../paidan.db), which did not exist: retrain and drift
+    # read no feedback at all, and drift --out could overwrite the database.
+    from model.settings import Settings
+    from paidan.cli import _drift_inputs, _feedback_records
+    from serve.db import Database
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(database_url=f"sqlite:///file:{tmp_path}/paidan.db?mode=rwc&uri=true")
+    db = Database(settings.resolved_database_url)
+    db.add_feedback(text="t0", department="人社", suggestion={"decision": "auto"})
+    db.dispose()
+    assert [r["department"] for r in _feedback_records(settings, None)] == ["人社"]
+    assert tmp_path / "paidan.db" in _drift_inputs(settings, tmp_path / "model")
 
 
 @pytest.mark.parametrize(
