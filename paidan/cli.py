@@ -653,6 +653,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     if current is not None:
         return current
     from model.resources import sample_path
+    from training.train import stop_workers
     from training.train import train as run_train
 
     root = settings.model_root
@@ -661,8 +662,11 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
         f"no model under {printable(str(root.resolve()))}: training the default model from the "
         f"bundled sample {sample.name} first (once)"
     )
-    with progress_bar() as bar:
-        result = run_train([sample], None, model_root=root, progress=_RichProgress(bar))
+    try:
+        with progress_bar() as bar:
+            result = run_train([sample], None, model_root=root, progress=_RichProgress(bar))
+    finally:
+        stop_workers()  # the server does not train again
     set_current(root, result.router.version)
     out.print(
         f"trained model {result.router.version}, now the current model under {printable(str(root))}"

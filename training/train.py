@@ -69,6 +69,21 @@ def worker_jobs(rows: int, n_jobs: int | None) -> int | None:
     return n_jobs if rows >= PROCESS_MIN_ROWS else None
 
 
+def stop_workers() -> None:
+    """Stop the worker processes the fits ran in, now; nothing to do when none were started.
+
+    joblib keeps them (about 200 MB each) for the next fits and ends them after 5 idle minutes:
+    a server that trained its first model would hold them that long, and leave them behind if
+    stopped meanwhile. ``get_reusable_executor().shutdown`` is what joblib's maintainers advise;
+    it is called only when an executor exists, as calling it otherwise starts a helper process.
+    """
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 @dataclass
 class HeadCV:
     """Out-of-fold results of one head."""

@@ -147,6 +147,35 @@ def test_serve_trains_the_default_model_when_there_is_none(
     assert calls[1]["model_dir"].name == version
 
 
+def test_serve_holds_no_training_workers_once_the_default_model_is_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # joblib kept the training's worker processes (about 200 MB each) idle for 5 minutes beside
+    # the server, and left them behind when the server was stopped meanwhile.
+    import psutil
+
+    import training.train
+
+    def workers() -> list[psutil.Process]:
+        children = psutil.Process().children(recursive=True)
+        return [p for p in children if "LokyProcess" in " ".join(p.cmdline())]
+
+    monkeypatch.setattr("model.resources.sample_path", lambda: write_tiny_csv(tmp_path / "s.csv"))
+    monkeypatch.setattr(training.train, "PROCESS_MIN_ROWS", 0)  # the tiny corpus in processes
+    jobs: list[int | None] = []
+    real_jobs = training.train.worker_jobs
+    monkeypatch.setattr(
+        training.train, "worker_jobs", lambda *a: jobs.append(real_jobs(*a)) or jobs[-1]
+    )
+    at_start: list[list[psutil.Process]] = []
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: at_start.append(workers()))
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path)}
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    assert any(n not in (None, 1) for n in jobs)  # the fits did run in worker processes
+    assert at_start == [[]]
+
+
 @pytest.mark.parametrize("port", ["0", "99999"])
 def test_serve_refuses_a_port_outside_1_to_65535(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str
