@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -180,6 +183,33 @@ def model_path(path: Path) -> Path:
     except SettingsError:
         return path  # the command reports the setting itself
     return named_model(root, path)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, to stop a run the same way."""
+
+
+def stop_on_sigterm() -> Callable[[], None]:
+    """Make the first SIGTERM raise :class:`Terminated` in the main thread; return the undo.
+
+    Python's default SIGTERM action ends the process without unwinding, so no ``finally`` ran:
+    ``paidan label`` stopped by systemd, ``docker stop``, ``timeout`` or a batch scheduler left its
+    pool of workers running. A second SIGTERM ends the process at once, as before.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a program embedding the CLI): keep its handler
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def fail(e: Exception) -> typer.Exit:
@@ -565,6 +595,7 @@ def label(
     from training.label import label as run_label
 
     held = None
+    restore_sigterm = stop_on_sigterm()  # stops the run as Ctrl-C does: the pool is shut down
     try:
         settings = load_settings()
         model_dir = model_path(model) if model else current_dir(settings.model_root)
@@ -602,7 +633,10 @@ def label(
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None
+    except Terminated:
+        raise typer.Exit(128 + signal.SIGTERM) from None
     finally:
+        restore_sigterm()
         if held is not None:
             held.release()
     s = result.summary

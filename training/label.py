@@ -11,12 +11,15 @@ into ``OUTPUT`` (written under a temporary name and renamed), and the summary is
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -119,16 +122,62 @@ _CACHE: dict[str, Router] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _init_worker(model_dir: str, root: str | None) -> None:
+# prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+# How often a worker without prctl looks whether its parent is still there, in seconds.
+PARENT_POLL_SECONDS = 1.0
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """End this worker process when the process that started it ends.
+
+    A worker blocks on the pool's call queue, whose write end it inherited itself, so it never
+    saw the parent go: ``paidan label`` killed with SIGTERM or ``kill -9`` left its workers
+    running for good, re-parented to PID 1 (each with the model in memory and the model's lease
+    open, so ``paidan models gc`` kept that version as in use). On Linux the kernel sends SIGTERM
+    when the parent dies (``PR_SET_PDEATHSIG``); elsewhere a daemon thread looks every second.
+
+    Parameters
+    ----------
+    parent : int or None
+        The pid of the process that started this one, to see whether it died before the signal
+        was asked for; ``None`` when that is another process (a forkserver).
+    """
+    # The handler the parent may have installed (the CLI's SIGTERM → stop the run) is not this
+    # process's: the default action ends it without a traceback.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            asked = False
+        if asked:
+            if parent is not None and os.getppid() != parent:  # died before prctl was called
+                os._exit(1)
+            return
+    watched = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == watched:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="paidan-parent-watch", daemon=True).start()
+
+
+def _init_worker(model_dir: str, root: str | None, parent: int | None = None) -> None:
     """Process-pool initializer: load and warm the model once for this worker process."""
     global _ROUTER
+    _die_with_parent(parent)
     _ROUTER, _ = load_router(model_dir, root, serving=True)
     _ROUTER.warm_up()
 
 
-def _adopt_router(router: Router) -> None:
+def _adopt_router(router: Router, parent: int | None = None) -> None:
     """Fork-pool initializer: the router loaded by the parent is already in this process."""
     global _ROUTER
+    _die_with_parent(parent)
     _ROUTER = router
     gc.freeze()  # keep the collector from touching (and so copying) the inherited objects
 
@@ -690,20 +739,27 @@ def _start_engine(
             router = cached_router(str(model_dir), sha256)
             return (lambda tickets: _done(predict_rows, router, tickets, joint)), 1, lambda: None
         context = multiprocessing.get_context()
+        # The workers' parent, unless a forkserver starts them. The kernel's parent-death signal
+        # follows the thread that started a worker: this one (ProcessPoolExecutor starts them
+        # all from the submitting thread), which runs the pool until it is shut down.
+        parent = os.getpid() if context.get_start_method() != "forkserver" else None
         if context.get_start_method() == "fork":
             # Load once, here, before the workers fork: they share its pages copy-on-write, and
             # the bulk of a model (the classifiers' coefficient arrays) is never written, so N
             # workers cost little more memory than one.
             router = cached_router(str(model_dir), sha256)
             pool = ProcessPoolExecutor(
-                max_workers=n, mp_context=context, initializer=_adopt_router, initargs=(router,)
+                max_workers=n,
+                mp_context=context,
+                initializer=_adopt_router,
+                initargs=(router, parent),
             )
         else:  # spawn / forkserver: each worker loads the model once
             pool = ProcessPoolExecutor(
                 max_workers=n,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(str(model_dir), root),
+                initargs=(str(model_dir), root, parent),
             )
         return (
             lambda tickets: pool.submit(_label_in_worker, tickets, joint),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,105 @@ def test_kill_9_then_resume_gives_identical_bytes(tiny_model_dir: Path, tmp_path
     assert summary["rows"] == ROWS == summary["labelled"] + summary["errors"]
     assert summary["errors"] == len(range(0, ROWS, 97))
     assert not parts.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_the_pool_workers_end_with_a_killed_run(
+    tiny_model_dir: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    # Killed with SIGTERM (systemd, docker stop, timeout) or kill -9, `paidan label --jobs 2`
+    # left its workers running for good, re-parented to PID 1, each holding the model's lease.
+    import psutil
+
+    src = write_backlog(tmp_path / "backlog.csv")
+    out = tmp_path / "out.csv"
+    parts = tmp_path / "out.csv.parts"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        label_command(src, tiny_model_dir, out),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the signal goes to the parent alone, as `kill PID` sends it
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while chunks_done(parts) < 1:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no chunk was checkpointed within 120 s"
+            time.sleep(0.005)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert len(workers) >= 2  # the pool's processes
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=60)
+        still = running(workers)
+        deadline = time.monotonic() + 15
+        while still and time.monotonic() < deadline:
+            time.sleep(0.1)
+            still = running(workers)
+        assert still == [], f"workers left running after SIG{sig.name[3:]}: {still}"
+        if sig == signal.SIGTERM:  # stopped as Ctrl-C stops it: the chunks are kept
+            assert code == 128 + signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+            assert chunks_done(parts) >= 1 and not out.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for w in workers:  # what the old code left behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                w.kill()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def running(procs: list[Any]) -> list[Any]:
+    """Those of ``procs`` (psutil processes) still running; an orphan may linger as a zombie."""
+    import psutil
+
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+    return out
+
+
+WATCHED_WORKER = """
+import os, sys, time
+import training.label as label
+sys.platform = "darwin"  # no prctl: the fallback, a thread looking at the parent
+label.PARENT_POLL_SECONDS = 0.05
+if os.fork() == 0:
+    label._die_with_parent(os.getppid())
+    print(os.getpid(), flush=True)
+    os.close(1)  # the test reads its pid to the end of the pipe
+    time.sleep(120)
+    os._exit(0)
+time.sleep(0.5)
+os._exit(0)  # the parent dies without shutting anything down
+"""
+
+
+def test_a_worker_without_prctl_still_ends_with_its_parent() -> None:
+    import psutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", WATCHED_WORKER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+    )
+    worker = psutil.Process(int(done.stdout.split()[0]))
+    try:
+        deadline = time.monotonic() + 15
+        while running([worker]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running([worker]) == []
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
