@@ -36,6 +36,7 @@ import pyarrow as pa
 from model.artifact import (
     METADATA_FILE,
     ROUTER_FILE,
+    check_not_input,
     check_utf8_name,
     check_writable,
     load_router,
@@ -518,7 +519,8 @@ def label(
     ModelLoadError
         The model directory cannot be trusted or read.
     OutputPathError
-        The output is a directory, or cannot be created where it goes.
+        The output is a directory, cannot be created where it goes, or it (or a file written
+        beside it) is an input or lies inside an input directory.
     """
     started = time.perf_counter()
     output = Path(output)
@@ -531,6 +533,9 @@ def label(
     # Refused up front: the run stopped at its first chunk with a traceback.
     why = "the run's Arrow part files beside it cannot take such a name"
     check_utf8_name(output, "--out", why)
+    # --force replaced an input workbook named as its own output (and its other sheets with it),
+    # and an output inside an input directory was read back as input by the next run.
+    check_not_input(written_files(output), inputs, "--out")
     check_writable(output, "--out")  # a directory, or a place no file can be made
     if chunk_size < 1:
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
@@ -641,6 +646,17 @@ def label(
     shutil.rmtree(parts, ignore_errors=True)
     logger.info("labelled %s rows into %s", summary["rows"], output)
     return LabelResult(output, summary, summary_path, plots, done)
+
+
+def written_files(output: Path) -> list[Path]:
+    """``output`` and what a run writes beside it: the parts, the summary and the plots."""
+    return [
+        output,
+        output.with_name(output.name + PARTS_SUFFIX),
+        output.with_name(output.name + ".summary.json"),
+        output.with_name(output.name + ".departments.png"),
+        output.with_name(output.name + ".confidence.png"),
+    ]
 
 
 def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from model.artifact import OutputPathError
 from model.settings import get_settings
 from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError
@@ -929,6 +930,50 @@ def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> Non
     )
     assert again.exit_code == 2
     assert "already exists" in again.output
+
+
+def test_an_output_over_an_input_is_refused_before_anything_is_written(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `label backlog.xlsx --out backlog.xlsx --force` replaced the workbook (its other sheets with
+    # it); an output inside an input directory was read back as input by the next run.
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["id", "title", "text"])
+    for row in ticket_rows(3):
+        book.active.append(row)
+    book.create_sheet("处理记录").append(["日期", "备注"])
+    backlog = tmp_path / "backlog.xlsx"
+    book.save(backlog)
+    before = backlog.read_bytes()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_csv(parts / "a.csv", ticket_rows(4))
+    model = ["--model", str(tiny_model_dir), "--jobs", "1"]
+
+    cases = [
+        ([str(backlog), "--out", str(backlog), "--force"], "--out {} is the input {}", backlog),
+        ([str(parts), "--out", str(parts / "l.csv")], "--out {} is inside the input {}", parts),
+    ]
+    for args, expected, where in cases:
+        res = CliRunner().invoke(app, ["label", *args, *model])
+        assert res.exit_code == 2, res.output
+        message = expected.format(args[2], where)
+        assert message in res.output
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert backlog.read_bytes() == before
+    assert sorted(p.name for p in parts.iterdir()) == ["a.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backlog.xlsx", "parts"]
+
+    # A JSON input named as a summary would be: refused too, not overwritten at the end.
+    export = tmp_path / "out.csv.summary.json"
+    export.write_text(json.dumps([{"id": "J1", "text": "老板拖欠工资"}]), encoding="utf-8")
+    with pytest.raises(
+        OutputPathError, match=r"would write .*out\.csv\.summary\.json, which is the input"
+    ):
+        label([export], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_gc_keeps_the_model_a_label_run_reads(
