@@ -26,6 +26,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -578,11 +579,13 @@ def label(
     # Inside the parts directory, so a run killed outright (no cleanup) leaves nothing beside the
     # output that a finished --resume would not remove with the parts.
     tmp = parts / f".{output.name}.tmp"
-    writer = OutputWriter(tmp, fmt, schema)
+    with _writing(tmp, parts):
+        writer = OutputWriter(tmp, fmt, schema)
     scores: list[np.ndarray] = []
 
     def emit(table: pa.Table) -> None:
-        writer.write(table)
+        with _writing(tmp, parts):
+            writer.write(table)
         scores.append(counts.add(table))
 
     try:
@@ -598,8 +601,11 @@ def label(
                 nonlocal rows_done
                 preds = future.result() if future is not None else []
                 table = _part_table(chunk, preds, schema)
-                write_part_atomic(table, parts / _part_name(chunk.index))
-                _commit(parts, fingerprint, chunk.index + 1)
+                part = parts / _part_name(chunk.index)
+                with _writing(part, parts):
+                    write_part_atomic(table, part)
+                with _writing(parts / MANIFEST_FILE, parts):
+                    _commit(parts, fingerprint, chunk.index + 1)
                 emit(table)
                 rows_done += len(chunk.records)
                 if progress:
@@ -618,13 +624,15 @@ def label(
                 finish(*pending.popleft())
         finally:
             closer()
-        writer.close()
+        with _writing(tmp, parts):
+            writer.close()
     except BaseException:
         writer.abort()
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, output)
-    fsync_dir(output.parent)
+    with _writing(output, parts):
+        os.replace(tmp, output)
+        fsync_dir(output.parent)
     summary = _summary(counts)
     dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
     summary.update(
@@ -640,9 +648,11 @@ def label(
     )
     summary["rows_per_second"] = round(summary["rows"] / max(summary["seconds"], 1e-9), 1)
     summary_path = output.with_name(output.name + ".summary.json")
-    plots = _plots(summary, dept_scores, output)
+    with _writing(f"the plots beside {output}", parts):
+        plots = _plots(summary, dept_scores, output)
     summary["plots"] = [str(p) for p in plots]
-    write_json_atomic(summary, summary_path)
+    with _writing(summary_path, parts):
+        write_json_atomic(summary, summary_path)
     shutil.rmtree(parts, ignore_errors=True)
     logger.info("labelled %s rows into %s", summary["rows"], output)
     return LabelResult(output, summary, summary_path, plots, done)
@@ -721,9 +731,32 @@ def _open_parts(
                 "start over"
             )
     shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True)
-    _commit(parts, fingerprint, 0)
+    with _writing(parts, None):
+        parts.mkdir(parents=True)
+        _commit(parts, fingerprint, 0)
     return 0
+
+
+@contextmanager
+def _writing(what: str | Path, parts: Path | None) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``what`` into a :class:`LabelError` saying what is kept.
+
+    A full disk (ENOSPC), a file-size limit or quota (EFBIG, EDQUOT) or a permission ended the run
+    in a Python traceback that named neither the file nor ``--resume``. ``parts`` is the run's
+    parts directory, whose finished chunks ``--resume`` continues from (``None``: none yet).
+    """
+    try:
+        yield
+    except OSError as e:
+        message = f"cannot write {e.filename or what}: {e.strerror or e}"
+        done = _chunks_done(parts) if parts is not None else 0
+        if done:
+            chunks = f"{done:,} finished chunk" + (" is" if done == 1 else "s are")
+            message += (
+                f"; the {chunks} kept in {parts}: once it can be written, rerun the same command "
+                "with --resume to continue from there"
+            )
+        raise LabelError(message) from None
 
 
 class _Pending(Protocol):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -907,6 +909,64 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     assert result.summary["rows"] == 60 and result.summary["errors"] == 1
     assert not (tmp_path / "out.parquet.parts").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "fails_at", "kept"), [("part", 3, 2), ("output", 2, 2), ("part", 1, 0)]
+)
+def test_a_full_disk_is_one_line_naming_the_file_and_resume(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    fails_at: int,
+    kept: int,
+) -> None:
+    # A write error (ENOSPC, EFBIG, a permission) ended in a 46-line traceback, exit 1, naming
+    # neither the file nor --resume.
+    import training.label
+    import training.label_io
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(20))
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=4)
+    out = tmp_path / "out.csv"
+    calls = 0
+
+    def full(real: Callable[..., None]) -> Callable[..., None]:
+        def write(*args: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == fails_at:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(*args)
+
+        return write
+
+    if target == "part":
+        monkeypatch.setattr(
+            training.label, "write_part_atomic", full(training.label.write_part_atomic)
+        )
+        failed = tmp_path / "out.csv.parts" / f"part-{fails_at - 1:06d}.arrow"
+    else:
+        monkeypatch.setattr(
+            training.label_io.OutputWriter, "write", full(training.label_io.OutputWriter.write)
+        )
+        failed = tmp_path / "out.csv.parts" / ".out.csv.tmp"
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--jobs", "1", "--chunk-size", "4"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: cannot write {failed}: No space left on device")
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    resume = f"the {kept} finished chunk{' is' if kept == 1 else 's are'} kept in {out}.parts"
+    assert (resume in res.output) == bool(kept)
+    assert ("--resume" in res.output) == bool(kept)
+    assert not out.exists()
+
+    monkeypatch.undo()  # space freed
+    again = CliRunner().invoke(app, [*args, "--jobs", "1", "--chunk-size", "4", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert out.read_bytes() == whole.read_bytes()
 
 
 def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
