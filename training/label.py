@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -26,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -568,7 +569,7 @@ def label(
         "joint": joint,
     }
     parts = output.with_name(output.name + PARTS_SUFFIX)
-    done = _open_parts(parts, output, fingerprint, resume, force)
+    done = _open_parts(parts, output, fingerprint, resume, force, model_dir)
     total = sum(estimate_rows(p) for p in files)
 
     rows_done = 0
@@ -705,18 +706,19 @@ def _commit(parts: Path, fingerprint: dict[str, Any], done: int) -> None:
 
 
 def _open_parts(
-    parts: Path, output: Path, fingerprint: dict[str, Any], resume: bool, force: bool
+    parts: Path,
+    output: Path,
+    fingerprint: dict[str, Any],
+    resume: bool,
+    force: bool,
+    model_dir: Path,
 ) -> int:
     """Prepare ``OUTPUT.parts/``; return how many chunks an interrupted run already finished."""
     if resume and (parts / MANIFEST_FILE).is_file():
         previous = _manifest(parts)
         if previous.get("fingerprint") != fingerprint:
             old = previous.get("fingerprint", {})
-            changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
-            raise LabelError(
-                f"cannot resume into {output}: the interrupted run used a different "
-                f"{', '.join(changed)}; rerun without --resume and with --force to start over"
-            )
+            raise LabelError(_resume_mismatch(old, fingerprint, output, model_dir))
         done = int(previous["done"])
         logger.info("resuming after %s finished chunks", done)
         return done
@@ -735,6 +737,107 @@ def _open_parts(
         parts.mkdir(parents=True)
         _commit(parts, fingerprint, 0)
     return 0
+
+
+def _resume_mismatch(
+    old: dict[str, Any], new: dict[str, Any], output: Path, model_dir: Path
+) -> str:
+    """Why an interrupted run cannot be resumed as asked, and the options that continue it.
+
+    It said only "used a different model_version; rerun ... with --force to start over", so a
+    resume the morning after a nightly promotion, or without the run's --chunk-size, threw away
+    every finished chunk, though the manifest holds what the run used.
+    """
+    used: list[str] = []  # what the interrupted run used, and what this one uses
+    flags: list[str] = []  # the options that continue it
+    env: list[str] = []  # and the settings
+    cannot: list[str] = []  # what no option changes back
+    blocked = False
+    if (
+        old.get("model_version") != new["model_version"]
+        or old.get("model_sha256") != new["model_sha256"]
+    ):
+        version = old.get("model_version")
+        if version == new["model_version"]:
+            used.append(f"model {version} with another {ROUTER_FILE} (it was replaced)")
+            blocked = True
+        else:
+            used.append(f"model {version} (now {new['model_version']})")
+            found = _find_model(model_dir.parent, version, old.get("model_sha256"))
+            if found is None:
+                cannot.append(
+                    f"model {version} is no longer in {model_dir.parent} (`paidan models gc` "
+                    "deletes old versions); if you have it elsewhere, pass its directory as --model"
+                )
+            else:
+                flags.append(f"--model {shlex.quote(str(found))}")
+    for key, option in (
+        ("chunk_size", "--chunk-size"),
+        ("text_col", "--text-col"),
+        ("title_col", "--title-col"),
+        ("delimiter", "--delimiter"),
+        ("joint", "--joint"),
+    ):
+        if old.get(key) != new[key]:
+            was, now = _as_option(option, old.get(key)), _as_option(option, new[key])
+            used.append(f"{was} (now {now.removeprefix(option + ' ')})")
+            flags.append(was)
+    for key, variable in (
+        ("max_text_chars", "PAIDAN_MAX_TEXT_CHARS"),
+        ("max_title_chars", "PAIDAN_MAX_TITLE_CHARS"),
+    ):
+        if old.get(key) != new[key]:
+            used.append(f"{variable}={old.get(key)} (now {new[key]})")
+            env.append(f"{variable}={old.get(key)}")
+    if old.get("inputs") != new["inputs"] or old.get("columns") != new["columns"]:
+        cannot.append("the input files are not the same, or changed since (size, time, columns)")
+    if old.get("format") != new["format"] or old.get("output_format") != new["output_format"]:
+        cannot.append("its parts were written by another version of paidan")
+    said = [f"the interrupted run used {', '.join(used)}"] if used else []
+    said += cannot
+    head = f"cannot resume into {output}: " + ("; ".join(said) or "it was started otherwise")
+    start_over = "rerun without --resume and with --force to start over"
+    if blocked or cannot or not used:
+        return f"{head}; {start_over}"
+    setting = f"{' '.join(env)} set and " if env else ""
+    without = " and without --delimiter" if "no --delimiter" in flags else ""
+    options = " ".join(f for f in ["--resume", *flags] if f != "no --delimiter")
+    return f"{head}; to continue it, rerun with {setting}{options}{without}, or {start_over}"
+
+
+def _as_option(option: str, value: Any) -> str:
+    """``value`` as the command-line option that gives it (``--delimiter tab``, ``--no-joint``)."""
+    if option == "--joint":
+        return "--joint" if value else "--no-joint"
+    if option == "--delimiter":
+        if value is None:
+            return "no --delimiter"
+        if value == "\t":
+            return "--delimiter tab"
+        return f"--delimiter '{value}'" if value != "'" else '--delimiter "\'"'  # for a shell
+    return f"{option} {shlex.quote(str(value))}"
+
+
+def _find_model(parent: Path, version: Any, sha256: Any) -> Path | None:
+    """The model directory beside ``parent``'s others that holds ``version`` with ``sha256``."""
+    if not isinstance(version, str) or not version:
+        return None
+    named = parent / version
+    candidates = [named] if named.is_dir() else []
+    with suppress(OSError):
+        candidates += sorted(d for d in parent.iterdir() if d.is_dir() and d != named)
+    for candidate in candidates:
+        try:
+            meta = json.loads((candidate / METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(meta, dict)
+            and meta.get("version", candidate.name) == version
+            and meta.get("files", {}).get(ROUTER_FILE) == sha256
+        ):
+            return candidate
+    return None
 
 
 @contextmanager

@@ -889,10 +889,16 @@ def test_resume_after_an_interruption_gives_identical_bytes(
 
     with pytest.raises(LabelError, match="interrupted run; continue it with --resume"):
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
-    with pytest.raises(LabelError, match="different chunk_size"):
+    # What the run used, and the options that continue it, not only --force to start over.
+    advice = "used --chunk-size 7 (now 8); to continue it, rerun with --resume --chunk-size 7, or"
+    with pytest.raises(LabelError, match=re.escape(advice)):
         label([src], tiny_model_dir, out, jobs=1, chunk_size=8, resume=True)
-    with pytest.raises(LabelError, match="different delimiter"):
+    advice = "used no --delimiter (now ','); to continue it, rerun with --resume and without --"
+    with pytest.raises(LabelError, match=re.escape(advice)):
         label([src], tiny_model_dir, out, ColumnMap(delimiter=","), chunk_size=7, resume=True)
+    advice = "used --joint (now --no-joint); to continue it, rerun with --resume --joint, or rerun"
+    with pytest.raises(LabelError, match=re.escape(advice)):
+        label([src], tiny_model_dir, out, chunk_size=7, resume=True, joint=False)
 
     seen: list[int] = []
     result = label(
@@ -966,6 +972,55 @@ def test_a_full_disk_is_one_line_naming_the_file_and_resume(
     monkeypatch.undo()  # space freed
     again = CliRunner().invoke(app, [*args, "--jobs", "1", "--chunk-size", "4", "--resume"])
     assert again.exit_code == 0, again.output
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_a_resume_after_a_promotion_says_which_model_continues_the_run(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The nightly retrain promoted a model before the staff resumed: the refusal offered only
+    # --force, which threw away the finished chunks, though --model <the run's version> resumes.
+    from model import registry
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    for name in ("v1", "v2"):
+        meta = json.loads((root / name / "metadata.json").read_text(encoding="utf-8"))
+        (root / name / "metadata.json").write_text(json.dumps({**meta, "version": name}))
+    registry.set_current(root, "v1", record=False)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    whole = tmp_path / "whole.csv"
+    label([src], root / "v1", whole, jobs=1, chunk_size=7)
+
+    def stop(stage: str, done: int, total: int) -> None:
+        raise Interrupt
+
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], root / "v1", out, jobs=1, chunk_size=7, progress=stop)
+    registry.set_current(root, "v2", record=False)  # the nightly promotion
+    args = ["label", str(src), "--out", str(out), "--jobs", "1", "--resume"]
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+
+    res = CliRunner().invoke(app, args, env=env)
+    assert res.exit_code == 2
+    assert (
+        "the interrupted run used model v1 (now v2), --chunk-size 7 (now 2000); to continue it, "
+        f"rerun with --resume --model {root / 'v1'} --chunk-size 7, or rerun without --resume "
+        "and with --force to start over"
+    ) in res.output
+
+    gone = tmp_path / "v1-elsewhere"
+    (root / "v1").rename(gone)  # models gc deleted it
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7"], env=env)
+    assert res.exit_code == 2
+    assert f"model v1 is no longer in {root} (`paidan models gc` deletes old" in res.output
+    assert "to continue it" not in res.output and "--force to start over" in res.output
+
+    gone.rename(root / "v1")
+    res = CliRunner().invoke(
+        app, [*args, "--model", str(root / "v1"), "--chunk-size", "7"], env=env
+    )
+    assert res.exit_code == 0, res.output
     assert out.read_bytes() == whole.read_bytes()
 
 
