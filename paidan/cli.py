@@ -667,7 +667,11 @@ def label(
             f"joint dispatch (会办) advised for {s['joint_advice']:,} rows; beside the lead: {co}",
             soft_wrap=True,
         )
-    resumed = f" (resumed after {result.resumed_chunks} chunks)" if result.resumed_chunks else ""
+    resumed = ""
+    if result.resumed_chunks:  # the rate is over the rows labelled now
+        now = s["rows"] - s["resumed_rows"]
+        chunks = f"{result.resumed_chunks:,} chunk{'' if result.resumed_chunks == 1 else 's'}"
+        resumed = f" over the {now:,} rows labelled now (resumed after {chunks})"
     out.print(
         f"{s['rows']:,} row{'' if s['rows'] == 1 else 's'} ({s['labelled']:,} labelled, "
         f"{s['errors']:,} with an error) done by model {s['model_version']} at "

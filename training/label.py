@@ -592,6 +592,7 @@ def label(
     try:
         for index in range(done):  # what the interrupted run finished
             emit(read_part(parts / _part_name(index), schema))
+        resumed_rows = counts.rows
         submit, window, closer = _start_engine(
             engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint
         )
@@ -644,10 +645,15 @@ def label(
             "engine": engine,
             "chunk_size": chunk_size,
             "resumed_chunks": done,
+            "resumed_rows": resumed_rows,
             "seconds": round(time.perf_counter() - started, 2),
         }
     )
-    summary["rows_per_second"] = round(summary["rows"] / max(summary["seconds"], 1e-9), 1)
+    # Over the rows this run labelled: those of the resumed chunks took the interrupted run's time
+    # (counted in, a resume near the end reported several times the machine's speed).
+    summary["rows_per_second"] = round(
+        (summary["rows"] - resumed_rows) / max(summary["seconds"], 1e-9), 1
+    )
     summary_path = output.with_name(output.name + ".summary.json")
     with _writing(f"the plots beside {output}", parts):
         plots = _plots(summary, dept_scores, output)

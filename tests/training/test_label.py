@@ -915,6 +915,10 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     assert result.summary["rows"] == 60 and result.summary["errors"] == 1
     assert not (tmp_path / "out.parquet.parts").exists()
+    # The rate is over the 39 rows labelled now, not the 60 (21 took the interrupted run's time).
+    s = result.summary
+    assert s["rows_per_second"] == round(39 / max(s["seconds"], 1e-9), 1)
+    assert s["resumed_rows"] == 21
 
 
 @pytest.mark.parametrize(
@@ -1022,6 +1026,8 @@ def test_a_resume_after_a_promotion_says_which_model_continues_the_run(
     )
     assert res.exit_code == 0, res.output
     assert out.read_bytes() == whole.read_bytes()
+    # The rate is over the rows labelled now: the first chunk's 7 took the interrupted run's time.
+    assert "rows/s over the 23 rows labelled now (resumed after 1 chunk);" in res.output
 
 
 def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
