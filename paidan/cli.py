@@ -591,7 +591,7 @@ def label(
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
     from model.registry import current_dir, lease
-    from training.label import LabelError
+    from training.label import LabelError, kept_chunks
     from training.label import label as run_label
 
     held = None
@@ -633,8 +633,21 @@ def label(
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None
-    except Terminated:
-        raise typer.Exit(128 + signal.SIGTERM) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        # It ended with an empty stderr, exit 130, leaving staff to guess what was kept.
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        kept = kept_chunks(out_path)
+        if kept:
+            chunks = f"{kept:,} finished chunk" + (" is" if kept == 1 else "s are")
+            said += (
+                f": the {chunks} kept in {out_path}.parts; rerun the same command with --resume "
+                "to continue from there"
+            )
+        else:
+            said += " before a chunk was finished; nothing is kept"
+        err.print(printable(said), highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + signum) from None
     finally:
         restore_sigterm()
         if held is not None:

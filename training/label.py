@@ -707,6 +707,12 @@ def _chunks_done(parts: Path) -> int:
         return 0
 
 
+def kept_chunks(output: str | Path) -> int:
+    """How many finished chunks of an interrupted run into ``output`` are kept for ``--resume``."""
+    output = Path(output)
+    return _chunks_done(output.with_name(output.name + PARTS_SUFFIX))
+
+
 def _commit(parts: Path, fingerprint: dict[str, Any], done: int) -> None:
     write_json_atomic({"fingerprint": fingerprint, "done": done}, parts / MANIFEST_FILE)
 

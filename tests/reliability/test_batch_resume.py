@@ -123,7 +123,7 @@ def test_kill_9_then_resume_gives_identical_bytes(tiny_model_dir: Path, tmp_path
     assert not parts.exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
 def test_the_pool_workers_end_with_a_killed_run(
     tiny_model_dir: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -162,8 +162,10 @@ def test_the_pool_workers_end_with_a_killed_run(
             still = running(workers)
         assert still == [], f"workers left running after SIG{sig.name[3:]}: {still}"
         if sig == signal.SIGTERM:  # stopped as Ctrl-C stops it: the chunks are kept
-            assert code == 128 + signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+            stderr = proc.stderr.read() if proc.stderr else ""
+            assert code == 128 + signal.SIGTERM, stderr
             assert chunks_done(parts) >= 1 and not out.exists()
+            assert f"kept in {out}.parts; rerun the same command with --resume" in stderr
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1030,6 +1030,58 @@ def test_a_resume_after_a_promotion_says_which_model_continues_the_run(
     assert "rows/s over the 23 rows labelled now (resumed after 1 chunk);" in res.output
 
 
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [("KeyboardInterrupt", 130, "interrupted"), ("Terminated", 143, "stopped by SIGTERM")],
+)
+def test_an_interrupted_cli_run_says_what_is_kept_and_how_to_continue(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+    code: int,
+    said: str,
+) -> None:
+    # Ctrl-C ended `paidan label` with exit 130 and nothing on stderr.
+    import paidan.cli
+    import training.label
+
+    stopping = paidan.cli.Terminated if stop == "Terminated" else KeyboardInterrupt
+    src = write_csv(tmp_path / "in.csv", ticket_rows(20))
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=4)
+    out = tmp_path / "out.csv"
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out)]
+    args += ["--jobs", "1", "--chunk-size", "4"]
+
+    def stop_after_two_chunks(self: object, stage: str, done: int, total: int) -> None:
+        if done >= 8:
+            raise stopping
+
+    monkeypatch.setattr(paidan.cli._RichProgress, "__call__", stop_after_two_chunks)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == code, res.output
+    assert res.output == (
+        f"{said}: the 2 finished chunks are kept in {out}.parts; rerun the same command with "
+        "--resume to continue from there\n"
+    )
+
+    def stop_while_loading(*args: object, **kwargs: object) -> None:
+        raise stopping
+
+    monkeypatch.setattr(training.label, "verify", stop_while_loading)
+    res = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o2.csv")]
+    )
+    assert res.exit_code == code
+    assert res.output == f"{said} before a chunk was finished; nothing is kept\n"
+
+    monkeypatch.undo()
+    res = CliRunner().invoke(app, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == whole.read_bytes()
+
+
 def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [*ticket_rows(5), ["E1", "空", ""]])
     out = tmp_path / "out.csv"
