@@ -218,9 +218,9 @@ def drift(
     docs = features.segmenter.transform(
         features.texts(
             [
-                tuple(
-                    _PLACEHOLDERS.sub(" ", clean(str(r.get(col) or "")))
-                    for col in ("title", "text")
+                (
+                    _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
+                    _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
                 )
                 for r in records
             ]
