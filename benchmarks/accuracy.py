@@ -108,7 +108,7 @@ def run_product(
                 "top3": top_k_accuracy(y_test[rows], rank[rows], h.labels, 3),
                 "support": c["support"],
             }
-    return {k: rep[k] for k in ("macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
+    return {k: rep[k] for k in ("n", "macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),
         "per_class": per_class,
@@ -184,8 +184,7 @@ def summarise(runs: list[dict]) -> dict:
         )
         out[model] = {k: _mean_std([r[model][k] for r in runs]) for k in keys}
         if model == "paidan":
-            out[model]["auto_precision"] = _mean_std([r[model]["auto"]["precision"] for r in runs])
-            out[model]["auto_coverage"] = _mean_std([r[model]["auto"]["coverage"] for r in runs])
+            out[model] |= auto_summary(runs)
     out["gain_macro_f1"] = out["paidan"]["macro_f1"]["mean"] - out["baseline"]["macro_f1"]["mean"]
     # paidan's per-label figures, averaged over the runs whose test part holds the label.
     per_run = [r["paidan"]["per_class"] for r in runs]
@@ -199,7 +198,48 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def auto_summary(runs: list[dict]) -> dict:
+    """paidan's auto precision and coverage over the runs.
+
+    A run whose threshold no test row reached dispatched nothing automatically: its auto precision
+    is undefined (``None``; results written before that was so hold 1.0 at coverage 0). The mean
+    precision is over the runs that dispatched something, ``auto_precision_pooled`` is the share
+    of right decisions among all their auto rows, and ``auto_empty_runs`` counts the others (of
+    ``runs``), so an option that leaves nothing to automate on most folds cannot pass for a
+    precise one.
+    """
+    autos = [r["paidan"]["auto"] for r in runs]
+    dispatched = [
+        (a, _test_rows(r))
+        for a, r in zip(autos, runs, strict=True)
+        if a["coverage"] > 0 and a["precision"] is not None
+    ]
+    auto_rows = sum(a["coverage"] * n for a, n in dispatched)
+    return {
+        "auto_precision": _mean_std([a["precision"] for a, _ in dispatched]),
+        "auto_precision_pooled": (
+            sum(a["precision"] * a["coverage"] * n for a, n in dispatched) / auto_rows
+            if auto_rows
+            else None
+        ),
+        "auto_empty_runs": len(runs) - len(dispatched),
+        "runs": len(runs),
+        "auto_coverage": _mean_std([a["coverage"] for a in autos]),
+    }
+
+
+def _test_rows(run: dict) -> float:
+    """Test rows of a run: its ``n``; for older results the sum of its per-label supports, or 1
+    (folds of one split differ by a row at most) where those were not kept either."""
+    p = run["paidan"]
+    if "n" in p:
+        return p["n"]
+    return sum(c["support"] for c in p["per_class"].values()) if "per_class" in p else 1
+
+
 def _mean_std(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None}
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
@@ -215,11 +255,20 @@ def markdown(result: dict) -> str:
             s = r["summary"][model]
 
             def f(key: str, s: dict = s) -> str:
-                return f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}" if key in s else "–"
+                if key not in s or s[key]["mean"] is None:
+                    return "–"
+                return f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"
 
+            auto = f("auto_precision")
+            if s.get("auto_empty_runs"):
+                pooled = s["auto_precision_pooled"]
+                auto += (
+                    f" ({'' if pooled is None else f'pooled {pooled:.3f}; '}"
+                    f"{s['auto_empty_runs']} of {s['runs']} runs dispatched nothing)"
+                )
             lines.append(
                 f"| {task} | {r['rows']} | {model} | {f('macro_f1')} | {f('accuracy')} | {f('top3_accuracy')} "
-                f"| {f('ece')} | {f('auto_precision')} | {f('auto_coverage')} |"
+                f"| {f('ece')} | {auto} | {f('auto_coverage')} |"
             )
     for task, r in result["tasks"].items():
         per_class = r["summary"].get("paidan_per_class", {})

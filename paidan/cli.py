@@ -313,11 +313,13 @@ def train(
         typer.Option(
             min=100,
             help="Cross-validate each head on a sample of this many rows (faster on a large "
-            "history; the auto threshold errs on the safe side); it is still fitted on every row",
+            "history; the auto threshold, chosen on the sample, may dispatch less or nothing); it "
+            "is still fitted on every row",
         ),
     ] = None,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
+    from training.metrics import format_auto_precision, no_auto_note
     from training.train import train as run_train
     from training.window import Window, describe
 
@@ -382,7 +384,7 @@ def train(
             f"{r['top3_accuracy']:.3f}",
             f"{r['ece']:.3f}",
             f"{cv.threshold:.3f}",
-            f"{r['auto']['precision']:.3f}",
+            format_auto_precision(r["auto"]["precision"]),
             f"{r['auto']['coverage']:.3f}",
         )
     out.print(table)
@@ -391,6 +393,8 @@ def train(
         f"{result.validation.rows_used} of {result.validation.rows_in} rows"
     )
     for name, cv in result.cv.items():
+        if cv.report["auto"]["precision"] is None:
+            out.print(f"{name} head: {no_auto_note(cv.report['auto'])}", soft_wrap=True)
         if cv.report.get("rows"):
             out.print(
                 f"{name} head cross-validated on a sample of {cv.report['n']:,} of its "
@@ -447,6 +451,7 @@ def evaluate(
     """Score a model on labelled tickets; print the summary and write the report."""
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings
+    from training.metrics import format_auto_precision
 
     try:
         if report is not None:
@@ -475,7 +480,7 @@ def evaluate(
                 f"{r['accuracy']:.3f}",
                 f"{r['top3_accuracy']:.3f}",
                 f"{r['ece']:.3f}",
-                f"{r['auto']['precision']:.3f}",
+                format_auto_precision(r["auto"]["precision"]),
                 f"{r['auto']['coverage']:.3f}",
             )
     out.print(table)

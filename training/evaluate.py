@@ -31,7 +31,7 @@ from model.tickets import (
     read_tickets,
     require_rows,
 )
-from training.metrics import head_report
+from training.metrics import format_auto_precision, head_report, no_auto_note
 from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
@@ -257,8 +257,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     -------
     list of str
         Tickets the model was trained on (above :data:`SEEN_SHARE_LIMIT` of them), skipped empty
-        rows, rows that repeat an earlier row (scored once), and per head the true labels that the
-        model never learnt.
+        rows, rows that repeat an earlier row (scored once), and per head an auto threshold that
+        no ticket reaches and the true labels that the model never learnt.
     """
     out = []
     seen, n = report.get("seen_rows", 0), report.get("n", 0)
@@ -279,6 +279,9 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
     for head in LABELS:
+        auto = report.get(head, {}).get("auto")
+        if auto and auto["precision"] is None:
+            out.append(f"{head} head: {no_auto_note(auto)}")
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
             listed = ", ".join(
@@ -439,7 +442,8 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
             a = r["auto"]
             lines.append(
                 f"| {h} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | "
-                f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | {a['precision']:.3f} | "
+                f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | "
+                f"{format_auto_precision(a['precision'])} | "
                 f"{a['coverage']:.3f} |"
             )
     if report.get("joint"):

@@ -112,14 +112,34 @@ def choose_threshold(
     return float(conf[ok[-1]])
 
 
-def auto_stats(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, float]:
-    """Precision and coverage of the rows at or above ``threshold``."""
+def auto_stats(
+    confidence: np.ndarray, correct: np.ndarray, threshold: float
+) -> dict[str, float | None]:
+    """Precision and coverage of the rows at or above ``threshold``.
+
+    When no row reaches the threshold (coverage 0, typically threshold ``1.0``: every ticket goes
+    to a person) the precision of that empty set is undefined and given as ``None``, not as a
+    perfect 1.0 that a reader, or an average over folds, would take for a measurement.
+    """
     auto = confidence >= threshold
     return {
         "threshold": float(threshold),
-        "precision": float(correct[auto].mean()) if auto.any() else 1.0,
+        "precision": float(correct[auto].mean()) if auto.any() else None,
         "coverage": float(auto.mean()) if len(auto) else 0.0,
     }
+
+
+def format_auto_precision(precision: float | None) -> str:
+    """``precision`` with three decimals, or ``–`` when no row was dispatched automatically."""
+    return "–" if precision is None else f"{precision:.3f}"
+
+
+def no_auto_note(auto: dict[str, float | None]) -> str:
+    """Why a head's auto precision reads ``–``: no row reached its threshold (:func:`auto_stats`)."""
+    return (
+        f"no ticket reaches the auto threshold {auto['threshold']:.3f}, so every ticket goes to a "
+        "person and auto precision is undefined (–)"
+    )
 
 
 def head_report(

@@ -66,3 +66,38 @@ def test_per_label_figures_average_only_the_runs_that_tested_the_label():
         "| 发改财政税务 | 0.00 | 0.00 | 0.00 | 2.0 |",
         "| 住建 | 0.70 | 0.60 | 0.95 | 11.0 |",
     ]
+
+
+def test_auto_precision_is_averaged_over_the_runs_that_dispatched_something():
+    # A run whose threshold no test row reached (coverage 0) has no auto precision: null now, 1.0
+    # in results written before. Counted as 1.0, eight such folds of fifteen made
+    # accuracy_cv_sample.json's mean 0.982 where the folds that dispatched anything gave 0.960.
+    accuracy = load_benchmark()
+    runs = [run(0.5, {"住建": (0.5, 0.5, 1.0, 100)}) for _ in range(4)]
+    autos = [(0.9, 0.5), (0.96, 0.25), (1.0, 0.0), (None, 0.0)]
+    for r, (precision, coverage) in zip(runs, autos, strict=True):
+        r["paidan"]["auto"] = {"threshold": 0.9, "precision": precision, "coverage": coverage}
+    summary = accuracy.summarise(runs)["paidan"]
+    assert summary["auto_precision"] == pytest.approx({"mean": 0.93, "std": 0.03})
+    # Pooled over the auto rows: 45 right of 50 and 24 of 25.
+    assert summary["auto_precision_pooled"] == pytest.approx(69 / 75)
+    assert summary["auto_empty_runs"] == 2 and summary["runs"] == 4
+    assert summary["auto_coverage"]["mean"] == pytest.approx(0.1875)
+    table = accuracy.markdown(
+        {
+            "folds": 2,
+            "seeds": [42, 0],
+            "date": "2026-12-04",
+            "machine": "test",
+            "tasks": {"department": {"rows": 400, "summary": {"baseline": {}, "paidan": summary}}},
+        }
+    )
+    assert (
+        "| 0.930 ± 0.030 (pooled 0.920; 2 of 4 runs dispatched nothing) | 0.188 ± 0.207 |" in table
+    )
+
+    for r in runs:
+        r["paidan"]["auto"] = {"threshold": 1.0, "precision": None, "coverage": 0.0}
+    nothing = accuracy.summarise(runs)["paidan"]
+    assert nothing["auto_precision"] == {"mean": None, "std": None}
+    assert nothing["auto_precision_pooled"] is None and nothing["auto_empty_runs"] == 4

@@ -6,6 +6,7 @@ from training.metrics import (
     auto_stats,
     choose_threshold,
     expected_calibration_error,
+    format_auto_precision,
     top_k_accuracy,
     wilson_lower_bound,
 )
@@ -59,3 +60,19 @@ def test_top_k_and_ece():
     assert (
         abs(expected_calibration_error(np.array([0.9, 0.9]), np.array([False, False])) - 0.9) < 1e-9
     )
+
+
+def test_the_precision_of_an_empty_auto_set_is_undefined():
+    # Nothing reaches the threshold: every ticket goes to a person. Its precision was 1.0, which
+    # the training table printed and benchmark averages counted as a perfect fold.
+    stats = auto_stats(np.array([0.5, 0.6]), np.array([False, True]), 1.0)
+    assert stats == {"threshold": 1.0, "precision": None, "coverage": 0.0}
+    assert format_auto_precision(stats["precision"]) == "–"
+    assert (
+        format_auto_precision(
+            auto_stats(np.array([0.5, 0.6]), np.array([False, True]), 0.55)["precision"]
+        )
+        == "1.000"
+    )
+    empty = auto_stats(np.array([]), np.array([], bool), 1.0)
+    assert empty["precision"] is None and empty["coverage"] == 0.0

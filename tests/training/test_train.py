@@ -60,7 +60,41 @@ def test_cv_metrics_and_thresholds_are_stored(tiny_model_dir):
         assert 0 <= m["macro_f1"] <= 1 and m["n"] == 18 and m["folds"] == 3
         assert meta["heads"][head]["threshold"] == m["auto"]["threshold"]
         # The threshold is chosen so that held-out auto rows reach the target, unless none can.
-        assert m["auto"]["precision"] >= 0.95 or m["auto"]["threshold"] == 1.0
+        assert m["auto"]["threshold"] == 1.0 or m["auto"]["precision"] >= 0.95
+
+
+def test_a_head_that_dispatches_nothing_has_no_auto_precision(tmp_path, tiny_csv):
+    # No held-out row of the tiny corpus reaches 95 % precision: threshold 1.0, coverage 0. Its
+    # auto precision was shown as 1.000 by train, evaluate, metadata.json and report.md, and
+    # averaged as a perfect fold by the benchmarks, for a head that never dispatches anything.
+    out = tmp_path / "model"
+    r = cli_train(tiny_csv, out)
+    assert r.exit_code == 0, r.output
+    meta = read_metadata(out)
+    for head in ("department", "category"):
+        auto = meta["cv_metrics"][head]["auto"]
+        assert auto == {"threshold": 1.0, "precision": None, "coverage": 0.0}
+        row = next(line for line in r.output.splitlines() if line.startswith(f"│ {head} "))
+        assert [c.strip() for c in row.split("│")[-4:-1]] == ["1.000", "–", "0.000"]
+        assert (
+            f"{head} head: no ticket reaches the auto threshold 1.000, so every ticket goes to a "
+            "person and auto precision is undefined (–)"
+        ) in " ".join(r.output.split())
+
+    report = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", str(out), str(tiny_csv), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    md = report.with_suffix(".md").read_text(encoding="utf-8")
+    for head in ("department", "category"):
+        assert data[head]["auto"] == {"threshold": 1.0, "precision": None, "coverage": 0.0}
+        row = next(line for line in r.output.splitlines() if line.startswith(f"│ {head} "))
+        assert [c.strip() for c in row.split("│")[-3:-1]] == ["–", "0.000"]
+        note = f"{head} head: no ticket reaches the auto threshold 1.000"
+        assert note in " ".join(r.output.split()) and f"**Warning:** {note}" in md
+        assert "| 1.000 | – | 0.000 |" in next(
+            line for line in md.splitlines() if line.startswith(f"| {head} |")
+        )
 
 
 def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
