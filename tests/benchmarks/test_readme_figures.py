@@ -61,3 +61,22 @@ def test_the_cv_max_rows_auto_precision_leaves_out_the_folds_that_dispatched_not
         rf"auto precision fell to {statistics.mean(dispatched):.3f} against 0\.976", text
     )
     assert "0.982" not in text
+
+
+def test_the_retrain_examples_history_is_not_the_bundled_resources_folder():
+    # `paidan retrain --history data/`, run from the checkout as every other example is, read
+    # data/stopwords.txt as a ticket file (a directory's .txt files are CSV by design) and stopped:
+    # "no column 'text' for the ticket text; the file has columns '的'".
+    from model.tickets import TicketFileError, read_tickets
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    paths = re.findall(r"paidan retrain --history (\S+)", text)
+    assert paths
+    for path in paths:
+        if (ROOT / path).exists():
+            try:
+                read_tickets([ROOT / path])
+            except TicketFileError as e:
+                raise AssertionError(
+                    f"README's `--history {path}` fails from the checkout: {e}"
+                ) from None
