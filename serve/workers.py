@@ -67,13 +67,25 @@ class WorkerStartError(RuntimeError):
     """A worker exited before it started serving (at start-up: nothing would serve)."""
 
 
+class ListenError(OSError):
+    """An address that cannot be listened on, with its ``errno``; ``str()`` is the message alone.
+
+    A two-argument ``OSError`` reads ``[Errno 98] cannot listen on …``, so ``paidan serve``
+    printed ``error: [Errno 98] cannot listen on HOST:PORT: Address already in use`` where the
+    README documents (and operators grep for) the line without ``[Errno 98]``.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def listening_socket(host: str, port: int, backlog: int, reuseport: bool = False) -> socket.socket:
     """A listening TCP socket on ``host:port`` (with ``reuseport``, one that other
     ``SO_REUSEPORT`` sockets may share).
 
     Raises
     ------
-    OSError
+    ListenError
         When the address cannot be bound (in use, no such address), with the address in the
         message.
     """
@@ -87,7 +99,7 @@ def listening_socket(host: str, port: int, backlog: int, reuseport: bool = False
         sock.listen(backlog)
     except OSError as e:
         sock.close()
-        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+        raise ListenError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
     sock.set_inheritable(True)
     return sock
 
@@ -126,7 +138,7 @@ def reuseport_sockets(host: str, port: int, backlog: int, count: int) -> list[so
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((host, port))
             except OSError as e:
-                raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+                raise ListenError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
         sockets: list[socket.socket] = []
         try:
             for _ in range(count):
@@ -160,7 +172,7 @@ def _binding_turn(host: str, port: int) -> Iterator[None]:
                 if e.errno != errno.EADDRINUSE:
                     raise
                 if time.monotonic() > deadline:
-                    raise OSError(
+                    raise ListenError(
                         errno.EADDRINUSE,
                         f"cannot listen on {host}:{port}: another paidan server is starting on "
                         "that port",

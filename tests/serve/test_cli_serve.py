@@ -6,6 +6,8 @@ A real ``paidan serve`` process (routing, feedback surviving ``kill -9``) is tes
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -526,14 +528,26 @@ def test_serve_pins_a_chosen_model_and_not_one_it_only_stops_polling_for(
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "192.0.2.1"], ids=["port-in-use", "not-an-address-here"]
+    ("host", "workers", "code"),
+    [
+        ("127.0.0.1", "1", errno.EADDRINUSE),
+        ("127.0.0.1", "2", errno.EADDRINUSE),
+        ("192.0.2.1", "1", errno.EADDRNOTAVAIL),
+    ],
+    ids=["port-in-use", "port-in-use-2-workers", "not-an-address-here"],
 )
 def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading_the_model(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    workers: str,
+    code: int,
 ) -> None:
     # With one worker uvicorn bound after the app's start-up (the model loaded, "Application
     # startup complete"), logged "[Errno -2] Name or service not known" or "address already in
     # use" without the address, and exited with 3; --workers 2 said it in one line, exit 2.
+    # Then both printed "error: [Errno 98] cannot listen on …", not the README's line.
     import shutil
     import socket
 
@@ -557,9 +571,11 @@ def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading
         taken.listen()
         port = taken.getsockname()[1]
         args = ["serve", "--model", "v1", "--host", host, "--port", str(port)]
-        result = runner.invoke(app, args, env=env)
+        result = runner.invoke(app, [*args, "--workers", workers], env=env)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
-    assert f"cannot listen on {host}:{port}: " in " ".join(result.output.split())
+    assert " ".join(result.output.split()) == (
+        f"error: cannot listen on {host}:{port}: {os.strerror(code)}"
+    )
     assert loads == []  # refused before the model was loaded
