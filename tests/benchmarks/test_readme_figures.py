@@ -80,3 +80,16 @@ def test_the_retrain_examples_history_is_not_the_bundled_resources_folder():
                 raise AssertionError(
                     f"README's `--history {path}` fails from the checkout: {e}"
                 ) from None
+
+
+def test_the_readme_names_only_paidan_commands_that_exist():
+    # It named `compare` as a tool beside `evaluate` and `drift`; there is no `paidan compare`
+    # (the comparison runs inside `paidan retrain` and `paidan models promote`).
+    import typer.main
+
+    from paidan.cli import app
+
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(\w[\w-]*)`", text)) & {"compare", "evaluate", "drift", "retrain"}
+    assert named - commands == set(), named - commands
