@@ -1179,46 +1179,56 @@ def refuse_json_object(path: Path) -> None:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    import pandas as pd
-
     refuse_json_array(path)
-    records = []
-    first = 0  # the line of the first object
     with open(path, "rb") as f:
-        for lineno, _, obj in json_lines(f):
-            if not isinstance(obj, dict):
-                raise TicketFileError(f"{path}, line {lineno}: {json_line_problem(path, obj)}")
-            # Keys are stripped line by line, as paidan label reads them.
-            refuse_same_names(f"{path}, line {lineno}", obj, "keys")
-            records.append({k.strip(): cell_text(v) for k, v in obj.items()})
-            first = first or lineno
-    if not records:
-        raise TicketFileError(f"{path}: the file is empty (no JSON objects)")
-    if not any(records):
-        raise objects_without_keys(path, first)
-    return pd.DataFrame.from_records(records)
+        lines = ((n, obj) for n, _, obj in json_lines(f))
+        return _objects_frame(
+            path,
+            lines,
+            "line",
+            lambda obj: json_line_problem(path, obj),
+            "the file is empty (no JSON objects)",
+        )
 
 
 def _read_json_array(path: Path) -> pd.DataFrame:
     """A ``.json`` file holding one JSON array of ticket objects (:func:`json_array`), read as
     :func:`_read_jsonl` reads JSON Lines, element ``N`` for line ``N``."""
+    with open(path, "rb") as f:
+        elements = ((n, obj) for n, obj, _ in json_array_elements(f, path))
+        return _objects_frame(
+            path,
+            elements,
+            "element",
+            lambda obj: f"expected a JSON object per element, got {json_type(obj)}",
+            "the JSON array is empty (no tickets)",
+        )
+
+
+def _objects_frame(
+    path: Path,
+    objects: Iterable[tuple[int, Any]],
+    unit: str,
+    problem: Callable[[Any], str],
+    empty: str,
+) -> pd.DataFrame:
+    """The rows of JSON objects numbered by ``unit`` (line, element), each one's keys stripped as
+    ``paidan label`` reads them; a value that is not an object, a key written twice, no object
+    or objects without keys refuse the file."""
     import pandas as pd
 
     records = []
-    first = 0  # the first object
-    with open(path, "rb") as f:
-        for n, obj, _ in json_array_elements(f, path):
-            if not isinstance(obj, dict):
-                raise TicketFileError(
-                    f"{path}, element {n}: expected a JSON object per element, got {json_type(obj)}"
-                )
-            refuse_same_names(f"{path}, element {n}", obj, "keys")
-            records.append({k.strip(): cell_text(v) for k, v in obj.items()})
-            first = first or n
+    first = 0  # the number of the first object
+    for n, obj in objects:
+        if not isinstance(obj, dict):
+            raise TicketFileError(f"{path}, {unit} {n}: {problem(obj)}")
+        refuse_same_names(f"{path}, {unit} {n}", obj, "keys")
+        records.append({k.strip(): cell_text(v) for k, v in obj.items()})
+        first = first or n
     if not records:
-        raise TicketFileError(f"{path}: the JSON array is empty (no tickets)")
+        raise TicketFileError(f"{path}: {empty}")
     if not any(records):
-        raise objects_without_keys(path, first, "element")
+        raise objects_without_keys(path, first, unit)
     return pd.DataFrame.from_records(records)
 
 
