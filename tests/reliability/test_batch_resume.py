@@ -60,6 +60,29 @@ def chunks_done(parts: Path) -> int:
         return 0
 
 
+def start_run(src: Path, model: Path, out: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``paidan label`` in a process and a session of its own, so that a signal goes to it alone
+    and the pool workers a kill leaves behind can be cleaned up after."""
+    return subprocess.Popen(
+        label_command(src, model, out),
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_chunks(proc: subprocess.Popen[str], parts: Path, n: int) -> None:
+    """Wait until the run has checkpointed ``n`` chunks, while it runs."""
+    deadline = time.monotonic() + 120
+    while chunks_done(parts) < n:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no chunk was checkpointed within 120 s"
+        time.sleep(0.005)
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_identical_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = write_backlog(tmp_path / "backlog.csv")
@@ -69,21 +92,9 @@ def test_kill_9_then_resume_gives_identical_bytes(tiny_model_dir: Path, tmp_path
     out = tmp_path / "out.csv"
     parts = tmp_path / "out.csv.parts"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    # A session of its own, so the pool workers left behind by the kill can be cleaned up after.
-    proc = subprocess.Popen(
-        label_command(src, tiny_model_dir, out),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = start_run(src, tiny_model_dir, out, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while chunks_done(parts) < 2:
-            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr}"
-            assert time.monotonic() < deadline, "no chunk was checkpointed within 120 s"
-            time.sleep(0.005)
+        wait_for_chunks(proc, parts, 2)
         os.kill(proc.pid, signal.SIGKILL)  # kill -9, mid-run
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
@@ -134,23 +145,10 @@ def test_the_pool_workers_end_with_a_killed_run(
     src = write_backlog(tmp_path / "backlog.csv")
     out = tmp_path / "out.csv"
     parts = tmp_path / "out.csv.parts"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        label_command(src, tiny_model_dir, out),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # the signal goes to the parent alone, as `kill PID` sends it
-    )
+    proc = start_run(src, tiny_model_dir, out, tmp_path)  # the signal goes to the parent alone
     workers: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 120
-        while chunks_done(parts) < 1:
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no chunk was checkpointed within 120 s"
-            time.sleep(0.005)
+        wait_for_chunks(proc, parts, 1)
         workers = psutil.Process(proc.pid).children(recursive=True)
         assert len(workers) >= 2  # the pool's processes
         os.kill(proc.pid, sig)
