@@ -320,6 +320,7 @@ def train(
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.metrics import format_auto_precision, no_auto_note
+    from training.train import cv_summary
     from training.train import train as run_train
     from training.window import Window, describe
 
@@ -389,8 +390,9 @@ def train(
         )
     out.print(table)
     out.print(
-        f"cross-validated ({config.cv_folds} stratified folds, seed {config.seed}) on "
-        f"{result.validation.rows_used} of {result.validation.rows_in} rows"
+        cv_summary(result.cv, config, result.validation.rows_used, result.validation.rows_in),
+        soft_wrap=True,
+        markup=False,
     )
     for name, cv in result.cv.items():
         if cv.report["auto"]["precision"] is None:

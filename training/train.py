@@ -200,6 +200,48 @@ def fold_splits(
     return len(splits), splits
 
 
+def fewer_folds_reason(
+    labels: np.ndarray,
+    counts: np.ndarray,
+    groups: np.ndarray | None,
+    folds: int,
+    cv_folds: int,
+    sampled: bool = False,
+) -> str:
+    """Why :func:`fold_splits` made ``folds`` rather than ``cv_folds`` folds ("" when it did not).
+
+    For the training summary, e.g. "its rarest label, '市残联', has 3 rows". ``labels`` and
+    ``counts`` are the cross-validated rows' (``sampled``: a sample's of the head's rows).
+    """
+    where = " in the cross-validation sample" if sampled else ""
+    if folds >= cv_folds:
+        return ""
+    if counts.min() < cv_folds:
+        rarest = str(labels[counts.argmin()])
+        return f"its rarest label, {rarest!r}, has {int(counts.min())} rows{where}"
+    if groups is not None:
+        return f"its {len(groups):,} rows{where} are only {len(np.unique(groups)):,} distinct texts"
+    return ""
+
+
+def cv_summary(cv: dict[str, HeadCV], config: TrainingConfig, rows_used: int, rows_in: int) -> str:
+    """The training summary's line on cross-validation, with the folds each head really had.
+
+    A head has fewer than ``config.cv_folds`` when its rarest label has fewer rows, or its rows
+    fewer distinct texts (:func:`fold_splits`); the line then gives each head's and why, e.g.
+    "…: category 5 folds, department 3 folds (its rarest label, '市残联', has 3 rows)".
+    """
+    line = f"on {rows_used} of {rows_in} rows"
+    if all(h.report["folds"] == config.cv_folds for h in cv.values()):
+        return f"cross-validated ({config.cv_folds} stratified folds, seed {config.seed}) {line}"
+    heads = ", ".join(
+        f"{name} {h.report['folds']} folds"
+        + (f" ({h.report['folds_reason']})" if h.report.get("folds_reason") else "")
+        for name, h in cv.items()
+    )
+    return f"cross-validated (stratified folds, seed {config.seed}) {line}: {heads}"
+
+
 def cross_validate_heads(
     tasks: Sequence[tuple[str, sp.csr_matrix, np.ndarray]],
     config: TrainingConfig,
@@ -256,6 +298,7 @@ def cross_validate_heads(
         rest = np.setdiff1d(np.arange(len(tasks[0][2])), rows)
     plans = []
     label_counts = []  # rows per label, in label order: for the prior shift below
+    reasons = []  # why a head has fewer folds than config.cv_folds ("" when it has them all)
     for name, X, y_all in tasks:
         y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
@@ -273,8 +316,12 @@ def cross_validate_heads(
                 f"cross-validation with calibration needs {MIN_LABEL_ROWS} or more of each label "
                 f"(use --min-examples {MIN_LABEL_ROWS} or more)"
             )
-        folds, in_rows = fold_splits(
-            y, None if groups is None else groups[rows], config.cv_folds, config.seed
+        in_groups = None if groups is None else groups[rows]
+        folds, in_rows = fold_splits(y, in_groups, config.cv_folds, config.seed)
+        reasons.append(
+            fewer_folds_reason(
+                labels, counts, in_groups, folds, config.cv_folds, sample is not None
+            )
         )
         # Splits as positions in the whole task, so that the fold jobs index X and y_all directly.
         splits = [(rows[a], rows[b]) for a, b in in_rows]
@@ -299,8 +346,8 @@ def cross_validate_heads(
         if progress:
             progress(stage, done, len(jobs))
     out = []
-    for (_, y_all, labels, folds, _), full, label_rows in zip(
-        plans, probas, label_counts, strict=True
+    for (_, y_all, labels, folds, _), full, label_rows, reason in zip(
+        plans, probas, label_counts, reasons, strict=True
     ):
         y, proba = y_all[rows], full[rows]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
@@ -318,6 +365,8 @@ def cross_validate_heads(
         threshold = choose_threshold(confidence, correct, config.target_precision)
         report = head_report(y, shown, labels.tolist(), threshold, rank=shifted)
         report["folds"] = folds
+        if reason:
+            report["folds_reason"] = reason
         if sample is not None:
             report["rows"] = len(y_all)  # report["n"]: the sample's
         report["prior_alpha"] = alpha

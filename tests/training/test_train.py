@@ -309,6 +309,22 @@ def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
     assert not list(tmp_path.glob("**/metadata.json"))  # nothing was trained
 
 
+def test_cli_train_states_the_folds_each_head_had(tmp_path, tiny_csv):
+    # Category 环境 has 4 rows, so that head has 4 folds, not the configured 5; departments 6 each.
+    r = cli_train(tiny_csv, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert (
+        "cross-validated (stratified folds, seed 42) on 18 of 18 rows: category 4 folds (its "
+        "rarest label, '环境', has 4 rows), department 5 folds\n"
+    ) in r.output
+    assert "5 stratified folds" not in r.output
+    meta = read_metadata(tmp_path / "m")
+    assert {h: m["folds"] for h, m in meta["cv_metrics"].items()} == {
+        "category": 4,
+        "department": 5,
+    }
+
+
 def test_cli_trains_when_a_rare_label_leaves_too_few_rows_for_other(tmp_path, tiny_csv):
     # One row of a label never seen again: merged into 其他, which then has one row. Training used
     # to stop in cross-validation with scikit-learn's "less than 2 examples" traceback.
@@ -1077,6 +1093,38 @@ def test_folds_hold_out_the_rows_of_one_text_together():
     expected = StratifiedKFold(n_splits=3, shuffle=True, random_state=42).split(y, y)
     for (a, b), (c, d) in zip(plain, expected, strict=True):
         assert a.tolist() == c.tolist() and b.tolist() == d.tolist()
+
+
+def test_the_summary_states_one_fold_count_when_every_head_had_the_configured_one():
+    from training.train import HeadCV, cv_summary
+
+    def head(folds, reason=None):
+        report = {"folds": folds} | ({"folds_reason": reason} if reason else {})
+        return HeadCV(["a", "b"], 0.5, report, proba=np.zeros((0, 2)), y=np.array([]))
+
+    config = TrainingConfig(seed=7)
+    same = {"category": head(5), "department": head(5)}
+    assert cv_summary(same, config, 90, 100) == (
+        "cross-validated (5 stratified folds, seed 7) on 90 of 100 rows"
+    )
+    fewer = {"category": head(5), "department": head(3, "its rarest label, '市残联', has 3 rows")}
+    assert cv_summary(fewer, config, 90, 100) == (
+        "cross-validated (stratified folds, seed 7) on 90 of 100 rows: category 5 folds, "
+        "department 3 folds (its rarest label, '市残联', has 3 rows)"
+    )
+
+
+def test_a_head_with_fewer_folds_than_cv_folds_records_why(tiny_config):
+    from training.train import cross_validate_heads
+
+    X = sp.csr_matrix(np.random.default_rng(0).random((18, 8)))
+    y = np.array(["a", "b", "c"] * 6)
+    config = dataclasses.replace(tiny_config, cv_folds=5)
+    [cv] = cross_validate_heads([("t", X, y)], config, n_jobs=None, groups=np.arange(18) % 4)
+    assert cv.report["folds"] == 4
+    assert cv.report["folds_reason"] == "its 18 rows are only 4 distinct texts"
+    [cv] = cross_validate_heads([("t", X[:15], y[:15])], config, n_jobs=None)
+    assert cv.report["folds"] == 5 and "folds_reason" not in cv.report
 
 
 def test_a_label_of_few_texts_cross_validates_with_its_copies_in_one_fold(tiny_config):
