@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model import resources  # noqa: E402
-from model.config import OTHER_LABEL, TrainingConfig  # noqa: E402
+from model.config import OTHER_LABEL, ConfigError, TrainingConfig  # noqa: E402
 from model.text import normalize  # noqa: E402
 from model.tickets import read_tickets  # noqa: E402
 from training.metrics import head_report, top_k_accuracy  # noqa: E402
@@ -315,6 +315,29 @@ def parse_override(key: str, value: str, defaults: dict) -> object:
         sys.exit(f"--set {key}={value}: expected {kind.__name__} (default {defaults[key]!r})")
 
 
+def build_config(items: list[str]) -> TrainingConfig:
+    """The configuration of ``--set KEY=VALUE …``: the defaults with those fields replaced.
+
+    An item without ``=``, a key given twice and a value :class:`TrainingConfig` refuses exit
+    with one line naming it (they were a traceback, the last of the two, and a silent adjustment
+    or a scikit-learn traceback after the tickets were read).
+    """
+    defaults = TrainingConfig().to_dict()
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            sys.exit(f"--set {item}: expected KEY=VALUE, e.g. --set C=0.5")
+        if key in overrides:
+            sys.exit(f"--set {item}: {key} is already set ({key}={overrides[key]})")
+        overrides[key] = value
+    typed = {k: parse_override(k, v, defaults) for k, v in overrides.items()}
+    try:
+        return TrainingConfig.from_dict(defaults | typed)
+    except ConfigError as e:
+        sys.exit(f"--set: {e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -347,13 +370,9 @@ def main() -> None:
         help="override a TrainingConfig field, e.g. --set C=1.0 word_ngram_max=1",
     )
     args = parser.parse_args()
+    config = build_config(args.set)
     if not SHARED.is_dir():
         sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    defaults = TrainingConfig().to_dict()
-    config = TrainingConfig.from_dict(
-        defaults | {k: parse_override(k, v, defaults) for k, v in overrides.items()}
-    )
     extra: list[tuple[str, str]] = []
     if not args.no_unlabelled:
         u = read_tickets([SHARED / "unlabelled.csv"])

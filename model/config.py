@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 from typing import Any, Literal
 
 OTHER_LABEL = "其他"
@@ -11,6 +16,10 @@ OTHER_LABEL = "其他"
 MIN_LABEL_ROWS = 3
 # Strengths of the prior shift tried when TrainingConfig.prior_alpha is None (see there).
 PRIOR_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class ConfigError(ValueError):
+    """A :class:`TrainingConfig` value out of its range, e.g. ``C=-1.0 must be greater than 0``."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,75 @@ class TrainingConfig:
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse a value of the wrong type or out of range (:class:`ConfigError`, naming both).
+
+        Out-of-range values were accepted, then silently adjusted (``cv_folds=1`` ran two folds)
+        or failed inside scikit-learn after the data were read. This runs where a config is built
+        (the CLI, :meth:`from_dict` in ``retrain``, ``benchmarks/accuracy.py --set``); a model's
+        pickled config is not built again when the model is loaded, so old models still serve.
+        The CLI's options have the same limits or narrower (``--cv-max-rows`` at least 100).
+        """
+        hints = _field_types()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = _type_error(value, hints[f.name])
+            if expected:
+                raise ConfigError(f"{f.name}={value!r} must be {expected}")
+        for key, ok, limit in (
+            ("seed", 0 <= self.seed <= 2**32 - 1, "between 0 and 2**32 - 1"),
+            ("cv_folds", self.cv_folds >= 2, "at least 2"),
+            ("target_precision", 0.5 <= self.target_precision <= 1, "between 0.5 and 1"),
+            ("min_examples", self.min_examples >= MIN_LABEL_ROWS, f"at least {MIN_LABEL_ROWS}"),
+            ("title_repeat", self.title_repeat >= 0, "at least 0 (0: no title)"),
+            ("word_ngram_max", self.word_ngram_max >= 1, "at least 1"),
+            ("char_ngram_max", self.char_ngram_max >= 0, "at least 0 (0: no character view)"),
+            ("char_ngram_min", self.char_ngram_min >= 1, "at least 1"),
+            (
+                "char_ngram_min",
+                self.char_ngram_max == 0 or self.char_ngram_min <= self.char_ngram_max,
+                f"at most char_ngram_max ({self.char_ngram_max})",
+            ),
+            (
+                "char_weight",
+                math.isfinite(self.char_weight) and self.char_weight >= 0,
+                "a finite number >= 0",
+            ),
+            ("min_df", self.min_df >= 1, "at least 1"),
+            ("max_features", self.max_features is None or self.max_features >= 1, "at least 1"),
+            ("C", math.isfinite(self.C) and self.C > 0, "a finite number > 0"),
+            ("calibration_cv", self.calibration_cv >= 2, "at least 2"),
+            ("lsa_components", self.lsa_components >= 0, "at least 0 (0: no latent view)"),
+            ("lsa_min_df", self.lsa_min_df >= 1, "at least 1"),
+            (
+                "lsa_weight",
+                math.isfinite(self.lsa_weight) and self.lsa_weight >= 0,
+                "a finite number >= 0",
+            ),
+            ("multinomial_weight", 0 <= self.multinomial_weight <= 1, "between 0 and 1"),
+            (
+                "multinomial_C",
+                math.isfinite(self.multinomial_C) and self.multinomial_C > 0,
+                "a finite number > 0",
+            ),
+            (
+                "stack_weight",
+                math.isfinite(self.stack_weight) and self.stack_weight >= 0,
+                "a finite number >= 0",
+            ),
+            ("select_max_rows", self.select_max_rows >= 1, "at least 1"),
+            ("cv_max_rows", self.cv_max_rows is None or self.cv_max_rows >= 1, "at least 1"),
+            ("max_similar", self.max_similar >= 1, "at least 1"),
+            ("evidence_terms", self.evidence_terms >= 1, "at least 1"),
+            (
+                "prior_alpha",
+                self.prior_alpha is None or 0 <= self.prior_alpha <= 1,
+                "between 0 and 1, or None",
+            ),
+        ):
+            if not ok:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be {limit}")
+
     def multinomial_share(self, head: str) -> float:
         """``multinomial_weight`` for the department head; 0 for the others (never measured)."""
         return self.multinomial_weight if head == "department" else 0.0
@@ -198,3 +276,30 @@ class TrainingConfig:
         """Rebuild a config from metadata, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainingConfig)
+
+
+def _type_error(value: Any, hint: Any) -> str:
+    """What ``value`` should have been for a field annotated ``hint`` ("" when it is that)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    wanted = []
+    for kind in typing.get_args(hint) if union else (hint,):
+        if kind is type(None):
+            ok, what = value is None, "None"
+        elif typing.get_origin(kind) is Literal:
+            choices = typing.get_args(kind)
+            ok, what = value in choices, "one of " + ", ".join(map(repr, choices))
+        elif kind is bool:
+            ok, what = isinstance(value, bool), "true or false"
+        elif kind is int:
+            ok, what = isinstance(value, numbers.Integral), "an integer"
+        else:  # float
+            ok, what = isinstance(value, numbers.Real), "a number"
+        if ok and (kind is bool or not isinstance(value, bool)):
+            return ""
+        wanted.append(what)
+    return " or ".join(wanted)

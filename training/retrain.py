@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 
 from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
-from model.config import TrainingConfig
+from model.config import ConfigError, TrainingConfig
 from model.text import clean, mask_pii
 from model.tickets import (
     CO_COL,
@@ -733,7 +733,13 @@ def retrain(
         registry.set_current(root, champion, record=False, expected=champion)
     champion_meta = read_metadata(root / champion) if champion else {}
     if config is None:
-        config = TrainingConfig.from_dict(champion_meta.get("config", {}))
+        try:
+            config = TrainingConfig.from_dict(champion_meta.get("config", {}))
+        except ConfigError as e:
+            raise ConfigError(
+                f"the config of the current model {champion} (its metadata.json), which retrain "
+                f"trains with: {e}"
+            ) from None
     given = mapping
     result.inherited = inherited_mapping(root / champion, champion_meta) if champion else {}
     mapping = result.mapping = merge_mappings(result.inherited, given)

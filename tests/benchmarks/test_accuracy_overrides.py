@@ -50,3 +50,26 @@ def test_bad_values_exit_with_a_message_naming_the_field(
     with pytest.raises(SystemExit) as exit_info:
         load_benchmark().parse_override(key, value, DEFAULTS)
     assert str(exit_info.value).startswith(message)
+
+
+def test_set_builds_the_config_from_the_defaults() -> None:
+    config = load_benchmark().build_config(["C=0.5", "max_features=None"])
+    assert config == TrainingConfig(C=0.5, max_features=None)
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["C"], "--set C: expected KEY=VALUE, e.g. --set C=0.5"),
+        (["C=0.5", "C=2"], "--set C=2: C is already set (C=0.5)"),
+        (["cv_folds=1"], "--set: cv_folds=1 must be at least 2"),
+        (["C=nan"], "--set: C=nan must be a finite number > 0"),
+        (["char_ngram_min=4"], "--set: char_ngram_min=4 must be at most char_ngram_max (3)"),
+    ],
+)
+def test_malformed_repeated_or_out_of_range_items_exit_with_one_line(
+    items: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark().build_config(items)
+    assert str(exit_info.value) == message

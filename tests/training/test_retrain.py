@@ -489,6 +489,33 @@ def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) ->
     assert registry.versions(root) == before
 
 
+def test_a_champion_config_out_of_range_is_refused_naming_the_model_and_the_field(
+    tiny_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # retrain trains with the current model's config from its metadata.json: a hand-edited (or
+    # older) one with cv_folds 1 was run as two folds while the new model recorded 1.
+    import training.retrain as retrain_module
+    from model.config import ConfigError
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+    read = retrain_module.read_metadata
+
+    def edited(model_dir: Path) -> dict:
+        meta = read(model_dir)
+        return meta | {"config": meta["config"] | {"cv_folds": 1}}
+
+    monkeypatch.setattr(retrain_module, "read_metadata", edited)
+    before = registry.versions(root)
+    with pytest.raises(ConfigError) as error:
+        retrain([history], [], root)
+    assert str(error.value) == (
+        f"the config of the current model {champion} (its metadata.json), which retrain trains "
+        "with: cv_folds=1 must be at least 2"
+    )
+    assert registry.versions(root) == before
+
+
 def test_ids_that_restart_in_each_file_do_not_cost_training_rows(
     tmp_path: Path, tiny_config: TrainingConfig
 ) -> None:
