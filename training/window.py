@@ -213,9 +213,12 @@ def select_window(
             keep &= stamps >= pd.Timestamp(since).tz_convert(None).to_datetime64()
         if not keep.any():
             newest = int(stamps.argmax())
+            # Both in UTC (the bound as typed, with its offset, beside the ticket's UTC time read
+            # as a contradiction), and the bound as typed when it had an offset.
+            typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
             raise TrainingDataError(
-                f"no ticket is from {window.since:%Y-%m-%d %H:%M:%S} on ({since_opt}); the newest "
-                f"is {times.iat[newest]:%Y-%m-%d %H:%M:%S} UTC, {_where(df, newest)}"
+                f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
+                f"newest is {times.iat[newest]:%Y-%m-%d %H:%M:%S} UTC, {_where(df, newest)}"
             )
     if window.max_rows is not None and keep.sum() > window.max_rows:
         candidates = keep.nonzero()[0]
@@ -243,18 +246,24 @@ def select_window(
 
 
 def describe(info: dict[str, Any]) -> str:
-    """One line for the CLI: which rows the window kept."""
+    """One line for the CLI: which rows the window kept, its bound and span in UTC.
+
+    The bound keeps its time of day unless it is midnight: ``--since 2026-06-01T06:00:00+08:00``
+    is "from 2026-05-31 22:00:00 on", not "from 2026-05-31 on".
+    """
     if not info:
         return ""
     parts = []
     if info["since"] is not None:
-        parts.append(f"from {info['since'][:10]} on")
+        since = datetime.fromisoformat(info["since"])
+        clock = "" if since.time() == datetime.min.time() else f" {since:%H:%M:%S}"
+        parts.append(f"from {since.date().isoformat()}{clock} on")
     if info["max_rows"] is not None:
         parts.append(
             f"the newest {info['max_rows']:,}"
             + (" by time" if info["order"] == "time" else " in input order")
         )
-    span = f" ({info['first'][:10]} to {info['last'][:10]})" if "first" in info else ""
+    span = f" ({info['first'][:10]} to {info['last'][:10]}, UTC)" if "first" in info else ""
     return (
         f"window: {info['rows_kept']:,} of {info['rows_in']:,} rows kept, "
         f"{' and '.join(parts)}{span}"

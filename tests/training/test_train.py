@@ -219,7 +219,7 @@ def test_cli_delimiter_reaches_every_reader_of_ticket_files(tmp_path, tiny_model
         if name == "train":
             assert "read; not fitted" in out and read == {"rows": 18, "unlabelled": 18}
         elif name == "retrain":
-            assert "no ticket is from 2030-01-01 00:00:00 on" in out
+            assert "no ticket is from 2030-01-01 00:00:00 UTC on" in out
         else:
             assert r.exit_code == 0, (name, out)
     bad = runner.invoke(

@@ -16,7 +16,7 @@ from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
 from training.validate import TrainingDataError
-from training.window import Window, parse_times, select_window
+from training.window import Window, describe, parse_times, select_window
 
 runner = CliRunner()
 
@@ -147,6 +147,34 @@ def test_a_since_after_every_ticket_names_the_newest_and_one_before_all_keeps_al
     assert "the newest is 2026-10-29 08:50:54 UTC, a.csv data row 2" in str(e.value)
     rows, _ = select_window(df, Window(since=datetime(1, 1, 1)))
     assert rows["id"].tolist() == ["R1", "R2", "R3"]
+
+
+def test_a_since_with_an_offset_is_stated_in_utc_in_the_error_and_the_window_line() -> None:
+    df = frame(["2026-05-31 21:00:00", "2026-10-29 08:50:54", "2026-06-02 09:00:00"])
+    # 05:00 at -05:00 is 10:00 UTC, after the newest ticket: the bound was printed as 05:00:00
+    # beside the newest ticket's 08:50:54 UTC, which read as a contradiction.
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(since=datetime.fromisoformat("2026-10-29T05:00:00-05:00")))
+    assert str(e.value).startswith(
+        "no ticket is from 2026-10-29 10:00:00 UTC on (--since 2026-10-29T05:00:00-05:00); "
+        "the newest is 2026-10-29 08:50:54 UTC, a.csv data row 2"
+    )
+    # 06:00 Beijing time on 1 June is 22:00 UTC on 31 May: the line said "from 2026-05-31 on".
+    rows, info = select_window(
+        df, Window(since=datetime.fromisoformat("2026-06-01T06:00:00+08:00"))
+    )
+    assert rows["id"].tolist() == ["R2", "R3"]
+    assert describe(info) == (
+        "window: 2 of 3 rows kept, from 2026-05-31 22:00:00 on (2026-06-02 to 2026-10-29, UTC)"
+    )
+    # A time of day without an offset is kept too; midnight is the date alone.
+    _, info = select_window(df, Window(since=datetime(2026, 6, 1, 12)))
+    assert describe(info).startswith("window: 2 of 3 rows kept, from 2026-06-01 12:00:00 on (")
+    _, info = select_window(df, Window(since=datetime(2026, 6, 1), max_rows=1))
+    assert describe(info) == (
+        "window: 1 of 3 rows kept, from 2026-06-01 on and the newest 1 by time "
+        "(2026-10-29 to 2026-10-29, UTC)"
+    )
 
 
 def test_a_window_of_no_rows_is_refused() -> None:
@@ -285,7 +313,7 @@ def test_cli_retrain_window_options_reach_the_history(
     args = ["retrain", "--history", str(data), "--time-col", "受理时间"]
     r = runner.invoke(app, [*args, "--history-since", "2030-01-01"])
     assert r.exit_code == 2, r.output
-    assert "no ticket is from 2030-01-01 00:00:00 on (--history-since)" in " ".join(
+    assert "no ticket is from 2030-01-01 00:00:00 UTC on (--history-since)" in " ".join(
         r.output.split()
     )
     r = runner.invoke(app, [*args, "--history-max-rows", "0"])
