@@ -217,7 +217,7 @@ def save_router(
     router: Router,
     out_dir: str | Path,
     metadata: dict[str, Any],
-    resources: dict[str, str | Path | None] | None = None,
+    resources: dict[str, str | Path | bytes | None] | None = None,
     force: bool = False,
 ) -> Path:
     """Write a model directory atomically and make its files read-only.
@@ -233,7 +233,7 @@ def save_router(
         time, library versions and file hashes are added here.
     resources : dict, optional
         Files to copy into the directory, by their constant name (``USERDICT_FILE``,
-        ``STOPWORDS_FILE``); ``None`` values are skipped.
+        ``STOPWORDS_FILE``), or the bytes to write there; ``None`` values are skipped.
     force : bool, default False
         Replace an existing non-empty directory. Without it such a directory is refused.
 
@@ -267,7 +267,9 @@ def save_router(
             joblib.dump(serving, staging / SERVING_FILE, compress=0)
             joblib.dump(router.detached(), staging / ROUTER_FILE, compress=0)
         for name, src in (resources or {}).items():
-            if src is not None:
+            if isinstance(src, bytes):
+                (staging / name).write_bytes(src)
+            elif src is not None:
                 shutil.copyfile(src, staging / name)
         meta = {
             "format_version": FORMAT_VERSION,

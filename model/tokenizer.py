@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from model.text import normalize
+
 if TYPE_CHECKING:
     import jieba
 
@@ -75,8 +77,16 @@ def _resource_lines(path: str | Path, what: str) -> list[str]:
     raise ResourceFileError(f"{path}: the {what} is neither UTF-8 nor GB18030 text")
 
 
-def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None], ...]:
+UserWord = tuple[str, int | None, str | None]
+
+
+def read_userdict(path: str | Path) -> tuple[UserWord, ...]:
     """Parse a jieba user dictionary (``word [freq] [tag]`` per line).
+
+    Each word is normalised as ticket texts are before they are cut (:func:`model.text.normalize`:
+    NFKC, lower case), or a word such as ``ETC卡`` or ``ＡＰＰ`` could never match a text, which
+    holds ``etc卡`` and ``app``. A word given twice (as written or once normalised) is kept once,
+    with the frequency and tag of its last line, as jieba would have used them.
 
     Parameters
     ----------
@@ -91,10 +101,10 @@ def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None],
     Raises
     ------
     ResourceFileError
-        If the file cannot be read or decoded, or a line's frequency is not a whole number; the
-        message names the file (and the line).
+        If the file cannot be read or decoded, a line's frequency is not a whole number, or a
+        word is nothing once normalised or holds a space; the message names the file and line.
     """
-    entries = []
+    entries: dict[str, UserWord] = {}
     for lineno, line in enumerate(_resource_lines(path, "user dictionary"), 1):
         parts = line.strip().split()
         if not parts:
@@ -109,14 +119,60 @@ def read_userdict(path: str | Path) -> tuple[tuple[str, int | None, str | None],
             freq = int(parts[1])
         if len(parts) >= 3:
             tag = parts[2]
-        entries.append((parts[0], freq, tag))
-    return tuple(entries)
+        word = normalize(parts[0])
+        if not word or " " in word:
+            raise ResourceFileError(
+                f"{path}, line {lineno}: the word {parts[0]!r} is {word!r} once normalised as "
+                "texts are, which no text can hold as one word"
+            )
+        entries.pop(word, None)  # the last line's frequency and tag, as jieba would use them
+        entries[word] = (word, freq, tag)
+    return tuple(entries.values())
 
 
 def read_stopwords(path: str | Path) -> frozenset[str]:
-    """Read a stopword list: one word per line, UTF-8 or GB18030, blank lines ignored."""
+    """Read a stopword list: one word per line, UTF-8 or GB18030, blank lines ignored.
+
+    Each word is normalised as ticket texts are (see :func:`read_userdict`).
+    """
+    return frozenset(read_stopword_list(path))
+
+
+def read_stopword_list(path: str | Path) -> tuple[str, ...]:
+    """The words of a stopword list, normalised as texts are, in file order, each once."""
     lines = _resource_lines(path, "stopword list")
-    return frozenset(w.strip() for w in lines if w.strip())
+    words = (normalize(w) for w in lines)
+    return tuple(dict.fromkeys(w for w in words if w))
+
+
+def format_userdict(entries: Iterable[UserWord]) -> str:
+    """A user dictionary's text (``word [freq] [tag]`` per line) that :func:`read_userdict` reads back."""
+    lines = (
+        " ".join([word, *([str(freq)] if freq is not None else []), *([tag] if tag else [])])
+        for word, freq, tag in entries
+    )
+    return "".join(f"{line}\n" for line in lines)
+
+
+def format_stopwords(words: Iterable[str]) -> str:
+    """A stopword list's text, one word per line, that :func:`read_stopwords` reads back."""
+    return "".join(f"{w}\n" for w in words)
+
+
+def changed_by_normalizing(path: str | Path, what: str) -> list[tuple[str, str]]:
+    """The meaningful words of a resource file that normalising as texts are changes, as
+    ``(written, read)``: what an administrator wrote that the model holds otherwise.
+
+    ``what`` is ``"user dictionary"`` or ``"stopword list"``.
+    """
+    changed = {}
+    for line in _resource_lines(path, what):
+        parts = line.split() if what == "user dictionary" else [line.strip()]
+        if parts and parts[0]:
+            word = normalize(parts[0])
+            if word != parts[0] and _MEANINGFUL.search(word):
+                changed[parts[0]] = word
+    return list(changed.items())
 
 
 class Segmenter:

@@ -47,7 +47,13 @@ from model.tickets import (
     read_tickets,
     require_rows,
 )
-from model.tokenizer import read_stopwords, read_userdict
+from model.tokenizer import (
+    changed_by_normalizing,
+    format_stopwords,
+    format_userdict,
+    read_stopword_list,
+    read_userdict,
+)
 from training.metrics import choose_threshold, head_report
 from training.validate import CLEAN_TEXT_COL, TrainingDataError, ValidationReport, validate
 from training.window import Window, select_window
@@ -774,8 +780,23 @@ def train_frame(
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
     # Read once here, so a bad file is one clear error before the work, not a traceback in a fit.
-    read_userdict(userdict_path)
-    read_stopwords(stopwords_path)
+    # The model directory keeps the words as the tokenizer holds them: normalised as texts are.
+    resource_files: dict[str, str | Path | bytes | None] = {
+        USERDICT_FILE: format_userdict(read_userdict(userdict_path)).encode(),
+        STOPWORDS_FILE: format_stopwords(read_stopword_list(stopwords_path)).encode(),
+    }
+    for path, what in ((userdict_path, "user dictionary"), (stopwords_path, "stopword list")):
+        changed = changed_by_normalizing(path, what)
+        if changed:
+            shown = ", ".join(f"{a} → {b}" for a, b in changed[:3])
+            logger.warning(
+                "%s: %d word(s) of the %s normalised as ticket texts are, so that they match (%s%s)",
+                path,
+                len(changed),
+                what,
+                shown,
+                ", …" if len(changed) > 3 else "",
+            )
     extra = list(extra_texts)
 
     router, cv = fit_router(df, config, userdict_path, stopwords_path, extra, progress, n_jobs)
@@ -817,7 +838,7 @@ def train_frame(
             router,
             target,
             metadata,
-            resources={USERDICT_FILE: userdict_path, STOPWORDS_FILE: stopwords_path},
+            resources=resource_files,
             force=force,
         )
     return TrainResult(

@@ -40,6 +40,34 @@ def test_user_dictionary_does_not_leak_into_other_tokenizers(tmp_path):
     assert "烧烤摊点位" not in fitted().tokenize("烧烤摊点位")
 
 
+def test_entries_match_texts_written_in_capitals_or_full_width(tmp_path):
+    # Texts are NFKC-normalised and lower-cased before they are cut; "ETC卡", "APP" and "ＱＱ" as
+    # written could never match "etc卡", "app", "qq", and were silently dead.
+    from model.text import combine
+    from model.tokenizer import read_stopwords, read_userdict
+
+    ud = tmp_path / "ud.txt"
+    ud.write_text("ETC卡 20000 n\netc卡 30000 nz\n", encoding="utf-8")
+    sw = tmp_path / "sw.txt"
+    sw.write_text("APP\nＱＱ\napp\n", encoding="utf-8")
+    assert read_userdict(ud) == (("etc卡", 30000, "nz"),)  # once, as its last line gives it
+    assert read_stopwords(sw) == {"app", "qq"}
+    text = combine("", "手机APP和ＱＱ都无法办理ETC卡")
+    for backend in ("jieba", "rjieba"):
+        tokens = fitted(userdict=ud, stopwords=sw, backend=backend).tokenize(text)
+        assert "etc卡" in tokens and "app" not in tokens and "qq" not in tokens, (backend, tokens)
+
+
+def test_a_tokenizer_fitted_with_words_as_written_still_cuts_with_them():
+    # Models trained before entries were normalised hold them as written; they cut as they did.
+    from model.tokenizer import Segmenter
+
+    old = Segmenter([("ETC卡", 20000, "n")], frozenset({"APP"}))
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.user_words == (("ETC卡", 20000, "n"),)
+    assert restored.tokenize("app办理etc卡") == ("app", "办理", "etc", "卡")
+
+
 def test_pickle_and_clone_survive_and_cut_the_same():
     tok = fitted(userdict=resources.default_userdict(), stopwords=resources.default_stopwords())
     text = "小区楼下烧烤店油烟很大，晚上十二点还在营业"

@@ -1000,6 +1000,29 @@ def test_cli_train_bad_resource_files_are_one_line(tmp_path, tiny_csv, option, c
     assert not (tmp_path / "m").exists()
 
 
+def test_model_directory_keeps_resource_words_as_the_tokenizer_holds_them(
+    tmp_path, tiny_csv, caplog
+):
+    # The entries are normalised as texts are (ETC卡 could never match the text's etc卡), and the
+    # model directory's copies say what the model cuts with, not what the administrator wrote.
+    ud = tmp_path / "dict.txt"
+    ud.write_text("ETC卡 20000 n\n油烟扰民 100\n", encoding="utf-8")
+    sw = tmp_path / "stop.txt"
+    sw.write_text("ＡＰＰ\n的\napp\n", encoding="utf-8")
+    r = cli_train(tiny_csv, tmp_path / "m", "--userdict", str(ud), "--stopwords", str(sw))
+    assert r.exit_code == 0, r.output
+    assert (
+        "1 word(s) of the user dictionary normalised" in caplog.text
+        and "ETC卡 → etc卡" in caplog.text
+    )
+    assert "ＡＰＰ → app" in caplog.text
+    model = tmp_path / "m"
+    assert (model / "userdict.txt").read_text(encoding="utf-8") == "etc卡 20000 n\n油烟扰民 100\n"
+    assert (model / "stopwords.txt").read_text(encoding="utf-8") == "app\n的\n"
+    tokenizer = load_router(model)[0].features.named_steps["tokenize"]
+    assert tokenizer.tokenize("手机app办理etc卡") == ("手机", "办理", "etc卡")
+
+
 def test_cli_train_reads_a_gb18030_user_dictionary(tmp_path, tiny_csv):
     path = tmp_path / "dict.txt"
     path.write_bytes("油烟扰民 100\n".encode("gb18030"))
