@@ -41,6 +41,7 @@ from typing import Any
 import joblib
 
 from model.router import Router
+from model.tokenizer import BACKENDS, BackendMissingError, import_backend
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +328,8 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
     ------
     ModelLoadError
         If the directory is a symlink or outside ``root``, a listed file is missing, altered or
-        truncated, an unlisted pickle is present, or the pickle was made by other library versions.
+        truncated, an unlisted pickle is present, the pickle was made by other library versions,
+        or the tokenizer the model cuts with cannot be imported.
     """
     path = Path(model_dir)
     if "\x00" in str(path):  # the file system would raise ValueError: "embedded null byte"
@@ -364,6 +366,7 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
                 f"found {actual[:12]}…): the file was changed or truncated after training"
             )
     _check_versions(meta, resolved)
+    _check_tokenizer(meta, resolved)
     return meta
 
 
@@ -449,6 +452,24 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
                 f"{path} was trained with {lib} {want}, but {lib} {have} is installed; "
                 "retrain the model with this installation (pickles are not portable across versions)"
             )
+
+
+def _check_tokenizer(meta: dict[str, Any], path: Path) -> None:
+    """Refuse a model whose tokenizer backend cannot be imported here, before it is loaded: it
+    cuts every text with that backend (models from before the setting cut with jieba)."""
+    config = meta.get("config")
+    backend = config.get("tokenizer", "jieba") if isinstance(config, dict) else "jieba"
+    if backend not in BACKENDS:
+        return
+    try:
+        import_backend(backend)
+    except BackendMissingError as e:
+        other = next(b for b in BACKENDS if b != backend)
+        raise ModelLoadError(
+            f"{path} was trained with the {backend} tokenizer, and the {backend} package cannot "
+            f"be imported ({e.__cause__}): pip install {backend} (or retrain the model with "
+            f"--tokenizer {other})"
+        ) from e
 
 
 def _remove_tree(path: Path) -> None:

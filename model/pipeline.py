@@ -40,7 +40,7 @@ from model.tokenizer import (
     Segmenter,
     doc_text,
     doc_tokens,
-    import_rjieba,
+    import_backend,
     read_stopwords,
     read_userdict,
 )
@@ -115,8 +115,9 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
             )
-        if self.backend == "rjieba":
-            import_rjieba()  # fail at fit time, with the fix, rather than on the first text
+        import_backend(
+            self.backend
+        )  # fail at fit time, with the fix, rather than on the first text
         self.backend_ = self.backend
         self.user_words_ = read_userdict(self.userdict) if self.userdict else ()
         self.stopwords_ = read_stopwords(self.stopwords) if self.stopwords else frozenset()

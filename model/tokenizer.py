@@ -291,10 +291,38 @@ def _build_jieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> ji
     return dt
 
 
+class BackendMissingError(ImportError):
+    """A tokenizer backend whose package cannot be imported; the message names it and the fix."""
+
+
+def import_backend(backend: str) -> Any:
+    """The module of a tokenizer backend (``"jieba"`` or ``"rjieba"``), imported now.
+
+    Raises
+    ------
+    BackendMissingError
+        If its package cannot be imported (not installed, no wheel for this platform): the
+        message names the package and ``pip install`` it.
+    """
+    return _import_jieba() if backend == "jieba" else import_rjieba()
+
+
+def _missing(package: str, e: ImportError) -> BackendMissingError:
+    error = BackendMissingError(
+        f"the {package} tokenizer cannot be used: the {package} package cannot be imported "
+        f"({e}): pip install {package}"
+    )
+    error.name = package
+    return error
+
+
 def _import_jieba() -> Any:
     """jieba, imported on first use: it pulls in pkg_resources, a few hundred milliseconds of a
     server's start-up that a model cut by rjieba never needs."""
-    import jieba
+    try:
+        import jieba
+    except ImportError as e:
+        raise _missing("jieba", e) from e
 
     jieba.setLogLevel(logging.WARNING)
     return jieba
@@ -303,10 +331,8 @@ def _import_jieba() -> Any:
 def import_rjieba() -> Any:
     try:
         import rjieba
-    except ImportError as e:  # pragma: no cover - rjieba is a declared dependency
-        raise ImportError(
-            "the rjieba tokenizer backend needs the rjieba package: pip install rjieba"
-        ) from e
+    except ImportError as e:
+        raise _missing("rjieba", e) from e
     return rjieba
 
 

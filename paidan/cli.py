@@ -45,7 +45,7 @@ from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import Settings, SettingsError, get_settings, load_settings
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
-from model.tokenizer import Backend, ResourceFileError
+from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 from training.validate import TrainingDataError
 
 app = typer.Typer(
@@ -68,6 +68,7 @@ USER_ERRORS = (
     FileExistsError,
     OutputPathError,
     ResourceFileError,
+    BackendMissingError,
 )
 
 TextCol = Annotated[str, typer.Option("--text-col", help="Input column holding the ticket text")]

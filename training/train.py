@@ -48,9 +48,12 @@ from model.tickets import (
     require_rows,
 )
 from model.tokenizer import (
+    BACKENDS,
+    BackendMissingError,
     changed_by_normalizing,
     format_stopwords,
     format_userdict,
+    import_backend,
     read_stopword_list,
     read_userdict,
 )
@@ -689,6 +692,7 @@ def train(
     """
     if out_dir is not None:
         check_out_dir(out_dir, force)  # before the reading and training it would waste
+    require_tokenizer(config)
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
     require_rows(raw, files)
@@ -724,6 +728,26 @@ def train(
         extra_metadata={"window": window_info} if window_info else None,
         n_jobs=n_jobs,
     )
+
+
+def require_tokenizer(config: TrainingConfig) -> None:
+    """Refuse, before any work, a tokenizer backend whose package cannot be imported.
+
+    Raises
+    ------
+    BackendMissingError
+        Naming the ``--tokenizer`` setting, the package and ``pip install`` it.
+    """
+    try:
+        import_backend(config.tokenizer)
+    except BackendMissingError as e:
+        other = next(b for b in BACKENDS if b != config.tokenizer)
+        raise BackendMissingError(
+            f"cannot train with --tokenizer {config.tokenizer}: the {config.tokenizer} package "
+            f"cannot be imported ({e.__cause__}): pip install {config.tokenizer} (or train with "
+            f"--tokenizer {other})",
+            name=config.tokenizer,
+        ) from e.__cause__
 
 
 def frame_fingerprint(df: pd.DataFrame) -> str:
@@ -776,6 +800,7 @@ def train_frame(
     """
     if out_dir is not None:
         check_out_dir(out_dir, force)
+    require_tokenizer(config)
     df, report = validate(raw, config.min_examples, strict)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()

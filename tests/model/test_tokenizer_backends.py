@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 from collections import Counter
 
 import pytest
@@ -127,3 +128,51 @@ def test_model_records_and_serves_with_its_backend(tmp_path, tiny_csv, tiny_conf
 def test_config_default_backend_is_a_known_one():
     assert TrainingConfig().tokenizer in BACKENDS
     assert TrainingConfig.from_dict({"seed": 1}).tokenizer == TrainingConfig().tokenizer
+
+
+def test_a_model_whose_backend_cannot_be_imported_is_refused_in_one_line(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    # rjieba has no wheel for some platforms; jieba is only needed by jieba models. predict and
+    # serve ended in a traceback from the first cut, once the model had loaded.
+    from typer.testing import CliRunner
+
+    from model.artifact import ModelLoadError, read_metadata
+    from paidan.cli import app
+    from tests.serve.test_cli_serve import free_port
+
+    backend = read_metadata(tiny_model_dir)["config"]["tokenizer"]
+    monkeypatch.setitem(sys.modules, backend, None)  # how Python sees a package not installed
+    with pytest.raises(ModelLoadError, match=f"the {backend} tokenizer.*: pip install {backend}"):
+        load_router(tiny_model_dir, serving=True)
+    runner = CliRunner()
+    env = {"PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent), "PAIDAN_DATA_DIR": str(tmp_path)}
+    for args in (
+        ["predict", str(tiny_model_dir), "拖欠工资"],
+        ["serve", "--model", str(tiny_model_dir), "--port", free_port()],
+    ):
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        line = " ".join(r.output.split())
+        assert (
+            f"was trained with the {backend} tokenizer" in line and f"pip install {backend}" in line
+        )
+        assert "Traceback" not in r.output and "serving" not in r.output, r.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_with_a_backend_that_cannot_be_imported_is_one_line(
+    backend, tmp_path, tiny_csv, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    monkeypatch.setitem(sys.modules, backend, None)
+    r = CliRunner().invoke(
+        app, ["train", str(tiny_csv), "--out", str(tmp_path / "m"), "--tokenizer", backend]
+    )
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.output.split())
+    assert f"cannot train with --tokenizer {backend}" in line and f"pip install {backend}" in line
+    assert "Traceback" not in r.output and not (tmp_path / "m").exists()
