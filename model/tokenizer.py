@@ -71,17 +71,35 @@ def _resource_lines(path: str | Path, what: str) -> list[str]:
         raise ResourceFileError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return data.decode(encoding).splitlines()
+            lines = data.decode(encoding).splitlines()
         except UnicodeDecodeError:
             continue
+        # UTF-16 without a BOM (some Windows tools) decodes, as GB18030 or even UTF-8, into words
+        # with NULs and other control characters, which no text holds: refused, not applied.
+        for lineno, line in enumerate(lines, 1):
+            if bad := _CONTROL.search(line):
+                raise ResourceFileError(
+                    f"{path}, line {lineno}: the {what} holds the control character "
+                    f"U+{ord(bad.group()):04X}, which is not text (is the file UTF-16? save it as "
+                    "UTF-8)"
+                )
+        return lines
     raise ResourceFileError(f"{path}: the {what} is neither UTF-8 nor GB18030 text")
+
+
+# Control characters a line can still hold once split (tabs separate fields).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# jieba's user-dictionary fields after the word: a frequency (ASCII digits; "²" passes
+# str.isdigit() but not int()) and a part-of-speech tag.
+_FREQ = re.compile(r"[0-9]+")
+_TAG = re.compile(r"[A-Za-z]+")
 
 
 UserWord = tuple[str, int | None, str | None]
 
 
 def read_userdict(path: str | Path) -> tuple[UserWord, ...]:
-    """Parse a jieba user dictionary (``word [freq] [tag]`` per line).
+    """Parse a jieba user dictionary (``word [freq] [tag]`` per line, frequency and tag optional).
 
     Each word is normalised as ticket texts are before they are cut (:func:`model.text.normalize`:
     NFKC, lower case), or a word such as ``ETC卡`` or ``ＡＰＰ`` could never match a text, which
@@ -101,8 +119,9 @@ def read_userdict(path: str | Path) -> tuple[UserWord, ...]:
     Raises
     ------
     ResourceFileError
-        If the file cannot be read or decoded, a line's frequency is not a whole number, or a
-        word is nothing once normalised or holds a space; the message names the file and line.
+        If the file cannot be read or decoded, a line holds a control character, a line's
+        frequency is not a whole number (a second and last field may be a tag instead: letters),
+        or a word is nothing once normalised or holds a space; the message names the file and line.
     """
     entries: dict[str, UserWord] = {}
     for lineno, line in enumerate(_resource_lines(path, "user dictionary"), 1):
@@ -111,10 +130,13 @@ def read_userdict(path: str | Path) -> tuple[UserWord, ...]:
             continue
         freq: int | None = None
         tag: str | None = None
-        if len(parts) >= 2:
-            if not parts[1].isdigit():
+        if len(parts) == 2 and _TAG.fullmatch(parts[1]):
+            tag = parts[1]  # "word tag", as jieba reads it
+        elif len(parts) >= 2:
+            if not _FREQ.fullmatch(parts[1]):
                 raise ResourceFileError(
                     f"{path}, line {lineno}: frequency {parts[1]!r} is not a number"
+                    + (" (nor a part-of-speech tag)" if len(parts) == 2 else "")
                 )
             freq = int(parts[1])
         if len(parts) >= 3:
@@ -132,6 +154,9 @@ def read_userdict(path: str | Path) -> tuple[UserWord, ...]:
 
 def read_stopwords(path: str | Path) -> frozenset[str]:
     """Read a stopword list: one word per line, UTF-8 or GB18030, blank lines ignored.
+
+    A line holding a control character (a NUL, as in a UTF-16 file read as UTF-8 or GB18030) is
+    refused with :class:`ResourceFileError`, naming the file and line.
 
     Each word is normalised as ticket texts are (see :func:`read_userdict`).
     """

@@ -1,5 +1,6 @@
 import pickle
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
@@ -66,6 +67,52 @@ def test_a_tokenizer_fitted_with_words_as_written_still_cuts_with_them():
     restored = pickle.loads(pickle.dumps(old))
     assert restored.user_words == (("ETC卡", 20000, "n"),)
     assert restored.tokenize("app办理etc卡") == ("app", "办理", "etc", "卡")
+
+
+def test_userdict_reads_jiebas_word_tag_lines(tmp_path):
+    # jieba's format is "word [freq] [tag]", both optional: a dictionary exported from another
+    # jieba project as "word tag" was refused with "frequency 'nt' is not a number".
+    from model.tokenizer import read_userdict
+
+    ud = tmp_path / "ud.txt"
+    ud.write_text("市住建局 nt\n烧烤摊点位 20 n\n", encoding="utf-8")
+    assert read_userdict(ud) == (("市住建局", None, "nt"), ("烧烤摊点位", 20, "n"))
+    for backend in ("jieba", "rjieba"):
+        tokens = fitted(userdict=ud, backend=backend).tokenize("市住建局不管烧烤摊点位")
+        assert tokens == ("市住建局", "不管", "烧烤摊点位"), (backend, tokens)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("市住建局 ²\n", "line 1: frequency '²' is not a number (nor a part-of-speech tag)"),
+        ("路灯 5\n市住建局 ³ nt\n", "line 2: frequency '³' is not a number"),
+        ("路灯 5.0\n", "line 1: frequency '5.0' is not a number"),
+        (
+            "路灯\n市住\x00建局 5\n",
+            "line 2: the user dictionary holds the control character U+0000",
+        ),
+    ],
+)
+def test_userdict_lines_jieba_cannot_read_are_one_clear_error(tmp_path, content, message):
+    from model.tokenizer import ResourceFileError, read_userdict
+
+    ud = tmp_path / "ud.txt"
+    ud.write_text(content, encoding="utf-8")
+    with pytest.raises(ResourceFileError) as e:
+        read_userdict(ud)
+    assert str(e.value).startswith(f"{ud}, {message}"), str(e.value)
+
+
+def test_a_stopword_list_in_utf16_without_a_bom_is_refused(tmp_path):
+    # It decoded as GB18030 into words with NULs and was accepted: no stopword applied, no word.
+    from model.tokenizer import ResourceFileError, read_stopwords
+
+    sw = tmp_path / "sw.txt"
+    for text in ("市住建局\n投诉\n", "app\n"):
+        sw.write_bytes(text.encode("utf-16-le"))
+        with pytest.raises(ResourceFileError, match=r"line 1: the stopword list holds the control"):
+            read_stopwords(sw)
 
 
 def test_pickle_and_clone_survive_and_cut_the_same():

@@ -983,7 +983,13 @@ def test_a_threshold_on_recalibrated_confidence_passes_the_same_tickets():
 @pytest.mark.parametrize(
     ("option", "content", "message"),
     [
-        ("--userdict", "路灯 abc\n".encode(), "line 1: frequency 'abc' is not a number"),
+        ("--userdict", "路灯 5.0\n".encode(), "line 1: frequency '5.0' is not a number"),
+        ("--userdict", "路灯 ²\n".encode(), "line 1: frequency '²' is not a number"),
+        (
+            "--stopwords",
+            "市住建局\n".encode("utf-16-le"),
+            "line 1: the stopword list holds the control",
+        ),
         ("--userdict", None, "cannot read the user dictionary"),
         ("--stopwords", b"\xff\xfe\x00\xd8", "neither UTF-8 nor GB18030"),
     ],
