@@ -43,16 +43,17 @@ MASK_EMAIL = "[邮箱]"
 MASK_CARD = "[银行卡号]"
 
 # 18-digit ID numbers with a plausible birth date, also written in groups of 6-8-4, 6-4-4-4 or
-# 4-4-4-4-2 digits with a space or a hyphen between them (430102 19900101 1234,
-# 430102-1990-0101-123X, 4301 0219 9001 0112 34), the birth date checked alike; and the 15-digit
+# 4-4-4-4-2 digits with a space, a hyphen, a dot or a dash between them, as mobile numbers are
+# (430102 19900101 1234, 430102-1990-0101-123X, 4301 0219 9001 0112 34, 430102.19900101.1234,
+# 430102–1990–0101–1234), the birth date checked alike; and the 15-digit
 # numbers of the first generation (430102 900101 123: no century and no check digit, so its month
 # and day are both checked). One pattern for all these forms scans a long ticket as fast as one for
 # the unbroken form; the tests check it against a pattern for each.
 _ID_NUMBER = re.compile(
     r"[1-9](?<!\d\d)\d{3}"
     r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
-    r"|\d{2}[ -](?:18|19|20)\d{2}[ -]?(?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"
-    r"|[ -]\d{2}(?:18|19|20)[ -]\d{2}(?:0[1-9]|1[0-2])[ -]\d{4}[ -]\d)[\dXx]"
+    r"|\d{2}[ .\-–—](?:18|19|20)\d{2}[ .\-–—]?(?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"
+    r"|[ .\-–—]\d{2}(?:18|19|20)[ .\-–—]\d{2}(?:0[1-9]|1[0-2])[ .\-–—]\d{4}[ .\-–—]\d)[\dXx]"
     r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3})"
     r"(?![\dA-Za-z])"
 )
@@ -121,28 +122,35 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]
     ),
     # Landlines with an area code (0731-88880000, (0731)88880000) and bare 7–8 digit numbers after
     # a telephone keyword (电话是, 联系方式:, 座机号, tel:); the number also as citizens group it,
-    # 8888 0000 or 888-0000 (0731 8888 0000, (0731)8888-0000, 电话:8888-0000). Not after a bare
-    # 号码: 发票号码, 快递单号码 and 工单号码 name the invoice or order a complaint is about.
+    # 8888 0000 or 888-0000, with a dot or a dash as in mobile numbers too (0731 8888 0000,
+    # (0731)8888-0000, 0731.8888.0000, 0731–8888–0000, 电话:8888-0000); dates (2020.01.01) and
+    # amounts (1234.5678元) neither begin with a 0 and two or three digits nor follow a keyword.
+    # Not after a bare 号码: 发票号码, 快递单号码 and 工单号码 name the invoice or order a
+    # complaint is about.
     (
-        re.compile(r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ -]?(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)"),
+        re.compile(
+            r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ .\-–—]?"
+            r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)"
+        ),
         MASK_LANDLINE,
     ),
     (
         re.compile(
             r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
-            r"(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)"
+            r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)"
         ),
         r"\1\2" + MASK_LANDLINE,
     ),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
 # e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline
-# seven digits, the last four of them perhaps after a space or a hyphen (8888 0000, 888-0000): a
-# text without a digit, or with only dates (2020-01-01), times and amounts, is searched once. A
+# seven digits, the last four of them perhaps after a space, a hyphen, a dot or a dash (8888 0000,
+# 888-0000, 888.0000, 888–0000): a text without a digit, or with only dates (2020-01-01,
+# 2020.01.01), times and short amounts, is searched once. A
 # bank card holds such a number too; the card pattern calls its Luhn check only on a run of 16 or
 # more digits, and a separate search for one first (tried) cost more than it saved.
 # Masking only ever removes digits, so a condition that fails before a pattern still fails after it.
-_LONG_NUMBER = re.compile(r"\d{3}[ -]?\d{4}")
+_LONG_NUMBER = re.compile(r"\d{3}[ .\-–—]?\d{4}")
 _MOBILE_START = re.compile(r"1[3-9]\d")
 
 

@@ -63,6 +63,9 @@ def test_mask_pii_masks_each_kind():
         "订单号 20231215123456 的快递未送达，快递单号码1234 5678 9012，发票号码 0451 2345",
         "工单号 20200101 已办结，工单号码20230415，车牌湘A 12345的车辆长期占用消防通道",
         "物业费1200 1500元不等，金额 1000-2000 元，3栋1单元101室漏水，面积89.5平方米",
+        # Dots and dashes: decimal amounts, version numbers, dates and date ranges.
+        "单价1234.5678元，合计 0.1234.5678 万元，版本v10.0.19041.1234 和 1.2.3.4567 都有问题",
+        "2020.01.01至2020.12.31，2020.01.01–2020.12.31 与 2019.2020.2021 三年，1990.0101.1234",
     ],
 )
 def test_mask_pii_leaves_ordinary_numbers_alone(text):
@@ -99,6 +102,15 @@ def test_mask_pii_leaves_ordinary_numbers_alone(text):
         ("电话 8888 0000", "电话 " + MASK_LANDLINE),
         ("联系方式:888-0000", "联系方式:" + MASK_LANDLINE),
         ("发票号码:0451 2345", "发票号码:0451 2345"),
+        # Leaked before: a landline's groups with a dot or a dash between them, as mobiles have.
+        ("0731.8888.0000", MASK_LANDLINE),
+        ("0731–8888–0000", MASK_LANDLINE),
+        ("0731—8888—0000", MASK_LANDLINE),
+        ("(0731)8888.0000", MASK_LANDLINE),
+        ("0731.88880000", MASK_LANDLINE),
+        ("010.888.0000", MASK_LANDLINE),
+        ("电话:8888.0000", "电话:" + MASK_LANDLINE),
+        ("电话 8888–0000", "电话 " + MASK_LANDLINE),
         ("快递单号码1234 5678", "快递单号码1234 5678"),
         ("zhangsan@163。com", MASK_EMAIL),
         ("123456 @qq.com", MASK_EMAIL),
@@ -116,6 +128,13 @@ def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
         ("430102 19900101 1234", MASK_ID),
         ("430102-1990-0101-123X", MASK_ID),
         ("4301 0219 9001 0112 34", MASK_ID),
+        # Leaked before: a dot or a dash between the groups.
+        ("430102.19900101.1234", MASK_ID),
+        ("430102–19900101–1234", MASK_ID),
+        ("430102—1990—0101—123X", MASK_ID),
+        ("430102.1990.0101.1234", MASK_ID),
+        ("4301.0219.9001.0112.34", MASK_ID),
+        ("身份证4301–0219–9001–0112–34。", f"身份证{MASK_ID}。"),
         (
             "身份证:430102 1990 0101 123x,电话0731 8888 0000",
             f"身份证:{MASK_ID},电话{MASK_LANDLINE}",
@@ -123,6 +142,7 @@ def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
         # No plausible birth date (month 13, the 1700s): not an ID number.
         ("430102 19901301 1234", "430102 19901301 1234"),
         ("430102-1790-0101-1234", "430102-1790-0101-1234"),
+        ("430102.19901301.1234", "430102.19901301.1234"),
     ],
 )
 def test_mask_pii_reads_id_numbers_written_in_groups(written, masked):
@@ -255,7 +275,7 @@ _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
         st.sampled_from("0123456789Xx"),
     ).map("".join),
     st.sampled_from(_GROUPINGS),
-    st.sampled_from([" ", "-"]),
+    st.sampled_from([" ", "-", ".", "–", "—"]),
 )
 def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separator):
     # The birth-date check applies to the digits, whatever the groups.
@@ -381,9 +401,10 @@ _FIRST_PII_PATTERNS = (
     ),
     (_FIRST_ID_18, "[身份证号]"),
     (
-        r"(?<!\d)(?:[1-9]\d{5}[ -](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-8-4
-        r"|[1-9]\d{5}[ -](?:18|19|20)\d{2}[ -](?:0[1-9]|1[0-2])\d{2}[ -]\d{3}"  # 6-4-4-4
-        r"|[1-9]\d{3}[ -]\d{2}(?:18|19|20)[ -]\d{2}(?:0[1-9]|1[0-2])[ -]\d{4}[ -]\d)"  # 4-4-4-4-2
+        r"(?<!\d)(?:[1-9]\d{5}[ .\-–—](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"  # 6-8-4
+        r"|[1-9]\d{5}[ .\-–—](?:18|19|20)\d{2}[ .\-–—](?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"  # 6-4-4-4
+        r"|[1-9]\d{3}[ .\-–—]\d{2}(?:18|19|20)[ .\-–—]\d{2}(?:0[1-9]|1[0-2])"  # 4-4-4-4-2
+        r"[ .\-–—]\d{4}[ .\-–—]\d)"
         r"[\dXx](?![\dA-Za-z])",
         "[身份证号]",
     ),
@@ -392,10 +413,10 @@ _FIRST_PII_PATTERNS = (
         "[身份证号]",
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
-    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ -]?)(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)", "[电话]"),
+    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ .\-–—]?)(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)", "[电话]"),
     (
         r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
-        r"(?:\d{7,8}|\d{3,4}[ -]\d{4})(?!\d)",
+        r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)",
         r"\1\2[电话]",
     ),
 )
@@ -431,6 +452,7 @@ def _mask_every_pattern(text: str) -> str:
                         "：",
                         "-",
                         "–",
+                        "—",
                         "+86",
                         "0086",
                         "(",
@@ -475,6 +497,10 @@ def _mask_every_pattern(text: str) -> str:
 @example(["6222", "-", "0212", "-", "3456", "-", "7890"])
 @example(["6217", " ", "0000", " ", "1234", " ", "5670", " ", "12"])
 @example(["430102199001011234"])
+@example(["0731", ".", "8888", ".", "0000"])
+@example(["电话", "8888", "—", "0000"])
+@example(["430102", ".", "1990", "–", "0101", ".", "1234"])
+@example(["4301", "—", "0219", "—", "9001", "—", "0112", "—", "34"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
