@@ -45,16 +45,18 @@ MASK_CARD = "[银行卡号]"
 # 18-digit ID numbers with a plausible birth date, also written in groups of 6-8-4, 6-4-4-4 or
 # 4-4-4-4-2 digits with a space, a hyphen, a dot or a dash between them, as mobile numbers are
 # (430102 19900101 1234, 430102-1990-0101-123X, 4301 0219 9001 0112 34, 430102.19900101.1234,
-# 430102–1990–0101–1234), the birth date checked alike; and the 15-digit
-# numbers of the first generation (430102 900101 123: no century and no check digit, so its month
-# and day are both checked). One pattern for all these forms scans a long ticket as fast as one for
-# the unbroken form; the tests check it against a pattern for each.
+# 430102–1990–0101–1234), the birth date checked alike; and the 15-digit numbers of the first
+# generation (430102900101123: no century and no check digit, so its month and day are both
+# checked), also in groups of 6-6-3 digits with the same separators (430102 900101 123,
+# 430102-900101-123). One pattern for all these forms scans a long ticket as fast as one for the
+# unbroken form; the tests check it against a pattern for each.
 _ID_NUMBER = re.compile(
     r"[1-9](?<!\d\d)\d{3}"
     r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
     r"|\d{2}[ .\-–—](?:18|19|20)\d{2}[ .\-–—]?(?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"
     r"|[ .\-–—]\d{2}(?:18|19|20)[ .\-–—]\d{2}(?:0[1-9]|1[0-2])[ .\-–—]\d{4}[ .\-–—]\d)[\dXx]"
-    r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3})"
+    r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}"
+    r"|\d{2}[ .\-–—]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—]\d{3})"
     r"(?![\dA-Za-z])"
 )
 

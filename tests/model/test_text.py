@@ -160,6 +160,16 @@ def test_mask_pii_reads_id_numbers_written_in_groups(written, masked):
         ("编号430102900132123", "编号430102900132123"),
         ("订单号 20231215123456", "订单号 20231215123456"),
         ("流水号4301029001011234", "流水号4301029001011234"),
+        # Leaked before: the 15 digits in groups of 6-6-3, the month and day checked alike.
+        ("身份证 430102 900101 123,已过期", f"身份证 {MASK_ID},已过期"),
+        ("430102-900101-123", MASK_ID),
+        ("430102.900101.123", MASK_ID),
+        ("身份证号110101–851231–002。", f"身份证号{MASK_ID}。"),
+        ("编号 430102 901301 123", "编号 430102 901301 123"),
+        ("编号 430102-900132-123", "编号 430102-900132-123"),
+        ("编号 430102 900101 1234", "编号 430102 900101 1234"),
+        ("编号 43010 900101 123", "编号 43010 900101 123"),
+        ("编号 430102 900101 12", "编号 430102 900101 12"),
     ],
 )
 def test_mask_pii_reads_first_generation_id_numbers(written, masked):
@@ -283,6 +293,23 @@ def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separa
     grouped = separator.join(number[start:end] for start, end in bounds)
     assert grouped.replace(separator, "") == number
     assert (mask_pii(grouped) == MASK_ID) == (mask_pii(number) == MASK_ID)
+
+
+@given(
+    st.tuples(
+        st.text(alphabet="0123456789", min_size=8, max_size=8),
+        st.sampled_from([f"{m:02d}" for m in range(14)]),
+        st.sampled_from([f"{d:02d}" for d in range(34)]),
+        st.text(alphabet="0123456789", min_size=3, max_size=3),
+    ).map("".join),
+    st.sampled_from([" ", "-", ".", "–", "—"]),
+)
+def test_a_first_generation_id_number_in_groups_is_masked_as_in_one_run(number, separator):
+    # 6-6-3: the month and day check applies to the digits, whatever the groups.
+    grouped = separator.join([number[:6], number[6:12], number[12:]])
+    assert (mask_pii(f"证件{grouped}。") == f"证件{MASK_ID}。") == (
+        mask_pii(f"证件{number}。") == f"证件{MASK_ID}。"
+    )
 
 
 def test_combine_repeats_title():
@@ -412,6 +439,11 @@ _FIRST_PII_PATTERNS = (
         r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![\dA-Za-z])",
         "[身份证号]",
     ),
+    (
+        r"(?<!\d)[1-9]\d{5}[ .\-–—]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—]\d{3}"  # 6-6-3
+        r"(?![\dA-Za-z])",
+        "[身份证号]",
+    ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
     (r"(?<!\d)(?:\(?0\d{2,3}\)?[ .\-–—]?)(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)", "[电话]"),
     (
@@ -492,6 +524,8 @@ def _mask_every_pattern(text: str) -> str:
 @example(["430102", "-", "1990", "-", "0101", "-", "123", "X"])
 @example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "34"])
 @example(["430102", "900101", "123", "投诉"])
+@example(["430102", " ", "900101", " ", "123", "投诉"])
+@example(["430102", "–", "900101", ".", "123"])
 @example(["6222021234567890128"])
 @example(["6222", " ", "0212", " ", "3456", " ", "7890", " ", "128"])
 @example(["6222", "-", "0212", "-", "3456", "-", "7890"])
