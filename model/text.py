@@ -107,9 +107,13 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]
     # that begin as card issuers' numbers do (3 JCB, 4 Visa, 5 Mastercard, 6 UnionPay, 9 the old
     # domestic 9558/9559) and pass the Luhn check. Order and ticket numbers that begin with a date
     # (2023121512345678) or a 1 are never cards, and nine in ten of the others fail the check; they
-    # stay as written (see _mask_card).
+    # stay as written (see _mask_card). Four groups before a last one that ends in an X are the
+    # 4-4-4-4-2 form of an ID number (4301 0219 9001 0112 3X), never a card and what follows.
     (
-        re.compile(r"[3-69](?<!\d\d)\d{3}(?:\d{12,15}|(?:[ -]\d{4}){3}(?:[ -]\d{1,3})?)(?![\dXx])"),
+        re.compile(
+            r"[3-69](?<!\d\d)\d{3}"
+            r"(?:\d{12,15}|(?:[ -]\d{4}){3}(?:[ -]\d{1,3})?(?![ -]\d{1,3}[Xx]))(?![\dXx])"
+        ),
         _mask_card,
     ),
     (_ID_NUMBER, MASK_ID),

@@ -205,6 +205,10 @@ def _passes_luhn(digits: str) -> bool:
         ("账号622202199013011231", f"账号{MASK_CARD}"),
         # An ID number ending in X whose 17 digits pass Luhn: an ID, not a card and an X.
         ("身份证43010219900101126X", f"身份证{MASK_ID}"),
+        # The same in 4-4-4-4-2 groups, its first 16 digits passing Luhn: was [银行卡号] 3X, the
+        # last digit of the ID number left in the text.
+        ("身份证4301 0219 9001 0112 3X", f"身份证{MASK_ID}"),
+        ("身份证4301-0219-9001-0112-3x。", f"身份证{MASK_ID}。"),
         # A card and an ID number that passes Luhn too: each keeps its own placeholder.
         (
             "身份证430102199001011234,银行卡6222021234567890128,电话0731 8888 0000",
@@ -287,6 +291,7 @@ _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
     st.sampled_from(_GROUPINGS),
     st.sampled_from([" ", "-", ".", "–", "—"]),
 )
+@example("43010219900101123X", (4, 4, 4, 4, 2), " ")  # its first 16 digits pass Luhn
 def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separator):
     # The birth-date check applies to the digits, whatever the groups.
     bounds = pairwise([0, *accumulate(grouping)])
@@ -423,7 +428,8 @@ _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
         r"(?<!\d)(?:[3-69]\d{15,18}"  # unbroken
-        r"|[3-69]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?)(?![\dXx])",  # 4-4-4-4(-1..3)
+        r"|[3-69]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?(?![ -]\d{1,3}[Xx]))"  # 4-4-4-4(-1..3)
+        r"(?![\dXx])",
         _card_as_first_written,
     ),
     (_FIRST_ID_18, "[身份证号]"),
@@ -531,6 +537,7 @@ def _mask_every_pattern(text: str) -> str:
 @example(["6222", "-", "0212", "-", "3456", "-", "7890"])
 @example(["6217", " ", "0000", " ", "1234", " ", "5670", " ", "12"])
 @example(["430102199001011234"])
+@example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "3", "X"])
 @example(["0731", ".", "8888", ".", "0000"])
 @example(["电话", "8888", "—", "0000"])
 @example(["430102", ".", "1990", "–", "0101", ".", "1234"])
