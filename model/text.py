@@ -72,6 +72,10 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+# The characters written between a number's groups: a space, a hyphen, a dot, an en or an em dash.
+_NO_SEPARATORS = str.maketrans("", "", " .-–—")
+
+
 def _mask_card(match: re.Match[str]) -> str:
     """``[银行卡号]`` for a bank card number found by the card pattern, else the number as written.
 
@@ -82,7 +86,7 @@ def _mask_card(match: re.Match[str]) -> str:
     month after it (6217 0000 1234 5670 12月): the card is masked and the rest kept.
     """
     number = match.group()
-    digits = number.replace(" ", "").replace("-", "")
+    digits = number.translate(_NO_SEPARATORS)
     if _ID_NUMBER.fullmatch(digits):
         return number
     if _luhn(digits):
@@ -102,8 +106,9 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]
     # Also with a space on either side of the @, or the ideographic full stop a Chinese keyboard
     # types for the dot (zhangsan@163。com).
     (re.compile(r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}"), MASK_EMAIL),
-    # Bank card numbers: 16-19 digits, unbroken or in groups of four with a space or a hyphen
-    # between them and a last group of one to three (6222 0212 3456 7890 128, 6217-0000-1234-5670),
+    # Bank card numbers: 16-19 digits, unbroken or in groups of four with a space, a hyphen, a dot or
+    # a dash between them (as telephone and ID numbers) and a last group of one to three
+    # (6222 0212 3456 7890 128, 6217-0000-1234-5670, 6222.0212.3456.7890.128),
     # that begin as card issuers' numbers do (3 JCB, 4 Visa, 5 Mastercard, 6 UnionPay, 9 the old
     # domestic 9558/9559) and pass the Luhn check. Order and ticket numbers that begin with a date
     # (2023121512345678) or a 1 are never cards, and nine in ten of the others fail the check; they
@@ -112,7 +117,8 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]
     (
         re.compile(
             r"[3-69](?<!\d\d)\d{3}"
-            r"(?:\d{12,15}|(?:[ -]\d{4}){3}(?:[ -]\d{1,3})?(?![ -]\d{1,3}[Xx]))(?![\dXx])"
+            r"(?:\d{12,15}|(?:[ .\-–—]\d{4}){3}(?:[ .\-–—]\d{1,3})?(?![ .\-–—]\d{1,3}[Xx]))"
+            r"(?![\dXx])"
         ),
         _mask_card,
     ),

@@ -209,6 +209,12 @@ def _passes_luhn(digits: str) -> bool:
         # last digit of the ID number left in the text.
         ("身份证4301 0219 9001 0112 3X", f"身份证{MASK_ID}"),
         ("身份证4301-0219-9001-0112-3x。", f"身份证{MASK_ID}。"),
+        # Was 6222.[电话].128 or 6217–[电话]: a dot or a dash between the groups, as in
+        # telephone and ID numbers.
+        ("卡号6222.0212.3456.7890.128", f"卡号{MASK_CARD}"),
+        ("卡号6217–0000–1234–5670,", f"卡号{MASK_CARD},"),
+        ("卡号6222—0212—3456—7890—128", f"卡号{MASK_CARD}"),
+        ("银行卡6217.0000.1234.5670.12月工资没到", f"银行卡{MASK_CARD}.12月工资没到"),
         # A card and an ID number that passes Luhn too: each keeps its own placeholder.
         (
             "身份证430102199001011234,银行卡6222021234567890128,电话0731 8888 0000",
@@ -254,7 +260,7 @@ def test_an_order_number_that_passes_luhn_but_no_issuer_is_not_a_card(number):
     st.sampled_from("123456789"),
     st.text(alphabet="0123456789", min_size=14, max_size=17),
     st.booleans(),
-    st.sampled_from([" ", "-"]),
+    st.sampled_from([" ", "-", ".", "–", "—"]),
 )
 def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle, fail, separator):
     body = first + middle
@@ -414,12 +420,14 @@ def _card_as_first_written(match: re.Match[str]) -> str:
     """A card number passes Luhn and is not an 18-digit ID number; four groups that pass, of more,
     are a card and what follows."""
     number = match.group()
-    digits = re.sub("[ -]", "", number)
+    digits = re.sub("[ .\\-–—]", "", number)
     if re.fullmatch(_FIRST_ID_18, digits):
         return number
     if _passes_luhn(digits):
         return "[银行卡号]"
-    if re.fullmatch(r"\d{4}(?:[ -]\d{4}){3}[ -]\d{1,3}", number) and _passes_luhn(digits[:16]):
+    if re.fullmatch(r"\d{4}(?:[ .\-–—]\d{4}){3}[ .\-–—]\d{1,3}", number) and _passes_luhn(
+        digits[:16]
+    ):
         return "[银行卡号]" + number[19:]
     return number
 
@@ -428,7 +436,8 @@ _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
         r"(?<!\d)(?:[3-69]\d{15,18}"  # unbroken
-        r"|[3-69]\d{3}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?(?![ -]\d{1,3}[Xx]))"  # 4-4-4-4(-1..3)
+        r"|[3-69]\d{3}[ .\-–—]\d{4}[ .\-–—]\d{4}[ .\-–—]\d{4}"  # 4-4-4-4(-1..3)
+        r"(?:[ .\-–—]\d{1,3})?(?![ .\-–—]\d{1,3}[Xx]))"
         r"(?![\dXx])",
         _card_as_first_written,
     ),
@@ -536,6 +545,8 @@ def _mask_every_pattern(text: str) -> str:
 @example(["6222", " ", "0212", " ", "3456", " ", "7890", " ", "128"])
 @example(["6222", "-", "0212", "-", "3456", "-", "7890"])
 @example(["6217", " ", "0000", " ", "1234", " ", "5670", " ", "12"])
+@example(["6222", ".", "0212", ".", "3456", ".", "7890", ".", "128"])
+@example(["6217", "–", "0000", "–", "1234", "–", "5670"])
 @example(["430102199001011234"])
 @example(["4301", " ", "0219", " ", "9001", " ", "0112", " ", "3", "X"])
 @example(["0731", ".", "8888", ".", "0000"])
