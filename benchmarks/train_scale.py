@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import psutil
@@ -46,16 +46,38 @@ SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
 OUT = ROOT / "benchmarks" / "results" / "train_scale.json"
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])")
 
+sys.path.insert(0, str(ROOT))
+
+from model.config import ConfigError, TrainingConfig  # noqa: E402
+
 TRAIN = """
-import dataclasses, json, sys
+import json, sys
 from model.config import TrainingConfig
 from training.train import train
-config = dataclasses.replace(TrainingConfig(), **json.loads(sys.argv[3]))
+config = TrainingConfig.from_dict(json.loads(sys.argv[3]))
 result = train([sys.argv[1]], sys.argv[2], config=config)
 dept = result.metadata["cv_metrics"]["department"]
 print(json.dumps({"inputs": result.metadata["heads"]["department"]["inputs"],
                   "cv_rows": dept["n"]}))
 """
+
+
+def refuse(message: str) -> NoReturn:
+    """Exit 2 with ``message`` on one line (a usage error, before any ticket is read)."""
+    print(f"train_scale.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_config(name: str, overrides: dict[str, Any]) -> TrainingConfig:
+    """The defaults with ``overrides``; a value :class:`TrainingConfig` refuses exits 2 in one line.
+
+    Each variant's config was built in its training process, after the history was written, and a
+    refused value was a ``ConfigError`` there, reported as "training failed (exit 1)".
+    """
+    try:
+        return TrainingConfig.from_dict(TrainingConfig().to_dict() | overrides)
+    except ConfigError as e:
+        refuse(f"{name}: {e}")
 
 
 def history(rows: int, path: Path, seed: int = 0) -> None:
@@ -80,11 +102,13 @@ def history(rows: int, path: Path, seed: int = 0) -> None:
     )
 
 
-def run(data: Path, out_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Train in a subprocess; wall time, peak RSS of its process tree, model size."""
+def run(
+    data: Path, out_dir: Path, overrides: dict[str, Any], config: TrainingConfig
+) -> dict[str, Any]:
+    """Train with ``config`` in a subprocess; wall time, peak RSS of its process tree, model size."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", TRAIN, str(data), str(out_dir), json.dumps(overrides)],
+        [sys.executable, "-c", TRAIN, str(data), str(out_dir), json.dumps(config.to_dict())],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -113,23 +137,26 @@ def run(data: Path, out_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=30_000)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--every-row", action="store_true", help="also train with every option on every row"
     )
-    args = parser.parse_args()
-    if not SHARED.is_dir():
-        sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        refuse(f"--rows {args.rows}: must be at least 1")
     variants: dict[str, dict[str, Any]] = {"default": {}, "cv_sample": {"cv_max_rows": 20_000}}
     if args.every_row:
         variants["every_row"] = {"select_max_rows": args.rows + 1}
+    configs = {name: build_config(name, o) for name, o in variants.items()}
+    if not SHARED.is_dir():
+        sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "history.csv"
         history(args.rows, data)
-        runs = {name: run(data, Path(tmp) / name, o) for name, o in variants.items()}
+        runs = {name: run(data, Path(tmp) / name, o, configs[name]) for name, o in variants.items()}
     result = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rows": args.rows,
