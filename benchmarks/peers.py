@@ -164,6 +164,31 @@ def dir_size(path: Path) -> int:
 
 
 # -- speed: train, then measure each peer in its own process ---------------------------------------
+def check_peers(peers: list[str]) -> None:
+    """Exit 2 with one line at a peer :func:`train_all` cannot train, before any ticket is read.
+
+    ``paidan-<backend>`` was built as ``TrainingConfig(tokenizer=backend)`` while training, after
+    the tickets were read and the peers before it trained: ``paidan-foo`` was a ``ConfigError``
+    traceback, ``paidan`` an ``IndexError`` and ``svm`` a ``ValueError``.
+    """
+    from model.config import ConfigError, TrainingConfig
+
+    for peer in peers:
+        if peer in ("baseline", "fasttext"):
+            continue
+        name, dash, backend = peer.partition("-")
+        if name == "paidan" and dash:
+            try:
+                TrainingConfig(tokenizer=backend)  # type: ignore[arg-type]
+                continue
+            except ConfigError as e:
+                message = f"--peers {peer}: {e}"
+        else:
+            message = f"--peers {peer}: expected baseline, fasttext or paidan-<tokenizer>"
+        print(f"peers.py: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def train_all(workdir: Path, peers: list[str]) -> dict[str, dict[str, Any]]:
     """Train every peer on department_train.csv; return where each is saved and how long it took."""
     import joblib
@@ -592,6 +617,8 @@ def main() -> None:
     p.add_argument("calls", type=int)
     p.add_argument("batch", type=int)
     args = parser.parse_args()
+    if args.command == "speed":
+        check_peers(args.peers)
     if not SHARED.is_dir():
         sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
     if args.command == "measure":
