@@ -516,6 +516,36 @@ def test_a_champion_config_out_of_range_is_refused_naming_the_model_and_the_fiel
     assert registry.versions(root) == before
 
 
+def test_paidan_retrain_with_a_champion_config_out_of_range_is_one_line_exit_2(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The same refusal through the CLI: one line naming the model and the field, no traceback,
+    # nothing registered. The metadata.json is edited on disk, as a hand-edited one would be.
+    import json
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+    meta_path = root / champion / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["config"]["cv_folds"] = 1
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert "Traceback" not in r.output
+    assert r.output.strip().splitlines() == [
+        f"error: the config of the current model {champion} (its metadata.json), which retrain "
+        "trains with: cv_folds=1 must be at least 2"
+    ], r.output
+    assert registry.versions(root) == before
+
+
 def test_ids_that_restart_in_each_file_do_not_cost_training_rows(
     tmp_path: Path, tiny_config: TrainingConfig
 ) -> None:
