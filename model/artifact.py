@@ -81,6 +81,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# How check_not_input ends for an output that is an input file, and for one inside an input
+# directory (which replaces nothing, but is read back as a ticket file by the next run).
+REPLACED_INPUT_ADVICE = "name another file (the input would be replaced)"
+INSIDE_INPUT_ADVICE = "name a file outside it (the next run would read it as input)"
+
+
 class OutputPathError(ValueError):
     """An output path that cannot be written; the message names the option and why."""
 
@@ -118,21 +124,28 @@ def check_not_input(
     outputs: Iterable[str | Path],
     inputs: Iterable[str | Path],
     option: str,
-    advice: str = "name another file (the input would be replaced)",
+    advice: str | None = None,
+    inside_advice: str | None = None,
 ) -> None:
     """Refuse an output that is one of the inputs, or a file inside an input directory.
 
-    ``outputs`` are the path the user gave, then the files written beside it; ``advice`` ends the
-    message.
+    ``outputs`` are the path the user gave, then the files written beside it. The message ends with
+    ``advice`` when the output is an input file (default :data:`REPLACED_INPUT_ADVICE`), and with
+    ``inside_advice`` when it is an input directory or inside one (default ``advice`` when given,
+    else :data:`INSIDE_INPUT_ADVICE`).
 
     ``paidan evaluate DATA --report DATA`` read the labelled set and then replaced it with the
-    JSON report; the reports' siblings (Markdown, PNGs) could do the same to another input.
+    JSON report; the reports' siblings (Markdown, PNGs) could do the same to another input. A
+    report written into an input directory replaces nothing: it was said to, while the next run
+    reads it back as a ticket file.
 
     Raises
     ------
     OutputPathError
-        Naming ``option``, the output and the input it would overwrite.
+        Naming ``option``, the output and the input it would overwrite or be written into.
     """
+    inside_advice = inside_advice or advice or INSIDE_INPUT_ADVICE
+    advice = advice or REPLACED_INPUT_ADVICE
     resolved = [(Path(p), Path(p).resolve()) for p in inputs]
     files = [Path(p) for p in outputs]
     for output in files:
@@ -145,7 +158,8 @@ def check_not_input(
                     if output == files[0]
                     else f"{files[0]} would write {output}, which"
                 )
-                raise OutputPathError(f"{option} {what} {where} the input {given}; {advice}")
+                end = inside_advice if given.is_dir() else advice
+                raise OutputPathError(f"{option} {what} {where} the input {given}; {end}")
 
 
 def check_utf8_name(

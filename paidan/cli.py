@@ -1268,7 +1268,10 @@ def drift(
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
         # The model directory is an immutable version and the SQLite file holds the feedback.
         check_not_input(
-            [out_path, out_path.with_suffix(".png")], _drift_inputs(settings, model_dir), "--out"
+            [out_path, out_path.with_suffix(".png")],
+            _drift_inputs(settings, model_dir),
+            "--out",
+            inside_advice="name a file outside it (a model directory is not changed after training)",
         )
         router, metadata = load_router(model_dir)
         records = _feedback_records(settings, since)

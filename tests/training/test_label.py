@@ -1126,14 +1126,23 @@ def test_an_output_over_an_input_is_refused_before_anything_is_written(
     model = ["--model", str(tiny_model_dir), "--jobs", "1"]
 
     cases = [
-        ([str(backlog), "--out", str(backlog), "--force"], "--out {} is the input {}", backlog),
-        ([str(parts), "--out", str(parts / "l.csv")], "--out {} is inside the input {}", parts),
+        (  # --force replaced the workbook with the labels
+            [str(backlog), "--out", str(backlog), "--force"],
+            "--out {} is the input {}; name another file (the input would be replaced)",
+            backlog,
+        ),
+        (  # nothing is replaced; the next `paidan label parts` read l.csv as a backlog file
+            [str(parts), "--out", str(parts / "l.csv")],
+            "--out {} is inside the input {}; name a file outside it (the next run would read it "
+            "as input)",
+            parts,
+        ),
     ]
     for args, expected, where in cases:
         res = CliRunner().invoke(app, ["label", *args, *model])
         assert res.exit_code == 2, res.output
         message = expected.format(args[2], where)
-        assert message in res.output
+        assert message in " ".join(res.output.split()), res.output
         assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert backlog.read_bytes() == before
     assert sorted(p.name for p in parts.iterdir()) == ["a.csv"]

@@ -464,15 +464,25 @@ def test_cli_evaluate_refuses_a_report_that_would_replace_an_input(
     (parts / "a.csv").write_bytes(tiny_csv.read_bytes())
     (tmp_path / "r.md").write_bytes(tiny_csv.read_bytes())
     model = str(tiny_model_dir)
+    replaced = "; name another file (the input would be replaced)"
     cases = [
-        ([str(tiny_csv)], str(tiny_csv), "is the input"),
-        ([str(tiny_csv)], "../" + tmp_path.name + "/" + tiny_csv.name, "is the input"),
+        ([str(tiny_csv)], str(tiny_csv), f"is the input {tiny_csv}{replaced}"),
+        (
+            [str(tiny_csv)],
+            "../" + tmp_path.name + "/" + tiny_csv.name,
+            f"is the input {tiny_csv}{replaced}",
+        ),
         (  # the Markdown report written beside it
             [str(tmp_path / "r.md")],
             str(tmp_path / "r.json"),
-            f"would write {tmp_path / 'r.md'}, which is the input",
+            f"would write {tmp_path / 'r.md'}, which is the input {tmp_path / 'r.md'}{replaced}",
         ),
-        ([str(parts)], str(parts / "report.json"), "is inside the input"),
+        (  # replaces nothing: the next `paidan evaluate MODEL parts` read it as a labelled file
+            [str(parts)],
+            str(parts / "report.json"),
+            f"is inside the input {parts}; name a file outside it (the next run would read it as "
+            "input)",
+        ),
     ]
     for data, report, message in cases:
         before = {p: p.read_bytes() for p in (tiny_csv, parts / "a.csv", tmp_path / "r.md")}
@@ -491,7 +501,10 @@ def test_drift_refuses_an_out_inside_the_model_directory(tmp_path, tiny_model_di
     args = ["drift", "--since", "2026-01-01", "--model", str(tiny_model_dir), "--out"]
     r = runner.invoke(app, [*args, str(out_path)], env=env)
     assert r.exit_code == 2, r.output
-    assert f"--out {out_path} is inside the input {tiny_model_dir}" in " ".join(r.output.split())
+    assert (
+        f"--out {out_path} is inside the input {tiny_model_dir}; name a file outside it (a model "
+        "directory is not changed after training)"
+    ) in " ".join(r.output.split())
     assert sorted(p.name for p in tiny_model_dir.iterdir()) == before
 
 
