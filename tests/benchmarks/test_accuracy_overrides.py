@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from model.config import TrainingConfig
-from tests.benchmarks.test_accuracy_summary import load_benchmark
+from tests.benchmarks.scripts import load_benchmark
 
 DEFAULTS = dataclasses.asdict(TrainingConfig())
 
@@ -28,7 +28,7 @@ DEFAULTS = dataclasses.asdict(TrainingConfig())
     ],
 )
 def test_values_are_typed_like_the_field(key: str, value: str, expected: object) -> None:
-    parsed = load_benchmark().parse_override(key, value, DEFAULTS)
+    parsed = load_benchmark("accuracy").parse_override(key, value, DEFAULTS)
     assert parsed == expected
     assert type(parsed) is type(expected)
     TrainingConfig(**DEFAULTS | {key: parsed})  # and the config accepts it
@@ -48,12 +48,12 @@ def test_bad_values_exit_with_a_message_naming_the_field(
     key: str, value: str, message: str
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        load_benchmark().parse_override(key, value, DEFAULTS)
+        load_benchmark("accuracy").parse_override(key, value, DEFAULTS)
     assert str(exit_info.value).startswith(message)
 
 
 def test_set_builds_the_config_from_the_defaults() -> None:
-    config = load_benchmark().build_config(["C=0.5", "max_features=None"])
+    config = load_benchmark("accuracy").build_config(["C=0.5", "max_features=None"])
     assert config == TrainingConfig(C=0.5, max_features=None)
 
 
@@ -71,5 +71,5 @@ def test_malformed_repeated_or_out_of_range_items_exit_with_one_line(
     items: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        load_benchmark().build_config(items)
+        load_benchmark("accuracy").build_config(items)
     assert str(exit_info.value) == message

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("paidan_benchmark_accuracy", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks.scripts import load_benchmark
 
 
 def run(macro_f1: float, per_class: dict[str, tuple[float, float, float, int]]) -> dict:
@@ -36,7 +24,7 @@ def run(macro_f1: float, per_class: dict[str, tuple[float, float, float, int]]) 
 
 
 def test_per_label_figures_average_only_the_runs_that_tested_the_label():
-    accuracy = load_benchmark()
+    accuracy = load_benchmark("accuracy")
     runs = [
         run(0.6, {"住建": (0.8, 0.7, 1.0, 10), "发改财政税务": (0.0, 0.0, 0.0, 2)}),
         run(0.5, {"住建": (0.6, 0.5, 0.9, 12)}),
@@ -72,7 +60,7 @@ def test_auto_precision_is_averaged_over_the_runs_that_dispatched_something():
     # A run whose threshold no test row reached (coverage 0) has no auto precision: null now, 1.0
     # in results written before. Counted as 1.0, eight such folds of fifteen made
     # accuracy_cv_sample.json's mean 0.982 where the folds that dispatched anything gave 0.960.
-    accuracy = load_benchmark()
+    accuracy = load_benchmark("accuracy")
     runs = [run(0.5, {"住建": (0.5, 0.5, 1.0, 100)}) for _ in range(4)]
     autos = [(0.9, 0.5), (0.96, 0.25), (1.0, 0.0), (None, 0.0)]
     for r, (precision, coverage) in zip(runs, autos, strict=True):

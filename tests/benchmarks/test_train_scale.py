@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from model.config import TrainingConfig
+from tests.benchmarks.scripts import BENCHMARKS, load_benchmark
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "train_scale.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("paidan_benchmark_train_scale", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = BENCHMARKS / "train_scale.py"
 
 
 def test_rows_below_one_exit_2_in_one_line_before_reading_the_tickets() -> None:
@@ -42,7 +32,7 @@ def test_a_variant_config_out_of_range_exits_2_naming_the_variant_and_the_field(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        load_benchmark().build_config("cv_sample", {"cv_max_rows": 0})
+        load_benchmark("train_scale").build_config("cv_sample", {"cv_max_rows": 0})
     assert exit_info.value.code == 2
     assert (
         capsys.readouterr().err == "train_scale.py: cv_sample: cv_max_rows=0 must be at least 1\n"
@@ -50,5 +40,5 @@ def test_a_variant_config_out_of_range_exits_2_naming_the_variant_and_the_field(
 
 
 def test_a_variant_config_is_the_defaults_with_its_overrides() -> None:
-    config = load_benchmark().build_config("every_row", {"select_max_rows": 30_001})
+    config = load_benchmark("train_scale").build_config("every_row", {"select_max_rows": 30_001})
     assert config == TrainingConfig(select_max_rows=30_001)
