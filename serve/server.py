@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import shutil
@@ -72,6 +73,31 @@ def log_config(level: str = "info") -> dict[str, Any]:
     return config
 
 
+# What run() puts in its process's environment for the app or the worker processes it starts.
+RUN_ENV = (MODEL_DIR_ENV, ACCESS_LOG_ENV, "PAIDAN_FOLLOW_CURRENT")
+
+
+def _restores_environment(func: Callable[..., None]) -> Callable[..., None]:
+    """Run ``func`` and then put :data:`RUN_ENV` back as it was: a server run in a process that
+    goes on (a test, a program embedding paidan) left a refused ``--model`` pinned for the next
+    server it started, which then loaded a model outside its own root."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        saved = {key: os.environ.get(key) for key in RUN_ENV}
+        try:
+            func(*args, **kwargs)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    return wrapper
+
+
+@_restores_environment
 def run(
     settings: Settings,
     model_dir: Path,

@@ -553,6 +553,7 @@ def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading
 
     from serve import server
 
+    monkeypatch.delenv("PAIDAN_MODEL_DIR", raising=False)
     root = tmp_path / "root"
     shutil.copytree(tiny_model_dir, root / "v1")
     loads: list[Any] = []
@@ -579,3 +580,5 @@ def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading
         f"error: cannot listen on {host}:{port}: {os.strerror(code)}"
     )
     assert loads == []  # refused before the model was loaded
+    # Nor is its --model left in the environment, pinning the next server started in-process.
+    assert "PAIDAN_MODEL_DIR" not in os.environ
