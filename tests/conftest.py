@@ -53,12 +53,7 @@ def tiny_config() -> TrainingConfig:
 
 def write_tiny_csv(path: Path) -> Path:
     """Write TINY_TICKETS as a canonical CSV."""
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "title", "text", "department", "category"])
-        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
-            w.writerow([f"T{i:03d}", title, text, dept, cat])
-    return path
+    return write_tickets_csv(path, TINY_TICKETS)
 
 
 def three_versions(model_dir: Path, tmp_path: Path) -> Path:
