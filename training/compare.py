@@ -5,7 +5,9 @@ champion on either head, when it no longer predicts a label the champion had, or
 on more than :data:`training.evaluate.SEEN_SHARE_LIMIT` of the frozen tickets. Both models are
 scored on the same frozen set (``<root>/eval/frozen.parquet``), with the challenger's taxonomy
 mapping applied to the true labels and to the champion's predictions, so a renamed department is
-neither a loss nor a gain.
+neither a loss nor a gain, and with the same true labels: a rare label that both models' training
+merged into 其他 is scored as 其他 for both, one that either model learnt under its own name for both
+(:func:`shared_merged`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,22 @@ def merged_into_other(meta: dict[str, Any], mapping: Mapping | None = None) -> M
         moved = {map_label(k, head, mapping) for k in renames} - known
         if moved:
             out[head] = {label: other for label in sorted(moved)}
+    return out
+
+
+def shared_merged(a: Mapping, b: Mapping) -> Mapping:
+    """The labels both ``a`` and ``b`` (see :func:`merged_into_other`) merge into 其他.
+
+    A comparison scores both models on these true labels. Scored with each model's own merged
+    labels, a challenger that learnt a department the champion had merged (its history had grown
+    past ``--min-examples``) was judged on a harder task: the same 其他 answer to the same ticket
+    counted right for the champion and wrong for the challenger, and the promotion was refused.
+    """
+    out: Mapping = {}
+    for head in sorted(set(a) & set(b)):
+        both = {label: other for label, other in a[head].items() if b[head].get(label) == other}
+        if both:
+            out[head] = both
     return out
 
 
@@ -219,18 +237,22 @@ def ensure_scores(
     version: str,
     mapping: Mapping | None = None,
     eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+    merged: Mapping | None = None,
 ) -> dict[str, Any]:
     """A version's scores on the frozen set under ``mapping``, computed once and stored.
 
-    With ``mapping=None`` the version's own training mapping is used; those scores are stored in
+    With ``mapping=None`` the version's own training mapping is used, and with ``merged=None``
+    the labels its own training merged into 其他 are scored as 其他; those scores are stored in
     ``scores/<version>.json`` (they are what ``paidan models list`` shows). Scores under any other
-    mapping are computed and returned without being stored.
+    mapping or merged labels (a comparison's, :func:`shared_merged`) are computed and returned
+    without being stored.
     """
     root = Path(root)
     meta = read_metadata(root / version)
     own = meta.get("training_data", {}).get("mapping") or {}
     use = own if mapping is None else mapping
-    merged = merged_into_other(meta, use)
+    own_merged = merged_into_other(meta, use)
+    merged = own_merged if merged is None else merged
     eval_df, info = eval_set or read_frozen_eval(root)
     stored = registry.read_scores(root, version)
     if (
@@ -248,7 +270,7 @@ def ensure_scores(
         mapping_sha256=mapping_sha(use),
         merged_sha256=mapping_sha(merged),
     )
-    if use == own:
+    if use == own and merged == own_merged:
         registry.write_scores(root, version, scores)
     return scores
 
@@ -542,9 +564,18 @@ def promote_checked(
         _commit(root, version, seen)
         return Decision(version, champion, True, True, [str(e)], forced=True)
     mapping = version_mapping(root, version)
-    challenger_scores = ensure_scores(root, version, eval_set=eval_set)
-    ensure_scores(root, champion, eval_set=eval_set)  # its own figures, for `models list`
-    champion_scores = ensure_scores(root, champion, mapping=mapping, eval_set=eval_set)
+    ensure_scores(root, version, eval_set=eval_set)  # their own figures, for `models list`
+    ensure_scores(root, champion, eval_set=eval_set)
+    # One task for both: the same true labels (see shared_merged).
+    merged_by = {
+        who: merged_into_other(read_metadata(root / name), mapping)
+        for who, name in (("champion", champion), ("challenger", version))
+    }
+    shared = shared_merged(merged_by["champion"], merged_by["challenger"])
+    challenger_scores = ensure_scores(root, version, eval_set=eval_set, merged=shared)
+    champion_scores = ensure_scores(
+        root, champion, mapping=mapping, eval_set=eval_set, merged=shared
+    )
     report = compare(
         champion_scores,
         challenger_scores,
@@ -554,6 +585,14 @@ def promote_checked(
         champion_name=champion,
         challenger_name=version,
     )
+    for who, other in (("champion", "challenger"), ("challenger", "champion")):
+        for head, labels in merged_by[who].items():
+            alone = sorted(set(labels) - set(shared.get(head, {})))
+            if alone:
+                report["notes"].append(
+                    f"{head}: merged into {OTHER_LABEL} by the {who}'s training but learnt by "
+                    f"the {other}, so scored under their own names for both: {', '.join(alone)}"
+                )
     report["forced"] = bool(apply and force and report["refused"])
     out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR
     paths = write_comparison(report, out_dir / f"{version}-vs-{champion}.json")

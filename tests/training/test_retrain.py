@@ -840,6 +840,59 @@ def test_promote_scores_labels_merged_into_other_at_training_as_other_as_evaluat
     assert ensure_scores(root, "v1")["heads"] == scores["heads"]
 
 
+def test_a_label_only_one_model_merged_into_other_is_scored_under_its_name_for_both(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The history grew past --min-examples for 档案馆: the champion had merged it into 其他, the
+    # challenger learnt it. Each was scored with its own merged labels, so the same 其他 answer to
+    # the same 档案馆 ticket counted right for the champion and wrong for the challenger, and a
+    # challenger that routes 档案馆 tickets where the champion could not was refused.
+    from tests.conftest import RARE_TICKETS, write_tickets_csv
+    from training.compare import ensure_scores, promote_checked
+    from training.retrain import freeze_eval
+    from training.train import train
+
+    other = [
+        ("咨询问题", "想咨询一下市民卡办理需要什么材料", "其他", "城建"),
+        ("建议", "建议在公园多设置一些长椅方便老人休息", "其他", "城建"),
+        ("表扬", "表扬社区工作人员热心帮忙办理事情", "其他", "城建"),
+    ]
+    more = [("档案转递", "毕业后的学籍档案需要转递到档案馆，怎么办理", "档案馆", "城建")]
+    base = TINY_TICKETS + RARE_TICKETS + other
+    root = tmp_path / "models"
+    for name, rows in (("champion", base), ("challenger", base + more)):
+        train([write_tickets_csv(tmp_path / f"{name}.csv", rows)], root / name, config=tiny_config)
+    frozen = [
+        ("拖欠工资", "老板拖欠三个月工资不发", "人社", "劳动保障"),
+        ("烧烤油烟", "烧烤店油烟扰民", "执法", "环境"),
+        ("电梯坏了", "电梯经常故障物业不修", "住建", "城建"),
+        ("档案", "人事档案在档案馆查不到", "档案馆", "城建"),
+        ("调取材料", "单位调动需要调取个人历史材料，去哪个部门查询", "档案馆", "城建"),
+        ("天气", "天气预报不准确暴雨预警太晚", "气象局", "环境"),
+        ("建议", "建议公园增加长椅", "其他", "城建"),
+    ]
+    frozen_csv = write_tickets_csv(tmp_path / "frozen.csv", frozen)
+    freeze_eval(root, pd.read_csv(frozen_csv, dtype=str), "test")
+    registry.set_current(root, "champion")
+
+    decision = promote_checked(root, "challenger", apply=False)
+    report = decision.comparison
+    assert report is not None
+    dept = report["heads"]["department"]
+    by_label = {row["label"]: row for row in dept["per_class"]}
+    # Both were scored on 档案馆 under its name; 气象局, merged by both, is 其他 for both.
+    assert by_label["档案馆"]["support"] == 2 and by_label["档案馆"]["champion_f1"] == 0.0
+    assert by_label["档案馆"]["challenger_f1"] > 0.0
+    assert "气象局" not in by_label
+    assert dept["macro_f1_delta_points"] > 0
+    assert not any(r.startswith("department") for r in decision.reasons), decision.reasons
+    assert any("档案馆" in n and "the challenger" in n for n in report["notes"])
+    # `models list` keeps each model's own figures (档案馆 as 其他 for the champion).
+    own = ensure_scores(root, "champion")
+    assert own["merged_into_other"]["department"]["档案馆"] == 2
+    assert registry.read_scores(root, "champion")["heads"] == own["heads"]
+
+
 def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_work(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
