@@ -288,31 +288,37 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def refuse(message: str) -> typing.NoReturn:
+    """Exit 2 with ``message`` on one line: a usage error, as argparse's own (before any work)."""
+    print(f"accuracy.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_override(key: str, value: str, defaults: dict) -> object:
     """A ``--set KEY=VALUE`` value, typed like the field (``bool("False")`` would be True)."""
     if key not in defaults:
-        sys.exit(f"--set {key}: not a TrainingConfig field ({', '.join(defaults)})")
+        refuse(f"--set {key}: not a TrainingConfig field ({', '.join(defaults)})")
     hint = typing.get_type_hints(TrainingConfig)[key]
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     members = typing.get_args(hint) if union else (hint,)
     if value.lower() == "none":
         if type(None) not in members:
-            sys.exit(f"--set {key}=None: {key} cannot be None")
+            refuse(f"--set {key}=None: {key} cannot be None")
         return None
     kind = next(k for k in members if k is not type(None))
     if typing.get_origin(kind) is typing.Literal:
         choices = typing.get_args(kind)
         if value not in choices:
-            sys.exit(f"--set {key}={value}: expected one of {', '.join(map(str, choices))}")
+            refuse(f"--set {key}={value}: expected one of {', '.join(map(str, choices))}")
         return value
     if kind is bool:
         if value.lower() not in ("true", "false"):
-            sys.exit(f"--set {key}={value}: expected true or false")
+            refuse(f"--set {key}={value}: expected true or false")
         return value.lower() == "true"
     try:
         return kind(value)
     except ValueError:
-        sys.exit(f"--set {key}={value}: expected {kind.__name__} (default {defaults[key]!r})")
+        refuse(f"--set {key}={value}: expected {kind.__name__} (default {defaults[key]!r})")
 
 
 def build_config(items: list[str]) -> TrainingConfig:
@@ -327,15 +333,15 @@ def build_config(items: list[str]) -> TrainingConfig:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
-            sys.exit(f"--set {item}: expected KEY=VALUE, e.g. --set C=0.5")
+            refuse(f"--set {item}: expected KEY=VALUE, e.g. --set C=0.5")
         if key in overrides:
-            sys.exit(f"--set {item}: {key} is already set ({key}={overrides[key]})")
+            refuse(f"--set {item}: {key} is already set ({key}={overrides[key]})")
         overrides[key] = value
     typed = {k: parse_override(k, v, defaults) for k, v in overrides.items()}
     try:
         return TrainingConfig.from_dict(defaults | typed)
     except ConfigError as e:
-        sys.exit(f"--set: {e}")
+        refuse(f"--set: {e}")
 
 
 def main() -> None:

@@ -45,11 +45,13 @@ def test_values_are_typed_like_the_field(key: str, value: str, expected: object)
     ],
 )
 def test_bad_values_exit_with_a_message_naming_the_field(
-    key: str, value: str, message: str
+    key: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
         load_benchmark("accuracy").parse_override(key, value, DEFAULTS)
-    assert str(exit_info.value).startswith(message)
+    # Exit 2, a usage error as argparse's own (it was 1, as for a run that failed).
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"accuracy.py: {message}")
 
 
 def test_set_builds_the_config_from_the_defaults() -> None:
@@ -68,8 +70,9 @@ def test_set_builds_the_config_from_the_defaults() -> None:
     ],
 )
 def test_malformed_repeated_or_out_of_range_items_exit_with_one_line(
-    items: list[str], message: str
+    items: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
         load_benchmark("accuracy").build_config(items)
-    assert str(exit_info.value) == message
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"accuracy.py: {message}\n"
