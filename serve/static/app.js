@@ -160,9 +160,14 @@ function labelsFromModel(info) {
   return out;
 }
 
+// The version whose labels the lists hold: a /v1/route answer from another model (a promote, the
+// nightly retrain or an admin reload switched it while the page stayed open) reloads them.
+let loadedVersion = null;
+
 async function loadModel() {
   try {
     const info = await api("GET", "/v1/model");
+    loadedVersion = (info && info.version) || null;
     state.labels = labelsFromModel(info);
     $("co-add").replaceChildren(
       el("option", { value: "" }, "＋ 加入会办部门…"),
@@ -210,6 +215,7 @@ async function route() {
     setStatus($("feedback-status"), "");
     render(suggestion, text);
     confirmButton.focus();
+    if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
     if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
   } finally {

@@ -490,3 +490,37 @@ def test_page_follows_the_servers_text_limit(
             pg.locator("#result").wait_for(state="visible")
         finally:
             context.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_page_reloads_the_labels_when_the_server_switched_models(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A page opened before a promote / retrain / admin reload kept the old model's departments in
+    # its lists and the old version in the header until the dispatcher reloaded it.
+    from playwright.sync_api import Route, expect
+
+    def old_model(route: Route) -> None:  # what the previous model answered
+        response = route.fetch()
+        body = response.json()
+        body["version"] = "20250101T000000Z-old00000"
+        body["labels"] = {"department": ["区城管局", "人社"], "category": ["旧类别"]}
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", old_model)
+    pg.goto(live_server.url + "/")
+    expect(pg.locator("#model-version")).to_have_text("模型 20250101T000000Z-old00000")
+    expect(pg.locator("#co-add option")).to_have_count(3)
+    pg.unroute("**/v1/model")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-M1")
+    info = live_server.api("GET", "/v1/model").json()
+    expect(pg.locator("#model-version")).to_have_text(f"模型 {info['version']}")
+    departments = info["labels"]["department"]
+    expect(pg.locator("#co-add option")).to_have_text(["＋ 加入会办部门…", *departments])
+    pg.locator("#head-category .picker-input").focus()
+    expect(pg.locator("#head-category .picker-list .option")).to_have_text(
+        info["labels"]["category"]
+    )
+    assert page.problems == []
