@@ -603,9 +603,35 @@ $("reset-button").addEventListener("click", () => {
   renderChoice();
   confirmButton.focus();
 });
-$("co-add").addEventListener("change", (e) => {
-  addCo(e.target.value);
-  e.target.value = "";
+// 「＋ 加入会办部门…」 adds on an explicit choice only: a click in its list, or Enter. Chrome and Edge
+// change a closed <select> on every arrow key (and type-ahead) and fire "change" each time, so a
+// change after such a key is the dispatcher looking through the list: Enter adds what it shows.
+const coAdd = $("co-add");
+let coBrowsing = false;
+function addChosenCo() {
+  coBrowsing = false;
+  addCo(coAdd.value);
+  coAdd.value = "";
+}
+coAdd.addEventListener("keydown", (e) => {
+  if (e.key === "Enter") {
+    e.preventDefault();
+    addChosenCo();
+  } else if (e.key === " " || e.key === "F4" || e.altKey) {
+    coBrowsing = false; // opens the list: a choice in it is explicit
+  } else if (!["Shift", "Control", "Meta", "Tab", "Escape"].includes(e.key)) {
+    coBrowsing = true;
+  }
+});
+coAdd.addEventListener("pointerdown", () => {
+  coBrowsing = false;
+});
+coAdd.addEventListener("change", () => {
+  if (!coBrowsing) addChosenCo();
+});
+coAdd.addEventListener("blur", () => {
+  if (coBrowsing) coAdd.value = ""; // looked through, not chosen
+  coBrowsing = false;
 });
 $("clear-button").addEventListener("click", () => {
   idInput.value = "";

@@ -524,3 +524,31 @@ def test_page_reloads_the_labels_when_the_server_switched_models(
         info["labels"]["category"]
     )
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_arrow_keys_on_the_co_department_list_add_nothing_until_enter(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Chrome changes a closed <select> on every arrow key and fires "change": the first ↓ added the
+    # list's first department as a co-department, and the next ↓ added it again.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-K1")
+    lead = pg.locator("#head-department .top-label").inner_text()
+    options = pg.locator("#co-add option").all_inner_texts()[1:]
+    pg.focus("#co-add")
+    pg.keyboard.press("ArrowDown")
+    pg.keyboard.press("ArrowDown")
+    expect(pg.locator("#co-add")).to_have_value(options[1])
+    expect(pg.locator("#choice-co")).to_have_text("")
+    expect(pg.locator("#choice-note")).to_have_text("（采纳建议）")
+    expect(pg.locator("#co-departments")).to_be_hidden()
+    pg.keyboard.press("Enter")  # the explicit choice
+    assert options[1] != lead  # the tiny model's labels: 人社 leads, 住建 is second
+    expect(pg.locator("#choice-co")).to_have_text(f"（会办：{options[1]}）")
+    expect(pg.locator("#co-departments button")).to_have_text([f"{options[1]}（人工加入）"])
+    assert page.problems == []
