@@ -663,14 +663,31 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
-dispatcherInput.value = localStorage.getItem(DISPATCHER_KEY) || "";
+// Where site data is blocked (a browser setting or policy) even reading localStorage throws: the page
+// must start all the same, it just does not remember the dispatcher id and the key.
+function stored(area, key) {
+  try {
+    return window[area].getItem(key) || "";
+  } catch (e) {
+    return "";
+  }
+}
+function store(area, key, value) {
+  try {
+    window[area].setItem(key, value);
+  } catch (e) {
+    // not remembered; everything else works
+  }
+}
+
+dispatcherInput.value = stored("localStorage", DISPATCHER_KEY);
 dispatcherInput.addEventListener("change", () => {
-  localStorage.setItem(DISPATCHER_KEY, dispatcherInput.value.trim());
+  store("localStorage", DISPATCHER_KEY, dispatcherInput.value.trim());
 });
 
-apiKeyInput.value = sessionStorage.getItem(API_KEY_STORE) || "";
+apiKeyInput.value = stored("sessionStorage", API_KEY_STORE);
 apiKeyInput.addEventListener("change", () => {
-  sessionStorage.setItem(API_KEY_STORE, apiKeyInput.value.trim());
+  store("sessionStorage", API_KEY_STORE, apiKeyInput.value.trim());
 });
 
 loadModel();

@@ -552,3 +552,31 @@ def test_arrow_keys_on_the_co_department_list_add_nothing_until_enter(
     expect(pg.locator("#choice-co")).to_have_text(f"（会办：{options[1]}）")
     expect(pg.locator("#co-departments button")).to_have_text([f"{options[1]}（人工加入）"])
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_page_starts_where_site_data_is_blocked(page: PageRun, live_server: LiveServer) -> None:
+    # With site data blocked, reading localStorage throws SecurityError: the script stopped before
+    # loading the model, so no department outside the five candidates could be chosen.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    pg.add_init_script(
+        "for (const area of ['localStorage', 'sessionStorage'])"
+        " Object.defineProperty(window, area, {get() {"
+        " throw new DOMException('Access is denied for this document.', 'SecurityError'); }});"
+    )
+    open_page(page, live_server)
+    labels = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    expect(pg.locator("#co-add option")).to_have_count(len(labels) + 1)
+    expect(pg.locator("#ticket-text")).to_be_focused()
+    pg.fill("#dispatcher-id", "disp-9")
+    pg.locator("#dispatcher-id").dispatch_event("change")
+    pg.fill("#api-key", "k")
+    pg.locator("#api-key").dispatch_event("change")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-S1")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("已保存")
+    assert [r["dispatcher_id"] for r in live_server.feedback_rows("WEB-S1")] == ["disp-9"]
+    assert page.problems == []
