@@ -274,11 +274,13 @@ function addCo(label) {
   if (!state.co.includes(label)) state.co = [...state.co, label];
   renderCoDepartments();
   renderChoice();
+  confirmButton.focus(); // as choose(): Enter confirms the changed decision
 }
 
 function toggleCo(label) {
   state.co = state.co.includes(label) ? state.co.filter((d) => d !== label) : [...state.co, label];
   renderChoice();
+  confirmButton.focus(); // Enter confirms; left on the toggle it would switch it back
 }
 
 // The co-departments that go with the chosen department (never the chosen one itself).

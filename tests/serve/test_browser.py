@@ -374,19 +374,21 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     # Adopting the suggestion adopts the joint dispatch: stored lead first.
     pg.locator("#confirm-button").click()
     expect(pg.locator("#feedback-status")).to_contain_text(f"采纳建议 {lead}（会办：残联）")
-    # Leaving 残联 out is a correction of the suggestion.
+    # Leaving 残联 out is a correction of the suggestion; Enter confirms it (the focus left on the
+    # toggle made Enter switch it back on).
     toggle.click()
     expect(toggle).to_have_attribute("aria-pressed", "false")
     expect(pg.locator("#choice-co")).to_have_text("")
     expect(pg.locator("#confirm-button")).to_have_text("提交更正")
-    pg.locator("#confirm-button").click()
+    pg.keyboard.press("Enter")
     expect(pg.locator("#feedback-status")).to_contain_text("更正为")
+    expect(toggle).to_have_attribute("aria-pressed", "false")
     # A department the model did not advise can be added from the list of the model's labels.
     other = next(d for d in ("人社", "住建", "执法") if d != lead)
     pg.select_option("#co-add", other)
     expect(pg.locator("#choice-co")).to_have_text(f"（会办：{other}）")
     expect(advice.locator("button").last).to_have_text(f"{other}（人工加入）")
-    pg.locator("#confirm-button").click()
+    pg.keyboard.press("Enter")
     expect(pg.locator("#feedback-status")).to_contain_text(f"更正为 {lead}（会办：{other}）")
     rows = live_server.feedback_rows("WEB-J1")
     assert [r["department"] for r in rows] == [f"{lead}；残联", lead, f"{lead}；{other}"]
