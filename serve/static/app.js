@@ -77,34 +77,82 @@ function isEditable(target) {
 async function api(method, url, body) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
+  // A key typed with a Chinese IME in full-width mode cannot go into a header at all (fetch throws
+  // "non ISO-8859-1 code point"); keys are printable ASCII.
+  if (/[^\x20-\x7e]/.test(key)) {
+    apiKeyInput.focus();
+    throw new Error(
+      "API 密钥含有全角或中文字符；密钥只能是半角英文字母、数字和符号，请切换到半角（英文）输入后重新填写",
+    );
+  }
   if (key) headers.Authorization = `Bearer ${key}`;
-  const res = await fetch(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    // No answer at all (server stopped or restarting, network down): "Failed to fetch".
+    throw new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
+  }
   const data = await res.json().catch(() => null);
   if (!res.ok) throw new Error(errorText(res.status, data));
   return data;
 }
 
+// The page's names of the fields the API may name in an error.
+const FIELD_TEXT = {
+  text: "诉求描述",
+  title: "标题",
+  id: "工单编号",
+  ticket_id: "工单编号",
+  dispatcher_id: "调度员编号",
+  department: "部门",
+  category: "类别",
+};
+
+// What went wrong, in Chinese; the server's own (English) message, when there is one, follows in
+// brackets for whoever has to look into it.
 function errorText(status, data) {
   // The API answers {"error": {"code", "message", "field"}}; plain FastAPI {"detail"} is tolerated.
-  const err = data && data.error;
-  if (status === 401 || status === 403) {
-    apiKeyInput.focus();
-    return `需要有效的 API 密钥，请在页面顶部填写（${err && err.message ? err.message : status}）`;
-  }
-  if (err && err.message) return String(err.message);
+  const err = (data && data.error) || {};
+  let message = err.message ? String(err.message) : "";
   const detail = data && data.detail;
-  if (Array.isArray(detail)) {
+  if (!message && Array.isArray(detail)) {
     // FastAPI validation errors: say which field and why.
-    return detail
+    message = detail
       .map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`)
       .join("；");
+  } else if (!message && typeof detail === "string") message = detail;
+  const more = message ? `（${message}）` : "";
+  const field = String(err.field || "").replace(/^body\./, "");
+  if (status === 401 || status === 403) {
+    apiKeyInput.focus();
+    if (status === 403) return `此 API 密钥无权进行该操作，请换用有权限的密钥${more}`;
+    return apiKeyInput.value.trim()
+      ? "API 密钥不正确，请在页面顶部「API 密钥」中重新填写"
+      : "需要 API 密钥，请在页面顶部「API 密钥」中填写";
   }
-  if (typeof detail === "string") return detail;
-  return `服务返回错误 ${status}`;
+  if (field === "text" && /is empty/.test(message)) {
+    return "诉求内容为空（只有空格、换行或不可见字符），请输入诉求内容";
+  }
+  if (status === 422 || status === 400) {
+    const name = FIELD_TEXT[field];
+    return `${name ? `${name}不符合要求` : "请求内容不符合要求"}${more}`;
+  }
+  if (status === 413) return `内容过长，超过服务器允许的大小${more}`;
+  if (status === 429) return "请求过于频繁，请稍后重试";
+  if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
+  if (err.code === "database_unavailable") {
+    return "反馈数据库暂时不可用，请稍后重新保存（分派建议不受影响）";
+  }
+  if (err.code === "internal_error") return "服务器内部错误（已记入服务器日志），请稍后重试";
+  if (status === 502 || status === 503 || status === 504) {
+    return `服务器暂时不可用（${status}），请稍后重试${more}`;
+  }
+  return `服务器返回错误 ${status}${more}`;
 }
 
 // -- length limits ---------------------------------------------------------------------------------

@@ -582,3 +582,64 @@ def test_page_starts_where_site_data_is_blocked(page: PageRun, live_server: Live
     expect(pg.locator("#feedback-status")).to_contain_text("已保存")
     assert [r["dispatcher_id"] for r in live_server.feedback_rows("WEB-S1")] == ["disp-9"]
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_errors_are_told_in_chinese_and_the_text_is_kept(
+    browser: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The dispatcher saw the browser's "Failed to fetch", a "non ISO-8859-1 code point" for a key
+    # typed in full-width, and the server's English messages.
+    from playwright.sync_api import expect
+
+    key = "dispatch-key-0123456789"
+    with serving(tiny_model_dir, tmp_path, api_keys=(key,), require_key_for_route=True) as server:
+        context = browser.new_context(locale="zh-CN")
+        try:
+            pg = context.new_page()
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            run = PageRun(pg, [], [])
+            pg.on("request", lambda r: run.requests.append(r.url))
+            open_page(run, server)
+            status = pg.locator("#route-status")
+
+            def route(text: str) -> None:
+                pg.fill("#ticket-text", text)
+                pg.locator("#route-button").click()
+                expect(status).not_to_have_class(re.compile("busy"))
+
+            route(WAGE_COMPLAINT)
+            expect(status).to_have_text("分派失败：需要 API 密钥，请在页面顶部「API 密钥」中填写")
+            expect(pg.locator("#api-key")).to_be_focused()
+            pg.fill("#api-key", "wrong-key")
+            route(WAGE_COMPLAINT)
+            expect(status).to_have_text(
+                "分派失败：API 密钥不正确，请在页面顶部「API 密钥」中重新填写"
+            )
+            sent = len(run.requests)
+            pg.fill("#api-key", "ｄｉｓｐａｔｃｈ-key-0123456789")  # the IME left in full-width
+            route(WAGE_COMPLAINT)
+            expect(status).to_contain_text("分派失败：API 密钥含有全角或中文字符")
+            expect(status).to_contain_text("半角")
+            assert len(run.requests) == sent  # nothing could be sent
+            pg.fill("#api-key", key)
+            route("\u200b\u200b")
+            expect(status).to_have_text(
+                "分派失败：诉求内容为空（只有空格、换行或不可见字符），请输入诉求内容"
+            )
+            route(WAGE_COMPLAINT)
+            expect(status).to_have_text("")
+            # The server cannot be reached: routing and saving say so; the complaint stays.
+            pg.route("**/v1/**", lambda r: r.abort("connectionrefused"))
+            route("楼下烧烤店油烟很大")
+            expect(status).to_have_text(
+                "分派失败：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）"
+            )
+            assert pg.input_value("#ticket-text") == "楼下烧烤店油烟很大"
+            pg.locator("#confirm-button").click()
+            expect(pg.locator("#feedback-status")).to_have_text(
+                "保存失败：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）"
+            )
+        finally:
+            context.close()
