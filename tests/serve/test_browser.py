@@ -643,3 +643,31 @@ def test_errors_are_told_in_chinese_and_the_text_is_kept(
             )
         finally:
             context.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_phone_width_screen_needs_no_sideways_scrolling(
+    browser: Any, live_server: LiveServer
+) -> None:
+    # The top bar did not wrap: at 375 px the 「API 密钥」 field lay outside the screen and the whole
+    # page scrolled sideways.
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 320, "height": 700}, is_mobile=True, has_touch=True
+    )
+    try:
+        run = PageRun(context.new_page(), [], [])
+        run.page.set_default_timeout(UI_TIMEOUT_MS)
+        open_page(run, live_server)
+        overflow = """() => {
+            const width = document.documentElement.clientWidth;
+            const fields = ['dispatcher-id', 'api-key'].map(
+                (id) => document.getElementById(id).getBoundingClientRect());
+            return {page: document.documentElement.scrollWidth - width,
+                    fields: Math.max(...fields.map((r) => r.right - width), 0)};
+        }"""
+        assert run.page.evaluate(overflow) == {"page": 0, "fields": 0}
+        route_via_keyboard(run, WAGE_COMPLAINT, "WEB-P1")
+        assert run.page.evaluate(overflow) == {"page": 0, "fields": 0}
+    finally:
+        context.close()
