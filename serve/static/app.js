@@ -742,3 +742,7 @@ apiKeyInput.addEventListener("change", () => {
 
 loadModel();
 textInput.focus();
+// The page works: index.html disables 分派建议 until now, so that a browser which does not run this
+// script cannot submit the form (reloading the page and losing the complaint typed).
+routeButton.disabled = false;
+$("script-notice").hidden = true;

@@ -671,3 +671,41 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(
         assert run.page.evaluate(overflow) == {"page": 0, "fields": 0}
     finally:
         context.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_without_the_script_the_page_says_so_and_keeps_the_complaint(
+    browser: Any, page: PageRun, live_server: LiveServer
+) -> None:
+    # Where app.js does not run (JavaScript off; 兼容模式/IE 模式 ignore a module script) the page
+    # looked normal, and 分派建议 submitted the bare form: the page reloaded, the complaint was gone.
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="zh-CN", java_script_enabled=False)
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(UI_TIMEOUT_MS)
+        pg.goto(live_server.url + "/")
+        expect(pg.locator("noscript p")).to_contain_text("本页需要 JavaScript")
+        pg.fill("#ticket-id", "N-1")
+        pg.fill("#ticket-text", WAGE_COMPLAINT)
+        expect(pg.locator("#route-button")).to_be_disabled()
+        pg.locator("#route-button").click(force=True)
+        pg.locator("#ticket-id").press("Enter")  # implicit submission
+        assert pg.url == live_server.url + "/"
+        assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+    finally:
+        context.close()
+    # JavaScript on, but the module script does not run: a notice appears after a moment.
+    pg = page.page
+    pg.route("**/static/app.js", lambda r: r.abort())
+    pg.goto(live_server.url + "/")
+    expect(pg.locator("#script-notice")).to_be_visible()
+    expect(pg.locator("#script-notice")).to_contain_text("兼容模式")
+    expect(pg.locator("#route-button")).to_be_disabled()
+    # Where it runs, the notice is hidden and the button works.
+    pg.unroute("**/static/app.js")
+    open_page(page, live_server)
+    expect(pg.locator("#script-notice")).to_have_attribute("hidden", "")
+    expect(pg.locator("#route-button")).to_be_enabled()
