@@ -37,6 +37,7 @@ from serve.deps import (
 from serve.errors import ApiError, first_validation_error
 from serve.schemas import (
     MAX_ID_CHARS,
+    NO_DEPARTMENT,
     ErrorBody,
     ErrorResponse,
     FeedbackRecord,
@@ -187,6 +188,24 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     ) -> FeedbackResponse:
         """Record what the dispatcher finally chose; texts are stored PII-masked."""
         body = cast(FeedbackRequestBase, body)
+        if body.department is None:
+            heads = metadata.get("heads")
+            if not isinstance(heads, dict) or "department" in heads:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    "is missing or empty; the served model suggests departments: send the "
+                    "department finally chosen",
+                    "body.department",
+                )
+            if body.category is None:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    "is missing; the served model has no department head, so the category "
+                    "finally chosen is the decision: send it",
+                    "body.category",
+                )
         suggestion = _mask_json(body.suggestion) if body.suggestion is not None else None
         if suggestion is not None and len(json.dumps(suggestion)) > MAX_SUGGESTION_CHARS:
             raise ApiError(
@@ -202,7 +221,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             title=clean(body.title) if body.title is not None else None,
             text=clean(body.text),
             suggestion=suggestion,
-            department=body.department,
+            department=NO_DEPARTMENT if body.department is None else body.department,
             category=body.category,
             dispatcher_id=body.dispatcher_id,
             model_version=(

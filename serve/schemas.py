@@ -69,9 +69,17 @@ PRINTABLE: JsonDict = {"pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
 # unassigned characters alone also count as blank).
 _VISIBLE = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u2060-\\u206f\\ufeff]"
 NOT_BLANK: JsonDict = {"pattern": _VISIBLE}
-PRINTABLE_NOT_BLANK: JsonDict = {
-    "pattern": f"^[^\\x00-\\x1f\\x7f-\\x9f]*{_VISIBLE}[^\\x00-\\x1f\\x7f-\\x9f]*$"
-}
+
+
+# A decision without a department (a category-only deployment) is stored as an empty department:
+# the column predates such decisions and is NOT NULL, and retraining reads an empty department as it
+# reads a history row's empty department cell. The API shows it as null.
+NO_DEPARTMENT = ""
+
+
+def stored_department(value: Any) -> Any:
+    """A stored department as the API shows it: null for a decision without one."""
+    return None if value == NO_DEPARTMENT else value
 
 
 def no_control(value: str | None) -> str | None:
@@ -210,12 +218,14 @@ class FeedbackRequestBase(_ScrubbedRequest):
     suggestion: dict[str, Any] | None = Field(
         None, description="The suggestion the dispatcher saw (the POST /v1/route answer)"
     )
-    department: str = Field(
-        min_length=1,
+    department: str | None = Field(
+        None,
         max_length=MAX_LABEL_CHARS,
         description="Department finally chosen; a joint dispatch (会办) names the lead first, "
-        "the others after it, separated by `；`: `市残联；市住建局`",
-        json_schema_extra=PRINTABLE_NOT_BLANK,
+        "the others after it, separated by `；`: `市残联；市住建局`. Required unless the served "
+        "model has no department head (a category-only deployment): there, without it, `category` "
+        "is",
+        json_schema_extra=PRINTABLE,
     )
     category: str | None = Field(
         None,
@@ -243,9 +253,11 @@ class FeedbackRequestBase(_ScrubbedRequest):
 
     @field_validator("department")
     @classmethod
-    def _department_given(cls, value: str) -> str:
-        if is_blank(value):
-            raise ValueError("is empty; send the department finally chosen")
+    def _department_given(cls, value: str | None) -> str | None:
+        # Absent, null and blank are the same: no department chosen. Whether that is allowed
+        # depends on the served model (see POST /v1/feedback), not on the body alone.
+        if value is None or is_blank(value):
+            return None
         value = normalize_label(value)
         # Read as retraining reads it: "；" or "[]" would give a lead department "".
         if not split_departments(value)[0]:
@@ -351,11 +363,13 @@ class FeedbackResponse(BaseModel):
 
     id: int
     ticket_id: str | None
-    department: str
+    department: str | None = Field(description="null: no department was chosen (category-only)")
     category: str | None
     dispatcher_id: str | None
     model_version: str | None
     created_at: datetime
+
+    _no_department = field_validator("department", mode="before")(stored_department)
 
 
 class FeedbackRecord(BaseModel):
@@ -366,11 +380,13 @@ class FeedbackRecord(BaseModel):
     title: str | None
     text: str
     suggestion: dict[str, Any] | None
-    department: str
+    department: str | None = Field(description="null: no department was chosen (category-only)")
     category: str | None
     dispatcher_id: str | None
     model_version: str | None
     created_at: datetime
+
+    _no_department = field_validator("department", mode="before")(stored_department)
 
 
 class ModelInfo(BaseModel):

@@ -130,6 +130,31 @@ def blended_model_dir(
     return train_tiny(tmp_path_factory, "blended-models", config)
 
 
+def write_category_only_csv(path: Path) -> Path:
+    """TINY_TICKETS without their departments: a category-only history."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "category"])
+        for i, (title, text, _dept, cat) in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"T{i:03d}", title, text, cat])
+    return path
+
+
+@pytest.fixture(scope="session")
+def category_only_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    """A model of a category-only deployment: TINY_TICKETS' categories, no department head."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("category-only-models")
+    data = write_category_only_csv(root / "categories.csv")
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    assert set(result.router.heads) == {"category"}
+    return result.model_dir
+
+
 @pytest.fixture(scope="session")
 def sample_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model: trained on the bundled sample exactly as `paidan train` would."""

@@ -536,6 +536,50 @@ def test_feedback_refuses_bad_input(
     assert assert_error(client.post("/v1/feedback", json=payload), 422)["field"] == field
 
 
+def test_a_category_only_deployment_stores_feedback_without_a_department(
+    make_client: Callable[..., TestClient], category_only_model_dir: Path, tmp_path: Path
+) -> None:
+    # FeedbackRequest.department was required: a category-only deployment could store no decision
+    # at all, and the page answered every 采纳建议 with an English validation error.
+    from model.tickets import read_tickets
+    from tests.conftest import write_category_only_csv
+    from training.retrain import feedback_frame
+
+    client = make_client(
+        model_dir=category_only_model_dir, model_root=category_only_model_dir.parent
+    )
+    shown = client.post("/v1/route", json=SMOKE).json()
+    assert shown["department"] is None
+    saved = []
+    for i, extra in enumerate([{}, {"department": None}, {"department": " "}]):
+        body = {"ticket_id": f"C-{i}", "text": SMOKE["text"], "suggestion": shown, **extra}
+        r = client.post("/v1/feedback", json={**body, "category": "环境"})
+        assert r.status_code == 201, r.text
+        assert r.json()["department"] is None and r.json()["category"] == "环境"
+        saved.append(r.json()["id"])
+    # Without a department the category is the decision: one of the two is needed.
+    error = assert_error(client.post("/v1/feedback", json={"text": "某投诉"}), 422)
+    assert error["field"] == "body.category" and "no department head" in error["message"]
+    # A department, when a client has one, is stored as before.
+    r = client.post("/v1/feedback", json={"text": "某投诉", "department": "执法"})
+    assert r.status_code == 201 and r.json()["department"] == "执法", r.text
+    rows = export(client)
+    assert [(row["department"], row["category"]) for row in rows] == [(None, "环境")] * 3 + [
+        ("执法", None)
+    ]
+    # Retraining reads such a row as a history row whose department cell is empty.
+    db: Database = client.app.state.db  # type: ignore[attr-defined]
+    fb, _ = feedback_frame(row.to_dict() for row in db.iter_feedback())
+    history = read_tickets([write_category_only_csv(tmp_path / "history.csv")])
+    assert list(fb["department"][:3]) == [history["department"].iloc[0]] * 3 == [""] * 3
+    assert list(fb["category"][:3]) == ["环境"] * 3
+    # A model with a department head still needs one.
+    error = assert_error(
+        make_client().post("/v1/feedback", json={"text": "某投诉", "category": "环境"}), 422
+    )
+    assert error["field"] == "body.department" and "suggests departments" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("suggestion", "says"),
     [

@@ -709,3 +709,29 @@ def test_without_the_script_the_page_says_so_and_keeps_the_complaint(
     open_page(page, live_server)
     expect(pg.locator("#script-notice")).to_have_attribute("hidden", "")
     expect(pg.locator("#route-button")).to_be_enabled()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_category_only_deployment_saves_the_dispatchers_decision(
+    browser: Any, category_only_model_dir: Path, tmp_path: Path
+) -> None:
+    # Every 采纳建议 answered 保存失败：body.department: Input should be a valid string.
+    from playwright.sync_api import expect
+
+    with serving(category_only_model_dir, tmp_path) as server:
+        context = browser.new_context(locale="zh-CN")
+        try:
+            run = PageRun(context.new_page(), [], [])
+            pg = run.page
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            open_page(run, server)
+            route_via_keyboard(run, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "CAT-1")
+            expect(pg.locator("#head-department")).to_be_hidden()
+            category = pg.locator("#head-category .top-label").inner_text()
+            pg.locator("#confirm-button").click()
+            expect(pg.locator("#feedback-status")).to_contain_text(f"✓ 已保存：采纳建议 {category}")
+            rows = server.feedback_rows("CAT-1")
+            assert [(r["department"], r["category"]) for r in rows] == [("", category)]
+        finally:
+            context.close()
