@@ -74,6 +74,12 @@ function isEditable(target) {
   );
 }
 
+// What a proxy's or login gateway's own page (HTML, often with status 200) or any answer not shaped
+// like the API's becomes: never a success.
+function unrecognised(status) {
+  return `服务返回了无法识别的应答${status ? `（HTTP ${status}）` : ""}，可能需要重新登录，或稍后重试`;
+}
+
 async function api(method, url, body) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
@@ -99,6 +105,9 @@ async function api(method, url, body) {
   }
   const data = await res.json().catch(() => null);
   if (!res.ok) throw new Error(errorText(res.status, data));
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new Error(unrecognised(res.status));
+  }
   return data;
 }
 
@@ -256,6 +265,10 @@ async function route() {
   try {
     const suggestion = await api("POST", "/v1/route", body);
     if (seq !== state.routeSeq) return; // a newer request is on its way
+    const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);
+    if (!heads.length || heads.some((r) => typeof r !== "object" || typeof r.label !== "string")) {
+      throw new Error(unrecognised());
+    }
     state.request = request;
     state.suggestion = suggestion;
     state.savedKey = null;
@@ -531,6 +544,7 @@ async function confirmChoice() {
   setStatus($("feedback-status"), "正在保存…", "busy");
   try {
     const saved = await api("POST", "/v1/feedback", body);
+    if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
     const co = chosenCo();
@@ -538,7 +552,7 @@ async function confirmChoice() {
       state.choice.department && (co.length ? `${state.choice.department}（会办：${co.join("、")}）` : state.choice.department),
       state.choice.category,
     ].filter(Boolean).join(" / ");
-    const ref = saved && saved.id !== undefined ? `，记录编号 ${saved.id}` : "";
+    const ref = `，记录编号 ${saved.id}`;
     setStatus(
       $("feedback-status"),
       `✓ 已保存：${corrected ? "更正为" : "采纳建议"} ${chosen}${ref}`,

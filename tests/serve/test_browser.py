@@ -7,6 +7,7 @@ it); Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -735,3 +736,49 @@ def test_a_category_only_deployment_saves_the_dispatchers_decision(
             assert [(r["department"], r["category"]) for r in rows] == [("", category)]
         finally:
             context.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_an_answer_that_is_not_the_apis_is_a_failure_never_saved(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A login gateway's page with status 200 was shown as ✓ 已保存 (nothing was stored), and
+    # routing through it said "Cannot read properties of null".
+    from playwright.sync_api import expect
+
+    login = {
+        "status": 200,
+        "content_type": "text/html; charset=utf-8",
+        "body": "<!doctype html><title>统一身份认证</title><form>会话已过期，请重新登录</form>",
+    }
+
+    def fulfill(route: Any, answer: dict[str, Any]) -> None:
+        route.fulfill(**answer)
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-G1")
+    status, button = pg.locator("#feedback-status"), pg.locator("#confirm-button")
+    unrecognised = "服务返回了无法识别的应答"
+    pg.route("**/v1/feedback", lambda r: r.fulfill(**login))
+    button.click()
+    expect(status).to_have_text(
+        f"保存失败：{unrecognised}（HTTP 200），可能需要重新登录，或稍后重试"
+    )
+    expect(button).to_be_enabled()
+    # JSON that is not a stored row is no better.
+    pg.unroute("**/v1/feedback")
+    pg.route("**/v1/feedback", lambda r: r.fulfill(status=200, json={"status": "ok"}))
+    button.click()
+    expect(status).to_contain_text(f"保存失败：{unrecognised}")
+    expect(button).to_be_enabled()
+    assert live_server.feedback_rows("WEB-G1") == []
+    route_status = pg.locator("#route-status")
+    for answer in (login, {"status": 200, "json": {"status": "ok"}}):
+        pg.route("**/v1/route", functools.partial(fulfill, answer=answer))
+        pg.focus("#ticket-text")
+        pg.keyboard.press("Control+Enter")
+        expect(route_status).to_contain_text(f"分派失败：{unrecognised}")
+        pg.unroute("**/v1/route")
+    assert page.problems == []
