@@ -528,10 +528,25 @@ function renderChoice() {
 async function confirmChoice() {
   const s = state.suggestion;
   if (!s || confirmButton.disabled) return;
+  // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
+  // change the suggestion). Another id than the routed one is another ticket, and so is an id given
+  // to a text changed since: those are routed again first.
+  const ticketId = idInput.value.trim() || null;
+  const routedId = state.request.id;
+  if (ticketId !== routedId && (routedId !== null || textInput.value !== state.request.text)) {
+    setStatus(
+      $("feedback-status"),
+      routedId !== null
+        ? `工单编号与分派时（${routedId}）不同，请重新分派后再保存。`
+        : "诉求内容在分派后已改动，请重新分派后再保存。",
+      "error",
+    );
+    return;
+  }
   const key = choiceKey();
   const dispatcher = dispatcherInput.value.trim();
   const body = {
-    ticket_id: state.request.id,
+    ticket_id: ticketId,
     title: state.request.title || null,
     text: state.request.text,
     suggestion: s,
@@ -552,7 +567,7 @@ async function confirmChoice() {
       state.choice.department && (co.length ? `${state.choice.department}（会办：${co.join("、")}）` : state.choice.department),
       state.choice.category,
     ].filter(Boolean).join(" / ");
-    const ref = `，记录编号 ${saved.id}`;
+    const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;
     setStatus(
       $("feedback-status"),
       `✓ 已保存：${corrected ? "更正为" : "采纳建议"} ${chosen}${ref}`,

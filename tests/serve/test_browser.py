@@ -782,3 +782,34 @@ def test_an_answer_that_is_not_the_apis_is_a_failure_never_saved(
         expect(route_status).to_contain_text(f"分派失败：{unrecognised}")
         pg.unroute("**/v1/route")
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_first(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The id was taken from the routed request: one typed while reading the advice was not stored.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    status = pg.locator("#feedback-status")
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "")
+    pg.fill("#ticket-id", "WEB-T1")
+    pg.locator("#confirm-button").click()
+    expect(status).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-T1")) == 1
+    expect(status).to_contain_text("，工单 WEB-T1，记录编号")  # the message names the ticket
+    # Another id than the routed one is another ticket; so is an id given to a changed text.
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-T2")
+    pg.fill("#ticket-id", "WEB-T3")
+    pg.locator("#confirm-button").click()
+    expect(status).to_have_text("工单编号与分派时（WEB-T2）不同，请重新分派后再保存。")
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "")
+    pg.fill("#ticket-text", "楼下烧烤店油烟很大")
+    pg.fill("#ticket-id", "WEB-T4")
+    pg.locator("#confirm-button").click()
+    expect(status).to_have_text("诉求内容在分派后已改动，请重新分派后再保存。")
+    assert [live_server.feedback_rows(t) for t in ("WEB-T2", "WEB-T3", "WEB-T4")] == [[], [], []]
+    assert page.problems == []
