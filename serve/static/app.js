@@ -242,7 +242,19 @@ async function loadModel() {
 
 // -- routing -----------------------------------------------------------------------------------------
 
+// The advice shown goes as soon as another ticket is routed (or the form is cleared): were the
+// routing to fail, it could otherwise be adopted for the ticket now in the form.
+function dropResult() {
+  state.request = null;
+  state.suggestion = null;
+  $("result").hidden = true;
+  $("evidence").hidden = true;
+  confirmButton.disabled = true;
+  setStatus($("feedback-status"), "");
+}
+
 async function route() {
+  dropResult();
   const text = textInput.value;
   if (!text.trim()) {
     setStatus($("route-status"), "请先输入诉求内容。", "error");
@@ -576,7 +588,7 @@ async function confirmChoice() {
   } catch (e) {
     setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
   } finally {
-    renderChoice();
+    if (state.suggestion) renderChoice();
   }
 }
 
@@ -713,6 +725,7 @@ coAdd.addEventListener("blur", () => {
   coBrowsing = false;
 });
 $("clear-button").addEventListener("click", () => {
+  dropResult();
   idInput.value = "";
   titleInput.value = "";
   textInput.value = "";

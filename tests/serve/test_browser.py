@@ -813,3 +813,41 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
     expect(status).to_have_text("诉求内容在分派后已改动，请重新分派后再保存。")
     assert [live_server.feedback_rows(t) for t in ("WEB-T2", "WEB-T3", "WEB-T4")] == [[], [], []]
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_failed_route_or_clearing_the_form_leaves_no_advice_to_adopt(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Ticket A's advice stayed on screen, adoptable, when routing ticket B failed or after 清空:
+    # 采纳建议 stored A again while the form held B.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    result, evidence = pg.locator("#result"), pg.locator("#evidence")
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-S1")
+    pg.route("**/v1/route", lambda r: r.abort("connectionrefused"))
+    pg.fill("#ticket-id", "WEB-S2")
+    pg.fill("#ticket-text", "我家楼上卫生间漏水，物业不管")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(pg.locator("#route-status")).to_contain_text("分派失败")
+    expect(result).to_be_hidden()
+    expect(evidence).to_be_hidden()
+    pg.locator("body").focus()
+    for key in ("1", "Enter"):  # the keyboard shortcuts adopt nothing either
+        pg.keyboard.press(key)
+    pg.unroute("**/v1/route")
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-S3")
+    pg.locator("#clear-button").click()
+    expect(result).to_be_hidden()
+    expect(evidence).to_be_hidden()
+    pg.locator("body").focus()
+    for key in ("1", "Enter"):
+        pg.keyboard.press(key)
+    # A request after the keys: the browser reports requests in order, so one a key sent is listed.
+    assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
+    assert not [u for u in page.requests if u.endswith("/v1/feedback")]
+    assert not [p for p in page.problems if "Failed to load" not in p and "ERR_" not in p]
