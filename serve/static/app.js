@@ -33,6 +33,7 @@ const state = {
   co: [], // the departments to involve beside choice.department (a joint dispatch, 会办)
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
+  saving: null, // the suggestion whose decision is being saved: one save at a time for it
   routeSeq: 0,
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
@@ -534,12 +535,12 @@ function renderChoice() {
   $("reset-button").disabled = !corrected;
   const saved = state.savedKey === choiceKey();
   if (saved) confirmButton.textContent = "已保存";
-  confirmButton.disabled = saved || !s;
+  confirmButton.disabled = saved || !s || state.saving === s;
 }
 
 async function confirmChoice() {
   const s = state.suggestion;
-  if (!s || confirmButton.disabled) return;
+  if (!s || confirmButton.disabled || state.saving === s) return;
   // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
   // change the suggestion). Another id than the routed one is another ticket, and so is an id given
   // to a text changed since: those are routed again first.
@@ -567,6 +568,9 @@ async function confirmChoice() {
     dispatcher_id: dispatcher || null,
   };
   const corrected = isCorrection();
+  // What is sent, for the message: the choice may change while the save runs.
+  const sent = { department: state.choice.department, co: chosenCo(), category: state.choice.category };
+  state.saving = s;
   confirmButton.disabled = true;
   setStatus($("feedback-status"), "正在保存…", "busy");
   try {
@@ -574,10 +578,10 @@ async function confirmChoice() {
     if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
-    const co = chosenCo();
+    const { department, co, category } = sent;
     const chosen = [
-      state.choice.department && (co.length ? `${state.choice.department}（会办：${co.join("、")}）` : state.choice.department),
-      state.choice.category,
+      department && (co.length ? `${department}（会办：${co.join("、")}）` : department),
+      category,
     ].filter(Boolean).join(" / ");
     const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;
     setStatus(
@@ -588,6 +592,7 @@ async function confirmChoice() {
   } catch (e) {
     setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
   } finally {
+    if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
   }
 }

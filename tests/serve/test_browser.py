@@ -851,3 +851,36 @@ def test_a_failed_route_or_clearing_the_form_leaves_no_advice_to_adopt(
     assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
     assert not [u for u in page.requests if u.endswith("/v1/feedback")]
     assert not [p for p in page.problems if "Failed to load" not in p and "ERR_" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_decision_is_saved_once_while_its_save_is_running(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Choosing a candidate while a slow save ran re-enabled 采纳建议: Enter stored it twice.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []  # the saves sent, held until released: a slow database
+    pg = page.page
+    pg.route("**/v1/feedback", lambda r: held.append(r))
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-D1")
+    second = pg.locator("#head-department .candidate").nth(1).locator(".cand-label").inner_text()
+    button, status = pg.locator("#confirm-button"), pg.locator("#feedback-status")
+    pg.keyboard.press("Enter")
+    expect(status).to_have_text("正在保存…")
+    for key in ("1", "Enter", "2", "Enter"):  # the same decision, then another: both wait
+        pg.keyboard.press(key)
+        expect(button).to_be_disabled()
+    button.click(force=True)
+    assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
+    assert len(held) == 1
+    held.pop().continue_()
+    # The message names what was saved, not the choice made meanwhile, which can be saved now.
+    expect(status).to_contain_text("✓ 已保存：采纳建议")
+    expect(status).not_to_contain_text(second)
+    expect(button).to_have_text("提交更正")
+    expect(button).to_be_enabled()
+    assert len(live_server.feedback_rows("WEB-D1")) == 1
+    assert page.problems == []
