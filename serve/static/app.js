@@ -542,16 +542,19 @@ async function confirmChoice() {
   const s = state.suggestion;
   if (!s || confirmButton.disabled || state.saving === s) return;
   // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
-  // change the suggestion). Another id than the routed one is another ticket, and so is an id given
-  // to a text changed since: those are routed again first.
+  // change the suggestion). Another id than the routed one is another ticket, and so is a text or
+  // title changed since (another ticket pasted in would have stored the routed one again, under the
+  // suggestion made for it): those are routed again first.
   const ticketId = idInput.value.trim() || null;
   const routedId = state.request.id;
-  if (ticketId !== routedId && (routedId !== null || textInput.value !== state.request.text)) {
+  const edited =
+    textInput.value !== state.request.text || titleInput.value.trim() !== state.request.title;
+  if (edited || (ticketId !== routedId && routedId !== null)) {
     setStatus(
       $("feedback-status"),
-      routedId !== null
-        ? `工单编号与分派时（${routedId}）不同，请重新分派后再保存。`
-        : "诉求内容在分派后已改动，请重新分派后再保存。",
+      edited
+        ? "诉求内容或标题在分派后已改动，请重新分派后再保存。"
+        : `工单编号与分派时（${routedId}）不同，请重新分派后再保存。`,
       "error",
     );
     return;

@@ -67,6 +67,10 @@ class LiveServer:
             ).fetchall()
         return [dict(r) for r in rows]
 
+    def feedback_count(self) -> int:
+        with sqlite3.connect(self.db_path) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
 
 @contextmanager
 def serving(model_dir: Path, data: Path, **overrides: Any) -> Iterator[LiveServer]:
@@ -631,17 +635,17 @@ def test_errors_are_told_in_chinese_and_the_text_is_kept(
             )
             route(WAGE_COMPLAINT)
             expect(status).to_have_text("")
-            # The server cannot be reached: routing and saving say so; the complaint stays.
+            # The server cannot be reached: saving and routing say so; the complaint stays.
             pg.route("**/v1/**", lambda r: r.abort("connectionrefused"))
+            pg.locator("#confirm-button").click()
+            expect(pg.locator("#feedback-status")).to_have_text(
+                "保存失败：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）"
+            )
             route("楼下烧烤店油烟很大")
             expect(status).to_have_text(
                 "分派失败：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）"
             )
             assert pg.input_value("#ticket-text") == "楼下烧烤店油烟很大"
-            pg.locator("#confirm-button").click()
-            expect(pg.locator("#feedback-status")).to_have_text(
-                "保存失败：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）"
-            )
         finally:
             context.close()
 
@@ -810,7 +814,14 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
     pg.fill("#ticket-text", "楼下烧烤店油烟很大")
     pg.fill("#ticket-id", "WEB-T4")
     pg.locator("#confirm-button").click()
-    expect(status).to_have_text("诉求内容在分派后已改动，请重新分派后再保存。")
+    expect(status).to_have_text("诉求内容或标题在分派后已改动，请重新分派后再保存。")
+    # Without any id too: another ticket pasted in would have been stored as the routed one.
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "")
+    rows_before = live_server.feedback_count()
+    pg.fill("#ticket-text", "小区门口占道经营，路都堵死了")
+    pg.locator("#confirm-button").click()
+    expect(status).to_have_text("诉求内容或标题在分派后已改动，请重新分派后再保存。")
+    assert live_server.feedback_count() == rows_before
     assert [live_server.feedback_rows(t) for t in ("WEB-T2", "WEB-T3", "WEB-T4")] == [[], [], []]
     assert page.problems == []
 
