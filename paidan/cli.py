@@ -760,6 +760,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
     from serve.auth import check_bind_allowed
+    from serve.metrics import multiproc_dir
     from serve.server import describe_database, run
     from serve.workers import WorkerStartError
 
@@ -767,6 +768,7 @@ def serve(
         settings = load_settings()
         # Before the default model is trained (a minute) and the address is announced.
         check_bind_allowed(settings, host)
+        multiproc_dir()  # PROMETHEUS_MULTIPROC_DIR: made if missing, refused if it cannot work
         # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
         # against the working directory and refused as "outside the model root".
         chosen = model if model is not None else settings.model_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,17 +22,50 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from model.router import RouteResult
+from model.settings import SettingsError
 
 # Seconds; prediction takes milliseconds, so the buckets are dense below 100 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DECISIONS = "paidan_route_decisions"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class MetricsDirError(SettingsError):
+    """``PROMETHEUS_MULTIPROC_DIR`` names no usable directory (a settings problem: one line)."""
+
+
+def multiproc_dir() -> Path | None:
+    """The directory ``PROMETHEUS_MULTIPROC_DIR`` names, made if it is missing; ``None`` if unset.
+
+    prometheus_client opens its files there lazily, on each label set's first use: a missing
+    directory (a ``/run`` or ``/tmp`` path a reboot emptied) made every ``POST /v1/route`` and
+    ``GET /metrics`` a 500 whose log named neither the directory nor the variable, while
+    ``/healthz`` and ``/readyz`` said ready. Raises :class:`MetricsDirError` for a value that
+    cannot work: empty, a file, or a directory that cannot be made or written.
+    """
+    value = os.environ.get(MULTIPROC_ENV)
+    if value is None:
+        return None
+    where = f"{MULTIPROC_ENV}={value}"
+    if not value.strip():
+        raise MetricsDirError(f"{MULTIPROC_ENV} is set but empty: name a directory, or unset it")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise MetricsDirError(f"{where} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MetricsDirError(f"{where}: cannot make the directory ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MetricsDirError(f"{where}: the directory is not writable")
+    return path
 
 
 class Metrics:
     """The app's metric objects and the registry ``/metrics`` reads."""
 
     def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.multiprocess = multiproc_dir() is not None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "paidan_http_requests",

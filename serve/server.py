@@ -20,6 +20,7 @@ from model.router import Router
 from model.settings import Settings
 from model.startup import startup
 from serve.db import Database, DatabaseUnavailable, describe_url
+from serve.metrics import MULTIPROC_ENV, multiproc_dir
 from serve.workers import Supervisor, listening_socket
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "PAIDAN_MODEL_DIR"
 ACCESS_LOG_ENV = "PAIDAN_ACCESS_LOG"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up fails
 
@@ -71,6 +71,33 @@ def log_config(level: str = "info") -> dict[str, Any]:
             "propagate": False,
         }
     return config
+
+
+def check_metrics_dir() -> None:
+    """Refuse a ``PROMETHEUS_MULTIPROC_DIR`` that cannot work, make it if missing, and warn when it
+    holds metric files already.
+
+    prometheus_client requires the directory to be emptied between runs: the files of an earlier
+    run's processes are summed with this run's, so ``/metrics`` counts requests this server never
+    answered. A directory ``paidan serve`` makes itself is new each run and removed at its end;
+    one set in the environment is the user's (it may be shared, or watched), so it is not emptied
+    here, only reported. Called before any worker starts, when every file found is stale.
+    """
+    path = multiproc_dir()
+    if path is None:
+        return
+    stale = sorted(f.name for f in path.glob("*.db"))
+    if stale:
+        logger.warning(
+            "%s=%s already holds %d metric files (%s%s): their counts are added to this run's; "
+            "empty it before each start, as prometheus_client requires, or unset it for a new "
+            "directory of paidan's own each run",
+            MULTIPROC_ENV,
+            path,
+            len(stale),
+            ", ".join(stale[:3]),
+            ", …" if len(stale) > 3 else "",
+        )
 
 
 # What run() puts in its process's environment for the app or the worker processes it starts.
@@ -130,6 +157,7 @@ def run(
         from serve.auth import check_bind_allowed
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
+    check_metrics_dir()
     # uvicorn's access log prints query strings verbatim (PII); serve.telemetry logs masked lines.
     if access_log is None:
         access_log = settings.access_log

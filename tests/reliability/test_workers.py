@@ -394,3 +394,37 @@ def test_an_admin_reload_is_refused_by_every_worker(
         assert (
             "runs 2 worker processes" in message and f"pinned to {tiny_model_dir.name}" in message
         )
+
+
+@pytest.mark.slow
+def test_a_missing_prometheus_multiproc_dir_is_made_and_routing_and_metrics_work(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A PROMETHEUS_MULTIPROC_DIR a reboot emptied: the server started, /readyz said ready, and
+    # every /v1/route and /metrics was a 500 (prometheus_client's FileNotFoundError).
+    metrics_dir = tmp_path / "run" / "paidan-metrics"
+    server = live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        "--workers",
+        "2",
+        "--no-access-log",
+        env={
+            "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+            "PAIDAN_RELOAD_INTERVAL": "0",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        },
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(6):
+            r = client.post("/v1/route", json={"text": "楼下烧烤店油烟扰民"})
+            assert r.status_code == 200, r.text
+        metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    counted = 'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 6.0'
+    assert counted in metrics.text
+    assert list(metrics_dir.glob("*.db"))  # the workers' files, in the directory named
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+    assert metrics_dir.is_dir()  # the user's directory: not removed, as paidan's own one is

@@ -582,3 +582,45 @@ def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading
     assert loads == []  # refused before the model was loaded
     # Nor is its --model left in the environment, pinning the next server started in-process.
     assert "PAIDAN_MODEL_DIR" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("a-file", "is not a directory"), ("", "is set but empty")],
+    ids=["a-file", "empty"],
+)
+def test_a_prometheus_multiproc_dir_that_cannot_work_stops_startup_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    env = {"PROMETHEUS_MULTIPROC_DIR": value, "PAIDAN_MODEL_ROOT": str(tmp_path / "root")}
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: PROMETHEUS_MULTIPROC_DIR") and says in lines[0]
+    assert not (tmp_path / "root").exists()  # refused before the default model was trained
+
+
+def test_a_missing_prometheus_multiproc_dir_is_made_and_an_earlier_runs_files_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from serve.server import check_metrics_dir
+
+    missing = tmp_path / "run" / "paidan-metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    check_metrics_dir()
+    assert missing.is_dir()
+    assert not caplog.records
+    # prometheus_client sums every file there: an earlier run's counts would be added to this one's.
+    for name in ("counter_4242.db", "histogram_4242.db"):
+        (missing / name).write_bytes(b"")
+    check_metrics_dir()
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert f"PROMETHEUS_MULTIPROC_DIR={missing} already holds 2 metric files" in message
+    assert "counter_4242.db, histogram_4242.db" in message
+    assert sorted(p.name for p in missing.iterdir()) == ["counter_4242.db", "histogram_4242.db"]
