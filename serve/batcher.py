@@ -14,6 +14,12 @@ When a call starts:
   that call would hold fewer tickets than the previous one, it waits up to :data:`FILL_WAIT_S`
   for the rest. Without that wait a server at concurrency 32 settled into calls of 2 and 30
   tickets in turn, and the call of 2 took as much CPU as 6 tickets of the call of 30.
+
+A request whose client closes its connection before its answer (a client's or a proxy's timeout, a
+closed tab, a retry) is dropped: its ticket is left out of the calls not yet started, and the
+answer of one already running is thrown away. The server does not cancel a request when its client
+leaves, so each waiting request watches its connection (:meth:`MicroBatcher.predict`'s
+``receive``); before, every abandoned ticket was predicted, ahead of those of live clients.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive
 
 from model.router import Router, RouteResult
 
@@ -43,6 +50,10 @@ class _Pending:
     future: asyncio.Future[RouteResult]
 
 
+class ClientLeft(Exception):
+    """The client closed its connection before its ticket was answered."""
+
+
 class MicroBatcher:
     """Queues single-ticket predictions and runs them together, one call at a time per process."""
 
@@ -56,15 +67,38 @@ class MicroBatcher:
         self._last_size = 0  # tickets in the last call, and when it ended (the loop's clock)
         self._last_end = 0.0
 
-    async def predict(self, router: Router, ticket: tuple[str, str], top_k: int) -> RouteResult:
-        """The suggestion for one ticket, computed in a batch with whatever else is waiting."""
+    async def predict(
+        self,
+        router: Router,
+        ticket: tuple[str, str],
+        top_k: int,
+        receive: Receive | None = None,
+    ) -> RouteResult:
+        """The suggestion for one ticket, computed in a batch with whatever else is waiting.
+
+        ``receive`` is the request's ASGI ``receive``, its body already read: the next message it
+        gives is ``http.disconnect`` once the client has gone, and then the ticket is dropped (if
+        no call has taken it yet) and :class:`ClientLeft` raised.
+        """
         future: asyncio.Future[RouteResult] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(router, ticket, top_k, future))
         if self._filled is not None and len(self._pending) >= self._fill_target:
             _resolve(self._filled)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
-        return await future
+        if receive is None:
+            return await future
+        watcher = asyncio.ensure_future(_client_left(receive))
+        watcher.add_done_callback(lambda w: _cancel_if_left(w, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if _left(watcher) and (task is None or not task.cancelling()):
+                raise ClientLeft from None
+            raise
+        finally:
+            watcher.cancel()
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -129,6 +163,30 @@ class MicroBatcher:
             except Exception as e:
                 out.append(e)
         return out
+
+
+async def _client_left(receive: Receive) -> bool:
+    """Whether the next message of a request whose body was read says its client has gone.
+
+    Servers send none until then (uvicorn sends ``http.disconnect`` when the connection closes).
+    """
+    return (await receive())["type"] == "http.disconnect"
+
+
+def _left(watcher: asyncio.Future[bool]) -> bool:
+    return (
+        watcher.done()
+        and not watcher.cancelled()
+        and watcher.exception() is None
+        and watcher.result()
+    )
+
+
+def _cancel_if_left(watcher: asyncio.Future[bool], future: asyncio.Future[RouteResult]) -> None:
+    # Cancelled, the ticket is skipped by the calls that have not yet taken it (see _drain), and
+    # an answer computed already is not set.
+    if _left(watcher):
+        future.cancel()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -19,6 +19,10 @@ from serve.db import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
+# nginx's status for a request whose client closed the connection before the answer: what the
+# access log and the metrics record for it; nothing is sent.
+CLIENT_CLOSED_REQUEST = 499
+
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -30,6 +34,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    CLIENT_CLOSED_REQUEST: "client_closed_request",
     500: "internal_error",
     503: "unavailable",
 }
@@ -62,6 +67,15 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.field = field
+
+
+def client_left() -> ApiError:
+    """The error of a request whose client has gone: counted and logged as 499, read by no one."""
+    return ApiError(
+        CLIENT_CLOSED_REQUEST,
+        HTTP_CODES[CLIENT_CLOSED_REQUEST],
+        "the client closed the connection before the answer",
+    )
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:

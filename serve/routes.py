@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from model.router import RouteResult
 from model.text import clean, mask_pii, normalize
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
-from serve.batcher import trim
+from serve.batcher import ClientLeft, trim
 from serve.db import EXPORT_PAGE, Feedback
 from serve.deps import (
     DatabaseDep,
@@ -34,7 +34,7 @@ from serve.deps import (
     ServicesDep,
     SettingsDep,
 )
-from serve.errors import ApiError, first_validation_error
+from serve.errors import ApiError, client_left, first_validation_error
 from serve.schemas import (
     MAX_ID_CHARS,
     NO_DEPARTMENT,
@@ -96,15 +96,23 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         body: RouteRequest,  # type: ignore[valid-type]  # built per app
         router: RouterDep,
         services: ServicesDep,
+        request: Request,
     ) -> RouteResponse:
         """Suggest a department and a category for one ticket, with evidence and similar tickets."""
         # async only to await the batcher: prediction itself runs in the threadpool, batched with
         # concurrent requests (see serve.batcher).
         body = cast(RouteRequestBase, body)
         start = time.perf_counter()
-        result = await services.batcher.predict(
-            router, (body.title or "", body.text), body.top_k or services.settings.top_k
-        )
+        try:
+            result = await services.batcher.predict(
+                router,
+                (body.title or "", body.text),
+                body.top_k or services.settings.top_k,
+                receive=request.receive,
+            )
+        except ClientLeft:
+            # Nobody reads this answer: it is for the access log and the metrics, as nginx's 499.
+            raise client_left() from None
         services.metrics.observe_results([result])
         return _response(result, body.id, start)
 

@@ -15,3 +15,52 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+def call_with_messages(client: Any, path: str, messages: list[dict[str, Any]]) -> list[Any]:
+    """POST ``path`` to the started app of ``client`` (a ``TestClient``) straight over ASGI, its
+    ``receive`` giving ``messages`` and then nothing more, as a server does for a client that
+    neither sends more nor leaves; returns what the app sent.
+
+    The test client cannot send ``http.disconnect`` before the answer (a client that left).
+    """
+    import anyio
+
+    sent: list[Any] = []
+    length = sum(len(m.get("body", b"")) for m in messages)
+
+    async def call() -> None:
+        queue = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            if queue:
+                return queue.pop(0)
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(length).encode()),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "state": dict(client.app_state),
+        }
+        await client.app(scope, receive, send)
+
+    client.portal.call(call)
+    return sent

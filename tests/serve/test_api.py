@@ -18,7 +18,7 @@ from sqlalchemy import text
 from model.text import clean, combine, normalize
 from serve.db import Database
 from serve.deps import get_router
-from tests.serve.helpers import assert_error
+from tests.serve.helpers import assert_error, call_with_messages
 
 WAGE = {"id": "A-1", "title": "拖欠工资", "text": "老板拖欠农民工工资三个月不发，劳动合同也不签"}
 SMOKE = {"id": "A-2", "title": "油烟", "text": "楼下烧烤店油烟扰民，晚上十二点还在营业"}
@@ -767,6 +767,34 @@ def test_metrics_count_requests_predictions_and_review_share(client: TestClient)
     review = lines['paidan_route_decisions_total{decision="review"}']
     assert auto + review == 4 and review >= 1
     assert lines["paidan_review_share"] == pytest.approx(review / 4)
+
+
+def test_a_route_request_whose_client_left_is_counted_as_499_not_as_routed(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn does not cancel a request whose client has gone: its ticket was predicted and
+    # counted as routed, and the request as a 200 nobody received.
+    body = json.dumps(WAGE).encode()
+    with caplog.at_level(logging.INFO, logger="serve.access"):
+        sent = call_with_messages(
+            client,
+            "/v1/route",
+            [
+                {"type": "http.request", "body": body, "more_body": False},
+                {"type": "http.disconnect"},
+            ],
+        )
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    assert json.loads(sent[1]["body"])["error"]["code"] == "client_closed_request"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    assert '"POST /v1/route HTTP/1.1" 499' in line
+    text = client.get("/metrics").text
+    assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="499"} 1.0' in text
+    assert 'route="/v1/route",status="200"' not in text
+    assert "paidan_route_decisions_total{" not in text  # nothing routed
+    assert "paidan_review_share 0.0" in text
+    # A client that stays is answered as before.
+    assert client.post("/v1/route", json=WAGE).status_code == 200
 
 
 def test_metrics_and_access_log_see_each_request_once(

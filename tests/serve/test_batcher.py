@@ -138,3 +138,107 @@ def test_a_lone_request_after_a_pause_does_not_wait(router: Router, monkeypatch:
     asyncio.run(scenario())
     assert counting.calls == [4, 1, 1, 1, 1]
     assert waits == []
+
+
+class HeldRouter(CountingRouter):
+    """A router whose first call waits until released, so that requests queue behind it."""
+
+    def __init__(self, router: Router) -> None:
+        super().__init__(router)
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.seen: list[tuple[str, str]] = []
+
+    def predict(self, tickets: Any, **kwargs: Any) -> list[RouteResult]:
+        self.seen.extend(tickets)
+        self.started.set()
+        assert self.release.wait(timeout=30)
+        return super().predict(tickets, **kwargs)
+
+
+async def _staying() -> dict[str, Any]:
+    """The ``receive`` of a client that waits for its answer: no message until it is sent."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def _leaving(left: asyncio.Event) -> Any:
+    """The ``receive`` of a client that closes its connection once ``left`` is set."""
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _until(event: threading.Event) -> None:
+    for _ in range(3000):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the call did not start")
+
+
+def test_a_ticket_whose_client_left_before_its_call_is_never_predicted(router: Router) -> None:
+    # uvicorn does not cancel a request whose client leaves: every abandoned ticket was predicted,
+    # ahead of the live clients' ones.
+    held: Any = HeldRouter(router)
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> list[RouteResult]:
+        left = asyncio.Event()
+        first = asyncio.ensure_future(batcher.predict(held, TICKETS[0], 3, receive=_staying))
+        await _until(held.started)  # a call is running: the next tickets wait for the next one
+        gone = asyncio.ensure_future(batcher.predict(held, TICKETS[1], 3, receive=_leaving(left)))
+        live = asyncio.ensure_future(batcher.predict(held, TICKETS[2], 3, receive=_staying))
+        await asyncio.sleep(0)
+        left.set()
+        with pytest.raises(batcher_module.ClientLeft):
+            await asyncio.wait_for(gone, timeout=10)
+        held.release.set()
+        return list(await asyncio.gather(first, live))
+
+    first, live = asyncio.run(scenario())
+    assert held.seen == [TICKETS[0], TICKETS[2]]
+    assert held.calls == [1, 1]
+    assert first == router.predict([TICKETS[0]], top_k=3, similar_k=0)[0]
+    assert live == router.predict([TICKETS[2]], top_k=3, similar_k=0)[0]
+
+
+def test_a_client_that_leaves_during_its_call_is_let_go_at_once(router: Router) -> None:
+    held: Any = HeldRouter(router)
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> RouteResult:
+        left = asyncio.Event()
+        gone = asyncio.ensure_future(batcher.predict(held, TICKETS[0], 3, receive=_leaving(left)))
+        await _until(held.started)
+        left.set()
+        with pytest.raises(batcher_module.ClientLeft):  # before the call it is in has ended
+            await asyncio.wait_for(gone, timeout=10)
+        held.release.set()
+        # The batcher goes on: the next client is answered.
+        return await asyncio.wait_for(
+            batcher.predict(held, TICKETS[1], 3, receive=_staying), timeout=30
+        )
+
+    assert asyncio.run(scenario()) == router.predict([TICKETS[1]], top_k=3, similar_k=0)[0]
+    assert held.seen == [TICKETS[0], TICKETS[1]]
+
+
+def test_a_cancelled_request_is_cancelled_not_taken_for_a_client_that_left(
+    router: Router,
+) -> None:
+    held: Any = HeldRouter(router)
+    batcher = MicroBatcher(similar_k=0)
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(batcher.predict(held, TICKETS[0], 3, receive=_staying))
+        await _until(held.started)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        held.release.set()
+
+    asyncio.run(scenario())
