@@ -123,6 +123,10 @@ def create_app(
                 app.state.lease.release()
                 raise outcome
         app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
+        # app.state is the one place the model is kept: this frame lives as long as the app
+        # (suspended at the yield below), and a local here kept the start-up model in memory, and
+        # its files open, after a reload had replaced it.
+        del loaded
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
         # A chosen model (--model DIR, PAIDAN_MODEL_DIR): SIGHUP and a reload naming no model load

@@ -251,6 +251,9 @@ def _serve_one(
             migrate=not migrated,  # the app's start-up retries if the database was down
             pinned=pinned,
         )
+        # Handed over: the app keeps the model while it serves it. This frame lasts as long as the
+        # server, and the local kept the start-up model loaded after a reload had replaced it.
+        del loaded
         server = uvicorn.Server(uvicorn.Config(app, **options))
         with contextlib.suppress(KeyboardInterrupt):  # re-raised by uvicorn once it has stopped
             server.run(sockets=[sock])

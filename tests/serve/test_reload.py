@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,38 @@ def test_a_single_worker_serving_current_with_polling_off_is_not_pinned(
     settings = Settings(model_root=root, data_dir=tmp_path / "var", follow_current=False)
     server.run(settings, root / "v1", port=0)
     assert versions == [str(root / "v2")]
+
+
+def test_the_start_up_model_is_freed_once_a_reload_replaced_it(root: Path, tmp_path: Path) -> None:
+    # The lifespan's local `loaded`, alive as long as the app, kept the start-up model (its heap
+    # and its mapped serving file) after every reload: one extra model per worker for good.
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        app: Any = client.app
+        assert served_version(client) == "v1"
+        first = weakref.ref(app.state.router)
+        reload_model(app, root / "v2", loader)
+        assert served_version(client) == "v2"
+        gc.collect()
+        assert first() is None
+
+
+def test_a_single_workers_start_up_model_is_freed_once_a_reload_replaced_it(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve.server's one worker loads the model itself and hands it to the app; its local kept it.
+    from serve import server
+
+    monkeypatch.setenv(server.ACCESS_LOG_ENV, "true")  # run() sets it; restored afterwards
+    freed: list[bool] = []
+
+    def serving(app: Any) -> None:
+        with TestClient(app):
+            first = weakref.ref(app.state.router)
+            reload_model(app, root / "v2", app.state.router_loader)
+            gc.collect()
+            freed.append(first() is None)
+
+    serve_with(monkeypatch, serving)
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
+    server.run(settings, root / "v1", port=0)
+    assert freed == [True]
