@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.db import DatabaseUnavailable
@@ -70,7 +71,8 @@ class ApiError(Exception):
 
 
 def client_left() -> ApiError:
-    """The error of a request whose client has gone: counted and logged as 499, read by no one."""
+    """The error of a request whose client has gone (before its answer, or while it sent its
+    body): counted and logged as 499, read by no one."""
     return ApiError(
         CLIENT_CLOSED_REQUEST,
         HTTP_CODES[CLIENT_CLOSED_REQUEST],
@@ -144,6 +146,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):
+            # The client left while sending its body: FastAPI calls that a 400, a bad request no
+            # one made, which misled 4xx alerts and readers of the access log.
+            left = client_left()
+            return error_response(left.status, left.code, left.message)
         if exc.status_code == 400 and exc.detail == BODY_UNREADABLE and exc.__cause__ is not None:
             return error_response(
                 400, "malformed_json", _unreadable_body(request, exc.__cause__), "body"

@@ -17,17 +17,21 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     return body["error"]
 
 
-def call_with_messages(client: Any, path: str, messages: list[dict[str, Any]]) -> list[Any]:
+def call_with_messages(
+    client: Any, path: str, messages: list[dict[str, Any]], length: int | None = None
+) -> list[Any]:
     """POST ``path`` to the started app of ``client`` (a ``TestClient``) straight over ASGI, its
     ``receive`` giving ``messages`` and then nothing more, as a server does for a client that
     neither sends more nor leaves; returns what the app sent.
 
-    The test client cannot send ``http.disconnect`` before the answer (a client that left).
+    The Content-Length header says ``length`` (default: the bodies' total); ``-1`` sends none, as
+    a chunked upload. The test client cannot send ``http.disconnect`` (a client that left).
     """
     import anyio
 
     sent: list[Any] = []
-    length = sum(len(m.get("body", b"")) for m in messages)
+    if length is None:
+        length = sum(len(m.get("body", b"")) for m in messages)
 
     async def call() -> None:
         queue = list(messages)
@@ -54,7 +58,7 @@ def call_with_messages(client: Any, path: str, messages: list[dict[str, Any]]) -
             "headers": [
                 (b"host", b"testserver"),
                 (b"content-type", b"application/json"),
-                (b"content-length", str(length).encode()),
+                *([(b"content-length", str(length).encode())] if length >= 0 else []),
             ],
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 80),

@@ -797,6 +797,31 @@ def test_a_route_request_whose_client_left_is_counted_as_499_not_as_routed(
     assert client.post("/v1/route", json=WAGE).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/v1/route", "/v1/route/batch", "/v1/feedback"])
+@pytest.mark.parametrize("length", ["declared", "chunked"])
+def test_a_client_that_left_mid_body_is_counted_as_499_not_as_a_bad_request(
+    client: TestClient, caplog: pytest.LogCaptureFixture, path: str, length: str
+) -> None:
+    # FastAPI turns Starlette's ClientDisconnect into a 400 "error parsing the body": logged and
+    # counted as malformed JSON that no client sent.
+    body = json.dumps({"text": "小区楼下烧烤店油烟很大" * 100}).encode()
+    half = {"type": "http.request", "body": body[: len(body) // 2], "more_body": True}
+    with caplog.at_level(logging.INFO, logger="serve.access"):
+        sent = call_with_messages(
+            client,
+            path,
+            [half, {"type": "http.disconnect"}],
+            length=len(body) if length == "declared" else -1,
+        )
+    assert sent[0]["status"] == 499, sent
+    assert json.loads(sent[1]["body"])["error"]["code"] == "client_closed_request"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    assert f'"POST {path} HTTP/1.1" 499' in line
+    text = client.get("/metrics").text
+    assert f'paidan_http_requests_total{{method="POST",route="{path}",status="499"}} 1.0' in text
+    assert 'status="400"' not in text
+
+
 def test_metrics_and_access_log_see_each_request_once(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
