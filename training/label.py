@@ -38,6 +38,7 @@ import pyarrow as pa
 from model.artifact import (
     METADATA_FILE,
     ROUTER_FILE,
+    ModelLoadError,
     check_not_input,
     check_utf8_name,
     check_writable,
@@ -274,18 +275,23 @@ class ModelBundle:
         return f"{self.version}-{meta['files'][ROUTER_FILE][:16]}"
 
     def unpack(self) -> Path:
-        """Write the files under the worker's temp directory (once) and return that directory."""
-        base = Path(tempfile.gettempdir()) / "paidan-models"
-        target = base / self.key()
-        if not (target / METADATA_FILE).is_file():
-            base.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+        """Write the files into a new private directory under the worker's temp dir; return it.
+
+        A fresh ``mkdtemp`` directory (mode 0700, owned by the worker's user) each time, never a
+        shared, predictable one: the worker reused any ``$TMPDIR/paidan-models/<version>-<sha>``
+        that already existed, checked only against the ``metadata.json`` inside it, so a
+        directory planted there by another user of the worker host (a pickle that runs code, or
+        another model) was loaded instead of the files sent. The caller removes it once loaded.
+        """
+        target = Path(tempfile.mkdtemp(prefix="paidan-model-"))
+        try:
             for name, data in self.files.items():
-                (staging / name).write_bytes(data)
-            try:
-                os.replace(staging, target)
-            except OSError:  # another process of this worker got there first
-                shutil.rmtree(staging, ignore_errors=True)
+                if Path(name).name != name:  # verify() refuses it too; never write outside
+                    raise ModelLoadError(f"the uploaded model names a file {name!r} outside it")
+                (target / name).write_bytes(data)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         return target
 
 
@@ -294,17 +300,36 @@ def cached_router(model: str | ModelBundle, sha256: str) -> Router:
 
     Dask workers call this for every partition, and the in-process engine for every run; only the
     first call in a process loads (jieba's dictionary alone takes a second or two). The cache holds
-    one model, keyed by its path and the SHA-256 of its pickle.
+    one model, keyed by its path and the SHA-256 of its pickle. The loaded model must carry
+    ``sha256``, the checksum of the model the command verified: a worker whose copy of the path
+    holds another model refuses it.
     """
     key = model.key() if isinstance(model, ModelBundle) else f"{Path(model).resolve()}#{sha256}"
     with _CACHE_LOCK:
         if key not in _CACHE:
-            path = model.unpack() if isinstance(model, ModelBundle) else Path(model)
-            router, _ = load_router(path, serving=True)
-            router.warm_up()
+            if isinstance(model, ModelBundle):
+                path = model.unpack()
+                try:  # the arrays are memory-mapped: they stay readable once the files are gone
+                    router = _load_checked(path, sha256)
+                finally:
+                    shutil.rmtree(path, ignore_errors=True)
+            else:
+                router = _load_checked(Path(model), sha256)
             _CACHE.clear()
             _CACHE[key] = router
         return _CACHE[key]
+
+
+def _load_checked(path: Path, sha256: str) -> Router:
+    router, meta = load_router(path, serving=True)
+    found = meta["files"][ROUTER_FILE]
+    if found != sha256:
+        raise ModelLoadError(
+            f"{path} holds another model here ({ROUTER_FILE} {found[:12]}…) than the one the run "
+            f"verified ({sha256[:12]}…)"
+        )
+    router.warm_up()
+    return router
 
 
 def _label_on_dask(

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from model.artifact import OutputPathError
+from model.artifact import ModelLoadError, OutputPathError
 from model.settings import get_settings
 from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError
@@ -1235,6 +1235,64 @@ def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path
         upload_model=True,
     )
     assert (tmp_path / "upload.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+class _RunsCode:
+    """A pickle that runs code when it is loaded (writes a marker file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[str]]:
+        return (self.marker.write_text, ("ran",))
+
+
+def test_an_uploaded_model_is_loaded_from_the_bytes_sent_not_a_planted_directory(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker reused any $TMPDIR/paidan-models/<version>-<sha16> that already existed, checked
+    # only against the metadata.json inside it: another user of the worker host could plant a
+    # pickle there (it ran in the worker) or another model (it labelled the backlog).
+    import hashlib
+    import shutil
+
+    import joblib
+
+    import training.label
+    from model.artifact import load_router
+    from training.label import ModelBundle, cached_router, predict_rows
+
+    meta = json.loads((tiny_model_dir / "metadata.json").read_text(encoding="utf-8"))
+    bundle = ModelBundle.read(tiny_model_dir, meta)
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(worker_tmp))
+    monkeypatch.setattr(training.label, "_CACHE", {})
+    planted = (
+        worker_tmp / "paidan-models" / f"{meta['version']}-{meta['files']['router.joblib'][:16]}"
+    )
+    shutil.copytree(tiny_model_dir, planted)
+    marker = tmp_path / "planted-pickle-ran"
+    for name in ("router.joblib", "serving.joblib"):
+        (planted / name).chmod(0o600)
+        joblib.dump(_RunsCode(marker), planted / name)
+        meta["files"][name] = hashlib.sha256((planted / name).read_bytes()).hexdigest()
+    (planted / "metadata.json").chmod(0o600)
+    (planted / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    sha256 = json.loads(bundle.files["metadata.json"])["files"]["router.joblib"]
+    router = cached_router(bundle, sha256)
+    assert not marker.exists()
+    sent, _ = load_router(tiny_model_dir, serving=True)
+    tickets = [(title, text) for title, text, _, _ in TINY_TICKETS]
+    assert predict_rows(router, tickets) == predict_rows(sent, tickets)
+    # Unpacked into a private directory of its own, removed once loaded.
+    assert sorted(p.name for p in worker_tmp.iterdir()) == ["paidan-models"]
+
+    # Shared storage: a worker whose copy of the path holds another model refuses it.
+    monkeypatch.setattr(training.label, "_CACHE", {})
+    with pytest.raises(ModelLoadError, match="holds another model here"):
+        cached_router(str(tiny_model_dir), "0" * 64)
 
 
 def test_batch_gives_the_joint_dispatch_advice_the_router_gives(sample_model_dir: Path) -> None:
