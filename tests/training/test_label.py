@@ -1237,6 +1237,42 @@ def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path
     assert (tmp_path / "upload.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
+@pytest.mark.slow
+def test_a_dask_run_keeps_no_log_of_the_chunks_it_sent(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Dask kept the last 1000 messages of every connection for debugging, each holding a chunk's
+    # tickets: the process running `paidan label --engine dask` grew by ~1.5 KB per row.
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import default_client
+
+    setting = "distributed.admin.low-level-log-length"
+    before = dask.config.get(setting)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(40))
+    logs: list[int | None] = []
+
+    def look(stage: str, done: int, total: int) -> None:
+        client = default_client()
+        scheduler = client.cluster.scheduler  # the LocalCluster's, in this process
+        comms = [client.scheduler_comm, *scheduler.stream_comms.values()]
+        comms += scheduler.client_comms.values()
+        logs.extend(comm.recent_message_log.maxlen for comm in comms)
+        logs.append(dask.config.get(setting))
+
+    label(
+        [src],
+        tiny_model_dir,
+        tmp_path / "out.csv",
+        engine="dask",
+        jobs=1,
+        chunk_size=10,
+        progress=look,
+    )
+    assert len(logs) > 4 and set(logs) == {0}
+    assert dask.config.get(setting) == before  # only for the engine's life
+
+
 class _RunsCode:
     """A pickle that runs code when it is loaded (writes a marker file)."""
 
