@@ -27,6 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -621,7 +622,7 @@ def label(
         for index in range(done):  # what the interrupted run finished
             emit(read_part(parts / _part_name(index), schema))
         resumed_rows = counts.rows
-        submit, window, closer = _start_engine(
+        submit, window, closer, failure = _start_engine(
             engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint
         )
         try:
@@ -641,17 +642,25 @@ def label(
                 if progress:
                     progress("labelling", rows_done, max(total, rows_done))
 
-            for chunk in _chunks(
-                files, input_columns, columns, chunk_size, max_chars, max_title_chars
-            ):
-                if chunk.index < done:
-                    rows_done += len(chunk.records)
-                    continue
-                pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
-                while len(pending) >= window:
+            try:
+                for chunk in _chunks(
+                    files, input_columns, columns, chunk_size, max_chars, max_title_chars
+                ):
+                    if chunk.index < done:
+                        rows_done += len(chunk.records)
+                        continue
+                    pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
+                    while len(pending) >= window:
+                        finish(*pending.popleft())
+                while pending:
                     finish(*pending.popleft())
-            while pending:
-                finish(*pending.popleft())
+            except Exception as e:
+                # A worker killed (the OOM killer), the scheduler lost: a traceback ended the run,
+                # with no word that the finished chunks are kept.
+                what = failure(e)
+                if what is None:
+                    raise
+                raise LabelError(what + _kept(parts, "rerun the same command")) from None
         finally:
             closer()
         with _writing(tmp, parts):
@@ -892,14 +901,18 @@ def _writing(what: str | Path, parts: Path | None) -> Iterator[None]:
         yield
     except OSError as e:
         message = f"cannot write {e.filename or what}: {e.strerror or e}"
-        done = _chunks_done(parts) if parts is not None else 0
-        if done:
-            chunks = f"{done:,} finished chunk" + (" is" if done == 1 else "s are")
-            message += (
-                f"; the {chunks} kept in {parts}: once it can be written, rerun the same command "
-                "with --resume to continue from there"
-            )
+        if parts is not None:
+            message += _kept(parts, "once it can be written, rerun the same command")
         raise LabelError(message) from None
+
+
+def _kept(parts: Path, rerun: str) -> str:
+    """What an interrupted run keeps in ``parts`` and how ``--resume`` continues it, or ``""``."""
+    done = _chunks_done(parts)
+    if not done:
+        return ""
+    chunks = f"{done:,} finished chunk" + (" is" if done == 1 else "s are")
+    return f"; the {chunks} kept in {parts}: {rerun} with --resume to continue from there"
 
 
 class _Pending(Protocol):
@@ -909,6 +922,22 @@ class _Pending(Protocol):
 
 
 Submit = Callable[[list[tuple[str, str]]], _Pending]
+# What went wrong with the engine itself (not with a chunk), said in a line, or None.
+Failure = Callable[[Exception], str | None]
+
+
+def _local_failure(e: Exception) -> str | None:
+    if isinstance(e, BrokenProcessPool):
+        return (
+            "a labelling worker process ended abruptly (killed by a signal: by the out-of-memory "
+            "killer if `dmesg` says so, and then fewer --jobs or a smaller --chunk-size use less "
+            "memory)"
+        )
+    return None
+
+
+def _no_failure(e: Exception) -> str | None:
+    return None
 
 
 def _start_engine(
@@ -920,8 +949,9 @@ def _start_engine(
     scheduler: str | None,
     upload_model: bool,
     joint: bool,
-) -> tuple[Submit, int, Callable[[], None]]:
-    """How to submit a chunk's tickets, how many chunks may be in flight, and how to stop."""
+) -> tuple[Submit, int, Callable[[], None], Failure]:
+    """How to submit a chunk's tickets, how many chunks may be in flight, how to stop, and how
+    to tell a failure of the engine itself."""
     root = str(model_root) if model_root is not None else None
     sha256 = meta["files"][ROUTER_FILE]
     if engine == "local":
@@ -929,7 +959,12 @@ def _start_engine(
         if n == 1:
             # Verified against the root by the caller already.
             router = cached_router(str(model_dir), sha256)
-            return (lambda tickets: _done(predict_rows, router, tickets, joint)), 1, lambda: None
+            return (
+                (lambda tickets: _done(predict_rows, router, tickets, joint)),
+                1,
+                lambda: None,
+                _no_failure,
+            )
         context = multiprocessing.get_context()
         # The workers' parent, unless a forkserver starts them. The kernel's parent-death signal
         # follows the thread that started a worker: this one (ProcessPoolExecutor starts them
@@ -957,12 +992,16 @@ def _start_engine(
             lambda tickets: pool.submit(_label_in_worker, tickets, joint),
             n * IN_FLIGHT_PER_WORKER,
             lambda: pool.shutdown(cancel_futures=True),
+            _local_failure,
         )
     if engine != "dask":
         raise LabelError(f"unknown engine {engine!r}; use 'local' or 'dask'")
     try:
         import dask
         from distributed import Client, LocalCluster
+        from distributed.client import FutureCancelledError
+        from distributed.comm import CommClosedError
+        from distributed.scheduler import KilledWorker
     except ImportError:
         raise LabelError(
             "the Dask engine needs dask[distributed]: pip install 'paidan[dask]'"
@@ -1013,11 +1052,32 @@ def _start_engine(
         close()
         raise
     submit = client.submit
+    cluster_name = f"the Dask cluster at {scheduler}" if scheduler else "the local Dask cluster"
+
+    def failure(e: Exception) -> str | None:
+        if isinstance(e, KilledWorker):
+            why = (
+                f"the workers running a chunk died {e.allowed_failures + 1} times in a row "
+                "(killed, or out of memory: see the workers' logs)"
+            )
+        elif isinstance(e, FutureCancelledError):
+            why = (
+                "the connection to the scheduler was lost"
+                if e.reason == "scheduler-connection-lost"
+                else f"a chunk's task was cancelled ({e.reason})"
+            )
+        elif isinstance(e, CommClosedError):
+            why = f"a connection was closed ({e})"
+        else:
+            return None
+        return f"{cluster_name} failed: {why}"
+
     return (
         # pure=False: two chunks with the same texts are still two tasks.
         lambda tickets: submit(_label_on_dask, model, sha256, tickets, joint, pure=False),
         workers * IN_FLIGHT_PER_WORKER,
         close,
+        failure,
     )
 
 

@@ -979,6 +979,89 @@ def test_a_full_disk_is_one_line_naming_the_file_and_resume(
     assert out.read_bytes() == whole.read_bytes()
 
 
+def test_a_worker_process_killed_mid_run_is_one_line_naming_resume(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pool worker killed by the OOM killer ended the run in a BrokenProcessPool traceback, with
+    # no word that the finished chunks are kept for --resume.
+    import multiprocessing
+    import signal
+
+    import training.label
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the workers must inherit the patched predict_rows")
+    rows = ticket_rows(60)
+    rows[40][2] = "KILL-THIS-WORKER " + rows[40][2]
+    src = write_csv(tmp_path / "in.csv", rows)
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=4)
+    real = training.label.predict_rows
+
+    def oom(router: object, tickets: list[tuple[str, str]], joint: bool = True) -> object:
+        if any(text.startswith("KILL-THIS-WORKER") for _, text in tickets):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(router, tickets, joint)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training.label, "predict_rows", oom)
+    out = tmp_path / "out.csv"
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out)]
+    args += ["--jobs", "2", "--chunk-size", "4"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert said.startswith("error: a labelling worker process ended abruptly (killed by a signal")
+    assert re.search(
+        rf"the \d+ finished chunks are kept in {re.escape(str(out))}\.parts: rerun the same "
+        "command with --resume to continue from there",
+        said,
+    ), said
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+    monkeypatch.undo()
+    again = CliRunner().invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_a_lost_dask_scheduler_is_one_line_naming_resume(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The scheduler gone mid-run (restarted, network cut) ended in a FutureCancelledError
+    # traceback; "re-run your work" without --resume was refused ("holds an interrupted run").
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(40))
+    cluster = LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+    )
+    address = cluster.scheduler_address
+    out = tmp_path / "out.csv"
+
+    def lose_the_scheduler(stage: str, done: int, total: int) -> None:
+        if done == 8:
+            cluster.close()
+
+    with pytest.raises(LabelError) as failed:
+        label(
+            [src],
+            tiny_model_dir,
+            out,
+            engine="dask",
+            scheduler=address,
+            chunk_size=4,
+            progress=lose_the_scheduler,
+        )
+    assert str(failed.value) == (
+        f"the Dask cluster at {address} failed: the connection to the scheduler was lost; the 2 "
+        f"finished chunks are kept in {out}.parts: rerun the same command with --resume to "
+        "continue from there"
+    )
+    resumed = label([src], tiny_model_dir, out, jobs=1, chunk_size=4, resume=True)
+    assert resumed.resumed_chunks == 2 and resumed.summary["rows"] == 40
+
+
 def test_a_resume_after_a_promotion_says_which_model_continues_the_run(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
