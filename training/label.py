@@ -101,6 +101,9 @@ CSV_FIELD_MIN = 1 << 20
 # Set while the Dask engine runs: no debugging log of past messages, which held every chunk.
 DASK_CONFIG: dict[str, Any] = {"distributed.admin.low-level-log-length": 0}
 
+# How long a run waits for a worker to join a --scheduler that has none, in seconds.
+DASK_WORKER_WAIT_SECONDS = 60
+
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
 # What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
@@ -1037,7 +1040,26 @@ def _start_engine(
                 n_workers=jobs or 2, threads_per_worker=1, processes=True, dashboard_address=None
             )
             client = Client(cluster)
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        workers = len(client.scheduler_info().get("workers", {}))
+        if not workers:
+            # It waited for ever, silently, on the first chunk (not started yet after a reboot,
+            # all stopped or crashed).
+            address = scheduler or client.scheduler.address
+            logger.warning(
+                "the Dask scheduler at %s has no workers; waiting up to %d s for one to join",
+                address,
+                DASK_WORKER_WAIT_SECONDS,
+            )
+            try:
+                client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_SECONDS)
+            except TimeoutError:
+                raise LabelError(
+                    f"the Dask scheduler at {address} has no workers (none joined in "
+                    f"{DASK_WORKER_WAIT_SECONDS} s); start some (`dask worker {address}`) and "
+                    "rerun the command"
+                ) from None
+            workers = len(client.scheduler_info().get("workers", {}))
+        workers = max(1, workers)
         model: Any
         if upload_model:
             # Every worker gets the files once; each writes them to a private temp dir and

@@ -1294,6 +1294,36 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The run submitted its chunks to a scheduler with no workers and waited for ever, silently.
+    pytest.importorskip("distributed")
+    import distributed
+    from distributed import LocalCluster
+
+    import training.label
+
+    def submit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a chunk was submitted to a cluster without workers")
+
+    monkeypatch.setattr(distributed.Client, "submit", submit)
+    monkeypatch.setattr(training.label, "DASK_WORKER_WAIT_SECONDS", 1)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        with pytest.raises(LabelError) as refused:
+            label([src], tiny_model_dir, tmp_path / "out.csv", engine="dask", scheduler=address)
+    assert str(refused.value) == (
+        f"the Dask scheduler at {address} has no workers (none joined in 1 s); start some "
+        f"(`dask worker {address}`) and rerun the command"
+    )
+    assert f"the Dask scheduler at {address} has no workers; waiting up to 1 s" in caplog.text
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
