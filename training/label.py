@@ -342,7 +342,33 @@ def _load_checked(path: Path, sha256: str) -> Router:
 def _label_on_dask(
     model: str | ModelBundle, sha256: str, tickets: list[tuple[str, str]], joint: bool
 ) -> list[Prediction]:
-    return predict_rows(cached_router(model, sha256), tickets, joint)
+    try:
+        router = cached_router(model, sha256)
+    except ModelLoadError as e:
+        # "error: /srv/models/v3 is not a directory", about a directory that exists where the
+        # command was typed, named neither the worker nor the way out.
+        raise ModelLoadError(_on_worker(model, e)) from None
+    return predict_rows(router, tickets, joint)
+
+
+def _on_worker(model: str | ModelBundle, e: ModelLoadError) -> str:
+    """``e`` said from the Dask worker that raised it, with the way out when it lacks the model."""
+    try:
+        from distributed import get_worker
+
+        who = f"Dask worker {get_worker().address}"
+    except (ImportError, ValueError):  # not on a worker
+        who = "a Dask worker"
+    if isinstance(model, ModelBundle):
+        return f"{who} cannot load the uploaded model: {e}"
+    said = f"{who} cannot load the model: {e}"
+    if not Path(model).is_dir():
+        said += (
+            f" (the workers open the model at the path given here, and {model} is not there on "
+            "that worker: put the model root on storage every worker mounts at the same path, or "
+            "pass --upload-model to send them its files)"
+        )
+    return said
 
 
 # -- rows ----------------------------------------------------------------------------------------

@@ -1324,6 +1324,32 @@ def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
     assert f"the Dask scheduler at {address} has no workers; waiting up to 1 s" in caplog.text
 
 
+def test_a_dask_worker_that_cannot_see_the_model_is_named_with_the_way_out(tmp_path: Path) -> None:
+    # Shared-storage mode, a worker without the model mount: "error: <dir> is not a directory",
+    # about a directory that exists where the command runs; neither the worker nor --upload-model.
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from model.artifact import ModelLoadError
+    from training.label import _label_on_dask
+
+    elsewhere = tmp_path / "models" / "v1"  # where this machine has it, but not that worker
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        (worker,) = client.scheduler_info()["workers"]
+        future = client.submit(_label_on_dask, str(elsewhere), "0" * 64, [("", "噪音")], False)
+        with pytest.raises(ModelLoadError) as failed:
+            future.result()
+    assert str(failed.value) == (
+        f"Dask worker {worker} cannot load the model: {elsewhere} is not a directory (the workers "
+        f"open the model at the path given here, and {elsewhere} is not there on that worker: put "
+        "the model root on storage every worker mounts at the same path, or pass --upload-model "
+        "to send them its files)"
+    )
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_output(tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
