@@ -563,7 +563,12 @@ def label(
         ),
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (default: the number of cores)")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (default: the number of cores; with --engine dask the "
+            "LocalCluster's workers, default 2, not used with --scheduler)",
+        ),
     ] = None,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Rows per chunk (the unit of work and of resuming)")
@@ -579,11 +584,17 @@ def label(
     ] = "local",
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (default: a LocalCluster)"),
+        typer.Option(
+            help="With --engine dask: the scheduler's address, e.g. tcp://host:8786 (default: "
+            "a LocalCluster)"
+        ),
     ] = None,
     upload_model: Annotated[
         bool,
-        typer.Option(help="Send the model files to the Dask workers instead of sharing the path"),
+        typer.Option(
+            help="With --engine dask: send the model files to the workers instead of sharing "
+            "the path"
+        ),
     ] = False,
     joint: Annotated[
         bool,

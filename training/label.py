@@ -543,7 +543,8 @@ def label(
         Which input columns hold the text, title and id, and the delimiter of CSV files.
     jobs : int, optional
         Worker processes for the local engine (default: the number of cores; 1 labels in this
-        process). With Dask, the number of workers of a started ``LocalCluster`` (default 2).
+        process). With Dask, the number of workers of a started ``LocalCluster`` (default 2);
+        not used with ``scheduler``.
     chunk_size : int, default 2000
         Rows per chunk: the unit of work, of checkpointing and of resuming.
     resume : bool, default False
@@ -554,9 +555,10 @@ def label(
         A local process pool, or a Dask distributed cluster.
     scheduler : str, optional
         Address of an existing Dask scheduler (``tcp://host:8786``); without it a ``LocalCluster``
-        is started.
+        is started. Only with ``engine="dask"``.
     upload_model : bool, default False
-        Send the model files to the Dask workers instead of having them read ``model_dir``.
+        Send the model files to the Dask workers instead of having them read ``model_dir``. Only
+        with ``engine="dask"``.
     model_root : str or Path, optional
         When given, models outside it are refused.
     progress : callable, optional
@@ -601,6 +603,14 @@ def label(
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
     if jobs is not None and jobs < 1:
         raise LabelError(f"--jobs must be at least 1, got {jobs}")
+    if engine != "dask":
+        # Ignored without a word: the backlog was labelled on this machine, on all its cores.
+        given = [o for o, v in (("--scheduler", scheduler), ("--upload-model", upload_model)) if v]
+        if given:
+            raise LabelError(
+                f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine dask "
+                "(without it the backlog is labelled on this machine)"
+            )
     model_dir = Path(model_dir)
     meta = verify(model_dir, model_root)
     files = expand_paths(inputs)

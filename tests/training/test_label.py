@@ -1273,6 +1273,32 @@ def test_gc_keeps_the_model_a_label_run_reads(
     assert registry.gc(root, keep=1) == (["v1"], [])  # the run is over: no lease left
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--scheduler", "tcp://192.0.2.1:8786"], "--scheduler needs"),
+        (["--upload-model"], "--upload-model needs"),
+        (
+            ["--scheduler", "tcp://192.0.2.1:8786", "--upload-model"],
+            "--scheduler and --upload-model need",
+        ),
+        (["--engine", "local", "--upload-model"], "--upload-model needs"),
+    ],
+)
+def test_dask_options_without_the_dask_engine_are_refused(
+    tiny_model_dir: Path, tmp_path: Path, options: list[str], said: str
+) -> None:
+    # They were ignored without a word: the backlog was labelled on this machine, exit 0.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o.csv")]
+    res = CliRunner().invoke(app, [*args, *options])
+    assert res.exit_code == 2, res.output
+    assert res.output == (
+        f"error: {said} --engine dask (without it the backlog is labelled on this machine)\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
+
+
 def test_an_unreachable_dask_scheduler_is_a_clear_error(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
