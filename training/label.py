@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -603,6 +604,10 @@ def label(
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
     if jobs is not None and jobs < 1:
         raise LabelError(f"--jobs must be at least 1, got {jobs}")
+    if engine not in ("local", "dask"):
+        raise LabelError(f"unknown engine {engine!r}; use 'local' or 'dask'")
+    if engine == "dask" and importlib.util.find_spec("distributed") is None:
+        raise LabelError("the Dask engine needs dask[distributed]: pip install 'paidan[dask]'")
     if engine != "dask":
         # Ignored without a word: the backlog was labelled on this machine, on all its cores.
         given = [o for o, v in (("--scheduler", scheduler), ("--upload-model", upload_model)) if v]
@@ -637,8 +642,14 @@ def label(
         "joint": joint,
     }
     parts = output.with_name(output.name + PARTS_SUFFIX)
+    resuming = resume and (parts / MANIFEST_FILE).is_file()
     done = _open_parts(parts, output, fingerprint, resume, force, model_dir)
-    total = sum(estimate_rows(p) for p in files)
+
+    def drop_unused_parts() -> None:
+        # A run refused before its first chunk (an unreachable scheduler, a cluster without
+        # workers) left an empty OUTPUT.parts/ behind; one it resumed stays as it was.
+        if not resuming and _chunks_done(parts) == 0:
+            shutil.rmtree(parts, ignore_errors=True)
 
     rows_done = 0
     counts = _Counts()
@@ -648,8 +659,13 @@ def label(
     # Inside the parts directory, so a run killed outright (no cleanup) leaves nothing beside the
     # output that a finished --resume would not remove with the parts.
     tmp = parts / f".{output.name}.tmp"
-    with _writing(tmp, parts):
-        writer = OutputWriter(tmp, fmt, schema)
+    try:
+        total = sum(estimate_rows(p) for p in files)
+        with _writing(tmp, parts):
+            writer = OutputWriter(tmp, fmt, schema)
+    except BaseException:
+        drop_unused_parts()
+        raise
     scores: list[np.ndarray] = []
 
     def emit(table: pa.Table) -> None:
@@ -707,6 +723,7 @@ def label(
     except BaseException:
         writer.abort()
         tmp.unlink(missing_ok=True)
+        drop_unused_parts()
         raise
     with _writing(output, parts):
         os.replace(tmp, output)

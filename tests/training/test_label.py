@@ -1299,6 +1299,46 @@ def test_dask_options_without_the_dask_engine_are_refused(
     assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
 
 
+def test_an_unknown_engine_is_refused_before_anything_is_written(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `--engine Dask` was refused only after OUTPUT.parts/ was made, and the empty directory stayed.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o.csv")]
+    res = CliRunner().invoke(app, [*args, "--engine", "Dask"])
+    assert res.exit_code == 2, res.output
+    assert res.output == "error: unknown engine 'Dask'; use 'local' or 'dask'\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
+
+
+def test_a_resumed_run_that_fails_to_start_keeps_its_parts(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a parts directory the failed run made itself is removed.
+    import training.label
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(8))
+    out = tmp_path / "out.csv"
+
+    def stop(stage: str, done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=4, progress=stop)
+    assert training.label.kept_chunks(out) == 1
+
+    def unavailable(*args: object) -> None:
+        raise LabelError("the engine cannot start")
+
+    monkeypatch.setattr(training.label, "_start_engine", unavailable)
+    with pytest.raises(LabelError, match="cannot start"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=4, resume=True)
+    assert training.label.kept_chunks(out) == 1
+    with pytest.raises(LabelError, match="cannot start"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=4, force=True)
+    assert not (tmp_path / "out.csv.parts").exists()
+
+
 def test_an_unreachable_dask_scheduler_is_a_clear_error(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -1317,7 +1357,7 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
             engine="dask",
             scheduler="tcp://127.0.0.1:1",
         )
-    assert not (tmp_path / "out.csv").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]  # no empty out.csv.parts either
 
 
 def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
@@ -1348,6 +1388,7 @@ def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
         f"(`dask worker {address}`) and rerun the command"
     )
     assert f"the Dask scheduler at {address} has no workers; waiting up to 1 s" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
 
 
 def test_a_dask_worker_that_cannot_see_the_model_is_named_with_the_way_out(tmp_path: Path) -> None:
