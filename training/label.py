@@ -1067,16 +1067,28 @@ def _start_engine(
     # debugging, and every chunk's tickets are in one: the process running `paidan label` grew
     # by about 1.5 KB per row for the first 1000 chunks (1.16 GB at 600,000 rows).
     config = dask.config.set(DASK_CONFIG)
+    # Dask logs at INFO (~33 lines a run: scheduler, nannies, connections) where paidan logs only
+    # warnings unless --verbose; and closing a cluster after a failure or Ctrl-C adds its own
+    # errors and warnings (lost tasks, a cancelled reconnect) to the one line that says it all.
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    dask_levels = _dask_log_levels()
+    if quiet:
+        _set_dask_log_levels(
+            {name: max(level, logging.WARNING) for name, level in dask_levels.items()}
+        )
     cluster: LocalCluster | None = None
     client: Client | None = None
 
     def close() -> None:
         try:
+            if quiet:
+                _set_dask_log_levels(dict.fromkeys(dask_levels, logging.CRITICAL))
             if client is not None:
                 client.close()
             if cluster is not None:
                 cluster.close()
         finally:
+            _set_dask_log_levels(dask_levels)
             config.__exit__(None, None, None)
 
     try:
@@ -1089,9 +1101,22 @@ def _start_engine(
                     "running there? Without --scheduler a local cluster is started)"
                 ) from None
         else:
-            cluster = LocalCluster(
-                n_workers=jobs or 2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            # The workers never see Ctrl-C: the terminal sends it to the whole process group,
+            # and each worker printed a KeyboardInterrupt traceback around paidan's one line
+            # (this process alone stops the run and closes the cluster). They are started, and
+            # restarted, from threads made here, which inherit the blocked signal, as do the
+            # processes they start. A Ctrl-C meanwhile is raised once the cluster is up (and
+            # closed at once): in the middle of its start it left a worker running.
+            with _sigint_deferred():
+                cluster = LocalCluster(
+                    n_workers=jobs or 2,
+                    threads_per_worker=1,
+                    processes=True,
+                    # No dashboard, and the HTTP server the scheduler always starts on a free
+                    # port of this machine only ("Port 8787 is already in use" for a second run).
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},
+                )
             client = Client(cluster)
         workers = len(client.scheduler_info().get("workers", {}))
         if not workers:
@@ -1154,6 +1179,51 @@ def _start_engine(
         close,
         failure,
     )
+
+
+def _dask_log_levels() -> dict[str, int]:
+    """The level of Dask's logger and of its children given their own (``distributed.client``)."""
+    levels = {"distributed": logging.getLogger("distributed").level}
+    for name, child in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("distributed.") and isinstance(child, logging.Logger) and child.level:
+            levels[name] = child.level
+    return levels
+
+
+def _set_dask_log_levels(levels: dict[str, int]) -> None:
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while the body runs (and from the processes it starts), then raise it.
+
+    SIGINT is blocked in this thread, so the threads it starts meanwhile and the processes they
+    start inherit the block; a Ctrl-C that another thread receives is noted by the handler and
+    raised as :class:`KeyboardInterrupt` once the body is done, not halfway through it.
+    """
+    if (
+        not hasattr(signal, "pthread_sigmask")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    # Started now, or its start would unblock SIGINT again in this thread (multiprocessing
+    # blocks SIGINT and SIGTERM while it starts the tracker, then unblocks both).
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _done(fn: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -1479,6 +1479,66 @@ def test_a_dask_run_keeps_no_log_of_the_chunks_it_sent(
     assert dask.config.get(setting) == before  # only for the engine's life
 
 
+@pytest.mark.slow
+def test_a_dask_run_is_quiet_and_its_workers_leave_ctrl_c_to_paidan(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Every run printed ~33 INFO lines of Dask's (paidan logs warnings unless --verbose), and
+    # Ctrl-C reached the LocalCluster's workers too: each printed a KeyboardInterrupt traceback
+    # around paidan's one line.
+    pytest.importorskip("distributed")
+    import logging
+    import signal
+
+    from distributed import default_client
+
+    def sigint_blocked() -> bool:
+        return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    levels = {name: logging.getLogger(name).level for name in ("distributed", "distributed.client")}
+    src = write_csv(tmp_path / "in.csv", ticket_rows(20))
+    seen: list[object] = []
+
+    def look(stage: str, done: int, total: int) -> None:
+        if seen:
+            return
+        client = default_client()
+        seen.append(logging.getLogger("distributed.scheduler").getEffectiveLevel())
+        seen.append(set(client.run(sigint_blocked).values()))
+        http = client.cluster.scheduler.http_server  # on a free port of this machine only
+        seen.append((http.address, http.port != 8787))
+        seen.append(sigint_blocked())  # this process still takes Ctrl-C
+
+    label(
+        [src],
+        tiny_model_dir,
+        tmp_path / "out.csv",
+        engine="dask",
+        jobs=2,
+        chunk_size=5,
+        progress=look,
+    )
+    assert seen == [logging.WARNING, {True}, ("127.0.0.1", True), False]
+    assert {name: logging.getLogger(name).level for name in levels} == levels
+
+
+def test_ctrl_c_while_a_cluster_starts_is_raised_once_it_is_up() -> None:
+    # Ctrl-C in the middle of LocalCluster's start left a worker process running and printed a
+    # "Fatal Python error" from a worker being started.
+    import signal
+
+    from training.label import _sigint_deferred
+
+    handler = signal.getsignal(signal.SIGINT)
+    ran = []
+    with pytest.raises(KeyboardInterrupt), _sigint_deferred():
+        signal.raise_signal(signal.SIGINT)
+        ran.append("the start went on")
+    assert ran == ["the start went on"]
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 class _RunsCode:
     """A pickle that runs code when it is loaded (writes a marker file)."""
 
