@@ -29,7 +29,7 @@ from model.startup import startup
 from serve.admin import admin_router, install_sighup
 from serve.auth import route_needs_key
 from serve.batcher import MicroBatcher
-from serve.db import Database
+from serve.db import SCHEMA_RETRY_S, Database
 from serve.deps import Services
 from serve.errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
 from serve.metrics import Metrics
@@ -111,7 +111,9 @@ def create_app(
                 router.warm_up()  # jieba's dictionary and the feature names, once per worker
             return router, metadata
 
-        db = Database(settings.resolved_database_url, migrate=migrate)
+        db = Database(
+            settings.resolved_database_url, migrate=migrate, retry_interval=SCHEMA_RETRY_S
+        )
         # The model and the database (migrations included) are made ready side by side; both
         # finish before a failure of either is raised, so the database can be closed cleanly.
         loaded, database = await asyncio.gather(

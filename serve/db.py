@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 EXPORT_PAGE = 500  # rows fetched per query while streaming an export
 CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
+# Seconds between the server's background attempts to reach (and migrate) a feedback database that
+# was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
+SCHEMA_RETRY_S = 5.0
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -237,15 +240,25 @@ def safe_reason(exc: BaseException) -> str:
 
 
 class Database:
-    """The feedback store: an engine, its session factory and the schema's state."""
+    """The feedback store: an engine, its session factory and the schema's state.
 
-    def __init__(self, url: str, migrate: bool = True) -> None:
+    ``retry_interval`` (the server's): once an attempt to reach and migrate the database has
+    failed, a background thread tries again every this many seconds, and every caller meanwhile
+    gets :class:`DatabaseUnavailable` with the last failure at once. Without it (the commands),
+    each call that finds the schema not ready tries itself, one caller at a time.
+    """
+
+    def __init__(self, url: str, migrate: bool = True, retry_interval: float | None = None) -> None:
         self.url = make_url(url)
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrate = migrate
         self._schema_ready = False
         self._lock = threading.Lock()
+        self._retry_interval = retry_interval
+        self._failure: str | None = None  # why the last attempt failed (server mode)
+        self._stopped = threading.Event()
+        self._retrier: threading.Thread | None = None
         self._prepare_sqlite_dir()
 
     @property
@@ -261,21 +274,74 @@ class Database:
                 logger.warning("cannot create the directory of the SQLite database: %s", e)
 
     def ensure_schema(self) -> None:
-        """Migrate once per process; retried on the next call if the database was unreachable."""
+        """Migrate once per process; retried if the database was unreachable.
+
+        Server mode (``retry_interval``): no caller ever waits for another's attempt. Every request
+        used to take the lock in turn and wait out its own connect timeout, so with a database that
+        did not answer the tenth waited 30 s, /readyz queued behind them, and the waiting requests
+        took every threadpool thread that routing needs too.
+        """
         if self._schema_ready:
             return
-        with self._lock:
-            if self._schema_ready:
-                return
-            try:
-                if self._migrate:
-                    upgrade(self.engine)
-                else:
-                    with self.engine.connect() as conn:
-                        conn.execute(text("SELECT 1"))
-            except SQLAlchemyError as e:
-                raise DatabaseUnavailable(safe_reason(e)) from e
-            self._schema_ready = True
+        if self._retry_interval is None:
+            with self._lock:
+                self._attempt()
+            return
+        failure = self._failure
+        if failure is not None:
+            raise DatabaseUnavailable(failure)  # the background thread is trying again
+        if not self._lock.acquire(blocking=False):
+            raise DatabaseUnavailable(
+                "the feedback database is still being reached; retry in a few seconds"
+            )
+        try:
+            self._attempt()
+        except DatabaseUnavailable as e:
+            self._failure = str(e)
+            self._start_retrying()
+            raise
+        finally:
+            self._lock.release()
+
+    def _attempt(self) -> None:
+        """One attempt to reach the database and apply the migrations; the caller holds the lock."""
+        if self._schema_ready:
+            return
+        try:
+            if self._migrate:
+                upgrade(self.engine)
+            else:
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(safe_reason(e)) from e
+        self._schema_ready = True
+
+    def _start_retrying(self) -> None:
+        if self._retrier is None and not self._stopped.is_set():
+            self._retrier = threading.Thread(
+                target=self._retry, name="paidan-db-retry", daemon=True
+            )
+            self._retrier.start()
+
+    def _retry(self) -> None:
+        assert self._retry_interval is not None
+        while not self._stopped.wait(self._retry_interval):
+            with self._lock:
+                try:
+                    self._attempt()
+                except DatabaseUnavailable as e:
+                    if str(e) != self._failure:
+                        logger.warning("feedback database still unavailable: %s", e)
+                    self._failure = str(e)
+                    continue
+                except Exception as e:  # keep trying; say why
+                    logger.warning("feedback database still unavailable: %s", safe_reason(e))
+                    self._failure = safe_reason(e)
+                    continue
+                self._failure = None
+            logger.info("feedback database reachable again: feedback works")
+            return
 
     def check(self) -> dict[str, Any]:
         """The database's state for ``/readyz``: ``ok`` and, when not, why."""
@@ -336,4 +402,8 @@ class Database:
             after = (rows[-1].created_at, rows[-1].id)
 
     def dispose(self) -> None:
+        self._stopped.set()
+        if self._retrier is not None:
+            # An attempt in progress ends within the connect timeout; the engine is disposed after.
+            self._retrier.join(timeout=CONNECT_TIMEOUT_S + 2)
         self.engine.dispose()

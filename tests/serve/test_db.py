@@ -1,0 +1,68 @@
+"""The feedback store's own behaviour: schema attempts, migrations, engines (SQLite; PostgreSQL's
+counterparts are in test_postgres.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+import serve.db
+from serve.db import Database, DatabaseUnavailable
+
+WAIT_S = 30  # a guard against a hang, not a timing assertion
+
+
+def test_no_caller_waits_for_another_callers_attempt_to_reach_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database that does not answer at start-up: requests queued on the migration lock, each
+    # waiting out its own connect timeout, until they held every thread routing needs too.
+    attempts: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def upgrade(_engine: Any) -> None:
+        attempts.append("attempt")
+        if len(attempts) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("connection timeout expired"))
+        entered.set()
+        assert release.wait(WAIT_S)  # a database that does not answer, until the test lets it
+
+    monkeypatch.setattr(serve.db, "upgrade", upgrade)
+    db = Database(f"sqlite:///{tmp_path / 'paidan.db'}", retry_interval=0.01)
+    try:
+        state = db.check()  # start-up's attempt
+        assert state["ok"] is False and "connection timeout expired" in state["reason"]
+        assert entered.wait(WAIT_S)  # the background retry is now stuck on the database
+        outcomes: list[Any] = []
+
+        def request() -> None:
+            try:
+                db.add_feedback(text="某投诉", department="人社")
+                outcomes.append("stored")
+            except DatabaseUnavailable as e:
+                outcomes.append(e)
+            outcomes.append(db.check())
+
+        callers = [threading.Thread(target=request) for _ in range(5)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(WAIT_S)
+        assert not any(t.is_alive() for t in callers), "a request waited for the retry's attempt"
+        failures = [o for o in outcomes if isinstance(o, DatabaseUnavailable)]
+        assert len(failures) == 5 and all("connection timeout" in str(f) for f in failures)
+        assert all(o["ok"] is False for o in outcomes if isinstance(o, dict))
+        assert len(attempts) == 2  # the requests did not try themselves
+        release.set()  # the database answers: the background attempt succeeds
+        for _ in range(WAIT_S * 100):
+            if db.check()["ok"]:
+                break
+            threading.Event().wait(0.01)
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+    finally:
+        release.set()
+        db.dispose()
