@@ -125,11 +125,17 @@ class Settings(BaseSettings):
             raise ValueError(f"is not a database URL; {example}") from None
         except ValueError:
             # SQLAlchemy's own message quoted the "port", which is the password when the URL
-            # lacks its @HOST (postgresql+psycopg://USER:PASSWORD/DB).
+            # lacks its @HOST (postgresql+psycopg://USER:PASSWORD/DB) or the password holds a raw
+            # ":" after a raw "@".
             raise ValueError(
-                f"is not a database URL: its port is not a number; {example}"
+                f"is not a database URL: its port is not a number; {example}; {ENCODE_PASSWORD}"
             ) from None
         backend = url.get_backend_name()
+        if backend != "sqlite" and _raw_at_in_password(value.strip(), url):
+            # SQLAlchemy ends the password at its first "@" and reads the rest as the host (or the
+            # database, or a query parameter): the rest of the password was printed in the banner,
+            # the logs, every 503 and /readyz, and handed to the resolver as a host name.
+            raise ValueError(f"the password seems to hold a raw '@'; {ENCODE_PASSWORD}")
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"the {backend!r} database is not supported; {example}")
         if backend == "sqlite" and _in_memory(url):
@@ -164,6 +170,25 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'paidan.db').resolve()}"
+
+
+ENCODE_PASSWORD = (
+    "percent-encode the password in USER:PASSWORD@ (@ as %40, : as %3A, / as %2F, # as %23, "
+    "? as %3F, % as %25; python3 -c 'import getpass, urllib.parse; "
+    'print(urllib.parse.quote(getpass.getpass(), safe=""))\') or give it as ?password=…'
+)
+
+
+def _raw_at_in_password(raw: str, url: Any) -> bool:
+    """Whether a parsed server URL shows the signs of an unencoded ``@`` in its password.
+
+    An ``@`` in the user name parses right (``paidan@server:PASSWORD@HOST``); one in the password
+    leaves an ``@`` in the host, the database name, or a query parameter's name.
+    """
+    if "@" in (url.host or "") or "@" in (url.database or ""):
+        return True
+    after_userinfo = raw.split("://", 1)[-1].split("@", 1)[-1]
+    return re.search(r"[?&][^=&]*@", after_userinfo) is not None
 
 
 def _in_memory(url: Any) -> bool:

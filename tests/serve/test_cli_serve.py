@@ -390,6 +390,47 @@ def test_a_database_url_without_its_host_never_quotes_the_password(
 @pytest.mark.parametrize(
     "url",
     [
+        "postgresql+psycopg://paidan:Xk9@TAIL@db.internal:5432/paidan",  # the host
+        "postgresql+psycopg://paidan:Xk9@TAIL@/paidan?host=/var/run/postgresql",
+        "postgresql+psycopg://paidan:Xk9@TAIL/x@db.internal/paidan",  # the database
+        "postgresql+psycopg://paidan:Xk9@TAIL?x@db.internal/paidan",  # a query parameter
+        "postgresql+psycopg://paidan:Xk9@TAIL:x@db.internal/paidan",  # the port
+    ],
+)
+def test_a_raw_at_sign_in_the_password_is_refused_without_quoting_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy ends the password at its first "@": the rest was printed as the host in the
+    # banner, the logs, every 503 and the unauthenticated /readyz.
+    from model.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("PAIDAN_DATABASE_URL", url.replace("TAIL", SECRET_PW))
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    message = str(e.value)
+    assert "percent-encode the password" in message and "%40" in message
+    assert SECRET_PW not in message and "Xk9" not in message and "\n" not in message
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2 and SECRET_PW not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://paidan%40srv:p%40ss@db.internal/paidan",
+        "postgresql+psycopg://paidan@srv:pw@db.internal/paidan",  # an "@" in the user name parses
+        "postgresql+psycopg://paidan@db.internal/paidan?password=p@ss&sslmode=require",
+    ],
+)
+def test_an_encoded_password_or_an_at_sign_elsewhere_is_accepted(url: str) -> None:
+    from model.settings import Settings
+
+    assert Settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         "sqlite://",
         "sqlite:///",
         "sqlite:///:memory:",
