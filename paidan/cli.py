@@ -897,6 +897,34 @@ def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[s
         db.dispose()
 
 
+def _print_feedback_source(settings: Settings, records: int) -> None:
+    """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
+    SQLite file that does not exist: README's nightly job once set only PAIDAN_MODEL_ROOT, so on a
+    PostgreSQL install it read the absent default file and said "0 new feedback record(s)" every
+    night, exit 0, with nothing naming where it had looked."""
+    from sqlalchemy.engine import make_url
+
+    from serve.db import describe_url, sqlite_path
+
+    url = settings.resolved_database_url
+    file = sqlite_path(make_url(url))
+    if file is not None and not file.exists():
+        where = (
+            "PAIDAN_DATABASE_URL"
+            if settings.database_url
+            else "the default, PAIDAN_DATA_DIR/paidan.db; if the server stores feedback elsewhere "
+            "(PostgreSQL), give this command the server's PAIDAN_DATABASE_URL or PAIDAN_DATA_DIR"
+        )
+        err.print(
+            f"[yellow]warning:[/yellow] no feedback read: the feedback database "
+            f"{printable(str(file))} does not exist ({where})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    out.print(f"feedback: {records} record(s) read from {describe_url(url)}", soft_wrap=True)
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
 
@@ -1205,6 +1233,7 @@ def retrain(
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
+    _print_feedback_source(settings, len(records))
     if result.skipped:
         out.print(result.message)
         return
@@ -1292,6 +1321,7 @@ def drift(
         paths = write_drift(report, out_path)
     except (*USER_ERRORS, DatabaseUnavailable) as e:
         raise fail(e) from None
+    _print_feedback_source(settings, len(records))
     table = Table(title=f"drift since {since:%Y-%m-%d}: {report['records']} feedback records")
     table.add_column("figure")
     table.add_column("value")

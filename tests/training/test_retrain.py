@@ -935,3 +935,35 @@ def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_wo
     assert {p: sorted(p.iterdir()) for p in before} == before
     assert registry.versions(root) == ["v1", "v2", "v3"]
     assert not (root / registry.CURRENT_FILE).exists()
+
+
+def test_retrain_names_the_feedback_store_it_read_and_warns_of_a_missing_file(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # README's nightly job set only PAIDAN_MODEL_ROOT: on a PostgreSQL install it read the absent
+    # default SQLite file and said "0 new feedback record(s)", exit 0, every night, naming nothing.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    args = ["retrain", "--history", str(history), "--if-new-feedback", "5"]
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        f"warning: no feedback read: the feedback database {tmp_path / 'var' / 'paidan.db'}" in said
+    )
+    assert "does not exist" in said and "PAIDAN_DATABASE_URL" in said
+    assert not (tmp_path / "var").exists()  # not created to be read
+
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    db.add_feedback(text="油烟扰民", department="城管")
+    db.dispose()
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert f"feedback: 1 record(s) read from sqlite:///{tmp_path / 'var' / 'paidan.db'}" in said
+    assert "warning" not in said
