@@ -118,6 +118,7 @@ def make_engine(url: str) -> Engine:
             pool_pre_ping=False,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
@@ -125,7 +126,16 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
 
+SQLITE_BEGIN = "paidan_sqlite_begin"  # execution option: the BEGIN a transaction starts with
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are begun by _sqlite_begin, not by the driver: pysqlite (in its default, legacy
+    # mode) began one only before INSERT/UPDATE/DELETE and committed each CREATE TABLE on its own,
+    # so a migration that failed part-way (disk full at the first start) kept the feedback table
+    # without its alembic_version row, and every later start failed: "table feedback already
+    # exists". SQLAlchemy's recipe for transactional DDL on SQLite.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # WAL lets readers (the export) run beside the writer; FULL syncs the WAL on every commit,
@@ -135,6 +145,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")  # ms
     finally:
         cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # DEFERRED (SQLite's default) for reads and feedback; IMMEDIATE for a migration, which takes
+    # the write lock before reading alembic_version, so a second process migrating at the same
+    # moment waits and then finds the schema current.
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'DEFERRED')}")
 
 
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
@@ -150,7 +167,10 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     script = ScriptDirectory.from_config(config)
     try:
-        with engine.begin() as conn:
+        with (
+            engine.connect() as conn,
+            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin(),
+        ):
             stored = MigrationContext.configure(conn).get_current_heads()
             known = {s.revision for s in script.walk_revisions()}
             unknown = [r for r in stored if r not in known]

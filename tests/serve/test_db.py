@@ -66,3 +66,35 @@ def test_no_caller_waits_for_another_callers_attempt_to_reach_the_database(
     finally:
         release.set()
         db.dispose()
+
+
+def test_a_sqlite_migration_that_fails_part_way_is_rolled_back_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pysqlite committed each CREATE TABLE / CREATE INDEX on its own: a migration that failed after
+    # the table (disk full at the first start) left it without its alembic_version row, and every
+    # later start failed with "table feedback already exists", feedback off for good.
+    from alembic.operations import Operations
+    from sqlalchemy import inspect, text
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    real = Operations.create_index
+
+    def disk_full(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ix_feedback_ticket_id":
+            raise OperationalError("CREATE INDEX", {}, Exception("database or disk is full"))
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Operations, "create_index", disk_full)
+    with pytest.raises(DatabaseUnavailable, match="disk is full"):
+        Database(url).ensure_schema()
+    db = Database(url)
+    try:
+        assert inspect(db.engine).get_table_names() == []  # nothing of it was kept
+        monkeypatch.setattr(Operations, "create_index", real)
+        db.ensure_schema()  # the disk has room again
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert db.add_feedback(text="某投诉", department="人社").id == 1
+    finally:
+        db.dispose()
