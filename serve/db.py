@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 EXPORT_PAGE = 500  # rows fetched per query while streaming an export
 CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
+# Once connected, no statement may run longer than this (PostgreSQL's statement_timeout; lock
+# waits included) and a connection whose peer stops answering is dropped after about as long
+# (TCP keepalives and tcp_user_timeout): a frozen database or a lost network path held feedback
+# requests with no limit, and committed rows whose clients had long given up. Migrations are exempt.
+STATEMENT_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 10.0  # longest wait for a free pooled connection
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -122,8 +128,29 @@ def make_engine(url: str) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        connect_args = _postgres_timeouts(parsed)
+    return create_engine(
+        url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S
+    )
+
+
+def _postgres_timeouts(url: URL) -> dict[str, Any]:
+    """libpq connection parameters that bound every operation, not only the connect; one the
+    URL's query sets itself is left as given (its ``options`` are kept, after ours)."""
+    timeout_ms = int(STATEMENT_TIMEOUT_S * 1000)
+    wanted: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": timeout_ms,  # unacknowledged data (Linux), keepalive probes too
+    }
+    args = {key: value for key, value in wanted.items() if key not in url.query}
+    given = url.query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    args["options"] = f"-c statement_timeout={timeout_ms} {given}".strip()
+    return args
 
 
 SQLITE_BEGIN = "paidan_sqlite_begin"  # execution option: the BEGIN a transaction starts with
@@ -171,6 +198,9 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
             engine.connect() as conn,
             conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin(),
         ):
+            if conn.dialect.name == "postgresql":
+                # A migration may copy the table (render_as_batch): not bound by the timeout.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             stored = MigrationContext.configure(conn).get_current_heads()
             known = {s.revision for s in script.walk_revisions()}
             unknown = [r for r in stored if r not in known]

@@ -144,3 +144,48 @@ def test_nul_characters_never_reach_postgresql(
     [row] = [json.loads(x) for x in client.get("/v1/feedback").text.splitlines()]
     assert row["text"] == "油烟 扰民" and row["title"] == "油 烟"
     assert row["suggestion"] == {"note": "a b", "k ": [" "]}
+
+
+def test_a_statement_that_the_database_does_not_answer_in_time_is_a_503_reason(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the connect had a timeout: a database that stopped answering held feedback requests
+    # without limit (and committed their rows after the clients had given up).
+    import threading
+
+    import serve.db
+    from serve.db import DatabaseUnavailable
+
+    db = Database(pg_url)
+    db.ensure_schema()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "10s"
+        assert conn.execute(text("SHOW search_path")).scalar().startswith("paidan_test_")
+        params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert params["keepalives_idle"] == "5" and params["tcp_user_timeout"] == "10000"
+    db.dispose()
+    monkeypatch.setattr(serve.db, "STATEMENT_TIMEOUT_S", 0.2)
+    db = Database(pg_url)
+    holder = create_engine(pg_url)
+    outcome: list[BaseException | str] = []
+    try:
+        with holder.connect() as lock:
+            lock.execute(text("LOCK TABLE feedback IN ACCESS EXCLUSIVE MODE"))  # a hung database
+
+            def save() -> None:
+                try:
+                    db.add_feedback(text="某投诉", department="人社")
+                    outcome.append("stored")
+                except DatabaseUnavailable as e:
+                    outcome.append(e)
+
+            saver = threading.Thread(target=save, daemon=True)
+            saver.start()
+            saver.join(30)  # a guard against a hang, not a timing assertion
+            assert not saver.is_alive(), "the INSERT waited for as long as the database did"
+            lock.rollback()
+        [error] = outcome
+        assert isinstance(error, DatabaseUnavailable) and "statement timeout" in str(error)
+    finally:
+        holder.dispose()
+        db.dispose()
