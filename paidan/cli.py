@@ -877,8 +877,16 @@ def _version_dirs(root: Path) -> list[Path]:
     return [root / v for v in versions(root)]
 
 
-def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[str, Any]]:
-    """Feedback rows as plain dicts, oldest first (texts are stored PII-masked).
+# What retraining reads of a feedback row (training.retrain.feedback_frame); drift reads the
+# stored suggestion too, reduced to its auto/review decision as each page is read.
+RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category")
+
+
+def _feedback_records(
+    settings: Settings, since: datetime | None, with_decision: bool = False
+) -> list[dict[str, Any]]:
+    """Feedback rows as plain dicts of what retraining reads, oldest first (texts are stored
+    PII-masked); with ``with_decision``, ``suggestion`` too, as ``{"decision": auto|review|None}``.
 
     A SQLite database that does not exist yet holds no feedback: it is not created (with its
     directory and an empty schema) just to be read, as ``retrain`` and ``drift`` used to.
@@ -886,13 +894,20 @@ def _feedback_records(settings: Settings, since: datetime | None) -> list[dict[s
     from sqlalchemy.engine import make_url
 
     from serve.db import Database, sqlite_path
+    from training.drift import suggestion_decision
 
     file = sqlite_path(make_url(settings.resolved_database_url))
     if file is not None and not file.exists():
         return []
+    columns = (*RETRAIN_COLUMNS, "suggestion") if with_decision else RETRAIN_COLUMNS
     db = Database(settings.resolved_database_url)
     try:
-        return [row.to_dict() for row in db.iter_feedback(_utc(since))]
+        records = []
+        for row in db.iter_columns(columns, _utc(since)):
+            if with_decision:
+                row["suggestion"] = {"decision": suggestion_decision(row["suggestion"])}
+            records.append(row)
+        return records
     finally:
         db.dispose()
 
@@ -1316,7 +1331,7 @@ def drift(
             inside_advice="name a file outside it (a model directory is not changed after training)",
         )
         router, metadata = load_router(model_dir)
-        records = _feedback_records(settings, since)
+        records = _feedback_records(settings, since, with_decision=True)
         report = run_drift(router, metadata, records, _utc(since))
         paths = write_drift(report, out_path)
     except (*USER_ERRORS, DatabaseUnavailable) as e:

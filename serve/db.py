@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
 
 from model.tickets import as_utc
@@ -289,6 +290,24 @@ def safe_reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
 
 
+def _page(
+    query: Select[Any], since: datetime | None, after: tuple[datetime, int] | None, limit: int
+) -> Select[Any]:
+    """``query`` limited to one page: rows at or after ``since``, after the key ``after``."""
+    query = query.order_by(Feedback.created_at, Feedback.id).limit(limit)
+    if since is not None:
+        query = query.where(Feedback.created_at >= since)
+    if after is not None:
+        at, row_id = after
+        query = query.where(
+            or_(
+                Feedback.created_at > at,
+                and_(Feedback.created_at == at, Feedback.id > row_id),
+            )
+        )
+    return query
+
+
 class Database:
     """The feedback store: an engine, its session factory and the schema's state.
 
@@ -422,17 +441,7 @@ class Database:
     ) -> list[Feedback]:
         """Up to ``limit`` rows created at or after ``since``, oldest first, after the key ``after``."""
         self.ensure_schema()
-        query = select(Feedback).order_by(Feedback.created_at, Feedback.id).limit(limit)
-        if since is not None:
-            query = query.where(Feedback.created_at >= since)
-        if after is not None:
-            at, row_id = after
-            query = query.where(
-                or_(
-                    Feedback.created_at > at,
-                    and_(Feedback.created_at == at, Feedback.id > row_id),
-                )
-            )
+        query = _page(select(Feedback), since, after, limit)
         try:
             with self.sessions() as session:
                 return list(session.scalars(query))
@@ -450,6 +459,32 @@ class Database:
             if len(rows) < page:
                 return
             after = (rows[-1].created_at, rows[-1].id)
+
+    def iter_columns(
+        self, columns: Sequence[str], since: datetime | None = None, page: int = EXPORT_PAGE
+    ) -> Iterator[dict[str, Any]]:
+        """Rows created at or after ``since`` as dicts of ``columns`` only (``id`` and
+        ``created_at`` too, the keys of the pages), oldest first.
+
+        ``retrain`` and ``drift`` read this way: loading whole rows parsed every stored
+        suggestion (the full /v1/route answer, ~12 KB in memory per row), which retraining never
+        uses: 620 MB more per 50,000 rows, even for a run that then decided not to retrain.
+        """
+        self.ensure_schema()
+        names = list(dict.fromkeys(["id", "created_at", *columns]))
+        wanted = [Feedback.__table__.c[name] for name in names]
+        after: tuple[datetime, int] | None = None
+        while True:
+            query = _page(select(*wanted), since, after, page)
+            try:
+                with self.engine.connect() as conn:
+                    rows = [dict(row._mapping) for row in conn.execute(query)]
+            except SQLAlchemyError as e:
+                raise DatabaseUnavailable(safe_reason(e)) from e
+            yield from rows
+            if len(rows) < page:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def dispose(self) -> None:
         self._stopped.set()

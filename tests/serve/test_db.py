@@ -98,3 +98,39 @@ def test_a_sqlite_migration_that_fails_part_way_is_rolled_back_and_retried(
         assert db.add_feedback(text="某投诉", department="人社").id == 1
     finally:
         db.dispose()
+
+
+def test_retrain_reads_no_stored_suggestion_and_drift_only_its_decision(tmp_path: Path) -> None:
+    # Every row was read whole, each stored suggestion (the full /v1/route answer, ~12 KB in
+    # memory) parsed, though retraining never uses it: +620 MB per 50,000 rows, OOM over time.
+    from sqlalchemy import Engine, event
+
+    from model.settings import Settings
+    from paidan.cli import _feedback_records
+
+    settings = Settings(data_dir=tmp_path)
+    db = Database(settings.resolved_database_url)
+    big = {"department": {"label": "人社", "decision": "auto"}, "note": "建议" * 1000}
+    db.add_feedback(ticket_id="T1", text="拖欠工资", department="人社", suggestion=big)
+    db.dispose()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        [record] = _feedback_records(settings, None)
+        reads = [s for s in statements if "FROM feedback" in s]
+        assert reads and not any("suggestion" in s for s in reads)
+        assert "suggestion" not in record
+        assert (record["ticket_id"], record["text"], record["department"]) == (
+            "T1",
+            "拖欠工资",
+            "人社",
+        )
+        assert record["id"] == 1 and record["created_at"].tzinfo is not None
+        [record] = _feedback_records(settings, None, with_decision=True)
+        assert record["suggestion"] == {"decision": "auto"}
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
