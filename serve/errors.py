@@ -113,6 +113,11 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
     return message, field
 
 
+class StreamAborted(Exception):
+    """A streamed answer that must end as incomplete (the connection is closed without the last
+    chunk, so the client sees a cut transfer); the reason was logged and written in the stream."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through :func:`error_response`."""
 
@@ -212,6 +217,8 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except StreamAborted:
+            return  # logged where it happened; the server closes the connection
         except Exception as exc:
             log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
             if started:

@@ -19,13 +19,13 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from model.router import RouteResult
 from model.text import clean, mask_pii, normalize
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
-from serve.db import EXPORT_PAGE, Feedback
+from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url
 from serve.deps import (
     DatabaseDep,
     MetadataDep,
@@ -34,7 +34,7 @@ from serve.deps import (
     ServicesDep,
     SettingsDep,
 )
-from serve.errors import ApiError, client_left, first_validation_error
+from serve.errors import ApiError, StreamAborted, client_left, first_validation_error
 from serve.schemas import (
     MAX_ID_CHARS,
     NO_DEPARTMENT,
@@ -268,12 +268,22 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
 
         def lines() -> Iterator[bytes]:
             rows: list[Feedback] = first
+            sent = 0
             while True:
                 for row in rows:
                     yield _export_line(row)
+                sent += len(rows)
                 if len(rows) < EXPORT_PAGE:
                     return
-                rows = db.feedback_page(since, (rows[-1].created_at, rows[-1].id), EXPORT_PAGE)
+                last = rows[-1].created_at
+                try:
+                    rows = db.feedback_page(since, (last, rows[-1].id), EXPORT_PAGE)
+                except DatabaseUnavailable as e:
+                    # The 200 has gone out: a cut that fell on a page boundary left a file of
+                    # valid lines indistinguishable from a complete export, and the log said
+                    # "unhandled RuntimeError … response already started".
+                    yield _export_cut(db, sent, last, e)
+                    raise StreamAborted from None
 
         return StreamingResponse(lines(), media_type=JSONL_MEDIA_TYPE)
 
@@ -335,6 +345,26 @@ def _response(result: RouteResult, ticket_id: str | None, start: float) -> Route
         model_version=result.model_version,
         elapsed_ms=_ms(start),
     )
+
+
+def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) -> bytes:
+    """The last line of an export the feedback database cut, logged as a warning too; then the
+    connection is closed without ending the chunked answer, so the transfer is incomplete."""
+    resume = TypeAdapter(datetime).dump_python(last, mode="json")  # as the rows write it
+    logger.warning(
+        "feedback export stopped after %d rows: the feedback database %s is unavailable (%s); "
+        "the client was told to export again with since=%s",
+        sent,
+        describe_url(db.url),
+        exc,
+        resume,
+    )
+    note = {
+        EXPORT_ERROR_KEY: f"export incomplete: the feedback database became unavailable after "
+        f"{sent} rows ({exc}); export again with since={resume}",
+        "since": resume,
+    }
+    return json.dumps(note, ensure_ascii=False).encode() + b"\n"
 
 
 def _export_line(row: Feedback) -> bytes:

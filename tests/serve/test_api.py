@@ -671,6 +671,38 @@ def test_feedback_export_is_not_cut_by_an_unexportable_row(
     assert f"feedback row {bad.id}" in caplog.text
 
 
+def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
+    client: TestClient, app: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cut on a page boundary left only valid lines: a backup indistinguishable from a complete
+    # one, and a log of "unhandled RuntimeError ... response already started".
+    import serve.routes
+    from serve.db import DatabaseUnavailable
+
+    db: Database = app.state.db
+    for i in range(3):
+        db.add_feedback(text=f"t{i}", department="人社")
+    monkeypatch.setattr(serve.routes, "EXPORT_PAGE", 2)
+    real = db.feedback_page
+
+    def dies_after_the_first_page(since: Any, after: Any, limit: int) -> Any:
+        if after is not None:
+            raise DatabaseUnavailable("OperationalError: connection refused")
+        return real(since, after, limit)
+
+    monkeypatch.setattr(db, "feedback_page", dies_after_the_first_page)
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/v1/feedback")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [r["text"] for r in lines[:2]] == ["t0", "t1"]
+    assert set(lines[2]) == {"export_error", "since"} and len(lines) == 3
+    assert "incomplete" in lines[2]["export_error"] and "after 2 rows" in lines[2]["export_error"]
+    assert "connection refused" in lines[2]["export_error"]
+    assert lines[2]["since"] == lines[1]["created_at"]
+    assert "feedback export stopped after 2 rows: the feedback database sqlite:///" in caplog.text
+    assert "unhandled" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "sent",
     [
