@@ -50,6 +50,8 @@ CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
 # requests with no limit, and committed rows whose clients had long given up. Migrations are exempt.
 STATEMENT_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0  # longest wait for a free pooled connection
+# PostgreSQL advisory lock held while migrating: int.from_bytes(b"paidanmg") (any fixed 64-bit key).
+MIGRATION_LOCK_KEY = 0x70616964616E6D67
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -202,6 +204,13 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
             if conn.dialect.name == "postgresql":
                 # A migration may copy the table (render_as_batch): not bound by the timeout.
                 conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                # One process migrates at a time; the next waits here, then finds the schema
+                # current. Two servers (or `db upgrade` beside a starting one) migrating an empty
+                # database at once failed with a catalogue error (UniqueViolation on
+                # pg_type_typname_nsp_index) and said "feedback will not work". Released at commit.
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             stored = MigrationContext.configure(conn).get_current_heads()
             known = {s.revision for s in script.walk_revisions()}
             unknown = [r for r in stored if r not in known]

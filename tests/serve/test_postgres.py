@@ -189,3 +189,48 @@ def test_a_statement_that_the_database_does_not_answer_in_time_is_a_503_reason(
     finally:
         holder.dispose()
         db.dispose()
+
+
+def test_a_second_process_migrating_at_once_waits_for_the_first(pg_url: str) -> None:
+    # Two processes migrating an empty database at once: the loser failed with UniqueViolation
+    # on pg_type_typname_nsp_index and said feedback would not work.
+    import threading
+    import time
+
+    from serve.db import MIGRATION_LOCK_KEY
+
+    holder = create_engine(pg_url)
+    db = Database(pg_url)
+    outcome: list[BaseException | str] = []
+
+    def migrate() -> None:
+        try:
+            db.ensure_schema()
+            outcome.append("ok")
+        except BaseException as e:
+            outcome.append(e)
+
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND (classid::bigint << 32) + objid::bigint = :key"
+    )
+    try:
+        with holder.connect() as first:  # another process, in the middle of its migration
+            first.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            second = threading.Thread(target=migrate, daemon=True)
+            second.start()
+            with holder.connect() as probe:
+                for _ in range(300):  # a guard against a hang, not a timing assertion
+                    if probe.execute(waiting, {"key": MIGRATION_LOCK_KEY}).scalar():
+                        break
+                    assert second.is_alive(), f"migrated without waiting: {outcome}"
+                    time.sleep(0.1)
+                else:
+                    raise AssertionError("the second migration never waited for the first")
+            assert not outcome
+            first.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            second.join(30)
+        assert outcome == ["ok"]
+    finally:
+        holder.dispose()
+        db.dispose()
