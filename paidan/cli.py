@@ -893,7 +893,7 @@ def _feedback_records(
     """
     from sqlalchemy.engine import make_url
 
-    from serve.db import Database, sqlite_path
+    from serve.db import Database, DatabaseUnavailable, describe_url, sqlite_path
     from training.drift import suggestion_decision
 
     file = sqlite_path(make_url(settings.resolved_database_url))
@@ -908,6 +908,14 @@ def _feedback_records(
                 row["suggestion"] = {"decision": suggestion_decision(row["suggestion"])}
             records.append(row)
         return records
+    except DatabaseUnavailable as e:
+        # A bare "OperationalError: connection failed ..." named neither the feedback database
+        # nor the variable; the job also reads history files and the model registry.
+        setting = "PAIDAN_DATABASE_URL" if settings.database_url else "PAIDAN_DATA_DIR"
+        raise DatabaseUnavailable(
+            f"cannot read feedback from {describe_url(settings.resolved_database_url)} "
+            f"({setting}): {e}"
+        ) from None
     finally:
         db.dispose()
 

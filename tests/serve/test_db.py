@@ -134,3 +134,29 @@ def test_retrain_reads_no_stored_suggestion_and_drift_only_its_decision(tmp_path
         assert record["suggestion"] == {"decision": "auto"}
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
+
+
+def test_retrain_and_drift_say_the_feedback_database_failed(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # They printed a bare "OperationalError: connection failed ...", naming neither the feedback
+    # database nor PAIDAN_DATABASE_URL (serve and db upgrade did).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    url = "postgresql+psycopg://paidan:secret-pw@127.0.0.1:1/paidan"  # port 1 refuses at once
+    env = {"PAIDAN_DATABASE_URL": url, "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    history = tmp_path / "h.csv"
+    history.write_text("text,department\n拖欠工资,人社\n", encoding="utf-8")
+    for args in (["retrain", "--history", str(history)], ["drift", "--since", "2026-01-01"]):
+        if args[0] == "drift":
+            args += ["--model", str(tiny_model_dir), "--out", str(tmp_path / "d.json")]
+        result = CliRunner().invoke(app, args, env=env)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, said
+        assert (
+            "cannot read feedback from postgresql+psycopg://paidan:***@127.0.0.1:1/paidan "
+            "(PAIDAN_DATABASE_URL): OperationalError" in said
+        ), said
+        assert "secret-pw" not in said
