@@ -7,7 +7,10 @@ start-up and as ``paidan db upgrade``. Texts are PII-masked before they reach th
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
@@ -50,6 +53,9 @@ CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
 # requests with no limit, and committed rows whose clients had long given up. Migrations are exempt.
 STATEMENT_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0  # longest wait for a free pooled connection
+# Longest a PostgreSQL connection may stay checked out by one operation before it is cut (see
+# _Watchdog): a database that no longer answers at all, where statement_timeout cannot help.
+OPERATION_TIMEOUT_S = STATEMENT_TIMEOUT_S + 5
 # PostgreSQL advisory lock held while migrating: int.from_bytes(b"paidanmg") (any fixed 64-bit key).
 MIGRATION_LOCK_KEY = 0x70616964616E6D67
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
@@ -129,12 +135,89 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql":
-        connect_args = _postgres_timeouts(parsed)
-    return create_engine(
-        url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S)
+    # The ping is done at checkout, under the watchdog (pool_pre_ping pings before it is armed).
+    engine = create_engine(
+        url,
+        connect_args=_postgres_timeouts(parsed),
+        pool_pre_ping=False,
+        pool_timeout=POOL_TIMEOUT_S,
     )
+    dialect = engine.dialect
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        WATCHDOG.arm(record, dbapi_connection)
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as e:  # the pool drops it and tries a new connection
+            WATCHDOG.disarm(record)
+            raise DisconnectionError(safe_reason(e)) from e
+
+    event.listen(engine, "checkout", checkout)
+    for name in ("checkin", "invalidate", "close"):
+        event.listen(engine, name, lambda _conn, record, *_: WATCHDOG.disarm(record))
+    return engine
+
+
+class _Watchdog:
+    """Cuts the socket of a PostgreSQL connection checked out for longer than ``limit`` seconds.
+
+    statement_timeout and TCP keepalives cannot end a wait on a database process that is stopped
+    or stalled (a SIGSTOP, storage that does not answer) while its host's kernel still answers
+    TCP: the request waited as long as the database did. Shutting the socket down makes the
+    driver's wait end with "server closed the connection" (a 503), and the pool drops the
+    connection. Every operation of :class:`Database` checks a connection out for milliseconds;
+    migrations, which may take long, disarm theirs.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._armed: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, record: Any, dbapi_connection: Any) -> None:
+        with self._lock:
+            self._armed[record] = (time.monotonic() + self.limit, dbapi_connection)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="paidan-db-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+
+    def disarm(self, record: Any) -> None:
+        with self._lock:
+            self._armed.pop(record, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(min(0.5, self.limit / 4))
+            now = time.monotonic()
+            # Under the lock: a connection is disarmed (checkin, invalidate, close) before the
+            # pool closes it, so its descriptor is still its own when it is cut here.
+            with self._lock:
+                for record, (deadline, conn) in list(self._armed.items()):
+                    if now >= deadline:
+                        del self._armed[record]
+                        _cut(conn)
+
+
+def _cut(dbapi_connection: Any) -> None:
+    try:
+        if dbapi_connection.closed:
+            return
+        with socket.socket(fileno=os.dup(dbapi_connection.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception as e:  # already gone: nothing left to cut
+        logger.debug("cannot cut a hung database connection: %s", e)
+        return
+    logger.warning(
+        "a feedback database operation took longer than %.0f s: its connection was closed",
+        WATCHDOG.limit,
+    )
+
+
+WATCHDOG = _Watchdog(OPERATION_TIMEOUT_S)
 
 
 def _postgres_timeouts(url: URL) -> dict[str, Any]:
@@ -202,7 +285,8 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
             conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin(),
         ):
             if conn.dialect.name == "postgresql":
-                # A migration may copy the table (render_as_batch): not bound by the timeout.
+                # A migration may copy the table (render_as_batch): not bound by the timeouts.
+                WATCHDOG.disarm(conn.connection._connection_record)
                 conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 # One process migrates at a time; the next waits here, then finds the schema
                 # current. Two servers (or `db upgrade` beside a starting one) migrating an empty

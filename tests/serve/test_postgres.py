@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -233,4 +234,85 @@ def test_a_second_process_migrating_at_once_waits_for_the_first(pg_url: str) -> 
         assert outcome == ["ok"]
     finally:
         holder.dispose()
+        db.dispose()
+
+
+class FreezingProxy:
+    """A TCP proxy to the test server that can stop forwarding while keeping its sockets open: a
+    database process that is stopped while its host's kernel still answers TCP."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self.frozen = threading.Event()
+        self.thawed = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if self.frozen.is_set():
+                self.thawed.wait()
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+
+def test_a_database_that_stops_answering_on_an_open_connection_is_a_503(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # statement_timeout and TCP keepalives cannot end a wait on a stopped database process whose
+    # kernel still answers TCP: the request waited as long as the database did.
+    import threading
+
+    from serve.db import WATCHDOG, DatabaseUnavailable
+
+    given = make_url(pg_url)
+    proxy = FreezingProxy(given.host or "127.0.0.1", given.port or 5432)
+    url = given.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    monkeypatch.setattr(WATCHDOG, "limit", 1.0)
+    db = Database(url)
+    outcome: list[Any] = []
+    try:
+        db.add_feedback(text="某投诉", department="人社")  # a pooled connection, then the freeze
+        proxy.frozen.set()
+
+        def save() -> None:
+            try:
+                outcome.append(db.add_feedback(text="某投诉", department="人社"))
+            except DatabaseUnavailable as e:
+                outcome.append(e)
+
+        saver = threading.Thread(target=save, daemon=True)
+        saver.start()
+        saver.join(60)  # a guard against a hang, not a timing assertion
+        assert not saver.is_alive(), "the request waited for as long as the database did"
+        [error] = outcome
+        assert isinstance(error, DatabaseUnavailable)
+    finally:
+        proxy.thawed.set()
+        proxy.server.close()
         db.dispose()
