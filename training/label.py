@@ -102,7 +102,8 @@ CSV_FIELD_MIN = 1 << 20
 # Set while the Dask engine runs: no debugging log of past messages, which held every chunk.
 DASK_CONFIG: dict[str, Any] = {"distributed.admin.low-level-log-length": 0}
 
-# How long a run waits for a worker to join a --scheduler that has none, in seconds.
+# How long a run with --upload-model waits for a worker to join a --scheduler that has none, in
+# seconds (the model is sent to running workers before any chunk is submitted).
 DASK_WORKER_WAIT_SECONDS = 60
 
 Engine = Literal["local", "dask"]
@@ -1121,22 +1122,36 @@ def _start_engine(
         workers = len(client.scheduler_info().get("workers", {}))
         if not workers:
             # It waited for ever, silently, on the first chunk (not started yet after a reboot,
-            # all stopped or crashed).
+            # all stopped or crashed). The chunks are still submitted: an adaptive cluster
+            # (dask-kubernetes, dask-gateway, dask-jobqueue scaled to zero) starts workers only
+            # for submitted work, and refusing it after a wait failed every run on one.
             address = scheduler or client.scheduler.address
-            logger.warning(
-                "the Dask scheduler at %s has no workers; waiting up to %d s for one to join",
-                address,
-                DASK_WORKER_WAIT_SECONDS,
-            )
-            try:
-                client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_SECONDS)
-            except TimeoutError:
-                raise LabelError(
-                    f"the Dask scheduler at {address} has no workers (none joined in "
-                    f"{DASK_WORKER_WAIT_SECONDS} s); start some (`dask worker {address}`) and "
-                    "rerun the command"
-                ) from None
-            workers = len(client.scheduler_info().get("workers", {}))
+            if not upload_model:
+                logger.warning(
+                    "the Dask scheduler at %s has no workers yet: the chunks wait for one to join "
+                    "(an adaptive cluster starts them for submitted work; otherwise start some: "
+                    "`dask worker %s`)",
+                    address,
+                    address,
+                )
+            else:
+                # The model is sent to the running workers before any chunk: there must be one.
+                logger.warning(
+                    "the Dask scheduler at %s has no workers; --upload-model sends the model to "
+                    "running workers, waiting up to %d s for one to join",
+                    address,
+                    DASK_WORKER_WAIT_SECONDS,
+                )
+                try:
+                    client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_SECONDS)
+                except TimeoutError:
+                    raise LabelError(
+                        f"the Dask scheduler at {address} has no workers (none joined in "
+                        f"{DASK_WORKER_WAIT_SECONDS} s), and --upload-model sends the model to "
+                        f"running workers; start some (`dask worker {address}`) and rerun the "
+                        "command"
+                    ) from None
+                workers = len(client.scheduler_info().get("workers", {}))
         workers = max(1, workers)
         model: Any
         if upload_model:

@@ -1360,13 +1360,41 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
     assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]  # no empty out.csv.parts either
 
 
-def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
+def test_an_adaptive_dask_cluster_scaled_to_zero_gets_the_chunks_with_a_warning(
     tiny_model_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The run submitted its chunks to a scheduler with no workers and waited for ever, silently.
+    # The run waited for ever, silently, on a scheduler with no workers; then it waited for a
+    # worker before submitting anything and was refused, which failed every run on an adaptive
+    # cluster scaled to zero (dask-kubernetes, dask-gateway: it starts workers for submitted work).
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    import training.label
+
+    monkeypatch.setattr(training.label, "DASK_WORKER_WAIT_SECONDS", 3)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    out = tmp_path / "out.csv"
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        cluster.adapt(minimum=0, maximum=1, interval="200ms")
+        address = cluster.scheduler_address
+        label([src], tiny_model_dir, out, engine="dask", scheduler=address)
+    assert f"the Dask scheduler at {address} has no workers yet: the chunks wait" in caplog.text
+    label([src], tiny_model_dir, tmp_path / "local.csv", jobs=1)
+    assert len(read_output(out)) == 3
+    assert out.read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+def test_upload_model_to_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # --upload-model sends the model to the running workers before any chunk: with none, the run
+    # waited for ever, silently.
     pytest.importorskip("distributed")
     import distributed
     from distributed import LocalCluster
@@ -1382,12 +1410,20 @@ def test_a_dask_scheduler_without_workers_is_refused_after_a_bounded_wait(
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
         address = cluster.scheduler_address
         with pytest.raises(LabelError) as refused:
-            label([src], tiny_model_dir, tmp_path / "out.csv", engine="dask", scheduler=address)
+            label(
+                [src],
+                tiny_model_dir,
+                tmp_path / "out.csv",
+                engine="dask",
+                scheduler=address,
+                upload_model=True,
+            )
     assert str(refused.value) == (
-        f"the Dask scheduler at {address} has no workers (none joined in 1 s); start some "
-        f"(`dask worker {address}`) and rerun the command"
+        f"the Dask scheduler at {address} has no workers (none joined in 1 s), and "
+        f"--upload-model sends the model to running workers; start some (`dask worker {address}`) "
+        "and rerun the command"
     )
-    assert f"the Dask scheduler at {address} has no workers; waiting up to 1 s" in caplog.text
+    assert "--upload-model sends the model to running workers, waiting up to 1 s" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
 
 
