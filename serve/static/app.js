@@ -256,6 +256,10 @@ function dropResult() {
 
 async function route() {
   dropResult();
+  // First thing: a route refused below supersedes one still running, whose answer is for a text no
+  // longer there.
+  const seq = ++state.routeSeq;
+  routeButton.disabled = false;
   const text = textInput.value;
   if (!text.trim()) {
     setStatus($("route-status"), "请先输入诉求内容。", "error");
@@ -272,7 +276,6 @@ async function route() {
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
 
-  const seq = ++state.routeSeq;
   routeButton.disabled = true;
   setStatus($("route-status"), "正在分析…", "busy");
   try {
@@ -734,6 +737,8 @@ coAdd.addEventListener("blur", () => {
 });
 $("clear-button").addEventListener("click", () => {
   dropResult();
+  state.routeSeq++; // the answer of a route still running is for the ticket cleared: ignored
+  routeButton.disabled = false;
   idInput.value = "";
   titleInput.value = "";
   textInput.value = "";

@@ -895,3 +895,73 @@ def test_a_decision_is_saved_once_while_its_save_is_running(
     expect(button).to_be_enabled()
     assert len(live_server.feedback_rows("WEB-D1")) == 1
     assert page.problems == []
+
+
+# Counts the /v1/route answers the page has read, once the page's code that follows has run (the
+# code after `await res.json()` runs before a timer set when it resolves): a point after which an
+# ignored answer would have been shown, with no waiting on a clock.
+COUNT_ROUTE_ANSWERS = """() => {
+    window.routeAnswers = 0;
+    const json = Response.prototype.json;
+    Response.prototype.json = function () {
+        const counted = this.url.endsWith('/v1/route');
+        return json.call(this).finally(() => {
+            if (counted) setTimeout(() => { window.routeAnswers += 1; }, 0);
+        });
+    };
+}"""
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_clearing_the_form_or_an_emptied_text_ends_the_route_running(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 清空 during 正在分析… (or Ctrl+Enter on a text emptied meanwhile) did not supersede the route:
+    # its answer brought the cleared ticket's advice back over the next one, adoptable, and after
+    # 清空 分派建议 stayed disabled.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []  # the routes sent, held until released: a busy server
+    pg = page.page
+    pg.add_init_script(f"({COUNT_ROUTE_ANSWERS})()")
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    result, status = pg.locator("#result"), pg.locator("#route-status")
+    route_button = pg.locator("#route-button")
+
+    def answered(n: int) -> None:
+        held.pop().continue_()
+        pg.wait_for_function(f"() => window.routeAnswers === {n}")
+
+    pg.fill("#ticket-id", "WEB-C1")
+    pg.fill("#ticket-text", "楼下烧烤店油烟很大，晚上还有噪音，影响休息")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.locator("#clear-button").click()
+    expect(route_button).to_be_enabled()
+    expect(status).to_have_text("")
+    pg.fill("#ticket-id", "WEB-C2")
+    pg.fill("#ticket-text", "公司拖欠工资三个月不发")
+    answered(1)
+    expect(result).to_be_hidden()
+    expect(pg.locator("#evidence")).to_be_hidden()
+    expect(pg.locator("#confirm-button")).to_be_disabled()
+    expect(route_button).to_be_enabled()
+    # A route the page refuses itself (the text emptied meanwhile) supersedes the one running too.
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.fill("#ticket-text", "")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("请先输入诉求内容。")
+    answered(2)
+    expect(result).to_be_hidden()
+    expect(status).to_have_text("请先输入诉求内容。")
+    expect(route_button).to_be_enabled()
+    pg.locator("body").focus()
+    for key in ("1", "Enter"):  # nothing to adopt
+        pg.keyboard.press(key)
+    assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
+    assert not [u for u in page.requests if u.endswith("/v1/feedback")]
+    assert page.problems == []
