@@ -63,6 +63,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// node.replaceChildren(...children), which Chromium cores before 86 (older 360 and other domestic
+// browsers' 极速模式) lack although they run this script.
+function setChildren(node, ...children) {
+  node.textContent = "";
+  node.append(...children);
+}
+
 function setStatus(node, text, kind = "") {
   node.textContent = text;
   node.className = `status ${kind}`.trim();
@@ -227,7 +234,7 @@ async function loadModel() {
     const info = await api("GET", "/v1/model");
     loadedVersion = (info && info.version) || null;
     state.labels = labelsFromModel(info);
-    $("co-add").replaceChildren(
+    setChildren($("co-add"),
       el("option", { value: "" }, "＋ 加入会办部门…"),
       ...state.labels.department.map((d) => el("option", { value: d }, d)),
     );
@@ -290,7 +297,13 @@ async function route() {
     state.savedKey = null;
     setStatus($("route-status"), "");
     setStatus($("feedback-status"), "");
-    render(suggestion, text);
+    try {
+      render(suggestion, text);
+    } catch (e) {
+      // A half-drawn advice must not be adoptable (1, Enter stored a "correction" without category).
+      dropResult();
+      throw new Error(`无法显示分派建议（${e.message}）；请刷新页面，或用新版 Chrome、Edge、Firefox 打开本页`);
+    }
     confirmButton.focus();
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
@@ -328,7 +341,7 @@ function renderCoDepartments() {
   const advised = new Map((state.suggestion.co_departments || []).map((d) => [d.label, d]));
   const node = $("co-departments");
   node.hidden = state.coShown.length === 0;
-  node.replaceChildren(
+  setChildren(node,
     "会办建议：",
     ...state.coShown.map((label) => {
       const d = advised.get(label);
@@ -390,7 +403,7 @@ function renderHead(head, r) {
   card.querySelector(".reason").textContent = reason ? reason(r) : "";
 
   const list = card.querySelector(".candidates");
-  list.replaceChildren(
+  setChildren(list,
     ...(r.candidates || []).slice(0, TOP_K).map((c, i) => {
       const bar = el("span", { class: "mini-bar" }, el("span", { class: "mini-fill" }));
       bar.firstChild.style.width = pct(c.score);
@@ -414,9 +427,9 @@ function renderHead(head, r) {
 // Highlight evidence terms in the complaint as typed. Matching runs on an NFKC-normalised, lower-cased
 // copy (the model sees normalised text), mapped back to the original characters.
 function renderEvidence(title, text, s) {
-  $("evidence-title").replaceChildren(...highlight(title, s));
+  setChildren($("evidence-title"), ...highlight(title, s));
   $("evidence-title").hidden = !title;
-  $("evidence-text").replaceChildren(...highlight(text, s));
+  setChildren($("evidence-text"), ...highlight(text, s));
   $("evidence").hidden = false;
 }
 
@@ -487,7 +500,7 @@ function renderSimilar(similar) {
         `相似度 ${pct(t.similarity)}`, t.id ? ` · ${t.id}` : ""),
     ),
   );
-  $("similar-list").replaceChildren(...items);
+  setChildren($("similar-list"), ...items);
   $("similar-empty").hidden = items.length > 0;
 }
 
@@ -648,7 +661,7 @@ function fillPicker(head) {
   if (!shown.length) shown.push(el("li", { class: "muted empty" }, "没有匹配项"));
   else if (matches.length > PICKER_LIMIT)
     shown.push(el("li", { class: "muted empty" }, `还有 ${matches.length - PICKER_LIMIT} 项，请输入以缩小范围`));
-  list.replaceChildren(...shown);
+  setChildren(list, ...shown);
   list.hidden = false;
   input.setAttribute("aria-expanded", "true");
 }

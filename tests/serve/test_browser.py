@@ -965,3 +965,49 @@ def test_clearing_the_form_or_an_emptied_text_ends_the_route_running(
     assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
     assert not [u for u in page.requests if u.endswith("/v1/feedback")]
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_an_engine_without_replace_children_routes_and_a_failed_drawing_leaves_nothing_to_adopt(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Chromium cores before 86 (older 360 and other domestic browsers) run the script but lack
+    # replaceChildren: the header said "replaceChildren is not a function", every route failed,
+    # and the half-drawn advice was live: 1, Enter stored a "correction" without category.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    pg.add_init_script(
+        "delete Element.prototype.replaceChildren; delete Document.prototype.replaceChildren;"
+        " delete DocumentFragment.prototype.replaceChildren;"
+    )
+    open_page(page, live_server)
+    expect(pg.locator("#model-version")).not_to_contain_text("不可用")
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-O1")
+    expect(pg.locator("#route-status")).to_have_text("")
+    expect(pg.locator("#head-department .candidate")).not_to_have_count(0)
+    expect(pg.locator("#choice-category")).not_to_have_text("—")
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存：采纳建议")
+    [row] = live_server.feedback_rows("WEB-O1")
+    assert row["department"] and row["category"]
+    # Whatever stops the advice being drawn (here an answer the page cannot draw), none is left
+    # half-drawn to adopt.
+    answer = live_server.api("POST", "/v1/route", json={"text": "公司拖欠工资三个月不发"}).json()
+    answer["department"]["candidates"] = [None]
+    pg.route("**/v1/route", lambda r: r.fulfill(json=answer))
+    pg.fill("#ticket-id", "WEB-O2")
+    pg.fill("#ticket-text", "公司拖欠工资三个月不发")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(pg.locator("#route-status")).to_contain_text("分派失败：无法显示分派建议")
+    expect(pg.locator("#result")).to_be_hidden()
+    expect(pg.locator("#confirm-button")).to_be_disabled()
+    pg.locator("body").focus()
+    for key in ("1", "Enter"):
+        pg.keyboard.press(key)
+    assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
+    assert len([u for u in page.requests if u.endswith("/v1/feedback")]) == 1
+    assert live_server.feedback_rows("WEB-O2") == []
+    assert page.problems == []
