@@ -588,7 +588,14 @@ async function confirmChoice() {
   };
   const corrected = isCorrection();
   // What is sent, for the message: the choice may change while the save runs.
-  const sent = { department: state.choice.department, co: chosenCo(), category: state.choice.category };
+  const department = state.choice.department;
+  const co = chosenCo();
+  const category = state.choice.category;
+  const chosen = [
+    department && (co.length ? `${department}（会办：${co.join("、")}）` : department),
+    category,
+  ].filter(Boolean).join(" / ");
+  const request = state.request;
   state.saving = s;
   confirmButton.disabled = true;
   setStatus($("feedback-status"), "正在保存…", "busy");
@@ -597,11 +604,6 @@ async function confirmChoice() {
     if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
-    const { department, co, category } = sent;
-    const chosen = [
-      department && (co.length ? `${department}（会办：${co.join("、")}）` : department),
-      category,
-    ].filter(Boolean).join(" / ");
     const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;
     setStatus(
       $("feedback-status"),
@@ -609,11 +611,25 @@ async function confirmChoice() {
       "ok",
     );
   } catch (e) {
-    setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
+    if (state.suggestion === s) setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
+    else reportUnsaved(ticketId, request.text, chosen, e.message); // its advice is gone
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
   }
+}
+
+// A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
+// its status line are gone, and a message there would read as the next ticket's. Said under the
+// form instead (outside the advice), naming the ticket, until dismissed.
+function reportUnsaved(ticketId, text, chosen, reason) {
+  const chars = [...text.replace(/\s+/g, " ").trim()];
+  const start = `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」`;
+  const ticket = ticketId ? `工单 ${ticketId}${start}` : `工单${start}`;
+  $("unsaved-list").append(
+    el("li", {}, `${ticket}的派单（${chosen}）没有保存：${reason}。请重新分派该工单后再保存。`),
+  );
+  $("unsaved").hidden = false;
 }
 
 // -- searchable lists ------------------------------------------------------------------------------
@@ -758,6 +774,10 @@ $("clear-button").addEventListener("click", () => {
   setStatus($("route-status"), "");
   checkLimits();
   textInput.focus();
+});
+$("unsaved-dismiss").addEventListener("click", () => {
+  $("unsaved").hidden = true;
+  setChildren($("unsaved-list"));
 });
 textInput.addEventListener("input", checkLimits);
 titleInput.addEventListener("input", checkLimits);
