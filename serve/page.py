@@ -1,4 +1,4 @@
-"""The dispatcher's web page: ``GET /`` and its three local assets under ``/static``.
+"""The dispatcher's web page: ``GET /`` and its local assets under ``/static``.
 
 Government networks are often closed, so everything the page needs is served from here: no CDN, no
 external fonts. The Content-Security-Policy allows only same-origin scripts and styles and no inline
@@ -22,6 +22,7 @@ INDEX_FILE = "index.html"
 # name -> media type; nothing outside this list is ever served.
 ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
+    "check.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -834,3 +834,4 @@ textInput.focus();
 // script cannot submit the form (reloading the page and losing the complaint typed).
 routeButton.disabled = false;
 $("script-notice").hidden = true;
+window.paidanStarted = true; // check.js looks at this when the page has loaded
