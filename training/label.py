@@ -1176,11 +1176,18 @@ def _start_engine(
                 "(killed, or out of memory: see the workers' logs)"
             )
         elif isinstance(e, FutureCancelledError):
-            why = (
-                "the connection to the scheduler was lost"
-                if e.reason == "scheduler-connection-lost"
-                else f"a chunk's task was cancelled ({e.reason})"
-            )
+            if e.reason == "scheduler-connection-lost":
+                why = "the connection to the scheduler was lost"
+            elif upload_model:
+                # The sent model lives in the workers' memory only: a worker that held it left
+                # (killed, out of memory, scaled down) and the tasks needing it were cancelled.
+                why = (
+                    "a worker holding the model sent by --upload-model left the cluster (killed, "
+                    "out of memory or scaled down) and the model went with it; the chunks' tasks "
+                    f"were cancelled ({e.reason})"
+                )
+            else:
+                why = f"a chunk's task was cancelled ({e.reason})"
         elif isinstance(e, CommClosedError):
             why = f"a connection was closed ({e})"
         else:

@@ -1062,6 +1062,47 @@ def test_a_lost_dask_scheduler_is_one_line_naming_resume(
     assert resumed.resumed_chunks == 2 and resumed.summary["rows"] == 40
 
 
+def test_a_worker_lost_with_the_uploaded_model_is_one_line_naming_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The only worker holding the --upload-model copy left (the OOM killer): the run ended with
+    # "a chunk's task was cancelled (lost dependencies)", naming neither the worker nor the model.
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(40))
+    out = tmp_path / "out.csv"
+    with LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+
+        def lose_the_worker(stage: str, done: int, total: int) -> None:
+            if done == 8:
+                cluster.sync(next(iter(cluster.workers.values())).close)
+
+        with pytest.raises(LabelError) as failed:
+            label(
+                [src],
+                tiny_model_dir,
+                out,
+                engine="dask",
+                scheduler=address,
+                chunk_size=4,
+                progress=lose_the_worker,
+                upload_model=True,
+            )
+    message = str(failed.value)
+    assert message.startswith(
+        f"the Dask cluster at {address} failed: a worker holding the model sent by "
+        "--upload-model left the cluster (killed, out of memory or scaled down) and the model "
+        "went with it; the chunks' tasks were cancelled ("
+    )
+    assert message.endswith("rerun the same command with --resume to continue from there")
+    resumed = label([src], tiny_model_dir, out, jobs=1, chunk_size=4, resume=True)
+    assert resumed.resumed_chunks >= 1 and resumed.summary["rows"] == 40
+
+
 def test_a_resume_after_a_promotion_says_which_model_continues_the_run(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
