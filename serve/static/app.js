@@ -360,6 +360,12 @@ function renderCoDepartments() {
 
 function addCo(label) {
   if (!state.suggestion || !label) return;
+  if (label === state.choice.department) {
+    // The lead itself: it showed a struck-through 「（人工加入）」 toggle that did nothing, until a
+    // change of lead made it a co-department unseen.
+    setStatus($("feedback-status"), `${label} 已是主办部门，无需加入会办。`);
+    return;
+  }
   if (!state.coShown.includes(label)) state.coShown = [...state.coShown, label];
   if (!state.co.includes(label)) state.co = [...state.co, label];
   renderCoDepartments();

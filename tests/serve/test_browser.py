@@ -1087,3 +1087,23 @@ def test_a_save_failing_after_the_dispatcher_moved_on_is_told_naming_its_ticket(
     expect(unsaved).to_be_hidden()
     assert live_server.feedback_count() == rows_before
     assert not [p for p in page.problems if "503" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_adding_the_lead_as_a_co_department_is_refused_with_a_word(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 加入会办部门 offered the lead too: choosing it showed a struck-through 「（人工加入）」 toggle
+    # that did nothing, and a later change of lead made it a co-department without a word.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-L1")
+    lead = pg.locator("#head-department .top-label").inner_text()
+    pg.select_option("#co-add", lead)
+    expect(pg.locator("#feedback-status")).to_have_text(f"{lead} 已是主办部门，无需加入会办。")
+    expect(pg.locator("#co-departments button")).to_have_count(0)
+    expect(pg.locator("#choice-co")).to_have_text("")
+    assert page.problems == []
