@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
 
+import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
@@ -312,9 +313,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return Health()
 
     @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
-    def readyz(router: RouterDep, db: DatabaseDep) -> Readiness:
+    async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
-        database = db.check()
+        database = await anyio.to_thread.run_sync(db.check, limiter=_probe_threads(request))
         return Readiness(
             status="ready" if database["ok"] else "degraded",
             model_version=router.version,
@@ -326,12 +327,29 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         api.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @api.get("/metrics", tags=["probes"], response_class=Response)
-    def metrics_endpoint(metrics: MetricsDep) -> Response:
+    async def metrics_endpoint(request: Request, metrics: MetricsDep) -> Response:
         """Prometheus metrics: requests and latency per route, predictions, share sent to review."""
-        content, media_type = metrics.exposition()
+        content, media_type = await anyio.to_thread.run_sync(
+            metrics.exposition, limiter=_probe_threads(request)
+        )
         return Response(content, media_type=media_type)
 
     return api
+
+
+# Threads of their own for the probes' blocking work (/readyz pings the database, /metrics reads
+# the multiprocess files): in the threadpool that /v1/route/batch and /v1/feedback share (40
+# threads), a probe waited behind 40 running batch requests, and a load balancer's probe timed out
+# (and took the server out of rotation) exactly when it was busiest.
+PROBE_THREADS = 2
+
+
+def _probe_threads(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    limiter = getattr(state, "probe_threads", None)
+    if limiter is None:  # made in the event loop, on first use
+        limiter = state.probe_threads = anyio.CapacityLimiter(PROBE_THREADS)
+    return limiter
 
 
 def _response(result: RouteResult, ticket_id: str | None, start: float) -> RouteResponse:

@@ -395,6 +395,41 @@ def test_probes_answer_head(client: TestClient) -> None:
     assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
 
 
+def test_probes_answer_while_the_shared_threadpool_is_taken(client: TestClient) -> None:
+    # /readyz and /metrics ran in the threadpool that /v1/route/batch and /v1/feedback share: with
+    # 40 batch requests running, a probe waited for one of them, and a load balancer took the busy
+    # server out of rotation. Here the pool has one thread, held by a request until the probes
+    # have answered; with the shared pool they could only answer after it (its wait ran out).
+    import threading
+
+    import anyio
+
+    app = client.app
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    async def one_thread() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+
+    def hold() -> None:  # a plain def: it takes the pool's only thread
+        started.set()
+        release.wait(20)
+        finished.set()
+
+    app.router.add_api_route("/test/one-thread", one_thread)  # type: ignore[attr-defined]
+    app.router.add_api_route("/test/hold", hold)  # type: ignore[attr-defined]
+    client.get("/test/one-thread")
+    holder = threading.Thread(target=client.get, args=("/test/hold",))
+    holder.start()
+    try:
+        assert started.wait(10)
+        for path in ("/readyz", "/metrics"):
+            assert client.get(path).status_code == 200, path
+            assert not finished.is_set(), f"{path} answered only after the held request"
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_model_outside_the_root_is_refused(
     make_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
