@@ -239,6 +239,11 @@ async function loadModel() {
       ...state.labels.department.map((d) => el("option", { value: d }, d)),
     );
     if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
+    // A category-only model: the legend and the footer speak of no department.
+    const departments = Boolean(info && info.labels && info.labels.department);
+    for (const node of document.querySelectorAll('[data-head="department"]')) {
+      node.hidden = !departments;
+    }
     const limits = (info && info.limits) || {};
     if (Number.isInteger(limits.max_text_chars)) state.limits.text = limits.max_text_chars;
     if (Number.isInteger(limits.max_title_chars)) state.limits.title = limits.max_title_chars;

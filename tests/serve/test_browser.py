@@ -754,6 +754,10 @@ def test_a_category_only_deployment_saves_the_dispatchers_decision(
             open_page(run, server)
             route_via_keyboard(run, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "CAT-1")
             expect(pg.locator("#head-department")).to_be_hidden()
+            # No department in the legend or the footer's keys either.
+            expect(pg.locator(".legend .ev-department")).to_be_hidden()
+            expect(pg.locator(".legend .ev-category")).to_be_visible()
+            assert "部门" not in pg.locator("footer").inner_text()
             category = pg.locator("#head-category .top-label").inner_text()
             pg.locator("#confirm-button").click()
             expect(pg.locator("#feedback-status")).to_contain_text(f"✓ 已保存：采纳建议 {category}")
