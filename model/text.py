@@ -42,6 +42,21 @@ MASK_LANDLINE = "[电话]"
 MASK_EMAIL = "[邮箱]"
 MASK_CARD = "[银行卡号]"
 
+# What citizens write between a number's groups: a space, a hyphen, a dot, an en or an em dash; the
+# other dashes that word processors and phone keyboards put there (U+2010 hyphen, U+2011
+# non-breaking hyphen, U+2012 figure dash, U+2015 horizontal bar, U+2212 minus sign), which NFKC
+# keeps; and the ideographic full stop that a Chinese keyboard types for a dot (138。1234。5678).
+# NFKC has already made the full-width forms (－ ．) half-width. The patterns below write the class
+# as {S}.
+_SEPARATORS = " .-\u2013\u2014\u2010\u2011\u2012\u2015\u2212\u3002"
+_SEP = "[" + re.escape(_SEPARATORS) + "]"
+
+
+def _pattern(source: str) -> re.Pattern[str]:
+    """``source`` compiled, with ``{S}`` standing for the class of group separators."""
+    return re.compile(source.replace("{S}", _SEP))
+
+
 # 18-digit ID numbers with a plausible birth date, also written in groups of 6-8-4, 6-4-4-4 or
 # 4-4-4-4-2 digits with a space, a hyphen, a dot or a dash between them, as mobile numbers are
 # (430102 19900101 1234, 430102-1990-0101-123X, 4301 0219 9001 0112 34, 430102.19900101.1234,
@@ -50,13 +65,13 @@ MASK_CARD = "[银行卡号]"
 # checked), also in groups of 6-6-3 digits with the same separators (430102 900101 123,
 # 430102-900101-123). One pattern for all these forms scans a long ticket as fast as one for the
 # unbroken form; the tests check it against a pattern for each.
-_ID_NUMBER = re.compile(
+_ID_NUMBER = _pattern(
     r"[1-9](?<!\d\d)\d{3}"
     r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
-    r"|\d{2}[ .\-–—](?:18|19|20)\d{2}[ .\-–—]?(?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"
-    r"|[ .\-–—]\d{2}(?:18|19|20)[ .\-–—]\d{2}(?:0[1-9]|1[0-2])[ .\-–—]\d{4}[ .\-–—]\d)[\dXx]"
+    r"|\d{2}{S}(?:18|19|20)\d{2}{S}?(?:0[1-9]|1[0-2])\d{2}{S}\d{3}"
+    r"|{S}\d{2}(?:18|19|20){S}\d{2}(?:0[1-9]|1[0-2]){S}\d{4}{S}\d)[\dXx]"
     r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}"
-    r"|\d{2}[ .\-–—]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—]\d{3})"
+    r"|\d{2}{S}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]){S}\d{3})"
     r"(?![\dA-Za-z])"
 )
 
@@ -72,8 +87,8 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-# The characters written between a number's groups: a space, a hyphen, a dot, an en or an em dash.
-_NO_SEPARATORS = str.maketrans("", "", " .-–—")
+# The separators removed from a number to check its digits (see _SEPARATORS).
+_NO_SEPARATORS = str.maketrans("", "", _SEPARATORS)
 
 
 def _mask_card(match: re.Match[str]) -> str:
@@ -169,9 +184,9 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # stay as written (see _mask_card). Four groups before a last one that ends in an X are the
     # 4-4-4-4-2 form of an ID number (4301 0219 9001 0112 3X), never a card and what follows.
     (
-        re.compile(
+        _pattern(
             r"[3-69](?<!\d\d)\d{3}"
-            r"(?:\d{12,15}|(?:[ .\-–—]\d{4}){3}(?:[ .\-–—]\d{1,3})?(?![ .\-–—]\d{1,3}[Xx]))"
+            r"(?:\d{12,15}|(?:{S}\d{4}){3}(?:{S}\d{1,3})?(?!{S}\d{1,3}[Xx]))"
             r"(?![\dXx])"
         ),
         _mask_card,
@@ -180,9 +195,9 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # Mobile numbers, also written with spaces, hyphens, dots or dashes (138-0000-1234,
     # 138.0000.1234, 138–0000–1234) or a +86 or 0086 prefix.
     (
-        re.compile(
+        _pattern(
             r"(?:\+(?<!\d\+)86[ -]?1|0(?<!\d0)086[ -]?1|8(?<!\d8)6[ -]?1|1(?<!\d1))[3-9]\d"
-            r"(?:[ .\-–—]?\d{4}){2}(?!\d)"
+            r"(?:{S}?\d{4}){2}(?!\d)"
         ),
         MASK_MOBILE,
     ),
@@ -194,16 +209,16 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # Not after a bare 号码: 发票号码, 快递单号码 and 工单号码 name the invoice or order a
     # complaint is about.
     (
-        re.compile(
-            r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?[ .\-–—]?"
-            r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)"
+        _pattern(
+            r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?{S}?"
+            r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
         ),
         MASK_LANDLINE,
     ),
     (
-        re.compile(
+        _pattern(
             r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
-            r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)"
+            r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
         ),
         r"\1\2" + MASK_LANDLINE,
     ),
@@ -216,7 +231,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
 # bank card holds such a number too; the card pattern calls its Luhn check only on a run of 16 or
 # more digits, and a separate search for one first (tried) cost more than it saved.
 # Masking only ever removes digits, so a condition that fails before a pattern still fails after it.
-_LONG_NUMBER = re.compile(r"\d{3}[ .\-–—]?\d{4}")
+_LONG_NUMBER = _pattern(r"\d{3}{S}?\d{4}")
 _MOBILE_START = re.compile(r"1[3-9]\d")
 
 

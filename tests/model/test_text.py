@@ -25,6 +25,11 @@ from model.text import (
 
 REPO = Path(__file__).resolve().parents[2]
 
+# What citizens write between a number's groups: a space, a hyphen, a dot, an en or an em dash, the
+# dashes word processors put there (hyphen, non-breaking hyphen, figure dash, horizontal bar, minus
+# sign) and the ideographic full stop a Chinese keyboard types for a dot.
+_SEPARATORS = [" ", "-", ".", "–", "—", "\u2010", "\u2011", "\u2012", "\u2015", "\u2212", "。"]
+
 
 def test_normalize_folds_width_whitespace_and_excel_artefacts():
     assert normalize("ＡＢＣ１２３") == "abc123"
@@ -119,6 +124,21 @@ def test_mask_pii_leaves_ordinary_numbers_alone(text):
         ("电话 8888–0000", "电话 " + MASK_LANDLINE),
         ("快递单号码1234 5678", "快递单号码1234 5678"),
         ("zhangsan@163。com", MASK_EMAIL),
+        # Leaked before: the dashes a word processor or a phone keyboard writes (U+2010 hyphen,
+        # U+2011 non-breaking hyphen, U+2212 minus sign, U+2015 horizontal bar), which NFKC keeps,
+        # and the 。 a Chinese keyboard types for a dot.
+        ("138\u20101234\u20105678", MASK_MOBILE),
+        ("138\u20111234\u20115678", MASK_MOBILE),
+        ("138\u22121234\u22125678", MASK_MOBILE),
+        ("138。1234。5678", MASK_MOBILE),
+        ("0731\u20158888\u20150000", MASK_LANDLINE),
+        ("0731。8888。0000", MASK_LANDLINE),
+        ("电话:8888\u22120000", "电话:" + MASK_LANDLINE),
+        ("430102\u201019900101\u20101234", MASK_ID),
+        ("6222\u22120212\u22123456\u22127890\u2212128", MASK_CARD),
+        ("6222。0212。3456。7890。128", MASK_CARD),
+        # A sentence that ends after a number is not one number with the next.
+        ("共计12件。2020年3月", "共计12件。2020年3月"),
         ("123456 @qq.com", MASK_EMAIL),
         ("zhangsan @ 163.com", MASK_EMAIL),
     ],
@@ -266,7 +286,7 @@ def test_an_order_number_that_passes_luhn_but_no_issuer_is_not_a_card(number):
     st.sampled_from("123456789"),
     st.text(alphabet="0123456789", min_size=14, max_size=17),
     st.booleans(),
-    st.sampled_from([" ", "-", ".", "–", "—"]),
+    st.sampled_from(_SEPARATORS),
 )
 def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle, fail, separator):
     body = first + middle
@@ -301,7 +321,7 @@ _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
         st.sampled_from("0123456789Xx"),
     ).map("".join),
     st.sampled_from(_GROUPINGS),
-    st.sampled_from([" ", "-", ".", "–", "—"]),
+    st.sampled_from(_SEPARATORS),
 )
 @example("43010219900101123X", (4, 4, 4, 4, 2), " ")  # its first 16 digits pass Luhn
 def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separator):
@@ -319,7 +339,7 @@ def test_an_id_number_in_groups_is_masked_as_in_one_run(number, grouping, separa
         st.sampled_from([f"{d:02d}" for d in range(34)]),
         st.text(alphabet="0123456789", min_size=3, max_size=3),
     ).map("".join),
-    st.sampled_from([" ", "-", ".", "–", "—"]),
+    st.sampled_from(_SEPARATORS),
 )
 def test_a_first_generation_id_number_in_groups_is_masked_as_in_one_run(number, separator):
     # 6-6-3: the month and day check applies to the digits, whatever the groups.
@@ -426,14 +446,14 @@ def _card_as_first_written(match: re.Match[str]) -> str:
     """A card number passes Luhn and is not an 18-digit ID number; four groups that pass, of more,
     are a card and what follows."""
     number = match.group()
-    digits = re.sub("[ .\\-–—]", "", number)
+    digits = re.sub("[ .\\-–—‐‑‒―−。]", "", number)
     if re.fullmatch(_FIRST_ID_18, digits):
         return number
     if _passes_luhn(digits):
         return "[银行卡号]"
-    if re.fullmatch(r"\d{4}(?:[ .\-–—]\d{4}){3}[ .\-–—]\d{1,3}", number) and _passes_luhn(
-        digits[:16]
-    ):
+    if re.fullmatch(
+        r"\d{4}(?:[ .\-–—‐‑‒―−。]\d{4}){3}[ .\-–—‐‑‒―−。]\d{1,3}", number
+    ) and _passes_luhn(digits[:16]):
         return "[银行卡号]" + number[19:]
     return number
 
@@ -442,17 +462,17 @@ _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
     (
         r"(?<!\d)(?:[3-69]\d{15,18}"  # unbroken
-        r"|[3-69]\d{3}[ .\-–—]\d{4}[ .\-–—]\d{4}[ .\-–—]\d{4}"  # 4-4-4-4(-1..3)
-        r"(?:[ .\-–—]\d{1,3})?(?![ .\-–—]\d{1,3}[Xx]))"
+        r"|[3-69]\d{3}[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d{4}"  # 4-4-4-4(-1..3)
+        r"(?:[ .\-–—‐‑‒―−。]\d{1,3})?(?![ .\-–—‐‑‒―−。]\d{1,3}[Xx]))"
         r"(?![\dXx])",
         _card_as_first_written,
     ),
     (_FIRST_ID_18, "[身份证号]"),
     (
-        r"(?<!\d)(?:[1-9]\d{5}[ .\-–—](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"  # 6-8-4
-        r"|[1-9]\d{5}[ .\-–—](?:18|19|20)\d{2}[ .\-–—](?:0[1-9]|1[0-2])\d{2}[ .\-–—]\d{3}"  # 6-4-4-4
-        r"|[1-9]\d{3}[ .\-–—]\d{2}(?:18|19|20)[ .\-–—]\d{2}(?:0[1-9]|1[0-2])"  # 4-4-4-4-2
-        r"[ .\-–—]\d{4}[ .\-–—]\d)"
+        r"(?<!\d)(?:[1-9]\d{5}[ .\-–—‐‑‒―−。](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ .\-–—‐‑‒―−。]\d{3}"  # 6-8-4
+        r"|[1-9]\d{5}[ .\-–—‐‑‒―−。](?:18|19|20)\d{2}[ .\-–—‐‑‒―−。](?:0[1-9]|1[0-2])\d{2}[ .\-–—‐‑‒―−。]\d{3}"  # 6-4-4-4
+        r"|[1-9]\d{3}[ .\-–—‐‑‒―−。]\d{2}(?:18|19|20)[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])"  # 4-4-4-4-2
+        r"[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d)"
         r"[\dXx](?![\dA-Za-z])",
         "[身份证号]",
     ),
@@ -461,15 +481,18 @@ _FIRST_PII_PATTERNS = (
         "[身份证号]",
     ),
     (
-        r"(?<!\d)[1-9]\d{5}[ .\-–—]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—]\d{3}"  # 6-6-3
+        r"(?<!\d)[1-9]\d{5}[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—‐‑‒―−。]\d{3}"  # 6-6-3
         r"(?![\dA-Za-z])",
         "[身份证号]",
     ),
-    (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—]?\d{4}){2}(?!\d)", "[手机号]"),
-    (r"(?<!\d)(?:\(?0\d{2,3}\)?[ .\-–—]?)(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)", "[电话]"),
+    (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—‐‑‒―−。]?\d{4}){2}(?!\d)", "[手机号]"),
+    (
+        r"(?<!\d)(?:\(?0\d{2,3}\)?[ .\-–—‐‑‒―−。]?)(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
+        "[电话]",
+    ),
     (
         r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
-        r"(?:\d{7,8}|\d{3,4}[ .\-–—]\d{4})(?!\d)",
+        r"(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         r"\1\2[电话]",
     ),
 )
@@ -506,6 +529,9 @@ def _mask_every_pattern(text: str) -> str:
                         "-",
                         "–",
                         "—",
+                        "\u2010",
+                        "\u2212",
+                        "。",
                         "+86",
                         "0086",
                         "(",
@@ -570,7 +596,7 @@ def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
 @given(
     st.text(
         alphabet=st.one_of(
-            st.sampled_from("0123456789+-–—.() :：电话座机号码联系方式是tel Xx8６٣"),
+            st.sampled_from("0123456789+-–—‐‑‒―−。.() :：电话座机号码联系方式是tel Xx8６٣"),
             st.characters(codec="utf-8"),
         ),
         max_size=60,
