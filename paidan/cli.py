@@ -567,7 +567,7 @@ def label(
         typer.Option(
             min=1,
             help="Worker processes (default: the number of cores; with --engine dask the "
-            "LocalCluster's workers, default 2, not used with --scheduler)",
+            "LocalCluster's workers, default 2; refused with --scheduler)",
         ),
     ] = None,
     chunk_size: Annotated[

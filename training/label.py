@@ -617,6 +617,12 @@ def label(
                 f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine dask "
                 "(without it the backlog is labelled on this machine)"
             )
+    elif scheduler and jobs is not None:
+        # Ignored without a word: the cluster's workers labelled, however many --jobs asked for.
+        raise LabelError(
+            "--jobs sets the workers of the LocalCluster paidan starts; with --scheduler the "
+            "cluster's own workers label (give them processes with `dask worker --nworkers N`)"
+        )
     model_dir = Path(model_dir)
     meta = verify(model_dir, model_root)
     files = expand_paths(inputs)

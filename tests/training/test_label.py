@@ -1340,6 +1340,19 @@ def test_dask_options_without_the_dask_engine_are_refused(
     assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
 
 
+def test_jobs_with_a_scheduler_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # --jobs sizes the LocalCluster; with --scheduler it was ignored without a word.
+    pytest.importorskip("distributed")
+    src = write_csv(tmp_path / "in.csv", ticket_rows(3))
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o.csv")]
+    dask = ["--engine", "dask", "--scheduler", "tcp://192.0.2.1:8786"]
+    res = CliRunner().invoke(app, [*args, *dask, "--jobs", "4"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error: --jobs sets the workers of the LocalCluster")
+    assert "dask worker --nworkers N" in res.output
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]
+
+
 def test_an_unknown_engine_is_refused_before_anything_is_written(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
