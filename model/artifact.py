@@ -206,8 +206,41 @@ def check_not_directory_name(path: str | Path, option: str, example: str) -> Non
         )
 
 
+# Every file a model directory holds (save_router writes these and nothing else).
+MODEL_FILES = frozenset({METADATA_FILE, ROUTER_FILE, SERVING_FILE, USERDICT_FILE, STOPWORDS_FILE})
+
+
+def not_a_model_directory(path: str | Path) -> str | None:
+    """Why the existing directory ``path`` is not a model directory, or ``None`` when it is one.
+
+    A model directory has a ``metadata.json`` at its top and holds nothing but :data:`MODEL_FILES`,
+    as regular files: no subdirectory, no symlink, no file of another name.
+    """
+    path = Path(path)
+    others = sorted(
+        (
+            p
+            for p in path.iterdir()
+            if p.name not in MODEL_FILES or p.is_symlink() or not p.is_file()
+        ),
+        key=lambda p: p.name,
+    )
+    if others:
+        shown = [p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in others]
+        more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+        return f"it holds {', '.join(shown[:3])}{more}, which no model directory holds"
+    if not (path / METADATA_FILE).is_file():
+        return f"it has no {METADATA_FILE}"
+    return None
+
+
 def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
-    """Refuse ``out_dir`` unless it is absent, empty, or ``force`` replaces it.
+    """Refuse ``out_dir`` unless it is absent, empty, or an earlier model directory ``force`` replaces.
+
+    Replacing deletes the directory whole, so ``force`` replaces only what :func:`save_router` wrote
+    (:func:`not_a_model_directory`): ``paidan train --out models --force`` deleted the model root
+    with every version and the registry, and ``--out history --force`` the training data just read.
+    A symlink is refused too: a model directory is a real directory.
 
     :func:`save_router` checks it; training checks it first too, so that a long training run is
     not wasted on a directory it may not write.
@@ -215,13 +248,27 @@ def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
     Raises
     ------
     FileExistsError
-        If ``out_dir`` exists, is not empty and ``force`` is false.
+        If ``out_dir`` is an earlier model directory and ``force`` is false.
     OutputPathError
-        If ``out_dir`` is a file, or no directory can be made where it goes.
+        If ``out_dir`` is a file or a symlink, no directory can be made where it goes, or it is a
+        non-empty directory that is not a model directory (whatever ``force`` says).
     """
     out = Path(out_dir)
+    if out.is_symlink():
+        raise OutputPathError(
+            f"--out {out} is a symlink; a model directory is a real directory: name a new one"
+        )
     check_writable(out, "--out", directory=True)
-    if out.exists() and any(out.iterdir()) and not force:
+    if not (out.exists() and any(out.iterdir())):
+        return
+    why = not_a_model_directory(out)
+    if why is not None:
+        raise OutputPathError(
+            f"--out {out} already exists and is not a model directory ({why}); only an earlier "
+            "model directory is ever replaced, and this one is left as it is: name a new or "
+            "empty directory for the model"
+        )
+    if not force:
         raise FileExistsError(
             f"{out} already exists and is not empty; a model directory is never overwritten "
             "(choose another --out, or pass --force to replace it)"
@@ -250,7 +297,8 @@ def save_router(
         Files to copy into the directory, by their constant name (``USERDICT_FILE``,
         ``STOPWORDS_FILE``), or the bytes to write there; ``None`` values are skipped.
     force : bool, default False
-        Replace an existing non-empty directory. Without it such a directory is refused.
+        Replace an earlier model directory at ``out_dir``. Without it such a directory is refused;
+        any other non-empty directory is refused either way (:func:`check_out_dir`).
 
     Returns
     -------
@@ -260,7 +308,10 @@ def save_router(
     Raises
     ------
     FileExistsError
-        If ``out_dir`` exists, is not empty and ``force`` is false.
+        If ``out_dir`` is an earlier model directory and ``force`` is false.
+    OutputPathError
+        If ``out_dir`` is a non-empty directory that is not a model directory (see
+        :func:`check_out_dir`).
     ValueError
         If ``router`` was loaded for serving (it has no scikit-learn objects to write).
     """

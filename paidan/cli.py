@@ -232,7 +232,11 @@ def train(
         typer.Option("--out", help="Model directory to write (default: <model root>/<version>)"),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Replace an existing non-empty --out directory")
+        bool,
+        typer.Option(
+            help="Replace an earlier model directory at --out (any other non-empty directory is "
+            "refused)"
+        ),
     ] = False,
     strict: Annotated[
         bool, typer.Option(help="Refuse rare labels instead of merging them into 其他")

@@ -15,6 +15,7 @@ from model.artifact import (
     ROUTER_FILE,
     SERVING_FILE,
     ModelLoadError,
+    OutputPathError,
     load_router,
     read_metadata,
     save_router,
@@ -63,15 +64,62 @@ def test_save_then_load_gives_identical_predictions(tiny_model_dir, tmp_path):
     assert [r.model_dump() for r in reloaded.predict(PROBES)] == before
 
 
-def test_existing_directory_is_refused_without_force(tiny_model_dir, tmp_path):
-    router, _ = load_router(tiny_model_dir)
-    out = tmp_path / "m"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
+def test_an_earlier_model_directory_is_replaced_only_with_force(tiny_model_dir, tmp_path):
+    router, meta = load_router(tiny_model_dir)
+    out = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (out / METADATA_FILE).chmod(stat.S_IRUSR | stat.S_IWUSR)
+    (out / METADATA_FILE).write_text(json.dumps({**meta, "version": "earlier"}), encoding="utf-8")
     with pytest.raises(FileExistsError, match="--force"):
         save_router(router, out, {})
+    assert read_metadata(out)["version"] == "earlier"
     save_router(router, out, {}, force=True)
-    assert not (out / "keep.txt").exists() and (out / METADATA_FILE).is_file()
+    assert read_metadata(out)["version"] == router.version
+
+
+def _tree(path: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(path)): None if p.is_dir() else p.read_bytes() for p in path.rglob("*")
+    }
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        # a model root: versions, current and the registry (`paidan train --out models --force`)
+        ({"v1/metadata.json": "{}", "current": "v1", "registry.json": "{}"}, "it holds current, "),
+        ({"tickets.csv": "id,title", "feedback.db": ""}, "it holds feedback.db, tickets.csv, "),
+        # a model directory and something else
+        ({"metadata.json": "{}", "router.joblib": "", "notes.txt": "keep"}, "it holds notes.txt, "),
+        ({"router.joblib": "", "userdict.txt": ""}, "it has no metadata.json"),
+    ],
+    ids=["model-root", "data", "model-and-more", "no-metadata"],
+)
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_a_directory_that_is_not_a_model_is_never_replaced(
+    tiny_model_dir, tmp_path, content, why, force
+):
+    # --force deleted whatever directory --out named (shutil.rmtree), and the refusal without
+    # it advised --force.
+    router, _ = load_router(tiny_model_dir)
+    out = tmp_path / "dir"
+    for name, text in content.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text, encoding="utf-8")
+    before = _tree(out)
+    with pytest.raises(OutputPathError, match="is not a model directory") as e:
+        save_router(router, out, {}, force=force)
+    assert why in str(e.value) and "--force" not in str(e.value)
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["dir"]  # no staging directory left
+
+
+def test_a_symlink_out_is_refused(tiny_model_dir, tmp_path):
+    router, _ = load_router(tiny_model_dir)
+    target = shutil.copytree(tiny_model_dir, tmp_path / "real")
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    with pytest.raises(OutputPathError, match="is a symlink"):
+        save_router(router, tmp_path / "link", {}, force=True)
+    assert _tree(target) == _tree(tiny_model_dir)
 
 
 @pytest.mark.parametrize("serving", [False, True], ids=["whole", "serving"])

@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -386,19 +387,34 @@ def test_a_label_with_two_rows_is_a_clear_error_in_the_python_api(tiny_config):
         cross_validate_heads([("department", X, y)], tiny_config, n_jobs=None, head="department")
 
 
-def test_an_occupied_out_dir_is_refused_before_any_training(tmp_path, tiny_csv, monkeypatch):
+def test_an_occupied_out_dir_is_refused_before_any_training(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
     import training.train as training_train
 
     def not_reached(*args, **kwargs):
         raise AssertionError("trained, then refused the directory")
 
     monkeypatch.setattr(training_train, "fit_router", not_reached)
+    earlier = shutil.copytree(tiny_model_dir, tmp_path / "earlier")
+    r = cli_train(tiny_csv, earlier)
+    assert r.exit_code == 2 and "already exists and is not empty" in r.output
+    assert "--force" in r.output  # an earlier model directory: --force replaces it
+    assert sorted(p.name for p in earlier.iterdir()) == sorted(
+        p.name for p in tiny_model_dir.iterdir()
+    )
+    # Not a model directory: --force deleted it whole after the training, and was advised.
     out = tmp_path / "m"
     out.mkdir()
     (out / "notes.txt").write_text("keep me", encoding="utf-8")
-    r = cli_train(tiny_csv, out)
-    assert r.exit_code == 2 and "already exists and is not empty" in r.output
-    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    for force in ([], ["--force"]):
+        r = cli_train(tiny_csv, out, *force)
+        assert r.exit_code == 2, r.output
+        message = " ".join(r.output.split())
+        assert f"--out {out} already exists and is not a model directory" in message
+        assert "it holds notes.txt, which no model directory holds" in message
+        assert "--force" not in message
+        assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
