@@ -43,7 +43,7 @@ from model.artifact import (
 )
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
-from model.settings import Settings, SettingsError, get_settings, load_settings
+from model.settings import Settings, SettingsError, load_settings
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 from training.validate import TrainingDataError
@@ -353,7 +353,7 @@ def train(
                 userdict=userdict,
                 stopwords=stopwords,
                 unlabelled=unlabelled or [],
-                model_root=get_settings().model_root,
+                model_root=load_settings().model_root,
                 progress=_RichProgress(bar),
                 n_jobs=jobs or -1,
                 window=Window(since, max_rows),

@@ -23,12 +23,24 @@ from model import resources
 from model.artifact import (
     STOPWORDS_FILE,
     USERDICT_FILE,
+    OutputPathError,
+    check_not_input,
     check_out_dir,
     save_router,
     sha256_file,
 )
 from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, TrainingConfig
 from model.pipeline import build_classifier
+from model.registry import (
+    CURRENT_FILE,
+    EVAL_DIR,
+    LEASES_DIR,
+    LOCK_FILE,
+    REGISTRY_FILE,
+    REPORTS_DIR,
+    SCORES_DIR,
+    versions,
+)
 from model.router import (
     HEADS,
     IDENTITY_MAP,
@@ -638,6 +650,84 @@ def fit_router(
     return router, cv
 
 
+# What the registry keeps beside the versions under the model root (model.registry).
+REGISTRY_ENTRIES = (
+    CURRENT_FILE,
+    REGISTRY_FILE,
+    LOCK_FILE,
+    SCORES_DIR,
+    EVAL_DIR,
+    REPORTS_DIR,
+    LEASES_DIR,
+)
+
+# How check_not_input ends for an --out that is an input file, and one that is or lies inside an
+# input directory.
+OUT_IS_INPUT_ADVICE = "name a new directory for the model (replacing it would delete the input)"
+OUT_IN_INPUT_ADVICE = "name a directory outside it (a model is kept apart from the data it reads)"
+
+
+def check_train_out(
+    out_dir: str | Path,
+    inputs: Sequence[str | Path] = (),
+    model_root: str | Path | None = None,
+) -> None:
+    """Refuse, whatever ``force`` says, an ``--out`` that is an input or part of the model root.
+
+    Writing a model replaces ``--out`` whole (:func:`model.artifact.save_router`), so it must not be
+    the model root or a directory holding it, a registered version (immutable: a server or
+    ``paidan label`` may be reading it, and its scores describe it), or inside one, or the
+    registry's own files and directories (``scores/``, ``eval/`` …: a model written as
+    ``scores`` was then listed as a version, and scores written into it). Nor may it be an input
+    (``inputs``: training files or directories, unlabelled files, user dictionary, stopword list),
+    lie inside an input directory, or hold an input.
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``--out``, what it is and why it cannot be written.
+    """
+    out = Path(out_dir)
+    target = out.resolve()
+    if model_root is not None:
+        root = Path(model_root)
+        where = f"the model root {root} (PAIDAN_MODEL_ROOT)"
+        if target == root.resolve():
+            raise OutputPathError(
+                f"--out {out} is {where}, which holds every version, current and the registry; "
+                f"omit --out to write {root / '<version>'}, or name a new directory"
+            )
+        if root.resolve().is_relative_to(target):
+            raise OutputPathError(
+                f"--out {out} holds {where}, with every version and the registry; name a new "
+                "directory"
+            )
+        for version in versions(root):
+            held = (root / version).resolve()
+            if target == held or target.is_relative_to(held):
+                what = "is" if target == held else "is inside"
+                raise OutputPathError(
+                    f"--out {out} {what} the registered version {version} under {where}; a "
+                    "version is never modified (a server or `paidan label` may be reading it, "
+                    f"and {SCORES_DIR}/{version}.json describes it): name a new directory"
+                )
+        for name in REGISTRY_ENTRIES:
+            entry = (root / name).resolve()
+            if target == entry or target.is_relative_to(entry):
+                what = "is" if target == entry else "is inside"
+                raise OutputPathError(
+                    f"--out {out} {what} the registry's {name} under {where}; name a new directory"
+                )
+    given = [Path(p) for p in inputs]
+    check_not_input([out], given, "--out", OUT_IS_INPUT_ADVICE, OUT_IN_INPUT_ADVICE)
+    for path in given:
+        if path.resolve().is_relative_to(target):
+            raise OutputPathError(
+                f"--out {out} holds the input {path}; replacing it would delete the input: name "
+                "a new directory for the model"
+            )
+
+
 def train(
     paths: Sequence[str | Path],
     out_dir: str | Path | None,
@@ -670,13 +760,15 @@ def train(
     strict : bool
         Refuse labels with fewer than ``config.min_examples`` rows instead of merging them into 其他.
     force : bool
-        Replace an existing non-empty ``out_dir``.
+        Replace ``out_dir`` when it is an earlier model directory (never anything else: see
+        :func:`check_train_out` and :func:`model.artifact.check_out_dir`).
     userdict, stopwords : str or Path, optional
         Tokenizer resources; default to the bundled ones.
     unlabelled : sequence of str or Path
         Unlabelled ticket files whose texts widen the vocabulary and IDF statistics.
     model_root : str or Path, optional
-        Where versions live when ``out_dir`` is ``None``.
+        Where versions live when ``out_dir`` is ``None``; an ``out_dir`` that is the root, holds
+        it, or is a version or the registry's under it is refused.
     progress : callable, optional
         Progress callback ``(stage, done, total)``.
     n_jobs : int or None
@@ -690,8 +782,10 @@ def train(
     -------
     TrainResult
     """
-    if out_dir is not None:
-        check_out_dir(out_dir, force)  # before the reading and training it would waste
+    if out_dir is not None:  # before the reading and training it would waste
+        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p)]
+        check_train_out(out_dir, inputs, model_root)
+        check_out_dir(out_dir, force)
     require_tokenizer(config)
     files = expand_paths(paths)
     raw = read_tickets(files, columns)
@@ -799,6 +893,7 @@ def train_frame(
     TrainResult
     """
     if out_dir is not None:
+        check_train_out(out_dir, [p for p in (userdict, stopwords) if p], model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
     df, report = validate(raw, config.min_examples, strict)

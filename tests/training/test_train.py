@@ -107,6 +107,13 @@ def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
 
     again = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
+    (out / "metadata.json").chmod(0o600)  # mark the earlier model, to see it replaced
+    (out / "metadata.json").write_text(
+        json.dumps({**read_metadata(out), "created": "earlier"}), encoding="utf-8"
+    )
+    again = cli_train(tiny_csv, out, "--force")  # an earlier model directory: replaced
+    assert again.exit_code == 0, again.output
+    assert read_metadata(out)["created"] != "earlier"
 
     report = tmp_path / "report.json"
     r = runner.invoke(app, ["evaluate", str(out), str(tiny_csv), "--report", str(report)])
@@ -415,6 +422,82 @@ def test_an_occupied_out_dir_is_refused_before_any_training(
         assert "it holds notes.txt, which no model directory holds" in message
         assert "--force" not in message
         assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def _tree(path: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(path)): None if p.is_dir() else p.read_bytes() for p in path.rglob("*")
+    }
+
+
+def test_cli_train_refuses_an_out_that_is_the_model_root_a_version_or_an_input(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
+    # With --force (which the refusal advised), `--out models` deleted the model root with every
+    # version and the registry, `--out history` the training data it had just read, `--out
+    # models/v1` replaced a registered, served version; an empty `models/scores` became a version.
+    import training.train as training_train
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("trained, then refused the directory")
+
+    monkeypatch.setattr(training_train, "fit_router", not_reached)
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    (root / "current").write_text("v1\n", encoding="utf-8")
+    (root / "registry.json").write_text("{}", encoding="utf-8")
+    (root / "scores").mkdir()  # empty, as are reports/ and eval/ until first used
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(root))
+    (tmp_path / "history").mkdir()
+    shutil.copyfile(tiny_csv, tmp_path / "history" / "2026-11.csv")
+    (tmp_path / "dict").mkdir()
+    (tmp_path / "dict" / "words.txt").write_text("油烟扰民\n", encoding="utf-8")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "feedback.db").write_bytes(b"SQLite format 3\x00")
+    data = "history/2026-11.csv"
+    in_history = "; name a directory outside it (a model is kept apart from the data it reads)"
+    cases = [
+        ([data], "models", f"is the model root {root} (PAIDAN_MODEL_ROOT), which holds every"),
+        ([data], ".", f"holds the model root {root} (PAIDAN_MODEL_ROOT)"),
+        ([data], str(tmp_path), f"holds the model root {root}"),
+        ([data], "models/v1", f"is the registered version v1 under the model root {root}"),
+        ([data], "models/v1/new", "is inside the registered version v1 under the model root"),
+        ([data], "models/scores", f"is the registry's scores under the model root {root}"),
+        ([data], "models/reports/m", "is inside the registry's reports under the model root"),
+        (["history"], "history", f"is the input history{in_history}"),
+        (["history"], "history/m", f"is inside the input history{in_history}"),
+        ([data], "history", f"holds the input {data}; replacing it would delete the input"),
+        (
+            [data],
+            data,
+            f"is the input {data}; name a new directory for the model (replacing it would "
+            "delete the input)",
+        ),
+        (
+            [data, "--userdict", "dict/words.txt"],
+            "dict",
+            "holds the input dict/words.txt; replacing it would delete the input",
+        ),
+        (
+            [data, "--unlabelled", "history"],
+            "history",
+            f"is the input history{in_history}",
+        ),
+        ([data], "var", "already exists and is not a model directory (it holds feedback.db,"),
+    ]
+    before = _tree(tmp_path)
+    for args, out, message in cases:
+        for force in ([], ["--force"]):
+            r = runner.invoke(app, ["train", *args, "--out", out, "--min-examples", "3", *force])
+            assert r.exit_code == 2, (out, force, r.output)
+            text = " ".join(r.output.split())
+            assert f"--out {out} {message}" in text, (out, text)
+            assert "--force" not in text and "Traceback" not in text, (out, text)
+            assert _tree(tmp_path) == before, (out, force)
+    # A new directory under the root is still a model directory to write.
+    r = runner.invoke(app, ["train", data, "--out", "models/v2", "--min-examples", "3"])
+    assert isinstance(r.exception, AssertionError) and "trained" in str(r.exception)
 
 
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
