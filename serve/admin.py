@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from model.artifact import ModelLoadError, load_serving_router
 from model.registry import current_dir
 from serve.auth import ADMIN_KEY
+from serve.body import JsonBodyRoute
 from serve.errors import ApiError
 from serve.reload import reload_model
 from serve.schemas import ErrorResponse, no_control
@@ -63,7 +64,7 @@ class ReloadResponse(BaseModel):
     model_dir: str
 
 
-admin_router = APIRouter(tags=["admin"])
+admin_router = APIRouter(tags=["admin"], route_class=JsonBodyRoute)
 
 
 @admin_router.post(

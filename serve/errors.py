@@ -156,6 +156,11 @@ def install_error_handlers(app: FastAPI) -> None:
             # one made, which misled 4xx alerts and readers of the access log.
             left = client_left()
             return error_response(left.status, left.code, left.message)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ApiError):
+            # Raised while FastAPI read the body (serve.body: a key written twice), which wraps
+            # any such error in a 400 "There was an error parsing the body".
+            cause = exc.__cause__
+            return error_response(cause.status, cause.code, cause.message, cause.field)
         if exc.status_code == 400 and exc.detail == BODY_UNREADABLE and exc.__cause__ is not None:
             return error_response(
                 400, "malformed_json", _unreadable_body(request, exc.__cause__), "body"

@@ -26,6 +26,7 @@ from model.router import RouteResult
 from model.text import clean, mask_pii, normalize
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
+from serve.body import JsonBodyRoute
 from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url
 from serve.deps import (
     DatabaseDep,
@@ -80,7 +81,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     document no 401/403: the check is three dependencies, and FastAPI's cost of solving them is a
     measurable share of a routing request (``benchmarks/README.md``).
     """
-    api = APIRouter()
+    api = APIRouter(route_class=JsonBodyRoute)  # a key written twice is refused
     RouteRequest = models.route
     FeedbackRequest = models.feedback
     route_guard = [ROUTE_KEY] if route_needs_key else []

@@ -297,6 +297,45 @@ def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        # Feedback rows are the next retraining's labels: the second department was stored.
+        (
+            "/v1/feedback",
+            '{"text": "楼下烧烤店油烟扰民", "department": "生态环境", "department": "市场监管"}',
+            "body.department",
+        ),
+        ("/v1/route", '{"text": "楼下烧烤店油烟扰民", "text": ""}', "body.text"),
+        (
+            "/v1/route/batch",
+            '{"items": [{"text": "拖欠工资"}, {"id": "B", "text": "油烟", "text": "噪音"}]}',
+            "body.items.1.text",
+        ),
+        (
+            "/v1/feedback",
+            '{"text": "油烟", "department": "人社", "suggestion": {"a": [{"k": 1, "k": 2}]}}',
+            "body.suggestion.a.0.k",
+        ),
+        ("/v1/admin/reload", '{"model_dir": "a", "model_dir": "b"}', "body.model_dir"),
+    ],
+)
+def test_a_key_written_twice_is_refused_naming_it(
+    client: TestClient, path: str, raw: str, field: str
+) -> None:
+    # json.loads keeps the last value silently; the ticket-file readers refuse such an object.
+    error = assert_error(
+        client.post(path, content=raw.encode(), headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
+    key = field.rsplit(".", 1)[1]
+    assert error["field"] == field
+    assert f"the key '{key}' is written twice" in error["message"], error
+    assert error["message"].startswith(field.rsplit(".", 1)[0] + ":")
+    assert export(client) == []  # nothing stored
+
+
+@pytest.mark.parametrize(
     ("content_type", "says"),
     [
         ("application/json", "the body is not UTF-8; send JSON encoded as UTF-8"),
