@@ -1,9 +1,10 @@
 """API keys: who may store feedback, export it, reload the model and (optionally) route.
 
-Keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. The settings hold only the
-SHA-256 of each key (:func:`model.settings.hash_key_entry`); a presented key is hashed and compared
-with every stored hash in constant time (:func:`hmac.compare_digest`), so neither the key nor the
-timing of the comparison tells a caller how close a guess was. Keys are never logged or echoed.
+Keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; a request carrying both
+(a gateway's own Bearer token beside the client's key) passes if either is a valid key. The
+settings hold only the SHA-256 of each key (:func:`model.settings.hash_key_entry`); a presented
+key is hashed and compared with every stored hash in constant time (:func:`hmac.compare_digest`),
+so neither the key nor the timing of the comparison tells a caller how close a guess was. Keys are never logged or echoed.
 
 Without any key configured the protected endpoints are open: that is the single-user mode of a
 server bound to loopback, and ``paidan serve`` refuses to bind anything else without keys (see
@@ -49,25 +50,37 @@ def matches(presented: str, hashes: tuple[str, ...]) -> bool:
     return found
 
 
-def presented_key(
+def presented_keys(
     bearer: HTTPAuthorizationCredentials | None, header_key: str | None
-) -> str | None:
+) -> tuple[str, ...]:
+    """The keys a request presents: its Bearer token and its ``X-API-Key``, those it sends.
+
+    Both are kept: an API gateway or SSO proxy in front forwards its own ``Authorization: Bearer
+    <JWT>``, and a client behind it sends its paidan key as ``X-API-Key``; reading the Bearer
+    token alone refused that valid key as "not valid".
+    """
+    keys = []
     if bearer is not None and bearer.credentials:
-        return bearer.credentials
-    return header_key or None
+        keys.append(bearer.credentials)
+    if header_key:
+        keys.append(header_key)
+    return tuple(keys)
 
 
-def authorize(settings: Settings, key: str | None, scope: Scope) -> None:
-    """Raise :class:`KeyRefused` unless ``key`` may use ``scope`` under ``settings``.
+def authorize(settings: Settings, key: str | tuple[str, ...] | None, scope: Scope) -> None:
+    """Raise :class:`KeyRefused` unless ``key`` (or one of several presented) may use ``scope``.
 
     ``route`` needs a key only when ``require_key_for_route`` is set; admin endpoints take the admin
-    keys, or the API keys when no admin key is configured.
+    keys, or the API keys when no admin key is configured. Of several keys the one with the most
+    rights counts; each is compared with every hash (no early exit).
     """
     if not settings.keys_configured:
         return  # loopback single-user mode; `paidan serve` enforces the loopback part
     if scope == "route" and not settings.require_key_for_route:
         return
-    if not key:
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    keys = tuple(k for k in keys if k)
+    if not keys:
         raise KeyRefused(
             401,
             "unauthorized",
@@ -75,10 +88,20 @@ def authorize(settings: Settings, key: str | None, scope: Scope) -> None:
             "Authorization",
         )
     admin_hashes = settings.admin_keys or settings.api_keys
-    is_admin = matches(key, admin_hashes)
-    is_user = is_admin or matches(key, settings.api_keys)
+    is_admin = is_user = False
+    for presented in keys:
+        is_admin |= matches(presented, admin_hashes)
+        is_user |= matches(presented, settings.api_keys)
+    is_user |= is_admin
     if not is_user:
-        raise KeyRefused(401, "unauthorized", "the API key is not valid", "Authorization")
+        raise KeyRefused(
+            401,
+            "unauthorized",
+            "the API key is not valid"
+            if len(keys) == 1
+            else "neither the Bearer token in Authorization nor X-API-Key is a valid API key",
+            "Authorization",
+        )
     if scope == "admin" and not is_admin:
         raise KeyRefused(
             403, "forbidden", "this API key may not use the admin endpoints", "Authorization"
@@ -99,7 +122,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[None]]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> None:
-        authorize(request.app.state.services.settings, presented_key(bearer, header_key), scope)
+        authorize(request.app.state.services.settings, presented_keys(bearer, header_key), scope)
 
     return check
 

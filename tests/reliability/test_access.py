@@ -61,6 +61,32 @@ def test_a_valid_key_in_either_header_is_accepted(keyed: TestClient) -> None:
     assert '"ticket_id":"K-1"' in exported.text
 
 
+GATEWAY_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnYXRld2F5In0.c2ln"
+
+
+def test_a_valid_key_passes_beside_a_gateways_own_bearer_token(keyed: TestClient) -> None:
+    # An API gateway or SSO proxy forwards its own Authorization: Bearer <JWT>; the client sends
+    # its paidan key as X-API-Key. Only the Bearer token was read: 401 "the API key is not valid".
+    both = {**bearer(GATEWAY_JWT), "X-API-Key": API_KEY}
+    saved = keyed.post("/v1/feedback", json=FEEDBACK, headers=both)
+    assert saved.status_code == 201, saved.text
+    assert keyed.get("/v1/feedback", headers=both).status_code == 200
+    # The other way round, and the admin rights of whichever key has them.
+    assert (
+        keyed.get("/v1/feedback", headers={**bearer(API_KEY), "X-API-Key": "x"}).status_code == 200
+    )
+    admin = {**bearer(GATEWAY_JWT), "X-API-Key": ADMIN_KEY}
+    assert keyed.post("/v1/admin/reload", json={}, headers=admin).status_code == 200
+    mixed = {**bearer(API_KEY), "X-API-Key": ADMIN_KEY}
+    assert keyed.post("/v1/admin/reload", json={}, headers=mixed).status_code == 200
+    user = {**bearer(GATEWAY_JWT), "X-API-Key": API_KEY}
+    assert_error(keyed.post("/v1/admin/reload", json={}, headers=user), 403, "forbidden")
+    # Neither valid: 401, naming both headers.
+    neither = {**bearer(GATEWAY_JWT), "X-API-Key": "not-" + API_KEY}
+    error = assert_error(keyed.post("/v1/feedback", json=FEEDBACK, headers=neither), 401)
+    assert "Authorization" in error["message"] and "X-API-Key" in error["message"]
+
+
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
     # A valid API key that is not an admin key: known, but not allowed.
     error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)
