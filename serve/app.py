@@ -60,7 +60,7 @@ def resolve_model_dir(settings: Settings, model_dir: str | Path | None = None) -
 
 
 def max_body_bytes(settings: Settings) -> int:
-    """Largest request body accepted (``PAIDAN_MAX_BODY_BYTES``, 2 MB by default)."""
+    """Largest request body accepted (``PAIDAN_MAX_BODY_BYTES``, 8 MiB by default)."""
     return settings.max_body_bytes
 
 
@@ -245,6 +245,7 @@ class BodyLimitMiddleware:
                         413 if size > self.limit else 400,
                         "payload_too_large" if size > self.limit else "bad_request",
                         f"the request body is {size:,} bytes; at most {self.limit:,} are accepted"
+                        + _what_to_do(scope)
                         if size > self.limit
                         else "the Content-Length header is not a number",
                         "body",
@@ -268,7 +269,7 @@ class BodyLimitMiddleware:
                 response = error_response(
                     413,
                     "payload_too_large",
-                    f"the request body exceeds {self.limit:,} bytes",
+                    f"the request body exceeds {self.limit:,} bytes" + _what_to_do(scope),
                     "body",
                 )
                 await response(scope, receive, send)
@@ -278,6 +279,20 @@ class BodyLimitMiddleware:
                 break
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], None, receive), send)
+
+
+def _what_to_do(scope: Scope) -> str:
+    """The end of a 413 for a body over the limit: what the client, or its administrator, can do.
+
+    A batch refused whole said only its size in bytes: its sender did not learn that fewer items
+    per request would pass, nor which setting the server's administrator could raise.
+    """
+    if str(scope.get("path", "")).rstrip("/").endswith("/v1/route/batch"):
+        return (
+            "; send fewer items per request (GET /v1/model gives limits.max_body_bytes), or have "
+            "the server's PAIDAN_MAX_BODY_BYTES raised"
+        )
+    return " (the server's PAIDAN_MAX_BODY_BYTES)"
 
 
 def _replay(messages: list[Message], last: Message | None, receive: Receive) -> Receive:

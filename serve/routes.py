@@ -305,6 +305,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "max_text_chars": settings.max_text_chars,
                 "max_title_chars": settings.max_title_chars,
                 "max_batch": settings.max_batch,
+                # A batch's size in bytes is limited too: a client sizes its batches by it.
+                "max_body_bytes": settings.max_body_bytes,
             },
         )
 

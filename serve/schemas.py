@@ -402,7 +402,7 @@ class ModelInfo(BaseModel):
     limits: dict[str, int] = Field(
         default_factory=dict,
         description="This server's request limits (`max_text_chars`, `max_title_chars`, "
-        "`max_batch`), so that a client can warn before sending",
+        "`max_batch`, `max_body_bytes`), so that a client can warn before sending",
     )
 
 

@@ -277,8 +277,8 @@ def test_limits_follow_the_settings(make_client: Callable[..., TestClient]) -> N
 
 def test_oversized_body_is_refused_before_reading(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_text_chars=100, max_title_chars=10, max_batch=1)
-    # Limit: one maximal item, JSON-escaped, plus 1 MiB of slack; send 3 MiB.
-    body = json.dumps({"items": [{"text": "x" * (3 << 20)}]})
+    # Over the default limit (8 MiB); send 9 MiB.
+    body = json.dumps({"items": [{"text": "x" * (9 << 20)}]})
     error = assert_error(
         client.post("/v1/route/batch", content=body, headers={"content-type": "application/json"}),
         413,
@@ -409,7 +409,12 @@ def test_model_info(client: TestClient) -> None:
     assert "macro_f1" in info["metrics"]["department"]
     assert info["version"]
     # The page warns with these instead of cutting a longer paste (tests/serve/test_browser.py).
-    assert info["limits"] == {"max_text_chars": 20_000, "max_title_chars": 200, "max_batch": 1_000}
+    assert info["limits"] == {
+        "max_text_chars": 20_000,
+        "max_title_chars": 200,
+        "max_batch": 1_000,
+        "max_body_bytes": 8 * 1024 * 1024,
+    }
 
 
 def test_probes_and_docs(client: TestClient) -> None:

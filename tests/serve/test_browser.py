@@ -477,7 +477,12 @@ def test_page_follows_the_servers_text_limit(
 
     with serving(tiny_model_dir, tmp_path, max_text_chars=100, max_title_chars=10) as server:
         limits = server.api("GET", "/v1/model").json()["limits"]
-        assert limits == {"max_text_chars": 100, "max_title_chars": 10, "max_batch": 1_000}
+        assert limits == {
+            "max_text_chars": 100,
+            "max_title_chars": 10,
+            "max_batch": 1_000,
+            "max_body_bytes": 8 * 1024 * 1024,
+        }
         context = browser.new_context(locale="zh-CN")
         try:
             pg = context.new_page()
