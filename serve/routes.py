@@ -64,7 +64,7 @@ JSONL_MEDIA_TYPE = "application/x-ndjson"
 EXPORT_ERROR_KEY = "export_error"
 MAX_SUGGESTION_CHARS = 100_000  # a route answer is a few kB; anything near this is not one
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 422, 500, 503)
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 500, 503)
 }
 # Endpoints behind an API key (serve/auth.py) may also answer 401 and 403.
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {

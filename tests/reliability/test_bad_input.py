@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -172,6 +174,32 @@ def test_every_error_has_the_one_shape(
     else:
         response = client.request(method, path, content=raw.encode(), headers=JSON)
     assert_error(response, status, code)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/route", {"text": "楼下烧烤店油烟扰民"}),
+        ("/v1/route/batch", {"items": [{"text": "楼下烧烤店油烟扰民"}]}),
+        ("/v1/feedback", {"text": "楼下烧烤店油烟扰民", "department": "执法"}),
+    ],
+)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_refused_naming_content_encoding(
+    client: TestClient, path: str, body: dict[str, Any], encoding: str
+) -> None:
+    # Was 400 "the body is not UTF-8; send JSON encoded as UTF-8": its JSON is UTF-8.
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    packed = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    headers = {**JSON, "content-encoding": encoding}
+    for sent in (packed, iter([packed])):  # with Content-Length, and chunked
+        error = assert_error(client.post(path, content=sent, headers=headers), 415)
+        assert error["code"] == "unsupported_media_type" and error["field"] == "Content-Encoding"
+        assert f"Content-Encoding: {encoding}" in error["message"]
+        assert "uncompressed" in error["message"]
+    # identity is no encoding.
+    identity = client.post(path, content=raw, headers={**JSON, "content-encoding": "identity"})
+    assert identity.status_code in (200, 201), identity.text
 
 
 def test_wrong_content_type_is_an_error_in_the_shape(client: TestClient) -> None:
