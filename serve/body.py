@@ -1,23 +1,33 @@
-"""How the API reads a JSON request body: as FastAPI does, but a key written twice is refused.
+"""How the API reads a JSON request body: as FastAPI does, but a key written twice is refused, and
+a body sent without ``Content-Type: application/json`` is a 415 naming the header.
 
 ``json.loads`` keeps the last of two values under one key without a word: a feedback body writing
 ``department`` twice stored the second, which the next retraining read as the label. The ticket-file
 readers refuse such an object (:func:`model.tickets.refuse_same_names`); the API refuses it too,
 naming the key and where it is (``body.items.3.text``).
+
+FastAPI reads a body as JSON only when its Content-Type says JSON; any other body (``curl -d``
+and Java's ``HttpURLConnection`` send ``application/x-www-form-urlencoded`` by default) reached
+pydantic as bytes, and the answer was "body: Input should be a valid dictionary or object", false
+of the JSON object sent. Such a body is not read as JSON either: a browser sends ``text/plain``,
+or no type, cross-origin without asking (no CORS preflight), so a page on any site could then
+store feedback in a server without keys on the dispatcher's own machine.
 """
 
 from __future__ import annotations
 
+import email.message
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
-from serve.errors import ApiError
+from serve.errors import ApiError, client_left
 
-# A key is quoted in the answer, cut to this many characters.
+# A key, or a Content-Type, is quoted in the answer cut to this many characters.
 MAX_KEY_CHARS = 40
 
 
@@ -108,6 +118,38 @@ def _first_repeated(value: Any) -> tuple[list[str], str]:
     return [], ""  # not reached: parse_json found one
 
 
+def is_json_type(content_type: str) -> bool:
+    """Whether FastAPI reads a body of this Content-Type as JSON (``application/json``,
+    ``application/*+json``, any parameters)."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def check_content_type(request: Request) -> None:
+    """Raise a 415 for a non-empty body whose Content-Type is not JSON (or missing)."""
+    content_type = request.headers.get("content-type", "").strip()
+    if content_type and is_json_type(content_type):
+        return
+    try:
+        if not await request.body():
+            return  # no body: the route's own answer (a body that is required, or none needed)
+    except ClientDisconnect:
+        raise client_left() from None
+    shown = content_type[:MAX_KEY_CHARS] + ("…" if len(content_type) > MAX_KEY_CHARS else "")
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "send the body as JSON with the header Content-Type: application/json ("
+        + (f"it was sent as {shown}" if content_type else "it was sent without a Content-Type")
+        + ")",
+        "Content-Type",
+    )
+
+
 class JsonBodyRequest(Request):
     """A request whose JSON body is read by :func:`parse_json`."""
 
@@ -118,14 +160,19 @@ class JsonBodyRequest(Request):
 
 
 class JsonBodyRoute(APIRoute):
-    """The route class of the API's routers: FastAPI reads the body through
-    :class:`JsonBodyRequest`. Its error (an :class:`ApiError`, which FastAPI wraps in a 400) is
-    answered as it is by :func:`serve.errors.install_error_handlers`."""
+    """The route class of the API's routers: a body that is not JSON is a 415
+    (:func:`check_content_type`), and FastAPI reads the body through :class:`JsonBodyRequest`. Its
+    error (an :class:`ApiError`, which FastAPI wraps in a 400) is answered as it is by
+    :func:`serve.errors.install_error_handlers`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_body = self.body_field is not None
 
         async def handle(request: Request) -> Response:
-            return await handler(JsonBodyRequest(request.scope, request.receive, request._send))
+            request = JsonBodyRequest(request.scope, request.receive, request._send)
+            if takes_body:
+                await check_content_type(request)
+            return await handler(request)
 
         return handle
