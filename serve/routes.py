@@ -11,6 +11,7 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 
 import json
 import logging
+import re
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Annotated, Any, cast
 import anyio
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult
 from model.text import clean, mask_pii, normalize
@@ -259,6 +260,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         db: DatabaseDep,
         since: Annotated[
             datetime | None,
+            BeforeValidator(_lost_plus),
             Query(
                 description="Only feedback created at or after this ISO 8601 time (UTC if no zone)"
             ),
@@ -338,6 +340,24 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return Response(content, media_type=media_type)
 
     return api
+
+
+# An ISO time whose UTC offset lost its "+": typed into a URL unencoded
+# (?since=2026-12-01T00:00:00+08:00), the "+" arrives as a space.
+_SPACE_FOR_PLUS = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)"
+)
+
+
+def _lost_plus(value: Any) -> Any:
+    """``since`` with the "+" of its offset put back: a time followed by a space and ``HH:MM``
+    can only be one whose "+" a URL read as a space. It was a 422 "unexpected extra characters at
+    the end of the input" that never said so."""
+    if isinstance(value, str):
+        found = _SPACE_FOR_PLUS.fullmatch(value.strip())
+        if found:
+            return f"{found[1]}+{found[2]}"
+    return value
 
 
 # Threads of their own for the probes' blocking work (/readyz pings the database, /metrics reads

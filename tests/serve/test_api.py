@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -537,6 +537,24 @@ def test_feedback_export_since(client: TestClient) -> None:
     # Times whose UTC form leaves the calendar were a 503 ("database unavailable").
     assert len(export(client, since="0001-01-01T00:00:00+08:00")) == 3
     assert export(client, since="9999-12-31T23:59:59-08:00") == []
+
+
+def test_feedback_export_since_with_an_offset_typed_unencoded(client: TestClient) -> None:
+    # `?since=…+08:00` typed as the README writes times: a URL reads the "+" as a space, and the
+    # answer was 422 "unexpected extra characters at the end of the input".
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert saved.status_code == 201
+    created = datetime.fromisoformat(saved.json()["created_at"])
+    for delta, rows in ((timedelta(minutes=-5), 1), (timedelta(minutes=5), 0)):
+        local = (created + delta).astimezone(timezone(timedelta(hours=8)))
+        typed = local.replace(microsecond=0).isoformat()
+        assert "+08:00" in typed
+        for written in (typed, typed.replace("+", "%2B"), typed.replace("T", " ")):
+            response = client.get(f"/v1/feedback?since={written}")
+            assert response.status_code == 200, (written, response.text)
+            assert len(response.text.splitlines()) == rows, written
+    # A space that cannot be a lost "+" is still refused.
+    assert_error(client.get("/v1/feedback?since=2026-12-01+x"), 422, "invalid_request")
 
 
 def test_feedback_export_pages_through_many_rows(
