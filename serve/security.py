@@ -11,12 +11,12 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.settings import Settings
 from model.text import clean
 from serve.auth import KeyRefused
+from serve.cors import ErrorShapeCORSMiddleware
 from serve.errors import error_response
 
 # On every answer. The page adds its Content-Security-Policy itself (serve/page.py).
@@ -40,7 +40,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
 
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ErrorShapeCORSMiddleware,  # a refused preflight in the one error shape
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=CORS_HEADERS,

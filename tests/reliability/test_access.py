@@ -262,8 +262,22 @@ def test_cors_allows_only_the_configured_origins(make_client: Callable[..., Test
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-credentials" not in preflight.headers
     other = client.options("/v1/feedback", headers={**PREFLIGHT, "Origin": "https://evil.example"})
-    assert other.status_code == 400
+    # Was 400 text/plain "Disallowed CORS origin", naming neither the origin nor the setting.
+    error = assert_error(other, 400, "cors_refused")
+    assert error["field"] == "Origin"
+    assert "https://evil.example is not in PAIDAN_CORS_ORIGINS" in error["message"]
     assert "access-control-allow-origin" not in other.headers
+    for asked, field, says in (
+        ({"Access-Control-Request-Method": "PUT"}, "Access-Control-Request-Method", "PUT"),
+        (
+            {"Access-Control-Request-Headers": "content-type,x-requested-with"},
+            "Access-Control-Request-Headers",
+            "the header x-requested-with is not allowed",
+        ),
+    ):
+        error = assert_error(client.options("/v1/route", headers={**PREFLIGHT, **asked}), 400)
+        assert error["code"] == "cors_refused" and error["field"] == field
+        assert says in error["message"], error
     simple = client.post("/v1/route", json=TICKET, headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in simple.headers
 
