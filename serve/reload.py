@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -117,15 +118,47 @@ def read_pointer(root: Path) -> str | None:
     return name or None
 
 
+def files_stamp(model_dir: Path) -> tuple[tuple[str, int, int, int], ...] | None:
+    """What changes when the files of ``model_dir`` do (names, sizes, modification and change
+    times), or ``None`` when it is missing: cheap next to a load, which hashes every file."""
+    try:
+        top = model_dir.stat()
+    except OSError:
+        return None
+    stamp = [("", top.st_size, top.st_mtime_ns, top.st_ctime_ns)]
+    for dirpath, _, filenames in os.walk(model_dir):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            stamp.append(
+                (os.path.relpath(path, model_dir), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            )
+    return tuple(sorted(stamp))
+
+
 async def follow_pointer(
-    app: Any, root: Path, interval: float, loader: RouterLoader = load_serving_router
+    app: Any,
+    root: Path,
+    interval: float,
+    loader: RouterLoader = load_serving_router,
+    seen: str | None = None,
 ) -> None:
     """Poll ``root/current`` every ``interval`` seconds and swap to the model it names.
 
-    Runs until cancelled. A failed load is logged once per pointer value, and the old model
-    keeps serving.
+    Runs until cancelled. ``seen`` is the pointer value already acted on (default: the pointer
+    now). A model that fails to load is logged, once per distinct error, and the old model keeps
+    serving; it is tried again whenever the files of its version change (``current`` written
+    before the copy of the version had finished), until it loads or ``current`` moves on. It was
+    never tried again: the old model served on until a restart, and with ``--workers N`` a worker
+    started later loaded it, so the workers served two models.
     """
-    seen = read_pointer(root)
+    if seen is None:
+        seen = read_pointer(root)
+    refused: tuple[str, Any] | None = None  # the pointer refused last, and its files' stamp then
+    reported: tuple[str, str] | None = None  # the failure logged last
     while True:
         await asyncio.sleep(interval)
         # Re-read each time: an admin reload may have swapped the model meanwhile.
@@ -133,20 +166,31 @@ async def follow_pointer(
         pointer = read_pointer(root)
         if pointer is None or pointer == seen:
             continue
-        seen = pointer
         if pointer == served:
+            seen = pointer
             continue
         if Path(pointer).name != pointer:
-            logger.error(
-                "%s names %r, which is not a version; ignoring it", root / CURRENT_FILE, pointer
-            )
+            if reported != (pointer, ""):
+                reported = (pointer, "")
+                logger.error(
+                    "%s names %r, which is not a version; ignoring it", root / CURRENT_FILE, pointer
+                )
             continue
+        stamp = await run_in_threadpool(files_stamp, root / pointer)
+        if refused == (pointer, stamp):
+            continue  # nothing changed since it was refused
         try:
             await run_in_threadpool(reload_model, app, root / pointer, loader)
         except Exception as e:  # keep serving the old model, whatever went wrong
-            logger.error(
-                "cannot switch to model %s (current pointer changed): %s; still serving %s",
-                pointer,
-                e,
-                served,
-            )
+            refused = (pointer, stamp)
+            if reported != (pointer, str(e)):
+                reported = (pointer, str(e))
+                logger.error(
+                    "cannot switch to model %s (current pointer changed): %s; still serving %s "
+                    "(tried again when its files change)",
+                    pointer,
+                    e,
+                    served,
+                )
+            continue
+        seen, refused, reported = pointer, None, None

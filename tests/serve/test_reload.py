@@ -93,6 +93,24 @@ def test_broken_model_keeps_the_old_one_serving(
         wait_for(client, "v2")
 
 
+def test_a_refused_version_is_tried_again_once_its_files_change(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `current` written before the copy of v3 had finished: once refused, v3 was never tried
+    # again, and the old model served on after the copy was complete.
+    with caplog.at_level(logging.ERROR, logger="serve.reload"), make_app(root, tmp_path) as client:
+        registry.promote(root, "v3")
+        deadline = time.monotonic() + 30
+        while "cannot switch to model v3" not in caplog.text:
+            assert time.monotonic() < deadline, "the failed load was not logged"
+            time.sleep(0.05)
+        time.sleep(0.5)  # five polling intervals: one ERROR line for one failure, not one each
+        assert caplog.text.count("cannot switch to model v3") == 1
+        assert served_version(client) == "v1"
+        shutil.copyfile(root / "v1" / ROUTER_FILE, root / "v3" / ROUTER_FILE)  # the copy completes
+        wait_for(client, "v3")
+
+
 def test_follow_current_off_keeps_the_model(root: Path, tmp_path: Path) -> None:
     """What `paidan serve --model DIR` sets: the chosen model stays even when it was current."""
     with make_app(root, tmp_path, model_dir=root / "v1", follow_current=False) as client:
