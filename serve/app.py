@@ -38,7 +38,7 @@ from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import install_security
 from serve.telemetry import TelemetryMiddleware
-from serve.workers import supervisor_of_this_process
+from serve.workers import replacement_start, report_served, supervisor_of_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start = time.perf_counter()
-        path = resolve_model_dir(settings, model_dir)
+        # A worker replacing a dead one under --workers N starts from the model the others serve
+        # (a `current` they refused failed its every start) and follows `current` from there.
+        start_from = None if pinned else replacement_start()
+        path = start_from or resolve_model_dir(settings, model_dir)
 
         # Leased first, so that `paidan models gc` does not delete it while it is served (each
         # worker holds its own lease; serve.reload moves it with the model).
@@ -131,6 +134,7 @@ def create_app(
         del loaded
         database = cast(dict[str, Any], database)
         app.state.model_dir = path
+        report_served(path)
         # A chosen model (--model DIR, PAIDAN_MODEL_DIR): SIGHUP and a reload naming no model load
         # this one again, as the replacement workers of --workers N do. Not `follow_current`,
         # which only turns the polling off: a server serving `current` with the polling off was
@@ -149,7 +153,11 @@ def create_app(
             path,
             time.perf_counter() - start,
         )
-        follower = None if pinned else _start_follower(app, settings, path, router_loader)
+        follower = (
+            None
+            if pinned
+            else _start_follower(app, settings, path, router_loader, start_from is not None)
+        )
         remove_sighup = install_sighup(app)  # SIGHUP: reload current or the pinned model (admin)
         try:
             yield
@@ -192,11 +200,16 @@ def create_app(
 
 
 def _start_follower(
-    app: FastAPI, settings: Settings, served: Path, loader: RouterLoader
+    app: FastAPI, settings: Settings, served: Path, loader: RouterLoader, replacing: bool = False
 ) -> asyncio.Task[None] | None:
-    """Follow the root's ``current`` pointer when the served model is the current one."""
+    """Follow the root's ``current`` pointer when the served model is the current one, or when
+    ``replacing`` (a replacement worker started from the model the other workers serve)."""
     if not settings.follow_current or settings.reload_interval <= 0:
         return None
+    if replacing:
+        return asyncio.create_task(
+            follow_pointer(app, settings.model_root, settings.reload_interval, loader, served.name)
+        )
     try:
         current = current_dir(settings.model_root)
     except ModelLoadError:

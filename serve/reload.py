@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from model.artifact import load_serving_router
 from model.registry import CURRENT_FILE, lease
 from model.router import Router
+from serve.workers import report_served
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def reload_model(
         app.state.metadata = metadata
         app.state.router = router
         app.state.model_dir = path
+        report_served(path)  # to the supervisor, for a worker that replaces this one
         previous, app.state.lease = getattr(app.state, "lease", None), held
         if previous is not None:
             previous.release()  # the old model may be deleted now; requests in flight keep it

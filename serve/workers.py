@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120  # a worker loads and warms the model before it serves
 STOP_TIMEOUT_S = 30  # graceful shutdown of one worker, then SIGKILL
 POLL_S = 0.5  # how often dead workers are looked for
+RESTART_MAX_S = 60.0  # the longest pause before another start of a worker that died before serving
+SERVED_MAX = 4096  # bytes of the model directory a worker reports to the supervisor
 DRAIN_S = 0.5  # a stopping worker stops accepting at least this long before it shuts down
 DRAIN_MAX_S = 5.0  # ... and at most this long, while its clients still hold connections open
 DRAIN_POLL_S = 0.05
@@ -53,6 +56,26 @@ BIND_LOCK_S = 5.0  # another paidan binding the same port holds its lock for mil
 # "<supervisor pid> <workers>", in the environment of every worker: a worker's admin reload would
 # switch that one process only (serve/admin.py).
 SUPERVISOR_ENV = "PAIDAN_SUPERVISOR"
+
+
+# In a worker process: its slot of the supervisor's shared memory, where it reports the model
+# directory it serves, and the directory it was told to start from (a replacement worker).
+_served_slot: Any = None
+_start_from: str | None = None
+
+
+def report_served(model_dir: str | Path) -> None:
+    """Tell the supervisor, if this process is one of its workers, which model it serves now."""
+    if _served_slot is None:
+        return
+    value = os.fsencode(os.path.abspath(model_dir))
+    _served_slot.value = value if len(value) < SERVED_MAX else b""
+
+
+def replacement_start() -> Path | None:
+    """The model directory this worker starts from when it replaces a dead one: the model the
+    other workers serve, which it then leaves for ``current`` as they do (``None``: ``current``)."""
+    return Path(_start_from) if _start_from else None
 
 
 def supervisor_of_this_process() -> tuple[int, int] | None:
@@ -252,8 +275,20 @@ class _CloseWhenDraining:
         await self.app(scope, receive, send_closing)
 
 
-def _worker_main(config: uvicorn.Config, sock: socket.socket, ready: Event) -> None:
-    """A worker process: serve the app on ``sock``; set ``ready`` once the app has started."""
+def _worker_main(
+    config: uvicorn.Config,
+    sock: socket.socket,
+    ready: Event,
+    served: Any = None,
+    start_from: str | None = None,
+) -> None:
+    """A worker process: serve the app on ``sock``; set ``ready`` once the app has started.
+
+    ``served`` is the shared memory where it reports the model it serves (:func:`report_served`);
+    ``start_from`` the model directory to start from instead of ``current``.
+    """
+    global _served_slot, _start_from
+    _served_slot, _start_from = served, start_from
     config.configure_logging()
     with startup():
         config.load()  # imports the app (serve.app) and builds it; the model loads at start-up
@@ -286,12 +321,16 @@ class Supervisor:
         self._slots: list[_Worker] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # What each slot's worker serves (serve.reload reports every swap), for its successor.
+        self._served: list[Any] = [self._ctx.Array("c", SERVED_MAX) for _ in range(workers)]
+        self._failures = [0] * workers  # starts in a row that ended before serving, per slot
+        self._restart_at: list[float | None] = [None] * workers
 
-    def _start(self, slot: int) -> _Worker:
+    def _start(self, slot: int, start_from: str | None = None) -> _Worker:
         ready = self._ctx.Event()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(self.config, self.sockets[slot], ready),
+            args=(self.config, self.sockets[slot], ready, self._served[slot], start_from),
             name=f"paidan-worker-{slot}",
         )
         process.start()
@@ -307,6 +346,45 @@ class Supervisor:
             if not worker.process.is_alive():
                 return False
         return False
+
+    def _served_by_others(self, slot: int) -> str | None:
+        """The model directory the live workers other than ``slot``'s serve, else the one ``slot``'s
+        worker served last (``None``: not known, a successor starts from ``current``)."""
+        for other, worker in enumerate(self._slots):
+            if other != slot and worker.process.is_alive() and self._served[other].value:
+                return os.fsdecode(self._served[other].value)
+        return os.fsdecode(self._served[slot].value) or None
+
+    def _replace_dead(self) -> None:
+        """Start a successor for each dead worker: at once for one that had been serving, after a
+        pause that doubles up to :data:`RESTART_MAX_S` for one that died before serving.
+
+        The successor starts from the model the other workers serve, not from ``current``: a
+        ``current`` the workers had refused (a version copied in part) failed every successor's
+        start, every half second for ever, while the dead slot's socket took connections nobody
+        accepted.
+        """
+        now = time.monotonic()
+        for slot, worker in enumerate(self._slots):
+            if worker.process.is_alive() or self._stop.is_set():
+                self._restart_at[slot] = None
+                continue
+            if self._restart_at[slot] is None:
+                served = worker.ready.is_set()
+                self._failures[slot] = 0 if served else self._failures[slot] + 1
+                delay = 0.0 if served else min(RESTART_MAX_S, POLL_S * 2 ** self._failures[slot])
+                logger.warning(
+                    "worker [%d] exited with code %s%s; starting another%s",
+                    worker.process.pid,
+                    worker.process.exitcode,
+                    "" if served else " before serving",
+                    f" in {delay:.0f} s" if delay >= 1 else "",
+                )
+                self._restart_at[slot] = now + delay
+            restart_at = self._restart_at[slot]
+            if restart_at is not None and now >= restart_at:
+                self._restart_at[slot] = None
+                self._slots[slot] = self._start(slot, self._served_by_others(slot))
 
     def _stop_worker(self, worker: _Worker) -> None:
         if worker.process.is_alive():
@@ -374,14 +452,7 @@ class Supervisor:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._replace_all()
-                for slot, worker in enumerate(self._slots):
-                    if not worker.process.is_alive() and not self._stop.is_set():
-                        logger.warning(
-                            "worker [%d] exited with code %s; starting another",
-                            worker.process.pid,
-                            worker.process.exitcode,
-                        )
-                        self._slots[slot] = self._start(slot)
+                self._replace_dead()
         finally:
             for worker in self._slots:
                 if worker.process.is_alive():

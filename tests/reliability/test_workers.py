@@ -7,6 +7,7 @@ uvicorn's own workers shared one socket, and the first to wake accepted every wa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import psutil
@@ -233,6 +236,82 @@ def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
     wait_until(lambda: not running(before), "the retired workers' exit", server)
     registry.promote(root, "v3")
     wait_until(lambda: loaded("v3") == 2, "the new workers following current to v3", server)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `current` named a version both workers refused (copied in part): every replacement of a dead
+    # worker loaded it, failed, and was started again every half second, for ever, while the dead
+    # slot's socket took connections nobody accepted.
+    from model import registry
+    from model.artifact import ROUTER_FILE
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v1", record=False)
+    (root / "v3" / ROUTER_FILE).chmod(0o644)
+    with open(root / "v3" / ROUTER_FILE, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    server = live_server_factory(
+        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    port = port_of(server)
+    registry.promote(root, "v3")
+    wait_until(
+        lambda: server.logs().count("cannot switch to model v3") == 2, "both refusals", server
+    )
+    victim = min(worker_pids(server, port))
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: server.logs().count("Application startup complete") == 3,
+        "the replacement's start-up",
+        server,
+    )
+    assert server.logs().count(f"loaded from {root / 'v1'}") == 3
+    wait_until(
+        lambda: server.logs().count("cannot switch to model v3") == 3,
+        "the replacement following current (and refusing it)",
+        server,
+    )
+    assert "Application startup failed" not in server.logs()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(10):  # a new connection each: both sockets are served
+            r = client.get("/readyz", headers={"Connection": "close"})
+            assert r.status_code == 200, r.text
+
+
+def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It was started again every half second, for ever, a traceback each time.
+    clock = [100.0]
+    monkeypatch.setattr(workers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 1)
+    dead = SimpleNamespace(
+        process=SimpleNamespace(is_alive=lambda: False, pid=1, exitcode=3), ready=threading.Event()
+    )
+    started: list[float] = []
+
+    def start(slot: int, start_from: str | None = None) -> Any:
+        started.append(clock[0])
+        return dead
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    supervisor._slots = [dead]  # type: ignore[list-item]
+    try:
+        for _ in range(60):  # 30 s of polls
+            supervisor._replace_dead()
+            clock[0] += workers.POLL_S
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert 3 <= len(started) <= 6 and gaps == sorted(gaps) and gaps[0] >= 1, started
 
 
 def running(pids: set[int]) -> set[int]:
