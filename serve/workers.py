@@ -20,6 +20,7 @@ predecessor is stopped, so new workers load the current model without a moment w
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import multiprocessing
@@ -49,6 +50,8 @@ STOP_TIMEOUT_S = 30  # graceful shutdown of one worker, then SIGKILL
 POLL_S = 0.5  # how often dead workers are looked for
 RESTART_MAX_S = 60.0  # the longest pause before another start of a worker that died before serving
 SERVED_MAX = 4096  # bytes of the model directory a worker reports to the supervisor
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0  # how often a worker looks for its supervisor where prctl is missing
 DRAIN_S = 0.5  # a stopping worker stops accepting at least this long before it shuts down
 DRAIN_MAX_S = 5.0  # ... and at most this long, while its clients still hold connections open
 DRAIN_POLL_S = 0.05
@@ -275,18 +278,50 @@ class _CloseWhenDraining:
         await self.app(scope, receive, send_closing)
 
 
+def _end_with_supervisor(supervisor: int) -> None:
+    """Have this worker drain and exit (SIGTERM) when its supervisor dies.
+
+    After a ``kill -9`` of the supervisor the workers served on unsupervised, holding the port, so
+    that the next ``paidan serve`` was refused "Address already in use". On Linux the kernel sends
+    the signal (``PR_SET_PDEATHSIG``, as ``paidan label``'s workers do in ``training/label.py``,
+    whose helper is not imported: it would load pyarrow into every worker, and it ends the process
+    at once, where SIGTERM lets a worker finish its requests); elsewhere a daemon thread looks.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            asked = False
+        if asked:
+            if os.getppid() != supervisor:  # it died before the signal was asked for
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="paidan-supervisor-watch", daemon=True).start()
+
+
 def _worker_main(
     config: uvicorn.Config,
     sock: socket.socket,
     ready: Event,
     served: Any = None,
     start_from: str | None = None,
+    supervisor: int | None = None,
 ) -> None:
     """A worker process: serve the app on ``sock``; set ``ready`` once the app has started.
 
     ``served`` is the shared memory where it reports the model it serves (:func:`report_served`);
-    ``start_from`` the model directory to start from instead of ``current``.
+    ``start_from`` the model directory to start from instead of ``current``; ``supervisor`` the
+    pid of the supervisor, whose death ends the worker.
     """
+    if supervisor is not None:
+        _end_with_supervisor(supervisor)
     global _served_slot, _start_from
     _served_slot, _start_from = served, start_from
     config.configure_logging()
@@ -330,7 +365,14 @@ class Supervisor:
         ready = self._ctx.Event()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(self.config, self.sockets[slot], ready, self._served[slot], start_from),
+            args=(
+                self.config,
+                self.sockets[slot],
+                ready,
+                self._served[slot],
+                start_from,
+                os.getpid(),
+            ),
             name=f"paidan-worker-{slot}",
         )
         process.start()

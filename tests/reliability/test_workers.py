@@ -284,6 +284,23 @@ def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
             assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
+def test_the_workers_exit_when_the_supervisor_is_killed(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # They served on unsupervised and kept the port: the next `paidan serve` was refused.
+    server = start(live_server_factory, tiny_model_dir)
+    pids = worker_pids(server, port_of(server))
+    assert len(pids) == 2
+    os.kill(server.proc.pid, signal.SIGKILL)  # the supervisor alone, not its process group
+    server.proc.wait(timeout=15)
+    try:
+        wait_until(lambda: not running(pids), "the workers' exit", server)
+    finally:
+        for pid in running(pids):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
