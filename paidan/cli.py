@@ -774,6 +774,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
+    # SIGHUP (reload) before the server's own handlers are installed, at the end of start-up, ended
+    # the process (exit 129): a `systemctl reload` during a start took the service down. Ignored
+    # until then: the model being loaded is the current one.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from serve.auth import check_bind_allowed
     from serve.metrics import multiproc_dir
     from serve.server import describe_database, run

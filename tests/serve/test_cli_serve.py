@@ -665,3 +665,36 @@ def test_a_missing_prometheus_multiproc_dir_is_made_and_an_earlier_runs_files_ar
     assert f"PROMETHEUS_MULTIPROC_DIR={missing} already holds 2 metric files" in message
     assert "counter_4242.db, histogram_4242.db" in message
     assert sorted(p.name for p in missing.iterdir()) == ["counter_4242.db", "histogram_4242.db"]
+
+
+def test_a_sighup_while_serve_starts_does_not_end_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # SIGHUP, the reload signal, killed a server still loading its model (exit 129): the handlers
+    # came only at the end of start-up. Here it arrives as the server starts (in a process of its
+    # own: the default action would end pytest).
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import serve.server\n"
+        "from paidan.cli import app\n"
+        "def run(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "    print('still running')\n"
+        "serve.server.run = run\n"
+        "app(['serve', '--model', sys.argv[1]])\n"
+    )
+    env = {
+        **os.environ,
+        "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "still running" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+    assert proc.returncode == 0
