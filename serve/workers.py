@@ -105,9 +105,12 @@ class ListenError(OSError):
         return str(self.strerror)
 
 
-def listening_socket(host: str, port: int, backlog: int, reuseport: bool = False) -> socket.socket:
+def listening_socket(
+    host: str, port: int, backlog: int, reuseport: bool = False, listen: bool = True
+) -> socket.socket:
     """A listening TCP socket on ``host:port`` (with ``reuseport``, one that other
-    ``SO_REUSEPORT`` sockets may share).
+    ``SO_REUSEPORT`` sockets may share; without ``listen``, bound only: the server that is handed
+    it listens once it serves).
 
     Raises
     ------
@@ -122,7 +125,8 @@ def listening_socket(host: str, port: int, backlog: int, reuseport: bool = False
         if reuseport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as e:
         sock.close()
         raise ListenError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
@@ -360,8 +364,15 @@ class Supervisor:
         self._served: list[Any] = [self._ctx.Array("c", SERVED_MAX) for _ in range(workers)]
         self._failures = [0] * workers  # starts in a row that ended before serving, per slot
         self._restart_at: list[float | None] = [None] * workers
+        self._host, self._port = self.sockets[0].getsockname()[:2]
 
     def _start(self, slot: int, start_from: str | None = None) -> _Worker:
+        if self.sockets[slot].fileno() == -1:  # closed while the slot waited for another start
+            # Not listening yet: the worker's server listens once it serves, so no connection
+            # waits on the slot while its worker starts, or if it fails again.
+            self.sockets[slot] = listening_socket(
+                self._host, self._port, self.config.backlog, reuseport=True, listen=False
+            )
         ready = self._ctx.Event()
         process = self._ctx.Process(
             target=_worker_main,
@@ -404,7 +415,8 @@ class Supervisor:
         The successor starts from the model the other workers serve, not from ``current``: a
         ``current`` the workers had refused (a version copied in part) failed every successor's
         start, every half second for ever, while the dead slot's socket took connections nobody
-        accepted.
+        accepted. While a slot waits, its socket is closed: the kernel gives new connections to the
+        other workers' sockets instead, and those waiting on it are reset rather than left hanging.
         """
         now = time.monotonic()
         for slot, worker in enumerate(self._slots):
@@ -423,10 +435,17 @@ class Supervisor:
                     f" in {delay:.0f} s" if delay >= 1 else "",
                 )
                 self._restart_at[slot] = now + delay
+                if delay > 0:
+                    self.sockets[slot].close()
             restart_at = self._restart_at[slot]
             if restart_at is not None and now >= restart_at:
+                try:
+                    self._slots[slot] = self._start(slot, self._served_by_others(slot))
+                except OSError as e:  # the slot's socket could not be made again
+                    logger.error("cannot listen for another worker (%s); trying again", e)
+                    self._restart_at[slot] = now + RESTART_MAX_S
+                    continue
                 self._restart_at[slot] = None
-                self._slots[slot] = self._start(slot, self._served_by_others(slot))
 
     def _stop_worker(self, worker: _Worker) -> None:
         if worker.process.is_alive():
@@ -441,6 +460,8 @@ class Supervisor:
         """SIGHUP: a successor per slot, serving before its predecessor stops."""
         logger.info("SIGHUP: replacing %d workers one at a time", len(self._slots))
         for slot, old in enumerate(self._slots):
+            if self._restart_at[slot] is not None:
+                continue  # a dead worker whose successor is due later, from the model served then
             new = self._start(slot)
             if not self._wait_ready(new):
                 if not self._stop.is_set():  # else: shutting down, not a failed start

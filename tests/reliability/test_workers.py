@@ -304,31 +304,43 @@ def test_the_workers_exit_when_the_supervisor_is_killed(
 def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # It was started again every half second, for ever, a traceback each time.
+    # It was started again every half second, for ever, a traceback each time, and its slot's
+    # socket meanwhile took connections nobody accepted.
     clock = [100.0]
     monkeypatch.setattr(workers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    port = a_free_port()
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=port)
     supervisor = Supervisor(config, 1)
-    dead = SimpleNamespace(
-        process=SimpleNamespace(is_alive=lambda: False, pid=1, exitcode=3), ready=threading.Event()
-    )
     started: list[float] = []
 
-    def start(slot: int, start_from: str | None = None) -> Any:
-        started.append(clock[0])
-        return dead
+    class Dead:  # a worker process that exits before serving
+        pid, exitcode = 1, 3
 
-    monkeypatch.setattr(supervisor, "_start", start)
-    supervisor._slots = [dead]  # type: ignore[list-item]
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            assert args[1].getsockname()[1] == port  # a listening socket again, on the port
+            started.append(clock[0])
+
+        def start(self) -> None:
+            pass
+
+        def is_alive(self) -> bool:
+            return False
+
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Dead))
+    supervisor._slots = [supervisor._start(0)]
+    waiting_open = 0
     try:
         for _ in range(60):  # 30 s of polls
-            supervisor._replace_dead()
             clock[0] += workers.POLL_S
+            supervisor._replace_dead()
+            if supervisor._restart_at[0] is not None and supervisor.sockets[0].fileno() != -1:
+                waiting_open += 1
     finally:
         for sock in supervisor.sockets:
             sock.close()
     gaps = [b - a for a, b in itertools.pairwise(started)]
-    assert 3 <= len(started) <= 6 and gaps == sorted(gaps) and gaps[0] >= 1, started
+    assert 4 <= len(started) <= 7 and gaps == sorted(gaps) and gaps[0] >= 1, started
+    assert waiting_open == 0  # closed while the slot waits: the kernel sends no one there
 
 
 def running(pids: set[int]) -> set[int]:
