@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes (8 MiB)"
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest accepted request line and headers together, in bytes (64 KB); "
+        "beyond it `paidan serve` answers 431 and closes the connection",
+    )
     access_log: bool = Field(
         True, description="Log one line per request (path PII-masked, no query string)"
     )

@@ -155,6 +155,7 @@ def run(
 
         import serve.app  # noqa: F401 (the app's modules, imported with the collector off)
         from serve.auth import check_bind_allowed
+        from serve.protocol import header_limit_options
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
     check_metrics_dir()
@@ -174,6 +175,8 @@ def run(
         "log_config": log_config(log_level),
         "timeout_keep_alive": settings.keep_alive_s,
         "backlog": BACKLOG,
+        # httptools had no limit: one request with a 64 MB header stalled the worker for seconds.
+        **header_limit_options(settings.max_header_bytes),
     }
     if workers <= 1:
         # Bound first, as the supervisor binds its sockets: uvicorn bound only after the app's

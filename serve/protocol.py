@@ -1,0 +1,134 @@
+"""uvicorn's HTTP protocol with a limit on the request line and headers (``PAIDAN_MAX_HEADER_BYTES``).
+
+uvicorn's default parser, httptools, accepts a header of any size and builds its value by appending
+each chunk received to the value so far, on the event loop: one request with a 64 MB header stalled
+every request of its worker, ``/healthz`` included, for about 9 s, and was then answered 200. The
+app cannot help, since ASGI middleware runs only once the headers are complete. So the protocol
+counts the bytes of each request's head as they arrive and, beyond the limit, answers
+``431 Request Header Fields Too Large`` in the API's error shape and closes the connection, without
+handing the parser any more of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from serve.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+MAX_HEADER_ENV = "PAIDAN_MAX_HEADER_BYTES"
+HEADER_TOO_LARGE = "header_too_large"
+# After the 431, what the client still sends is read and dropped for at most this long before the
+# connection closes (nginx's "lingering close"): closed at once with unread bytes, the kernel sends
+# a reset, and the client may lose the answer before it reads it.
+LINGER_S = 2.0
+
+
+def header_limit_options(max_header_bytes: int) -> dict[str, Any]:
+    """uvicorn's options for a server that refuses a request head over ``max_header_bytes``:
+    :class:`HeaderLimitedProtocol`, on httptools (the parser ``uvicorn[standard]`` installs and
+    uvicorn picks by default)."""
+    # A partial of a module-level class: picklable, so it reaches the --workers N processes.
+    protocol = functools.partial(HeaderLimitedProtocol, max_header_bytes=max_header_bytes)
+    return {"http": cast(type[asyncio.Protocol], protocol)}
+
+
+def header_too_large_answer(limit: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 431 answer: the error shape naming the limit and its setting, then close."""
+    body = json.dumps(
+        error_body(
+            HEADER_TOO_LARGE,
+            f"the request line and headers exceed {limit:,} bytes ({MAX_HEADER_ENV}); "
+            "send smaller headers (a runaway cookie or a header repeated by a client?)",
+            "headers",
+        ),
+        ensure_ascii=False,
+    ).encode("utf-8")
+    head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+    head += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    head += [
+        b"content-type: application/json\r\n",
+        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+        b"cache-control: no-store\r\n",
+        b"x-content-type-options: nosniff\r\n",
+        b"connection: close\r\n",
+        b"\r\n",
+    ]
+    return b"".join(head) + body
+
+
+class HeaderLimitedProtocol(HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` that refuses a request whose head exceeds ``max_header_bytes``.
+
+    Bytes are counted from the end of one request (the start of the connection) until its
+    successor's headers are complete. A read that also holds the start of the body is cut where
+    the limit falls: the parser gets the part within the limit and, if the head ended there, the
+    rest as usual. The bytes of a pipelined request that arrived in the same read as the end of
+    the previous one are not counted, so a head may exceed the limit by at most one read.
+    """
+
+    def __init__(self, *args: Any, max_header_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_header_bytes = max_header_bytes
+        self._head_bytes = 0
+        self._reading_head = True
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # dropped, unparsed, until the connection closes
+        if not self._reading_head:
+            super().data_received(data)
+            return
+        room = self.max_header_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        if room > 0:
+            self._head_bytes += room
+            super().data_received(data[:room])
+            if self.transport.is_closing():  # the parser refused what fits (400)
+                return
+            if not self._reading_head:  # the head ended within the limit: the rest is its body
+                self.data_received(data[room:])
+                return
+        self._refuse()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True
+        self._head_bytes = 0
+
+    def _refuse(self) -> None:
+        self._refused = True  # nothing more is parsed; the connection closes
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+        logger.warning(
+            "%s - request refused with 431: its request line and headers exceed %s bytes (%s)",
+            client,
+            f"{self.max_header_bytes:,}",
+            MAX_HEADER_ENV,
+        )
+        if self.cycle is None or self.cycle.response_complete:
+            answer = header_too_large_answer(
+                self.max_header_bytes, self.server_state.default_headers
+            )
+            self.transport.write(answer)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()  # the answer is complete; what follows is dropped
+                self.loop.call_later(LINGER_S, self.transport.close)
+                return
+        # else: an earlier pipelined request is still being answered; an answer written now
+        # would land inside it, so the connection is only closed.
+        self.transport.close()

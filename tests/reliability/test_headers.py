@@ -1,0 +1,150 @@
+"""The request head limit (``PAIDAN_MAX_HEADER_BYTES``, serve/protocol.py).
+
+Without it, one request with a 64 MB header stalled every request of its worker for seconds and
+was answered 200: httptools has no limit of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from serve.protocol import MAX_HEADER_ENV, header_limit_options
+from serve.workers import listening_socket
+from tests.reliability.live import LiveServer, port_of
+
+LIMIT = 4096
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers 200 with the length of the body it read."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = str(size).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def limited_port() -> Iterator[int]:
+    """An in-process uvicorn on a free loopback port with the head limit at :data:`LIMIT`."""
+    sock = listening_socket("127.0.0.1", 0, 128)
+    config = uvicorn.Config(
+        echo_app, lifespan="off", log_level="warning", **header_limit_options(LIMIT)
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def exchange(port: int, *parts: bytes) -> bytes:
+    """Send ``parts`` on a new connection (ignoring a reset once the server has closed it) and
+    read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            for part in parts:
+                sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        return data
+
+
+def request(headers: bytes = b"", body: bytes = b"", close: bool = True) -> bytes:
+    return (
+        b"POST /x HTTP/1.1\r\nHost: t\r\n"
+        + (b"Connection: close\r\n" if close else b"")
+        + headers
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def error_of(answer: bytes) -> dict[str, Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "field"}
+    return error
+
+
+def test_a_head_over_the_limit_is_refused_with_431_naming_the_limit(limited_port: int) -> None:
+    big = b"X-Big: " + b"a" * (1 << 20) + b"\r\n"
+    answer = exchange(limited_port, request(big)[: 1 << 16], request(big)[1 << 16 :])
+    error = error_of(answer)
+    assert error["code"] == "header_too_large"
+    assert f"{LIMIT:,} bytes" in error["message"] and MAX_HEADER_ENV in error["message"]
+    # Many headers count as one long one.
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(100))
+    assert error_of(exchange(limited_port, request(many)))["code"] == "header_too_large"
+    # The server goes on serving.
+    assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_within_the_limit_and_a_long_body_are_served(limited_port: int) -> None:
+    near = b"X-Near: " + b"c" * (LIMIT - 200) + b"\r\n"
+    assert exchange(limited_port, request(near)).startswith(b"HTTP/1.1 200 ")
+    # Sent in one piece, the body (20 times the limit) arrives in the same reads as the head.
+    body = b"d" * (20 * LIMIT)
+    answer = exchange(limited_port, request(b"X-A: 1\r\n", body))
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(str(len(body)).encode())
+
+
+def test_keep_alive_requests_each_get_their_own_limit(limited_port: int) -> None:
+    # Five heads of 3/4 of the limit on one connection: each is within it, together they are not.
+    near = b"X-Near: " + b"e" * (LIMIT * 3 // 4) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", limited_port), timeout=10) as sock:
+        for _ in range(5):
+            sock.sendall(request(near, b"f", close=False))
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_paidan_serve_refuses_a_huge_header_and_keeps_serving(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    env = {"PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent), "PAIDAN_RELOAD_INTERVAL": "0"}
+    server = live_server_factory("--model", str(tiny_model_dir), "--no-access-log", env=env)
+    port = port_of(server)
+    big = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"
+    error = error_of(exchange(port, big))
+    assert "65,536 bytes" in error["message"], error  # the default, 64 KB
+    ok = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert exchange(port, ok).startswith(b"HTTP/1.1 200 ")
+    assert "431" in server.logs() and MAX_HEADER_ENV in server.logs()
