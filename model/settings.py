@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="Largest accepted request line and headers together, in bytes (64 KB); "
         "beyond it `paidan serve` answers 431 and closes the connection",
     )
+    root_path: str = Field(
+        "",
+        description="The sub-path a reverse proxy publishes the server under and strips before "
+        "forwarding (e.g. /paidan); default: none",
+    )
     access_log: bool = Field(
         True, description="Log one line per request (path PII-masked, no query string)"
     )
@@ -163,6 +168,11 @@ class Settings(BaseSettings):
             ) from None
         return value.strip()
 
+    @field_validator("root_path", mode="before")
+    @classmethod
+    def _check_root_path(cls, value: Any) -> str:
+        return url_root_path("" if value is None else str(value))
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _check_origins(cls, value: Any) -> tuple[str, ...]:
@@ -217,6 +227,23 @@ def _split(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v for v in re.split(r"[,\s]+", value) if v]
     return [str(v).strip() for v in value if str(v).strip()]
+
+
+_ROOT_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$")
+
+
+def url_root_path(value: str) -> str:
+    """``value`` as a root path: ``/paidan`` for ``paidan``, ``/paidan/`` or ``/paidan``; ``""``
+    for none (``""`` or ``/``)."""
+    path = "/" + value.strip().strip("/")
+    if path == "/":
+        return ""
+    if not _ROOT_PATH.match(path) or "//" in path:
+        raise ValueError(
+            f"{value!r} is not a URL path; write the sub-path the proxy publishes the server "
+            "under, e.g. /paidan"
+        )
+    return path
 
 
 def browser_origin(origin: str) -> str:

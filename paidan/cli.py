@@ -749,6 +749,16 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     return result.model_dir
 
 
+def _root_path_option(value: str | None) -> str | None:
+    """``--root-path`` as ``PAIDAN_ROOT_PATH`` reads it, refused before anything starts."""
+    from model.settings import url_root_path
+
+    try:
+        return None if value is None else url_root_path(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 @app.command()
 def serve(
     model: Annotated[
@@ -770,6 +780,15 @@ def serve(
             help="Log one line per request: method, PII-masked path, status (default: "
             "PAIDAN_ACCESS_LOG, else on)",
             show_default=False,
+        ),
+    ] = None,
+    root_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Sub-path a reverse proxy publishes the server under and strips, e.g. /paidan "
+            "(default: PAIDAN_ROOT_PATH, else none)",
+            show_default=False,
+            callback=_root_path_option,
         ),
     ] = None,
 ) -> None:
@@ -796,6 +815,8 @@ def serve(
         # An explicitly chosen model stays put (serve.server.run pins it, in --workers processes
         # too); the root's current model follows the pointer.
         settings = settings.model_copy(update={"model_dir": model})
+        if root_path is not None:  # checked by _root_path_option
+            settings = settings.model_copy(update={"root_path": root_path})
 
         def announce() -> None:
             # Once the model is verified and the address bound: announced first, the server

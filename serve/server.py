@@ -175,6 +175,9 @@ def run(
         "log_config": log_config(log_level),
         "timeout_keep_alive": settings.keep_alive_s,
         "backlog": BACKLOG,
+        # Behind a proxy that publishes the server under a sub-path: /docs and its OpenAPI URL
+        # (the page's own URLs are relative and need nothing).
+        "root_path": settings.root_path,
         # httptools had no limit: one request with a 64 MB header stalled the worker for seconds.
         **header_limit_options(settings.max_header_bytes),
     }

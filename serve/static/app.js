@@ -88,6 +88,8 @@ function unrecognised(status) {
   return `服务返回了无法识别的应答${status ? `（HTTP ${status}）` : ""}，可能需要重新登录，或稍后重试`;
 }
 
+// `url` is relative ("v1/route"), resolved against the page's own address: behind a proxy that
+// publishes the server under a sub-path (https://gw/paidan/), "/v1/route" left the sub-path.
 async function api(method, url, body) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
@@ -231,7 +233,7 @@ let loadedVersion = null;
 
 async function loadModel() {
   try {
-    const info = await api("GET", "/v1/model");
+    const info = await api("GET", "v1/model");
     loadedVersion = (info && info.version) || null;
     state.labels = labelsFromModel(info);
     setChildren($("co-add"),
@@ -291,7 +293,7 @@ async function route() {
   routeButton.disabled = true;
   setStatus($("route-status"), "正在分析…", "busy");
   try {
-    const suggestion = await api("POST", "/v1/route", body);
+    const suggestion = await api("POST", "v1/route", body);
     if (seq !== state.routeSeq) return; // a newer request is on its way
     const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);
     if (!heads.length || heads.some((r) => typeof r !== "object" || typeof r.label !== "string")) {
@@ -611,7 +613,7 @@ async function confirmChoice() {
   confirmButton.disabled = true;
   setStatus($("feedback-status"), "正在保存…", "busy");
   try {
-    const saved = await api("POST", "/v1/feedback", body);
+    const saved = await api("POST", "v1/feedback", body);
     if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -362,3 +364,42 @@ def test_api_answers_are_not_cached_or_sniffed(client: TestClient) -> None:
     ):
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_api_answers_are_not_cached_under_a_root_path(client: TestClient) -> None:
+    # `paidan serve --root-path /paidan` (uvicorn's root_path) puts the prefix in front of the
+    # path: the check of `path.startswith("/v1/")` missed, and every API answer, the feedback
+    # export included, went out without no-store.
+    behind = TestClient(client.app, root_path="/paidan")
+    for response in (
+        behind.post("/paidan/v1/route", json=TICKET),
+        behind.get("/paidan/v1/feedback"),
+        behind.get("/paidan/v1/model"),
+        behind.post("/paidan/v1/route", json={}),
+    ):
+        assert response.status_code in (200, 422), response.text
+        assert response.headers["cache-control"] == "no-store"
+    page = behind.get("/paidan/")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
+
+
+def test_the_page_works_under_a_proxys_sub_path(client: TestClient) -> None:
+    # A proxy publishing the server under https://gw/paidan/ forwards only what is under
+    # /paidan/: the page's /static/… and the script's /v1/… left it (404 at the proxy), and the
+    # dispatcher saw an unstyled page that blamed the browser. Resolved as a browser resolves
+    # them against the page's address, every URL must stay under the prefix.
+    page_url = "https://gw.example.gov.cn/paidan/"
+    behind = TestClient(client.app, root_path="/paidan")
+    html = behind.get("/paidan/").text
+    assets = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert len(assets) == 4, assets
+    script = behind.get("/paidan/static/app.js").text
+    calls = re.findall(r'api\("(GET|POST)", "([^"]+)"', script)
+    assert len(calls) == 3, calls  # model, route, feedback
+    for url in [*assets, *(url for _, url in calls)]:
+        resolved = urlsplit(urljoin(page_url, url))
+        assert resolved.netloc == "gw.example.gov.cn", url
+        assert resolved.path.startswith("/paidan/"), f"{url} leaves the sub-path"
+    for url in assets:
+        assert behind.get(urlsplit(urljoin(page_url, url)).path).status_code == 200, url
+    assert behind.get("/paidan/v1/model").status_code == 200

@@ -193,7 +193,7 @@ def test_page_and_assets_are_served_locally_with_a_strict_policy(live_server: Li
         ("app.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ]:
-        assert f"/static/{asset}" in html
+        assert f'"static/{asset}"' in html  # relative: the page may sit under a sub-path
         r = live_server.api("GET", f"/static/{asset}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
         assert r.headers["x-content-type-options"] == "nosniff"
@@ -429,7 +429,7 @@ def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     )
     assert parsed == []
     scripts = "() => [...document.querySelectorAll('script')].map((s) => s.getAttribute('src'))"
-    assert pg.evaluate(scripts) == ["/static/check.js", "/static/app.js"]  # the page's own only
+    assert pg.evaluate(scripts) == ["static/check.js", "static/app.js"]  # the page's own only
     assert pg.evaluate("() => document.querySelectorAll('img, svg, b').length") == 0
     pg.locator("#confirm-button").click()
     expect(pg.locator("#feedback-status")).to_contain_text("已保存")

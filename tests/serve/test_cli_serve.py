@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from model.registry import current_version
+from model.settings import Settings, SettingsError, load_settings
 from paidan.cli import app
 from tests.conftest import write_tiny_csv
 
@@ -698,3 +699,69 @@ def test_a_sighup_while_serve_starts_does_not_end_it(tiny_model_dir: Path, tmp_p
     )
     assert "still running" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "root_path"),
+    [
+        pytest.param({}, [], "", id="none"),
+        pytest.param({}, ["--root-path", "/paidan/"], "/paidan", id="option"),
+        pytest.param({"PAIDAN_ROOT_PATH": "paidan"}, [], "/paidan", id="setting"),
+        pytest.param({"PAIDAN_ROOT_PATH": "/a"}, ["--root-path", "/b/c"], "/b/c", id="option-wins"),
+    ],
+)
+def test_serve_takes_the_proxys_sub_path(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    args: list[str],
+    root_path: str,
+) -> None:
+    # Behind a proxy under https://gw/paidan/ there was no way to tell `paidan serve` its prefix
+    # (/docs then fetched /openapi.json outside it).
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    calls: list[Settings] = []
+    monkeypatch.setattr("serve.server.run", lambda settings, model_dir, **k: calls.append(settings))
+    env = {**env, "PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path)}
+    result = runner.invoke(app, ["serve", "--model", "v1", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert [s.root_path for s in calls] == [root_path]
+
+
+def test_serve_refuses_a_root_path_that_is_not_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["serve", "--root-path", "https://gw/paidan"], env=env)
+    assert result.exit_code == 2
+    output = " ".join(result.output.replace("│", " ").split())
+    assert "--root-path" in output and "e.g. /paidan" in output, output
+    monkeypatch.setenv("PAIDAN_ROOT_PATH", "/pai dan")
+    with pytest.raises(SettingsError, match=r"PAIDAN_ROOT_PATH: .*e\.g\. /paidan"):
+        load_settings()
+
+
+def test_the_server_hands_uvicorn_the_root_path_and_the_header_limit(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serve import server
+    from serve.protocol import HeaderLimitedProtocol
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(server, "_serve_one", lambda *a, **k: seen.append(a[3]))
+    settings = Settings(
+        model_root=tiny_model_dir.parent,
+        data_dir=tmp_path,
+        root_path="/paidan",
+        max_header_bytes=8192,
+    )
+    server.run(settings, tiny_model_dir, port=0)
+    [options] = seen
+    assert options["root_path"] == "/paidan"
+    protocol = options["http"]
+    assert protocol.func is HeaderLimitedProtocol
+    assert protocol.keywords == {"max_header_bytes": 8192}
