@@ -19,6 +19,8 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ModelLoadError, load_serving_router
@@ -36,7 +38,7 @@ from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.routes import api_router
 from serve.schemas import make_request_models
-from serve.security import install_security
+from serve.security import install_security, route_path
 from serve.telemetry import TelemetryMiddleware
 from serve.workers import replacement_start, report_served, supervisor_of_this_process
 
@@ -174,6 +176,11 @@ def create_app(
         summary="派单: route citizen complaints to the responsible department and a category",
         version="1",
         lifespan=lifespan,
+        # Starlette answered /v1/route/ with an empty 307 to a Location built from the Host the
+        # server saw (behind a proxy: the upstream's address, without the public prefix), which
+        # Java clients do not follow for a POST and .NET followed into a connection error. The
+        # 404 of _not_found_naming_the_route says what to call instead.
+        redirect_slashes=False,
     )
     # Settings, metrics and the batcher live as long as the app: the one place they are kept.
     app.state.services = Services(settings, metrics, MicroBatcher(similar_k=settings.similar_k))
@@ -189,6 +196,7 @@ def create_app(
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
     app.include_router(admin_router)
     _include_page(app)
+    app.router.default = _not_found_naming_the_route(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
     install_security(app, settings)  # CORS, safe headers, 401/403 answers
     # Outermost but one: metrics and the PII-free access log see every answer.
@@ -222,6 +230,29 @@ def _start_follower(
     return asyncio.create_task(
         follow_pointer(app, settings.model_root, settings.reload_interval, loader)
     )
+
+
+def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
+    """The router's 404 for a path matching no route; for one that is a route but for its
+    trailing slash (``/v1/route/``), its message names the route to call instead."""
+
+    from serve.telemetry import _routes as flat_routes  # included routers, opened
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope)
+        if scope["type"] == "http" and path != "/" and path.endswith("/"):
+            probe = {**scope, "path": scope["path"].rstrip("/") or "/"}
+            for candidate in flat_routes(app.router.routes):
+                template = getattr(getattr(candidate, "original_route", candidate), "path", "")
+                # A template only: a path with a parameter (/static/{name}) would echo input.
+                if "{" not in template and candidate.matches(probe)[0] is not Match.NONE:
+                    shown = scope.get("root_path", "") + template
+                    raise HTTPException(
+                        404, f"{shown}/ is not a route; did you mean {shown}, without the slash?"
+                    )
+        await app.router.not_found(scope, receive, send)
+
+    return not_found
 
 
 def _include_page(app: FastAPI) -> None:

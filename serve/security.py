@@ -60,7 +60,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = BASE_HEADERS + (API_HEADERS if _route_path(scope).startswith("/v1/") else [])
+        extra = BASE_HEADERS + (API_HEADERS if route_path(scope).startswith("/v1/") else [])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -73,7 +73,7 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path the app routes by: without the root path (``paidan serve --root-path``), which
     uvicorn puts in front of ``scope["path"]``; under a root path every /v1/ answer went out
     without ``Cache-Control: no-store``."""

@@ -296,6 +296,29 @@ def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
     assert_error(client.get("/v1/route"), 405, "method_not_allowed")
 
 
+def test_a_trailing_slash_is_a_404_naming_the_route_never_a_redirect(client: TestClient) -> None:
+    # It was an empty 307 to a Location built from the Host header: behind a proxy, the upstream's
+    # address; Java clients do not follow it for a POST, .NET followed it into a connection error.
+    for method, path, route in [
+        ("POST", "/v1/route/", "/v1/route"),
+        ("POST", "/v1/route/batch//", "/v1/route/batch"),
+        ("GET", "/v1/model/", "/v1/model"),
+        ("GET", "/healthz/", "/healthz"),
+    ]:
+        answer = client.request(method, path, json={"text": "x"}, follow_redirects=False)
+        error = assert_error(answer, 404, "not_found")
+        assert f"did you mean {route}," in error["message"], error
+        assert "location" not in answer.headers
+    # Under a root path (paidan serve --root-path) it names the path the client used.
+    behind = TestClient(client.app, root_path="/paidan")
+    answer = behind.post("/paidan/v1/route/", json={"text": "x"}, follow_redirects=False)
+    assert "did you mean /paidan/v1/route," in assert_error(answer, 404, "not_found")["message"]
+    # Other paths: the plain 404, quoting nothing of the request.
+    for path in ("/v1/nothing/", "/static/app.js/", "/v1/13812345678/"):
+        error = assert_error(client.get(path, follow_redirects=False), 404, "not_found")
+        assert "did you mean" not in error["message"] and "1381" not in error["message"]
+
+
 @pytest.mark.parametrize(
     ("path", "raw", "field"),
     [
