@@ -157,6 +157,7 @@ def make_engine(url: str) -> Engine:
     event.listen(engine, "checkout", checkout)
     for name in ("checkin", "invalidate", "close"):
         event.listen(engine, name, lambda _conn, record, *_: WATCHDOG.disarm(record))
+    event.listen(engine, "begin", _statement_timeout(int(STATEMENT_TIMEOUT_S * 1000)))
     return engine
 
 
@@ -222,21 +223,40 @@ WATCHDOG = _Watchdog(OPERATION_TIMEOUT_S)
 
 def _postgres_timeouts(url: URL) -> dict[str, Any]:
     """libpq connection parameters that bound every operation, not only the connect; one the
-    URL's query sets itself is left as given (its ``options`` are kept, after ours)."""
-    timeout_ms = int(STATEMENT_TIMEOUT_S * 1000)
+    URL's query sets itself is left as given. No ``options``: see :func:`_statement_timeout`."""
     wanted: dict[str, Any] = {
         "connect_timeout": CONNECT_TIMEOUT_S,
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
-        "tcp_user_timeout": timeout_ms,  # unacknowledged data (Linux), keepalive probes too
+        "tcp_user_timeout": int(STATEMENT_TIMEOUT_S * 1000),  # unacknowledged data (Linux)
     }
-    args = {key: value for key, value in wanted.items() if key not in url.query}
-    given = url.query.get("options", "")
-    given = given if isinstance(given, str) else " ".join(given)
-    args["options"] = f"-c statement_timeout={timeout_ms} {given}".strip()
-    return args
+    return {key: value for key, value in wanted.items() if key not in url.query}
+
+
+def _statement_timeout(timeout_ms: int) -> Any:
+    """A ``begin`` listener that bounds each transaction's statements to ``timeout_ms``, unless a
+    statement_timeout is set elsewhere (the URL's ``options``, ``PGOPTIONS``, a service file,
+    ``ALTER ROLE``/``ALTER DATABASE … SET``, postgresql.conf): that one is kept.
+
+    It was a startup parameter (``options=-c statement_timeout=…``), which replaced the user's own
+    ``PGOPTIONS`` and service-file ``options`` (a ``search_path`` lost: a second, empty
+    ``public.feedback`` received the decisions and every stored row looked gone) and which
+    PgBouncer refuses ("unsupported startup parameter: options"): no feedback was stored. A
+    ``SET LOCAL`` in each transaction reaches the server through PgBouncer in every pooling mode
+    (a session ``SET`` on connect would land on whichever server connection transaction pooling
+    gave, and stay there for other clients).
+    """
+    statement = (
+        f"SELECT set_config('statement_timeout', '{int(timeout_ms)}', true) "
+        "FROM pg_settings WHERE name = 'statement_timeout' AND source = 'default'"
+    )
+
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
+
+    return begin
 
 
 SQLITE_BEGIN = "paidan_sqlite_begin"  # execution option: the BEGIN a transaction starts with

@@ -316,3 +316,38 @@ def test_a_database_that_stops_answering_on_an_open_connection_is_a_503(
         proxy.thawed.set()
         proxy.server.close()
         db.dispose()
+
+
+def test_the_users_own_options_are_kept_and_their_statement_timeout_wins(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # paidan sent `options=-c statement_timeout=…` as a startup parameter: libpq then ignored
+    # PGOPTIONS (and a service file's options), so an install keeping its tables in a schema that
+    # way migrated a second, empty public.feedback and every stored row looked gone; PgBouncer
+    # refused the parameter, and no feedback was stored at all.
+    from serve.db import _postgres_timeouts
+
+    given = make_url(pg_url)
+    schema = given.query["options"].removeprefix("-csearch_path=")
+    bare = given.difference_update_query(["options"])
+    assert "options" not in _postgres_timeouts(bare)  # nothing a connection pooler refuses
+    monkeypatch.setenv("PGOPTIONS", f"-c search_path={schema}")
+    db = Database(bare.render_as_string(hide_password=False))
+    try:
+        with db.engine.connect() as conn:  # checked before migrating: never touch public
+            assert conn.execute(text("SHOW search_path")).scalar() == schema
+        db.ensure_schema()
+        db.add_feedback(text="某投诉", department="人社")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT current_schema()")).scalar() == schema
+            assert conn.execute(text("SELECT count(*) FROM feedback")).scalar() == 1
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "10s"
+    finally:
+        db.dispose()
+    monkeypatch.setenv("PGOPTIONS", f"-c search_path={schema} -c statement_timeout=30s")
+    db = Database(bare.render_as_string(hide_password=False))
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "30s"
+    finally:
+        db.dispose()
