@@ -26,13 +26,12 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    and_,
     create_engine,
     event,
     make_url,
-    or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
@@ -408,16 +407,15 @@ def _page(
 ) -> Select[Any]:
     """``query`` limited to one page: rows at or after ``since``, after the key ``after``."""
     query = query.order_by(Feedback.created_at, Feedback.id).limit(limit)
-    if since is not None:
+    if since is not None and (after is None or as_utc(after[0]) < as_utc(since)):
+        # Not beside a key at or after it, which implies it: SQLite seeks on one lower bound only.
         query = query.where(Feedback.created_at >= since)
     if after is not None:
-        at, row_id = after
-        query = query.where(
-            or_(
-                Feedback.created_at > at,
-                and_(Feedback.created_at == at, Feedback.id > row_id),
-            )
-        )
+        # A row value, which SQLite (3.15+) and PostgreSQL seek on ix_feedback_created_at: the
+        # same key spelt `created_at > :at OR (created_at = :at AND id > :id)` could not use the
+        # index, and each page read every row after the key (a full read grew with the square of
+        # the table: 1 M rows, 600k->700k took 25 s).
+        query = query.where(tuple_(Feedback.created_at, Feedback.id) > after)
     return query
 
 

@@ -160,3 +160,59 @@ def test_retrain_and_drift_say_the_feedback_database_failed(
             "(PAIDAN_DATABASE_URL): OperationalError" in said
         ), said
         assert "secret-pw" not in said
+
+
+def test_a_page_of_feedback_seeks_its_key_on_the_index(tmp_path: Path) -> None:
+    # The key was `created_at > :at OR (created_at = :at AND id > :id)`, which no index answers:
+    # each page read every row after it (with `since`, every row after that), and a full read
+    # (retrain, drift, export) grew with the square of the table (1 M rows: 600k->700k in 25 s).
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from serve.db import Feedback, _page
+
+    db = Database(f"sqlite:///{tmp_path / 'paidan.db'}")
+    try:
+        db.ensure_schema()
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        with db.engine.begin() as conn:  # three rows per second: keys that share a time
+            conn.execute(
+                insert(Feedback),
+                [
+                    {
+                        "text": "某投诉",
+                        "department": "人社",
+                        "created_at": start + timedelta(seconds=i // 3),
+                    }
+                    for i in range(30)
+                ],
+            )
+        at = start + timedelta(seconds=4)
+
+        def plan(since: datetime | None) -> list[str]:
+            compiled = _page(select(Feedback.id), since, (at, 13), 5).compile(db.engine)
+            params = compiled.construct_params()
+            args = [
+                str(v.replace(tzinfo=None)) if isinstance(v, datetime) else v
+                for v in (params[name] for name in compiled.positiontup or ())
+            ]
+            with db.engine.connect() as conn:
+                found = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(args))
+                return [row[3] for row in found]
+
+        for since in (None, start - timedelta(days=1)):
+            [step] = plan(since)  # a seek on the index, no sort, read from the key on
+            assert step.startswith("SEARCH") and "INDEX ix_feedback_created_at (" in step, since
+            # The key implies `since`; beside it SQLite seeks on `since` and reads from there.
+            assert "created_at >=" not in str(_page(select(Feedback.id), since, (at, 13), 5))
+        page = db.feedback_page(start + timedelta(seconds=5), (at, 13), 5)
+        assert [row.id for row in page] == [16, 17, 18, 19, 20]  # `since` after the key: kept
+        later = start + timedelta(seconds=7)
+        assert [row.id for row in db.feedback_page(later, (at, 13), 5)] == [22, 23, 24, 25, 26]
+        assert [row["id"] for row in db.iter_columns(["department"], start, page=4)] == list(
+            range(1, 31)
+        )
+        assert [row.id for row in db.iter_feedback(at, page=4)] == list(range(13, 31))
+    finally:
+        db.dispose()
