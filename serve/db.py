@@ -34,7 +34,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
@@ -57,6 +57,10 @@ POOL_TIMEOUT_S = 10.0  # longest wait for a free pooled connection
 OPERATION_TIMEOUT_S = STATEMENT_TIMEOUT_S + 5
 # PostgreSQL advisory lock held while migrating: int.from_bytes(b"paidanmg") (any fixed 64-bit key).
 MIGRATION_LOCK_KEY = 0x70616964616E6D67
+# Longest wait for that lock, which another process holds while it migrates. A migrator that was
+# stopped (Ctrl-Z) or cut off mid-way holds it until PostgreSQL notices (hours): `db upgrade`, the
+# server's start-up, retrain and drift waited for ever, with nothing printed.
+MIGRATION_LOCK_WAIT_S = 60.0
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -311,9 +315,7 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
                 # current. Two servers (or `db upgrade` beside a starting one) migrating an empty
                 # database at once failed with a catalogue error (UniqueViolation on
                 # pg_type_typname_nsp_index) and said "feedback will not work". Released at commit.
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
+                _migration_lock(conn)
             stored = MigrationContext.configure(conn).get_current_heads()
             known = {s.revision for s in script.walk_revisions()}
             unknown = [r for r in stored if r not in known]
@@ -327,6 +329,58 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+def _migration_lock(conn: Any) -> None:
+    """Take paidan's migration lock for this transaction, waiting at most MIGRATION_LOCK_WAIT_S:
+    a line says whose it is while waiting, and the error after it names the holder and how to
+    end it."""
+    key = {"key": MIGRATION_LOCK_KEY}
+    if conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), key).scalar():
+        return
+    holder = conn.execute(
+        text(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND (classid::bigint << 32) + objid::bigint = :key AND objsubid = 1"
+        ),
+        key,
+    ).scalar()
+    # pg_locks shows the key as classid (its high 32 bits) and objid (its low 32 bits).
+    lock = (
+        f"paidan's migration lock (pg_locks: advisory, classid {MIGRATION_LOCK_KEY >> 32}, "
+        f"objid {MIGRATION_LOCK_KEY & 0xFFFFFFFF})"
+    )
+    who = (
+        f"PostgreSQL process {holder} (another paidan migrating it, or one stopped or cut off "
+        f"mid-way; see it with SELECT pid, usename, application_name, client_addr, state, "
+        f"xact_start FROM pg_stat_activity WHERE pid = {holder})"
+        if holder is not None
+        else "another process (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+    )
+    logger.warning(
+        "waiting up to %.0f s for %s on %s, held by %s",
+        MIGRATION_LOCK_WAIT_S,
+        lock,
+        describe_url(conn.engine.url),
+        who,
+    )
+    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar()
+    conn.execute(
+        text("SELECT set_config('lock_timeout', :ms, true)"),
+        {"ms": str(int(MIGRATION_LOCK_WAIT_S * 1000))},
+    )
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+    except OperationalError as e:
+        code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+        if code != "55P03":  # lock_not_available (psycopg; psycopg2 calls it pgcode)
+            raise
+        end = f"; if it is stuck, end it: SELECT pg_terminate_backend({holder})" if holder else ""
+        raise DatabaseUnavailable(
+            f"{lock} was still held after {MIGRATION_LOCK_WAIT_S:.0f} s by {who}{end}"
+        ) from e
+    # The migration itself is not bound by it (nor by statement_timeout).
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": previous})
 
 
 def _unknown_revision(revisions: list[str] | tuple[str, ...], head: str | None) -> str:

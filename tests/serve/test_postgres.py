@@ -375,3 +375,53 @@ def test_a_page_of_feedback_seeks_its_key_on_the_index(pg_url: str) -> None:
             assert not any("Filter" in step or "Sort" in step for step in plan), plan
     finally:
         db.dispose()
+
+
+def test_a_migration_lock_held_too_long_is_an_error_naming_its_holder(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another process holding the migration lock (a `db upgrade` stopped with Ctrl-Z, or cut off
+    # mid-way): `paidan db upgrade`, the server's start-up, retrain and drift waited for ever
+    # without a word.
+    import threading
+
+    import serve.db
+    from serve.db import MIGRATION_LOCK_KEY, DatabaseUnavailable
+
+    monkeypatch.setattr(serve.db, "MIGRATION_LOCK_WAIT_S", 0.5)
+    holder = create_engine(pg_url)
+    db = Database(pg_url)
+    outcome: list[BaseException | str] = []
+
+    def migrate() -> None:
+        try:
+            db.ensure_schema()
+            outcome.append("migrated")
+        except BaseException as e:
+            outcome.append(e)
+
+    try:
+        with holder.connect() as first:
+            first.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            pid = first.execute(text("SELECT pg_backend_pid()")).scalar()
+            second = threading.Thread(target=migrate, daemon=True)
+            with caplog.at_level("WARNING", logger="serve.db"):
+                second.start()
+                second.join(30)  # a guard against a hang, not a timing assertion
+            assert not second.is_alive(), "waited for the migration lock without limit"
+            [error] = outcome
+            assert isinstance(error, DatabaseUnavailable), error
+            said = str(error)
+            assert "paidan's migration lock (pg_locks: advisory" in said
+            assert f"still held after 0 s by PostgreSQL process {pid} " in said
+            assert f"pg_terminate_backend({pid})" in said
+            [waiting] = [r.getMessage() for r in caplog.records if "waiting up to" in r.message]
+            shown = make_url(pg_url).render_as_string(hide_password=True)
+            assert shown in waiting and f"held by PostgreSQL process {pid}" in waiting
+            first.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        db.ensure_schema()  # released: the next attempt migrates
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        holder.dispose()
+        db.dispose()
