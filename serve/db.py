@@ -322,6 +322,8 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
             if unknown:
                 # Unavailable to this version, not a crash of every command.
                 raise DatabaseUnavailable(_unknown_revision(unknown, script.get_current_head()))
+            if not stored:
+                _adopt_unversioned_feedback(conn, script)
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
     except CommandError as e:
@@ -381,6 +383,63 @@ def _migration_lock(conn: Any) -> None:
         ) from e
     # The migration itself is not bound by it (nor by statement_timeout).
     conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": previous})
+
+
+# What revision 0001 (serve/migrations/versions/0001_feedback.py) creates.
+REVISION_0001_COLUMNS = frozenset(
+    {
+        "id",
+        "ticket_id",
+        "title",
+        "text",
+        "suggestion",
+        "department",
+        "category",
+        "dispatcher_id",
+        "model_version",
+        "created_at",
+    }
+)
+REVISION_0001_INDEXES = {
+    "ix_feedback_created_at": "CREATE INDEX ix_feedback_created_at ON feedback (created_at, id)",
+    "ix_feedback_ticket_id": "CREATE INDEX ix_feedback_ticket_id ON feedback (ticket_id)",
+}
+
+
+def _adopt_unversioned_feedback(conn: Any, script: Any) -> None:
+    """A ``feedback`` table in a database with no revision stored: revision 0001's is completed
+    (its missing indexes) and stamped; any other is refused, saying what to do.
+
+    paidan before 495f6e5 committed each CREATE of revision 0001 on its own on SQLite, so a first
+    start that failed part-way (a full disk) left the table without its alembic_version row, and
+    every later start and `paidan db upgrade` failed with "table feedback already exists", with no
+    way out but SQL written by hand.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    if not inspector.has_table("feedback"):
+        return
+    columns = {column["name"] for column in inspector.get_columns("feedback")}
+    if columns != REVISION_0001_COLUMNS:
+        raise DatabaseUnavailable(
+            "the database has a table feedback but no paidan schema revision, and its columns "
+            f"({', '.join(sorted(columns))}) are not the ones paidan creates: it belongs to "
+            "another application or was changed by hand; point PAIDAN_DATABASE_URL (or "
+            "PAIDAN_DATA_DIR) "
+            "at paidan's own database, or keep its rows elsewhere and rename it "
+            "(ALTER TABLE feedback RENAME TO feedback_old), then run `paidan db upgrade`"
+        )
+    indexes = {index["name"] for index in inspector.get_indexes("feedback")}
+    for name, create in REVISION_0001_INDEXES.items():
+        if name not in indexes:
+            conn.exec_driver_sql(create)
+    MigrationContext.configure(conn).stamp(script, "0001")
+    logger.warning(
+        "the feedback table had no schema revision (a first migration that stopped part-way): "
+        "its columns are revision 0001's, so it is marked at 0001 and its rows are kept"
+    )
 
 
 def _unknown_revision(revisions: list[str] | tuple[str, ...], head: str | None) -> str:

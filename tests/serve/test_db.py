@@ -216,3 +216,50 @@ def test_a_page_of_feedback_seeks_its_key_on_the_index(tmp_path: Path) -> None:
         assert [row.id for row in db.iter_feedback(at, page=4)] == list(range(13, 31))
     finally:
         db.dispose()
+
+
+def test_a_feedback_table_left_without_its_revision_is_adopted_or_refused_saying_what_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # paidan before 495f6e5 committed each CREATE of a SQLite migration on its own: a first start
+    # that failed part-way (a full disk) left the table and no revision, and every later start and
+    # `paidan db upgrade` failed with "table feedback already exists", with no way out.
+    from sqlalchemy import inspect, text
+
+    for n, left in enumerate(("DELETE FROM alembic_version", "DROP TABLE alembic_version")):
+        url = f"sqlite:///{tmp_path / f'half{n}.db'}"
+        db = Database(url)
+        db.ensure_schema()
+        db.add_feedback(text="某投诉", department="人社")
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP INDEX ix_feedback_ticket_id"))  # the step the disk stopped
+            conn.execute(text(left))
+        db.dispose()
+        db = Database(url)
+        try:
+            with caplog.at_level("WARNING", logger="serve.db"):
+                db.ensure_schema()
+            assert "marked at 0001 and its rows are kept" in caplog.text
+            with db.engine.connect() as conn:
+                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+                    "0001"
+                )
+            indexes = {i["name"] for i in inspect(db.engine).get_indexes("feedback")}
+            assert indexes == {"ix_feedback_created_at", "ix_feedback_ticket_id"}
+            assert [row.text for row in db.iter_feedback()] == ["某投诉"]
+        finally:
+            db.dispose()
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    db = Database(url)
+    try:
+        with db.engine.begin() as conn:  # another application's table of that name
+            conn.execute(text("CREATE TABLE feedback (id INTEGER PRIMARY KEY, body TEXT)"))
+        with pytest.raises(DatabaseUnavailable) as refused:
+            db.ensure_schema()
+        said = str(refused.value)
+        assert "a table feedback but no paidan schema revision, and its columns (body, id)" in said
+        assert "ALTER TABLE feedback RENAME TO feedback_old" in said
+        assert inspect(db.engine).get_table_names() == ["feedback"]  # left as it was
+    finally:
+        db.dispose()
