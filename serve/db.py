@@ -515,6 +515,33 @@ def safe_reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
 
 
+def _read_only(conn: Any) -> str | None:
+    """Why nothing can be written through ``conn`` (not in a transaction), or None; writes
+    nothing."""
+    if conn.dialect.name == "postgresql":
+        if conn.execute(text("SHOW transaction_read_only")).scalar() == "on":
+            return (
+                "the database is read-only (transaction_read_only is on: a standby, as after a "
+                "failover, or default_transaction_read_only): feedback cannot be saved"
+            )
+        return None
+    if conn.dialect.name != "sqlite":
+        conn.execute(text("SELECT 1"))
+        return None
+    # A write of page 1 that is rolled back: a file or filesystem turned read-only refuses it (with
+    # its -wal and -shm left, BEGIN IMMEDIATE and reads still work). Nothing reaches the disk.
+    try:
+        transaction = conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin()
+        try:
+            version = int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+            conn.exec_driver_sql(f"PRAGMA user_version = {version}")
+        finally:
+            transaction.rollback()
+    except SQLAlchemyError as e:
+        return f"the database cannot be written ({safe_reason(e)}): feedback cannot be saved"
+    return None
+
+
 def _page(
     query: Select[Any], since: datetime | None, after: tuple[datetime, int] | None, limit: int
 ) -> Select[Any]:
@@ -637,15 +664,22 @@ class Database:
             return
 
     def check(self) -> dict[str, Any]:
-        """The database's state for ``/readyz``: ``ok`` and, when not, why."""
+        """The database's state for ``/readyz``: ``ok`` and, when not, why.
+
+        Whether it can be written too, writing nothing: a store that could be read but not written
+        (a SQLite file or filesystem turned read-only, a PostgreSQL standby after a failover or
+        with default_transaction_read_only) answered every save 503 while this said ``ok``.
+        """
         try:
             self.ensure_schema()
             with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                read_only = _read_only(conn)
         except DatabaseUnavailable as e:
             return {"ok": False, "backend": self.backend, "reason": str(e)}
         except SQLAlchemyError as e:
             return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
+        if read_only is not None:
+            return {"ok": False, "backend": self.backend, "reason": read_only}
         return {"ok": True, "backend": self.backend}
 
     def add_feedback(self, **values: Any) -> Feedback:

@@ -263,3 +263,28 @@ def test_a_feedback_table_left_without_its_revision_is_adopted_or_refused_saying
         assert inspect(db.engine).get_table_names() == ["feedback"]  # left as it was
     finally:
         db.dispose()
+
+
+def test_readyz_says_a_database_that_cannot_be_written_is_not_ok(tmp_path: Path) -> None:
+    # A store that can be read but not written (a SQLite file or filesystem turned read-only):
+    # every save answered 503 while /readyz said `database: ok`, and no alert fired.
+    path = tmp_path / "paidan.db"
+    db = Database(f"sqlite:///{path}")
+    read_only = Database(f"sqlite:///file:{path}?mode=ro&uri=true", migrate=False)
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        wal = path.with_name("paidan.db-wal").read_bytes()
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        assert path.with_name("paidan.db-wal").read_bytes() == wal  # the probe wrote nothing
+        with pytest.raises(DatabaseUnavailable, match="readonly"):
+            read_only.add_feedback(text="某投诉", department="人社")
+        state = read_only.check()
+        assert state["ok"] is False, state
+        assert state["reason"] == (
+            "the database cannot be written (OperationalError: attempt to write a readonly "
+            "database): feedback cannot be saved"
+        )
+        assert [row.text for row in read_only.iter_feedback()] == ["某投诉"]  # still read
+    finally:
+        read_only.dispose()
+        db.dispose()

@@ -456,3 +456,28 @@ def test_a_feedback_table_without_its_revision_is_adopted(pg_url: str) -> None:
         assert [row.text for row in db.iter_feedback()] == ["某投诉"]
     finally:
         db.dispose()
+
+
+def test_readyz_says_a_read_only_database_is_not_ok(pg_url: str) -> None:
+    # A PostgreSQL that turned read-only (a standby after a failover, default_transaction_read_only):
+    # every save answered 503 while /readyz said `database: ok`.
+    from serve.db import DatabaseUnavailable
+
+    Database(pg_url).ensure_schema()
+    given = make_url(pg_url)
+    options = f"{given.query['options']} -cdefault_transaction_read_only=on"
+    url = given.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    db = Database(url)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="read-only transaction"):
+            db.add_feedback(text="某投诉", department="人社")
+        state = db.check()
+        assert state["ok"] is False, state
+        assert state["reason"].startswith("the database is read-only (transaction_read_only is on")
+    finally:
+        db.dispose()
+    writable = Database(pg_url)
+    try:
+        assert writable.check() == {"ok": True, "backend": "postgresql"}
+    finally:
+        writable.dispose()
