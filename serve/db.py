@@ -688,9 +688,24 @@ class Database:
         values.setdefault("created_at", datetime.now(UTC))
         row = Feedback(**values)
         try:
-            with self.sessions.begin() as session:
-                session.add(row)
-        except SQLAlchemyError as e:
+            with self.sessions() as session:  # closed with a rollback if not committed
+                try:
+                    session.add(row)
+                    session.flush()  # the INSERT: a failure until here stores nothing
+                except SQLAlchemyError as e:
+                    raise DatabaseUnavailable(safe_reason(e)) from e
+                try:
+                    session.commit()
+                except SQLAlchemyError as e:
+                    # A COMMIT the database received before the connection failed (it stalled
+                    # at the commit and the watchdog cut it) is carried out when it resumes:
+                    # saying only "unavailable" made the client save it again, stored twice.
+                    raise DatabaseUnavailable(
+                        f"{safe_reason(e)}; this happened at the commit, so the row may have "
+                        "been stored: look for it in the export (GET /v1/feedback, its "
+                        "ticket_id) before saving it again"
+                    ) from e
+        except SQLAlchemyError as e:  # the close's rollback
             raise DatabaseUnavailable(safe_reason(e)) from e
         return row
 

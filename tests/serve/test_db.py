@@ -288,3 +288,33 @@ def test_readyz_says_a_database_that_cannot_be_written_is_not_ok(tmp_path: Path)
     finally:
         read_only.dispose()
         db.dispose()
+
+
+def test_a_save_that_fails_at_the_commit_says_the_row_may_be_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database that stalls at the COMMIT (the watchdog then cuts the connection) carries it out
+    # when it resumes: the 503 said only "unavailable", the client saved again, stored twice.
+    import sqlite3
+
+    db = Database(f"sqlite:///{tmp_path / 'paidan.db'}")
+    try:
+        db.ensure_schema()
+
+        def cut(_dbapi_connection: Any) -> None:
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(db.engine.dialect, "do_commit", cut)
+        with pytest.raises(DatabaseUnavailable) as failed:
+            db.add_feedback(text="某投诉", department="人社")
+        assert str(failed.value) == (
+            "OperationalError: server closed the connection unexpectedly; this happened at the "
+            "commit, so the row may have been stored: look for it in the export (GET "
+            "/v1/feedback, its ticket_id) before saving it again"
+        )
+        monkeypatch.undo()
+        with pytest.raises(DatabaseUnavailable) as refused:  # before the commit: not stored
+            db.add_feedback(text=None, department="人社")
+        assert "may have been stored" not in str(refused.value)
+    finally:
+        db.dispose()
