@@ -579,6 +579,7 @@ class Database:
         self._failure: str | None = None  # why the last attempt failed (server mode)
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
+        self._retrier_lock = threading.Lock()  # _failure set by _lost and the retrier's start/end
         self._prepare_sqlite_dir()
 
     @property
@@ -599,9 +600,10 @@ class Database:
         Server mode (``retry_interval``): no caller ever waits for another's attempt. Every request
         used to take the lock in turn and wait out its own connect timeout, so with a database that
         did not answer the tenth waited 30 s, /readyz queued behind them, and the waiting requests
-        took every threadpool thread that routing needs too.
+        took every threadpool thread that routing needs too. So after a connection to a reached
+        PostgreSQL failed (:meth:`_lost`), until the background thread reaches it again.
         """
-        if self._schema_ready:
+        if self._schema_ready and self._failure is None:
             return
         if self._retry_interval is None:
             with self._lock:
@@ -638,18 +640,41 @@ class Database:
         self._schema_ready = True
 
     def _start_retrying(self) -> None:
-        if self._retrier is None and not self._stopped.is_set():
-            self._retrier = threading.Thread(
-                target=self._retry, name="paidan-db-retry", daemon=True
-            )
-            self._retrier.start()
+        with self._retrier_lock:
+            if self._retrier is None and not self._stopped.is_set():
+                self._retrier = threading.Thread(
+                    target=self._retry, name="paidan-db-retry", daemon=True
+                )
+                self._retrier.start()
+
+    def _lost(self, e: SQLAlchemyError) -> None:
+        """Server mode, PostgreSQL: a connection that failed (no error the server reported, such
+        as a statement timeout) makes every caller get the failure at once until the background
+        thread reaches the database again. A database that stopped answering after start-up made
+        each /readyz wait ~18 s (the watchdog, then the connect timeout), probes queued on their
+        two threads and a load balancer took the server out, though routing worked."""
+        if self._retry_interval is None or self.backend == "sqlite":
+            return
+        if not isinstance(e, OperationalError) or getattr(e.orig, "sqlstate", None):
+            return
+        with self._retrier_lock:
+            self._failure = safe_reason(e)
+        self._start_retrying()
+
+    def _probe(self) -> None:
+        """The retrier's attempt once the schema is ready: is the database answering again?"""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(safe_reason(e)) from e
 
     def _retry(self) -> None:
         assert self._retry_interval is not None
         while not self._stopped.wait(self._retry_interval):
             with self._lock:
                 try:
-                    self._attempt()
+                    self._probe() if self._schema_ready else self._attempt()
                 except DatabaseUnavailable as e:
                     if str(e) != self._failure:
                         logger.warning("feedback database still unavailable: %s", e)
@@ -659,7 +684,9 @@ class Database:
                     logger.warning("feedback database still unavailable: %s", safe_reason(e))
                     self._failure = safe_reason(e)
                     continue
-                self._failure = None
+                with self._retrier_lock:
+                    self._failure = None
+                    self._retrier = None  # a later loss starts another
             logger.info("feedback database reachable again: feedback works")
             return
 
@@ -677,6 +704,7 @@ class Database:
         except DatabaseUnavailable as e:
             return {"ok": False, "backend": self.backend, "reason": str(e)}
         except SQLAlchemyError as e:
+            self._lost(e)
             return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
         if read_only is not None:
             return {"ok": False, "backend": self.backend, "reason": read_only}
@@ -693,6 +721,7 @@ class Database:
                     session.add(row)
                     session.flush()  # the INSERT: a failure until here stores nothing
                 except SQLAlchemyError as e:
+                    self._lost(e)
                     raise DatabaseUnavailable(safe_reason(e)) from e
                 try:
                     session.commit()
@@ -700,12 +729,14 @@ class Database:
                     # A COMMIT the database received before the connection failed (it stalled
                     # at the commit and the watchdog cut it) is carried out when it resumes:
                     # saying only "unavailable" made the client save it again, stored twice.
+                    self._lost(e)
                     raise DatabaseUnavailable(
                         f"{safe_reason(e)}; this happened at the commit, so the row may have "
                         "been stored: look for it in the export (GET /v1/feedback, its "
                         "ticket_id) before saving it again"
                     ) from e
         except SQLAlchemyError as e:  # the close's rollback
+            self._lost(e)
             raise DatabaseUnavailable(safe_reason(e)) from e
         return row
 
@@ -719,6 +750,7 @@ class Database:
             with self.sessions() as session:
                 return list(session.scalars(query))
         except SQLAlchemyError as e:
+            self._lost(e)
             raise DatabaseUnavailable(safe_reason(e)) from e
 
     def iter_feedback(
@@ -753,6 +785,7 @@ class Database:
                 with self.engine.connect() as conn:
                     rows = [dict(row._mapping) for row in conn.execute(query)]
             except SQLAlchemyError as e:
+                self._lost(e)
                 raise DatabaseUnavailable(safe_reason(e)) from e
             yield from rows
             if len(rows) < page:

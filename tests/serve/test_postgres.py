@@ -481,3 +481,54 @@ def test_readyz_says_a_read_only_database_is_not_ok(pg_url: str) -> None:
         assert writable.check() == {"ok": True, "backend": "postgresql"}
     finally:
         writable.dispose()
+
+
+def test_after_a_connection_is_lost_callers_get_the_failure_at_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database that stopped answering after start-up: each /readyz waited for the watchdog and
+    # the connect timeout (~18 s), probes queued on their two threads, and a load balancer took
+    # the server out though routing worked; each save held a shared thread as long.
+    import threading
+
+    from sqlalchemy import event
+
+    from serve.db import WATCHDOG, DatabaseUnavailable
+
+    given = make_url(pg_url)
+    proxy = FreezingProxy(given.host or "127.0.0.1", given.port or 5432)
+    url = given.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    monkeypatch.setattr(WATCHDOG, "limit", 1.0)
+    db = Database(url, retry_interval=0.05)
+    here: list[str] = []  # connections the test's own thread takes or tries to open
+    caller = threading.current_thread()
+    for name in ("checkout", "do_connect"):
+        event.listen(
+            db.engine,
+            name,
+            lambda *_, name=name: (
+                here.append(name) if threading.current_thread() is caller else None
+            ),
+        )
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        proxy.frozen.set()
+        with pytest.raises(DatabaseUnavailable):  # this one waits for the watchdog
+            db.add_feedback(text="某投诉", department="人社")
+        here.clear()
+        state = db.check()
+        assert state["ok"] is False and state["reason"], state
+        with pytest.raises(DatabaseUnavailable):
+            db.add_feedback(text="某投诉", department="人社")
+        assert here == [], "a caller waited on the database again"
+        proxy.thawed.set()  # it answers again: the background thread finds it
+        for _ in range(3000):  # a guard against a hang, not a timing assertion
+            if db.check()["ok"]:
+                break
+            threading.Event().wait(0.01)
+        assert db.check() == {"ok": True, "backend": "postgresql"}
+        db.add_feedback(text="某投诉", department="人社")
+    finally:
+        proxy.thawed.set()
+        proxy.server.close()
+        db.dispose()
