@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -309,6 +312,56 @@ def load_settings() -> Settings:
             for err in e.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None
+
+
+# PAIDAN_* variables that are not settings but are read by paidan's own tools: the --workers
+# supervisor's note to its workers (serve/workers.py), the PostgreSQL tests' server, the notebook's
+# data choice and the wrk benchmark's request bodies. Not reported as unknown.
+OTHER_VARIABLES = frozenset(
+    {"PAIDAN_SUPERVISOR", "PAIDAN_TEST_POSTGRES_URL", "PAIDAN_NOTEBOOK_DATA", "PAIDAN_WRK_BODIES"}
+)
+
+
+def setting_variables() -> list[str]:
+    """The environment variable of each setting, ``PAIDAN_MODEL_ROOT`` and so on."""
+    return [f"PAIDAN_{name.upper()}" for name in Settings.model_fields]
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``PAIDAN_*`` variable that is no setting, naming the closest setting.
+
+    Settings ignore other names (``extra="ignore"``): ``PAIDAN_API_KEY`` for ``PAIDAN_API_KEYS``
+    left the feedback export and admin reload without a key, without a word. Names are compared
+    without regard to case, as the settings read them.
+    """
+    environ = os.environ if environ is None else environ
+    known = setting_variables()
+    suffixes = [k.removeprefix("PAIDAN_") for k in known]
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("PAIDAN_") or upper in known or upper in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper.removeprefix("PAIDAN_"), suffixes, n=1)
+        hint = f" (did you mean PAIDAN_{close[0]}?)" if close else ""
+        lines.append(f"{name} is not a paidan setting{hint}")
+    return lines
+
+
+def check_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse ``PAIDAN_*`` variables that are no setting (see :func:`unknown_variables`).
+
+    Raises
+    ------
+    SettingsError
+        One line naming each such variable and the setting it may have meant to be.
+    """
+    lines = unknown_variables(environ)
+    if lines:
+        raise SettingsError(
+            "; ".join(lines) + ": a misspelt setting would be ignored, so the server does not "
+            "start; correct the name or unset the variable"
+        )
 
 
 @lru_cache(maxsize=1)

@@ -43,7 +43,13 @@ from model.artifact import (
 )
 from model.config import MIN_LABEL_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
-from model.settings import Settings, SettingsError, load_settings
+from model.settings import (
+    Settings,
+    SettingsError,
+    check_unknown_variables,
+    load_settings,
+    unknown_variables,
+)
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 from training.validate import TrainingDataError
@@ -138,6 +144,7 @@ def column_map(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more")] = False,
 ) -> None:
     logging.basicConfig(
@@ -145,6 +152,11 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # A misspelt PAIDAN_* name was ignored without a word. `serve` refuses it (a misspelt key
+    # setting served the export without a key); the other commands, which serve nothing, warn.
+    if ctx.invoked_subcommand != "serve":
+        for line in unknown_variables():
+            err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
 
 
 class _RichProgress:
@@ -804,6 +816,7 @@ def serve(
 
     try:
         settings = load_settings()
+        check_unknown_variables()
         # Before the default model is trained (a minute) and the address is announced.
         check_bind_allowed(settings, host)
         multiproc_dir()  # PROMETHEUS_MULTIPROC_DIR: made if missing, refused if it cannot work

@@ -56,6 +56,51 @@ def test_a_model_root_that_is_a_file_stops_startup_naming_it(
     assert not list(tmp_path.glob("**/metadata.json"))  # refused before any training
 
 
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("PAIDAN_API_KEY", "PAIDAN_API_KEYS"),
+        ("PAIDAN_DATABASE_URI", "PAIDAN_DATABASE_URL"),
+        ("PAIDAN_MAX_TEXT_CHAR", "PAIDAN_MAX_TEXT_CHARS"),
+    ],
+)
+def test_a_misspelt_setting_stops_serve_naming_it_and_the_setting_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, meant: str
+) -> None:
+    # PAIDAN_API_KEY (singular) was ignored: a loopback server behind nginx served the feedback
+    # export and admin reload without a key, and nothing said so.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    env = {name: "k" * 32, "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["serve", "--port", free_port()], env=env)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"{name} is not a paidan setting (did you mean {meant}?)" in lines[0]
+    assert not (tmp_path / "models").exists()  # refused before the default model is trained
+
+
+def test_other_commands_warn_of_a_misspelt_setting_and_go_on(tmp_path: Path) -> None:
+    env = {"PAIDAN_RELOAD_INTERVALL": "5", "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["models", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: PAIDAN_RELOAD_INTERVALL is not a paidan setting (did you mean "
+        "PAIDAN_RELOAD_INTERVAL?)" in result.output
+    )
+    assert "no model versions under" in result.output
+
+
+def test_settings_and_paidans_other_variables_are_not_reported_as_unknown() -> None:
+    from model.settings import OTHER_VARIABLES, setting_variables, unknown_variables
+
+    environ = {name: "1" for name in [*setting_variables(), *OTHER_VARIABLES]}
+    environ |= {"paidan_model_root": "x", "PATH": "/bin", "PAIDANX": "1"}  # case as settings read
+    assert unknown_variables(environ) == []
+    assert unknown_variables({**environ, "PAIDAN_ZZZQQ": "1"}) == [
+        "PAIDAN_ZZZQQ is not a paidan setting"
+    ]
+
+
 def test_empty_directory_settings_mean_their_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
