@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
 import stat
 import tempfile
@@ -323,7 +324,7 @@ def save_router(
     out = Path(out_dir)
     check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = _staging_dir(out)
     try:
         # Uncompressed, so that load_router can memory-map the weights (see there).
         serving = router.for_serving()
@@ -359,6 +360,22 @@ def save_router(
         raise
     logger.info("model %s written to %s", router.version, out)
     return out
+
+
+def _staging_dir(out: Path) -> Path:
+    """A new, empty directory beside ``out`` with a normal directory's mode (0755 less the umask).
+
+    :func:`tempfile.mkdtemp`'s 0700 was kept by the rename: a model trained by another account
+    (root's nightly retrain) could not be read by the server's user, although its files are 0444.
+    """
+    for _ in range(100):
+        staging = out.parent / f".{out.name}.{secrets.token_hex(6)}"
+        try:
+            staging.mkdir(0o755)
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"no free temporary name for .{out.name}.* in {out.parent}")
 
 
 def read_metadata(model_dir: str | Path) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,25 +72,66 @@ def versions(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [
-        p
-        for p in root.iterdir()
-        if p.is_dir()
-        and not p.is_symlink()
-        and not p.name.startswith(".")
-        and (p / METADATA_FILE).is_file()
-    ]
+    found = [p for p in root.iterdir() if _is_version(p)]
     return [p.name for p in sorted(found, key=_creation_key)]
 
 
-def current_version(root: str | Path) -> str | None:
-    """The version named by ``root/current``, or the newest version when no pointer was set yet."""
-    root = Path(root)
-    pointer = root / CURRENT_FILE
-    if pointer.is_file():
+def _is_version(path: Path) -> bool:
+    try:
+        return (
+            path.is_dir()
+            and not path.is_symlink()
+            and not path.name.startswith(".")
+            and (path / METADATA_FILE).is_file()
+        )
+    except PermissionError as e:
+        # A version directory another account wrote 0700 (before save_router gave it a normal
+        # directory's mode): every command ended in a PermissionError traceback.
+        raise ModelLoadError(
+            f"{path} cannot be read: {e.strerror}; model versions must be readable by every user "
+            f"that serves or manages them (chmod 755 {path})"
+        ) from None
+
+
+def pointer_version(root: str | Path) -> str | None:
+    """The version ``root/current`` names, or ``None`` when there is no ``current`` (or it is empty).
+
+    Raises
+    ------
+    ModelLoadError
+        When ``current`` exists but cannot be read, naming it and why. Such a pointer was taken
+        for no pointer: the server kept its old model without a word and the ``models`` commands
+        used the newest version, or ended in a traceback.
+    """
+    pointer = Path(root) / CURRENT_FILE
+    try:
         name = pointer.read_text(encoding="utf-8").strip()
-        if name:
-            return name
+    except FileNotFoundError:
+        return None
+    except PermissionError as e:
+        raise ModelLoadError(
+            f"{pointer} cannot be read: {e.strerror}; it must be readable by every user that "
+            f"serves or manages the models (chmod a+r {pointer})"
+        ) from None
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8
+        raise ModelLoadError(
+            f"{pointer} cannot be read: {getattr(e, 'strerror', None) or e}"
+        ) from None
+    return name or None
+
+
+def current_version(root: str | Path) -> str | None:
+    """The version named by ``root/current``, or the newest version when no pointer was set yet.
+
+    Raises
+    ------
+    ModelLoadError
+        When ``current`` exists but cannot be read (:func:`pointer_version`).
+    """
+    root = Path(root)
+    name = pointer_version(root)
+    if name:
+        return name
     found = versions(root)
     return found[-1] if found else None
 
@@ -345,11 +386,14 @@ def lease(root: str | Path, model_dir: str | Path) -> Lease:
     """
     root = Path(root)
     path = Path(os.path.normpath(Path(model_dir).absolute()))
-    if (
-        path.parent.resolve() != root.resolve()
-        or path.is_symlink()
-        or not (path / METADATA_FILE).is_file()
-    ):
+    try:
+        if (
+            path.parent.resolve() != root.resolve()
+            or path.is_symlink()
+            or not (path / METADATA_FILE).is_file()
+        ):
+            return Lease()
+    except PermissionError:  # a directory this user cannot read: the loader refuses it, saying so
         return Lease()
     version = path.name
     fd = None
@@ -565,13 +609,28 @@ def _creation_key(path: Path) -> tuple[float, str]:
 def _pointer(root: Path) -> str | None:
     pointer = root / CURRENT_FILE
     if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        return name or None
+        return pointer_version(root)
     return current_version(root)
 
 
+def _temp_file(directory: Path, prefix: str) -> tuple[int, str]:
+    """Like :func:`tempfile.mkstemp`, but the file gets a normal file's mode (0644 less the umask).
+
+    mkstemp's 0600 was kept by the rename: ``current`` and ``registry.json`` written by another
+    account (``sudo paidan models promote``, root's cron) could not be read by the server's user,
+    which then ignored the promotion and failed at its next start.
+    """
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), str(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {prefix}* in {directory}")
+
+
 def _write_pointer(root: Path, version: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".current.", dir=root)
+    fd, tmp = _temp_file(root, ".current.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(version + "\n")
         f.flush()
@@ -582,7 +641,7 @@ def _write_pointer(root: Path, version: str) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _temp_file(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, ensure_ascii=False, indent=2)

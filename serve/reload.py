@@ -21,8 +21,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from model.artifact import load_serving_router
-from model.registry import CURRENT_FILE, lease
+from model.artifact import ModelLoadError, load_serving_router
+from model.registry import CURRENT_FILE, lease, pointer_version
 from model.router import Router
 from serve.workers import report_served
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 RouterLoader = Callable[[Path, Path | None], tuple[Router, dict[str, Any]]]
 # One swap at a time per process: two reloads racing could install the older model last.
 _SWAP_LOCK = threading.Lock()
+# The last reason each model root's `current` could not be read, logged once (read_pointer).
+_POINTER_PROBLEMS: dict[Path, str] = {}
 
 
 def freeze_heap() -> int:
@@ -112,12 +114,21 @@ def reload_model(
 
 
 def read_pointer(root: Path) -> str | None:
-    """The version named by ``root/current``, or ``None`` when it is absent or unreadable."""
+    """The version named by ``root/current``, or ``None`` when it is absent or unreadable.
+
+    An unreadable pointer (written 0600 by another account) was ignored without a word: the
+    server kept its old model while ``models list`` named the new one current. Its reason is
+    logged as an ERROR once, and again whenever it changes.
+    """
     try:
-        name = (root / CURRENT_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
+        name = pointer_version(root)
+    except ModelLoadError as e:
+        if _POINTER_PROBLEMS.get(root) != str(e):
+            _POINTER_PROBLEMS[root] = str(e)
+            logger.error("cannot follow %s: %s", root / CURRENT_FILE, e)
         return None
-    return name or None
+    _POINTER_PROBLEMS.pop(root, None)
+    return name
 
 
 def files_stamp(model_dir: Path) -> tuple[tuple[str, int, int, int], ...] | None:

@@ -64,6 +64,19 @@ def test_save_then_load_gives_identical_predictions(tiny_model_dir, tmp_path):
     assert [r.model_dump() for r in reloaded.predict(PROBES)] == before
 
 
+def test_a_saved_model_directory_gets_a_normal_directorys_mode(tiny_model_dir, tmp_path):
+    # mkdtemp's 0700 was kept by the rename: a model trained by another account (root's nightly
+    # retrain) could not be read by the server's user, although its files are 0444.
+    router, meta = load_router(tiny_model_dir)
+    old = os.umask(0o027)
+    try:
+        out = save_router(router, tmp_path / "copy", {"heads": meta["heads"]})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
 def test_an_earlier_model_directory_is_replaced_only_with_force(tiny_model_dir, tmp_path):
     router, meta = load_router(tiny_model_dir)
     out = shutil.copytree(tiny_model_dir, tmp_path / "m")

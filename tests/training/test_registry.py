@@ -463,3 +463,94 @@ def test_set_current_with_expected_reads_an_implicit_current_as_current_version_
     other = next(v for v in VERSIONS if v != implicit)
     assert registry.set_current(root, other, expected=implicit) == implicit
     assert registry.current_version(root) == other
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_pointer_and_registry_files_get_a_normal_files_mode(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    # mkstemp's 0600 was kept: `current` and registry.json written by `sudo paidan models
+    # promote` or root's nightly retrain could not be read by the server's user.
+    root = make_root(tmp_path)
+    old = os.umask(umask)
+    try:
+        registry.promote(root, VERSIONS[0])
+        registry.promote(root, VERSIONS[1])
+    finally:
+        os.umask(old)
+    for name in (registry.CURRENT_FILE, registry.REGISTRY_FILE):
+        assert (root / name).stat().st_mode & 0o777 == mode, name
+
+
+def _unreadable_pointer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``current`` raises PermissionError when read, as one written 0600 by root does (the tests
+    may run as root, which chmod does not stop)."""
+    read_text = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == registry.CURRENT_FILE:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+
+
+def test_an_unreadable_pointer_is_one_line_naming_it_not_no_pointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])
+    _unreadable_pointer(monkeypatch)
+    pointer = root / registry.CURRENT_FILE
+    with pytest.raises(ModelLoadError, match=rf"{pointer} cannot be read: Permission denied"):
+        registry.current_version(root)  # was a PermissionError (or the newest version)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    for args in (["models", "list"], ["models", "rollback"]):
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "cannot be read: Permission denied" in lines[0], r.output
+
+
+def test_the_follower_logs_an_unreadable_pointer_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was taken for "no pointer": the server ignored the promotion without a log line.
+    from serve.reload import read_pointer
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    _unreadable_pointer(monkeypatch)
+    with caplog.at_level("ERROR", logger="serve.reload"):
+        assert read_pointer(root) is None
+        assert read_pointer(root) is None
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Permission denied" in errors[0], errors
+    monkeypatch.undo()
+    assert read_pointer(root) == VERSIONS[0]
+
+
+def test_an_unreadable_version_directory_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A version another account wrote 0700: every command (and the server's lease, so its reload
+    # answered 500) ended in a PermissionError traceback.
+    root = make_root(tmp_path)
+    locked = root / VERSIONS[2]
+    is_file = Path.is_file
+
+    def refuse(self: Path) -> bool:
+        if self.parent == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", refuse)
+    with pytest.raises(ModelLoadError, match=rf"{locked} cannot be read: Permission denied"):
+        registry.versions(root)
+    assert registry.lease(root, locked).version is None  # the loader says why it cannot load it
