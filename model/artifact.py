@@ -382,13 +382,21 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     """Read a model's ``metadata.json`` (no unpickling, safe on any directory)."""
     path = Path(model_dir) / METADATA_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise ModelLoadError(
             f"{model_dir} is not a model directory: it has no {METADATA_FILE}"
         ) from e
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path} cannot be read as JSON: {e}") from e
+    # JSON of another kind ([], null: a bad restore, a hand edit) was an AttributeError traceback
+    # in `paidan serve` and `models list`, which read it with .get().
+    if not isinstance(data, dict):
+        raise ModelLoadError(
+            f"{path} holds a JSON {type(data).__name__}, not the object paidan writes: "
+            "restore the file from a backup or retrain the model"
+        )
+    return data
 
 
 def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, Any]:

@@ -77,6 +77,29 @@ def test_a_saved_model_directory_gets_a_normal_directorys_mode(tiny_model_dir, t
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+@pytest.mark.parametrize("content", ["[]", "null", '"x"', "3"])
+def test_metadata_that_is_json_but_not_an_object_is_refused_naming_it(
+    tiny_model_dir, tmp_path, content, caplog
+):
+    # An AttributeError traceback in `paidan serve` and `paidan models list`.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = tmp_path / "models"
+    model = writable_copy(tiny_model_dir, root / "v1")
+    (model / METADATA_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=r"metadata\.json holds a JSON \w+, not the object"):
+        read_metadata(model)
+    with pytest.raises(ModelLoadError, match="not the object"):
+        load_router(model, root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    result = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert '"version": "v1"' in result.output  # listed, after a warning naming the file
+    assert "not the object" in caplog.text + result.output  # (where it goes: logging's set-up)
+
+
 def test_an_earlier_model_directory_is_replaced_only_with_force(tiny_model_dir, tmp_path):
     router, meta = load_router(tiny_model_dir)
     out = shutil.copytree(tiny_model_dir, tmp_path / "m")
