@@ -53,6 +53,14 @@ class CurrentChangedError(ModelLoadError):
     """``current`` is no longer the version a promotion was decided against."""
 
 
+class RegistryWriteError(OSError):
+    """A registry file could not be written (a full disk, a permission); ``str()`` names the file
+    and the reason, without the ``[Errno N]`` of a plain ``OSError``."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
 class _Unchecked(Enum):
     """:func:`set_current`'s default ``expected``: whatever is current."""
 
@@ -629,29 +637,48 @@ def _temp_file(directory: Path, prefix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name for {prefix}* in {directory}")
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into a :class:`RegistryWriteError` naming it:
+    a full disk ended `paidan models promote` in a traceback, the failing write or fsync naming
+    no file at all."""
+    try:
+        yield
+    except RegistryWriteError:
+        raise
+    except OSError as e:
+        raise RegistryWriteError(e.errno, e.strerror or str(e), str(path)) from e
+
+
 def _write_pointer(root: Path, version: str) -> None:
-    fd, tmp = _temp_file(root, ".current.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(version + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / CURRENT_FILE)
+    with _writing(root / CURRENT_FILE):
+        fd, tmp = _temp_file(root, ".current.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(version + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, root / CURRENT_FILE)
+        except BaseException:  # a temporary pointer was left behind on a full disk
+            Path(tmp).unlink(missing_ok=True)
+            raise
     _fsync_dir(root)
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path.parent, f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(path.parent, f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, ensure_ascii=False, indent=2)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     _fsync_dir(path.parent)
 
 

@@ -1033,7 +1033,7 @@ def models_list(
     try:
         root = _model_root()
         infos = list_versions(root)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, OSError) as e:  # OSError: a registry file that cannot be read
         raise fail(e) from None
     if as_json:
         sys.stdout.write(
@@ -1095,7 +1095,7 @@ def models_promote(
             # Written into a version, the report changed a model directory meant to be immutable.
             check_not_input([report], _version_dirs(root), "--report", REPORT_DIR_ADVICE)
         decision = promote_checked(root, version, force=force, report_dir=report)
-    except (*USER_ERRORS, PromotionError) as e:
+    except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     _print_decision(decision)
     if not decision.promoted and decision.reasons == ["already current"]:
@@ -1112,7 +1112,7 @@ def models_rollback() -> None:
 
     try:
         was, now = rollback(_model_root())
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(f"rolled back: current is {now} again (was {was})")
 
@@ -1126,7 +1126,7 @@ def models_gc(
 
     try:
         removed, in_use = gc(_model_root(), keep)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
     if in_use:
@@ -1162,7 +1162,7 @@ def models_freeze_eval(
             ),
             force=force,
         )
-    except (*USER_ERRORS, ValueError) as e:
+    except (*USER_ERRORS, ValueError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(
         f"froze {info['rows']} tickets (SHA-256 {info['sha256'][:12]}…) from {info['source']}"

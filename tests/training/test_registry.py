@@ -554,3 +554,36 @@ def test_an_unreadable_version_directory_is_one_line_naming_it(
     with pytest.raises(ModelLoadError, match=rf"{locked} cannot be read: Permission denied"):
         registry.versions(root)
     assert registry.lease(root, locked).version is None  # the loader says why it cannot load it
+
+
+def test_a_full_disk_stops_the_models_commands_in_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 68-line OSError traceback, whose failing fsync named no file; `current` unchanged.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    for args, file in (
+        (["models", "promote", VERSIONS[1], "--force"], registry.REGISTRY_FILE),
+        (["models", "rollback"], registry.REGISTRY_FILE),
+    ):
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert lines[-1] == f"error: cannot write {root / file}: No space left on device", r.output
+    with pytest.raises(registry.RegistryWriteError, match=r"cannot write .*current: No space"):
+        registry.set_current(root, VERSIONS[2], record=False)
+    assert registry.current_version(root) == VERSIONS[0]
+    assert not [
+        p.name for p in root.iterdir() if p.name.startswith((".current.", ".registry.json."))
+    ]
