@@ -104,14 +104,21 @@ def _is_version(path: Path) -> bool:
 def pointer_version(root: str | Path) -> str | None:
     """The version ``root/current`` names, or ``None`` when there is no ``current`` (or it is empty).
 
+    ``current`` is a file holding a version's name, as :func:`set_current` writes it. A symlink to
+    a version directory under ``root`` (``ln -sfn VERSION current``, a rollback by hand) names that
+    version; the next promotion replaces it with a file.
+
     Raises
     ------
     ModelLoadError
-        When ``current`` exists but cannot be read, naming it and why. Such a pointer was taken
-        for no pointer: the server kept its old model without a word and the ``models`` commands
-        used the newest version, or ended in a traceback.
+        When ``current`` exists but cannot be read, or is a symlink to anything but a version
+        under ``root``, naming it and why. Such a pointer was taken for no pointer: the server
+        kept its old model without a word and the ``models`` commands and a restarted server used
+        the newest version, or ended in a traceback.
     """
     pointer = Path(root) / CURRENT_FILE
+    if pointer.is_symlink() and not pointer.is_file():
+        return _linked_version(Path(root), pointer)
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -126,6 +133,18 @@ def pointer_version(root: str | Path) -> str | None:
             f"{pointer} cannot be read: {getattr(e, 'strerror', None) or e}"
         ) from None
     return name or None
+
+
+def _linked_version(root: Path, pointer: Path) -> str:
+    """The version a symlinked ``current`` points at, or :class:`ModelLoadError`."""
+    target = Path(os.path.realpath(pointer))
+    if target.parent == root.resolve() and _is_version(target):
+        return target.name
+    raise ModelLoadError(
+        f"{pointer} is a symlink to {os.readlink(pointer)}, which is not a model version under "
+        f"{root}; `current` must be a file holding a version's name, or a symlink to a version "
+        "directory under the root: use `paidan models promote VERSION`"
+    )
 
 
 def current_version(root: str | Path) -> str | None:

@@ -587,3 +587,48 @@ def test_a_full_disk_stops_the_models_commands_in_one_line_naming_the_file(
     assert not [
         p.name for p in root.iterdir() if p.name.startswith((".current.", ".registry.json."))
     ]
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_current_symlinked_to_a_version_names_that_version(
+    tmp_path: Path, absolute: bool
+) -> None:
+    # `ln -sfn OLD current`, a rollback by hand, was taken for "no pointer": the newest version
+    # was served and listed as current, without a word.
+    from serve.reload import read_pointer
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[3])
+    (root / registry.CURRENT_FILE).unlink()
+    (root / registry.CURRENT_FILE).symlink_to(root / VERSIONS[1] if absolute else VERSIONS[1])
+    assert registry.current_version(root) == VERSIONS[1]
+    assert registry.current_dir(root) == root / VERSIONS[1]
+    assert read_pointer(root) == VERSIONS[1]  # the running server's follower
+    assert [i.version for i in registry.list_versions(root) if i.current] == [VERSIONS[1]]
+    assert registry.promote(root, VERSIONS[2]) == VERSIONS[1]
+    assert (root / registry.CURRENT_FILE).is_file() and not (
+        root / registry.CURRENT_FILE
+    ).is_symlink()
+    assert registry.rollback(root) == (VERSIONS[2], VERSIONS[1])
+
+
+def test_a_current_symlinked_elsewhere_is_refused_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pointer = root / registry.CURRENT_FILE
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    for target in (elsewhere, root / "missing", root):
+        pointer.unlink(missing_ok=True)
+        pointer.symlink_to(target)
+        with pytest.raises(ModelLoadError, match=rf"{pointer} is a symlink to {target}, which is"):
+            registry.current_version(root)
+        r = CliRunner().invoke(app, ["models", "list"], env=env)
+        assert r.exit_code == 2, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "paidan models promote VERSION" in lines[0], r.output
