@@ -186,6 +186,15 @@ class Settings(BaseSettings):
             o if o == "*" else browser_origin(o) for o in (o.rstrip("/") for o in _split(value))
         )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        # An env file with Windows line ends, sourced by the shell (README's cron line) or read by
+        # `docker run --env-file`, keeps a CR at the end of each value: PAIDAN_MODEL_ROOT named
+        # another, empty directory (the CR invisible in every message), and `false` was refused as
+        # no boolean. Defined last, so that it runs before the other validators.
+        return value.strip() if isinstance(value, str) else value
+
     @property
     def keys_configured(self) -> bool:
         return bool(self.api_keys or self.admin_keys)

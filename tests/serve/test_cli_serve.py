@@ -114,6 +114,24 @@ def test_empty_directory_settings_mean_their_defaults(
     assert settings.model_dir is None
 
 
+def test_settings_from_an_env_file_with_windows_line_ends_lose_the_carriage_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `set -a && . /etc/paidan.env` keeps the CR of a CRLF file: the model root named another,
+    # empty directory and `false` was refused as no boolean.
+    from model.settings import Settings
+
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", f"{tmp_path / 'models'}\r")
+    monkeypatch.setenv("PAIDAN_DATA_DIR", f"{tmp_path / 'var'}\r")
+    monkeypatch.setenv("PAIDAN_FOLLOW_CURRENT", "false\r")
+    monkeypatch.setenv("PAIDAN_TOP_K", "5\r")
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", " 1.5\r")
+    settings = Settings()
+    assert settings.model_root == tmp_path / "models" and settings.data_dir == tmp_path / "var"
+    assert settings.follow_current is False and settings.top_k == 5
+    assert settings.reload_interval == 1.5
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
