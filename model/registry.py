@@ -95,10 +95,14 @@ def _is_version(path: Path) -> bool:
     except PermissionError as e:
         # A version directory another account wrote 0700 (before save_router gave it a normal
         # directory's mode): every command ended in a PermissionError traceback.
-        raise ModelLoadError(
-            f"{path} cannot be read: {e.strerror}; model versions must be readable by every user "
-            f"that serves or manages them (chmod 755 {path})"
-        ) from None
+        raise _unreadable_version(path, e) from None
+
+
+def _unreadable_version(path: Path, e: OSError) -> ModelLoadError:
+    return ModelLoadError(
+        f"{path} cannot be read: {e.strerror}; model versions must be readable by every user "
+        f"that serves or manages them (chmod 755 {path})"
+    )
 
 
 def pointer_version(root: str | Path) -> str | None:
@@ -169,7 +173,11 @@ def current_dir(root: str | Path) -> Path | None:
     if version is None:
         return None
     path = Path(root) / version
-    if Path(version).name != version or not (path / METADATA_FILE).is_file():
+    try:
+        found = Path(version).name == version and (path / METADATA_FILE).is_file()
+    except PermissionError as e:  # a version another account wrote 0700: a traceback at start
+        raise _unreadable_version(path, e) from None
+    if not found:
         raise ModelLoadError(
             f"{Path(root) / CURRENT_FILE} names {version!r}, which is not a model under {root}"
         )
@@ -719,12 +727,17 @@ def _fsync_dir(path: Path) -> None:
 def _locked(root: Path) -> Iterator[None]:
     """Serialise read-modify-write of the pointer and ``registry.json`` between processes."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    # Read-only, as a lease: flock needs no write access, and the lock file another account made
+    # (0644) stopped the service user's `models rollback` with a PermissionError.
+    fd = os.open(root / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _open_lease(root: Path, version: str) -> int:

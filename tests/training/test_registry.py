@@ -553,6 +553,9 @@ def test_an_unreadable_version_directory_is_one_line_naming_it(
     monkeypatch.setattr(Path, "is_file", refuse)
     with pytest.raises(ModelLoadError, match=rf"{locked} cannot be read: Permission denied"):
         registry.versions(root)
+    (root / registry.CURRENT_FILE).write_text(VERSIONS[2] + "\n", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=rf"{locked} cannot be read: .*chmod 755"):
+        registry.current_dir(root)  # what serve, a reload and SIGHUP load
     assert registry.lease(root, locked).version is None  # the loader says why it cannot load it
 
 
@@ -632,3 +635,25 @@ def test_a_current_symlinked_elsewhere_is_refused_in_one_line(tmp_path: Path) ->
         assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
         lines = [line for line in r.output.splitlines() if line.strip()]
         assert len(lines) == 1 and "paidan models promote VERSION" in lines[0], r.output
+
+
+def test_the_registry_lock_is_taken_on_a_read_only_lock_file(tmp_path: Path) -> None:
+    # The lock file another account made (0644) stopped the service user's rollback: it was
+    # opened for appending. flock needs no write access.
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])
+    lock = root / registry.LOCK_FILE
+    lock.chmod(0o444)
+    flags: list[int] = []
+    real_open = os.open
+
+    def spy(path: object, flag: int, *args: object, **kwargs: object) -> int:
+        if Path(str(path)) == lock:
+            flags.append(flag)
+        return real_open(path, flag, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(os, "open", spy)
+        assert registry.rollback(root) == (VERSIONS[1], VERSIONS[0])
+    assert flags and all(f & (os.O_WRONLY | os.O_RDWR | os.O_APPEND) == 0 for f in flags)
