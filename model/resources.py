@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 SAMPLE_FILE = "tickets.csv"
+# ``training_data[SAMPLE_MARKER]`` is true in the default model `paidan serve` trains from the
+# bundled sample on an empty model root: a placeholder, replaced by the city's first own model.
+SAMPLE_MARKER = "bundled_sample"
 USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
 
@@ -33,3 +38,26 @@ def default_userdict() -> Path:
 def default_stopwords() -> Path:
     """The bundled stopword list."""
     return data_dir() / STOPWORDS_FILE
+
+
+def is_sample_default(meta: dict[str, Any]) -> bool:
+    """Whether a model's metadata says it was trained on the bundled sample alone.
+
+    The default model ``paidan serve`` trains carries ``training_data.bundled_sample``; a model
+    trained before that marker existed is recognised by its one training file having the bundled
+    sample's name and checksum. Nothing of a city's own is in such a model.
+    """
+    data = meta.get("training_data") or {}
+    if data.get(SAMPLE_MARKER):
+        return True
+    files = data.get("files") or []
+    if len(files) != 1 or data.get("window") or data.get("unlabelled_rows"):
+        return False
+    if files[0].get("name") != SAMPLE_FILE:
+        return False
+    try:
+        return bool(
+            files[0].get("sha256") == hashlib.sha256(sample_path().read_bytes()).hexdigest()
+        )
+    except OSError:
+        return False

@@ -443,6 +443,41 @@ def train(
             )
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")
+        _after_train_under_root(result.model_dir)
+
+
+def _after_train_under_root(model_dir: Path) -> None:
+    """Say which model is current after ``train`` wrote ``model_dir``, if it is under the root.
+
+    The bundled sample's default (``paidan serve`` on an empty root) is replaced: it was only a
+    placeholder until the city had a model of its own.
+    """
+    from model.registry import current_version
+    from training.compare import replace_sample_default
+
+    root = load_settings().model_root
+    if not root.is_dir() or model_dir.resolve().parent != root.resolve():
+        return
+    version = model_dir.name
+    try:
+        replaced = replace_sample_default(root, version)
+    except ModelLoadError as e:  # another command moved `current` meanwhile
+        err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+        return
+    if replaced:
+        out.print(
+            f"{version} is now the current model (it replaces {replaced}, the default trained "
+            "from the bundled sample)",
+            soft_wrap=True,
+        )
+        return
+    current = current_version(root)
+    if current and current != version:
+        out.print(
+            f"{version} is not the current model ({current} is): make it current with paidan "
+            f"models promote {version}",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -738,7 +773,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     current = current_dir(settings.model_root)
     if current is not None:
         return current
-    from model.resources import sample_path
+    from model.resources import SAMPLE_MARKER, sample_path
     from training.train import stop_workers
     from training.train import train as run_train
 
@@ -750,7 +785,13 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     )
     try:
         with progress_bar() as bar:
-            result = run_train([sample], None, model_root=root, progress=_RichProgress(bar))
+            result = run_train(
+                [sample],
+                None,
+                model_root=root,
+                progress=_RichProgress(bar),
+                extra_metadata={SAMPLE_MARKER: True},  # a placeholder: see replace_sample_default
+            )
     finally:
         stop_workers()  # the server does not train again
     set_current(root, result.router.version)
@@ -1021,6 +1062,12 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
     if decision.promoted:
         forced = " (forced past the rule)" if decision.forced else ""
         out.print(f"promoted {decision.version} to current{forced}")
+    if decision.sample_champion:
+        out.print(
+            f"the current model {decision.champion} is the default trained from the bundled "
+            f"sample: {decision.version} replaces it without a comparison",
+            soft_wrap=True,
+        )
 
 
 @models_app.command("list")
@@ -1029,16 +1076,17 @@ def models_list(
 ) -> None:
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
+    from training.compare import sample_default
 
     try:
         root = _model_root()
         infos = list_versions(root)
     except (*USER_ERRORS, OSError) as e:  # OSError: a registry file that cannot be read
         raise fail(e) from None
+    samples = {i.version for i in infos if sample_default(root, i.version)}
     if as_json:
-        sys.stdout.write(
-            json.dumps([i.to_dict() for i in infos], ensure_ascii=False, indent=2) + "\n"
-        )
+        rows = [{**i.to_dict(), "bundled_sample": i.version in samples} for i in infos]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
     if not infos:
         out.print(
@@ -1062,7 +1110,8 @@ def models_list(
             if "department_macro_f1" in i.metrics
             else "–",
             f"{i.metrics['category_macro_f1']:.3f}" if "category_macro_f1" in i.metrics else "–",
-            "current" if i.current else ("previous" if i.previous else ""),
+            ("current" if i.current else ("previous" if i.previous else ""))
+            + (" (bundled sample)" if i.version in samples else ""),
         )
     out.print(table)
     out.print(

@@ -27,6 +27,7 @@ import pandas as pd
 from model import registry
 from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file, verify
 from model.config import OTHER_LABEL
+from model.resources import is_sample_default
 from model.router import Router
 from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
@@ -59,6 +60,8 @@ class Decision:
     comparison: dict[str, Any] | None = None
     report_paths: list[Path] = field(default_factory=list)
     forced: bool = False
+    # The champion was the default trained from the bundled sample: replaced without a comparison.
+    sample_champion: bool = False
 
 
 def mapping_sha(mapping: Mapping | None) -> str:
@@ -556,6 +559,12 @@ def promote_checked(
         if apply:
             _commit(root, version, seen)
         return Decision(version, None, promoted=apply, refused=False)
+    if sample_default(root, champion):
+        # The bundled sample's placeholder holds nothing of the city's: no frozen set, --force or
+        # lost-label rule stands between it and the city's own model.
+        if apply:
+            _commit(root, version, seen)
+        return Decision(version, champion, promoted=apply, refused=False, sample_champion=True)
     try:
         eval_set = read_frozen_eval(root)
     except PromotionError as e:
@@ -613,6 +622,31 @@ def promote_checked(
         report_paths=paths,
         forced=report["forced"],
     )
+
+
+def sample_default(root: str | Path, version: str) -> bool:
+    """Whether ``version`` under ``root`` is the default trained from the bundled sample alone."""
+    try:
+        return is_sample_default(read_metadata(Path(root) / version))
+    except ModelLoadError:
+        return False
+
+
+def replace_sample_default(root: str | Path, version: str) -> str | None:
+    """Make ``version`` current when the current model is the bundled sample's default.
+
+    ``paidan serve`` on an empty root trains that default and makes it current; the first model
+    the administrator then trains into the root replaces it, as it would have become current on a
+    root without it. Returns the replaced version, or ``None`` when nothing changed.
+    """
+    root = Path(root)
+    seen = registry.current_version(root)
+    if seen is None or seen == version or version not in registry.versions(root):
+        return None
+    if not sample_default(root, seen) or sample_default(root, version):
+        return None
+    _commit(root, version, seen)
+    return seen
 
 
 def _commit(root: Path, version: str, champion: str | None, record: bool = True) -> None:

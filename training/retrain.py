@@ -61,6 +61,7 @@ from training.compare import (
     model_heads,
     promote_checked,
     read_frozen_eval,
+    sample_default,
 )
 from training.compare import (
     Mapping as LabelMapping,
@@ -731,7 +732,10 @@ def retrain(
         # The champion is current only because it is the newest version; pin it, or the
         # challenger written below would silently become current.
         registry.set_current(root, champion, record=False, expected=champion)
-    champion_meta = read_metadata(root / champion) if champion else {}
+    # The bundled sample's default holds nothing of the city's to inherit (config, renames,
+    # labels to report as new); promote_checked replaces it without a comparison.
+    inherit_from = None if champion and sample_default(root, champion) else champion
+    champion_meta = read_metadata(root / inherit_from) if inherit_from else {}
     if config is None:
         try:
             config = TrainingConfig.from_dict(champion_meta.get("config", {}))
@@ -741,7 +745,7 @@ def retrain(
                 f"trains with: {e}"
             ) from None
     given = mapping
-    result.inherited = inherited_mapping(root / champion, champion_meta) if champion else {}
+    result.inherited = inherited_mapping(root / inherit_from, champion_meta) if inherit_from else {}
     mapping = result.mapping = merge_mappings(result.inherited, given)
 
     files = expand_paths(history)
@@ -824,10 +828,10 @@ def retrain(
     if result.window:
         sha.update(repr(sorted(result.window.items())).encode())
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
-    if champion:
+    if inherit_from:
         for name in resources:
-            if (root / champion / name).is_file():
-                resources[name] = root / champion / name  # type: ignore[assignment]
+            if (root / inherit_from / name).is_file():
+                resources[name] = root / inherit_from / name  # type: ignore[assignment]
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,

@@ -742,6 +742,7 @@ def train(
     progress: Progress | None = None,
     n_jobs: int | None = -1,
     window: Window = Window(),
+    extra_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -777,6 +778,8 @@ def train(
     window : Window
         Train on the recent part of the rows only (:func:`training.window.select_window`); it is
         recorded in ``metadata["training_data"]["window"]``.
+    extra_metadata : dict, optional
+        Merged into ``metadata["training_data"]`` (the default model's ``bundled_sample`` marker).
 
     Returns
     -------
@@ -819,7 +822,11 @@ def train(
         progress=progress,
         data_sha=data_fingerprint(files, window_info),
         data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
-        extra_metadata={"window": window_info} if window_info else None,
+        extra_metadata={
+            **({"window": window_info} if window_info else {}),
+            **(extra_metadata or {}),
+        }
+        or None,
         n_jobs=n_jobs,
     )
 

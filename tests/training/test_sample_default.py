@@ -1,0 +1,120 @@
+"""The default model ``paidan serve`` trains from the bundled sample is a placeholder.
+
+README's first day: ``paidan serve`` on an empty root trains the sample's model and makes it
+current; the administrator's ``paidan train tickets.csv --out models/v1`` must then be what
+``serve`` and ``label`` use, not the invented sample's model for good.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from model.artifact import read_metadata
+from model.registry import current_version
+from model.resources import SAMPLE_MARKER, is_sample_default
+from model.settings import Settings
+from paidan.cli import app, ensure_model
+from tests.conftest import TINY_TICKETS, write_tickets_csv, write_tiny_csv
+
+runner = CliRunner()
+
+# The city's own departments: none of them is in the stand-in sample.
+CITY_TICKETS = [(t, x, f"城南区{d}局", c) for t, x, d, c in TINY_TICKETS]
+
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding only the default trained by ``paidan serve`` (the tiny corpus stands in
+    for the bundled sample, which takes a minute)."""
+    here = tmp_path_factory.mktemp("sample-default")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("model.resources.sample_path", lambda: write_tiny_csv(here / "s.csv"))
+        ensure_model(Settings(model_root=here / "models"), None)
+    return here / "models"
+
+
+def fresh_root(sample_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(sample_root, root)
+    return root
+
+
+def test_the_default_model_is_marked_as_the_bundled_samples(sample_root: Path) -> None:
+    version = current_version(sample_root)
+    assert version is not None
+    meta = read_metadata(sample_root / version)
+    assert meta["training_data"][SAMPLE_MARKER] is True and is_sample_default(meta)
+
+
+def test_train_into_the_root_replaces_the_sample_default_and_says_so(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    args = ["train", str(data), "--out", str(root / "v1"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    text = " ".join(r.output.split())
+    assert f"v1 is now the current model (it replaces {default}" in text
+    assert not is_sample_default(read_metadata(root / "v1"))
+    # The city's next model is not swapped in behind its back: train says how to promote it.
+    args = ["train", str(data), "--out", str(root / "v2"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    assert "v2 is not the current model (v1 is): make it current with paidan models promote v2" in (
+        " ".join(r.output.split())
+    )
+    listed = runner.invoke(app, ["models", "list", "--json"], env=env)
+    marks = {v["version"]: v["bundled_sample"] for v in json.loads(listed.stdout)}
+    assert marks == {default: True, "v1": False, "v2": False}
+    table = runner.invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
+    assert "(bundled sample)" in table.output
+
+
+def test_promote_replaces_the_sample_default_without_a_frozen_set_or_force(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    from training.train import train
+
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    from model.config import TrainingConfig
+
+    config = TrainingConfig(cv_folds=3, calibration_cv=2, min_examples=3, select_inputs=False)
+    train([data], root / "v1", config=config)  # the library writes; only the CLI moves current
+    assert current_version(root) == default
+    # Every department is new to the champion (the lost-label rule) and nothing is frozen.
+    r = runner.invoke(app, ["models", "promote", "v1"], env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    assert "replaces it without a comparison" in " ".join(r.output.split())
+
+
+def test_retrain_replaces_the_sample_default_and_inherits_nothing_from_it(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    # The nightly retrain on the city's history: every sample label "lost" refused it as worse.
+    from model.config import TrainingConfig
+    from training.retrain import retrain
+
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    again = [(t, x + "，至今没有解决", d, c) for t, x, d, c in CITY_TICKETS]
+    history = write_tickets_csv(tmp_path / "history.csv", CITY_TICKETS + again)
+    config = TrainingConfig(cv_folds=3, calibration_cv=2, min_examples=3, select_inputs=False)
+    result = retrain([history], [], root, promote_if_better=True, config=config)
+    decision = result.decision
+    assert decision is not None and decision.promoted and not decision.refused
+    assert decision.sample_champion and decision.champion == default
+    assert current_version(root) == result.version
+    assert result.inherited == {} and not result.new_labels  # nothing "new" against the sample
