@@ -153,9 +153,10 @@ def detect_encoding(head: bytes) -> str:
 def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -> None:
     """Refuse a workbook whose later sheets hold more tickets: every reader reads the first only.
 
-    A sheet after the first counts as tickets when its header row has the first sheet's text
-    column, or the first sheet's columns in any order, or most of them (a workbook of monthly
-    sheets, one of which gained a column or had its columns moved); sheets of notes or totals
+    A sheet after the first counts as tickets when its header row (its first row, or one of its
+    first ``HEADER_SCAN_ROWS`` under a title row) has the first sheet's text column, or the first
+    sheet's columns in any order, or most of them (a workbook of monthly sheets, one of which
+    gained a column or had its columns moved); sheets of notes or totals
     have other first rows and are left alone. Reading the first sheet alone would drop the
     others' tickets without a word.
 
@@ -180,17 +181,23 @@ def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -
         return
     more = []
     for ws in sheets[1:]:
-        header = _sheet_header(ws)
-        shared = names.intersection(header)
-        if header == first:
-            more.append(f"{ws.title!r} (the same columns)")
-        elif {n for n in header if n} == names:
-            more.append(f"{ws.title!r} (the same columns in another order)")
-        elif text in shared or (len(shared) >= 2 and 2 * len(shared) > len(names)):
-            has_text = f", the text column {text!r} among them" if text in shared else ""
-            more.append(
-                f"{ws.title!r} ({len(shared)} of the first sheet's {len(names)} columns{has_text})"
-            )
+        # A later sheet under a title row of its own (每月一张表, each headed 某区12345工单明细) is
+        # tickets too: its header is looked for among its first rows, as sheet_hint does.
+        for rowno, row in enumerate(ws.iter_rows(max_row=HEADER_SCAN_ROWS, values_only=True), 1):
+            header = _header_names(row)
+            shared = names.intersection(header)
+            where = "" if rowno == 1 else f"its row {rowno} has "
+            if header == first:
+                found = f"{where}the same columns"
+            elif {n for n in header if n} == names:
+                found = f"{where}the same columns in another order"
+            elif text in shared or (len(shared) >= 2 and 2 * len(shared) > len(names)):
+                has_text = f", the text column {text!r} among them" if text in shared else ""
+                found = f"{where}{len(shared)} of the first sheet's {len(names)} columns{has_text}"
+            else:
+                continue
+            more.append(f"{ws.title!r} ({found})")
+            break
     if more:
         raise TicketFileError(
             f"{path}: sheets {', '.join(more)} look like more tickets beside the first sheet, "
@@ -199,8 +206,16 @@ def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -
         )
 
 
+# How far down a sheet a header under title rows is looked for.
+HEADER_SCAN_ROWS = 10
+
+
 def _sheet_header(sheet: Any) -> list[str]:
     row = next(sheet.iter_rows(max_row=1, values_only=True), None) or ()
+    return _header_names(row)
+
+
+def _header_names(row: Sequence[Any]) -> list[str]:
     names = [("" if v is None else str(v)).strip() for v in row]
     while names and not names[-1]:
         names.pop()

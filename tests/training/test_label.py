@@ -645,6 +645,19 @@ def test_label_refuses_later_sheets_with_other_columns_as_train_does(
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_label_refuses_later_sheets_under_a_title_row(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Monthly sheets each under a title row: label wrote the first month's rows alone.
+    rows = pd.DataFrame(ticket_rows(4), columns=["id", "title", "text"])
+    path = tmp_path / "months.xlsx"
+    with pd.ExcelWriter(path) as w:
+        rows.to_excel(w, sheet_name="1月", index=False)
+        rows.to_excel(w, sheet_name="2月", index=False, startrow=2)
+        w.sheets["2月"]["A1"] = "城南区12345工单明细"
+    with pytest.raises(TicketFileError, match=r"'2月' \(its row 3 has the same columns\)"):
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
+
+
 @pytest.mark.slow
 def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = ticket_rows(400)

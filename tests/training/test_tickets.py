@@ -326,6 +326,24 @@ def test_monthly_sheets_whose_columns_differ_a_little_are_refused_too(tmp_path):
     assert read_tickets([kept], MAP)["id"].tolist() == ["A1", "A2"]
 
 
+def test_later_monthly_sheets_under_a_title_row_are_refused_naming_the_row(tmp_path):
+    # Government exports head each sheet with a merged title row. Once the first sheet's title was
+    # deleted (as the missing-column error advises), the later sheets were not read, silently.
+    df = pd.DataFrame(ROWS)
+    path = tmp_path / "titled.xlsx"
+    with pd.ExcelWriter(path) as w:
+        df.to_excel(w, sheet_name="1月", index=False)
+        for month in ("2月", "3月"):
+            df.to_excel(w, sheet_name=month, index=False, startrow=1)
+            w.sheets[month]["A1"] = f"城南区12345工单明细（2026年{month}）"
+        pd.DataFrame({"说明": ["导出说明"]}).to_excel(w, sheet_name="说明", index=False)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    msg = str(e.value)
+    assert "'2月' (its row 2 has the same columns), '3月' (its row 2 has the same columns)" in msg
+    assert "说明" not in msg
+
+
 def test_as_utc_converts_and_keeps_times_beyond_the_calendar_in_order() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
