@@ -159,8 +159,8 @@ def select_window(
         Canonical rows (:func:`model.tickets.read_tickets`), with ``time``.
     window : Window
         ``since``: rows from that moment on (every row needs a readable time). ``max_rows``: the
-        newest that many: by time when the rows have times, by input order (the last rows of the
-        last file) when none has one.
+        newest that many: by time when any row has a time (then every row needs a readable one),
+        by input order (the last rows of the last file) when no row has one.
     column : str
         The input column the times came from, for messages.
     options : (str, str)
@@ -196,7 +196,10 @@ def select_window(
             f"{raw.iat[e.month_first]!r} ({_where(df, e.month_first)}) only month first; write "
             "them as 2026-01-31"
         ) from None
-    any_time = bool(times.notna().any())
+    # Any time written counts, readable or not: a column of times that cannot be read
+    # (2023年1月4日) is refused as for --since, not taken for no times and cut in input order,
+    # which kept the oldest rows of a newest-first export.
+    any_time = bool(df["time"].fillna("").astype(str).str.strip().ne("").any())
     by_time = window.since is not None or any_time
     if by_time:
         _require_times(df, times, since_opt if window.since is not None else max_opt, column)
@@ -260,8 +263,12 @@ def describe(info: dict[str, Any]) -> str:
         parts.append(f"from {since.date().isoformat()}{clock} on")
     if info["max_rows"] is not None:
         parts.append(
-            f"the newest {info['max_rows']:,}"
-            + (" by time" if info["order"] == "time" else " in input order")
+            f"the newest {info['max_rows']:,} by time"
+            if info["order"] == "time"
+            # Not "the newest": a newest-first export's last rows are its oldest.
+            else f"the last {info['max_rows']:,} rows of the input, in input order (no ticket "
+            "has a time, so which are the newest is not known: map the time column with "
+            "--time-col)"
         )
     span = f" ({info['first'][:10]} to {info['last'][:10]}, UTC)" if "first" in info else ""
     return (

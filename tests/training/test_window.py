@@ -112,6 +112,24 @@ def test_max_rows_without_any_time_keeps_the_last_rows() -> None:
     assert info["order"] == "input" and "first" not in info
 
 
+def test_max_rows_refuses_times_it_cannot_read_instead_of_keeping_the_last_rows() -> None:
+    # A newest-first export with Chinese dates: no time could be read, so the last rows (the
+    # oldest) were kept and called "the newest 2 in input order"; --since refused the same file.
+    df = frame(["2026年10月29日 8:50", "2025年3月1日 9:00", "2023年1月4日 12:57"])
+    with pytest.raises(TrainingDataError) as e:
+        select_window(df, Window(max_rows=2), column="受理时间")
+    msg = str(e.value)
+    assert "--max-rows needs every ticket's time, and 3 of 3 rows" in msg
+    assert "a.csv data row 1 ('2026年10月29日 8:50')" in msg and "'受理时间'" in msg
+
+
+def test_max_rows_without_times_says_it_keeps_the_last_rows_not_the_newest() -> None:
+    _, info = select_window(frame(["", "", ""]), Window(max_rows=2))
+    line = describe(info)
+    assert "newest 2" not in line
+    assert "the last 2 rows of the input, in input order" in line and "--time-col" in line
+
+
 def test_since_and_max_rows_together_keep_the_newest_of_the_recent_rows() -> None:
     df = frame(["2026-03-01", "2024-01-01", "2026-01-01", "2025-06-01"])
     rows, info = select_window(df, Window(since=datetime(2025, 1, 1), max_rows=2))
