@@ -770,7 +770,11 @@ def _padded_cells(sheet: Any) -> dict[tuple[int, int], str]:
     return out
 
 
-def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) -> pd.DataFrame:
+def read_tickets(
+    paths: Sequence[str | Path],
+    columns: ColumnMap = ColumnMap(),
+    headers: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """Read ticket files into the canonical schema.
 
     Parameters
@@ -779,6 +783,9 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
         Files or directories of parts.
     columns : ColumnMap
         Which input column holds each canonical field, and the delimiter of CSV files.
+    headers : dict, optional
+        Filled with each file's columns as read, by its name as ``_source`` gives it (for messages
+        about a column the canonical rows cannot show missing).
 
     Returns
     -------
@@ -798,6 +805,8 @@ def read_tickets(paths: Sequence[str | Path], columns: ColumnMap = ColumnMap()) 
     for path in expand_paths(paths):
         raw = read_table(path, columns)
         frame = to_canonical(raw, columns, path)
+        if headers is not None:
+            headers[display_name(path)] = [str(c) for c in raw.columns]
         # A text, title or label read as empty: the rows were skipped as "empty text" (evaluate:
         # "no row has a label"), or trained with an empty title or without their label.
         read = [columns.source_for(field) for field in ("text", "title", *LABELS)]

@@ -70,7 +70,14 @@ from model.tokenizer import (
     read_userdict,
 )
 from training.metrics import choose_threshold, head_report
-from training.validate import CLEAN_TEXT_COL, TrainingDataError, ValidationReport, validate
+from training.validate import (
+    CLEAN_TEXT_COL,
+    TrainingDataError,
+    ValidationReport,
+    drop_single_label_heads,
+    label_column_notes,
+    validate,
+)
 from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
@@ -791,8 +798,10 @@ def train(
         check_out_dir(out_dir, force)
     require_tokenizer(config)
     files = expand_paths(paths)
-    raw = read_tickets(files, columns)
+    headers: dict[str, list[str]] = {}
+    raw = read_tickets(files, columns, headers)
     require_rows(raw, files)
+    absent = label_column_notes(raw, columns, headers)
     raw, window_info = select_window(raw, window, columns.time or "time")
     extra: list[tuple[str, str]] = []
     if unlabelled:
@@ -809,7 +818,7 @@ def train(
             ),
         )
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
-    return train_frame(
+    result = train_frame(
         raw,
         out_dir,
         config,
@@ -829,6 +838,8 @@ def train(
         or None,
         n_jobs=n_jobs,
     )
+    result.validation.absent_columns = absent
+    return result
 
 
 def require_tokenizer(config: TrainingConfig) -> None:
@@ -904,6 +915,7 @@ def train_frame(
         check_out_dir(out_dir, force)
     require_tokenizer(config)
     df, report = validate(raw, config.min_examples, strict)
+    df = drop_single_label_heads(df, report)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
     # Read once here, so a bad file is one clear error before the work, not a traceback in a fit.

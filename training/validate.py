@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
 from model.text import clean, mask_pii
-from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, has_text
+from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, ColumnMap, has_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,6 +52,12 @@ class ValidationReport:
     # Rows whose department cell named several departments (a joint dispatch, 会办): the head
     # learns their lead department (model.tickets.split_departments).
     joint_rows: int = 0
+    # Per head whose every labelled row has the same label, that label: the head is left out and
+    # the other head trained alone (a bureau's own tickets, all 市住建局, several categories).
+    single_label: dict[str, str] = field(default_factory=dict)
+    # Heads without a column in the input (the default name absent, nothing mapped), each with
+    # the warning that names the file's columns and the option (see label_column_notes).
+    absent_columns: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
         out = []
@@ -77,6 +83,9 @@ class ValidationReport:
                 f"{len(rows)} rows have no {head} label, so they train no {head} head: "
                 f"{_listing(rows, UNLABELLED_LISTED)}"
             )
+        for head, label in self.single_label.items():
+            out.append(single_label_message(head, label) + f", so the model has no {head} head")
+        out.extend(self.absent_columns)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +100,7 @@ class ValidationReport:
             "label_rows": self.label_rows,
             "unlabelled_rows": {head: len(rows) for head, rows in self.unlabelled.items()},
             "joint_rows": self.joint_rows,
+            "single_label": self.single_label,
         }
 
 
@@ -299,6 +309,87 @@ def validate(
     return df.reset_index(drop=True), report
 
 
+def drop_single_label_heads(df: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
+    """Leave out a head whose every labelled row of :func:`validate`'s ``df`` has the same label.
+
+    A head needs two labels. One with a single label (a bureau's own tickets, all 市住建局,
+    several categories) is left out and the other trained alone, as for a file without that
+    column (:attr:`ValidationReport.single_label` warns of it); checked before the features are
+    built, rather than at the cross-validation minutes later.
+
+    Raises
+    ------
+    TrainingDataError
+        When no head with two or more labels is left.
+    """
+    single = {
+        head: str(df.loc[df[head] != "", head].iloc[0])
+        for head in LABELS
+        if report.label_rows.get(head) and df.loc[df[head] != "", head].nunique() == 1
+    }
+    if not single:
+        return df
+    if all(head in single for head in LABELS if report.label_rows.get(head)):
+        head, label = next(iter(single.items()))
+        raise TrainingDataError(
+            single_label_message(head, label)
+            + (", and so has every row with a category label" if len(single) == 2 else "")
+            + ": a model needs a head with two or more labels"
+        )
+    df = df.copy()
+    for head, label in single.items():
+        report.single_label[head] = mask_pii(label)
+        df[head] = ""
+        report.label_rows[head] = 0
+        report.unlabelled.pop(head, None)
+        logger.info("%s", single_label_message(head, label))
+    if "department" in single:
+        report.joint_rows = 0  # no department head learns their lead department
+    return df
+
+
+def label_column_notes(
+    df: pd.DataFrame, columns: ColumnMap, headers: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Warnings for a label head whose column no file has; an error when no row has a label.
+
+    A label column left at its default name (``category``) and absent from the files is read as
+    no labels: the model came out with one head and not a word, while the file's own column
+    (问题分类) went unread. Said with the file's columns and the option that maps them.
+
+    Raises
+    ------
+    TrainingDataError
+        When no row has a department or a category label, listing the file's columns.
+    """
+
+    def listed(names: Sequence[str]) -> str:
+        return ", ".join(map(repr, names))
+
+    headers = {name.rsplit("/", 1)[-1]: cols for name, cols in headers.items()}  # as rows cite
+    first = next(iter(headers.items()), None)
+    labelled = [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
+    if not labelled:
+        have = f"; {first[0]} has columns {listed(first[1])}" if first else ""
+        raise TrainingDataError(
+            f"no row has a department or a category label{have}; map the label columns with "
+            "--department-col / --category-col"
+        )
+    notes = []
+    for head in LABELS:
+        src = columns.source_for(head)
+        if head in labelled or src is None:
+            continue
+        lacking = [(name, cols) for name, cols in headers.items() if src not in cols]
+        if len(lacking) == len(headers) and lacking:
+            name, cols = lacking[0]
+            notes.append(
+                f"no column {src!r} in {name}, so the model has no {head} head; it has columns "
+                f"{listed(cols)} (map yours with --{head}-col)"
+            )
+    return notes
+
+
 def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None) -> str:
     """The warning for :attr:`ValidationReport.duplicates` (see :func:`repeated_rows`).
 
@@ -311,6 +402,11 @@ def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None)
         f"dropped {total} rows that repeat an earlier row (same id, title, text and labels: "
         f"a file given twice, or exports that overlap): {', '.join(listed)}{more}"
     )
+
+
+def single_label_message(head: str, label: str) -> str:
+    """Why a head is left out: every row labelled for it has ``label``."""
+    return f"every row with a {head} label has the same one, {mask_pii(label)!r}"
 
 
 def unlearnt_message(head: str, rows: int) -> str:
