@@ -125,14 +125,27 @@ def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
     return head
 
 
+# Excel's "Unicode 文本 (*.txt)" (tab-separated) and some ticket systems' text exports are UTF-16
+# with a byte-order mark. Every byte of their header failed both UTF-8 and GB18030, and train and
+# label each said so differently ("byte 0 is invalid", "the header is not valid gb18030").
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_ADVICE = (
+    'the file is UTF-16 text (what Excel saves as "Unicode 文本 (*.txt)"), which is not read: '
+    'save it from Excel as "CSV UTF-8 (逗号分隔) (*.csv)" or as a workbook (.xlsx)'
+)
+
+
 def detect_encoding(head: bytes) -> str:
     """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a sample is enough: :func:`encoding_sample`).
 
     UTF-8 is tried first because GB18030 decodes almost any byte string; a sample cut in the middle
-    of a character at its end still counts, in either encoding.
+    of a character at its end still counts, in either encoding. UTF-16 (a byte-order mark) is
+    refused with what to save the file as (:data:`UTF16_ADVICE`).
     """
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
+    if head[:2] in UTF16_BOMS:
+        raise TicketFileError(UTF16_ADVICE)
     try:
         head.decode("utf-8")
         return "utf-8-sig"

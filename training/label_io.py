@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from model.tickets import (
     CSV_LINE_END,
+    UTF16_BOMS,
     PrettyObject,
     TicketFileError,
     cell_text,
@@ -82,7 +83,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
     try:
         if fmt == "csv":
             with open(path, "rb") as f:
-                encoding = csv_encoding(encoding_sample(f))
+                encoding = csv_encoding(encoding_sample(f), path)
                 f.seek(0)
                 lines = _Lines(f, encoding)
                 try:
@@ -235,17 +236,19 @@ def iter_records(
         yield from _iter_parquet(path, columns)
 
 
-def csv_encoding(head: bytes) -> str:
+def csv_encoding(head: bytes, path: Path | None = None) -> str:
     """The encoding of a CSV file from its first bytes.
 
     :func:`model.tickets.detect_encoding` decides whenever the head decodes cleanly in UTF-8 or
     GB18030. When it decodes in neither (a damaged line), the encoding in which fewer lines fail
-    wins, so one bad line does not turn a UTF-8 file into GB18030 mojibake.
+    wins, so one bad line does not turn a UTF-8 file into GB18030 mojibake. A UTF-16 file is
+    refused as :func:`model.tickets.detect_encoding` refuses it (naming ``path``).
     """
     try:
         return detect_encoding(head)
-    except TicketFileError:
-        pass
+    except TicketFileError as e:
+        if head[:2] in UTF16_BOMS:
+            raise TicketFileError(f"{path}: {e}" if path else str(e)) from None
     lines = CSV_LINE_END.split(head)[:-1] or [head]
 
     def failures(encoding: str) -> int:
@@ -453,7 +456,7 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int, sep: str) ->
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        encoding = csv_encoding(encoding_sample(f))
+        encoding = csv_encoding(encoding_sample(f), path)
         f.seek(0)
         lines = _Lines(f, encoding)
         reader = csv.reader(lines, delimiter=sep)

@@ -610,6 +610,17 @@ def test_gb18030_whose_first_megabyte_is_ascii_is_decoded(
     assert df["text"].iloc[-1] == "小区楼下烧烤油烟很大" and df["error"].iloc[-1] == ""
 
 
+def test_label_refuses_a_utf16_export_as_train_does(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # label said "line 1: the header is not valid gb18030" where train said "byte 0 is invalid".
+    path = tmp_path / "工单导出.txt"
+    path.write_bytes("id\ttitle\ttext\r\nA1\t油烟\t小区楼下烧烤油烟很大\r\n".encode("utf-16"))
+    with pytest.raises(TicketFileError, match=r"工单导出.txt: the file is UTF-16 text .*CSV UTF-8"):
+        label(
+            [path], tiny_model_dir, tmp_path / "out.csv", jobs=1, columns=ColumnMap(delimiter="\t")
+        )
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_workbook_with_tickets_on_several_sheets_is_refused(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

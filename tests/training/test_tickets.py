@@ -272,6 +272,18 @@ def test_every_line_end_is_read_and_counted(tmp_path, ends):
         read_tickets([bad])
 
 
+def test_a_utf16_unicode_text_export_is_refused_naming_utf16_and_what_to_save(tmp_path):
+    # Excel's "Unicode 文本": UTF-16 LE with a BOM, tab-separated. Refused as "cannot tell the
+    # text encoding (… byte 0 is invalid in both)", which said neither what it was nor the fix.
+    path = tmp_path / "工单导出.txt"
+    path.write_bytes("id\ttext\r\nA1\t小区楼下烧烤油烟很大\r\n".encode("utf-16"))
+    assert path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(delimiter="\t"))
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: the file is UTF-16 text") and "CSV UTF-8" in msg
+
+
 def test_gb18030_whose_first_megabyte_is_ascii_is_read(tmp_path):
     path = tmp_path / "late.csv"
     lines = ["id,text"] + [f"A{i},plain complaint {i} {'x' * 40}" for i in range(20_000)]
@@ -402,11 +414,11 @@ def test_has_text_of_no_rows_is_an_empty_mask():
 def test_a_csv_in_neither_encoding_is_named(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("text\n好\n", encoding="utf-8")
-    u16 = tmp_path / "u16.csv"
-    u16.write_text("text\n老板拖欠工资\n", encoding="utf-16")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text\n\xff\xff\xff\xff\n")  # (UTF-16 is named as such: see above)
     with pytest.raises(TicketFileError) as e:
-        read_tickets([good, u16])
-    assert str(e.value).startswith(f"{u16}: cannot tell the text encoding")
+        read_tickets([good, bad])
+    assert str(e.value).startswith(f"{bad}: cannot tell the text encoding")
 
 
 def test_blank_csv_header_names_are_named_as_pandas_names_them(tmp_path):
