@@ -12,7 +12,7 @@ held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``Line
 
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
-    .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--quick]
+    .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--folds 3]
 """
 
 from __future__ import annotations
