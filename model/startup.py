@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 @contextmanager
@@ -28,3 +33,21 @@ def startup() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+def signal_on_parent_death(signum: int) -> bool:
+    """Ask the kernel to send ``signum`` to this process when its parent dies.
+
+    Linux's ``prctl(PR_SET_PDEATHSIG)``, for the worker processes of ``paidan label`` and of
+    ``paidan serve --workers N``, which otherwise run on unsupervised after a ``kill -9`` of their
+    parent. Returns whether it was asked: ``False`` on other systems, where the caller watches the
+    parent itself. A parent that died before the call is not signalled: callers compare
+    ``os.getppid()`` with the parent they expect afterwards.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False

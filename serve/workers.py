@@ -20,7 +20,6 @@ predecessor is stopped, so new workers load the current model without a moment w
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import multiprocessing
@@ -41,7 +40,7 @@ from typing import Any
 
 import uvicorn
 
-from model.startup import startup
+from model.startup import signal_on_parent_death, startup
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ STOP_TIMEOUT_S = 30  # graceful shutdown of one worker, then SIGKILL
 POLL_S = 0.5  # how often dead workers are looked for
 RESTART_MAX_S = 60.0  # the longest pause before another start of a worker that died before serving
 SERVED_MAX = 4096  # bytes of the model directory a worker reports to the supervisor
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 1.0  # how often a worker looks for its supervisor where prctl is missing
 DRAIN_S = 0.5  # a stopping worker stops accepting at least this long before it shuts down
 DRAIN_MAX_S = 5.0  # ... and at most this long, while its clients still hold connections open
@@ -287,20 +285,14 @@ def _end_with_supervisor(supervisor: int) -> None:
 
     After a ``kill -9`` of the supervisor the workers served on unsupervised, holding the port, so
     that the next ``paidan serve`` was refused "Address already in use". On Linux the kernel sends
-    the signal (``PR_SET_PDEATHSIG``, as ``paidan label``'s workers do in ``training/label.py``,
-    whose helper is not imported: it would load pyarrow into every worker, and it ends the process
-    at once, where SIGTERM lets a worker finish its requests); elsewhere a daemon thread looks.
+    the signal (:func:`model.startup.signal_on_parent_death`, as for ``paidan label``'s workers,
+    whose own handler is not used: it ends the process at once, where SIGTERM lets a worker finish
+    its requests); elsewhere a daemon thread looks.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            asked = False
-        if asked:
-            if os.getppid() != supervisor:  # it died before the signal was asked for
-                os.kill(os.getpid(), signal.SIGTERM)
-            return
+    if signal_on_parent_death(signal.SIGTERM):
+        if os.getppid() != supervisor:  # it died before the signal was asked for
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
 
     def watch() -> None:
         while os.getppid() == supervisor:

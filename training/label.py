@@ -11,7 +11,6 @@ into ``OUTPUT`` (written under a temporary name and renamed), and the summary is
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib.util
 import json
@@ -21,7 +20,6 @@ import os
 import shlex
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -49,6 +47,7 @@ from model.artifact import (
 )
 from model.router import Router
 from model.settings import get_settings
+from model.startup import signal_on_parent_death
 from model.text import is_blank
 from model.tickets import ColumnMap, check_columns, expand_paths
 from training.label_io import (
@@ -135,8 +134,6 @@ _CACHE: dict[str, Router] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-# prctl(2) option: the signal this process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 # How often a worker without prctl looks whether its parent is still there, in seconds.
 PARENT_POLL_SECONDS = 1.0
 
@@ -159,16 +156,10 @@ def _die_with_parent(parent: int | None) -> None:
     # The handler the parent may have installed (the CLI's SIGTERM → stop the run) is not this
     # process's: the default action ends it without a traceback.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            asked = False
-        if asked:
-            if parent is not None and os.getppid() != parent:  # died before prctl was called
-                os._exit(1)
-            return
+    if signal_on_parent_death(signal.SIGTERM):
+        if parent is not None and os.getppid() != parent:  # died before prctl was called
+            os._exit(1)
+        return
     watched = os.getppid()
 
     def watch() -> None:
