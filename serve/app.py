@@ -279,7 +279,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         encoding = _content_encoding(scope)
-        if encoding:
+        if encoding and _has_body(scope):
             response = error_response(
                 415,
                 "unsupported_media_type",
@@ -336,20 +336,41 @@ class BodyLimitMiddleware:
         await self.app(scope, _replay([body], None, receive), send)
 
 
+# The compression codings of the HTTP registry (and their x- aliases): what a client that compresses
+# its bodies writes in Content-Encoding.
+_COMPRESSION = frozenset({"gzip", "x-gzip", "deflate", "br", "compress", "x-compress", "zstd"})
+
+
 def _content_encoding(scope: Scope) -> str:
-    """The request's ``Content-Encoding`` other than ``identity`` (cut short), or ``""``.
+    """The request's ``Content-Encoding`` when it names a compression (cut short), or ``""``.
 
     Nothing decodes a compressed body: a gzip one (Apache HttpClient's GzipCompressingEntity,
     OkHttp and .NET compression) was answered "the body is not UTF-8", which sent the integrator
     to their charset settings. Refused by name instead; decoding would need a second limit, on
-    the decompressed size, for a few kilobytes that expand to gigabytes.
+    the decompressed size, for a few kilobytes that expand to gigabytes. Any other value (a
+    charset written in the wrong header, ``Content-Encoding: UTF-8``, as some clients send on
+    every request) is left alone, as it was before compressed bodies were refused: the body is
+    read as JSON and refused only if it is not.
     """
     for name, value in scope.get("headers", ()):
         if name == b"content-encoding":
             encoding = value.decode("latin-1").strip()
-            if encoding.lower() not in ("", "identity"):
+            codings = {c.strip().lower() for c in encoding.split(",")}
+            if codings & _COMPRESSION:
                 return encoding[:40]
     return ""
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request says it has a body: a Content-Length over 0 (or not a number, refused
+    below), or a Transfer-Encoding. A probe or a GET that a client sends with its default headers
+    (Content-Encoding among them) has none, and nothing to refuse."""
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+    return False
 
 
 def _what_to_do(scope: Scope) -> str:

@@ -202,6 +202,28 @@ def test_a_compressed_body_is_refused_naming_content_encoding(
     assert identity.status_code in (200, 201), identity.text
 
 
+def test_a_content_encoding_without_a_compressed_body_is_not_refused(client: TestClient) -> None:
+    # Every request with a Content-Encoding was a 415, probes and GETs without a body and a
+    # charset written in the wrong header among them: clients and gateways that add the header
+    # to every request lost their health checks, scrapes and routing.
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/model"):
+        response = client.get(path, headers={"content-encoding": "gzip"})
+        assert response.status_code == 200, (path, response.text)
+    raw = json.dumps({"text": "楼下烧烤店油烟扰民"}, ensure_ascii=False).encode()
+    for encoding in ("UTF-8", "utf8", "binary"):
+        response = client.post(
+            "/v1/route", content=raw, headers={**JSON, "content-encoding": encoding}
+        )
+        assert response.status_code == 200, (encoding, response.text)
+    # A compression among several codings is still refused.
+    packed = gzip.compress(raw)
+    error = assert_error(
+        client.post("/v1/route", content=packed, headers={**JSON, "content-encoding": "x, gzip"}),
+        415,
+    )
+    assert error["field"] == "Content-Encoding"
+
+
 def test_wrong_content_type_is_an_error_in_the_shape(client: TestClient) -> None:
     response = client.post("/v1/route", content=b"text=abc", headers={"content-type": "text/plain"})
     error = assert_error(response, 415, "unsupported_media_type")
