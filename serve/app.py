@@ -234,7 +234,8 @@ def _start_follower(
 
 def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
     """The router's 404 for a path matching no route; for one that is a route but for its
-    trailing slash (``/v1/route/``), its message names the route to call instead."""
+    trailing slash (``/v1/route/``), its message names the route to call instead, and a GET or
+    HEAD of it (``/healthz/``) is answered as the route without the slash."""
 
     from serve.telemetry import _routes as flat_routes  # included routers, opened
 
@@ -246,6 +247,11 @@ def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
                 template = getattr(getattr(candidate, "original_route", candidate), "path", "")
                 # A template only: a path with a parameter (/static/{name}) would echo input.
                 if "{" not in template and candidate.matches(probe)[0] is not Match.NONE:
+                    if scope.get("method") in ("GET", "HEAD"):
+                        # Served as the route: a probe or scrape configured with the slash
+                        # (/healthz/, /metrics/) followed the redirect this replaced to a 200.
+                        await app.router(probe, receive, send)
+                        return
                     shown = scope.get("root_path", "") + template
                     raise HTTPException(
                         404, f"{shown}/ is not a route; did you mean {shown}, without the slash?"

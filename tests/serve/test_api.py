@@ -302,13 +302,21 @@ def test_a_trailing_slash_is_a_404_naming_the_route_never_a_redirect(client: Tes
     for method, path, route in [
         ("POST", "/v1/route/", "/v1/route"),
         ("POST", "/v1/route/batch//", "/v1/route/batch"),
-        ("GET", "/v1/model/", "/v1/model"),
-        ("GET", "/healthz/", "/healthz"),
+        ("POST", "/v1/model/", "/v1/model"),
     ]:
         answer = client.request(method, path, json={"text": "x"}, follow_redirects=False)
         error = assert_error(answer, 404, "not_found")
         assert f"did you mean {route}," in error["message"], error
         assert "location" not in answer.headers
+    # A GET or HEAD is answered as the route: probes and scrapes configured with the slash
+    # (/healthz/, /metrics/) followed the redirect to a 200, and a 404 took the server out.
+    for path in ("/healthz/", "/readyz/", "/metrics/", "/v1/model/"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 200, (path, answer.text)
+        assert "location" not in answer.headers
+        if path != "/metrics/":
+            assert answer.json() == client.get(path.rstrip("/")).json()
+    assert client.head("/healthz/").status_code == 200
     # Under a root path (paidan serve --root-path) it names the path the client used.
     behind = TestClient(client.app, root_path="/paidan")
     answer = behind.post("/paidan/v1/route/", json={"text": "x"}, follow_redirects=False)
