@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -530,6 +531,13 @@ def _read_only(conn: Any) -> str | None:
         return None
     # A write of page 1 that is rolled back: a file or filesystem turned read-only refuses it (with
     # its -wal and -shm left, BEGIN IMMEDIATE and reads still work). Nothing reaches the disk.
+    # Without waiting for the write lock: another connection's write transaction (a save by another
+    # worker, `paidan db upgrade`, an sqlite3 session, VACUUM) held the probe for busy_timeout (10 s)
+    # and it then said "cannot be written (database is locked)". Busy is not read-only: a store
+    # someone else is writing to is writable.
+    raw = conn.connection.driver_connection
+    busy_timeout = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+    raw.execute("PRAGMA busy_timeout = 0")
     try:
         transaction = conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin()
         try:
@@ -538,8 +546,21 @@ def _read_only(conn: Any) -> str | None:
         finally:
             transaction.rollback()
     except SQLAlchemyError as e:
+        if _sqlite_busy(e):
+            return None
         return f"the database cannot be written ({safe_reason(e)}): feedback cannot be saved"
+    finally:
+        try:
+            raw.execute(f"PRAGMA busy_timeout = {busy_timeout}")
+        except sqlite3.Error:
+            conn.invalidate()  # never back in the pool, where saves would not wait for the lock
     return None
+
+
+def _sqlite_busy(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another connection holds the lock)."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _page(

@@ -3,6 +3,7 @@ counterparts are in test_postgres.py)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -317,4 +318,29 @@ def test_a_save_that_fails_at_the_commit_says_the_row_may_be_stored(
             db.add_feedback(text=None, department="人社")
         assert "may have been stored" not in str(refused.value)
     finally:
+        db.dispose()
+
+
+def test_readyz_does_not_wait_for_another_connections_write_and_call_it_read_only(
+    tmp_path: Path,
+) -> None:
+    # The writability probe took the write lock: while another connection held a write transaction
+    # (another worker's save, `paidan db upgrade`, an sqlite3 session, VACUUM) it waited busy_timeout
+    # and then said "cannot be written (database is locked)", taking a healthy instance out of a
+    # load balancer. Busy is not read-only.
+    path = tmp_path / "paidan.db"
+    db = Database(f"sqlite:///{path}")
+    writer = sqlite3.connect(path, isolation_level=None, timeout=WAIT_S)
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM feedback")
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        with db.engine.connect() as conn:  # saves still wait for the lock as long as before
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        writer.execute("ROLLBACK")
+        db.add_feedback(text="另一投诉", department="人社")
+        assert [row.text for row in db.iter_feedback()] == ["某投诉", "另一投诉"]
+    finally:
+        writer.close()
         db.dispose()
