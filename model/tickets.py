@@ -166,12 +166,14 @@ def detect_encoding(head: bytes) -> str:
 def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -> None:
     """Refuse a workbook whose later sheets hold more tickets: every reader reads the first only.
 
-    A sheet after the first counts as tickets when its header row (its first row, or one of its
-    first ``HEADER_SCAN_ROWS`` under a title row) has the first sheet's text column, or the first
-    sheet's columns in any order, or most of them (a workbook of monthly sheets, one of which
-    gained a column or had its columns moved); sheets of notes or totals
-    have other first rows and are left alone. Reading the first sheet alone would drop the
-    others' tickets without a word.
+    A sheet after the first counts as tickets when its first row has the first sheet's text
+    column, or the first sheet's columns in any order, or most of them (a workbook of monthly
+    sheets, one of which gained a column or had its columns moved), or when one of its first
+    ``HEADER_SCAN_ROWS`` rows, under a title row, has the same columns, or two or more of them with
+    the text column or most of them among them. One column's name in a lower row, with a note
+    beside it, is a line of a field dictionary (字段说明: ``text | 诉求内容``) or of notes, not a
+    header; sheets of notes or totals have other rows and are left alone. Reading the first sheet
+    alone would drop the others' tickets without a word.
 
     Parameters
     ----------
@@ -204,7 +206,11 @@ def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -
                 found = f"{where}the same columns"
             elif {n for n in header if n} == names:
                 found = f"{where}the same columns in another order"
-            elif text in shared or (len(shared) >= 2 and 2 * len(shared) > len(names)):
+            elif (text in shared and (rowno == 1 or len(shared) >= 2)) or (
+                len(shared) >= 2 and 2 * len(shared) > len(names)
+            ):
+                # Below the first row one shared name is not a header: a field dictionary names
+                # each column on a row of its own (text | 诉求内容), as notes may (内容 | 见附件).
                 has_text = f", the text column {text!r} among them" if text in shared else ""
                 found = f"{where}{len(shared)} of the first sheet's {len(names)} columns{has_text}"
             else:

@@ -669,6 +669,21 @@ def test_label_refuses_later_sheets_under_a_title_row(tiny_model_dir: Path, tmp_
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_label_reads_a_workbook_with_a_field_dictionary_sheet(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A second sheet naming each column on a row of its own (text | 诉求内容) was refused as
+    # tickets under a title row, and the workbook not labelled.
+    rows = pd.DataFrame(ticket_rows(4), columns=["id", "title", "text"])
+    path = tmp_path / "tickets.xlsx"
+    with pd.ExcelWriter(path) as w:
+        rows.to_excel(w, sheet_name="工单", index=False)
+        fields = {"字段": ["id", "title", "text"], "含义": ["工单编号", "标题", "诉求内容"]}
+        pd.DataFrame(fields).to_excel(w, sheet_name="字段说明", index=False)
+    label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 4
+
+
 @pytest.mark.slow
 def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = ticket_rows(400)

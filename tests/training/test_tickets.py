@@ -356,6 +356,31 @@ def test_later_monthly_sheets_under_a_title_row_are_refused_naming_the_row(tmp_p
     assert "说明" not in msg
 
 
+def test_a_field_dictionary_sheet_is_left_alone_but_a_month_under_a_title_is_not(tmp_path):
+    # A 字段说明 sheet names one column a row (内容 | 诉求内容): its row with the text column's
+    # name was taken for a header under a title row, and the workbook refused.
+    df = pd.DataFrame(ROWS)
+    fields = pd.DataFrame(
+        {"字段": list(df.columns), "含义": ["工单编号", "标题", "诉求内容", "承办部门", "分类"]}
+    )
+    notes = pd.DataFrame({"说明": ["导出说明", "内容"], "备注": ["", "见附件"]})
+    path = write_workbook(tmp_path / "dict.xlsx", {"工单": df, "字段说明": fields, "说明": notes})
+    assert read_tickets([path], MAP)["id"].tolist() == ["A1", "A2"]
+    # A month under a title row with the text column and one more of the first sheet's is tickets.
+    with pd.ExcelWriter(path := tmp_path / "titled.xlsx") as w:
+        df.to_excel(w, sheet_name="1月", index=False)
+        fields.to_excel(w, sheet_name="字段说明", index=False)
+        df[["部门", "内容"]].assign(回访="满意").to_excel(
+            w, sheet_name="2月", index=False, startrow=1
+        )
+        w.sheets["2月"]["A1"] = "城南区12345工单明细（2026年2月）"
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], MAP)
+    msg = str(e.value)
+    assert "'2月' (its row 2 has 2 of the first sheet's 5 columns, the text column '内容'" in msg
+    assert "字段说明" not in msg
+
+
 def test_as_utc_converts_and_keeps_times_beyond_the_calendar_in_order() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
