@@ -35,6 +35,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    431: "header_too_large",  # answered by serve/protocol.py, before the app sees the request
     CLIENT_CLOSED_REQUEST: "client_closed_request",
     500: "internal_error",
     503: "unavailable",

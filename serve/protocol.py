@@ -19,12 +19,12 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from serve.errors import error_body
+from serve.errors import HTTP_CODES, error_body
 
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_ENV = "PAIDAN_MAX_HEADER_BYTES"
-HEADER_TOO_LARGE = "header_too_large"
+HEADER_TOO_LARGE = HTTP_CODES[431]
 # After the 431, what the client still sends is read and dropped for at most this long before the
 # connection closes (nginx's "lingering close"): closed at once with unread bytes, the kernel sends
 # a reset, and the client may lose the answer before it reads it.

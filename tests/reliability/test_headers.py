@@ -148,3 +148,20 @@ def test_paidan_serve_refuses_a_huge_header_and_keeps_serving(
     ok = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     assert exchange(port, ok).startswith(b"HTTP/1.1 200 ")
     assert "431" in server.logs() and MAX_HEADER_ENV in server.logs()
+
+
+def test_every_status_security_md_lists_has_its_code_in_http_codes() -> None:
+    """SECURITY.md's list of error statuses and serve/errors.py's HTTP_CODES agree: 431, answered by
+    the protocol before the app, was missing from HTTP_CODES."""
+    import re
+
+    from serve.errors import HTTP_CODES
+    from serve.protocol import HEADER_TOO_LARGE
+
+    text = (Path(__file__).resolve().parents[2] / "SECURITY.md").read_text(encoding="utf-8")
+    listed = re.search(r"Every error, including ([\d/]+),", text)
+    assert listed is not None
+    statuses = {int(s) for s in listed.group(1).split("/")}
+    assert 431 in statuses
+    assert statuses <= set(HTTP_CODES), sorted(statuses - set(HTTP_CODES))
+    assert HTTP_CODES[431] == HEADER_TOO_LARGE == "header_too_large"
