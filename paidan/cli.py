@@ -762,6 +762,26 @@ def label(
         f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
         soft_wrap=True,
     )
+    note = sample_default_note(model_dir)
+    if note:
+        err.print(printable(note), highlight=False, soft_wrap=True)
+
+
+def sample_default_note(model_dir: Path) -> str | None:
+    """One line when ``model_dir`` is the default trained from the bundled sample: its labels are
+    invented, and staff read its answers as the city's own."""
+    from model.artifact import read_metadata
+    from model.resources import is_sample_default
+
+    try:
+        if not is_sample_default(read_metadata(model_dir)):
+            return None
+    except (ModelLoadError, OSError, ValueError, AttributeError):
+        return None  # the label or serve run itself says what is wrong with the model
+    return (
+        f"note: model {model_dir.name} is the bundled sample's default, trained on invented "
+        "tickets; train the city's own with paidan train FILE --out models/NAME"
+    )
 
 
 def ensure_model(settings: Settings, model: Path | None) -> Path:
@@ -881,6 +901,8 @@ def serve(
                 highlight=False,
                 soft_wrap=True,
             )
+            if note := sample_default_note(model_dir):
+                err.print(printable(note), highlight=False, soft_wrap=True)
 
         # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which
         # overrode PAIDAN_ACCESS_LOG=false.

@@ -118,3 +118,38 @@ def test_retrain_replaces_the_sample_default_and_inherits_nothing_from_it(
     assert decision.sample_champion and decision.champion == default
     assert current_version(root) == result.version
     assert result.inherited == {} and not result.new_labels  # nothing "new" against the sample
+
+
+SAMPLE_NOTE = "is the bundled sample's default, trained on invented tickets; train the city's own"
+
+
+def test_label_and_serve_say_when_they_use_the_sample_default(
+    sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Staff read the sample's invented departments as the city's: label and serve said nothing.
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    backlog = write_tickets_csv(tmp_path / "backlog.csv", CITY_TICKETS[:3])
+    args = ["label", str(backlog), "--out", str(tmp_path / "out.csv"), "--jobs", "1"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert f"note: model {default} {SAMPLE_NOTE} with paidan train FILE --out models/NAME" in said
+    monkeypatch.setattr("serve.server.run", lambda *a, announce, **k: announce())
+    started = runner.invoke(app, ["serve"], env=env)
+    assert started.exit_code == 0, started.output
+    assert f"note: model {default} {SAMPLE_NOTE}" in " ".join(started.stderr.split())
+
+    # The city's own model: not a word.
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    train = ["train", str(data), "--out", str(root / "v1"), "--min-examples", "3"]
+    r = runner.invoke(app, train, env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    r = runner.invoke(app, [*args, "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "bundled sample" not in r.output
+    started = runner.invoke(app, ["serve"], env=env)
+    assert started.exit_code == 0, started.output
+    assert "serving" in started.output and "bundled sample" not in started.output
