@@ -274,6 +274,16 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"scored {sum(labels.values())} {head} rows as {OTHER_LABEL!r}, as the model's "
             f"training merged their rare labels into it: {listed}{more}"
         )
+    absent = report.get("absent_label_columns") or {}
+    for head, column in absent.get("heads", {}).items():
+        have = absent.get("columns", [])
+        listed = ", ".join(map(repr, have[:30])) + (
+            f" and {len(have) - 30} more" if len(have) > 30 else ""
+        )
+        out.append(
+            f"{head} head not scored: the data has no {column!r} column (it has {listed}); map "
+            f"the {head} label column with --{head}-col"
+        )
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
     if report.get("duplicate_rows"):
@@ -336,7 +346,8 @@ def evaluate(
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 
     router, metadata = load_router(model_dir, model_root)
-    df = read_tickets(paths, columns)
+    headers: dict[str, list[str]] = {}
+    df = read_tickets(paths, columns, headers)
     require_rows(df, paths)
     with_text = has_text(df)
     df = df[with_text].copy()
@@ -377,6 +388,16 @@ def evaluate(
         co_departments=df[CO_COL].tolist(),
     )
     report["skipped_empty_text"] = int((~with_text).sum())
+    # A head whose label column (by its default name: a mapped one missing is refused) no file
+    # has was left out of the report without a word, as if the model had no such head.
+    have = list(dict.fromkeys(c for cols in headers.values() for c in cols))
+    absent = {
+        h: src
+        for h in LABELS
+        if h in router.heads and (src := columns.source_for(h)) is not None and src not in have
+    }
+    if absent:
+        report["absent_label_columns"] = {"heads": absent, "columns": have}
     if repeats:
         report["duplicate_rows"] = len(repeats)
         report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]

@@ -1328,3 +1328,29 @@ def test_a_label_of_few_texts_cross_validates_with_its_copies_in_one_fold(tiny_c
     [cv] = cross_validate_heads([("t", X, y)], tiny_config, n_jobs=None, groups=groups)
     assert cv.labels == ["a", "b", "c"] and cv.report["n"] == 15 and cv.report["folds"] == 3
     assert np.allclose(cv.proba.sum(axis=1), 1)
+
+
+def test_evaluate_names_a_head_whose_label_column_the_data_lacks(
+    tiny_model_dir: Path, tiny_csv: Path, tmp_path: Path
+) -> None:
+    # Scored on the department alone without a word: the category head seemed not to exist.
+    from model.tickets import ColumnMap
+    from training.evaluate import evaluate, report_warnings
+
+    data = tmp_path / "no-category.csv"
+    with open(tiny_csv, encoding="utf-8", newline="") as f:
+        rows = [[r["id"], r["title"], r["text"], r["department"]] for r in csv.DictReader(f)]
+    with open(data, "w", encoding="utf-8", newline="") as g:
+        csv.writer(g).writerows([["编号", "title", "text", "部门"], *rows])
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data), "--department-col", "部门"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert (
+        "category head not scored: the data has no 'category' column (it has '编号', 'title', "
+        "'text', '部门'); map the category label column with --category-col" in said
+    )
+    assert "department head not scored" not in said
+    # Both columns there: no note.
+    report = evaluate(tiny_model_dir, [tiny_csv], columns=ColumnMap())
+    assert "category" in report and "absent_label_columns" not in report
+    assert not any("not scored" in w for w in report_warnings(report))
