@@ -35,7 +35,12 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
@@ -65,6 +70,7 @@ MIGRATION_LOCK_WAIT_S = 60.0
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
+MAX_REQUEST_ID_CHARS = 64  # the request_id column (revision 0002)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -98,7 +104,10 @@ class Feedback(Base):
     """One decision of a dispatcher: the suggestion shown and what was finally chosen."""
 
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_created_at", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_feedback_created_at", "created_at", "id"),
+        Index("ix_feedback_request_id", "request_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str | None] = mapped_column(String(100), index=True)
@@ -110,6 +119,8 @@ class Feedback(Base):
     dispatcher_id: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The client's idempotency key (revision 0002): a save sent again with it is not stored again.
+    request_id: Mapped[str | None] = mapped_column(String(MAX_REQUEST_ID_CHARS))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +134,7 @@ class Feedback(Base):
             "dispatcher_id": self.dispatcher_id,
             "model_version": self.model_version,
             "created_at": self.created_at,
+            "request_id": self.request_id,
         }
 
 
@@ -405,11 +417,18 @@ REVISION_0001_INDEXES = {
     "ix_feedback_created_at": "CREATE INDEX ix_feedback_created_at ON feedback (created_at, id)",
     "ix_feedback_ticket_id": "CREATE INDEX ix_feedback_ticket_id ON feedback (ticket_id)",
 }
+# What revision 0002 adds: the request_id column and its unique index.
+REVISION_0002_COLUMNS = REVISION_0001_COLUMNS | {"request_id"}
+REVISION_0002_INDEXES = {
+    **REVISION_0001_INDEXES,
+    "ix_feedback_request_id": "CREATE UNIQUE INDEX ix_feedback_request_id ON feedback (request_id)",
+}
 
 
 def _adopt_unversioned_feedback(conn: Any, script: Any) -> None:
-    """A ``feedback`` table in a database with no revision stored: revision 0001's is completed
-    (its missing indexes) and stamped; any other is refused, saying what to do.
+    """A ``feedback`` table in a database with no revision stored: revision 0001's or 0002's
+    (a restore of the table alone) is completed (its missing indexes) and stamped; any other is
+    refused, saying what to do.
 
     paidan before 495f6e5 committed each CREATE of revision 0001 on its own on SQLite, so a first
     start that failed part-way (a full disk) left the table without its alembic_version row, and
@@ -422,8 +441,12 @@ def _adopt_unversioned_feedback(conn: Any, script: Any) -> None:
     inspector = inspect(conn)
     if not inspector.has_table("feedback"):
         return
-    columns = {column["name"] for column in inspector.get_columns("feedback")}
-    if columns != REVISION_0001_COLUMNS:
+    columns = frozenset(column["name"] for column in inspector.get_columns("feedback"))
+    known = {
+        REVISION_0001_COLUMNS: ("0001", REVISION_0001_INDEXES),
+        REVISION_0002_COLUMNS: ("0002", REVISION_0002_INDEXES),
+    }
+    if columns not in known:
         raise DatabaseUnavailable(
             "the database has a table feedback but no paidan schema revision, and its columns "
             f"({', '.join(sorted(columns))}) are not the ones paidan creates: it belongs to "
@@ -432,14 +455,17 @@ def _adopt_unversioned_feedback(conn: Any, script: Any) -> None:
             "at paidan's own database, or keep its rows elsewhere and rename it "
             "(ALTER TABLE feedback RENAME TO feedback_old), then run `paidan db upgrade`"
         )
+    revision, wanted = known[columns]
     indexes = {index["name"] for index in inspector.get_indexes("feedback")}
-    for name, create in REVISION_0001_INDEXES.items():
+    for name, create in wanted.items():
         if name not in indexes:
             conn.exec_driver_sql(create)
-    MigrationContext.configure(conn).stamp(script, "0001")
+    MigrationContext.configure(conn).stamp(script, revision)
     logger.warning(
         "the feedback table had no schema revision (a first migration that stopped part-way): "
-        "its columns are revision 0001's, so it is marked at 0001 and its rows are kept"
+        "its columns are revision %s's, so it is marked at %s and its rows are kept",
+        revision,
+        revision,
     )
 
 
@@ -732,8 +758,19 @@ class Database:
         return {"ok": True, "backend": self.backend}
 
     def add_feedback(self, **values: Any) -> Feedback:
-        """Insert one feedback row and commit; ``created_at`` defaults to now (UTC)."""
+        """Insert one feedback row and commit; ``created_at`` defaults to now (UTC).
+
+        With a ``request_id`` already stored, nothing is inserted: the stored row is returned, so
+        a save the client sends again (its first answer was lost, or a 503 at the commit, whose
+        outcome is unknown) is stored once. Two saves with one request_id at the same moment: the
+        unique index refuses the second insert, which then returns the first's row.
+        """
         self.ensure_schema()
+        request_id = values.get("request_id")
+        if request_id is not None:
+            stored = self.feedback_by_request_id(request_id)
+            if stored is not None:
+                return stored
         values.setdefault("created_at", datetime.now(UTC))
         row = Feedback(**values)
         try:
@@ -741,25 +778,60 @@ class Database:
                 try:
                     session.add(row)
                     session.flush()  # the INSERT: a failure until here stores nothing
+                except IntegrityError as e:
+                    stored = self._raced(request_id, e)
+                    if stored is not None:
+                        return stored
+                    raise DatabaseUnavailable(safe_reason(e)) from e
                 except SQLAlchemyError as e:
                     self._lost(e)
                     raise DatabaseUnavailable(safe_reason(e)) from e
                 try:
                     session.commit()
+                except IntegrityError as e:  # a deferred check (not paidan's schema): as above
+                    stored = self._raced(request_id, e)
+                    if stored is not None:
+                        return stored
+                    raise DatabaseUnavailable(safe_reason(e)) from e
                 except SQLAlchemyError as e:
                     # A COMMIT the database received before the connection failed (it stalled
                     # at the commit and the watchdog cut it) is carried out when it resumes:
                     # saying only "unavailable" made the client save it again, stored twice.
                     self._lost(e)
+                    again = (
+                        "send it again with the same request_id, which stores it once"
+                        if request_id is not None
+                        else "look for it in the export (GET /v1/feedback, its ticket_id) "
+                        "before saving it again"
+                    )
                     raise DatabaseUnavailable(
                         f"{safe_reason(e)}; this happened at the commit, so the row may have "
-                        "been stored: look for it in the export (GET /v1/feedback, its "
-                        "ticket_id) before saving it again"
+                        f"been stored: {again}"
                     ) from e
         except SQLAlchemyError as e:  # the close's rollback
             self._lost(e)
             raise DatabaseUnavailable(safe_reason(e)) from e
         return row
+
+    def _raced(self, request_id: str | None, e: IntegrityError) -> Feedback | None:
+        """The row another save with ``request_id`` stored first, after an insert the unique
+        index refused; None if the refusal was another one."""
+        if request_id is None:
+            return None
+        logger.info("feedback request_id stored by another request meanwhile: %s", safe_reason(e))
+        return self.feedback_by_request_id(request_id)
+
+    def feedback_by_request_id(self, request_id: str) -> Feedback | None:
+        """The row stored with ``request_id``, or None."""
+        self.ensure_schema()
+        try:
+            with self.sessions() as session:
+                return session.scalars(
+                    select(Feedback).where(Feedback.request_id == request_id)
+                ).first()
+        except SQLAlchemyError as e:
+            self._lost(e)
+            raise DatabaseUnavailable(safe_reason(e)) from e
 
     def feedback_page(
         self, since: datetime | None, after: tuple[datetime, int] | None, limit: int

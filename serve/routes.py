@@ -188,7 +188,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         "/v1/feedback",
         response_model=FeedbackResponse,
         status_code=status.HTTP_201_CREATED,
-        responses=AUTH_ERRORS,
+        # 409: a request_id already stored with another decision
+        responses={**AUTH_ERRORS, 409: {"model": ErrorResponse}},
         tags=["feedback"],
         dependencies=[FEEDBACK_KEY],
     )
@@ -227,12 +228,14 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "body.suggestion",
             )
         shown_version = (suggestion or {}).get("model_version")
+        department = NO_DEPARTMENT if body.department is None else body.department
         row = db.add_feedback(
+            request_id=body.request_id,
             ticket_id=body.ticket_id,
             title=clean(body.title) if body.title is not None else None,
             text=clean(body.text),
             suggestion=suggestion,
-            department=NO_DEPARTMENT if body.department is None else body.department,
+            department=department,
             category=body.category,
             dispatcher_id=body.dispatcher_id,
             model_version=(
@@ -241,6 +244,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 or metadata.get("version")
             ),
         )
+        if body.request_id is not None:
+            # The row stored with it, by this save or an earlier one (nothing was inserted then).
+            return _replayed(row, body, department)
         return FeedbackResponse.model_validate(row, from_attributes=True)
 
     @api.get(
@@ -406,6 +412,22 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
         "since": resume,
     }
     return json.dumps(note, ensure_ascii=False).encode() + b"\n"
+
+
+def _replayed(row: Feedback, body: FeedbackRequestBase, department: str) -> FeedbackResponse:
+    """The answer to a save whose request_id is stored: the stored row, as the first save was
+    answered (201), if it is the same decision; a 409 if the id was used for another one, which
+    would otherwise be dropped without a word."""
+    sent = (body.ticket_id, department, body.category, body.dispatcher_id)
+    if sent != (row.ticket_id, row.department, row.category, row.dispatcher_id):
+        raise ApiError(
+            409,
+            "request_id_conflict",
+            f"was already used for another decision (feedback row {row.id}: another ticket_id, "
+            "department, category or dispatcher_id); send a new request_id for each decision",
+            "body.request_id",
+        )
+    return FeedbackResponse.model_validate(row, from_attributes=True)
 
 
 def _export_line(row: Feedback) -> bytes:

@@ -29,6 +29,7 @@ from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
 from model.tickets import split_departments
+from serve.db import MAX_REQUEST_ID_CHARS
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -61,6 +62,9 @@ def scrub_surrogates(value: Any, depth: int = 0) -> Any:
         return [scrub_surrogates(v, depth + 1) for v in value]
     return value
 
+
+# A feedback request_id (the idempotency key): a client-made token such as a UUID.
+REQUEST_ID_PATTERN = re.compile(f"^[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID_CHARS}}}$")
 
 # The same rules as JSON Schema patterns, so that the OpenAPI page states them and generated
 # clients and fuzzers send what is accepted; the validators below give the clearer message.
@@ -246,6 +250,13 @@ class FeedbackRequestBase(_ScrubbedRequest):
         "else the served model's",
         json_schema_extra=PRINTABLE,
     )
+    request_id: str | None = Field(
+        None,
+        description="Idempotency key made by the client for this decision (a UUID, say): sent "
+        "again with it, the save answers the row stored the first time and stores nothing more. "
+        f"1 to {MAX_REQUEST_ID_CHARS} characters among A-Z a-z 0-9 . _ : -",
+        json_schema_extra={"pattern": REQUEST_ID_PATTERN.pattern},
+    )
 
     _text_not_blank = field_validator("text")(not_blank)
     _suggestion_shallow = field_validator("suggestion")(shallow_json)
@@ -274,6 +285,16 @@ class FeedbackRequestBase(_ScrubbedRequest):
         # label keeps no invisible character, or "市住建局\u200b" would be a department of its own at
         # retraining (a title is cleaned of them anyway).
         return None if value is None or is_blank(value) else normalize_label(value)
+
+    @field_validator("request_id")
+    @classmethod
+    def _request_id_token(cls, value: str | None) -> str | None:
+        if value is not None and not REQUEST_ID_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"must be 1 to {MAX_REQUEST_ID_CHARS} characters among A-Z a-z 0-9 . _ : - "
+                "(a UUID, say)"
+            )
+        return value
 
     # After the stripping above: a label's surrounding newline or tab is not refused.
     _ids_printable = field_validator(
@@ -368,6 +389,7 @@ class FeedbackResponse(BaseModel):
     dispatcher_id: str | None
     model_version: str | None
     created_at: datetime
+    request_id: str | None = Field(None, description="The idempotency key sent with it, if any")
 
     _no_department = field_validator("department", mode="before")(stored_department)
 
@@ -385,6 +407,7 @@ class FeedbackRecord(BaseModel):
     dispatcher_id: str | None
     model_version: str | None
     created_at: datetime
+    request_id: str | None = Field(None, description="The idempotency key sent with it, if any")
 
     _no_department = field_validator("department", mode="before")(stored_department)
 

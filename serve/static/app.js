@@ -34,6 +34,10 @@ const state = {
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   saving: null, // the suggestion whose decision is being saved: one save at a time for it
+  // The request_id of each decision not yet saved (its ticket, texts, choice and dispatcher), so a
+  // save sent again - after a 503 at the database's commit, or no answer, whose outcome is unknown,
+  // or after routing the ticket again - is stored once: the server answers the row stored first.
+  requestIds: new Map(),
   routeSeq: 0,
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
@@ -111,14 +115,26 @@ async function api(method, url, body) {
     });
   } catch (e) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
-    throw new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
+    const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
+    error.outcomeUnknown = true; // it may have reached the server
+    throw error;
   }
   const data = await res.json().catch(() => null);
-  if (!res.ok) throw new Error(errorText(res.status, data));
+  if (!res.ok) {
+    const error = new Error(errorText(res.status, data));
+    error.outcomeUnknown = atCommit(data);
+    throw error;
+  }
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     throw new Error(unrecognised(res.status));
   }
   return data;
+}
+
+// Whether an error answer is the feedback database's failure at the commit: the row may be stored.
+function atCommit(data) {
+  const err = (data && data.error) || {};
+  return err.code === "database_unavailable" && /at the commit/.test(String(err.message || ""));
 }
 
 // The page's names of the fields the API may name in an error.
@@ -164,6 +180,9 @@ function errorText(status, data) {
   if (status === 413) return `内容过长，超过服务器允许的大小${more}`;
   if (status === 429) return "请求过于频繁，请稍后重试";
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
+  if (atCommit(data)) {
+    return "反馈数据库在保存的最后一步中断，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录";
+  }
   if (err.code === "database_unavailable") {
     return "反馈数据库暂时不可用，请稍后重新保存（分派建议不受影响）";
   }
@@ -534,6 +553,39 @@ function isCorrection() {
     || co.length !== advised.length || co.some((d) => !advised.includes(d));
 }
 
+// A random id for one decision. crypto.randomUUID exists only on HTTPS (or localhost) pages and in
+// browsers from 2021 on; crypto.getRandomValues on every page and browser the page supports.
+function newRequestId() {
+  const c = window.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (c && typeof c.getRandomValues === "function") c.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  bytes[6] = (bytes[6] & 0x0f) | 0x40; // a version 4 UUID
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => (b < 16 ? "0" : "") + b.toString(16)).join("");
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+}
+
+// The decision a save body stores, and the request_id it is sent with (the same for every attempt).
+function requestIdOf(body) {
+  const decision = JSON.stringify([
+    body.ticket_id,
+    body.title,
+    body.text,
+    body.department,
+    body.category,
+    body.dispatcher_id,
+  ]);
+  let id = state.requestIds.get(decision);
+  if (!id) {
+    id = newRequestId();
+    state.requestIds.set(decision, id);
+    if (state.requestIds.size > 100) state.requestIds.delete(state.requestIds.keys().next().value);
+  }
+  return { decision, id };
+}
+
 function choiceKey() {
   return JSON.stringify([state.suggestion && state.suggestion.model_version, state.choice, chosenCo()]);
 }
@@ -599,6 +651,8 @@ async function confirmChoice() {
     category: state.choice.category,
     dispatcher_id: dispatcher || null,
   };
+  const { decision, id: requestId } = requestIdOf(body);
+  body.request_id = requestId;
   const corrected = isCorrection();
   // What is sent, for the message: the choice may change while the save runs.
   const department = state.choice.department;
@@ -615,6 +669,7 @@ async function confirmChoice() {
   try {
     const saved = await api("POST", "v1/feedback", body);
     if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
+    state.requestIds.delete(decision);
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
     const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;
@@ -625,7 +680,7 @@ async function confirmChoice() {
     );
   } catch (e) {
     if (state.suggestion === s) setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
-    else reportUnsaved(ticketId, request.text, chosen, e.message); // its advice is gone
+    else reportUnsaved(ticketId, request.text, chosen, e.message, e.outcomeUnknown); // advice gone
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
@@ -635,12 +690,18 @@ async function confirmChoice() {
 // A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
 // its status line are gone, and a message there would read as the next ticket's. Said under the
 // form instead (outside the advice), naming the ticket, until dismissed.
-function reportUnsaved(ticketId, text, chosen, reason) {
+function reportUnsaved(ticketId, text, chosen, reason, outcomeUnknown) {
   const chars = [...text.replace(/\s+/g, " ").trim()];
   const start = `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」`;
   const ticket = ticketId ? `工单 ${ticketId}${start}` : `工单${start}`;
   $("unsaved-list").append(
-    el("li", {}, `${ticket}的派单（${chosen}）没有保存：${reason}。请重新分派该工单后再保存。`),
+    el(
+      "li",
+      {},
+      outcomeUnknown
+        ? `${ticket}的派单（${chosen}）未能确认保存：${reason}。请重新分派该工单后再保存（同一派单不会重复记录）。`
+        : `${ticket}的派单（${chosen}）没有保存：${reason}。请重新分派该工单后再保存。`,
+    ),
   );
   $("unsaved").hidden = false;
 }

@@ -656,12 +656,60 @@ def test_feedback_is_stored_pii_masked(client: TestClient, app: Any) -> None:
             "body.dispatcher_id",
         ),
         ({"text": "长" * 20_001, "department": "人社"}, "body.text"),
+        ({"text": "某投诉", "department": "人社", "request_id": ""}, "body.request_id"),
+        ({"text": "某投诉", "department": "人社", "request_id": "a" * 65}, "body.request_id"),
+        ({"text": "某投诉", "department": "人社", "request_id": "a b"}, "body.request_id"),
+        ({"text": "某投诉", "department": "人社", "request_id": "编号"}, "body.request_id"),
+        ({"text": "某投诉", "department": "人社", "request_id": 7}, "body.request_id"),
     ],
 )
 def test_feedback_refuses_bad_input(
     client: TestClient, payload: dict[str, Any], field: str
 ) -> None:
     assert assert_error(client.post("/v1/feedback", json=payload), 422)["field"] == field
+
+
+def test_a_save_sent_again_with_its_request_id_is_stored_once(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 503 at the commit (the watchdog cut a stalled COMMIT that the database then carried out)
+    # told the page 没有保存, and the dispatcher's second save stored the decision twice: the
+    # export and --if-new-feedback counted it twice.
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    body = {
+        "ticket_id": "A-1",
+        "text": WAGE["text"],
+        "department": "人社",
+        "request_id": "0b7c6a1e-5d2f-4c1a-9e8b-3f2d1c0b9a87",
+    }
+    real_commit = Session.commit
+
+    def committed_then_cut(self: Session) -> None:
+        real_commit(self)  # the database carried the COMMIT out; its answer never came
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Session, "commit", committed_then_cut)
+    error = assert_error(client.post("/v1/feedback", json=body), 503, "database_unavailable")
+    assert "same request_id" in error["message"]
+    monkeypatch.undo()
+    first = client.post("/v1/feedback", json=body)  # the dispatcher saves again
+    assert first.status_code == 201, first.text
+    again = client.post("/v1/feedback", json=body)  # and once more: the same answer
+    assert again.status_code == 201 and again.json() == first.json()
+    assert first.json()["request_id"] == body["request_id"]
+    rows = export(client)
+    assert [(r["ticket_id"], r["request_id"]) for r in rows] == [("A-1", body["request_id"])]
+    # The id used for another decision is refused, not taken as the stored one.
+    other = {**body, "department": "住建"}
+    error = assert_error(client.post("/v1/feedback", json=other), 409, "request_id_conflict")
+    assert error["field"] == "body.request_id"
+    # Without a request_id every save is stored, as before; another id is another row.
+    plain = {k: v for k, v in body.items() if k != "request_id"}
+    for extra in ({"request_id": None}, {}, {"request_id": "second-decision"}):
+        assert client.post("/v1/feedback", json={**plain, **extra}).status_code == 201
+    assert len(export(client)) == 4
 
 
 def test_a_category_only_deployment_stores_feedback_without_a_department(
@@ -867,7 +915,7 @@ def test_sqlite_is_durable_and_migrated(app: Any) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     db.ensure_schema()  # idempotent
 
 

@@ -1116,3 +1116,81 @@ def test_adding_the_lead_as_a_co_department_is_refused_with_a_word(
     expect(pg.locator("#co-departments button")).to_have_count(0)
     expect(pg.locator("#choice-co")).to_have_text("")
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("random_uuid", [True, False], ids=["randomUUID", "old-browser"])
+def test_a_save_whose_commit_outcome_was_unknown_is_saved_again_without_a_second_row(
+    page: PageRun, live_server: LiveServer, random_uuid: bool
+) -> None:
+    # The database stalled at the COMMIT, the server's watchdog answered 503, and the database
+    # then committed: the page said 没有保存, and the dispatcher's second save stored the decision
+    # twice. Each attempt at one decision now carries the same request_id, even after routing the
+    # ticket again; the server answers the row stored the first time.
+    from playwright.sync_api import expect
+
+    at_commit = {
+        "error": {
+            "code": "database_unavailable",
+            "message": "OperationalError: server closed the connection; this happened at the "
+            "commit, so the row may have been stored: send it again with the same request_id",
+        }
+    }
+    sent: list[dict[str, Any]] = []
+    held: list[Any] = []
+    cut = [True]  # the next save reaches the database, but its answer is the commit's 503
+
+    def save(route: Any) -> None:
+        sent.append(route.request.post_data_json)
+        if not cut[0]:
+            route.continue_()
+        elif len(sent) == 3:
+            held.append(route)  # answered once the dispatcher has moved on
+        else:
+            route.fetch()
+            route.fulfill(status=503, json=at_commit)
+
+    suffix = "" if random_uuid else "-old"  # one server for both runs
+    pg = page.page
+    if not random_uuid:  # before Chrome 92, and on a page served over plain HTTP
+        pg.add_init_script("delete Crypto.prototype.randomUUID")
+    pg.route("**/v1/feedback", save)
+    status, button = pg.locator("#feedback-status"), pg.locator("#confirm-button")
+    open_page(page, live_server)
+    assert pg.evaluate("typeof crypto.randomUUID") == ("function" if random_uuid else "undefined")
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", f"WEB-I1{suffix}")
+    pg.keyboard.press("Enter")
+    expect(status).to_contain_text("无法确认是否已保存；可以放心重新保存")
+    assert len(live_server.feedback_rows(f"WEB-I1{suffix}")) == 1  # it was stored all the same
+    cut[0] = False
+    button.click()  # 保存 again
+    expect(status).to_contain_text("✓ 已保存")
+    [row] = live_server.feedback_rows(f"WEB-I1{suffix}")
+    expect(status).to_contain_text(f"记录编号 {row['id']}")
+    assert sent[0]["request_id"] == sent[1]["request_id"] == row["request_id"]
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", row["request_id"]
+    )
+
+    # Cut after the dispatcher moved on: told under the form; saved again after routing it again.
+    cut[0] = True
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", f"WEB-I2{suffix}")
+    pg.keyboard.press("Enter")
+    expect(status).to_have_text("正在保存…")
+    pg.locator("#clear-button").click()
+    first = held.pop()
+    first.fetch()  # stored
+    first.fulfill(status=503, json=at_commit)
+    item = pg.locator("#unsaved li")
+    expect(item).to_have_count(1)
+    expect(item).to_contain_text("未能确认保存")
+    expect(item).to_contain_text("同一派单不会重复记录")
+    cut[0] = False
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", f"WEB-I2{suffix}")
+    pg.keyboard.press("Enter")
+    expect(status).to_contain_text("✓ 已保存")
+    [row] = live_server.feedback_rows(f"WEB-I2{suffix}")
+    assert sent[2]["request_id"] == sent[3]["request_id"] == row["request_id"]
+    assert sent[2]["request_id"] != sent[0]["request_id"]
+    assert not [p for p in page.problems if "503" not in p]

@@ -289,7 +289,7 @@ def test_a_database_a_newer_paidan_migrated_is_one_clear_line(
         conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
     line = _db_upgrade_refusal(tmp_path, caplog)
     assert "schema revision '0099_future', which this paidan does not know" in line
-    assert "(its latest is '0001')" in line and BOTH_CAUSES in line
+    assert "(its latest is '0002')" in line and BOTH_CAUSES in line
     assert "run the paidan that migrated it" in line
 
 

@@ -95,7 +95,7 @@ def test_a_sqlite_migration_that_fails_part_way_is_rolled_back_and_retried(
         monkeypatch.setattr(Operations, "create_index", real)
         db.ensure_schema()  # the disk has room again
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
         assert db.add_feedback(text="某投诉", department="人社").id == 1
     finally:
         db.dispose()
@@ -240,13 +240,17 @@ def test_a_feedback_table_left_without_its_revision_is_adopted_or_refused_saying
         try:
             with caplog.at_level("WARNING", logger="serve.db"):
                 db.ensure_schema()
-            assert "marked at 0001 and its rows are kept" in caplog.text
+            assert "marked at 0002 and its rows are kept" in caplog.text
             with db.engine.connect() as conn:
                 assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
-                    "0001"
+                    "0002"
                 )
             indexes = {i["name"] for i in inspect(db.engine).get_indexes("feedback")}
-            assert indexes == {"ix_feedback_created_at", "ix_feedback_ticket_id"}
+            assert indexes == {
+                "ix_feedback_created_at",
+                "ix_feedback_ticket_id",
+                "ix_feedback_request_id",
+            }
             assert [row.text for row in db.iter_feedback()] == ["某投诉"]
         finally:
             db.dispose()
@@ -343,4 +347,95 @@ def test_readyz_does_not_wait_for_another_connections_write_and_call_it_read_onl
         assert [row.text for row in db.iter_feedback()] == ["某投诉", "另一投诉"]
     finally:
         writer.close()
+        db.dispose()
+
+
+def test_a_database_at_revision_0001_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    # Revision 0002 adds the request_id column (the save's idempotency key) and its unique index.
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import IntegrityError
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    serve.db.upgrade(url, "0001")
+    with serve.db.make_engine(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO feedback (text, department, created_at) "
+                "VALUES ('旧投诉', '人社', '2026-01-01 00:00:00')"
+            )
+        )
+    db = Database(url)
+    try:
+        db.ensure_schema()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        [unique] = [
+            i
+            for i in inspect(db.engine).get_indexes("feedback")
+            if i["name"] == "ix_feedback_request_id"
+        ]
+        assert unique["unique"] and unique["column_names"] == ["request_id"]
+        assert [(r.text, r.request_id) for r in db.iter_feedback()] == [("旧投诉", None)]
+        first = db.add_feedback(text="新投诉", department="人社", request_id="r-1")
+        again = db.add_feedback(text="新投诉", department="人社", request_id="r-1")
+        assert again.id == first.id
+        db.add_feedback(text="又一条", department="人社")  # NULLs never collide
+        assert len(list(db.iter_feedback())) == 3
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO feedback (text, department, created_at, request_id) "
+                    "VALUES ('x', '人社', '2026-01-01 00:00:00', 'r-1')"
+                )
+            )
+    finally:
+        db.dispose()
+
+
+def test_an_insert_refused_by_the_unique_request_id_returns_the_row_stored_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two saves with one request_id at once: both find none stored, the second INSERT is refused
+    # by the unique index, and it answers the first's row instead of a 503.
+    db = Database(f"sqlite:///{tmp_path / 'race.db'}")
+    try:
+        first = db.add_feedback(text="某投诉", department="人社", request_id="same")
+        monkeypatch.setattr(db, "feedback_by_request_id", _none_then(db.feedback_by_request_id))
+        assert db.add_feedback(text="某投诉", department="人社", request_id="same").id == first.id
+        assert len(list(db.iter_feedback())) == 1
+    finally:
+        db.dispose()
+
+
+def _none_then(lookup: Any) -> Any:
+    calls = []
+
+    def wrapped(request_id: str) -> Any:
+        calls.append(request_id)
+        return None if len(calls) == 1 else lookup(request_id)
+
+    return wrapped
+
+
+def test_a_revision_0001_table_left_without_its_revision_is_adopted_then_upgraded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 0001 table restored without alembic_version is marked at 0001, then migration 0002 runs.
+    from sqlalchemy import inspect, text
+
+    url = f"sqlite:///{tmp_path / 'restored.db'}"
+    serve.db.upgrade(url, "0001")
+    engine = serve.db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+    db = Database(url)
+    try:
+        with caplog.at_level("WARNING", logger="serve.db"):
+            db.ensure_schema()
+        assert "marked at 0001 and its rows are kept" in caplog.text
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("feedback")}
+    finally:
         db.dispose()

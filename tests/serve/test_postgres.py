@@ -47,7 +47,7 @@ def test_migrations_create_the_schema(pg_url: str) -> None:
         assert db.backend == "postgresql"
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
             columns = {
                 row[0]
                 for row in conn.execute(
@@ -421,7 +421,7 @@ def test_a_migration_lock_held_too_long_is_an_error_naming_its_holder(
             first.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
         db.ensure_schema()  # released: the next attempt migrates
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     finally:
         holder.dispose()
         db.dispose()
@@ -443,7 +443,7 @@ def test_a_feedback_table_without_its_revision_is_adopted(pg_url: str) -> None:
     try:
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
             assert (
                 conn.execute(
                     text(
@@ -531,4 +531,59 @@ def test_after_a_connection_is_lost_callers_get_the_failure_at_once(
     finally:
         proxy.thawed.set()
         proxy.server.close()
+        db.dispose()
+
+
+def test_a_revision_0001_database_gets_the_request_id_and_a_repeated_save_is_stored_once(
+    pg_url: str,
+) -> None:
+    # Revision 0002: the save's idempotency key. A save sent again after a 503 at the commit (the
+    # watchdog cut a stalled COMMIT that the database then carried out) stored the decision twice.
+    import serve.db
+
+    serve.db.upgrade(pg_url, "0001")
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO feedback (text, department, created_at) "
+                    "VALUES ('旧投诉', '人社', now())"
+                )
+            )
+    finally:
+        engine.dispose()
+    db = Database(pg_url)
+    try:
+        db.ensure_schema()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert (
+                conn.execute(
+                    text(
+                        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_feedback_request_id' "
+                        "AND schemaname = current_schema()"
+                    )
+                )
+                .scalar()
+                .startswith("CREATE UNIQUE INDEX")
+            )
+        assert [(r.text, r.request_id) for r in db.iter_feedback()] == [("旧投诉", None)]
+        first = db.add_feedback(text="新投诉", department="人社", request_id="pg-1")
+        assert db.add_feedback(text="新投诉", department="人社", request_id="pg-1").id == first.id
+        # Two saves that both found none stored: the unique index refuses the second insert,
+        # which answers the first's row.
+        real = db.feedback_by_request_id
+        calls: list[str] = []
+
+        def none_first(request_id: str) -> Any:
+            calls.append(request_id)
+            return None if len(calls) == 1 else real(request_id)
+
+        db.feedback_by_request_id = none_first  # type: ignore[method-assign]
+        assert db.add_feedback(text="新投诉", department="人社", request_id="pg-1").id == first.id
+        db.feedback_by_request_id = real  # type: ignore[method-assign]
+        db.add_feedback(text="又一条", department="人社")  # NULLs never collide
+        assert len(list(db.iter_feedback())) == 3
+    finally:
         db.dispose()
