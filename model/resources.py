@@ -53,6 +53,11 @@ def is_sample_default(meta: dict[str, Any]) -> bool:
     files = data.get("files") or []
     if len(files) != 1 or data.get("window") or data.get("unlabelled_rows"):
         return False
+    # A retrain's model (its parent, sources and feedback recorded) learnt from the centre's own
+    # decisions or was at least chosen by its administrator, even when its history is the sample:
+    # it was announced as the invented sample's and would have been replaced without a comparison.
+    if any(data.get(key) for key in ("parent", "sources", "feedback", "feedback_until")):
+        return False
     if files[0].get("name") != SAMPLE_FILE:
         return False
     try:

@@ -153,3 +153,23 @@ def test_label_and_serve_say_when_they_use_the_sample_default(
     started = runner.invoke(app, ["serve"], env=env)
     assert started.exit_code == 0, started.output
     assert "serving" in started.output and "bundled sample" not in started.output
+
+
+def test_a_retrain_on_the_sample_history_is_not_the_sample_default() -> None:
+    # A model trained on data/tickets.csv alone, before the marker, is the sample's default; a
+    # retrain with that history plus the centre's feedback was announced as "the bundled sample's
+    # default, trained on invented tickets", and would have been replaced without a comparison.
+    import hashlib
+
+    from model.resources import SAMPLE_FILE, sample_path
+
+    digest = hashlib.sha256(sample_path().read_bytes()).hexdigest()
+    plain = {"training_data": {"files": [{"name": SAMPLE_FILE, "sha256": digest}]}}
+    assert is_sample_default(plain)
+    for extra in (
+        {"feedback": {"records": 4}, "parent": "v0", "sources": {"history": 936, "feedback": 4}},
+        {"parent": "v0"},
+        {"feedback": {"records": 4}},
+    ):
+        meta = {"training_data": {**plain["training_data"], **extra}}
+        assert not is_sample_default(meta), extra
