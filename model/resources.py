@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,13 @@ def is_sample_default(meta: dict[str, Any]) -> bool:
     if files[0].get("name") != SAMPLE_FILE:
         return False
     try:
-        return bool(
-            files[0].get("sha256") == hashlib.sha256(sample_path().read_bytes()).hexdigest()
-        )
+        return bool(files[0].get("sha256") == _sample_sha256())
     except OSError:
         return False
+
+
+@functools.cache
+def _sample_sha256() -> str:
+    """The bundled sample's SHA-256, read once a process: ``paidan models list`` asks for every
+    version, and each ask read and hashed the 0.4 MB file again."""
+    return hashlib.sha256(sample_path().read_bytes()).hexdigest()
