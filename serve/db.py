@@ -248,7 +248,31 @@ def _postgres_timeouts(url: URL) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": int(STATEMENT_TIMEOUT_S * 1000),  # unacknowledged data (Linux)
     }
-    return {key: value for key, value in wanted.items() if key not in url.query}
+    given = {key: value for key, value in wanted.items() if key not in url.query}
+    if url.get_driver_name() == "psycopg":
+        # psycopg 3 prepares a statement on the server once a connection has run it five times.
+        # Behind PgBouncer in transaction mode (before 1.21's max_prepared_statements) the next
+        # transaction may run on another server connection, where that statement does not exist:
+        # a few per cent of feedback saves failed with 503 ('prepared statement "_pg3_0" does not
+        # exist'). paidan's statements are small; preparing them saves nothing worth that. A
+        # ``prepare_threshold`` in the URL arrives as a string, which psycopg cannot use.
+        given["prepare_threshold"] = _prepare_threshold(url.query.get("prepare_threshold"))
+    return given
+
+
+def _prepare_threshold(value: str | tuple[str, ...] | None) -> int | None:
+    """The URL's ``prepare_threshold`` as psycopg wants it: ``None`` (never prepare) unless the
+    URL gives a number."""
+    if isinstance(value, tuple):
+        value = value[-1]
+    if value is None or value.strip().lower() in ("", "none", "null"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"prepare_threshold={value!r} in the database URL: use a whole number or 'none'"
+        ) from None
 
 
 def _statement_timeout(timeout_ms: int) -> Any:
