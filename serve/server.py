@@ -19,7 +19,7 @@ from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
-from serve.db import Database, DatabaseUnavailable, describe_url
+from serve.db import SCHEMA_RETRY_S, Database, DatabaseUnavailable, describe_url
 from serve.metrics import MULTIPROC_ENV, multiproc_dir
 from serve.workers import Supervisor, listening_socket
 
@@ -45,8 +45,13 @@ def prepare_database(settings: Settings, warn: bool = True) -> str | None:
         db.ensure_schema()
     except DatabaseUnavailable as e:
         if warn:
+            # Not "feedback will not work": the app tries again every SCHEMA_RETRY_S, and a line
+            # that read as permanent invited a restart (or a call to the DBA at night).
             logger.warning(
-                "feedback database unavailable (%s); routing will work, feedback will not", e
+                "feedback database unavailable (%s); routing works, and feedback answers 503 "
+                "until the database is reached (tried again every %g s, no restart needed)",
+                e,
+                SCHEMA_RETRY_S,
             )
         return str(e)
     finally:

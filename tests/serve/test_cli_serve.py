@@ -828,3 +828,19 @@ def test_the_server_hands_uvicorn_the_root_path_and_the_header_limit(
     protocol = options["http"]
     assert protocol.func is HeaderLimitedProtocol
     assert protocol.keywords == {"max_header_bytes": 8192}
+
+
+def test_the_start_up_warning_about_a_database_that_is_down_says_it_is_tried_again(
+    make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It said "routing will work, feedback will not", which read as permanent, while the app
+    # retries in the background and feedback works once the database is up, without a restart.
+    from serve.server import prepare_database
+
+    settings = make_settings(database_url="postgresql+psycopg://u:p@127.0.0.1:1/none")
+    with caplog.at_level("WARNING", logger="serve.server"):
+        assert prepare_database(settings) is not None
+    [record] = [r for r in caplog.records if r.name == "serve.server"]
+    message = record.getMessage()
+    assert "feedback will not" not in message
+    assert "tried again every 5 s" in message and "no restart needed" in message
