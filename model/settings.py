@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -73,6 +74,13 @@ class Settings(BaseSettings):
         (),
         description="Comma-separated origins allowed to call the API from a browser (CORS); "
         "default: none (CORS off)",
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated host names the server answers to (the Host header) besides "
+        "localhost, 127.0.0.1, [::1] and IP addresses, e.g. the public name a proxy on this "
+        "machine forwards; `*.example.gov.cn` and `*` allowed. `paidan serve` on loopback "
+        "refuses other names (DNS rebinding); elsewhere it checks only when this is set",
     )
     # 8 MiB: a batch of max_batch ordinary tickets fits however a mainstream client writes it.
     # Python's json/requests and .NET's System.Text.Json write each Chinese character as \uXXXX
@@ -186,6 +194,11 @@ class Settings(BaseSettings):
             o if o == "*" else browser_origin(o) for o in (o.rstrip("/") for o in _split(value))
         )
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _check_hosts(cls, value: Any) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(host_pattern(h) for h in _split(value)))
+
     @field_validator("*", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
@@ -279,6 +292,40 @@ def browser_origin(origin: str) -> str:
     if ":" in host:
         host = f"[{host}]"  # IPv6
     return f"{scheme}://{host}" + (f":{port}" if port not in (None, DEFAULT_PORTS[scheme]) else "")
+
+
+_HOST_CHARS = re.compile(r"^[a-z0-9._-]+$")
+
+
+def host_pattern(entry: str) -> str:
+    """An entry of ``PAIDAN_ALLOWED_HOSTS`` as the Host header's host is compared: lower case, an
+    international name in its ASCII (punycode) form, an IPv6 address in brackets; ``*`` or
+    ``*.example.gov.cn`` (the domain's hosts) as patterns."""
+    problem = (
+        f"{entry!r} is not a host name; write the names clients send in the Host header, "
+        "without scheme or port, e.g. paidan.example.gov.cn, *.example.gov.cn or *"
+    )
+    if entry == "*":
+        return entry
+    wildcard = entry.startswith("*.")
+    name = entry.removeprefix("*.").lower()
+    if not wildcard:
+        try:
+            return f"[{ipaddress.IPv6Address(name.removeprefix('[').removesuffix(']')).compressed}]"
+        except ValueError:
+            pass
+    if ":" in name and "://" not in name and name.rsplit(":", 1)[1].isdigit():
+        raise ValueError(
+            f"{entry!r} has a port; write the name alone (every port is accepted), e.g. "
+            f"{entry.rsplit(':', 1)[0]}"
+        )
+    try:
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(problem) from None
+    if not name or not _HOST_CHARS.match(name) or ".." in name or name.startswith("."):
+        raise ValueError(problem)
+    return f"*.{name}" if wildcard else name
 
 
 def hash_key_entry(entry: str, position: int = 1) -> str:

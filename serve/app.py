@@ -34,6 +34,7 @@ from serve.batcher import MicroBatcher
 from serve.db import SCHEMA_RETRY_S, Database
 from serve.deps import Services
 from serve.errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
+from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.routes import api_router
@@ -198,6 +199,8 @@ def create_app(
     _include_page(app)
     app.router.default = _not_found_naming_the_route(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
+    if settings.allowed_hosts:  # DNS rebinding: on loopback `paidan serve` always sets it
+        app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
     install_security(app, settings)  # CORS, safe headers, 401/403 answers
     # Outermost but one: metrics and the PII-free access log see every answer.
     app.add_middleware(TelemetryMiddleware, metrics=metrics, access_log=settings.access_log)

@@ -106,7 +106,7 @@ def check_metrics_dir() -> None:
 
 
 # What run() puts in its process's environment for the app or the worker processes it starts.
-RUN_ENV = (MODEL_DIR_ENV, ACCESS_LOG_ENV, "PAIDAN_FOLLOW_CURRENT")
+RUN_ENV = (MODEL_DIR_ENV, ACCESS_LOG_ENV, "PAIDAN_FOLLOW_CURRENT", "PAIDAN_ALLOWED_HOSTS")
 
 
 def _restores_environment(func: Callable[..., None]) -> Callable[..., None]:
@@ -160,6 +160,7 @@ def run(
 
         import serve.app  # noqa: F401 (the app's modules, imported with the collector off)
         from serve.auth import check_bind_allowed
+        from serve.hosts import ALLOWED_HOSTS_ENV, served_hosts
         from serve.protocol import header_limit_options
 
     check_bind_allowed(settings, host)  # no keys: loopback only (SECURITY.md)
@@ -167,8 +168,13 @@ def run(
     # uvicorn's access log prints query strings verbatim (PII); serve.telemetry logs masked lines.
     if access_log is None:
         access_log = settings.access_log
-    settings = settings.model_copy(update={"access_log": access_log})
+    # On loopback the Host header must name this machine (DNS rebinding; serve/hosts.py).
+    allowed_hosts = served_hosts(settings, host)
+    settings = settings.model_copy(
+        update={"access_log": access_log, "allowed_hosts": allowed_hosts}
+    )
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
+    os.environ[ALLOWED_HOSTS_ENV] = ",".join(allowed_hosts)
     model_dir = Path(model_dir).resolve()
     pinned = settings.model_dir is not None
     # uvicorn's options for either path below, in one place so that none reaches only one of them.

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -17,7 +18,9 @@ from typer.testing import CliRunner
 from model.settings import Settings, SettingsError, load_settings
 from paidan.cli import app as cli
 from serve.auth import UnsafeBind, check_bind_allowed, matches
+from serve.hosts import served_hosts
 from tests.reliability.conftest import ADMIN_KEY, API_KEY
+from tests.reliability.live import LiveServer, port_of
 from tests.serve.helpers import assert_error
 
 FEEDBACK = {"ticket_id": "K-1", "text": "老板拖欠工资三个月", "department": "人社"}
@@ -238,6 +241,128 @@ def test_paidan_serve_refuses_before_training_the_default_model(
     assert result.exit_code == 2, result.output
     assert "without API keys" in result.output
     assert not (tmp_path / "models").exists()
+
+
+# -- the Host check (DNS rebinding) ----------------------------------------------------------------
+def loopback_client(make_client: Callable[..., TestClient], **overrides: Any) -> TestClient:
+    """An app as `paidan serve` on 127.0.0.1 builds it (no keys: the single-user mode)."""
+    settings = Settings(**{"model_root": Path("models"), **overrides})
+    return make_client(**{**overrides, "allowed_hosts": served_hosts(settings, "127.0.0.1")})
+
+
+def test_a_loopback_server_refuses_a_page_that_reaches_it_by_dns_rebinding(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # A page on attacker.example whose name was re-pointed at 127.0.0.1 is same-origin with the
+    # server: it read the feedback export of the keyless single-user mode (SECURITY.md promises
+    # that a page on another origin reads nothing).
+    client = loopback_client(make_client)
+    assert client.post("/v1/feedback", json=FEEDBACK, headers={"Host": "localhost:8000"}).is_success
+    for method, path in (("GET", "/v1/feedback"), ("POST", "/v1/admin/reload"), ("GET", "/")):
+        refused = client.request(method, path, headers={"Host": "attacker.example:8000"})
+        error = assert_error(refused, 400, "host_not_allowed")
+        assert error["field"] == "Host"
+        message = " ".join(error["message"].split())
+        assert "attacker.example:8000" in message
+        assert "PAIDAN_ALLOWED_HOSTS" in message and "reverse proxy" in message
+        assert "K-1" not in refused.text
+        assert refused.headers["referrer-policy"] == "no-referrer"
+        assert refused.headers["x-content-type-options"] == "nosniff"
+    # Its own names, with any port, and IP addresses (nothing to rebind) are answered.
+    for host in ("localhost:8000", "LOCALHOST", "127.0.0.1:8000", "[::1]:8000", "10.1.2.3:80"):
+        answer = client.get("/v1/feedback", headers={"Host": host})
+        assert answer.status_code == 200 and "K-1" in answer.text, (host, answer.text)
+    # The probes answer whatever name an orchestrator probes by.
+    for path in ("/healthz", "/readyz", "/healthz/"):
+        assert client.get(path, headers={"Host": "paidan.svc.cluster.local"}).status_code == 200
+
+
+def test_the_host_refused_is_shown_masked_and_cut(make_client: Callable[..., TestClient]) -> None:
+    client = loopback_client(make_client)
+    error = assert_error(
+        client.get("/v1/model", headers={"Host": "13812345678." + "a" * 300 + ".example"}),
+        400,
+        "host_not_allowed",
+    )
+    assert "13812345678" not in error["message"] and "[手机号]" in error["message"]
+    assert "a" * 101 not in error["message"]
+
+
+def test_allowed_hosts_add_the_names_a_proxy_forwards(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = loopback_client(
+        make_client, allowed_hosts="Paidan.Example.gov.cn,*.desk.example.gov.cn"
+    )
+    for host in ("paidan.example.gov.cn", "paidan.example.gov.cn:443", "a.desk.example.gov.cn"):
+        assert client.get("/v1/model", headers={"Host": host}).status_code == 200, host
+    for host in ("example.gov.cn", "desk.example.gov.cn.evil.example", "evil.example"):
+        assert_error(client.get("/v1/model", headers={"Host": host}), 400, "host_not_allowed")
+    anything = loopback_client(make_client, allowed_hosts="*")
+    assert anything.get("/v1/model", headers={"Host": "evil.example"}).status_code == 200
+
+
+def test_the_host_check_is_on_for_loopback_and_elsewhere_only_when_set(tmp_path: Path) -> None:
+    bare = Settings(model_root=tmp_path)
+    assert served_hosts(bare, "127.0.0.1") == ("localhost", "127.0.0.1", "[::1]")
+    assert served_hosts(bare, "::1") == served_hosts(bare, "localhost")
+    # Elsewhere keys are required (check_bind_allowed); clients and load balancers may reach the
+    # server by names of their own, so the check is the setting's.
+    assert served_hosts(bare, "0.0.0.0") == ()
+    named = Settings(model_root=tmp_path, allowed_hosts="paidan.example.gov.cn")
+    assert served_hosts(named, "0.0.0.0") == ("paidan.example.gov.cn",)
+    assert served_hosts(named, "127.0.0.1")[-1] == "paidan.example.gov.cn"
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("paidan.example.gov.cn:443", "has a port"),
+        ("https://paidan.example.gov.cn", "not a host name"),
+        ("*example.gov.cn", "not a host name"),
+        ("paidan.*.gov.cn", "not a host name"),
+    ],
+)
+def test_bad_allowed_hosts_stop_startup(
+    monkeypatch: pytest.MonkeyPatch, entry: str, problem: str
+) -> None:
+    monkeypatch.setenv("PAIDAN_ALLOWED_HOSTS", entry)
+    with pytest.raises(SettingsError, match=rf"PAIDAN_ALLOWED_HOSTS.*{problem}"):
+        load_settings()
+
+
+def test_allowed_hosts_are_kept_as_browsers_send_them() -> None:
+    assert Settings(allowed_hosts="Paidan.Example.gov.cn, 派单.政务.cn ::1").allowed_hosts == (
+        "paidan.example.gov.cn",
+        "xn--4krv61d.xn--zfr164b.cn",
+        "[::1]",
+    )
+
+
+@pytest.mark.slow
+def test_paidan_serve_on_loopback_refuses_other_host_names_in_every_worker(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        "--workers",
+        "2",
+        env={
+            "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+            "PAIDAN_DATA_DIR": str(tmp_path),
+            "PAIDAN_ALLOWED_HOSTS": "",
+        },
+    )
+    port = port_of(server)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(8):  # new connections: both workers answer
+            with httpx.Client(base_url=server.url, timeout=10) as fresh:
+                refused = fresh.get("/v1/feedback", headers={"Host": f"attacker.example:{port}"})
+                assert_error(refused, 400, "host_not_allowed")
+        assert client.get("/v1/feedback").status_code == 200  # Host: 127.0.0.1:PORT
+        proxied = client.get("/v1/model", headers={"Host": "paidan.example.gov.cn"})
+        assert "PAIDAN_ALLOWED_HOSTS" in assert_error(proxied, 400, "host_not_allowed")["message"]
 
 
 # -- CORS and headers ------------------------------------------------------------------------------

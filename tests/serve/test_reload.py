@@ -311,7 +311,7 @@ def test_a_single_worker_serving_current_with_polling_off_is_not_pinned(
     versions: list[str] = []
 
     def serving(app: Any) -> None:
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:  # served on loopback
             registry.promote(root, "v2")
             r = client.post("/v1/admin/reload")
             assert r.status_code == 200, r.text
