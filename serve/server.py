@@ -106,7 +106,14 @@ def check_metrics_dir() -> None:
 
 
 # What run() puts in its process's environment for the app or the worker processes it starts.
-RUN_ENV = (MODEL_DIR_ENV, ACCESS_LOG_ENV, "PAIDAN_FOLLOW_CURRENT", "PAIDAN_ALLOWED_HOSTS")
+KEY_ENV = {"PAIDAN_API_KEYS": "api_keys", "PAIDAN_ADMIN_KEYS": "admin_keys"}
+RUN_ENV = (
+    MODEL_DIR_ENV,
+    ACCESS_LOG_ENV,
+    "PAIDAN_FOLLOW_CURRENT",
+    "PAIDAN_ALLOWED_HOSTS",
+    *KEY_ENV,
+)
 
 
 def _restores_environment(func: Callable[..., None]) -> Callable[..., None]:
@@ -127,6 +134,22 @@ def _restores_environment(func: Callable[..., None]) -> Callable[..., None]:
                     os.environ[key] = value
 
     return wrapper
+
+
+def hide_raw_keys(settings: Settings) -> None:
+    """Put the keys' hashes in place of raw keys in ``PAIDAN_API_KEYS`` / ``PAIDAN_ADMIN_KEYS``.
+
+    The settings keep only hashes, but ``os.environ`` kept the raw keys: in every ``--workers``
+    process's environment (``/proc/PID/environ``, core dumps, crash reporters that collect the
+    environment). The workers read their settings from the environment and accept the hashes, so
+    they authorise the same keys. This process's own ``/proc/PID/environ`` is the block it was
+    started with, which no change to ``os.environ`` reaches: configure hashes to keep raw keys
+    out of it too (SECURITY.md).
+    """
+    for name, field in KEY_ENV.items():
+        hashes: tuple[str, ...] = getattr(settings, field)
+        if hashes or name in os.environ:
+            os.environ[name] = ",".join(hashes)
 
 
 @_restores_environment
@@ -175,6 +198,7 @@ def run(
     )
     os.environ[ACCESS_LOG_ENV] = "true" if access_log else "false"
     os.environ[ALLOWED_HOSTS_ENV] = ",".join(allowed_hosts)
+    hide_raw_keys(settings)
     model_dir = Path(model_dir).resolve()
     pinned = settings.model_dir is not None
     # uvicorn's options for either path below, in one place so that none reaches only one of them.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -152,6 +154,41 @@ def test_settings_keep_only_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert matches(API_KEY, settings.api_keys)
     assert matches("a-second-key-0123456789", settings.api_keys)
     assert not matches(API_KEY[:-1], settings.api_keys)
+
+
+@pytest.mark.slow
+def test_the_workers_environment_holds_the_keys_hashes_not_the_keys(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # SECURITY.md: the running process keeps only the hashes. Every --workers process had the
+    # raw admin key in its environment (/proc/PID/environ, core dumps, crash reporters).
+    server = live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        "--workers",
+        "2",
+        env={
+            "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+            "PAIDAN_DATA_DIR": str(tmp_path),
+            "PAIDAN_API_KEYS": API_KEY,
+            "PAIDAN_ADMIN_KEYS": ADMIN_KEY,
+        },
+    )
+    deadline = time.monotonic() + 60
+    while "2 workers serving" not in server.logs():
+        assert time.monotonic() < deadline, server.logs()[-3000:]
+        time.sleep(0.1)
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    assert len(children) >= 2
+    for child in children:
+        environ = Path(f"/proc/{child.pid}/environ").read_bytes()
+        assert API_KEY.encode() not in environ and ADMIN_KEY.encode() not in environ
+        assert f"sha256:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}".encode() in environ
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(6):  # new connections reach both workers, which take the raw keys still
+            with httpx.Client(base_url=server.url, timeout=10) as fresh:
+                assert fresh.get("/v1/feedback", headers=bearer(API_KEY)).status_code == 200
+        assert_error(client.get("/v1/feedback", headers=bearer("x" * 40)), 401)
 
 
 @pytest.mark.parametrize(
