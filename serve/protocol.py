@@ -20,6 +20,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serve.errors import HTTP_CODES, error_body
+from serve.security import API_HEADERS, BASE_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -40,28 +41,51 @@ def header_limit_options(max_header_bytes: int) -> dict[str, Any]:
     return {"http": cast(type[asyncio.Protocol], protocol)}
 
 
-def header_too_large_answer(limit: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The whole 431 answer: the error shape naming the limit and its setting, then close."""
-    body = json.dumps(
-        error_body(
-            HEADER_TOO_LARGE,
-            f"the request line and headers exceed {limit:,} bytes ({MAX_HEADER_ENV}); "
-            "send smaller headers (a runaway cookie or a header repeated by a client?)",
-            "headers",
-        ),
-        ensure_ascii=False,
-    ).encode("utf-8")
-    head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+def edge_answer(
+    status: bytes,
+    code: str,
+    message: str,
+    field: str | None,
+    default_headers: list[tuple[bytes, bytes]],
+) -> bytes:
+    """A whole answer written by the protocol, before the app sees the request: the error shape
+    with the headers :class:`serve.security.SecurityHeadersMiddleware` puts on the app's API
+    answers (nosniff, no-referrer, no-store), then close."""
+    body = json.dumps(error_body(code, message, field), ensure_ascii=False).encode("utf-8")
+    head = [b"HTTP/1.1 " + status + b"\r\n"]
     head += [name + b": " + value + b"\r\n" for name, value in default_headers]
     head += [
         b"content-type: application/json\r\n",
         b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-        b"cache-control: no-store\r\n",
-        b"x-content-type-options: nosniff\r\n",
+        *(name + b": " + value + b"\r\n" for name, value in BASE_HEADERS + API_HEADERS),
         b"connection: close\r\n",
         b"\r\n",
     ]
     return b"".join(head) + body
+
+
+def header_too_large_answer(limit: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 431 answer: the error shape naming the limit and its setting, then close."""
+    return edge_answer(
+        b"431 Request Header Fields Too Large",
+        HEADER_TOO_LARGE,
+        f"the request line and headers exceed {limit:,} bytes ({MAX_HEADER_ENV}); "
+        "send smaller headers (a runaway cookie or a header repeated by a client?)",
+        "headers",
+        default_headers,
+    )
+
+
+def unreadable_request_answer(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 400 answer to a request the HTTP parser refuses, in the error shape."""
+    return edge_answer(
+        b"400 Bad Request",
+        HTTP_CODES[400],
+        "the request cannot be read as HTTP (a malformed request line or header, or a "
+        "Content-Length or chunk size that is not a number)",
+        None,
+        default_headers,
+    )
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
@@ -110,6 +134,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own answer was text/plain "Invalid HTTP request received.", without the
+        # error shape or the safe headers of every other answer (it has logged the warning).
+        self.transport.write(unreadable_request_answer(self.server_state.default_headers))
+        self.transport.close()
 
     def _refuse(self) -> None:
         self._refused = True  # nothing more is parsed; the connection closes

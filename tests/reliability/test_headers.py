@@ -117,6 +117,31 @@ def test_a_head_over_the_limit_is_refused_with_431_naming_the_limit(limited_port
     assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")
 
 
+SAFE_HEADERS = (b"x-content-type-options: nosniff", b"referrer-policy: no-referrer")
+
+
+def test_the_answers_the_protocol_writes_carry_the_shape_and_safe_headers(
+    limited_port: int,
+) -> None:
+    # SECURITY.md: every error has the error shape, every answer nosniff and no-referrer. The 431
+    # lacked Referrer-Policy; a request the parser refused got uvicorn's text/plain 400.
+    big = request(b"X-Big: " + b"a" * (2 * LIMIT) + b"\r\n")
+    unreadable = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n"
+    for raw, status, code in (
+        (big, b"431", "header_too_large"),
+        (unreadable, b"400", "bad_request"),
+    ):
+        answer = exchange(limited_port, raw)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+        lines = head.lower().split(b"\r\n")
+        for header in (*SAFE_HEADERS, b"cache-control: no-store", b"connection: close"):
+            assert header in lines, (header, head)
+        error = json.loads(body)["error"]
+        assert set(error) == {"code", "message", "field"} and error["code"] == code
+    assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_head_within_the_limit_and_a_long_body_are_served(limited_port: int) -> None:
     near = b"X-Near: " + b"c" * (LIMIT - 200) + b"\r\n"
     assert exchange(limited_port, request(near)).startswith(b"HTTP/1.1 200 ")
