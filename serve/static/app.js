@@ -34,9 +34,11 @@ const state = {
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   saving: null, // the suggestion whose decision is being saved: one save at a time for it
-  // The request_id of each decision not yet saved (its ticket, texts, choice and dispatcher), so a
-  // save sent again - after a 503 at the database's commit, or no answer, whose outcome is unknown,
-  // or after routing the ticket again - is stored once: the server answers the row stored first.
+  // Per ticket (its id, title and text), the decision last sent and not yet saved (its choice and
+  // dispatcher) with its request_id, so a save of it sent again - after a 503 at the database's
+  // commit, or no answer, whose outcome is unknown, or after routing the ticket again - is stored
+  // once: the server answers the row stored first. Only the last one: a decision sent after another
+  // for the ticket is the dispatcher's latest word, stored anew even if it was sent before.
   requestIds: new Map(),
   routeSeq: 0,
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
@@ -567,23 +569,22 @@ function newRequestId() {
   return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
 }
 
-// The decision a save body stores, and the request_id it is sent with (the same for every attempt).
+// The ticket and decision a save body stores, and the request_id it is sent with: the same for
+// every attempt at that decision until one succeeds, as long as no other decision was sent for the
+// ticket meanwhile. Going back to a decision after another was sent is a new save with a new id:
+// with the old one, when its first save was stored but its answer lost, the server stored nothing
+// and answered that first row, older than the other decision's, which retraining (the latest row
+// of a ticket wins) then took for the dispatcher's final word.
 function requestIdOf(body) {
-  const decision = JSON.stringify([
-    body.ticket_id,
-    body.title,
-    body.text,
-    body.department,
-    body.category,
-    body.dispatcher_id,
-  ]);
-  let id = state.requestIds.get(decision);
-  if (!id) {
-    id = newRequestId();
-    state.requestIds.set(decision, id);
-    if (state.requestIds.size > 100) state.requestIds.delete(state.requestIds.keys().next().value);
-  }
-  return { decision, id };
+  const ticket = JSON.stringify([body.ticket_id, body.title, body.text]);
+  const decision = JSON.stringify([body.department, body.category, body.dispatcher_id]);
+  const pending = state.requestIds.get(ticket);
+  if (pending && pending.decision === decision) return { ticket, id: pending.id };
+  const id = newRequestId();
+  state.requestIds.delete(ticket); // re-inserted last: the oldest ticket goes first below
+  state.requestIds.set(ticket, { decision, id });
+  if (state.requestIds.size > 100) state.requestIds.delete(state.requestIds.keys().next().value);
+  return { ticket, id };
 }
 
 function choiceKey() {
@@ -651,7 +652,7 @@ async function confirmChoice() {
     category: state.choice.category,
     dispatcher_id: dispatcher || null,
   };
-  const { decision, id: requestId } = requestIdOf(body);
+  const { ticket, id: requestId } = requestIdOf(body);
   body.request_id = requestId;
   const corrected = isCorrection();
   // What is sent, for the message: the choice may change while the save runs.
@@ -663,13 +664,17 @@ async function confirmChoice() {
     category,
   ].filter(Boolean).join(" / ");
   const request = state.request;
+  // Another decision is sent: the one saved before is no longer known to be the ticket's latest
+  // (this one may be stored even if its answer is lost), so going back to it saves it again.
+  state.savedKey = null;
   state.saving = s;
   confirmButton.disabled = true;
   setStatus($("feedback-status"), "正在保存…", "busy");
   try {
     const saved = await api("POST", "v1/feedback", body);
     if (!Number.isInteger(saved.id)) throw new Error(unrecognised()); // not stored, or not said so
-    state.requestIds.delete(decision);
+    const pending = state.requestIds.get(ticket);
+    if (pending && pending.id === requestId) state.requestIds.delete(ticket);
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
     const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;

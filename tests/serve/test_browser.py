@@ -1194,3 +1194,58 @@ def test_a_save_whose_commit_outcome_was_unknown_is_saved_again_without_a_second
     assert sent[2]["request_id"] == sent[3]["request_id"] == row["request_id"]
     assert sent[2]["request_id"] != sent[0]["request_id"]
     assert not [p for p in page.problems if "503" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_going_back_to_a_decision_after_another_was_saved_stores_it_as_the_latest(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A stored but its answer lost (保存失败), then B saved, then A again: the page re-sent A's
+    # first request_id, the server stored nothing and answered A's first row, so the ticket's
+    # latest row - what retraining learns - was B, the decision the dispatcher undid.
+    from playwright.sync_api import expect
+
+    lose = [0]  # the answers of the next saves lost after the server stored them
+
+    def save(route: Any) -> None:
+        if lose[0]:
+            lose[0] -= 1
+            route.fetch()  # stored
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    pg = page.page
+    pg.route("**/v1/feedback", save)
+    status, button = pg.locator("#feedback-status"), pg.locator("#confirm-button")
+    candidates = pg.locator("#head-department .candidate")
+    open_page(page, live_server)
+
+    def save_candidate(n: int, lost: bool = False) -> str:
+        candidates.nth(n).click()
+        lose[0] = int(lost)
+        button.click()
+        expect(status).not_to_have_class(re.compile("busy"))
+        if not lost:
+            expect(status).to_contain_text("✓ 已保存")
+        return str(candidates.nth(n).get_attribute("data-label"))
+
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-R1")
+    a = save_candidate(0, lost=True)
+    b = save_candidate(1)
+    save_candidate(0)
+    assert [r["department"] for r in live_server.feedback_rows("WEB-R1")] == [a, b, a]
+    # The other way round: A saved, B's answer lost, A again (a new save), then B again.
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-R2")
+    a = save_candidate(0)
+    b = save_candidate(1, lost=True)
+    save_candidate(0)
+    save_candidate(1)
+    assert [r["department"] for r in live_server.feedback_rows("WEB-R2")] == [a, b, a, b]
+    # A save repeated with nothing sent for the ticket in between is still stored once.
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-R3")
+    a = save_candidate(0, lost=True)
+    save_candidate(0)
+    assert [r["department"] for r in live_server.feedback_rows("WEB-R3")] == [a]
+    assert not [p for p in page.problems if "ERR_" not in p and "Failed" not in p]
