@@ -12,7 +12,7 @@ const REASON_TEXT = {
 const PICKER_LIMIT = 50; // options shown at once; typing narrows the list
 const DISPATCHER_KEY = "paidan.dispatcher_id";
 // The API key (when the server has PAIDAN_API_KEYS) lives in sessionStorage: it is gone when the tab
-// closes, and is sent only to this origin, as a bearer token.
+// closes, and is sent only to this origin, as X-API-Key (see api()).
 const API_KEY_STORE = "paidan.api_key";
 
 const $ = (id) => document.getElementById(id);
@@ -107,7 +107,11 @@ async function api(method, url, body) {
       "API 密钥含有全角或中文字符；密钥只能是半角英文字母、数字和符号，请切换到半角（英文）输入后重新填写",
     );
   }
-  if (key) headers.Authorization = `Bearer ${key}`;
+  // As X-API-Key, not Authorization: a single-sign-on gateway in front (oauth2-proxy, a portal's
+  // 统一身份认证) forwards its own Authorization: Bearer token in place of the page's, and every
+  // save was refused as "API 密钥不正确" although the key was right. The server takes either header,
+  // and of a request carrying both (the gateway's token beside this key) either valid key.
+  if (key) headers["X-API-Key"] = key;
   let res;
   try {
     res = await fetch(url, {

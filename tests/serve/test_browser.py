@@ -1249,3 +1249,43 @@ def test_going_back_to_a_decision_after_another_was_saved_stores_it_as_the_lates
     save_candidate(0)
     assert [r["department"] for r in live_server.feedback_rows("WEB-R3")] == [a]
     assert not [p for p in page.problems if "ERR_" not in p and "Failed" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_key_typed_gets_through_a_gateway_that_forwards_its_own_bearer_token(
+    browser: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Behind a single-sign-on gateway that forwards its own Authorization: Bearer, the page's key
+    # (sent only as a Bearer token) was replaced: every save said "API 密钥不正确".
+    from playwright.sync_api import expect
+
+    key = "dispatch-key-0123456789"
+
+    def gateway(route: Any) -> None:
+        headers = {**route.request.headers, "authorization": "Bearer sso-token-of-the-gateway"}
+        route.continue_(headers=headers)
+
+    with serving(tiny_model_dir, tmp_path, api_keys=(key,), require_key_for_route=True) as server:
+        context = browser.new_context(locale="zh-CN")
+        try:
+            run = PageRun(context.new_page(), [], [])
+            pg = run.page
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.route("**/v1/**", gateway)
+            open_page(run, server)
+            pg.fill("#api-key", key)
+            route_via_keyboard(run, WAGE_COMPLAINT, "GW-1")
+            pg.locator("#confirm-button").click()
+            expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+            assert len(server.feedback_rows("GW-1")) == 1
+            # A wrong key is still refused, and said so.
+            pg.fill("#api-key", "wrong-key")
+            pg.locator("#head-department .candidate").nth(1).click()
+            pg.locator("#confirm-button").click()
+            expect(pg.locator("#feedback-status")).to_have_text(
+                "保存失败：API 密钥不正确，请在页面顶部「API 密钥」中重新填写"
+            )
+            assert len(server.feedback_rows("GW-1")) == 1
+        finally:
+            context.close()
