@@ -11,6 +11,7 @@ mounts over, and a whitelist cannot be talked into serving anything else from th
 from __future__ import annotations
 
 import hashlib
+import html
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -72,10 +73,30 @@ def _respond(request: Request, asset: _Asset) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
+@cache
+def _index(root_path: str) -> _Asset:
+    """The page, its assets named under ``root_path`` when there is one.
+
+    Relative URLs (``static/app.js``) work under a proxy's sub-path only when the page is opened
+    with the trailing slash: a proxy that forwards ``/paidan`` itself as ``/`` (Traefik
+    StripPrefix, Caddy ``handle_path``, Apache ``ProxyPass``) gave a page whose stylesheet and
+    scripts, resolved against ``/paidan``, were ``/static/…`` outside the prefix, so it was dead
+    and blamed the browser. Under a root path they are ``/paidan/static/…`` wherever the page is
+    opened; the server's own address serves those too (:class:`serve.security.
+    RootPathAliasMiddleware`). The CSP's ``base-uri 'none'`` stays: no ``<base>`` is needed.
+    """
+    page = _asset(INDEX_FILE, "text/html; charset=utf-8")
+    if not root_path:
+        return page
+    prefix = html.escape(root_path, quote=True).encode("ascii") + b"/static/"
+    body = page.body.replace(b'"static/', b'"' + prefix)
+    return _Asset(body, page.media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
 @page_router.get("/")
 def index(request: Request) -> Response:
     """The dispatcher's page."""
-    return _respond(request, _asset(INDEX_FILE, "text/html; charset=utf-8"))
+    return _respond(request, _index(str(request.scope.get("root_path", ""))))
 
 
 @page_router.get("/static/{name}")

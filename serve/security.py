@@ -73,6 +73,37 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class RootPathAliasMiddleware:
+    """Under a root path (``paidan serve --root-path /paidan``), serves ``/paidan/…`` on the
+    server's own address too, as the proxy's prefix-stripped ``/…`` is.
+
+    The page names its assets and API under the root path (``/paidan/static/app.js``, see
+    :mod:`serve.page`), as it must where a proxy forwards ``/paidan`` itself (no slash) as ``/``:
+    relative URLs resolved against ``/paidan`` left the prefix. Opened on the server's own address
+    (``http://127.0.0.1:8000/``), those URLs reach the server with the prefix, which uvicorn puts
+    in front once more; they are served here as the route they name, not a 404. A proxy that
+    forwards the prefix without stripping it is served so too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root: str = scope.get("root_path", "")
+        path: str = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and root and path.startswith(root + root):
+            rest = path[len(root) :]  # the path the client sent, prefix included
+            if rest[len(root) : len(root) + 1] in ("", "/"):
+                scope = {**scope, "path": rest if rest != root else root + "/"}
+                raw = scope.get("raw_path")
+                prefix = root.encode("ascii")
+                if isinstance(raw, bytes) and raw.startswith(prefix + prefix):
+                    scope["raw_path"] = (
+                        raw[len(prefix) :] if raw != prefix + prefix else prefix + b"/"
+                    )
+        await self.app(scope, receive, send)
+
+
 def route_path(scope: Scope) -> str:
     """The path the app routes by: without the root path (``paidan serve --root-path``), which
     uvicorn puts in front of ``scope["path"]``; under a root path every /v1/ answer went out

@@ -94,8 +94,14 @@ function unrecognised(status) {
   return `服务返回了无法识别的应答${status ? `（HTTP ${status}）` : ""}，可能需要重新登录，或稍后重试`;
 }
 
-// `url` is relative ("v1/route"), resolved against the page's own address: behind a proxy that
-// publishes the server under a sub-path (https://gw/paidan/), "/v1/route" left the sub-path.
+// Where the API is: beside this script's static/ directory, whatever the page's own address.
+// Behind a proxy that publishes the server under a sub-path (https://gw/paidan/), "/v1/route"
+// left the sub-path, and "v1/route" resolved against a page opened as https://gw/paidan (no slash,
+// which some proxies forward as the page itself) did too.
+const SCRIPT = document.querySelector('script[type="module"][src$="app.js"]');
+const API_BASE = new URL("../", SCRIPT ? SCRIPT.src : new URL("static/app.js", document.baseURI));
+
+// `url` is relative ("v1/route"), resolved against API_BASE.
 async function api(method, url, body) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
@@ -114,7 +120,7 @@ async function api(method, url, body) {
   if (key) headers["X-API-Key"] = key;
   let res;
   try {
-    res = await fetch(url, {
+    res = await fetch(new URL(url, API_BASE).href, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),

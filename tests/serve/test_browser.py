@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -73,8 +74,11 @@ class LiveServer:
 
 
 @contextmanager
-def serving(model_dir: Path, data: Path, **overrides: Any) -> Iterator[LiveServer]:
-    """The app on a loopback port over ``model_dir``, feedback in a SQLite file under ``data``."""
+def serving(
+    model_dir: Path, data: Path, root_path: str = "", **overrides: Any
+) -> Iterator[LiveServer]:
+    """The app on a loopback port over ``model_dir``, feedback in a SQLite file under ``data``;
+    ``root_path`` as ``paidan serve --root-path`` gives it to uvicorn."""
     db_path = data / "feedback.db"
     settings = Settings(
         model_root=model_dir.parent,
@@ -88,7 +92,8 @@ def serving(model_dir: Path, data: Path, **overrides: Any) -> Iterator[LiveServe
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", root_path=root_path)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_DEADLINE_S
@@ -1287,5 +1292,83 @@ def test_the_key_typed_gets_through_a_gateway_that_forwards_its_own_bearer_token
                 "保存失败：API 密钥不正确，请在页面顶部「API 密钥」中重新填写"
             )
             assert len(server.feedback_rows("GW-1")) == 1
+        finally:
+            context.close()
+
+
+def test_under_a_root_path_the_page_names_its_assets_under_it_and_the_server_serves_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Relative asset URLs resolved against https://gw/paidan (no slash; Traefik, Caddy and Apache
+    # forward it as /) left the prefix: the page was dead.
+    with serving(tiny_model_dir, tmp_path, root_path="/paidan") as server:
+        index = server.api("GET", "/")
+        assert index.status_code == 200
+        html = index.text
+        for asset in ("app.js", "check.js", "app.css", "favicon.svg"):
+            assert f'"/paidan/static/{asset}"' in html and f'"static/{asset}"' not in html
+            # On the server's own address the prefixed URL is served as well as the bare one.
+            prefixed = server.api("GET", f"/paidan/static/{asset}")
+            assert prefixed.status_code == 200
+            assert prefixed.content == server.api("GET", f"/static/{asset}").content
+        assert index.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        again = server.api("GET", "/", headers={"If-None-Match": index.headers["etag"]})
+        assert again.status_code == 304
+        assert server.api("GET", "/paidan/").text == html
+        assert server.api("GET", "/paidan").text == html
+        routed = server.api("POST", "/paidan/v1/route", json={"text": WAGE_COMPLAINT})
+        assert routed.status_code == 200 and routed.headers["cache-control"] == "no-store"
+        assert server.api("GET", "/paidanx/healthz").status_code == 404
+        # Counted under its route, as the bare path is.
+        metrics = server.api("GET", "/metrics").text
+        assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in (
+            metrics
+        )
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_under_a_root_path_the_page_works_opened_without_the_slash_and_directly(
+    browser: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Behind a proxy that forwards /paidan itself as / (Traefik StripPrefix, Caddy handle_path,
+    # Apache ProxyPass), the page opened at https://gw/paidan loaded nothing and said the browser
+    # could not run it.
+    from playwright.sync_api import expect
+
+    with serving(tiny_model_dir, tmp_path, root_path="/paidan") as server:
+
+        def strip_proxy(route: Any) -> None:
+            url = urlsplit(route.request.url)
+            if url.path == "/paidan" or url.path.startswith("/paidan/"):
+                upstream = server.url + (url.path[len("/paidan") :] or "/")
+                route.fulfill(
+                    response=route.fetch(url=upstream + (f"?{url.query}" * bool(url.query)))
+                )
+            else:
+                route.fulfill(status=404, content_type="text/html", body="<h1>404 Not Found</h1>")
+
+        context = browser.new_context(locale="zh-CN")
+        context.route("http://gw.test/**", strip_proxy)
+        addresses = ["http://gw.test/paidan", "http://gw.test/paidan/", server.url + "/"]
+        try:
+            for n, address in enumerate(addresses):
+                run = PageRun(context.new_page(), [], [])
+                pg = run.page
+                pg.set_default_timeout(UI_TIMEOUT_MS)
+                failed: list[str] = []
+                pg.on("response", lambda r, f=failed: f.append(r.url) if r.status >= 400 else None)
+                pg.on("pageerror", lambda e, run=run: run.problems.append(str(e)))
+                pg.goto(address)
+                expect(pg.locator("#model-version")).to_contain_text("模型")
+                route_via_keyboard(run, WAGE_COMPLAINT, f"ROOT-{n}")
+                pg.locator("#confirm-button").click()
+                expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+                pg.wait_for_function("() => document.readyState === 'complete'")
+                expect(pg.locator("#script-notice")).to_be_hidden()
+                assert pg.evaluate("() => document.styleSheets[0].cssRules.length > 0")
+                assert failed == [] and run.problems == [], (address, failed, run.problems)
+                assert len(server.feedback_rows(f"ROOT-{n}")) == 1
+                pg.close()
         finally:
             context.close()
