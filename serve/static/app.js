@@ -129,18 +129,35 @@ async function api(method, url, body) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
     const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
     error.outcomeUnknown = true; // it may have reached the server
+    error.reason = "没有收到服务器的应答";
     throw error;
   }
   const data = await res.json().catch(() => null);
   if (!res.ok) {
     const error = new Error(errorText(res.status, data));
-    error.outcomeUnknown = atCommit(data);
+    // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
+    // API's: the request may have been served (stored) before the gateway gave up on its answer.
+    const gateway =
+      res.status === 502 || res.status === 504 || (res.status >= 500 && !isApiError(data));
+    error.outcomeUnknown = atCommit(data) || gateway;
+    if (atCommit(data)) error.reason = "反馈数据库在保存的最后一步中断";
+    else if (gateway) error.reason = `服务器暂时不可用（${res.status}）`;
     throw error;
   }
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     throw new Error(unrecognised(res.status));
   }
   return data;
+}
+
+// Whether an error answer is the API's own ({"error": {...}}; FastAPI's {"detail"}), not a gateway's.
+function isApiError(data) {
+  return Boolean(data && typeof data === "object" && (data.error || data.detail));
+}
+
+// What a save whose outcome is unknown says: it may be stored, and saving again is safe.
+function unconfirmed(e) {
+  return `${e.reason}，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录`;
 }
 
 // Whether an error answer is the feedback database's failure at the commit: the row may be stored.
@@ -192,9 +209,7 @@ function errorText(status, data) {
   if (status === 413) return `内容过长，超过服务器允许的大小${more}`;
   if (status === 429) return "请求过于频繁，请稍后重试";
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
-  if (atCommit(data)) {
-    return "反馈数据库在保存的最后一步中断，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录";
-  }
+  if (atCommit(data)) return unconfirmed({ reason: "反馈数据库在保存的最后一步中断" });
   if (err.code === "database_unavailable") {
     return "反馈数据库暂时不可用，请稍后重新保存（分派建议不受影响）";
   }
@@ -694,8 +709,11 @@ async function confirmChoice() {
       "ok",
     );
   } catch (e) {
-    if (state.suggestion === s) setStatus($("feedback-status"), `保存失败：${e.message}`, "error");
-    else reportUnsaved(ticketId, request.text, chosen, e.message, e.outcomeUnknown); // advice gone
+    // A save that may be stored is never said to have failed (README): the dispatcher, told 保存失败,
+    // would decide again or route it again for nothing.
+    const said = e.outcomeUnknown ? unconfirmed(e) : `保存失败：${e.message}`;
+    if (state.suggestion === s) setStatus($("feedback-status"), said, "error");
+    else reportUnsaved(ticketId, request.text, chosen, e.reason || e.message, e.outcomeUnknown);
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
