@@ -192,6 +192,11 @@ function errorText(status, data) {
   } else if (!message && typeof detail === "string") message = detail;
   const more = message ? `（${message}）` : "";
   const field = String(err.field || "").replace(/^body\./, "");
+  if ((status === 401 || status === 403) && !err.code) {
+    // Not the API's refusal of a key but a gateway's in front (its single-sign-on session expired,
+    // nginx auth_request): a server without keys sent the dispatcher to the 「API 密钥」 field.
+    return `门户或网关拒绝了请求（HTTP ${status}），可能是登录已过期：请刷新本页，重新登录后再试`;
+  }
   if (status === 401 || status === 403) {
     apiKeyInput.focus();
     if (status === 403) return `此 API 密钥无权进行该操作，请换用有权限的密钥${more}`;

@@ -1435,3 +1435,39 @@ def test_a_save_stored_but_answered_by_nothing_or_a_gateways_502_504_is_not_call
     pg.route("**/v1/feedback", lambda r: r.fulfill(status=503, json=unavailable))
     button.click()
     expect(status).to_contain_text("保存失败：反馈数据库暂时不可用")
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_gateways_own_401_asks_to_log_in_again_not_for_an_api_key(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The portal's single-sign-on session expired: its gateway answered 401 with its own page, and
+    # on a server without keys the page said 需要 API 密钥 and moved the cursor to that field.
+    from playwright.sync_api import expect
+
+    login = "<html><body><h1>401 Authorization Required</h1><hr>nginx</body></html>"
+
+    def fulfill(route: Any, answer: dict[str, Any]) -> None:
+        route.fulfill(**answer)
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-A1")
+    for status in (401, 403):
+        answer = {"status": status, "content_type": "text/html", "body": login}
+        pg.route("**/v1/**", functools.partial(fulfill, answer=answer))
+        pg.locator("#confirm-button").click()
+        said = pg.locator("#feedback-status")
+        expect(said).to_have_text(
+            f"保存失败：门户或网关拒绝了请求（HTTP {status}），可能是登录已过期："
+            "请刷新本页，重新登录后再试"
+        )
+        expect(pg.locator("#api-key")).not_to_be_focused()
+        pg.focus("#ticket-text")
+        pg.keyboard.press("Control+Enter")
+        expect(pg.locator("#route-status")).to_contain_text("分派失败：门户或网关拒绝了请求")
+        expect(pg.locator("#api-key")).not_to_be_focused()
+        pg.unroute("**/v1/**")
+        route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-A1")
+    assert live_server.feedback_rows("WEB-A1") == []
