@@ -212,6 +212,15 @@ function errorText(status, data) {
     return `${name ? `${name}不符合要求` : "请求内容不符合要求"}${more}`;
   }
   if (status === 413) return `内容过长，超过服务器允许的大小${more}`;
+  // The request line and headers over PAIDAN_MAX_HEADER_BYTES: on a portal host shared by many
+  // applications, their cookies, which the browser sends along with every request.
+  if (status === 431) {
+    return `请求头过大，通常是浏览器为本站保存的 Cookie 过多：请在浏览器中清除本站的 Cookie 后刷新本页重试${more}`;
+  }
+  // A body the server does not take as sent: a gateway or proxy that compressed or retyped it.
+  if (status === 415) {
+    return `服务器不接受请求内容的格式，可能是网关或代理改动（如压缩）了请求，请联系系统管理员${more}`;
+  }
   if (status === 429) return "请求过于频繁，请稍后重试";
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
   if (atCommit(data)) return unconfirmed({ reason: "反馈数据库在保存的最后一步中断" });

@@ -1471,3 +1471,48 @@ def test_a_gateways_own_401_asks_to_log_in_again_not_for_an_api_key(
         pg.unroute("**/v1/**")
         route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-A1")
     assert live_server.feedback_rows("WEB-A1") == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_431_or_415_is_told_in_chinese(page: PageRun, live_server: LiveServer) -> None:
+    # The 431 of too many cookies reached the dispatcher as 服务器返回错误 431（the request line and
+    # headers exceed…）, English only, with nothing saying to clear the site's cookies.
+    from playwright.sync_api import expect
+
+    from serve.protocol import header_too_large_answer
+
+    # The server's own 431 (serve/protocol.py answers it before the app, in `paidan serve` only).
+    answer = header_too_large_answer(65_536, [])
+    too_large = answer[answer.index(b"\r\n\r\n") + 4 :]
+    pg = page.page
+    open_page(page, live_server)
+    pg.route(
+        "**/v1/route",
+        lambda r: r.fulfill(status=431, content_type="application/json", body=too_large),
+    )
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    status = pg.locator("#route-status")
+    expect(status).to_contain_text(
+        "分派失败：请求头过大，通常是浏览器为本站保存的 Cookie 过多：请在浏览器中清除本站的 Cookie"
+    )
+    expect(status).to_contain_text("PAIDAN_MAX_HEADER_BYTES")  # the server's words, in brackets
+    pg.unroute("**/v1/route")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-H1")
+    # A 415 (a gateway compressing the body): the server's own answer, said in Chinese.
+    compressed = live_server.api(
+        "POST",
+        "/v1/feedback",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert compressed.status_code == 415
+    pg.route(
+        "**/v1/feedback",
+        lambda r: r.fulfill(status=415, content_type="application/json", body=compressed.content),
+    )
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text(
+        "保存失败：服务器不接受请求内容的格式，可能是网关或代理改动（如压缩）了请求"
+    )
