@@ -9,6 +9,7 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 # No ``from __future__ import annotations``: the request bodies are built per app (their limits come
 # from the settings), and FastAPI must see the real classes in the closures' signatures.
 
+import itertools
 import json
 import logging
 import re
@@ -37,7 +38,13 @@ from serve.deps import (
     ServicesDep,
     SettingsDep,
 )
-from serve.errors import ApiError, StreamAborted, client_left, first_validation_error
+from serve.errors import (
+    ApiError,
+    StreamAborted,
+    client_left,
+    first_validation_error,
+    masked,
+)
 from serve.schemas import (
     MAX_ID_CHARS,
     NO_DEPARTMENT,
@@ -494,7 +501,16 @@ def _mask_json(value: Any) -> Any:
             return cleaned
         return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
     if isinstance(value, dict):
-        return {str(k).replace("\x00", " "): _mask_json(v) for k, v in value.items()}
+        # Keys too: a client may key a map by phone number ({"13812345678": …}). Two keys that
+        # mask alike ("13812345678" and "13912345678" both "[手机号]") must not lose a value to
+        # each other: the later one is stored as "[手机号] (2)", and so on.
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = masked(str(k))
+            if key in out:
+                key = next(f"{key} ({n})" for n in itertools.count(2) if f"{key} ({n})" not in out)
+            out[key] = _mask_json(v)
+        return out
     if isinstance(value, list):
         return [_mask_json(v) for v in value]
     return value

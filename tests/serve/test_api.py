@@ -795,6 +795,35 @@ def test_feedback_suggestion_is_stored_without_nul(client: TestClient) -> None:
     assert row["suggestion"] == {"note": "a b", "k ": [" "], "model_version": "v1"}
 
 
+def test_feedback_suggestion_keys_are_stored_masked_and_none_is_lost(client: TestClient) -> None:
+    # Values were masked, keys stored as sent: {"13812345678": "[手机号]"} in the database.
+    suggestion = {
+        "model_version": "v1",
+        "Department": {"label": "人社"},  # nothing to mask: kept as written, case and all
+        "contacts": {
+            "13812345678": "甲",
+            "13912345678": "乙",  # masks as the first does: stored beside it, not over it
+            "[手机号] (2)": "丙",  # a key already written as a suffixed one
+            "王五": {"手机１３７００００１１１１": 1},  # full-width digits
+        },
+    }
+    r = client.post(
+        "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": suggestion}
+    )
+    assert r.status_code == 201, r.text
+    [row] = export(client)
+    assert row["suggestion"] == {
+        "model_version": "v1",
+        "Department": {"label": "人社"},
+        "contacts": {
+            "[手机号]": "甲",
+            "[手机号] (2)": "乙",
+            "[手机号] (2) (2)": "丙",
+            "王五": {"手机[手机号]": 1},
+        },
+    }
+
+
 def test_feedback_stores_labels_trimmed_and_blank_optional_fields_as_absent(
     client: TestClient,
 ) -> None:
