@@ -33,7 +33,13 @@ from serve.auth import route_needs_key
 from serve.batcher import MicroBatcher
 from serve.db import SCHEMA_RETRY_S, Database
 from serve.deps import Services
-from serve.errors import UnexpectedErrorMiddleware, error_response, install_error_handlers
+from serve.errors import (
+    UnexpectedErrorMiddleware,
+    error_response,
+    header_text,
+    install_error_handlers,
+    quoted,
+)
 from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
@@ -369,7 +375,7 @@ def _content_encoding(scope: Scope) -> str:
             encoding = value.decode("latin-1").strip()
             codings = {c.strip().lower() for c in encoding.split(",")}
             if codings & _COMPRESSION:
-                return encoding[:40]
+                return quoted(header_text(encoding))
     return ""
 
 

@@ -25,10 +25,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
-from serve.errors import ApiError, client_left
-
-# A key, or a Content-Type, is quoted in the answer cut to this many characters.
-MAX_KEY_CHARS = 40
+from serve.errors import ApiError, client_left, header_text, quoted
 
 
 class _Repeated(dict[str, Any]):
@@ -88,13 +85,14 @@ def parse_json(body: bytes | str) -> Any:
     except _KeyRepeated:
         pass  # read again, marking the objects, to say where
     path, key = _first_repeated(json.loads(text, object_pairs_hook=_mark_repeats))
-    shown = key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "…"
+    # Keys along the path are the client's: quoted PII-masked and cut short.
+    where = [quoted(p) for p in path]
     raise ApiError(
         400,
         "malformed_json",
-        f"{'.'.join(['body', *path])}: the key {shown!r} is written twice (only one of the "
-        "two values could be read); send it once",
-        ".".join(["body", *path, key]),
+        f"{'.'.join(['body', *where])}: the key {quoted(key)!r} is written twice (only one of "
+        "the two values could be read); send it once",
+        ".".join(["body", *where, quoted(key)]),
     )
 
 
@@ -139,7 +137,7 @@ async def check_content_type(request: Request) -> None:
             return  # no body: the route's own answer (a body that is required, or none needed)
     except ClientDisconnect:
         raise client_left() from None
-    shown = content_type[:MAX_KEY_CHARS] + ("…" if len(content_type) > MAX_KEY_CHARS else "")
+    shown = quoted(header_text(content_type))
     raise ApiError(
         415,
         "unsupported_media_type",

@@ -12,14 +12,14 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from serve.errors import error_response
+from serve.errors import error_response, header_text, quoted
 
 # A value from the request is quoted in the answer cut to this many characters.
 MAX_SHOWN_CHARS = 100
 
 
 def _shown(value: str) -> str:
-    return value if len(value) <= MAX_SHOWN_CHARS else value[:MAX_SHOWN_CHARS] + "…"
+    return quoted(header_text(value), MAX_SHOWN_CHARS)
 
 
 class ErrorShapeCORSMiddleware(CORSMiddleware):

@@ -54,7 +54,11 @@ def _unreadable_body(request: Request, cause: BaseException) -> str:
         message = email.message.Message()
         message["content-type"] = request.headers.get("content-type", "")
         charset = message.get_content_charset() or ""
-        declared = f" (it declares charset={charset[:40]})" if charset not in ("", "utf-8") else ""
+        declared = (
+            f" (it declares charset={quoted(header_text(charset))})"
+            if charset not in ("", "utf-8")
+            else ""
+        )
         return f"the body is not UTF-8{declared}; send JSON encoded as UTF-8"
     if isinstance(cause, RecursionError):
         return "the body's JSON is nested too deeply to read"
@@ -78,6 +82,28 @@ def masked(value: str) -> str:
     folded = nfkc(value)
     masked_folded = mask_pii(folded)
     return masked_folded if masked_folded != folded else value
+
+
+# A key, a path segment or a header value is quoted in an error message cut to this many characters.
+MAX_QUOTED_CHARS = 40
+
+
+def quoted(value: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """A part of the request as an error message may quote it: PII-masked (:func:`masked`), then
+    cut to ``limit`` characters. Error messages name a key, an asset or a header the client sent,
+    which helps whoever sets up an integration, but gateways and API consoles log error bodies:
+    a phone number in a key (a map keyed by phone number) must not come back in one."""
+    shown = masked(value)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
+def header_text(value: str) -> str:
+    """A header value as the client wrote it: Starlette decodes headers as Latin-1, so a UTF-8 one
+    (``text/手机``) read as mojibake."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 class ApiError(Exception):
@@ -116,7 +142,8 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
     if not errors:
         return "the request is invalid", None
     err = errors[0]
-    loc = [str(p) for p in err.get("loc", ())]
+    # A location may hold the client's own keys (an unknown field, a key inside a map).
+    loc = [quoted(str(p)) for p in err.get("loc", ())]
     if not prefix_body and loc[:1] == ["body"]:
         loc = loc[1:]
     field = ".".join(loc) or None

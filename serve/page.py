@@ -18,6 +18,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from serve.errors import quoted
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 INDEX_FILE = "index.html"
 # name -> media type; nothing outside this list is ever served.
@@ -104,5 +106,5 @@ def static_asset(name: str, request: Request) -> Response:
     """One of the page's local assets."""
     media_type = ASSETS.get(name)
     if media_type is None:
-        raise HTTPException(status_code=404, detail=f"no such asset: {name!r}")
+        raise HTTPException(status_code=404, detail=f"no such asset: {quoted(name)!r}")
     return _respond(request, _asset(name, media_type))

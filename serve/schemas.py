@@ -30,6 +30,7 @@ from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
 from model.tickets import split_departments
 from serve.db import MAX_REQUEST_ID_CHARS
+from serve.errors import quoted
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -137,7 +138,7 @@ def storable_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
         item, path = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError(
-                f"holds a number JSON cannot ({item}) at {path[:200]}; send finite numbers"
+                f"holds a number JSON cannot ({item}) at {quoted(path, 200)}; send finite numbers"
             )
         if isinstance(item, dict):
             stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())

@@ -438,10 +438,17 @@ def test_cors_allows_only_the_configured_origins(make_client: Callable[..., Test
             "Access-Control-Request-Headers",
             "the header x-requested-with is not allowed",
         ),
+        # A request's own values are quoted PII-masked, as every error message quotes them.
+        (
+            {"Access-Control-Request-Headers": "x-13812345678"},
+            "Access-Control-Request-Headers",
+            "the header x-[手机号] is not allowed",
+        ),
     ):
         error = assert_error(client.options("/v1/route", headers={**PREFLIGHT, **asked}), 400)
         assert error["code"] == "cors_refused" and error["field"] == field
         assert says in error["message"], error
+        assert "13812345678" not in error["message"]
     simple = client.post("/v1/route", json=TICKET, headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in simple.headers
 

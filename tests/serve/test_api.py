@@ -372,6 +372,105 @@ def test_a_key_written_twice_is_refused_naming_it(
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "raw", "headers", "status", "says"),
+    [
+        (
+            "POST",
+            "/v1/route",
+            '{"text": "噪音", "手机13812345678": 1}',
+            {},
+            422,
+            "body.手机[手机号]: is not a known field",
+        ),
+        (
+            "POST",
+            "/v1/route",
+            '{"text": "噪音", "13812345678": 1, "13812345678": 2}',
+            {},
+            400,
+            "body: the key '[手机号]' is written twice",
+        ),
+        (
+            "POST",
+            "/v1/route/batch",
+            '{"items": [{"text": "a", "１３８１２３４５６７８": {"x": 1, "x": 2}}]}',
+            {},
+            400,
+            "body.items.0.[手机号]: the key 'x' is written twice",
+        ),
+        (
+            "POST",
+            "/v1/route/batch",
+            '{"items": [{"text": "a", "Tel 138 1234 5678": 1}]}',
+            {},
+            200,
+            "item 0: tel [手机号]: is not a known field",
+        ),
+        (
+            "POST",
+            "/v1/feedback",
+            '{"text": "a", "department": "人社", "suggestion": {"13812345678": NaN}}',
+            {},
+            422,
+            "at [手机号]",
+        ),
+        ("GET", "/static/13812345678.js", "", {}, 404, "no such asset: '[手机号].js'"),
+        (
+            "POST",
+            "/v1/route",
+            "x",
+            {"content-type": "text/手机13812345678"},
+            415,
+            "it was sent as text/手机[手机号]",
+        ),
+        (
+            "POST",
+            "/v1/route",
+            "\xff",
+            {"content-type": "application/json; charset=x13812345678"},
+            400,
+            "(it declares charset=x[手机号])",
+        ),
+    ],
+)
+def test_error_messages_quote_the_request_pii_masked(
+    client: TestClient,
+    method: str,
+    path: str,
+    raw: str,
+    headers: dict[str, str],
+    status: int,
+    says: str,
+) -> None:
+    # Error bodies named the client's keys, the asset asked for and the Content-Type as sent:
+    # gateways and API consoles that log error bodies kept the phone numbers in them.
+    sent = {"content-type": "application/json", **headers}
+    encoded = {k: v.encode() for k, v in sent.items()}  # UTF-8, as clients send it
+    body = raw.encode("latin-1") if raw == "\xff" else raw.encode()
+    response = client.request(method, path, content=body or None, headers=encoded)
+    assert response.status_code == status, response.text
+    answer = response.content.decode()
+    assert "13812345678" not in answer and "１３８１２３４５６７８" not in answer, answer
+    assert "1234 5678" not in answer, answer
+    assert says in answer, answer
+
+
+def test_a_long_key_is_quoted_cut_short(client: TestClient) -> None:
+    key = "k" * 30 + "13812345678" + "k" * 100
+    error = assert_error(
+        client.post(
+            "/v1/route",
+            content=f'{{"text": "a", "{key}": 1, "{key}": 2}}'.encode(),
+            headers={"content-type": "application/json"},
+        ),
+        400,
+        "malformed_json",
+    )
+    assert f"the key '{'k' * 30}[手机号]{'k' * 5}…' is written twice" in error["message"], error
+    assert "13812345678" not in json.dumps(error)
+
+
+@pytest.mark.parametrize(
     ("content_type", "says"),
     [
         ("application/json", "the body is not UTF-8; send JSON encoded as UTF-8"),
