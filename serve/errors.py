@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import mask_pii, nfkc, normalize
+from model.text import mask_pii, normalize
 from serve.db import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -68,20 +68,16 @@ def _unreadable_body(request: Request, cause: BaseException) -> str:
 def masked(value: str) -> str:
     """``value`` with its PII masked, kept as written (case, width, spaces) where nothing is.
 
-    What :func:`model.text.clean` would mask is masked in its form (normalised, so also a number
-    written with two spaces, a tab or a zero-width space inside); otherwise a number that shows
-    only once full-width digits are made half-width (NFKC) is masked in that form. A string with
-    nothing to mask comes back unchanged: a key such as ``model_version`` or ``Text`` keeps its
-    spelling. A U+0000 becomes a space, as in a cleaned text (PostgreSQL cannot store it).
+    A string that :func:`model.text.clean` would mask (also a number in full-width digits, or
+    written with two spaces, a tab or a zero-width space inside) comes back as ``clean`` writes
+    it, ``网格员张三[手机号]``; any other unchanged, so a key such as ``model_version`` or
+    ``Text``, or a department's name, keeps its spelling. The rule by which the CLI quotes a
+    label. A U+0000 becomes a space, as in a cleaned text (PostgreSQL cannot store it).
     """
     value = value.replace("\x00", " ")
     normalised = normalize(value)
     cleaned = mask_pii(normalised)
-    if cleaned != normalised:
-        return cleaned
-    folded = nfkc(value)
-    masked_folded = mask_pii(folded)
-    return masked_folded if masked_folded != folded else value
+    return cleaned if cleaned != normalised else value
 
 
 # A key, a path segment or a header value is quoted in an error message cut to this many characters.

@@ -235,7 +235,11 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "body.suggestion",
             )
         shown_version = (suggestion or {}).get("model_version")
-        department = NO_DEPARTMENT if body.department is None else body.department
+        # A dispatcher may type a department with a name and a number in it (网格员张三13912345678):
+        # stored, exported and learnt by the next model as 网格员张三[手机号], as the CLI quotes such
+        # a label; a label with nothing to mask is stored as written, to match its history.
+        department = NO_DEPARTMENT if body.department is None else masked(body.department)
+        category = None if body.category is None else masked(body.category)
         row = db.add_feedback(
             request_id=body.request_id,
             ticket_id=body.ticket_id,
@@ -243,7 +247,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             text=clean(body.text),
             suggestion=suggestion,
             department=department,
-            category=body.category,
+            category=category,
             dispatcher_id=body.dispatcher_id,
             model_version=(
                 body.model_version
@@ -253,7 +257,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         )
         if body.request_id is not None:
             # The row stored with it, by this save or an earlier one (nothing was inserted then).
-            return _replayed(row, body, department)
+            return _replayed(row, body, department, category)
         return FeedbackResponse.model_validate(row, from_attributes=True)
 
     @api.get(
@@ -421,11 +425,13 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
     return json.dumps(note, ensure_ascii=False).encode() + b"\n"
 
 
-def _replayed(row: Feedback, body: FeedbackRequestBase, department: str) -> FeedbackResponse:
+def _replayed(
+    row: Feedback, body: FeedbackRequestBase, department: str, category: str | None
+) -> FeedbackResponse:
     """The answer to a save whose request_id is stored: the stored row, as the first save was
     answered (201), if it is the same decision; a 409 if the id was used for another one, which
-    would otherwise be dropped without a word."""
-    sent = (body.ticket_id, department, body.category, body.dispatcher_id)
+    would otherwise be dropped without a word. ``department`` and ``category`` as stored (masked)."""
+    sent = (body.ticket_id, department, category, body.dispatcher_id)
     if sent != (row.ticket_id, row.department, row.category, row.dispatcher_id):
         raise ApiError(
             409,

@@ -894,6 +894,39 @@ def test_feedback_suggestion_is_stored_without_nul(client: TestClient) -> None:
     assert row["suggestion"] == {"note": "a b", "k ": [" "], "model_version": "v1"}
 
 
+def test_feedback_department_and_category_are_stored_masked(client: TestClient, app: Any) -> None:
+    # Stored and exported as sent, beside a title and text in which the same number was masked.
+    body = {
+        "ticket_id": "T1",
+        "text": "请网格员张三处理",
+        "department": "网格员张三13912345678",
+        "category": "城乡建设 王五１３７００００１１１１",  # full-width digits, as an IME types them
+        "request_id": "save-1",
+    }
+    r = client.post("/v1/feedback", json=body)
+    assert r.status_code == 201, r.text
+    assert (r.json()["department"], r.json()["category"]) == (
+        "网格员张三[手机号]",
+        "城乡建设 王五[手机号]",
+    )
+    db: Database = app.state.db
+    with db.engine.connect() as conn:
+        stored = conn.execute(text("SELECT department, category FROM feedback")).one()
+    assert tuple(stored) == ("网格员张三[手机号]", "城乡建设 王五[手机号]")
+    [row] = export(client)
+    assert (row["department"], row["category"]) == tuple(stored)
+    # The same save sent again with its request_id is the same decision: 201, stored once.
+    again = client.post("/v1/feedback", json=body)
+    assert again.status_code == 201, again.text
+    assert len(export(client)) == 1
+    # A label with nothing to mask keeps its exact spelling (its history's): not NFKC'd nor
+    # lower-cased.
+    r = client.post(
+        "/v1/feedback", json={"text": "某投诉", "department": "市住建局（ABC）", "category": "Ｘ类"}
+    )
+    assert (r.json()["department"], r.json()["category"]) == ("市住建局（ABC）", "Ｘ类")
+
+
 def test_feedback_suggestion_keys_are_stored_masked_and_none_is_lost(client: TestClient) -> None:
     # Values were masked, keys stored as sent: {"13812345678": "[手机号]"} in the database.
     suggestion = {
