@@ -23,6 +23,14 @@ from tests.reliability.conftest import ADMIN_KEY, API_KEY
 
 EXAMPLES_PER_OPERATION = 20
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+# Requests that the served tiny model accepts, for operations whose valid input depends on it.
+KNOWN_VALID: dict[str, dict[str, Any]] = {
+    "POST /v1/feedback": {
+        "text": "公司拖欠三个月工资不发",
+        "department": "人社",
+        "category": "劳动保障",
+    },
+}
 CHECKS = [
     checks.not_a_server_error,
     openapi_checks.status_code_conformance,
@@ -86,6 +94,13 @@ def test_api_conforms_to_its_schema(api_schema: Any, label: str, mode: Generatio
         calls.append(response.status_code)
 
     run()
+    if mode is GenerationMode.POSITIVE and label in KNOWN_VALID:
+        # The schema cannot say that a department is required because the served model has a
+        # department head, and Hypothesis favours leaving optional fields out: in about one run
+        # of four all twenty generated feedbacks lacked one (422), and the test failed at random.
+        # One request the model accepts is always sent beside the generated ones.
+        case = operation.Case(body=KNOWN_VALID[label], media_type="application/json")
+        calls.append(case.call_and_validate(headers=AUTH, checks=CHECKS).status_code)
     assert calls, f"no request was generated for {label}"
     if mode is GenerationMode.NEGATIVE:  # invalid input was generated, and refused
         assert any(400 <= c < 500 for c in calls), (label, calls)
