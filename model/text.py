@@ -361,6 +361,21 @@ def clean(text: str | None) -> str:
     return mask_pii(normalize(text))
 
 
+def mask_label(label: str) -> str:
+    """A label (or a ticket id) as a message, a report or metadata may quote it.
+
+    Labels are kept as written (see :func:`normalize_label`), but :func:`mask_pii` needs a
+    normalised text: a number typed in full-width digits (网格员李四１３９８７６５４３２１, as a
+    Chinese keyboard in full-width mode writes it) or split by two spaces or a newline is not
+    masked in the label as written. A label whose normalised form holds a number that masking
+    replaces is quoted as :func:`clean` writes it (网格员李四[手机号]); any other keeps its exact
+    spelling, so that a department's name in a message matches its name in the data.
+    """
+    normalised = normalize(label)
+    masked = mask_pii(normalised)
+    return masked if masked != normalised else label
+
+
 def combine(title: str | None, text: str | None, title_repeat: int = 2) -> str:
     """Join a cleaned title and text so that the title's words count ``title_repeat`` times.
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from model.router import Router
-from model.text import MASK_CARD, MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean
+from model.text import MASK_CARD, MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean, mask_label
 from model.tickets import LABELS, as_utc, label_value
 from training.validate import merged_mapping
 
@@ -83,7 +83,8 @@ def psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> dict[str,
         total += part
         rows.append(
             {
-                "label": label,
+                # Feedback's labels are free text: a dispatcher may have typed a phone number.
+                "label": mask_label(label),
                 "expected": expected.get(label, 0) / e_total,
                 "actual": actual.get(label, 0) / a_total,
                 "contribution": part,

@@ -21,7 +21,7 @@ from model.artifact import (
 )
 from model.config import OTHER_LABEL
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
-from model.text import mask_pii
+from model.text import mask_label
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -202,9 +202,9 @@ def evaluate_router(
         # A label the model never learnt is masked like a text (a dispatcher's field may hold a
         # phone number): the report's per-class table and confusion matrix quote it.
         learnt = set(head.labels)
-        y = np.asarray(
-            [v if v in learnt or not v else mask_pii(v) for v in labels.get(name, [])], dtype=str
-        )
+        given = labels.get(name, [])
+        shown = {v: mask_label(v) for v in set(given) if v and v not in learnt}
+        y = np.asarray([shown.get(v, v) for v in given], dtype=str)
         known = y != ""
         if not known.any():
             continue
@@ -268,7 +268,9 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             "on, so these figures are inflated; evaluate on tickets it has not seen"
         )
     for head, labels in report.get("merged_into_other", {}).items():
-        listed = ", ".join(f"{mask_pii(str(k))!r} ({n} rows)" for k, n in list(labels.items())[:20])
+        listed = ", ".join(
+            f"{mask_label(str(k))!r} ({n} rows)" for k, n in list(labels.items())[:20]
+        )
         more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
         out.append(
             f"scored {sum(labels.values())} {head} rows as {OTHER_LABEL!r}, as the model's "
@@ -295,7 +297,7 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
             listed = ", ".join(
-                f"{mask_pii(str(k))!r} ({n} rows)" for k, n in list(unknown.items())[:20]
+                f"{mask_label(str(k))!r} ({n} rows)" for k, n in list(unknown.items())[:20]
             )
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             out.append(

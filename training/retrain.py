@@ -36,7 +36,7 @@ from sklearn.model_selection import train_test_split
 from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
 from model.config import ConfigError, TrainingConfig
-from model.text import clean, mask_pii
+from model.text import clean, mask_label
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -141,7 +141,7 @@ class RetrainResult:
         out = []
         for heads, old, new in self.unmatched:
             out.append(
-                f"--mapping renames {heads} {mask_pii(old)!r} to {mask_pii(new)!r}, but no history, "
+                f"--mapping renames {heads} {mask_label(old)!r} to {mask_label(new)!r}, but no history, "
                 f"feedback or frozen evaluation row has that {heads}: check its spelling"
             )
         unlearnt = self.train.validation.unlearnt if self.train is not None else {}
@@ -158,7 +158,7 @@ class RetrainResult:
                 # Masked: a dispatcher may type a phone number into the label field of feedback,
                 # and these lines go to the nightly retrain log.
                 out.append(
-                    f"new {head} {mask_pii(label)!r} (not in the current model) has {n} rows: {note}"
+                    f"new {head} {mask_label(label)!r} (not in the current model) has {n} rows: {note}"
                 )
         if self.ambiguous_ids:
             out.append(
@@ -228,8 +228,8 @@ def read_mapping(path: str | Path) -> LabelMapping:
         for h in heads:
             if mapping[h].get(old, new) != new:
                 raise MappingFileError(
-                    f"{path} line {line}: {h} label {old!r} is mapped to both "
-                    f"{mapping[h][old]!r} and {new!r}"
+                    f"{path} line {line}: {h} label {mask_label(old)!r} is mapped to both "
+                    f"{mask_label(mapping[h][old])!r} and {mask_label(new)!r}"
                 )
             mapping[h][old] = new
     for h, renames in mapping.items():
@@ -649,7 +649,7 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
         f"{Path(str(src)).name} data row {row}"
         for src, row in zip(where[SOURCE_COL][:3], where[ROW_COL][:3], strict=True)
     )
-    return f"e.g. {mask_pii(first)!r}: {places}"
+    return f"e.g. {mask_label(first)!r}: {places}"
 
 
 def eval_keys(eval_df: pd.DataFrame) -> set[str]:

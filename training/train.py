@@ -50,7 +50,7 @@ from model.router import (
     recalibrate_suggestion,
     shift_prior,
 )
-from model.text import clean
+from model.text import clean, mask_label
 from model.tickets import (
     CO_COL,
     ColumnMap,
@@ -245,7 +245,7 @@ def fewer_folds_reason(
     if folds >= cv_folds:
         return ""
     if counts.min() < cv_folds:
-        rarest = str(labels[counts.argmin()])
+        rarest = mask_label(str(labels[counts.argmin()]))
         return f"its rarest label, {rarest!r}, has {int(counts.min())} rows{where}"
     if groups is not None:
         return f"its {len(groups):,} rows{where} are only {len(np.unique(groups)):,} distinct texts"
@@ -335,12 +335,12 @@ def cross_validate_heads(
         what = head or name or "head"
         if len(labels) < 2:
             raise TrainingDataError(
-                f"every row with a {what} label has the same one, {str(labels[0])!r}: a head needs "
+                f"every row with a {what} label has the same one, {mask_label(str(labels[0]))!r}: a head needs "
                 "two or more labels"
             )
         if counts.min() < MIN_LABEL_ROWS:
             raise TrainingDataError(
-                f"{what} label {str(labels[counts.argmin()])!r} has {int(counts.min())} row(s): "
+                f"{what} label {mask_label(str(labels[counts.argmin()]))!r} has {int(counts.min())} row(s): "
                 f"cross-validation with calibration needs {MIN_LABEL_ROWS} or more of each label "
                 f"(use --min-examples {MIN_LABEL_ROWS} or more)"
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, mask_pii
+from model.text import clean, mask_label
 from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, ColumnMap, has_text
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ def validate(
                 rows = where[labelled & (key == text_key)].tolist()
                 # Masked: a text column mapped as the label by mistake puts phone numbers here,
                 # and these reach the log and the model's metadata.
-                masked = [mask_pii(str(label)) for label in labels]
+                masked = [mask_label(str(label)) for label in labels]
                 report.conflicts.append({"head": head, "labels": masked, "rows": rows})
 
     for head in LABELS:
@@ -261,18 +261,18 @@ def validate(
         if len(rare) and strict:
             raise TrainingDataError(
                 f"{head} labels with fewer than {min_examples} rows (--min-examples): "
-                + ", ".join(f"{mask_pii(str(label))!r} ({n})" for label, n in rare.items())
+                + ", ".join(f"{mask_label(str(label))!r} ({n})" for label, n in rare.items())
                 + "; add examples, lower --min-examples, or drop --strict to merge them into "
                 + repr(OTHER_LABEL)
             )
         if len(rare):
-            report.merged[head] = {mask_pii(str(k)): int(v) for k, v in rare.items()}
+            report.merged[head] = {mask_label(str(k)): int(v) for k, v in rare.items()}
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
             for label, n in rare.items():
                 logger.info(
                     "%s label %r has only %d rows; merged into %r",
                     head,
-                    mask_pii(str(label)),
+                    mask_label(str(label)),
                     n,
                     OTHER_LABEL,
                 )
@@ -338,7 +338,7 @@ def drop_single_label_heads(df: pd.DataFrame, report: ValidationReport) -> pd.Da
         )
     df = df.copy()
     for head, label in single.items():
-        report.single_label[head] = mask_pii(label)
+        report.single_label[head] = mask_label(label)
         df[head] = ""
         report.label_rows[head] = 0
         report.unlabelled.pop(head, None)
@@ -406,7 +406,7 @@ def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None)
 
 def single_label_message(head: str, label: str) -> str:
     """Why a head is left out: every row labelled for it has ``label``."""
-    return f"every row with a {head} label has the same one, {mask_pii(label)!r}"
+    return f"every row with a {head} label has the same one, {mask_label(label)!r}"
 
 
 def unlearnt_message(head: str, rows: int) -> str:

@@ -18,6 +18,7 @@ from model.text import (
     MASK_MOBILE,
     clean,
     combine,
+    mask_label,
     mask_pii,
     normalize,
     normalize_label,
@@ -50,6 +51,24 @@ def test_normalize_label_drops_only_invisible_format_characters():
     assert normalize_label(f" 市住{invisible}建局\u3000") == "市住建局"
     # The written form otherwise stays: training reads history labels only trimmed.
     assert normalize_label("市残联；市住建局（人防办）ABC") == "市残联；市住建局（人防办）ABC"
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        # A Chinese keyboard in full-width mode types full-width digits; mask_pii needs half-width.
+        ("网格员李四１３９８７６５４３２１", "网格员李四[手机号]"),
+        ("网格员赵六13912345678", "网格员赵六[手机号]"),
+        ("网格员　１３９　８７６５　４３２１", "网格员 [手机号]"),
+        ("来电人身份证４３０１０２１９９００１０１１２３Ｘ", "来电人身份证[身份证号]"),
+        # Ordinary labels keep their exact spelling: messages must match the data's names.
+        ("市住建局（人防办）", "市住建局（人防办）"),
+        ("ABC区第２网格", "ABC区第２网格"),
+        ("市残联；市住建局", "市残联；市住建局"),
+    ],
+)
+def test_mask_label_masks_numbers_in_any_width_and_keeps_other_labels_as_written(label, shown):
+    assert mask_label(label) == shown
 
 
 def test_mask_pii_masks_each_kind():

@@ -72,6 +72,14 @@ def test_sampling_noise_is_what_samples_of_the_training_distribution_exceed_5_pe
     assert 0.03 < np.mean(np.array(values) > noise) < 0.07
 
 
+def test_psi_rows_mask_a_phone_number_typed_into_a_label() -> None:
+    # Feedback's department is free text: a dispatcher typed the grid worker's mobile, in
+    # full-width digits as a Chinese keyboard does; the drift report must not quote it.
+    result = psi({"人社": 10}, {"人社": 5, "网格员李四１３９８７６５４３２１": 5})
+    labels = [r["label"] for r in result["per_label"]]
+    assert sorted(labels) == ["人社", "网格员李四[手机号]"]
+
+
 def test_psi_without_data_says_so() -> None:
     assert psi({"a": 1}, {})["band"] == "no data"
 

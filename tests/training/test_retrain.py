@@ -650,10 +650,13 @@ def test_masked_feedback_text_still_replaces_its_raw_history_row(
 def test_retrain_warning_masks_a_new_label_holding_a_phone_number() -> None:
     # A dispatcher typed the grid worker's mobile number into the department field of feedback:
     # the nightly retrain log must not carry it, as metadata and reports do not.
-    result = RetrainResult(new_labels={"department": {"网格员张三13812345678": 1, "信访局": 6}})
+    new = {"网格员张三13812345678": 1, "网格员李四１３９８７６５４３２１": 2, "信访局": 6}
+    result = RetrainResult(new_labels={"department": new})
     warnings = "\n".join(result.warnings(min_examples=5))
-    assert "13812345678" not in warnings
+    assert "13812345678" not in warnings and "１３９８７６５４３２１" not in warnings
     assert "new department '网格员张三[手机号]' (not in the current model) has 1 rows" in warnings
+    # Full-width digits, as a Chinese keyboard types them, are masked too.
+    assert "new department '网格员李四[手机号]' (not in the current model) has 2 rows" in warnings
     assert "new department '信访局' (not in the current model) has 6 rows: learnt" in warnings
 
 

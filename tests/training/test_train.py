@@ -876,8 +876,10 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
             w.writerow([text, "人社局" if dept == "人社" else dept])  # another spelling
             if i == 0:
                 w.writerow(["", dept])  # no text: skipped
-                # A dispatcher's field in the label column: quoted unmasked by the report before.
+                # A dispatcher's field in the label column: quoted unmasked by the report before,
+                # and with full-width digits (a Chinese keyboard's) until later.
                 w.writerow([text, "网格员张三13812345678"])
+                w.writerow([text, "网格员李四１３９８７６５４３２１"])
     report_path = tmp_path / "r.json"
     r = runner.invoke(
         app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report_path)]
@@ -887,10 +889,16 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
     assert f"does not know, always scored wrong: '人社局' ({renamed} rows)" in r.output
     assert "skipped 1 rows with empty text" in r.output
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["department"]["unknown_labels"] == {"人社局": renamed, "网格员张三[手机号]": 1}
+    assert report["department"]["unknown_labels"] == {
+        "人社局": renamed,
+        "网格员张三[手机号]": 1,
+        "网格员李四[手机号]": 1,
+    }
     md = report_path.with_suffix(".md").read_text(encoding="utf-8")
     assert "'人社局'" in md
-    assert "13812345678" not in md and "13812345678" not in report_path.read_text(encoding="utf-8")
+    for number in ("13812345678", "１３９８７６５４３２１"):
+        assert number not in md and number not in report_path.read_text(encoding="utf-8")
+        assert number not in r.output
 
 
 def test_evaluating_on_the_training_tickets_is_flagged(tmp_path, tiny_csv, tiny_model_dir):
@@ -1313,6 +1321,19 @@ def test_a_head_with_fewer_folds_than_cv_folds_records_why(tiny_config):
     assert cv.report["folds_reason"] == "its 18 rows are only 4 distinct texts"
     [cv] = cross_validate_heads([("t", X[:15], y[:15])], config, n_jobs=None)
     assert cv.report["folds"] == 5 and "folds_reason" not in cv.report
+
+
+def test_the_reason_for_fewer_folds_masks_a_phone_number_in_the_rarest_label():
+    # A text or handler column mapped as the label: its rarest "label" holds a mobile number, in
+    # half-width or full-width digits, and the reason reaches the log and metadata.json.
+    from training.train import fewer_folds_reason
+
+    counts = np.array([3, 9])
+    for label in ("网格员张三13812345678", "网格员张三１３８１２３４５６７８"):
+        reason = fewer_folds_reason(np.array([label, "人社"]), counts, None, 3, 5)
+        assert reason == "its rarest label, '网格员张三[手机号]', has 3 rows"
+    reason = fewer_folds_reason(np.array(["市残联（人防办）", "人社"]), counts, None, 3, 5)
+    assert reason == "its rarest label, '市残联（人防办）', has 3 rows"
 
 
 def test_a_label_of_few_texts_cross_validates_with_its_copies_in_one_fold(tiny_config):

@@ -121,18 +121,20 @@ def test_rows_without_a_label_are_counted_and_named_per_head():
 def test_labels_quoted_in_messages_and_metadata_are_masked():
     # A text column mapped as the label by mistake: its phone and ID numbers must not reach the
     # log, the warnings or the model's metadata.
-    pii = "我的电话13812345000，身份证号11010519491231000X"
+    pii = "我的电话13812345000，身份证号11010519491231000X，网格员１３９８７６５４３２１"
     rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(5)]
     rows += [["t", "同一段话", pii, "劳动"], ["t", "同一段话", "人社", "劳动"]]
     _, report = validate(frame(rows), min_examples=5)
     shown = " ".join(report.warnings()) + json.dumps(report.to_dict(), ensure_ascii=False)
     shown += json.dumps(report.conflicts, ensure_ascii=False)
     assert "13812345000" not in shown and "11010519491231000X" not in shown
+    assert "１３９８７６５４３２１" not in shown  # full-width digits, as a Chinese keyboard types
     assert report.conflicts and report.merged["department"]
     assert "[手机号]" in shown and "[身份证号]" in shown
     with pytest.raises(TrainingDataError) as e:
         validate(frame(rows), min_examples=5, strict=True)
     assert "13812345000" not in str(e.value) and "[手机号]" in str(e.value)
+    assert "１３９８７６５４３２１" not in str(e.value)
 
 
 def test_the_same_ticket_read_twice_is_kept_once_and_reported():
