@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.text import mask_label
 from model.tickets import ROW_COL, SOURCE_COL, as_utc
 from training.validate import TrainingDataError
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 # How many rows without a readable time an error lists.
 MAX_CITED = 5
+# How much of an unreadable time cell an error quotes: a time is shorter; a longer cell is text (a
+# note, or a text column mapped as the time by mistake).
+MAX_QUOTED = 40
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,16 @@ def parse_times(values: pd.Series) -> pd.Series:
     return times
 
 
+def _quoted(value: str) -> str:
+    """A cell's value as an error quotes it: masked (it may be an operator's note holding the
+    caller's phone number, or a complaint when the text column was mapped as the time) and cut to
+    ``MAX_QUOTED`` characters, the row number being what finds it."""
+    shown = mask_label(value)
+    if len(shown) > MAX_QUOTED:
+        return f"{shown[:MAX_QUOTED]!r}… ({len(value):,} characters)"
+    return repr(shown)
+
+
 def _where(df: pd.DataFrame, i: int) -> str:
     return f"{Path(str(df[SOURCE_COL].iat[i])).name} data row {df[ROW_COL].iat[i]}"
 
@@ -130,7 +144,7 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
             f"{column!r} (map yours with --time-col)"
         )
     rows = missing.nonzero()[0]
-    cited = "; ".join(f"{_where(df, i)} ({raw.iat[i]!r})" for i in rows[:MAX_CITED])
+    cited = "; ".join(f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED])
     more = f" and {len(rows) - MAX_CITED:,} more" if len(rows) > MAX_CITED else ""
     clock = raw.iloc[rows].str.match(_TIME_OF_DAY).any()
     hint = (
@@ -192,9 +206,9 @@ def select_window(
         raw = df["time"].astype(str).str.strip()
         raise TrainingDataError(
             f"the dates in column {column!r} are written in both orders: "
-            f"{raw.iat[e.day_first]!r} ({_where(df, e.day_first)}) can only be day first, "
-            f"{raw.iat[e.month_first]!r} ({_where(df, e.month_first)}) only month first; write "
-            "them as 2026-01-31"
+            f"{_quoted(raw.iat[e.day_first])} ({_where(df, e.day_first)}) can only be day first, "
+            f"{_quoted(raw.iat[e.month_first])} ({_where(df, e.month_first)}) only month first; "
+            "write them as 2026-01-31"
         ) from None
     # Any time written counts, readable or not: a column of times that cannot be read
     # (2023年1月4日) is refused as for --since, not taken for no times and cut in input order,

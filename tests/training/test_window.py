@@ -158,6 +158,28 @@ def test_unreadable_times_are_cited_by_file_row_and_value() -> None:
     assert "x.csv data row 7" not in message and "and 2 more" in message
 
 
+def test_unreadable_times_are_quoted_masked_and_cut_short() -> None:
+    # An operator's note in the time column, and the text column mapped as the time by mistake:
+    # the error reaches the nightly retrain's journal, so it quotes no phone or ID number and no
+    # whole complaint.
+    complaint = "楼下烧烤店每晚营业到凌晨两点，油烟和噪音严重影响休息，多次反映无果，请尽快处理" * 3
+    times = [
+        "2026-01-01",
+        "已回访 来电人13812345678 身份证430102199001011234",
+        "回访１３９８７６５４３２１",
+        complaint,
+    ]
+    with pytest.raises(TrainingDataError) as e:
+        select_window(frame(times, "t.csv"), Window(since=datetime(2025, 1, 1)))
+    message = str(e.value)
+    for number in ("13812345678", "430102199001011234", "１３９８７６５４３２１"):
+        assert number not in message
+    assert "t.csv data row 2 ('已回访 来电人[手机号] 身份证[身份证号]')" in message
+    assert "t.csv data row 3 ('回访[手机号]')" in message
+    assert f"t.csv data row 4 ('{complaint[:40]}'… ({len(complaint)} characters))" in message
+    assert complaint[:41] not in message
+
+
 def test_a_since_after_every_ticket_names_the_newest_and_one_before_all_keeps_all() -> None:
     df = frame(["2026-01-01", "2026-10-29 08:50:54", "2025-01-01"])
     with pytest.raises(TrainingDataError) as e:
