@@ -7,7 +7,8 @@ Figures:
 - the out-of-vocabulary rate: the share of tokens in recent tickets that the model's word
   vocabulary does not know;
 - the share of ``review`` suggestions per day (or week, over long spans);
-- frequent new terms that are not in the vocabulary: candidates for the jieba user dictionary.
+- frequent new terms that are not in the vocabulary, each used by ``MIN_TERM_TICKETS`` or more
+  distinct tickets: candidates for the jieba user dictionary.
 
 Traffic is a list of feedback records (plain dicts; the CLI reads them from the feedback database).
 """
@@ -38,7 +39,11 @@ PSI_EPSILON = 1e-4  # share given to a label absent on one side, so the logarith
 # PSI_NOISE_LEVEL of the time, estimated from PSI_NOISE_DRAWS simulated samples (fixed seed).
 PSI_NOISE_DRAWS = 1_000
 PSI_NOISE_LEVEL = 0.05
-MIN_TERM_COUNT = 3  # a new term must occur this often to be suggested
+# A new term is suggested when this many distinct tickets use it (document frequency), not when it
+# occurs this often: a title is counted twice, so one ticket's word in its title and text occurred
+# three times, and the report listed one complainant's given name and WeChat id. A ticket is its
+# masked title and text: a decision saved again, or the same complaint filed twice, counts once.
+MIN_TERM_TICKETS = 3
 MAX_TERMS = 30
 # Spans longer than this are bucketed by ISO week instead of by day.
 DAILY_LIMIT_DAYS = 62
@@ -179,7 +184,9 @@ def drift(
     -------
     dict
         ``psi`` per head, ``oov`` (overall and per period), ``review_share`` per period,
-        ``new_terms`` and the window's facts.
+        ``new_terms`` (words the vocabulary lacks that ``MIN_TERM_TICKETS`` or more distinct
+        tickets use, most widely used first, each with its ``tickets`` and its occurrences
+        ``count``) and the window's facts.
     """
     vocab = word_vocabulary(router)
     features = router.compiled()[0]
@@ -214,20 +221,18 @@ def drift(
     tokens_by_period: dict[str, list[int]] = {}
     review_by_period: dict[str, list[int]] = {}
     new_terms: Counter[str] = Counter()
-    in_tickets: Counter[str] = Counter()
+    # Per distinct ticket (its masked title and text), the new terms it uses.
+    ticket_terms: dict[tuple[str, str], set[str]] = {}
     known = unknown = 0
-    docs = features.segmenter.transform(
-        features.texts(
-            [
-                (
-                    _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
-                    _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
-                )
-                for r in records
-            ]
+    texts = [
+        (
+            _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
+            _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
         )
-    )
-    for r, when, doc in zip(records, times, docs, strict=True):
+        for r in records
+    ]
+    docs = features.segmenter.transform(features.texts(texts))
+    for r, when, ticket, doc in zip(records, times, texts, docs, strict=True):
         key = period(when)
         tokens = doc.tokens
         miss = [t for t in tokens if t not in vocab]
@@ -236,8 +241,9 @@ def drift(
         counts = tokens_by_period.setdefault(key, [0, 0])
         counts[0] += k
         counts[1] += u
-        new_terms.update(t for t in miss if _TERM.match(t))
-        in_tickets.update({t for t in miss if _TERM.match(t)})
+        terms = [t for t in miss if _TERM.match(t)]
+        new_terms.update(terms)
+        ticket_terms.setdefault(ticket, set()).update(terms)
         decision = suggestion_decision(r.get("suggestion"))
         if decision is not None:
             rv = review_by_period.setdefault(key, [0, 0])
@@ -262,11 +268,12 @@ def drift(
             for p, (r, n) in sorted(review_by_period.items())
         ],
     }
+    in_tickets = Counter(t for terms in ticket_terms.values() for t in terms)
+    frequent = [t for t, n in in_tickets.items() if n >= MIN_TERM_TICKETS]
+    frequent.sort(key=lambda t: (-in_tickets[t], -new_terms[t], t))
     report["new_terms"] = [
-        {"term": t, "count": n, "tickets": in_tickets[t]}
-        for t, n in new_terms.most_common()
-        if n >= MIN_TERM_COUNT
-    ][:MAX_TERMS]
+        {"term": t, "count": new_terms[t], "tickets": in_tickets[t]} for t in frequent[:MAX_TERMS]
+    ]
     return report
 
 

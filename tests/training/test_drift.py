@@ -115,7 +115,7 @@ def test_drift_report_on_hand_written_traffic(tiny_model_dir: Path, tmp_path: Pa
     records = [
         record(0, "楼下烧烤店油烟很大", "执法", "auto"),
         record(0, "拖欠工资不发", "人社", "review"),
-        *[record(1, new, "执法", "review") for _ in range(3)],
+        *[record(1, new + place, "执法", "review") for place in ("东门", "西门", "南门")],
         record(2, "电梯故障", "住建", None),
     ]
     report = drift(router, meta, records, since=T0)
@@ -134,7 +134,7 @@ def test_drift_report_on_hand_written_traffic(tiny_model_dir: Path, tmp_path: Pa
     assert oov["2026-05-02"] > oov["2026-05-01"]
     terms = {t["term"]: t for t in report["new_terms"]}
     assert any(t in terms for t in ("共享", "单车", "盲道", "共享单车"))
-    assert all(t["count"] >= 3 for t in report["new_terms"])
+    assert all(t["tickets"] >= 3 for t in report["new_terms"])
     assert "油烟" not in terms  # known to the model
 
     paths = write_drift(report, tmp_path / "drift.json")
@@ -147,14 +147,35 @@ def test_drift_leaves_masked_numbers_out_of_new_terms_and_oov(tiny_model_dir: Pa
     plain = [record(0, "楼下烧烤店油烟很大", "执法", None) for _ in range(3)]
     # Each text masks to 楼下烧烤店油烟很大 and a placeholder: the citizen wrote no new word.
     numbers = ["13812345678", "6222021234567890128", "430102199001011234", "zhang@163.com"]
+    # Three distinct tickets each: a new term must be used by three.
     masked = [
-        record(1, f"楼下烧烤店油烟很大,联系{n}", "执法", None) for n in numbers for _ in range(3)
+        record(1, f"{start}油烟很大,联系{n}", "执法", None)
+        for n in numbers
+        for start in ("楼下烧烤店", "烧烤店", "楼下")
     ]
     report = drift(router, meta, plain + masked, since=T0)
     terms = {t["term"] for t in report["new_terms"]}
     assert not terms & {"手机号", "银行卡", "身份证号", "身份证", "邮箱"}
     oov = {r["period"]: r["rate"] for r in report["oov"]["by_period"]}
     assert oov["2026-05-02"] <= oov["2026-05-01"]
+
+
+def test_a_new_term_of_one_ticket_is_no_frequent_term(tiny_model_dir: Path) -> None:
+    # One complaint names the complainant and their WeChat id in its title and its text: the title
+    # counts twice, so each occurred three times, and the report listed them. The same complaint
+    # saved again (a dispatcher corrected the decision) is still one ticket.
+    router, meta = load_router(tiny_model_dir)
+    one = {
+        **record(0, "市民赵铁柱反映施工噪音扰民，微信zhaotiezhu1988", "执法", None),
+        "title": "赵铁柱施工噪音 zhaotiezhu1988",
+    }
+    plain = [
+        record(0, f"{w}共享单车乱停放堵塞盲道", "执法", None) for w in ("东门", "西门", "南门")
+    ]
+    report = drift(router, meta, [one, dict(one), *plain], since=T0)
+    terms = {t["term"]: t for t in report["new_terms"]}
+    assert not any("铁柱" in t or "zhaotiezhu" in t for t in terms), terms
+    assert terms and all(t["tickets"] >= 3 for t in terms.values())
 
 
 def test_drift_counts_labels_merged_into_other_at_training_as_other(
