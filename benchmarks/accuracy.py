@@ -40,6 +40,7 @@ from model import resources  # noqa: E402
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig  # noqa: E402
 from model.text import normalize  # noqa: E402
 from model.tickets import read_tickets  # noqa: E402
+from training.markdown import md_text  # noqa: E402
 from training.metrics import head_report, top_k_accuracy  # noqa: E402
 from training.train import fit_router  # noqa: E402
 from training.validate import validate  # noqa: E402
@@ -283,7 +284,7 @@ def markdown(result: dict) -> str:
         ]
         for label, c in sorted(per_class.items(), key=lambda kv: kv[1]["f1"]):
             lines.append(
-                f"| {label} | {c['f1']:.2f} | {c['recall']:.2f} | {c['top3']:.2f} | {c['support']:.1f} |"
+                f"| {md_text(label)} | {c['f1']:.2f} | {c['recall']:.2f} | {c['top3']:.2f} | {c['support']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 

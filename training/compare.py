@@ -31,6 +31,7 @@ from model.resources import is_sample_default
 from model.router import Router
 from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
+from training.markdown import md_text
 from training.metrics import head_report
 from training.validate import merged_mapping
 
@@ -432,12 +433,16 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     """The comparison as a readable page: verdict, overall table, per-class tables."""
     verdict = "REFUSED" if report["refused"] else "accepted"
     lines = [
-        f"# Challenger {report['challenger']} against champion {report['champion']}",
+        f"# Challenger {md_text(report['challenger'])} against champion "
+        f"{md_text(report['champion'])}",
         "",
     ]
     ids = (report.get("challenger_model_version"), report.get("champion_model_version"))
     if ids != (report["challenger"], report["champion"]) and all(ids):
-        lines += [f"Model ids (metadata.json): challenger {ids[0]}, champion {ids[1]}.", ""]
+        lines += [
+            f"Model ids (metadata.json): challenger {md_text(ids[0])}, champion {md_text(ids[1])}.",
+            "",
+        ]
     lines += [
         f"Frozen evaluation set: {report['eval_rows']} tickets "
         f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
@@ -446,8 +451,9 @@ def markdown_comparison(report: dict[str, Any]) -> str:
         f"**Promotion {verdict}.**",
         "",
     ]
-    lines += [f"- {r}" for r in report["reasons"]]
-    lines += [f"- note: {n}" for n in report.get("notes", [])]
+    # Reasons quote labels (a lost one, the largest per-class drops), which come from the data.
+    lines += [f"- {md_text(r)}" for r in report["reasons"]]
+    lines += [f"- note: {md_text(n)}" for n in report.get("notes", [])]
     lines += [
         "",
         "| head | champion macro-F1 | challenger macro-F1 | Δ points | champion accuracy | challenger accuracy |",
@@ -469,7 +475,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
         ]
         for r in h["per_class"]:
             lines.append(
-                f"| {r['label']} | {r['support']} | {_f(r['champion_f1'])} | "
+                f"| {md_text(r['label'])} | {r['support']} | {_f(r['champion_f1'])} | "
                 f"{_f(r['challenger_f1'])} | {_d(r['delta_points'])} |"
             )
     return "\n".join(lines) + "\n"

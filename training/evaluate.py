@@ -31,6 +31,7 @@ from model.tickets import (
     read_tickets,
     require_rows,
 )
+from training.markdown import md_text
 from training.metrics import format_auto_precision, head_report, no_auto_note
 from training.validate import (
     UNLABELLED_LISTED,
@@ -447,13 +448,14 @@ def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
 def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
     """A one-page readable report of :func:`evaluate_router`'s figures."""
     lines = [
-        f"# Evaluation of model {report.get('model_version', '?')}",
+        f"# Evaluation of model {md_text(report.get('model_version', '?'))}",
         "",
         f"Tickets: {report['n']}",
         "",
     ]
     heads = [h for h in LABELS if h in report]
-    lines += [f"**Warning:** {w}." for w in report_warnings(report)]
+    # Warnings quote labels, which come from the data (and feedback's free-text departments).
+    lines += [f"**Warning:** {md_text(w)}." for w in report_warnings(report)]
     if heads:
         lines += [
             "",
@@ -481,13 +483,14 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
         ]
         for label, m in sorted(report[h]["per_class"].items(), key=lambda kv: -kv[1]["support"]):
             lines.append(
-                f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+                f"| {md_text(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
             )
         if f"confusion-{h}" in images:
             lines += ["", f"![{h} confusion matrix]({images[f'confusion-{h}']})", ""]
             # Without a CJK font the plot numbers its Chinese labels (plots._labels): the key.
             key = ", ".join(
-                f"{i} = {label}" for i, label in enumerate(report[h]["confusion"]["labels"])
+                f"{i} = {md_text(label)}"
+                for i, label in enumerate(report[h]["confusion"]["labels"])
             )
             lines.append(f"Axis numbers (rows: truth, columns: predicted): {key}")
     if "reliability" in images:

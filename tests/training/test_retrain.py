@@ -218,6 +218,24 @@ def test_compare_refuses_a_drop_and_names_the_class() -> None:
     assert "REFUSED" in md and "| b | 10 | 0.800 | 0.700 | -10.0 |" in md
 
 
+def test_the_markdown_comparison_writes_labels_as_text() -> None:
+    # A label with a bar split its per-class row into a cell too many; Markdown or HTML in one
+    # was rendered, in the table and in the reasons that name the labels lost or dropping.
+    from tests.training.test_train import ODD_LABELS, rendered_cells
+
+    old = {label: 0.9 for label in [*ODD_LABELS, "人社"]}
+    new = {ODD_LABELS[0]: 0.5, ODD_LABELS[1]: 0.5, "人社": 0.9}
+    report = compare(scores("old", old), scores("new_1", new, labels=sorted(new)))
+    assert report["refused"]
+    rows, html = rendered_cells(markdown_comparison(report))
+    per_class = [r for r in rows if r and r[0] in old]
+    assert sorted(r[0] for r in per_class) == sorted(old)
+    assert all(len(r) == 5 for r in per_class), per_class
+    assert "<img" not in html and 'href="http://evil.example' not in html
+    assert "Challenger new_1 against champion old" in html
+    assert "lost label(s) the champion had: &lt;img src=x onerror=alert(1)&gt;" in html
+
+
 def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
     report = compare(
         scores("old", {"a": 0.5, "b": 0.5}, labels=["a", "b", "c"]),

@@ -901,6 +901,69 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
         assert number not in r.output
 
 
+# Labels as the data may write them: a joint dispatch typed with a bar, Markdown and HTML.
+ODD_LABELS = ["市住建局|城管", "![t](http://evil.example/p.png)", "<img src=x onerror=alert(1)>"]
+
+
+def rendered_cells(markdown: str) -> tuple[list[list[str]], str]:
+    """The table rows (cells' text) and the HTML of a Markdown page, as GitLab/Gitea render it."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+
+    class Cells(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.in_cell = False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.rows[-1].append("")
+                self.in_cell = True
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.in_cell = False
+
+        def handle_data(self, data):
+            if self.in_cell:
+                self.rows[-1][-1] += data
+
+    parser = Cells()
+    parser.feed(html)
+    return parser.rows, html
+
+
+def test_the_markdown_report_writes_labels_as_text(tmp_path):
+    # A label with a bar gave its per-class row a cell too many (its figures shifted a column);
+    # one holding Markdown or HTML was rendered as an image (a web beacon) or a tag.
+    from training.evaluate import markdown_report
+    from training.metrics import head_report
+
+    labels = sorted([*ODD_LABELS, "人社"])
+    y = np.array(labels * 3)
+    proba = np.full((len(y), len(labels)), 0.1)
+    proba[np.arange(len(y)), [labels.index(v) for v in y]] = 0.7
+    report = {"n": len(y), "model_version": "v_1", "department": head_report(y, proba, labels, 0.5)}
+    report["department"]["unknown_labels"] = {"<b>x</b>|y": 2}
+    markdown = markdown_report(report, {"confusion-department": "r.png"})
+    rows, html = rendered_cells(markdown)
+    per_class = [r for r in rows if r and r[0] in labels]
+    assert sorted(r[0] for r in per_class) == labels
+    assert all(len(r) == 5 for r in per_class), per_class
+    assert "<img" not in html.replace('<img src="r.png"', "") and "<b>" not in html
+    assert "evil.example" not in html.replace("![t](http://evil.example/p.png)", "")
+    assert "Evaluation of model v_1" in html
+    key = html.split("Axis numbers")[1]
+    assert all(label.replace("<", "&lt;").replace(">", "&gt;") in key for label in labels)
+    assert "&lt;b&gt;x&lt;/b&gt;|y" in html  # the warning quoting the unknown label
+
+
 def test_evaluating_on_the_training_tickets_is_flagged(tmp_path, tiny_csv, tiny_model_dir):
     r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(tiny_csv)])
     assert r.exit_code == 0, r.output
