@@ -41,15 +41,32 @@ MASK_MOBILE = "[手机号]"
 MASK_LANDLINE = "[电话]"
 MASK_EMAIL = "[邮箱]"
 MASK_CARD = "[银行卡号]"
+# Lower case: a cleaned text is cleaned again unchanged (normalize lower-cases Latin letters).
+MASK_QQ = "[qq号]"
+MASK_WECHAT = "[微信号]"
+MASK_PLATE = "[车牌号]"
+MASK_PASSPORT = "[护照号]"
+# Every placeholder masking writes.
+PLACEHOLDERS = (
+    MASK_ID,
+    MASK_MOBILE,
+    MASK_LANDLINE,
+    MASK_EMAIL,
+    MASK_CARD,
+    MASK_QQ,
+    MASK_WECHAT,
+    MASK_PLATE,
+    MASK_PASSPORT,
+)
 
 # What citizens write between a number's groups: a space, a hyphen, a dot, an en or an em dash; the
 # other dashes that word processors and phone keyboards put there (U+2010 hyphen, U+2011
 # non-breaking hyphen, U+2012 figure dash, U+2015 horizontal bar, U+2212 minus sign), which NFKC
 # keeps; and the ideographic full stop that a Chinese keyboard types for a dot (138。1234。5678).
-# NFKC has already made the full-width forms (－ ．) half-width. The patterns below write the class
-# as {S}.
+# NFKC has already made the full-width forms (－ ．) half-width. A dot or a dash may also have a
+# space on either side (138 - 1234 - 5678, 0731 - 8888 0000). The patterns below write this as {S}.
 _SEPARATORS = " .-\u2013\u2014\u2010\u2011\u2012\u2015\u2212\u3002"
-_SEP = "[" + re.escape(_SEPARATORS) + "]"
+_SEP = "(?: ?[" + re.escape(_SEPARATORS.replace(" ", "")) + "] ?| )"
 
 
 def _pattern(source: str) -> re.Pattern[str]:
@@ -107,9 +124,17 @@ def _mask_card(match: re.Match[str]) -> str:
     if _luhn(digits):
         return MASK_CARD
     if len(digits) > 16 and not number.isdigit() and _luhn(digits[:16]):
-        return MASK_CARD + number[19:]
+        # The four groups end at the 16th digit, wherever their separators put it.
+        end = [i for i, ch in enumerate(number) if ch.isdigit()][15] + 1
+        return MASK_CARD + number[end:]
     return number
 
+
+# The digits 0-9 in Chinese numerals, as citizens write them in a number: 〇 and 零 for 0, 幺 for
+# 1 and 两 for 2 besides the usual ones.
+_CN_DIGITS = "〇零一幺二两三四五六七八九"
+# The provinces' one-character abbreviations that begin a licence plate.
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 
 # What a match is replaced by: a template, as re.sub takes it, or a function of the match.
 _Replacement = str | Callable[[re.Match[str]], str]
@@ -208,9 +233,12 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # amounts (1234.5678元) neither begin with a 0 and two or three digits nor follow a keyword.
     # Not after a bare 号码: 发票号码, 快递单号码 and 工单号码 name the invoice or order a
     # complaint is about.
+    # Also with the country code, +86 or 0086, before the area code without its 0 (+86 731 8888
+    # 0000, 0086-731-88880000, +86 (731) 88880000); a mobile number after one is masked above.
     (
         _pattern(
-            r"(?:\((?<!\d\()0|0(?<!\d0))\d{2,3}\)?{S}?"
+            r"(?:\((?<!\d\()0|0(?<!\d0)(?:086{S}?\(?0?(?=[1-9]))?"
+            r"|\+(?<!\d\+)86{S}?\(?0?(?=[1-9]))\d{2,3}\)?{S}?"
             r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
         ),
         MASK_LANDLINE,
@@ -222,6 +250,45 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         r"\1\2" + MASK_LANDLINE,
     ),
+    # A mobile number in Chinese numerals (一三八一二三四五六七八, 幺三八…, with 〇 or 零 for 0 and
+    # 两 for 2), as written to dodge a board's filter or transcribed from speech; also in groups.
+    (
+        _pattern(
+            rf"[一幺](?<![{_CN_DIGITS}][一幺])[三四五六七八九][{_CN_DIGITS}]"
+            rf"(?:{{S}}?[{_CN_DIGITS}]{{4}}){{2}}(?![{_CN_DIGITS}])"
+        ),
+        MASK_MOBILE,
+    ),
+    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号.
+    (
+        _pattern(
+            r"(q(?<![a-z]q)q|扣扣|q(?<![a-z]q)号)( ?(?:号码|号|群号?)?(?:是|为)?[:：]?\s*)"
+            r"[1-9]\d{4,10}(?!\d)"
+        ),
+        r"\1\2" + MASK_QQ,
+    ),
+    # A WeChat id: wxid_… anywhere, and 6-20 letters, digits, _ or - that begin with a letter after
+    # 微信, 微信号, vx, wx or v信 (numbers there are masked above as the telephones they are).
+    (
+        _pattern(
+            r"w(?<![a-z]w)xid_[a-z0-9_-]{4,}"
+            r"|(微信|v(?<![a-z]v)x|w(?<![a-z]w)x|v(?<![a-z]v)信)"
+            r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])"
+        ),
+        lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + MASK_WECHAT,
+    ),
+    # A licence plate: a province's abbreviation, the city's letter, and 5 (6 for new-energy
+    # vehicles) letters and digits, at least one a digit, with a dot or a space after the letter
+    # as plates are painted (湘A12345, 湘A·12345, 粤B D12345).
+    (
+        re.compile(rf"[{_PROVINCES}][a-z][·・• -]?(?=[a-z]*\d)[a-z0-9]{{5,6}}(?![a-z0-9])"),
+        MASK_PLATE,
+    ),
+    # A passport number after 护照 (E12345678, EA1234567, G12345678, or 9 digits).
+    (
+        _pattern(r"(护照)((?:号码|号)?(?:是|为)?[:：]?\s*)(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])"),
+        r"\1\2" + MASK_PASSPORT,
+    ),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
 # e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline
@@ -231,8 +298,19 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
 # bank card holds such a number too; the card pattern calls its Luhn check only on a run of 16 or
 # more digits, and a separate search for one first (tried) cost more than it saved.
 # Masking only ever removes digits, so a condition that fails before a pattern still fails after it.
-_LONG_NUMBER = _pattern(r"\d{3}{S}?\d{4}")
+# (A character class: {S}, a group of alternatives, made this search, run on every text, slower.)
+_LONG_NUMBER = re.compile(r"\d{3}[" + re.escape(_SEPARATORS) + r"]{0,3}\d{4}")
 _MOBILE_START = re.compile(r"1[3-9]\d")
+# What each of the patterns after these needs: a mobile number in Chinese numerals its first three
+# (一 or 幺, one of 三-九, a numeral), a QQ number, a WeChat id (wxid_ too) or a passport number
+# its keyword, a plate a province and a letter; one search for all, so that a ticket without any is
+# scanned once. It begins with what a match's second character can be (rarer than 一 or a province)
+# and looks behind for the first; an alternation of the keywords, or a search for each, cost two to
+# three times as much. The masks these patterns write create none of these for a later one.
+_NEEDS_MORE = re.compile(
+    "[qwv扣微护三四五六七八九a-z](?:(?<=q)[q号]|(?<=[wv])x|(?<=v)信|(?<=扣)扣|(?<=微)信|(?<=护)照"
+    rf"|(?<=[一幺][三四五六七八九])[{_CN_DIGITS}]|(?<=[{_PROVINCES}][a-z]))"
+)
 
 
 def normalize(text: str | None) -> str:
@@ -325,8 +403,8 @@ def nfkc(text: str) -> str:
 
 
 def mask_pii(text: str) -> str:
-    """Replace phone numbers, ID numbers, bank card numbers and e-mail addresses with placeholder
-    tokens.
+    """Replace phone numbers, ID numbers, bank card numbers, e-mail addresses, QQ numbers, WeChat
+    ids, licence plates and passport numbers with placeholder tokens.
 
     Parameters
     ----------
@@ -337,11 +415,13 @@ def mask_pii(text: str) -> str:
     -------
     str
         The text with e-mail addresses, bank card numbers (16-19 digits that pass the Luhn check
-        and are not an ID number), 18- and 15-digit ID numbers, mobile numbers and landlines
-        (each also written in groups) replaced by ``[邮箱]``, ``[银行卡号]``, ``[身份证号]``,
-        ``[手机号]`` and ``[电话]``.
+        and are not an ID number), 18- and 15-digit ID numbers, mobile numbers (also in Chinese
+        numerals) and landlines (each also written in groups) replaced by ``[邮箱]``,
+        ``[银行卡号]``, ``[身份证号]``, ``[手机号]`` and ``[电话]``; QQ numbers and WeChat ids
+        after their keywords, licence plates and passport numbers after 护照 by ``[qq号]``,
+        ``[微信号]``, ``[车牌号]`` and ``[护照号]``.
     """
-    email, card, id_number, mobile, landline, after_keyword = _PII_PATTERNS
+    email, card, id_number, mobile, landline, after_keyword, *more = _PII_PATTERNS
     if "@" in text:
         text = email[0].sub(email[1], text)
     long_number = _LONG_NUMBER.search(text) is not None
@@ -353,6 +433,9 @@ def mask_pii(text: str) -> str:
     if long_number:
         text = landline[0].sub(landline[1], text)
         text = after_keyword[0].sub(after_keyword[1], text)
+    if _NEEDS_MORE.search(text):
+        for pattern, replacement in more:
+            text = pattern.sub(replacement, text)
     return text
 
 

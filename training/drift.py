@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from model.router import Router
-from model.text import MASK_CARD, MASK_EMAIL, MASK_ID, MASK_LANDLINE, MASK_MOBILE, clean, mask_label
+from model.text import PLACEHOLDERS, clean, mask_label
 from model.tickets import LABELS, as_utc, label_value
 from training.validate import merged_mapping
 
@@ -49,9 +49,7 @@ MAX_TERMS = 30
 DAILY_LIMIT_DAYS = 62
 # What masking put in a text is not a word of it: the segmenter would cut [银行卡号] into 银行卡 and
 # 号, new terms of every week with a card number in it, so the placeholders go before it cuts.
-_PLACEHOLDERS = re.compile(
-    "|".join(re.escape(p) for p in (MASK_ID, MASK_MOBILE, MASK_LANDLINE, MASK_EMAIL, MASK_CARD))
-)
+_PLACEHOLDERS = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 # A dictionary candidate: at least two characters and at least one Chinese character or letter.
 _TERM = re.compile(r"^(?=.*[\u4e00-\u9fffA-Za-z]).{2,}$")
 

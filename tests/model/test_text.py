@@ -16,6 +16,10 @@ from model.text import (
     MASK_ID,
     MASK_LANDLINE,
     MASK_MOBILE,
+    MASK_PASSPORT,
+    MASK_PLATE,
+    MASK_QQ,
+    MASK_WECHAT,
     clean,
     combine,
     mask_label,
@@ -91,7 +95,7 @@ def test_mask_pii_masks_each_kind():
         "营业时间08:30-17:30，周末09:00 - 12:00也不开门，每天早上6:30-7:30施工",
         "2019-2020学年学费3500元，学号2019012345，2020-2021 2022-2023两个年度的补贴均未发放",
         "订单号 20231215123456 的快递未送达，快递单号码1234 5678 9012，发票号码 0451 2345",
-        "工单号 20200101 已办结，工单号码20230415，车牌湘A 12345的车辆长期占用消防通道",
+        "工单号 20200101 已办结，工单号码20230415，3栋2单元101室的车辆长期占用消防通道",
         "物业费1200 1500元不等，金额 1000-2000 元，3栋1单元101室漏水，面积89.5平方米",
         # Dots and dashes: decimal amounts, version numbers, dates and date ranges.
         "单价1234.5678元，合计 0.1234.5678 万元，版本v10.0.19041.1234 和 1.2.3.4567 都有问题",
@@ -99,8 +103,28 @@ def test_mask_pii_masks_each_kind():
     ],
 )
 def test_mask_pii_leaves_ordinary_numbers_alone(text):
-    # Amounts, dates and times, year ranges, student, order and invoice numbers, plates: digits in
-    # groups are not a telephone or an ID number by themselves.
+    # Amounts, dates and times, year ranges, student, order and invoice numbers, house numbers:
+    # digits in groups are not a telephone or an ID number by themselves.
+    assert clean(text) == normalize(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Chinese numerals that are no telephone: idioms, dates, amounts, counts.
+        "一一对应，三三两两，一五一十地说，七七八八，一三五晚上停水",
+        "二〇二三年十二月十五日起，一百三十八元，共一千三百八十八户，十一栋三单元",
+        "一三八八年的古井，第一三五七九号楼",
+        # Keywords with no id after them.
+        "通过微信反映过，微信支付被扣款，微信公众号不回复，微信群里通知，加了qq群没人管",
+        "护照办理进度，扣扣说不清楚，vx也联系不上，wx小程序打不开",
+        # Letters and digits that are no plate: anonymised places, units, house and model numbers.
+        "a市k8县3栋2单元1203室，b区12号楼，型号abc12345的热水器，湘江路1234号，新a区",
+        "楼下5g基站，iphone12坏了，湘a栋楼下，新华书店a1234柜台",
+        "qq12，qq号是多少，微信号码是多少，护照过期了，护照号码丢了",
+    ],
+)
+def test_mask_pii_leaves_ordinary_words_alone(text):
     assert clean(text) == normalize(text)
 
 
@@ -160,6 +184,51 @@ def test_mask_pii_leaves_ordinary_numbers_alone(text):
         ("共计12件。2020年3月", "共计12件。2020年3月"),
         ("123456 @qq.com", MASK_EMAIL),
         ("zhangsan @ 163.com", MASK_EMAIL),
+        # Leaked before: a space on either side of the dash or dot between groups, and a landline
+        # with the country code.
+        ("138 - 1234 - 5678", MASK_MOBILE),
+        ("电话138 -1234- 5678", "电话" + MASK_MOBILE),
+        ("138 . 1234 . 5678", MASK_MOBILE),
+        ("0731 - 88880000", MASK_LANDLINE),
+        ("0731 - 8888 - 0000", MASK_LANDLINE),
+        ("电话:8888 - 0000", "电话:" + MASK_LANDLINE),
+        ("+86 731 8888 0000", MASK_LANDLINE),
+        ("+86-731-88880000", MASK_LANDLINE),
+        ("0086 731 88880000", MASK_LANDLINE),
+        ("+86 (731) 8888-0000", MASK_LANDLINE),
+        ("+86 10 8888 0000", MASK_LANDLINE),
+        ("430102 - 19900101 - 1234", MASK_ID),
+        ("6222 - 0212 - 3456 - 7890 - 128", MASK_CARD),
+        ("6217 - 0000 - 1234 - 5670 - 12月", MASK_CARD + " - 12月"),
+        # Leaked before: a mobile number in Chinese numerals.
+        ("一三八一二三四五六七八", MASK_MOBILE),
+        ("手机幺三八幺二三四五六七八联系", "手机" + MASK_MOBILE + "联系"),
+        ("一三九〇〇〇〇一二三四", MASK_MOBILE),
+        ("一八六 零零零零 两两两两", MASK_MOBILE),
+        ("一三八-一二三四-五六七八", MASK_MOBILE),
+        # A run of twelve numerals is no mobile number.
+        ("一三八一二三四五六七八九", "一三八一二三四五六七八九"),
+        # Leaked before: QQ numbers, WeChat ids, licence plates and passport numbers.
+        ("QQ号987654321", "qq号" + MASK_QQ),
+        ("qq:12345", "qq:" + MASK_QQ),
+        ("QQ 号码是 1234567890", "qq 号码是 " + MASK_QQ),
+        ("扣扣123456", "扣扣" + MASK_QQ),
+        ("Q号：7654321", "q号:" + MASK_QQ),
+        ("QQ群123456789", "qq群" + MASK_QQ),
+        ("微信zhaotiezhu1988", "微信" + MASK_WECHAT),
+        ("微信号：Zhang_San-88", "微信号:" + MASK_WECHAT),
+        ("加vx abc123456", "加vx " + MASK_WECHAT),
+        ("wx:lisi2024", "wx:" + MASK_WECHAT),
+        ("wxid_zh4ngs4n88", MASK_WECHAT),
+        ("微信13812345678", "微信" + MASK_MOBILE),
+        ("湘A12345占道", MASK_PLATE + "占道"),
+        ("车牌湘A·12345", "车牌" + MASK_PLATE),
+        ("粤B D12345", MASK_PLATE),
+        ("京AD12345新能源", MASK_PLATE + "新能源"),
+        ("苏E-8A88B", MASK_PLATE),
+        ("护照E12345678办理", "护照" + MASK_PASSPORT + "办理"),
+        ("护照号码是EA1234567", "护照号码是" + MASK_PASSPORT),
+        ("护照号:123456789", "护照号:" + MASK_PASSPORT),
     ],
 )
 def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
@@ -389,6 +458,66 @@ def test_any_mobile_number_is_masked(number, context):
     assert not re.search(r"1[3-9]\d{9}", clean(context + number + context))
 
 
+_CN_NUMERALS = {
+    "0": "〇零",
+    "1": "一幺",
+    "2": "二两",
+    **dict(zip("3456789", "三四五六七八九", strict=True)),
+}
+
+
+@given(
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.lists(st.integers(0, 1), min_size=11, max_size=11),
+    st.sampled_from(["", " ", "-"]),
+    st.text(alphabet="的了投诉电话，。 号码是", max_size=8),
+)
+def test_any_mobile_number_in_chinese_numerals_is_masked(number, variant, separator, context):
+    words = [
+        _CN_NUMERALS[d][v % len(_CN_NUMERALS[d])] for d, v in zip(number, variant, strict=True)
+    ]
+    written = "".join(words[:3]) + separator + "".join(words[3:7]) + separator + "".join(words[7:])
+    masked = clean(context + written + context)
+    assert MASK_MOBILE in masked and written not in masked
+
+
+@given(
+    st.sampled_from("京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"),
+    st.sampled_from("ABCDEFGHJKLMNPQRSTUVWXYZ"),
+    st.sampled_from(["", "·", " ", "-"]),
+    st.from_regex(r"[A-HJ-NP-Z0-9]{0,2}[0-9]{3,4}", fullmatch=True).filter(
+        lambda s: len(s) in (5, 6)
+    ),
+    st.sampled_from(["", "占道", "，", "的车"]),
+)
+def test_any_licence_plate_is_masked(province, letter, dot, rest, after):
+    plate = province + letter + dot + rest
+    assert clean("车牌" + plate + after) == normalize("车牌" + MASK_PLATE + after)
+
+
+@given(
+    st.sampled_from(["QQ", "qq", "QQ号", "QQ号码", "扣扣", "Q号", "QQ号是"]),
+    st.sampled_from(["", ":", "：", " "]),
+    st.from_regex(r"[1-9][0-9]{4,10}", fullmatch=True),
+    st.sampled_from(["", "加我", "，谢谢"]),
+)
+def test_any_qq_number_after_its_keyword_is_masked(keyword, colon, number, after):
+    masked = clean(keyword + colon + number + after)
+    # One that is a mobile number's digits is masked as that, before.
+    assert number not in masked and (MASK_QQ in masked or MASK_MOBILE in masked)
+
+
+@given(
+    st.sampled_from(["微信", "微信号", "vx", "wx", "VX", "微信号是", "v信"]),
+    st.sampled_from(["", ":", "：", " "]),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{5,19}", fullmatch=True),
+    st.sampled_from(["", "加我", "，谢谢"]),
+)
+def test_any_wechat_id_after_its_keyword_is_masked(keyword, colon, wechat_id, after):
+    masked = clean(keyword + colon + wechat_id + after)
+    assert wechat_id.lower() not in masked and MASK_WECHAT in masked
+
+
 def _normalize_reference(text: str | None) -> str:
     """normalize() as first written: one character at a time (the fast path must agree)."""
     import unicodedata
@@ -457,7 +586,10 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 
 
 # The masking patterns as first written, each beginning with its look-behind: the reference that the
-# faster forms in model.text must agree with.
+# faster forms in model.text must agree with. A dot or a dash between groups may have a space on
+# either side (138 - 1234 - 5678): _S, written [ .\-–—‐‑‒―−。] in the patterns below.
+_S = r"(?: ?[.\-–—‐‑‒―−。] ?| )"
+_CN = "〇零一幺二两三四五六七八九"
 _FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
 
 
@@ -470,10 +602,12 @@ def _card_as_first_written(match: re.Match[str]) -> str:
         return number
     if _passes_luhn(digits):
         return "[银行卡号]"
-    if re.fullmatch(
-        r"\d{4}(?:[ .\-–—‐‑‒―−。]\d{4}){3}[ .\-–—‐‑‒―−。]\d{1,3}", number
-    ) and _passes_luhn(digits[:16]):
-        return "[银行卡号]" + number[19:]
+    if re.fullmatch(rf"\d{{4}}(?:{_S}\d{{4}}){{3}}{_S}\d{{1,3}}", number) and _passes_luhn(
+        digits[:16]
+    ):
+        last = re.match(rf"\d{{4}}(?:{_S}\d{{4}}){{3}}", number)
+        assert last is not None
+        return "[银行卡号]" + number[last.end() :]
     return number
 
 
@@ -506,7 +640,8 @@ _FIRST_PII_PATTERNS = (
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—‐‑‒―−。]?\d{4}){2}(?!\d)", "[手机号]"),
     (
-        r"(?<!\d)(?:\(?0\d{2,3}\)?[ .\-–—‐‑‒―−。]?)(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
+        r"(?<!\d)(?:\(0|0(?:086[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))?|\+86[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))"
+        r"\d{2,3}\)?[ .\-–—‐‑‒―−。]?(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         "[电话]",
     ),
     (
@@ -514,12 +649,36 @@ _FIRST_PII_PATTERNS = (
         r"(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         r"\1\2[电话]",
     ),
+    (
+        rf"(?<![{_CN}])[一幺][三四五六七八九][{_CN}](?:[ .\-–—‐‑‒―−。]?[{_CN}]{{4}}){{2}}(?![{_CN}])",
+        "[手机号]",
+    ),
+    (
+        r"((?<![a-z])qq|扣扣|(?<![a-z])q号)( ?(?:号码|号|群号?)?(?:是|为)?[:：]?\s*)"
+        r"[1-9]\d{4,10}(?!\d)",
+        r"\1\2[qq号]",
+    ),
+    (
+        r"(?<![a-z])wxid_[a-z0-9_-]{4,}"
+        r"|(微信|(?<![a-z])vx|(?<![a-z])wx|(?<![a-z])v信)"
+        r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])",
+        lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + "[微信号]",
+    ),
+    (
+        r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][a-z][·・• -]?"
+        r"(?=[a-z]*\d)[a-z0-9]{5,6}(?![a-z0-9])",
+        "[车牌号]",
+    ),
+    (
+        r"(护照)((?:号码|号)?(?:是|为)?[:：]?\s*)(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])",
+        r"\1\2[护照号]",
+    ),
 )
 
 
 def _mask_as_first_written(text: str) -> str:
     for pattern, placeholder in _FIRST_PII_PATTERNS:
-        text = re.sub(pattern, placeholder, text)
+        text = re.sub(pattern.replace("[ .\\-–—‐‑‒―−。]", _S), placeholder, text)
     return text
 
 
@@ -562,6 +721,14 @@ def _mask_every_pattern(text: str) -> str:
                 ]
             ),
             st.sampled_from(["a", "x", "X", "qq.com", "投诉", "小区"]),
+            # Keywords, plates' provinces and letters, and numerals of numbers written in words.
+            st.sampled_from(
+                [
+                    *["qq", "q号", "扣扣", "群", "微信", "wx", "vx", "v信", "wxid_", "id", "护照"],
+                    *["湘", "粤", "新", "b", "e", "ea", "·", "_", "zhang", "san"],
+                    *["一", "幺", "三", "八", "〇", "零", "两", "九", "一三八", "四五六七"],
+                ]
+            ),
             # Birth dates and the groups of an ID number in which they fall.
             st.sampled_from(["19900101", "1990", "0101", "0219", "9001", "0112", "900101"]),
             # Bank card numbers that pass the Luhn check, and the groups they are written in.
@@ -604,6 +771,15 @@ def _mask_every_pattern(text: str) -> str:
 @example(["电话", "8888", "—", "0000"])
 @example(["430102", ".", "1990", "–", "0101", ".", "1234"])
 @example(["4301", "—", "0219", "—", "9001", "—", "0112", "—", "34"])
+@example(["138", " ", "-", " ", "1234", " ", "-", " ", "5678"])
+@example(["6217", " ", "-", " ", "0000", " ", "-", " ", "1234", "-", "5670", " ", "-", "12"])
+@example(["+86", " ", "731", " ", "8888", " ", "0000"])
+@example(["0086", "-", "731", "-", "88880000"])
+@example(["一三八", "一", "四五六七", "四五六七"])
+@example(["qq", "号", "是", "1234567"])
+@example(["微信", "：", "zhang", "_", "san"])
+@example(["湘", "a", "·", "12345"])
+@example(["护照", "e", "12345678"])
 @settings(max_examples=300)
 def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     # The cheap checks in front of each pattern change nothing: the same as running every pattern,
@@ -616,6 +792,7 @@ def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     st.text(
         alphabet=st.one_of(
             st.sampled_from("0123456789+-–—‐‑‒―−。.() :：电话座机号码联系方式是tel Xx8６٣"),
+            st.sampled_from("qq扣微信wvxid_护照群号湘粤ab·一幺三八〇零两九"),
             st.characters(codec="utf-8"),
         ),
         max_size=60,

@@ -25,9 +25,17 @@ from serve.security import loggable_path
 from tests.conftest import TINY_TICKETS
 
 PHONE, ID_NUMBER, EMAIL = "13812345678", "11010119900307123X", "zhang.san@example.com"
-SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san")
-PII = f"电话{PHONE}，身份证{ID_NUMBER}，邮箱{EMAIL}"
-MASKS = ("[手机号]", "[身份证号]", "[邮箱]")
+# Forms the masks missed before, as a city's live traffic writes them (the shared real data holds
+# none: its organisers masked phone numbers).
+QQ, WECHAT, PLATE, PASSPORT = "987654321", "zhaotiezhu1988", "12345", "E12345678"
+IN_WORDS, SPACED = "一三八一二三四五六七八", "139 - 8765 - 4321"
+SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san", QQ, WECHAT, PLATE)
+SECRETS += (PASSPORT, PASSPORT.lower(), IN_WORDS, "8765")
+PII = (
+    f"电话{PHONE}，身份证{ID_NUMBER}，邮箱{EMAIL}，QQ号{QQ}，微信{WECHAT}，车牌湘A{PLATE}，"
+    f"护照{PASSPORT}，手机{IN_WORDS}，{SPACED}"
+)
+MASKS = ("[手机号]", "[身份证号]", "[邮箱]", "[qq号]", "[微信号]", "[车牌号]", "[护照号]")
 
 
 class Broken:

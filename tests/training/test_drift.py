@@ -147,6 +147,7 @@ def test_drift_leaves_masked_numbers_out_of_new_terms_and_oov(tiny_model_dir: Pa
     plain = [record(0, "楼下烧烤店油烟很大", "执法", None) for _ in range(3)]
     # Each text masks to 楼下烧烤店油烟很大 and a placeholder: the citizen wrote no new word.
     numbers = ["13812345678", "6222021234567890128", "430102199001011234", "zhang@163.com"]
+    numbers += ["湘A12345", "wxid_zh4ngs4n88"]
     # Three distinct tickets each: a new term must be used by three.
     masked = [
         record(1, f"{start}油烟很大,联系{n}", "执法", None)
@@ -155,7 +156,16 @@ def test_drift_leaves_masked_numbers_out_of_new_terms_and_oov(tiny_model_dir: Pa
     ]
     report = drift(router, meta, plain + masked, since=T0)
     terms = {t["term"] for t in report["new_terms"]}
-    assert not terms & {"手机号", "银行卡", "身份证号", "身份证", "邮箱"}
+    assert not terms & {
+        "手机号",
+        "银行卡",
+        "身份证号",
+        "身份证",
+        "邮箱",
+        "车牌号",
+        "车牌",
+        "微信号",
+    }
     oov = {r["period"]: r["rate"] for r in report["oov"]["by_period"]}
     assert oov["2026-05-02"] <= oov["2026-05-01"]
 
