@@ -15,6 +15,7 @@ Traffic is a list of feedback records (plain dicts; the CLI reads them from the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -45,6 +46,9 @@ PSI_NOISE_LEVEL = 0.05
 # masked title and text: a decision saved again, or the same complaint filed twice, counts once.
 MIN_TERM_TICKETS = 3
 MAX_TERMS = 30
+# Feedback records tokenised at a time: the tokens of a whole window (200,000 records) took about
+# 1.2 GB at once.
+CHUNK_RECORDS = 2_000
 # Spans longer than this are bucketed by ISO week instead of by day.
 DAILY_LIMIT_DAYS = 62
 # What masking put in a text is not a word of it: the segmenter would cut [银行卡号] into 银行卡 and
@@ -219,34 +223,37 @@ def drift(
     tokens_by_period: dict[str, list[int]] = {}
     review_by_period: dict[str, list[int]] = {}
     new_terms: Counter[str] = Counter()
-    # Per distinct ticket (its masked title and text), the new terms it uses.
-    ticket_terms: dict[tuple[str, str], set[str]] = {}
+    # Per distinct ticket (a digest of its masked title and text), the new terms it uses.
+    ticket_terms: dict[bytes, set[str]] = {}
     known = unknown = 0
-    texts = [
-        (
-            _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
-            _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
-        )
-        for r in records
-    ]
-    docs = features.segmenter.transform(features.texts(texts))
-    for r, when, ticket, doc in zip(records, times, texts, docs, strict=True):
-        key = period(when)
-        tokens = doc.tokens
-        miss = [t for t in tokens if t not in vocab]
-        k, u = len(tokens) - len(miss), len(miss)
-        known, unknown = known + k, unknown + u
-        counts = tokens_by_period.setdefault(key, [0, 0])
-        counts[0] += k
-        counts[1] += u
-        terms = [t for t in miss if _TERM.match(t)]
-        new_terms.update(terms)
-        ticket_terms.setdefault(ticket, set()).update(terms)
-        decision = suggestion_decision(r.get("suggestion"))
-        if decision is not None:
-            rv = review_by_period.setdefault(key, [0, 0])
-            rv[0] += decision == "review"
-            rv[1] += 1
+    for start in range(0, len(records), CHUNK_RECORDS):
+        part = records[start : start + CHUNK_RECORDS]
+        texts = [
+            (
+                _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
+                _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
+            )
+            for r in part
+        ]
+        docs = features.segmenter.transform(features.texts(texts))
+        when_part = times[start : start + CHUNK_RECORDS]
+        for r, when, ticket, doc in zip(part, when_part, texts, docs, strict=True):
+            key = period(when)
+            tokens = doc.tokens
+            miss = [t for t in tokens if t not in vocab]
+            k, u = len(tokens) - len(miss), len(miss)
+            known, unknown = known + k, unknown + u
+            counts = tokens_by_period.setdefault(key, [0, 0])
+            counts[0] += k
+            counts[1] += u
+            terms = [t for t in miss if _TERM.match(t)]
+            new_terms.update(terms)
+            ticket_terms.setdefault(_digest(ticket), set()).update(terms)
+            decision = suggestion_decision(r.get("suggestion"))
+            if decision is not None:
+                rv = review_by_period.setdefault(key, [0, 0])
+                rv[0] += decision == "review"
+                rv[1] += 1
     total = known + unknown
     report["oov"] = {
         "rate": unknown / total if total else None,
@@ -273,6 +280,12 @@ def drift(
         {"term": t, "count": new_terms[t], "tickets": in_tickets[t]} for t in frequent[:MAX_TERMS]
     ]
     return report
+
+
+def _digest(ticket: tuple[str, str]) -> bytes:
+    """A ticket's masked title and text as a 16-byte key, so the window's texts are not held twice."""
+    title, text = ticket
+    return hashlib.blake2b(f"{title}\x00{text}".encode(), digest_size=16).digest()
 
 
 def write_drift(report: Mapping[str, Any], json_path: str | Path) -> list[Path]:

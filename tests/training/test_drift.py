@@ -234,3 +234,31 @@ def test_drift_without_a_feedback_database_neither_creates_one_nor_fails(
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "drift.json").read_text(encoding="utf-8"))["records"] == 0
     assert not data_dir.exists()
+
+
+def test_drift_reads_traffic_in_chunks_with_the_same_figures(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole window was tokenised at once: 100,000 records held ~600 MB of tokens beside the
+    # records. Chunks must not change a figure, nor count a ticket repeated across a chunk
+    # boundary twice among the tickets that use a new term.
+    import training.drift as drift_module
+
+    router, meta = load_router(tiny_model_dir)
+    new = "共享单车乱停放堵塞盲道"
+    records = [
+        record(day, text, dept, decision)
+        for day, text, dept, decision in [
+            (0, "楼下烧烤店油烟很大", "执法", "auto"),
+            (0, new + "东门", "执法", "review"),
+            (1, "拖欠工资不发", "人社", "review"),
+            (1, new + "东门", "执法", "auto"),  # the same ticket again, in another chunk below
+            (2, new + "西门", "执法", None),
+            (2, "电梯故障", "住建", "review"),
+            (3, new + "南门", "执法", "review"),
+        ]
+    ]
+    whole = drift(router, meta, records, since=T0)
+    monkeypatch.setattr(drift_module, "CHUNK_RECORDS", 2)
+    assert drift(router, meta, records, since=T0) == whole
+    assert whole["new_terms"] and all(t["tickets"] == 3 for t in whole["new_terms"])
