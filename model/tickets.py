@@ -663,10 +663,13 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             # Python objects, not pandas' dtypes: an integer column with a null stays integers.
             table = pq.read_table(path)
             refuse_same_names(f"{path}", table.column_names)
+            # A blank name is "Unnamed: 2", as in every other reader (and label's).
             df = pd.DataFrame(
                 {
-                    name: _parquet_texts(path, name, table.column(name).to_pylist())
-                    for name in table.column_names
+                    name: _parquet_texts(path, name, column.to_pylist())
+                    for name, column in zip(
+                        column_names(table.column_names), table.columns, strict=True
+                    )
                 },
                 dtype=object,
             )
@@ -718,16 +721,17 @@ def load_json_line(line: str) -> Any:
     return json.loads(line, object_pairs_hook=_json_object)
 
 
-def same_names(names: Iterable[str]) -> tuple[str, str] | None:
+def same_names(names: Iterable[str], blanks: bool = False) -> tuple[str, str] | None:
     """The first two of ``names`` that are one column once the spaces around them are removed
     (``"text"`` and ``"text "``), as written; ``None`` when there are none. Blank names are left
-    to :func:`column_names`, which numbers them."""
+    to :func:`column_names`, which numbers them, unless ``blanks`` (JSON keys, which have no
+    place to be numbered by: ``""`` and ``" "`` are one key)."""
     seen: dict[str, str] = {}
     for name in names:
         key = name.strip()
         if key in seen:
             return seen[key], name
-        if key:
+        if key or blanks:
             seen[key] = name
     return None
 
@@ -750,7 +754,7 @@ def refuse_same_names(where: str, names: Iterable[str], kind: str = "columns") -
             f"{where}: the key {repeated!r} is written twice (only one value would be read); "
             "rename or drop one of them"
         )
-    pair = same_names(names)
+    pair = same_names(names, blanks=kind == "keys")
     if pair:
         raise TicketFileError(
             f"{where}: the {kind} {pair[0]!r} and {pair[1]!r} are both read as {pair[0].strip()!r} "

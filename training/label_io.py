@@ -761,26 +761,28 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
 
 def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
+    pf = pq.ParquetFile(path)
+    # The file's columns by position, named as file_columns names them: a blank name is
+    # "Unnamed: 2" there, and keyed by its stripped name ("") its values went nowhere.
+    names = column_names(pf.schema_arrow.names)
     rowno = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=2_048):
-        for obj in batch.to_pylist():
+    for batch in pf.iter_batches(batch_size=2_048):
+        for cells in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rowno += 1
             where = f"row {rowno} of {path.name}"
             values = dict(blank)
             try:
-                values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
+                values.update((k, cell_text(v)) for k, v in zip(names, cells, strict=True))
             except UnicodeDecodeError:
                 # A BINARY column holds bytes, which cell_text reads as UTF-8: the row is kept,
                 # not labelled, with U+FFFD in place of what is not UTF-8.
                 bad = ""
-                for k, v in obj.items():
+                for k, v in zip(names, cells, strict=True):
                     try:
-                        values[str(k).strip()] = cell_text(v)
+                        values[k] = cell_text(v)
                     except UnicodeDecodeError:
-                        bad = bad or str(k)
-                        values[str(k).strip()] = (
-                            v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
-                        )
+                        bad = bad or k
+                        values[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
                 yield Record(values, f"unreadable: {where}: column {bad!r} is not UTF-8", where)
                 continue
             yield Record(values, None, where)

@@ -1983,6 +1983,51 @@ def test_parquet_binary_strings_are_labelled_as_text(tiny_model_dir: Path, tmp_p
     assert df["pred_department"][1] == ""
 
 
+def test_a_parquet_column_with_a_blank_name_keeps_its_values(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # An export that left a notes column unnamed: file_columns named it "Unnamed: 2" while the
+    # reader keyed its values by "" — every value came back empty, without a word.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from model.tickets import read_table
+
+    src = tmp_path / "in.parquet"
+    text = TINY_TICKETS[0][1]
+    table = pa.table({"id": ["P1", "P2"], "text": [text, text], "": ["备注一", "备注二"]})
+    table = table.append_column("  ", pa.array(["甲", "乙"]))
+    pq.write_table(table, src)
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df.columns[:4]) == ["id", "text", "Unnamed: 2", "Unnamed: 3"]
+    assert df["Unnamed: 2"].tolist() == ["备注一", "备注二"]
+    assert df["Unnamed: 3"].tolist() == ["甲", "乙"]
+    assert (df["error"] == "").all()
+    assert list(read_table(src).columns) == list(df.columns[:4])  # as train names them
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_json_keys_that_are_both_blank_are_refused(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # {"": note, " ": other note}: both read as "", and one of the two values was lost.
+    from model.tickets import read_table
+
+    obj = {"id": "J1", "text": TINY_TICKETS[0][1], "": "备注一", " ": "备注二"}
+    src = tmp_path / f"in{suffix}"
+    line = json.dumps(obj, ensure_ascii=False)
+    src.write_text(f"[{line}]" if suffix == ".json" else line + "\n", encoding="utf-8")
+    says = "the keys '' and ' ' are both read as ''"
+    with pytest.raises(TicketFileError, match=re.escape(says)):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    with pytest.raises(TicketFileError, match=re.escape(says)):
+        read_table(src)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_jsonl_keys_that_differ_only_by_spaces_are_refused(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
