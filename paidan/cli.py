@@ -771,6 +771,14 @@ def label(
         f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
         soft_wrap=True,
     )
+    from rich.markup import escape
+
+    for warning in result.warnings:  # escaped: a file name may hold "[...]"
+        err.print(
+            f"[yellow]warning:[/yellow] {escape(printable(warning))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     note = sample_default_note(model_dir)
     if note:
         err.print(printable(note), highlight=False, soft_wrap=True)

@@ -51,6 +51,7 @@ from model.startup import signal_on_parent_death
 from model.text import is_blank
 from model.tickets import ColumnMap, check_columns, expand_paths
 from training.label_io import (
+    XLSX_MAX_CELL_CHARS,
     OutputWriter,
     Record,
     estimate_rows,
@@ -125,6 +126,8 @@ class LabelResult:
     summary_path: Path
     plots: list[Path] = field(default_factory=list)
     resumed_chunks: int = 0
+    # What the output could not hold as read (XLSX: cells over Excel's limit, cut), one line each.
+    warnings: list[str] = field(default_factory=list)
 
 
 # -- workers: load the model once per process --------------------------------------------------
@@ -745,9 +748,25 @@ def label(
             "resumed_rows": resumed_rows,
             # CSV: the cells written with a leading ' so that a spreadsheet shows them as text.
             **({"formulas_escaped": writer.escaped} if fmt == "csv" else {}),
+            # XLSX: cells over the 32,767 characters Excel holds, cut (their rows' error says so).
+            **(
+                {"cells_cut": writer.cells_cut, "rows_with_cells_cut": writer.rows_cut}
+                if fmt == "xlsx"
+                else {}
+            ),
             "seconds": round(time.perf_counter() - started, 2),
         }
     )
+    warnings = []
+    if writer.cells_cut:
+        cells = f"{writer.cells_cut:,} cell" + ("" if writer.cells_cut == 1 else "s")
+        rows = f"{writer.rows_cut:,} row" + ("" if writer.rows_cut == 1 else "s")
+        warnings.append(
+            f"{cells} in {rows} held more than the {XLSX_MAX_CELL_CHARS:,} characters an Excel "
+            f"cell holds and {'is' if writer.cells_cut == 1 else 'are'} cut in {output} (the "
+            f"first: {writer.first_cut}); each such row's error says so: write .csv, .jsonl or "
+            ".parquet to keep every character"
+        )
     # Over the rows this run labelled: those of the resumed chunks took the interrupted run's time
     # (counted in, a resume near the end reported several times the machine's speed).
     summary["rows_per_second"] = round(
@@ -761,7 +780,7 @@ def label(
         write_json_atomic(summary, summary_path)
     shutil.rmtree(parts, ignore_errors=True)
     logger.info("labelled %s rows into %s", summary["rows"], output)
-    return LabelResult(output, summary, summary_path, plots, done)
+    return LabelResult(output, summary, summary_path, plots, done, warnings)
 
 
 def written_files(output: Path) -> list[Path]:

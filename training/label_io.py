@@ -57,6 +57,9 @@ from model.tickets import (
 
 # Excel's sheet size: header plus 1,048,575 data rows.
 XLSX_MAX_ROWS = 1_048_576
+# The most characters an Excel cell holds (UTF-16 code units: an emoji counts as two); openpyxl
+# cuts a longer string to this many without a word.
+XLSX_MAX_CELL_CHARS = 32_767
 
 
 @dataclass
@@ -869,6 +872,23 @@ def escape_formulas(table: pa.Table) -> tuple[pa.Table, int]:
     return pa.Table.from_arrays(columns, schema=table.schema), escaped
 
 
+def _utf16_units(text: str) -> int:
+    """The length of ``text`` as Excel counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _cut_note(cut: list[tuple[str, int]]) -> str:
+    """What a row's ``error`` says of its fields cut in an XLSX file (name, length in characters)."""
+    fields = ", ".join(f"{k!r} has {n:,} characters" for k, n in cut)
+    emoji = all(n <= XLSX_MAX_CELL_CHARS for _, n in cut)  # over only once emoji count as two
+    return (
+        f"cut in this workbook: {fields}, over the {XLSX_MAX_CELL_CHARS:,} an Excel cell holds"
+        + (" (an emoji counts as two)" if emoji else "")
+        + f"; only the first {XLSX_MAX_CELL_CHARS:,} are here: write .csv, .jsonl or .parquet "
+        "to keep every character"
+    )
+
+
 class OutputWriter:
     """Streams rows into the final file format; the same rows always give the same bytes (except
     XLSX, whose zip entries carry the time of writing).
@@ -888,6 +908,11 @@ class OutputWriter:
         self.escaped = 0  # cells written with a leading quote
         self.names = schema.names
         self.rows = 0
+        # XLSX: cells longer than an Excel cell holds, cut (each row's error says so), the rows
+        # holding them, and where the first is.
+        self.cells_cut = 0
+        self.rows_cut = 0
+        self.first_cut = ""
         self._f: Any = None
         self._writer: Any = None
         if fmt == "csv":
@@ -912,7 +937,13 @@ class OutputWriter:
             self._sheet.append(self.names)
 
     def write(self, table: pa.Table) -> None:
-        """Append one part (a table with the output schema)."""
+        """Append one part (a table with the output schema).
+
+        An XLSX cell longer than Excel holds (:data:`XLSX_MAX_CELL_CHARS`) keeps its first
+        characters, and its row's ``error`` says which field was cut, from how many characters,
+        and which formats keep it whole (counted in :attr:`cells_cut` and :attr:`rows_cut`).
+        """
+        first_row = self.rows + 2  # on the sheet, under the header
         self.rows += table.num_rows
         if self.fmt == "csv" and self.formulas_escaped:
             # Here, as the file is written: the parts that --resume reads back hold the values
@@ -934,11 +965,20 @@ class OutputWriter:
             from openpyxl.cell import WriteOnlyCell
             from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+            def too_long(value: str) -> bool:
+                return len(value) > XLSX_MAX_CELL_CHARS // 2 and _utf16_units(value) > (
+                    XLSX_MAX_CELL_CHARS
+                )
+
             def as_cell(value: Any) -> Any:
-                """Characters XML cannot carry removed, and text kept as text."""
+                """Text kept as text, cut to what a cell holds (as openpyxl would cut it, but not
+                inside an emoji)."""
                 if not isinstance(value, str):
                     return value
-                value = ILLEGAL_CHARACTERS_RE.sub("", value)
+                if too_long(value):
+                    value = value.encode("utf-16-le", "surrogatepass")[
+                        : 2 * XLSX_MAX_CELL_CHARS
+                    ].decode("utf-16-le", "ignore")
                 if not value.startswith("="):
                     return value
                 # openpyxl stores a string that begins with "=" as a formula, which Excel then runs
@@ -948,7 +988,20 @@ class OutputWriter:
                 cell.data_type = "s"
                 return cell
 
-            for row in rows:
+            for n, row in enumerate(rows, first_row):
+                # Characters XML cannot carry removed.
+                for k, v in row.items():
+                    if isinstance(v, str):
+                        row[k] = ILLEGAL_CHARACTERS_RE.sub("", v)
+                cut = [(k, len(v)) for k, v in row.items() if isinstance(v, str) and too_long(v)]
+                if cut:
+                    note = _cut_note(cut)
+                    row["error"] = f"{row['error']}; {note}" if row["error"] else note
+                    self.cells_cut += len(cut)
+                    self.rows_cut += 1
+                    if not self.first_cut:
+                        k, length = cut[0]
+                        self.first_cut = f"sheet row {n:,}, column {k!r}: {length:,} characters"
                 self._sheet.append([as_cell(v) for v in row.values()])
 
     def close(self) -> None:

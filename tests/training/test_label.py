@@ -883,6 +883,63 @@ def test_no_escape_formulas_writes_csv_cells_as_read(tiny_model_dir: Path, tmp_p
         assert read_output(tmp_path / name)["text"].tolist() == [r[2] for r in rows]
 
 
+def test_xlsx_output_says_which_cells_it_cut_to_excels_limit(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # openpyxl cuts a string to Excel's 32,767 characters without a word: a long text or note
+    # came back missing its tail, and nothing said so.
+    import openpyxl
+
+    long_text = "路灯不亮" * 10_000  # 40,000 characters: a "text too long" row
+    note = "附件" * 20_000  # 40,000 characters beside a ticket that is labelled
+    emoji = "😀" * 17_000  # 17,000 characters, 34,000 as Excel counts them
+    rows = [
+        {"id": "L1", "text": long_text, "notes": ""},
+        {"id": "L2", "text": TINY_TICKETS[0][1], "notes": note},
+        {"id": "L3", "text": TINY_TICKETS[1][1], "notes": emoji},
+        {"id": "L4", "text": TINY_TICKETS[2][1], "notes": "x" * 32_767},  # fits exactly
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    out = tmp_path / "out.xlsx"
+    res = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+
+    sheet = openpyxl.load_workbook(out).active
+    header = [c.value for c in sheet[1]]
+    got = [dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert [r["id"] for r in got] == ["L1", "L2", "L3", "L4"]
+    assert got[0]["text"] == long_text[:32_767]
+    assert got[0]["error"].startswith("text too long")
+    assert (
+        "; cut in this workbook: 'text' has 40,000 characters, over the 32,767" in got[0]["error"]
+    )
+    assert ".csv, .jsonl or .parquet" in got[0]["error"]
+    # A labelled row keeps its labels; its error says what was cut.
+    assert got[1]["notes"] == note[:32_767] and got[1]["decision"] in ("auto", "review")
+    assert got[1]["error"].startswith("cut in this workbook: 'notes' has 40,000 characters")
+    assert got[2]["notes"] == emoji[:16_383]  # never half an emoji
+    assert "(an emoji counts as two)" in got[2]["error"]
+    assert got[3]["notes"] == "x" * 32_767 and got[3]["error"] is None
+
+    summary = json.loads((tmp_path / "out.xlsx.summary.json").read_text(encoding="utf-8"))
+    assert summary["cells_cut"] == 3 and summary["rows_with_cells_cut"] == 3
+    assert summary["errors"] == 1 and summary["labelled"] == 3  # the labels are not errors
+    said = " ".join(res.stderr.split())
+    assert "warning: 3 cells in 3 rows held more than the 32,767 characters" in said
+    assert "(the first: sheet row 2, column 'text': 40,000 characters)" in said
+    assert "write .csv, .jsonl or .parquet" in said
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)  # other formats: nothing cut
+    assert read_output(tmp_path / "out.csv")["notes"][1] == note
+    summary = json.loads((tmp_path / "out.csv.summary.json").read_text(encoding="utf-8"))
+    assert "cells_cut" not in summary
+
+
 def test_label_refuses_a_directory_holding_a_part_it_cannot_read(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
