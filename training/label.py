@@ -49,9 +49,10 @@ from model.router import Router
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import is_blank
-from model.tickets import ColumnMap, check_columns, expand_paths
+from model.tickets import ColumnMap, check_columns, expand_paths, file_format
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
+    XLSX_MAX_ROWS,
     OutputWriter,
     Record,
     estimate_rows,
@@ -630,6 +631,8 @@ def label(
     schema = output_schema(input_columns)
     max_chars = get_settings().max_text_chars
     max_title_chars = get_settings().max_title_chars
+    if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
+        _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
     fingerprint = {
         "format": MANIFEST_FORMAT,
         "inputs": [
@@ -676,6 +679,9 @@ def label(
     scores: list[np.ndarray] = []
 
     def emit(table: pa.Table) -> None:
+        if fmt == "xlsx" and writer.rows + table.num_rows > XLSX_MAX_ROWS - 1:
+            # An input counted low before the run (a workbook's stale declared size).
+            raise _SheetFull(_too_many_rows(output, f"more than {XLSX_MAX_ROWS - 1:,}", True))
         with _writing(tmp, parts):
             writer.write(table)
         scores.append(counts.add(table))
@@ -727,9 +733,11 @@ def label(
             closer()
         with _writing(tmp, parts):
             writer.close()
-    except BaseException:
+    except BaseException as e:
         writer.abort()
         tmp.unlink(missing_ok=True)
+        if isinstance(e, _SheetFull):  # no run into this --out can ever use them
+            shutil.rmtree(parts, ignore_errors=True)
         drop_unused_parts()
         raise
     with _writing(output, parts):
@@ -781,6 +789,73 @@ def label(
     shutil.rmtree(parts, ignore_errors=True)
     logger.info("labelled %s rows into %s", summary["rows"], output)
     return LabelResult(output, summary, summary_path, plots, done, warnings)
+
+
+class _SheetFull(LabelError):
+    """The rows do not fit in one Excel sheet: the run's parts can continue no run."""
+
+
+# Inputs whose estimated rows (exact for Parquet, lines for CSV and JSON Lines, which are at least
+# the rows) pass this share of Excel's limit are counted before an .xlsx run: a JSON array's
+# estimate is extrapolated from its first elements, and may be low.
+XLSX_COUNT_FROM = 0.9
+# Rows counted between two progress updates.
+_COUNT_PROGRESS_ROWS = 50_000
+
+
+def _check_one_sheet(
+    files: Sequence[Path],
+    columns: list[str],
+    cmap: ColumnMap,
+    max_chars: int,
+    output: Path,
+    progress: Progress | None,
+) -> None:
+    """Refuse an ``.xlsx`` output for input rows that one Excel sheet cannot hold, before any
+    is labelled: counted exactly (read through once, as the run reads them) when the cheap
+    estimate comes near the limit, since a CSV text of several lines makes the lines more than
+    the rows."""
+    limit = XLSX_MAX_ROWS - 1
+    estimates = [estimate_rows(p) for p in files]
+    if sum(estimates) <= limit * XLSX_COUNT_FROM:
+        return
+    field_limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
+    rows = 0
+    for path, estimate in zip(files, estimates, strict=True):
+        if file_format(path) == "parquet":  # exact
+            rows += estimate
+        else:
+            records = iter_records(
+                path, columns, field_limit, cmap.delimiter, cmap.text, cmap.title
+            )
+            for _ in records:
+                rows += 1
+                if rows > limit:
+                    break
+                if progress and rows % _COUNT_PROGRESS_ROWS == 0:
+                    progress("counting rows (.xlsx)", rows, max(sum(estimates), rows))
+        if rows > limit:
+            exact = all(file_format(p) == "parquet" for p in files)
+            raise LabelError(
+                _too_many_rows(output, f"{rows:,}" if exact else f"more than {limit:,}", False)
+            )
+
+
+def _too_many_rows(output: Path, rows: str, late: bool) -> str:
+    """The one line that refuses an ``.xlsx`` output for ``rows`` input rows."""
+    said = (
+        f"--out {output}: the input has {rows} rows, and one Excel sheet holds "
+        f"{XLSX_MAX_ROWS - 1:,} (under its header); write .csv, .jsonl or .parquet instead "
+        f"(--out {output.with_suffix('.csv')})"
+    )
+    if late:
+        said += (
+            "; the labelled chunks are removed, since they could only continue this .xlsx run, "
+            "which would stop here again"
+        )
+    else:
+        said += "; nothing was labelled"
+    return said
 
 
 def written_files(output: Path) -> list[Path]:

@@ -1027,5 +1027,12 @@ class OutputWriter:
                 self._f.close()
             elif self.fmt == "parquet":
                 self._writer.close()
+            elif self.fmt == "xlsx":
+                # The sheet's rows go to a temporary file of openpyxl's own: finished and removed
+                # now, or its writer, collected at exit, printed "Exception ignored … I/O
+                # operation on closed file" under the run's one-line error.
+                self._sheet.close()
+                if self._sheet._writer is not None:
+                    self._sheet._writer.cleanup()
         except Exception:
             pass

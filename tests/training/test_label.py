@@ -940,6 +940,87 @@ def test_xlsx_output_says_which_cells_it_cut_to_excels_limit(
     assert "cells_cut" not in summary
 
 
+@pytest.fixture
+def small_sheet(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Excel's sheet lowered to a header and 20 rows; returns the rows it holds."""
+    import training.label
+    import training.label_io
+
+    for module in (training.label, training.label_io):
+        monkeypatch.setattr(module, "XLSX_MAX_ROWS", 21, raising=False)
+    return 20
+
+
+def test_xlsx_output_over_a_sheet_is_refused_before_a_row_is_labelled(
+    tiny_model_dir: Path, tmp_path: Path, small_sheet: int
+) -> None:
+    # It was refused only once every row that fits had been labelled (minutes to hours), naming a
+    # hidden temporary file, with a traceback, and leaving OUTPUT.parts/ behind unmentioned.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(small_sheet + 10))
+    out = tmp_path / "out.xlsx"
+    res = CliRunner().invoke(
+        app,
+        ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"],
+    )
+    assert res.exit_code != 0
+    said = res.stderr.strip()
+    assert said.count("\n") == 0 and "Traceback" not in said, said
+    assert f"--out {out}: the input has more than {small_sheet} rows" in said
+    assert "write .csv, .jsonl or .parquet instead" in said and "nothing was labelled" in said
+    assert not out.exists() and not (tmp_path / "out.xlsx.parts").exists()
+
+    # Parquet's rows are counted exactly, from its metadata.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = ticket_rows(small_sheet + 1)
+    pq.write_table(
+        pa.table({"id": [r[0] for r in rows], "text": [r[2] for r in rows]}),
+        tmp_path / "in.parquet",
+    )
+    with pytest.raises(
+        LabelError,
+        match=f"the input has {small_sheet + 1} rows, and one Excel sheet holds {small_sheet}",
+    ):
+        label([tmp_path / "in.parquet"], tiny_model_dir, out, jobs=1)
+
+    # More lines than a sheet holds, but as many rows as it does (texts of several lines): counted,
+    # and labelled.
+    rows = ticket_rows(small_sheet)
+    for row in rows[:8]:
+        row[2] += "\n（补充说明）"
+    src = write_csv(tmp_path / "lines.csv", rows)
+    label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
+    assert len(read_output(out)) == small_sheet
+
+
+def test_xlsx_output_over_a_sheet_found_late_is_one_line_and_leaves_nothing(
+    tiny_model_dir: Path, tmp_path: Path, small_sheet: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inputs counted low before the run (a workbook's stale declared size): found as the rows are
+    # written, said naming --out, not a temporary file, and with no "Exception ignored" from
+    # openpyxl's sheet writer; the parts, which could only continue this run, are removed.
+    import gc
+    import sys
+
+    import training.label
+
+    monkeypatch.setattr(training.label, "estimate_rows", lambda path: 0)
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(small_sheet + 10))
+    out = tmp_path / "out.xlsx"
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=10)
+    said = str(e.value)
+    del e  # its traceback holds the writer
+    gc.collect()
+    assert said.startswith(f"--out {out}: the input has more than {small_sheet} rows")
+    assert "the labelled chunks are removed" in said and ".tmp" not in said
+    assert not out.exists() and not (tmp_path / "out.xlsx.parts").exists()
+    assert unraisable == []
+
+
 def test_label_refuses_a_directory_holding_a_part_it_cannot_read(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
