@@ -115,8 +115,8 @@ def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
     line refused. Leaves the file's position wherever reading stopped.
     """
     head = f.read(size)
-    if len(head) < size or _NON_ASCII.search(head):
-        return head
+    if len(head) < size or _NON_ASCII.search(head) or utf16_without_bom(head):
+        return head  # (UTF-16 text of ASCII letters is ASCII bytes and NULs)
     while chunk := f.read(size):
         found = _NON_ASCII.search(chunk)
         if found:
@@ -135,16 +135,54 @@ UTF16_ADVICE = (
 )
 
 
+# Bytes of a file's start looked at for UTF-16 without a byte-order mark.
+_UTF16_SNIFF_BYTES = 4096
+
+
+def utf16_without_bom(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-16 text without a byte-order mark (SQL Server's
+    ``bcp -w`` and ``sqlcmd -u``, some ticket systems' "Unicode" exports).
+
+    Every ASCII character of such text (digits, Latin letters, commas, tabs, line ends) has a NUL
+    byte beside it, at odd offsets (little-endian) or even ones (big-endian), where a UTF-8 or
+    GB18030 file has none: NULs that are at least 1 in 100 of the first code units, at least
+    twice as many on one side as on the other (a CJK character such as 一, 开 or 最, U+4E00,
+    U+5F00, U+6700, has a NUL byte on the other), in bytes that decode as UTF-16 into text with a
+    line end, a comma or a tab. NUL is valid UTF-8, so the file was read as UTF-8 with NUL-filled
+    names.
+    """
+    sample = head[:_UTF16_SNIFF_BYTES]
+    sample = sample[: len(sample) // 2 * 2]
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    most, fewest = max(odd, even), min(odd, even)
+    if most < 2 or most * 100 < len(sample) // 2 or fewest * 2 > most:
+        return False
+    try:
+        text = sample.decode("utf-16-le" if odd > even else "utf-16-be")
+    except UnicodeDecodeError as e:
+        if e.start < len(sample) - 2:  # (a surrogate pair cut at the end of the sample counts)
+            return False
+        text = sample[: e.start].decode("utf-16-le" if odd > even else "utf-16-be")
+    return any(c in text for c in "\n\r,\t")
+
+
+def is_utf16(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-16 text: a byte-order mark, or
+    :func:`utf16_without_bom`."""
+    return head[:2] in UTF16_BOMS or utf16_without_bom(head)
+
+
 def detect_encoding(head: bytes) -> str:
     """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a sample is enough: :func:`encoding_sample`).
 
     UTF-8 is tried first because GB18030 decodes almost any byte string; a sample cut in the middle
-    of a character at its end still counts, in either encoding. UTF-16 (a byte-order mark) is
-    refused with what to save the file as (:data:`UTF16_ADVICE`).
+    of a character at its end still counts, in either encoding. UTF-16 (a byte-order mark, or the
+    NUL bytes beside its ASCII characters: :func:`utf16_without_bom`) is refused with what to save
+    the file as (:data:`UTF16_ADVICE`).
     """
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    if head[:2] in UTF16_BOMS:
+    if is_utf16(head):
         raise TicketFileError(UTF16_ADVICE)
     try:
         head.decode("utf-8")

@@ -29,7 +29,6 @@ import pyarrow.parquet as pq
 
 from model.tickets import (
     CSV_LINE_END,
-    UTF16_BOMS,
     PrettyObject,
     TicketFileError,
     cell_text,
@@ -40,6 +39,7 @@ from model.tickets import (
     detect_encoding,
     encoding_sample,
     file_format,
+    is_utf16,
     json_array,
     json_array_elements,
     json_line_problem,
@@ -251,7 +251,7 @@ def csv_encoding(head: bytes, path: Path | None = None) -> str:
     try:
         return detect_encoding(head)
     except TicketFileError as e:
-        if head[:2] in UTF16_BOMS:
+        if is_utf16(head):
             raise TicketFileError(f"{path}: {e}" if path else str(e)) from None
     lines = CSV_LINE_END.split(head)[:-1] or [head]
 

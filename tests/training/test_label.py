@@ -621,6 +621,19 @@ def test_label_refuses_a_utf16_export_as_train_does(tiny_model_dir: Path, tmp_pa
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_label_refuses_utf16_without_a_bom_as_with_one(
+    tiny_model_dir: Path, tmp_path: Path, encoding: str
+) -> None:
+    # SQL Server's `bcp -w`: no BOM. The header was read as UTF-8 and refused naming columns
+    # 'i\x00d\x00', '\x00t\x00i\x00t\x00l\x00e\x00', … as "the file has columns".
+    path = tmp_path / "bcp.csv"
+    path.write_bytes("id,title,text\r\nA1,油烟,小区楼下烧烤油烟很大\r\n".encode(encoding))
+    with pytest.raises(TicketFileError, match=r"bcp.csv: the file is UTF-16 text .*CSV UTF-8"):
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_workbook_with_tickets_on_several_sheets_is_refused(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -284,6 +284,39 @@ def test_a_utf16_unicode_text_export_is_refused_naming_utf16_and_what_to_save(tm
     assert msg.startswith(f"{path}: the file is UTF-16 text") and "CSV UTF-8" in msg
 
 
+UTF16_EXPORTS = {
+    # SQL Server `bcp -w` / `sqlcmd -u`: UTF-16 LE, no byte-order mark.
+    "ascii header": "id,title,text\r\nA1,油烟,小区楼下烧烤油烟很大\r\n",
+    # A header of Chinese names: only the commas and line ends carry a NUL (上 is U+4E0A: a
+    # "\n" byte of its own).
+    "chinese header": "上报编号,标题,text\r\n一1,一,一二三上\r\n",
+    # Over a megabyte of ASCII, then Chinese: the encoding sample skipped to the Chinese.
+    "megabyte of ascii": "id,title,text\n"
+    + "".join(f"A{i},t,plain {i}\n" for i in range(70_000))
+    + "Z1,油烟,小区楼下烧烤油烟很大\n",
+}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("text", list(UTF16_EXPORTS.values()), ids=list(UTF16_EXPORTS))
+def test_utf16_without_a_bom_is_refused_as_utf16_with_one_is(tmp_path, encoding, text):
+    # It was read as UTF-8 (NUL is valid UTF-8): "cannot tell the text encoding" from train, and
+    # from label columns named 'i\x00d\x00'.
+    path = tmp_path / "bcp.csv"
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: the file is UTF-16 text") and "CSV UTF-8" in msg
+
+
+def test_a_utf8_file_with_a_few_nul_bytes_is_not_taken_for_utf16(tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes("id,text\nA1,小区楼下\x00烧烤油烟\x00很大\nA2,路灯不亮\n".encode())
+    df = read_tickets([path])
+    assert df["id"].tolist() == ["A1", "A2"]
+
+
 def test_gb18030_whose_first_megabyte_is_ascii_is_read(tmp_path):
     path = tmp_path / "late.csv"
     lines = ["id,text"] + [f"A{i},plain complaint {i} {'x' * 40}" for i in range(20_000)]
