@@ -586,8 +586,10 @@ def cell_text(value: Any) -> str:
     Integers stay integers (ticket number 1001, department code 101), where a pandas column with
     a missing value would have made them floats ("1001.0", "101.0"); so does a whole float, as a
     spreadsheet reader writes it (a file written from such a column holds 1001.0). A missing
-    value (None, NaN) is empty; objects and lists are JSON. Bytes (a Parquet BINARY column
-    without the UTF8 annotation, as Hive and Impala write strings) are UTF-8 text.
+    value (None, NaN) is empty; objects and lists are JSON, and so is a boolean alone (``true``,
+    as the file writes it and as it reads inside a list; Python's ``True`` was written). Bytes (a
+    Parquet BINARY column without the UTF8 annotation, as Hive and Impala write strings) are UTF-8
+    text.
 
     Raises
     ------
@@ -600,6 +602,8 @@ def cell_text(value: Any) -> str:
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8")
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         if math.isnan(value):
             return ""

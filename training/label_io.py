@@ -743,7 +743,7 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
                 continue
             values = dict(blank)
             values.update(
-                (h, cell_text(v)) for h, v in zip(header, row, strict=False) if h in values
+                (h, _sheet_text(v)) for h, v in zip(header, row, strict=False) if h in values
             )
             where = f"row {rowno} of {path.name}"
             error = None
@@ -760,6 +760,11 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
         wb.close()
         if unsaved is not None:
             unsaved.close()
+
+
+def _sheet_text(value: Any) -> str:
+    """A sheet's cell as text, as ``train`` reads it (pandas): a TRUE cell is ``True``."""
+    return str(value) if isinstance(value, bool) else cell_text(value)
 
 
 def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:

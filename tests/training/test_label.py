@@ -2160,6 +2160,42 @@ def test_a_parquet_column_with_a_blank_name_keeps_its_values(
     assert list(read_table(src).columns) == list(df.columns[:4])  # as train names them
 
 
+def test_json_and_parquet_booleans_are_written_as_the_file_writes_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A JSON true came back as Python's "True" (inside a list it was already "true").
+    import openpyxl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from model.tickets import read_table
+
+    text = TINY_TICKETS[0][1]
+    obj = {"id": "J1", "text": text, "回访": True, "满意": False, "标记": [True, None]}
+    (tmp_path / "in.jsonl").write_text(json.dumps(obj, ensure_ascii=False) + "\n", encoding="utf-8")
+    pq.write_table(
+        pa.table({"id": ["P1"], "text": [text], "回访": [True]}), tmp_path / "in.parquet"
+    )
+    for src in (tmp_path / "in.jsonl", tmp_path / "in.parquet"):
+        out = tmp_path / f"{src.suffix[1:]}.csv"
+        label([src], tiny_model_dir, out, jobs=1)
+        df = read_output(out)
+        assert df["回访"][0] == "true" and df["error"][0] == ""
+        assert read_table(src)["回访"][0] == "true"  # as train reads it
+    df = read_output(tmp_path / "jsonl.csv")
+    assert df["满意"][0] == "false" and df["标记"][0] == "[true, null]"
+
+    # A workbook's TRUE cell is read as train (pandas) reads it, unchanged.
+    wb = openpyxl.Workbook()
+    wb.active.append(["id", "text", "回访"])
+    wb.active.append(["X1", text, True])
+    wb.save(tmp_path / "in.xlsx")
+    label([tmp_path / "in.xlsx"], tiny_model_dir, tmp_path / "xlsx.csv", jobs=1)
+    assert (
+        read_output(tmp_path / "xlsx.csv")["回访"][0] == read_table(tmp_path / "in.xlsx")["回访"][0]
+    )
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
 def test_json_keys_that_are_both_blank_are_refused(
     tiny_model_dir: Path, tmp_path: Path, suffix: str
