@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+
 from model.startup import startup
 
 
 def main() -> None:
     """The ``paidan`` command."""
     with startup():
-        from paidan.cli import app
-    app(prog_name="paidan")
+        from paidan.cli import app, out
+    try:
+        app(prog_name="paidan")
+    except SystemExit as e:
+        # stdout's reader went away, and the command did its work: exit as a Unix tool killed by
+        # SIGPIPE does (`set -o pipefail` sees it as `seq 1000 | head -1`), having said nothing.
+        if out.closed and e.code in (0, None):
+            raise SystemExit(128 + getattr(signal, "SIGPIPE", 13)) from None
+        raise

@@ -61,9 +61,42 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+
+
+class StdoutConsole(Console):
+    """stdout, whose reader may go away (``paidan label … | head -1``): the rest is not printed,
+    the command finishes (its warnings on stderr said), and :func:`paidan.main` exits 141,
+    128 + SIGPIPE, as a Unix tool killed by SIGPIPE does. rich's default exited 1 at once, with
+    nothing said and the stderr lines after the summary lost."""
+
+    closed = False
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        self.closed = True
+        # What is left in stdout's buffer is flushed at exit: into the null device, or it
+        # printed "Exception ignored … BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` (JSON) to stdout as is; a reader gone is taken as :data:`out` takes it."""
+    if out.closed:
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        out.on_broken_pipe()
+
+
 # Output that is not a terminal (a pipe, a log, cron's mail) is not cut at rich's default of 80
 # columns, where a table's version or figures came out as "2026…" and "1.0…". COLUMNS still decides.
-out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+out = StdoutConsole(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 # Errors a user can fix: printed as one line, exit code 2, no traceback.
 USER_ERRORS = (
@@ -582,7 +615,7 @@ def predict(
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
-    sys.stdout.write(json.dumps(result.model_dump(), ensure_ascii=False, indent=2) + "\n")
+    write_stdout(json.dumps(result.model_dump(), ensure_ascii=False, indent=2) + "\n")
 
 
 class _RowsPerSecond(ProgressColumn):
@@ -1125,7 +1158,7 @@ def models_list(
     samples = {i.version for i in infos if sample_default(root, i.version)}
     if as_json:
         rows = [{**i.to_dict(), "bundled_sample": i.version in samples} for i in infos]
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        write_stdout(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
     if not infos:
         out.print(

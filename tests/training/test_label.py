@@ -1516,6 +1516,38 @@ def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> Non
     assert "already exists" in again.output
 
 
+def test_cli_label_into_a_closed_pipe_exits_as_a_unix_tool_and_still_warns(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `paidan label … | head -1`: the reader gone, it exited 1 with an empty stderr, the
+    # warnings that follow the summary unsaid. Now: 141 (128 + SIGPIPE), as a Unix tool killed by
+    # SIGPIPE, no traceback, and the warnings still on stderr.
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jsonl"
+    row = {"id": "L1", "text": TINY_TICKETS[0][1], "notes": "附件" * 20_000}
+    src.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out.xlsx"
+    command = [sys.executable, "-m", "paidan", "label", str(src), "--model", str(tiny_model_dir)]
+    proc = subprocess.Popen(
+        [*command, "--out", str(out), "--jobs", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the summary is printed
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 128 + signal.SIGPIPE, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert "warning: 1 cell in 1 row held more than the 32,767 characters" in stderr
+    assert len(read_output(out)) == 1 and (tmp_path / "out.xlsx.summary.json").is_file()
+
+
 def test_an_output_over_an_input_is_refused_before_anything_is_written(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
