@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="Comma-separated host names the server answers to (the Host header) besides "
-        "localhost, 127.0.0.1, [::1] and IP addresses, e.g. the public name a proxy on this "
+        "localhost, IP addresses and names without a dot, e.g. the public name a proxy on this "
         "machine forwards; `*.example.gov.cn` and `*` allowed. `paidan serve` on loopback "
         "refuses other names (DNS rebinding); elsewhere it checks only when this is set",
     )

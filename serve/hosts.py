@@ -8,10 +8,13 @@ export of a keyless loopback server included. The browser still sends the attack
 
 Accepted, when the check is on: ``localhost``, ``127.0.0.1``, ``[::1]``, any IP address (a page
 reaches an address by its literal only as that address's own origin, so there is nothing to
-rebind), and the names of ``PAIDAN_ALLOWED_HOSTS`` (``*.example.gov.cn`` and ``*`` allowed).
-Starlette's :class:`TrustedHostMiddleware` parses the header and matches the names; a refusal is
-answered here, in the API's error shape, naming the host and the setting. The probes
-(``/healthz``, ``/readyz``) answer whatever the Host: an orchestrator may probe by any name.
+rebind), any name without a dot, and the names of ``PAIDAN_ALLOWED_HOSTS`` (``*.example.gov.cn``
+and ``*`` allowed). A name without a dot (``paidan_backend``, the name of the nginx ``upstream``
+block a proxy on this machine sends by default; an intranet short name the organisation's own
+search domain resolves) is no domain an attacker can register and point at this machine: a
+rebinding page's domain always has a dot. A refusal is answered in the API's error shape, naming
+the host and the setting. The probes (``/healthz``, ``/readyz``) answer whatever the Host: an
+orchestrator may probe by any name.
 
 ``paidan serve`` turns the check on when it binds a loopback address; elsewhere (keys required
 there, see :func:`serve.auth.check_bind_allowed`) only when ``PAIDAN_ALLOWED_HOSTS`` is set, so
@@ -25,8 +28,7 @@ import ipaddress
 import re
 
 from starlette.datastructures import Headers
-from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model.settings import Settings
 from model.text import clean
@@ -41,7 +43,9 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # or a load balancer may probe by a name of its own. With the slash, as app.py serves them.
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/healthz/", "/readyz/"})
 _IP_HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<v4>[0-9.]+))(?::[0-9]{1,5})?$")
-_TRUSTED = "paidan.host_trusted"  # set in a copy of the scope by the library's check
+# A Host header: a host (an IPv6 address in brackets) and an optional port.
+_HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\[\]]+)(?::[0-9]*)?$")
+_SINGLE_LABEL = re.compile(r"^[a-z0-9_-]+$")
 
 
 def served_hosts(settings: Settings, bind_host: str) -> tuple[str, ...]:
@@ -64,16 +68,29 @@ def is_ip_host(host: str) -> bool:
     return True
 
 
-async def _trusted(scope: Scope, _receive: Receive, _send: Send) -> None:
-    scope[_TRUSTED] = True
+def host_name(header: str) -> str | None:
+    """The host a Host header names, in lower case and without the port; ``None`` if none."""
+    found = _HOST_PORT.match(header)
+    return None if found is None else found["host"].lower()
 
 
-async def _nothing() -> Message:
-    return {"type": "http.disconnect"}
+def host_matches(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``host`` is one of ``patterns``: a name, ``*.example.gov.cn`` for the domain's
+    hosts (not the domain itself), or ``*`` for any."""
+    return any(
+        pattern in ("*", host) or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+        for pattern in patterns
+    )
 
 
-async def _discard(_message: Message) -> None:
-    return None
+def host_allowed(header: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a request with this Host header is answered (see the module's docstring)."""
+    if is_ip_host(header):
+        return True
+    host = host_name(header)
+    if host is None:
+        return False
+    return bool(_SINGLE_LABEL.match(host)) or host_matches(host, patterns)
 
 
 class HostCheckMiddleware:
@@ -81,23 +98,14 @@ class HostCheckMiddleware:
 
     def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
         self.app = app
-        self.check = TrustedHostMiddleware(
-            _trusted,
-            allowed_hosts=list(dict.fromkeys((*LOOPBACK_HOSTS, *allowed_hosts))),
-            www_redirect=False,
-        )
+        self.allowed_hosts = tuple(dict.fromkeys((*LOOPBACK_HOSTS, *allowed_hosts)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or route_path(scope) in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         host = Headers(scope=scope).get("host")
-        if host is not None and is_ip_host(host):
-            await self.app(scope, receive, send)
-            return
-        checked = dict(scope)  # the library marks it when it would pass the request on
-        await self.check(checked, _nothing, _discard)
-        if checked.get(_TRUSTED):
+        if host is not None and host_allowed(host, self.allowed_hosts):
             await self.app(scope, receive, send)
             return
         named = (
@@ -108,10 +116,11 @@ class HostCheckMiddleware:
         response = error_response(
             400,
             "host_not_allowed",
-            f"{named}: it answers to localhost, 127.0.0.1, [::1], IP addresses and the names in "
-            f"{ALLOWED_HOSTS_ENV}, so that no web page can reach it by DNS rebinding. A reverse "
-            "proxy that forwards the public Host (nginx: proxy_set_header Host $host) needs that "
-            f"name in {ALLOWED_HOSTS_ENV} (comma-separated; *.example.gov.cn for a domain)",
+            f"{named}: it answers to localhost, IP addresses, names without a dot (such as an "
+            f"nginx upstream's) and the names in {ALLOWED_HOSTS_ENV}, so that no web page can "
+            "reach it by DNS rebinding. A reverse proxy that forwards the public Host (nginx "
+            "proxy_set_header Host $host; Caddy and Traefik by default) needs that name in "
+            f"{ALLOWED_HOSTS_ENV} (comma-separated; *.example.gov.cn for a domain)",
             "Host",
         )
         await response(scope, receive, send)

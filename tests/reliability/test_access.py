@@ -314,6 +314,27 @@ def test_a_loopback_server_refuses_a_page_that_reaches_it_by_dns_rebinding(
         assert client.get(path, headers={"Host": "paidan.svc.cluster.local"}).status_code == 200
 
 
+def test_a_loopback_server_answers_the_host_a_proxy_on_this_machine_sends(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # nginx with an upstream block (the only place its keepalive goes) sends the upstream's name:
+    # every request through README's recommended setup was a 400 after the upgrade. A name without
+    # a dot is no domain a rebinding page can have.
+    client = loopback_client(make_client)
+    for host in ("paidan_backend", "paidan_backend:8000", "Paidan", "desk-07:80"):
+        assert client.get("/v1/feedback", headers={"Host": host}).status_code == 200, host
+    # Dotted names still need listing: the public name Caddy and Traefik forward by default.
+    for host in ("paidan.backend", "gw.example.gov.cn", "gw.example.gov.cn:443", "a.b:8000"):
+        message = assert_error(
+            client.get("/v1/feedback", headers={"Host": host}), 400, "host_not_allowed"
+        )["message"]
+        assert "Caddy and Traefik" in " ".join(message.split()), message
+    # Off loopback the check is the setting's, with the same rule for names without a dot.
+    listed = make_client(allowed_hosts="gw.example.gov.cn")
+    assert listed.get("/v1/model", headers={"Host": "paidan:8000"}).status_code == 200
+    assert_error(listed.get("/v1/model", headers={"Host": "evil.example"}), 400, "host_not_allowed")
+
+
 def test_the_host_refused_is_shown_masked_and_cut(make_client: Callable[..., TestClient]) -> None:
     client = loopback_client(make_client)
     error = assert_error(
