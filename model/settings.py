@@ -299,8 +299,9 @@ _HOST_CHARS = re.compile(r"^[a-z0-9._-]+$")
 
 def host_pattern(entry: str) -> str:
     """An entry of ``PAIDAN_ALLOWED_HOSTS`` as the Host header's host is compared: lower case, an
-    international name in its ASCII (punycode) form, an IPv6 address in brackets; ``*`` or
-    ``*.example.gov.cn`` (the domain's hosts) as patterns."""
+    international name in its ASCII (punycode) form, an IPv6 address in brackets, a fully-qualified
+    name without its trailing dot (``gw.example.gov.cn.`` as dig prints it is
+    ``gw.example.gov.cn``); ``*`` or ``*.example.gov.cn`` (the domain's hosts) as patterns."""
     problem = (
         f"{entry!r} is not a host name; write the names clients send in the Host header, "
         "without scheme or port, e.g. paidan.example.gov.cn, *.example.gov.cn or *"
@@ -319,11 +320,18 @@ def host_pattern(entry: str) -> str:
             f"{entry!r} has a port; write the name alone (every port is accepted), e.g. "
             f"{entry.rsplit(':', 1)[0]}"
         )
+    name = name.removesuffix(".")  # the root's dot: serve/hosts.py drops it from the Host too
     try:
         name = name.encode("idna").decode("ascii")
     except UnicodeError:
         raise ValueError(problem) from None
-    if not name or not _HOST_CHARS.match(name) or ".." in name or name.startswith("."):
+    if (
+        not name
+        or not _HOST_CHARS.match(name)
+        or ".." in name
+        or name.startswith(".")
+        or name.endswith(".")
+    ):
         raise ValueError(problem)
     return f"*.{name}" if wildcard else name
 

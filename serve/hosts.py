@@ -69,9 +69,14 @@ def is_ip_host(host: str) -> bool:
 
 
 def host_name(header: str) -> str | None:
-    """The host a Host header names, in lower case and without the port; ``None`` if none."""
+    """The host a Host header names, in lower case, without the port and without a fully-qualified
+    name's trailing dot (``localhost.`` is ``localhost``, as settings drop it from
+    ``PAIDAN_ALLOWED_HOSTS``); ``None`` if none."""
     found = _HOST_PORT.match(header)
-    return None if found is None else found["host"].lower()
+    if found is None:
+        return None
+    host = found["host"].lower()
+    return host if host.startswith("[") else host.removesuffix(".") or None
 
 
 def host_matches(host: str, patterns: tuple[str, ...]) -> bool:

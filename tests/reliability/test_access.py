@@ -360,6 +360,24 @@ def test_allowed_hosts_add_the_names_a_proxy_forwards(
     assert anything.get("/v1/model", headers={"Host": "evil.example"}).status_code == 200
 
 
+def test_a_trailing_dot_is_the_same_host_in_the_setting_and_the_header(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # `gw.example.gov.cn.` as dig and zone files print it was accepted but matched only a Host with
+    # the dot, so every request by the listed name was refused; `localhost.:8000` was refused too.
+    client = loopback_client(make_client, allowed_hosts="gw.example.gov.cn.,*.desk.example.gov.cn")
+    for host in (
+        "gw.example.gov.cn",
+        "gw.example.gov.cn.:443",
+        "a.desk.example.gov.cn.",
+        "localhost.:8000",
+        "LocalHost.",
+    ):
+        assert client.get("/v1/model", headers={"Host": host}).status_code == 200, host
+    for host in ("gw.example.gov.cn..", ".", "evil.example.", "desk.example.gov.cn."):
+        assert_error(client.get("/v1/model", headers={"Host": host}), 400, "host_not_allowed")
+
+
 def test_the_host_check_is_on_for_loopback_and_elsewhere_only_when_set(tmp_path: Path) -> None:
     bare = Settings(model_root=tmp_path)
     assert served_hosts(bare, "127.0.0.1") == ("localhost", "127.0.0.1", "[::1]")
@@ -379,6 +397,8 @@ def test_the_host_check_is_on_for_loopback_and_elsewhere_only_when_set(tmp_path:
         ("https://paidan.example.gov.cn", "not a host name"),
         ("*example.gov.cn", "not a host name"),
         ("paidan.*.gov.cn", "not a host name"),
+        ("gw.example.gov.cn..", "not a host name"),
+        (".", "not a host name"),
     ],
 )
 def test_bad_allowed_hosts_stop_startup(
@@ -394,6 +414,10 @@ def test_allowed_hosts_are_kept_as_browsers_send_them() -> None:
         "paidan.example.gov.cn",
         "xn--4krv61d.xn--zfr164b.cn",
         "[::1]",
+    )
+    assert Settings(allowed_hosts="gw.example.gov.cn.,*.example.gov.cn.").allowed_hosts == (
+        "gw.example.gov.cn",
+        "*.example.gov.cn",
     )
 
 
