@@ -12,9 +12,10 @@ rebind), any name without a dot, and the names of ``PAIDAN_ALLOWED_HOSTS`` (``*.
 and ``*`` allowed). A name without a dot (``paidan_backend``, the name of the nginx ``upstream``
 block a proxy on this machine sends by default; an intranet short name the organisation's own
 search domain resolves) is no domain an attacker can register and point at this machine: a
-rebinding page's domain always has a dot. A refusal is answered in the API's error shape, naming
-the host and the setting. The probes (``/healthz``, ``/readyz``) answer whatever the Host: an
-orchestrator may probe by any name.
+rebinding page's domain always has a dot. A request without a Host, or with an empty one (HTTP/1.0
+makes it optional), is answered too: a browser always names the host of the page's URL. A refusal
+is answered in the API's error shape, naming the host and the setting. The probes (``/healthz``,
+``/readyz``) answer whatever the Host: an orchestrator may probe by any name.
 
 ``paidan serve`` turns the check on when it binds a loopback address; elsewhere (keys required
 there, see :func:`serve.auth.check_bind_allowed`) only when ``PAIDAN_ALLOWED_HOSTS`` is set, so
@@ -110,18 +111,15 @@ class HostCheckMiddleware:
             await self.app(scope, receive, send)
             return
         host = Headers(scope=scope).get("host")
-        if host is not None and host_allowed(host, self.allowed_hosts):
+        # No Host (HTTP/1.0: an old monitoring check, a socket script) or an empty one names no
+        # page's domain: a browser always sends the host of the page's URL.
+        if not host or host_allowed(host, self.allowed_hosts):
             await self.app(scope, receive, send)
             return
-        named = (
-            "the request has no Host header"
-            if host is None
-            else f"this server does not answer to the host {_shown(clean(host))}"
-        )
         response = error_response(
             400,
             "host_not_allowed",
-            f"{named}: it answers to localhost, IP addresses, names without a dot (such as an "
+            f"this server does not answer to the host {_shown(clean(host))}: it answers to localhost, IP addresses, names without a dot (such as an "
             f"nginx upstream's) and the names in {ALLOWED_HOSTS_ENV}, so that no web page can "
             "reach it by DNS rebinding. A reverse proxy that forwards the public Host (nginx "
             "proxy_set_header Host $host; Caddy and Traefik by default) needs that name in "

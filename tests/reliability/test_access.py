@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +17,14 @@ import httpx
 import psutil
 import pytest
 from fastapi.testclient import TestClient
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
 from typer.testing import CliRunner
 
 from model.settings import Settings, SettingsError, load_settings
 from paidan.cli import app as cli
 from serve.auth import UnsafeBind, check_bind_allowed, matches
-from serve.hosts import served_hosts
+from serve.hosts import HostCheckMiddleware, served_hosts
 from tests.reliability.conftest import ADMIN_KEY, API_KEY
 from tests.reliability.live import LiveServer, port_of
 from tests.serve.helpers import assert_error
@@ -360,6 +364,37 @@ def test_allowed_hosts_add_the_names_a_proxy_forwards(
     assert anything.get("/v1/model", headers={"Host": "evil.example"}).status_code == 200
 
 
+def test_a_request_without_a_host_is_answered_a_browser_always_names_one() -> None:
+    # HTTP/1.0 makes Host optional (old check_http probes, socket scripts): it was refused on
+    # loopback as if it were DNS rebinding, which only a browser, naming the page's host, can do.
+    answered: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        answered.append(scope["path"])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    checked = HostCheckMiddleware(inner, allowed_hosts=("localhost",))
+
+    def status(headers: list[tuple[bytes, bytes]]) -> int:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/model", "root_path": "",
+                 "headers": headers, "query_string": b"", "http_version": "1.0"}  # fmt: skip
+        asyncio.run(checked(scope, receive, send))
+        return int(sent[0]["status"])
+
+    assert status([]) == 200
+    assert status([(b"host", b"")]) == 200
+    assert status([(b"host", b"attacker.example")]) == 400
+    assert answered == ["/v1/model", "/v1/model"]
+
+
 def test_a_trailing_dot_is_the_same_host_in_the_setting_and_the_header(
     make_client: Callable[..., TestClient],
 ) -> None:
@@ -445,6 +480,11 @@ def test_paidan_serve_on_loopback_refuses_other_host_names_in_every_worker(
         assert client.get("/v1/feedback").status_code == 200  # Host: 127.0.0.1:PORT
         proxied = client.get("/v1/model", headers={"Host": "paidan.example.gov.cn"})
         assert "PAIDAN_ALLOWED_HOSTS" in assert_error(proxied, 400, "host_not_allowed")["message"]
+    for path in ("/metrics", "/v1/model"):  # HTTP/1.0 without Host: no browser, no rebinding
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            answer = b"".join(iter(lambda: raw.recv(65536), b""))
+        assert answer.split(b"\r\n", 1)[0].endswith(b" 200 OK"), answer[:200]
 
 
 # -- CORS and headers ------------------------------------------------------------------------------
