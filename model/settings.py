@@ -177,6 +177,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"the driver {url.drivername!r} is not installed ({e}); {example}"
             ) from None
+        if url.get_driver_name() == "psycopg":  # serve/db.py hands it to psycopg
+            prepare_threshold(url.query.get("prepare_threshold"))
         return value.strip()
 
     @field_validator("root_path", mode="before")
@@ -243,6 +245,30 @@ def _in_memory(url: Any) -> bool:
     mode = url.query.get("mode", ())
     modes = (mode,) if isinstance(mode, str) else mode
     return database in ("", ":memory:") or database.startswith("file::memory:") or "memory" in modes
+
+
+# How a database URL says "never prepare" (psycopg's None), as other drivers and guides spell it.
+NEVER_PREPARE = frozenset(
+    {"", "none", "null", "off", "false", "no", "never", "disable", "disabled"}
+)
+
+
+def prepare_threshold(value: str | tuple[str, ...] | None) -> int | None:
+    """A database URL's ``prepare_threshold`` as psycopg wants it: ``None`` (never prepare a
+    statement on the server) when absent or spelt as "never" (``off``, ``false``, ``none`` …),
+    else the whole number of executions after which psycopg prepares (``0``: at once)."""
+    if isinstance(value, tuple):
+        value = value[-1]
+    if value is None or value.strip().lower() in NEVER_PREPARE:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"prepare_threshold={value.strip()[:40]!r} is neither a whole number nor 'none'; "
+            "write prepare_threshold=none (never prepare statements on the server, the default, "
+            "which PgBouncer's transaction pooling needs) or leave it out"
+        ) from None
 
 
 def _split(value: Any) -> list[str]:

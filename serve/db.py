@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
 
+from model.settings import prepare_threshold
 from model.tickets import as_utc
 
 logger = logging.getLogger(__name__)
@@ -256,23 +257,8 @@ def _postgres_timeouts(url: URL) -> dict[str, Any]:
         # a few per cent of feedback saves failed with 503 ('prepared statement "_pg3_0" does not
         # exist'). paidan's statements are small; preparing them saves nothing worth that. A
         # ``prepare_threshold`` in the URL arrives as a string, which psycopg cannot use.
-        given["prepare_threshold"] = _prepare_threshold(url.query.get("prepare_threshold"))
+        given["prepare_threshold"] = prepare_threshold(url.query.get("prepare_threshold"))
     return given
-
-
-def _prepare_threshold(value: str | tuple[str, ...] | None) -> int | None:
-    """The URL's ``prepare_threshold`` as psycopg wants it: ``None`` (never prepare) unless the
-    URL gives a number."""
-    if isinstance(value, tuple):
-        value = value[-1]
-    if value is None or value.strip().lower() in ("", "none", "null"):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(
-            f"prepare_threshold={value!r} in the database URL: use a whole number or 'none'"
-        ) from None
 
 
 def _statement_timeout(timeout_ms: int) -> Any:

@@ -519,6 +519,38 @@ def test_an_in_memory_sqlite_database_is_refused_in_one_line(
         assert "sqlite:////PATH/paidan.db" in lines[0]
 
 
+@pytest.mark.parametrize("value", ["off", "FALSE", "no", "none", "null", "never", "", "7", "0"])
+def test_prepare_threshold_never_is_spelt_any_usual_way(value: str) -> None:
+    from sqlalchemy import make_url
+
+    from model.settings import Settings
+    from serve.db import _postgres_timeouts
+
+    url = f"postgresql+psycopg://paidan@db.internal/paidan?prepare_threshold={value}"
+    assert Settings(database_url=url).database_url == url
+    expected = int(value) if value.isdigit() else None
+    assert _postgres_timeouts(make_url(url))["prepare_threshold"] == expected
+
+
+@pytest.mark.parametrize("value", ["offf", "5x", "1.5", "13812345678a"])
+def test_a_bad_prepare_threshold_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # It stopped `paidan serve` and `paidan db upgrade` with a Python traceback, from the engine.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    url = f"postgresql+psycopg://paidan@127.0.0.1:1/paidan?prepare_threshold={value}"
+    env = {"PAIDAN_DATABASE_URL": url, "PAIDAN_MODEL_ROOT": str(tmp_path)}
+    for command in (["db", "upgrade"], ["serve"]):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith(
+            "error: invalid settings: PAIDAN_DATABASE_URL: prepare_threshold"
+        )
+        assert "prepare_threshold=none" in lines[0]
+
+
 @pytest.mark.parametrize(
     "url",
     [
