@@ -984,7 +984,7 @@ def db_upgrade() -> None:
         settings = load_settings()
     except USER_ERRORS as e:
         raise fail(e) from None
-    problem = prepare_database(settings, warn=False)  # the error below says it, once
+    problem = prepare_database(settings)  # the error below says it
     if problem is not None:
         raise fail(RuntimeError(f"cannot migrate {describe_database(settings)}: {problem}"))
     out.print(f"{describe_database(settings)} is at the latest schema revision")

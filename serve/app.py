@@ -151,10 +151,14 @@ def create_app(
         app.state.pinned_dir = path if pinned else None
         app.state.db = db
         if not database["ok"]:
-            # Routing does not need the database; feedback answers 503 until it is back.
+            # Routing does not need the database; feedback answers 503 until it is back. Not
+            # "feedback will not work": the database is tried again every SCHEMA_RETRY_S, and a
+            # line that read as permanent invited a restart (or a call to the DBA at night).
             logger.warning(
-                "feedback database unavailable at start-up (%s); routing still works",
+                "feedback database unavailable (%s); routing works, and feedback answers 503 "
+                "until the database is reached (tried again every %g s, no restart needed)",
                 database["reason"],
+                SCHEMA_RETRY_S,
             )
         logger.info(
             "model %s loaded from %s in %.1f s",

@@ -19,7 +19,7 @@ from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
-from serve.db import SCHEMA_RETRY_S, Database, DatabaseUnavailable, describe_url
+from serve.db import Database, DatabaseUnavailable, describe_url
 from serve.metrics import MULTIPROC_ENV, multiproc_dir
 from serve.workers import Supervisor, listening_socket
 
@@ -34,25 +34,17 @@ BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up fails
 
 
-def prepare_database(settings: Settings, warn: bool = True) -> str | None:
+def prepare_database(settings: Settings) -> str | None:
     """Apply the migrations once before any worker starts; returns why not, if the database is down.
 
-    ``warn`` logs that reason as the server's start-up warning; ``paidan db upgrade``, which
-    serves nothing, prints it as its own error instead.
+    It says nothing: the app's start-up, right after, tries again and says once, in its words,
+    that feedback waits for the database (a second warning here read as a second failure);
+    ``paidan db upgrade``, which serves nothing, prints the reason as its own error.
     """
     db = Database(settings.resolved_database_url)
     try:
         db.ensure_schema()
     except DatabaseUnavailable as e:
-        if warn:
-            # Not "feedback will not work": the app tries again every SCHEMA_RETRY_S, and a line
-            # that read as permanent invited a restart (or a call to the DBA at night).
-            logger.warning(
-                "feedback database unavailable (%s); routing works, and feedback answers 503 "
-                "until the database is reached (tried again every %g s, no restart needed)",
-                e,
-                SCHEMA_RETRY_S,
-            )
         return str(e)
     finally:
         db.dispose()
@@ -235,7 +227,7 @@ def run(
     own_multiproc = MULTIPROC_ENV not in os.environ
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
-        prepare_database(settings)
+        prepare_database(settings)  # each worker says whether its database is reachable
         # Worker processes build their settings from the environment: hand them what the CLI
         # decided.
         if pinned:
