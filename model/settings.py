@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -280,20 +280,39 @@ def _split(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
+# The ASCII characters besides letters and digits a root path holds as themselves (RFC 3986's
+# pchar, without "%"); any other character is percent-encoded.
+ROOT_PATH_SAFE = "/-._~!$&'()*+,;=:@"
 _ROOT_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$")
 
 
 def url_root_path(value: str) -> str:
     """``value`` as a root path: ``/paidan`` for ``paidan``, ``/paidan/`` or ``/paidan``; ``""``
-    for none (``""`` or ``/``)."""
+    for none (``""`` or ``/``). Characters beyond ASCII are kept percent-encoded, as uvicorn
+    (whose root path must be ASCII) and the page's URLs need them: ``/派单`` and
+    ``/%e6%b4%be%e5%8d%95`` are both ``/%E6%B4%BE%E5%8D%95``."""
     path = "/" + value.strip().strip("/")
     if path == "/":
         return ""
-    if not _ROOT_PATH.match(path) or "//" in path:
+    problem = (
+        f"{value!r} is not a URL path; write the sub-path the proxy publishes the server under, "
+        "e.g. /paidan"
+    )
+    if re.search(r"%[0-7][0-9A-Fa-f]", path):
+        # %2F would be one segment to the proxy and two once uvicorn has decoded the request path.
         raise ValueError(
-            f"{value!r} is not a URL path; write the sub-path the proxy publishes the server "
-            "under, e.g. /paidan"
+            f"{problem}, with ASCII characters written as themselves (only other characters "
+            "may be percent-encoded)"
         )
+    try:
+        decoded = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"{problem}; its percent-encoding is not UTF-8") from None
+    if any(ord(c) < 128 and not (c.isalnum() or c in ROOT_PATH_SAFE) for c in decoded):
+        raise ValueError(problem)
+    path = quote(decoded, safe=ROOT_PATH_SAFE)
+    if not _ROOT_PATH.match(path) or "//" in path:
+        raise ValueError(problem)
     return path
 
 

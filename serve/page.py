@@ -15,9 +15,11 @@ import html
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from model.settings import ROOT_PATH_SAFE
 from serve.errors import quoted
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -90,7 +92,9 @@ def _index(root_path: str) -> _Asset:
     page = _asset(INDEX_FILE, "text/html; charset=utf-8")
     if not root_path:
         return page
-    prefix = html.escape(root_path, quote=True).encode("ascii") + b"/static/"
+    # The app sees a root path beyond ASCII decoded (RootPathAliasMiddleware): named encoded.
+    url = quote(root_path, safe=ROOT_PATH_SAFE)
+    prefix = html.escape(url, quote=True).encode("ascii") + b"/static/"
     body = page.body.replace(b'"static/', b'"' + prefix)
     return _Asset(body, page.media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 

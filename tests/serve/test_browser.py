@@ -1327,22 +1327,52 @@ def test_under_a_root_path_the_page_names_its_assets_under_it_and_the_server_ser
         )
 
 
+def test_under_a_root_path_beyond_ascii_the_server_serves_what_the_page_names(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # /派单 is given percent-encoded (uvicorn's root path must be ASCII), and uvicorn puts it so in
+    # front of the path it has decoded: on the server's own address the page's script, stylesheet
+    # and API URLs (/%E6%B4%BE%E5%8D%95/static/app.js) all answered 404, so the page was dead.
+    encoded = "/%E6%B4%BE%E5%8D%95"
+    with serving(tiny_model_dir, tmp_path, root_path=encoded) as server:
+        html = server.api("GET", "/").text
+        for asset in ("app.js", "check.js", "app.css", "favicon.svg"):
+            assert f'"{encoded}/static/{asset}"' in html
+            prefixed = server.api("GET", f"{encoded}/static/{asset}")
+            assert prefixed.status_code == 200
+            assert prefixed.content == server.api("GET", f"/static/{asset}").content
+        assert server.api("GET", f"{encoded}/").text == html
+        assert server.api("GET", encoded).text == html
+        routed = server.api("POST", f"{encoded}/v1/route", json={"text": WAGE_COMPLAINT})
+        assert routed.status_code == 200 and routed.headers["cache-control"] == "no-store"
+        assert server.api("GET", "/v1/model").headers["cache-control"] == "no-store"
+        docs = server.api("GET", f"{encoded}/docs")
+        assert docs.status_code == 200 and "/派单/openapi.json" in docs.text
+        assert server.api("GET", f"{encoded}/openapi.json").status_code == 200
+        assert server.api("GET", f"{encoded}x/healthz").status_code == 404
+        metrics = server.api("GET", "/metrics").text
+        assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in (
+            metrics
+        )
+
+
 @pytest.mark.slow
 @needs_chromium
+@pytest.mark.parametrize("prefix", ["/paidan", "/%E6%B4%BE%E5%8D%95"], ids=["ascii", "encoded"])
 def test_under_a_root_path_the_page_works_opened_without_the_slash_and_directly(
-    browser: Any, tiny_model_dir: Path, tmp_path: Path
+    browser: Any, tiny_model_dir: Path, tmp_path: Path, prefix: str
 ) -> None:
     # Behind a proxy that forwards /paidan itself as / (Traefik StripPrefix, Caddy handle_path,
     # Apache ProxyPass), the page opened at https://gw/paidan loaded nothing and said the browser
     # could not run it.
     from playwright.sync_api import expect
 
-    with serving(tiny_model_dir, tmp_path, root_path="/paidan") as server:
+    with serving(tiny_model_dir, tmp_path, root_path=prefix) as server:
 
         def strip_proxy(route: Any) -> None:
             url = urlsplit(route.request.url)
-            if url.path == "/paidan" or url.path.startswith("/paidan/"):
-                upstream = server.url + (url.path[len("/paidan") :] or "/")
+            if url.path == prefix or url.path.startswith(prefix + "/"):
+                upstream = server.url + (url.path[len(prefix) :] or "/")
                 route.fulfill(
                     response=route.fetch(url=upstream + (f"?{url.query}" * bool(url.query)))
                 )
@@ -1351,7 +1381,7 @@ def test_under_a_root_path_the_page_works_opened_without_the_slash_and_directly(
 
         context = browser.new_context(locale="zh-CN")
         context.route("http://gw.test/**", strip_proxy)
-        addresses = ["http://gw.test/paidan", "http://gw.test/paidan/", server.url + "/"]
+        addresses = [f"http://gw.test{prefix}", f"http://gw.test{prefix}/", server.url + "/"]
         try:
             for n, address in enumerate(addresses):
                 run = PageRun(context.new_page(), [], [])

@@ -803,6 +803,10 @@ def test_a_sighup_while_serve_starts_does_not_end_it(tiny_model_dir: Path, tmp_p
         pytest.param({}, ["--root-path", "/paidan/"], "/paidan", id="option"),
         pytest.param({"PAIDAN_ROOT_PATH": "paidan"}, [], "/paidan", id="setting"),
         pytest.param({"PAIDAN_ROOT_PATH": "/a"}, ["--root-path", "/b/c"], "/b/c", id="option-wins"),
+        pytest.param({}, ["--root-path", "/派单/"], "/%E6%B4%BE%E5%8D%95", id="beyond-ascii"),
+        pytest.param(
+            {"PAIDAN_ROOT_PATH": "/%e6%b4%be%e5%8d%95"}, [], "/%E6%B4%BE%E5%8D%95", id="encoded"
+        ),
     ],
 )
 def test_serve_takes_the_proxys_sub_path(
@@ -835,9 +839,11 @@ def test_serve_refuses_a_root_path_that_is_not_a_path(
     assert result.exit_code == 2
     output = " ".join(result.output.replace("│", " ").split())
     assert "--root-path" in output and "e.g. /paidan" in output, output
-    monkeypatch.setenv("PAIDAN_ROOT_PATH", "/pai dan")
-    with pytest.raises(SettingsError, match=r"PAIDAN_ROOT_PATH: .*e\.g\. /paidan"):
-        load_settings()
+    for value in ("/pai dan", "/a%2Fb", "/%70aidan", "/%E6%B4"):
+        # %2F: one segment to the proxy, two once uvicorn has decoded the path
+        monkeypatch.setenv("PAIDAN_ROOT_PATH", value)
+        with pytest.raises(SettingsError, match=r"PAIDAN_ROOT_PATH: .*e\.g\. /paidan"):
+            load_settings()
 
 
 def test_the_server_hands_uvicorn_the_root_path_and_the_header_limit(
