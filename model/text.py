@@ -277,11 +277,19 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + MASK_WECHAT,
     ),
-    # A licence plate: a province's abbreviation, the city's letter, and 5 (6 for new-energy
-    # vehicles) letters and digits, at least one a digit, with a dot or a space after the letter
-    # as plates are painted (湘A12345, 湘A·12345, 粤B D12345).
+    # A licence plate as GA 36 issues it: a province's abbreviation, the issuing authority's letter
+    # (never I or O), perhaps a dot, a space or a hyphen as plates are painted, and a serial: 5
+    # digits and letters (never I or O), at most 2 of them letters (湘A12345, 湘A·8A88B), or a
+    # new-energy vehicle's 6, D or F then a letter or a digit and 4 digits, or 5 digits then D or
+    # F (粤B D12345, 湘A12345D). No letter or digit may follow. 新 is also "new": product models
+    # after it (全新mate60, 新p60pro, 全新rtx4090, 新kfr35gw) have 3 letters, or 6 characters
+    # that are no new-energy serial, and one after 全新, 最新, 崭新, 更新, 重新 (全新y9000p) is no plate.
     (
-        re.compile(rf"[{_PROVINCES}][a-z][·・• -]?(?=[a-z]*\d)[a-z0-9]{{5,6}}(?![a-z0-9])"),
+        re.compile(
+            rf"[{_PROVINCES}](?<![全最崭更重]新)[a-hj-np-z][·・• -]?"
+            r"(?:[df][a-hj-np-z0-9]\d{4}|\d{5}[df]|(?=[a-z0-9]{5}(?![a-z0-9]))(?:\d*[a-hj-np-z]){0,2}\d*)"
+            r"(?![a-z0-9])"
+        ),
         MASK_PLATE,
     ),
     # A passport number after 护照 (E12345678, EA1234567, G12345678, or 9 digits).

@@ -122,6 +122,11 @@ def test_mask_pii_leaves_ordinary_numbers_alone(text):
         "a市k8县3栋2单元1203室，b区12号楼，型号abc12345的热水器，湘江路1234号，新a区",
         "楼下5g基站，iphone12坏了，湘a栋楼下，新华书店a1234柜台",
         "qq12，qq号是多少，微信号码是多少，护照过期了，护照号码丢了",
+        # Product models after 新 (new, and Xinjiang's plate abbreviation): 3 letters in 5, 6
+        # characters that are no new-energy serial, a letter after, or 全新/最新 before.
+        "购买的全新mate60手机屏幕失灵，买了华为最新nova12，新p60pro充电发烫",
+        "刚买的全新rtx4090显卡，美的新kfr35gw空调不制冷，小米新k70pro手机无法开机",
+        "全新y9000p笔记本，崭新x12345型号，新款新a12345b，湘a1234，湘ab12345，湘i12345",
     ],
 )
 def test_mask_pii_leaves_ordinary_words_alone(text):
@@ -226,6 +231,10 @@ def test_mask_pii_leaves_ordinary_words_alone(text):
         ("粤B D12345", MASK_PLATE),
         ("京AD12345新能源", MASK_PLATE + "新能源"),
         ("苏E-8A88B", MASK_PLATE),
+        ("湘A·D12345", MASK_PLATE),
+        ("粤B12345D", MASK_PLATE),
+        ("新A12345的车", MASK_PLATE + "的车"),
+        ("车主新a·f1234", "车主" + MASK_PLATE),
         ("护照E12345678办理", "护照" + MASK_PASSPORT + "办理"),
         ("护照号码是EA1234567", "护照号码是" + MASK_PASSPORT),
         ("护照号:123456789", "护照号:" + MASK_PASSPORT),
@@ -485,8 +494,13 @@ def test_any_mobile_number_in_chinese_numerals_is_masked(number, variant, separa
     st.sampled_from("京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"),
     st.sampled_from("ABCDEFGHJKLMNPQRSTUVWXYZ"),
     st.sampled_from(["", "·", " ", "-"]),
-    st.from_regex(r"[A-HJ-NP-Z0-9]{0,2}[0-9]{3,4}", fullmatch=True).filter(
-        lambda s: len(s) in (5, 6)
+    # Serials as GA 36 issues them: 5 characters, at most 2 of them letters (never I or O), or a
+    # new-energy vehicle's 6, D or F first or last.
+    st.one_of(
+        st.from_regex(r"[0-9]{3}[A-HJ-NP-Z0-9]{2}", fullmatch=True).flatmap(
+            lambda s: st.permutations(list(s)).map("".join)
+        ),
+        st.from_regex(r"[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]", fullmatch=True),
     ),
     st.sampled_from(["", "占道", "，", "的车"]),
 )
@@ -665,8 +679,10 @@ _FIRST_PII_PATTERNS = (
         lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + "[微信号]",
     ),
     (
-        r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][a-z][·・• -]?"
-        r"(?=[a-z]*\d)[a-z0-9]{5,6}(?![a-z0-9])",
+        r"(?:[京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]|(?<![全最崭更重])新)"
+        r"[a-hj-np-z][·・• -]?"
+        r"(?:[df][a-hj-np-z0-9]\d{4}|\d{5}[df]"
+        r"|(?![a-z0-9]*[a-z][a-z0-9]*[a-z][a-z0-9]*[a-z])[a-hj-np-z0-9]{5})(?![a-z0-9])",
         "[车牌号]",
     ),
     (
@@ -725,7 +741,8 @@ def _mask_every_pattern(text: str) -> str:
             st.sampled_from(
                 [
                     *["qq", "q号", "扣扣", "群", "微信", "wx", "vx", "v信", "wxid_", "id", "护照"],
-                    *["湘", "粤", "新", "b", "e", "ea", "·", "_", "zhang", "san"],
+                    *["湘", "粤", "新", "全", "b", "e", "ea", "d", "f", "i", "·", "_", "zhang"],
+                    *["san", "mate", "pro"],
                     *["一", "幺", "三", "八", "〇", "零", "两", "九", "一三八", "四五六七"],
                 ]
             ),
@@ -792,7 +809,7 @@ def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
     st.text(
         alphabet=st.one_of(
             st.sampled_from("0123456789+-–—‐‑‒―−。.() :：电话座机号码联系方式是tel Xx8６٣"),
-            st.sampled_from("qq扣微信wvxid_护照群号湘粤ab·一幺三八〇零两九"),
+            st.sampled_from("qq扣微信wvxid_护照群号湘粤新全最abdfo·一幺三八〇零两九"),
             st.characters(codec="utf-8"),
         ),
         max_size=60,
