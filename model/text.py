@@ -268,12 +268,15 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         r"\1\2" + MASK_QQ,
     ),
     # A WeChat id: wxid_… anywhere, and 6-20 letters, digits, _ or - that begin with a letter after
-    # 微信, 微信号, vx, wx or v信 (numbers there are masked above as the telephones they are).
+    # 微信号, 微信是, 微信:, vx, wx or v信 (numbers there are masked above as the telephones they
+    # are). Straight after 微信, or after it and a space, one with a digit or an _ only: an English
+    # word there names the app's platform or client (微信 android 版本, 微信 windows 客户端).
     (
         _pattern(
             r"w(?<![a-z]w)xid_[a-z0-9_-]{4,}"
             r"|(微信|v(?<![a-z]v)x|w(?<![a-z]w)x|v(?<![a-z]v)信)"
-            r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])"
+            r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
+            r"(?:(?<!微信)(?<!微信 )|(?=[a-z-]*[0-9_]))[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])"
         ),
         lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + MASK_WECHAT,
     ),

@@ -127,6 +127,9 @@ def test_mask_pii_leaves_ordinary_numbers_alone(text):
         "购买的全新mate60手机屏幕失灵，买了华为最新nova12，新p60pro充电发烫",
         "刚买的全新rtx4090显卡，美的新kfr35gw空调不制冷，小米新k70pro手机无法开机",
         "全新y9000p笔记本，崭新x12345型号，新款新a12345b，湘a1234，湘ab12345，湘i12345",
+        # English words after 微信 name the app's platform or client, not an id.
+        "政务服务小程序在微信 android 版本打不开，用微信 windows 客户端无法登录办事大厅",
+        "微信 iphone 版扫码缴费闪退，微信 official account 推送的通知看不到，微信harmonyos版",
     ],
 )
 def test_mask_pii_leaves_ordinary_words_alone(text):
@@ -225,6 +228,10 @@ def test_mask_pii_leaves_ordinary_words_alone(text):
         ("加vx abc123456", "加vx " + MASK_WECHAT),
         ("wx:lisi2024", "wx:" + MASK_WECHAT),
         ("wxid_zh4ngs4n88", MASK_WECHAT),
+        ("微信:zhangsan", "微信:" + MASK_WECHAT),
+        ("微信是zhangsan", "微信是" + MASK_WECHAT),
+        ("微信 li_si_x", "微信 " + MASK_WECHAT),
+        ("v信 zhangsan", "v信 " + MASK_WECHAT),
         ("微信13812345678", "微信" + MASK_MOBILE),
         ("湘A12345占道", MASK_PLATE + "占道"),
         ("车牌湘A·12345", "车牌" + MASK_PLATE),
@@ -529,7 +536,11 @@ def test_any_qq_number_after_its_keyword_is_masked(keyword, colon, number, after
 )
 def test_any_wechat_id_after_its_keyword_is_masked(keyword, colon, wechat_id, after):
     masked = clean(keyword + colon + wechat_id + after)
-    assert wechat_id.lower() not in masked and MASK_WECHAT in masked
+    if keyword == "微信" and colon in ("", " ") and not re.search("[0-9_]", wechat_id):
+        # Letters (and hyphens) straight after 微信 are a word (微信 android 版本), not an id.
+        assert masked == normalize(keyword + colon + wechat_id + after)
+    else:
+        assert wechat_id.lower() not in masked and MASK_WECHAT in masked
 
 
 def _normalize_reference(text: str | None) -> str:
@@ -675,7 +686,9 @@ _FIRST_PII_PATTERNS = (
     (
         r"(?<![a-z])wxid_[a-z0-9_-]{4,}"
         r"|(微信|(?<![a-z])vx|(?<![a-z])wx|(?<![a-z])v信)"
-        r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])",
+        r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
+        r"(?:(?<!微信)(?<!微信 )[a-z][a-z0-9_-]{5,19}|(?=[a-z-]*[0-9_])[a-z][a-z0-9_-]{5,19})"
+        r"(?![a-z0-9_-])",
         lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + "[微信号]",
     ),
     (
@@ -742,7 +755,7 @@ def _mask_every_pattern(text: str) -> str:
                 [
                     *["qq", "q号", "扣扣", "群", "微信", "wx", "vx", "v信", "wxid_", "id", "护照"],
                     *["湘", "粤", "新", "全", "b", "e", "ea", "d", "f", "i", "·", "_", "zhang"],
-                    *["san", "mate", "pro"],
+                    *["san", "mate", "pro", "android", "ab1"],
                     *["一", "幺", "三", "八", "〇", "零", "两", "九", "一三八", "四五六七"],
                 ]
             ),
