@@ -200,6 +200,10 @@ _EMAIL = _EmailPattern()
 # that character is (3-6x faster on a long ticket). Tests check that both forms mask alike.
 _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] = (
     (_EMAIL, MASK_EMAIL),
+    # A WeChat id that the app wrote, wxid_…, anywhere, glued to letters too: first, so that what
+    # it is glued to is read as it will be in the cleaned text (430102199001011234wxid_… is an ID
+    # number, vx:lisi2023wxid_… an id after its keyword), and cleaning that again changes nothing.
+    (re.compile(r"wxid_[a-z0-9_-]{4,}"), MASK_WECHAT),
     # Bank card numbers: 16-19 digits, unbroken or in groups of four with a space, a hyphen, a dot or
     # a dash between them (as telephone and ID numbers) and a last group of one to three
     # (6222 0212 3456 7890 128, 6217-0000-1234-5670, 6222.0212.3456.7890.128),
@@ -235,10 +239,12 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # complaint is about.
     # Also with the country code, +86 or 0086, before the area code without its 0 (+86 731 8888
     # 0000, 0086-731-88880000, +86 (731) 88880000); a mobile number after one is masked above.
+    # A + begins a number even straight after a digit (湘A12345+86 731 8888 0000): refused there,
+    # it was masked only once the plate before it was, when the cleaned text was cleaned again.
     (
         _pattern(
             r"(?:\((?<!\d\()0|0(?<!\d0)(?:086{S}?\(?0?(?=[1-9]))?"
-            r"|\+(?<!\d\+)86{S}?\(?0?(?=[1-9]))\d{2,3}\)?{S}?"
+            r"|\+86{S}?\(?0?(?=[1-9]))\d{2,3}\)?{S}?"
             r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
         ),
         MASK_LANDLINE,
@@ -267,18 +273,17 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         r"\1\2" + MASK_QQ,
     ),
-    # A WeChat id: wxid_… anywhere, and 6-20 letters, digits, _ or - that begin with a letter after
-    # 微信号, 微信是, 微信:, vx, wx or v信 (numbers there are masked above as the telephones they
-    # are). Straight after 微信, or after it and a space, one with a digit or an _ only: an English
-    # word there names the app's platform or client (微信 android 版本, 微信 windows 客户端).
+    # A WeChat id (wxid_… is masked above): 6-20 letters, digits, _ or - that begin with a letter
+    # after 微信号, 微信是, 微信:, vx, wx or v信 (numbers there are masked above as the telephones
+    # they are). Straight after 微信, or after it and a space, one with a digit or an _ only: an
+    # English word there names the app's platform or client (微信 android 版本, 微信 windows 客户端).
     (
         _pattern(
-            r"w(?<![a-z]w)xid_[a-z0-9_-]{4,}"
-            r"|(微信|v(?<![a-z]v)x|w(?<![a-z]w)x|v(?<![a-z]v)信)"
+            r"(微信|v(?<![a-z]v)x|w(?<![a-z]w)x|v(?<![a-z]v)信)"
             r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
             r"(?:(?<!微信)(?<!微信 )|(?=[a-z-]*[0-9_]))[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])"
         ),
-        lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + MASK_WECHAT,
+        r"\1\2" + MASK_WECHAT,
     ),
     # A licence plate as GA 36 issues it: a province's abbreviation, the issuing authority's letter
     # (never I or O), perhaps a dot, a space or a hyphen as plates are painted, and a serial: 5
@@ -313,7 +318,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
 _LONG_NUMBER = re.compile(r"\d{3}[" + re.escape(_SEPARATORS) + r"]{0,3}\d{4}")
 _MOBILE_START = re.compile(r"1[3-9]\d")
 # What each of the patterns after these needs: a mobile number in Chinese numerals its first three
-# (一 or 幺, one of 三-九, a numeral), a QQ number, a WeChat id (wxid_ too) or a passport number
+# (一 or 幺, one of 三-九, a numeral), a QQ number, a WeChat id or a passport number
 # its keyword, a plate a province and a letter; one search for all, so that a ticket without any is
 # scanned once. It begins with what a match's second character can be (rarer than 一 or a province)
 # and looks behind for the first; an alternation of the keywords, or a search for each, cost two to
@@ -432,9 +437,11 @@ def mask_pii(text: str) -> str:
         after their keywords, licence plates and passport numbers after 护照 by ``[qq号]``,
         ``[微信号]``, ``[车牌号]`` and ``[护照号]``.
     """
-    email, card, id_number, mobile, landline, after_keyword, *more = _PII_PATTERNS
+    email, wxid, card, id_number, mobile, landline, after_keyword, *more = _PII_PATTERNS
     if "@" in text:
         text = email[0].sub(email[1], text)
+    if "wxid_" in text:
+        text = wxid[0].sub(wxid[1], text)
     long_number = _LONG_NUMBER.search(text) is not None
     if long_number:
         text = card[0].sub(card[1], text)

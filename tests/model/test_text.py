@@ -245,6 +245,15 @@ def test_mask_pii_leaves_ordinary_words_alone(text):
         ("护照E12345678办理", "护照" + MASK_PASSPORT + "办理"),
         ("护照号码是EA1234567", "护照号码是" + MASK_PASSPORT),
         ("护照号:123456789", "护照号:" + MASK_PASSPORT),
+        # Not masked before: a +86 landline straight after a digit (until cleaned again), and a
+        # wxid_ glued to an ID number.
+        ("车牌湘A12345+86 731 8888 0000", "车牌" + MASK_PLATE + MASK_LANDLINE),
+        ("护照E12345678+86 731 88880000", "护照" + MASK_PASSPORT + MASK_LANDLINE),
+        ("电话0731-88880000+86 731 88880001", "电话" + MASK_LANDLINE + MASK_LANDLINE),
+        ("430102199001011234wxid_abcd1234", MASK_ID + MASK_WECHAT),
+        ("vx:lisi2023wxid_abcd1234", "vx:" + MASK_WECHAT + MASK_WECHAT),
+        ("vx:lisi2023vxwxid_abcd1234", "vx:" + MASK_WECHAT + MASK_WECHAT),
+        ("房号1203vx:lisi2023", "房号1203vx:" + MASK_WECHAT),
     ],
 )
 def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
@@ -543,6 +552,46 @@ def test_any_wechat_id_after_its_keyword_is_masked(keyword, colon, wechat_id, af
         assert wechat_id.lower() not in masked and MASK_WECHAT in masked
 
 
+# Pieces of tickets that masking reads, joined without spaces as citizens glue them: numbers of
+# every kind and form, plates, keywords with and without their ids, and what sits between them.
+_GLUED_PIECES = st.sampled_from(
+    [
+        *[
+            "13812345678",
+            "+86 138 1234 5678",
+            "+8613812345678",
+            "138-1234-5678",
+            "一三八一二三四五六七八",
+        ],
+        *["0731-88880000", "+86 731 8888 0000", "+8673188880000", "0086-731-88880000"],
+        *["(0731)88880000", "电话88880000", "430102199001011234", "4301 0219 9001 0112 34"],
+        *["6222021234567890128", "6222 0212 3456 7890 128", "zhang@163.com"],
+        *["湘A12345", "粤B D12345", "湘A12345D", "新", "全新", "护照E12345678", "护照123456789"],
+        *["QQ号987654321", "qq12345", "扣扣12345", "微信zhangsan88", "微信号:abc", "wx zhangsan"],
+        *["vx:lisi2023", "wxid_abcd1234", "wxid_", "微信", "vx", "qq", "护照", "幺三八", "一"],
+        *["12", "5", "8888", "0731", "2023", "投诉", "，", "。", " ", "-", "\u2212", "+", "(", ")"],
+        *["a", "x", "d", "e", "_", "·", "号"],
+    ]
+)
+
+
+@given(st.lists(_GLUED_PIECES, max_size=6))
+@example(["湘A12345", "+86 731 8888 0000"])
+@example(["护照E12345678", "+8673188880000"])
+@example(["0731-88880000", "+86 731 8888 0000"])
+@example(["qq12345", "+86 731 8888 0000"])
+@example(["430102199001011234", "wxid_abcd1234"])
+@example(["vx:lisi2023", "wxid_abcd1234"])
+@example(["vx:lisi2023", "vx", "wxid_abcd1234"])
+@example(["wx zhangsan", "wxid_", "vx", "qq12345"])
+@settings(max_examples=500)
+def test_clean_is_idempotent_on_glued_pii(parts):
+    # A pattern that refuses a match next to a digit or a letter must not see it masked by a later
+    # one: the cleaned text, cleaned again, would lose what the first pass left (and leaked).
+    once = clean("".join(parts))
+    assert clean(once) == once
+
+
 def _normalize_reference(text: str | None) -> str:
     """normalize() as first written: one character at a time (the fast path must agree)."""
     import unicodedata
@@ -638,6 +687,7 @@ def _card_as_first_written(match: re.Match[str]) -> str:
 
 _FIRST_PII_PATTERNS = (
     (r"[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9.-]+[.。][A-Za-z]{2,}", "[邮箱]"),
+    (r"wxid_[a-z0-9_-]{4,}", "[微信号]"),
     (
         r"(?<!\d)(?:[3-69]\d{15,18}"  # unbroken
         r"|[3-69]\d{3}[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d{4}"  # 4-4-4-4(-1..3)
@@ -665,7 +715,7 @@ _FIRST_PII_PATTERNS = (
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—‐‑‒―−。]?\d{4}){2}(?!\d)", "[手机号]"),
     (
-        r"(?<!\d)(?:\(0|0(?:086[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))?|\+86[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))"
+        r"(?:(?<!\d)\(0|(?<!\d)0(?:086[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))?|\+86[ .\-–—‐‑‒―−。]?\(?0?(?=[1-9]))"
         r"\d{2,3}\)?[ .\-–—‐‑‒―−。]?(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         "[电话]",
     ),
@@ -684,12 +734,11 @@ _FIRST_PII_PATTERNS = (
         r"\1\2[qq号]",
     ),
     (
-        r"(?<![a-z])wxid_[a-z0-9_-]{4,}"
-        r"|(微信|(?<![a-z])vx|(?<![a-z])wx|(?<![a-z])v信)"
+        r"(微信|(?<![a-z])vx|(?<![a-z])wx|(?<![a-z])v信)"
         r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
         r"(?:(?<!微信)(?<!微信 )[a-z][a-z0-9_-]{5,19}|(?=[a-z-]*[0-9_])[a-z][a-z0-9_-]{5,19})"
         r"(?![a-z0-9_-])",
-        lambda m: (m.group(1) + m.group(2) if m.group(1) else "") + "[微信号]",
+        r"\1\2[微信号]",
     ),
     (
         r"(?:[京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]|(?<![全最崭更重])新)"
