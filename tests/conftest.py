@@ -121,6 +121,54 @@ def merged_model_dir(
     return result.model_dir, data
 
 
+# RARE_TICKETS with a grid worker's mobile typed into the department, in full-width digits (a
+# Chinese keyboard in full-width mode) and in half-width ones after a capital (normalised, the label
+# is lower-cased): both are too rare, merged into 其他, and recorded masked in metadata.json.
+FULL_WIDTH_LABEL = "网格员李四１３９８７６５４３２１"
+HALF_WIDTH_LABEL = "A区网格员13912345678"
+PHONE_RARE_TICKETS: list[tuple[str, str, str, str]] = [
+    (title, text, FULL_WIDTH_LABEL if dept == "档案馆" else HALF_WIDTH_LABEL, cat)
+    for title, text, dept, cat in RARE_TICKETS
+]
+
+
+@pytest.fixture(scope="session")
+def phone_merged_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> tuple[Path, Path]:
+    """A model trained on TINY_TICKETS + PHONE_RARE_TICKETS, and its training CSV."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("phone-merged-models")
+    data = write_tickets_csv(root / "merged.csv", TINY_TICKETS + PHONE_RARE_TICKETS)
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir, data
+
+
+# How models trained before labels were masked in their normalised form recorded these: masked as
+# written (half-width digits only; the full-width ones were kept), and, older, not masked at all.
+OLD_MERGED_KEYS: dict[str, dict[str, int]] = {
+    "masked as written": {FULL_WIDTH_LABEL: 2, "A区网格员[手机号]": 2},
+    "as written": {FULL_WIDTH_LABEL: 2, HALF_WIDTH_LABEL: 2},
+}
+
+
+def with_merged_keys(model_dir: Path, dest: Path, keys: dict[str, int] | None) -> Path:
+    """A copy of ``model_dir`` at ``dest`` whose metadata records ``keys`` as its department
+    labels merged into 其他 (``None``: as trained)."""
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, dest)
+    if keys is not None:
+        path = dest / "metadata.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta["training_data"]["validation"]["merged_into_other"]["department"] = keys
+        path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return dest
+
+
 @pytest.fixture(scope="session")
 def blended_model_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig

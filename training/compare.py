@@ -29,11 +29,12 @@ from model.artifact import ModelLoadError, load_router, read_metadata, sha256_fi
 from model.config import OTHER_LABEL
 from model.resources import is_sample_default
 from model.router import Router
+from model.text import mask_label
 from model.tickets import LABELS, has_text
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
 from training.metrics import head_report
-from training.validate import merged_mapping
+from training.validate import find_merged, masked_counts, merged_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,18 @@ def mapping_sha(mapping: Mapping | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def merged_sha(merged: Mapping) -> str:
+    """The checksum of the merged labels scores were computed with (see :func:`ensure_scores`).
+
+    Tagged with how they are looked up: scores stored when a label holding a number, recorded
+    masked, was missed (and scored under its own name, always wrong) are computed again.
+    """
+    if not merged:
+        return mapping_sha({})
+    text = json.dumps({"lookup": "masked", "merged": merged}, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def map_label(label: str, head: str, mapping: Mapping | None) -> str:
     """``label`` renamed by ``mapping`` for ``head`` (unchanged when not mapped)."""
     return (mapping or {}).get(head, {}).get(label, label)
@@ -104,7 +117,14 @@ def shared_merged(a: Mapping, b: Mapping) -> Mapping:
     """
     out: Mapping = {}
     for head in sorted(set(a) & set(b)):
-        both = {label: other for label, other in a[head].items() if b[head].get(label) == other}
+        # Compared masked, as metadata.json records them now: a model trained before recorded a
+        # label holding a number as written (:func:`training.validate.find_merged`).
+        theirs = {mask_label(label): other for label, other in b[head].items()}
+        both = {
+            mask_label(label): other
+            for label, other in a[head].items()
+            if theirs.get(mask_label(label)) == other
+        }
         if both:
             out[head] = both
     return out
@@ -183,16 +203,17 @@ def score_router(
         if name not in LABELS or name not in scores:
             continue
         named = [map_label(t.strip(), name, mapping) for t in df[name]]
+        mapped = [map_label(label, name, mapping) for label in head.labels]
         # Scored under their own names, the model's 其他 for them (by design) counted as wrong.
-        into_other = (merged or {}).get(name, {})
-        hits = Counter(t for t in named if t in into_other)
+        # Recorded masked (a number typed into a label), they are looked up as the rows spell them.
+        into_other = find_merged((merged or {}).get(name, {}), named, mapped)
+        hits = masked_counts(Counter(t for t in named if t in into_other))
         if hits:
             merged_rows[name] = dict(sorted(hits.items()))
         truth = np.asarray([into_other.get(t, t) for t in named], dtype=str)
         known = truth != ""
         if not known.any():
             continue
-        mapped = [map_label(label, name, mapping) for label in head.labels]
         merged_labels = sorted(set(mapped))
         index = {label: i for i, label in enumerate(merged_labels)}
         shown, shifted = scores[name]
@@ -264,7 +285,7 @@ def ensure_scores(
         and stored.get("eval_sha256") == info["sha256"]
         and stored.get("mapping_sha256") == mapping_sha(use)
         # Scores stored before the merged labels were scored as 其他 are computed again.
-        and stored.get("merged_sha256", mapping_sha({})) == mapping_sha(merged)
+        and stored.get("merged_sha256", mapping_sha({})) == merged_sha(merged)
     ):
         return stored
     router, _ = load_router(root / version, root)
@@ -272,7 +293,7 @@ def ensure_scores(
     scores.update(
         eval_sha256=info["sha256"],
         mapping_sha256=mapping_sha(use),
-        merged_sha256=mapping_sha(merged),
+        merged_sha256=merged_sha(merged),
     )
     if use == own and merged == own_merged:
         registry.write_scores(root, version, scores)
@@ -602,7 +623,7 @@ def promote_checked(
     )
     for who, other in (("champion", "challenger"), ("challenger", "champion")):
         for head, labels in merged_by[who].items():
-            alone = sorted(set(labels) - set(shared.get(head, {})))
+            alone = sorted({mask_label(label) for label in labels} - set(shared.get(head, {})))
             if alone:
                 report["notes"].append(
                     f"{head}: merged into {OTHER_LABEL} by the {who}'s training but learnt by "

@@ -30,7 +30,7 @@ import numpy as np
 from model.router import Router
 from model.text import PLACEHOLDERS, clean, mask_label
 from model.tickets import LABELS, as_utc, label_value
-from training.validate import merged_mapping
+from training.validate import find_merged, merged_mapping
 
 # PSI bands commonly used in credit scoring: below 0.1 stable, 0.1–0.25 moderate, above 0.25 major.
 PSI_MODERATE = 0.1
@@ -211,11 +211,13 @@ def drift(
     merged = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
     for head in LABELS:
         trained = heads.get(head, {}).get("counts", {})
-        into_other = merged.get(head, {})
         # A joint dispatch counts for its lead department, as it does in training.
-        recent = Counter(
-            into_other.get(v, v) for v in (label_value(head, r.get(head)) for r in records)
-        )
+        given = Counter(label_value(head, r.get(head)) for r in records)
+        learnt = router.heads[head].labels if head in router.heads else ()
+        into_other = find_merged(merged.get(head, {}), given, learnt)
+        recent: Counter[str] = Counter()
+        for v, n in given.items():
+            recent[into_other.get(v, v)] += n
         recent.pop("", None)
         if trained:
             report["psi"][head] = psi(trained, recent)

@@ -37,6 +37,8 @@ from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
     duplicates_message,
+    find_merged,
+    masked_counts,
     merged_mapping,
     repeated_rows,
 )
@@ -374,8 +376,18 @@ def evaluate(
     mapped = apply_mapping(df, mapping) if mapping else {}
     # Then the rare labels its training merged into 其他 (validate): the model answers 其他 for
     # them by design, and scored under their own names each right answer counted as wrong.
-    merged = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
-    merged_rows = apply_mapping(df, merged) if merged else {}
+    # Recorded masked (a number typed into a label), they are looked up as the data spells them.
+    merged = {}
+    for h, renames in merged_mapping(
+        metadata, {h: list(head.labels) for h, head in router.heads.items()}
+    ).items():
+        spelt = set(df[h])
+        if h == "department":  # apply_mapping renames co-departments too
+            spelt.update(d for co in df[CO_COL].fillna("") if co for d in co.split(JOINT_JOINER))
+        if found := find_merged(renames, spelt, router.heads[h].labels):
+            merged[h] = found
+    # Per head, the labels (masked, as metadata.json holds them) and their rows scored as 其他.
+    merged_rows = {h: masked_counts(c) for h, c in apply_mapping(df, merged).items()}
     if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = " or a ".join(h for h in LABELS if h in router.heads)

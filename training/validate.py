@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, mask_label
+from model.text import clean, mask_label, mask_pii
 from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, ColumnMap, has_text
 
 if TYPE_CHECKING:
@@ -126,6 +126,45 @@ def merged_mapping(
             renames = {str(k): OTHER_LABEL for k in labels if str(k) not in known}
             if renames:
                 out[head] = renames
+    return out
+
+
+def find_merged(
+    renames: Mapping[str, str], labels: Iterable[str], learnt: Iterable[str] = ()
+) -> dict[str, str]:
+    """The renames of :func:`merged_mapping` for ``labels`` as the data spells them.
+
+    Training records a merged label as :func:`model.text.mask_label` quotes it, so a label that
+    held a number (网格员李四１３９８７６５４３２１) is in the metadata as 网格员李四[手机号] and
+    is found by its masked form; models trained before that recorded it as written, or masked as
+    written (:func:`model.text.mask_pii`, half-width digits only), and are found by those forms.
+    A label the model learnt (``learnt``) is never renamed.
+
+    Returns
+    -------
+    dict
+        Each of ``labels`` to rename, as written, → its new label (其他).
+    """
+    out: dict[str, str] = {}
+    if not renames:
+        return out
+    known = set(learnt)
+    for label in set(labels):
+        if not label or label in known:
+            continue
+        for key in (label, mask_label(label), mask_pii(label)):
+            if key in renames:
+                out[label] = renames[key]
+                break
+    return out
+
+
+def masked_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """``counts`` per label as :func:`model.text.mask_label` quotes it (labels masked alike add)."""
+    out: dict[str, int] = {}
+    for label, n in counts.items():
+        key = mask_label(label)
+        out[key] = out.get(key, 0) + n
     return out
 
 
@@ -266,7 +305,9 @@ def validate(
                 + repr(OTHER_LABEL)
             )
         if len(rare):
-            report.merged[head] = {mask_label(str(k)): int(v) for k, v in rare.items()}
+            # Masked (metadata.json is not to hold a number typed into a label), so two labels
+            # that differ only in their number add up; find_merged finds them again by this.
+            report.merged[head] = masked_counts({str(k): int(v) for k, v in rare.items()})
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
             for label, n in rare.items():
                 logger.info(

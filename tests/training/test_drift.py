@@ -206,6 +206,26 @@ def test_drift_counts_labels_merged_into_other_at_training_as_other(
         assert report["psi"][head]["psi"] == pytest.approx(0, abs=1e-9), report["psi"][head]
 
 
+@pytest.mark.parametrize("recorded", ["masked", "masked as written", "as written"])
+def test_drift_counts_merged_labels_holding_a_number_as_other(
+    tmp_path: Path, phone_merged_model_dir: tuple[Path, Path], recorded: str
+) -> None:
+    # Recorded masked by training (网格员李四[手机号]), the merged labels were counted under their
+    # own names, as labels training never saw; models trained before recorded them otherwise.
+    from tests.conftest import OLD_MERGED_KEYS, PHONE_RARE_TICKETS, TINY_TICKETS, with_merged_keys
+
+    model_dir = with_merged_keys(
+        phone_merged_model_dir[0], tmp_path / "m", OLD_MERGED_KEYS.get(recorded)
+    )
+    router, meta = load_router(model_dir)
+    records = [
+        {**record(0, text, dept, "auto"), "title": title, "category": cat}
+        for title, text, dept, cat in TINY_TICKETS + PHONE_RARE_TICKETS
+    ]
+    report = drift(router, meta, records, since=T0)
+    assert report["psi"]["department"]["psi"] == pytest.approx(0, abs=1e-9)
+
+
 def test_drift_buckets_long_spans_by_week(tiny_model_dir: Path) -> None:
     router, meta = load_router(tiny_model_dir)
     records = [record(d, "油烟扰民", "执法", "auto") for d in (0, 30, 90)]

@@ -861,6 +861,54 @@ def test_promote_scores_labels_merged_into_other_at_training_as_other_as_evaluat
     assert ensure_scores(root, "v1")["heads"] == scores["heads"]
 
 
+@pytest.mark.parametrize("recorded", ["masked", "masked as written", "as written"])
+def test_promote_scores_merged_labels_holding_a_number_as_other(
+    tmp_path: Path, phone_merged_model_dir: tuple[Path, Path], recorded: str
+) -> None:
+    # Training records a merged label masked (网格员李四[手机号]); the scores looked up the label
+    # as the frozen set spells it and scored its rows as wrong. Models trained before recorded it
+    # as written or masked as written.
+    from model.artifact import read_metadata
+    from tests.conftest import OLD_MERGED_KEYS, with_merged_keys
+    from training.compare import ensure_scores, mapping_sha, merged_into_other
+    from training.evaluate import evaluate
+    from training.retrain import freeze_eval
+
+    trained, data = phone_merged_model_dir
+    root = tmp_path / "models"
+    with_merged_keys(trained, root / "v1", OLD_MERGED_KEYS.get(recorded))
+    freeze_eval(root, pd.read_csv(data, dtype=str), "test")
+    masked = {"网格员李四[手机号]": 2, "a区网格员[手机号]": 2}
+    scores = ensure_scores(root, "v1")
+    assert scores["merged_into_other"] == {"department": masked}
+    report = evaluate(root / "v1", [data])
+    dept = scores["heads"]["department"]
+    assert dept["accuracy"] == pytest.approx(report["department"]["accuracy"])
+    assert dept["per_class"]["其他"]["support"] == 4
+    assert not set(dept["per_class"]) - {"其他", *(r[2] for r in TINY_TICKETS)}
+    # Scores stored when the labels were missed (checksum of the merged labels alone) are computed
+    # again.
+    stale = scores | {
+        "heads": {},
+        "merged_sha256": mapping_sha(merged_into_other(read_metadata(root / "v1"))),
+    }
+    registry.write_scores(root, "v1", stale)
+    assert ensure_scores(root, "v1")["heads"] == scores["heads"]
+
+
+def test_shared_merged_labels_match_a_label_recorded_as_written_and_masked() -> None:
+    # A champion trained before recorded 网格员李四１３９８７６５４３２１ as written, the challenger
+    # masked: both merged it, so both are scored on it as 其他.
+    from tests.conftest import FULL_WIDTH_LABEL
+    from training.compare import shared_merged
+
+    old = {"department": {FULL_WIDTH_LABEL: "其他", "气象局": "其他"}}
+    new = {"department": {"网格员李四[手机号]": "其他", "气象局": "其他"}}
+    both = {"department": {"网格员李四[手机号]": "其他", "气象局": "其他"}}
+    assert shared_merged(old, new) == both
+    assert shared_merged(new, old) == both
+
+
 def test_a_label_only_one_model_merged_into_other_is_scored_under_its_name_for_both(
     tmp_path: Path, tiny_config: TrainingConfig
 ) -> None:

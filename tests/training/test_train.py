@@ -705,6 +705,34 @@ def test_evaluate_scores_labels_merged_into_other_at_training_as_other(tmp_path,
     assert "merged their rare labels" in report_path.with_suffix(".md").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("recorded", ["masked", "masked as written", "as written"])
+def test_evaluate_scores_merged_labels_holding_a_number_as_other(
+    tmp_path, phone_merged_model_dir, recorded
+):
+    # Training records a merged label masked (网格员李四[手机号]); evaluate looked up the label as
+    # the data spells it, missed it, and scored its rows as a label the model does not know,
+    # always wrong. Models trained before recorded it as written or masked as written.
+    from tests.conftest import OLD_MERGED_KEYS, with_merged_keys
+
+    trained, data = phone_merged_model_dir
+    masked = {"网格员李四[手机号]": 2, "a区网格员[手机号]": 2}
+    assert read_metadata(trained)["training_data"]["validation"]["merged_into_other"] == {
+        "department": masked
+    }
+    model_dir = with_merged_keys(trained, tmp_path / "m", OLD_MERGED_KEYS.get(recorded))
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(model_dir), str(data), "--report", str(report_path)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "does not know" not in out
+    assert "scored 4 department rows as '其他'" in out
+    assert "13987654321" not in out and "１３９" not in out and "13912345678" not in out
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["merged_into_other"] == {"department": masked}
+    assert report["department"]["unknown_labels"] == {}
+    assert report["department"]["per_class"]["其他"]["support"] == 4
+
+
 def gbk_named(directory, stem: bytes, suffix: str):
     """A path in ``directory`` whose name is GBK bytes (as unzip leaves a Chinese Windows zip's)."""
     import os
