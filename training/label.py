@@ -55,6 +55,7 @@ from training.label_io import (
     XLSX_MAX_ROWS,
     OutputWriter,
     Record,
+    declared_rows,
     estimate_rows,
     file_columns,
     fsync_dir,
@@ -816,8 +817,11 @@ def _check_one_sheet(
     estimate comes near the limit, since a CSV text of several lines makes the lines more than
     the rows."""
     limit = XLSX_MAX_ROWS - 1
-    estimates = [estimate_rows(p) for p in files]
-    if sum(estimates) <= limit * XLSX_COUNT_FROM:
+    declared = {p: declared_rows(p) for p in files if file_format(p) == "xlsx"}
+    estimates = [declared[p] or 0 if p in declared else estimate_rows(p) for p in files]
+    # A workbook that declares no size (or A1) is counted too: estimated at 0 rows, several of
+    # them were labelled up to the limit, then refused and their chunks removed.
+    if sum(estimates) <= limit * XLSX_COUNT_FROM and None not in declared.values():
         return
     field_limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
     rows = 0

@@ -168,6 +168,21 @@ def _json_array_columns(path: Path) -> list[str]:
 _ESTIMATE_ELEMENTS = 10_000
 
 
+def declared_rows(path: Path) -> int | None:
+    """The data rows a workbook's first sheet declares (its ``<dimension>``, under the header), or
+    ``None`` when it declares none or only ``A1``: openpyxl's write-only mode writes no
+    ``<dimension>``, and other exporters write ``A1`` whatever the sheet holds, so its size is
+    unknown, not zero."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        declared = wb.worksheets[0].max_row
+    finally:
+        wb.close()
+    return declared - 1 if declared and declared > 1 else None
+
+
 def estimate_rows(path: Path) -> int:
     """Rows in a file, cheaply: exact for Parquet, physical lines for CSV and JSONL, and for a
     JSON array its size over the size of its first elements (:data:`_ESTIMATE_ELEMENTS`).
@@ -180,13 +195,7 @@ def estimate_rows(path: Path) -> int:
         return int(pq.ParquetFile(path).metadata.num_rows)
     if fmt == "xlsx":
         # The sheet's declared size, unreset: a progress estimate, which a stale one only makes low.
-        import openpyxl
-
-        wb = openpyxl.load_workbook(path, read_only=True)
-        try:
-            return max(0, (wb.worksheets[0].max_row or 1) - 1)
-        finally:
-            wb.close()
+        return declared_rows(path) or 0
     if fmt == "jsonl" and json_array(path):
         with open(path, "rb") as f:
             n = 0

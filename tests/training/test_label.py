@@ -1007,6 +1007,47 @@ def test_xlsx_output_over_a_sheet_is_refused_before_a_row_is_labelled(
     assert len(read_output(out)) == small_sheet
 
 
+def test_xlsx_output_over_a_sheet_from_workbooks_of_no_declared_size_is_refused_first(
+    tiny_model_dir: Path, tmp_path: Path, small_sheet: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workbooks written in openpyxl's write-only mode declare no size, others declare A1: each
+    # was estimated at 0 rows and never counted, so together they were labelled up to the limit,
+    # then refused and their chunks removed.
+    import openpyxl
+
+    import training.label_io
+    from tests.training.test_tickets import with_dimension
+
+    labelled: list[int] = []
+    write = training.label_io.OutputWriter.write
+
+    def spy(self, table):
+        labelled.append(table.num_rows)
+        return write(self, table)
+
+    monkeypatch.setattr(training.label_io.OutputWriter, "write", spy)
+    rows = ticket_rows(small_sheet * 3 // 4)
+    for name in ("month1.xlsx", "month2.xlsx"):
+        wb = openpyxl.Workbook(write_only=True)
+        ws = wb.create_sheet()
+        for row in [["id", "title", "text"], *rows]:
+            ws.append(row)
+        wb.save(tmp_path / name)
+    wb = openpyxl.Workbook()
+    for row in [["id", "title", "text"], *rows]:
+        wb.active.append(row)
+    wb.save(tmp_path / "month3.xlsx")
+    with_dimension(tmp_path / "month3.xlsx", "A1")
+    out = tmp_path / "out.xlsx"
+    for pair in (("month1.xlsx", "month2.xlsx"), ("month1.xlsx", "month3.xlsx")):
+        with pytest.raises(LabelError, match="nothing was labelled"):
+            label([tmp_path / n for n in pair], tiny_model_dir, out, jobs=1, chunk_size=5)
+        assert labelled == [] and not (tmp_path / "out.xlsx.parts").exists()
+    # One of them fits, and is labelled whole.
+    label([tmp_path / "month3.xlsx"], tiny_model_dir, out, jobs=1, chunk_size=5)
+    assert len(read_output(out)) == len(rows)
+
+
 def test_xlsx_output_over_a_sheet_found_late_is_one_line_and_leaves_nothing(
     tiny_model_dir: Path, tmp_path: Path, small_sheet: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
