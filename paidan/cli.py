@@ -70,6 +70,10 @@ class StdoutConsole(Console):
     nothing said and the stderr lines after the summary lost."""
 
     closed = False
+    # Writing failed otherwise (a full disk: ENOSPC, a terminal gone: EIO): the command finishes
+    # as for a reader gone, and :func:`paidan.main` says this in one line and exits 1. It ended
+    # in a 30-line traceback from inside rich, and label's warnings after its summary were lost.
+    failed: OSError | None = None
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
@@ -82,6 +86,18 @@ class StdoutConsole(Console):
         finally:
             os.close(devnull)
 
+    def on_write_error(self, error: OSError) -> None:
+        if self.failed is None:
+            self.failed = error
+        self.on_broken_pipe()
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()  # BrokenPipeError: on_broken_pipe
+        except OSError as e:
+            del self._buffer[:]
+            self.on_write_error(e)
+
 
 def write_stdout(text: str) -> None:
     """Write ``text`` (JSON) to stdout as is; a reader gone is taken as :data:`out` takes it."""
@@ -92,6 +108,8 @@ def write_stdout(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         out.on_broken_pipe()
+    except OSError as e:
+        out.on_write_error(e)
 
 
 # Output that is not a terminal (a pipe, a log, cron's mail) is not cut at rich's default of 80

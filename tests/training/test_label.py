@@ -1589,6 +1589,52 @@ def test_cli_label_into_a_closed_pipe_exits_as_a_unix_tool_and_still_warns(
     assert len(read_output(out)) == 1 and (tmp_path / "out.xlsx.summary.json").is_file()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_cli_output_to_a_full_disk_is_one_line_exit_1_and_still_warns(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `paidan label … > log` on a full disk (ENOSPC; EIO alike): a 30-line traceback from inside
+    # rich, and the warnings after the summary lost. `models list --json` the same.
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jsonl"
+    row = {"id": "L1", "text": TINY_TICKETS[0][1], "notes": "附件" * 20_000}
+    src.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out.xlsx"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+    }
+    said = "error: cannot write to standard output: No space left on device"
+    model = ["--model", str(tiny_model_dir)]
+    commands = {
+        "label": ["label", str(src), *model, "--out", str(out), "--jobs", "1"],
+        "models list": ["models", "list", "--json"],
+    }
+    stderr = {}
+    for name, args in commands.items():
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "paidan", *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=300,
+            )
+        stderr[name] = proc.stderr
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == said, proc.stderr
+        assert proc.stderr.count(said) == 1
+    assert "warning: 1 cell in 1 row held more than the 32,767 characters" in stderr["label"]
+    assert len(read_output(out)) == 1 and (tmp_path / "out.xlsx.summary.json").is_file()
+
+
 def test_an_output_over_an_input_is_refused_before_anything_is_written(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
