@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -450,6 +451,18 @@ def _overall(scores: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The report's own code spans: the commands its reasons advise (`paidan retrain`).
+_OWN_CODE = re.compile(r"(`paidan [^`\n]*`)")
+
+
+def _md_sentence(text: str) -> str:
+    """A reason or note as Markdown: composed here around labels from the data, which are escaped
+    (:func:`~training.markdown.md_text`), while the commands it advises stay code spans (escaped
+    whole, they were shown with their backticks and backslashes)."""
+    parts = _OWN_CODE.split(str(text))
+    return "".join(part if i % 2 else md_text(part) for i, part in enumerate(parts))
+
+
 def markdown_comparison(report: dict[str, Any]) -> str:
     """The comparison as a readable page: verdict, overall table, per-class tables."""
     verdict = "REFUSED" if report["refused"] else "accepted"
@@ -473,8 +486,8 @@ def markdown_comparison(report: dict[str, Any]) -> str:
         "",
     ]
     # Reasons quote labels (a lost one, the largest per-class drops), which come from the data.
-    lines += [f"- {md_text(r)}" for r in report["reasons"]]
-    lines += [f"- note: {md_text(n)}" for n in report.get("notes", [])]
+    lines += [f"- {_md_sentence(r)}" for r in report["reasons"]]
+    lines += [f"- note: {_md_sentence(n)}" for n in report.get("notes", [])]
     lines += [
         "",
         "| head | champion macro-F1 | challenger macro-F1 | Δ points | champion accuracy | challenger accuracy |",

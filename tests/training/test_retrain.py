@@ -236,6 +236,32 @@ def test_the_markdown_comparison_writes_labels_as_text() -> None:
     assert "lost label(s) the champion had: &lt;img src=x onerror=alert(1)&gt;" in html
 
 
+def test_the_markdown_comparison_keeps_its_own_code_spans() -> None:
+    # md_text on whole reasons escaped the commands they advise: \`paidan retrain\` was shown
+    # with literal backticks; a label in the same reasons is still escaped.
+    from tests.training.test_train import rendered_cells
+
+    head = {"n": 100, "macro_f1": 0.8, "accuracy": 0.8, "labels": ["a`b|c", "人社"]}
+    champion = {"n": 100, "heads": {"department": head | {"per_class": {}}}}
+    challenger = {
+        "n": 100,
+        "seen_eval_rows": 90,
+        "heads": {"department": head | {"labels": ["人社"], "per_class": {}}},
+    }
+    report = compare(
+        champion,
+        challenger,
+        champion_heads=["department", "category"],
+        challenger_heads=["department", "category"],
+    )
+    md = markdown_comparison(report)
+    assert "(`paidan retrain` leaves them out)" in md
+    assert "lost label(s) the champion had: a\\`b\\|c" in md
+    assert "\\`paidan" not in md
+    _, html = rendered_cells(md)
+    assert "<code>paidan retrain</code>" in html
+
+
 def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
     report = compare(
         scores("old", {"a": 0.5, "b": 0.5}, labels=["a", "b", "c"]),
