@@ -241,11 +241,15 @@ def read_mapping(path: str | Path) -> LabelMapping:
             target = renames[old]
             while target in renames and target != old:
                 if target in seen:
-                    raise MappingFileError(f"{path}: the {h} mapping has a cycle through {old!r}")
+                    raise MappingFileError(
+                        f"{path}: the {h} mapping has a cycle through {mask_label(old)!r}"
+                    )
                 seen.add(target)
                 target = renames[target]
             if target == old:
-                raise MappingFileError(f"{path}: the {h} mapping has a cycle through {old!r}")
+                raise MappingFileError(
+                    f"{path}: the {h} mapping has a cycle through {mask_label(old)!r}"
+                )
             renames[old] = target
     return {h: m for h, m in mapping.items() if m}
 

@@ -117,6 +117,26 @@ def test_bad_mapping_files_are_refused_with_a_reason(
         read_mapping(write_mapping(tmp_path / "m.csv", rows, header))
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [
+            ["网格员李四１３９８７６５４３２１", "人社"],
+            ["人社", "网格员李四１３９８７６５４３２１"],
+        ],
+        [["网格员李四13987654321", "人社"], ["人社", "住建"], ["住建", "网格员李四13987654321"]],
+    ],
+)
+def test_a_mapping_cycle_quotes_its_label_masked(tmp_path: Path, rows: list[list[str]]) -> None:
+    # The error goes to the terminal and the nightly retrain log: a phone number a dispatcher
+    # typed into a label was quoted as written (the "mapped to both" error masked it).
+    with pytest.raises(MappingFileError) as e:
+        read_mapping(write_mapping(tmp_path / "m.csv", rows, ["old", "new"]))
+    said = str(e.value)
+    assert "cycle through" in said and "[手机号]" in said, said
+    assert "13987654321" not in said and "１３９８７６５４３２１" not in said, said
+
+
 def test_mapping_files_as_spreadsheets_write_them(tmp_path: Path) -> None:
     # Excel's "CSV" in China is GB18030; a full taxonomy table lists unchanged labels too.
     gb = tmp_path / "m.csv"
