@@ -31,7 +31,7 @@ from model.tickets import (
     read_tickets,
     require_rows,
 )
-from training.markdown import md_text
+from training.markdown import md_text, md_url
 from training.metrics import format_auto_precision, head_report, no_auto_note
 from training.validate import (
     UNLABELLED_LISTED,
@@ -453,7 +453,9 @@ def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
         plots.reliability_png({h: report[h]["reliability"] for h in heads}, img)
         images["reliability"] = img
     md = json_path.with_suffix(".md")
-    md.write_text(markdown_report(report, {k: v.name for k, v in images.items()}), encoding="utf-8")
+    # Linked by a Markdown-safe name: a report named with a space showed no plots.
+    links = {k: md_url(v.name) for k, v in images.items()}
+    md.write_text(markdown_report(report, links), encoding="utf-8")
     return [*written, *images.values(), md]
 
 

@@ -20,3 +20,24 @@ def md_text(text: object) -> str:
     become spaces, as a line break ends a table row.
     """
     return _MARKUP.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(text)))
+
+
+# What may stay as written in a link destination: anything else (a space, which ends it; a
+# parenthesis; < > & \ % ; a control or whitespace character) is percent-encoded.
+_URL_SAFE = set("-._~!$'*+,;=:@/")
+
+
+def md_url(name: str) -> str:
+    """A relative file name as a Markdown link or image destination.
+
+    ``![plot](评估 12月.reliability.png)`` is no image in CommonMark (a destination ends at a space,
+    and parentheses must balance): a report named with a space showed no plots. Characters
+    Markdown would read otherwise are percent-encoded (``评估%2012月.reliability.png``), as every
+    renderer decodes them; other letters, Chinese among them, are kept as written.
+    """
+    return "".join(
+        c
+        if (c.isalnum() and c.isprintable() and not c.isspace()) or c in _URL_SAFE
+        else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+        for c in name
+    )

@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -850,6 +851,28 @@ def test_the_markdown_report_keys_the_numbered_axes_of_the_confusion_plots(
         figure = f"![{head} confusion matrix](r.confusion-{head}.png)"
         assert figure in md and f"Axis numbers (rows: truth, columns: predicted): {key}" in md
         assert md.index(figure) < md.index(key)
+
+
+def test_the_markdown_report_shows_its_plots_whatever_the_report_is_called(
+    tmp_path, tiny_csv, tiny_model_dir
+):
+    # `--report "评估 12月.json"` linked ![…](评估 12月.confusion-department.png): a destination
+    # ends at a space, so no renderer showed a plot. Parentheses and a % broke it too.
+    from urllib.parse import unquote
+
+    from markdown_it import MarkdownIt
+
+    report_path = tmp_path / "评估 (12月) 100%.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tiny_model_dir), str(tiny_csv), "--report", str(report_path)]
+    )
+    assert r.exit_code == 0, r.output
+    md = report_path.with_suffix(".md").read_text(encoding="utf-8")
+    html = MarkdownIt("commonmark").render(md)
+    sources = re.findall(r'<img src="([^"]*)"', html)
+    names = [f"{report_path.stem}.confusion-{h}.png" for h in ("department", "category")]
+    assert [unquote(s) for s in sources] == [*names, f"{report_path.stem}.reliability.png"]
+    assert all((tmp_path / unquote(s)).is_file() for s in sources)
 
 
 def test_evaluate_counts_a_ticket_read_twice_once(tmp_path, tiny_model_dir):
