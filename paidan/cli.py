@@ -1008,6 +1008,84 @@ def db_upgrade() -> None:
     out.print(f"{describe_database(settings)} is at the latest schema revision")
 
 
+def _existing_database(settings: Settings) -> str:
+    """The feedback database's URL; a SQLite file that does not exist is refused (it is not
+    created just to be looked at)."""
+    from sqlalchemy.engine import make_url
+
+    from serve.db import describe_url, sqlite_path
+
+    url = settings.resolved_database_url
+    file = sqlite_path(make_url(url))
+    if file is not None and not file.exists():
+        setting = "PAIDAN_DATABASE_URL" if settings.database_url else "PAIDAN_DATA_DIR"
+        raise fail(
+            RuntimeError(f"the feedback database {describe_url(url)} does not exist ({setting})")
+        )
+    return url
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[
+        str, typer.Argument(help="The schema revision to go back to, e.g. 0001", show_default=False)
+    ],
+) -> None:
+    """Take the feedback database back to an earlier schema revision, before starting an earlier
+    paidan (stop every newer paidan first: its start migrates the database up again)."""
+    from serve.db import DatabaseUnavailable, describe_url, downgrade, lost_below
+
+    try:
+        url = _existing_database(load_settings())
+        before = downgrade(url, revision)
+    except (*USER_ERRORS, ValueError, DatabaseUnavailable) as e:
+        raise fail(e) from None
+    where = describe_url(url)
+    if before == revision:
+        out.print(f"{where} is at schema revision {revision} already: nothing done", soft_wrap=True)
+        return
+    out.print(
+        f"{where} went back from schema revision {before} to {revision}, rows kept; removed: "
+        + "; ".join(lost_below(before, revision)),
+        soft_wrap=True,
+    )
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the feedback database's schema revision and the latest this paidan knows."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serve.db import current_revision, describe_url, revisions, safe_reason
+
+    try:
+        url = _existing_database(load_settings())
+        stored = current_revision(url)
+    except USER_ERRORS as e:
+        raise fail(e) from None
+    except SQLAlchemyError as e:
+        raise fail(RuntimeError(f"cannot read {describe_url(url)}: {safe_reason(e)}")) from None
+    known = revisions()
+    where = describe_url(url)
+    if stored is None:
+        out.print(f"{where} has no paidan schema revision yet", soft_wrap=True)
+    elif stored == known[-1]:
+        out.print(f"{where} is at schema revision {stored}, the latest", soft_wrap=True)
+    elif stored in known:
+        out.print(
+            f"{where} is at schema revision {stored}; the latest is {known[-1]} "
+            "(`paidan db upgrade` or the server's start applies it)",
+            soft_wrap=True,
+        )
+    else:
+        raise fail(
+            RuntimeError(
+                f"{where} is at schema revision {stored}, which this paidan does not know "
+                f"(its latest is {known[-1]}): a newer paidan migrated it"
+            )
+        )
+
+
 # -- registry, retraining and drift (issue 6) ------------------------------------------------------
 
 models_app = typer.Typer(

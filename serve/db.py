@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -313,18 +314,32 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'DEFERRED')}")
 
 
-def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
-    """Apply the Alembic migrations up to ``revision`` (idempotent)."""
-    from alembic import command
+def _scripts() -> tuple[Any, Any]:
+    """Alembic's configuration and paidan's migration scripts (``serve/migrations``)."""
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config, ScriptDirectory.from_config(config)
+
+
+def revisions() -> list[str]:
+    """paidan's schema revisions, oldest first."""
+    _config, script = _scripts()
+    return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+
+@contextmanager
+def _migrating(url_or_engine: str | Engine) -> Iterator[tuple[Any, Any, Any, tuple[str, ...]]]:
+    """A connection in a transaction that holds paidan's migration lock, with Alembic's
+    configuration bound to it, paidan's scripts and the revisions stored in the database (one
+    this paidan does not know is refused). Committed at the end."""
+    from alembic.runtime.migration import MigrationContext
     from alembic.util.exc import CommandError
 
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    script = ScriptDirectory.from_config(config)
+    config, script = _scripts()
     try:
         with (
             engine.connect() as conn,
@@ -339,21 +354,89 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
                 # database at once failed with a catalogue error (UniqueViolation on
                 # pg_type_typname_nsp_index) and said "feedback will not work". Released at commit.
                 _migration_lock(conn)
-            stored = MigrationContext.configure(conn).get_current_heads()
+            stored = tuple(MigrationContext.configure(conn).get_current_heads())
             known = {s.revision for s in script.walk_revisions()}
             unknown = [r for r in stored if r not in known]
             if unknown:
                 # Unavailable to this version, not a crash of every command.
                 raise DatabaseUnavailable(_unknown_revision(unknown, script.get_current_head()))
-            if not stored:
-                _adopt_unversioned_feedback(conn, script)
             config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            yield conn, config, script, stored
     except CommandError as e:
         raise DatabaseUnavailable(f"paidan's migrations cannot be applied to it ({e})") from e
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to ``revision`` (idempotent)."""
+    from alembic import command
+
+    with _migrating(url_or_engine) as (conn, config, script, stored):
+        if not stored:
+            _adopt_unversioned_feedback(conn, script)
+        command.upgrade(config, revision)
+
+
+# What going back below a revision takes away (its migration's downgrade()); the rows are kept.
+DOWNGRADE_LOSES = {
+    "0002": "the request_id column and its values",
+}
+
+
+def downgrade(url_or_engine: str | Engine, revision: str) -> str:
+    """Take the database back to ``revision`` with the migrations' ``downgrade()``, under the
+    same migration lock as :func:`upgrade`; returns the revision it was at (``revision`` itself
+    when it was there already, and nothing was done).
+
+    For going back to an earlier paidan, which refuses a revision it does not know. Only
+    paidan's own revisions are accepted (not Alembic's ``base``, which would drop the feedback
+    table), and none above the database's: :class:`ValueError` says why in one line.
+    """
+    from alembic import command
+
+    known = revisions()
+    if revision not in known:
+        raise ValueError(
+            f"no schema revision {revision!r} in this paidan (its revisions are {', '.join(known)})"
+        )
+    with _migrating(url_or_engine) as (_conn, config, _script, stored):
+        if not stored:
+            raise ValueError(
+                "the database has no paidan schema revision (no feedback table made by "
+                "paidan): there is nothing to take back"
+            )
+        [current] = stored
+        if known.index(revision) > known.index(current):
+            raise ValueError(
+                f"the database is at schema revision {current}, below {revision}: a downgrade "
+                f"only goes back (`paidan db upgrade` goes forward)"
+            )
+        if revision != current:
+            command.downgrade(config, revision)
+        return current
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision stored in the database (read only, no lock, nothing migrated), or
+    None if it has none."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+    return ", ".join(heads) if heads else None
+
+
+def lost_below(current: str, revision: str) -> list[str]:
+    """What a downgrade from ``current`` to ``revision`` takes away, newest revision first."""
+    known = revisions()
+    gone = known[known.index(revision) + 1 : known.index(current) + 1]
+    return [f"{DOWNGRADE_LOSES[r]} (revision {r})" for r in reversed(gone) if r in DOWNGRADE_LOSES]
 
 
 def _migration_lock(conn: Any) -> None:

@@ -885,3 +885,28 @@ def test_the_start_up_warning_about_a_database_that_is_down_says_it_is_tried_aga
     assert len(said) == 1, said
     assert "feedback will not" not in said[0] and "still works" not in said[0]
     assert "tried again every 5 s" in said[0] and "no restart needed" in said[0]
+
+
+def test_db_downgrade_takes_the_database_back_and_says_what_it_removed(tmp_path: Path) -> None:
+    env = {"PAIDAN_DATA_DIR": str(tmp_path)}
+    missing = runner.invoke(app, ["db", "current"], env=env)
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert not (tmp_path / "paidan.db").exists()  # not created just to be looked at
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    current = runner.invoke(app, ["db", "current"], env=env)
+    assert current.exit_code == 0 and "at schema revision 0002, the latest" in current.output
+    result = runner.invoke(app, ["db", "downgrade", "0001"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "went back from schema revision 0002 to 0001, rows kept" in result.output
+    assert "the request_id column and its values (revision 0002)" in result.output
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    current = runner.invoke(app, ["db", "current"], env=env)
+    assert "at schema revision 0001; the latest is 0002" in current.output
+    again = runner.invoke(app, ["db", "downgrade", "0001"], env=env)
+    assert again.exit_code == 0 and "already: nothing done" in again.output
+    for revision, said in (("0002", "below 0002"), ("0007", "no schema revision '0007'")):
+        refused = runner.invoke(app, ["db", "downgrade", revision], env=env)
+        lines = [line for line in refused.output.splitlines() if line.strip()]
+        assert refused.exit_code == 2 and len(lines) == 1 and said in lines[0], refused.output
+        assert lines[0].startswith("error: ")

@@ -439,3 +439,76 @@ def test_a_revision_0001_table_left_without_its_revision_is_adopted_then_upgrade
         assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("feedback")}
     finally:
         db.dispose()
+
+
+def _schema(engine: Any) -> tuple[set[str], dict[str, tuple[tuple[str, ...], bool]]]:
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    columns = {c["name"] for c in inspector.get_columns("feedback")}
+    indexes = {
+        i["name"]: (tuple(i["column_names"]), bool(i["unique"]))
+        for i in inspector.get_indexes("feedback")
+    }
+    return columns, indexes
+
+
+def test_a_downgrade_gives_back_the_schema_an_earlier_paidan_reads_and_keeps_the_rows(
+    tmp_path: Path,
+) -> None:
+    # Once revision 0002 was applied, the paidan before it refused the database at every start
+    # (alembic: "Can't locate revision identified by '0002'"), routing down with it, and nothing
+    # took the database back.
+    from sqlalchemy import text
+
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    serve.db.upgrade(old, "0001")
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    db = Database(url)
+    try:
+        db.add_feedback(text="旧投诉", department="人社")
+        db.add_feedback(text="新投诉", department="住建", request_id="r-1")
+    finally:
+        db.dispose()
+    assert serve.db.downgrade(url, "0001") == "0002"
+    engine = serve.db.make_engine(url)
+    reference = serve.db.make_engine(old)
+    try:
+        assert _schema(engine) == _schema(reference)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(
+                text("SELECT text, department FROM feedback ORDER BY id")
+            ).all() == [
+                ("旧投诉", "人社"),
+                ("新投诉", "住建"),
+            ]
+    finally:
+        engine.dispose()
+        reference.dispose()
+    assert serve.db.downgrade(url, "0001") == "0001"  # there already: nothing done
+    assert serve.db.current_revision(url) == "0001"
+    serve.db.upgrade(url)  # and forward again, as the newer paidan's start does
+    assert serve.db.current_revision(url) == "0002"
+
+
+def test_a_downgrade_to_an_unknown_or_a_later_revision_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    for revision in ("base", "0003", "-1"):  # base would drop the feedback table
+        with pytest.raises(ValueError, match=f"no schema revision '{revision}'.*0001, 0002"):
+            serve.db.downgrade(url, revision)
+    with pytest.raises(ValueError, match="no paidan schema revision"):
+        serve.db.downgrade(url, "0001")
+    serve.db.upgrade(url, "0001")
+    with pytest.raises(ValueError, match="at schema revision 0001, below 0002"):
+        serve.db.downgrade(url, "0002")
+    assert serve.db.current_revision(url) == "0001"
+
+
+def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> None:
+    # `paidan db downgrade` prints it, and the README's "Going back to an earlier paidan" names it.
+    assert sorted(serve.db.DOWNGRADE_LOSES) == serve.db.revisions()[1:]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "paidan db downgrade" in readme

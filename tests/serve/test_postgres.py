@@ -631,3 +631,29 @@ def test_a_prepare_threshold_in_the_url_reaches_psycopg_as_it_wants_it(
     assert "prepare_threshold" not in _postgres_timeouts(
         make_url("postgresql+psycopg2://u:p@db.example/feedback")
     )
+
+
+def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) -> None:
+    import serve.db
+
+    db = Database(pg_url)
+    try:
+        db.add_feedback(text="新投诉", department="住建", request_id="pg-1")
+    finally:
+        db.dispose()
+    assert serve.db.downgrade(pg_url, "0001") == "0002"
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT text FROM feedback")).scalars().all() == ["新投诉"]
+            indexes = conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+            )
+            assert "ix_feedback_request_id" not in set(indexes.scalars())
+    finally:
+        engine.dispose()
+    with pytest.raises(ValueError, match="below 0002"):
+        serve.db.downgrade(pg_url, "0002")
+    serve.db.upgrade(pg_url)
+    assert serve.db.current_revision(pg_url) == "0002"
