@@ -1,20 +1,24 @@
 """Feedback storage through SQLAlchemy: embedded SQLite by default, PostgreSQL when configured.
 
 The schema is versioned with Alembic (``serve/migrations``); :func:`upgrade` applies it and runs at
-start-up and as ``paidan db upgrade``. Texts are PII-masked before they reach this module's tables.
+start-up and as ``paidan db upgrade``. Texts are PII-masked before they reach this module's tables,
+and again, with today's masking, whenever they are read from them (see :class:`MaskedText`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlsplit
@@ -47,6 +51,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
 
 from model.settings import prepare_threshold
+from model.text import clean, mask_label, mask_pii, normalize
 from model.tickets import as_utc
 
 logger = logging.getLogger(__name__)
@@ -98,6 +103,97 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Stored feedback is read through today's masking, whichever paidan stored it. Masking learns
+# (phone numbers written with 。 or U+2010 hyphens, 15-digit ID numbers in 6-6-3 groups, since
+# 2026-12-04): rows an earlier paidan had stored with such numbers as written kept them after the
+# upgrade, and the export (GET /v1/feedback), retrain and drift read them so. The masking is
+# applied here, where a stored value becomes a Python one (ORM rows and the column reads of
+# Database.iter_columns alike), so no read can miss it; it is idempotent (clean(clean(x)) ==
+# clean(x)), so rows stored masked come back unchanged. The rows themselves are not rewritten.
+
+
+class MaskedText(TypeDecorator[str]):
+    """A ticket's text or title: :func:`model.text.clean` on every read."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else clean(value)
+
+
+class MaskedLabel(TypeDecorator[str]):
+    """A department or category as chosen: :func:`model.text.mask_label` on every read."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else mask_label(value.replace("\x00", " "))
+
+
+# The key of the note that replaces a stored suggestion nested too deeply to be masked (the
+# export's EXPORT_ERROR_KEY).
+UNREADABLE_KEY = "export_error"
+
+
+class MaskedJSON(TypeDecorator[Any]):
+    """The suggestion a client sent back: :func:`mask_json` on every read."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        try:
+            return mask_json(value)
+        except RecursionError:  # one stored before such suggestions were refused
+            return {UNREADABLE_KEY: "the stored suggestion is nested too deeply to be read"}
+
+
+def mask_json(value: Any) -> Any:
+    """Mask PII in every string of a JSON value (the client sends the suggestion back to us); a
+    U+0000, which PostgreSQL cannot store, becomes a space as in a cleaned text."""
+    if isinstance(value, str):
+        return _mask_short_string(value) if len(value) <= _CACHED_CHARS else _mask_string(value)
+    if isinstance(value, dict):
+        # Keys too: a client may key a map by phone number ({"13812345678": …}). Two keys that
+        # mask alike ("13812345678" and "13912345678" both "[手机号]") must not lose a value to
+        # each other: the later one is stored as "[手机号] (2)", and so on.
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = _mask_key(str(k))
+            if key in out:
+                key = next(f"{key} ({n})" for n in itertools.count(2) if f"{key} ({n})" not in out)
+            out[key] = mask_json(v)
+        return out
+    if isinstance(value, list):
+        return [mask_json(v) for v in value]
+    return value
+
+
+def _mask_string(value: str) -> str:
+    # PII that shows only once the string is normalised ("138  1234  5678" with two spaces, a
+    # tab, a newline or a zero-width space inside) was stored as sent: such a string is kept as
+    # clean() writes a ticket's text. Others keep their case (model_version is read back).
+    normalised = normalize(value)
+    cleaned = mask_pii(normalised)  # clean(value), without normalising it twice
+    if cleaned != normalised:
+        return cleaned
+    return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
+
+
+# A suggestion read back repeats its keys, labels and decisions in every row: masking each anew
+# made reading stored suggestions (the export, drift) three to four times slower. Short strings
+# are masked once per process (a pure function of the string).
+_CACHED_CHARS = 64
+_mask_short_string = lru_cache(maxsize=8192)(_mask_string)
+
+
+@lru_cache(maxsize=8192)
+def _mask_key(key: str) -> str:
+    return mask_label(key.replace("\x00", " "))
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -113,11 +209,11 @@ class Feedback(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     ticket_id: Mapped[str | None] = mapped_column(String(100), index=True)
-    title: Mapped[str | None] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
-    suggestion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    department: Mapped[str] = mapped_column(String(100))
-    category: Mapped[str | None] = mapped_column(String(100))
+    title: Mapped[str | None] = mapped_column(MaskedText())
+    text: Mapped[str] = mapped_column(MaskedText())
+    suggestion: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON())
+    department: Mapped[str] = mapped_column(MaskedLabel(100))
+    category: Mapped[str | None] = mapped_column(MaskedLabel(100))
     dispatcher_id: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -9,12 +9,10 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 # No ``from __future__ import annotations``: the request bodies are built per app (their limits come
 # from the settings), and FastAPI must see the real classes in the closures' signatures.
 
-import itertools
 import json
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -25,11 +23,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult
-from model.text import clean, mask_pii, normalize
+from model.text import clean
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
 from serve.body import JsonBodyRoute
-from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url
+from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url, mask_json
 from serve.deps import (
     DatabaseDep,
     MetadataDep,
@@ -225,7 +223,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                     "finally chosen is the decision: send it",
                     "body.category",
                 )
-        suggestion = _mask_json(body.suggestion) if body.suggestion is not None else None
+        suggestion = mask_json(body.suggestion) if body.suggestion is not None else None
         if suggestion is not None and len(json.dumps(suggestion)) > MAX_SUGGESTION_CHARS:
             raise ApiError(
                 422,
@@ -492,34 +490,6 @@ def _item_id(item: Any) -> str | None:
     if isinstance(item, dict) and isinstance(item.get("id"), str):
         return scrub_surrogates(item["id"][:MAX_ID_CHARS])
     return None
-
-
-def _mask_json(value: Any) -> Any:
-    """Mask PII in every string of a JSON value (the client sends the suggestion back to us); a
-    U+0000, which PostgreSQL cannot store, becomes a space as in a cleaned text."""
-    if isinstance(value, str):
-        # PII that shows only once the string is normalised ("138  1234  5678" with two spaces, a
-        # tab, a newline or a zero-width space inside) was stored as sent: such a string is kept
-        # as clean() writes a ticket's text. Others keep their case (model_version is read back).
-        normalised = normalize(value)
-        cleaned = mask_pii(normalised)  # clean(value), without normalising it twice
-        if cleaned != normalised:
-            return cleaned
-        return mask_pii(unicodedata.normalize("NFKC", value)).replace("\x00", " ")
-    if isinstance(value, dict):
-        # Keys too: a client may key a map by phone number ({"13812345678": …}). Two keys that
-        # mask alike ("13812345678" and "13912345678" both "[手机号]") must not lose a value to
-        # each other: the later one is stored as "[手机号] (2)", and so on.
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = masked(str(k))
-            if key in out:
-                key = next(f"{key} ({n})" for n in itertools.count(2) if f"{key} ({n})" not in out)
-            out[key] = _mask_json(v)
-        return out
-    if isinstance(value, list):
-        return [_mask_json(v) for v in value]
-    return value
 
 
 def _ms(start: float) -> float:

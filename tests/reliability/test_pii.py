@@ -121,6 +121,52 @@ def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> No
     assert_clean(exported.text)
 
 
+# What the paidan of 2026-12-03 stored as written: the masks learnt these forms the day after.
+OLD_MISSED = ("138。1234。5601", "139\u20108765\u20104321", "430102 900101 121")
+
+
+def test_rows_an_earlier_version_stored_unmasked_are_masked_whenever_they_are_read(
+    pii_client: TestClient, tmp_path: Path
+) -> None:
+    # They stayed as written after the upgrade, and GET /v1/feedback, retrain and drift read them so.
+    from paidan.cli import _feedback_records
+
+    numbers = "，".join(OLD_MISSED)
+    assert pii_client.get("/readyz").json()["database"]["ok"]  # the schema is made
+    db_file = tmp_path / "var" / "paidan.db"
+    suggestion = {"department": {"label": f"网格员{OLD_MISSED[0]}"}, OLD_MISSED[1]: numbers}
+    with sqlite3.connect(db_file) as conn:  # as the old paidan wrote it
+        conn.execute(
+            "INSERT INTO feedback (ticket_id, title, text, suggestion, department, category, "
+            "created_at) VALUES ('OLD-1', ?, ?, ?, ?, ?, '2026-12-03 10:00:00')",
+            (
+                f"回电{OLD_MISSED[0]}",
+                f"楼下烧烤油烟很大，{numbers}",
+                json.dumps(suggestion, ensure_ascii=False),
+                f"网格员{OLD_MISSED[1]}",
+                f"联系{OLD_MISSED[2]}",
+            ),
+        )
+    exported = pii_client.get("/v1/feedback")
+    assert exported.status_code == 200 and "OLD-1" in exported.text
+    [row] = [json.loads(line) for line in exported.text.splitlines()]
+    assert row["title"] == "回电[手机号]"
+    assert row["text"] == "楼下烧烤油烟很大,[手机号],[手机号],[身份证号]"
+    assert (row["department"], row["category"]) == ("网格员[手机号]", "联系[身份证号]")
+    assert row["suggestion"] == {
+        "department": {"label": "网格员[手机号]"},
+        "[手机号]": "[手机号],[手机号],[身份证号]",
+    }
+    settings = Settings(data_dir=tmp_path / "var")
+    records = _feedback_records(settings, None, with_decision=True)  # retrain's and drift's read
+    assert [(r["title"], r["department"]) for r in records] == [("回电[手机号]", "网格员[手机号]")]
+    for read in (exported.text, json.dumps(records, default=str, ensure_ascii=False)):
+        for number in (*OLD_MISSED, "1234", "8765", "900101"):
+            assert number not in read, f"{number} leaked"
+    with sqlite3.connect(db_file) as conn:  # the row itself is left as it was stored
+        assert conn.execute("SELECT title FROM feedback").fetchall() == [(f"回电{OLD_MISSED[0]}",)]
+
+
 def test_logs_hold_no_pii(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
