@@ -31,7 +31,7 @@ from model.config import OTHER_LABEL
 from model.resources import is_sample_default
 from model.router import Router
 from model.text import mask_label
-from model.tickets import LABELS, has_text
+from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
 from training.metrics import head_report
@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 # Largest macro-F1 drop tolerated on either head, in points (1 point = 0.01).
 MAX_DROP_POINTS = 1.0
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
+# How scores read department labels: "lead" = a joint dispatch's lead department, on both the true
+# labels and an old model's combined ones (model.tickets.label_value). Scores stored without it
+# were computed with whole "主办；会办" strings (a set frozen, or a model trained, before joint
+# dispatch) and are computed again.
+DEPARTMENT_TRUTH = "lead"
 
 # Per head, old label -> new label.
 Mapping = dict[str, dict[str, str]]
@@ -100,11 +105,38 @@ def merged_into_other(meta: dict[str, Any], mapping: Mapping | None = None) -> M
     learnt = {h: list(v.get("labels") or []) for h, v in (meta.get("heads") or {}).items()}
     out: Mapping = {}
     for head, renames in merged_mapping(meta, learnt).items():
-        known = {map_label(label, head, mapping) for label in learnt[head]}
+        # Read by their lead department, as scores read the labels (an old model's "主办；会办").
+        known = {map_label(label_value(head, label), head, mapping) for label in learnt[head]}
         other = map_label(OTHER_LABEL, head, mapping)
-        moved = {map_label(k, head, mapping) for k in renames} - known
+        moved = {map_label(label_value(head, k), head, mapping) for k in renames} - known
         if moved:
             out[head] = {label: other for label in sorted(moved)}
+    return out
+
+
+def joint_only_other(meta: dict[str, Any]) -> list[str]:
+    """The heads whose 其他 a model learnt only from joint dispatches merged into it.
+
+    A paidan from before joint dispatch learnt each "主办；会办" combination as a label, and merged
+    the rare ones into 其他: a model trained now learns their lead, so it has no 其他 for them,
+    and lacking that 其他 is no label lost.
+    """
+    data = meta.get("training_data")
+    validation = data.get("validation") if isinstance(data, dict) else None
+    merged = validation.get("merged_into_other") if isinstance(validation, dict) else None
+    out = []
+    for head, info in (meta.get("heads") or {}).items():
+        labels = merged.get(head) if isinstance(merged, dict) else None
+        counts = info.get("counts") if isinstance(info, dict) else None
+        if (
+            not isinstance(labels, dict)
+            or not isinstance(counts, dict)
+            or OTHER_LABEL not in counts
+        ):
+            continue
+        joint = sum(int(n) for k, n in labels.items() if JOINT_SEPARATOR.search(str(k)))
+        if 0 < int(counts[OTHER_LABEL]) <= joint:
+            out.append(head)
     return out
 
 
@@ -160,6 +192,9 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     df = pd.read_parquet(path)
     for col in EVAL_COLUMNS:
         df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
+    # A set frozen before joint dispatch kept "主办；会办" cells whole, a label no model predicts
+    # (the department head learns the lead): read as training reads them, the lead department.
+    df["department"] = df["department"].map(lambda v: label_value("department", v))
     return df, info
 
 
@@ -203,8 +238,9 @@ def score_router(
     for name, head in router.heads.items():
         if name not in LABELS or name not in scores:
             continue
-        named = [map_label(t.strip(), name, mapping) for t in df[name]]
-        mapped = [map_label(label, name, mapping) for label in head.labels]
+        named = [map_label(label_value(name, t), name, mapping) for t in df[name]]
+        # A model trained before joint dispatch learnt "主办；会办" strings: its answer is their lead.
+        mapped = [map_label(label_value(name, label), name, mapping) for label in head.labels]
         # Scored under their own names, the model's 其他 for them (by design) counted as wrong.
         # Recorded masked (a number typed into a label), they are looked up as the rows spell them.
         into_other = find_merged((merged or {}).get(name, {}), named, mapped)
@@ -241,6 +277,7 @@ def score_router(
         "model_version": router.version,
         "seen_eval_rows": seen_rows(router, X) if X is not None else 0,
         "heads": heads,
+        "department_truth": DEPARTMENT_TRUTH,
     }
     if merged_rows:
         out["merged_into_other"] = merged_rows
@@ -287,6 +324,7 @@ def ensure_scores(
         and stored.get("mapping_sha256") == mapping_sha(use)
         # Scores stored before the merged labels were scored as 其他 are computed again.
         and stored.get("merged_sha256", mapping_sha({})) == merged_sha(merged)
+        and stored.get("department_truth") == DEPARTMENT_TRUTH
     ):
         return stored
     router, _ = load_router(root / version, root)
@@ -310,6 +348,7 @@ def compare(
     challenger_heads: Collection[str] | None = None,
     champion_name: str | None = None,
     challenger_name: str | None = None,
+    champion_joint_other: Collection[str] = (),
 ) -> dict[str, Any]:
     """Side-by-side figures and the promotion verdict.
 
@@ -325,6 +364,9 @@ def compare(
     champion_name, challenger_name : str, optional
         The versions' names under the model root, which the report names them by (default: the
         models' metadata ids, which a copied model shares with its original).
+    champion_joint_other : collection of str
+        Heads whose 其他 the champion learnt only from joint dispatches (:func:`joint_only_other`):
+        a challenger without 其他 there lost no label.
 
     Returns
     -------
@@ -418,6 +460,13 @@ def compare(
                 + (f"; largest per-class drops: {detail}" if detail else "")
             )
         missing = sorted(set(a["labels"]) - set(b["labels"]))
+        if head in champion_joint_other and OTHER_LABEL in missing:
+            missing.remove(OTHER_LABEL)
+            notes.append(
+                f"{head}: the champion's {OTHER_LABEL} held only joint dispatches (主办；会办) that "
+                f"a paidan from before joint dispatch merged into it; the challenger learns their "
+                f"lead department, so lacking {OTHER_LABEL} is no label lost"
+            )
         if missing:
             lost[head] = missing
             reasons.append(
@@ -633,6 +682,7 @@ def promote_checked(
         challenger_heads=model_heads(root, version),
         champion_name=champion,
         challenger_name=version,
+        champion_joint_other=joint_only_other(read_metadata(root / champion)),
     )
     for who, other in (("champion", "challenger"), ("challenger", "champion")):
         for head, labels in merged_by[who].items():

@@ -1082,3 +1082,84 @@ def test_retrain_names_the_feedback_store_it_read_and_warns_of_a_missing_file(
     said = " ".join(r.output.split())
     assert f"feedback: 1 record(s) read from sqlite:///{tmp_path / 'var' / 'paidan.db'}" in said
     assert "warning" not in said
+
+
+def test_a_set_frozen_before_joint_dispatch_and_an_old_champions_joint_labels_are_read_by_lead(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paidan from before joint dispatch stored "主办；会办" department cells whole in the frozen
+    # set, and its models learnt such strings as labels. Scored as they were, every model lost
+    # points on labels it cannot predict (retrain refused every challenger), and the champion's
+    # combined labels counted as labels the challenger "lost".
+    import hashlib
+    import json
+    import shutil
+
+    from model.artifact import load_router
+    from training.compare import ensure_scores, read_frozen_eval, score_router
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    df = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    joint = {"人社": "人社；住建；街道办", "住建": "住建;人社"}
+    old = df.assign(department=df["department"].map(lambda d: joint.get(d, d)))
+    # The set as the old paidan wrote it: the cells whole, frozen.json with its SHA-256.
+    path = registry.frozen_eval_path(root)
+    path.parent.mkdir(parents=True)
+    old[["id", "title", "text", "department", "category"]].to_parquet(path, index=False)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    info = {"sha256": sha, "rows": len(old), "created": "2026-11-22T10:00:00+00:00"}
+    (path.parent / registry.EVAL_META_FILE).write_text(json.dumps(info), encoding="utf-8")
+    read, _ = read_frozen_eval(root)
+    assert list(read["department"]) == list(df["department"])
+    router, _ = load_router(root / "v1", root)
+    want = score_router(router, df)
+    # A score stored by the older paidan (whole cells as truth) is computed again, not reused.
+    registry.write_scores(
+        root, "v1", {"eval_sha256": sha, "mapping_sha256": "x", "heads": {}} | {"n": 0}
+    )
+    got = ensure_scores(root, "v1")
+    assert got["heads"] == want["heads"]
+    stale = {k: v for k, v in got.items() if k != "department_truth"}
+    registry.write_scores(root, "v1", stale | {"heads": {}})
+    assert ensure_scores(root, "v1")["heads"] == want["heads"]
+
+    # An old champion's combined labels answer their lead: no label is "lost" by a challenger.
+    champion, _ = load_router(root / "v1", root)
+    head = champion.heads["department"]
+    counts = {joint.get(label, label): n for label, n in head.counts.items()}
+    monkeypatch.setattr(head, "counts", counts, raising=False)
+    monkeypatch.setattr(
+        head, "labels", [joint.get(label, label) for label in head.labels], raising=False
+    )
+    old_scores = score_router(champion, df)
+    assert old_scores["heads"]["department"]["labels"] == want["heads"]["department"]["labels"]
+    report = compare(old_scores, want)
+    assert report["lost_labels"] == {}, report["reasons"]
+
+
+def test_an_old_champions_other_made_of_merged_joint_dispatches_is_no_label_lost() -> None:
+    # The paidan of 2026-11-22 merged rare "主办；会办" combinations into 其他; a challenger trained
+    # now learns their lead and has no 其他: refused for "losing" it, it was never promoted.
+    from training.compare import joint_only_other
+
+    def meta(counts: dict[str, int], merged: dict[str, int]) -> dict:
+        return {
+            "heads": {"department": {"labels": list(counts), "counts": counts}},
+            "training_data": {"validation": {"merged_into_other": {"department": merged}}},
+        }
+
+    old = meta({"住建": 9, "其他": 6}, {"残联；住建；街道办": 3, "残联;住建": 3})
+    assert joint_only_other(old) == ["department"]
+    # 其他 also holding tickets of its own, or a rare single department: a real label.
+    assert (
+        joint_only_other(meta({"住建": 9, "其他": 8}, {"残联；住建": 3, "残联；街道办": 3})) == []
+    )
+    assert joint_only_other(meta({"住建": 9, "其他": 6}, {"残联": 3, "档案馆": 3})) == []
+    champion = scores("old", {"住建": 0.8, "其他": 0.5})
+    challenger = scores("new", {"住建": 0.9})
+    refused = compare(champion, challenger)
+    assert refused["lost_labels"] == {"department": ["其他"]}
+    report = compare(champion, challenger, champion_joint_other=["department"])
+    assert report["lost_labels"] == {} and not report["refused"], report["reasons"]
+    assert any("joint dispatches" in n for n in report["notes"])
