@@ -488,6 +488,7 @@ def load_router(
     """
     meta = verify(model_dir, root)
     resolved = Path(model_dir).resolve()
+    _check_format(meta, resolved)
     if SERVING_FILE not in meta["files"]:
         return _unpickle(resolved / ROUTER_FILE), meta
     fast = _unpickle(resolved / SERVING_FILE)
@@ -528,6 +529,22 @@ def _unpickle(path: Path) -> Router:
     if not isinstance(router, Router):
         raise ModelLoadError(f"{path} holds a {type(router).__name__}, not a paidan Router")
     return router
+
+
+def _check_format(meta: dict[str, Any], path: Path) -> None:
+    """Refuse a model whose ``format_version`` this paidan does not know (a newer paidan's).
+
+    A model without one (the oldest) is format 1. Unpickled anyway, a newer layout failed deep
+    in the code with a traceback, or loaded and predicted wrongly without a word.
+    """
+    found = meta.get("format_version", 1)
+    if isinstance(found, int) and not isinstance(found, bool) and 1 <= found <= FORMAT_VERSION:
+        return
+    raise ModelLoadError(
+        f"{path} is a model of format {found!r}, written by a newer paidan (this one reads "
+        f"format {FORMAT_VERSION} and older): upgrade paidan to use it, or make a model this "
+        "paidan wrote current (`paidan models rollback`)"
+    )
 
 
 def _check_versions(meta: dict[str, Any], path: Path) -> None:

@@ -324,3 +324,31 @@ def test_registry_current_pointer(tiny_model_dir, tmp_path):
     assert current_dir(root) == root / "20260101T000000Z-aaaa"
     with pytest.raises(ModelLoadError):
         set_current(root, "nope")
+
+
+def test_a_model_of_a_newer_format_is_refused_in_one_line_and_an_unmarked_one_is_format_1(
+    tiny_model_dir, tmp_path
+):
+    # format_version was written but never read: a model laid out by a newer paidan loaded
+    # without a word (or failed deep in the code), so a software rollback could not be refused.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    model = writable_copy(tiny_model_dir, tmp_path / "m")
+    meta = json.loads((model / METADATA_FILE).read_text())
+    for found in (99, "2.0"):
+        (model / METADATA_FILE).write_text(json.dumps(meta | {"format_version": found}))
+        for serving in (False, True):
+            with pytest.raises(ModelLoadError, match=r"format .*newer paidan.*upgrade paidan"):
+                load_router(model, serving=serving)
+    r = CliRunner().invoke(app, ["predict", str(model), "楼下烧烤店油烟很大"])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert "format '2.0', written by a newer paidan" in r.output, r.output
+    assert "Traceback" not in r.output
+    # The oldest models have no format_version: format 1, loaded.
+    (model / METADATA_FILE).write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "format_version"})
+    )
+    assert load_router(model)[0].version == meta["version"]
