@@ -41,12 +41,22 @@ def default_stopwords() -> Path:
     return data_dir() / STOPWORDS_FILE
 
 
+# SHA-256 of every data/tickets.csv paidan has shipped (git log -- data/tickets.csv; when the sample
+# changes, the one it replaces stays here). A default model an older paidan trained from its own
+# sample carries that sample's checksum: it is still the placeholder after an upgrade.
+EARLIER_SAMPLE_SHA256 = (
+    "66e19d7521d0159ea4173ae1be0fc713a197f396aaeb5d3276889ddf3bd17ceb",  # 2026-11-22 (889b2fc)
+    "5fd42f218c1bf5f24c7df064ade9ab2a26967a95ed92a9453bfc9827b5c0188a",  # 2026-12-03 (e968fba)
+)
+
+
 def is_sample_default(meta: dict[str, Any]) -> bool:
     """Whether a model's metadata says it was trained on the bundled sample alone.
 
     The default model ``paidan serve`` trains carries ``training_data.bundled_sample``; a model
     trained before that marker existed is recognised by its one training file having the bundled
-    sample's name and checksum. Nothing of a city's own is in such a model.
+    sample's name and checksum: today's sample's, or one an earlier paidan shipped
+    (:data:`EARLIER_SAMPLE_SHA256`). Nothing of a city's own is in such a model.
     """
     data = meta.get("training_data") or {}
     if data.get(SAMPLE_MARKER):
@@ -61,6 +71,8 @@ def is_sample_default(meta: dict[str, Any]) -> bool:
         return False
     if files[0].get("name") != SAMPLE_FILE:
         return False
+    if files[0].get("sha256") in EARLIER_SAMPLE_SHA256:
+        return True
     try:
         return bool(files[0].get("sha256") == _sample_sha256())
     except OSError:

@@ -173,3 +173,67 @@ def test_a_retrain_on_the_sample_history_is_not_the_sample_default() -> None:
     ):
         meta = {"training_data": {**plain["training_data"], **extra}}
         assert not is_sample_default(meta), extra
+
+
+SAMPLE_20261122 = "66e19d7521d0159ea4173ae1be0fc713a197f396aaeb5d3276889ddf3bd17ceb"
+
+
+def test_a_default_an_older_paidan_trained_from_its_own_sample_is_still_the_placeholder(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    # The default `paidan serve` of 2026-11-22 trained from the sample shipped then (no marker;
+    # its checksum is not today's sample's): after the upgrade the city's first `paidan train`
+    # stayed behind it instead of becoming current as the README says.
+    from model.artifact import METADATA_FILE
+    from model.resources import SAMPLE_FILE
+
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    assert default is not None
+    path = root / default / METADATA_FILE
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    data = {k: v for k, v in meta["training_data"].items() if k != SAMPLE_MARKER}
+    # data/tickets.csv as shipped on 2026-11-22 (889b2fc)
+    old = {"name": SAMPLE_FILE, "sha256": SAMPLE_20261122}
+    meta["training_data"] = data | {"files": [old]}
+    path.chmod(0o644)
+    path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    assert is_sample_default(read_metadata(root / default))
+    city = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    args = ["train", str(city), "--out", str(root / "v1"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1", r.output
+    # A file of that name with another checksum is a city's own: not the placeholder.
+    other = {"training_data": {"files": [{"name": SAMPLE_FILE, "sha256": "0" * 64}]}}
+    assert not is_sample_default(other)
+
+
+def test_the_earlier_sample_checksums_are_those_of_the_samples_in_git_history() -> None:
+    import hashlib
+    import subprocess
+
+    from model.resources import EARLIER_SAMPLE_SHA256, sample_path
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commits = subprocess.run(
+            ["git", "-C", str(repo), "log", "--format=%H", "--", "data/tickets.csv"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("no git history (a source archive)")
+    shipped = set()
+    for c in commits:
+        blob = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{c}:data/tickets.csv"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        shipped.add(hashlib.sha256(blob).hexdigest())
+    today = hashlib.sha256(sample_path().read_bytes()).hexdigest()
+    assert shipped - {today} <= set(EARLIER_SAMPLE_SHA256)
