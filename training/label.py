@@ -957,6 +957,18 @@ def _resume_mismatch(
     resume the morning after a nightly promotion, or without the run's --chunk-size, threw away
     every finished chunk, though the manifest holds what the run used.
     """
+    found = old.get("format")
+    if found != new["format"]:
+        # Another format records other options (one from before --joint and the PAIDAN_MAX_*
+        # limits has neither): compared, they named options such a run never had.
+        older = found is None or (isinstance(found, int) and found < new["format"])
+        who = "an older paidan" if older else "another version of paidan"
+        return (
+            f"cannot resume into {output}: its partial output was written by {who} (parts format "
+            f"{found}, this one writes {new['format']}; the options it was run with are not "
+            "recorded as this one records them), so it cannot be continued; rerun without "
+            "--resume and with --force to start over"
+        )
     used: list[str] = []  # what the interrupted run used, and what this one uses
     flags: list[str] = []  # the options that continue it
     env: list[str] = []  # and the settings
@@ -1000,7 +1012,7 @@ def _resume_mismatch(
             env.append(f"{variable}={old.get(key)}")
     if old.get("inputs") != new["inputs"] or old.get("columns") != new["columns"]:
         cannot.append("the input files are not the same, or changed since (size, time, columns)")
-    if old.get("format") != new["format"] or old.get("output_format") != new["output_format"]:
+    if old.get("output_format") != new["output_format"]:
         cannot.append("its parts were written by another version of paidan")
     said = [f"the interrupted run used {', '.join(used)}"] if used else []
     said += cannot

@@ -2440,3 +2440,31 @@ def test_a_jsonl_part_of_objects_without_keys_is_named_as_such(
         "column for the ticket text"
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_resuming_an_older_paidans_run_says_so_without_naming_options_it_never_had(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A run the paidan of 2026-11-22 left half done (manifest format 1, no joint dispatch, no
+    # title limit): the refusal said it "used --no-joint" and "PAIDAN_MAX_TITLE_CHARS=None".
+    root = three_versions(tiny_model_dir, tmp_path)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+
+    def stop(stage: str, done: int, total: int) -> None:
+        raise Interrupt
+
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], root / "v1", out, jobs=1, chunk_size=7, progress=stop)
+    manifest = out.with_name(out.name + ".parts") / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    old = {k: v for k, v in data["fingerprint"].items() if k not in ("joint", "max_title_chars")}
+    data["fingerprint"] = old | {"format": 1}
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    args = ["label", str(src), "--model", str(root / "v1"), "--out", str(out), "--jobs", "1"]
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--resume"])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert "its partial output was written by an older paidan (parts format 1" in said, said
+    assert "rerun without --resume and with --force to start over" in said
+    assert "--no-joint" not in said and "=None" not in said and "interrupted run used" not in said
