@@ -129,7 +129,7 @@ class MaskedLabel(TypeDecorator[str]):
     cache_ok = True
 
     def process_result_value(self, value: str | None, dialect: Any) -> str | None:
-        return None if value is None else mask_label(value.replace("\x00", " "))
+        return None if value is None else masked_label(value)
 
 
 # The key of the note that replaces a stored suggestion nested too deeply to be masked (the
@@ -161,7 +161,7 @@ def mask_json(value: Any) -> Any:
         # each other: the later one is stored as "[手机号] (2)", and so on.
         out: dict[str, Any] = {}
         for k, v in value.items():
-            key = _mask_key(str(k))
+            key = masked_label(str(k))
             if key in out:
                 key = next(f"{key} ({n})" for n in itertools.count(2) if f"{key} ({n})" not in out)
             out[key] = mask_json(v)
@@ -189,9 +189,15 @@ _CACHED_CHARS = 64
 _mask_short_string = lru_cache(maxsize=8192)(_mask_string)
 
 
-@lru_cache(maxsize=8192)
-def _mask_key(key: str) -> str:
-    return mask_label(key.replace("\x00", " "))
+_mask_short_label = lru_cache(maxsize=8192)(mask_label)
+
+
+def masked_label(value: str) -> str:
+    """A label or a key as stored and quoted: :func:`model.text.mask_label`, a U+0000 made a space
+    (PostgreSQL cannot store it). Short ones are cached like short strings; a long one is not
+    (the keys of a suggestion are the client's: a megabyte key must not stay in memory)."""
+    value = value.replace("\x00", " ")
+    return _mask_short_label(value) if len(value) <= _CACHED_CHARS else mask_label(value)
 
 
 class Base(DeclarativeBase):

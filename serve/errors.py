@@ -16,8 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import mask_label
-from serve.db import DatabaseUnavailable
+from serve.db import DatabaseUnavailable, masked_label
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +71,9 @@ def masked(value: str) -> str:
     written with two spaces, a tab or a zero-width space inside) comes back as ``clean`` writes
     it, ``网格员张三[手机号]``; any other unchanged, so a key such as ``model_version`` or
     ``Text``, or a department's name, keeps its spelling. The rule by which the CLI quotes a
-    label (:func:`model.text.mask_label`). A U+0000 becomes a space, as in a cleaned text
-    (PostgreSQL cannot store it).
+    label (:func:`model.text.mask_label`), as :func:`serve.db.masked_label` stores it.
     """
-    return mask_label(value.replace("\x00", " "))
+    return masked_label(value)
 
 
 # A key, a path segment or a header value is quoted in an error message cut to this many characters.
