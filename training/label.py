@@ -632,8 +632,9 @@ def label(
     schema = output_schema(input_columns)
     max_chars = get_settings().max_text_chars
     max_title_chars = get_settings().max_title_chars
+    estimated = None  # the inputs' estimated rows, for the progress bar
     if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
-        _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
+        estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
     fingerprint = {
         "format": MANIFEST_FORMAT,
         "inputs": [
@@ -671,7 +672,7 @@ def label(
     # output that a finished --resume would not remove with the parts.
     tmp = parts / f".{output.name}.tmp"
     try:
-        total = sum(estimate_rows(p) for p in files)
+        total = estimated if estimated is not None else sum(estimate_rows(p) for p in files)
         with _writing(tmp, parts):
             writer = OutputWriter(tmp, fmt, schema, formulas_escaped=escape_formulas)
     except BaseException:
@@ -811,18 +812,19 @@ def _check_one_sheet(
     max_chars: int,
     output: Path,
     progress: Progress | None,
-) -> None:
+) -> int:
     """Refuse an ``.xlsx`` output for input rows that one Excel sheet cannot hold, before any
     is labelled: counted exactly (read through once, as the run reads them) when the cheap
     estimate comes near the limit, since a CSV text of several lines makes the lines more than
-    the rows."""
+    the rows. Returns the cheap estimate (:func:`estimate_rows` summed), which the run's
+    progress would otherwise read the inputs again for."""
     limit = XLSX_MAX_ROWS - 1
     declared = {p: declared_rows(p) for p in files if file_format(p) == "xlsx"}
     estimates = [declared[p] or 0 if p in declared else estimate_rows(p) for p in files]
     # A workbook that declares no size (or A1) is counted too: estimated at 0 rows, several of
     # them were labelled up to the limit, then refused and their chunks removed.
     if sum(estimates) <= limit * XLSX_COUNT_FROM and None not in declared.values():
-        return
+        return sum(estimates)
     field_limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
     rows = 0
     for path, estimate in zip(files, estimates, strict=True):
@@ -843,6 +845,7 @@ def _check_one_sheet(
             raise LabelError(
                 _too_many_rows(output, f"{rows:,}" if exact else f"more than {limit:,}", False)
             )
+    return sum(estimates)
 
 
 def _too_many_rows(output: Path, rows: str, late: bool) -> str:
