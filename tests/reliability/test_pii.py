@@ -29,8 +29,11 @@ PHONE, ID_NUMBER, EMAIL = "13812345678", "11010119900307123X", "zhang.san@exampl
 # none: its organisers masked phone numbers).
 QQ, WECHAT, PLATE, PASSPORT = "987654321", "zhaotiezhu1988", "12345", "E12345678"
 IN_WORDS, SPACED = "一三八一二三四五六七八", "139 - 8765 - 4321"
-SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san", QQ, WECHAT, PLATE)
-SECRETS += (PASSPORT, PASSPORT.lower(), IN_WORDS, "8765")
+SECRETS = (PHONE, ID_NUMBER, ID_NUMBER.lower(), EMAIL, "zhang.san", QQ, WECHAT)
+# Fragments of the plate and the spaced number with a letter or a separator in them: digits alone
+# ("8765") turned up inside the floats of an answer or a log record (a duration of 0.8765210…).
+SECRETS += (f"A{PLATE}", f"a{PLATE}", PASSPORT, PASSPORT.lower(), IN_WORDS)
+SECRETS += ("139 - 8765", "8765 - 4321", "139-8765", "8765-4321")
 PII = (
     f"电话{PHONE}，身份证{ID_NUMBER}，邮箱{EMAIL}，QQ号{QQ}，微信{WECHAT}，车牌湘A{PLATE}，"
     f"护照{PASSPORT}，手机{IN_WORDS}，{SPACED}"
