@@ -6,16 +6,18 @@ export of a keyless loopback server included. The browser still sends the attack
 ``Host``; refusing names the server was not told about stops it, as Jupyter, webpack-dev-server
 (``allowedHosts: 'auto'``) and Django (``ALLOWED_HOSTS``) do.
 
-Accepted, when the check is on: ``localhost``, ``127.0.0.1``, ``[::1]``, any IP address (a page
-reaches an address by its literal only as that address's own origin, so there is nothing to
-rebind), any name without a dot, and the names of ``PAIDAN_ALLOWED_HOSTS`` (``*.example.gov.cn``
-and ``*`` allowed). A name without a dot (``paidan_backend``, the name of the nginx ``upstream``
-block a proxy on this machine sends by default; an intranet short name the organisation's own
-search domain resolves) is no domain an attacker can register and point at this machine: a
-rebinding page's domain always has a dot. A request without a Host, or with an empty one (HTTP/1.0
-makes it optional), is answered too: a browser always names the host of the page's URL. A refusal
-is answered in the API's error shape, naming the host and the setting. The probes (``/healthz``,
-``/readyz``) answer whatever the Host: an orchestrator may probe by any name.
+Accepted, when the check is on: ``localhost`` and the names under it (``app.localhost``: RFC 6761
+reserves them for loopback, browsers resolve them to it without asking DNS, and no one can register
+one), ``127.0.0.1``, ``[::1]``, any IP address (a page reaches an address by its literal only as
+that address's own origin, so there is nothing to rebind), any name without a dot, and the names of
+``PAIDAN_ALLOWED_HOSTS`` (``*.example.gov.cn`` and ``*`` allowed). A name without a dot
+(``paidan_backend``, the name of the nginx ``upstream`` block a proxy on this machine sends by
+default; an intranet short name the organisation's own search domain resolves) is no domain an
+attacker can register and point at this machine: a rebinding page's domain always has a dot. A
+request without a Host, or with an empty one (HTTP/1.0 makes it optional), is answered too: a
+browser always names the host of the page's URL. A refusal is answered in the API's error shape,
+naming the host and the setting. The probes (``/healthz``, ``/readyz``) answer whatever the Host:
+an orchestrator may probe by any name.
 
 ``paidan serve`` turns the check on when it binds a loopback address; elsewhere (keys required
 there, see :func:`serve.auth.check_bind_allowed`) only when ``PAIDAN_ALLOWED_HOSTS`` is set, so
@@ -96,7 +98,11 @@ def host_allowed(header: str, patterns: tuple[str, ...]) -> bool:
     host = host_name(header)
     if host is None:
         return False
-    return bool(_SINGLE_LABEL.match(host)) or host_matches(host, patterns)
+    return (
+        bool(_SINGLE_LABEL.match(host))
+        or host.endswith(".localhost")
+        or host_matches(host, patterns)
+    )
 
 
 class HostCheckMiddleware:
@@ -104,7 +110,10 @@ class HostCheckMiddleware:
 
     def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
         self.app = app
-        self.allowed_hosts = tuple(dict.fromkeys((*LOOPBACK_HOSTS, *allowed_hosts)))
+        # The loopback names need no listing here: host_allowed answers localhost (a name without
+        # a dot) and IP addresses whatever the patterns. served_hosts adds them only to turn the
+        # check on for a loopback bind.
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or route_path(scope) in PROBE_PATHS:
@@ -119,7 +128,8 @@ class HostCheckMiddleware:
         response = error_response(
             400,
             "host_not_allowed",
-            f"this server does not answer to the host {_shown(clean(host))}: it answers to localhost, IP addresses, names without a dot (such as an "
+            f"this server does not answer to the host {_shown(clean(host))}: it answers to "
+            "localhost and *.localhost, IP addresses, names without a dot (such as an "
             f"nginx upstream's) and the names in {ALLOWED_HOSTS_ENV}, so that no web page can "
             "reach it by DNS rebinding. A reverse proxy that forwards the public Host (nginx "
             "proxy_set_header Host $host; Caddy and Traefik by default) needs that name in "

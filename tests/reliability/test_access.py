@@ -413,6 +413,52 @@ def test_a_trailing_dot_is_the_same_host_in_the_setting_and_the_header(
         assert_error(client.get("/v1/model", headers={"Host": host}), 400, "host_not_allowed")
 
 
+def test_names_under_localhost_are_answered_like_localhost(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # Browsers resolve app.localhost to loopback themselves (RFC 6761) and no one can register a
+    # name under .localhost, so nothing can rebind it; a dispatcher opening
+    # http://paidan.localhost:8000/ (to keep its site data apart) was refused with a 400.
+    client = loopback_client(make_client)
+    for host in ("app.localhost", "foo.localhost:8000", "A.B.LocalHost.", "paidan.localhost.:80"):
+        answer = client.get("/v1/feedback", headers={"Host": host})
+        assert answer.status_code == 200, (host, answer.text)
+    # Only names *under* localhost: a registrable domain that merely contains the word is not.
+    for host in ("localhost.evil.example", "app.localhost.evil.example", "evillocalhost.example"):
+        assert_error(client.get("/v1/feedback", headers={"Host": host}), 400, "host_not_allowed")
+    # As localhost is, they are answered wherever the check is on.
+    listed = make_client(allowed_hosts="gw.example.gov.cn")
+    assert listed.get("/v1/model", headers={"Host": "app.localhost:8000"}).status_code == 200
+
+
+def test_the_middleware_answers_the_loopback_names_without_listing_them() -> None:
+    # HostCheckMiddleware no longer merges the loopback names into its patterns (served_hosts
+    # already did, and the rule answers them anyway): an app built with other names only still
+    # answers localhost and the loopback addresses, and still refuses other dotted names.
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    def status(allowed: tuple[str, ...], host: bytes) -> int:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/model", "root_path": "",
+                 "headers": [(b"host", host)], "query_string": b"", "http_version": "1.1"}  # fmt: skip
+        asyncio.run(HostCheckMiddleware(inner, allowed_hosts=allowed)(scope, receive, send))
+        return int(sent[0]["status"])
+
+    for allowed in ((), ("gw.example.gov.cn",)):
+        for host in (b"localhost", b"localhost.:8000", b"127.0.0.1:8000", b"[::1]", b"x.localhost"):
+            assert status(allowed, host) == 200, (allowed, host)
+        assert status(allowed, b"evil.example") == 400
+    assert status(("gw.example.gov.cn",), b"gw.example.gov.cn:443") == 200
+
+
 def test_the_host_check_is_on_for_loopback_and_elsewhere_only_when_set(tmp_path: Path) -> None:
     bare = Settings(model_root=tmp_path)
     assert served_hosts(bare, "127.0.0.1") == ("localhost", "127.0.0.1", "[::1]")
