@@ -6,7 +6,9 @@ every request of its worker, ``/healthz`` included, for about 9 s, and was then 
 app cannot help, since ASGI middleware runs only once the headers are complete. So the protocol
 counts the bytes of each request's head as they arrive and, beyond the limit, answers
 ``431 Request Header Fields Too Large`` in the API's error shape and closes the connection, without
-handing the parser any more of it.
+handing the parser any more of it. To a browser loading a page (its ``Accept``, among the headers
+read before the limit, prefers HTML: browsers send ``Cookie``, the usual culprit, after it) the 431
+is a short Chinese page saying what to do instead: the dispatcher reloading the page saw raw JSON.
 """
 
 from __future__ import annotations
@@ -41,31 +43,100 @@ def header_limit_options(max_header_bytes: int) -> dict[str, Any]:
     return {"http": cast(type[asyncio.Protocol], protocol)}
 
 
-def edge_answer(
+# The 431 page's own policy: it has no script, style, image or form of its own.
+PAGE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", b"default-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+def _whole_answer(
     status: bytes,
-    code: str,
-    message: str,
-    field: str | None,
+    content_type: bytes,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
     default_headers: list[tuple[bytes, bytes]],
 ) -> bytes:
-    """A whole answer written by the protocol, before the app sees the request: the error shape
-    with the headers :class:`serve.security.SecurityHeadersMiddleware` puts on the app's API
-    answers (nosniff, no-referrer, no-store), then close."""
-    body = json.dumps(error_body(code, message, field), ensure_ascii=False).encode("utf-8")
+    """A whole answer with the safe headers of the app's API answers (nosniff, no-referrer,
+    no-store) and ``headers``, then close."""
     head = [b"HTTP/1.1 " + status + b"\r\n"]
     head += [name + b": " + value + b"\r\n" for name, value in default_headers]
     head += [
-        b"content-type: application/json\r\n",
+        b"content-type: " + content_type + b"\r\n",
         b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-        *(name + b": " + value + b"\r\n" for name, value in BASE_HEADERS + API_HEADERS),
+        *(name + b": " + value + b"\r\n" for name, value in BASE_HEADERS + API_HEADERS + headers),
         b"connection: close\r\n",
         b"\r\n",
     ]
     return b"".join(head) + body
 
 
-def header_too_large_answer(limit: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The whole 431 answer: the error shape naming the limit and its setting, then close."""
+def edge_answer(
+    status: bytes,
+    code: str,
+    message: str,
+    field: str | None,
+    default_headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """A whole answer written by the protocol, before the app sees the request: the error shape
+    with the headers :class:`serve.security.SecurityHeadersMiddleware` puts on the app's API
+    answers (nosniff, no-referrer, no-store), then close."""
+    body = json.dumps(error_body(code, message, field), ensure_ascii=False).encode("utf-8")
+    return _whole_answer(status, b"application/json", body, headers or [], default_headers)
+
+
+def _quality(ranges: list[tuple[str, float]], media_type: str) -> float:
+    """The quality an Accept header's ranges give ``media_type``: the most specific range that
+    matches it decides (``text/html`` over ``text/*`` over ``*/*``); 0 if none does."""
+    kind = media_type.split("/")[0] + "/*"
+    for candidate in (media_type, kind, "*/*"):
+        found = [q for name, q in ranges if name == candidate]
+        if found:
+            return max(found)
+    return 0.0
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers ``text/html`` to ``application/json``: a browser
+    loading a page (``text/html,…,*/*;q=0.8``), not an API client (``application/json``, ``*/*``,
+    none) nor one that takes both alike."""
+    ranges: list[tuple[str, float]] = []
+    for part in accept.split(","):
+        name, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if name and 0.0 <= quality <= 1.0:
+            ranges.append((name.lower(), quality))
+    html = _quality(ranges, "text/html")
+    return html > 0 and html > _quality(ranges, "application/json")
+
+
+def header_too_large_answer(
+    limit: int,
+    default_headers: list[tuple[bytes, bytes]],
+    request_headers: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """The whole 431 answer, then close: to a browser loading a page (``request_headers``, those
+    read before the limit, have an ``Accept`` that prefers HTML) a short Chinese page saying
+    what to do; to anything else the error shape naming the limit and its setting."""
+    # The answer depends on Accept: no cache may give one in place of the other.
+    vary = [(b"vary", b"Accept")]
+    accept = b",".join(value for name, value in request_headers or [] if name == b"accept")
+    if prefers_html(accept.decode("latin-1")):
+        return _whole_answer(
+            b"431 Request Header Fields Too Large",
+            b"text/html; charset=utf-8",
+            header_too_large_page(limit),
+            vary + PAGE_HEADERS,
+            default_headers,
+        )
     return edge_answer(
         b"431 Request Header Fields Too Large",
         HEADER_TOO_LARGE,
@@ -73,7 +144,24 @@ def header_too_large_answer(limit: int, default_headers: list[tuple[bytes, bytes
         "send smaller headers (a runaway cookie or a header repeated by a client?)",
         "headers",
         default_headers,
+        vary,
     )
+
+
+def header_too_large_page(limit: int) -> bytes:
+    """The 431 page a browser shows: the cookies are too large; clear this site's, then reload."""
+    # No line break inside a paragraph: a browser shows one between two Chinese characters as a space.
+    return (
+        '<!DOCTYPE html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>请求头过大（431）</title>\n</head>\n<body>\n<h1>请求头过大（431）</h1>\n"
+        "<p>浏览器随本次请求发送的 Cookie 过多、过大（请求行和请求头共超过服务器允许的 "
+        f"{limit:,} 字节），服务器没有处理这次请求。"
+        "通常是同一网站（域名）上的其他应用在浏览器中保存了大量 Cookie。</p>\n"
+        "<p>处理方法：在浏览器中清除本站（地址栏中的网址）的 Cookie，然后刷新本页。"
+        f"如果清除后仍然出现本页，请联系系统管理员（服务器设置 {MAX_HEADER_ENV}）。</p>\n"
+        "</body>\n</html>\n"
+    ).encode()
 
 
 def unreadable_request_answer(default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -151,8 +239,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             MAX_HEADER_ENV,
         )
         if self.cycle is None or self.cycle.response_complete:
+            # The headers read so far (the request's, once the parser began it): a browser
+            # sends Accept before Cookie.
             answer = header_too_large_answer(
-                self.max_header_bytes, self.server_state.default_headers
+                self.max_header_bytes, self.server_state.default_headers, self.headers
             )
             self.transport.write(answer)
             if self.transport.can_write_eof():

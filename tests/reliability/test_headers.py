@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from serve.protocol import MAX_HEADER_ENV, header_limit_options
+from serve.protocol import MAX_HEADER_ENV, header_limit_options, prefers_html
 from serve.workers import listening_socket
 from tests.reliability.live import LiveServer, port_of
 
@@ -140,6 +140,84 @@ def test_the_answers_the_protocol_writes_carry_the_shape_and_safe_headers(
         error = json.loads(body)["error"]
         assert set(error) == {"code", "message", "field"} and error["code"] == code
     assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")
+
+
+BROWSER_ACCEPT = (
+    b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    b"image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+)
+
+
+def page_load(accept: bytes | None, cookie_first: bool = False) -> bytes:
+    """A browser's reload of the page with cookies over the limit, its headers in Chrome's order
+    (Cookie last) unless ``cookie_first``."""
+    cookie = b"Cookie: portal_sso=" + b"c" * (2 * LIMIT) + b"\r\n"
+    accepts = b"" if accept is None else b"Accept: " + accept + b"\r\n"
+    headers = cookie + accepts if cookie_first else accepts + cookie
+    return (
+        b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: Mozilla/5.0\r\n" + headers + b"\r\n"
+    )
+
+
+def test_a_browser_loading_a_page_gets_the_431_as_a_chinese_page(limited_port: int) -> None:
+    # Reloading the dispatcher's page with a portal's cookies over the limit showed the raw JSON
+    # error, in English, with nothing saying to clear the site's cookies.
+    answer = exchange(limited_port, page_load(BROWSER_ACCEPT))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    lines = head.lower().split(b"\r\n")
+    assert b"content-type: text/html; charset=utf-8" in lines, head
+    for header in (*SAFE_HEADERS, b"cache-control: no-store", b"connection: close"):
+        assert header in lines, (header, head)
+    assert b"vary: accept" in lines and b"x-frame-options: deny" in lines, head
+    assert any(line.startswith(b"content-security-policy: default-src 'none'") for line in lines)
+    assert int(dict(line.split(b": ", 1) for line in lines[1:])[b"content-length"]) == len(body)
+    page = body.decode("utf-8")
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="zh-CN">' in page
+    assert "Cookie" in page and "清除本站" in page and "刷新本页" in page
+    assert f"{LIMIT:,}" in page and MAX_HEADER_ENV in page
+    assert "<script" not in page and "c" * 100 not in page
+    # A line break inside a paragraph shows as a space between two Chinese characters.
+    paragraphs = [part.partition("</p>")[0] for part in page.split("<p>")[1:]]
+    assert len(paragraphs) == 2 and all("\n" not in text for text in paragraphs), page
+    assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        b"*/*",
+        b"application/json",
+        b"application/json, text/plain, */*",
+        b"text/html, application/json",  # both alike: the API's shape
+        b"text/html;q=0.5, application/json",
+    ],
+)
+def test_an_api_client_keeps_the_431_error_shape(limited_port: int, accept: bytes | None) -> None:
+    answer = exchange(limited_port, page_load(accept))
+    assert b"\r\ncontent-type: application/json\r\n" in answer.lower(), answer[:300]
+    assert error_of(answer)["code"] == "header_too_large"
+
+
+def test_an_accept_after_the_oversized_header_is_not_read(limited_port: int) -> None:
+    # The parser reads no further than the limit: the answer is the API's shape.
+    answer = exchange(limited_port, page_load(BROWSER_ACCEPT, cookie_first=True))
+    assert error_of(answer)["code"] == "header_too_large"
+
+
+def test_prefers_html_follows_the_accept_qualities() -> None:
+    assert prefers_html(BROWSER_ACCEPT.decode())
+    assert prefers_html("text/html")
+    assert prefers_html("text/*, application/json;q=0.5")
+    assert prefers_html("TEXT/HTML;level=1;q=0.9, */*;q=0.1")
+    assert not prefers_html("")
+    assert not prefers_html("*/*")
+    assert not prefers_html("application/json")
+    assert not prefers_html("text/html;q=0, */*")
+    assert not prefers_html("text/html, application/*")
+    assert not prefers_html("text/html;q=abc, application/json;q=0.1")
+    assert not prefers_html("text/plain, */*;q=0.5")
 
 
 def test_a_head_within_the_limit_and_a_long_body_are_served(limited_port: int) -> None:
