@@ -507,8 +507,12 @@ def combine(title: str | None, text: str | None, title_repeat: int = 2) -> str:
     str
         ``"title。title。text"``, or just the text when the title is empty.
     """
-    title_c = clean(title)
-    text_c = clean(text)
+    return join_cleaned(clean(title), clean(text), title_repeat)
+
+
+def join_cleaned(title_c: str, text_c: str, title_repeat: int = 2) -> str:
+    """:func:`combine` of a title and text already cleaned: for a caller that cleaned them itself
+    (``paidan drift``, which also takes the placeholders out) and would otherwise clean twice."""
     if not title_c or title_repeat <= 0:
         return text_c
     return "。".join([title_c] * title_repeat + ([text_c] if text_c else []))

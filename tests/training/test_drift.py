@@ -282,3 +282,56 @@ def test_drift_reads_traffic_in_chunks_with_the_same_figures(
     monkeypatch.setattr(drift_module, "CHUNK_RECORDS", 2)
     assert drift(router, meta, records, since=T0) == whole
     assert whole["new_terms"] and all(t["tickets"] == 3 for t in whole["new_terms"])
+
+
+def test_drift_cleans_each_title_and_text_once_with_the_same_figures(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # drift cleaned each title and text, took the placeholders out, then had features.texts clean
+    # the result again: the second pass only collapsed the spaces a placeholder left.
+    import model.text
+    import training.drift as drift_module
+
+    router, meta = load_router(tiny_model_dir)
+    new = "共享单车乱停放堵塞盲道"
+    rows = [
+        ("", "楼下烧烤店油烟很大"),
+        ("油烟扰民", "楼下烧烤店油烟很大，联系13812345678"),
+        ("13912345678", new + "东门"),  # a title that is only a number: empty once masked
+        ("ＱＱ群 施工噪音", new + "西门 联系人　zhang@163.com 湘A12345"),
+        ("电梯  故障", "  电梯故障 身份证430102199001011234  困人 "),
+        ("拖欠工资", "wxid_zh4ngs4n88 拖欠工资不发，电话0731-88881234"),
+        ("", new + "南门\n\n联系6222021234567890128"),
+        ("施工[手机号]噪音", "literally typed [手机号] placeholder"),
+    ]
+    records = [
+        {**record(day % 3, text, "执法", "review" if day % 2 else "auto"), "title": title}
+        for day, (title, text) in enumerate(rows)
+    ]
+
+    calls: list[str | None] = []
+    original = model.text.clean
+
+    def counted(text: str | None) -> str:
+        calls.append(text)
+        return original(text)
+
+    monkeypatch.setattr(model.text, "clean", counted)
+    monkeypatch.setattr(drift_module, "clean", counted)
+    report = drift(router, meta, records, since=T0)
+    # Once per title and text, each as the record holds it.
+    assert sorted(map(str, calls)) == sorted(str(r[c]) for r in records for c in ("title", "text"))
+
+    # The same report as when features.texts cleaned what drift had cleaned already.
+    monkeypatch.setattr(model.text, "clean", original)
+    monkeypatch.setattr(drift_module, "clean", original)
+    features = router.compiled()[0]
+    # Text for text, what the segmenter cuts is the same.
+    cleaned = [
+        tuple(drift_module._PLACEHOLDERS.sub(" ", original(r[c])) for c in ("title", "text"))
+        for r in records
+    ]
+    assert drift_module.prepared(cleaned, features.title_repeat) == features.texts(cleaned)
+    monkeypatch.setattr(drift_module, "prepared", lambda tickets, _: features.texts(tickets))
+    assert drift(router, meta, records, since=T0) == report
+    assert report["oov"]["tokens"] > 0 and report["new_terms"]
