@@ -491,6 +491,25 @@ def mask_label(label: str) -> str:
     return masked if masked != normalised else label
 
 
+# A fragment of an input file that a message quotes is cut to this many characters (after masking).
+MAX_QUOTED_CHARS = 40
+
+
+def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """A fragment of the staff's own input file as a message quotes it: a column's name, a JSON
+    key, a sheet's name, a cell or an id.
+
+    Such a fragment may hold a citizen's number (a header row that is really the first ticket, a
+    key an export named by the caller's phone number): it is masked as a label is
+    (:func:`mask_label`, so a name with nothing to mask keeps its exact spelling, and the message
+    still names the column to map), put in quotes as ``repr`` writes them, and cut to ``limit``
+    characters (``'…'``, as the API quotes a key: :func:`serve.errors.quoted`): the file, the row
+    or the line is what finds it.
+    """
+    shown = mask_label(str(value))
+    return repr(shown if len(shown) <= limit else shown[:limit] + "…")
+
+
 def combine(title: str | None, text: str | None, title_repeat: int = 2) -> str:
     """Join a cleaned title and text so that the title's words count ``title_repeat`` times.
 

@@ -249,16 +249,16 @@ def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -
             ):
                 # Below the first row one shared name is not a header: a field dictionary names
                 # each column on a row of its own (text | 诉求内容), as notes may (内容 | 见附件).
-                has_text = f", the text column {text!r} among them" if text in shared else ""
+                has_text = f", the text column {_quoted(text)} among them" if text in shared else ""
                 found = f"{where}{len(shared)} of the first sheet's {len(names)} columns{has_text}"
             else:
                 continue
-            more.append(f"{ws.title!r} ({found})")
+            more.append(f"{_quoted(ws.title)} ({found})")
             break
     if more:
         raise TicketFileError(
             f"{path}: sheets {', '.join(more)} look like more tickets beside the first sheet, "
-            f"{sheets[0].title!r}, but only the first sheet of a workbook is read; save each sheet "
+            f"{_quoted(sheets[0].title)}, but only the first sheet of a workbook is read; save each sheet "
             "as a file of its own (a directory of files is read in name order)"
         )
 
@@ -385,9 +385,8 @@ def has_formulas(path: Path) -> bool:
 
 def unsaved_formula(column: str, formula: str) -> str:
     """Why a cell that holds a formula saved without its value reads empty, and what to do."""
-    shown = formula if len(formula) <= 60 else formula[:57] + "..."
     return (
-        f"column {column!r} holds the formula {shown!r} saved without its value (a program that "
+        f"column {_quoted(column)} holds the formula {_quoted(formula, 60)} saved without its value (a program that "
         "does not calculate formulas wrote the file); open and save the file in Excel, or export "
         "it with values"
     )
@@ -463,20 +462,31 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
         sheets = workbook.worksheets
         for sheet in sheets:
             sheet.reset_dimensions()
-        read = f"the header is read from the first row of the first sheet, {sheets[0].title!r}"
+        read = (
+            f"the header is read from the first row of the first sheet, {_quoted(sheets[0].title)}"
+        )
         rows = sheets[0].iter_rows(min_row=2, max_row=10, values_only=True)
         for rowno, row in enumerate(rows, 2):
             if column in [("" if v is None else str(v)).strip() for v in row]:
-                return f"{read}, but row {rowno} names {column!r}: delete the rows above it"
+                return f"{read}, but row {rowno} names {_quoted(column)}: delete the rows above it"
         later = [sheet.title for sheet in sheets[1:] if column in _sheet_header(sheet)]
         if later:
             return (
-                f"{read}, but sheet {later[0]!r} has a column {column!r}: move that sheet first, "
+                f"{read}, but sheet {_quoted(later[0])} has a column {_quoted(column)}: move that "
+                "sheet first, "
                 "or save it as a file of its own"
             )
         return f"{read}; map yours with --{field}-col"
     finally:
         workbook.close()
+
+
+def _quoted(value: object, *limit: int) -> str:
+    """:func:`model.text.quoted`: a column's, key's or sheet's name or a cell, masked, as a
+    message quotes it (imported here, as this module imports nothing heavy at its top)."""
+    from model.text import quoted
+
+    return quoted(value, *limit)
 
 
 def file_format(path: Path) -> str:
@@ -737,7 +747,7 @@ def checked_header(where: str, header: Sequence[str]) -> list[str]:
     twice = sorted({h for h in names if names.count(h) > 1})
     if twice:
         raise TicketFileError(
-            f"{where}: the header names {', '.join(map(repr, twice))} more than once"
+            f"{where}: the header names {', '.join(map(_quoted, twice))} more than once"
         )
     return names
 
@@ -793,14 +803,15 @@ def refuse_same_names(where: str, names: Iterable[str], kind: str = "columns") -
     repeated = getattr(names, "repeated", None)  # a JsonObject with a key written twice
     if repeated is not None:
         raise TicketFileError(
-            f"{where}: the key {repeated!r} is written twice (only one value would be read); "
+            f"{where}: the key {_quoted(repeated)} is written twice (only one value would be read); "
             "rename or drop one of them"
         )
     pair = same_names(names, blanks=kind == "keys")
     if pair:
         raise TicketFileError(
-            f"{where}: the {kind} {pair[0]!r} and {pair[1]!r} are both read as {pair[0].strip()!r} "
-            "(spaces around a name do not count); rename or drop one of them"
+            f"{where}: the {kind} {_quoted(pair[0])} and {_quoted(pair[1])} are both read as "
+            f"{_quoted(pair[0].strip())} (spaces around a name do not count); rename or drop one "
+            "of them"
         )
 
 
@@ -815,7 +826,7 @@ def _parquet_texts(path: Path, name: str, values: list[Any]) -> list[str]:
                 cell_text(value)
             except UnicodeDecodeError as e:
                 raise TicketFileError(
-                    f"{path}, row {row}: column {name!r} is not UTF-8 text (byte {e.start} of the "
+                    f"{path}, row {row}: column {_quoted(name)} is not UTF-8 text (byte {e.start} of the "
                     "value); paidan reads a BINARY column as UTF-8"
                 ) from None
         raise
@@ -934,8 +945,8 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
                 path, src, field
             )
             raise TicketFileError(
-                f"{path}: no column {src!r} for the ticket {field}; the file has columns "
-                f"{', '.join(map(repr, have))} ({hint or f'map yours with --{field}-col'})"
+                f"{path}: no column {_quoted(src)} for the ticket {field}; the file has columns "
+                f"{', '.join(map(_quoted, have))} ({hint or f'map yours with --{field}-col'})"
             )
 
 
@@ -1251,12 +1262,17 @@ def refuse_json_object(path: Path) -> None:
         return  # a broken first line, or bytes that are not UTF-8: the line reader names them
     if not isinstance(value, dict):
         return
-    for key, inner in value.items():
+    for i, (key, inner) in enumerate(value.items()):
         if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
-            pick = f".{key}" if key.isascii() and key.isidentifier() else f".[{json.dumps(key)}]"
+            if _quoted(key) != repr(key):  # a key that masking changes: picked by its place
+                pick = f".[keys_unsorted[{i}]]"
+            elif key.isascii() and key.isidentifier():
+                pick = f".{key}"
+            else:
+                pick = f".[{json.dumps(key)}]"
             raise TicketFileError(
                 f"{path}: holds one JSON object, not an array of tickets; are they the "
-                f"{len(inner)} objects under its key {key!r}? (extract them with: "
+                f"{len(inner)} objects under its key {_quoted(key)}? (extract them with: "
                 f"jq '{pick}' {path.name} > {path.stem}.tickets.json)"
             )
     if "\n" in text or "\r" in text:

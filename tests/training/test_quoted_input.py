@@ -1,0 +1,147 @@
+"""Messages that quote the staff's own input files (a column's name, a JSON key, a sheet's name, a
+cell) quote it masked: a header that is really the first ticket, or a key an export named by the
+caller's number, must not print a citizen's phone or ID number (SECURITY.md, "What is masked")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.text import quoted
+from model.tickets import ColumnMap, TicketFileError, read_tickets
+from training.label_io import file_columns
+
+PHONE, ID_NUMBER = "13812345678", "11010119900307123X"
+WIDE_PHONE = "１３８１２３４５６７８"  # as a Chinese keyboard in full-width mode types it
+
+
+def assert_masked(message: str) -> None:
+    for secret in (PHONE, ID_NUMBER, WIDE_PHONE):
+        assert secret not in message, f"{secret} quoted unmasked in {message!r}"
+
+
+def test_quoted_masks_keeps_other_names_and_cuts_long_ones() -> None:
+    assert quoted("诉求内容") == repr("诉求内容")
+    assert quoted(f"张三{PHONE}") == repr("张三[手机号]")
+    assert quoted(f"张三{WIDE_PHONE}") == repr("张三[手机号]")
+    long = quoted("很" * 100)
+    assert long == repr("很" * 40 + "…")
+
+
+def _refused(path: Path, columns: ColumnMap = ColumnMap()) -> str:
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], columns)
+    return str(e.value)
+
+
+def test_a_missing_text_column_lists_the_columns_masked(tmp_path: Path) -> None:
+    # No header row: the first ticket is read as the header, and listed as the file's columns.
+    path = tmp_path / "t.csv"
+    path.write_text(f"A1,张三来电{PHONE}反映路灯不亮,身份证{ID_NUMBER}\n", encoding="utf-8")
+    message = _refused(path)
+    assert_masked(message)
+    assert "[手机号]" in message and "[身份证号]" in message and "'A1'" in message
+
+
+def test_a_mapped_column_that_is_missing_is_named_masked(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text\n路灯不亮\n", encoding="utf-8")
+    message = _refused(path, ColumnMap(text=f"张三{PHONE}"))
+    assert_masked(message)
+    assert "'text'" in message
+
+
+def test_a_header_name_written_twice_is_named_masked(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"text,{PHONE},{PHONE}\n路灯不亮,1,2\n", encoding="utf-8")
+    message = _refused(path)
+    assert_masked(message)
+    assert "[手机号]" in message
+
+
+def test_names_that_differ_by_spaces_are_named_masked(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"text,{ID_NUMBER},{ID_NUMBER} \n路灯不亮,1,2\n", encoding="utf-8")
+    message = _refused(path)
+    assert_masked(message)
+    assert "[身份证号]" in message
+
+
+def test_a_json_key_written_twice_is_named_masked(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        f'{{"text": "路灯不亮", "{ID_NUMBER}": 1, "{ID_NUMBER}": 2}}\n', encoding="utf-8"
+    )
+    message = _refused(path)
+    assert_masked(message)
+    assert "line 1" in message and "[身份证号]" in message
+    with pytest.raises(TicketFileError) as e:
+        file_columns(path)
+    assert_masked(str(e.value))
+
+
+def test_a_json_object_holding_the_tickets_under_a_key_is_named_masked(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    key = f"来电{PHONE}"
+    path.write_text(json.dumps({"total": 1, key: [{"text": "路灯不亮"}]}), encoding="utf-8")
+    message = _refused(path)
+    assert_masked(message)
+    # The jq command still picks the array: by its place, not by the key it cannot quote.
+    assert "jq '.[keys_unsorted[1]]' t.json" in message
+
+
+def test_a_json_object_key_with_nothing_to_mask_is_picked_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"total": 1, "data": [{"text": "路灯不亮"}]}), encoding="utf-8")
+    message = _refused(path)
+    assert "'data'" in message and "jq '.data' t.json" in message
+
+
+def test_a_later_sheet_of_tickets_is_named_masked(tmp_path: Path) -> None:
+    import openpyxl
+
+    path = tmp_path / "t.xlsx"
+    workbook = openpyxl.Workbook()
+    first = workbook.active
+    first.title = f"张三{PHONE}"
+    first.append(["text", "department"])
+    first.append(["路灯不亮", "城管局"])
+    later = workbook.create_sheet(f"李四{ID_NUMBER}")
+    later.append(["text", "department"])
+    later.append(["噪音扰民", "环保局"])
+    workbook.save(path)
+    message = _refused(path)
+    assert_masked(message)
+    assert "'张三[手机号]'" in message and "'李四[身份证号]'" in message
+
+
+def test_a_sheet_whose_header_lies_lower_is_named_masked(tmp_path: Path) -> None:
+    import openpyxl
+
+    path = tmp_path / "t.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = f"张三{PHONE}"
+    sheet.append(["某区12345工单明细"])
+    sheet.append(["text", "department"])
+    sheet.append(["路灯不亮", "城管局"])
+    workbook.save(path)
+    message = _refused(path)
+    assert_masked(message)
+    assert "row 2 names 'text'" in message
+
+
+def test_a_formula_saved_without_its_value_is_quoted_masked(tmp_path: Path) -> None:
+    import openpyxl
+
+    path = tmp_path / "t.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["text", "department"])
+    sheet.append([f'="来电{PHONE}反映路灯不亮"', "城管局"])  # openpyxl saves no value
+    workbook.save(path)
+    message = _refused(path)
+    assert_masked(message)
+    assert "row 2" in message and "column 'text'" in message and "[手机号]" in message
