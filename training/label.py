@@ -48,7 +48,7 @@ from model.artifact import (
 from model.router import Router
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
-from model.text import is_blank
+from model.text import is_blank, quoted
 from model.tickets import ColumnMap, check_columns, expand_paths, file_format
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
@@ -469,7 +469,7 @@ def _prepare(
                 problem: str | None = _too_long(r.cut[text_col], max_chars)
             elif r.cut:
                 problem = "field too long: " + ", ".join(
-                    f"{name!r} has {n:,} characters" for name, n in r.cut.items()
+                    f"{quoted(name)} has {n:,} characters" for name, n in r.cut.items()
                 )
             else:
                 problem = check_text(r.values.get(text_col, ""), max_chars)

@@ -27,6 +27,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from model.text import quoted
 from model.tickets import (
     CSV_LINE_END,
     PrettyObject,
@@ -691,7 +692,7 @@ def _unpaired_surrogate(values: dict[str, str]) -> str | None:
     for key, value in values.items():
         if found := _SURROGATE.search(value):
             return (
-                f"field {key!r} has an unpaired surrogate escape \\u{ord(found.group()):04x}, "
+                f"field {quoted(key)} has an unpaired surrogate escape \\u{ord(found.group()):04x}, "
                 "which is not a Unicode character"
             )
     return None
@@ -800,7 +801,9 @@ def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
                     except UnicodeDecodeError:
                         bad = bad or k
                         values[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
-                yield Record(values, f"unreadable: {where}: column {bad!r} is not UTF-8", where)
+                yield Record(
+                    values, f"unreadable: {where}: column {quoted(bad)} is not UTF-8", where
+                )
                 continue
             yield Record(values, None, where)
 
@@ -840,8 +843,8 @@ def read_part(path: Path, schema: pa.Schema) -> pa.Table:
         table = pa.ipc.open_file(source).read_all()
     if not table.schema.equals(schema):
         raise TicketFileError(
-            f"{path}: this part's columns ({', '.join(table.schema.names)}) are not the run's "
-            f"({', '.join(schema.names)}); rerun with --force to start over"
+            f"{path}: this part's columns ({', '.join(map(quoted, table.schema.names))}) are not "
+            f"the run's ({', '.join(map(quoted, schema.names))}); rerun with --force to start over"
         )
     return table
 
@@ -893,7 +896,7 @@ def _utf16_units(text: str) -> int:
 
 def _cut_note(cut: list[tuple[str, int]]) -> str:
     """What a row's ``error`` says of its fields cut in an XLSX file (name, length in characters)."""
-    fields = ", ".join(f"{k!r} has {n:,} characters" for k, n in cut)
+    fields = ", ".join(f"{quoted(k)} has {n:,} characters" for k, n in cut)
     emoji = all(n <= XLSX_MAX_CELL_CHARS for _, n in cut)  # over only once emoji count as two
     return (
         f"cut in this workbook: {fields}, over the {XLSX_MAX_CELL_CHARS:,} an Excel cell holds"
@@ -1015,7 +1018,9 @@ class OutputWriter:
                     self.rows_cut += 1
                     if not self.first_cut:
                         k, length = cut[0]
-                        self.first_cut = f"sheet row {n:,}, column {k!r}: {length:,} characters"
+                        self.first_cut = (
+                            f"sheet row {n:,}, column {quoted(k)}: {length:,} characters"
+                        )
                 self._sheet.append([as_cell(v) for v in row.values()])
 
     def close(self) -> None:

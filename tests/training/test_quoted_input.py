@@ -145,3 +145,97 @@ def test_a_formula_saved_without_its_value_is_quoted_masked(tmp_path: Path) -> N
     message = _refused(path)
     assert_masked(message)
     assert "row 2" in message and "column 'text'" in message and "[手机号]" in message
+
+
+# -- paidan label: the error column and the summary ------------------------------------------
+
+
+def _label_errors(src: Path, model_dir: Path, out: Path) -> tuple[list[str], str]:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    res = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(model_dir), "--out", str(out), "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    if out.suffix == ".xlsx":
+        import openpyxl
+
+        sheet = openpyxl.load_workbook(out).active
+        header = [c.value for c in sheet[1]]
+        column = header.index("error")
+        errors = [r[column] or "" for r in sheet.iter_rows(min_row=2, values_only=True)]
+    else:
+        import pandas as pd
+
+        errors = pd.read_csv(out, dtype=str, keep_default_na=False)["error"].tolist()
+    return errors, res.output
+
+
+def test_a_field_cut_in_a_workbook_is_named_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": "L1", "text": "路灯不亮，晚上走路看不清", PHONE: "附件" * 20_000}]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    errors, output = _label_errors(src, tiny_model_dir, tmp_path / "out.xlsx")
+    assert errors[0].startswith("cut in this workbook: '[手机号]' has 40,000 characters")
+    assert_masked(errors[0])
+    assert "[手机号]" in output and "sheet row 2" in output
+    assert_masked(output)
+
+
+def test_an_unpaired_surrogate_is_named_by_its_key_masked(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        f'{{"id": "S1", "text": "路灯不亮，晚上走路看不清", "{ID_NUMBER}": "a\\ud800"}}\n', "utf-8"
+    )
+    errors, output = _label_errors(src, tiny_model_dir, tmp_path / "out.csv")
+    assert "field '[身份证号]' has an unpaired surrogate escape" in errors[0]
+    assert_masked(errors[0] + output)
+
+
+def test_a_parquet_column_that_is_not_utf8_is_named_masked(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.parquet"
+    table = {
+        "id": ["B1"],
+        "text": ["路灯不亮，晚上走路看不清"],
+        PHONE: pa.array(["油烟".encode("gb18030")], pa.binary()),
+    }
+    pq.write_table(pa.table(table), src)
+    errors, output = _label_errors(src, tiny_model_dir, tmp_path / "out.csv")
+    assert errors[0] == "unreadable: row 1 of in.parquet: column '[手机号]' is not UTF-8"
+    assert_masked(output)
+    with pytest.raises(TicketFileError) as e:  # train and evaluate read it so
+        read_tickets([src])
+    assert "column '[手机号]' is not UTF-8 text" in str(e.value)
+    assert_masked(str(e.value))
+
+
+def test_a_csv_field_too_long_is_named_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(
+        f"id,text,{PHONE}\nC1,路灯不亮，晚上走路看不清,{'x' * (1 << 21)}\n", encoding="utf-8"
+    )
+    errors, output = _label_errors(src, tiny_model_dir, tmp_path / "out.csv")
+    assert errors[0].startswith("field too long: '[手机号]' has")
+    assert_masked(errors[0] + output)
+
+
+def test_a_resumed_part_of_other_columns_names_them_masked(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from training.label_io import read_part, write_part_atomic
+
+    part = tmp_path / "part-00000.arrow"
+    write_part_atomic(pa.table({"text": ["a"], PHONE: ["b"]}), part)
+    with pytest.raises(TicketFileError) as e:
+        read_part(part, pa.schema([("text", pa.string()), (ID_NUMBER, pa.string())]))
+    assert "'[手机号]'" in str(e.value) and "'[身份证号]'" in str(e.value)
+    assert_masked(str(e.value))
