@@ -21,7 +21,7 @@ from model.artifact import (
 )
 from model.config import OTHER_LABEL
 from model.router import MIN_CO_TICKETS, SIMILAR_K, Router, SimilarTicket, co_dispatch
-from model.text import mask_label
+from model.text import mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -282,11 +282,11 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     absent = report.get("absent_label_columns") or {}
     for head, column in absent.get("heads", {}).items():
         have = absent.get("columns", [])
-        listed = ", ".join(map(repr, have[:30])) + (
+        listed = ", ".join(map(quoted, have[:30])) + (
             f" and {len(have) - 30} more" if len(have) > 30 else ""
         )
         out.append(
-            f"{head} head not scored: the data has no {column!r} column (it has {listed}); map "
+            f"{head} head not scored: the data has no {quoted(column)} column (it has {listed}); map "
             f"the {head} label column with --{head}-col"
         )
     if report.get("skipped_empty_text"):
@@ -412,7 +412,8 @@ def evaluate(
         if h in router.heads and (src := columns.source_for(h)) is not None and src not in have
     }
     if absent:
-        report["absent_label_columns"] = {"heads": absent, "columns": have}
+        # The file's columns, masked: a header that is really a ticket is quoted in the report.
+        report["absent_label_columns"] = {"heads": absent, "columns": [mask_label(c) for c in have]}
     if repeats:
         report["duplicate_rows"] = len(repeats)
         report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, mask_label, mask_pii
+from model.text import clean, mask_label, mask_pii, quoted
 from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, ColumnMap, has_text
 
 if TYPE_CHECKING:
@@ -405,7 +405,7 @@ def label_column_notes(
     """
 
     def listed(names: Sequence[str]) -> str:
-        return ", ".join(map(repr, names))
+        return ", ".join(map(quoted, names))
 
     headers = {name.rsplit("/", 1)[-1]: cols for name, cols in headers.items()}  # as rows cite
     first = next(iter(headers.items()), None)
@@ -425,7 +425,7 @@ def label_column_notes(
         if len(lacking) == len(headers) and lacking:
             name, cols = lacking[0]
             notes.append(
-                f"no column {src!r} in {name}, so the model has no {head} head; it has columns "
+                f"no column {quoted(src)} in {name}, so the model has no {head} head; it has columns "
                 f"{listed(cols)} (map yours with --{head}-col)"
             )
     return notes

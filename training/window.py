@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.text import mask_label
+from model.text import mask_label, quoted
 from model.tickets import ROW_COL, SOURCE_COL, as_utc
 from training.validate import TrainingDataError
 
@@ -141,7 +141,7 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
         names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
         raise TrainingDataError(
             f"{option} needs every ticket's time, and {names} has no ticket times in column "
-            f"{column!r} (map yours with --time-col)"
+            f"{quoted(column)} (map yours with --time-col)"
         )
     rows = missing.nonzero()[0]
     cited = "; ".join(f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED])
@@ -154,7 +154,7 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
     )
     raise TrainingDataError(
         f"{option} needs every ticket's time, and {len(rows):,} of {len(df):,} rows have no readable "
-        f"time in column {column!r}: {cited}{more}{hint}. Write their times as 2026-01-31 or "
+        f"time in column {quoted(column)}: {cited}{more}{hint}. Write their times as 2026-01-31 or "
         "2026-01-31 08:30:00, or leave those rows out"
     )
 
@@ -205,7 +205,7 @@ def select_window(
     except MixedDateOrder as e:
         raw = df["time"].astype(str).str.strip()
         raise TrainingDataError(
-            f"the dates in column {column!r} are written in both orders: "
+            f"the dates in column {quoted(column)} are written in both orders: "
             f"{_quoted(raw.iat[e.day_first])} ({_where(df, e.day_first)}) can only be day first, "
             f"{_quoted(raw.iat[e.month_first])} ({_where(df, e.month_first)}) only month first; "
             "write them as 2026-01-31"

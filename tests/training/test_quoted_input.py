@@ -239,3 +239,86 @@ def test_a_resumed_part_of_other_columns_names_them_masked(tmp_path: Path) -> No
         read_part(part, pa.schema([("text", pa.string()), (ID_NUMBER, pa.string())]))
     assert "'[手机号]'" in str(e.value) and "'[身份证号]'" in str(e.value)
     assert_masked(str(e.value))
+
+
+# -- paidan train and evaluate: a label column not found --------------------------------------
+
+
+def _export(path: Path, columns: list[str]) -> Path:
+    """TINY_TICKETS under ``columns`` (id, title, text, department, category), a city's export."""
+    import csv
+
+    from tests.conftest import TINY_TICKETS
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        w.writerows([f"T{i}", *row] for i, row in enumerate(TINY_TICKETS))
+    return path
+
+
+def test_train_lists_the_files_columns_masked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    # A column named by a number (a staff member's export kept the caller's number as a name).
+    data = _export(tmp_path / "export.csv", ["id", "title", "text", "department", PHONE])
+    args = ["train", str(data), "--min-examples", "3"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "no column 'category' in export.csv" in said and "'[手机号]'" in said
+    assert_masked(r.output)
+    r = CliRunner().invoke(
+        app, [*args, "--department-col", ID_NUMBER, "--out", str(tmp_path / "m2")]
+    )
+    assert r.exit_code == 2
+    said = " ".join(r.output.split())
+    assert "no column '[身份证号]' for the ticket department" in said
+    assert_masked(r.output)
+    data = _export(tmp_path / "export2.csv", ["id", "title", "text", ID_NUMBER, PHONE])
+    r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m3")])
+    assert r.exit_code == 2
+    said = " ".join(r.output.split())
+    assert "export2.csv has columns 'id', 'title', 'text', '[身份证号]', '[手机号]'" in said
+    assert_masked(r.output)
+
+
+def test_evaluate_lists_the_files_columns_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    data = _export(tmp_path / "export.csv", ["id", "title", "text", "department", PHONE])
+    report = tmp_path / "report.json"
+    r = CliRunner().invoke(
+        app, ["evaluate", str(tiny_model_dir), str(data), "--report", str(report)]
+    )
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "category head not scored: the data has no 'category' column" in said
+    assert "'[手机号]'" in said
+    assert_masked(r.output)
+    assert_masked(report.read_text(encoding="utf-8"))
+
+
+def test_since_names_the_time_column_masked(tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from tests.conftest import TINY_TICKETS
+
+    data = tmp_path / "export.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category", PHONE])
+        w.writerows([f"T{i}", *row, "昨天"] for i, row in enumerate(TINY_TICKETS))
+    args = ["train", str(data), "--out", str(tmp_path / "m"), "--since", "2026-01-01"]
+    r = CliRunner().invoke(app, [*args, "--time-col", PHONE])
+    assert r.exit_code == 2
+    said = " ".join(r.output.split())
+    assert "no readable time in column '[手机号]'" in said and "export.csv data row 1" in said
+    assert_masked(r.output)
