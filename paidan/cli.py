@@ -50,6 +50,7 @@ from model.settings import (
     load_settings,
     unknown_variables,
 )
+from model.text import mask_label
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 from training.validate import TrainingDataError
@@ -1522,14 +1523,26 @@ def retrain(
     assert result.train is not None
     if result.window:
         out.print(f"history {describe(result.window)}", soft_wrap=True)
+    # Labels as the history files and the mapping file write them: quoted masked, as every label
+    # retrain quotes (a department typed with a grid worker's phone number).
     for head, kept in result.inherited.items():
         for old, new in kept.items():
             now = result.mapping.get(head, {}).get(old, old)
-            note = "" if now == new else f" (now {old} → {now})" if now != old else " (undone now)"
-            out.print(f"inherited rename from the current model: {head} {old} → {new}{note}")
+            note = (
+                ""
+                if now == new
+                else f" (now {mask_label(old)} → {mask_label(now)})"
+                if now != old
+                else " (undone now)"
+            )
+            out.print(
+                "inherited rename from the current model: "
+                f"{head} {mask_label(old)} → {mask_label(new)}{note}"
+            )
     for head, labels in result.mapped.items():
         for old, n in labels.items():
-            out.print(f"mapped {n} {head} row(s) {old} → {result.mapping[head][old]}")
+            new = result.mapping[head][old]
+            out.print(f"mapped {n} {head} row(s) {mask_label(old)} → {mask_label(new)}")
     for warning in result.warnings(result.train.metadata["config"]["min_examples"]):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     fb = result.feedback

@@ -36,7 +36,7 @@ from sklearn.model_selection import train_test_split
 from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
 from model.config import ConfigError, TrainingConfig
-from model.text import clean, mask_label
+from model.text import clean, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -211,7 +211,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
     if "old" not in fields or "new" not in fields:
         raise MappingFileError(
             f"{path}: a mapping file needs the columns old,new (and optionally head); "
-            f"found {reader.fieldnames}"
+            f"found {', '.join(map(quoted, reader.fieldnames or []))}"
         )
     mapping: LabelMapping = {h: {} for h in LABELS}
     for line, raw in enumerate(reader, 2):
@@ -223,7 +223,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
         heads = LABELS if not head else (head,)
         if head and head not in LABELS:
             raise MappingFileError(
-                f"{path} line {line}: head must be department, category or empty (got {head!r})"
+                f"{path} line {line}: head must be department, category or empty (got {quoted(head)})"
             )
         for h in heads:
             if mapping[h].get(old, new) != new:

@@ -322,3 +322,51 @@ def test_since_names_the_time_column_masked(tmp_path: Path) -> None:
     said = " ".join(r.output.split())
     assert "no readable time in column '[手机号]'" in said and "export.csv data row 1" in said
     assert_masked(r.output)
+
+
+# -- paidan retrain: the mapping file and the renames it prints --------------------------------
+
+
+def test_a_mapping_file_without_its_header_is_refused_masked(tmp_path: Path) -> None:
+    from training.retrain import MappingFileError, read_mapping
+
+    path = tmp_path / "m.csv"
+    path.write_text(f"网格员张三{PHONE},城管局\n", encoding="utf-8")  # the header forgotten
+    with pytest.raises(MappingFileError) as e:
+        read_mapping(path)
+    assert "found '网格员张三[手机号]', '城管局'" in str(e.value)
+    assert_masked(str(e.value))
+    path.write_text(f"old,new,head\n执法,城管执法,{ID_NUMBER}\n", encoding="utf-8")
+    with pytest.raises(MappingFileError) as e:
+        read_mapping(path)
+    assert "line 2: head must be department, category or empty (got '[身份证号]')" in str(e.value)
+    assert_masked(str(e.value))
+
+
+@pytest.mark.slow
+def test_retrain_prints_the_labels_it_mapped_masked(tmp_path: Path, tiny_config) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from model import registry
+    from paidan.cli import app
+    from tests.conftest import write_tiny_csv
+    from training.train import train
+
+    # A dispatcher typed a grid worker's number into the department: the mapping renames it.
+    root = tmp_path / "models"
+    df = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    typed = f"执法{PHONE}"
+    df.loc[df["department"] == "执法", "department"] = typed
+    history = tmp_path / "history.csv"
+    df.to_csv(history, index=False)
+    result = train([history], None, config=tiny_config, model_root=root)
+    registry.promote(root, result.router.version)
+    mapping = tmp_path / "m.csv"
+    mapping.write_text(f"old,new\n{typed},城管执法\n", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--mapping", str(mapping)]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert "department row(s) 执法[手机号] → 城管执法" in r.output
+    assert_masked(r.output)
