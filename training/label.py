@@ -11,7 +11,11 @@ into ``OUTPUT`` (written under a temporary name and renamed), and the summary is
 
 from __future__ import annotations
 
+import functools
 import gc
+import hashlib
+import importlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -20,6 +24,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -89,10 +94,32 @@ OUTPUT_FORMATS = {
 }
 PARTS_SUFFIX = ".parts"
 MANIFEST_FILE = "manifest.json"
-# 4: a CSV line also ends at a lone "\r", which may make other rows of a file that has one (3:
-# parts hold co_departments; 2: Arrow IPC parts without it; 1: Parquet); a run of another format
-# is not resumed.
-MANIFEST_FORMAT = 4
+# 5: the manifest records which paidan wrote the parts (:func:`parts_writer`): format 4's were
+# written by paidans that read the same input into other cells (JSON booleans, zero-padded XLSX
+# numbers, Parquet bytes) without saying so, and a resume after an upgrade mixed both in one output
+# (4: a CSV line also ends at a lone "\r"; 3: parts hold co_departments; 2: Arrow IPC parts without
+# it; 1: Parquet); a run of another format is not resumed.
+MANIFEST_FORMAT = 5
+# The modules whose code decides what a part holds: they read the input, clean, cut and label its
+# texts and write the parts and the output (model.pipeline is imported when a model is loaded).
+# Parts written by other code (an upgrade between the interruption and --resume) are not
+# continued: one output would hold two paidans' cells. model.startup (process signals) and the
+# plots are left out; a test checks that every other paidan module a run imports is listed.
+WRITER_MODULES = (
+    "model.artifact",
+    "model.compiled",
+    "model.config",
+    "model.pipeline",
+    "model.router",
+    "model.settings",
+    "model.text",
+    "model.tickets",
+    "model.tokenizer",
+    "training.label",
+    "training.label_io",
+)
+# The libraries that read and write the files (Python's own unicodedata normalises the texts).
+WRITER_LIBRARIES = ("openpyxl", "pandas", "pyarrow")
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN
@@ -652,6 +679,7 @@ def label(
         "model_sha256": meta["files"][ROUTER_FILE],
         "output_format": fmt,
         "joint": joint,
+        "paidan": parts_writer(),
     }
     parts = output.with_name(output.name + PARTS_SUFFIX)
     resuming = resume and (parts / MANIFEST_FILE).is_file()
@@ -896,6 +924,42 @@ def _part_name(index: int) -> str:
     return f"part-{index:06d}.arrow"
 
 
+@functools.cache
+def parts_writer() -> dict[str, str]:
+    """Which paidan writes a run's parts, as its manifest records it.
+
+    Its version, a SHA-256 of the source of :data:`WRITER_MODULES` (the same for an editable
+    install, a wheel or a clone on ``PYTHONPATH`` of the same code, in every process), and the
+    versions of Python and of :data:`WRITER_LIBRARIES`. Computed once per process (a few
+    milliseconds). A module without source (installed as ``.pyc`` only) counts by its compiled
+    file, which differs between installs: such parts are not continued by another install.
+    """
+    sha = hashlib.sha256()
+    for name in WRITER_MODULES:
+        module = importlib.import_module(name)
+        spec = module.__spec__
+        data = b""  # neither source nor file (frozen): the version tells such paidans apart
+        with suppress(ImportError, OSError, AttributeError, TypeError):
+            # Decoded with universal newlines: a checkout with CRLF line ends hashes the same.
+            source = spec.loader.get_source(name)  # type: ignore[union-attr]
+            origin = spec.origin or ""  # type: ignore[union-attr]
+            data = source.encode() if source else Path(origin).read_bytes()
+        sha.update(f"{name}\0{len(data)}\0".encode())
+        sha.update(data)
+    found = {"version": _version("paidan"), "code": sha.hexdigest()[:16]}
+    found["python"] = "{}.{}".format(*sys.version_info[:2])
+    for library in WRITER_LIBRARIES:
+        found[library] = _version(library)
+    return found
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _manifest(parts: Path) -> dict[str, Any]:
     return json.loads((parts / MANIFEST_FILE).read_text(encoding="utf-8"))
 
@@ -972,6 +1036,8 @@ def _resume_mismatch(
             "recorded as this one records them), so it cannot be continued; rerun without "
             "--resume and with --force to start over"
         )
+    if old.get("paidan") != new["paidan"]:
+        return _another_paidan(old.get("paidan"), new["paidan"], output)
     used: list[str] = []  # what the interrupted run used, and what this one uses
     flags: list[str] = []  # the options that continue it
     env: list[str] = []  # and the settings
@@ -1027,6 +1093,23 @@ def _resume_mismatch(
     without = " and without --delimiter" if "no --delimiter" in flags else ""
     options = " ".join(f for f in ["--resume", *flags] if f != "no --delimiter")
     return f"{head}; to continue it, rerun with {setting}{options}{without}, or {start_over}"
+
+
+def _another_paidan(old: Any, new: dict[str, str], output: Path) -> str:
+    """Refuse parts another paidan (:func:`parts_writer`) wrote, naming what differs."""
+    was = old if isinstance(old, dict) else {}
+    names = {"python": "Python"}
+    differ = [
+        f"{names.get(key, key)} {was.get(key, 'unrecorded')} (now {new.get(key, 'unrecorded')})"
+        for key in [*new, *(k for k in was if k not in new)]
+        if was.get(key) != new.get(key)
+    ]
+    listed = ", ".join(differ[:-1]) + " and " + differ[-1] if len(differ) > 1 else differ[0]
+    return (
+        f"cannot resume into {output}: its partial output was written by another paidan, whose "
+        f"{listed} may read or write rows otherwise, so it cannot be continued; rerun without "
+        "--resume and with --force to start over"
+    )
 
 
 def _as_option(option: str, value: Any) -> str:

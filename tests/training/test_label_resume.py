@@ -1,0 +1,223 @@
+"""--resume across paidans: parts another paidan wrote are refused, naming what differs.
+
+A run interrupted under one paidan and resumed by an upgraded one gave one output holding both
+paidans' cells (JSON booleans ``True`` then ``true``, an .xlsx's ids ``1`` then ``00501``), since
+the manifest recorded nothing about the code that wrote its parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import training.label
+from paidan.cli import app
+from tests.training.test_label import Interrupt, ticket_rows, write_csv
+from training.label import MANIFEST_FORMAT, WRITER_MODULES, LabelError, label, parts_writer
+
+ROOT = Path(training.label.__file__).resolve().parents[1]
+
+# Run by another install's Python: label into OUT, stopped after its first finished chunk.
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import training.label
+    from training.label import label
+
+    src, model, out, install = map(Path, sys.argv[1:])
+    assert Path(training.label.__file__).resolve().is_relative_to(install.resolve())
+
+    class Stop(Exception):
+        pass
+
+    def stop(stage, done, total):
+        raise Stop
+
+    try:
+        label([src], model, out, jobs=1, chunk_size=7, progress=stop)
+    except Stop:
+        pass
+    """
+)
+
+
+def _install(where: Path, change: str | None = None) -> Path:
+    """A copy of paidan's modules at another place (as a wheel installs them), ``change`` added
+    to training/label_io.py (an upgrade that changed how a cell is read)."""
+    for package in ("model", "training"):
+        shutil.copytree(
+            ROOT / package, where / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    if change is not None:
+        io = where / "training" / "label_io.py"
+        io.write_text(io.read_text(encoding="utf-8") + change, encoding="utf-8")
+    return where
+
+
+def _interrupt_with(install: Path, src: Path, model: Path, out: Path) -> None:
+    """Start a run of ``install``'s paidan into ``out`` and stop it after one finished chunk."""
+    env = {**os.environ, "PYTHONPATH": str(install), "PYTHONDONTWRITEBYTECODE": "1"}
+    args = [sys.executable, "-c", INTERRUPTED_RUN, str(src), str(model), str(out), str(install)]
+    proc = subprocess.run(args, cwd=install, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out.parent / f"{out.name}.parts" / "manifest.json").read_text())
+    assert manifest["done"] == 1
+
+
+def _manifest(out: Path) -> Path:
+    return out.with_name(out.name + ".parts") / "manifest.json"
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_parts_the_same_code_wrote_elsewhere_are_resumed(
+    tiny_model_dir: Path, tmp_path: Path, engine: str
+) -> None:
+    # Another process, another place (an editable install against a wheel of the same code): the
+    # parts are continued, into the same bytes as an uninterrupted run.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=7)
+    out = tmp_path / "out.csv"
+    _interrupt_with(_install(tmp_path / "same"), src, tiny_model_dir, out)
+
+    if engine == "dask":
+        pytest.importorskip("distributed")
+        from distributed import LocalCluster
+
+        with LocalCluster(
+            n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+        ) as cluster:
+            result = label(
+                [src],
+                tiny_model_dir,
+                out,
+                engine="dask",
+                scheduler=cluster.scheduler_address,
+                chunk_size=7,
+                resume=True,
+            )
+    else:
+        result = label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert result.resumed_chunks == 1
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_parts_another_paidans_code_wrote_are_refused_naming_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=7)
+    out = tmp_path / "out.csv"
+    _interrupt_with(
+        _install(tmp_path / "old", "\n# read a cell otherwise\n"), src, tiny_model_dir, out
+    )
+    theirs = json.loads(_manifest(out).read_text())["fingerprint"]["paidan"]["code"]
+    ours = parts_writer()["code"]
+    assert theirs != ours
+
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--resume"])
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.output.split()) == (
+        f"error: cannot resume into {out}: its partial output was written by another paidan, "
+        f"whose code {theirs} (now {ours}) may read or write rows otherwise, so it cannot be "
+        "continued; rerun without --resume and with --force to start over"
+    )
+    assert json.loads(_manifest(out).read_text())["done"] == 1  # kept, as refused
+
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--force"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def _interrupted(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+
+    def stop(stage: str, done: int, total: int) -> None:
+        raise Interrupt
+
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=stop)
+    return src, out
+
+
+def test_parts_written_with_another_reading_library_are_refused_naming_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    data = json.loads(_manifest(out).read_text())
+    data["fingerprint"]["paidan"] |= {"version": "0.0.9", "pyarrow": "15.0.0"}
+    _manifest(out).write_text(json.dumps(data))
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    now = parts_writer()
+    assert (
+        f"written by another paidan, whose version 0.0.9 (now {now['version']}) and pyarrow "
+        f"15.0.0 (now {now['pyarrow']}) may read or write rows otherwise, so it cannot be"
+    ) in str(e.value)
+
+
+def test_parts_of_format_4_are_refused_as_an_older_paidans(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Format 4's parts were written by paidans that read the same input into other cells: a
+    # resume by this one mixed them, however the options matched.
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    data = json.loads(_manifest(out).read_text())
+    data["fingerprint"] = {k: v for k, v in data["fingerprint"].items() if k != "paidan"}
+    data["fingerprint"]["format"] = 4
+    _manifest(out).write_text(json.dumps(data))
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--resume"])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert (
+        f"its partial output was written by an older paidan (parts format 4, this one writes "
+        f"{MANIFEST_FORMAT};"
+    ) in said, said
+    assert said.endswith("rerun without --resume and with --force to start over")
+
+
+def test_the_recorded_code_covers_every_module_a_run_uses(tiny_model_dir: Path) -> None:
+    # A paidan module that reads, cleans or labels rows but is left out of the hash would let an
+    # upgrade of it continue another paidan's parts again.
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+
+        import training.label
+        from model.artifact import load_router
+
+        router, _ = load_router(Path(sys.argv[1]), None, serving=True)
+        router.warm_up()
+        training.label.predict_rows(router, [("路灯不亮", "小区路灯坏了一个月")], True)
+        training.label.parts_writer()
+        ours = ("model", "training", "paidan", "serve")
+        print("\\n".join(m for m in sys.modules if m.split(".")[0] in ours))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    used = set(proc.stdout.split()) - {"model", "training", "model.startup"}
+    assert used == set(WRITER_MODULES)
