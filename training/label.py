@@ -1079,13 +1079,36 @@ def _resume_mismatch(
         if old.get(key) != new[key]:
             used.append(f"{variable}={old.get(key)} (now {new[key]})")
             env.append(f"{variable}={old.get(key)}")
-    if old.get("inputs") != new["inputs"] or old.get("columns") != new["columns"]:
-        cannot.append("the input files are not the same, or changed since (size, time, columns)")
-    if old.get("output_format") != new["output_format"]:
-        cannot.append("its parts were written by another version of paidan")
+    if old.get("inputs") != new["inputs"]:
+        cannot.append(_inputs_differ(old.get("inputs"), new["inputs"]))
+    if old.get("columns") != new["columns"]:
+        cannot.append(_columns_differ(old.get("columns"), new["columns"]))
+    # A key none of the above names (one recorded by only one of the two paidans, or one added
+    # since): "it was started otherwise" named no reason at all.
+    named = {"format", "paidan", "model_version", "model_sha256", "chunk_size", "text_col"}
+    named |= {"title_col", "delimiter", "joint", "max_text_chars", "max_title_chars", "inputs"}
+    named |= {"columns"}
+    missing = object()
+    other = [
+        key
+        for key in [*new, *(k for k in old if k not in new)]
+        if key not in named and old.get(key, missing) != new.get(key, missing)
+    ]
+    unrecorded = [key for key in [*new, *old] if key in named and (key in old) != (key in new)]
+    if other or unrecorded:
+        keys = ", ".join(
+            f"{k!r} (not recorded {'there' if k not in old else 'by this paidan'})"
+            if k not in old or k not in new
+            else repr(k)
+            for k in [*unrecorded, *other]
+        )
+        cannot.append(
+            f"its manifest differs from this paidan's in {keys}, so its parts were written by "
+            "another version of paidan"
+        )
     said = [f"the interrupted run used {', '.join(used)}"] if used else []
     said += cannot
-    head = f"cannot resume into {output}: " + ("; ".join(said) or "it was started otherwise")
+    head = f"cannot resume into {output}: " + "; ".join(said)
     start_over = "rerun without --resume and with --force to start over"
     if blocked or cannot or not used:
         return f"{head}; {start_over}"
@@ -1093,6 +1116,48 @@ def _resume_mismatch(
     without = " and without --delimiter" if "no --delimiter" in flags else ""
     options = " ".join(f for f in ["--resume", *flags] if f != "no --delimiter")
     return f"{head}; to continue it, rerun with {setting}{options}{without}, or {start_over}"
+
+
+def _inputs_differ(old: Any, new: list[dict[str, Any]]) -> str:
+    """How the input files differ from those of the interrupted run (their paths, as given)."""
+    listed = old if isinstance(old, list) else []
+    was = {str(i.get("path")): i for i in listed if isinstance(i, dict)}
+    now = {str(i["path"]): i for i in new}
+    said = []
+    gone = [path for path in was if path not in now]
+    if gone:
+        said.append(f"{_some(gone)} {'is' if len(gone) == 1 else 'are'} not among them now")
+    added = [path for path in now if path not in was]
+    if added:
+        said.append(f"{_some(added)} {'was' if len(added) == 1 else 'were'} not among them")
+    changed = [path for path in now if path in was and was[path] != now[path]]
+    if changed:
+        what = [
+            name
+            for key, name in (("size", "size"), ("mtime_ns", "modification time"))
+            if any(was[path].get(key) != now[path][key] for path in changed)
+        ]
+        said.append(f"{_some(changed)} changed since ({', '.join(what)})")
+    return "the input files are not the same: " + (", ".join(said) or "given in another order")
+
+
+def _columns_differ(old: Any, new: list[str]) -> str:
+    """How the input's columns differ from the interrupted run's, quoted masked."""
+    was = [str(c) for c in old] if isinstance(old, list) else []
+    gone = [c for c in was if c not in new]
+    added = [c for c in new if c not in was]
+    said = []
+    if gone:
+        said.append(f"{_some([quoted(c) for c in gone])} {'is' if len(gone) == 1 else 'are'} gone")
+    if added:
+        said.append(f"{_some([quoted(c) for c in added])} {'is' if len(added) == 1 else 'are'} new")
+    return "the input's columns are not the same: " + (", ".join(said) or "in another order")
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names``, and how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _another_paidan(old: Any, new: dict[str, str], output: Path) -> str:

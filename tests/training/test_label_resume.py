@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import training.label
 from paidan.cli import app
+from tests.conftest import TINY_TICKETS
 from tests.training.test_label import Interrupt, ticket_rows, write_csv
 from training.label import MANIFEST_FORMAT, WRITER_MODULES, LabelError, label, parts_writer
 
@@ -221,3 +222,84 @@ def test_the_recorded_code_covers_every_module_a_run_uses(tiny_model_dir: Path) 
     assert proc.returncode == 0, proc.stderr
     used = set(proc.stdout.split()) - {"model", "training", "model.startup"}
     assert used == set(WRITER_MODULES)
+
+
+# -- every refusal says why -------------------------------------------------------------------
+
+
+def _refusal(src: Path | list[Path], model: Path, out: Path) -> str:
+    inputs = src if isinstance(src, list) else [src]
+    with pytest.raises(LabelError) as e:
+        label(inputs, model, out, jobs=1, chunk_size=7, resume=True)
+    message = " ".join(str(e.value).split())
+    assert message.startswith(f"cannot resume into {out}: ")
+    assert message.endswith("; rerun without --resume and with --force to start over")
+    assert "it was started otherwise" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        # The paidans of 2026-12-04 00:55-01:12 wrote format 4 without "delimiter": refused with
+        # "it was started otherwise", naming no reason.
+        (
+            lambda f: f.pop("delimiter"),
+            "its manifest differs from this paidan's in 'delimiter' (not recorded there), so its "
+            "parts were written by another version of paidan",
+        ),
+        (
+            lambda f: f.update(reader=2),
+            "its manifest differs from this paidan's in 'reader' (not recorded by this paidan), "
+            "so its parts were written by another version of paidan",
+        ),
+        (
+            lambda f: f.update(output_format="jsonl"),
+            "its manifest differs from this paidan's in 'output_format', so its parts were "
+            "written by another version of paidan",
+        ),
+    ],
+    ids=["a key not recorded", "a key this paidan does not record", "another value"],
+)
+def test_a_manifest_recorded_otherwise_is_refused_naming_the_key(
+    tiny_model_dir: Path, tmp_path: Path, edit: object, said: str
+) -> None:
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    data = json.loads(_manifest(out).read_text())
+    edit(data["fingerprint"])  # type: ignore[operator]
+    _manifest(out).write_text(json.dumps(data))
+    assert said in _refusal(src, tiny_model_dir, out)
+
+
+def test_inputs_changed_since_are_named(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    with open(src, "a", encoding="utf-8") as f:
+        f.write("R99999,路灯,路灯不亮\n")
+    assert f"the input files are not the same: {src} changed since (size, modification time)" in (
+        _refusal(src, tiny_model_dir, out)
+    )
+    more = write_csv(tmp_path / "more.csv", ticket_rows(3))
+    assert f"{more} was not among them" in _refusal([src, more], tiny_model_dir, out)
+    src.rename(tmp_path / "moved.csv")
+    said = _refusal([tmp_path / "moved.csv"], tiny_model_dir, out)
+    assert f"{src} is not among them now, {tmp_path / 'moved.csv'} was not among them" in said
+
+
+def test_input_columns_changed_since_are_named_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A column an export named by the caller's number: quoted masked, as every message does.
+    from tests.training.test_quoted_input import ID_NUMBER, PHONE, assert_masked
+
+    src = tmp_path / "in.csv"
+    rows = "".join(f"{i},路灯,{text},x\n" for i, (_, text, *_) in enumerate(TINY_TICKETS))
+    src.write_text(f"id,title,text,{PHONE}\n{rows}", encoding="utf-8")
+
+    def stop(stage: str, done: int, total: int) -> None:
+        raise Interrupt
+
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=stop)
+    src.write_text(f"id,title,text,{ID_NUMBER}\n{rows}", encoding="utf-8")
+    said = _refusal(src, tiny_model_dir, out)
+    assert "the input's columns are not the same: '[手机号]' is gone, '[身份证号]' is new" in said
+    assert_masked(said)
