@@ -386,7 +386,7 @@ def has_formulas(path: Path) -> bool:
 def unsaved_formula(column: str, formula: str) -> str:
     """Why a cell that holds a formula saved without its value reads empty, and what to do."""
     return (
-        f"column {_quoted(column)} holds the formula {_quoted(formula, 60)} saved without its value (a program that "
+        f"column {_quoted(column)} holds the formula {_quoted(formula)} saved without its value (a program that "
         "does not calculate formulas wrote the file); open and save the file in Excel, or export "
         "it with values"
     )

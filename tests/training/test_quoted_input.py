@@ -147,6 +147,17 @@ def test_a_formula_saved_without_its_value_is_quoted_masked(tmp_path: Path) -> N
     assert "row 2" in message and "column 'text'" in message and "[手机号]" in message
 
 
+def test_a_long_formula_is_cut_to_40_characters_as_the_readme_says() -> None:
+    import re
+
+    from model.tickets import unsaved_formula
+
+    message = unsaved_formula("text", '="' + "路灯不亮" * 30 + '"')
+    shown = re.search(r"the formula '([^']*)…'", message)
+    assert shown is not None, message
+    assert len(shown.group(1)) == 40
+
+
 # -- paidan label: the error column and the summary ------------------------------------------
 
 
