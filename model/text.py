@@ -491,22 +491,31 @@ def mask_label(label: str) -> str:
     return masked if masked != normalised else label
 
 
-# A fragment of an input file that a message quotes is cut to this many characters (after masking).
+# A cell of an input file, or a name that masking changed (a header row that is really the first
+# ticket), is cut to this many characters (after masking) where a message quotes it.
 MAX_QUOTED_CHARS = 40
+# A name with nothing to mask is quoted whole up to this many characters: a form export's column
+# names its question (45 characters and more), and the message must name it as it is written to be
+# mapped with --text-col; the cap only bounds a headerless file's long first ticket.
+MAX_NAME_CHARS = 300
 
 
-def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+def quoted(value: object, *, cell: bool = False) -> str:
     """A fragment of the staff's own input file as a message quotes it: a column's name, a JSON
-    key, a sheet's name, a cell or an id.
+    key or a sheet's name, or (``cell=True``) a cell.
 
     Such a fragment may hold a citizen's number (a header row that is really the first ticket, a
     key an export named by the caller's phone number): it is masked as a label is
-    (:func:`mask_label`, so a name with nothing to mask keeps its exact spelling, and the message
-    still names the column to map), put in quotes as ``repr`` writes them, and cut to ``limit``
-    characters (``'…'``, as the API quotes a key: :func:`serve.errors.quoted`): the file, the row
-    or the line is what finds it.
+    (:func:`mask_label`) and put in quotes as ``repr`` writes them. A name with nothing to mask
+    keeps its exact spelling, whole up to ``MAX_NAME_CHARS`` characters, so the message still
+    names the column to map and two names that differ only at their end read apart. A name that
+    masking changed, and any cell (a citizen's text), is cut to ``MAX_QUOTED_CHARS`` characters
+    (``'…'``, as the API quotes a key: :func:`serve.errors.quoted`): the file, the row or the line
+    is what finds it.
     """
-    shown = mask_label(str(value))
+    text = str(value)
+    shown = mask_label(text)
+    limit = MAX_QUOTED_CHARS if cell or shown != text else MAX_NAME_CHARS
     return repr(shown if len(shown) <= limit else shown[:limit] + "…")
 
 

@@ -386,7 +386,7 @@ def has_formulas(path: Path) -> bool:
 def unsaved_formula(column: str, formula: str) -> str:
     """Why a cell that holds a formula saved without its value reads empty, and what to do."""
     return (
-        f"column {_quoted(column)} holds the formula {_quoted(formula)} saved without its value (a program that "
+        f"column {_quoted(column)} holds the formula {_quoted(formula, cell=True)} saved without its value (a program that "
         "does not calculate formulas wrote the file); open and save the file in Excel, or export "
         "it with values"
     )
@@ -481,12 +481,12 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
         workbook.close()
 
 
-def _quoted(value: object, *limit: int) -> str:
+def _quoted(value: object, *, cell: bool = False) -> str:
     """:func:`model.text.quoted`: a column's, key's or sheet's name or a cell, masked, as a
     message quotes it (imported here, as this module imports nothing heavy at its top)."""
     from model.text import quoted
 
-    return quoted(value, *limit)
+    return quoted(value, cell=cell)
 
 
 def file_format(path: Path) -> str:

@@ -223,7 +223,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
         heads = LABELS if not head else (head,)
         if head and head not in LABELS:
             raise MappingFileError(
-                f"{path} line {line}: head must be department, category or empty (got {quoted(head)})"
+                f"{path} line {line}: head must be department, category or empty (got {quoted(head, cell=True)})"
             )
         for h in heads:
             if mapping[h].get(old, new) != new:

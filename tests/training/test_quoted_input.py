@@ -26,8 +26,33 @@ def test_quoted_masks_keeps_other_names_and_cuts_long_ones() -> None:
     assert quoted("诉求内容") == repr("诉求内容")
     assert quoted(f"张三{PHONE}") == repr("张三[手机号]")
     assert quoted(f"张三{WIDE_PHONE}") == repr("张三[手机号]")
-    long = quoted("很" * 100)
-    assert long == repr("很" * 40 + "…")
+    # A name with nothing to mask is quoted whole (a form's question as its header), up to a cap.
+    assert quoted("很" * 100) == repr("很" * 100)
+    assert quoted("很" * 1000) == repr("很" * 300 + "…")
+    # A name that masking changed (a header row that is really a ticket), or a cell, is cut to 40.
+    assert quoted(f"来电{PHONE}" + "很" * 100) == repr("来电[手机号]" + "很" * 33 + "…")
+    assert quoted("很" * 100, cell=True) == repr("很" * 40 + "…")
+
+
+# A form export (问卷星) names its text column by the question, longer than 40 characters.
+QUESTION = (
+    "1、请详细描述您要反映的问题（包括事件发生的时间、地点、具体经过以及您希望得到的处理结果）"
+)
+
+
+def test_a_long_column_name_is_listed_whole_so_it_can_be_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "wjx.csv"
+    path.write_text(f"序号,{QUESTION},所属区县\n1,小区路灯不亮已经一周,岳麓区\n", encoding="utf-8")
+    message = _refused(path)
+    assert f"'序号', {QUESTION!r}, '所属区县'" in message
+    assert len(read_tickets([path], ColumnMap(text=QUESTION))) == 1  # mapped as it is listed
+
+
+def test_long_names_that_differ_by_a_trailing_space_read_apart(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(f"text,{QUESTION},{QUESTION} \n路灯不亮,1,2\n", encoding="utf-8")
+    message = _refused(path)
+    assert f"{QUESTION!r} and {QUESTION + ' '!r}" in message
 
 
 def _refused(path: Path, columns: ColumnMap = ColumnMap()) -> str:
