@@ -220,6 +220,15 @@ def test_prefers_html_follows_the_accept_qualities() -> None:
     assert not prefers_html("text/plain, */*;q=0.5")
 
 
+def test_only_the_start_of_a_huge_accept_is_read(limited_port: int) -> None:
+    # Every range of a 64 KB Accept was parsed in Python on the event loop, for each 431: tens of
+    # milliseconds a request, sent by anyone. A browser's Accept is a few hundred bytes.
+    assert prefers_html(BROWSER_ACCEPT.decode())
+    assert not prefers_html("," * 2000 + BROWSER_ACCEPT.decode())
+    answer = exchange(limited_port, page_load(b"," * 2000 + BROWSER_ACCEPT))
+    assert error_of(answer)["code"] == "header_too_large"
+
+
 def test_a_head_within_the_limit_and_a_long_body_are_served(limited_port: int) -> None:
     near = b"X-Near: " + b"c" * (LIMIT - 200) + b"\r\n"
     assert exchange(limited_port, request(near)).startswith(b"HTTP/1.1 200 ")
