@@ -6,9 +6,9 @@ every request of its worker, ``/healthz`` included, for about 9 s, and was then 
 app cannot help, since ASGI middleware runs only once the headers are complete. So the protocol
 counts the bytes of each request's head as they arrive and, beyond the limit, answers
 ``431 Request Header Fields Too Large`` in the API's error shape and closes the connection, without
-handing the parser any more of it. To a browser loading a page (its ``Accept``, among the headers
-read before the limit, prefers HTML: browsers send ``Cookie``, the usual culprit, after it) the 431
-is a short Chinese page saying what to do instead: the dispatcher reloading the page saw raw JSON.
+handing the parser any more of it. To a browser loading a page (:func:`loads_a_page`, from the
+headers read before the limit: browsers send ``Cookie``, the usual culprit, last) the 431 is a
+short Chinese page saying what to do instead: the dispatcher reloading the page saw raw JSON.
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def _quality(ranges: list[tuple[str, float]], media_type: str) -> float:
 
 
 def prefers_html(accept: str) -> bool:
-    """Whether an ``Accept`` header prefers ``text/html`` to ``application/json``: a browser
-    loading a page (``text/html,…,*/*;q=0.8``), not an API client (``application/json``, ``*/*``,
-    none) nor one that takes both alike. Only its first ``MAX_ACCEPT_CHARS`` characters are
+    """Whether an ``Accept`` header prefers ``text/html`` to ``application/json``: as a browser
+    loading a page does (``text/html,…,*/*;q=0.8``), and most API clients do not
+    (``application/json``, ``*/*``, none, or both alike; :func:`loads_a_page` tells the rest). Only its first ``MAX_ACCEPT_CHARS`` characters are
     read, so a refused request cannot make the answer cost more than the refusal."""
     ranges: list[tuple[str, float]] = []
     for part in accept[:MAX_ACCEPT_CHARS].split(","):
@@ -122,18 +122,45 @@ def prefers_html(accept: str) -> bool:
     return html > 0 and html > _quality(ranges, "application/json")
 
 
+def loads_a_page(request_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request is a browser loading a page, from the headers read before the limit.
+
+    A browser's own signal decides when it was read: ``Sec-Fetch-Mode: navigate`` or
+    ``Sec-Fetch-Dest: document`` (Chrome, Edge and 360 send them after ``Accept`` and before
+    ``Cookie``). Browsers send no ``Sec-Fetch-*`` to a page served over plain HTTP on a name
+    other than localhost (an intranet address: the common case), older ones none at all, and a
+    browser may send them after ``Cookie`` (Firefox is said to), so without them the ``Accept``
+    decides: it must prefer HTML
+    (:func:`prefers_html`) and name ``application/xhtml+xml``, as every browser's page load does
+    and an API client's does not (Java's ``HttpURLConnection`` sends ``text/html, image/gif,
+    image/jpeg, */*; q=0.2``, which prefers HTML).
+    """
+    accepts: list[bytes] = []
+    mode = dest = None
+    for name, value in request_headers:
+        if name == b"accept":
+            accepts.append(value)
+        elif name == b"sec-fetch-mode":
+            mode = value.strip().lower()
+        elif name == b"sec-fetch-dest":
+            dest = value.strip().lower()
+    if mode is not None or dest is not None:
+        return mode == b"navigate" or dest == b"document"
+    accept = b",".join(accepts)[:MAX_ACCEPT_CHARS].decode("latin-1")
+    return "application/xhtml+xml" in accept.lower() and prefers_html(accept)
+
+
 def header_too_large_answer(
     limit: int,
     default_headers: list[tuple[bytes, bytes]],
     request_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> bytes:
-    """The whole 431 answer, then close: to a browser loading a page (``request_headers``, those
-    read before the limit, have an ``Accept`` that prefers HTML) a short Chinese page saying
-    what to do; to anything else the error shape naming the limit and its setting."""
-    # The answer depends on Accept: no cache may give one in place of the other.
-    vary = [(b"vary", b"Accept")]
-    accept = b",".join(value for name, value in request_headers or [] if name == b"accept")
-    if prefers_html(accept.decode("latin-1")):
+    """The whole 431 answer, then close: to a browser loading a page (:func:`loads_a_page` of
+    ``request_headers``, those read before the limit) a short Chinese page saying what to do; to
+    anything else the error shape naming the limit and its setting."""
+    # The answer depends on these headers: no cache may give one in place of the other.
+    vary = [(b"vary", b"Accept, Sec-Fetch-Mode, Sec-Fetch-Dest")]
+    if loads_a_page(request_headers or []):
         return _whole_answer(
             b"431 Request Header Fields Too Large",
             b"text/html; charset=utf-8",
@@ -244,7 +271,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         )
         if self.cycle is None or self.cycle.response_complete:
             # The headers read so far (the request's, once the parser began it): a browser
-            # sends Accept before Cookie.
+            # sends Accept (and Chrome its Sec-Fetch-*) before Cookie.
             answer = header_too_large_answer(
                 self.max_header_bytes, self.server_state.default_headers, self.headers
             )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from serve.protocol import MAX_HEADER_ENV, header_limit_options, prefers_html
+from serve.protocol import MAX_HEADER_ENV, header_limit_options, loads_a_page, prefers_html
 from serve.workers import listening_socket
 from tests.reliability.live import LiveServer, port_of
 
@@ -148,28 +148,50 @@ BROWSER_ACCEPT = (
 )
 
 
-def page_load(accept: bytes | None, cookie_first: bool = False) -> bytes:
+def page_load(
+    accept: bytes | None,
+    cookie_first: bool = False,
+    fetch: bytes = b"",
+    agent: bytes = b"Mozilla/5.0",
+) -> bytes:
     """A browser's reload of the page with cookies over the limit, its headers in Chrome's order
-    (Cookie last) unless ``cookie_first``."""
+    (``Sec-Fetch-*`` headers ``fetch`` after Accept, Cookie last) unless ``cookie_first``."""
     cookie = b"Cookie: portal_sso=" + b"c" * (2 * LIMIT) + b"\r\n"
     accepts = b"" if accept is None else b"Accept: " + accept + b"\r\n"
-    headers = cookie + accepts if cookie_first else accepts + cookie
+    headers = cookie + accepts + fetch if cookie_first else accepts + fetch + cookie
     return (
-        b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: Mozilla/5.0\r\n" + headers + b"\r\n"
+        b"GET / HTTP/1.1\r\nHost: localhost:8000\r\nUser-Agent: "
+        + agent
+        + b"\r\n"
+        + headers
+        + b"\r\n"
     )
 
 
-def test_a_browser_loading_a_page_gets_the_431_as_a_chinese_page(limited_port: int) -> None:
+# What Chrome sends to a page on https or localhost, after Accept (none over plain HTTP elsewhere).
+NAVIGATE = (
+    b"Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"
+    b"Sec-Fetch-User: ?1\r\nSec-Fetch-Dest: document\r\n"
+)
+# Java's HttpURLConnection when its caller sets no Accept (JDK 17), sent before the Cookie header.
+JAVA_ACCEPT = b"text/html, image/gif, image/jpeg, */*; q=0.2"
+
+
+@pytest.mark.parametrize("fetch", [b"", NAVIGATE], ids=["plain-http", "fetch-metadata"])
+def test_a_browser_loading_a_page_gets_the_431_as_a_chinese_page(
+    limited_port: int, fetch: bytes
+) -> None:
     # Reloading the dispatcher's page with a portal's cookies over the limit showed the raw JSON
     # error, in English, with nothing saying to clear the site's cookies.
-    answer = exchange(limited_port, page_load(BROWSER_ACCEPT))
+    answer = exchange(limited_port, page_load(BROWSER_ACCEPT, fetch=fetch))
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
     lines = head.lower().split(b"\r\n")
     assert b"content-type: text/html; charset=utf-8" in lines, head
     for header in (*SAFE_HEADERS, b"cache-control: no-store", b"connection: close"):
         assert header in lines, (header, head)
-    assert b"vary: accept" in lines and b"x-frame-options: deny" in lines, head
+    assert b"vary: accept, sec-fetch-mode, sec-fetch-dest" in lines, head
+    assert b"x-frame-options: deny" in lines, head
     assert any(line.startswith(b"content-security-policy: default-src 'none'") for line in lines)
     assert int(dict(line.split(b": ", 1) for line in lines[1:])[b"content-length"]) == len(body)
     page = body.decode("utf-8")
@@ -198,6 +220,35 @@ def test_an_api_client_keeps_the_431_error_shape(limited_port: int, accept: byte
     answer = exchange(limited_port, page_load(accept))
     assert b"\r\ncontent-type: application/json\r\n" in answer.lower(), answer[:300]
     assert error_of(answer)["code"] == "header_too_large"
+
+
+def test_a_java_api_client_keeps_the_431_error_shape(limited_port: int) -> None:
+    # Java's default Accept prefers HTML: a Java client whose cookie jar grew past the limit got
+    # the Chinese page, and its JSON error handling failed on it.
+    answer = exchange(limited_port, page_load(JAVA_ACCEPT, agent=b"Java/17.0.2"))
+    assert b"\r\ncontent-type: application/json\r\n" in answer.lower(), answer[:300]
+    assert b"\r\nvary: accept, sec-fetch-mode, sec-fetch-dest\r\n" in answer.lower()
+    assert error_of(answer)["code"] == "header_too_large"
+
+
+def test_a_browser_signal_decides_when_it_was_read() -> None:
+    def headers(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+        return [(name.lower().encode(), value.encode()) for name, value in pairs]
+
+    browser = ("Accept", BROWSER_ACCEPT.decode())
+    # A page load: on https or localhost with fetch metadata, or over plain HTTP without it.
+    assert loads_a_page(headers(browser, ("Sec-Fetch-Mode", "navigate")))
+    assert loads_a_page(headers(("Accept", "*/*"), ("Sec-Fetch-Dest", "Document")))
+    assert loads_a_page(headers(browser))
+    # The page's own fetch(), an image or a stylesheet: fetch metadata says it is no page load.
+    cors = ("Sec-Fetch-Mode", "cors")
+    assert not loads_a_page(headers(browser, cors, ("Sec-Fetch-Dest", "empty")))
+    assert not loads_a_page(headers(("Accept", "text/html"), ("Sec-Fetch-Dest", "image")))
+    # Without it, an Accept that prefers HTML but names no XHTML is an API client's.
+    assert not loads_a_page(headers(("Accept", JAVA_ACCEPT.decode())))
+    assert not loads_a_page(headers(("Accept", "text/html")))
+    assert not loads_a_page(headers(("Accept", "application/json, application/xhtml+xml")))
+    assert not loads_a_page([])
 
 
 def test_an_accept_after_the_oversized_header_is_not_read(limited_port: int) -> None:
