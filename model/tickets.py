@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -1198,7 +1199,22 @@ def jsonl_conversion(path: Path) -> str:
     """What to do with a JSON file whose objects are pretty-printed over several lines."""
     return (
         "paidan reads JSON Lines, one ticket object per line (convert it with: "
-        f"jq -c . {path.name} > {path.stem}.compact.jsonl)"
+        f"{_jq_command('.', path, 'compact.jsonl', '-c')})"
+    )
+
+
+def _jq_command(jq_filter: str, path: Path, suffix: str, option: str = "") -> str:
+    """The jq command that writes ``jq_filter`` of ``path`` to ``STEM.suffix`` beside it, as a
+    POSIX shell reads it pasted: the file names shell-quoted (an export named 工单 导出.json), the
+    filter in single quotes (:func:`refuse_json_object` writes a quote in a key as ``\\u0027``,
+    which reads better than a quote shell-quoted)."""
+    out = shlex.quote(f"{path.stem}.{suffix}")
+    if jq_filter == "." or "'" in jq_filter:
+        filter_word = shlex.quote(jq_filter)
+    else:
+        filter_word = f"'{jq_filter}'"
+    return " ".join(
+        part for part in ("jq", option, filter_word, shlex.quote(path.name), ">", out) if part
     )
 
 
@@ -1268,18 +1284,18 @@ def refuse_json_object(path: Path) -> None:
                 pick = f".[keys_unsorted[{i}]]"
             elif key.isascii() and key.isidentifier():
                 pick = f".{key}"
-            else:
-                pick = f".[{json.dumps(key)}]"
+            else:  # a quote in the key would end the shell's quotes around the filter
+                pick = f".[{json.dumps(key)}]".replace("'", "\\u0027")
             raise TicketFileError(
                 f"{path}: holds one JSON object, not an array of tickets; are they the "
                 f"{len(inner)} objects under its key {_quoted(key)}? (extract them with: "
-                f"jq '{pick}' {path.name} > {path.stem}.tickets.json)"
+                f"{_jq_command(pick, path, 'tickets.json')})"
             )
     if "\n" in text or "\r" in text:
         raise TicketFileError(
             f"{path}: holds one JSON object over several lines, not an array of tickets; write "
-            "the tickets as a JSON array ([{...}, {...}]) or one object per line (jq -c . "
-            f"{path.name} > {path.stem}.compact.jsonl)"
+            "the tickets as a JSON array ([{...}, {...}]) or one object per line "
+            f"({_jq_command('.', path, 'compact.jsonl', '-c')})"
         )
 
 

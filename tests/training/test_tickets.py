@@ -624,6 +624,39 @@ def test_a_broken_json_array_is_refused_naming_where(tmp_path: Path, data: str, 
         assert str(e.value) == f"{path}: {says}"
 
 
+def test_the_jq_commands_printed_work_when_pasted_into_a_shell(tmp_path: Path) -> None:
+    # 工单 导出.json (a Windows export's name) split into two words, and a key holding a quote
+    # ended the filter's quotes: the command printed failed when pasted.
+    import re
+    import shlex
+    import shutil
+    import subprocess
+
+    under_key = {"total": 2, "it's data": ROWS}
+    pretty = json.dumps(ROWS[0], ensure_ascii=False, indent=2)
+    cases = [
+        ("工单 导出.json", json.dumps({"total": 2, "data": ROWS}), "tickets.json", ROWS),
+        ("t.json", json.dumps(under_key, ensure_ascii=False), "tickets.json", ROWS),
+        ("工单 导出.json", pretty, "compact.jsonl", ROWS[0]),
+        ("it's.jsonl", pretty, "compact.jsonl", ROWS[0]),
+    ]
+    for name, data, suffix, extracted in cases:
+        path = tmp_path / name
+        path.write_text(data, encoding="utf-8")
+        with pytest.raises(TicketFileError) as e:
+            read_tickets([path], MAP)
+        found = re.search(r"(jq .*?)\)$", str(e.value))
+        assert found is not None, str(e.value)
+        command = found.group(1)
+        # As a POSIX shell splits it: the file names whole.
+        assert shlex.split(command)[-3:] == [name, ">", f"{path.stem}.{suffix}"], command
+        if shutil.which("jq"):
+            subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
+            written = (tmp_path / f"{path.stem}.{suffix}").read_text(encoding="utf-8")
+            assert json.loads(written) == extracted
+        path.unlink()
+
+
 def test_a_json_object_alone_is_refused_saying_so(tmp_path: Path) -> None:
     # {"total": 2, "data": [...]} (an API's export) was read as one ticket with columns 'total'
     # and 'data', refused as having no column '内容'; one object over several lines was taken
