@@ -1005,8 +1005,16 @@ def db_upgrade() -> None:
         raise fail(e) from None
     problem = prepare_database(settings)  # the error below says it
     if problem is not None:
-        raise fail(RuntimeError(f"cannot migrate {describe_database(settings)}: {problem}"))
+        raise _database_failure("migrate", settings.resolved_database_url, problem)
     out.print(f"{describe_database(settings)} is at the latest schema revision")
+
+
+def _database_failure(doing: str, url: str, reason: object) -> typer.Exit:
+    """The one line the `paidan db` commands print when the database cannot be reached, logged
+    into or locked (``reason``: :class:`serve.db.DatabaseUnavailable`'s, safe to show)."""
+    from serve.db import describe_url
+
+    return fail(RuntimeError(f"cannot {doing} {describe_url(url)}: {reason}"))
 
 
 def _existing_database(settings: Settings) -> str:
@@ -1039,8 +1047,10 @@ def db_downgrade(
     try:
         url = _existing_database(load_settings())
         before = downgrade(url, revision)
-    except (*USER_ERRORS, ValueError, DatabaseUnavailable) as e:
+    except (*USER_ERRORS, ValueError) as e:
         raise fail(e) from None
+    except DatabaseUnavailable as e:
+        raise _database_failure("downgrade", url, e) from None
     where = describe_url(url)
     if before == revision:
         out.print(f"{where} is at schema revision {revision} already: nothing done", soft_wrap=True)
@@ -1055,17 +1065,15 @@ def db_downgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Print the feedback database's schema revision and the latest this paidan knows."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from serve.db import current_revision, describe_url, revisions, safe_reason
+    from serve.db import DatabaseUnavailable, current_revision, describe_url, revisions
 
     try:
         url = _existing_database(load_settings())
         stored = current_revision(url)
     except USER_ERRORS as e:
         raise fail(e) from None
-    except SQLAlchemyError as e:
-        raise fail(RuntimeError(f"cannot read {describe_url(url)}: {safe_reason(e)}")) from None
+    except DatabaseUnavailable as e:
+        raise _database_failure("read", url, e) from None
     known = revisions()
     where = describe_url(url)
     if stored is None:

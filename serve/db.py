@@ -466,6 +466,10 @@ def _migrating(url_or_engine: str | Engine) -> Iterator[tuple[Any, Any, Any, tup
             yield conn, config, script, stored
     except CommandError as e:
         raise DatabaseUnavailable(f"paidan's migrations cannot be applied to it ({e})") from e
+    except SQLAlchemyError as e:
+        # The database not reached, refusing the login, or its lock held: one line for `db
+        # upgrade`, `db downgrade` and the server alike (`db downgrade` ended in a traceback).
+        raise unavailable(e) from e
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
@@ -522,13 +526,15 @@ def downgrade(url_or_engine: str | Engine, revision: str) -> str:
 
 def current_revision(url: str) -> str | None:
     """The schema revision stored in the database (read only, no lock, nothing migrated), or
-    None if it has none."""
+    None if it has none; :class:`DatabaseUnavailable` if it cannot be read."""
     from alembic.runtime.migration import MigrationContext
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
             heads = MigrationContext.configure(conn).get_current_heads()
+    except SQLAlchemyError as e:
+        raise unavailable(e) from e
     finally:
         engine.dispose()
     return ", ".join(heads) if heads else None
@@ -776,6 +782,19 @@ def _read_only(conn: Any) -> str | None:
         except sqlite3.Error:
             conn.invalidate()  # never back in the pool, where saves would not wait for the lock
     return None
+
+
+def unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
+    """``exc`` as :class:`DatabaseUnavailable`, in one line (:func:`safe_reason`); SQLite's
+    "database is locked" says who may hold the lock and what to do."""
+    reason = safe_reason(exc)
+    if _sqlite_busy(exc):
+        reason += (
+            ": another connection is writing to it (a paidan server saving feedback, another "
+            "`paidan db` command, an sqlite3 session or backup); stop it, or try again once it "
+            "is done"
+        )
+    return DatabaseUnavailable(reason)
 
 
 def _sqlite_busy(exc: SQLAlchemyError) -> bool:

@@ -910,3 +910,23 @@ def test_db_downgrade_takes_the_database_back_and_says_what_it_removed(tmp_path:
         lines = [line for line in refused.output.splitlines() if line.strip()]
         assert refused.exit_code == 2 and len(lines) == 1 and said in lines[0], refused.output
         assert lines[0].startswith("error: ")
+
+
+def test_the_db_commands_say_in_one_line_that_the_database_cannot_be_reached() -> None:
+    # `paidan db downgrade`, the README's rollback step, ended in a 146-line traceback (exit 1) on
+    # a PostgreSQL that does not answer, refuses the password or has no such database, where
+    # `db upgrade` and `db current` said it in one line.
+    url = "postgresql+psycopg://paidan:s3cret@127.0.0.1:1/paidan?connect_timeout=1"
+    for command, doing in (
+        (["db", "upgrade"], "migrate"),
+        (["db", "current"], "read"),
+        (["db", "downgrade", "0001"], "downgrade"),
+    ):
+        result = runner.invoke(app, command, env={"PAIDAN_DATABASE_URL": url})
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, (command, result.output)
+        assert lines[0].startswith(
+            f"error: cannot {doing} postgresql+psycopg://paidan:***@127.0.0.1:1/paidan"
+            "?connect_timeout=1: OperationalError: connection failed"
+        ), lines[0]
+        assert "s3cret" not in result.output

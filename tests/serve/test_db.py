@@ -507,6 +507,41 @@ def test_a_downgrade_to_an_unknown_or_a_later_revision_is_refused_in_one_line(
     assert serve.db.current_revision(url) == "0001"
 
 
+def test_a_migration_that_finds_the_write_lock_held_says_so_in_one_line(tmp_path: Path) -> None:
+    # `paidan db downgrade` while another connection held the write lock (a server's save, an
+    # sqlite3 session, the README's `.backup`) ended in an 85-line traceback ("database is
+    # locked"); `db upgrade` said it in one line, without saying who holds the lock.
+    from sqlalchemy import event
+
+    path = tmp_path / "paidan.db"
+    serve.db.upgrade(f"sqlite:///{path}")
+    engine = serve.db.make_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _short_wait(dbapi_connection: Any, _record: Any) -> None:  # after paidan's 10 s
+        dbapi_connection.execute("PRAGMA busy_timeout = 50")
+
+    writer = sqlite3.connect(path, isolation_level=None, timeout=WAIT_S)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        for migrate in (
+            lambda: serve.db.downgrade(engine, "0001"),
+            lambda: serve.db.upgrade(engine),
+        ):
+            with pytest.raises(DatabaseUnavailable) as failed:
+                migrate()
+            said = str(failed.value)
+            assert said.startswith("OperationalError: database is locked: another connection is")
+            assert "\n" not in said and "stop it, or try again" in said
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+        engine.dispose()
+    assert serve.db.current_revision(f"sqlite:///{path}") == "0002"  # nothing done
+    with pytest.raises(DatabaseUnavailable, match="OperationalError: unable to open database"):
+        serve.db.current_revision(f"sqlite:///{tmp_path}/no/such/dir/paidan.db")
+
+
 def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> None:
     # `paidan db downgrade` prints it, and the README's "Going back to an earlier paidan" names it.
     assert sorted(serve.db.DOWNGRADE_LOSES) == serve.db.revisions()[1:]

@@ -657,3 +657,22 @@ def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) ->
         serve.db.downgrade(pg_url, "0002")
     serve.db.upgrade(pg_url)
     assert serve.db.current_revision(pg_url) == "0002"
+
+
+def test_a_downgrade_refused_a_login_or_a_database_says_it_in_one_line(pg_url: str) -> None:
+    # `paidan db downgrade` ended in a traceback when the password or the database name was wrong.
+    import serve.db
+    from serve.db import DatabaseUnavailable
+
+    given = make_url(pg_url)
+    for wrong in (given.set(password="not-the-password"), given.set(database="no_such_db")):
+        url = wrong.render_as_string(hide_password=False)
+        for command in (
+            lambda u: serve.db.downgrade(u, "0001"),
+            serve.db.upgrade,
+            serve.db.current_revision,
+        ):
+            with pytest.raises(DatabaseUnavailable) as failed:
+                command(url)
+            said = str(failed.value)
+            assert said.startswith("OperationalError: connection failed") and "\n" not in said
