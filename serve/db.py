@@ -85,6 +85,11 @@ class DatabaseUnavailable(RuntimeError):
     no parameters, no password)."""
 
 
+class SchemaMismatch(DatabaseUnavailable):
+    """The feedback database is reached, but its schema is not the revision this paidan writes
+    (taken back with ``paidan db downgrade``, or migrated by a newer paidan, while it ran)."""
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone, so it is re-attached)."""
 
@@ -430,6 +435,37 @@ def revisions() -> list[str]:
     """paidan's schema revisions, oldest first."""
     _config, script = _scripts()
     return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+
+@lru_cache(maxsize=1)
+def _known_revisions() -> tuple[str, ...]:
+    """:func:`revisions`, read once per process (it parses the migration scripts)."""
+    return tuple(revisions())
+
+
+def schema_mismatch(stored: Sequence[str]) -> str | None:
+    """Why a server of this paidan cannot use a database whose ``alembic_version`` holds
+    ``stored``, or None when it is this paidan's latest revision. Safe to show (no SQL)."""
+    known = _known_revisions()
+    head = known[-1]
+    if tuple(stored) == (head,):
+        return None
+    if not stored:
+        return (
+            "the feedback database has no paidan schema revision any more (its tables dropped or "
+            "replaced while this server ran?): feedback cannot be saved or exported until "
+            "`paidan db upgrade`, or a restart of this server, migrates it"
+        )
+    unknown = [r for r in stored if r not in known]
+    if unknown:
+        return _unknown_revision(list(stored), head)
+    return (
+        f"the feedback database's schema is at revision {', '.join(stored)}, older than the "
+        f"{head} this paidan needs (taken back with `paidan db downgrade` while this server "
+        f"ran?): feedback cannot be saved or exported until it is brought forward with `paidan "
+        f"db upgrade` or by restarting this server; to go back to the earlier paidan, stop this "
+        f"server and start that one instead"
+    )
 
 
 @contextmanager
@@ -797,6 +833,29 @@ def unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
     return DatabaseUnavailable(reason)
 
 
+def _schema_error(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` says a table or column the statement names does not exist."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None:
+        return code in ("42703", "42P01")  # undefined_column, undefined_table
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    said = str(orig)
+    return said.startswith(("no such column", "no such table")) or "has no column named" in said
+
+
+def _stored_revisions(conn: Any) -> tuple[str, ...]:
+    """The revisions in ``alembic_version`` (none if it has no such table); on PostgreSQL a
+    missing table ends ``conn``'s transaction."""
+    try:
+        return tuple(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError as e:
+        if _schema_error(e):
+            return ()
+        raise
+
+
 def _sqlite_busy(exc: SQLAlchemyError) -> bool:
     """Whether ``exc`` is SQLite's "database is locked" (another connection holds the lock)."""
     code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
@@ -961,15 +1020,31 @@ class Database:
         try:
             self.ensure_schema()
             with self.engine.connect() as conn:
-                read_only = _read_only(conn)
+                problem = _read_only(conn) or schema_mismatch(_stored_revisions(conn))
         except DatabaseUnavailable as e:
             return {"ok": False, "backend": self.backend, "reason": str(e)}
         except SQLAlchemyError as e:
             self._lost(e)
             return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
-        if read_only is not None:
-            return {"ok": False, "backend": self.backend, "reason": read_only}
+        if problem is not None:
+            return {"ok": False, "backend": self.backend, "reason": problem}
         return {"ok": True, "backend": self.backend}
+
+    def _failed(self, e: SQLAlchemyError) -> DatabaseUnavailable:
+        """What a failed operation raises. A missing table or column (and only then: no cost on
+        the way of a save that works) is looked into: if the database is no longer at this
+        paidan's revision, :class:`SchemaMismatch` says so and what to do."""
+        self._lost(e)
+        if _schema_error(e):
+            try:
+                with self.engine.connect() as conn:
+                    problem = schema_mismatch(_stored_revisions(conn))
+            except SQLAlchemyError as again:
+                logger.debug("cannot read the schema revision: %s", safe_reason(again))
+                problem = None
+            if problem is not None:
+                return SchemaMismatch(problem)
+        return DatabaseUnavailable(safe_reason(e))
 
     def add_feedback(self, **values: Any) -> Feedback:
         """Insert one feedback row and commit; ``created_at`` defaults to now (UTC).
@@ -998,8 +1073,7 @@ class Database:
                         return stored
                     raise DatabaseUnavailable(safe_reason(e)) from e
                 except SQLAlchemyError as e:
-                    self._lost(e)
-                    raise DatabaseUnavailable(safe_reason(e)) from e
+                    raise self._failed(e) from e
                 try:
                     session.commit()
                 except IntegrityError as e:  # a deferred check (not paidan's schema): as above
@@ -1044,8 +1118,7 @@ class Database:
                     select(Feedback).where(Feedback.request_id == request_id)
                 ).first()
         except SQLAlchemyError as e:
-            self._lost(e)
-            raise DatabaseUnavailable(safe_reason(e)) from e
+            raise self._failed(e) from e
 
     def feedback_page(
         self, since: datetime | None, after: tuple[datetime, int] | None, limit: int
@@ -1057,8 +1130,7 @@ class Database:
             with self.sessions() as session:
                 return list(session.scalars(query))
         except SQLAlchemyError as e:
-            self._lost(e)
-            raise DatabaseUnavailable(safe_reason(e)) from e
+            raise self._failed(e) from e
 
     def iter_feedback(
         self, since: datetime | None = None, page: int = EXPORT_PAGE
@@ -1092,8 +1164,7 @@ class Database:
                 with self.engine.connect() as conn:
                     rows = [dict(row._mapping) for row in conn.execute(query)]
             except SQLAlchemyError as e:
-                self._lost(e)
-                raise DatabaseUnavailable(safe_reason(e)) from e
+                raise self._failed(e) from e
             yield from rows
             if len(rows) < page:
                 return

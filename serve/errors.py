@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.db import DatabaseUnavailable, masked_label
+from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,13 @@ def install_error_handlers(app: FastAPI) -> None:
             "feedback later",
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(SchemaMismatch)
+    async def _db_schema(_request: Request, exc: SchemaMismatch) -> JSONResponse:
+        # Not "retry later": retrying does not help until an administrator acts, and the
+        # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
+        logger.warning("feedback database unusable: %s", exc)
+        return error_response(503, "database_unavailable", f"{exc}; routing still works")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

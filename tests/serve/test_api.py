@@ -1114,6 +1114,47 @@ def test_dead_database_routing_works_feedback_503(
     assert "secret-pw" not in ready.text and "secret-pw" not in error["message"]
 
 
+def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # `paidan db downgrade 0001` while a server still ran on the database (an administrator's
+    # slip): every save answered 503 "…(UndefinedColumn: column feedback.request_id does not
+    # exist); … retry the feedback later", which retrying never fixed, while /readyz said
+    # ready, database ok, until the server was restarted.
+    import serve.db
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    client = make_client(database_url=url)
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert saved.status_code == 201
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert serve.db.downgrade(url, "0001") == "0002"
+    for answer in (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+        client.post(
+            "/v1/feedback", json={"text": "某投诉", "department": "人社", "request_id": "r-1"}
+        ),
+        client.get("/v1/feedback"),
+    ):
+        error = assert_error(answer, 503, "database_unavailable")
+        message = error["message"]
+        assert message.startswith(
+            "the feedback database's schema is at revision 0001, older than the 0002 this "
+            "paidan needs (taken back with `paidan db downgrade` while this server ran?)"
+        ), message
+        assert "`paidan db upgrade`" in message and "restarting this server" in message
+        assert "routing still works" in message and "retry" not in message
+        assert "request_id" not in message and "column" not in message  # no SQL's words
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded"
+    assert ready["database"]["ok"] is False
+    assert ready["database"]["reason"].startswith("the feedback database's schema is at revision")
+    serve.db.upgrade(url)  # `paidan db upgrade`: works again without a restart
+    assert client.get("/readyz").json()["status"] == "ready"
+    again = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert again.status_code == 201
+
+
 # -- metrics -----------------------------------------------------------------------------------------
 def test_metrics_count_requests_predictions_and_review_share(client: TestClient) -> None:
     client.post("/v1/route", json=WAGE)

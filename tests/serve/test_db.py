@@ -25,12 +25,15 @@ def test_no_caller_waits_for_another_callers_attempt_to_reach_the_database(
     attempts: list[str] = []
     entered, release = threading.Event(), threading.Event()
 
-    def upgrade(_engine: Any) -> None:
+    migrate = serve.db.upgrade
+
+    def upgrade(engine: Any) -> None:
         attempts.append("attempt")
         if len(attempts) == 1:
             raise OperationalError("SELECT 1", {}, Exception("connection timeout expired"))
         entered.set()
         assert release.wait(WAIT_S)  # a database that does not answer, until the test lets it
+        migrate(engine)  # then it answers: the schema is made (/readyz reads its revision)
 
     monkeypatch.setattr(serve.db, "upgrade", upgrade)
     db = Database(f"sqlite:///{tmp_path / 'paidan.db'}", retry_interval=0.01)
@@ -540,6 +543,76 @@ def test_a_migration_that_finds_the_write_lock_held_says_so_in_one_line(tmp_path
     assert serve.db.current_revision(f"sqlite:///{path}") == "0002"  # nothing done
     with pytest.raises(DatabaseUnavailable, match="OperationalError: unable to open database"):
         serve.db.current_revision(f"sqlite:///{tmp_path}/no/such/dir/paidan.db")
+
+
+def test_a_database_whose_revision_changed_under_a_running_server_is_not_ok(
+    tmp_path: Path,
+) -> None:
+    # A downgrade while a server ran on the database made every save fail, while /readyz (this
+    # check) said ok; a revision written by a newer paidan meanwhile is said too.
+    from sqlalchemy import text
+
+    from serve.db import SchemaMismatch
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    db = Database(url, retry_interval=5.0)  # the server's
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        serve.db.downgrade(url, "0001")
+        for use in (
+            lambda: db.add_feedback(text="某投诉", department="人社"),
+            lambda: db.add_feedback(text="某投诉", department="人社", request_id="r-1"),
+            lambda: list(db.iter_feedback()),
+            lambda: list(db.iter_columns(["request_id"])),
+        ):
+            with pytest.raises(SchemaMismatch, match="schema is at revision 0001, older than"):
+                use()
+        state = db.check()
+        assert state["ok"] is False and "`paidan db upgrade`" in state["reason"], state
+        engine = serve.db.make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            assert "'0003', which this paidan does not know" in db.check()["reason"]
+            with engine.begin() as conn:
+                conn.execute(text("DROP TABLE alembic_version"))
+            assert "no paidan schema revision any more" in db.check()["reason"]
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32))"))
+                conn.execute(text("INSERT INTO alembic_version VALUES ('0001')"))
+        finally:
+            engine.dispose()
+        serve.db.upgrade(url)
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        db.add_feedback(text="另一投诉", department="人社", request_id="r-1")
+        assert [row.text for row in db.iter_feedback()] == ["某投诉", "另一投诉"]
+    finally:
+        db.dispose()
+
+
+def test_a_missing_column_at_this_paidans_revision_keeps_the_databases_own_reason(
+    tmp_path: Path,
+) -> None:
+    # Only a revision that is not this paidan's is called a schema mismatch.
+    from sqlalchemy import text
+
+    from serve.db import SchemaMismatch
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    db = Database(url)
+    try:
+        db.ensure_schema()
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP INDEX ix_feedback_request_id"))
+            conn.execute(text("ALTER TABLE feedback DROP COLUMN request_id"))
+        with pytest.raises(DatabaseUnavailable) as failed:
+            db.add_feedback(text="某投诉", department="人社")
+        assert not isinstance(failed.value, SchemaMismatch)
+        assert "has no column named request_id" in str(failed.value)
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+    finally:
+        db.dispose()
 
 
 def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> None:

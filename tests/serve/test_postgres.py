@@ -676,3 +676,40 @@ def test_a_downgrade_refused_a_login_or_a_database_says_it_in_one_line(pg_url: s
                 command(url)
             said = str(failed.value)
             assert said.startswith("OperationalError: connection failed") and "\n" not in said
+
+
+def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(pg_url: str) -> None:
+    # Every save answered 503 "(UndefinedColumn: column feedback.request_id does not exist)" and
+    # /readyz said ready, database ok, until the server was restarted.
+    import serve.db
+    from serve.db import SchemaMismatch
+
+    db = Database(pg_url, retry_interval=5.0)  # the server's
+    try:
+        db.add_feedback(text="某投诉", department="人社", request_id="pg-1")
+        assert db.check() == {"ok": True, "backend": "postgresql"}
+        assert serve.db.downgrade(pg_url, "0001") == "0002"
+        for use in (
+            lambda: db.add_feedback(text="某投诉", department="人社"),
+            lambda: db.add_feedback(text="某投诉", department="人社", request_id="pg-2"),
+            lambda: db.feedback_page(None, None, 10),
+        ):
+            with pytest.raises(SchemaMismatch, match="schema is at revision 0001, older than"):
+                use()
+        state = db.check()
+        assert state["ok"] is False and "`paidan db upgrade`" in state["reason"], state
+        engine = create_engine(pg_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE alembic_version RENAME TO alembic_version_kept"))
+            assert "no paidan schema revision any more" in db.check()["reason"]
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE alembic_version_kept RENAME TO alembic_version"))
+        finally:
+            engine.dispose()
+        serve.db.upgrade(pg_url)
+        assert db.check() == {"ok": True, "backend": "postgresql"}
+        db.add_feedback(text="另一投诉", department="人社", request_id="pg-2")
+        assert len(db.feedback_page(None, None, 10)) == 2
+    finally:
+        db.dispose()
