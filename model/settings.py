@@ -38,7 +38,7 @@ class Settings(BaseSettings):
         description="Model directory to serve (under model_root); default: the root's current model",
     )
     data_dir: Path = Field(
-        Path("var"), description="Directory for the embedded SQLite database and logs"
+        Path("var"), description="Directory for the embedded SQLite feedback database"
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the feedback database; default: SQLite under data_dir"

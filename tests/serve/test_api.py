@@ -182,6 +182,25 @@ def test_batch_limit_and_empty_batch(make_client: Callable[..., TestClient]) -> 
     assert empty["results"] == [] and empty["ok"] == 0
 
 
+def test_similar_k_and_top_k_settings_shape_every_answer(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # README and SECURITY.md give PAIDAN_SIMILAR_K=0 as the way to return no past tickets' titles
+    # to anyone (and PAIDAN_TOP_K as the candidates a request without top_k gets).
+    client = make_client(similar_k=0, top_k=1)
+    single = client.post("/v1/route", json=WAGE).json()
+    batch = client.post("/v1/route/batch", json={"items": [WAGE, SMOKE]}).json()["results"]
+    for result in (single, *(item["result"] for item in batch)):
+        assert result["similar"] == [] and result["co_departments"] == []
+        assert len(result["department"]["candidates"]) == 1
+    assert (
+        len(client.post("/v1/route", json={**WAGE, "top_k": 2}).json()["category"]["candidates"])
+        == 2
+    )
+    client = make_client(similar_k=2)
+    assert 1 <= len(client.post("/v1/route", json=WAGE).json()["similar"]) <= 2
+
+
 # -- limits and errors -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("payload", "field"),
