@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -1576,6 +1576,23 @@ def retrain(
             out.print(f"promote it with: paidan models promote {result.version}")
 
 
+def window_start(since: datetime) -> str:
+    """``--since`` as the bound the records are compared with: in UTC, with its time unless it is
+    midnight, and as given when it had another offset.
+
+    The title showed ``{since:%Y-%m-%d}``, the date as typed: ``2026-06-01T06:00:00+08:00`` (from
+    2026-05-31 22:00 UTC) and ``2026-06-01 18:00`` both read "drift since 2026-06-01".
+    """
+    utc = as_utc(since)
+    clock = "" if utc.time() == datetime.min.time() else f" {utc:%H:%M:%S}"
+    given = (
+        f" ({since.isoformat()})"
+        if since.tzinfo is not None and since.utcoffset() != timedelta(0)
+        else ""
+    )
+    return f"{utc:%Y-%m-%d}{clock} UTC{given}"
+
+
 @app.command()
 def drift(
     since: Annotated[
@@ -1625,7 +1642,7 @@ def drift(
     except (*USER_ERRORS, DatabaseUnavailable) as e:
         raise fail(e) from None
     _print_feedback_source(settings, len(records))
-    table = Table(title=f"drift since {since:%Y-%m-%d}: {report['records']} feedback records")
+    table = Table(title=f"drift since {window_start(since)}: {report['records']} feedback records")
     table.add_column("figure")
     table.add_column("value")
     for head, p in report["psi"].items():

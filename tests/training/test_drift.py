@@ -335,3 +335,33 @@ def test_drift_cleans_each_title_and_text_once_with_the_same_figures(
     monkeypatch.setattr(drift_module, "prepared", lambda tickets, _: features.texts(tickets))
     assert drift(router, meta, records, since=T0) == report
     assert report["oov"]["tokens"] > 0 and report["new_terms"]
+
+
+@pytest.mark.parametrize(
+    ("since", "title"),
+    [
+        ("2026-06-01", "drift since 2026-06-01 UTC: 0 feedback records"),
+        # Titled "drift since 2026-06-01" all three: the date as typed, not the window's start.
+        (
+            "2026-06-01T06:00:00+08:00",
+            "drift since 2026-05-31 22:00:00 UTC (2026-06-01T06:00:00+08:00): 0 feedback records",
+        ),
+        ("2026-06-01 18:00:00", "drift since 2026-06-01 18:00:00 UTC: 0 feedback records"),
+        ("2026-06-01T18:00:00+00:00", "drift since 2026-06-01 18:00:00 UTC: 0 feedback records"),
+    ],
+)
+def test_drift_titles_its_table_with_the_window_start_it_compares_with(
+    tiny_model_dir: Path, tmp_path: Path, since: str, title: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    out = tmp_path / "drift.json"
+    args = ["drift", "--since", since, "--model", str(tiny_model_dir), "--out", str(out)]
+    r = CliRunner().invoke(app, args, env={**env, "COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert title in " ".join(r.output.split())  # the title wraps to the table's width
+    start = json.loads(out.read_text(encoding="utf-8"))["since"]
+    assert start.replace("T", " ").startswith(title.split()[2])  # the report's bound, same day
