@@ -110,3 +110,42 @@ def test_the_accuracy_table_says_what_accuracy_json_holds():
             f"{paidan['auto_precision']['mean']:.3f} | {paidan['auto_coverage']['mean']:.2f} |"
         )
         assert row in text
+
+
+def benchmarks_readme() -> str:
+    return " ".join((ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").split())
+
+
+def test_the_tokenizer_speedup_is_the_one_tokenizer_agreement_json_holds_in_both_readmes():
+    # benchmarks/README said rjieba cut 6.1× as many characters per second (the run of 2026-11-22)
+    # where the JSON and README said 16.1×.
+    agreement = result("tokenizer_agreement.json")
+    speedup = agreement["speedup"]
+    run = f"it cut {speedup}× as many characters per second in the run of {agreement['date'][:10]}"
+    assert run in benchmarks_readme()
+    assert f"it cuts {speedup}× as many characters a second" in readme()
+
+
+def test_the_accuracy_gains_are_the_differences_of_summary_json_means():
+    # "+5.5 and +15.8 … fastText 17.4" subtracted the rounded table values (0.865 - 0.810): the
+    # means in summary.json differ by 5.45, 15.71 and 17.33 points.
+    comparison = result("summary.json")["comparison"]
+    f1 = {peer: comparison[peer]["macro_f1"] for peer in ("paidan-rjieba", "baseline", "fasttext")}
+
+    def points(peer: str) -> list[str]:
+        return [
+            f"{100 * (f1['paidan-rjieba'][head]['mean'] - f1[peer][head]['mean']):.1f}"
+            for head in ("category", "department")
+        ]
+
+    (gain_c, gain_d), (ft_c, ft_d) = points("baseline"), points("fasttext")
+    assert (
+        f"(+{gain_c} and +{gain_d} points with rjieba) and far above fastText ({ft_c} and {ft_d} "
+        "points below paidan)"
+    ) in readme()
+    text = benchmarks_readme()
+    targets = text.split("## Targets (run of ", 1)[1].split("## ", 1)[0]
+    assert (
+        f"| accuracy ≥ baseline on both heads | +{gain_c} and +{gain_d} macro-F1 points" in targets
+    )
+    assert f"fastText {ft_c} and {ft_d} points below paidan" in targets
