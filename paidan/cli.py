@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -508,7 +509,10 @@ def _after_train_under_root(model_dir: Path) -> None:
     from training.compare import replace_sample_default
 
     root = load_settings().model_root
-    if not root.is_dir() or model_dir.resolve().parent != root.resolve():
+    if model_dir.resolve().parent != root.resolve():
+        _outside_root(model_dir, root)
+        return
+    if not root.is_dir():
         return
     version = model_dir.name
     try:
@@ -530,6 +534,38 @@ def _after_train_under_root(model_dir: Path) -> None:
             f"models promote {version}",
             soft_wrap=True,
         )
+
+
+def _outside_root(model_dir: Path, root: Path) -> None:
+    """Say that ``model_dir`` is no version of the registry at ``root``, and how to use it.
+
+    The sample default's note said ``--out models/NAME``: from any directory but the root's
+    parent that wrote beside the root, ``train`` said nothing, and ``models promote NAME`` could
+    not find the model.
+    """
+    from model.registry import current_version
+
+    where = root.resolve()
+    try:
+        current = current_version(root) if root.is_dir() else None
+    except (ModelLoadError, OSError):  # `models list` says what is wrong with the pointer
+        current = None
+    now = f" (the current model there is {current})" if current else ""
+    target = where / model_dir.name
+    move = shlex.quote(str(target if not target.exists() else where / "NAME"))
+    name = target.name if not target.exists() else "NAME"
+    mkdir = "" if root.is_dir() else f"mkdir -p {shlex.quote(str(where))} && "
+    out.print(
+        f"{printable(str(model_dir))} is not under the model root {printable(str(where))} "
+        f"(PAIDAN_MODEL_ROOT), so it is not in the registry{now}: paidan serve, paidan label "
+        "without --model and paidan models promote do not use it (paidan label --model, predict "
+        f"and evaluate take its path). To serve it, move it there and promote it: {printable(mkdir)}mv "
+        f"{printable(shlex.quote(str(model_dir)))} {printable(move)} && paidan models promote "
+        f"{printable(name)}; or train with --out {printable(shlex.quote(str(where)))}/NAME",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -831,14 +867,18 @@ def label(
             highlight=False,
             soft_wrap=True,
         )
-    note = sample_default_note(model_dir)
+    note = sample_default_note(model_dir, settings.model_root)
     if note:
         err.print(printable(note), highlight=False, soft_wrap=True)
 
 
-def sample_default_note(model_dir: Path) -> str | None:
+def sample_default_note(model_dir: Path, root: Path) -> str | None:
     """One line when ``model_dir`` is the default trained from the bundled sample: its labels are
-    invented, and staff read its answers as the city's own."""
+    invented, and staff read its answers as the city's own.
+
+    The command it suggests writes under the model ``root``, named absolutely: ``--out
+    models/NAME`` wrote wherever staff happened to be, outside the root, where nothing served it.
+    """
     from model.artifact import read_metadata
     from model.resources import is_sample_default
 
@@ -847,9 +887,11 @@ def sample_default_note(model_dir: Path) -> str | None:
             return None
     except (ModelLoadError, OSError, ValueError, AttributeError):
         return None  # the label or serve run itself says what is wrong with the model
+    where = shlex.quote(str(root.resolve()))
     return (
         f"note: model {model_dir.name} is the bundled sample's default, trained on invented "
-        "tickets; train the city's own with paidan train FILE --out models/NAME"
+        f"tickets; train the city's own with paidan train FILE --out {where}/NAME (the model "
+        "root, PAIDAN_MODEL_ROOT)"
     )
 
 
@@ -970,7 +1012,7 @@ def serve(
                 highlight=False,
                 soft_wrap=True,
             )
-            if note := sample_default_note(model_dir):
+            if note := sample_default_note(model_dir, settings.model_root):
                 err.print(printable(note), highlight=False, soft_wrap=True)
 
         # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,11 +136,13 @@ def test_label_and_serve_say_when_they_use_the_sample_default(
     r = runner.invoke(app, args, env=env)
     assert r.exit_code == 0, r.output
     said = " ".join(r.stderr.split())
-    assert f"note: model {default} {SAMPLE_NOTE} with paidan train FILE --out models/NAME" in said
+    # The model root, absolutely: `--out models/NAME` wrote wherever staff were, outside the root.
+    hint = f"with paidan train FILE --out {root.resolve()}/NAME (the model root, PAIDAN_MODEL_ROOT)"
+    assert f"note: model {default} {SAMPLE_NOTE} {hint}" in said
     monkeypatch.setattr("serve.server.run", lambda *a, announce, **k: announce())
     started = runner.invoke(app, ["serve"], env=env)
     assert started.exit_code == 0, started.output
-    assert f"note: model {default} {SAMPLE_NOTE}" in " ".join(started.stderr.split())
+    assert f"note: model {default} {SAMPLE_NOTE} {hint}" in " ".join(started.stderr.split())
 
     # The city's own model: not a word.
     data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
@@ -153,6 +156,78 @@ def test_label_and_serve_say_when_they_use_the_sample_default(
     started = runner.invoke(app, ["serve"], env=env)
     assert started.exit_code == 0, started.output
     assert "serving" in started.output and "bundled sample" not in started.output
+
+
+def test_the_notes_hint_followed_from_another_directory_puts_the_model_where_promote_finds_it(
+    sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PAIDAN_MODEL_ROOT=/srv/paidan/models; staff work in their own directory. The note's
+    # `--out models/NAME` wrote ./models/NAME, train said nothing, `models promote NAME` failed
+    # and the invented sample's model stayed current.
+    import shlex
+
+    root = fresh_root(sample_root, tmp_path)
+    staff = tmp_path / "staff"
+    staff.mkdir()
+    monkeypatch.chdir(staff)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    backlog = write_tickets_csv(staff / "backlog.csv", CITY_TICKETS[:3])
+    r = runner.invoke(app, ["label", str(backlog), "--out", "out.csv", "--jobs", "1"], env=env)
+    assert r.exit_code == 0, r.output
+    note = " ".join(r.stderr.split())
+    command = note.split("train the city's own with ")[1].split(" (the model root")[0]
+    data = write_tickets_csv(staff / "city.csv", CITY_TICKETS)
+    args = shlex.split(command.replace("FILE", str(data)).replace("NAME", "city1"))
+    assert args[:2] == ["paidan", "train"]
+    r = runner.invoke(app, [*args[1:], "--min-examples", "3"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "city1", r.output
+    assert "city1 is now the current model" in " ".join(r.output.split())
+
+
+def test_train_outside_the_model_root_says_it_is_not_in_the_registry_and_how_to_use_it(
+    sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README: "otherwise train says which model is current and how to promote this one". Written
+    # outside the root, train said nothing but "written to models/city1".
+    import shlex
+
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    staff = tmp_path / "staff"
+    staff.mkdir()
+    monkeypatch.chdir(staff)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    data = write_tickets_csv(staff / "city.csv", CITY_TICKETS)
+    r = runner.invoke(
+        app, ["train", str(data), "--out", "models/city1", "--min-examples", "3"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        f"models/city1 is not under the model root {root.resolve()} (PAIDAN_MODEL_ROOT), so it is "
+        f"not in the registry (the current model there is {default})"
+    ) in said
+    assert current_version(root) == default
+    # The way it names works: move it under the root, then promote it.
+    move = said.split("move it there and promote it: ")[1].split(" && ")[0]
+    mv, src, dst = shlex.split(move)
+    assert mv == "mv" and Path(dst) == root.resolve() / "city1"
+    shutil.move(src, dst)
+    r = runner.invoke(app, ["models", "promote", "city1"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "city1"
+    # A root not made yet (the server never started): the way starts by making it.
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "srv" / "models")}
+    args = ["train", str(data), "--out", "models/city2", "--min-examples", "3"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    move = said.split("move it there and promote it: ")[1].split(" && paidan models")[0]
+    subprocess.run(move, shell=True, check=True, timeout=60)
+    r = runner.invoke(app, ["models", "promote", "city2"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(tmp_path / "srv" / "models") == "city2"
 
 
 def test_a_retrain_on_the_sample_history_is_not_the_sample_default() -> None:
