@@ -67,7 +67,7 @@ from training.compare import (
     Mapping as LabelMapping,
 )
 from training.train import Progress, TrainResult, data_fingerprint, train_frame
-from training.validate import UNLABELLED_LISTED, repeated_rows, row_places
+from training.validate import RETRAIN_OPTIONS, UNLABELLED_LISTED, repeated_rows, row_places
 from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
@@ -845,6 +845,7 @@ def retrain(
         model_root=root,
         progress=progress,
         n_jobs=n_jobs,
+        options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
         data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
         extra_metadata={

@@ -72,6 +72,8 @@ from model.tokenizer import (
 from training.metrics import choose_threshold, head_report
 from training.validate import (
     CLEAN_TEXT_COL,
+    TRAIN_OPTIONS,
+    Options,
     TrainingDataError,
     ValidationReport,
     drop_single_label_heads,
@@ -887,6 +889,7 @@ def train_frame(
     data_files: list[dict[str, Any]] | None = None,
     extra_metadata: dict[str, Any] | None = None,
     n_jobs: int | None = -1,
+    options: Options = TRAIN_OPTIONS,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -905,6 +908,8 @@ def train_frame(
         The files the rows came from (``name``, ``sha256``), for the metadata.
     extra_metadata : dict, optional
         Merged into ``metadata["training_data"]`` (e.g. rows per source).
+    options : Options
+        The command's option names, for validation's messages (:func:`validate`).
 
     Returns
     -------
@@ -914,7 +919,7 @@ def train_frame(
         check_train_out(out_dir, [p for p in (userdict, stopwords) if p], model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
-    df, report = validate(raw, config.min_examples, strict)
+    df, report = validate(raw, config.min_examples, strict, options)
     df = drop_single_label_heads(df, report)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()

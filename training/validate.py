@@ -31,6 +31,23 @@ class TrainingDataError(ValueError):
     """The training data cannot train a model; the message says what and where."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """The command-line names :func:`validate`'s messages suggest: ``paidan train``'s, or
+    ``paidan retrain``'s, which has its own window options and takes ``min_examples`` from the
+    current model's config (its error said "a wider --since or --max-rows) or lower
+    --min-examples", three options retrain does not have)."""
+
+    since: str = "--since"
+    max_rows: str = "--max-rows"
+    # None: not an option of the command (retrain's min_examples is the current model's).
+    min_examples: str | None = "--min-examples"
+
+
+TRAIN_OPTIONS = Options()
+RETRAIN_OPTIONS = Options("--history-since", "--history-max-rows", None)
+
+
 @dataclass
 class ValidationReport:
     """What validation found and did, for the summary and ``metadata.json``."""
@@ -225,7 +242,10 @@ def repeated_rows(
 
 
 def validate(
-    df: pd.DataFrame, min_examples: int = 5, strict: bool = False
+    df: pd.DataFrame,
+    min_examples: int = 5,
+    strict: bool = False,
+    options: Options = TRAIN_OPTIONS,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Clean up canonical training rows and say what was done.
 
@@ -239,6 +259,8 @@ def validate(
         fail cross-validation (one row) or cut the head's to as many folds as they have rows.
     strict : bool, default False
         Refuse rare labels instead of merging them.
+    options : Options, default TRAIN_OPTIONS
+        The command's option names, for messages (:data:`RETRAIN_OPTIONS` for retrain).
 
     Returns
     -------
@@ -297,7 +319,7 @@ def validate(
     for head in LABELS:
         counts = df.loc[df[head] != "", head].value_counts()
         rare = counts[counts < min_examples]
-        if len(rare) and strict:
+        if len(rare) and strict:  # only train has --strict
             raise TrainingDataError(
                 f"{head} labels with fewer than {min_examples} rows (--min-examples): "
                 + ", ".join(f"{mask_label(str(label))!r} ({n})" for label, n in rare.items())
@@ -326,8 +348,19 @@ def validate(
     if not any(report.label_rows.values()):
         if report.unlearnt:
             # The labels are there, each too rare to learn: the column mapping is not the problem.
+            wider = f"a wider {options.since} or {options.max_rows}"
+            if options.min_examples:
+                setting = options.min_examples
+                advice = f"train on more tickets ({wider}) or lower {options.min_examples}"
+            else:
+                setting = "min_examples of the current model's training config"
+                advice = (
+                    f"retrain on more history (more --history files, {wider}); to lower "
+                    "min_examples, train a model with paidan train --min-examples N and promote "
+                    "it (retrain reuses the current model's config)"
+                )
             raise TrainingDataError(
-                f"every label has fewer than {min_examples} rows (--min-examples), so nothing is "
+                f"every label has fewer than {min_examples} rows ({setting}), so nothing is "
                 f"left to learn from {len(df)} rows: "
                 + "; ".join(
                     f"{head}: "
@@ -337,7 +370,7 @@ def validate(
                     )
                     for head, n in report.unlearnt.items()
                 )
-                + "; train on more tickets (a wider --since or --max-rows) or lower --min-examples"
+                + f"; {advice}"
             )
         raise TrainingDataError(
             "no row has a department or a category label; map the label columns with "

@@ -1163,3 +1163,31 @@ def test_an_old_champions_other_made_of_merged_joint_dispatches_is_no_label_lost
     report = compare(champion, challenger, champion_joint_other=["department"])
     assert report["lost_labels"] == {} and not report["refused"], report["reasons"]
     assert any("joint dispatches" in n for n in report["notes"])
+
+
+def test_a_history_too_small_to_learn_from_names_retrains_options_not_trains(
+    tmp_path: Path,
+) -> None:
+    # retrain said "train on more tickets (a wider --since or --max-rows) or lower
+    # --min-examples": three options retrain does not have (`retrain --min-examples` is refused).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    runner = CliRunner()
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    tickets.iloc[[1, 7, 13]].to_csv(tmp_path / "eval.csv", index=False)
+    tickets.iloc[[0, 6, 12]].to_csv(tmp_path / "history.csv", index=False)  # one per label
+    r = runner.invoke(app, ["models", "freeze-eval", str(tmp_path / "eval.csv")], env=env)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["retrain", "--history", str(tmp_path / "history.csv")], env=env)
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert "every label has fewer than 5 rows (min_examples of the current model's" in said
+    assert "a wider --history-since or --history-max-rows" in said, said
+    assert "paidan train --min-examples N and promote it" in said
+    assert "--since or" not in said and "lower --min-examples" not in said
+    helped = runner.invoke(app, ["retrain", "--help"], env={**env, "COLUMNS": "200"}).output
+    for option in ("--history-since", "--history-max-rows", "--history"):
+        assert option in helped
