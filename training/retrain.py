@@ -67,7 +67,13 @@ from training.compare import (
     Mapping as LabelMapping,
 )
 from training.train import Progress, TrainResult, data_fingerprint, train_frame
-from training.validate import RETRAIN_OPTIONS, UNLABELLED_LISTED, repeated_rows, row_places
+from training.validate import (
+    RETRAIN_OPTIONS,
+    UNLABELLED_LISTED,
+    label_column_notes,
+    repeated_rows,
+    row_places,
+)
 from training.window import Window, select_window
 
 logger = logging.getLogger(__name__)
@@ -561,23 +567,35 @@ def unscorable_heads(root: str | Path, info: dict[str, Any]) -> tuple[str | None
 
 
 def split_eval(
-    df: pd.DataFrame, fraction: float = EVAL_FRACTION, seed: int = 42
+    df: pd.DataFrame,
+    fraction: float = EVAL_FRACTION,
+    seed: int = 42,
+    columns: ColumnMap = ColumnMap(),
+    headers: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A stratified (by department) share of ``df`` for the frozen set; labels too rare to split
-    stay in training. Returns ``(train, eval)``."""
-    dept = df["department"].astype(str).str.strip()
-    counts = dept.value_counts()
-    splittable = dept.map(counts).fillna(0) >= 2
+    """A stratified share of ``df`` for the frozen set; labels too rare to split stay in
+    training. Returns ``(train, eval)``.
+
+    Stratified by the department when the history has department labels, else by the category:
+    a category-only history (a deployment without a department head) was stratified by its empty
+    department cells and refused as "too small" at any size. A history with no label at all is
+    refused as ``train`` refuses it, naming the file's columns (``headers``, as
+    :func:`model.tickets.read_tickets` fills them) and ``--department-col``/``--category-col``.
+    """
+    label_column_notes(df, columns, headers or {})  # raises when no row has a label
+    head = next(h for h in LABELS if (df[h].astype(str).str.strip() != "").any())
+    labels = df[head].astype(str).str.strip()
+    counts = labels.value_counts()
+    splittable = labels.map(counts).fillna(0) >= 2
     pool = df[splittable]
-    if len(pool) < 2 or pool["department"].nunique() < 2:
+    strata = labels[splittable]
+    if len(pool) < 2 or strata.nunique() < 2:
         raise ValueError(
             "the history is too small to set aside an evaluation set; freeze one explicitly "
             "with `paidan models freeze-eval DATA`"
         )
-    n_eval = max(pool["department"].nunique(), round(fraction * len(pool)))
-    rest, held = train_test_split(
-        pool, test_size=n_eval, stratify=pool["department"], random_state=seed
-    )
+    n_eval = max(strata.nunique(), round(fraction * len(pool)))
+    rest, held = train_test_split(pool, test_size=n_eval, stratify=strata, random_state=seed)
     train = pd.concat([df[~splittable], rest]).sort_index()
     return train, held.sort_index()
 
@@ -753,7 +771,8 @@ def retrain(
     mapping = result.mapping = merge_mappings(result.inherited, given)
 
     files = expand_paths(history)
-    hist = read_tickets(files, columns)
+    headers: dict[str, list[str]] = {}
+    hist = read_tickets(files, columns, headers)
     hist, result.window = select_window(
         hist, window, columns.time or "time", ("--history-since", "--history-max-rows")
     )
@@ -762,7 +781,7 @@ def retrain(
 
     # The frozen set: explicit, or carved out of the history the first time.
     if registry.frozen_eval_info(root) is None:
-        rest, held = split_eval(hist, seed=config.seed)
+        rest, held = split_eval(hist, seed=config.seed, columns=columns, headers=headers)
         try:
             freeze_eval(
                 root,

@@ -1191,3 +1191,52 @@ def test_a_history_too_small_to_learn_from_names_retrains_options_not_trains(
     helped = runner.invoke(app, ["retrain", "--help"], env={**env, "COLUMNS": "200"}).output
     for option in ("--history-since", "--history-max-rows", "--history"):
         assert option in helped
+
+
+def test_the_first_retrain_on_a_category_only_history_sets_aside_its_evaluation_set(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # A category-only deployment (README: it "needs no department labels"): the set-aside was
+    # stratified by the empty department cells and refused as "the history is too small".
+    from training.compare import model_heads
+    from training.retrain import read_frozen_eval
+
+    root = tmp_path / "models"
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    again = tickets.assign(id=tickets["id"] + "b", text=tickets["text"] + "，至今没有解决")
+    history = tmp_path / "categories.csv"
+    pd.concat([tickets, again]).drop(columns=["department"]).to_csv(history, index=False)
+    result = retrain([history], [], root, config=tiny_config)
+    assert result.eval_frozen_now
+    frozen, _ = read_frozen_eval(root)
+    assert len(frozen) == round(0.2 * 36)
+    assert set(frozen["category"]) == {"劳动保障", "环境", "城建"}  # stratified by category
+    assert (frozen["department"].fillna("") == "").all()
+    assert set(model_heads(root, result.version)) == {"category"}
+    assert result.eval_excluded == 0 and result.rows["history"] == 36 - len(frozen)
+
+
+def test_the_first_retrain_on_a_history_without_labels_says_so_naming_its_columns(
+    tmp_path: Path,
+) -> None:
+    # Label columns under the export's own names: retrain said "the history is too small to set
+    # aside an evaluation set" (936 rows), not that no label was read, nor which options map them.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    export = tmp_path / "export.csv"
+    tickets.rename(columns={"department": "承办单位", "category": "问题分类"}).to_csv(
+        export, index=False
+    )
+    r = CliRunner().invoke(app, ["retrain", "--history", str(export)], env=env)
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert "too small" not in said
+    assert (
+        "no row has a department or a category label; export.csv has columns 'id', 'title', "
+        "'text', '承办单位', '问题分类'; map the label columns with --department-col / --category-col"
+    ) in said, said
+    assert registry.frozen_eval_info(tmp_path / "models") is None
