@@ -195,10 +195,31 @@ def column_map(
     )
 
 
+VERBOSE_HELP = (
+    "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (before or after "
+    "the command: paidan -v label … or paidan label … -v)"
+)
+
+
+def _verbose(value: bool) -> bool:
+    """``--verbose`` given after the command: the callback of :func:`main` set the level already.
+
+    It was an option of ``paidan`` alone: ``paidan label … --verbose``, as README's Dask section
+    reads, was refused ("No such option").
+    """
+    if value:
+        logging.getLogger().setLevel(logging.DEBUG)
+    return value
+
+
+# An option of every command too, which the command ignores: its callback sets the level.
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help=VERBOSE_HELP)]
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -387,6 +408,7 @@ def train(
             "is still fitted on every row",
         ),
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.metrics import format_auto_precision, no_auto_note
@@ -589,6 +611,7 @@ def evaluate(
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
     delimiter: Delimiter = None,
+    verbose: Verbose = False,
 ) -> None:
     """Score a model on labelled tickets; print the summary and write the report."""
     from training.evaluate import evaluate as run_evaluate
@@ -643,6 +666,7 @@ def predict(
     text: Annotated[str, typer.Argument(help="Complaint text")],
     title: Annotated[str, typer.Option(help="Ticket title")] = "",
     top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
+    verbose: Verbose = False,
 ) -> None:
     """Print one routing suggestion as JSON."""
     from training.label import check_text, check_title
@@ -754,6 +778,7 @@ def label(
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
     delimiter: Delimiter = None,
+    verbose: Verbose = False,
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
     from model.registry import current_dir, lease
@@ -975,6 +1000,7 @@ def serve(
             callback=_root_path_option,
         ),
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Serve the HTTP API and the dispatcher's page; trains the default model first if there is none."""
     # SIGHUP (reload) before the server's own handlers are installed, at the end of start-up, ended
@@ -1037,7 +1063,7 @@ app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(verbose: Verbose = False) -> None:
     """Apply the feedback database's migrations (start-up does this too)."""
     from serve.server import describe_database, prepare_database
 
@@ -1081,6 +1107,7 @@ def db_downgrade(
     revision: Annotated[
         str, typer.Argument(help="The schema revision to go back to, e.g. 0001", show_default=False)
     ],
+    verbose: Verbose = False,
 ) -> None:
     """Take the feedback database back to an earlier schema revision, before starting an earlier
     paidan (stop every newer paidan first: its start migrates the database up again)."""
@@ -1105,7 +1132,7 @@ def db_downgrade(
 
 
 @db_app.command("current")
-def db_current() -> None:
+def db_current(verbose: Verbose = False) -> None:
     """Print the feedback database's schema revision and the latest this paidan knows."""
     from serve.db import DatabaseUnavailable, current_revision, describe_url, revisions
 
@@ -1292,6 +1319,7 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
 @models_app.command("list")
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
@@ -1352,6 +1380,7 @@ def models_promote(
         Path | None,
         typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Make VERSION current unless it is worse than the current model on the frozen set."""
     from training.compare import PromotionError, promote_checked
@@ -1374,7 +1403,7 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback() -> None:
+def models_rollback(verbose: Verbose = False) -> None:
     """Point current back at the version that was current before it."""
     from model.registry import rollback
 
@@ -1388,6 +1417,7 @@ def models_rollback() -> None:
 @models_app.command("gc")
 def models_gc(
     keep: Annotated[int, typer.Option(min=1, help="How many of the newest versions to keep")],
+    verbose: Verbose = False,
 ) -> None:
     """Delete old versions; current, the one before it and those being served are always kept."""
     from model.registry import gc
@@ -1415,6 +1445,7 @@ def models_freeze_eval(
     department_col: DeptCol = "department",
     category_col: CatCol = "category",
     delimiter: Delimiter = None,
+    verbose: Verbose = False,
 ) -> None:
     """Store a fixed evaluation set in the registry; every version is scored on it."""
     from training.retrain import freeze_eval_files, unscorable_heads
@@ -1520,6 +1551,7 @@ def retrain(
     time_col: TimeCol = "time",
     delimiter: Delimiter = None,
     jobs: TrainJobs = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
@@ -1648,6 +1680,7 @@ def drift(
     model: Annotated[
         Path | None, typer.Option(help="Model to compare with (default: the current model)")
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
     from model.registry import current_dir
