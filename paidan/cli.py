@@ -56,9 +56,26 @@ from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, p
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 from training.validate import TrainingDataError
 
+# Where the commands find the registry and the feedback database: no help page said so, and a cron
+# job run from another directory silently used ./models and ./var/paidan.db. Built from the
+# settings' defaults, so it cannot drift from them.
+_SETTINGS = Settings.model_fields
+ROOT_EPILOG = (
+    f"The model root (the registry: versions, current, frozen set, reports) is PAIDAN_MODEL_ROOT, "
+    f"default ./{_SETTINGS['model_root'].default}, relative to the working directory."
+)
+FEEDBACK_EPILOG = (
+    "Feedback is stored in PAIDAN_DATABASE_URL, default SQLite at PAIDAN_DATA_DIR/paidan.db "
+    f"(PAIDAN_DATA_DIR default ./{_SETTINGS['data_dir'].default}, relative to the working "
+    "directory)."
+)
+BOTH_EPILOG = f"{ROOT_EPILOG}\n\n{FEEDBACK_EPILOG}"
+
 app = typer.Typer(
     name="paidan",
     help="派单: route citizen complaints to the responsible department and a category.",
+    epilog=f"{BOTH_EPILOG}\n\nRun the commands (cron jobs too) with the server's settings: "
+    "the same environment, or the same working directory.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -305,7 +322,7 @@ def fail(e: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-@app.command()
+@app.command(epilog=ROOT_EPILOG)
 def train(
     data: Annotated[
         list[Path],
@@ -590,7 +607,7 @@ def _outside_root(model_dir: Path, root: Path) -> None:
     )
 
 
-@app.command()
+@app.command(epilog=ROOT_EPILOG)
 def evaluate(
     model_dir: Annotated[
         Path, typer.Argument(help="Model directory, or a version under the model root")
@@ -613,7 +630,8 @@ def evaluate(
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
-    """Score a model on labelled tickets; print the summary and write the report."""
+    """Score a model on labelled tickets; print the summary, and write the report with --report
+    (without it nothing is written)."""
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings
     from training.metrics import format_auto_precision
@@ -658,7 +676,7 @@ def evaluate(
         out.print(f"report written to {printable(report)} and {printable(str(md))}")
 
 
-@app.command()
+@app.command(epilog=ROOT_EPILOG)
 def predict(
     model_dir: Annotated[
         Path, typer.Argument(help="Model directory, or a version under the model root")
@@ -705,7 +723,7 @@ class _RowsPerSecond(ProgressColumn):
         return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s")
 
 
-@app.command()
+@app.command(epilog=ROOT_EPILOG)
 def label(
     data: Annotated[
         list[Path],
@@ -716,7 +734,10 @@ def label(
     out_path: Annotated[
         Path,
         typer.Option(
-            "--out", help="Labelled file; .csv, .jsonl, .parquet or .xlsx sets the format"
+            "--out",
+            help="Labelled file; .csv, .jsonl, .parquet or .xlsx sets the format. Also written "
+            "beside it: OUTPUT.summary.json, OUTPUT.departments.png, OUTPUT.confidence.png and, "
+            "while it runs, the chunks in OUTPUT.parts/",
         ),
     ],
     model: Annotated[
@@ -968,7 +989,7 @@ def _root_path_option(value: str | None) -> str | None:
         raise typer.BadParameter(str(e)) from None
 
 
-@app.command()
+@app.command(epilog=BOTH_EPILOG)
 def serve(
     model: Annotated[
         Path | None,
@@ -1058,11 +1079,11 @@ def serve(
         raise fail(e) from None
 
 
-db_app = typer.Typer(help="The feedback database.", no_args_is_help=True)
+db_app = typer.Typer(help="The feedback database.", epilog=FEEDBACK_EPILOG, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", epilog=FEEDBACK_EPILOG)
 def db_upgrade(verbose: Verbose = False) -> None:
     """Apply the feedback database's migrations (start-up does this too)."""
     from serve.server import describe_database, prepare_database
@@ -1102,7 +1123,7 @@ def _existing_database(settings: Settings) -> str:
     return url
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", epilog=FEEDBACK_EPILOG)
 def db_downgrade(
     revision: Annotated[
         str, typer.Argument(help="The schema revision to go back to, e.g. 0001", show_default=False)
@@ -1131,7 +1152,7 @@ def db_downgrade(
     )
 
 
-@db_app.command("current")
+@db_app.command("current", epilog=FEEDBACK_EPILOG)
 def db_current(verbose: Verbose = False) -> None:
     """Print the feedback database's schema revision and the latest this paidan knows."""
     from serve.db import DatabaseUnavailable, current_revision, describe_url, revisions
@@ -1168,6 +1189,7 @@ def db_current(verbose: Verbose = False) -> None:
 
 models_app = typer.Typer(
     help="The model registry: list versions, promote, roll back, delete old ones.",
+    epilog=ROOT_EPILOG,
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
@@ -1316,7 +1338,7 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
         )
 
 
-@models_app.command("list")
+@models_app.command("list", epilog=ROOT_EPILOG)
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
     verbose: Verbose = False,
@@ -1370,7 +1392,7 @@ def models_list(
     )
 
 
-@models_app.command("promote")
+@models_app.command("promote", epilog=ROOT_EPILOG)
 def models_promote(
     version: Annotated[str, typer.Argument(help="The version to make current")],
     force: Annotated[
@@ -1402,7 +1424,7 @@ def models_promote(
         raise typer.Exit(EXIT_REFUSED)
 
 
-@models_app.command("rollback")
+@models_app.command("rollback", epilog=ROOT_EPILOG)
 def models_rollback(verbose: Verbose = False) -> None:
     """Point current back at the version that was current before it."""
     from model.registry import rollback
@@ -1414,7 +1436,7 @@ def models_rollback(verbose: Verbose = False) -> None:
     out.print(f"rolled back: current is {now} again (was {was})")
 
 
-@models_app.command("gc")
+@models_app.command("gc", epilog=ROOT_EPILOG)
 def models_gc(
     keep: Annotated[int, typer.Option(min=1, help="How many of the newest versions to keep")],
     verbose: Verbose = False,
@@ -1435,7 +1457,7 @@ def models_gc(
         )
 
 
-@models_app.command("freeze-eval")
+@models_app.command("freeze-eval", epilog=ROOT_EPILOG)
 def models_freeze_eval(
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
     force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
@@ -1499,7 +1521,7 @@ def models_freeze_eval(
         )
 
 
-@app.command()
+@app.command(epilog=BOTH_EPILOG)
 def retrain(
     history: Annotated[
         list[Path], typer.Option("--history", help="Labelled history files or directories")
@@ -1667,7 +1689,7 @@ def window_start(since: datetime) -> str:
     return f"{utc:%Y-%m-%d}{clock} UTC{given}"
 
 
-@app.command()
+@app.command(epilog=BOTH_EPILOG)
 def drift(
     since: Annotated[
         datetime, typer.Option(formats=DATE_FORMATS, help="Recent traffic starts here (UTC)")

@@ -61,3 +61,45 @@ def test_verbose_after_the_command_logs_debug(root_level: logging.Logger, tmp_pa
     r = runner.invoke(app, ["models", "list", "-v"], env=env)
     assert r.exit_code == 0, r.output
     assert root_level.level == logging.DEBUG
+
+
+def help_text(words: list[str]) -> str:
+    r = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    return " ".join(r.output.replace("│", " ").split())
+
+
+# Which settings each command reads: the model root, the feedback database, or both.
+USES_ROOT = {"train", "evaluate", "predict", "label", "serve", "retrain", "drift", "models"}
+USES_FEEDBACK = {"serve", "retrain", "drift", "db"}
+
+
+@pytest.mark.parametrize("words", [[], *leaf_commands()], ids=lambda w: " ".join(w) or "paidan")
+def test_help_names_the_model_root_and_the_feedback_database_a_command_uses(
+    words: list[str],
+) -> None:
+    # No help page named PAIDAN_MODEL_ROOT, PAIDAN_DATA_DIR or PAIDAN_DATABASE_URL: a cron job run
+    # from another directory silently read ./models and ./var/paidan.db.
+    from model.settings import Settings
+
+    said = help_text(words)
+    first = words[0] if words else None
+    if first is None or first in USES_ROOT:
+        root = Settings.model_fields["model_root"].default
+        assert f"PAIDAN_MODEL_ROOT, default ./{root}, relative to the working directory" in said
+    if first is None or first in USES_FEEDBACK:
+        data = Settings.model_fields["data_dir"].default
+        assert "PAIDAN_DATABASE_URL, default SQLite at PAIDAN_DATA_DIR/paidan.db" in said
+        assert f"PAIDAN_DATA_DIR default ./{data}" in said
+
+
+def test_label_help_names_the_files_it_writes_beside_the_output() -> None:
+    said = help_text(["label"])
+    for name in ("summary.json", "departments.png", "confidence.png", "parts/"):
+        assert f"OUTPUT.{name}" in said
+
+
+def test_evaluate_help_says_that_without_report_nothing_is_written() -> None:
+    assert "write the report with --report (without it nothing is written)" in help_text(
+        ["evaluate"]
+    )
