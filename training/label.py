@@ -11,6 +11,7 @@ into ``OUTPUT`` (written under a temporary name and renamed), and the summary is
 
 from __future__ import annotations
 
+import ast
 import functools
 import gc
 import hashlib
@@ -103,15 +104,17 @@ MANIFEST_FORMAT = 5
 # The modules whose code decides what a part holds: they read the input, clean, cut and label its
 # texts and write the parts and the output (model.pipeline is imported when a model is loaded).
 # Parts written by other code (an upgrade between the interruption and --resume) are not
-# continued: one output would hold two paidans' cells. model.startup (process signals) and the
-# plots are left out; a test checks that every other paidan module a run imports is listed.
+# continued: one output would hold two paidans' cells. Their code counts without comments,
+# docstrings and layout (:func:`_code`): a reworded docstring refused every interrupted run.
+# Left out: model.startup (process signals), the plots, and model.settings, whose values that
+# shape cells (the text and title limits) the manifest records as they are; a test checks that
+# every other paidan module a run imports is listed.
 WRITER_MODULES = (
     "model.artifact",
     "model.compiled",
     "model.config",
     "model.pipeline",
     "model.router",
-    "model.settings",
     "model.text",
     "model.tickets",
     "model.tokenizer",
@@ -928,11 +931,12 @@ def _part_name(index: int) -> str:
 def parts_writer() -> dict[str, str]:
     """Which paidan writes a run's parts, as its manifest records it.
 
-    Its version, a SHA-256 of the source of :data:`WRITER_MODULES` (the same for an editable
-    install, a wheel or a clone on ``PYTHONPATH`` of the same code, in every process), and the
-    versions of Python and of :data:`WRITER_LIBRARIES`. Computed once per process (a few
-    milliseconds). A module without source (installed as ``.pyc`` only) counts by its compiled
-    file, which differs between installs: such parts are not continued by another install.
+    Its version, a SHA-256 of the code of :data:`WRITER_MODULES` (:func:`_code`: the same for
+    an editable install, a wheel or a clone on ``PYTHONPATH`` of the same code, in every process,
+    and after an edit of comments or docstrings only), and the versions of Python and of
+    :data:`WRITER_LIBRARIES`. Computed once per process (a few milliseconds). A module without
+    source (installed as ``.pyc`` only) counts by its compiled file, which differs between
+    installs: such parts are not continued by another install.
     """
     sha = hashlib.sha256()
     for name in WRITER_MODULES:
@@ -943,7 +947,7 @@ def parts_writer() -> dict[str, str]:
             # Decoded with universal newlines: a checkout with CRLF line ends hashes the same.
             source = spec.loader.get_source(name)  # type: ignore[union-attr]
             origin = spec.origin or ""  # type: ignore[union-attr]
-            data = source.encode() if source else Path(origin).read_bytes()
+            data = _code(source) if source else Path(origin).read_bytes()
         sha.update(f"{name}\0{len(data)}\0".encode())
         sha.update(data)
     found = {"version": _version("paidan"), "code": sha.hexdigest()[:16]}
@@ -951,6 +955,35 @@ def parts_writer() -> dict[str, str]:
     for library in WRITER_LIBRARIES:
         found[library] = _version(library)
     return found
+
+
+def _code(source: str) -> bytes:
+    """What of a module's ``source`` decides what it does: its syntax tree, without docstrings.
+
+    Comments, blank lines and line breaks are not in the tree, nor its line numbers; a string
+    that stands as a statement of its own (a docstring) does nothing that reaches a row, so it is
+    dropped. ``ast.dump`` is the same across a Python minor version's releases (the manifest
+    records the minor version). Source that does not parse counts as it is.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source.encode()
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            statements = getattr(node, name, None)
+            if isinstance(statements, list):
+                kept = [s for s in statements if not _is_string_statement(s)]
+                setattr(node, name, kept)
+    return ast.dump(tree).encode()
+
+
+def _is_string_statement(node: Any) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def _version(distribution: str) -> str:

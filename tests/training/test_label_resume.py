@@ -121,7 +121,10 @@ def test_parts_another_paidans_code_wrote_are_refused_naming_it(
     label([src], tiny_model_dir, whole, jobs=1, chunk_size=7)
     out = tmp_path / "out.csv"
     _interrupt_with(
-        _install(tmp_path / "old", "\n# read a cell otherwise\n"), src, tiny_model_dir, out
+        _install(tmp_path / "old", "\nCELL_READER = 2  # read a cell otherwise\n"),
+        src,
+        tiny_model_dir,
+        out,
     )
     theirs = json.loads(_manifest(out).read_text())["fingerprint"]["paidan"]["code"]
     ours = parts_writer()["code"]
@@ -140,6 +143,77 @@ def test_parts_another_paidans_code_wrote_are_refused_naming_it(
     res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--force"])
     assert res.exit_code == 0, res.output
     assert out.read_bytes() == whole.read_bytes()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} is not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_parts_code_only_commented_otherwise_wrote_are_resumed(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The hash covered the modules' whole text and the server's settings: a commit that reworded
+    # a docstring, a comment or a setting's description refused every interrupted run.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    whole = tmp_path / "whole.csv"
+    label([src], tiny_model_dir, whole, jobs=1, chunk_size=7)
+    old = _install(tmp_path / "old")
+    io = old / "training" / "label_io.py"
+    _edit(io, '"""', '# A comment the new paidan dropped.\n\n"""An older wording. ')
+    _edit(io, "\ndef ", "\n\n\ndef ")  # other blank lines: other line numbers
+    _edit(io, '    """', '    """An older wording of this docstring. ')
+    _edit(
+        old / "model" / "settings.py",
+        'description="Directory for the embedded SQLite feedback database"',
+        'description="Where the feedback database lives"',
+    )
+    out = tmp_path / "out.csv"
+    _interrupt_with(old, src, tiny_model_dir, out)
+    assert json.loads(_manifest(out).read_text())["fingerprint"]["paidan"] == parts_writer()
+
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    res = CliRunner().invoke(app, [*args, "--chunk-size", "7", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_every_setting_a_run_reads_is_recorded(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # model.settings is not in the hash: the settings that shape cells are recorded as values.
+    import model.settings
+
+    settings = model.settings.get_settings()
+    read: set[str] = set()
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            read.add(name)
+            return getattr(settings, name)
+
+    def get_settings() -> Recording:
+        return Recording()
+
+    monkeypatch.setattr(model.settings, "get_settings", get_settings)
+    for name in WRITER_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "get_settings"):
+            monkeypatch.setattr(module, "get_settings", get_settings)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=_stop)
+    recorded = json.loads(_manifest(out).read_text())["fingerprint"]
+    assert read
+    assert {name: recorded.get(name) for name in read} == {
+        name: getattr(settings, name) for name in read
+    }
+
+
+def _stop(stage: str, done: int, total: int) -> None:
+    raise Interrupt
 
 
 def _interrupted(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -220,7 +294,8 @@ def test_the_recorded_code_covers_every_module_a_run_uses(tiny_model_dir: Path) 
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    used = set(proc.stdout.split()) - {"model", "training", "model.startup"}
+    # model.settings: its values that shape cells are in the manifest (the test above).
+    used = set(proc.stdout.split()) - {"model", "training", "model.startup", "model.settings"}
     assert used == set(WRITER_MODULES)
 
 
