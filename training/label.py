@@ -121,8 +121,20 @@ WRITER_MODULES = (
     "training.label",
     "training.label_io",
 )
-# The libraries that read and write the files (Python's own unicodedata normalises the texts).
-WRITER_LIBRARIES = ("openpyxl", "pandas", "pyarrow")
+# The libraries that read and write the files (Python's own unicodedata normalises the texts),
+# and those that cut and score the texts: loading a model refuses only another major.minor
+# release of them, and a patch release can cut a text otherwise (a fixed dictionary entry) or
+# round a score otherwise (another bundled BLAS).
+WRITER_LIBRARIES = (
+    "openpyxl",
+    "pandas",
+    "pyarrow",
+    "jieba",
+    "rjieba",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+)
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN

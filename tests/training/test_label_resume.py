@@ -7,6 +7,7 @@ the manifest recorded nothing about the code that wrote its parts.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -242,6 +243,23 @@ def test_parts_written_with_another_reading_library_are_refused_naming_it(
         f"written by another paidan, whose version 0.0.9 (now {now['version']}) and pyarrow "
         f"15.0.0 (now {now['pyarrow']}) may read or write rows otherwise, so it cannot be"
     ) in str(e.value)
+
+
+@pytest.mark.parametrize("library", ["jieba", "rjieba", "numpy", "scipy", "scikit-learn"])
+def test_parts_cut_or_scored_by_another_library_release_are_refused_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, library: str
+) -> None:
+    # A patch release of the tokenizer or of the numerics (which loading a model lets pass) was
+    # not recorded: a resume after one labelled the rest of the file otherwise, unsaid.
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    now = parts_writer()
+    assert now[library] == importlib.metadata.version(library)
+    data = json.loads(_manifest(out).read_text())
+    assert data["fingerprint"]["paidan"] == now
+    data["fingerprint"]["paidan"][library] = "0.0.1"
+    _manifest(out).write_text(json.dumps(data))
+    message = " ".join(_refusal(src, tiny_model_dir, out).split())
+    assert f"whose {library} 0.0.1 (now {now[library]}) may read or write rows otherwise" in message
 
 
 def test_parts_of_format_4_are_refused_as_an_older_paidans(
