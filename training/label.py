@@ -15,7 +15,6 @@ import ast
 import functools
 import gc
 import hashlib
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -946,16 +945,17 @@ def parts_writer() -> dict[str, str]:
     Its version, a SHA-256 of the code of :data:`WRITER_MODULES` (:func:`_code`: the same for
     an editable install, a wheel or a clone on ``PYTHONPATH`` of the same code, in every process,
     and after an edit of comments or docstrings only), and the versions of Python and of
-    :data:`WRITER_LIBRARIES`. Computed once per process (a few milliseconds). A module without
-    source (installed as ``.pyc`` only) counts by its compiled file, which differs between
-    installs: such parts are not continued by another install.
+    :data:`WRITER_LIBRARIES`. Read without importing the modules, once per process (0.1-0.4 s,
+    mostly parsing them). A module without source (installed as ``.pyc`` only) counts by its compiled
+    file, which differs between installs: such parts are not continued by another install.
     """
     sha = hashlib.sha256()
     for name in WRITER_MODULES:
-        module = importlib.import_module(name)
-        spec = module.__spec__
         data = b""  # neither source nor file (frozen): the version tells such paidans apart
-        with suppress(ImportError, OSError, AttributeError, TypeError):
+        with suppress(ImportError, OSError, AttributeError, TypeError, ValueError):
+            # Found, not imported: importing model.pipeline to read it loaded scikit-learn and
+            # pandas into every run of a serving model (0.7 s and 60 MB more, for a hash).
+            spec = importlib.util.find_spec(name)
             # Decoded with universal newlines: a checkout with CRLF line ends hashes the same.
             source = spec.loader.get_source(name)  # type: ignore[union-attr]
             origin = spec.origin or ""  # type: ignore[union-attr]
