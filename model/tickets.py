@@ -1207,15 +1207,22 @@ def _jq_command(jq_filter: str, path: Path, suffix: str, option: str = "") -> st
     """The jq command that writes ``jq_filter`` of ``path`` to ``STEM.suffix`` beside it, as a
     POSIX shell reads it pasted: the file names shell-quoted (an export named 工单 导出.json), the
     filter in single quotes (:func:`refuse_json_object` writes a quote in a key as ``\\u0027``,
-    which reads better than a quote shell-quoted)."""
-    out = shlex.quote(f"{path.stem}.{suffix}")
+    which reads better than a quote shell-quoted). A name that starts with ``-`` is written
+    ``./-name``: jq took ``-hotline.json`` for its options (``-h``) and wrote its usage text into
+    the output, exit 0."""
+    out = _shell_name(f"{path.stem}.{suffix}")
     if jq_filter == "." or "'" in jq_filter:
         filter_word = shlex.quote(jq_filter)
     else:
         filter_word = f"'{jq_filter}'"
     return " ".join(
-        part for part in ("jq", option, filter_word, shlex.quote(path.name), ">", out) if part
+        part for part in ("jq", option, filter_word, _shell_name(path.name), ">", out) if part
     )
+
+
+def _shell_name(name: str) -> str:
+    """File ``name`` in the current directory, as a shell and the command it runs read it."""
+    return shlex.quote(f"./{name}" if name.startswith("-") else name)
 
 
 def object_start(line: str, error: json.JSONDecodeError) -> bool:

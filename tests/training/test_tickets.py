@@ -639,6 +639,9 @@ def test_the_jq_commands_printed_work_when_pasted_into_a_shell(tmp_path: Path) -
         ("t.json", json.dumps(under_key, ensure_ascii=False), "tickets.json", ROWS),
         ("工单 导出.json", pretty, "compact.jsonl", ROWS[0]),
         ("it's.jsonl", pretty, "compact.jsonl", ROWS[0]),
+        # jq read a name starting with "-" as options: -hotline.json as -h, its usage written.
+        ("-hotline.json", json.dumps({"total": 2, "data": ROWS}), "tickets.json", ROWS),
+        ("-c.jsonl", pretty, "compact.jsonl", ROWS[0]),
     ]
     for name, data, suffix, extracted in cases:
         path = tmp_path / name
@@ -648,8 +651,11 @@ def test_the_jq_commands_printed_work_when_pasted_into_a_shell(tmp_path: Path) -
         found = re.search(r"(jq .*?)\)$", str(e.value))
         assert found is not None, str(e.value)
         command = found.group(1)
-        # As a POSIX shell splits it: the file names whole.
-        assert shlex.split(command)[-3:] == [name, ">", f"{path.stem}.{suffix}"], command
+        # As a POSIX shell splits it: the file names whole, not to be taken for options.
+        out = f"{path.stem}.{suffix}"
+        if name.startswith("-"):
+            name, out = f"./{name}", f"./{out}"
+        assert shlex.split(command)[-3:] == [name, ">", out], command
         if shutil.which("jq"):
             subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
             written = (tmp_path / f"{path.stem}.{suffix}").read_text(encoding="utf-8")
