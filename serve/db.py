@@ -78,6 +78,9 @@ MIGRATION_LOCK_WAIT_S = 60.0
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
 MAX_REQUEST_ID_CHARS = 64  # the request_id column (revision 0002)
+# Seconds for which an operation that failed on a missing table or column reuses what the previous
+# one found about the schema revision (see Database._schema_problem).
+SCHEMA_VERDICT_S = 2.0
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -900,6 +903,9 @@ class Database:
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
         self._retrier_lock = threading.Lock()  # _failure set by _lost and the retrier's start/end
+        # What _schema_problem found last, and until when (monotonic) it is reused.
+        self._verdict: tuple[float, str | None] | None = None
+        self._verdict_lock = threading.Lock()
         self._prepare_sqlite_dir()
 
     @property
@@ -1036,15 +1042,30 @@ class Database:
         paidan's revision, :class:`SchemaMismatch` says so and what to do."""
         self._lost(e)
         if _schema_error(e):
+            problem = self._schema_problem()
+            if problem is not None:
+                return SchemaMismatch(problem)
+        return DatabaseUnavailable(safe_reason(e))
+
+    def _schema_problem(self) -> str | None:
+        """:func:`schema_mismatch` for the revision stored now (None when it cannot be read),
+        for :meth:`_failed`. The caller must hold no connection of this engine.
+
+        Read by one caller at a time and reused for ``SCHEMA_VERDICT_S``: once the schema was
+        taken back, every save fails, and each reading the revision for itself cost a burst of
+        saves a connection each (and the pool's other users, /readyz, their wait).
+        """
+        with self._verdict_lock:
+            if self._verdict is not None and time.monotonic() < self._verdict[0]:
+                return self._verdict[1]
             try:
                 with self.engine.connect() as conn:
                     problem = schema_mismatch(_stored_revisions(conn))
             except SQLAlchemyError as again:
                 logger.debug("cannot read the schema revision: %s", safe_reason(again))
                 problem = None
-            if problem is not None:
-                return SchemaMismatch(problem)
-        return DatabaseUnavailable(safe_reason(e))
+            self._verdict = (time.monotonic() + SCHEMA_VERDICT_S, problem)
+            return problem
 
     def add_feedback(self, **values: Any) -> Feedback:
         """Insert one feedback row and commit; ``created_at`` defaults to now (UTC).
@@ -1062,43 +1083,52 @@ class Database:
                 return stored
         values.setdefault("created_at", datetime.now(UTC))
         row = Feedback(**values)
+        refused: IntegrityError | None = None  # by the unique request_id, or a check
+        failed: SQLAlchemyError | None = None  # the INSERT, which stored nothing
         try:
             with self.sessions() as session:  # closed with a rollback if not committed
                 try:
                     session.add(row)
                     session.flush()  # the INSERT: a failure until here stores nothing
                 except IntegrityError as e:
-                    stored = self._raced(request_id, e)
-                    if stored is not None:
-                        return stored
-                    raise DatabaseUnavailable(safe_reason(e)) from e
+                    refused = e
                 except SQLAlchemyError as e:
-                    raise self._failed(e) from e
-                try:
-                    session.commit()
-                except IntegrityError as e:  # a deferred check (not paidan's schema): as above
-                    stored = self._raced(request_id, e)
-                    if stored is not None:
-                        return stored
-                    raise DatabaseUnavailable(safe_reason(e)) from e
-                except SQLAlchemyError as e:
-                    # A COMMIT the database received before the connection failed (it stalled
-                    # at the commit and the watchdog cut it) is carried out when it resumes:
-                    # saying only "unavailable" made the client save it again, stored twice.
-                    self._lost(e)
-                    again = (
-                        "send it again with the same request_id, which stores it once"
-                        if request_id is not None
-                        else "look for it in the export (GET /v1/feedback, its ticket_id) "
-                        "before saving it again"
-                    )
-                    raise DatabaseUnavailable(
-                        f"{safe_reason(e)}; this happened at the commit, so the row may have "
-                        f"been stored: {again}"
-                    ) from e
+                    failed = e
+                else:
+                    try:
+                        session.commit()
+                    except IntegrityError as e:  # a deferred check (not paidan's schema)
+                        refused = e
+                    except SQLAlchemyError as e:
+                        # A COMMIT the database received before the connection failed (it
+                        # stalled at the commit and the watchdog cut it) is carried out when it
+                        # resumes: saying only "unavailable" made the client save it again,
+                        # stored twice.
+                        self._lost(e)
+                        again = (
+                            "send it again with the same request_id, which stores it once"
+                            if request_id is not None
+                            else "look for it in the export (GET /v1/feedback, its ticket_id) "
+                            "before saving it again"
+                        )
+                        raise DatabaseUnavailable(
+                            f"{safe_reason(e)}; this happened at the commit, so the row may "
+                            f"have been stored: {again}"
+                        ) from e
         except SQLAlchemyError as e:  # the close's rollback
             self._lost(e)
             raise DatabaseUnavailable(safe_reason(e)) from e
+        # Looked into once the session is closed: what follows checks a connection out of its own.
+        # With the session's still held, a burst of saves failing at once (a schema taken back
+        # under the server) held a connection each while waiting for a second, the pool ran dry,
+        # and saves and /readyz waited out the pool timeout, some answering "QueuePool limit".
+        if refused is not None:
+            stored = self._raced(request_id, refused)
+            if stored is not None:
+                return stored
+            raise DatabaseUnavailable(safe_reason(refused)) from refused
+        if failed is not None:
+            raise self._failed(failed) from failed
         return row
 
     def _raced(self, request_id: str | None, e: IntegrityError) -> Feedback | None:

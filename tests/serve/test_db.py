@@ -615,6 +615,93 @@ def test_a_missing_column_at_this_paidans_revision_keeps_the_databases_own_reaso
         db.dispose()
 
 
+def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a downgrade under a running server, each failing save kept its session's connection
+    # while it checked out a second one to read the revision: with more saves at once than the
+    # pool could give two connections each, the pool ran dry, saves and /readyz waited out the
+    # pool timeout, and answers said "QueuePool limit ... reached" instead of the schema message.
+    from sqlalchemy import event
+
+    from serve.db import SchemaMismatch
+
+    make = serve.db.create_engine
+    monkeypatch.setattr(  # a small pool, so that 6 saves at once are more than it has
+        serve.db,
+        "create_engine",
+        lambda url, **kw: make(
+            url, **{**kw, "pool_size": 2, "max_overflow": 0, "pool_timeout": WAIT_S}
+        ),
+    )
+    monkeypatch.setattr(serve.db, "SCHEMA_VERDICT_S", 60.0, raising=False)
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    db = Database(url, retry_interval=5.0)  # the server's
+    held: dict[int, int] = {}  # connections each thread has checked out now
+    most: list[int] = [0]
+    revision_reads: list[str] = []
+    lock = threading.Lock()
+
+    def checkout(*_: Any) -> None:
+        with lock:
+            me = threading.get_ident()
+            held[me] = held.get(me, 0) + 1
+            most[0] = max(most[0], held[me])
+
+    def checkin(*_: Any) -> None:
+        with lock:
+            held[threading.get_ident()] -= 1
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "alembic_version" in statement:
+            with lock:
+                revision_reads.append(statement)
+
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        serve.db.downgrade(url, "0001")
+        event.listen(db.engine, "checkout", checkout)
+        event.listen(db.engine, "checkin", checkin)
+        event.listen(db.engine, "before_cursor_execute", executed)
+        start = threading.Barrier(6)
+        answers: list[BaseException | None] = []
+
+        def save() -> None:
+            start.wait(WAIT_S)
+            try:
+                db.add_feedback(text="某投诉", department="人社")
+            except BaseException as e:  # the answer, whichever it is
+                answers.append(e)
+            else:
+                answers.append(None)
+
+        threads = [threading.Thread(target=save) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S * 3)
+        assert len(answers) == 6
+        for answer in answers:
+            assert isinstance(answer, SchemaMismatch), repr(answer)
+            assert "QueuePool" not in str(answer)
+            assert str(answer).startswith("the feedback database's schema is at revision 0001")
+        assert most[0] == 1  # a failing save holds one connection at a time
+        assert len(revision_reads) == 1, revision_reads  # one of them read it; the rest reused it
+        # The export and a save with a request_id fail the same way, each holding one at a time.
+        for use in (
+            lambda: list(db.iter_feedback()),
+            lambda: db.add_feedback(text="某投诉", department="人社", request_id="r-1"),
+        ):
+            with pytest.raises(SchemaMismatch, match="schema is at revision 0001, older than"):
+                use()
+        assert most[0] == 1 and len(revision_reads) == 1
+        serve.db.upgrade(url)
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        db.add_feedback(text="另一投诉", department="人社", request_id="r-1")
+    finally:
+        db.dispose()
+
+
 def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> None:
     # `paidan db downgrade` prints it, and the README's "Going back to an earlier paidan" names it.
     assert sorted(serve.db.DOWNGRADE_LOSES) == serve.db.revisions()[1:]

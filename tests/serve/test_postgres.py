@@ -713,3 +713,75 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(pg_url: 
         assert len(db.feedback_page(None, None, 10)) == 2
     finally:
         db.dispose()
+
+
+def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each failing save kept its session's connection (in an aborted transaction) while it
+    # checked out a second one to read the revision: 30 saves at once on the pool of 5+10 got
+    # 3-4 answers a second after 10-20 s, some saying "QueuePool limit ... reached", and /readyz
+    # took 7-10 s.
+    import threading
+
+    from sqlalchemy import event
+
+    import serve.db
+    from serve.db import SchemaMismatch
+
+    make = serve.db.create_engine
+    monkeypatch.setattr(  # a small pool, so that 6 saves at once are more than it has
+        serve.db,
+        "create_engine",
+        lambda url, **kw: make(
+            url, **{**kw, "pool_size": 2, "max_overflow": 0, "pool_timeout": 30}
+        ),
+    )
+    monkeypatch.setattr(serve.db, "SCHEMA_VERDICT_S", 60.0, raising=False)
+    db = Database(pg_url, retry_interval=5.0)  # the server's
+    held: dict[int, int] = {}  # connections each thread has checked out now
+    most = [0]
+    lock = threading.Lock()
+
+    def checkout(*_: Any) -> None:
+        with lock:
+            held[threading.get_ident()] = held.get(threading.get_ident(), 0) + 1
+            most[0] = max(most[0], held[threading.get_ident()])
+
+    def checkin(*_: Any) -> None:
+        with lock:
+            held[threading.get_ident()] -= 1
+
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        assert serve.db.downgrade(pg_url, "0001") == "0002"
+        event.listen(db.engine, "checkout", checkout)
+        event.listen(db.engine, "checkin", checkin)
+        start = threading.Barrier(6)
+        answers: list[BaseException | None] = []
+
+        def save() -> None:
+            start.wait(30)
+            try:
+                db.add_feedback(text="某投诉", department="人社")
+            except BaseException as e:  # the answer, whichever it is
+                answers.append(e)
+            else:
+                answers.append(None)
+
+        threads = [threading.Thread(target=save) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        assert len(answers) == 6
+        for answer in answers:
+            assert isinstance(answer, SchemaMismatch), repr(answer)
+            assert "QueuePool" not in str(answer)
+        assert most[0] == 1  # a failing save holds one connection at a time
+        assert db.check()["reason"].startswith("the feedback database's schema is at revision 0001")
+        serve.db.upgrade(pg_url)
+        assert db.check() == {"ok": True, "backend": "postgresql"}
+        db.add_feedback(text="另一投诉", department="人社")
+    finally:
+        db.dispose()
