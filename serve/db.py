@@ -90,7 +90,8 @@ class DatabaseUnavailable(RuntimeError):
 
 class SchemaMismatch(DatabaseUnavailable):
     """The feedback database is reached, but its schema is not the revision this paidan writes
-    (taken back with ``paidan db downgrade``, or migrated by a newer paidan, while it ran)."""
+    (taken back with ``paidan db downgrade``, or migrated by a newer paidan in a way this one's
+    statements no longer fit, while it ran)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -468,6 +469,24 @@ def schema_mismatch(stored: Sequence[str]) -> str | None:
         f"ran?): feedback cannot be saved or exported until it is brought forward with `paidan "
         f"db upgrade` or by restarting this server; to go back to the earlier paidan, stop this "
         f"server and start that one instead"
+    )
+
+
+def _newer_revision(stored: Sequence[str]) -> bool:
+    """Whether ``alembic_version`` holds a revision this paidan does not know (a newer paidan's)."""
+    known = _known_revisions()
+    return any(r not in known for r in stored)
+
+
+def _newer_note(stored: Sequence[str]) -> str:
+    """``/readyz``'s note on a database a newer paidan migrated while this server ran."""
+    named = ", ".join(repr(r) for r in stored)
+    return (
+        f"the database is at schema revision {named}, which this paidan does not know (its "
+        f"latest is {_known_revisions()[-1]!r}): a newer paidan migrated it while this server "
+        "ran, as in a rolling upgrade; this server's saves and export keep working unless that "
+        "revision removed what they use, and then answer 503 saying so; replace this server "
+        "with the newer paidan"
     )
 
 
@@ -1017,7 +1036,10 @@ class Database:
             return
 
     def check(self) -> dict[str, Any]:
-        """The database's state for ``/readyz``: ``ok`` and, when not, why.
+        """The database's state for ``/readyz``: ``ok`` and, when not, why (``reason``).
+
+        A schema revision older than this paidan's, or none, is not ok; one this paidan does not
+        know (a newer paidan migrated the database while this server ran) is ok, with a ``note``.
 
         Whether it can be written too, writing nothing: a store that could be read but not written
         (a SQLite file or filesystem turned read-only, a PostgreSQL standby after a failover or
@@ -1026,12 +1048,22 @@ class Database:
         try:
             self.ensure_schema()
             with self.engine.connect() as conn:
-                problem = _read_only(conn) or schema_mismatch(_stored_revisions(conn))
+                problem = _read_only(conn)
+                stored = _stored_revisions(conn) if problem is None else ()
         except DatabaseUnavailable as e:
             return {"ok": False, "backend": self.backend, "reason": str(e)}
         except SQLAlchemyError as e:
             self._lost(e)
             return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
+        if problem is None and _newer_revision(stored):
+            # A newer paidan migrated it while this server ran (the server refuses such a
+            # database at start-up), as in a rolling upgrade: saves and the export go on working
+            # (they name only this paidan's columns) unless that migration took away what they
+            # use, when they say so themselves (_failed). Calling it degraded, with advice to
+            # restore a backup, took working servers out of a load balancer.
+            return {"ok": True, "backend": self.backend, "note": _newer_note(stored)}
+        if problem is None:
+            problem = schema_mismatch(stored)
         if problem is not None:
             return {"ok": False, "backend": self.backend, "reason": problem}
         return {"ok": True, "backend": self.backend}

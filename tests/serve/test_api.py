@@ -1174,6 +1174,37 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(
     assert again.status_code == 201
 
 
+def test_readyz_stays_ready_when_a_newer_paidan_migrates_the_database_in_a_rolling_upgrade(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # A newer paidan's additive revision applied while this server ran: its saves and export kept
+    # working (201, 200), but /readyz said degraded, advising to restore a backup.
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    client = make_client(database_url=url)
+    assert (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}).status_code
+        == 201
+    )
+    conn = sqlite3.connect(tmp_path / "paidan.db")
+    try:
+        with conn:  # what a newer paidan's 0003 would do
+            conn.execute("ALTER TABLE feedback ADD COLUMN channel TEXT")
+            conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    finally:
+        conn.close()
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready", ready
+    assert ready["database"]["ok"] is True
+    assert "'0003', which this paidan does not know" in ready["database"]["note"]
+    assert (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}).status_code
+        == 201
+    )
+    assert client.get("/v1/feedback").status_code == 200
+
+
 # -- metrics -----------------------------------------------------------------------------------------
 def test_metrics_count_requests_predictions_and_review_share(client: TestClient) -> None:
     client.post("/v1/route", json=WAGE)
