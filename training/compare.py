@@ -34,19 +34,26 @@ from model.text import mask_label
 from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
-from training.metrics import head_report
+from training.metrics import head_report, unknown_label_rows
 from training.validate import find_merged, masked_counts, merged_mapping
 
 logger = logging.getLogger(__name__)
 
 # Largest macro-F1 drop tolerated on either head, in points (1 point = 0.01).
 MAX_DROP_POINTS = 1.0
+# How many labels a note lists before it says "and N more".
+MAX_NOTED = 20
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
 # How scores read department labels: "lead" = a joint dispatch's lead department, on both the true
 # labels and an old model's combined ones (model.tickets.label_value). Scores stored without it
 # were computed with whole "主办；会办" strings (a set frozen, or a model trained, before joint
 # dispatch) and are computed again.
 DEPARTMENT_TRUTH = "lead"
+# Which true labels macro-F1 is over: "known", those the model knows (training.metrics.head_report).
+# Scores stored without it counted each label it does not know (a misspelt department in the frozen
+# set) as a class of F1 0, and are computed again; a comparison reads both models over the same
+# labels all the same (shared_macro_f1).
+F1_LABELS = "known"
 
 # Per head, old label -> new label.
 Mapping = dict[str, dict[str, str]]
@@ -271,6 +278,8 @@ def score_router(
                 label: {k: m[k] for k in ("precision", "recall", "f1", "support")}
                 for label, m in report["per_class"].items()
             },
+            # Masked, as the report quotes them (a number typed into a department cell).
+            "unknown_labels": masked_counts(unknown_label_rows(truth[known], merged_labels)),
         }
     out = {
         "n": len(df),
@@ -278,6 +287,7 @@ def score_router(
         "seen_eval_rows": seen_rows(router, X) if X is not None else 0,
         "heads": heads,
         "department_truth": DEPARTMENT_TRUTH,
+        "f1_labels": F1_LABELS,
     }
     if merged_rows:
         out["merged_into_other"] = merged_rows
@@ -325,6 +335,7 @@ def ensure_scores(
         # Scores stored before the merged labels were scored as 其他 are computed again.
         and stored.get("merged_sha256", mapping_sha({})) == merged_sha(merged)
         and stored.get("department_truth") == DEPARTMENT_TRUTH
+        and stored.get("f1_labels") == F1_LABELS
     ):
         return stored
     router, _ = load_router(root / version, root)
@@ -428,13 +439,24 @@ def compare(
         if a is None:
             heads[head] = {"champion": None, "challenger": _overall(b), "per_class": []}
             continue
+        # Over the same labels for both: each model's own figure leaves out the labels it does not
+        # know, so a challenger that lost a label would not be marked down for it.
+        macro_a, macro_b, scored, neither = shared_macro_f1(a, b)
+        a, b = {**a, "macro_f1": macro_a}, {**b, "macro_f1": macro_b}
+        if neither:
+            notes.append(neither_known_note(head, neither))
         delta = (b["macro_f1"] - a["macro_f1"]) * 100
-        labels = sorted(set(a["per_class"]) | set(b["per_class"]))
+        # The labels either model knows (scores stored before had rows for every true label).
+        labels = sorted(
+            (set(a["per_class"]) | set(b["per_class"])) & (set(a["labels"]) | set(b["labels"]))
+        )
         rows = []
         for label in labels:
             pa, pb = a["per_class"].get(label), b["per_class"].get(label)
-            fa = pa["f1"] if pa else None
-            fb = pb["f1"] if pb else None
+            # A true label a model does not know: it answers none of them right (F1 0).
+            unknown = 0.0 if label in scored else None
+            fa = pa["f1"] if pa else unknown
+            fb = pb["f1"] if pb else unknown
             rows.append(
                 {
                     "label": label,
@@ -489,6 +511,60 @@ def compare(
         "challenger_seen_eval_rows": trained_on,
         "notes": notes,
     }
+
+
+def shared_macro_f1(
+    a: dict[str, Any], b: dict[str, Any]
+) -> tuple[float, float, list[str], dict[str, int]]:
+    """Champion's and challenger's macro-F1 over the same labels, and the labels neither knows.
+
+    Both are scored on the same frozen rows with the same true labels; macro-F1 averages the
+    per-class F1 over the true labels that either model knows: one only the champion knows is an
+    F1 of 0 for the challenger (it cannot answer it), and the other way round. A true label neither
+    knows (a misspelling in the frozen set) is scored wrong for both in accuracy, and left out.
+
+    Parameters
+    ----------
+    a, b : dict
+        One head of each model's :func:`score_router` scores (``labels``, ``per_class``).
+
+    Returns
+    -------
+    (float, float, list of str, dict)
+        ``a``'s and ``b``'s macro-F1, the labels they are over, and the labels neither knows with
+        their rows, most first.
+    """
+    knows = set(a["labels"]) | set(b["labels"])
+    support: dict[str, int] = {}
+    for scores in (a, b):
+        for label, m in scores["per_class"].items():
+            if label in knows and m.get("support"):
+                support[label] = int(m["support"])
+    over = sorted(support)
+
+    def mean(scores: dict[str, Any]) -> float:
+        if not over:  # no true label either knows: both are wrong throughout
+            return float(scores["macro_f1"])
+        return float(np.mean([scores["per_class"].get(k, {}).get("f1", 0.0) for k in over]))
+
+    # Scores stored before unknown_labels have them as per-class rows outside the labels.
+    neither = dict(b.get("unknown_labels") or {})
+    for label, m in b["per_class"].items():
+        if label not in knows and m.get("support"):
+            neither.setdefault(mask_label(label), int(m["support"]))
+    neither = {k: n for k, n in neither.items() if k not in knows}
+    ranked = dict(sorted(neither.items(), key=lambda kv: (-kv[1], kv[0])))
+    return mean(a), mean(b), over, ranked
+
+
+def neither_known_note(head: str, labels: dict[str, int]) -> str:
+    """The note for the frozen set's true labels that neither model knows (see shared_macro_f1)."""
+    listed = ", ".join(f"{k!r} ({n} rows)" for k, n in list(labels.items())[:MAX_NOTED])
+    more = f" and {len(labels) - MAX_NOTED} more" if len(labels) > MAX_NOTED else ""
+    return (
+        f"{head}: {sum(labels.values())} frozen tickets have {len(labels)} labels neither model "
+        f"knows, scored wrong for both in accuracy and left out of macro-F1: {listed}{more}"
+    )
 
 
 def _overall(scores: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from model.tickets import (
     require_rows,
 )
 from training.markdown import md_text, md_url
-from training.metrics import format_auto_precision, head_report, no_auto_note
+from training.metrics import format_auto_precision, head_report, no_auto_note, unknown_label_rows
 from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
@@ -213,12 +213,10 @@ def evaluate_router(
             continue
         p, rank = np.vstack(proba[name])[known], np.vstack(ranks[name])[known]
         report[name] = head_report(y[known], p, head.labels, head.threshold, rank=rank)
-        # True labels the model never learnt: always scored wrong, and usually a spelling or a
-        # taxonomy that differs from the training data's, which the reader must be told of.
-        unknown, rows = np.unique(y[known][~np.isin(y[known], head.labels)], return_counts=True)
-        report[name]["unknown_labels"] = {
-            str(k): int(n) for k, n in zip(unknown, rows, strict=True)
-        }
+        # True labels the model never learnt: scored wrong (but no class of macro-F1, see
+        # head_report), and usually a spelling or a taxonomy that differs from the training
+        # data's, which the reader must be told of. Most rows first, as the warning lists them.
+        report[name]["unknown_labels"] = unknown_label_rows(y[known], head.labels)
     if joint:
         assert co_departments is not None
         head = router.heads["department"]
@@ -299,13 +297,15 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             out.append(f"{head} head: {no_auto_note(auto)}")
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
-            listed = ", ".join(
-                f"{mask_label(str(k))!r} ({n} rows)" for k, n in list(unknown.items())[:20]
-            )
+            # Most rows first (a report from before listed them by name).
+            ranked = sorted(unknown.items(), key=lambda kv: -kv[1])
+            listed = ", ".join(f"{mask_label(str(k))!r} ({n} rows)" for k, n in ranked[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            rows = sum(unknown.values())
             out.append(
-                f"{head} labels the model does not know, always scored wrong: {listed}{more}; "
-                "compare their spelling with the model's labels"
+                f"{rows} {head} rows have {len(unknown)} labels the model does not know, always "
+                f"scored wrong (in accuracy and top-3; macro- and weighted-F1 are over the labels "
+                f"it knows): {listed}{more}; compare their spelling with the model's labels"
             )
     return out
 

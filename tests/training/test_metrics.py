@@ -76,3 +76,52 @@ def test_the_precision_of_an_empty_auto_set_is_undefined():
     )
     empty = auto_stats(np.array([]), np.array([], bool), 1.0)
     assert empty["precision"] is None and empty["coverage"] == 0.0
+
+
+def _one_hot(y, labels, answer=None):
+    """Probabilities that answer ``answer`` (default the true label) for each row."""
+    answer = y if answer is None else answer
+    proba = np.full((len(y), len(labels)), 0.1)
+    proba[np.arange(len(y)), [labels.index(v) for v in answer]] = 0.8
+    return proba
+
+
+def test_a_true_label_the_model_does_not_know_is_no_class_of_macro_f1():
+    # 200 rows of two departments, all answered right, and 4 rows whose department is misspelt
+    # four ways (answered 住建): each spelling was a class of F1 0, and macro-F1 read 0.33.
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from training.metrics import head_report, unknown_label_rows
+
+    labels = ["人社", "住建"]
+    typos = ["住建局2", "住建局3", "人社 局", "住建局2"]
+    y = np.array(["人社"] * 100 + ["住建"] * 100 + typos)
+    answer = ["人社"] * 100 + ["住建"] * 104
+    report = head_report(y, _one_hot(y, labels, answer), labels, 0.5)
+    assert report["n"] == 204
+    # Scored wrong: in accuracy, top-3 and, answered 住建, in 住建's precision.
+    assert report["accuracy"] == report["top3_accuracy"] == 200 / 204
+    assert report["per_class"]["住建"]["precision"] == 100 / 104
+    known = y[:200], np.array(answer)[:200]
+    want = f1_score(y, np.array(answer), labels=labels, average="macro")
+    assert report["macro_f1"] == want and want > 0.98
+    assert report["weighted_f1"] == f1_score(y, np.array(answer), labels=labels, average="weighted")
+    assert f1_score(*known, average="macro") == 1.0  # the typos' rows do cost something
+    assert sorted(report["per_class"]) == labels
+    assert report["confusion"]["labels"] == labels
+    assert report["confusion"]["matrix"] == confusion_matrix(y, answer, labels=labels).tolist()
+    assert np.asarray(report["confusion"]["matrix"]).sum() == 200
+    assert unknown_label_rows(y, labels) == {"住建局2": 2, "人社 局": 1, "住建局3": 1}
+    assert unknown_label_rows(np.array(["", "人社"]), labels) == {}
+    # A benchmark comparing with a model that knows them passes the truth's labels: as before.
+    truth = head_report(y, _one_hot(y, labels, answer), labels, 0.5, scored=set(y))
+    assert truth["macro_f1"] == f1_score(
+        y, np.array(answer), labels=sorted(set(y)), average="macro"
+    )
+    assert truth["macro_f1"] < 0.5
+    assert sorted(truth["per_class"]) == sorted(set(y))
+    # No true label the model knows: every row wrong.
+    none = head_report(
+        np.array(typos), _one_hot(np.array(typos), labels, ["住建"] * 4), labels, 0.5
+    )
+    assert none["macro_f1"] == none["weighted_f1"] == none["accuracy"] == 0.0

@@ -291,6 +291,76 @@ def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
     assert report["lost_labels"] == {"department": ["c"]}
 
 
+def test_compare_reads_both_models_over_the_same_labels() -> None:
+    # Each model's own macro-F1 is over the true labels it knows. A challenger that learnt a
+    # department the champion answers wrong throughout (F1 0) read as 10 points worse (0.9 → 0.8),
+    # as the champion's own figure left that department out: over the same labels it is better.
+    champion = scores("old", {"a": 0.9, "b": 0.9})
+    challenger = scores("new", {"a": 0.9, "b": 0.9, "n": 0.6})
+    report = compare(champion, challenger)
+    head = report["heads"]["department"]
+    assert not report["refused"], report["reasons"]
+    assert head["champion"]["macro_f1"] == pytest.approx(0.6)
+    assert head["challenger"]["macro_f1"] == pytest.approx(0.8)
+    assert head["macro_f1_delta_points"] == pytest.approx(20.0)
+    # A label neither knows (a misspelling in the frozen set) is left out for both, and named.
+    typo = {"unknown_labels": {"b局2": 3}}
+    champion["heads"]["department"] |= typo
+    challenger["heads"]["department"] |= typo
+    same = compare(champion, challenger)
+    assert same["heads"]["department"]["macro_f1_delta_points"] == pytest.approx(20.0)
+    assert (
+        "department: 3 frozen tickets have 1 labels neither model knows, scored wrong for both in "
+        "accuracy and left out of macro-F1: 'b局2' (3 rows)"
+    ) in same["notes"]
+    # Scores stored before had such a label as a per-class row of F1 0 in their macro-F1.
+    old = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 3}
+    for who in (champion, challenger):
+        h = who["heads"]["department"]
+        h.pop("unknown_labels")
+        h["per_class"]["b局2"] = old
+        h["macro_f1"] = sum(m["f1"] for m in h["per_class"].values()) / len(h["per_class"])
+    stored = compare(champion, challenger)
+    assert stored["heads"]["department"]["champion"]["macro_f1"] == pytest.approx(0.6)
+    assert stored["heads"]["department"]["challenger"]["macro_f1"] == pytest.approx(0.8)
+    assert "b局2" not in [r["label"] for r in stored["heads"]["department"]["per_class"]]
+    assert any("'b局2' (3 rows)" in n for n in stored["notes"])
+
+
+def test_scores_leave_a_label_the_model_does_not_know_out_of_macro_f1_as_evaluate_does(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # A misspelt department in the frozen set was a class of F1 0 in both models' macro-F1,
+    # which shrank the difference the promotion rule reads.
+    import shutil
+
+    from training.compare import ensure_scores
+    from training.evaluate import evaluate
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    typos = rows.head(3).assign(department=["人社局2", "人社局2", "住建 局"])
+    data = tmp_path / "frozen.csv"
+    pd.concat([rows, typos]).to_csv(data, index=False)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    freeze_eval(root, pd.read_csv(data, dtype=str), "test")
+    got = ensure_scores(root, "v1")["heads"]["department"]
+    want = evaluate(root / "v1", [data])["department"]
+    assert got["unknown_labels"] == want["unknown_labels"] == {"人社局2": 2, "住建 局": 1}
+    assert got["macro_f1"] == pytest.approx(want["macro_f1"])
+    assert got["accuracy"] == pytest.approx(want["accuracy"])
+    assert not {"人社局2", "住建 局"} & set(got["per_class"])
+    scored = [m["f1"] for m in got["per_class"].values() if m["support"]]
+    assert got["macro_f1"] == pytest.approx(sum(scored) / len(scored))
+    # Scores stored before (every true label a class of macro-F1) are computed again.
+    stale = registry.read_scores(root, "v1")
+    assert stale is not None
+    stale.pop("f1_labels")
+    registry.write_scores(root, "v1", stale | {"heads": {}})
+    assert ensure_scores(root, "v1")["heads"]["department"] == got
+
+
 def test_compare_does_not_trust_a_champion_that_saw_the_frozen_set() -> None:
     champion = scores("old", {"a": 1.0, "b": 1.0}) | {"seen_eval_rows": 20}
     report = compare(champion, scores("new", {"a": 0.8, "b": 0.8}))
@@ -1157,6 +1227,8 @@ def test_an_old_champions_other_made_of_merged_joint_dispatches_is_no_label_lost
     )
     assert joint_only_other(meta({"住建": 9, "其他": 6}, {"残联": 3, "档案馆": 3})) == []
     champion = scores("old", {"住建": 0.8, "其他": 0.5})
+    # The frozen set's joint dispatches are scored by their lead (住建): no row is 其他 in truth.
+    champion["heads"]["department"]["per_class"]["其他"]["support"] = 0
     challenger = scores("new", {"住建": 0.9})
     refused = compare(champion, challenger)
     assert refused["lost_labels"] == {"department": ["其他"]}

@@ -937,14 +937,28 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
     )
     assert r.exit_code == 0, r.output
     renamed = sum(dept == "人社" for _, _, dept, _ in TINY_TICKETS)
-    assert f"does not know, always scored wrong: '人社局' ({renamed} rows)" in r.output
+    said = " ".join(r.output.split())  # as wrapped to the terminal
+    assert (
+        f"{renamed + 2} department rows have 3 labels the model does not know, always scored wrong "
+        "(in accuracy and top-3; macro- and weighted-F1 are over the labels it knows): "
+        f"'人社局' ({renamed} rows), '网格员张三[手机号]' (1 rows)"
+    ) in said
     assert "skipped 1 rows with empty text" in r.output
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["department"]["unknown_labels"] == {
+    dept = report["department"]
+    assert dept["unknown_labels"] == {
         "人社局": renamed,
         "网格员张三[手机号]": 1,
         "网格员李四[手机号]": 1,
     }
+    # They are no classes of macro-F1 (each was one, of F1 0), nor rows of the per-class table or
+    # the confusion matrix; their rows are wrong in accuracy.
+    learnt = json.loads((tiny_model_dir / "metadata.json").read_text(encoding="utf-8"))
+    labels = learnt["heads"]["department"]["labels"]
+    assert sorted(dept["per_class"]) == dept["confusion"]["labels"] == sorted(labels)
+    scored = [m["f1"] for m in dept["per_class"].values() if m["support"]]
+    assert dept["macro_f1"] == pytest.approx(sum(scored) / len(scored))
+    assert dept["accuracy"] <= 1 - (renamed + 2) / dept["n"]
     md = report_path.with_suffix(".md").read_text(encoding="utf-8")
     assert "'人社局'" in md
     for number in ("13812345678", "１３９８７６５４３２１"):
