@@ -68,6 +68,7 @@ from training.compare import (
 )
 from training.train import Progress, TrainResult, data_fingerprint, train_frame
 from training.validate import (
+    MAX_LISTED,
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
     label_column_notes,
@@ -154,18 +155,30 @@ class RetrainResult:
         for head, labels in self.new_labels.items():
             # 其他 itself too small to learn: the merged rows are not learnt at all (see validate).
             where = "其他, itself too rare to learn," if head in unlearnt else "其他"
-            for label, n in labels.items():
+            # Learnt ones first, then merged ones, each most rows first and the first few only:
+            # a history with 30,000 misspelt departments put a line each in the nightly log.
+            ranked = sorted(labels.items(), key=lambda kv: (kv[1] < min_examples, -kv[1]))
+            for rare in (False, True):
+                group = [(k, n) for k, n in ranked if (n < min_examples) == rare]
                 note = (
                     f"below min_examples ({min_examples}): merged into {where} for this model; "
                     "collect more examples"
-                    if n < min_examples
+                    if rare
                     else "learnt as a new label"
                 )
-                # Masked: a dispatcher may type a phone number into the label field of feedback,
-                # and these lines go to the nightly retrain log.
-                out.append(
-                    f"new {head} {mask_label(label)!r} (not in the current model) has {n} rows: {note}"
-                )
+                for label, n in group[:MAX_LISTED]:
+                    # Masked: a dispatcher may type a phone number into the label field of
+                    # feedback, and these lines go to the nightly retrain log.
+                    out.append(
+                        f"new {head} {mask_label(label)!r} (not in the current model) has {n} "
+                        f"rows: {note}"
+                    )
+                if len(group) > MAX_LISTED:
+                    rest = group[MAX_LISTED:]
+                    out.append(
+                        f"… and {len(rest)} more new {head} labels (not in the current model, "
+                        f"{sum(n for _, n in rest)} rows): {note}"
+                    )
         if self.ambiguous_ids:
             out.append(
                 f"{self.ambiguous_ids} ticket ids name more than one ticket text "

@@ -794,6 +794,33 @@ def test_retrain_warning_masks_a_new_label_holding_a_phone_number() -> None:
     assert "new department '信访局' (not in the current model) has 6 rows: learnt" in warnings
 
 
+def test_retrain_lists_new_labels_twenty_at_a_time() -> None:
+    # A history whose department column is typed freehand: one line per new spelling, beside
+    # validation's line per rare label, put two lines per misspelling in the nightly log.
+    from training.validate import MAX_LISTED
+
+    new = {f"住建局{i}": 1 for i in range(300)} | {f"新局{i}": 6 for i in range(25)}
+    new["信访局"] = 9
+    warnings = RetrainResult(new_labels={"department": new}).warnings(min_examples=5)
+    said = [w for w in warnings if "new department" in w]
+    assert len(said) == 2 * (MAX_LISTED + 1)
+    assert (
+        said[0]
+        == "new department '信访局' (not in the current model) has 9 rows: learnt as a new label"
+    )
+    assert said[MAX_LISTED] == (
+        "… and 6 more new department labels (not in the current model, 36 rows): learnt as a "
+        "new label"
+    )
+    assert said[MAX_LISTED + 1].endswith(
+        "has 1 rows: below min_examples (5): merged into 其他 for this model; collect more examples"
+    )
+    assert said[-1] == (
+        "… and 280 more new department labels (not in the current model, 280 rows): below "
+        "min_examples (5): merged into 其他 for this model; collect more examples"
+    )
+
+
 @pytest.mark.slow
 def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     tiny_root: tuple[Path, Path], tmp_path: Path

@@ -71,6 +71,34 @@ def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
         validate(frame(rows), min_examples=5, strict=True)
 
 
+def test_many_rare_labels_are_listed_twenty_at_a_time_and_kept_whole_in_the_metadata():
+    # A department column typed freehand has a spelling per row or two: one warning line each
+    # printed 29,500 lines for 30,000 of them, and --strict a single error line of 745 KB.
+    from training.validate import MAX_LISTED
+
+    rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(20)]
+    rows += [["t", f"罕见{i}", f"住建局{i}", "劳动"] for i in range(300)]
+    rows += [["t", f"又见{i}", "住建 局", "劳动"] for i in range(3)]
+    df, report = validate(frame(rows), min_examples=5)
+    merged = report.to_dict()["merged_into_other"]["department"]
+    assert len(merged) == 301 and sum(merged.values()) == 303  # every one, for metadata.json
+    assert (df["department"] == "其他").sum() == 303
+    said = [w for w in report.warnings() if "merged into" in w]
+    assert len(said) == MAX_LISTED + 1
+    assert said[0] == "department label '住建 局' has only 3 rows; merged into '其他'"  # most first
+    assert said[-1].startswith(
+        "… and 281 more rare department labels (281 rows) merged into '其他', 303 rows of 301 "
+        "labels in all; the model's metadata.json lists every one"
+    )
+    with pytest.raises(TrainingDataError) as e:
+        validate(frame(rows), min_examples=5, strict=True)
+    message = str(e.value)
+    assert message.startswith(
+        "301 department labels with fewer than 5 rows (--min-examples): '住建 局' (3), "
+    )
+    assert "and 281 more; add examples" in message and len(message) < 1000
+
+
 def test_other_too_rare_to_learn_even_after_the_merge_loses_that_label_only():
     # One rare label makes a one-row 其他, which no head can cross-validate: that row keeps its
     # category and its text, and trains no department head.
