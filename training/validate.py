@@ -305,15 +305,7 @@ def validate(
 
     # Duplicate texts with different labels: reported, kept (dispatchers disagree in real life too).
     for head in LABELS:
-        labelled = df[head] != ""
-        groups = df[labelled].groupby(key[labelled])[head].agg(lambda s: sorted(set(s)))
-        for text_key, labels in groups.items():
-            if len(labels) > 1:
-                rows = where[labelled & (key == text_key)].tolist()
-                # Masked: a text column mapped as the label by mistake puts phone numbers here,
-                # and these reach the log and the model's metadata.
-                masked = [mask_label(str(label)) for label in labels]
-                report.conflicts.append({"head": head, "labels": masked, "rows": rows})
+        report.conflicts += conflicting_duplicates(head, key, df[head], where)
 
     for head in LABELS:
         counts = df.loc[df[head] != "", head].value_counts()
@@ -376,6 +368,49 @@ def validate(
     report.rows_used = len(df)
     df = df.assign(**{CLEAN_TEXT_COL: key})
     return df.reset_index(drop=True), report
+
+
+def conflicting_duplicates(
+    head: str, key: pd.Series, labels: pd.Series, where: pd.Series
+) -> list[dict[str, Any]]:
+    """The texts that have more than one ``head`` label, each with its labels and rows.
+
+    Parameters
+    ----------
+    head : str
+        The head, for the entries.
+    key, labels, where : Series of str
+        Per row, aligned: its text as compared (cleaned), its label (``""``: none) and its place.
+
+    Returns
+    -------
+    list of dict
+        ``head``, ``labels`` (sorted, masked) and ``rows`` (their places, in row order) per text,
+        in the order of the texts.
+
+    In one pass over the rows: a comparison of the whole column per conflicting text took time
+    rows × conflicts (20 s at 220,000 rows with 17,702 conflicting texts, ~30 min at 2 M rows).
+    """
+    labelled = (labels != "").to_numpy()
+    texts, given = key[labelled], labels[labelled]
+    counts = given.groupby(texts.to_numpy()).nunique()
+    conflicting = counts.index[counts.to_numpy() > 1]
+    if not len(conflicting):
+        return []
+    rows = labelled.copy()
+    rows[labelled] = texts.isin(conflicting).to_numpy()
+    found: dict[str, tuple[set[str], list[str]]] = {t: (set(), []) for t in conflicting}
+    for text, label, at in zip(
+        key.to_numpy()[rows], labels.to_numpy()[rows], where.to_numpy()[rows], strict=True
+    ):
+        found[text][0].add(label)
+        found[text][1].append(at)
+    # Masked: a text column mapped as the label by mistake puts phone numbers here, and these
+    # reach the log and the model's metadata.
+    return [
+        {"head": head, "labels": [mask_label(str(v)) for v in sorted(seen)], "rows": places}
+        for seen, places in found.values()
+    ]
 
 
 def drop_single_label_heads(df: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
