@@ -730,9 +730,35 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
         raise
     except Exception as e:
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+    return _strings(path, df)
+
+
+def _strings(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """A table as :func:`read_table` gives it: names stripped, cells strings ("" for missing)."""
     refuse_same_names(f"{path}", [str(c) for c in df.columns])
     df.columns = [str(c).strip() for c in df.columns]
     return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def table_chunks(
+    path: str | Path, columns: ColumnMap | None = None, size: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_table` of one file as tables of at most ``size`` rows (``None``: one).
+
+    CSV files are read a chunk at a time (:func:`csv_chunks`); a file of another format is read as
+    one table. At least one table (with the columns, maybe no rows) is yielded.
+    """
+    path = Path(path)
+    if file_format(path) != "csv":
+        yield read_table(path, columns)
+        return
+    try:
+        for df in csv_chunks(path, columns, size):
+            yield _strings(path, df)
+    except TicketFileError:
+        raise
+    except Exception as e:
+        raise TicketFileError(f"{path}: cannot be read as CSV: {e}") from e
 
 
 def checked_header(where: str, header: Sequence[str]) -> list[str]:
@@ -878,25 +904,43 @@ def read_tickets(
     """
     import pandas as pd
 
-    frames = []
-    for path in expand_paths(paths):
-        raw = read_table(path, columns)
-        frame = to_canonical(raw, columns, path)
-        if headers is not None:
-            headers[display_name(path)] = [str(c) for c in raw.columns]
-        # A text, title or label read as empty: the rows were skipped as "empty text" (evaluate:
-        # "no row has a label"), or trained with an empty title or without their label.
-        read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
-        empty = [c for c in read if c is not None and c in raw.columns and (raw[c] == "").any()]
-        if file_format(path) == "xlsx" and empty:
-            with closing(unsaved_formulas(path, empty)) as found:
-                first = next(found, None)
-            if first is not None:
-                raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
-        frames.append(frame)
+    frames = list(iter_tickets(paths, columns, headers))
     if not frames:
         raise TicketFileError("no input files were given")
     return pd.concat(frames, ignore_index=True)
+
+
+def iter_tickets(
+    paths: Sequence[str | Path],
+    columns: ColumnMap = ColumnMap(),
+    headers: dict[str, list[str]] | None = None,
+    size: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_tickets` a chunk at a time: canonical tables of at most ``size`` rows
+    (``None``: one per file; CSV files are read a chunk at a time, see :func:`table_chunks`), at
+    least one per file, with ``_row`` counted through each file. An error is raised where reading
+    the files whole raises it, after the tables read before it."""
+    for path in expand_paths(paths):
+        first_row = 1
+        empty: set[str] = set()
+        read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
+        for raw in table_chunks(path, columns, size):
+            frame = to_canonical(raw, columns, path, first_row)
+            if headers is not None and first_row == 1:
+                headers[display_name(path)] = [str(c) for c in raw.columns]
+            first_row += len(raw)
+            # A text, title or label read as empty: the rows were skipped as "empty text"
+            # (evaluate: "no row has a label"), or trained with an empty title or without
+            # their label.
+            empty |= {
+                c for c in read if c is not None and c in raw.columns and (raw[c] == "").any()
+            }
+            if file_format(path) == "xlsx" and empty:
+                with closing(unsaved_formulas(path, sorted(empty, key=read.index))) as found:
+                    first = next(found, None)
+                if first is not None:
+                    raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
+            yield frame
 
 
 def column_names(header: Sequence[str]) -> list[str]:
@@ -908,9 +952,10 @@ def column_names(header: Sequence[str]) -> list[str]:
     return [str(h).strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
 
 
-def require_rows(df: pd.DataFrame, paths: Sequence[str | Path]) -> None:
-    """Refuse what :func:`read_tickets` read when it holds no rows at all (a header alone)."""
-    if df.empty:
+def require_rows(df: pd.DataFrame | int, paths: Sequence[str | Path]) -> None:
+    """Refuse what :func:`read_tickets` read when it holds no rows at all (a header alone);
+    ``df`` may be the number of rows read."""
+    if df == 0 if isinstance(df, int) else df.empty:
         raise TicketFileError(
             f"{', '.join(map(str, paths))}: no rows to read (a header but no tickets)"
         )
@@ -975,7 +1020,46 @@ def to_canonical(
 
 
 def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
-    """A CSV file's records, each checked against the header.
+    """A CSV file's records, each checked against the header (:func:`csv_chunks`, as one table)."""
+    import pandas as pd
+
+    return pd.concat(list(csv_chunks(path, columns)), ignore_index=True)
+
+
+def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
+    """The error for bytes of ``path`` that are not ``encoding``, naming their line; ``None`` when
+    the whole file decodes. Read a block at a time; only a file that fails is read whole, for the
+    line (as the csv module counts lines: each ends at "\n", "\r\n" or a lone "\r")."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        return None
+    except UnicodeDecodeError:
+        pass
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
+        return TicketFileError(f"{path}, line {line}: invalid {encoding} bytes")
+    return None
+
+
+# Records of a CSV file read into one table at a time when it is read in chunks (csv_chunks).
+CSV_CHUNK_ROWS = 20_000
+
+
+def csv_chunks(
+    path: Path, columns: ColumnMap | None, size: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """A CSV file's records, each checked against the header, as tables of at most ``size``
+    records (``None``: one table), read a line at a time: a history of millions of tickets is
+    not held whole (its text took some 6 bytes of memory per byte of the file) while a window of
+    it is kept (:func:`training.window.read_window`). At least one table (the header's columns,
+    no rows) is yielded unless the file is refused.
 
     Read with :mod:`csv` rather than pandas, whose parser accepts a record with a quote that is
     never closed: it runs on over the following lines, which become one field of that record,
@@ -985,78 +1069,103 @@ def _read_csv(path: Path, columns: ColumnMap | None) -> pd.DataFrame:
     lines that a strict reader refuses, with text after a closing quote (the same rules as
     :mod:`training.label_io`, which skips such rows and reports them; a training set is refused
     until they are fixed). A short row, which pandas fills with empty values, is an error too.
+
+    Every error is raised as reading the file whole raised it: bytes that are not in the file's
+    encoding anywhere in it before any other error, the malformed lines of the whole file in one
+    error; so it may come after tables were yielded.
     """
     import pandas as pd
 
-    data = path.read_bytes()
-    try:
-        encoding = detect_encoding(encoding_sample(io.BytesIO(data)))
-    except TicketFileError as e:
-        raise TicketFileError(f"{path}: {e}") from None
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as e:
-        # Lines as the csv module counts them below: each ends at "\n", "\r\n" or a lone "\r".
-        line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
-        raise TicketFileError(f"{path}, line {line}: invalid {encoding} bytes") from None
+    with open(path, "rb") as f:
+        try:
+            encoding = detect_encoding(encoding_sample(f))
+        except TicketFileError as e:
+            raise TicketFileError(f"{path}: {e}") from None
     sep = csv_delimiter(path, columns.delimiter if columns else None)
     # Bounds what an unclosed quote can swallow before the parser stops; far above any ticket.
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
-    stream = io.StringIO(text, newline="")
-    reader = csv.reader(stream, delimiter=sep)
-    header = next(reader, None)
-    if header is None:
-        raise TicketFileError(f"{path}: the file is empty (no header row)")
-    header = checked_header(f"{path}, line 1", header)
-    if columns is not None:
-        check_columns(path, header, columns)
-    rows: list[list[str]] = []
-    bad: list[str] = []
-    start = reader.line_num + 1  # the line the next record starts on
-    at = last_at = stream.tell()  # where the next record, and the one read last, start
-    last_start = start
     try:
-        for fields in reader:
-            last_at, at, last_start = at, stream.tell(), start
-            end = reader.line_num
-            if fields and len(fields) != len(header):
-                if end > start:
+        with open(path, "rb") as binary:
+            stream = io.TextIOWrapper(binary, encoding=encoding, newline="")
+            read: list[str] = []  # the lines read since the last record ended
+
+            def lines() -> Iterator[str]:
+                for line in stream:
+                    read.append(line)
+                    yield line
+
+            reader = csv.reader(lines(), delimiter=sep)
+            header = next(reader, None)
+            if header is None:
+                raise TicketFileError(f"{path}: the file is empty (no header row)")
+            header = checked_header(f"{path}, line 1", header)
+            if columns is not None:
+                check_columns(path, header, columns)
+            read.clear()
+            rows: list[list[str]] = []
+            yielded = False
+            bad: list[str] = []
+            start = reader.line_num + 1  # the line the next record starts on
+            record: list[str] = []  # the lines of the record read last
+            last_start = start
+            try:
+                for fields in reader:
+                    record, last_start = read[:], start
+                    read.clear()
+                    end = reader.line_num
+                    if fields and len(fields) != len(header):
+                        if end > start:
+                            bad.append(
+                                f"line {start}: a quote opened on it is not closed where the "
+                                f"record should end (it ran on to line {end})"
+                            )
+                            break  # what follows an unclosed quote cannot be trusted
+                        bad.append(
+                            f"line {start}: it has {len(fields)} fields, the header has "
+                            f"{len(header)}"
+                        )
+                    elif (
+                        fields and end > start and _strict_end("".join(record), sep) == "malformed"
+                    ):
+                        # A record of several lines is read as a strict reader reads it, as paidan
+                        # label reads it: text after a closing quote there is a quote not doubled,
+                        # or a stray quote that a later one closed, which joined the rows between
+                        # into one field.
+                        bad.append(
+                            f"line {start}: text follows a closing quote (lines {start}-{end}: a "
+                            "quote that is not doubled?)"
+                        )
+                    elif fields and not bad:  # a blank line is not a record (as in pandas)
+                        rows.append(fields)
+                        if size is not None and len(rows) >= size:
+                            yield pd.DataFrame(rows, columns=header, dtype=object)
+                            rows, yielded = [], True
+                    start = end + 1
+            except csv.Error as e:
+                bad.append(f"line {start}: {e}")
+            else:
+                # A quote still open at the end of the file makes the rest of the file one field,
+                # which passes the field count when the text is the last column.
+                if not bad and _strict_end("".join(record + read), sep) == "eof in quotes":
                     bad.append(
-                        f"line {start}: a quote opened on it is not closed where the record "
-                        f"should end (it ran on to line {end})"
+                        f"line {last_start}: a quote opened on it is never closed (it runs on to "
+                        f"the end of the file, line {reader.line_num})"
                     )
-                    break  # what follows an unclosed quote cannot be trusted
-                bad.append(
-                    f"line {start}: it has {len(fields)} fields, the header has {len(header)}"
+            if bad:
+                more = f"; and {len(bad) - MAX_BAD_LINES} more" if len(bad) > MAX_BAD_LINES else ""
+                raise TicketFileError(
+                    f"{path}: malformed CSV: {'; '.join(bad[:MAX_BAD_LINES])}{more} (fix these "
+                    "lines; paidan label skips such rows and reports them, but a training set "
+                    "must be whole)"
                 )
-            elif fields and end > start and _strict_end(text[last_at:at], sep) == "malformed":
-                # A record of several lines is read as a strict reader reads it, as paidan label
-                # reads it: text after a closing quote there is a quote not doubled, or a stray
-                # quote that a later one closed, which joined the rows between into one field.
-                bad.append(
-                    f"line {start}: text follows a closing quote (lines {start}-{end}: a quote "
-                    "that is not doubled?)"
-                )
-            elif fields:  # a blank line is not a record (as in pandas)
-                rows.append(fields)
-            start = end + 1
-    except csv.Error as e:
-        bad.append(f"line {start}: {e}")
-    else:
-        # A quote still open at the end of the file makes the rest of the file one field, which
-        # passes the field count when the text is the last column.
-        if not bad and _strict_end(text[last_at:], sep) == "eof in quotes":
-            bad.append(
-                f"line {last_start}: a quote opened on it is never closed (it runs on to the end "
-                f"of the file, line {reader.line_num})"
-            )
-    if bad:
-        more = f"; and {len(bad) - MAX_BAD_LINES} more" if len(bad) > MAX_BAD_LINES else ""
-        raise TicketFileError(
-            f"{path}: malformed CSV: {'; '.join(bad[:MAX_BAD_LINES])}{more} (fix these lines; "
-            "paidan label skips such rows and reports them, but a training set must be whole)"
-        )
-    return pd.DataFrame(rows, columns=header, dtype=object)
+    except (TicketFileError, UnicodeDecodeError):
+        # Bytes that are not the file's encoding are said first, wherever they are.
+        undecodable = _decoding_error(path, encoding)
+        if undecodable is not None:
+            raise undecodable from None
+        raise
+    if rows or not yielded:
+        yield pd.DataFrame(rows, columns=header, dtype=object)
 
 
 def _strict_end(records: str, sep: str) -> str:

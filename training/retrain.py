@@ -75,7 +75,7 @@ from training.validate import (
     repeated_rows,
     row_places,
 )
-from training.window import Window, select_window
+from training.window import Window, read_window
 
 logger = logging.getLogger(__name__)
 
@@ -785,10 +785,15 @@ def retrain(
 
     files = expand_paths(history)
     headers: dict[str, list[str]] = {}
-    hist = read_tickets(files, columns, headers)
-    hist, result.window = select_window(
-        hist, window, columns.time or "time", ("--history-since", "--history-max-rows")
-    )
+    # The window is kept while reading: a history far larger than memory retrains on its window.
+    hist, result.window = read_window(
+        files,
+        columns,
+        window,
+        headers,
+        columns.time or "time",
+        ("--history-since", "--history-max-rows"),
+    ).select()
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
 

@@ -80,7 +80,7 @@ from training.validate import (
     label_column_notes,
     validate,
 )
-from training.window import Window, select_window
+from training.window import Window, read_window
 
 logger = logging.getLogger(__name__)
 
@@ -801,10 +801,12 @@ def train(
     require_tokenizer(config)
     files = expand_paths(paths)
     headers: dict[str, list[str]] = {}
-    raw = read_tickets(files, columns, headers)
-    require_rows(raw, files)
-    absent = label_column_notes(raw, columns, headers)
-    raw, window_info = select_window(raw, window, columns.time or "time")
+    # The window is kept while reading: a history far larger than memory trains on its window.
+    read = read_window(files, columns, window, headers, columns.time or "time")
+    require_rows(read.rows_in, files)
+    absent = label_column_notes(read.labelled, columns, headers)
+    raw, window_info = read.select()
+    del read
     extra: list[tuple[str, str]] = []
     if unlabelled:
         extra_df = read_tickets(

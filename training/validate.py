@@ -453,7 +453,7 @@ def drop_single_label_heads(df: pd.DataFrame, report: ValidationReport) -> pd.Da
 
 
 def label_column_notes(
-    df: pd.DataFrame, columns: ColumnMap, headers: Mapping[str, Sequence[str]]
+    df: pd.DataFrame | Sequence[str], columns: ColumnMap, headers: Mapping[str, Sequence[str]]
 ) -> list[str]:
     """Warnings for a label head whose column no file has; an error when no row has a label.
 
@@ -472,7 +472,10 @@ def label_column_notes(
 
     headers = {name.rsplit("/", 1)[-1]: cols for name, cols in headers.items()}  # as rows cite
     first = next(iter(headers.items()), None)
-    labelled = [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
+    if isinstance(df, Sequence):  # the heads labelled, as read_window tells them
+        labelled = [head for head in LABELS if head in df]
+    else:
+        labelled = [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
     if not labelled:
         have = f"; {first[0]} has columns {listed(first[1])}" if first else ""
         raise TrainingDataError(

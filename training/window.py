@@ -10,13 +10,14 @@ in the model's metadata, so the model can be rebuilt from the same files.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.text import mask_label, quoted
-from model.tickets import ROW_COL, SOURCE_COL, as_utc
+from model.tickets import ROW_COL, SOURCE_COL, ColumnMap, TicketFileError, as_utc
 from training.validate import TrainingDataError
 
 if TYPE_CHECKING:
@@ -61,33 +62,52 @@ class MixedDateOrder(ValueError):
         self.month_first = month_first  # and of one that can only be month first
 
 
-def parse_times(values: pd.Series) -> pd.Series:
+def _time_text(values: pd.Series) -> pd.Series:
+    """Time cells as :func:`parse_times` reads them: stripped text, a time of day alone blank."""
+    text = values.fillna("").astype(str).str.strip().reset_index(drop=True)
+    return text.mask(text.str.match(_TIME_OF_DAY), "")  # no date: unreadable, not today
+
+
+def _date_orders(text: pd.Series) -> tuple[Any, Any, Any, Any]:
+    """Of :func:`_time_text`: which are numeric dates (:data:`_NUMERIC_DATE`), the positions of
+    those that can only be day first and only month first, and which could be either."""
+    import numpy as np
+
+    parts = text.str.extract(_NUMERIC_DATE)
+    numeric = parts[0].notna().to_numpy()
+    if not numeric.any():
+        none = np.zeros(0, dtype=int)
+        return numeric, none, none, numeric
+    first, second = parts[0].astype(float).to_numpy(), parts[1].astype(float).to_numpy()
+    only_day_first = (numeric & (first > 12) & (second <= 12)).nonzero()[0]
+    only_month_first = (numeric & (second > 12) & (first <= 12)).nonzero()[0]
+    either = numeric & (first <= 12) & (second <= 12)
+    return numeric, only_day_first, only_month_first, either
+
+
+def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
     """Ticket times as UTC timestamps; ``NaT`` where a value is blank or cannot be read.
 
     Times without a zone are taken as UTC, as everywhere in paidan. The common case, one format
     for the whole column (``2019/4/25 9:32:09``, ISO 8601, Excel's cells), is parsed at once;
     values in another format are then parsed one by one. Dates of numbers alone (``04/01/2023``)
     are read in one order for the whole column: day first when some value can only be read so
-    (``15/01/2023``), else month first, as pandas reads them.
+    (``15/01/2023``), else month first, as pandas reads them; or in the order ``dayfirst`` says,
+    when given (a column read a chunk at a time, whose order the whole column tells).
 
     Raises
     ------
     MixedDateOrder
-        When some numeric dates can only be day first and others only month first.
+        When some numeric dates can only be day first and others only month first (unless
+        ``dayfirst`` is given).
     """
     import warnings
 
     import pandas as pd
 
-    text = values.fillna("").astype(str).str.strip().reset_index(drop=True)
-    text = text.mask(text.str.match(_TIME_OF_DAY), "")  # no date: unreadable, not today
-    parts = text.str.extract(_NUMERIC_DATE)
-    numeric = parts[0].notna().to_numpy()
-    dayfirst = False
-    if numeric.any():
-        first, second = parts[0].astype(float).to_numpy(), parts[1].astype(float).to_numpy()
-        only_day_first = (numeric & (first > 12) & (second <= 12)).nonzero()[0]
-        only_month_first = (numeric & (second > 12) & (first <= 12)).nonzero()[0]
+    text = _time_text(values)
+    numeric, only_day_first, only_month_first, _ = _date_orders(text)
+    if dayfirst is None:
         if len(only_day_first) and len(only_month_first):
             raise MixedDateOrder(int(only_day_first[0]), int(only_month_first[0]))
         dayfirst = bool(len(only_day_first))
@@ -289,3 +309,220 @@ def describe(info: dict[str, Any]) -> str:
         f"window: {info['rows_kept']:,} of {info['rows_in']:,} rows kept, "
         f"{' and '.join(parts)}{span}"
     )
+
+
+# Rows of a CSV history read at a time by read_window: what it holds besides the rows it keeps.
+CHUNK_ROWS = 5_000
+
+
+class _Restart(Exception):
+    """Numeric dates read month first in an earlier chunk turned out to be day first."""
+
+
+@dataclass
+class WindowedRead:
+    """What :func:`read_window` read: how many rows, which labels they have, and the window.
+
+    ``select()`` gives what :func:`select_window` gives for all the rows read, or raises its
+    error: kept apart so that a caller says first what it says of the rows read (none, no labels).
+    """
+
+    rows_in: int
+    labelled: list[str]
+    _rows: pd.DataFrame | None = None
+    _info: dict[str, Any] | None = None
+    _error: TrainingDataError | None = None
+
+    def select(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        if self._error is not None:
+            raise self._error
+        assert self._rows is not None and self._info is not None
+        return self._rows, self._info
+
+
+def labelled_heads(df: pd.DataFrame) -> list[str]:
+    """The label heads (department, category) that some row of ``df`` has a label for."""
+    from model.tickets import LABELS
+
+    return [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
+
+
+def read_window(
+    paths: Sequence[str | Path],
+    columns: ColumnMap,
+    window: Window,
+    headers: dict[str, list[str]] | None = None,
+    column: str = "time",
+    options: tuple[str, str] = ("--since", "--max-rows"),
+    size: int = CHUNK_ROWS,
+) -> WindowedRead:
+    """:func:`model.tickets.read_tickets` and then :func:`select_window`, holding the window only.
+
+    The files are read ``size`` rows at a time (a CSV file's lines; a file of another format is
+    read whole, one at a time) and each chunk's rows outside the window are dropped at once; for
+    ``max_rows`` the newest so far are kept, never more than that many. The rows kept, their
+    order and index, the window's info and every error are those of reading everything first:
+    a history of millions of tickets trains on its window in the memory of the window.
+    """
+    import pandas as pd
+
+    from model.tickets import iter_tickets
+
+    if not window:
+        frames = list(iter_tickets(paths, columns, headers))
+        if not frames:
+            raise TicketFileError("no input files were given")
+        df = pd.concat(frames, ignore_index=True)
+        return WindowedRead(len(df), labelled_heads(df), df, {})
+    try:
+        return _read_window(paths, columns, window, headers, column, options, size, False)
+    except _Restart:
+        return _read_window(paths, columns, window, headers, column, options, size, True)
+
+
+def _read_window(
+    paths: Sequence[str | Path],
+    columns: ColumnMap,
+    window: Window,
+    headers: dict[str, list[str]] | None,
+    column: str,
+    options: tuple[str, str],
+    size: int,
+    dayfirst: bool,
+) -> WindowedRead:
+    import numpy as np
+    import pandas as pd
+
+    from model.tickets import LABELS, iter_tickets
+
+    since_opt, max_opt = options
+    since = as_utc(window.since) if window.since is not None else None
+    chunks = 0
+    rows_in = 0
+    labelled: set[str] = set()
+    any_time = False
+    month_first_either = False  # numeric dates that could be either read month first
+    only_day: tuple[str, str] | None = None  # (where, value) of the first that can only be ...
+    only_month: tuple[str, str] | None = None
+    missing = 0
+    cited: list[str] = []
+    clock = False
+    written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
+    newest: tuple[Any, str] | None = None  # (time, where)
+    kept: list[pd.DataFrame] = []
+    for chunk in iter_tickets(paths, columns, headers, size):
+        chunks += 1
+        n = len(chunk)
+        positions = np.arange(rows_in, rows_in + n)
+        rows_in += n
+        labelled |= {head for head in LABELS if (chunk[head].astype(str).str.strip() != "").any()}
+        raw = chunk["time"].fillna("").astype(str).str.strip()
+        has = raw.ne("")
+        any_time |= bool(has.any())
+        for src, group in has.groupby(chunk[SOURCE_COL], sort=False):
+            written[str(src)] = written.get(str(src), False) or bool(group.any())
+        text = _time_text(chunk["time"])
+        _, day, month, either = _date_orders(text)
+        if len(day) and only_day is None:
+            only_day = (_where(chunk, int(day[0])), raw.iat[int(day[0])])
+        if len(month) and only_month is None:
+            only_month = (_where(chunk, int(month[0])), raw.iat[int(month[0])])
+        mixed = only_day is not None and only_month is not None
+        if mixed:
+            continue  # refused below; read on for the errors of the files
+        if len(day) and not dayfirst:
+            if month_first_either:
+                raise _Restart
+            dayfirst = True
+        month_first_either |= not dayfirst and bool(either.any())
+        times = parse_times(chunk["time"], dayfirst)
+        na = times.isna().to_numpy()
+        if na.any():
+            rows = na.nonzero()[0]
+            missing += len(rows)
+            cited += [
+                f"{_where(chunk, i)} ({_quoted(raw.iat[i])})"
+                for i in rows[: MAX_CITED - len(cited)]
+            ]
+            clock |= bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
+        keep = np.ones(n, dtype=bool)
+        if not na.all():
+            top = int(times.reset_index(drop=True).idxmax())  # the first of the newest
+            if newest is None or times.iat[top] > newest[0]:
+                newest = (times.iat[top], _where(chunk, top))
+        if since is not None:
+            if na.all() or since > times.max().to_pydatetime():
+                keep[:] = False
+            elif since > times.min().to_pydatetime():
+                stamps = times.dt.tz_convert(None).to_numpy()
+                keep &= stamps >= pd.Timestamp(since).tz_convert(None).to_datetime64()
+        part = chunk[keep].assign(_pos=positions[keep], _t=times[keep])
+        if window.max_rows is None:
+            kept.append(part)
+            continue
+        pool = pd.concat([*kept, part]) if kept else part
+        if len(pool) > window.max_rows:
+            # The newest by time; among equal times the later rows, as in input order (all
+            # times missing: the last rows).
+            order = np.lexsort((pool["_pos"].to_numpy(), pool["_t"].dt.tz_convert(None).to_numpy()))
+            pool = pool.iloc[np.sort(order[-window.max_rows :])]
+        kept = [pool]
+    if not chunks:
+        raise TicketFileError("no input files were given")
+    labels = [head for head in LABELS if head in labelled]
+
+    def refused(message: str) -> WindowedRead:
+        return WindowedRead(rows_in, labels, _error=TrainingDataError(message))
+
+    if only_day is not None and only_month is not None:
+        return refused(
+            f"the dates in column {quoted(column)} are written in both orders: "
+            f"{_quoted(only_day[1])} ({only_day[0]}) can only be day first, "
+            f"{_quoted(only_month[1])} ({only_month[0]}) only month first; "
+            "write them as 2026-01-31"
+        )
+    by_time = since is not None or any_time
+    if by_time and missing:
+        option = since_opt if since is not None else max_opt
+        blank_files = [src for src, any_written in written.items() if not any_written]
+        if blank_files:
+            names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
+            return refused(
+                f"{option} needs every ticket's time, and {names} has no ticket times in column "
+                f"{quoted(column)} (map yours with --time-col)"
+            )
+        more = f" and {missing - MAX_CITED:,} more" if missing > MAX_CITED else ""
+        hint = (
+            " (a time of day has no date: map the column that holds the dates with --time-col)"
+            if clock
+            else ""
+        )
+        return refused(
+            f"{option} needs every ticket's time, and {missing:,} of {rows_in:,} rows have no "
+            f"readable time in column {quoted(column)}: {'; '.join(cited)}{more}{hint}. Write "
+            "their times as 2026-01-31 or 2026-01-31 08:30:00, or leave those rows out"
+        )
+    rows = pd.concat(kept) if kept else None
+    if since is not None and (rows is None or rows.empty):
+        assert newest is not None
+        assert window.since is not None
+        typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
+        return refused(
+            f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
+            f"newest is {newest[0]:%Y-%m-%d %H:%M:%S} UTC, {newest[1]}"
+        )
+    assert rows is not None
+    rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
+    times = rows["_t"]
+    rows = rows.drop(columns=["_pos", "_t"])
+    info: dict[str, Any] = {
+        "since": since.isoformat() if since is not None else None,
+        "max_rows": window.max_rows,
+        "order": "time" if by_time else "input",
+        "rows_in": rows_in,
+        "rows_kept": len(rows),
+    }
+    if by_time:
+        info["first"] = times.min().isoformat()
+        info["last"] = times.max().isoformat()
+    return WindowedRead(rows_in, labels, rows, info)

@@ -1,0 +1,166 @@
+"""A window of the history kept while reading it: the rows of reading everything first, in the
+memory of the window (``paidan train --since / --max-rows`` on a history larger than memory)."""
+
+from __future__ import annotations
+
+import csv
+import random
+import tracemalloc
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model.resources import sample_path
+from model.tickets import ColumnMap, TicketFileError, csv_chunks, read_tickets
+from training.validate import TrainingDataError
+from training.window import Window, read_window, select_window
+
+HEADER = ["id", "title", "text", "department", "category", "time"]
+
+
+def write(path: Path, times: list[str], text: str = "路灯不亮，晚上出行不便") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for i, t in enumerate(times, 1):
+            w.writerow([f"T{i}", "", f"{text}{i}", "市城管局", "市政设施", t])
+    return path
+
+
+def whole(paths: list[Path], window: Window) -> tuple[pd.DataFrame, dict] | str:
+    """What reading everything and then keeping the window gives (or its error)."""
+    try:
+        return select_window(read_tickets(paths), window)
+    except TrainingDataError as e:
+        return str(e)
+
+
+def chunked(paths: list[Path], window: Window, size: int) -> tuple[pd.DataFrame, dict] | str:
+    try:
+        return read_window(paths, ColumnMap(), window, size=size).select()
+    except TrainingDataError as e:
+        return str(e)
+
+
+def same(a: tuple[pd.DataFrame, dict] | str, b: tuple[pd.DataFrame, dict] | str) -> None:
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b
+        return
+    pd.testing.assert_frame_equal(a[0], b[0])
+    assert a[1] == b[1]
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two files of times in several formats, with ties across the chunks and the files."""
+    rnd = random.Random(7)
+    root = tmp_path_factory.mktemp("history")
+    formats = [
+        "2019/4/25 9:32:09",
+        "2020-01-06 12:09:38",
+        "2021-03-01T08:00:00+08:00",  # the same moment as the next in UTC
+        "2021-03-01",
+        "2022-07-01 10:00:00.123456",
+    ]
+    return [
+        write(root / "a.csv", [rnd.choice(formats) for _ in range(400)]),
+        write(root / "b.csv", [rnd.choice(formats) for _ in range(150)]),
+    ]
+
+
+WINDOWS = [
+    Window(max_rows=1),
+    Window(max_rows=37),
+    Window(max_rows=10_000),
+    Window(since=datetime(2021, 3, 1)),
+    Window(since=datetime(2021, 1, 1), max_rows=20),
+    Window(since=datetime(2021, 3, 1, 8, tzinfo=timezone(timedelta(hours=8))), max_rows=5),
+    Window(since=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=8)))),  # before every ticket
+    Window(),
+]
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=repr)
+@pytest.mark.parametrize("size", [7, 1000])
+def test_a_window_kept_while_reading_is_the_window_of_everything_read(
+    history: list[Path], window: Window, size: int
+) -> None:
+    same(chunked(history, window, size), whole(history, window))
+    same(chunked([sample_path()], window, size), whole([sample_path()], window))
+
+
+def test_numeric_dates_read_in_one_order_for_the_whole_history(tmp_path: Path) -> None:
+    # Dates that fit either order come first, chunks before the one that can only be day first:
+    # the whole column is day first, so 03/04/2023 is the 3rd of April in every chunk.
+    rnd = random.Random(1)
+    either = [f"{rnd.randint(1, 12):02d}/{rnd.randint(1, 12):02d}/2023" for _ in range(60)]
+    path = write(tmp_path / "d.csv", [*either, "15/01/2023", "03/04/2023", *either[:20]])
+    for window in (Window(max_rows=10), Window(since=datetime(2023, 4, 3))):
+        same(chunked([path], window, 8), whole([path], window))
+    rows, _ = read_window([path], ColumnMap(), Window(since=datetime(2023, 4, 3)), size=8).select()
+    assert "03/04/2023" in set(rows["time"])  # April 3rd, not March 4th
+
+
+def test_errors_name_the_rows_of_the_whole_history(tmp_path: Path) -> None:
+    good = [f"2023-01-{d:02d}" for d in range(1, 29)] * 3
+    missing = write(tmp_path / "m.csv", [*good, "", "10:30", *good, "三月初", *good])
+    both = write(tmp_path / "o.csv", [*good, "15/01/2023", *good, "01/15/2023", "02/02/2023"])
+    blank = write(tmp_path / "blank.csv", [""] * 30)
+    cases = [
+        ([missing], Window(max_rows=5)),
+        ([missing], Window(since=datetime(2023, 1, 2))),
+        ([both], Window(max_rows=5)),
+        ([missing, blank], Window(since=datetime(2023, 1, 2))),
+        ([blank], Window(max_rows=5)),  # no times at all: the last rows
+        ([write(tmp_path / "g.csv", good)], Window(since=datetime(2099, 1, 1))),
+    ]
+    for paths, window in cases:
+        expected = whole(paths, window)
+        same(chunked(paths, window, 10), expected)
+    assert "m.csv data row 85 ('')" in str(whole([missing], Window(max_rows=5)))
+    assert "o.csv data row 85" in str(whole([both], Window(max_rows=5)))
+
+
+def test_a_malformed_or_undecodable_line_after_the_first_chunks_is_said_as_before(
+    tmp_path: Path,
+) -> None:
+    long = "路灯不亮" * 100  # 1,000 rows of them fill more than the encoding sample (1 MB)
+    rows = "".join(f"T{i},,{long}{i},市城管局,市政设施,2023-01-01\n" for i in range(1, 1001))
+    head = ",".join(HEADER) + "\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(head + rows + "T60,,短行\n" + rows, encoding="utf-8")
+    with pytest.raises(TicketFileError, match=r"malformed CSV: line 1002: it has 3 fields"):
+        list(csv_chunks(bad, ColumnMap(), 10))
+    # Bytes that are not UTF-8 anywhere are said before the malformed line, as when the file
+    # was decoded whole first; and before a header that lacks the text column.
+    undecodable = tmp_path / "undecodable.csv"
+    undecodable.write_bytes((head + rows + "T60,,短行\n" + rows).encode() + b"T9,,\xff,a,b,c\n")
+    for columns in (ColumnMap(), ColumnMap(text="正文")):
+        with pytest.raises(TicketFileError, match=r"line 2003: invalid utf-8-sig bytes"):
+            read_window([undecodable], columns, Window(max_rows=3), size=10)
+
+
+def test_a_window_holds_its_rows_not_the_history(tmp_path: Path) -> None:
+    """Memory follows the window, not the file: ``--max-rows 50`` of 20,000 tickets."""
+    text = "小区门口的路灯已经坏了两个多月，晚上出行很不方便，老人孩子摔倒过好几次，" * 4
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    times = [(start + timedelta(minutes=7 * i)).isoformat() for i in range(20_000)]
+    path = write(tmp_path / "big.csv", random.Random(2).sample(times, len(times)), text)
+
+    def peak(read: object) -> int:
+        tracemalloc.start()
+        try:
+            read()  # type: ignore[operator]
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    everything = peak(lambda: read_tickets([path]))
+    window = peak(lambda: read_window([path], ColumnMap(), Window(max_rows=50), size=1000))
+    # Reading everything holds every row (some 30 MB here); the window, a chunk and 50 rows.
+    assert window * 5 < everything, (window, everything)
+    rows, info = read_window([path], ColumnMap(), Window(max_rows=50), size=1000).select()
+    assert info["rows_in"] == 20_000 and len(rows) == 50
+    assert sorted(rows["time"]) == sorted(times)[-50:]
