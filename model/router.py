@@ -537,11 +537,17 @@ class Router:
         everything = list(tickets) + list(extra_texts)
         prepare_tokenize = features[:2].fit(everything[:1])
         docs = []
+        if progress:
+            progress("tokenizing", 0, len(everything))
         for start in range(0, len(everything), chunk):
             docs.extend(prepare_tokenize.transform(everything[start : start + chunk]))
             if progress:
                 progress("tokenizing", len(docs), len(everything))
+        if progress:  # fitting the vocabularies and IDF takes as long as tokenizing
+            progress("vocabularies", 0, 1)
         X = sp.csr_matrix(features[2:].fit_transform(docs))
+        if progress:
+            progress("vocabularies", 1, 1)
         for _, vectorizer in features.named_steps["views"].transformer_list:
             # The terms cut by min_df/max_features: only for introspection, and often larger than
             # the vocabulary itself (scikit-learn's docs suggest dropping it before pickling).

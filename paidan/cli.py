@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -251,16 +252,56 @@ def main(
 
 
 class _RichProgress:
-    """Adapts rich's progress bar to training's ``(stage, done, total)`` callback."""
+    """Adapts rich's progress bar to training's ``(stage, done, total)`` callback.
 
-    def __init__(self, progress: Progress) -> None:
+    When stderr is not a terminal (cron, nohup, ``2>> log``) the bar is not drawn, and a long
+    training wrote nothing until it ended, a stuck one looking the same: there, with ``lines``,
+    each stage is one line when it starts and one when it ends (with its time), and a stage of
+    many steps a line at each further tenth of them.
+    """
+
+    def __init__(self, progress: Progress, lines: bool = False) -> None:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
+        self.plain = lines and progress.disable
+        self.started: dict[str, float] = {}
+        self.tenths: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.plain:
+            self._line(stage, done, total)
+            return
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total)
         self.progress.update(self.tasks[stage], completed=done, total=total)
+
+    def _line(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        clock = datetime.now().strftime("%H:%M:%S")
+        if stage not in self.started or (self.tenths[stage] >= 10 and done < total):  # again
+            self.started[stage] = now
+            self.tenths[stage] = 0
+            steps = f" ({total:,} steps)" if total > 1 else ""
+            err.print(f"{clock} {stage}{steps}…", highlight=False, soft_wrap=True, markup=False)
+        tenth = 10 * done // total if total > 0 else 0
+        if tenth <= self.tenths[stage]:
+            return
+        self.tenths[stage] = tenth
+        took = now - self.started[stage]
+        if done >= total:
+            err.print(
+                f"{clock} {stage}: done ({took:.0f} s)",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+        else:
+            err.print(
+                f"{clock} {stage}: {done:,}/{total:,} ({took:.0f} s)",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
 
 
 def progress_bar() -> Progress:
@@ -458,7 +499,7 @@ def train(
                 stopwords=stopwords,
                 unlabelled=unlabelled or [],
                 model_root=load_settings().model_root,
-                progress=_RichProgress(bar),
+                progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
                 window=Window(since, max_rows),
             )
@@ -641,14 +682,16 @@ def evaluate(
             check_not_directory_name(report, "--report", "report.json")
             check_utf8_name(report, "--report")
             check_writable(report, "--report")  # before the scoring it would waste
-        result = run_evaluate(
-            model_path(model_dir),
-            data,
-            report,
-            column_map(
-                text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
-            ),
-        )
+        with progress_bar() as bar:
+            result = run_evaluate(
+                model_path(model_dir),
+                data,
+                report,
+                column_map(
+                    text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
+                ),
+                progress=_RichProgress(bar, lines=True),
+            )
     except USER_ERRORS as e:
         raise fail(e) from None
     table = Table(title=f"evaluation of {result['model_version']} on {result['n']} tickets")
@@ -1614,7 +1657,7 @@ def retrain(
                 promote_if_better=promote_if_better,
                 force=force,
                 report_dir=report,
-                progress=_RichProgress(bar),
+                progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
                 window=Window(history_since, history_max_rows),
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,7 @@ def evaluate_router(
     labels: dict[str, Sequence[str]],
     batch: int = 2_000,
     co_departments: Sequence[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score a router on tickets whose true labels are known.
 
@@ -172,6 +173,8 @@ def evaluate_router(
     co_departments : sequence of str, optional
         True co-departments per ticket (see :func:`joint_advice_report`). When some ticket has any
         and the model has a department head and similar tickets, the report has ``joint``.
+    progress : callable, optional
+        Called as ``progress("scoring", done, total)`` after each batch.
 
     Returns
     -------
@@ -200,6 +203,8 @@ def evaluate_router(
         seen += seen_rows(router, X, found)
         if found is not None:
             similar += found
+        if progress:
+            progress("scoring", min(start + batch, len(tickets)), len(tickets))
     report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
     for name, head in router.heads.items():
         # A label the model never learnt is masked like a text (a dispatcher's field may hold a
@@ -316,6 +321,7 @@ def evaluate(
     report_path: str | Path | None = None,
     columns: ColumnMap = ColumnMap(),
     model_root: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Load a model, score it on labelled files and write the report files.
 
@@ -332,6 +338,8 @@ def evaluate(
         Column mapping and CSV delimiter of the input files.
     model_root : str or Path, optional
         Refuse a model outside this root.
+    progress : callable, optional
+        Progress callback ``(stage, done, total)``: reading, then scoring.
 
     Returns
     -------
@@ -352,7 +360,11 @@ def evaluate(
 
     router, metadata = load_router(model_dir, model_root)
     headers: dict[str, list[str]] = {}
+    if progress:
+        progress("reading", 0, 1)
     df = read_tickets(paths, columns, headers)
+    if progress:
+        progress("reading", 1, 1)
     require_rows(df, paths)
     with_text = has_text(df)
     df = df[with_text].copy()
@@ -401,6 +413,7 @@ def evaluate(
         df["text"].tolist(),
         {h: df[h].str.strip().tolist() for h in LABELS},
         co_departments=df[CO_COL].tolist(),
+        progress=progress,
     )
     report["skipped_empty_text"] = int((~with_text).sum())
     # A head whose label column (by its default name: a mapped one missing is refused) no file

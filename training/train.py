@@ -361,6 +361,8 @@ def cross_validate_heads(
     jobs = [(t, split) for t, plan in enumerate(plans) for split in plan[4]]
     probas = [np.zeros((len(y_all), len(labels))) for _, y_all, labels, _, _ in plans]
     n_jobs = worker_jobs(len(rows), n_jobs)
+    if progress:
+        progress(stage, 0, len(jobs))
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fold_proba)(
             plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head, rest
@@ -625,6 +627,8 @@ def fit_router(
                 option,
                 cv[head].report["macro_f1"],
             )
+        if progress:  # the last fit, on all of the head's rows, is long: said before it
+            progress(f"fitting {head}", 0, 1)
         # The calibration's internal folds, in processes too.
         with parallel_config(backend="loky", n_jobs=worker_jobs(len(y), n_jobs)):
             router.fit_head(
@@ -802,11 +806,15 @@ def train(
     files = expand_paths(paths)
     headers: dict[str, list[str]] = {}
     # The window is kept while reading: a history far larger than memory trains on its window.
+    if progress:
+        progress("reading", 0, 1)
     read = read_window(files, columns, window, headers, columns.time or "time")
     require_rows(read.rows_in, files)
     absent = label_column_notes(read.labelled, columns, headers)
     raw, window_info = read.select()
     del read
+    if progress:
+        progress("reading", 1, 1)
     extra: list[tuple[str, str]] = []
     if unlabelled:
         extra_df = read_tickets(
@@ -921,8 +929,12 @@ def train_frame(
         check_train_out(out_dir, [p for p in (userdict, stopwords) if p], model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
+    if progress:
+        progress("validating", 0, 1)
     df, report = validate(raw, config.min_examples, strict, options)
     df = drop_single_label_heads(df, report)
+    if progress:
+        progress("validating", 1, 1)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
     # Read once here, so a bad file is one clear error before the work, not a traceback in a fit.

@@ -1,0 +1,60 @@
+"""Progress of long runs when stderr is not a terminal (cron, nohup, ``2>> log``): a line as each
+stage starts and ends, where nothing at all was written until the run ended."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from paidan.cli import _RichProgress, app, progress_bar
+
+runner = CliRunner()
+CLOCK = r"\d\d:\d\d:\d\d"
+
+
+def stages(stderr: str) -> list[str]:
+    """The progress lines of a run's stderr, without their clock and times taken."""
+    return [
+        re.sub(r" \(\d+ s\)$", "", line[9:])
+        for line in stderr.splitlines()
+        if re.match(rf"{CLOCK} \S", line)
+    ]
+
+
+def test_each_stage_of_train_and_evaluate_is_a_line_when_it_starts(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
+    out = tmp_path / "model"
+    r = runner.invoke(app, ["train", str(tiny_csv), "--out", str(out), "--min-examples", "3"])
+    assert r.exit_code == 0, r.output
+    lines = stages(r.stderr)
+    # Said before the work, not only when it is done: the reading and validating of a large
+    # history, and the vocabularies after tokenizing, were minutes without a word.
+    for stage in ("reading", "validating", "tokenizing (18 steps)", "vocabularies"):
+        assert f"{stage}…" in lines, lines
+    for head in ("department", "category"):
+        start, end = lines.index(f"fitting {head}…"), lines.index(f"fitting {head}: done")
+        assert start < end
+    assert lines.index("reading…") < lines.index("validating…") < lines.index("vocabularies…")
+
+    r = runner.invoke(app, ["evaluate", str(out), str(tiny_csv)])
+    assert r.exit_code == 0, r.output
+    lines = stages(r.stderr)
+    assert lines[:2] == ["reading…", "reading: done"], lines
+    assert "scoring (18 steps)…" in lines and "scoring: done" in lines
+
+
+def test_a_stage_of_many_steps_is_a_line_at_each_tenth(capsys: object) -> None:
+    with progress_bar() as bar:
+        progress = _RichProgress(bar, lines=True)
+        assert progress.plain  # not a terminal under pytest
+        for done in range(0, 1001):
+            progress("labelling", done, 1000)
+        progress("labelling", 0, 50)  # the stage again, from the start
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    lines = stages(err)
+    assert lines[0] == "labelling (1,000 steps)…"
+    assert lines[1:10] == [f"labelling: {n * 100:,}/1,000" for n in range(1, 10)]
+    assert lines[10:] == ["labelling: done", "labelling (50 steps)…"]
