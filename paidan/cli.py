@@ -633,14 +633,19 @@ def _outside_root(model_dir: Path, root: Path) -> None:
     now = f" (the current model there is {current})" if current else ""
     target = where / model_dir.name
     move = shlex.quote(str(target if not target.exists() else where / "NAME"))
-    name = target.name if not target.exists() else "NAME"
+    # The version is quoted as the paths are (`--out "x/my model"` printed `promote my model`), and
+    # a name beginning with "-" follows "--", which ends the options, as "./" does for mv's source.
+    name = shlex.quote(target.name) if not target.exists() else "NAME"
+    if name.startswith("-"):
+        name = f"-- {name}"
+    source = str(model_dir) if not str(model_dir).startswith("-") else f"./{model_dir}"
     mkdir = "" if root.is_dir() else f"mkdir -p {shlex.quote(str(where))} && "
     out.print(
         f"{printable(str(model_dir))} is not under the model root {printable(str(where))} "
         f"(PAIDAN_MODEL_ROOT), so it is not in the registry{now}: paidan serve, paidan label "
         "without --model and paidan models promote do not use it (paidan label --model, predict "
         f"and evaluate take its path). To serve it, move it there and promote it: {printable(mkdir)}mv "
-        f"{printable(shlex.quote(str(model_dir)))} {printable(move)} && paidan models promote "
+        f"{printable(shlex.quote(source))} {printable(move)} && paidan models promote "
         f"{printable(name)}; or train with --out {printable(shlex.quote(str(where)))}/NAME",
         soft_wrap=True,
         highlight=False,

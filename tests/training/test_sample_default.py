@@ -312,3 +312,28 @@ def test_the_earlier_sample_checksums_are_those_of_the_samples_in_git_history() 
         shipped.add(hashlib.sha256(blob).hexdigest())
     today = hashlib.sha256(sample_path().read_bytes()).hexdigest()
     assert shipped - {today} <= set(EARLIER_SAMPLE_SHA256)
+
+
+@pytest.mark.parametrize("out", ["x/my model", "-v2", "v(1);2"])
+def test_the_way_train_names_to_serve_a_model_outside_the_root_works_when_pasted(
+    sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    # `--out "x/my model"` printed `paidan models promote my model`: pasted, the move ran and the
+    # promotion failed on an extra argument, leaving the model under the root but not current.
+    import shlex
+
+    root = fresh_root(sample_root, tmp_path)
+    staff = tmp_path / "staff"
+    staff.mkdir()
+    monkeypatch.chdir(staff)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    data = write_tickets_csv(staff / "city.csv", CITY_TICKETS)
+    r = runner.invoke(app, ["train", str(data), "--out", out, "--min-examples", "3"], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    way = said.split("move it there and promote it: ")[1].split("; or train with")[0]
+    move, promote = way.split(" && paidan ")
+    subprocess.run(move, shell=True, check=True, timeout=60, cwd=staff)
+    r = runner.invoke(app, shlex.split(promote), env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == Path(out).name
