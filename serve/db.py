@@ -34,6 +34,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    false,
     make_url,
     select,
     text,
@@ -484,10 +485,38 @@ def _newer_note(stored: Sequence[str]) -> str:
     return (
         f"the database is at schema revision {named}, which this paidan does not know (its "
         f"latest is {_known_revisions()[-1]!r}): a newer paidan migrated it while this server "
-        "ran, as in a rolling upgrade; this server's saves and export keep working unless that "
-        "revision removed what they use, and then answer 503 saying so; replace this server "
-        "with the newer paidan"
+        "ran, as in a rolling upgrade; every column this server's saves and export use is still "
+        "there, so they keep working; replace this server with the newer paidan"
     )
+
+
+def _newer_mismatch(stored: Sequence[str], said: str | None = None) -> str:
+    """Why saves and the export fail on a database a newer paidan migrated while this server ran,
+    taking away (renaming, dropping) a column or table they use; ``said`` is the database's own
+    words. Not "restore a backup": the newer paidan's servers work on it; this one is the one to
+    replace."""
+    named = ", ".join(repr(r) for r in stored)
+    return (
+        f"the database is at schema revision {named}, which this paidan does not know (its "
+        f"latest is {_known_revisions()[-1]!r}): a newer paidan migrated it while this server "
+        f"ran and changed the feedback table this server writes{f' ({said})' if said else ''}, "
+        "so this server cannot save or export feedback; upgrade this server to the newer paidan"
+    )
+
+
+def _columns_missing(conn: Any, stored: Sequence[str]) -> str | None:
+    """Why this paidan's statements do not fit the feedback table any more, or None when every
+    column they name is there: one ``SELECT <those columns> FROM feedback WHERE false``, which
+    reads no row, has no parameters and runs in the probe's own transaction (so a transaction
+    pooler such as PgBouncer is fine with it). For a revision this paidan does not know only; on
+    PostgreSQL a failure ends ``conn``'s transaction."""
+    try:
+        conn.execute(select(*Feedback.__table__.c).where(false()))
+    except SQLAlchemyError as e:
+        if _schema_error(e):
+            return _newer_mismatch(stored, safe_reason(e))
+        raise
+    return None
 
 
 @contextmanager
@@ -1039,7 +1068,9 @@ class Database:
         """The database's state for ``/readyz``: ``ok`` and, when not, why (``reason``).
 
         A schema revision older than this paidan's, or none, is not ok; one this paidan does not
-        know (a newer paidan migrated the database while this server ran) is ok, with a ``note``.
+        know (a newer paidan migrated the database while this server ran) is ok, with a ``note``,
+        as long as every column this paidan's statements name is still there (one more query,
+        for such a revision only), and not ok, saying to upgrade this server, when it is not.
 
         Whether it can be written too, writing nothing: a store that could be read but not written
         (a SQLite file or filesystem turned read-only, a PostgreSQL standby after a failover or
@@ -1050,17 +1081,21 @@ class Database:
             with self.engine.connect() as conn:
                 problem = _read_only(conn)
                 stored = _stored_revisions(conn) if problem is None else ()
+                newer = problem is None and _newer_revision(stored)
+                if newer:
+                    problem = _columns_missing(conn, stored)
         except DatabaseUnavailable as e:
             return {"ok": False, "backend": self.backend, "reason": str(e)}
         except SQLAlchemyError as e:
             self._lost(e)
             return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
-        if problem is None and _newer_revision(stored):
+        if newer and problem is None:
             # A newer paidan migrated it while this server ran (the server refuses such a
-            # database at start-up), as in a rolling upgrade: saves and the export go on working
-            # (they name only this paidan's columns) unless that migration took away what they
-            # use, when they say so themselves (_failed). Calling it degraded, with advice to
-            # restore a backup, took working servers out of a load balancer.
+            # database at start-up), as in a rolling upgrade: saves and the export go on working,
+            # as they name only this paidan's columns, all still there (_columns_missing).
+            # Calling it degraded, with advice to restore a backup, took working servers out of
+            # a load balancer; calling it ready when that migration had renamed or dropped a
+            # column they use kept in one that answered every save 503.
             return {"ok": True, "backend": self.backend, "note": _newer_note(stored)}
         if problem is None:
             problem = schema_mismatch(stored)
@@ -1092,7 +1127,12 @@ class Database:
                 return self._verdict[1]
             try:
                 with self.engine.connect() as conn:
-                    problem = schema_mismatch(_stored_revisions(conn))
+                    stored = _stored_revisions(conn)
+                # This server reached it at its own revision, so one it does not know is a newer
+                # paidan's (it may be another application's only at start-up, refused there).
+                problem = (
+                    _newer_mismatch(stored) if _newer_revision(stored) else schema_mismatch(stored)
+                )
             except SQLAlchemyError as again:
                 logger.debug("cannot read the schema revision: %s", safe_reason(again))
                 problem = None

@@ -1205,6 +1205,39 @@ def test_readyz_stays_ready_when_a_newer_paidan_migrates_the_database_in_a_rolli
     assert client.get("/v1/feedback").status_code == 200
 
 
+def test_readyz_is_degraded_when_a_newer_paidan_renamed_a_column_this_server_writes(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # A newer paidan's revision that renames a column the older server writes: every save of the
+    # older server answers 503, but /readyz said ready, so the load balancer kept it in rotation,
+    # and the 503 advised restoring the database from a backup (the newer servers work on it).
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    client = make_client(database_url=url)
+    assert (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}).status_code
+        == 201
+    )
+    conn = sqlite3.connect(tmp_path / "paidan.db")
+    try:
+        with conn:  # what a newer paidan's 0003 would do
+            conn.execute("DROP INDEX ix_feedback_request_id")
+            conn.execute("ALTER TABLE feedback RENAME COLUMN request_id TO client_request_id")
+            conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    finally:
+        conn.close()
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded", ready
+    assert "'0003', which this paidan does not know" in ready["database"]["reason"]
+    assert "upgrade this server to the newer paidan" in ready["database"]["reason"]
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert saved.status_code == 503
+    message = saved.json()["error"]["message"]
+    assert "upgrade this server to the newer paidan" in message, message
+    assert "backup" not in message, message
+
+
 # -- metrics -----------------------------------------------------------------------------------------
 def test_metrics_count_requests_predictions_and_review_share(client: TestClient) -> None:
     client.post("/v1/route", json=WAGE)

@@ -615,12 +615,37 @@ def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_wit
         assert "backup" not in state["note"]
         db.add_feedback(text="另一投诉", department="人社", request_id="r-1")
         assert [row.text for row in db.iter_feedback()] == ["某投诉", "另一投诉"]
-        # A newer revision that took away a column this paidan writes: the saves say so.
+        # A newer revision that took away a column this paidan writes: every save fails, so
+        # /readyz says not ok (it said ok with the note, and a load balancer kept sending saves),
+        # and both say to upgrade this server, not to restore a backup (the newer paidan's
+        # servers work on that database).
         with engine.begin() as conn:
             conn.execute(text("DROP INDEX ix_feedback_request_id"))
-            conn.execute(text("ALTER TABLE feedback DROP COLUMN request_id"))
-        with pytest.raises(SchemaMismatch, match="'0003', which this paidan does not know"):
+            conn.execute(text("ALTER TABLE feedback RENAME COLUMN request_id TO client_key"))
+        state = db.check()
+        assert state["ok"] is False and "note" not in state, state
+        assert state["reason"].startswith(
+            "the database is at schema revision '0003', which this paidan does not know (its "
+            "latest is '0002'): a newer paidan migrated it while this server ran and changed the "
+            "feedback table this server writes (OperationalError: no such column: "
+            "feedback.request_id), so this server cannot save or export feedback; upgrade this "
+            "server to the newer paidan"
+        ), state
+        with pytest.raises(SchemaMismatch) as refused:
             db.add_feedback(text="某投诉", department="人社")
+        said = str(refused.value)
+        assert "'0003', which this paidan does not know" in said
+        assert "upgrade this server to the newer paidan" in said and "backup" not in said
+        # The table itself renamed away: the same.
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE feedback RENAME COLUMN client_key TO request_id"))
+        assert db.check()["ok"] is True
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE feedback RENAME TO feedback_v3"))
+        state = db.check()
+        assert state["ok"] is False and "no such table: feedback" in state["reason"], state
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE feedback_v3 RENAME TO feedback"))
         # An older revision stays a problem.
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))

@@ -715,6 +715,48 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(pg_url: 
         db.dispose()
 
 
+def test_a_newer_revision_is_ready_unless_it_took_away_a_column_this_server_writes(
+    pg_url: str,
+) -> None:
+    # /readyz said ready for any revision a newer paidan wrote, also when it had renamed a
+    # column this server writes and every save answered 503 (advising to restore a backup).
+    # The columns are checked at each probe, also behind a transaction pooler (simulated as in
+    # the test above: nothing prepared may be relied on from one transaction to the next).
+    from sqlalchemy import event
+
+    from serve.db import SchemaMismatch
+
+    db = Database(pg_url, retry_interval=5.0)  # the server's
+    engine = create_engine(pg_url)
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+
+        def another_server_connection(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("DEALLOCATE ALL")
+            dbapi_connection.commit()
+
+        event.listen(db.engine, "checkin", another_server_connection)
+        with engine.begin() as conn:  # a newer paidan's additive 0003
+            conn.execute(text("ALTER TABLE feedback ADD COLUMN channel TEXT"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        for _ in range(8):
+            state = db.check()
+            assert state["ok"] is True and "'0003'" in state["note"], state
+        with engine.begin() as conn:  # one that renames a column this paidan writes
+            conn.execute(text("ALTER TABLE feedback RENAME COLUMN request_id TO client_key"))
+        for _ in range(8):
+            state = db.check()
+            assert state["ok"] is False, state
+            assert "(UndefinedColumn: column feedback.request_id does not exist" in state["reason"]
+            assert state["reason"].endswith("upgrade this server to the newer paidan"), state
+        with pytest.raises(SchemaMismatch, match=r"upgrade this server to the newer paidan$"):
+            db.add_feedback(text="某投诉", department="人社")
+    finally:
+        engine.dispose()
+        db.dispose()
+
+
 def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
