@@ -52,6 +52,7 @@ from model.tickets import (
     expand_paths,
     has_text,
     read_tickets,
+    require_rows,
     split_departments,
 )
 from training.compare import (
@@ -786,14 +787,16 @@ def retrain(
     files = expand_paths(history)
     headers: dict[str, list[str]] = {}
     # The window is kept while reading: a history far larger than memory retrains on its window.
-    hist, result.window = read_window(
+    read = read_window(
         files,
         columns,
         window,
         headers,
         columns.time or "time",
         ("--history-since", "--history-max-rows"),
-    ).select()
+    )
+    require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
+    hist, result.window = read.select()
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
 

@@ -503,6 +503,8 @@ def _read_window(
             "their times as 2026-01-31 or 2026-01-31 08:30:00, or leave those rows out"
         )
     rows = pd.concat(kept) if kept else None
+    if rows_in == 0:  # a header alone: the callers say so first (require_rows), in these words
+        return refused(f"{', '.join(map(str, paths))}: no rows to read (a header but no tickets)")
     if since is not None and (rows is None or rows.empty):
         assert newest is not None
         assert window.since is not None

@@ -1339,3 +1339,22 @@ def test_the_first_retrain_on_a_history_without_labels_says_so_naming_its_column
         "'text', '承办单位', '问题分类'; map the label columns with --department-col / --category-col"
     ) in said, said
     assert registry.frozen_eval_info(tmp_path / "models") is None
+
+
+@pytest.mark.parametrize("window", [[], ["--history-since", "2023-01-01"]])
+def test_retrain_on_a_history_of_a_header_alone_says_so_in_one_line(
+    tmp_path: Path, window: list[str]
+) -> None:
+    # With --history-since this stopped on an AssertionError (a traceback), and without a window
+    # on some later error about empty data: train says "no rows to read" before anything else.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    history = tmp_path / "history.csv"
+    history.write_text("id,text,department,category,time\n", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "root"), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history), *window], env=env)
+    assert r.exit_code == 2, r.output
+    assert "no rows to read (a header but no tickets)" in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception

@@ -164,3 +164,19 @@ def test_a_window_holds_its_rows_not_the_history(tmp_path: Path) -> None:
     rows, info = read_window([path], ColumnMap(), Window(max_rows=50), size=1000).select()
     assert info["rows_in"] == 20_000 and len(rows) == 50
     assert sorted(rows["time"]) == sorted(times)[-50:]
+
+
+@pytest.mark.parametrize(
+    "window", [Window(since=datetime(2023, 1, 1, tzinfo=UTC)), Window(max_rows=5)]
+)
+def test_a_header_alone_is_refused_in_words_not_an_assertion(
+    tmp_path: Path, window: Window
+) -> None:
+    # retrain --history <a header alone> --history-since 2023-01-01 stopped on an AssertionError
+    # (a traceback) once the window was kept while reading.
+    path = tmp_path / "history.csv"
+    path.write_text("id,text,department,category,time\n", encoding="utf-8")
+    read = read_window([path], ColumnMap(), window)
+    assert read.rows_in == 0
+    with pytest.raises(TrainingDataError, match="no rows to read"):
+        read.select()
