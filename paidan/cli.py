@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -277,7 +277,9 @@ class _RichProgress:
 
     def _line(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        clock = datetime.now().strftime("%H:%M:%S")
+        # In UTC with its date, as every other time paidan prints: a nightly log appended to keeps
+        # its days apart, and a model's version (…T024738Z) reads against it.
+        clock = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if stage not in self.started or (self.tenths[stage] >= 10 and done < total):  # again
             self.started[stage] = now
             self.tenths[stage] = 0

@@ -787,6 +787,8 @@ def retrain(
     files = expand_paths(history)
     headers: dict[str, list[str]] = {}
     # The window is kept while reading: a history far larger than memory retrains on its window.
+    if progress is not None:
+        progress("reading", 0, 1)
     read = read_window(
         files,
         columns,
@@ -797,6 +799,8 @@ def retrain(
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     hist, result.window = read.select()
+    if progress is not None:
+        progress("reading", 1, 1)
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
 

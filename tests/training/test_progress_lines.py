@@ -4,6 +4,7 @@ stage starts and ends, where nothing at all was written until the run ended."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,13 +12,13 @@ from typer.testing import CliRunner
 from paidan.cli import _RichProgress, app, progress_bar
 
 runner = CliRunner()
-CLOCK = r"\d\d:\d\d:\d\d"
+CLOCK = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 def stages(stderr: str) -> list[str]:
     """The progress lines of a run's stderr, without their clock and times taken."""
     return [
-        re.sub(r" \(\d+ s\)$", "", line[9:])
+        re.sub(r" \(\d+ s\)$", "", line[21:])
         for line in stderr.splitlines()
         if re.match(rf"{CLOCK} \S", line)
     ]
@@ -58,3 +59,20 @@ def test_a_stage_of_many_steps_is_a_line_at_each_tenth(capsys: object) -> None:
     assert lines[0] == "labelling (1,000 steps)…"
     assert lines[1:10] == [f"labelling: {n * 100:,}/1,000" for n in range(1, 10)]
     assert lines[10:] == ["labelling: done", "labelling (50 steps)…"]
+
+
+def test_retrain_says_it_reads_its_history_and_each_line_carries_the_utc_date(
+    tmp_path: Path, tiny_csv: Path
+) -> None:
+    # retrain's log began at "validating…": silent while reading the history, its longest stage
+    # once the window was kept while reading; and the clock was local HH:MM:SS without a date.
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "root"), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(tiny_csv)]
+    r = runner.invoke(app, args, env=env)
+    lines = stages(r.stderr)
+    assert lines[:2] == ["reading…", "reading: done"], (lines, r.output)
+    assert lines.index("reading: done") < lines.index("validating…")
+    stamped = [line for line in r.stderr.splitlines() if re.match(rf"{CLOCK} \S", line)]
+    today = datetime.now(UTC).date()
+    days = {datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ").date() for line in stamped}
+    assert days <= {today, today - timedelta(days=1)}, days
