@@ -40,6 +40,11 @@ CURRENT_FILE = "current"
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
 SCORES_DIR = "scores"
+# The rule stored scores were computed by (training.compare.score_router stamps them, and
+# ensure_scores computes again scores stamped otherwise): "lead", a joint dispatch's department read
+# by its lead; "known", macro-F1 over the true labels the model knows. ``models list`` shows scores
+# stamped otherwise as stale, not beside figures of this rule.
+SCORE_RULE = {"department_truth": "lead", "f1_labels": "known"}
 EVAL_DIR = "eval"
 EVAL_DATA_FILE = "frozen.parquet"
 EVAL_META_FILE = "frozen.json"
@@ -465,6 +470,8 @@ class VersionInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     eval_sha256: str | None = None
     labels: dict[str, int] = field(default_factory=dict)
+    # Scored on the current frozen set by an older paidan's rule (SCORE_RULE): no metrics shown.
+    stale: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -476,6 +483,7 @@ class VersionInfo:
             "labels": self.labels,
             "metrics": self.metrics,
             "eval_sha256": self.eval_sha256,
+            "stale": self.stale,
         }
 
 
@@ -483,7 +491,9 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
     """Every version with its creation time, training rows per source and frozen-set macro-F1.
 
     Metrics are those stored in ``scores/<version>.json`` for the *current* frozen evaluation set;
-    a version not yet scored on it has none.
+    a version not yet scored on it has none, and neither has one scored on it by an older paidan's
+    rule (``stale``, see :data:`SCORE_RULE`; ``paidan models list --rescore`` scores it again), so
+    that figures of two rules are never listed side by side.
     """
     root = Path(root)
     now = current_version(root)
@@ -500,7 +510,11 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
         rows = data.get("sources") or {"history": int(data.get("rows", 0))}
         scores = read_scores(root, version)
         metrics: dict[str, float] = {}
-        if scores and eval_sha and scores.get("eval_sha256") == eval_sha:
+        if scores is None or eval_sha is None or scores.get("eval_sha256") != eval_sha:
+            on_set = stale = False
+        else:
+            on_set, stale = True, any(scores.get(k) != v for k, v in SCORE_RULE.items())
+        if scores is not None and on_set and not stale:
             metrics = {
                 f"{head}_macro_f1": float(r["macro_f1"])
                 for head, r in scores.get("heads", {}).items()
@@ -515,6 +529,7 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 metrics=metrics,
                 eval_sha256=scores.get("eval_sha256") if scores else None,
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
+                stale=stale,
             )
         )
     return out

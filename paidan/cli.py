@@ -1391,16 +1391,32 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
 @models_app.command("list", epilog=ROOT_EPILOG)
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
+    rescore: Annotated[
+        bool,
+        typer.Option(
+            help="First score on the frozen set the versions not scored on it, or scored by an "
+            "older paidan's rule (stale)"
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
-    from training.compare import sample_default
+    from training.compare import PromotionError, ensure_scores, read_frozen_eval, sample_default
 
     try:
         root = _model_root()
         infos = list_versions(root)
-    except (*USER_ERRORS, OSError) as e:  # OSError: a registry file that cannot be read
+        if rescore and infos:
+            eval_set = read_frozen_eval(root)
+            for i in infos:
+                if i.stale or not i.metrics:
+                    try:
+                        ensure_scores(root, i.version, eval_set=eval_set)
+                    except ModelLoadError as e:  # a damaged version: list the others
+                        err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+            infos = list_versions(root)
+    except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a file that cannot be read
         raise fail(e) from None
     samples = {i.version for i in infos if sample_default(root, i.version)}
     if as_json:
@@ -1420,6 +1436,8 @@ def models_list(
         # other columns wrap rather than lose digits.
         table.add_column(col, no_wrap=col == "version", overflow="fold")
     for i in infos:
+        # Scored by an older paidan's rule: not listed beside this one's figures.
+        none = "stale" if i.stale else "–"
         table.add_row(
             i.version,
             (i.created or "?")[:16].replace("T", " "),  # minutes are enough to tell them apart
@@ -1427,8 +1445,8 @@ def models_list(
             str(i.rows.get("feedback", 0)),
             f"{i.metrics['department_macro_f1']:.3f}"
             if "department_macro_f1" in i.metrics
-            else "–",
-            f"{i.metrics['category_macro_f1']:.3f}" if "category_macro_f1" in i.metrics else "–",
+            else none,
+            f"{i.metrics['category_macro_f1']:.3f}" if "category_macro_f1" in i.metrics else none,
             ("current" if i.current else ("previous" if i.previous else ""))
             + (" (bundled sample)" if i.version in samples else ""),
         )
@@ -1440,6 +1458,15 @@ def models_list(
         else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
         soft_wrap=True,
     )
+    stale = [i.version for i in infos if i.stale]
+    if stale:
+        out.print(
+            f"stale: {len(stale)} of the versions "
+            + ("was" if len(stale) == 1 else "were")
+            + " scored by an older paidan, whose macro-F1 is not comparable; "
+            "`paidan models list --rescore` scores them again",
+            soft_wrap=True,
+        )
 
 
 @models_app.command("promote", epilog=ROOT_EPILOG)

@@ -48,12 +48,12 @@ EVAL_COLUMNS = ("id", "title", "text", "department", "category")
 # labels and an old model's combined ones (model.tickets.label_value). Scores stored without it
 # were computed with whole "主办；会办" strings (a set frozen, or a model trained, before joint
 # dispatch) and are computed again.
-DEPARTMENT_TRUTH = "lead"
+DEPARTMENT_TRUTH = registry.SCORE_RULE["department_truth"]
 # Which true labels macro-F1 is over: "known", those the model knows (training.metrics.head_report).
 # Scores stored without it counted each label it does not know (a misspelt department in the frozen
 # set) as a class of F1 0, and are computed again; a comparison reads both models over the same
 # labels all the same (shared_macro_f1).
-F1_LABELS = "known"
+F1_LABELS = registry.SCORE_RULE["f1_labels"]
 
 # Per head, old label -> new label.
 Mapping = dict[str, dict[str, str]]

@@ -321,17 +321,26 @@ def test_list_versions_reports_rows_metrics_and_current(tmp_path: Path) -> None:
     (root / registry.EVAL_DIR).mkdir()
     registry.frozen_eval_path(root).write_bytes(b"frozen")
     registry.write_json_atomic(root / registry.EVAL_DIR / registry.EVAL_META_FILE, {"sha256": "e1"})
+    rule = registry.SCORE_RULE
     registry.write_scores(
-        root, VERSIONS[2], {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8}}}
+        root,
+        VERSIONS[2],
+        {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8}}} | rule,
     )
     # Scores on another (older) frozen set are not shown.
     registry.write_scores(
-        root, VERSIONS[1], {"eval_sha256": "old", "heads": {"department": {"macro_f1": 0.9}}}
+        root, VERSIONS[1], {"eval_sha256": "old", "heads": {"department": {"macro_f1": 0.9}}} | rule
+    )
+    # Nor are those an older paidan computed on this one by another rule: they are stale.
+    registry.write_scores(
+        root, VERSIONS[0], {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.7}}}
     )
     infos = {i.version: i for i in registry.list_versions(root)}
     assert infos[VERSIONS[2]].current and not infos[VERSIONS[1]].current
     assert infos[VERSIONS[2]].metrics == {"department_macro_f1": 0.8}
     assert infos[VERSIONS[1]].metrics == {}
+    assert infos[VERSIONS[0]].metrics == {} and infos[VERSIONS[0]].stale
+    assert not infos[VERSIONS[1]].stale and not infos[VERSIONS[2]].stale
     assert infos[VERSIONS[3]].rows == {"history": 10, "feedback": 3}
     assert set(infos[VERSIONS[0]].to_dict()) >= {"version", "created", "current", "metrics"}
 
@@ -407,7 +416,9 @@ def test_models_list_piped_keeps_whole_versions_and_figures(tmp_path: Path) -> N
         {"sha256": "e1", "rows": 40, "source": "20% of tickets.csv"},
     )
     registry.write_scores(
-        root, VERSIONS[2], {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8125}}}
+        root,
+        VERSIONS[2],
+        {"eval_sha256": "e1", "heads": {"department": {"macro_f1": 0.8125}}} | registry.SCORE_RULE,
     )
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"PAIDAN_MODEL_ROOT": str(root)}
     cmd = [sys.executable, "-m", "paidan", "models", "list"]

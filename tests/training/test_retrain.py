@@ -361,6 +361,53 @@ def test_scores_leave_a_label_the_model_does_not_know_out_of_macro_f1_as_evaluat
     assert ensure_scores(root, "v1")["heads"]["department"] == got
 
 
+def test_models_list_shows_scores_of_an_older_rule_as_stale_until_rescored(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # After an upgrade, the versions no promote had compared kept the figures of the old rule
+    # (every misspelling a class of F1 0) beside the new rule's: the same model files listed at
+    # 0.559 and 0.643.
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.compare import ensure_scores
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    typos = rows.head(3).assign(department=["人社局2", "人社局2", "住建 局"])
+    root = tmp_path / "models"
+    for v in ("v1", "v2"):
+        shutil.copytree(tiny_model_dir, root / v)
+    freeze_eval(root, pd.concat([rows, typos]), "test")
+    now = ensure_scores(root, "v1")["heads"]["department"]["macro_f1"]
+    old = ensure_scores(root, "v2")
+    old.pop("f1_labels")  # stored by the paidan from before
+    old["heads"]["department"]["macro_f1"] = now / 2
+    registry.write_scores(root, "v2", old)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    listed = {i["version"]: i for i in json.loads(r.output)}
+    assert listed["v1"]["metrics"]["department_macro_f1"] == pytest.approx(now)
+    assert listed["v2"]["metrics"] == {} and listed["v2"]["stale"]
+    assert not listed["v1"]["stale"]
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "stale" in r.output and "paidan models list --rescore" in r.output
+    assert f"{now / 2:.3f}" not in r.output
+    r = CliRunner().invoke(app, ["models", "list", "--rescore", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    listed = {i["version"]: i for i in json.loads(r.output)}
+    assert listed["v2"]["metrics"]["department_macro_f1"] == pytest.approx(now)
+    assert not listed["v2"]["stale"]
+    # Once rescored, plain listing shows the new figure, with no note.
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert "stale" not in r.output and r.output.count(f"{now:.3f}") == 2
+
+
 def test_compare_does_not_trust_a_champion_that_saw_the_frozen_set() -> None:
     champion = scores("old", {"a": 1.0, "b": 1.0}) | {"seen_eval_rows": 20}
     report = compare(champion, scores("new", {"a": 0.8, "b": 0.8}))
