@@ -494,12 +494,17 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
     a version not yet scored on it has none, and neither has one scored on it by an older paidan's
     rule (``stale``, see :data:`SCORE_RULE`; ``paidan models list --rescore`` scores it again), so
     that figures of two rules are never listed side by side.
+
+    The figures are comparable between versions (:func:`shared_macro_f1s`): each is averaged over
+    the same labels, not over the labels that one version knows, which would flatter a version that
+    never learnt a department of the frozen set.
     """
     root = Path(root)
     now = current_version(root)
     before = previous_version(root)
     eval_sha = frozen_eval_sha(root)
     out = []
+    fresh: dict[str, dict[str, Any]] = {}
     for version in versions(root):
         try:
             meta = read_metadata(root / version)
@@ -515,10 +520,7 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
         else:
             on_set, stale = True, any(scores.get(k) != v for k, v in SCORE_RULE.items())
         if scores is not None and on_set and not stale:
-            metrics = {
-                f"{head}_macro_f1": float(r["macro_f1"])
-                for head, r in scores.get("heads", {}).items()
-            }
+            fresh[version] = scores
         out.append(
             VersionInfo(
                 version=version,
@@ -532,6 +534,49 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 stale=stale,
             )
         )
+    shared = shared_macro_f1s(fresh)
+    for info in out:
+        info.metrics = {f"{head}_macro_f1": f1 for head, f1 in shared.get(info.version, {}).items()}
+    return out
+
+
+def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per version and head, macro-F1 on the frozen set over the same labels for every version.
+
+    A version's stored ``macro_f1`` averages over the frozen set's true labels that version knows:
+    one that never learnt a department (trained before it existed) had it left out and read
+    higher than one that learnt it. Here every version of the same taxonomy (``mapping_sha256``)
+    is averaged over the true labels (support on the frozen set) that any of them knows, a label a
+    version does not know being an F1 of 0 for it, as the champion–challenger comparison reads two
+    versions (``training.compare.shared_macro_f1``); a label none knows (a misspelling) is left
+    out. Scores without per-class figures keep their own ``macro_f1``.
+    """
+    groups: dict[Any, list[str]] = {}
+    for version, s in scores.items():
+        groups.setdefault(s.get("mapping_sha256"), []).append(version)
+    out: dict[str, dict[str, float]] = {}
+    for members in groups.values():
+        over: dict[str, set[str]] = {}  # per head
+        for head in {h for v in members for h in scores[v].get("heads", {})}:
+            got = [scores[v]["heads"][head] for v in members if head in scores[v]["heads"]]
+            knows = {label for r in got for label in r.get("labels") or []}
+            over[head] = {
+                label
+                for r in got
+                for label, m in (r.get("per_class") or {}).items()
+                if label in knows and m.get("support")
+            }
+        for v in members:
+            out[v] = {}
+            for head, r in scores[v].get("heads", {}).items():
+                per_class = r.get("per_class") or {}
+                if not over[head] or not per_class:
+                    out[v][head] = float(r["macro_f1"])
+                    continue
+                f1 = [
+                    float(per_class.get(label, {}).get("f1", 0.0)) for label in sorted(over[head])
+                ]
+                out[v][head] = sum(f1) / len(f1)
     return out
 
 

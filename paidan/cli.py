@@ -1453,7 +1453,7 @@ def models_list(
     out.print(table)
     out.print(
         f"macro-F1 on the frozen evaluation set ({frozen.get('rows', '?')} tickets, "
-        f"{frozen.get('source', '?')})"
+        f"{frozen.get('source', '?')}), over the same labels for every version"
         if frozen
         else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
         soft_wrap=True,

@@ -345,6 +345,41 @@ def test_list_versions_reports_rows_metrics_and_current(tmp_path: Path) -> None:
     assert set(infos[VERSIONS[0]].to_dict()) >= {"version", "created", "current", "metrics"}
 
 
+def _head(f1: dict[str, float], support: dict[str, int]) -> dict:
+    """One head of stored scores: macro-F1 over the true labels this version knows."""
+    own = [v for k, v in f1.items() if support.get(k)]
+    return {
+        "macro_f1": sum(own) / len(own),
+        "labels": sorted(f1),
+        "per_class": {k: {"f1": v, "support": support.get(k, 0)} for k, v in f1.items()},
+    }
+
+
+def test_models_list_figures_are_over_the_same_labels_for_every_version(tmp_path: Path) -> None:
+    # Each version's own figure averages over the frozen set's labels it knows: one that never
+    # learnt department z read 0.9 against 0.8 for one that did, where the comparison of promote
+    # reads 0.6 against 0.8 (z an F1 of 0 for the one that cannot answer it).
+    root = make_root(tmp_path)
+    (root / registry.EVAL_DIR).mkdir()
+    registry.frozen_eval_path(root).write_bytes(b"frozen")
+    registry.write_json_atomic(root / registry.EVAL_DIR / registry.EVAL_META_FILE, {"sha256": "e1"})
+    support = {"a": 5, "b": 5, "z": 2}
+    stamp = {"eval_sha256": "e1", "mapping_sha256": "m"} | registry.SCORE_RULE
+    without_z = _head({"a": 0.9, "b": 0.9}, support)
+    with_z = _head({"a": 0.9, "b": 0.9, "z": 0.6, "x": 1.0}, support)  # x: none in the frozen set
+    registry.write_scores(root, VERSIONS[0], stamp | {"heads": {"department": without_z}})
+    registry.write_scores(root, VERSIONS[1], stamp | {"heads": {"department": with_z}})
+    # Another taxonomy (retrained with --mapping) is in other labels: compared with its own kind.
+    other = _head({"a": 0.7, "b": 0.7}, support)
+    registry.write_scores(
+        root, VERSIONS[2], stamp | {"mapping_sha256": "n", "heads": {"department": other}}
+    )
+    infos = {i.version: i.metrics for i in registry.list_versions(root)}
+    assert infos[VERSIONS[0]]["department_macro_f1"] == pytest.approx(0.6)
+    assert infos[VERSIONS[1]]["department_macro_f1"] == pytest.approx(0.8)
+    assert infos[VERSIONS[2]]["department_macro_f1"] == pytest.approx(0.7)
+
+
 CORRUPT_FROZEN_JSON = ['{"sha256": "ab', "not json", "[1]", "{}", '{"sha256": 5}', b"\xff\xfe"]
 
 
