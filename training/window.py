@@ -410,6 +410,7 @@ def _read_window(
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
     newest: tuple[Any, str] | None = None  # (time, where)
     kept: list[pd.DataFrame] = []
+    floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
     for chunk in iter_tickets(paths, columns, headers, size):
         chunks += 1
         n = len(chunk)
@@ -460,12 +461,21 @@ def _read_window(
         if window.max_rows is None:
             kept.append(part)
             continue
+        if floor is not None:
+            # A row older than every kept one is never among the newest; one as old as the
+            # oldest kept is later in the input, so it stays a candidate (later rows win ties).
+            # Dropping them first keeps each chunk's merge and sort to the rows that may get in.
+            part = part[~(part["_t"].dt.tz_convert(None).to_numpy() < floor)]
+            if part.empty:
+                continue
         pool = pd.concat([*kept, part]) if kept else part
         if len(pool) > window.max_rows:
             # The newest by time; among equal times the later rows, as in input order (all
             # times missing: the last rows).
             order = np.lexsort((pool["_pos"].to_numpy(), pool["_t"].dt.tz_convert(None).to_numpy()))
             pool = pool.iloc[np.sort(order[-window.max_rows :])]
+        if len(pool) >= window.max_rows:
+            floor = pool["_t"].dt.tz_convert(None).to_numpy().min()  # NaT: nothing is dropped
         kept = [pool]
     if not chunks:
         raise TicketFileError("no input files were given")
