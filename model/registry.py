@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -556,28 +556,51 @@ def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, f
         groups.setdefault(s.get("mapping_sha256"), []).append(version)
     out: dict[str, dict[str, float]] = {}
     for members in groups.values():
-        over: dict[str, set[str]] = {}  # per head
+        over: dict[str, list[str]] = {}  # per head
         for head in {h for v in members for h in scores[v].get("heads", {})}:
-            got = [scores[v]["heads"][head] for v in members if head in scores[v]["heads"]]
-            knows = {label for r in got for label in r.get("labels") or []}
-            over[head] = {
-                label
-                for r in got
-                for label, m in (r.get("per_class") or {}).items()
-                if label in knows and m.get("support")
-            }
+            over[head] = shared_labels(
+                scores[v]["heads"][head] for v in members if head in scores[v]["heads"]
+            )
         for v in members:
             out[v] = {}
             for head, r in scores[v].get("heads", {}).items():
-                per_class = r.get("per_class") or {}
-                if not over[head] or not per_class:
+                if not r.get("per_class"):
                     out[v][head] = float(r["macro_f1"])
                     continue
-                f1 = [
-                    float(per_class.get(label, {}).get("f1", 0.0)) for label in sorted(over[head])
-                ]
-                out[v][head] = sum(f1) / len(f1)
+                out[v][head] = mean_f1(r, over[head])
     return out
+
+
+def shared_labels(head_scores: Iterable[dict[str, Any]]) -> list[str]:
+    """The true labels (support on the frozen set) that any of these scores of a head knows, sorted.
+
+    The one rule for the labels a macro-F1 is comparable over, for ``models list``
+    (:func:`shared_macro_f1s`) and promotion (``training.compare.shared_macro_f1``) alike: a label
+    none knows (a misspelling) is left out.
+    """
+    got = list(head_scores)
+    knows = {label for r in got for label in r.get("labels") or []}
+    return sorted(
+        {
+            label
+            for r in got
+            for label, m in (r.get("per_class") or {}).items()
+            if label in knows and m.get("support")
+        }
+    )
+
+
+def mean_f1(head_score: dict[str, Any], over: Sequence[str]) -> float:
+    """Macro-F1 of one head's scores over the labels ``over``, a label it does not know being 0.
+
+    No labels to average over (no true label any model knows): its own stored ``macro_f1``.
+    """
+    import numpy as np
+
+    if not over:
+        return float(head_score["macro_f1"])
+    per_class = head_score.get("per_class") or {}
+    return float(np.mean([per_class.get(label, {}).get("f1", 0.0) for label in over]))
 
 
 # -- registry-side facts -----------------------------------------------------------------------

@@ -535,18 +535,9 @@ def shared_macro_f1(
         their rows, most first.
     """
     knows = set(a["labels"]) | set(b["labels"])
-    support: dict[str, int] = {}
-    for scores in (a, b):
-        for label, m in scores["per_class"].items():
-            if label in knows and m.get("support"):
-                support[label] = int(m["support"])
-    over = sorted(support)
-
-    def mean(scores: dict[str, Any]) -> float:
-        if not over:  # no true label either knows: both are wrong throughout
-            return float(scores["macro_f1"])
-        return float(np.mean([scores["per_class"].get(k, {}).get("f1", 0.0) for k in over]))
-
+    # The same rule as models list's (registry.shared_macro_f1s); no true label either knows:
+    # both are wrong throughout, and each keeps its own macro_f1.
+    over = registry.shared_labels((a, b))
     # Scores stored before unknown_labels have them as per-class rows outside the labels.
     neither = dict(b.get("unknown_labels") or {})
     for label, m in b["per_class"].items():
@@ -554,7 +545,7 @@ def shared_macro_f1(
             neither.setdefault(mask_label(label), int(m["support"]))
     neither = {k: n for k, n in neither.items() if k not in knows}
     ranked = dict(sorted(neither.items(), key=lambda kv: (-kv[1], kv[0])))
-    return mean(a), mean(b), over, ranked
+    return registry.mean_f1(a, over), registry.mean_f1(b, over), over, ranked
 
 
 def neither_known_note(head: str, labels: dict[str, int]) -> str:
