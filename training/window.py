@@ -148,6 +148,55 @@ def _where(df: pd.DataFrame, i: int) -> str:
     return f"{Path(str(df[SOURCE_COL].iat[i])).name} data row {df[ROW_COL].iat[i]}"
 
 
+def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, str]) -> str:
+    """Dates written in both orders: ``day`` and ``month`` are the first (value, where) of each."""
+    return (
+        f"the dates in column {quoted(column)} are written in both orders: "
+        f"{_quoted(day[0])} ({day[1]}) can only be day first, "
+        f"{_quoted(month[0])} ({month[1]}) only month first; "
+        "write them as 2026-01-31"
+    )
+
+
+def _blank_files_message(option: str, column: str, blank_files: Sequence[str]) -> str:
+    """A window needs times, and these files have none written."""
+    names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
+    return (
+        f"{option} needs every ticket's time, and {names} has no ticket times in column "
+        f"{quoted(column)} (map yours with --time-col)"
+    )
+
+
+def _missing_times_message(
+    option: str, column: str, missing: int, rows_in: int, cited: Sequence[str], clock: bool
+) -> str:
+    """A window needs times, and ``missing`` rows have none readable (the first few ``cited``)."""
+    more = f" and {missing - MAX_CITED:,} more" if missing > MAX_CITED else ""
+    hint = (
+        " (a time of day has no date: map the column that holds the dates with --time-col)"
+        if clock
+        else ""
+    )
+    return (
+        f"{option} needs every ticket's time, and {missing:,} of {rows_in:,} rows have no "
+        f"readable time in column {quoted(column)}: {'; '.join(cited)}{more}{hint}. Write "
+        "their times as 2026-01-31 or 2026-01-31 08:30:00, or leave those rows out"
+    )
+
+
+def _nothing_since_message(window: Window, since_opt: str, newest: Any, where: str) -> str:
+    """No ticket is from ``window.since`` on; ``newest`` (UTC) is the newest, at ``where``."""
+    assert window.since is not None
+    since = as_utc(window.since)
+    # Both in UTC (the bound as typed, with its offset, beside the ticket's UTC time read as a
+    # contradiction), and the bound as typed when it had an offset.
+    typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
+    return (
+        f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
+        f"newest is {newest:%Y-%m-%d %H:%M:%S} UTC, {where}"
+    )
+
+
 def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str) -> None:
     """Refuse rows without a readable time, citing the first few (file, row, value)."""
     missing = times.isna().to_numpy()
@@ -158,24 +207,12 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
         str(src) for src, group in raw.groupby(df[SOURCE_COL], sort=False) if (group == "").all()
     ]
     if blank_files:
-        names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
-        raise TrainingDataError(
-            f"{option} needs every ticket's time, and {names} has no ticket times in column "
-            f"{quoted(column)} (map yours with --time-col)"
-        )
+        raise TrainingDataError(_blank_files_message(option, column, blank_files))
     rows = missing.nonzero()[0]
-    cited = "; ".join(f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED])
-    more = f" and {len(rows) - MAX_CITED:,} more" if len(rows) > MAX_CITED else ""
-    clock = raw.iloc[rows].str.match(_TIME_OF_DAY).any()
-    hint = (
-        " (a time of day has no date: map the column that holds the dates with --time-col)"
-        if clock
-        else ""
-    )
+    cited = [f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED]]
+    clock = bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
     raise TrainingDataError(
-        f"{option} needs every ticket's time, and {len(rows):,} of {len(df):,} rows have no readable "
-        f"time in column {quoted(column)}: {cited}{more}{hint}. Write their times as 2026-01-31 or "
-        "2026-01-31 08:30:00, or leave those rows out"
+        _missing_times_message(option, column, len(rows), len(df), cited, clock)
     )
 
 
@@ -225,10 +262,11 @@ def select_window(
     except MixedDateOrder as e:
         raw = df["time"].astype(str).str.strip()
         raise TrainingDataError(
-            f"the dates in column {quoted(column)} are written in both orders: "
-            f"{_quoted(raw.iat[e.day_first])} ({_where(df, e.day_first)}) can only be day first, "
-            f"{_quoted(raw.iat[e.month_first])} ({_where(df, e.month_first)}) only month first; "
-            "write them as 2026-01-31"
+            _mixed_order_message(
+                column,
+                (raw.iat[e.day_first], _where(df, e.day_first)),
+                (raw.iat[e.month_first], _where(df, e.month_first)),
+            )
         ) from None
     # Any time written counts, readable or not: a column of times that cannot be read
     # (2023年1月4日) is refused as for --since, not taken for no times and cut in input order,
@@ -250,12 +288,8 @@ def select_window(
             keep &= stamps >= pd.Timestamp(since).tz_convert(None).to_datetime64()
         if not keep.any():
             newest = int(stamps.argmax())
-            # Both in UTC (the bound as typed, with its offset, beside the ticket's UTC time read
-            # as a contradiction), and the bound as typed when it had an offset.
-            typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
             raise TrainingDataError(
-                f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
-                f"newest is {times.iat[newest]:%Y-%m-%d %H:%M:%S} UTC, {_where(df, newest)}"
+                _nothing_since_message(window, since_opt, times.iat[newest], _where(df, newest))
             )
     if window.max_rows is not None and keep.sum() > window.max_rows:
         candidates = keep.nonzero()[0]
@@ -393,7 +427,7 @@ def _read_window(
     import numpy as np
     import pandas as pd
 
-    from model.tickets import LABELS, iter_tickets
+    from model.tickets import LABELS, iter_tickets, require_rows
 
     since_opt, max_opt = options
     since = as_utc(window.since) if window.since is not None else None
@@ -486,43 +520,24 @@ def _read_window(
 
     if only_day is not None and only_month is not None:
         return refused(
-            f"the dates in column {quoted(column)} are written in both orders: "
-            f"{_quoted(only_day[1])} ({only_day[0]}) can only be day first, "
-            f"{_quoted(only_month[1])} ({only_month[0]}) only month first; "
-            "write them as 2026-01-31"
+            _mixed_order_message(column, (only_day[1], only_day[0]), (only_month[1], only_month[0]))
         )
     by_time = since is not None or any_time
     if by_time and missing:
         option = since_opt if since is not None else max_opt
         blank_files = [src for src, any_written in written.items() if not any_written]
         if blank_files:
-            names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
-            return refused(
-                f"{option} needs every ticket's time, and {names} has no ticket times in column "
-                f"{quoted(column)} (map yours with --time-col)"
-            )
-        more = f" and {missing - MAX_CITED:,} more" if missing > MAX_CITED else ""
-        hint = (
-            " (a time of day has no date: map the column that holds the dates with --time-col)"
-            if clock
-            else ""
-        )
-        return refused(
-            f"{option} needs every ticket's time, and {missing:,} of {rows_in:,} rows have no "
-            f"readable time in column {quoted(column)}: {'; '.join(cited)}{more}{hint}. Write "
-            "their times as 2026-01-31 or 2026-01-31 08:30:00, or leave those rows out"
-        )
+            return refused(_blank_files_message(option, column, blank_files))
+        return refused(_missing_times_message(option, column, missing, rows_in, cited, clock))
     rows = pd.concat(kept) if kept else None
-    if rows_in == 0:  # a header alone: the callers say so first (require_rows), in these words
-        return refused(f"{', '.join(map(str, paths))}: no rows to read (a header but no tickets)")
+    if rows_in == 0:  # a header alone: the callers say so first (require_rows), in its words
+        try:
+            require_rows(0, paths)
+        except TicketFileError as e:
+            return refused(str(e))
     if since is not None and (rows is None or rows.empty):
         assert newest is not None
-        assert window.since is not None
-        typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
-        return refused(
-            f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
-            f"newest is {newest[0]:%Y-%m-%d %H:%M:%S} UTC, {newest[1]}"
-        )
+        return refused(_nothing_since_message(window, since_opt, newest[0], newest[1]))
     assert rows is not None
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
