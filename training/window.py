@@ -398,15 +398,10 @@ def read_window(
     order and index, the window's info and every error are those of reading everything first:
     a history of millions of tickets trains on its window in the memory of the window.
     """
-    import pandas as pd
-
-    from model.tickets import iter_tickets
+    from model.tickets import read_tickets
 
     if not window:
-        frames = list(iter_tickets(paths, columns, headers))
-        if not frames:
-            raise TicketFileError("no input files were given")
-        df = pd.concat(frames, ignore_index=True)
+        df = read_tickets(paths, columns, headers)
         return WindowedRead(len(df), labelled_heads(df), df, {})
     try:
         return _read_window(paths, columns, window, headers, column, options, size, False)
