@@ -795,7 +795,7 @@ def retrain(
         window,
         headers,
         columns.time or "time",
-        ("--history-since", "--history-max-rows"),
+        RETRAIN_OPTIONS,
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     hist, result.window = read.select()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.text import mask_label, quoted
 from model.tickets import ROW_COL, SOURCE_COL, ColumnMap, TicketFileError, as_utc
-from training.validate import TrainingDataError
+from training.validate import TRAIN_OPTIONS, Options, TrainingDataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -220,7 +220,7 @@ def select_window(
     df: pd.DataFrame,
     window: Window,
     column: str = "time",
-    options: tuple[str, str] = ("--since", "--max-rows"),
+    options: Options = TRAIN_OPTIONS,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The rows of ``df`` inside ``window``, in their input order, and what was done.
 
@@ -234,8 +234,9 @@ def select_window(
         by input order (the last rows of the last file) when no row has one.
     column : str
         The input column the times came from, for messages.
-    options : (str, str)
-        The command-line names of ``since`` and ``max_rows``, for messages.
+    options : Options, default TRAIN_OPTIONS
+        The command's names of ``since`` and ``max_rows``, for messages (``RETRAIN_OPTIONS``
+        for retrain).
 
     Returns
     -------
@@ -256,7 +257,7 @@ def select_window(
 
     if not window:
         return df, {}
-    since_opt, max_opt = options
+    since_opt, max_opt = options.since, options.max_rows
     try:
         times = parse_times(df["time"])
     except MixedDateOrder as e:
@@ -387,7 +388,7 @@ def read_window(
     window: Window,
     headers: dict[str, list[str]] | None = None,
     column: str = "time",
-    options: tuple[str, str] = ("--since", "--max-rows"),
+    options: Options = TRAIN_OPTIONS,
     size: int = CHUNK_ROWS,
 ) -> WindowedRead:
     """:func:`model.tickets.read_tickets` and then :func:`select_window`, holding the window only.
@@ -415,7 +416,7 @@ def _read_window(
     window: Window,
     headers: dict[str, list[str]] | None,
     column: str,
-    options: tuple[str, str],
+    options: Options,
     size: int,
     dayfirst: bool,
 ) -> WindowedRead:
@@ -424,7 +425,7 @@ def _read_window(
 
     from model.tickets import LABELS, iter_tickets, require_rows
 
-    since_opt, max_opt = options
+    since_opt, max_opt = options.since, options.max_rows
     since = as_utc(window.since) if window.since is not None else None
     chunks = 0
     rows_in = 0
