@@ -1048,10 +1048,6 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
     return None
 
 
-# Records of a CSV file read into one table at a time when it is read in chunks (csv_chunks).
-CSV_CHUNK_ROWS = 20_000
-
-
 def csv_chunks(
     path: Path, columns: ColumnMap | None, size: int | None = None
 ) -> Iterator[pd.DataFrame]:
