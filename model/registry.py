@@ -514,13 +514,11 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
         data = meta.get("training_data", {})
         rows = data.get("sources") or {"history": int(data.get("rows", 0))}
         scores = read_scores(root, version)
-        metrics: dict[str, float] = {}
-        if scores is None or eval_sha is None or scores.get("eval_sha256") != eval_sha:
-            on_set = stale = False
-        else:
-            on_set, stale = True, any(scores.get(k) != v for k, v in SCORE_RULE.items())
-        if scores is not None and on_set and not stale:
-            fresh[version] = scores
+        stale = False
+        if scores is not None and eval_sha is not None and scores.get("eval_sha256") == eval_sha:
+            stale = any(scores.get(k) != v for k, v in SCORE_RULE.items())
+            if not stale:
+                fresh[version] = scores
         out.append(
             VersionInfo(
                 version=version,
@@ -528,7 +526,7 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 current=version == now,
                 previous=version == before,
                 rows={k: int(v) for k, v in rows.items()},
-                metrics=metrics,
+                metrics={},  # the shared macro-F1s, once every version is read
                 eval_sha256=scores.get("eval_sha256") if scores else None,
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
                 stale=stale,
