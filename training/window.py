@@ -395,7 +395,7 @@ def read_window(
 
     The files are read ``size`` rows at a time (a CSV file's lines; a file of another format is
     read whole, one at a time) and each chunk's rows outside the window are dropped at once; for
-    ``max_rows`` the newest so far are kept, never more than that many. The rows kept, their
+    ``max_rows`` the newest so far are kept, never more than twice that many. The rows kept, their
     order and index, the window's info and every error are those of reading everything first:
     a history of millions of tickets trains on its window in the memory of the window.
     """
@@ -408,6 +408,20 @@ def read_window(
         return _read_window(paths, columns, window, headers, column, options, size, False)
     except _Restart:
         return _read_window(paths, columns, window, headers, column, options, size, True)
+
+
+def _newest(pool: pd.DataFrame, max_rows: int) -> tuple[list[pd.DataFrame], Any]:
+    """The ``max_rows`` newest rows of ``pool`` by time (``_t``), among equal times the later ones
+    (``_pos``, as in input order; all times missing: the last rows), in input order; and the
+    oldest time among them once there are that many (an older row can't get in; NaT drops
+    nothing)."""
+    import numpy as np
+
+    if len(pool) > max_rows:
+        order = np.lexsort((pool["_pos"].to_numpy(), pool["_t"].dt.tz_convert(None).to_numpy()))
+        pool = pool.iloc[np.sort(order[-max_rows:])]
+    floor = pool["_t"].dt.tz_convert(None).to_numpy().min() if len(pool) >= max_rows else None
+    return [pool], floor
 
 
 def _read_window(
@@ -441,6 +455,7 @@ def _read_window(
     newest: tuple[Any, str] | None = None  # (time, where)
     kept: list[pd.DataFrame] = []
     floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
+    held = 0  # rows in kept
     for chunk in iter_tickets(paths, columns, headers, size):
         chunks += 1
         n = len(chunk)
@@ -498,15 +513,16 @@ def _read_window(
             part = part[~(part["_t"].dt.tz_convert(None).to_numpy() < floor)]
             if part.empty:
                 continue
-        pool = pd.concat([*kept, part]) if kept else part
-        if len(pool) > window.max_rows:
-            # The newest by time; among equal times the later rows, as in input order (all
-            # times missing: the last rows).
-            order = np.lexsort((pool["_pos"].to_numpy(), pool["_t"].dt.tz_convert(None).to_numpy()))
-            pool = pool.iloc[np.sort(order[-window.max_rows :])]
-        if len(pool) >= window.max_rows:
-            floor = pool["_t"].dt.tz_convert(None).to_numpy().min()  # NaT: nothing is dropped
-        kept = [pool]
+        kept.append(part)
+        held += len(part)
+        # Cut back to the newest max_rows only once twice as many are held: cut at every chunk,
+        # a history read oldest first (each chunk newer than all kept) merged and sorted the
+        # whole window once a chunk, quadratic in the history.
+        if held > 2 * window.max_rows:
+            kept, floor = _newest(pd.concat(kept), window.max_rows)
+            held = len(kept[0])
+    if window.max_rows is not None and held > window.max_rows:
+        kept, floor = _newest(pd.concat(kept), window.max_rows)
     if not chunks:
         raise TicketFileError("no input files were given")
     labels = [head for head in LABELS if head in labelled]

@@ -180,3 +180,29 @@ def test_a_header_alone_is_refused_in_words_not_an_assertion(
     assert read.rows_in == 0
     with pytest.raises(TrainingDataError, match="no rows to read"):
         read.select()
+
+
+def test_max_rows_over_a_history_read_oldest_first_sorts_the_window_seldom(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each chunk newer than all kept: the window was merged and sorted once a chunk (quadratic in
+    # the history); now once each time twice the window is held. Same rows as reading everything.
+    import numpy as np
+
+    start = datetime(2024, 1, 1)
+    times = [(start + timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(1300)]
+    path = write(tmp_path / "oldest_first.csv", times)
+    window = Window(max_rows=100)
+    sorts = 0
+    lexsort = np.lexsort
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal sorts
+        sorts += 1
+        return lexsort(*args, **kwargs)
+
+    monkeypatch.setattr(np, "lexsort", counted)
+    got = chunked([path], window, 13)
+    assert sorts <= 1300 // 100, sorts  # 100 chunks, of which about 92 came after the window filled
+    monkeypatch.setattr(np, "lexsort", lexsort)
+    same(whole([path], window), got)
