@@ -869,8 +869,9 @@ def retrain(
             if new_labels:
                 result.new_labels[head] = new_labels
 
+    shas = [sha256_file(p) for p in files]
     sha = hashlib.sha256()
-    sha.update(data_fingerprint(files).encode())
+    sha.update(data_fingerprint(shas).encode())
     sha.update(pd.util.hash_pandas_object(fb[["id", "text", "department", "category"]]).values)
     sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
     if result.window:
@@ -891,7 +892,10 @@ def retrain(
         n_jobs=n_jobs,
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
-        data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
+        data_files=[
+            {"name": display_name(p.name), "sha256": sha}
+            for p, sha in zip(files, shas, strict=True)
+        ],
         extra_metadata={
             "sources": result.rows,
             "feedback": result.feedback.to_dict(),

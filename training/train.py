@@ -139,12 +139,14 @@ class TrainResult:
     cv: dict[str, HeadCV]
 
 
-def data_fingerprint(paths: Sequence[Path], window: dict[str, Any] | None = None) -> str:
-    """SHA-256 over the training files' SHA-256s, in order: changes when any byte of any file does,
-    and with the window of their rows trained on (:func:`training.window.select_window`), if any."""
+def data_fingerprint(file_shas: Sequence[str], window: dict[str, Any] | None = None) -> str:
+    """SHA-256 over the training files' SHA-256s (:func:`model.artifact.sha256_file`), in order:
+    changes when any byte of any file does, and with the window of their rows trained on
+    (:func:`training.window.select_window`), if any. The callers hash each file once and record
+    the same hashes per file (``data_files``): a history of gigabytes is not read twice more."""
     h = hashlib.sha256()
-    for p in paths:
-        h.update(sha256_file(p).encode())
+    for sha in file_shas:
+        h.update(sha.encode())
     if window:
         h.update(repr(sorted(window.items())).encode())
     return h.hexdigest()
@@ -830,6 +832,7 @@ def train(
             ),
         )
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
+    shas = [sha256_file(p) for p in files]
     result = train_frame(
         raw,
         out_dir,
@@ -841,8 +844,11 @@ def train(
         extra_texts=extra,
         model_root=model_root,
         progress=progress,
-        data_sha=data_fingerprint(files, window_info),
-        data_files=[{"name": display_name(p.name), "sha256": sha256_file(p)} for p in files],
+        data_sha=data_fingerprint(shas, window_info),
+        data_files=[
+            {"name": display_name(p.name), "sha256": sha}
+            for p, sha in zip(files, shas, strict=True)
+        ],
         extra_metadata={
             **({"window": window_info} if window_info else {}),
             **(extra_metadata or {}),
