@@ -516,7 +516,54 @@ def _columns_missing(conn: Any, stored: Sequence[str]) -> str | None:
         if _schema_error(e):
             return _newer_mismatch(stored, safe_reason(e))
         raise
+    # A column the newer paidan added that every insert must fill (NOT NULL, no default): this
+    # server's saves, which do not know it, all break the constraint. Its export still works.
+    required = _required_new_columns(conn)
+    if required:
+        named = ", ".join(repr(c) for c in required)
+        return _newer_mismatch(
+            stored,
+            f"it added {named}, which every saved row must fill and this server does not know",
+        )
     return None
+
+
+def _required_new_columns(conn: Any) -> list[str]:
+    """The feedback table's columns this paidan does not know that an insert must give a value
+    (NOT NULL, no default, not generated), read from the database's catalogue."""
+    from sqlalchemy import inspect
+
+    ours = set(Feedback.__table__.c.keys())
+    return [
+        c["name"]
+        for c in inspect(conn).get_columns(Feedback.__tablename__)
+        if c["name"] not in ours
+        and not c.get("nullable", True)
+        and c.get("default") is None
+        and c.get("autoincrement") is not True
+        and not c.get("computed")
+        and not c.get("identity")
+    ]
+
+
+def _not_null_of_unknown_column(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` is an insert that left a column this paidan does not know empty, though
+    the table requires it (a newer paidan's NOT NULL column)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None:
+        if code != "23502":  # not_null_violation
+            return False
+        column = getattr(getattr(orig, "diag", None), "column_name", None)
+    else:
+        said = str(orig)
+        prefix = f"NOT NULL constraint failed: {Feedback.__tablename__}."
+        if not said.startswith(prefix):
+            return False
+        column = said.removeprefix(prefix)
+    return column is not None and column not in Feedback.__table__.c
 
 
 @contextmanager
@@ -1108,7 +1155,7 @@ class Database:
         the way of a save that works) is looked into: if the database is no longer at this
         paidan's revision, :class:`SchemaMismatch` says so and what to do."""
         self._lost(e)
-        if _schema_error(e):
+        if _schema_error(e) or _not_null_of_unknown_column(e):
             problem = self._schema_problem()
             if problem is not None:
                 return SchemaMismatch(problem)
@@ -1125,14 +1172,16 @@ class Database:
         with self._verdict_lock:
             if self._verdict is not None and time.monotonic() < self._verdict[0]:
                 return self._verdict[1]
+            problem: str | None
             try:
                 with self.engine.connect() as conn:
                     stored = _stored_revisions(conn)
-                # This server reached it at its own revision, so one it does not know is a newer
-                # paidan's (it may be another application's only at start-up, refused there).
-                problem = (
-                    _newer_mismatch(stored) if _newer_revision(stored) else schema_mismatch(stored)
-                )
+                    # This server reached it at its own revision, so one it does not know is a
+                    # newer paidan's (another application's only at start-up, refused there).
+                    if _newer_revision(stored):
+                        problem = _columns_missing(conn, stored) or _newer_mismatch(stored)
+                    else:
+                        problem = schema_mismatch(stored)
             except SQLAlchemyError as again:
                 logger.debug("cannot read the schema revision: %s", safe_reason(again))
                 problem = None
@@ -1198,7 +1247,7 @@ class Database:
             stored = self._raced(request_id, refused)
             if stored is not None:
                 return stored
-            raise DatabaseUnavailable(safe_reason(refused)) from refused
+            raise self._failed(refused) from refused
         if failed is not None:
             raise self._failed(failed) from failed
         return row

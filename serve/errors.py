@@ -181,7 +181,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # Not "retry later": retrying does not help until an administrator acts, and the
         # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
         logger.warning("feedback database unusable: %s", exc)
-        return error_response(503, "database_unavailable", f"{exc}; routing still works")
+        # Its own code: a client (the dispatcher's page) must not say "try again later".
+        return error_response(503, "database_schema_mismatch", f"{exc}; routing still works")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

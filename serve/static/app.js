@@ -227,6 +227,10 @@ function errorText(status, data) {
   if (err.code === "database_unavailable") {
     return "反馈数据库暂时不可用，请稍后重新保存（分派建议不受影响）";
   }
+  // Retrying does not help until the database or this server is upgraded.
+  if (err.code === "database_schema_mismatch") {
+    return "反馈数据库的版本与本服务器不一致，重试无效，请联系系统管理员升级（分派建议不受影响）";
+  }
   if (err.code === "internal_error") return "服务器内部错误（已记入服务器日志），请稍后重试";
   if (status === 502 || status === 503 || status === 504) {
     return `服务器暂时不可用（${status}），请稍后重试${more}`;

@@ -1155,7 +1155,7 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(
         ),
         client.get("/v1/feedback"),
     ):
-        error = assert_error(answer, 503, "database_unavailable")
+        error = assert_error(answer, 503, "database_schema_mismatch")
         message = error["message"]
         assert message.startswith(
             "the feedback database's schema is at revision 0001, older than the 0002 this "
@@ -1236,6 +1236,80 @@ def test_readyz_is_degraded_when_a_newer_paidan_renamed_a_column_this_server_wri
     message = saved.json()["error"]["message"]
     assert "upgrade this server to the newer paidan" in message, message
     assert "backup" not in message, message
+
+
+def test_readyz_is_degraded_when_a_newer_paidan_added_a_column_saves_must_fill(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    # A newer paidan's revision that adds a NOT NULL column without a default (a table rebuilt,
+    # as Alembic's batch mode does on SQLite): every save of the older server broke the
+    # constraint and answered 503 "temporarily unavailable, retry", while /readyz said ready.
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    client = make_client(database_url=url)
+    assert (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}).status_code
+        == 201
+    )
+    conn = sqlite3.connect(tmp_path / "paidan.db")
+    try:
+        with conn:  # what a newer paidan's 0003 would do
+            (sql,) = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'feedback'"
+            ).fetchone()
+            indexes = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'feedback' "
+                    "AND sql IS NOT NULL"
+                )
+            ]
+            rebuilt = sql.replace("CREATE TABLE feedback", "CREATE TABLE feedback_new", 1)
+            assert "\n\tPRIMARY KEY" in rebuilt, rebuilt  # columns come before constraints
+            rebuilt = rebuilt.replace("\n\tPRIMARY KEY", "\n\tchannel TEXT NOT NULL, PRIMARY KEY")
+            conn.execute(rebuilt)
+            conn.execute("INSERT INTO feedback_new SELECT *, 'phone' FROM feedback")
+            conn.execute("DROP TABLE feedback")
+            conn.execute("ALTER TABLE feedback_new RENAME TO feedback")
+            for index in indexes:
+                conn.execute(index)
+            conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    finally:
+        conn.close()
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded", ready
+    reason = ready["database"]["reason"]
+    assert "'0003', which this paidan does not know" in reason, reason
+    assert "'channel'" in reason and "upgrade this server to the newer paidan" in reason, reason
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    error = assert_error(saved, 503, "database_schema_mismatch")
+    assert "upgrade this server to the newer paidan" in error["message"], error
+    assert "retry" not in error["message"] and "Retry-After" not in saved.headers
+    assert client.get("/v1/feedback").status_code == 200  # the export reads only its columns
+
+
+def test_readyz_stays_ready_when_a_newer_paidans_required_column_has_a_default(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    client = make_client(database_url=url)
+    assert client.get("/readyz").json()["status"] == "ready"
+    conn = sqlite3.connect(tmp_path / "paidan.db")
+    try:
+        with conn:
+            conn.execute("ALTER TABLE feedback ADD COLUMN channel TEXT NOT NULL DEFAULT 'web'")
+            conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    finally:
+        conn.close()
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready", ready
+    assert (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}).status_code
+        == 201
+    )
 
 
 # -- metrics -----------------------------------------------------------------------------------------

@@ -1465,6 +1465,15 @@ def test_a_save_stored_but_answered_by_nothing_or_a_gateways_502_504_is_not_call
     pg.route("**/v1/feedback", lambda r: r.fulfill(status=503, json=unavailable))
     button.click()
     expect(status).to_contain_text("保存失败：反馈数据库暂时不可用")
+    # Its schema not this server's (a downgrade or a newer paidan's migration under it): saving
+    # again later does not help until an administrator acts, which 暂时不可用 did not say.
+    schema = {"error": {"code": "database_schema_mismatch", "message": "revision 0003"}}
+    pg.unroute("**/v1/feedback")
+    pg.route("**/v1/feedback", lambda r: r.fulfill(status=503, json=schema))
+    button.click()
+    expect(status).to_contain_text("保存失败：反馈数据库的版本与本服务器不一致")
+    expect(status).to_contain_text("请联系系统管理员")
+    expect(status).not_to_contain_text("暂时不可用")
 
 
 @pytest.mark.slow

@@ -757,6 +757,38 @@ def test_a_newer_revision_is_ready_unless_it_took_away_a_column_this_server_writ
         db.dispose()
 
 
+def test_a_newer_revisions_required_column_makes_saves_and_readyz_say_to_upgrade(
+    pg_url: str,
+) -> None:
+    # A newer paidan's column that every insert must fill (NOT NULL, no default): this server's
+    # saves broke the constraint, answered "unavailable (NotNullViolation)", to be retried, and
+    # /readyz said ready.
+    from serve.db import SchemaMismatch
+
+    db = Database(pg_url, retry_interval=5.0)
+    engine = create_engine(pg_url)
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        with engine.begin() as conn:  # a newer paidan's 0003
+            conn.execute(text("ALTER TABLE feedback ADD COLUMN channel TEXT DEFAULT 'web'"))
+            conn.execute(text("ALTER TABLE feedback ALTER COLUMN channel SET NOT NULL"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        assert db.check()["ok"] is True  # a default fills it: saves work
+        db.add_feedback(text="某投诉", department="人社")
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE feedback ALTER COLUMN channel DROP DEFAULT"))
+        state = db.check()
+        assert state["ok"] is False, state
+        assert "'channel'" in state["reason"], state
+        assert state["reason"].endswith("upgrade this server to the newer paidan"), state
+        with pytest.raises(SchemaMismatch, match=r"'channel'.*upgrade this server to the newer"):
+            db.add_feedback(text="某投诉", department="人社")
+        assert len(db.feedback_page(None, None, 10)) == 2  # the export still reads its columns
+    finally:
+        engine.dispose()
+        db.dispose()
+
+
 def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
