@@ -890,7 +890,7 @@ def label(
                 engine=engine,  # type: ignore[arg-type]
                 scheduler=scheduler,
                 upload_model=upload_model,
-                progress=_RichProgress(bar),
+                progress=_RichProgress(bar, lines=True),
                 joint=joint,
                 escape_formulas=escape_formulas,
             )

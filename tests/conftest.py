@@ -56,6 +56,15 @@ def write_tiny_csv(path: Path) -> Path:
     return write_tickets_csv(path, TINY_TICKETS)
 
 
+def without_progress(output: str) -> str:
+    """A command's output without its progress lines (UTC-stamped, written when stderr is not a
+    terminal, as under CliRunner): what it said besides."""
+    import re
+
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+    return "".join(line for line in output.splitlines(True) if not stamp.match(line))
+
+
 def three_versions(model_dir: Path, tmp_path: Path) -> Path:
     """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
     import shutil

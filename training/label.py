@@ -602,7 +602,8 @@ def label(
     model_root : str or Path, optional
         When given, models outside it are refused.
     progress : callable, optional
-        Called as ``progress("labelling", rows_done, rows_estimated)`` after every chunk.
+        Called as ``progress("labelling", rows_done, rows_estimated)`` after every chunk (the
+        estimate at least one more row until the end), then ``(rows, rows)`` when all are done.
     joint : bool, default True
         Fill ``co_departments`` with the joint-dispatch advice the API gives (a similar-ticket
         search per ticket when the model stored joint dispatches); false leaves it empty.
@@ -752,7 +753,9 @@ def label(
                 emit(table)
                 rows_done += len(chunk.records)
                 if progress:
-                    progress("labelling", rows_done, max(total, rows_done))
+                    # The estimate (physical lines, a sheet's declared size) may be reached
+                    # before the end, or never: the stage is done when the input is.
+                    progress("labelling", rows_done, max(total, rows_done + 1))
 
             try:
                 for chunk in _chunks(
@@ -766,6 +769,8 @@ def label(
                         finish(*pending.popleft())
                 while pending:
                     finish(*pending.popleft())
+                if progress:
+                    progress("labelling", rows_done, rows_done)
             except Exception as e:
                 # A worker killed (the OOM killer), the scheduler lost: a traceback ended the run,
                 # with no word that the finished chunks are kept.

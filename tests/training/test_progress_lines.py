@@ -76,3 +76,27 @@ def test_retrain_says_it_reads_its_history_and_each_line_carries_the_utc_date(
     today = datetime.now(UTC).date()
     days = {datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ").date() for line in stamped}
     assert days <= {today, today - timedelta(days=1)}, days
+
+
+def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted_rows(
+    tmp_path: Path, sample_model_dir: Path
+) -> None:
+    # `paidan label` of a backlog from cron or nohup wrote nothing until it ended. Rows are
+    # estimated by physical lines: with texts over several lines the estimate is never reached,
+    # and the stage must still end "done".
+    import csv
+
+    data = tmp_path / "backlog.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text"])
+        for i in range(40):
+            w.writerow([f"T{i}", "", f"公司拖欠工资三个月不发\n第{i}次反映\n请尽快处理"])
+    out = tmp_path / "out.csv"
+    args = ["label", str(data), "--model", str(sample_model_dir), "--out", str(out)]
+    r = runner.invoke(app, [*args, "--chunk-size", "8", "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    lines = stages(r.stderr)
+    assert lines[0] == "labelling (120 steps)…", lines  # 3 lines a row: an estimate of 120
+    assert lines[-1] == "labelling: done", lines
+    assert lines[1:-1] == ["labelling: 16/120", "labelling: 24/120", "labelling: 40/120"], lines
