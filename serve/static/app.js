@@ -816,7 +816,11 @@ function wirePicker(head) {
     const options = [...list.querySelectorAll(".option")];
     if (e.key === "Enter") {
       e.preventDefault();
-      if (options.length) options[0].click();
+      // The first match only once something is typed: the box opens on every label, and Enter in it
+      // empty (a Tab past the candidates, then Enter as the footer says) replaced the advice with the
+      // first department of the whole list, which a second Enter stored as the correction.
+      if (input.value.trim() && options.length) options[0].click();
+      else resetPicker(head);
     } else if (e.key === "ArrowDown" && options.length) {
       e.preventDefault();
       options[0].focus();

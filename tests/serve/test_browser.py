@@ -338,6 +338,48 @@ def test_number_key_picks_a_candidate_and_enter_saves_it(
 
 @pytest.mark.slow
 @needs_chromium
+def test_enter_in_an_empty_search_box_picks_nothing(page: PageRun, live_server: LiveServer) -> None:
+    # Tab onto 「搜索其他部门…」 (its list opens on every label) and Enter, as the footer says: the
+    # first department of the whole list replaced the advice, and a second Enter stored it.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-E1")
+    for head in ("department", "category"):
+        advised = pg.locator(f"#head-{head} .top-label").inner_text()
+        box = pg.locator(f"#head-{head} .picker-input")
+        box.focus()
+        expect(pg.locator(f"#head-{head} .picker-list")).to_be_visible()
+        first = pg.locator(f"#head-{head} .picker-list .option").first.inner_text()
+        assert first != advised, "the first label of the list should not be the advice here"
+        for _ in range(2):
+            pg.keyboard.press("Enter")
+            expect(pg.locator(f"#choice-{head}")).to_have_text(advised)
+            expect(pg.locator(f"#head-{head} .picker-list")).to_be_hidden()
+            expect(box).to_be_focused()
+        box.fill(" ")  # spaces are nothing typed
+        pg.keyboard.press("Enter")
+        expect(pg.locator(f"#choice-{head}")).to_have_text(advised)
+    expect(pg.locator("#choice-note")).to_have_text("（采纳建议）")
+    assert live_server.feedback_rows("WEB-E1") == []
+    # Something typed: Enter takes the first match, as before.
+    labels = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    advised = pg.locator("#choice-department").inner_text()
+    wanted = next(
+        label
+        for label in labels
+        if label != advised and not any(label in other for other in labels if other != label)
+    )
+    pg.locator("#head-department .picker-input").fill(wanted)
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#choice-department")).to_have_text(wanted)
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_one_click_accepts_the_suggestion(page: PageRun, live_server: LiveServer) -> None:
     from playwright.sync_api import expect
 
