@@ -81,6 +81,11 @@ function setStatus(node, text, kind = "") {
   node.className = `status ${kind}`.trim();
 }
 
+// Said by a screen reader (the polite, unseen #announce), without moving the focus.
+function announce(text) {
+  $("announce").textContent = text;
+}
+
 function isEditable(target) {
   return (
     target instanceof HTMLElement &&
@@ -330,6 +335,7 @@ function dropResult() {
   $("evidence").hidden = true;
   confirmButton.disabled = true;
   setStatus($("feedback-status"), "");
+  announce(""); // the next advice is said anew, even when it is the same
 }
 
 async function route() {
@@ -376,6 +382,7 @@ async function route() {
       throw new Error(`无法显示分派建议（${e.message}）；请刷新页面，或用新版 Chrome、Edge、Firefox 打开本页`);
     }
     confirmButton.focus();
+    announce(adviceText(suggestion));
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
     if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
@@ -384,11 +391,34 @@ async function route() {
   }
 }
 
-function render(s, text) {
-  $("result").hidden = false;
+// The advice's own decision, or, from an answer without one, auto only when every head's is.
+function overallDecision(s) {
   const heads = HEADS.map((h) => s[h]).filter(Boolean);
   const auto = heads.length > 0 && heads.every((h) => h.decision === "auto");
-  setBadge($("overall-badge"), s.decision || (auto ? "auto" : "review"));
+  return s.decision || (auto ? "auto" : "review");
+}
+
+// The advice in one line, for a screen reader: 分派建议：A（置信度 81%）/ B（置信度 64%），人工复核；会办建议：C
+function adviceText(s) {
+  const heads = HEADS.map((h) => s[h]).filter(Boolean);
+  const labels = heads.map((r) => `${r.label}（置信度 ${pct(r.score)}）`).join(" / ");
+  const co = advisedCo(s);
+  const decision = DECISION_TEXT[overallDecision(s)] || "";
+  return `分派建议：${labels}${decision ? `，${decision}` : ""}${co.length ? `；会办建议：${co.join("、")}` : ""}`;
+}
+
+// The choice in one line, said when a key, a toggle or a list changes it.
+function announceChoice() {
+  const co = chosenCo();
+  const department = state.choice.department
+    && (co.length ? `${state.choice.department}（会办：${co.join("、")}）` : state.choice.department);
+  const chosen = [department, state.choice.category].filter(Boolean).join(" / ");
+  announce(`最终派单：${chosen}${isCorrection() ? "（已更正）" : "（采纳建议）"}`);
+}
+
+function render(s, text) {
+  $("result").hidden = false;
+  setBadge($("overall-badge"), overallDecision(s));
   $("elapsed").textContent = typeof s.elapsed_ms === "number" ? `${s.elapsed_ms.toFixed(1)} 毫秒` : "";
   for (const head of HEADS) {
     renderHead(head, s[head]);
@@ -441,12 +471,14 @@ function addCo(label) {
   if (!state.co.includes(label)) state.co = [...state.co, label];
   renderCoDepartments();
   renderChoice();
+  announceChoice();
   confirmButton.focus(); // as choose(): Enter confirms the changed decision
 }
 
 function toggleCo(label) {
   state.co = state.co.includes(label) ? state.co.filter((d) => d !== label) : [...state.co, label];
   renderChoice();
+  announceChoice();
   confirmButton.focus(); // Enter confirms; left on the toggle it would switch it back
 }
 
@@ -587,6 +619,7 @@ function choose(head, label) {
   if (!state.suggestion || !state.suggestion[head]) return;
   state.choice[head] = label;
   renderChoice();
+  announceChoice();
   confirmButton.focus();
 }
 
@@ -861,6 +894,7 @@ $("reset-button").addEventListener("click", () => {
   state.coShown = advisedCo(state.suggestion);
   renderCoDepartments();
   renderChoice();
+  announceChoice();
   confirmButton.focus();
 });
 // 「＋ 加入会办部门…」 adds on an explicit choice only: a click in its list, or Enter. Chrome and Edge

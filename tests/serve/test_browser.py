@@ -380,6 +380,49 @@ def test_enter_in_an_empty_search_box_picks_nothing(page: PageRun, live_server: 
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_advice_and_a_changed_choice_are_said_to_a_screen_reader(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # After Ctrl+Enter a screen reader said only 「采纳建议 按钮」: the advice was in no live region
+    # and the button's name did not carry it, so Enter adopted an advice never heard; 2 was silent.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    text = "楼下烧烤店油烟很大，晚上还有噪音，影响休息"
+    route_via_keyboard(page, text, "WEB-A1")
+    expected = live_server.api("POST", "/v1/route", json={"text": text, "top_k": 5}).json()
+    dept, cat = expected["department"], expected["category"]
+    decision = {"auto": "自动派单", "review": "人工复核"}[expected["decision"]]
+    said = pg.locator("#announce")
+    expect(said).to_have_attribute("role", "status")
+    expect(said).to_have_attribute("aria-live", "polite")
+    expect(said).to_have_text(
+        f"分派建议：{dept['label']}（置信度 {round(dept['score'] * 100)}%）"
+        f" / {cat['label']}（置信度 {round(cat['score'] * 100)}%），{decision}"
+    )
+    button = pg.locator("#confirm-button")
+    expect(button).to_be_focused()
+    expect(button).to_have_accessible_description(
+        re.compile(rf"最终派单：\s*{dept['label']}\s*/\s*{cat['label']}")
+    )
+    # A candidate chosen by its key is said too, as a correction.
+    second = dept["candidates"][1]["label"]
+    pg.keyboard.press("2")
+    expect(said).to_have_text(f"最终派单：{second} / {cat['label']}（已更正）")
+    expect(button).to_have_accessible_description(re.compile(rf"最终派单：\s*{second}\s*/"))
+    pg.keyboard.press("1")
+    expect(said).to_have_text(f"最终派单：{dept['label']} / {cat['label']}（采纳建议）")
+    # Routing again says the advice again, and nothing stays of it once cleared.
+    route_via_keyboard(page, text, "WEB-A1")
+    expect(said).to_contain_text(f"分派建议：{dept['label']}")
+    pg.locator("#clear-button").click()
+    expect(said).to_have_text("")
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_one_click_accepts_the_suggestion(page: PageRun, live_server: LiveServer) -> None:
     from playwright.sync_api import expect
 
@@ -424,6 +467,7 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     expect(pg.locator("#similar-list li").first).to_contain_text("会办 街道办")
     lead = pg.locator("#head-department .top-label").inner_text()
     expect(pg.locator("#choice-co")).to_have_text("（会办：残联）")
+    expect(pg.locator("#announce")).to_contain_text("；会办建议：残联")
     # Adopting the suggestion adopts the joint dispatch: stored lead first.
     pg.locator("#confirm-button").click()
     expect(pg.locator("#feedback-status")).to_contain_text(f"采纳建议 {lead}（会办：残联）")
@@ -432,6 +476,7 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     toggle.click()
     expect(toggle).to_have_attribute("aria-pressed", "false")
     expect(pg.locator("#choice-co")).to_have_text("")
+    expect(pg.locator("#announce")).to_have_text(re.compile(rf"^最终派单：{lead} / .+（已更正）$"))
     expect(pg.locator("#confirm-button")).to_have_text("提交更正")
     pg.keyboard.press("Enter")
     expect(pg.locator("#feedback-status")).to_contain_text("更正为")
