@@ -86,6 +86,12 @@ function announce(text) {
   $("announce").textContent = text;
 }
 
+// Whether the focus fell to the page itself: a focused button that is disabled (while a request
+// runs) drops it there, and it stays there when the button is enabled again.
+function focusLost() {
+  return !document.activeElement || document.activeElement === document.body;
+}
+
 function isEditable(target) {
   return (
     target instanceof HTMLElement &&
@@ -360,6 +366,7 @@ async function route() {
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
 
+  const focused = document.activeElement === routeButton; // 分派建议 clicked, or Enter on it
   routeButton.disabled = true;
   setStatus($("route-status"), "正在分析…", "busy");
   try {
@@ -387,7 +394,11 @@ async function route() {
   } catch (e) {
     if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
   } finally {
-    if (seq === state.routeSeq) routeButton.disabled = false;
+    if (seq === state.routeSeq) {
+      routeButton.disabled = false;
+      // A failed route leaves the focus on 分派建议, so that Enter tries again.
+      if (focused && focusLost()) routeButton.focus();
+    }
   }
 }
 
@@ -744,7 +755,8 @@ async function confirmChoice() {
   // (this one may be stored even if its answer is lost), so going back to it saves it again.
   state.savedKey = null;
   state.saving = s;
-  confirmButton.disabled = true;
+  const focused = document.activeElement === confirmButton;
+  confirmButton.disabled = true; // the focus falls to the page: given back below
   setStatus($("feedback-status"), "正在保存…", "busy");
   try {
     const saved = await api("POST", "v1/feedback", body);
@@ -768,6 +780,12 @@ async function confirmChoice() {
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
+    // The focus the disabled button dropped: back on it when it can be pressed again (the save
+    // failed, "可以放心重新保存", or another choice was made meanwhile), so that Enter saves; once
+    // saved, in 诉求描述 for the next ticket. Left alone when the dispatcher has moved it.
+    if (focused && focusLost() && state.suggestion === s) {
+      (confirmButton.disabled ? textInput : confirmButton).focus();
+    }
   }
 }
 

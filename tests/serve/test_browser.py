@@ -1020,6 +1020,62 @@ def test_a_decision_is_saved_once_while_its_save_is_running(
     assert page.problems == []
 
 
+@pytest.mark.slow
+@needs_chromium
+def test_the_focus_stays_usable_through_a_save_and_a_route(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Saving disabled the focused 采纳建议 and the focus fell to <body>: after a failed save, whose
+    # message says to save again, Enter did nothing; after a saved one, Tab started at the top.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    fail = [True]
+
+    def save(route: Any) -> None:
+        if fail[0]:
+            fail[0] = False
+            route.abort("connectionreset")
+        else:
+            held.append(route)
+
+    pg = page.page
+    pg.route("**/v1/feedback", save)
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-F1")
+    button, status = pg.locator("#confirm-button"), pg.locator("#feedback-status")
+    expect(button).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(status).to_contain_text("可以放心重新保存")
+    expect(button).to_be_focused()
+    pg.keyboard.press("Enter")  # tries again, as told
+    expect(status).to_have_text("正在保存…")
+    pg.keyboard.press("2")  # another choice while the save runs: saved next, with Enter
+    held.pop().continue_()
+    expect(status).to_contain_text("✓ 已保存：采纳建议")
+    expect(button).to_have_text("提交更正")
+    expect(button).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(status).to_have_text("正在保存…")
+    held.pop().continue_()
+    expect(status).to_contain_text("✓ 已保存：更正为")
+    # Saved: the focus is in 诉求描述, ready for the next ticket.
+    expect(pg.locator("#ticket-text")).to_be_focused()
+    assert len(live_server.feedback_rows("WEB-F1")) == 2
+    # A route from the 分派建议 button that fails leaves the focus on it: Enter tries again.
+    pg.unroute("**/v1/feedback")
+    pg.route("**/v1/route", lambda r: r.abort("connectionreset"))
+    pg.locator("#route-button").focus()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#route-status")).to_contain_text("分派失败：无法连接服务器")
+    expect(pg.locator("#route-button")).to_be_focused()
+    pg.unroute("**/v1/route")
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#result")).to_be_visible()
+    expect(button).to_be_focused()
+    assert not [p for p in page.problems if "ERR_" not in p and "Failed to load" not in p]
+
+
 # Counts the /v1/route answers the page has read, once the page's code that follows has run (the
 # code after `await res.json()` runs before a timer set when it resolves): a point after which an
 # ignored answer would have been shown, with no waiting on a clock.
