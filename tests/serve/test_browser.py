@@ -497,6 +497,61 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     assert page.problems == []
 
 
+# The focus ring of the element focused: its outline as computed, and whether it is :focus-visible.
+FOCUS_RING = """() => {
+    const e = document.activeElement, cs = getComputedStyle(e);
+    return { visible: e.matches(':focus-visible'), style: cs.outlineStyle,
+             width: cs.outlineWidth, color: cs.outlineColor, label: e.dataset.label || '' };
+}"""
+ACCENT_RING = {"visible": True, "style": "solid", "width": "2px", "color": "rgb(31, 95, 191)"}
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_co_department_toggles_and_list_options_show_the_focus(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A 会办 toggle's dashed outline replaced the focus ring (it looked the same focused or not),
+    # and a searchable list's option was marked only by a faint background.
+    from playwright.sync_api import Route, expect
+
+    def with_advice(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [
+            {"label": "残联", "tickets": ["T001", "T007"]},
+            {"label": "街道办", "tickets": ["T002", "T003"]},
+        ]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", with_advice)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-R1")
+    toggles = pg.locator("#co-departments button")
+    expect(toggles).to_have_count(2)
+    pg.locator("#co-add").focus()
+    pg.keyboard.press("Shift+Tab")
+    ring = pg.evaluate(FOCUS_RING)
+    assert ring.pop("label") == "街道办"
+    assert ring == ACCENT_RING
+    pg.keyboard.press("Shift+Tab")
+    assert pg.evaluate(FOCUS_RING) == {**ACCENT_RING, "label": "残联"}
+    # The one not focused keeps its dashed decoration: the two are told apart.
+    unfocused = pg.evaluate(
+        "() => getComputedStyle(document.querySelectorAll('#co-departments button')[1]).outlineStyle"
+    )
+    assert unfocused == "dashed"
+    for head in ("department", "category"):
+        pg.locator(f"#head-{head} .picker-input").focus()
+        pg.keyboard.press("ArrowDown")
+        expect(pg.locator(f"#head-{head} .picker-list .option").first).to_be_focused()
+        ring = pg.evaluate(FOCUS_RING)
+        ring.pop("label")
+        assert ring == ACCENT_RING
+    assert page.problems == []
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
