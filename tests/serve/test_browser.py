@@ -552,6 +552,74 @@ def test_co_department_toggles_and_list_options_show_the_focus(
     assert page.problems == []
 
 
+# The contrast of an element's text with what is behind it, from the computed styles (the colour
+# through every opacity above it over the first background that is not transparent), with the
+# ratio WCAG AA asks of it: 3:1 for large text (24 px, or 18.66 px bold), 4.5:1 for the rest.
+CONTRAST = """(selector) => {
+    const e = document.querySelector(selector);
+    if (!e) return null;
+    const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b]
+        .map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let bg = [255, 255, 255];
+    for (let n = e; n; n = n.parentElement) {
+        const c = rgba(getComputedStyle(n).backgroundColor);
+        if (c.length === 3 || c[3] > 0) { bg = c.slice(0, 3); break; }
+    }
+    let alpha = 1;
+    for (let n = e; n; n = n.parentElement) alpha *= Number(getComputedStyle(n).opacity);
+    const cs = getComputedStyle(e);
+    const fg = rgba(cs.color).slice(0, 3).map((v, i) => v * alpha + bg[i] * (1 - alpha));
+    const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const px = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+    return { text: e.textContent.trim(), ratio: (hi + 0.05) / (lo + 0.05),
+             need: px >= 24 || (bold && px >= 18.66) ? 3 : 4.5 };
+}"""
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_small_text_has_wcag_aa_contrast(page: PageRun, live_server: LiveServer) -> None:
+    # 人工复核 (12 px) was 4.31:1, the 可选 hints 3.48:1, a 会办 toggle switched off 4.39:1.
+    from playwright.sync_api import Route
+
+    def for_review(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["decision"] = body["department"]["decision"] = "review"
+        body["category"]["decision"] = "auto"
+        body["co_departments"] = [{"label": "残联", "tickets": ["T001", "T007"]}]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", for_review)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-K1")
+    pg.locator("#co-departments button").click()  # switched off: a correction
+    pg.keyboard.press("2")
+    checked = {
+        "#overall-badge": "人工复核",
+        "#head-department .badge": "人工复核",
+        "#head-category .badge": "自动派单",
+        ".optional": "可选",
+        'button.tag.co[aria-pressed="false"]': "残联（2 件相似工单）",
+        "#choice-note": "（已更正）",
+        '#head-department .candidate[aria-pressed="true"] .cand-score': None,
+        "#head-department .top-score": None,
+        "footer": None,
+    }
+    low = []
+    for selector, text in checked.items():
+        got = pg.evaluate(CONTRAST, selector)
+        assert got is not None, selector
+        assert text is None or got["text"] == text, (selector, got)
+        if got["ratio"] < got["need"]:
+            low.append((selector, round(got["ratio"], 2)))
+    assert low == []
+    assert page.problems == []
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
