@@ -529,7 +529,15 @@ function renderHead(head, r) {
       bar.firstChild.style.width = pct(c.score);
       const button = el(
         "button",
-        { type: "button", class: "candidate", dataset: { label: c.label }, "aria-pressed": "false" },
+        // The name is cut with … when the row is narrow (a long department, 200 % zoom, a phone):
+        // whole on hover.
+        {
+          type: "button",
+          class: "candidate",
+          title: c.label,
+          dataset: { label: c.label },
+          "aria-pressed": "false",
+        },
         el("kbd", {}, String(i + 1)),
         el("span", { class: "cand-label" }, c.label),
         bar,

@@ -622,6 +622,38 @@ def test_small_text_has_wcag_aa_contrast(page: PageRun, live_server: LiveServer)
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_candidate_name_cut_short_can_be_read_whole(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Names are cut with … in a narrow row (a phone, 200 % zoom, a long department) and had no
+    # tooltip: a dispatcher chose among names they could not read.
+    from playwright.sync_api import Route, expect
+
+    long_name = "区城市管理综合行政执法局市容环境卫生管理处"
+
+    def with_long_name(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"]["candidates"][1]["label"] = long_name
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 360, "height": 800})
+    pg.route("**/v1/route", with_long_name)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-L1")
+    second = pg.locator("#head-department .candidate").nth(1)
+    cut = second.locator(".cand-label").evaluate("(e) => e.scrollWidth > e.clientWidth")
+    assert cut, "the long name should not fit a 360 px row"
+    expect(second).to_have_attribute("title", long_name)
+    for head in ("department", "category"):
+        for button in pg.locator(f"#head-{head} .candidate").all():
+            expect(button).to_have_attribute("title", button.get_attribute("data-label") or "")
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     page: PageRun, live_server: LiveServer
 ) -> None:
