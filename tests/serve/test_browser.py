@@ -654,6 +654,31 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_page_follows_the_browsers_font_size_setting(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # :root { font-size: 15px } pinned every rem: with the browser's font size set to 24 px
+    # (Chrome's 字号「特大」), ordinary pages grew and the dispatcher's page stayed at 15 px.
+    pg = page.page
+    sizes = "() => ['html', '#ticket-text', 'label', '.optional', 'footer'].map((s) =>"
+    sizes += " parseFloat(getComputedStyle(document.querySelector(s)).fontSize))"
+    open_page(page, live_server)
+    at_default = pg.evaluate(sizes)
+    columns = "() => getComputedStyle(document.querySelector('.layout'))"
+    columns += ".gridTemplateColumns.split(' ').length"
+    assert pg.evaluate(columns) == 2
+    assert at_default[:2] == [15, 15]  # as before at the default 16 px
+    cdp = pg.context.new_cdp_session(pg)
+    cdp.send("Page.setFontSizes", {"fontSizes": {"standard": 24, "fixed": 20}})
+    open_page(page, live_server)
+    assert pg.evaluate(sizes) == [pytest.approx(s * 1.5) for s in at_default]
+    # The two columns need as much more room: one column on a 1280 px window.
+    assert pg.evaluate(columns) == 1
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     page: PageRun, live_server: LiveServer
 ) -> None:
