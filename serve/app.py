@@ -46,7 +46,7 @@ from serve.reload import follow_pointer
 from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import RootPathAliasMiddleware, install_security, route_path
-from serve.telemetry import TelemetryMiddleware
+from serve.telemetry import TelemetryMiddleware, install_refusal_hook
 from serve.workers import replacement_start, report_served, supervisor_of_this_process
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,8 @@ def create_app(
     install_security(app, settings)  # CORS, safe headers, 401/403 answers
     # Outermost but one: metrics and the PII-free access log see every answer.
     app.add_middleware(TelemetryMiddleware, metrics=metrics, access_log=settings.access_log)
+    # And what `paidan serve`'s protocol answers before any middleware (431), counted alike.
+    install_refusal_hook(app, metrics, settings.access_log)
     # Outside even that: an unexpected error is answered and logged here, never re-raised to the
     # server, whose log line would quote its message (and so, maybe, the ticket).
     app.add_middleware(UnexpectedErrorMiddleware)

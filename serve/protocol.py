@@ -9,6 +9,8 @@ counts the bytes of each request's head as they arrive and, beyond the limit, an
 handing the parser any more of it. To a browser loading a page (:func:`loads_a_page`, from the
 headers read before the limit: browsers send ``Cookie``, the usual culprit, last) the 431 is a
 short Chinese page saying what to do instead: the dispatcher reloading the page saw raw JSON.
+Each 431 is counted in the app's ``/metrics`` and access log, under the route its path names, as
+the app counts its own answers (:func:`serve.telemetry.install_refusal_hook`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import asyncio
 import functools
 import json
 import logging
+import time
+import urllib.parse
 from typing import Any, cast
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serve.errors import HTTP_CODES, error_body
 from serve.security import API_HEADERS, BASE_HEADERS
+from serve.telemetry import refusal_hook
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +229,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._refused = False
+        self._line_read = False  # the request line of the head being read has been fed whole
+        self._head_started = time.perf_counter()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -231,6 +239,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             super().data_received(data)
             return
         room = self.max_header_bytes - self._head_bytes
+        if not self._line_read:
+            self._line_read = data.find(b"\n", 0, max(room, 0)) >= 0
         if len(data) <= room:
             self._head_bytes += len(data)
             super().data_received(data)
@@ -245,6 +255,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 return
         self._refuse()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = time.perf_counter()
+
     def on_headers_complete(self) -> None:
         self._reading_head = False
         super().on_headers_complete()
@@ -253,6 +267,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
+        self._line_read = False
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's own answer was text/plain "Invalid HTTP request received.", without the
@@ -276,6 +291,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 self.max_header_bytes, self.server_state.default_headers, self.headers
             )
             self.transport.write(answer)
+            self._count_refusal(431)
             if self.transport.can_write_eof():
                 self.transport.write_eof()  # the answer is complete; what follows is dropped
                 self.loop.call_later(LINGER_S, self.transport.close)
@@ -283,3 +299,41 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         # else: an earlier pipelined request is still being answered; an answer written now
         # would land inside it, so the connection is only closed.
         self.transport.close()
+
+    def _count_refusal(self, status: int) -> None:
+        """Count an answer given here, before the app, in the app's ``/metrics`` and access log
+        (:func:`serve.telemetry.install_refusal_hook`), as the app counts its own."""
+        hook = refusal_hook(self.app)
+        if hook is None:  # not a paidan app (an app started with uvicorn yourself)
+            return
+        try:
+            hook(self._refused_scope(), status, time.perf_counter() - self._head_started)
+        except Exception as e:  # the answer is written; a metrics failure must not lose it
+            logger.error("could not count a %d answer in /metrics: %s", status, type(e).__name__)
+
+    def _refused_scope(self) -> dict[str, Any]:
+        """The ASGI scope of the request being refused, from the part of its head that was read.
+
+        The method is the first word of the request line; the path is known once the line was
+        read whole (a request line over the limit has none: its route is ``unmatched``)."""
+        path, query = "", b""
+        if self._line_read:
+            try:
+                url = httptools.parse_url(getattr(self, "url", b""))
+            except httptools.HttpParserInvalidURLError:
+                url = None
+            if url is not None and url.path:
+                path = url.path.decode("ascii", "replace")
+                if "%" in path:
+                    path = urllib.parse.unquote(path)
+                query = url.query or b""
+        return {
+            "type": "http",
+            "method": self.parser.get_method().decode("ascii", "replace"),
+            "path": self.root_path + path if path else "",
+            "root_path": self.root_path,
+            "query_string": query,
+            "client": self.client,
+            "http_version": self.parser.get_http_version() if self._line_read else "1.1",
+            "headers": list(self.headers or []),
+        }

@@ -89,28 +89,32 @@ class RootPathAliasMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        root: str = scope.get("root_path", "")
-        path: str = scope.get("path", "")
-        if scope["type"] in ("http", "websocket") and "%" in root:
-            # A root path beyond ASCII (/派单) is given percent-encoded, as uvicorn needs it, and
-            # uvicorn puts it so in front of the path it has decoded: neither the alias below nor
-            # the routes (Starlette compares root_path with path) matched, and the page opened on
-            # the server's own address got 404 for its assets and API. Decoded, as the path is.
-            encoded, root = root, unquote(root)
-            if path.startswith(encoded):
-                path = root + path[len(encoded) :]
-            scope = {**scope, "root_path": root, "path": path}
-        if scope["type"] in ("http", "websocket") and root and path.startswith(root + root):
-            rest = path[len(root) :]  # the path the client sent, prefix included
-            if rest[len(root) : len(root) + 1] in ("", "/"):
-                scope = {**scope, "path": rest if rest != root else root + "/"}
-                raw = scope.get("raw_path")
-                prefix = quote(root, safe=ROOT_PATH_SAFE).encode("ascii")
-                if isinstance(raw, bytes) and raw.startswith(prefix + prefix):
-                    scope["raw_path"] = (
-                        raw[len(prefix) :] if raw != prefix + prefix else prefix + b"/"
-                    )
-        await self.app(scope, receive, send)
+        await self.app(aliased_scope(scope), receive, send)
+
+
+def aliased_scope(scope: Scope) -> Scope:
+    """``scope`` as :class:`RootPathAliasMiddleware` hands it on: its root path decoded, and a path
+    that repeats the root path (``/paidan/paidan/…``) as the route it names (``/paidan/…``)."""
+    root: str = scope.get("root_path", "")
+    path: str = scope.get("path", "")
+    if scope["type"] in ("http", "websocket") and "%" in root:
+        # A root path beyond ASCII (/派单) is given percent-encoded, as uvicorn needs it, and
+        # uvicorn puts it so in front of the path it has decoded: neither the alias below nor
+        # the routes (Starlette compares root_path with path) matched, and the page opened on
+        # the server's own address got 404 for its assets and API. Decoded, as the path is.
+        encoded, root = root, unquote(root)
+        if path.startswith(encoded):
+            path = root + path[len(encoded) :]
+        scope = {**scope, "root_path": root, "path": path}
+    if scope["type"] in ("http", "websocket") and root and path.startswith(root + root):
+        rest = path[len(root) :]  # the path the client sent, prefix included
+        if rest[len(root) : len(root) + 1] in ("", "/"):
+            scope = {**scope, "path": rest if rest != root else root + "/"}
+            raw = scope.get("raw_path")
+            prefix = quote(root, safe=ROOT_PATH_SAFE).encode("ascii")
+            if isinstance(raw, bytes) and raw.startswith(prefix + prefix):
+                scope["raw_path"] = raw[len(prefix) :] if raw != prefix + prefix else prefix + b"/"
+    return scope
 
 
 def route_path(scope: Scope) -> str:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import fastapi.routing
+from starlette.applications import Starlette
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
-from serve.security import loggable_path
+from serve.security import aliased_scope, loggable_path
 
 ACCESS_LOGGER = "serve.access"
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -53,22 +54,65 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - start
-            route = _route_template(scope)
-            method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status["code"])).inc()
-            self.metrics.latency.labels(route, method).observe(elapsed)
-            if self.access_log and access_logger.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                access_logger.info(
-                    '%s - "%s %s HTTP/%s" %d %.1fms',
-                    f"{client[0]}:{client[1]}" if client else "-",
-                    method,
-                    loggable_path(scope.get("path", ""), scope.get("query_string", b"")),
-                    scope.get("http_version", "1.1"),
-                    status["code"],
-                    elapsed * 1000,
-                )
+            record(
+                self.metrics, self.access_log, scope, status["code"], time.perf_counter() - start
+            )
+
+
+def record(metrics: Metrics, access_log: bool, scope: Scope, status: int, elapsed: float) -> None:
+    """Count and time one answered request and, if ``access_log``, write its access log line."""
+    route = _route_template(scope)
+    method = scope.get("method", "")
+    metrics.requests.labels(route, method, str(status)).inc()
+    metrics.latency.labels(route, method).observe(elapsed)
+    if access_log and access_logger.isEnabledFor(logging.INFO):
+        client = scope.get("client")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            method,
+            # A request refused before its request line was read whole has no path.
+            loggable_path(scope.get("path", ""), scope.get("query_string", b"")) or "-",
+            scope.get("http_version", "1.1"),
+            status,
+            elapsed * 1000,
+        )
+
+
+# The name, on an app's ``state``, of the function that counts an answer the server's protocol
+# gave before the app saw the request (serve/protocol.py's 431).
+REFUSAL_HOOK = "record_refusal"
+RefusalHook = Callable[[Scope, int, float], None]
+
+
+def install_refusal_hook(app: Starlette, metrics: Metrics, access_log: bool) -> None:
+    """Let the server's protocol count the answers it gives itself (the 431 of a request head
+    over ``PAIDAN_MAX_HEADER_BYTES``) as :class:`TelemetryMiddleware` counts the app's: under the
+    route template the path names, with the access log line.
+
+    The protocol answers before the app, so the middleware never saw these: three 431s left
+    ``/metrics`` as it was while a dispatcher behind a portal's cookies could do nothing.
+    """
+
+    def record_refusal(scope: Scope, status: int, elapsed: float) -> None:
+        # As the app's outermost middleware hands it on, and with the app its routes are read from.
+        record(metrics, access_log, {**aliased_scope(scope), "app": app}, status, elapsed)
+
+    setattr(app.state, REFUSAL_HOOK, record_refusal)
+
+
+def refusal_hook(app: Any) -> RefusalHook | None:
+    """The refusal hook of the paidan app inside ``app``, the ASGI app uvicorn calls (the paidan
+    app wrapped in uvicorn's proxy-headers middleware, and under ``--workers N`` in paidan's own
+    wrapper: each wraps the next as ``.app``); ``None`` for any other app."""
+    for _ in range(16):  # a bound, not a depth any server reaches
+        if app is None:
+            return None
+        hook = getattr(getattr(app, "state", None), REFUSAL_HOOK, None)
+        if callable(hook):
+            return cast(RefusalHook, hook)
+        app = getattr(app, "app", None)
+    return None
 
 
 def _route_template(scope: Scope) -> str:

@@ -6,7 +6,9 @@ was answered 200: httptools has no limit of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -45,24 +47,32 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(scope="module")
-def limited_port() -> Iterator[int]:
-    """An in-process uvicorn on a free loopback port with the head limit at :data:`LIMIT`."""
+@contextlib.contextmanager
+def served(app: Any, **options: Any) -> Iterator[int]:
+    """An in-process uvicorn serving ``app`` on a free loopback port with the head limit at
+    :data:`LIMIT`; yields the port."""
     sock = listening_socket("127.0.0.1", 0, 128)
-    config = uvicorn.Config(
-        echo_app, lifespan="off", log_level="warning", **header_limit_options(LIMIT)
-    )
+    config = uvicorn.Config(app, log_level="warning", **options, **header_limit_options(LIMIT))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def limited_port() -> Iterator[int]:
+    """An in-process uvicorn on a free loopback port with the head limit at :data:`LIMIT`."""
+    with served(echo_app, lifespan="off") as port:
+        yield port
 
 
 def exchange(port: int, *parts: bytes) -> bytes:
@@ -311,6 +321,70 @@ def test_paidan_serve_refuses_a_huge_header_and_keeps_serving(
     ok = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     assert exchange(port, ok).startswith(b"HTTP/1.1 200 ")
     assert "431" in server.logs() and MAX_HEADER_ENV in server.logs()
+    metrics = exchange(port, b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert b'paidan_http_requests_total{method="GET",route="/healthz",status="431"} 1.0' in metrics
+
+
+def metric_samples(port: int) -> dict[str, float]:
+    answer = exchange(
+        port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer[:300]
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+@pytest.mark.parametrize("root_path", ["", "/paidan"])
+def test_a_431_is_counted_in_metrics_and_the_access_log_under_its_route(
+    make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture, root_path: str
+) -> None:
+    # The protocol answers 431 before the app, so its metrics middleware never saw one: three
+    # refused requests left /metrics as it was, while a 413 or an unknown path was counted.
+    app = make_client(access_log=True, root_path=root_path).app
+    cookie = b"Cookie: portal_sso=" + b"c" * (2 * LIMIT) + b"\r\n"
+    with served(app, log_config=None, root_path=root_path) as port:
+        refused = (
+            # A proxy's prefix-stripped path and, under a root path, the server's own address.
+            b"POST /v1/route?text=13812345678 HTTP/1.1\r\nHost: localhost\r\n" + cookie,
+            b"POST " + root_path.encode() + b"/v1/route HTTP/1.1\r\nHost: localhost\r\n" + cookie,
+            b"GET /no/such/path HTTP/1.1\r\nHost: localhost\r\n" + cookie,
+            # A request line over the limit: no path was read, so no route.
+            b"GET /v1/route?q=" + b"a" * (2 * LIMIT) + b" HTTP/1.1\r\n",
+        )
+        with caplog.at_level(logging.INFO, logger="serve.access"):
+            for raw in refused:
+                assert exchange(port, raw).startswith(b"HTTP/1.1 431 ")
+        samples = metric_samples(port)
+    assert samples['paidan_http_requests_total{method="POST",route="/v1/route",status="431"}'] == 2
+    assert samples['paidan_http_requests_total{method="GET",route="unmatched",status="431"}'] == 2
+    timed = 'paidan_http_request_duration_seconds_count{method="POST",route="/v1/route"}'
+    assert samples[timed] == 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    assert len(lines) == 4, lines
+    # Logged as the app logs its answers (the path uvicorn gives, root path first), PII-free.
+    assert f'"POST {root_path}/v1/route?text=… HTTP/1.1" 431' in lines[0]
+    assert f'"GET {root_path}/no/such/path HTTP/1.1" 431' in lines[2]
+    assert '"GET - HTTP/1.1" 431' in lines[3]
+    assert "13812345678" not in caplog.text
+
+
+def test_the_refusal_hook_is_found_through_the_servers_wrappers(
+    make_client: Callable[..., Any],
+) -> None:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from serve.telemetry import refusal_hook
+    from serve.workers import _CloseWhenDraining
+
+    app = make_client().app
+    # `paidan serve`: uvicorn's proxy headers around the app, and paidan's drain under --workers N.
+    assert refusal_hook(ProxyHeadersMiddleware(app)) is not None
+    assert refusal_hook(_CloseWhenDraining(ProxyHeadersMiddleware(app), None)) is not None
+    assert refusal_hook(echo_app) is None  # an app of its own: nothing to count in
 
 
 def test_every_status_security_md_lists_has_its_code_in_http_codes() -> None:
