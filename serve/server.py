@@ -56,11 +56,15 @@ def describe_database(settings: Settings) -> str:
     return describe_url(settings.resolved_database_url)
 
 
-def log_config(level: str = "info") -> dict[str, Any]:
-    """uvicorn's logging set-up plus the app's loggers (``serve.*``, ``model.*``) on stderr."""
+def log_config(level: str = "info", workers: int = 1) -> dict[str, Any]:
+    """uvicorn's logging set-up plus the app's loggers (``serve.*``, ``model.*``) on stderr, each
+    line beginning with its time in UTC and, with several ``workers``, its process id
+    (:mod:`serve.logs`)."""
     from uvicorn.config import LOGGING_CONFIG
 
-    config = copy.deepcopy(LOGGING_CONFIG)
+    from serve.logs import dated
+
+    config = dated(copy.deepcopy(LOGGING_CONFIG), workers)
     for name in ("serve", "model"):
         config["loggers"][name] = {
             "handlers": ["default"],
@@ -199,7 +203,7 @@ def run(
         "port": port,
         "access_log": False,
         "log_level": log_level,
-        "log_config": log_config(log_level),
+        "log_config": log_config(log_level, workers),
         "timeout_keep_alive": settings.keep_alive_s,
         "backlog": BACKLOG,
         # Behind a proxy that publishes the server under a sub-path: /docs and its OpenAPI URL

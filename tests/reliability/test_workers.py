@@ -98,6 +98,31 @@ def test_connections_opened_together_reach_both_workers(
 
 
 @pytest.mark.slow
+def test_each_log_line_names_the_process_that_wrote_it(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # Under --workers N the lines did not say which worker wrote them (nor when).
+    import re
+
+    server = start(live_server_factory, tiny_model_dir)
+    workers = worker_pids(server, port_of(server))
+    wait_until(
+        lambda: server.logs().count("Application startup complete") == 2, "both start-ups", server
+    )
+    dated = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[(\d+)\] (INFO|WARNING|ERROR): ")
+    logged = [line for line in server.logs().splitlines() if re.search(r"\b(INFO|WARNING):", line)]
+    pids: Counter[int] = Counter()
+    for line in logged:
+        match = dated.match(line)
+        assert match, line
+        pids[int(match.group(1))] += 1
+    # The supervisor's lines and each worker's.
+    assert set(pids) == workers | {server.proc.pid}, (pids, workers, server.proc.pid)
+    serving = next(line for line in logged if "2 workers serving" in line)
+    assert f"[{server.proc.pid}] " in serving
+
+
+@pytest.mark.slow
 def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_request(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
 ) -> None:

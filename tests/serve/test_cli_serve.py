@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -930,3 +931,71 @@ def test_the_db_commands_say_in_one_line_that_the_database_cannot_be_reached() -
             "?connect_timeout=1: OperationalError: connection failed"
         ), lines[0]
         assert "s3cret" not in result.output
+
+
+@pytest.fixture
+def shanghai_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone 8 hours from UTC, as a city's server often keeps it."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_log_lines_begin_with_the_utc_time_and_under_workers_the_pid(
+    shanghai_time: None, workers: int
+) -> None:
+    # uvicorn's "LEVEL:    message": a `model reload refused` ERROR in a nohup or >> log could not
+    # be placed in time, nor, under --workers N, a failing worker told from the others.
+    import logging
+    import pydoc
+    from datetime import UTC, datetime
+
+    from serve.server import log_config
+
+    config = log_config("info", workers)
+
+    def formatter(name: str) -> logging.Formatter:
+        entry = dict(config["formatters"][name])
+        factory = pydoc.locate(entry.pop("()"))
+        assert callable(factory)
+        made = factory(**{**entry, "use_colors": False})
+        assert isinstance(made, logging.Formatter)
+        return made
+
+    def line(name: str, logger: str, level: int, msg: str, *args: Any) -> str:
+        record = logging.LogRecord(logger, level, __file__, 1, msg, args or None, None)
+        record.created = datetime(2026, 12, 5, 2, 30, 14, tzinfo=UTC).timestamp()
+        record.process = 4321
+        return formatter(name).format(record)
+
+    start = "2026-12-05T02:30:14Z " + ("[4321] " if workers > 1 else "")  # as train's lines
+    # The app's loggers (the access log among them) and uvicorn's write through "default".
+    for logger in ("serve", "model", "uvicorn"):
+        assert config["loggers"][logger]["handlers"] == ["default"]
+    assert config["handlers"]["default"]["formatter"] == "default"
+    said = line("default", "serve.reload", logging.ERROR, "model reload refused (%s)", "v3")
+    assert said == start + "ERROR:    model reload refused (v3)"
+    access = line("default", "serve.access", logging.INFO, '%s - "%s"', "127.0.0.1:5", "GET /")
+    assert access == start + 'INFO:     127.0.0.1:5 - "GET /"'
+    # uvicorn's own access log (paidan serve turns it off) and other libraries' lines alike.
+    uvicorn_access = line(
+        "access",
+        "uvicorn.access",
+        logging.INFO,
+        "%s %s %s %s %d",
+        "1.2.3.4:5",
+        "GET",
+        "/",
+        "1.1",
+        200,
+    )
+    assert uvicorn_access.startswith(start + "INFO:     1.2.3.4:5 - ")
+    assert config["root"] == {"handlers": ["named"]}  # no level: --verbose keeps its own
+    assert config["handlers"]["named"]["formatter"] == "named"
+    other = line("named", "sqlalchemy.pool", logging.WARNING, "pool reset failed")
+    assert other == start + "WARNING:  sqlalchemy.pool: pool reset failed"
