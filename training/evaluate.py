@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,13 +27,22 @@ from model.tickets import (
     CO_COL,
     JOINT_JOINER,
     LABELS,
+    ROW_COL,
+    SOURCE_COL,
     ColumnMap,
+    expand_paths,
     has_text,
-    read_tickets,
+    iter_tickets,
     require_rows,
 )
 from training.markdown import md_text, md_url
-from training.metrics import format_auto_precision, head_report, no_auto_note, unknown_label_rows
+from training.metrics import (
+    format_auto_precision,
+    no_auto_note,
+    ranked_report,
+    top_k,
+    unknown_label_rows,
+)
 from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
@@ -40,8 +50,11 @@ from training.validate import (
     find_merged,
     masked_counts,
     merged_mapping,
-    repeated_rows,
+    ticket_keys,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +63,8 @@ logger = logging.getLogger(__name__)
 SEEN_SIMILARITY = 0.999
 # Share of such tickets above which a model's figures on a set are no fair measure of it.
 SEEN_SHARE_LIMIT = 0.1
+# Rows of a CSV file evaluate reads and scores at a time.
+CHUNK_ROWS = 10_000
 
 
 def seen_rows(
@@ -111,22 +126,38 @@ def joint_advice_report(
         ``advised_right``, ``true_co_departments``, ``precision`` and ``recall`` (``None``
         when there is nothing to divide by).
     """
-    c = dict.fromkeys(
-        (
-            "joint_rows",
-            "joint_any",
-            "joint_exact",
-            "single_rows",
-            "single_with_advice",
-            "advised",
-            "advised_right",
-            "true_co_departments",
-        ),
-        0,
-    )
+    counts = JointCounts(min_tickets)
     for co, lead, found in zip(co_departments, leads, similar, strict=True):
+        counts.add(co, lead, found)
+    return counts.report()
+
+
+class JointCounts:
+    """:func:`joint_advice_report` a ticket at a time: its counts, not the tickets, are kept."""
+
+    def __init__(self, min_tickets: int = MIN_CO_TICKETS) -> None:
+        self.min_tickets = min_tickets
+        self.rows = 0
+        self.c = dict.fromkeys(
+            (
+                "joint_rows",
+                "joint_any",
+                "joint_exact",
+                "single_rows",
+                "single_with_advice",
+                "advised",
+                "advised_right",
+                "true_co_departments",
+            ),
+            0,
+        )
+
+    def add(self, co: str, lead: str, found: Sequence[SimilarTicket]) -> None:
+        """Count one ticket: its true co-departments, suggested lead and similar tickets."""
+        c = self.c
+        self.rows += 1
         truth = {d for d in co.split(JOINT_JOINER) if d}
-        advice = {a.label for a in co_dispatch(lead, found, min_tickets)}
+        advice = {a.label for a in co_dispatch(lead, found, self.min_tickets)}
         c["advised"] += len(advice)
         c["advised_right"] += len(advice & truth)
         c["true_co_departments"] += len(truth)
@@ -137,15 +168,18 @@ def joint_advice_report(
         else:
             c["single_rows"] += 1
             c["single_with_advice"] += bool(advice)
-    return {
-        "min_tickets": min_tickets,
-        "rows": len(leads),
-        **c,
-        "precision": c["advised_right"] / c["advised"] if c["advised"] else None,
-        "recall": c["advised_right"] / c["true_co_departments"]
-        if c["true_co_departments"]
-        else None,
-    }
+
+    def report(self) -> dict[str, Any]:
+        c = self.c
+        return {
+            "min_tickets": self.min_tickets,
+            "rows": self.rows,
+            **c,
+            "precision": c["advised_right"] / c["advised"] if c["advised"] else None,
+            "recall": c["advised_right"] / c["true_co_departments"]
+            if c["true_co_departments"]
+            else None,
+        }
 
 
 def evaluate_router(
@@ -182,58 +216,126 @@ def evaluate_router(
         ``n`` and, per head, the figures of :func:`training.metrics.head_report`; ``joint``, see
         ``co_departments``.
     """
-    tickets = list(zip(titles, texts, strict=True))
-    proba: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
-    ranks: dict[str, list[np.ndarray]] = {name: [] for name in router.heads}
-    joint = (
-        co_departments is not None
-        and any(co_departments)
-        and "department" in router.heads
-        and router.index is not None
-    )
-    similar: list[list[SimilarTicket]] = []
-    seen = 0
-    for start in range(0, len(tickets), batch):
-        X = router.transform(tickets[start : start + batch])  # once, for every use
-        for name, (p, r) in router.feature_scores(X).items():
-            proba[name].append(p)
-            ranks[name].append(r)
-        # One search serves both: the nearest ticket tells a seen one, five give the advice.
-        found = router.index.query(X, SIMILAR_K) if joint and router.index is not None else None
-        seen += seen_rows(router, X, found)
-        if found is not None:
-            similar += found
-        if progress:
-            progress("scoring", min(start + batch, len(tickets)), len(tickets))
-    report: dict[str, Any] = {"n": len(tickets), "model_version": router.version, "seen_rows": seen}
-    for name, head in router.heads.items():
-        # A label the model never learnt is masked like a text (a dispatcher's field may hold a
-        # phone number): the report's per-class table and confusion matrix quote it.
-        learnt = set(head.labels)
-        given = labels.get(name, [])
-        shown = {v: mask_label(v) for v in set(given) if v and v not in learnt}
-        y = np.asarray([shown.get(v, v) for v in given], dtype=str)
-        known = y != ""
-        if not known.any():
-            continue
-        p, rank = np.vstack(proba[name])[known], np.vstack(ranks[name])[known]
-        report[name] = head_report(y[known], p, head.labels, head.threshold, rank=rank)
-        # True labels the model never learnt: scored wrong (but no class of macro-F1, see
-        # head_report), and usually a spelling or a taxonomy that differs from the training
-        # data's, which the reader must be told of. Most rows first, as the warning lists them.
-        report[name]["unknown_labels"] = unknown_label_rows(y[known], head.labels)
-    if joint:
-        assert co_departments is not None
-        head = router.heads["department"]
-        leads = np.asarray(head.labels, dtype=object)[np.vstack(ranks["department"]).argmax(axis=1)]
-        known = np.asarray(labels.get("department", [""] * len(tickets)), dtype=str) != ""
-        scored = np.flatnonzero(known).tolist()
-        report["joint"] = joint_advice_report(
-            [co_departments[i] for i in scored],
-            leads[scored].tolist(),
-            [similar[i] for i in scored],
+    scores = Scores(router, batch)
+    scores.add(titles, texts, labels, co_departments, progress)
+    return scores.report()
+
+
+class _HeadRows:
+    """What a report reads of one head's scores on each ticket (:func:`ranked_report`)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}  # each true label, by the code its rows keep
+        self.codes: list[np.ndarray] = []
+        self.best: list[np.ndarray] = []
+        self.confidence: list[np.ndarray] = []
+        self.top3: list[np.ndarray] = []
+
+    def add(self, given: Sequence[str], proba: np.ndarray, rank: np.ndarray) -> None:
+        values = self.values
+        self.codes.append(
+            np.fromiter(
+                (values.setdefault(v, len(values)) for v in given), dtype=np.int32, count=len(given)
+            )
         )
-    return report
+        best = rank.argmax(axis=1)
+        self.best.append(best.astype(np.int32))
+        self.confidence.append(proba[np.arange(len(best)), best])
+        self.top3.append(top_k(rank, 3).astype(np.int32))
+
+
+class Scores:
+    """A router's scores on labelled tickets, added a batch of tickets at a time, and the report
+    of :func:`evaluate_router` on all of them.
+
+    Per ticket it keeps a code of each true label, the predicted label's column and probability
+    and the top-3 columns: not the tickets, every label's probability or the similar tickets
+    (the joint-dispatch advice is counted as each batch is scored), so that a file of hundreds of
+    thousands of tickets is scored in the memory of a few thousand.
+    """
+
+    def __init__(self, router: Router, batch: int = 2_000) -> None:
+        self.router = router
+        self.batch = batch
+        self.heads = {name: _HeadRows() for name in router.heads}
+        # One search serves both: the nearest ticket tells a seen one, five give the advice.
+        self.advise = "department" in router.heads and router.index is not None
+        self.joint = JointCounts()
+        self.any_joint = False  # whether some ticket has co-departments
+        self.n = 0
+        self.seen = 0
+
+    def add(
+        self,
+        titles: Sequence[str],
+        texts: Sequence[str],
+        labels: dict[str, Sequence[str]],
+        co_departments: Sequence[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """Score tickets (arguments as :func:`evaluate_router`'s)."""
+        router = self.router
+        tickets = list(zip(titles, texts, strict=True))
+        blank = [""] * len(tickets)
+        given = {name: blank if labels.get(name) is None else labels[name] for name in router.heads}
+        co = blank if co_departments is None else co_departments
+        self.any_joint |= any(co)
+        for start in range(0, len(tickets), self.batch):
+            end = min(start + self.batch, len(tickets))
+            X = router.transform(tickets[start:end])  # once, for every use
+            leads = None
+            for name, (p, r) in router.feature_scores(X).items():
+                self.heads[name].add(given[name][start:end], p, r)
+                if name == "department":
+                    leads = self.heads[name].best[-1]  # the label each ticket is suggested
+            index = router.index if self.advise else None
+            found = index.query(X, SIMILAR_K) if index is not None else None
+            self.seen += seen_rows(router, X, found)
+            if found is not None:
+                assert leads is not None
+                learnt = router.heads["department"].labels
+                for i, similar in enumerate(found):
+                    if given["department"][start + i] != "":
+                        self.joint.add(co[start + i], learnt[leads[i]], similar)
+            if progress:
+                progress("scoring", end, len(tickets))
+        self.n += len(tickets)
+
+    def report(self) -> dict[str, Any]:
+        """:func:`evaluate_router`'s report of the tickets added."""
+        router = self.router
+        report: dict[str, Any] = {
+            "n": self.n,
+            "model_version": router.version,
+            "seen_rows": self.seen,
+        }
+        for name, head in router.heads.items():
+            rows = self.heads[name]
+            if not rows.codes:
+                continue
+            # A label the model never learnt is masked like a text (a dispatcher's field may hold a
+            # phone number): the report's per-class table and confusion matrix quote it.
+            learnt = set(head.labels)
+            shown = [v if not v or v in learnt else mask_label(v) for v in rows.values]
+            y = np.asarray(shown, dtype=str)[np.concatenate(rows.codes)]
+            known = y != ""
+            if not known.any():
+                continue
+            report[name] = ranked_report(
+                y[known],
+                np.concatenate(rows.best)[known],
+                np.concatenate(rows.confidence)[known],
+                np.concatenate(rows.top3)[known],
+                head.labels,
+                head.threshold,
+            )
+            # True labels the model never learnt: scored wrong (but no class of macro-F1, see
+            # ranked_report), and usually a spelling or a taxonomy that differs from the training
+            # data's, which the reader must be told of. Most rows first, as the warning lists them.
+            report[name]["unknown_labels"] = unknown_label_rows(y[known], head.labels)
+        if self.any_joint and self.advise:
+            report["joint"] = self.joint.report()
+        return report
 
 
 def joint_summary(joint: dict[str, Any]) -> str:
@@ -322,6 +424,7 @@ def evaluate(
     columns: ColumnMap = ColumnMap(),
     model_root: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    chunk_rows: int | None = CHUNK_ROWS,
 ) -> dict[str, Any]:
     """Load a model, score it on labelled files and write the report files.
 
@@ -339,7 +442,11 @@ def evaluate(
     model_root : str or Path, optional
         Refuse a model outside this root.
     progress : callable, optional
-        Progress callback ``(stage, done, total)``: reading, then scoring.
+        Progress callback ``("scoring", rows read, rows estimated)``.
+    chunk_rows : int or None
+        Rows of a CSV file read and scored at a time (``None``: each file whole). Per ticket only
+        what the figures need is kept (:class:`Scores`, :class:`Repeats`); a file of another
+        format is read whole.
 
     Returns
     -------
@@ -359,63 +466,87 @@ def evaluate(
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 
     router, metadata = load_router(model_dir, model_root)
+    # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
+    # otherwise a renamed department's tickets read as a label the model does not know. A mapping
+    # it cannot read is said after the files' errors, as when they were read whole first.
+    mapping_error = None
+    try:
+        mapping = inherited_mapping(Path(model_dir), metadata)
+    except ValueError as e:
+        mapping, mapping_error = {}, ModelLoadError(str(e))
+    # Then the rare labels its training merged into 其他 (validate): the model answers 其他 for
+    # them by design, and scored under their own names each right answer counted as wrong.
+    merging = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
     headers: dict[str, list[str]] = {}
+    total = estimated_rows(paths) if progress else 0
+    scores = Scores(router)
+    repeats = Repeats()
+    rows = skipped = 0
+    mapped: dict[str, dict[str, int]] = {}  # per head, old label -> rows renamed by the mapping
+    merged: dict[str, dict[str, int]] = {}  # per head, label -> rows scored as 其他
+    labelled = False
     if progress:
-        progress("reading", 0, 1)
-    df = read_tickets(paths, columns, headers)
-    if progress:
-        progress("reading", 1, 1)
-    require_rows(df, paths)
-    with_text = has_text(df)
-    df = df[with_text].copy()
-    if df.empty:
+        progress("scoring", 0, max(total, 1))
+    # A CSV file is read, and scored, chunk_rows rows at a time; a file of another format whole.
+    for chunk in iter_tickets(paths, columns, headers, chunk_rows):
+        read_before, rows = rows, rows + len(chunk)
+        with_text = has_text(chunk) if len(chunk) else np.ones(0, dtype=bool)
+        skipped += int((~with_text).sum())
+        df = chunk[with_text]
+        # The same ticket read twice (a file given twice, exports that overlap) is scored once,
+        # as training keeps it once: it counted twice in every figure.
+        df = df[repeats.first_of(df)].copy() if len(df) else df
+        del chunk
+        if mapping_error is not None or df.empty:
+            continue  # read on, for the errors of the files
+        _add_counts(mapped, apply_mapping(df, mapping) if mapping else {})
+        # Recorded masked (a number typed into a label), the merged labels are looked up as the
+        # data spells them.
+        found = {}
+        for h, renames in merging.items():
+            spelt = set(df[h])
+            if h == "department":  # apply_mapping renames co-departments too
+                spelt.update(
+                    d for co in df[CO_COL].fillna("") if co for d in co.split(JOINT_JOINER)
+                )
+            if hit := find_merged(renames, spelt, router.heads[h].labels):
+                found[h] = hit
+        _add_counts(merged, apply_mapping(df, found))
+        labels = {h: df[h].str.strip().tolist() for h in LABELS}
+        labelled |= any(any(labels[h]) for h in LABELS if h in router.heads)
+        # A file read whole is scored a chunk at a time all the same, for the progress shown.
+        step = chunk_rows or len(df)
+        for start in range(0, len(df), step):
+            end = min(start + step, len(df))
+            scores.add(
+                df["title"].iloc[start:end].tolist(),
+                df["text"].iloc[start:end].tolist(),
+                {h: v[start:end] for h, v in labels.items()},
+                co_departments=df[CO_COL].iloc[start:end].tolist(),
+            )
+            if progress:
+                done = read_before + (rows - read_before) * end // len(df)
+                progress("scoring", done, max(total, done))
+    require_rows(rows, paths)
+    if rows == skipped:
         # Said as "no row has a label" before, which sent users to the label columns.
         raise TrainingDataError(
             f"{', '.join(map(str, paths))}: no row has any text (every text and title is empty); "
             "map the text column with --text-col"
         )
-    # The same ticket read twice (a file given twice, exports that overlap) is scored once, as
-    # training keeps it once: it counted twice in every figure.
-    kept, repeats = repeated_rows(df)
-    if repeats:
-        df = df[kept].copy()
-    # The renames the model was trained with (`paidan retrain --mapping`), as `compare` scores it:
-    # otherwise a renamed department's tickets read as a label the model does not know.
-    try:
-        mapping = inherited_mapping(Path(model_dir), metadata)
-    except ValueError as e:
-        raise ModelLoadError(str(e)) from None
-    mapped = apply_mapping(df, mapping) if mapping else {}
-    # Then the rare labels its training merged into 其他 (validate): the model answers 其他 for
-    # them by design, and scored under their own names each right answer counted as wrong.
-    # Recorded masked (a number typed into a label), they are looked up as the data spells them.
-    merged = {}
-    for h, renames in merged_mapping(
-        metadata, {h: list(head.labels) for h, head in router.heads.items()}
-    ).items():
-        spelt = set(df[h])
-        if h == "department":  # apply_mapping renames co-departments too
-            spelt.update(d for co in df[CO_COL].fillna("") if co for d in co.split(JOINT_JOINER))
-        if found := find_merged(renames, spelt, router.heads[h].labels):
-            merged[h] = found
-    # Per head, the labels (masked, as metadata.json holds them) and their rows scored as 其他.
-    merged_rows = {h: masked_counts(c) for h, c in apply_mapping(df, merged).items()}
-    if not any((df[h].str.strip() != "").any() for h in LABELS if h in router.heads):
+    if mapping_error is not None:
+        raise mapping_error
+    if not labelled:
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = " or a ".join(h for h in LABELS if h in router.heads)
         raise TrainingDataError(
             f"{', '.join(map(str, paths))}: no row has a {heads} label to score the model on; map "
             "the label columns with --department-col / --category-col"
         )
-    report = evaluate_router(
-        router,
-        df["title"].tolist(),
-        df["text"].tolist(),
-        {h: df[h].str.strip().tolist() for h in LABELS},
-        co_departments=df[CO_COL].tolist(),
-        progress=progress,
-    )
-    report["skipped_empty_text"] = int((~with_text).sum())
+    if progress:
+        progress("scoring", rows, rows)
+    report = scores.report()
+    report["skipped_empty_text"] = skipped
     # A head whose label column (by its default name: a mapped one missing is refused) no file
     # has was left out of the report without a word, as if the model had no such head.
     have = list(dict.fromkeys(c for cols in headers.values() for c in cols))
@@ -427,16 +558,82 @@ def evaluate(
     if absent:
         # The file's columns, masked: a header that is really a ticket is quoted in the report.
         report["absent_label_columns"] = {"heads": absent, "columns": [mask_label(c) for c in have]}
-    if repeats:
-        report["duplicate_rows"] = len(repeats)
-        report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
-    if mapped:
+    if repeats.count:
+        report["duplicate_rows"] = repeats.count
+        report["duplicate_examples"] = [list(p) for p in repeats.examples]
+    # Most rows first, then as the data first has them; heads in the mappings' order.
+    if mapped := {h: _most_first(mapped[h]) for h in mapping if h in mapped}:
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
-    if merged_rows:
-        report["merged_into_other"] = merged_rows  # per head, label -> rows scored as 其他
+    if merged := {h: masked_counts(_most_first(merged[h])) for h in merging if h in merged}:
+        report["merged_into_other"] = merged  # per head, label -> rows scored as 其他
     if report_path is not None:
         write_report(report, Path(report_path))
     return report
+
+
+class Repeats:
+    """:func:`training.validate.repeated_rows` over tables read one after another: a ticket that
+    repeats one of an earlier table counts too. Each ticket seen is kept as a digest of what makes
+    it the same ticket (:func:`training.validate.ticket_keys`) and where it was read, not as its
+    text: a file of hundreds of thousands of tickets held its texts twice more."""
+
+    def __init__(self, listed: int = UNLABELLED_LISTED) -> None:
+        self.first: dict[bytes, tuple[int, int]] = {}  # digest -> (file, row) it was first read at
+        self.files: dict[str, int] = {}
+        self.listed = listed
+        self.count = 0  # rows dropped
+        self.examples: list[tuple[str, str]] = []  # the first ``listed`` (row, row it repeats)
+
+    def first_of(self, df: pd.DataFrame) -> list[bool]:
+        """Per row of ``df`` (canonical rows, as :func:`model.tickets.iter_tickets` reads them),
+        whether it is the first of its copies so far: the row to keep."""
+        kept: list[bool] = []
+        sources = df[SOURCE_COL].astype(str).tolist()
+        numbers = df[ROW_COL].tolist()
+        for source, number, key in zip(sources, numbers, ticket_keys(df), strict=True):
+            digest = hashlib.blake2b(
+                repr(key).encode("utf-8", "surrogatepass"), digest_size=16
+            ).digest()
+            at = (self.files.setdefault(source, len(self.files)), int(number))
+            earlier = self.first.setdefault(digest, at)
+            kept.append(earlier is at)
+            if earlier is not at:
+                self.count += 1
+                if len(self.examples) < self.listed:
+                    names = list(self.files)
+                    self.examples.append(
+                        (_place(source, number), _place(names[earlier[0]], earlier[1]))
+                    )
+        return kept
+
+
+def _place(source: str, row: int) -> str:
+    """A row's place as :func:`training.validate.row_places` names it."""
+    return f"{source.rsplit('/', 1)[-1]} data row {row}"
+
+
+def _add_counts(into: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:
+    for head, labels in counts.items():
+        mine = into.setdefault(head, {})
+        for label, n in labels.items():
+            mine[label] = mine.get(label, 0) + n
+
+
+def _most_first(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` as ``value_counts`` of all the rows orders them: most first, ties as first
+    read (``counts`` is in that order)."""
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def estimated_rows(paths: Sequence[str | Path]) -> int:
+    """The files' rows, roughly and cheaply (:func:`training.label_io.estimate_rows`), for the
+    progress shown; 0 when they cannot be counted (reading them says why)."""
+    from training.label_io import estimate_rows
+
+    try:
+        return sum(estimate_rows(p) for p in expand_paths(paths))
+    except Exception:  # an estimate: the files' errors are for reading them to say
+        return 0
 
 
 def report_files(json_path: Path) -> list[Path]:

@@ -19,8 +19,20 @@ def top_k_accuracy(
     y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str] | np.ndarray, k: int = 3
 ) -> float:
     """Share of rows whose true label is among the ``k`` most probable (labels unseen by the model count as misses)."""
+    return top_hits_accuracy(y_true, top_k(proba, k), labels)
+
+
+def top_k(rank: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per row, the columns of its ``k`` highest scores, highest first (ties: the first column)."""
+    # A copy: a view would keep every row's whole ranking alive as long as its top k.
+    return np.argsort(-rank, axis=1, kind="stable")[:, :k].copy()
+
+
+def top_hits_accuracy(
+    y_true: Sequence[str] | np.ndarray, top: np.ndarray, labels: Sequence[str] | np.ndarray
+) -> float:
+    """Share of rows whose true label is among their :func:`top_k` columns of ``labels``."""
     index = {label: i for i, label in enumerate(labels)}
-    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
     hits = [index.get(t, -1) in row for t, row in zip(y_true, top, strict=True)]
     return float(np.mean(hits)) if len(hits) else 0.0
 
@@ -184,12 +196,29 @@ def head_report(
         (threshold, precision, coverage), ``per_class`` (precision, recall, f1, support),
         ``confusion`` (labels, matrix) and ``reliability`` bins.
     """
-    y = np.asarray(y_true, dtype=str)
-    labels_arr = np.asarray(labels, dtype=str)
     rank = proba if rank is None else rank
     best = rank.argmax(axis=1)
+    return ranked_report(
+        y_true, best, proba[np.arange(len(best)), best], top_k(rank, 3), labels, threshold, scored
+    )
+
+
+def ranked_report(
+    y_true: Sequence[str] | np.ndarray,
+    best: np.ndarray,
+    confidence: np.ndarray,
+    top3: np.ndarray,
+    labels: Sequence[str],
+    threshold: float,
+    scored: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """:func:`head_report` from what it reads of each row's scores: the column of its predicted
+    label (``best``), that label's probability (``confidence``) and its :func:`top_k` 3 columns
+    (``top3``). A caller that scores rows a chunk at a time keeps these, not every probability.
+    """
+    y = np.asarray(y_true, dtype=str)
+    labels_arr = np.asarray(labels, dtype=str)
     y_pred = labels_arr[best]
-    confidence = proba[np.arange(len(best)), best]
     correct = y_pred == y
     known = set(labels_arr.tolist())
     over = sorted(set(y.tolist()) & known if scored is None else set(scored))
@@ -207,7 +236,7 @@ def head_report(
         "accuracy": float(accuracy_score(y, y_pred)),
         "macro_f1": f1("macro"),
         "weighted_f1": f1("weighted"),
-        "top3_accuracy": top_k_accuracy(y, rank, labels_arr, 3),
+        "top3_accuracy": top_hits_accuracy(y, top3, labels_arr),
         "ece": expected_calibration_error(confidence, correct),
         "auto": auto_stats(confidence, correct, threshold),
         "per_class": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +200,15 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
 
 
+def ticket_keys(df: pd.DataFrame, text: pd.Series | None = None) -> Iterator[tuple[str, ...]]:
+    """Per row, what makes it the same ticket as another (:func:`repeated_rows`): its id, title
+    and text (as cleaned) and labels, stripped. ``text``: ``df["text"]`` cleaned already."""
+    text = df["text"].fillna("").astype(str).map(clean) if text is None else text
+    same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
+    same["title"], same["text"] = same["title"].map(clean), text
+    return same.itertuples(index=False, name=None)
+
+
 def repeated_rows(
     df: pd.DataFrame, where: pd.Series | None = None, text: pd.Series | None = None
 ) -> tuple[list[bool], list[tuple[str, str]]]:
@@ -225,13 +234,10 @@ def repeated_rows(
         that of the earlier row it repeats (see :func:`duplicates_message`).
     """
     where = row_places(df) if where is None else where
-    text = df["text"].fillna("").astype(str).map(clean) if text is None else text
-    same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
-    same["title"], same["text"] = same["title"].map(clean), text
     first: dict[tuple[str, ...], str] = {}
     kept: list[bool] = []
     pairs: list[tuple[str, str]] = []
-    for at, row in zip(where, same.itertuples(index=False, name=None), strict=True):
+    for at, row in zip(where, ticket_keys(df, text), strict=True):
         kept.append(row not in first)
         if kept[-1]:
             first[row] = at
