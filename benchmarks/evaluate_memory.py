@@ -5,8 +5,10 @@ A test file of N tickets (default 300,000) is made, with a fixed seed, from the 
 characters inserted, a part cut out, a number appended), so few are alike; 3 % repeat a recent
 ticket exactly (id included), as overlapping exports do, a few have no text or an unknown
 department. A model is trained on the sample (or ``--model`` is used), and ``paidan evaluate``
-scores the file in its own process. Peak memory is that process's maximum RSS
-(``getrusage`` of the children, Linux). The figures of the report mean nothing (the model saw the
+scores the file in its own process; so, in the same run, does the baseline: the same evaluation
+with the file read whole (``chunk_rows=None``, as every file was read before 2026-12-05, and as
+XLSX, JSONL and Parquet still are). Both reports must be identical. Peak memory is each process's
+maximum RSS (``getrusage`` of the children, Linux). The figures of the report mean nothing (the model saw the
 sample); they are not the point. Run::
 
     .venv/bin/python benchmarks/evaluate_memory.py OUT.json [--rows 300000] [--model DIR]
@@ -26,10 +28,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "tickets.csv"
 # Runs its arguments as a command and prints the command's peak RSS (KB, Linux).
+# The baseline: the same evaluation with each file read whole (model, data, report path).
+WHOLE_FILE = (
+    "import sys; from training.evaluate import evaluate; "
+    "evaluate(sys.argv[1], [sys.argv[2]], sys.argv[3], chunk_rows=None)"
+)
 PEAK_OF_CHILD = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
     "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
@@ -96,40 +104,48 @@ def main(argv: list[str] | None = None) -> None:
                 cwd=tmp,
                 env=env,
             )
-        # Through a process of its own whose only child is evaluate: its peak, not training's.
-        start = time.monotonic()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                PEAK_OF_CHILD,
-                *paidan,
-                "evaluate",
-                str(model),
-                str(data),
-                "--report",
-                str(Path(tmp) / "r.json"),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=tmp,
-            env=env,
-        )
-        seconds = time.monotonic() - start
-        peak_kb = int(done.stdout.split()[-1])
-        report = json.loads((Path(tmp) / "r.json").read_text(encoding="utf-8"))
-        figures = {
+        # Each through a process of its own whose only child is the evaluation: its peak, not
+        # training's.
+        runs = {
+            "chunked": [*paidan, "evaluate", str(model), str(data), "--report"],
+            "whole_file": [sys.executable, "-c", WHOLE_FILE, str(model), str(data)],
+        }
+        figures: dict[str, Any] = {
             "rows": args.rows,
             "file_mb": round(data.stat().st_size / 2**20, 1),
+        }
+        reports = {}
+        for name, command in runs.items():
+            report_path = Path(tmp) / f"{name}.json"
+            start = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-c", PEAK_OF_CHILD, *command, str(report_path)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                env=env,
+            )
+            seconds = time.monotonic() - start
+            reports[name] = json.loads(report_path.read_text(encoding="utf-8"))
+            figures[name] = {
+                "seconds": round(seconds, 1),
+                "peak_rss_mb": round(int(done.stdout.split()[-1]) / 1024, 1),
+            }
+        report = reports["chunked"]
+        figures |= {
             "scored": report["n"],
             "duplicate_rows": report.get("duplicate_rows", 0),
-            "seconds": round(seconds, 1),
-            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "reports_identical": reports["chunked"] == reports["whole_file"],
+            "peak_ratio_whole_over_chunked": round(
+                figures["whole_file"]["peak_rss_mb"] / figures["chunked"]["peak_rss_mb"], 2
+            ),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(figures))
+    if not figures["reports_identical"]:
+        sys.exit("the chunked and whole-file reports differ")
 
 
 if __name__ == "__main__":
