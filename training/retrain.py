@@ -100,6 +100,10 @@ class FeedbackSummary:
     replaced_history: int = 0
     # Feedback ids that name another text than the history or frozen row of that id: other tickets.
     other_tickets: int = 0
+    # Feedback ids whose decisions carry different (masked) texts: live ticket numbers that restart
+    # (a daily serial) name several tickets. Each text is a ticket of its own, matched by its text.
+    ambiguous: set[str] = field(default_factory=set)
+    ambiguous_example: str = ""
     until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +113,7 @@ class FeedbackSummary:
             "superseded_decisions": self.superseded,
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
+            "ids_naming_several_texts": len(self.ambiguous),
             "until": self.until,
         }
 
@@ -185,6 +190,14 @@ class RetrainResult:
                 f"{self.ambiguous_ids} ticket ids name more than one ticket text "
                 f"({self.ambiguous_example}); such tickets are matched to feedback and to the frozen "
                 "set by their text, not their id. Map a unique ticket number with --id-col"
+            )
+        if self.feedback.ambiguous:
+            out.append(
+                f"{len(self.feedback.ambiguous)} feedback ticket ids name more than one ticket "
+                f"text ({self.feedback.ambiguous_example}); such decisions are kept per ticket "
+                "text, not per id (the latest decision on each text wins), and matched to the "
+                "history and to the frozen set by their text (live ticket numbers that restart, "
+                "e.g. each day)"
             )
         if self.feedback.other_tickets:
             out.append(
@@ -405,6 +418,11 @@ def ticket_key(ticket_id: Any, text: Any) -> str:
 def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, FeedbackSummary]:
     """Canonical training rows from feedback records, one per ticket, the latest decision winning.
 
+    A ticket is its id, or its masked text when it has none. An id whose decisions carry different
+    masked texts names several tickets (live ticket numbers that restart each day): those decisions
+    are keyed by id and text, so each ticket keeps its latest decision, and the id is recorded in
+    the summary's ``ambiguous`` (matched to the history and the frozen set by text).
+
     Parameters
     ----------
     records : iterable of mapping
@@ -443,6 +461,18 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL])
         return empty, summary
     df = pd.DataFrame(rows).sort_values(["_created", "_fid"], kind="stable")
+    # Keyed by id alone, 3,000 decisions on tickets numbered 1..300 each day trained as 300, the
+    # rest called "superseded". Texts are compared only where an id repeats (masking costs).
+    ids = df["id"].str.strip()
+    repeated = (ids != "") & ids.duplicated(keep=False)
+    if repeated.any():
+        digests = df.loc[repeated, "text"].map(lambda t: ticket_key(None, t))
+        distinct = digests.groupby(ids[repeated]).nunique()
+        summary.ambiguous = set(distinct.index[distinct > 1])
+        several = repeated & ids.isin(summary.ambiguous)
+        df.loc[several, "key"] = "id:" + ids[several] + "|" + digests[several]
+        where = pd.DataFrame({"id": ids, SOURCE_COL: "feedback", ROW_COL: df["_fid"]})
+        summary.ambiguous_example = _id_example(where, ids, summary.ambiguous)
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)
@@ -647,7 +677,8 @@ def other_ticket_ids(
     fb : DataFrame
         The deduplicated feedback (:func:`feedback_frame`).
     unclear : set of str
-        Ids that name several texts in ``frames`` already (:func:`ambiguous_ids`): matched by text.
+        Ids that name several texts in ``frames`` (:func:`ambiguous_ids`) or among the feedback's
+        decisions (:attr:`FeedbackSummary.ambiguous`) already: matched by text.
 
     Returns
     -------
@@ -823,6 +854,9 @@ def retrain(
     eval_where = eval_df.assign(**{SOURCE_COL: "frozen set", ROW_COL: range(1, len(eval_df) + 1)})
     unclear, result.ambiguous_example = ambiguous_ids([hist, eval_where])
     result.ambiguous_ids = len(unclear)
+    # Feedback ids naming several texts among the decisions are matched by text too: decision "7"
+    # on one day's ticket 7 is no correction of the history's (or another day's) ticket 7.
+    unclear |= result.feedback.ambiguous
     # A feedback id naming another text than the history's or frozen set's is another ticket: its
     # id matches nothing either (so it replaces no history row and is not taken for a frozen one).
     others, result.other_tickets_example = other_ticket_ids([hist, eval_where], fb, unclear)

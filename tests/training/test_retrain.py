@@ -63,6 +63,32 @@ def test_same_time_decisions_are_ordered_by_row_id() -> None:
     assert df["department"].tolist() == ["人社"]
 
 
+def test_feedback_ids_that_restart_each_day_name_their_tickets_by_text() -> None:
+    # Live ticket numbers restart each day: decisions on "7" of two days are two tickets, trained
+    # both (keyed by the id alone, one of them was called superseded); a second decision on the
+    # same ticket (the same id and text) still supersedes the first.
+    records = [
+        fb(1, "7", "执法", 0, text="楼下烧烤店油烟很大"),
+        fb(2, "7", "住建", 1440, text="电梯频繁故障困人"),
+        fb(3, "7", "人社", 1450, text="电梯频繁故障困人"),  # re-decided
+        fb(4, "8", "执法", 0, text="广场舞噪音扰民"),
+        fb(5, " 8 ", "住建", 10, text="广场舞噪音扰民"),
+    ]
+    df, summary = feedback_frame(records)
+    decisions = sorted(zip(df["id"].str.strip(), df["text"], df["department"], strict=True))
+    assert decisions == [
+        ("7", "楼下烧烤店油烟很大", "执法"),
+        ("7", "电梯频繁故障困人", "人社"),
+        ("8", "广场舞噪音扰民", "住建"),
+    ]
+    assert (summary.records, summary.tickets, summary.superseded) == (5, 3, 2)
+    assert summary.ambiguous == {"7"}
+    assert summary.ambiguous_example == (
+        "e.g. '7': feedback data row 1, feedback data row 2, feedback data row 3"
+    )
+    assert summary.to_dict()["ids_naming_several_texts"] == 1
+
+
 def write_mapping(path: Path, rows: list[list[str]], header: list[str]) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -806,6 +832,43 @@ def test_feedback_on_live_tickets_numbered_as_history_tickets_replaces_none_of_t
     assert "3 feedback ticket ids name another ticket text" in warning
     assert "e.g. '1': history.csv data row 1, feedback data row 1" in warning
     assert "ticket ids name more than one ticket text" not in warning
+
+
+def test_feedback_on_tickets_sharing_a_daily_number_is_matched_to_history_and_frozen_by_text(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The history is numbered 1-18 (16-18 frozen); live tickets are numbered 1, 2, 3 … each day.
+    root, history = _numbered_history(tmp_path)
+    now = datetime.now(UTC)
+    day, minute = timedelta(days=1), timedelta(minutes=1)
+    records = [
+        # One day's ticket 7 is history ticket 7 (the same text): a correction, decided twice.
+        {**fb(1, "7", "人社", 0, text=TINY_TICKETS[6][1]), "created_at": now - 2 * day},
+        {**fb(2, "7", "执法", 0, text=TINY_TICKETS[6][1]), "created_at": now - 2 * day + minute},
+        # The next days' tickets 7 are other tickets.
+        {**fb(3, "7", "执法", 0, text="小区门口共享单车乱停乱放"), "created_at": now - day},
+        {**fb(4, "7", "执法", 0, text="夜间施工噪音扰民"), "created_at": now},
+        # One day's ticket 16 is frozen ticket 16; another day's is a new ticket.
+        {**fb(5, "16", "住建", 0, text=TINY_TICKETS[15][1]), "created_at": now - day},
+        {**fb(6, "16", "人社", 0, text="养老保险转移接续办不了"), "created_at": now},
+    ]
+    result = retrain([history], records, root, config=tiny_config)
+    # Was 2 tickets, 4 superseded, nothing replaced or left out: each id kept its latest decision.
+    summary = result.feedback
+    assert (summary.records, summary.tickets, summary.superseded) == (6, 5, 1)
+    assert summary.replaced_history == 1  # history ticket 7, by its text
+    assert result.eval_excluded == 1  # the decision on frozen ticket 16; the other 16 is trained
+    assert result.rows == {"history": 14, "feedback": 4}
+    assert summary.other_tickets == 0  # said once, below
+    assert result.ambiguous_ids == 0
+    meta = result.train.metadata["training_data"] if result.train else {}
+    assert meta["feedback"]["ids_naming_several_texts"] == 2
+    warning = " ".join(result.warnings(min_examples=3))
+    assert (
+        "2 feedback ticket ids name more than one ticket text (e.g. '16': feedback data row 5, "
+        "feedback data row 6); such decisions are kept per ticket text" in warning
+    )
+    assert "name another ticket text" not in warning
 
 
 def test_masked_feedback_text_still_replaces_its_raw_history_row(
