@@ -319,6 +319,19 @@ def progress_bar() -> Progress:
     )
 
 
+def print_during(bar: Progress, text: str) -> None:
+    """Print a line of stdout while ``bar`` runs.
+
+    On a terminal the bar is redrawn on stderr: a line written to the same terminal through stdout
+    was glued to the end of the bar's line. There, it goes through the bar's console, above the
+    bar; elsewhere (a log, a pipe) to stdout as any other line.
+    """
+    if out.is_terminal and not bar.disable:
+        bar.console.print(text, soft_wrap=True)
+    else:
+        out.print(text, soft_wrap=True)
+
+
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
     from model.registry import named_model
@@ -1678,6 +1691,8 @@ def retrain(
             )
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
+        # Said before the long fit: a run that fails or is killed during it named nothing it read.
+        _print_feedback_source(settings, len(records))
         with progress_bar() as bar:
             result = run_retrain(
                 history,
@@ -1694,16 +1709,14 @@ def retrain(
                 progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
                 window=Window(history_since, history_max_rows),
+                on_window=lambda info: print_during(bar, f"history {describe(info)}"),
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
-    _print_feedback_source(settings, len(records))
     if result.skipped:
         out.print(result.message)
         return
     assert result.train is not None
-    if result.window:
-        out.print(f"history {describe(result.window)}", soft_wrap=True)
     # Labels as the history files and the mapping file write them: quoted masked, as every label
     # retrain quotes (a department typed with a grid worker's phone number).
     for head, kept in result.inherited.items():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -743,6 +743,7 @@ def retrain(
     progress: Progress | None = None,
     n_jobs: int | None = -1,
     window: Window = Window(),
+    on_window: Callable[[dict[str, Any]], None] | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -777,6 +778,10 @@ def retrain(
         Keep the recent part of the history only (:func:`training.window.select_window`), before
         anything else: the first retrain freezes its evaluation set from that part. Feedback is
         limited by its own ``--feedback-since``.
+    on_window : callable, optional
+        Called with the window's description (``RetrainResult.window``) as soon as the history is
+        read, when a window was asked for: the log says which rows a run read before its long
+        fit, also when that fit fails or is killed.
 
     Returns
     -------
@@ -832,6 +837,8 @@ def retrain(
     hist, result.window = read.select()
     if progress is not None:
         progress("reading", 1, 1)
+    if result.window and on_window is not None:
+        on_window(result.window)
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
 

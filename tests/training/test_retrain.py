@@ -746,10 +746,13 @@ def test_paidan_retrain_with_a_champion_config_out_of_range_is_one_line_exit_2(
     assert r.exit_code == 2, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert "Traceback" not in r.output
-    assert r.output.strip().splitlines() == [
+    # One error line, after the line naming the feedback store read (here: none, warned of).
+    *before_error, error = r.output.strip().splitlines()
+    assert error == (
         f"error: the config of the current model {champion} (its metadata.json), which retrain "
         "trains with: cv_folds=1 must be at least 2"
-    ], r.output
+    ), r.output
+    assert [line.split(":")[:2] for line in before_error] == [["warning", " no feedback read"]]
     assert registry.versions(root) == before
 
 
@@ -1289,6 +1292,72 @@ def test_retrain_names_the_feedback_store_it_read_and_warns_of_a_missing_file(
     said = " ".join(r.output.split())
     assert f"feedback: 1 record(s) read from sqlite:///{tmp_path / 'var' / 'paidan.db'}" in said
     assert "warning" not in said
+
+
+def test_retrain_names_what_it_read_before_fitting_also_when_it_stops(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The feedback store (or its absence) and the history window were said only after the whole
+    # fit succeeded: a nightly run that stopped with an error, or was killed during a long fit,
+    # left a log naming neither.
+    from typer.testing import CliRunner
+
+    import training.retrain
+    from paidan.cli import app
+    from serve.db import Database
+    from training.validate import TrainingDataError
+
+    root, history = tiny_root
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history)]
+    # The history has no times: a --history-since window stops the run after the feedback is read.
+    r = CliRunner().invoke(app, [*args, "--history-since", "2030-01-01"], env=env)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "warning: no feedback read: the feedback database" in said, said
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        raise TrainingDataError("stopped in the fit by this test")
+
+    monkeypatch.setattr(training.retrain, "train_frame", stop)
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    db.add_feedback(text="油烟扰民", department="执法")
+    db.dispose()
+    r = CliRunner().invoke(app, [*args, "--history-max-rows", "10"], env=env)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    source = f"feedback: 1 record(s) read from sqlite:///{tmp_path / 'var' / 'paidan.db'}"
+    window = "history window: 10 of 15 rows kept"
+    assert source in said and window in said, said
+    assert said.index(source) < said.index(window) < said.index("stopped in the fit"), said
+
+
+def test_a_line_printed_while_the_bar_is_drawn_goes_above_it_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # retrain's window line is printed while the bar runs: on a terminal, written to stdout, it
+    # was glued to the end of the bar's line on the same screen.
+    import io
+    import re
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    import paidan.cli as cli
+
+    for terminal in (True, False):
+        screen, stdout = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(cli, "out", Console(file=stdout, force_terminal=terminal))
+        bar = Progress(console=Console(file=screen, force_terminal=True), disable=not terminal)
+        with bar:
+            bar.add_task("reading", total=1)
+            cli.print_during(bar, "history window: 10 of 15 rows kept")
+        screen_said, stdout_said = (
+            re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", f.getvalue()) for f in (screen, stdout)
+        )
+        line = "history window: 10 of 15 rows kept"
+        assert line in (screen_said if terminal else stdout_said), (screen_said, stdout_said)
+        assert line not in (stdout_said if terminal else screen_said), (screen_said, stdout_said)
 
 
 def test_a_set_frozen_before_joint_dispatch_and_an_old_champions_joint_labels_are_read_by_lead(
