@@ -517,12 +517,10 @@ def train(
                 progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
                 window=Window(since, max_rows),
+                on_window=lambda info: print_during(bar, describe(info)),
             )
     except USER_ERRORS as e:
         raise fail(e) from None
-    window = result.metadata["training_data"].get("window")
-    if window:
-        out.print(describe(window), soft_wrap=True)
     for warning in result.validation.warnings():
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     table = Table(title=f"model {result.router.version}")

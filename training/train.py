@@ -758,6 +758,7 @@ def train(
     n_jobs: int | None = -1,
     window: Window = Window(),
     extra_metadata: dict[str, Any] | None = None,
+    on_window: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -795,6 +796,9 @@ def train(
         recorded in ``metadata["training_data"]["window"]``.
     extra_metadata : dict, optional
         Merged into ``metadata["training_data"]`` (the default model's ``bundled_sample`` marker).
+    on_window : callable, optional
+        Called with the window's description (as recorded in the metadata) once the rows are
+        read, before the fit, when a window was asked for.
 
     Returns
     -------
@@ -817,6 +821,8 @@ def train(
     del read
     if progress:
         progress("reading", 1, 1)
+    if window_info and on_window is not None:
+        on_window(window_info)  # said before the fit: a run killed during it said nothing of it
     extra: list[tuple[str, str]] = []
     if unlabelled:
         extra_df = read_tickets(

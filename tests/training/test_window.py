@@ -254,6 +254,27 @@ def test_train_on_a_window_leaves_the_old_department_out_and_records_it(
     assert meta["files"] == whole.metadata["training_data"]["files"]
 
 
+def test_cli_train_says_its_window_before_the_fit_also_when_the_fit_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window line was printed only once the whole fit had succeeded: a run that failed or
+    # was killed during a long fit never said which rows it had kept.
+    import training.train
+    from training.validate import TrainingDataError
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise TrainingDataError("stopped in the fit by this test")
+
+    monkeypatch.setattr(training.train, "fit_router", stop)
+    data = write_history(tmp_path / "history.csv")
+    args = ["train", str(data), "--out", str(tmp_path / "model"), "--min-examples", "3"]
+    r = runner.invoke(app, [*args, "--time-col", "受理时间", "--max-rows", str(len(TINY_TICKETS))])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    window = f"window: {len(TINY_TICKETS)} of {len(TINY_TICKETS) + 3} rows kept"
+    assert window in said and said.index(window) < said.index("stopped in the fit"), said
+
+
 def test_cli_train_window_options(tmp_path: Path) -> None:
     data = write_history(tmp_path / "history.csv")
     out = tmp_path / "model"
