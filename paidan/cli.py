@@ -285,7 +285,7 @@ class _RichProgress:
             self.tenths[stage] = 0
             steps = f" ({total:,} steps)" if total > 1 else ""
             err.print(f"{clock} {stage}{steps}…", highlight=False, soft_wrap=True, markup=False)
-        tenth = 10 * done // total if total > 0 else 0
+        tenth = 10 * done // total if total > 0 else 10  # (0, 0): nothing to do, so done
         if tenth <= self.tenths[stage]:
             return
         self.tenths[stage] = tenth

@@ -526,7 +526,10 @@ def evaluate(
             )
             if progress:
                 done = read_before + (rows - read_before) * end // len(df)
-                progress("scoring", done, max(total, done))
+                # The estimate (a sheet's declared size, lines) may be reached before the end,
+                # or exactly at it: the stage is done when the input is (below), never before.
+                if done != total:
+                    progress("scoring", done, max(total, done + 1))
     require_rows(rows, paths)
     if rows == skipped:
         # Said as "no row has a label" before, which sent users to the label columns.

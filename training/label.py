@@ -752,9 +752,10 @@ def label(
                     _commit(parts, fingerprint, chunk.index + 1)
                 emit(table)
                 rows_done += len(chunk.records)
-                if progress:
+                if progress and rows_done != total:
                     # The estimate (physical lines, a sheet's declared size) may be reached
-                    # before the end, or never: the stage is done when the input is.
+                    # before the end, exactly at it, or never: the stage is done when the input
+                    # is (below), never before.
                     progress("labelling", rows_done, max(total, rows_done + 1))
 
             try:
@@ -886,12 +887,14 @@ def _check_one_sheet(
                 if rows > limit:
                     break
                 if progress and rows % _COUNT_PROGRESS_ROWS == 0:
-                    progress("counting rows (.xlsx)", rows, max(sum(estimates), rows))
+                    progress("counting rows (.xlsx)", rows, max(sum(estimates), rows + 1))
         if rows > limit:
             exact = all(file_format(p) == "parquet" for p in files)
             raise LabelError(
                 _too_many_rows(output, f"{rows:,}" if exact else f"more than {limit:,}", False)
             )
+    if progress and rows >= _COUNT_PROGRESS_ROWS:  # the stage was said: it is done
+        progress("counting rows (.xlsx)", rows, rows)
     return sum(estimates)
 
 

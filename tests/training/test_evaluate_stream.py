@@ -247,3 +247,25 @@ def test_other_formats_read_whole_give_the_csv_report(
         [p.replace(f"t.{fmt}", "t.csv") for p in pair] for pair in got["duplicate_examples"]
     ]
     assert dumped(got) == dumped(expected)
+
+
+def test_scoring_is_done_only_when_the_input_is_though_the_estimate_was_reached_before(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # A workbook that declares no size (openpyxl's write-only mode, some exporters) is estimated
+    # at 0 rows: progress reported (10000, 10000) at the first chunk, a log said "scoring: done"
+    # and then nothing while the rest was scored.
+    import openpyxl
+
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet()
+    ws.append(HEADER)
+    for record in rows():
+        ws.append(record)
+    path = tmp_path / "undeclared.xlsx"
+    wb.save(path)
+    calls: list[tuple[str, int, int]] = []
+    evaluate(model_dir, [path], chunk_rows=3, progress=lambda *a: calls.append(a))
+    *during, last = calls
+    assert last == ("scoring", len(rows()), len(rows())), calls
+    assert len(during) > 2 and all(done < total for _, done, total in during), calls

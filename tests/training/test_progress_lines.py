@@ -100,3 +100,17 @@ def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted
     assert lines[0] == "labelling (120 steps)…", lines  # 3 lines a row: an estimate of 120
     assert lines[-1] == "labelling: done", lines
     assert lines[1:-1] == ["labelling: 16/120", "labelling: 24/120", "labelling: 40/120"], lines
+
+
+def test_label_of_a_header_only_backlog_ends_its_stage_done(
+    tmp_path: Path, sample_model_dir: Path
+) -> None:
+    # Nothing to label: the log said "labelling…" and never that it was done, as a hung run.
+    data = tmp_path / "empty.csv"
+    data.write_text("id,title,text\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    r = runner.invoke(
+        app, ["label", str(data), "--model", str(sample_model_dir), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert stages(r.stderr) == ["labelling…", "labelling: done"], r.stderr
