@@ -202,6 +202,45 @@ def detect_encoding(head: bytes) -> str:
         ) from None
 
 
+# Date and time formats that East-Asian Excel and WPS write by id alone, with no <numFmt> element
+# (ECMA-376 Part 1, 18.8.30: ids 27-36 and 50-58 are locale-specific; these are zh-CN's codes).
+# openpyxl knows ids 0-22 and 37-49 only, so a 时间 cell shown as 2024年1月5日 (id 31) was read as
+# its serial number, 45296.375: registered, they are read as dates, as ids 14 and 22 are.
+CJK_DATE_FORMATS = {
+    27: 'yyyy"年"m"月"',
+    28: 'm"月"d"日"',
+    29: 'm"月"d"日"',
+    30: "m-d-yy",
+    31: 'yyyy"年"m"月"d"日"',
+    32: 'h"时"mm"分"',
+    33: 'h"时"mm"分"ss"秒"',
+    34: '上午/下午h"时"mm"分"',
+    35: '上午/下午h"时"mm"分"ss"秒"',
+    36: 'yyyy"年"m"月"',
+    50: 'yyyy"年"m"月"',
+    51: 'm"月"d"日"',
+    52: 'yyyy"年"m"月"',
+    53: 'm"月"d"日"',
+    54: 'm"月"d"日"',
+    55: '上午/下午h"时"mm"分"',
+    56: '上午/下午h"时"mm"分"ss"秒"',
+    57: 'yyyy"年"m"月"',
+    58: 'm"月"d"日"',
+}
+
+
+def load_workbook(path: Path, **options: Any) -> Any:
+    """``openpyxl.load_workbook(path, **options)``, reading East-Asian built-in date formats as
+    dates (:data:`CJK_DATE_FORMATS`). Every reader of workbooks opens them here
+    (``pandas.read_excel`` after it, so the formats are registered for it too)."""
+    import openpyxl
+    from openpyxl.styles.numbers import BUILTIN_FORMATS
+
+    for number, code in CJK_DATE_FORMATS.items():
+        BUILTIN_FORMATS.setdefault(number, code)
+    return openpyxl.load_workbook(path, **options)
+
+
 def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -> None:
     """Refuse a workbook whose later sheets hold more tickets: every reader reads the first only.
 
@@ -331,11 +370,9 @@ def unsaved_formulas(
         The sheet row (from 1, the header's), the column and the formula, in row order, and in
         the order of ``columns`` within a row.
     """
-    import openpyxl
-
     if not has_formulas(path):
         return
-    books = [openpyxl.load_workbook(path, read_only=True, data_only=d) for d in (True, False)]
+    books = [load_workbook(path, read_only=True, data_only=d) for d in (True, False)]
     try:
         sheets = [book.worksheets[0] for book in books]
         for sheet in sheets:
@@ -453,10 +490,8 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
     """
     if file_format(path) != "xlsx":
         return ""
-    import openpyxl
-
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception:
         return ""
     try:
@@ -691,9 +726,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
         if fmt == "csv":
             df = _read_csv(path, columns)
         elif fmt == "xlsx":
-            import openpyxl
-
-            workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            workbook = load_workbook(path, read_only=True, data_only=True)
             for sheet in workbook.worksheets:
                 sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
             try:

@@ -46,6 +46,7 @@ from model.tickets import (
     json_line_problem,
     json_lines,
     json_type,
+    load_workbook,
     objects_without_keys,
     pads_numbers,
     pretty_object,
@@ -174,9 +175,7 @@ def declared_rows(path: Path) -> int | None:
     ``None`` when it declares none or only ``A1``: openpyxl's write-only mode writes no
     ``<dimension>``, and other exporters write ``A1`` whatever the sheet holds, so its size is
     unknown, not zero."""
-    import openpyxl
-
-    wb = openpyxl.load_workbook(path, read_only=True)
+    wb = load_workbook(path, read_only=True)
     try:
         declared = wb.worksheets[0].max_row
     finally:
@@ -714,9 +713,7 @@ def _open_workbook(path: Path) -> tuple[Any, int]:
     leave stale or write as ``A1``: rows and columns past it were dropped without a word, where
     pandas (``train``) resets it and reads them all.
     """
-    import openpyxl
-
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    wb = load_workbook(path, read_only=True, data_only=True)
     width = (wb.worksheets[0].max_column or 0) if wb.worksheets else 0
     for ws in wb.worksheets:
         ws.reset_dimensions()

@@ -415,6 +415,21 @@ def test_a_column_of_notes_without_a_header_cell_keeps_its_values_as_train_reads
     assert df["Unnamed: 3"].tolist() == ["备注"]
 
 
+def test_a_date_in_an_east_asian_built_in_format_is_written_as_a_date(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Excel showed 2024年1月5日 (built-in format 31); the output held its serial number, 45296.375.
+    from model.tickets import read_tickets
+    from tests.training.test_tickets import east_asian_dates
+
+    src = east_asian_dates(tmp_path / "dates.xlsx")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["time"].tolist() == ["2024-01-05 09:00:00", "2024-01-06 10:30:00"]
+    assert df["time"].tolist() == read_tickets([src])["time"].tolist()
+
+
 def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1226,3 +1226,45 @@ def test_a_header_below_a_title_row_or_on_a_later_sheet_is_pointed_at(tmp_path):
         "(the header is read from the first row of the first sheet, '汇总'; map yours with "
         "--text-col)"
     )
+
+
+def east_asian_dates(path: Path) -> Path:
+    """Times shown as Chinese Excel's built-in 2024年1月5日 (id 31) and 1月6日 (id 58) formats,
+    written as Excel writes them: by id alone, with no ``<numFmt>`` element."""
+    import re
+    import zipfile
+    from datetime import datetime
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text", "time"])
+    ws.append(["1", "欠薪", "老板拖欠工资三个月不发", datetime(2024, 1, 5, 9)])
+    ws.append(["2", "路灯", "小区门口路灯坏了", datetime(2024, 1, 6, 10, 30)])
+    ws["D2"].number_format = 'yyyy"年"m"月"d"日"'
+    ws["D3"].number_format = 'm"月"d"日"'
+    fresh = path.with_name("fresh-" + path.name)
+    wb.save(fresh)
+    with zipfile.ZipFile(fresh) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "xl/styles.xml":
+                styles = data.decode()
+                ids = dict(re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]*)"', styles))
+                styles = re.sub(r"<numFmts.*?</numFmts>", "", styles, flags=re.S)
+                for custom, code in ids.items():  # (openpyxl's default date format is unused)
+                    builtin = "31" if "年" in code else "58" if "月" in code else "22"
+                    styles = styles.replace(f'numFmtId="{custom}"', f'numFmtId="{builtin}"')
+                assert 'numFmtId="31"' in styles and 'numFmtId="58"' in styles
+                data = styles.encode()
+            zout.writestr(item, data)
+    fresh.unlink()
+    return path
+
+
+def test_east_asian_built_in_date_formats_are_read_as_dates(tmp_path):
+    # Read as the serial numbers 45296.375 and 45297.4375: train --since refused every row as
+    # "no readable time", and label wrote the number where Excel showed 2024年1月5日.
+    got = read_tickets([east_asian_dates(tmp_path / "dates.xlsx")])
+    assert got["time"].tolist() == ["2024-01-05 09:00:00", "2024-01-06 10:30:00"]
