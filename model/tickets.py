@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 # pandas is imported by the functions that read tables: the CLI imports this module for its column
 # options and errors, and pandas' import (about 0.3 s) would otherwise delay every command,
@@ -957,8 +960,12 @@ def iter_tickets(
         first_row = 1
         empty: set[str] = set()
         read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
+        repeated: list[int] = []
         for raw in table_chunks(path, columns, size):
             frame = to_canonical(raw, columns, path, first_row)
+            if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
+                repeated += [first_row + i for i in again]
+                frame = frame.drop(frame.index[again]).reset_index(drop=True)
             if headers is not None and first_row == 1:
                 headers[display_name(path)] = [str(c) for c in raw.columns]
             first_row += len(raw)
@@ -974,6 +981,66 @@ def iter_tickets(
                 if first is not None:
                     raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
             yield frame
+        if repeated:
+            logger.warning("%s", repeated_header_message(path, repeated))
+
+
+# The formats with a header line, which a file joined from parts may repeat (JSON and Parquet
+# name their fields in every record or in the schema).
+HEADER_FORMATS = ("csv", "xlsx")
+# How many of the rows that repeat the header a warning names.
+REPEATED_HEADERS_LISTED = 10
+
+
+def mapped_columns(header: Sequence[str], columns: ColumnMap) -> list[str]:
+    """The columns of ``header`` that ``columns`` reads a ticket field from."""
+    sources = {columns.source_for(f) for f in CANONICAL}
+    return [name for name in header if name in sources]
+
+
+def repeats_header(cells: Callable[[str], str], names: Sequence[str]) -> bool:
+    """Whether a row is the header line again: its cell in each of ``names`` (the mapped columns,
+    :func:`mapped_columns`) is that column's name, spaces and a byte-order mark aside.
+
+    Monthly exports joined with ``copy 1月.csv+2月.csv 一季度.csv`` (or ``cat *.csv``) keep each
+    part's header, inside the file, a "CSV UTF-8" part's with its BOM: read as a ticket, each was
+    labelled, scored and trained on without a word.
+    """
+    return bool(names) and all(header_cell(cells(name)) == name for name in names)
+
+
+def header_cell(value: str) -> str:
+    """A cell as a header name reads: stripped of spaces and of a byte-order mark."""
+    return value.strip().lstrip("\ufeff").strip()
+
+
+def header_rows(raw: pd.DataFrame, columns: ColumnMap) -> list[int]:
+    """The positions of the rows of a table as read (:func:`table_chunks`) that repeat its
+    header (:func:`repeats_header`)."""
+    names = mapped_columns([str(c) for c in raw.columns], columns)
+    if not names or raw.empty:
+        return []
+    again = raw[names[0]].map(header_cell) == names[0]
+    for name in names[1:]:
+        if not again.any():
+            break
+        again &= raw[name].map(header_cell) == name
+    return [int(i) for i in again.to_numpy(dtype=bool).nonzero()[0]]
+
+
+def repeated_header_message(path: Path, rows: Sequence[int]) -> str:
+    """The warning for the data rows of ``path`` that repeat its header, left out."""
+    shown = ", ".join(map(str, rows[:REPEATED_HEADERS_LISTED]))
+    more = (
+        f" and {len(rows) - REPEATED_HEADERS_LISTED} more"
+        if len(rows) > REPEATED_HEADERS_LISTED
+        else ""
+    )
+    return (
+        f"{display_name(path)}: left out {len(rows)} rows that repeat the header line, data rows "
+        f"{shown}{more} (files joined with `copy a.csv+b.csv` or `cat` keep each part's header; "
+        "they are not tickets)"
+    )
 
 
 def column_names(header: Sequence[str]) -> list[str]:

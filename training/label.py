@@ -54,7 +54,15 @@ from model.router import Router
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import is_blank, quoted
-from model.tickets import ColumnMap, check_columns, expand_paths, file_format
+from model.tickets import (
+    HEADER_FORMATS,
+    ColumnMap,
+    check_columns,
+    expand_paths,
+    file_format,
+    mapped_columns,
+    repeats_header,
+)
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
     XLSX_MAX_ROWS,
@@ -482,7 +490,19 @@ def _chunks(
     for path in files:
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
+        # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
+        # row, as train and evaluate leave it out. Only the columns this file has count.
+        names = (
+            mapped_columns(file_columns(path, cmap.delimiter, cmap.text), cmap)
+            if file_format(path) in HEADER_FORMATS
+            else []
+        )
         for record in iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title):
+            if record.error is None and repeats_header(record.values.__getitem__, names):
+                record.error = (
+                    f"repeated header: {record.where} repeats the header line (files joined with "
+                    "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
+                )
             buf.append(record)
             if len(buf) == chunk_size:
                 yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)

@@ -540,6 +540,26 @@ def test_an_over_long_title_is_a_row_error_as_in_the_http_api(
     assert result.summary["errors_by_kind"] == {"title too long": 1}
 
 
+def test_a_header_repeated_inside_a_joined_csv_comes_back_as_an_error_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Labelled as a ticket whose text is 诉求内容 and counted among the departments.
+    from tests.training.test_tickets import joined_with_copy
+
+    src = joined_with_copy(tmp_path / "一季度.csv")
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", columns=columns, jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["工单编号"].tolist() == ["A1", "A2", "\ufeff工单编号", "B1"]  # as read
+    assert df["error"][2] == (
+        "repeated header: line 4 of 一季度.csv repeats the header line (files joined with "
+        "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
+    )
+    assert df["pred_department"][2] == "" and (df["error"][[0, 1, 3]] == "").all()
+    assert result.summary["errors_by_kind"] == {"repeated header": 1}
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 

@@ -1268,3 +1268,25 @@ def test_east_asian_built_in_date_formats_are_read_as_dates(tmp_path):
     # "no readable time", and label wrote the number where Excel showed 2024年1月5日.
     got = read_tickets([east_asian_dates(tmp_path / "dates.xlsx")])
     assert got["time"].tolist() == ["2024-01-05 09:00:00", "2024-01-06 10:30:00"]
+
+
+def joined_with_copy(path: Path) -> Path:
+    """Two monthly exports joined byte-wise (``copy 1月.csv+2月.csv``): the second part's header,
+    with its BOM, is a line inside the file (data row 3)."""
+    part = "\ufeff工单编号,标题,诉求内容,处理部门\r\n"
+    first = part + "A1,欠薪,老板拖欠工资三个月不发,人社局\r\nA2,路灯,小区门口路灯坏了,城管局\r\n"
+    second = part + "B1,噪音,夜间施工噪音扰民,执法局\r\n"
+    path.write_bytes(first.encode("utf-8") + second.encode("utf-8"))
+    return path
+
+
+def test_a_header_repeated_inside_a_joined_csv_is_left_out_and_named(tmp_path, caplog):
+    # Read as a ticket whose text is 诉求内容 and department 处理部门, it was trained on and scored.
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    got = read_tickets([joined_with_copy(tmp_path / "一季度.csv")], columns)
+    assert got["id"].tolist() == ["A1", "A2", "B1"]
+    assert got["_row"].tolist() == [1, 2, 4]
+    assert "一季度.csv: left out 1 rows that repeat the header line, data rows 3" in caplog.text
+    # A ticket that merely mentions a column's name is a ticket.
+    (tmp_path / "t.csv").write_text("text,department\ntext,人社局\n", encoding="utf-8")
+    assert read_tickets([tmp_path / "t.csv"])["text"].tolist() == ["text"]
