@@ -234,14 +234,59 @@ CJK_DATE_FORMATS = {
 
 def load_workbook(path: Path, **options: Any) -> Any:
     """``openpyxl.load_workbook(path, **options)``, reading East-Asian built-in date formats as
-    dates (:data:`CJK_DATE_FORMATS`). Every reader of workbooks opens them here
-    (``pandas.read_excel`` after it, so the formats are registered for it too)."""
+    dates (:data:`CJK_DATE_FORMATS`) and refusing a file that is no workbook by what it is
+    (:func:`not_a_workbook`). Every reader of workbooks opens them here (``pandas.read_excel``
+    after it, so the formats are registered for it too)."""
+    import zipfile
+
     import openpyxl
     from openpyxl.styles.numbers import BUILTIN_FORMATS
 
     for number, code in CJK_DATE_FORMATS.items():
         BUILTIN_FORMATS.setdefault(number, code)
-    return openpyxl.load_workbook(path, **options)
+    try:
+        return openpyxl.load_workbook(path, **options)
+    except zipfile.BadZipFile:
+        raise TicketFileError(f"{path}: cannot be read as XLSX: {not_a_workbook(path)}") from None
+
+
+# What every file of Microsoft's compound format starts with: an Excel 97-2003 workbook (.xls), or
+# an .xlsx saved with a password (Excel encrypts it inside one).
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def not_a_workbook(path: Path) -> str:
+    """What a file named as a workbook that is no zip archive is, told by its first bytes, and
+    what to do: an ``.xls`` renamed ``.xlsx`` "to convert it", or a web system's 导出Excel that is
+    CSV text or an HTML table under an ``.xlsx`` name (zipfile said "File is not a zip file")."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    save = "open it in Excel or WPS and save it as an Excel workbook (.xlsx) or as CSV UTF-8"
+    if not head:
+        return "the file is empty"
+    if head.startswith(_OLE2_MAGIC):
+        return (
+            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, under an "
+            f"{path.suffix} name, and renaming does not convert it: {save} (without a password)"
+        )
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # <html>, <table>, <?xml
+        return (
+            "it is a web page (an HTML or XML table, as web systems' exports write) under an "
+            f"{path.suffix} name, not a workbook: {save}"
+        )
+    if b"\x00" not in head:
+        try:
+            detect_encoding(head)
+        except TicketFileError:
+            pass
+        else:
+            first = head.splitlines()[0] if head.splitlines() else b""
+            tabs = b"\t" in first and b"," not in first
+            return (
+                f"it is text, not a workbook (a CSV export under an {path.suffix} name?): rename it "
+                f"to .csv{' and pass --delimiter tab' if tabs else ''}, or {save}"
+            )
+    return f"it is not an XLSX workbook (no zip archive): {save}"
 
 
 def check_one_ticket_sheet(path: Path, workbook: Any, text: str | None = None) -> None:

@@ -1290,3 +1290,39 @@ def test_a_header_repeated_inside_a_joined_csv_is_left_out_and_named(tmp_path, c
     # A ticket that merely mentions a column's name is a ticket.
     (tmp_path / "t.csv").write_text("text,department\ntext,人社局\n", encoding="utf-8")
     assert read_tickets([tmp_path / "t.csv"])["text"].tolist() == ["text"]
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096),
+            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, under "
+            "an .xlsx name, and renaming does not convert it: open it in Excel or WPS and save it "
+            "as an Excel workbook (.xlsx) or as CSV UTF-8",
+        ),
+        (
+            "id,text\r\n1,路灯不亮\r\n".encode("gbk"),
+            "it is text, not a workbook (a CSV export under an .xlsx name?): rename it to .csv, or",
+        ),
+        ("id\ttext\n1\t路灯不亮\n".encode(), "rename it to .csv and pass --delimiter tab, or"),
+        (
+            "\ufeff<html><table><tr><td>id</td></tr></table></html>".encode(),
+            "it is a web page (an HTML or XML table, as web systems' exports write) under an "
+            ".xlsx name, not a workbook",
+        ),
+        (b"", "the file is empty"),
+    ],
+)
+def test_a_file_named_xlsx_that_is_no_workbook_is_refused_saying_what_it_is(tmp_path, data, says):
+    # Refused in zipfile's words, "File is not a zip file", by train, evaluate and label alike.
+    from training.label_io import file_columns
+
+    path = tmp_path / "工单.xlsx"
+    path.write_bytes(data)
+    for read in (read_table, file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value).startswith(f"{path}: cannot be read as XLSX: ")
+        assert says in str(e.value)
+        assert "zip file" not in str(e.value)
