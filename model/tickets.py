@@ -1092,9 +1092,12 @@ def column_names(header: Sequence[str]) -> list[str]:
     """A header's names, stripped; a blank one named as pandas names it (``Unnamed: 3``, from 0).
 
     Excel leaves a header cell blank that is merely formatted, or above a column of notes; every
-    reader names it the same way, so such a file reads alike in ``train`` and ``label``.
+    reader names it the same way, so such a file reads alike in ``train`` and ``label``. A
+    byte-order mark before a name goes too: GB18030 has one of its own (84 31 95 33, which editors
+    and scripts offer as "GB18030 with BOM"), which decodes to U+FEFF, and the first column was
+    named ``\ufefftext``, which no ``--text-col`` can be typed as.
     """
-    return [str(h).strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
+    return [header_cell(str(h)) or f"Unnamed: {i}" for i, h in enumerate(header)]
 
 
 def require_rows(df: pd.DataFrame | int, paths: Sequence[str | Path]) -> None:

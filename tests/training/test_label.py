@@ -560,6 +560,16 @@ def test_a_header_repeated_inside_a_joined_csv_comes_back_as_an_error_row(
     assert result.summary["errors_by_kind"] == {"repeated header": 1}
 
 
+def test_gb18030s_byte_order_mark_is_not_written_into_the_output_header(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from tests.training.test_tickets import gb18030_with_bom
+
+    label([gb18030_with_bom(tmp_path / "gb.csv")], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df.columns[:3]) == ["id", "title", "text"] and df["id"].tolist() == ["G1"]
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 

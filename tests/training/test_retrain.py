@@ -117,6 +117,13 @@ def test_mapping_file_follows_chains_and_respects_head(tmp_path: Path) -> None:
     assert counts == {"department": {"旧局": 1, "银保监局": 1}, "category": {"甲": 2}}
 
 
+def test_a_mapping_file_in_gb18030_with_its_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Refused as having no column old: its first column was '\ufeffold'.
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"\x84\x31\x95\x33" + "old,new\r\n银保监局,金融监管局\r\n".encode("gb18030"))
+    assert read_mapping(path)["department"] == {"银保监局": "金融监管局"}
+
+
 def test_mapping_rows_with_cells_past_the_header_are_read(tmp_path: Path) -> None:
     # Excel writes a trailing comma; csv.DictReader puts such cells in a list under the key None.
     path = tmp_path / "m.csv"

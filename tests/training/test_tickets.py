@@ -1326,3 +1326,18 @@ def test_a_file_named_xlsx_that_is_no_workbook_is_refused_saying_what_it_is(tmp_
         assert str(e.value).startswith(f"{path}: cannot be read as XLSX: ")
         assert says in str(e.value)
         assert "zip file" not in str(e.value)
+
+
+def gb18030_with_bom(path: Path) -> Path:
+    """A GB18030 CSV that starts with GB18030's byte-order mark, 84 31 95 33."""
+    text = "id,title,text\nG1,欠薪,老板拖欠工资三个月不发\n"
+    path.write_bytes(b"\x84\x31\x95\x33" + text.encode("gb18030"))
+    return path
+
+
+def test_gb18030s_byte_order_mark_is_no_part_of_the_first_column_name(tmp_path):
+    # The first column was '\ufeffid': the ids silently not found (numbered <file>:<row>), and a
+    # file starting with its text column refused as having no column 'text'.
+    got = read_tickets([gb18030_with_bom(tmp_path / "gb.csv")])
+    assert got["id"].tolist() == ["G1"]
+    assert list(read_table(tmp_path / "gb.csv").columns) == ["id", "title", "text"]
