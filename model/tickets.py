@@ -380,6 +380,23 @@ def pads_numbers(workbook: Any) -> bool:
     return formats is None or any(_ZERO_PADDING.fullmatch(str(f)) for f in formats)
 
 
+# OOXML's escape of a character in a cell's text (ECMA-376 Part 1, 22.9.2.19 ST_Xstring): Excel
+# writes a carriage return inside a cell as _x000D_ (and a literal "_x000D_" as _x005F_x000D_).
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def xlsx_text(value: Any) -> Any:
+    """A workbook cell's value with OOXML's ``_xHHHH_`` escapes undone in text, as Excel shows it.
+
+    openpyxl keeps them: a text pasted with Windows line ends read ``一周_x000D_\n晚上``, and label
+    copied the escape into its CSV, JSON Lines and Parquet output (the model's input drops it
+    anyway, :func:`model.text.normalize`). Other values are returned as they are.
+    """
+    if isinstance(value, str) and "_x" in value:
+        return _OOXML_ESCAPE.sub(lambda m: chr(int(m[1], 16)), value)
+    return value
+
+
 def xlsx_value(cell: Any) -> Any:
     """A spreadsheet cell's value, an integer as Excel shows it through a zero-padding format.
 
@@ -786,6 +803,10 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+            for name in df.columns:  # Excel's _x000D_ and kin, undone (xlsx_text)
+                escaped = df[name].str.contains("_x", regex=False, na=False)
+                if escaped.any():
+                    df.loc[escaped, name] = df.loc[escaped, name].map(xlsx_text)
             for (row, col), text in padded.items():  # pandas reads the value without its format
                 if row < len(df) and col < len(df.columns):
                     df.iat[row, col] = text

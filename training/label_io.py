@@ -54,6 +54,7 @@ from model.tickets import (
     refuse_same_names,
     unsaved_formula,
     unsaved_formulas,
+    xlsx_text,
     xlsx_value,
 )
 
@@ -770,8 +771,9 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
 
 
 def _sheet_text(value: Any) -> str:
-    """A sheet's cell as text, as ``train`` reads it (pandas): a TRUE cell is ``True``."""
-    return str(value) if isinstance(value, bool) else cell_text(value)
+    """A sheet's cell as text, as ``train`` reads it (pandas): a TRUE cell is ``True``, Excel's
+    ``_x000D_`` a carriage return (:func:`model.tickets.xlsx_text`)."""
+    return str(value) if isinstance(value, bool) else cell_text(xlsx_text(value))
 
 
 def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:

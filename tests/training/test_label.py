@@ -570,6 +570,23 @@ def test_gb18030s_byte_order_mark_is_not_written_into_the_output_header(
     assert list(df.columns[:3]) == ["id", "title", "text"] and df["id"].tolist() == ["G1"]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_excels_escaped_carriage_returns_are_written_as_the_cell_shows_them(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # The output held "…一周_x000D_\n晚上…", Excel's escape, where the cell shows a line break.
+    from model.tickets import read_tickets
+    from tests.training.test_tickets import excel_line_ends
+
+    src = excel_line_ends(tmp_path / "crlf.xlsx")
+    label([src], tiny_model_dir, tmp_path / f"out{suffix}", jobs=1)
+    df = read_output(tmp_path / f"out{suffix}")
+
+    assert df["text"].tolist() == read_tickets([src])["text"].tolist()
+    assert df["text"][0] == "小区门口路灯坏了一周\r\n晚上出行很不方便"
+    assert df["title"][0] == "路灯\r\n坏了"
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 

@@ -1341,3 +1341,27 @@ def test_gb18030s_byte_order_mark_is_no_part_of_the_first_column_name(tmp_path):
     got = read_tickets([gb18030_with_bom(tmp_path / "gb.csv")])
     assert got["id"].tolist() == ["G1"]
     assert list(read_table(tmp_path / "gb.csv").columns) == ["id", "title", "text"]
+
+
+def excel_line_ends(path: Path) -> Path:
+    """Texts with line ends as Excel stores a CR LF typed or pasted into a cell: ``_x000D_\\n``; and
+    a literal ``_x000D_`` as Excel escapes it, ``_x005F_x000D_``."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    ws.append(["1", "路灯_x000D_\n坏了", "小区门口路灯坏了一周_x000D_\n晚上出行很不方便"])
+    ws.append(["2", "欠薪", "代码里写着_x005F_x000D_字样，老板拖欠工资"])
+    wb.save(path)
+    return path
+
+
+def test_excels_escaped_carriage_returns_are_read_as_excel_shows_them(tmp_path):
+    # Read as the text "…一周_x000D_\n晚上…", which label copied into its output.
+    got = read_tickets([excel_line_ends(tmp_path / "crlf.xlsx")])
+    assert got["text"].tolist() == [
+        "小区门口路灯坏了一周\r\n晚上出行很不方便",
+        "代码里写着_x000D_字样，老板拖欠工资",
+    ]
+    assert got["title"].tolist() == ["路灯\r\n坏了", "欠薪"]
