@@ -854,6 +854,12 @@ def label(
     with _writing(f"the plots beside {output}", parts):
         plots = _plots(summary, dept_scores, output)
     summary["plots"] = [str(p) for p in plots]
+    if "department_chart_key" in summary:
+        warnings.append(
+            f"no font that draws Chinese was found, so {plots[0].name} numbers its bars; "
+            f"{summary_path.name} keys them (department_chart_key). Install one "
+            "(fonts-noto-cjk or fonts-wqy-microhei) to see the names"
+        )
     with _writing(summary_path, parts):
         write_json_atomic(summary, summary_path)
     shutil.rmtree(parts, ignore_errors=True)
@@ -1655,15 +1661,21 @@ def _summary(counts: _Counts) -> dict[str, Any]:
 
 
 def _plots(summary: dict[str, Any], dept_scores: np.ndarray, output: Path) -> list[Path]:
-    from training.plots import bar_png, histogram_png
+    from training.plots import bar_png, cjk_font, histogram_png
 
     written = []
     if summary["departments"]:
+        if cjk_font() is None and not all(d.isascii() for d in summary["departments"]):
+            # The chart numbers the departments (no font draws Chinese): the key, in the summary.
+            summary["department_chart_key"] = {
+                str(i): d for i, d in enumerate(summary["departments"]) if not d.isascii()
+            }
         written.append(
             bar_png(
                 summary["departments"],
                 "Tickets per predicted department",
                 output.with_name(output.name + ".departments.png"),
+                f"(no CJK font: numbers keyed in {output.name}.summary.json, department_chart_key)",
             )
         )
     if dept_scores.size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,37 @@ _CJK_FONTS = (
 )
 
 
+# File names of the fonts above (and of other CJK fonts that distributions ship), as found on disk.
+_CJK_FONT_FILES = re.compile(
+    r"notosanscjk|notoserifcjk|sourcehan|wqy|simhei|simsun|msyh|pingfang|uming|ukai|droidsansfallback",
+    re.IGNORECASE,
+)
+_rescanned = False
+
+
 def cjk_font() -> str | None:
-    """Name of an installed font that can draw Chinese, or ``None``."""
+    """Name of an installed font that can draw Chinese, or ``None``.
+
+    matplotlib lists the system's fonts once and caches the list (``~/.cache/matplotlib``): a CJK
+    font installed after that (``apt install fonts-noto-cjk`` on a server that had drawn a plot)
+    was never seen, and every plot numbered its labels for ever. When the cached list has none,
+    the font directories are looked at once per process and the CJK fonts found there added.
+    """
+    global _rescanned
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((f for f in _CJK_FONTS if f in installed), None)
+    found = next((f for f in _CJK_FONTS if f in installed), None)
+    if found is None and not _rescanned:
+        _rescanned = True
+        known = {f.fname for f in font_manager.fontManager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known and _CJK_FONT_FILES.search(Path(path).name):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except Exception:  # a font file matplotlib cannot read: one fewer to try
+                    continue
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((f for f in _CJK_FONTS if f in installed), None)
+    return found
 
 
 def _labels(labels: list[str]) -> list[str]:
@@ -102,11 +130,21 @@ def reliability_png(bins_by_head: dict[str, list[dict[str, float]]], path: Path)
     return path
 
 
-def bar_png(counts: dict[str, int], title: str, path: Path) -> Path:
-    """Horizontal bar chart of counts per label, largest first."""
+def bar_png(counts: dict[str, int], title: str, path: Path, key_note: str = "") -> Path:
+    """Horizontal bar chart of counts per label, largest first (at the top).
+
+    Without a CJK font a label that is not ASCII is its number in ``counts``' order, from 0 (the
+    first, most tickets first as a summary lists them, at the top), and ``key_note`` (where the
+    key is) is added under the title.
+    """
+    numbered = {label: label if label.isascii() else str(i) for i, label in enumerate(counts)}
     items = sorted(counts.items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(6, max(3.0, 0.3 * len(items) + 1)))
-    ax.barh(_labels([k for k, _ in items]), [v for _, v in items], color="#3b6ea5")
+    names = _labels([k for k, _ in items])
+    if names != [k for k, _ in items]:  # numbered: by the order of counts, not of the bars
+        names = [numbered[k] for k, _ in items]
+        title = f"{title}\n{key_note}" if key_note else title
+    ax.barh(names, [v for _, v in items], color="#3b6ea5")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -587,6 +587,48 @@ def test_excels_escaped_carriage_returns_are_written_as_the_cell_shows_them(
     assert df["title"][0] == "路灯\r\n坏了"
 
 
+def test_without_a_cjk_font_the_department_chart_is_keyed_in_the_summary(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chart numbered its bars 0..N and no file said which department each number was.
+    from training import plots
+
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    src = write_csv(tmp_path / "in.csv", ticket_rows(12))
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    departments = list(result.summary["departments"])
+    assert result.summary["department_chart_key"] == {str(i): d for i, d in enumerate(departments)}
+    saved = json.loads((tmp_path / "out.csv.summary.json").read_text(encoding="utf-8"))
+    assert saved["department_chart_key"] == result.summary["department_chart_key"]
+    assert any(
+        "out.csv.departments.png numbers its bars; out.csv.summary.json keys them" in w
+        for w in result.warnings
+    )
+    monkeypatch.setattr(plots, "cjk_font", lambda: "Noto Sans CJK SC")
+    result = label([src], tiny_model_dir, tmp_path / "named.csv", jobs=1)
+    assert "department_chart_key" not in result.summary and not result.warnings
+
+
+def test_a_cjk_font_installed_after_matplotlib_cached_its_font_list_is_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # matplotlib never rescans its cached list: a font installed later was never used.
+    from pathlib import Path as P
+
+    from matplotlib import font_manager
+
+    from training import plots
+
+    on_disk = [f for f in font_manager.findSystemFonts() if plots._CJK_FONT_FILES.search(P(f).name)]
+    if not on_disk:
+        pytest.skip("no CJK font is installed on this machine")
+    # The list as cached before the font files were installed: none of their faces.
+    stale = [f for f in font_manager.fontManager.ttflist if f.fname not in on_disk]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    monkeypatch.setattr(plots, "_rescanned", False, raising=False)
+    assert plots.cjk_font() in plots._CJK_FONTS
+
+
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
     from model.artifact import load_router
 
