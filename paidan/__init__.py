@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 
 from model.startup import startup
 
 
+def escape_what_stdout_cannot_encode() -> None:
+    """A character stdout's encoding lacks is written as a ``\\u3bbe``-style escape, as Python
+    writes it on stderr, instead of ending the command in a UnicodeEncodeError traceback.
+
+    stdout is GBK where Windows redirects it (``paidan label … > label.log``: the ANSI code page,
+    cp936) and on a ``LANG=zh_CN.GBK`` server, and GBK lacks characters of place names (长沙县㮾梨
+    街道, U+3BBE) and emoji: a label of 㮾梨街道办事处 ended ``paidan label`` with exit 1 after its
+    work was done, and an emoji in a similar ticket's title left ``paidan predict`` printing
+    nothing.
+    """
+    stream = sys.stdout
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        # ValueError, OSError: not a text file Python made (an embedding's own stream)
+        with contextlib.suppress(ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
     """The ``paidan`` command."""
+    escape_what_stdout_cannot_encode()
     with startup():
         from paidan.cli import app, err, out
     try:

@@ -119,6 +119,19 @@ class StdoutConsole(Console):
             self.on_write_error(e)
 
 
+def write_json(value: Any) -> None:
+    """Write ``value`` to stdout as indented JSON: Chinese as is where stdout can encode it; where
+    it cannot (a GBK stdout and a label holding 㮾, a title holding an emoji), every character
+    beyond ASCII as a ``\\uXXXX`` escape, the same JSON to a parser. Written as is, it ended in a
+    UnicodeEncodeError traceback, with nothing printed."""
+    text = json.dumps(value, ensure_ascii=False, indent=2) + "\n"
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(value, ensure_ascii=True, indent=2) + "\n"
+    write_stdout(text)
+
+
 def write_stdout(text: str) -> None:
     """Write ``text`` (JSON) to stdout as is; a reader gone is taken as :data:`out` takes it."""
     if out.closed:
@@ -773,7 +786,7 @@ def predict(
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
-    write_stdout(json.dumps(result.model_dump(), ensure_ascii=False, indent=2) + "\n")
+    write_json(result.model_dump())
 
 
 class _RowsPerSecond(ProgressColumn):
@@ -1432,7 +1445,7 @@ def models_list(
     samples = {i.version for i in infos if sample_default(root, i.version)}
     if as_json:
         rows = [{**i.to_dict(), "bundled_sample": i.version in samples} for i in infos]
-        write_stdout(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        write_json(rows)
         return
     if not infos:
         out.print(
