@@ -816,7 +816,11 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             import pyarrow.parquet as pq
 
             # Python objects, not pandas' dtypes: an integer column with a null stays integers.
-            table = pq.read_table(path)
+            # Opened by Python, which encodes the name as the file system's (GBK bytes on a
+            # zh_CN.GBK server, \xNN escapes given back): Arrow, given the name, encoded it as
+            # UTF-8, a file that does not exist there, and refused a name of GBK bytes outright.
+            with open(path, "rb") as f:
+                table = pq.read_table(f)
             refuse_same_names(f"{path}", table.column_names)
             # A blank name is "Unnamed: 2", as in every other reader (and label's).
             df = pd.DataFrame(

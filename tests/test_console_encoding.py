@@ -87,3 +87,49 @@ def test_predict_to_a_gbk_stdout_is_valid_json_with_escapes(
     assert any(EMOJI in s["title"] for s in result["similar"])
     # Every department is a candidate, 㮾梨街道办事处 among them.
     assert RARE in [c["label"] for c in result["department"]["candidates"]]
+
+
+@pytest.fixture(scope="module")
+def gbk_locale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a zh_CN.GBK server: file names and arguments are GBK bytes."""
+    loc = tmp_path_factory.mktemp("locale")
+    try:
+        subprocess.run(
+            ["localedef", "-i", "zh_CN", "-f", "GBK", str(loc / "zh_CN.GBK")],
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("no localedef here")
+    env = {"LOCPATH": str(loc), "LANG": "zh_CN.GBK", "LC_ALL": "zh_CN.GBK"}
+    check = [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"]
+    said = subprocess.run(check, env={**os.environ, **env}, capture_output=True, text=True)
+    if said.stdout.strip() != "gbk":
+        pytest.skip("cannot make a zh_CN.GBK locale here")
+    return env
+
+
+@pytest.mark.parametrize("out", ["结果.csv", "结果.parquet", "批次目录/out.csv"])
+def test_label_on_a_gbk_server_reads_and_writes_chinese_names(
+    tiny_model_dir: Path, tmp_path: Path, gbk_locale: dict[str, str], out: str
+) -> None:
+    # `paidan label 工单.parquet --out 结果.csv` where the locale is zh_CN.GBK: Python made
+    # 结果.csv.parts/ with GBK bytes, Arrow opened its parts by the name's UTF-8 bytes: "No such
+    # file or directory" at the first chunk, nothing written; a Parquet input alike.
+    import pandas as pd
+
+    src = tmp_path / os.fsdecode("工单.parquet".encode("gbk"))
+    with open(src, "wb") as f:
+        pd.DataFrame(
+            [(f"T{i}", t, x) for i, (t, x, _, _) in enumerate(TINY_TICKETS)],
+            columns=["id", "title", "text"],
+        ).to_parquet(f, index=False)
+    args = ["label", src.name.encode("gbk", "surrogateescape"), "--model", str(tiny_model_dir)]
+    proc = paidan(*args, "--out", out.encode("gbk"), "--jobs", "1", cwd=tmp_path, env=gbk_locale)
+    assert proc.returncode == 0, proc.stderr.decode("gbk", "replace")
+    written = tmp_path / os.fsdecode(out.encode("gbk"))
+    if written.suffix == ".csv":
+        assert len(pd.read_csv(written, dtype=str)) == len(TINY_TICKETS)
+    else:
+        with open(written, "rb") as f:
+            assert len(pd.read_parquet(f)) == len(TINY_TICKETS)

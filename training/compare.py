@@ -196,7 +196,8 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             f"{actual[:12]}…): the frozen evaluation set was changed; freeze it again with "
             "`paidan models freeze-eval DATA --force`"
         )
-    df = pd.read_parquet(path)
+    with open(path, "rb") as f:  # by Python, which encodes the name as the file system does
+        df = pd.read_parquet(f)
     for col in EVAL_COLUMNS:
         df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
     # A set frozen before joint dispatch kept "主办；会办" cells whole, a label no model predicts

@@ -61,6 +61,7 @@ from model.tickets import (
     expand_paths,
     file_format,
     mapped_columns,
+    printable,
     repeats_header,
 )
 from training.label_io import (
@@ -659,7 +660,7 @@ def label(
             f"{', '.join(sorted(set(OUTPUT_FORMATS)))}"
         )
     # Refused up front: the run stopped at its first chunk with a traceback.
-    why = "the run's Arrow part files beside it cannot take such a name"
+    why = "the run's manifest and summary, UTF-8 JSON, name it"
     check_utf8_name(output, "--out", why)
     # --force replaced an input workbook named as its own output (and its other sheets with it),
     # and an output inside an input directory was read back as input by the next run.
@@ -700,7 +701,13 @@ def label(
     fingerprint = {
         "format": MANIFEST_FORMAT,
         "inputs": [
-            {"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+            # printable: a name of GBK bytes (a Windows zip unzipped here) is kept with \xNN
+            # escapes, which JSON can hold; as is, writing the manifest ended in a traceback.
+            {
+                "path": printable(str(p.resolve())),
+                "size": p.stat().st_size,
+                "mtime_ns": p.stat().st_mtime_ns,
+            }
             for p in files
         ],
         "columns": input_columns,
@@ -817,7 +824,7 @@ def label(
     dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
     summary.update(
         {
-            "input": [str(p) for p in files],
+            "input": [printable(str(p)) for p in files],
             "output": str(output),
             "model_version": meta.get("version"),
             "engine": engine,

@@ -11,6 +11,7 @@ file.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import json
 import os
@@ -111,7 +112,9 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 raise TicketFileError(f"{path}: the first sheet is empty (no header row)")
             return checked_header(f"{path}", _header(first, width))
         if fmt == "parquet":
-            return checked_header(f"{path}", list(pq.ParquetFile(path).schema_arrow.names))
+            with open(path, "rb") as f:  # by Python: see model.tickets.read_table
+                names = list(pq.ParquetFile(f).schema_arrow.names)
+            return checked_header(f"{path}", names)
         if json_array(path):
             return _json_array_columns(path)
         refuse_json_array(path)
@@ -193,7 +196,8 @@ def estimate_rows(path: Path) -> int:
     """
     fmt = file_format(path)
     if fmt == "parquet":
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        with open(path, "rb") as f:
+            return int(pq.ParquetFile(f).metadata.num_rows)
     if fmt == "xlsx":
         # The sheet's declared size, unreset: a progress estimate, which a stale one only makes low.
         return declared_rows(path) or 0
@@ -777,8 +781,12 @@ def _sheet_text(value: Any) -> str:
 
 
 def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    with open(path, "rb") as f:  # by Python: see model.tickets.read_table
+        yield from _parquet_records(path, pq.ParquetFile(f), columns)
+
+
+def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
-    pf = pq.ParquetFile(path)
     # The file's columns by position, named as file_columns names them: a blank name is
     # "Unnamed: 2" there, and keyed by its stripped name ("") its values went nowhere.
     names = column_names(pf.schema_arrow.names)
@@ -829,16 +837,20 @@ def write_part_atomic(table: pa.Table, path: Path) -> None:
     of Parquet's time to write and a fiftieth to read (measured on 2,000 labelled tickets).
     """
     tmp = path.with_name(f".{path.name}.tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-        out.write_table(table)
-    with open(tmp, "rb") as f:
+    # Opened by Python, which encodes the name as the file system's: Arrow, given the name,
+    # encoded it as UTF-8, and on a zh_CN.GBK server could not open a part of `--out 结果.csv`,
+    # whose directory Python had made with GBK bytes.
+    with open(tmp, "wb") as f:
+        with pa.ipc.new_file(f, table.schema) as out:
+            out.write_table(table)
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def read_part(path: Path, schema: pa.Schema) -> pa.Table:
     """A part written by :func:`write_part_atomic`, checked against the run's output schema."""
-    with pa.OSFile(str(path), "rb") as source:
+    with open(path, "rb") as source:  # by Python: see write_part_atomic
         table = pa.ipc.open_file(source).read_all()
     if not table.schema.equals(schema):
         raise TicketFileError(
@@ -944,7 +956,9 @@ class OutputWriter:
         elif fmt == "jsonl":
             self._f = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
         elif fmt == "parquet":
-            self._writer = pq.ParquetWriter(path, schema)
+            # Opened by Python: see write_part_atomic.
+            self._f = open(path, "wb")  # noqa: SIM115 (closed in close())
+            self._writer = pq.ParquetWriter(self._f, schema)
         else:
             import openpyxl
 
@@ -1024,12 +1038,10 @@ class OutputWriter:
 
     def close(self) -> None:
         """Finish the file and fsync it."""
-        if self.fmt == "parquet":
-            self._writer.close()
-        elif self.fmt == "xlsx":
+        if self.fmt == "xlsx":
             self._writer.save(self.path)
         else:
-            if self.fmt == "csv":
+            if self.fmt in ("csv", "parquet"):
                 self._writer.close()  # flushes Arrow's buffer; the file stays open
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -1041,10 +1053,11 @@ class OutputWriter:
     def abort(self) -> None:
         """Close without finishing (the caller removes the file)."""
         try:
+            if self.fmt == "parquet":
+                with contextlib.suppress(Exception):
+                    self._writer.close()
             if self._f is not None:
                 self._f.close()
-            elif self.fmt == "parquet":
-                self._writer.close()
             elif self.fmt == "xlsx":
                 # The sheet's rows go to a temporary file of openpyxl's own: finished and removed
                 # now, or its writer, collected at exit, printed "Exception ignored … I/O

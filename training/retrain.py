@@ -567,7 +567,8 @@ def freeze_eval(
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        df.to_parquet(tmp, index=False)
+        with open(tmp, "wb") as f:  # by Python: pandas gave Arrow the name, to encode as UTF-8
+            df.to_parquet(f, index=False)
         tmp.replace(path)
         info = {
             "sha256": sha256_file(path),

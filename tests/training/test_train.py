@@ -769,6 +769,34 @@ def test_files_whose_names_are_not_utf8_are_read_and_named_escaped(
     assert r.exit_code == 2 and "\\xb2\\xe2.csv: no such file" in r.output, r.output
 
 
+def test_a_parquet_file_whose_name_is_not_utf8_is_read_as_a_csv_one_is(
+    tmp_path, tiny_csv, tiny_model_dir
+):
+    # 工单.parquet in GBK (a Windows zip unzipped here): refused by train, evaluate and label
+    # ("cannot be read as PARQUET: 'utf-8' codec can't encode characters … surrogates not
+    # allowed"), while a CSV of such a name was read: Arrow was given the name to encode.
+    import pandas as pd
+
+    data = gbk_named(tmp_path, b"\xb9\xa4\xb5\xa5", ".parquet")
+    try:
+        with open(data, "wb") as f:
+            pd.read_csv(tiny_csv, dtype=str).to_parquet(f, index=False)
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses a name that is not UTF-8")
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    r = cli_train(data, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    shown = "\\xb9\\xa4\\xb5\\xa5.parquet"
+    assert read_metadata(tmp_path / "m")["training_data"]["files"][0]["name"] == shown
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data)], env=env)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out.parquet"
+    args = ["label", str(data), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_parquet(out)) == len(TINY_TICKETS)
+
+
 def test_success_lines_show_file_names_that_are_not_utf8_escaped(
     tmp_path, tiny_csv, tiny_model_dir
 ):
