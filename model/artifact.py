@@ -121,6 +121,56 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
         ) from None
 
 
+# A file name's limit where the file system does not say (Linux's ext4, xfs, btrfs: 255 bytes).
+NAME_MAX = 255
+
+
+def _name_max(directory: Path) -> int:
+    """The bytes a file name may have in ``directory`` (or the nearest existing one above it)."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # not said; Windows has no pathconf
+        return NAME_MAX
+
+
+def check_name_lengths(given: str | Path, files: Iterable[str | Path], option: str) -> None:
+    """Refuse, before the work, an output one of whose files' names is longer than a file name
+    may be where it goes.
+
+    An output writes files named after it (``OUTPUT.departments.png``, ``REPORT.confusion-
+    department.png``): a name of 80 Chinese characters is a valid 244-byte name, but some of these
+    were over the 255 bytes Linux allows, and the command failed after all its work (evaluate in a
+    traceback; label advising a ``--resume`` that failed the same way every time).
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option``, ``given``, the longest such name, its bytes and the limit.
+    """
+    longest = max((Path(f) for f in files), key=lambda f: len(os.fsencode(f.name)))
+    size = len(os.fsencode(longest.name))
+    limit = _name_max(longest.parent)
+    if size > limit:
+        # As text, the bytes of a name that is not UTF-8 as \xNN (model.tickets.printable); a GBK
+        # locale's Chinese names are text, shown as typed.
+        shown, name = (
+            str(n).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            for n in (given, longest.name)
+        )
+        what = "it" if longest.name == Path(given).name else f"{name}, written beside it,"
+        try:
+            chinese = f" (a Chinese character is {len(os.fsencode('中'))} bytes)"
+        except UnicodeError:
+            chinese = ""
+        raise OutputPathError(
+            f"{option} {shown}: the name is too long: {what} is {size} bytes, over the {limit} "
+            f"bytes a file name may have here; give a name at least {size - limit} bytes "
+            f"shorter{chinese}"
+        )
+
+
 def check_not_input(
     outputs: Iterable[str | Path],
     inputs: Iterable[str | Path],

@@ -37,6 +37,7 @@ from rich.text import Text
 from model.artifact import (
     ModelLoadError,
     OutputPathError,
+    check_name_lengths,
     check_not_directory_name,
     check_not_input,
     check_utf8_name,
@@ -1822,6 +1823,7 @@ def drift(
                 f"--out {out_path} names the plot, which is written beside the JSON report; give "
                 f"the JSON path ({out_path.with_suffix('.json')})"
             )
+        check_name_lengths(out_arg, [out_path, out_path.with_suffix(".png")], "--out")
         check_writable(out_path, "--out")
         model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:

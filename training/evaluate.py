@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from model.artifact import (
     ModelLoadError,
     OutputPathError,
+    check_name_lengths,
     check_not_directory_name,
     check_not_input,
     check_utf8_name,
@@ -463,6 +464,7 @@ def evaluate(
         check_not_directory_name(report_path, "--report", "report.json")
         check_utf8_name(report_path, "--report")
         check_not_input(report_files(Path(report_path)), paths, "--report")
+        check_name_lengths(report_path, report_files(Path(report_path)), "--report")
     from training.retrain import apply_mapping, inherited_mapping  # retrain imports this module
 
     router, metadata = load_router(model_dir, model_root)
@@ -570,7 +572,13 @@ def evaluate(
     if merged := {h: masked_counts(_most_first(merged[h])) for h in merging if h in merged}:
         report["merged_into_other"] = merged  # per head, label -> rows scored as 其他
     if report_path is not None:
-        write_report(report, Path(report_path))
+        try:
+            write_report(report, Path(report_path))
+        except OSError as e:  # a full disk: a traceback, after the scoring
+            raise OutputPathError(
+                f"--report {report_path}: cannot write {e.filename or report_path}: "
+                f"{e.strerror or e}"
+            ) from None
     return report
 
 

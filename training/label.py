@@ -12,6 +12,7 @@ into ``OUTPUT`` (written under a temporary name and renamed), and the summary is
 from __future__ import annotations
 
 import ast
+import errno
 import functools
 import gc
 import hashlib
@@ -44,6 +45,7 @@ from model.artifact import (
     METADATA_FILE,
     ROUTER_FILE,
     ModelLoadError,
+    check_name_lengths,
     check_not_input,
     check_utf8_name,
     check_writable,
@@ -665,6 +667,13 @@ def label(
     # --force replaced an input workbook named as its own output (and its other sheets with it),
     # and an output inside an input directory was read back as input by the next run.
     check_not_input(written_files(output), inputs, "--out")
+    # And the temporary names they are first written under: .OUTPUT.tmp (in the parts
+    # directory) and .OUTPUT.summary.json.tmp, the longest.
+    temporary = [
+        output.with_name(output.name + PARTS_SUFFIX) / f".{output.name}.tmp",
+        output.with_name(f".{output.name}.summary.json.tmp"),
+    ]
+    check_name_lengths(output, [*written_files(output), *temporary], "--out")
     check_writable(output, "--out")  # a directory, or a place no file can be made
     if chunk_size < 1:
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
@@ -1310,7 +1319,9 @@ def _writing(what: str | Path, parts: Path | None) -> Iterator[None]:
         yield
     except OSError as e:
         message = f"cannot write {e.filename or what}: {e.strerror or e}"
-        if parts is not None:
+        # A name too long stays too long: --resume fails the same way (the up-front check
+        # knows the names label writes; this one is the file system's own word).
+        if parts is not None and e.errno != errno.ENAMETOOLONG:
             message += _kept(parts, "once it can be written, rerun the same command")
         raise LabelError(message) from None
 

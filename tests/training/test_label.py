@@ -1305,6 +1305,32 @@ def test_refuses_to_overwrite_and_explains(tiny_model_dir: Path, tmp_path: Path)
         label([labelled_before], tiny_model_dir, tmp_path / "o3.csv", jobs=1)
 
 
+def test_an_out_name_whose_plots_are_too_long_a_name_is_refused_before_labelling(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # 80 Chinese characters + .csv, 244 bytes, is a valid name, but OUTPUT.departments.png is
+    # 260 (.OUTPUT.summary.json.tmp 262): every row was labelled and written, then "cannot write …: File name too long … rerun
+    # the same command with --resume", which failed the same way every time.
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("a file system whose names are not at most 255 bytes")
+    src = write_csv(tmp_path / "in.csv", ticket_rows(4))
+    out = tmp_path / ("批" * 80 + ".csv")
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    said = " ".join(without_progress(r.output).split())
+    # The longest: the summary's temporary name.
+    assert (
+        f".{'批' * 80}.csv.summary.json.tmp, written beside it, is 262 bytes, over the 255" in said
+    )
+    assert "at least 7 bytes shorter" in said and "--resume" not in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # nothing labelled or made
+    fits = tmp_path / ("批" * 77 + ".csv")  # .OUTPUT.summary.json.tmp: 253 bytes
+    r = CliRunner().invoke(app, [*args[:-3], str(fits), "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert len(read_output(fits)) == 4
+
+
 class Interrupt(Exception):
     pass
 

@@ -830,6 +830,41 @@ def test_success_lines_show_file_names_that_are_not_utf8_escaped(
     assert sorted(p.name for p in reports.iterdir()) == ["v2-vs-v1.json", "v2-vs-v1.md"]
 
 
+def test_cli_a_report_name_whose_plots_are_too_long_a_name_is_refused_before_scoring(
+    tmp_path, tiny_csv, tiny_model_dir
+):
+    # 80 Chinese characters + .json, 245 bytes, is a valid name, but REPORT.confusion-
+    # department.png is 265: the model was scored, the JSON written, then a PIL traceback.
+    import os
+
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("a file system whose names are not at most 255 bytes")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    model = str(tiny_model_dir)
+    cases = {
+        "评" * 80 + ".confusion-department.png, written beside it, is 265 bytes": [
+            "evaluate", model, str(tiny_csv), "--report", str(reports / ("评" * 80 + ".json")),
+        ],
+        # drift.json's plot is drift.png: longer only for a name without a suffix.
+        "评" * 84 + ".png, written beside it, is 256 bytes": [
+            "drift", "--since", "2026-01-01", "--model", model, "--out", str(reports / ("评" * 84)),
+        ],
+    }  # fmt: skip
+    for said, args in cases.items():
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 2, r.output
+        out = " ".join(r.output.split())
+        assert f"{said}, over the 255 bytes a file name may have here" in out, out
+        assert "Traceback" not in r.output
+    assert list(reports.iterdir()) == []
+    fits = reports / ("评" * 76 + ".json")  # its .confusion-department.png: 253 bytes
+    r = runner.invoke(app, ["evaluate", model, str(tiny_csv), "--report", str(fits)], env=env)
+    assert r.exit_code == 0, r.output
+    assert fits.with_name(f"{fits.stem}.confusion-department.png").is_file()
+
+
 def test_cli_a_report_name_that_is_not_utf8_is_refused_before_writing(
     tmp_path, tiny_csv, tiny_model_dir
 ):
