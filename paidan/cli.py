@@ -162,14 +162,63 @@ USER_ERRORS = (
     BackendMissingError,
 )
 
-TextCol = Annotated[str, typer.Option("--text-col", help="Input column holding the ticket text")]
-TitleCol = Annotated[str, typer.Option("--title-col", help="Input column holding the title")]
-IdCol = Annotated[str, typer.Option("--id-col", help="Input column holding the ticket id")]
+
+def not_utf8(value: str) -> str | None:
+    """Why ``value``, an argument as typed, is not text: ``None`` when it is.
+
+    A terminal emulator left at a Chinese Windows' default (Xshell, SecureCRT, PuTTY: GBK) sends
+    what is typed as GBK bytes, and on a UTF-8 server Python hands them over as lone surrogates:
+    ``predict`` answered the mojibake quietly, and ``--text-col 诉求内容`` was "no column
+    '\\udccb\\udcdf…'" beside a list naming 诉求内容.
+    """
+    if not any("\udc80" <= c <= "\udcff" for c in value):
+        return None
+    raw = os.fsencode(value)  # the bytes typed
+    shown = " ".join(f"{b:02x}" for b in raw[:12]) + (" …" if len(raw) > 12 else "")
+    advice = (
+        "set the terminal's encoding to UTF-8 (Xshell: 文件 → 属性 → 终端 → 编码; PuTTY: Window → "
+        "Translation) and type it again"
+    )
+    try:
+        reading = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return f"not UTF-8 text (bytes {shown}): the terminal does not send UTF-8; {advice}"
+    return (
+        f"not UTF-8 text (bytes {shown}); read as GB18030 (GBK) it is {reading!r}: the terminal "
+        f"sends GBK; {advice}"
+    )
+
+
+def _typed_text(value: Any) -> Any:
+    """A callback refusing a text argument that is not UTF-8 (see :func:`not_utf8`)."""
+    if isinstance(value, str) and (why := not_utf8(value)):
+        raise typer.BadParameter(why)
+    return value
+
+
+TextCol = Annotated[
+    str,
+    typer.Option("--text-col", help="Input column holding the ticket text", callback=_typed_text),
+]
+TitleCol = Annotated[
+    str, typer.Option("--title-col", help="Input column holding the title", callback=_typed_text)
+]
+IdCol = Annotated[
+    str, typer.Option("--id-col", help="Input column holding the ticket id", callback=_typed_text)
+]
 DeptCol = Annotated[
-    str, typer.Option("--department-col", help="Input column holding the department label")
+    str,
+    typer.Option(
+        "--department-col",
+        help="Input column holding the department label",
+        callback=_typed_text,
+    ),
 ]
 CatCol = Annotated[
-    str, typer.Option("--category-col", help="Input column holding the category label")
+    str,
+    typer.Option(
+        "--category-col", help="Input column holding the category label", callback=_typed_text
+    ),
 ]
 TrainJobs = Annotated[
     int | None,
@@ -182,7 +231,12 @@ TrainJobs = Annotated[
 ]
 
 TimeCol = Annotated[
-    str, typer.Option("--time-col", help="Input column holding the ticket's time (for a window)")
+    str,
+    typer.Option(
+        "--time-col",
+        help="Input column holding the ticket's time (for a window)",
+        callback=_typed_text,
+    ),
 ]
 
 
@@ -756,8 +810,8 @@ def predict(
     model_dir: Annotated[
         Path, typer.Argument(help="Model directory, or a version under the model root")
     ],
-    text: Annotated[str, typer.Argument(help="Complaint text")],
-    title: Annotated[str, typer.Option(help="Ticket title")] = "",
+    text: Annotated[str, typer.Argument(help="Complaint text", callback=_typed_text)],
+    title: Annotated[str, typer.Option(help="Ticket title", callback=_typed_text)] = "",
     top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
     verbose: Verbose = False,
 ) -> None:

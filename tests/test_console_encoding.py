@@ -133,3 +133,51 @@ def test_label_on_a_gbk_server_reads_and_writes_chinese_names(
     else:
         with open(written, "rb") as f:
             assert len(pd.read_parquet(f)) == len(TINY_TICKETS)
+
+
+def typed_in_gbk(text: str) -> str:
+    """``text`` as a GBK terminal sends it to a UTF-8 server: Python's lone surrogates."""
+    return os.fsdecode(text.encode("gbk"))
+
+
+@pytest.mark.skipif(sys.getfilesystemencoding() != "utf-8", reason="a UTF-8 server's arguments")
+def test_arguments_typed_in_a_gbk_terminal_are_refused_saying_so(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Xshell left at 默认语言 (GBK) on a UTF-8 server: predict answered the mojibake quietly, and
+    # --text-col 诉求内容 was "no column '\udccb\udcdf…'" beside a list naming 诉求内容.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    src = write_tickets_csv(tmp_path / "in.csv", TINY_TICKETS[:3])
+    model = str(tiny_model_dir)
+    cases = {
+        "楼下烧烤店油烟太大": ["predict", model, typed_in_gbk("楼下烧烤店油烟太大")],
+        "烧烤": ["predict", model, "油烟太大", "--title", typed_in_gbk("烧烤")],
+        "诉求内容": [
+            "label",
+            str(src),
+            "--model",
+            model,
+            "--out",
+            str(tmp_path / "out.csv"),
+            "--text-col",
+            typed_in_gbk("诉求内容"),
+        ],
+        "处理部门": ["evaluate", model, str(src), "--department-col", typed_in_gbk("处理部门")],
+    }
+    for reading, args in cases.items():
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, r.output
+        said = " ".join(r.output.replace("│", " ").split())
+        typed = " ".join(f"{b:02x}" for b in reading.encode("gbk")[:4])
+        assert f"not UTF-8 text (bytes {typed}" in said, said
+        assert f"read as GB18030 (GBK) it is '{reading}'" in said, said
+        assert "set the terminal's encoding to UTF-8" in said, said
+    assert not (tmp_path / "out.csv").exists()
+    # What is not GBK either is refused all the same, as not UTF-8.
+    r = CliRunner().invoke(app, ["predict", model, os.fsdecode(b"\xff\xfe abc")])
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.replace("│", " ").split())
+    assert "not UTF-8 text (bytes ff fe 20 61 62 63): the terminal does not send UTF-8" in said
