@@ -393,7 +393,13 @@ def xlsx_text(value: Any) -> Any:
     anyway, :func:`model.text.normalize`). Other values are returned as they are.
     """
     if isinstance(value, str) and "_x" in value:
-        return _OOXML_ESCAPE.sub(lambda m: chr(int(m[1], 16)), value)
+        text = _OOXML_ESCAPE.sub(lambda m: chr(int(m[1], 16)), value)
+        # An emoji (beyond U+FFFF) is escaped as its two UTF-16 halves, _xD83D__xDE21_; decoded one
+        # by one they were lone surrogates, which no UTF-8 writer accepts (train refused the
+        # workbook, label crashed). Join the pairs; a half left alone becomes U+FFFD.
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
     return value
 
 

@@ -1365,3 +1365,21 @@ def test_excels_escaped_carriage_returns_are_read_as_excel_shows_them(tmp_path):
         "代码里写着_x000D_字样，老板拖欠工资",
     ]
     assert got["title"].tolist() == ["路灯\r\n坏了", "欠薪"]
+
+
+def test_an_emoji_escaped_as_its_utf16_halves_is_read_as_the_emoji(tmp_path):
+    # Each half was decoded alone into a lone surrogate: train refused the whole workbook ("surrogates
+    # not allowed") and label crashed writing its output.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    ws.append(["1", "噪音_xD83D__xDE21_", "楼下装修太吵了_xD83D__xDE21__xD83D__xDE21_"])
+    ws.append(["2", "欠薪", "老板拖欠工资_xD83D_"])
+    wb.save(tmp_path / "emoji.xlsx")
+    got = read_tickets([tmp_path / "emoji.xlsx"])
+    assert got["title"].tolist() == ["噪音\U0001f621", "欠薪"]
+    assert got["text"].tolist() == ["楼下装修太吵了\U0001f621\U0001f621", "老板拖欠工资\ufffd"]
+    for value in got["text"]:
+        value.encode("utf-8")
