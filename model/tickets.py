@@ -1076,18 +1076,31 @@ def mapped_columns(header: Sequence[str], columns: ColumnMap) -> list[str]:
 
 def repeats_header(cells: Callable[[str], str], names: Sequence[str]) -> bool:
     """Whether a row is the header line again: its cell in each of ``names`` (the mapped columns,
-    :func:`mapped_columns`) is that column's name, spaces and a byte-order mark aside.
+    :func:`mapped_columns`) is that column's name, spaces, a byte-order mark and CSV quotes aside (:func:`repeated_cell`).
 
     Monthly exports joined with ``copy 1月.csv+2月.csv 一季度.csv`` (or ``cat *.csv``) keep each
     part's header, inside the file, a "CSV UTF-8" part's with its BOM: read as a ticket, each was
     labelled, scored and trained on without a word.
     """
-    return bool(names) and all(header_cell(cells(name)) == name for name in names)
+    return bool(names) and all(repeated_cell(cells(name)) == name for name in names)
 
 
 def header_cell(value: str) -> str:
     """A cell as a header name reads: stripped of spaces and of a byte-order mark."""
     return value.strip().lstrip("\ufeff").strip()
+
+
+def repeated_cell(value: str) -> str:
+    """A cell of a row that may repeat the header, as its name reads (:func:`header_cell`).
+
+    A part whose fields are all quoted (web exports; label's own CSV output) joins into
+    ``\ufeff"id","title",…``: the quote is not the field's first character, so the CSV reader keeps
+    it, and the cell reads ``"id"``. The quotes are undone here.
+    """
+    cell = header_cell(value)
+    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+        cell = cell[1:-1].replace('""', '"').strip()
+    return cell
 
 
 def header_rows(raw: pd.DataFrame, columns: ColumnMap) -> list[int]:
@@ -1096,11 +1109,11 @@ def header_rows(raw: pd.DataFrame, columns: ColumnMap) -> list[int]:
     names = mapped_columns([str(c) for c in raw.columns], columns)
     if not names or raw.empty:
         return []
-    again = raw[names[0]].map(header_cell) == names[0]
+    again = raw[names[0]].map(repeated_cell) == names[0]
     for name in names[1:]:
         if not again.any():
             break
-        again &= raw[name].map(header_cell) == name
+        again &= raw[name].map(repeated_cell) == name
     return [int(i) for i in again.to_numpy(dtype=bool).nonzero()[0]]
 
 

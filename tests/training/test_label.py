@@ -560,6 +560,22 @@ def test_a_header_repeated_inside_a_joined_csv_comes_back_as_an_error_row(
     assert result.summary["errors_by_kind"] == {"repeated header": 1}
 
 
+def test_a_quoted_header_repeated_after_a_bom_comes_back_as_an_error_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Its cells read "工单编号" with the quotes, and the line was labelled as a ticket.
+    from tests.training.test_tickets import joined_quoted
+
+    src = joined_quoted(tmp_path / "一季度.csv")
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", columns=columns, jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["error"][1].startswith("repeated header: line 3 of 一季度.csv repeats the header")
+    assert df["pred_department"][1] == "" and (df["error"][[0, 2]] == "").all()
+    assert result.summary["errors_by_kind"] == {"repeated header": 1}
+
+
 def test_gb18030s_byte_order_mark_is_not_written_into_the_output_header(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1280,6 +1280,25 @@ def joined_with_copy(path: Path) -> Path:
     return path
 
 
+def joined_quoted(path: Path) -> Path:
+    """Two exports whose every field is quoted, joined byte-wise: the inner header reads
+    ``\ufeff"工单编号",…``, and the CSV reader keeps the quotes of a field not starting with one."""
+    part = '\ufeff"工单编号","标题","诉求内容","处理部门"\r\n'
+    first = part + '"A1","欠薪","老板拖欠工资三个月不发","人社局"\r\n'
+    second = part + '"B1","噪音","夜间施工噪音扰民","执法局"\r\n'
+    path.write_bytes(first.encode("utf-8") + second.encode("utf-8"))
+    return path
+
+
+def test_a_quoted_header_repeated_after_a_bom_is_left_out(tmp_path, caplog):
+    # Read as a ticket whose department is 处理部门, it was trained on without a word.
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    got = read_tickets([joined_quoted(tmp_path / "一季度.csv")], columns)
+    assert got["id"].tolist() == ["A1", "B1"]
+    assert got["_row"].tolist() == [1, 3]
+    assert "一季度.csv: left out 1 rows that repeat the header line, data rows 2" in caplog.text
+
+
 def test_a_header_repeated_inside_a_joined_csv_is_left_out_and_named(tmp_path, caplog):
     # Read as a ticket whose text is 诉求内容 and department 处理部门, it was trained on and scored.
     columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
