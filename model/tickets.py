@@ -235,19 +235,43 @@ CJK_DATE_FORMATS = {
 def load_workbook(path: Path, **options: Any) -> Any:
     """``openpyxl.load_workbook(path, **options)``, reading East-Asian built-in date formats as
     dates (:data:`CJK_DATE_FORMATS`) and refusing a file that is no workbook by what it is
-    (:func:`not_a_workbook`). Every reader of workbooks opens them here (``pandas.read_excel``
-    after it, so the formats are registered for it too)."""
+    (:func:`not_a_workbook`), and its shared strings with their escapes as written
+    (:func:`shared_strings`). Every reader of workbooks opens them here (``pandas.read_excel``
+    after it, so the formats and the string reader are registered for it too)."""
     import zipfile
 
     import openpyxl
+    import openpyxl.reader.excel
     from openpyxl.styles.numbers import BUILTIN_FORMATS
 
     for number, code in CJK_DATE_FORMATS.items():
         BUILTIN_FORMATS.setdefault(number, code)
+    openpyxl.reader.excel.read_string_table = shared_strings
     try:
         return openpyxl.load_workbook(path, **options)
     except zipfile.BadZipFile:
         raise TicketFileError(f"{path}: cannot be read as XLSX: {not_a_workbook(path)}") from None
+
+
+def shared_strings(xml_source: Any) -> list[str]:
+    """A workbook's shared strings with their ``_xHHHH_`` escapes as written, for :func:`xlsx_text`
+    to undo once (openpyxl's own reader, which :func:`load_workbook` replaces with this one).
+
+    Excel stores a cell whose text is literally ``_x000D_`` as ``_x005F_x000D_``; openpyxl's reader
+    dropped every ``x005F_``, and :func:`xlsx_text` then read ``_x000D_`` as a carriage return.
+    Excel and WPS store all text as shared strings (openpyxl writes inline ones, never unescaped).
+    """
+    from openpyxl.cell.text import Text
+    from openpyxl.xml.constants import SHEET_MAIN_NS
+    from openpyxl.xml.functions import iterparse
+
+    strings = []
+    tag = f"{{{SHEET_MAIN_NS}}}si"
+    for _, node in iterparse(xml_source):
+        if node.tag == tag:
+            strings.append(Text.from_tree(node).content)
+            node.clear()
+    return strings
 
 
 # What every file of Microsoft's compound format starts with: an Excel 97-2003 workbook (.xls), or

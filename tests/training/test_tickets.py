@@ -1386,6 +1386,54 @@ def test_excels_escaped_carriage_returns_are_read_as_excel_shows_them(tmp_path):
     assert got["title"].tolist() == ["路灯\r\n坏了", "欠薪"]
 
 
+def as_shared_strings(path: Path) -> Path:
+    """A workbook openpyxl wrote (its text inline) rewritten with its text as shared strings, as
+    Excel and WPS store it."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name).decode("utf-8") for name in z.namelist()}
+    strings: list[str] = []
+
+    def shared(m: re.Match[str]) -> str:
+        strings.append(m[2])
+        return f'<c r="{m[1]}" t="s"><v>{len(strings) - 1}</v></c>'
+
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet] = re.sub(r'<c r="(\w+)" t="inlineStr"><is>(.*?)</is></c>', shared, parts[sheet])
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    parts["xl/sharedStrings.xml"] = (
+        f'<sst xmlns="{main}">' + "".join(f"<si>{t}</si>" for t in strings) + "</sst>"
+    )
+    kind = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+        "</Types>", f'<Override PartName="/xl/sharedStrings.xml" ContentType="{kind}"/></Types>'
+    )
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+    rels = "xl/_rels/workbook.xml.rels"
+    parts[rels] = parts[rels].replace(
+        "</Relationships>",
+        f'<Relationship Id="rIdS" Type="{rel}" Target="sharedStrings.xml"/></Relationships>',
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_a_literal_escape_in_shared_strings_is_read_as_excel_shows_it(tmp_path):
+    # openpyxl dropped the x005F_ of Excel's _x005F_x000D_ and xlsx_text then decoded the rest
+    # again: a cell Excel shows as "…_x000D_…" was read with a carriage return.
+    path = as_shared_strings(excel_line_ends(tmp_path / "shared.xlsx"))
+    got = read_tickets([path])
+    assert got["text"].tolist() == [
+        "小区门口路灯坏了一周\r\n晚上出行很不方便",
+        "代码里写着_x000D_字样，老板拖欠工资",
+    ]
+    assert got["title"].tolist() == ["路灯\r\n坏了", "欠薪"]
+
+
 def test_an_emoji_escaped_as_its_utf16_halves_is_read_as_the_emoji(tmp_path):
     # Each half was decoded alone into a lone surrogate: train refused the whole workbook ("surrogates
     # not allowed") and label crashed writing its output.
