@@ -25,6 +25,15 @@ _CJK_FONTS = (
     "PingFang SC",
     "Source Han Sans SC",
     "AR PL UMing CN",
+    "Source Han Sans CN",
+    "Noto Serif CJK SC",
+    "Noto Serif CJK JP",
+    "Source Han Serif SC",
+    "Source Han Serif CN",
+    "AR PL UKai CN",
+    "SimSun",
+    "NSimSun",
+    "Droid Sans Fallback",
 )
 
 
@@ -45,8 +54,7 @@ def cjk_font() -> str | None:
     the font directories are looked at once per process and the CJK fonts found there added.
     """
     global _rescanned
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    found = next((f for f in _CJK_FONTS if f in installed), None)
+    found = _listed_cjk_font()
     if found is None and not _rescanned:
         _rescanned = True
         known = {f.fname for f in font_manager.fontManager.ttflist}
@@ -56,8 +64,20 @@ def cjk_font() -> str | None:
                     font_manager.fontManager.addfont(path)
                 except Exception:  # a font file matplotlib cannot read: one fewer to try
                     continue
-        installed = {f.name for f in font_manager.fontManager.ttflist}
-        found = next((f for f in _CJK_FONTS if f in installed), None)
+        found = _listed_cjk_font()
+    return found
+
+
+def _listed_cjk_font() -> str | None:
+    """The best font of :data:`_CJK_FONTS` in matplotlib's list, else any listed font whose file is
+    a CJK font's (:data:`_CJK_FONT_FILES`): the rescan added such a font (Droid Sans Fallback,
+    SimSun, a family named in another language), and then said no font that draws Chinese was
+    found."""
+    listed = font_manager.fontManager.ttflist
+    installed = {f.name for f in listed}
+    found = next((f for f in _CJK_FONTS if f in installed), None)
+    if found is None:
+        found = next((f.name for f in listed if _CJK_FONT_FILES.search(Path(f.fname).name)), None)
     return found
 
 

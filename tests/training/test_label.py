@@ -642,7 +642,37 @@ def test_a_cjk_font_installed_after_matplotlib_cached_its_font_list_is_found(
     stale = [f for f in font_manager.fontManager.ttflist if f.fname not in on_disk]
     monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
     monkeypatch.setattr(plots, "_rescanned", False, raising=False)
-    assert plots.cjk_font() in plots._CJK_FONTS
+    assert plots.cjk_font() is not None
+
+
+@pytest.mark.parametrize(
+    "fname, family",
+    [
+        ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf", "Droid Sans Fallback"),
+        ("/usr/share/fonts/truetype/arphic/ukai.ttc", "AR PL UKai CN"),
+        ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", "Noto Serif CJK SC"),
+        ("C:/Windows/Fonts/simsun.ttc", "SimSun"),
+        ("/usr/share/fonts/wqy/wqy-custom.ttc", "文泉驿定制黑"),  # a family no list names
+    ],
+)
+def test_a_cjk_font_the_rescan_finds_by_file_name_is_used(
+    monkeypatch: pytest.MonkeyPatch, fname: str, family: str
+) -> None:
+    # The rescan added these by file name, then took only the families of a short list: the chart
+    # was numbered with the warning "no font that draws Chinese was found … Install one".
+    from matplotlib import font_manager
+
+    from training import plots
+
+    others = [
+        f
+        for f in font_manager.fontManager.ttflist
+        if f.name not in plots._CJK_FONTS and not plots._CJK_FONT_FILES.search(f.fname)
+    ]
+    entry = font_manager.FontEntry(fname=fname, name=family)
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [*others, entry])
+    monkeypatch.setattr(plots, "_rescanned", True)
+    assert plots.cjk_font() == family
 
 
 def test_top3_and_decision_match_the_router(tiny_model_dir: Path, tmp_path: Path) -> None:
