@@ -1264,6 +1264,12 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
     return None
 
 
+# The end-of-file mark (Ctrl-Z) that cmd's `copy a.csv+b.csv` (ASCII mode, the default when it
+# joins files) appends: Excel and Notepad ignore it; read as a last line, it was a record of one
+# field, and train refused the file as malformed at a line no one could see.
+EOF_MARK = "\x1a"
+
+
 def csv_chunks(
     path: Path, columns: ColumnMap | None, size: int | None = None
 ) -> Iterator[pd.DataFrame]:
@@ -1303,6 +1309,10 @@ def csv_chunks(
 
             def lines() -> Iterator[str]:
                 for line in stream:
+                    if line.endswith(EOF_MARK):  # no line end after it: the file's last line
+                        line = line[: -len(EOF_MARK)]
+                        if not line:
+                            break
                     read.append(line)
                     yield line
 

@@ -351,6 +351,10 @@ class _Lines:
     def read(self) -> _Line | None:
         """The next line, not remembered by :meth:`take` (``None`` at the end of the file)."""
         raw = self._raw()
+        if raw.endswith(b"\x1a"):
+            # Ctrl-Z, no line end after it: the end-of-file mark of cmd's `copy a.csv+b.csv`
+            # (model.tickets.EOF_MARK), not a row.
+            raw = raw[:-1]
         if not raw:
             return None
         self.lineno += 1

@@ -560,6 +560,25 @@ def test_a_header_repeated_inside_a_joined_csv_comes_back_as_an_error_row(
     assert result.summary["errors_by_kind"] == {"repeated header": 1}
 
 
+@pytest.mark.parametrize("end", [b"\r\n\x1a", b"\x1a"])
+def test_the_ctrl_z_that_copy_appends_is_no_row(
+    tiny_model_dir: Path, tmp_path: Path, end: bytes
+) -> None:
+    # cmd's `copy a.csv+b.csv` ends the file with Ctrl-Z: it came back as a row with the error
+    # "it has 1 fields", or was copied into the last ticket's department.
+    from tests.training.test_tickets import joined_with_copy
+
+    src = joined_with_copy(tmp_path / "一季度.csv")
+    src.write_bytes(src.read_bytes().removesuffix(b"\r\n") + end)
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", columns=columns, jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["工单编号"].tolist() == ["A1", "A2", "\ufeff工单编号", "B1"]
+    assert df["处理部门"].tolist()[-1] == "执法局"
+    assert result.summary["errors_by_kind"] == {"repeated header": 1}
+
+
 def test_a_quoted_header_repeated_after_a_bom_comes_back_as_an_error_row(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1280,6 +1280,18 @@ def joined_with_copy(path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("end", ["\r\n\x1a", "\x1a"])
+def test_the_ctrl_z_that_copy_appends_is_not_a_row(tmp_path, end):
+    # cmd's `copy a.csv+b.csv` ends the file with Ctrl-Z: read as a last record of one field, train
+    # refused the file ("malformed CSV: line 6: it has 1 fields").
+    path = joined_with_copy(tmp_path / "一季度.csv")
+    path.write_bytes(path.read_bytes().removesuffix(b"\r\n") + end.encode())
+    columns = ColumnMap(id="工单编号", title="标题", text="诉求内容", department="处理部门")
+    got = read_tickets([path], columns)
+    assert got["id"].tolist() == ["A1", "A2", "B1"]
+    assert got["department"].tolist() == ["人社局", "城管局", "执法局"]
+
+
 def joined_quoted(path: Path) -> Path:
     """Two exports whose every field is quoted, joined byte-wise: the inner header reads
     ``\ufeff"工单编号",…``, and the CSV reader keeps the quotes of a field not starting with one."""
