@@ -1693,7 +1693,9 @@ def _plots(summary: dict[str, Any], dept_scores: np.ndarray, output: Path) -> li
                 summary["departments"],
                 "Tickets per predicted department",
                 output.with_name(output.name + ".departments.png"),
-                f"(no CJK font: numbers keyed in {output.name}.summary.json, department_chart_key)",
+                # No file name: one in Chinese is drawn as boxes without the font.
+                "(no font draws Chinese: the numbers are keyed in department_chart_key of the "
+                "summary JSON)",
             )
         )
     if dept_scores.size:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +159,15 @@ def bar_png(counts: dict[str, int], title: str, path: Path, key_note: str = "") 
     key is) is added under the title.
     """
     numbered = {label: label if label.isascii() else str(i) for i, label in enumerate(counts)}
-    items = sorted(counts.items(), key=lambda kv: kv[1])
+    order = {label: i for i, label in enumerate(counts)}
+    # The last bar is drawn at the top: within a tie too, counts' first comes last.
+    items = sorted(counts.items(), key=lambda kv: (kv[1], -order[kv[0]]))
     fig, ax = plt.subplots(figsize=(6, max(3.0, 0.3 * len(items) + 1)))
     names = _labels([k for k, _ in items])
     if names != [k for k, _ in items]:  # numbered: by the order of counts, not of the bars
         names = [numbered[k] for k, _ in items]
-        title = f"{title}\n{key_note}" if key_note else title
+        # Wrapped to the figure's width (a line of it ran off both edges).
+        title = "\n".join([title, *textwrap.wrap(key_note, 48)]) if key_note else title
     ax.barh(names, [v for _, v in items], color="#3b6ea5")
     ax.set_title(title)
     fig.tight_layout()

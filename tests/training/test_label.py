@@ -644,6 +644,31 @@ def test_without_a_cjk_font_the_department_chart_is_keyed_in_the_summary(
     assert "department_chart_key" not in result.summary and not result.warnings
 
 
+def test_without_a_cjk_font_the_charts_note_fits_and_bar_0_is_at_the_top(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The note under the title named the output file (drawn as boxes when Chinese) and ran off
+    # both edges of the image; within a tie of counts, bar 0 was not the top one.
+    from matplotlib.figure import Figure
+
+    from training import plots
+
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    figures: list[Figure] = []
+    close = plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    rows = [(f"T{i}", "诉求", text) for i, (_, _, text) in enumerate(ticket_rows(12))]
+    result = label([write_csv(tmp_path / "in.csv", rows)], tiny_model_dir, tmp_path / "一季度.csv")
+    fig = next(f for f in figures if f.axes[0].get_title().startswith("Tickets per"))
+    ax = fig.axes[0]
+    assert ax.get_title().isascii()
+    fig.canvas.draw()
+    box = ax.title.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+    bars = [t.get_text() for t in ax.get_yticklabels()][::-1]  # from the top
+    assert bars == [str(i) for i in range(len(result.summary["departments"]))]
+
+
 def test_a_cjk_font_installed_after_matplotlib_cached_its_font_list_is_found(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
