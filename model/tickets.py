@@ -1149,8 +1149,10 @@ def repeated_header_message(path: Path, rows: Sequence[int]) -> str:
         if len(rows) > REPEATED_HEADERS_LISTED
         else ""
     )
+    one = len(rows) == 1
     return (
-        f"{display_name(path)}: left out {len(rows)} rows that repeat the header line, data rows "
+        f"{display_name(path)}: left out {len(rows)} row{'' if one else 's'} that "
+        f"repeat{'s' if one else ''} the header line, data row{'' if one else 's'} "
         f"{shown}{more} (files joined with `copy a.csv+b.csv` or `cat` keep each part's header; "
         "they are not tickets)"
     )

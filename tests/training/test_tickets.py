@@ -1308,7 +1308,7 @@ def test_a_quoted_header_repeated_after_a_bom_is_left_out(tmp_path, caplog):
     got = read_tickets([joined_quoted(tmp_path / "一季度.csv")], columns)
     assert got["id"].tolist() == ["A1", "B1"]
     assert got["_row"].tolist() == [1, 3]
-    assert "一季度.csv: left out 1 rows that repeat the header line, data rows 2" in caplog.text
+    assert "一季度.csv: left out 1 row that repeats the header line, data row 2" in caplog.text
 
 
 def test_a_header_repeated_inside_a_joined_csv_is_left_out_and_named(tmp_path, caplog):
@@ -1317,7 +1317,7 @@ def test_a_header_repeated_inside_a_joined_csv_is_left_out_and_named(tmp_path, c
     got = read_tickets([joined_with_copy(tmp_path / "一季度.csv")], columns)
     assert got["id"].tolist() == ["A1", "A2", "B1"]
     assert got["_row"].tolist() == [1, 2, 4]
-    assert "一季度.csv: left out 1 rows that repeat the header line, data rows 3" in caplog.text
+    assert "一季度.csv: left out 1 row that repeats the header line, data row 3" in caplog.text
     # A ticket that merely mentions a column's name is a ticket.
     (tmp_path / "t.csv").write_text("text,department\ntext,人社局\n", encoding="utf-8")
     assert read_tickets([tmp_path / "t.csv"])["text"].tolist() == ["text"]
