@@ -482,12 +482,14 @@ class _Chunk:
 def _chunks(
     files: Sequence[Path],
     columns: list[str],
+    file_headers: dict[Path, list[str]],
     cmap: ColumnMap,
     chunk_size: int,
     max_chars: int,
     max_title_chars: int,
 ) -> Iterator[_Chunk]:
-    """Chunks of at most ``chunk_size`` rows; a chunk never spans two files."""
+    """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``file_headers``:
+    each file's own columns (:func:`_input_columns`)."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for path in files:
@@ -496,9 +498,7 @@ def _chunks(
         # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
         # row, as train and evaluate leave it out. Only the columns this file has count.
         names = (
-            mapped_columns(file_columns(path, cmap.delimiter, cmap.text), cmap)
-            if file_format(path) in HEADER_FORMATS
-            else []
+            mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
         for record in iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title):
             if record.error is None and repeats_header(record.values.__getitem__, names):
@@ -700,7 +700,7 @@ def label(
     model_dir = Path(model_dir)
     meta = verify(model_dir, model_root)
     files = expand_paths(inputs)
-    input_columns = _input_columns(files, columns)
+    input_columns, file_headers = _input_columns(files, columns)
     schema = output_schema(input_columns)
     max_chars = get_settings().max_text_chars
     max_title_chars = get_settings().max_title_chars
@@ -796,7 +796,13 @@ def label(
 
             try:
                 for chunk in _chunks(
-                    files, input_columns, columns, chunk_size, max_chars, max_title_chars
+                    files,
+                    input_columns,
+                    file_headers,
+                    columns,
+                    chunk_size,
+                    max_chars,
+                    max_title_chars,
                 ):
                     if chunk.index < done:
                         rows_done += len(chunk.records)
@@ -968,10 +974,15 @@ def written_files(output: Path) -> list[Path]:
     ]
 
 
-def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
+def _input_columns(
+    files: Sequence[Path], cmap: ColumnMap
+) -> tuple[list[str], dict[Path, list[str]]]:
+    """The output's input columns (every file's, in order of first appearance), and each file's
+    own; a file lacking a column label reads, or holding an output column, is refused."""
     seen: dict[str, None] = {}
+    per_file: dict[Path, list[str]] = {}
     for path in files:
-        have = file_columns(path, cmap.delimiter, cmap.text)
+        have = per_file[path] = file_columns(path, cmap.delimiter, cmap.text)
         # The columns label reads: the text, and a title or id named other than the default.
         check_columns(path, have, replace(cmap, department=None, category=None, time=None))
         seen.update(dict.fromkeys(have))
@@ -981,7 +992,7 @@ def _input_columns(files: Sequence[Path], cmap: ColumnMap) -> list[str]:
             f"the input already has output column(s) {', '.join(map(repr, clash))}; rename or drop "
             "them (is this a file that was labelled before?)"
         )
-    return list(seen)
+    return list(seen), per_file
 
 
 def _part_name(index: int) -> str:
