@@ -647,13 +647,21 @@ def estimated_rows(paths: Sequence[str | Path]) -> int:
         return 0
 
 
+def _confusion_png(json_path: Path, head: str) -> Path:
+    return json_path.with_name(f"{json_path.stem}.confusion-{head}.png")
+
+
+def _reliability_png(json_path: Path) -> Path:
+    return json_path.with_name(f"{json_path.stem}.reliability.png")
+
+
 def report_files(json_path: Path) -> list[Path]:
     """Every file :func:`write_report` may write for ``json_path`` (JSON, Markdown, plots)."""
     return [
         json_path,
         json_path.with_suffix(".md"),
-        *(json_path.with_name(f"{json_path.stem}.confusion-{h}.png") for h in LABELS),
-        json_path.with_name(f"{json_path.stem}.reliability.png"),
+        *(_confusion_png(json_path, h) for h in LABELS),
+        _reliability_png(json_path),
     ]
 
 
@@ -667,11 +675,11 @@ def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
     heads = [h for h in LABELS if h in report]
     images: dict[str, Path] = {}
     for head in heads:
-        img = json_path.with_name(f"{json_path.stem}.confusion-{head}.png")
+        img = _confusion_png(json_path, head)
         plots.confusion_png(report[head]["confusion"], f"{head} confusion (rows: truth)", img)
         images[f"confusion-{head}"] = img
     if heads:
-        img = json_path.with_name(f"{json_path.stem}.reliability.png")
+        img = _reliability_png(json_path)
         plots.reliability_png({h: report[h]["reliability"] for h in heads}, img)
         images["reliability"] = img
     md = json_path.with_suffix(".md")
