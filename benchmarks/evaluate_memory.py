@@ -1,4 +1,4 @@
-"""Peak memory and time of ``paidan evaluate`` on a large labelled CSV.
+"""Peak memory and time of ``paidan evaluate`` on a large labelled file (CSV, Parquet or JSONL).
 
 A test file of N tickets (default 300,000) is made, with a fixed seed, from the bundled sample
 ``data/tickets.csv``: each ticket is a sample ticket with a new id and its text changed (a few
@@ -6,12 +6,15 @@ characters inserted, a part cut out, a number appended), so few are alike; 3 % r
 ticket exactly (id included), as overlapping exports do, a few have no text or an unknown
 department. A model is trained on the sample (or ``--model`` is used), and ``paidan evaluate``
 scores the file in its own process; so, in the same run, does the baseline: the same evaluation
-with the file read whole (``chunk_rows=None``, as every file was read before 2026-12-05, and as
-XLSX, JSONL and Parquet still are). Both reports must be identical. Peak memory is each process's
+with the file read whole (``chunk_rows=None``, as every CSV file was read before 2026-12-05, and
+every file of another format until later that day). Both reports must be identical. With
+``--format parquet`` or ``--format jsonl`` the test file is written in that format (the same
+tickets, every value a string). Peak memory is each process's
 maximum RSS (``getrusage`` of the children, Linux). The figures of the report mean nothing (the model saw the
 sample); they are not the point. Run::
 
     .venv/bin/python benchmarks/evaluate_memory.py OUT.json [--rows 300000] [--model DIR]
+        [--format csv|parquet|jsonl]
 
 The test file, the model and the report live in a temporary directory and are deleted at the end.
 """
@@ -77,11 +80,34 @@ def test_file(rows: int, path: Path, seed: int = 7) -> None:
             w.writerow(row)
 
 
+def converted(path: Path, fmt: str) -> Path:
+    """The CSV test file ``path`` written as ``fmt`` beside it (``csv``: itself), every value a
+    string, and the CSV removed."""
+    if fmt == "csv":
+        return path
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    out = path.with_suffix(f".{fmt}")
+    if fmt == "parquet":
+        df.to_parquet(out, index=False)
+    else:
+        df.to_json(out, orient="records", lines=True, force_ascii=False)
+    path.unlink()
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="Where to write the JSON figures")
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--model", type=Path, help="A model directory (default: train one)")
+    parser.add_argument(
+        "--format",
+        choices=["csv", "parquet", "jsonl"],
+        default="csv",
+        help="The test file's format (default: csv)",
+    )
     args = parser.parse_args(argv)
     if args.out.resolve().is_relative_to((ROOT / "benchmarks" / "results").resolve()):
         parser.error("write the figures outside benchmarks/results (give another OUT)")
@@ -94,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "test.csv"
         test_file(args.rows, data)
+        data = converted(data, args.format)
         model = args.model
         if model is None:
             model = Path(tmp) / "model"
@@ -112,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         figures: dict[str, Any] = {
             "rows": args.rows,
+            "format": args.format,
             "file_mb": round(data.stat().st_size / 2**20, 1),
         }
         reports = {}

@@ -822,46 +822,21 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             df = _read_csv(path, columns)
         elif fmt == "xlsx":
             workbook = load_workbook(path, read_only=True, data_only=True)
-            for sheet in workbook.worksheets:
-                sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
             try:
-                check_one_ticket_sheet(path, workbook, columns.text if columns else None)
-                first = workbook.worksheets[0] if workbook.worksheets else None
-                row = next(first.iter_rows(max_row=1, values_only=True), None) if first else None
-                checked_header(f"{path}", ["" if v is None else str(v) for v in row or ()])
-                padded = _padded_cells(workbook.worksheets[0]) if pads_numbers(workbook) else {}
+                pads = _checked_workbook(path, workbook, columns)
+                padded = _padded_cells(workbook.worksheets[0]) if pads else {}
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
-            for name in df.columns:  # Excel's _x000D_ and kin, undone (xlsx_text)
-                escaped = df[name].str.contains("_x", regex=False, na=False)
-                if escaped.any():
-                    df.loc[escaped, name] = df.loc[escaped, name].map(xlsx_text)
+            _xlsx_texts(df)
             for (row, col), text in padded.items():  # pandas reads the value without its format
                 if row < len(df) and col < len(df.columns):
                     df.iat[row, col] = text
         elif fmt == "jsonl":
             df = _read_json_array(path) if json_array(path) else _read_jsonl(path)
         else:
-            import pyarrow.parquet as pq
-
-            # Python objects, not pandas' dtypes: an integer column with a null stays integers.
-            # Opened by Python, which encodes the name as the file system's (GBK bytes on a
-            # zh_CN.GBK server, \xNN escapes given back): Arrow, given the name, encoded it as
-            # UTF-8, a file that does not exist there, and refused a name of GBK bytes outright.
-            with open(path, "rb") as f:
-                table = pq.read_table(f)
-            refuse_same_names(f"{path}", table.column_names)
-            # A blank name is "Unnamed: 2", as in every other reader (and label's).
-            df = pd.DataFrame(
-                {
-                    name: _parquet_texts(path, name, column.to_pylist())
-                    for name, column in zip(
-                        column_names(table.column_names), table.columns, strict=True
-                    )
-                },
-                dtype=object,
-            )
+            with closing(parquet_frames(path)) as frames:
+                df = next(frames)
     except TicketFileError:
         raise
     except Exception as e:
@@ -881,20 +856,245 @@ def table_chunks(
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_table` of one file as tables of at most ``size`` rows (``None``: one).
 
-    CSV files are read a chunk at a time (:func:`csv_chunks`); a file of another format is read as
-    one table. At least one table (with the columns, maybe no rows) is yielded.
+    Every format is read a chunk at a time: CSV a line at a time (:func:`csv_chunks`), XLSX a row
+    at a time (:func:`xlsx_frames`), JSON Lines and JSON arrays an object at a time
+    (:func:`json_frames`), Parquet a batch at a time (:func:`parquet_frames`); a history of
+    hundreds of thousands of tickets is not held whole. The tables are those of the file read
+    whole cut into pieces, and every error is the one reading it whole raises, with its row, once
+    the tables before it are yielded. At least one table (with the columns, maybe no rows) is
+    yielded.
+
+    With ``columns``, a workbook lacking a column is refused here (:func:`check_columns`), then
+    one whose text, title or label cells hold formulas saved without their values
+    (:func:`refuse_unsaved_formulas`), before its first table.
     """
     path = Path(path)
-    if file_format(path) != "csv":
-        yield read_table(path, columns)
+    fmt = file_format(path)
+    if fmt != "csv" and size is None:
+        df = read_table(path, columns)
+        if fmt == "xlsx" and columns is not None:
+            check_columns(path, list(df.columns), columns)
+            refuse_unsaved_formulas(path, [c for c in df.columns if (df[c] == "").any()], columns)
+        yield df
         return
     try:
-        for df in csv_chunks(path, columns, size):
-            yield _strings(path, df)
+        if fmt == "csv":
+            for df in csv_chunks(path, columns, size):
+                yield _strings(path, df)
+            return
+        assert size is not None
+        if fmt == "xlsx":
+            first = True
+            for df, holes in xlsx_frames(path, columns, size):
+                df = _strings(path, df)
+                if first and columns is not None:
+                    check_columns(path, list(df.columns), columns)
+                    refuse_unsaved_formulas(path, [df.columns[i] for i in sorted(holes)], columns)
+                first = False
+                yield df
+        elif fmt == "jsonl":
+            for df in json_frames(path, size):
+                yield _strings(path, df)
+        else:
+            first = True
+            frames = parquet_frames(path, size)
+            for df in frames:
+                df = _strings(path, df)
+                if first and columns is not None:
+                    try:
+                        check_columns(path, list(df.columns), columns)
+                    except TicketFileError:
+                        # Read whole, a row that is not UTF-8 text is said first, wherever it is.
+                        for _ in frames:
+                            pass
+                        raise
+                first = False
+                yield df
     except TicketFileError:
         raise
     except Exception as e:
-        raise TicketFileError(f"{path}: cannot be read as CSV: {e}") from e
+        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+
+
+def refuse_unsaved_formulas(path: Path, empty: Iterable[str], columns: ColumnMap) -> None:
+    """Refuse a workbook whose text, title or label column holds a formula saved without its
+    value (:func:`unsaved_formulas`), when one of these columns has an empty cell (``empty``:
+    the columns of the whole sheet that have one; every row of them is looked at): read as
+    empty, the rows were skipped as "empty text" (evaluate: "no row has a label"), or trained
+    with an empty title or without their label.
+
+    Raises
+    ------
+    TicketFileError
+        Naming the sheet row and column of the first such cell, and what to do.
+    """
+    read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
+    have = set(empty)
+    found_empty = {c for c in read if c is not None and c in have}
+    if not found_empty:
+        return
+    with closing(unsaved_formulas(path, sorted(found_empty, key=read.index))) as found:
+        first = next(found, None)
+    if first is not None:
+        raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
+
+
+def _checked_workbook(path: Path, workbook: Any, columns: ColumnMap | None) -> bool:
+    """Refuse a workbook whose later sheets hold tickets (:func:`check_one_ticket_sheet`) or
+    whose header names a column twice (:func:`checked_header`); whether it pads numbers
+    (:func:`pads_numbers`). ``workbook`` is open read-only, its sheets' dimensions reset."""
+    for sheet in workbook.worksheets:
+        sheet.reset_dimensions()  # a stale <dimension> would cut the headers compared
+    check_one_ticket_sheet(path, workbook, columns.text if columns else None)
+    first = workbook.worksheets[0] if workbook.worksheets else None
+    row = next(first.iter_rows(max_row=1, values_only=True), None) if first else None
+    checked_header(f"{path}", ["" if v is None else str(v) for v in row or ()])
+    return bool(pads_numbers(workbook))
+
+
+def _xlsx_texts(df: pd.DataFrame) -> None:
+    """Undo Excel's ``_x000D_`` and kin in the cells of a table read from a workbook
+    (:func:`xlsx_text`), in place."""
+    for name in df.columns:
+        escaped = df[name].str.contains("_x", regex=False, na=False)
+        if escaped.any():
+            df.loc[escaped, name] = df.loc[escaped, name].map(xlsx_text)
+
+
+def excel_cell(cell: Any) -> Any:
+    """A workbook cell as ``pandas.read_excel`` (openpyxl) hands it to its parser: ``""`` for an
+    empty cell, NaN for an error (``#N/A``), a whole number as an ``int``, others as they are."""
+    from openpyxl.cell.cell import TYPE_ERROR, TYPE_NUMERIC
+
+    value = cell.value
+    if value is None:
+        return ""
+    if cell.data_type == TYPE_ERROR:
+        return math.nan
+    if cell.data_type == TYPE_NUMERIC:
+        number = int(value)
+        return number if number == value else float(value)
+    return value
+
+
+def _excel_row(cells: Iterable[Any]) -> list[Any]:
+    """:func:`excel_cell` of a row's cells, without its empty cells at the end (as pandas)."""
+    values = [excel_cell(cell) for cell in cells]
+    while values and isinstance(values[-1], str) and values[-1] == "":
+        values.pop()
+    return values
+
+
+@dataclass
+class _SheetExtent:
+    """What a first pass over a sheet tells (:func:`xlsx_frames`): its header row (as
+    :func:`excel_cell` reads it), the widest row, the last row that holds anything (from 0, the
+    header's; -1: none) and the columns (from 0) with an empty cell in some data row."""
+
+    header: list[Any]
+    width: int
+    last: int
+    holes: set[int]
+
+
+def _sheet_extent(sheet: Any) -> _SheetExtent:
+    header: list[Any] = []
+    width, last, shortest = 0, -1, 0
+    blank = False  # a blank row under the header since the last row that holds anything
+    blank_data = False  # a blank row between data rows: each of its cells is empty
+    holes: set[int] = set()
+    for number, row in enumerate(sheet.rows):
+        values = _excel_row(row)
+        if number == 0:
+            header = values
+        if not values:
+            blank |= number > 0
+            continue
+        width = max(width, len(values))
+        if number > 0:
+            shortest = len(values) if last < 1 else min(shortest, len(values))
+            blank_data |= blank
+            holes.update(
+                i
+                for i, v in enumerate(values)
+                if (isinstance(v, str) and v == "") or (isinstance(v, float) and math.isnan(v))
+            )
+        last, blank = number, False
+    if last >= 1:
+        holes.update(range(0 if blank_data else shortest, width))
+    return _SheetExtent(header, width, last, holes)
+
+
+def xlsx_frames(
+    path: Path, columns: ColumnMap | None, size: int
+) -> Iterator[tuple[pd.DataFrame, set[int]]]:
+    """The first sheet of a workbook as ``pandas.read_excel(path, dtype=str,
+    keep_default_na=False)`` reads it, with Excel's escapes undone and zero-padded numbers as
+    shown (:func:`read_table`, which checks the workbook first as here, with ``columns``), as
+    tables of at most ``size`` rows read a row at a time; each with the columns (from 0) that
+    have an empty cell anywhere in the sheet.
+
+    The sheet is read twice: first for its extent (:class:`_SheetExtent`: pandas pads every row
+    to the widest, whose columns past the header are ``Unnamed: N``, and drops the blank rows at
+    the end), then for its rows, each table parsed as pandas parses the sheet (its
+    ``TextParser``), under the header row. openpyxl keeps the workbook's shared strings (in
+    effect its text) in memory meanwhile; the rows and their tables are not.
+    """
+    import pandas as pd
+    from pandas.errors import EmptyDataError
+    from pandas.io.parsers import TextParser
+
+    workbook = load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    try:
+        pads = _checked_workbook(path, workbook, columns)
+        if not workbook.worksheets:  # as pandas says it
+            raise ValueError("Worksheet index 0 is invalid, 0 worksheets found")
+        sheet = workbook.worksheets[0]
+        extent = _sheet_extent(sheet)
+        if extent.last < 0:
+            yield pd.DataFrame(), set()
+            return
+        header = extent.header + [""] * (extent.width - len(extent.header))
+
+        def frame(rows: list[list[Any]], padded: list[tuple[int, int, str]]) -> pd.DataFrame:
+            try:
+                parser = TextParser(
+                    [header, *rows],
+                    header=0,
+                    dtype=str,
+                    keep_default_na=False,
+                    skip_blank_lines=False,
+                )
+                df = parser.read()
+            except EmptyDataError:
+                return pd.DataFrame()
+            _xlsx_texts(df)
+            for row, col, text in padded:
+                df.iat[row, col] = text
+            return df
+
+        rows: list[list[Any]] = []
+        padded: list[tuple[int, int, str]] = []
+        yielded = False
+        cells = iter(sheet.rows)
+        next(cells, None)  # the header row
+        for number, row in enumerate(cells, 1):
+            if number > extent.last:
+                break
+            values = _excel_row(row)
+            if pads:
+                for col, cell in enumerate(row):
+                    value = xlsx_value(cell)
+                    if isinstance(value, str) and not isinstance(cell.value, str):
+                        padded.append((len(rows), col, value))
+            rows.append(values + [""] * (extent.width - len(values)))
+            if len(rows) >= size:
+                yield frame(rows, padded), extent.holes
+                rows, padded, yielded = [], [], True
+        if rows or not yielded:
+            yield frame(rows, padded), extent.holes
+    finally:
+        workbook.close()
 
 
 def checked_header(where: str, header: Sequence[str]) -> list[str]:
@@ -978,13 +1178,125 @@ def refuse_same_names(where: str, names: Iterable[str], kind: str = "columns") -
         )
 
 
-def _parquet_texts(path: Path, name: str, values: list[Any]) -> list[str]:
-    """:func:`cell_text` of one Parquet column; bytes that are not UTF-8 are an error naming the
-    row and column (read as ``str(bytes)``, "b'\\xe5…'", they were trained on and labelled)."""
+def parquet_frames(path: Path, size: int | None = None) -> Generator[pd.DataFrame, None, None]:
+    """:func:`read_table` of a Parquet file (before :func:`_strings`) as tables of at most
+    ``size`` rows (``None``: one, read whole), read a batch at a time
+    (``ParquetFile.iter_batches``). At least one table is yielded.
+
+    Every error is the one reading the file whole raises: a file Arrow cannot open in the words of
+    ``pyarrow.parquet.read_table`` (``ParquetFile`` says it otherwise), and of the values that are
+    not UTF-8 text the first of the first column that has one, wherever it is (the rest of the
+    file is read for it then).
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    # Opened by Python, which encodes the name as the file system's (GBK bytes on a zh_CN.GBK
+    # server, \xNN escapes given back): Arrow, given the name, encoded it as UTF-8, a file that
+    # does not exist there, and refused a name of GBK bytes outright.
+    with open(path, "rb") as f:
+        parquet = None
+        if size is not None:
+            try:
+                parquet = pq.ParquetFile(f)
+            except Exception:
+                f.seek(0)  # read whole below, which refuses it in its own words
+        tables: Iterator[Any]
+        if parquet is None:
+            table = pq.read_table(f)
+            names, tables = table.column_names, iter([table])
+        else:
+            names = parquet.schema_arrow.names
+            tables = _parquet_tables(parquet, size or 1)
+        refuse_same_names(f"{path}", names)
+        # A blank name is "Unnamed: 2", as in every other reader (and label's).
+        named = column_names(names)
+        if not named:  # no columns: no rows either, as pandas makes the table
+            yield pd.DataFrame({}, dtype=object)
+            return
+        row = 1
+        yielded = False
+        while True:
+            try:
+                table = next(tables, None)
+            except Exception:
+                if parquet is None:
+                    raise
+                f.seek(0)  # a broken page, say: refused as reading the file whole refuses it
+                pq.read_table(f)
+                raise
+            if table is None:
+                break
+            yield _parquet_frame(path, named, table, row, tables)
+            row += table.num_rows
+            yielded = True
+        if not yielded:
+            assert parquet is not None
+            yield _parquet_frame(path, named, parquet.schema_arrow.empty_table(), 1, iter(()))
+
+
+def _parquet_tables(parquet: Any, size: int) -> Iterator[Any]:
+    """The rows of a ``pyarrow.parquet.ParquetFile`` as Arrow tables of ``size`` rows (the last
+    may have fewer), whatever its row groups are (a batch does not span one)."""
+    import pyarrow as pa
+
+    held: list[Any] = []
+    rows = 0
+    for batch in parquet.iter_batches(batch_size=size):
+        held.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            held, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(held)
+
+
+def _parquet_frame(
+    path: Path, named: list[str], table: Any, first: int, later: Iterator[Any]
+) -> pd.DataFrame:
+    """One Arrow table of a Parquet file as Python objects (not pandas' dtypes: an integer column
+    with a null stays integers), its rows numbered from ``first``; ``later``: the tables after it,
+    read on for an earlier column's value that is not UTF-8 when one of this table is not."""
+    import pandas as pd
+
+    data = {}
+    for i, (name, column) in enumerate(zip(named, table.columns, strict=True)):
+        try:
+            data[name] = _parquet_texts(path, name, column.to_pylist(), first)
+        except TicketFileError as e:
+            raise _earlier_not_utf8(path, named, i, later, first + table.num_rows) or e from None
+    return pd.DataFrame(data, dtype=object)
+
+
+def _earlier_not_utf8(
+    path: Path, named: list[str], before: int, tables: Iterator[Any], row: int
+) -> TicketFileError | None:
+    """The error for the first value that is not UTF-8 of the first of the columns before
+    ``before`` that has one in ``tables`` (the rest of a file, from data row ``row``), as reading
+    the file whole says it; ``None`` when none has."""
+    error = None
+    for table in tables:
+        for i in range(before):
+            try:
+                _parquet_texts(path, named[i], table.column(i).to_pylist(), row)
+            except TicketFileError as e:
+                error, before = e, i
+                break
+        row += table.num_rows
+    return error
+
+
+def _parquet_texts(path: Path, name: str, values: list[Any], first: int = 1) -> list[str]:
+    """:func:`cell_text` of one Parquet column whose first value is data row ``first``; bytes that
+    are not UTF-8 are an error naming the row and column (read as ``str(bytes)``, "b'\\xe5…'",
+    they were trained on and labelled)."""
     try:
         return [cell_text(v) for v in values]
     except UnicodeDecodeError:
-        for row, value in enumerate(values, 1):
+        for row, value in enumerate(values, first):
             try:
                 cell_text(value)
             except UnicodeDecodeError as e:
@@ -1053,13 +1365,11 @@ def iter_tickets(
     size: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_tickets` a chunk at a time: canonical tables of at most ``size`` rows
-    (``None``: one per file; CSV files are read a chunk at a time, see :func:`table_chunks`), at
+    (``None``: one per file; each file is read a chunk at a time, see :func:`table_chunks`), at
     least one per file, with ``_row`` counted through each file. An error is raised where reading
     the files whole raises it, after the tables read before it."""
     for path in expand_paths(paths):
         first_row = 1
-        empty: set[str] = set()
-        read = [columns.source_for(field) for field in ("text", "title", *LABELS)]
         repeated: list[int] = []
         for raw in table_chunks(path, columns, size):
             frame = to_canonical(raw, columns, path, first_row)
@@ -1069,17 +1379,6 @@ def iter_tickets(
             if headers is not None and first_row == 1:
                 headers[display_name(path)] = [str(c) for c in raw.columns]
             first_row += len(raw)
-            # A text, title or label read as empty: the rows were skipped as "empty text"
-            # (evaluate: "no row has a label"), or trained with an empty title or without
-            # their label.
-            empty |= {
-                c for c in read if c is not None and c in raw.columns and (raw[c] == "").any()
-            }
-            if file_format(path) == "xlsx" and empty:
-                with closing(unsaved_formulas(path, sorted(empty, key=read.index))) as found:
-                    first = next(found, None)
-                if first is not None:
-                    raise TicketFileError(f"{path}, row {first[0]}: {unsaved_formula(*first[1:])}")
             yield frame
         if repeated:
             logger.warning("%s", repeated_header_message(path, repeated))
@@ -1639,17 +1938,61 @@ def refuse_json_object(path: Path) -> None:
         )
 
 
+def json_frames(path: Path, size: int) -> Iterator[pd.DataFrame]:
+    """:func:`read_table` of a JSON Lines file or a ``.json`` file holding a JSON array (before
+    :func:`_strings`) as tables of at most ``size`` rows, an object at a time.
+
+    The file is read twice: first to check every object as reading it whole does
+    (:func:`_objects_frame`), raising the same error, before any table, and for the columns (every
+    key of every object, in the order they first appear: a key that only a later object has is a
+    column of every table, empty before it); then for the tables.
+    """
+    import pandas as pd
+
+    array = json_array(path)
+    if not array:
+        refuse_json_array(path)
+
+    def objects() -> Iterator[tuple[int, Any]]:
+        with open(path, "rb") as f:
+            if array:
+                yield from ((n, obj) for n, obj, _ in json_array_elements(f, path))
+            else:
+                yield from ((n, obj) for n, _, obj in json_lines(f))
+
+    keys = _object_keys(path, objects(), *_json_units(path, array))
+    records = []
+    yielded = False
+    for _, obj in objects():
+        records.append({k.strip(): cell_text(v) for k, v in obj.items()})
+        if len(records) >= size:
+            yield pd.DataFrame.from_records(records, columns=keys)
+            records, yielded = [], True
+    if records or not yielded:
+        yield pd.DataFrame.from_records(records, columns=keys)
+
+
+def _json_units(path: Path, array: bool) -> tuple[str, Callable[[Any], str], str]:
+    """What a JSON Lines file's (``array``: a JSON array's) objects are numbered by, what a value
+    that is no object is said to be, and what an empty file is (:func:`_objects_frame`)."""
+    if array:
+        return (
+            "element",
+            lambda obj: f"expected a JSON object per element, got {json_type(obj)}",
+            "the JSON array is empty (no tickets)",
+        )
+    return (
+        "line",
+        lambda obj: json_line_problem(path, obj),
+        "the file is empty (no JSON objects)",
+    )
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
     refuse_json_array(path)
     with open(path, "rb") as f:
         lines = ((n, obj) for n, _, obj in json_lines(f))
-        return _objects_frame(
-            path,
-            lines,
-            "line",
-            lambda obj: json_line_problem(path, obj),
-            "the file is empty (no JSON objects)",
-        )
+        return _objects_frame(path, lines, *_json_units(path, False))
 
 
 def _read_json_array(path: Path) -> pd.DataFrame:
@@ -1657,13 +2000,7 @@ def _read_json_array(path: Path) -> pd.DataFrame:
     :func:`_read_jsonl` reads JSON Lines, element ``N`` for line ``N``."""
     with open(path, "rb") as f:
         elements = ((n, obj) for n, obj, _ in json_array_elements(f, path))
-        return _objects_frame(
-            path,
-            elements,
-            "element",
-            lambda obj: f"expected a JSON object per element, got {json_type(obj)}",
-            "the JSON array is empty (no tickets)",
-        )
+        return _objects_frame(path, elements, *_json_units(path, True))
 
 
 def _objects_frame(
@@ -1675,15 +2012,13 @@ def _objects_frame(
 ) -> pd.DataFrame:
     """The rows of JSON objects numbered by ``unit`` (line, element), each one's keys stripped as
     ``paidan label`` reads them; a value that is not an object, a key written twice, no object
-    or objects without keys refuse the file."""
+    or objects without keys refuse the file (:func:`_checked_object`)."""
     import pandas as pd
 
     records = []
     first = 0  # the number of the first object
     for n, obj in objects:
-        if not isinstance(obj, dict):
-            raise TicketFileError(f"{path}, {unit} {n}: {problem(obj)}")
-        refuse_same_names(f"{path}, {unit} {n}", obj, "keys")
+        _checked_object(path, n, obj, unit, problem)
         records.append({k.strip(): cell_text(v) for k, v in obj.items()})
         first = first or n
     if not records:
@@ -1691,6 +2026,36 @@ def _objects_frame(
     if not any(records):
         raise objects_without_keys(path, first, unit)
     return pd.DataFrame.from_records(records)
+
+
+def _checked_object(path: Path, n: int, obj: Any, unit: str, problem: Callable[[Any], str]) -> None:
+    """Refuse JSON value ``n`` of a file when it is not an object, or has a key written twice."""
+    if not isinstance(obj, dict):
+        raise TicketFileError(f"{path}, {unit} {n}: {problem(obj)}")
+    refuse_same_names(f"{path}, {unit} {n}", obj, "keys")
+
+
+def _object_keys(
+    path: Path,
+    objects: Iterable[tuple[int, Any]],
+    unit: str,
+    problem: Callable[[Any], str],
+    empty: str,
+) -> list[str]:
+    """The columns of the table :func:`_objects_frame` makes of ``objects``, the objects checked
+    as it checks them, raising what it raises, but without holding them."""
+    keys: dict[str, None] = {}
+    first = 0
+    for n, obj in objects:
+        _checked_object(path, n, obj, unit, problem)
+        for key in obj:
+            keys.setdefault(key.strip(), None)
+        first = first or n
+    if not first:
+        raise TicketFileError(f"{path}: {empty}")
+    if not keys:
+        raise objects_without_keys(path, first, unit)
+    return list(keys)
 
 
 def objects_without_keys(path: Path, first: int, unit: str = "line") -> TicketFileError:

@@ -445,9 +445,9 @@ def evaluate(
     progress : callable, optional
         Progress callback ``("scoring", rows read, rows estimated)``.
     chunk_rows : int or None
-        Rows of a CSV file read and scored at a time (``None``: each file whole). Per ticket only
-        what the figures need is kept (:class:`Scores`, :class:`Repeats`); a file of another
-        format is read whole.
+        Rows of a file read and scored at a time (``None``: each file whole), in every format
+        (:func:`model.tickets.table_chunks`). Per ticket only what the figures need is kept
+        (:class:`Scores`, :class:`Repeats`).
 
     Returns
     -------
@@ -489,7 +489,7 @@ def evaluate(
     labelled = False
     if progress:
         progress("scoring", 0, max(total, 1))
-    # A CSV file is read, and scored, chunk_rows rows at a time; a file of another format whole.
+    # A file is read, and scored, chunk_rows rows at a time, whatever its format.
     for chunk in iter_tickets(paths, columns, headers, chunk_rows):
         read_before, rows = rows, rows + len(chunk)
         with_text = has_text(chunk) if len(chunk) else np.ones(0, dtype=bool)

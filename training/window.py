@@ -393,8 +393,8 @@ def read_window(
 ) -> WindowedRead:
     """:func:`model.tickets.read_tickets` and then :func:`select_window`, holding the window only.
 
-    The files are read ``size`` rows at a time (a CSV file's lines; a file of another format is
-    read whole, one at a time) and each chunk's rows outside the window are dropped at once; for
+    The files are read ``size`` rows at a time, in every format (:func:`model.tickets.table_chunks`),
+    and each chunk's rows outside the window are dropped at once; for
     ``max_rows`` the newest so far are kept, never more than twice that many. The rows kept, their
     order and index, the window's info and every error are those of reading everything first:
     a history of millions of tickets trains on its window in the memory of the window.
