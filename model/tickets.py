@@ -1325,6 +1325,7 @@ def read_tickets(
     paths: Sequence[str | Path],
     columns: ColumnMap = ColumnMap(),
     headers: dict[str, list[str]] | None = None,
+    repeated_headers: dict[str, list[int]] | None = None,
 ) -> pd.DataFrame:
     """Read ticket files into the canonical schema.
 
@@ -1337,6 +1338,10 @@ def read_tickets(
     headers : dict, optional
         Filled with each file's columns as read, by its name as ``_source`` gives it (for messages
         about a column the canonical rows cannot show missing).
+    repeated_headers : dict, optional
+        Filled with the data rows of each file that repeat its header line, left out (see
+        :func:`repeats_header`; each file with such rows is warned of in the log too), by its
+        name as ``_source`` gives it, for the reports that count them.
 
     Returns
     -------
@@ -1352,7 +1357,7 @@ def read_tickets(
     """
     import pandas as pd
 
-    frames = list(iter_tickets(paths, columns, headers))
+    frames = list(iter_tickets(paths, columns, headers, repeated_headers=repeated_headers))
     if not frames:
         raise TicketFileError("no input files were given")
     return pd.concat(frames, ignore_index=True)
@@ -1363,11 +1368,14 @@ def iter_tickets(
     columns: ColumnMap = ColumnMap(),
     headers: dict[str, list[str]] | None = None,
     size: int | None = None,
+    repeated_headers: dict[str, list[int]] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_tickets` a chunk at a time: canonical tables of at most ``size`` rows
     (``None``: one per file; each file is read a chunk at a time, see :func:`table_chunks`), at
     least one per file, with ``_row`` counted through each file. An error is raised where reading
-    the files whole raises it, after the tables read before it."""
+    the files whole raises it, after the tables read before it. ``headers`` and
+    ``repeated_headers`` are filled as :func:`read_tickets` fills them (a file's repeated header
+    rows once it is read through)."""
     for path in expand_paths(paths):
         first_row = 1
         repeated: list[int] = []
@@ -1382,6 +1390,8 @@ def iter_tickets(
             yield frame
         if repeated:
             logger.warning("%s", repeated_header_message(path, repeated))
+            if repeated_headers is not None:
+                repeated_headers[display_name(path)] = repeated
 
 
 # The formats with a header line, which a file joined from parts may repeat (JSON and Parquet

@@ -51,6 +51,7 @@ from training.validate import (
     find_merged,
     masked_counts,
     merged_mapping,
+    repeated_header_summary,
     ticket_keys,
 )
 
@@ -366,8 +367,9 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     -------
     list of str
         Tickets the model was trained on (above :data:`SEEN_SHARE_LIMIT` of them), skipped empty
-        rows, rows that repeat an earlier row (scored once), and per head an auto threshold that
-        no ticket reaches and the true labels that the model never learnt.
+        rows and rows that repeat the header line, rows that repeat an earlier row (scored once),
+        and per head an auto threshold that no ticket reaches and the true labels that the model
+        never learnt.
     """
     out = []
     seen, n = report.get("seen_rows", 0), report.get("n", 0)
@@ -397,6 +399,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         )
     if report.get("skipped_empty_text"):
         out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
+    if report.get("skipped_repeated_header"):
+        out.append(repeated_header_summary(report["skipped_repeated_header"]))
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
     for head in LABELS:
@@ -480,6 +484,7 @@ def evaluate(
     # them by design, and scored under their own names each right answer counted as wrong.
     merging = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
     headers: dict[str, list[str]] = {}
+    repeated_headers: dict[str, list[int]] = {}  # per file, its rows that repeat the header line
     total = estimated_rows(paths) if progress else 0
     scores = Scores(router)
     repeats = Repeats()
@@ -490,7 +495,7 @@ def evaluate(
     if progress:
         progress("scoring", 0, max(total, 1))
     # A file is read, and scored, chunk_rows rows at a time, whatever its format.
-    for chunk in iter_tickets(paths, columns, headers, chunk_rows):
+    for chunk in iter_tickets(paths, columns, headers, chunk_rows, repeated_headers):
         read_before, rows = rows, rows + len(chunk)
         with_text = has_text(chunk) if len(chunk) else np.ones(0, dtype=bool)
         skipped += int((~with_text).sum())
@@ -552,6 +557,9 @@ def evaluate(
         progress("scoring", rows, rows)
     report = scores.report()
     report["skipped_empty_text"] = skipped
+    # Rows that repeat the header line (files joined with `copy a.csv+b.csv`): not tickets, left
+    # out; warned of in the log alone, they were missing from the report an administrator keeps.
+    report["skipped_repeated_header"] = sum(map(len, repeated_headers.values()))
     # A head whose label column (by its default name: a mapped one missing is refused) no file
     # has was left out of the report without a word, as if the model had no such head.
     have = list(dict.fromkeys(c for cols in headers.values() for c in cols))

@@ -811,10 +811,13 @@ def train(
     require_tokenizer(config)
     files = expand_paths(paths)
     headers: dict[str, list[str]] = {}
+    repeated_headers: dict[str, list[int]] = {}
     # The window is kept while reading: a history far larger than memory trains on its window.
     if progress:
         progress("reading", 0, 1)
-    read = read_window(files, columns, window, headers, columns.time or "time")
+    read = read_window(
+        files, columns, window, headers, columns.time or "time", repeated_headers=repeated_headers
+    )
     require_rows(read.rows_in, files)
     absent = label_column_notes(read.labelled, columns, headers)
     raw, window_info = read.select()
@@ -861,6 +864,7 @@ def train(
         }
         or None,
         n_jobs=n_jobs,
+        repeated_header_rows=sum(map(len, repeated_headers.values())),
     )
     result.validation.absent_columns = absent
     return result
@@ -912,6 +916,7 @@ def train_frame(
     extra_metadata: dict[str, Any] | None = None,
     n_jobs: int | None = -1,
     options: Options = TRAIN_OPTIONS,
+    repeated_header_rows: int | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -932,6 +937,9 @@ def train_frame(
         Merged into ``metadata["training_data"]`` (e.g. rows per source).
     options : Options
         The command's option names, for validation's messages (:func:`validate`).
+    repeated_header_rows : int, optional
+        Rows the reader left out as repeating their file's header line, recorded with the
+        validation's counts (``repeated_header_rows``; ``None``: not recorded).
 
     Returns
     -------
@@ -944,6 +952,7 @@ def train_frame(
     if progress:
         progress("validating", 0, 1)
     df, report = validate(raw, config.min_examples, strict, options)
+    report.repeated_header_rows = repeated_header_rows
     df = drop_single_label_heads(df, report)
     if progress:
         progress("validating", 1, 1)

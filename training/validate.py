@@ -55,6 +55,10 @@ class ValidationReport:
     rows_in: int = 0
     rows_used: int = 0
     empty_text: list[str] = field(default_factory=list)
+    # Rows left out by the reader as repeating their file's header line (model.tickets
+    # .repeats_header, warned of in the log as they are read); None: not counted (rows given
+    # to train_frame without the reader's count).
+    repeated_header_rows: int | None = None
     # Rows dropped as the same ticket read twice, each with the earlier row it repeats.
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -82,6 +86,8 @@ class ValidationReport:
             out.append(
                 f"skipped {len(self.empty_text)} rows with empty text: {_listing(self.empty_text)}"
             )
+        if self.repeated_header_rows:
+            out.append(repeated_header_summary(self.repeated_header_rows))
         if self.duplicates:
             out.append(duplicates_message(self.duplicates))
         for c in self.conflicts[:MAX_LISTED]:
@@ -109,6 +115,11 @@ class ValidationReport:
             "rows_in": self.rows_in,
             "rows_used": self.rows_used,
             "empty_text_rows": len(self.empty_text),
+            **(
+                {"repeated_header_rows": self.repeated_header_rows}
+                if self.repeated_header_rows is not None
+                else {}
+            ),
             "duplicate_rows": len(self.duplicates),
             "conflicting_duplicates": len(self.conflicts),
             "merged_into_other": self.merged,
@@ -118,6 +129,17 @@ class ValidationReport:
             "joint_rows": self.joint_rows,
             "single_label": self.single_label,
         }
+
+
+def repeated_header_summary(rows: int) -> str:
+    """The summary's line for the rows left out as repeating their file's header line, which the
+    log named as they were read (:func:`model.tickets.repeated_header_message`)."""
+    one = rows == 1
+    return (
+        f"skipped {rows} row{'' if one else 's'} that repeat{'s' if one else ''} the header line "
+        "(files joined with `copy a.csv+b.csv` or `cat` keep each part's header; the log names "
+        "their rows)"
+    )
 
 
 def merged_mapping(

@@ -390,6 +390,7 @@ def read_window(
     column: str = "time",
     options: Options = TRAIN_OPTIONS,
     size: int = CHUNK_ROWS,
+    repeated_headers: dict[str, list[int]] | None = None,
 ) -> WindowedRead:
     """:func:`model.tickets.read_tickets` and then :func:`select_window`, holding the window only.
 
@@ -398,16 +399,19 @@ def read_window(
     ``max_rows`` the newest so far are kept, never more than twice that many. The rows kept, their
     order and index, the window's info and every error are those of reading everything first:
     a history of millions of tickets trains on its window in the memory of the window.
+    ``headers`` and ``repeated_headers`` are filled as :func:`model.tickets.read_tickets` fills
+    them.
     """
     from model.tickets import read_tickets
 
     if not window:
-        df = read_tickets(paths, columns, headers)
+        df = read_tickets(paths, columns, headers, repeated_headers)
         return WindowedRead(len(df), labelled_heads(df), df, {})
+    args = (paths, columns, window, headers, column, options, size)
     try:
-        return _read_window(paths, columns, window, headers, column, options, size, False)
+        return _read_window(*args, dayfirst=False, repeated_headers=repeated_headers)
     except _Restart:
-        return _read_window(paths, columns, window, headers, column, options, size, True)
+        return _read_window(*args, dayfirst=True, repeated_headers=repeated_headers)
 
 
 def _newest(pool: pd.DataFrame, max_rows: int) -> tuple[list[pd.DataFrame], Any]:
@@ -433,6 +437,7 @@ def _read_window(
     options: Options,
     size: int,
     dayfirst: bool,
+    repeated_headers: dict[str, list[int]] | None = None,
 ) -> WindowedRead:
     import numpy as np
     import pandas as pd
@@ -456,7 +461,7 @@ def _read_window(
     kept: list[pd.DataFrame] = []
     floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
     held = 0  # rows in kept
-    for chunk in iter_tickets(paths, columns, headers, size):
+    for chunk in iter_tickets(paths, columns, headers, size, repeated_headers):
         chunks += 1
         n = len(chunk)
         positions = np.arange(rows_in, rows_in + n)

