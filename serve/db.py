@@ -490,17 +490,25 @@ def _newer_note(stored: Sequence[str]) -> str:
     )
 
 
-def _newer_mismatch(stored: Sequence[str], said: str | None = None) -> str:
+def _newer_mismatch(
+    stored: Sequence[str], said: str | None = None, *, export_works: bool = False
+) -> str:
     """Why saves and the export fail on a database a newer paidan migrated while this server ran,
     taking away (renaming, dropping) a column or table they use; ``said`` is the database's own
     words. Not "restore a backup": the newer paidan's servers work on it; this one is the one to
-    replace."""
+    replace. ``export_works``: only the saves fail (a column the newer paidan added that every
+    insert must fill), and the message must not send an administrator to stop a working export."""
     named = ", ".join(repr(r) for r in stored)
+    fails = (
+        "cannot save feedback (its export still works)"
+        if export_works
+        else "cannot save or export feedback"
+    )
     return (
         f"the database is at schema revision {named}, which this paidan does not know (its "
         f"latest is {_known_revisions()[-1]!r}): a newer paidan migrated it while this server "
         f"ran and changed the feedback table this server writes{f' ({said})' if said else ''}, "
-        "so this server cannot save or export feedback; upgrade this server to the newer paidan"
+        f"so this server {fails}; upgrade this server to the newer paidan"
     )
 
 
@@ -524,6 +532,7 @@ def _columns_missing(conn: Any, stored: Sequence[str]) -> str | None:
         return _newer_mismatch(
             stored,
             f"it added {named}, which every saved row must fill and this server does not know",
+            export_works=True,
         )
     return None
 

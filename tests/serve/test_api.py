@@ -1282,9 +1282,15 @@ def test_readyz_is_degraded_when_a_newer_paidan_added_a_column_saves_must_fill(
     reason = ready["database"]["reason"]
     assert "'0003', which this paidan does not know" in reason, reason
     assert "'channel'" in reason and "upgrade this server to the newer paidan" in reason, reason
+    # Only the saves fail: saying the export fails too sent administrators to stop a working
+    # nightly export.
+    assert "cannot save feedback (its export still works)" in reason, reason
+    assert "or export" not in reason, reason
     saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
     error = assert_error(saved, 503, "database_schema_mismatch")
     assert "upgrade this server to the newer paidan" in error["message"], error
+    assert "its export still works" in error["message"], error
+    assert "or export" not in error["message"], error
     assert "retry" not in error["message"] and "Retry-After" not in saved.headers
     assert client.get("/v1/feedback").status_code == 200  # the export reads only its columns
 
