@@ -1719,6 +1719,10 @@ def jsonl_lines(f: BinaryIO) -> Iterator[bytes]:
     A line ends at ``\n``, ``\r\n`` or a lone ``\r``, as in a CSV file (:data:`CSV_LINE_END`):
     JSON text holds neither byte raw, and a file of lone ``\r`` ends read as one line, its
     tickets as one broken row. Read a block at a time, so such a file is not read whole.
+
+    A Ctrl-Z (:data:`EOF_MARK`) with no line end after it is the end of the file, as in a CSV
+    file (:func:`csv_chunks`): cmd's `copy a.jsonl+b.jsonl` appends it, and read as a line it was
+    "not valid JSON" at a line that looks empty.
     """
 
     def split(data: bytes) -> list[bytes]:
@@ -1736,6 +1740,9 @@ def jsonl_lines(f: BinaryIO) -> Iterator[bytes]:
         rest = lines.pop() + (b"\r" if held else b"")
         yield from lines
     lines = split(rest)
+    mark = EOF_MARK.encode()
+    if lines[-1].endswith(mark):  # no line end after it: the file's last line
+        lines[-1] = lines[-1][: -len(mark)]
     if not lines[-1]:
         lines.pop()
     yield from lines

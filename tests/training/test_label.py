@@ -579,6 +579,23 @@ def test_the_ctrl_z_that_copy_appends_is_no_row(
     assert result.summary["errors_by_kind"] == {"repeated header": 1}
 
 
+@pytest.mark.parametrize("end", [b"\r\n\x1a", b"\x1a"])
+def test_the_ctrl_z_that_copy_appends_to_json_lines_is_no_row(
+    tiny_model_dir: Path, tmp_path: Path, end: bytes
+) -> None:
+    # As for CSV: the mark came back as a row with the error "malformed JSON: line 3 …".
+    from tests.training.test_tickets import joined_jsonl_with_copy
+
+    src = joined_jsonl_with_copy(tmp_path / "一季度.jsonl", end)
+    columns = ColumnMap(id="工单编号", text="诉求内容", department="处理部门")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", columns=columns, jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert df["工单编号"].tolist() == ["A1", "B1"]
+    assert df["处理部门"].tolist() == ["人社局", "执法局"]
+    assert result.summary["errors_by_kind"] == {}
+
+
 def test_a_quoted_header_repeated_after_a_bom_comes_back_as_an_error_row(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1292,6 +1292,41 @@ def test_the_ctrl_z_that_copy_appends_is_not_a_row(tmp_path, end):
     assert got["department"].tolist() == ["人社局", "城管局", "执法局"]
 
 
+def joined_jsonl_with_copy(path: Path, end: bytes) -> Path:
+    """Two JSON Lines parts joined with ``copy 1月.jsonl+2月.jsonl`` (ASCII mode): Ctrl-Z at the
+    end, after ``end``'s line end (or none)."""
+    rows = [
+        {"工单编号": "A1", "诉求内容": "老板拖欠工资三个月不发", "处理部门": "人社局"},
+        {"工单编号": "B1", "诉求内容": "夜间施工噪音扰民", "处理部门": "执法局"},
+    ]
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    path.write_bytes(body.encode("utf-8") + end)
+    return path
+
+
+@pytest.mark.parametrize("end", [b"\r\n\x1a", b"\x1a"])
+def test_the_ctrl_z_that_copy_appends_to_json_lines_is_not_a_line(tmp_path, end):
+    # As for CSV: train and evaluate refused the file ("line 3: not valid JSON"), at a line that
+    # looks empty in an editor.
+    path = joined_jsonl_with_copy(tmp_path / "一季度.jsonl", end)
+    columns = ColumnMap(id="工单编号", text="诉求内容", department="处理部门")
+    got = read_tickets([path], columns)
+    assert got["id"].tolist() == ["A1", "B1"]
+    assert got["department"].tolist() == ["人社局", "执法局"]
+
+
+def test_a_ctrl_z_line_inside_json_lines_is_still_refused(tmp_path):
+    # Only at the end of the file is it the end-of-file mark; a line of it before others is an
+    # error, as in a CSV file.
+    path = joined_jsonl_with_copy(tmp_path / "t.jsonl", b"\r\n\x1a\r\n")
+    path.write_bytes(
+        path.read_bytes() + b'{"\xe5\xb7\xa5\xe5\x8d\x95\xe7\xbc\x96\xe5\x8f\xb7": "C1"}\r\n'
+    )
+    columns = ColumnMap(id="工单编号", text="诉求内容", department="处理部门")
+    with pytest.raises(TicketFileError, match="line 3"):
+        read_tickets([path], columns)
+
+
 def joined_quoted(path: Path) -> Path:
     """Two exports whose every field is quoted, joined byte-wise: the inner header reads
     ``\ufeff"工单编号",…``, and the CSV reader keeps the quotes of a field not starting with one."""
