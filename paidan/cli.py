@@ -163,18 +163,62 @@ USER_ERRORS = (
 )
 
 
+def _locale_encoding() -> str | None:
+    """The encoding this server's locale gives arguments when it is not UTF-8 (``gbk`` under
+    ``LANG=zh_CN.GBK``), else ``None``."""
+    import codecs
+
+    name = codecs.lookup(sys.getfilesystemencoding()).name
+    return None if name == "utf-8" else name
+
+
+def _plausibly_typed_utf8(text: str) -> bool:
+    """Whether ``text``, bytes of a locale's encoding that also read as UTF-8, is what a UTF-8
+    terminal sends for Chinese: every character beyond ASCII one of three bytes (the CJK range,
+    full-width punctuation). GBK-typed words that read as UTF-8 read as Cyrillic, Greek or Latin
+    letters (一些 -> 'һЩ') or as supplementary-plane characters instead (1 in 350,000 of jieba's
+    Chinese words otherwise)."""
+    return any(c > "\x7f" for c in text) and all(
+        c <= "\x7f" or "\u0800" <= c <= "\uffff" for c in text
+    )
+
+
+def typed_text(value: str) -> str:
+    """``value``, an argument as typed, as the text the terminal sent.
+
+    Python reads arguments in the locale's encoding. Where that is not UTF-8 (a ``zh_CN.GBK``
+    server) and the terminal sends UTF-8 (Windows Terminal, macOS, Xshell set to UTF-8), the
+    bytes are UTF-8: read in GBK they were mojibake, or lone surrogates that :func:`not_utf8`
+    refused as "not UTF-8". They are read as UTF-8 when they are valid UTF-8 and either GBK cannot
+    read them or they read as Chinese in UTF-8 (what a GBK terminal sends rarely does).
+    """
+    encoding = _locale_encoding()
+    if encoding is None or value.isascii():
+        return value
+    raw = os.fsencode(value)  # the bytes typed
+    try:
+        utf8 = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+    unread = any("\udc80" <= c <= "\udcff" for c in value)
+    return utf8 if unread or _plausibly_typed_utf8(utf8) else value
+
+
 def not_utf8(value: str) -> str | None:
-    """Why ``value``, an argument as typed, is not text: ``None`` when it is.
+    """Why ``value``, an argument as :func:`typed_text` reads it, is not text: ``None`` when it is.
 
     A terminal emulator left at a Chinese Windows' default (Xshell, SecureCRT, PuTTY: GBK) sends
     what is typed as GBK bytes, and on a UTF-8 server Python hands them over as lone surrogates:
     ``predict`` answered the mojibake quietly, and ``--text-col 诉求内容`` was "no column
-    '\\udccb\\udcdf…'" beside a list naming 诉求内容.
+    '\\udccb\\udcdf…'" beside a list naming 诉求内容. On a server whose locale is GBK, GBK and
+    UTF-8 are both read; what is left is neither.
     """
     if not any("\udc80" <= c <= "\udcff" for c in value):
         return None
     raw = os.fsencode(value)  # the bytes typed
     shown = " ".join(f"{b:02x}" for b in raw[:12]) + (" …" if len(raw) > 12 else "")
+    encoding = _locale_encoding()
+    what = "UTF-8 text" if encoding is None else f"UTF-8 or {encoding.upper()} text"
     advice = (
         "set the terminal's encoding to UTF-8 (Xshell: 文件 → 属性 → 终端 → 编码; PuTTY: Window → "
         "Translation) and type it again"
@@ -182,17 +226,22 @@ def not_utf8(value: str) -> str | None:
     try:
         reading = raw.decode("gb18030")
     except UnicodeDecodeError:
-        return f"not UTF-8 text (bytes {shown}): the terminal does not send UTF-8; {advice}"
+        return f"not {what} (bytes {shown}): the terminal does not send UTF-8; {advice}"
+    # Under a GBK locale, GBK itself was read: what only GB18030 reads has its 4-byte characters.
+    sends = "GBK" if encoding is None else "GB18030"
     return (
-        f"not UTF-8 text (bytes {shown}); read as GB18030 (GBK) it is {reading!r}: the terminal "
-        f"sends GBK; {advice}"
+        f"not {what} (bytes {shown}); read as GB18030 (GBK) it is {reading!r}: the terminal "
+        f"sends {sends}; {advice}"
     )
 
 
 def _typed_text(value: Any) -> Any:
-    """A callback refusing a text argument that is not UTF-8 (see :func:`not_utf8`)."""
-    if isinstance(value, str) and (why := not_utf8(value)):
-        raise typer.BadParameter(why)
+    """A callback reading a text argument as typed (:func:`typed_text`) and refusing one that is
+    not text (:func:`not_utf8`)."""
+    if isinstance(value, str):
+        value = typed_text(value)
+        if why := not_utf8(value):
+            raise typer.BadParameter(why)
     return value
 
 

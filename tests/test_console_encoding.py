@@ -181,3 +181,52 @@ def test_arguments_typed_in_a_gbk_terminal_are_refused_saying_so(
     assert r.exit_code == 2, r.output
     said = " ".join(r.output.replace("│", " ").split())
     assert "not UTF-8 text (bytes ff fe 20 61 62 63): the terminal does not send UTF-8" in said
+
+
+def test_a_utf8_terminal_on_a_gbk_server_is_read_as_utf8(
+    tiny_model_dir: Path, tmp_path: Path, gbk_locale: dict[str, str]
+) -> None:
+    # Windows Terminal, macOS or Xshell set to UTF-8 reaching a zh_CN.GBK server: --text-col
+    # 诉求内容 was refused as "not UTF-8 text … the terminal sends GBK; set the terminal's encoding
+    # to UTF-8" (it is UTF-8 and the terminal is set so), and 标题, whose UTF-8 bytes GBK reads
+    # without a gap, was the column '鏍囬' ("no column"). A GBK terminal there still works.
+    import pandas as pd
+
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        [(f"T{i}", t, x) for i, (t, x, _, _) in enumerate(TINY_TICKETS[:4])],
+        columns=["编号", "标题", "诉求内容"],
+    ).to_csv(src, index=False)
+    model = str(tiny_model_dir)
+    for terminal in ("utf-8", "gbk"):
+        out = f"out-{terminal}.csv"
+        cols = {"--id-col": "编号", "--title-col": "标题", "--text-col": "诉求内容"}
+        typed = [x for opt, name in cols.items() for x in (opt, name.encode(terminal))]
+        args = ["label", "in.csv", "--model", model, "--out", out, "--jobs", "1", *typed]
+        proc = paidan(*args, cwd=tmp_path, env=gbk_locale)
+        assert proc.returncode == 0, (terminal, proc.stderr.decode("gbk", "replace"))
+        assert pd.read_csv(tmp_path / out, dtype=str)["编号"].tolist() == ["T0", "T1", "T2", "T3"]
+    # predict's text and --title: the same answer whichever the terminal sends (噪音大: an odd
+    # number of characters, refused; 油烟太大, even, read as mojibake).
+    answers = set()
+    for terminal in ("utf-8", "gbk"):
+        args = [
+            "predict",
+            model,
+            "楼下噪音大".encode(terminal),
+            "--title",
+            "油烟太大".encode(terminal),
+        ]
+        proc = paidan(*args, cwd=tmp_path, env=gbk_locale)
+        assert proc.returncode == 0, (terminal, proc.stderr.decode("gbk", "replace"))
+        answer = json.loads(proc.stdout.decode("gbk"))
+        answer.pop("latency_ms", None)
+        answers.add(json.dumps(answer, sort_keys=True, ensure_ascii=False))
+    assert len(answers) == 1, answers
+    # Bytes neither UTF-8 nor GBK are refused, saying both were tried.
+    proc = paidan("predict", model, b"\xff\xfe abc", cwd=tmp_path, env=gbk_locale)
+    said = " ".join(proc.stderr.decode("gbk", "replace").replace("|", " ").split())
+    assert proc.returncode == 2, said
+    assert "not UTF-8 or GBK text (bytes ff fe 20 61 62 63): the terminal does not send UTF-8" in (
+        said
+    ), said
