@@ -1207,6 +1207,7 @@ def serve(
     # until then: the model being loaded is the current one.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from serve.auth import check_bind_allowed
+    from serve.logs import log_line
     from serve.metrics import multiproc_dir
     from serve.server import describe_database, run
     from serve.workers import WorkerStartError
@@ -1230,15 +1231,22 @@ def serve(
 
         def announce() -> None:
             # Once the model is verified and the address bound: announced first, the server
-            # then said, a line later, that it was not serving.
-            err.print(
+            # then said, a line later, that it was not serving. Dated as every line of the
+            # server's log (README, "Logs"); not markup (a path may hold "[...]").
+            lines = [
                 f"serving {printable(str(model_dir))} on http://{host}:{port} "
-                f"(feedback: {describe_database(settings)})",
-                highlight=False,
-                soft_wrap=True,
-            )
+                f"(feedback: {describe_database(settings)})"
+            ]
             if note := sample_default_note(model_dir, settings.model_root):
-                err.print(printable(note), highlight=False, soft_wrap=True)
+                lines.append(printable(note))
+            for line in lines:
+                err.print(
+                    log_line(line, workers),
+                    markup=False,
+                    emoji=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which
         # overrode PAIDAN_ACCESS_LOG=false.

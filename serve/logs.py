@@ -9,6 +9,7 @@ kept failing told from the others. The time is written as ``train``'s progress l
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -38,6 +39,18 @@ class UTCAccessFormatter(AccessFormatter):
 def line_prefix(workers: int = 1) -> str:
     """What every line begins with: the time and, with several workers, ``[pid]``."""
     return "%(asctime)s " + ("[%(process)d] " if workers > 1 else "")
+
+
+def log_line(message: str, workers: int = 1) -> str:
+    """``message`` as an INFO line of the server's log, dated as uvicorn's lines are (and under
+    ``--workers N`` with this process's id, the supervisor's): for the lines ``paidan serve``
+    prints itself before uvicorn's logging is set up (``serving MODEL on http://…``, which an
+    operator looks for after each restart, was the one line of the log without its time)."""
+    formatter = UTCFormatter(
+        line_prefix(workers) + "%(levelprefix)s %(message)s", TIME_FORMAT, use_colors=False
+    )
+    record = logging.LogRecord("serve", logging.INFO, __file__, 0, message, None, None)
+    return formatter.format(record)
 
 
 def dated(config: dict[str, Any], workers: int = 1) -> dict[str, Any]:

@@ -110,7 +110,8 @@ def test_each_log_line_names_the_process_that_wrote_it(
         lambda: server.logs().count("Application startup complete") == 2, "both start-ups", server
     )
     dated = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[(\d+)\] (INFO|WARNING|ERROR): ")
-    logged = [line for line in server.logs().splitlines() if re.search(r"\b(INFO|WARNING):", line)]
+    # Every line: the CLI's own start-up line ("serving MODEL on http://…") had neither.
+    logged = [line for line in server.logs().splitlines() if line.strip()]
     pids: Counter[int] = Counter()
     for line in logged:
         match = dated.match(line)
@@ -120,6 +121,8 @@ def test_each_log_line_names_the_process_that_wrote_it(
     assert set(pids) == workers | {server.proc.pid}, (pids, workers, server.proc.pid)
     serving = next(line for line in logged if "2 workers serving" in line)
     assert f"[{server.proc.pid}] " in serving
+    announced = next(line for line in logged if f"on http://127.0.0.1:{port_of(server)}" in line)
+    assert f"[{server.proc.pid}] INFO:" in announced, announced
 
 
 @pytest.mark.slow

@@ -999,3 +999,32 @@ def test_serve_log_lines_begin_with_the_utc_time_and_under_workers_the_pid(
     assert config["handlers"]["named"]["formatter"] == "named"
     other = line("named", "sqlalchemy.pool", logging.WARNING, "pool reset failed")
     assert other == start + "WARNING:  sqlalchemy.pool: pool reset failed"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_start_up_lines_are_dated_as_the_servers_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    # README ("Logs"): every line paidan serve logs begins with its UTC time, under --workers N
+    # with the pid. "serving MODEL on http://…" and the bundled sample's note, which the CLI
+    # printed itself, were the only lines without them.
+    import re
+
+    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model: tmp_path)
+    monkeypatch.setattr(
+        "paidan.cli.sample_default_note", lambda model_dir, root: "note: model x is the sample"
+    )
+    monkeypatch.setattr("serve.server.run", lambda *a, announce, **k: announce())
+    started = runner.invoke(
+        app,
+        ["serve", "--workers", str(workers), "--port", "8123"],
+        env={"PAIDAN_MODEL_ROOT": str(tmp_path), "PAIDAN_DATA_DIR": str(tmp_path / "var")},
+    )
+    assert started.exit_code == 0, started.output
+    pid = f"\\[{os.getpid()}\\] " if workers > 1 else ""
+    dated = re.compile(rf"^\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ {pid}INFO: +(.*)$")
+    lines = [line for line in started.output.splitlines() if line.strip()]
+    said = [m.group(1) if (m := dated.match(line)) else line for line in lines]
+    assert [m is not None for m in map(dated.match, lines)] == [True, True], lines
+    assert said[0].startswith(f"serving {tmp_path} on http://127.0.0.1:8123 (feedback: "), said
+    assert said[1] == "note: model x is the sample", said
