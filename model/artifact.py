@@ -164,10 +164,11 @@ def check_name_lengths(given: str | Path, files: Iterable[str | Path], option: s
             chinese = f" (a Chinese character is {len(os.fsencode('中'))} bytes)"
         except UnicodeError:
             chinese = ""
+        cut = size - limit
         raise OutputPathError(
             f"{option} {shown}: the name is too long: {what} is {size} bytes, over the {limit} "
-            f"bytes a file name may have here; give a name at least {size - limit} bytes "
-            f"shorter{chinese}"
+            f"bytes a file name may have here; give a name at least {cut} "
+            f"byte{'' if cut == 1 else 's'} shorter{chinese}"
         )
 
 

@@ -352,3 +352,16 @@ def test_a_model_of_a_newer_format_is_refused_in_one_line_and_an_unmarked_one_is
         json.dumps({k: v for k, v in meta.items() if k != "format_version"})
     )
     assert load_router(model)[0].version == meta["version"]
+
+
+def test_a_name_one_byte_too_long_is_refused_in_the_singular(tmp_path: Path) -> None:
+    # "give a name at least 1 bytes shorter".
+    from model.artifact import OutputPathError, check_name_lengths
+
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("a file system whose names are not at most 255 bytes")
+    for over, said in ((1, "at least 1 byte shorter"), (2, "at least 2 bytes shorter")):
+        given = tmp_path / ("a" * (251 + over) + ".csv")
+        with pytest.raises(OutputPathError) as refused:
+            check_name_lengths(given, [given], "--out")
+        assert said in str(refused.value), str(refused.value)
