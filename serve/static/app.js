@@ -34,6 +34,10 @@ const state = {
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   saving: null, // the suggestion whose decision is being saved: one save at a time for it
+  // Once a decision is saved the form is emptied for the next ticket: the suggestion saved and the
+  // ticket id it was saved under, so that while the form stays empty a correction of it (提交更正)
+  // still goes to that ticket.
+  cleared: null,
   // Per ticket (its id, title and text), the decision last sent and not yet saved (its choice and
   // dispatcher) with its request_id, so a save of it sent again - after a 503 at the database's
   // commit, or no answer, whose outcome is unknown, or after routing the ticket again - is stored
@@ -337,6 +341,7 @@ async function loadModel() {
 function dropResult() {
   state.request = null;
   state.suggestion = null;
+  state.cleared = null;
   $("result").hidden = true;
   $("evidence").hidden = true;
   confirmButton.disabled = true;
@@ -721,11 +726,14 @@ async function confirmChoice() {
   // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
   // change the suggestion). Another id than the routed one is another ticket, and so is a text or
   // title changed since (another ticket pasted in would have stored the routed one again, under the
-  // suggestion made for it): those are routed again first.
-  const ticketId = idInput.value.trim() || null;
-  const routedId = state.request.id;
+  // suggestion made for it): those are routed again first. A form the save emptied and nothing typed
+  // into since is still the saved ticket.
+  const afterSave = state.cleared && state.cleared.suggestion === s && formEmpty();
+  const ticketId = afterSave ? state.cleared.id : idInput.value.trim() || null;
+  const routedId = afterSave ? ticketId : state.request.id;
   const edited =
-    textInput.value !== state.request.text || titleInput.value.trim() !== state.request.title;
+    !afterSave &&
+    (textInput.value !== state.request.text || titleInput.value.trim() !== state.request.title);
   if (edited || (ticketId !== routedId && routedId !== null)) {
     setStatus(
       $("feedback-status"),
@@ -774,9 +782,18 @@ async function confirmChoice() {
     if (state.suggestion !== s) return; // routed something else meanwhile
     state.savedKey = key;
     const ref = `${ticketId ? `，工单 ${ticketId}` : ""}，记录编号 ${saved.id}`;
+    // The next ticket goes into an empty form: pasted behind the saved one's text, it was routed and
+    // stored as both texts, under the saved one's id. Not when the form changed while saving (the
+    // dispatcher has begun the next ticket) - nor is anything typed since lost.
+    const emptied = formHolds(ticketId, request);
+    if (emptied) {
+      clearForm();
+      state.cleared = { suggestion: s, id: ticketId };
+    }
     setStatus(
       $("feedback-status"),
-      `✓ 已保存：${corrected ? "更正为" : "采纳建议"} ${chosen}${ref}`,
+      `✓ 已保存：${corrected ? "更正为" : "采纳建议"} ${chosen}${ref}` +
+        (emptied ? "；表单已清空，请输入下一张工单" : ""),
       "ok",
     );
   } catch (e) {
@@ -790,7 +807,7 @@ async function confirmChoice() {
     if (state.suggestion) renderChoice();
     // The focus the disabled button dropped: back on it when it can be pressed again (the save
     // failed, "可以放心重新保存", or another choice was made meanwhile), so that Enter saves; once
-    // saved, in 诉求描述 for the next ticket. Left alone when the dispatcher has moved it.
+    // saved, in the emptied 诉求描述 for the next ticket. Left alone when the dispatcher has moved it.
     if (focused && focusLost() && state.suggestion === s) {
       (confirmButton.disabled ? textInput : confirmButton).focus();
     }
@@ -953,15 +970,32 @@ coAdd.addEventListener("blur", () => {
   if (coBrowsing) coAdd.value = ""; // looked through, not chosen
   coBrowsing = false;
 });
-$("clear-button").addEventListener("click", () => {
-  dropResult();
-  state.routeSeq++; // the answer of a route still running is for the ticket cleared: ignored
-  routeButton.disabled = false;
+// Whether the form holds the ticket ``id`` with the title and text ``request`` routed.
+function formHolds(id, request) {
+  return (
+    (idInput.value.trim() || null) === id &&
+    titleInput.value.trim() === request.title &&
+    textInput.value === request.text
+  );
+}
+function formEmpty() {
+  return !idInput.value.trim() && !titleInput.value.trim() && !textInput.value;
+}
+
+// Empties 工单编号, 标题 and 诉求描述 (the advice shown stays).
+function clearForm() {
   idInput.value = "";
   titleInput.value = "";
   textInput.value = "";
   setStatus($("route-status"), "");
   checkLimits();
+}
+
+$("clear-button").addEventListener("click", () => {
+  dropResult();
+  state.routeSeq++; // the answer of a route still running is for the ticket cleared: ignored
+  routeButton.disabled = false;
+  clearForm();
   textInput.focus();
 });
 $("unsaved-dismiss").addEventListener("click", () => {

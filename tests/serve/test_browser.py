@@ -1108,6 +1108,14 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
     expect(status).to_contain_text("✓ 已保存")
     assert len(live_server.feedback_rows("WEB-T1")) == 1
     expect(status).to_contain_text("，工单 WEB-T1，记录编号")  # the message names the ticket
+    expect(pg.locator("#ticket-id")).to_have_value("")  # emptied for the next ticket
+    # A correction while the form stays empty is still the saved ticket's, under its id.
+    pg.locator("#head-department .candidate").nth(1).click()
+    pg.locator("#confirm-button").click()
+    expect(status).to_contain_text("✓ 已保存：更正为")
+    expect(status).to_contain_text("，工单 WEB-T1，记录编号")
+    rows = live_server.feedback_rows("WEB-T1")
+    assert [r["text"] for r in rows] == [clean("小区电梯经常故障困人，物业不维修")] * 2, rows
     # Another id than the routed one is another ticket; so is an id given to a changed text.
     route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-T2")
     pg.fill("#ticket-id", "WEB-T3")
@@ -1222,26 +1230,62 @@ def test_the_focus_stays_usable_through_a_save_and_a_route(
     pg = page.page
     pg.route("**/v1/feedback", save)
     open_page(page, live_server)
-    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-F1")
+    first = "小区电梯经常故障困人，物业不维修"
+    route_via_keyboard(page, first, "WEB-F1")
     button, status = pg.locator("#confirm-button"), pg.locator("#feedback-status")
+    text, ticket_id = pg.locator("#ticket-text"), pg.locator("#ticket-id")
     expect(button).to_be_focused()
     pg.keyboard.press("Enter")
     expect(status).to_contain_text("可以放心重新保存")
     expect(button).to_be_focused()
+    expect(text).to_have_value(first)  # not saved: the form keeps the ticket
     pg.keyboard.press("Enter")  # tries again, as told
     expect(status).to_have_text("正在保存…")
     pg.keyboard.press("2")  # another choice while the save runs: saved next, with Enter
     held.pop().continue_()
     expect(status).to_contain_text("✓ 已保存：采纳建议")
+    # Saved: the form is emptied for the next ticket, and says so (the status is a live region);
+    # the advice saved stays on screen, and its correction can still be saved.
+    expect(status).to_contain_text("表单已清空")
+    expect(text).to_have_value("")
+    expect(ticket_id).to_have_value("")
+    expect(pg.locator("#result")).to_be_visible()
     expect(button).to_have_text("提交更正")
     expect(button).to_be_focused()
     pg.keyboard.press("Enter")
     expect(status).to_have_text("正在保存…")
     held.pop().continue_()
     expect(status).to_contain_text("✓ 已保存：更正为")
-    # Saved: the focus is in 诉求描述, ready for the next ticket.
-    expect(pg.locator("#ticket-text")).to_be_focused()
-    assert len(live_server.feedback_rows("WEB-F1")) == 2
+    # Saved: the focus is in the empty 诉求描述, ready for the next ticket.
+    expect(text).to_be_focused()
+    assert [r["text"] for r in live_server.feedback_rows("WEB-F1")] == [clean(first)] * 2
+    # The next ticket pasted there is a ticket of its own: it was pasted behind the saved one's
+    # text, routed as both and stored under WEB-F1.
+    pg.unroute("**/v1/feedback")
+    second = "楼下烧烤店油烟很大，晚上十二点还在营业"
+    pg.keyboard.insert_text(second)  # as a paste does
+    pg.keyboard.press("Control+Enter")
+    expect(pg.locator("#evidence-text")).to_have_text(second)
+    expect(button).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(status).to_contain_text("✓ 已保存：采纳建议")
+    with sqlite3.connect(live_server.db_path) as conn:
+        stored = conn.execute(
+            "SELECT ticket_id FROM feedback WHERE text = ?", (clean(second),)
+        ).fetchall()
+    assert stored == [(None,)], stored
+    assert [r["text"] for r in live_server.feedback_rows("WEB-F1")] == [clean(first)] * 2
+    # A form changed while the save ran (the next ticket begun) is left as it is.
+    pg.route("**/v1/feedback", save)
+    route_via_keyboard(page, first, "WEB-F3")
+    pg.keyboard.press("Enter")
+    expect(status).to_have_text("正在保存…")
+    pg.fill("#ticket-id", "WEB-F4")
+    held.pop().continue_()
+    expect(status).to_contain_text("✓ 已保存：采纳建议")
+    expect(status).not_to_contain_text("表单已清空")
+    expect(ticket_id).to_have_value("WEB-F4")
+    expect(text).to_have_value(first)
     # A route from the 分派建议 button that fails leaves the focus on it: Enter tries again.
     pg.unroute("**/v1/feedback")
     pg.route("**/v1/route", lambda r: r.abort("connectionreset"))
