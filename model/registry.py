@@ -193,13 +193,94 @@ def named_model(root: str | Path, path: str | Path) -> Path:
     """``path``, or the version of that name under ``root`` (as `paidan models list` names it).
 
     A bare name that is no file or directory here but a directory under ``root`` is that version;
-    anything else (a path that exists, a path of several parts) is ``path`` itself.
+    so is a bare name that is the model version one registered version reports (its
+    ``model_version``, :func:`resolve_version`). Anything else (a path that exists, a path of
+    several parts) is ``path`` itself.
+
+    Raises
+    ------
+    ModelLoadError
+        When a bare name is none of these (it was refused later as "outside the model root", as
+        if it existed elsewhere), listing the registered versions; or when it is the model
+        version of several registered versions, naming them.
     """
     path = Path(path)
     if path.exists() or len(path.parts) != 1:
         return path
     candidate = Path(root) / path
-    return candidate if candidate.is_dir() else path
+    if candidate.is_dir() or "\x00" in str(path):  # a NUL: the loader says it is no path
+        return candidate if candidate.is_dir() else path
+    try:
+        return Path(root) / resolve_version(root, str(path))
+    except UnknownVersionError as e:
+        raise UnknownVersionError(
+            f"{str(path)!r} does not exist: it is no directory here and no model version under "
+            f"the model root {root}{e.registered}"
+        ) from None
+
+
+class UnknownVersionError(ModelLoadError):
+    """No registered version has that name (directory name or reported model version)."""
+
+    def __init__(self, message: str, registered: str = "") -> None:
+        super().__init__(message + registered)
+        self.registered = registered  # "; registered versions: …", or ""
+
+
+def reported_version(model_dir: str | Path) -> str | None:
+    """The model version a model reports in its answers (its ``metadata.json`` ``version``).
+
+    It is the directory's name unless the model was written with ``paidan train --out
+    ROOT/NAME`` or renamed; ``None`` when the metadata cannot be read or names none.
+    """
+    try:
+        return _version_string(read_metadata(Path(model_dir)).get("version"))
+    except (ModelLoadError, OSError):
+        return None
+
+
+def resolve_version(root: str | Path, name: str) -> str:
+    """The registered version (directory name under ``root``) that ``name`` names.
+
+    ``name`` is a version's directory name (as `paidan models list` lists it), or the model
+    version a version reports (``model_version`` in every answer, feedback row and on the page)
+    when exactly one registered version reports it. A directory name wins over a reported one.
+
+    Raises
+    ------
+    ModelLoadError
+        When several registered versions report ``name`` (a copied model directory), naming
+        them; :class:`UnknownVersionError` when none has that name, listing those there are.
+    """
+    root = Path(root)
+    found = versions(root)
+    if name in found:
+        return name
+    reported = {v: reported_version(root / v) for v in found}
+    matches = [v for v in found if reported[v] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ModelLoadError(
+            f"{len(matches)} versions under {root} report model version {name!r}: "
+            f"{', '.join(matches)}; name one of them by its directory name"
+        )
+    raise UnknownVersionError(
+        f"no model version {name!r} under {root}", _registered_names(found, reported)
+    )
+
+
+def _registered_names(found: list[str], reported: dict[str, str | None], most: int = 12) -> str:
+    """ "; registered versions: v1 (model version 2026…), …", newest last, or "" for none."""
+    if not found:
+        return ""
+    named = [
+        f"{v} (model version {reported[v]})" if reported.get(v) not in (None, v) else v
+        for v in found[-most:]
+    ]
+    more = len(found) - len(named)
+    older = f" and {more} older" if more > 0 else ""
+    return f"; registered versions: {', '.join(named)}{older} (see paidan models list)"
 
 
 def set_current(
@@ -472,10 +553,14 @@ class VersionInfo:
     labels: dict[str, int] = field(default_factory=dict)
     # Scored on the current frozen set by an older paidan's rule (SCORE_RULE): no metrics shown.
     stale: bool = False
+    # The version its answers, feedback rows and the page report (metadata's ``version``): the
+    # directory's name unless written with `train --out ROOT/NAME`; None when unreadable.
+    model_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
+            "model_version": self.model_version,
             "created": self.created,
             "current": self.current,
             "previous": self.previous,
@@ -530,12 +615,17 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 eval_sha256=scores.get("eval_sha256") if scores else None,
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
                 stale=stale,
+                model_version=_version_string(meta.get("version")),
             )
         )
     shared = shared_macro_f1s(fresh)
     for info in out:
         info.metrics = {f"{head}_macro_f1": f1 for head, f1 in shared.get(info.version, {}).items()}
     return out
+
+
+def _version_string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -1172,8 +1172,8 @@ def serve(
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Model directory under the model root (default: PAIDAN_MODEL_DIR, else the "
-            "current model)"
+            help="Model directory under the model root, or a version's name or reported model "
+            "version (default: PAIDAN_MODEL_DIR, else the current model)"
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -1567,15 +1567,21 @@ def models_list(
         return
     frozen = frozen_eval_info(root)
     table = Table(title=f"models under {printable(str(root))}")
-    for col in ("version", "created", "history", "feedback", "dept. F1", "cat. F1", ""):
-        # The version is copied into other commands: whole on one line; in a narrow terminal the
+    # The version answers, feedback rows and the page report, where it is not the directory's name
+    # (`train --out ROOT/v1`): listed as v1 only, a feedback row's version could not be found here.
+    renamed = any(i.model_version not in (None, i.version) for i in infos)
+    columns = ("version", *(("model version",) if renamed else ()), "created", "history")
+    for col in (*columns, "feedback", "dept. F1", "cat. F1", ""):
+        # Versions are copied into other commands: whole on one line; in a narrow terminal the
         # other columns wrap rather than lose digits.
-        table.add_column(col, no_wrap=col == "version", overflow="fold")
+        table.add_column(col, no_wrap=col.endswith("version"), overflow="fold")
     for i in infos:
         # Scored by an older paidan's rule: not listed beside this one's figures.
         none = "stale" if i.stale else "–"
+        reported = i.model_version if i.model_version not in (None, i.version) else ""
         table.add_row(
             i.version,
+            *((reported,) if renamed else ()),
             (i.created or "?")[:16].replace("T", " "),  # minutes are enough to tell them apart
             str(i.rows.get("history", 0)),
             str(i.rows.get("feedback", 0)),
@@ -1594,6 +1600,12 @@ def models_list(
         else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
         soft_wrap=True,
     )
+    if renamed:
+        out.print(
+            "model version: the version the answers, feedback rows and the page report, where it "
+            "is not the directory's name; commands take either",
+            soft_wrap=True,
+        )
     stale = [i.version for i in infos if i.stale]
     if stale:
         out.print(
@@ -1607,7 +1619,13 @@ def models_list(
 
 @models_app.command("promote", epilog=ROOT_EPILOG)
 def models_promote(
-    version: Annotated[str, typer.Argument(help="The version to make current")],
+    version: Annotated[
+        str,
+        typer.Argument(
+            help="The version to make current, as `models list` lists it, or the model version "
+            "its answers report"
+        ),
+    ],
     force: Annotated[
         bool, typer.Option(help="Promote even when the challenger is worse than the champion")
     ] = False,
@@ -1618,10 +1636,20 @@ def models_promote(
     verbose: Verbose = False,
 ) -> None:
     """Make VERSION current unless it is worse than the current model on the frozen set."""
+    from model.registry import resolve_version
     from training.compare import PromotionError, promote_checked
 
     try:
         root = _model_root()
+        # As `models list` lists it, or the model version the answers and feedback rows report.
+        named, version = version, resolve_version(root, version)
+        if version != named:
+            err.print(
+                f"model version {printable(named)} is version {printable(version)}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
         if report is not None:
             check_writable(report, "--report", directory=True)  # as retrain checks it
             # Written into a version, the report changed a model directory meant to be immutable.

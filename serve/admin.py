@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import current_dir
+from model.registry import UnknownVersionError, current_dir, resolve_version
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
 from serve.errors import ApiError
@@ -49,8 +49,9 @@ class ReloadRequest(BaseModel):
     model_dir: str | None = Field(
         None,
         max_length=MAX_PATH_CHARS,
-        description="A version under the model root, or a path (relative paths are taken under "
-        "the root); it must be a real directory inside the root",
+        description="A version under the model root (as `paidan models list` lists it, or the "
+        "model version its answers report), or a path (relative paths are taken under the root); "
+        "it must be a real directory inside the root",
     )
 
     _printable = field_validator("model_dir")(no_control)
@@ -87,6 +88,15 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
     target: Path | None
     if body is not None and body.model_dir:
         target = root / body.model_dir  # an absolute model_dir replaces the root
+        if Path(body.model_dir).name == body.model_dir and not target.is_dir():
+            # The model version the answers and feedback rows report, as `paidan serve --model`
+            # takes it; a name no version has is refused below as no directory.
+            try:
+                target = root / await run_in_threadpool(resolve_version, root, body.model_dir)
+            except UnknownVersionError:
+                pass
+            except ModelLoadError as e:  # several versions report it
+                raise _refused(app, body.model_dir, e) from e
     elif (target := pinned_dir(app)) is not None:
         logger.info("reload: the server is pinned to %s; reloading it, not `current`", target)
     else:

@@ -128,6 +128,29 @@ def test_reload_swaps_to_a_named_model_and_to_the_current_one(
     assert served(admin_client) == "v1"
 
 
+def test_reload_takes_the_model_version_answers_report(
+    admin_client: TestClient, root: Path
+) -> None:
+    # `train --out ROOT/v3` writes v3, whose answers and feedback rows report its own version.
+    v3 = writable_copy(root / "v1", root / "v3")
+    meta = json.loads((v3 / METADATA_FILE).read_text(encoding="utf-8"))
+    (v3 / METADATA_FILE).write_text(
+        json.dumps({**meta, "version": "20261205T072304Z-bf90f80f"}), encoding="utf-8"
+    )
+    swapped = admin_client.post(
+        "/v1/admin/reload", json={"model_dir": "20261205T072304Z-bf90f80f"}, headers=ADMIN
+    )
+    assert swapped.status_code == 200, swapped.text
+    assert swapped.json()["model_dir"] == str(v3) and served(admin_client) == "v3"
+    # v1 and v2 are copies, reporting the same version: which one is meant is not guessed.
+    response = admin_client.post(
+        "/v1/admin/reload", json={"model_dir": meta["version"]}, headers=ADMIN
+    )
+    error = assert_error(response, 422, "model_refused")
+    assert ": v1, v2; name one of them" in error["message"], error
+    assert served(admin_client) == "v3"
+
+
 def test_a_pinned_server_reloads_its_own_model_when_none_is_named(
     root: Path, tmp_path: Path
 ) -> None:

@@ -188,6 +188,43 @@ def test_the_app_factory_takes_a_version_name_in_paidan_model_dir(
     assert resolve_model_dir(Settings(model_root=root, model_dir=Path("a/b"))) == Path("a/b")
 
 
+def test_serve_takes_the_model_version_answers_report_and_says_an_unknown_one_does_not_exist(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `train --out ROOT/v1` writes a model whose answers and feedback rows report its own version
+    # (metadata.json), not v1: `serve --model <that version>` said "…/<that version> is outside
+    # the model root", as it said for any name no version has.
+    import shutil
+
+    from model.artifact import read_metadata
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    reported = read_metadata(root / "v1")["version"]
+    assert reported != "v1"
+    monkeypatch.chdir(tmp_path)
+    calls: list[Any] = []
+    monkeypatch.setattr(
+        "serve.server.run", lambda settings, model_dir, **k: calls.append((settings, model_dir))
+    )
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    result = runner.invoke(app, ["serve", "--model", reported], env=env)
+    assert result.exit_code == 0, result.output
+    [(settings, model_dir)] = calls
+    assert model_dir == root / "v1" and settings.model_dir == root / "v1"
+    # The app factory (each --workers process, uvicorn --factory) reads PAIDAN_MODEL_DIR the same.
+    from serve.app import resolve_model_dir
+
+    assert resolve_model_dir(Settings(model_root=root, model_dir=Path(reported))) == root / "v1"
+
+    result = runner.invoke(app, ["serve", "--model", "v9", "--port", free_port()], env=env)
+    assert result.exit_code == 2
+    assert "outside the model root" not in result.output
+    assert "'v9' does not exist" in result.output
+    assert f"registered versions: v1 (model version {reported})" in result.output
+    assert len(calls) == 1
+
+
 def test_serve_trains_the_default_model_when_there_is_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -703,3 +704,101 @@ def test_the_registry_lock_is_taken_on_a_read_only_lock_file(tmp_path: Path) -> 
         m.setattr(os, "open", spy)
         assert registry.rollback(root) == (VERSIONS[1], VERSIONS[0])
     assert flags and all(f & (os.O_WRONLY | os.O_RDWR | os.O_APPEND) == 0 for f in flags)
+
+
+# `paidan train --out ROOT/v1` names the directory v1, while every answer, the page, label's
+# summary and each feedback row report the model's own version (metadata.json `version`).
+REPORTED = {"v1": "20261205T072304Z-bf90f80f", "v2": "20261205T072611Z-6f1d69b4"}
+
+
+def renamed_root(tmp_path: Path) -> Path:
+    """A root of v1 and v2 as `train --out ROOT/v1` writes them, and one paidan named itself."""
+    root = make_root(tmp_path, ["v1", "v2", VERSIONS[2]])
+    for name, reported in REPORTED.items():
+        meta = json.loads((root / name / METADATA_FILE).read_text(encoding="utf-8"))
+        (root / name / METADATA_FILE).write_text(
+            json.dumps({**meta, "version": reported}), encoding="utf-8"
+        )
+    return root
+
+
+def test_a_version_is_found_by_the_model_version_its_answers_report(tmp_path: Path) -> None:
+    # A version seen in a feedback row could not be found, promoted or served by that name.
+    root = renamed_root(tmp_path)
+    assert registry.resolve_version(root, "v1") == "v1"
+    assert registry.resolve_version(root, REPORTED["v2"]) == "v2"
+    assert registry.resolve_version(root, VERSIONS[2]) == VERSIONS[2]
+    assert [i.model_version for i in registry.list_versions(root)] == [
+        *REPORTED.values(),
+        VERSIONS[2],
+    ]
+    # A copied directory reports the same version: which one is meant is the administrator's call.
+    shutil.copytree(root / "v1", root / "v1-copy")
+    with pytest.raises(
+        ModelLoadError, match=rf"2 versions .* report .*{REPORTED['v1']}.*: v1, v1-copy"
+    ):
+        registry.resolve_version(root, REPORTED["v1"])
+    with pytest.raises(registry.UnknownVersionError) as unknown:
+        registry.resolve_version(root, "v3")
+    assert str(unknown.value) == (
+        f"no model version 'v3' under {root}; registered versions: "
+        f"v1 (model version {REPORTED['v1']}), v1-copy (model version {REPORTED['v1']}), "
+        f"v2 (model version {REPORTED['v2']}), {VERSIONS[2]} (see paidan models list)"
+    )
+
+
+def test_a_model_named_by_its_reported_version_or_by_no_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `serve --model`, PAIDAN_MODEL_DIR, `label --model`, `predict` and `evaluate` read. An
+    # unknown name was handed on as a path and refused as "… is outside the model root".
+    root = renamed_root(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert registry.named_model(root, REPORTED["v1"]) == root / "v1"
+    assert registry.named_model(root, "v2") == root / "v2"
+    with pytest.raises(registry.UnknownVersionError) as unknown:
+        registry.named_model(root, "v3")
+    message = str(unknown.value)
+    assert message.startswith("'v3' does not exist: it is no directory here and no model version")
+    assert f"registered versions: v1 (model version {REPORTED['v1']})" in message
+
+
+def test_models_list_shows_and_promote_takes_the_reported_version(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = renamed_root(tmp_path)
+    env = {
+        "PAIDAN_MODEL_ROOT": str(root),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+        "COLUMNS": "200",
+    }
+    runner = CliRunner()
+    r = runner.invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    [row] = [line for line in r.output.splitlines() if " v1 " in line]
+    assert REPORTED["v1"] in row, r.output
+    assert "model version" in r.output
+    r = runner.invoke(app, ["models", "list", "--json"], env=env)
+    listed = {m["version"]: m["model_version"] for m in json.loads(r.output)}
+    assert listed == {**REPORTED, VERSIONS[2]: VERSIONS[2]}
+    r = runner.invoke(app, ["models", "promote", REPORTED["v1"], "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    assert f"model version {REPORTED['v1']} is version v1" in r.output
+    assert registry.pointer_version(root) == "v1"
+    r = runner.invoke(app, ["models", "promote", "v3", "--force"], env=env)
+    assert r.exit_code == 2 and "registered versions: v1 (model version" in r.output, r.output
+    assert registry.pointer_version(root) == "v1"
+
+
+def test_models_list_adds_no_column_when_every_version_reports_its_name(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "model version" not in r.output
