@@ -6,7 +6,7 @@ const HEADS = ["department", "category"];
 const TOP_K = 5;
 const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
 const REASON_TEXT = {
-  below_threshold: (h) => `置信度低于自动派单阈值 ${pct(h.threshold)}`,
+  below_threshold: (h) => `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
   no_known_terms: () => "未识别到模型认识的词语，请人工判断",
 };
 const PICKER_LIMIT = 50; // options shown at once; typing narrows the list
@@ -55,6 +55,23 @@ const state = {
 
 function pct(x) {
   return `${Math.round(Number(x) * 100)}%`;
+}
+
+// A head's confidence and auto threshold as the card shows them: whole percents, or as many
+// decimals as it takes (up to the API's two) for a confidence below its threshold to read below
+// it. Both rounded to whole percents, 0.9167 below 0.9192 read "置信度 92%" beside
+// "置信度低于自动派单阈值 92%".
+function shownScores(r) {
+  const score = Number(r.score) * 100;
+  const threshold = Number(r.threshold) * 100;
+  let digits = 0;
+  if (score < threshold) {
+    const at = (x, d) => Math.round(x * 10 ** d) / 10 ** d;
+    while (digits < 2 && at(score, digits) >= at(threshold, digits)) digits += 1;
+    if (at(score, digits) >= at(threshold, digits)) digits = 0; // equal in the answer itself
+  }
+  const text = (x) => `${(Math.round(x * 10 ** digits) / 10 ** digits).toFixed(digits)}%`;
+  return { score: text(score), threshold: Number.isFinite(threshold) ? text(threshold) : "" };
 }
 
 // el("li", {class: "x"}, "text", child): strings become text nodes, never markup.
@@ -417,7 +434,7 @@ function overallDecision(s) {
 // The advice in one line, for a screen reader: 分派建议：A（置信度 81%）/ B（置信度 64%），人工复核；会办建议：C
 function adviceText(s) {
   const heads = HEADS.map((h) => s[h]).filter(Boolean);
-  const labels = heads.map((r) => `${r.label}（置信度 ${pct(r.score)}）`).join(" / ");
+  const labels = heads.map((r) => `${r.label}（置信度 ${shownScores(r).score}）`).join(" / ");
   const co = advisedCo(s);
   const decision = DECISION_TEXT[overallDecision(s)] || "";
   return `分派建议：${labels}${decision ? `，${decision}` : ""}${co.length ? `；会办建议：${co.join("、")}` : ""}`;
@@ -514,7 +531,8 @@ function renderHead(head, r) {
   if (!r) return;
   setBadge(card.querySelector(".badge"), r.decision);
   card.querySelector(".top-label").textContent = r.label;
-  card.querySelector(".top-score").textContent = `置信度 ${pct(r.score)}`;
+  const shown = shownScores(r);
+  card.querySelector(".top-score").textContent = `置信度 ${shown.score}`;
   const fill = card.querySelector(".fill");
   fill.style.width = pct(r.score); // CSSOM, allowed by the CSP (no inline style attribute)
   fill.className = `fill ${r.decision}`;
@@ -522,7 +540,7 @@ function renderHead(head, r) {
   mark.hidden = typeof r.threshold !== "number";
   if (typeof r.threshold === "number") {
     mark.style.left = pct(r.threshold);
-    mark.title = `自动派单阈值 ${pct(r.threshold)}`;
+    mark.title = `自动派单阈值 ${shown.threshold}`;
   }
   const reason = REASON_TEXT[r.reason];
   card.querySelector(".reason").textContent = reason ? reason(r) : "";
@@ -546,7 +564,8 @@ function renderHead(head, r) {
         el("kbd", {}, String(i + 1)),
         el("span", { class: "cand-label" }, c.label),
         bar,
-        el("span", { class: "cand-score" }, pct(c.score)),
+        // The suggestion's own row reads as the card above it.
+        el("span", { class: "cand-score" }, c.label === r.label ? shown.score : pct(c.score)),
       );
       button.addEventListener("click", () => choose(head, c.label));
       return el("li", {}, button);

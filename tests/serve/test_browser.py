@@ -654,6 +654,44 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_confidence_just_below_its_threshold_never_reads_as_reaching_it(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Both rounded to whole percents, a category suggestion of 0.9167 under its threshold of
+    # 0.9192 read "置信度 92%" beside "置信度低于自动派单阈值 92%".
+    from playwright.sync_api import Route, expect
+
+    def near_threshold(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for head, score, threshold in (
+            ("department", 0.8147, 0.9203),
+            ("category", 0.9167, 0.9192),
+        ):
+            r = body[head]
+            r.update(score=score, threshold=threshold, decision="review", reason="below_threshold")
+            r["candidates"][0]["score"] = score
+        body["decision"] = "review"
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", near_threshold)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-T1")
+    category, department = pg.locator("#head-category"), pg.locator("#head-department")
+    expect(category.locator(".top-score")).to_have_text("置信度 91.7%")
+    expect(category.locator(".reason")).to_have_text("置信度低于自动派单阈值 91.9%")
+    expect(category.locator(".threshold")).to_have_attribute("title", "自动派单阈值 91.9%")
+    expect(category.locator(".cand-score").first).to_have_text("91.7%")
+    # Apart in whole percents: shown as before.
+    expect(department.locator(".top-score")).to_have_text("置信度 81%")
+    expect(department.locator(".reason")).to_have_text("置信度低于自动派单阈值 92%")
+    expect(pg.locator("#announce")).to_contain_text("（置信度 91.7%）")
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_the_page_follows_the_browsers_font_size_setting(
     page: PageRun, live_server: LiveServer
 ) -> None:
