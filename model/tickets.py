@@ -682,43 +682,116 @@ def printable(text: str) -> str:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus the supported files inside named directories (in name order).
+    """Files named directly, plus the ticket files inside named directories: see
+    :func:`named_paths`, which also gives each file's name."""
+    return [path for path, _ in named_paths(paths)]
 
-    Inside a directory, hidden files (``.x``) and Excel's owner files (``~$x.xlsx``) are skipped:
-    Excel keeps ``~$x.xlsx`` beside a workbook while it is open, macOS writes ``._x.xlsx`` on a
-    USB stick or a share, and neither holds tickets, but either refused the whole run as a
-    workbook that is not one.
+
+# A directory of ``paidan label``'s chunks (``OUTPUT.parts/``, with its manifest): an interrupted
+# run's, no tickets. training.label names them so (PARTS_SUFFIX, MANIFEST_FILE).
+_LABEL_PARTS = (".parts", "manifest.json")
+
+
+def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """Files named directly, plus the supported files inside named directories, each with its
+    name: a file named directly by its name, one inside a directory by its path relative to it
+    (``2024-03/part-1.csv``, as the model's metadata records it).
+
+    A directory stands for every ticket file under it, in its subdirectories too (March's export
+    in parts in ``backlog/2024-03/``, a Spark or Hive ``month=2024-01/`` partition), in order of
+    their paths relative to it (a subdirectory's files where its name sorts): only the top level
+    was read, and the subdirectories' tickets were left out without a word.
+
+    Inside a directory, hidden files and subdirectories (``.x``) and Excel's owner files
+    (``~$x.xlsx``) are skipped: Excel keeps ``~$x.xlsx`` beside a workbook while it is open, macOS
+    writes ``._x.xlsx`` on a USB stick or a share, and neither holds tickets, but either refused the
+    whole run as a workbook that is not one. So is the ``OUTPUT.parts/`` directory of an
+    interrupted ``paidan label`` run. A subdirectory whose name begins with ``_`` is where Spark
+    and Hadoop write a job's unfinished output (``_temporary/``): one holding ticket files is
+    refused, as reading it would read tickets twice or half-written.
 
     Raises
     ------
     TicketFileError
         For a path that does not exist, a directory with no ticket files, or one holding ticket
-        files in a format no reader reads (:func:`unreadable_part`), which are named.
+        files in a format no reader reads (:func:`unreadable_part`) or in a ``_`` subdirectory,
+        which are named.
     """
-    out: list[Path] = []
+    out: list[tuple[Path, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = sorted(
-                q for q in p.iterdir() if q.is_file() and not q.name.startswith((".", "~$"))
-            )
-            unreadable = [f"{q.name!r} ({todo})" for q in files if (todo := unreadable_part(q))]
+            files, hidden = _directory_files(p)
+            unreadable = [f"{rel!r} ({todo})" for q, rel in files if (todo := unreadable_part(q))]
             if unreadable:
                 raise TicketFileError(
                     f"{p}: the directory holds {', '.join(unreadable)}, which cannot be read "
                     "(CSV, XLSX, JSONL, JSON and Parquet can); convert them, or move them out of "
                     "the directory"
                 )
-            parts = [q for q in files if q.suffix.lower() in FORMATS]
+            if hidden:
+                raise TicketFileError(
+                    f"{p}: the directory holds ticket files in {', '.join(map(repr, hidden))}: "
+                    "Spark and Hadoop keep a job's unfinished output in a directory whose name "
+                    "begins with _ (as _temporary/), which is not read; delete it if the job "
+                    "finished, or rename it to have its files read"
+                )
+            parts = [(q, rel) for q, rel in files if q.suffix.lower() in FORMATS]
             if not parts:
                 raise TicketFileError(
-                    f"{p}: the directory holds no CSV, XLSX, JSONL, JSON or Parquet files"
+                    f"{p}: the directory holds no CSV, XLSX, JSONL, JSON or Parquet files, in "
+                    "its subdirectories neither"
                 )
             out.extend(parts)
         elif p.is_file():
-            out.append(p)
+            out.append((p, p.name))
         else:
             raise TicketFileError(f"{p}: no such file or directory")
     return out
+
+
+def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The files under ``top`` that are not skipped (see :func:`named_paths`), with their paths
+    relative to it, in order of those paths; and the ``_`` subdirectories holding ticket files
+    (relative, ending in ``/``). A directory reached twice (through a symbolic link) is read once,
+    where it is first reached."""
+    files: list[tuple[Path, str]] = []
+    hidden: list[str] = []
+    seen = {top.resolve()}
+
+    def walk(d: Path, rel: str) -> None:
+        try:
+            entries = sorted(d.iterdir())
+        except OSError as e:  # a lost+found of root's at a mount point: read, it was a traceback
+            what = f"its subdirectory {rel!r}" if rel else "it"
+            raise TicketFileError(
+                f"{top}: {what} cannot be read ({e.strerror}); make it readable, or name the files "
+                "and directories to read instead"
+            ) from None
+        for q in entries:
+            name = q.name
+            if name.startswith((".", "~$")):
+                continue
+            if q.is_dir():
+                if name.endswith(_LABEL_PARTS[0]) and (q / _LABEL_PARTS[1]).is_file():
+                    continue
+                real = q.resolve()
+                if real in seen:
+                    continue
+                seen.add(real)
+                if name.startswith("_"):
+                    if any(
+                        f.suffix.lower() in FORMATS or unreadable_part(f)
+                        for f in q.rglob("*")
+                        if f.is_file() and not f.name.startswith((".", "~$"))
+                    ):
+                        hidden.append(f"{rel}{name}/")
+                    continue
+                walk(q, f"{rel}{name}/")
+            elif q.is_file():
+                files.append((q, f"{rel}{name}"))
+
+    walk(top, "")
+    return files, hidden
 
 
 def cell_text(value: Any) -> str:

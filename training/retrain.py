@@ -49,8 +49,8 @@ from model.tickets import (
     csv_delimiter,
     detect_encoding,
     display_name,
-    expand_paths,
     has_text,
+    named_paths,
     read_tickets,
     require_rows,
     split_departments,
@@ -592,9 +592,10 @@ def freeze_eval_files(
     force: bool = False,
 ) -> dict[str, Any]:
     """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
-    files = expand_paths(paths)
+    named = named_paths(paths)
+    files = [p for p, _ in named]
     df = read_tickets(files, columns)
-    return freeze_eval(root, df, ", ".join(display_name(p.name) for p in files), force=force)
+    return freeze_eval(root, df, ", ".join(display_name(name) for _, name in named), force=force)
 
 
 def unscorable_heads(root: str | Path, info: dict[str, Any]) -> tuple[str | None, list[str]]:
@@ -821,7 +822,8 @@ def retrain(
     result.inherited = inherited_mapping(root / inherit_from, champion_meta) if inherit_from else {}
     mapping = result.mapping = merge_mappings(result.inherited, given)
 
-    files = expand_paths(history)
+    named = named_paths(history)
+    files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}
     # The window is kept while reading: a history far larger than memory retrains on its window.
     if progress is not None:
@@ -850,7 +852,7 @@ def retrain(
             freeze_eval(
                 root,
                 held,
-                f"{EVAL_FRACTION:.0%} of {', '.join(display_name(p.name) for p in files)}",
+                f"{EVAL_FRACTION:.0%} of {', '.join(display_name(name) for _, name in named)}",
             )
             hist, result.eval_frozen_now = rest, True
         except FileExistsError:
@@ -935,8 +937,8 @@ def retrain(
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
         data_files=[
-            {"name": display_name(p.name), "sha256": sha}
-            for p, sha in zip(files, shas, strict=True)
+            {"name": display_name(name), "sha256": sha}
+            for (_, name), sha in zip(named, shas, strict=True)
         ],
         extra_metadata={
             "sources": result.rows,

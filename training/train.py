@@ -55,7 +55,7 @@ from model.tickets import (
     CO_COL,
     ColumnMap,
     display_name,
-    expand_paths,
+    named_paths,
     read_tickets,
     require_rows,
 )
@@ -809,7 +809,8 @@ def train(
         check_train_out(out_dir, inputs, model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
-    files = expand_paths(paths)
+    named = named_paths(paths)
+    files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}
     repeated_headers: dict[str, list[int]] = {}
     # The window is kept while reading: a history far larger than memory trains on its window.
@@ -855,8 +856,8 @@ def train(
         progress=progress,
         data_sha=data_fingerprint(shas, window_info),
         data_files=[
-            {"name": display_name(p.name), "sha256": sha}
-            for p, sha in zip(files, shas, strict=True)
+            {"name": display_name(name), "sha256": sha}
+            for (_, name), sha in zip(named, shas, strict=True)
         ],
         extra_metadata={
             **({"window": window_info} if window_info else {}),
