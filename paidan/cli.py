@@ -307,7 +307,18 @@ Delimiter = Annotated[
         "(default: a tab for .tsv, a comma otherwise)",
     ),
 ]
-DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+def time_bound(value: str) -> datetime:
+    """A ``--since`` bound, read as the ``time`` column's cells are
+    (:func:`training.window.parse_bound`): four ``strptime`` formats refused ``2026-06-01
+    06:00:00+08:00`` while taking ``2026-06-01T06:00:00+08:00``."""
+    from training.window import parse_bound
+
+    try:
+        return parse_bound(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def column_map(
@@ -545,7 +556,8 @@ def train(
     since: Annotated[
         datetime | None,
         typer.Option(
-            formats=DATE_FORMATS,
+            parser=time_bound,
+            metavar="TIME",
             help="Train on the tickets from this time on (UTC; every row needs a time)",
         ),
     ] = None,
@@ -1769,12 +1781,15 @@ def retrain(
     ],
     feedback_since: Annotated[
         datetime | None,
-        typer.Option(formats=DATE_FORMATS, help="Use feedback from this date on (UTC)"),
+        typer.Option(
+            parser=time_bound, metavar="TIME", help="Use feedback from this date on (UTC)"
+        ),
     ] = None,
     history_since: Annotated[
         datetime | None,
         typer.Option(
-            formats=DATE_FORMATS,
+            parser=time_bound,
+            metavar="TIME",
             help="Use the history from this time on (UTC; every history row needs a time)",
         ),
     ] = None,
@@ -1933,7 +1948,8 @@ def window_start(since: datetime) -> str:
 @app.command(epilog=BOTH_EPILOG)
 def drift(
     since: Annotated[
-        datetime, typer.Option(formats=DATE_FORMATS, help="Recent traffic starts here (UTC)")
+        datetime,
+        typer.Option(parser=time_bound, metavar="TIME", help="Recent traffic starts here (UTC)"),
     ],
     out_arg: Annotated[
         # A string: Path drops the trailing slash of `drifts/`, which names a directory.

@@ -134,6 +134,58 @@ def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
     return times
 
 
+def parse_bound(text: str) -> datetime:
+    """A time typed as an option's bound (``--since``, ``--history-since``, ``--feedback-since``),
+    read as a ``time`` cell is (:func:`parse_times`): without a zone it is UTC, with an offset it
+    keeps it (a naive or an offset-bearing :class:`~datetime.datetime`).
+
+    The option took four ``strptime`` formats, fewer than the column reads: ``2026-06-01
+    06:00:00+08:00`` (a space and an offset) was refused, the ``T`` form of it taken. ISO 8601 is
+    read first as Python reads it (any year: ``0001-01-01`` is before every ticket, where pandas
+    holds 1677 to 2262 only), any other form as the column's cells. A date of numbers alone that
+    reads either way (``04/01/2026``) is refused: a column's other dates tell its order, one bound
+    has none.
+
+    Raises
+    ------
+    ValueError
+        For a value that is no time, saying which forms are read.
+    """
+    import pandas as pd
+
+    value = text.strip()
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    cells = _time_text(pd.Series([value]))
+    _, _, _, either = _date_orders(cells)
+    if either.any():
+        raise ValueError(
+            f"{value!r} can be read day first or month first; write the date year first, "
+            "year-month-day (2026-04-01 for 1 April 2026)"
+        )
+    utc = parse_times(pd.Series([value])).iat[0]
+    if pd.isna(utc):
+        raise ValueError(
+            f"{value!r} is no date or time; write e.g. 2026-06-01, 2026-06-01 06:00:00, "
+            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is UTC)"
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            typed = pd.to_datetime(value, format="mixed")
+        except (ValueError, OverflowError):
+            typed = None
+    if typed is not None and typed.tzinfo is not None and typed == utc:
+        return typed.to_pydatetime()  # as given, with its offset
+    if typed is not None and typed.tzinfo is None:
+        return utc.tz_localize(None).to_pydatetime()  # no zone: UTC, naive as typed
+    return utc.to_pydatetime()
+
+
 def _quoted(value: str) -> str:
     """A cell's value as an error quotes it: masked (it may be an operator's note holding the
     caller's phone number, or a complaint when the text column was mapped as the time) and cut to

@@ -348,6 +348,13 @@ def test_drift_cleans_each_title_and_text_once_with_the_same_figures(
         ),
         ("2026-06-01 18:00:00", "drift since 2026-06-01 18:00:00 UTC: 0 feedback records"),
         ("2026-06-01T18:00:00+00:00", "drift since 2026-06-01 18:00:00 UTC: 0 feedback records"),
+        # A space for the T, with an offset, was refused while the T form was taken; the forms
+        # the time column reads are read here too.
+        (
+            "2026-06-01 06:00:00+08:00",
+            "drift since 2026-05-31 22:00:00 UTC (2026-06-01T06:00:00+08:00): 0 feedback records",
+        ),
+        ("2026/6/1 18:00", "drift since 2026-06-01 18:00:00 UTC: 0 feedback records"),
     ],
 )
 def test_drift_titles_its_table_with_the_window_start_it_compares_with(

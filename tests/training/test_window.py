@@ -380,3 +380,57 @@ def test_cli_retrain_window_options_reach_the_history(
     r = runner.invoke(app, [*args, "--history-max-rows", "0"])
     assert r.exit_code == 2 and "--history-max-rows" in r.output
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        # A space for the T, with an offset: the option refused it, the T form was taken.
+        ("2026-06-01 06:00:00+08:00", "2026-06-01T06:00:00+08:00"),
+        ("2026-06-01T06:00:00+08:00", "2026-06-01T06:00:00+08:00"),
+        ("2026-06-01", "2026-06-01T00:00:00"),  # no zone: naive, taken as UTC
+        ("2026-06-01 06:00", "2026-06-01T06:00:00"),
+        # The time column's other forms (parse_times).
+        ("2026/6/1 6:00", "2026-06-01T06:00:00"),
+        ("2026/06/01 06:00:00 +0800", "2026-06-01T06:00:00+08:00"),
+        ("2026.6.1", "2026-06-01T00:00:00"),
+        ("15/01/2026", "2026-01-15T00:00:00"),
+        ("0001-01-01", "0001-01-01T00:00:00"),  # before every ticket, beyond pandas' years
+    ],
+)
+def test_a_since_bound_reads_the_forms_the_time_column_reads(typed: str, read: str) -> None:
+    from training.window import parse_bound
+
+    assert parse_bound(typed).isoformat() == read
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("04/01/2026", "can be read day first or month first"),
+        ("07:00", "is no date or time"),
+        ("1704412980", "is no date or time"),
+    ],
+)
+def test_a_since_bound_that_is_no_time_or_either_date_is_refused(typed: str, said: str) -> None:
+    from training.window import parse_bound
+
+    with pytest.raises(ValueError, match=said):
+        parse_bound(typed)
+
+
+def test_cli_since_options_take_a_time_with_a_space_and_an_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))
+    data = write_history(tmp_path / "history.csv")
+    args = ["retrain", "--history", str(data), "--time-col", "受理时间"]
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01 06:00:00+08:00"])
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert "no ticket is from 2029-12-31 22:00:00 UTC on (--history-since" in said, said
+    r = runner.invoke(app, [*args, "--history-since", "04/01/2026"])
+    assert r.exit_code == 2
+    said = " ".join(r.output.split())
+    assert "Invalid value for '--history-since': '04/01/2026' can be read day first" in said, said
