@@ -2169,6 +2169,28 @@ _JSON_SLACK = 16
 _JSON_SPACE = " \t\n\r"
 
 
+def jsonl_line_of(path: Path, row: int) -> int | None:
+    """The line of a JSON Lines file holding its data row ``row`` (its objects counted from 1, as
+    the reader counts rows: a blank line is none), or ``None`` when the file has fewer.
+
+    A message naming a row by its number sent staff to line 3 for the object on line 6 of a file
+    with blank lines; other messages about a JSON Lines file name its lines. Read up to the row.
+    """
+    with open(path, "rb") as f:
+        count = 0
+        for lineno, raw in enumerate(jsonl_lines(f), 1):
+            try:
+                # As json_lines decodes it: a BOM opens the file only.
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                line = "x"  # a row of its own there (an error the reader reports)
+            if line.strip():
+                count += 1
+                if count == row:
+                    return lineno
+    return None
+
+
 def json_array(path: Path) -> bool:
     """Whether ``path`` is a ``.json`` file holding one JSON array (its first character, after a
     BOM and blanks, is ``[``): read element by element (:func:`json_array_elements`), where other

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.text import mask_label, quoted
-from model.tickets import ROW_COL, SOURCE_COL, ColumnMap, TicketFileError, as_utc
+from model.tickets import (
+    ROW_COL,
+    SOURCE_COL,
+    ColumnMap,
+    TicketFileError,
+    as_utc,
+    file_format,
+    json_array,
+    jsonl_line_of,
+)
 from training.validate import TRAIN_OPTIONS, Options, TrainingDataError
 
 if TYPE_CHECKING:
@@ -197,7 +206,27 @@ def _quoted(value: str) -> str:
 
 
 def _where(df: pd.DataFrame, i: int) -> str:
-    return f"{Path(str(df[SOURCE_COL].iat[i])).name} data row {df[ROW_COL].iat[i]}"
+    return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]))
+
+
+def row_place(source: str, row: int) -> str:
+    """Where data row ``row`` of the file ``source`` is, as a message names it: ``a.csv data row
+    3``, and by its line in a JSON Lines file (``a.jsonl line 6``, as the reader's and ``label``'s
+    messages name a JSON line; its data row is another number once the file has blank lines), by
+    its element in a JSON array (``a.json element 3``, as the reader names one)."""
+    path = Path(source)
+    name = path.name
+    try:
+        fmt = file_format(path)
+        if fmt == "jsonl" and path.is_file():  # .jsonl, .ndjson, .json
+            if json_array(path):
+                return f"{name} element {row}"
+            line = jsonl_line_of(path, row)
+            if line is not None:
+                return f"{name} line {line}"
+    except (OSError, TicketFileError):
+        pass  # a name the file system does not have (shown with \xNN escapes): by its row
+    return f"{name} data row {row}"
 
 
 def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, str]) -> str:

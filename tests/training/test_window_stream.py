@@ -206,3 +206,34 @@ def test_max_rows_over_a_history_read_oldest_first_sorts_the_window_seldom(
     assert sorts <= 1300 // 100, sorts  # 100 chunks, of which about 92 came after the window filled
     monkeypatch.setattr(np, "lexsort", lexsort)
     same(whole([path], window), got)
+
+
+def test_errors_name_a_json_lines_row_by_its_line(tmp_path: Path) -> None:
+    # "data row 3" for the object on line 6 of a file with blank lines: every other message
+    # about a JSON Lines file (the reader's, label's error rows) names its line.
+    import json
+
+    def obj(i: int, t: str) -> str:
+        row = dict(
+            zip(HEADER, [f"T{i}", "", f"路灯不亮{i}", "市城管局", "市政设施", t], strict=True)
+        )
+        return json.dumps(row, ensure_ascii=False)
+
+    path = tmp_path / "h.jsonl"
+    lines = [obj(1, "2023-01-01"), "", obj(2, "2023-01-02"), "  ", "", obj(3, "三月初")]
+    path.write_text("\n".join(lines) + "\n\n" + obj(4, "2023-01-04") + "\n", encoding="utf-8")
+    window = Window(since=datetime(2023, 1, 2))
+    said = whole([path], window)
+    assert isinstance(said, str) and "h.jsonl line 6 ('三月初')" in said, said
+    assert chunked([path], window, 2) == said  # read a chunk at a time, the same
+    # A bound after every ticket: the newest is named by its line too.
+    good = tmp_path / "g.jsonl"
+    good.write_text("\n\n".join([obj(1, "2023-01-01"), obj(2, "2023-01-03")]), encoding="utf-8")
+    said = whole([good], Window(since=datetime(2099, 1, 1)))
+    assert isinstance(said, str) and "g.jsonl line 3" in said, said
+    # A JSON array by its element, as the reader names one.
+    array = tmp_path / "h.json"
+    objects = [json.loads(line) for line in lines if line.strip()]
+    array.write_text(json.dumps(objects, ensure_ascii=False, indent=2), encoding="utf-8")
+    said = whole([array], window)
+    assert isinstance(said, str) and "h.json element 3 ('三月初')" in said, said
