@@ -76,6 +76,8 @@ from training.label_io import (
     file_columns,
     fsync_dir,
     iter_records,
+    json_column_type,
+    parquet_types,
     read_part,
     write_json_atomic,
     write_part_atomic,
@@ -110,7 +112,9 @@ MANIFEST_FILE = "manifest.json"
 # numbers, Parquet bytes) without saying so, and a resume after an upgrade mixed both in one output
 # (4: a CSV line also ends at a lone "\r"; 3: parts hold co_departments; 2: Arrow IPC parts without
 # it; 1: Parquet); a run of another format is not resumed.
-MANIFEST_FORMAT = 5
+# 6: JSON Lines and Parquet output keep the input's column types and nulls (5's parts hold every
+# input column as text).
+MANIFEST_FORMAT = 6
 # The modules whose code decides what a part holds: they read the input, clean, cut and label its
 # texts and write the parts and the output (model.pipeline is imported when a model is loaded).
 # Parts written by other code (an upgrade between the interruption and --resume) are not
@@ -548,8 +552,21 @@ def _prepare(
 
 
 def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa.Table:
-    input_cols = schema.names[: -len(PRED_COLUMNS)]
-    data: dict[str, list[Any]] = {c: [r.values[c] for r in chunk.records] for c in input_cols}
+    data: dict[str, list[Any]] = {}
+    for i in range(len(schema) - len(PRED_COLUMNS)):
+        f = schema.field(i)
+        c = f.name
+        if f.metadata and f.metadata.get(TEXT_KEY) == b"1":  # CSV and XLSX output: the text
+            data[c] = [r.values[c] for r in chunk.records]
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            # A CSV or XLSX row's text, whose file has no nulls; a JSON or Parquet value's text
+            # (a text, or each value of a column of mixed kinds), null kept.
+            data[c] = [
+                r.values[c] if r.typed is None or r.typed.get(c) is not None else None
+                for r in chunk.records
+            ]
+        else:  # typed: only JSON and Parquet rows have its values (a CSV row lacks the column)
+            data[c] = [None if r.typed is None else r.typed.get(c) for r in chunk.records]
     pred_iter = iter(preds)
     filled: list[list[Any]] = [[] for _ in PRED_COLUMNS]
     for error in chunk.errors:
@@ -562,9 +579,25 @@ def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa
     return pa.Table.from_pydict(data, schema=schema)
 
 
-def output_schema(input_columns: Sequence[str]) -> pa.Schema:
-    """All input columns as strings, then the prediction columns."""
-    fields = [pa.field(c, pa.string()) for c in input_columns]
+# Field metadata of an input column written as text with "" for a missing value (CSV, XLSX output).
+TEXT_KEY = b"paidan_text"
+# The Arrow types JSON Lines holds as JSON values; an input column of another type (a Parquet
+# timestamp, date, decimal, binary, list) is written to it as text, as before.
+_JSON_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string)
+
+
+def output_schema(
+    input_columns: Sequence[str], types: dict[str, pa.DataType] | None = None
+) -> pa.Schema:
+    """The input columns, then the prediction columns.
+
+    Without ``types`` (CSV and XLSX output) every input column is text, a missing value ``""``;
+    with them (:func:`_column_types`, JSON Lines and Parquet output) each column has its type,
+    nulls kept."""
+    if types is None:
+        fields = [pa.field(c, pa.string(), metadata={TEXT_KEY: b"1"}) for c in input_columns]
+    else:
+        fields = [pa.field(c, types.get(c, pa.string())) for c in input_columns]
     fields += [
         pa.field(c, pa.float64() if c in SCORE_COLUMNS else pa.string()) for c in PRED_COLUMNS
     ]
@@ -700,8 +733,13 @@ def label(
     model_dir = Path(model_dir)
     meta = verify(model_dir, model_root)
     files = expand_paths(inputs)
-    input_columns, file_headers = _input_columns(files, columns)
-    schema = output_schema(input_columns)
+    typed = fmt in ("jsonl", "parquet")
+    kinds: dict[str, set[str]] | None = {} if typed else None
+    input_columns, file_headers = _input_columns(files, columns, kinds)
+    schema = output_schema(
+        input_columns,
+        _column_types(files, file_headers, kinds or {}, fmt) if typed else None,
+    )
     max_chars = get_settings().max_text_chars
     max_title_chars = get_settings().max_title_chars
     estimated = None  # the inputs' estimated rows, for the progress bar
@@ -975,14 +1013,16 @@ def written_files(output: Path) -> list[Path]:
 
 
 def _input_columns(
-    files: Sequence[Path], cmap: ColumnMap
+    files: Sequence[Path], cmap: ColumnMap, kinds: dict[str, set[str]] | None = None
 ) -> tuple[list[str], dict[Path, list[str]]]:
     """The output's input columns (every file's, in order of first appearance), and each file's
-    own; a file lacking a column label reads, or holding an output column, is refused."""
+    own; a file lacking a column label reads, or holding an output column, is refused.
+    ``kinds``, when given, collects the kinds of the JSON files' values
+    (:func:`training.label_io.file_columns`)."""
     seen: dict[str, None] = {}
     per_file: dict[Path, list[str]] = {}
     for path in files:
-        have = per_file[path] = file_columns(path, cmap.delimiter, cmap.text)
+        have = per_file[path] = file_columns(path, cmap.delimiter, cmap.text, kinds)
         # The columns label reads: the text, and a title or id named other than the default.
         check_columns(path, have, replace(cmap, department=None, category=None, time=None))
         seen.update(dict.fromkeys(have))
@@ -993,6 +1033,40 @@ def _input_columns(
             "them (is this a file that was labelled before?)"
         )
     return list(seen), per_file
+
+
+def _column_types(
+    files: Sequence[Path],
+    file_headers: dict[Path, list[str]],
+    kinds: dict[str, set[str]],
+    fmt: str,
+) -> dict[str, pa.DataType]:
+    """Each input column's type in JSON Lines or Parquet output: a Parquet file's own type, a JSON
+    file's values' (:func:`training.label_io.json_column_type`, over every JSON file), text for a
+    CSV or XLSX file's column. Where the files disagree (an int64 id in one, a text in another),
+    and for a column null throughout, string; in JSON Lines, a type JSON has no value for (a
+    timestamp) is text too."""
+    found: dict[str, list[pa.DataType]] = {}
+    for path in files:
+        fmt_in = file_format(path)
+        if fmt_in == "parquet":
+            for name, t in parquet_types(path).items():
+                found.setdefault(name, []).append(t.value_type if pa.types.is_dictionary(t) else t)
+        elif fmt_in != "jsonl":  # CSV, XLSX: text
+            for name in file_headers[path]:
+                found.setdefault(name, []).append(pa.string())
+    for name, seen in kinds.items():
+        t = json_column_type(seen)
+        if t is not None:
+            found.setdefault(name, []).append(t)
+    types = {}
+    for name, ts in found.items():
+        distinct = {t for t in ts if not pa.types.is_null(t)}
+        t = distinct.pop() if len(distinct) == 1 else pa.string()
+        if fmt == "jsonl" and not any(is_type(t) for is_type in _JSON_TYPES):
+            t = pa.string()
+        types[name] = t
+    return types
 
 
 def _part_name(index: int) -> str:

@@ -75,13 +75,25 @@ class Record:
     where: str
     # Fields too long to read (CSV only): their length; their value is left empty.
     cut: dict[str, int] = field(default_factory=dict)
+    # JSON and Parquet rows: the values as read, by column (a key the object lacks is not in it;
+    # ``{}`` for a line that could not be read), which JSON Lines and Parquet output write back
+    # with their types and nulls (:func:`column_types`). ``None`` for CSV and XLSX rows (text).
+    typed: dict[str, Any] | None = None
 
 
 # -- columns ------------------------------------------------------------------------------------
 
 
-def file_columns(path: Path, delimiter: str | None = None, text: str | None = None) -> list[str]:
+def file_columns(
+    path: Path,
+    delimiter: str | None = None,
+    text: str | None = None,
+    kinds: dict[str, set[str]] | None = None,
+) -> list[str]:
     """Column names of one input file, without reading its rows (JSONL: keys in first-seen order).
+
+    ``kinds``, when given, collects the JSON kinds (:func:`json_kind`) of every value of each key
+    of a JSON Lines file or a JSON array, which are read through for their keys anyway.
 
     A CSV file's fields are separated by ``delimiter`` (default: by its extension,
     :func:`model.tickets.csv_delimiter`); a workbook whose later sheets look like more tickets,
@@ -116,7 +128,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 names = list(pq.ParquetFile(f).schema_arrow.names)
             return checked_header(f"{path}", names)
         if json_array(path):
-            return _json_array_columns(path)
+            return _json_array_columns(path, kinds)
         refuse_json_array(path)
         seen: dict[str, None] = {}
         # Lines that are not objects are error rows when the rows are read; but when no line is
@@ -128,6 +140,8 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
                 if isinstance(obj, dict):
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
                     seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                    if kinds is not None:
+                        _add_kinds(kinds, obj)
                     first_object = first_object or lineno
                 else:
                     first_bad = first_bad or f"line {lineno}: {json_line_problem(path, obj)}"
@@ -144,7 +158,7 @@ def file_columns(path: Path, delimiter: str | None = None, text: str | None = No
         raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
 
 
-def _json_array_columns(path: Path) -> list[str]:
+def _json_array_columns(path: Path, kinds: dict[str, set[str]] | None = None) -> list[str]:
     """The keys of the objects of a JSON array file, in first-seen order, as :func:`file_columns`
     reads JSON Lines: the whole array is read, so a broken one is refused before a row is
     labelled, and a key written twice in any element."""
@@ -156,6 +170,8 @@ def _json_array_columns(path: Path) -> list[str]:
             if isinstance(obj, dict):
                 refuse_same_names(f"{path}, element {n}", obj, "keys")
                 seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                if kinds is not None:
+                    _add_kinds(kinds, obj)
                 first_object = first_object or n
             else:
                 first_bad = first_bad or (
@@ -168,6 +184,66 @@ def _json_array_columns(path: Path) -> list[str]:
             raise objects_without_keys(path, first_object, "element")
         raise TicketFileError(f"{path}: the JSON array is empty (no tickets)")
     return list(seen)
+
+
+# -- column types (JSON Lines and Parquet output) -------------------------------------------------
+
+# The largest integer a float64 holds exactly: a column of integers and fractions is float64 only
+# when its integers are within it.
+_EXACT_FLOAT_INT = 2**53
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for :func:`json_column_type`: ``null``, ``bool``, ``int`` (within
+    :data:`_EXACT_FLOAT_INT`), ``int64`` (an int64 beyond it), ``float``, ``str`` or ``other``
+    (an object, a list, an integer over int64)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        if -_EXACT_FLOAT_INT <= value <= _EXACT_FLOAT_INT:
+            return "int"
+        return "int64" if -(2**63) <= value < 2**63 else "other"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "other"
+
+
+def _add_kinds(kinds: dict[str, set[str]], obj: dict[Any, Any]) -> None:
+    for k, v in obj.items():
+        key = str(k).strip()
+        found = kinds.get(key)
+        if found is None:
+            found = kinds[key] = set()
+        found.add(json_kind(v))
+
+
+def json_column_type(kinds: set[str]) -> pa.DataType | None:
+    """The Arrow type of a JSON column whose values are of ``kinds`` (:func:`json_kind`), or
+    ``None`` when every value is null. One type for a column: integers int64, fractions (and
+    integers with them, when a float64 holds them exactly) float64, booleans bool, texts string;
+    a column of mixed kinds (a number in one record, a text in another), of objects or lists, or
+    of integers over int64 is string, each value as the text ``train`` reads."""
+    kinds = kinds - {"null"}
+    if not kinds:
+        return None
+    if kinds <= {"int", "int64"}:
+        return pa.int64()
+    if kinds <= {"int", "float"}:
+        return pa.float64()
+    if kinds == {"bool"}:
+        return pa.bool_()
+    return pa.string()
+
+
+def parquet_types(path: Path) -> dict[str, pa.DataType]:
+    """The Arrow type of each column of a Parquet file, named as :func:`file_columns` names them."""
+    with open(path, "rb") as f:  # by Python: see model.tickets.read_table
+        schema = pq.ParquetFile(f).schema_arrow
+    return dict(zip(column_names(schema.names), schema.types, strict=True))
 
 
 # Elements of a JSON array read to estimate how many it holds, at most.
@@ -647,19 +723,22 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     with open(path, "rb") as f:
         for lineno, raw, obj in json_lines(f):
             where = f"line {lineno} of {path.name}"
+            # A line without an object has no values: null in JSON Lines and Parquet output.
             if isinstance(obj, UnicodeDecodeError):
-                yield Record(dict(blank), f"unreadable: {where} is not valid UTF-8", where)
-                continue
-            if isinstance(obj, PrettyObject):  # one row for the object's lines
                 yield Record(
-                    dict(blank), f"malformed JSON: {where}: {pretty_object(path, obj)}", where
+                    dict(blank), f"unreadable: {where} is not valid UTF-8", where, typed={}
                 )
                 continue
+            if isinstance(obj, PrettyObject):  # one row for the object's lines
+                problem = f"malformed JSON: {where}: {pretty_object(path, obj)}"
+                yield Record(dict(blank), problem, where, typed={})
+                continue
             if isinstance(obj, json.JSONDecodeError):
-                yield Record(dict(blank), f"malformed JSON: {where}: {obj.msg}", where)
+                yield Record(dict(blank), f"malformed JSON: {where}: {obj.msg}", where, typed={})
                 continue
             if not isinstance(obj, dict):
-                yield Record(dict(blank), f"malformed JSON: {where}: not a JSON object", where)
+                problem = f"malformed JSON: {where}: not a JSON object"
+                yield Record(dict(blank), problem, where, typed={})
                 continue
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")  # as file_columns does
             yield _object_record(obj, b"\\ud" in raw or b"\\uD" in raw, blank, where)
@@ -675,7 +754,7 @@ def _iter_json_array(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             where = f"element {n} of {path.name}"
             if not isinstance(obj, dict):
                 problem = f"not a JSON object ({json_type(obj)})"
-                yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where)
+                yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where, typed={})
                 continue
             refuse_same_names(f"{path}, element {n}", obj, "keys")  # as file_columns does
             yield _object_record(obj, "\\ud" in text or "\\uD" in text, blank, where)
@@ -684,12 +763,19 @@ def _iter_json_array(path: Path, columns: Sequence[str]) -> Iterator[Record]:
 def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], where: str) -> Record:
     """The row of one JSON object; ``escapes``: whether its text holds a ``\\uD…`` escape."""
     values = dict(blank)
-    values.update((str(k).strip(), cell_text(v)) for k, v in obj.items())
+    typed = {str(k).strip(): v for k, v in obj.items()}
+    values.update((k, cell_text(v)) for k, v in typed.items())
     # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and not
     # writable as UTF-8 into the output. (Only an object with a \uD8xx–\uDFxx escape can.)
     if escapes and (bad := _unpaired_surrogate(values)):
-        return Record(_without_surrogates(values), f"unreadable: {where}: {bad}", where)
-    return Record(values, None, where)
+        values = _without_surrogates(values)
+        # Its texts (and objects, lists) as replaced; its numbers, booleans and nulls as read.
+        typed = {
+            k: v if v is None or isinstance(v, (bool, int, float)) else values[k]
+            for k, v in typed.items()
+        }
+        return Record(values, f"unreadable: {where}: {bad}", where, typed=typed)
+    return Record(values, None, where, typed=typed)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -800,8 +886,9 @@ def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> 
             rowno += 1
             where = f"row {rowno} of {path.name}"
             values = dict(blank)
+            typed = dict(zip(names, cells, strict=True))
             try:
-                values.update((k, cell_text(v)) for k, v in zip(names, cells, strict=True))
+                values.update((k, cell_text(v)) for k, v in typed.items())
             except UnicodeDecodeError:
                 # A BINARY column holds bytes, which cell_text reads as UTF-8: the row is kept,
                 # not labelled, with U+FFFD in place of what is not UTF-8.
@@ -813,10 +900,13 @@ def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> 
                         bad = bad or k
                         values[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else ""
                 yield Record(
-                    values, f"unreadable: {where}: column {quoted(bad)} is not UTF-8", where
+                    values,
+                    f"unreadable: {where}: column {quoted(bad)} is not UTF-8",
+                    where,
+                    typed=typed,
                 )
                 continue
-            yield Record(values, None, where)
+            yield Record(values, None, where, typed=typed)
 
 
 # -- writers -------------------------------------------------------------------------------------
@@ -904,6 +994,18 @@ def escape_formulas(table: pa.Table) -> tuple[pa.Table, int]:
     return pa.Table.from_arrays(columns, schema=table.schema), escaped
 
 
+def _finite(table: pa.Table) -> pa.Table:
+    """``table`` with each NaN or infinite float (a Parquet input's) null: JSON has no value for
+    them, and Python's ``NaN`` literal is refused by other JSON readers."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_floating(f.type):
+            column = table.column(i)
+            bad = pc.invert(pc.is_finite(column))
+            if pc.any(bad).as_py():
+                table = table.set_column(i, f, pc.if_else(bad, pa.scalar(None, f.type), column))
+    return table
+
+
 def _utf16_units(text: str) -> int:
     """The length of ``text`` as Excel counts it: UTF-16 code units."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
@@ -987,6 +1089,8 @@ class OutputWriter:
         if self.fmt in ("parquet", "csv"):
             self._writer.write_table(table)
             return
+        if self.fmt == "jsonl":
+            table = _finite(table)
         rows = table.to_pylist()
         if self.fmt == "jsonl":
             self._f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
