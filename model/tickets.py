@@ -1308,6 +1308,20 @@ def parquet_frames(path: Path, size: int | None = None) -> Generator[pd.DataFram
             yield _parquet_frame(path, named, parquet.schema_arrow.empty_table(), 1, iter(()))
 
 
+def parquet_batches(parquet: Any, size: int) -> Iterator[Any]:
+    """The record batches of a ``pyarrow.parquet.ParquetFile``, of at most ``size`` rows, read one
+    row group at a time.
+
+    One ``iter_batches`` over the whole file kept memory for every row group it had read until it
+    ended (pyarrow 26, measured on a 600,000-row file of 50,000-row groups: 25 MB more per
+    100,000 rows, outside Arrow's memory pool when the file is a Python file object; ``paidan
+    label``'s process grew from 414 MB at 300,000 rows to 612 MB at 1,000,000). A reader per
+    row group frees each group's memory when the next is read.
+    """
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=size, row_groups=[group])
+
+
 def _parquet_tables(parquet: Any, size: int) -> Iterator[Any]:
     """The rows of a ``pyarrow.parquet.ParquetFile`` as Arrow tables of ``size`` rows (the last
     may have fewer), whatever its row groups are (a batch does not span one)."""
@@ -1315,7 +1329,7 @@ def _parquet_tables(parquet: Any, size: int) -> Iterator[Any]:
 
     held: list[Any] = []
     rows = 0
-    for batch in parquet.iter_batches(batch_size=size):
+    for batch in parquet_batches(parquet, size):
         held.append(batch)
         rows += batch.num_rows
         while rows >= size:

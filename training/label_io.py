@@ -50,6 +50,7 @@ from model.tickets import (
     load_workbook,
     objects_without_keys,
     pads_numbers,
+    parquet_batches,
     pretty_object,
     refuse_json_array,
     refuse_same_names,
@@ -881,7 +882,7 @@ def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> 
     # "Unnamed: 2" there, and keyed by its stripped name ("") its values went nowhere.
     names = column_names(pf.schema_arrow.names)
     rowno = 0
-    for batch in pf.iter_batches(batch_size=2_048):
+    for batch in parquet_batches(pf, 2_048):  # a row group at a time: memory stays flat
         for cells in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rowno += 1
             where = f"row {rowno} of {path.name}"
