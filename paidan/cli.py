@@ -902,7 +902,12 @@ def predict(
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict([(title, text)], top_k=top_k)[0]
-    write_json(result.model_dump())
+    # The answer of POST /v1/route (serve/routes.py `_response`) without its id and timing, in its
+    # order: the overall decision too, a property that model_dump() leaves out (predict printed
+    # only each head's, where the API answers it and label writes it).
+    suggestion = {**result.model_dump(), "decision": result.decision}
+    order = ("department", "category", "decision", "similar", "co_departments", "model_version")
+    write_json({k: suggestion[k] for k in order})
 
 
 class _RowsPerSecond(ProgressColumn):

@@ -268,6 +268,26 @@ def test_cli_predict_refuses_what_the_http_api_refuses(tiny_model_dir, args, mes
     assert message in r.output and '"department"' not in r.output
 
 
+def test_cli_predict_prints_the_http_answer_with_its_overall_decision(tiny_model_dir):
+    # predict printed each head's decision but not the overall one (a property model_dump()
+    # left out), which POST /v1/route answers and label writes.
+    from model.artifact import load_router
+    from serve.schemas import RouteResponse
+
+    text = "烧烤店油烟很大，晚上十二点还在营业"
+    r = runner.invoke(app, ["predict", str(tiny_model_dir), text])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    assert list(printed) == [k for k in RouteResponse.model_fields if k not in {"id", "elapsed_ms"}]
+    router, _ = load_router(tiny_model_dir, serving=True)
+    result = router.predict([("", text)])[0]
+    assert printed["decision"] == result.decision
+    assert {printed["department"]["decision"], printed["category"]["decision"]} == {
+        result.department.decision,  # type: ignore[union-attr]
+        result.category.decision,  # type: ignore[union-attr]
+    }
+
+
 def test_cli_predict_with_a_bad_setting_is_one_line_naming_it(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("PAIDAN_MAX_TEXT_CHARS", "abc")
     r = runner.invoke(app, ["predict", str(tiny_model_dir), "拖欠工资"])
