@@ -428,12 +428,16 @@ def xlsx_text(value: Any) -> Any:
 
 
 def xlsx_value(cell: Any) -> Any:
-    """A spreadsheet cell's value, an integer as Excel shows it through a zero-padding format.
+    """A spreadsheet cell's value, an integer as Excel shows it through a zero-padding format, and
+    an error value (``#N/A``, ``#VALUE!``: a formula that failed, saved so) as ``None``, an empty
+    cell, as ``pandas.read_excel`` reads it for ``train`` and ``evaluate``.
 
     A ticket number typed as 00123 is stored as the number 123 with the format ``00000``; read as
     123, it no longer matched the sheet it came from. Other formats (dates, decimals, thousands
     separators) are left to :func:`cell_text`.
     """
+    if cell.data_type == "e":  # label read the text "#N/A": a row without a text was labelled
+        return None
     value = cell.value
     if isinstance(value, int | float) and not isinstance(value, bool):
         fmt = cell.number_format

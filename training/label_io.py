@@ -49,7 +49,6 @@ from model.tickets import (
     json_type,
     load_workbook,
     objects_without_keys,
-    pads_numbers,
     parquet_batches,
     pretty_object,
     refuse_json_array,
@@ -835,11 +834,11 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
     unsaved: Generator[tuple[int, str, str], None, None] | None = None
     pending: tuple[int, str, str] | None = None
     try:
-        pad = pads_numbers(wb)
-        rows = wb.worksheets[0].iter_rows(values_only=not pad)
-        if pad:
-            rows = (tuple(xlsx_value(c) for c in cells) for cells in rows)
-        header = column_names(_header(next(rows), width))
+        # Cells with their types, each read as train reads it (xlsx_value): an error value is
+        # empty, a zero-padded number keeps its zeros. The header as file_columns reads it.
+        cells = wb.worksheets[0].iter_rows()
+        header = column_names(_header([c.value for c in next(cells)], width))
+        rows = (tuple(xlsx_value(c) for c in row) for row in cells)
         checked = [c for c in ticket_cols if c in header]
         for rowno, row in enumerate(rows, 2):
             if all(v is None or v == "" for v in row):

@@ -446,6 +446,37 @@ def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     assert df["id"].tolist() == read_tickets([src])["id"].tolist()
 
 
+def test_excel_error_values_are_empty_cells_as_train_reads_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A failed lookup saved as such (<c t="e"><v>#N/A</v></c>) was the text "#N/A" for label
+    # (openpyxl's value) and an empty cell for train and evaluate (pandas): a row without a
+    # complaint was labelled, and a title #VALUE! changed the scores.
+    import openpyxl
+
+    from model.tickets import read_tickets
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    ws.append(["E1", None, "#N/A"])  # openpyxl writes these as error cells, as Excel does
+    ws.append(["E2", "#VALUE!", TINY_TICKETS[0][1]])
+    ws.append(["E3", "#N/A", "#N/A"])
+    ws["B4"].data_type = ws["C4"].data_type = "s"  # typed text that reads like an error: kept
+    src = tmp_path / "errors.xlsx"
+    wb.save(src)
+    assert [ws.cell(r, c).data_type for r, c in ((2, 3), (3, 2), (4, 3))] == ["e", "e", "s"]
+
+    label([src], tiny_model_dir, tmp_path / "out.jsonl", jobs=1)
+    df = read_output(tmp_path / "out.jsonl").set_index("id")
+
+    trained = read_tickets([src]).set_index("id")
+    assert df[["title", "text"]].values.tolist() == trained[["title", "text"]].values.tolist()
+    assert df.loc["E1", "text"] == "" and df.loc["E1", "error"].startswith("empty text")
+    assert df.loc["E2", "title"] == "" and pd.isna(df.loc["E2", "error"])
+    assert df.loc["E3", "text"] == "#N/A" and pd.isna(df.loc["E3", "error"])
+
+
 def test_a_macro_enabled_workbook_is_labelled_like_an_xlsx(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
