@@ -1580,15 +1580,16 @@ def require_rows(df: pd.DataFrame | int, paths: Sequence[str | Path]) -> None:
 
 
 def has_text(df: pd.DataFrame) -> pd.Series:
-    """Which canonical rows hold a text or a title that is not blank (:func:`model.text.is_blank`).
+    """Which canonical rows hold a text that is not blank (:func:`model.text.is_blank`).
 
     A text of whitespace, invisible characters or Excel's ``_x000D_`` alone is as empty as none:
-    it would train or score an empty document.
+    it would train or score an empty document. A title does not make up for it: batch labelling,
+    ``paidan predict`` and the HTTP API refuse a ticket without a text, so training on one, or
+    scoring it, described tickets that no routing path answers.
     """
     from model.text import is_blank
 
-    blank = df["text"].map(is_blank).astype(bool) & df["title"].map(is_blank).astype(bool)
-    return ~blank
+    return ~df["text"].map(is_blank).astype(bool)
 
 
 def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:

@@ -541,8 +541,8 @@ def evaluate(
     if rows == skipped:
         # Said as "no row has a label" before, which sent users to the label columns.
         raise TrainingDataError(
-            f"{', '.join(map(str, paths))}: no row has any text (every text and title is empty); "
-            "map the text column with --text-col"
+            f"{', '.join(map(str, paths))}: no row has any text (every text is empty; a title "
+            "alone is no ticket); map the text column with --text-col"
         )
     if mapping_error is not None:
         raise mapping_error

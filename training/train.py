@@ -196,14 +196,11 @@ def _fold_proba(
 
 def text_groups(df: pd.DataFrame) -> np.ndarray:
     """A number per row, the same for rows of the same text (:func:`model.text.clean`, as
-    validation finds duplicates; the title where the text is empty): the groups that
+    validation finds duplicates; validation keeps no row without a text): the groups that
     cross-validation keeps in one fold (:func:`fold_splits`)."""
     # Validation cleaned the texts already (a few seconds on a million rows): read, not redone.
     text = df[CLEAN_TEXT_COL] if CLEAN_TEXT_COL in df else df["text"].map(clean)
-    empty = text == ""
-    key = text.copy()
-    key[empty] = "\x1f" + df.loc[empty, "title"].map(clean)
-    return pd.factorize(key)[0]
+    return pd.factorize(text)[0]
 
 
 def fold_splits(

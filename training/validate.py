@@ -312,7 +312,9 @@ def validate(
     report.empty_text = where[~with_text].tolist()
     df, where = df[with_text], where[with_text]
     if df.empty:
-        raise TrainingDataError("no row has any text (every text and title is empty)")
+        raise TrainingDataError(
+            "no row has any text (every text is empty; a title alone is no ticket)"
+        )
 
     # The same ticket read twice (a file given twice, monthly exports that overlap) is kept once:
     # trained twice, it weighed double, and cross-validation scored it with its copy in the

@@ -603,8 +603,26 @@ def test_cli_evaluate_of_tickets_without_text_says_so_not_that_labels_are_missin
     r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path)])
     assert r.exit_code == 2, r.output
     out = " ".join(r.output.split())
-    assert "no row has any text (every text and title is empty)" in out
+    assert "no row has any text (every text is empty; a title alone is no ticket)" in out
     assert "label" not in out and "Traceback" not in r.output
+
+
+def test_cli_evaluate_skips_a_ticket_with_a_title_but_no_text(tmp_path, tiny_model_dir):
+    # Scored (a title was enough), although label, predict and the API refuse such a ticket: the
+    # figures counted tickets no routing path answers.
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["title", "text", "department"])
+        w.writerows([title, text, dept] for title, text, dept, _ in TINY_TICKETS)
+        w.writerow(["拖欠工资", "", "人社"])
+        w.writerow(["油烟扰民", " ", "执法"])
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    assert "skipped 2 rows with empty text" in r.output
+    scored = json.loads(report.read_text(encoding="utf-8"))
+    assert scored["n"] == len(TINY_TICKETS) and scored["skipped_empty_text"] == 2
 
 
 def test_cli_evaluate_refuses_a_markdown_report_path(tmp_path, tiny_model_dir, tiny_csv):

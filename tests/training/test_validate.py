@@ -24,9 +24,11 @@ def test_empty_texts_are_skipped_and_reported_with_row_numbers():
         ),
         min_examples=1,
     )
-    assert len(df) == 2  # a title alone is enough text
-    assert report.empty_text == ["data.csv data row 2"]
-    assert "data row 2" in report.warnings()[0]
+    # A title alone is no text: batch labelling, predict and the API refuse such a ticket, and
+    # training on it learnt from tickets no routing path answers.
+    assert df["text"].tolist() == ["拖欠工资"]
+    assert report.empty_text == ["data.csv data row 2", "data.csv data row 3"]
+    assert "data row 2" in report.warnings()[0] and "data row 3" in report.warnings()[0]
 
 
 def test_texts_that_normalise_to_nothing_are_empty_too():
@@ -297,8 +299,8 @@ def test_the_same_text_of_another_ticket_or_with_other_labels_is_kept():
 
 def test_training_groups_texts_from_the_cleaned_texts_validation_keeps(monkeypatch):
     # text_groups cleaned every text again after validate had (a few seconds on a million rows);
-    # it reads validate's and cleans only the titles of rows without text. The groups are the
-    # same: texts alike as cleaned together, a title alone grouped apart from any text.
+    # it reads validate's. The groups are the same: texts alike as cleaned together. Validation
+    # keeps no row without a text (a title alone is none), so no title is cleaned either.
     import numpy as np
 
     import training.train as train_module
@@ -310,22 +312,20 @@ def test_training_groups_texts_from_the_cleaned_texts_validation_keeps(monkeypat
         [
             ["欠薪", "拖欠工资", "人社", "劳动"],
             ["欠薪", "拖欠工资\r\n", "人社", "劳动"],  # the same text as cleaned, another id
-            ["油烟", "", "执法", "环境"],
-            ["", "油烟", "执法", "环境"],  # that title as a text: another group
-            ["油烟", "\u200b", "执法", "环境"],  # no text once cleaned: grouped by its title
+            ["油烟", "", "执法", "环境"],  # no text: left out
+            ["", "油烟", "执法", "环境"],
+            ["油烟", "\u200b", "执法", "环境"],  # no text once cleaned: left out
             ["噪音", "楼上噪音扰民", "执法", "环境"],
         ]
     )
     df, _ = validate(pd.concat([rows, rows.iloc[[5]]], ignore_index=True), min_examples=1)
-    assert len(df) == 6  # the repeated last row is dropped
+    assert len(df) == 4  # the repeated last row is dropped too
     assert df[CLEAN_TEXT_COL].tolist() == df["text"].map(clean).tolist()
-    text = df["text"].map(clean)
-    before = pd.factorize(text.where(text != "", "\x1f" + df["title"].map(clean)))[0]
-    assert before.tolist() == [0, 0, 1, 2, 1, 3]
+    before = pd.factorize(df["text"].map(clean))[0]
+    assert before.tolist() == [0, 0, 1, 2]
     calls = []
     monkeypatch.setattr(train_module, "clean", lambda s: calls.append(s) or clean(s))
     assert np.array_equal(text_groups(df), before)
-    assert calls == ["油烟", "油烟"]  # the titles of the two rows without text, nothing else
-    calls.clear()
+    assert calls == []  # read, not cleaned again
     assert np.array_equal(text_groups(df.drop(columns=CLEAN_TEXT_COL)), before)
-    assert len(calls) == 6 + 2
+    assert len(calls) == 4
