@@ -462,6 +462,26 @@ class SimilarIndex:
         return state
 
 
+def without_known_terms(X: sp.csr_matrix, word_width: int) -> np.ndarray:
+    """Rows of feature rows ``X`` that hold no known word, only character n-grams: a head never
+    dispatches such a ticket without a person (:attr:`Ranking.auto`), however confident it is.
+
+    ``word_width``: the columns of the word view, which come first. The one rule by which the
+    router decides it, and evaluation and training's cross-validated figures count it.
+    """
+    # Character n-grams match almost anything (digits, Latin letters); only known words count
+    # as evidence that the model understands the ticket.
+    # Each row's columns are sorted and the word view's come first, so a row's first column
+    # says whether it holds a word (as in _evidence, where a row's words are a prefix).
+    if not X.has_sorted_indices:  # a matrix fitted by scikit-learn may not be; transform's are
+        X = X.sorted_indices()
+    empty = np.diff(X.indptr) == 0
+    if not X.nnz:
+        return empty
+    first = X.indices[np.minimum(X.indptr[:-1], X.nnz - 1)]
+    return empty | (first >= word_width)
+
+
 @dataclass(frozen=True)
 class Ranking:
     """One head's ranked suggestions for a batch of rows (:meth:`Router.rankings`)."""
@@ -1018,16 +1038,18 @@ class Router:
         return advice
 
     def _without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
-        """Rows of ``X`` with no word feature, only character n-grams."""
-        # Character n-grams match almost anything (digits, Latin letters); only known words count
-        # as evidence that the model understands the ticket.
-        # Each row's columns are sorted and the word view's come first, so a row's first column
-        # says whether it holds a word (as in _evidence, where a row's words are a prefix).
-        empty = np.diff(X.indptr) == 0
-        if not X.nnz:
-            return empty
-        first = X.indices[np.minimum(X.indptr[:-1], X.nnz - 1)]
-        return empty | (first >= self._word_width())
+        """Rows of ``X`` with no word feature, only character n-grams (:func:`without_known_terms`)."""
+        return without_known_terms(X, self._word_width())
+
+    def word_view_width(self) -> int:
+        """How many columns of the features are the word view's (they come first): of the
+        compiled features when they are, else of the fitted pipeline, so that training may ask
+        before the heads are fitted (compiling then would keep heads-less compiled heads)."""
+        if self._compiled is not None or self.features is None:
+            return self._word_width()
+        union = self.features.named_steps["views"]
+        name, vectorizer = union.transformer_list[0]
+        return len(vectorizer.vocabulary_) if name == "word" else 0
 
     def _rankings(
         self,

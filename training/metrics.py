@@ -124,15 +124,20 @@ def choose_threshold(
 
 
 def auto_stats(
-    confidence: np.ndarray, correct: np.ndarray, threshold: float
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    threshold: float,
+    auto: np.ndarray | None = None,
 ) -> dict[str, float | None]:
-    """Precision and coverage of the rows at or above ``threshold``.
+    """Precision and coverage of the rows dispatched without a person: ``auto``, the router's
+    decision per row (:attr:`model.router.Ranking.auto`: at or above ``threshold`` and holding a
+    known word); without it, the rows at or above ``threshold``.
 
     When no row reaches the threshold (coverage 0, typically threshold ``1.0``: every ticket goes
     to a person) the precision of that empty set is undefined and given as ``None``, not as a
     perfect 1.0 that a reader, or an average over folds, would take for a measurement.
     """
-    auto = confidence >= threshold
+    auto = confidence >= threshold if auto is None else np.asarray(auto, dtype=bool)
     return {
         "threshold": float(threshold),
         "precision": float(correct[auto].mean()) if auto.any() else None,
@@ -160,6 +165,7 @@ def head_report(
     threshold: float,
     rank: np.ndarray | None = None,
     scored: Collection[str] | None = None,
+    auto: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every figure the evaluation report gives for one head.
 
@@ -188,6 +194,9 @@ def head_report(
         them and the model's labels. Default: the true labels the model knows (a label it knows
         that this data lacks says nothing about this data). A benchmark that compares with another
         model on the same rows passes the truth's labels, as that model is scored.
+    auto : ndarray of bool, optional
+        The rows the router dispatches without a person (:func:`auto_stats`); default: those
+        whose confidence reaches ``threshold``.
 
     Returns
     -------
@@ -199,7 +208,14 @@ def head_report(
     rank = proba if rank is None else rank
     best = rank.argmax(axis=1)
     return ranked_report(
-        y_true, best, proba[np.arange(len(best)), best], top_k(rank, 3), labels, threshold, scored
+        y_true,
+        best,
+        proba[np.arange(len(best)), best],
+        top_k(rank, 3),
+        labels,
+        threshold,
+        scored,
+        auto,
     )
 
 
@@ -211,10 +227,12 @@ def ranked_report(
     labels: Sequence[str],
     threshold: float,
     scored: Collection[str] | None = None,
+    auto: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`head_report` from what it reads of each row's scores: the column of its predicted
-    label (``best``), that label's probability (``confidence``) and its :func:`top_k` 3 columns
-    (``top3``). A caller that scores rows a chunk at a time keeps these, not every probability.
+    label (``best``), that label's probability (``confidence``), its :func:`top_k` 3 columns
+    (``top3``) and whether the router dispatches it without a person (``auto``). A caller that
+    scores rows a chunk at a time keeps these, not every probability.
     """
     y = np.asarray(y_true, dtype=str)
     labels_arr = np.asarray(labels, dtype=str)
@@ -238,7 +256,7 @@ def ranked_report(
         "weighted_f1": f1("weighted"),
         "top3_accuracy": top_hits_accuracy(y, top3, labels_arr),
         "ece": expected_calibration_error(confidence, correct),
-        "auto": auto_stats(confidence, correct, threshold),
+        "auto": auto_stats(confidence, correct, threshold, auto),
         "per_class": {
             label: {
                 "precision": float(pi),

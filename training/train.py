@@ -49,6 +49,7 @@ from model.router import (
     build_router,
     recalibrate_suggestion,
     shift_prior,
+    without_known_terms,
 )
 from model.text import clean, mask_label
 from model.tickets import (
@@ -280,6 +281,7 @@ def cross_validate_heads(
     head: str = "",
     sample: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    no_terms: np.ndarray | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -314,6 +316,10 @@ def cross_validate_heads(
         ``MIN_LABEL_ROWS`` in the sample.
     groups : ndarray of int, optional
         Per row, its text (:func:`text_groups`): the folds hold out the rows of a text together.
+    no_terms : ndarray of bool, optional
+        Per row, whether it holds no known word (:func:`model.router.without_known_terms`): the
+        router never dispatches such a ticket without a person, so the threshold is chosen, and
+        the auto precision and coverage counted, as it decides.
 
     Returns
     -------
@@ -393,8 +399,12 @@ def cross_validate_heads(
         shown = recalibrate_suggestion(proba, best, mapping)
         # The threshold reads the shown probability of the label the shifted ranking picks.
         confidence = shown[np.arange(len(y)), best]
-        threshold = choose_threshold(confidence, correct, config.target_precision)
-        report = head_report(y, shown, labels.tolist(), threshold, rank=shifted)
+        # A ticket with no known word goes to a person whatever its confidence (Ranking.auto):
+        # it neither reaches the target precision nor takes from it, and is never auto.
+        review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[rows]
+        threshold = choose_threshold(confidence[~review], correct[~review], config.target_precision)
+        auto = (confidence >= threshold) & ~review
+        report = head_report(y, shown, labels.tolist(), threshold, rank=shifted, auto=auto)
         report["folds"] = folds
         if reason:
             report["folds_reason"] = reason
@@ -555,6 +565,8 @@ def fit_router(
     groups = text_groups(df)
     # Only the department head reads the latent view.
     X = router.fit_features(tickets, extra_texts, progress, latent=bool(masks["department"].any()))
+    # The rows the router will always send to a person, for the cross-validated auto figures.
+    no_terms = without_known_terms(X, router.word_view_width())
     for head, mask in masks.items():
         if not mask.any():
             logger.info("no %s labels: the %s head is not trained", head, head)
@@ -597,6 +609,7 @@ def fit_router(
             head=head,
             sample=select_rows,
             groups=groups[mask],
+            no_terms=no_terms[mask],
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
@@ -613,6 +626,7 @@ def fit_router(
                 head=head,
                 sample=cv_rows,
                 groups=groups[mask],
+                no_terms=no_terms[mask],
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [

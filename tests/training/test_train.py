@@ -1552,6 +1552,70 @@ def test_a_head_with_fewer_folds_than_cv_folds_records_why(tiny_config):
     assert cv.report["folds"] == 5 and "folds_reason" not in cv.report
 
 
+def test_evaluate_counts_as_auto_only_what_the_router_dispatches_without_a_person(
+    tiny_model_dir,
+):
+    # A ticket with no known word goes to a person whatever its confidence (predict, the API and
+    # label say review); evaluate counted it as auto when its confidence reached the threshold.
+    from model.artifact import load_router
+    from training.evaluate import evaluate_router
+
+    router, _ = load_router(tiny_model_dir, serving=True)
+    for head in router.heads.values():
+        head.threshold = 0.0  # every suggestion passes: only the known-word rule can say review
+    tickets = [(t, x) for t, x, _, _ in TINY_TICKETS] + [("", "abc 123")]
+    labels = {
+        "department": [d for _, _, d, _ in TINY_TICKETS] + ["人社"],
+        "category": [c for _, _, _, c in TINY_TICKETS] + ["劳动保障"],
+    }
+    results = router.predict(tickets)
+    assert [r.decision for r in results].count("review") == 1  # the last
+    report = evaluate_router(router, *map(list, zip(*tickets, strict=True)), labels, 7)
+    for name in ("department", "category"):
+        routed = [getattr(r, name).decision == "auto" for r in results]
+        assert report[name]["auto"]["coverage"] == np.mean(routed) < 1.0
+
+
+def test_cross_validated_auto_figures_leave_out_tickets_without_a_known_word(tiny_config):
+    # The router sends a ticket with no known word to a person whatever its confidence; the
+    # cross-validated auto precision and coverage (and the threshold) counted it as auto.
+    from training.train import cross_validate_heads
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 12)
+    # Features that tell the labels apart: every held-out row is confident and right.
+    X = sp.csr_matrix(np.c_[(y == "a") * 1.0, (y == "b") * 1.0, rng.random((24, 2)) * 0.01])
+    config = dataclasses.replace(tiny_config, target_precision=0.5)
+    [plain] = cross_validate_heads([("t", X, y)], config, n_jobs=None)
+    assert plain.report["auto"]["coverage"] == 1.0
+    no_terms = np.arange(24) % 4 == 0
+    [cv] = cross_validate_heads([("t", X, y)], config, n_jobs=None, no_terms=no_terms)
+    assert cv.report["auto"]["coverage"] == 0.75 and cv.report["auto"]["precision"] == 1.0
+    [cv] = cross_validate_heads([("t", X, y)], config, n_jobs=None, no_terms=np.ones(24, bool))
+    assert cv.report["auto"] == {"threshold": 1.0, "precision": None, "coverage": 0.0}
+
+
+def test_training_reads_the_rows_without_a_known_word_as_the_router_does(tmp_path, tiny_config):
+    # fit_router counts them from its own feature matrix, before any head is fitted: the word
+    # view's width must be the compiled one, and asking for it must not compile the router.
+    from model.router import build_router, without_known_terms
+    from model.tickets import read_tickets
+    from training.train import fit_router
+    from training.validate import validate
+
+    df, _ = validate(read_tickets([write_tiny_csv(tmp_path / "t.csv")]), min_examples=3)
+    tickets = list(zip(df["title"], df["text"], strict=True))
+    router = build_router(tiny_config)
+    X = router.fit_features(tickets)
+    width = router.word_view_width()
+    assert router._compiled is None
+    trained, _ = fit_router(df, tiny_config, None, None, n_jobs=None)
+    assert 0 < width == trained.word_view_width()
+    served = trained._without_known_terms(trained.transform(tickets))
+    assert without_known_terms(X, width).tolist() == served.tolist()
+    assert trained._without_known_terms(trained.transform([("", "abc 123")])).tolist() == [True]
+
+
 def test_the_reason_for_fewer_folds_masks_a_phone_number_in_the_rarest_label():
     # A text or handler column mapped as the label: its rarest "label" holds a mobile number, in
     # half-width or full-width digits, and the reason reaches the log and metadata.json.
