@@ -1024,6 +1024,8 @@ class Router:
         index = self.index
         if "department" not in self.heads or index is None or index.co_departments is None:
             return advice  # as advises_joint: no stored joint dispatch, no advice
+        if similar_k <= 0:
+            return advice  # as predict: no similar ticket, so no advice read from them
         # Only a department named in some joint dispatch can be advised a partner, and only from
         # at least MIN_CO_TICKETS joint tickets among the nearest: other rows skip the search,
         # and SimilarTickets are built only for the rest (the search and the objects are what a

@@ -901,7 +901,7 @@ def predict(
             held.release()
     except USER_ERRORS as e:
         raise fail(e) from None
-    result = router.predict([(title, text)], top_k=top_k)[0]
+    result = router.predict([(title, text)], top_k=top_k, similar_k=settings.similar_k)[0]
     # The answer of POST /v1/route (serve/routes.py `_response`) without its id and timing, in its
     # order: the overall decision too, a property that model_dump() leaves out (predict printed
     # only each head's, where the API answers it and label writes it).

@@ -30,6 +30,7 @@ from model.router import (
     SimilarTicket,
     co_dispatch,
 )
+from model.settings import get_settings
 from model.text import mask_label, quoted
 from model.tickets import (
     CO_COL,
@@ -198,6 +199,7 @@ def evaluate_router(
     batch: int = 2_000,
     co_departments: Sequence[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    similar_k: int = SIMILAR_K,
 ) -> dict[str, Any]:
     """Score a router on tickets whose true labels are known.
 
@@ -217,6 +219,8 @@ def evaluate_router(
         and the model has a department head and similar tickets, the report has ``joint``.
     progress : callable, optional
         Called as ``progress("scoring", done, total)`` after each batch.
+    similar_k : int, default SIMILAR_K
+        Similar tickets the joint-dispatch advice reads (the server's ``PAIDAN_SIMILAR_K``).
 
     Returns
     -------
@@ -224,7 +228,7 @@ def evaluate_router(
         ``n`` and, per head, the figures of :func:`training.metrics.head_report`; ``joint``, see
         ``co_departments``.
     """
-    scores = Scores(router, batch)
+    scores = Scores(router, batch, similar_k)
     scores.add(titles, texts, labels, co_departments, progress)
     return scores.report()
 
@@ -268,9 +272,10 @@ class Scores:
     thousands of tickets is scored in the memory of a few thousand.
     """
 
-    def __init__(self, router: Router, batch: int = 2_000) -> None:
+    def __init__(self, router: Router, batch: int = 2_000, similar_k: int = SIMILAR_K) -> None:
         self.router = router
         self.batch = batch
+        self.similar_k = similar_k  # the advice reads as many as the server's does
         self.heads = {name: _HeadRows() for name in router.heads}
         # One search serves both: the nearest ticket tells a seen one, five give the advice.
         self.advise = "department" in router.heads and router.index is not None
@@ -303,14 +308,16 @@ class Scores:
                 if name == "department":
                     leads = self.heads[name].best[-1]  # the label each ticket is suggested
             index = router.index if self.advise else None
-            found = index.query(X, SIMILAR_K) if index is not None else None
+            # At least the nearest, which tells a seen ticket; the advice reads similar_k.
+            found = index.query(X, max(self.similar_k, 1)) if index is not None else None
             self.seen += seen_rows(router, X, found)
             if found is not None:
                 assert leads is not None
                 learnt = router.heads["department"].labels
                 for i, similar in enumerate(found):
                     if given["department"][start + i] != "":
-                        self.joint.add(co[start + i], learnt[leads[i]], similar)
+                        advised = similar[: self.similar_k]
+                        self.joint.add(co[start + i], learnt[leads[i]], advised)
             if progress:
                 progress("scoring", end, len(tickets))
         self.n += len(tickets)
@@ -349,7 +356,7 @@ class Scores:
             # data's, which the reader must be told of. Most rows first, as the warning lists them.
             report[name]["unknown_labels"] = unknown_label_rows(y[known], head.labels)
         if self.any_joint and self.advise:
-            report["joint"] = self.joint.report()
+            report["joint"] = {**self.joint.report(), "similar_k": self.similar_k}
         return report
 
 
@@ -360,7 +367,8 @@ def joint_summary(joint: dict[str, Any]) -> str:
         return "–" if x is None else f"{x:.3f}"
 
     return (
-        f"Joint-dispatch advice (from {SIMILAR_K} similar tickets, {joint['min_tickets']} of them "
+        f"Joint-dispatch advice (from {joint.get('similar_k', SIMILAR_K)} similar tickets, "
+        f"{joint['min_tickets']} of them "
         f"needed): precision {share(joint['precision'])}, recall {share(joint['recall'])}; "
         f"{joint['joint_any']} of {joint['joint_rows']} joint tickets got at least one of their "
         f"co-departments, {joint['joint_exact']} exactly theirs; {joint['single_with_advice']} of "
@@ -443,6 +451,7 @@ def evaluate(
     model_root: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     chunk_rows: int | None = CHUNK_ROWS,
+    similar_k: int | None = None,
 ) -> dict[str, Any]:
     """Load a model, score it on labelled files and write the report files.
 
@@ -465,6 +474,9 @@ def evaluate(
         Rows of a file read and scored at a time (``None``: each file whole), in every format
         (:func:`model.tickets.table_chunks`). Per ticket only what the figures need is kept
         (:class:`Scores`, :class:`Repeats`).
+    similar_k : int, optional
+        Similar tickets the joint-dispatch advice reads; default the server's
+        ``PAIDAN_SIMILAR_K``, so that the ``joint`` figures are of the advice it gives.
 
     Returns
     -------
@@ -499,7 +511,9 @@ def evaluate(
     headers: dict[str, list[str]] = {}
     repeated_headers: dict[str, list[int]] = {}  # per file, its rows that repeat the header line
     total = estimated_rows(paths) if progress else 0
-    scores = Scores(router)
+    if similar_k is None:
+        similar_k = get_settings().similar_k
+    scores = Scores(router, similar_k=similar_k)
     repeats = Repeats()
     rows = skipped = 0
     mapped: dict[str, dict[str, int]] = {}  # per head, old label -> rows renamed by the mapping

@@ -52,7 +52,7 @@ from model.artifact import (
     load_router,
     verify,
 )
-from model.router import Router
+from model.router import SIMILAR_K, Router
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import is_blank, quoted
@@ -247,13 +247,18 @@ def _adopt_router(router: Router, parent: int | None = None) -> None:
     gc.freeze()  # keep the collector from touching (and so copying) the inherited objects
 
 
-def _label_in_worker(tickets: list[tuple[str, str]], joint: bool) -> list[Prediction]:
+def _label_in_worker(
+    tickets: list[tuple[str, str]], joint: bool, similar_k: int
+) -> list[Prediction]:
     assert _ROUTER is not None, "worker started without its initializer"
-    return predict_rows(_ROUTER, tickets, joint)
+    return predict_rows(_ROUTER, tickets, joint, similar_k)
 
 
 def predict_rows(
-    router: Router, tickets: Sequence[tuple[str, str]], joint: bool = True
+    router: Router,
+    tickets: Sequence[tuple[str, str]],
+    joint: bool = True,
+    similar_k: int = SIMILAR_K,
 ) -> list[Prediction]:
     """Label ``(title, text)`` pairs and flatten each result to the output columns.
 
@@ -266,6 +271,9 @@ def predict_rows(
     joint : bool, default True
         Give each ticket the joint-dispatch advice :meth:`Router.predict` gives (a search of the
         similar past tickets, skipped when the model stored no joint dispatch).
+    similar_k : int, default SIMILAR_K
+        How many similar past tickets the advice reads, as the server's ``PAIDAN_SIMILAR_K``
+        (0: none, and so no advice).
 
     Returns
     -------
@@ -311,7 +319,7 @@ def predict_rows(
             leads = columns[0]  # the suggested departments
             co = [
                 json.dumps([a.model_dump() for a in advice], ensure_ascii=False)
-                for advice in router.joint_advice(X, leads)
+                for advice in router.joint_advice(X, leads, similar_k)
             ]
     return list(zip(*columns, decisions, top3, co, strict=True))
 
@@ -394,7 +402,11 @@ def _load_checked(path: Path, sha256: str) -> Router:
 
 
 def _label_on_dask(
-    model: str | ModelBundle, sha256: str, tickets: list[tuple[str, str]], joint: bool
+    model: str | ModelBundle,
+    sha256: str,
+    tickets: list[tuple[str, str]],
+    joint: bool,
+    similar_k: int,
 ) -> list[Prediction]:
     try:
         router = cached_router(model, sha256)
@@ -402,7 +414,7 @@ def _label_on_dask(
         # "error: /srv/models/v3 is not a directory", about a directory that exists where the
         # command was typed, named neither the worker nor the way out.
         raise ModelLoadError(_on_worker(model, e)) from None
-    return predict_rows(router, tickets, joint)
+    return predict_rows(router, tickets, joint, similar_k)
 
 
 def _on_worker(model: str | ModelBundle, e: ModelLoadError) -> str:
@@ -742,6 +754,8 @@ def label(
     )
     max_chars = get_settings().max_text_chars
     max_title_chars = get_settings().max_title_chars
+    # The joint-dispatch advice reads as many similar tickets as the server's does.
+    similar_k = get_settings().similar_k
     estimated = None  # the inputs' estimated rows, for the progress bar
     if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
         estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
@@ -768,6 +782,7 @@ def label(
         "model_sha256": meta["files"][ROUTER_FILE],
         "output_format": fmt,
         "joint": joint,
+        "similar_k": similar_k,
         "paidan": parts_writer(),
     }
     parts = output.with_name(output.name + PARTS_SUFFIX)
@@ -810,7 +825,7 @@ def label(
             emit(read_part(parts / _part_name(index), schema))
         resumed_rows = counts.rows
         submit, window, closer, failure = _start_engine(
-            engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint
+            engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint, similar_k
         )
         try:
             pending: deque[tuple[_Chunk, _Pending | None]] = deque()
@@ -1259,6 +1274,11 @@ def _resume_mismatch(
         if old.get(key) != new[key]:
             used.append(f"{variable}={old.get(key)} (now {new[key]})")
             env.append(f"{variable}={old.get(key)}")
+    # Parts written before it was recorded read SIMILAR_K tickets; without advice it shapes no cell.
+    was_k = old.get("similar_k", SIMILAR_K)
+    if new["joint"] and old.get("joint") and was_k != new["similar_k"]:
+        used.append(f"PAIDAN_SIMILAR_K={was_k} (now {new['similar_k']})")
+        env.append(f"PAIDAN_SIMILAR_K={was_k}")
     if old.get("inputs") != new["inputs"]:
         cannot.append(_inputs_differ(old.get("inputs"), new["inputs"]))
     if old.get("columns") != new["columns"]:
@@ -1267,7 +1287,7 @@ def _resume_mismatch(
     # since): "it was started otherwise" named no reason at all.
     named = {"format", "paidan", "model_version", "model_sha256", "chunk_size", "text_col"}
     named |= {"title_col", "delimiter", "joint", "max_text_chars", "max_title_chars", "inputs"}
-    named |= {"columns"}
+    named |= {"columns", "similar_k"}
     missing = object()
     other = [
         key
@@ -1454,6 +1474,7 @@ def _start_engine(
     scheduler: str | None,
     upload_model: bool,
     joint: bool,
+    similar_k: int,
 ) -> tuple[Submit, int, Callable[[], None], Failure]:
     """How to submit a chunk's tickets, how many chunks may be in flight, how to stop, and how
     to tell a failure of the engine itself."""
@@ -1465,7 +1486,7 @@ def _start_engine(
             # Verified against the root by the caller already.
             router = cached_router(str(model_dir), sha256)
             return (
-                (lambda tickets: _done(predict_rows, router, tickets, joint)),
+                (lambda tickets: _done(predict_rows, router, tickets, joint, similar_k)),
                 1,
                 lambda: None,
                 _no_failure,
@@ -1494,7 +1515,7 @@ def _start_engine(
                 initargs=(str(model_dir), root, parent),
             )
         return (
-            lambda tickets: pool.submit(_label_in_worker, tickets, joint),
+            lambda tickets: pool.submit(_label_in_worker, tickets, joint, similar_k),
             n * IN_FLIGHT_PER_WORKER,
             lambda: pool.shutdown(cancel_futures=True),
             _local_failure,
@@ -1644,7 +1665,9 @@ def _start_engine(
 
     return (
         # pure=False: two chunks with the same texts are still two tasks.
-        lambda tickets: submit(_label_on_dask, model, sha256, tickets, joint, pure=False),
+        lambda tickets: submit(
+            _label_on_dask, model, sha256, tickets, joint, similar_k, pure=False
+        ),
         workers * IN_FLIGHT_PER_WORKER,
         close,
         failure,

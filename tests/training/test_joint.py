@@ -242,3 +242,32 @@ def test_a_taxonomy_mapping_renames_co_departments_too() -> None:
     # 残联 became the lead itself and is dropped; 执法 is renamed.
     assert df[CO_COL].tolist() == ["城管执法", "", "住建"]
     assert df["department"].tolist() == ["住建", "城管执法", "人社"]
+
+
+@pytest.mark.parametrize("similar_k", [0, 2, 5])
+def test_label_and_evaluate_read_as_many_similar_tickets_as_the_server(
+    tmp_path: Path, tiny_config: TrainingConfig, monkeypatch: pytest.MonkeyPatch, similar_k: int
+) -> None:
+    # label's co_departments ("the advice the API gives") and evaluate's joint report always read
+    # 5 similar tickets; the server reads PAIDAN_SIMILAR_K (0: no similar tickets, no advice).
+    from model.settings import get_settings
+    from training.evaluate import evaluate
+    from training.label import label
+
+    data = write_joint_csv(tmp_path / "joint.csv")
+    train([data], tmp_path / "model", config=tiny_config)
+    monkeypatch.setenv("PAIDAN_SIMILAR_K", str(similar_k))
+    get_settings.cache_clear()
+    try:
+        label([data], tmp_path / "model", tmp_path / "out.jsonl", jobs=1)
+        report = evaluate(tmp_path / "model", [data])
+    finally:
+        get_settings.cache_clear()
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").open(encoding="utf-8")]
+    router, _ = load_serving_router(tmp_path / "model")
+    answers = router.predict([(r["title"], r["text"]) for r in rows], similar_k=similar_k)
+    given = [json.loads(r["co_departments"]) for r in rows]
+    assert given == [[c.model_dump() for c in a.co_departments] for a in answers]
+    assert any(given) == (similar_k > 0)
+    assert report["joint"]["similar_k"] == similar_k
+    assert (report["joint"]["advised"] > 0) == (similar_k > 0)

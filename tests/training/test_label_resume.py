@@ -425,3 +425,24 @@ def test_input_columns_changed_since_are_named_masked(tiny_model_dir: Path, tmp_
     said = _refusal(src, tiny_model_dir, out)
     assert "the input's columns are not the same: '[手机号]' is gone, '[身份证号]' is new" in said
     assert_masked(said)
+
+
+def test_a_resume_with_another_similar_k_is_refused_naming_the_setting(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The joint-dispatch advice reads PAIDAN_SIMILAR_K similar tickets, as the server's: the rest
+    # of a file labelled with another value would hold other advice than its first chunks.
+    from model.settings import get_settings
+
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    assert json.loads(_manifest(out).read_text())["fingerprint"]["similar_k"] == 5
+    monkeypatch.setenv("PAIDAN_SIMILAR_K", "3")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(LabelError) as e:
+            label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    finally:
+        get_settings.cache_clear()
+    message = " ".join(str(e.value).split())
+    assert "PAIDAN_SIMILAR_K=5 (now 3)" in message
+    assert "rerun with PAIDAN_SIMILAR_K=5 set and --resume" in message
