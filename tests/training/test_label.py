@@ -1650,10 +1650,12 @@ def test_a_worker_process_killed_mid_run_is_one_line_naming_resume(
     label([src], tiny_model_dir, whole, jobs=1, chunk_size=4)
     real = training.label.predict_rows
 
-    def oom(router: object, tickets: list[tuple[str, str]], joint: bool = True) -> object:
+    def oom(
+        router: object, tickets: list[tuple[str, str]], joint: bool = True, similar_k: int = 5
+    ) -> object:
         if any(text.startswith("KILL-THIS-WORKER") for _, text in tickets):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(router, tickets, joint)  # type: ignore[arg-type]
+        return real(router, tickets, joint, similar_k)  # type: ignore[arg-type]
 
     monkeypatch.setattr(training.label, "predict_rows", oom)
     out = tmp_path / "out.csv"
@@ -2227,7 +2229,7 @@ def test_a_dask_worker_that_cannot_see_the_model_is_named_with_the_way_out(tmp_p
         Client(cluster) as client,
     ):
         (worker,) = client.scheduler_info()["workers"]
-        future = client.submit(_label_on_dask, str(elsewhere), "0" * 64, [("", "噪音")], False)
+        future = client.submit(_label_on_dask, str(elsewhere), "0" * 64, [("", "噪音")], False, 5)
         with pytest.raises(ModelLoadError) as failed:
             future.result()
     assert str(failed.value) == (

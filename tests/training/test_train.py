@@ -307,6 +307,8 @@ def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
     a_file.write_text("x", encoding="utf-8")
     under_file = a_file / "sub" / "out.json"  # no directory can be made under a file
     model = str(tiny_model_dir)
+    # A version to promote: an unknown one is refused as such first (c2f9882), before its report.
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "v1")
     cases = [
         (["evaluate", model, str(tiny_csv), "--report", str(a_dir)], "is a directory"),
         (["evaluate", model, str(tiny_csv), "--report", str(under_file)], "cannot be written"),
@@ -335,7 +337,8 @@ def test_cli_outputs_that_cannot_be_written_are_refused_before_the_work(
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert message in r.output and "Traceback" not in r.output, (args, r.output)
-    assert not list(tmp_path.glob("**/metadata.json"))  # nothing was trained
+    # Nothing was trained: the copied v1 is the only model.
+    assert list(tmp_path.glob("**/metadata.json")) == [tmp_path / "models" / "v1" / "metadata.json"]
 
 
 def test_cli_train_states_the_folds_each_head_had(tmp_path, tiny_csv):
