@@ -1432,7 +1432,8 @@ def read_tickets(
     repeated_headers : dict, optional
         Filled with the data rows of each file that repeat its header line, left out (see
         :func:`repeats_header`; each file with such rows is warned of in the log too), by its
-        name as ``_source`` gives it, for the reports that count them.
+        name as ``_source`` gives it, for the reports that count them (a file given twice: its
+        rows twice, as they were left out twice).
 
     Returns
     -------
@@ -1466,7 +1467,10 @@ def iter_tickets(
     least one per file, with ``_row`` counted through each file. An error is raised where reading
     the files whole raises it, after the tables read before it. ``headers`` and
     ``repeated_headers`` are filled as :func:`read_tickets` fills them (a file's repeated header
-    rows once it is read through)."""
+    rows once it is read through; a file given twice has its rows listed twice, as they were
+    left out twice, and a second reading of ``paths`` with the same dict replaces the first's
+    lists instead of adding to them)."""
+    listed: set[str] = set()  # the names this reading has filled repeated_headers for
     for path in expand_paths(paths):
         first_row = 1
         repeated: list[int] = []
@@ -1482,7 +1486,14 @@ def iter_tickets(
         if repeated:
             logger.warning("%s", repeated_header_message(path, repeated))
             if repeated_headers is not None:
-                repeated_headers[display_name(path)] = repeated
+                # Keyed by name: the same file given twice (or a directory and a file in it) adds
+                # its second reading's rows to the first's, which were left out as well; a name
+                # first met in this reading replaces what an earlier reading (training.window
+                # reads the files again for day-first dates) put there.
+                name = display_name(path)
+                before = repeated_headers.get(name, []) if name in listed else []
+                repeated_headers[name] = before + repeated
+                listed.add(name)
 
 
 # The formats with a header line, which a file joined from parts may repeat (JSON and Parquet
