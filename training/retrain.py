@@ -825,6 +825,9 @@ def retrain(
     named = named_paths(history)
     files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}
+    # Per file, its rows that repeat the header line (left out), counted in the metadata as
+    # train counts them.
+    repeated_headers: dict[str, list[int]] = {}
     # The window is kept while reading: a history far larger than memory retrains on its window.
     if progress is not None:
         progress("reading", 0, 1)
@@ -835,6 +838,7 @@ def retrain(
         headers,
         columns.time or "time",
         RETRAIN_OPTIONS,
+        repeated_headers=repeated_headers,
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     hist, result.window = read.select()
@@ -936,6 +940,7 @@ def retrain(
         n_jobs=n_jobs,
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
+        repeated_header_rows=sum(map(len, repeated_headers.values())),
         data_files=[
             {"name": display_name(name), "sha256": sha}
             for (_, name), sha in zip(named, shas, strict=True)

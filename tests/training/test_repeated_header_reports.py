@@ -16,6 +16,7 @@ from model.config import TrainingConfig
 from model.tickets import ColumnMap
 from tests.conftest import TINY_TICKETS
 from training.evaluate import evaluate, report_warnings
+from training.retrain import retrain
 from training.train import train
 from training.window import Window, read_window
 
@@ -145,3 +146,16 @@ def test_a_window_that_reads_the_files_again_for_day_first_dates_counts_once(
         assert readings == [False, True]  # read again, day first
         # One row repeats the header in each of the two copies.
         assert sum(map(len, repeated.values())) == 2
+
+
+def test_retrain_records_them_in_the_challengers_metadata(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # retrain reads its history through the window as train does; its challenger's metadata.json
+    # and summary said nothing of the rows it left out.
+    history = joined(tmp_path / "history.csv")
+    result = retrain([history], [], tmp_path / "models", config=tiny_config)
+    assert result.train is not None
+    validation = result.train.metadata["training_data"]["validation"]
+    assert validation["repeated_header_rows"] == 2
+    assert any(w.startswith(SAYS) for w in result.warnings(tiny_config.min_examples))
