@@ -293,6 +293,14 @@ def not_a_workbook(path: Path) -> str:
             "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, under an "
             f"{path.suffix} name, and renaming does not convert it: {save} (without a password)"
         )
+    if head.startswith(b"PK\x03\x04"):
+        # A zip archive whose directory, written at its end, is missing: a copy, upload or
+        # download that stopped part-way. Saving from Excel is no answer; a whole copy is.
+        return (
+            "the workbook is damaged or incomplete (its end is missing, as when a copy or download "
+            "stops part-way): copy it again from where it came from, or open it in Excel or WPS, "
+            "which may repair it, and save it again"
+        )
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # <html>, <table>, <?xml
         return (
             "it is a web page (an HTML or XML table, as web systems' exports write) under an "

@@ -1394,6 +1394,25 @@ def test_a_file_named_xlsx_that_is_no_workbook_is_refused_saying_what_it_is(tmp_
         assert "zip file" not in str(e.value)
 
 
+def test_a_workbook_cut_short_is_said_to_be_incomplete(tmp_path):
+    # A copy or download that stopped half-way: a zip archive without its end. It was refused as
+    # "not an XLSX workbook (no zip archive)" and told to be saved from Excel as a workbook, which
+    # it is; it must be copied again.
+    from training.label_io import file_columns
+
+    whole = tmp_path / "whole.xlsx"
+    pd.DataFrame({"id": ["1"], "text": ["路灯不亮" * 200]}).to_excel(whole, index=False)
+    path = tmp_path / "工单.xlsx"
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for read in (read_table, file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value).startswith(f"{path}: cannot be read as XLSX: ")
+        assert "damaged or incomplete" in str(e.value)
+        assert "copy it again" in str(e.value)
+        assert "no zip archive" not in str(e.value)
+
+
 def gb18030_with_bom(path: Path) -> Path:
     """A GB18030 CSV that starts with GB18030's byte-order mark, 84 31 95 33."""
     text = "id,title,text\nG1,欠薪,老板拖欠工资三个月不发\n"
