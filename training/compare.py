@@ -35,7 +35,7 @@ from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
 from training.metrics import head_report, unknown_label_rows
-from training.validate import find_merged, masked_counts, merged_mapping
+from training.validate import find_merged, masked_counts, merged_mapping, rows_of
 
 logger = logging.getLogger(__name__)
 
@@ -551,7 +551,7 @@ def shared_macro_f1(
 
 def neither_known_note(head: str, labels: dict[str, int]) -> str:
     """The note for the frozen set's true labels that neither model knows (see shared_macro_f1)."""
-    listed = ", ".join(f"{k!r} ({n} rows)" for k, n in list(labels.items())[:MAX_NOTED])
+    listed = ", ".join(f"{k!r} ({rows_of(n)})" for k, n in list(labels.items())[:MAX_NOTED])
     more = f" and {len(labels) - MAX_NOTED} more" if len(labels) > MAX_NOTED else ""
     return (
         f"{head}: {sum(labels.values())} frozen tickets have {len(labels)} labels neither model "

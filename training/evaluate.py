@@ -59,6 +59,7 @@ from training.validate import (
     masked_counts,
     merged_mapping,
     repeated_header_summary,
+    rows_of,
     ticket_keys,
 )
 
@@ -401,7 +402,7 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         )
     for head, labels in report.get("merged_into_other", {}).items():
         listed = ", ".join(
-            f"{mask_label(str(k))!r} ({n} rows)" for k, n in list(labels.items())[:20]
+            f"{mask_label(str(k))!r} ({rows_of(n)})" for k, n in list(labels.items())[:20]
         )
         more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
         out.append(
@@ -419,7 +420,7 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"the {head} label column with --{head}-col"
         )
     if report.get("skipped_empty_text"):
-        out.append(f"skipped {report['skipped_empty_text']} rows with empty text")
+        out.append(f"skipped {rows_of(report['skipped_empty_text'])} with empty text")
     if report.get("skipped_repeated_header"):
         out.append(repeated_header_summary(report["skipped_repeated_header"]))
     if report.get("duplicate_rows"):
@@ -432,7 +433,7 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         if unknown:
             # Most rows first (a report from before listed them by name).
             ranked = sorted(unknown.items(), key=lambda kv: -kv[1])
-            listed = ", ".join(f"{mask_label(str(k))!r} ({n} rows)" for k, n in ranked[:20])
+            listed = ", ".join(f"{mask_label(str(k))!r} ({rows_of(n)})" for k, n in ranked[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             rows = sum(unknown.values())
             out.append(

@@ -75,6 +75,7 @@ from training.validate import (
     label_column_notes,
     repeated_rows,
     row_places,
+    rows_of,
 )
 from training.window import Window, read_window
 
@@ -176,8 +177,8 @@ class RetrainResult:
                     # Masked: a dispatcher may type a phone number into the label field of
                     # feedback, and these lines go to the nightly retrain log.
                     out.append(
-                        f"new {head} {mask_label(label)!r} (not in the current model) has {n} "
-                        f"rows: {note}"
+                        f"new {head} {mask_label(label)!r} (not in the current model) has "
+                        f"{rows_of(n)}: {note}"
                     )
                 if len(group) > MAX_LISTED:
                     rest = group[MAX_LISTED:]

@@ -79,6 +79,7 @@ from training.validate import (
     ValidationReport,
     drop_single_label_heads,
     label_column_notes,
+    rows_of,
     validate,
 )
 from training.window import Window, read_window
@@ -248,7 +249,7 @@ def fewer_folds_reason(
         return ""
     if counts.min() < cv_folds:
         rarest = mask_label(str(labels[counts.argmin()]))
-        return f"its rarest label, {rarest!r}, has {int(counts.min())} rows{where}"
+        return f"its rarest label, {rarest!r}, has {rows_of(int(counts.min()))}{where}"
     if groups is not None:
         return f"its {len(groups):,} rows{where} are only {len(np.unique(groups)):,} distinct texts"
     return ""

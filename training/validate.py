@@ -84,7 +84,8 @@ class ValidationReport:
         out = []
         if self.empty_text:
             out.append(
-                f"skipped {len(self.empty_text)} rows with empty text: {_listing(self.empty_text)}"
+                f"skipped {rows_of(len(self.empty_text))} with empty text: "
+                f"{_listing(self.empty_text)}"
             )
         if self.repeated_header_rows:
             out.append(repeated_header_summary(self.repeated_header_rows))
@@ -102,7 +103,8 @@ class ValidationReport:
             out.append(unlearnt_message(head, n))
         for head, rows in self.unlabelled.items():
             out.append(
-                f"{len(rows)} rows have no {head} label, so they train no {head} head: "
+                f"{rows_of(len(rows))} {'has' if len(rows) == 1 else 'have'} no {head} label, so "
+                f"{'it trains' if len(rows) == 1 else 'they train'} no {head} head: "
                 f"{_listing(rows, UNLABELLED_LISTED)}"
             )
         for head, label in self.single_label.items():
@@ -129,6 +131,11 @@ class ValidationReport:
             "joint_rows": self.joint_rows,
             "single_label": self.single_label,
         }
+
+
+def rows_of(n: int) -> str:
+    """``n`` rows as a message counts them: "1 row", "2 rows" ("skipped 1 rows" read as a slip)."""
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def repeated_header_summary(rows: int) -> str:
@@ -550,7 +557,7 @@ def merged_messages(head: str, labels: Mapping[str, int]) -> list[str]:
     """
     ranked = sorted(labels.items(), key=lambda kv: -kv[1])
     out = [
-        f"{head} label {label!r} has only {n} rows; merged into {OTHER_LABEL!r}"
+        f"{head} label {label!r} has only {rows_of(n)}; merged into {OTHER_LABEL!r}"
         for label, n in ranked[:MAX_LISTED]
     ]
     rest = ranked[MAX_LISTED:]
@@ -572,7 +579,7 @@ def single_label_message(head: str, label: str) -> str:
 def unlearnt_message(head: str, rows: int) -> str:
     """The warning for :attr:`ValidationReport.unlearnt`."""
     return (
-        f"{head} label {OTHER_LABEL!r} has only {rows} rows, rare labels merged in included: "
+        f"{head} label {OTHER_LABEL!r} has only {rows_of(rows)}, rare labels merged in included: "
         f"too few to learn, so those rows train no {head} head"
     )
 

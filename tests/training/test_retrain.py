@@ -908,7 +908,7 @@ def test_retrain_warning_masks_a_new_label_holding_a_phone_number() -> None:
     result = RetrainResult(new_labels={"department": new})
     warnings = "\n".join(result.warnings(min_examples=5))
     assert "13812345678" not in warnings and "１３９８７６５４３２１" not in warnings
-    assert "new department '网格员张三[手机号]' (not in the current model) has 1 rows" in warnings
+    assert "new department '网格员张三[手机号]' (not in the current model) has 1 row:" in warnings
     # Full-width digits, as a Chinese keyboard types them, are masked too.
     assert "new department '网格员李四[手机号]' (not in the current model) has 2 rows" in warnings
     assert "new department '信访局' (not in the current model) has 6 rows: learnt" in warnings
@@ -933,7 +933,7 @@ def test_retrain_lists_new_labels_twenty_at_a_time() -> None:
         "new label"
     )
     assert said[MAX_LISTED + 1].endswith(
-        "has 1 rows: below min_examples (5): merged into 其他 for this model; collect more examples"
+        "has 1 row: below min_examples (5): merged into 其他 for this model; collect more examples"
     )
     assert said[-1] == (
         "… and 280 more new department labels (not in the current model, 280 rows): below "

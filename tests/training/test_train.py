@@ -364,7 +364,7 @@ def test_cli_trains_when_a_rare_label_leaves_too_few_rows_for_other(tmp_path, ti
         csv.writer(f).writerow(["T999", "信访件", "反映问题一直没人处理", "信访", "劳动保障"])
     r = cli_train(tiny_csv, tmp_path / "m")
     assert r.exit_code == 0, r.output
-    assert "'信访' has only 1 rows" in r.output and "'其他' has only 1 rows" in r.output
+    assert "'信访' has only 1 row;" in r.output and "'其他' has only 1 row," in r.output
     router, _ = load_router(tmp_path / "m")
     assert "其他" not in router.heads["department"].labels
     assert "信访" not in router.heads["department"].labels
@@ -1045,9 +1045,9 @@ def test_cli_evaluate_warns_of_labels_the_model_never_learnt(tmp_path, tiny_mode
     assert (
         f"{renamed + 2} department rows have 3 labels the model does not know, always scored wrong "
         "(in accuracy and top-3; macro- and weighted-F1 are over the labels it knows): "
-        f"'人社局' ({renamed} rows), '网格员张三[手机号]' (1 rows)"
+        f"'人社局' ({renamed} rows), '网格员张三[手机号]' (1 row)"
     ) in said
-    assert "skipped 1 rows with empty text" in r.output
+    assert "skipped 1 row with empty text" in r.output
     report = json.loads(report_path.read_text(encoding="utf-8"))
     dept = report["department"]
     assert dept["unknown_labels"] == {

@@ -127,7 +127,7 @@ def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
     assert report.merged == {"department": {"乙": 2, "丙": 2, "甲": 1}}
     assert (df["department"] == "其他").sum() == 5  # enough to learn: it stays
     assert report.unlearnt == {}
-    assert any("'甲' has only 1 rows" in w for w in report.warnings())
+    assert any("'甲' has only 1 row;" in w for w in report.warnings())
     with pytest.raises(TrainingDataError, match="'甲' \\(1\\)"):
         validate(frame(rows), min_examples=5, strict=True)
 
@@ -171,7 +171,7 @@ def test_other_too_rare_to_learn_even_after_the_merge_loses_that_label_only():
     assert df["department"].tolist() == ["人社"] * 5 + [""]
     assert report.label_rows["department"] == 5
     assert any(
-        "'其他' has only 1 rows" in w and "no department head" in w for w in report.warnings()
+        "'其他' has only 1 row," in w and "no department head" in w for w in report.warnings()
     )
     assert report.to_dict()["other_too_rare_to_learn"] == {"department": 1}
 
