@@ -47,6 +47,11 @@ Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
 REASON_NO_KNOWN_TERMS = "no_known_terms"
+# Scores and thresholds are shown with this many decimals (API answers, `paidan predict`, `paidan
+# label`), by shown_score and shown_threshold, so that the figures compare as the decision does.
+SHOWN_DECIMALS = 4
+_SHOWN_STEP = 10.0**-SHOWN_DECIMALS
+
 # The most candidates per head a caller may ask for (the HTTP API and `paidan predict`).
 MAX_TOP_K = 20
 
@@ -70,6 +75,45 @@ MIN_CO_TICKETS = 2
 # how close to 0 or 1 a probability may come before its logit is taken.
 IDENTITY_MAP = (1.0, 0.0)
 LOGIT_EPS = 1e-12
+
+
+def shown_threshold(threshold: float) -> float:
+    """A head's auto threshold as every answer shows it: rounded to :data:`SHOWN_DECIMALS`.
+
+    A positive threshold never reads as 0, so a score below it can still read below it.
+    """
+    shown = round(threshold, SHOWN_DECIMALS)
+    return _SHOWN_STEP if shown <= 0 < threshold else shown
+
+
+def shown_score(score: float, threshold: float) -> float:
+    """A score as every answer shows it beside its head's :func:`shown_threshold`.
+
+    Rounded to :data:`SHOWN_DECIMALS`, except where that would put it on the other side of the
+    shown threshold than the score is of the threshold itself: a score just below it then reads as
+    the figure one step below the shown threshold (and one that reaches it, as the threshold), so
+    that score and threshold compare as the decision compared them. Rounded alike, a review a hair
+    below its threshold read 0.9192 beside 0.9192.
+    """
+    shown = round(score, SHOWN_DECIMALS)
+    limit = shown_threshold(threshold)
+    if score >= threshold:
+        return max(shown, limit)
+    return round(limit - _SHOWN_STEP, SHOWN_DECIMALS) if shown >= limit else shown
+
+
+def shown_scores(scores: np.ndarray, threshold: float) -> list[Any]:
+    """:func:`shown_score` of each of ``scores`` (1-D or 2-D), as (nested) Python lists."""
+    flat = scores.ravel()
+    out = [round(p, SHOWN_DECIMALS) for p in flat.tolist()]
+    # Only a score within a step or so of the threshold can round across it: the rest are plain
+    # rounding, without a Python call each (label shows millions).
+    for i in np.flatnonzero(np.abs(flat - threshold) < 2 * _SHOWN_STEP).tolist():
+        out[i] = shown_score(float(flat[i]), threshold)
+    if scores.ndim == 1:
+        return out
+    k = scores.shape[1]
+    return [out[i : i + k] for i in range(0, len(out), k)]
 
 
 class Candidate(BaseModel):
@@ -1087,13 +1131,14 @@ class Router:
         """One head's ranking as a :class:`HeadResult` per row, with evidence if asked."""
         head = ranking.head
         labels = head.labels
-        threshold = round(head.threshold, 4)
+        # As every answer shows them: comparing as the decision did (shown_score).
+        threshold = shown_threshold(head.threshold)
         out = []
         # Python lists: reading numpy items one at a time costs more than the rules themselves.
         for i, cand, scores, empty, auto in zip(
             range(len(ranking.order)),
             ranking.order.tolist(),
-            ranking.scores.tolist(),
+            shown_scores(ranking.scores, head.threshold),
             ranking.no_terms.tolist(),
             ranking.auto.tolist(),
             strict=True,
@@ -1103,12 +1148,12 @@ class Router:
             out.append(
                 HeadResult(
                     label=labels[cand[0]],
-                    score=round(scores[0], 4),
+                    score=scores[0],
                     decision=decision,
                     threshold=threshold,
                     reason=reason,
                     candidates=[
-                        Candidate(label=labels[j], score=round(p, 4))
+                        Candidate(label=labels[j], score=p)
                         for j, p in zip(cand, scores, strict=True)
                     ],
                     evidence=(

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
-from model.router import RouteResult
+from model.router import RouteResult, shown_threshold
 from model.text import clean
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
@@ -314,7 +314,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             version=router.version,
             created=metadata.get("created"),
             labels={name: head.labels for name, head in router.heads.items()},
-            thresholds={name: round(head.threshold, 4) for name, head in router.heads.items()},
+            thresholds={
+                name: shown_threshold(head.threshold) for name, head in router.heads.items()
+            },
             metrics=metadata.get("cv_metrics", {}),
             config=metadata.get("config", {}),
             libraries=metadata.get("libraries", {}),

@@ -52,7 +52,7 @@ from model.artifact import (
     load_router,
     verify,
 )
-from model.router import SIMILAR_K, Router
+from model.router import SIMILAR_K, Router, shown_scores
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import is_blank, quoted
@@ -297,7 +297,8 @@ def predict_rows(
         if name in ranked:
             r = ranked[name]
             columns.append([r.head.labels[j] for j in r.order[:, 0].tolist()])
-            columns.append([round(p, 4) for p in r.scores[:, 0].tolist()])
+            # As the API shows them: comparing with the threshold as the decision did.
+            columns.append(shown_scores(r.scores[:, 0], r.head.threshold))
         else:
             columns += [[None] * n, [None] * n]
     if "department" in ranked:
@@ -305,10 +306,12 @@ def predict_rows(
         labels = r.head.labels
         top3 = [
             json.dumps(
-                [{"label": labels[j], "score": round(p, 4)} for j, p in zip(js, ps, strict=True)],
+                [{"label": labels[j], "score": p} for j, p in zip(js, ps, strict=True)],
                 ensure_ascii=False,
             )
-            for js, ps in zip(r.order.tolist(), r.scores.tolist(), strict=True)
+            for js, ps in zip(
+                r.order.tolist(), shown_scores(r.scores, r.head.threshold), strict=True
+            )
         ]
     else:
         top3 = ["[]"] * n

@@ -60,7 +60,8 @@ function pct(x) {
 // A head's confidence and auto threshold as the card shows them: whole percents, or as many
 // decimals as it takes (up to the API's two) for a confidence below its threshold to read below
 // it. Both rounded to whole percents, 0.9167 below 0.9192 read "置信度 92%" beside
-// "置信度低于自动派单阈值 92%".
+// "置信度低于自动派单阈值 92%". The API's figures already compare as its decision did
+// (model.router.shown_score), so its two decimals always tell them apart.
 function shownScores(r) {
   const score = Number(r.score) * 100;
   const threshold = Number(r.threshold) * 100;
@@ -68,7 +69,7 @@ function shownScores(r) {
   if (score < threshold) {
     const at = (x, d) => Math.round(x * 10 ** d) / 10 ** d;
     while (digits < 2 && at(score, digits) >= at(threshold, digits)) digits += 1;
-    if (at(score, digits) >= at(threshold, digits)) digits = 0; // equal in the answer itself
+    if (at(score, digits) >= at(threshold, digits)) digits = 0; // equal in the answer itself (an older server)
   }
   const text = (x) => `${(Math.round(x * 10 ** digits) / 10 ** digits).toFixed(digits)}%`;
   return { score: text(score), threshold: Number.isFinite(threshold) ? text(threshold) : "" };

@@ -224,3 +224,43 @@ def test_the_department_heads_inputs_are_chosen_by_cross_validation(tiny_csv, ti
     assert result.metadata["cv_metrics"]["department"]["macro_f1"] == best["macro_f1"]
     assert (result.router.latent is not None) == ("latent" in chosen)
     assert result.metadata["heads"]["category"]["inputs"] == ["tfidf"]
+
+
+def _top_score(router: Router, ticket: tuple[str, str], head: str) -> float:
+    """The suggested label's probability as the decision reads it, unrounded."""
+    return float(router.rank(router.transform([ticket]))[head].scores[0, 0])
+
+
+def test_a_score_just_below_its_threshold_never_reads_as_reaching_it(tiny_model_dir):
+    # Both rounded to 4 decimals, a review whose score was a hair below its threshold read e.g.
+    # score 0.9192 beside threshold 0.9192, as if it had reached it.
+    router, _ = load_router(tiny_model_dir)
+    ticket = ("欠薪", "老板拖欠农民工工资三个月不发")
+    score = _top_score(router, ticket, "department")
+    head = router.heads["department"]
+    head.threshold = score + 1e-9
+    assert round(head.threshold, 4) == round(score, 4)  # rounded alike: the case in hand
+    shown = router.predict([ticket])[0].department
+    assert shown.decision == "review" and shown.reason == "below_threshold"
+    assert shown.score < shown.threshold, shown
+    assert shown.threshold == round(head.threshold, 4)  # the threshold reads as before
+    assert shown.score == round(shown.threshold - 0.0001, 4)  # the nearest figure below it
+    assert shown.candidates[0].score == shown.score
+    # At the threshold itself: auto, and it reads as reaching it.
+    head.threshold = score
+    shown = router.predict([ticket])[0].department
+    assert shown.decision == "auto" and shown.score >= shown.threshold
+
+
+@given(
+    score=st.floats(0, 1),
+    threshold=st.floats(0, 1),
+)
+def test_shown_figures_compare_as_the_decision_does(score: float, threshold: float) -> None:
+    from model.router import shown_score, shown_scores, shown_threshold
+
+    shown = shown_score(score, threshold)
+    assert (shown >= shown_threshold(threshold)) == (score >= threshold)
+    assert abs(shown - score) <= 0.00015  # one step of 4 decimals at most, and never below 0
+    assert 0 <= shown <= 1
+    assert shown_scores(np.array([[score, score]]), threshold) == [[shown, shown]]

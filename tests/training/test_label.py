@@ -2795,3 +2795,26 @@ def test_resuming_an_older_paidans_run_says_so_without_naming_options_it_never_h
     assert "its partial output was written by an older paidan (parts format 1" in said, said
     assert "rerun without --resume and with --force to start over" in said
     assert "--no-joint" not in said and "=None" not in said and "interrupted run used" not in said
+
+
+def test_a_batch_score_just_below_its_threshold_never_reads_as_reaching_it(
+    tiny_model_dir: Path,
+) -> None:
+    # label's score columns and top-3 rounded the score to 4 decimals as the API did: a review a
+    # hair below its threshold read the threshold's own figure (0.9192 beside 0.9192).
+    import json
+
+    from model.artifact import load_router
+    from training.label import predict_rows
+
+    router, _ = load_router(tiny_model_dir)
+    ticket = ("欠薪", "老板拖欠农民工工资三个月不发")
+    head = router.heads["department"]
+    score = float(router.rank(router.transform([ticket]))["department"].scores[0, 0])
+    head.threshold = score + 1e-9
+    assert round(head.threshold, 4) == round(score, 4)
+    [row] = predict_rows(router, [ticket])
+    assert row[4] == "review"
+    assert row[1] < round(head.threshold, 4), row
+    assert json.loads(row[5])[0]["score"] == row[1]
+    assert [row] == _as_rows(router.predict([ticket], top_k=3, explain=False))
