@@ -213,10 +213,24 @@ def named_model(root: str | Path, path: str | Path) -> Path:
     try:
         return Path(root) / resolve_version(root, str(path))
     except UnknownVersionError as e:
-        raise UnknownVersionError(
-            f"{str(path)!r} does not exist: it is no directory here and no model version under "
-            f"the model root {root}{e.registered}"
-        ) from None
+        raise no_such_model(root, str(path), e, here=True) from None
+
+
+def no_such_model(
+    root: str | Path, name: str, e: UnknownVersionError, *, here: bool
+) -> UnknownVersionError:
+    """The error for a bare ``name`` that is no directory and no registered version's.
+
+    One wording for the commands (:func:`named_model`, ``here``: no directory where the command
+    runs either) and the admin reload (a name the root has no directory of), from the error
+    :func:`resolve_version` raised for it: what was given, that no version under the root has it,
+    the versions there are and where to list them.
+    """
+    where = "no directory here" if here else "no directory"
+    return UnknownVersionError(
+        f"{name!r} does not exist: it is {where} and no model version under the model root "
+        f"{root}{e.registered}"
+    )
 
 
 class UnknownVersionError(ModelLoadError):

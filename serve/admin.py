@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import UnknownVersionError, current_dir, resolve_version
+from model.registry import UnknownVersionError, current_dir, no_such_model, resolve_version
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
 from serve.errors import ApiError
@@ -90,11 +90,15 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
         target = root / body.model_dir  # an absolute model_dir replaces the root
         if Path(body.model_dir).name == body.model_dir and not target.is_dir():
             # The model version the answers and feedback rows report, as `paidan serve --model`
-            # takes it; a name no version has is refused below as no directory.
+            # takes it. A name nothing under the root has is refused as the commands refuse it
+            # (it said "<root>/<name> is not a directory", naming neither the versions nor how to
+            # list them); a file or a symlink of that name is refused below for what it is.
             try:
                 target = root / await run_in_threadpool(resolve_version, root, body.model_dir)
-            except UnknownVersionError:
-                pass
+            except UnknownVersionError as e:
+                if not (target.exists() or target.is_symlink()):
+                    unknown = no_such_model(root, body.model_dir, e, here=False)
+                    raise _refused(app, body.model_dir, unknown) from e
             except ModelLoadError as e:  # several versions report it
                 raise _refused(app, body.model_dir, e) from e
     elif (target := pinned_dir(app)) is not None:

@@ -216,13 +216,15 @@ def test_symlinks_and_paths_outside_the_root_are_refused(
     outside = writable_copy(tiny_model_dir, tmp_path / "outside")
     (root / "link").symlink_to(root / "v2", target_is_directory=True)
     (root / "escape").symlink_to(outside, target_is_directory=True)
+    (root / "notes.txt").write_text("v1 is the old one", encoding="utf-8")  # a file, not a model
     cases = {
         "link": "is a symlink",
         "escape": "is a symlink",
         str(outside): "outside the model root",
         "../outside": "outside the model root",
         "v1/../../outside": "outside the model root",
-        "nothing-here": "is not a directory",
+        "nothing-here": "does not exist: it is no directory and no model version",
+        "notes.txt": "notes.txt is not a directory",
         "/etc": "outside the model root",
     }
     for model_dir, says in cases.items():
@@ -368,3 +370,29 @@ def test_sighup_keeps_a_single_worker_pinned_to_its_model_after_a_promotion(
     route = httpx.post(server.url + "/v1/route", json=TICKET, timeout=10)
     assert route.status_code == 200 and route.json()["model_version"] == version_a, route.text
     assert f"SIGHUP: reloading the pinned model {root / a}" in server.logs()
+
+
+def test_a_name_no_version_has_is_refused_as_the_cli_refuses_it(
+    admin_client: TestClient, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The reload said "<root>/nothing-here is not a directory", where `paidan predict nothing-here`
+    # says the name is no model version under the root and lists the registered ones.
+    from model.registry import named_model
+
+    with pytest.raises(registry.UnknownVersionError) as cli:
+        named_model(root, "nothing-here")
+    with caplog.at_level(logging.ERROR, logger="serve.admin"):
+        response = admin_client.post(
+            "/v1/admin/reload", json={"model_dir": "nothing-here"}, headers=ADMIN
+        )
+    error = assert_error(response, 422, "model_refused")
+    message = error["message"]
+    assert "'nothing-here' does not exist" in message and f"under the model root {root}" in message
+    assert "; registered versions: v1 (model version" in message, message
+    assert "v2 (model version" in message and "(see paidan models list)" in message, message
+    assert message.endswith("; still serving model v1")
+    # The CLI's words; a server's relative model_dir names no directory where it runs but under
+    # the root, so its is "no directory" there, not "here".
+    assert str(cli.value).replace("no directory here", "no directory") in message
+    assert "is not a directory" not in message
+    assert served(admin_client) == "v1"
