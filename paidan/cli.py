@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -1541,6 +1541,64 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
         )
 
 
+# What `models list` gives up, one step after another, until its table fits the terminal: the
+# box, the F1 headers' "F1" (the note under the table says what they are), a column of its own
+# for the model version (it goes beside the version's name), the created time's hours, then whole
+# columns, the least needed first (a version paidan names is its creation time).
+_NARROWER = ("box", "short", "merge", "date", "created", "feedback", "history")
+_DROPPED = ("created", "feedback", "history")
+_FIGURES = ("history", "feedback", "dept. F1", "cat. F1")
+
+
+def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool, list[str]]:
+    """The `models list` table of ``rows`` (column → cell), as wide as the terminal lets it be.
+
+    Every version reads on one line with its figures whole: at 80 columns the table folded every
+    column but the version's ("creat/ed", "curren/t", a created time over four lines).
+    Returns the table, whether the F1 headers lost their "F1", and the columns left out.
+    """
+    from rich import box
+    from rich.measure import Measurement
+
+    for step in range(len(_NARROWER) + 1):
+        done = _NARROWER[:step]
+        left_out = [c for c in _DROPPED if c in done]
+        cells = [{c: v for c, v in row.items() if c not in left_out} for row in rows]
+        if "merge" in done:
+            for row in cells:
+                if (reported := row.pop("model version", None)) is not None:
+                    row["version"] += f" ({reported})" if reported else ""
+        if "date" in done:
+            for row in cells:
+                if "created" in row:
+                    row["created"] = row["created"][:10]
+        if "box" in done:
+            table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+            table.padding = (0, 1, 0, 0)  # the box's blank separator and this: two spaces
+        else:
+            table = Table(title=title)
+        columns = list(cells[0])
+        for col in columns:
+            header = col
+            if col == "version" and "model version" in rows[0] and "merge" in done:
+                header = "version (model version)"
+            elif col in ("dept. F1", "cat. F1") and "short" in done:
+                header = col.removesuffix(" F1")
+            justify: JustifyMethod = "right" if col in _FIGURES else "left"
+            table.add_column(header, overflow="fold", justify=justify)
+        for row in cells:
+            table.add_row(*row.values())
+        # Its natural width (measured against the terminal's, rich gives what it would fold to).
+        natural = out.options.update_width(sys.maxsize)
+        if Measurement.get(out, natural, table).maximum <= out.width:
+            break
+    # Versions are copied into other commands: whole on one line. The rest fold only when even
+    # the narrowest table is too wide (rather than lose digits, or "current").
+    for column in table.columns:
+        column.no_wrap = "version" in str(column.header)
+    return table, "short" in done, left_out
+
+
 @models_app.command("list", epilog=ROOT_EPILOG)
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list")] = False,
@@ -1583,40 +1641,54 @@ def models_list(
         )
         return
     frozen = frozen_eval_info(root)
-    table = Table(title=f"models under {printable(str(root))}")
     # The version answers, feedback rows and the page report, where it is not the directory's name
     # (`train --out ROOT/v1`): listed as v1 only, a feedback row's version could not be found here.
     renamed = any(i.model_version not in (None, i.version) for i in infos)
-    columns = ("version", *(("model version",) if renamed else ()), "created", "history")
-    for col in (*columns, "feedback", "dept. F1", "cat. F1", ""):
-        # Versions are copied into other commands: whole on one line; in a narrow terminal the
-        # other columns wrap rather than lose digits.
-        table.add_column(col, no_wrap=col.endswith("version"), overflow="fold")
+    rows = []
     for i in infos:
         # Scored by an older paidan's rule: not listed beside this one's figures.
         none = "stale" if i.stale else "–"
-        reported = i.model_version if i.model_version not in (None, i.version) else ""
-        table.add_row(
-            i.version,
-            *((reported,) if renamed else ()),
-            (i.created or "?")[:16].replace("T", " "),  # minutes are enough to tell them apart
-            str(i.rows.get("history", 0)),
-            str(i.rows.get("feedback", 0)),
-            f"{i.metrics['department_macro_f1']:.3f}"
-            if "department_macro_f1" in i.metrics
-            else none,
-            f"{i.metrics['category_macro_f1']:.3f}" if "category_macro_f1" in i.metrics else none,
-            ("current" if i.current else ("previous" if i.previous else ""))
-            + (" (bundled sample)" if i.version in samples else ""),
+        metrics = i.metrics
+        rows.append(
+            {
+                "version": i.version,
+                "model version": i.model_version
+                if i.model_version not in (None, i.version)
+                else "",
+                "created": (i.created or "?")[:16].replace("T", " "),  # minutes tell them apart
+                "history": str(i.rows.get("history", 0)),
+                "feedback": str(i.rows.get("feedback", 0)),
+                "dept. F1": f"{metrics['department_macro_f1']:.3f}"
+                if "department_macro_f1" in metrics
+                else none,
+                "cat. F1": f"{metrics['category_macro_f1']:.3f}"
+                if "category_macro_f1" in metrics
+                else none,
+                "": ("current" if i.current else ("previous" if i.previous else ""))
+                + (" (bundled sample)" if i.version in samples else ""),
+            }
         )
+    if not renamed:
+        for row in rows:
+            del row["model version"]
+    table, short, left_out = _versions_table(f"models under {printable(str(root))}", rows)
     out.print(table)
-    out.print(
-        f"macro-F1 on the frozen evaluation set ({frozen.get('rows', '?')} tickets, "
-        f"{frozen.get('source', '?')}), over the same labels for every version"
-        if frozen
-        else "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)",
-        soft_wrap=True,
-    )
+    if left_out:
+        out.print(
+            f"not shown at this width: {', '.join(left_out)} (a wider terminal, or --json, "
+            "shows every column)",
+            soft_wrap=True,
+        )
+    if frozen:
+        note = (
+            f"macro-F1 on the frozen evaluation set ({frozen.get('rows', '?')} tickets, "
+            f"{frozen.get('source', '?')}), over the same labels for every version"
+        )
+    else:
+        note = "no frozen evaluation set yet (paidan models freeze-eval DATA, or paidan retrain)"
+    if short:  # the F1 headers read "dept." and "cat."
+        note = f"dept., cat.: {note}" if frozen else f"dept., cat.: macro-F1; {note}"
+    out.print(note, soft_wrap=True)
     if renamed:
         out.print(
             "model version: the version the answers, feedback rows and the page report, where it "

@@ -802,3 +802,61 @@ def test_models_list_adds_no_column_when_every_version_reports_its_name(tmp_path
     r = CliRunner().invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "model version" not in r.output
+
+
+def _scored_root(tmp_path: Path, names: list[str]) -> Path:
+    """make_root's versions scored on a frozen set (two heads), the last current."""
+    root = make_root(tmp_path, names)
+    (root / registry.EVAL_DIR).mkdir()
+    registry.frozen_eval_path(root).write_bytes(b"frozen")
+    registry.write_json_atomic(
+        root / registry.EVAL_DIR / registry.EVAL_META_FILE,
+        {"sha256": "e1", "rows": 40, "source": "20% of tickets.csv"},
+    )
+    for i, name in enumerate(names):
+        heads = {
+            "department": {"macro_f1": 0.8125 + i / 100},
+            "category": {"macro_f1": 0.6 + i / 100},
+        }
+        registry.write_scores(
+            root, name, {"eval_sha256": "e1", "heads": heads} | registry.SCORE_RULE
+        )
+    registry.promote(root, names[-2])
+    registry.promote(root, names[-1])
+    return root
+
+
+@pytest.mark.parametrize("renamed", [False, True], ids=["own-names", "renamed"])
+def test_models_list_reads_one_line_per_version_in_an_80_column_terminal(
+    tmp_path: Path, renamed: bool
+) -> None:
+    # At 80 columns the table folded every column but the version's: "creat|ed", "curren|t", a
+    # version's created time over four lines, and its figures beside none of them.
+    names = ["v1", "v2", VERSIONS[2]] if renamed else VERSIONS[:3]
+    root = _scored_root(tmp_path, names)
+    if renamed:
+        for name, reported in REPORTED.items():
+            meta = json.loads((root / name / METADATA_FILE).read_text(encoding="utf-8"))
+            meta["version"] = reported
+            (root / name / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()} | {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "80"}
+    cmd = [sys.executable, "-m", "paidan", "models", "list"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    lines = proc.stdout.splitlines()
+    infos = {i.version: i for i in registry.list_versions(root)}
+    for name in names:
+        info = infos[name]
+        [row] = [line for line in lines if f" {name} " in f" {line} "]
+        assert len(row) <= 80, proc.stdout
+        words = row.split()
+        assert f"{info.metrics['department_macro_f1']:.3f}" in words, proc.stdout
+        assert f"{info.metrics['category_macro_f1']:.3f}" in words, proc.stdout
+        assert str(info.rows["history"]) in words, proc.stdout
+        assert info.model_version in row, proc.stdout
+        # Versions paidan names are their creation time: the created column goes first.
+        if renamed:
+            assert "not shown at this width: created" in proc.stdout
+        else:
+            assert (info.created or "")[:10] in words, proc.stdout
+        status = "current" if info.current else "previous" if info.previous else None
+        assert status is None or status in words, proc.stdout
