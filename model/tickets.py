@@ -702,6 +702,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 # A directory of ``paidan label``'s chunks (``OUTPUT.parts/``, with its manifest): an interrupted
 # run's, no tickets. training.label names them so (PARTS_SUFFIX, MANIFEST_FILE).
 _LABEL_PARTS = (".parts", "manifest.json")
+# A model version's directory: its metadata beside its router (model.artifact's METADATA_FILE,
+# ROUTER_FILE, SERVING_FILE). And what marks a model root besides its versions (model.registry's
+# CURRENT_FILE, REGISTRY_FILE, EVAL_DIR/EVAL_META_FILE): neither holds tickets, but its JSON files
+# were read as ticket files, and a root's frozen evaluation set (eval/frozen.parquet) as tickets.
+_MODEL_VERSION = ("metadata.json", "router.joblib", "serving.joblib")
+_MODEL_ROOT = ("current", "registry.json", "eval/frozen.json")
+
+
+def _model_directory(d: Path) -> bool:
+    """Whether ``d`` is a model version (:data:`_MODEL_VERSION`) or a model root
+    (:data:`_MODEL_ROOT`), which a directory of tickets may hold (``./models``, the default root,
+    under the working directory) but which holds no tickets."""
+    if (d / _MODEL_VERSION[0]).is_file() and any((d / f).is_file() for f in _MODEL_VERSION[1:]):
+        return True
+    return any((d / f).is_file() for f in _MODEL_ROOT)
 
 
 def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
@@ -718,7 +733,9 @@ def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     (``~$x.xlsx``) are skipped: Excel keeps ``~$x.xlsx`` beside a workbook while it is open, macOS
     writes ``._x.xlsx`` on a USB stick or a share, and neither holds tickets, but either refused the
     whole run as a workbook that is not one. So is the ``OUTPUT.parts/`` directory of an
-    interrupted ``paidan label`` run. A subdirectory whose name begins with ``_`` is where Spark
+    interrupted ``paidan label`` run, and a model version or model root (``./models``, the default
+    root, under a directory of tickets: its JSON files were read as ticket files, its frozen
+    evaluation set as tickets). A subdirectory whose name begins with ``_`` is where Spark
     and Hadoop write a job's unfinished output (``_temporary/``): one holding ticket files is
     refused, as reading it would read tickets twice or half-written.
 
@@ -785,6 +802,8 @@ def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:
                 continue
             if q.is_dir():
                 if name.endswith(_LABEL_PARTS[0]) and (q / _LABEL_PARTS[1]).is_file():
+                    continue
+                if _model_directory(q):
                     continue
                 real = q.resolve()
                 if real in seen:

@@ -1615,3 +1615,52 @@ def test_a_subdirectory_that_cannot_be_read_is_named(tmp_path, monkeypatch):
         f"{d}: its subdirectory 'lost+found/' cannot be read (Permission denied); make it "
         "readable, or name the files and directories to read instead"
     )
+
+
+def test_a_directory_skips_a_model_root_and_model_versions_inside_it(tmp_path):
+    # The default model root is ./models under the working directory: `paidan evaluate models/v1 .`
+    # or `paidan label . …` read models/v1/metadata.json as a ticket file and stopped ("holds one
+    # JSON object over several lines … jq -c . metadata.json"); the root's frozen evaluation set
+    # (eval/frozen.parquet) would have been read as tickets, training on the held-out set.
+    from model.tickets import expand_paths
+
+    d = tmp_path / "work"
+    d.mkdir()
+    pd.DataFrame(ROWS).to_csv(d / "tickets.csv", index=False)
+    root = d / "models"
+    for version in ("v1", "20261205T072304Z-bf90f80f"):
+        (root / version).mkdir(parents=True)
+        (root / version / "metadata.json").write_text('{\n  "version": "v1"\n}\n')
+        (root / version / "router.joblib").write_bytes(b"\x80\x04")
+    (root / "current").write_text("v1\n")
+    (root / "registry.json").write_text('{\n  "previous": null\n}\n')
+    (root / "scores").mkdir()
+    (root / "scores" / "v1.json").write_text('{\n  "department": {}\n}\n')
+    (root / "eval").mkdir()
+    pd.DataFrame(ROWS).assign(编号=["E1", "E2"]).to_parquet(root / "eval" / "frozen.parquet")
+    (root / "eval" / "frozen.json").write_text('{\n  "rows": 2\n}\n')
+    # A model written beside the data (train tickets.csv --out proj/v2), in a subdirectory.
+    (d / "proj" / "v2").mkdir(parents=True)
+    (d / "proj" / "v2" / "metadata.json").write_text('{\n  "version": "v2"\n}\n')
+    (d / "proj" / "v2" / "serving.joblib").write_bytes(b"\x80\x04")
+    pd.DataFrame(ROWS).assign(编号=["P1", "P2"]).to_csv(d / "proj" / "more.csv", index=False)
+    assert [p.relative_to(d).as_posix() for p in expand_paths([d])] == [
+        "proj/more.csv",
+        "tickets.csv",
+    ]
+    assert read_tickets([d], MAP)["id"].tolist() == ["P1", "P2", "A1", "A2"]
+
+
+def test_the_model_files_a_directory_skips_are_named_as_the_registry_names_them():
+    from model import artifact, registry, tickets
+
+    assert tickets._MODEL_VERSION == (
+        artifact.METADATA_FILE,
+        artifact.ROUTER_FILE,
+        artifact.SERVING_FILE,
+    )
+    assert (
+        registry.CURRENT_FILE,
+        registry.REGISTRY_FILE,
+        f"{registry.EVAL_DIR}/{registry.EVAL_META_FILE}",
+    ) == tickets._MODEL_ROOT
