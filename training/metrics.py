@@ -128,7 +128,7 @@ def auto_stats(
     correct: np.ndarray,
     threshold: float,
     auto: np.ndarray | None = None,
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Precision and coverage of the rows dispatched without a person: ``auto``, the router's
     decision per row (:attr:`model.router.Ranking.auto`: at or above ``threshold`` and holding a
     known word); without it, the rows at or above ``threshold``.
@@ -136,13 +136,22 @@ def auto_stats(
     When no row reaches the threshold (coverage 0, typically threshold ``1.0``: every ticket goes
     to a person) the precision of that empty set is undefined and given as ``None``, not as a
     perfect 1.0 that a reader, or an average over folds, would take for a measurement.
+
+    Rows that reach the threshold but go to a person all the same (no known word) are counted
+    in ``without_known_terms``, present only when there are any: :func:`no_auto_note` tells
+    them from a threshold that no row reaches.
     """
-    auto = confidence >= threshold if auto is None else np.asarray(auto, dtype=bool)
-    return {
+    reached = confidence >= threshold
+    auto = reached if auto is None else np.asarray(auto, dtype=bool)
+    stats: dict[str, Any] = {
         "threshold": float(threshold),
         "precision": float(correct[auto].mean()) if auto.any() else None,
         "coverage": float(auto.mean()) if len(auto) else 0.0,
     }
+    held = int(np.count_nonzero(reached & ~auto))
+    if held:
+        stats["without_known_terms"] = held
+    return stats
 
 
 def format_auto_precision(precision: float | None) -> str:
@@ -150,10 +159,21 @@ def format_auto_precision(precision: float | None) -> str:
     return "–" if precision is None else f"{precision:.3f}"
 
 
-def no_auto_note(auto: dict[str, float | None]) -> str:
-    """Why a head's auto precision reads ``–``: no row reached its threshold (:func:`auto_stats`)."""
+def no_auto_note(auto: dict[str, Any]) -> str:
+    """Why a head's auto precision reads ``–``: no row reached its threshold, or those that did
+    hold no word the model knows (``without_known_terms``, :func:`auto_stats`)."""
+    threshold = f"{auto['threshold']:.3f}"
+    held = auto.get("without_known_terms") or 0
+    if held:
+        one = held == 1
+        return (
+            f"{held} ticket{'' if one else 's'} reach{'es' if one else ''} the auto threshold "
+            f"{threshold} but hold{'s' if one else ''} no word the model knows (only character "
+            f"n-grams match), so {'it goes' if one else 'they go'} to a person, as every ticket "
+            "below the threshold does, and auto precision is undefined (–)"
+        )
     return (
-        f"no ticket reaches the auto threshold {auto['threshold']:.3f}, so every ticket goes to a "
+        f"no ticket reaches the auto threshold {threshold}, so every ticket goes to a "
         "person and auto precision is undefined (–)"
     )
 

@@ -7,6 +7,7 @@ from training.metrics import (
     choose_threshold,
     expected_calibration_error,
     format_auto_precision,
+    no_auto_note,
     top_k_accuracy,
     wilson_lower_bound,
 )
@@ -76,6 +77,24 @@ def test_the_precision_of_an_empty_auto_set_is_undefined():
     )
     empty = auto_stats(np.array([]), np.array([], bool), 1.0)
     assert empty["precision"] is None and empty["coverage"] == 0.0
+
+
+def test_tickets_held_for_lack_of_a_known_word_are_not_said_to_miss_the_threshold():
+    # Both tickets reach the threshold, but hold no word the model knows (Ranking.auto): the
+    # router sends them to a person. evaluate and train said "no ticket reaches the auto threshold
+    # 0.919", blaming the threshold for what the text (a mis-mapped column of numbers, say) did.
+    conf, correct = np.array([0.92, 0.95, 0.5]), np.array([True, True, False])
+    stats = auto_stats(conf, correct, 0.919, auto=np.array([False, False, False]))
+    assert stats["precision"] is None and stats["coverage"] == 0.0
+    assert stats["without_known_terms"] == 2
+    note = no_auto_note(stats)
+    assert "no ticket reaches" not in note
+    assert "2 tickets reach the auto threshold 0.919" in note
+    assert "no word the model knows" in note
+    # Without such rows the report and the note are as before.
+    plain = auto_stats(conf[2:], correct[2:], 0.919, auto=np.array([False]))
+    assert plain == {"threshold": 0.919, "precision": None, "coverage": 0.0}
+    assert no_auto_note(plain).startswith("no ticket reaches the auto threshold 0.919")
 
 
 def _one_hot(y, labels, answer=None):
