@@ -538,7 +538,10 @@ def _read_window(
     cited: list[str] = []
     clock = False
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
-    newest: tuple[Any, str] | None = None  # (time, where)
+    # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
+    # chunk with a newer time, a JSON Lines history read oldest first was read again from its
+    # start (for the row's line) once a chunk.
+    newest: tuple[Any, str, int] | None = None
     kept: list[pd.DataFrame] = []
     floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
     held = 0  # rows in kept
@@ -581,7 +584,11 @@ def _read_window(
         if not na.all():
             top = int(times.reset_index(drop=True).idxmax())  # the first of the newest
             if newest is None or times.iat[top] > newest[0]:
-                newest = (times.iat[top], _where(chunk, top))
+                newest = (
+                    times.iat[top],
+                    str(chunk[SOURCE_COL].iat[top]),
+                    int(chunk[ROW_COL].iat[top]),
+                )
         if since is not None:
             if na.all() or since > times.max().to_pydatetime():
                 keep[:] = False
@@ -635,7 +642,8 @@ def _read_window(
             return refused(str(e))
     if since is not None and (rows is None or rows.empty):
         assert newest is not None
-        return refused(_nothing_since_message(window, since_opt, newest[0], newest[1]))
+        where = row_place(newest[1], newest[2])
+        return refused(_nothing_since_message(window, since_opt, newest[0], where))
     assert rows is not None
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
