@@ -838,11 +838,14 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
         # empty, a zero-padded number keeps its zeros. The header as file_columns reads it.
         cells = wb.worksheets[0].iter_rows()
         header = column_names(_header([c.value for c in next(cells)], width))
-        rows = (tuple(xlsx_value(c) for c in row) for row in cells)
         checked = [c for c in ticket_cols if c in header]
-        for rowno, row in enumerate(rows, 2):
-            if all(v is None or v == "" for v in row):
+        for rowno, sheet_row in enumerate(cells, 2):
+            # Blank by its cells, not by their values: a row of failed lookups (#N/A throughout)
+            # reads empty, and was left out of the output without a word (train names it as a
+            # row with an empty text); it comes back as one.
+            if all(c.value is None or c.value == "" for c in sheet_row):
                 continue
+            row = tuple(xlsx_value(c) for c in sheet_row)
             values = dict(blank)
             values.update(
                 (h, _sheet_text(v)) for h, v in zip(header, row, strict=False) if h in values

@@ -446,6 +446,34 @@ def test_an_id_shown_zero_padded_is_written_as_shown_and_as_train_reads_it(
     assert df["id"].tolist() == read_tickets([src])["id"].tolist()
 
 
+def test_a_row_of_excel_error_values_comes_back_as_an_error_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Read as empty cells, a row of failed lookups (every cell #N/A) was taken for a blank row
+    # and left out of the output without a word ("2 rows" for 3), where train and evaluate name
+    # it as a row with an empty text.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text"])
+    ws.append(["E1", "", TINY_TICKETS[0][1]])
+    ws.append(["#N/A", "#N/A", "#N/A"])  # openpyxl writes these as error cells, as Excel does
+    ws.append(["E3", "", TINY_TICKETS[1][1]])
+    ws.append([None, None, None])  # a blank row: no ticket, left out as before
+    ws.append(["E5", "", TINY_TICKETS[2][1]])
+    src = tmp_path / "lookups.xlsx"
+    wb.save(src)
+    assert ws["A3"].data_type == "e"
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert len(df) == 4
+    assert df["id"].tolist() == ["E1", "", "E3", "E5"]
+    assert df["error"].tolist()[1].startswith("empty text")
+    assert df["error"].tolist()[0::2] == ["", ""] and df["error"].tolist()[3] == ""
+
+
 def test_excel_error_values_are_empty_cells_as_train_reads_them(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
