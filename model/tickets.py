@@ -68,10 +68,13 @@ JOINT_SEPARATOR = re.compile(r"[;；]")
 JOINT_JOINER = "；"
 CO_COL = "co_departments"
 
-# Columns the reader adds: which file a row came from and its 1-based data row number in that file
-# (for CSV, line number = row + 1 because of the header).
+# Columns the reader adds: which file a row came from, by its name as messages give it (a file named
+# directly by its name, one found in a directory by its path relative to it, :func:`named_paths`),
+# its 1-based data row number in that file (for CSV, line number = row + 1 because of the header),
+# and the file's path as it was opened (to find a JSON line of it).
 SOURCE_COL = "_source"
 ROW_COL = "_row"
+PATH_COL = "_path"
 
 
 def as_utc(value: datetime) -> datetime:
@@ -693,7 +696,12 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+# A ticket file with its name as messages give it (:func:`named_paths`): given in place of a path,
+# it is read and named so.
+NamedPath = tuple[Path, str]
+
+
+def expand_paths(paths: Iterable[str | Path | NamedPath]) -> list[Path]:
     """Files named directly, plus the ticket files inside named directories: see
     :func:`named_paths`, which also gives each file's name."""
     return [path for path, _ in named_paths(paths)]
@@ -719,7 +727,7 @@ def _model_directory(d: Path) -> bool:
     return any((d / f).is_file() for f in _MODEL_ROOT)
 
 
-def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
     """Files named directly, plus the supported files inside named directories, each with its
     name: a file named directly by its name, one inside a directory by its path relative to it
     (``2024-03/part-1.csv``, as the model's metadata records it).
@@ -739,6 +747,9 @@ def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     and Hadoop write a job's unfinished output (``_temporary/``): one holding ticket files is
     refused, as reading it would read tickets twice or half-written.
 
+    A file given with its name (a pair of this function's own) is kept as it is: a command that
+    lists the files once (for their SHA-256) reads them with the names they were listed with.
+
     Raises
     ------
     TicketFileError
@@ -746,8 +757,12 @@ def named_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
         files in a format no reader reads (:func:`unreadable_part`) or in a ``_`` subdirectory,
         which are named.
     """
-    out: list[tuple[Path, str]] = []
-    for p in map(Path, paths):
+    out: list[NamedPath] = []
+    for given in paths:
+        if isinstance(given, tuple):
+            out.append(given)
+            continue
+        p = Path(given)
         if p.is_dir():
             files, hidden = _directory_files(p)
             unreadable = [f"{rel!r} ({todo})" for q, rel in files if (todo := unreadable_part(q))]
@@ -1440,7 +1455,7 @@ def _padded_cells(sheet: Any) -> dict[tuple[int, int], str]:
 
 
 def read_tickets(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | NamedPath],
     columns: ColumnMap = ColumnMap(),
     headers: dict[str, list[str]] | None = None,
     repeated_headers: dict[str, list[int]] | None = None,
@@ -1450,12 +1465,13 @@ def read_tickets(
     Parameters
     ----------
     paths : sequence of str or Path
-        Files or directories of parts.
+        Files or directories of parts (or files with their names, :func:`named_paths`).
     columns : ColumnMap
         Which input column holds each canonical field, and the delimiter of CSV files.
     headers : dict, optional
-        Filled with each file's columns as read, by its name as ``_source`` gives it (for messages
-        about a column the canonical rows cannot show missing).
+        Filled with each file's columns as read, by its name as ``_source`` gives it (a file found
+        in a directory by its path relative to it: two months' ``part-1.csv`` are two files), for
+        messages about a column the canonical rows cannot show missing.
     repeated_headers : dict, optional
         Filled with the data rows of each file that repeat its header line, left out (see
         :func:`repeats_header`; each file with such rows is warned of in the log too), by its
@@ -1466,7 +1482,8 @@ def read_tickets(
     -------
     DataFrame
         Columns :data:`CANONICAL` (absent optional fields are empty strings; a missing ``id`` becomes
-        ``<file stem>:<row>``), plus ``_source`` and ``_row`` for error messages.
+        ``<file stem>:<row>``), plus ``_source`` and ``_row`` for error messages (the file's name
+        as :func:`named_paths` gives it, and the data row), and ``_path``, the file as opened.
 
     Raises
     ------
@@ -1483,7 +1500,7 @@ def read_tickets(
 
 
 def iter_tickets(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | NamedPath],
     columns: ColumnMap = ColumnMap(),
     headers: dict[str, list[str]] | None = None,
     size: int | None = None,
@@ -1498,16 +1515,16 @@ def iter_tickets(
     left out twice, and a second reading of ``paths`` with the same dict replaces the first's
     lists instead of adding to them)."""
     listed: set[str] = set()  # the names this reading has filled repeated_headers for
-    for path in expand_paths(paths):
+    for path, name in named_paths(paths):
         first_row = 1
         repeated: list[int] = []
         for raw in table_chunks(path, columns, size):
-            frame = to_canonical(raw, columns, path, first_row)
+            frame = to_canonical(raw, columns, path, first_row, name)
             if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
                 repeated += [first_row + i for i in again]
                 frame = frame.drop(frame.index[again]).reset_index(drop=True)
             if headers is not None and first_row == 1:
-                headers[display_name(path)] = [str(c) for c in raw.columns]
+                headers[display_name(name)] = [str(c) for c in raw.columns]
             first_row += len(raw)
             yield frame
         if repeated:
@@ -1517,10 +1534,10 @@ def iter_tickets(
                 # its second reading's rows to the first's, which were left out as well; a name
                 # first met in this reading replaces what an earlier reading (training.window
                 # reads the files again for day-first dates) put there.
-                name = display_name(path)
-                before = repeated_headers.get(name, []) if name in listed else []
-                repeated_headers[name] = before + repeated
-                listed.add(name)
+                key = display_name(name)
+                before = repeated_headers.get(key, []) if key in listed else []
+                repeated_headers[key] = before + repeated
+                listed.add(key)
 
 
 # The formats with a header line, which a file joined from parts may repeat (JSON and Parquet
@@ -1608,13 +1625,12 @@ def column_names(header: Sequence[str]) -> list[str]:
     return [header_cell(str(h)) or f"Unnamed: {i}" for i, h in enumerate(header)]
 
 
-def require_rows(df: pd.DataFrame | int, paths: Sequence[str | Path]) -> None:
+def require_rows(df: pd.DataFrame | int, paths: Sequence[str | Path | NamedPath]) -> None:
     """Refuse what :func:`read_tickets` read when it holds no rows at all (a header alone);
     ``df`` may be the number of rows read."""
     if df == 0 if isinstance(df, int) else df.empty:
-        raise TicketFileError(
-            f"{', '.join(map(str, paths))}: no rows to read (a header but no tickets)"
-        )
+        shown = (str(p[0] if isinstance(p, tuple) else p) for p in paths)
+        raise TicketFileError(f"{', '.join(shown)}: no rows to read (a header but no tickets)")
 
 
 def has_text(df: pd.DataFrame) -> pd.Series:
@@ -1654,9 +1670,10 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
 
 
 def to_canonical(
-    raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1
+    raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1, name: str | None = None
 ) -> pd.DataFrame:
-    """Map one table's columns to the canonical schema (see :func:`read_tickets`)."""
+    """Map one table's columns to the canonical schema (see :func:`read_tickets`). ``name``: the
+    file's name as messages give it (:func:`named_paths`; default: its name)."""
     import pandas as pd
 
     check_columns(path, list(raw.columns), columns)
@@ -1671,8 +1688,10 @@ def to_canonical(
         out.loc[missing_id, "id"] = [
             f"{path.stem}:{r}" for r, m in zip(rows, missing_id, strict=True) if m
         ]
-    out[SOURCE_COL] = display_name(path)  # a GBK name (unzipped on Linux) is no valid str
+    # A GBK name (unzipped on Linux) is no valid str: shown with \xNN escapes.
+    out[SOURCE_COL] = display_name(path.name if name is None else name)
     out[ROW_COL] = list(rows)
+    out[PATH_COL] = display_name(path)
     return out
 
 

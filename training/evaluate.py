@@ -656,7 +656,7 @@ class Repeats:
 
 def _place(source: str, row: int) -> str:
     """A row's place as :func:`training.validate.row_places` names it."""
-    return f"{source.rsplit('/', 1)[-1]} data row {row}"
+    return f"{source} data row {row}"
 
 
 def _add_counts(into: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:

@@ -60,9 +60,9 @@ from model.tickets import (
     HEADER_FORMATS,
     ColumnMap,
     check_columns,
-    expand_paths,
     file_format,
     mapped_columns,
+    named_paths,
     printable,
     repeats_header,
 )
@@ -500,6 +500,7 @@ class _Chunk:
 
 def _chunks(
     files: Sequence[Path],
+    names: Sequence[str],
     columns: list[str],
     file_headers: dict[Path, list[str]],
     cmap: ColumnMap,
@@ -507,11 +508,12 @@ def _chunks(
     max_chars: int,
     max_title_chars: int,
 ) -> Iterator[_Chunk]:
-    """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``file_headers``:
-    each file's own columns (:func:`_input_columns`)."""
+    """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``names``: each
+    file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
+    ``file_headers``: each file's own columns (:func:`_input_columns`)."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
-    for path in files:
+    for path, name in zip(files, names, strict=True):
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
         # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
@@ -519,7 +521,8 @@ def _chunks(
         names = (
             mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
-        for record in iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title):
+        records = iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name)
+        for record in records:
             if record.error is None and repeats_header(record.values.__getitem__, names):
                 record.error = (
                     f"repeated header: {record.where} repeats the header line (files joined with "
@@ -747,7 +750,8 @@ def label(
         )
     model_dir = Path(model_dir)
     meta = verify(model_dir, model_root)
-    files = expand_paths(inputs)
+    named = named_paths(inputs)
+    files = [p for p, _ in named]
     typed = fmt in ("jsonl", "parquet")
     kinds: dict[str, set[str]] | None = {} if typed else None
     input_columns, file_headers = _input_columns(files, columns, kinds)
@@ -853,6 +857,7 @@ def label(
             try:
                 for chunk in _chunks(
                     files,
+                    [name for _, name in named],
                     input_columns,
                     file_headers,
                     columns,

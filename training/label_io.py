@@ -308,6 +308,7 @@ def iter_records(
     delimiter: str | None = None,
     text_col: str | None = None,
     title_col: str | None = None,
+    name: str | None = None,
 ) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
@@ -315,19 +316,23 @@ def iter_records(
     set and, where nothing could be parsed, empty values. A CSV file's fields are separated by
     ``delimiter`` (default: by its extension). An XLSX row whose ``text_col`` or ``title_col``
     cell holds a formula saved without its value comes back with an ``error`` that says so
-    (:func:`model.tickets.unsaved_formulas`): it reads empty.
+    (:func:`model.tickets.unsaved_formulas`): it reads empty. A row's ``where`` names the file by
+    ``name`` (default: its name; one found in a directory by its path relative to it,
+    :func:`model.tickets.named_paths`).
     """
     fmt = file_format(path)
+    name = path.name if name is None else name
     if fmt == "csv":
-        yield from _iter_csv(path, columns, csv_field_limit, csv_delimiter(path, delimiter))
+        sep = csv_delimiter(path, delimiter)
+        yield from _iter_csv(path, columns, csv_field_limit, sep, name)
     elif fmt == "jsonl" and json_array(path):
-        yield from _iter_json_array(path, columns)
+        yield from _iter_json_array(path, columns, name)
     elif fmt == "jsonl":
-        yield from _iter_jsonl(path, columns)
+        yield from _iter_jsonl(path, columns, name)
     elif fmt == "xlsx":
-        yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c])
+        yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name)
     else:
-        yield from _iter_parquet(path, columns)
+        yield from _iter_parquet(path, columns, name)
 
 
 def csv_encoding(head: bytes, path: Path | None = None) -> str:
@@ -540,7 +545,9 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
     return done("record")
 
 
-def _iter_csv(path: Path, columns: Sequence[str], field_limit: int, sep: str) -> Iterator[Record]:
+def _iter_csv(
+    path: Path, columns: Sequence[str], field_limit: int, sep: str, name: str
+) -> Iterator[Record]:
     # Read as pandas and `paidan train` read (csv's default, lenient dialect), so both see the same
     # records. Where a record is broken, its first line gets the error and the lines after it are
     # read again (one stray quote must not take the rows behind it down with it); but a record read
@@ -575,16 +582,16 @@ def _iter_csv(path: Path, columns: Sequence[str], field_limit: int, sep: str) ->
                 consumed = lines.take()
                 reader = csv.reader(lines, delimiter=sep)
                 yield from _broken_record(
-                    lines, consumed, e, path, sep, header, blank, field_limit, span
+                    lines, consumed, e, name, sep, header, blank, field_limit, span
                 )
                 continue
             consumed = lines.take()
             if not fields:  # a blank line is not a row (as in pandas)
                 continue
             first, last = consumed[0][0], consumed[-1][0]
-            where = f"line {first} of {path.name}"
+            where = f"line {first} of {name}"
             if first <= span.last:
-                yield span.record(fields, header, blank, where, path)
+                yield span.record(fields, header, blank, where, name)
                 if len(consumed) > 1:  # its own lines may be rows a quote joined: read them again
                     if lines.offset != size:  # (to the end of the file: a quote never closed)
                         span.last = max(span.last, last)
@@ -642,7 +649,7 @@ class _BrokenSpan:
     last: int = 0
 
     def record(
-        self, fields: list[str], header: list[str], blank: dict[str, str], where: str, path: Path
+        self, fields: list[str], header: list[str], blank: dict[str, str], where: str, name: str
     ) -> Record:
         """A record that starts inside the span: its values (when they fit the header), no labels."""
         values = dict(blank)
@@ -651,7 +658,7 @@ class _BrokenSpan:
         return Record(
             values,
             f"malformed CSV: {where}: read again after the broken record of lines "
-            f"{self.first}-{self.last} of {path.name}; it may be part of that record's text, so it "
+            f"{self.first}-{self.last} of {name}; it may be part of that record's text, so it "
             "is not labelled (fix the quotes there)",
             where,
         )
@@ -661,7 +668,7 @@ def _broken_record(
     lines: _Lines,
     consumed: list[_Line],
     error: csv.Error,
-    path: Path,
+    name: str,
     sep: str,
     header: list[str],
     blank: dict[str, str],
@@ -671,7 +678,7 @@ def _broken_record(
     """The row of a record the csv module gave up on, leaving ``lines`` where reading goes on."""
     first = consumed[0] if consumed else None
     firstno = first[0] if first else lines.lineno
-    where = f"line {firstno} of {path.name}"
+    where = f"line {firstno} of {name}"
     problem = str(error)
     if first is not None and "field larger than field limit" in problem:
         # An over-long field, which may end further down (one row), or a quote never closed.
@@ -718,11 +725,11 @@ def _long_record(
     return Record(values, None, where, cut)
 
 
-def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+def _iter_jsonl(path: Path, columns: Sequence[str], name: str) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         for lineno, raw, obj in json_lines(f):
-            where = f"line {lineno} of {path.name}"
+            where = f"line {lineno} of {name}"
             # A line without an object has no values: null in JSON Lines and Parquet output.
             if isinstance(obj, UnicodeDecodeError):
                 yield Record(
@@ -744,14 +751,14 @@ def _iter_jsonl(path: Path, columns: Sequence[str]) -> Iterator[Record]:
             yield _object_record(obj, b"\\ud" in raw or b"\\uD" in raw, blank, where)
 
 
-def _iter_json_array(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+def _iter_json_array(path: Path, columns: Sequence[str], name: str) -> Iterator[Record]:
     """The elements of a JSON array file (:func:`model.tickets.json_array`), read a block at a
     time, as :func:`_iter_jsonl` reads lines: an element that is not an object is an error row.
     A broken array raises where it breaks; :func:`file_columns` has refused it before."""
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         for n, obj, text in json_array_elements(f, path):
-            where = f"element {n} of {path.name}"
+            where = f"element {n} of {name}"
             if not isinstance(obj, dict):
                 problem = f"not a JSON object ({json_type(obj)})"
                 yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where, typed={})
@@ -824,7 +831,9 @@ def _header(row: Sequence[Any], width: int) -> list[str]:
     return ["" if v is None else str(v) for v in row] + [""] * (width - len(row))
 
 
-def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> Iterator[Record]:
+def _iter_xlsx(
+    path: Path, columns: Sequence[str], ticket_cols: list[str], name: str
+) -> Iterator[Record]:
     """The rows of a workbook's first sheet; a cell of ``ticket_cols`` (the text and the title)
     that holds a formula saved without its value makes its row an error."""
     blank = dict.fromkeys(columns, "")
@@ -850,7 +859,7 @@ def _iter_xlsx(path: Path, columns: Sequence[str], ticket_cols: list[str]) -> It
             values.update(
                 (h, _sheet_text(v)) for h, v in zip(header, row, strict=False) if h in values
             )
-            where = f"row {rowno} of {path.name}"
+            where = f"row {rowno} of {name}"
             error = None
             if any(values.get(c) == "" for c in checked):
                 if unsaved is None:
@@ -873,12 +882,12 @@ def _sheet_text(value: Any) -> str:
     return str(value) if isinstance(value, bool) else cell_text(xlsx_text(value))
 
 
-def _iter_parquet(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+def _iter_parquet(path: Path, columns: Sequence[str], name: str) -> Iterator[Record]:
     with open(path, "rb") as f:  # by Python: see model.tickets.read_table
-        yield from _parquet_records(path, pq.ParquetFile(f), columns)
+        yield from _parquet_records(name, pq.ParquetFile(f), columns)
 
 
-def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> Iterator[Record]:
+def _parquet_records(name: str, pf: pq.ParquetFile, columns: Sequence[str]) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     # The file's columns by position, named as file_columns names them: a blank name is
     # "Unnamed: 2" there, and keyed by its stripped name ("") its values went nowhere.
@@ -887,7 +896,7 @@ def _parquet_records(path: Path, pf: pq.ParquetFile, columns: Sequence[str]) -> 
     for batch in parquet_batches(pf, 2_048):  # a row group at a time: memory stays flat
         for cells in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rowno += 1
-            where = f"row {rowno} of {path.name}"
+            where = f"row {rowno} of {name}"
             values = dict(blank)
             typed = dict(zip(names, cells, strict=True))
             try:

@@ -594,8 +594,7 @@ def freeze_eval_files(
 ) -> dict[str, Any]:
     """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
     named = named_paths(paths)
-    files = [p for p, _ in named]
-    df = read_tickets(files, columns)
+    df = read_tickets(named, columns)
     return freeze_eval(root, df, ", ".join(display_name(name) for _, name in named), force=force)
 
 
@@ -716,7 +715,7 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
     first = sorted(bad)[0]
     where = rows[ids == first]
     places = ", ".join(
-        f"{Path(str(src)).name} data row {row}"
+        f"{src} data row {row}"
         for src, row in zip(where[SOURCE_COL][:3], where[ROW_COL][:3], strict=True)
     )
     return f"e.g. {mask_label(first)!r}: {places}"
@@ -833,7 +832,7 @@ def retrain(
     if progress is not None:
         progress("reading", 0, 1)
     read = read_window(
-        files,
+        named,
         columns,
         window,
         headers,

@@ -829,7 +829,7 @@ def train(
     if progress:
         progress("reading", 0, 1)
     read = read_window(
-        files, columns, window, headers, columns.time or "time", repeated_headers=repeated_headers
+        named, columns, window, headers, columns.time or "time", repeated_headers=repeated_headers
     )
     require_rows(read.rows_in, files)
     absent = label_column_notes(read.labelled, columns, headers)

@@ -214,18 +214,15 @@ def masked_counts(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def row_places(df: pd.DataFrame) -> pd.Series:
-    """Where each row was read, as messages name it (``"<file> data row <n>"``).
+    """Where each row was read, as messages name it (``"<file> data row <n>"``): the file by its
+    name as the reader gives it (``2024/一月.csv`` for one found in ``exports/2024/``).
 
     Rows without the reader's source columns (a frame built otherwise) are ``"row <n>"``.
     """
     import pandas as pd
 
     if SOURCE_COL in df and ROW_COL in df:
-        return (
-            df[SOURCE_COL].astype(str).map(lambda s: s.rsplit("/", 1)[-1])
-            + " data row "
-            + df[ROW_COL].astype(str)
-        )
+        return df[SOURCE_COL].astype(str) + " data row " + df[ROW_COL].astype(str)
     return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
 
 
@@ -507,7 +504,6 @@ def label_column_notes(
     def listed(names: Sequence[str]) -> str:
         return ", ".join(map(quoted, names))
 
-    headers = {name.rsplit("/", 1)[-1]: cols for name, cols in headers.items()}  # as rows cite
     first = next(iter(headers.items()), None)
     if isinstance(df, Sequence):  # the heads labelled, as read_window tells them
         labelled = [head for head in LABELS if head in df]

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from model.text import mask_label, quoted
 from model.tickets import (
+    PATH_COL,
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
+    NamedPath,
     TicketFileError,
     as_utc,
     file_format,
@@ -206,22 +208,25 @@ def _quoted(value: str) -> str:
 
 
 def _where(df: pd.DataFrame, i: int) -> str:
-    return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]))
+    path = str(df[PATH_COL].iat[i]) if PATH_COL in df else None
+    return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path)
 
 
-def row_place(source: str, row: int) -> str:
-    """Where data row ``row`` of the file ``source`` is, as a message names it: ``a.csv data row
+def row_place(name: str, row: int, path: str | None = None) -> str:
+    """Where data row ``row`` of the file ``name`` is, as a message names it: ``a.csv data row
     3``, and by its line in a JSON Lines file (``a.jsonl line 6``, as the reader's and ``label``'s
     messages name a JSON line; its data row is another number once the file has blank lines), by
-    its element in a JSON array (``a.json element 3``, as the reader names one)."""
-    path = Path(source)
-    name = path.name
+    its element in a JSON array (``a.json element 3``, as the reader names one). ``name``: the
+    file's name as the reader gives it (``2024/一月.jsonl``); ``path``: the file, to find the line
+    in (without it, a JSON file's row is named by its data row)."""
+    if path is None:
+        return f"{name} data row {row}"
     try:
-        fmt = file_format(path)
-        if fmt == "jsonl" and path.is_file():  # .jsonl, .ndjson, .json
-            if json_array(path):
+        file = Path(path)
+        if file_format(file) == "jsonl" and file.is_file():  # .jsonl, .ndjson, .json
+            if json_array(file):
                 return f"{name} element {row}"
-            line = jsonl_line_of(path, row)
+            line = jsonl_line_of(file, row)
             if line is not None:
                 return f"{name} line {line}"
     except (OSError, TicketFileError):
@@ -241,7 +246,7 @@ def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, st
 
 def _blank_files_message(option: str, column: str, blank_files: Sequence[str]) -> str:
     """A window needs times, and these files have none written."""
-    names = ", ".join(Path(f).name for f in blank_files[:MAX_CITED])
+    names = ", ".join(blank_files[:MAX_CITED])
     return (
         f"{option} needs every ticket's time, and {names} has no ticket times in column "
         f"{quoted(column)} (map yours with --time-col)"
@@ -464,7 +469,7 @@ def labelled_heads(df: pd.DataFrame) -> list[str]:
 
 
 def read_window(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | NamedPath],
     columns: ColumnMap,
     window: Window,
     headers: dict[str, list[str]] | None = None,
@@ -510,7 +515,7 @@ def _newest(pool: pd.DataFrame, max_rows: int) -> tuple[list[pd.DataFrame], Any]
 
 
 def _read_window(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | NamedPath],
     columns: ColumnMap,
     window: Window,
     headers: dict[str, list[str]] | None,

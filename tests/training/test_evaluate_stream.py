@@ -270,3 +270,18 @@ def test_scoring_is_done_only_when_the_input_is_though_the_estimate_was_reached_
     *during, last = calls
     assert last == ("scoring", len(rows()), len(rows())), calls
     assert len(during) > 2 and all(done < total for _, done, total in during), calls
+
+
+def test_a_repeat_in_a_subdirectory_is_named_by_its_path_in_the_directory(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # The report's duplicate_examples said "一月.csv data row 1 repeats 一月.csv data row 1".
+    records = rows()[:5]  # no two alike
+    for year in ("2024", "2025"):
+        (tmp_path / "exports" / year).mkdir(parents=True)
+        write_csv(tmp_path / "exports" / year / "一月.csv", records)
+    report = evaluate(model_dir, [tmp_path / "exports"])
+    assert report["duplicate_examples"][0] == [
+        "2025/一月.csv data row 1",
+        "2024/一月.csv data row 1",
+    ]

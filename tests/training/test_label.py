@@ -2846,3 +2846,22 @@ def test_a_batch_score_just_below_its_threshold_never_reads_as_reaching_it(
     assert row[1] < round(head.threshold, 4), row
     assert json.loads(row[5])[0]["score"] == row[1]
     assert [row] == _as_rows(router.predict([ticket], top_k=3, explain=False))
+
+
+def test_label_names_a_row_of_a_subdirectory_by_its_path_in_the_directory(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # exports/2024/一月.csv and exports/2025/一月.csv: "line 3 of 一月.csv" did not say which.
+    exports = tmp_path / "exports"
+    rows = ticket_rows(4)
+    rows[1][2] = rows[3][2] = ""
+    for year, part in (("2024", rows[:2]), ("2025", rows[2:])):
+        (exports / year).mkdir(parents=True)
+        write_csv(exports / year / "一月.csv", part)
+    out = tmp_path / "out.csv"
+    label([exports], tiny_model_dir, out, jobs=1)
+    errors = [e for e in read_output(out)["error"] if e]
+    assert [e.rsplit("(", 1)[-1] for e in errors] == [
+        "line 3 of 2024/一月.csv)",
+        "line 3 of 2025/一月.csv)",
+    ]

@@ -1544,3 +1544,17 @@ def test_retrain_on_a_history_of_a_header_alone_says_so_in_one_line(
     assert r.exit_code == 2, r.output
     assert "no rows to read (a header but no tickets)" in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+
+
+def test_an_id_of_two_tickets_in_subdirectories_is_shown_in_both_files(tmp_path: Path) -> None:
+    # "e.g. '7': 一月.csv data row 1, 一月.csv data row 1": two rows of one file, it read.
+    from model.tickets import read_tickets
+    from training.retrain import ambiguous_ids
+
+    for year, (title, text, *_) in zip(("2024", "2025"), TINY_TICKETS, strict=False):
+        (tmp_path / "exports" / year).mkdir(parents=True)
+        with open(tmp_path / "exports" / year / "一月.csv", "w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([["id", "title", "text"], ["7", title, text]])
+    bad, example = ambiguous_ids([read_tickets([tmp_path / "exports"])])
+    assert bad == {"7"}
+    assert example == "e.g. '7': 2024/一月.csv data row 1, 2025/一月.csv data row 1"

@@ -513,7 +513,8 @@ def test_a_json_array_reads_as_its_json_lines_read(tmp_path: Path, dump) -> None
     lines = tmp_path / "export.jsonl"
     lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in JSON_ROWS), "utf-8")
     got, want = read_tickets([src], MAP), read_tickets([lines], MAP)
-    pd.testing.assert_frame_equal(got.drop(columns="_source"), want.drop(columns="_source"))
+    where = ["_source", "_path"]  # the files differ
+    pd.testing.assert_frame_equal(got.drop(columns=where), want.drop(columns=where))
     assert got["id"].tolist() == ["1001", "export:2"]
     assert got["department"].tolist() == ["人社", "执法"]
     assert got["co_departments"].tolist() == ["市总工会", ""]
@@ -1664,3 +1665,45 @@ def test_the_model_files_a_directory_skips_are_named_as_the_registry_names_them(
         registry.REGISTRY_FILE,
         f"{registry.EVAL_DIR}/{registry.EVAL_META_FILE}",
     ) == tickets._MODEL_ROOT
+
+
+def test_the_files_of_subdirectories_are_named_by_their_path_in_the_directory(tmp_path):
+    # exports/2024/一月.csv and exports/2025/一月.csv were both "一月.csv data row 2" in every
+    # message: which one was not said. A file named directly keeps its name.
+    from training.validate import label_column_notes, row_places
+
+    d = tmp_path / "exports"
+    columns = replace(MAP, category="category")
+    for year in ("2024", "2025"):
+        (d / year).mkdir(parents=True)
+    # One 一月.csv has the category column (empty) and the other has not: two files, not one.
+    pd.DataFrame(ROWS).assign(category="").to_csv(d / "2024" / "一月.csv", index=False)
+    pd.DataFrame(ROWS).to_csv(d / "2025" / "一月.csv", index=False)
+    pd.DataFrame(ROWS).to_csv(tmp_path / "二月.csv", index=False)
+    headers: dict[str, list[str]] = {}
+    got = read_tickets([d, tmp_path / "二月.csv"], columns, headers)
+    assert row_places(got).tolist() == [
+        "2024/一月.csv data row 1",
+        "2024/一月.csv data row 2",
+        "2025/一月.csv data row 1",
+        "2025/一月.csv data row 2",
+        "二月.csv data row 1",
+        "二月.csv data row 2",
+    ]
+    assert list(headers) == ["2024/一月.csv", "2025/一月.csv", "二月.csv"]
+    # Told apart, 2024/一月.csv is not said to lack the column (2025's columns were its).
+    assert label_column_notes(["department"], columns, headers) == []
+
+
+def test_a_json_line_of_a_subdirectory_is_named_by_its_path_in_the_directory(tmp_path):
+    # As a JSON Lines row is named by its line: the file is found by its path, named by its name.
+    from training.validate import TrainingDataError
+    from training.window import Window, read_window
+
+    d = tmp_path / "exports"
+    (d / "2024").mkdir(parents=True)
+    rows = [{**ROWS[0], "time": "2024-01-05"}, {**ROWS[1], "time": ""}]
+    lines = "\n" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    (d / "2024" / "一月.jsonl").write_text(lines, encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"2024/一月\.jsonl line 3 \(''\)"):
+        read_window([d], MAP, Window(max_rows=1)).select()

@@ -1691,3 +1691,19 @@ def test_train_reads_a_directory_with_subdirectories_and_records_each_file(tmp_p
     assert result.validation.rows_in == len(TINY_TICKETS)
     files = read_metadata(tmp_path / "m")["training_data"]["files"]
     assert [f["name"] for f in files] == ["2024-01.csv", "2024-03/part-1.csv", "2024-04/part-1.csv"]
+
+
+def test_train_names_a_row_of_a_subdirectory_by_its_path_in_the_directory(tmp_path, tiny_config):
+    # "skipped 2 rows with empty text: part-1.csv data row 2, part-1.csv data row 2": which?
+    from tests.conftest import write_tickets_csv
+
+    d = tmp_path / "history"
+    for month, tickets in (("2024-03", TINY_TICKETS[0::2]), ("2024-04", TINY_TICKETS[1::2])):
+        (d / month).mkdir(parents=True)
+        *_, dept, cat = tickets[1]
+        write_tickets_csv(d / month / "part-1.csv", [tickets[0], ("", "", dept, cat), *tickets[2:]])
+    result = train([d], tmp_path / "m", config=tiny_config)
+    assert result.validation.empty_text == [
+        "2024-03/part-1.csv data row 2",
+        "2024-04/part-1.csv data row 2",
+    ]
