@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -747,8 +747,11 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
     and Hadoop write a job's unfinished output (``_temporary/``): one holding ticket files is
     refused, as reading it would read tickets twice or half-written.
 
-    A file given with its name (a pair of this function's own) is kept as it is: a command that
-    lists the files once (for their SHA-256) reads them with the names they were listed with.
+    A file reached twice (``exports/ exports/2024/``, or a directory and a file in it) keeps the
+    name it was first reached by: its rows are numbered alike both times (:func:`to_canonical`),
+    and caught as copies, as those of a file given twice are. A file given with its name (a pair
+    of this function's own) is kept as it is: a command that lists the files once (for their
+    SHA-256) reads them with the names they were listed with.
 
     Raises
     ------
@@ -758,6 +761,11 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
         which are named.
     """
     out: list[NamedPath] = []
+    first: dict[Path, str] = {}  # the name each file was first reached by
+
+    def named(path: Path, name: str) -> NamedPath:
+        return path, first.setdefault(path.resolve(), name)
+
     for given in paths:
         if isinstance(given, tuple):
             out.append(given)
@@ -785,9 +793,9 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
                     f"{p}: the directory holds no CSV, XLSX, JSONL, JSON or Parquet files, in "
                     "its subdirectories neither"
                 )
-            out.extend(parts)
+            out.extend(named(q, rel) for q, rel in parts)
         elif p.is_file():
-            out.append((p, p.name))
+            out.append(named(p, p.name))
         else:
             raise TicketFileError(f"{p}: no such file or directory")
     return out
@@ -1482,8 +1490,10 @@ def read_tickets(
     -------
     DataFrame
         Columns :data:`CANONICAL` (absent optional fields are empty strings; a missing ``id`` becomes
-        ``<file stem>:<row>``), plus ``_source`` and ``_row`` for error messages (the file's name
-        as :func:`named_paths` gives it, and the data row), and ``_path``, the file as opened.
+        ``<file stem>:<row>``, by the file's name as ``_source`` gives it: ``2024/一月:12`` for a
+        file found in a directory's ``2024/``), plus ``_source`` and ``_row`` for error messages
+        (the file's name as :func:`named_paths` gives it, and the data row), and ``_path``, the
+        file as opened.
 
     Raises
     ------
@@ -1683,13 +1693,17 @@ def to_canonical(
         out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
     out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
+    name = path.name if name is None else name
     missing_id = out["id"].str.strip() == ""
     if missing_id.any():
+        # By the file's name without its extension: 一月:12, and 2024/一月:12 for one found in a
+        # directory's 2024/ (a 2025/一月.csv beside it gave one id to two tickets).
+        stem = name.removesuffix(PurePosixPath(name).suffix)
         out.loc[missing_id, "id"] = [
-            f"{path.stem}:{r}" for r, m in zip(rows, missing_id, strict=True) if m
+            f"{stem}:{r}" for r, m in zip(rows, missing_id, strict=True) if m
         ]
     # A GBK name (unzipped on Linux) is no valid str: shown with \xNN escapes.
-    out[SOURCE_COL] = display_name(path.name if name is None else name)
+    out[SOURCE_COL] = display_name(name)
     out[ROW_COL] = list(rows)
     out[PATH_COL] = display_name(path)
     return out

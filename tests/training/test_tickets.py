@@ -1707,3 +1707,44 @@ def test_a_json_line_of_a_subdirectory_is_named_by_its_path_in_the_directory(tmp
     (d / "2024" / "一月.jsonl").write_text(lines, encoding="utf-8")
     with pytest.raises(TrainingDataError, match=r"2024/一月\.jsonl line 3 \(''\)"):
         read_window([d], MAP, Window(max_rows=1)).select()
+
+
+def test_a_row_without_an_id_in_a_subdirectory_is_numbered_by_its_path_in_the_directory(tmp_path):
+    # exports/2024/一月.csv and exports/2025/一月.csv numbered their rows 一月:1, 一月:2 alike: one
+    # id for two tickets, which retrain could not match feedback or a frozen ticket by. A file
+    # given directly or at the top of the directory keeps its ids.
+    from training.retrain import ambiguous_ids
+
+    d = tmp_path / "exports"
+    for year, rows in (("2024", ROWS), ("2025", ROWS[::-1])):
+        (d / year).mkdir(parents=True)
+        pd.DataFrame(rows).assign(编号="").to_csv(d / year / "一月.csv", index=False)
+    pd.DataFrame(ROWS).assign(编号="").to_csv(d / "二月.csv", index=False)
+    pd.DataFrame(ROWS).assign(编号="").to_csv(tmp_path / "三月.csv", index=False)
+    got = read_tickets([d, tmp_path / "三月.csv"], MAP)
+    assert got["id"].tolist() == [
+        "2024/一月:1",
+        "2024/一月:2",
+        "2025/一月:1",
+        "2025/一月:2",
+        "二月:1",
+        "二月:2",
+        "三月:1",
+        "三月:2",
+    ]
+    assert ambiguous_ids([got])[0] == set()
+
+
+def test_a_file_reached_twice_keeps_its_first_name_so_its_rows_are_caught_as_copies(tmp_path):
+    # `exports/ exports/2024/`: 2024/一月.csv is read twice, as 2024/一月.csv and as 一月.csv.
+    # Numbered 2024/一月:1 and 一月:1, its rows would not be caught as copies of themselves (a file
+    # given twice is): the name it was first reached by is kept.
+    from training.validate import repeated_rows
+
+    d = tmp_path / "exports"
+    (d / "2024").mkdir(parents=True)
+    pd.DataFrame(ROWS).assign(编号="").to_csv(d / "2024" / "一月.csv", index=False)
+    got = read_tickets([d, d / "2024", d / "2024" / "一月.csv"], MAP)
+    assert got["id"].tolist() == ["2024/一月:1", "2024/一月:2"] * 3
+    kept, repeats = repeated_rows(got)
+    assert kept == [True, True] + [False] * 4 and len(repeats) == 4
