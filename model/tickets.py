@@ -805,26 +805,60 @@ def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The files under ``top`` that are not skipped (see :func:`named_paths`), with their paths
     relative to it, in order of those paths; and the ``_`` subdirectories holding ticket files
     (relative, ending in ``/``). A directory reached twice (through a symbolic link) is read once,
-    where it is first reached."""
+    where it is first reached.
+
+    A directory that cannot be read, or whose entries cannot be looked at (``r`` but no ``x``), is
+    refused, named: what it holds would be left out without a word. A ``_`` one too, as it is
+    looked into for a job's unfinished output."""
     files: list[tuple[Path, str]] = []
     hidden: list[str] = []
     seen = {top.resolve()}
 
-    def walk(d: Path, rel: str) -> None:
+    def refused(rel: str, e: OSError) -> TicketFileError:
+        what = f"its subdirectory {rel!r}" if rel else "it"
+        return TicketFileError(
+            f"{top}: {what} cannot be read ({e.strerror}); make it readable, or name the files "
+            "and directories to read instead"
+        )
+
+    def listing(d: Path, rel: str) -> list[Path]:
         try:
-            entries = sorted(d.iterdir())
+            return sorted(d.iterdir())
         except OSError as e:  # a lost+found of root's at a mount point: read, it was a traceback
-            what = f"its subdirectory {rel!r}" if rel else "it"
-            raise TicketFileError(
-                f"{top}: {what} cannot be read ({e.strerror}); make it readable, or name the files "
-                "and directories to read instead"
-            ) from None
-        for q in entries:
+            raise refused(rel, e) from None
+
+    def kind(q: Path, rel: str) -> tuple[bool, bool]:
+        """Whether ``q``, in the directory ``rel``, is a directory, and whether a file."""
+        try:
+            return q.is_dir(), q.is_file()
+        except OSError as e:  # its directory lists its names, but may not be entered (no x)
+            raise refused(rel, e) from None
+
+    def holds_tickets(d: Path, rel: str) -> bool:
+        """Whether ``d`` holds ticket files at any depth (hidden files aside; a symbolic link to a
+        directory is not followed)."""
+        for q in listing(d, rel):
+            is_dir, is_file = kind(q, rel)
+            if is_dir and not q.is_symlink():
+                if holds_tickets(q, f"{rel}{q.name}/"):
+                    return True
+            elif (
+                is_file
+                and not q.name.startswith((".", "~$"))
+                and (q.suffix.lower() in FORMATS or unreadable_part(q))
+            ):
+                return True
+        return False
+
+    def walk(d: Path, rel: str) -> None:
+        for q in listing(d, rel):
             name = q.name
             if name.startswith((".", "~$")):
                 continue
-            if q.is_dir():
-                if name.endswith(_LABEL_PARTS[0]) and (q / _LABEL_PARTS[1]).is_file():
+            is_dir, is_file = kind(q, rel)
+            if is_dir:
+                sub = f"{rel}{name}/"
+                if name.endswith(_LABEL_PARTS[0]) and kind(q / _LABEL_PARTS[1], sub)[1]:
                     continue
                 if _model_directory(q):
                     continue
@@ -833,15 +867,11 @@ def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:
                     continue
                 seen.add(real)
                 if name.startswith("_"):
-                    if any(
-                        f.suffix.lower() in FORMATS or unreadable_part(f)
-                        for f in q.rglob("*")
-                        if f.is_file() and not f.name.startswith((".", "~$"))
-                    ):
-                        hidden.append(f"{rel}{name}/")
+                    if holds_tickets(q, sub):
+                        hidden.append(sub)
                     continue
-                walk(q, f"{rel}{name}/")
-            elif q.is_file():
+                walk(q, sub)
+            elif is_file:
                 files.append((q, f"{rel}{name}"))
 
     walk(top, "")

@@ -1748,3 +1748,74 @@ def test_a_file_reached_twice_keeps_its_first_name_so_its_rows_are_caught_as_cop
     assert got["id"].tolist() == ["2024/一月:1", "2024/一月:2"] * 3
     kept, repeats = repeated_rows(got)
     assert kept == [True, True] + [False] * 4 and len(repeats) == 4
+
+
+def _denied(monkeypatch, names: set[str], stat: bool = False) -> None:
+    """Make the directories ``names`` unreadable, as they are to a user other than root (the
+    tests run as root, whom chmod does not stop): listed, or with ``stat`` entered (a directory
+    with r but no x: its names are listed, but nothing in it can be looked at)."""
+    import os
+
+    if stat:
+        real_stat = Path.stat
+
+        def denied_stat(self, *args, **kwargs):
+            if self.parent.name in names:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_stat(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "stat", denied_stat)
+        return
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def check(path) -> None:
+        if Path(path).name in names:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def listdir(path="."):
+        check(path)
+        return real_listdir(path)
+
+    def scandir(path="."):
+        check(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_spark_temporary_directory_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    # _temporary/ is looked into for unfinished output, refused when it holds ticket files; one
+    # that could not be read was taken for one without them, and left out without a word.
+    d = tmp_path / "backlog"
+    (d / "_temporary" / "0").mkdir(parents=True)
+    pd.DataFrame(ROWS).to_csv(d / "a.csv", index=False)
+    pd.DataFrame(ROWS).to_csv(d / "_temporary" / "0" / "part-0.csv", index=False)
+    _denied(monkeypatch, {"_temporary"})
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([d], MAP)
+    assert str(e.value) == (
+        f"{d}: its subdirectory '_temporary/' cannot be read (Permission denied); make it "
+        "readable, or name the files and directories to read instead"
+    )
+    # So is one deeper in it (Spark's _temporary/0/_temporary/attempt_…/).
+    monkeypatch.undo()
+    _denied(monkeypatch, {"0"})
+    with pytest.raises(TicketFileError, match=r"its subdirectory '_temporary/0/' cannot be read"):
+        read_tickets([d], MAP)
+
+
+def test_a_subdirectory_that_can_be_listed_but_not_entered_is_named(tmp_path, monkeypatch):
+    # A directory with r but not x (chmod 644): its names were listed, and looking at them raised
+    # a PermissionError traceback.
+    d = tmp_path / "backlog"
+    (d / "2024").mkdir(parents=True)
+    pd.DataFrame(ROWS).to_csv(d / "a.csv", index=False)
+    pd.DataFrame(ROWS).to_csv(d / "2024" / "一月.csv", index=False)
+    _denied(monkeypatch, {"2024"}, stat=True)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([d], MAP)
+    assert str(e.value) == (
+        f"{d}: its subdirectory '2024/' cannot be read (Permission denied); make it readable, or "
+        "name the files and directories to read instead"
+    )
