@@ -860,7 +860,11 @@ def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:
                 sub = f"{rel}{name}/"
                 if name.endswith(_LABEL_PARTS[0]) and kind(q / _LABEL_PARTS[1], sub)[1]:
                     continue
-                if _model_directory(q):
+                try:
+                    model = _model_directory(q)
+                except OSError as e:  # listed, but its entries cannot be looked at (no x)
+                    raise refused(sub, e) from None
+                if model:
                     continue
                 real = q.resolve()
                 if real in seen:

@@ -546,7 +546,7 @@ def _read_window(
     # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
     # chunk with a newer time, a JSON Lines history read oldest first was read again from its
     # start (for the row's line) once a chunk.
-    newest: tuple[Any, str, int] | None = None
+    newest: tuple[Any, str, int, str | None] | None = None  # and its file's path, for the line
     kept: list[pd.DataFrame] = []
     floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
     held = 0  # rows in kept
@@ -593,6 +593,7 @@ def _read_window(
                     times.iat[top],
                     str(chunk[SOURCE_COL].iat[top]),
                     int(chunk[ROW_COL].iat[top]),
+                    str(chunk[PATH_COL].iat[top]) if PATH_COL in chunk else None,
                 )
         if since is not None:
             if na.all() or since > times.max().to_pydatetime():
@@ -647,7 +648,7 @@ def _read_window(
             return refused(str(e))
     if since is not None and (rows is None or rows.empty):
         assert newest is not None
-        where = row_place(newest[1], newest[2])
+        where = row_place(newest[1], newest[2], newest[3])
         return refused(_nothing_since_message(window, since_opt, newest[0], where))
     assert rows is not None
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
