@@ -275,14 +275,25 @@ def make_engine(url: str) -> Engine:
         pool_timeout=POOL_TIMEOUT_S,
     )
     dialect = engine.dialect
+    ping_limit = _ping_limit(parsed)
 
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        WATCHDOG.arm(record, dbapi_connection)
+        # The ping is one round trip, as light as a connect, and gets the connect timeout, not a
+        # whole operation's: a database that stalled after start-up (its process stopped, its
+        # host still answering TCP) held the first save for the watchdog's 15 s, and then for the
+        # connect timeout of a new connection, ~18 s before its 503.
+        WATCHDOG.arm(record, dbapi_connection, ping_limit)
         try:
             dialect.do_ping(dbapi_connection)
-        except Exception as e:  # the pool drops it and tries a new connection
-            WATCHDOG.disarm(record)
-            raise DisconnectionError(safe_reason(e)) from e
+        except Exception as e:
+            if WATCHDOG.disarm(record):
+                # Cut unanswered: the database does not answer, and a new connection would wait
+                # out the connect timeout too. The request fails now (and the pool drops this one).
+                raise dialect.loaded_dbapi.OperationalError(
+                    f"the database did not answer within {ping_limit:g} s (connect_timeout)"
+                ) from e
+            raise DisconnectionError(safe_reason(e)) from e  # dropped; a new connection is tried
+        WATCHDOG.arm(record, dbapi_connection)  # the operation's own limit from here
 
     event.listen(engine, "checkout", checkout)
     for name in ("checkin", "invalidate", "close"):
@@ -304,21 +315,31 @@ class _Watchdog:
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
-        self._armed: dict[Any, tuple[float, Any]] = {}
+        self._armed: dict[Any, tuple[float, Any, float]] = {}
+        self._cut: set[Any] = set()  # records cut since they were last armed
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def arm(self, record: Any, dbapi_connection: Any) -> None:
+    def arm(self, record: Any, dbapi_connection: Any, limit: float | None = None) -> None:
+        """Cut ``record``'s connection unless disarmed within ``limit`` seconds (at most, and by
+        default, the watchdog's own ``limit``); arming it again starts a new count."""
+        limit = self.limit if limit is None else min(limit, self.limit)
         with self._lock:
-            self._armed[record] = (time.monotonic() + self.limit, dbapi_connection)
+            self._cut.discard(record)
+            self._armed[record] = (time.monotonic() + limit, dbapi_connection, limit)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="paidan-db-watchdog")
                 self._thread.daemon = True
                 self._thread.start()
 
-    def disarm(self, record: Any) -> None:
+    def disarm(self, record: Any) -> bool:
+        """Stop watching ``record``; whether its connection had been cut."""
         with self._lock:
             self._armed.pop(record, None)
+            if record in self._cut:
+                self._cut.discard(record)
+                return True
+            return False
 
     def _run(self) -> None:
         while True:
@@ -327,13 +348,14 @@ class _Watchdog:
             # Under the lock: a connection is disarmed (checkin, invalidate, close) before the
             # pool closes it, so its descriptor is still its own when it is cut here.
             with self._lock:
-                for record, (deadline, conn) in list(self._armed.items()):
+                for record, (deadline, conn, limit) in list(self._armed.items()):
                     if now >= deadline:
                         del self._armed[record]
-                        _cut(conn)
+                        self._cut.add(record)
+                        _cut(conn, limit)
 
 
-def _cut(dbapi_connection: Any) -> None:
+def _cut(dbapi_connection: Any, limit: float) -> None:
     try:
         if dbapi_connection.closed:
             return
@@ -343,9 +365,22 @@ def _cut(dbapi_connection: Any) -> None:
         logger.debug("cannot cut a hung database connection: %s", e)
         return
     logger.warning(
-        "a feedback database operation took longer than %.0f s: its connection was closed",
-        WATCHDOG.limit,
+        "a feedback database operation took longer than %g s: its connection was closed", limit
     )
+
+
+def _ping_limit(url: URL) -> float:
+    """Seconds a pooled connection's ping at checkout may take: the connect timeout, the URL's
+    ``connect_timeout`` when it gives one (libpq: at least 2; 0 or less, no limit but the
+    watchdog's)."""
+    given = url.query.get("connect_timeout")
+    try:
+        seconds = float(given) if isinstance(given, str) else float(CONNECT_TIMEOUT_S)
+    except ValueError:
+        seconds = float(CONNECT_TIMEOUT_S)
+    if seconds <= 0:
+        return OPERATION_TIMEOUT_S
+    return min(max(seconds, 2.0), OPERATION_TIMEOUT_S)
 
 
 WATCHDOG = _Watchdog(OPERATION_TIMEOUT_S)

@@ -772,3 +772,23 @@ def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> Non
     assert sorted(serve.db.DOWNGRADE_LOSES) == serve.db.revisions()[1:]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "paidan db downgrade" in readme
+
+
+@pytest.mark.parametrize(
+    ("query", "seconds"),
+    [
+        ("", 3.0),
+        ("?connect_timeout=7", 7.0),
+        ("?connect_timeout=1", 2.0),
+        ("?connect_timeout=0", 15.0),
+    ],
+)
+def test_a_pooled_connections_ping_is_bounded_by_the_connect_timeout(
+    query: str, seconds: float
+) -> None:
+    # The ping at checkout had a whole operation's 15 s: a database that stalled after start-up
+    # held the first save ~18 s. The URL's own connect_timeout wins, read as libpq reads it.
+    from sqlalchemy import make_url
+
+    url = make_url(f"postgresql+psycopg://paidan@db.internal/paidan{query}")
+    assert serve.db._ping_limit(url) == seconds

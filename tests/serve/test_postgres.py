@@ -534,6 +534,52 @@ def test_after_a_connection_is_lost_callers_get_the_failure_at_once(
         db.dispose()
 
 
+def test_a_database_that_stalls_after_start_up_is_a_503_in_seconds_not_after_the_watchdog(
+    pg_url: str,
+) -> None:
+    # A database process stopped (or stalled) after start-up: the first save's pooled connection
+    # was pinged under the watchdog's 15 s for a whole operation, and then the pool opened a new
+    # connection, which waited out the 3 s connect timeout: the dispatcher's save answered 503
+    # after ~18 s. The ping is as light as a connect and gets the connect timeout; one that does
+    # not answer in it says the database does not, and no new connection is tried for it.
+    import threading
+
+    from sqlalchemy import event
+
+    from serve.db import OPERATION_TIMEOUT_S, DatabaseUnavailable
+
+    given = make_url(pg_url)
+    proxy = FreezingProxy(given.host or "127.0.0.1", given.port or 5432)
+    url = given.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    db = Database(url, retry_interval=60.0)
+    connects: list[str] = []
+    event.listen(db.engine, "do_connect", lambda *_: connects.append("connect"))
+    outcome: list[Any] = []
+    try:
+        db.add_feedback(text="某投诉", department="人社")  # a pooled connection, then the stall
+        connects.clear()
+        proxy.frozen.set()
+
+        def save() -> None:
+            try:
+                outcome.append(db.add_feedback(text="某投诉", department="人社"))
+            except DatabaseUnavailable as e:
+                outcome.append(e)
+
+        saver = threading.Thread(target=save, daemon=True)
+        saver.start()
+        # A guard well below the watchdog's limit (the defect took it plus a connect timeout).
+        saver.join(OPERATION_TIMEOUT_S - 5)
+        assert not saver.is_alive(), "the save waited for the watchdog, not the ping's own bound"
+        [error] = outcome
+        assert isinstance(error, DatabaseUnavailable), error
+        assert connects == [], "a new connection was tried after the database did not answer"
+    finally:
+        proxy.thawed.set()
+        proxy.server.close()
+        db.dispose()
+
+
 def test_a_revision_0001_database_gets_the_request_id_and_a_repeated_save_is_stored_once(
     pg_url: str,
 ) -> None:
