@@ -48,6 +48,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Select
 from sqlalchemy.util import asbool
 
@@ -66,6 +67,9 @@ CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
 # requests with no limit, and committed rows whose clients had long given up. Migrations are exempt.
 STATEMENT_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0  # longest wait for a free pooled connection
+# Connections to a SQLite file one process may hold at once: more than the threads that may use
+# it (the threadpool's 40, /readyz's 2, the background retry), so none waits for a connection.
+SQLITE_MAX_CONNECTIONS = 64
 # Longest a PostgreSQL connection may stay checked out by one operation before it is cut (see
 # _Watchdog): a database that no longer answers at all, where statement_timeout cannot help.
 OPERATION_TIMEOUT_S = STATEMENT_TIMEOUT_S + 5
@@ -257,10 +261,22 @@ def make_engine(url: str) -> Engine:
     crash, PostgreSQL a short connect timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
+        dialect: Any = parsed.get_dialect()  # pysqlite's, whose get_pool_class typing lacks
+        if issubclass(dialect.get_pool_class(parsed), QueuePool):  # a file, not :memory:
+            # SQLite's write lock is what saves wait for (busy_timeout), not a connection: with
+            # the default pool (15 connections, 30 s) a burst of saves while another connection
+            # held the lock waited for a connection first, then for the lock, up to ~40 s.
+            pool = {
+                "pool_size": 5,
+                "max_overflow": SQLITE_MAX_CONNECTIONS - 5,
+                "pool_timeout": POOL_TIMEOUT_S,
+            }
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 10},
             pool_pre_ping=False,
+            **pool,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -1203,7 +1219,7 @@ class Database:
             problem = self._schema_problem()
             if problem is not None:
                 return SchemaMismatch(problem)
-        return DatabaseUnavailable(safe_reason(e))
+        return unavailable(e)  # SQLite's "database is locked" says who may hold the lock
 
     def _schema_problem(self) -> str | None:
         """:func:`schema_mismatch` for the revision stored now (None when it cannot be read),

@@ -792,3 +792,68 @@ def test_a_pooled_connections_ping_is_bounded_by_the_connect_timeout(
 
     url = make_url(f"postgresql+psycopg://paidan@db.internal/paidan{query}")
     assert serve.db._ping_limit(url) == seconds
+
+
+def test_saves_waiting_for_sqlites_write_lock_wait_for_it_alone_and_say_who_may_hold_it(
+    tmp_path: Path,
+) -> None:
+    # While another connection held SQLite's write lock (another process's save or migration, an
+    # sqlite3 session, a .backup), a burst of saves took the pool's 15 connections, each waiting
+    # busy_timeout (10 s) for the lock; the rest waited for a connection first (the pool's default
+    # 30 s), then for the lock: the last answered after ~40 s, saying only "database is locked".
+    # A save waits for the lock alone, as many at once as the server has threads.
+    from sqlalchemy import event
+
+    from serve.routes import PROBE_THREADS
+
+    saves = 40 + PROBE_THREADS + 2  # the threadpool's 40 threads, the probes', the retrier's
+    path = tmp_path / "paidan.db"
+    db = Database(f"sqlite:///{path}", retry_interval=60.0)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=WAIT_S)
+    outcome: list[Any] = []
+    try:
+        db.add_feedback(text="某投诉", department="人社")
+        writer.execute("BEGIN IMMEDIATE")
+
+        def save() -> None:
+            try:
+                outcome.append(db.add_feedback(text="某投诉", department="人社"))
+            except DatabaseUnavailable as e:
+                outcome.append(e)
+
+        threads = [threading.Thread(target=save, daemon=True) for _ in range(saves)]
+        for thread in threads:
+            thread.start()
+        most = 0  # the most saves that held a connection at once (all waiting for the lock)
+        while most < saves and any(t.is_alive() for t in threads):
+            most = max(most, db.engine.pool.checkedout())  # type: ignore[attr-defined]
+            threading.Event().wait(0.01)
+        writer.execute("ROLLBACK")
+        for thread in threads:
+            thread.join(WAIT_S)
+        assert most == saves, "saves waited for a pooled connection before waiting for the lock"
+        assert all(not isinstance(o, Exception) for o in outcome), outcome
+        assert len(outcome) == saves
+    finally:
+        writer.close()
+        db.dispose()
+
+    db = Database(f"sqlite:///{path}", retry_interval=60.0)
+
+    @event.listens_for(db.engine, "connect")
+    def _short_wait(dbapi_connection: Any, _record: Any) -> None:  # after paidan's 10 s
+        dbapi_connection.execute("PRAGMA busy_timeout = 50")
+
+    writer = sqlite3.connect(path, isolation_level=None, timeout=WAIT_S)
+    try:
+        db.check()
+        writer.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseUnavailable) as failed:
+            db.add_feedback(text="某投诉", department="人社")
+        said = str(failed.value)
+        assert said.startswith("OperationalError: database is locked: another connection is")
+        assert "an sqlite3 session" in said and "\n" not in said
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+        db.dispose()
