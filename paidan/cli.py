@@ -1303,7 +1303,8 @@ def db_upgrade(verbose: Verbose = False) -> None:
 
 def _database_failure(doing: str, url: str, reason: object) -> typer.Exit:
     """The one line the `paidan db` commands print when the database cannot be reached, logged
-    into or locked (``reason``: :class:`serve.db.DatabaseUnavailable`'s, safe to show)."""
+    into or locked, or is in use (``reason``: :class:`serve.db.DatabaseUnavailable`'s or
+    :class:`serve.db.DatabaseInUse`'s, safe to show)."""
     from serve.db import describe_url
 
     return fail(RuntimeError(f"cannot {doing} {describe_url(url)}: {reason}"))
@@ -1331,15 +1332,25 @@ def db_downgrade(
     revision: Annotated[
         str, typer.Argument(help="The schema revision to go back to, e.g. 0001", show_default=False)
     ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Go back though other sessions are connected to the PostgreSQL database "
+            "(refused otherwise, naming them): sessions that are not paidan's",
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Take the feedback database back to an earlier schema revision, before starting an earlier
     paidan (stop every newer paidan first: its start migrates the database up again)."""
-    from serve.db import DatabaseUnavailable, describe_url, downgrade, lost_below
+    from serve.db import DatabaseInUse, DatabaseUnavailable, describe_url, downgrade, lost_below
 
     try:
         url = _existing_database(load_settings())
-        before = downgrade(url, revision)
+        before = downgrade(url, revision, force=force)
+    except DatabaseInUse as e:
+        raise _database_failure("downgrade", url, e) from None
     except (*USER_ERRORS, ValueError) as e:
         raise fail(e) from None
     except DatabaseUnavailable as e:

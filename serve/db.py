@@ -685,14 +685,20 @@ DOWNGRADE_LOSES = {
 }
 
 
-def downgrade(url_or_engine: str | Engine, revision: str) -> str:
+class DatabaseInUse(ValueError):
+    """Other sessions are connected to the PostgreSQL database a downgrade would take back."""
+
+
+def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False) -> str:
     """Take the database back to ``revision`` with the migrations' ``downgrade()``, under the
     same migration lock as :func:`upgrade`; returns the revision it was at (``revision`` itself
     when it was there already, and nothing was done).
 
     For going back to an earlier paidan, which refuses a revision it does not know. Only
     paidan's own revisions are accepted (not Alembic's ``base``, which would drop the feedback
-    table), and none above the database's: :class:`ValueError` says why in one line.
+    table), and none above the database's: :class:`ValueError` says why in one line. On
+    PostgreSQL, other sessions connected to the database (a newer paidan's server or job still
+    running) are refused too, naming them (:class:`DatabaseInUse`), unless ``force``.
     """
     from alembic import command
 
@@ -701,7 +707,7 @@ def downgrade(url_or_engine: str | Engine, revision: str) -> str:
         raise ValueError(
             f"no schema revision {revision!r} in this paidan (its revisions are {', '.join(known)})"
         )
-    with _migrating(url_or_engine) as (_conn, config, _script, stored):
+    with _migrating(url_or_engine) as (conn, config, _script, stored):
         if not stored:
             raise ValueError(
                 "the database has no paidan schema revision (no feedback table made by "
@@ -714,8 +720,66 @@ def downgrade(url_or_engine: str | Engine, revision: str) -> str:
                 f"only goes back (`paidan db upgrade` goes forward)"
             )
         if revision != current:
+            if not force and conn.dialect.name == "postgresql":
+                _refuse_other_sessions(conn)
             command.downgrade(config, revision)
         return current
+
+
+SESSIONS_NAMED = 10  # other sessions a refused downgrade lists; the rest are counted
+
+
+def _refuse_other_sessions(conn: Any) -> None:
+    """:class:`DatabaseInUse` naming the other client sessions connected to ``conn``'s database.
+
+    A server of the newer paidan running through a downgrade answers every save 503, and its
+    next start (or a retrain or drift timer's run) migrates the database up again; `db upgrade`
+    cannot refuse them (a server starting beside running ones migrates too), `db downgrade` can.
+    The database is the unit: a session's search_path, which may point elsewhere, is not shown.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT pid, usename, client_addr::text, application_name, state, backend_start "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            "ORDER BY backend_start, pid"
+        )
+    ).all()
+    if not rows:
+        return
+    named = [_session(*row) for row in rows[:SESSIONS_NAMED]]
+    if len(rows) > SESSIONS_NAMED:
+        named.append(f"{len(rows) - SESSIONS_NAMED} more")
+    count = f"{len(rows)} other session{'s are' if len(rows) > 1 else ' is'}"
+    raise DatabaseInUse(
+        f"{count} connected to the database ({'; '.join(named)}): a newer paidan still using "
+        "it (a server, a retrain or drift run) would fail on the older schema, a server "
+        "answering every save 503, and would migrate it up again when it next starts; stop "
+        "them first (SELECT * FROM pg_stat_activity WHERE pid = … shows more), or, if these "
+        "sessions are not paidan's, run it again with --force; nothing was changed"
+    )
+
+
+def _session(
+    pid: int,
+    user: str | None,
+    address: str | None,
+    application: str | None,
+    state: str | None,
+    since: datetime | None,
+) -> str:
+    """One session of pg_stat_activity, as :func:`_refuse_other_sessions` names it; the columns
+    PostgreSQL hides from a role without pg_read_all_stats are left out."""
+    parts = [f"pid {pid}"]
+    if user:
+        parts.append(f"{user}@{address.split('/')[0] if address else 'local socket'}")
+    if application:
+        parts.append(f"application {application!r}")
+    if state:
+        parts.append(state)
+    if since is not None:
+        parts.append(f"connected since {as_utc(since):%Y-%m-%d %H:%M:%S} UTC")
+    return ", ".join(parts)
 
 
 def current_revision(url: str) -> str | None:

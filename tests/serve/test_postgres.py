@@ -687,7 +687,8 @@ def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) ->
         db.add_feedback(text="新投诉", department="住建", request_id="pg-1")
     finally:
         db.dispose()
-    assert serve.db.downgrade(pg_url, "0001") == "0002"
+    # force: other tests' sessions (the fixture's own) share this database.
+    assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
@@ -703,6 +704,48 @@ def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) ->
         serve.db.downgrade(pg_url, "0002")
     serve.db.upgrade(pg_url)
     assert serve.db.current_revision(pg_url) == "0002"
+
+
+def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url: str) -> None:
+    # `paidan db downgrade` took the schema back under a running server (and any other session)
+    # without a word: the server's saves all answered 503 afterwards, and its next start migrated
+    # the database up again. `db upgrade` takes paidan's migration lock only, as it must (a server
+    # starting beside running ones migrates too); going back is refused until they are stopped,
+    # naming each session, unless --force says they are not paidan's.
+    from typer.testing import CliRunner
+
+    import serve.db
+    from paidan.cli import app
+
+    db = Database(pg_url, retry_interval=5.0)  # a running server's
+    try:
+        db.add_feedback(text="某投诉", department="人社", request_id="pg-1")
+        with db.engine.connect() as conn:  # back in the pool after: the server's idle session
+            server_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with pytest.raises(ValueError) as refused:
+            serve.db.downgrade(pg_url, "0001")
+        said = str(refused.value)
+        assert f"pid {server_pid}" in said and "--force" in said and "\n" not in said, said
+        assert serve.db.current_revision(pg_url) == "0002"  # nothing done
+        assert db.check() == {"ok": True, "backend": "postgresql"}
+
+        result = CliRunner().invoke(
+            app, ["db", "downgrade", "0001"], env={"PAIDAN_DATABASE_URL": pg_url}
+        )
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: cannot downgrade postgresql+psycopg://paidan:***@")
+        assert f"pid {server_pid}" in lines[0] and "--force" in lines[0]
+        assert serve.db.current_revision(pg_url) == "0002"
+
+        forced = CliRunner().invoke(
+            app, ["db", "downgrade", "0001", "--force"], env={"PAIDAN_DATABASE_URL": pg_url}
+        )
+        assert forced.exit_code == 0, forced.output
+        assert "went back from schema revision 0002 to 0001" in forced.output
+        assert serve.db.current_revision(pg_url) == "0001"
+    finally:
+        db.dispose()
 
 
 def test_a_downgrade_refused_a_login_or_a_database_says_it_in_one_line(pg_url: str) -> None:
@@ -734,7 +777,8 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(pg_url: 
     try:
         db.add_feedback(text="某投诉", department="人社", request_id="pg-1")
         assert db.check() == {"ok": True, "backend": "postgresql"}
-        assert serve.db.downgrade(pg_url, "0001") == "0002"
+        # force: the server is left running on purpose (an administrator's --force).
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"
         for use in (
             lambda: db.add_feedback(text="某投诉", department="人社"),
             lambda: db.add_feedback(text="某投诉", department="人社", request_id="pg-2"),
@@ -874,7 +918,7 @@ def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
 
     try:
         db.add_feedback(text="某投诉", department="人社")
-        assert serve.db.downgrade(pg_url, "0001") == "0002"
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # under the server
         event.listen(db.engine, "checkout", checkout)
         event.listen(db.engine, "checkin", checkin)
         start = threading.Barrier(6)
