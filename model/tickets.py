@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import logging
 import math
@@ -2293,15 +2294,11 @@ _JSON_SLACK = 16
 _JSON_SPACE = " \t\n\r"
 
 
-def jsonl_line_of(path: Path, row: int) -> int | None:
-    """The line of a JSON Lines file holding its data row ``row`` (its objects counted from 1, as
-    the reader counts rows: a blank line is none), or ``None`` when the file has fewer.
-
-    A message naming a row by its number sent staff to line 3 for the object on line 6 of a file
-    with blank lines; other messages about a JSON Lines file name its lines. Read up to the row.
-    """
+def jsonl_object_lines(path: Path) -> Iterator[int]:
+    """The line of each data row of a JSON Lines file in turn (its objects counted from 1, as the
+    reader counts rows: a blank line is none; a line that is not UTF-8 is a row of its own, the
+    reader's error)."""
     with open(path, "rb") as f:
-        count = 0
         for lineno, raw in enumerate(jsonl_lines(f), 1):
             try:
                 # As json_lines decodes it: a BOM opens the file only.
@@ -2309,10 +2306,19 @@ def jsonl_line_of(path: Path, row: int) -> int | None:
             except UnicodeDecodeError:
                 line = "x"  # a row of its own there (an error the reader reports)
             if line.strip():
-                count += 1
-                if count == row:
-                    return lineno
-    return None
+                yield lineno
+
+
+def jsonl_line_of(path: Path, row: int) -> int | None:
+    """The line of a JSON Lines file holding its data row ``row`` (:func:`jsonl_object_lines`),
+    or ``None`` when the file has fewer.
+
+    A message naming a row by its number sent staff to line 3 for the object on line 6 of a file
+    with blank lines; other messages about a JSON Lines file name its lines. Read up to the row.
+    """
+    if row < 1:
+        return None
+    return next(itertools.islice(jsonl_object_lines(path), row - 1, None), None)
 
 
 def json_array(path: Path) -> bool:

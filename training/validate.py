@@ -5,11 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
 from model.text import clean, mask_label, mask_pii, quoted
-from model.tickets import CO_COL, LABELS, ROW_COL, SOURCE_COL, ColumnMap, has_text
+from model.tickets import (
+    CO_COL,
+    LABELS,
+    PATH_COL,
+    ROW_COL,
+    SOURCE_COL,
+    ColumnMap,
+    TicketFileError,
+    file_format,
+    has_text,
+    json_array,
+    jsonl_object_lines,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,15 +228,41 @@ def masked_counts(counts: Mapping[str, int]) -> dict[str, int]:
 
 def row_places(df: pd.DataFrame) -> pd.Series:
     """Where each row was read, as messages name it (``"<file> data row <n>"``): the file by its
-    name as the reader gives it (``2024/一月.csv`` for one found in ``exports/2024/``).
+    name as the reader gives it (``2024/一月.csv`` for one found in ``exports/2024/``), a row of a
+    JSON Lines file by its line (``a.jsonl line 6``: its data row is another number once the file
+    has blank lines, and the reader's errors, ``label``'s error rows and the window's messages name
+    its lines) and one of a JSON array by its element (``a.json element 3``), as
+    :func:`training.window.row_place` names one row.
 
     Rows without the reader's source columns (a frame built otherwise) are ``"row <n>"``.
     """
+    import numpy as np
     import pandas as pd
 
-    if SOURCE_COL in df and ROW_COL in df:
-        return df[SOURCE_COL].astype(str) + " data row " + df[ROW_COL].astype(str)
-    return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
+    if SOURCE_COL not in df or ROW_COL not in df:
+        return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
+    names = df[SOURCE_COL].astype(str).to_numpy(dtype=object)
+    numbers = df[ROW_COL].astype(int).to_numpy()
+    places = names + " data row " + numbers.astype(str).astype(object)
+    if PATH_COL in df:
+        paths = df[PATH_COL].astype(str).to_numpy(dtype=object)
+        for path in pd.unique(paths):
+            file = Path(path)
+            try:
+                if file_format(file) != "jsonl" or not file.is_file():
+                    continue
+                at = np.flatnonzero(paths == path)
+                if json_array(file):
+                    places[at] = names[at] + " element " + numbers[at].astype(str).astype(object)
+                    continue
+                # One reading of the file for all its rows: the line of each object, in order.
+                lines = np.fromiter(jsonl_object_lines(file), dtype=np.int64)
+            except (OSError, TicketFileError):
+                continue  # a name the file system does not have: by its data row
+            at = at[(numbers[at] >= 1) & (numbers[at] <= len(lines))]
+            found = lines[numbers[at] - 1].astype(str).astype(object)
+            places[at] = names[at] + " line " + found
+    return pd.Series(places, index=df.index, dtype=object)
 
 
 def ticket_keys(df: pd.DataFrame, text: pd.Series | None = None) -> Iterator[tuple[str, ...]]:

@@ -329,3 +329,32 @@ def test_training_groups_texts_from_the_cleaned_texts_validation_keeps(monkeypat
     assert calls == []  # read, not cleaned again
     assert np.array_equal(text_groups(df.drop(columns=CLEAN_TEXT_COL)), before)
     assert len(calls) == 4
+
+
+def test_rows_of_json_lines_and_json_arrays_are_named_by_their_line_and_element(tmp_path: Path):
+    # "h.jsonl data row 2" sent staff to line 2 for the object on line 4 of a file with blank
+    # lines, where the reader's errors, label's error rows and the window's messages say "line 4".
+    from model.tickets import read_tickets
+
+    rows = [
+        {"id": "A1", "text": "路灯坏了一个月没人修", "department": "城管", "category": "市政"},
+        {"id": "A2", "text": " ", "department": "城管", "category": "市政"},
+        {"id": "A3", "text": "楼上漏水到我家", "department": "住建", "category": "城建"},
+        {"id": "A4", "text": "", "department": "住建", "category": "城建"},
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    (tmp_path / "h.jsonl").write_text(
+        "\n".join([lines[0], "", lines[1], lines[2], "", "", lines[3]]) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    pd.DataFrame(rows).to_csv(tmp_path / "c.csv", index=False)
+    df = read_tickets([tmp_path / "h.jsonl", tmp_path / "a.json", tmp_path / "c.csv"])
+    _, report = validate(df, min_examples=1)
+    assert report.empty_text == [
+        "h.jsonl line 3",
+        "h.jsonl line 7",
+        "a.json element 2",
+        "a.json element 4",
+        "c.csv data row 2",
+        "c.csv data row 4",
+    ]
