@@ -251,10 +251,91 @@ def load_workbook(path: Path, **options: Any) -> Any:
     for number, code in CJK_DATE_FORMATS.items():
         BUILTIN_FORMATS.setdefault(number, code)
     openpyxl.reader.excel.read_string_table = shared_strings
+    why: str | None
     try:
         return openpyxl.load_workbook(path, **options)
     except zipfile.BadZipFile:
-        raise TicketFileError(f"{path}: cannot be read as XLSX: {not_a_workbook(path)}") from None
+        why = broken_workbook(path) or not_a_workbook(path)
+    except Exception:
+        why = broken_workbook(path)
+        if why is None:
+            raise
+    raise TicketFileError(f"{path}: cannot be read as XLSX: {why}") from None
+
+
+def unreadable_file(path: Path, fmt: str, error: Exception) -> TicketFileError:
+    """The error for a ticket file that ``error`` stopped the reading of: a workbook that is a zip
+    archive but no workbook, or a damaged one, said as :func:`broken_workbook` says it (a damaged
+    sheet fails only while its rows are read); others with ``error``'s words."""
+    why = broken_workbook(path) if fmt == "xlsx" else None
+    return TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {why or error}")
+
+
+# What a zip archive that is some other Office document holds, by the folder of its main part.
+_OFFICE_DOCUMENTS = {
+    "word/": "a Word document (.docx)",
+    "ppt/": "a PowerPoint presentation (.pptx)",
+    "visio/": "a Visio drawing (.vsdx)",
+}
+
+
+def broken_workbook(path: Path) -> str | None:
+    """What a file named as a workbook that is a whole zip archive but fails to read is, and what
+    to do, or ``None`` when it is no zip archive (:func:`not_a_workbook`) or a sound workbook.
+
+    A zip archive without a workbook in it is a ``.zip`` renamed ``.xlsx`` (its files are named),
+    or another Office document under an ``.xlsx`` name; zipfile and openpyxl said "There is no item
+    named '[Content_Types].xml' in the archive" or "File contains no valid workbook part". One
+    whose compressed data is corrupt (a failing disk, a faulty copy) gave zlib's "Error -3 while
+    decompressing data", zipfile's "Bad CRC-32" or the XML parser's "not well-formed": every member
+    is checked against its CRC-32 here.
+    """
+    import zipfile
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [i.filename for i in z.infolist() if not i.is_dir()]
+            if "xl/workbook.xml" not in names and not any(
+                n.startswith("xl/") and n.endswith("workbook.xml") for n in names
+            ):
+                what = next(
+                    (
+                        d
+                        for folder, d in _OFFICE_DOCUMENTS.items()
+                        if any(n.startswith(folder) for n in names)
+                    ),
+                    None,
+                )
+                if what:
+                    return (
+                        f"it is {what} under an {path.suffix} name, not an Excel workbook: save "
+                        "the tickets from it as an Excel workbook (.xlsx) or as CSV UTF-8"
+                    )
+                shown = ", ".join(names[:5]) + (
+                    f" and {len(names) - 5} more" if len(names) > 5 else ""
+                )
+                return (
+                    f"it is a zip archive under an {path.suffix} name, not an Excel workbook "
+                    f"({'it holds ' + shown if names else 'it is empty'}): extract it, and read the "
+                    "ticket files it holds"
+                )
+            bad = z.testzip()
+    except zipfile.BadZipFile:
+        if not zipfile.is_zipfile(path):
+            return None
+        bad = "?"
+    except (zlib.error, EOFError):
+        bad = "?"
+    except OSError:
+        return None
+    if bad is None:
+        return None
+    return (
+        "the workbook is damaged (part of its compressed data is corrupt, as a failing disk or a "
+        "faulty copy leaves it): copy it again from where it came from, or open it in Excel or "
+        "WPS, which may repair it, and save it again"
+    )
 
 
 def shared_strings(xml_source: Any) -> list[str]:
@@ -1002,7 +1083,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
     except TicketFileError:
         raise
     except Exception as e:
-        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+        raise unreadable_file(path, fmt, e) from e
     return _strings(path, df)
 
 
@@ -1075,7 +1156,7 @@ def table_chunks(
     except TicketFileError:
         raise
     except Exception as e:
-        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+        raise unreadable_file(path, fmt, e) from e
 
 
 def refuse_unsaved_formulas(path: Path, empty: Iterable[str], columns: ColumnMap) -> None:

@@ -53,6 +53,7 @@ from model.tickets import (
     pretty_object,
     refuse_json_array,
     refuse_same_names,
+    unreadable_file,
     unsaved_formula,
     unsaved_formulas,
     xlsx_text,
@@ -155,7 +156,7 @@ def file_columns(
     except TicketFileError:
         raise
     except Exception as e:
-        raise TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {e}") from e
+        raise unreadable_file(path, fmt, e) from e
 
 
 def _json_array_columns(path: Path, kinds: dict[str, set[str]] | None = None) -> list[str]:
@@ -870,6 +871,10 @@ def _iter_xlsx(
                 if pending is not None and pending[0] == rowno:  # the text's before the title's
                     error = f"unsaved formula: {where}: {unsaved_formula(*pending[1:])}"
             yield Record(values, error, where)
+    except TicketFileError:
+        raise
+    except Exception as e:  # a damaged sheet fails only where its rows are read
+        raise unreadable_file(path, "xlsx", e) from e
     finally:
         wb.close()
         if unsaved is not None:

@@ -1414,6 +1414,94 @@ def test_a_workbook_cut_short_is_said_to_be_incomplete(tmp_path):
         assert "no zip archive" not in str(e.value)
 
 
+def _damaged(whole: Path, path: Path, at: float) -> Path:
+    """``whole`` with bytes of its sheet's compressed data flipped, ``at`` (0 to 1) along it."""
+    import zipfile
+
+    raw = bytearray(whole.read_bytes())
+    with zipfile.ZipFile(whole) as z:
+        info = z.getinfo("xl/worksheets/sheet1.xml")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    spot = start + int(info.compress_size * at)
+    for i in range(spot, spot + 40):
+        raw[i] ^= 0x55
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("at", [0.0, 0.1, 0.9])
+def test_a_damaged_workbook_is_said_to_be_damaged(tmp_path, at):
+    # Part of a workbook's compressed data corrupt (a failing disk, a faulty copy): it was refused
+    # with zlib's or zipfile's words ("Error -3 while decompressing data: invalid distance too far
+    # back", "Bad CRC-32 for file 'xl/worksheets/sheet1.xml'"), and label, which meets it only
+    # while reading the rows, stopped with a traceback. (The header, all label reads first, is
+    # damaged only at 0.0.)
+    from model.tickets import table_chunks
+    from training.label_io import file_columns, iter_records
+
+    whole = tmp_path / "whole.xlsx"
+    pd.DataFrame(
+        {"id": [f"S{i}" for i in range(3000)], "text": [f"路灯不亮第{i}号" for i in range(3000)]}
+    ).to_excel(whole, index=False)
+    path = _damaged(whole, tmp_path / "工单.xlsx", at)
+    readers = {
+        "read_table": read_table,
+        "table_chunks": lambda p: list(table_chunks(p, size=100)),
+        "file_columns": file_columns,
+        "iter_records": lambda p: list(iter_records(p, ["id", "text"], 1 << 20, text_col="text")),
+    }
+    if at:
+        del readers["file_columns"]
+    for name, read in readers.items():
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        message = str(e.value)
+        assert message.startswith(f"{path}: cannot be read as XLSX: "), name
+        assert "the workbook is damaged" in message, (name, message)
+        assert "copy it again" in message, name
+        for raw in ("Error -3", "CRC", "decompressing", "its end is missing"):
+            assert raw not in message, (name, message)
+
+
+def test_a_zip_archive_that_is_no_workbook_is_refused_saying_what_it_is(tmp_path):
+    # A .zip of CSV files renamed .xlsx, or a Word document saved as .xlsx: "There is no item
+    # named '[Content_Types].xml' in the archive" and "File contains no valid workbook part".
+    import zipfile
+
+    from model.tickets import table_chunks
+    from training.label_io import file_columns, iter_records
+
+    csvs = tmp_path / "工单.xlsx"
+    with zipfile.ZipFile(csvs, "w") as z:
+        z.writestr("一月.csv", "id,text\n1,路灯不亮\n")
+        z.writestr("二月.csv", "id,text\n2,噪音扰民\n")
+    docx = tmp_path / "说明.xlsx"
+    with zipfile.ZipFile(docx, "w") as z:
+        z.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+            'content-types"><Override PartName="/word/document.xml" ContentType="application/'
+            'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>',
+        )
+        z.writestr("word/document.xml", "<w:document/>")
+    readers = {
+        "read_table": read_table,
+        "table_chunks": lambda p: list(table_chunks(p, size=100)),
+        "file_columns": file_columns,
+        "iter_records": lambda p: list(iter_records(p, ["id", "text"], 1 << 20, text_col="text")),
+    }
+    for name, read in readers.items():
+        for path, what in ((csvs, "一月.csv, 二月.csv"), (docx, "Word document")):
+            with pytest.raises(TicketFileError) as e:
+                read(path)
+            message = str(e.value)
+            assert message.startswith(f"{path}: cannot be read as XLSX: "), name
+            assert "not an Excel workbook" in message, (name, message)
+            assert what in message, (name, message)
+            for raw in ("[Content_Types].xml", "no valid workbook part"):
+                assert raw not in message, (name, message)
+
+
 def gb18030_with_bom(path: Path) -> Path:
     """A GB18030 CSV that starts with GB18030's byte-order mark, 84 31 95 33."""
     text = "id,title,text\nG1,欠薪,老板拖欠工资三个月不发\n"
