@@ -809,6 +809,49 @@ def _model_directory(d: Path) -> bool:
     return any((d / f).is_file() for f in _MODEL_ROOT)
 
 
+# paidan's own JSON outputs, by the keys each holds (training.label's summary, training.evaluate's,
+# training.drift's and training.compare's reports): a directory of tickets may keep them beside
+# the tickets they were made from, but they hold none.
+_PAIDAN_OUTPUTS = (
+    (
+        ("rows", "labelled", "errors", "input", "output", "model_version"),
+        "paidan label's summary of a run",
+    ),
+    (("n", "seen_rows", "model_version"), "paidan evaluate's report"),
+    (("model_version", "records", "period", "psi"), "paidan drift's report"),
+    (
+        ("champion", "challenger", "champion_model_version", "challenger_model_version"),
+        "paidan's comparison of two models",
+    ),
+)
+# Larger than any report paidan writes: a JSON file past it is not read to be told.
+_PAIDAN_OUTPUT_BYTES = 64 << 20
+
+
+def paidan_output(path: Path) -> str | None:
+    """What ``path`` is when it is one of paidan's own JSON outputs (a ``.json`` file holding one
+    object with :data:`_PAIDAN_OUTPUTS`' keys), else ``None``."""
+    try:
+        if path.suffix.lower() != ".json" or path.stat().st_size > _PAIDAN_OUTPUT_BYTES:
+            return None
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):  # an array of tickets
+                return None
+            value = json.loads((head + f.read()).decode("utf-8-sig"))
+    except (OSError, ValueError):  # JSON Lines, or broken: the readers tell
+        return None
+    return _paidan_output_kind(value)
+
+
+def _paidan_output_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for keys, what in _PAIDAN_OUTPUTS:
+            if all(k in value for k in keys):
+                return what
+    return None
+
+
 def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
     """Files named directly, plus the supported files inside named directories, each with its
     name: a file named directly by its name, one inside a directory by its path relative to it
@@ -825,7 +868,9 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
     whole run as a workbook that is not one. So is the ``OUTPUT.parts/`` directory of an
     interrupted ``paidan label`` run, and a model version or model root (``./models``, the default
     root, under a directory of tickets: its JSON files were read as ticket files, its frozen
-    evaluation set as tickets). A subdirectory whose name begins with ``_`` is where Spark
+    evaluation set as tickets), and paidan's own JSON outputs kept beside the tickets they were
+    made from (:func:`paidan_output`: a label summary, an evaluate report), noted in the log. A
+    subdirectory whose name begins with ``_`` is where Spark
     and Hadoop write a job's unfinished output (``_temporary/``): one holding ticket files is
     refused, as reading it would read tickets twice or half-written.
 
@@ -870,6 +915,10 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
                     "finished, or rename it to have its files read"
                 )
             parts = [(q, rel) for q, rel in files if q.suffix.lower() in FORMATS]
+            for q, rel in list(parts):
+                if what := paidan_output(q):  # kept beside the tickets it was made from
+                    logger.info("%s: skipped %s, %s (no tickets)", p, display_name(rel), what)
+                    parts.remove((q, rel))
             if not parts:
                 raise TicketFileError(
                     f"{p}: the directory holds no CSV, XLSX, JSONL, JSON or Parquet files, in "
@@ -1645,6 +1694,15 @@ def iter_tickets(
         first_row = 1
         repeated: list[int] = []
         for raw in table_chunks(path, columns, size):
+            if first_row == 1 and (said := labelled_output(path, raw.columns)):
+                # Kept beside the tickets it was labelled from (backlog/done/), its tickets
+                # would be read twice.
+                logger.warning(
+                    "%s: its own department and category are read as labels, its predictions "
+                    "are not; if the tickets it was labelled from are read too, move it out of "
+                    "the input directory",
+                    said,
+                )
             frame = to_canonical(raw, columns, path, first_row, name)
             if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
                 repeated += [first_row + i for i in again]
@@ -1664,6 +1722,31 @@ def iter_tickets(
                 before = repeated_headers.get(key, []) if key in listed else []
                 repeated_headers[key] = before + repeated
                 listed.add(key)
+
+
+# The columns ``paidan label`` adds to its input's (training.label's PRED_COLUMNS, in order): a
+# file with all of them is its output.
+LABEL_OUTPUT_COLUMNS = (
+    "pred_department",
+    "pred_department_score",
+    "pred_category",
+    "pred_category_score",
+    "decision",
+    "top3_departments",
+    "co_departments",
+    "error",
+)
+
+
+def labelled_output(path: Path, columns: Iterable[Any]) -> str | None:
+    """What to say of a file whose ``columns`` are ``paidan label``'s output's, else ``None``."""
+    have = {str(c).strip() for c in columns}
+    if not all(c in have for c in LABEL_OUTPUT_COLUMNS):
+        return None
+    return (
+        f"{path}: is paidan label's output (it has the columns label adds, "
+        f"{LABEL_OUTPUT_COLUMNS[0]} to {LABEL_OUTPUT_COLUMNS[-1]})"
+    )
 
 
 # The formats with a header line, which a file joined from parts may repeat (JSON and Parquet
@@ -2213,6 +2296,11 @@ def refuse_json_object(path: Path) -> None:
         return  # a broken first line, or bytes that are not UTF-8: the line reader names them
     if not isinstance(value, dict):
         return
+    if what := _paidan_output_kind(value):
+        raise TicketFileError(
+            f"{path}: is {what}, not tickets: leave it out of the files to read (a directory of "
+            "tickets skips it)"
+        )
     for i, (key, inner) in enumerate(value.items()):
         if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
             if _quoted(key) != repr(key):  # a key that masking changes: picked by its place

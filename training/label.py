@@ -58,9 +58,11 @@ from model.startup import signal_on_parent_death
 from model.text import is_blank, quoted
 from model.tickets import (
     HEADER_FORMATS,
+    LABEL_OUTPUT_COLUMNS,
     ColumnMap,
     check_columns,
     file_format,
+    labelled_output,
     mapped_columns,
     named_paths,
     printable,
@@ -86,16 +88,7 @@ from training.label_io import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 2_000
-PRED_COLUMNS = (
-    "pred_department",
-    "pred_department_score",
-    "pred_category",
-    "pred_category_score",
-    "decision",
-    "top3_departments",
-    "co_departments",
-    "error",
-)
+PRED_COLUMNS = LABEL_OUTPUT_COLUMNS
 SCORE_COLUMNS = ("pred_department_score", "pred_category_score")
 OUTPUT_FORMATS = {
     ".csv": "csv",
@@ -1049,12 +1042,21 @@ def _input_columns(
         # The columns label reads: the text, and a title or id named other than the default.
         check_columns(path, have, replace(cmap, department=None, category=None, time=None))
         seen.update(dict.fromkeys(have))
-    clash = [c for c in seen if c in PRED_COLUMNS]
-    if clash:
-        raise LabelError(
-            f"the input already has output column(s) {', '.join(map(repr, clash))}; rename or drop "
-            "them (is this a file that was labelled before?)"
-        )
+        clash = [c for c in have if c in PRED_COLUMNS]
+        if said := labelled_output(path, have):
+            # An earlier run's output, kept in a directory of tickets (backlog/done/): reading it
+            # would label its tickets a second time, and it may be the only copy of them, so it
+            # is neither read nor skipped without a word.
+            raise LabelError(
+                f"{said}: its tickets were labelled before; move it out of the input directory, "
+                "or leave it out of the files to label"
+            )
+        if clash:
+            raise LabelError(
+                f"{path}: already has output column(s) "
+                f"{', '.join(map(repr, clash))}; rename or drop them (is this a file that was "
+                "labelled before?)"
+            )
     return list(seen), per_file
 
 

@@ -22,7 +22,7 @@ from model.settings import get_settings
 from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS, three_versions, without_progress
+from tests.conftest import TINY_TICKETS, three_versions, without_progress, write_tiny_csv
 from training.label import PRED_COLUMNS, LabelError, check_text, label
 
 OUT_COLUMNS = ["id", "title", "text", *PRED_COLUMNS]
@@ -2865,3 +2865,77 @@ def test_label_names_a_row_of_a_subdirectory_by_its_path_in_the_directory(
         "line 3 of 2024/一月.csv)",
         "line 3 of 2025/一月.csv)",
     ]
+
+
+def test_last_runs_output_kept_in_the_input_directory_is_named_as_labelled_before(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Last month's output kept in backlog/done/ (the labelled file, its summary and plots): since
+    # directories are read at any depth, `paidan label backlog` stopped at the summary, told to
+    # convert it with jq into tickets. The summary is skipped (it is label's own, no tickets); the
+    # labelled file, whose tickets would be labelled a second time, is refused by its name.
+    backlog = tmp_path / "backlog"
+    (backlog / "done").mkdir(parents=True)
+    write_csv(backlog / "2024-03.csv", ticket_rows(3))
+    label([backlog / "2024-03.csv"], tiny_model_dir, backlog / "done" / "2024-03.csv", jobs=1)
+    assert (backlog / "done" / "2024-03.csv.summary.json").is_file()
+    write_csv(backlog / "2024-04.csv", ticket_rows(2))
+    with pytest.raises(LabelError) as e:
+        label([backlog], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    message = str(e.value)
+    assert str(backlog / "done" / "2024-03.csv") in message
+    assert "paidan label's output" in message
+    assert "move it out" in message
+    assert "summary.json" not in message
+    assert "jq" not in message
+    # Its summary named alone is refused as what it is, not as tickets to convert.
+    with pytest.raises(TicketFileError) as e:
+        label([backlog / "done" / "2024-03.csv.summary.json"], tiny_model_dir, tmp_path / "o.csv")
+    assert "paidan label's summary of a run, not tickets" in str(e.value)
+    assert "jq" not in str(e.value)
+    # Moved out, the rest is labelled.
+    (backlog / "done").rename(tmp_path / "done")
+    assert label([backlog], tiny_model_dir, tmp_path / "out.csv", jobs=1).summary["rows"] == 5
+
+
+def test_an_evaluate_report_kept_in_a_data_directory_is_skipped(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Reports kept beside the data they were made from: the JSON report stopped `evaluate data/`
+    # and `train data/` as a JSON object over several lines, with advice to convert it with jq.
+    from training.evaluate import evaluate
+
+    data = tmp_path / "data"
+    (data / "reports").mkdir(parents=True)
+    src = write_tiny_csv(data / "tickets.csv")
+    alone = evaluate(tiny_model_dir, [src], report_path=data / "reports" / "2024-03.json")
+    assert (data / "reports" / "2024-03.md").is_file()
+    again = evaluate(tiny_model_dir, [data])
+    assert again["n"] == alone["n"]
+    with pytest.raises(TicketFileError) as e:
+        evaluate(tiny_model_dir, [data / "reports" / "2024-03.json"])
+    assert "paidan evaluate's report, not tickets" in str(e.value)
+
+
+def test_a_labelled_file_read_by_evaluate_is_named_as_labels_output(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # train and evaluate read label's output as tickets with their own labels (its predictions
+    # are not read): kept in the directory of the tickets it was labelled from, it was read
+    # without a word; its copies are dropped only when id, title, text and labels agree.
+    from training.evaluate import evaluate
+
+    data = tmp_path / "data"
+    (data / "done").mkdir(parents=True)
+    src = write_tiny_csv(data / "tickets.csv")
+    label([src], tiny_model_dir, data / "done" / "tickets.csv", jobs=1)
+    with caplog.at_level("WARNING"):
+        evaluate(tiny_model_dir, [data])
+    said = [r.getMessage() for r in caplog.records if "paidan label's output" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert str(data / "done" / "tickets.csv") in said[0]
+    assert "move it out of the input directory" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate(tiny_model_dir, [src])
+    assert "paidan label's output" not in caplog.text
