@@ -42,6 +42,7 @@ from model.tickets import (
     expand_paths,
     has_text,
     iter_tickets,
+    named_paths,
     require_rows,
 )
 from training.markdown import md_text, md_url
@@ -511,7 +512,10 @@ def evaluate(
     merging = merged_mapping(metadata, {h: list(head.labels) for h, head in router.heads.items()})
     headers: dict[str, list[str]] = {}
     repeated_headers: dict[str, list[int]] = {}  # per file, its rows that repeat the header line
-    total = estimated_rows(paths) if progress else 0
+    # Listed once, for the estimate and the reading: listed twice, what a directory skips (a
+    # report kept in it) was noted twice.
+    named = named_paths(paths)
+    total = estimated_rows([path for path, _ in named]) if progress else 0
     if similar_k is None:
         similar_k = get_settings().similar_k
     scores = Scores(router, similar_k=similar_k)
@@ -523,7 +527,7 @@ def evaluate(
     if progress:
         progress("scoring", 0, max(total, 1))
     # A file is read, and scored, chunk_rows rows at a time, whatever its format.
-    for chunk in iter_tickets(paths, columns, headers, chunk_rows, repeated_headers):
+    for chunk in iter_tickets(named, columns, headers, chunk_rows, repeated_headers):
         read_before, rows = rows, rows + len(chunk)
         with_text = has_text(chunk) if len(chunk) else np.ones(0, dtype=bool)
         skipped += int((~with_text).sum())

@@ -2917,6 +2917,26 @@ def test_an_evaluate_report_kept_in_a_data_directory_is_skipped(
     assert "paidan evaluate's report, not tickets" in str(e.value)
 
 
+def test_evaluate_notes_a_skipped_report_once(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With progress shown, the directory was listed twice (to estimate its rows, then to read
+    # them), and `evaluate -v` noted the skipped report twice.
+    import logging
+
+    from training.evaluate import evaluate
+
+    data = tmp_path / "data"
+    (data / "reports").mkdir(parents=True)
+    src = write_tiny_csv(data / "tickets.csv")
+    evaluate(tiny_model_dir, [src], report_path=data / "reports" / "2024-03.json")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="model.tickets"):
+        evaluate(tiny_model_dir, [data], progress=lambda *_: None)
+    notes = [r for r in caplog.records if "2024-03.json" in r.getMessage()]
+    assert len(notes) == 1, [r.getMessage() for r in notes]
+
+
 def test_a_labelled_file_read_by_evaluate_is_named_as_labels_output(
     tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
