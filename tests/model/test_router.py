@@ -264,3 +264,21 @@ def test_shown_figures_compare_as_the_decision_does(score: float, threshold: flo
     assert abs(shown - score) <= 0.00015  # one step of 4 decimals at most, and never below 0
     assert 0 <= shown <= 1
     assert shown_scores(np.array([[score, score]]), threshold) == [[shown, shown]]
+
+
+@given(
+    scores=st.lists(st.floats(0, 1), min_size=1, max_size=200),
+    threshold=st.floats(0, 1),
+)
+def test_shown_scores_are_each_scores_shown_score_in_either_pass(
+    scores: list[float], threshold: float
+) -> None:
+    # One request's few scores take a Python pass, a batch's many an array pass: both must show
+    # what shown_score shows, near the threshold (where they differ from plain rounding) too.
+    from model.router import shown_score, shown_scores
+
+    near = [threshold + d for d in (-0.00011, -0.00005, -1e-9, 0.0, 1e-9, 0.00005)]
+    values = np.clip(np.array(scores + near), 0, 1)
+    want = [shown_score(float(v), threshold) for v in values]
+    assert shown_scores(values, threshold) == want
+    assert shown_scores(values.reshape(-1, 1), threshold) == [[w] for w in want]
