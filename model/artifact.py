@@ -203,14 +203,16 @@ def check_not_input(
     for output in files:
         target = output.resolve()
         for given, source in resolved:
-            if target == source or (given.is_dir() and target.is_relative_to(source)):
+            # os.path.isdir: an input that cannot be looked at (in a directory that cannot be
+            # entered) is no directory here; reading it says so (model.tickets.named_paths).
+            if target == source or (os.path.isdir(given) and target.is_relative_to(source)):
                 where = "is" if target == source else "is inside"
                 what = (
                     f"{files[0]}"
                     if output == files[0]
                     else f"{files[0]} would write {output}, which"
                 )
-                end = inside_advice if given.is_dir() else advice
+                end = inside_advice if os.path.isdir(given) else advice
                 raise OutputPathError(f"{option} {what} {where} the input {given}; {end}")
 
 

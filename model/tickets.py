@@ -898,7 +898,12 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
             out.append(given)
             continue
         p = Path(given)
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+            is_file = not is_dir and p.is_file()
+        except OSError as e:  # a directory on the way cannot be entered: it was a traceback
+            raise _cannot_look_at(p, e) from None
+        if is_dir:
             files, hidden = _directory_files(p)
             unreadable = [f"{rel!r} ({todo})" for q, rel in files if (todo := unreadable_part(q))]
             if unreadable:
@@ -925,11 +930,28 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
                     "its subdirectories neither"
                 )
             out.extend(named(q, rel) for q, rel in parts)
-        elif p.is_file():
+        elif is_file:
             out.append(named(p, p.name))
         else:
             raise TicketFileError(f"{p}: no such file or directory")
     return out
+
+
+def _cannot_look_at(path: Path, e: OSError) -> TicketFileError:
+    """The error for a path given that cannot be looked at: for a permission, naming the directory
+    on its way that cannot be entered (``/data/locked/`` of ``/data/locked/a.csv``)."""
+    if not isinstance(e, PermissionError):
+        return TicketFileError(f"{path}: it cannot be read ({e.strerror})")
+    full = Path(os.path.abspath(path))
+    for inner in [*reversed(full.parents), full][1:]:
+        try:
+            inner.stat()
+        except OSError:
+            return TicketFileError(
+                f"{path}: it cannot be read ({e.strerror}), as the directory {inner.parent} it is "
+                "in cannot be entered; make that directory readable"
+            )
+    return TicketFileError(f"{path}: it cannot be read ({e.strerror}); make it readable")
 
 
 def _directory_files(top: Path) -> tuple[list[tuple[Path, str]], list[str]]:

@@ -1893,6 +1893,30 @@ def test_a_spark_temporary_directory_that_cannot_be_read_is_named(tmp_path, monk
         read_tickets([d], MAP)
 
 
+def test_a_file_named_in_a_directory_that_cannot_be_entered_is_named(tmp_path, monkeypatch):
+    # `paidan train /data/locked/a.csv`, where the directory cannot be entered: looking at the file
+    # raised a PermissionError traceback, where `paidan train /data/locked` said it in one line.
+    d = tmp_path / "locked"
+    (d / "2024").mkdir(parents=True)
+    pd.DataFrame(ROWS).to_csv(d / "a.csv", index=False)
+    pd.DataFrame(ROWS).to_csv(d / "2024" / "一月.csv", index=False)
+    real_stat = Path.stat
+
+    def denied_stat(self, *args, **kwargs):  # nothing under locked/ can be looked at
+        if d in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", denied_stat)
+    for given in (d / "a.csv", d / "2024" / "一月.csv", d / "2024"):
+        with pytest.raises(TicketFileError) as e:
+            read_tickets([given], MAP)
+        assert str(e.value) == (
+            f"{given}: it cannot be read (Permission denied), as the directory {d} it is in "
+            "cannot be entered; make that directory readable"
+        )
+
+
 def test_a_subdirectory_that_can_be_listed_but_not_entered_is_named(tmp_path, monkeypatch):
     # A directory with r but not x (chmod 644): its names were listed, and looking at them raised
     # a PermissionError traceback.

@@ -17,7 +17,7 @@ from model.config import TrainingConfig
 from model.pipeline import BlendedClassifier
 from model.router import recalibrate_suggestion
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS, three_versions, write_tiny_csv
+from tests.conftest import TINY_TICKETS, three_versions, without_progress, write_tiny_csv
 from training.train import train
 from training.validate import TrainingDataError
 
@@ -249,6 +249,53 @@ def test_cli_a_header_without_rows_is_one_clear_line(tmp_path, tiny_model_dir):
         assert r.exit_code == 2, (args, r.output)
         assert f"{empty}: no rows to read (a header but no tickets)" in " ".join(r.output.split())
         assert "Traceback" not in r.output
+
+
+def test_cli_a_file_in_a_directory_that_cannot_be_entered_is_one_line(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    # `paidan train /data/locked/a.csv` with /data/locked not enterable by the user: a
+    # PermissionError traceback (the tests run as root, whom chmod does not stop: the error is made).
+    import os
+
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    data = write_tiny_csv(locked / "a.csv")
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def denied(real):
+        def stat(path, *args, **kwargs):
+            if not isinstance(path, int) and Path(os.fsdecode(path)).parent == locked:
+                raise PermissionError(13, "Permission denied", os.fsdecode(path))
+            return real(path, *args, **kwargs)
+
+        return stat
+
+    monkeypatch.setattr(os, "stat", denied(real_stat))
+    monkeypatch.setattr(os, "lstat", denied(real_lstat))
+    commands = {
+        "train": ["train", str(data), "--out", str(tmp_path / "m")],
+        "evaluate": ["evaluate", str(tiny_model_dir), str(data)],
+        "label": [
+            "label",
+            str(data),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "l.csv"),
+        ],
+        "freeze-eval": ["models", "freeze-eval", str(data)],
+    }
+    for name, args in commands.items():
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (name, r.output)
+        assert "Traceback" not in r.output
+        assert without_progress(r.output).splitlines() == [
+            f"error: {data}: it cannot be read (Permission denied), as the directory {locked} it "
+            "is in cannot be entered; make that directory readable"
+        ], (name, r.output)
 
 
 @pytest.mark.parametrize(
