@@ -79,6 +79,11 @@ MIGRATION_LOCK_KEY = 0x70616964616E6D67
 # stopped (Ctrl-Z) or cut off mid-way holds it until PostgreSQL notices (hours): `db upgrade`, the
 # server's start-up, retrain and drift waited for ever, with nothing printed.
 MIGRATION_LOCK_WAIT_S = 60.0
+# Longest `db downgrade` waits on PostgreSQL for a lock on paidan's tables (its lock_timeout). A
+# session left idle in a transaction that had read feedback (psql's BEGIN; SELECT …) held it with
+# no limit, and every save queued behind its ALTER TABLE until the save's statement timeout: so
+# below STATEMENT_TIMEOUT_S, for the saves queued meanwhile to go through once it gives up.
+DOWNGRADE_LOCK_WAIT_S = 5.0
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -698,7 +703,9 @@ def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False
     paidan's own revisions are accepted (not Alembic's ``base``, which would drop the feedback
     table), and none above the database's: :class:`ValueError` says why in one line. On
     PostgreSQL, other sessions connected to the database (a newer paidan's server or job still
-    running) are refused too, naming them (:class:`DatabaseInUse`), unless ``force``.
+    running) are refused too, naming them (:class:`DatabaseInUse`), unless ``force``; and,
+    ``force`` or not, a lock on paidan's tables it waited DOWNGRADE_LOCK_WAIT_S for, naming the
+    sessions holding one (:class:`DatabaseInUse`, nothing changed).
     """
     from alembic import command
 
@@ -720,9 +727,28 @@ def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False
                 f"only goes back (`paidan db upgrade` goes forward)"
             )
         if revision != current:
-            if not force and conn.dialect.name == "postgresql":
+            if conn.dialect.name != "postgresql":
+                command.downgrade(config, revision)
+                return current
+            if not force:
                 _refuse_other_sessions(conn)
-            command.downgrade(config, revision)
+            conn.execute(
+                text("SELECT set_config('lock_timeout', :ms, true)"),
+                {"ms": str(int(DOWNGRADE_LOCK_WAIT_S * 1000))},
+            )
+            waiting_since = conn.execute(text("SELECT clock_timestamp()")).scalar()
+            try:
+                with conn.begin_nested():  # to name the holders in the same transaction after
+                    # First the lock ALTER TABLE takes, which every reader of the table holds.
+                    conn.exec_driver_sql(
+                        f"LOCK TABLE {Feedback.__tablename__} IN ACCESS EXCLUSIVE MODE"
+                    )
+                    command.downgrade(config, revision)
+            except OperationalError as e:
+                code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+                if code != "55P03":  # lock_not_available
+                    raise
+                raise _locked_out(conn, waiting_since) from None
         return current
 
 
@@ -760,6 +786,51 @@ def _refuse_other_sessions(conn: Any) -> None:
     )
 
 
+def _locked_out(conn: Any, waiting_since: datetime) -> DatabaseInUse:
+    """:class:`DatabaseInUse` for a downgrade that waited DOWNGRADE_LOCK_WAIT_S for a lock on
+    paidan's tables, naming the other sessions that hold one (``conn``'s transaction is usable:
+    the wait was inside a savepoint). Readers of alembic_version are left out: the downgrade
+    only updates its row, which they do not stop. So are transactions begun after
+    ``waiting_since``: a save queued behind the downgrade has its lock once it gives up, and was
+    named as holding it."""
+    rows = conn.execute(
+        text(
+            "SELECT a.pid, a.usename, a.client_addr::text, a.application_name, a.state, "
+            "a.backend_start, a.xact_start, array_agg(DISTINCT c.relname ORDER BY c.relname) "
+            "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.granted AND l.pid <> pg_backend_pid() AND a.xact_start < :since "
+            "AND (l.relation = to_regclass(:feedback) OR l.relation = "
+            "to_regclass('alembic_version') AND l.mode <> 'AccessShareLock') "
+            "GROUP BY a.pid, a.usename, a.client_addr, a.application_name, a.state, "
+            "a.backend_start, a.xact_start ORDER BY a.xact_start, a.pid"
+        ),
+        {"feedback": Feedback.__tablename__, "since": waiting_since},
+    ).all()
+    wait = f"{DOWNGRADE_LOCK_WAIT_S:g} s"
+    if not rows:
+        return DatabaseInUse(
+            f"a lock it needs on paidan's tables was still held after {wait} by another "
+            "session, which has let go of it since; run it again; nothing was changed"
+        )
+    tables = sorted({t for row in rows for t in row[-1]})
+    named = [_session(*row[:-1]) for row in rows[:SESSIONS_NAMED]]
+    if len(rows) > SESSIONS_NAMED:
+        named.append(f"{len(rows) - SESSIONS_NAMED} more")
+    one = len(rows) == 1
+    count = f"{len(rows)} other session{'' if one else 's'}"
+    pids = ", ".join(str(row[0]) for row in rows[:SESSIONS_NAMED])
+    end = f"pg_terminate_backend({pids})" if one else f"pg_terminate_backend(pid) for pid {pids}"
+    return DatabaseInUse(
+        f"a lock it needs on the {' and '.join(tables)} table{'' if len(tables) == 1 else 's'} "
+        f"was still held after {wait} by {count} ({'; '.join(named)}); it waits no longer, as "
+        "every save waits behind it meanwhile: end "
+        f"{'its transaction' if one else 'their transactions'} (COMMIT or ROLLBACK where it was "
+        f"left open, as in a psql session after BEGIN) or {'the session' if one else 'the sessions'}"
+        f" (SELECT {end}), and run it again; nothing was changed"
+    )
+
+
 def _session(
     pid: int,
     user: str | None,
@@ -767,9 +838,11 @@ def _session(
     application: str | None,
     state: str | None,
     since: datetime | None,
+    transaction_since: datetime | None = None,
 ) -> str:
-    """One session of pg_stat_activity, as :func:`_refuse_other_sessions` names it; the columns
-    PostgreSQL hides from a role without pg_read_all_stats are left out."""
+    """One session of pg_stat_activity, as :func:`_refuse_other_sessions` and
+    :func:`_locked_out` name it; the columns PostgreSQL hides from a role without
+    pg_read_all_stats are left out."""
     parts = [f"pid {pid}"]
     if user:
         parts.append(f"{user}@{address.split('/')[0] if address else 'local socket'}")
@@ -779,6 +852,8 @@ def _session(
         parts.append(state)
     if since is not None:
         parts.append(f"connected since {as_utc(since):%Y-%m-%d %H:%M:%S} UTC")
+    if transaction_since is not None:
+        parts.append(f"in a transaction since {as_utc(transaction_since):%Y-%m-%d %H:%M:%S} UTC")
     return ", ".join(parts)
 
 

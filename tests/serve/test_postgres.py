@@ -748,6 +748,84 @@ def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url
         db.dispose()
 
 
+def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_holder(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With --force, a session left idle in a transaction that had read feedback (psql's BEGIN;
+    # SELECT … FROM feedback;) held its lock: the downgrade's ALTER TABLE waited with no limit,
+    # and every save queued behind it until its statement timeout. (The holder is ended after a
+    # while here, so that, unbounded, the downgrade goes through and the test fails.)
+    import threading
+
+    from typer.testing import CliRunner
+
+    import serve.db
+    from paidan.cli import app
+    from serve.db import DatabaseInUse
+
+    monkeypatch.setattr(serve.db, "DOWNGRADE_LOCK_WAIT_S", 1.0)
+    db = Database(pg_url)  # a server's
+    db.add_feedback(text="某投诉", department="人社")
+    engine = create_engine(pg_url)
+    admin = create_engine(pg_url)
+    holder = engine.connect()
+    ender = None
+    saved: list[object] = []
+
+    def save_while_it_waits() -> None:  # queued behind the downgrade; not to be named
+        with admin.connect() as conn:
+            for _ in range(300):
+                if conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'LOCK TABLE feedback%'"
+                    )
+                ).scalar():
+                    saved.append(db.add_feedback(text="又一投诉", department="人社"))
+                    return
+                conn.rollback()
+                threading.Event().wait(0.1)
+
+    try:
+        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
+        ender = threading.Timer(
+            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
+        )
+        ender.start()
+        saver = threading.Thread(target=save_while_it_waits)
+        saver.start()
+        with pytest.raises(DatabaseInUse) as refused:
+            serve.db.downgrade(pg_url, "0001", force=True)
+        saver.join()
+        said = str(refused.value)
+        assert "\n" not in said and said.endswith("nothing was changed"), said
+        assert f"by 1 other session (pid {holder_pid}, " in said, said
+        assert "idle in transaction" in said and "still held after 1 s" in said, said
+        assert len(saved) == 1  # the save waited, then went through
+        assert serve.db.current_revision(pg_url) == "0002"
+
+        result = CliRunner().invoke(
+            app, ["db", "downgrade", "0001", "--force"], env={"PAIDAN_DATABASE_URL": pg_url}
+        )
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: cannot downgrade postgresql+psycopg://paidan:***@")
+        assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
+        assert serve.db.current_revision(pg_url) == "0002"
+    finally:
+        if ender is not None:
+            ender.cancel()
+        holder.rollback()
+        holder.close()
+    try:
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # once it has let go
+    finally:
+        db.dispose()
+        engine.dispose()
+        admin.dispose()
+
+
 def test_a_downgrade_refused_a_login_or_a_database_says_it_in_one_line(pg_url: str) -> None:
     # `paidan db downgrade` ended in a traceback when the password or the database name was wrong.
     import serve.db
