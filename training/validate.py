@@ -245,8 +245,11 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     numbers = df[ROW_COL].astype(int).to_numpy()
     places = names + " data row " + numbers.astype(str).astype(object)
     if PATH_COL in df:
-        paths = df[PATH_COL].astype(str).to_numpy(dtype=object)
+        # Rows read otherwise (retrain's feedback beside a history file) have no path.
+        paths = df[PATH_COL].fillna("").astype(str).to_numpy(dtype=object)
         for path in pd.unique(paths):
+            if not path:
+                continue
             file = Path(path)
             try:
                 if file_format(file) != "jsonl" or not file.is_file():

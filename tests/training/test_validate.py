@@ -358,3 +358,26 @@ def test_rows_of_json_lines_and_json_arrays_are_named_by_their_line_and_element(
         "c.csv data row 2",
         "c.csv data row 4",
     ]
+
+
+def test_history_and_feedback_rows_together_are_named_each_by_its_source():
+    # retrain validates the history (read from a file, so each row knows its path) and the
+    # feedback (rows of the database, without a path) as one frame: the missing paths were NaN,
+    # and `Path(nan)` stopped `paidan retrain --history h.csv` with a TypeError traceback.
+    from model.tickets import ROW_COL, SOURCE_COL
+
+    history = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["", "", "人社", "劳动"]])
+    feedback = pd.DataFrame(
+        {
+            "id": ["7"],
+            "title": [""],
+            "text": ["楼下烧烤油烟"],
+            "department": ["执法"],
+            "category": ["环境"],
+            SOURCE_COL: ["feedback"],
+            ROW_COL: [3],
+        }
+    )
+    df, report = validate(pd.concat([history, feedback], ignore_index=True), min_examples=1)
+    assert df["text"].tolist() == ["拖欠工资", "楼下烧烤油烟"]
+    assert report.empty_text == ["data.csv data row 2"]
