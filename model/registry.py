@@ -570,6 +570,10 @@ class VersionInfo:
     # The version its answers, feedback rows and the page report (metadata's ``version``): the
     # directory's name unless written with `train --out ROOT/NAME`; None when unreadable.
     model_version: str | None = None
+    # Frozen tickets the version was trained on, of how many (its scores on the current set): a
+    # version trained on them lists inflated figures.
+    seen_eval_rows: int = 0
+    eval_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -583,6 +587,7 @@ class VersionInfo:
             "metrics": self.metrics,
             "eval_sha256": self.eval_sha256,
             "stale": self.stale,
+            "seen_eval_rows": self.seen_eval_rows,
         }
 
 
@@ -630,6 +635,8 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
                 stale=stale,
                 model_version=_version_string(meta.get("version")),
+                seen_eval_rows=int(fresh.get(version, {}).get("seen_eval_rows", 0) or 0),
+                eval_rows=int(fresh.get(version, {}).get("n", 0) or 0),
             )
         )
     shared = shared_macro_f1s(fresh)

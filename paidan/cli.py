@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, JustifyMethod
@@ -56,6 +56,9 @@ from model.settings import (
 from model.text import mask_label
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
+
+if TYPE_CHECKING:
+    from model.registry import VersionInfo
 from training.validate import TrainingDataError
 
 # Where the commands find the registry and the feedback database: no help page said so, and a cron
@@ -1706,6 +1709,7 @@ def models_list(
             "is not the directory's name; commands take either",
             soft_wrap=True,
         )
+    _trained_on_frozen(infos)
     stale = [i.version for i in infos if i.stale]
     if stale:
         out.print(
@@ -1715,6 +1719,25 @@ def models_list(
             "`paidan models list --rescore` scores them again",
             soft_wrap=True,
         )
+
+
+def _trained_on_frozen(infos: list[VersionInfo]) -> None:
+    """Name the listed versions trained on more than a few of the frozen tickets.
+
+    Their figures are inflated (the first ``train`` on the whole history, the set frozen from it
+    by the first ``retrain``): promote's comparison says so, and the list beside it says so too.
+    """
+    from training.evaluate import SEEN_SHARE_LIMIT
+
+    for i in infos:
+        if i.metrics and i.seen_eval_rows > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
+            out.print(
+                f"{i.version} was trained on {i.seen_eval_rows} of the {i.eval_rows} frozen "
+                "evaluation tickets, so its figures are inflated",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
 
 
 @models_app.command("promote", epilog=ROOT_EPILOG)

@@ -1558,3 +1558,36 @@ def test_an_id_of_two_tickets_in_subdirectories_is_shown_in_both_files(tmp_path:
     bad, example = ambiguous_ids([read_tickets([tmp_path / "exports"])])
     assert bad == {"7"}
     assert example == "e.g. '7': 2024/一月.csv data row 1, 2025/一月.csv data row 1"
+
+
+def test_models_list_says_which_versions_were_trained_on_the_frozen_set(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # The first `paidan train` on the whole history, then `paidan retrain` freezing 20% of that
+    # history: `models list` showed the champion at 1.000 beside the challenger's 0.50 with no word
+    # that the champion had seen every frozen ticket; only promote's comparison said so.
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.compare import ensure_scores
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    freeze_eval(root, rows, "test")
+    seen = ensure_scores(root, "v1")["seen_eval_rows"]
+    assert seen == len(rows)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    [listed] = json.loads(r.output)
+    assert listed["seen_eval_rows"] == seen
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    assert f"v1 was trained on {seen} of the {seen} frozen evaluation tickets" in " ".join(
+        r.output.split()
+    )
