@@ -2035,6 +2035,13 @@ def retrain(
         if result.decision.champion == result.version:
             # The registry's first model is current without a promotion; the hint would mislead.
             out.print(f"{result.version} is current: it is the only model in the registry")
+        elif result.decision.refused:
+            # `models promote` would refuse it for the same reasons and exit 3.
+            out.print(
+                f"{result.version} stays registered but not current; to serve it despite the "
+                f"refusal: paidan models promote {result.version} --force",
+                soft_wrap=True,
+            )
         elif not promote_if_better:
             out.print(f"promote it with: paidan models promote {result.version}")
 

@@ -224,6 +224,25 @@ def test_worse_challenger_is_refused_and_the_report_names_the_drop(
     assert registry.current_version(root) == challenger
 
 
+def test_a_retrain_whose_challenger_would_be_refused_does_not_say_promote_it(
+    registry_with_champion: tuple[Path, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    # Without --promote-if-better, a challenger the rule refuses ended with "promote it with:
+    # paidan models promote X", a command that then exits 3 with the same refusal.
+    _, first = registry_with_champion
+    rows = [r for i, r in enumerate(tiny_rows()) if i not in EVAL_ROWS]
+    rotated = write_rows(
+        tmp_path / "rotated.csv", [(i, t, x, ROTATE[d], c) for i, t, x, d, c in rows]
+    )
+    proc = paidan(env, "retrain", "--history", str(rotated))
+    assert "would be refused" in proc.stderr
+    root = Path(env["PAIDAN_MODEL_ROOT"])
+    (challenger,) = set(registry.versions(root)) - {first}
+    out = " ".join(proc.stdout.split())
+    assert "promote it with" not in out
+    assert f"paidan models promote {challenger} --force" in out
+
+
 def test_first_retrain_on_an_empty_registry_says_it_is_current(
     env: dict[str, str], tmp_path: Path
 ) -> None:
