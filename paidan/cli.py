@@ -753,7 +753,9 @@ def _after_train_under_root(model_dir: Path) -> None:
         )
         return
     current = current_version(root)
-    if current and current != version:
+    if current == version:  # the registry's first model is current without a promotion
+        out.print(f"{version} is the current model (the first in the registry)")
+    elif current:
         out.print(
             f"{version} is not the current model ({current} is): make it current with paidan "
             f"models promote {version}",

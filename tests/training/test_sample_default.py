@@ -337,3 +337,15 @@ def test_the_way_train_names_to_serve_a_model_outside_the_root_works_when_pasted
     r = runner.invoke(app, shlex.split(promote), env=env)
     assert r.exit_code == 0, r.output
     assert current_version(root) == Path(out).name
+
+
+def test_train_into_an_empty_root_says_the_model_is_current(tmp_path: Path) -> None:
+    # The city's first model on an empty root becomes current: train said nothing about it,
+    # though it names the current model in every other case.
+    root = tmp_path / "models"
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    args = ["train", str(data), "--out", str(root / "v1"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    assert "v1 is the current model (the first in the registry)" in " ".join(r.output.split())
