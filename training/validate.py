@@ -241,9 +241,12 @@ def row_places(df: pd.DataFrame) -> pd.Series:
 
     if SOURCE_COL not in df or ROW_COL not in df:
         return pd.Series([f"row {i}" for i in range(1, len(df) + 1)], index=df.index, dtype=object)
-    names = df[SOURCE_COL].astype(str).to_numpy(dtype=object)
-    numbers = df[ROW_COL].astype(int).to_numpy()
-    places = names + " data row " + numbers.astype(str).astype(object)
+    names = df[SOURCE_COL].astype(str).fillna("?").to_numpy(dtype=object)
+    rows = df[ROW_COL].astype(str).fillna("?").to_numpy(dtype=object)
+    places = names + " data row " + rows
+    # As numbers for the JSON rows' lines: a row number that is none (a frame put together
+    # otherwise) is -1, named by its data row as before.
+    numbers = pd.to_numeric(df[ROW_COL], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
     if PATH_COL in df:
         # Rows read otherwise (retrain's feedback beside a history file) have no path.
         paths = df[PATH_COL].fillna("").astype(str).to_numpy(dtype=object)
@@ -256,7 +259,8 @@ def row_places(df: pd.DataFrame) -> pd.Series:
                     continue
                 at = np.flatnonzero(paths == path)
                 if json_array(file):
-                    places[at] = names[at] + " element " + numbers[at].astype(str).astype(object)
+                    at = at[numbers[at] >= 1]
+                    places[at] = names[at] + " element " + rows[at]
                     continue
                 # One reading of the file for all its rows: the line of each object, in order.
                 lines = np.fromiter(jsonl_object_lines(file), dtype=np.int64)

@@ -381,3 +381,21 @@ def test_history_and_feedback_rows_together_are_named_each_by_its_source():
     df, report = validate(pd.concat([history, feedback], ignore_index=True), min_examples=1)
     assert df["text"].tolist() == ["拖欠工资", "楼下烧烤油烟"]
     assert report.empty_text == ["data.csv data row 2"]
+
+
+def test_rows_whose_row_number_is_missing_are_still_named():
+    # A frame put together from several origins may lack a row number for some rows: they were
+    # stopped validation (a row number of NaN taken as an integer) and must not.
+    from model.tickets import PATH_COL, ROW_COL, SOURCE_COL
+    from training.validate import row_places
+
+    df = pd.DataFrame(
+        {
+            SOURCE_COL: ["a.jsonl", "feedback"],
+            ROW_COL: [1, None],
+            PATH_COL: ["/nonexistent/a.jsonl", None],
+        }
+    )
+    places = row_places(df).tolist()
+    assert places[0] in ("a.jsonl data row 1", "a.jsonl data row 1.0")  # as pandas writes it
+    assert places[1] == "feedback data row ?"
