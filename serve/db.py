@@ -16,7 +16,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -79,11 +79,12 @@ MIGRATION_LOCK_KEY = 0x70616964616E6D67
 # stopped (Ctrl-Z) or cut off mid-way holds it until PostgreSQL notices (hours): `db upgrade`, the
 # server's start-up, retrain and drift waited for ever, with nothing printed.
 MIGRATION_LOCK_WAIT_S = 60.0
-# Longest `db downgrade` waits on PostgreSQL for a lock on paidan's tables (its lock_timeout). A
-# session left idle in a transaction that had read feedback (psql's BEGIN; SELECT …) held it with
-# no limit, and every save queued behind its ALTER TABLE until the save's statement timeout: so
-# below STATEMENT_TIMEOUT_S, for the saves queued meanwhile to go through once it gives up.
-DOWNGRADE_LOCK_WAIT_S = 5.0
+# Longest a migration (`db upgrade`, a server's start-up, `db downgrade`) waits on PostgreSQL for a
+# lock on paidan's tables (its lock_timeout). A session left idle in a transaction that had read
+# feedback (psql's BEGIN; SELECT …) held it with no limit, and every save queued behind its ALTER
+# TABLE until the save's statement timeout: so below STATEMENT_TIMEOUT_S, for the saves queued
+# meanwhile to go through once it gives up.
+TABLE_LOCK_WAIT_S = 5.0
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -674,14 +675,25 @@ def _migrating(url_or_engine: str | Engine) -> Iterator[tuple[Any, Any, Any, tup
             engine.dispose()
 
 
-def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
-    """Apply the Alembic migrations up to ``revision`` (idempotent)."""
+def upgrade(url_or_engine: str | Engine, revision: str = "head", *, retried: bool = False) -> None:
+    """Apply the Alembic migrations up to ``revision`` (idempotent).
+
+    On PostgreSQL, a lock on paidan's tables it waited TABLE_LOCK_WAIT_S for is refused, naming
+    the sessions holding one (:class:`TableLocked`, nothing changed; with ``retried``, for a
+    caller that tries again by itself, as the server does, without saying to run it again).
+    At ``revision`` already, it takes no lock on them.
+    """
     from alembic import command
 
     with _migrating(url_or_engine) as (conn, config, script, stored):
-        if not stored:
-            _adopt_unversioned_feedback(conn, script)
-        command.upgrade(config, revision)
+        # At the revision already: nothing to lock, so an idle reader stops no server's start.
+        bounded = conn.dialect.name == "postgresql" and stored != (
+            script.get_revision(revision).revision,
+        )
+        with _table_locks_bounded(conn, retried=retried) if bounded else nullcontext():
+            if not stored:
+                _adopt_unversioned_feedback(conn, script)
+            command.upgrade(config, revision)
 
 
 # What going back below a revision takes away (its migration's downgrade()); the rows are kept.
@@ -694,6 +706,12 @@ class DatabaseInUse(ValueError):
     """Other sessions are connected to the PostgreSQL database a downgrade would take back."""
 
 
+class TableLocked(DatabaseInUse, DatabaseUnavailable):
+    """Another session held a lock a migration needs on paidan's tables for TABLE_LOCK_WAIT_S:
+    in use, for `db downgrade`, and unavailable until it lets go, for `db upgrade` and a server
+    migrating at start-up (which tries again in the background)."""
+
+
 def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False) -> str:
     """Take the database back to ``revision`` with the migrations' ``downgrade()``, under the
     same migration lock as :func:`upgrade`; returns the revision it was at (``revision`` itself
@@ -704,8 +722,8 @@ def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False
     table), and none above the database's: :class:`ValueError` says why in one line. On
     PostgreSQL, other sessions connected to the database (a newer paidan's server or job still
     running) are refused too, naming them (:class:`DatabaseInUse`), unless ``force``; and,
-    ``force`` or not, a lock on paidan's tables it waited DOWNGRADE_LOCK_WAIT_S for, naming the
-    sessions holding one (:class:`DatabaseInUse`, nothing changed).
+    ``force`` or not, a lock on paidan's tables it waited TABLE_LOCK_WAIT_S for, naming the
+    sessions holding one (:class:`TableLocked`, nothing changed).
     """
     from alembic import command
 
@@ -732,24 +750,34 @@ def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False
                 return current
             if not force:
                 _refuse_other_sessions(conn)
-            conn.execute(
-                text("SELECT set_config('lock_timeout', :ms, true)"),
-                {"ms": str(int(DOWNGRADE_LOCK_WAIT_S * 1000))},
-            )
-            waiting_since = conn.execute(text("SELECT clock_timestamp()")).scalar()
-            try:
-                with conn.begin_nested():  # to name the holders in the same transaction after
-                    # First the lock ALTER TABLE takes, which every reader of the table holds.
-                    conn.exec_driver_sql(
-                        f"LOCK TABLE {Feedback.__tablename__} IN ACCESS EXCLUSIVE MODE"
-                    )
-                    command.downgrade(config, revision)
-            except OperationalError as e:
-                code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
-                if code != "55P03":  # lock_not_available
-                    raise
-                raise _locked_out(conn, waiting_since) from None
+            with _table_locks_bounded(conn):
+                command.downgrade(config, revision)
         return current
+
+
+@contextmanager
+def _table_locks_bounded(conn: Any, *, retried: bool = False) -> Iterator[None]:
+    """A migration on PostgreSQL (the body), waiting at most TABLE_LOCK_WAIT_S for each lock it
+    takes, and first for the feedback table's ACCESS EXCLUSIVE lock (ALTER TABLE's, which every
+    reader of the table holds against it); :class:`TableLocked` naming the sessions that hold
+    one if a wait ran out (:func:`_locked_out`), the body undone. For `db upgrade`, a server's
+    start-up and `db downgrade` alike."""
+    conn.execute(
+        text("SELECT set_config('lock_timeout', :ms, true)"),
+        {"ms": str(int(TABLE_LOCK_WAIT_S * 1000))},
+    )
+    waiting_since = conn.execute(text("SELECT clock_timestamp()")).scalar()
+    table = Feedback.__tablename__
+    try:
+        with conn.begin_nested():  # to name the holders in the same transaction after
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is not None:
+                conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+    except OperationalError as e:
+        code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+        if code != "55P03":  # lock_not_available
+            raise
+        raise _locked_out(conn, waiting_since, retried=retried) from None
 
 
 SESSIONS_NAMED = 10  # other sessions a refused downgrade lists; the rest are counted
@@ -786,13 +814,13 @@ def _refuse_other_sessions(conn: Any) -> None:
     )
 
 
-def _locked_out(conn: Any, waiting_since: datetime) -> DatabaseInUse:
-    """:class:`DatabaseInUse` for a downgrade that waited DOWNGRADE_LOCK_WAIT_S for a lock on
+def _locked_out(conn: Any, waiting_since: datetime, *, retried: bool = False) -> TableLocked:
+    """:class:`TableLocked` for a migration that waited TABLE_LOCK_WAIT_S for a lock on
     paidan's tables, naming the other sessions that hold one (``conn``'s transaction is usable:
-    the wait was inside a savepoint). Readers of alembic_version are left out: the downgrade
+    the wait was inside a savepoint). Readers of alembic_version are left out: a migration
     only updates its row, which they do not stop. So are transactions begun after
-    ``waiting_since``: a save queued behind the downgrade has its lock once it gives up, and was
-    named as holding it."""
+    ``waiting_since``: a save queued behind the migration has its lock once it gives up, and was
+    named as holding it. Not "run it again" when the caller does (``retried``: the server)."""
     rows = conn.execute(
         text(
             "SELECT a.pid, a.usename, a.client_addr::text, a.application_name, a.state, "
@@ -807,12 +835,14 @@ def _locked_out(conn: Any, waiting_since: datetime) -> DatabaseInUse:
         ),
         {"feedback": Feedback.__tablename__, "since": waiting_since},
     ).all()
-    wait = f"{DOWNGRADE_LOCK_WAIT_S:g} s"
+    wait = f"{TABLE_LOCK_WAIT_S:g} s"
     if not rows:
-        return DatabaseInUse(
+        return TableLocked(
             f"a lock it needs on paidan's tables was still held after {wait} by another "
-            "session, which has let go of it since; run it again; nothing was changed"
+            f"session, which has let go of it since{'' if retried else '; run it again'}; "
+            "nothing was changed"
         )
+    again = "" if retried else ", and run it again"
     tables = sorted({t for row in rows for t in row[-1]})
     named = [_session(*row[:-1]) for row in rows[:SESSIONS_NAMED]]
     if len(rows) > SESSIONS_NAMED:
@@ -821,13 +851,13 @@ def _locked_out(conn: Any, waiting_since: datetime) -> DatabaseInUse:
     count = f"{len(rows)} other session{'' if one else 's'}"
     pids = ", ".join(str(row[0]) for row in rows[:SESSIONS_NAMED])
     end = f"pg_terminate_backend({pids})" if one else f"pg_terminate_backend(pid) for pid {pids}"
-    return DatabaseInUse(
+    return TableLocked(
         f"a lock it needs on the {' and '.join(tables)} table{'' if len(tables) == 1 else 's'} "
         f"was still held after {wait} by {count} ({'; '.join(named)}); it waits no longer, as "
         "every save waits behind it meanwhile: end "
         f"{'its transaction' if one else 'their transactions'} (COMMIT or ROLLBACK where it was "
         f"left open, as in a psql session after BEGIN) or {'the session' if one else 'the sessions'}"
-        f" (SELECT {end}), and run it again; nothing was changed"
+        f" (SELECT {end}){again}; nothing was changed"
     )
 
 
@@ -1251,7 +1281,8 @@ class Database:
             return
         try:
             if self._migrate:
-                upgrade(self.engine)
+                # The server's background thread tries again: its refusal does not say to.
+                upgrade(self.engine, retried=self._retry_interval is not None)
             else:
                 with self.engine.connect() as conn:
                     conn.execute(text("SELECT 1"))

@@ -27,13 +27,14 @@ def test_no_caller_waits_for_another_callers_attempt_to_reach_the_database(
 
     migrate = serve.db.upgrade
 
-    def upgrade(engine: Any) -> None:
+    def upgrade(engine: Any, **options: Any) -> None:
         attempts.append("attempt")
         if len(attempts) == 1:
             raise OperationalError("SELECT 1", {}, Exception("connection timeout expired"))
         entered.set()
         assert release.wait(WAIT_S)  # a database that does not answer, until the test lets it
-        migrate(engine)  # then it answers: the schema is made (/readyz reads its revision)
+        # Then it answers: the schema is made (/readyz reads its revision).
+        migrate(engine, **options)
 
     monkeypatch.setattr(serve.db, "upgrade", upgrade)
     db = Database(f"sqlite:///{tmp_path / 'paidan.db'}", retry_interval=0.01)

@@ -763,7 +763,7 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
     from paidan.cli import app
     from serve.db import DatabaseInUse
 
-    monkeypatch.setattr(serve.db, "DOWNGRADE_LOCK_WAIT_S", 1.0)
+    monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 1.0)
     db = Database(pg_url)  # a server's
     db.add_feedback(text="某投诉", department="人社")
     engine = create_engine(pg_url)
@@ -822,6 +822,133 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
         assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # once it has let go
     finally:
         db.dispose()
+        engine.dispose()
+        admin.dispose()
+
+
+def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_holder(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database at an older revision and a session left idle in a transaction that had read
+    # feedback (psql's BEGIN; SELECT … FROM feedback;): `paidan db upgrade` (and `paidan serve`'s
+    # migration before its workers start, the same code) waited for its ALTER TABLE with no
+    # limit. (The holder is ended after a while here, so that, unbounded, it goes through and the
+    # test fails.)
+    import threading
+
+    from typer.testing import CliRunner
+
+    import serve.db
+    from paidan.cli import app
+    from serve.db import DatabaseUnavailable
+
+    monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 1.0)
+    serve.db.upgrade(pg_url, "0001")
+    engine = create_engine(pg_url)
+    admin = create_engine(pg_url)
+    holder = engine.connect()
+    ender = None
+    try:
+        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
+        ender = threading.Timer(
+            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
+        )
+        ender.start()
+        with pytest.raises(DatabaseUnavailable) as refused:
+            serve.db.upgrade(pg_url)
+        said = str(refused.value)
+        assert "\n" not in said and said.endswith("run it again; nothing was changed"), said
+        assert f"by 1 other session (pid {holder_pid}, " in said, said
+        assert "idle in transaction" in said and "still held after 1 s" in said, said
+        assert serve.db.current_revision(pg_url) == "0001"
+
+        result = CliRunner().invoke(app, ["db", "upgrade"], env={"PAIDAN_DATABASE_URL": pg_url})
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: cannot migrate postgresql+psycopg://paidan:***@")
+        assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
+        assert serve.db.current_revision(pg_url) == "0001"
+    finally:
+        if ender is not None:
+            ender.cancel()
+        holder.rollback()
+    try:
+        serve.db.upgrade(pg_url)  # once it has let go
+        assert serve.db.current_revision(pg_url) == "0002"
+        # At the latest revision there is nothing to take: a session holding the same lock
+        # stops neither `db upgrade` nor a server's start-up.
+        holder.execute(text("SELECT count(*) FROM feedback")).scalar()
+        serve.db.upgrade(pg_url)
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+        admin.dispose()
+
+
+def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_is_let_go(
+    make_client: Callable[..., TestClient],
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server starting on a database at an older revision, beside a session idle in a
+    # transaction that had read feedback: its start-up migration waited with no limit, so it
+    # never served, routing included. Now it serves routing, says who holds the lock, answers
+    # feedback 503 and migrates in the background once the lock is let go, as with a database
+    # that is down at start-up. (The holder is ended after a while, as above.)
+    import threading
+
+    import serve.app
+    import serve.db
+
+    monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr(serve.app, "SCHEMA_RETRY_S", 0.1)
+    serve.db.upgrade(pg_url, "0001")
+    engine = create_engine(pg_url)
+    admin = create_engine(pg_url)
+    holder = engine.connect()
+    ender = None
+    try:
+        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
+        ender = threading.Timer(
+            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
+        )
+        ender.start()
+        with caplog.at_level("WARNING", logger="serve"):
+            client = make_client(database_url=pg_url)
+        [started] = [
+            r.getMessage() for r in caplog.records if "feedback database unavailable" in r.message
+        ]
+        assert f"pid {holder_pid}" in started and "tried again every" in started, started
+        assert "run it again" not in started, started  # the server does, by itself
+        ready = client.get("/readyz").json()
+        assert ready["database"]["ok"] is False, ready
+        assert f"pid {holder_pid}" in ready["database"]["reason"], ready
+        assert (
+            client.post("/v1/route", json={"id": "PG-1", "text": "公司拖欠工资三个月"}).status_code
+            == 200
+        )
+        r = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
+        assert r.status_code == 503 and f"pid {holder_pid}" in r.json()["error"]["message"], r.text
+        assert serve.db.current_revision(pg_url) == "0001"
+    finally:
+        if ender is not None:
+            ender.cancel()
+        holder.rollback()
+        holder.close()
+    try:
+        for _ in range(3000):  # a guard against a hang, not a timing assertion
+            if client.get("/readyz").json()["database"]["ok"]:
+                break
+            threading.Event().wait(0.01)
+        assert client.get("/readyz").json()["database"] == {"ok": True, "backend": "postgresql"}
+        assert serve.db.current_revision(pg_url) == "0002"
+        r = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
+        assert r.status_code == 201, r.text
+    finally:
         engine.dispose()
         admin.dispose()
 
