@@ -51,10 +51,12 @@ from model.router import (
     shift_prior,
     without_known_terms,
 )
-from model.text import clean, mask_label
+from model.text import clean, mask_label, quoted
 from model.tickets import (
     CO_COL,
     ColumnMap,
+    TicketFileError,
+    delimiter_hint,
     display_name,
     named_paths,
     read_tickets,
@@ -755,6 +757,74 @@ def check_train_out(
             )
 
 
+def unlabelled_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> ColumnMap:
+    """Where an ``--unlabelled`` file's text and title are read: in the columns ``columns`` maps
+    them to, else in the canonical ``text`` and ``title``; a file with neither title is read
+    without titles (logged), and one with neither text is refused.
+
+    One set of column options serves every input, so a labelled export in its system's names
+    (``--text-col 诉求内容``) and an unlabelled dump in the canonical ``id,title,text`` could not
+    be trained together: the dump was refused for lacking ``诉求内容``.
+
+    Raises
+    ------
+    TicketFileError
+        If the file has neither the mapped nor the canonical text column: naming the file, its
+        columns, and that the column options apply to the ``--unlabelled`` files too.
+    """
+    found: dict[str, str | None] = {}
+    for field_name in ("text", "title"):
+        mapped = columns.source_for(field_name)
+        canonical = ColumnMap().source_for(field_name)
+        names = list(dict.fromkeys(n for n in (mapped, canonical) if n is not None))
+        found[field_name] = next((n for n in names if n in have), None)
+        if found[field_name] is not None:
+            continue
+        shown = " or ".join(map(quoted, names))
+        if field_name == "text":
+            hint = delimiter_hint(path, have, names[0], columns.delimiter)
+            raise TicketFileError(
+                f"{path}: no column {shown} for the ticket text; the file has columns "
+                f"{', '.join(map(quoted, have))} ("
+                + (
+                    hint
+                    or "the column options, --text-col and --title-col, name the columns of the "
+                    "--unlabelled files too; an --unlabelled file may use the canonical text and "
+                    "title instead"
+                )
+                + ")"
+            )
+        if mapped != canonical:
+            logger.warning(
+                "%s: no column %s for the ticket title: its tickets are read without titles",
+                path,
+                shown,
+            )
+    return ColumnMap(
+        title=found["title"],
+        text=found["text"] or columns.text,
+        id=None,
+        department=None,
+        category=None,
+        time=None,
+        delimiter=columns.delimiter,
+    )
+
+
+def read_unlabelled(paths: Sequence[str | Path], columns: ColumnMap) -> pd.DataFrame:
+    """Read ``--unlabelled`` ticket files (or directories of them) for their titles and texts,
+    each file's columns found by :func:`unlabelled_columns`."""
+    from training.label_io import file_columns
+
+    frames = []
+    for path, name in named_paths(paths):
+        have = file_columns(path, columns.delimiter)
+        frames.append(read_tickets([(path, name)], unlabelled_columns(path, have, columns)))
+    if not frames:
+        raise TicketFileError("no unlabelled files were given")
+    return pd.concat(frames, ignore_index=True)
+
+
 def train(
     paths: Sequence[str | Path],
     out_dir: str | Path | None,
@@ -841,18 +911,7 @@ def train(
         on_window(window_info)  # said before the fit: a run killed during it said nothing of it
     extra: list[tuple[str, str]] = []
     if unlabelled:
-        extra_df = read_tickets(
-            unlabelled,
-            ColumnMap(
-                title=columns.title,
-                text=columns.text,
-                id=None,
-                department=None,
-                category=None,
-                time=None,
-                delimiter=columns.delimiter,
-            ),
-        )
+        extra_df = read_unlabelled(unlabelled, columns)
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
     shas = [sha256_file(p) for p in files]
     result = train_frame(

@@ -1754,3 +1754,110 @@ def test_train_names_a_row_of_a_subdirectory_by_its_path_in_the_directory(tmp_pa
         "2024-03/part-1.csv data row 2",
         "2024-04/part-1.csv data row 2",
     ]
+
+
+def _export_names(path: Path) -> Path:
+    """TINY_TICKETS with a ticket system's own column names (标题, 诉求内容, 处理部门, 问题分类)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["工单编号", "标题", "诉求内容", "处理部门", "问题分类"])
+        for i, row in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"T{i:03d}", *row])
+    return path
+
+
+EXPORT_COLUMNS = [
+    "--id-col",
+    "工单编号",
+    "--title-col",
+    "标题",
+    "--text-col",
+    "诉求内容",
+    "--department-col",
+    "处理部门",
+    "--category-col",
+    "问题分类",
+]
+
+
+def _unlabelled(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _read_only(monkeypatch) -> dict[str, list]:
+    """Stop train before the fit, keeping the unlabelled (title, text) pairs it read."""
+    import training.train
+
+    read: dict[str, list] = {}
+
+    def stop_before_fitting(raw, *args, extra_texts=(), **kwargs):
+        read["extra"] = list(extra_texts)
+        raise TrainingDataError("read; not fitted in this test")
+
+    monkeypatch.setattr(training.train, "train_frame", stop_before_fitting)
+    return read
+
+
+def test_unlabelled_files_in_the_canonical_names_train_beside_an_export_in_its_own(
+    tmp_path, monkeypatch
+):
+    # One set of column options serves every input: a labelled export in its system's names and
+    # an unlabelled dump in the canonical id,title,text could not be trained together
+    # ("no column '标题' … (map yours with --title-col)", with --title-col given).
+    read = _read_only(monkeypatch)
+    data = _export_names(tmp_path / "hist.csv")
+    canonical = _unlabelled(
+        tmp_path / "unlabelled.csv", ["id", "title", "text"], [["U1", "路灯不亮", "小区路灯坏了"]]
+    )
+    r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(canonical))
+    assert "read; not fitted" in r.output, r.output
+    assert read["extra"] == [("路灯不亮", "小区路灯坏了")]
+    # Each field by itself: the mapped text and the canonical title.
+    mixed = _unlabelled(
+        tmp_path / "mixed.csv", ["title", "诉求内容"], [["噪音", "夜里工地施工噪音太大"]]
+    )
+    r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(mixed))
+    assert read["extra"] == [("噪音", "夜里工地施工噪音太大")], r.output
+
+
+def test_an_unlabelled_file_without_a_text_column_says_the_options_apply_to_it(
+    tmp_path, monkeypatch
+):
+    read = _read_only(monkeypatch)
+    data = _export_names(tmp_path / "hist.csv")
+    other = _unlabelled(tmp_path / "dump.csv", ["编号", "内容"], [["U1", "小区路灯坏了"]])
+    r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(other))
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, out
+    assert str(other) in out and "'编号', '内容'" in out
+    assert "no column '诉求内容' or 'text'" in out
+    assert "--unlabelled" in out and "--text-col" in out
+    assert "extra" not in read
+
+
+def test_an_unlabelled_file_without_a_title_column_is_read_for_its_texts(
+    tmp_path, monkeypatch, caplog
+):
+    # Unlabelled files need a text alone; a title is read where there is one.
+    read = _read_only(monkeypatch)
+    data = _export_names(tmp_path / "hist.csv")
+    texts = _unlabelled(tmp_path / "texts.csv", ["诉求内容"], [["小区路灯坏了"]])
+    with caplog.at_level("WARNING"):
+        r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(texts))
+    assert read["extra"] == [("", "小区路灯坏了")], r.output
+    assert f"{texts}: no column '标题' or 'title'" in caplog.text
+
+
+def test_an_unlabelled_file_with_another_separator_is_told_the_delimiter(tmp_path, monkeypatch):
+    _read_only(monkeypatch)
+    data = write_tiny_csv(tmp_path / "hist.csv")
+    semi = tmp_path / "semi.csv"
+    semi.write_text("id;title;text\nU1;路灯;小区路灯坏了\n", encoding="utf-8")
+    r = cli_train(data, tmp_path / "m", "--unlabelled", str(semi))
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, out
+    assert "the header looks ;-separated; pass --delimiter ';'" in out
