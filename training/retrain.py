@@ -73,6 +73,7 @@ from training.validate import (
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
     label_column_notes,
+    masked_counts,
     repeated_rows,
     row_places,
     rows_of,
@@ -208,7 +209,12 @@ class RetrainResult:
                 "(live tickets numbered afresh reuse the history's numbers)"
             )
         if self.train is not None:
-            out += self.train.validation.warnings()
+            # The rare new labels said above are not said again as merged (same rows).
+            said = {
+                head: masked_counts({k: n for k, n in labels.items() if n < min_examples})
+                for head, labels in self.new_labels.items()
+            }
+            out += self.train.validation.warnings(said)
         return out
 
 

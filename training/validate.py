@@ -93,7 +93,11 @@ class ValidationReport:
     # the warning that names the file's columns and the option (see label_column_notes).
     absent_columns: list[str] = field(default_factory=list)
 
-    def warnings(self) -> list[str]:
+    def warnings(self, said: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
+        """Lines the user must see. ``said``: per head, the rare labels merged into 其他 that
+        the caller has warned of already (as :func:`model.text.mask_label` quotes them, with
+        their rows), left out here (``retrain`` says of a new label that it was merged)."""
+        said = said or {}
         out = []
         if self.empty_text:
             out.append(
@@ -111,7 +115,10 @@ class ValidationReport:
         if len(self.conflicts) > MAX_LISTED:
             out.append(f"… and {len(self.conflicts) - MAX_LISTED} more conflicting duplicates")
         for head, labels in self.merged.items():
-            out.extend(merged_messages(head, labels))
+            told = said.get(head, {})
+            rest = {k: n for k, n in labels.items() if told.get(k) != n}
+            if rest:
+                out.extend(merged_messages(head, rest))
         for head, n in self.unlearnt.items():
             out.append(unlearnt_message(head, n))
         for head, rows in self.unlabelled.items():

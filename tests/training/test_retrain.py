@@ -941,6 +941,31 @@ def test_retrain_lists_new_labels_twenty_at_a_time() -> None:
     )
 
 
+def test_a_rare_new_label_is_warned_of_once() -> None:
+    # Retrain's line on a new department below min_examples, and validation's on the label it
+    # merged into 其他, told the nightly log of one label twice.
+    from types import SimpleNamespace
+
+    from training.validate import ValidationReport
+
+    validation = ValidationReport(
+        merged={"department": {"政务服务信访": 2, "网格员[手机号]": 3, "旧局": 1}}
+    )
+    new = {"政务服务信访": 2, "网格员13812345678": 3, "信访局": 6}
+    result = RetrainResult(
+        new_labels={"department": new}, train=SimpleNamespace(validation=validation)
+    )
+    warnings = result.warnings(min_examples=5)
+    about = [w for w in warnings if "政务服务信访" in w]
+    assert about == [
+        "new department '政务服务信访' (not in the current model) has 2 rows: below min_examples "
+        "(5): merged into 其他 for this model; collect more examples"
+    ]
+    assert len([w for w in warnings if "网格员" in w]) == 1
+    # A rare label the current model had too is validation's to say.
+    assert "department label '旧局' has only 1 row; merged into '其他'" in warnings
+
+
 @pytest.mark.slow
 def test_retrain_maps_labels_reports_new_department_and_excludes_frozen(
     tiny_root: tuple[Path, Path], tmp_path: Path
