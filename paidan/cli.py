@@ -365,6 +365,25 @@ def _verbose(value: bool) -> bool:
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help=VERBOSE_HELP)]
 
 
+class _ConsoleLog(logging.Handler):
+    """The log on the CLI's stderr console: a warning as the CLI says its own, ``warning: …`` (a
+    note of the readers, such as on a file that is ``paidan label``'s output, read ``WARNING
+    model.tickets: …`` among them), other records (``--verbose``'s) with their level and logger.
+    Through the console, a line logged while the progress bar is drawn goes above it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        try:
+            if record.levelno == logging.WARNING and not record.exc_info:
+                line = f"[yellow]warning:[/yellow] {escape(record.getMessage())}"
+                err.print(line, highlight=False, soft_wrap=True)
+            else:
+                err.print(self.format(record), highlight=False, soft_wrap=True, markup=False)
+        except Exception:
+            self.handleError(record)
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -373,7 +392,7 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_ConsoleLog()],
     )
     # A misspelt PAIDAN_* name was ignored without a word. `serve` refuses it (a misspelt key
     # setting served the export without a key); the other commands, which serve nothing, warn.

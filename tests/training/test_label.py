@@ -2959,3 +2959,29 @@ def test_a_labelled_file_read_by_evaluate_is_named_as_labels_output(
     with caplog.at_level("WARNING"):
         evaluate(tiny_model_dir, [src])
     assert "paidan label's output" not in caplog.text
+
+
+def test_the_cli_says_a_logged_warning_as_it_says_its_own(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The note on label's output read by evaluate came as `WARNING model.tickets: …` among the
+    # CLI's `warning: …` lines. In a process of its own: under pytest the root logger has
+    # pytest's handlers, and the CLI's set-up is not made.
+    import subprocess
+    import sys
+
+    src = write_tiny_csv(tmp_path / "tickets.csv")
+    labelled = tmp_path / "labelled.csv"
+    label([src], tiny_model_dir, labelled, jobs=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "paidan", "evaluate", str(tiny_model_dir), str(labelled)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "paidan label's output" in line]
+    assert len(said) == 1, done.stderr
+    assert said[0].startswith(f"warning: {labelled}"), said[0]
