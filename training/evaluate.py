@@ -36,6 +36,7 @@ from model.tickets import (
     CO_COL,
     JOINT_JOINER,
     LABELS,
+    PATH_COL,
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
@@ -63,6 +64,7 @@ from training.validate import (
     rows_of,
     ticket_keys,
 )
+from training.window import row_place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -631,6 +633,7 @@ class Repeats:
     def __init__(self, listed: int = UNLABELLED_LISTED) -> None:
         self.first: dict[bytes, tuple[int, int]] = {}  # digest -> (file, row) it was first read at
         self.files: dict[str, int] = {}
+        self.paths: dict[str, str | None] = {}  # per file name, the path its JSON lines are in
         self.listed = listed
         self.count = 0  # rows dropped
         self.examples: list[tuple[str, str]] = []  # the first ``listed`` (row, row it repeats)
@@ -641,6 +644,9 @@ class Repeats:
         kept: list[bool] = []
         sources = df[SOURCE_COL].astype(str).tolist()
         numbers = df[ROW_COL].tolist()
+        if PATH_COL in df and len(df):
+            for source, path in zip(sources, df[PATH_COL].tolist(), strict=True):
+                self.paths.setdefault(source, path if isinstance(path, str) and path else None)
         for source, number, key in zip(sources, numbers, ticket_keys(df), strict=True):
             digest = hashlib.blake2b(
                 repr(key).encode("utf-8", "surrogatepass"), digest_size=16
@@ -652,15 +658,14 @@ class Repeats:
                 self.count += 1
                 if len(self.examples) < self.listed:
                     names = list(self.files)
+                    first = names[earlier[0]]
                     self.examples.append(
-                        (_place(source, number), _place(names[earlier[0]], earlier[1]))
+                        (
+                            row_place(source, int(number), self.paths.get(source)),
+                            row_place(first, earlier[1], self.paths.get(first)),
+                        )
                     )
         return kept
-
-
-def _place(source: str, row: int) -> str:
-    """A row's place as :func:`training.validate.row_places` names it."""
-    return f"{source} data row {row}"
 
 
 def _add_counts(into: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:

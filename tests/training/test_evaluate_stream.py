@@ -244,10 +244,23 @@ def test_other_formats_read_whole_give_the_csv_report(
         df.to_excel(path, index=False)
     expected = evaluate(model_dir, [csv_path], chunk_rows=3)
     got = evaluate(model_dir, [path], chunk_rows=3)
+    # A JSON Lines row is named by its line (here, with no blank line, its data row's number).
     got["duplicate_examples"] = [
-        [p.replace(f"t.{fmt}", "t.csv") for p in pair] for pair in got["duplicate_examples"]
+        [p.replace(f"t.{fmt}", "t.csv").replace(" line ", " data row ") for p in pair]
+        for pair in got["duplicate_examples"]
     ]
     assert dumped(got) == dumped(expected)
+
+
+def test_a_repeat_in_json_lines_is_named_by_its_line(tmp_path: Path, model_dir: Path) -> None:
+    # duplicate_examples said "t.jsonl data row 4" for the object on line 6 of a file with blank
+    # lines, where train's warnings and the reader's errors name its line.
+    records = rows()[:3]
+    lines = [json.dumps(dict(zip(HEADER, r, strict=True)), ensure_ascii=False) for r in records]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join([lines[0], "", lines[1], lines[2], "", lines[0]]) + "\n", "utf-8")
+    report = evaluate(model_dir, [path], chunk_rows=2)
+    assert report["duplicate_examples"] == [["t.jsonl line 6", "t.jsonl line 1"]]
 
 
 def test_scoring_is_done_only_when_the_input_is_though_the_estimate_was_reached_before(
