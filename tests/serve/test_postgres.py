@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -748,6 +749,41 @@ def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url
         db.dispose()
 
 
+class IdleHolder:
+    """A session left idle in a transaction that has read feedback (psql's ``BEGIN; SELECT … FROM
+    feedback;``), holding the table's lock until :meth:`let_go`. :meth:`hold` also ends it from
+    another session after 60 s, so that a caller waiting for it without a limit goes through in
+    the end and its test fails rather than hangs."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        self.admin = create_engine(url)  # the session that ends the holder; the tests' own too
+        self.conn = self.engine.connect()
+        self._ender: threading.Timer | None = None
+
+    def hold(self) -> int:
+        """Take the lock; the holding session's pid."""
+        pid = self.conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        self.conn.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
+        self._ender = threading.Timer(
+            60, lambda: self.admin.connect().execute(text(f"SELECT pg_terminate_backend({pid})"))
+        )
+        self._ender.start()
+        return int(pid)
+
+    def let_go(self) -> None:
+        if self._ender is not None:
+            self._ender.cancel()
+            self._ender = None
+        self.conn.rollback()
+
+    def close(self) -> None:
+        self.let_go()
+        self.conn.close()
+        self.engine.dispose()
+        self.admin.dispose()
+
+
 def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_holder(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -766,10 +802,8 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
     monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 1.0)
     db = Database(pg_url)  # a server's
     db.add_feedback(text="某投诉", department="人社")
-    engine = create_engine(pg_url)
-    admin = create_engine(pg_url)
-    holder = engine.connect()
-    ender = None
+    holder = IdleHolder(pg_url)
+    admin = holder.admin
     saved: list[object] = []
 
     def save_while_it_waits() -> None:  # queued behind the downgrade; not to be named
@@ -787,12 +821,7 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
                 threading.Event().wait(0.1)
 
     try:
-        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
-        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
-        ender = threading.Timer(
-            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
-        )
-        ender.start()
+        holder_pid = holder.hold()
         saver = threading.Thread(target=save_while_it_waits)
         saver.start()
         with pytest.raises(DatabaseInUse) as refused:
@@ -814,16 +843,13 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
         assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
         assert serve.db.current_revision(pg_url) == "0002"
     finally:
-        if ender is not None:
-            ender.cancel()
-        holder.rollback()
-        holder.close()
+        holder.let_go()
+        holder.conn.close()
     try:
         assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # once it has let go
     finally:
         db.dispose()
-        engine.dispose()
-        admin.dispose()
+        holder.close()
 
 
 def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_holder(
@@ -834,7 +860,6 @@ def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_hol
     # migration before its workers start, the same code) waited for its ALTER TABLE with no
     # limit. (The holder is ended after a while here, so that, unbounded, it goes through and the
     # test fails.)
-    import threading
 
     from typer.testing import CliRunner
 
@@ -844,17 +869,9 @@ def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_hol
 
     monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 1.0)
     serve.db.upgrade(pg_url, "0001")
-    engine = create_engine(pg_url)
-    admin = create_engine(pg_url)
-    holder = engine.connect()
-    ender = None
+    holder = IdleHolder(pg_url)
     try:
-        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
-        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
-        ender = threading.Timer(
-            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
-        )
-        ender.start()
+        holder_pid = holder.hold()
         with pytest.raises(DatabaseUnavailable) as refused:
             serve.db.upgrade(pg_url)
         said = str(refused.value)
@@ -870,21 +887,16 @@ def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_hol
         assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
         assert serve.db.current_revision(pg_url) == "0001"
     finally:
-        if ender is not None:
-            ender.cancel()
-        holder.rollback()
+        holder.let_go()
     try:
         serve.db.upgrade(pg_url)  # once it has let go
         assert serve.db.current_revision(pg_url) == "0002"
         # At the latest revision there is nothing to take: a session holding the same lock
         # stops neither `db upgrade` nor a server's start-up.
-        holder.execute(text("SELECT count(*) FROM feedback")).scalar()
+        holder.conn.execute(text("SELECT count(*) FROM feedback")).scalar()
         serve.db.upgrade(pg_url)
     finally:
-        holder.rollback()
         holder.close()
-        engine.dispose()
-        admin.dispose()
 
 
 def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_is_let_go(
@@ -906,17 +918,9 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
     monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 0.5)
     monkeypatch.setattr(serve.app, "SCHEMA_RETRY_S", 0.1)
     serve.db.upgrade(pg_url, "0001")
-    engine = create_engine(pg_url)
-    admin = create_engine(pg_url)
-    holder = engine.connect()
-    ender = None
+    holder = IdleHolder(pg_url)
     try:
-        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
-        holder.execute(text("SELECT count(*) FROM feedback")).scalar()  # idle in transaction
-        ender = threading.Timer(
-            60, lambda: admin.connect().execute(text(f"SELECT pg_terminate_backend({holder_pid})"))
-        )
-        ender.start()
+        holder_pid = holder.hold()
         with caplog.at_level("WARNING", logger="serve"):
             client = make_client(database_url=pg_url)
         [started] = [
@@ -935,10 +939,8 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
         assert r.status_code == 503 and f"pid {holder_pid}" in r.json()["error"]["message"], r.text
         assert serve.db.current_revision(pg_url) == "0001"
     finally:
-        if ender is not None:
-            ender.cancel()
-        holder.rollback()
-        holder.close()
+        holder.let_go()
+        holder.conn.close()
     try:
         for _ in range(3000):  # a guard against a hang, not a timing assertion
             if client.get("/readyz").json()["database"]["ok"]:
@@ -949,8 +951,7 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
         r = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
         assert r.status_code == 201, r.text
     finally:
-        engine.dispose()
-        admin.dispose()
+        holder.close()
 
 
 def test_a_downgrade_refused_a_login_or_a_database_says_it_in_one_line(pg_url: str) -> None:
