@@ -838,7 +838,17 @@ def paidan_output(path: Path) -> str | None:
             head = f.read(64)
             if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):  # an array of tickets
                 return None
-            value = json.loads((head + f.read()).decode("utf-8-sig"))
+            head += f.readline()
+            try:
+                value = json.loads(head.decode("utf-8-sig"))
+            except ValueError:  # paidan's outputs are indented: the object goes on
+                value = json.loads((head + f.read()).decode("utf-8-sig"))
+            else:
+                # A whole object on its first line: JSON Lines (a ticket a line) when anything
+                # follows, which is known without reading the file (whole, it was read twice).
+                while rest := f.read(1 << 12):
+                    if rest.strip():
+                        return None
     except (OSError, ValueError):  # JSON Lines, or broken: the readers tell
         return None
     return _paidan_output_kind(value)
