@@ -85,6 +85,12 @@ MIGRATION_LOCK_WAIT_S = 60.0
 # TABLE until the save's statement timeout: so below STATEMENT_TIMEOUT_S, for the saves queued
 # meanwhile to go through once it gives up.
 TABLE_LOCK_WAIT_S = 5.0
+# The same wait for a server's migrations (its start-up's and its background retries'), which it
+# tries again every SCHEMA_RETRY_S by itself. Waiting TABLE_LOCK_WAIT_S, a server kept every other
+# server's saves queued behind its ALTER TABLE for up to 5 s in every 10 (one per worker), for as
+# long as a session held the lock; and its start, `paidan serve`'s migration before it, paid the
+# wait twice before serving. Long enough for the transactions of saves, which take milliseconds.
+SERVER_TABLE_LOCK_WAIT_S = 0.5
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -675,13 +681,19 @@ def _migrating(url_or_engine: str | Engine) -> Iterator[tuple[Any, Any, Any, tup
             engine.dispose()
 
 
-def upgrade(url_or_engine: str | Engine, revision: str = "head", *, retried: bool = False) -> None:
+def upgrade(
+    url_or_engine: str | Engine,
+    revision: str = "head",
+    *,
+    retried: bool = False,
+    lock_wait: float | None = None,
+) -> None:
     """Apply the Alembic migrations up to ``revision`` (idempotent).
 
-    On PostgreSQL, a lock on paidan's tables it waited TABLE_LOCK_WAIT_S for is refused, naming
-    the sessions holding one (:class:`TableLocked`, nothing changed; with ``retried``, for a
-    caller that tries again by itself, as the server does, without saying to run it again).
-    At ``revision`` already, it takes no lock on them.
+    On PostgreSQL, a lock on paidan's tables it waited ``lock_wait`` seconds for (default
+    TABLE_LOCK_WAIT_S) is refused, naming the sessions holding one (:class:`TableLocked`, nothing
+    changed; with ``retried``, for a caller that tries again by itself, as the server does,
+    without saying to run it again). At ``revision`` already, it takes no lock on them.
     """
     from alembic import command
 
@@ -690,7 +702,8 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head", *, retried: boo
         bounded = conn.dialect.name == "postgresql" and stored != (
             script.get_revision(revision).revision,
         )
-        with _table_locks_bounded(conn, retried=retried) if bounded else nullcontext():
+        locks = _table_locks_bounded(conn, retried=retried, wait=lock_wait)
+        with locks if bounded else nullcontext():
             if not stored:
                 _adopt_unversioned_feedback(conn, script)
             command.upgrade(config, revision)
@@ -756,15 +769,17 @@ def downgrade(url_or_engine: str | Engine, revision: str, *, force: bool = False
 
 
 @contextmanager
-def _table_locks_bounded(conn: Any, *, retried: bool = False) -> Iterator[None]:
-    """A migration on PostgreSQL (the body), waiting at most TABLE_LOCK_WAIT_S for each lock it
-    takes, and first for the feedback table's ACCESS EXCLUSIVE lock (ALTER TABLE's, which every
+def _table_locks_bounded(
+    conn: Any, *, retried: bool = False, wait: float | None = None
+) -> Iterator[None]:
+    """A migration on PostgreSQL (the body), waiting at most ``wait`` seconds (default
+    TABLE_LOCK_WAIT_S) for each lock it takes, and first for the feedback table's ACCESS EXCLUSIVE lock (ALTER TABLE's, which every
     reader of the table holds against it); :class:`TableLocked` naming the sessions that hold
     one if a wait ran out (:func:`_locked_out`), the body undone. For `db upgrade`, a server's
     start-up and `db downgrade` alike."""
+    wait = TABLE_LOCK_WAIT_S if wait is None else wait
     conn.execute(
-        text("SELECT set_config('lock_timeout', :ms, true)"),
-        {"ms": str(int(TABLE_LOCK_WAIT_S * 1000))},
+        text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(int(wait * 1000))}
     )
     waiting_since = conn.execute(text("SELECT clock_timestamp()")).scalar()
     table = Feedback.__tablename__
@@ -777,7 +792,7 @@ def _table_locks_bounded(conn: Any, *, retried: bool = False) -> Iterator[None]:
         code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
         if code != "55P03":  # lock_not_available
             raise
-        raise _locked_out(conn, waiting_since, retried=retried) from None
+        raise _locked_out(conn, waiting_since, wait, retried=retried) from None
 
 
 SESSIONS_NAMED = 10  # other sessions a refused downgrade lists; the rest are counted
@@ -814,8 +829,10 @@ def _refuse_other_sessions(conn: Any) -> None:
     )
 
 
-def _locked_out(conn: Any, waiting_since: datetime, *, retried: bool = False) -> TableLocked:
-    """:class:`TableLocked` for a migration that waited TABLE_LOCK_WAIT_S for a lock on
+def _locked_out(
+    conn: Any, waiting_since: datetime, waited: float, *, retried: bool = False
+) -> TableLocked:
+    """:class:`TableLocked` for a migration that waited ``waited`` seconds for a lock on
     paidan's tables, naming the other sessions that hold one (``conn``'s transaction is usable:
     the wait was inside a savepoint). Readers of alembic_version are left out: a migration
     only updates its row, which they do not stop. So are transactions begun after
@@ -835,7 +852,7 @@ def _locked_out(conn: Any, waiting_since: datetime, *, retried: bool = False) ->
         ),
         {"feedback": Feedback.__tablename__, "since": waiting_since},
     ).all()
-    wait = f"{TABLE_LOCK_WAIT_S:g} s"
+    wait = f"{waited:g} s"
     if not rows:
         return TableLocked(
             f"a lock it needs on paidan's tables was still held after {wait} by another "
@@ -1213,9 +1230,18 @@ class Database:
     failed, a background thread tries again every this many seconds, and every caller meanwhile
     gets :class:`DatabaseUnavailable` with the last failure at once. Without it (the commands),
     each call that finds the schema not ready tries itself, one caller at a time.
+
+    ``lock_wait``: how long a migration waits on PostgreSQL for a lock on paidan's tables;
+    default SERVER_TABLE_LOCK_WAIT_S with ``retry_interval``, else TABLE_LOCK_WAIT_S.
     """
 
-    def __init__(self, url: str, migrate: bool = True, retry_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        migrate: bool = True,
+        retry_interval: float | None = None,
+        lock_wait: float | None = None,
+    ) -> None:
         self.url = make_url(url)
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -1223,6 +1249,7 @@ class Database:
         self._schema_ready = False
         self._lock = threading.Lock()
         self._retry_interval = retry_interval
+        self._lock_wait = lock_wait
         self._failure: str | None = None  # why the last attempt failed (server mode)
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
@@ -1282,7 +1309,11 @@ class Database:
         try:
             if self._migrate:
                 # The server's background thread tries again: its refusal does not say to.
-                upgrade(self.engine, retried=self._retry_interval is not None)
+                server = self._retry_interval is not None
+                wait = self._lock_wait
+                if wait is None:
+                    wait = SERVER_TABLE_LOCK_WAIT_S if server else TABLE_LOCK_WAIT_S
+                upgrade(self.engine, retried=server, lock_wait=wait)
             else:
                 with self.engine.connect() as conn:
                     conn.execute(text("SELECT 1"))

@@ -19,7 +19,7 @@ from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
 from model.startup import startup
-from serve.db import Database, DatabaseUnavailable, describe_url
+from serve.db import SERVER_TABLE_LOCK_WAIT_S, Database, DatabaseUnavailable, describe_url
 from serve.metrics import MULTIPROC_ENV, multiproc_dir
 from serve.workers import Supervisor, listening_socket
 
@@ -41,7 +41,9 @@ def prepare_database(settings: Settings) -> str | None:
     that feedback waits for the database (a second warning here read as a second failure);
     ``paidan db upgrade``, which serves nothing, prints the reason as its own error.
     """
-    db = Database(settings.resolved_database_url)
+    # A server's wait for a held table lock (the app's start-up and background attempts wait as
+    # long, and say who holds it): this one waiting TABLE_LOCK_WAIT_S put off serving by as much.
+    db = Database(settings.resolved_database_url, lock_wait=SERVER_TABLE_LOCK_WAIT_S)
     try:
         db.ensure_schema()
     except DatabaseUnavailable as e:

@@ -853,7 +853,7 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
 
 
 def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_holder(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Any]
 ) -> None:
     # The database at an older revision and a session left idle in a transaction that had read
     # feedback (psql's BEGIN; SELECT … FROM feedback;): `paidan db upgrade` (and `paidan serve`'s
@@ -886,6 +886,15 @@ def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_hol
         assert lines[0].startswith("error: cannot migrate postgresql+psycopg://paidan:***@")
         assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
         assert serve.db.current_revision(pg_url) == "0001"
+
+        # `paidan serve`'s migration before its workers start waits as long as the server's own
+        # attempts (SERVER_TABLE_LOCK_WAIT_S), not `db upgrade`'s: it put off serving by as much.
+        from serve.server import prepare_database
+
+        reason = prepare_database(make_settings(database_url=pg_url))
+        assert reason is not None and f"pid {holder_pid}" in reason, reason
+        assert "still held after 0.5 s" in reason, reason
+        assert serve.db.current_revision(pg_url) == "0001"
     finally:
         holder.let_go()
     try:
@@ -910,12 +919,15 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
     # never served, routing included. Now it serves routing, says who holds the lock, answers
     # feedback 503 and migrates in the background once the lock is let go, as with a database
     # that is down at start-up. (The holder is ended after a while, as above.)
+    # It waits SERVER_TABLE_LOCK_WAIT_S for the lock, not `db upgrade`'s TABLE_LOCK_WAIT_S: its
+    # waits, one per worker and again every SCHEMA_RETRY_S, each kept every other server's saves
+    # queued behind its ALTER TABLE for 5 s, and its start waited as long before serving.
     import threading
 
     import serve.app
     import serve.db
 
-    monkeypatch.setattr(serve.db, "TABLE_LOCK_WAIT_S", 0.5)
+    assert serve.db.TABLE_LOCK_WAIT_S == 5
     monkeypatch.setattr(serve.app, "SCHEMA_RETRY_S", 0.1)
     serve.db.upgrade(pg_url, "0001")
     holder = IdleHolder(pg_url)
@@ -927,6 +939,7 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
             r.getMessage() for r in caplog.records if "feedback database unavailable" in r.message
         ]
         assert f"pid {holder_pid}" in started and "tried again every" in started, started
+        assert "still held after 0.5 s" in started, started
         assert "run it again" not in started, started  # the server does, by itself
         ready = client.get("/readyz").json()
         assert ready["database"]["ok"] is False, ready
