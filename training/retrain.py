@@ -41,6 +41,7 @@ from model.tickets import (
     CO_COL,
     JOINT_JOINER,
     LABELS,
+    PATH_COL,
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
@@ -78,7 +79,7 @@ from training.validate import (
     row_places,
     rows_of,
 )
-from training.window import Window, read_window
+from training.window import Window, read_window, row_place
 
 logger = logging.getLogger(__name__)
 
@@ -189,13 +190,13 @@ class RetrainResult:
                     )
         if self.ambiguous_ids:
             out.append(
-                f"{self.ambiguous_ids} ticket ids name more than one ticket text "
+                f"{_ids(self.ambiguous_ids)} more than one ticket text "
                 f"({self.ambiguous_example}); such tickets are matched to feedback and to the frozen "
                 "set by their text, not their id. Map a unique ticket number with --id-col"
             )
         if self.feedback.ambiguous:
             out.append(
-                f"{len(self.feedback.ambiguous)} feedback ticket ids name more than one ticket "
+                f"{_ids(len(self.feedback.ambiguous), 'feedback ')} more than one ticket "
                 f"text ({self.feedback.ambiguous_example}); such decisions are kept per ticket "
                 "text, not per id (the latest decision on each text wins), and matched to the "
                 "history and to the frozen set by their text (live ticket numbers that restart, "
@@ -203,7 +204,7 @@ class RetrainResult:
             )
         if self.feedback.other_tickets:
             out.append(
-                f"{self.feedback.other_tickets} feedback ticket ids name another ticket text than "
+                f"{_ids(self.feedback.other_tickets, 'feedback ')} another ticket text than "
                 f"the history or frozen row of that id ({self.other_tickets_example}); those "
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
@@ -216,6 +217,11 @@ class RetrainResult:
             }
             out += self.train.validation.warnings(said)
         return out
+
+
+def _ids(n: int, kind: str = "") -> str:
+    """``n`` ticket ids and their verb: "1 ticket id names", "2 ticket ids name"."""
+    return f"{n} {kind}ticket id names" if n == 1 else f"{n} {kind}ticket ids name"
 
 
 # -- taxonomy mapping ------------------------------------------------------------------------------
@@ -711,7 +717,15 @@ def other_ticket_ids(
 
 
 def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat([f[["id", "text", SOURCE_COL, ROW_COL]] for f in frames], ignore_index=True)
+    # With the file each row was read from, where the reader gives it: a JSON row is named by its
+    # line or element (training.window.row_place), not by its data row.
+    return pd.concat(
+        [
+            f[["id", "text", SOURCE_COL, ROW_COL, *([PATH_COL] if PATH_COL in f else [])]]
+            for f in frames
+        ],
+        ignore_index=True,
+    )
 
 
 def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
@@ -719,10 +733,11 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
     if not bad:
         return ""
     first = sorted(bad)[0]
-    where = rows[ids == first]
+    where = rows[ids == first][:3]
+    paths = where[PATH_COL] if PATH_COL in where else pd.Series([None] * len(where))
     places = ", ".join(
-        f"{src} data row {row}"
-        for src, row in zip(where[SOURCE_COL][:3], where[ROW_COL][:3], strict=True)
+        row_place(str(src), int(row), path if isinstance(path, str) and path else None)
+        for src, row, path in zip(where[SOURCE_COL], where[ROW_COL], paths, strict=True)
     )
     return f"e.g. {mask_label(first)!r}: {places}"
 
@@ -871,7 +886,10 @@ def retrain(
     eval_df, eval_info = read_frozen_eval(root)
     frozen = eval_keys(eval_df)
     # Ids that name different texts in the history or the frozen set match nothing by id.
-    eval_where = eval_df.assign(**{SOURCE_COL: "frozen set", ROW_COL: range(1, len(eval_df) + 1)})
+    # Rows of the frozen set, numbered within it (not by any file they were first read from).
+    eval_where = eval_df.drop(columns=[PATH_COL], errors="ignore").assign(
+        **{SOURCE_COL: "frozen set", ROW_COL: range(1, len(eval_df) + 1)}
+    )
     unclear, result.ambiguous_example = ambiguous_ids([hist, eval_where])
     result.ambiguous_ids = len(unclear)
     # Feedback ids naming several texts among the decisions are matched by text too: decision "7"

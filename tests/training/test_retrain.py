@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1616,3 +1617,25 @@ def test_models_list_says_which_versions_were_trained_on_the_frozen_set(
     assert f"v1 was trained on {seen} of the {seen} frozen evaluation tickets" in " ".join(
         r.output.split()
     )
+
+
+def test_a_repeated_id_in_a_json_lines_history_is_named_by_its_line(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The example of an id naming two texts said "history.jsonl data row 4" for the object on
+    # line 6 (blank lines before it), where the reader's errors, label's error rows and train's
+    # warnings name a JSON line by its line.
+    root = tmp_path / "models"
+    history = tmp_path / "history.jsonl"
+    lines = [""]  # a blank first line: data rows and lines differ by one, then by two
+    for i, (title, text, department, category) in enumerate(TINY_TICKETS, 1):
+        if i == 3:
+            lines.append("")
+        ticket_id = "7" if i in (2, 4) else str(i)  # one number for two tickets
+        row = {"id": ticket_id, "title": title, "text": text}
+        lines.append(json.dumps({**row, "department": department, "category": category}))
+    history.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = retrain([history], [], root, config=tiny_config)
+    warning = "\n".join(result.warnings(min_examples=3))
+    assert "e.g. '7': history.jsonl line 3, history.jsonl line 6" in warning, warning
+    assert "1 ticket id names more than one ticket text" in warning, warning  # not "1 … ids name"
