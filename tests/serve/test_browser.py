@@ -154,6 +154,19 @@ def page(browser: Any, live_server: LiveServer) -> Iterator[PageRun]:
         context.close()
 
 
+def next_held(pg: Any, held: list[Any]) -> Any:
+    """The latest request a ``pg.route`` handler held (appended to ``held``), once the handler ran.
+
+    The page may show what a request started ("正在保存…") before Playwright has handed the route
+    to Python: under load the list was still empty there, and ``held.pop()`` failed.
+    """
+    for _ in range(3000):  # a guard against a hang, not a timing assertion
+        if held:
+            return held.pop()
+        pg.wait_for_timeout(10)  # lets Playwright dispatch the route to its handler
+    raise AssertionError("the page sent no request to the held route")
+
+
 def open_page(run: PageRun, server: LiveServer) -> Any:
     from playwright.sync_api import expect
 
@@ -1035,7 +1048,7 @@ def test_without_the_script_the_page_says_so_and_keeps_the_complaint(
     pg.wait_for_function(f"() => !({notice_shown})()")  # once check.js ran
     assert len(held) == 1 and not pg.evaluate(notice_shown)
     expect(pg.locator("#route-button")).to_be_disabled()  # app.js has not run
-    held.pop().continue_()
+    next_held(pg, held).continue_()
     expect(pg.locator("#route-button")).to_be_enabled()
     pg.wait_for_function("() => document.readyState === 'complete'")
     assert not pg.evaluate(notice_shown)
@@ -1236,7 +1249,7 @@ def test_a_decision_is_saved_once_while_its_save_is_running(
     button.click(force=True)
     assert pg.evaluate("() => fetch('/healthz').then((r) => r.status)") == 200
     assert len(held) == 1
-    held.pop().continue_()
+    next_held(pg, held).continue_()
     # The message names what was saved, not the choice made meanwhile, which can be saved now.
     expect(status).to_contain_text("✓ 已保存：采纳建议")
     expect(status).not_to_contain_text(second)
@@ -1280,7 +1293,7 @@ def test_the_focus_stays_usable_through_a_save_and_a_route(
     pg.keyboard.press("Enter")  # tries again, as told
     expect(status).to_have_text("正在保存…")
     pg.keyboard.press("2")  # another choice while the save runs: saved next, with Enter
-    held.pop().continue_()
+    next_held(pg, held).continue_()
     expect(status).to_contain_text("✓ 已保存：采纳建议")
     # Saved: the form is emptied for the next ticket, and says so (the status is a live region);
     # the advice saved stays on screen, and its correction can still be saved.
@@ -1292,7 +1305,7 @@ def test_the_focus_stays_usable_through_a_save_and_a_route(
     expect(button).to_be_focused()
     pg.keyboard.press("Enter")
     expect(status).to_have_text("正在保存…")
-    held.pop().continue_()
+    next_held(pg, held).continue_()
     expect(status).to_contain_text("✓ 已保存：更正为")
     # Saved: the focus is in the empty 诉求描述, ready for the next ticket.
     expect(text).to_be_focused()
@@ -1319,7 +1332,7 @@ def test_the_focus_stays_usable_through_a_save_and_a_route(
     pg.keyboard.press("Enter")
     expect(status).to_have_text("正在保存…")
     pg.fill("#ticket-id", "WEB-F4")
-    held.pop().continue_()
+    next_held(pg, held).continue_()
     expect(status).to_contain_text("✓ 已保存：采纳建议")
     expect(status).not_to_contain_text("表单已清空")
     expect(ticket_id).to_have_value("WEB-F4")
@@ -1372,7 +1385,7 @@ def test_clearing_the_form_or_an_emptied_text_ends_the_route_running(
     route_button = pg.locator("#route-button")
 
     def answered(n: int) -> None:
-        held.pop().continue_()
+        next_held(pg, held).continue_()
         pg.wait_for_function(f"() => window.routeAnswers === {n}")
 
     pg.fill("#ticket-id", "WEB-C1")
@@ -1478,7 +1491,7 @@ def test_a_save_failing_after_the_dispatcher_moved_on_is_told_naming_its_ticket(
         pg.keyboard.press("Enter")  # 采纳建议
         expect(feedback_status).to_have_text("正在保存…")
         move_on()
-        held.pop().fulfill(status=503, json=unavailable)
+        next_held(pg, held).fulfill(status=503, json=unavailable)
 
     route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-U1")
     save_then(lambda: pg.locator("#clear-button").click())
@@ -1590,7 +1603,7 @@ def test_a_save_whose_commit_outcome_was_unknown_is_saved_again_without_a_second
     pg.keyboard.press("Enter")
     expect(status).to_have_text("正在保存…")
     pg.locator("#clear-button").click()
-    first = held.pop()
+    first = next_held(pg, held)
     first.fetch()  # stored
     first.fulfill(status=503, json=at_commit)
     item = pg.locator("#unsaved li")
@@ -1858,7 +1871,7 @@ def test_a_save_stored_but_answered_by_nothing_or_a_gateways_502_504_is_not_call
     button.click()
     expect(status).to_have_text("正在保存…")
     route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-N4")
-    held.pop().fulfill(status=504, content_type="text/html", body=gateway_page.format(504))
+    next_held(pg, held).fulfill(status=504, content_type="text/html", body=gateway_page.format(504))
     item = pg.locator("#unsaved li")
     expect(item).to_contain_text("工单 WEB-N3")
     expect(item).to_contain_text("未能确认保存：服务器暂时不可用（504）")
