@@ -1,19 +1,17 @@
-"""README's nightly cron line, run with a stand-in for a refused promotion."""
+"""The documented nightly cron line (docs/retraining.md), run with a stand-in for a refused promotion."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.docs_text import documentation
 
 
 def test_the_cron_line_prints_something_when_a_promotion_is_refused(tmp_path: Path) -> None:
     # README: "--promote-if-better … exits 3 when it refuses (so cron mails you)"; its cron line
     # sent all output to a log, and cron mails output, never the exit status: nothing was mailed.
-    line = next(
-        x for x in README.read_text(encoding="utf-8").splitlines() if x.startswith("30 2 * * * ")
-    )
+    line = next(x for x in documentation().splitlines() if x.startswith("30 2 * * * "))
     command = line.removeprefix("30 2 * * * ")
     assert ".venv/bin/paidan retrain " in command
     log = tmp_path / "retrain.log"

@@ -1,4 +1,8 @@
-"""README figures that name a ``benchmarks/results`` file say what that file holds."""
+"""Documented figures that name a ``benchmarks/results`` file say what that file holds.
+
+They are read in README.md and docs/*.md (:func:`tests.docs_text.documentation`); the accuracy
+table must be in README.md itself.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,24 @@ import re
 import statistics
 from pathlib import Path
 
+from tests.docs_text import documentation
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def readme() -> str:
+def flat(text: str) -> str:
     # One line per paragraph's worth of words: figures are quoted across line breaks.
-    return " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    return " ".join(text.split())
+
+
+def readme() -> str:
+    return flat((ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def docs() -> str:
+    """README.md and docs/*.md, where the reference the README links to lives."""
+    return flat(documentation())
 
 
 def result(name: str) -> dict:
@@ -23,7 +38,7 @@ def result(name: str) -> dict:
 def test_speed_and_size_figures_match_their_json():
     # 14.5× (an earlier run's), "about 2 GB" for 20,000 rows that train_scale.json never held,
     # ECE 0.101 against the table's 0.102, and "for 30 s" for a run that held 311 s.
-    text = readme()
+    text = docs()
     speedup = result("tokenizer_agreement.json")["speedup"]
     assert f"it cuts {speedup}× as many characters a second (`tokenizer_agreement.json`)" in text
     scale = result("train_scale.json")
@@ -54,7 +69,7 @@ def test_the_cv_max_rows_auto_precision_leaves_out_the_folds_that_dispatched_not
         for r in result("accuracy_cv_sample.json")["tasks"]["department"]["runs"]
     ]
     dispatched = [a["precision"] for a in autos if a["coverage"] > 0]
-    text = readme()
+    text = docs()
     assert (
         f"no threshold reached the target precision on {len(autos) - len(dispatched)} of the "
         f"{len(autos)} department folds"
@@ -72,7 +87,7 @@ def test_the_retrain_examples_history_is_not_the_bundled_resources_folder():
     # "no column 'text' for the ticket text; the file has columns '的'".
     from model.tickets import TicketFileError, read_tickets
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = documentation()
     paths = re.findall(r"paidan retrain --history (\S+)", text)
     assert paths
     for path in paths:
@@ -93,7 +108,7 @@ def test_the_readme_names_only_paidan_commands_that_exist():
     from paidan.cli import app
 
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = documentation()
     named = set(re.findall(r"`(\w[\w-]*)`", text)) & {"compare", "evaluate", "drift", "retrain"}
     assert named - commands == set(), named - commands
 
@@ -123,7 +138,7 @@ def test_the_tokenizer_speedup_is_the_one_tokenizer_agreement_json_holds_in_both
     speedup = agreement["speedup"]
     run = f"it cut {speedup}× as many characters per second in the run of {agreement['date'][:10]}"
     assert run in benchmarks_readme()
-    assert f"it cuts {speedup}× as many characters a second" in readme()
+    assert f"it cuts {speedup}× as many characters a second" in docs()
 
 
 def test_the_accuracy_gains_are_the_differences_of_summary_json_means():
@@ -142,7 +157,7 @@ def test_the_accuracy_gains_are_the_differences_of_summary_json_means():
     assert (
         f"(+{gain_c} and +{gain_d} points with rjieba) and far above fastText ({ft_c} and {ft_d} "
         "points below paidan)"
-    ) in readme()
+    ) in docs()
     text = benchmarks_readme()
     targets = text.split("## Targets (run of ", 1)[1].split("## ", 1)[0]
     assert (

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 import serve.db
 from serve.db import Database, DatabaseUnavailable
+from tests.docs_text import documentation
 
 WAIT_S = 30  # a guard against a hang, not a timing assertion
 
@@ -769,10 +770,10 @@ def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
 
 
 def test_every_revision_after_the_first_says_what_its_downgrade_removes() -> None:
-    # `paidan db downgrade` prints it, and the README's "Going back to an earlier paidan" names it.
+    # `paidan db downgrade` prints it, and "Going back to an earlier paidan" (docs/operations.md)
+    # names it.
     assert sorted(serve.db.DOWNGRADE_LOSES) == serve.db.revisions()[1:]
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert "paidan db downgrade" in readme
+    assert "paidan db downgrade" in documentation()
 
 
 @pytest.mark.parametrize(
