@@ -204,10 +204,11 @@ class Settings(BaseSettings):
     @field_validator("*", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
-        # An env file with Windows line ends, sourced by the shell (README's cron line) or read by
-        # `docker run --env-file`, keeps a CR at the end of each value: PAIDAN_MODEL_ROOT named
-        # another, empty directory (the CR invisible in every message), and `false` was refused as
-        # no boolean. Defined last, so that it runs before the other validators.
+        # An env file with Windows line ends, sourced by the shell (docs/retraining.md's cron line)
+        # or read by `docker run --env-file`, keeps a CR at the end of each value:
+        # PAIDAN_MODEL_ROOT named another, empty directory (the CR invisible in every message), and
+        # `false` was refused as no boolean. Defined last, so that it runs before the other
+        # validators.
         return value.strip() if isinstance(value, str) else value
 
     @property

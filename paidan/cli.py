@@ -353,8 +353,8 @@ VERBOSE_HELP = (
 def _verbose(value: bool) -> bool:
     """``--verbose`` given after the command: the callback of :func:`main` set the level already.
 
-    It was an option of ``paidan`` alone: ``paidan label … --verbose``, as README's Dask section
-    reads, was refused ("No such option").
+    It was an option of ``paidan`` alone: ``paidan label … --verbose``, as the Dask section of
+    docs/labelling.md reads, was refused ("No such option").
     """
     if value:
         logging.getLogger().setLevel(logging.DEBUG)
@@ -1273,7 +1273,7 @@ def serve(
         def announce() -> None:
             # Once the model is verified and the address bound: announced first, the server
             # then said, a line later, that it was not serving. Dated as every line of the
-            # server's log (README, "Logs"); not markup (a path may hold "[...]").
+            # server's log (docs/operations.md, "Logs"); not markup (a path may hold "[...]").
             lines = [
                 f"serving {printable(str(model_dir))} on http://{host}:{port} "
                 f"(feedback: {describe_database(settings)})"
@@ -1511,9 +1511,9 @@ def _feedback_records(
 
 def _print_feedback_source(settings: Settings, records: int) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
-    SQLite file that does not exist: README's nightly job once set only PAIDAN_MODEL_ROOT, so on a
-    PostgreSQL install it read the absent default file and said "0 new feedback record(s)" every
-    night, exit 0, with nothing naming where it had looked."""
+    SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
+    PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
+    feedback record(s)" every night, exit 0, with nothing naming where it had looked."""
     from sqlalchemy.engine import make_url
 
     from serve.db import describe_url, sqlite_path

@@ -96,7 +96,7 @@ class ListenError(OSError):
 
     A two-argument ``OSError`` reads ``[Errno 98] cannot listen on …``, so ``paidan serve``
     printed ``error: [Errno 98] cannot listen on HOST:PORT: Address already in use`` where the
-    README documents (and operators grep for) the line without ``[Errno 98]``.
+    docs/operations.md documents (and operators grep for) the line without ``[Errno 98]``.
     """
 
     def __str__(self) -> str:

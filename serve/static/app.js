@@ -817,7 +817,7 @@ async function confirmChoice() {
       "ok",
     );
   } catch (e) {
-    // A save that may be stored is never said to have failed (README): the dispatcher, told 保存失败,
+    // A save that may be stored is never said to have failed (docs/api.md): the dispatcher, told 保存失败,
     // would decide again or route it again for nothing.
     const said = e.outcomeUnknown ? unconfirmed(e) : `保存失败：${e.message}`;
     if (state.suggestion === s) setStatus($("feedback-status"), said, "error");
