@@ -1953,6 +1953,13 @@ def retrain(
         Path | None,
         typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
     ] = None,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Unlabelled ticket files that widen the vocabulary (as for train; the current "
+            "model's are not reused)"
+        ),
+    ] = None,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
@@ -1980,6 +1987,7 @@ def retrain(
                 [report],
                 [
                     *history,
+                    *(unlabelled or []),
                     *([mapping] if mapping else []),
                     *_feedback_file(settings),
                     *_version_dirs(settings.model_root),
@@ -2008,6 +2016,7 @@ def retrain(
                 n_jobs=jobs or -1,
                 window=Window(history_since, history_max_rows),
                 on_window=lambda info: print_during(bar, f"history {describe(info)}"),
+                unlabelled=unlabelled or [],
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen

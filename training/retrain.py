@@ -14,7 +14,8 @@ Steps:
 3. apply the taxonomy mapping (old label → new label) to history and feedback: the current model's,
    with the one given now on top (see :func:`merge_mappings`);
 4. train with the current model's config and tokenizer resources, so the challenger differs from
-   the champion only by its data;
+   the champion only by its data (with the ``--unlabelled`` files given now, as ``paidan train``
+   takes them; a champion trained with some that this retrain was not given is warned of);
 5. score the challenger on the frozen set, compare it with the champion, and promote it when asked
    and allowed (see :mod:`training.compare`).
 """
@@ -68,7 +69,7 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
-from training.train import Progress, TrainResult, data_fingerprint, train_frame
+from training.train import Progress, TrainResult, data_fingerprint, read_unlabelled, train_frame
 from training.validate import (
     MAX_LISTED,
     RETRAIN_OPTIONS,
@@ -148,6 +149,10 @@ class RetrainResult:
     other_tickets_example: str = ""
     # The history window (training.window.select_window's info; empty: the whole history).
     window: dict[str, Any] = field(default_factory=dict)
+    # The current model's unlabelled tickets (training_data.unlabelled_rows) when this retrain was
+    # given no --unlabelled files (the challenger's vocabulary and IDF lose them), and its version.
+    unlabelled_dropped: int = 0
+    champion: str | None = None
     train: TrainResult | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
@@ -188,6 +193,13 @@ class RetrainResult:
                         f"… and {len(rest)} more new {head} labels (not in the current model, "
                         f"{sum(n for _, n in rest)} rows): {note}"
                     )
+        if self.unlabelled_dropped:
+            out.append(
+                f"the current model {self.champion} was trained with {self.unlabelled_dropped} "
+                "unlabelled tickets (--unlabelled), which this retrain was not given: the "
+                "challenger's vocabulary and IDF come from the history and feedback alone; pass "
+                "the same --unlabelled files to keep them"
+            )
         if self.ambiguous_ids:
             out.append(
                 f"{_ids(self.ambiguous_ids)} more than one ticket text "
@@ -767,6 +779,7 @@ def retrain(
     n_jobs: int | None = -1,
     window: Window = Window(),
     on_window: Callable[[dict[str, Any]], None] | None = None,
+    unlabelled: Sequence[str | Path] = (),
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -805,6 +818,10 @@ def retrain(
         Called with the window's description (``RetrainResult.window``) as soon as the history is
         read, when a window was asked for: the log says which rows a run read before its long
         fit, also when that fit fails or is killed.
+    unlabelled : sequence of str or Path
+        Unlabelled ticket files (or directories) whose texts widen the vocabulary and IDF, read as
+        ``paidan train --unlabelled`` reads them (``columns`` applies to them too). When none are
+        given and the current model was trained with some, :meth:`RetrainResult.warnings` says so.
 
     Returns
     -------
@@ -863,6 +880,8 @@ def retrain(
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     hist, result.window = read.select()
+    # Read before anything is frozen or fitted: a bad file is one error, as train gives it.
+    extra = read_unlabelled(unlabelled, columns) if unlabelled else None
     if progress is not None:
         progress("reading", 1, 1)
     if result.window and on_window is not None:
@@ -948,6 +967,14 @@ def retrain(
     sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
     if result.window:
         sha.update(repr(sorted(result.window.items())).encode())
+    if unlabelled:
+        sha.update(data_fingerprint([sha256_file(p) for p, _ in named_paths(unlabelled)]).encode())
+    else:
+        # The champion's unlabelled tickets are not left out silently: a warning says so.
+        data = champion_meta.get("training_data")
+        dropped = data.get("unlabelled_rows") if isinstance(data, dict) else None
+        if isinstance(dropped, int) and dropped > 0:
+            result.unlabelled_dropped, result.champion = dropped, inherit_from
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
     if inherit_from:
         for name in resources:
@@ -959,6 +986,9 @@ def retrain(
         config,
         userdict=resources[USERDICT_FILE],
         stopwords=resources[STOPWORDS_FILE],
+        extra_texts=(
+            list(zip(extra["title"], extra["text"], strict=True)) if extra is not None else ()
+        ),
         model_root=root,
         progress=progress,
         n_jobs=n_jobs,

@@ -1265,8 +1265,11 @@ def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_wo
     hist = tmp_path / "hist"
     hist.mkdir()
     write_tiny_csv(hist / "tiny.csv")
+    udir = tmp_path / "unlabelled"
+    udir.mkdir()
+    _unlabelled_csv(udir / "u.csv")
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    before = {p: sorted(p.iterdir()) for p in (hist, root / "v1", root / "v2")}
+    before = {p: sorted(p.iterdir()) for p in (hist, udir, root / "v1", root / "v2")}
     v1, v2 = root / "v1", root / "v2"
     cases = [  # arguments, --report, and what the refusal says of it
         (["retrain", "--history", str(hist), "--report", str(hist)], hist, f"is the input {hist}"),
@@ -1276,6 +1279,11 @@ def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_wo
             f"is inside the input {hist}",
         ),
         (["retrain", "--history", str(hist), "--report", str(v1)], v1, f"is the input {v1}"),
+        (  # an --unlabelled directory is read as tickets too
+            ["retrain", "--history", str(hist), "--unlabelled", str(udir), "--report", f"{udir}/r"],
+            f"{udir}/r",
+            f"is inside the input {udir}",
+        ),
         (["models", "promote", "v3", "--report", str(v1)], v1, f"is the input {v1}"),
         (
             ["models", "promote", "v3", "--report", f"{v2}/r"],
@@ -1639,3 +1647,102 @@ def test_a_repeated_id_in_a_json_lines_history_is_named_by_its_line(
     warning = "\n".join(result.warnings(min_examples=3))
     assert "e.g. '7': history.jsonl line 3, history.jsonl line 6" in warning, warning
     assert "1 ticket id names more than one ticket text" in warning, warning  # not "1 … ids name"
+
+
+def _unlabelled_csv(path: Path) -> Path:
+    # Tickets nobody labelled, with words the history has not: they widen the vocabulary and IDF.
+    rows = [
+        ["U1", "路灯不亮", "小区路灯坏了一个月没人修"],
+        ["U2", "井盖缺失", "人行道井盖丢失很危险"],
+    ]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text"])
+        w.writerows(rows)
+    return path
+
+
+def test_retrain_trains_with_unlabelled_files_and_warns_when_the_champion_had_some(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `paidan train --unlabelled` widened the champion's vocabulary; `paidan retrain` had no such
+    # option, so the nightly challenger silently lost those tickets: only the data were meant to
+    # differ (the history and feedback), and promotion compared two differently-featured models.
+    root, history = tiny_root
+    unlabelled = _unlabelled_csv(tmp_path / "unlabelled.csv")
+    first = retrain([history], [], root, unlabelled=[unlabelled])
+    assert first.train is not None and first.version is not None
+    assert first.train.metadata["training_data"]["unlabelled_rows"] == 2
+    assert not [w for w in first.warnings(3) if "unlabelled" in w]
+    registry.promote(root, first.version)
+    # The champion now holds unlabelled tickets: a retrain without them says so.
+    second = retrain([history], [], root)
+    assert second.train is not None
+    assert second.train.metadata["training_data"]["unlabelled_rows"] == 0
+    said = [w for w in second.warnings(3) if "unlabelled" in w]
+    assert said == [
+        f"the current model {first.version} was trained with 2 unlabelled tickets "
+        "(--unlabelled), which this retrain was not given: the challenger's vocabulary and IDF "
+        "come from the history and feedback alone; pass the same --unlabelled files to keep them"
+    ]
+    # Given them again: no warning, and the same data give the same fingerprint as the first.
+    third = retrain([history], [], root, unlabelled=[unlabelled])
+    assert third.train is not None
+    assert not [w for w in third.warnings(3) if "unlabelled" in w]
+    assert (
+        third.train.metadata["training_data"]["sha256"]
+        == first.train.metadata["training_data"]["sha256"]
+    )
+    assert (
+        second.train.metadata["training_data"]["sha256"]
+        != first.train.metadata["training_data"]["sha256"]
+    )
+
+
+def test_paidan_retrain_takes_unlabelled_files_as_train_does(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    before = registry.versions(root)
+    # A file without the text column is refused before any work, in train's words.
+    dump = tmp_path / "dump.csv"
+    dump.write_text("编号,内容\nU1,小区路灯坏了\n", encoding="utf-8")
+    r = CliRunner().invoke(
+        app, ["retrain", "--history", str(history), "--unlabelled", str(dump)], env=env
+    )
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, out
+    assert str(dump) in out and "no column 'text'" in out
+    assert "--unlabelled" in out and "--text-col" in out
+    assert registry.versions(root) == before
+    assert registry.frozen_eval_info(root) is not None  # the fixture's, not one frozen now
+    # A readable one is trained with, and recorded.
+    unlabelled = _unlabelled_csv(tmp_path / "unlabelled.csv")
+    r = CliRunner().invoke(
+        app,
+        [
+            "retrain",
+            *("--history", str(history), "--unlabelled", str(unlabelled)),
+            *("--promote-if-better", "--force"),
+        ],
+        env=env,
+    )
+    assert r.exit_code == 0, r.output
+    version = registry.current_version(root)
+    assert version not in before
+    from model.artifact import read_metadata
+
+    assert read_metadata(root / version)["training_data"]["unlabelled_rows"] == 2
+    # The next retrain without them warns, on stderr as the other warnings.
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        f"warning: the current model {version} was trained with 2 unlabelled tickets "
+        "(--unlabelled), which this retrain was not given" in said
+    ), said
