@@ -1,6 +1,7 @@
 """API keys: who may store feedback, export it, reload the model and (optionally) route.
 
-Keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; a request carrying both
+Keys arrive as ``Authorization: Bearer <key>`` (the scheme in any case, as RFC 7235 has it) or
+``X-API-Key: <key>``; a request carrying both
 (a gateway's own Bearer token beside the client's key) passes if either is a valid key. The
 settings hold only the SHA-256 of each key (:func:`model.settings.hash_key_entry`); a presented
 key is hashed and compared with every stored hash in constant time (:func:`hmac.compare_digest`),
@@ -37,6 +38,36 @@ class KeyRefused(ApiError):
     """401 (no key, or not a key we know) or 403 (a known key without the right)."""
 
 
+# Authentication schemes a client may send by mistake, named back to it: none can be a key (a key
+# has at least MIN_KEY_CHARS characters), so naming the scheme sent never echoes a key.
+KNOWN_SCHEMES = frozenset(
+    {"apikey", "api-key", "basic", "digest", "dpop", "hoba", "key", "negotiate", "ntlm", "token"}
+)
+
+
+def authorization_problem(header: str | None) -> str | None:
+    """What is wrong with an ``Authorization`` header that is not ``Bearer <key>``, or ``None``.
+
+    FastAPI's :class:`HTTPBearer` reads such a header as no key at all, so a client that sent its
+    key bare (``Authorization: <key>``) or as ``Token <key>`` was told that the endpoint needs
+    one. The answer never quotes the header: only a known scheme's name is named back.
+    """
+    if not header or not header.strip():
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return (
+            None
+            if credentials.strip()
+            else "the Authorization header has `Bearer` but no key after it"
+        )
+    if not credentials.strip():
+        return "the Authorization header has no `Bearer ` before the key"
+    if scheme.lower() in KNOWN_SCHEMES:
+        return f"the Authorization header's scheme is `{scheme}`, not `Bearer`"
+    return "the Authorization header's scheme is not `Bearer`"
+
+
 def _digest(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -67,12 +98,18 @@ def presented_keys(
     return tuple(keys)
 
 
-def authorize(settings: Settings, key: str | tuple[str, ...] | None, scope: Scope) -> None:
+def authorize(
+    settings: Settings,
+    key: str | tuple[str, ...] | None,
+    scope: Scope,
+    header_problem: str | None = None,
+) -> None:
     """Raise :class:`KeyRefused` unless ``key`` (or one of several presented) may use ``scope``.
 
     ``route`` needs a key only when ``require_key_for_route`` is set; admin endpoints take the admin
     keys, or the API keys when no admin key is configured. Of several keys the one with the most
-    rights counts; each is compared with every hash (no early exit).
+    rights counts; each is compared with every hash (no early exit). ``header_problem``
+    (:func:`authorization_problem`) is said in the 401 when no presented key is valid.
     """
     if not settings.keys_configured:
         return  # loopback single-user mode; `paidan serve` enforces the loopback part
@@ -80,6 +117,14 @@ def authorize(settings: Settings, key: str | tuple[str, ...] | None, scope: Scop
         return
     keys = (key,) if isinstance(key, str) else tuple(key or ())
     keys = tuple(k for k in keys if k)
+    if not keys and header_problem:
+        raise KeyRefused(
+            401,
+            "unauthorized",
+            f"{header_problem}: it must read `Authorization: Bearer <key>` (or send the key as "
+            "`X-API-Key: <key>`)",
+            "Authorization",
+        )
     if not keys:
         raise KeyRefused(
             401,
@@ -97,7 +142,12 @@ def authorize(settings: Settings, key: str | tuple[str, ...] | None, scope: Scop
         raise KeyRefused(
             401,
             "unauthorized",
-            "the API key is not valid"
+            # The one key presented is then the X-API-Key, and the Authorization header held none
+            # (it may be a gateway's own credentials: said as what a key there must read).
+            f"X-API-Key is not a valid API key, and {header_problem} (a key sent in it must read "
+            "`Authorization: Bearer <key>`)"
+            if header_problem
+            else "the API key is not valid"
             if len(keys) == 1
             else "neither the Bearer token in Authorization nor X-API-Key is a valid API key",
             "Authorization",
@@ -122,7 +172,12 @@ def require(scope: Scope) -> Callable[..., Awaitable[None]]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_api_key_header)],
     ) -> None:
-        authorize(request.app.state.services.settings, presented_keys(bearer, header_key), scope)
+        authorize(
+            request.app.state.services.settings,
+            presented_keys(bearer, header_key),
+            scope,
+            authorization_problem(request.headers.get("Authorization")),
+        )
 
     return check
 

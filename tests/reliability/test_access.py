@@ -98,6 +98,53 @@ def test_a_valid_key_passes_beside_a_gateways_own_bearer_token(keyed: TestClient
     assert "Authorization" in error["message"] and "X-API-Key" in error["message"]
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_the_bearer_scheme_is_read_in_any_case(keyed: TestClient, scheme: str) -> None:
+    # RFC 7235 (section 2.1) and RFC 6750: the auth-scheme is case-insensitive.
+    saved = keyed.post(
+        "/v1/feedback", json=FEEDBACK, headers={"Authorization": f"{scheme} {API_KEY}"}
+    )
+    assert saved.status_code == 201, saved.text
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (API_KEY, "the Authorization header has no `Bearer ` before the key"),
+        ("not-" + API_KEY, "the Authorization header has no `Bearer ` before the key"),
+        (f"Token {API_KEY}", "the Authorization header's scheme is `Token`, not `Bearer`"),
+        (f"basic {API_KEY}", "the Authorization header's scheme is `basic`, not `Bearer`"),
+        (f"Secret-{API_KEY} x", "the Authorization header's scheme is not `Bearer`"),
+        ("Bearer", "the Authorization header has `Bearer` but no key after it"),
+    ],
+    ids=["bare-key", "bare-wrong-key", "token", "basic", "unknown-scheme", "bearer-alone"],
+)
+def test_an_authorization_header_not_in_the_bearer_form_is_told_how_it_must_read(
+    keyed: TestClient, caplog: pytest.LogCaptureFixture, header: str, said: str
+) -> None:
+    # A bare key or `Token <key>` was answered "this endpoint needs an API key", as if none had
+    # been sent: the client could not tell that the key was there but the header's form was wrong.
+    with caplog.at_level(logging.DEBUG):
+        r = keyed.post("/v1/feedback", json=FEEDBACK, headers={"Authorization": header})
+    error = assert_error(r, 401, "unauthorized")
+    assert error["message"] == (
+        f"{said}: it must read `Authorization: Bearer <key>` (or send the key as "
+        "`X-API-Key: <key>`)"
+    )
+    assert error["field"] == "Authorization"
+    assert API_KEY not in r.text and API_KEY not in caplog.text
+    # Beside an X-API-Key that is not valid either, both are said; a valid one passes (a
+    # gateway in front may send its own `Basic` credentials).
+    both = {"Authorization": header, "X-API-Key": "not-" + API_KEY}
+    error = assert_error(keyed.post("/v1/feedback", json=FEEDBACK, headers=both), 401)
+    assert error["message"] == (
+        f"X-API-Key is not a valid API key, and {said} (a key sent in it must read "
+        "`Authorization: Bearer <key>`)"
+    )
+    passed = {"Authorization": header, "X-API-Key": API_KEY}
+    assert keyed.post("/v1/feedback", json=FEEDBACK, headers=passed).status_code == 201
+
+
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
     # A valid API key that is not an admin key: known, but not allowed.
     error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)
