@@ -636,7 +636,7 @@ def train(
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
     from training.metrics import format_auto_precision, no_auto_note
-    from training.train import cv_summary
+    from training.train import cv_summary, in_head_order
     from training.train import train as run_train
     from training.window import Window, describe
 
@@ -688,7 +688,7 @@ def train(
         "auto cov.",
     ):
         table.add_column(col)
-    for name, cv in result.cv.items():
+    for name, cv in in_head_order(result.cv):
         r = cv.report
         table.add_row(
             name,
@@ -708,7 +708,7 @@ def train(
         soft_wrap=True,
         markup=False,
     )
-    for name, cv in result.cv.items():
+    for name, cv in in_head_order(result.cv):
         if cv.report["auto"]["precision"] is None:
             out.print(f"{name} head: {no_auto_note(cv.report['auto'])}", soft_wrap=True)
         if cv.report.get("rows"):
@@ -723,7 +723,7 @@ def train(
             "cell): the department head learnt their lead (first) department",
             soft_wrap=True,
         )
-    for name, cv in result.cv.items():
+    for name, cv in in_head_order(result.cv):
         tried = cv.report.get("input_selection")
         if tried:
             scores = ", ".join(f"{'+'.join(t['inputs'])} {t['macro_f1']:.3f}" for t in tried)

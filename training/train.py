@@ -257,12 +257,20 @@ def fewer_folds_reason(
     return ""
 
 
+def in_head_order(cv: dict[str, HeadCV]) -> list[tuple[str, HeadCV]]:
+    """The heads' cross-validations with the department head first, as ``evaluate`` and the API
+    list the heads: the category head is fitted first (the department head may read its
+    probabilities), so ``cv`` holds it first, and ``train``'s summary listed it first."""
+    return sorted(cv.items(), key=lambda kv: HEADS.index(kv[0]) if kv[0] in HEADS else len(HEADS))
+
+
 def cv_summary(cv: dict[str, HeadCV], config: TrainingConfig, rows_used: int, rows_in: int) -> str:
     """The training summary's line on cross-validation, with the folds each head really had.
 
     A head has fewer than ``config.cv_folds`` when its rarest label has fewer rows, or its rows
     fewer distinct texts (:func:`fold_splits`); the line then gives each head's and why, e.g.
-    "…: category 5 folds, department 3 folds (its rarest label, '市残联', has 3 rows)".
+    "…: department 3 folds (its rarest label, '市残联', has 3 rows), category 5 folds", the
+    department head first (:func:`in_head_order`).
     """
     line = f"on {rows_used} of {rows_in} rows"
     if all(h.report["folds"] == config.cv_folds for h in cv.values()):
@@ -270,7 +278,7 @@ def cv_summary(cv: dict[str, HeadCV], config: TrainingConfig, rows_used: int, ro
     heads = ", ".join(
         f"{name} {h.report['folds']} folds"
         + (f" ({h.report['folds_reason']})" if h.report.get("folds_reason") else "")
-        for name, h in cv.items()
+        for name, h in in_head_order(cv)
     )
     return f"cross-validated (stratified folds, seed {config.seed}) {line}: {heads}"
 

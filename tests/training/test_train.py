@@ -393,8 +393,8 @@ def test_cli_train_states_the_folds_each_head_had(tmp_path, tiny_csv):
     r = cli_train(tiny_csv, tmp_path / "m")
     assert r.exit_code == 0, r.output
     assert (
-        "cross-validated (stratified folds, seed 42) on 18 of 18 rows: category 4 folds (its "
-        "rarest label, '环境', has 4 rows), department 5 folds\n"
+        "cross-validated (stratified folds, seed 42) on 18 of 18 rows: department 5 folds, "
+        "category 4 folds (its rarest label, '环境', has 4 rows)\n"
     ) in r.output
     assert "5 stratified folds" not in r.output
     meta = read_metadata(tmp_path / "m")
@@ -1584,9 +1584,22 @@ def test_the_summary_states_one_fold_count_when_every_head_had_the_configured_on
     )
     fewer = {"category": head(5), "department": head(3, "its rarest label, '市残联', has 3 rows")}
     assert cv_summary(fewer, config, 90, 100) == (
-        "cross-validated (stratified folds, seed 7) on 90 of 100 rows: category 5 folds, "
-        "department 3 folds (its rarest label, '市残联', has 3 rows)"
+        "cross-validated (stratified folds, seed 7) on 90 of 100 rows: department 3 folds (its "
+        "rarest label, '市残联', has 3 rows), category 5 folds"
     )
+
+
+def test_the_training_summary_lists_the_department_head_first_as_evaluate_and_the_api_do(tmp_path):
+    # The category head is fitted first (the department head may read its probabilities), and
+    # train's table and head lines followed that order, while evaluate's summary and the API
+    # answer list the department first: the two summaries of one model read in opposite orders.
+    r = cli_train(write_tiny_csv(tmp_path / "tiny.csv"), tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    rows = [line.split()[1] for line in lines if line.startswith("│ ") and "head" not in line]
+    assert rows == ["department", "category"], r.output
+    said = [line.split()[0] for line in lines if re.match(r"(department|category) head ", line)]
+    assert said and said == sorted(said, key=["department", "category"].index), r.output
 
 
 def test_a_head_with_fewer_folds_than_cv_folds_records_why(tiny_config):
