@@ -69,7 +69,14 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
-from training.train import Progress, TrainResult, data_fingerprint, read_unlabelled, train_frame
+from training.train import (
+    Progress,
+    TrainResult,
+    data_fingerprint,
+    read_unlabelled,
+    train_frame,
+    unlabelled_files,
+)
 from training.validate import (
     MAX_LISTED,
     RETRAIN_OPTIONS,
@@ -153,6 +160,8 @@ class RetrainResult:
     # given no --unlabelled files (the challenger's vocabulary and IDF lose them), and its version.
     unlabelled_dropped: int = 0
     champion: str | None = None
+    # Its unlabelled files' names (training_data.unlabelled_files), where its metadata has them.
+    unlabelled_names: list[str] = field(default_factory=list)
     train: TrainResult | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
@@ -199,6 +208,7 @@ class RetrainResult:
                 "unlabelled tickets (--unlabelled), which this retrain was not given: the "
                 "challenger's vocabulary and IDF come from the history and feedback alone; pass "
                 "the same --unlabelled files to keep them"
+                + (f" ({_names(self.unlabelled_names)})" if self.unlabelled_names else "")
             )
         if self.ambiguous_ids:
             out.append(
@@ -229,6 +239,12 @@ class RetrainResult:
             }
             out += self.train.validation.warnings(said)
         return out
+
+
+def _names(names: list[str], listed: int = 5) -> str:
+    """The first ``listed`` file names, then how many more."""
+    shown = ", ".join(names[:listed])
+    return shown + (f" and {len(names) - listed} more" if len(names) > listed else "")
 
 
 def _ids(n: int, kind: str = "") -> str:
@@ -967,14 +983,21 @@ def retrain(
     sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
     if result.window:
         sha.update(repr(sorted(result.window.items())).encode())
-    if unlabelled:
-        sha.update(data_fingerprint([sha256_file(p) for p, _ in named_paths(unlabelled)]).encode())
+    extra_files = unlabelled_files(unlabelled) if unlabelled else []
+    if extra_files:
+        sha.update(data_fingerprint([f["sha256"] for f in extra_files]).encode())
     else:
-        # The champion's unlabelled tickets are not left out silently: a warning says so.
+        # The champion's unlabelled tickets are not left out silently: a warning says so, naming
+        # its files where its metadata records them (models trained since they are recorded).
         data = champion_meta.get("training_data")
         dropped = data.get("unlabelled_rows") if isinstance(data, dict) else None
         if isinstance(dropped, int) and dropped > 0:
             result.unlabelled_dropped, result.champion = dropped, inherit_from
+            recorded = data.get("unlabelled_files") if isinstance(data, dict) else None
+            if isinstance(recorded, list):
+                result.unlabelled_names = [
+                    str(f["name"]) for f in recorded if isinstance(f, dict) and "name" in f
+                ]
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
     if inherit_from:
         for name in resources:
@@ -1009,6 +1032,7 @@ def retrain(
             "eval_rows_excluded": result.eval_excluded,
             "ambiguous_ids": result.ambiguous_ids,
             **({"window": result.window} if result.window else {}),
+            **({"unlabelled_files": extra_files} if extra_files else {}),
             "parent": champion,
         },
     )

@@ -143,17 +143,37 @@ class TrainResult:
     cv: dict[str, HeadCV]
 
 
-def data_fingerprint(file_shas: Sequence[str], window: dict[str, Any] | None = None) -> str:
+def data_fingerprint(
+    file_shas: Sequence[str],
+    window: dict[str, Any] | None = None,
+    unlabelled_shas: Sequence[str] = (),
+) -> str:
     """SHA-256 over the training files' SHA-256s (:func:`model.artifact.sha256_file`), in order:
     changes when any byte of any file does, and with the window of their rows trained on
-    (:func:`training.window.select_window`), if any. The callers hash each file once and record
-    the same hashes per file (``data_files``): a history of gigabytes is not read twice more."""
+    (:func:`training.window.select_window`), if any, and with the ``--unlabelled`` files' SHA-256s
+    (which widen the vocabulary and IDF; without any, the fingerprint is what it was before they
+    counted). The callers hash each file once and record the same hashes per file
+    (``data_files``): a history of gigabytes is not read twice more."""
     h = hashlib.sha256()
     for sha in file_shas:
         h.update(sha.encode())
     if window:
         h.update(repr(sorted(window.items())).encode())
+    if unlabelled_shas:
+        h.update(b"unlabelled")
+        for sha in unlabelled_shas:
+            h.update(sha.encode())
     return h.hexdigest()
+
+
+def unlabelled_files(paths: Sequence[str | Path]) -> list[dict[str, str]]:
+    """The ``--unlabelled`` files (directories expanded) as ``metadata.json`` records them in
+    ``training_data.unlabelled_files``: ``{"name", "sha256"}`` each, as ``files`` records the
+    labelled ones, so that a retrain can name the files the current model was trained with."""
+    return [
+        {"name": display_name(name), "sha256": sha256_file(path)}
+        for path, name in named_paths(paths)
+    ]
 
 
 def make_version(data_sha: str, config: TrainingConfig, when: datetime | None = None) -> str:
@@ -918,9 +938,11 @@ def train(
     if window_info and on_window is not None:
         on_window(window_info)  # said before the fit: a run killed during it said nothing of it
     extra: list[tuple[str, str]] = []
+    extra_files: list[dict[str, str]] = []
     if unlabelled:
         extra_df = read_unlabelled(unlabelled, columns)
         extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
+        extra_files = unlabelled_files(unlabelled)
     shas = [sha256_file(p) for p in files]
     result = train_frame(
         raw,
@@ -933,13 +955,14 @@ def train(
         extra_texts=extra,
         model_root=model_root,
         progress=progress,
-        data_sha=data_fingerprint(shas, window_info),
+        data_sha=data_fingerprint(shas, window_info, [f["sha256"] for f in extra_files]),
         data_files=[
             {"name": display_name(name), "sha256": sha}
             for (_, name), sha in zip(named, shas, strict=True)
         ],
         extra_metadata={
             **({"window": window_info} if window_info else {}),
+            **({"unlabelled_files": extra_files} if extra_files else {}),
             **(extra_metadata or {}),
         }
         or None,

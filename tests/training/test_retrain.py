@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from model import registry
+from model.artifact import sha256_file
 from model.config import TrainingConfig
 from tests.conftest import TINY_TICKETS, three_versions, write_tiny_csv
 from training.compare import compare, markdown_comparison
@@ -1673,6 +1674,10 @@ def test_retrain_trains_with_unlabelled_files_and_warns_when_the_champion_had_so
     first = retrain([history], [], root, unlabelled=[unlabelled])
     assert first.train is not None and first.version is not None
     assert first.train.metadata["training_data"]["unlabelled_rows"] == 2
+    # Named in the metadata, so that the warning below can name them.
+    assert first.train.metadata["training_data"]["unlabelled_files"] == [
+        {"name": "unlabelled.csv", "sha256": sha256_file(unlabelled)}
+    ]
     assert not [w for w in first.warnings(3) if "unlabelled" in w]
     registry.promote(root, first.version)
     # The champion now holds unlabelled tickets: a retrain without them says so.
@@ -1683,7 +1688,8 @@ def test_retrain_trains_with_unlabelled_files_and_warns_when_the_champion_had_so
     assert said == [
         f"the current model {first.version} was trained with 2 unlabelled tickets "
         "(--unlabelled), which this retrain was not given: the challenger's vocabulary and IDF "
-        "come from the history and feedback alone; pass the same --unlabelled files to keep them"
+        "come from the history and feedback alone; pass the same --unlabelled files to keep them "
+        "(unlabelled.csv)"
     ]
     # Given them again: no warning, and the same data give the same fingerprint as the first.
     third = retrain([history], [], root, unlabelled=[unlabelled])

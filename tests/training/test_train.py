@@ -1874,3 +1874,43 @@ def test_an_unlabelled_file_with_another_separator_is_told_the_delimiter(tmp_pat
     out = " ".join(r.output.split())
     assert r.exit_code == 2, out
     assert "the header looks ;-separated; pass --delimiter ';'" in out
+
+
+def test_unlabelled_files_count_in_the_data_fingerprint_and_are_named_in_the_metadata(
+    tmp_path, monkeypatch
+):
+    # A model trained with --unlabelled and one trained without had the same
+    # training_data.sha256 (and so the same hash in their version names) though their vocabulary
+    # and IDF differ, and metadata.json counted the unlabelled tickets without naming their files:
+    # a retrain could not say which files the current model was trained with.
+    import training.train
+    from model.artifact import sha256_file
+    from model.tickets import ColumnMap
+    from training.train import train
+
+    seen: list[dict] = []
+
+    def stop_before_fitting(raw, *args, data_sha=None, extra_metadata=None, **kwargs):
+        seen.append({"sha": data_sha, "meta": extra_metadata or {}})
+        raise TrainingDataError("read; not fitted in this test")
+
+    monkeypatch.setattr(training.train, "train_frame", stop_before_fitting)
+    data = _export_names(tmp_path / "hist.csv")
+    dump = _unlabelled(tmp_path / "dump.csv", ["id", "title", "text"], [["U1", "路灯", "路灯坏了"]])
+    other = _unlabelled(
+        tmp_path / "other.csv", ["id", "title", "text"], [["U2", "噪音", "工地噪音"]]
+    )
+    columns = ColumnMap(
+        text="诉求内容", title="标题", id="工单编号", department="处理部门", category="问题分类"
+    )
+    for unlabelled in ([], [dump], [dump], [other]):
+        with pytest.raises(TrainingDataError):
+            train([data], None, columns, unlabelled=unlabelled)
+    without, with_dump, again, with_other = seen
+    assert "unlabelled_files" not in without["meta"]
+    assert with_dump["meta"]["unlabelled_files"] == [
+        {"name": "dump.csv", "sha256": sha256_file(dump)}
+    ]
+    assert with_dump["sha"] != without["sha"]
+    assert with_dump["sha"] != with_other["sha"]
+    assert again["sha"] == with_dump["sha"]  # the same data, the same fingerprint
