@@ -32,7 +32,7 @@ from model.compiled import (
     word_ngrams,
 )
 from model.config import TrainingConfig
-from model.text import combine
+from model.text import combine, counted
 from model.tokenizer import (
     BACKENDS,
     Backend,
@@ -592,11 +592,14 @@ def restore_vocabularies(features: Pipeline, vocabularies: Sequence[dict[str, in
     """
     views = features.named_steps["views"].transformer_list
     if len(views) != len(vocabularies):
-        raise ValueError(f"{len(vocabularies)} vocabularies for {len(views)} feature views")
+        raise ValueError(
+            f"{counted(len(vocabularies), 'vocabulary', 'vocabularies')} for "
+            f"{counted(len(views), 'feature view')}"
+        )
     for (name, vec), vocabulary in zip(views, vocabularies, strict=True):
         if len(vocabulary) != len(vec.idf_):
             raise ValueError(
                 f"view {name!r} has {len(vec.idf_):,} IDF weights but its vocabulary "
-                f"{len(vocabulary):,} terms"
+                f"{counted(len(vocabulary), 'term', thousands=True)}"
             )
         vec.vocabulary_ = vocabulary

@@ -400,8 +400,11 @@ def hash_key_entry(entry: str, position: int = 1) -> str:
             "carry them (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     if len(entry) < MIN_KEY_CHARS:
+        from model.text import counted
+
         raise ValueError(
-            f"entry {position} is {len(entry)} characters; a key needs at least {MIN_KEY_CHARS} "
+            f"entry {position} is {counted(len(entry), 'character')}; a key needs at least "
+            f"{MIN_KEY_CHARS} "
             "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return KEY_HASH_PREFIX + hashlib.sha256(entry.encode("utf-8")).hexdigest()

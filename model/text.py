@@ -519,6 +519,18 @@ def quoted(value: object, *, cell: bool = False) -> str:
     return repr(shown if len(shown) <= limit else shown[:limit] + "…")
 
 
+def counted(n: int, one: str, many: str | None = None, *, thousands: bool = False) -> str:
+    """``n`` and the noun that counts it, as a message says it: "1 ticket", "2 tickets".
+
+    ``many`` is the plural where adding "s" is wrong ("joint dispatches"), or the plural with its
+    verb where the verb follows: ``counted(n, "record reaches", "records reach")``. ``thousands``
+    writes the number as ``f"{n:,}"`` does. "1 tickets", "1 feedback records" read as slips in a
+    nightly log or an evaluation summary.
+    """
+    number = f"{n:,}" if thousands else str(n)
+    return f"{number} {one if n == 1 else (many if many is not None else one + 's')}"
+
+
 def combine(title: str | None, text: str | None, title_repeat: int = 2) -> str:
     """Join a cleaned title and text so that the title's words count ``title_repeat`` times.
 

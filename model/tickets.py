@@ -2047,9 +2047,11 @@ def csv_chunks(
                                 f"record should end (it ran on to line {end})"
                             )
                             break  # what follows an unclosed quote cannot be trusted
+                        from model.text import counted
+
                         bad.append(
-                            f"line {start}: it has {len(fields)} fields, the header has "
-                            f"{len(header)}"
+                            f"line {start}: it has {counted(len(fields), 'field')}, the header "
+                            f"has {len(header)}"
                         )
                     elif (
                         fields and end > start and _strict_end("".join(record), sep) == "malformed"

@@ -30,7 +30,7 @@ from model.artifact import ModelLoadError, load_router, read_metadata, sha256_fi
 from model.config import OTHER_LABEL
 from model.resources import is_sample_default
 from model.router import Router
-from model.text import mask_label
+from model.text import counted, mask_label
 from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
@@ -395,22 +395,24 @@ def compare(
     # A champion trained on the frozen tickets (e.g. trained before the set was frozen out of the
     # same history) is flattered by them: its macro-F1 is no fair bar, only the label rule applies.
     seen = int(champion.get("seen_eval_rows", 0) or 0)
+    n_champion, n_challenger = (int(m.get("n", 0) or 0) for m in (champion, challenger))
+    of_frozen = "frozen evaluation ticket"
     # A few exact repeats are normal (the same complaint filed twice); a large share is leakage.
-    comparable = seen <= SEEN_SHARE_LIMIT * max(1, int(champion.get("n", 0) or 0))
+    comparable = seen <= SEEN_SHARE_LIMIT * max(1, n_champion)
     if not comparable:
         notes.append(
-            f"the champion was trained on {seen} of the {champion.get('n')} frozen evaluation "
-            "tickets, so its figures are inflated; the macro-F1 rule is not applied this time "
-            "(it applies between models trained without the frozen set)"
+            f"the champion was trained on {seen} of the {counted(n_champion, of_frozen)}, so its "
+            "figures are inflated; the macro-F1 rule is not applied this time (it applies "
+            "between models trained without the frozen set)"
         )
     # A challenger trained on them (`paidan train` on the history the set was frozen from) is
     # flattered the same way, and it would be promoted on those figures: refused (--force may).
     trained_on = int(challenger.get("seen_eval_rows", 0) or 0)
-    if trained_on > SEEN_SHARE_LIMIT * max(1, int(challenger.get("n", 0) or 0)):
+    if trained_on > SEEN_SHARE_LIMIT * max(1, n_challenger):
         reasons.append(
-            f"the challenger was trained on {trained_on} of the {challenger.get('n')} frozen "
-            "evaluation tickets, so its figures are inflated and say nothing of tickets it has "
-            "not seen; train it without them (`paidan retrain` leaves them out)"
+            f"the challenger was trained on {trained_on} of the "
+            f"{counted(n_challenger, of_frozen)}, so its figures are inflated and say nothing of "
+            "tickets it has not seen; train it without them (`paidan retrain` leaves them out)"
         )
     for head in LABELS:
         a = champion["heads"].get(head)
@@ -554,7 +556,8 @@ def neither_known_note(head: str, labels: dict[str, int]) -> str:
     listed = ", ".join(f"{k!r} ({rows_of(n)})" for k, n in list(labels.items())[:MAX_NOTED])
     more = f" and {len(labels) - MAX_NOTED} more" if len(labels) > MAX_NOTED else ""
     return (
-        f"{head}: {sum(labels.values())} frozen tickets have {len(labels)} labels neither model "
+        f"{head}: {counted(sum(labels.values()), 'frozen ticket has', 'frozen tickets have')} "
+        f"{counted(len(labels), 'label')} neither model "
         f"knows, scored wrong for both in accuracy and left out of macro-F1: {listed}{more}"
     )
 
@@ -595,7 +598,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        f"Frozen evaluation set: {report['eval_rows']} tickets "
+        f"Frozen evaluation set: {counted(report['eval_rows'], 'ticket')} "
         f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
         f"{report['max_drop_points']:g} macro-F1 point lost per head, and no label lost.",
         "",

@@ -31,7 +31,7 @@ from model.router import (
     co_dispatch,
 )
 from model.settings import get_settings
-from model.text import mask_label, quoted
+from model.text import counted, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -370,13 +370,15 @@ def joint_summary(joint: dict[str, Any]) -> str:
     def share(x: float | None) -> str:
         return "–" if x is None else f"{x:.3f}"
 
+    similar = counted(joint.get("similar_k", SIMILAR_K), "similar ticket")
+    joint_rows = counted(joint["joint_rows"], "joint ticket")
     return (
-        f"Joint-dispatch advice (from {joint.get('similar_k', SIMILAR_K)} similar tickets, "
+        f"Joint-dispatch advice (from {similar}, "
         f"{joint['min_tickets']} of them "
         f"needed): precision {share(joint['precision'])}, recall {share(joint['recall'])}; "
-        f"{joint['joint_any']} of {joint['joint_rows']} joint tickets got at least one of their "
+        f"{joint['joint_any']} of {joint_rows} got at least one of their "
         f"co-departments, {joint['joint_exact']} exactly theirs; {joint['single_with_advice']} of "
-        f"{joint['single_rows']} single-department tickets got advice."
+        f"{counted(joint['single_rows'], 'single-department ticket')} got advice."
     )
 
 
@@ -399,9 +401,10 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     out = []
     seen, n = report.get("seen_rows", 0), report.get("n", 0)
     if seen > SEEN_SHARE_LIMIT * n:
+        of_n = f"of the {counted(n, 'ticket')}"
         out.append(
-            f"{seen} of the {n} tickets are (nearly) identical to tickets the model was trained "
-            "on, so these figures are inflated; evaluate on tickets it has not seen"
+            f"{counted(seen, f'{of_n} is', f'{of_n} are')} (nearly) identical to tickets the model "
+            "was trained on, so these figures are inflated; evaluate on tickets it has not seen"
         )
     for head, labels in report.get("merged_into_other", {}).items():
         listed = ", ".join(
@@ -409,8 +412,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         )
         more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
         out.append(
-            f"scored {sum(labels.values())} {head} rows as {OTHER_LABEL!r}, as the model's "
-            f"training merged their rare labels into it: {listed}{more}"
+            f"scored {counted(sum(labels.values()), f'{head} row')} as {OTHER_LABEL!r}, as the "
+            f"model's training merged their rare labels into it: {listed}{more}"
         )
     absent = report.get("absent_label_columns") or {}
     for head, column in absent.get("heads", {}).items():
@@ -440,7 +443,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             rows = sum(unknown.values())
             out.append(
-                f"{rows} {head} rows have {len(unknown)} labels the model does not know, always "
+                f"{counted(rows, f'{head} row has', f'{head} rows have')} "
+                f"{counted(len(unknown), 'label')} the model does not know, always "
                 f"scored wrong (in accuracy and top-3; macro- and weighted-F1 are over the labels "
                 f"it knows): {listed}{more}; compare their spelling with the model's labels"
             )

@@ -55,7 +55,7 @@ from model.artifact import (
 from model.router import SIMILAR_K, Router, shown_scores
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
-from model.text import is_blank, quoted
+from model.text import counted, is_blank, quoted
 from model.tickets import (
     HEADER_FORMATS,
     LABEL_OUTPUT_COLUMNS,
@@ -913,8 +913,8 @@ def label(
     )
     warnings = []
     if writer.cells_cut:
-        cells = f"{writer.cells_cut:,} cell" + ("" if writer.cells_cut == 1 else "s")
-        rows = f"{writer.rows_cut:,} row" + ("" if writer.rows_cut == 1 else "s")
+        cells = counted(writer.cells_cut, "cell", thousands=True)
+        rows = counted(writer.rows_cut, "row", thousands=True)
         warnings.append(
             f"{cells} in {rows} held more than the {XLSX_MAX_CELL_CHARS:,} characters an Excel "
             f"cell holds and {'is' if writer.cells_cut == 1 else 'are'} cut in {output} (the "
@@ -1446,7 +1446,7 @@ def _kept(parts: Path, rerun: str) -> str:
     done = _chunks_done(parts)
     if not done:
         return ""
-    chunks = f"{done:,} finished chunk" + (" is" if done == 1 else "s are")
+    chunks = counted(done, "finished chunk is", "finished chunks are", thousands=True)
     return f"; the {chunks} kept in {parts}: {rerun} with --resume to continue from there"
 
 
@@ -1650,8 +1650,9 @@ def _start_engine(
 
     def failure(e: Exception) -> str | None:
         if isinstance(e, KilledWorker):
+            died = counted(e.allowed_failures + 1, "time")
             why = (
-                f"the workers running a chunk died {e.allowed_failures + 1} times in a row "
+                f"the workers running a chunk died {died} in a row "
                 "(killed, or out of memory: see the workers' logs)"
             )
         elif isinstance(e, FutureCancelledError):
@@ -1779,8 +1780,8 @@ def _summary(counts: _Counts) -> dict[str, Any]:
     """What the labelled file holds, counted as it was written."""
     if counts.rows != counts.labelled + counts.errors:  # a bug, never bad input
         raise RuntimeError(
-            f"row counts do not add up: {counts.rows} rows, {counts.labelled} labelled, "
-            f"{counts.errors} errors"
+            f"row counts do not add up: {counted(counts.rows, 'row')}, {counts.labelled} labelled, "
+            f"{counted(counts.errors, 'error')}"
         )
     return {
         "rows": counts.rows,

@@ -28,7 +28,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from model.text import quoted
+from model.text import counted, quoted
 from model.tickets import (
     CSV_LINE_END,
     PrettyObject,
@@ -617,7 +617,7 @@ def _iter_csv(
             elif len(fields) != len(header) or (strict == "malformed" and len(consumed) > 1):
                 span.first, span.last = first, last
                 detail = (
-                    f"it has {len(fields)} fields, the header has {len(header)}"
+                    f"it has {counted(len(fields), 'field')}, the header has {len(header)}"
                     if len(fields) != len(header)
                     else "text follows a closing quote"
                 )
@@ -712,7 +712,7 @@ def _long_record(
 ) -> Record:
     """The row of a record with a field over the reader's limit: that field is left empty."""
     if len(scanned.fields) != len(header):
-        detail = f"it has {len(scanned.fields)} fields, the header has {len(header)}"
+        detail = f"it has {counted(len(scanned.fields), 'field')}, the header has {len(header)}"
         return Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
     if scanned.undecodable:
         return Record(dict(blank), f"unreadable: {where} has undecodable bytes", where)

@@ -37,7 +37,7 @@ from sklearn.model_selection import train_test_split
 from model import registry
 from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
 from model.config import ConfigError, TrainingConfig
-from model.text import clean, mask_label, quoted
+from model.text import clean, counted, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -199,8 +199,8 @@ class RetrainResult:
                 if len(group) > MAX_LISTED:
                     rest = group[MAX_LISTED:]
                     out.append(
-                        f"… and {len(rest)} more new {head} labels (not in the current model, "
-                        f"{sum(n for _, n in rest)} rows): {note}"
+                        f"… and {counted(len(rest), f'more new {head} label')} (not in the "
+                        f"current model, {rows_of(sum(n for _, n in rest))}): {note}"
                     )
         if self.unlabelled_dropped:
             out.append(
@@ -594,7 +594,8 @@ def freeze_eval(
     df = df[kept].reset_index(drop=True)
     if df.empty:
         raise ValueError(
-            f"the evaluation set has no row with both a text and a label ({len(labelled)} rows: "
+            "the evaluation set has no row with both a text and a label "
+            f"({rows_of(len(labelled))}: "
             f"{left_out['without_label']} without a label, {left_out['without_text']} without text)"
         )
     # Checked and written under the registry's lock: two first retrains at once each found no

@@ -51,7 +51,7 @@ from model.router import (
     shift_prior,
     without_known_terms,
 )
-from model.text import clean, mask_label, quoted
+from model.text import clean, counted, mask_label, quoted
 from model.tickets import (
     CO_COL,
     ColumnMap,
@@ -273,7 +273,8 @@ def fewer_folds_reason(
         rarest = mask_label(str(labels[counts.argmin()]))
         return f"its rarest label, {rarest!r}, has {rows_of(int(counts.min()))}{where}"
     if groups is not None:
-        return f"its {len(groups):,} rows{where} are only {len(np.unique(groups)):,} distinct texts"
+        texts = counted(len(np.unique(groups)), "distinct text", thousands=True)
+        return f"its {len(groups):,} rows{where} are only {texts}"
     return ""
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, mask_label, mask_pii, quoted
+from model.text import clean, counted, mask_label, mask_pii, quoted
 from model.tickets import (
     CO_COL,
     LABELS,
@@ -113,7 +113,8 @@ class ValidationReport:
                 f"same text with conflicting {c['head']} labels {c['labels']} at {_listing(c['rows'])}"
             )
         if len(self.conflicts) > MAX_LISTED:
-            out.append(f"… and {len(self.conflicts) - MAX_LISTED} more conflicting duplicates")
+            more = counted(len(self.conflicts) - MAX_LISTED, "more conflicting duplicate")
+            out.append(f"… and {more}")
         for head, labels in self.merged.items():
             told = said.get(head, {})
             rest = {k: n for k, n in labels.items() if told.get(k) != n}
@@ -155,15 +156,14 @@ class ValidationReport:
 
 def rows_of(n: int) -> str:
     """``n`` rows as a message counts them: "1 row", "2 rows" ("skipped 1 rows" read as a slip)."""
-    return f"{n} row" if n == 1 else f"{n} rows"
+    return counted(n, "row")
 
 
 def repeated_header_summary(rows: int) -> str:
     """The summary's line for the rows left out as repeating their file's header line, which the
     log named as they were read (:func:`model.tickets.repeated_header_message`)."""
-    one = rows == 1
     return (
-        f"skipped {rows} row{'' if one else 's'} that repeat{'s' if one else ''} the header line "
+        f"skipped {counted(rows, 'row that repeats', 'rows that repeat')} the header line "
         "(files joined with `copy a.csv+b.csv` or `cat` keep each part's header; the log names "
         "their rows)"
     )
@@ -401,7 +401,8 @@ def validate(
             # The first few, most rows first: all 30,000 spellings of a freehand column made
             # one line of 745 KB.
             raise TrainingDataError(
-                f"{len(rare)} {head} labels with fewer than {min_examples} rows (--min-examples): "
+                f"{counted(len(rare), f'{head} label')} with fewer than {min_examples} rows "
+                "(--min-examples): "
                 + _listing([f"{mask_label(str(label))!r} ({n})" for label, n in rare.items()])
                 + "; add examples, lower --min-examples, or drop --strict to merge them into "
                 + repr(OTHER_LABEL)
@@ -435,7 +436,7 @@ def validate(
                 )
             raise TrainingDataError(
                 f"every label has fewer than {min_examples} rows ({setting}), so nothing is "
-                f"left to learn from {len(df)} rows: "
+                f"left to learn from {rows_of(len(df))}: "
                 + "; ".join(
                     f"{head}: "
                     + _listing(
@@ -592,7 +593,8 @@ def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None)
     listed = [f"{row} repeats {earlier}" for row, earlier in pairs[:UNLABELLED_LISTED]]
     more = f" and {total - len(listed)} more" if total > len(listed) else ""
     return (
-        f"dropped {total} rows that repeat an earlier row (same id, title, text and labels: "
+        f"dropped {counted(total, 'row that repeats', 'rows that repeat')} an earlier row "
+        "(same id, title, text and labels: "
         f"a file given twice, or exports that overlap): {', '.join(listed)}{more}"
     )
 
@@ -612,7 +614,8 @@ def merged_messages(head: str, labels: Mapping[str, int]) -> list[str]:
     rest = ranked[MAX_LISTED:]
     if rest:
         out.append(
-            f"… and {len(rest)} more rare {head} labels ({sum(n for _, n in rest)} rows) merged "
+            f"… and {counted(len(rest), f'more rare {head} label')} "
+            f"({rows_of(sum(n for _, n in rest))}) merged "
             f"into {OTHER_LABEL!r}, {sum(labels.values())} rows of {len(labels)} labels in all; "
             "the model's metadata.json lists every one (training_data.validation."
             "merged_into_other): check the column's spelling"

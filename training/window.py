@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.text import mask_label, quoted
+from model.text import counted, mask_label, quoted
 from model.tickets import (
     PATH_COL,
     ROW_COL,
@@ -263,8 +263,10 @@ def _missing_times_message(
         if clock
         else ""
     )
+    of_rows = counted(rows_in, "row", thousands=True)
     return (
-        f"{option} needs every ticket's time, and {missing:,} of {rows_in:,} rows have no "
+        f"{option} needs every ticket's time, and "
+        f"{counted(missing, f'of {of_rows} has', f'of {of_rows} have', thousands=True)} no "
         f"readable time in column {quoted(column)}: {'; '.join(cited)}{more}{hint}. Write "
         "their times as 2026-01-31 or 2026-01-31 08:30:00, or leave those rows out"
     )
@@ -421,13 +423,14 @@ def describe(info: dict[str, Any]) -> str:
             f"the newest {info['max_rows']:,} by time"
             if info["order"] == "time"
             # Not "the newest": a newest-first export's last rows are its oldest.
-            else f"the last {info['max_rows']:,} rows of the input, in input order (no ticket "
+            else f"the last {counted(info['max_rows'], 'row', thousands=True)} of the input, in "
+            "input order (no ticket "
             "has a time, so which are the newest is not known: map the time column with "
             "--time-col)"
         )
     span = f" ({info['first'][:10]} to {info['last'][:10]}, UTC)" if "first" in info else ""
     return (
-        f"window: {info['rows_kept']:,} of {info['rows_in']:,} rows kept, "
+        f"window: {info['rows_kept']:,} of {counted(info['rows_in'], 'row', thousands=True)} kept, "
         f"{' and '.join(parts)}{span}"
     )
 

@@ -22,6 +22,7 @@ from model.text import (
     MASK_WECHAT,
     clean,
     combine,
+    counted,
     mask_label,
     mask_pii,
     normalize,
@@ -953,3 +954,23 @@ def test_email_masking_is_linear_in_a_run_without_an_address():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True"] * len(_LONG_EMAIL_RUNS)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "said"),
+    [
+        ((1, "ticket"), {}, "1 ticket"),
+        ((2, "ticket"), {}, "2 tickets"),
+        ((0, "feedback record"), {}, "0 feedback records"),
+        ((1, "joint dispatch", "joint dispatches"), {}, "1 joint dispatch"),
+        ((3, "joint dispatch", "joint dispatches"), {}, "3 joint dispatches"),
+        ((1, "record reaches", "records reach"), {}, "1 record reaches"),
+        ((2, "record reaches", "records reach"), {}, "2 records reach"),
+        ((12345, "row"), {"thousands": True}, "12,345 rows"),
+        ((1, "row"), {"thousands": True}, "1 row"),
+        ((12345, "row"), {}, "12345 rows"),
+    ],
+)
+def test_counted_says_one_thing_in_the_singular(args, kwargs, said):
+    # "1 tickets", "1 feedback records" in a nightly retrain log read as slips.
+    assert counted(*args, **kwargs) == said

@@ -273,6 +273,14 @@ def test_compare_refuses_a_drop_and_names_the_class() -> None:
     assert "REFUSED" in md and "| b | 10 | 0.800 | 0.700 | -10.0 |" in md
 
 
+def test_the_markdown_comparison_counts_a_frozen_set_of_one_ticket_as_one() -> None:
+    # "Frozen evaluation set: 1 tickets" headed the report.
+    champion, challenger = scores("old", {"a": 0.9}), scores("new", {"a": 0.9})
+    challenger["n"] = 1
+    md = markdown_comparison(compare(champion, challenger))
+    assert "Frozen evaluation set: 1 ticket (SHA-256" in md
+
+
 def test_the_markdown_comparison_writes_labels_as_text() -> None:
     # A label with a bar split its per-class row into a cell too many; Markdown or HTML in one
     # was rendered, in the table and in the reasons that name the labels lost or dropping.
@@ -345,7 +353,7 @@ def test_compare_reads_both_models_over_the_same_labels() -> None:
     same = compare(champion, challenger)
     assert same["heads"]["department"]["macro_f1_delta_points"] == pytest.approx(20.0)
     assert (
-        "department: 3 frozen tickets have 1 labels neither model knows, scored wrong for both in "
+        "department: 3 frozen tickets have 1 label neither model knows, scored wrong for both in "
         "accuracy and left out of macro-F1: 'b局2' (3 rows)"
     ) in same["notes"]
     # Scores stored before had such a label as a per-class row of F1 0 in their macro-F1.

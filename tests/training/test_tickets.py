@@ -236,6 +236,15 @@ def test_a_csv_row_with_too_few_or_too_many_fields_is_named(tmp_path):
     assert "line 4: it has 4 fields, the header has 3" in msg
 
 
+def test_a_csv_row_of_one_field_is_counted_as_one(tmp_path):
+    # A line without a comma (a note pasted into the export) read "it has 1 fields".
+    path = tmp_path / "t.csv"
+    path.write_text("id,text,department\nA1,好,人社\n见附件\n", encoding="utf-8")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert "line 3: it has 1 field, the header has 3" in str(e.value)
+
+
 def test_csv_quoted_newlines_blank_lines_and_a_repeated_header_name(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text('id,text\nA1,"第一\n第二"\n\nA2,再一张\n', encoding="utf-8")

@@ -1202,6 +1202,29 @@ def test_evaluating_on_the_training_tickets_is_flagged(tmp_path, tiny_csv, tiny_
     assert "identical to tickets the model was trained" not in r.output
 
 
+def test_evaluate_counts_one_seen_ticket_and_one_unknown_label_as_one(tmp_path, tiny_model_dir):
+    # "1 of the 5 tickets are (nearly) identical", "1 department rows have 1 labels the model
+    # does not know": in the command's output and in the Markdown report beside it.
+    data = tmp_path / "one.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["title", "text", "department"])
+        w.writerow([*TINY_TICKETS[0][:2], "人社局"])  # trained on, under a label the model lacks
+        for i in range(4):
+            w.writerow(["", f"第{i}号：装修工人的工资被包工头卷走了，人社局能不能帮忙追讨", "人社"])
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tiny_model_dir), str(data), "--report", str(report_path)]
+    )
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    seen = "1 of the 5 tickets is (nearly) identical to tickets the model was trained on"
+    unknown = "1 department row has 1 label the model does not know, always scored wrong"
+    markdown = " ".join(report_path.with_suffix(".md").read_text(encoding="utf-8").split())
+    for text in (said, markdown):
+        assert seen in text and unknown in text, text
+
+
 def test_cli_refuses_a_tampered_model(tmp_path, tiny_model_dir):
     import shutil
     import stat

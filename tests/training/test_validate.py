@@ -132,6 +132,30 @@ def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
         validate(frame(rows), min_examples=5, strict=True)
 
 
+def test_one_rare_label_is_counted_as_one_label():
+    # --strict said "1 department labels with fewer than 5 rows".
+    rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(5)]
+    rows += [["t", f"罕见{i}", "甲", "劳动"] for i in range(2)]
+    with pytest.raises(TrainingDataError) as e:
+        validate(frame(rows), min_examples=5, strict=True)
+    assert str(e.value).startswith(
+        "1 department label with fewer than 5 rows (--min-examples): '甲' (2)"
+    )
+
+
+def test_one_rare_label_beyond_the_listed_ones_is_counted_as_one():
+    # "… and 1 more rare department labels (1 rows)".
+    from training.validate import MAX_LISTED
+
+    rows = [["t", f"文本{i}", "人社", "劳动"] for i in range(40)]
+    rows += [["t", f"少见{i}", f"住建局{i}", "劳动"] for i in range(MAX_LISTED)]
+    rows += [["t", f"少见{i}b", f"住建局{i}", "劳动"] for i in range(MAX_LISTED)]
+    rows += [["t", "罕见", "城管", "劳动"]]
+    _, report = validate(frame(rows), min_examples=5)
+    said = [w for w in report.warnings() if "merged into" in w]
+    assert said[-1].startswith("… and 1 more rare department label (1 row) merged into '其他', ")
+
+
 def test_many_rare_labels_are_listed_twenty_at_a_time_and_kept_whole_in_the_metadata():
     # A department column typed freehand has a spelling per row or two: one warning line each
     # printed 29,500 lines for 30,000 of them, and --strict a single error line of 745 KB.
@@ -158,6 +182,17 @@ def test_many_rare_labels_are_listed_twenty_at_a_time_and_kept_whole_in_the_meta
         "301 department labels with fewer than 5 rows (--min-examples): '住建 局' (3), "
     )
     assert "and 281 more; add examples" in message and len(message) < 1000
+
+
+def test_one_row_read_twice_is_counted_as_one_row():
+    # "dropped 1 rows that repeat an earlier row" read as a slip.
+    once = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
+    df, report = validate(pd.concat([once, once.iloc[[0]]], ignore_index=True), min_examples=1)
+    assert len(df) == 2
+    [warning] = report.warnings()
+    assert warning.startswith(
+        "dropped 1 row that repeats an earlier row (same id, title, text and labels: "
+    )
 
 
 def test_other_too_rare_to_learn_even_after_the_merge_loses_that_label_only():
