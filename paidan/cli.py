@@ -53,7 +53,7 @@ from model.settings import (
     load_settings,
     unknown_variables,
 )
-from model.text import mask_label
+from model.text import counted, mask_label
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError
 
@@ -719,8 +719,9 @@ def train(
             )
     if result.validation.joint_rows:
         out.print(
-            f"{result.validation.joint_rows} joint dispatches (会办, several departments in one "
-            "cell): the department head learnt their lead (first) department",
+            f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
+            "several departments in one cell): the department head learnt their lead (first) "
+            "department",
             soft_wrap=True,
         )
     for name, cv in in_head_order(result.cv):
@@ -865,7 +866,9 @@ def evaluate(
             )
     except USER_ERRORS as e:
         raise fail(e) from None
-    table = Table(title=f"evaluation of {result['model_version']} on {result['n']} tickets")
+    table = Table(
+        title=f"evaluation of {result['model_version']} on {counted(result['n'], 'ticket')}"
+    )
     for col in ("head", "macro-F1", "accuracy", "top-3", "ECE", "auto prec.", "auto cov."):
         table.add_column(col)
     for head in ("department", "category"):
@@ -1071,7 +1074,7 @@ def label(
         said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
         kept = kept_chunks(out_path)
         if kept:
-            chunks = f"{kept:,} finished chunk" + (" is" if kept == 1 else "s are")
+            chunks = counted(kept, "finished chunk is", "finished chunks are", thousands=True)
             said += (
                 f": the {chunks} kept in {out_path}.parts; rerun the same command with --resume "
                 "to continue from there"
@@ -1109,16 +1112,19 @@ def label(
     if s["joint_advice"]:
         co = ", ".join(f"{d} {n:,}" for d, n in s["co_departments"].items())
         out.print(
-            f"joint dispatch (会办) advised for {s['joint_advice']:,} rows; beside the lead: {co}",
+            f"joint dispatch (会办) advised for {counted(s['joint_advice'], 'row', thousands=True)}; "
+            f"beside the lead: {co}",
             soft_wrap=True,
         )
     resumed = ""
     if result.resumed_chunks:  # the rate is over the rows labelled now
         now = s["rows"] - s["resumed_rows"]
-        chunks = f"{result.resumed_chunks:,} chunk{'' if result.resumed_chunks == 1 else 's'}"
-        resumed = f" over the {now:,} rows labelled now (resumed after {chunks})"
+        chunks = counted(result.resumed_chunks, "chunk", thousands=True)
+        resumed = (
+            f" over the {counted(now, 'row', thousands=True)} labelled now (resumed after {chunks})"
+        )
     out.print(
-        f"{s['rows']:,} row{'' if s['rows'] == 1 else 's'} ({s['labelled']:,} labelled, "
+        f"{counted(s['rows'], 'row', thousands=True)} ({s['labelled']:,} labelled, "
         f"{s['errors']:,} with an error) done by model {s['model_version']} at "
         f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to "
         f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
@@ -1715,8 +1721,12 @@ def models_list(
             soft_wrap=True,
         )
     if frozen:
+        rows_frozen = frozen.get("rows")
+        frozen_rows = (
+            counted(rows_frozen, "ticket") if isinstance(rows_frozen, int) else "? tickets"
+        )
         note = (
-            f"macro-F1 on the frozen evaluation set ({frozen.get('rows', '?')} tickets, "
+            f"macro-F1 on the frozen evaluation set ({frozen_rows}, "
             f"{frozen.get('source', '?')}), over the same labels for every version"
         )
     else:
@@ -1734,9 +1744,8 @@ def models_list(
     stale = [i.version for i in infos if i.stale]
     if stale:
         out.print(
-            f"stale: {len(stale)} of the versions "
-            + ("was" if len(stale) == 1 else "were")
-            + " scored by an older paidan, whose macro-F1 is not comparable; "
+            f"stale: {counted(len(stale), 'of the versions was', 'of the versions were')} "
+            "scored by an older paidan, whose macro-F1 is not comparable; "
             "`paidan models list --rescore` scores them again",
             soft_wrap=True,
         )
@@ -1753,8 +1762,8 @@ def _trained_on_frozen(infos: list[VersionInfo]) -> None:
     for i in infos:
         if i.metrics and i.seen_eval_rows > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
             out.print(
-                f"{i.version} was trained on {i.seen_eval_rows} of the {i.eval_rows} frozen "
-                "evaluation tickets, so its figures are inflated",
+                f"{i.version} was trained on {i.seen_eval_rows} of the "
+                f"{counted(i.eval_rows, 'frozen evaluation ticket')}, so its figures are inflated",
                 soft_wrap=True,
                 highlight=False,
                 markup=False,
@@ -1871,12 +1880,13 @@ def models_freeze_eval(
     except (*USER_ERRORS, ValueError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(
-        f"froze {info['rows']} tickets (SHA-256 {info['sha256'][:12]}…) from {info['source']}"
+        f"froze {counted(info['rows'], 'ticket')} (SHA-256 {info['sha256'][:12]}…) "
+        f"from {info['source']}"
     )
     skipped = info["left_out"]
     if skipped["without_label"] or skipped["without_text"]:
         err.print(
-            f"left out {skipped['without_label']} rows without a label and "
+            f"left out {counted(skipped['without_label'], 'row')} without a label and "
             f"{skipped['without_text']} without text"
         )
     if skipped.get("repeated"):
@@ -2049,9 +2059,10 @@ def retrain(
     fb = result.feedback
     out.print(
         f"training rows: {result.rows.get('history', 0)} history + {result.rows.get('feedback', 0)} "
-        f"feedback ({fb.records} feedback records for {fb.tickets} tickets, {fb.superseded} "
-        f"superseded by a later decision, {fb.replaced_history} history rows replaced); "
-        f"{result.eval_excluded} frozen evaluation tickets left out",
+        f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
+        f"{fb.superseded} superseded by a later decision, "
+        f"{counted(fb.replaced_history, 'history row')} replaced); "
+        f"{counted(result.eval_excluded, 'frozen evaluation ticket')} left out",
         soft_wrap=True,
     )
     if result.eval_frozen_now:
@@ -2145,14 +2156,17 @@ def drift(
     except (*USER_ERRORS, DatabaseUnavailable) as e:
         raise fail(e) from None
     _print_feedback_source(settings, len(records))
-    table = Table(title=f"drift since {window_start(since)}: {report['records']} feedback records")
+    table = Table(
+        title=f"drift since {window_start(since)}: {counted(report['records'], 'feedback record')}"
+    )
     table.add_column("figure")
     table.add_column("value")
     for head, p in report["psi"].items():
         value = (
             "–"
             if p["psi"] is None
-            else f"{p['psi']:.3f} ({p['band']}; {p['records']} records reach "
+            else f"{p['psi']:.3f} ({p['band']}; "
+            f"{counted(p['records'], 'record reaches', 'records reach')} "
             f"{p['noise']:.3f} by chance)"
         )
         table.add_row(f"{head} PSI", value)

@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
-from model.text import clean
+from model.text import clean, counted
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
 from serve.body import JsonBodyRoute
@@ -410,16 +410,16 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
     connection is closed without ending the chunked answer, so the transfer is incomplete."""
     resume = TypeAdapter(datetime).dump_python(last, mode="json")  # as the rows write it
     logger.warning(
-        "feedback export stopped after %d rows: the feedback database %s is unavailable (%s); "
+        "feedback export stopped after %s: the feedback database %s is unavailable (%s); "
         "the client was told to export again with since=%s",
-        sent,
+        counted(sent, "row"),
         describe_url(db.url),
         exc,
         resume,
     )
     note = {
         EXPORT_ERROR_KEY: f"export incomplete: the feedback database became unavailable after "
-        f"{sent} rows ({exc}); export again with since={resume}",
+        f"{counted(sent, 'row')} ({exc}); export again with since={resume}",
         "since": resume,
     }
     return json.dumps(note, ensure_ascii=False).encode() + b"\n"

@@ -1344,6 +1344,30 @@ def test_retrain_names_the_feedback_store_it_read_and_warns_of_a_missing_file(
     assert "warning" not in said
 
 
+def test_retrain_counts_one_feedback_record_for_one_ticket_in_the_singular(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The nightly log read "(1 feedback records for 1 tickets, 0 superseded by a later
+    # decision, 1 history rows replaced)".
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    db.add_feedback(ticket_id="T002", text=TINY_TICKETS[1][1], department="住建", category="城建")
+    db.dispose()
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        "feedback (1 feedback record for 1 ticket, 0 superseded by a later decision, "
+        "1 history row replaced); "
+    ) in said
+
+
 def test_retrain_names_what_it_read_before_fitting_also_when_it_stops(
     tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
