@@ -42,6 +42,7 @@ from typing import Any
 import joblib
 
 from model.router import Router
+from model.text import counted
 from model.tokenizer import BACKENDS, BackendMissingError, import_backend
 
 logger = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ def check_name_lengths(given: str | Path, files: Iterable[str | Path], option: s
         cut = size - limit
         raise OutputPathError(
             f"{option} {shown}: the name is too long: {what} is {size} bytes, over the {limit} "
-            f"bytes a file name may have here; give a name at least {cut} "
-            f"byte{'' if cut == 1 else 's'} shorter{chinese}"
+            f"bytes a file name may have here; give a name at least {counted(cut, 'byte')} "
+            f"shorter{chinese}"
         )
 
 

@@ -599,7 +599,8 @@ def restore_vocabularies(features: Pipeline, vocabularies: Sequence[dict[str, in
     for (name, vec), vocabulary in zip(views, vocabularies, strict=True):
         if len(vocabulary) != len(vec.idf_):
             raise ValueError(
-                f"view {name!r} has {len(vec.idf_):,} IDF weights but its vocabulary "
+                f"view {name!r} has {counted(len(vec.idf_), 'IDF weight', thousands=True)} but "
+                "its vocabulary "
                 f"{counted(len(vocabulary), 'term', thousands=True)}"
             )
         vec.vocabulary_ = vocabulary

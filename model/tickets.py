@@ -1845,10 +1845,12 @@ def repeated_header_message(path: Path, rows: Sequence[int]) -> str:
         if len(rows) > REPEATED_HEADERS_LISTED
         else ""
     )
-    one = len(rows) == 1
+    from model.text import counted
+
+    left_out = counted(len(rows), "row that repeats", "rows that repeat")
+    data_rows = "data row" if len(rows) == 1 else "data rows"  # numbered after it, not counted
     return (
-        f"{display_name(path)}: left out {len(rows)} row{'' if one else 's'} that "
-        f"repeat{'s' if one else ''} the header line, data row{'' if one else 's'} "
+        f"{display_name(path)}: left out {left_out} the header line, {data_rows} "
         f"{shown}{more} (files joined with `copy a.csv+b.csv` or `cat` keep each part's header; "
         "they are not tickets)"
     )
@@ -2343,9 +2345,13 @@ def refuse_json_object(path: Path) -> None:
                 pick = f".{key}"
             else:  # a quote in the key would end the shell's quotes around the filter
                 pick = f".[{json.dumps(key)}]".replace("'", "\\u0027")
+            from model.text import counted
+
+            ask = "is it" if len(inner) == 1 else "are they"  # the objects the number counts
             raise TicketFileError(
-                f"{path}: holds one JSON object, not an array of tickets; are they the "
-                f"{len(inner)} objects under its key {_quoted(key)}? (extract them with: "
+                f"{path}: holds one JSON object, not an array of tickets; {ask} the "
+                f"{counted(len(inner), 'object')} under its key {_quoted(key)}? "
+                "(extract them with: "
                 f"{_jq_command(pick, path, 'tickets.json')})"
             )
     if "\n" in text or "\r" in text:

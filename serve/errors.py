@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from model.text import counted
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         msg = "is not a known field"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        message += f" (and {counted(len(errors) - 1, 'more problem')})"
     return message, field
 
 

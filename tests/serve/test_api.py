@@ -1484,3 +1484,11 @@ def test_metrics_count_a_body_refused_before_routing_under_its_route(
     assert cors.options("/v1/route", headers=preflight).status_code == 200
     sample = 'paidan_http_requests_total{method="OPTIONS",route="/v1/route",status="200"} 1.0'
     assert sample in cors.get("/metrics").text
+
+
+def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() -> None:
+    from serve.errors import first_validation_error
+
+    missing = {"type": "missing", "loc": ("body", "text")}
+    assert first_validation_error([missing] * 2)[0] == "body.text: is required (and 1 more problem)"
+    assert first_validation_error([missing] * 3)[0].endswith("(and 2 more problems)")

@@ -685,6 +685,11 @@ def test_a_json_object_alone_is_refused_saying_so(tmp_path: Path) -> None:
             "holds one JSON object, not an array of tickets; are they the 2 objects under its "
             "key 'data'? (extract them with: jq '.data' export.json > export.tickets.json)"
         ),
+        # "are they the 1 objects": an export of one ticket.
+        json.dumps({"total": 1, "data": ROWS[:1]}, ensure_ascii=False): (
+            "holds one JSON object, not an array of tickets; is it the 1 object under its "
+            "key 'data'? (extract them with: jq '.data' export.json > export.tickets.json)"
+        ),
         json.dumps({"总数": 2, "工单": ROWS}, ensure_ascii=False, indent=2): (
             "holds one JSON object, not an array of tickets; are they the 2 objects under its "
             """key '工单'? (extract them with: jq '.["\\u5de5\\u5355"]' export.json > """
