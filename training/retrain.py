@@ -204,8 +204,9 @@ class RetrainResult:
                     )
         if self.unlabelled_dropped:
             out.append(
-                f"the current model {self.champion} was trained with {self.unlabelled_dropped} "
-                "unlabelled tickets (--unlabelled), which this retrain was not given: the "
+                f"the current model {self.champion} was trained with "
+                f"{counted(self.unlabelled_dropped, 'unlabelled ticket')} (--unlabelled), which "
+                "this retrain was not given: the "
                 "challenger's vocabulary and IDF come from the history and feedback alone; pass "
                 "the same --unlabelled files to keep them"
                 + (f" ({_names(self.unlabelled_names)})" if self.unlabelled_names else "")
@@ -249,7 +250,7 @@ def _names(names: list[str], listed: int = 5) -> str:
 
 def _ids(n: int, kind: str = "") -> str:
     """``n`` ticket ids and their verb: "1 ticket id names", "2 ticket ids name"."""
-    return f"{n} {kind}ticket id names" if n == 1 else f"{n} {kind}ticket ids name"
+    return counted(n, f"{kind}ticket id names", f"{kind}ticket ids name")
 
 
 # -- taxonomy mapping ------------------------------------------------------------------------------
