@@ -1477,6 +1477,73 @@ def test_a_damaged_workbook_is_said_to_be_damaged(tmp_path, at):
             assert raw not in message, (name, message)
 
 
+def _remade(whole: Path, path: Path, member: str, edit) -> Path:
+    """``whole`` zipped again with its part ``member`` edited by ``edit`` (sound checksums)."""
+    import zipfile
+
+    with zipfile.ZipFile(whole) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            out.writestr(info, edit(data) if info.filename == member else data)
+    return path
+
+
+SHEET = "xl/worksheets/sheet1.xml"
+
+
+@pytest.mark.parametrize(
+    "member, edit, header",
+    [
+        # A tag left open in a row, a sheet cut off within a row, a byte XML forbids.
+        (SHEET, lambda d: d.replace(b'<row r="1500"', b'<row r="1500"><c r="A1"><v>1', 1), False),
+        (SHEET, lambda d: d[: d.index(b'<row r="1500"') + 20], False),
+        (SHEET, lambda d: d.replace(b'<row r="1500"', b'<row r="1500" \x01', 1), False),
+        (SHEET, lambda d: d.replace(b'<row r="1"', b'<row r="1"><c', 1), True),
+        ("xl/workbook.xml", lambda d: d[: len(d) // 2], True),
+        ("xl/styles.xml", lambda d: d[: len(d) // 2], True),
+    ],
+    ids=["tag-left-open", "cut-in-a-row", "invalid-byte", "header-row", "workbook", "styles"],
+)
+def test_a_workbook_whose_xml_is_malformed_is_said_to_be_damaged(tmp_path, member, edit, header):
+    # A workbook whose zip archive is sound (its checksums too) but one of whose XML parts is not
+    # well-formed, as a program that writes workbooks badly leaves it: refused in the XML parser's
+    # words alone ("mismatched tag: line 1, column 188324"), and label's row reader raised the
+    # ParseError itself where the workbook's or its styles' XML was malformed.
+    import re
+
+    from model.tickets import table_chunks
+    from training.label_io import file_columns, iter_records
+
+    whole = tmp_path / "whole.xlsx"
+    pd.DataFrame(
+        {"id": [f"S{i}" for i in range(3000)], "text": [f"路灯不亮第{i}号" for i in range(3000)]}
+    ).to_excel(whole, index=False)
+    path = _remade(whole, tmp_path / "工单.xlsx", member, edit)
+    readers = {
+        "read_table": read_table,
+        "table_chunks": lambda p: list(table_chunks(p, size=100)),
+        "file_columns": file_columns,
+        "iter_records": lambda p: list(iter_records(p, ["id", "text"], 1 << 20, text_col="text")),
+    }
+    if not header:
+        del readers["file_columns"]  # it reads the sheet's first row only
+    for name, read in readers.items():
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        message = str(e.value)
+        assert message.startswith(f"{path}: cannot be read as XLSX: the workbook is damaged"), (
+            name,
+            message,
+        )
+        assert "Excel or WPS" in message and "CSV" in message, (name, message)
+        # The parser's words and position, as a detail.
+        assert re.search(
+            r"\((mismatched tag|unclosed token|not well-formed \(invalid token\)|"
+            r"no element found): line \d+, column \d+\)",
+            message,
+        ), (name, message)
+
+
 def test_a_zip_archive_that_is_no_workbook_is_refused_saying_what_it_is(tmp_path):
     # A .zip of CSV files renamed .xlsx, or a Word document saved as .xlsx: "There is no item
     # named '[Content_Types].xml' in the archive" and "File contains no valid workbook part".
