@@ -44,7 +44,7 @@ from model.artifact import (
     check_writable,
     load_router,
 )
-from model.config import MIN_LABEL_ROWS, TrainingConfig
+from model.config import MIN_LABEL_ROWS, UNLABELLED_MAX_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import (
     Settings,
@@ -632,6 +632,14 @@ def train(
             "is still fitted on every row",
         ),
     ] = None,
+    unlabelled_max_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most --unlabelled tickets to fit the vocabulary on; with more, a random sample "
+            "of this many (each costs memory while training and size in the model)",
+        ),
+    ] = UNLABELLED_MAX_ROWS,
     verbose: Verbose = False,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
@@ -649,6 +657,7 @@ def train(
         calibrate_confidence=calibrate_confidence,
         multinomial_weight=multinomial_weight,
         cv_max_rows=cv_max_rows,
+        unlabelled_max_rows=unlabelled_max_rows,
     )
     try:
         with progress_bar() as bar:

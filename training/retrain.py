@@ -76,6 +76,7 @@ from training.train import (
     read_unlabelled,
     train_frame,
     unlabelled_files,
+    unlabelled_sample_note,
 )
 from training.validate import (
     MAX_LISTED,
@@ -899,7 +900,12 @@ def retrain(
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     hist, result.window = read.select()
     # Read before anything is frozen or fitted: a bad file is one error, as train gives it.
-    extra = read_unlabelled(unlabelled, columns) if unlabelled else None
+    extra = (
+        read_unlabelled(unlabelled, columns, config.unlabelled_max_rows, config.seed)
+        if unlabelled
+        else None
+    )
+    sampled = unlabelled_sample_note(extra, config) if extra is not None else {}
     if progress is not None:
         progress("reading", 1, 1)
     if result.window and on_window is not None:
@@ -1011,9 +1017,7 @@ def retrain(
         config,
         userdict=resources[USERDICT_FILE],
         stopwords=resources[STOPWORDS_FILE],
-        extra_texts=(
-            list(zip(extra["title"], extra["text"], strict=True)) if extra is not None else ()
-        ),
+        extra_texts=(extra.pairs() if extra is not None else ()),
         model_root=root,
         progress=progress,
         n_jobs=n_jobs,
@@ -1035,6 +1039,7 @@ def retrain(
             "ambiguous_ids": result.ambiguous_ids,
             **({"window": result.window} if result.window else {}),
             **({"unlabelled_files": extra_files} if extra_files else {}),
+            **sampled,
             "parent": champion,
         },
     )

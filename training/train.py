@@ -29,7 +29,7 @@ from model.artifact import (
     save_router,
     sha256_file,
 )
-from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, TrainingConfig
+from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, UNLABELLED_MAX_ROWS, TrainingConfig
 from model.pipeline import build_classifier
 from model.registry import (
     CURRENT_FILE,
@@ -58,8 +58,8 @@ from model.tickets import (
     TicketFileError,
     delimiter_hint,
     display_name,
+    iter_tickets,
     named_paths,
-    read_tickets,
     require_rows,
 )
 from model.tokenizer import (
@@ -840,18 +840,79 @@ def unlabelled_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> C
     )
 
 
-def read_unlabelled(paths: Sequence[str | Path], columns: ColumnMap) -> pd.DataFrame:
+UNLABELLED_CHUNK = 10_000  # rows of an unlabelled file read at a time
+
+
+@dataclass
+class UnlabelledTickets:
+    """What :func:`read_unlabelled` read: the titles and texts kept (in input order), and how many
+    rows the files held (more than kept when a sample was drawn)."""
+
+    titles: list[str]
+    texts: list[str]
+    rows_read: int
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(title, text) of each ticket kept, as training's ``extra_texts`` takes them."""
+        return list(zip(self.titles, self.texts, strict=True))
+
+
+def read_unlabelled(
+    paths: Sequence[str | Path],
+    columns: ColumnMap,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> UnlabelledTickets:
     """Read ``--unlabelled`` ticket files (or directories of them) for their titles and texts,
-    each file's columns found by :func:`unlabelled_columns`."""
+    each file's columns found by :func:`unlabelled_columns`, a chunk at a time.
+
+    With more than ``max_rows`` rows, a uniform random sample of ``max_rows`` of them is kept:
+    each row draws a random key (``seed``; the same files give the same sample) and the rows with
+    the smallest keys so far are all that is held, so an archive of millions never is whole in
+    memory. The rows kept stay in input order.
+    """
     from training.label_io import file_columns
 
-    frames = []
-    for path, name in named_paths(paths):
-        have = file_columns(path, columns.delimiter)
-        frames.append(read_tickets([(path, name)], unlabelled_columns(path, have, columns)))
-    if not frames:
+    rng = np.random.default_rng(seed)
+    keys = np.zeros(0)
+    titles: list[str] = []
+    texts: list[str] = []
+    rows = 0
+    named = named_paths(paths)
+    if not named:
         raise TicketFileError("no unlabelled files were given")
-    return pd.concat(frames, ignore_index=True)
+    for path, name in named:
+        have = file_columns(path, columns.delimiter)
+        mapped = unlabelled_columns(path, have, columns)
+        for frame in iter_tickets([(path, name)], mapped, size=UNLABELLED_CHUNK):
+            rows += len(frame)
+            titles += frame["title"].tolist()
+            texts += frame["text"].tolist()
+            # Each row's key; the order key breaks no tie in practice (keys are 64-bit floats).
+            keys = np.concatenate([keys, rng.random(len(frame))])
+            if max_rows is not None and len(keys) > max_rows:
+                keep = np.sort(np.argpartition(keys, max_rows - 1)[:max_rows])
+                keys = keys[keep]
+                titles = [titles[i] for i in keep]
+                texts = [texts[i] for i in keep]
+    return UnlabelledTickets(titles, texts, rows)
+
+
+def unlabelled_sample_note(read: UnlabelledTickets, config: TrainingConfig) -> dict[str, int]:
+    """Say (a logged warning) when :func:`read_unlabelled` kept a sample, and return what
+    ``metadata.json`` records of it: ``training_data.unlabelled_rows_read``, beside
+    ``unlabelled_rows`` (those kept); nothing when every row was kept."""
+    if read.rows_read <= len(read.texts):
+        return {}
+    logger.warning(
+        "the unlabelled files hold %s; a random %s of them (seed %d) widen the vocabulary: each "
+        "costs memory while training and size in the model (--unlabelled-max-rows, default %s)",
+        counted(read.rows_read, "ticket", thousands=True),
+        f"{len(read.texts):,}",
+        config.seed,
+        f"{UNLABELLED_MAX_ROWS:,}",
+    )
+    return {"unlabelled_rows_read": read.rows_read}
 
 
 def train(
@@ -940,10 +1001,12 @@ def train(
         on_window(window_info)  # said before the fit: a run killed during it said nothing of it
     extra: list[tuple[str, str]] = []
     extra_files: list[dict[str, str]] = []
+    sampled: dict[str, int] = {}
     if unlabelled:
-        extra_df = read_unlabelled(unlabelled, columns)
-        extra = list(zip(extra_df["title"], extra_df["text"], strict=True))
+        read_extra = read_unlabelled(unlabelled, columns, config.unlabelled_max_rows, config.seed)
+        extra = read_extra.pairs()
         extra_files = unlabelled_files(unlabelled)
+        sampled = unlabelled_sample_note(read_extra, config)
     shas = [sha256_file(p) for p in files]
     result = train_frame(
         raw,
@@ -964,6 +1027,7 @@ def train(
         extra_metadata={
             **({"window": window_info} if window_info else {}),
             **({"unlabelled_files": extra_files} if extra_files else {}),
+            **sampled,
             **(extra_metadata or {}),
         }
         or None,

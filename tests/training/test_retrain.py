@@ -1784,3 +1784,25 @@ def test_paidan_retrain_takes_unlabelled_files_as_train_does(
         f"warning: the current model {version} was trained with 2 unlabelled tickets "
         "(--unlabelled), which this retrain was not given" in said
     ), said
+
+
+def test_retrain_samples_unlabelled_tickets_beyond_its_configs_limit(
+    tiny_root: tuple[Path, Path], tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # As train does (TrainingConfig.unlabelled_max_rows, inherited from the current model).
+    import dataclasses
+
+    root, history = tiny_root
+    dump = tmp_path / "dump.csv"
+    pd.DataFrame(
+        {
+            "id": [f"U{i}" for i in range(12)],
+            "title": "",
+            "text": [f"第{i}件诉求" for i in range(12)],
+        }
+    ).to_csv(dump, index=False)
+    config = dataclasses.replace(tiny_config, unlabelled_max_rows=5)
+    result = retrain([history], [], root, config=config, unlabelled=[dump])
+    assert result.train is not None
+    data = result.train.metadata["training_data"]
+    assert data["unlabelled_rows"] == 5 and data["unlabelled_rows_read"] == 12

@@ -1937,3 +1937,77 @@ def test_unlabelled_files_count_in_the_data_fingerprint_and_are_named_in_the_met
     assert with_dump["sha"] != without["sha"]
     assert with_dump["sha"] != with_other["sha"]
     assert again["sha"] == with_dump["sha"]  # the same data, the same fingerprint
+
+
+def _numbered_unlabelled(path: Path, n: int, start: int = 0) -> Path:
+    return _unlabelled(
+        path,
+        ["id", "title", "text"],
+        [[f"U{i}", f"标题{i}", f"第{i}号工单的诉求内容"] for i in range(start, start + n)],
+    )
+
+
+def test_unlabelled_tickets_beyond_the_limit_are_a_seeded_sample_read_a_chunk_at_a_time(
+    tmp_path, monkeypatch
+):
+    # A city's archive of millions given as --unlabelled was read whole and fitted whole: memory
+    # and model size grew with every ticket (1.0 GB and 171 MB at 6,000, 2.9 GB and 380 MB at
+    # 60,000 on the shared tickets' sentences), with no limit and nothing said.
+    import training.train
+    from model.tickets import ColumnMap
+    from training.train import read_unlabelled
+
+    files = [
+        _numbered_unlabelled(tmp_path / "a.csv", 13),
+        _numbered_unlabelled(tmp_path / "b.csv", 12, start=13),
+    ]
+    everything = read_unlabelled(files, ColumnMap())
+    assert everything.rows_read == 25 and len(everything.texts) == 25
+    monkeypatch.setattr(training.train, "UNLABELLED_CHUNK", 4)
+    sample = read_unlabelled(files, ColumnMap(), max_rows=7, seed=3)
+    assert sample.rows_read == 25 and len(sample.texts) == 7
+    kept = [int(t.removeprefix("第").removesuffix("号工单的诉求内容")) for t in sample.texts]
+    assert kept == sorted(kept) and len(set(kept)) == 7  # in input order, each once
+    assert sample.titles == [f"标题{i}" for i in kept]  # each title with its text
+    # The same files and seed give the same sample, read in chunks of any size.
+    monkeypatch.setattr(training.train, "UNLABELLED_CHUNK", 10_000)
+    assert read_unlabelled(files, ColumnMap(), max_rows=7, seed=3).texts == sample.texts
+    other = {tuple(read_unlabelled(files, ColumnMap(), 7, seed).texts) for seed in range(5)}
+    assert len(other) > 1  # the seed draws it
+    assert read_unlabelled(files, ColumnMap(), max_rows=25).texts == everything.texts
+
+
+def test_train_says_when_it_samples_the_unlabelled_tickets_and_records_how_many(
+    tmp_path, monkeypatch, caplog
+):
+    import training.train
+
+    seen: list[dict] = []
+
+    def stop_before_fitting(raw, *args, extra_texts=(), extra_metadata=None, **kwargs):
+        seen.append({"extra": list(extra_texts), "meta": extra_metadata or {}})
+        raise TrainingDataError("read; not fitted in this test")
+
+    monkeypatch.setattr(training.train, "train_frame", stop_before_fitting)
+    data = _export_names(tmp_path / "hist.csv")
+    dump = _numbered_unlabelled(tmp_path / "dump.csv", 30)
+    r = cli_train(
+        data,
+        tmp_path / "m",
+        *EXPORT_COLUMNS,
+        "--unlabelled",
+        str(dump),
+        "--unlabelled-max-rows",
+        "10",
+    )
+    said = " ".join(x.getMessage() for x in caplog.records if "unlabelled" in x.getMessage())
+    assert "the unlabelled files hold 30 tickets; a random 10 of them (seed 42)" in said, said
+    assert "--unlabelled-max-rows, default 50,000" in said, said
+    [run] = seen
+    assert len(run["extra"]) == 10
+    assert run["meta"]["unlabelled_rows_read"] == 30
+    # Under the limit: every ticket, nothing said or recorded of a sample.
+    caplog.clear()
+    r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(dump))
+    assert not [x for x in caplog.records if "a random" in x.getMessage()], r.output
+    assert len(seen[1]["extra"]) == 30 and "unlabelled_rows_read" not in seen[1]["meta"]
