@@ -888,7 +888,7 @@ def read_unlabelled(
             rows += len(frame)
             titles += frame["title"].tolist()
             texts += frame["text"].tolist()
-            # Each row's key; the order key breaks no tie in practice (keys are 64-bit floats).
+            # Each row's key, drawn in input order: the stream is the same for any chunk size.
             keys = np.concatenate([keys, rng.random(len(frame))])
             if max_rows is not None and len(keys) > max_rows:
                 keep = np.sort(np.argpartition(keys, max_rows - 1)[:max_rows])
