@@ -83,6 +83,7 @@ from training.validate import (
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
     label_column_notes,
+    listing,
     masked_counts,
     repeated_rows,
     row_places,
@@ -210,7 +211,7 @@ class RetrainResult:
                 "this retrain was not given: the "
                 "challenger's vocabulary and IDF come from the history and feedback alone; pass "
                 "the same --unlabelled files to keep them"
-                + (f" ({_names(self.unlabelled_names)})" if self.unlabelled_names else "")
+                + (f" ({listing(self.unlabelled_names, 5)})" if self.unlabelled_names else "")
             )
         if self.ambiguous_ids:
             out.append(
@@ -241,12 +242,6 @@ class RetrainResult:
             }
             out += self.train.validation.warnings(said)
         return out
-
-
-def _names(names: list[str], listed: int = 5) -> str:
-    """The first ``listed`` file names, then how many more."""
-    shown = ", ".join(names[:listed])
-    return shown + (f" and {len(names) - listed} more" if len(names) > listed else "")
 
 
 def _ids(n: int, kind: str = "") -> str:

@@ -888,9 +888,11 @@ def read_unlabelled(
             rows += len(frame)
             titles += frame["title"].tolist()
             texts += frame["text"].tolist()
+            if max_rows is None:
+                continue  # every row is kept: no keys to draw
             # Each row's key, drawn in input order: the stream is the same for any chunk size.
             keys = np.concatenate([keys, rng.random(len(frame))])
-            if max_rows is not None and len(keys) > max_rows:
+            if len(keys) > max_rows:
                 keep = np.sort(np.argpartition(keys, max_rows - 1)[:max_rows])
                 keys = keys[keep]
                 titles = [titles[i] for i in keep]

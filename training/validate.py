@@ -102,7 +102,7 @@ class ValidationReport:
         if self.empty_text:
             out.append(
                 f"skipped {rows_of(len(self.empty_text))} with empty text: "
-                f"{_listing(self.empty_text)}"
+                f"{listing(self.empty_text)}"
             )
         if self.repeated_header_rows:
             out.append(repeated_header_summary(self.repeated_header_rows))
@@ -110,7 +110,7 @@ class ValidationReport:
             out.append(duplicates_message(self.duplicates))
         for c in self.conflicts[:MAX_LISTED]:
             out.append(
-                f"same text with conflicting {c['head']} labels {c['labels']} at {_listing(c['rows'])}"
+                f"same text with conflicting {c['head']} labels {c['labels']} at {listing(c['rows'])}"
             )
         if len(self.conflicts) > MAX_LISTED:
             more = counted(len(self.conflicts) - MAX_LISTED, "more conflicting duplicate")
@@ -126,7 +126,7 @@ class ValidationReport:
             out.append(
                 f"{rows_of(len(rows))} {'has' if len(rows) == 1 else 'have'} no {head} label, so "
                 f"{'it trains' if len(rows) == 1 else 'they train'} no {head} head: "
-                f"{_listing(rows, UNLABELLED_LISTED)}"
+                f"{listing(rows, UNLABELLED_LISTED)}"
             )
         for head, label in self.single_label.items():
             out.append(single_label_message(head, label) + f", so the model has no {head} head")
@@ -403,7 +403,7 @@ def validate(
             raise TrainingDataError(
                 f"{counted(len(rare), f'{head} label')} with fewer than {min_examples} rows "
                 "(--min-examples): "
-                + _listing([f"{mask_label(str(label))!r} ({n})" for label, n in rare.items()])
+                + listing([f"{mask_label(str(label))!r} ({n})" for label, n in rare.items()])
                 + "; add examples, lower --min-examples, or drop --strict to merge them into "
                 + repr(OTHER_LABEL)
             )
@@ -439,7 +439,7 @@ def validate(
                 f"left to learn from {rows_of(len(df))}: "
                 + "; ".join(
                     f"{head}: "
-                    + _listing(
+                    + listing(
                         [f"{k!r} ({v})" for k, v in report.merged.get(head, {}).items()]
                         or [f"{OTHER_LABEL!r} ({n})"]
                     )
@@ -636,6 +636,7 @@ def unlearnt_message(head: str, rows: int) -> str:
     )
 
 
-def _listing(items: list[str], limit: int = MAX_LISTED) -> str:
+def listing(items: list[str], limit: int = MAX_LISTED) -> str:
+    """The first ``limit`` items, comma-separated, then how many more."""
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
