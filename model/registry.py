@@ -189,24 +189,43 @@ def current_dir(root: str | Path) -> Path | None:
     return path
 
 
+def names_current(path: str | Path | None) -> bool:
+    """Whether ``path`` is the name ``current``, the root's current model, and no path here.
+
+    ``current`` is the pointer's own name (``root/current``), so no version is called so; a file
+    or directory of that name where the command runs is that path, as any existing path is.
+    """
+    return path is not None and Path(path).parts == (CURRENT_FILE,) and not Path(path).exists()
+
+
 def named_model(root: str | Path, path: str | Path) -> Path:
     """``path``, or the version of that name under ``root`` (as `paidan models list` names it).
 
     A bare name that is no file or directory here but a directory under ``root`` is that version;
     so is a bare name that is the model version one registered version reports (its
-    ``model_version``, :func:`resolve_version`). Anything else (a path that exists, a path of
-    several parts) is ``path`` itself.
+    ``model_version``, :func:`resolve_version`); ``current`` is the version the root's pointer
+    names (:func:`current_dir`). Anything else (a path that exists, a path of several parts) is
+    ``path`` itself.
 
     Raises
     ------
     ModelLoadError
         When a bare name is none of these (it was refused later as "outside the model root", as
-        if it existed elsewhere), listing the registered versions; or when it is the model
-        version of several registered versions, naming them.
+        if it existed elsewhere), listing the registered versions; when it is the model version
+        of several registered versions, naming them; or for ``current`` when the root holds no
+        model or its pointer cannot be read.
     """
     path = Path(path)
     if path.exists() or len(path.parts) != 1:
         return path
+    if names_current(path):
+        found = current_dir(root)
+        if found is None:
+            raise ModelLoadError(
+                f"'current' names no model: the model root {root} holds none yet; train one "
+                "with `paidan train DATA --out ROOT/VERSION` or start `paidan serve`"
+            )
+        return found
     candidate = Path(root) / path
     if candidate.is_dir() or "\x00" in str(path):  # a NUL: the loader says it is no path
         return candidate if candidate.is_dir() else path

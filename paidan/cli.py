@@ -832,7 +832,10 @@ def _outside_root(model_dir: Path, root: Path) -> None:
 @app.command(epilog=ROOT_EPILOG)
 def evaluate(
     model_dir: Annotated[
-        Path, typer.Argument(help="Model directory, or a version under the model root")
+        Path,
+        typer.Argument(
+            help="Model directory, or a version under the model root (current: the current one)"
+        ),
     ],
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
     report: Annotated[
@@ -905,9 +908,20 @@ def evaluate(
 @app.command(epilog=ROOT_EPILOG)
 def predict(
     model_dir: Annotated[
-        Path, typer.Argument(help="Model directory, or a version under the model root")
+        Path,
+        typer.Argument(
+            help="Model directory, or a version under the model root (current: the current one)"
+        ),
     ],
-    text: Annotated[str, typer.Argument(help="Complaint text", callback=_typed_text)],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="Complaint text (required)",
+            metavar="{text}",
+            callback=_typed_text,
+            show_default=False,
+        ),
+    ] = None,
     title: Annotated[str, typer.Option(help="Ticket title", callback=_typed_text)] = "",
     top_k: Annotated[int, typer.Option(min=1, max=MAX_TOP_K, help="Candidates per head")] = 3,
     verbose: Verbose = False,
@@ -915,6 +929,17 @@ def predict(
     """Print one routing suggestion as JSON."""
     from training.label import check_text, check_title
 
+    if text is None:
+        # Only one argument: click said "Missing argument 'text'", though a text was given, and
+        # taken for the model.
+        given = shlex.quote(str(model_dir))
+        raise fail(
+            ValueError(
+                f"missing argument TEXT: paidan predict MODEL TEXT takes the model first, and "
+                f"{given} was read as the model; to route it with the current model under the "
+                f"model root: paidan predict current {given}"
+            )
+        )
     # The checks of the HTTP API and of batch labelling: a blank or over-long text is refused, and
     # an over-long title.
     try:
@@ -1229,7 +1254,8 @@ def serve(
         Path | None,
         typer.Option(
             help="Model directory under the model root, or a version's name or reported model "
-            "version (default: PAIDAN_MODEL_DIR, else the current model)"
+            "version, pinned (default: PAIDAN_MODEL_DIR, else the current model, followed; so is "
+            "current)"
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -1262,6 +1288,7 @@ def serve(
     # the process (exit 129): a `systemctl reload` during a start took the service down. Ignored
     # until then: the model being loaded is the current one.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from model.registry import names_current
     from serve.auth import check_bind_allowed
     from serve.logs import log_line
     from serve.metrics import multiproc_dir
@@ -1277,6 +1304,8 @@ def serve(
         # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
         # against the working directory and refused as "outside the model root".
         chosen = model if model is not None else settings.model_dir
+        if names_current(chosen):
+            chosen = None  # `current`: the root's current model, followed, not pinned
         model = model_path(chosen) if chosen is not None else None
         model_dir = ensure_model(settings, model)
         # An explicitly chosen model stays put (serve.server.run pins it, in --workers processes

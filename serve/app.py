@@ -24,7 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import current_dir, lease, named_model
+from model.registry import current_dir, lease, named_model, names_current
 from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
@@ -99,6 +99,10 @@ def create_app(
         or SIGHUP. Default: whether ``model_dir`` or ``settings.model_dir`` is given.
     """
     settings = settings or load_settings()
+    if names_current(model_dir):
+        model_dir = None
+    if names_current(settings.model_dir):  # PAIDAN_MODEL_DIR=current: follow it, unpinned
+        settings = settings.model_copy(update={"model_dir": None})
     if pinned is None:
         pinned = model_dir is not None or settings.model_dir is not None
     metrics = Metrics()

@@ -188,6 +188,33 @@ def test_the_app_factory_takes_a_version_name_in_paidan_model_dir(
     assert resolve_model_dir(Settings(model_root=root, model_dir=Path("a/b"))) == Path("a/b")
 
 
+def test_serve_model_current_follows_the_pointer_and_is_not_pinned(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--model current` and PAIDAN_MODEL_DIR=current were refused ("'current' does not exist");
+    # meaning the current model, they must not pin the server to the version current names at
+    # start, or a promotion would never reach it.
+    import shutil
+
+    from serve.app import resolve_model_dir
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    monkeypatch.chdir(tmp_path)
+    calls: list[Any] = []
+    monkeypatch.setattr(
+        "serve.server.run", lambda settings, model_dir, **k: calls.append((settings, model_dir))
+    )
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    result = runner.invoke(app, ["serve", "--model", "current"], env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["serve"], env={**env, "PAIDAN_MODEL_DIR": "current"})
+    assert result.exit_code == 0, result.output
+    for settings, model_dir in calls:
+        assert model_dir == root / "v1" and settings.model_dir is None
+    assert resolve_model_dir(Settings(model_root=root, model_dir=Path("current"))) == root / "v1"
+
+
 def test_serve_takes_the_model_version_answers_report_and_says_an_unknown_one_does_not_exist(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -76,6 +76,16 @@ def test_app_follows_promote_and_rollback(root: Path, tmp_path: Path) -> None:
         wait_for(client, "v1")
 
 
+def test_an_app_told_to_serve_current_follows_it(root: Path, tmp_path: Path) -> None:
+    # PAIDAN_MODEL_DIR=current (what uvicorn --factory and every --workers process read) named no
+    # model; taken as a version, it would pin the server to the start-up model.
+    with make_app(root, tmp_path, model_dir=Path("current")) as client:
+        assert served_version(client) == "v1"
+        assert client.app.state.pinned_dir is None  # type: ignore[attr-defined]
+        registry.promote(root, "v2")
+        wait_for(client, "v2")
+
+
 def test_broken_model_keeps_the_old_one_serving(
     root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -763,6 +763,38 @@ def test_a_model_named_by_its_reported_version_or_by_no_version(
     assert f"registered versions: v1 (model version {REPORTED['v1']})" in message
 
 
+def test_current_names_the_model_the_pointer_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `paidan predict current "…"` said "'current' does not exist": the pointer file is no
+    # version, so the one name every administrator knows was the one no command took.
+    root = renamed_root(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert registry.named_model(root, "current") == root / VERSIONS[2]  # the newest, no pointer yet
+    registry.set_current(root, "v1")
+    assert registry.named_model(root, "current") == root / "v1"
+    assert registry.names_current("current") and registry.names_current(Path("current"))
+    # A file or directory called current where the command runs is itself, as any existing path.
+    (tmp_path / "current").mkdir()
+    assert registry.named_model(root, "current") == Path("current")
+    assert not registry.names_current("current")
+    assert not registry.names_current("other/current") and not registry.names_current(None)
+
+
+def test_current_under_an_empty_root_says_there_is_no_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "models"
+    root.mkdir()
+    with pytest.raises(ModelLoadError) as e:
+        registry.named_model(root, "current")
+    assert str(e.value) == (
+        f"'current' names no model: the model root {root} holds none yet; train one with "
+        "`paidan train DATA --out ROOT/VERSION` or start `paidan serve`"
+    )
+
+
 def test_models_list_shows_and_promote_takes_the_reported_version(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -335,6 +335,31 @@ def test_cli_predict_prints_the_http_answer_with_its_overall_decision(tiny_model
     }
 
 
+def test_cli_predict_takes_current_and_says_how_when_the_model_is_left_out(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    # `paidan predict current "…"` said "'current' does not exist", and `paidan predict "…"`
+    # (no model) said only "Missing argument 'text'", though the text was given.
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(root))
+    text = "烧烤店油烟很大，晚上十二点还在营业"
+    by_name = runner.invoke(app, ["predict", "v1", text])
+    by_current = runner.invoke(app, ["predict", "current", text])
+    assert by_current.exit_code == 0, by_current.output
+    assert json.loads(by_current.stdout) == json.loads(by_name.stdout)
+
+    r = runner.invoke(app, ["predict", text])
+    assert r.exit_code == 2
+    assert without_progress(r.output).splitlines() == [
+        "error: missing argument TEXT: paidan predict MODEL TEXT takes the model first, and "
+        f"'{text}' was read as the model; to route it with the current model under the model "
+        f"root: paidan predict current '{text}'"
+    ]
+    assert '"department"' not in r.output
+
+
 def test_cli_predict_with_a_bad_setting_is_one_line_naming_it(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("PAIDAN_MAX_TEXT_CHARS", "abc")
     r = runner.invoke(app, ["predict", str(tiny_model_dir), "拖欠工资"])
