@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import UnknownVersionError, current_dir, no_such_model, resolve_version
+from model.registry import (
+    CURRENT_FILE,
+    UnknownVersionError,
+    current_dir,
+    no_such_model,
+    resolve_version,
+)
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
 from serve.errors import ApiError
@@ -86,7 +92,9 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
         raise _one_worker_only(app, *supervisor)
     root = Path(app.state.services.settings.model_root)
     target: Path | None
-    if body is not None and body.model_dir:
+    # `current`, as the commands take it: the model the pointer names, even on a pinned server.
+    named_current = body is not None and body.model_dir == CURRENT_FILE
+    if body is not None and body.model_dir and not named_current:
         target = root / body.model_dir  # an absolute model_dir replaces the root
         if Path(body.model_dir).name == body.model_dir and not target.is_dir():
             # The model version the answers and feedback rows report, as `paidan serve --model`
@@ -101,7 +109,7 @@ async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadR
                     raise _refused(app, body.model_dir, unknown) from e
             except ModelLoadError as e:  # several versions report it
                 raise _refused(app, body.model_dir, e) from e
-    elif (target := pinned_dir(app)) is not None:
+    elif not named_current and (target := pinned_dir(app)) is not None:
         logger.info("reload: the server is pinned to %s; reloading it, not `current`", target)
     else:
         try:

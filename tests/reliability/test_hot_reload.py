@@ -128,6 +128,19 @@ def test_reload_swaps_to_a_named_model_and_to_the_current_one(
     assert served(admin_client) == "v1"
 
 
+def test_reload_naming_current_swaps_to_the_current_model(
+    admin_client: TestClient, root: Path
+) -> None:
+    # The commands take `current` for the pointer's version; the reload took it for a file
+    # under the root and refused it as no model directory.
+    swapped = admin_client.post("/v1/admin/reload", json={"model_dir": "v2"}, headers=ADMIN)
+    assert swapped.status_code == 200 and served(admin_client) == "v2"
+    back = admin_client.post("/v1/admin/reload", json={"model_dir": "current"}, headers=ADMIN)
+    assert back.status_code == 200, back.text
+    assert back.json()["version"] == "v1" and back.json()["model_dir"] == str(root / "v1")
+    assert served(admin_client) == "v1"
+
+
 def test_reload_takes_the_model_version_answers_report(
     admin_client: TestClient, root: Path
 ) -> None:
