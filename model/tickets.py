@@ -257,7 +257,7 @@ def load_workbook(path: Path, **options: Any) -> Any:
     except zipfile.BadZipFile:
         why = broken_workbook(path) or not_a_workbook(path)
     except Exception as e:
-        why = broken_workbook(path) or malformed_xml(e)
+        why = broken_workbook(path) or malformed_xml(e, path)
         if why is None:
             raise
     raise TicketFileError(f"{path}: cannot be read as XLSX: {why}") from None
@@ -267,27 +267,55 @@ def unreadable_file(path: Path, fmt: str, error: Exception) -> TicketFileError:
     """The error for a ticket file that ``error`` stopped the reading of: a workbook that is a zip
     archive but no workbook, or a damaged one, said as :func:`broken_workbook` says it (a damaged
     sheet fails only while its rows are read); others with ``error``'s words."""
-    why = (broken_workbook(path) or malformed_xml(error)) if fmt == "xlsx" else None
+    why = (broken_workbook(path) or malformed_xml(error, path)) if fmt == "xlsx" else None
     return TicketFileError(f"{path}: cannot be read as {fmt.upper()}: {why or error}")
 
 
-def malformed_xml(error: BaseException) -> str | None:
+def malformed_xml(error: BaseException, path: Path) -> str | None:
     """What a workbook is whose reading ``error`` stopped as an XML part of it is not well-formed,
-    and what to do, with the parser's words and position; ``None`` for another error.
+    and what to do, with the part (:func:`malformed_part`) and the parser's words and position;
+    ``None`` for another error.
 
     A program that writes workbooks badly, or an edit of the parts inside one, leaves a tag open
     or a part cut off with the zip archive sound (:func:`broken_workbook` finds nothing): it was
-    refused in the parser's words alone, "mismatched tag: line 1, column 188324".
+    refused in the parser's words alone, "mismatched tag: line 1, column 188324", whose line and
+    column are those of a part it did not name.
     """
     # ElementTree's ParseError, and lxml's XMLSyntaxError where openpyxl parses with lxml, are
     # SyntaxErrors; Python's own cannot come of reading a workbook.
     if not isinstance(error, SyntaxError):
         return None
+    part = malformed_part(path)
+    where = f"of its part {part}" if part else "of a part inside it"
     return (
-        f"the workbook is damaged: the XML of a part inside it is malformed ({error}), as a "
-        "program that writes workbooks badly leaves it: open it in Excel or WPS, which may repair "
-        "it, and save it again, or save the tickets from it as CSV UTF-8"
+        f"the workbook is damaged: the XML {where} is malformed ({error}), as a program that "
+        "writes workbooks badly leaves it: open it in Excel or WPS, which may repair it, and save "
+        "it again, or save the tickets from it as CSV UTF-8"
     )
+
+
+def malformed_part(path: Path) -> str | None:
+    """The first XML part of the workbook at ``path`` that is not well-formed, or ``None``.
+
+    Each part is parsed as a stream, in the archive's order; read only once a reader has failed.
+    """
+    import zipfile
+    from xml.etree.ElementTree import ParseError, iterparse
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if not name.endswith((".xml", ".rels")):
+                    continue
+                try:
+                    with archive.open(name) as part:
+                        for _ in iterparse(part):
+                            pass
+                except ParseError:
+                    return name
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return None
 
 
 # What a zip archive that is some other Office document holds, by the folder of its main part.

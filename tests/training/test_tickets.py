@@ -1536,6 +1536,8 @@ def test_a_workbook_whose_xml_is_malformed_is_said_to_be_damaged(tmp_path, membe
             message,
         )
         assert "Excel or WPS" in message and "CSV" in message, (name, message)
+        # Which part: the sheet, or the workbook's own parts, which no row names.
+        assert f"the XML of its part {member} is malformed" in message, (name, message)
         # The parser's words and position, as a detail.
         assert re.search(
             r"\((mismatched tag|unclosed token|not well-formed \(invalid token\)|"
