@@ -272,7 +272,13 @@ def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
                     if scope.get("method") in ("GET", "HEAD"):
                         # Served as the route: a probe or scrape configured with the slash
                         # (/healthz/, /metrics/) followed the redirect this replaced to a 200.
-                        await app.router(probe, receive, send)
+                        try:
+                            await app.router(probe, receive, send)
+                        finally:
+                            # Counted under the route it was answered as, not as "unmatched":
+                            # routing named it in the copy of the scope.
+                            if "route" in probe:
+                                scope["route"] = probe["route"]
                         return
                     shown = scope.get("root_path", "") + template
                     raise HTTPException(

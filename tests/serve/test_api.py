@@ -1319,6 +1319,17 @@ def test_readyz_stays_ready_when_a_newer_paidans_required_column_has_a_default(
 
 
 # -- metrics -----------------------------------------------------------------------------------------
+def test_a_probe_with_a_trailing_slash_is_counted_under_its_route(client: TestClient) -> None:
+    # /healthz/ is answered as /healthz; it was counted as "unmatched", where a probe or scrape
+    # configured with the slash filled the series of paths that match no route with its 200s.
+    client.get("/healthz/")
+    client.head("/readyz/")
+    text = client.get("/metrics").text
+    assert 'paidan_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert 'paidan_http_requests_total{method="HEAD",route="/readyz",status="200"} 1.0' in text
+    assert 'route="unmatched"' not in text
+
+
 def test_metrics_count_requests_predictions_and_review_share(client: TestClient) -> None:
     client.post("/v1/route", json=WAGE)
     client.post("/v1/route", json=SMOKE)
