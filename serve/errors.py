@@ -130,6 +130,31 @@ def error_response(
     return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else "another value"
+
+
+# Pydantic's errors for a value of the wrong container type, in Python's words ("a valid
+# dictionary or instance of RouteRequest"), and what JSON calls the container expected.
+_CONTAINER_ERRORS = {
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+    "dict_type": "a JSON object",
+    "list_type": "a JSON array",
+}
+
+
 def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple[str, str | None]:
     """A message and a dotted field path from pydantic errors, never echoing the input."""
     if not errors:
@@ -148,6 +173,8 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         msg = "is required"
     elif err.get("type") == "extra_forbidden":
         msg = "is not a known field"
+    elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
+        msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         message += f" (and {counted(len(errors) - 1, 'more problem')})"

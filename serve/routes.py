@@ -41,6 +41,7 @@ from serve.errors import (
     StreamAborted,
     client_left,
     first_validation_error,
+    json_kind,
     masked,
 )
 from serve.schemas import (
@@ -150,6 +151,19 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         outcomes: list[RouteBatchItem] = []
         valid: list[tuple[int, RouteRequestBase]] = []
         for i, item in enumerate(body.items):
+            if not isinstance(item, dict):
+                outcomes.append(
+                    RouteBatchItem(
+                        index=i,
+                        error=ErrorBody(
+                            code="invalid_item",
+                            message=f"item {i}: must be a JSON object shaped like the body of "
+                            f'POST /v1/route, such as {{"text": "…"}}, not {json_kind(item)}',
+                            field=f"items.{i}",
+                        ),
+                    )
+                )
+                continue
             try:
                 req = RouteRequest.model_validate(item)
             except Exception as e:  # one item must not sink the batch's others

@@ -163,6 +163,38 @@ def test_batch_keeps_order_and_reports_bad_items(client: TestClient) -> None:
     assert "长长长" not in json.dumps(results[5]), "the error must not echo the ticket"
 
 
+def test_a_body_or_batch_item_that_is_no_json_object_says_so(client: TestClient) -> None:
+    # Pydantic's words were Python's: "item 1: request: Input should be a valid dictionary or
+    # instance of RouteRequest", and for a body "valid dictionary or object to extract fields from".
+    items: list[Any] = [WAGE, "楼下烧烤油烟", ["a"], None, 7]
+    results = client.post("/v1/route/batch", json={"items": items}).json()["results"]
+    assert results[0]["result"] is not None
+    kinds = {1: "a string", 2: "an array", 3: "null", 4: "a number"}
+    for i, kind in kinds.items():
+        error = results[i]["error"]
+        assert error["field"] == f"items.{i}", error
+        assert error["message"] == (
+            f"item {i}: must be a JSON object shaped like the body of POST /v1/route, "
+            f'such as {{"text": "…"}}, not {kind}'
+        ), error
+    error = assert_error(client.post("/v1/route", json=["x"]), 422, "invalid_request")
+    assert error == {
+        "code": "invalid_request",
+        "message": "body: must be a JSON object, not an array",
+        "field": "body",
+    }
+    error = assert_error(client.post("/v1/route/batch", json=[WAGE]), 422, "invalid_request")
+    assert error["message"] == "body: must be a JSON object, not an array", error
+    error = assert_error(
+        client.post(
+            "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": []}
+        ),
+        422,
+        "invalid_request",
+    )
+    assert error["message"] == "body.suggestion: must be a JSON object, not an array", error
+
+
 def test_batch_matches_single_routes(client: TestClient) -> None:
     batch = client.post("/v1/route/batch", json={"items": [WAGE, SMOKE]}).json()["results"]
     for item, ticket in zip(batch, (WAGE, SMOKE), strict=True):
