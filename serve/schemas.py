@@ -215,7 +215,8 @@ class FeedbackRequestBase(_ScrubbedRequest):
         None,
         max_length=MAX_ID_CHARS,
         validation_alias=AliasChoices("ticket_id", "id"),
-        description="The caller's ticket id (`id` is accepted too)",
+        description="The caller's ticket id (`id`, its name in POST /v1/route, is accepted too; "
+        "sent with `ticket_id`, it must name the same ticket)",
         json_schema_extra=PRINTABLE,
     )
     title: str | None = Field(None, description="Ticket title; stored PII-masked")
@@ -258,6 +259,23 @@ class FeedbackRequestBase(_ScrubbedRequest):
         f"1 to {MAX_REQUEST_ID_CHARS} characters among A-Z a-z 0-9 . _ : -",
         json_schema_extra={"pattern": REQUEST_ID_PATTERN.pattern},
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_ticket_id(cls, data: Any) -> Any:
+        # `id` is ticket_id's other name (the POST /v1/route body's): sent with ticket_id, the
+        # alias left it over as an unknown field ("body.id: is not a known field").
+        # A null one is a name not used.
+        if isinstance(data, dict) and "id" in data and "ticket_id" in data:
+            given, other = data["ticket_id"], data["id"]
+            if given is not None and other is not None and given != other:
+                raise ValueError(
+                    "id and ticket_id name two different tickets; send the ticket's id once, "
+                    "as ticket_id (or as id)"
+                )
+            drop = "id" if other is None or given is not None else "ticket_id"
+            data = {k: v for k, v in data.items() if k != drop}
+        return data
 
     _text_not_blank = field_validator("text")(not_blank)
     _suggestion_shallow = field_validator("suggestion")(shallow_json)

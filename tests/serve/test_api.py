@@ -706,6 +706,29 @@ def test_feedback_round_trip_and_export(client: TestClient) -> None:
     assert row["suggestion"]["similar"] == shown["similar"]
 
 
+def test_feedback_with_both_id_and_ticket_id(client: TestClient) -> None:
+    # `id` is accepted for ticket_id; sent together (a client that adds ticket_id to the routed
+    # body) the answer was "body.id: is not a known field", which the docs contradict.
+    body = {"id": "A-1", "ticket_id": "A-1", "text": WAGE["text"], "department": "人社"}
+    saved = client.post("/v1/feedback", json=body)
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["ticket_id"] == "A-1"
+    error = assert_error(
+        client.post("/v1/feedback", json={**body, "id": "A-2"}), 422, "invalid_request"
+    )
+    assert error == {
+        "code": "invalid_request",
+        "message": "body: id and ticket_id name two different tickets; send the ticket's id once, "
+        "as ticket_id (or as id)",
+        "field": "body",
+    }
+    # A null one is a name not used.
+    for ids in ({"id": None, "ticket_id": "A-3"}, {"id": "A-3", "ticket_id": None}):
+        saved = client.post("/v1/feedback", json={**body, **ids})
+        assert saved.status_code == 201 and saved.json()["ticket_id"] == "A-3", saved.text
+    assert [r["ticket_id"] for r in export(client)] == ["A-1", "A-3", "A-3"]
+
+
 def test_feedback_export_since(client: TestClient) -> None:
     ids = []
     for dept in ("人社", "执法", "住建"):
