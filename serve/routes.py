@@ -225,16 +225,16 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 raise ApiError(
                     422,
                     "invalid_request",
-                    "is missing or empty; the served model suggests departments: send the "
-                    "department finally chosen",
+                    "body.department: is missing or empty; the served model suggests "
+                    "departments: send the department finally chosen",
                     "body.department",
                 )
             if body.category is None:
                 raise ApiError(
                     422,
                     "invalid_request",
-                    "is missing; the served model has no department head, so the category "
-                    "finally chosen is the decision: send it",
+                    "body.category: is missing; the served model has no department head, so the "
+                    "category finally chosen is the decision: send it",
                     "body.category",
                 )
         suggestion = mask_json(body.suggestion) if body.suggestion is not None else None
@@ -242,8 +242,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             raise ApiError(
                 422,
                 "invalid_request",
-                f"suggestion is larger than {MAX_SUGGESTION_CHARS:,} characters of JSON; send the "
-                "POST /v1/route answer as it was",
+                f"body.suggestion: is larger than {MAX_SUGGESTION_CHARS:,} characters of JSON; "
+                "send the POST /v1/route answer as it was",
                 "body.suggestion",
             )
         shown_version = (suggestion or {}).get("model_version")
@@ -450,8 +450,9 @@ def _replayed(
         raise ApiError(
             409,
             "request_id_conflict",
-            f"was already used for another decision (feedback row {row.id}: another ticket_id, "
-            "department, category or dispatcher_id); send a new request_id for each decision",
+            f"body.request_id: was already used for another decision (feedback row {row.id}: "
+            "another ticket_id, department, category or dispatcher_id); send a new request_id for "
+            "each decision",
             "body.request_id",
         )
     return FeedbackResponse.model_validate(row, from_attributes=True)

@@ -729,6 +729,20 @@ def test_feedback_with_both_id_and_ticket_id(client: TestClient) -> None:
     assert [r["ticket_id"] for r in export(client)] == ["A-1", "A-3", "A-3"]
 
 
+def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> None:
+    # As every validation error does ("body.text: is required"); these began "is missing or
+    # empty; …" or "was already used …", a sentence without its subject in a client's log.
+    body = {"text": WAGE["text"], "department": "人社", "request_id": "r-1"}
+    assert client.post("/v1/feedback", json=body).status_code == 201
+    for sent in (
+        {"text": WAGE["text"]},
+        {**body, "department": "住建"},
+        {"text": WAGE["text"], "department": "人社", "suggestion": {"x": "长" * 100_001}},
+    ):
+        error = client.post("/v1/feedback", json=sent).json()["error"]
+        assert error["field"] and error["message"].startswith(f"{error['field']}: "), error
+
+
 def test_feedback_export_since(client: TestClient) -> None:
     ids = []
     for dept in ("人社", "执法", "住建"):
@@ -914,6 +928,7 @@ def test_a_category_only_deployment_stores_feedback_without_a_department(
     # Without a department the category is the decision: one of the two is needed.
     error = assert_error(client.post("/v1/feedback", json={"text": "某投诉"}), 422)
     assert error["field"] == "body.category" and "no department head" in error["message"]
+    assert error["message"].startswith("body.category: is missing;"), error
     # A department, when a client has one, is stored as before.
     r = client.post("/v1/feedback", json={"text": "某投诉", "department": "执法"})
     assert r.status_code == 201 and r.json()["department"] == "执法", r.text
