@@ -103,13 +103,15 @@ def authorize(
     key: str | tuple[str, ...] | None,
     scope: Scope,
     header_problem: str | None = None,
+    header_key: str | None = None,
 ) -> None:
     """Raise :class:`KeyRefused` unless ``key`` (or one of several presented) may use ``scope``.
 
     ``route`` needs a key only when ``require_key_for_route`` is set; admin endpoints take the admin
     keys, or the API keys when no admin key is configured. Of several keys the one with the most
     rights counts; each is compared with every hash (no early exit). ``header_problem``
-    (:func:`authorization_problem`) is said in the 401 when no presented key is valid.
+    (:func:`authorization_problem`) is said in the 401 when no presented key is valid;
+    ``header_key`` is the ``X-API-Key`` sent, so that a refusal of it names that header.
     """
     if not settings.keys_configured:
         return  # loopback single-user mode; `paidan serve` enforces the loopback part
@@ -138,6 +140,22 @@ def authorize(
         is_admin |= matches(presented, admin_hashes)
         is_user |= matches(presented, settings.api_keys)
     is_user |= is_admin
+    if not is_user and keys == (header_key,) and not header_problem:
+        # The one key presented came in X-API-Key: named as such, not as the Authorization the
+        # client never sent; a `Bearer ` copied from that header's form is said (never the key).
+        scheme, _, rest = (header_key or "").partition(" ")
+        bearer_form = scheme.lower() == "bearer" and bool(rest.strip())
+        raise KeyRefused(
+            401,
+            "unauthorized",
+            "X-API-Key is not a valid API key"
+            + (
+                ": it holds `Bearer ` before the key; send the key alone, `X-API-Key: <key>`"
+                if bearer_form
+                else ""
+            ),
+            "X-API-Key",
+        )
     if not is_user:
         raise KeyRefused(
             401,
@@ -177,6 +195,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[None]]:
             presented_keys(bearer, header_key),
             scope,
             authorization_problem(request.headers.get("Authorization")),
+            header_key,
         )
 
     return check

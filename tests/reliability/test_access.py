@@ -145,6 +145,40 @@ def test_an_authorization_header_not_in_the_bearer_form_is_told_how_it_must_read
     assert keyed.post("/v1/feedback", json=FEEDBACK, headers=passed).status_code == 201
 
 
+def test_a_key_refused_in_x_api_key_names_that_header(keyed: TestClient) -> None:
+    # It was "the API key is not valid" with field "Authorization", a header the client never
+    # sent; and a key sent as `X-API-Key: Bearer <key>`, in the form the other header takes, was
+    # refused without a word about the `Bearer ` that made it invalid.
+    error = assert_error(
+        keyed.post("/v1/feedback", json=FEEDBACK, headers={"X-API-Key": "not-" + API_KEY}), 401
+    )
+    assert error == {
+        "code": "unauthorized",
+        "message": "X-API-Key is not a valid API key",
+        "field": "X-API-Key",
+    }
+    for scheme in ("Bearer", "bearer"):
+        sent = {"X-API-Key": f"{scheme} {API_KEY}"}
+        r = keyed.post("/v1/feedback", json=FEEDBACK, headers=sent)
+        error = assert_error(r, 401, "unauthorized")
+        assert error == {
+            "code": "unauthorized",
+            "message": "X-API-Key is not a valid API key: it holds `Bearer ` before the key; "
+            "send the key alone, `X-API-Key: <key>`",
+            "field": "X-API-Key",
+        }
+        assert API_KEY not in r.text
+    # A key refused in Authorization is still said as before.
+    error = assert_error(
+        keyed.post("/v1/feedback", json=FEEDBACK, headers=bearer("not-" + API_KEY)), 401
+    )
+    assert error == {
+        "code": "unauthorized",
+        "message": "the API key is not valid",
+        "field": "Authorization",
+    }
+
+
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
     # A valid API key that is not an admin key: known, but not allowed.
     error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)
