@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, cast
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
@@ -43,6 +43,7 @@ from serve.errors import (
     first_validation_error,
     json_kind,
     masked,
+    quoted,
 )
 from serve.schemas import (
     MAX_ID_CHARS,
@@ -283,7 +284,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             **AUTH_ERRORS,
         },
         tags=["feedback"],
-        dependencies=[FEEDBACK_KEY],
+        # The key first: a request without one is told that, whatever its query.
+        dependencies=[FEEDBACK_KEY, Depends(_export_query)],
     )
     def export_feedback(
         db: DatabaseDep,
@@ -371,6 +373,33 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return Response(content, media_type=media_type)
 
     return api
+
+
+EXPORT_PARAMETERS = ("since",)
+
+
+def _export_query(request: Request) -> None:
+    """Refuse a query parameter the export does not take, or one given twice: ignored, a
+    misspelt ``sinse=`` exported every row, and of two ``since=`` the last was read, silently."""
+    counts: dict[str, int] = {}
+    for name, _ in request.query_params.multi_items():
+        counts[name] = counts.get(name, 0) + 1
+    for name, count in counts.items():
+        if name not in EXPORT_PARAMETERS:
+            field = f"query.{quoted(name)}"
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{field}: is not a parameter of the export; it takes one, since",
+                field,
+            )
+        if count > 1:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"query.{name}: is given {count} times; send it once",
+                f"query.{name}",
+            )
 
 
 # An ISO time whose UTC offset lost its "+": typed into a URL unencoded

@@ -179,6 +179,13 @@ def test_a_key_refused_in_x_api_key_names_that_header(keyed: TestClient) -> None
     }
 
 
+def test_an_export_without_a_key_is_told_so_before_its_query_is_read(keyed: TestClient) -> None:
+    error = assert_error(keyed.get("/v1/feedback?sinse=2026-01-01"), 401, "unauthorized")
+    assert error["field"] == "Authorization"
+    sent = keyed.get("/v1/feedback?sinse=2026-01-01", headers=bearer(API_KEY))
+    assert assert_error(sent, 422, "invalid_request")["field"] == "query.sinse"
+
+
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
     # A valid API key that is not an admin key: known, but not allowed.
     error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)

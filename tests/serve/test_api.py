@@ -780,6 +780,28 @@ def test_feedback_export_since_with_an_offset_typed_unencoded(client: TestClient
     assert_error(client.get("/v1/feedback?since=2026-12-01+x"), 422, "invalid_request")
 
 
+def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient) -> None:
+    # ?sinse=… was ignored and the whole table exported, as if no time had been given; of two
+    # since= the last was read, silently: an incremental export got rows it already had, or none.
+    for i in range(2):
+        saved = client.post("/v1/feedback", json={"text": f"某投诉{i}", "department": "人社"})
+        assert saved.status_code == 201
+    for query, field in (("sinse=2026-12-01", "query.sinse"), ("Since=2026-12-01", "query.Since")):
+        error = assert_error(client.get(f"/v1/feedback?{query}"), 422, "invalid_request")
+        assert error == {
+            "code": "invalid_request",
+            "message": f"{field}: is not a parameter of the export; it takes one, since",
+            "field": field,
+        }
+    twice = client.get("/v1/feedback?since=2020-01-01&since=2999-01-01")
+    assert assert_error(twice, 422, "invalid_request") == {
+        "code": "invalid_request",
+        "message": "query.since: is given 2 times; send it once",
+        "field": "query.since",
+    }
+    assert len(client.get("/v1/feedback?since=2020-01-01").text.splitlines()) == 2
+
+
 def test_feedback_export_pages_through_many_rows(
     client: TestClient, app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
