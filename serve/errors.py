@@ -6,6 +6,7 @@ import contextlib
 import email.message
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.text import counted
@@ -243,7 +245,14 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, detail, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and detail == "Method Not Allowed":
+            detail, headers = _method_not_allowed(request, exc)
+        elif exc.status_code == 404 and detail == "Not Found":
+            # Never the path itself: it may hold what a client put in it (a phone number).
+            docs = request.scope.get("root_path", "") + "/docs"
+            detail = f"no route has this path; the routes are listed at {docs}"
+        return error_response(exc.status_code, code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -251,6 +260,39 @@ def install_error_handlers(app: FastAPI) -> None:
         # after it: UnexpectedErrorMiddleware answers every unexpected error before it gets there.
         log_unexpected(request.method, request.url.path, exc)
         return unexpected_response()
+
+
+# Methods named back in a 405: those HTTP defines (any other token a client sends is not quoted).
+_NAMED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _method_not_allowed(
+    request: Request, exc: StarletteHTTPException
+) -> tuple[str, Mapping[str, str] | None]:
+    """Starlette's bare "Method Not Allowed", told as what the path takes instead, and an
+    ``Allow`` header listing every method of it: Starlette's names only the first route that
+    matched (``POST`` for ``/v1/feedback``, which takes ``GET`` too)."""
+    from serve.telemetry import _routes  # serve.telemetry imports this module
+
+    methods: set[str] = set()
+    for candidate in _routes(getattr(request.app, "routes", ())):
+        if candidate.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(candidate, "methods", None) or ())
+    allowed = ", ".join(m for m in _METHOD_ORDER if m in methods)
+    headers = {**(exc.headers or {}), "Allow": allowed} if allowed else exc.headers
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    # A template with a parameter (/static/{name}) would be no help; the path itself may hold PII.
+    if isinstance(template, str) and "{" not in template:
+        where = request.scope.get("root_path", "") + template
+    else:
+        where = "this path"
+    method = request.method if request.method in _NAMED_METHODS else "this method"
+    message = f"{where} does not take {method}" + (f"; send {allowed}" if allowed else "")
+    return message, headers
 
 
 def log_unexpected(method: str, path: str, exc: BaseException) -> None:

@@ -338,6 +338,29 @@ def test_oversized_body_is_refused_before_reading(make_client: Callable[..., Tes
     assert error["field"] == "body"
 
 
+def test_a_wrong_method_or_path_is_told_what_to_send(client: TestClient) -> None:
+    # Both were Starlette's bare "Method Not Allowed" / "Not Found": a client that routed with
+    # GET /v1/route?text=… was not told the route takes POST, nor one with a wrong path where the
+    # routes are listed.
+    for method, path, allowed in (("GET", "/v1/route", "POST"), ("POST", "/v1/model", "GET")):
+        error = assert_error(client.request(method, path), 405, "method_not_allowed")
+        assert error["message"] == f"{path} does not take {method}; send {allowed}", error
+    error = assert_error(client.request("PROPFIND", "/v1/route"), 405, "method_not_allowed")
+    assert error["message"] == "/v1/route does not take this method; send POST", error
+    # Every method of the path, in the message and the Allow header: Starlette's Allow named the
+    # first route matched alone, POST for /v1/feedback, which is exported with GET.
+    answer = client.delete("/v1/feedback")
+    error = assert_error(answer, 405, "method_not_allowed")
+    assert error["message"] == "/v1/feedback does not take DELETE; send GET, POST", error
+    assert answer.headers["allow"] == "GET, POST"
+    assert client.post("/healthz").headers["allow"] == "GET, HEAD"
+    error = assert_error(client.get("/v1/13812345678"), 404, "not_found")
+    assert error["message"] == "no route has this path; the routes are listed at /docs", error
+    behind = TestClient(client.app, root_path="/paidan")
+    error = assert_error(behind.get("/paidan/v1/nothing"), 404, "not_found")
+    assert error["message"].endswith("listed at /paidan/docs"), error
+
+
 def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
     bad = client.post(
         "/v1/route", content=b'{"text": "x"', headers={"content-type": "application/json"}
