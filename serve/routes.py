@@ -188,7 +188,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             valid.append((i, req))
             outcomes.append(RouteBatchItem(index=i, id=req.id))
         default_k = body.top_k or settings.top_k
-        results = _predict_each_safely(router, [r for _, r in valid], default_k, settings)
+        results = _predict_each_safely(router, valid, default_k, settings)
         for (i, req), result in zip(valid, results, strict=True):
             if isinstance(result, ErrorBody):
                 outcomes[i].error = result
@@ -507,26 +507,29 @@ def _export_line(row: Feedback) -> bytes:
 
 
 def _predict_each_safely(
-    router: Any, requests: list[RouteRequestBase], default_k: int, settings: Any
+    router: Any, requests: list[tuple[int, RouteRequestBase]], default_k: int, settings: Any
 ) -> list[RouteResult | ErrorBody]:
-    """One vectorised call; if it fails, item by item so one bad ticket cannot sink the batch."""
+    """One vectorised call; if it fails, item by item so one bad ticket cannot sink the batch.
+    ``requests`` are the valid items with their indices in the batch."""
     if not requests:
         return []
-    tickets = [(r.title or "", r.text) for r in requests]
-    top_k = max(r.top_k or default_k for r in requests)
+    tickets = [(r.title or "", r.text) for _, r in requests]
+    top_k = max(r.top_k or default_k for _, r in requests)
     try:
         return list(router.predict(tickets, top_k=top_k, similar_k=settings.similar_k))
     except Exception:
         out: list[RouteResult | ErrorBody] = []
-        for ticket in tickets:
+        for (i, _), ticket in zip(requests, tickets, strict=True):
             try:
                 out.append(router.predict([ticket], top_k=top_k, similar_k=settings.similar_k)[0])
             except Exception as e:  # the message may quote the text, so only the type is used
+                # A bug: logged (it was not: the client alone learnt of it), by type only.
+                logger.error("batch item %d could not be routed (%s)", i, type(e).__name__)
                 out.append(
                     ErrorBody(
                         code="prediction_failed",
-                        field=None,
-                        message=f"this ticket could not be routed ({type(e).__name__})",
+                        field=f"items.{i}",
+                        message=f"item {i}: this ticket could not be routed ({type(e).__name__})",
                     )
                 )
         return out

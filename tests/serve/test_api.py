@@ -318,6 +318,34 @@ def test_batch_item_that_breaks_validation_gets_its_own_error(
     assert "RecursionError" in results[1]["error"]["message"]
 
 
+def test_batch_item_that_cannot_be_routed_says_which(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its error named neither its index nor its field, unlike every invalid item's ("item 1: …",
+    # items.1.text): the one message a client logs did not say which ticket to look at; and the
+    # server logged nothing of a failure that can only be a bug.
+    router = client.app.state.router  # type: ignore[attr-defined]
+    real = router.predict
+
+    def fails_on_boom(tickets: Any, *args: Any, **kwargs: Any) -> Any:
+        if any("boom" in text for _, text in tickets):
+            raise RuntimeError("cannot")
+        return real(tickets, *args, **kwargs)
+
+    monkeypatch.setattr(router, "predict", fails_on_boom)
+    items = [WAGE, {"id": "B-1", "text": "boom"}, SMOKE]
+    with caplog.at_level(logging.ERROR, logger="serve.routes"):
+        body = client.post("/v1/route/batch", json={"items": items}).json()
+    assert "batch item 1 could not be routed (RuntimeError)" in caplog.text
+    assert "boom" not in caplog.text
+    assert [r["result"] is not None for r in body["results"]] == [True, False, True]
+    assert body["results"][1]["error"] == {
+        "code": "prediction_failed",
+        "message": "item 1: this ticket could not be routed (RuntimeError)",
+        "field": "items.1",
+    }
+
+
 def test_limits_follow_the_settings(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_text_chars=100, max_title_chars=10)
     error = assert_error(client.post("/v1/route", json={"text": "字" * 101}), 422)
