@@ -281,6 +281,21 @@ class FeedbackRequestBase(_ScrubbedRequest):
     _suggestion_shallow = field_validator("suggestion")(shallow_json)
     _suggestion_storable = field_validator("suggestion")(storable_json)
 
+    @field_validator("department", mode="before")
+    @classmethod
+    def _department_not_a_list(cls, value: Any) -> Any:
+        # Ticket files may write a joint dispatch as a JSON array; here it is one string, and
+        # "Input should be a valid string" named no way to send one.
+        if isinstance(value, list):
+            names = [quoted(v.strip()) for v in value[:6] if isinstance(v, str) and v.strip()]
+            shown = "；".join(names[:5]) + ("；…" if len(names) > 5 else "")
+            example = f": {shown}" if names else ""
+            raise ValueError(
+                "must be a string, not an array; name a joint dispatch's departments in one, "
+                f"the lead first, separated by ；{example}"
+            )
+        return value
+
     @field_validator("department")
     @classmethod
     def _department_given(cls, value: str | None) -> str | None:

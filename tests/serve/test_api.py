@@ -794,6 +794,28 @@ def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> 
         assert error["field"] and error["message"].startswith(f"{error['field']}: "), error
 
 
+def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispatch(
+    client: TestClient,
+) -> None:
+    # Ticket files may give a joint dispatch as a JSON array; the API answered an array with
+    # "Input should be a valid string", naming no way to send one.
+    sent = {"text": "某投诉", "department": ["人社", "住建"]}
+    error = assert_error(client.post("/v1/feedback", json=sent), 422, "invalid_request")
+    assert error == {
+        "code": "invalid_request",
+        "message": "body.department: must be a string, not an array; name a joint dispatch's "
+        "departments in one, the lead first, separated by ；: 人社；住建",
+        "field": "body.department",
+    }
+    # What it quotes is masked, as every error quotes the request.
+    masked = {"text": "某投诉", "department": ["网格员张三13912345678", "住建"]}
+    error = assert_error(client.post("/v1/feedback", json=masked), 422, "invalid_request")
+    assert error["message"].endswith(": 网格员张三[手机号]；住建"), error
+    # As told, it is stored.
+    saved = client.post("/v1/feedback", json={**sent, "department": "人社；住建"})
+    assert saved.status_code == 201 and saved.json()["department"] == "人社；住建"
+
+
 def test_feedback_export_since(client: TestClient) -> None:
     ids = []
     for dept in ("人社", "执法", "住建"):
