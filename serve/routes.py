@@ -376,6 +376,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
 
 
 EXPORT_PARAMETERS = ("since",)
+# A cache-buster, ignored: jQuery's `cache: false` and some proxies add _=<time> to every GET.
+CACHE_BUSTER = "_"
 
 
 def _export_query(request: Request) -> None:
@@ -385,6 +387,8 @@ def _export_query(request: Request) -> None:
     for name, _ in request.query_params.multi_items():
         counts[name] = counts.get(name, 0) + 1
     for name, count in counts.items():
+        if name == CACHE_BUSTER:
+            continue
         if name not in EXPORT_PARAMETERS:
             field = f"query.{quoted(name)}"
             raise ApiError(

@@ -873,6 +873,9 @@ def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient
         "field": "query.since",
     }
     assert len(client.get("/v1/feedback?since=2020-01-01").text.splitlines()) == 2
+    # A cache-buster (jQuery's `cache: false` adds _=<time> to every GET) says nothing of the rows.
+    busted = client.get("/v1/feedback?since=2020-01-01&_=1764986400000")
+    assert busted.status_code == 200 and len(busted.text.splitlines()) == 2
 
 
 def test_feedback_export_pages_through_many_rows(
