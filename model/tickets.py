@@ -1501,6 +1501,12 @@ def _json_object(pairs: list[tuple[str, Any]]) -> JsonObject:
     return obj
 
 
+def json_problem(error: json.JSONDecodeError, where: str) -> str:
+    """json's message for ``error`` with where it is: the message alone may end mid-sentence
+    (``Unterminated string starting at``; the place is in the error's other attributes)."""
+    return f"{error.msg}{'' if error.msg.endswith(' at') else ' at'} {where}"
+
+
 def load_json_line(line: str) -> Any:
     """One JSON Lines value; an object remembers a key written twice (``json.loads`` keeps the
     last value silently: ``{"text": complaint, "text": note}`` read as the note)."""
@@ -2280,7 +2286,7 @@ def json_line_problem(path: Path, value: Any) -> str:
     if isinstance(value, PrettyObject):
         return pretty_object(path, value)
     if isinstance(value, json.JSONDecodeError):
-        return f"not valid JSON ({value.msg})"
+        return f"not valid JSON ({json_problem(value, f'column {value.colno}')})"
     return "expected a JSON object per line"
 
 
@@ -2745,7 +2751,7 @@ def json_array_elements(f: BinaryIO, path: Path) -> Iterator[tuple[int, Any, str
             try:
                 value, text = s.value()
             except json.JSONDecodeError as e:
-                problem = f"{e.msg}{'' if e.msg.endswith(' at') else ' at'} {s.where(e.pos)}"
+                problem = json_problem(e, s.where(e.pos))
                 if s.cut_short(e):
                     raise TicketFileError(
                         f"{path}: the JSON array is cut short: the file ends inside element {n} "

@@ -46,6 +46,7 @@ from model.tickets import (
     json_array_elements,
     json_line_problem,
     json_lines,
+    json_problem,
     json_type,
     load_workbook,
     objects_without_keys,
@@ -742,7 +743,8 @@ def _iter_jsonl(path: Path, columns: Sequence[str], name: str) -> Iterator[Recor
                 yield Record(dict(blank), problem, where, typed={})
                 continue
             if isinstance(obj, json.JSONDecodeError):
-                yield Record(dict(blank), f"malformed JSON: {where}: {obj.msg}", where, typed={})
+                problem = json_problem(obj, f"column {obj.colno}")
+                yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where, typed={})
                 continue
             if not isinstance(obj, dict):
                 problem = f"malformed JSON: {where}: not a JSON object"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from model.artifact import ModelLoadError, OutputPathError
 from model.settings import get_settings
 from model.text import normalize
-from model.tickets import ColumnMap, TicketFileError
+from model.tickets import ColumnMap, TicketFileError, read_tickets
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS, three_versions, without_progress, write_tiny_csv
 from training.label import PRED_COLUMNS, LabelError, check_text, label
@@ -1459,6 +1459,28 @@ def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) ->
     assert list(df["id"]) == ["J1", "", "", "J4"]
     assert df["error"][1].startswith("malformed JSON") and "line 2" in df["error"][1]
     assert df["error"][2].startswith("malformed JSON") and "line 3" in df["error"][2]
+
+
+def test_a_broken_json_line_is_named_with_its_column(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # json's own message for a line cut short ends "Unterminated string starting at" (the place
+    # is in other attributes): label's error row and train's refusal both ended there, mid-sentence.
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": "J1", "text": "老板拖欠工资"}\n{"id": "J2", "text": "油烟扰\n'
+        '{"id": "J3", "text": "噪音"} x\n',
+        encoding="utf-8",
+    )
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["error"][1:]) == [
+        "malformed JSON: line 2 of in.jsonl: Unterminated string starting at column 22",
+        "malformed JSON: line 3 of in.jsonl: Extra data at column 28",
+    ]
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([src], ColumnMap())
+    assert str(e.value).endswith(
+        "in.jsonl, line 2: not valid JSON (Unterminated string starting at column 22)"
+    )
 
 
 def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
