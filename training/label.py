@@ -618,6 +618,29 @@ def output_schema(
 # -- the run -------------------------------------------------------------------------------------
 
 
+def _refuse_files_read_twice(files: Sequence[Path]) -> None:
+    """Refuse a file among the inputs twice (``label exports/ exports/2024-03.csv``, or a
+    ``latest.csv`` link beside the file it points to): its rows were labelled twice, each ticket
+    coming back twice under its id, without a word."""
+    first: dict[Path, Path] = {}  # by the file, the path it was first reached by
+    twice: dict[Path, tuple[Path, Path]] = {}
+    for p in files:
+        resolved = p.resolve()
+        if resolved not in first:
+            first[resolved] = p
+        else:
+            twice.setdefault(resolved, (first[resolved], p))
+    if twice:
+        names = ", ".join(
+            str(a) if str(a) == str(b) else f"{a} (again as {b})" for a, b in twice.values()
+        )
+        raise LabelError(
+            f"{names} {'is' if len(twice) == 1 else 'are'} among the inputs twice (given twice, "
+            "given and in a directory given, or through a symbolic link): each of its rows would "
+            "come back twice; name each file once"
+        )
+
+
 def label(
     inputs: Sequence[str | Path],
     model_dir: str | Path,
@@ -745,6 +768,7 @@ def label(
     meta = verify(model_dir, model_root)
     named = named_paths(inputs)
     files = [p for p, _ in named]
+    _refuse_files_read_twice(files)
     typed = fmt in ("jsonl", "parquet")
     kinds: dict[str, set[str]] | None = {} if typed else None
     input_columns, file_headers = _input_columns(files, columns, kinds)

@@ -2065,6 +2065,33 @@ def test_an_output_over_an_input_is_refused_before_anything_is_written(
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_file_among_the_inputs_twice_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # `paidan label exports/ exports/2024-03.csv` labelled March twice: each of its tickets came
+    # back twice under one id, without a word, and the summary counted them twice.
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_csv(exports / "2024-02.csv", ticket_rows(2))
+    march = write_csv(exports / "2024-03.csv", ticket_rows(3))
+    out = tmp_path / "out.csv"
+    latest = tmp_path / "latest.csv"
+    latest.symlink_to(march)  # a link kept to the newest export
+    for inputs, named in (
+        ([exports, march], f"{march} is"),
+        ([march, march], f"{march} is"),
+        ([exports, exports], f"{exports / '2024-02.csv'}, {march} are"),
+        ([exports, latest], f"{march} (again as {latest}) is"),
+    ):
+        with pytest.raises(LabelError) as e:
+            label(inputs, tiny_model_dir, out, jobs=1)
+        assert str(e.value) == (
+            f"{named} among the inputs twice (given twice, given and in a directory given, or "
+            "through a symbolic link): each of its rows would come back twice; name each file once"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "latest.csv"]
+    label([exports], tiny_model_dir, out, jobs=1)
+    assert len(read_output(out)) == 5
+
+
 def test_gc_keeps_the_model_a_label_run_reads(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
