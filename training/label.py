@@ -1849,4 +1849,10 @@ def _plots(summary: dict[str, Any], dept_scores: np.ndarray, output: Path) -> li
                 output.with_name(output.name + ".confidence.png"),
             )
         )
+    # A chart this run does not draw (it labelled no row) is not left from an earlier run into
+    # the same --out (--force): it showed that run's departments and scores beside this output.
+    for name in (".departments.png", ".confidence.png"):
+        chart = output.with_name(output.name + name)
+        if chart not in written:
+            chart.unlink(missing_ok=True)
     return written

@@ -1934,6 +1934,21 @@ def test_cli_label_prints_a_summary(tiny_model_dir: Path, tmp_path: Path) -> Non
     assert "already exists" in again.output
 
 
+def test_a_run_without_labelled_rows_leaves_no_earlier_runs_charts(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A run that labels no row draws no chart; --force into an earlier run's output kept that
+    # run's charts beside the new file, its departments and scores shown as this run's.
+    out = tmp_path / "out.csv"
+    label([write_csv(tmp_path / "in.csv", ticket_rows(5))], tiny_model_dir, out, jobs=1)
+    charts = [tmp_path / "out.csv.departments.png", tmp_path / "out.csv.confidence.png"]
+    assert all(p.is_file() for p in charts)
+    empty = write_csv(tmp_path / "empty.csv", [["E1", "空", ""], ["E2", "空", " "]])
+    result = label([empty], tiny_model_dir, out, jobs=1, force=True)
+    assert result.summary["labelled"] == 0 and result.summary["plots"] == [] == result.plots
+    assert [p.name for p in charts if p.exists()] == []
+
+
 def test_cli_label_into_a_closed_pipe_exits_as_a_unix_tool_and_still_warns(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
