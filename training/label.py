@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import fcntl
 import functools
 import gc
 import hashlib
@@ -739,6 +740,7 @@ def label(
     temporary = [
         output.with_name(output.name + PARTS_SUFFIX) / f".{output.name}.tmp",
         output.with_name(f".{output.name}.summary.json.tmp"),
+        _lock_path(output),
     ]
     check_name_lengths(output, [*written_files(output), *temporary], "--out")
     check_writable(output, "--out")  # a directory, or a place no file can be made
@@ -764,207 +766,281 @@ def label(
             "--jobs sets the workers of the LocalCluster paidan starts; with --scheduler the "
             "cluster's own workers label (give them processes with `dask worker --nworkers N`)"
         )
-    model_dir = Path(model_dir)
-    meta = verify(model_dir, model_root)
-    named = named_paths(inputs)
-    files = [p for p, _ in named]
-    _refuse_files_read_twice(files)
-    typed = fmt in ("jsonl", "parquet")
-    kinds: dict[str, set[str]] | None = {} if typed else None
-    input_columns, file_headers = _input_columns(files, columns, kinds)
-    schema = output_schema(
-        input_columns,
-        _column_types(files, file_headers, kinds or {}, fmt) if typed else None,
-    )
-    max_chars = get_settings().max_text_chars
-    max_title_chars = get_settings().max_title_chars
-    # The joint-dispatch advice reads as many similar tickets as the server's does.
-    similar_k = get_settings().similar_k
-    estimated = None  # the inputs' estimated rows, for the progress bar
-    if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
-        estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
-    fingerprint = {
-        "format": MANIFEST_FORMAT,
-        "inputs": [
-            # printable: a name of GBK bytes (a Windows zip unzipped here) is kept with \xNN
-            # escapes, which JSON can hold; as is, writing the manifest ended in a traceback.
-            {
-                "path": printable(str(p.resolve())),
-                "size": p.stat().st_size,
-                "mtime_ns": p.stat().st_mtime_ns,
-            }
-            for p in files
-        ],
-        "columns": input_columns,
-        "text_col": columns.text,
-        "title_col": columns.title,
-        "delimiter": columns.delimiter,
-        "chunk_size": chunk_size,
-        "max_text_chars": max_chars,
-        "max_title_chars": max_title_chars,
-        "model_version": meta.get("version"),
-        "model_sha256": meta["files"][ROUTER_FILE],
-        "output_format": fmt,
-        "joint": joint,
-        "similar_k": similar_k,
-        "paidan": parts_writer(),
-    }
-    parts = output.with_name(output.name + PARTS_SUFFIX)
-    resuming = resume and (parts / MANIFEST_FILE).is_file()
-    done = _open_parts(parts, output, fingerprint, resume, force, model_dir)
-
-    def drop_unused_parts() -> None:
-        # A run refused before its first chunk (an unreachable scheduler, a cluster without
-        # workers) left an empty OUTPUT.parts/ behind; one it resumed stays as it was.
-        if not resuming and _chunks_done(parts) == 0:
-            shutil.rmtree(parts, ignore_errors=True)
-
-    rows_done = 0
-    counts = _Counts()
-    # The labelled file is written as the run goes, chunk after chunk in input order, while the
-    # workers label the next ones; joining the parts at the end made every run wait for it
-    # (measured: a second of a 15-second run of 100,000 rows). The parts stay for --resume.
-    # Inside the parts directory, so a run killed outright (no cleanup) leaves nothing beside the
-    # output that a finished --resume would not remove with the parts.
-    tmp = parts / f".{output.name}.tmp"
+    # Held until the run ends: a second run into the same --out is refused here, before it
+    # looks at (and deletes, or writes beside) the parts this one is writing.
+    lock = _OutputLock(output)
     try:
-        total = estimated if estimated is not None else sum(estimate_rows(p) for p in files)
-        with _writing(tmp, parts):
-            writer = OutputWriter(tmp, fmt, schema, formulas_escaped=escape_formulas)
-    except BaseException:
-        drop_unused_parts()
-        raise
-    scores: list[np.ndarray] = []
-
-    def emit(table: pa.Table) -> None:
-        if fmt == "xlsx" and writer.rows + table.num_rows > XLSX_MAX_ROWS - 1:
-            # An input counted low before the run (a workbook's stale declared size).
-            raise _SheetFull(_too_many_rows(output, f"more than {XLSX_MAX_ROWS - 1:,}", True))
-        with _writing(tmp, parts):
-            writer.write(table)
-        scores.append(counts.add(table))
-
-    try:
-        for index in range(done):  # what the interrupted run finished
-            emit(read_part(parts / _part_name(index), schema))
-        resumed_rows = counts.rows
-        submit, window, closer, failure = _start_engine(
-            engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint, similar_k
+        model_dir = Path(model_dir)
+        meta = verify(model_dir, model_root)
+        named = named_paths(inputs)
+        files = [p for p, _ in named]
+        _refuse_files_read_twice(files)
+        typed = fmt in ("jsonl", "parquet")
+        kinds: dict[str, set[str]] | None = {} if typed else None
+        input_columns, file_headers = _input_columns(files, columns, kinds)
+        schema = output_schema(
+            input_columns,
+            _column_types(files, file_headers, kinds or {}, fmt) if typed else None,
         )
-        try:
-            pending: deque[tuple[_Chunk, _Pending | None]] = deque()
-
-            def finish(chunk: _Chunk, future: _Pending | None) -> None:
-                nonlocal rows_done
-                preds = future.result() if future is not None else []
-                table = _part_table(chunk, preds, schema)
-                part = parts / _part_name(chunk.index)
-                with _writing(part, parts):
-                    write_part_atomic(table, part)
-                with _writing(parts / MANIFEST_FILE, parts):
-                    _commit(parts, fingerprint, chunk.index + 1)
-                emit(table)
-                rows_done += len(chunk.records)
-                if progress and rows_done != total:
-                    # The estimate (physical lines, a sheet's declared size) may be reached
-                    # before the end, exactly at it, or never: the stage is done when the input
-                    # is (below), never before.
-                    progress("labelling", rows_done, max(total, rows_done + 1))
-
-            try:
-                for chunk in _chunks(
-                    files,
-                    [name for _, name in named],
-                    input_columns,
-                    file_headers,
-                    columns,
-                    chunk_size,
-                    max_chars,
-                    max_title_chars,
-                ):
-                    if chunk.index < done:
-                        rows_done += len(chunk.records)
-                        continue
-                    pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
-                    while len(pending) >= window:
-                        finish(*pending.popleft())
-                while pending:
-                    finish(*pending.popleft())
-                if progress:
-                    progress("labelling", rows_done, rows_done)
-            except Exception as e:
-                # A worker killed (the OOM killer), the scheduler lost: a traceback ended the run,
-                # with no word that the finished chunks are kept.
-                what = failure(e)
-                if what is None:
-                    raise
-                raise LabelError(what + _kept(parts, "rerun the same command")) from None
-        finally:
-            closer()
-        with _writing(tmp, parts):
-            writer.close()
-    except BaseException as e:
-        writer.abort()
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, _SheetFull):  # no run into this --out can ever use them
-            shutil.rmtree(parts, ignore_errors=True)
-        drop_unused_parts()
-        raise
-    with _writing(output, parts):
-        os.replace(tmp, output)
-        fsync_dir(output.parent)
-    summary = _summary(counts)
-    dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-    summary.update(
-        {
-            "input": [printable(str(p)) for p in files],
-            "output": str(output),
-            "model_version": meta.get("version"),
-            "engine": engine,
+        max_chars = get_settings().max_text_chars
+        max_title_chars = get_settings().max_title_chars
+        # The joint-dispatch advice reads as many similar tickets as the server's does.
+        similar_k = get_settings().similar_k
+        estimated = None  # the inputs' estimated rows, for the progress bar
+        if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
+            estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
+        fingerprint = {
+            "format": MANIFEST_FORMAT,
+            "inputs": [
+                # printable: a name of GBK bytes (a Windows zip unzipped here) is kept with \xNN
+                # escapes, which JSON can hold; as is, writing the manifest ended in a traceback.
+                {
+                    "path": printable(str(p.resolve())),
+                    "size": p.stat().st_size,
+                    "mtime_ns": p.stat().st_mtime_ns,
+                }
+                for p in files
+            ],
+            "columns": input_columns,
+            "text_col": columns.text,
+            "title_col": columns.title,
+            "delimiter": columns.delimiter,
             "chunk_size": chunk_size,
-            "resumed_chunks": done,
-            "resumed_rows": resumed_rows,
-            # CSV: the cells written with a leading ' so that a spreadsheet shows them as text.
-            **({"formulas_escaped": writer.escaped} if fmt == "csv" else {}),
-            # XLSX: cells over the 32,767 characters Excel holds, cut (their rows' error says so).
-            **(
-                {"cells_cut": writer.cells_cut, "rows_with_cells_cut": writer.rows_cut}
-                if fmt == "xlsx"
-                else {}
-            ),
-            "seconds": round(time.perf_counter() - started, 2),
+            "max_text_chars": max_chars,
+            "max_title_chars": max_title_chars,
+            "model_version": meta.get("version"),
+            "model_sha256": meta["files"][ROUTER_FILE],
+            "output_format": fmt,
+            "joint": joint,
+            "similar_k": similar_k,
+            "paidan": parts_writer(),
         }
-    )
-    warnings = []
-    if writer.cells_cut:
-        cells = counted(writer.cells_cut, "cell", thousands=True)
-        rows = counted(writer.rows_cut, "row", thousands=True)
-        warnings.append(
-            f"{cells} in {rows} held more than the {XLSX_MAX_CELL_CHARS:,} characters an Excel "
-            f"cell holds and {'is' if writer.cells_cut == 1 else 'are'} cut in {output} (the "
-            f"first: {writer.first_cut}); each such row's error says so: write .csv, .jsonl or "
-            ".parquet to keep every character"
+        parts = output.with_name(output.name + PARTS_SUFFIX)
+        resuming = resume and (parts / MANIFEST_FILE).is_file()
+        done = _open_parts(parts, output, fingerprint, resume, force, model_dir)
+
+        def drop_unused_parts() -> None:
+            # A run refused before its first chunk (an unreachable scheduler, a cluster without
+            # workers) left an empty OUTPUT.parts/ behind; one it resumed stays as it was.
+            if not resuming and _chunks_done(parts) == 0:
+                shutil.rmtree(parts, ignore_errors=True)
+
+        rows_done = 0
+        counts = _Counts()
+        # The labelled file is written as the run goes, chunk after chunk in input order, while the
+        # workers label the next ones; joining the parts at the end made every run wait for it
+        # (measured: a second of a 15-second run of 100,000 rows). The parts stay for --resume.
+        # Inside the parts directory, so a run killed outright (no cleanup) leaves nothing beside
+        # the output that a finished --resume would not remove with the parts.
+        tmp = parts / f".{output.name}.tmp"
+        try:
+            total = estimated if estimated is not None else sum(estimate_rows(p) for p in files)
+            with _writing(tmp, parts):
+                writer = OutputWriter(tmp, fmt, schema, formulas_escaped=escape_formulas)
+        except BaseException:
+            drop_unused_parts()
+            raise
+        scores: list[np.ndarray] = []
+
+        def emit(table: pa.Table) -> None:
+            if fmt == "xlsx" and writer.rows + table.num_rows > XLSX_MAX_ROWS - 1:
+                # An input counted low before the run (a workbook's stale declared size).
+                raise _SheetFull(_too_many_rows(output, f"more than {XLSX_MAX_ROWS - 1:,}", True))
+            with _writing(tmp, parts):
+                writer.write(table)
+            scores.append(counts.add(table))
+
+        try:
+            for index in range(done):  # what the interrupted run finished
+                emit(read_part(parts / _part_name(index), schema))
+            resumed_rows = counts.rows
+            submit, window, closer, failure = _start_engine(
+                engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint, similar_k
+            )
+            try:
+                pending: deque[tuple[_Chunk, _Pending | None]] = deque()
+
+                def finish(chunk: _Chunk, future: _Pending | None) -> None:
+                    nonlocal rows_done
+                    preds = future.result() if future is not None else []
+                    table = _part_table(chunk, preds, schema)
+                    part = parts / _part_name(chunk.index)
+                    with _writing(part, parts):
+                        write_part_atomic(table, part)
+                    with _writing(parts / MANIFEST_FILE, parts):
+                        _commit(parts, fingerprint, chunk.index + 1)
+                    emit(table)
+                    rows_done += len(chunk.records)
+                    if progress and rows_done != total:
+                        # The estimate (physical lines, a sheet's declared size) may be reached
+                        # before the end, exactly at it, or never: the stage is done when the input
+                        # is (below), never before.
+                        progress("labelling", rows_done, max(total, rows_done + 1))
+
+                try:
+                    for chunk in _chunks(
+                        files,
+                        [name for _, name in named],
+                        input_columns,
+                        file_headers,
+                        columns,
+                        chunk_size,
+                        max_chars,
+                        max_title_chars,
+                    ):
+                        if chunk.index < done:
+                            rows_done += len(chunk.records)
+                            continue
+                        pending.append((chunk, submit(chunk.tickets) if chunk.tickets else None))
+                        while len(pending) >= window:
+                            finish(*pending.popleft())
+                    while pending:
+                        finish(*pending.popleft())
+                    if progress:
+                        progress("labelling", rows_done, rows_done)
+                except Exception as e:
+                    # A worker killed (the OOM killer), the scheduler lost: a traceback ended the
+                    # run, with no word that the finished chunks are kept.
+                    what = failure(e)
+                    if what is None:
+                        raise
+                    raise LabelError(what + _kept(parts, "rerun the same command")) from None
+            finally:
+                closer()
+            with _writing(tmp, parts):
+                writer.close()
+        except BaseException as e:
+            writer.abort()
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, _SheetFull):  # no run into this --out can ever use them
+                shutil.rmtree(parts, ignore_errors=True)
+            drop_unused_parts()
+            raise
+        with _writing(output, parts):
+            os.replace(tmp, output)
+            fsync_dir(output.parent)
+        summary = _summary(counts)
+        dept_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        summary.update(
+            {
+                "input": [printable(str(p)) for p in files],
+                "output": str(output),
+                "model_version": meta.get("version"),
+                "engine": engine,
+                "chunk_size": chunk_size,
+                "resumed_chunks": done,
+                "resumed_rows": resumed_rows,
+                # CSV: the cells written with a leading ' so that a spreadsheet shows them as text.
+                **({"formulas_escaped": writer.escaped} if fmt == "csv" else {}),
+                # XLSX: cells over the 32,767 characters Excel holds, cut (their rows' error says
+                # so).
+                **(
+                    {"cells_cut": writer.cells_cut, "rows_with_cells_cut": writer.rows_cut}
+                    if fmt == "xlsx"
+                    else {}
+                ),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
         )
-    # Over the rows this run labelled: those of the resumed chunks took the interrupted run's time
-    # (counted in, a resume near the end reported several times the machine's speed).
-    summary["rows_per_second"] = round(
-        (summary["rows"] - resumed_rows) / max(summary["seconds"], 1e-9), 1
-    )
-    summary_path = output.with_name(output.name + ".summary.json")
-    with _writing(f"the plots beside {output}", parts):
-        plots = _plots(summary, dept_scores, output)
-    summary["plots"] = [str(p) for p in plots]
-    if "department_chart_key" in summary:
-        warnings.append(
-            f"no font that draws Chinese was found, so {plots[0].name} numbers its bars; "
-            f"{summary_path.name} keys them (department_chart_key). Install one "
-            "(fonts-noto-cjk or fonts-wqy-microhei) to see the names"
+        warnings = []
+        if writer.cells_cut:
+            cells = counted(writer.cells_cut, "cell", thousands=True)
+            rows = counted(writer.rows_cut, "row", thousands=True)
+            warnings.append(
+                f"{cells} in {rows} held more than the {XLSX_MAX_CELL_CHARS:,} characters an Excel "
+                f"cell holds and {'is' if writer.cells_cut == 1 else 'are'} cut in {output} (the "
+                f"first: {writer.first_cut}); each such row's error says so: write .csv, .jsonl or "
+                ".parquet to keep every character"
+            )
+        # Over the rows this run labelled: those of the resumed chunks took the interrupted run's
+        # time (counted in, a resume near the end reported several times the machine's speed).
+        summary["rows_per_second"] = round(
+            (summary["rows"] - resumed_rows) / max(summary["seconds"], 1e-9), 1
         )
-    with _writing(summary_path, parts):
-        write_json_atomic(summary, summary_path)
-    shutil.rmtree(parts, ignore_errors=True)
-    logger.info("labelled %s rows into %s", summary["rows"], output)
-    return LabelResult(output, summary, summary_path, plots, done, warnings)
+        summary_path = output.with_name(output.name + ".summary.json")
+        with _writing(f"the plots beside {output}", parts):
+            plots = _plots(summary, dept_scores, output)
+        summary["plots"] = [str(p) for p in plots]
+        if "department_chart_key" in summary:
+            warnings.append(
+                f"no font that draws Chinese was found, so {plots[0].name} numbers its bars; "
+                f"{summary_path.name} keys them (department_chart_key). Install one "
+                "(fonts-noto-cjk or fonts-wqy-microhei) to see the names"
+            )
+        with _writing(summary_path, parts):
+            write_json_atomic(summary, summary_path)
+        shutil.rmtree(parts, ignore_errors=True)
+        logger.info("labelled %s rows into %s", summary["rows"], output)
+        return LabelResult(output, summary, summary_path, plots, done, warnings)
+    finally:
+        lock.release()
+
+
+def _lock_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.lock")
+
+
+class _OutputLock:
+    """An exclusive lock (``flock``) on ``.OUTPUT.lock`` beside the output, held while a run
+    writes ``OUTPUT`` and its parts; the kernel's, so it ends with the process however it ends
+    (``kill -9`` too), and the file holds the holder's pid for the message.
+
+    Two runs into one ``--out`` (a nightly cron job and the same command typed by hand) took each
+    other's parts for an interrupted run's: the second deleted them, silently or with the
+    ``--force`` it was advised to use, and the first then renamed the second's half-written file
+    into place and said it had labelled every row; with ``--resume`` both wrote the same parts.
+
+    A file of its own, not the parts directory, which ``--force`` deletes and recreates and a
+    finished run removes. Taken in ``__init__`` (so there is nothing to release if it is refused)
+    and removed, while still held, by :meth:`release`; a run that opened the name before it was
+    removed finds its lock on a deleted file and takes the lock again on the new one.
+
+    Raises
+    ------
+    LabelError
+        When another run holds it: naming the output and that run's pid.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.path = _lock_path(output)
+        while True:
+            with _writing(self.path, None):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                pid = f" (pid {holder})" if holder.isdigit() else ""
+                raise LabelError(
+                    f"{output} is being written by another paidan label run{pid}, which is "
+                    "still running; wait for it to finish (or stop it, then continue it with "
+                    "--resume)"
+                ) from None
+            except OSError:  # a file system without locks (some network ones): run as before
+                pass
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # removed by the run that held it, meanwhile: lock the new file
+        self._fd: int | None = fd
+        try:
+            with _writing(self.path, None):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
 
 
 class _SheetFull(LabelError):

@@ -1562,6 +1562,66 @@ class Interrupt(Exception):
     pass
 
 
+def test_a_second_run_into_an_output_being_written_is_refused_and_touches_nothing(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Two runs into one --out (a nightly cron job and the same command typed by hand): the second
+    # took the running run's parts for an interrupted run's. Before its first chunk it deleted
+    # them silently; after it, it said to use --force, which deleted them while they were written,
+    # and the first run then renamed the second's half-written file into place and reported every
+    # row labelled. With --resume both wrote the same parts.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+    parts = tmp_path / "out.csv.parts"
+    said: list[str] = []
+    untouched: list[bool] = []
+
+    def second_run(stage: str, done: int, total: int) -> None:
+        if said:
+            return
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in parts.iterdir())
+        for options in ({}, {"force": True}, {"resume": True}):
+            with pytest.raises(LabelError) as e:
+                label([src], tiny_model_dir, out, jobs=1, chunk_size=7, **options)
+            said.append(str(e.value))
+        untouched.append(before == sorted((p.name, p.stat().st_mtime_ns) for p in parts.iterdir()))
+
+    label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=second_run)
+    running = (
+        f"{out} is being written by another paidan label run (pid {os.getpid()}), which is still "
+        "running; wait for it to finish (or stop it, then continue it with --resume)"
+    )
+    assert said == [running] * 3
+    assert untouched == [True]
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
+    # The lock is the run's: nothing of it stays beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.csv", "out.csv", "out.csv.summary.json"]
+        + [p.name for p in tmp_path.glob("out.csv.*.png")]
+    )
+
+    # It ends with the run, however the run ends: an interrupted run is continued.
+    def stop(stage: str, done: int, total: int) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, force=True, progress=stop)
+    label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert len(read_output(out)) == 30
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_stop_the_next(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # kill -9 ends a run without cleanup: the kernel drops its lock, the file stays behind.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(5))
+    out = tmp_path / "out.csv"
+    (tmp_path / ".out.csv.lock").write_text("999999\n")
+    label([src], tiny_model_dir, out, jobs=1)
+    assert len(read_output(out)) == 5
+    assert not (tmp_path / ".out.csv.lock").exists()
+
+
 def test_resume_after_an_interruption_gives_identical_bytes(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -1576,7 +1636,8 @@ def test_resume_after_an_interruption_gives_identical_bytes(
 
     def stop_after_three_chunks(stage: str, done: int, total: int) -> None:
         # What a `kill -9` at this moment would leave beside the output: the file being written
-        # lives inside OUTPUT.parts/, which a finished --resume removes.
+        # lives inside OUTPUT.parts/, which a finished --resume removes; the run's lock file, which
+        # holds nothing of the output, is removed by a finished run too.
         hidden_during_run.extend(p.name for p in tmp_path.glob(".*"))
         if done >= 21:
             raise Interrupt
@@ -1586,7 +1647,7 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     assert not out.exists()  # a half-done run never looks finished
     manifest = json.loads((tmp_path / "out.parquet.parts" / "manifest.json").read_text())
     assert manifest["done"] == 3
-    assert hidden_during_run == []
+    assert set(hidden_during_run) == {".out.parquet.lock"}
 
     with pytest.raises(LabelError, match="interrupted run; continue it with --resume"):
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
@@ -1616,6 +1677,7 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     assert result.summary["rows"] == 60 and result.summary["errors"] == 1
     assert not (tmp_path / "out.parquet.parts").exists()
+    assert not (tmp_path / ".out.parquet.lock").exists()
     # The rate is over the 39 rows labelled now, not the 60 (21 took the interrupted run's time).
     s = result.summary
     assert s["rows_per_second"] == round(39 / max(s["seconds"], 1e-9), 1)
