@@ -211,6 +211,14 @@ def _die_with_parent(parent: int | None) -> None:
     # The handler the parent may have installed (the CLI's SIGTERM → stop the run) is not this
     # process's: the default action ends it without a traceback.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C is the run's, which stops the workers (a terminal sends it to them too). Caught here,
+    # it came back as a chunk's result, killed a worker waiting for a chunk (reported as a worker
+    # that "ended abruptly"), or cut a result in half in the pipe, and the run's shutdown waited
+    # for the rest for ever. Started with it blocked (see _start_engine), so that a Ctrl-C before
+    # this line is dropped rather than raised in the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if signal_on_parent_death(signal.SIGTERM):
         if parent is not None and os.getppid() != parent:  # died before prctl was called
             os._exit(1)
@@ -1624,12 +1632,22 @@ def _start_engine(
                 initializer=_init_worker,
                 initargs=(str(model_dir), root, parent),
             )
-        return (
-            lambda tickets: pool.submit(_label_in_worker, tickets, joint, similar_k),
-            n * IN_FLIGHT_PER_WORKER,
-            lambda: pool.shutdown(cancel_futures=True),
-            _local_failure,
-        )
+
+        def submit_local(tickets: list[tuple[str, str]]) -> _Pending:
+            # The first submit starts the workers: they start with Ctrl-C blocked (and ignore it
+            # once started), as does the pool's manager thread.
+            with _sigint_deferred():
+                return pool.submit(_label_in_worker, tickets, joint, similar_k)
+
+        def shut_down() -> None:
+            # Not cut short by a second Ctrl-C (raised once the pool is shut down): one that
+            # interrupted the wait for the pool's manager thread made Python (3.9-3.11, CPython
+            # issue 90882) take that thread for ended, and exit past it, closing the queue its
+            # stop messages to the workers go through; it then waited for ever for the workers.
+            with _sigint_deferred():
+                pool.shutdown(cancel_futures=True)
+
+        return submit_local, n * IN_FLIGHT_PER_WORKER, shut_down, _local_failure
     if engine != "dask":
         raise LabelError(f"unknown engine {engine!r}; use 'local' or 'dask'")
     try:

@@ -6,10 +6,14 @@ import csv
 import errno
 import io
 import json
+import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -1608,6 +1612,60 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_touches_nothin
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7, force=True, progress=stop)
     label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
     assert len(read_output(out)) == 30
+
+
+def test_ctrl_c_reaching_the_workers_is_left_to_the_run(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A terminal's Ctrl-C signals the whole process group. Each worker caught it: one in the
+    # middle of a chunk sent it back as the chunk's result, one waiting for a chunk died of it (a
+    # Ctrl-C reported as "a worker process ended abruptly … the out-of-memory killer"), one in the
+    # middle of sending a result left half of it in the pipe, and the run's shutdown then waited
+    # for the rest for ever. The run itself stops the workers; they leave Ctrl-C to it.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+    signalled: list[int] = []
+
+    def ctrl_c_to_the_workers(stage: str, done: int, total: int) -> None:
+        if not signalled:
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGINT)  # type: ignore[arg-type]
+                signalled.append(worker.pid)  # type: ignore[arg-type]
+
+    outcome: BaseException | None = None
+    try:
+        label([src], tiny_model_dir, out, jobs=2, chunk_size=3, progress=ctrl_c_to_the_workers)
+    except BaseException as e:  # KeyboardInterrupt, or a LabelError for a worker gone
+        outcome = e
+    assert len(signalled) == 2
+    assert outcome is None
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
+
+
+def test_a_second_ctrl_c_does_not_cut_the_pools_shutdown_short(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C pressed again (or `timeout -s INT`, which signals the run, then its process group)
+    # while the run shut its pool down interrupted the wait for the pool's manager thread, and
+    # Python (3.9-3.11, CPython issue 90882) then took that thread for ended: the interpreter
+    # exited past it, closed the queue its stop messages go through, and waited for ever for
+    # workers that never got them, after printing "interrupted: …".
+    src = write_csv(tmp_path / "in.csv", ticket_rows(12))
+    shutdown = ProcessPoolExecutor.shutdown
+
+    def ctrl_c_again(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        shutdown(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", ctrl_c_again)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # the Ctrl-C is not lost: it ends the run
+            label([src], tiny_model_dir, tmp_path / "out.csv", jobs=2, chunk_size=3)
+        left = multiprocessing.active_children()  # the pool's workers are gone when it ends
+        assert left == []
+    finally:
+        for worker in multiprocessing.active_children():
+            worker.kill()
 
 
 def test_a_lock_file_left_by_a_killed_run_does_not_stop_the_next(
