@@ -326,7 +326,8 @@ def iter_records(
     name = path.name if name is None else name
     if fmt == "csv":
         sep = csv_delimiter(path, delimiter)
-        yield from _iter_csv(path, columns, csv_field_limit, sep, name)
+        texts = [c for c in (text_col, title_col) if c]
+        yield from _iter_csv(path, columns, csv_field_limit, sep, name, texts)
     elif fmt == "jsonl" and json_array(path):
         yield from _iter_json_array(path, columns, name)
     elif fmt == "jsonl":
@@ -548,7 +549,12 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
 
 
 def _iter_csv(
-    path: Path, columns: Sequence[str], field_limit: int, sep: str, name: str
+    path: Path,
+    columns: Sequence[str],
+    field_limit: int,
+    sep: str,
+    name: str,
+    texts: Sequence[str] = (),
 ) -> Iterator[Record]:
     # Read as pandas and `paidan train` read (csv's default, lenient dialect), so both see the same
     # records. Where a record is broken, its first line gets the error and the lines after it are
@@ -559,6 +565,9 @@ def _iter_csv(
     # rest of the file into one field; a record with a field over it is read again by
     # _scan_record, which keeps only the start of each field. Set, not raised: other modules raise
     # it for their own files (scipy's ARFF reader to 2**63).
+    # A record with the wrong number of fields keeps the cells that can be trusted (_trusted_cells),
+    # its id above all, so that its error row joins back to the ticket system: ``texts`` are the
+    # text and title columns, where a stray separator or quote is.
     csv.field_size_limit(field_limit)
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
@@ -627,7 +636,11 @@ def _iter_csv(
                 else:
                     problem = detail
             if problem is not None:
-                yield Record(dict(blank), f"malformed CSV: {where}: {problem}", where)
+                values = dict(blank)
+                if len(fields) != len(header) or len(consumed) > 1:
+                    short = len(consumed) == 1 and strict != "eof in quotes"
+                    values.update(_trusted_cells(fields, header, texts, short))
+                yield Record(values, f"malformed CSV: {where}: {problem}", where)
                 if len(consumed) > 1:
                     lines.rewind(consumed[1])
                 continue
@@ -653,7 +666,8 @@ class _BrokenSpan:
     def record(
         self, fields: list[str], header: list[str], blank: dict[str, str], where: str, name: str
     ) -> Record:
-        """A record that starts inside the span: its values (when they fit the header), no labels."""
+        """A record that starts inside the span: its values (when they fit the header; one that
+        does not is most likely a piece of a text, none of its cells an id), no labels."""
         values = dict(blank)
         if len(fields) == len(header):
             values.update(zip(header, fields, strict=True))
@@ -664,6 +678,29 @@ class _BrokenSpan:
             "is not labelled (fix the quotes there)",
             where,
         )
+
+
+def _trusted_cells(
+    fields: list[str], header: list[str], texts: Sequence[str], short_line: bool
+) -> dict[str, str]:
+    """The cells of a record with the wrong number of fields that can be trusted, by column.
+
+    A line of one record with too few fields (``short_line``) is read as pandas reads a short
+    row: its cells as read, the columns it lacks empty. Otherwise (too many fields, or a record
+    that a quote spread over several lines) a separator or a quote inside a text shifted the cells
+    after it, and which text holds it cannot be told: the cells of the columns before the first of
+    ``texts`` (the text and title columns) are kept, as read from the record's first line (the id,
+    in an export's usual layout), and the rest are left empty.
+    """
+    if short_line and len(fields) < len(header):
+        return dict(zip(header, fields, strict=False))
+    stop = min((header.index(c) for c in texts if c in header), default=0)
+    kept: dict[str, str] = {}
+    for column, value in zip(header[:stop], fields, strict=False):
+        if "\n" in value or "\r" in value:  # a quote opened in it: what follows is suspect
+            break
+        kept[column] = value
+    return kept
 
 
 def _broken_record(

@@ -116,8 +116,8 @@ def test_nothing_lost_from_a_damaged_csv(tiny_model_dir: Path, tmp_path: Path) -
     assert errors[6] == "" and df["text"][6] == "楼下烧烤店油烟\n很大"
     assert errors[7].startswith("malformed CSV") and "line 10" in errors[7]
     assert errors[8] == "" and df["id"][8] == "A9"  # the row after the broken quote survives
-    # The ids that could be read come back in input order.
-    assert [i for i in df["id"] if i] == ["A1", "A2", "A3", "A4", "A6", "A7", "A9"]
+    # Every id comes back in input order, the broken lines' too (read before the text).
+    assert [i for i in df["id"] if i] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9"]
     # Error rows carry no labels; labelled rows carry all of them.
     bad = df["error"] != ""
     assert (df.loc[bad, ["pred_department", "decision", "top3_departments"]] == "").all().all()
@@ -186,7 +186,7 @@ def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
     result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     df = read_output(tmp_path / "out.csv")
 
-    assert list(df["id"]) == ["", "D9", "", "D2"]
+    assert list(df["id"]) == ["D1", "D9", "", "D2"]  # D1's id was read before the quote
     assert df["error"][0] == (
         "malformed CSV: line 2 of extra.csv: it has 4 fields, the header has 3 (lines 2-4: a "
         "quote that is not doubled?)"
@@ -196,6 +196,37 @@ def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
         assert "lines 2-4" in df["error"][i] and "not labelled" in df["error"][i]
     assert df["pred_department"][1] == "" and df["error"][3] == ""
     assert result.summary["labelled"] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "kept", "fields"),
+    [
+        # too few fields: every cell as read, the columns the line lacks empty
+        ("id,title,text", "6,只有两列", {"id": "6", "title": "只有两列", "text": ""}, 2),
+        # too many: where the surplus separator is cannot be told, but it is in a text (ids hold
+        # none), so the cells before the first text column (title) are kept: the id
+        ("id,title,text", "7,a,b,c", {"id": "7", "title": "", "text": ""}, 4),
+        ("id,time,text,title", "8,2024-01-05,a,b,c", {"id": "8", "time": "2024-01-05"}, 5),
+        # an id after the text may be a piece of it: not kept
+        ("text,title,id", "a,b,c,9", {"id": "", "title": "", "text": ""}, 4),
+    ],
+)
+def test_a_line_with_the_wrong_number_of_fields_keeps_the_cells_that_can_be_trusted(
+    tiny_model_dir: Path, tmp_path: Path, header: str, line: str, kept: dict[str, str], fields: int
+) -> None:
+    # An error row without its id cannot be joined back to the ticket system.
+    src = tmp_path / "bad.csv"
+    ok = {"id": "A1", "title": "路灯", "text": "小区路灯坏了很久没人修", "time": "2024-01-04"}
+    names = header.split(",")
+    src.write_text(f"{header}\n{','.join(ok[n] for n in names)}\n{line}\n", encoding="utf-8")
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert len(df) == 2 and df["error"][0] == ""
+    assert df["error"][1] == (
+        f"malformed CSV: line 3 of bad.csv: it has {fields} fields, the header has {len(names)}"
+    )
+    assert {c: df[c][1] for c in kept} == kept
+    assert df["pred_department"][1] == ""
 
 
 @pytest.mark.parametrize(
