@@ -888,12 +888,21 @@ def _iter_xlsx(
         cells = wb.worksheets[0].iter_rows()
         header = column_names(_header([c.value for c in next(cells)], width))
         checked = [c for c in ticket_cols if c in header]
+        blanks = 0  # blank rows since the last row that holds anything
         for rowno, sheet_row in enumerate(cells, 2):
             # Blank by its cells, not by their values: a row of failed lookups (#N/A throughout)
             # reads empty, and was left out of the output without a word (train names it as a
             # row with an empty text); it comes back as one.
             if all(c.value is None or c.value == "" for c in sheet_row):
+                blanks += 1
                 continue
+            # A blank row between rows (cleared by hand, a report's spacing) is a row with an
+            # empty text, as train reads it: left out, 104 rows in Excel came back as 102. Blank
+            # rows after the last one are none (a formatted, empty range), for pandas too.
+            for blankno in range(rowno - blanks, rowno):
+                at = f"row {blankno} of {name}"
+                yield Record(dict(blank), f"empty text: the row is blank ({at})", at)
+            blanks = 0
             row = tuple(xlsx_value(c) for c in sheet_row)
             values = dict(blank)
             values.update(
