@@ -68,6 +68,7 @@ from model.tickets import (
     named_paths,
     printable,
     repeats_header,
+    title_column_note,
 )
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
@@ -786,6 +787,9 @@ def label(
         typed = fmt in ("jsonl", "parquet")
         kinds: dict[str, set[str]] | None = {} if typed else None
         input_columns, file_headers = _input_columns(files, columns, kinds)
+        headers = {name: file_headers[path] for path, name in named}
+        if note := title_column_note(headers, columns, "labelled"):
+            logger.warning("%s", note)
         schema = output_schema(
             input_columns,
             _column_types(files, file_headers, kinds or {}, fmt) if typed else None,

@@ -61,6 +61,7 @@ from model.tickets import (
     iter_tickets,
     named_paths,
     require_rows,
+    title_column_note,
 )
 from model.tokenizer import (
     BACKENDS,
@@ -995,6 +996,8 @@ def train(
     )
     require_rows(read.rows_in, files)
     absent = label_column_notes(read.labelled, columns, headers)
+    if note := title_column_note(headers, columns, "trained"):
+        absent.append(note)
     raw, window_info = read.select()
     del read
     if progress:

@@ -6,6 +6,7 @@ import csv
 import errno
 import io
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -3232,3 +3233,55 @@ def test_the_cli_says_a_logged_warning_as_it_says_its_own(
     said = [line for line in done.stderr.splitlines() if "paidan label's output" in line]
     assert len(said) == 1, done.stderr
     assert said[0].startswith(f"warning: {labelled}"), said[0]
+
+
+@pytest.mark.parametrize(
+    ("titles", "said"),
+    [
+        (["诉求标题"], "'诉求标题': if it is the title, give --title-col 诉求标题"),
+        (
+            ["留言主题", "Title"],
+            "'留言主题', 'Title': if one is the title, give --title-col 留言主题",
+        ),
+        ([], None),  # a file with no title at all: nothing to say
+    ],
+)
+def test_label_warns_once_of_a_title_column_left_unmapped(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    titles: list[str],
+    said: str | None,
+) -> None:
+    # An export with the centre's own headers, --text-col given and --title-col forgotten: every
+    # ticket was labelled from its text alone, without a word (34 of 296 departments changed).
+    src = tmp_path / "export.csv"
+    with open(src, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["工单编号", *titles, "诉求内容"])
+        w.writerows(
+            [f"T{i}", *[title] * len(titles), text]
+            for i, (title, text, *_) in enumerate(TINY_TICKETS)
+        )
+    out = tmp_path / "out.csv"
+    args = ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    with caplog.at_level(logging.WARNING):
+        res = CliRunner().invoke(app, [*args, "--text-col", "诉求内容"])
+    assert res.exit_code == 0, res.output
+    notes = [r.getMessage() for r in caplog.records if "title" in r.getMessage()]
+    if said is None:
+        assert notes == []
+        return
+    assert len(notes) == 1, notes
+    assert notes[0].startswith(
+        "export.csv has no column 'title' for the ticket title, so its tickets are labelled "
+        "without titles; it has "
+    )
+    assert notes[0].endswith(said)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        res = CliRunner().invoke(
+            app, [*args, "--force", "--text-col", "诉求内容", "--title-col", titles[0]]
+        )
+    assert res.exit_code == 0, res.output
+    assert not [r for r in caplog.records if "title" in r.getMessage()]

@@ -466,6 +466,32 @@ def test_cli_names_a_label_column_left_unmapped_with_the_files_columns(tmp_path)
     ) in " ".join(r.output.split())
 
 
+def test_cli_names_a_title_column_left_unmapped(tmp_path):
+    # --title-col forgotten on an export with 诉求标题: the model trained without titles, silently.
+    data = tmp_path / "export.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["工单编号", "诉求标题", "诉求内容", "承办单位", "问题分类"])
+        w.writerows([f"T{i}", *row] for i, row in enumerate(TINY_TICKETS))
+    mapped = [
+        "--text-col",
+        "诉求内容",
+        "--department-col",
+        "承办单位",
+        "--category-col",
+        "问题分类",
+    ]
+    r = cli_train(data, tmp_path / "m", *mapped)
+    assert r.exit_code == 0, r.output
+    assert (
+        "export.csv has no column 'title' for the ticket title, so its tickets are trained "
+        "without titles; it has '诉求标题': if it is the title, give --title-col 诉求标题"
+    ) in " ".join(r.output.split())
+    r = cli_train(data, tmp_path / "m2", *mapped, "--title-col", "诉求标题")
+    assert r.exit_code == 0, r.output
+    assert "for the ticket title" not in r.output
+
+
 def test_cli_one_department_for_every_row_trains_the_category_head_alone(tmp_path, tiny_csv):
     # A bureau's own tickets (every one 人社, several categories) were refused whole after the
     # features were built, with no way to leave the department head out but editing the file.
