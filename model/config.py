@@ -173,6 +173,13 @@ class TrainingConfig:
         (``benchmarks/results/accuracy_rjieba.json`` against ``accuracy_jieba.json``) and the same
         tokens on about 96% of tickets. A model is
         always served with the one it was trained with.
+    word_cut : {"search", "precise"}
+        How the word view cuts: ``"search"`` (the default; jieba's search-engine mode) keeps each
+        word of more than two characters and adds the dictionary words inside it (住房公积金 also
+        gives 住房 and 公积金, the user dictionary's 路灯不亮 also 路灯), so a ticket that writes a
+        compound shares words with the tickets that write its parts; ``"precise"`` (jieba's
+        default mode) keeps the longest words only. Recorded in the model, which is always served
+        with it.
     """
 
     seed: int = 42
@@ -205,6 +212,7 @@ class TrainingConfig:
     max_similar: int = 100_000
     evidence_terms: int = 8
     tokenizer: Literal["jieba", "rjieba"] = "rjieba"
+    word_cut: Literal["search", "precise"] = "search"
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
 
@@ -292,9 +300,17 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
-        """Rebuild a config from metadata, ignoring keys this version does not know."""
+        """Rebuild a config from metadata, ignoring keys this version does not know.
+
+        A setting that models written before it existed do not record takes the value they were
+        trained with (:data:`BEFORE_RECORDED`), not today's default, so that ``retrain`` keeps it.
+        """
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**BEFORE_RECORDED | {k: v for k, v in data.items() if k in known})
+
+
+# What models written before a setting existed were trained with, where that is not its default.
+BEFORE_RECORDED: dict[str, Any] = {"word_cut": "precise"}
 
 
 @cache

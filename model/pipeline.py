@@ -35,9 +35,11 @@ from model.config import TrainingConfig
 from model.text import combine, counted
 from model.tokenizer import (
     BACKENDS,
+    WORD_CUTS,
     Backend,
     Doc,
     Segmenter,
+    WordCut,
     doc_text,
     doc_tokens,
     import_backend,
@@ -87,6 +89,8 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         Let jieba guess words that are in no dictionary (names, new terms) with its HMM.
     backend : {"jieba", "rjieba"}, default "jieba"
         See :class:`~model.tokenizer.Segmenter`.
+    cut : {"precise", "search"}, default "precise"
+        See :class:`~model.tokenizer.Segmenter`.
 
     Attributes
     ----------
@@ -104,11 +108,13 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         stopwords: str | Path | None = None,
         hmm: bool = True,
         backend: Backend = "jieba",
+        cut: WordCut = "precise",
     ) -> None:
         self.userdict = userdict
         self.stopwords = stopwords
         self.hmm = hmm
         self.backend = backend
+        self.cut = cut
 
     def fit(self, X: Iterable[str] | None = None, y: Any = None) -> JiebaTokenizer:
         if self.backend not in BACKENDS:
@@ -118,6 +124,8 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         import_backend(
             self.backend
         )  # fail at fit time, with the fix, rather than on the first text
+        if self.cut not in WORD_CUTS:
+            raise ValueError(f"word cut {self.cut!r} is not one of {', '.join(WORD_CUTS)}")
         self.backend_ = self.backend
         self.user_words_ = read_userdict(self.userdict) if self.userdict else ()
         self.stopwords_ = read_stopwords(self.stopwords) if self.stopwords else frozenset()
@@ -141,7 +149,11 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         if seg is None:
             # getattr: tokenizers pickled before the backend existed were jieba ones.
             seg = Segmenter(
-                self.user_words_, self.stopwords_, self.hmm, getattr(self, "backend_", "jieba")
+                self.user_words_,
+                self.stopwords_,
+                self.hmm,
+                getattr(self, "backend_", "jieba"),
+                self.cut,
             )
             self.__dict__["_segmenter"] = seg
         return seg
@@ -156,6 +168,7 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("backend", "jieba")  # pickled before the parameter existed
+        state.setdefault("cut", "precise")  # pickled before the search mode
         super().__setstate__(state)
 
     def __sklearn_tags__(self) -> Any:
@@ -226,7 +239,12 @@ def build_features(
             ("prepare", TextPreparer(title_repeat=config.title_repeat)),
             (
                 "tokenize",
-                JiebaTokenizer(userdict=userdict, stopwords=stopwords, backend=config.tokenizer),
+                JiebaTokenizer(
+                    userdict=userdict,
+                    stopwords=stopwords,
+                    backend=config.tokenizer,
+                    cut=config.word_cut,
+                ),
             ),
             ("views", FeatureUnion(views, transformer_weights=weights)),
         ]

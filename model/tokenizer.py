@@ -40,6 +40,9 @@ _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z]")
 
 Backend = Literal["jieba", "rjieba"]
 BACKENDS: tuple[str, ...] = ("jieba", "rjieba")
+# jieba's two ways to cut for indexing: the longest words only, or those and the words inside them.
+WordCut = Literal["precise", "search"]
+WORD_CUTS: tuple[str, ...] = ("precise", "search")
 
 
 class Doc(NamedTuple):
@@ -219,6 +222,9 @@ class Segmenter:
     backend : {"jieba", "rjieba"}, default "jieba"
         The segmenter: the reference jieba, or rjieba (jieba-rs), the same algorithm compiled.
         Both load the user dictionary (each word added with its frequency and tag).
+    cut : {"precise", "search"}, default "precise"
+        jieba's default mode (the longest words), or its search-engine mode (those, and the
+        dictionary words of two or three characters inside each longer one, before it).
     """
 
     def __init__(
@@ -227,13 +233,17 @@ class Segmenter:
         stopwords: frozenset[str] = frozenset(),
         hmm: bool = True,
         backend: str = "jieba",
+        cut: str = "precise",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"tokenizer backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if cut not in WORD_CUTS:
+            raise ValueError(f"word cut {cut!r} is not one of {', '.join(WORD_CUTS)}")
         self.user_words = tuple(user_words)
         self.stopwords = frozenset(stopwords)
         self.hmm = hmm
         self.backend = backend
+        self.cut = cut
         self._cache: Any = None
 
     def transform(self, texts: Iterable[str]) -> list[Doc]:
@@ -244,10 +254,8 @@ class Segmenter:
         stop = self.stopwords
         meaningful = _MEANINGFUL.search
         seg = self._segmenter()
-        if self.backend == "rjieba":
-            pieces = seg.cut(text, self.hmm)
-        else:
-            pieces = seg.cut(text, HMM=self.hmm)
+        cut = seg.cut_for_search if self.cut == "search" else seg.cut
+        pieces = cut(text, self.hmm) if self.backend == "rjieba" else cut(text, HMM=self.hmm)
         # Most tokens start with an ideograph, which the chained comparison (C, no call) accepts;
         # the rest get the regular expression: the same tokens, a third of the cost.
         return tuple(
@@ -275,6 +283,10 @@ class Segmenter:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_cache": None}  # a segmenter is rebuilt, never pickled
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("cut", "precise")  # models saved before the search mode cut so
+        self.__dict__.update(state)
 
 
 def __getattr__(name: str) -> Any:

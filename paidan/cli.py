@@ -55,7 +55,7 @@ from model.settings import (
 )
 from model.text import counted, mask_label
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
-from model.tokenizer import Backend, BackendMissingError, ResourceFileError
+from model.tokenizer import Backend, BackendMissingError, ResourceFileError, WordCut
 
 if TYPE_CHECKING:
     from model.registry import VersionInfo
@@ -566,6 +566,13 @@ def train(
         Backend,
         typer.Option(help="Word segmenter, recorded in the model and used whenever it is served"),
     ] = TrainingConfig.tokenizer,
+    word_cut: Annotated[
+        WordCut,
+        typer.Option(
+            help="search: each long word and the dictionary words inside it (住房公积金: also 住房, "
+            "公积金); precise: the longest words only (jieba's default mode)"
+        ),
+    ] = TrainingConfig.word_cut,
     unlabelled: Annotated[
         list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
     ] = None,
@@ -653,6 +660,7 @@ def train(
         target_precision=target_precision,
         seed=seed,
         tokenizer=tokenizer,
+        word_cut=word_cut,
         prior_alpha=prior_alpha,
         calibrate_confidence=calibrate_confidence,
         multinomial_weight=multinomial_weight,

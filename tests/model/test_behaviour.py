@@ -90,5 +90,10 @@ def test_joint_dispatch_suggests_the_departments_of_similar_joint_tickets(
 
 
 def test_a_single_department_matter_suggests_no_joint_dispatch(router):
-    [result] = router.predict(["公司拖欠工资三个月不发，老板电话也不接"])
+    # A matter of a kind the sample never dispatched jointly. (The example was a company's unpaid
+    # wages, a kind whose construction-site tickets go to 人社 with 住建: with words cut in search
+    # mode its five similar tickets are all unpaid wages, two of them construction sites, and the
+    # advice follows them; benchmarks/results/joint.json counts such single tickets with advice.)
+    [result] = router.predict(["车险理赔拖了半年，保险公司一直推脱不赔"])
+    assert result.department.label == "金融监管分局"
     assert result.co_departments == []

@@ -63,3 +63,12 @@ def test_a_models_pickled_config_loads_without_the_checks() -> None:
     config = TrainingConfig()
     object.__setattr__(config, "C", -1.0)
     assert pickle.loads(pickle.dumps(config)).C == -1.0
+
+
+def test_a_config_from_before_the_word_cut_setting_keeps_the_precise_cut() -> None:
+    # retrain rebuilds the champion's config from its metadata: a champion trained before the
+    # setting cut precisely, and its challenger must too, not take today's default.
+    old = {k: v for k, v in TrainingConfig().to_dict().items() if k != "word_cut"}
+    assert TrainingConfig.from_dict(old).word_cut == "precise"
+    assert TrainingConfig().word_cut == "search"
+    assert TrainingConfig.from_dict(TrainingConfig().to_dict()).word_cut == "search"

@@ -176,3 +176,39 @@ def test_training_with_a_backend_that_cannot_be_imported_is_one_line(
     line = " ".join(r.output.split())
     assert f"cannot train with --tokenizer {backend}" in line and f"pip install {backend}" in line
     assert "Traceback" not in r.output and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_cut_adds_the_dictionary_words_inside_a_compound(backend, tmp_path):
+    # The user dictionary's 路灯不亮 swallowed 路灯: a ticket that wrote the compound shared no
+    # word with the tickets that wrote 路灯, and its evidence could not name it.
+    ud = tmp_path / "ud.txt"
+    ud.write_text("路灯不亮 500 n\n", encoding="utf-8")
+    text = "小区路灯不亮，住房公积金提取"
+    precise = fitted(backend, userdict=ud).tokenize(text)
+    search = fitted(backend, userdict=ud, cut="search").tokenize(text)
+    assert "路灯不亮" in precise and "路灯" not in precise
+    assert {"路灯不亮", "路灯", "公积金", "住房"} <= set(search)
+    assert set(precise) <= set(search)  # the longest words are kept
+    restored = pickle.loads(pickle.dumps(fitted(backend, userdict=ud, cut="search")))
+    assert restored.tokenize(text) == search
+    assert pickle.loads(pickle.dumps(restored.segmenter())).tokenize(text) == search
+
+
+def test_an_unknown_word_cut_is_refused_at_fit():
+    with pytest.raises(ValueError, match="word cut 'all' is not one of precise, search"):
+        JiebaTokenizer(cut="all").fit()
+
+
+def test_a_tokenizer_pickled_before_the_search_cut_cuts_precisely():
+    tok = fitted("rjieba", cut="precise")
+    state = tok.__getstate__()
+    del state["cut"]
+    old = JiebaTokenizer.__new__(JiebaTokenizer)
+    old.__setstate__(state)
+    assert old.get_params()["cut"] == "precise"
+    seg_state = dict(tok.segmenter().__getstate__())
+    del seg_state["cut"]
+    seg = type(tok.segmenter()).__new__(type(tok.segmenter()))
+    seg.__setstate__(seg_state)
+    assert seg.tokenize("住房公积金提取") == tok.tokenize("住房公积金提取")
