@@ -262,11 +262,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_response()
 
 
-# Methods named back in a 405: those HTTP defines (any other token a client sends is not quoted).
-_NAMED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
+# Methods named back in a 405, in the order an Allow header lists them: those HTTP defines (any
+# other token a client sends is not quoted).
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_NAMED_METHODS = frozenset(_METHOD_ORDER)
 
 
 def _method_not_allowed(

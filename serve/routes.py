@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -383,9 +384,7 @@ CACHE_BUSTER = "_"
 def _export_query(request: Request) -> None:
     """Refuse a query parameter the export does not take, or one given twice: ignored, a
     misspelt ``sinse=`` exported every row, and of two ``since=`` the last was read, silently."""
-    counts: dict[str, int] = {}
-    for name, _ in request.query_params.multi_items():
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for name, _ in request.query_params.multi_items())
     for name, count in counts.items():
         if name == CACHE_BUSTER:
             continue
