@@ -529,10 +529,17 @@ def _pcts(ms: list[float]) -> dict[str, float]:
 
 
 # -- tokenizer agreement -------------------------------------------------------------------------
-def agreement(limit: int | None = None) -> dict[str, Any]:
-    """How often rjieba cuts a ticket exactly as jieba does, with the bundled user dictionary."""
+def agreement(limit: int | None = None, cut: str | None = None) -> dict[str, Any]:
+    """How often rjieba cuts a ticket exactly as jieba does, with the bundled user dictionary.
+
+    ``cut`` is the word cut compared, by default the one a model is trained with
+    (``TrainingConfig.word_cut``), so the agreement is that of the tokens the model reads.
+    """
     from model import resources
+    from model.config import TrainingConfig
     from model.pipeline import JiebaTokenizer, TextPreparer
+
+    cut = cut or TrainingConfig().word_cut
     from model.tickets import read_tickets
 
     frames = [read_tickets([SHARED / f]) for f in ("unlabelled.csv", "department_train.csv")]
@@ -545,20 +552,21 @@ def agreement(limit: int | None = None) -> dict[str, Any]:
             userdict=resources.default_userdict(),
             stopwords=resources.default_stopwords(),
             backend=b,
+            cut=cut,
         ).fit()
         for b in ("jieba", "rjieba")
     }
-    cut: dict[str, list[tuple[str, ...]]] = {}
+    tokens: dict[str, list[tuple[str, ...]]] = {}
     seconds: dict[str, float] = {}
     for b, tok in toks.items():
         tok.warm_up()
         t0 = time.perf_counter()
-        cut[b] = [tok.tokenize(t) for t in texts]
+        tokens[b] = [tok.tokenize(t) for t in texts]
         seconds[b] = time.perf_counter() - t0
-    same = sum(a == b for a, b in zip(cut["jieba"], cut["rjieba"], strict=True))
+    same = sum(a == b for a, b in zip(tokens["jieba"], tokens["rjieba"], strict=True))
     # Token-level F1 of rjieba's bag of tokens against jieba's, pooled over documents.
     overlap = total_a = total_b = 0
-    for a, b in zip(cut["jieba"], cut["rjieba"], strict=True):
+    for a, b in zip(tokens["jieba"], tokens["rjieba"], strict=True):
         ca, cb = Counter(a), Counter(b)
         overlap += sum((ca & cb).values())
         total_a += len(a)
@@ -571,6 +579,7 @@ def agreement(limit: int | None = None) -> dict[str, Any]:
         "token_f1": round(2 * overlap / (total_a + total_b), 4),
         "chars_per_second": {b: round(chars / s) for b, s in seconds.items()},
         "speedup": round(seconds["jieba"] / seconds["rjieba"], 1),
+        "word_cut": cut,
         "note": "after paidan's preparation, with the bundled user dictionary and stopwords",
     }
 
@@ -610,6 +619,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "search.json")
     p = sub.add_parser("agreement")
     p.add_argument("--limit", type=int)
+    p.add_argument(
+        "--word-cut",
+        choices=["search", "precise"],
+        help="the word cut compared (default: the one paidan trains with)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "tokenizer_agreement.json")
     p = sub.add_parser("measure", help=argparse.SUPPRESS)
     p.add_argument("peer")
@@ -632,7 +646,7 @@ def main() -> None:
     elif args.command == "fasttext-f1":
         result = fasttext_f1(args.seeds, args.folds, args.tasks)
     else:
-        result = agreement(args.limit)
+        result = agreement(args.limit, args.word_cut)
     result = {"date": started, "machine": machine(), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
