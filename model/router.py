@@ -859,13 +859,18 @@ class Router:
             name: self._head_results(ranking, X, explain, gathered)
             for name, ranking in self._rankings(X, top_k, empty_rows, gathered).items()
         }
-        similar = (
-            self.index.query(X, similar_k) if self.index is not None and similar_k > 0 else None
-        )
+        # A ticket without a known word matches stored tickets on characters alone (a mask
+        # token, a "!"): such neighbours are no precedent, so it is shown none, and no joint
+        # dispatch is read from them.
+        similar: list[list[SimilarTicket]] = [[] for _ in range(X.shape[0])]
+        known = np.flatnonzero(~empty_rows)
+        if self.index is not None and similar_k > 0 and known.size:
+            for row, found in zip(known, self.index.query(X[known], similar_k), strict=True):
+                similar[row] = found
         out = []
         for i in range(X.shape[0]):
             department = per_head["department"][i] if "department" in per_head else None
-            found = similar[i] if similar is not None else []
+            found = similar[i]
             out.append(
                 RouteResult(
                     department=department,
@@ -1084,7 +1089,8 @@ class Router:
         # and SimilarTickets are built only for the rest (the search and the objects are what a
         # row costs; the advice is co_dispatch's, as for Router.predict).
         members = index.joint_members()
-        search = [i for i, lead in enumerate(leads) if lead in members]
+        empty = self._without_known_terms(X)  # shown no similar ticket by predict, so no advice
+        search = [i for i, lead in enumerate(leads) if lead in members and not empty[i]]
         if not search:
             return advice
         for i, (rows, sims) in zip(search, index.nearest(X[search], similar_k), strict=True):

@@ -307,20 +307,23 @@ class Scores:
             end = min(start + self.batch, len(tickets))
             X = router.transform(tickets[start:end])  # once, for every use
             leads = None
+            no_terms = None
             for name, ranking in router.rank(X, 3).items():  # as the router decides
                 self.heads[name].add(given[name][start:end], ranking)
                 if name == "department":
                     leads = self.heads[name].best[-1]  # the label each ticket is suggested
+                    no_terms = ranking.no_terms
             index = router.index if self.advise else None
             # At least the nearest, which tells a seen ticket; the advice reads similar_k.
             found = index.query(X, max(self.similar_k, 1)) if index is not None else None
             self.seen += seen_rows(router, X, found)
             if found is not None:
-                assert leads is not None
+                assert leads is not None and no_terms is not None
                 learnt = router.heads["department"].labels
                 for i, similar in enumerate(found):
                     if given["department"][start + i] != "":
-                        advised = similar[: self.similar_k]
+                        # As Router.predict: no similar ticket, so no advice, without a known word.
+                        advised = [] if no_terms[i] else similar[: self.similar_k]
                         self.joint.add(co[start + i], learnt[leads[i]], advised)
             if progress:
                 progress("scoring", end, len(tickets))

@@ -48,6 +48,18 @@ def test_text_with_no_known_terms_goes_to_review(tiny_model_dir):
     assert result.decision == "review"
 
 
+def test_text_with_no_known_terms_is_shown_no_similar_tickets(tiny_model_dir):
+    # Punctuation alone shares character n-grams with stored tickets (their "，" and "。"), but
+    # such neighbours are no precedent; a ticket with a known word in the same batch still has its.
+    router, _ = load_router(tiny_model_dir)
+    punctuation, known = router.predict(["，，，。。。", "电梯坏了物业不管"])
+    assert punctuation.department.reason == REASON_NO_KNOWN_TERMS
+    assert punctuation.similar == [] and punctuation.co_departments == []
+    assert known.similar and known.similar[0].department == "住建"
+    X = router.transform(["，，，。。。"])
+    assert router.index.nearest(X, 5)[0][0].size > 0  # what the search alone would have shown
+
+
 def test_input_forms_agree(tiny_model_dir):
     router, _ = load_router(tiny_model_dir)
     a = router.predict([("欠薪", "老板不发工资")], similar_k=0)[0]

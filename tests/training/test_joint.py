@@ -15,6 +15,7 @@ from model.config import TrainingConfig
 from model.router import SimilarTicket, co_dispatch
 from model.tickets import CO_COL, read_tickets, split_departments
 from tests.conftest import write_tiny_csv
+from training.evaluate import evaluate_router
 from training.train import train
 
 # Broken handrails and ramps: handled by 住建 with the disabled persons' federation (残联) and the
@@ -93,6 +94,34 @@ def test_training_learns_the_lead_and_similar_tickets_show_the_joint_dispatch(
         assert joint[0].co_departments in (["残联", "街道办"], ["残联"])
         single = [s for s in suggestion.similar if s.id.startswith("T")]
         assert all(s.co_departments == [] for s in single)
+
+
+def test_a_ticket_without_a_known_word_is_advised_no_joint_dispatch(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # Punctuation shares characters with stored tickets, not a matter: no similar ticket is shown
+    # for it, so no joint dispatch is read from them, by predict nor by batch labelling.
+    train([write_joint_csv(tmp_path / "joint.csv")], tmp_path / "model", config=tiny_config)
+    router, _ = load_router(tmp_path / "model")
+    index = router.index
+    assert index is not None and index.co_departments is not None
+    # Every stored ticket a joint dispatch of 住建 and 残联: any two neighbours would advise 残联.
+    index.departments[:] = "住建"
+    index.co_departments[:] = "残联"
+    index._members = None
+    tickets = ["，，，。。。", "楼道扶手断裂，残疾人上下楼危险"]
+    punctuation, known = router.predict(tickets)
+    assert punctuation.similar == [] and punctuation.co_departments == []
+    assert [c.label for c in known.co_departments] == ["残联"]
+    X = router.transform(tickets)
+    advice = router.joint_advice(X, ["住建", "住建"])
+    assert advice == [punctuation.co_departments, known.co_departments]
+    # Evaluation scores the advice the router gives: none for the punctuation.
+    report = evaluate_router(
+        router, ["", ""], tickets, {"department": ["住建", "住建"]}, co_departments=["", "残联"]
+    )["joint"]
+    assert (report["single_rows"], report["single_with_advice"]) == (1, 0)
+    assert (report["joint_rows"], report["joint_exact"]) == (1, 1)
 
 
 def test_a_model_without_joint_tickets_stores_nothing_for_them(tiny_model_dir: Path) -> None:
