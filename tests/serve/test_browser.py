@@ -471,7 +471,7 @@ def test_joint_dispatch_advice_is_adopted_toggled_and_stored_lead_first(
     pg = page.page
     pg.route("**/v1/route", with_advice)
     open_page(page, live_server)
-    route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-J1")
+    route_via_keyboard(page, "楼道扶手断了，电梯也坏了，残疾人下楼危险", "WEB-J1")
     advice = pg.locator("#co-departments")
     toggle = advice.locator("button")
     expect(advice).to_have_text("会办建议：残联（2 件相似工单）")
