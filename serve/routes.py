@@ -63,6 +63,7 @@ from serve.schemas import (
     RouteBatchResponse,
     RouteRequestBase,
     RouteResponse,
+    integer_as_text,
     scrub_surrogates,
 )
 
@@ -539,8 +540,10 @@ def _predict_each_safely(
 
 
 def _item_id(item: Any) -> str | None:
-    if isinstance(item, dict) and isinstance(item.get("id"), str):
-        return scrub_surrogates(item["id"][:MAX_ID_CHARS])
+    """The id an item that failed its check is answered with: as sent, a number as its digits."""
+    given = integer_as_text(item.get("id")) if isinstance(item, dict) else None
+    if isinstance(given, str):
+        return scrub_surrogates(given[:MAX_ID_CHARS])
     return None
 
 

@@ -100,6 +100,17 @@ def no_control(value: str | None) -> str | None:
     return value
 
 
+def integer_as_text(value: Any) -> Any:
+    """A JSON integer id as its decimal digits; anything else unchanged (and checked as a string).
+
+    Many ticket systems number their tickets and operators, and send the number as one. A
+    fraction or ``true`` is no id and stays refused.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
     """``value`` unchanged, or a ``ValueError`` if its objects and arrays nest deeper than ``limit``
     (the value itself is level 1). Walked without recursion, so any depth is safe to check."""
@@ -185,7 +196,7 @@ class RouteRequestBase(_ScrubbedRequest):
     id: str | None = Field(
         None,
         max_length=MAX_ID_CHARS,
-        description="The caller's ticket id",
+        description="The caller's ticket id (a JSON integer is read as its digits)",
         json_schema_extra=PRINTABLE,
     )
     title: str | None = Field(None, description="Ticket title (optional)")
@@ -194,6 +205,7 @@ class RouteRequestBase(_ScrubbedRequest):
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
 
     _text_not_blank = field_validator("text")(not_blank)
+    _id_number = field_validator("id", mode="before")(integer_as_text)
     _id_printable = field_validator("id")(no_control)
 
 
@@ -216,7 +228,8 @@ class FeedbackRequestBase(_ScrubbedRequest):
         max_length=MAX_ID_CHARS,
         validation_alias=AliasChoices("ticket_id", "id"),
         description="The caller's ticket id (`id`, its name in POST /v1/route, is accepted too; "
-        "sent with `ticket_id`, it must name the same ticket)",
+        "sent with `ticket_id`, it must name the same ticket; a JSON integer is read as its "
+        "digits)",
         json_schema_extra=PRINTABLE,
     )
     title: str | None = Field(None, description="Ticket title; stored PII-masked")
@@ -242,7 +255,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
     dispatcher_id: str | None = Field(
         None,
         max_length=MAX_ID_CHARS,
-        description="Who decided (operator id)",
+        description="Who decided (operator id; a JSON integer is read as its digits)",
         json_schema_extra=PRINTABLE,
     )
     model_version: str | None = Field(
@@ -267,7 +280,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         # alias left it over as an unknown field ("body.id: is not a known field").
         # A null one is a name not used.
         if isinstance(data, dict) and "id" in data and "ticket_id" in data:
-            given, other = data["ticket_id"], data["id"]
+            given, other = integer_as_text(data["ticket_id"]), integer_as_text(data["id"])
             if given is not None and other is not None and given != other:
                 raise ValueError(
                     "id and ticket_id name two different tickets; send the ticket's id once, "
@@ -278,6 +291,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         return data
 
     _text_not_blank = field_validator("text")(not_blank)
+    _ids_number = field_validator("ticket_id", "dispatcher_id", mode="before")(integer_as_text)
     _suggestion_shallow = field_validator("suggestion")(shallow_json)
     _suggestion_storable = field_validator("suggestion")(storable_json)
 

@@ -780,6 +780,33 @@ def test_feedback_with_both_id_and_ticket_id(client: TestClient) -> None:
     assert [r["ticket_id"] for r in export(client)] == ["A-1", "A-3", "A-3"]
 
 
+def test_ticket_and_operator_numbers_are_read_as_ids(client: TestClient) -> None:
+    # Many ticket systems number their tickets and operators and send the number: it was refused
+    # ("body.id: Input should be a valid string"), a batch item lost to a client's JSON habit.
+    routed = client.post("/v1/route", json={"id": 20261206001, "text": WAGE["text"]})
+    assert routed.status_code == 200, routed.text
+    assert routed.json()["id"] == "20261206001"
+    items = [{"id": 7, "text": WAGE["text"]}, {"id": 8, "text": " "}]
+    batch = client.post("/v1/route/batch", json={"items": items})
+    assert batch.status_code == 200, batch.text
+    routed, blank = batch.json()["results"]
+    assert routed["id"] == "7" and routed["result"]["id"] == "7" and routed["error"] is None
+    assert blank["id"] == "8" and blank["error"]["field"] == "items.1.text"
+    body = {"text": WAGE["text"], "department": "人社"}
+    for ids in ({"ticket_id": 20261206001}, {"id": 20261206001, "ticket_id": "20261206001"}):
+        saved = client.post("/v1/feedback", json={**body, **ids, "dispatcher_id": 1024})
+        assert saved.status_code == 201, saved.text
+    assert [(r["ticket_id"], r["dispatcher_id"]) for r in export(client)] == [
+        ("20261206001", "1024")
+    ] * 2
+    # A fraction or true is no id.
+    for bad in (1.5, True):
+        error = assert_error(
+            client.post("/v1/route", json={"id": bad, "text": WAGE["text"]}), 422, "invalid_request"
+        )
+        assert error["field"] == "body.id", error
+
+
 def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> None:
     # As every validation error does ("body.text: is required"); these began "is missing or
     # empty; …" or "was already used …", a sentence without its subject in a client's log.
