@@ -865,7 +865,8 @@ class Router:
         similar: list[list[SimilarTicket]] = [[] for _ in range(X.shape[0])]
         known = np.flatnonzero(~empty_rows)
         if self.index is not None and similar_k > 0 and known.size:
-            for row, found in zip(known, self.index.query(X[known], similar_k), strict=True):
+            searched = X if known.size == X.shape[0] else X[known]  # no copy in the usual case
+            for row, found in zip(known, self.index.query(searched, similar_k), strict=True):
                 similar[row] = found
         out = []
         for i in range(X.shape[0]):
