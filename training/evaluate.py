@@ -45,6 +45,7 @@ from model.tickets import (
     iter_tickets,
     named_paths,
     require_rows,
+    title_column_note,
 )
 from training.markdown import md_text, md_url
 from training.metrics import (
@@ -428,6 +429,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"{head} head not scored: the data has no {quoted(column)} column (it has {listed}); map "
             f"the {head} label column with --{head}-col"
         )
+    if report.get("title_column_note"):
+        out.append(report["title_column_note"])
     if report.get("skipped_empty_text"):
         out.append(f"skipped {rows_of(report['skipped_empty_text'])} with empty text")
     if report.get("skipped_repeated_header"):
@@ -612,6 +615,11 @@ def evaluate(
     if absent:
         # The file's columns, masked: a header that is really a ticket is quoted in the report.
         report["absent_label_columns"] = {"heads": absent, "columns": [mask_label(c) for c in have]}
+    # Titles left in a column of another name: scored without them, unlike the model's training.
+    if note := title_column_note(
+        {name: [mask_label(c) for c in cols] for name, cols in headers.items()}, columns, "scored"
+    ):
+        report["title_column_note"] = note
     if repeats.count:
         report["duplicate_rows"] = repeats.count
         report["duplicate_examples"] = [list(p) for p in repeats.examples]

@@ -56,6 +56,7 @@ from model.tickets import (
     read_tickets,
     require_rows,
     split_departments,
+    title_column_note,
 )
 from training.compare import (
     EVAL_COLUMNS,
@@ -164,6 +165,8 @@ class RetrainResult:
     champion: str | None = None
     # Its unlabelled files' names (training_data.unlabelled_files), where its metadata has them.
     unlabelled_names: list[str] = field(default_factory=list)
+    # A history file's title column left unmapped (model.tickets.title_column_note), if any.
+    title_note: str | None = None
     train: TrainResult | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
@@ -213,6 +216,8 @@ class RetrainResult:
                 "the same --unlabelled files to keep them"
                 + (f" ({listing(self.unlabelled_names, 5)})" if self.unlabelled_names else "")
             )
+        if self.title_note:
+            out.append(self.title_note)
         if self.ambiguous_ids:
             out.append(
                 f"{_ids(self.ambiguous_ids)} more than one ticket text "
@@ -893,6 +898,7 @@ def retrain(
         repeated_headers=repeated_headers,
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
+    result.title_note = title_column_note(headers, columns, "retrained")
     hist, result.window = read.select()
     # Read before anything is frozen or fitted: a bad file is one error, as train gives it.
     extra = (

@@ -1568,6 +1568,29 @@ def test_the_first_retrain_on_a_category_only_history_sets_aside_its_evaluation_
     assert result.eval_excluded == 0 and result.rows["history"] == 36 - len(frozen)
 
 
+def test_retrain_warns_of_a_title_column_left_unmapped_as_train_does(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # An export whose titles sit in 诉求标题, retrained without --title-col: the challenger was
+    # trained without titles and nothing said so (train says so).
+    from model.tickets import ColumnMap
+
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    again = tickets.assign(id=tickets["id"] + "b", text=tickets["text"] + "，至今没有解决")
+    history = tmp_path / "export.csv"
+    pd.concat([tickets, again]).rename(columns={"title": "诉求标题"}).to_csv(history, index=False)
+    note = (
+        "export.csv has no column 'title' for the ticket title, so its tickets are retrained "
+        "without titles; it has '诉求标题': if it is the title, give --title-col 诉求标题"
+    )
+    result = retrain([history], [], tmp_path / "a", config=tiny_config)
+    assert note in result.warnings(min_examples=3)
+    mapped = retrain(
+        [history], [], tmp_path / "b", columns=ColumnMap(title="诉求标题"), config=tiny_config
+    )
+    assert not any("--title-col" in w for w in mapped.warnings(min_examples=3))
+
+
 def test_the_first_retrain_on_a_history_without_labels_says_so_naming_its_columns(
     tmp_path: Path,
 ) -> None:

@@ -1807,6 +1807,32 @@ def test_evaluate_names_a_head_whose_label_column_the_data_lacks(
     assert not any("not scored" in w for w in report_warnings(report))
 
 
+def test_evaluate_warns_of_a_title_column_left_unmapped_as_train_does(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A model trained with titles, scored on an export whose titles sit in 诉求标题 without
+    # --title-col: its figures were for tickets without titles, and nothing said so.
+    from model.tickets import ColumnMap
+    from training.evaluate import evaluate, report_warnings
+
+    data = tmp_path / "export.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["工单编号", "诉求标题", "text", "department", "category"])
+        w.writerows([f"T{i}", *row] for i, row in enumerate(TINY_TICKETS))
+    note = (
+        "export.csv has no column 'title' for the ticket title, so its tickets are scored "
+        "without titles; it has '诉求标题': if it is the title, give --title-col 诉求标题"
+    )
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data)])
+    assert r.exit_code == 0, r.output
+    assert note in " ".join(r.stderr.split())
+    report = evaluate(tiny_model_dir, [data], columns=ColumnMap())
+    assert note in report_warnings(report)
+    mapped = evaluate(tiny_model_dir, [data], columns=ColumnMap(title="诉求标题"))
+    assert not any("--title-col" in w for w in report_warnings(mapped))
+
+
 def test_train_reads_a_directory_with_subdirectories_and_records_each_file(tmp_path, tiny_config):
     # Parts in backlog/2024-03/ were left out of training without a word; two months' part-1.csv
     # must be told apart in the metadata's record of the files.
