@@ -29,6 +29,7 @@ from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
 from serve.admin import admin_router, install_sighup
+from serve.apidocs import docs_router
 from serve.auth import route_needs_key
 from serve.batcher import MicroBatcher
 from serve.db import SCHEMA_RETRY_S, Database
@@ -196,6 +197,9 @@ def create_app(
         # Java clients do not follow for a POST and .NET followed into a connection error. The
         # 404 of _not_found_naming_the_route says what to call instead.
         redirect_slashes=False,
+        # FastAPI's /docs loads Swagger UI from a CDN; serve/apidocs.py serves it from here.
+        docs_url=None,
+        redoc_url=None,
     )
     # Settings, metrics and the batcher live as long as the app: the one place they are kept.
     app.state.services = Services(settings, metrics, MicroBatcher(similar_k=settings.similar_k))
@@ -210,6 +214,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
     app.include_router(admin_router)
+    app.include_router(docs_router)
     _include_page(app)
     app.router.default = _not_found_naming_the_route(app)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))

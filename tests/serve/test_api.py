@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -664,6 +665,40 @@ def test_probes_and_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/route", "/v1/route/batch", "/v1/feedback", "/v1/model"} <= set(paths)
+
+
+@pytest.mark.parametrize("root_path", ["", "/paidan"], ids=["no-root-path", "root-path"])
+def test_docs_page_loads_swagger_ui_from_this_server(client: TestClient, root_path: str) -> None:
+    # /docs loaded Swagger UI's script and stylesheet from cdn.jsdelivr.net and its icon from
+    # fastapi.tiangolo.com: on an intranet without internet access (政务内网) it was a blank page,
+    # and elsewhere third-party script ran beside the Authorize dialog where an API key is typed.
+    served = TestClient(client.app, root_path=root_path)
+    page = served.get(f"{root_path}/docs")
+    assert page.status_code == 200
+    assert served.head(f"{root_path}/docs").status_code == 200  # as FastAPI's own /docs
+    assert "http://" not in page.text and "https://" not in page.text, page.text
+    urls = re.findall(r'(?:src|href)="([^"]*)"', page.text)
+    kinds = {"text/javascript", "text/css", "image/png"}
+    found = set()
+    for url in urls:
+        assert url.startswith(f"{root_path}/docs/"), url  # under the proxy's prefix too
+        asset = served.get(url)
+        assert asset.status_code == 200, url
+        found.add(asset.headers["content-type"].split(";")[0])
+        assert asset.headers["x-content-type-options"] == "nosniff"
+        # 1.5 MB of script: revalidated, not sent again.
+        again = served.get(url, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    assert found == kinds, urls
+    # Only this server's scripts, and the page's own inline start-up script by its hash.
+    policy = dict(
+        p.strip().split(" ", 1) for p in page.headers["content-security-policy"].split(";")
+    )
+    script_src = policy["script-src"].split()
+    assert len(script_src) == 2 and script_src[0] == "'self'", script_src
+    assert script_src[1].startswith("'sha256-"), script_src
+    assert "unsafe" not in page.headers["content-security-policy"]
+    assert policy["style-src"] == "'self'" and policy["connect-src"] == "'self'"
 
 
 def test_probes_answer_head(client: TestClient) -> None:

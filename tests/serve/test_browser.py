@@ -1766,12 +1766,52 @@ def test_under_a_root_path_beyond_ascii_the_server_serves_what_the_page_names(
         assert server.api("GET", "/v1/model").headers["cache-control"] == "no-store"
         docs = server.api("GET", f"{encoded}/docs")
         assert docs.status_code == 200 and "/派单/openapi.json" in docs.text
+        for url in re.findall(r'(?:src|href)="([^"]*)"', docs.text):  # Swagger UI's own files
+            assert url.startswith(f"{encoded}/docs/"), url
+            assert server.api("GET", url).status_code == 200, url
         assert server.api("GET", f"{encoded}/openapi.json").status_code == 200
         assert server.api("GET", f"{encoded}x/healthz").status_code == 404
         metrics = server.api("GET", "/metrics").text
         assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in (
             metrics
         )
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("prefix", ["", "/%E6%B4%BE%E5%8D%95"], ids=["none", "encoded"])
+def test_docs_page_shows_the_api_with_nothing_from_outside(
+    browser: Any, tiny_model_dir: Path, tmp_path: Path, prefix: str
+) -> None:
+    # /docs loaded Swagger UI from cdn.jsdelivr.net: blank without internet access (政务内网).
+    # Every request now goes to this server, and its Content-Security-Policy lets Swagger UI run.
+    with serving(tiny_model_dir, tmp_path, root_path=prefix) as server:
+        context = browser.new_context(locale="zh-CN")
+        outside: list[str] = []
+
+        def only_this_server(route: Any) -> None:
+            if route.request.url.startswith(server.url + "/"):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_this_server)
+        try:
+            run = PageRun(context.new_page(), [], [])
+            pg = run.page
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            failed: list[str] = []
+            pg.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+            pg.on("pageerror", lambda e: run.problems.append(str(e)))
+            pg.on("console", lambda m: run.problems.append(m.text) if m.type == "error" else None)
+            pg.goto(f"{server.url}{prefix}/docs")
+            pg.locator(".opblock-summary-path", has_text="/v1/route/batch").wait_for()
+            assert pg.locator(".opblock-summary-path").count() >= 4
+            assert pg.locator("button.authorize").count() == 1
+        finally:
+            context.close()
+    assert outside == [] and failed == [] and run.problems == [], (outside, failed, run.problems)
 
 
 @pytest.mark.slow
