@@ -4,7 +4,9 @@ a body sent without ``Content-Type: application/json`` is a 415 naming the heade
 ``json.loads`` keeps the last of two values under one key without a word: a feedback body writing
 ``department`` twice stored the second, which the next retraining read as the label. The ticket-file
 readers refuse such an object (:func:`model.tickets.refuse_same_names`); the API refuses it too,
-naming the key and where it is (``body.items.3.text``).
+naming the key and where it is (``body.suggestion.a.0.k``). Inside one item of a batch it
+is that item's own error (:class:`RepeatedKeyItem`), as any other bad item's: the whole batch was
+refused, the other items not routed.
 
 FastAPI reads a body as JSON only when its Content-Type says JSON; any other body (``curl -d``
 and Java's ``HttpURLConnection`` send ``application/x-www-form-urlencoded`` by default) reached
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import email.message
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
@@ -64,13 +67,40 @@ def _mark_repeats(items: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_repeats)
 
 
-def parse_json(body: bytes | str) -> Any:
+@dataclass(frozen=True)
+class RepeatedKeyItem:
+    """In place of an item of a batch's ``items`` that writes a key twice (in itself or in an object
+    inside it), left by :func:`parse_json` for the batch route to answer as that item's error."""
+
+    item: Any  # as json reads it, the last of two values kept: only its id is read, not for sure
+    path: tuple[str, ...]  # inside the item, to the object writing ``key`` twice
+    key: str
+
+    def error(self, index: int) -> tuple[str, str]:
+        """The item's error message and field (``items.3.text``), the key and path quoted."""
+        where = [quoted(p) for p in self.path]
+        message = f"item {index}: " + (f"{'.'.join(where)}: " if where else "") + _twice(self.key)
+        return message, ".".join([f"items.{index}", *where, quoted(self.key)])
+
+
+def _twice(key: str) -> str:
+    return (
+        f"the key {quoted(key)!r} is written twice (only one of the two values could be read); "
+        "send it once"
+    )
+
+
+def parse_json(body: bytes | str, items_own_errors: bool = False) -> Any:
     """``json.loads(body)``, refusing an object that writes a key twice.
+
+    ``items_own_errors``: a body of a batch, whose ``items`` are answered each on its own; an item
+    that writes a key twice is replaced by a :class:`RepeatedKeyItem`, and only a key written twice
+    outside the items is refused.
 
     Raises
     ------
     ApiError
-        400 ``malformed_json`` naming the key and its path (``body.items.3.text``).
+        400 ``malformed_json`` naming the key and its path (``body.suggestion.a.0.k``).
     json.JSONDecodeError, UnicodeDecodeError, RecursionError
         As ``json.loads`` raises them (FastAPI answers those).
     """
@@ -84,20 +114,27 @@ def parse_json(body: bytes | str) -> Any:
         return _DECODER.decode(text)
     except _KeyRepeated:
         pass  # read again, marking the objects, to say where
-    path, key = _first_repeated(json.loads(text, object_pairs_hook=_mark_repeats))
-    # Keys along the path are the client's: quoted PII-masked and cut short.
-    where = [quoted(p) for p in path]
-    raise ApiError(
-        400,
-        "malformed_json",
-        f"{'.'.join(['body', *where])}: the key {quoted(key)!r} is written twice (only one of "
-        "the two values could be read); send it once",
-        ".".join(["body", *where, quoted(key)]),
-    )
+    value = json.loads(text, object_pairs_hook=_mark_repeats)
+    items = value.get("items") if isinstance(value, dict) and items_own_errors else None
+    for path, key in list(_repeats(value)):
+        if isinstance(items, list) and len(path) > 1 and path[0] == "items":
+            i = int(path[1])
+            if not isinstance(items[i], RepeatedKeyItem):  # the item's first
+                items[i] = RepeatedKeyItem(items[i], tuple(path[2:]), key)
+            continue
+        # Keys along the path are the client's: quoted PII-masked and cut short.
+        where = [quoted(p) for p in path]
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"{'.'.join(['body', *where])}: {_twice(key)}",
+            ".".join(["body", *where, quoted(key)]),
+        )
+    return value
 
 
-def _first_repeated(value: Any) -> tuple[list[str], str]:
-    """The path (in document order) of the first object with a repeated key, and that key.
+def _repeats(value: Any) -> Iterator[tuple[list[str], str]]:
+    """The path of each object with a repeated key, in document order, and that key.
 
     Walked without recursion: the body may nest as deeply as the parser allows.
     """
@@ -105,7 +142,7 @@ def _first_repeated(value: Any) -> tuple[list[str], str]:
     while stack:
         node, path = stack.pop()
         if isinstance(node, _Repeated):
-            return path, node.key
+            yield path, node.key
         if isinstance(node, dict):
             children = [(v, [*path, str(k)]) for k, v in node.items()]
         elif isinstance(node, list):
@@ -113,7 +150,6 @@ def _first_repeated(value: Any) -> tuple[list[str], str]:
         else:
             continue
         stack.extend(reversed(children))
-    return [], ""  # not reached: parse_json found one
 
 
 def is_json_type(content_type: str) -> bool:
@@ -151,10 +187,19 @@ async def check_content_type(request: Request) -> None:
 class JsonBodyRequest(Request):
     """A request whose JSON body is read by :func:`parse_json`."""
 
+    items_own_errors = False
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = parse_json(await self.body())
+            self._json = parse_json(await self.body(), self.items_own_errors)
         return self._json
+
+
+class BatchBodyRequest(JsonBodyRequest):
+    """A request whose body's ``items`` are answered each on its own: a key written twice in an
+    item is that item's error (:class:`RepeatedKeyItem`)."""
+
+    items_own_errors = True
 
 
 class JsonBodyRoute(APIRoute):
@@ -163,14 +208,23 @@ class JsonBodyRoute(APIRoute):
     error (an :class:`ApiError`, which FastAPI wraps in a 400) is answered as it is by
     :func:`serve.errors.install_error_handlers`."""
 
+    request_class: type[JsonBodyRequest] = JsonBodyRequest
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         takes_body = self.body_field is not None
+        request_class = self.request_class
 
         async def handle(request: Request) -> Response:
-            request = JsonBodyRequest(request.scope, request.receive, request._send)
+            request = request_class(request.scope, request.receive, request._send)
             if takes_body:
                 await check_content_type(request)
             return await handler(request)
 
         return handle
+
+
+class BatchBodyRoute(JsonBodyRoute):
+    """The route class of a batch: its body is read by :class:`BatchBodyRequest`."""
+
+    request_class = BatchBodyRequest

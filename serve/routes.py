@@ -27,7 +27,7 @@ from model.router import RouteResult, shown_threshold
 from model.text import clean, counted
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
-from serve.body import JsonBodyRoute
+from serve.body import BatchBodyRoute, JsonBodyRoute, RepeatedKeyItem
 from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url, mask_json
 from serve.deps import (
     DatabaseDep,
@@ -128,13 +128,6 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         services.metrics.observe_results([result])
         return _response(result, body.id, start)
 
-    @api.post(
-        "/v1/route/batch",
-        response_model=RouteBatchResponse,
-        responses=route_errors,
-        tags=["route"],
-        dependencies=route_guard,
-    )
     def route_batch(
         body: RouteBatchRequestBase,
         router: RouterDep,
@@ -154,6 +147,17 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         outcomes: list[RouteBatchItem] = []
         valid: list[tuple[int, RouteRequestBase]] = []
         for i, item in enumerate(body.items):
+            if isinstance(item, RepeatedKeyItem):  # see serve.body
+                said, where = item.error(i)
+                outcomes.append(
+                    RouteBatchItem(
+                        index=i,
+                        # Of an id written twice, neither is sure to be the ticket's.
+                        id=None if item.key == "id" and not item.path else _item_id(item.item),
+                        error=ErrorBody(code="invalid_item", message=said, field=where),
+                    )
+                )
+                continue
             if not isinstance(item, dict):
                 outcomes.append(
                     RouteBatchItem(
@@ -205,6 +209,18 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             model_version=router.version,
             elapsed_ms=_ms(start),
         )
+
+    # Its body's items are answered each on its own, a key written twice in one too.
+    api.add_api_route(
+        "/v1/route/batch",
+        route_batch,
+        methods=["POST"],
+        response_model=RouteBatchResponse,
+        responses=route_errors,
+        tags=["route"],
+        dependencies=route_guard,
+        route_class_override=BatchBodyRoute,
+    )
 
     @api.post(
         "/v1/feedback",
