@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import counted
+from model.text import counted, is_blank
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,18 @@ _CONTAINER_ERRORS = {
 }
 
 
+# Told to a ticket sent with a title and no text: 12345 exports sometimes hold the whole complaint
+# in the title, and "is required" alone named no way to route one.
+TITLE_ONLY = (
+    "; send the complaint in text (a ticket whose title holds it all: send the title as text too)"
+)
+
+
+def _holds_title(body: Any) -> bool:
+    title = body.get("title") if isinstance(body, Mapping) else None
+    return isinstance(title, str) and not is_blank(title)
+
+
 def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple[str, str | None]:
     """A message and a dotted field path from pydantic errors, never echoing the input."""
     if not errors:
@@ -173,6 +185,8 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         msg = f"is longer than {ctx['max_length']:,} characters"
     elif err.get("type") == "missing":
         msg = "is required"
+        if loc[-1:] == ["text"] and _holds_title(err.get("input")):
+            msg += TITLE_ONLY
     elif err.get("type") == "extra_forbidden":
         msg = "is not a known field"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:

@@ -880,6 +880,40 @@ def test_ticket_and_operator_numbers_are_read_as_ids(client: TestClient) -> None
         assert error["field"] == "body.id", error
 
 
+def test_a_title_only_ticket_is_told_to_send_its_title_as_text(client: TestClient) -> None:
+    # 12345 exports sometimes hold the whole complaint in the title: "body.text: is required"
+    # named no way to route such a ticket.
+    hint = (
+        "; send the complaint in text (a ticket whose title holds it all: send the title as text "
+        "too)"
+    )
+    error = assert_error(client.post("/v1/route", json={"title": "油烟扰民"}), 422)
+    assert error == {
+        "code": "invalid_request",
+        "field": "body.text",
+        "message": "body.text: is required" + hint,
+    }
+    # No title, or a blank one: nothing to send as text.
+    for sent in ({"id": "T"}, {"title": " \u200b"}):
+        error = assert_error(client.post("/v1/route", json=sent), 422)
+        assert error["message"] == "body.text: is required", error
+    batch = client.post(
+        "/v1/route/batch", json={"items": [{"id": "T", "title": "油烟扰民"}, {"title": ""}, SMOKE]}
+    )
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert results[0]["id"] == "T" and results[0]["error"] == {
+        "code": "invalid_item",
+        "field": "items.0.text",
+        "message": "item 0: text: is required" + hint,
+    }
+    assert results[1]["error"]["message"] == "item 1: text: is required"
+    assert results[2]["result"]["id"] == "A-2"
+    # The advice routes it.
+    answer = client.post("/v1/route", json={"title": "油烟扰民", "text": "油烟扰民"})
+    assert answer.status_code == 200, answer.text
+
+
 def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> None:
     # As every validation error does ("body.text: is required"); these began "is missing or
     # empty; …" or "was already used …", a sentence without its subject in a client's log.
