@@ -50,6 +50,17 @@ def test_direction_more_evidence_more_confidence(router):
     assert p_more > p_base
 
 
+def test_b_ultrasound_is_a_word_so_block_b_is_not_a_hospital_matter(router):
+    # jieba cut "B超" (ultrasound) into "b" + "超", and the sample's "b" was learnt for 市卫健委:
+    # "B座电梯坏了" (block B's lift) went there, "b" its first evidence.
+    [block] = router.predict(["B座电梯坏了"])
+    assert block.department.label != "市卫健委"
+    assert "b" not in [e.term for e in block.department.evidence]
+    [scan] = router.predict(["体检中心收了B超的钱，B超项目根本没做"])
+    assert scan.department.label == "市卫健委"
+    assert "b超" in [e.term for e in scan.department.evidence]
+
+
 def test_evidence_terms_come_from_the_ticket(router):
     text = "公司拖欠农民工工资三个月，劳动监察大队也不管"
     result = router.predict([text])[0]
