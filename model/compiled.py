@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
 
-from model.text import combine
+from model.text import Script, combine
 from model.tokenizer import Doc, Segmenter
 
 # A ticket as the pipeline accepts it: a bare text, a (title, text) pair, or a mapping with those keys.
@@ -61,10 +61,19 @@ class CompiledFeatures:
         The fitted tokenizer's segmenter.
     views : list of CompiledView
         The views in the feature union's order, each with its column offset.
+    script : {"as_written", "simplified"}, default "as_written"
+        The script the model reads (:func:`model.text.to_script`).
     """
 
-    def __init__(self, title_repeat: int, segmenter: Segmenter, views: list[CompiledView]) -> None:
+    def __init__(
+        self,
+        title_repeat: int,
+        segmenter: Segmenter,
+        views: list[CompiledView],
+        script: Script = "as_written",
+    ) -> None:
         self.title_repeat = title_repeat
+        self.script = script
         self.segmenter = segmenter
         self.views = views
         # Word-view columns come first when there is a word view: evidence shows only those.
@@ -73,7 +82,11 @@ class CompiledFeatures:
 
     def texts(self, tickets: Iterable[TicketLike]) -> list[str]:
         """Prepared texts: each ticket normalised and masked exactly once."""
-        return [combine(*as_title_text(t), title_repeat=self.title_repeat) for t in tickets]
+        return [combine(*as_title_text(t), self.title_repeat, self.script) for t in tickets]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("script", "as_written")  # pickled before the setting: read as written
+        self.__dict__.update(state)
 
     def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
         """Feature rows of tickets, as ``features.transform`` computes them."""

@@ -32,7 +32,7 @@ from model.compiled import (
     word_ngrams,
 )
 from model.config import TrainingConfig
-from model.text import combine, counted
+from model.text import Script, combine, counted
 from model.tokenizer import (
     BACKENDS,
     WORD_CUTS,
@@ -55,17 +55,24 @@ class TextPreparer(TransformerMixin, BaseEstimator):
     ----------
     title_repeat : int, default 2
         How many times the title is written before the text.
+    script : {"as_written", "simplified"}, default "as_written"
+        The script the model reads (:func:`model.text.to_script`).
     """
 
-    def __init__(self, title_repeat: int = 2) -> None:
+    def __init__(self, title_repeat: int = 2, script: Script = "as_written") -> None:
         self.title_repeat = title_repeat
+        self.script = script
 
     def fit(self, X: Iterable[TicketLike] | None = None, y: Any = None) -> TextPreparer:
         self.n_features_in_ = 1
         return self
 
     def transform(self, X: Iterable[TicketLike]) -> list[str]:
-        return [combine(*as_title_text(t), title_repeat=self.title_repeat) for t in X]
+        return [combine(*as_title_text(t), self.title_repeat, self.script) for t in X]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("script", "as_written")  # pickled before the setting: read as written
+        super().__setstate__(state)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -236,7 +243,7 @@ def build_features(
         weights["char"] = config.char_weight
     return Pipeline(
         [
-            ("prepare", TextPreparer(title_repeat=config.title_repeat)),
+            ("prepare", TextPreparer(title_repeat=config.title_repeat, script=config.script)),
             (
                 "tokenize",
                 JiebaTokenizer(
@@ -485,6 +492,7 @@ def compile_features(features: Pipeline) -> CompiledFeatures:
         features.named_steps["prepare"].title_repeat,
         features.named_steps["tokenize"].segmenter(),
         views,
+        features.named_steps["prepare"].script,
     )
 
 

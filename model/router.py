@@ -29,7 +29,7 @@ from model.compiled import (
     with_extras,
 )
 from model.config import TrainingConfig
-from model.text import clean
+from model.text import clean, to_script
 from model.tickets import JOINT_JOINER
 
 if TYPE_CHECKING:
@@ -705,7 +705,8 @@ class Router:
         self.index = SimilarIndex(
             matrix=sp.csr_matrix(l2_normalize(X[keep]), dtype=np.float32),
             ids=np.asarray([str(i) for i in ids[keep]], dtype=object),
-            titles=np.asarray([clean(t) for t in titles[keep]], dtype=object),
+            # Shown as the model reads them: in the script it reads (a traditional title simplified).
+            titles=np.asarray([clean(t, self.config.script) for t in titles[keep]], dtype=object),
             departments=np.asarray([d or "" for d in departments[keep]], dtype=object),
             categories=np.asarray([c or "" for c in categories[keep]], dtype=object),
             co_departments=co,
@@ -899,8 +900,11 @@ class Router:
         return {name: self.heads[name].scores(p) for name, p in self._all_proba(X).items()}
 
     def warm_up(self) -> None:
-        """Load jieba's dictionary, compile the prediction path and build the search index."""
-        self.compiled()[0].segmenter.warm_up()
+        """Load jieba's dictionary and OpenCC's tables (a model that reads simplified characters),
+        compile the prediction path and build the search index."""
+        features = self.compiled()[0]
+        features.segmenter.warm_up()
+        to_script("預熱", features.script)  # about 120 ms, else paid by the first Chinese ticket
         self._word_names_unique()
         if self.index is not None:
             self.index.postings()

@@ -53,7 +53,7 @@ from model.settings import (
     load_settings,
     unknown_variables,
 )
-from model.text import counted, mask_label
+from model.text import Script, counted, mask_label
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError, WordCut
 
@@ -573,6 +573,13 @@ def train(
             "公积金); precise: the longest words only (jieba's default mode)"
         ),
     ] = TrainingConfig.word_cut,
+    script: Annotated[
+        Script,
+        typer.Option(
+            help="simplified: a ticket typed in traditional characters is read in simplified ones "
+            "(社區 as 社区); as_written: every character as written"
+        ),
+    ] = TrainingConfig.script,
     unlabelled: Annotated[
         list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
     ] = None,
@@ -661,6 +668,7 @@ def train(
         seed=seed,
         tokenizer=tokenizer,
         word_cut=word_cut,
+        script=script,
         prior_alpha=prior_alpha,
         calibrate_confidence=calibrate_confidence,
         multinomial_weight=multinomial_weight,

@@ -232,8 +232,8 @@ def drift(
         part = records[start : start + CHUNK_RECORDS]
         texts = [
             (
-                _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""))),
-                _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""))),
+                _PLACEHOLDERS.sub(" ", clean(str(r.get("title") or ""), features.script)),
+                _PLACEHOLDERS.sub(" ", clean(str(r.get("text") or ""), features.script)),
             )
             for r in part
         ]

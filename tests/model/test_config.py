@@ -72,3 +72,12 @@ def test_a_config_from_before_the_word_cut_setting_keeps_the_precise_cut() -> No
     assert TrainingConfig.from_dict(old).word_cut == "precise"
     assert TrainingConfig().word_cut == "search"
     assert TrainingConfig.from_dict(TrainingConfig().to_dict()).word_cut == "search"
+
+
+def test_a_config_from_before_the_script_setting_reads_text_as_written() -> None:
+    # Models trained before the setting featurised traditional characters as written; retrain's
+    # challenger of such a champion must too, and the model itself keeps predicting as before.
+    old = {k: v for k, v in TrainingConfig().to_dict().items() if k != "script"}
+    assert TrainingConfig.from_dict(old).script == "as_written"
+    assert TrainingConfig().script == "simplified"
+    assert TrainingConfig.from_dict(TrainingConfig().to_dict()).script == "simplified"

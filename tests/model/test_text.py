@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import model.text
 from model.text import (
     MASK_CARD,
     MASK_EMAIL,
@@ -27,6 +28,7 @@ from model.text import (
     mask_pii,
     normalize,
     normalize_label,
+    to_script,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -467,6 +469,52 @@ def test_combine_repeats_title():
     assert combine("油烟扰民", "楼下烧烤店", title_repeat=2) == "油烟扰民。油烟扰民。楼下烧烤店"
     assert combine("", "只有正文") == "只有正文"
     assert combine(None, None) == ""
+
+
+# The same complaint as typed in mainland China, in Taiwan and in Hong Kong (衞 is Hong Kong's form).
+_SIMPLIFIED = "小区楼下烧烤店油烟很大，晚上十二点还在营业，卫生很差"
+_TRADITIONAL = "社區樓下燒烤店油煙很大，晚上十二點還在營業，衛生很差"
+_HONG_KONG = "社區樓下燒烤店油煙很大，晚上十二點還在營業，衞生很差"
+
+
+@pytest.mark.parametrize("written", [_TRADITIONAL, _HONG_KONG])
+def test_clean_reads_traditional_characters_as_simplified_when_asked(written):
+    # A traditional ticket shared only 晚上 with the simplified history: routed on almost nothing.
+    simplified = clean(_SIMPLIFIED)
+    assert clean(written, script="simplified") == "社区" + simplified[2:]
+    assert clean(written) == normalize(written)  # as written unless asked
+    assert clean(written, script="as_written") == normalize(written)
+
+
+def test_clean_leaves_a_text_without_traditional_characters_as_it_is():
+    # OpenCC's phrase table reads 打坏 as the traditional spelling of 打坯 (to mould adobe): a
+    # text converted whole would lose its 坏. Only a text that holds a character found in
+    # traditional writing alone is converted.
+    text = "孩子手没轻重，打坏了邻居家的窗户"
+    assert clean(text, script="simplified") == clean(text)
+    assert to_script(clean(_SIMPLIFIED), "simplified") == clean(_SIMPLIFIED)
+
+
+def test_traditional_numbers_are_masked_after_their_keywords():
+    # Converted before masking, so that 電話 and 護照 are the keywords masking looks for.
+    assert clean("電話:8888 0000，護照E12345678", script="simplified") == (
+        f"电话:{MASK_LANDLINE},护照{MASK_PASSPORT}"
+    )
+
+
+def test_combine_converts_title_and_text():
+    assert combine("油煙擾民", "樓下燒烤店", title_repeat=2, script="simplified") == (
+        "油烟扰民。油烟扰民。楼下烧烤店"
+    )
+
+
+@given(st.one_of(st.text(), st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF))))
+def test_clean_to_simplified_never_raises_and_converts_only_traditional_text(s):
+    out = clean(s, script="simplified")
+    assert isinstance(out, str)
+    if out != clean(s):
+        traditional = model.text._converter()[2]
+        assert not traditional.isdisjoint(normalize(s))
 
 
 @given(st.text())

@@ -312,9 +312,9 @@ def test_drift_cleans_each_title_and_text_once_with_the_same_figures(
     calls: list[str | None] = []
     original = model.text.clean
 
-    def counted(text: str | None) -> str:
+    def counted(text: str | None, script: model.text.Script = "as_written") -> str:
         calls.append(text)
-        return original(text)
+        return original(text, script)
 
     monkeypatch.setattr(model.text, "clean", counted)
     monkeypatch.setattr(drift_module, "clean", counted)
@@ -328,7 +328,10 @@ def test_drift_cleans_each_title_and_text_once_with_the_same_figures(
     features = router.compiled()[0]
     # Text for text, what the segmenter cuts is the same.
     cleaned = [
-        tuple(drift_module._PLACEHOLDERS.sub(" ", original(r[c])) for c in ("title", "text"))
+        tuple(
+            drift_module._PLACEHOLDERS.sub(" ", original(r[c], features.script))
+            for c in ("title", "text")
+        )
         for r in records
     ]
     assert drift_module.prepared(cleaned, features.title_repeat) == features.texts(cleaned)
@@ -372,3 +375,17 @@ def test_drift_titles_its_table_with_the_window_start_it_compares_with(
     assert title in " ".join(r.output.split())  # the title wraps to the table's width
     start = json.loads(out.read_text(encoding="utf-8"))["since"]
     assert start.replace("T", " ").startswith(title.split()[2])  # the report's bound, same day
+
+
+def test_drift_reads_traditional_traffic_as_the_model_does(tiny_model_dir: Path) -> None:
+    # Traffic typed in traditional characters is routed on its simplified words: its words are no
+    # new terms, nor out of the vocabulary, for a model that reads simplified characters.
+    router, meta = load_router(tiny_model_dir)
+    simplified = ["楼下烧烤店油烟很大，晚上十二点还在营业", "商铺空调外机噪音太大，整夜轰鸣"]
+    traditional = ["樓下燒烤店油煙很大，晚上十二點還在營業", "商鋪空調外機噪音太大，整夜轟鳴"]
+    reports = [
+        drift(router, meta, [record(day, t, "执法", "auto") for day, t in enumerate(texts)], T0)
+        for texts in (simplified, traditional)
+    ]
+    assert reports[1]["oov"] == reports[0]["oov"]
+    assert reports[1]["new_terms"] == reports[0]["new_terms"]
