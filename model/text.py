@@ -133,10 +133,15 @@ def _mask_card(match: re.Match[str]) -> str:
 
 
 # The digits 0-9 in Chinese numerals, as citizens write them in a number: 〇 and 零 for 0, 幺 for
-# 1 and 两 for 2 besides the usual ones.
-_CN_DIGITS = "〇零一幺二两三四五六七八九"
-# The provinces' one-character abbreviations that begin a licence plate.
-_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+# 1 and 两 (traditional 兩) for 2 besides the usual ones.
+_CN_DIGITS = "〇零一幺二两兩三四五六七八九"
+# The provinces' one-character abbreviations that begin a licence plate, then the traditional forms
+# of those that have one (滬A12345, as Hong Kong, Macao and Taiwan residents write it). Keywords
+# below are listed likewise, simplified then traditional (OpenCC's s2t, s2hk, s2tw and s2twp): text
+# is stored and logged as written, so it is masked as written.
+_PROVINCES = (
+    "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼滬雲遼魯蘇贛晉陝閩貴粵寧瓊"
+)
 
 # What a match is replaced by: a template, as re.sub takes it, or a function of the match.
 _Replacement = str | Callable[[re.Match[str]], str]
@@ -253,7 +258,8 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     ),
     (
         _pattern(
-            r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
+            r"(电话|座机|固话|联系方式|联系|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡|tel)"
+            r"((?:号码|号|是|为|號碼|號|為|爲)?[:：]?\s*)"
             r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
         ),
         r"\1\2" + MASK_LANDLINE,
@@ -267,10 +273,11 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         MASK_MOBILE,
     ),
-    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号.
+    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号 (traditional Q號, QQ羣).
     (
         _pattern(
-            r"(q(?<![a-z]q)q|扣扣|q(?<![a-z]q)号)( ?(?:号码|号|群号?)?(?:是|为)?[:：]?\s*)"
+            r"(q(?<![a-z]q)q|扣扣|q(?<![a-z]q)[号號])"
+            r"( ?(?:号码|号|號碼|號|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
             r"[1-9]\d{4,10}(?!\d)"
         ),
         r"\1\2" + MASK_QQ,
@@ -282,7 +289,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     (
         _pattern(
             r"(微信|v(?<![a-z]v)x|w(?<![a-z]w)x|v(?<![a-z]v)信)"
-            r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
+            r"( ?(?:号码|号|账号|號碼|號|賬號|帳號|id)?(?:是|为|為|爲)?[:：]?\s*)"
             r"(?:(?<!微信)(?<!微信 )|(?=[a-z-]*[0-9_]))[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])"
         ),
         r"\1\2" + MASK_WECHAT,
@@ -296,15 +303,27 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
     # that are no new-energy serial, and one after 全新, 最新, 崭新, 更新, 重新 (全新y9000p) is no plate.
     (
         re.compile(
-            rf"[{_PROVINCES}](?<![全最崭更重]新)[a-hj-np-z][·・• -]?"
+            rf"[{_PROVINCES}](?<![全最崭嶄更重]新)[a-hj-np-z][·・• -]?"
             r"(?:[df][a-hj-np-z0-9]\d{4}|\d{5}[df]|(?=[a-z0-9]{5}(?![a-z0-9]))(?:\d*[a-hj-np-z]){0,2}\d*)"
             r"(?![a-z0-9])"
         ),
         MASK_PLATE,
     ),
-    # A passport number after 护照 (E12345678, EA1234567, G12345678, or 9 digits).
+    # A passport number after 护照 (E12345678, EA1234567, G12345678, or 9 digits), then after 護照,
+    # its traditional form: each pattern begins with its keyword, which a search finds several
+    # times faster than either of two (1.4 against 5.5 us on 2,000 characters).
     (
-        _pattern(r"(护照)((?:号码|号)?(?:是|为)?[:：]?\s*)(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])"),
+        _pattern(
+            r"(护照)((?:号码|号|號碼|號)?(?:是|为|為|爲)?[:：]?\s*)"
+            r"(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])"
+        ),
+        r"\1\2" + MASK_PASSPORT,
+    ),
+    (
+        _pattern(
+            r"(護照)((?:号码|号|號碼|號)?(?:是|为|為|爲)?[:：]?\s*)"
+            r"(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])"
+        ),
         r"\1\2" + MASK_PASSPORT,
     ),
 )
@@ -329,7 +348,7 @@ _MOBILE_START = re.compile(r"1[3-9]\d")
 # Chinese and a tenth on English. The masks these patterns write create none of these for a later
 # one.
 _NEEDS_MORE = re.compile(
-    rf"[qvw扣微护一幺{_PROVINCES}](?:(?<=q)[q号]|(?<=v)[x信]|(?<=w)x|(?<=扣)扣|(?<=微)信|(?<=护)照"
+    rf"[qvw扣微护護一幺{_PROVINCES}](?:(?<=q)[q号號]|(?<=v)[x信]|(?<=w)x|(?<=扣)扣|(?<=微)信|(?<=[护護])照"
     rf"|(?<=[{_PROVINCES}])[a-z]|(?<=[一幺])[三四五六七八九][{_CN_DIGITS}])"
 )
 # Then each of those patterns that begins with a keyword runs only if one of its keywords is there
@@ -337,10 +356,11 @@ _NEEDS_MORE = re.compile(
 # a ticket that names 微信 is not scanned for QQ numbers and passports.
 _MORE_KEYWORDS: tuple[tuple[str, ...], ...] = (
     (),
-    ("qq", "q号", "扣扣"),
+    ("qq", "q号", "q號", "扣扣"),
     ("微信", "vx", "wx", "v信"),
     (),
     ("护照",),
+    ("護照",),
 )
 
 
@@ -450,7 +470,8 @@ def mask_pii(text: str) -> str:
         numerals) and landlines (each also written in groups) replaced by ``[邮箱]``,
         ``[银行卡号]``, ``[身份证号]``, ``[手机号]`` and ``[电话]``; QQ numbers and WeChat ids
         after their keywords, licence plates and passport numbers after 护照 by ``[qq号]``,
-        ``[微信号]``, ``[车牌号]`` and ``[护照号]``.
+        ``[微信号]``, ``[车牌号]`` and ``[护照号]``; keywords and provinces also in traditional
+        characters (電話, 聯繫, 護照, 滬A12345).
     """
     email, wxid, card, id_number, mobile, landline, after_keyword, *more = _PII_PATTERNS
     if "@" in text:

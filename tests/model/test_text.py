@@ -263,6 +263,60 @@ def test_mask_pii_reads_phone_numbers_as_citizens_write_them(written, masked):
     assert mask_pii(normalize(written)) == masked
 
 
+# Leaked before: the same keywords written in traditional characters (電話, 座機, 聯繫, 護照, 號碼,
+# and Taiwan's 聯絡), as a Hong Kong, Macao or Taiwan resident types them; the feedback database and
+# the logs keep a text as written, so it is masked as written.
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        ("電話:8888 0000", "電話:" + MASK_LANDLINE),
+        ("電話是88880000", "電話是" + MASK_LANDLINE),
+        ("電話號碼:88880000", "電話號碼:" + MASK_LANDLINE),
+        ("電話為8888-0000", "電話為" + MASK_LANDLINE),
+        ("電話爲8888-0000", "電話爲" + MASK_LANDLINE),
+        ("座機 8888-0000", "座機 " + MASK_LANDLINE),
+        ("座機號88880000", "座機號" + MASK_LANDLINE),
+        ("固話:888-0000", "固話:" + MASK_LANDLINE),
+        ("聯繫方式:88880000", "聯繫方式:" + MASK_LANDLINE),
+        ("聯繫8888 0000", "聯繫" + MASK_LANDLINE),
+        ("聯繫電話是8888 0000", "聯繫電話是" + MASK_LANDLINE),
+        ("聯絡方式:8888.0000", "聯絡方式:" + MASK_LANDLINE),
+        ("聯絡8888 0000", "聯絡" + MASK_LANDLINE),
+        ("發票號碼:04512345", "發票號碼:04512345"),
+        ("QQ號987654321", "qq號" + MASK_QQ),
+        ("Q號：7654321", "q號:" + MASK_QQ),
+        ("QQ 號碼是 1234567890", "qq 號碼是 " + MASK_QQ),
+        ("QQ羣123456789", "qq羣" + MASK_QQ),
+        ("QQ群號為123456", "qq群號為" + MASK_QQ),
+        ("微信號：Zhang_San-88", "微信號:" + MASK_WECHAT),
+        ("微信號碼是lisi2024", "微信號碼是" + MASK_WECHAT),
+        ("微信賬號:zhangsan", "微信賬號:" + MASK_WECHAT),
+        ("微信帳號 zhangsan", "微信帳號 " + MASK_WECHAT),
+        ("微信為zhangsan", "微信為" + MASK_WECHAT),
+        ("護照E12345678辦理", "護照" + MASK_PASSPORT + "辦理"),
+        ("護照號碼是EA1234567", "護照號碼是" + MASK_PASSPORT),
+        ("護照號:123456789", "護照號:" + MASK_PASSPORT),
+        ("護照為G12345678", "護照為" + MASK_PASSPORT),
+        ("一八六 零零零零 兩兩兩兩", MASK_MOBILE),
+        ("嶄新y9000p", "嶄新y9000p"),
+    ],
+)
+def test_mask_pii_reads_keywords_written_in_traditional_characters(written, masked):
+    assert mask_pii(normalize(written)) == masked
+    assert clean(masked) == masked
+
+
+# The provinces whose abbreviation has a traditional form: 滬 雲 遼 魯 蘇 贛 晉 陝 閩 貴 粵 寧 瓊.
+@pytest.mark.parametrize("province", list("滬雲遼魯蘇贛晉陝閩貴粵寧瓊"))
+@pytest.mark.parametrize(
+    ("serial", "after"), [("A12345", "占道"), ("B·D12345", ""), ("E-8A88B", "的車")]
+)
+def test_mask_pii_reads_plates_whose_province_is_written_in_traditional_characters(
+    province, serial, after
+):
+    assert clean("車牌" + province + serial + after) == "車牌" + MASK_PLATE + after
+
+
 @pytest.mark.parametrize(
     ("written", "masked"),
     [
@@ -535,7 +589,7 @@ def test_any_mobile_number_is_masked(number, context):
 _CN_NUMERALS = {
     "0": "〇零",
     "1": "一幺",
-    "2": "二两",
+    "2": "二两兩",
     **dict(zip("3456789", "三四五六七八九", strict=True)),
 }
 
@@ -556,7 +610,9 @@ def test_any_mobile_number_in_chinese_numerals_is_masked(number, variant, separa
 
 
 @given(
-    st.sampled_from("京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"),
+    st.sampled_from(
+        "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼滬雲遼魯蘇贛晉陝閩貴粵寧瓊"
+    ),
     st.sampled_from("ABCDEFGHJKLMNPQRSTUVWXYZ"),
     st.sampled_from(["", "·", " ", "-"]),
     # Serials as GA 36 issues them: 5 characters, at most 2 of them letters (never I or O), or a
@@ -575,7 +631,9 @@ def test_any_licence_plate_is_masked(province, letter, dot, rest, after):
 
 
 @given(
-    st.sampled_from(["QQ", "qq", "QQ号", "QQ号码", "扣扣", "Q号", "QQ号是"]),
+    st.sampled_from(
+        ["QQ", "qq", "QQ号", "QQ号码", "扣扣", "Q号", "QQ号是", "QQ號碼", "Q號", "QQ羣"]
+    ),
     st.sampled_from(["", ":", "：", " "]),
     st.from_regex(r"[1-9][0-9]{4,10}", fullmatch=True),
     st.sampled_from(["", "加我", "，谢谢"]),
@@ -587,7 +645,7 @@ def test_any_qq_number_after_its_keyword_is_masked(keyword, colon, number, after
 
 
 @given(
-    st.sampled_from(["微信", "微信号", "vx", "wx", "VX", "微信号是", "v信"]),
+    st.sampled_from(["微信", "微信号", "vx", "wx", "VX", "微信号是", "v信", "微信號", "微信帳號"]),
     st.sampled_from(["", ":", "：", " "]),
     st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{5,19}", fullmatch=True),
     st.sampled_from(["", "加我", "，谢谢"]),
@@ -616,6 +674,7 @@ _GLUED_PIECES = st.sampled_from(
         *["(0731)88880000", "电话88880000", "430102199001011234", "4301 0219 9001 0112 34"],
         *["6222021234567890128", "6222 0212 3456 7890 128", "zhang@163.com"],
         *["湘A12345", "粤B D12345", "湘A12345D", "新", "全新", "护照E12345678", "护照123456789"],
+        *["滬A12345", "電話88880000", "護照E12345678", "q號12345", "微信號:abc"],
         *["QQ号987654321", "qq12345", "扣扣12345", "微信zhangsan88", "微信号:abc", "wx zhangsan"],
         *["vx:lisi2023", "wxid_abcd1234", "wxid_", "微信", "vx", "qq", "护照", "幺三八", "一"],
         *["12", "5", "8888", "0731", "2023", "投诉", "，", "。", " ", "-", "\u2212", "+", "(", ")"],
@@ -712,7 +771,7 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 # faster forms in model.text must agree with. A dot or a dash between groups may have a space on
 # either side (138 - 1234 - 5678): _S, written [ .\-–—‐‑‒―−。] in the patterns below.
 _S = r"(?: ?[.\-–—‐‑‒―−。] ?| )"
-_CN = "〇零一幺二两三四五六七八九"
+_CN = "〇零一幺二两兩三四五六七八九"
 _FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
 
 
@@ -769,7 +828,8 @@ _FIRST_PII_PATTERNS = (
         "[电话]",
     ),
     (
-        r"(电话|座机|固话|联系方式|联系|tel)((?:号码|号|是|为)?[:：]?\s*)"
+        r"(电话|座机|固话|联系方式|联系|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡|tel)"
+        r"((?:号码|号|是|为|號碼|號|為|爲)?[:：]?\s*)"
         r"(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         r"\1\2[电话]",
     ),
@@ -778,26 +838,29 @@ _FIRST_PII_PATTERNS = (
         "[手机号]",
     ),
     (
-        r"((?<![a-z])qq|扣扣|(?<![a-z])q号)( ?(?:号码|号|群号?)?(?:是|为)?[:：]?\s*)"
+        r"((?<![a-z])qq|扣扣|(?<![a-z])q[号號])"
+        r"( ?(?:号码|号|號碼|號|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
         r"[1-9]\d{4,10}(?!\d)",
         r"\1\2[qq号]",
     ),
     (
         r"(微信|(?<![a-z])vx|(?<![a-z])wx|(?<![a-z])v信)"
-        r"( ?(?:号码|号|账号|id)?(?:是|为)?[:：]?\s*)"
+        r"( ?(?:号码|号|账号|號碼|號|賬號|帳號|id)?(?:是|为|為|爲)?[:：]?\s*)"
         r"(?:(?<!微信)(?<!微信 )[a-z][a-z0-9_-]{5,19}|(?=[a-z-]*[0-9_])[a-z][a-z0-9_-]{5,19})"
         r"(?![a-z0-9_-])",
         r"\1\2[微信号]",
     ),
     (
-        r"(?:[京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]|(?<![全最崭更重])新)"
+        r"(?:[京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼滬雲遼魯蘇贛晉陝閩貴粵寧瓊]"
+        r"|(?<![全最崭嶄更重])新)"
         r"[a-hj-np-z][·・• -]?"
         r"(?:[df][a-hj-np-z0-9]\d{4}|\d{5}[df]"
         r"|(?![a-z0-9]*[a-z][a-z0-9]*[a-z][a-z0-9]*[a-z])[a-hj-np-z0-9]{5})(?![a-z0-9])",
         "[车牌号]",
     ),
     (
-        r"(护照)((?:号码|号)?(?:是|为)?[:：]?\s*)(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])",
+        r"(护照|護照)((?:号码|号|號碼|號)?(?:是|为|為|爲)?[:：]?\s*)"
+        r"(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])",
         r"\1\2[护照号]",
     ),
 )
@@ -829,6 +892,7 @@ def _mask_every_pattern(text: str) -> str:
                         "联系",
                         "方式",
                         "tel",
+                        *["電話", "座機", "固話", "聯繫", "聯絡", "號碼", "號", "為"],
                         "是",
                         "：",
                         "-",
@@ -852,6 +916,20 @@ def _mask_every_pattern(text: str) -> str:
             st.sampled_from(
                 [
                     *["qq", "q号", "扣扣", "群", "微信", "wx", "vx", "v信", "wxid_", "id", "护照"],
+                    *[
+                        "q號",
+                        "羣",
+                        "賬號",
+                        "帳號",
+                        "護照",
+                        "為",
+                        "爲",
+                        "滬",
+                        "粵",
+                        "晉",
+                        "嶄",
+                        "兩",
+                    ],
                     *["湘", "粤", "新", "全", "b", "e", "ea", "d", "f", "i", "·", "_", "zhang"],
                     *["san", "mate", "pro", "android", "ab1", "water", "v", "w", "q"],
                     *["一", "幺", "三", "八", "〇", "零", "两", "九", "一三八", "四五六七"],
@@ -908,8 +986,13 @@ def _mask_every_pattern(text: str) -> str:
 @example(["微信", "：", "zhang", "_", "san"])
 @example(["湘", "a", "·", "12345"])
 @example(["护照", "e", "12345678"])
+@example(["護照", "號", "e", "12345678"])
+@example(["電話", "號碼", "8888", " ", "0000"])
+@example(["滬", "a", "·", "12345"])
+@example(["q號", "為", "1234567"])
 # One keyword found does not stand for another: each keyword pattern runs when its own is there.
 @example(["微信", "zhang", "88", "qq", "12345", "护照", "e", "12345678", "湘", "b", "12345"])
+@example(["微信", "zhang", "88", "q號", "12345", "護照", "e", "12345678", "粵", "b", "12345"])
 @example(
     ["water", " ", "vx", "abc", "123", "扣扣", "123456", "一三八", "一", "四五六七", "四五六七"]
 )
@@ -926,6 +1009,7 @@ def test_mask_pii_skips_only_patterns_that_cannot_match(parts):
         alphabet=st.one_of(
             st.sampled_from("0123456789+-–—‐‑‒―−。.() :：电话座机号码联系方式是tel Xx8６٣"),
             st.sampled_from("qq扣微信wvxid_护照群号湘粤新全最abdfo·一幺三八〇零两九"),
+            st.sampled_from("電話座機固話聯繫絡號碼為爲羣賬帳護照滬粵晉嶄兩"),
             st.characters(codec="utf-8"),
         ),
         max_size=60,

@@ -124,6 +124,36 @@ def test_feedback_is_stored_masked(pii_client: TestClient, tmp_path: Path) -> No
     assert_clean(exported.text)
 
 
+# Written in traditional characters, as a Hong Kong, Macao or Taiwan resident writes: the keywords
+# before a bare landline or a passport number, and the province of a plate. Stored as written before.
+TRADITIONAL = "聯繫電話是8888 0000，座機 8765-4321，護照號碼G87654321，車牌滬B54321，粵A·D12345"
+TRADITIONAL_SECRETS = ("8888 0000", "8765-4321", "g87654321", "b54321", "d12345")
+
+
+def test_feedback_written_in_traditional_characters_is_stored_masked(
+    pii_client: TestClient, tmp_path: Path
+) -> None:
+    shown = pii_client.post("/v1/route", json={"text": f"拖欠工資 {TRADITIONAL}"}).json()
+    response = pii_client.post(
+        "/v1/feedback",
+        json={
+            "ticket_id": "PII-TRAD",
+            "title": f"投訴 {TRADITIONAL}",
+            "text": f"公司拖欠工資，{TRADITIONAL}",
+            "suggestion": shown,
+            "department": "人社",
+        },
+    )
+    assert response.status_code == 201, response.text
+    with sqlite3.connect(tmp_path / "var" / "paidan.db") as conn:
+        [(title, text)] = conn.execute(
+            "SELECT title, text FROM feedback WHERE ticket_id = 'PII-TRAD'"
+        ).fetchall()
+    for stored in (title, text, pii_client.get("/v1/feedback").text):
+        assert not [s for s in TRADITIONAL_SECRETS if s in stored.lower()], stored
+    assert text.count("[电话]") == 2 and "[护照号]" in text and text.count("[车牌号]") == 2
+
+
 # What the paidan of 2026-12-03 stored as written: the masks learnt these forms the day after.
 OLD_MISSED = ("138。1234。5601", "139\u20108765\u20104321", "430102 900101 121")
 
