@@ -149,6 +149,10 @@ def test_mask_pii_leaves_ordinary_words_alone(text):
         ("138—1234—5678", MASK_MOBILE),
         ("008613812345678", MASK_MOBILE),
         ("联系方式:88880000", "联系方式:" + MASK_LANDLINE),
+        # 联络, the mainland spelling of the 聯絡 masked below, was left out with it.
+        ("联络方式:88880000", "联络方式:" + MASK_LANDLINE),
+        ("联络电话8888 0000", "联络电话" + MASK_LANDLINE),
+        ("联络8888-0000", "联络" + MASK_LANDLINE),
         ("电话是88880000", "电话是" + MASK_LANDLINE),
         ("座机号88880000", "座机号" + MASK_LANDLINE),
         ("tel:88880000", "tel:" + MASK_LANDLINE),
@@ -828,7 +832,7 @@ _FIRST_PII_PATTERNS = (
         "[电话]",
     ),
     (
-        r"(电话|座机|固话|联系方式|联系|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡|tel)"
+        r"(电话|座机|固话|联系方式|联系|联络方式|联络|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡|tel)"
         r"((?:号码|号|是|为|號碼|號|為|爲)?[:：]?\s*)"
         r"(?:\d{7,8}|\d{3,4}[ .\-–—‐‑‒―−。]\d{4})(?!\d)",
         r"\1\2[电话]",
@@ -890,6 +894,7 @@ def _mask_every_pattern(text: str) -> str:
                         "座机",
                         "号码",
                         "联系",
+                        "联络",
                         "方式",
                         "tel",
                         *["電話", "座機", "固話", "聯繫", "聯絡", "號碼", "號", "為"],
