@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -30,7 +31,7 @@ from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
 from model.tickets import split_departments
 from serve.db import MAX_REQUEST_ID_CHARS
-from serve.errors import quoted
+from serve.errors import TITLE_ONLY, quoted
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
@@ -158,9 +159,16 @@ def storable_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-def not_blank(value: str) -> str:
-    """``value`` unchanged, or a ``ValueError`` if it holds nothing once normalised."""
+def not_blank(value: str, info: ValidationInfo) -> str:
+    """``value`` unchanged, or a ``ValueError`` if it holds nothing once normalised.
+
+    Beside a title that holds something (a ticket whose title holds it all, as 12345 exports
+    sometimes do), the error says how to send it, as a missing text's does (``TITLE_ONLY``).
+    """
     if is_blank(value):
+        title = info.data.get("title")
+        if isinstance(title, str) and not is_blank(title):
+            raise ValueError("is empty (only whitespace or invisible characters)" + TITLE_ONLY)
         raise ValueError(
             "is empty (only whitespace or invisible characters); send the complaint text"
         )
