@@ -66,7 +66,7 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     versions = {"python": platform.python_version()}
-    for name in (*PINNED_LIBRARIES, "joblib", "paidan"):
+    for name in (*PINNED_LIBRARIES, "joblib", "opencc", "paidan"):
         try:
             versions[name] = version(name)
         except Exception:  # not installed as a distribution (e.g. running from a checkout)

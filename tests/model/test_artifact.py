@@ -50,6 +50,8 @@ def test_model_directory_layout_and_metadata(tiny_model_dir):
         assert key in meta
     assert meta["heads"]["department"]["labels"] == ["人社", "住建", "执法"]
     assert meta["heads"]["department"]["counts"] == {"人社": 6, "住建": 6, "执法": 6}
+    # OpenCC converts a traditional ticket's text before features: its version is on record.
+    assert meta["libraries"]["opencc"] not in ("", "unknown")
     assert len(meta["training_data"]["sha256"]) == 64 and meta["training_data"]["rows"] == 18
     for name in (ROUTER_FILE, SERVING_FILE):
         assert not os.access(tiny_model_dir / name, os.W_OK) or os.geteuid() == 0
