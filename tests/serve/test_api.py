@@ -910,9 +910,9 @@ def test_a_title_only_ticket_is_told_to_send_its_title_as_text(client: TestClien
     assert results[1]["error"]["message"] == "item 1: text: is required"
     assert results[2]["result"]["id"] == "A-2"
     # A text sent blank beside the title: the same advice, after what is wrong with the text.
-    for text in ("", " \u3000"):
+    for blank in ("", " \u3000"):
         error = assert_error(
-            client.post("/v1/route", json={"title": "油烟扰民", "text": text}), 422
+            client.post("/v1/route", json={"title": "油烟扰民", "text": blank}), 422
         )
         assert error["message"] == (
             "body.text: is empty (only whitespace or invisible characters)" + hint
