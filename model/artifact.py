@@ -63,15 +63,19 @@ class ModelLoadError(RuntimeError):
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a model's pickle depends on."""
-    from importlib.metadata import version
-
     versions = {"python": platform.python_version()}
     for name in (*PINNED_LIBRARIES, "joblib", "opencc", "paidan"):
-        try:
-            versions[name] = version(name)
-        except Exception:  # not installed as a distribution (e.g. running from a checkout)
-            versions[name] = "unknown"
+        versions[name] = _library_version(name)
     return versions
+
+
+def _library_version(name: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(name)
+    except Exception:  # not installed as a distribution (e.g. running from a checkout)
+        return "unknown"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -543,6 +547,7 @@ def load_router(
     meta = verify(model_dir, root)
     resolved = Path(model_dir).resolve()
     _check_format(meta, resolved)
+    _warn_other_opencc(meta, resolved)
     if SERVING_FILE not in meta["files"]:
         return _unpickle(resolved / ROUTER_FILE), meta
     fast = _unpickle(resolved / SERVING_FILE)
@@ -613,6 +618,30 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
                 f"{path} was trained with {lib} {want}, but {lib} {have} is installed; "
                 "retrain the model with this installation (pickles are not portable across versions)"
             )
+
+
+def _warn_other_opencc(meta: dict[str, Any], path: Path) -> None:
+    """Warn when a model that reads tickets in simplified characters was trained with another
+    OpenCC than the one installed. Not refused: nothing of OpenCC's is pickled, but another
+    version's phrase tables may convert a rare traditional word differently from the training
+    data's, so such a ticket's words (and suggestion) may differ from what cross-validation saw.
+    """
+    config = meta.get("config")
+    if not isinstance(config, dict) or config.get("script") != "simplified":
+        return
+    want = meta.get("libraries", {}).get("opencc", "unknown")
+    have = _library_version("opencc")
+    if "unknown" in (want, have) or want == have:
+        return
+    logger.warning(
+        "%s was trained with OpenCC %s, but OpenCC %s is installed: a ticket in traditional "
+        "characters may be converted to other words than in training; retrain the model with "
+        "this installation, or install opencc==%s",
+        path,
+        want,
+        have,
+        want,
+    )
 
 
 def _check_tokenizer(meta: dict[str, Any], path: Path) -> None:

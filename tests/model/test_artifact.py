@@ -293,6 +293,40 @@ def test_other_library_version_is_refused(tiny_model_dir, tmp_path):
         load_router(model)
 
 
+def _with_metadata(model: Path, **changes) -> None:
+    meta = json.loads((model / METADATA_FILE).read_text())
+    meta["libraries"]["opencc"] = changes.get("opencc", meta["libraries"]["opencc"])
+    if "script" in changes:
+        meta["config"]["script"] = changes["script"]
+    (model / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_other_opencc_version_is_loaded_with_a_warning(tiny_model_dir, tmp_path, caplog):
+    """OpenCC converts traditional tickets before features; another version may convert a rare
+    phrase otherwise, so the administrator is told, but the model still loads (nothing of
+    OpenCC's is pickled)."""
+    model = writable_copy(tiny_model_dir, tmp_path / "m")
+    _with_metadata(model, opencc="0.9.1", script="simplified")
+    with caplog.at_level("WARNING", logger="model.artifact"):
+        router, _ = load_router(model)
+        load_router(model, serving=True)
+    assert router.heads
+    warned = [r.getMessage() for r in caplog.records if "OpenCC" in r.getMessage()]
+    assert len(warned) == 2, warned
+    assert "trained with OpenCC 0.9.1" in warned[0] and "opencc==0.9.1" in warned[0]
+
+    # The same version, or a model that reads text as written (never converts), warns of nothing.
+    caplog.clear()
+    same = writable_copy(tiny_model_dir, tmp_path / "same")
+    _with_metadata(same, script="simplified")
+    written = writable_copy(tiny_model_dir, tmp_path / "written")
+    _with_metadata(written, opencc="0.9.1", script="as_written")
+    with caplog.at_level("WARNING", logger="model.artifact"):
+        load_router(same)
+        load_router(written)
+    assert not [r for r in caplog.records if "OpenCC" in r.getMessage()]
+
+
 def test_paths_outside_the_root_and_symlinks_are_refused(tiny_model_dir, tmp_path):
     root = tmp_path / "root"
     root.mkdir()

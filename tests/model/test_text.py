@@ -2,7 +2,9 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, pairwise
 from pathlib import Path
 
@@ -564,6 +566,28 @@ def test_combine_converts_title_and_text():
     assert combine("油煙擾民", "樓下燒烤店", title_repeat=2, script="simplified") == (
         "油烟扰民。油烟扰民。楼下烧烤店"
     )
+
+
+def test_conversion_gives_the_same_text_from_many_threads_at_once():
+    # The server predicts in a thread pool (and its micro-batcher beside it): one OpenCC converter
+    # serves them all, so threads converting at once must each get what a lone call gives.
+    texts = [
+        f"第{i}號投訴：{_TRADITIONAL[: 5 + i % 20]}，{_HONG_KONG * (1 + i % 7)}，乾淨與乾隆。"
+        for i in range(200)
+    ]
+    expected = [clean(t, script="simplified") for t in texts]
+    assert all(e != clean(t) for e, t in zip(expected, texts, strict=True))  # each is converted
+    barrier = threading.Barrier(8)
+
+    def wrong_conversions(offset: int) -> list[int]:
+        # Each thread starts at its own ticket, so that different texts are converted at once.
+        barrier.wait()
+        order = [*range(offset, len(texts)), *range(offset)] * 5
+        return [i for i in order if clean(texts[i], script="simplified") != expected[i]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wrong = list(pool.map(wrong_conversions, range(0, 200, 25)))
+    assert wrong == [[]] * 8
 
 
 @given(st.one_of(st.text(), st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF))))
