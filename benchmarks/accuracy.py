@@ -10,6 +10,10 @@ Each outer fold trains the product exactly as ``paidan train`` does (validation,
 inner cross-validation that picks the auto threshold on the training part only), then scores the
 held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``LinearSVC()``.
 
+The department head also learns the departments' remits (``paidan train --remits``): the 20
+department definitions of the data's annotation guide (``annotation-guide.md``), read at run time
+(``--no-remits`` leaves them out), as a city would give its own 权责清单.
+
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
     .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--folds 3]
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 import types
@@ -42,6 +47,7 @@ from model.text import normalize  # noqa: E402
 from model.tickets import read_tickets  # noqa: E402
 from training.markdown import md_text  # noqa: E402
 from training.metrics import head_report, top_k_accuracy  # noqa: E402
+from training.remits import usable_remits  # noqa: E402
 from training.train import fit_router  # noqa: E402
 from training.validate import validate  # noqa: E402
 
@@ -55,6 +61,28 @@ def baseline_tokens(titles: list[str], texts: list[str]) -> list[list[str]]:
     import jieba
 
     return [jieba.lcut(normalize(f"{t} {x}")) for t, x in zip(titles, texts, strict=True)]
+
+
+def guide_remits() -> pd.DataFrame:
+    """The annotation guide's department definitions as remits (``department``, ``title``,
+    ``text``): each ``- 住建: housing …, 物业, …`` item of its list of departments, with the lines
+    that continue it."""
+    guide = (SHARED / "annotation-guide.md").read_text(encoding="utf-8")
+    section = guide.split("functional_department", 1)[1].split("\n\n", 1)[0]
+    remits: dict[str, str] = {}
+    current = None
+    for line in section.splitlines():
+        item = re.match(r"\s+- ([^:\s]+): (.*)", line)
+        if item:
+            current = item.group(1)
+            remits[current] = item.group(2)
+        elif current and line.startswith(" " * 5):
+            remits[current] += " " + line.strip()
+    if len(remits) < 2:
+        sys.exit(f"{SHARED / 'annotation-guide.md'}: its list of departments was not found")
+    return pd.DataFrame(
+        {"department": list(remits), "title": list(remits), "text": list(remits.values())}
+    )
 
 
 def run_baseline(
@@ -86,12 +114,20 @@ def run_product(
     config: TrainingConfig,
     extra: list[tuple[str, str]],
     extra_labelled: pd.DataFrame | None = None,
+    remits: pd.DataFrame | None = None,
 ) -> dict:
     t0 = time.perf_counter()
     rows = df.iloc[train] if extra_labelled is None else pd.concat([df.iloc[train], extra_labelled])
     train_df, _ = validate(rows, config.min_examples)
+    if remits is not None:  # as paidan train --remits: those of the training part's departments
+        remits, _ = usable_remits(remits, sorted(set(train_df["department"]) - {""}))
     router, _ = fit_router(
-        train_df, config, resources.default_userdict(), resources.default_stopwords(), extra
+        train_df,
+        config,
+        resources.default_userdict(),
+        resources.default_stopwords(),
+        extra,
+        remits=remits,
     )
     fit_s = time.perf_counter() - t0
     test_df = df.iloc[test]
@@ -150,6 +186,7 @@ def evaluate_task(
     extra: list[tuple[str, str]],
     folds: int,
     use_extra_labels: bool = True,
+    remits: pd.DataFrame | None = None,
 ) -> dict:
     df = read_tickets([SHARED / TASKS[task]])
     extra_labelled = extra_labelled_rows(task, df) if use_extra_labels else None
@@ -163,7 +200,16 @@ def evaluate_task(
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for k, (train, test) in enumerate(skf.split(df, y)):
             base = run_baseline(tokens, y, train, test)
-            prod = run_product(df, task, train, test, config, extra, extra_labelled)
+            prod = run_product(
+                df,
+                task,
+                train,
+                test,
+                config,
+                extra,
+                extra_labelled,
+                remits if task == "department" else None,
+            )
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
             print(
                 f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}"
@@ -366,6 +412,11 @@ def main() -> None:
         help="train each task on its own file only (no labels borrowed from the other file)",
     )
     parser.add_argument(
+        "--no-remits",
+        action="store_true",
+        help="do not teach the department head the annotation guide's department definitions",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the other tasks already in --out (same seeds, folds and configuration), so "
@@ -386,6 +437,7 @@ def main() -> None:
     if not args.no_unlabelled:
         u = read_tickets([SHARED / "unlabelled.csv"])
         extra = list(zip(u["title"], u["text"], strict=True))
+    remits = None if args.no_remits else guide_remits()
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
@@ -393,16 +445,17 @@ def main() -> None:
         "folds": args.folds,
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
+        "remits": 0 if remits is None else len(remits),
         "tasks": {
             task: evaluate_task(
-                task, args.seeds, config, extra, args.folds, not args.no_extra_labels
+                task, args.seeds, config, extra, args.folds, not args.no_extra_labels, remits
             )
             for task in args.tasks
         },
     }
     if args.merge and args.out.exists():
         stored = json.loads(args.out.read_text(encoding="utf-8"))
-        same = ("seeds", "folds", "config", "unlabelled_rows")
+        same = ("seeds", "folds", "config", "unlabelled_rows", "remits")
         if any(stored.get(k) != result[k] for k in same):
             sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
         result["tasks"] = stored["tasks"] | result["tasks"]

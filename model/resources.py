@@ -13,6 +13,7 @@ SAMPLE_FILE = "tickets.csv"
 SAMPLE_MARKER = "bundled_sample"
 USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
+REMITS_FILE = "remits.csv"
 
 
 def data_dir() -> Path:
@@ -29,6 +30,12 @@ def data_dir() -> Path:
 def sample_path() -> Path:
     """The bundled sample tickets: invented, with both labels on every row."""
     return data_dir() / SAMPLE_FILE
+
+
+def sample_remits_path() -> Path:
+    """The remits of the bundled sample's departments (``paidan train --remits``), in the
+    project's own words: the default model learns them."""
+    return data_dir() / REMITS_FILE
 
 
 def default_userdict() -> Path:

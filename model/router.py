@@ -656,18 +656,28 @@ class Router:
         threshold: float,
         prior_alpha: float = 0.0,
         confidence_map: tuple[float, float] = IDENTITY_MAP,
+        sample_weight: np.ndarray | None = None,
+        counted: np.ndarray | None = None,
     ) -> Head:
         """Fit one head on the rows that carry its label.
 
         ``X`` is the head's whole input: the TF-IDF rows with the head's extras (:meth:`head_input`).
         ``threshold``, ``prior_alpha`` and ``confidence_map`` were chosen by cross-validation
-        (:func:`training.train.cross_validate_heads`).
+        (:func:`training.train.cross_validate_heads`). ``sample_weight``: each row's weight in the
+        fit; ``counted``: the rows that count as the labels' training rows (the head's ``counts``,
+        which the prior shift reads; ``None``: all).
         """
         from model.pipeline import build_classifier
 
-        labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
+        targets = np.asarray(y, dtype=str)
+        labels, counts = np.unique(
+            targets if counted is None else targets[counted], return_counts=True
+        )
         clf = build_classifier(self.config, counts.tolist(), name)
-        clf.fit(X, np.asarray(y, dtype=str))
+        if sample_weight is None:
+            clf.fit(X, targets)
+        else:
+            clf.fit(X, targets, sample_weight=np.asarray(sample_weight, dtype=float))
         head = Head(
             name=name,
             classifier=clf,

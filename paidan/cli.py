@@ -589,6 +589,21 @@ def train(
     stopwords: Annotated[
         Path | None, typer.Option(help="Stopword list (default: the bundled one)")
     ] = None,
+    remits: Annotated[
+        Path | None,
+        typer.Option(
+            help="Departments' remits (权责清单): a file with the columns department, text "
+            "(what the department has authority over, in words) and, optionally, title; each "
+            "teaches the department head its department's words",
+        ),
+    ] = None,
+    remit_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of each --remits row in the department head, where a ticket weighs 1",
+        ),
+    ] = TrainingConfig.remit_weight,
     since: Annotated[
         datetime | None,
         typer.Option(
@@ -674,6 +689,7 @@ def train(
         multinomial_weight=multinomial_weight,
         cv_max_rows=cv_max_rows,
         unlabelled_max_rows=unlabelled_max_rows,
+        remit_weight=remit_weight,
     )
     try:
         with progress_bar() as bar:
@@ -694,6 +710,7 @@ def train(
                 n_jobs=jobs or -1,
                 window=Window(since, max_rows),
                 on_window=lambda info: print_during(bar, describe(info)),
+                remits=remits,
             )
     except USER_ERRORS as e:
         raise fail(e) from None
@@ -742,6 +759,14 @@ def train(
                 f"{cv.report['rows']:,} rows (cv_max_rows), then fitted on all of them",
                 soft_wrap=True,
             )
+    remits_read = result.metadata["training_data"].get("remits")
+    if remits_read:
+        out.print(
+            f"department head learnt {counted(remits_read['rows'], 'remit')} of "
+            f"{counted(remits_read['departments'], 'department')} (weight "
+            f"{remits_read['weight']:g} each)",
+            soft_wrap=True,
+        )
     if result.validation.joint_rows:
         out.print(
             f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
@@ -1225,7 +1250,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     current = current_dir(settings.model_root)
     if current is not None:
         return current
-    from model.resources import SAMPLE_MARKER, sample_path
+    from model.resources import SAMPLE_MARKER, sample_path, sample_remits_path
     from training.train import stop_workers
     from training.train import train as run_train
 
@@ -1243,6 +1268,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
                 model_root=root,
                 progress=_RichProgress(bar),
                 extra_metadata={SAMPLE_MARKER: True},  # a placeholder: see replace_sample_default
+                remits=sample_remits_path(),
             )
     finally:
         stop_workers()  # the server does not train again

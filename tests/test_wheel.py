@@ -31,7 +31,7 @@ def test_the_wheel_carries_the_bundled_data_and_runs_without_the_checkout(tmp_pa
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         z.extractall(installed)  # a pure-Python wheel: its tree is what pip installs
-    for name in ("tickets.csv", "userdict.txt", "stopwords.txt", "README.md"):
+    for name in ("tickets.csv", "remits.csv", "userdict.txt", "stopwords.txt", "README.md"):
         assert f"paidan/_data/{name}" in names, sorted(names)
     assert not any(n.startswith(("tests/", "benchmarks/", "notebooks/")) for n in names)
     probe = (

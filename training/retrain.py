@@ -35,7 +35,13 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from model import registry
-from model.artifact import STOPWORDS_FILE, USERDICT_FILE, read_metadata, sha256_file
+from model.artifact import (
+    REMITS_FILE,
+    STOPWORDS_FILE,
+    USERDICT_FILE,
+    read_metadata,
+    sha256_file,
+)
 from model.config import ConfigError, TrainingConfig
 from model.text import clean, counted, mask_label, quoted
 from model.tickets import (
@@ -70,6 +76,7 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
+from training.remits import format_remits, read_remits
 from training.train import (
     Progress,
     TrainResult,
@@ -1008,10 +1015,16 @@ def retrain(
                     str(f["name"]) for f in recorded if isinstance(f, dict) and "name" in f
                 ]
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
+    remits = None
     if inherit_from:
         for name in resources:
             if (root / inherit_from / name).is_file():
                 resources[name] = root / inherit_from / name  # type: ignore[assignment]
+        # The champion's department remits teach the challenger too, renamed as its labels are.
+        if (root / inherit_from / REMITS_FILE).is_file():
+            remits = read_remits(root / inherit_from / REMITS_FILE)
+            apply_mapping(remits, mapping)
+            sha.update(format_remits(remits))
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1024,6 +1037,7 @@ def retrain(
         n_jobs=n_jobs,
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
+        remits=remits,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         data_files=[
             {"name": display_name(name), "sha256": sha}

@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from model import resources
 from model.artifact import (
+    REMITS_FILE,
     STOPWORDS_FILE,
     USERDICT_FILE,
     OutputPathError,
@@ -74,6 +75,7 @@ from model.tokenizer import (
     read_userdict,
 )
 from training.metrics import choose_threshold, head_report
+from training.remits import format_remits, read_remits, remit_frame, usable_remits
 from training.validate import (
     CLEAN_TEXT_COL,
     TRAIN_OPTIONS,
@@ -195,11 +197,12 @@ def _fold_proba(
     config: TrainingConfig,
     head: str = "",
     rest_idx: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Held-out probabilities of one fold of head ``head``, in the columns of ``labels``.
 
     Also those of the ``rest_idx`` rows (outside the cross-validated sample, so never trained on
-    by any fold), or ``None``.
+    by any fold), or ``None``. ``weights``: each row's weight in the fit (``None``: all 1).
     """
     train_labels, train_counts = np.unique(y[train_idx], return_counts=True)
     if train_counts.min() < 2:
@@ -208,7 +211,10 @@ def _fold_proba(
         train_idx = train_idx[np.isin(y[train_idx], train_labels[train_counts >= 2])]
         train_counts = train_counts[train_counts >= 2]
     clf = build_classifier(config, train_counts.tolist(), head)
-    clf.fit(X[train_idx], y[train_idx])
+    if weights is None:
+        clf.fit(X[train_idx], y[train_idx])
+    else:
+        clf.fit(X[train_idx], y[train_idx], sample_weight=weights[train_idx])
     columns = np.searchsorted(labels, clf.classes_)
     out = np.zeros((len(test_idx), len(labels)))
     out[:, columns] = clf.predict_proba(X[test_idx])
@@ -315,6 +321,8 @@ def cross_validate_heads(
     sample: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     no_terms: np.ndarray | None = None,
+    always: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -353,6 +361,12 @@ def cross_validate_heads(
         Per row, whether it holds no known word (:func:`model.router.without_known_terms`): the
         router never dispatches such a ticket without a person, so the threshold is chosen, and
         the auto precision and coverage counted, as it decides.
+    always : ndarray of int, optional
+        Rows in the training part of every fold, never held out nor counted in the metrics, the
+        threshold, the prior shift or the label counts (the department remits,
+        :mod:`training.remits`); their ``proba`` stays 0.
+    weights : ndarray of float, optional
+        Per row, its weight in every fit (``None``: all 1).
 
     Returns
     -------
@@ -360,17 +374,20 @@ def cross_validate_heads(
         For each task, in order: its labels, the threshold reaching ``config.target_precision`` on
         held-out folds, and the held-out metrics.
     """
-    rows = np.arange(len(tasks[0][2])) if sample is None else np.asarray(sample)
+    everyone = np.arange(len(tasks[0][2]))
+    fixed = np.zeros(0, dtype=int) if always is None else np.asarray(always, dtype=int)
+    rows = np.setdiff1d(everyone if sample is None else np.asarray(sample), fixed)
     rest = None
     if sample is not None:
-        rest = np.setdiff1d(np.arange(len(tasks[0][2])), rows)
+        rest = np.setdiff1d(np.setdiff1d(everyone, rows), fixed)
+    counted_rows = np.setdiff1d(everyone, fixed)
     plans = []
     label_counts = []  # rows per label, in label order: for the prior shift below
     reasons = []  # why a head has fewer folds than config.cv_folds ("" when it has them all)
     for name, X, y_all in tasks:
         y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
-        if len(labels) != len(np.unique(y_all)):  # cv_sample keeps every label: a caller's bug
+        if len(labels) != len(np.unique(y_all[counted_rows])):  # cv_sample keeps every label
             raise ValueError(f"{name}: the cross-validation sample lacks a label")
         what = head or name or "head"
         if len(labels) < 2:
@@ -392,9 +409,9 @@ def cross_validate_heads(
             )
         )
         # Splits as positions in the whole task, so that the fold jobs index X and y_all directly.
-        splits = [(rows[a], rows[b]) for a, b in in_rows]
+        splits = [(np.concatenate([rows[a], fixed]), rows[b]) for a, b in in_rows]
         # Labels also count the rows outside the sample: the prior shift reads the training shares.
-        label_counts.append([int(c) for c in np.unique(y_all, return_counts=True)[1]])
+        label_counts.append([int(c) for c in np.unique(y_all[counted_rows], return_counts=True)[1]])
         plans.append((X, y_all, labels, folds, splits))
     jobs = [(t, split) for t, plan in enumerate(plans) for split in plan[4]]
     probas = [np.zeros((len(y_all), len(labels))) for _, y_all, labels, _, _ in plans]
@@ -403,7 +420,7 @@ def cross_validate_heads(
         progress(stage, 0, len(jobs))
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fold_proba)(
-            plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head, rest
+            plans[t][0], plans[t][1], plans[t][2], train_idx, test_idx, config, head, rest, weights
         )
         for t, (train_idx, test_idx) in jobs
     )
@@ -583,6 +600,7 @@ def fit_router(
     extra_texts: Sequence[tuple[str, str]] = (),
     progress: Progress | None = None,
     n_jobs: int | None = -1,
+    remits: pd.DataFrame | None = None,
 ) -> tuple[Router, dict[str, HeadCV]]:
     """Fit features and both heads on validated rows (see :func:`training.validate.validate`).
 
@@ -591,7 +609,19 @@ def fit_router(
     refitted on all of that head's rows. The category head comes first when the department head
     reads its probabilities (``config.stack_category``). The classifiers' fits run in ``n_jobs``
     processes (see :func:`cross_validate_heads`); the model does not depend on it.
+
+    ``remits`` (:func:`training.remits.read_remits`, of the department head's labels only:
+    :func:`training.remits.usable_remits`) join the department head's rows at weight
+    ``config.remit_weight``, in the training part of every fold; they are not indexed as similar
+    tickets nor counted as the labels' training rows.
     """
+    ticket_rows = len(df)
+    if remits is not None and len(remits) and config.remit_weight > 0:
+        rows = remit_frame(remits, list(df.columns))
+        if CLEAN_TEXT_COL in rows:
+            rows[CLEAN_TEXT_COL] = rows["text"].map(clean)
+        df = pd.concat([df, rows], ignore_index=True)
+    is_remit = np.arange(len(df)) >= ticket_rows
     router = build_router(config, userdict=userdict, stopwords=stopwords)
     tickets = list(zip(df["title"], df["text"], strict=True))
     masks = {head: (df[head] != "").to_numpy() for head in HEADS}
@@ -631,6 +661,9 @@ def fit_router(
             select_rows = cv_sample(y, config.select_max_rows, config)
             if select_rows is None or (cv_rows is not None and len(cv_rows) <= len(select_rows)):
                 select_rows = cv_rows
+        head_remits = is_remit[mask]
+        always = np.flatnonzero(head_remits) if head_remits.any() else None
+        weights = np.where(head_remits, config.remit_weight, 1.0) if head_remits.any() else None
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
             config,
@@ -643,6 +676,8 @@ def fit_router(
             sample=select_rows,
             groups=groups[mask],
             no_terms=no_terms[mask],
+            always=always,
+            weights=weights,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
@@ -660,6 +695,8 @@ def fit_router(
                 sample=cv_rows,
                 groups=groups[mask],
                 no_terms=no_terms[mask],
+                always=always,
+                weights=weights,
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
@@ -678,7 +715,14 @@ def fit_router(
         # The calibration's internal folds, in processes too.
         with parallel_config(backend="loky", n_jobs=worker_jobs(len(y), n_jobs)):
             router.fit_head(
-                head, Xh, y, cv[head].threshold, cv[head].prior_alpha, cv[head].confidence_map
+                head,
+                Xh,
+                y,
+                cv[head].threshold,
+                cv[head].prior_alpha,
+                cv[head].confidence_map,
+                sample_weight=weights,
+                counted=None if always is None else ~head_remits,
             )
         if progress:
             progress(f"fitting {head}", 1, 1)
@@ -698,13 +742,15 @@ def fit_router(
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing
+    # Remits are no past tickets: never shown as similar ones.
+    tickets_only = df.iloc[:ticket_rows]
     router.build_index(
-        X,
-        df["id"].to_numpy(),
-        df["title"].to_numpy(),
-        df["department"].to_numpy(),
-        df["category"].to_numpy(),
-        df[CO_COL].fillna("").to_numpy() if CO_COL in df else None,
+        X[:ticket_rows] if is_remit.any() else X,
+        tickets_only["id"].to_numpy(),
+        tickets_only["title"].to_numpy(),
+        tickets_only["department"].to_numpy(),
+        tickets_only["category"].to_numpy(),
+        tickets_only[CO_COL].fillna("").to_numpy() if CO_COL in tickets_only else None,
     )
     return router, cv
 
@@ -934,6 +980,7 @@ def train(
     window: Window = Window(),
     extra_metadata: dict[str, Any] | None = None,
     on_window: Callable[[dict[str, Any]], None] | None = None,
+    remits: str | Path | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -974,16 +1021,19 @@ def train(
     on_window : callable, optional
         Called with the window's description (as recorded in the metadata) once the rows are
         read, before the fit, when a window was asked for.
+    remits : str or Path, optional
+        A file of department remits (:mod:`training.remits`), read before the tickets.
 
     Returns
     -------
     TrainResult
     """
     if out_dir is not None:  # before the reading and training it would waste
-        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p)]
+        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords, remits) if p)]
         check_train_out(out_dir, inputs, model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
+    remit_rows = read_remits(remits) if remits is not None else None
     named = named_paths(paths)
     files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}
@@ -1038,6 +1088,7 @@ def train(
         or None,
         n_jobs=n_jobs,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
+        remits=remit_rows,
     )
     result.validation.absent_columns = absent
     return result
@@ -1090,6 +1141,7 @@ def train_frame(
     n_jobs: int | None = -1,
     options: Options = TRAIN_OPTIONS,
     repeated_header_rows: int | None = None,
+    remits: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -1113,6 +1165,10 @@ def train_frame(
     repeated_header_rows : int, optional
         Rows the reader left out as repeating their file's header line, recorded with the
         validation's counts (``repeated_header_rows``; ``None``: not recorded).
+    remits : DataFrame, optional
+        Department remits (:func:`training.remits.read_remits`); those of departments the
+        validated rows have join the department head's training, are kept in the model directory
+        (:data:`~training.remits.REMITS_FILE`) and counted in ``metadata["training_data"]["remits"]``.
 
     Returns
     -------
@@ -1150,8 +1206,24 @@ def train_frame(
                 ", …" if len(changed) > 3 else "",
             )
     extra = list(extra_texts)
+    remits_info: dict[str, Any] = {}
+    if remits is not None:
+        departments = sorted(set(df["department"]) - {""})
+        remits, skipped = usable_remits(remits, departments)
+        remits_info = {
+            "rows": len(remits),
+            "departments": int(remits["department"].nunique()),
+            "weight": config.remit_weight,
+            **({"left_out_departments": skipped} if skipped else {}),
+        }
+        if len(remits):
+            resource_files[REMITS_FILE] = format_remits(remits)
+        else:
+            remits = None
 
-    router, cv = fit_router(df, config, userdict_path, stopwords_path, extra, progress, n_jobs)
+    router, cv = fit_router(
+        df, config, userdict_path, stopwords_path, extra, progress, n_jobs, remits=remits
+    )
     data_sha = data_sha or frame_fingerprint(raw)
     router.version = make_version(data_sha, config)
     metadata = {
@@ -1176,6 +1248,7 @@ def train_frame(
             "rows": len(raw),
             "unlabelled_rows": len(extra),
             "validation": report.to_dict(),
+            **({"remits": remits_info} if remits_info else {}),
             **(extra_metadata or {}),
         },
         "config": config.to_dict(),

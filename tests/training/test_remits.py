@@ -1,0 +1,217 @@
+"""Department remits (``paidan train --remits``): each department's remit, in words, teaches the
+department head; never a similar ticket, never scored, never counted as a ticket."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from model.artifact import REMITS_FILE, load_router
+from model.config import TrainingConfig
+from model.resources import sample_path, sample_remits_path
+from model.tickets import TicketFileError, read_tickets
+from paidan.cli import app
+from tests.conftest import TINY_TICKETS, write_tiny_csv
+from training.remits import read_remits
+from training.train import cross_validate_heads, train
+
+# Matters no tiny ticket names: only a remit can teach them.
+REMITS = [
+    ("执法", "执法局职责", "渣土车抛洒滴漏、夜间违规施工、户外广告牌设置的查处"),
+    ("人社", "人社局职责", "职称评审、职业技能鉴定、失业保险金申领、人事考试报名"),
+]
+# Tickets of those matters: without the remits nothing in them is known, and they go to the
+# department with the most rows.
+UNSEEN = {"渣土车抛洒滴漏": ("执法", "渣土车"), "职称评审结果迟迟不公布": ("人社", "职称评审")}
+
+
+def write_remits(
+    path: Path, rows: list[tuple[str, str, str]], header=("department", "title", "text")
+) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def with_and_without(tmp_path_factory, tiny_config):
+    root = tmp_path_factory.mktemp("remits")
+    data = write_tiny_csv(root / "tiny.csv")
+    remits = write_remits(root / "remits.csv", [*REMITS, ("气象局", "", "天气预报、防雷")])
+    with_remits = train([data], root / "with", config=tiny_config, remits=remits)
+    without = train([data], root / "without", config=tiny_config)
+    return with_remits, without
+
+
+def test_a_remit_teaches_the_department_matters_its_tickets_never_named(with_and_without):
+    with_remits, without = with_and_without
+    for ticket, (department, word) in UNSEEN.items():
+        taught = with_remits.router.predict([ticket])[0].department
+        untaught = without.router.predict([ticket])[0].department
+        assert taught.label == department, taught
+        assert word in [e.term for e in taught.evidence], taught.evidence
+        assert untaught.label != department and not untaught.evidence, untaught
+
+
+def test_remits_are_kept_with_the_model_and_counted_apart_from_tickets(with_and_without, caplog):
+    result, _ = with_and_without
+    model = result.model_dir
+    assert model is not None
+    kept = read_remits(model / REMITS_FILE)
+    assert kept["department"].tolist() == ["执法", "人社"]  # 气象局 has no ticket: left out
+    meta = json.loads((model / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["training_data"]["remits"] == {
+        "rows": 2,
+        "departments": 2,
+        "weight": 3.0,
+        "left_out_departments": ["气象局"],
+    }
+    assert meta["training_data"]["rows"] == len(TINY_TICKETS)
+    # The labels' training counts, which the prior shift reads, are the tickets' alone.
+    tickets = {d: sum(t[2] == d for t in TINY_TICKETS) for d in {t[2] for t in TINY_TICKETS}}
+    assert meta["heads"]["department"]["counts"] == tickets
+    # Cross-validation scored tickets only.
+    assert meta["cv_metrics"]["department"]["n"] == len(TINY_TICKETS)
+    router, _ = load_router(model)
+    assert router.predict(["渣土车抛洒滴漏"])[0].department.label == "执法"
+
+
+def test_a_remit_is_never_shown_as_a_similar_ticket(with_and_without):
+    result, _ = with_and_without
+    similar = result.router.predict([REMITS[0][2]], similar_k=len(TINY_TICKETS) + 5)[0].similar
+    ids = [s.id for s in similar]
+    assert ids and all(i.startswith("T") for i in ids), ids
+
+
+def test_a_remit_of_a_department_without_tickets_is_left_out_with_a_warning(
+    tmp_path, tiny_config, caplog
+):
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(tmp_path / "r.csv", [("气象局", "", "天气预报、防雷")])
+    with caplog.at_level("WARNING", logger="training.remits"):
+        result = train([data], None, config=tiny_config, remits=remits)
+    assert "1 remit left out" in caplog.text and "气象局" in caplog.text
+    assert result.metadata["training_data"]["remits"]["rows"] == 0
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "message"),
+    [
+        ([("执法", "", "渣土车")], ("dept", "title", "text"), r"no column 'department'.*'dept'"),
+        (
+            [("执法", "", "渣土车"), ("", "x", "夜间施工"), ("人社", "", " ")],
+            ("department", "title", "text"),
+            r"2 rows cannot be used: row 2: department: is empty; row 3 \(人社\): text: is empty",
+        ),
+        ([], ("department", "title", "text"), "holds no remit"),
+    ],
+)
+def test_a_bad_remits_file_is_refused_saying_where(tmp_path, rows, header, message):
+    path = write_remits(tmp_path / "remits.csv", rows, header)
+    with pytest.raises(TicketFileError, match=message):
+        read_remits(path)
+
+
+def test_paidan_train_remits_says_what_it_learnt(tmp_path, tiny_config):
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(tmp_path / "remits.csv", REMITS)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--min-examples",
+            "3",
+            "--remits",
+            str(remits),
+            "--remit-weight",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "department head learnt 2 remits of 2 departments (weight 2 each)" in result.output
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["config"]["remit_weight"] == 2.0
+    bad = write_remits(tmp_path / "bad.csv", [("执法", "", "")])
+    refused = CliRunner().invoke(
+        app, ["train", str(data), "--out", str(tmp_path / "m2"), "--remits", str(bad)]
+    )
+    assert refused.exit_code != 0
+    assert (
+        "remits file bad.csv" in refused.output and "row 1 (执法): text: is empty" in refused.output
+    )
+    assert not (tmp_path / "m2").exists()
+
+
+def test_remit_rows_train_every_fold_and_are_never_held_out(tiny_config):
+    # Rows 0-5 of label a, 6-11 of label b, 12-13 the remits: every fold's training holds them.
+    rng = np.random.default_rng(0)
+    X = rng.random((14, 5))
+    X[:6, 0] += 3
+    X[6:12, 1] += 3
+    y = np.array(["a"] * 6 + ["b"] * 6 + ["a", "b"])
+    import scipy.sparse as sp
+
+    config = dataclasses.replace(tiny_config, cv_folds=3)
+    [cv] = cross_validate_heads(
+        [("department", sp.csr_matrix(X), y)],
+        config,
+        n_jobs=1,
+        always=np.array([12, 13]),
+        weights=np.array([1.0] * 12 + [3.0, 3.0]),
+    )
+    assert cv.report["n"] == 12
+    assert np.all(cv.proba[12:] == 0)  # never held out, so never scored
+    assert np.all(cv.proba[:12].sum(axis=1) > 0.99)
+
+
+def test_the_bundled_remits_name_the_sample_departments():
+    remits = read_remits(sample_remits_path())
+    sample = read_tickets([sample_path()])
+    single = {d for d in sample["department"] if "；" not in d}
+    assert set(remits["department"]) == single
+
+
+def test_the_default_model_learns_the_bundled_remits(tmp_path, monkeypatch):
+    from model.settings import load_settings
+    from paidan.cli import ensure_model
+
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    config_default = TrainingConfig()
+    model = ensure_model(load_settings(), None)
+    meta = json.loads((model / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["training_data"]["remits"]["rows"] == len(read_remits(sample_remits_path()))
+    assert meta["config"]["remit_weight"] == config_default.remit_weight
+    assert (model / REMITS_FILE).is_file()
+
+
+def test_retrain_teaches_the_challenger_the_champions_remits_renamed_as_its_labels(
+    tmp_path, tiny_config
+):
+    from model.registry import set_current
+    from training.retrain import retrain
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(tmp_path / "remits.csv", REMITS)
+    champion = train([data], None, config=tiny_config, model_root=root, remits=remits)
+    set_current(root, champion.router.version)
+    result = retrain(
+        [data], [], root, config=tiny_config, mapping={"department": {"执法": "城管执法"}}
+    )
+    assert result.train is not None and result.train.model_dir is not None
+    kept = read_remits(result.train.model_dir / REMITS_FILE)
+    assert kept["department"].tolist() == ["城管执法", "人社"]
+    assert result.train.metadata["training_data"]["remits"]["rows"] == 2
+    taught = result.train.router.predict(["渣土车抛洒滴漏"])[0].department
+    assert taught.label == "城管执法", taught
