@@ -2050,6 +2050,13 @@ def retrain(
             "model's are not reused)"
         ),
     ] = None,
+    remits: Annotated[
+        Path | None,
+        typer.Option(
+            help="Departments' remits to teach the challenger, as for train (default: the current "
+            "model's)"
+        ),
+    ] = None,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
@@ -2079,6 +2086,7 @@ def retrain(
                     *history,
                     *(unlabelled or []),
                     *([mapping] if mapping else []),
+                    *([remits] if remits else []),
                     *_feedback_file(settings),
                     *_version_dirs(settings.model_root),
                 ],
@@ -2107,6 +2115,7 @@ def retrain(
                 window=Window(history_since, history_max_rows),
                 on_window=lambda info: print_during(bar, f"history {describe(info)}"),
                 unlabelled=unlabelled or [],
+                remits=remits,
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen

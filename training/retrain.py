@@ -806,6 +806,7 @@ def retrain(
     window: Window = Window(),
     on_window: Callable[[dict[str, Any]], None] | None = None,
     unlabelled: Sequence[str | Path] = (),
+    remits: str | Path | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -848,6 +849,9 @@ def retrain(
         Unlabelled ticket files (or directories) whose texts widen the vocabulary and IDF, read as
         ``paidan train --unlabelled`` reads them (``columns`` applies to them too). When none are
         given and the current model was trained with some, :meth:`RetrainResult.warnings` says so.
+    remits : str or Path, optional
+        Department remits (:mod:`training.remits`) to teach the challenger; default: the current
+        model's (``remits.csv`` in its directory), renamed by the mapping.
 
     Returns
     -------
@@ -1015,16 +1019,19 @@ def retrain(
                     str(f["name"]) for f in recorded if isinstance(f, dict) and "name" in f
                 ]
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
-    remits = None
     if inherit_from:
         for name in resources:
             if (root / inherit_from / name).is_file():
                 resources[name] = root / inherit_from / name  # type: ignore[assignment]
-        # The champion's department remits teach the challenger too, renamed as its labels are.
-        if (root / inherit_from / REMITS_FILE).is_file():
-            remits = read_remits(root / inherit_from / REMITS_FILE)
-            apply_mapping(remits, mapping)
-            sha.update(format_remits(remits))
+    # The remits given, or the champion's, which teach the challenger too, renamed as its labels are.
+    remits_from = Path(remits) if remits is not None else None
+    if remits_from is None and inherit_from and (root / inherit_from / REMITS_FILE).is_file():
+        remits_from = root / inherit_from / REMITS_FILE
+    remit_rows = None
+    if remits_from is not None:
+        remit_rows = read_remits(remits_from)
+        apply_mapping(remit_rows, mapping)
+        sha.update(format_remits(remit_rows))
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1037,7 +1044,7 @@ def retrain(
         n_jobs=n_jobs,
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
-        remits=remits,
+        remits=remit_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         data_files=[
             {"name": display_name(name), "sha256": sha}

@@ -215,3 +215,9 @@ def test_retrain_teaches_the_challenger_the_champions_remits_renamed_as_its_labe
     assert result.train.metadata["training_data"]["remits"]["rows"] == 2
     taught = result.train.router.predict(["渣土车抛洒滴漏"])[0].department
     assert taught.label == "城管执法", taught
+    # A remits file given to retrain replaces the champion's (a reform moved a matter).
+    moved = write_remits(tmp_path / "moved.csv", [("住建", "住建局职责", "渣土车抛洒滴漏的查处")])
+    result = retrain([data], [], root, config=tiny_config, remits=moved)
+    assert result.train is not None and result.train.model_dir is not None
+    assert read_remits(result.train.model_dir / REMITS_FILE)["department"].tolist() == ["住建"]
+    assert result.train.router.predict(["渣土车抛洒滴漏"])[0].department.label == "住建"
