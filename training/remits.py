@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.text import counted, mask_label, normalize, normalize_label, quoted
+from model.text import clean, counted, mask_label, normalize, normalize_label, quoted
 from model.tickets import TicketFileError, read_tickets
 
 logger = logging.getLogger(__name__)
@@ -109,9 +109,12 @@ def remit_frame(remits: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def format_remits(remits: pd.DataFrame) -> bytes:
-    """The remits as the model directory keeps them: UTF-8 CSV of :data:`REMIT_COLUMNS`."""
+    """The remits as the model directory keeps them: UTF-8 CSV of :data:`REMIT_COLUMNS`, title
+    and text as features read them (:func:`model.text.clean`: a number in a remit, a hotline's
+    or an official's, is masked as any stored text is; cleaning again changes nothing)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REMIT_COLUMNS)
-    writer.writerows(remits[list(REMIT_COLUMNS)].itertuples(index=False, name=None))
+    for department, title, text in remits[list(REMIT_COLUMNS)].itertuples(index=False, name=None):
+        writer.writerow([department, clean(title), clean(text)])
     return out.getvalue().encode("utf-8")

@@ -67,6 +67,7 @@ def test_remits_are_kept_with_the_model_and_counted_apart_from_tickets(with_and_
     assert model is not None
     kept = read_remits(model / REMITS_FILE)
     assert kept["department"].tolist() == ["执法", "人社"]  # 气象局 has no ticket: left out
+    assert kept["text"].tolist() == [REMITS[0][2], REMITS[1][2]]
     meta = json.loads((model / "metadata.json").read_text(encoding="utf-8"))
     assert meta["training_data"]["remits"] == {
         "rows": 2,
@@ -89,6 +90,18 @@ def test_a_remit_is_never_shown_as_a_similar_ticket(with_and_without):
     similar = result.router.predict([REMITS[0][2]], similar_k=len(TINY_TICKETS) + 5)[0].similar
     ids = [s.id for s in similar]
     assert ids and all(i.startswith("T") for i in ids), ids
+
+
+def test_a_number_in_a_remit_is_masked_where_the_model_keeps_it(tmp_path, tiny_config):
+    # Stored text is masked text: a remit that names an official's mobile keeps it nowhere.
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(
+        tmp_path / "r.csv", [("执法", "执法局", "渣土车抛洒滴漏，联系人手机13912345678")]
+    )
+    result = train([data], tmp_path / "m", config=tiny_config, remits=remits)
+    assert result.model_dir is not None
+    stored = (result.model_dir / REMITS_FILE).read_text(encoding="utf-8")
+    assert "13912345678" not in stored and "[手机号]" in stored
 
 
 def test_a_remit_of_a_department_without_tickets_is_left_out_with_a_warning(
