@@ -616,7 +616,9 @@ def fit_router(
     tickets nor counted as the labels' training rows.
     """
     ticket_rows = len(df)
-    if remits is not None and len(remits) and config.remit_weight > 0:
+    # Never a department head of remits alone: only beside tickets with departments.
+    has_departments = bool((df["department"] != "").any())
+    if remits is not None and len(remits) and config.remit_weight > 0 and has_departments:
         rows = remit_frame(remits, list(df.columns))
         if CLEAN_TEXT_COL in rows:
             rows[CLEAN_TEXT_COL] = rows["text"].map(clean)

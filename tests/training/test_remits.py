@@ -234,3 +234,34 @@ def test_retrain_teaches_the_challenger_the_champions_remits_renamed_as_its_labe
     assert result.train is not None and result.train.model_dir is not None
     assert read_remits(result.train.model_dir / REMITS_FILE)["department"].tolist() == ["住建"]
     assert result.train.router.predict(["渣土车抛洒滴漏"])[0].department.label == "住建"
+
+
+def test_remits_train_no_department_head_where_the_tickets_have_no_departments(
+    tmp_path, tiny_config, caplog
+):
+    # A category-only deployment given remits: the remits alone must not make a department head.
+    data = tmp_path / "categories.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "category"])
+        w.writerows([f"C{i}", t[0], t[1], t[3]] for i, t in enumerate(TINY_TICKETS))
+    remits = write_remits(tmp_path / "r.csv", REMITS)
+    with caplog.at_level("WARNING", logger="training.remits"):
+        result = train([data], None, config=tiny_config, remits=remits)
+    assert set(result.router.heads) == {"category"}
+    assert "2 remits left out" in caplog.text
+    # Nor when fit_router is given them directly (benchmarks/accuracy.py calls it so).
+    from model import resources
+    from training.train import fit_router
+    from training.validate import validate
+
+    rows, _ = validate(read_tickets([data]), tiny_config.min_examples)
+    router, _ = fit_router(
+        rows,
+        tiny_config,
+        resources.default_userdict(),
+        resources.default_stopwords(),
+        remits=read_remits(remits),
+        n_jobs=1,
+    )
+    assert set(router.heads) == {"category"}
