@@ -10,9 +10,9 @@ Each outer fold trains the product exactly as ``paidan train`` does (validation,
 inner cross-validation that picks the auto threshold on the training part only), then scores the
 held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``LinearSVC()``.
 
-The department head also learns the departments' remits (``paidan train --remits``): the 20
-department definitions of the data's annotation guide (``annotation-guide.md``), read at run time
-(``--no-remits`` leaves them out), as a city would give its own 权责清单.
+``--remits`` also teaches the department head the departments' remits (``paidan train
+--remits``): the 20 department definitions of the data's annotation guide (``annotation-guide.md``,
+mostly English, read at run time), in place of the 权责清单 a city would give.
 
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
@@ -412,9 +412,10 @@ def main() -> None:
         help="train each task on its own file only (no labels borrowed from the other file)",
     )
     parser.add_argument(
-        "--no-remits",
+        "--remits",
         action="store_true",
-        help="do not teach the department head the annotation guide's department definitions",
+        help="teach the department head the annotation guide's department definitions, as "
+        "paidan train --remits does",
     )
     parser.add_argument(
         "--merge",
@@ -437,7 +438,7 @@ def main() -> None:
     if not args.no_unlabelled:
         u = read_tickets([SHARED / "unlabelled.csv"])
         extra = list(zip(u["title"], u["text"], strict=True))
-    remits = None if args.no_remits else guide_remits()
+    remits = guide_remits() if args.remits else None
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
@@ -445,7 +446,7 @@ def main() -> None:
         "folds": args.folds,
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
-        "remits": 0 if remits is None else len(remits),
+        **({"remits": len(remits)} if remits is not None else {}),
         "tasks": {
             task: evaluate_task(
                 task, args.seeds, config, extra, args.folds, not args.no_extra_labels, remits
@@ -456,7 +457,7 @@ def main() -> None:
     if args.merge and args.out.exists():
         stored = json.loads(args.out.read_text(encoding="utf-8"))
         same = ("seeds", "folds", "config", "unlabelled_rows", "remits")
-        if any(stored.get(k) != result[k] for k in same):
+        if any(stored.get(k) != result.get(k) for k in same):
             sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
         result["tasks"] = stored["tasks"] | result["tasks"]
         result["tasks"] = {t: result["tasks"][t] for t in TASKS if t in result["tasks"]}
