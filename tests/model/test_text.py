@@ -312,6 +312,32 @@ def test_mask_pii_reads_keywords_written_in_traditional_characters(written, mask
     assert clean(masked) == masked
 
 
+# Leaked before: a keyword whose characters mix the two scripts (電话, 联繫), as an input method
+# switched mid-word or a copied word beside a typed one writes it; a model that reads text as
+# written, the feedback database and the logs keep it so.
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        ("電话:8888 0000", "電话:" + MASK_LANDLINE),
+        ("电話是88880000", "电話是" + MASK_LANDLINE),
+        ("座机號碼:88880000", "座机號碼:" + MASK_LANDLINE),
+        ("固話号码 888-0000", "固話号码 " + MASK_LANDLINE),
+        ("联繫方式:88880000", "联繫方式:" + MASK_LANDLINE),
+        ("聯系8888 0000", "聯系" + MASK_LANDLINE),
+        ("联絡方式:8888.0000", "联絡方式:" + MASK_LANDLINE),
+        ("电话号碼:88880000", "电话号碼:" + MASK_LANDLINE),
+        ("电话為8888-0000", "电话為" + MASK_LANDLINE),
+        ("QQ号碼是1234567890", "qq号碼是" + MASK_QQ),
+        ("微信賬号:zhangsan", "微信賬号:" + MASK_WECHAT),
+        ("护照號码是EA1234567", "护照號码是" + MASK_PASSPORT),
+        ("發票号碼:04512345", "發票号碼:04512345"),
+    ],
+)
+def test_mask_pii_reads_keywords_that_mix_the_two_scripts(written, masked):
+    assert mask_pii(normalize(written)) == masked
+    assert clean(masked) == masked
+
+
 # The provinces whose abbreviation has a traditional form: 滬 雲 遼 魯 蘇 贛 晉 陝 閩 貴 粵 寧 瓊.
 @pytest.mark.parametrize("province", list("滬雲遼魯蘇贛晉陝閩貴粵寧瓊"))
 @pytest.mark.parametrize(
