@@ -223,6 +223,12 @@ def test_mask_pii_leaves_ordinary_words_alone(text):
         ("一三九〇〇〇〇一二三四", MASK_MOBILE),
         ("一八六 零零零零 两两两两", MASK_MOBILE),
         ("一三八-一二三四-五六七八", MASK_MOBILE),
+        # Leaked before: 么, the everyday stand-in for 幺 (1), anywhere in the number.
+        ("电话么三八么二三四五六七八", "电话" + MASK_MOBILE),
+        ("么八六 零零零零 么么么么", MASK_MOBILE),
+        # 么 is also 什么 and 怎么: a question before numerals is no number.
+        ("怎么三个人住一间", "怎么三个人住一间"),
+        ("这么三四天了", "这么三四天了"),
         # A run of twelve numerals is no mobile number.
         ("一三八一二三四五六七八九", "一三八一二三四五六七八九"),
         # Leaked before: QQ numbers, WeChat ids, licence plates and passport numbers.
@@ -642,7 +648,7 @@ def test_any_mobile_number_is_masked(number, context):
 
 _CN_NUMERALS = {
     "0": "〇零",
-    "1": "一幺",
+    "1": "一幺么",
     "2": "二两兩",
     **dict(zip("3456789", "三四五六七八九", strict=True)),
 }
@@ -650,7 +656,7 @@ _CN_NUMERALS = {
 
 @given(
     st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
-    st.lists(st.integers(0, 1), min_size=11, max_size=11),
+    st.lists(st.integers(0, 2), min_size=11, max_size=11),
     st.sampled_from(["", " ", "-"]),
     st.text(alphabet="的了投诉电话，。 号码是", max_size=8),
 )
