@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,16 @@ def make_version(data_sha: str, config: TrainingConfig, when: datetime | None = 
         (data_sha + repr(sorted(config.to_dict().items()))).encode()
     ).hexdigest()
     return f"{when:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def free_version(root: Path, data_sha: str, config: TrainingConfig) -> str:
+    """:func:`make_version` for a version written under ``root``, a second later while that name
+    is taken: the same data and config trained twice within one second (a retrain given the same
+    files again at once) were refused as "already exists" under the name the command chose."""
+    when = datetime.now(UTC)
+    while (root / (version := make_version(data_sha, config, when))).exists():
+        when += timedelta(seconds=1)
+    return version
 
 
 def _fold_proba(
@@ -1228,6 +1238,8 @@ def train_frame(
     )
     data_sha = data_sha or frame_fingerprint(raw)
     router.version = make_version(data_sha, config)
+    if out_dir is None and model_root is not None:
+        router.version = free_version(Path(model_root), data_sha, config)
     metadata = {
         "heads": {
             name: {

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -2088,3 +2089,31 @@ def test_train_says_when_it_samples_the_unlabelled_tickets_and_records_how_many(
     r = cli_train(data, tmp_path / "m", *EXPORT_COLUMNS, "--unlabelled", str(dump))
     assert not [x for x in caplog.records if "a random" in x.getMessage()], r.output
     assert len(seen[1]["extra"]) == 30 and "unlabelled_rows_read" not in seen[1]["meta"]
+
+
+def test_the_same_data_trained_twice_in_one_second_under_the_root_get_two_versions(
+    tiny_csv: Path, tiny_config: TrainingConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A version is named by the second and a digest of data and config: the same files trained
+    # twice within one second (retrain given the same files again at once, as a test did on a
+    # fast machine) got the same name, and the second was refused as "already exists".
+    import training.train as train_module
+
+    frozen = datetime(2026, 12, 6, 8, 54, 26, tzinfo=UTC)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return frozen
+
+    monkeypatch.setattr(train_module, "datetime", Clock)
+    root = tmp_path / "models"
+    first = train([tiny_csv], None, config=tiny_config, model_root=root)
+    second = train([tiny_csv], None, config=tiny_config, model_root=root)
+    assert first.router.version == "20261206T085426Z-" + first.router.version.split("-")[1]
+    assert second.router.version == "20261206T085427Z-" + first.router.version.split("-")[1]
+    assert first.model_dir is not None and second.model_dir is not None
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("2026")) == [
+        first.router.version,
+        second.router.version,
+    ]
