@@ -593,7 +593,7 @@ def _iter_csv(
                 consumed = lines.take()
                 reader = csv.reader(lines, delimiter=sep)
                 yield from _broken_record(
-                    lines, consumed, e, name, sep, header, blank, field_limit, span
+                    lines, consumed, e, name, sep, header, blank, field_limit, span, texts
                 )
                 continue
             consumed = lines.take()
@@ -713,6 +713,7 @@ def _broken_record(
     blank: dict[str, str],
     field_limit: int,
     span: _BrokenSpan,
+    texts: Sequence[str],
 ) -> Iterator[Record]:
     """The row of a record the csv module gave up on, leaving ``lines`` where reading goes on."""
     first = consumed[0] if consumed else None
@@ -724,7 +725,7 @@ def _broken_record(
         lines.rewind(first)
         scanned = _scan_record(lines.read, sep=sep, keep=field_limit)
         if scanned.end == "record":
-            yield _long_record(scanned, header, blank, where, field_limit)
+            yield _long_record(scanned, header, blank, where, field_limit, texts)
             return
         if scanned.end == "eof in quotes":
             problem = f"a quote opened on line {scanned.quote_line or firstno} is never closed"
@@ -746,21 +747,27 @@ def _broken_record(
 
 
 def _long_record(
-    scanned: _Scanned, header: list[str], blank: dict[str, str], where: str, limit: int
+    scanned: _Scanned,
+    header: list[str],
+    blank: dict[str, str],
+    where: str,
+    limit: int,
+    texts: Sequence[str],
 ) -> Record:
-    """The row of a record with a field over the reader's limit: that field is left empty."""
-    if len(scanned.fields) != len(header):
-        detail = f"it has {counted(len(scanned.fields), 'field')}, the header has {len(header)}"
-        return Record(dict(blank), f"malformed CSV: {where}: {detail}", where)
+    """The row of a record with a field over the reader's limit: that field is left empty.
+
+    A record that also has the wrong number of fields keeps the cells that can be trusted
+    (:func:`_trusted_cells`), as a record of normal length does, so that its error row still
+    carries its id."""
+    fields = [v if n <= limit else "" for v, n in zip(scanned.fields, scanned.lengths, strict=True)]
+    if len(fields) != len(header):
+        detail = f"it has {counted(len(fields), 'field')}, the header has {len(header)}"
+        values = dict(blank) | _trusted_cells(fields, header, texts, short_line=False)
+        return Record(values, f"malformed CSV: {where}: {detail}", where)
+    values = dict(blank) | dict(zip(header, fields, strict=True))
     if scanned.undecodable:
-        return Record(dict(blank), f"unreadable: {where} has undecodable bytes", where)
-    values = dict(blank)
-    cut: dict[str, int] = {}
-    for name, value, length in zip(header, scanned.fields, scanned.lengths, strict=True):
-        if length > limit:
-            cut[name] = length
-            value = ""
-        values[name] = value
+        return Record(values, f"unreadable: {where} has undecodable bytes", where)
+    cut = {c: n for c, n in zip(header, scanned.lengths, strict=True) if n > limit}
     return Record(values, None, where, cut)
 
 

@@ -28,7 +28,7 @@ from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError, read_tickets
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS, three_versions, without_progress, write_tiny_csv
-from training.label import PRED_COLUMNS, LabelError, check_text, label
+from training.label import CSV_FIELD_MIN, PRED_COLUMNS, LabelError, check_text, label
 
 OUT_COLUMNS = ["id", "title", "text", *PRED_COLUMNS]
 
@@ -171,6 +171,47 @@ def test_an_over_long_multi_line_field_is_one_row_with_its_id(
     assert error.startswith("text too long") and f"{len(long_text):,} characters" in error
     assert "PAIDAN_MAX_TEXT_CHARS" in error and "line 3 of long.csv" in error
     assert result.summary["rows"] == 3 and result.summary["labelled"] == 2
+
+
+def test_an_over_long_field_in_a_record_with_a_field_too_many_keeps_its_id(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A field over the CSV reader's limit (CSV_FIELD_MIN characters here) is read again by the
+    # scanner; with a stray separator in its record, the error row still carries the id (the cells
+    # before the title), as a record of normal length does.
+    long_text = "油烟" * (CSV_FIELD_MIN // 2 + 1000)
+    data = "id,title,text\nA1,路灯,小区路灯坏了很久没人修\n"
+    data += f'A4,多行超长,"{long_text}",多余字段\nA5,噪音,楼上装修噪音太大\n'
+    src = tmp_path / "long.csv"
+    src.write_text(data, encoding="utf-8")
+
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df["id"]) == ["A1", "A4", "A5"]
+    assert df["error"][1] == (
+        "malformed CSV: line 3 of long.csv: it has 4 fields, the header has 3"
+    )
+    assert df["title"][1] == "" and df["text"][1] == ""  # after the stray separator: not trusted
+    assert result.summary["rows"] == 3 and result.summary["labelled"] == 2
+
+
+def test_a_field_over_the_csv_readers_limit_is_one_row_too_long_with_its_id(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The scanner's own path (the csv module gives up on the field): one row, its cells as read
+    # and the over-long one reported by its length, not a malformed record.
+    long_text = "油烟" * (CSV_FIELD_MIN // 2 + 1000)
+    data = f'id,title,text\nA4,超长,"{long_text}"\nA5,噪音,楼上装修噪音太大\n'
+    src = tmp_path / "long.csv"
+    src.write_text(data, encoding="utf-8")
+
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+
+    assert list(df["id"]) == ["A4", "A5"] and df["title"][0] == "超长"
+    assert df["error"][0].startswith("text too long") and "line 2 of long.csv" in df["error"][0]
+    assert f"{len(long_text):,} characters" in df["error"][0] and df["error"][1] == ""
 
 
 def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
