@@ -12,7 +12,9 @@ held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``Line
 
 ``--remits`` also teaches the department head the departments' remits (``paidan train
 --remits``): the 20 department definitions of the data's annotation guide (``annotation-guide.md``,
-mostly English, read at run time), in place of the 权责清单 a city would give.
+mostly English, read at run time), in place of the 权责清单 a city would give. ``--taxonomy``
+teaches the category head the competition's taxonomy (``taxonomy.csv``) the same way, as category
+remits: each third-level entry under one of the seven categories, in place of a centre's 分类目录.
 
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
@@ -81,7 +83,30 @@ def guide_remits() -> pd.DataFrame:
     if len(remits) < 2:
         sys.exit(f"{SHARED / 'annotation-guide.md'}: its list of departments was not found")
     return pd.DataFrame(
-        {"department": list(remits), "title": list(remits), "text": list(remits.values())}
+        {
+            "department": list(remits),
+            "category": "",
+            "title": list(remits),
+            "text": list(remits.values()),
+        }
+    )
+
+
+def taxonomy_remits(categories: set[str]) -> pd.DataFrame:
+    """The competition's taxonomy (``taxonomy.csv``: ``l1``, ``l2``, ``l3``) as category remits,
+    as a centre's 分类目录 would be given: one per third-level entry under a first-level category
+    of ``categories``, titled by the entry and saying its second- and third-level names."""
+    t = pd.read_csv(SHARED / "taxonomy.csv", dtype=str, keep_default_na=False)
+    t = t[t["l1"].isin(categories)]
+    if t.empty:
+        sys.exit(f"{SHARED / 'taxonomy.csv'}: no entry under the categories {sorted(categories)}")
+    return pd.DataFrame(
+        {
+            "department": "",
+            "category": t["l1"].to_numpy(),
+            "title": t["l3"].to_numpy(),
+            "text": (t["l2"] + "，" + t["l3"]).to_numpy(),
+        }
     )
 
 
@@ -119,8 +144,9 @@ def run_product(
     t0 = time.perf_counter()
     rows = df.iloc[train] if extra_labelled is None else pd.concat([df.iloc[train], extra_labelled])
     train_df, _ = validate(rows, config.min_examples)
-    if remits is not None:  # as paidan train --remits: those of the training part's departments
-        remits, _ = usable_remits(remits, sorted(set(train_df["department"]) - {""}))
+    if remits is not None:  # as paidan train --remits: those of the training part's labels
+        labels = {h: sorted(set(train_df[h]) - {""}) for h in ("department", "category")}
+        remits, _ = usable_remits(remits, labels)
     router, _ = fit_router(
         train_df,
         config,
@@ -208,7 +234,7 @@ def evaluate_task(
                 config,
                 extra,
                 extra_labelled,
-                remits if task == "department" else None,
+                remits,
             )
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
             print(
@@ -418,6 +444,12 @@ def main() -> None:
         "paidan train --remits does",
     )
     parser.add_argument(
+        "--taxonomy",
+        action="store_true",
+        help="teach the category head taxonomy.csv's entries under each category as remits, as "
+        "paidan train --remits does with a row of category and text",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the other tasks already in --out (same seeds, folds and configuration), so "
@@ -438,7 +470,11 @@ def main() -> None:
     if not args.no_unlabelled:
         u = read_tickets([SHARED / "unlabelled.csv"])
         extra = list(zip(u["title"], u["text"], strict=True))
-    remits = guide_remits() if args.remits else None
+    parts = [guide_remits()] if args.remits else []
+    if args.taxonomy:
+        categories = set(read_tickets([SHARED / TASKS["category"]])["category"]) - {""}
+        parts.append(taxonomy_remits(categories))
+    remits = pd.concat(parts, ignore_index=True) if parts else None
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
@@ -447,6 +483,11 @@ def main() -> None:
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
         **({"remits": len(remits)} if remits is not None else {}),
+        **(
+            {"remit_sources": ["guide"] * args.remits + ["taxonomy"] * args.taxonomy}
+            if parts
+            else {}
+        ),
         "tasks": {
             task: evaluate_task(
                 task, args.seeds, config, extra, args.folds, not args.no_extra_labels, remits
@@ -456,7 +497,7 @@ def main() -> None:
     }
     if args.merge and args.out.exists():
         stored = json.loads(args.out.read_text(encoding="utf-8"))
-        same = ("seeds", "folds", "config", "unlabelled_rows", "remits")
+        same = ("seeds", "folds", "config", "unlabelled_rows", "remits", "remit_sources")
         if any(stored.get(k) != result.get(k) for k in same):
             sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
         result["tasks"] = stored["tasks"] | result["tasks"]

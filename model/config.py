@@ -189,8 +189,8 @@ class TrainingConfig:
         the few stray traditional characters its title or text held (203 of 2.8 million
         characters). Recorded in the model, which is always served with it.
     remit_weight : float
-        The weight of each department remit (a row of ``paidan train --remits``: a department's
-        name and, in words, the matters it has authority over) in the department head's fits,
+        The weight of each remit (a row of ``paidan train --remits``: a department's or a
+        category's name and, in words, the matters it covers) in the fits of its label's head,
         where a ticket weighs 1. A remit joins the training part of every cross-validation fold
         and is never scored, nor shown as a similar ticket. ``0`` leaves the remits out.
     """

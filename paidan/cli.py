@@ -592,16 +592,17 @@ def train(
     remits: Annotated[
         Path | None,
         typer.Option(
-            help="Departments' remits (权责清单): a file with the columns department, text "
-            "(what the department has authority over, in words) and, optionally, title; each "
-            "teaches the department head its department's words",
+            help="Remits: what each department has authority over (权责清单) or each category "
+            "covers (分类目录), in words; a file with the columns department or category (or "
+            "both), text and, optionally, title; each teaches the head of its label that label's "
+            "words",
         ),
     ] = None,
     remit_weight: Annotated[
         float,
         typer.Option(
             min=0.0,
-            help="Weight of each --remits row in the department head, where a ticket weighs 1",
+            help="Weight of each --remits row in its head's training, where a ticket weighs 1",
         ),
     ] = TrainingConfig.remit_weight,
     since: Annotated[
@@ -761,10 +762,14 @@ def train(
             )
     remits_read = result.metadata["training_data"].get("remits")
     if remits_read:
+        taught = [
+            f"{counted(remits_read[k], what)}"
+            for k, what in (("departments", "department"), ("categories", "category"))
+            if remits_read.get(k)
+        ]
         out.print(
-            f"department head learnt {counted(remits_read['rows'], 'remit')} of "
-            f"{counted(remits_read['departments'], 'department')} (weight "
-            f"{remits_read['weight']:g} each)",
+            f"learnt {counted(remits_read['rows'], 'remit')} of {' and '.join(taught) or 'no label'}"
+            f" (weight {remits_read['weight']:g} each)",
             soft_wrap=True,
         )
     if result.validation.joint_rows:
@@ -2053,8 +2058,7 @@ def retrain(
     remits: Annotated[
         Path | None,
         typer.Option(
-            help="Departments' remits to teach the challenger, as for train (default: the current "
-            "model's)"
+            help="Remits to teach the challenger, as for train (default: the current model's)"
         ),
     ] = None,
     text_col: TextCol = "text",

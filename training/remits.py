@@ -1,12 +1,14 @@
-"""Department remits: what each department has authority over, in words, taught to the department head.
+"""Remits: what each department has authority over, or what each category covers, in words.
 
-A city's 权责清单 (or its departments' 三定方案) says which matters each department owns. A remit is
-one row of such a list: a department's name (``department``), a heading (``title``, optional) and
-the matters in words (``text``), read from any ticket file format (CSV, XLSX, JSON Lines, Parquet).
-Each joins the department head's training as a pseudo-ticket of weight
-:attr:`~model.config.TrainingConfig.remit_weight`: in the training part of every cross-validation
-fold, never held out and scored, never among the similar tickets a suggestion shows. A department
-with few tickets is then still recognised by the matters its remit names.
+A city's 权责清单 (or its departments' 三定方案) says which matters each department owns; a hotline
+centre's 分类目录 names the matters under each complaint category. A remit is one row of such a
+list: a department's name (``department``) or a category's (``category``), or both, a heading
+(``title``, optional) and the matters in words (``text``), read from any ticket file format (CSV,
+XLSX, JSON Lines, Parquet). Each joins the training of the head whose label it names as a
+pseudo-ticket of weight :attr:`~model.config.TrainingConfig.remit_weight`: in the training part of
+every cross-validation fold, never held out and scored, never among the similar tickets a suggestion
+shows. A department or category with few tickets is then still recognised by the matters its remit
+names.
 
 The model directory keeps the remits it was trained with (:data:`model.artifact.REMITS_FILE`), so that ``paidan
 retrain`` trains the challenger with them too.
@@ -26,7 +28,9 @@ from model.tickets import TicketFileError, read_tickets
 
 logger = logging.getLogger(__name__)
 
-REMIT_COLUMNS = ("department", "title", "text")
+REMIT_COLUMNS = ("department", "category", "title", "text")
+# The columns that name a remit's label, one of which a remits file must have.
+REMIT_LABELS = ("department", "category")
 # A remit's id in the training rows (never shown: remits are not indexed as similar tickets).
 REMIT_ID_PREFIX = "remit:"
 # Problems listed in one error before "… and N more".
@@ -34,72 +38,89 @@ MAX_LISTED = 10
 
 
 def read_remits(path: str | Path) -> pd.DataFrame:
-    """The remits of a file: columns ``department``, ``title`` and ``text``, one row each.
+    """The remits of a file: columns ``department``, ``category``, ``title`` and ``text``, one row
+    each (a label column the file lacks is empty).
 
     Raises
     ------
     TicketFileError
-        If the file cannot be read, lacks the ``text`` or ``department`` column, holds no remit,
-        or a row has an empty department or text (each such row named by its number).
+        If the file cannot be read, lacks the ``text`` column or both label columns, holds no
+        remit, or a row has no label or an empty text (each such row named by its number).
     """
     headers: dict[str, list[str]] = {}
     df = read_tickets([path], headers=headers)
     name = Path(path).name
     have = next(iter(headers.values()), [])
-    if "department" not in have:
+    if not any(c in have for c in REMIT_LABELS):
         shown = ", ".join(quoted(c) for c in have)
         raise TicketFileError(
-            f"remits file {name}: no column 'department' for the department's name; the file has "
-            f"columns {shown} (a remits file has the columns department, text and, optionally, title)"
+            f"remits file {name}: no column 'department' or 'category' for the label a remit "
+            f"describes; the file has columns {shown} (a remits file has the columns department "
+            "or category, or both, text and, optionally, title)"
         )
-    df = df.assign(department=df["department"].map(normalize_label))
+    df = df.assign(**{c: df[c].map(normalize_label) for c in REMIT_LABELS})
+    given = " or ".join(c for c in REMIT_LABELS if c in have)
     problems = []
-    for row, department, text in zip(df["_row"], df["department"], df["text"], strict=True):
-        if not department:
-            problems.append(f"row {row}: department: is empty")
+    for row, department, category, text in zip(
+        df["_row"], df["department"], df["category"], df["text"], strict=True
+    ):
+        if not department and not category:
+            problems.append(f"row {row}: {given}: is empty")
         elif not normalize(text):
-            problems.append(f"row {row} ({mask_label(department)}): text: is empty")
+            problems.append(f"row {row} ({mask_label(department or category)}): text: is empty")
     if problems:
         more = len(problems) - MAX_LISTED
         listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
         raise TicketFileError(
             f"remits file {name}: {counted(len(problems), 'row')} cannot be used: {listed} "
-            "(each remit names its department and says in words what it has authority over)"
+            "(each remit names its department or category and says in words what it covers)"
         )
     if df.empty:
         raise TicketFileError(f"remits file {name} holds no remit (no data row)")
     return df[list(REMIT_COLUMNS)].reset_index(drop=True)
 
 
-def usable_remits(remits: pd.DataFrame, departments: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The remits of the department head's labels, and the departments of the others (sorted).
+def usable_remits(
+    remits: pd.DataFrame, labels: dict[str, list[str]]
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The remits of the heads' labels (``labels``: each head's training labels), and per head the
+    labels of the others (sorted; a head without any left out).
 
-    A remit of a department that no training ticket has (or that was merged into 其他 as too
-    rare) is left out with a warning: the head cannot learn a department from a remit alone.
+    A remit's label that no training ticket has (or that was merged into 其他 as too rare) is left
+    out with a warning: a head cannot learn a label from a remit alone. A remit left with no label
+    is dropped.
     """
-    known = remits["department"].isin(departments)
-    unknown = sorted(set(remits.loc[~known, "department"]))
-    if unknown:
+    remits = remits.copy()
+    skipped: dict[str, list[str]] = {}
+    for head in REMIT_LABELS:
+        named = remits[head] != ""
+        unknown_rows = named & ~remits[head].isin(labels.get(head, []))
+        if not unknown_rows.any():
+            continue
+        unknown = sorted(set(remits.loc[unknown_rows, head]))
+        skipped[head] = unknown
         logger.warning(
-            "%s left out: no training ticket has %s (a remit teaches the words of a department "
+            "%s of %s left out: no training ticket has %s (a remit teaches the words of a label "
             "the head learns from its tickets; check the spelling against the data's labels): %s",
-            counted(int((~known).sum()), "remit"),
-            "these departments" if len(unknown) > 1 else "this department",
+            counted(int(unknown_rows.sum()), "remit"),
+            "departments" if head == "department" else "categories",
+            "these labels" if len(unknown) > 1 else "this label",
             ", ".join(mask_label(d) for d in unknown),
         )
-    return remits[known].reset_index(drop=True), unknown
+        remits.loc[unknown_rows, head] = ""
+    kept = (remits["department"] != "") | (remits["category"] != "")
+    return remits[kept].reset_index(drop=True), skipped
 
 
 def remit_frame(remits: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Remits as training rows of ``columns`` (a validated frame's): no category, ids
-    ``remit:<n>``."""
+    """Remits as training rows of ``columns`` (a validated frame's), ids ``remit:<n>``."""
     rows = pd.DataFrame(
         {
             "id": [f"{REMIT_ID_PREFIX}{i}" for i in range(len(remits))],
             "title": remits["title"].to_numpy(),
             "text": remits["text"].to_numpy(),
             "department": remits["department"].to_numpy(),
-            "category": "",
+            "category": remits["category"].to_numpy(),
         }
     )
     for column in columns:
@@ -115,6 +136,8 @@ def format_remits(remits: pd.DataFrame) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REMIT_COLUMNS)
-    for department, title, text in remits[list(REMIT_COLUMNS)].itertuples(index=False, name=None):
-        writer.writerow([department, clean(title), clean(text)])
+    for department, category, title, text in remits[list(REMIT_COLUMNS)].itertuples(
+        index=False, name=None
+    ):
+        writer.writerow([department, category, clean(title), clean(text)])
     return out.getvalue().encode("utf-8")

@@ -620,16 +620,22 @@ def fit_router(
     reads its probabilities (``config.stack_category``). The classifiers' fits run in ``n_jobs``
     processes (see :func:`cross_validate_heads`); the model does not depend on it.
 
-    ``remits`` (:func:`training.remits.read_remits`, of the department head's labels only:
-    :func:`training.remits.usable_remits`) join the department head's rows at weight
-    ``config.remit_weight``, in the training part of every fold; they are not indexed as similar
-    tickets nor counted as the labels' training rows.
+    ``remits`` (:func:`training.remits.read_remits`, of the heads' labels only:
+    :func:`training.remits.usable_remits`) join the rows of the head (or heads) whose label they
+    name at weight ``config.remit_weight``, in the training part of every fold; they are not
+    indexed as similar tickets nor counted as the labels' training rows.
     """
     ticket_rows = len(df)
-    # Never a department head of remits alone: only beside tickets with departments.
-    has_departments = bool((df["department"] != "").any())
-    if remits is not None and len(remits) and config.remit_weight > 0 and has_departments:
+    if remits is not None and len(remits) and config.remit_weight > 0:
         rows = remit_frame(remits, list(df.columns))
+        # Never a head of remits alone: only beside tickets with that head's label.
+        for head in HEADS:
+            if not (df[head] != "").any():
+                rows[head] = ""
+        rows = rows[(rows["department"] != "") | (rows["category"] != "")].reset_index(drop=True)
+    else:
+        rows = df.iloc[:0]
+    if len(rows):
         if CLEAN_TEXT_COL in rows:
             rows[CLEAN_TEXT_COL] = rows["text"].map(clean)
         df = pd.concat([df, rows], ignore_index=True)
@@ -743,14 +749,16 @@ def fit_router(
                 raise RuntimeError(
                     f"{head}: cross-validation and the fitted head disagree on labels"
                 )
-            # Rows without a category get the fitted head's probabilities.
+            # Rows without a category, and remits (never held out, so never scored), get the
+            # fitted head's probabilities.
             proba = np.zeros((len(mask), len(cv[head].labels)))
             proba[mask] = cv[head].proba
-            if not mask.all():
-                unlabelled = router.head_input(head, X[~mask])
+            fill = ~mask | is_remit
+            if fill.any():
+                unscored = router.head_input(head, X[fill])
                 classifier = router.heads[head].classifier
                 assert classifier is not None  # fitted just above
-                proba[~mask] = classifier.predict_proba(unlabelled)
+                proba[fill] = classifier.predict_proba(unscored)
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing
@@ -1220,13 +1228,15 @@ def train_frame(
     extra = list(extra_texts)
     remits_info: dict[str, Any] = {}
     if remits is not None:
-        departments = sorted(set(df["department"]) - {""})
-        remits, skipped = usable_remits(remits, departments)
+        labels = {head: sorted(set(df[head]) - {""}) for head in HEADS}
+        remits, skipped = usable_remits(remits, labels)
         remits_info = {
             "rows": len(remits),
-            "departments": int(remits["department"].nunique()),
+            "departments": int(remits.loc[remits["department"] != "", "department"].nunique()),
+            "categories": int(remits.loc[remits["category"] != "", "category"].nunique()),
             "weight": config.remit_weight,
-            **({"left_out_departments": skipped} if skipped else {}),
+            **({"left_out_departments": skipped["department"]} if "department" in skipped else {}),
+            **({"left_out_categories": skipped["category"]} if "category" in skipped else {}),
         }
         if len(remits):
             resource_files[REMITS_FILE] = format_remits(remits)

@@ -1,5 +1,5 @@
-"""Department remits (``paidan train --remits``): each department's remit, in words, teaches the
-department head; never a similar ticket, never scored, never counted as a ticket."""
+"""Remits (``paidan train --remits``): each department's remit, or each category's, in words,
+teaches the head of its label; never a similar ticket, never scored, never counted as a ticket."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def test_remits_are_kept_with_the_model_and_counted_apart_from_tickets(with_and_
     assert meta["training_data"]["remits"] == {
         "rows": 2,
         "departments": 2,
+        "categories": 0,
         "weight": 3.0,
         "left_out_departments": ["气象局"],
     }
@@ -111,14 +112,23 @@ def test_a_remit_of_a_department_without_tickets_is_left_out_with_a_warning(
     remits = write_remits(tmp_path / "r.csv", [("气象局", "", "天气预报、防雷")])
     with caplog.at_level("WARNING", logger="training.remits"):
         result = train([data], None, config=tiny_config, remits=remits)
-    assert "1 remit left out" in caplog.text and "气象局" in caplog.text
+    assert "1 remit of departments left out" in caplog.text and "气象局" in caplog.text
     assert result.metadata["training_data"]["remits"]["rows"] == 0
 
 
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [
-        ([("执法", "", "渣土车")], ("dept", "title", "text"), r"no column 'department'.*'dept'"),
+        (
+            [("执法", "", "渣土车")],
+            ("dept", "title", "text"),
+            r"no column 'department' or 'category'.*'dept'",
+        ),
+        (
+            [("执法", "", "", "渣土车"), ("", "", "x", "夜间施工")],
+            ("department", "category", "title", "text"),
+            r"1 row cannot be used: row 2: department or category: is empty",
+        ),
         (
             [("执法", "", "渣土车"), ("", "x", "夜间施工"), ("人社", "", " ")],
             ("department", "title", "text"),
@@ -152,7 +162,7 @@ def test_paidan_train_remits_says_what_it_learnt(tmp_path, tiny_config):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "department head learnt 2 remits of 2 departments (weight 2 each)" in result.output
+    assert "learnt 2 remits of 2 departments (weight 2 each)" in result.output
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text(encoding="utf-8"))
     assert meta["config"]["remit_weight"] == 2.0
     bad = write_remits(tmp_path / "bad.csv", [("执法", "", "")])
@@ -249,7 +259,7 @@ def test_remits_train_no_department_head_where_the_tickets_have_no_departments(
     with caplog.at_level("WARNING", logger="training.remits"):
         result = train([data], None, config=tiny_config, remits=remits)
     assert set(result.router.heads) == {"category"}
-    assert "2 remits left out" in caplog.text
+    assert "2 remits of departments left out" in caplog.text
     # Nor when fit_router is given them directly (benchmarks/accuracy.py calls it so).
     from model import resources
     from training.train import fit_router
@@ -265,3 +275,72 @@ def test_remits_train_no_department_head_where_the_tickets_have_no_departments(
         n_jobs=1,
     )
     assert set(router.heads) == {"category"}
+
+
+# A matter no tiny ticket names, described under the category 环境 of a centre's 分类目录.
+CATEGORY_REMIT = ("环境", "环境类", "河道污水发臭、垃圾焚烧异味、工地扬尘")
+
+
+def test_a_category_remit_teaches_the_category_head_only(with_and_without, tmp_path, tiny_config):
+    _, without = with_and_without
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(
+        tmp_path / "categories.csv", [CATEGORY_REMIT], ("category", "title", "text")
+    )
+    result = train([data], tmp_path / "m", config=tiny_config, remits=remits)
+    taught = result.router.predict(["河道污水发臭"])[0].category
+    untaught = without.router.predict(["河道污水发臭"])[0].category
+    assert taught.label == "环境" and "污水" in [e.term for e in taught.evidence], taught
+    assert untaught.label != "环境", untaught
+    meta = result.metadata
+    assert meta["training_data"]["remits"] | {"weight": 0} == {
+        "rows": 1,
+        "departments": 0,
+        "categories": 1,
+        "weight": 0,
+    }
+    # Scored and counted: the tickets alone, in both heads.
+    assert meta["cv_metrics"]["category"]["n"] == len(TINY_TICKETS)
+    assert sum(meta["heads"]["category"]["counts"].values()) == len(TINY_TICKETS)
+    assert result.model_dir is not None
+    kept = read_remits(result.model_dir / REMITS_FILE)
+    assert kept[["department", "category"]].values.tolist() == [["", "环境"]]
+
+
+def test_a_remit_with_both_labels_teaches_both_heads(tmp_path, tiny_config):
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(
+        tmp_path / "both.csv",
+        [("执法", "环境", "执法局职责", "渣土车抛洒滴漏、工地夜间施工的查处")],
+        ("department", "category", "title", "text"),
+    )
+    result = train([data], None, config=tiny_config, remits=remits)
+    suggestion = result.router.predict(["渣土车抛洒滴漏"])[0]
+    assert (suggestion.department.label, suggestion.category.label) == ("执法", "环境")
+    info = result.metadata["training_data"]["remits"]
+    assert (info["departments"], info["categories"]) == (1, 1)
+
+
+def test_a_remits_label_unknown_to_its_head_is_dropped_and_the_other_kept(caplog):
+    import pandas as pd
+
+    from training.remits import usable_remits
+
+    remits = pd.DataFrame(
+        {
+            "department": ["执法", "气象局", ""],
+            "category": ["天气", "天气", "环境"],
+            "title": ["", "", ""],
+            "text": ["渣土车", "防雷", "扬尘"],
+        }
+    )
+    with caplog.at_level("WARNING", logger="training.remits"):
+        kept, skipped = usable_remits(remits, {"department": ["执法"], "category": ["环境"]})
+    # 执法's remit keeps its department, loses the unknown category; 气象局's has nothing left.
+    assert kept[["department", "category", "text"]].values.tolist() == [
+        ["执法", "", "渣土车"],
+        ["", "环境", "扬尘"],
+    ]
+    assert skipped == {"department": ["气象局"], "category": ["天气"]}
+    assert "1 remit of departments left out" in caplog.text
+    assert "2 remits of categories left out" in caplog.text and "天气" in caplog.text
