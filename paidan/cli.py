@@ -763,8 +763,11 @@ def train(
     remits_read = result.metadata["training_data"].get("remits")
     if remits_read:
         taught = [
-            f"{counted(remits_read[k], what)}"
-            for k, what in (("departments", "department"), ("categories", "category"))
+            counted(remits_read[k], one, many)
+            for k, one, many in (
+                ("departments", "department", "departments"),
+                ("categories", "category", "categories"),
+            )
             if remits_read.get(k)
         ]
         out.print(

@@ -165,6 +165,15 @@ def test_paidan_train_remits_says_what_it_learnt(tmp_path, tiny_config):
     assert "learnt 2 remits of 2 departments (weight 2 each)" in result.output
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text(encoding="utf-8"))
     assert meta["config"]["remit_weight"] == 2.0
+    both = write_remits(
+        tmp_path / "both.csv",
+        [("执法", "", "", "渣土车"), ("", "环境", "", "河道污水"), ("", "城建", "", "井盖缺失")],
+        ("department", "category", "title", "text"),
+    )
+    args = ["train", str(data), "--out", str(tmp_path / "m3"), "--min-examples", "3"]
+    result = CliRunner().invoke(app, [*args, "--remits", str(both)])
+    assert result.exit_code == 0, result.output
+    assert "learnt 3 remits of 1 department and 2 categories (weight 3 each)" in result.output
     bad = write_remits(tmp_path / "bad.csv", [("执法", "", "")])
     refused = CliRunner().invoke(
         app, ["train", str(data), "--out", str(tmp_path / "m2"), "--remits", str(bad)]
@@ -198,11 +207,14 @@ def test_remit_rows_train_every_fold_and_are_never_held_out(tiny_config):
     assert np.all(cv.proba[:12].sum(axis=1) > 0.99)
 
 
-def test_the_bundled_remits_name_the_sample_departments():
+def test_the_bundled_remits_name_the_sample_departments_and_categories():
     remits = read_remits(sample_remits_path())
     sample = read_tickets([sample_path()])
     single = {d for d in sample["department"] if "；" not in d}
-    assert set(remits["department"]) == single
+    assert set(remits["department"]) - {""} == single
+    assert set(remits["category"]) - {""} == set(sample["category"])
+    # Each row describes one label: a department's remit or a category's entry.
+    assert ((remits["department"] == "") != (remits["category"] == "")).all()
 
 
 def test_the_default_model_learns_the_bundled_remits(tmp_path, monkeypatch):
