@@ -127,6 +127,35 @@ def test_the_accuracy_table_says_what_accuracy_json_holds():
         assert row in text
 
 
+def test_the_taxonomy_figures_say_what_accuracy_taxonomy_json_holds():
+    run = result("accuracy_taxonomy.json")
+    assert run["remit_sources"] == ["taxonomy"]
+    with_it = {t: run["tasks"][t]["summary"]["paidan"] for t in ("category", "department")}
+    f1 = with_it["category"]["macro_f1"]
+    dept = with_it["department"]
+    assert (
+        f"category macro-F1 is **{f1['mean']:.3f} ± {f1['std']:.3f}** (better on 11 folds of 15) "
+        "and the department's figures move within the folds' noise: "
+        f"{dept['macro_f1']['mean']:.3f} ± {dept['macro_f1']['std']:.3f}, "
+        f"top-3 {dept['top3_accuracy']['mean']:.3f}" in readme()
+    )
+    # The folds compared are the table's: the baseline's figures are the same.
+    table = result("accuracy.json")["tasks"]
+    for task in ("category", "department"):
+        runs = zip(table[task]["runs"], run["tasks"][task]["runs"], strict=True)
+        figures = ("macro_f1", "top3_accuracy", "accuracy")
+        assert all(
+            (a["seed"], a["fold"], *(a["baseline"][k] for k in figures))
+            == (b["seed"], b["fold"], *(b["baseline"][k] for k in figures))
+            for a, b in runs
+        )
+        better = sum(
+            b["paidan"]["macro_f1"] > a["paidan"]["macro_f1"]
+            for a, b in zip(table[task]["runs"], run["tasks"][task]["runs"], strict=True)
+        )
+        assert better == {"category": 11, "department": 7}[task]
+
+
 def benchmarks_readme() -> str:
     return " ".join((ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8").split())
 
