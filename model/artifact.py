@@ -11,7 +11,7 @@ Layout (file names are constants)::
                           objects (Router.detached), which training tools read
         userdict.txt      the jieba user dictionary it was trained with
         stopwords.txt     the stopword list it was trained with
-        remits.csv        the department remits it was trained with, if any
+        remits.csv        the remits (departments' and categories') it was trained with, if any
 
 A server loads ``serving.joblib`` alone (``load_router(..., serving=True)``), so it never imports
 scikit-learn, whose import took about 1.8 s of a cold start; every other caller gets the whole
@@ -53,7 +53,7 @@ ROUTER_FILE = "router.joblib"
 SERVING_FILE = "serving.joblib"
 USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
-REMITS_FILE = "remits.csv"  # the department remits it was trained with (training/remits.py)
+REMITS_FILE = "remits.csv"  # the remits it was trained with (training/remits.py)
 FORMAT_VERSION = 1
 # Libraries whose pickles must match the running versions (major.minor) to be trusted to unpickle.
 PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba", "rjieba")

@@ -850,7 +850,7 @@ def retrain(
         ``paidan train --unlabelled`` reads them (``columns`` applies to them too). When none are
         given and the current model was trained with some, :meth:`RetrainResult.warnings` says so.
     remits : str or Path, optional
-        Department remits (:mod:`training.remits`) to teach the challenger; default: the current
+        Remits (:mod:`training.remits`) to teach the challenger; default: the current
         model's (``remits.csv`` in its directory), renamed by the mapping.
 
     Returns

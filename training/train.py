@@ -373,7 +373,7 @@ def cross_validate_heads(
         the auto precision and coverage counted, as it decides.
     always : ndarray of int, optional
         Rows in the training part of every fold, never held out nor counted in the metrics, the
-        threshold, the prior shift or the label counts (the department remits,
+        threshold, the prior shift or the label counts (the remits,
         :mod:`training.remits`); their ``proba`` stays 0.
     weights : ndarray of float, optional
         Per row, its weight in every fit (``None``: all 1).
@@ -1042,7 +1042,8 @@ def train(
         Called with the window's description (as recorded in the metadata) once the rows are
         read, before the fit, when a window was asked for.
     remits : str or Path, optional
-        A file of department remits (:mod:`training.remits`), read before the tickets.
+        A file of remits, departments' or categories' (:mod:`training.remits`), read before the
+        tickets.
 
     Returns
     -------
@@ -1186,8 +1187,8 @@ def train_frame(
         Rows the reader left out as repeating their file's header line, recorded with the
         validation's counts (``repeated_header_rows``; ``None``: not recorded).
     remits : DataFrame, optional
-        Department remits (:func:`training.remits.read_remits`); those of departments the
-        validated rows have join the department head's training, are kept in the model directory
+        Remits (:func:`training.remits.read_remits`); those of labels the validated rows have
+        join the training of their head, are kept in the model directory
         (:data:`~training.remits.REMITS_FILE`) and counted in ``metadata["training_data"]["remits"]``.
 
     Returns
