@@ -590,12 +590,12 @@ def train(
         Path | None, typer.Option(help="Stopword list (default: the bundled one)")
     ] = None,
     remits: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="Remits: what each department has authority over (权责清单) or each category "
             "covers (分类目录), in words; a file with the columns department or category (or "
             "both), text and, optionally, title; each teaches the head of its label that label's "
-            "words",
+            "words. Repeat it for several files",
         ),
     ] = None,
     remit_weight: Annotated[
@@ -2059,9 +2059,10 @@ def retrain(
         ),
     ] = None,
     remits: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            help="Remits to teach the challenger, as for train (default: the current model's)"
+            help="Remits to teach the challenger, as for train, repeated for several files "
+            "(default: the current model's)"
         ),
     ] = None,
     text_col: TextCol = "text",
@@ -2093,7 +2094,7 @@ def retrain(
                     *history,
                     *(unlabelled or []),
                     *([mapping] if mapping else []),
-                    *([remits] if remits else []),
+                    *(remits or []),
                     *_feedback_file(settings),
                     *_version_dirs(settings.model_root),
                 ],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +38,18 @@ REMIT_ID_PREFIX = "remit:"
 MAX_LISTED = 10
 
 
-def read_remits(path: str | Path) -> pd.DataFrame:
-    """The remits of a file: columns ``department``, ``category``, ``title`` and ``text``, one row
-    each (a label column the file lacks is empty).
+def remit_paths(remits: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The remits files given: one, several (a 权责清单 and a 分类目录, say) or none."""
+    if remits is None:
+        return []
+    if isinstance(remits, str | Path):
+        return [Path(remits)]
+    return [Path(p) for p in remits]
+
+
+def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """The remits of one file or several, in order: columns ``department``, ``category``,
+    ``title`` and ``text``, one row each (a label column a file lacks is empty).
 
     Raises
     ------
@@ -47,9 +57,13 @@ def read_remits(path: str | Path) -> pd.DataFrame:
         If the file cannot be read, lacks the ``text`` column or both label columns, holds no
         remit, or a row has no label or an empty text (each such row named by its number).
     """
+    files = remit_paths(paths)
+    if len(files) != 1:
+        return pd.concat([read_remits(p) for p in files], ignore_index=True)
+    [path] = files
     headers: dict[str, list[str]] = {}
     df = read_tickets([path], headers=headers)
-    name = Path(path).name
+    name = path.name
     have = next(iter(headers.values()), [])
     if not any(c in have for c in REMIT_LABELS):
         shown = ", ".join(quoted(c) for c in have)

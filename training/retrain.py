@@ -76,7 +76,7 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
-from training.remits import format_remits, read_remits
+from training.remits import format_remits, read_remits, remit_paths
 from training.train import (
     Progress,
     TrainResult,
@@ -806,7 +806,7 @@ def retrain(
     window: Window = Window(),
     on_window: Callable[[dict[str, Any]], None] | None = None,
     unlabelled: Sequence[str | Path] = (),
-    remits: str | Path | None = None,
+    remits: str | Path | Sequence[str | Path] | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -849,8 +849,8 @@ def retrain(
         Unlabelled ticket files (or directories) whose texts widen the vocabulary and IDF, read as
         ``paidan train --unlabelled`` reads them (``columns`` applies to them too). When none are
         given and the current model was trained with some, :meth:`RetrainResult.warnings` says so.
-    remits : str or Path, optional
-        Remits (:mod:`training.remits`) to teach the challenger; default: the current
+    remits : str or Path, or a sequence of them, optional
+        Files of remits (:mod:`training.remits`) to teach the challenger; default: the current
         model's (``remits.csv`` in its directory), renamed by the mapping.
 
     Returns
@@ -1024,11 +1024,11 @@ def retrain(
             if (root / inherit_from / name).is_file():
                 resources[name] = root / inherit_from / name  # type: ignore[assignment]
     # The remits given, or the champion's, which teach the challenger too, renamed as its labels are.
-    remits_from = Path(remits) if remits is not None else None
-    if remits_from is None and inherit_from and (root / inherit_from / REMITS_FILE).is_file():
-        remits_from = root / inherit_from / REMITS_FILE
+    remits_from = remit_paths(remits)
+    if not remits_from and inherit_from and (root / inherit_from / REMITS_FILE).is_file():
+        remits_from = [root / inherit_from / REMITS_FILE]
     remit_rows = None
-    if remits_from is not None:
+    if remits_from:
         remit_rows = read_remits(remits_from)
         apply_mapping(remit_rows, mapping)
         sha.update(format_remits(remit_rows))

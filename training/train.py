@@ -75,7 +75,7 @@ from model.tokenizer import (
     read_userdict,
 )
 from training.metrics import choose_threshold, head_report
-from training.remits import format_remits, read_remits, remit_frame, usable_remits
+from training.remits import format_remits, read_remits, remit_frame, remit_paths, usable_remits
 from training.validate import (
     CLEAN_TEXT_COL,
     TRAIN_OPTIONS,
@@ -1000,7 +1000,7 @@ def train(
     window: Window = Window(),
     extra_metadata: dict[str, Any] | None = None,
     on_window: Callable[[dict[str, Any]], None] | None = None,
-    remits: str | Path | None = None,
+    remits: str | Path | Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -1041,8 +1041,8 @@ def train(
     on_window : callable, optional
         Called with the window's description (as recorded in the metadata) once the rows are
         read, before the fit, when a window was asked for.
-    remits : str or Path, optional
-        A file of remits, departments' or categories' (:mod:`training.remits`), read before the
+    remits : str or Path, or a sequence of them, optional
+        Files of remits, departments' or categories' (:mod:`training.remits`), read before the
         tickets.
 
     Returns
@@ -1050,11 +1050,12 @@ def train(
     TrainResult
     """
     if out_dir is not None:  # before the reading and training it would waste
-        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords, remits) if p)]
-        check_train_out(out_dir, inputs, model_root)
+        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p)]
+        check_train_out(out_dir, [*inputs, *remit_paths(remits)], model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
-    remit_rows = read_remits(remits) if remits is not None else None
+    remit_files = remit_paths(remits)
+    remit_rows = read_remits(remit_files) if remit_files else None
     named = named_paths(paths)
     files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}

@@ -356,3 +356,39 @@ def test_a_remits_label_unknown_to_its_head_is_dropped_and_the_other_kept(caplog
     assert skipped == {"department": ["气象局"], "category": ["天气"]}
     assert "1 remit of departments left out" in caplog.text
     assert "2 remits of categories left out" in caplog.text and "天气" in caplog.text
+
+
+def test_train_and_retrain_take_several_remits_files(tmp_path, tiny_config):
+    # A city's 权责清单 and its centre's 分类目录 come as two files: --remits is repeated.
+    from model.registry import set_current
+    from training.retrain import retrain
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    departments = write_remits(tmp_path / "quanze.csv", REMITS)
+    categories = write_remits(
+        tmp_path / "fenlei.csv", [CATEGORY_REMIT], ("category", "title", "text")
+    )
+    out = tmp_path / "m"
+    args = ["train", str(data), "--out", str(out), "--min-examples", "3"]
+    remits = ["--remits", str(departments), "--remits", str(categories)]
+    result = CliRunner().invoke(app, [*args, *remits])
+    assert result.exit_code == 0, result.output
+    assert "learnt 3 remits of 2 departments and 1 category" in result.output
+    kept = read_remits(out / REMITS_FILE)
+    assert kept[["department", "category"]].values.tolist() == [
+        ["执法", ""],
+        ["人社", ""],
+        ["", "环境"],
+    ]
+    # A bad row is named with its own file.
+    bad = write_remits(tmp_path / "bad.csv", [("", "", "防雷")], ("category", "title", "text"))
+    with pytest.raises(TicketFileError, match=r"remits file bad.csv: 1 row cannot be used: row 1"):
+        read_remits([departments, bad])
+
+    root = tmp_path / "models"
+    champion = train([data], None, config=tiny_config, model_root=root, remits=departments)
+    set_current(root, champion.router.version)
+    again = retrain([data], [], root, config=tiny_config, remits=[departments, categories])
+    assert again.train is not None and again.train.model_dir is not None
+    info = again.train.metadata["training_data"]["remits"]
+    assert (info["rows"], info["departments"], info["categories"]) == (3, 2, 1)
