@@ -154,8 +154,9 @@ def default_csv_field_limit() -> Iterator[None]:
 def test_an_over_long_multi_line_field_is_one_row_with_its_id(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    # A quoted text longer than the CSV reader's field limit, over several lines, whose last line
-    # looks like a ticket of its own: still one record, one row, with its id.
+    # A quoted text longer than the text limit (PAIDAN_MAX_TEXT_CHARS; under label's CSV field
+    # limit, so the csv module reads it), over several lines, whose last line looks like a ticket
+    # of its own: still one record, one row, with its id.
     long_text = ("油烟" * 35_000 + "\n") * 2 + "X1,邻居家狗叫,狗叫扰民严重"
     data = "id,title,text\nA1,路灯,小区路灯坏了很久没人修\n"
     data += f'A4,多行超长,"{long_text}"\nA5,噪音,楼上装修噪音太大\n'
