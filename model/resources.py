@@ -33,8 +33,8 @@ def sample_path() -> Path:
 
 
 def sample_remits_path() -> Path:
-    """The remits of the bundled sample's departments (``paidan train --remits``), in the
-    project's own words: the default model learns them."""
+    """The remits of the bundled sample's departments and categories (``paidan train
+    --remits``), in the project's own words: the default model learns them."""
     return data_dir() / REMITS_FILE
 
 

@@ -1049,12 +1049,12 @@ def train(
     -------
     TrainResult
     """
+    remit_files = remit_paths(remits)
     if out_dir is not None:  # before the reading and training it would waste
-        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p)]
-        check_train_out(out_dir, [*inputs, *remit_paths(remits)], model_root)
+        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p), *remit_files]
+        check_train_out(out_dir, inputs, model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
-    remit_files = remit_paths(remits)
     remit_rows = read_remits(remit_files) if remit_files else None
     named = named_paths(paths)
     files = [p for p, _ in named]
@@ -1249,9 +1249,10 @@ def train_frame(
         df, config, userdict_path, stopwords_path, extra, progress, n_jobs, remits=remits
     )
     data_sha = data_sha or frame_fingerprint(raw)
-    router.version = make_version(data_sha, config)
     if out_dir is None and model_root is not None:
         router.version = free_version(Path(model_root), data_sha, config)
+    else:
+        router.version = make_version(data_sha, config)
     metadata = {
         "heads": {
             name: {
