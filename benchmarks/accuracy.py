@@ -15,6 +15,9 @@ held-out part. The baseline is jieba tokens → ``TfidfVectorizer()`` → ``Line
 mostly English, read at run time), in place of the 权责清单 a city would give. ``--taxonomy``
 teaches the category head the competition's taxonomy (``taxonomy.csv``) the same way, as category
 remits: each third-level entry under one of the seven categories, in place of a centre's 分类目录.
+``--remits-file FILE`` (repeatable) teaches both heads the remits of a file as ``paidan train
+--remits FILE`` reads it, e.g. ``benchmarks/remits/tipdm_departments_zh.csv``, a 权责清单 in Chinese
+written for this data's 20 department labels.
 
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
@@ -46,10 +49,10 @@ sys.path.insert(0, str(ROOT))
 from model import resources  # noqa: E402
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig  # noqa: E402
 from model.text import normalize  # noqa: E402
-from model.tickets import read_tickets  # noqa: E402
+from model.tickets import TicketFileError, read_tickets  # noqa: E402
 from training.markdown import md_text  # noqa: E402
 from training.metrics import head_report, top_k_accuracy  # noqa: E402
-from training.remits import usable_remits  # noqa: E402
+from training.remits import read_remits, usable_remits  # noqa: E402
 from training.train import fit_router  # noqa: E402
 from training.validate import validate  # noqa: E402
 
@@ -363,6 +366,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def remits_file(path: Path) -> pd.DataFrame:
+    """A ``--remits-file``, read as ``paidan train --remits`` reads it, or exit 2 saying why."""
+    try:
+        return read_remits(path)
+    except TicketFileError as e:
+        refuse(f"--remits-file: {e}")
+
+
 def refuse(message: str) -> typing.NoReturn:
     """Exit 2 with ``message`` on one line: a usage error, as argparse's own (before any work)."""
     print(f"accuracy.py: {message}", file=sys.stderr)
@@ -450,6 +461,15 @@ def main() -> None:
         "paidan train --remits does with a row of category and text",
     )
     parser.add_argument(
+        "--remits-file",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="teach the heads the remits of FILE, read as paidan train --remits reads it "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--merge",
         action="store_true",
         help="keep the other tasks already in --out (same seeds, folds and configuration), so "
@@ -464,6 +484,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     config = build_config(args.set)
+    files = [remits_file(path) for path in args.remits_file]  # refused before any work
     if not SHARED.is_dir():
         sys.exit(f"skipped: the real tickets are not here ({SHARED} is absent)")
     extra: list[tuple[str, str]] = []
@@ -474,6 +495,7 @@ def main() -> None:
     if args.taxonomy:
         categories = set(read_tickets([SHARED / TASKS["category"]])["category"]) - {""}
         parts.append(taxonomy_remits(categories))
+    parts.extend(files)
     remits = pd.concat(parts, ignore_index=True) if parts else None
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -484,7 +506,11 @@ def main() -> None:
         "unlabelled_rows": len(extra),
         **({"remits": len(remits)} if remits is not None else {}),
         **(
-            {"remit_sources": ["guide"] * args.remits + ["taxonomy"] * args.taxonomy}
+            {
+                "remit_sources": ["guide"] * args.remits
+                + ["taxonomy"] * args.taxonomy
+                + [p.name for p in args.remits_file]
+            }
             if parts
             else {}
         ),
