@@ -470,6 +470,7 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
         raise ModelLoadError(f"no model versions under {root}; nothing to delete")
     removed: list[str] = []
     in_use: list[str] = []
+    unknown: list[str] = []
     with _locked(root):
         found = versions(root)
         protected = {v for v in (_pointer(root), previous_version(root)) if v}
@@ -478,6 +479,9 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             if version in protected:
                 continue
             with _unless_leased(root, version) as free:
+                if free is None:  # a server may read it: keep it
+                    unknown.append(version)
+                    continue
                 if not free:
                     in_use.append(version)
                     continue
@@ -493,6 +497,14 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             _write_json(root / REGISTRY_FILE, state)
     for version in removed:
         logger.info("deleted model version %s", version)
+    if unknown:
+        logger.warning(
+            "kept %d version(s) that a running paidan serve, label or predict may be reading: "
+            "the model root's file system takes no locks, so whether one is in use cannot be "
+            "told (%s); delete one by hand once no process uses it",
+            len(unknown),
+            ", ".join(unknown),
+        )
     return removed, in_use
 
 
@@ -942,11 +954,24 @@ def _locked(root: Path) -> Iterator[None]:
     # (0644) stopped the service user's `models rollback` with a PermissionError.
     fd = os.open(root / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            locked = True
+        except OSError as e:  # a file system without locks (some network ones): ENOLCK, EOPNOTSUPP
+            # It was "Error: [Errno 37] No locks available" for every promote, rollback and gc.
+            logger.warning(
+                "cannot lock %s (%s): the model root's file system takes no locks, so this "
+                "command is not serialised with another one changing the registry at the same "
+                "moment; a model root on a local disk has them serialised",
+                root / LOCK_FILE,
+                e.strerror or e,
+            )
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
@@ -958,16 +983,21 @@ def _open_lease(root: Path, version: str) -> int:
 
 
 @contextmanager
-def _unless_leased(root: Path, version: str) -> Iterator[bool]:
-    """Whether no process leases ``version``; while it is ``True``, none can take a lease."""
+def _unless_leased(root: Path, version: str) -> Iterator[bool | None]:
+    """Whether no process leases ``version``; while it is ``True``, none can take a lease.
+
+    ``None`` when the lease cannot be tested: a file system without locks.
+    """
     fd = _open_lease(root, version)
     try:
+        free: bool | None = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
-        yield True
+            free = False
+        except OSError:
+            free = None
+        yield free
     finally:
         os.close(fd)  # drops the lock
 

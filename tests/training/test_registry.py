@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -248,6 +249,48 @@ def test_a_server_that_cannot_lock_a_lease_warns_and_serves_unprotected(
     with caplog.at_level("WARNING", logger="model.registry"):
         assert registry.lease(root, root / VERSIONS[0]).version is None
     assert f"cannot lease model version {VERSIONS[0]}" in caplog.text
+
+
+def _no_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that takes no locks (some network ones): every flock fails with ENOLCK."""
+
+    def flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(registry.fcntl, "flock", flock)
+
+
+def test_without_locks_promote_and_rollback_work_and_warn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was "Error: [Errno 37] No locks available" for every command changing the registry.
+    root = make_root(tmp_path)
+    _no_locks(monkeypatch)
+    with caplog.at_level("WARNING", logger="model.registry"):
+        registry.promote(root, VERSIONS[1])
+        registry.promote(root, VERSIONS[2])
+        assert registry.rollback(root) == (VERSIONS[2], VERSIONS[1])
+    assert registry.current_version(root) == VERSIONS[1]
+    assert f"cannot lock {root / registry.LOCK_FILE} (No locks available)" in caplog.text
+    assert "not serialised" in caplog.text
+
+
+def test_without_locks_gc_keeps_what_it_cannot_tell_is_unused_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server's lease cannot be taken there either, so a version it serves holds no lock that
+    # gc could test: deleting would take the files from under it.
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[4])
+    _no_locks(monkeypatch)
+    with caplog.at_level("WARNING", logger="model.registry"):
+        assert registry.gc(root, keep=1) == ([], [])
+    assert registry.versions(root) == VERSIONS
+    kept = ", ".join(VERSIONS[:4])  # all but current, the newest
+    assert "kept 4 version(s) that a running paidan serve, label or predict may be reading" in (
+        caplog.text
+    )
+    assert f"whether one is in use cannot be told ({kept})" in caplog.text
 
 
 @pytest.mark.parametrize(
