@@ -12,6 +12,7 @@ import gc
 import importlib.util
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -318,12 +319,13 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         encoding = _content_encoding(scope)
-        if encoding and _has_body(scope):
+        compressed = bool(encoding) and _has_body(scope)
+        if compressed and not _decodable(scope):
             response = error_response(
                 415,
                 "unsupported_media_type",
                 f"the body is sent with Content-Encoding: {encoding}, which is not accepted; send "
-                "it uncompressed (JSON encoded as UTF-8)",
+                "it uncompressed or compressed with gzip or deflate (JSON encoded as UTF-8)",
                 "Content-Encoding",
             )
             await response(scope, receive, send)
@@ -346,9 +348,12 @@ class BodyLimitMiddleware:
                     )
                     await response(scope, receive, send)
                     return
-                await self.app(scope, receive, send)  # the server stops at Content-Length
-                return
-        # No Content-Length (chunked): read up to the limit here and hand the app the whole body.
+                if not compressed:
+                    await self.app(scope, receive, send)  # the server stops at Content-Length
+                    return
+                break
+        # No Content-Length (chunked), or a compressed body: read up to the limit here and hand
+        # the app the whole body, decompressed.
         # Raising from inside receive() would not do: FastAPI turns any error while it reads the
         # body into a 400.
         chunks: list[bytes] = []
@@ -371,7 +376,22 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        data = b"".join(chunks)
+        if compressed:
+            try:
+                data = _decompress(data, self.limit)
+            except (_TooLarge, _Damaged) as e:
+                too_large = isinstance(e, _TooLarge)
+                response = error_response(
+                    413 if too_large else 400,
+                    "payload_too_large" if too_large else "bad_request",
+                    f"{e}{_what_to_do(scope)}" if too_large else str(e),
+                    "body" if too_large else "Content-Encoding",
+                )
+                await response(scope, receive, send)
+                return
+            scope = _decoded_scope(scope, len(data))
+        body = {"type": "http.request", "body": data, "more_body": False}
         await self.app(scope, _replay([body], None, receive), send)
 
 
@@ -383,12 +403,11 @@ _COMPRESSION = frozenset({"gzip", "x-gzip", "deflate", "br", "compress", "x-comp
 def _content_encoding(scope: Scope) -> str:
     """The request's ``Content-Encoding`` when it names a compression (cut short), or ``""``.
 
-    Nothing decodes a compressed body: a gzip one (Apache HttpClient's GzipCompressingEntity,
-    OkHttp and .NET compression) was answered "the body is not UTF-8", which sent the integrator
-    to their charset settings. Refused by name instead; decoding would need a second limit, on
-    the decompressed size, for a few kilobytes that expand to gigabytes. Any other value (a
-    charset written in the wrong header, ``Content-Encoding: UTF-8``, as some clients send on
-    every request) is left alone, as it was before compressed bodies were refused: the body is
+    A gzip body (Apache HttpClient's GzipCompressingEntity, OkHttp and .NET compression) was
+    answered "the body is not UTF-8", which sent the integrator to their charset settings; one of
+    gzip or deflate is decompressed (:func:`_decompress`, under the body limit), another
+    compression refused by name. Any other value (a charset written in the wrong header,
+    ``Content-Encoding: UTF-8``, as some clients send on every request) is left alone: the body is
     read as JSON and refused only if it is not.
     """
     for name, value in scope.get("headers", ()):
@@ -398,6 +417,80 @@ def _content_encoding(scope: Scope) -> str:
             if codings & _COMPRESSION:
                 return quoted(header_text(encoding))
     return ""
+
+
+# The codings decompressed (one of them alone; "deflate" is zlib's format, as HTTP defines it).
+_DECODABLE = frozenset({"gzip", "x-gzip", "deflate"})
+
+
+def _decodable(scope: Scope) -> bool:
+    """Whether the request's ``Content-Encoding`` is one coding that :func:`_decompress` reads."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-encoding":
+            return value.decode("latin-1").strip().lower() in _DECODABLE
+    return False
+
+
+class _TooLarge(ValueError):
+    """A compressed body that decompresses to more than the body limit."""
+
+
+class _Damaged(ValueError):
+    """A compressed body that cannot be decompressed."""
+
+
+def _decompress(data: bytes, limit: int) -> bytes:
+    """``data`` (gzip, possibly of several members, or zlib) decompressed.
+
+    Never more than ``limit`` + 1 bytes are produced: a few kilobytes that would expand to
+    gigabytes are refused at the limit, not after.
+
+    Raises
+    ------
+    _TooLarge
+        If it decompresses to more than ``limit`` bytes.
+    _Damaged
+        If it is not gzip or zlib data, or is cut short.
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:
+        inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or a zlib header, either
+        try:
+            while True:
+                piece = inflate.decompress(rest, limit + 1 - size)
+                size += len(piece)
+                out.append(piece)
+                if size > limit:
+                    raise _TooLarge(
+                        f"the request body decompresses to more than {limit:,} bytes; at most "
+                        f"{limit:,} are accepted"
+                    )
+                rest = inflate.unconsumed_tail
+                if inflate.eof or not rest:
+                    break
+        except zlib.error as e:
+            raise _Damaged(
+                f"the compressed body cannot be decompressed ({e}); send it again, or uncompressed"
+            ) from None
+        if not inflate.eof:
+            raise _Damaged(
+                "the compressed body is cut short: it ends inside the compressed data; send it "
+                "again"
+            )
+        rest = inflate.unused_data  # a further gzip member, as gzip itself writes them
+    return b"".join(out)
+
+
+def _decoded_scope(scope: Scope, length: int) -> Scope:
+    """``scope`` of a request whose body is now the decompressed one, ``length`` bytes long."""
+    headers = [
+        (name, value)
+        for name, value in scope.get("headers", ())
+        if name not in (b"content-encoding", b"content-length", b"transfer-encoding")
+    ]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
 
 
 def _has_body(scope: Scope) -> bool:

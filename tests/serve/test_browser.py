@@ -1997,12 +1997,12 @@ def test_a_431_or_415_is_told_in_chinese(page: PageRun, live_server: LiveServer)
     expect(status).to_contain_text("PAIDAN_MAX_HEADER_BYTES")  # the server's words, in brackets
     pg.unroute("**/v1/route")
     route_via_keyboard(page, WAGE_COMPLAINT, "WEB-H1")
-    # A 415 (a gateway compressing the body): the server's own answer, said in Chinese.
+    # A 415 (a gateway compressing the body with brotli): the server's own answer, in Chinese.
     compressed = live_server.api(
         "POST",
         "/v1/feedback",
         content=b"{}",
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        headers={"Content-Type": "application/json", "Content-Encoding": "br"},
     )
     assert compressed.status_code == 415
     pg.route(
