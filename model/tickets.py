@@ -2833,6 +2833,10 @@ def json_array_elements(f: BinaryIO, path: Path) -> Iterator[tuple[int, Any, str
                 f"{path}: the JSON array breaks at {s.where(s.pos)}: expected ',' or ']' after "
                 f"element {n}, found {found}"
             )
+    if s.next_char() == EOF_MARK:  # cmd's `copy`, or an editor that ends files so, as for CSV
+        s.pos += 1
+        if s.next_char():
+            s.pos -= 1  # a mark with text after it is not the end of the file: named at the mark
     if s.next_char():
         raise TicketFileError(
             f"{path}: text follows the end of the JSON array, at {s.where(s.pos)}: expected the "

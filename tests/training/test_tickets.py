@@ -2014,3 +2014,23 @@ def test_a_subdirectory_that_can_be_listed_but_not_entered_is_named(tmp_path, mo
         f"{d}: its subdirectory '2024/' cannot be read (Permission denied); make it readable, or "
         "name the files and directories to read instead"
     )
+
+
+@pytest.mark.parametrize("end", [b"\x1a", b"\r\n\x1a", b"\r\n\x1a\r\n"])
+def test_the_ctrl_z_that_ends_a_json_array_file_is_not_text_after_it(tmp_path, end):
+    # A JSON array saved by a DOS-era tool or joined by cmd's `copy` ends with Ctrl-Z, as CSV and
+    # JSON Lines files do: it was refused ("text follows the end of the JSON array").
+    rows = [{"id": "A1", "text": "老板拖欠工资三个月不发", "department": "人社局"}]
+    path = tmp_path / "一季度.json"
+    path.write_bytes(json.dumps(rows, ensure_ascii=False).encode("utf-8") + end)
+    got = read_tickets([path])
+    assert got["id"].tolist() == ["A1"] and got["department"].tolist() == ["人社局"]
+
+
+def test_text_after_the_ctrl_z_of_a_json_array_is_still_refused_at_the_mark(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_bytes(b'[{"id": "A1", "text": "x"}]\x1a{"id": "A2"}')
+    with pytest.raises(
+        TicketFileError, match=r"text follows the end of the JSON array, at line 1 column 28"
+    ):
+        read_tickets([path])
