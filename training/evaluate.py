@@ -782,12 +782,13 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
             "",
             f"## {h}",
             "",
-            "| label | precision | recall | F1 | support |",
-            "|---|---|---|---|---|",
+            "| label | precision | recall | F1 | in top 3 | support |",
+            "|---|---|---|---|---|---|",
         ]
         for label, m in sorted(report[h]["per_class"].items(), key=lambda kv: -kv[1]["support"]):
             lines.append(
-                f"| {md_text(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+                f"| {md_text(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
+                f"{m['top3']:.3f} | {m['support']} |"
             )
         if f"confusion-{h}" in images:
             lines += ["", f"![{h} confusion matrix]({images[f'confusion-{h}']})", ""]

@@ -28,13 +28,22 @@ def top_k(rank: np.ndarray, k: int = 3) -> np.ndarray:
     return np.argsort(-rank, axis=1, kind="stable")[:, :k].copy()
 
 
+def top_hits(
+    y_true: Sequence[str] | np.ndarray, top: np.ndarray, labels: Sequence[str] | np.ndarray
+) -> np.ndarray:
+    """Per row, whether its true label is among its :func:`top_k` columns of ``labels``."""
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array(
+        [index.get(t, -1) in row for t, row in zip(y_true, top, strict=True)], dtype=bool
+    )
+
+
 def top_hits_accuracy(
     y_true: Sequence[str] | np.ndarray, top: np.ndarray, labels: Sequence[str] | np.ndarray
 ) -> float:
     """Share of rows whose true label is among their :func:`top_k` columns of ``labels``."""
-    index = {label: i for i, label in enumerate(labels)}
-    hits = [index.get(t, -1) in row for t, row in zip(y_true, top, strict=True)]
-    return float(np.mean(hits)) if len(hits) else 0.0
+    hits = top_hits(y_true, top, labels)
+    return float(hits.mean()) if len(hits) else 0.0
 
 
 def expected_calibration_error(
@@ -222,7 +231,7 @@ def head_report(
     -------
     dict
         ``accuracy``, ``macro_f1``, ``weighted_f1``, ``top3_accuracy``, ``ece``, ``auto``
-        (threshold, precision, coverage), ``per_class`` (precision, recall, f1, support),
+        (threshold, precision, coverage), ``per_class`` (precision, recall, f1, top3, support),
         ``confusion`` (labels, matrix) and ``reliability`` bins.
     """
     rank = proba if rank is None else rank
@@ -262,6 +271,7 @@ def ranked_report(
     over = sorted(set(y.tolist()) & known if scored is None else set(scored))
     all_labels = sorted(known | set(over))
     p, r, f, s = precision_recall_fscore_support(y, y_pred, labels=all_labels, zero_division=0)
+    hits = top_hits(y, top3, labels_arr)
 
     def f1(average: str) -> float:
         # No true label the model knows: every row is wrong, and there is no class to average.
@@ -274,7 +284,7 @@ def ranked_report(
         "accuracy": float(accuracy_score(y, y_pred)),
         "macro_f1": f1("macro"),
         "weighted_f1": f1("weighted"),
-        "top3_accuracy": top_hits_accuracy(y, top3, labels_arr),
+        "top3_accuracy": float(hits.mean()) if len(hits) else 0.0,
         "ece": expected_calibration_error(confidence, correct),
         "auto": auto_stats(confidence, correct, threshold, auto),
         "per_class": {
@@ -282,6 +292,8 @@ def ranked_report(
                 "precision": float(pi),
                 "recall": float(ri),
                 "f1": float(fi),
+                # Its rows with the label among the top 3: what a dispatcher sees offered.
+                "top3": float(hits[y == label].mean()) if si else 0.0,
                 "support": int(si),
             }
             for label, pi, ri, fi, si in zip(all_labels, p, r, f, s, strict=True)

@@ -144,3 +144,29 @@ def test_a_true_label_the_model_does_not_know_is_no_class_of_macro_f1():
         np.array(typos), _one_hot(np.array(typos), labels, ["住建"] * 4), labels, 0.5
     )
     assert none["macro_f1"] == none["weighted_f1"] == none["accuracy"] == 0.0
+
+
+def test_each_label_says_how_often_it_is_among_the_top_three():
+    # Where a label is lost: a dispatcher picks from the three offered, so a label that is rarely
+    # first but always offered costs a click, one never offered costs a wrong dispatch.
+    from training.metrics import head_report
+
+    labels = ["人社", "住建", "公安", "医保", "教育"]
+    y = np.array(["人社"] * 4 + ["住建"] * 2)
+    proba = np.array(
+        [
+            [0.6, 0.1, 0.1, 0.1, 0.1],  # 人社 first
+            [0.15, 0.5, 0.2, 0.1, 0.05],  # 人社 third
+            [0.05, 0.5, 0.2, 0.15, 0.1],  # 人社 fifth: not offered
+            [0.05, 0.5, 0.2, 0.1, 0.15],  # 人社 fifth: not offered
+            [0.1, 0.6, 0.1, 0.1, 0.1],  # 住建 first
+            [0.3, 0.05, 0.3, 0.3, 0.05],  # 住建 fourth or fifth: not offered
+        ]
+    )
+    report = head_report(y, proba, labels, 0.5)
+    assert report["per_class"]["人社"]["top3"] == 0.5
+    assert report["per_class"]["住建"]["top3"] == 0.5
+    assert (
+        report["per_class"]["公安"]["top3"] == 0.0 and report["per_class"]["公安"]["support"] == 0
+    )
+    assert report["top3_accuracy"] == 3 / 6

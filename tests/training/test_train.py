@@ -1223,7 +1223,7 @@ def test_the_markdown_report_writes_labels_as_text(tmp_path):
     rows, html = rendered_cells(markdown)
     per_class = [r for r in rows if r and r[0] in labels]
     assert sorted(r[0] for r in per_class) == labels
-    assert all(len(r) == 5 for r in per_class), per_class
+    assert all(len(r) == 6 for r in per_class), per_class
     assert "<img" not in html.replace('<img src="r.png"', "") and "<b>" not in html
     assert "evil.example" not in html.replace("![t](http://evil.example/p.png)", "")
     assert "Evaluation of model v_1" in html
