@@ -166,16 +166,11 @@ def run_product(
     # Macro-F1 over the test part's labels, as the baseline's: a label this fold's training merged
     # into 其他 (too rare in it) is a class the model scores 0 on, for both models alike.
     rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank, scored=set(y_test))
-    per_class = {}
-    for label, c in rep["per_class"].items():
-        if c["support"]:  # a label of the model that this test part lacks says nothing here
-            rows = y_test == label
-            per_class[label] = {
-                "f1": c["f1"],
-                "recall": c["recall"],
-                "top3": top_k_accuracy(y_test[rows], rank[rows], h.labels, 3),
-                "support": c["support"],
-            }
+    per_class = {
+        label: {k: c[k] for k in ("f1", "recall", "top3", "support")}
+        for label, c in rep["per_class"].items()
+        if c["support"]  # a label of the model that this test part lacks says nothing here
+    }
     return {k: rep[k] for k in ("n", "macro_f1", "accuracy", "top3_accuracy", "ece", "auto")} | {
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),
