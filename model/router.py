@@ -145,6 +145,9 @@ class HeadResult(BaseModel):
     reason: str | None = None
     candidates: list[Candidate]
     evidence: list[Evidence]
+    # The clause of the label's remit (its 权责清单 or 分类目录 entry, ``paidan train --remits``)
+    # that names most of the evidence: the authority a dispatcher can cite. None without one.
+    remit: str | None = None
 
 
 class SimilarTicket(BaseModel):
@@ -379,6 +382,19 @@ def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) 
     return out
 
 
+def cited_clause(clauses: Sequence[str], evidence: Sequence[Evidence]) -> str | None:
+    """The clause of a remit that names the most evidence weight (the first of equals), or
+    ``None`` when none names an evidence term: a remit is cited only where the ticket's own words
+    meet it."""
+    best, best_weight = None, 0.0
+    for clause in clauses:
+        folded = clause.lower()  # terms are lower-cased as the tokenizer reads them
+        weight = sum(e.weight for e in evidence if e.term in folded)
+        if weight > best_weight:
+            best, best_weight = clause, weight
+    return best
+
+
 def co_dispatch(
     lead: str, similar: Sequence[SimilarTicket], min_tickets: int = MIN_CO_TICKETS
 ) -> list[CoDepartment]:
@@ -588,6 +604,9 @@ class Router:
     # True while the latent view, the index, the fused weights and the vocabularies are left to the
     # serving file (:meth:`detached`), until :meth:`join` puts them back.
     _detached: bool = field(default=False, repr=False)
+    # Per head, per label: the clauses of the remits it was trained with, as stored text (masked,
+    # :func:`training.remits.remit_clauses`), which :attr:`HeadResult.remit` cites.
+    remit_clauses: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -1052,6 +1071,7 @@ class Router:
         state.setdefault("_weight_layout", None)
         state.setdefault("_names_unique", None)
         state.setdefault("_detached", False)
+        state.setdefault("remit_clauses", {})  # models saved before remits were cited
         self.__dict__.update(state)
         if self._weights is not None and self._weight_layout is not None:
             from model.pipeline import attach_weights
@@ -1163,6 +1183,7 @@ class Router:
         labels = head.labels
         # As every answer shows them: comparing as the decision did (shown_score).
         threshold = shown_threshold(head.threshold)
+        clauses = self.remit_clauses.get(head.name, {})
         out = []
         # Python lists: reading numpy items one at a time costs more than the rules themselves.
         for i, cand, scores, empty, auto in zip(
@@ -1175,6 +1196,9 @@ class Router:
         ):
             decision: Decision = "auto" if auto else "review"
             reason = None if auto else REASON_NO_KNOWN_TERMS if empty else REASON_BELOW_THRESHOLD
+            evidence = (
+                self._evidence(head, X, i, cand[0], gathered) if explain and not empty else []
+            )
             out.append(
                 HeadResult(
                     label=labels[cand[0]],
@@ -1186,11 +1210,10 @@ class Router:
                         Candidate(label=labels[j], score=p)
                         for j, p in zip(cand, scores, strict=True)
                     ],
-                    evidence=(
-                        self._evidence(head, X, i, cand[0], gathered)
-                        if explain and not empty
-                        else []
-                    ),
+                    evidence=evidence,
+                    remit=cited_clause(clauses.get(labels[cand[0]], ()), evidence)
+                    if evidence and clauses
+                    else None,
                 )
             )
         return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -141,6 +142,26 @@ def remit_frame(remits: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         if column not in rows:
             rows[column] = ""
     return rows[columns]
+
+
+# Where a remit's text is cut into the clauses a suggestion cites: a 权责清单 paragraph lists
+# matters in clauses ended by 。 or ；(; once cleaned), each a few matters joined by ，.
+CLAUSE_END = re.compile(r"[。;；!！?？\n]+")
+
+
+def remit_clauses(remits: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Per head (``department``, ``category``), per label, the clauses of its remits' texts as
+    the model keeps them (:func:`model.text.clean`: masked), in order, each once: what
+    :attr:`model.router.HeadResult.remit` cites."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for row in remits[list(REMIT_COLUMNS)].itertuples(index=False):
+        clauses = [c.strip(" ,，、") for c in CLAUSE_END.split(clean(row.text))]
+        for head in REMIT_LABELS:
+            label = getattr(row, head)
+            if label:
+                kept = out.setdefault(head, {}).setdefault(label, [])
+                kept.extend(c for c in clauses if c and c not in kept)
+    return out
 
 
 def format_remits(remits: pd.DataFrame) -> bytes:

@@ -75,7 +75,14 @@ from model.tokenizer import (
     read_userdict,
 )
 from training.metrics import choose_threshold, head_report
-from training.remits import format_remits, read_remits, remit_frame, remit_paths, usable_remits
+from training.remits import (
+    format_remits,
+    read_remits,
+    remit_clauses,
+    remit_frame,
+    remit_paths,
+    usable_remits,
+)
 from training.validate import (
     CLEAN_TEXT_COL,
     TRAIN_OPTIONS,
@@ -641,6 +648,7 @@ def fit_router(
         df = pd.concat([df, rows], ignore_index=True)
     is_remit = np.arange(len(df)) >= ticket_rows
     router = build_router(config, userdict=userdict, stopwords=stopwords)
+    router.remit_clauses = remit_clauses(rows) if len(rows) else {}
     tickets = list(zip(df["title"], df["text"], strict=True))
     masks = {head: (df[head] != "").to_numpy() for head in HEADS}
     groups = text_groups(df)

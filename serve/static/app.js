@@ -574,6 +574,11 @@ function renderHead(head, r) {
   );
   const terms = (r.evidence || []).map((e) => e.term);
   card.querySelector(".terms").textContent = terms.length ? `依据：${terms.join("、")}` : "";
+  // The clause of the label's 权责清单 (or 分类目录) entry that names the evidence, when the model
+  // was trained with one (paidan train --remits): the authority behind the suggestion.
+  const remit = card.querySelector(".remit");
+  remit.textContent = r.remit ? `职责依据：${r.remit}` : "";
+  remit.hidden = !r.remit;
   resetPicker(head);
 }
 

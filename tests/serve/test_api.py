@@ -23,7 +23,16 @@ from tests.serve.helpers import assert_error, call_with_messages
 
 WAGE = {"id": "A-1", "title": "拖欠工资", "text": "老板拖欠农民工工资三个月不发，劳动合同也不签"}
 SMOKE = {"id": "A-2", "title": "油烟", "text": "楼下烧烤店油烟扰民，晚上十二点还在营业"}
-HEAD_KEYS = {"label", "score", "decision", "threshold", "reason", "candidates", "evidence"}
+HEAD_KEYS = {
+    "label",
+    "score",
+    "decision",
+    "threshold",
+    "reason",
+    "candidates",
+    "evidence",
+    "remit",
+}
 
 
 def export(client: TestClient, **params: Any) -> list[dict[str, Any]]:

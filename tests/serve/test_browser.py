@@ -263,6 +263,7 @@ def test_dispatcher_routes_corrects_department_and_the_correction_is_stored(
     expect(pg.locator("#overall-badge")).to_have_text(badge[expected["decision"]])
     candidates = card.locator(".candidate .cand-label")
     expect(candidates).to_have_text([c["label"] for c in dept["candidates"]])
+    expect(card.locator(".remit")).to_be_hidden()  # a model trained without remits cites none
     # The confidence bar is as wide as the score.
     bar = pg.evaluate(
         "() => { const f = document.querySelector('#head-department .fill');"
@@ -2013,3 +2014,29 @@ def test_a_431_or_415_is_told_in_chinese(page: PageRun, live_server: LiveServer)
     expect(pg.locator("#feedback-status")).to_contain_text(
         "保存失败：服务器不接受请求内容的格式，可能是网关或代理改动（如压缩）了请求"
     )
+
+
+def test_a_suggestion_shows_the_clause_of_its_remit(
+    page: PageRun, tmp_path_factory: pytest.TempPathFactory, tiny_config: Any
+) -> None:
+    # The authority behind the routing, on the card: the clause of the department's 权责清单.
+    from playwright.sync_api import expect
+
+    from tests.conftest import write_tiny_csv
+    from tests.training.test_remits import REMITS, write_remits
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("remit-page")
+    remits = write_remits(root / "remits.csv", REMITS)
+    result = train(
+        [write_tiny_csv(root / "tiny.csv")], root / "m", config=tiny_config, remits=remits
+    )
+    assert result.model_dir is not None
+    with serving(result.model_dir, root) as server:
+        open_page(page, server)
+        route_via_keyboard(page, "职称评审结果迟迟不公布", "WEB-R1")
+        card = page.page.locator("#head-department")
+        expect(card.locator(".top-label")).to_have_text("人社")
+        expect(card.locator(".remit")).to_have_text(f"职责依据：{clean(REMITS[1][2])}")
+        expect(page.page.locator("#head-category .remit")).to_be_hidden()
+    assert not page.problems, page.problems

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -392,3 +393,73 @@ def test_train_and_retrain_take_several_remits_files(tmp_path, tiny_config):
     assert again.train is not None and again.train.model_dir is not None
     info = again.train.metadata["training_data"]["remits"]
     assert (info["rows"], info["departments"], info["categories"]) == (3, 2, 1)
+
+
+def test_a_suggestion_cites_the_clause_of_its_remit_that_names_its_evidence(with_and_without):
+    # The dispatcher sees the authority behind a suggestion: the clause of the department's
+    # 权责清单 that names the ticket's own words.
+    with_remits, without = with_and_without
+    for ticket, (department, word) in UNSEEN.items():
+        taught = with_remits.router.predict([ticket])[0].department
+        assert taught.label == department
+        remit = dict((d, text) for d, _, text in REMITS)[department]
+        assert taught.remit == remit and word in taught.remit  # a remit of one clause
+        assert without.router.predict([ticket])[0].department.remit is None
+    # Without evidence asked for (batch labelling) nothing is cited.
+    assert with_remits.router.predict([*UNSEEN][:1], explain=False)[0].department.remit is None
+    # A label without a remit (住建 has none) cites none; nor does a head taught no remit.
+    housing = with_remits.router.predict(["物业公司不管电梯维修，电梯经常坏"])[0]
+    assert housing.department.label == "住建" and housing.department.evidence
+    assert housing.department.remit is None and housing.category.remit is None
+    # A ticket of a department with a remit that shares none of its words cites none either.
+    fumes = with_remits.router.predict(["楼下烧烤店油烟很大，油烟直接排进窗户"])[0].department
+    assert fumes.label == "执法" and fumes.evidence and fumes.remit is None
+
+
+def test_the_model_directory_and_its_serving_file_cite_the_same_clause(with_and_without):
+    from model.artifact import load_serving_router
+
+    result, _ = with_and_without
+    assert result.model_dir is not None
+    ticket = "职称评审结果迟迟不公布"
+    want = result.router.predict([ticket])[0].department.remit
+    assert want is not None
+    assert load_router(result.model_dir)[0].predict([ticket])[0].department.remit == want
+    serving = load_serving_router(result.model_dir)
+    assert serving is not None
+    assert serving[0].predict([ticket])[0].department.remit == want
+
+
+def test_remit_clauses_are_cut_at_sentence_ends_and_masked():
+    from training.remits import remit_clauses
+
+    remits = pd.DataFrame(
+        {
+            "department": ["执法", "执法", ""],
+            "category": ["", "", "城建"],
+            "title": ["", "", ""],
+            "text": [
+                "查处渣土车抛洒滴漏；查处夜间违规施工。值班电话13912345678",
+                "查处渣土车抛洒滴漏",  # a clause said twice is kept once
+                "违章建筑、私搭乱建",
+            ],
+        }
+    )
+    clauses = remit_clauses(remits)
+    assert clauses["department"]["执法"][:2] == ["查处渣土车抛洒滴漏", "查处夜间违规施工"]
+    assert len(clauses["department"]["执法"]) == 3
+    assert "13912345678" not in clauses["department"]["执法"][2]
+    assert clauses["category"] == {"城建": ["违章建筑、私搭乱建"]}
+
+
+def test_the_cited_clause_is_the_one_naming_most_evidence_weight():
+    from model.router import Evidence, cited_clause
+
+    evidence = [Evidence(term="渣土车", weight=0.5), Evidence(term="夜间", weight=0.2)]
+    clauses = ["查处夜间违规施工", "查处渣土车抛洒滴漏", "查处渣土车夜间运输"]
+    assert cited_clause(clauses, evidence) == "查处渣土车夜间运输"  # 0.7
+    assert cited_clause(clauses[:2], evidence) == "查处渣土车抛洒滴漏"  # 0.5 over 0.2
+    assert cited_clause(["户外广告"], evidence) is None
+    assert cited_clause([], evidence) is None
+    assert cited_clause(["查处 abc 违规"], [Evidence(term="abc", weight=1.0)]) == "查处 abc 违规"
+    assert cited_clause(["查处ABC违规"], [Evidence(term="abc", weight=1.0)]) == "查处ABC违规"
