@@ -463,3 +463,15 @@ def test_the_cited_clause_is_the_one_naming_most_evidence_weight():
     assert cited_clause([], evidence) is None
     assert cited_clause(["查处 abc 违规"], [Evidence(term="abc", weight=1.0)]) == "查处 abc 违规"
     assert cited_clause(["查处ABC违规"], [Evidence(term="abc", weight=1.0)]) == "查处ABC违规"
+
+
+def test_a_router_pickled_before_remits_were_cited_cites_none(with_and_without):
+    import pickle
+
+    result, _ = with_and_without
+    state = pickle.loads(pickle.dumps(result.router)).__dict__.copy()
+    state.pop("remit_clauses")  # as pickled by a paidan before the attribute existed
+    old = type(result.router).__new__(type(result.router))
+    old.__setstate__(state)
+    answer = old.predict(["职称评审结果迟迟不公布"])[0].department
+    assert answer.label == "人社" and answer.evidence and answer.remit is None
