@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.text import clean, counted, mask_label, normalize, normalize_label, quoted
+from model.text import Script, clean, counted, mask_label, normalize, normalize_label, quoted
 from model.tickets import TicketFileError, read_tickets
 
 logger = logging.getLogger(__name__)
@@ -149,13 +149,16 @@ def remit_frame(remits: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 CLAUSE_END = re.compile(r"[。;；!！?？\n]+")
 
 
-def remit_clauses(remits: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+def remit_clauses(
+    remits: pd.DataFrame, script: Script = "as_written"
+) -> dict[str, dict[str, list[str]]]:
     """Per head (``department``, ``category``), per label, the clauses of its remits' texts as
-    the model keeps them (:func:`model.text.clean`: masked), in order, each once: what
+    the model reads them (:func:`model.text.clean` in the model's ``script``: masked, and in the
+    script of the evidence terms they are matched with), in order, each once: what
     :attr:`model.router.HeadResult.remit` cites."""
     out: dict[str, dict[str, list[str]]] = {}
     for row in remits[list(REMIT_COLUMNS)].itertuples(index=False):
-        clauses = [c.strip(" ,，、") for c in CLAUSE_END.split(clean(row.text))]
+        clauses = [c.strip(" ,，、") for c in CLAUSE_END.split(clean(row.text, script))]
         for head in REMIT_LABELS:
             label = getattr(row, head)
             if label:

@@ -475,3 +475,16 @@ def test_a_router_pickled_before_remits_were_cited_cites_none(with_and_without):
     old.__setstate__(state)
     answer = old.predict(["职称评审结果迟迟不公布"])[0].department
     assert answer.label == "人社" and answer.evidence and answer.remit is None
+
+
+def test_a_remit_in_traditional_characters_is_cited_in_the_script_tickets_are_read_in(
+    tmp_path, tiny_config
+):
+    # The evidence terms are simplified (TrainingConfig.script): a clause kept as written, 職稱評審,
+    # never named them, so a remit typed in traditional characters was never cited.
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    remits = write_remits(tmp_path / "r.csv", [("人社", "人社局", "負責職稱評審、職業技能鑒定")])
+    result = train([data], None, config=tiny_config, remits=remits)
+    answer = result.router.predict(["职称评审结果迟迟不公布"])[0].department
+    assert answer.label == "人社"
+    assert answer.remit == "负责职称评审、职业技能鉴定"
