@@ -2835,8 +2835,8 @@ def json_array_elements(f: BinaryIO, path: Path) -> Iterator[tuple[int, Any, str
             )
     if s.next_char() == EOF_MARK:  # cmd's `copy`, or an editor that ends files so, as for CSV
         s.pos += 1
-        if s.next_char():
-            s.pos -= 1  # a mark with text after it is not the end of the file: named at the mark
+        if s.next_char():  # text after the mark: it was no end of the file
+            s.pos -= 1  # the error names the mark, or the last space before that text
     if s.next_char():
         raise TicketFileError(
             f"{path}: text follows the end of the JSON array, at {s.where(s.pos)}: expected the "

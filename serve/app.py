@@ -380,15 +380,15 @@ class BodyLimitMiddleware:
         if compressed:
             try:
                 data = _decompress(data, self.limit)
-            except (_TooLarge, _Damaged) as e:
-                too_large = isinstance(e, _TooLarge)
-                response = error_response(
-                    413 if too_large else 400,
-                    "payload_too_large" if too_large else "bad_request",
-                    f"{e}{_what_to_do(scope)}" if too_large else str(e),
-                    "body" if too_large else "Content-Encoding",
+            except _TooLarge as e:
+                too_large = error_response(
+                    413, "payload_too_large", f"{e}{_what_to_do(scope)}", "body"
                 )
-                await response(scope, receive, send)
+                await too_large(scope, receive, send)
+                return
+            except _Damaged as e:
+                damaged = error_response(400, "bad_request", str(e), "Content-Encoding")
+                await damaged(scope, receive, send)
                 return
             scope = _decoded_scope(scope, len(data))
         body = {"type": "http.request", "body": data, "more_body": False}

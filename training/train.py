@@ -648,7 +648,7 @@ def fit_router(
         df = pd.concat([df, rows], ignore_index=True)
     is_remit = np.arange(len(df)) >= ticket_rows
     router = build_router(config, userdict=userdict, stopwords=stopwords)
-    router.remit_clauses = remit_clauses(rows, config.script) if len(rows) else {}
+    router.remit_clauses = remit_clauses(rows, config.script)  # {} without remits
     tickets = list(zip(df["title"], df["text"], strict=True))
     masks = {head: (df[head] != "").to_numpy() for head in HEADS}
     groups = text_groups(df)
