@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
 from model import resources
 from model.config import TrainingConfig
+
+# The CLI prints its tables as wide as COLUMNS says, or 160 columns when stdout is not a terminal,
+# and fixes that width when paidan.cli is imported; the tests read them at 160. pytest-xdist's
+# workers set COLUMNS=80 (as does a shell that exports it), which cut "department" to "depa…".
+os.environ.pop("COLUMNS", None)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "tipdm2020c"
 
