@@ -20,10 +20,11 @@ import re
 import shlex
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1222,6 +1223,45 @@ def _strings(path: Path, df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), "").astype(str)
 
 
+# Hive's and Spark's directory of one partition of a table: KEY=VALUE, the value's special
+# characters (/, =, %, :, …) written as %XX escapes, a missing value as this name.
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def partition_values(name: str) -> dict[str, str]:
+    """The partition values in a file's name as :func:`named_paths` gives it, relative to the
+    directory given: ``{"department": "住建局", "month": "2024-01"}`` for
+    ``department=住建局/month=2024-01/part-0.parquet`` (escapes decoded; a null partition,
+    :data:`HIVE_NULL`, is ``""``, as a missing cell is; a name that is not UTF-8 is read as
+    GB18030). A file named directly has none."""
+    values: dict[str, str] = {}
+    for part in PurePosixPath(name).parts[:-1]:
+        named = os.fsencode(part)  # a GBK name (unzipped from a Chinese Windows) as GBK
+        try:
+            part = named.decode("utf-8")
+        except UnicodeDecodeError:
+            part = named.decode("gb18030", "backslashreplace")
+        key, eq, value = part.partition("=")
+        key = unquote(key).strip()
+        if eq and key:
+            value = unquote(value)
+            values[key] = "" if value == HIVE_NULL else value
+    return values
+
+
+def from_partitions(columns: ColumnMap, partitions: Mapping[str, str]) -> ColumnMap:
+    """``columns`` without the fields a partition gives (:func:`partition_values`): a file of a
+    partitioned table need not have them."""
+    given = {f: None for f in CANONICAL if f != "text" and columns.source_for(f) in partitions}
+    return replace(columns, **given) if given else columns  # type: ignore[arg-type]
+
+
+def with_partitions(raw: pd.DataFrame, partitions: Mapping[str, str]) -> pd.DataFrame:
+    """``raw`` with a column for each of ``partitions`` it has none of, holding its value."""
+    added = {key: value for key, value in partitions.items() if key not in raw.columns}
+    return raw.assign(**added) if added else raw
+
+
 def table_chunks(
     path: str | Path, columns: ColumnMap | None = None, size: int | None = None
 ) -> Iterator[pd.DataFrame]:
@@ -1778,7 +1818,10 @@ def iter_tickets(
     for path, name in named_paths(paths):
         first_row = 1
         repeated: list[int] = []
-        for raw in table_chunks(path, columns, size):
+        # A Spark or Hive table partitioned by department (department=住建局/part-0.parquet)
+        # keeps the label in the directory's name: it was left out, and the rows read unlabelled.
+        partitions = partition_values(name)
+        for raw in table_chunks(path, from_partitions(columns, partitions), size):
             if first_row == 1 and (said := labelled_output(path, raw.columns)):
                 # Kept beside the tickets it was labelled from (backlog/done/), its tickets
                 # would be read twice.
@@ -1788,12 +1831,13 @@ def iter_tickets(
                     "the input directory",
                     said,
                 )
-            frame = to_canonical(raw, columns, path, first_row, name)
+            read = with_partitions(raw, partitions)
+            frame = to_canonical(read, columns, path, first_row, name)
             if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
                 repeated += [first_row + i for i in again]
                 frame = frame.drop(frame.index[again]).reset_index(drop=True)
             if headers is not None and first_row == 1:
-                headers[display_name(name)] = [str(c) for c in raw.columns]
+                headers[display_name(name)] = [str(c) for c in read.columns]
             first_row += len(raw)
             yield frame
         if repeated:

@@ -63,9 +63,11 @@ from model.tickets import (
     ColumnMap,
     check_columns,
     file_format,
+    from_partitions,
     labelled_output,
     mapped_columns,
     named_paths,
+    partition_values,
     printable,
     repeats_header,
     title_column_note,
@@ -506,6 +508,7 @@ def _chunks(
     names: Sequence[str],
     columns: list[str],
     file_headers: dict[Path, list[str]],
+    partitions: dict[Path, dict[str, str]],
     cmap: ColumnMap,
     chunk_size: int,
     max_chars: int,
@@ -513,7 +516,9 @@ def _chunks(
 ) -> Iterator[_Chunk]:
     """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``names``: each
     file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
-    ``file_headers``: each file's own columns (:func:`_input_columns`)."""
+    ``file_headers``: each file's own columns (:func:`_input_columns`); ``partitions``: each
+    file's partition values (:func:`model.tickets.partition_values`), its rows' values of the
+    columns it lacks."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for path, name in zip(files, names, strict=True):
@@ -525,7 +530,11 @@ def _chunks(
             mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
         records = iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name)
+        given = {k: v for k, v in partitions[path].items() if k not in file_headers[path]}
         for record in records:
+            record.values.update(given)
+            if record.typed is not None:
+                record.typed.update(given)
             if record.error is None and repeats_header(record.values.__getitem__, names):
                 record.error = (
                     f"repeated header: {record.where} repeats the header line (files joined with "
@@ -786,13 +795,16 @@ def label(
         _refuse_files_read_twice(files)
         typed = fmt in ("jsonl", "parquet")
         kinds: dict[str, set[str]] | None = {} if typed else None
-        input_columns, file_headers = _input_columns(files, columns, kinds)
+        # A Spark or Hive partition's value in a directory name (district=龙华区/): a column of
+        # the rows in it, written back with them.
+        partitions = {path: partition_values(name) for path, name in named}
+        input_columns, file_headers = _input_columns(files, columns, kinds, partitions)
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
             logger.warning("%s", note)
         schema = output_schema(
             input_columns,
-            _column_types(files, file_headers, kinds or {}, fmt) if typed else None,
+            _column_types(files, file_headers, kinds or {}, fmt, partitions) if typed else None,
         )
         max_chars = get_settings().max_text_chars
         max_title_chars = get_settings().max_title_chars
@@ -895,6 +907,7 @@ def label(
                         [name for _, name in named],
                         input_columns,
                         file_headers,
+                        partitions,
                         columns,
                         chunk_size,
                         max_chars,
@@ -1141,18 +1154,25 @@ def written_files(output: Path) -> list[Path]:
 
 
 def _input_columns(
-    files: Sequence[Path], cmap: ColumnMap, kinds: dict[str, set[str]] | None = None
+    files: Sequence[Path],
+    cmap: ColumnMap,
+    kinds: dict[str, set[str]] | None = None,
+    partitions: dict[Path, dict[str, str]] | None = None,
 ) -> tuple[list[str], dict[Path, list[str]]]:
-    """The output's input columns (every file's, in order of first appearance), and each file's
-    own; a file lacking a column label reads, or holding an output column, is refused.
-    ``kinds``, when given, collects the kinds of the JSON files' values
-    (:func:`training.label_io.file_columns`)."""
+    """The output's input columns (every file's, in order of first appearance, a file's
+    partition columns after its own), and each file's own; a file lacking a column label reads
+    (which a partition may give), or holding an output column, is refused. ``kinds``, when
+    given, collects the kinds of the JSON files' values (:func:`training.label_io.file_columns`).
+    """
     seen: dict[str, None] = {}
     per_file: dict[Path, list[str]] = {}
     for path in files:
-        have = per_file[path] = file_columns(path, cmap.delimiter, cmap.text, kinds)
+        own = per_file[path] = file_columns(path, cmap.delimiter, cmap.text, kinds)
+        parts = (partitions or {}).get(path, {})
+        have = [*own, *(k for k in parts if k not in own)]
         # The columns label reads: the text, and a title or id named other than the default.
-        check_columns(path, have, replace(cmap, department=None, category=None, time=None))
+        reads = replace(cmap, department=None, category=None, time=None)
+        check_columns(path, have, from_partitions(reads, parts))
         seen.update(dict.fromkeys(have))
         clash = [c for c in have if c in PRED_COLUMNS]
         if said := labelled_output(path, have):
@@ -1177,6 +1197,7 @@ def _column_types(
     file_headers: dict[Path, list[str]],
     kinds: dict[str, set[str]],
     fmt: str,
+    partitions: dict[Path, dict[str, str]] | None = None,
 ) -> dict[str, pa.DataType]:
     """Each input column's type in JSON Lines or Parquet output: a Parquet file's own type, a JSON
     file's values' (:func:`training.label_io.json_column_type`, over every JSON file), text for a
@@ -1191,6 +1212,9 @@ def _column_types(
                 found.setdefault(name, []).append(t.value_type if pa.types.is_dictionary(t) else t)
         elif fmt_in != "jsonl":  # CSV, XLSX: text
             for name in file_headers[path]:
+                found.setdefault(name, []).append(pa.string())
+        for name in (partitions or {}).get(path, {}):  # a partition's value: text
+            if name not in file_headers[path]:
                 found.setdefault(name, []).append(pa.string())
     for name, seen in kinds.items():
         t = json_column_type(seen)

@@ -34,7 +34,9 @@ def test_a_bad_remits_file_exits_2_naming_the_file_and_the_row(
 
 
 def test_the_shipped_chinese_remits_name_the_data_s_twenty_departments() -> None:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "remits" / "tipdm_departments_zh.csv"
+    path = (
+        Path(__file__).resolve().parents[2] / "benchmarks" / "remits" / "tipdm_departments_zh.csv"
+    )
     remits = load_benchmark("accuracy").remits_file(path)
     assert len(set(remits["department"])) == 20
     assert (remits["category"] == "").all()

@@ -1558,6 +1558,40 @@ def test_a_directory_of_parts_with_different_columns(tiny_model_dir: Path, tmp_p
     assert result.summary["rows"] == 5
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_a_partitioned_backlogs_directory_values_come_back_as_columns(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # A backlog exported partitioned by district (Spark's partitionBy("district")) keeps the
+    # district in each directory's name: every row came back without it.
+    backlog = tmp_path / "backlog"
+    rows = ticket_rows(4)
+    parts = {
+        "district=芙蓉区/day=1/part-0.parquet": rows[:2],
+        "district=__HIVE_DEFAULT_PARTITION__/day=1/part-0.csv": rows[2:3],
+        "district=岳麓区/day=2/part-0.jsonl": rows[3:],
+    }
+    for name, part in parts.items():
+        path = backlog / name
+        path.parent.mkdir(parents=True)
+        frame = pd.DataFrame(part, columns=["id", "title", "text"])
+        if name.endswith(".parquet"):
+            frame.to_parquet(path)
+        elif name.endswith(".jsonl"):
+            frame.to_json(path, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(path, index=False)
+    out = tmp_path / f"out{suffix}"
+    result = label([backlog], tiny_model_dir, out, jobs=1)
+    df = read_output(out)
+    # In order of their paths: __HIVE_DEFAULT_PARTITION__ (a missing value) sorts first.
+    assert list(df["id"]) == [rows[2][0], rows[3][0], rows[0][0], rows[1][0]]
+    assert list(df["district"].fillna("")) == ["", "岳麓区", "芙蓉区", "芙蓉区"]
+    assert list(df["day"]) == ["1", "2", "1", "1"]
+    assert list(df.columns[:5]) == ["id", "title", "text", "district", "day"]
+    assert result.summary["labelled"] == 4
+
+
 def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(

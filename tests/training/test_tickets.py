@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -1730,6 +1731,79 @@ def test_a_directory_reads_its_subdirectories_in_order_of_their_paths(tmp_path):
         "z.csv",
         "z.csv",
     ]
+
+
+def test_a_partitioned_tables_directory_names_are_read_as_its_columns(tmp_path):
+    # Spark's and Hive's partitionBy("部门") keep the department in the directory's name
+    # (部门=住建局/part-0.parquet), not in the files: the rows were read without their labels.
+    d = tmp_path / "history"
+    unlabelled = {"编号": "A3", "标题": "电梯", "内容": "电梯坏了没人修", "类别": "城建"}
+    own = {**ROWS[0], "编号": "A4"}  # a file that keeps the column keeps its own value
+    parts = {
+        "部门=人社/year=2024/part-0.parquet": [ROWS[0]],
+        # Hive's escape of a / in a value, and its name for a missing one.
+        "部门=城管%2F执法/year=2024/part-0.csv": [ROWS[1]],
+        "部门=__HIVE_DEFAULT_PARTITION__/year=2025/part-0.jsonl": [unlabelled],
+        "部门=住建/year=2025/part-1.csv": [own],
+    }
+    for name, rows in parts.items():
+        path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(rows)
+        frame = (
+            frame if name.endswith("part-1.csv") else frame.drop(columns="部门", errors="ignore")
+        )
+        if name.endswith(".parquet"):
+            frame.to_parquet(path)
+        elif name.endswith(".jsonl"):
+            frame.to_json(path, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(path, index=False)
+    headers: dict[str, list[str]] = {}
+    got = read_tickets([d], MAP, headers)
+    assert got["id"].tolist() == ["A3", "A1", "A4", "A2"]  # in order of their paths
+    assert got["department"].tolist() == ["", "人社", "人社", "城管/执法"]
+    assert got["_source"].tolist() == sorted(parts)
+    assert headers["部门=人社/year=2024/part-0.parquet"] == [
+        "编号",
+        "标题",
+        "内容",
+        "类别",
+        "部门",
+        "year",
+    ]
+    # Only inside the directory given: a file named directly is read as it is, and lacks 部门.
+    alone = d / "部门=人社" / "year=2024" / "part-0.parquet"
+    with pytest.raises(TicketFileError, match="no column '部门' for the ticket department"):
+        read_tickets([alone], MAP)
+
+
+def test_a_partitioned_csvs_repeated_header_is_still_left_out(tmp_path):
+    # The partition's column is not in the file: a header line joined into it (`cat` of two
+    # exports) repeats the file's own columns, and is left out by them.
+    d = tmp_path / "history" / "部门=人社"
+    d.mkdir(parents=True)
+    rows = [{k: v for k, v in row.items() if k != "部门"} for row in ROWS]
+    text = pd.DataFrame(rows[:1]).to_csv(index=False) + pd.DataFrame(rows[1:]).to_csv(index=False)
+    (d / "part-0.csv").write_text(text, encoding="utf-8")
+    repeated: dict[str, list[int]] = {}
+    got = read_tickets([tmp_path / "history"], MAP, repeated_headers=repeated)
+    assert got["id"].tolist() == ["A1", "A2"]
+    assert got["department"].tolist() == ["人社", "人社"]
+    assert repeated == {"部门=人社/part-0.csv": [2]}
+
+
+def test_a_partition_directory_named_in_gbk_is_read_as_gbk(tmp_path):
+    d = tmp_path / "history"
+    part = d / os.fsdecode("部门=人社".encode("gbk"))
+    try:
+        part.mkdir(parents=True)
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses a name that is not UTF-8")
+    pd.DataFrame([{k: v for k, v in ROWS[0].items() if k != "部门"}]).to_csv(
+        part / "part-0.csv", index=False
+    )
+    assert read_tickets([d], MAP)["department"].tolist() == ["人社"]
 
 
 def test_a_subdirectory_applies_the_refusals_of_the_top_level(tmp_path):

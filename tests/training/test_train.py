@@ -148,6 +148,31 @@ def test_cli_train_evaluate_predict(tmp_path, tiny_csv):
     assert suggestion["model_version"] == read_metadata(out)["version"]
 
 
+def test_cli_trains_and_evaluates_a_table_partitioned_by_department(tmp_path):
+    # A data platform's export partitioned by department (Spark's partitionBy("承办单位"): the
+    # label is in each directory's name, not in its Parquet files). It was trained on as a
+    # history without departments: a category-only model.
+    import pandas as pd
+
+    data = tmp_path / "export"
+    for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
+        part = data / f"承办单位={dept}" / f"part-{i:03d}.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([{"id": f"T{i}", "title": title, "text": text, "category": cat}]).to_parquet(
+            part
+        )
+    r = cli_train(data, tmp_path / "model", "--department-col", "承办单位")
+    assert r.exit_code == 0, r.output
+    meta = read_metadata(tmp_path / "model")
+    assert meta["cv_metrics"]["department"]["n"] == len(TINY_TICKETS)
+    assert sorted(meta["heads"]["department"]["labels"]) == ["人社", "住建", "执法"]
+    report = tmp_path / "report.json"
+    options = ["--report", str(report), "--department-col", "承办单位"]
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(data), *options])
+    assert r.exit_code == 0, r.output
+    assert json.loads(report.read_text())["department"]["n"] == len(TINY_TICKETS)
+
+
 def test_cli_trains_and_evaluates_a_json_array_with_the_column_options(tmp_path):
     # A .json file holding a JSON array (json.dump(list_of_dicts), most exports) was refused:
     # "holds a JSON array; paidan reads JSON Lines ... (convert it with: jq -c '.[]' ...)".
