@@ -6,11 +6,6 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
 ECE_BINS = 15
 
@@ -263,6 +258,10 @@ def ranked_report(
     (``top3``) and whether the router dispatches it without a person (``auto``). A caller that
     scores rows a chunk at a time keeps these, not every probability.
     """
+    # Here, not at the top: sklearn.metrics (and scipy.stats with it) took a second to import in
+    # every command that reaches this module, `paidan models list` and `promote` among them.
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
     y = np.asarray(y_true, dtype=str)
     labels_arr = np.asarray(labels, dtype=str)
     y_pred = labels_arr[best]

@@ -935,3 +935,29 @@ def test_models_list_reads_one_line_per_version_in_an_80_column_terminal(
             assert (info.created or "")[:10] in words, proc.stdout
         status = "current" if info.current else "previous" if info.previous else None
         assert status is None or status in words, proc.stdout
+
+
+def test_models_list_does_not_import_scikit_learn(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # sklearn.metrics, with scipy.stats, was imported by every command reaching training.compare:
+    # `paidan models list` took 1.6 s, two thirds of it importing what listing never runs.
+    from tests.conftest import three_versions
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from paidan.cli import app\n"
+        "r = CliRunner().invoke(app, ['models', 'list', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(len(__import__('json').loads(r.stdout)))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))\n"
+    )
+    env = {**os.environ, "PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    listed, imported = proc.stdout.splitlines()[-2:]
+    assert listed == "3"
+    # scipy.sparse is the model's (its router); scipy.stats and scikit-learn are not needed.
+    assert "sklearn" not in imported, imported
