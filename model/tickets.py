@@ -2314,10 +2314,11 @@ class PrettyObject(ValueError):
         self.first, self.last = first, last
 
 
-def json_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, Any]]:
+def json_lines(f: BinaryIO, blank: set[int] | None = None) -> Iterator[tuple[int, bytes, Any]]:
     """Each line of a JSON Lines file open in binary that is not blank (:func:`jsonl_lines`): its
     number from 1, its bytes, and its value (:func:`load_json_line`), or in the value's place the
-    :class:`UnicodeDecodeError` or :class:`json.JSONDecodeError` that tells why it has none.
+    :class:`UnicodeDecodeError` or :class:`json.JSONDecodeError` that tells why it has none. The
+    numbers of the blank lines are added to ``blank``, when given.
 
     A line that starts an object (:func:`object_start`) which the lines after it end, is
     one :class:`PrettyObject` for all of them (a file joined from a JSON Lines export and a
@@ -2343,6 +2344,8 @@ def json_lines(f: BinaryIO) -> Iterator[tuple[int, bytes, Any]]:
             yield lineno, raw, e
             continue
         if not line.strip():
+            if blank is not None:
+                blank.add(lineno)
             continue
         try:
             value: Any = load_json_line(line)

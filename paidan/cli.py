@@ -1199,6 +1199,15 @@ def label(
             f"beside the lead: {co}",
             soft_wrap=True,
         )
+    if s["blank_lines"]:  # so that a file's line count and the rows written back add up
+        files = list(s["blank_lines"].items())
+        said = "; ".join(
+            f"{printable(name)} has {b['count']:,} ({'lines' if b['count'] > 1 else 'line'} "
+            f"{', '.join(map(str, b['first']))}{', …' if b['count'] > len(b['first']) else ''})"
+            for name, b in files[:3]
+        )
+        more = f"; {counted(len(files) - 3, 'more file')} too" if len(files) > 3 else ""
+        out.print(f"blank lines are no rows (as pandas reads them): {said}{more}", soft_wrap=True)
     resumed = ""
     if result.resumed_chunks:  # the rate is over the rows labelled now
         now = s["rows"] - s["resumed_rows"]

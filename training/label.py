@@ -152,6 +152,8 @@ IN_FLIGHT_PER_WORKER = 2
 # characters (an id or a notes column is not bound by the text limit); a longer field is read
 # again by a scanner that keeps only its start (training.label_io._scan_record).
 CSV_FIELD_FACTOR = 4
+# The blank lines of a file the summary lists by number (all are counted).
+BLANK_LINES_LISTED = 10
 CSV_FIELD_MIN = 1 << 20
 
 # Set while the Dask engine runs: no debugging log of past messages, which held every chunk.
@@ -509,6 +511,7 @@ def _chunks(
     columns: list[str],
     file_headers: dict[Path, list[str]],
     partitions: dict[Path, dict[str, str]],
+    blank_lines: dict[str, set[int]],
     cmap: ColumnMap,
     chunk_size: int,
     max_chars: int,
@@ -518,7 +521,7 @@ def _chunks(
     file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
     ``file_headers``: each file's own columns (:func:`_input_columns`); ``partitions``: each
     file's partition values (:func:`model.tickets.partition_values`), its rows' values of the
-    columns it lacks."""
+    columns it lacks; ``blank_lines`` is filled with each file's blank lines, by its name."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for path, name in zip(files, names, strict=True):
@@ -529,7 +532,10 @@ def _chunks(
         names = (
             mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
-        records = iter_records(path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name)
+        blank = blank_lines.setdefault(name, set())
+        records = iter_records(
+            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
+        )
         given = {k: v for k, v in partitions[path].items() if k not in file_headers[path]}
         for record in records:
             record.values.update(given)
@@ -798,6 +804,7 @@ def label(
         # A Spark or Hive partition's value in a directory name (district=龙华区/): a column of
         # the rows in it, written back with them.
         partitions = {path: partition_values(name) for path, name in named}
+        blank_lines: dict[str, set[int]] = {}
         input_columns, file_headers = _input_columns(files, columns, kinds, partitions)
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
@@ -908,6 +915,7 @@ def label(
                         input_columns,
                         file_headers,
                         partitions,
+                        blank_lines,
                         columns,
                         chunk_size,
                         max_chars,
@@ -949,6 +957,13 @@ def label(
         summary.update(
             {
                 "input": [printable(str(p)) for p in files],
+                # A CSV or JSON Lines file's blank lines, which are no rows (as in pandas): said,
+                # so that its line count and the rows written back can be reconciled.
+                "blank_lines": {
+                    name: {"count": len(lines), "first": sorted(lines)[:BLANK_LINES_LISTED]}
+                    for name, lines in blank_lines.items()
+                    if lines
+                },
                 "output": str(output),
                 "model_version": meta.get("version"),
                 "engine": engine,

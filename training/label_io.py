@@ -311,6 +311,7 @@ def iter_records(
     text_col: str | None = None,
     title_col: str | None = None,
     name: str | None = None,
+    blank_lines: set[int] | None = None,
 ) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
@@ -320,18 +321,19 @@ def iter_records(
     cell holds a formula saved without its value comes back with an ``error`` that says so
     (:func:`model.tickets.unsaved_formulas`): it reads empty. A row's ``where`` names the file by
     ``name`` (default: its name; one found in a directory by its path relative to it,
-    :func:`model.tickets.named_paths`).
+    :func:`model.tickets.named_paths`). A blank line of a CSV or JSON Lines file is no row (as in
+    pandas): its number is added to ``blank_lines``, when given.
     """
     fmt = file_format(path)
     name = path.name if name is None else name
     if fmt == "csv":
         sep = csv_delimiter(path, delimiter)
         texts = [c for c in (text_col, title_col) if c]
-        yield from _iter_csv(path, columns, csv_field_limit, sep, name, texts)
+        yield from _iter_csv(path, columns, csv_field_limit, sep, name, texts, blank_lines)
     elif fmt == "jsonl" and json_array(path):
         yield from _iter_json_array(path, columns, name)
     elif fmt == "jsonl":
-        yield from _iter_jsonl(path, columns, name)
+        yield from _iter_jsonl(path, columns, name, blank_lines)
     elif fmt == "xlsx":
         yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name)
     else:
@@ -555,6 +557,7 @@ def _iter_csv(
     sep: str,
     name: str,
     texts: Sequence[str] = (),
+    blank_lines: set[int] | None = None,
 ) -> Iterator[Record]:
     # Read as pandas and `paidan train` read (csv's default, lenient dialect), so both see the same
     # records. Where a record is broken, its first line gets the error and the lines after it are
@@ -598,6 +601,8 @@ def _iter_csv(
                 continue
             consumed = lines.take()
             if not fields:  # a blank line is not a row (as in pandas)
+                if blank_lines is not None:
+                    blank_lines.add(consumed[0][0])
                 continue
             first, last = consumed[0][0], consumed[-1][0]
             where = f"line {first} of {name}"
@@ -771,10 +776,12 @@ def _long_record(
     return Record(values, None, where, cut)
 
 
-def _iter_jsonl(path: Path, columns: Sequence[str], name: str) -> Iterator[Record]:
+def _iter_jsonl(
+    path: Path, columns: Sequence[str], name: str, blank_lines: set[int] | None = None
+) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
-        for lineno, raw, obj in json_lines(f):
+        for lineno, raw, obj in json_lines(f, blank_lines):
             where = f"line {lineno} of {name}"
             # A line without an object has no values: null in JSON Lines and Parquet output.
             if isinstance(obj, UnicodeDecodeError):

@@ -1592,6 +1592,45 @@ def test_a_partitioned_backlogs_directory_values_come_back_as_columns(
     assert result.summary["labelled"] == 4
 
 
+def test_blank_lines_are_no_rows_and_the_summary_counts_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A CSV written with \r\r\n line ends (Python's csv module on Windows, a file opened
+    # without newline="") has a blank line after every row, which pandas and train skip: label
+    # skipped them too, without a word, and 7 lines came back as 3 rows.
+    rows = ticket_rows(3)
+    lines = ["id,title,text", *(",".join(r) for r in rows)]
+    (tmp_path / "in.csv").write_bytes("\r\r\n".join(lines).encode() + b"\r\r\n")
+    jsonl = [json.dumps(dict(zip(["id", "title", "text"], r, strict=True))) for r in rows]
+    (tmp_path / "in.jsonl").write_text(
+        "\n".join([jsonl[0], "", jsonl[1], "   ", jsonl[2]]) + "\n", encoding="utf-8"
+    )
+    options = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "out.csv"), "--jobs", "1"]
+    inputs = [str(tmp_path / "in.csv"), str(tmp_path / "in.jsonl")]
+    res = CliRunner().invoke(app, ["label", *inputs, *options])
+    assert res.exit_code == 0, res.output
+    assert list(read_output(tmp_path / "out.csv")["id"]) == [r[0] for r in rows] * 2
+    summary = json.loads((tmp_path / "out.csv.summary.json").read_text(encoding="utf-8"))
+    assert summary["rows"] == 6
+    assert summary["blank_lines"] == {
+        "in.csv": {"count": 4, "first": [2, 4, 6, 8]},
+        "in.jsonl": {"count": 2, "first": [2, 4]},
+    }
+    said = (
+        "blank lines are no rows (as pandas reads them): in.csv has 4 (lines 2, 4, 6, 8); "
+        "in.jsonl has 2 (lines 2, 4)"
+    )
+    assert said in res.output
+    # Ten listed, all counted; none, nothing said.
+    many = tmp_path / "many.csv"
+    many.write_text("id,title,text\n" + "\n" * 12 + ",".join(rows[0]) + "\n", encoding="utf-8")
+    result = label([many], tiny_model_dir, tmp_path / "many-out.csv", jobs=1)
+    assert result.summary["blank_lines"] == {"many.csv": {"count": 12, "first": list(range(2, 12))}}
+    write_csv(tmp_path / "plain.csv", rows)
+    result = label([tmp_path / "plain.csv"], tiny_model_dir, tmp_path / "plain-out.csv", jobs=1)
+    assert result.summary["blank_lines"] == {}
+
+
 def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(
