@@ -998,7 +998,7 @@ def retrain(
 
     shas = [sha256_file(p) for p in files]
     sha = hashlib.sha256()
-    sha.update(data_fingerprint(shas).encode())
+    sha.update(data_fingerprint(shas, names=[name for _, name in named]).encode())
     sha.update(pd.util.hash_pandas_object(fb[["id", "text", "department", "category"]]).values)
     sha.update(repr(sorted((h, sorted(m.items())) for h, m in mapping.items())).encode())
     if result.window:

@@ -61,6 +61,7 @@ from model.tickets import (
     display_name,
     iter_tickets,
     named_paths,
+    partition_values,
     require_rows,
     title_column_note,
 )
@@ -157,16 +158,23 @@ def data_fingerprint(
     file_shas: Sequence[str],
     window: dict[str, Any] | None = None,
     unlabelled_shas: Sequence[str] = (),
+    names: Sequence[str] = (),
 ) -> str:
     """SHA-256 over the training files' SHA-256s (:func:`model.artifact.sha256_file`), in order:
     changes when any byte of any file does, and with the window of their rows trained on
     (:func:`training.window.select_window`), if any, and with the ``--unlabelled`` files' SHA-256s
     (which widen the vocabulary and IDF; without any, the fingerprint is what it was before they
-    counted). The callers hash each file once and record the same hashes per file
-    (``data_files``): a history of gigabytes is not read twice more."""
+    counted), and with the partition values in the files' ``names``
+    (:func:`model.tickets.partition_values`: a part moved from 部门=人社/ to 部门=住建/ is the same
+    bytes with other labels; without any, the fingerprint is what it was before they were read).
+    The callers hash each file once and record the same hashes per file (``data_files``): a
+    history of gigabytes is not read twice more."""
     h = hashlib.sha256()
     for sha in file_shas:
         h.update(sha.encode())
+    partitions = [sorted(partition_values(name).items()) for name in names]
+    if any(partitions):
+        h.update(b"partitions" + repr(partitions).encode())
     if window:
         h.update(repr(sorted(window.items())).encode())
     if unlabelled_shas:
@@ -1104,7 +1112,9 @@ def train(
         extra_texts=extra,
         model_root=model_root,
         progress=progress,
-        data_sha=data_fingerprint(shas, window_info, [f["sha256"] for f in extra_files]),
+        data_sha=data_fingerprint(
+            shas, window_info, [f["sha256"] for f in extra_files], [name for _, name in named]
+        ),
         data_files=[
             {"name": display_name(name), "sha256": sha}
             for (_, name), sha in zip(named, shas, strict=True)

@@ -2002,6 +2002,48 @@ def test_an_unlabelled_file_with_another_separator_is_told_the_delimiter(tmp_pat
     assert "the header looks ;-separated; pass --delimiter ';'" in out
 
 
+def test_a_partitioned_tables_labels_count_in_the_data_fingerprint(tmp_path, monkeypatch):
+    # A part moved from 承办单位=人社/ to 承办单位=住建/ holds the same bytes with another label:
+    # the data fingerprint (training_data.sha256, and the hash in the version name) was the same.
+    import pandas as pd
+
+    import training.train
+    from model.artifact import sha256_file
+    from model.tickets import ColumnMap
+    from training.train import data_fingerprint, train
+
+    seen: list[str] = []
+
+    def stop_before_fitting(raw, *args, data_sha=None, **kwargs):
+        seen.append(data_sha)
+        raise TrainingDataError("read; not fitted in this test")
+
+    monkeypatch.setattr(training.train, "train_frame", stop_before_fitting)
+    frame = pd.DataFrame(
+        [{"id": "T1", "title": "欠薪", "text": "老板拖欠工资", "category": "劳动"}]
+    )
+    for dept in ("人社", "住建"):
+        part = tmp_path / dept / f"承办单位={dept}" / "part-0.parquet"
+        part.parent.mkdir(parents=True)
+        frame.to_parquet(part)
+    flat = tmp_path / "flat" / "part-0.parquet"
+    flat.parent.mkdir()
+    frame.to_parquet(flat)
+    by_dir = ColumnMap(department="承办单位")
+    for data, columns in [
+        ("人社", by_dir),
+        ("住建", by_dir),
+        ("人社", by_dir),
+        ("flat", ColumnMap()),
+    ]:
+        with pytest.raises(TrainingDataError):
+            train([tmp_path / data], None, columns)
+    first, moved, again, unpartitioned = seen
+    assert first != moved and first == again
+    # Without partitions, the fingerprint is what it was before they were read.
+    assert unpartitioned == data_fingerprint([sha256_file(flat)])
+
+
 def test_unlabelled_files_count_in_the_data_fingerprint_and_are_named_in_the_metadata(
     tmp_path, monkeypatch
 ):
