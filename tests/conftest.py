@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,18 @@ RARE_TICKETS: list[tuple[str, str, str, str]] = [
     ("天气预报不准", "气象台天气预报总是不准，暴雨预警发布太晚", "气象局", "环境"),
     ("防雷检测", "小区防雷检测收费太高，气象部门是否有规定", "气象局", "环境"),
 ]
+
+
+def write_frame(path: Path, frame: Any) -> Path:
+    """Write a pandas table as the file ``path``'s extension names: Parquet, JSON Lines or CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path)
+    elif path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
 
 
 def write_tickets_csv(path: Path, tickets: list[tuple[str, str, str, str]]) -> Path:

@@ -27,7 +27,13 @@ from model.settings import get_settings
 from model.text import normalize
 from model.tickets import ColumnMap, TicketFileError, read_tickets
 from paidan.cli import app
-from tests.conftest import TINY_TICKETS, three_versions, without_progress, write_tiny_csv
+from tests.conftest import (
+    TINY_TICKETS,
+    three_versions,
+    without_progress,
+    write_frame,
+    write_tiny_csv,
+)
 from training.label import CSV_FIELD_MIN, PRED_COLUMNS, LabelError, check_text, label
 
 OUT_COLUMNS = ["id", "title", "text", *PRED_COLUMNS]
@@ -1572,15 +1578,7 @@ def test_a_partitioned_backlogs_directory_values_come_back_as_columns(
         "district=岳麓区/day=2/part-0.jsonl": rows[3:],
     }
     for name, part in parts.items():
-        path = backlog / name
-        path.parent.mkdir(parents=True)
-        frame = pd.DataFrame(part, columns=["id", "title", "text"])
-        if name.endswith(".parquet"):
-            frame.to_parquet(path)
-        elif name.endswith(".jsonl"):
-            frame.to_json(path, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_csv(path, index=False)
+        write_frame(backlog / name, pd.DataFrame(part, columns=["id", "title", "text"]))
     out = tmp_path / f"out{suffix}"
     result = label([backlog], tiny_model_dir, out, jobs=1)
     df = read_output(out)

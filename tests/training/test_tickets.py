@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from model.tickets import ColumnMap, TicketFileError, has_text, read_table, read_tickets
+from tests.conftest import write_frame
 
 ROWS = [
     {"编号": "A1", "标题": "欠薪", "内容": "老板拖欠工资", "部门": "人社", "类别": "劳动保障"},
@@ -1747,18 +1748,9 @@ def test_a_partitioned_tables_directory_names_are_read_as_its_columns(tmp_path):
         "部门=住建/year=2025/part-1.csv": [own],
     }
     for name, rows in parts.items():
-        path = d / name
-        path.parent.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame(rows)
-        frame = (
-            frame if name.endswith("part-1.csv") else frame.drop(columns="部门", errors="ignore")
-        )
-        if name.endswith(".parquet"):
-            frame.to_parquet(path)
-        elif name.endswith(".jsonl"):
-            frame.to_json(path, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_csv(path, index=False)
+        keep = name.endswith("part-1.csv")
+        write_frame(d / name, frame if keep else frame.drop(columns="部门", errors="ignore"))
     headers: dict[str, list[str]] = {}
     got = read_tickets([d], MAP, headers)
     assert got["id"].tolist() == ["A3", "A1", "A4", "A2"]  # in order of their paths
