@@ -152,9 +152,9 @@ IN_FLIGHT_PER_WORKER = 2
 # characters (an id or a notes column is not bound by the text limit); a longer field is read
 # again by a scanner that keeps only its start (training.label_io._scan_record).
 CSV_FIELD_FACTOR = 4
+CSV_FIELD_MIN = 1 << 20
 # The blank lines of a file the summary lists by number (all are counted).
 BLANK_LINES_LISTED = 10
-CSV_FIELD_MIN = 1 << 20
 
 # Set while the Dask engine runs: no debugging log of past messages, which held every chunk.
 DASK_CONFIG: dict[str, Any] = {"distributed.admin.low-level-log-length": 0}
