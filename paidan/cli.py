@@ -1092,6 +1092,14 @@ def label(
             "search per ticket when the model stored any; --no-joint leaves the column empty"
         ),
     ] = True,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            help="Add why each department was suggested, as the API explains it: the words that "
+            "drove it with their weights (department_evidence, JSON) and the clause of its remit "
+            "that names them (department_remit, with a model trained with --remits); slower"
+        ),
+    ] = False,
     escape_formulas: Annotated[
         bool,
         typer.Option(
@@ -1148,6 +1156,7 @@ def label(
                 progress=_RichProgress(bar, lines=True),
                 joint=joint,
                 escape_formulas=escape_formulas,
+                evidence=evidence,
             )
     except (*USER_ERRORS, LabelError) as e:
         raise fail(e) from None

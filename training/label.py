@@ -93,6 +93,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 2_000
 PRED_COLUMNS = LABEL_OUTPUT_COLUMNS
+# With --evidence, before the error: the words that drove the department suggestion, with their
+# weights (JSON, as the API's evidence), and the clause of its remit that names them.
+EVIDENCE_COLUMNS = ("department_evidence", "department_remit")
+
+
+def pred_columns(evidence: bool = False) -> tuple[str, ...]:
+    """The columns label adds to its input's, in order: :data:`PRED_COLUMNS`, with
+    :data:`EVIDENCE_COLUMNS` before the error when ``evidence``."""
+    return (*PRED_COLUMNS[:-1], *EVIDENCE_COLUMNS, PRED_COLUMNS[-1]) if evidence else PRED_COLUMNS
+
+
 SCORE_COLUMNS = ("pred_department_score", "pred_category_score")
 OUTPUT_FORMATS = {
     ".csv": "csv",
@@ -166,8 +177,9 @@ DASK_WORKER_WAIT_SECONDS = 60
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
 # What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
-# joint-dispatch advice JSON (None when not asked for).
-Prediction = tuple[str | None, float | None, str | None, float | None, str, str, str | None]
+# joint-dispatch advice JSON (None when not asked for), and with --evidence the department's
+# evidence JSON and remit clause.
+Prediction = tuple[Any, ...]
 
 
 class LabelError(ValueError):
@@ -255,10 +267,10 @@ def _adopt_router(router: Router, parent: int | None = None) -> None:
 
 
 def _label_in_worker(
-    tickets: list[tuple[str, str]], joint: bool, similar_k: int
+    tickets: list[tuple[str, str]], joint: bool, similar_k: int, evidence: bool = False
 ) -> list[Prediction]:
     assert _ROUTER is not None, "worker started without its initializer"
-    return predict_rows(_ROUTER, tickets, joint, similar_k)
+    return predict_rows(_ROUTER, tickets, joint, similar_k, evidence)
 
 
 def predict_rows(
@@ -266,6 +278,7 @@ def predict_rows(
     tickets: Sequence[tuple[str, str]],
     joint: bool = True,
     similar_k: int = SIMILAR_K,
+    evidence: bool = False,
 ) -> list[Prediction]:
     """Label ``(title, text)`` pairs and flatten each result to the output columns.
 
@@ -281,12 +294,16 @@ def predict_rows(
     similar_k : int, default SIMILAR_K
         How many similar past tickets the advice reads, as the server's ``PAIDAN_SIMILAR_K``
         (0: none, and so no advice).
+    evidence : bool, default False
+        Add the department suggestion's evidence terms (JSON) and the clause of its remit that
+        names them, as :meth:`Router.predict` explains it for the API.
 
     Returns
     -------
     list of tuple
         Per ticket: department, its score, category, its score, decision, the top-3 departments
-        as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false).
+        as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false), then,
+        with ``evidence``, the evidence JSON and the remit clause (``None`` without one).
     """
     if not tickets:
         return []
@@ -331,7 +348,21 @@ def predict_rows(
                 json.dumps([a.model_dump() for a in advice], ensure_ascii=False)
                 for advice in router.joint_advice(X, leads, similar_k)
             ]
-    return list(zip(*columns, decisions, top3, co, strict=True))
+    if not evidence:
+        return list(zip(*columns, decisions, top3, co, strict=True))
+    # The API's explanation, computed again for the department head alone: its ranking is the
+    # one above, so the words explain the suggestion written.
+    terms: list[str | None] = [None] * n
+    remits: list[str | None] = [None] * n
+    if "department" in ranked:
+        explained = router.predict(list(tickets), top_k=1, similar_k=0, explain=True)
+        for i, result in enumerate(explained):
+            if result.department is not None:
+                terms[i] = json.dumps(
+                    [e.model_dump() for e in result.department.evidence], ensure_ascii=False
+                )
+                remits[i] = result.department.remit
+    return list(zip(*columns, decisions, top3, co, terms, remits, strict=True))
 
 
 @dataclass(frozen=True)
@@ -417,6 +448,7 @@ def _label_on_dask(
     tickets: list[tuple[str, str]],
     joint: bool,
     similar_k: int,
+    evidence: bool = False,
 ) -> list[Prediction]:
     try:
         router = cached_router(model, sha256)
@@ -424,7 +456,7 @@ def _label_on_dask(
         # "error: /srv/models/v3 is not a directory", about a directory that exists where the
         # command was typed, named neither the worker nor the way out.
         raise ModelLoadError(_on_worker(model, e)) from None
-    return predict_rows(router, tickets, joint, similar_k)
+    return predict_rows(router, tickets, joint, similar_k, evidence)
 
 
 def _on_worker(model: str | ModelBundle, e: ModelLoadError) -> str:
@@ -587,9 +619,13 @@ def _prepare(
     return _Chunk(index, records, errors, tickets)
 
 
-def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa.Table:
+def _part_table(
+    chunk: _Chunk, preds: list[Prediction], schema: pa.Schema, added: Sequence[str] = PRED_COLUMNS
+) -> pa.Table:
+    """A chunk's rows as the output's table: their input columns, then ``added``
+    (:func:`pred_columns`), from ``preds`` or, for an error row, its error."""
     data: dict[str, list[Any]] = {}
-    for i in range(len(schema) - len(PRED_COLUMNS)):
+    for i in range(len(schema) - len(added)):
         f = schema.field(i)
         c = f.name
         if f.metadata and f.metadata.get(TEXT_KEY) == b"1":  # CSV and XLSX output: the text
@@ -604,14 +640,14 @@ def _part_table(chunk: _Chunk, preds: list[Prediction], schema: pa.Schema) -> pa
         else:  # typed: only JSON and Parquet rows have its values (a CSV row lacks the column)
             data[c] = [None if r.typed is None else r.typed.get(c) for r in chunk.records]
     pred_iter = iter(preds)
-    filled: list[list[Any]] = [[] for _ in PRED_COLUMNS]
+    filled: list[list[Any]] = [[] for _ in added]
     for error in chunk.errors:
         row: tuple[Any, ...] = (
-            (None,) * (len(PRED_COLUMNS) - 1) + (error,) if error else (*next(pred_iter), None)
+            (None,) * (len(added) - 1) + (error,) if error else (*next(pred_iter), None)
         )
         for col, value in zip(filled, row, strict=True):
             col.append(value)
-    data.update(zip(PRED_COLUMNS, filled, strict=True))
+    data.update(zip(added, filled, strict=True))
     return pa.Table.from_pydict(data, schema=schema)
 
 
@@ -623,9 +659,11 @@ _JSON_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, p
 
 
 def output_schema(
-    input_columns: Sequence[str], types: dict[str, pa.DataType] | None = None
+    input_columns: Sequence[str],
+    types: dict[str, pa.DataType] | None = None,
+    added: Sequence[str] = PRED_COLUMNS,
 ) -> pa.Schema:
-    """The input columns, then the prediction columns.
+    """The input columns, then the prediction columns ``added`` (:func:`pred_columns`).
 
     Without ``types`` (CSV and XLSX output) every input column is text, a missing value ``""``;
     with them (:func:`_column_types`, JSON Lines and Parquet output) each column has its type,
@@ -634,9 +672,7 @@ def output_schema(
         fields = [pa.field(c, pa.string(), metadata={TEXT_KEY: b"1"}) for c in input_columns]
     else:
         fields = [pa.field(c, types.get(c, pa.string())) for c in input_columns]
-    fields += [
-        pa.field(c, pa.float64() if c in SCORE_COLUMNS else pa.string()) for c in PRED_COLUMNS
-    ]
+    fields += [pa.field(c, pa.float64() if c in SCORE_COLUMNS else pa.string()) for c in added]
     return pa.schema(fields)
 
 
@@ -682,6 +718,7 @@ def label(
     progress: Progress | None = None,
     joint: bool = True,
     escape_formulas: bool = True,
+    evidence: bool = False,
 ) -> LabelResult:
     """Label every row of ticket files and write them, with their labels or errors, to ``output``.
 
@@ -727,6 +764,9 @@ def label(
         begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, …) with a leading
         ``'``, as OWASP recommends against CSV injection; false writes every cell as read (a file
         for programs). Other formats are never changed: an XLSX text is a text cell either way.
+    evidence : bool, default False
+        Add :data:`EVIDENCE_COLUMNS`: the words that drove each department suggestion, with
+        their weights, and the clause of its remit that names them, as the API explains it.
 
     Returns
     -------
@@ -805,13 +845,15 @@ def label(
         # the rows in it, written back with them.
         partitions = {path: partition_values(name) for path, name in named}
         blank_lines: dict[str, set[int]] = {}
-        input_columns, file_headers = _input_columns(files, columns, kinds, partitions)
+        added = pred_columns(evidence)
+        input_columns, file_headers = _input_columns(files, columns, kinds, partitions, added)
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
             logger.warning("%s", note)
         schema = output_schema(
             input_columns,
             _column_types(files, file_headers, kinds or {}, fmt, partitions) if typed else None,
+            added,
         )
         max_chars = get_settings().max_text_chars
         max_title_chars = get_settings().max_title_chars
@@ -843,6 +885,7 @@ def label(
             "model_sha256": meta["files"][ROUTER_FILE],
             "output_format": fmt,
             "joint": joint,
+            "evidence": evidence,
             "similar_k": similar_k,
             "paidan": parts_writer(),
         }
@@ -886,7 +929,16 @@ def label(
                 emit(read_part(parts / _part_name(index), schema))
             resumed_rows = counts.rows
             submit, window, closer, failure = _start_engine(
-                engine, model_dir, model_root, meta, jobs, scheduler, upload_model, joint, similar_k
+                engine,
+                model_dir,
+                model_root,
+                meta,
+                jobs,
+                scheduler,
+                upload_model,
+                joint,
+                similar_k,
+                evidence,
             )
             try:
                 pending: deque[tuple[_Chunk, _Pending | None]] = deque()
@@ -894,7 +946,7 @@ def label(
                 def finish(chunk: _Chunk, future: _Pending | None) -> None:
                     nonlocal rows_done
                     preds = future.result() if future is not None else []
-                    table = _part_table(chunk, preds, schema)
+                    table = _part_table(chunk, preds, schema, added)
                     part = parts / _part_name(chunk.index)
                     with _writing(part, parts):
                         write_part_atomic(table, part)
@@ -1173,10 +1225,11 @@ def _input_columns(
     cmap: ColumnMap,
     kinds: dict[str, set[str]] | None = None,
     partitions: dict[Path, dict[str, str]] | None = None,
+    added: Sequence[str] = PRED_COLUMNS,
 ) -> tuple[list[str], dict[Path, list[str]]]:
     """The output's input columns (every file's, in order of first appearance, a file's
     partition columns after its own), and each file's own; a file lacking a column label reads
-    (which a partition may give), or holding an output column, is refused. ``kinds``, when
+    (which a partition may give), or holding an output column (of ``added``), is refused. ``kinds``, when
     given, collects the kinds of the JSON files' values (:func:`training.label_io.file_columns`).
     """
     seen: dict[str, None] = {}
@@ -1189,7 +1242,7 @@ def _input_columns(
         reads = replace(cmap, department=None, category=None, time=None)
         check_columns(path, have, from_partitions(reads, parts))
         seen.update(dict.fromkeys(have))
-        clash = [c for c in have if c in PRED_COLUMNS]
+        clash = [c for c in have if c in added]
         if said := labelled_output(path, have):
             # An earlier run's output, kept in a directory of tickets (backlog/done/): reading it
             # would label its tickets a second time, and it may be the only copy of them, so it
@@ -1423,6 +1476,7 @@ def _resume_mismatch(
         ("title_col", "--title-col"),
         ("delimiter", "--delimiter"),
         ("joint", "--joint"),
+        ("evidence", "--evidence"),
     ):
         if old.get(key) != new[key]:
             was, now = _as_option(option, old.get(key)), _as_option(option, new[key])
@@ -1448,7 +1502,7 @@ def _resume_mismatch(
     # since): "it was started otherwise" named no reason at all.
     named = {"format", "paidan", "model_version", "model_sha256", "chunk_size", "text_col"}
     named |= {"title_col", "delimiter", "joint", "max_text_chars", "max_title_chars", "inputs"}
-    named |= {"columns", "similar_k"}
+    named |= {"columns", "similar_k", "evidence"}
     missing = object()
     other = [
         key
@@ -1539,9 +1593,10 @@ def _another_paidan(old: Any, new: dict[str, str], output: Path) -> str:
 
 
 def _as_option(option: str, value: Any) -> str:
-    """``value`` as the command-line option that gives it (``--delimiter tab``, ``--no-joint``)."""
-    if option == "--joint":
-        return "--joint" if value else "--no-joint"
+    """``value`` as the command-line option that gives it (``--delimiter tab``, ``--no-joint``,
+    ``--evidence``)."""
+    if option in ("--joint", "--evidence"):
+        return option if value else "--no-" + option.removeprefix("--")
     if option == "--delimiter":
         if value is None:
             return "no --delimiter"
@@ -1636,6 +1691,7 @@ def _start_engine(
     upload_model: bool,
     joint: bool,
     similar_k: int,
+    evidence: bool = False,
 ) -> tuple[Submit, int, Callable[[], None], Failure]:
     """How to submit a chunk's tickets, how many chunks may be in flight, how to stop, and how
     to tell a failure of the engine itself."""
@@ -1647,7 +1703,7 @@ def _start_engine(
             # Verified against the root by the caller already.
             router = cached_router(str(model_dir), sha256)
             return (
-                (lambda tickets: _done(predict_rows, router, tickets, joint, similar_k)),
+                (lambda tickets: _done(predict_rows, router, tickets, joint, similar_k, evidence)),
                 1,
                 lambda: None,
                 _no_failure,
@@ -1680,7 +1736,7 @@ def _start_engine(
             # The first submit starts the workers: they start with Ctrl-C blocked (and ignore it
             # once started), as does the pool's manager thread.
             with _sigint_deferred():
-                return pool.submit(_label_in_worker, tickets, joint, similar_k)
+                return pool.submit(_label_in_worker, tickets, joint, similar_k, evidence)
 
         def shut_down() -> None:
             # Not cut short by a second Ctrl-C (raised once the pool is shut down): one that
@@ -1838,7 +1894,7 @@ def _start_engine(
     return (
         # pure=False: two chunks with the same texts are still two tasks.
         lambda tickets: submit(
-            _label_on_dask, model, sha256, tickets, joint, similar_k, pure=False
+            _label_on_dask, model, sha256, tickets, joint, similar_k, evidence, pure=False
         ),
         workers * IN_FLIGHT_PER_WORKER,
         close,

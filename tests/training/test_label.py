@@ -1629,6 +1629,30 @@ def test_blank_lines_are_no_rows_and_the_summary_counts_them(
     assert result.summary["blank_lines"] == {}
 
 
+def test_evidence_columns_are_null_on_error_rows_and_an_input_holding_them_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    rows = ticket_rows(3)
+    rows[1][2] = ""  # an empty text: an error row
+    src = write_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "out.parquet"
+    label([src], tiny_model_dir, out, jobs=2, evidence=True)
+    df = pd.read_parquet(out)
+    added = [*PRED_COLUMNS[:-1], "department_evidence", "department_remit", "error"]
+    assert list(df.columns[3:]) == added
+    evidence = df["department_evidence"].tolist()
+    assert json.loads(evidence[0]) and pd.isna(evidence[1]) and json.loads(evidence[2])
+    assert df["department_remit"].isna().all()  # the tiny model has no remits
+    assert df["error"].notna().tolist() == [False, True, False]
+    # A column of that name in the input would be overwritten: refused with --evidence only.
+    clashing = pd.read_csv(src, dtype=str).assign(department_remit="x")
+    clashing.to_csv(tmp_path / "clash.csv", index=False)
+    with pytest.raises(LabelError, match=r"already has output column.*'department_remit'"):
+        label([tmp_path / "clash.csv"], tiny_model_dir, tmp_path / "c.csv", jobs=1, evidence=True)
+    result = label([tmp_path / "clash.csv"], tiny_model_dir, tmp_path / "c.csv", jobs=1)
+    assert result.summary["rows"] == 3
+
+
 def test_malformed_jsonl_lines_are_kept(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(
@@ -1896,6 +1920,9 @@ def test_resume_after_an_interruption_gives_identical_bytes(
     advice = "used --joint (now --no-joint); to continue it, rerun with --resume --joint, or rerun"
     with pytest.raises(LabelError, match=re.escape(advice)):
         label([src], tiny_model_dir, out, chunk_size=7, resume=True, joint=False)
+    advice = "used --no-evidence (now --evidence); to continue it, rerun with --resume --no-evid"
+    with pytest.raises(LabelError, match=re.escape(advice)):
+        label([src], tiny_model_dir, out, chunk_size=7, resume=True, evidence=True)
 
     seen: list[int] = []
     result = label(
@@ -1998,11 +2025,15 @@ def test_a_worker_process_killed_mid_run_is_one_line_naming_resume(
     real = training.label.predict_rows
 
     def oom(
-        router: object, tickets: list[tuple[str, str]], joint: bool = True, similar_k: int = 5
+        router: object,
+        tickets: list[tuple[str, str]],
+        joint: bool = True,
+        similar_k: int = 5,
+        evidence: bool = False,
     ) -> object:
         if any(text.startswith("KILL-THIS-WORKER") for _, text in tickets):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(router, tickets, joint, similar_k)  # type: ignore[arg-type]
+        return real(router, tickets, joint, similar_k, evidence)  # type: ignore[arg-type]
 
     monkeypatch.setattr(training.label, "predict_rows", oom)
     out = tmp_path / "out.csv"

@@ -488,3 +488,35 @@ def test_a_remit_in_traditional_characters_is_cited_in_the_script_tickets_are_re
     answer = result.router.predict(["职称评审结果迟迟不公布"])[0].department
     assert answer.label == "人社"
     assert answer.remit == "负责职称评审、职业技能鉴定"
+
+
+def test_label_with_evidence_writes_the_words_and_the_clause_the_api_gives(
+    with_and_without, tmp_path
+):
+    # Staff reviewing a labelled backlog saw a department and a score, not why: the evidence and
+    # the remit clause were the API's alone.
+    import json
+
+    import pandas as pd
+
+    from training.label import label
+
+    with_remits, _ = with_and_without
+    tickets = [*UNSEEN, "物业公司不管电梯维修，电梯经常坏"]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": range(len(tickets)), "text": tickets}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    label([src], with_remits.model_dir, out, jobs=1, evidence=True)
+    got = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(got.columns[-3:]) == ["department_evidence", "department_remit", "error"]
+    for row, result in zip(got.itertuples(), with_remits.router.predict(tickets), strict=True):
+        assert row.pred_department == result.department.label
+        terms = json.loads(row.department_evidence)
+        assert terms == [e.model_dump() for e in result.department.evidence] and terms
+        assert row.department_remit == (result.department.remit or "")
+    remit = dict((d, text) for d, _, text in REMITS)
+    assert got["department_remit"].tolist() == [remit["执法"], remit["人社"], ""]
+    # Without --evidence, the output is as it was.
+    label([src], with_remits.model_dir, tmp_path / "plain.csv", jobs=1)
+    plain = pd.read_csv(tmp_path / "plain.csv", dtype=str, encoding="utf-8-sig")
+    assert "department_evidence" not in plain.columns and plain.columns[-1] == "error"
