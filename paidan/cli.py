@@ -1095,9 +1095,10 @@ def label(
     evidence: Annotated[
         bool,
         typer.Option(
-            help="Add why each department was suggested, as the API explains it: the words that "
-            "drove it with their weights (department_evidence, JSON) and the clause of its remit "
-            "that names them (department_remit, with a model trained with --remits); slower"
+            help="Add why each department and category was suggested, as the API explains it: "
+            "the words that drove it with their weights (department_evidence, "
+            "category_evidence: JSON) and the clause of its remit that names them "
+            "(department_remit, category_remit, with a model trained with --remits); slower"
         ),
     ] = False,
     escape_formulas: Annotated[

@@ -93,9 +93,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 2_000
 PRED_COLUMNS = LABEL_OUTPUT_COLUMNS
-# With --evidence, before the error: the words that drove the department suggestion, with their
-# weights (JSON, as the API's evidence), and the clause of its remit that names them.
-EVIDENCE_COLUMNS = ("department_evidence", "department_remit")
+# With --evidence, before the error: for each head, the words that drove its suggestion, with
+# their weights (JSON, as the API's evidence), and the clause of its remit that names them.
+EVIDENCE_COLUMNS = (
+    "department_evidence",
+    "department_remit",
+    "category_evidence",
+    "category_remit",
+)
 
 
 def pred_columns(evidence: bool = False) -> tuple[str, ...]:
@@ -295,15 +300,16 @@ def predict_rows(
         How many similar past tickets the advice reads, as the server's ``PAIDAN_SIMILAR_K``
         (0: none, and so no advice).
     evidence : bool, default False
-        Add the department suggestion's evidence terms (JSON) and the clause of its remit that
-        names them, as :meth:`Router.predict` explains it for the API.
+        Add each head's evidence terms (JSON) and the clause of its remit that names them, as
+        :meth:`Router.predict` explains them for the API.
 
     Returns
     -------
     list of tuple
         Per ticket: department, its score, category, its score, decision, the top-3 departments
         as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false), then,
-        with ``evidence``, the evidence JSON and the remit clause (``None`` without one).
+        with ``evidence``, the department's evidence JSON and remit clause, then the category's
+        (``None`` without one).
     """
     if not tickets:
         return []
@@ -350,19 +356,18 @@ def predict_rows(
             ]
     if not evidence:
         return list(zip(*columns, decisions, top3, co, strict=True))
-    # The API's explanation, computed again for the department head alone: its ranking is the
-    # one above, so the words explain the suggestion written.
-    terms: list[str | None] = [None] * n
-    remits: list[str | None] = [None] * n
-    if "department" in ranked:
-        explained = router.predict(list(tickets), top_k=1, similar_k=0, explain=True)
-        for i, result in enumerate(explained):
-            if result.department is not None:
-                terms[i] = json.dumps(
-                    [e.model_dump() for e in result.department.evidence], ensure_ascii=False
+    # The API's explanation, computed again: its rankings are the ones above, so the words
+    # explain the suggestions written. Per head, its evidence JSON and its remit clause.
+    explained = router.predict(list(tickets), top_k=1, similar_k=0, explain=True)
+    why: list[list[str | None]] = [[None] * n for _ in EVIDENCE_COLUMNS]
+    for i, result in enumerate(explained):
+        for h, head in enumerate((result.department, result.category)):
+            if head is not None:
+                why[2 * h][i] = json.dumps(
+                    [e.model_dump() for e in head.evidence], ensure_ascii=False
                 )
-                remits[i] = result.department.remit
-    return list(zip(*columns, decisions, top3, co, terms, remits, strict=True))
+                why[2 * h + 1][i] = head.remit
+    return list(zip(*columns, decisions, top3, co, *why, strict=True))
 
 
 @dataclass(frozen=True)
@@ -765,8 +770,9 @@ def label(
         ``'``, as OWASP recommends against CSV injection; false writes every cell as read (a file
         for programs). Other formats are never changed: an XLSX text is a text cell either way.
     evidence : bool, default False
-        Add :data:`EVIDENCE_COLUMNS`: the words that drove each department suggestion, with
-        their weights, and the clause of its remit that names them, as the API explains it.
+        Add :data:`EVIDENCE_COLUMNS`: the words that drove each suggestion, department and
+        category, with their weights, and the clause of its remit that names them, as the API
+        explains them.
 
     Returns
     -------

@@ -1638,11 +1638,12 @@ def test_evidence_columns_are_null_on_error_rows_and_an_input_holding_them_is_re
     out = tmp_path / "out.parquet"
     label([src], tiny_model_dir, out, jobs=2, evidence=True)
     df = pd.read_parquet(out)
-    added = [*PRED_COLUMNS[:-1], "department_evidence", "department_remit", "error"]
-    assert list(df.columns[3:]) == added
-    evidence = df["department_evidence"].tolist()
-    assert json.loads(evidence[0]) and pd.isna(evidence[1]) and json.loads(evidence[2])
-    assert df["department_remit"].isna().all()  # the tiny model has no remits
+    why = ["department_evidence", "department_remit", "category_evidence", "category_remit"]
+    assert list(df.columns[3:]) == [*PRED_COLUMNS[:-1], *why, "error"]
+    for head in ("department", "category"):
+        evidence = df[f"{head}_evidence"].tolist()
+        assert json.loads(evidence[0]) and pd.isna(evidence[1]) and json.loads(evidence[2])
+        assert df[f"{head}_remit"].isna().all()  # the tiny model has no remits
     assert df["error"].notna().tolist() == [False, True, False]
     # A column of that name in the input would be overwritten: refused with --evidence only.
     clashing = pd.read_csv(src, dtype=str).assign(department_remit="x")

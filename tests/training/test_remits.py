@@ -508,14 +508,21 @@ def test_label_with_evidence_writes_the_words_and_the_clause_the_api_gives(
     out = tmp_path / "out.csv"
     label([src], with_remits.model_dir, out, jobs=1, evidence=True)
     got = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    assert list(got.columns[-3:]) == ["department_evidence", "department_remit", "error"]
+    why = ["department_evidence", "department_remit", "category_evidence", "category_remit"]
+    assert list(got.columns[-5:]) == [*why, "error"]
     for row, result in zip(got.itertuples(), with_remits.router.predict(tickets), strict=True):
-        assert row.pred_department == result.department.label
-        terms = json.loads(row.department_evidence)
-        assert terms == [e.model_dump() for e in result.department.evidence] and terms
-        assert row.department_remit == (result.department.remit or "")
+        for head, (suggested, evidence, remit) in {
+            "department": (row.pred_department, row.department_evidence, row.department_remit),
+            "category": (row.pred_category, row.category_evidence, row.category_remit),
+        }.items():
+            explained = getattr(result, head)
+            assert suggested == explained.label
+            assert json.loads(evidence) == [e.model_dump() for e in explained.evidence]
+            assert remit == (explained.remit or "")
+        assert json.loads(row.department_evidence)  # each department suggested has its words
     remit = dict((d, text) for d, _, text in REMITS)
     assert got["department_remit"].tolist() == [remit["执法"], remit["人社"], ""]
+    assert (got["category_remit"] == "").all()  # no category was taught a remit
     # Without --evidence, the output is as it was.
     label([src], with_remits.model_dir, tmp_path / "plain.csv", jobs=1)
     plain = pd.read_csv(tmp_path / "plain.csv", dtype=str, encoding="utf-8-sig")
