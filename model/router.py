@@ -879,7 +879,12 @@ class Router:
         """
         if not tickets:
             return []
-        X = self.transform(tickets)
+        return self.predict_features(self.transform(tickets), top_k, similar_k, explain)
+
+    def predict_features(
+        self, X: sp.csr_matrix, top_k: int = 3, similar_k: int = SIMILAR_K, explain: bool = True
+    ) -> list[RouteResult]:
+        """:meth:`predict` of tickets already transformed (:meth:`transform`)."""
         empty_rows = self._without_known_terms(X)
         # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
         # of every head and fold and for the evidence.

@@ -182,8 +182,8 @@ DASK_WORKER_WAIT_SECONDS = 60
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
 # What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
-# joint-dispatch advice JSON (None when not asked for), and with --evidence the department's
-# evidence JSON and remit clause.
+# joint-dispatch advice JSON (None when not asked for), and with --evidence each head's evidence
+# JSON and remit clause, the department's first.
 Prediction = tuple[Any, ...]
 
 
@@ -356,9 +356,9 @@ def predict_rows(
             ]
     if not evidence:
         return list(zip(*columns, decisions, top3, co, strict=True))
-    # The API's explanation, computed again: its rankings are the ones above, so the words
+    # The API's explanation of the same features: its rankings are the ones above, so the words
     # explain the suggestions written. Per head, its evidence JSON and its remit clause.
-    explained = router.predict(list(tickets), top_k=1, similar_k=0, explain=True)
+    explained = router.predict_features(X, top_k=1, similar_k=0, explain=True)
     why: list[list[str | None]] = [[None] * n for _ in EVIDENCE_COLUMNS]
     for i, result in enumerate(explained):
         for h, head in enumerate((result.department, result.category)):
