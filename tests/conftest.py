@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,40 @@ from model.config import TrainingConfig
 # and fixes that width when paidan.cli is imported; the tests read them at 160. pytest-xdist's
 # workers set COLUMNS=80 (as does a shell that exports it), which cut "department" to "depa…".
 os.environ.pop("COLUMNS", None)
+
+# The loggers `paidan serve`'s logging set-up configures (serve.server.log_config): the root's
+# handlers replaced by one, and uvicorn's and the app's each given a handler, a level and no
+# propagation; every handler writes to the stderr of the moment.
+APP_LOGGERS = ("", "serve", "model", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@contextmanager
+def kept_loggers(names: tuple[str, ...] = APP_LOGGERS) -> Iterator[None]:
+    """Put the ``names`` loggers' (``""``: the root) handlers, level and propagation back as they
+    were on exit."""
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[logger] = (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+    try:
+        yield
+    finally:
+        for logger, (handlers, level, propagate, disabled) in saved.items():
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.disabled = disabled
+
+
+@pytest.fixture(autouse=True)
+def _app_loggers_as_found() -> Iterator[None]:
+    # A test that runs `paidan serve` in-process (CliRunner) leaves its handlers writing to the
+    # stderr CliRunner then closes: a later test's log line (a refused model reload) printed
+    # "--- Logging error --- ValueError: I/O operation on closed file", and whether a line reached
+    # the root logger (caplog) depended on which test had run before.
+    with kept_loggers():
+        yield
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "tipdm2020c"
 

@@ -997,6 +997,32 @@ def test_the_db_commands_say_in_one_line_that_the_database_cannot_be_reached() -
         assert "s3cret" not in result.output
 
 
+def test_serves_logging_set_up_made_in_a_test_is_undone_for_the_next(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What tests/conftest.py does after every test: `paidan serve` run in-process leaves handlers
+    # on a stderr CliRunner closes, and a later test's refused-reload line failed on it.
+    import io
+    import logging
+    import logging.config
+    from contextlib import redirect_stderr
+
+    from serve.server import log_config
+    from tests.conftest import kept_loggers
+
+    before = {name: list(logging.getLogger(name).handlers) for name in ("", "serve")}
+    stream = io.StringIO()
+    with kept_loggers():
+        with redirect_stderr(stream):
+            logging.config.dictConfig(log_config("info"))
+        logging.getLogger("serve.reload").error("model reload refused (v3)")
+        assert "model reload refused (v3)" in stream.getvalue()  # the set-up took
+        stream.close()
+    assert {name: logging.getLogger(name).handlers for name in before} == before
+    logging.getLogger("serve.reload").error("model reload refused (v4)")
+    assert "Logging error" not in capsys.readouterr().err
+
+
 @pytest.fixture
 def shanghai_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The process's local time zone 8 hours from UTC, as a city's server often keeps it."""
