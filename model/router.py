@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -393,6 +393,14 @@ def cited_clause(clauses: Sequence[str], evidence: Sequence[Evidence]) -> str | 
         if weight > best_weight:
             best, best_weight = clause, weight
     return best
+
+
+def cited_remit(
+    clauses: Mapping[str, Sequence[str]], label: str, evidence: Sequence[Evidence]
+) -> str | None:
+    """The clause of ``label``'s remit (``clauses``: a head's remits) that :func:`cited_clause`
+    cites for ``evidence``; ``None`` without evidence or remits."""
+    return cited_clause(clauses.get(label, ()), evidence) if evidence and clauses else None
 
 
 def co_dispatch(
@@ -1103,6 +1111,25 @@ class Router:
         """:meth:`rankings` of tickets already transformed (:meth:`transform`)."""
         return self._rankings(X, top_k, self._without_known_terms(X))
 
+    def explanations(
+        self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
+    ) -> dict[str, list[tuple[list[Evidence], str | None]]]:
+        """Per head of ``ranked`` (:meth:`rank` of ``X``), each row's evidence for its suggested
+        label and the remit clause citing it, as :meth:`predict` explains them, without ranking
+        the rows again or building a :class:`RouteResult` for each (``paidan label --evidence``)."""
+        out = {}
+        for name, ranking in ranked.items():
+            head = ranking.head
+            clauses = self.remit_clauses.get(name, {})
+            rows = []
+            for i, (top, empty) in enumerate(
+                zip(ranking.order[:, 0].tolist(), ranking.no_terms.tolist(), strict=True)
+            ):
+                evidence = [] if empty else self._evidence(head, X, i, top)
+                rows.append((evidence, cited_remit(clauses, head.labels[top], evidence)))
+            out[name] = rows
+        return out
+
     @property
     def advises_joint(self) -> bool:
         """Whether joint-dispatch advice can be given: some stored ticket was a joint dispatch."""
@@ -1216,9 +1243,7 @@ class Router:
                         for j, p in zip(cand, scores, strict=True)
                     ],
                     evidence=evidence,
-                    remit=cited_clause(clauses.get(labels[cand[0]], ()), evidence)
-                    if evidence and clauses
-                    else None,
+                    remit=cited_remit(clauses, labels[cand[0]], evidence),
                 )
             )
         return out

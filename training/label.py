@@ -356,17 +356,21 @@ def predict_rows(
             ]
     if not evidence:
         return list(zip(*columns, decisions, top3, co, strict=True))
-    # The API's explanation of the same features: its rankings are the ones above, so the words
-    # explain the suggestions written. Per head, its evidence JSON and its remit clause.
-    explained = router.predict_features(X, top_k=1, similar_k=0, explain=True)
-    why: list[list[str | None]] = [[None] * n for _ in EVIDENCE_COLUMNS]
-    for i, result in enumerate(explained):
-        for h, head in enumerate((result.department, result.category)):
-            if head is not None:
-                why[2 * h][i] = json.dumps(
-                    [e.model_dump() for e in head.evidence], ensure_ascii=False
-                )
-                why[2 * h + 1][i] = head.remit
+    # The API's explanation of the suggestions above (the same rankings, so the words explain
+    # the suggestions written). Per head, its evidence JSON and its remit clause.
+    explained = router.explanations(X, ranked)
+    why: list[list[str | None]] = []
+    for name in ("department", "category"):
+        if name in explained:
+            why.append(
+                [
+                    json.dumps([e.model_dump() for e in evidence], ensure_ascii=False)
+                    for evidence, _ in explained[name]
+                ]
+            )
+            why.append([remit for _, remit in explained[name]])
+        else:
+            why += [[None] * n, [None] * n]
     return list(zip(*columns, decisions, top3, co, *why, strict=True))
 
 
