@@ -1745,15 +1745,16 @@ def _start_engine(
         def submit_local(tickets: list[tuple[str, str]]) -> _Pending:
             # The first submit starts the workers: they start with Ctrl-C blocked (and ignore it
             # once started), as does the pool's manager thread.
-            with _sigint_deferred():
+            with _signals_deferred():
                 return pool.submit(_label_in_worker, tickets, joint, similar_k, evidence)
 
         def shut_down() -> None:
-            # Not cut short by a second Ctrl-C (raised once the pool is shut down): one that
-            # interrupted the wait for the pool's manager thread made Python (3.9-3.11, CPython
-            # issue 90882) take that thread for ended, and exit past it, closing the queue its
-            # stop messages to the workers go through; it then waited for ever for the workers.
-            with _sigint_deferred():
+            # Not cut short by a second Ctrl-C or a SIGTERM (either acted on once the pool is
+            # shut down): a Ctrl-C that interrupted the wait for the pool's manager thread made
+            # Python (3.9-3.11, CPython issue 90882) take that thread for ended, and exit past
+            # it, closing the queue its stop messages to the workers go through; it then waited
+            # for ever for the workers. The CLI's SIGTERM (stop_on_sigterm) left them running.
+            with _signals_deferred(signal.SIGINT, signal.SIGTERM):
                 pool.shutdown(cancel_futures=True)
 
         return submit_local, n * IN_FLIGHT_PER_WORKER, shut_down, _local_failure
@@ -1814,7 +1815,7 @@ def _start_engine(
             # restarted, from threads made here, which inherit the blocked signal, as do the
             # processes they start. A Ctrl-C meanwhile is raised once the cluster is up (and
             # closed at once): in the middle of its start it left a worker running.
-            with _sigint_deferred():
+            with _signals_deferred():
                 cluster = LocalCluster(
                     n_workers=jobs or 2,
                     threads_per_worker=1,
@@ -1927,12 +1928,15 @@ def _set_dask_log_levels(levels: dict[str, int]) -> None:
 
 
 @contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while the body runs (and from the processes it starts), then raise it.
+def _signals_deferred(*signums: int) -> Iterator[None]:
+    """Hold the signals ``signums`` (default: Ctrl-C's SIGINT) back while the body runs (and from
+    the processes it starts), then act on the first that came, as its handler would have.
 
-    SIGINT is blocked in this thread, so the threads it starts meanwhile and the processes they
-    start inherit the block; a Ctrl-C that another thread receives is noted by the handler and
-    raised as :class:`KeyboardInterrupt` once the body is done, not halfway through it.
+    They are blocked in this thread, so the threads it starts meanwhile and the processes they
+    start inherit the block; one that another thread receives is noted by the handler put in its
+    place, and delivered again once the body is done, not halfway through it. A signal without a
+    Python handler is left alone: ignored, or SIGTERM after the CLI's handler took the first
+    (:func:`paidan.cli.stop_on_sigterm`), so that a second ends the process at once.
     """
     if (
         not hasattr(signal, "pthread_sigmask")
@@ -1945,16 +1949,19 @@ def _sigint_deferred() -> Iterator[None]:
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
-    interrupted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    held = [s for s in signums or (signal.SIGINT,) if callable(signal.getsignal(s))]
+    came: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in held}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
-    if interrupted:
-        raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if came:
+        # Its handler runs before raise_signal returns: Ctrl-C's raises KeyboardInterrupt here.
+        signal.raise_signal(came[0])
 
 
 def _done(fn: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -1870,6 +1870,33 @@ def test_a_second_ctrl_c_does_not_cut_the_pools_shutdown_short(
             worker.kill()
 
 
+def test_sigterm_while_the_pool_shuts_down_stops_the_run_once_the_pool_is_down(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM (systemd, `timeout`, `docker stop`) arriving while a run shut its pool down, after a
+    # Ctrl-C or at its end, raised paidan's Terminated in the middle of the shutdown: the run
+    # said "stopped by SIGTERM" with its worker processes still running.
+    from paidan.cli import Terminated, stop_on_sigterm
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(12))
+    shutdown = ProcessPoolExecutor.shutdown
+
+    def sigterm_meanwhile(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        shutdown(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", sigterm_meanwhile)
+    restore = stop_on_sigterm()
+    try:
+        with pytest.raises(Terminated):  # not lost: it stops the run, as the CLI reports it
+            label([src], tiny_model_dir, tmp_path / "out.csv", jobs=2, chunk_size=3)
+        assert multiprocessing.active_children() == []  # ... once the pool is down
+    finally:
+        restore()
+        for worker in multiprocessing.active_children():
+            worker.kill()
+
+
 def test_a_lock_file_left_by_a_killed_run_does_not_stop_the_next(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -2771,16 +2798,33 @@ def test_ctrl_c_while_a_cluster_starts_is_raised_once_it_is_up() -> None:
     # "Fatal Python error" from a worker being started.
     import signal
 
-    from training.label import _sigint_deferred
+    from training.label import _signals_deferred
 
     handler = signal.getsignal(signal.SIGINT)
     ran = []
-    with pytest.raises(KeyboardInterrupt), _sigint_deferred():
+    with pytest.raises(KeyboardInterrupt), _signals_deferred():
         signal.raise_signal(signal.SIGINT)
         ran.append("the start went on")
     assert ran == ["the start went on"]
     assert signal.getsignal(signal.SIGINT) is handler
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_signal_without_a_python_handler_is_not_held_back() -> None:
+    # Once the CLI's handler has taken a first SIGTERM, SIGTERM's action is the default again: a
+    # second, while the pool shuts down, ends the process at once (no waiting for the workers).
+    import signal
+
+    from training.label import _signals_deferred
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with _signals_deferred(signal.SIGINT, signal.SIGTERM):
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            assert signal.SIGINT in blocked and signal.SIGTERM not in blocked
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _RunsCode:
