@@ -54,6 +54,7 @@ SERVING_FILE = "serving.joblib"
 USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
 REMITS_FILE = "remits.csv"  # the remits it was trained with (training/remits.py)
+RULES_FILE = "rules.csv"  # the dispatch rules it was trained with (training/rules.py)
 FORMAT_VERSION = 1
 # Libraries whose pickles must match the running versions (major.minor) to be trusted to unpickle.
 PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba", "rjieba")
@@ -269,7 +270,15 @@ def check_not_directory_name(path: str | Path, option: str, example: str) -> Non
 
 # Every file a model directory holds (save_router writes these and nothing else).
 MODEL_FILES = frozenset(
-    {METADATA_FILE, ROUTER_FILE, SERVING_FILE, USERDICT_FILE, STOPWORDS_FILE, REMITS_FILE}
+    {
+        METADATA_FILE,
+        ROUTER_FILE,
+        SERVING_FILE,
+        USERDICT_FILE,
+        STOPWORDS_FILE,
+        REMITS_FILE,
+        RULES_FILE,
+    }
 )
 
 

@@ -29,6 +29,7 @@ from model.compiled import (
     with_extras,
 )
 from model.config import TrainingConfig
+from model.rules import DispatchRule, first_rules
 from model.text import clean, to_script
 from model.tickets import JOINT_JOINER
 
@@ -47,6 +48,8 @@ Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
 REASON_NO_KNOWN_TERMS = "no_known_terms"
+# A dispatch rule gave the label and asks a person to confirm it (its decision is "review").
+REASON_RULE = "rule"
 # Scores and thresholds are shown with this many decimals (API answers, `paidan predict`, `paidan
 # label`), by shown_score and shown_threshold, so that the figures compare as the decision does.
 SHOWN_DECIMALS = 4
@@ -135,6 +138,13 @@ class Evidence(BaseModel):
     weight: float
 
 
+class AppliedRule(BaseModel):
+    """The dispatch rule (派单规则, ``paidan train --rules``) that gave a head its label."""
+
+    keywords: list[str] = Field(description="The words of the ticket it matched")
+    note: str | None = Field(default=None, description="Why the rule exists, as its file says")
+
+
 class HeadResult(BaseModel):
     """One head's suggestion: the winning label, how sure, and why."""
 
@@ -148,6 +158,9 @@ class HeadResult(BaseModel):
     # The clause of the label's remit (its 权责清单 or 分类目录 entry, ``paidan train --remits``)
     # that names most of the evidence: the authority a dispatcher can cite. None without one.
     remit: str | None = None
+    # The dispatch rule that gave the label, whatever the model ranked first (its score stays the
+    # model's probability of the label); None when the model's ranking decided.
+    rule: AppliedRule | None = None
 
 
 class SimilarTicket(BaseModel):
@@ -572,11 +585,20 @@ class Ranking:
     """Shape ``(n,)``: the suggested label's probability reaches the head's threshold."""
     no_terms: np.ndarray
     """Shape ``(n,)``: the row holds no known word, so it always goes to review."""
+    rule: np.ndarray | None = None
+    """Shape ``(n,)``: the index in :attr:`Router.rules` of the rule that gave the row its label
+    (put first in ``order``), -1 for none; ``None`` when no rule gave any row its label."""
+    rule_auto: np.ndarray | None = None
+    """Shape ``(n,)``: that rule's decision is ``auto`` (read where ``rule`` is not -1)."""
 
     @property
     def auto(self) -> np.ndarray:
-        """Rows this head may dispatch without a person."""
-        return self.passed & ~self.no_terms
+        """Rows this head may dispatch without a person: as a rule decided, else as the model's
+        probability and the row's words allow."""
+        model = self.passed & ~self.no_terms
+        if self.rule is None or self.rule_auto is None:
+            return model
+        return np.where(self.rule >= 0, self.rule_auto, model)
 
 
 @dataclass
@@ -615,6 +637,8 @@ class Router:
     # Per head, per label: the clauses of the remits it was trained with, as stored text (masked,
     # :func:`training.remits.remit_clauses`), which :attr:`HeadResult.remit` cites.
     remit_clauses: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # The dispatch rules it was trained with (model.rules), in the order they are tried.
+    rules: tuple[DispatchRule, ...] = ()
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -887,12 +911,20 @@ class Router:
         """
         if not tickets:
             return []
-        return self.predict_features(self.transform(tickets), top_k, similar_k, explain)
+        return self.predict_features(
+            self.transform(tickets), top_k, similar_k, explain, self.rule_hits(tickets)
+        )
 
     def predict_features(
-        self, X: sp.csr_matrix, top_k: int = 3, similar_k: int = SIMILAR_K, explain: bool = True
+        self,
+        X: sp.csr_matrix,
+        top_k: int = 3,
+        similar_k: int = SIMILAR_K,
+        explain: bool = True,
+        hits: Mapping[str, np.ndarray] | None = None,
     ) -> list[RouteResult]:
-        """:meth:`predict` of tickets already transformed (:meth:`transform`)."""
+        """:meth:`predict` of tickets already transformed (:meth:`transform`); ``hits``: their
+        :meth:`rule_hits`."""
         empty_rows = self._without_known_terms(X)
         # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
         # of every head and fold and for the evidence.
@@ -900,7 +932,7 @@ class Router:
         gathered = fast.gather(X) if X.shape[0] == 1 and fast.folds else None
         per_head = {
             name: self._head_results(ranking, X, explain, gathered)
-            for name, ranking in self._rankings(X, top_k, empty_rows, gathered).items()
+            for name, ranking in self._rankings(X, top_k, empty_rows, gathered, hits).items()
         }
         # A ticket without a known word matches stored tickets on characters alone (a mask
         # token, a "!"): such neighbours are no precedent, so it is shown none, and no joint
@@ -1085,6 +1117,7 @@ class Router:
         state.setdefault("_names_unique", None)
         state.setdefault("_detached", False)
         state.setdefault("remit_clauses", {})  # models saved before remits were cited
+        state.setdefault("rules", ())  # models saved before dispatch rules
         self.__dict__.update(state)
         if self._weights is not None and self._weight_layout is not None:
             from model.pipeline import attach_weights
@@ -1105,11 +1138,26 @@ class Router:
         """
         if not tickets:
             return {}
-        return self.rank(self.transform(tickets), top_k)
+        return self.rank(self.transform(tickets), top_k, self.rule_hits(tickets))
 
-    def rank(self, X: sp.csr_matrix, top_k: int = 3) -> dict[str, Ranking]:
-        """:meth:`rankings` of tickets already transformed (:meth:`transform`)."""
-        return self._rankings(X, top_k, self._without_known_terms(X))
+    def rank(
+        self, X: sp.csr_matrix, top_k: int = 3, hits: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, Ranking]:
+        """:meth:`rankings` of tickets already transformed (:meth:`transform`); ``hits``: their
+        :meth:`rule_hits`, without which no dispatch rule is applied."""
+        return self._rankings(X, top_k, self._without_known_terms(X), hits=hits)
+
+    def rule_hits(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray] | None:
+        """Per head, the index in :attr:`rules` of the first rule that gives each ticket that head's
+        label, -1 for none; ``None`` for a router without rules (nothing is read then)."""
+        if not self.rules:
+            return None
+        texts = self.compiled()[0].texts(tickets)
+        heads = tuple(h for h in HEADS if h in self.heads)
+        return {
+            h: np.asarray(v, dtype=np.int64)
+            for h, v in first_rules(self.rules, texts, heads).items()
+        }
 
     def explanations(
         self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
@@ -1185,6 +1233,7 @@ class Router:
         top_k: int,
         no_terms: np.ndarray,
         gathered: np.ndarray | None = None,
+        hits: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, Ranking]:
         """The business rules, for all rows and heads at once.
 
@@ -1192,16 +1241,52 @@ class Router:
         which is also what the auto threshold reads (see :meth:`Head.scores`). A head
         dispatches a row automatically when that probability reaches its threshold and the row
         holds at least one known word.
+
+        A dispatch rule that matched a row (``hits``, :meth:`rule_hits`) puts its label first, the
+        others following in the model's order, and decides as the rule says; the probabilities
+        shown are the model's, as it ranked the labels (the suggestion's recalibrated for its own
+        first label, :meth:`Head.scores`).
         """
         out = {}
         for name, raw in self._all_proba(X, gathered).items():
             head = self.heads[name]
             rank = head.shift(raw)
-            order = np.argsort(-rank, axis=1, kind="stable")[:, : max(1, top_k)]
+            order = np.argsort(-rank, axis=1, kind="stable")
             proba, _ = head.scores(raw, rank, order[:, 0])
+            rule, rule_auto = self._ruled(head, order, hits)
+            order = order[:, : max(1, top_k)]
             shown = np.take_along_axis(proba, order, axis=1)
-            out[name] = Ranking(head, order, shown, shown[:, 0] >= head.threshold, no_terms)
+            passed = shown[:, 0] >= head.threshold
+            out[name] = Ranking(head, order, shown, passed, no_terms, rule, rule_auto)
         return out
+
+    def _ruled(
+        self, head: Head, order: np.ndarray, hits: Mapping[str, np.ndarray] | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Put each ruled row's label first in its full ``order`` (in place); return the rule of
+        each row (-1: none) and whether it dispatches without a person, or ``(None, None)``."""
+        rule = hits.get(head.name) if hits else None
+        if rule is None:
+            return None, None
+        column = {label: j for j, label in enumerate(head.labels)}
+        # A rule's label the head does not know (refused when the model was trained) leaves
+        # the row to the model.
+        js = np.asarray(
+            [
+                column.get(self.rules[r].label(head.name), -1) if r >= 0 else -1
+                for r in rule.tolist()
+            ],
+            dtype=np.int64,
+        )
+        rule = np.where(js >= 0, rule, -1)
+        rows = np.flatnonzero(rule >= 0)
+        if not rows.size:
+            return None, None
+        for i in rows.tolist():
+            row = order[i]
+            order[i] = np.concatenate(([js[i]], row[row != js[i]]))
+        auto = np.asarray([r >= 0 and self.rules[r].decision == "auto" for r in rule.tolist()])
+        return rule, auto
 
     def _head_results(
         self,
@@ -1227,7 +1312,16 @@ class Router:
             strict=True,
         ):
             decision: Decision = "auto" if auto else "review"
-            reason = None if auto else REASON_NO_KNOWN_TERMS if empty else REASON_BELOW_THRESHOLD
+            applied = self._applied_rule(ranking, i)
+            reason = (
+                None
+                if auto
+                else REASON_RULE
+                if applied
+                else REASON_NO_KNOWN_TERMS
+                if empty
+                else REASON_BELOW_THRESHOLD
+            )
             evidence = (
                 self._evidence(head, X, i, cand[0], gathered) if explain and not empty else []
             )
@@ -1244,9 +1338,17 @@ class Router:
                     ],
                     evidence=evidence,
                     remit=cited_remit(clauses, labels[cand[0]], evidence),
+                    rule=applied,
                 )
             )
         return out
+
+    def _applied_rule(self, ranking: Ranking, i: int) -> AppliedRule | None:
+        """The rule that gave row ``i`` its label, as an answer shows it, or ``None``."""
+        if ranking.rule is None or ranking.rule[i] < 0:
+            return None
+        rule = self.rules[int(ranking.rule[i])]
+        return AppliedRule(keywords=list(rule.keywords), note=rule.note or None)
 
     def _evidence(
         self,

@@ -344,6 +344,32 @@ def column_map(
     )
 
 
+RULES_HELP = (
+    "Dispatch rules (派单规则) the model applies before its own ranking: a file with the columns "
+    "keywords (all must occur in the ticket) and department or category (or both), and optionally "
+    "exclude (words none of which may occur), decision (auto or review) and note; the first rule "
+    "that matches decides. Repeat it for several files"
+)
+
+
+def rules_line(rules: dict[str, Any]) -> str:
+    """What ``train`` and ``retrain`` say of the dispatch rules a model keeps
+    (``metadata["training_data"]["rules"]``)."""
+    sent = [
+        counted(rules[k], one, many)
+        for k, one, many in (
+            ("departments", "department", "departments"),
+            ("categories", "category", "categories"),
+        )
+        if rules.get(k)
+    ]
+    review = f", {rules['review']} of them for a person to confirm" if rules.get("review") else ""
+    return (
+        f"applies {counted(rules['rows'], 'dispatch rule')} before its own ranking, sending "
+        f"tickets to {' and '.join(sent)}{review}"
+    )
+
+
 VERBOSE_HELP = (
     "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (before or after "
     "the command: paidan -v label … or paidan label … -v)"
@@ -605,6 +631,7 @@ def train(
             help="Weight of each --remits row in its head's training, where a ticket weighs 1",
         ),
     ] = TrainingConfig.remit_weight,
+    rules: Annotated[list[Path] | None, typer.Option(help=RULES_HELP)] = None,
     since: Annotated[
         datetime | None,
         typer.Option(
@@ -712,6 +739,7 @@ def train(
                 window=Window(since, max_rows),
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
+                rules=rules,
             )
     except USER_ERRORS as e:
         raise fail(e) from None
@@ -775,6 +803,8 @@ def train(
             f" (weight {remits_read['weight']:g} each)",
             soft_wrap=True,
         )
+    if rules_read := result.metadata["training_data"].get("rules"):
+        out.print(rules_line(rules_read), soft_wrap=True)
     if result.validation.joint_rows:
         out.print(
             f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
@@ -2084,6 +2114,13 @@ def retrain(
             "(default: the current model's)"
         ),
     ] = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Dispatch rules for the challenger to apply, as for train, repeated for several "
+            "files (default: the current model's)"
+        ),
+    ] = None,
     text_col: TextCol = "text",
     title_col: TitleCol = "title",
     id_col: IdCol = "id",
@@ -2114,6 +2151,7 @@ def retrain(
                     *(unlabelled or []),
                     *([mapping] if mapping else []),
                     *(remits or []),
+                    *(rules or []),
                     *_feedback_file(settings),
                     *_version_dirs(settings.model_root),
                 ],
@@ -2143,6 +2181,7 @@ def retrain(
                 on_window=lambda info: print_during(bar, f"history {describe(info)}"),
                 unlabelled=unlabelled or [],
                 remits=remits,
+                rules=rules,
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
@@ -2181,6 +2220,8 @@ def retrain(
         f"{counted(result.eval_excluded, 'frozen evaluation ticket')} left out",
         soft_wrap=True,
     )
+    if rules_read := result.train.metadata["training_data"].get("rules"):
+        out.print(rules_line(rules_read), soft_wrap=True)
     if result.eval_frozen_now:
         out.print("froze the evaluation set from the history (first retrain)")
     out.print(printable(result.message), soft_wrap=True)

@@ -307,9 +307,10 @@ class Scores:
         for start in range(0, len(tickets), self.batch):
             end = min(start + self.batch, len(tickets))
             X = router.transform(tickets[start:end])  # once, for every use
+            hits = router.rule_hits(tickets[start:end])  # its dispatch rules too
             leads = None
             no_terms = None
-            for name, ranking in router.rank(X, 3).items():  # as the router decides
+            for name, ranking in router.rank(X, 3, hits).items():  # as the router decides
                 self.heads[name].add(given[name][start:end], ranking)
                 if name == "department":
                     leads = self.heads[name].best[-1]  # the label each ticket is suggested

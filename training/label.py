@@ -142,6 +142,7 @@ WRITER_MODULES = (
     "model.config",
     "model.pipeline",
     "model.router",
+    "model.rules",
     "model.text",
     "model.tickets",
     "model.tokenizer",
@@ -316,7 +317,7 @@ def predict_rows(
     # The same ranking and decisions as Router.predict, read straight from its arrays: building
     # a RouteResult per ticket cost a quarter of a batch's time (measured, benchmarks/README.md).
     X = router.transform(list(tickets))
-    ranked = router.rank(X, top_k=3)
+    ranked = router.rank(X, 3, router.rule_hits(tickets))
     if not ranked:
         return []
     n = X.shape[0]

@@ -37,6 +37,7 @@ from sklearn.model_selection import train_test_split
 from model import registry
 from model.artifact import (
     REMITS_FILE,
+    RULES_FILE,
     STOPWORDS_FILE,
     USERDICT_FILE,
     read_metadata,
@@ -77,6 +78,7 @@ from training.compare import (
     Mapping as LabelMapping,
 )
 from training.remits import format_remits, read_remits, remit_paths
+from training.rules import format_rules, read_rules, rule_paths
 from training.train import (
     Progress,
     TrainResult,
@@ -807,6 +809,7 @@ def retrain(
     on_window: Callable[[dict[str, Any]], None] | None = None,
     unlabelled: Sequence[str | Path] = (),
     remits: str | Path | Sequence[str | Path] | None = None,
+    rules: str | Path | Sequence[str | Path] | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -852,6 +855,9 @@ def retrain(
     remits : str or Path, or a sequence of them, optional
         Files of remits (:mod:`training.remits`) to teach the challenger; default: the current
         model's (``remits.csv`` in its directory), renamed by the mapping.
+    rules : str or Path, or a sequence of them, optional
+        Files of dispatch rules (:mod:`training.rules`) for the challenger to apply; default: the
+        current model's (``rules.csv`` in its directory), renamed by the mapping.
 
     Returns
     -------
@@ -1032,6 +1038,15 @@ def retrain(
         remit_rows = read_remits(remits_from)
         apply_mapping(remit_rows, mapping)
         sha.update(format_remits(remit_rows))
+    # Likewise the dispatch rules: a retrain that dropped them would dispatch otherwise unasked.
+    rules_from = rule_paths(rules)
+    if not rules_from and inherit_from and (root / inherit_from / RULES_FILE).is_file():
+        rules_from = [root / inherit_from / RULES_FILE]
+    rule_rows = None
+    if rules_from:
+        rule_rows = read_rules(rules_from)
+        apply_mapping(rule_rows, mapping)
+        sha.update(format_rules(rule_rows))
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1045,6 +1060,7 @@ def retrain(
         options=RETRAIN_OPTIONS,
         data_sha=sha.hexdigest(),
         remits=remit_rows,
+        rules=rule_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         data_files=[
             {"name": display_name(name), "sha256": sha}

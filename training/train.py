@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from model import resources
 from model.artifact import (
     REMITS_FILE,
+    RULES_FILE,
     STOPWORDS_FILE,
     USERDICT_FILE,
     OutputPathError,
@@ -84,6 +85,7 @@ from training.remits import (
     remit_paths,
     usable_remits,
 )
+from training.rules import check_rule_labels, compile_rules, format_rules, read_rules, rule_paths
 from training.validate import (
     CLEAN_TEXT_COL,
     TRAIN_OPTIONS,
@@ -1017,6 +1019,7 @@ def train(
     extra_metadata: dict[str, Any] | None = None,
     on_window: Callable[[dict[str, Any]], None] | None = None,
     remits: str | Path | Sequence[str | Path] | None = None,
+    rules: str | Path | Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -1060,18 +1063,28 @@ def train(
     remits : str or Path, or a sequence of them, optional
         Files of remits, departments' or categories' (:mod:`training.remits`), read before the
         tickets.
+    rules : str or Path, or a sequence of them, optional
+        Files of dispatch rules (:mod:`training.rules`), read before the tickets.
 
     Returns
     -------
     TrainResult
     """
     remit_files = remit_paths(remits)
+    rule_files = rule_paths(rules)
     if out_dir is not None:  # before the reading and training it would waste
-        inputs = [*paths, *unlabelled, *(p for p in (userdict, stopwords) if p), *remit_files]
+        inputs = [
+            *paths,
+            *unlabelled,
+            *(p for p in (userdict, stopwords) if p),
+            *remit_files,
+            *rule_files,
+        ]
         check_train_out(out_dir, inputs, model_root)
         check_out_dir(out_dir, force)
     require_tokenizer(config)
     remit_rows = read_remits(remit_files) if remit_files else None
+    rule_rows = read_rules(rule_files) if rule_files else None
     named = named_paths(paths)
     files = [p for p, _ in named]
     headers: dict[str, list[str]] = {}
@@ -1129,6 +1142,7 @@ def train(
         n_jobs=n_jobs,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         remits=remit_rows,
+        rules=rule_rows,
     )
     result.validation.absent_columns = absent
     return result
@@ -1182,6 +1196,7 @@ def train_frame(
     options: Options = TRAIN_OPTIONS,
     repeated_header_rows: int | None = None,
     remits: pd.DataFrame | None = None,
+    rules: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -1209,6 +1224,10 @@ def train_frame(
         Remits (:func:`training.remits.read_remits`); those of labels the validated rows have
         join the training of their head, are kept in the model directory
         (:data:`~training.remits.REMITS_FILE`) and counted in ``metadata["training_data"]["remits"]``.
+    rules : DataFrame, optional
+        Dispatch rules (:func:`training.rules.read_rules`), refused when one names a label its
+        head does not learn; the router applies them, the model directory keeps them
+        (:data:`~model.artifact.RULES_FILE`) and ``metadata["training_data"]["rules"]`` counts them.
 
     Returns
     -------
@@ -1223,6 +1242,10 @@ def train_frame(
     df, report = validate(raw, config.min_examples, strict, options)
     report.repeated_header_rows = repeated_header_rows
     df = drop_single_label_heads(df, report)
+    if rules is not None:  # before the fit: a rule that could never apply is a typo to fix first
+        check_rule_labels(
+            rules, {head: sorted(set(df[head]) - {""}) for head in HEADS if head in df}
+        )
     if progress:
         progress("validating", 1, 1)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
@@ -1266,6 +1289,16 @@ def train_frame(
     router, cv = fit_router(
         df, config, userdict_path, stopwords_path, extra, progress, n_jobs, remits=remits
     )
+    rules_info: dict[str, Any] = {}
+    if rules is not None and len(rules):
+        router.rules = compile_rules(rules, config.script)
+        resource_files[RULES_FILE] = format_rules(rules)
+        rules_info = {
+            "rows": len(rules),
+            "departments": int(rules.loc[rules["department"] != "", "department"].nunique()),
+            "categories": int(rules.loc[rules["category"] != "", "category"].nunique()),
+            "review": int((rules["decision"] == "review").sum()),
+        }
     data_sha = data_sha or frame_fingerprint(raw)
     if out_dir is None and model_root is not None:
         router.version = free_version(Path(model_root), data_sha, config)
@@ -1294,6 +1327,7 @@ def train_frame(
             "unlabelled_rows": len(extra),
             "validation": report.to_dict(),
             **({"remits": remits_info} if remits_info else {}),
+            **({"rules": rules_info} if rules_info else {}),
             **(extra_metadata or {}),
         },
         "config": config.to_dict(),

@@ -32,6 +32,7 @@ HEAD_KEYS = {
     "candidates",
     "evidence",
     "remit",
+    "rule",
 }
 
 

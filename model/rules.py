@@ -1,0 +1,93 @@
+"""Dispatch rules (派单规则): a centre's own "a ticket that says these words goes to that department".
+
+A hotline centre keeps rules the model must not overrule: 燃气泄漏 to the gas utility's emergency
+line whatever else the ticket says, a matter moved from one department to another by a 机构改革
+before the history shows it, a category that a 分类目录 fixes by its keywords. A rule names one or
+more keywords, all of which must occur in the ticket (title or text), optionally words none of which
+may occur, and the department or the category (or both) it sends the ticket to, with the decision
+(``auto``, the default, or ``review`` for a suggestion a person confirms).
+
+Rules are part of the model (``paidan train --rules``): the router applies them wherever it
+decides, so the HTTP API, the dispatcher's page, ``paidan predict``, batch labelling and evaluation
+all decide alike, and the model version an answer names says which rules decided it. The first
+rule that matches a ticket decides its head; the model still scores every label, so the answer shows
+how likely the model finds the rule's label, the other candidates and the words behind them.
+Keywords are matched as the model reads a text: normalised (full-width to half-width, lower case),
+in the script the model reads, with personal numbers masked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from model.text import Script, clean
+
+RuleDecision = Literal["auto", "review"]
+RULE_DECISIONS: tuple[RuleDecision, ...] = ("auto", "review")
+# What separates the keywords of one cell: whitespace, or the commas and 、 a list is written with.
+_SEPARATORS = re.compile(r"[\s,，、;；]+")
+
+
+def rule_terms(cell: str, script: Script = "as_written") -> tuple[str, ...]:
+    """The keywords of a rule's cell as the model reads them (:func:`model.text.clean`), in order,
+    each once: ``"燃气 泄漏、ＬＰＧ"`` gives ``("燃气", "泄漏", "lpg")``."""
+    terms = (clean(part, script) for part in _SEPARATORS.split(cell))
+    return tuple(dict.fromkeys(t for t in terms if t))
+
+
+@dataclass(frozen=True)
+class DispatchRule:
+    """One rule: where a ticket holding all of ``keywords`` and none of ``exclude`` goes.
+
+    Parameters
+    ----------
+    keywords : tuple of str
+        Words that must all occur, as :func:`rule_terms` reads them.
+    department, category : str
+        The labels it sends the ticket to ("" for a head it leaves to the model); one at least.
+    exclude : tuple of str, default ()
+        Words none of which may occur.
+    decision : {"auto", "review"}, default "auto"
+        Dispatch without a person, or suggest the label for a person to confirm.
+    note : str, default ""
+        Why the rule exists (its notice, its 文件号), shown with each answer it decides.
+    source : str, default ""
+        Where it was read (``rules.csv row 3``), for messages.
+    """
+
+    keywords: tuple[str, ...]
+    department: str = ""
+    category: str = ""
+    exclude: tuple[str, ...] = ()
+    decision: RuleDecision = "auto"
+    note: str = ""
+    source: str = ""
+
+    def label(self, head: str) -> str:
+        """The label it gives head ``head`` ("" when it leaves that head to the model)."""
+        return self.department if head == "department" else self.category
+
+    def matches(self, text: str) -> bool:
+        """Whether a prepared ticket text (:meth:`model.compiled.CompiledFeatures.texts`) holds all
+        the keywords and none of the excluded words."""
+        return all(k in text for k in self.keywords) and not any(k in text for k in self.exclude)
+
+
+def first_rules(
+    rules: tuple[DispatchRule, ...], texts: list[str], heads: tuple[str, ...]
+) -> dict[str, list[int]]:
+    """Per head, for each text, the index in ``rules`` of the first rule that matches it and gives
+    that head a label, or -1. Heads no rule names are left out."""
+    named = [h for h in heads if any(r.label(h) for r in rules)]
+    out: dict[str, list[int]] = {h: [-1] * len(texts) for h in named}
+    for i, text in enumerate(texts):
+        for j, rule in enumerate(rules):
+            if rule.matches(text):
+                for head in named:
+                    if out[head][i] < 0 and rule.label(head):
+                        out[head][i] = j
+            if all(out[h][i] >= 0 for h in named):
+                break
+    return out

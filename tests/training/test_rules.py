@@ -1,0 +1,261 @@
+"""Dispatch rules (``paidan train --rules``): a centre's "tickets that say X go to Y", applied by the
+router wherever it decides, kept with the model and inherited by retrain."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from model.artifact import RULES_FILE, load_router
+from model.rules import DispatchRule, first_rules, rule_terms
+from model.tickets import TicketFileError
+from paidan.cli import app
+from tests.conftest import write_tiny_csv
+from training.rules import read_rules
+from training.train import train
+
+# 电梯 tickets go to 住建 by the model; the rule sends those about a 加装 to 执法 (a reform moved
+# them), and asks a person to confirm those about a 燃气 smell under 环境.
+RULES = [
+    ("keywords", "exclude", "department", "category", "decision", "note"),
+    ("电梯 加装", "", "执法", "", "auto", "2026年第3号通知：加装电梯改由执法局受理"),
+    ("燃气", "演练", "", "环境", "review", ""),
+    ("电梯", "", "人社", "", "auto", "never reached for 加装: the first rule that matches decides"),
+]
+ELEVATOR_ADDED = "老旧小区加装电梯，物业推诿，电梯经常故障"
+GAS = "楼道里有燃气味道，物业不管"
+PLAIN = "老板拖欠工资三个月不发"
+
+
+def write_rows(path: Path, rows: list[tuple[str, ...]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ruled(tmp_path_factory, tiny_config):
+    root = tmp_path_factory.mktemp("rules")
+    data = write_tiny_csv(root / "tiny.csv")
+    rules = write_rows(root / "rules.csv", RULES)
+    return train([data], root / "model", config=tiny_config, rules=rules)
+
+
+def test_a_matching_rule_decides_and_says_so_and_the_model_still_scores(ruled):
+    router = ruled.router
+    added, gas, plain = router.predict([ELEVATOR_ADDED, GAS, PLAIN])
+    unruled = dataclasses.replace(router, rules=())  # the same model, no rule
+    before_added, before_gas, before_plain = unruled.predict([ELEVATOR_ADDED, GAS, PLAIN])
+
+    assert before_added.department.label == "住建"  # the model's own choice ...
+    assert added.department.label == "执法"  # ... overruled by the first matching rule
+    assert added.department.decision == "auto" and added.department.reason is None
+    assert added.department.rule is not None
+    assert added.department.rule.keywords == ["电梯", "加装"]
+    assert added.department.rule.note == "2026年第3号通知：加装电梯改由执法局受理"
+    # The score is the model's probability of the rule's label; the rest follow in its order.
+    model_scores = {c.label: c.score for c in before_added.department.candidates}
+    assert added.department.score == model_scores["执法"]
+    assert [c.label for c in added.department.candidates] == ["执法"] + [
+        c.label for c in before_added.department.candidates if c.label != "执法"
+    ]
+    assert added.category == before_added.category  # no rule gives it a category
+
+    assert gas.category.label == "环境" and gas.category.rule is not None
+    assert gas.category.decision == "review" and gas.category.reason == "rule"
+    assert gas.decision == "review"
+    assert gas.department == before_gas.department  # the rule names no department
+
+    assert plain == before_plain  # no rule matched: the model's answer, untouched
+
+
+def test_excluded_words_and_the_order_of_rules_decide_which_rule_applies():
+    rules = (
+        DispatchRule(
+            keywords=rule_terms("燃气"), category="环境", exclude=rule_terms("演练、测试")
+        ),
+        DispatchRule(keywords=rule_terms("燃气"), category="城建"),
+        DispatchRule(keywords=rule_terms("ＬＰＧ"), department="执法"),
+    )
+    texts = ["燃气泄漏", "燃气演练噪音", "lpg钢瓶", "无关"]
+    assert first_rules(rules, texts, ("department", "category")) == {
+        "department": [-1, -1, 2, -1],  # full-width ＬＰＧ read as the model reads text
+        "category": [0, 1, -1, -1],
+    }
+
+
+def test_a_rule_in_traditional_characters_matches_a_simplified_ticket_and_back():
+    from model.text import clean
+
+    rule = DispatchRule(keywords=rule_terms("燃氣 洩漏", "simplified"), department="执法")
+    assert rule.keywords == ("燃气", "泄漏")
+    for ticket in ("家里燃气泄漏了", "家裡燃氣洩漏了"):
+        assert first_rules((rule,), [clean(ticket, "simplified")], ("department",)) == {
+            "department": [0]
+        }
+
+
+def test_labelling_and_evaluation_decide_as_the_api_does(ruled, tmp_path):
+    from training.evaluate import evaluate
+    from training.label import label
+
+    texts = [ELEVATOR_ADDED, GAS, PLAIN]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": range(3), "text": texts}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    label([src], ruled.model_dir, out, jobs=1)
+    got = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    answers = ruled.router.predict(texts)
+    assert got["pred_department"].tolist() == [a.department.label for a in answers]
+    assert got["pred_category"].tolist() == [a.category.label for a in answers]
+    assert got["decision"].tolist() == [a.decision for a in answers]
+    assert got["pred_department"][0] == "执法"
+    top3 = json.loads(got["top3_departments"][0])
+    assert [c["label"] for c in top3] == [c.label for c in answers[0].department.candidates]
+
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(
+        {"id": [1], "text": [ELEVATOR_ADDED], "department": ["执法"], "category": ["城建"]}
+    ).to_csv(truth, index=False)
+    report = evaluate(ruled.model_dir, [truth])
+    assert report["department"]["accuracy"] == 1.0  # the rule's label is what was dispatched
+
+
+def test_the_model_directory_keeps_the_rules_and_a_loaded_model_applies_them(ruled):
+    kept = read_rules(ruled.model_dir / RULES_FILE)
+    assert kept["keywords"].tolist() == ["电梯 加装", "燃气", "电梯"]
+    assert kept["decision"].tolist() == ["auto", "review", "auto"]
+    assert ruled.metadata["training_data"]["rules"] == {
+        "rows": 3,
+        "departments": 2,
+        "categories": 1,
+        "review": 1,
+    }
+    for serving in (False, True):
+        router, _ = load_router(ruled.model_dir, serving=serving)
+        assert router.predict([ELEVATOR_ADDED])[0].department.label == "执法"
+
+
+def test_the_api_answers_with_the_rule(ruled, monkeypatch):
+    from serve.app import create_app
+
+    monkeypatch.setenv("PAIDAN_MODEL_DIR", str(ruled.model_dir))
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(ruled.model_dir.parent))
+    with TestClient(create_app()) as client:
+        r = client.post("/v1/route", json={"text": ELEVATOR_ADDED})
+    assert r.status_code == 200, r.text
+    department = r.json()["department"]
+    assert department["label"] == "执法" and department["decision"] == "auto"
+    assert department["rule"] == {
+        "keywords": ["电梯", "加装"],
+        "note": "2026年第3号通知：加装电梯改由执法局受理",
+    }
+    assert r.json()["category"]["rule"] is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [("words", "department"), ("电梯", "住建")],
+            "rules file bad.csv: no column keywords; the file has columns 'words', 'department'",
+        ),
+        (
+            [("keywords", "note"), ("电梯", "x")],
+            "rules file bad.csv: no column department or category",
+        ),
+        (
+            [
+                ("keywords", "department", "category", "decision"),
+                ("电梯", "住建", "", "auto"),
+                (" 、 ", "住建", "", ""),
+                ("燃气", "", "", "auto"),
+                ("油烟", "执法", "", "马上"),
+            ],
+            "rules file bad.csv: 3 rows cannot be used: row 2: keywords: is empty; row 3: "
+            "department or category: is empty; row 4: decision: '马上' is not auto or review",
+        ),
+        ([("keywords", "department")], "rules file bad.csv holds no rule (no data row)"),
+    ],
+)
+def test_a_bad_rules_file_is_refused_saying_where(tmp_path, rows, message):
+    with pytest.raises(TicketFileError) as e:
+        read_rules(write_rows(tmp_path / "bad.csv", rows))
+    assert message in str(e.value)
+
+
+def test_a_rule_for_a_label_the_model_does_not_learn_is_refused_before_training(
+    tmp_path, tiny_config, monkeypatch
+):
+    import training.train as training_train
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the model was fitted before the rules were checked")
+
+    monkeypatch.setattr(training_train, "fit_router", no_fit)
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    rules = write_rows(
+        tmp_path / "rules.csv", [("keywords", "department"), ("电梯", "住建"), ("燃气", "燃气公司")]
+    )
+    with pytest.raises(TicketFileError) as e:
+        train([data], tmp_path / "model", config=tiny_config, rules=rules)
+    said = str(e.value)
+    assert said.startswith("1 dispatch rule names a label the model does not learn")
+    assert "rules.csv row 2: department '燃气公司'" in said
+    assert "the department head learns 人社, 住建, 执法" in said
+    assert not (tmp_path / "model").exists()
+
+
+def test_paidan_train_rules_says_what_it_applies(tmp_path, tiny_config):
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    rules = write_rows(tmp_path / "rules.csv", RULES)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--min-examples",
+            "3",
+            "--rules",
+            str(rules),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        "applies 3 dispatch rules before its own ranking, sending tickets to 2 departments and "
+        "1 category, 1 of them for a person to confirm" in said
+    )
+
+
+def test_retrain_keeps_the_champions_rules_renamed_as_its_labels(tmp_path, tiny_config):
+    from model.registry import set_current
+    from training.retrain import retrain
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    rules = write_rows(tmp_path / "rules.csv", RULES[:3])
+    champion = train([data], None, config=tiny_config, model_root=root, rules=rules)
+    set_current(root, champion.router.version)
+    result = retrain(
+        [data], [], root, config=tiny_config, mapping={"department": {"执法": "城管执法"}}
+    )
+    assert result.train is not None and result.train.model_dir is not None
+    kept = read_rules(result.train.model_dir / RULES_FILE)
+    assert kept["department"].tolist() == ["城管执法", ""]
+    assert result.train.router.predict([ELEVATOR_ADDED])[0].department.label == "城管执法"
+    # A rules file given to retrain replaces the champion's.
+    moved = write_rows(tmp_path / "moved.csv", [("keywords", "department"), ("加装", "人社")])
+    result = retrain([data], [], root, config=tiny_config, rules=moved)
+    assert result.train is not None and result.train.model_dir is not None
+    assert read_rules(result.train.model_dir / RULES_FILE)["department"].tolist() == ["人社"]
+    assert result.train.router.predict([ELEVATOR_ADDED])[0].department.label == "人社"

@@ -1,0 +1,180 @@
+"""Dispatch rules files (``paidan train --rules``): read, checked, kept with the model.
+
+A rules file is a table (CSV, XLSX, JSON Lines, Parquet) with one rule a row, tried in the file's
+order (several files: one after the other):
+
+- ``keywords``: the words a ticket must all hold, separated by spaces, commas or 、;
+- ``department`` and/or ``category``: where the rule sends the ticket (a column may be absent; a
+  row names at least one);
+- ``exclude`` (optional): words none of which the ticket may hold;
+- ``decision`` (optional): ``auto`` (the default) or ``review``;
+- ``note`` (optional): why the rule exists, shown with each answer it decides.
+
+What a rule does is :mod:`model.rules`'. The model directory keeps the rules it was trained with
+(:data:`model.artifact.RULES_FILE`), so that ``paidan retrain`` trains the challenger with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from model.rules import RULE_DECISIONS, DispatchRule, rule_terms
+from model.text import Script, counted, mask_label, normalize_label, quoted
+from model.tickets import TicketFileError, read_table
+
+RULE_COLUMNS = ("keywords", "exclude", "department", "category", "decision", "note")
+RULE_LABELS = ("department", "category")
+# Problems listed in one error before "… and N more".
+MAX_LISTED = 10
+HINT = (
+    "a rules file has the columns keywords and department or category (or both), and optionally "
+    "exclude, decision (auto or review) and note"
+)
+
+
+def rule_paths(rules: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The rules files given: one, several or none."""
+    if rules is None:
+        return []
+    if isinstance(rules, str | Path):
+        return [Path(rules)]
+    return [Path(p) for p in rules]
+
+
+def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """The rules of one file or several, in order: the columns :data:`RULE_COLUMNS` (an optional
+    column a file lacks is empty; ``decision`` defaults to ``auto``) and ``source`` (``rules.csv
+    row 3``, a data row counted from 1).
+
+    Raises
+    ------
+    TicketFileError
+        If a file cannot be read, lacks ``keywords`` or both label columns, holds no rule, or a
+        row has no keyword, no label or another decision than ``auto`` or ``review`` (each such
+        row named by its number).
+    """
+    files = rule_paths(paths)
+    if len(files) != 1:
+        return pd.concat([read_rules(p) for p in files], ignore_index=True)
+    [path] = files
+    name = path.name
+    df = read_table(path)
+    df.columns = [str(c).strip() for c in df.columns]
+    have = list(df.columns)
+    if "keywords" not in have or not any(c in have for c in RULE_LABELS):
+        shown = ", ".join(quoted(c) for c in have)
+        lacking = "keywords" if "keywords" not in have else "department or category"
+        raise TicketFileError(
+            f"rules file {name}: no column {lacking}; the file has columns {shown} ({HINT})"
+        )
+    for column in RULE_COLUMNS:
+        if column not in df:
+            df[column] = ""
+    df = df[list(RULE_COLUMNS)].astype(str)
+    for column in RULE_LABELS:
+        df[column] = df[column].map(normalize_label)
+    df["decision"] = df["decision"].str.strip().str.lower().replace("", "auto")
+    df["note"] = df["note"].map(lambda s: " ".join(s.split()))
+    df["source"] = [f"{name} row {i + 1}" for i in range(len(df))]
+    problems = []
+    for row in df.itertuples(index=False):
+        where = row.source.removeprefix(f"{name} ")
+        if not rule_terms(row.keywords):
+            problems.append(f"{where}: keywords: is empty")
+        if not row.department and not row.category:
+            problems.append(f"{where}: department or category: is empty")
+        if row.decision not in RULE_DECISIONS:
+            problems.append(
+                f"{where}: decision: {quoted(row.decision, cell=True)} is not auto or review"
+            )
+    if problems:
+        more = len(problems) - MAX_LISTED
+        listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+        raise TicketFileError(
+            f"rules file {name}: {counted(len(problems), 'row')} cannot be used: {listed} ({HINT})"
+        )
+    if df.empty:
+        raise TicketFileError(f"rules file {name} holds no rule (no data row)")
+    return df.reset_index(drop=True)
+
+
+def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a rule whose label its head does not learn (``labels``: each head's labels as
+    trained; a head absent from it is not trained): such a rule could never send a ticket there.
+
+    Raises
+    ------
+    TicketFileError
+        Naming each such rule's row and label, and the head's labels.
+    """
+    problems = []
+    for head in RULE_LABELS:
+        known = set(labels.get(head, ()))
+        for source, label in zip(rules["source"], rules[head], strict=True):
+            if label and label not in known:
+                problems.append((head, f"{source}: {head} {quoted(label)}"))
+    if not problems:
+        return
+    heads = sorted({head for head, _ in problems})
+    learnt = "; ".join(
+        f"the {head} head learns "
+        + (
+            ", ".join(mask_label(x) for x in sorted(labels[head]))
+            if labels.get(head)
+            else "nothing (no training ticket has two of its labels)"
+        )
+        for head in heads
+    )
+    listed = "; ".join(p for _, p in problems[:MAX_LISTED])
+    more = len(problems) - MAX_LISTED
+    raise TicketFileError(
+        f"{counted(len(problems), 'dispatch rule names', 'dispatch rules name')} a label the "
+        "model does not learn, so "
+        f"they could send no ticket there: {listed}{f'; and {more} more' if more > 0 else ''} "
+        f"({learnt}; a label merged into 其他 as too rare is not learnt either: check the "
+        "spelling against the data's labels)"
+    )
+
+
+def compile_rules(rules: pd.DataFrame, script: Script = "as_written") -> tuple[DispatchRule, ...]:
+    """The rules as the router applies them (:class:`model.rules.DispatchRule`), their words read
+    in the model's ``script``."""
+    return tuple(
+        DispatchRule(
+            keywords=rule_terms(row.keywords, script),
+            department=row.department,
+            category=row.category,
+            exclude=rule_terms(row.exclude, script),
+            decision=row.decision,
+            note=mask_label(row.note),
+            source=row.source,
+        )
+        for row in rules.itertuples(index=False)
+    )
+
+
+def format_rules(rules: pd.DataFrame) -> bytes:
+    """The rules as the model directory keeps them: UTF-8 CSV of :data:`RULE_COLUMNS`, the words
+    as the model reads them (:func:`model.text.clean`, so that a number in a rule is masked as any
+    stored text is), one space between two, and the note as written unless it holds a number to
+    mask (:func:`model.text.mask_label`), as answers show it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RULE_COLUMNS)
+    for row in rules.itertuples(index=False):
+        writer.writerow(
+            [
+                " ".join(rule_terms(row.keywords)),
+                " ".join(rule_terms(row.exclude)),
+                row.department,
+                row.category,
+                row.decision,
+                mask_label(row.note),
+            ]
+        )
+    return out.getvalue().encode("utf-8")
