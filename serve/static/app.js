@@ -8,6 +8,7 @@ const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
 const REASON_TEXT = {
   below_threshold: (h) => `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
   no_known_terms: () => "未识别到模型认识的词语，请人工判断",
+  rule: () => "派单规则要求人工确认",
 };
 const PICKER_LIMIT = 50; // options shown at once; typing narrows the list
 const DISPATCHER_KEY = "paidan.dispatcher_id";
@@ -544,7 +545,13 @@ function renderHead(head, r) {
     mark.title = `自动派单阈值 ${shown.threshold}`;
   }
   const reason = REASON_TEXT[r.reason];
-  card.querySelector(".reason").textContent = reason ? reason(r) : "";
+  // A dispatch rule gave the label: say which, as the reason the suggestion is what it is.
+  const rule = r.rule
+    ? `按派单规则派出（关键词：${r.rule.keywords.join("、")}${r.rule.note ? `；${r.rule.note}` : ""}）`
+    : "";
+  card.querySelector(".reason").textContent = [rule, reason ? reason(r) : ""]
+    .filter(Boolean)
+    .join("，");
 
   const list = card.querySelector(".candidates");
   setChildren(list,

@@ -668,6 +668,39 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A dispatcher seeing an unlikely department marked 自动派单 must see that a rule sent it.
+    from playwright.sync_api import Route, expect
+
+    def ruled(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"].update(
+            decision="auto", reason=None, rule={"keywords": ["燃气", "泄漏"], "note": "先派抢修"}
+        )
+        body["category"].update(
+            decision="review", reason="rule", rule={"keywords": ["油烟"], "note": None}
+        )
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", ruled)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，燃气好像也有泄漏", "WEB-R1")
+    department, category = pg.locator("#head-department"), pg.locator("#head-category")
+    expect(department.locator(".reason")).to_have_text(
+        "按派单规则派出（关键词：燃气、泄漏；先派抢修）"
+    )
+    expect(category.locator(".reason")).to_have_text(
+        "按派单规则派出（关键词：油烟），派单规则要求人工确认"
+    )
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_confidence_just_below_its_threshold_never_reads_as_reaching_it(
     page: PageRun, live_server: LiveServer
 ) -> None:
