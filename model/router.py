@@ -1161,10 +1161,11 @@ class Router:
 
     def explanations(
         self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
-    ) -> dict[str, list[tuple[list[Evidence], str | None]]]:
+    ) -> dict[str, list[tuple[list[Evidence], str | None, AppliedRule | None]]]:
         """Per head of ``ranked`` (:meth:`rank` of ``X``), each row's evidence for its suggested
-        label and the remit clause citing it, as :meth:`predict` explains them, without ranking
-        the rows again or building a :class:`RouteResult` for each (``paidan label --evidence``)."""
+        label, the remit clause citing it and the dispatch rule that gave the label, as
+        :meth:`predict` explains them, without ranking the rows again or building a
+        :class:`RouteResult` for each (``paidan label --evidence``)."""
         out = {}
         for name, ranking in ranked.items():
             head = ranking.head
@@ -1174,7 +1175,13 @@ class Router:
                 zip(ranking.order[:, 0].tolist(), ranking.no_terms.tolist(), strict=True)
             ):
                 evidence = [] if empty else self._evidence(head, X, i, top)
-                rows.append((evidence, cited_remit(clauses, head.labels[top], evidence)))
+                rows.append(
+                    (
+                        evidence,
+                        cited_remit(clauses, head.labels[top], evidence),
+                        self._applied_rule(ranking, i),
+                    )
+                )
             out[name] = rows
         return out
 

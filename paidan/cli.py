@@ -1127,8 +1127,10 @@ def label(
         typer.Option(
             help="Add why each department and category was suggested, as the API explains it: "
             "the words that drove it with their weights (department_evidence, "
-            "category_evidence: JSON) and the clause of its remit that names them "
-            "(department_remit, category_remit, with a model trained with --remits); slower"
+            "category_evidence: JSON), the clause of its remit that names them "
+            "(department_remit, category_remit, with a model trained with --remits) and the "
+            "dispatch rule that gave it (department_rule, category_rule: JSON, with a model "
+            "trained with --rules); slower"
         ),
     ] = False,
     escape_formulas: Annotated[

@@ -94,12 +94,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 2_000
 PRED_COLUMNS = LABEL_OUTPUT_COLUMNS
 # With --evidence, before the error: for each head, the words that drove its suggestion, with
-# their weights (JSON, as the API's evidence), and the clause of its remit that names them.
+# their weights (JSON, as the API's evidence), the clause of its remit that names them, and the
+# dispatch rule that gave the label (JSON, as the API's rule).
 EVIDENCE_COLUMNS = (
     "department_evidence",
     "department_remit",
+    "department_rule",
     "category_evidence",
     "category_remit",
+    "category_rule",
 )
 
 
@@ -358,7 +361,7 @@ def predict_rows(
     if not evidence:
         return list(zip(*columns, decisions, top3, co, strict=True))
     # The API's explanation of the suggestions above (the same rankings, so the words explain
-    # the suggestions written). Per head, its evidence JSON and its remit clause.
+    # the suggestions written). Per head, its evidence JSON, its remit clause and its rule JSON.
     explained = router.explanations(X, ranked)
     why: list[list[str | None]] = []
     for name in ("department", "category"):
@@ -366,12 +369,18 @@ def predict_rows(
             why.append(
                 [
                     json.dumps([e.model_dump() for e in evidence], ensure_ascii=False)
-                    for evidence, _ in explained[name]
+                    for evidence, _, _ in explained[name]
                 ]
             )
-            why.append([remit for _, remit in explained[name]])
+            why.append([remit for _, remit, _ in explained[name]])
+            why.append(
+                [
+                    None if rule is None else json.dumps(rule.model_dump(), ensure_ascii=False)
+                    for _, _, rule in explained[name]
+                ]
+            )
         else:
-            why += [[None] * n, [None] * n]
+            why += [[None] * n, [None] * n, [None] * n]
     return list(zip(*columns, decisions, top3, co, *why, strict=True))
 
 

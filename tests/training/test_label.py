@@ -1638,12 +1638,20 @@ def test_evidence_columns_are_null_on_error_rows_and_an_input_holding_them_is_re
     out = tmp_path / "out.parquet"
     label([src], tiny_model_dir, out, jobs=2, evidence=True)
     df = pd.read_parquet(out)
-    why = ["department_evidence", "department_remit", "category_evidence", "category_remit"]
+    why = [
+        "department_evidence",
+        "department_remit",
+        "department_rule",
+        "category_evidence",
+        "category_remit",
+        "category_rule",
+    ]
     assert list(df.columns[3:]) == [*PRED_COLUMNS[:-1], *why, "error"]
     for head in ("department", "category"):
         evidence = df[f"{head}_evidence"].tolist()
         assert json.loads(evidence[0]) and pd.isna(evidence[1]) and json.loads(evidence[2])
         assert df[f"{head}_remit"].isna().all()  # the tiny model has no remits
+        assert df[f"{head}_rule"].isna().all()  # nor rules
     assert df["error"].notna().tolist() == [False, True, False]
     # A column of that name in the input would be overwritten: refused with --evidence only.
     clashing = pd.read_csv(src, dtype=str).assign(department_remit="x")

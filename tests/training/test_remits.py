@@ -508,8 +508,16 @@ def test_label_with_evidence_writes_the_words_and_the_clause_the_api_gives(
     out = tmp_path / "out.csv"
     label([src], with_remits.model_dir, out, jobs=1, evidence=True)
     got = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    why = ["department_evidence", "department_remit", "category_evidence", "category_remit"]
-    assert list(got.columns[-5:]) == [*why, "error"]
+    why = [
+        "department_evidence",
+        "department_remit",
+        "department_rule",
+        "category_evidence",
+        "category_remit",
+        "category_rule",
+    ]
+    assert list(got.columns[-7:]) == [*why, "error"]
+    assert (got["department_rule"] == "").all() and (got["category_rule"] == "").all()  # no rules
     for row, result in zip(got.itertuples(), with_remits.router.predict(tickets), strict=True):
         for head, (suggested, evidence, remit) in {
             "department": (row.pred_department, row.department_evidence, row.department_remit),

@@ -119,6 +119,16 @@ def test_labelling_and_evaluation_decide_as_the_api_does(ruled, tmp_path):
     assert got["pred_department"][0] == "执法"
     top3 = json.loads(got["top3_departments"][0])
     assert [c["label"] for c in top3] == [c.label for c in answers[0].department.candidates]
+    # With --evidence, the rule that gave each label, as the API names it.
+    label([src], ruled.model_dir, tmp_path / "why.csv", jobs=1, evidence=True)
+    why = pd.read_csv(tmp_path / "why.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    for head in ("department", "category"):
+        assert [json.loads(r) if r else None for r in why[f"{head}_rule"]] == [
+            None if getattr(a, head).rule is None else getattr(a, head).rule.model_dump()
+            for a in answers
+        ]
+    assert json.loads(why["department_rule"][0])["keywords"] == ["电梯", "加装"]
+    assert json.loads(why["category_rule"][1])["keywords"] == ["燃气"]
 
     truth = tmp_path / "truth.csv"
     pd.DataFrame(
