@@ -352,21 +352,26 @@ RULES_HELP = (
 )
 
 
-def rules_line(rules: dict[str, Any]) -> str:
-    """What ``train`` and ``retrain`` say of the dispatch rules a model keeps
-    (``metadata["training_data"]["rules"]``)."""
-    sent = [
-        counted(rules[k], one, many)
+def labels_named(info: dict[str, Any]) -> str:
+    """The departments and categories a model's remits or rules name, as counted in its metadata
+    (``departments``, ``categories``): "2 departments and 1 category"."""
+    return " and ".join(
+        counted(info[k], one, many)
         for k, one, many in (
             ("departments", "department", "departments"),
             ("categories", "category", "categories"),
         )
-        if rules.get(k)
-    ]
+        if info.get(k)
+    )
+
+
+def rules_line(rules: dict[str, Any]) -> str:
+    """What ``train`` and ``retrain`` say of the dispatch rules a model keeps
+    (``metadata["training_data"]["rules"]``)."""
     review = f", {rules['review']} of them for a person to confirm" if rules.get("review") else ""
     return (
         f"applies {counted(rules['rows'], 'dispatch rule')} before its own ranking, sending "
-        f"tickets to {' and '.join(sent)}{review}"
+        f"tickets to {labels_named(rules)}{review}"
     )
 
 
@@ -790,17 +795,9 @@ def train(
             )
     remits_read = result.metadata["training_data"].get("remits")
     if remits_read:
-        taught = [
-            counted(remits_read[k], one, many)
-            for k, one, many in (
-                ("departments", "department", "departments"),
-                ("categories", "category", "categories"),
-            )
-            if remits_read.get(k)
-        ]
         out.print(
-            f"learnt {counted(remits_read['rows'], 'remit')} of {' and '.join(taught) or 'no label'}"
-            f" (weight {remits_read['weight']:g} each)",
+            f"learnt {counted(remits_read['rows'], 'remit')} of "
+            f"{labels_named(remits_read) or 'no label'} (weight {remits_read['weight']:g} each)",
             soft_wrap=True,
         )
     if rules_read := result.metadata["training_data"].get("rules"):

@@ -426,6 +426,26 @@ def unmatched_renames(
     return out
 
 
+def _given_or_inherited(
+    given: list[Path],
+    inherited: Path | None,
+    read: Callable[[list[Path]], pd.DataFrame],
+    mapping: LabelMapping,
+    hashed: Callable[[bytes], object],
+    fmt: Callable[[pd.DataFrame], bytes],
+) -> pd.DataFrame | None:
+    """The rows of the files ``given`` or, without any, of the champion's file ``inherited`` (if
+    it has one), renamed by ``mapping`` and fed to the data hash (``hashed``: its ``update``) as
+    ``fmt`` writes them; ``None`` when there is neither."""
+    paths = given or ([inherited] if inherited is not None and inherited.is_file() else [])
+    if not paths:
+        return None
+    rows = read(paths)
+    apply_mapping(rows, mapping)
+    hashed(fmt(rows))
+    return rows
+
+
 def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str, int]]:
     """Rename labels in place; returns, per head, how many rows each old label had.
 
@@ -1029,24 +1049,22 @@ def retrain(
         for name in resources:
             if (root / inherit_from / name).is_file():
                 resources[name] = root / inherit_from / name  # type: ignore[assignment]
-    # The remits given, or the champion's, which teach the challenger too, renamed as its labels are.
-    remits_from = remit_paths(remits)
-    if not remits_from and inherit_from and (root / inherit_from / REMITS_FILE).is_file():
-        remits_from = [root / inherit_from / REMITS_FILE]
-    remit_rows = None
-    if remits_from:
-        remit_rows = read_remits(remits_from)
-        apply_mapping(remit_rows, mapping)
-        sha.update(format_remits(remit_rows))
-    # Likewise the dispatch rules: a retrain that dropped them would dispatch otherwise unasked.
-    rules_from = rule_paths(rules)
-    if not rules_from and inherit_from and (root / inherit_from / RULES_FILE).is_file():
-        rules_from = [root / inherit_from / RULES_FILE]
-    rule_rows = None
-    if rules_from:
-        rule_rows = read_rules(rules_from)
-        apply_mapping(rule_rows, mapping)
-        sha.update(format_rules(rule_rows))
+    # The remits given, or the champion's, which teach the challenger too, renamed as its labels
+    # are; likewise the dispatch rules (a retrain that dropped them would dispatch otherwise).
+    remit_rows, rule_rows = (
+        _given_or_inherited(
+            given,
+            root / inherit_from / name if inherit_from else None,
+            read,
+            mapping,
+            sha.update,
+            fmt,
+        )
+        for given, name, read, fmt in (
+            (remit_paths(remits), REMITS_FILE, read_remits, format_remits),
+            (rule_paths(rules), RULES_FILE, read_rules, format_rules),
+        )
+    )
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
