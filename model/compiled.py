@@ -90,8 +90,11 @@ class CompiledFeatures:
 
     def transform(self, tickets: Sequence[TicketLike]) -> sp.csr_matrix:
         """Feature rows of tickets, as ``features.transform`` computes them."""
-        docs = self.segmenter.transform(self.texts(tickets))
-        return self.transform_docs(docs)
+        return self.transform_texts(self.texts(tickets))
+
+    def transform_texts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Feature rows of prepared texts (:meth:`texts`)."""
+        return self.transform_docs(self.segmenter.transform(texts))
 
     def transform_docs(self, docs: Sequence[Doc]) -> sp.csr_matrix:
         """Feature rows of already tokenised documents."""

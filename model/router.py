@@ -29,7 +29,7 @@ from model.compiled import (
     with_extras,
 )
 from model.config import TrainingConfig
-from model.rules import DispatchRule, first_rules
+from model.rules import DispatchRule, RuleIndex
 from model.text import clean, to_script
 from model.tickets import JOINT_JOINER
 
@@ -639,6 +639,8 @@ class Router:
     remit_clauses: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # The dispatch rules it was trained with (model.rules), in the order they are tried.
     rules: tuple[DispatchRule, ...] = ()
+    # The rules prepared for matching (features_and_hits), built on first use, never pickled.
+    _rule_index: RuleIndex | None = field(default=None, repr=False)
 
     # -- fitting (called by training) -------------------------------------------------------------
     def fit_features(
@@ -911,20 +913,18 @@ class Router:
         """
         if not tickets:
             return []
-        return self.predict_features(
-            self.transform(tickets), top_k, similar_k, explain, self.rule_hits(tickets)
-        )
+        return self.predict_features(*self.features_and_hits(tickets), top_k, similar_k, explain)
 
     def predict_features(
         self,
         X: sp.csr_matrix,
+        hits: Mapping[str, np.ndarray] | None = None,
         top_k: int = 3,
         similar_k: int = SIMILAR_K,
         explain: bool = True,
-        hits: Mapping[str, np.ndarray] | None = None,
     ) -> list[RouteResult]:
-        """:meth:`predict` of tickets already transformed (:meth:`transform`); ``hits``: their
-        :meth:`rule_hits`."""
+        """:meth:`predict` of tickets already transformed and matched with the dispatch rules
+        (:meth:`features_and_hits`)."""
         empty_rows = self._without_known_terms(X)
         # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
         # of every head and fold and for the evidence.
@@ -1086,6 +1086,7 @@ class Router:
         state = self.__dict__.copy()
         state["_feature_names"] = None  # rebuilt on demand; large and derivable
         state["_names_unique"] = None
+        state["_rule_index"] = None
         if self.features is None:  # a router for serving: the compiled path is all it has
             assert self._compiled is not None
             features, heads = self._compiled
@@ -1118,6 +1119,7 @@ class Router:
         state.setdefault("_detached", False)
         state.setdefault("remit_clauses", {})  # models saved before remits were cited
         state.setdefault("rules", ())  # models saved before dispatch rules
+        state.setdefault("_rule_index", None)
         self.__dict__.update(state)
         if self._weights is not None and self._weight_layout is not None:
             from model.pipeline import attach_weights
@@ -1138,26 +1140,32 @@ class Router:
         """
         if not tickets:
             return {}
-        return self.rank(self.transform(tickets), top_k, self.rule_hits(tickets))
+        X, hits = self.features_and_hits(tickets)
+        return self.rank(X, top_k, hits)
 
     def rank(
         self, X: sp.csr_matrix, top_k: int = 3, hits: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, Ranking]:
-        """:meth:`rankings` of tickets already transformed (:meth:`transform`); ``hits``: their
-        :meth:`rule_hits`, without which no dispatch rule is applied."""
+        """:meth:`rankings` of tickets already transformed and matched (:meth:`features_and_hits`);
+        without ``hits`` no dispatch rule is applied."""
         return self._rankings(X, top_k, self._without_known_terms(X), hits=hits)
 
-    def rule_hits(self, tickets: Sequence[TicketLike]) -> dict[str, np.ndarray] | None:
-        """Per head, the index in :attr:`rules` of the first rule that gives each ticket that head's
-        label, -1 for none; ``None`` for a router without rules (nothing is read then)."""
+    def features_and_hits(
+        self, tickets: Sequence[TicketLike]
+    ) -> tuple[sp.csr_matrix, dict[str, np.ndarray] | None]:
+        """Feature rows of tickets (:meth:`transform`) and, per head, the index in :attr:`rules`
+        of the first rule that gives each ticket that head's label, -1 for none (``None`` for a
+        router without rules). Each ticket is prepared (normalised, masked) once for both."""
+        features = self.compiled()[0]
         if not self.rules:
-            return None
-        texts = self.compiled()[0].texts(tickets)
+            return features.transform(list(tickets)), None
+        texts = features.texts(tickets)
+        if self._rule_index is None or self._rule_index.rules is not self.rules:
+            self._rule_index = RuleIndex(self.rules)  # built once per set of rules
         heads = tuple(h for h in HEADS if h in self.heads)
-        return {
-            h: np.asarray(v, dtype=np.int64)
-            for h, v in first_rules(self.rules, texts, heads).items()
-        }
+        hits = self._rule_index.first(texts, heads)
+        X = features.transform_texts(texts)
+        return X, {h: np.asarray(v, dtype=np.int64) for h, v in hits.items()}
 
     def explanations(
         self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
@@ -1249,7 +1257,7 @@ class Router:
         dispatches a row automatically when that probability reaches its threshold and the row
         holds at least one known word.
 
-        A dispatch rule that matched a row (``hits``, :meth:`rule_hits`) puts its label first, the
+        A dispatch rule that matched a row (``hits``, :meth:`features_and_hits`) puts its label first, the
         others following in the model's order, and decides as the rule says; the probabilities
         shown are the model's, as it ranked the labels (the suggestion's recalibrated for its own
         first label, :meth:`Head.scores`).

@@ -306,8 +306,8 @@ class Scores:
         self.any_joint |= any(co)
         for start in range(0, len(tickets), self.batch):
             end = min(start + self.batch, len(tickets))
-            X = router.transform(tickets[start:end])  # once, for every use
-            hits = router.rule_hits(tickets[start:end])  # its dispatch rules too
+            # Once, for every use, and matched with its dispatch rules.
+            X, hits = router.features_and_hits(tickets[start:end])
             leads = None
             no_terms = None
             for name, ranking in router.rank(X, 3, hits).items():  # as the router decides

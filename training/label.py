@@ -319,8 +319,8 @@ def predict_rows(
         return []
     # The same ranking and decisions as Router.predict, read straight from its arrays: building
     # a RouteResult per ticket cost a quarter of a batch's time (measured, benchmarks/README.md).
-    X = router.transform(list(tickets))
-    ranked = router.rank(X, 3, router.rule_hits(tickets))
+    X, hits = router.features_and_hits(tickets)
+    ranked = router.rank(X, 3, hits)
     if not ranked:
         return []
     n = X.shape[0]
