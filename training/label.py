@@ -1801,10 +1801,13 @@ def _start_engine(
         try:
             if quiet:
                 _set_dask_log_levels(dict.fromkeys(dask_levels, logging.CRITICAL))
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
+            # Not cut short by a Ctrl-C or a SIGTERM meanwhile (acted on once it is closed), as
+            # the local pool's shutdown: the CLI's Terminated left the cluster's workers running.
+            with _signals_deferred(signal.SIGINT, signal.SIGTERM):
+                if client is not None:
+                    client.close()
+                if cluster is not None:
+                    cluster.close()
         finally:
             _set_dask_log_levels(dask_levels)
             config.__exit__(None, None, None)

@@ -2818,6 +2818,36 @@ def test_ctrl_c_while_a_cluster_starts_is_raised_once_it_is_up() -> None:
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
+@pytest.mark.slow
+def test_sigterm_while_the_dask_cluster_closes_stops_the_run_once_it_is_closed(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for the local pool: paidan's Terminated, raised in the middle of LocalCluster.close,
+    # left the run's cluster half closed, its worker processes running.
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from paidan.cli import Terminated, stop_on_sigterm
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(8))
+    close = LocalCluster.close
+
+    def sigterm_meanwhile(self: Any, *args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return close(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalCluster, "close", sigterm_meanwhile)
+    restore = stop_on_sigterm()
+    try:
+        with pytest.raises(Terminated):
+            label([src], tiny_model_dir, tmp_path / "out.csv", engine="dask", jobs=1, chunk_size=4)
+        assert multiprocessing.active_children() == []
+    finally:
+        restore()
+        for child in multiprocessing.active_children():
+            child.kill()
+
+
 def test_a_signal_without_a_python_handler_is_not_held_back() -> None:
     # Once the CLI's handler has taken a first SIGTERM, SIGTERM's action is the default again: a
     # second, while the pool shuts down, ends the process at once (no waiting for the workers).
