@@ -1954,6 +1954,64 @@ def models_promote(
         raise typer.Exit(EXIT_REFUSED)
 
 
+@models_app.command("set-rules", epilog=ROOT_EPILOG)
+def models_set_rules(
+    version: Annotated[
+        str,
+        typer.Argument(
+            help="The version whose model the new one applies, as `models list` lists it, or "
+            "current"
+        ),
+    ],
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Dispatch rules for the new version, as for train, repeated for several files"
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Write the new version without any dispatch rule")
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Write a new version of VERSION's model with other dispatch rules, without training again.
+
+    Promote it to serve it; VERSION is left as it is."""
+    from model.registry import current_version, resolve_version
+    from training.rules import with_rules
+
+    if bool(rules) == clear:
+        raise fail(
+            ValueError(
+                "give the new rules with --rules FILE (repeated for several files), or --clear "
+                "for a version without rules, not both"
+                if rules
+                else "give the new rules with --rules FILE (repeated for several files), or "
+                "--clear for a version without rules"
+            )
+        )
+    try:
+        root = _model_root()
+        if version == "current":
+            named = current_version(root)
+            if named is None:
+                raise ModelLoadError(f"no model under {root}; train one first")
+            version = named
+        else:
+            version = resolve_version(root, version)
+        written = with_rules(root, version, rules)
+    except (*USER_ERRORS, OSError) as e:
+        raise fail(e) from None
+    meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
+    said = meta["training_data"].get("rules")
+    out.print(
+        f"wrote {written.name}: the model of {version}, which "
+        + (rules_line(said) if said else "applies no dispatch rule"),
+        soft_wrap=True,
+    )
+    out.print(f"promote it with: paidan models promote {written.name}", soft_wrap=True)
+
+
 @models_app.command("rollback", epilog=ROOT_EPILOG)
 def models_rollback(verbose: Verbose = False) -> None:
     """Point current back at the version that was current before it."""

@@ -178,3 +178,76 @@ def format_rules(rules: pd.DataFrame) -> bytes:
             ]
         )
     return out.getvalue().encode("utf-8")
+
+
+def rules_summary(rules: pd.DataFrame) -> dict[str, int]:
+    """What ``metadata["training_data"]["rules"]`` records of a model's rules: how many, how many
+    departments and categories they send tickets to, and how many leave the decision to a person."""
+    return {
+        "rows": len(rules),
+        "departments": int(rules.loc[rules["department"] != "", "department"].nunique()),
+        "categories": int(rules.loc[rules["category"] != "", "category"].nunique()),
+        "review": int((rules["decision"] == "review").sum()),
+    }
+
+
+# What save_router writes itself into a model's metadata: not carried over to a derived version.
+_WRITTEN_BY_SAVE = ("format_version", "version", "created", "libraries", "files")
+
+
+def with_rules(
+    root: str | Path, version: str, rules: str | Path | Sequence[str | Path] | None
+) -> Path:
+    """Write a new version under ``root``: version ``version``'s model applying the dispatch rules
+    of the files ``rules`` (none: no rule), without training it again.
+
+    A rule changes more often than the history, and at once (a notice moves a matter today);
+    the fitted model, its figures and its files are the same, so the new version differs from
+    ``version`` in its rules alone. ``metadata.json`` says so (``derived_from``). Like any version,
+    it serves once promoted (``paidan models promote``), and ``version`` is left as it is.
+
+    Raises
+    ------
+    TicketFileError
+        If a rules file is refused (:func:`read_rules`) or a rule names a label the model does not
+        learn (:func:`check_rule_labels`); nothing is written then.
+    ModelLoadError
+        If ``version`` cannot be loaded.
+    """
+    import hashlib
+
+    from model.artifact import (
+        REMITS_FILE,
+        RULES_FILE,
+        STOPWORDS_FILE,
+        USERDICT_FILE,
+        load_router,
+        save_router,
+    )
+    from training.train import free_version
+
+    root = Path(root)
+    source = root / version
+    router, meta = load_router(source, root)
+    files = rule_paths(rules)
+    rows = read_rules(files) if files else None
+    if rows is not None:
+        check_rule_labels(rows, {name: list(head.labels) for name, head in router.heads.items()})
+    router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
+    kept = format_rules(rows) if rows is not None else b""
+    training = {k: v for k, v in meta["training_data"].items() if k != "rules"}
+    if rows is not None:
+        training["rules"] = rules_summary(rows)
+    fingerprint = hashlib.sha256(str(training.get("sha256")).encode() + b"\0" + kept).hexdigest()
+    router.version = free_version(root, fingerprint, router.config)
+    metadata = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+    metadata["training_data"] = training
+    metadata["derived_from"] = {"version": meta.get("version", version), "changed": "rules"}
+    resources: dict[str, str | Path | bytes | None] = {
+        name: source / name
+        for name in (USERDICT_FILE, STOPWORDS_FILE, REMITS_FILE)
+        if (source / name).is_file()
+    }
+    if rows is not None:
+        resources[RULES_FILE] = kept
+    return save_router(router, root / router.version, metadata, resources)

@@ -85,7 +85,14 @@ from training.remits import (
     remit_paths,
     usable_remits,
 )
-from training.rules import check_rule_labels, compile_rules, format_rules, read_rules, rule_paths
+from training.rules import (
+    check_rule_labels,
+    compile_rules,
+    format_rules,
+    read_rules,
+    rule_paths,
+    rules_summary,
+)
 from training.validate import (
     CLEAN_TEXT_COL,
     TRAIN_OPTIONS,
@@ -1293,12 +1300,7 @@ def train_frame(
     if rules is not None and len(rules):
         router.rules = compile_rules(rules, config.script)
         resource_files[RULES_FILE] = format_rules(rules)
-        rules_info = {
-            "rows": len(rules),
-            "departments": int(rules.loc[rules["department"] != "", "department"].nunique()),
-            "categories": int(rules.loc[rules["category"] != "", "category"].nunique()),
-            "review": int((rules["decision"] == "review").sum()),
-        }
+        rules_info = rules_summary(rules)
     data_sha = data_sha or frame_fingerprint(raw)
     if out_dir is None and model_root is not None:
         router.version = free_version(Path(model_root), data_sha, config)

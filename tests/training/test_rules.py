@@ -269,3 +269,70 @@ def test_retrain_keeps_the_champions_rules_renamed_as_its_labels(tmp_path, tiny_
     assert result.train is not None and result.train.model_dir is not None
     assert read_rules(result.train.model_dir / RULES_FILE)["department"].tolist() == ["人社"]
     assert result.train.router.predict([ELEVATOR_ADDED])[0].department.label == "人社"
+
+
+def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
+    tmp_path, tiny_config, monkeypatch
+):
+    # A notice moves a matter today: training again on the whole history to change one rule took
+    # as long as a retrain; the fitted model is the same.
+    from model.registry import set_current
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    first = train([data], None, config=tiny_config, model_root=root)
+    set_current(root, first.router.version)
+    rules = write_rows(tmp_path / "rules.csv", RULES)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(root))
+    said = CliRunner().invoke(
+        app, ["models", "set-rules", first.router.version, "--rules", str(rules)]
+    )
+    assert said.exit_code == 0, said.output
+    [ruled] = set(model_dirs(root)) - {root / first.router.version}
+    text = " ".join(said.output.split())
+    assert (
+        f"wrote {ruled.name}: the model of {first.router.version}, which applies 3 dispatch rules"
+        in text
+    )
+    assert f"promote it with: paidan models promote {ruled.name}" in text
+
+    meta = json.loads((ruled / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["derived_from"] == {"version": first.router.version, "changed": "rules"}
+    assert meta["training_data"]["rules"]["rows"] == 3
+    assert meta["cv_metrics"] == first.metadata["cv_metrics"]  # the same model, the same figures
+    assert read_rules(ruled / RULES_FILE)["keywords"].tolist() == ["电梯 加装", "燃气", "电梯"]
+    old, _ = load_router(root / first.router.version, root)
+    new, _ = load_router(ruled, root)
+    assert not (root / first.router.version / RULES_FILE).exists()  # left as it was
+    assert old.predict([ELEVATOR_ADDED])[0].department.label == "住建"
+    assert new.predict([ELEVATOR_ADDED])[0].department.label == "执法"
+    assert new.predict([PLAIN])[0] == old.predict([PLAIN])[0].model_copy(
+        update={"model_version": new.version}
+    )
+
+    # --clear writes one without rules; a rule for a label the model does not learn writes none.
+    before = set(model_dirs(root))
+    cleared = with_rules_cli(root, "current", ["--clear"])  # the first, which has none
+    assert cleared.exit_code == 0, cleared.output
+    assert "applies no dispatch rule" in cleared.output
+    [plain] = set(model_dirs(root)) - before
+    assert not (plain / RULES_FILE).exists()
+    assert load_router(plain, root)[0].predict([ELEVATOR_ADDED])[0].department.label == "住建"
+    bad = write_rows(tmp_path / "bad.csv", [("keywords", "department"), ("燃气", "燃气公司")])
+    before = sorted(p.name for p in root.iterdir())
+    refused = with_rules_cli(root, ruled.name, ["--rules", str(bad)])
+    assert refused.exit_code == 2
+    assert "bad.csv row 1: department '燃气公司'" in " ".join(refused.output.split())
+    assert sorted(p.name for p in root.iterdir()) == before
+    neither = with_rules_cli(root, ruled.name, [])
+    assert neither.exit_code == 2 and "--clear" in neither.output
+
+
+def model_dirs(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if (p / "metadata.json").is_file()]
+
+
+def with_rules_cli(root: Path, version: str, args: list[str]):
+    return CliRunner().invoke(
+        app, ["models", "set-rules", version, *args], env={"PAIDAN_MODEL_ROOT": str(root)}
+    )
