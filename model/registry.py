@@ -605,6 +605,10 @@ class VersionInfo:
     # version trained on them lists inflated figures.
     seen_eval_rows: int = 0
     eval_rows: int = 0
+    # How many dispatch rules it applies (paidan train --rules), and the version it was written
+    # from by `paidan models set-rules` (None: trained).
+    rules: int = 0
+    derived_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -619,6 +623,8 @@ class VersionInfo:
             "eval_sha256": self.eval_sha256,
             "stale": self.stale,
             "seen_eval_rows": self.seen_eval_rows,
+            "rules": self.rules,
+            "derived_from": self.derived_from,
         }
 
 
@@ -668,6 +674,8 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 model_version=_version_string(meta.get("version")),
                 seen_eval_rows=int(fresh.get(version, {}).get("seen_eval_rows", 0) or 0),
                 eval_rows=int(fresh.get(version, {}).get("n", 0) or 0),
+                rules=int((data.get("rules") or {}).get("rows", 0) or 0),
+                derived_from=_version_string((meta.get("derived_from") or {}).get("version")),
             )
         )
     shared = shared_macro_f1s(fresh)

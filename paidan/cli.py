@@ -1724,7 +1724,7 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
 # columns, the least needed first (a version paidan names is its creation time).
 _NARROWER = ("box", "short", "merge", "date", "created", "feedback", "history")
 _DROPPED = ("created", "feedback", "history")
-_FIGURES = ("history", "feedback", "dept. F1", "cat. F1")
+_FIGURES = ("history", "feedback", "dept. F1", "cat. F1", "rules")
 
 
 def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool, list[str]]:
@@ -1841,6 +1841,9 @@ def models_list(
                 "cat. F1": f"{metrics['category_macro_f1']:.3f}"
                 if "category_macro_f1" in metrics
                 else none,
+                # How many dispatch rules: versions written by `models set-rules` differ in their
+                # rules alone (--json names the version each was written from).
+                "rules": str(i.rules) if i.rules else "–",
                 "": ("current" if i.current else ("previous" if i.previous else ""))
                 + (" (bundled sample)" if i.version in samples else ""),
             }
@@ -1848,6 +1851,9 @@ def models_list(
     if not renamed:
         for row in rows:
             del row["model version"]
+    if not any(i.rules or i.derived_from for i in infos):
+        for row in rows:
+            del row["rules"]
     table, short, left_out = _versions_table(f"models under {printable(str(root))}", rows)
     out.print(table)
     if left_out:

@@ -310,6 +310,15 @@ def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
         update={"model_version": new.version}
     )
 
+    listed = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    by_version = {v["version"]: v for v in json.loads(listed.output)}
+    assert by_version[ruled.name]["rules"] == 3
+    assert by_version[ruled.name]["derived_from"] == first.router.version
+    assert by_version[first.router.version]["rules"] == 0
+    table = CliRunner().invoke(app, ["models", "list"])
+    assert table.exit_code == 0 and "rules" in table.output
+
     # --clear writes one without rules; a rule for a label the model does not learn writes none.
     before = set(model_dirs(root))
     cleared = with_rules_cli(root, "current", ["--clear"])  # the first, which has none
