@@ -82,21 +82,23 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     df["note"] = df["note"].map(lambda s: " ".join(s.split()))
     df["source"] = [f"{name} row {i + 1}" for i in range(len(df))]
     problems = []
+    bad_rows = 0
     for row in df.itertuples(index=False):
         where = row.source.removeprefix(f"{name} ")
+        found = []
         if not rule_terms(row.keywords):
-            problems.append(f"{where}: keywords: is empty")
+            found.append("keywords: is empty")
         if not row.department and not row.category:
-            problems.append(f"{where}: department or category: is empty")
+            found.append("department or category: is empty")
         if row.decision not in RULE_DECISIONS:
-            problems.append(
-                f"{where}: decision: {quoted(row.decision, cell=True)} is not auto or review"
-            )
+            found.append(f"decision: {quoted(row.decision, cell=True)} is not auto or review")
+        problems += [f"{where}: {problem}" for problem in found]
+        bad_rows += bool(found)
     if problems:
         more = len(problems) - MAX_LISTED
         listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
         raise TicketFileError(
-            f"rules file {name}: {counted(len(problems), 'row')} cannot be used: {listed} ({HINT})"
+            f"rules file {name}: {counted(bad_rows, 'row')} cannot be used: {listed} ({HINT})"
         )
     if df.empty:
         raise TicketFileError(f"rules file {name} holds no rule (no data row)")

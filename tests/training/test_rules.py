@@ -192,6 +192,11 @@ def test_the_api_answers_with_the_rule(ruled, monkeypatch):
             "rules file bad.csv: 3 rows cannot be used: row 2: keywords: is empty; row 3: "
             "department or category: is empty; row 4: decision: '马上' is not auto or review",
         ),
+        (
+            [("keywords", "department", "decision"), ("", "住建", "马上")],
+            "rules file bad.csv: 1 row cannot be used: row 1: keywords: is empty; row 1: "
+            "decision: '马上' is not auto or review",
+        ),
         ([("keywords", "department")], "rules file bad.csv holds no rule (no data row)"),
     ],
 )
