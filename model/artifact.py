@@ -347,6 +347,10 @@ def check_out_dir(out_dir: str | Path, force: bool = False) -> None:
         )
 
 
+# What save_router writes into metadata.json itself, whatever the metadata it is given says.
+SAVE_WRITTEN = ("format_version", "version", "created", "libraries", "files")
+
+
 def save_router(
     router: Router,
     out_dir: str | Path,
@@ -364,7 +368,8 @@ def save_router(
         The model directory itself; ``metadata.json`` will sit at its top.
     metadata : dict
         Training facts (labels, counts, data hash, metrics, thresholds, config). Version, creation
-        time, library versions and file hashes are added here.
+        time, library versions and file hashes are added here (:data:`SAVE_WRITTEN`, replacing any
+        given).
     resources : dict, optional
         Files to copy into the directory, by their constant name (``USERDICT_FILE``,
         ``STOPWORDS_FILE``), or the bytes to write there; ``None`` values are skipped.
@@ -414,7 +419,9 @@ def save_router(
             "version": router.version,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "libraries": library_versions(),
-            **metadata,
+            # These facts are this write's: a model's metadata passed on (a version derived from
+            # another, `paidan models set-rules`) does not carry the other's.
+            **{k: v for k, v in metadata.items() if k not in SAVE_WRITTEN},
             "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         }
         (staging / METADATA_FILE).write_text(

@@ -82,8 +82,9 @@ class RuleIndex:
         self.excluded = [frozenset(r.exclude) for r in rules]
 
     def first(self, texts: list[str], heads: tuple[str, ...]) -> dict[str, list[int]]:
-        """Per head, for each text, the index of the first rule that matches it and gives that
-        head a label, or -1. Heads no rule names are left out."""
+        """Per head, for each prepared text (:meth:`model.compiled.CompiledFeatures.texts`), the
+        index of the first rule that matches it (all its keywords occur in the text, none of its
+        excluded words) and gives that head a label, or -1. Heads no rule names are left out."""
         named = [h for h in heads if any(r.label(h) for r in self.rules)]
         out: dict[str, list[int]] = {h: [-1] * len(texts) for h in named}
         for i, text in enumerate(texts):
@@ -100,12 +101,3 @@ class RuleIndex:
                     if all(out[h][i] >= 0 for h in named):
                         break
         return out
-
-
-def first_rules(
-    rules: tuple[DispatchRule, ...], texts: list[str], heads: tuple[str, ...]
-) -> dict[str, list[int]]:
-    """Per head, for each prepared text (:meth:`model.compiled.CompiledFeatures.texts`), the index
-    in ``rules`` of the first rule that matches it (all its keywords occur in the text, none of
-    its excluded words) and gives that head a label, or -1. Heads no rule names are left out."""
-    return RuleIndex(rules).first(texts, heads)

@@ -910,6 +910,15 @@ def _paidan_output_kind(value: Any) -> str | None:
     return None
 
 
+def as_paths(files: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The files an option names: one, several (``--remits a.csv --remits b.xlsx``) or none."""
+    if files is None:
+        return []
+    if isinstance(files, str | Path):
+        return [Path(files)]
+    return [Path(p) for p in files]
+
+
 def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
     """Files named directly, plus the supported files inside named directories, each with its
     name: a file named directly by its name, one inside a directory by its path relative to it

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.text import Script, clean, counted, mask_label, normalize, normalize_label, quoted
-from model.tickets import TicketFileError, read_tickets
+from model.tickets import TicketFileError, as_paths, read_tickets
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,6 @@ REMIT_ID_PREFIX = "remit:"
 MAX_LISTED = 10
 
 
-def remit_paths(remits: str | Path | Sequence[str | Path] | None) -> list[Path]:
-    """The remits files given: one, several (a 权责清单 and a 分类目录, say) or none."""
-    if remits is None:
-        return []
-    if isinstance(remits, str | Path):
-        return [Path(remits)]
-    return [Path(p) for p in remits]
-
-
 def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """The remits of one file or several, in order: columns ``department``, ``category``,
     ``title`` and ``text``, one row each (a label column a file lacks is empty).
@@ -58,7 +49,7 @@ def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         If the file cannot be read, lacks the ``text`` column or both label columns, holds no
         remit, or a row has no label or an empty text (each such row named by its number).
     """
-    files = remit_paths(paths)
+    files = as_paths(paths)
     if len(files) != 1:
         return pd.concat([read_remits(p) for p in files], ignore_index=True)
     [path] = files

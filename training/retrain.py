@@ -54,6 +54,7 @@ from model.tickets import (
     SOURCE_COL,
     ColumnMap,
     TicketFileError,
+    as_paths,
     as_utc,
     csv_delimiter,
     detect_encoding,
@@ -77,8 +78,8 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
-from training.remits import format_remits, read_remits, remit_paths
-from training.rules import format_rules, read_rules, rule_paths
+from training.remits import format_remits, read_remits
+from training.rules import format_rules, read_rules
 from training.train import (
     Progress,
     TrainResult,
@@ -1061,8 +1062,8 @@ def retrain(
             fmt,
         )
         for given, name, read, fmt in (
-            (remit_paths(remits), REMITS_FILE, read_remits, format_remits),
-            (rule_paths(rules), RULES_FILE, read_rules, format_rules),
+            (as_paths(remits), REMITS_FILE, read_remits, format_remits),
+            (as_paths(rules), RULES_FILE, read_rules, format_rules),
         )
     )
     result.train = train_frame(

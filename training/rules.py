@@ -25,7 +25,7 @@ import pandas as pd
 
 from model.rules import RULE_DECISIONS, DispatchRule, rule_terms
 from model.text import Script, counted, mask_label, normalize_label, quoted
-from model.tickets import TicketFileError, read_table
+from model.tickets import TicketFileError, as_paths, read_table
 
 RULE_COLUMNS = ("keywords", "exclude", "department", "category", "decision", "note")
 RULE_LABELS = ("department", "category")
@@ -35,15 +35,6 @@ HINT = (
     "a rules file has the columns keywords and department or category (or both), and optionally "
     "exclude, decision (auto or review) and note"
 )
-
-
-def rule_paths(rules: str | Path | Sequence[str | Path] | None) -> list[Path]:
-    """The rules files given: one, several or none."""
-    if rules is None:
-        return []
-    if isinstance(rules, str | Path):
-        return [Path(rules)]
-    return [Path(p) for p in rules]
 
 
 def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
@@ -58,7 +49,7 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         row has no keyword, no label or another decision than ``auto`` or ``review`` (each such
         row named by its number).
     """
-    files = rule_paths(paths)
+    files = as_paths(paths)
     if len(files) != 1:
         return pd.concat([read_rules(p) for p in files], ignore_index=True)
     [path] = files
@@ -193,10 +184,6 @@ def rules_summary(rules: pd.DataFrame) -> dict[str, int]:
     }
 
 
-# What save_router writes itself into a model's metadata: not carried over to a derived version.
-_WRITTEN_BY_SAVE = ("format_version", "version", "created", "libraries", "files")
-
-
 def with_rules(
     root: str | Path, version: str, rules: str | Path | Sequence[str | Path] | None
 ) -> Path:
@@ -231,7 +218,7 @@ def with_rules(
     root = Path(root)
     source = root / version
     router, meta = load_router(source, root)
-    files = rule_paths(rules)
+    files = as_paths(rules)
     rows = read_rules(files) if files else None
     if rows is not None:
         check_rule_labels(rows, {name: list(head.labels) for name, head in router.heads.items()})
@@ -242,8 +229,7 @@ def with_rules(
         training["rules"] = rules_summary(rows)
     fingerprint = hashlib.sha256(str(training.get("sha256")).encode() + b"\0" + kept).hexdigest()
     router.version = free_version(root, fingerprint, router.config)
-    metadata = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
-    metadata["training_data"] = training
+    metadata = {**meta, "training_data": training}
     metadata["derived_from"] = {"version": meta.get("version", version), "changed": "rules"}
     resources: dict[str, str | Path | bytes | None] = {
         name: source / name

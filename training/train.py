@@ -58,6 +58,7 @@ from model.tickets import (
     CO_COL,
     ColumnMap,
     TicketFileError,
+    as_paths,
     delimiter_hint,
     display_name,
     iter_tickets,
@@ -82,7 +83,6 @@ from training.remits import (
     read_remits,
     remit_clauses,
     remit_frame,
-    remit_paths,
     usable_remits,
 )
 from training.rules import (
@@ -90,7 +90,6 @@ from training.rules import (
     compile_rules,
     format_rules,
     read_rules,
-    rule_paths,
     rules_summary,
 )
 from training.validate import (
@@ -1077,8 +1076,8 @@ def train(
     -------
     TrainResult
     """
-    remit_files = remit_paths(remits)
-    rule_files = rule_paths(rules)
+    remit_files = as_paths(remits)
+    rule_files = as_paths(rules)
     if out_dir is not None:  # before the reading and training it would waste
         inputs = [
             *paths,

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from model.artifact import RULES_FILE, load_router
-from model.rules import DispatchRule, first_rules, rule_terms
+from model.rules import DispatchRule, RuleIndex, rule_terms
 from model.tickets import TicketFileError
 from paidan.cli import app
 from tests.conftest import write_tiny_csv
@@ -85,7 +85,7 @@ def test_excluded_words_and_the_order_of_rules_decide_which_rule_applies():
         DispatchRule(keywords=rule_terms("ＬＰＧ"), department="执法"),
     )
     texts = ["燃气泄漏", "燃气演练噪音", "lpg钢瓶", "无关"]
-    assert first_rules(rules, texts, ("department", "category")) == {
+    assert RuleIndex(rules).first(texts, ("department", "category")) == {
         "department": [-1, -1, 2, -1],  # full-width ＬＰＧ read as the model reads text
         "category": [0, 1, -1, -1],
     }
@@ -97,7 +97,7 @@ def test_a_rule_in_traditional_characters_matches_a_simplified_ticket_and_back()
     rule = DispatchRule(keywords=rule_terms("燃氣 洩漏", "simplified"), department="执法")
     assert rule.keywords == ("燃气", "泄漏")
     for ticket in ("家里燃气泄漏了", "家裡燃氣洩漏了"):
-        assert first_rules((rule,), [clean(ticket, "simplified")], ("department",)) == {
+        assert RuleIndex((rule,)).first([clean(ticket, "simplified")], ("department",)) == {
             "department": [0]
         }
 
