@@ -577,8 +577,11 @@ class Ranking:
     """One head's ranked suggestions for a batch of rows (:meth:`Router.rankings`)."""
 
     head: Head
+    labels: Sequence[str]
+    """The labels ``order`` numbers: ``head.labels``, then any that only a dispatch rule gives
+    (:meth:`Router.labels_of`)."""
     order: np.ndarray
-    """Shape ``(n, k)``: label columns (of ``head.labels``), the suggested one first."""
+    """Shape ``(n, k)``: label columns (of ``labels``), the suggested one first."""
     scores: np.ndarray
     """Shape ``(n, k)``: the probability shown for each of those labels (:meth:`Head.scores`)."""
     passed: np.ndarray
@@ -1160,12 +1163,22 @@ class Router:
         if not self.rules:
             return features.transform(list(tickets)), None
         texts = features.texts(tickets)
-        if self._rule_index is None or self._rule_index.rules is not self.rules:
-            self._rule_index = RuleIndex(self.rules)  # built once per set of rules
         heads = tuple(h for h in HEADS if h in self.heads)
-        hits = self._rule_index.first(texts, heads)
+        hits = self._prepared_rules().first(texts, heads)
         X = features.transform_texts(texts)
         return X, {h: np.asarray(v, dtype=np.int64) for h, v in hits.items()}
+
+    def _prepared_rules(self) -> RuleIndex:
+        if self._rule_index is None or self._rule_index.rules is not self.rules:
+            self._rule_index = RuleIndex(self.rules)  # built once per set of rules
+        return self._rule_index
+
+    def labels_of(self, name: str) -> Sequence[str]:
+        """Every label head ``name`` may suggest, as its rankings number them (:attr:`Ranking.labels`):
+        the labels it learnt, then those that only a dispatch rule marked ``new_label`` gives, a
+        department newer than the history (:mod:`model.rules`)."""
+        learnt = self.heads[name].labels
+        return self._prepared_rules().labels(name, learnt) if self.rules else learnt
 
     def explanations(
         self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
@@ -1186,7 +1199,7 @@ class Router:
                 rows.append(
                     (
                         evidence,
-                        cited_remit(clauses, head.labels[top], evidence),
+                        cited_remit(clauses, ranking.labels[top], evidence),
                         self._applied_rule(ranking, i),
                     )
                 )
@@ -1268,24 +1281,36 @@ class Router:
             rank = head.shift(raw)
             order = np.argsort(-rank, axis=1, kind="stable")
             proba, _ = head.scores(raw, rank, order[:, 0])
-            rule, rule_auto = self._ruled(head, order, hits)
+            labels = self.labels_of(name)
+            if len(labels) > proba.shape[1]:
+                # Labels only a rule gives: the model has no ticket of them, so probability 0,
+                # ranked after every learnt label until a rule puts one first.
+                new = np.arange(proba.shape[1], len(labels))
+                proba = np.hstack([proba, np.zeros((len(proba), len(new)))])
+                order = np.hstack([order, np.broadcast_to(new, (len(order), len(new)))])
+            rule, rule_auto = self._ruled(head, labels, order, hits)
             order = order[:, : max(1, top_k)]
             shown = np.take_along_axis(proba, order, axis=1)
             passed = shown[:, 0] >= head.threshold
-            out[name] = Ranking(head, order, shown, passed, no_terms, rule, rule_auto)
+            out[name] = Ranking(head, labels, order, shown, passed, no_terms, rule, rule_auto)
         return out
 
     def _ruled(
-        self, head: Head, order: np.ndarray, hits: Mapping[str, np.ndarray] | None
+        self,
+        head: Head,
+        labels: Sequence[str],
+        order: np.ndarray,
+        hits: Mapping[str, np.ndarray] | None,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Put each ruled row's label first in its full ``order`` (in place); return the rule of
-        each row (-1: none) and whether it dispatches without a person, or ``(None, None)``."""
+        """Put each ruled row's label first in its full ``order`` of ``labels`` (in place); return
+        the rule of each row (-1: none) and whether it dispatches without a person, or
+        ``(None, None)``."""
         rule = hits.get(head.name) if hits else None
         if rule is None:
             return None, None
-        column = {label: j for j, label in enumerate(head.labels)}
-        # A rule's label the head does not know (refused when the model was trained) leaves
-        # the row to the model.
+        column = {label: j for j, label in enumerate(labels)}
+        # A rule's label the head does not know (refused when the model was trained, unless the
+        # rule is marked new_label) leaves the row to the model.
         js = np.asarray(
             [
                 column.get(self.rules[r].label(head.name), -1) if r >= 0 else -1
@@ -1312,7 +1337,7 @@ class Router:
     ) -> list[HeadResult]:
         """One head's ranking as a :class:`HeadResult` per row, with evidence if asked."""
         head = ranking.head
-        labels = head.labels
+        labels = ranking.labels
         # As every answer shows them: comparing as the decision did (shown_score).
         threshold = shown_threshold(head.threshold)
         clauses = self.remit_clauses.get(head.name, {})
@@ -1376,7 +1401,10 @@ class Router:
         """Words of this ticket that pushed the winning label most: tf-idf value × class weight.
 
         ``gathered``: the fused weight rows of ``X``'s features when ``X`` is one ticket.
+        A label the head never learnt (one only a rule gives) has no weights, so no evidence.
         """
+        if label_idx >= len(head.labels):
+            return []
         start, end = X.indptr[i], X.indptr[i + 1]
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
         # A row's columns are sorted and the word view's come first: its words are a prefix.

@@ -14,11 +14,17 @@ rule that matches a ticket decides its head; the model still scores every label,
 how likely the model finds the rule's label, the other candidates and the words behind them.
 Keywords are matched as the model reads a text: normalised (full-width to half-width, lower case),
 in the script the model reads, with personal numbers masked.
+
+A rule marked ``new_label`` may name a label the model never learnt: a department a 机构改革 has
+just created, which no past ticket names yet. The router then suggests that label as any other
+(it ranks after the learnt ones, with the probability 0 the model gives a label it has no ticket
+of, and is put first where the rule matches), until a retrain on tickets that name it learns it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +61,9 @@ class DispatchRule:
         Why the rule exists (its notice, its 文件号), shown with each answer it decides.
     source : str, default ""
         Where it was read (``rules.csv row 3``), for messages.
+    new_label : bool, default False
+        Its labels may be ones the model never learnt (see the module's docstring); unmarked, such
+        a label is refused when the model is trained, as a misspelling.
     """
 
     keywords: tuple[str, ...]
@@ -64,6 +73,8 @@ class DispatchRule:
     decision: RuleDecision = "auto"
     note: str = ""
     source: str = ""
+    # A class attribute too, so rules pickled before the field existed read False.
+    new_label: bool = False
 
     def label(self, head: str) -> str:
         """The label it gives head ``head`` ("" when it leaves that head to the model)."""
@@ -80,6 +91,20 @@ class RuleIndex:
         self.words = tuple(sorted({w for r in rules for w in (*r.keywords, *r.exclude)}))
         self.required = [frozenset(r.keywords) for r in rules]
         self.excluded = [frozenset(r.exclude) for r in rules]
+        self.new_label = any(r.new_label for r in rules)
+        self._labels: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+
+    def labels(self, head: str, learnt: Sequence[str]) -> Sequence[str]:
+        """Head ``head``'s labels as its rankings number them: the ``learnt`` ones, then those only
+        a ``new_label`` rule gives it, in the rules' order (read once per head)."""
+        if not self.new_label:
+            return learnt
+        key = (head, tuple(learnt))
+        if key not in self._labels:
+            known = set(learnt)
+            new = (r.label(head) for r in self.rules if r.new_label and r.label(head))
+            self._labels[key] = key[1] + tuple(dict.fromkeys(x for x in new if x not in known))
+        return self._labels[key]
 
     def first(self, texts: list[str], heads: tuple[str, ...]) -> dict[str, list[int]]:
         """Per head, for each prepared text (:meth:`model.compiled.CompiledFeatures.texts`), the

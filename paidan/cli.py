@@ -369,9 +369,16 @@ def rules_line(rules: dict[str, Any]) -> str:
     """What ``train`` and ``retrain`` say of the dispatch rules a model keeps
     (``metadata["training_data"]["rules"]``)."""
     review = f", {rules['review']} of them for a person to confirm" if rules.get("review") else ""
+    new = [label for labels in rules.get("new_labels", {}).values() for label in labels]
+    unlearnt = (
+        f"; {', '.join(mask_label(x) for x in new)}, which no training ticket names, "
+        f"{'comes' if len(new) == 1 else 'come'} from rules alone"
+        if new
+        else ""
+    )
     return (
         f"applies {counted(rules['rows'], 'dispatch rule')} before its own ranking, sending "
-        f"tickets to {labels_named(rules)}{review}"
+        f"tickets to {labels_named(rules)}{review}{unlearnt}"
     )
 
 

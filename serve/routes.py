@@ -347,7 +347,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return ModelInfo(
             version=router.version,
             created=metadata.get("created"),
-            labels={name: head.labels for name, head in router.heads.items()},
+            # Every label a head may suggest: those it learnt, then any only a dispatch rule gives.
+            labels={name: list(router.labels_of(name)) for name in router.heads},
             thresholds={
                 name: shown_threshold(head.threshold) for name, head in router.heads.items()
             },

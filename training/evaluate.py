@@ -321,7 +321,7 @@ class Scores:
             self.seen += seen_rows(router, X, found)
             if found is not None:
                 assert leads is not None and no_terms is not None
-                learnt = router.heads["department"].labels
+                learnt = router.labels_of("department")
                 for i, similar in enumerate(found):
                     if given["department"][start + i] != "":
                         # As Router.predict: no similar ticket, so no advice, without a known word.
@@ -343,9 +343,11 @@ class Scores:
             rows = self.heads[name]
             if not rows.codes:
                 continue
-            # A label the model never learnt is masked like a text (a dispatcher's field may hold a
-            # phone number): the report's per-class table and confusion matrix quote it.
-            learnt = set(head.labels)
+            # What the rankings number: the learnt labels, then any a dispatch rule gives alone.
+            labels = router.labels_of(name)
+            # A label the model cannot suggest is masked like a text (a dispatcher's field may
+            # hold a phone number): the report's per-class table and confusion matrix quote it.
+            learnt = set(labels)
             shown = [v if not v or v in learnt else mask_label(v) for v in rows.values]
             y = np.asarray(shown, dtype=str)[np.concatenate(rows.codes)]
             known = y != ""
@@ -356,14 +358,14 @@ class Scores:
                 np.concatenate(rows.best)[known],
                 np.concatenate(rows.confidence)[known],
                 np.concatenate(rows.top3)[known],
-                head.labels,
+                labels,
                 head.threshold,
                 auto=np.concatenate(rows.auto)[known],
             )
             # True labels the model never learnt: scored wrong (but no class of macro-F1, see
             # ranked_report), and usually a spelling or a taxonomy that differs from the training
             # data's, which the reader must be told of. Most rows first, as the warning lists them.
-            report[name]["unknown_labels"] = unknown_label_rows(y[known], head.labels)
+            report[name]["unknown_labels"] = unknown_label_rows(y[known], labels)
         if self.any_joint and self.advise:
             report["joint"] = {**self.joint.report(), "similar_k": self.similar_k}
         return report

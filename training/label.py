@@ -330,14 +330,14 @@ def predict_rows(
     for name in ("department", "category"):
         if name in ranked:
             r = ranked[name]
-            columns.append([r.head.labels[j] for j in r.order[:, 0].tolist()])
+            columns.append([r.labels[j] for j in r.order[:, 0].tolist()])
             # As the API shows them: comparing with the threshold as the decision did.
             columns.append(shown_scores(r.scores[:, 0], r.head.threshold))
         else:
             columns += [[None] * n, [None] * n]
     if "department" in ranked:
         r = ranked["department"]
-        labels = r.head.labels
+        labels = r.labels
         top3 = [
             json.dumps(
                 [{"label": labels[j], "score": p} for j, p in zip(js, ps, strict=True)],

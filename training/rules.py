@@ -8,7 +8,10 @@ order (several files: one after the other):
   row names at least one);
 - ``exclude`` (optional): words none of which the ticket may hold;
 - ``decision`` (optional): ``auto`` (the default) or ``review``;
-- ``note`` (optional): why the rule exists, shown with each answer it decides.
+- ``note`` (optional): why the rule exists, shown with each answer it decides;
+- ``new_label`` (optional): ``yes`` when the rule's label is one the history does not hold yet (a
+  department a 机构改革 has just created); a label the model does not learn is otherwise refused as
+  a misspelling.
 
 What a rule does is :mod:`model.rules`'. The model directory keeps the rules it was trained with
 (:data:`model.artifact.RULES_FILE`), so that ``paidan retrain`` trains the challenger with them.
@@ -20,6 +23,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -27,27 +31,30 @@ from model.rules import RULE_DECISIONS, DispatchRule, rule_terms
 from model.text import Script, counted, mask_label, normalize_label, quoted
 from model.tickets import TicketFileError, as_paths, read_table
 
-RULE_COLUMNS = ("keywords", "exclude", "department", "category", "decision", "note")
+RULE_COLUMNS = ("keywords", "exclude", "department", "category", "decision", "note", "new_label")
 RULE_LABELS = ("department", "category")
 # Problems listed in one error before "… and N more".
 MAX_LISTED = 10
 HINT = (
     "a rules file has the columns keywords and department or category (or both), and optionally "
-    "exclude, decision (auto or review) and note"
+    "exclude, decision (auto or review), note and new_label (yes for a label the history lacks)"
 )
+# What the new_label column may hold, read case-insensitively; empty is "no".
+YES = ("yes", "y", "true", "1", "是")
+NO = ("no", "n", "false", "0", "否", "")
 
 
 def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """The rules of one file or several, in order: the columns :data:`RULE_COLUMNS` (an optional
-    column a file lacks is empty; ``decision`` defaults to ``auto``) and ``source`` (``rules.csv
-    row 3``, a data row counted from 1).
+    column a file lacks is empty; ``decision`` defaults to ``auto``; ``new_label`` is a bool,
+    default false) and ``source`` (``rules.csv row 3``, a data row counted from 1).
 
     Raises
     ------
     TicketFileError
         If a file cannot be read, lacks ``keywords`` or both label columns, holds no rule, or a
-        row has no keyword, no label or another decision than ``auto`` or ``review`` (each such
-        row named by its number).
+        row has no keyword, no label, another decision than ``auto`` or ``review`` or another
+        ``new_label`` than yes or no (each such row named by its number).
     """
     files = as_paths(paths)
     if len(files) != 1:
@@ -71,6 +78,7 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         df[column] = df[column].map(normalize_label)
     df["decision"] = df["decision"].str.strip().str.lower().replace("", "auto")
     df["note"] = df["note"].map(lambda s: " ".join(s.split()))
+    df["new_label"] = df["new_label"].str.strip().str.lower()
     df["source"] = [f"{name} row {i + 1}" for i in range(len(df))]
     problems = []
     bad_rows = 0
@@ -83,6 +91,8 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             found.append("department or category: is empty")
         if row.decision not in RULE_DECISIONS:
             found.append(f"decision: {quoted(row.decision, cell=True)} is not auto or review")
+        if row.new_label not in YES + NO:
+            found.append(f"new_label: {quoted(row.new_label, cell=True)} is not yes or no")
         problems += [f"{where}: {problem}" for problem in found]
         bad_rows += bool(found)
     if problems:
@@ -93,12 +103,16 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         )
     if df.empty:
         raise TicketFileError(f"rules file {name} holds no rule (no data row)")
+    df["new_label"] = df["new_label"].isin(YES)
     return df.reset_index(drop=True)
 
 
 def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> None:
     """Refuse a rule whose label its head does not learn (``labels``: each head's labels as
-    trained; a head absent from it is not trained): such a rule could never send a ticket there.
+    trained; a head absent from it is not trained): such a rule could never send a ticket there,
+    unless it is marked ``new_label`` (a label newer than the history, which the router suggests
+    without having learnt it). A head that is not trained is refused even then: no ranking of
+    that head exists to put the label in.
 
     Raises
     ------
@@ -108,8 +122,10 @@ def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) 
     problems = []
     for head in RULE_LABELS:
         known = set(labels.get(head, ()))
-        for source, label in zip(rules["source"], rules[head], strict=True):
-            if label and label not in known:
+        for source, label, new in zip(
+            rules["source"], rules[head], rules["new_label"], strict=True
+        ):
+            if label and label not in known and not (new and known):
                 problems.append((head, f"{source}: {head} {quoted(label)}"))
     if not problems:
         return
@@ -130,7 +146,8 @@ def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) 
         "model does not learn, so "
         f"they could send no ticket there: {listed}{f'; and {more} more' if more > 0 else ''} "
         f"({learnt}; a label merged into 其他 as too rare is not learnt either: check the "
-        "spelling against the data's labels)"
+        "spelling against the data's labels, or mark a label the history does not hold yet "
+        "new_label yes)"
     )
 
 
@@ -146,6 +163,7 @@ def compile_rules(rules: pd.DataFrame, script: Script = "as_written") -> tuple[D
             decision=row.decision,
             note=mask_label(row.note),
             source=row.source,
+            new_label=bool(row.new_label),
         )
         for row in rules.itertuples(index=False)
     )
@@ -168,20 +186,40 @@ def format_rules(rules: pd.DataFrame) -> bytes:
                 row.category,
                 row.decision,
                 mask_label(row.note),
+                "yes" if row.new_label else "",
             ]
         )
     return out.getvalue().encode("utf-8")
 
 
-def rules_summary(rules: pd.DataFrame) -> dict[str, int]:
+def rules_summary(
+    rules: pd.DataFrame, learnt: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
     """What ``metadata["training_data"]["rules"]`` records of a model's rules: how many, how many
-    departments and categories they send tickets to, and how many leave the decision to a person."""
-    return {
+    departments and categories they send tickets to, how many leave the decision to a person, and
+    per head the labels that only rules give (``new_labels``: those of ``new_label`` rows that
+    are not among the head's ``learnt`` labels; only when there are some)."""
+    out: dict[str, Any] = {
         "rows": len(rules),
         "departments": int(rules.loc[rules["department"] != "", "department"].nunique()),
         "categories": int(rules.loc[rules["category"] != "", "category"].nunique()),
         "review": int((rules["decision"] == "review").sum()),
     }
+    new = rules[rules["new_label"]]
+    only_rules = {
+        head: labels
+        for head in RULE_LABELS
+        if (
+            labels := list(
+                dict.fromkeys(
+                    x for x in new[head] if x and x not in set((learnt or {}).get(head, ()))
+                )
+            )
+        )
+    }
+    if only_rules:
+        out["new_labels"] = only_rules
+    return out
 
 
 def with_rules(
@@ -226,7 +264,9 @@ def with_rules(
     kept = format_rules(rows) if rows is not None else b""
     training = {k: v for k, v in meta["training_data"].items() if k != "rules"}
     if rows is not None:
-        training["rules"] = rules_summary(rows)
+        training["rules"] = rules_summary(
+            rows, {name: head.labels for name, head in router.heads.items()}
+        )
     fingerprint = hashlib.sha256(str(training.get("sha256")).encode() + b"\0" + kept).hexdigest()
     router.version = free_version(root, fingerprint, router.config)
     metadata = {**meta, "training_data": training}

@@ -1299,7 +1299,9 @@ def train_frame(
     if rules is not None and len(rules):
         router.rules = compile_rules(rules, config.script)
         resource_files[RULES_FILE] = format_rules(rules)
-        rules_info = rules_summary(rules)
+        rules_info = rules_summary(
+            rules, {name: head.labels for name, head in router.heads.items()}
+        )
     data_sha = data_sha or frame_fingerprint(raw)
     if out_dir is None and model_root is not None:
         router.version = free_version(Path(model_root), data_sha, config)

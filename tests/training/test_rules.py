@@ -198,6 +198,10 @@ def test_the_api_answers_with_the_rule(ruled, monkeypatch):
             "decision: '马上' is not auto or review",
         ),
         ([("keywords", "department")], "rules file bad.csv holds no rule (no data row)"),
+        (
+            [("keywords", "department", "new_label"), ("数据 共享", "数据局", "maybe")],
+            "rules file bad.csv: 1 row cannot be used: row 1: new_label: 'maybe' is not yes or no",
+        ),
     ],
 )
 def test_a_bad_rules_file_is_refused_saying_where(tmp_path, rows, message):
@@ -225,6 +229,7 @@ def test_a_rule_for_a_label_the_model_does_not_learn_is_refused_before_training(
     assert said.startswith("1 dispatch rule names a label the model does not learn")
     assert "rules.csv row 2: department '燃气公司'" in said
     assert "the department head learns 人社, 住建, 执法" in said
+    assert "mark a label the history does not hold yet new_label yes" in said
     assert not (tmp_path / "model").exists()
 
 
@@ -349,4 +354,125 @@ def model_dirs(root: Path) -> list[Path]:
 def with_rules_cli(root: Path, version: str, args: list[str]):
     return CliRunner().invoke(
         app, ["models", "set-rules", version, *args], env={"PAIDAN_MODEL_ROOT": str(root)}
+    )
+
+
+# A 机构改革 created 数据局 this month: no past ticket names it, so the model cannot learn it, but
+# the centre's notice sends 数据共享 matters there from today.
+NEW_RULES = [
+    ("keywords", "department", "decision", "note", "new_label"),
+    ("数据 共享", "数据局", "auto", "机构改革：数据共享改由新组建的数据局受理", "yes"),
+    ("电梯 加装", "执法", "auto", "", "yes"),  # marked, but a label the head learns: as unmarked
+]
+DATA = "政务数据共享平台查不到我的社保记录，要求各部门数据共享"
+
+
+@pytest.fixture(scope="module")
+def reformed(tmp_path_factory, tiny_config):
+    root = tmp_path_factory.mktemp("reform")
+    data = write_tiny_csv(root / "tiny.csv")
+    rules = write_rows(root / "rules.csv", NEW_RULES)
+    return train([data], root / "model", config=tiny_config, rules=rules)
+
+
+def test_a_new_label_rule_sends_tickets_to_a_department_no_ticket_names(reformed):
+    router = reformed.router
+    unruled = dataclasses.replace(router, rules=())
+    assert list(router.labels_of("department")) == ["人社", "住建", "执法", "数据局"]
+    assert list(router.labels_of("category")) == list(router.heads["category"].labels)
+
+    data, added, plain = router.predict([DATA, ELEVATOR_ADDED, PLAIN])
+    before = unruled.predict([DATA])[0]
+    d = data.department
+    assert d.label == "数据局" and d.decision == "auto" and d.reason is None
+    assert d.score == 0.0  # the model has no ticket of it: it gives it no probability
+    assert d.evidence == []  # nor weights to read evidence from
+    assert d.rule is not None and d.rule.note == "机构改革：数据共享改由新组建的数据局受理"
+    # The model's own suggestions follow, in its order.
+    assert [c.label for c in d.candidates] == ["数据局"] + [
+        c.label for c in before.department.candidates[:2]
+    ]
+    assert data.category == before.category
+    assert added.department.label == "执法"  # a marked rule to a learnt label works as any
+    assert plain == unruled.predict([PLAIN])[0]  # no rule matched: untouched, 数据局 not offered
+
+    for serving in (False, True):
+        loaded, _ = load_router(reformed.model_dir, serving=serving)
+        assert loaded.predict([DATA])[0].department.label == "数据局"
+    kept = read_rules(reformed.model_dir / RULES_FILE)
+    assert kept["new_label"].tolist() == [True, True]
+    assert reformed.metadata["training_data"]["rules"]["new_labels"] == {"department": ["数据局"]}
+
+
+def test_labelling_evaluation_and_the_api_know_a_label_only_a_rule_gives(
+    reformed, tmp_path, monkeypatch
+):
+    from serve.app import create_app
+    from training.evaluate import evaluate
+    from training.label import label
+
+    texts = [DATA, PLAIN]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": range(2), "text": texts}).to_csv(src, index=False)
+    label([src], reformed.model_dir, tmp_path / "out.csv", jobs=1)
+    got = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    answers = reformed.router.predict(texts)
+    assert got["pred_department"].tolist() == ["数据局", answers[1].department.label]
+    assert got["decision"].tolist() == [a.decision for a in answers]
+    assert json.loads(got["top3_departments"][0])[0] == {"label": "数据局", "score": 0.0}
+
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(
+        {"id": [1, 2], "text": texts, "department": ["数据局", answers[1].department.label]}
+    ).to_csv(truth, index=False)
+    report = evaluate(reformed.model_dir, [truth])["department"]
+    assert report["accuracy"] == 1.0
+    assert report["per_class"]["数据局"]["recall"] == 1.0
+    assert report["unknown_labels"] == {}  # a label the router gives is no unknown label
+
+    monkeypatch.setenv("PAIDAN_MODEL_DIR", str(reformed.model_dir))
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(reformed.model_dir.parent))
+    with TestClient(create_app()) as client:
+        labels = client.get("/v1/model").json()["labels"]["department"]
+        routed = client.post("/v1/route", json={"text": DATA}).json()["department"]
+    assert labels[-1] == "数据局"  # a dispatcher can correct a ticket to it on the page
+    assert routed["label"] == "数据局" and routed["rule"]["keywords"] == ["数据", "共享"]
+
+
+def test_a_new_label_rule_is_refused_for_a_head_the_model_does_not_train():
+    from training.rules import check_rule_labels
+
+    rules = pd.DataFrame(
+        {
+            "source": ["r.csv row 1", "r.csv row 2"],
+            "department": ["数据局", ""],
+            "category": ["", "数据"],
+            "new_label": [True, True],
+        }
+    )
+    with pytest.raises(TicketFileError) as e:
+        check_rule_labels(rules, {"department": ["人社", "住建"]})
+    said = str(e.value)
+    assert "r.csv row 2: category '数据'" in said and "数据局" not in said
+
+
+def test_paidan_train_says_which_labels_come_from_rules_alone(tmp_path, tiny_config):
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    rules = write_rows(tmp_path / "rules.csv", NEW_RULES)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--min-examples",
+            "3",
+            "--rules",
+            str(rules),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "数据局, which no training ticket names, comes from rules alone" in " ".join(
+        result.output.split()
     )
