@@ -39,9 +39,10 @@ HINT = (
     "a rules file has the columns keywords and department or category (or both), and optionally "
     "exclude, decision (auto or review), note and new_label (yes for a label the history lacks)"
 )
-# What the new_label column may hold, read case-insensitively; empty is "no".
-YES = ("yes", "y", "true", "1", "是")
-NO = ("no", "n", "false", "0", "否", "")
+# What the new_label column may hold, read case-insensitively; empty is "no". 1.0 and 0.0: a
+# column of ones and zeros with a gap, as pandas and some spreadsheets write it.
+YES = ("yes", "y", "true", "1", "1.0", "是")
+NO = ("no", "n", "false", "0", "0.0", "否", "")
 
 
 def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:

@@ -476,3 +476,22 @@ def test_paidan_train_says_which_labels_come_from_rules_alone(tmp_path, tiny_con
     assert "数据局, which no training ticket names, comes from rules alone" in " ".join(
         result.output.split()
     )
+
+
+def test_new_label_reads_yes_and_no_as_spreadsheets_write_them(tmp_path):
+    # Excel's TRUE/FALSE, a column of ones and zeros with a gap (pandas writes 1.0), 是/否, empty.
+    rows = [("keywords", "department", "new_label")] + [
+        (f"词{i}", "数据局", value)
+        for i, value in enumerate(["yes", "TRUE", "1.0", "是", "", "no", "False", "0", "否"])
+    ]
+    got = read_rules(write_rows(tmp_path / "r.csv", rows))["new_label"].tolist()
+    assert got == [True] * 4 + [False] * 5
+    excel = pd.DataFrame(
+        {
+            "keywords": ["数据", "燃气", "电梯"],
+            "department": ["数据局"] * 3,
+            "new_label": [True, None, False],
+        }
+    )
+    excel.to_excel(tmp_path / "r.xlsx", index=False)
+    assert read_rules(tmp_path / "r.xlsx")["new_label"].tolist() == [True, False, False]
