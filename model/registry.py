@@ -369,6 +369,27 @@ def set_current(
     return previous
 
 
+def keep_current(root: str | Path, target: str | Path) -> None:
+    """Before a new version is written at ``target``: if it lies under ``root`` and no pointer
+    names the current version yet, write one naming the version that is current now.
+
+    Without a pointer the newest version is current (:func:`current_version`), so a second
+    ``paidan train --out models/v2``, a retrain that was not promoted or a ``models set-rules``
+    became the served model by being written, and ``train`` called it "the first in the
+    registry". A root with no version needs no pointer: its first version is current either way.
+    """
+    root = Path(root)
+    if Path(target).resolve().parent != root.resolve() or not root.is_dir():
+        return
+    with _locked(root):
+        pointer = root / CURRENT_FILE
+        if pointer.is_symlink() or pointer.exists():  # a broken one is for `models list` to report
+            return
+        found = versions(root)
+        if found:
+            _write_pointer(root, found[-1])
+
+
 def promote(root: str | Path, version: str) -> str | None:
     """Make ``version`` current, remembering the old current for :func:`rollback`; returns it."""
     return set_current(root, version, record=True)

@@ -252,6 +252,7 @@ def with_rules(
         load_router,
         save_router,
     )
+    from model.registry import keep_current
     from training.train import free_version
 
     root = Path(root)
@@ -279,4 +280,5 @@ def with_rules(
     }
     if rows is not None:
         resources[RULES_FILE] = kept
+    keep_current(root, root / router.version)  # it serves once promoted, not by being newest
     return save_router(router, root / router.version, metadata, resources)

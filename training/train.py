@@ -41,6 +41,7 @@ from model.registry import (
     REGISTRY_FILE,
     REPORTS_DIR,
     SCORES_DIR,
+    keep_current,
     versions,
 )
 from model.router import (
@@ -1341,6 +1342,8 @@ def train_frame(
     )
     model_dir = None
     if target is not None:
+        if model_root is not None:  # the version current now stays so (no pointer yet: newest)
+            keep_current(model_root, target)
         model_dir = save_router(
             router,
             target,

@@ -961,3 +961,36 @@ def test_models_list_does_not_import_scikit_learn(tiny_model_dir: Path, tmp_path
     assert listed == "3"
     # scipy.sparse is the model's (its router); scipy.stats and scikit-learn are not needed.
     assert "sklearn" not in imported, imported
+
+
+def test_keep_current_names_the_version_current_now_before_another_is_written(
+    tmp_path: Path,
+) -> None:
+    root = make_root(tmp_path, VERSIONS[:2])
+    registry.keep_current(root, tmp_path / "elsewhere" / "v9")  # not under the root: nothing
+    assert not (root / registry.CURRENT_FILE).exists()
+    registry.keep_current(root, root / VERSIONS[2])
+    assert registry.pointer_version(root) == VERSIONS[1]  # the newest, current without a pointer
+    shutil.copytree(root / VERSIONS[1], root / VERSIONS[2])  # the new version, written
+    meta = json.loads((root / VERSIONS[2] / METADATA_FILE).read_text(encoding="utf-8"))
+    meta["created"] = "2026-01-03T00:00:00+00:00"  # the newest
+    (root / VERSIONS[2] / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    assert registry.versions(root)[-1] == VERSIONS[2]
+    assert registry.current_version(root) == VERSIONS[1]
+    registry.promote(root, VERSIONS[0])
+    registry.keep_current(root, root / VERSIONS[3])  # a pointer names one already: kept
+    assert registry.current_version(root) == VERSIONS[0]
+
+
+def test_keep_current_leaves_a_broken_pointer_for_models_list_to_report(tmp_path: Path) -> None:
+    root = make_root(tmp_path, VERSIONS[:2])
+    (root / registry.CURRENT_FILE).symlink_to("gone")
+    registry.keep_current(root, root / VERSIONS[2])
+    assert os.readlink(root / registry.CURRENT_FILE) == "gone"
+
+
+def test_keep_current_writes_nothing_on_an_empty_root(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    registry.keep_current(root, root / "v1")  # the first version is current either way
+    assert not (root / registry.CURRENT_FILE).exists()

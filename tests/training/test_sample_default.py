@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from model.artifact import read_metadata
-from model.registry import current_version
+from model.registry import current_version, versions
 from model.resources import SAMPLE_MARKER, is_sample_default
 from model.settings import Settings
 from paidan.cli import app, ensure_model
@@ -349,3 +349,31 @@ def test_train_into_an_empty_root_says_the_model_is_current(tmp_path: Path) -> N
     assert r.exit_code == 0, r.output
     assert current_version(root) == "v1"
     assert "v1 is the current model (the first in the registry)" in " ".join(r.output.split())
+
+
+def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
+    tmp_path: Path,
+) -> None:
+    # Without a pointer the newest version is current: the first model's train wrote none, so a
+    # second train, an unpromoted retrain or set-rules became the served model on writing, and
+    # train called the second "the first in the registry".
+    root = tmp_path / "models"
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    for name in ("v1", "v2"):
+        args = ["train", str(data), "--out", str(root / name), "--min-examples", "3"]
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        "v2 is not the current model (v1 is): make it current with paidan models promote v2" in said
+    )
+    assert current_version(root) == "v1"
+    r = runner.invoke(app, ["train", str(data), "--min-examples", "3"], env=env)  # root/VERSION
+    assert r.exit_code == 0, r.output
+    rules = tmp_path / "rules.csv"
+    rules.write_text("keywords,department\n噪音,城南区执法局\n", encoding="utf-8")
+    r = runner.invoke(app, ["models", "set-rules", "v2", "--rules", str(rules)], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    assert len(versions(root)) == 4
