@@ -29,6 +29,14 @@ RULES = [
     ("燃气", "演练", "", "环境", "review", ""),
     ("电梯", "", "人社", "", "auto", "never reached for 加装: the first rule that matches decides"),
 ]
+# A 机构改革 created 数据局 this month: no past ticket names it, so the model cannot learn it, but
+# the centre's notice sends 数据共享 matters there from today.
+NEW_RULES = [
+    ("keywords", "department", "decision", "note", "new_label"),
+    ("数据 共享", "数据局", "auto", "机构改革：数据共享改由新组建的数据局受理", "yes"),
+    ("电梯 加装", "执法", "auto", "", "yes"),  # marked, but a label the head learns: as unmarked
+]
+DATA = "政务数据共享平台查不到我的社保记录，要求各部门数据共享"
 ELEVATOR_ADDED = "老旧小区加装电梯，物业推诿，电梯经常故障"
 GAS = "楼道里有燃气味道，物业不管"
 PLAIN = "老板拖欠工资三个月不发"
@@ -40,12 +48,20 @@ def write_rows(path: Path, rows: list[tuple[str, ...]]) -> Path:
     return path
 
 
+def trained_with(factory: pytest.TempPathFactory, config, rows: list[tuple[str, ...]]):
+    root = factory.mktemp("rules")
+    data = write_tiny_csv(root / "tiny.csv")
+    return train([data], root / "model", config=config, rules=write_rows(root / "rules.csv", rows))
+
+
 @pytest.fixture(scope="module")
 def ruled(tmp_path_factory, tiny_config):
-    root = tmp_path_factory.mktemp("rules")
-    data = write_tiny_csv(root / "tiny.csv")
-    rules = write_rows(root / "rules.csv", RULES)
-    return train([data], root / "model", config=tiny_config, rules=rules)
+    return trained_with(tmp_path_factory, tiny_config, RULES)
+
+
+@pytest.fixture(scope="module")
+def reformed(tmp_path_factory, tiny_config):
+    return trained_with(tmp_path_factory, tiny_config, NEW_RULES)
 
 
 def test_a_matching_rule_decides_and_says_so_and_the_model_still_scores(ruled):
@@ -233,9 +249,24 @@ def test_a_rule_for_a_label_the_model_does_not_learn_is_refused_before_training(
     assert not (tmp_path / "model").exists()
 
 
-def test_paidan_train_rules_says_what_it_applies(tmp_path, tiny_config):
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        (
+            RULES,
+            "applies 3 dispatch rules before its own ranking, sending tickets to 2 departments and "
+            "1 category, 1 of them for a person to confirm",
+        ),
+        (
+            NEW_RULES,
+            "applies 2 dispatch rules before its own ranking, sending tickets to 2 departments; "
+            "数据局, which no training ticket names, comes from rules alone",
+        ),
+    ],
+)
+def test_paidan_train_rules_says_what_it_applies(tmp_path, tiny_config, rows, said):
     data = write_tiny_csv(tmp_path / "tiny.csv")
-    rules = write_rows(tmp_path / "rules.csv", RULES)
+    rules = write_rows(tmp_path / "rules.csv", rows)
     result = CliRunner().invoke(
         app,
         [
@@ -250,11 +281,7 @@ def test_paidan_train_rules_says_what_it_applies(tmp_path, tiny_config):
         ],
     )
     assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
-    assert (
-        "applies 3 dispatch rules before its own ranking, sending tickets to 2 departments and "
-        "1 category, 1 of them for a person to confirm" in said
-    )
+    assert said in " ".join(result.output.split())
 
 
 def test_retrain_keeps_the_champions_rules_renamed_as_its_labels(tmp_path, tiny_config):
@@ -357,24 +384,6 @@ def with_rules_cli(root: Path, version: str, args: list[str]):
     )
 
 
-# A 机构改革 created 数据局 this month: no past ticket names it, so the model cannot learn it, but
-# the centre's notice sends 数据共享 matters there from today.
-NEW_RULES = [
-    ("keywords", "department", "decision", "note", "new_label"),
-    ("数据 共享", "数据局", "auto", "机构改革：数据共享改由新组建的数据局受理", "yes"),
-    ("电梯 加装", "执法", "auto", "", "yes"),  # marked, but a label the head learns: as unmarked
-]
-DATA = "政务数据共享平台查不到我的社保记录，要求各部门数据共享"
-
-
-@pytest.fixture(scope="module")
-def reformed(tmp_path_factory, tiny_config):
-    root = tmp_path_factory.mktemp("reform")
-    data = write_tiny_csv(root / "tiny.csv")
-    rules = write_rows(root / "rules.csv", NEW_RULES)
-    return train([data], root / "model", config=tiny_config, rules=rules)
-
-
 def test_a_new_label_rule_sends_tickets_to_a_department_no_ticket_names(reformed):
     router = reformed.router
     unruled = dataclasses.replace(router, rules=())
@@ -454,28 +463,6 @@ def test_a_new_label_rule_is_refused_for_a_head_the_model_does_not_train():
         check_rule_labels(rules, {"department": ["人社", "住建"]})
     said = str(e.value)
     assert "r.csv row 2: category '数据'" in said and "数据局" not in said
-
-
-def test_paidan_train_says_which_labels_come_from_rules_alone(tmp_path, tiny_config):
-    data = write_tiny_csv(tmp_path / "tiny.csv")
-    rules = write_rows(tmp_path / "rules.csv", NEW_RULES)
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(data),
-            "--out",
-            str(tmp_path / "m"),
-            "--min-examples",
-            "3",
-            "--rules",
-            str(rules),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "数据局, which no training ticket names, comes from rules alone" in " ".join(
-        result.output.split()
-    )
 
 
 def test_new_label_reads_yes_and_no_as_spreadsheets_write_them(tmp_path):
