@@ -2015,6 +2015,14 @@ def models_set_rules(
         written = with_rules(root, version, rules)
     except (*USER_ERRORS, OSError) as e:
         raise fail(e) from None
+    if written.name == version:
+        out.print(
+            f"{version} applies "
+            + ("these dispatch rules" if rules else "no dispatch rule")
+            + " already: nothing written",
+            soft_wrap=True,
+        )
+        return
     meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
     said = meta["training_data"].get("rules")
     out.print(

@@ -206,18 +206,13 @@ def rules_summary(
         "categories": int(rules.loc[rules["category"] != "", "category"].nunique()),
         "review": int((rules["decision"] == "review").sum()),
     }
-    new = rules[rules["new_label"]]
-    only_rules = {
-        head: labels
-        for head in RULE_LABELS
-        if (
-            labels := list(
-                dict.fromkeys(
-                    x for x in new[head] if x and x not in set((learnt or {}).get(head, ()))
-                )
-            )
-        )
-    }
+    marked = rules[rules["new_label"]]
+    only_rules: dict[str, list[str]] = {}
+    for head in RULE_LABELS:
+        known = set((learnt or {}).get(head, ()))
+        labels = list(dict.fromkeys(x for x in marked[head] if x and x not in known))
+        if labels:
+            only_rules[head] = labels
     if only_rules:
         out["new_labels"] = only_rules
     return out
@@ -233,6 +228,8 @@ def with_rules(
     the fitted model, its figures and its files are the same, so the new version differs from
     ``version`` in its rules alone. ``metadata.json`` says so (``derived_from``). Like any version,
     it serves once promoted (``paidan models promote``), and ``version`` is left as it is.
+    Rules that are ``version``'s already (as its ``rules.csv`` keeps them) write nothing, and
+    ``version``'s own directory is returned.
 
     Raises
     ------
@@ -262,8 +259,10 @@ def with_rules(
     rows = read_rules(files) if files else None
     if rows is not None:
         check_rule_labels(rows, {name: list(head.labels) for name, head in router.heads.items()})
-    router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
     kept = format_rules(rows) if rows is not None else b""
+    if kept == ((source / RULES_FILE).read_bytes() if (source / RULES_FILE).is_file() else b""):
+        return source  # the same rules: another version would be a copy of this one
+    router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
     training = {k: v for k, v in meta["training_data"].items() if k != "rules"}
     if rows is not None:
         training["rules"] = rules_summary(

@@ -358,12 +358,22 @@ def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
 
     # --clear writes one without rules; a rule for a label the model does not learn writes none.
     before = set(model_dirs(root))
-    cleared = with_rules_cli(root, "current", ["--clear"])  # the first, which has none
+    cleared = with_rules_cli(root, ruled.name, ["--clear"])
     assert cleared.exit_code == 0, cleared.output
     assert "applies no dispatch rule" in cleared.output
     [plain] = set(model_dirs(root)) - before
     assert not (plain / RULES_FILE).exists()
     assert load_router(plain, root)[0].predict([ELEVATOR_ADDED])[0].department.label == "住建"
+    # The rules a version applies already: a second version would be a copy of it.
+    before = set(model_dirs(root))
+    same = with_rules_cli(root, ruled.name, ["--rules", str(rules)])
+    assert same.exit_code == 0, same.output
+    assert f"{ruled.name} applies these dispatch rules already: nothing written" in " ".join(
+        same.output.split()
+    )
+    none = with_rules_cli(root, "current", ["--clear"])  # the first, which has none
+    assert none.exit_code == 0 and "applies no dispatch rule already" in none.output
+    assert set(model_dirs(root)) == before
     bad = write_rows(tmp_path / "bad.csv", [("keywords", "department"), ("燃气", "燃气公司")])
     before = sorted(p.name for p in root.iterdir())
     refused = with_rules_cli(root, ruled.name, ["--rules", str(bad)])
