@@ -593,6 +593,9 @@ class Ranking:
     (put first in ``order``), -1 for none; ``None`` when no rule gave any row its label."""
     rule_auto: np.ndarray | None = None
     """Shape ``(n,)``: that rule's decision is ``auto`` (read where ``rule`` is not -1)."""
+    model_first: np.ndarray | None = None
+    """Shape ``(n,)``: the label column the model itself ranks first, before any rule put its
+    label there; ``None`` when no rule gave any row its label (then it is ``order[:, 0]``)."""
 
     @property
     def auto(self) -> np.ndarray:
@@ -1288,11 +1291,22 @@ class Router:
                 new = np.arange(proba.shape[1], len(labels))
                 proba = np.hstack([proba, np.zeros((len(proba), len(new)))])
                 order = np.hstack([order, np.broadcast_to(new, (len(order), len(new)))])
+            own = order[:, 0].copy() if hits else None
             rule, rule_auto = self._ruled(head, labels, order, hits)
             order = order[:, : max(1, top_k)]
             shown = np.take_along_axis(proba, order, axis=1)
             passed = shown[:, 0] >= head.threshold
-            out[name] = Ranking(head, labels, order, shown, passed, no_terms, rule, rule_auto)
+            out[name] = Ranking(
+                head,
+                labels,
+                order,
+                shown,
+                passed,
+                no_terms,
+                rule,
+                rule_auto,
+                model_first=own if rule is not None else None,
+            )
         return out
 
     def _ruled(

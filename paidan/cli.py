@@ -941,7 +941,7 @@ def evaluate(
     """Score a model on labelled tickets; print the summary, and write the report with --report
     (without it nothing is written)."""
     from training.evaluate import evaluate as run_evaluate
-    from training.evaluate import joint_summary, report_warnings
+    from training.evaluate import joint_summary, report_warnings, rules_summary_line
     from training.metrics import format_auto_precision
 
     try:
@@ -979,6 +979,9 @@ def evaluate(
                 f"{r['auto']['coverage']:.3f}",
             )
     out.print(table)
+    for head in ("department", "category"):
+        if result.get(head, {}).get("rules"):
+            out.print(rules_summary_line(head, result[head]["rules"]), soft_wrap=True)
     if "joint" in result:
         out.print(joint_summary(result["joint"]), soft_wrap=True)
     for warning in report_warnings(result):

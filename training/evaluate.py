@@ -30,6 +30,7 @@ from model.router import (
     SimilarTicket,
     co_dispatch,
 )
+from model.rules import DispatchRule
 from model.settings import get_settings
 from model.text import counted, mask_label, quoted
 from model.tickets import (
@@ -248,6 +249,10 @@ class _HeadRows:
         self.confidence: list[np.ndarray] = []
         self.top3: list[np.ndarray] = []
         self.auto: list[np.ndarray] = []
+        # Per row, the dispatch rule that gave its label (-1: the model's ranking) and the label
+        # the model itself ranked first: what the report's per-rule figures compare.
+        self.rule: list[np.ndarray] = []
+        self.model_first: list[np.ndarray] = []
 
     def add(self, given: Sequence[str], ranking: Ranking) -> None:
         """The rows of one batch: their true labels and the head's :class:`Ranking` of them (its
@@ -265,6 +270,14 @@ class _HeadRows:
         # here, the report's auto coverage and precision were of tickets the service never
         # dispatches without one.
         self.auto.append(ranking.auto)
+        n = len(given)
+        self.rule.append(
+            np.full(n, -1, dtype=np.int32)
+            if ranking.rule is None
+            else ranking.rule.astype(np.int32)
+        )
+        own = ranking.order[:, 0] if ranking.model_first is None else ranking.model_first
+        self.model_first.append(own.astype(np.int32))
 
 
 class Scores:
@@ -366,9 +379,62 @@ class Scores:
             # ranked_report), and usually a spelling or a taxonomy that differs from the training
             # data's, which the reader must be told of. Most rows first, as the warning lists them.
             report[name]["unknown_labels"] = unknown_label_rows(y[known], labels)
+            if router.rules:
+                report[name]["rules"] = rule_rows(
+                    router.rules,
+                    name,
+                    y[known],
+                    np.concatenate(rows.rule)[known],
+                    np.asarray(labels, dtype=str)[np.concatenate(rows.model_first)[known]],
+                )
         if self.any_joint and self.advise:
             report["joint"] = {**self.joint.report(), "similar_k": self.similar_k}
         return report
+
+
+def rule_rows(
+    rules: Sequence[DispatchRule],
+    head: str,
+    truth: np.ndarray,
+    rule_of_row: np.ndarray,
+    model_label: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Per dispatch rule that names a label of ``head``, in the rules' order: the scored tickets
+    it gave that label to, on how many of them the label was right, and on how many the model's
+    own first label would have been (``truth``, ``rule_of_row`` (-1: none) and ``model_label``
+    per scored row). A rule right less often than the model it overrules is worth a second look;
+    one that decided no ticket may be misspelt, or its matter gone."""
+    out = []
+    for r, rule in enumerate(rules):
+        label = rule.label(head)
+        if not label:
+            continue
+        mine = rule_of_row == r
+        out.append(
+            {
+                "rule": rule.source or f"rule {r + 1}",
+                "keywords": list(rule.keywords),
+                "label": label,
+                "decision": rule.decision,
+                "tickets": int(mine.sum()),
+                "right": int((truth[mine] == label).sum()),
+                "model_right": int((truth[mine] == model_label[mine]).sum()),
+            }
+        )
+    return out
+
+
+def rules_summary_line(head: str, rules: Sequence[dict[str, Any]]) -> str:
+    """One sentence of a head's :func:`rule_rows`."""
+    tickets = sum(r["tickets"] for r in rules)
+    right = sum(r["right"] for r in rules)
+    model = sum(r["model_right"] for r in rules)
+    unused = sum(1 for r in rules if not r["tickets"])
+    return (
+        f"{head}: dispatch rules decided {counted(tickets, 'ticket')}, right on {right} of them "
+        f"(the model alone: {model})"
+        + (f"; {counted(unused, 'rule')} decided none" if unused else "")
+    )
 
 
 def joint_summary(joint: dict[str, Any]) -> str:
@@ -444,6 +510,14 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         auto = report.get(head, {}).get("auto")
         if auto and auto["precision"] is None:
             out.append(f"{head} head: {no_auto_note(auto)}")
+        for rule in report.get(head, {}).get("rules", []):
+            if rule["right"] < rule["model_right"]:
+                out.append(
+                    f"{head} head: dispatch rule {rule['rule']} ({' '.join(rule['keywords'])} → "
+                    f"{mask_label(rule['label'])}) was right on {rule['right']} of the "
+                    f"{counted(rule['tickets'], 'ticket')} it decided, the model alone on "
+                    f"{rule['model_right']}"
+                )
         unknown = report.get(head, {}).get("unknown_labels", {})
         if unknown:
             # Most rows first (a report from before listed them by name).
@@ -780,6 +854,25 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
             )
     if report.get("joint"):
         lines += ["", "## Joint dispatch (会办)", "", joint_summary(report["joint"])]
+    ruled = [h for h in heads if report[h].get("rules")]
+    if ruled:
+        lines += [
+            "",
+            "## Dispatch rules (派单规则)",
+            "",
+            "Each rule's scored tickets: how many it gave its label to, on how many that label "
+            "was right, and on how many the model's own first label would have been.",
+            "",
+            "| head | rule | keywords | label | decision | tickets | right | the model alone |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for h in ruled:
+            for r in report[h]["rules"]:
+                lines.append(
+                    f"| {h} | {md_text(r['rule'])} | {md_text(' '.join(r['keywords']))} | "
+                    f"{md_text(r['label'])} | {r['decision']} | {r['tickets']} | {r['right']} | "
+                    f"{r['model_right']} |"
+                )
     for h in heads:
         lines += [
             "",

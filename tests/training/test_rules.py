@@ -154,6 +154,74 @@ def test_labelling_and_evaluation_decide_as_the_api_does(ruled, tmp_path):
     assert report["department"]["accuracy"] == 1.0  # the rule's label is what was dispatched
 
 
+def test_evaluate_says_how_often_each_rule_was_right_against_the_model_alone(ruled, tmp_path):
+    # Two 加装电梯 tickets the rule sends to 执法: the history says one was 执法's, the other
+    # 住建's, which the model ranks first for both; one plain ticket no rule touches.
+    texts = [ELEVATOR_ADDED, "小区加装电梯施工噪音，物业说电梯加装是住建审批的", PLAIN]
+    own = dataclasses.replace(ruled.router, rules=()).predict(texts)
+    assert [a.department.label for a in own[:2]] == ["住建", "住建"]
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "text": texts,
+            "department": ["执法", "住建", own[2].department.label],
+            "category": [a.category.label for a in own],
+        }
+    ).to_csv(truth, index=False)
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", str(ruled.model_dir), str(truth), "--report", str(report_path)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["department"]["rules"] == [
+        {
+            "rule": "rules.csv row 1",
+            "keywords": ["电梯", "加装"],
+            "label": "执法",
+            "decision": "auto",
+            "tickets": 2,
+            "right": 1,
+            "model_right": 1,
+        },
+        {
+            "rule": "rules.csv row 3",
+            "keywords": ["电梯"],
+            "label": "人社",
+            "decision": "auto",
+            "tickets": 0,  # every 电梯 ticket here says 加装: the first rule took them
+            "right": 0,
+            "model_right": 0,
+        },
+    ]
+    assert [r["rule"] for r in report["category"]["rules"]] == ["rules.csv row 2"]
+    said = " ".join(result.output.split())
+    assert (
+        "department: dispatch rules decided 2 tickets, right on 1 of them (the model alone: 1); "
+        "1 rule decided none" in said
+    )
+    markdown = report_path.with_suffix(".md").read_text(encoding="utf-8")
+    assert "## Dispatch rules (派单规则)" in markdown
+    assert "| department | rules.csv row 1 | 电梯 加装 | 执法 | auto | 2 | 1 | 1 |" in markdown
+
+
+def test_a_rule_right_less_often_than_the_model_is_warned_of():
+    from training.evaluate import report_warnings
+
+    rule = {"rule": "r.csv row 4", "keywords": ["电梯"], "label": "人社", "decision": "auto"}
+    report = {
+        "n": 10,
+        "department": {"rules": [{**rule, "tickets": 5, "right": 1, "model_right": 4}]},
+    }
+    assert report_warnings(report) == [
+        "department head: dispatch rule r.csv row 4 (电梯 → 人社) was right on 1 of the 5 tickets "
+        "it decided, the model alone on 4"
+    ]
+    report["department"]["rules"][0]["right"] = 4
+    assert report_warnings(report) == []
+
+
 def test_the_model_directory_keeps_the_rules_and_a_loaded_model_applies_them(ruled):
     kept = read_rules(ruled.model_dir / RULES_FILE)
     assert kept["keywords"].tolist() == ["电梯 加装", "燃气", "电梯"]
