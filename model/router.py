@@ -1293,7 +1293,9 @@ class Router:
                 order = np.hstack([order, np.broadcast_to(new, (len(order), len(new)))])
             own = order[:, 0].copy() if hits else None
             rule, rule_auto = self._ruled(head, labels, order, hits)
-            order = order[:, : max(1, top_k)]
+            # As many as the head learnt at most: a label only a rule gives is offered only where
+            # the rule put it first.
+            order = order[:, : max(1, min(top_k, len(head.labels)))]
             shown = np.take_along_axis(proba, order, axis=1)
             passed = shown[:, 0] >= head.threshold
             out[name] = Ranking(

@@ -482,6 +482,13 @@ def test_a_new_label_rule_sends_tickets_to_a_department_no_ticket_names(reformed
     assert data.category == before.category
     assert added.department.label == "执法"  # a marked rule to a learnt label works as any
     assert plain == unruled.predict([PLAIN])[0]  # no rule matched: untouched, 数据局 not offered
+    # However many candidates are asked for: a ruled ticket gets 数据局 and the learnt ones.
+    every_plain, every_data = router.predict([PLAIN, DATA], top_k=10)
+    assert [c.label for c in every_plain.department.candidates] == [
+        c.label for c in unruled.predict([PLAIN], top_k=10)[0].department.candidates
+    ]
+    assert "数据局" not in [c.label for c in every_plain.department.candidates]
+    assert len(every_data.department.candidates) == 3  # 数据局 and the model's first two
 
     for serving in (False, True):
         loaded, _ = load_router(reformed.model_dir, serving=serving)
