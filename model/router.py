@@ -1154,7 +1154,12 @@ class Router:
     ) -> dict[str, Ranking]:
         """:meth:`rankings` of tickets already transformed and matched (:meth:`features_and_hits`);
         without ``hits`` no dispatch rule is applied."""
-        return self._rankings(X, top_k, self._without_known_terms(X), hits=hits)
+        fast = self.compiled()[1]
+        # One row (a file of one ticket, a chunk's last): its weight rows gathered, as predict
+        # does; the product for many rows walks every column of the features (4.2 ms against
+        # 0.9 for a 2,000-character ticket, measured).
+        gathered = fast.gather(X) if X.shape[0] == 1 and fast.folds else None
+        return self._rankings(X, top_k, self._without_known_terms(X), gathered, hits)
 
     def features_and_hits(
         self, tickets: Sequence[TicketLike]

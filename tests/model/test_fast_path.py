@@ -407,6 +407,44 @@ def test_predict_and_predict_proba_agree_with_the_slow_path(tiny_model_dir):
         np.testing.assert_allclose(scores, shown[np.arange(len(best)), best], atol=1e-4)
 
 
+def test_one_row_is_ranked_as_in_a_batch_and_without_walking_every_column(
+    tiny_model_dir, monkeypatch
+):
+    # A file of one ticket, or a chunk's last row: its weight rows are gathered as predict
+    # gathers them (the same ranking as for that row among many, the scores to the last bits of
+    # a double, as predict's of one ticket are).
+    from model.compiled import CompiledHeads
+    from model.router import Candidate, shown_scores
+
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS)
+    many = router.rank(X)
+    walked = []
+    product = CompiledHeads.scores
+
+    def scores(self, X, gathered=None):
+        walked.append(gathered is None)
+        return product(self, X, gathered)
+
+    monkeypatch.setattr(CompiledHeads, "scores", scores)
+    for i in range(len(TICKETS)):
+        one = router.rank(X[i : i + 1])
+        for name, ranking in one.items():
+            np.testing.assert_array_equal(ranking.order[0], many[name].order[i])
+            np.testing.assert_allclose(ranking.scores[0], many[name].scores[i], rtol=0, atol=1e-12)
+        answer = router.predict([TICKETS[i]], similar_k=0, explain=False)[0]
+        for name, ranking in one.items():
+            assert getattr(answer, name).candidates == [
+                Candidate(label=ranking.labels[j], score=p)
+                for j, p in zip(
+                    ranking.order[0].tolist(),
+                    shown_scores(ranking.scores[0], ranking.head.threshold),
+                    strict=True,
+                )
+            ]
+    assert walked and not any(walked)
+
+
 def random_index(rows: int, features: int, seed: int) -> SimilarIndex:
     rng = np.random.default_rng(seed)
     m = sp.random(rows, features, density=0.05, random_state=rng, format="csr", dtype=np.float32)
