@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,8 @@ def measure(peer: str, path: str, calls: int, batch: int) -> dict[str, Any]:
 
     tickets = latency_tickets(calls)
     backlog = batch_tickets(batch)
+    # Calls timed beside the peer's own (paidan: its labels alone), not compared with a target.
+    extra: dict[str, Any] = {}
     rss_before = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
     if peer.startswith("paidan"):
@@ -253,6 +256,13 @@ def measure(peer: str, path: str, calls: int, batch: int) -> dict[str, Any]:
 
         def many(texts: list[str]) -> Any:
             return router.predict(texts, similar_k=0, explain=False)
+
+        def labels_only(text: str) -> Any:
+            # Both heads' labels, scores and decisions: the routing decision, without the
+            # evidence and the similar tickets a dispatcher is shown beside it.
+            return router.predict([text], similar_k=0, explain=False)
+
+        extra["labels_only"] = labels_only
 
     elif peer == "baseline":
         import jieba
@@ -281,20 +291,8 @@ def measure(peer: str, path: str, calls: int, batch: int) -> dict[str, Any]:
             return [fasttext_predict(model, t) for t in texts]
 
     load_s = time.perf_counter() - t0
-    latency: dict[str, Any] = {}
-    for length, texts in tickets.items():
-        for text in texts[:20]:  # warm caches (not timed)
-            one(text)
-        times = []
-        for text in texts:
-            s = time.perf_counter()
-            one(text)
-            times.append((time.perf_counter() - s) * 1000)
-        latency[str(length)] = {
-            "p50_ms": round(float(np.percentile(times, 50)), 3),
-            "p99_ms": round(float(np.percentile(times, 99)), 3),
-            "calls": len(times),
-        }
+    latency = timed(one, tickets)
+    others = {f"latency_{name}": timed(call, tickets) for name, call in extra.items()}
     s = time.perf_counter()
     for start in range(0, len(backlog), 1_000):
         many(backlog[start : start + 1_000])
@@ -302,11 +300,31 @@ def measure(peer: str, path: str, calls: int, batch: int) -> dict[str, Any]:
     return {
         "load_and_warm_up_s": round(load_s, 2),
         "latency": latency,
+        **others,
         "batch_tickets_per_s": round(len(backlog) / batch_s, 1),
         "batch_tickets": len(backlog),
         "peak_rss_mb": round(peak_rss() / 2**20, 1),
         "rss_before_model_mb": round(rss_before / 2**20, 1),
     }
+
+
+def timed(call: Callable[[str], Any], tickets: dict[int, list[str]]) -> dict[str, Any]:
+    """p50 and p99 of ``call`` on each length's tickets, in ms (20 calls first, untimed)."""
+    latency: dict[str, Any] = {}
+    for length, texts in tickets.items():
+        for text in texts[:20]:  # warm caches (not timed)
+            call(text)
+        times = []
+        for text in texts:
+            s = time.perf_counter()
+            call(text)
+            times.append((time.perf_counter() - s) * 1000)
+        latency[str(length)] = {
+            "p50_ms": round(float(np.percentile(times, 50)), 3),
+            "p99_ms": round(float(np.percentile(times, 99)), 3),
+            "calls": len(times),
+        }
+    return latency
 
 
 def speed(peers: list[str], calls: int, batch: int, repeats: int = 3) -> dict[str, Any]:
@@ -352,6 +370,9 @@ def speed(peers: list[str], calls: int, batch: int, repeats: int = 3) -> dict[st
         "trained_on": "department_train.csv (all rows)",
         "latency_tickets": "texts of exactly 50, 400 and 2,000 characters cut from unlabelled.csv",
         "paidan_call": "Router.predict([text]) with defaults: both heads, top-3, evidence, 5 similar",
+        "paidan_labels_only_call": "Router.predict([text], similar_k=0, explain=False): both "
+        "heads' labels, scores and decisions, without evidence or similar tickets "
+        "(latency_labels_only; for comparison, not a target)",
         "baseline_call": "pipeline.predict([text]): jieba → TfidfVectorizer() → LinearSVC(), one head",
         "fasttext_call": "jieba cut + model.f.predict(text, 1, 0.0), one head",
         "batch_call": "chunks of 1,000 in one process; paidan with similar_k=0, explain=False",
@@ -365,16 +386,20 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def med(values: list[float]) -> float:
         return round(float(np.median(values)), 3)
 
-    latency = {
-        length: {
-            key: med([r["latency"][length][key] for r in runs]) for key in ("p50_ms", "p99_ms")
+    def latency(key: str) -> dict[str, Any]:
+        return {
+            length: {
+                figure: med([r[key][length][figure] for r in runs])
+                for figure in ("p50_ms", "p99_ms")
+            }
+            | {"calls": runs[0][key][length]["calls"]}
+            for length in runs[0][key]
         }
-        | {"calls": runs[0]["latency"][length]["calls"]}
-        for length in runs[0]["latency"]
-    }
+
     return {
         "load_and_warm_up_s": med([r["load_and_warm_up_s"] for r in runs]),
-        "latency": latency,
+        "latency": latency("latency"),
+        **{key: latency(key) for key in runs[0] if key.startswith("latency_")},
         "batch_tickets_per_s": med([r["batch_tickets_per_s"] for r in runs]),
         "batch_tickets": runs[0]["batch_tickets"],
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),

@@ -171,6 +171,11 @@ def comparison(res: dict[str, Any]) -> dict[str, Any]:
             "macro_f1": f1,
             "train_seconds": p.get("train_seconds"),
             "latency": p.get("latency"),
+            **(
+                {"latency_labels_only": p["latency_labels_only"]}
+                if "latency_labels_only" in p
+                else {}
+            ),
             "batch_tickets_per_s": p.get("batch_tickets_per_s"),
             "peak_rss_mb": p.get("peak_rss_mb"),
             "rss_before_model_mb": p.get("rss_before_model_mb"),
@@ -274,6 +279,20 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def like_for_like(rows: dict[str, Any], backend: str) -> dict[str, float | None]:
+    """Baseline ÷ paidan p50 per length for paidan's labels alone (``latency_labels_only``): what
+    the baseline's one label compares with, beside the targets' whole answer; ``{}`` without it."""
+    ours, base = rows.get(f"paidan-{backend}", {}), rows.get("baseline", {})
+    if not ours.get("latency_labels_only"):
+        return {}
+    out: dict[str, float | None] = {}
+    for length in LENGTHS:
+        a = get(ours, "latency_labels_only", length, "p50_ms")
+        b = get(base, "latency", length, "p50_ms")
+        out[length] = round(b / a, 2) if a and b else None
+    return out
+
+
 def markdown(summary: dict[str, Any]) -> str:
     m = summary["machine"]
     lines = [
@@ -298,6 +317,18 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {fmt(r['train_seconds'])} | {' | '.join(lat)} | {fmt(r['batch_tickets_per_s'])} "
             f"| {fmt(r['peak_rss_mb'])} | {fmt(r['size_mb'])} |"
         )
+    like = like_for_like(summary["comparison"], summary["default_backend"])
+    if like:
+        lines += [
+            "",
+            "For comparison, not a target: baseline ÷ paidan's labels alone (`Router.predict` "
+            "with `similar_k=0, explain=False`: both heads' labels, scores and decisions, without "
+            "evidence or similar tickets), p50 at "
+            + " / ".join(LENGTHS)
+            + " chars: "
+            + " / ".join(fmt(like[n]) for n in LENGTHS)
+            + ".",
+        ]
     lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in summary["targets"]:
         measured = t["measured"]
@@ -382,6 +413,7 @@ def main() -> None:
         "tokenizer_agreement": results.get("agreement"),
         "similar_search": results.get("search"),
         "targets": targets(results, rows, backend),
+        "labels_only_x_baseline": like_for_like(rows, backend),
     }
     (RESULTS / "summary.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
