@@ -193,9 +193,7 @@ def format_rules(rules: pd.DataFrame) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def rules_summary(
-    rules: pd.DataFrame, learnt: Mapping[str, Sequence[str]] | None = None
-) -> dict[str, Any]:
+def rules_summary(rules: pd.DataFrame, learnt: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """What ``metadata["training_data"]["rules"]`` records of a model's rules: how many, how many
     departments and categories they send tickets to, how many leave the decision to a person, and
     per head the labels that only rules give (``new_labels``: those of ``new_label`` rows that
@@ -209,7 +207,7 @@ def rules_summary(
     marked = rules[rules["new_label"]]
     only_rules: dict[str, list[str]] = {}
     for head in RULE_LABELS:
-        known = set((learnt or {}).get(head, ()))
+        known = set(learnt.get(head, ()))
         labels = list(dict.fromkeys(x for x in marked[head] if x and x not in known))
         if labels:
             only_rules[head] = labels
