@@ -20,6 +20,7 @@ always served with the backend it was trained with.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -276,8 +277,7 @@ class Segmenter:
             with _BUILD_LOCK:
                 seg = self._cache
                 if seg is None:
-                    build = _build_rjieba if self.backend == "rjieba" else _build_jieba
-                    seg = build(self.user_words)
+                    seg = _shared_segmenter(self.backend, tuple(map(tuple, self.user_words)))
                     self._cache = seg
         return seg
 
@@ -300,6 +300,24 @@ def __getattr__(name: str) -> Any:
 
 
 _BUILD_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_segmenter(
+    backend: str, user_words: tuple[tuple[str, int | None, str | None], ...]
+) -> Any:
+    """The segmenter of ``backend`` with ``user_words`` added, built once per process.
+
+    Every :class:`Segmenter` with the same backend and user words (a model and its challenger, a
+    served model and the one a reload brings, a model loaded again) cuts with the same object:
+    building rjieba's costs about 0.13 s and 25 MB. Two are kept, the current user dictionary's
+    and the one before it. Neither segmenter is changed once built, so sharing is safe; threads
+    already share one through a served model's tokenizer. Called under ``_BUILD_LOCK``.
+    """
+    build = _build_rjieba if backend == "rjieba" else _build_jieba
+    return build(user_words)
+
+
 # jieba's main dictionary, loaded once per process: every tokenizer starts from a copy of its
 # prefix dictionary (a dict copy takes milliseconds, loading it again about a second).
 _BASE_JIEBA: jieba.Tokenizer | None = None
