@@ -6,7 +6,8 @@ import csv
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,6 @@ def without_progress(output: str) -> str:
 
 def three_versions(model_dir: Path, tmp_path: Path) -> Path:
     """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
-    import shutil
-
     root = tmp_path / "models"
     for name in ("v1", "v2", "v3"):
         shutil.copytree(model_dir, root / name)
@@ -223,7 +222,6 @@ def with_merged_keys(model_dir: Path, dest: Path, keys: dict[str, int] | None) -
     """A copy of ``model_dir`` at ``dest`` whose metadata records ``keys`` as its department
     labels merged into 其他 (``None``: as trained)."""
     import json
-    import shutil
 
     shutil.copytree(model_dir, dest)
     if keys is not None:
@@ -268,15 +266,42 @@ def category_only_model_dir(
     return result.model_dir
 
 
+def built_once_per_run(
+    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]
+) -> Path:
+    """``build(directory)``'s result, built by one test process of the run for all of them.
+
+    Under pytest-xdist the first worker to ask builds it in the run's temporary directory, which
+    every worker shares, and the others wait for it and read it; without xdist it is built here.
+    What is built must be read only (a model directory never changes once written). A build that
+    failed is attempted again by the next worker that asks.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = factory.getbasetemp().parent / name  # the run's directory, above each worker's own
+    done = shared / "built"  # what build returned, relative to `shared`; written last
+    with FileLock(f"{shared}.lock"):
+        if not done.is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            done.write_text(str(build(shared).relative_to(shared)), encoding="utf-8")
+    return shared / done.read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def sample_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model: trained on the bundled sample exactly as `paidan train` would."""
+    """The default model: trained on the bundled sample exactly as `paidan train` would, once
+    for the whole run (about 15 s)."""
     from training.train import train
 
-    out = tmp_path_factory.mktemp("sample-models") / "sample"
-    result = train([resources.sample_path()], out)
-    assert result.model_dir is not None
-    return result.model_dir
+    def trained(directory: Path) -> Path:
+        result = train([resources.sample_path()], directory / "sample")
+        assert result.model_dir is not None
+        return result.model_dir
+
+    return built_once_per_run(tmp_path_factory, "sample-models", trained)
 
 
 def shared_file(name: str) -> Path:
