@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,18 @@ os.environ.pop("COLUMNS", None)
 # handlers replaced by one, and uvicorn's and the app's each given a handler, a level and no
 # propagation; every handler writes to the stderr of the moment.
 APP_LOGGERS = ("", "serve", "model", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started in the background by a shell script (`pytest … &`, a job runner that does so), a
+    # process inherits Ctrl-C's SIGINT ignored, Python then installs no handler for it, and the
+    # tests that press Ctrl-C (os.kill(os.getpid(), SIGINT)) found nothing raised. Give the test
+    # processes, and so the paidan processes they start, Ctrl-C as a terminal's start has it.
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager
