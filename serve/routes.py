@@ -109,7 +109,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         router: RouterDep,
         services: ServicesDep,
         request: Request,
-    ) -> RouteResponse:
+    ) -> Response:
         """Suggest a department and a category for one ticket, with evidence and similar tickets."""
         # async only to await the batcher: prediction itself runs in the threadpool, batched with
         # concurrent requests (see serve.batcher).
@@ -126,7 +126,12 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             # Nobody reads this answer: it is for the access log and the metrics, as nginx's 499.
             raise client_left() from None
         services.metrics.observe_results([result])
-        return _response(result, body.id, start)
+        # The answer is a RouteResponse, validated as it is built, written by pydantic's own
+        # serialiser: handed the model, FastAPI validated it again, turned it into Python objects
+        # and then into JSON, 50-90 µs against 15 (the same bytes; tests check).
+        return Response(
+            _response(result, body.id, start).model_dump_json(), media_type="application/json"
+        )
 
     def route_batch(
         body: RouteBatchRequestBase,

@@ -83,6 +83,27 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
     assert body["elapsed_ms"] >= 0
 
 
+def test_route_writes_the_bytes_fastapi_writes_for_its_model_and_documents_it(
+    client: TestClient,
+) -> None:
+    # /v1/route hands FastAPI its answer already written (pydantic's serialiser, not FastAPI's
+    # validation and conversion of the model): the bytes, the media type and the schema the
+    # OpenAPI document gives must be those of a RouteResponse returned to FastAPI.
+    from fastapi.responses import JSONResponse
+
+    from serve.schemas import RouteResponse
+
+    for ticket in (WAGE, {"text": '路灯不亮 ＡＢＣ 😀 \\ "引号"', "top_k": 5}):
+        response = client.post("/v1/route", json=ticket)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        answer = RouteResponse.model_validate_json(response.content)
+        assert response.content == JSONResponse(answer.model_dump(mode="json")).body
+    route = client.get("/openapi.json").json()["paths"]["/v1/route"]["post"]
+    schema = route["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/RouteResponse"}
+
+
 def test_route_evidence_terms_come_from_the_ticket(client: TestClient) -> None:
     body = client.post("/v1/route", json=SMOKE).json()
     ticket = combine(SMOKE["title"], SMOKE["text"])
