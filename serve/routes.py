@@ -137,7 +137,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         body: RouteBatchRequestBase,
         router: RouterDep,
         services: ServicesDep,
-    ) -> RouteBatchResponse:
+    ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
@@ -207,13 +207,16 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             metrics.observe_results([result])
             outcomes[i].result = _response(trim(result, req.top_k or default_k), req.id, start)
         ok = sum(o.result is not None for o in outcomes)
-        return RouteBatchResponse(
+        answer = RouteBatchResponse(
             results=outcomes,
             ok=ok,
             failed=len(outcomes) - ok,
             model_version=router.version,
             elapsed_ms=_ms(start),
         )
+        # Written here, as route's answer is: FastAPI's own pass took 6.9 ms for 100 items
+        # against 1.3 (the same bytes; tests check).
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     # Its body's items are answered each on its own, a key written twice in one too.
     api.add_api_route(

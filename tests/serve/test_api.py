@@ -83,7 +83,7 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
     assert body["elapsed_ms"] >= 0
 
 
-def test_route_writes_the_bytes_fastapi_writes_for_its_model_and_documents_it(
+def test_routes_write_the_bytes_fastapi_writes_for_their_models_and_document_them(
     client: TestClient,
 ) -> None:
     # /v1/route hands FastAPI its answer already written (pydantic's serialiser, not FastAPI's
@@ -91,7 +91,7 @@ def test_route_writes_the_bytes_fastapi_writes_for_its_model_and_documents_it(
     # OpenAPI document gives must be those of a RouteResponse returned to FastAPI.
     from fastapi.responses import JSONResponse
 
-    from serve.schemas import RouteResponse
+    from serve.schemas import RouteBatchResponse, RouteResponse
 
     for ticket in (WAGE, {"text": '路灯不亮 ＡＢＣ 😀 \\ "引号"', "top_k": 5}):
         response = client.post("/v1/route", json=ticket)
@@ -99,9 +99,16 @@ def test_route_writes_the_bytes_fastapi_writes_for_its_model_and_documents_it(
         assert response.headers["content-type"] == "application/json"
         answer = RouteResponse.model_validate_json(response.content)
         assert response.content == JSONResponse(answer.model_dump(mode="json")).body
-    route = client.get("/openapi.json").json()["paths"]["/v1/route"]["post"]
-    schema = route["responses"]["200"]["content"]["application/json"]["schema"]
-    assert schema == {"$ref": "#/components/schemas/RouteResponse"}
+    batch = client.post("/v1/route/batch", json={"items": [WAGE, {"text": ""}, 7, SMOKE]})
+    assert batch.status_code == 200, batch.text
+    assert batch.headers["content-type"] == "application/json"
+    answers = RouteBatchResponse.model_validate_json(batch.content)
+    assert (answers.ok, answers.failed) == (2, 2)
+    assert batch.content == JSONResponse(answers.model_dump(mode="json")).body
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, model in (("/v1/route", "RouteResponse"), ("/v1/route/batch", "RouteBatchResponse")):
+        schema = paths[path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}
 
 
 def test_route_evidence_terms_come_from_the_ticket(client: TestClient) -> None:
