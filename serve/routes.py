@@ -126,12 +126,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             # Nobody reads this answer: it is for the access log and the metrics, as nginx's 499.
             raise client_left() from None
         services.metrics.observe_results([result])
-        # The answer is a RouteResponse, validated as it is built, written by pydantic's own
-        # serialiser: handed the model, FastAPI validated it again, turned it into Python objects
-        # and then into JSON, 50-90 µs against 15 (the same bytes; tests check).
-        return Response(
-            _response(result, body.id, start).model_dump_json(), media_type="application/json"
-        )
+        return _written(_response(result, body.id, start))
 
     def route_batch(
         body: RouteBatchRequestBase,
@@ -207,16 +202,15 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             metrics.observe_results([result])
             outcomes[i].result = _response(trim(result, req.top_k or default_k), req.id, start)
         ok = sum(o.result is not None for o in outcomes)
-        answer = RouteBatchResponse(
-            results=outcomes,
-            ok=ok,
-            failed=len(outcomes) - ok,
-            model_version=router.version,
-            elapsed_ms=_ms(start),
+        return _written(
+            RouteBatchResponse(
+                results=outcomes,
+                ok=ok,
+                failed=len(outcomes) - ok,
+                model_version=router.version,
+                elapsed_ms=_ms(start),
+            )
         )
-        # Written here, as route's answer is: FastAPI's own pass took 6.9 ms for 100 items
-        # against 1.3 (the same bytes; tests check).
-        return Response(answer.model_dump_json(), media_type="application/json")
 
     # Its body's items are answered each on its own, a key written twice in one too.
     api.add_api_route(
@@ -462,6 +456,16 @@ def _probe_threads(request: Request) -> anyio.CapacityLimiter:
     if limiter is None:  # made in the event loop, on first use
         limiter = state.probe_threads = anyio.CapacityLimiter(PROBE_THREADS)
     return limiter
+
+
+def _written(answer: RouteResponse | RouteBatchResponse) -> Response:
+    """An answer, validated as it was built, written by pydantic's own serialiser.
+
+    Handed the model, FastAPI validated it again, turned it into Python objects and Starlette then
+    into JSON: 50-90 µs against 15 for one ticket's answer, 6.9 against 1.3 ms for 100 items. The
+    bytes are the same (tests check); the route's ``response_model`` still documents them.
+    """
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _response(result: RouteResult, ticket_id: str | None, start: float) -> RouteResponse:
