@@ -306,8 +306,8 @@ def built_once_per_run(
 
 @pytest.fixture(scope="session")
 def sample_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model: trained on the bundled sample exactly as `paidan train` would, once
-    for the whole run (about 15 s)."""
+    """The bundled sample's model, trained exactly as `paidan train` would (no remits), once for
+    the whole run (about 15 s); ``served_default_dir`` is the one ``paidan serve`` trains."""
     from training.train import train
 
     def trained(directory: Path) -> Path:
@@ -316,6 +316,21 @@ def sample_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return result.model_dir
 
     return built_once_per_run(tmp_path_factory, "sample-models", trained)
+
+
+@pytest.fixture(scope="session")
+def served_default_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default ``paidan serve`` trains on an empty model root (``ensure_model``): the bundled
+    sample with its 权责清单 (``data/remits.csv``), marked as the sample's placeholder; once for the
+    whole run (about 25 s). What a new user is served, where ``sample_model_dir`` is the sample as
+    ``paidan train`` trains it without remits."""
+    from model.settings import Settings
+    from paidan.cli import ensure_model
+
+    def trained(directory: Path) -> Path:
+        return ensure_model(Settings(model_root=directory / "models"), None)
+
+    return built_once_per_run(tmp_path_factory, "served-default-models", trained)
 
 
 def shared_file(name: str) -> Path:

@@ -1,4 +1,9 @@
-"""Behavioural checks on the default model, trained on the bundled sample (Made-With-ML style)."""
+"""Behavioural checks on the bundled sample's models (Made-With-ML style).
+
+Each check runs on two models: the sample as ``paidan train`` trains it, and the default ``paidan
+serve`` trains on an empty model root, which also learns the bundled 权责清单 (what a new user is
+served; the README's first command).
+"""
 
 import pytest
 
@@ -6,10 +11,12 @@ from model.artifact import load_router
 
 pytestmark = pytest.mark.slow
 
+MODELS = {"trained": "sample_model_dir", "served": "served_default_dir"}
 
-@pytest.fixture(scope="module")
-def router(sample_model_dir):
-    return load_router(sample_model_dir)[0]
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def router(request):
+    return load_router(request.getfixturevalue(MODELS[request.param]))[0]
 
 
 @pytest.mark.parametrize(
@@ -50,7 +57,20 @@ def test_direction_more_evidence_more_confidence(router):
     assert p_more > p_base
 
 
-def test_b_ultrasound_is_a_word_so_block_b_is_not_a_hospital_matter(router):
+def test_b_ultrasound_is_a_word_so_block_b_is_not_a_hospital_matter(router, request):
+    if request.node.callspec.params["router"] == "served":
+        # Found on 2026-12-06, when these checks first ran on the served default: with the remits
+        # its head sends block B's lift to 市卫健委 at 0.49 (review), "b" its first evidence. The
+        # sample's "b" is in four tickets, three of them 市卫健委's (two B超, one AED at 地铁站B口);
+        # the remedy measured, single letters as stopwords, cost top-3 on the real tickets
+        # (docs/accuracy.md, "Single Latin letters as stopwords"). Strict: a fix shows here.
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=AssertionError,
+                strict=True,
+                reason="the served default still reads block B's 'b'",
+            )
+        )
     # jieba cut "B超" (ultrasound) into "b" + "超", and the sample's "b" was learnt for 市卫健委:
     # "B座电梯坏了" (block B's lift) went there, "b" its first evidence.
     [block] = router.predict(["B座电梯坏了"])

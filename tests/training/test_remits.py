@@ -218,13 +218,9 @@ def test_the_bundled_remits_name_the_sample_departments_and_categories():
     assert ((remits["department"] == "") != (remits["category"] == "")).all()
 
 
-def test_the_default_model_learns_the_bundled_remits(tmp_path, monkeypatch):
-    from model.settings import load_settings
-    from paidan.cli import ensure_model
-
-    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+def test_the_default_model_learns_the_bundled_remits(served_default_dir):
     config_default = TrainingConfig()
-    model = ensure_model(load_settings(), None)
+    model = served_default_dir  # trained by ensure_model, as `paidan serve` trains it
     meta = json.loads((model / "metadata.json").read_text(encoding="utf-8"))
     assert meta["training_data"]["remits"]["rows"] == len(read_remits(sample_remits_path()))
     assert meta["config"]["remit_weight"] == config_default.remit_weight
