@@ -50,7 +50,7 @@ def start_server(
     end of its stderr) if it exits first, or stops it and raises if it is not ready within
     :data:`STARTUP_TIMEOUT_S`.
     """
-    import httpx
+    import httpx2
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -64,9 +64,9 @@ def start_server(
                 + (proc.stderr.read().decode()[-2000:] if proc.stderr else "")
             )
         try:
-            if httpx.get(base_url(port) + "/readyz", timeout=2).status_code == 200:
+            if httpx2.get(base_url(port) + "/readyz", timeout=2).status_code == 200:
                 return proc, time.perf_counter() - t0
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         if time.monotonic() > deadline:
             stop_server(proc)

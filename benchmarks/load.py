@@ -1,7 +1,7 @@
 """Sustained load: concurrency 64 against ``paidan serve`` on loopback, errors and memory over time.
 
 Starts ``paidan serve`` as a second process on 127.0.0.1 and sends ``POST /v1/route`` from 64
-concurrent connections (``httpx.AsyncClient`` in this process) for ``--duration`` seconds (30 by
+concurrent connections (``httpx2.AsyncClient`` in this process) for ``--duration`` seconds (30 by
 default), then keeps going, if needed, until ``--target-requests`` (50,000) have been answered or
 ``--max-duration`` has passed. It records every request's latency and outcome, and the server's
 resident memory (RSS, the whole process tree) after 5,000 requests and at the end.
@@ -95,7 +95,7 @@ async def hold_load(
 ) -> dict[str, Any]:
     """``concurrency`` connections posting tickets for ``duration_s`` seconds, then on until
     ``target_requests`` answers or ``max_duration_s``; every request has a timeout."""
-    import httpx
+    import httpx2
 
     latencies: list[float] = []
     errors: list[str] = []
@@ -103,13 +103,13 @@ async def hold_load(
     start = time.perf_counter()
     hold_until = start + duration_s
     stop_at = start + max(duration_s, max_duration_s or duration_s)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     def more() -> bool:
         now = time.perf_counter()
         return now < hold_until or (done < target_requests and now < stop_at)
 
-    async def worker(offset: int, client: httpx.AsyncClient) -> None:
+    async def worker(offset: int, client: httpx2.AsyncClient) -> None:
         nonlocal done
         i = offset
         while more():
@@ -120,7 +120,7 @@ async def hold_load(
                 r = await client.post("/v1/route", json=ticket)
                 ok = r.status_code == 200
                 problem = "" if ok else f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as e:
+            except httpx2.HTTPError as e:
                 ok, problem = False, f"{type(e).__name__}: {e}"
             latencies.append((time.perf_counter() - t) * 1000)
             done += 1
@@ -129,7 +129,7 @@ async def hold_load(
             if on_count is not None:
                 on_count(done)
 
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+    async with httpx2.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         await asyncio.gather(*(worker(k, client) for k in range(concurrency)))
     elapsed = time.perf_counter() - start
     return {
@@ -244,7 +244,7 @@ def main() -> None:
             "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "server": "paidan serve --workers 1 --no-access-log on 127.0.0.1",
-        "client": "httpx.AsyncClient in the benchmark process, on the same machine",
+        "client": "httpx2.AsyncClient in the benchmark process, on the same machine",
         "model": {"trained_on": args.model.name if args.model else sample.name},
         "requested": {
             "concurrency": args.concurrency,

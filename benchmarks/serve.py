@@ -19,7 +19,7 @@ The load client is `wrk <https://github.com/wg/wrk>`_ (Debian's ``wrk`` package)
 ``benchmarks/wrk_route.lua``: one thread, ``concurrency`` keep-alive connections, a bounded number of
 seconds per level (``--seconds``) and a timeout on every request, so the run always ends. It shares
 the machine's cores with the server but takes about 3% of one at 2,000 requests/s. Without wrk the
-client is ``httpx.AsyncClient`` in this process, which at concurrency 32 needs a whole core of its
+client is ``httpx2.AsyncClient`` in this process, which at concurrency 32 needs a whole core of its
 own (its CPU time per request grows with the number of connections), so the servers are then
 measured through a client that is itself the bottleneck; the JSON names the client used. Each level
 starts with a warm-up run at the same concurrency that is not measured.
@@ -152,13 +152,15 @@ def in_process(model_dir: Path, pool: list[dict[str, str]]) -> dict[str, Any]:
 
 async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) -> dict[str, Any]:
     """``n`` requests by ``concurrency`` concurrent clients; latency per request and throughput."""
-    import httpx
+    import httpx2
 
     rng = np.random.default_rng(concurrency)
     bodies = [pool[i] for i in rng.integers(0, len(pool), size=n + WARMUP_REQUESTS)]
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
-    async with httpx.AsyncClient(base_url=base_url(port), limits=limits, timeout=timeout) as client:
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx2.Timeout(REQUEST_TIMEOUT_S)
+    async with httpx2.AsyncClient(
+        base_url=base_url(port), limits=limits, timeout=timeout
+    ) as client:
         for body in bodies[:WARMUP_REQUESTS]:
             await client.post("/v1/route", json=body)
         queue = iter(bodies[WARMUP_REQUESTS:])
@@ -172,7 +174,7 @@ async def load(port: int, pool: list[dict[str, str]], concurrency: int, n: int) 
                     r = await client.post("/v1/route", json=body)
                     ok = r.status_code == 200
                     key = str(r.status_code)
-                except httpx.HTTPError as e:
+                except httpx2.HTTPError as e:
                     ok, key = False, type(e).__name__
                 if ok:
                     times.append((time.perf_counter() - t) * 1000)
@@ -280,7 +282,7 @@ def main() -> None:
         "--client",
         choices=["wrk", "httpx"],
         default="wrk" if shutil.which("wrk") else "httpx",
-        help="Load client (default: wrk when installed; apt-get install wrk)",
+        help="Load client (default: wrk when installed; apt-get install wrk); httpx: the httpx2 package",
     )
     parser.add_argument(
         "--cold-starts", type=int, default=5, help="Fresh starts timed to /readyz (median reported)"
@@ -329,7 +331,7 @@ def main() -> None:
             "client": (
                 "wrk, one thread, on the same machine (benchmarks/wrk_route.lua)"
                 if bodies is not None
-                else "httpx.AsyncClient in the benchmark process, on the same machine"
+                else "httpx2.AsyncClient in the benchmark process, on the same machine"
             ),
             "in_process": in_process(model_dir, pool),
         }

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from model import registry
@@ -108,9 +108,9 @@ def server(
         while True:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                if httpx2.get(f"{url}/healthz", timeout=2).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert time.monotonic() < deadline, "paidan serve did not start"
             time.sleep(0.3)
@@ -125,7 +125,7 @@ def server(
 
 
 def route(url: str, text: str) -> dict:
-    r = httpx.post(f"{url}/v1/route", json={"text": text}, timeout=30)
+    r = httpx2.post(f"{url}/v1/route", json={"text": text}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -157,10 +157,10 @@ def test_feedback_retrain_promote_rollback_against_a_running_server(
         ("F3", "欠薪", "公司欠薪两个月，劳动监察投诉无果", "人社", "劳动保障"),
     ]
     for ticket, title, text, dept, cat in corrections:
-        suggestion = httpx.post(
+        suggestion = httpx2.post(
             f"{server}/v1/route", json={"title": title, "text": text}, timeout=30
         ).json()
-        r = httpx.post(
+        r = httpx2.post(
             f"{server}/v1/feedback",
             json={
                 "ticket_id": ticket,

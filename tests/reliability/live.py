@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import httpx
+import httpx2
 
 STARTUP_TIMEOUT_S = 60
 KEEP_ALIVE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -73,14 +73,14 @@ def start_server(args: list[str], env: dict[str, str], port: int | None = None) 
     )
     server = LiveServer(proc, f"http://127.0.0.1:{port}", log_file, Path(log_file.name), command)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    with httpx.Client(base_url=server.url, timeout=5) as client:
+    with httpx2.Client(base_url=server.url, timeout=5) as client:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"paidan serve exited with {proc.returncode}:\n{server.logs()}")
             try:
                 if client.get("/readyz").status_code == 200:
                     return server
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if time.monotonic() > deadline:
                 server.kill()

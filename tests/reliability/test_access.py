@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import httpx2
 import psutil
 import pytest
 from fastapi.testclient import TestClient
@@ -276,9 +276,9 @@ def test_the_workers_environment_holds_the_keys_hashes_not_the_keys(
         environ = Path(f"/proc/{child.pid}/environ").read_bytes()
         assert API_KEY.encode() not in environ and ADMIN_KEY.encode() not in environ
         assert f"sha256:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}".encode() in environ
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx2.Client(base_url=server.url, timeout=10) as client:
         for _ in range(6):  # new connections reach both workers, which take the raw keys still
-            with httpx.Client(base_url=server.url, timeout=10) as fresh:
+            with httpx2.Client(base_url=server.url, timeout=10) as fresh:
                 assert fresh.get("/v1/feedback", headers=bearer(API_KEY)).status_code == 200
         assert_error(client.get("/v1/feedback", headers=bearer("x" * 40)), 401)
 
@@ -606,9 +606,9 @@ def test_paidan_serve_on_loopback_refuses_other_host_names_in_every_worker(
         },
     )
     port = port_of(server)
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx2.Client(base_url=server.url, timeout=10) as client:
         for _ in range(8):  # new connections: both workers answer
-            with httpx.Client(base_url=server.url, timeout=10) as fresh:
+            with httpx2.Client(base_url=server.url, timeout=10) as fresh:
                 refused = fresh.get("/v1/feedback", headers={"Host": f"attacker.example:{port}"})
                 assert_error(refused, 400, "host_not_allowed")
         assert client.get("/v1/feedback").status_code == 200  # Host: 127.0.0.1:PORT

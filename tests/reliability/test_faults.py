@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -69,7 +69,7 @@ def burst_then_kill(server: LiveServer) -> tuple[set[str], int]:
     sent = [0]
 
     def send(worker: int) -> None:
-        with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
+        with httpx2.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
             for n in range(100_000):
                 if stop.is_set():
                     return
@@ -79,7 +79,7 @@ def burst_then_kill(server: LiveServer) -> tuple[set[str], int]:
                     sent[0] += 1
                 try:
                     response = client.post("/v1/feedback", json=body)
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     return  # the server is gone
                 if 200 <= response.status_code < 300:
                     with lock:
@@ -100,7 +100,7 @@ def burst_then_kill(server: LiveServer) -> tuple[set[str], int]:
 
 
 def exported_ids(server: LiveServer) -> list[str]:
-    response = httpx.get(server.url + "/v1/feedback", headers=AUTH, timeout=30)
+    response = httpx2.get(server.url + "/v1/feedback", headers=AUTH, timeout=30)
     assert response.status_code == 200, response.text
     return [json.loads(line)["ticket_id"] for line in response.text.splitlines()]
 
@@ -112,7 +112,7 @@ def crash_and_restart(
     env = {**env, "PAIDAN_MODEL_ROOT": str(model_dir.parent), "PAIDAN_API_KEYS": API_KEY}
     acked, sent = burst_then_kill(live_server_factory(*args, env=env))
     restarted = live_server_factory(*args, env=env)  # opens the database and migrates again
-    ready = httpx.get(restarted.url + "/readyz", timeout=10).json()
+    ready = httpx2.get(restarted.url + "/readyz", timeout=10).json()
     assert ready["status"] == "ready" and ready["database"]["ok"] is True, ready
     return acked, sent, exported_ids(restarted), restarted
 

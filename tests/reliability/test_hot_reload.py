@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -279,7 +279,7 @@ class Load:
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
+        with httpx2.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.is_set():
                 try:
                     r = client.post("/v1/route", json=TICKET)
@@ -337,12 +337,12 @@ def test_reload_under_load_fails_no_request(
         registry.set_current(root, "b", record=False)
         os.kill(server.proc.pid, signal.SIGHUP)
         load.wait_for(version_b)
-        refused = httpx.post(
+        refused = httpx2.post(
             server.url + "/v1/admin/reload", json={"model_dir": "bad"}, headers=auth, timeout=60
         )
         assert_error(refused, 422, "model_refused")
         load.wait_for(version_b)
-        back = httpx.post(
+        back = httpx2.post(
             server.url + "/v1/admin/reload", json={"model_dir": a}, headers=auth, timeout=60
         )
         assert back.status_code == 200 and back.json()["version"] == version_a, back.text
@@ -379,8 +379,8 @@ def test_sighup_keeps_a_single_worker_pinned_to_its_model_after_a_promotion(
     while "model swapped" not in server.logs():
         assert time.monotonic() < deadline, f"no reload after SIGHUP:\n{server.logs()[-3000:]}"
         time.sleep(0.1)
-    assert httpx.get(server.url + "/readyz", timeout=10).json()["model_version"] == version_a
-    route = httpx.post(server.url + "/v1/route", json=TICKET, timeout=10)
+    assert httpx2.get(server.url + "/readyz", timeout=10).json()["model_version"] == version_a
+    route = httpx2.post(server.url + "/v1/route", json=TICKET, timeout=10)
     assert route.status_code == 200 and route.json()["model_version"] == version_a, route.text
     assert f"SIGHUP: reloading the pinned model {root / a}" in server.logs()
 

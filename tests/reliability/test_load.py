@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import TINY_TICKETS
@@ -53,7 +53,7 @@ def test_concurrency_64_for_a_few_seconds_has_zero_errors(
     assert result["p50_ms"] is not None and result["p99_ms"] >= result["p50_ms"]
     assert server.proc.poll() is None
     # The server is still healthy afterwards, and counted what it served.
-    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    metrics = httpx2.get(server.url + "/metrics", timeout=10).text
     assert 'paidan_http_requests_total{method="POST",route="/v1/route",status="200"}' in metrics
     # The access log (on here) wrote one line per request, none about a failure.
     logs = server.logs()

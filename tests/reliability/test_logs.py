@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from tests.reliability.live import LiveServer, port_of
 
@@ -29,7 +29,7 @@ def test_every_line_the_server_logs_begins_with_its_utc_time(
         "TZ": "Asia/Shanghai",
     }
     server = live_server_factory("--model", str(tiny_model_dir), "--access-log", env=env)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx2.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/healthz").status_code == 200
         refused = client.post("/v1/admin/reload", json={"model_dir": "20990101T000000Z-nosuch"})
         assert refused.status_code == 422, refused.text

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -223,7 +223,7 @@ def test_logs_hold_no_pii(
     assert any('"GET /v1/tickets/[手机号]/[邮箱] HTTP/1.1" 404' in line for line in access), access
     assert any('"GET /v1/route?phone=…&text=… HTTP/1.1" 405' in line for line in access), access
     assert any("ValueError" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    # Everything the server logged; the test's own HTTP client (httpx) logs the URLs it requests.
+    # Everything the server logged; the test's own HTTP client (httpx2) logs the URLs it requests.
     server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert len(server_records) > len(access)
     for record in server_records:
@@ -258,7 +258,7 @@ def test_an_unexpected_error_reaches_no_server_log(
                 assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
                 time.sleep(0.05)
             ticket = {"title": f"投诉{PII}", "text": f"拖欠工资 {PII}"}
-            response = httpx.post(f"http://127.0.0.1:{port}/v1/route", json=ticket, timeout=30)
+            response = httpx2.post(f"http://127.0.0.1:{port}/v1/route", json=ticket, timeout=30)
             server.should_exit = True
             thread.join(timeout=30)
     finally:

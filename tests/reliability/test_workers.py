@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
+import httpx2
 import psutil
 import pytest
 import uvicorn
@@ -151,7 +151,7 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
     def load(keep_alive: bool) -> None:
         # Half the clients open a connection per request, half keep theirs open: a retiring worker
         # must neither drop a connection it just accepted nor close one under a client's request.
-        client = httpx.Client(timeout=30)
+        client = httpx2.Client(timeout=30)
         headers = {} if keep_alive else {"Connection": "close"}
         while not stop.is_set():
             try:
@@ -162,7 +162,7 @@ def test_dead_worker_is_replaced_and_sighup_replaces_all_without_a_failed_reques
                     answered[0] += 1
                 else:
                     failures.append(f"{r.status_code} {r.text[:200]}")
-            except httpx.HTTPError as e:
+            except httpx2.HTTPError as e:
                 failures.append(repr(e))
         client.close()
 
@@ -306,7 +306,7 @@ def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
         server,
     )
     assert "Application startup failed" not in server.logs()
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx2.Client(base_url=server.url, timeout=10) as client:
         for _ in range(10):  # a new connection each: both sockets are served
             r = client.get("/readyz", headers={"Connection": "close"})
             assert r.status_code == 200, r.text
@@ -524,7 +524,7 @@ def test_an_admin_reload_is_refused_by_every_worker(
     server = start(live_server_factory, tiny_model_dir)
     body = {"model_dir": tiny_model_dir.name}
     for _ in range(8):  # a new connection each: the kernel spreads them over both workers
-        r = httpx.post(server.url + "/v1/admin/reload", json=body, timeout=10)
+        r = httpx2.post(server.url + "/v1/admin/reload", json=body, timeout=10)
         assert r.status_code == 409, r.text
         message = r.json()["error"]["message"]
         assert (
@@ -552,7 +552,7 @@ def test_a_missing_prometheus_multiproc_dir_is_made_and_routing_and_metrics_work
         },
     )
     wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with httpx2.Client(base_url=server.url, timeout=30) as client:
         for _ in range(6):
             r = client.post("/v1/route", json={"text": "楼下烧烤店油烟扰民"})
             assert r.status_code == 200, r.text

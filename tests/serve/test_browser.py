@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 import uvicorn
 
@@ -57,8 +57,8 @@ class LiveServer:
     url: str
     db_path: Path
 
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=10, **kwargs)
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        return httpx2.request(method, self.url + path, timeout=10, **kwargs)
 
     def feedback_rows(self, ticket_id: str) -> list[dict[str, Any]]:
         with sqlite3.connect(self.db_path) as conn:
