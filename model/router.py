@@ -141,7 +141,10 @@ class Evidence(BaseModel):
 class AppliedRule(BaseModel):
     """The dispatch rule (派单规则, ``paidan train --rules``) that gave a head its label."""
 
-    keywords: list[str] = Field(description="The words of the ticket it matched")
+    keywords: list[str] = Field(
+        description="The rule's keywords, all of which the ticket holds; a keyword of alternatives "
+        "(燃气|煤气) is held when one of them is"
+    )
     note: str | None = Field(default=None, description="Why the rule exists, as its file says")
 
 

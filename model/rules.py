@@ -5,7 +5,9 @@ line whatever else the ticket says, a matter moved from one department to anothe
 before the history shows it, a category that a 分类目录 fixes by its keywords. A rule names one or
 more keywords, all of which must occur in the ticket (title or text), optionally words none of which
 may occur, and the department or the category (or both) it sends the ticket to, with the decision
-(``auto``, the default, or ``review`` for a suggestion a person confirms).
+(``auto``, the default, or ``review`` for a suggestion a person confirms). A keyword may be a list
+of alternatives, any one of which will do: ``燃气|煤气 泄漏|漏气`` is one rule for the four ways a
+ticket may say a gas leak, where plain keywords would need four rules.
 
 Rules are part of the model (``paidan train --rules``): the router applies them wherever it
 decides, so the HTTP API, the dispatcher's page, ``paidan predict``, batch labelling and evaluation
@@ -34,13 +36,26 @@ RuleDecision = Literal["auto", "review"]
 RULE_DECISIONS: tuple[RuleDecision, ...] = ("auto", "review")
 # What separates the keywords of one cell: whitespace, or the commas and 、 a list is written with.
 _SEPARATORS = re.compile(r"[\s,，、;；]+")
+# What separates the alternatives of one keyword (half- or full-width bar); a term keeps them
+# joined by ALTERNATIVE.
+ALTERNATIVE = "|"
+_ALTERNATIVES = re.compile(r"[|｜]+")
 
 
 def rule_terms(cell: str, script: Script = "as_written") -> tuple[str, ...]:
     """The keywords of a rule's cell as the model reads them (:func:`model.text.clean`), in order,
-    each once: ``"燃气 泄漏、ＬＰＧ"`` gives ``("燃气", "泄漏", "lpg")``."""
-    terms = (clean(part, script) for part in _SEPARATORS.split(cell))
+    each once: ``"燃气 泄漏、ＬＰＧ"`` gives ``("燃气", "泄漏", "lpg")``, and ``"燃气｜煤气 泄漏"``
+    ``("燃气|煤气", "泄漏")``: a keyword's alternatives, each once, joined by :data:`ALTERNATIVE`."""
+    terms = []
+    for part in _SEPARATORS.split(cell):
+        choices = (clean(choice, script) for choice in _ALTERNATIVES.split(part))
+        terms.append(ALTERNATIVE.join(dict.fromkeys(c for c in choices if c)))
     return tuple(dict.fromkeys(t for t in terms if t))
+
+
+def term_words(terms: Sequence[str]) -> frozenset[str]:
+    """Every word of ``terms`` (:func:`rule_terms`), each alternative a word of its own."""
+    return frozenset(w for term in terms for w in term.split(ALTERNATIVE))
 
 
 @dataclass(frozen=True)
@@ -50,11 +65,12 @@ class DispatchRule:
     Parameters
     ----------
     keywords : tuple of str
-        Words that must all occur, as :func:`rule_terms` reads them.
+        Words that must all occur, as :func:`rule_terms` reads them (a term of alternatives,
+        ``燃气|煤气``, occurs when one of them does).
     department, category : str
         The labels it sends the ticket to ("" for a head it leaves to the model); one at least.
     exclude : tuple of str, default ()
-        Words none of which may occur.
+        Words none of which may occur (each alternative of a term among them).
     decision : {"auto", "review"}, default "auto"
         Dispatch without a person, or suggest the label for a person to confirm.
     note : str, default ""
@@ -88,9 +104,15 @@ class RuleIndex:
 
     def __init__(self, rules: tuple[DispatchRule, ...]) -> None:
         self.rules = rules
-        self.words = tuple(sorted({w for r in rules for w in (*r.keywords, *r.exclude)}))
-        self.required = [frozenset(r.keywords) for r in rules]
-        self.excluded = [frozenset(r.exclude) for r in rules]
+        self.words = tuple(
+            sorted(term_words([t for r in rules for t in (*r.keywords, *r.exclude)]))
+        )
+        # Plain keywords must all be present; of each term of alternatives, one at least.
+        self.required = [frozenset(t for t in r.keywords if ALTERNATIVE not in t) for r in rules]
+        self.choices = [
+            tuple(term_words([t]) for t in r.keywords if ALTERNATIVE in t) for r in rules
+        ]
+        self.excluded = [term_words(r.exclude) for r in rules]
         self.new_label = any(r.new_label for r in rules)
         self._labels: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
@@ -108,18 +130,22 @@ class RuleIndex:
 
     def first(self, texts: list[str], heads: tuple[str, ...]) -> dict[str, list[int]]:
         """Per head, for each prepared text (:meth:`model.compiled.CompiledFeatures.texts`), the
-        index of the first rule that matches it (all its keywords occur in the text, none of its
-        excluded words) and gives that head a label, or -1. Heads no rule names are left out."""
+        index of the first rule that matches it (all its keywords occur in the text, one of each
+        keyword's alternatives, none of its excluded words) and gives that head a label, or -1. Heads no rule names are left out."""
         named = [h for h in heads if any(r.label(h) for r in self.rules)]
         out: dict[str, list[int]] = {h: [-1] * len(texts) for h in named}
         for i, text in enumerate(texts):
             present = {w for w in self.words if w in text}
             if not present:
                 continue
-            for j, (required, excluded) in enumerate(
-                zip(self.required, self.excluded, strict=True)
+            for j, (required, choices, excluded) in enumerate(
+                zip(self.required, self.choices, self.excluded, strict=True)
             ):
-                if required <= present and not excluded & present:
+                if (
+                    required <= present
+                    and all(choice & present for choice in choices)
+                    and not excluded & present
+                ):
                     for head in named:
                         if out[head][i] < 0 and self.rules[j].label(head):
                             out[head][i] = j

@@ -3,7 +3,8 @@
 A rules file is a table (CSV, XLSX, JSON Lines, Parquet) with one rule a row, tried in the file's
 order (several files: one after the other):
 
-- ``keywords``: the words a ticket must all hold, separated by spaces, commas or 、;
+- ``keywords``: the words a ticket must all hold, separated by spaces, commas or 、; a word may list
+  alternatives with ``|`` (``燃气|煤气``), one of which will do;
 - ``department`` and/or ``category``: where the rule sends the ticket (a column may be absent; a
   row names at least one);
 - ``exclude`` (optional): words none of which the ticket may hold;

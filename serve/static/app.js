@@ -545,9 +545,11 @@ function renderHead(head, r) {
     mark.title = `自动派单阈值 ${shown.threshold}`;
   }
   const reason = REASON_TEXT[r.reason];
-  // A dispatch rule gave the label: say which, as the reason the suggestion is what it is.
+  // A dispatch rule gave the label: say which, as the reason the suggestion is what it is. A
+  // keyword of alternatives (燃气|煤气) reads 燃气或煤气.
+  const keywords = r.rule ? r.rule.keywords.map((k) => k.split("|").join("或")).join("、") : "";
   const rule = r.rule
-    ? `按派单规则派出（关键词：${r.rule.keywords.join("、")}${r.rule.note ? `；${r.rule.note}` : ""}）`
+    ? `按派单规则派出（关键词：${keywords}${r.rule.note ? `；${r.rule.note}` : ""}）`
     : "";
   card.querySelector(".reason").textContent = [rule, reason ? reason(r) : ""]
     .filter(Boolean)

@@ -678,7 +678,9 @@ def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
         response = route.fetch()
         body = response.json()
         body["department"].update(
-            decision="auto", reason=None, rule={"keywords": ["燃气", "泄漏"], "note": "先派抢修"}
+            decision="auto",
+            reason=None,
+            rule={"keywords": ["燃气|煤气", "泄漏"], "note": "先派抢修"},
         )
         body["category"].update(
             decision="review", reason="rule", rule={"keywords": ["油烟"], "note": None}
@@ -691,7 +693,7 @@ def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
     route_via_keyboard(page, "楼下烧烤店油烟很大，燃气好像也有泄漏", "WEB-R1")
     department, category = pg.locator("#head-department"), pg.locator("#head-category")
     expect(department.locator(".reason")).to_have_text(
-        "按派单规则派出（关键词：燃气、泄漏；先派抢修）"
+        "按派单规则派出（关键词：燃气或煤气、泄漏；先派抢修）"
     )
     expect(category.locator(".reason")).to_have_text(
         "按派单规则派出（关键词：油烟），派单规则要求人工确认"

@@ -18,7 +18,7 @@ from model.rules import DispatchRule, RuleIndex, rule_terms
 from model.tickets import TicketFileError
 from paidan.cli import app
 from tests.conftest import write_tiny_csv
-from training.rules import read_rules
+from training.rules import compile_rules, format_rules, read_rules
 from training.train import train
 
 # 电梯 tickets go to 住建 by the model; the rule sends those about a 加装 to 执法 (a reform moved
@@ -105,6 +105,30 @@ def test_excluded_words_and_the_order_of_rules_decide_which_rule_applies():
         "department": [-1, -1, 2, -1],  # full-width ＬＰＧ read as the model reads text
         "category": [0, 1, -1, -1],
     }
+
+
+def test_a_keyword_of_alternatives_is_held_when_one_of_them_is(ruled, tmp_path):
+    from model.text import clean
+
+    # One rule for the four ways a ticket says a gas leak, full-width bar and all.
+    rows = [("keywords", "exclude", "department"), ("燃气｜煤气 泄漏|漏气", "演练|演习", "执法")]
+    rules = read_rules(write_rows(tmp_path / "rules.csv", rows))
+    [rule] = compile_rules(rules)
+    assert rule.keywords == ("燃气|煤气", "泄漏|漏气") and rule.exclude == ("演练|演习",)
+    texts = ["家里煤气漏气了", "燃气泄漏", "燃气费太贵", "燃气泄漏应急演习", "管道漏气"]
+    assert RuleIndex((rule,)).first([clean(t) for t in texts], ("department",)) == {
+        "department": [0, 0, -1, -1, -1]
+    }
+    # The model directory keeps the rule as written, and reads it back the same.
+    kept = tmp_path / "kept.csv"
+    kept.write_bytes(format_rules(rules))
+    [again] = compile_rules(read_rules(kept))
+    assert (again.keywords, again.exclude) == (rule.keywords, rule.exclude)
+    # An answer names the keyword as the rule has it.
+    router = dataclasses.replace(ruled.router, rules=(rule,))
+    [answer] = router.predict(["楼道里煤气漏气，味道很大"])
+    assert answer.department.label == "执法" and answer.department.rule is not None
+    assert answer.department.rule.keywords == ["燃气|煤气", "泄漏|漏气"]
 
 
 def test_a_rule_in_traditional_characters_matches_a_simplified_ticket_and_back():
@@ -269,7 +293,7 @@ def test_the_api_answers_with_the_rule(ruled, monkeypatch):
             [
                 ("keywords", "department", "category", "decision"),
                 ("电梯", "住建", "", "auto"),
-                (" 、 ", "住建", "", ""),
+                (" 、｜ ", "住建", "", ""),  # separators and a bar: no keyword
                 ("燃气", "", "", "auto"),
                 ("油烟", "执法", "", "马上"),
             ],
