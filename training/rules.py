@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from model.rules import RULE_DECISIONS, DispatchRule, rule_terms
+from model.rules import ALTERNATIVE, RULE_DECISIONS, DispatchRule, rule_terms
 from model.text import Script, counted, mask_label, normalize_label, quoted
 from model.tickets import TicketFileError, as_paths, read_table
 
@@ -55,8 +55,9 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     ------
     TicketFileError
         If a file cannot be read, lacks ``keywords`` or both label columns, holds no rule, or a
-        row has no keyword, no label, another decision than ``auto`` or ``review`` or another
-        ``new_label`` than yes or no (each such row named by its number).
+        row has no keyword, an excluded word inside a keyword (so it could match nothing), no
+        label, another decision than ``auto`` or ``review`` or another ``new_label`` than yes or
+        no (each such row named by its number).
     """
     files = as_paths(paths)
     if len(files) != 1:
@@ -89,6 +90,12 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         found = []
         if not rule_terms(row.keywords):
             found.append("keywords: is empty")
+        elif blocked := _never_matches(row.keywords, row.exclude):
+            term, word = blocked
+            found.append(
+                f"exclude: {quoted(word, cell=True)} is in keyword {quoted(term, cell=True)}, so "
+                "the rule could match no ticket"
+            )
         if not row.department and not row.category:
             found.append("department or category: is empty")
         if row.decision not in RULE_DECISIONS:
@@ -107,6 +114,19 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         raise TicketFileError(f"rules file {name} holds no rule (no data row)")
     df["new_label"] = df["new_label"].isin(YES)
     return df.reset_index(drop=True)
+
+
+def _never_matches(keywords: str, exclude: str) -> tuple[str, str] | None:
+    """A keyword every one of whose alternatives holds an excluded word, and that word: a ticket
+    that holds the keyword holds the word, so the rule can match none (``燃气泄漏`` excluding
+    ``燃气``). ``None`` when the rule can match."""
+    # In the cell's order, so that the message names the same word every run.
+    excluded = [w for term in rule_terms(exclude) for w in term.split(ALTERNATIVE)]
+    for term in rule_terms(keywords):
+        hits = [next((w for w in excluded if w in a), None) for a in term.split(ALTERNATIVE)]
+        if excluded and all(hits):
+            return term, str(hits[0])
+    return None
 
 
 def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> None:

@@ -307,6 +307,18 @@ def test_the_api_answers_with_the_rule(ruled, monkeypatch):
         ),
         ([("keywords", "department")], "rules file bad.csv holds no rule (no data row)"),
         (
+            # A ticket that holds the keyword holds the excluded word: the rule could fire never.
+            [
+                ("keywords", "exclude", "department"),
+                ("燃气泄漏", "燃气", "住建"),
+                ("燃气|煤气 泄漏", "演练 气", "住建"),  # every alternative holds 气
+                ("燃气|煤气", "煤气", "住建"),  # 燃气 can still match: a good rule
+            ],
+            "rules file bad.csv: 2 rows cannot be used: row 1: exclude: '燃气' is in keyword "
+            "'燃气泄漏', so the rule could match no ticket; row 2: exclude: '气' is in keyword "
+            "'燃气|煤气', so the rule could match no ticket",
+        ),
+        (
             [("keywords", "department", "new_label"), ("数据 共享", "数据局", "maybe")],
             "rules file bad.csv: 1 row cannot be used: row 1: new_label: 'maybe' is not yes or no",
         ),
