@@ -56,7 +56,7 @@ from model.artifact import (
 from model.router import SIMILAR_K, Router, shown_scores
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
-from model.text import counted, is_blank, quoted
+from model.text import counted, is_blank, mask_label, quoted
 from model.tickets import (
     HEADER_FORMATS,
     LABEL_OUTPUT_COLUMNS,
@@ -935,6 +935,10 @@ def label(
             drop_unused_parts()
             raise
         scores: list[np.ndarray] = []
+        # The id column as written, kept to count ids on more than one row at the end (a few bytes
+        # a row as Arrow holds them, where a set of Python strings took ten times that).
+        id_column = columns.id if columns.id in input_columns else None
+        ids: list[pa.ChunkedArray] = []
 
         def emit(table: pa.Table) -> None:
             if fmt == "xlsx" and writer.rows + table.num_rows > XLSX_MAX_ROWS - 1:
@@ -943,6 +947,8 @@ def label(
             with _writing(tmp, parts):
                 writer.write(table)
             scores.append(counts.add(table))
+            if id_column is not None:
+                ids.append(table.column(id_column))
 
         try:
             for index in range(done):  # what the interrupted run finished
@@ -1055,6 +1061,24 @@ def label(
             }
         )
         warnings = []
+        if id_column is not None:
+            summary["repeated_ids"] = repeated = _repeated_ids(ids)
+            if repeated["ids"]:
+                first = repeated["examples"][0]
+                where = ", ".join(map(str, first["rows"][:-1])) + f" and {first['rows'][-1]}"
+                warnings.append(
+                    f"{counted(repeated['ids'], 'ticket id', thousands=True)} "
+                    f"{'is' if repeated['ids'] == 1 else 'are'} on more than one row "
+                    f"({repeated['rows']:,} rows in all; {quoted(first['id'], cell=True)} on rows "
+                    f"{where} of {output.name}"
+                    + (
+                        f"; {summary_path_name(output)} lists more"
+                        if repeated["ids"] > 1 or len(first["rows"]) < repeated["rows"]
+                        else ""
+                    )
+                    + "): every row is labelled, so join the output back by row, not by id, or "
+                    "check the input for a ticket exported twice"
+                )
         if writer.cells_cut:
             cells = counted(writer.cells_cut, "cell", thousands=True)
             rows = counted(writer.rows_cut, "row", thousands=True)
@@ -1069,7 +1093,7 @@ def label(
         summary["rows_per_second"] = round(
             (summary["rows"] - resumed_rows) / max(summary["seconds"], 1e-9), 1
         )
-        summary_path = output.with_name(output.name + ".summary.json")
+        summary_path = output.with_name(summary_path_name(output))
         with _writing(f"the plots beside {output}", parts):
             plots = _plots(summary, dept_scores, output)
         summary["plots"] = [str(p) for p in plots]
@@ -2021,6 +2045,48 @@ class _Counts:
         return np.asarray(
             [s for s in cols["pred_department_score"] if s is not None], dtype=np.float32
         )
+
+
+# Repeated ids a summary lists, each with the rows it is on (at most REPEATED_ROWS_LISTED of them).
+REPEATED_IDS_LISTED = 10
+REPEATED_ROWS_LISTED = 10
+
+
+def summary_path_name(output: Path) -> str:
+    """The name of the summary ``paidan label`` writes beside ``output``."""
+    return output.name + ".summary.json"
+
+
+def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
+    """How many ids of the output's id column are on more than one row, on how many rows in all,
+    and the first few (in the order they first occur) with the rows they are on, counted from 1
+    as the output's data rows, which are the input's in its order. An empty or missing id is no
+    id. The ids are shown as messages quote a cell (masked)."""
+    none: dict[str, Any] = {"ids": 0, "rows": 0, "examples": []}
+    chunks = [c for column in ids for c in column.chunks]
+    if not chunks:
+        return none
+    import pyarrow.compute as pc
+
+    column = pa.chunked_array(chunks, type=chunks[0].type)
+    present = pc.is_valid(column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        present = pc.and_(present, pc.greater(pc.utf8_length(column), 0))
+    counts = pc.value_counts(column.filter(present))
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if not len(repeated):
+        return none
+    examples = []
+    for value in repeated.field("values")[:REPEATED_IDS_LISTED]:
+        rows = pc.indices_nonzero(pc.equal(column, value))[:REPEATED_ROWS_LISTED]
+        examples.append(
+            {"id": mask_label(str(value.as_py())), "rows": [r + 1 for r in rows.to_pylist()]}
+        )
+    return {
+        "ids": len(repeated),
+        "rows": int(pc.sum(repeated.field("counts")).as_py()),
+        "examples": examples,
+    }
 
 
 def _summary(counts: _Counts) -> dict[str, Any]:

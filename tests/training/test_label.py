@@ -3512,3 +3512,40 @@ def test_label_warns_once_of_a_title_column_left_unmapped(
         )
     assert res.exit_code == 0, res.output
     assert not [r for r in caplog.records if "title" in r.getMessage()]
+
+
+def test_ids_on_more_than_one_row_are_counted_and_said_and_every_row_comes_back(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A backlog exported twice over a day, or ids reused by two hotlines: joining the labelled file
+    # back by id would pair labels with the wrong rows, so label says so. An empty id is no id.
+    ids = ["A1", "A2", "A1", "", "A3", "A2", "A1", ""]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"编号": ids, "text": ["老板拖欠工资三个月不发"] * len(ids)}).to_csv(
+        src, index=False
+    )
+    out = tmp_path / "out.csv"
+    # Chunks of three: A1's rows are in three chunks.
+    result = label([src], tiny_model_dir, out, jobs=1, chunk_size=3, columns=ColumnMap(id="编号"))
+    assert len(read_output(out)) == len(ids)
+    assert result.summary["repeated_ids"] == {
+        "ids": 2,
+        "rows": 5,
+        "examples": [{"id": "A1", "rows": [1, 3, 7]}, {"id": "A2", "rows": [2, 6]}],
+    }
+    said = [w for w in result.warnings if "ticket ids are on more than one row" in w]
+    assert said == [
+        "2 ticket ids are on more than one row (5 rows in all; 'A1' on rows 1, 3 and 7 of "
+        "out.csv; out.csv.summary.json lists more): every row is labelled, so join the output "
+        "back by row, not by id, or check the input for a ticket exported twice"
+    ]
+    on_disk = json.loads(result.summary_path.read_text(encoding="utf-8"))
+    assert on_disk["repeated_ids"] == result.summary["repeated_ids"]
+
+    # Distinct ids: counted as none, nothing said; no id column: nothing counted.
+    pd.DataFrame({"编号": ["A1", "A2", ""], "text": ["老板拖欠工资"] * 3}).to_csv(src, index=False)
+    result = label([src], tiny_model_dir, out, jobs=1, columns=ColumnMap(id="编号"), force=True)
+    assert result.summary["repeated_ids"] == {"ids": 0, "rows": 0, "examples": []}
+    assert not [w for w in result.warnings if "more than one row" in w]
+    result = label([src], tiny_model_dir, out, jobs=1, force=True)  # reads id, which is absent
+    assert "repeated_ids" not in result.summary
