@@ -131,7 +131,8 @@ class RuleIndex:
     def first(self, texts: list[str], heads: tuple[str, ...]) -> dict[str, list[int]]:
         """Per head, for each prepared text (:meth:`model.compiled.CompiledFeatures.texts`), the
         index of the first rule that matches it (all its keywords occur in the text, one of each
-        keyword's alternatives, none of its excluded words) and gives that head a label, or -1. Heads no rule names are left out."""
+        keyword's alternatives, none of its excluded words) and gives that head a label, or -1.
+        Heads no rule names are left out."""
         named = [h for h in heads if any(r.label(h) for r in self.rules)]
         out: dict[str, list[int]] = {h: [-1] * len(texts) for h in named}
         for i, text in enumerate(texts):

@@ -1258,7 +1258,7 @@ def written_files(output: Path) -> list[Path]:
     return [
         output,
         output.with_name(output.name + PARTS_SUFFIX),
-        output.with_name(output.name + ".summary.json"),
+        output.with_name(summary_path_name(output)),
         output.with_name(output.name + ".departments.png"),
         output.with_name(output.name + ".confidence.png"),
     ]

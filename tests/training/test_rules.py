@@ -307,7 +307,7 @@ def test_the_api_answers_with_the_rule(ruled, monkeypatch):
         ),
         ([("keywords", "department")], "rules file bad.csv holds no rule (no data row)"),
         (
-            # A ticket that holds the keyword holds the excluded word: the rule could fire never.
+            # A ticket that holds the keyword holds the excluded word: the rule could never fire.
             [
                 ("keywords", "exclude", "department"),
                 ("燃气泄漏", "燃气", "住建"),
