@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from model.artifact import (
     METADATA_FILE,
@@ -1064,21 +1065,7 @@ def label(
         if id_column is not None:
             summary["repeated_ids"] = repeated = _repeated_ids(ids)
             if repeated["ids"]:
-                first = repeated["examples"][0]
-                where = ", ".join(map(str, first["rows"][:-1])) + f" and {first['rows'][-1]}"
-                warnings.append(
-                    f"{counted(repeated['ids'], 'ticket id', thousands=True)} "
-                    f"{'is' if repeated['ids'] == 1 else 'are'} on more than one row "
-                    f"({repeated['rows']:,} rows in all; {quoted(first['id'], cell=True)} on rows "
-                    f"{where} of {output.name}"
-                    + (
-                        f"; {summary_path_name(output)} lists more"
-                        if repeated["ids"] > 1 or len(first["rows"]) < repeated["rows"]
-                        else ""
-                    )
-                    + "): every row is labelled, so join the output back by row, not by id, or "
-                    "check the input for a ticket exported twice"
-                )
+                warnings.append(_repeated_ids_warning(repeated, output))
         if writer.cells_cut:
             cells = counted(writer.cells_cut, "cell", thousands=True)
             rows = counted(writer.rows_cut, "row", thousands=True)
@@ -2066,8 +2053,6 @@ def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
     chunks = [c for column in ids for c in column.chunks]
     if not chunks:
         return none
-    import pyarrow.compute as pc
-
     column = pa.chunked_array(chunks, type=chunks[0].type)
     present = pc.is_valid(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -2087,6 +2072,21 @@ def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
         "rows": int(pc.sum(repeated.field("counts")).as_py()),
         "examples": examples,
     }
+
+
+def _repeated_ids_warning(repeated: dict[str, Any], output: Path) -> str:
+    """The warning for :func:`_repeated_ids`' count when an id is on more than one row."""
+    first = repeated["examples"][0]
+    where = ", ".join(map(str, first["rows"][:-1])) + f" and {first['rows'][-1]}"
+    more = repeated["ids"] > 1 or len(first["rows"]) < repeated["rows"]
+    return (
+        f"{counted(repeated['ids'], 'ticket id', thousands=True)} "
+        f"{'is' if repeated['ids'] == 1 else 'are'} on more than one row "
+        f"({repeated['rows']:,} rows in all; {quoted(first['id'], cell=True)} on rows {where} of "
+        f"{output.name}{f'; {summary_path_name(output)} lists more' if more else ''}): every row "
+        "is labelled, so join the output back by row, not by id, or check the input for a ticket "
+        "exported twice"
+    )
 
 
 def _summary(counts: _Counts) -> dict[str, Any]:
