@@ -992,6 +992,32 @@ def evaluate(
         out.print(f"report written to {printable(report)} and {printable(str(md))}")
 
 
+def _stdin_text(max_chars: int) -> str:
+    """The text piped to ``paidan predict MODEL -``, decoded as a CSV file is (UTF-8, with or
+    without a byte-order mark, or GB18030) and without the line break that ends it (``echo``'s);
+    no more than the bytes of ``max_chars`` characters are read, and more than that is refused
+    as the over-long text it is."""
+    from model.tickets import detect_encoding, is_utf16
+
+    limit = 4 * max_chars + 5  # UTF-8's widest characters, a byte-order mark and a line break
+    raw = typer.get_binary_stream("stdin").read(limit + 1)
+    if len(raw) > limit:
+        raise TicketFileError(
+            f"standard input: the text is over the limit of {max_chars:,} characters "
+            f"(PAIDAN_MAX_TEXT_CHARS); more than {limit:,} bytes were piped"
+        )
+    if is_utf16(raw):
+        raise TicketFileError("standard input is UTF-16 text, which is not read: pipe UTF-8")
+    try:
+        return raw.decode(detect_encoding(raw)).removesuffix("\n").removesuffix("\r")
+    except TicketFileError as e:
+        raise TicketFileError(f"standard input: {e}") from None
+    except UnicodeDecodeError as e:  # detect_encoding reads a cut sample as whole
+        raise TicketFileError(
+            f"standard input: not UTF-8 or GB18030 text (byte {e.start} is invalid)"
+        ) from None
+
+
 @app.command(epilog=ROOT_EPILOG)
 def predict(
     model_dir: Annotated[
@@ -1003,7 +1029,7 @@ def predict(
     text: Annotated[
         str | None,
         typer.Argument(
-            help="Complaint text (required)",
+            help="Complaint text (required); - reads it from standard input",
             metavar="{text}",
             callback=_typed_text,
             show_default=False,
@@ -1033,11 +1059,18 @@ def predict(
         settings = load_settings()
     except SettingsError as e:
         raise fail(e) from None
+    given = "TEXT"
+    if text == "-":
+        given = "standard input"
+        try:
+            text = _stdin_text(settings.max_text_chars)
+        except TicketFileError as e:
+            raise fail(e) from None
     problem = check_text(text, settings.max_text_chars) or check_title(
         title, settings.max_title_chars
     )
     if problem:
-        raise fail(ValueError(problem.replace("the text column is empty", "TEXT is empty")))
+        raise fail(ValueError(problem.replace("the text column is empty", f"{given} is empty")))
     from model.registry import lease
 
     try:

@@ -361,6 +361,40 @@ def test_cli_predict_prints_the_http_answer_with_its_overall_decision(tiny_model
     }
 
 
+def test_cli_predict_reads_the_text_piped_to_it_after_a_dash(tiny_model_dir):
+    # `-` was routed as the text "-" (a suggestion of nothing, for review): a ticket of several
+    # lines, or one from another program, could only be given by shell quoting.
+    text = "烧烤店油烟很大，\n晚上十二点还在营业"
+    as_argument = runner.invoke(app, ["predict", str(tiny_model_dir), text])
+    assert as_argument.exit_code == 0, as_argument.output
+    for piped in [f"{text}\n".encode(), f"\ufeff{text}\r\n".encode(), text.encode("gb18030")]:
+        r = runner.invoke(app, ["predict", str(tiny_model_dir), "-"], input=piped)
+        assert r.exit_code == 0, (piped, r.output)
+        assert json.loads(r.stdout) == json.loads(as_argument.stdout), piped
+
+
+@pytest.mark.parametrize(
+    ("piped", "message"),
+    [
+        (b"", "error: empty text: standard input is empty"),
+        (b" \n", "error: blank text"),
+        ("欠薪".encode("utf-16"), "error: standard input is UTF-16 text, which is not read"),
+        (b"\x80\x80\xff\xff", "error: standard input: cannot tell the text encoding"),
+        ("欠" * 101, "error: text too long: 101 characters, over the limit of 100"),
+        ("欠" * 200, "error: standard input: the text is over the limit of 100 characters"),
+    ],
+)
+def test_cli_predict_refuses_bad_piped_text_in_one_line(
+    tiny_model_dir, monkeypatch, piped, message
+):
+    monkeypatch.setenv("PAIDAN_MAX_TEXT_CHARS", "100")  # its least
+    r = runner.invoke(app, ["predict", str(tiny_model_dir), "-"], input=piped)
+    assert r.exit_code == 2, r.output
+    lines = without_progress(r.output).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), r.output
+    assert '"department"' not in r.output
+
+
 def test_cli_predict_takes_current_and_says_how_when_the_model_is_left_out(
     tiny_model_dir, tmp_path, monkeypatch
 ):
