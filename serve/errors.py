@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import email.message
 import logging
 import traceback
@@ -175,7 +176,8 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         return "the request is invalid", None
     err = errors[0]
     # A location may hold the client's own keys (an unknown field, a key inside a map).
-    loc = [quoted(str(p)) for p in err.get("loc", ())]
+    raw = tuple(err.get("loc", ()))
+    loc = [quoted(str(p)) for p in raw]
     if not prefix_body and loc[:1] == ["body"]:
         loc = loc[1:]
     field = ".".join(loc) or None
@@ -187,6 +189,16 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         msg = "is required"
         if loc[-1:] == ["text"] and _holds_title(err.get("input")):
             msg += TITLE_ONLY
+        # A required field left out beside a key that is not a field is nearly always that
+        # field, named otherwise ({"txt": …}, {"tickets": [...]}): both are said, not "1 more".
+        unknown = [
+            e
+            for e in errors[1:]
+            if e.get("type") == "extra_forbidden" and tuple(e.get("loc", ()))[:-1] == raw[:-1]
+        ]
+        if unknown:
+            errors = [e for e in errors if e not in unknown]
+            msg += f"; {_unknown_keys(unknown, loc[-1] if loc else '', prefix_body)}"
     elif err.get("type") == "extra_forbidden":
         msg = "is not a known field"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
@@ -195,6 +207,26 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
     if len(errors) > 1:
         message += f" (and {counted(len(errors) - 1, 'more problem')})"
     return message, field
+
+
+def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:
+    """What a message says of the keys ``unknown`` (pydantic's ``extra_forbidden`` errors) sent
+    where the field ``wanted`` was required: their paths, and the one whose name is close to it."""
+    paths = []
+    close = None
+    for e in unknown[:3]:
+        loc = [quoted(str(p)) for p in e.get("loc", ())]
+        if not prefix_body and loc[:1] == ["body"]:
+            loc = loc[1:]
+        paths.append(".".join(loc))
+        if close is None and difflib.SequenceMatcher(None, loc[-1].lower(), wanted).ratio() >= 0.7:
+            close = paths[-1]
+    more = f" and {counted(len(unknown) - 3, 'other')}" if len(unknown) > 3 else ""
+    if len(unknown) == 1:
+        said = f"{paths[0]} is not a known field"
+    else:
+        said = f"{', '.join(paths)}{more} are not known fields"
+    return said if close is None else f"{said} (is {close} {wanted}?)"
 
 
 class StreamAborted(Exception):

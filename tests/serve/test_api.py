@@ -1847,6 +1847,33 @@ def test_metrics_count_a_body_refused_before_routing_under_its_route(
     assert sample in cors.get("/metrics").text
 
 
+def test_a_required_field_sent_under_another_name_is_said_with_that_name(
+    client: TestClient,
+) -> None:
+    # {"txt": …} was "body.text: is required (and 1 more problem)": the other problem, the key the
+    # client did send, went unsaid.
+    error = assert_error(client.post("/v1/route", json={"txt": "油烟扰民"}), 422)
+    assert error["field"] == "body.text"
+    assert error["message"] == (
+        "body.text: is required; body.txt is not a known field (is body.txt text?)"
+    )
+    error = assert_error(client.post("/v1/route/batch", json={"tickets": [SMOKE]}), 422)
+    assert error["message"] == "body.items: is required; body.tickets is not a known field"
+    response = client.post(
+        "/v1/route/batch", json={"items": [{"Text": "噪音", "titel": "x", "手机13812345678": 1}]}
+    )
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["error"]["message"] == (
+        "item 0: text: is required; Text, titel, 手机[手机号] are not known fields (is Text text?)"
+    )
+    # Other problems are still counted, and an unknown key beside no missing field is said alone.
+    error = assert_error(client.post("/v1/route", json={"txt": "油烟", "top_k": "x"}), 422)
+    assert error["message"].endswith("(is body.txt text?) (and 1 more problem)"), error
+    error = assert_error(client.post("/v1/route", json={"text": "油烟", "txt": "油烟"}), 422)
+    assert error["message"] == "body.txt: is not a known field"
+
+
 def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() -> None:
     from serve.errors import first_validation_error
 
