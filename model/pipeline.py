@@ -98,6 +98,8 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         See :class:`~model.tokenizer.Segmenter`.
     cut : {"precise", "search"}, default "precise"
         See :class:`~model.tokenizer.Segmenter`.
+    whole_placeholders : bool, default True
+        See :class:`~model.tokenizer.Segmenter`.
 
     Attributes
     ----------
@@ -116,12 +118,14 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
         hmm: bool = True,
         backend: Backend = "jieba",
         cut: WordCut = "precise",
+        whole_placeholders: bool = True,
     ) -> None:
         self.userdict = userdict
         self.stopwords = stopwords
         self.hmm = hmm
         self.backend = backend
         self.cut = cut
+        self.whole_placeholders = whole_placeholders
 
     def fit(self, X: Iterable[str] | None = None, y: Any = None) -> JiebaTokenizer:
         if self.backend not in BACKENDS:
@@ -161,6 +165,7 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
                 self.hmm,
                 getattr(self, "backend_", "jieba"),
                 self.cut,
+                self.whole_placeholders,
             )
             self.__dict__["_segmenter"] = seg
         return seg
@@ -176,6 +181,7 @@ class JiebaTokenizer(TransformerMixin, BaseEstimator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("backend", "jieba")  # pickled before the parameter existed
         state.setdefault("cut", "precise")  # pickled before the search mode
+        state.setdefault("whole_placeholders", False)  # pickled before placeholders were words
         super().__setstate__(state)
 
     def __sklearn_tags__(self) -> Any:

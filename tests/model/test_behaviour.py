@@ -48,6 +48,15 @@ def test_invariance_to_names_places_and_numbers(router, a, b):
     assert pa.category.label == pb.category.label
 
 
+def test_contact_details_are_not_evidence(router):
+    # Masked, a mobile number is [手机号] and a WeChat id [微信号]; cut into words they gave 手机
+    # (mobile phone) and 信号 (signal), and a bare contact number went to 公用事业单位 at 0.6.
+    for text in ["联系电话13800001234", "请加我微信wx_abc123，或打13800001234"]:
+        [p] = router.predict([text])
+        for head in (p.department, p.category):
+            assert {"手机", "信号"}.isdisjoint(e.term for e in head.evidence), (text, head)
+
+
 def test_direction_more_evidence_more_confidence(router):
     base = "晚上楼下很吵"
     more = "晚上楼下烧烤店油烟很大，噪音也吵"

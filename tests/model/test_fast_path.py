@@ -34,6 +34,7 @@ TICKETS = [(t, x) for t, x, _, _ in TINY_TICKETS] + [
     "",
     "12345",
     "ＡＢＣ abc 电话13800001111",
+    "加我微信wx_abc123，手机信号差",  # a mask, one word in the word view
     ("标题", None),
     {"title": "物业", "text": "电梯坏了 没人修\n\t请处理"},
     "完全没见过的词语组合" * 50,

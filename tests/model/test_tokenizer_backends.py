@@ -232,3 +232,43 @@ def test_a_tokenizer_pickled_before_the_search_cut_cuts_precisely():
     seg = type(tok.segmenter()).__new__(type(tok.segmenter()))
     seg.__setstate__(seg_state)
     assert seg.tokenize("住房公积金提取") == tok.tokenize("住房公积金提取")
+
+
+@pytest.mark.parametrize("cut", ["precise", "search"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_placeholder_is_one_word_its_name(backend, cut):
+    # Cut, masking's [微信号] gave 信号 (signal) and [手机号] 手机 (mobile phone): every ticket with
+    # a contact number taught the model the words of the tickets about phones and their signal.
+    from model.text import PLACEHOLDERS, clean
+
+    tok = fitted(
+        backend,
+        userdict=resources.default_userdict(),
+        stopwords=resources.default_stopwords(),
+        cut=cut,
+    )
+    for placeholder in PLACEHOLDERS:
+        name = placeholder[1:-1]
+        expected = () if name in tok.stopwords_ else (name,)
+        assert tok.tokenize(f"噪音{placeholder}扰民") == ("噪音", *expected, "扰民")
+    text = clean("手机信号一直很差，加我微信wx_abc123，电话13800001234")
+    assert "[微信号]" in text and "[手机号]" in text
+    words = tok.tokenize(text)
+    assert words.count("信号") == words.count("手机") == (1 if cut == "search" else 0)
+    assert "微信号" in words and "手机号" not in words  # 手机号 is a stopword
+
+
+def test_a_tokenizer_pickled_before_whole_placeholders_still_cuts_them():
+    tok = fitted("rjieba", stopwords=resources.default_stopwords())
+    state = tok.__getstate__()
+    del state["whole_placeholders"]
+    old = JiebaTokenizer.__new__(JiebaTokenizer)
+    old.__setstate__(state)
+    assert old.get_params()["whole_placeholders"] is False
+    assert "信号" in old.tokenize("加我[微信号]")  # as the model was trained, it is served
+    seg_state = dict(tok.segmenter().__getstate__())
+    del seg_state["whole_placeholders"]
+    seg = Segmenter.__new__(Segmenter)
+    seg.__setstate__(seg_state)
+    assert seg.tokenize("加我[微信号]") == old.tokenize("加我[微信号]")
+    assert tok.tokenize("加我[微信号]") == ("加", "微信号")
