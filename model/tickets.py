@@ -2020,6 +2020,43 @@ def title_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
     ]
 
 
+# Words of a text column's name in hotline exports (诉求内容, 来电内容, 留言详情, 问题描述, 正文) and in
+# English ones (Content, description, message).
+_TEXT_WORDS = ("内容", "正文", "描述", "详情")
+_TEXT_NAMES = ("content", "contents", "body", "description", "message", "detail", "details")
+
+
+def text_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
+    """A file's columns that look like a ticket's text, for the refusal of a file without the
+    text's column: not one mapped to another field, nor a header that is a whole CSV line."""
+    taken = {columns.source_for(f) for f in CANONICAL}
+    return [
+        c
+        for c in have
+        if c not in taken
+        and not any(sep in c for sep in ",;\t|")
+        and (any(w in c for w in _TEXT_WORDS) or c.strip().lower() in _TEXT_NAMES)
+    ]
+
+
+def _text_hint(have: Sequence[str], columns: ColumnMap) -> str:
+    like = text_like_columns(have, columns)
+    if not like:
+        return "map yours with --text-col"
+    others = f" (or {', '.join(map(_quoted, like[1:]))})" if len(like) > 1 else ""
+    return (
+        f"map yours with --text-col; {_quoted(like[0])} looks like the text: "
+        f"--text-col {_shell_word(like[0])}{others}"
+    )
+
+
+def _shell_word(name: str) -> str:
+    """A column's name as a shell takes it in an option: 诉求标题 as it is, a name with a space
+    or a quote quoted."""
+    plain = re.fullmatch(r"[^\s'\"\\$`;&|<>()*?!#~{}\[\]]+", name)
+    return name if plain else shlex.quote(name)
+
+
 def title_column_note(
     headers: Mapping[str, Sequence[str]], columns: ColumnMap, done: str
 ) -> str | None:
@@ -2035,9 +2072,7 @@ def title_column_note(
     if not found:
         return None
     name, like = found[0]
-    # As a shell takes it: 诉求标题 as it is, a name with a space or a quote quoted.
-    plain = re.fullmatch(r"[^\s'\"\\$`;&|<>()*?!#~{}\[\]]+", like[0])
-    option = like[0] if plain else shlex.quote(like[0])
+    option = _shell_word(like[0])
     who = name if len(found) == 1 else f"{name} and {_counted(len(found) - 1, 'other file')}"
     return (
         f"{who} {'has' if len(found) == 1 else 'have'} no column {_quoted(columns.title or '')} "
@@ -2070,9 +2105,15 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
             hint = delimiter_hint(path, have, src, columns.delimiter) or sheet_hint(
                 path, src, field
             )
+            if not hint:
+                hint = (
+                    _text_hint(have, columns)
+                    if field == "text"
+                    else f"map yours with --{field}-col"
+                )
             raise TicketFileError(
                 f"{path}: no column {_quoted(src)} for the ticket {field}; the file has columns "
-                f"{', '.join(map(_quoted, have))} ({hint or f'map yours with --{field}-col'})"
+                f"{', '.join(map(_quoted, have))} ({hint})"
             )
 
 

@@ -99,6 +99,28 @@ def test_missing_column_lists_the_columns_the_file_has(tmp_path):
         read_tickets([path])  # canonical names: there is no "text" column
     msg = str(e.value)
     assert "'text'" in msg and "'内容'" in msg and "'部门'" in msg and "--text-col" in msg
+    # The column that looks like the text is named with the option to give (exports name it
+    # 内容, 诉求内容, 留言详情, 问题描述 …); one mapped to another field is not.
+    assert msg.endswith("(map yours with --text-col; '内容' looks like the text: --text-col 内容)")
+    export = pd.DataFrame(
+        [{"工单号": "A1", "诉求标题": "欠薪", "来电 内容": "拖欠工资", "Description": "无"}]
+    )
+    export.to_csv(path, index=False)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).endswith(
+        "(map yours with --text-col; '来电 内容' looks like the text: --text-col '来电 内容' "
+        "(or 'Description'))"
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(text="正文", title="来电 内容"))
+    assert str(e.value).endswith(
+        "(map yours with --text-col; 'Description' looks like the text: --text-col Description)"
+    )
+    pd.DataFrame([{"编号": "A1", "部门": "人社"}]).to_csv(path, index=False)
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).endswith("(map yours with --text-col)")
 
 
 @pytest.mark.parametrize(
