@@ -1824,8 +1824,17 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_touches_nothin
     assert len(read_output(out)) == 30
 
 
+@pytest.fixture
+def new_children() -> Callable[[], list[multiprocessing.process.BaseProcess]]:
+    """The child processes started since the test began: a run's own. An earlier test of the same
+    process may have left training's workers (joblib keeps them 5 idle minutes), which a test that
+    signalled or counted every child took for the run's."""
+    before = set(multiprocessing.active_children())
+    return lambda: [c for c in multiprocessing.active_children() if c not in before]
+
+
 def test_ctrl_c_reaching_the_workers_is_left_to_the_run(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, new_children: Callable[[], list[Any]]
 ) -> None:
     # A terminal's Ctrl-C signals the whole process group. Each worker caught it: one in the
     # middle of a chunk sent it back as the chunk's result, one waiting for a chunk died of it (a
@@ -1838,7 +1847,7 @@ def test_ctrl_c_reaching_the_workers_is_left_to_the_run(
 
     def ctrl_c_to_the_workers(stage: str, done: int, total: int) -> None:
         if not signalled:
-            for worker in multiprocessing.active_children():
+            for worker in new_children():
                 os.kill(worker.pid, signal.SIGINT)  # type: ignore[arg-type]
                 signalled.append(worker.pid)  # type: ignore[arg-type]
 
@@ -1853,7 +1862,10 @@ def test_ctrl_c_reaching_the_workers_is_left_to_the_run(
 
 
 def test_a_second_ctrl_c_does_not_cut_the_pools_shutdown_short(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    new_children: Callable[[], list[Any]],
 ) -> None:
     # Ctrl-C pressed again (or `timeout -s INT`, which signals the run, then its process group)
     # while the run shut its pool down interrupted the wait for the pool's manager thread, and
@@ -1871,15 +1883,17 @@ def test_a_second_ctrl_c_does_not_cut_the_pools_shutdown_short(
     try:
         with pytest.raises(KeyboardInterrupt):  # the Ctrl-C is not lost: it ends the run
             label([src], tiny_model_dir, tmp_path / "out.csv", jobs=2, chunk_size=3)
-        left = multiprocessing.active_children()  # the pool's workers are gone when it ends
-        assert left == []
+        assert new_children() == []  # the pool's workers are gone when it ends
     finally:
-        for worker in multiprocessing.active_children():
+        for worker in new_children():
             worker.kill()
 
 
 def test_sigterm_while_the_pool_shuts_down_stops_the_run_once_the_pool_is_down(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    new_children: Callable[[], list[Any]],
 ) -> None:
     # SIGTERM (systemd, `timeout`, `docker stop`) arriving while a run shut its pool down, after a
     # Ctrl-C or at its end, raised paidan's Terminated in the middle of the shutdown: the run
@@ -1898,10 +1912,10 @@ def test_sigterm_while_the_pool_shuts_down_stops_the_run_once_the_pool_is_down(
     try:
         with pytest.raises(Terminated):  # not lost: it stops the run, as the CLI reports it
             label([src], tiny_model_dir, tmp_path / "out.csv", jobs=2, chunk_size=3)
-        assert multiprocessing.active_children() == []  # ... once the pool is down
+        assert new_children() == []  # ... once the pool is down
     finally:
         restore()
-        for worker in multiprocessing.active_children():
+        for worker in new_children():
             worker.kill()
 
 
@@ -2820,7 +2834,10 @@ def test_ctrl_c_while_a_cluster_starts_is_raised_once_it_is_up() -> None:
 
 @pytest.mark.slow
 def test_sigterm_while_the_dask_cluster_closes_stops_the_run_once_it_is_closed(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    new_children: Callable[[], list[Any]],
 ) -> None:
     # As for the local pool: paidan's Terminated, raised in the middle of LocalCluster.close,
     # left the run's cluster half closed, its worker processes running.
@@ -2841,10 +2858,10 @@ def test_sigterm_while_the_dask_cluster_closes_stops_the_run_once_it_is_closed(
     try:
         with pytest.raises(Terminated):
             label([src], tiny_model_dir, tmp_path / "out.csv", engine="dask", jobs=1, chunk_size=4)
-        assert multiprocessing.active_children() == []
+        assert new_children() == []
     finally:
         restore()
-        for child in multiprocessing.active_children():
+        for child in new_children():
             child.kill()
 
 
