@@ -1995,10 +1995,33 @@ def has_text(df: pd.DataFrame) -> pd.Series:
     return ~df["text"].map(is_blank).astype(bool)
 
 
-# Words of a title column's name in the exports of hotline centres (诉求标题, 标题, 留言主题, 事项主题,
-# 题目) and in English ones (Title, subject).
-_TITLE_WORDS = ("标题", "主题", "题目")
-_TITLE_NAMES = ("title", "subject", "topic")
+# Words of a column's name in the exports of hotline centres (诉求标题, 留言主题; 诉求内容, 留言详情,
+# 问题描述; 承办单位, 处理部门; 诉求类别, 问题分类), and whole names in English ones, by the field that
+# such a column holds.
+_LOOKS_LIKE = {
+    "title": (("标题", "主题", "题目"), ("title", "subject", "topic")),
+    "text": (
+        ("内容", "正文", "描述", "详情"),
+        ("text", "content", "contents", "body", "description", "message", "detail", "details"),
+    ),
+    "department": (("部门", "单位", "承办"), ("department", "dept", "agency")),
+    "category": (("类别", "分类", "类型"), ("category", "type", "class", "classification")),
+}
+
+
+def like_columns(field: str, have: Sequence[str], columns: ColumnMap) -> list[str]:
+    """A file's columns that look like they hold ``field`` (``title``, ``text``, ``department``
+    or ``category``) by their names: not one mapped to another field, nor a header that is a
+    whole line of another separator's CSV."""
+    taken = {columns.source_for(f) for f in CANONICAL}
+    words, names = _LOOKS_LIKE[field]
+    return [
+        c
+        for c in have
+        if c not in taken
+        and not any(sep in c for sep in ",;\t|")
+        and (any(w in c for w in words) or c.strip().lower() in names)
+    ]
 
 
 def title_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
@@ -2011,42 +2034,18 @@ def title_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
     """
     if columns.title is None or columns.title in have:
         return []
-    taken = {columns.source_for(f) for f in CANONICAL}
-    return [
-        c
-        for c in have
-        if c not in taken
-        and (any(w in c for w in _TITLE_WORDS) or c.strip().lower() in _TITLE_NAMES)
-    ]
+    return like_columns("title", have, columns)
 
 
-# Words of a text column's name in hotline exports (诉求内容, 来电内容, 留言详情, 问题描述, 正文) and in
-# English ones (Content, description, message).
-_TEXT_WORDS = ("内容", "正文", "描述", "详情")
-_TEXT_NAMES = ("content", "contents", "body", "description", "message", "detail", "details")
-
-
-def text_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
-    """A file's columns that look like a ticket's text, for the refusal of a file without the
-    text's column: not one mapped to another field, nor a header that is a whole CSV line."""
-    taken = {columns.source_for(f) for f in CANONICAL}
-    return [
-        c
-        for c in have
-        if c not in taken
-        and not any(sep in c for sep in ",;\t|")
-        and (any(w in c for w in _TEXT_WORDS) or c.strip().lower() in _TEXT_NAMES)
-    ]
-
-
-def _text_hint(have: Sequence[str], columns: ColumnMap) -> str:
-    like = text_like_columns(have, columns)
+def like_hint(field: str, have: Sequence[str], columns: ColumnMap) -> str | None:
+    """The column of ``have`` that looks like ``field`` (:func:`like_columns`) with the option
+    that maps it, for a message about the field's missing column; ``None`` when none does."""
+    like = like_columns(field, have, columns)
     if not like:
-        return "map yours with --text-col"
+        return None
     others = f" (or {', '.join(map(_quoted, like[1:]))})" if len(like) > 1 else ""
     return (
-        f"map yours with --text-col; {_quoted(like[0])} looks like the text: "
-        f"--text-col {_shell_word(like[0])}{others}"
+        f"{_quoted(like[0])} looks like the {field}: --{field}-col {_shell_word(like[0])}{others}"
     )
 
 
@@ -2106,11 +2105,8 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
                 path, src, field
             )
             if not hint:
-                hint = (
-                    _text_hint(have, columns)
-                    if field == "text"
-                    else f"map yours with --{field}-col"
-                )
+                like = like_hint(field, have, columns)
+                hint = f"map yours with --{field}-col" + (f"; {like}" if like else "")
             raise TicketFileError(
                 f"{path}: no column {_quoted(src)} for the ticket {field}; the file has columns "
                 f"{', '.join(map(_quoted, have))} ({hint})"

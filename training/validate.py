@@ -22,6 +22,7 @@ from model.tickets import (
     has_text,
     json_array,
     jsonl_object_lines,
+    like_hint,
 )
 
 if TYPE_CHECKING:
@@ -565,9 +566,10 @@ def label_column_notes(
         labelled = [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
     if not labelled:
         have = f"; {first[0]} has columns {listed(first[1])}" if first else ""
+        likes = [like for head in LABELS if first and (like := like_hint(head, first[1], columns))]
         raise TrainingDataError(
             f"no row has a department or a category label{have}; map the label columns with "
-            "--department-col / --category-col"
+            f"--department-col / --category-col{''.join(f'; {like}' for like in likes)}"
         )
     notes = []
     for head in LABELS:
@@ -577,9 +579,10 @@ def label_column_notes(
         lacking = [(name, cols) for name, cols in headers.items() if src not in cols]
         if len(lacking) == len(headers) and lacking:
             name, cols = lacking[0]
+            like = like_hint(head, cols, columns)
             notes.append(
                 f"no column {quoted(src)} in {name}, so the model has no {head} head; it has columns "
-                f"{listed(cols)} (map yours with --{head}-col)"
+                f"{listed(cols)} (map yours with --{head}-col{f'; {like}' if like else ''})"
             )
     return notes
 

@@ -515,14 +515,16 @@ def test_cli_names_a_label_column_left_unmapped_with_the_files_columns(tmp_path)
     assert r.exit_code == 0, r.output
     assert (
         "no column 'category' in export.csv, so the model has no category head; it has columns "
-        "'工单编号', '标题', '诉求内容', '承办单位', '问题分类' (map yours with --category-col)"
+        "'工单编号', '标题', '诉求内容', '承办单位', '问题分类' (map yours with --category-col; "
+        "'问题分类' looks like the category: --category-col 问题分类)"
     ) in " ".join(r.output.split())
     r = cli_train(data, tmp_path / "m2", *mapped)
     assert r.exit_code == 2
     assert (
         "no row has a department or a category label; export.csv has columns '工单编号', '标题', "
         "'诉求内容', '承办单位', '问题分类'; map the label columns with --department-col / "
-        "--category-col"
+        "--category-col; '承办单位' looks like the department: --department-col 承办单位; "
+        "'问题分类' looks like the category: --category-col 问题分类"
     ) in " ".join(r.output.split())
 
 
