@@ -44,6 +44,7 @@ from model.tickets import (
     expand_paths,
     has_text,
     iter_tickets,
+    like_hint,
     named_paths,
     require_rows,
     title_column_note,
@@ -494,9 +495,10 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         listed = ", ".join(map(quoted, have[:30])) + (
             f" and {len(have) - 30} more" if len(have) > 30 else ""
         )
+        like = absent.get("like", {}).get(head)
         out.append(
             f"{head} head not scored: the data has no {quoted(column)} column (it has {listed}); map "
-            f"the {head} label column with --{head}-col"
+            f"the {head} label column with --{head}-col{f'; {like}' if like else ''}"
         )
     if report.get("title_column_note"):
         out.append(report["title_column_note"])
@@ -669,10 +671,14 @@ def evaluate(
         raise mapping_error
     if not labelled:
         # Nothing could be scored: an empty report would read as a finished evaluation.
-        heads = " or a ".join(h for h in LABELS if h in router.heads)
+        heads = [h for h in LABELS if h in router.heads]
+        first = next(iter(headers.items()), None)
+        listing = f"; {first[0]} has columns {', '.join(map(quoted, first[1]))}" if first else ""
+        likes = [like for h in heads if first and (like := like_hint(h, first[1], columns))]
         raise TrainingDataError(
-            f"{', '.join(map(str, paths))}: no row has a {heads} label to score the model on; map "
-            "the label columns with --department-col / --category-col"
+            f"{', '.join(map(str, paths))}: no row has a {' or a '.join(heads)} label to score "
+            f"the model on{listing}; map the label columns with --department-col / --category-col"
+            f"{''.join(f'; {like}' for like in likes)}"
         )
     if progress:
         progress("scoring", rows, rows)
@@ -691,7 +697,13 @@ def evaluate(
     }
     if absent:
         # The file's columns, masked: a header that is really a ticket is quoted in the report.
-        report["absent_label_columns"] = {"heads": absent, "columns": [mask_label(c) for c in have]}
+        shown = [mask_label(c) for c in have]
+        absent_columns: dict[str, Any] = {"heads": absent, "columns": shown}
+        # The column that looks like each (with its option), as the file names it, masked.
+        looks = {h: hint for h in absent if (hint := like_hint(h, shown, columns))}
+        if looks:
+            absent_columns["like"] = looks
+        report["absent_label_columns"] = absent_columns
     # Titles left in a column of another name: scored without them, unlike the model's training.
     if note := title_column_note(
         {name: [mask_label(c) for c in cols] for name, cols in headers.items()}, columns, "scored"

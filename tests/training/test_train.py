@@ -752,6 +752,11 @@ def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_
     out = " ".join(r.output.split())
     assert "no row has a department or a category label to score the model on" in out
     assert "--department-col" in out and "Traceback" not in r.output
+    # With the file's columns, and the one that looks like the department with its option.
+    assert out.endswith(
+        "to score the model on; test.csv has columns '内容', '部门'; map the label columns with "
+        "--department-col / --category-col; '部门' looks like the department: --department-col 部门"
+    )
 
 
 def test_cli_evaluate_of_tickets_without_text_says_so_not_that_labels_are_missing(
@@ -1861,6 +1866,15 @@ def test_evaluate_names_a_head_whose_label_column_the_data_lacks(
     assert (
         "category head not scored: the data has no 'category' column (it has '编号', 'title', "
         "'text', '部门'); map the category label column with --category-col" in said
+    )
+    # A column that looks like the label's is named, with its option.
+    g = data.read_text(encoding="utf-8").replace("编号,", "问题分类,", 1)
+    data.write_text(g, encoding="utf-8")
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data), "--department-col", "部门"])
+    assert r.exit_code == 0, r.output
+    assert (
+        "--category-col; '问题分类' looks like the category: --category-col 问题分类"
+        in " ".join(r.stderr.split())
     )
     assert "department head not scored" not in said
     # Both columns there: no note.
