@@ -2009,18 +2009,21 @@ _LOOKS_LIKE = {
 }
 
 
+def looks_like(field: str, name: str) -> bool:
+    """Whether a column or key called ``name`` looks like it holds ``field`` (``title``,
+    ``text``, ``department`` or ``category``; no other field looks like anything)."""
+    words, names = _LOOKS_LIKE.get(field, ((), ()))
+    return any(w in name for w in words) or name.strip().lower() in names
+
+
 def like_columns(field: str, have: Sequence[str], columns: ColumnMap) -> list[str]:
-    """A file's columns that look like they hold ``field`` (``title``, ``text``, ``department``
-    or ``category``) by their names: not one mapped to another field, nor a header that is a
-    whole line of another separator's CSV."""
+    """A file's columns that look like they hold ``field`` (:func:`looks_like`): not one mapped
+    to another field, nor a header that is a whole line of another separator's CSV."""
     taken = {columns.source_for(f) for f in CANONICAL}
-    words, names = _LOOKS_LIKE[field]
     return [
         c
         for c in have
-        if c not in taken
-        and not any(sep in c for sep in ",;\t|")
-        and (any(w in c for w in words) or c.strip().lower() in names)
+        if c not in taken and not any(sep in c for sep in ",;\t|") and looks_like(field, c)
     ]
 
 

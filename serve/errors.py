@@ -20,6 +20,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.text import counted, is_blank
+from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,12 @@ def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:
         if not prefix_body and loc[:1] == ["body"]:
             loc = loc[1:]
         paths.append(".".join(loc))
-        if close is None and difflib.SequenceMatcher(None, loc[-1].lower(), wanted).ratio() >= 0.7:
+        key = loc[-1]
+        # Misspelt (txt, titel), or named as an export names it (内容, 诉求内容, content).
+        if close is None and (
+            difflib.SequenceMatcher(None, key.lower(), wanted).ratio() >= 0.7
+            or looks_like(wanted, key)
+        ):
             close = paths[-1]
     more = f" and {counted(len(unknown) - 3, 'other')}" if len(unknown) > 3 else ""
     if len(unknown) == 1:

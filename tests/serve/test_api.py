@@ -1857,6 +1857,13 @@ def test_a_required_field_sent_under_another_name_is_said_with_that_name(
     assert error["message"] == (
         "body.text: is required; body.txt is not a known field (is body.txt text?)"
     )
+    # Named as an export names it, the text is asked about too.
+    error = assert_error(
+        client.post("/v1/route", json={"标题": "油烟", "诉求内容": "油烟扰民"}), 422
+    )
+    assert error["message"] == (
+        "body.text: is required; body.标题, body.诉求内容 are not known fields (is body.诉求内容 text?)"
+    )
     error = assert_error(client.post("/v1/route/batch", json={"tickets": [SMOKE]}), 422)
     assert error["message"] == "body.items: is required; body.tickets is not a known field"
     response = client.post(
