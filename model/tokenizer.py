@@ -268,7 +268,7 @@ class Segmenter:
         meaningful = _MEANINGFUL.search
         seg = self._segmenter()
         cut = seg.cut_for_search if self.cut == "search" else seg.cut
-        if self.whole_placeholders and "[" in text and _PLACEHOLDER.search(text):
+        if self.whole_placeholders and "[" in text:
             pieces = self._cut_around_placeholders(text, cut)
         else:
             pieces = cut(text, self.hmm) if self.backend == "rjieba" else cut(text, HMM=self.hmm)
@@ -284,7 +284,8 @@ class Segmenter:
 
     def _cut_around_placeholders(self, text: str, cut: Any) -> list[str]:
         """The words of ``text`` with each placeholder one word, its name; the rest cut as usual
-        (the brackets already ended the words beside a placeholder)."""
+        (the brackets already ended the words beside a placeholder), the whole of a text with
+        none."""
         rjieba = self.backend == "rjieba"
         pieces: list[str] = []
         start = 0

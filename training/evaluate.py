@@ -61,6 +61,7 @@ from training.validate import (
     TrainingDataError,
     duplicates_message,
     find_merged,
+    label_columns_advice,
     masked_counts,
     merged_mapping,
     repeated_header_summary,
@@ -672,13 +673,9 @@ def evaluate(
     if not labelled:
         # Nothing could be scored: an empty report would read as a finished evaluation.
         heads = [h for h in LABELS if h in router.heads]
-        first = next(iter(headers.items()), None)
-        listing = f"; {first[0]} has columns {', '.join(map(quoted, first[1]))}" if first else ""
-        likes = [like for h in heads if first and (like := like_hint(h, first[1], columns))]
         raise TrainingDataError(
             f"{', '.join(map(str, paths))}: no row has a {' or a '.join(heads)} label to score "
-            f"the model on{listing}; map the label columns with --department-col / --category-col"
-            f"{''.join(f'; {like}' for like in likes)}"
+            f"the model on{label_columns_advice(headers, columns, heads)}"
         )
     if progress:
         progress("scoring", rows, rows)

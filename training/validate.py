@@ -541,6 +541,22 @@ def drop_single_label_heads(df: pd.DataFrame, report: ValidationReport) -> pd.Da
     return df
 
 
+def label_columns_advice(
+    headers: Mapping[str, Sequence[str]], columns: ColumnMap, heads: Sequence[str] = LABELS
+) -> str:
+    """What a refusal of data without labels adds: the first file's columns, the options that map
+    the label columns, and the column that looks like each of ``heads``' (:func:`like_hint`)."""
+    first = next(iter(headers.items()), None)
+    if first is None:
+        return "; map the label columns with --department-col / --category-col"
+    name, have = first
+    likes = "".join(f"; {like}" for h in heads if (like := like_hint(h, have, columns)))
+    return (
+        f"; {name} has columns {', '.join(map(quoted, have))}; map the label columns with "
+        f"--department-col / --category-col{likes}"
+    )
+
+
 def label_column_notes(
     df: pd.DataFrame | Sequence[str], columns: ColumnMap, headers: Mapping[str, Sequence[str]]
 ) -> list[str]:
@@ -559,17 +575,13 @@ def label_column_notes(
     def listed(names: Sequence[str]) -> str:
         return ", ".join(map(quoted, names))
 
-    first = next(iter(headers.items()), None)
     if isinstance(df, Sequence):  # the heads labelled, as read_window tells them
         labelled = [head for head in LABELS if head in df]
     else:
         labelled = [head for head in LABELS if (df[head].astype(str).str.strip() != "").any()]
     if not labelled:
-        have = f"; {first[0]} has columns {listed(first[1])}" if first else ""
-        likes = [like for head in LABELS if first and (like := like_hint(head, first[1], columns))]
         raise TrainingDataError(
-            f"no row has a department or a category label{have}; map the label columns with "
-            f"--department-col / --category-col{''.join(f'; {like}' for like in likes)}"
+            f"no row has a department or a category label{label_columns_advice(headers, columns)}"
         )
     notes = []
     for head in LABELS:
