@@ -24,6 +24,17 @@ from model.config import TrainingConfig
 # workers set COLUMNS=80 (as does a shell that exports it), which cut "department" to "depa…".
 os.environ.pop("COLUMNS", None)
 
+# One BLAS and OpenMP thread per test process (and per paidan process a test starts, which inherits
+# the environment). OpenBLAS starts a thread per core and its threads spin while waiting for work:
+# the tests' small in-process fits (the tiny corpus, under 200 rows, trains without worker processes)
+# burnt a second core doing nothing. Under `pytest -n 2` on two cores that core is the other test
+# worker's: four training test files took 192 s against 103 s with one thread, and alone in one
+# process 69 s of CPU against 39 s for the same wall time. It must be set before numpy is first
+# imported, which nothing above does (tests/test_test_processes.py checks that it took); a value
+# already in the environment is kept.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
 # The loggers `paidan serve`'s logging set-up configures (serve.server.log_config): the root's
 # handlers replaced by one, and uvicorn's and the app's each given a handler, a level and no
 # propagation; every handler writes to the stderr of the moment.
