@@ -69,6 +69,18 @@ def models(env: dict[str, str]) -> list[dict]:
     return json.loads(paidan(env, "models", "list", "--json").stdout)
 
 
+def paidan_here(env: dict[str, str], *args: str) -> str:
+    """``paidan ARGS`` run in this process (CliRunner), for the set-up the tests are not about:
+    each subprocess costs a second or more of imports. Its output; exit code 0 is asserted."""
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    r = CliRunner().invoke(app, list(args), env=env)
+    assert r.exit_code == 0, f"paidan {' '.join(args)} exited {r.exit_code}\n{r.output}"
+    return r.output
+
+
 @pytest.fixture
 def registry_with_champion(tmp_path: Path, env: dict[str, str]) -> tuple[Path, str]:
     """Freeze three tickets, train the first model on the other fifteen, promote it."""
@@ -77,11 +89,11 @@ def registry_with_champion(tmp_path: Path, env: dict[str, str]) -> tuple[Path, s
     history = write_rows(
         tmp_path / "history.csv", [r for i, r in enumerate(rows) if i not in EVAL_ROWS]
     )
-    paidan(env, "models", "freeze-eval", str(frozen))
-    paidan(env, "train", str(history), "--min-examples", "3")
-    (first,) = models(env)
-    paidan(env, "models", "promote", first["version"])
-    return history, first["version"]
+    paidan_here(env, "models", "freeze-eval", str(frozen))
+    paidan_here(env, "train", str(history), "--min-examples", "3")
+    (first,) = registry.versions(Path(env["PAIDAN_MODEL_ROOT"]))
+    paidan_here(env, "models", "promote", first)
+    return history, first
 
 
 def free_port() -> int:
