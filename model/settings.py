@@ -24,6 +24,10 @@ _ORIGIN = re.compile(r"^https?://[^/\s?#]+$", re.IGNORECASE)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# The settings naming input columns (``text_col`` …), each the default of its ``--text-col`` …
+COLUMN_FIELDS = ("text_col", "title_col", "id_col", "department_col", "category_col", "time_col")
+
+
 class Settings(BaseSettings):
     """Everything an operator may set at run time. Training hyperparameters are not here; see
     :class:`model.config.TrainingConfig`."""
@@ -110,16 +114,27 @@ class Settings(BaseSettings):
         "of any proxy or client pool in front (nginx upstream keepalive: 60 s), so that the server "
         "never closes a connection the client is about to reuse",
     )
+    # -- the columns of input files, for an export whose names are always the same: train,
+    # evaluate, label, retrain and models freeze-eval read them where no --*-col option is given --
+    text_col: str = Field("text", description="Input column holding the ticket text")
+    title_col: str = Field("title", description="Input column holding the title")
+    id_col: str = Field("id", description="Input column holding the ticket id")
+    department_col: str = Field(
+        "department", description="Input column holding the department label"
+    )
+    category_col: str = Field("category", description="Input column holding the category label")
+    time_col: str = Field("time", description="Input column holding the ticket's time")
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _hash_keys(cls, value: Any) -> tuple[str, ...]:
         return tuple(hash_key_entry(entry, i) for i, entry in enumerate(_split(value), 1))
 
-    @field_validator("model_root", "data_dir", "model_dir", mode="before")
+    @field_validator("model_root", "data_dir", "model_dir", *COLUMN_FIELDS, mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any, info: Any) -> Any:
-        # `PAIDAN_MODEL_ROOT=` (set, but empty) would be Path(""), the current directory.
+        # `PAIDAN_MODEL_ROOT=` (set, but empty) would be Path(""), the current directory; and
+        # `PAIDAN_TITLE_COL=` a column named "", which no file has.
         if isinstance(value, str) and not value.strip():
             return cls.model_fields[info.field_name].default
         return value

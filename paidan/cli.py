@@ -53,7 +53,7 @@ from model.settings import (
     load_settings,
     unknown_variables,
 )
-from model.text import Script, counted, mask_label
+from model.text import Script, counted, mask_label, quoted
 from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError, WordCut
 
@@ -248,30 +248,24 @@ def _typed_text(value: Any) -> Any:
     return value
 
 
-TextCol = Annotated[
-    str,
-    typer.Option("--text-col", help="Input column holding the ticket text", callback=_typed_text),
-]
-TitleCol = Annotated[
-    str, typer.Option("--title-col", help="Input column holding the title", callback=_typed_text)
-]
-IdCol = Annotated[
-    str, typer.Option("--id-col", help="Input column holding the ticket id", callback=_typed_text)
-]
-DeptCol = Annotated[
-    str,
-    typer.Option(
-        "--department-col",
-        help="Input column holding the department label",
+def _column_option(field: str, what: str) -> Any:
+    """The ``--FIELD-col`` option: the input column holding ``what``; not given, the setting
+    ``PAIDAN_FIELD_COL`` names it (:func:`input_columns`)."""
+    variable = f"PAIDAN_{field.upper()}_COL"
+    default = Settings.model_fields[f"{field}_col"].default
+    return typer.Option(
+        f"--{field}-col",
+        help=f"Input column holding {what} (default: {variable}, else {default})",
         callback=_typed_text,
-    ),
-]
-CatCol = Annotated[
-    str,
-    typer.Option(
-        "--category-col", help="Input column holding the category label", callback=_typed_text
-    ),
-]
+        show_default=False,
+    )
+
+
+TextCol = Annotated[str | None, _column_option("text", "the ticket text")]
+TitleCol = Annotated[str | None, _column_option("title", "the title")]
+IdCol = Annotated[str | None, _column_option("id", "the ticket id")]
+DeptCol = Annotated[str | None, _column_option("department", "the department label")]
+CatCol = Annotated[str | None, _column_option("category", "the category label")]
 TrainJobs = Annotated[
     int | None,
     typer.Option(
@@ -282,14 +276,7 @@ TrainJobs = Annotated[
     ),
 ]
 
-TimeCol = Annotated[
-    str,
-    typer.Option(
-        "--time-col",
-        help="Input column holding the ticket's time (for a window)",
-        callback=_typed_text,
-    ),
-]
+TimeCol = Annotated[str | None, _column_option("time", "the ticket's time (for a window)")]
 
 
 def _delimiter(value: str | None) -> str | None:
@@ -324,24 +311,45 @@ def time_bound(value: str) -> datetime:
         raise typer.BadParameter(str(e)) from None
 
 
-def column_map(
-    text: str,
-    title: str,
-    id_: str,
-    department: str,
-    category: str,
-    time: str = "time",
-    delimiter: str | None = None,
-) -> ColumnMap:
-    return ColumnMap(
-        id=id_,
-        title=title,
-        text=text,
-        department=department,
-        category=category,
-        time=time,
-        delimiter=delimiter,
-    )
+def input_columns(delimiter: str | None = None, **given: str | None) -> ColumnMap:
+    """The input columns of ``given`` (``text=``, ``title=``, ``id=``, ``department=``,
+    ``category=``, ``time=``: a ``--*-col`` option's value), each not given (``None``) read from
+    its setting (``PAIDAN_TEXT_COL`` …, the canonical name by default); the fields not in
+    ``given`` keep :class:`ColumnMap`'s canonical names.
+
+    A centre whose exports always name their columns alike (诉求内容, 诉求标题) sets them once
+    in the environment (the env file the server and the cron job read) instead of repeating the
+    options on every command. The columns a setting renamed are said on stderr first, so that a
+    message about a missing column names where its name came from. A setting's value is read as
+    a typed argument is (:func:`typed_text`), and one that is no text refused naming it.
+
+    Raises
+    ------
+    SettingsError
+        A setting is invalid, or not text.
+    """
+    settings = load_settings()
+    columns: dict[str, str] = {}
+    renamed = []
+    order = ("text", "title", "id", "department", "category", "time")  # as the note says them
+    for field, value in sorted(given.items(), key=lambda kv: order.index(kv[0])):
+        if value is None:
+            name = f"{field}_col"
+            value = getattr(settings, name)
+            if value != Settings.model_fields[name].default:
+                variable = f"PAIDAN_{name.upper()}"
+                value = typed_text(value)
+                if why := not_utf8(value):
+                    raise SettingsError(f"{variable}: {why}")
+                renamed.append(f"{field} from {quoted(value)} ({variable})")
+        columns[field] = value
+    if renamed:
+        err.print(
+            f"[yellow]note:[/yellow] reading the {', the '.join(renamed)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return ColumnMap(**columns, delimiter=delimiter)
 
 
 RULES_HELP = (
@@ -661,12 +669,12 @@ def train(
             "no times)",
         ),
     ] = None,
-    text_col: TextCol = "text",
-    title_col: TitleCol = "title",
-    id_col: IdCol = "id",
-    department_col: DeptCol = "department",
-    category_col: CatCol = "category",
-    time_col: TimeCol = "time",
+    text_col: TextCol = None,
+    title_col: TitleCol = None,
+    id_col: IdCol = None,
+    department_col: DeptCol = None,
+    category_col: CatCol = None,
+    time_col: TimeCol = None,
     delimiter: Delimiter = None,
     jobs: TrainJobs = None,
     prior_alpha: Annotated[
@@ -733,13 +741,20 @@ def train(
         remit_weight=remit_weight,
     )
     try:
+        columns = input_columns(
+            delimiter,
+            text=text_col,
+            title=title_col,
+            id=id_col,
+            department=department_col,
+            category=category_col,
+            time=time_col,
+        )
         with progress_bar() as bar:
             result = run_train(
                 data,
                 out_dir,
-                column_map(
-                    text_col, title_col, id_col, department_col, category_col, time_col, delimiter
-                ),
+                columns,
                 config,
                 strict=strict,
                 force=force,
@@ -931,11 +946,11 @@ def evaluate(
             "the DATA files)",
         ),
     ] = None,
-    text_col: TextCol = "text",
-    title_col: TitleCol = "title",
-    id_col: IdCol = "id",
-    department_col: DeptCol = "department",
-    category_col: CatCol = "category",
+    text_col: TextCol = None,
+    title_col: TitleCol = None,
+    id_col: IdCol = None,
+    department_col: DeptCol = None,
+    category_col: CatCol = None,
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
@@ -950,14 +965,20 @@ def evaluate(
             check_not_directory_name(report, "--report", "report.json")
             check_utf8_name(report, "--report")
             check_writable(report, "--report")  # before the scoring it would waste
+        columns = input_columns(
+            delimiter,
+            text=text_col,
+            title=title_col,
+            id=id_col,
+            department=department_col,
+            category=category_col,
+        )
         with progress_bar() as bar:
             result = run_evaluate(
                 model_path(model_dir),
                 data,
                 report,
-                column_map(
-                    text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
-                ),
+                columns,
                 progress=_RichProgress(bar, lines=True),
             )
     except USER_ERRORS as e:
@@ -1182,9 +1203,9 @@ def label(
             "writes every cell as read, for programs that read the file"
         ),
     ] = True,
-    text_col: TextCol = "text",
-    title_col: TitleCol = "title",
-    id_col: IdCol = "id",
+    text_col: TextCol = None,
+    title_col: TitleCol = None,
+    id_col: IdCol = None,
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
@@ -1205,6 +1226,7 @@ def label(
         # For the whole run: its worker processes (and Dask workers) read the model from disk
         # when they start, and `paidan models gc` deleted a version a long run was using.
         held = lease(settings.model_root, model_dir)
+        columns = input_columns(delimiter, text=text_col, title=title_col, id=id_col)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -1219,7 +1241,7 @@ def label(
                 data,
                 model_dir,
                 out_path,
-                ColumnMap(id=id_col, title=title_col, text=text_col, delimiter=delimiter),
+                columns,
                 jobs=jobs,
                 chunk_size=chunk_size,
                 resume=resume,
@@ -2107,11 +2129,11 @@ def models_gc(
 def models_freeze_eval(
     data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
     force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
-    text_col: TextCol = "text",
-    title_col: TitleCol = "title",
-    id_col: IdCol = "id",
-    department_col: DeptCol = "department",
-    category_col: CatCol = "category",
+    text_col: TextCol = None,
+    title_col: TitleCol = None,
+    id_col: IdCol = None,
+    department_col: DeptCol = None,
+    category_col: CatCol = None,
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
@@ -2121,12 +2143,18 @@ def models_freeze_eval(
 
     try:
         root = _model_root()
+        columns = input_columns(
+            delimiter,
+            text=text_col,
+            title=title_col,
+            id=id_col,
+            department=department_col,
+            category=category_col,
+        )
         info = freeze_eval_files(
             root,
             data,
-            column_map(
-                text_col, title_col, id_col, department_col, category_col, delimiter=delimiter
-            ),
+            columns,
             force=force,
         )
     except (*USER_ERRORS, ValueError, OSError) as e:  # OSError: a full disk, a permission
@@ -2236,12 +2264,12 @@ def retrain(
             "files (default: the current model's)"
         ),
     ] = None,
-    text_col: TextCol = "text",
-    title_col: TitleCol = "title",
-    id_col: IdCol = "id",
-    department_col: DeptCol = "department",
-    category_col: CatCol = "category",
-    time_col: TimeCol = "time",
+    text_col: TextCol = None,
+    title_col: TitleCol = None,
+    id_col: IdCol = None,
+    department_col: DeptCol = None,
+    category_col: CatCol = None,
+    time_col: TimeCol = None,
     delimiter: Delimiter = None,
     jobs: TrainJobs = None,
     verbose: Verbose = False,
@@ -2277,14 +2305,21 @@ def retrain(
         records = _feedback_records(settings, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
         _print_feedback_source(settings, len(records))
+        columns = input_columns(
+            delimiter,
+            text=text_col,
+            title=title_col,
+            id=id_col,
+            department=department_col,
+            category=category_col,
+            time=time_col,
+        )
         with progress_bar() as bar:
             result = run_retrain(
                 history,
                 records,
                 settings.model_root,
-                column_map(
-                    text_col, title_col, id_col, department_col, category_col, time_col, delimiter
-                ),
+                columns,
                 mapping=renames,
                 if_new_feedback=if_new_feedback,
                 promote_if_better=promote_if_better,

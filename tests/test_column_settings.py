@@ -1,0 +1,156 @@
+"""PAIDAN_TEXT_COL and its siblings: a centre's own column names, set once for every command."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from model.artifact import read_metadata
+from model.settings import unknown_variables
+from paidan.cli import app
+from tests.conftest import TINY_TICKETS
+
+runner = CliRunner()
+
+# A 12345 platform's export: its own names for every canonical column.
+HEADER = ["工单编号", "诉求标题", "诉求内容", "承办单位", "诉求类别"]
+CENTRE = {
+    "PAIDAN_ID_COL": "工单编号",
+    "PAIDAN_TITLE_COL": "诉求标题",
+    "PAIDAN_TEXT_COL": "诉求内容",
+    "PAIDAN_DEPARTMENT_COL": "承办单位",
+    "PAIDAN_CATEGORY_COL": "诉求类别",
+}
+
+
+def write_export(path: Path) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS, 1):
+            w.writerow([f"GD{i:04d}", title, text, dept, cat])
+    return path
+
+
+def run(args: list[str], env: dict[str, str]):
+    return runner.invoke(app, args, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """The export, a model trained on it with the columns named only by the environment, and what
+    train said."""
+    root = tmp_path_factory.mktemp("centre")
+    export = write_export(root / "export.csv")
+    env = {**CENTRE, "PAIDAN_MODEL_ROOT": str(root / "models")}
+    r = run(["train", str(export), "--out", str(root / "model"), "--min-examples", "3"], env)
+    assert r.exit_code == 0, r.output
+    return export, root / "model", r.output
+
+
+def test_train_reads_the_columns_the_environment_names_and_says_so(trained) -> None:
+    _, model, said = trained
+    meta = read_metadata(model)
+    assert meta["training_data"]["rows"] == len(TINY_TICKETS)
+    assert set(meta["heads"]) == {"department", "category"}
+    assert set(meta["heads"]["department"]["labels"]) == {"人社", "执法", "住建"}
+    flat = " ".join(said.split())
+    assert (
+        "note: reading the text from '诉求内容' (PAIDAN_TEXT_COL), the title from '诉求标题' "
+        "(PAIDAN_TITLE_COL), the id from '工单编号' (PAIDAN_ID_COL), the department from "
+        "'承办单位' (PAIDAN_DEPARTMENT_COL), the category from '诉求类别' (PAIDAN_CATEGORY_COL)"
+    ) in flat
+
+
+def test_label_evaluate_and_freeze_eval_read_them_too(trained, tmp_path: Path) -> None:
+    export, model, _ = trained
+    env = {**CENTRE, "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    out = tmp_path / "labelled.csv"
+    r = run(["label", str(export), "--model", str(model), "--out", str(out)], env)
+    assert r.exit_code == 0, r.output
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["工单编号"] for row in rows] == [f"GD{i:04d}" for i in range(1, 19)]
+    assert all(row["pred_department"] in {"人社", "执法", "住建"} for row in rows)
+    assert "reading the text from '诉求内容' (PAIDAN_TEXT_COL)" in " ".join(r.output.split())
+
+    report = tmp_path / "report.json"
+    r = run(["evaluate", str(model), str(export), "--report", str(report)], env)
+    assert r.exit_code == 0, r.output
+    scored = json.loads(report.read_text(encoding="utf-8"))
+    assert scored["n"] == len(TINY_TICKETS) and {"department", "category"} <= set(scored)
+
+    r = run(["models", "freeze-eval", str(export)], env)
+    assert r.exit_code == 0, r.output
+    assert "froze 18 tickets" in r.output
+
+
+def test_an_option_given_wins_over_its_variable(trained, tmp_path: Path) -> None:
+    export, model, _ = trained
+    env = {**CENTRE, "PAIDAN_TEXT_COL": "内容"}  # not a column of the export
+    out = tmp_path / "labelled.csv"
+    args = ["label", str(export), "--model", str(model), "--out", str(out)]
+    r = run([*args, "--text-col", "诉求内容"], env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "PAIDAN_TEXT_COL" not in said  # the option named the text, not the variable
+    assert "the title from '诉求标题' (PAIDAN_TITLE_COL)" in said
+
+
+def test_a_variable_naming_an_absent_column_is_refused_after_saying_where_it_came_from(
+    trained, tmp_path: Path
+) -> None:
+    export, model, _ = trained
+    env = {**CENTRE, "PAIDAN_TEXT_COL": "内容"}
+    r = run(["label", str(export), "--model", str(model), "--out", str(tmp_path / "o.csv")], env)
+    assert r.exit_code != 0
+    said = " ".join(r.output.split())
+    note = said.index("note: reading the text from '内容' (PAIDAN_TEXT_COL)")
+    error = said.index("error: ")
+    assert note < error
+    assert "no column '内容' for the ticket text" in said[error:]
+    assert "'诉求内容' looks like the text: --text-col 诉求内容" in said[error:]
+
+
+def test_canonical_columns_need_no_variable_and_get_no_note(tmp_path: Path, tiny_model_dir) -> None:
+    from tests.conftest import write_tiny_csv
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    r = run(
+        ["label", str(data), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o.csv")], {}
+    )
+    assert r.exit_code == 0, r.output
+    assert "note: reading" not in r.output
+
+
+def test_an_empty_variable_is_the_canonical_name(trained, tmp_path: Path) -> None:
+    # `PAIDAN_TITLE_COL=` in an env file: the canonical `title`, not a column named "".
+    from tests.conftest import write_tiny_csv
+
+    _, model, _ = trained
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    env = {"PAIDAN_TITLE_COL": " ", "PAIDAN_TEXT_COL": ""}
+    r = run(["label", str(data), "--model", str(model), "--out", str(tmp_path / "o.csv")], env)
+    assert r.exit_code == 0, r.output
+    assert "note: reading" not in r.output
+
+
+def test_a_variable_that_is_not_text_is_refused_naming_it(trained, tmp_path: Path) -> None:
+    # 诉求内容 set from a terminal sending GBK on a UTF-8 server: lone surrogates.
+    export, model, _ = trained
+    gbk = "诉求内容".encode("gbk").decode("utf-8", "surrogateescape")
+    env = {**CENTRE, "PAIDAN_TEXT_COL": gbk}
+    r = run(["label", str(export), "--model", str(model), "--out", str(tmp_path / "o.csv")], env)
+    assert r.exit_code != 0
+    said = " ".join(r.output.split())
+    assert "PAIDAN_TEXT_COL: not UTF-8 text" in said
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_column_variables_are_settings_not_unknown_names() -> None:
+    # `paidan serve` refuses an unknown PAIDAN_* name: the server and the jobs share one env file.
+    assert unknown_variables({**CENTRE, "PAIDAN_TIME_COL": "受理时间"}) == []
