@@ -311,11 +311,22 @@ def time_bound(value: str) -> datetime:
         raise typer.BadParameter(str(e)) from None
 
 
-def input_columns(delimiter: str | None = None, **given: str | None) -> ColumnMap:
-    """The input columns of ``given`` (``text=``, ``title=``, ``id=``, ``department=``,
-    ``category=``, ``time=``: a ``--*-col`` option's value), each not given (``None``) read from
-    its setting (``PAIDAN_TEXT_COL`` …, the canonical name by default); the fields not in
-    ``given`` keep :class:`ColumnMap`'s canonical names.
+# A field a command has no option for: ColumnMap's canonical name, not the setting.
+_NO_OPTION = "\0no option"
+
+
+def input_columns(
+    delimiter: str | None,
+    text: str | None,
+    title: str | None,
+    id_: str | None,
+    department: str | None = _NO_OPTION,
+    category: str | None = _NO_OPTION,
+    time: str | None = _NO_OPTION,
+) -> ColumnMap:
+    """The input columns the ``--*-col`` options name, each option not given (``None``) read
+    from its setting (``PAIDAN_TEXT_COL`` …, the canonical name by default); a field the command
+    has no option for keeps :class:`ColumnMap`'s canonical name.
 
     A centre whose exports always name their columns alike (诉求内容, 诉求标题) sets them once
     in the environment (the env file the server and the cron job read) instead of repeating the
@@ -328,11 +339,14 @@ def input_columns(delimiter: str | None = None, **given: str | None) -> ColumnMa
     SettingsError
         A setting is invalid, or not text.
     """
+    given = {"text": text, "title": title, "id": id_}
+    given |= {"department": department, "category": category, "time": time}
     settings = load_settings()
     columns: dict[str, str] = {}
     renamed = []
-    order = ("text", "title", "id", "department", "category", "time")  # as the note says them
-    for field, value in sorted(given.items(), key=lambda kv: order.index(kv[0])):
+    for field, value in given.items():  # in the order the note says them
+        if value == _NO_OPTION:
+            continue
         if value is None:
             name = f"{field}_col"
             value = getattr(settings, name)
@@ -742,13 +756,7 @@ def train(
     )
     try:
         columns = input_columns(
-            delimiter,
-            text=text_col,
-            title=title_col,
-            id=id_col,
-            department=department_col,
-            category=category_col,
-            time=time_col,
+            delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
         with progress_bar() as bar:
             result = run_train(
@@ -966,12 +974,7 @@ def evaluate(
             check_utf8_name(report, "--report")
             check_writable(report, "--report")  # before the scoring it would waste
         columns = input_columns(
-            delimiter,
-            text=text_col,
-            title=title_col,
-            id=id_col,
-            department=department_col,
-            category=category_col,
+            delimiter, text_col, title_col, id_col, department_col, category_col
         )
         with progress_bar() as bar:
             result = run_evaluate(
@@ -1226,7 +1229,7 @@ def label(
         # For the whole run: its worker processes (and Dask workers) read the model from disk
         # when they start, and `paidan models gc` deleted a version a long run was using.
         held = lease(settings.model_root, model_dir)
-        columns = input_columns(delimiter, text=text_col, title=title_col, id=id_col)
+        columns = input_columns(delimiter, text_col, title_col, id_col)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -2144,12 +2147,7 @@ def models_freeze_eval(
     try:
         root = _model_root()
         columns = input_columns(
-            delimiter,
-            text=text_col,
-            title=title_col,
-            id=id_col,
-            department=department_col,
-            category=category_col,
+            delimiter, text_col, title_col, id_col, department_col, category_col
         )
         info = freeze_eval_files(
             root,
@@ -2306,13 +2304,7 @@ def retrain(
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
         _print_feedback_source(settings, len(records))
         columns = input_columns(
-            delimiter,
-            text=text_col,
-            title=title_col,
-            id=id_col,
-            department=department_col,
-            category=category_col,
-            time=time_col,
+            delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
         with progress_bar() as bar:
             result = run_retrain(
