@@ -114,6 +114,16 @@ class ColumnMap:
     def source_for(self, field: str) -> str | None:
         return getattr(self, field)
 
+    def recorded(self) -> dict[str, str]:
+        """The column each field is read from, as ``metadata.json`` records it
+        (``training_data.columns``), a name quoted as a label is (:func:`model.text.mask_label`):
+        which of an export's columns a model learnt from, once the options and the
+        ``PAIDAN_*_COL`` settings that named them are gone. A field mapped to no column is left
+        out."""
+        from model.text import mask_label
+
+        return {f: mask_label(src) for f in CANONICAL if (src := self.source_for(f)) is not None}
+
 
 def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
     """Bytes of an open binary file that tell its encoding (:func:`detect_encoding`).

@@ -58,6 +58,15 @@ def test_train_reads_the_columns_the_environment_names_and_says_so(trained) -> N
     assert meta["training_data"]["rows"] == len(TINY_TICKETS)
     assert set(meta["heads"]) == {"department", "category"}
     assert set(meta["heads"]["department"]["labels"]) == {"人社", "执法", "住建"}
+    # Which of the export's columns the model learnt from, after the environment is gone.
+    assert meta["training_data"]["columns"] == {
+        "id": "工单编号",
+        "title": "诉求标题",
+        "text": "诉求内容",
+        "department": "承办单位",
+        "category": "诉求类别",
+        "time": "time",
+    }
     flat = " ".join(said.split())
     assert (
         "note: reading the text from '诉求内容' (PAIDAN_TEXT_COL), the title from '诉求标题' "
@@ -154,3 +163,24 @@ def test_a_variable_that_is_not_text_is_refused_naming_it(trained, tmp_path: Pat
 def test_the_column_variables_are_settings_not_unknown_names() -> None:
     # `paidan serve` refuses an unknown PAIDAN_* name: the server and the jobs share one env file.
     assert unknown_variables({**CENTRE, "PAIDAN_TIME_COL": "受理时间"}) == []
+
+
+def test_retrain_reads_them_and_records_them(trained, tmp_path: Path) -> None:
+    export, _, _ = trained
+    root = tmp_path / "models"
+    env = {**CENTRE, "PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = run(["retrain", "--history", str(export)], env)
+    assert r.exit_code == 0, r.output
+    assert "reading the text from '诉求内容' (PAIDAN_TEXT_COL)" in " ".join(r.output.split())
+    (version,) = [p for p in root.iterdir() if (p / "metadata.json").is_file()]
+    columns = read_metadata(version)["training_data"]["columns"]
+    assert columns["text"] == "诉求内容" and columns["department"] == "承办单位"
+
+
+def test_a_column_name_holding_a_number_is_recorded_masked() -> None:
+    # A header that is a ticket's first line (a file without a header row) mapped as the text.
+    from model.tickets import ColumnMap
+
+    recorded = ColumnMap(text="请回电13912345678", title=None).recorded()
+    assert recorded["text"] == "请回电[手机号]"
+    assert "title" not in recorded

@@ -1086,6 +1086,7 @@ def retrain(
             for (_, name), sha in zip(named, shas, strict=True)
         ],
         extra_metadata={
+            "columns": columns.recorded(),  # of the history files
             "sources": result.rows,
             "feedback": result.feedback.to_dict(),
             "feedback_until": result.feedback.until,

@@ -1140,12 +1140,12 @@ def train(
             for (_, name), sha in zip(named, shas, strict=True)
         ],
         extra_metadata={
+            "columns": columns.recorded(),
             **({"window": window_info} if window_info else {}),
             **({"unlabelled_files": extra_files} if extra_files else {}),
             **sampled,
             **(extra_metadata or {}),
-        }
-        or None,
+        },
         n_jobs=n_jobs,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         remits=remit_rows,
