@@ -339,8 +339,11 @@ def input_columns(
     SettingsError
         A setting is invalid, or not text.
     """
-    given = {"text": text, "title": title, "id": id_}
-    given |= {"department": department, "category": category, "time": time}
+    from rich.markup import escape
+
+    given = dict(
+        text=text, title=title, id=id_, department=department, category=category, time=time
+    )
     settings = load_settings()
     columns: dict[str, str] = {}
     renamed = []
@@ -355,7 +358,7 @@ def input_columns(
                 value = typed_text(value)
                 if why := not_utf8(value):
                     raise SettingsError(f"{variable}: {why}")
-                renamed.append(f"{field} from {quoted(value)} ({variable})")
+                renamed.append(f"{field} from {escape(quoted(value))} ({variable})")
         columns[field] = value
     if renamed:
         err.print(

@@ -184,3 +184,12 @@ def test_a_column_name_holding_a_number_is_recorded_masked() -> None:
     recorded = ColumnMap(text="请回电13912345678", title=None).recorded()
     assert recorded["text"] == "请回电[手机号]"
     assert "title" not in recorded
+
+
+def test_a_column_name_in_brackets_is_said_as_written(trained, tmp_path: Path) -> None:
+    # The note is printed with rich, which read "[b]" as markup: the name lost its brackets.
+    export, model, _ = trained
+    env = {**CENTRE, "PAIDAN_TEXT_COL": "[b]内容"}
+    r = run(["label", str(export), "--model", str(model), "--out", str(tmp_path / "o.csv")], env)
+    assert r.exit_code != 0
+    assert "reading the text from '[b]内容' (PAIDAN_TEXT_COL)" in " ".join(r.output.split())
