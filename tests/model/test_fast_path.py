@@ -25,7 +25,7 @@ from model.pipeline import (
     number_by_frequency,
     renumber_columns,
 )
-from model.router import Router, SimilarIndex, _prune_rows
+from model.router import Router, SimilarIndex, _prune_rows, _shortlist, _shortlist_dense, _top
 from model.tokenizer import Doc, doc_text, doc_tokens
 
 from ..conftest import TINY_TICKETS
@@ -487,10 +487,15 @@ def test_exact_search_matches_a_brute_force_cosine():
         np.testing.assert_allclose([h.similarity for h in hits], np.round(row[best], 4), atol=1e-4)
 
 
+@pytest.mark.parametrize("pruned", [False, True], ids=["exact", "pruned"])
 @pytest.mark.parametrize("block", [router_module.QUERY_BLOCK, 7])
-def test_search_with_many_queries_equals_one_by_one(monkeypatch, block):
+def test_search_with_many_queries_equals_one_by_one(monkeypatch, block, pruned):
     # 40 queries: one block as shipped, six blocks (the last one short) at a block size of 7.
+    # Pruned, a query alone is scored into a dense array, not by the sparse product of a block.
     monkeypatch.setattr(router_module, "QUERY_BLOCK", block)
+    monkeypatch.setattr(router_module, "SIMILAR_CANDIDATES", 20)
+    if pruned:
+        monkeypatch.setattr(router_module, "EXACT_SEARCH_MAX", 100)
     index = random_index(500, 300, seed=2)
     queries = sp.csr_matrix(index.matrix[:40])
     together = index.query(queries, 3)
@@ -499,6 +504,49 @@ def test_search_with_many_queries_equals_one_by_one(monkeypatch, block):
     assert [[(s.id, s.similarity) for s in r] for r in together] == [
         [(s.id, s.similarity) for s in r] for r in alone
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.2, 0.25, 0.5, 1.0]), min_size=0, max_size=1_500),
+    st.integers(1, 12),
+)
+def test_dense_shortlist_is_every_score_as_good_as_the_nth_best(values, size):
+    # Few distinct values: ties at the size-th best are the rule. Above 32 × size entries the
+    # shortlist starts from a strided sample; the answer must not depend on it.
+    scores = np.array(values, dtype=np.float32)
+    positive = np.flatnonzero(scores > 0)
+    expected = (
+        positive
+        if len(positive) <= size
+        else positive[scores[positive] >= np.sort(scores[positive])[::-1][size - 1]]
+    )
+    np.testing.assert_array_equal(_shortlist_dense(scores, size), expected)
+    np.testing.assert_array_equal(
+        np.sort(_shortlist(positive[::-1], scores[positive][::-1], size)), expected
+    )
+
+
+def test_dense_shortlist_when_the_sample_misses_the_best():
+    # The strided sample (every 8th entry) sees only zeros: the shortlist still finds the best.
+    scores = np.zeros(10_000, dtype=np.float32)
+    scores[[3, 4_001, 9_999]] = [0.5, 0.9, 0.5]
+    np.testing.assert_array_equal(_shortlist_dense(scores, 2), [3, 4_001, 9_999])
+    np.testing.assert_array_equal(_shortlist_dense(scores, 1), [4_001])
+
+
+def test_top_gives_ties_to_the_first_stored_whatever_the_order_rows_come_in():
+    rows = np.arange(40)
+    sims = np.where(rows % 3 == 0, 0.5, 0.25).astype(np.float32)
+    sims[[7, 30]] = [0.75, 0.0]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        order = rng.permutation(40)
+        top_rows, top_sims = _top(rows[order], sims[order], 5)
+        assert top_rows.tolist() == [7, 0, 3, 6, 9]
+        assert top_sims.tolist() == [0.75, 0.5, 0.5, 0.5, 0.5]
+    assert _top(rows[[30, 2]], sims[[30, 2]], 5)[0].tolist() == [2]  # no zero similarity
+    assert _top(rows[:0], sims[:0], 5)[0].tolist() == []
 
 
 def test_prune_rows_keeps_each_rows_largest_entries():
