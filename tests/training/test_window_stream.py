@@ -88,7 +88,7 @@ def test_a_window_kept_while_reading_is_the_window_of_everything_read(
     history: list[Path], window: Window, size: int
 ) -> None:
     same(chunked(history, window, size), whole(history, window))
-    # The sample's 936 rows in chunks of 61 or more: 16 chunks cross its boundaries as well, where
+    # The sample's 952 rows in chunks of 61 or more: 16 chunks cross its boundaries as well, where
     # chunks of 7 (each read with pandas' fixed cost per chunk) took 2-5 s for each window.
     sample = max(size, 61)
     same(chunked([sample_path()], window, sample), whole([sample_path()], window))
