@@ -500,40 +500,43 @@ class SimilarIndex:
         # its own length (0 for an empty query, which finds nothing).
         lengths = _row_lengths(X)
         exact = self.matrix.shape[0] <= EXACT_SEARCH_MAX
-        if X.shape[0] == 1 and not exact:  # the dispatcher's ticket in a large index
-            return [self._nearest_one(X, lengths[0], k)]
-        # Sparse × sparse: only the postings of the queries' own features are read.
+        if not exact:  # a large index: each query on its own, without a sparse product
+            return [self._nearest_pruned(X, j, lengths[j], k) for j in range(X.shape[0])]
+        # Sparse × sparse: only the postings of the queries' own features are read; the postings
+        # are complete, so these are the exact similarities.
         scores = X @ self.postings()
         scores.data /= np.repeat(lengths, np.diff(scores.indptr))
-        out = []
-        for j in range(X.shape[0]):
-            cand = scores.indices[scores.indptr[j] : scores.indptr[j + 1]]
-            sims = scores.data[scores.indptr[j] : scores.indptr[j + 1]]
-            if exact:  # the postings are complete: these are the exact similarities
-                out.append(_top(cand, sims, k))
-                continue
-            cand = _shortlist(cand, sims, SIMILAR_CANDIDATES)
-            out.append(_top(cand, self.matrix[cand] @ _dense_row(X, j) / lengths[j], k))
-        return out
+        return [
+            _top(
+                scores.indices[scores.indptr[j] : scores.indptr[j + 1]],
+                scores.data[scores.indptr[j] : scores.indptr[j + 1]],
+                k,
+            )
+            for j in range(X.shape[0])
+        ]
 
-    def _nearest_one(
-        self, x: sp.csr_matrix, length: np.float64, k: int
+    def _nearest_pruned(
+        self, X: sp.csr_matrix, j: int, length: np.float64, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_nearest` of one row: its scores summed into one dense array of the stored
-        tickets, bit for bit the row of the sparse product (same float32 sums, in the same order),
-        so a ticket finds the same tickets alone as in a batch."""
+        """:meth:`_nearest` of row ``j`` in the pruned index: its candidates' scores summed into
+        one dense array of the stored tickets, then the best rescored exactly.
+
+        A sparse product set up arrays the size of the index for each block and held every
+        candidate of every query of it at once: 1.9 ms a query in blocks of 64 at 100,000 stored
+        tickets, against 1.3 ms this way (2026-12-07)."""
         postings = self.postings()
-        starts = postings.indptr[x.indices]
-        lengths = postings.indptr[x.indices + 1] - starts
+        features = X.indices[X.indptr[j] : X.indptr[j + 1]]
+        starts = postings.indptr[features]
+        lengths = postings.indptr[features + 1] - starts
         # Positions of the query features' postings, one run per feature, in feature order.
         at = np.arange(int(lengths.sum())) + np.repeat(
             starts - (np.cumsum(lengths) - lengths), lengths
         )
+        weights = X.data[X.indptr[j] : X.indptr[j + 1]]
         scores = np.zeros(postings.shape[1], dtype=np.float32)
-        np.add.at(scores, postings.indices[at], postings.data[at] * np.repeat(x.data, lengths))
-        scores /= length  # float64 scalar: divided as the product's float32 data is, above
+        np.add.at(scores, postings.indices[at], postings.data[at] * np.repeat(weights, lengths))
         cand = _shortlist_dense(scores, SIMILAR_CANDIDATES)
-        return _top(cand, self.matrix[cand] @ _dense_row(x, 0) / length, k)
+        return _top(cand, self.matrix[cand] @ _dense_row(X, j) / length, k)
 
     def postings(self) -> sp.csr_matrix:
         """Feature-major inverted index of the stored tickets, built once.
@@ -1572,8 +1575,8 @@ def _top(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 
 def _shortlist(rows: np.ndarray, scores: np.ndarray, size: int) -> np.ndarray:
-    """``rows`` whose score is at least the ``size``-th best of ``scores``: the candidates the
-    pruned index rescores, ``size`` of them or more on ties, whatever order ``rows`` come in."""
+    """``rows`` whose score is at least the ``size``-th best of ``scores``, ``size`` of them or
+    more on ties, whatever order ``rows`` come in."""
     if len(rows) <= size:
         return rows
     return rows[scores >= np.partition(scores, len(scores) - size)[len(scores) - size]]
