@@ -476,6 +476,30 @@ def test_pruned_search_finds_the_nearest_and_reports_exact_similarities(monkeypa
         assert len(p) == 5
 
 
+def test_pruned_search_of_a_query_that_meets_no_posting_finds_nothing(monkeypatch):
+    # Rows of one batch: an empty query, one whose features every stored ticket has only among its
+    # weakest (so the pruned postings hold none of them), and a stored ticket itself.
+    monkeypatch.setattr(router_module, "EXACT_SEARCH_MAX", 100)
+    index = random_index(3_000, 2_000, seed=1)
+    weak = sp.csr_matrix(np.full((3_000, 3), 1e-4, dtype=np.float32))
+    index.matrix = sp.csr_matrix(normalize(sp.hstack([index.matrix, weak])), dtype=np.float32)
+    queries = sp.csr_matrix(
+        np.vstack(
+            [
+                np.zeros(2_003),
+                np.r_[np.zeros(2_000), np.ones(3)],
+                index.matrix[42].toarray().ravel(),
+            ]
+        ),
+        dtype=np.float32,
+    )
+    assert index.postings()[2_000:].nnz == 0
+    empty, unposted, own = index.query(queries, 5)
+    assert empty == [] and unposted == []
+    assert own[0].id == "T42" and len(own) == 5
+    assert [index.query(queries[i], 5)[0] for i in range(3)] == [empty, unposted, own]
+
+
 def test_exact_search_matches_a_brute_force_cosine():
     index = random_index(300, 200, seed=3)
     rng = np.random.default_rng(4)
