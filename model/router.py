@@ -65,8 +65,9 @@ MAX_TOP_K = 20
 EXACT_SEARCH_MAX = 5_000
 PRUNED_TERMS = 48
 SIMILAR_CANDIDATES = 200
-# Queries searched at once: their score matrix (queries × stored tickets it touches, nearly every
-# stored ticket through common characters) stays a few tens of MB, however many tickets a batch has.
+# Queries searched at once in the complete index: their score matrix (queries × stored tickets it
+# touches, nearly every stored ticket through common characters) stays a few tens of MB, however
+# many tickets a batch has. (The pruned index searches each query on its own.)
 QUERY_BLOCK = 256
 # Similar past tickets a suggestion shows by default (and reads its joint-dispatch advice from).
 SIMILAR_K = 5
