@@ -515,7 +515,7 @@ def test_exact_search_matches_a_brute_force_cosine():
 @pytest.mark.parametrize("block", [router_module.QUERY_BLOCK, 7])
 def test_search_with_many_queries_equals_one_by_one(monkeypatch, block, pruned):
     # 40 queries: one block as shipped, six blocks (the last one short) at a block size of 7.
-    # Pruned, a query alone is scored into a dense array, not by the sparse product of a block.
+    # Exact, a block's queries share one sparse product; pruned, each is scored on its own.
     monkeypatch.setattr(router_module, "QUERY_BLOCK", block)
     monkeypatch.setattr(router_module, "SIMILAR_CANDIDATES", 20)
     if pruned:
