@@ -1487,11 +1487,17 @@ class Router:
                 if name:
                     merged[name] = merged.get(name, 0.0) + weight
             ranked = sorted(merged.items(), key=lambda kv: -kv[1])
-        # A character n-gram inside a longer evidence term adds nothing for the reader.
+        # A character n-gram inside a longer evidence term adds nothing for the reader, and a term
+        # far weaker than the strongest one is no reason to read (``evidence_min_share``).
         chosen: list[tuple[str, float]] = []
+        floor = 0.0
         for term, weight in ranked:
+            if weight < floor:
+                break
             if any(term in other for other, _ in chosen):
                 continue
+            if not chosen:
+                floor = weight * self.config.evidence_min_share
             chosen.append((term, weight))
             if len(chosen) == self.config.evidence_terms:
                 break

@@ -26,6 +26,8 @@ from model.config import ConfigError, TrainingConfig
         ({"lsa_components": -5}, "lsa_components=-5 must be at least 0 (0: no latent view)"),
         ({"min_examples": 2}, "min_examples=2 must be at least 3"),
         ({"prior_alpha": 1.5}, "prior_alpha=1.5 must be between 0 and 1, or None"),
+        ({"evidence_min_share": 1.0}, "evidence_min_share=1.0 must be at least 0 and below 1"),
+        ({"evidence_min_share": -0.1}, "evidence_min_share=-0.1 must be at least 0 and below 1"),
         ({"seed": -1}, "seed=-1 must be between 0 and 2**32 - 1"),
         ({"tokenizer": "pkuseg"}, "tokenizer='pkuseg' must be one of 'jieba', 'rjieba'"),
         ({"cv_folds": 2.5}, "cv_folds=2.5 must be an integer"),
@@ -51,6 +53,7 @@ def test_values_out_of_range_are_refused_naming_the_field_and_the_limit(
         {"title_repeat": 0, "lsa_components": 0, "multinomial_weight": 1.0},
         {"max_features": None, "cv_max_rows": None, "prior_alpha": None, "class_weight": None},
         {"C": 2, "target_precision": 1, "prior_alpha": 0},  # ints where floats are expected
+        {"evidence_min_share": 0},  # every positive term, as before the floor
     ],
 )
 def test_values_at_their_limits_are_accepted(values: dict) -> None:

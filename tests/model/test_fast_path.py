@@ -2,6 +2,7 @@
 the exact nearest tickets."""
 
 import copy
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -631,3 +632,30 @@ def test_evidence_merges_word_ngrams_that_read_the_same(tiny_model_dir):
     expected = 0.5 * weights[cols[0]] + 0.25 * weights[cols[1]]
     assert [e.term for e in evidence] == [names[a]]
     assert evidence[0].weight == pytest.approx(round(float(expected), 4), abs=1e-4)
+
+
+def test_evidence_leaves_out_terms_far_weaker_than_the_strongest(tiny_model_dir):
+    # A term that pushed the label less than evidence_min_share (5 %) of the strongest one's push is
+    # no reason a dispatcher could weigh ("b" of B座 at 0.0007 beside 电梯 at 0.197): the list stops
+    # before it. The scores are the same either way.
+    router, _ = load_router(tiny_model_dir)
+    assert router.config.evidence_min_share == 0.05
+    head = router.heads["department"]
+    fast = router.compiled()[1]
+    label = 0
+    weights = fast.class_weights("department", label, fast.weights[: router._word_width()])
+    strong, mid, weak = np.argsort(-weights)[:3]  # three words that push this label
+    assert weights[weak] > 0
+    # Values that make the pushes 1, 0.06 and 0.04 of the strongest one's.
+    push = weights[strong] * 0.5
+    values = {strong: 0.5, mid: 0.06 * push / weights[mid], weak: 0.04 * push / weights[weak]}
+    cols = np.sort(np.array(list(values), dtype=np.int32))
+    X = sp.csr_matrix(
+        (np.array([values[c] for c in cols], dtype=np.float32), cols, np.array([0, 3])),
+        shape=(1, router.compiled()[0].n_features),
+    )
+    names = router._word_names()
+    assert [e.term for e in router._evidence(head, X, 0, label)] == [names[strong], names[mid]]
+    router.config = dataclasses.replace(router.config, evidence_min_share=0.0)
+    every = [e.term for e in router._evidence(head, X, 0, label)]
+    assert every == [names[strong], names[mid], names[weak]]
