@@ -206,8 +206,20 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
-        message += f" (and {counted(len(errors) - 1, 'more problem')})"
+        # Which fields, so that a client fixes them all at once, not one per round trip.
+        others = [_error_path(e, prefix_body) for e in errors[1:]]
+        named = ", ".join(dict.fromkeys(p for p in others if p and p != field))
+        shown = f": {named}" if named and len(named) <= MAX_QUOTED_CHARS * 3 else ""
+        message += f" (and {counted(len(errors) - 1, 'more problem')}{shown})"
     return message, field
+
+
+def _error_path(error: Any, prefix_body: bool) -> str:
+    """The dotted path of one pydantic error, its keys quoted masked, as a message names it."""
+    loc = [quoted(str(p)) for p in error.get("loc", ())]
+    if not prefix_body and loc[:1] == ["body"]:
+        loc = loc[1:]
+    return ".".join(loc)
 
 
 def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:

@@ -311,7 +311,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         db: DatabaseDep,
         since: Annotated[
             datetime | None,
-            BeforeValidator(_lost_plus),
+            BeforeValidator(_iso_time),
             Query(
                 description="Only feedback created at or after this ISO 8601 time (UTC if no zone)"
             ),
@@ -432,15 +432,24 @@ _SPACE_FOR_PLUS = re.compile(
 )
 
 
-def _lost_plus(value: Any) -> Any:
-    """``since`` with the "+" of its offset put back: a time followed by a space and ``HH:MM``
-    can only be one whose "+" a URL read as a space. It was a 422 "unexpected extra characters at
-    the end of the input" that never said so."""
-    if isinstance(value, str):
-        found = _SPACE_FOR_PLUS.fullmatch(value.strip())
-        if found:
-            return f"{found[1]}+{found[2]}"
-    return value
+def _iso_time(value: Any) -> Any:
+    """``since`` read as the command line reads ``--since`` (:func:`training.window.parse_bound`),
+    never as a number of seconds.
+
+    A time followed by a space and ``HH:MM`` can only be one whose "+" a URL read as a space, so
+    the "+" is put back (it was a 422 "unexpected extra characters" that never said so). pydantic
+    read digits as Unix seconds: ``since=20261207``, ISO 8601's compact date, exported every row as
+    if asked for 1970-08-23, and ``since=2026`` did the same, both with a 200."""
+    if not isinstance(value, str):
+        return value
+    from training.window import parse_bound
+
+    text = value.strip()
+    found = _SPACE_FOR_PLUS.fullmatch(text)
+    try:
+        return parse_bound(f"{found[1]}+{found[2]}" if found else text)
+    except ValueError as e:  # it quotes the value: a phone number typed there must not come back
+        raise ValueError(masked(str(e))) from None
 
 
 # Threads of their own for the probes' blocking work (/readyz pings the database, /metrics reads

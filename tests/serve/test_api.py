@@ -432,7 +432,31 @@ def test_malformed_json_and_unknown_paths(client: TestClient) -> None:
     bad = client.post(
         "/v1/route", content=b'{"text": "x"', headers={"content-type": "application/json"}
     )
-    assert_error(bad, 400, "malformed_json")
+    error = assert_error(bad, 400, "malformed_json")
+    assert error["message"].startswith("the body is not valid JSON: Expecting"), error
+    # Where: a batch of many items with one stray comma was "the body is not valid JSON" alone.
+    items = ",\n".join(
+        json.dumps({"text": f"第{i}条：路灯不亮"}, ensure_ascii=False) for i in range(50)
+    )
+    body = (
+        '{"items": ['
+        + items.replace('路灯不亮"}', '路灯不亮",}', 31).replace('路灯不亮",}', '路灯不亮"}', 30)
+        + "]}"
+    )
+    error = assert_error(
+        client.post(
+            "/v1/route/batch", content=body.encode(), headers={"content-type": "application/json"}
+        ),
+        400,
+        "malformed_json",
+    )
+    line = body.splitlines()[30]  # item 30, on line 31
+    assert '",}' in line and body.count('",}') == 1
+    column, character = line.index('",}') + 3, body.index('",}') + 3
+    assert error["message"] == (
+        "the body is not valid JSON: Expecting property name enclosed in double quotes at line 31,"
+        f" column {column} (character {character})"
+    ), error
     assert_error(client.get("/v1/nothing"), 404, "not_found")
     assert_error(client.get("/v1/route"), 405, "method_not_allowed")
 
@@ -1033,6 +1057,32 @@ def test_feedback_export_since_with_an_offset_typed_unencoded(client: TestClient
             assert len(response.text.splitlines()) == rows, written
     # A space that cannot be a lost "+" is still refused.
     assert_error(client.get("/v1/feedback?since=2026-12-01+x"), 422, "invalid_request")
+
+
+def test_feedback_export_since_is_read_as_paidan_reads_since(client: TestClient) -> None:
+    # ISO 8601's compact date, since=20261207, was read as Unix seconds (1970-08-23): a 200 with
+    # every row; since=13812345678 exported nothing (2407). It is now read as `paidan drift
+    # --since` reads it.
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert saved.status_code == 201
+    created = datetime.fromisoformat(saved.json()["created_at"]).astimezone(UTC)
+    tomorrow, yesterday = created + timedelta(days=1), created - timedelta(days=1)
+    assert export(client, since=tomorrow.strftime("%Y%m%d")) == []
+    for since in (
+        yesterday.strftime("%Y%m%d"),
+        yesterday.strftime("%Y%m%dT%H%M%SZ"),
+        yesterday.strftime("%Y/%m/%d"),
+        str(yesterday.year),  # the first of January
+    ):
+        assert len(export(client, since=since)) == 1, since
+    assert export(client, since=str(tomorrow.year + 1)) == []
+    for number, quoted in (("1733500000.5", "'1733500000.5'"), ("13812345678", "'[手机号]'")):
+        error = assert_error(
+            client.get("/v1/feedback", params={"since": number}), 422, "invalid_request"
+        )
+        assert error["field"] == "query.since", error
+        assert f"{quoted} is no date or time; write e.g. 2026-06-01" in error["message"], error
+    assert "13812345678" not in error["message"]  # quoted masked, as every error quotes
 
 
 def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient) -> None:
@@ -1876,7 +1926,7 @@ def test_a_required_field_sent_under_another_name_is_said_with_that_name(
     )
     # Other problems are still counted, and an unknown key beside no missing field is said alone.
     error = assert_error(client.post("/v1/route", json={"txt": "油烟", "top_k": "x"}), 422)
-    assert error["message"].endswith("(is body.txt text?) (and 1 more problem)"), error
+    assert error["message"].endswith("(is body.txt text?) (and 1 more problem: body.top_k)"), error
     error = assert_error(client.post("/v1/route", json={"text": "油烟", "txt": "油烟"}), 422)
     assert error["message"] == "body.txt: is not a known field"
 
@@ -1887,3 +1937,10 @@ def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() 
     missing = {"type": "missing", "loc": ("body", "text")}
     assert first_validation_error([missing] * 2)[0] == "body.text: is required (and 1 more problem)"
     assert first_validation_error([missing] * 3)[0].endswith("(and 2 more problems)")
+    # The others' fields are named, so that a client fixes them all at once.
+    top_k = {"type": "less_than_equal", "loc": ("body", "top_k"), "msg": "x"}
+    nested = {"type": "string_type", "loc": ("body", "suggestion", "手机13812345678")}
+    message = first_validation_error([missing, top_k, nested, top_k])[0]
+    assert message == (
+        "body.text: is required (and 3 more problems: body.top_k, body.suggestion.手机[手机号])"
+    ), message
