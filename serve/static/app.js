@@ -551,7 +551,16 @@ function renderHead(head, r) {
   const rule = r.rule
     ? `按派单规则派出（关键词：${keywords}${r.rule.note ? `；${r.rule.note}` : ""}）`
     : "";
-  card.querySelector(".reason").textContent = [rule, reason ? reason(r) : ""]
+  // The head ranks with its label prior shifted towards the labels with few past tickets, but
+  // shows each label's own confidence, so a suggestion may read 26% above a candidate at 51%:
+  // say why, or the list reads as a mistake.
+  const shifted =
+    !r.rule &&
+    (r.candidates || []).slice(0, TOP_K).some((c) => c.label !== r.label && c.score > r.score);
+  const shiftedText = shifted
+    ? `已向历史工单较少的${head === "department" ? "部门" : "类别"}校正排序，下方有置信度更高的候选`
+    : "";
+  card.querySelector(".reason").textContent = [rule, reason ? reason(r) : "", shiftedText]
     .filter(Boolean)
     .join("，");
 

@@ -703,6 +703,40 @@ def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_suggestion_ranked_above_a_likelier_candidate_says_why(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The prior shift ranks a department with few past tickets first on a close call, but each
+    # label shows its own confidence: "农村农业 26%" above "城乡建设 51%" read as a mistake.
+    from playwright.sync_api import Route, expect
+
+    def shifted(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        r = body["category"]
+        first, second = r["candidates"][0], r["candidates"][1]
+        first["score"], second["score"] = 0.2634, 0.5122
+        r.update(score=0.2634, decision="review", reason="below_threshold")
+        body["decision"] = "review"
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", shifted)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-S1")
+    category, department = pg.locator("#head-category"), pg.locator("#head-department")
+    expect(category.locator(".reason")).to_contain_text(
+        "已向历史工单较少的类别校正排序，下方有置信度更高的候选"
+    )
+    expect(category.locator(".cand-score").nth(1)).to_have_text("51%")
+    # The department's candidates come in the order of their confidence: nothing to say.
+    expect(department.locator(".top-label")).not_to_have_text("")
+    assert "校正排序" not in (department.locator(".reason").text_content() or "")
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_confidence_just_below_its_threshold_never_reads_as_reaching_it(
     page: PageRun, live_server: LiveServer
 ) -> None:
