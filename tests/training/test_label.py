@@ -254,6 +254,30 @@ def test_lines_read_again_after_a_broken_record_come_back_unlabelled(
     assert result.summary["labelled"] == 1
 
 
+def test_a_text_of_several_lines_read_again_after_a_broken_record_comes_back_once(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A stray quote before A2's text joins it to A3's first line. A3, whose text is quoted over two
+    # lines, is then read again whole, and its second line was read again too, as a row of its own:
+    # one stray quote gave 40,010 rows for 40,000 tickets, and a piece of A3's text was an id.
+    data = (
+        "id,title,text\nA1,路灯,路灯坏了\n"
+        'A2,噪音,"楼上装修\nA3,油烟,"烧烤店\n油烟大，晚上也不停"\n'
+        'A4,电梯,"电梯坏了\n困人"\nA5,噪音,楼下广场舞\n'
+    )
+    src = tmp_path / "stray.csv"
+    src.write_text(data, encoding="utf-8")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == ["A1", "A2", "A3", "A4", "A5"]
+    assert df["error"][1].startswith("malformed CSV: line 3 of stray.csv: text follows a closing")
+    assert df["error"][2].startswith("malformed CSV: line 4 of stray.csv: read again after the")
+    assert df["text"][2] == "烧烤店\n油烟大，晚上也不停"  # whole, not labelled
+    assert df["pred_department"][2] == ""
+    assert df["text"][3] == "电梯坏了\n困人" and (df["error"][[0, 3, 4]] == "").all()
+    assert result.summary["labelled"] == 3 and result.summary["rows"] == 5
+
+
 @pytest.mark.parametrize(
     ("header", "line", "kept", "fields"),
     [
