@@ -1076,13 +1076,14 @@ def test_feedback_export_since_is_read_as_paidan_reads_since(client: TestClient)
     ):
         assert len(export(client, since=since)) == 1, since
     assert export(client, since=str(tomorrow.year + 1)) == []
-    for number, quoted in (("1733500000.5", "'1733500000.5'"), ("13812345678", "'[手机号]'")):
+    for number in ("1733500000.5", "13812345678"):
         error = assert_error(
             client.get("/v1/feedback", params={"since": number}), 422, "invalid_request"
         )
         assert error["field"] == "query.since", error
-        assert f"{quoted} is no date or time; write e.g. 2026-06-01" in error["message"], error
-    assert "13812345678" not in error["message"]  # quoted masked, as every error quotes
+        # Without the value: an error never quotes a value sent (a phone number typed there).
+        assert error["message"].startswith("query.since: is no date or time; write e.g. 2026-06-01")
+        assert number not in error["message"], error
 
 
 def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient) -> None:
