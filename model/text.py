@@ -199,6 +199,31 @@ class _EmailPattern:
 
 _EMAIL = _EmailPattern()
 
+# Whatever digits follow a telephone or ID keyword, once every pattern above has had its turn: a
+# number the patterns above do not read as one is still the citizen's. Two mobile numbers written
+# together (电话1381234567813912345678), one with a digit too many (电话：138123456780) or spaced
+# digit by digit (电话是1 3 8 1 2 3 4 5 6 7 8), an ID number with a letter after it
+# (身份证430102199001011234x) or a digit short (身份证号：43010219900101123) were all stored as
+# typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
+_KEYWORD_RUN = _pattern(
+    r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+    r"|tel|身份证|身份證|证件|證件)"
+    r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+    r"(\d(?:{S}?\d){6,}x?)(?!\d)"
+)
+
+
+def _mask_keyword_run(match: re.Match[str]) -> str:
+    """The number after a keyword, masked as what its keyword names it."""
+    keyword, between, number = match.groups()
+    if keyword in ("身份证", "身份證", "证件", "證件"):
+        mask = MASK_ID
+    else:
+        digits = number.translate(_NO_SEPARATORS)
+        mask = MASK_MOBILE if digits[:1] == "1" and digits[1:2] in "3456789" else MASK_LANDLINE
+    return keyword + between + mask
+
+
 # Order matters: a bank card number contains runs that look like an ID number's groups or a
 # landline, and an ID number runs that look like phone numbers, so cards are masked first, then ID
 # numbers. Every pattern begins with the characters a match can begin with, and only then asserts
@@ -330,6 +355,8 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         r"\1\2" + MASK_PASSPORT,
     ),
+    # Last, whatever the patterns above left after a telephone or ID keyword (_KEYWORD_RUN).
+    (_KEYWORD_RUN, _mask_keyword_run),
 )
 # Cheap necessary conditions, so that a text is scanned only by the patterns that can match it: an
 # e-mail address has an "@", a mobile number "1[3-9]" and a digit, and an ID number or a landline
@@ -481,7 +508,7 @@ def mask_pii(text: str) -> str:
         ``[微信号]``, ``[车牌号]`` and ``[护照号]``; keywords and provinces also in traditional
         characters (電話, 聯繫, 護照, 滬A12345).
     """
-    email, wxid, card, id_number, mobile, landline, after_keyword, *more = _PII_PATTERNS
+    email, wxid, card, id_number, mobile, landline, after_keyword, *more, run = _PII_PATTERNS
     if "@" in text:
         text = email[0].sub(email[1], text)
     if "wxid_" in text:
@@ -499,6 +526,8 @@ def mask_pii(text: str) -> str:
         for (pattern, replacement), keywords in zip(more, _MORE_KEYWORDS, strict=True):
             if not keywords or any(keyword in text for keyword in keywords):
                 text = pattern.sub(replacement, text)
+    # Always: its keywords begin the pattern, so a text without one is searched in a few µs.
+    text = run[0].sub(run[1], text)
     return text
 
 

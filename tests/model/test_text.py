@@ -931,6 +931,22 @@ _FIRST_PII_PATTERNS = (
         r"(?:[a-z]{1,2}\d{7,8}|\d{9})(?![a-z0-9])",
         r"\1\2[护照号]",
     ),
+    (
+        r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+        r"|tel|身份证|身份證|证件|證件)((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+        r"(\d(?:[ .\-–—‐‑‒―−。]?\d){6,}x?)(?!\d)",
+        lambda m: (
+            m[1]
+            + m[2]
+            + (
+                "[身份证号]"
+                if m[1] in ("身份证", "身份證", "证件", "證件")
+                else "[手机号]"
+                if re.sub(r"\D", "", m[3])[:2] in {f"1{d}" for d in "3456789"}
+                else "[电话]"
+            )
+        ),
+    ),
 )
 
 
@@ -1175,3 +1191,29 @@ def test_email_masking_is_linear_in_a_run_without_an_address():
 def test_counted_says_one_thing_in_the_singular(args, kwargs, said):
     # "1 tickets", "1 feedback records" in a nightly retrain log read as slips.
     assert counted(*args, **kwargs) == said
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Found by an exploratory test of feedback storage: all were stored as typed.
+        ("路灯坏了 电话1381234567813912345678", f"路灯坏了 电话{MASK_MOBILE}"),  # two, glued
+        ("电话：138123456780", f"电话:{MASK_MOBILE}"),  # a digit too many
+        ("我的电话是1 3 8 1 2 3 4 5 6 7 8", f"我的电话是{MASK_MOBILE}"),  # digit by digit
+        ("身份证430102199001011234X", f"身份证{MASK_ID}"),  # a letter after 18 digits
+        ("身份证430102199001011234abc", f"身份证{MASK_ID}abc"),
+        ("身份证号：43010219900101123", f"身份证号:{MASK_ID}"),  # a digit short
+        ("身份证43032219560*******", f"身份证{MASK_ID}*******"),  # half redacted already
+        ("证件号码 430102 199001011234", f"证件号码 {MASK_ID}"),  # in other groups
+        ("電話：138123456780", f"電話:{MASK_MOBILE}"),
+        ("手机号 1381234567", f"手机号 {MASK_MOBILE}"),  # a digit short
+        ("联系方式 8888 00001", f"联系方式 {MASK_LANDLINE}"),  # a digit too many
+        # Not numbers of a person: fewer than seven digits, or words between.
+        ("联系了12345热线", "联系了12345热线"),
+        ("手机2023年12月买的", "手机2023年12月买的"),
+        ("电话2次没人接", "电话2次没人接"),
+    ],
+)
+def test_any_number_after_a_telephone_or_id_keyword_is_masked(written: str, masked: str) -> None:
+    assert clean(written) == masked
+    assert clean(masked) == masked  # and cleaning it again changes nothing
