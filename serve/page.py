@@ -99,13 +99,14 @@ def _index(root_path: str) -> _Asset:
     return _Asset(body, page.media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
-@page_router.get("/")
+# HEAD too: an uptime check of the page with HEAD was a 405, read as the site being down.
+@page_router.api_route("/", methods=["GET", "HEAD"])
 def index(request: Request) -> Response:
     """The dispatcher's page."""
     return _respond(request, _index(str(request.scope.get("root_path", ""))))
 
 
-@page_router.get("/static/{name}")
+@page_router.api_route("/static/{name}", methods=["GET", "HEAD"])
 def static_asset(name: str, request: Request) -> Response:
     """One of the page's local assets."""
     media_type = ASSETS.get(name)

@@ -809,6 +809,11 @@ def test_probes_answer_head(client: TestClient) -> None:
         assert response.content == b""
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
+    # An uptime check of the page with HEAD was a 405; the page's headers, no body.
+    for path in ("/", "/static/app.js"):
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["etag"] == get.headers["etag"], path
 
 
 def test_probes_answer_while_the_shared_threadpool_is_taken(client: TestClient) -> None:
