@@ -171,8 +171,13 @@ def authorize(
             "Authorization",
         )
     if scope == "admin" and not is_admin:
+        # Named as the header it came in: a key sent only as X-API-Key was refused naming the
+        # Authorization header the client never sent.
         raise KeyRefused(
-            403, "forbidden", "this API key may not use the admin endpoints", "Authorization"
+            403,
+            "forbidden",
+            "this API key may not use the admin endpoints",
+            "X-API-Key" if keys == (header_key,) else "Authorization",
         )
 
 

@@ -189,7 +189,10 @@ def test_an_export_without_a_key_is_told_so_before_its_query_is_read(keyed: Test
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:
     # A valid API key that is not an admin key: known, but not allowed.
     error = assert_error(keyed.post("/v1/admin/reload", json={}, headers=bearer(API_KEY)), 403)
-    assert error["code"] == "forbidden"
+    assert error["code"] == "forbidden" and error["field"] == "Authorization"
+    # Sent as X-API-Key alone, the refusal named the Authorization header the client never sent.
+    sent = keyed.post("/v1/admin/reload", json={}, headers={"X-API-Key": API_KEY})
+    assert assert_error(sent, 403, "forbidden")["field"] == "X-API-Key"
     # The admin key passes: the root's current model is reloaded.
     passed = keyed.post("/v1/admin/reload", json={}, headers=bearer(ADMIN_KEY))
     assert passed.status_code == 200, passed.text
