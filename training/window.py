@@ -73,9 +73,38 @@ class MixedDateOrder(ValueError):
         self.month_first = month_first  # and of one that can only be month first
 
 
+# A date written in Chinese as text (2024年1月5日, 2024年01月05日 08:30, 2024年1月5日8时30分): a CSV
+# export of a workbook whose cells had Chinese Excel's date format, read as "is no date or time".
+# Without its year (1月5日) it stays unread: which year cannot be told.
+_CHINESE_DATE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*[日号])?")
+_CHINESE_TIME = re.compile(
+    r"(?<!\d)(\d{1,2})\s*[时點点]\s*(?:(\d{1,2})\s*分\s*(?:(\d{1,2})\s*秒)?)?"
+)
+
+
+def _chinese_date(found: re.Match[str]) -> str:
+    year, month, day = found.groups()
+    return f"{year}-{int(month):02d}-{int(day or 1):02d} "  # apart from a time written after it
+
+
+def _chinese_time(found: re.Match[str]) -> str:
+    hour, minute, second = found.groups()
+    return f" {int(hour):02d}:{int(minute or 0):02d}:{int(second or 0):02d}"
+
+
 def _time_text(values: pd.Series) -> pd.Series:
-    """Time cells as :func:`parse_times` reads them: stripped text, a time of day alone blank."""
+    """Time cells as :func:`parse_times` reads them: stripped text, a time of day alone blank, a
+    date written in Chinese (:data:`_CHINESE_DATE`) in ISO 8601's order."""
     text = values.fillna("").astype(str).str.strip().reset_index(drop=True)
+    chinese = text.str.contains("年", regex=False)
+    if chinese.any():
+        text[chinese] = (
+            text[chinese]
+            .str.replace(_CHINESE_DATE, _chinese_date, regex=True)
+            .str.replace(_CHINESE_TIME, _chinese_time, regex=True)
+            .str.replace(r"\s+", " ", regex=True)
+            .str.strip()
+        )
     return text.mask(text.str.match(_TIME_OF_DAY), "")  # no date: unreadable, not today
 
 

@@ -49,6 +49,33 @@ def test_times_in_the_formats_of_real_exports_are_read_and_others_are_not() -> N
     assert times[4:].isna().all()
 
 
+def test_dates_written_in_chinese_are_read_and_a_date_without_its_year_is_not() -> None:
+    # A CSV export of a workbook whose cells had Chinese Excel's date format holds them as text;
+    # docs/training.md listed 2024年1月5日 among the forms read, and the column refused it.
+    times = parse_times(
+        pd.Series(
+            [
+                "2024年1月5日",
+                "2024年01月05日 08:30",
+                "2024年1月5日8时30分15秒",
+                "2024 年 1 月 5 日 8点",
+                "2024年1月",  # the first of the month, as 2024-01 is read
+                "1月5日",  # which year cannot be told
+                "2024年1月5日 下午3点",  # nor which hour
+                "2024年13月5日",
+            ]
+        )
+    )
+    assert times[:5].dt.strftime("%Y-%m-%d %H:%M:%S").tolist() == [
+        "2024-01-05 00:00:00",
+        "2024-01-05 08:30:00",
+        "2024-01-05 08:30:15",
+        "2024-01-05 08:00:00",
+        "2024-01-01 00:00:00",
+    ]
+    assert times[5:].isna().all()
+
+
 def test_numeric_dates_are_read_in_one_order_for_the_whole_column() -> None:
     # The first value fits month first, a later one only day first: the column was read both
     # ways, 04/01 as April 1st and 15/01 as January 15th.
@@ -113,14 +140,18 @@ def test_max_rows_without_any_time_keeps_the_last_rows() -> None:
 
 
 def test_max_rows_refuses_times_it_cannot_read_instead_of_keeping_the_last_rows() -> None:
-    # A newest-first export with Chinese dates: no time could be read, so the last rows (the
-    # oldest) were kept and called "the newest 2 in input order"; --since refused the same file.
-    df = frame(["2026年10月29日 8:50", "2025年3月1日 9:00", "2023年1月4日 12:57"])
+    # A newest-first export whose dates were unreadable (Chinese dates, before they were read; now
+    # dates without their year): the last rows (the oldest) were kept and called "the newest 2 in
+    # input order"; --since refused the same file.
+    df = frame(["10月29日 8:50", "3月1日 9:00", "1月4日 12:57"])
     with pytest.raises(TrainingDataError) as e:
         select_window(df, Window(max_rows=2), column="受理时间")
     msg = str(e.value)
     assert "--max-rows needs every ticket's time, and 3 of 3 rows" in msg
-    assert "a.csv data row 1 ('2026年10月29日 8:50')" in msg and "'受理时间'" in msg
+    assert "a.csv data row 1 ('10月29日 8:50')" in msg and "'受理时间'" in msg
+    # Written with their years, they are read, and the newest two kept.
+    df = frame(["2026年10月29日 8:50", "2025年3月1日 9:00", "2023年1月4日 12:57"])
+    assert list(select_window(df, Window(max_rows=2), column="受理时间")[0]["id"]) == ["R1", "R2"]
 
 
 def test_max_rows_without_times_says_it_keeps_the_last_rows_not_the_newest() -> None:
@@ -396,6 +427,10 @@ def test_cli_retrain_window_options_reach_the_history(
         ("2026.6.1", "2026-06-01T00:00:00"),
         ("15/01/2026", "2026-01-15T00:00:00"),
         ("0001-01-01", "0001-01-01T00:00:00"),  # before every ticket, beyond pandas' years
+        (
+            "2026年11月1日",
+            "2026-11-01T00:00:00+00:00",
+        ),  # written in Chinese: UTC, as without a zone
     ],
 )
 def test_a_since_bound_reads_the_forms_the_time_column_reads(typed: str, read: str) -> None:
