@@ -5,6 +5,7 @@ This is the only module that sees both :mod:`training` and :mod:`serve`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -1527,16 +1528,37 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade", epilog=FEEDBACK_EPILOG)
 def db_upgrade(verbose: Verbose = False) -> None:
     """Apply the feedback database's migrations (start-up does this too)."""
+    from sqlalchemy.engine import make_url
+
+    from serve.db import DatabaseUnavailable, current_revision, revisions, sqlite_path
     from serve.server import describe_database, prepare_database
 
     try:
         settings = load_settings()
     except USER_ERRORS as e:
         raise fail(e) from None
+    url = settings.resolved_database_url
+    # What it was before, so that the line says what was done: it said "is at the latest schema
+    # revision" after upgrading from 0001, and after creating a new file at a mistyped path.
+    file = sqlite_path(make_url(url))
+    existed = file is None or file.exists()
+    before: str | None = None
+    if existed:
+        with contextlib.suppress(DatabaseUnavailable):  # prepare_database below says why
+            before = current_revision(url)
     problem = prepare_database(settings)  # the error below says it
     if problem is not None:
-        raise _database_failure("migrate", settings.resolved_database_url, problem)
-    out.print(f"{describe_database(settings)} is at the latest schema revision")
+        raise _database_failure("migrate", url, problem)
+    latest = revisions()[-1]
+    where = describe_database(settings)
+    if before == latest:
+        out.print(f"{where} is at the latest schema revision, {latest}; nothing to do")
+    elif not existed:
+        out.print(f"created {where} at schema revision {latest}")
+    elif before is None:
+        out.print(f"{where} had no paidan schema revision; now at {latest}")
+    else:
+        out.print(f"upgraded {where} from schema revision {before} to {latest}")
 
 
 def _database_failure(doing: str, url: str, reason: object) -> typer.Exit:

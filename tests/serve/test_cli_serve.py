@@ -640,8 +640,10 @@ def test_a_sqlite_file_is_still_accepted(
     assert (var / "paidan.db").is_file()
     assert list(cwd.iterdir()) == []
     # Named as written: the colon of file: was shown as file%3A.
+    assert f"created {url.format(dir=var)} at schema revision" in "".join(result.output.split("\n"))
+    again = runner.invoke(app, ["db", "upgrade"], env=env)
     assert f"{url.format(dir=var)} is at the latest schema revision" in (
-        "".join(result.output.split("\n"))
+        "".join(again.output.split("\n"))
     )
 
 
@@ -970,6 +972,10 @@ def test_db_downgrade_takes_the_database_back_and_says_what_it_removed(tmp_path:
     assert "at schema revision 0001; the latest is 0002" in current.output
     again = runner.invoke(app, ["db", "downgrade", "0001"], env=env)
     assert again.exit_code == 0 and "already: nothing done" in again.output
+    # Back up: said as done. It said "is at the latest schema revision", as for nothing done.
+    up = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert up.exit_code == 0 and "from schema revision 0001 to 0002" in up.output, up.output
+    runner.invoke(app, ["db", "downgrade", "0001"], env=env)
     for revision, said in (("0002", "below 0002"), ("0007", "no schema revision '0007'")):
         refused = runner.invoke(app, ["db", "downgrade", revision], env=env)
         lines = [line for line in refused.output.splitlines() if line.strip()]
