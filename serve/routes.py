@@ -25,6 +25,7 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
 from model.text import clean, counted
+from model.tickets import split_departments
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
 from serve.body import BatchBodyRoute, JsonBodyRoute, RepeatedKeyItem
@@ -273,6 +274,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         # a label; a label with nothing to mask is stored as written, to match its history.
         department = NO_DEPARTMENT if body.department is None else masked(body.department)
         category = None if body.category is None else masked(body.category)
+        _refuse_listed_with_commas(department, metadata)
         row = db.add_feedback(
             request_id=body.request_id,
             ticket_id=body.ticket_id,
@@ -430,6 +432,37 @@ def _export_query(request: Request) -> None:
 _SPACE_FOR_PLUS = re.compile(
     r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)"
 )
+
+
+# What a person writes between the departments of a list, which retraining does not read as one:
+# it splits a joint dispatch at ； or ; only (model.tickets.split_departments).
+_LIST_COMMAS = ("、", "，", ",")
+
+
+def _refuse_listed_with_commas(department: str, metadata: dict[str, Any]) -> None:
+    """A 422 for a department that lists several with 、 or a comma, unless the model learnt it so.
+
+    Stored, "市住建局、市残联" was learnt by the next model as a department of its own (or merged into
+    其他 as too rare), where "市住建局；市残联" is a joint dispatch led by 市住建局."""
+    if not any(comma in department for comma in _LIST_COMMAS):
+        return
+    heads = metadata.get("heads")
+    head = heads.get("department") if isinstance(heads, dict) else None
+    labels = set(head.get("labels", [])) if isinstance(head, dict) else set()
+    lead, others = split_departments(department)
+    if all(
+        part in labels or not any(comma in part for comma in _LIST_COMMAS)
+        for part in (lead, *others)
+    ):
+        return
+    raise ApiError(
+        422,
+        "invalid_request",
+        "body.department: separates departments with 、 or a comma, which retraining reads as one "
+        "department's name; name a joint dispatch's departments separated by ；, the lead first "
+        "(市残联；市住建局)",
+        "body.department",
+    )
 
 
 def _iso_time(value: Any) -> Any:

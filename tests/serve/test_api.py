@@ -1027,6 +1027,33 @@ def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispat
     assert saved.status_code == 201 and saved.json()["department"] == "人社；住建"
 
 
+def test_feedback_department_listing_several_with_commas_is_told_to_use_the_joint_separator(
+    client: TestClient,
+) -> None:
+    # "人社、住建" was stored as given, and retraining (which splits at ； only) learnt it as a
+    # department of its own, or merged it into 其他, where "人社；住建" is a joint dispatch.
+    for department in ("人社、住建", "人社，住建", "人社,住建", "执法；人社、住建"):
+        sent = {"text": "某投诉", "department": department}
+        error = assert_error(client.post("/v1/feedback", json=sent), 422, "invalid_request")
+        assert error["field"] == "body.department", error
+        assert "separated by ；, the lead first" in error["message"], error
+        assert department not in error["message"]
+    assert export(client) == []  # nothing stored
+
+
+def test_a_department_the_model_learnt_with_a_comma_in_it_is_stored() -> None:
+    from serve.errors import ApiError
+    from serve.routes import _refuse_listed_with_commas
+
+    metadata = {"heads": {"department": {"labels": ["发改、财政", "人社"]}}}
+    _refuse_listed_with_commas("发改、财政", metadata)
+    _refuse_listed_with_commas("人社；发改、财政", metadata)
+    with pytest.raises(ApiError):
+        _refuse_listed_with_commas("人社、发改", metadata)
+    with pytest.raises(ApiError):  # a category-only model learnt no department
+        _refuse_listed_with_commas("人社、发改", {"heads": {"category": {"labels": []}}})
+
+
 def test_feedback_export_since(client: TestClient) -> None:
     ids = []
     for dept in ("人社", "执法", "住建"):
