@@ -898,6 +898,9 @@ def label(
             "columns": input_columns,
             "text_col": columns.text,
             "title_col": columns.title,
+            # The ids' column decides which rows repeat the header and which ids the summary
+            # counts on more than one row: a resume without --id-col dropped the warning.
+            "id_col": columns.id,
             "delimiter": columns.delimiter,
             "chunk_size": chunk_size,
             "max_text_chars": max_chars,
@@ -1505,6 +1508,7 @@ def _resume_mismatch(
         ("chunk_size", "--chunk-size"),
         ("text_col", "--text-col"),
         ("title_col", "--title-col"),
+        ("id_col", "--id-col"),
         ("delimiter", "--delimiter"),
         ("joint", "--joint"),
         ("evidence", "--evidence"),
@@ -1533,7 +1537,7 @@ def _resume_mismatch(
     # since): "it was started otherwise" named no reason at all.
     named = {"format", "paidan", "model_version", "model_sha256", "chunk_size", "text_col"}
     named |= {"title_col", "delimiter", "joint", "max_text_chars", "max_title_chars", "inputs"}
-    named |= {"columns", "similar_k", "evidence"}
+    named |= {"columns", "similar_k", "evidence", "id_col"}
     missing = object()
     other = [
         key
