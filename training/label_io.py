@@ -81,6 +81,9 @@ class Record:
     # ``{}`` for a line that could not be read), which JSON Lines and Parquet output write back
     # with their types and nulls (:func:`column_types`). ``None`` for CSV and XLSX rows (text).
     typed: dict[str, Any] | None = None
+    # CSV only: refused for one field more than the header, an empty one at the end (a trailing
+    # separator, which an export that ends every line with it gives every row).
+    extra_empty_field: bool = False
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -645,7 +648,10 @@ def _iter_csv(
                 if len(fields) != len(header) or len(consumed) > 1:
                     short = len(consumed) == 1 and strict != "eof in quotes"
                     values.update(_trusted_cells(fields, header, texts, short))
-                yield Record(values, f"malformed CSV: {where}: {problem}", where)
+                extra = len(fields) == len(header) + 1 and fields[-1] == ""
+                yield Record(
+                    values, f"malformed CSV: {where}: {problem}", where, extra_empty_field=extra
+                )
                 if len(consumed) > 1:
                     lines.rewind(consumed[1])
                 continue
