@@ -1137,6 +1137,45 @@ def test_label_reads_a_workbook_with_a_field_dictionary_sheet(
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4
 
 
+def test_an_empty_first_sheet_names_the_sheets_that_hold_rows(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A blank Sheet1 left before the tickets' sheet was refused with "the first sheet is empty
+    # (no header row)" alone: neither the sheet holding the tickets nor the way out was said.
+    rows = pd.DataFrame(ticket_rows(4), columns=["编号", "标题", "内容"])
+    path = tmp_path / "tickets.xlsx"
+    with pd.ExcelWriter(path) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Sheet1", index=False)
+        fields = {"字段": ["编号", "标题", "内容"], "含义": ["工单编号", "标题", "诉求内容"]}
+        pd.DataFrame(fields).to_excel(w, sheet_name="字段说明", index=False)
+        rows.to_excel(w, sheet_name="工单", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="空白", index=False)
+    cmap = ColumnMap(id="编号", title="标题", text="内容")
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", columns=cmap, jobs=1)
+    assert str(e.value) == (
+        f"{path}: the first sheet, 'Sheet1', is empty (no header row), and only the first sheet "
+        "of a workbook is read, but sheet '工单' has a column '内容': move that sheet first, or "
+        "save it as a file of its own"
+    )
+    # Without a sheet whose header names the text column, every sheet that holds rows.
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value).endswith(
+        "but sheets '字段说明', '工单' have rows: move the one holding the tickets first, or save "
+        "it as a file of its own"
+    )
+    with pd.ExcelWriter(path) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Sheet1", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="Sheet2", index=False)
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value) == (
+        f"{path}: the first sheet, 'Sheet1', is empty (no header row), and so is every other sheet"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
 @pytest.mark.slow
 def test_two_jobs_keep_input_order_and_bytes(tiny_model_dir: Path, tmp_path: Path) -> None:
     rows = ticket_rows(400)
