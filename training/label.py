@@ -555,6 +555,8 @@ class _Chunk:
     records: list[Record]
     errors: list[str | None]
     tickets: list[tuple[str, str]]
+    # The last chunk of the last input: reading is over, and the rows are known.
+    last: bool = False
 
 
 def _chunks(
@@ -580,7 +582,7 @@ def _chunks(
     the first's place and the header's width."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
-    for path, name in zip(files, names, strict=True):
+    for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
         # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
@@ -596,6 +598,12 @@ def _chunks(
         rows = extra = 0
         first = ""
         for record in records:
+            # A full chunk goes once the next record is read, so that the file's last chunk is
+            # yielded after its end is found, and the last input's says reading is over.
+            if len(buf) == chunk_size:
+                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+                index += 1
+                buf = []
             rows += 1
             if record.extra_empty_field:
                 extra += 1
@@ -609,10 +617,6 @@ def _chunks(
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
                 )
             buf.append(record)
-            if len(buf) == chunk_size:
-                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
-                index += 1
-                buf = []
         if extra and extra_fields is not None:
             extra_fields[name] = {
                 "rows": extra,
@@ -621,7 +625,9 @@ def _chunks(
                 "header_fields": len(file_headers[path]),
             }
         if buf:
-            yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+            chunk = _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+            chunk.last = number == len(files)
+            yield chunk
             index += 1
 
 
@@ -1022,6 +1028,13 @@ def label(
                         max_title_chars,
                         extra_fields,
                     ):
+                        if chunk.last:
+                            # Reading is over: the rows are known, where the total was an estimate
+                            # (a CSV file's lines, more than its rows when texts span several; a
+                            # sheet's declared size), so the chunks still to finish count against
+                            # them and the progress ends at its total, not short of the estimate.
+                            total = rows_done + len(chunk.records)
+                            total += sum(len(c.records) for c, _ in pending)
                         if chunk.index < done:
                             rows_done += len(chunk.records)
                             continue
