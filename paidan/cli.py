@@ -481,6 +481,7 @@ class _RichProgress:
         self.plain = lines and progress.disable
         self.started: dict[str, float] = {}
         self.tenths: dict[str, int] = {}
+        self.announced: dict[str, int] = {}  # the steps a stage's first line said
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.plain:
@@ -498,6 +499,7 @@ class _RichProgress:
         if stage not in self.started or (self.tenths[stage] >= 10 and done < total):  # again
             self.started[stage] = now
             self.tenths[stage] = 0
+            self.announced[stage] = total
             steps = f" ({total:,} steps)" if total > 1 else ""
             err.print(f"{clock} {stage}{steps}…", highlight=False, soft_wrap=True, markup=False)
         tenth = 10 * done // total if total > 0 else 10  # (0, 0): nothing to do, so done
@@ -506,8 +508,17 @@ class _RichProgress:
         self.tenths[stage] = tenth
         took = now - self.started[stage]
         if done >= total:
+            # A total that was an estimate (label's rows, counted by lines) and turned out
+            # otherwise: the stage ends at the total it found, said beside the estimate, where
+            # its last line was 36,000/44,470 and then "done".
+            announced = self.announced[stage]
+            found = (
+                f", {done:,}/{total:,} ({announced:,} estimated at the start)"
+                if announced > 1 and total != announced
+                else ""
+            )
             err.print(
-                f"{clock} {stage}: done ({took:.0f} s)",
+                f"{clock} {stage}: done{found} ({took:.0f} s)",
                 highlight=False,
                 soft_wrap=True,
                 markup=False,

@@ -555,6 +555,8 @@ class _Chunk:
     records: list[Record]
     errors: list[str | None]
     tickets: list[tuple[str, str]]
+    # The last chunk of the last input: reading is over, and the rows are known.
+    last: bool = False
 
 
 def _chunks(
@@ -568,15 +570,19 @@ def _chunks(
     chunk_size: int,
     max_chars: int,
     max_title_chars: int,
+    extra_fields: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[_Chunk]:
     """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``names``: each
     file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
     ``file_headers``: each file's own columns (:func:`_input_columns`); ``partitions``: each
     file's partition values (:func:`model.tickets.partition_values`), its rows' values of the
-    columns it lacks; ``blank_lines`` is filled with each file's blank lines, by its name."""
+    columns it lacks; ``blank_lines`` is filled with each file's blank lines, by its name, and
+    ``extra_fields``, when given, by the name of each CSV file with rows refused for one more,
+    empty, field than its header (:func:`_extra_fields_warning`): how many, of how many rows,
+    the first's place and the header's width."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
-    for path, name in zip(files, names, strict=True):
+    for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
         buf: list[Record] = []
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
         # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
@@ -589,7 +595,19 @@ def _chunks(
             path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
         )
         given = {k: v for k, v in partitions[path].items() if k not in file_headers[path]}
+        rows = extra = 0
+        first = ""
         for record in records:
+            # A full chunk goes once the next record is read, so that the file's last chunk is
+            # yielded after its end is found, and the last input's says reading is over.
+            if len(buf) == chunk_size:
+                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+                index += 1
+                buf = []
+            rows += 1
+            if record.extra_empty_field:
+                extra += 1
+                first = first or record.where
             record.values.update(given)
             if record.typed is not None:
                 record.typed.update(given)
@@ -599,12 +617,17 @@ def _chunks(
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
                 )
             buf.append(record)
-            if len(buf) == chunk_size:
-                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
-                index += 1
-                buf = []
+        if extra and extra_fields is not None:
+            extra_fields[name] = {
+                "rows": extra,
+                "of": rows,
+                "where": first,
+                "header_fields": len(file_headers[path]),
+            }
         if buf:
-            yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+            chunk = _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+            chunk.last = number == len(files)
+            yield chunk
             index += 1
 
 
@@ -866,6 +889,7 @@ def label(
         # the rows in it, written back with them.
         partitions = {path: partition_values(name) for path, name in named}
         blank_lines: dict[str, set[int]] = {}
+        extra_fields: dict[str, dict[str, Any]] = {}
         added = pred_columns(evidence)
         input_columns, file_headers = _input_columns(files, columns, kinds, partitions, added)
         headers = {name: file_headers[path] for path, name in named}
@@ -898,6 +922,9 @@ def label(
             "columns": input_columns,
             "text_col": columns.text,
             "title_col": columns.title,
+            # The ids' column decides which rows repeat the header and which ids the summary
+            # counts on more than one row: a resume without --id-col dropped the warning.
+            "id_col": columns.id,
             "delimiter": columns.delimiter,
             "chunk_size": chunk_size,
             "max_text_chars": max_chars,
@@ -999,7 +1026,15 @@ def label(
                         chunk_size,
                         max_chars,
                         max_title_chars,
+                        extra_fields,
                     ):
+                        if chunk.last:
+                            # Reading is over: the rows are known, where the total was an estimate
+                            # (a CSV file's lines, more than its rows when texts span several; a
+                            # sheet's declared size), so the chunks still to finish count against
+                            # them and the progress ends at its total, not short of the estimate.
+                            total = rows_done + len(chunk.records)
+                            total += sum(len(c.records) for c, _ in pending)
                         if chunk.index < done:
                             rows_done += len(chunk.records)
                             continue
@@ -1043,6 +1078,9 @@ def label(
                     for name, lines in blank_lines.items()
                     if lines
                 },
+                # By CSV file, its rows refused for one more, empty, field than its header (a
+                # trailing separator): the warning below says it once for the file.
+                "extra_empty_fields": extra_fields,
                 "output": str(output),
                 "model_version": meta.get("version"),
                 "engine": engine,
@@ -1062,6 +1100,8 @@ def label(
             }
         )
         warnings = []
+        if extra_fields:
+            warnings.append(_extra_fields_warning(extra_fields, summary_path_name(output)))
         if id_column is not None:
             summary["repeated_ids"] = repeated = _repeated_ids(ids)
             if repeated["ids"]:
@@ -1505,6 +1545,7 @@ def _resume_mismatch(
         ("chunk_size", "--chunk-size"),
         ("text_col", "--text-col"),
         ("title_col", "--title-col"),
+        ("id_col", "--id-col"),
         ("delimiter", "--delimiter"),
         ("joint", "--joint"),
         ("evidence", "--evidence"),
@@ -1533,7 +1574,7 @@ def _resume_mismatch(
     # since): "it was started otherwise" named no reason at all.
     named = {"format", "paidan", "model_version", "model_sha256", "chunk_size", "text_col"}
     named |= {"title_col", "delimiter", "joint", "max_text_chars", "max_title_chars", "inputs"}
-    named |= {"columns", "similar_k", "evidence"}
+    named |= {"columns", "similar_k", "evidence", "id_col"}
     missing = object()
     other = [
         key
@@ -2072,6 +2113,36 @@ def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
         "rows": int(pc.sum(repeated.field("counts")).as_py()),
         "examples": examples,
     }
+
+
+def _extra_fields_warning(extra: dict[str, dict[str, Any]], summary_name: str) -> str:
+    """The one warning for the CSV files whose rows have one more, empty, field than the header.
+
+    An export that ends every line with a separator (``1,a,路灯不亮,`` under ``id,title,text``)
+    gave every row its own ``malformed CSV`` error, 0 labelled and exit 0, with nothing that
+    said why for the file: on a million rows the run was wasted. Each row keeps its error; the
+    header is not read as having the empty column, since which of its columns the rows' cells
+    belong to cannot be told from here (pandas takes the first for an index)."""
+    name, first = next(iter(extra.items()))
+    n, rows = first["rows"], first["of"]
+    unnamed = f"'Unnamed: {first['header_fields']}'"
+    said = (
+        f"every row of {name} ({counted(rows, 'row', thousands=True)}) has"
+        if n == rows
+        else f"{n:,} of the {rows:,} rows of {name} {'has' if n == 1 else 'have'}"
+    )
+    more = (
+        f"; {counted(len(extra) - 1, 'more file')} alike ({summary_name}: extra_empty_fields)"
+        if len(extra) > 1
+        else ""
+    )
+    return (
+        f"{said} one more, empty, field than the header (the first on {first['where']}, "
+        f"{first['header_fields'] + 1} fields, the header has {first['header_fields']}): a "
+        f"trailing separator? {'They are' if n > 1 else 'It is'} not labelled, each with its "
+        "error; end the header line with the separator too (in a copy of the file: the empty "
+        f"column is then read as {unnamed}) and label again{more}"
+    )
 
 
 def _repeated_ids_warning(repeated: dict[str, Any], output: Path) -> str:

@@ -81,6 +81,9 @@ class Record:
     # ``{}`` for a line that could not be read), which JSON Lines and Parquet output write back
     # with their types and nulls (:func:`column_types`). ``None`` for CSV and XLSX rows (text).
     typed: dict[str, Any] | None = None
+    # CSV only: refused for one field more than the header, an empty one at the end (a trailing
+    # separator, which an export that ends every line with it gives every row).
+    extra_empty_field: bool = False
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -119,11 +122,11 @@ def file_columns(
             wb, width = _open_workbook(path)
             try:
                 first = next(wb.worksheets[0].iter_rows(max_row=1, values_only=True), None)
+                if first is None:
+                    raise TicketFileError(_empty_first_sheet(path, wb, text))
                 check_one_ticket_sheet(path, wb, text)
             finally:
                 wb.close()
-            if first is None:
-                raise TicketFileError(f"{path}: the first sheet is empty (no header row)")
             return checked_header(f"{path}", _header(first, width))
         if fmt == "parquet":
             with open(path, "rb") as f:  # by Python: see model.tickets.read_table
@@ -649,7 +652,10 @@ def _iter_csv(
                 if len(fields) != len(header) or len(consumed) > 1:
                     short = len(consumed) == 1 and strict != "eof in quotes"
                     values.update(_trusted_cells(fields, header, texts, short))
-                yield Record(values, f"malformed CSV: {where}: {problem}", where)
+                extra = len(fields) == len(header) + 1 and fields[-1] == ""
+                yield Record(
+                    values, f"malformed CSV: {where}: {problem}", where, extra_empty_field=extra
+                )
                 if len(consumed) > 1:
                     lines.rewind(consumed[1])
                 continue
@@ -894,6 +900,42 @@ def _header(row: Sequence[Any], width: int) -> list[str]:
     header cell would have had no name, and its values no place (pandas names it ``Unnamed: n``).
     """
     return ["" if v is None else str(v) for v in row] + [""] * (width - len(row))
+
+
+# How far down a later sheet its rows are looked for when the first sheet is empty.
+_SHEET_SCAN_ROWS = 10
+
+
+def _empty_first_sheet(path: Path, wb: Any, text: str | None) -> str:
+    """Why a workbook whose first sheet is empty cannot be read, naming the sheets that hold
+    rows (among their first ``_SHEET_SCAN_ROWS``): those whose first row names the ``text``
+    column, when any does (a field dictionary names it lower down).
+
+    A blank ``Sheet1`` left before the tickets' sheet (工单) was refused with "the first sheet is
+    empty (no header row)" alone, where a first sheet without the text column named the sheet
+    that has it (:func:`model.tickets.sheet_hint`): neither the sheet nor the way out was said.
+    """
+    said = f"{path}: the first sheet, {quoted(wb.worksheets[0].title)}, is empty (no header row)"
+    with_rows: list[str] = []
+    with_text: list[str] = []
+    for ws in wb.worksheets[1:]:
+        rows = [
+            [str(v).strip() for v in row if v is not None]
+            for row in ws.iter_rows(max_row=_SHEET_SCAN_ROWS, values_only=True)
+        ]
+        if any(any(row) for row in rows):
+            with_rows.append(quoted(ws.title))
+            if text is not None and text in rows[0]:
+                with_text.append(quoted(ws.title))
+    if not with_rows:
+        return f"{said}, and so is every other sheet"
+    named, what = (with_text, f"a column {quoted(text)}") if with_text else (with_rows, "rows")
+    sheets = f"sheet {named[0]} has" if len(named) == 1 else f"sheets {', '.join(named)} have"
+    return (
+        f"{said}, and only the first sheet of a workbook is read, but {sheets} {what}: move "
+        f"{'that sheet' if len(named) == 1 else 'the one holding the tickets'} first, or save it "
+        "as a file of its own"
+    )
 
 
 def _iter_xlsx(

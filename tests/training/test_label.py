@@ -309,6 +309,53 @@ def test_a_line_with_the_wrong_number_of_fields_keeps_the_cells_that_can_be_trus
     assert df["pred_department"][1] == ""
 
 
+def test_rows_that_end_in_a_trailing_separator_are_said_once_for_the_file(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # An export ending every line with a separator gave each row its own "it has 4 fields, the
+    # header has 3", 0 labelled and exit 0, and nothing said why for the file: on a million rows
+    # the run was wasted. Each row keeps its error; the summary and one warning say it.
+    src = tmp_path / "trailing.csv"
+    src.write_text("id,title,text\n1,a,路灯不亮,\n2,b,噪音扰民,\n", encoding="utf-8")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["error"]) == [
+        f"malformed CSV: line {n} of trailing.csv: it has 4 fields, the header has 3"
+        for n in (2, 3)
+    ]
+    assert result.summary["extra_empty_fields"] == {
+        "trailing.csv": {"rows": 2, "of": 2, "where": "line 2 of trailing.csv", "header_fields": 3}
+    }
+    assert result.warnings == [
+        "every row of trailing.csv (2 rows) has one more, empty, field than the header (the first "
+        "on line 2 of trailing.csv, 4 fields, the header has 3): a trailing separator? They are "
+        "not labelled, each with its error; end the header line with the separator too (in a copy "
+        "of the file: the empty column is then read as 'Unnamed: 3') and label again"
+    ]
+    saved = json.loads(result.summary_path.read_text(encoding="utf-8"))
+    assert saved["extra_empty_fields"] == result.summary["extra_empty_fields"]
+
+    # Some rows only, beside a row with a field too many that is not empty (not counted), in a
+    # second file with a tab as its separator.
+    more = tmp_path / "more.tsv"
+    more.write_text("id\ttitle\ttext\n3\tc\t漏水\t\n4\td\t停电\tx\n5\te\t欠薪\n", encoding="utf-8")
+    result = label([src, more], tiny_model_dir, tmp_path / "out.csv", jobs=1, force=True)
+    assert result.summary["extra_empty_fields"]["more.tsv"] == {
+        "rows": 1,
+        "of": 3,
+        "where": "line 2 of more.tsv",
+        "header_fields": 3,
+    }
+    assert result.warnings[0].endswith(
+        "label again; 1 more file alike (out.csv.summary.json: extra_empty_fields)"
+    )
+    result = label([more], tiny_model_dir, tmp_path / "out.csv", jobs=1, force=True)
+    assert result.warnings[0].startswith(
+        "1 of the 3 rows of more.tsv has one more, empty, field than the header"
+    )
+    assert "? It is not labelled" in result.warnings[0]
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -1112,6 +1159,45 @@ def test_label_reads_a_workbook_with_a_field_dictionary_sheet(
         pd.DataFrame(fields).to_excel(w, sheet_name="字段说明", index=False)
     label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4
+
+
+def test_an_empty_first_sheet_names_the_sheets_that_hold_rows(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A blank Sheet1 left before the tickets' sheet was refused with "the first sheet is empty
+    # (no header row)" alone: neither the sheet holding the tickets nor the way out was said.
+    rows = pd.DataFrame(ticket_rows(4), columns=["编号", "标题", "内容"])
+    path = tmp_path / "tickets.xlsx"
+    with pd.ExcelWriter(path) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Sheet1", index=False)
+        fields = {"字段": ["编号", "标题", "内容"], "含义": ["工单编号", "标题", "诉求内容"]}
+        pd.DataFrame(fields).to_excel(w, sheet_name="字段说明", index=False)
+        rows.to_excel(w, sheet_name="工单", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="空白", index=False)
+    cmap = ColumnMap(id="编号", title="标题", text="内容")
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", columns=cmap, jobs=1)
+    assert str(e.value) == (
+        f"{path}: the first sheet, 'Sheet1', is empty (no header row), and only the first sheet "
+        "of a workbook is read, but sheet '工单' has a column '内容': move that sheet first, or "
+        "save it as a file of its own"
+    )
+    # Without a sheet whose header names the text column, every sheet that holds rows.
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value).endswith(
+        "but sheets '字段说明', '工单' have rows: move the one holding the tickets first, or save "
+        "it as a file of its own"
+    )
+    with pd.ExcelWriter(path) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Sheet1", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="Sheet2", index=False)
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value) == (
+        f"{path}: the first sheet, 'Sheet1', is empty (no header row), and so is every other sheet"
+    )
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import training.label
+from model.tickets import ColumnMap
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from tests.training.test_label import Interrupt, ticket_rows, write_csv
@@ -446,3 +447,35 @@ def test_a_resume_with_another_similar_k_is_refused_naming_the_setting(
     message = " ".join(str(e.value).split())
     assert "PAIDAN_SIMILAR_K=5 (now 3)" in message
     assert "rerun with PAIDAN_SIMILAR_K=5 set and --resume" in message
+
+
+def test_a_resume_with_another_id_column_is_refused_naming_the_option(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The fingerprint held the text and title columns but not the id's: a run started with
+    # --id-col 编号 and resumed without it was continued, and its repeated ids went unsaid (no
+    # warning, no repeated_ids in the summary), the id column also deciding which rows repeat
+    # the header.
+    src = tmp_path / "in.csv"
+    rows = "".join(f"A{i % 3},{title},{text}\n" for i, (title, text, *_) in enumerate(TINY_TICKETS))
+    src.write_text(f"编号,标题,内容\n{rows}", encoding="utf-8")
+    started = ColumnMap(id="编号", title="标题", text="内容")
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, started, jobs=1, chunk_size=7, progress=_stop)
+    with pytest.raises(LabelError) as e:
+        label(
+            [src],
+            tiny_model_dir,
+            out,
+            ColumnMap(title="标题", text="内容"),
+            jobs=1,
+            chunk_size=7,
+            resume=True,
+        )
+    message = " ".join(str(e.value).split())
+    assert "the interrupted run used --id-col '编号' (now id)" in message
+    assert "to continue it, rerun with --resume --id-col '编号', or rerun" in message
+    result = label([src], tiny_model_dir, out, started, jobs=1, chunk_size=7, resume=True)
+    assert result.resumed_chunks == 1
+    assert result.summary["repeated_ids"]["ids"] == 3

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from paidan.cli import _RichProgress, app, progress_bar
@@ -83,7 +85,8 @@ def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted
 ) -> None:
     # `paidan label` of a backlog from cron or nohup wrote nothing until it ended. Rows are
     # estimated by physical lines: with texts over several lines the estimate is never reached,
-    # and the stage must still end "done".
+    # and the stage must still end "done", at the rows found (its last line was 40/120, then a
+    # bare "done": a run that looked cut short of its total).
     import csv
 
     data = tmp_path / "backlog.csv"
@@ -98,8 +101,8 @@ def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted
     assert r.exit_code == 0, r.output
     lines = stages(r.stderr)
     assert lines[0] == "labelling (120 steps)…", lines  # 3 lines a row: an estimate of 120
-    assert lines[-1] == "labelling: done", lines
-    assert lines[1:-1] == ["labelling: 16/120", "labelling: 24/120", "labelling: 40/120"], lines
+    assert lines[-1] == "labelling: done, 40/40 (120 estimated at the start)", lines
+    assert lines[1:-1] == ["labelling: 16/120", "labelling: 24/120"], lines
 
 
 def test_label_of_a_header_only_backlog_ends_its_stage_done(
@@ -114,3 +117,39 @@ def test_label_of_a_header_only_backlog_ends_its_stage_done(
     )
     assert r.exit_code == 0, r.output
     assert stages(r.stderr) == ["labelling…", "labelling: done"], r.stderr
+
+
+def test_label_counts_the_chunks_in_flight_against_the_rows_once_reading_is_over(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The progress counted rows against an estimate of lines to the end: 36,000/44,470 for
+    # 40,000 rows, then "done". Once the last chunk is read the rows are known, and the chunks
+    # still being labelled (several in flight with several workers) count against them.
+    import csv
+
+    import training.label
+
+    start = training.label._start_engine
+
+    def four_in_flight(*args: Any, **kwargs: Any) -> Any:  # as with two workers, in-process
+        submit, _, close, failure = start(*args, **kwargs)
+        return submit, 4, close, failure
+
+    monkeypatch.setattr(training.label, "_start_engine", four_in_flight)
+    data = tmp_path / "backlog.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text"])
+        for i in range(40):
+            w.writerow([f"T{i}", "", f"公司拖欠工资三个月不发\n第{i}次反映"])
+    seen: list[tuple[int, int]] = []
+    training.label.label(
+        [data],
+        tiny_model_dir,
+        tmp_path / "out.csv",
+        jobs=1,
+        chunk_size=8,
+        progress=lambda stage, done, total: seen.append((done, total)),
+    )
+    # 80 lines for 40 rows; the last chunk read, three were still in flight.
+    assert seen == [(8, 80), (16, 40), (24, 40), (32, 40), (40, 40)]
