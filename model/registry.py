@@ -89,6 +89,37 @@ def versions(root: str | Path) -> list[str]:
     return [p.name for p in sorted(found, key=_creation_key)]
 
 
+def registry_marker(path: str | Path) -> str | None:
+    """The registry file or directory that makes ``path`` a model root, or ``None``.
+
+    A root is recognised by what the registry writes into it: ``current`` (a promotion),
+    ``registry.json`` (a rollback, a promotion that replaced a pointer), the lock every pointer
+    change takes, the leases of each server and ``paidan label`` run, or a frozen evaluation set
+    (``models freeze-eval``, ``retrain``). A root only ever trained into holds versions alone, as a
+    directory of ``--out`` models does, and cannot be told from one; it gains a lease as soon as
+    anything serves from it. ``current`` is a file (or a symlink, a rollback by hand): a
+    directory of that name is a model, not the pointer. Only the names are read, so an unreadable
+    pointer still marks the root.
+    """
+    path = Path(path)
+    for name, kind in (
+        (CURRENT_FILE, "file"),
+        (REGISTRY_FILE, "file"),
+        (LOCK_FILE, "file"),
+        (LEASES_DIR, "dir"),
+        (f"{EVAL_DIR}/{EVAL_META_FILE}", "file"),
+        (f"{EVAL_DIR}/{EVAL_DATA_FILE}", "file"),
+    ):
+        entry = path / name
+        try:
+            found = entry.is_symlink() or (entry.is_file() if kind == "file" else entry.is_dir())
+        except OSError:  # a parent that cannot be searched holds no registry we could harm
+            found = False
+        if found:
+            return name
+    return None
+
+
 def _is_version(path: Path) -> bool:
     try:
         return (

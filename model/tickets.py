@@ -2126,6 +2126,21 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
             )
 
 
+def without_excel_errors(labels: pd.Series) -> pd.Series:
+    """``labels`` with Excel's error values (``#N/A``, ``#VALUE!`` …, as text) made empty.
+
+    A workbook's error cell is read as an empty cell (:func:`xlsx_value`, :func:`excel_cell`), but
+    exported to CSV, JSON or Parquet the error is its text: a department column of failed lookups
+    trained ``#N/A`` as a department of its own. An empty label is an unlabelled row, counted and
+    named as the workbook's are. The values are openpyxl's, which marks a workbook's error cells by
+    them. Only labels: a text cell is read as written.
+    """
+    from openpyxl.cell.cell import ERROR_CODES
+
+    errors = labels.str.strip().isin(ERROR_CODES)
+    return labels.mask(errors, "") if errors.any() else labels
+
+
 def to_canonical(
     raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1, name: str | None = None
 ) -> pd.DataFrame:
@@ -2138,6 +2153,8 @@ def to_canonical(
     for field in CANONICAL:
         src = columns.source_for(field)
         out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
+    for head in LABELS:
+        out[head] = without_excel_errors(out[head])
     out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     name = path.name if name is None else name

@@ -2411,8 +2411,9 @@ def retrain(
         if result.decision.champion == result.version:
             # The registry's first model is current without a promotion; the hint would mislead.
             out.print(f"{result.version} is current: it is the only model in the registry")
-        elif result.decision.refused:
-            # `models promote` would refuse it for the same reasons and exit 3.
+        elif result.decision.refused and not result.decision.promoted:
+            # `models promote` would refuse it for the same reasons and exit 3. Forced past the
+            # refusal (--promote-if-better --force) it is current, as the line above says.
             out.print(
                 f"{result.version} stays registered but not current; to serve it despite the "
                 f"refusal: paidan models promote {result.version} --force",

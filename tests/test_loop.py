@@ -255,6 +255,27 @@ def test_a_retrain_whose_challenger_would_be_refused_does_not_say_promote_it(
     assert f"paidan models promote {challenger} --force" in out
 
 
+def test_a_challenger_forced_past_the_rule_is_not_said_to_stay_not_current(
+    registry_with_champion: tuple[Path, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    # `retrain --promote-if-better --force` printed "promoted X to current (forced past the rule)"
+    # and then "X stays registered but not current; to serve it despite the refusal: …".
+    _, first = registry_with_champion
+    rows = [r for i, r in enumerate(tiny_rows()) if i not in EVAL_ROWS]
+    rotated = write_rows(
+        tmp_path / "rotated.csv", [(i, t, x, ROTATE[d], c) for i, t, x, d, c in rows]
+    )
+    proc = paidan(env, "retrain", "--history", str(rotated), "--promote-if-better", "--force")
+    root = Path(env["PAIDAN_MODEL_ROOT"])
+    (challenger,) = set(registry.versions(root)) - {first}
+    assert registry.current_version(root) == challenger
+    assert "refused" in proc.stderr  # the rule did refuse it
+    out = " ".join(proc.stdout.split())
+    assert f"promoted {challenger} to current (forced past the rule)" in out
+    assert "stays registered but not current" not in out + proc.stderr
+    assert "paidan models promote" not in out
+
+
 def test_first_retrain_on_an_empty_registry_says_it_is_current(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -110,14 +110,25 @@ def merged_into_other(meta: dict[str, Any], mapping: Mapping | None = None) -> M
     under ``mapping`` is left out.
     """
     learnt = {h: list(v.get("labels") or []) for h, v in (meta.get("heads") or {}).items()}
+    known_by = learnt_labels(meta, mapping)
     out: Mapping = {}
     for head, renames in merged_mapping(meta, learnt).items():
-        # Read by their lead department, as scores read the labels (an old model's "主办；会办").
-        known = {map_label(label_value(head, label), head, mapping) for label in learnt[head]}
+        known = known_by.get(head, set())
         other = map_label(OTHER_LABEL, head, mapping)
         moved = {map_label(label_value(head, k), head, mapping) for k in renames} - known
         if moved:
             out[head] = {label: other for label in sorted(moved)}
+    return out
+
+
+def learnt_labels(meta: dict[str, Any], mapping: Mapping | None = None) -> dict[str, set[str]]:
+    """Per head, the labels a model learnt (its ``metadata.json``'s), named as ``mapping`` renames
+    them."""
+    out = {}
+    for head, info in (meta.get("heads") or {}).items():
+        labels = (info.get("labels") or []) if isinstance(info, dict) else []
+        # Read by their lead department, as scores read the labels (an old model's "主办；会办").
+        out[head] = {map_label(label_value(head, label), head, mapping) for label in labels}
     return out
 
 
@@ -755,13 +766,26 @@ def promote_checked(
         challenger_name=version,
         champion_joint_other=joint_only_other(read_metadata(root / champion)),
     )
+    learnt_by = {
+        who: learnt_labels(read_metadata(root / name), mapping)
+        for who, name in (("champion", champion), ("challenger", version))
+    }
     for who, other in (("champion", "challenger"), ("challenger", "champion")):
         for head, labels in merged_by[who].items():
             alone = sorted({mask_label(label) for label in labels} - set(shared.get(head, {})))
-            if alone:
+            # A label the other model did not learn either (it merged it with no 其他 left to
+            # hold it, or never saw it) was said to be learnt by it.
+            theirs = {mask_label(label) for label in learnt_by[other].get(head, set())}
+            learnt = [label for label in alone if label in theirs]
+            if learnt:
                 report["notes"].append(
                     f"{head}: merged into {OTHER_LABEL} by the {who}'s training but learnt by "
-                    f"the {other}, so scored under their own names for both: {', '.join(alone)}"
+                    f"the {other}, so scored under their own names for both: {', '.join(learnt)}"
+                )
+            if neither := [label for label in alone if label not in theirs]:
+                report["notes"].append(
+                    f"{head}: merged into {OTHER_LABEL} by the {who}'s training and learnt by "
+                    f"neither model, so scored under their own names for both: {', '.join(neither)}"
                 )
     report["forced"] = bool(apply and force and report["refused"])
     out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR

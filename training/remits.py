@@ -26,7 +26,14 @@ from pathlib import Path
 import pandas as pd
 
 from model.text import Script, clean, counted, mask_label, normalize, normalize_label, quoted
-from model.tickets import TicketFileError, as_paths, read_tickets
+from model.tickets import (
+    ColumnMap,
+    TicketFileError,
+    as_paths,
+    like_columns,
+    named_paths,
+    read_tickets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +59,17 @@ def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     files = as_paths(paths)
     if len(files) != 1:
         return pd.concat([read_remits(p) for p in files], ignore_index=True)
+    from training.label_io import file_columns
+
     [path] = files
-    headers: dict[str, list[str]] = {}
-    df = read_tickets([path], headers=headers)
     name = path.name
-    have = next(iter(headers.values()), [])
-    if not any(c in have for c in REMIT_LABELS):
-        shown = ", ".join(quoted(c) for c in have)
-        raise TicketFileError(
-            f"remits file {name}: no column 'department' or 'category' for the label a remit "
-            f"describes; the file has columns {shown} (a remits file has the columns department "
-            "or category, or both, text and, optionally, title)"
-        )
+    # Checked before the rows are read: the tickets' reader refused a file without a text column
+    # in the tickets' words, advising --text-col, which maps the tickets' columns, not these.
+    have: list[str] = []
+    for part, _ in named_paths([path]):
+        have = file_columns(part)
+        check_remit_columns(name, have)
+    df = read_tickets([path])
     df = df.assign(**{c: df[c].map(normalize_label) for c in REMIT_LABELS})
     given = " or ".join(c for c in REMIT_LABELS if c in have)
     problems = []
@@ -84,6 +90,34 @@ def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     if df.empty:
         raise TicketFileError(f"remits file {name} holds no remit (no data row)")
     return df[list(REMIT_COLUMNS)].reset_index(drop=True)
+
+
+def check_remit_columns(name: str, have: Sequence[str]) -> None:
+    """Refuse a remits file (``name``) whose columns ``have`` lack the text or both labels.
+
+    A remits file's columns are read by these names only: the column options (``--text-col`` …)
+    map the tickets' columns.
+
+    Raises
+    ------
+    TicketFileError
+        Naming the missing column, the file's columns and the ones a remits file has; a column
+        that looks like the one missing is named, to be renamed.
+    """
+    shown = ", ".join(quoted(c) for c in have)
+    if not any(c in have for c in REMIT_LABELS):
+        missing, what, field = "'department' or 'category'", "the label a remit describes", None
+    elif "text" not in have:
+        missing, what, field = "'text'", "the matters a remit covers, in words", "text"
+    else:
+        return
+    like = like_columns(field, have, ColumnMap()) if field else []
+    rename = f"; rename {quoted(like[0])} to {field}" if like else ""
+    raise TicketFileError(
+        f"remits file {name}: no column {missing} for {what}; the file has columns {shown} (a "
+        "remits file has the columns department or category, or both, text and, optionally, "
+        f"title, by these names{rename})"
+    )
 
 
 def usable_remits(

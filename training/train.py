@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from model import resources
 from model.artifact import (
+    METADATA_FILE,
     REMITS_FILE,
     RULES_FILE,
     STOPWORDS_FILE,
@@ -42,6 +44,7 @@ from model.registry import (
     REPORTS_DIR,
     SCORES_DIR,
     keep_current,
+    registry_marker,
     versions,
 )
 from model.router import (
@@ -828,9 +831,11 @@ def check_train_out(
     the model root or a directory holding it, a registered version (immutable: a server or
     ``paidan label`` may be reading it, and its scores describe it), or inside one, or the
     registry's own files and directories (``scores/``, ``eval/`` …: a model written as
-    ``scores`` was then listed as a version, and scores written into it). Nor may it be an input
-    (``inputs``: training files or directories, unlabelled files, user dictionary, stopword list),
-    lie inside an input directory, or hold an input.
+    ``scores`` was then listed as a version, and scores written into it), nor anything of
+    another model root (:func:`check_other_registry`). Without ``model_root`` (a library call
+    that names no root) these are not checked. Nor may it be an input (``inputs``: training files
+    or directories, unlabelled files, user dictionary, stopword list), lie inside an input
+    directory, or hold an input.
 
     Raises
     ------
@@ -868,6 +873,7 @@ def check_train_out(
                 raise OutputPathError(
                     f"--out {out} {what} the registry's {name} under {where}; name a new directory"
                 )
+        check_other_registry(out, target, root)
     given = [Path(p) for p in inputs]
     check_not_input([out], given, "--out", OUT_IS_INPUT_ADVICE, OUT_IN_INPUT_ADVICE)
     for path in given:
@@ -876,6 +882,44 @@ def check_train_out(
                 f"--out {out} holds the input {path}; replacing it would delete the input: name "
                 "a new directory for the model"
             )
+
+
+def check_other_registry(out: Path, target: Path, model_root: Path) -> None:
+    """Refuse an ``--out`` in, or that is, a model root other than ``model_root``.
+
+    The checks above guard the versions of PAIDAN_MODEL_ROOT only: ``--out root2/<version> --force``
+    with another root in PAIDAN_MODEL_ROOT replaced root2's current version, which its server was
+    serving. A version is never modified, and a new directory there would be a version its registry
+    never saw written (nor checked as the checks above check one); the registry is recognised by
+    what it writes (:func:`model.registry.registry_marker`).
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``--out``, the registry, the file that marks it, and how to train into it.
+    """
+    active = model_root.resolve()
+    for node in (target, *target.parents):
+        if node == active:  # the root the checks above guard, and everything above it
+            return
+        marker = registry_marker(node)
+        if marker is None:
+            continue
+        where = f"the model root {node} (it holds {marker})"
+        if node == target:
+            what = f"is {where}"
+        elif node == target.parent and (target / METADATA_FILE).is_file():
+            what = f"is the version {target.name} of {where}"
+        elif node == target.parent:
+            what = f"is in {where}"
+        else:
+            what = f"is inside {node / target.relative_to(node).parts[0]} in {where}"
+        raise OutputPathError(
+            f"--out {out} {what}, not PAIDAN_MODEL_ROOT ({model_root}); a version there is never "
+            "modified (a server or `paidan label` may be reading it), and that registry gains new "
+            f"ones from training with PAIDAN_MODEL_ROOT={shlex.quote(str(node))} and no --out: "
+            "train so, or name a directory outside it"
+        )
 
 
 def unlabelled_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> ColumnMap:

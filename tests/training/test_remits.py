@@ -136,12 +136,23 @@ def test_a_remit_of_a_department_without_tickets_is_left_out_with_a_warning(
             r"2 rows cannot be used: row 2: department: is empty; row 3 \(人社\): text: is empty",
         ),
         ([], ("department", "title", "text"), "holds no remit"),
+        # Refused in the tickets' words, "map yours with --text-col; '内容' looks like the
+        # text: --text-col 内容", though the option maps the tickets' columns, not a remits file's.
+        (
+            [("执法", "渣土车")],
+            ("department", "内容"),
+            r"remits file remits.csv: no column 'text' for the matters a remit covers, in words; "
+            r"the file has columns 'department', '内容' \(a remits file has the columns "
+            r"department or category, or both, text and, optionally, title, by these names; "
+            r"rename '内容' to text\)$",
+        ),
     ],
 )
 def test_a_bad_remits_file_is_refused_saying_where(tmp_path, rows, header, message):
     path = write_remits(tmp_path / "remits.csv", rows, header)
-    with pytest.raises(TicketFileError, match=message):
+    with pytest.raises(TicketFileError, match=message) as e:
         read_remits(path)
+    assert "-col" not in str(e.value)
 
 
 def test_paidan_train_remits_says_what_it_learnt(tmp_path, tiny_config):

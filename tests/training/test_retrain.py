@@ -1194,6 +1194,39 @@ def test_promote_scores_merged_labels_holding_a_number_as_other(
     assert ensure_scores(root, "v1")["heads"] == scores["heads"]
 
 
+def test_a_comparison_says_a_merged_label_was_learnt_by_the_other_model_only_when_it_was(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path], tiny_config: TrainingConfig
+) -> None:
+    # The note said "merged into 其他 by the challenger's training but learnt by the champion"
+    # of every label the two did not both merge, one the champion never saw among them.
+    import shutil
+
+    from tests.conftest import RARE_TICKETS, write_tickets_csv
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval
+    from training.train import train
+
+    challenger, data = merged_model_dir  # merged 档案馆 and 气象局, two rows each
+    root = tmp_path / "models"
+    # The champion learnt 档案馆 (from a third ticket too) and never saw 气象局.
+    archive = [t for t in RARE_TICKETS if t[2] == "档案馆"]
+    archive.append(("档案转递", "退休手续要调档案，档案馆说档案不在他们那里", "档案馆", "城建"))
+    history = write_tickets_csv(tmp_path / "champion.csv", TINY_TICKETS + archive)
+    assert train([history], root / "v1", config=tiny_config).model_dir is not None
+    shutil.copytree(challenger, root / "v2")
+    registry.set_current(root, "v1")
+    freeze_eval(root, pd.read_csv(data, dtype=str), "test")
+    notes = promote_checked(root, "v2", apply=False).comparison["notes"]
+    assert (
+        "department: merged into 其他 by the challenger's training but learnt by the champion, "
+        "so scored under their own names for both: 档案馆"
+    ) in notes, notes
+    assert (
+        "department: merged into 其他 by the challenger's training and learnt by neither model, "
+        "so scored under their own names for both: 气象局"
+    ) in notes, notes
+
+
 def test_shared_merged_labels_match_a_label_recorded_as_written_and_masked() -> None:
     # A champion trained before recorded 网格员李四１３９８７６５４３２１ as written, the challenger
     # masked: both merged it, so both are scored on it as 其他.

@@ -41,6 +41,39 @@ def test_every_format_reads_the_same(tmp_path, fmt):
     assert got["_row"].tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".xlsx"])
+def test_excel_error_values_in_a_label_column_are_empty_labels_in_every_format(tmp_path, suffix):
+    # A CSV exported from a workbook of failed lookups trained "#N/A" as a department (12 rows
+    # in metadata.json), where the workbook itself reads such a cell as empty.
+    from openpyxl.cell.cell import ERROR_CODES
+
+    from training.validate import validate
+
+    codes = list(ERROR_CODES)
+    rows = [
+        {"id": f"E{i}", "text": f"路灯不亮{i}", "department": f" {code} ", "category": code}
+        for i, code in enumerate(codes)
+    ]
+    rows += [
+        {"id": "T", "text": "#N/A", "department": "市住建局", "category": "城建"},
+        {"id": "L", "text": "井盖缺失", "department": "市住建局", "category": "城建"},
+    ]
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".xlsx":  # openpyxl writes an error value as an error cell, as Excel does
+        pd.DataFrame(rows).to_excel(path, index=False)
+    else:
+        write_frame(path, pd.DataFrame(rows))
+    got = read_tickets([path])
+    assert got["department"].tolist() == [""] * len(codes) + ["市住建局"] * 2
+    assert got["category"].tolist() == [""] * len(codes) + ["城建"] * 2
+    # A text is read as written (a workbook's error cell is an empty one).
+    assert got["text"].iloc[-2] == ("" if suffix == ".xlsx" else "#N/A")
+    # Reported as any empty label cell is, not learnt.
+    _, report = validate(got, min_examples=1)
+    assert len(report.unlabelled["department"]) == len(codes), report.unlabelled
+    assert report.unlabelled["department"][0].startswith(f"t{suffix} "), report.unlabelled
+
+
 def test_directory_of_parts_in_name_order(tmp_path):
     d = tmp_path / "parts"
     d.mkdir()

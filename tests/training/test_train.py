@@ -727,6 +727,57 @@ def test_cli_train_refuses_an_out_that_is_the_model_root_a_version_or_an_input(
     assert isinstance(r.exception, AssertionError) and "trained" in str(r.exception)
 
 
+def test_cli_train_refuses_an_out_in_another_model_root(
+    tmp_path, tiny_csv, tiny_model_dir, monkeypatch
+):
+    # With PAIDAN_MODEL_ROOT=models, `--out root2/v1 --force` replaced root2's current version:
+    # only the versions of PAIDAN_MODEL_ROOT were guarded.
+    import training.train as training_train
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("trained, then refused the directory")
+
+    monkeypatch.setattr(training_train, "fit_router", not_reached)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    root2 = (tmp_path / "root2").resolve()
+    shutil.copytree(tiny_model_dir, root2 / "v1")
+    (root2 / "current").write_text("v1\n", encoding="utf-8")
+    # A root only ever served from holds the servers' leases, and no pointer.
+    root3 = (tmp_path / "root3").resolve()
+    shutil.copytree(tiny_model_dir, root3 / "v1")
+    (root3 / ".leases").mkdir()
+    (root3 / ".leases" / "v1").touch()
+    advice = "train so, or name a directory outside it"
+    cases = [
+        ("root2/v1", f"is the version v1 of the model root {root2} (it holds current)"),
+        ("root2/v9", f"is in the model root {root2} (it holds current)"),
+        ("root2/v1/x", f"is inside {root2 / 'v1'} in the model root {root2}"),
+        ("root2", f"is the model root {root2} (it holds current)"),
+        ("root3/v1", f"is the version v1 of the model root {root3} (it holds .leases)"),
+    ]
+    before = _tree(tmp_path)
+    for out, message in cases:
+        for force in ([], ["--force"]):
+            r = runner.invoke(
+                app, ["train", "tiny.csv", "--out", out, "--min-examples", "3", *force]
+            )
+            assert r.exit_code == 2, (out, force, r.output)
+            text = " ".join(r.output.split())
+            assert f"--out {out} {message}" in text, (out, text)
+            assert f"not PAIDAN_MODEL_ROOT ({tmp_path / 'models'})" in text, text
+            assert text.endswith(advice), text
+            assert _tree(tmp_path) == before, (out, force)
+    # A directory of models written with --out is no registry: --force still replaces one of them,
+    # as does a directory called current among them (a model, not the pointer).
+    shutil.copytree(tiny_model_dir, tmp_path / "plain" / "v1")
+    shutil.copytree(tiny_model_dir, tmp_path / "plain" / "current")
+    r = runner.invoke(
+        app, ["train", "tiny.csv", "--out", "plain/v1", "--min-examples", "3", "--force"]
+    )
+    assert isinstance(r.exception, AssertionError) and "trained" in str(r.exception)
+
+
 def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     path = tmp_path / "cats.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
