@@ -1091,8 +1091,13 @@ def label(
                 **({"formulas_escaped": writer.escaped} if fmt == "csv" else {}),
                 # XLSX: cells over the 32,767 characters Excel holds, cut (their rows' error says
                 # so).
+                # and cells whose control characters (a NUL, \x1c …) XML cannot hold, removed.
                 **(
-                    {"cells_cut": writer.cells_cut, "rows_with_cells_cut": writer.rows_cut}
+                    {
+                        "cells_cut": writer.cells_cut,
+                        "rows_with_cells_cut": writer.rows_cut,
+                        "cells_with_control_characters_removed": writer.cells_stripped,
+                    }
                     if fmt == "xlsx"
                     else {}
                 ),
@@ -1114,6 +1119,13 @@ def label(
                 f"cell holds and {'is' if writer.cells_cut == 1 else 'are'} cut in {output} (the "
                 f"first: {writer.first_cut}); each such row's error says so: write .csv, .jsonl or "
                 ".parquet to keep every character"
+            )
+        if writer.cells_stripped:
+            cells = counted(writer.cells_stripped, "cell", thousands=True)
+            warnings.append(
+                f"{cells} held control characters (U+0000–U+001F other than a tab or a line end) "
+                f"that an XLSX file cannot hold; they are removed in {output} (the first: "
+                f"{writer.first_stripped}): write .csv, .jsonl or .parquet to keep every character"
             )
         # Over the rows this run labelled: those of the resumed chunks took the interrupted run's
         # time (counted in, a resume near the end reported several times the machine's speed).

@@ -1179,6 +1179,9 @@ class OutputWriter:
         self.cells_cut = 0
         self.rows_cut = 0
         self.first_cut = ""
+        # XLSX: cells whose control characters XML cannot hold were removed, and where the first is.
+        self.cells_stripped = 0
+        self.first_stripped = ""
         self._f: Any = None
         self._writer: Any = None
         if fmt == "csv":
@@ -1259,10 +1262,16 @@ class OutputWriter:
                 return cell
 
             for n, row in enumerate(rows, first_row):
-                # Characters XML cannot carry removed.
+                # Characters XML cannot carry removed, and counted: the text is otherwise written
+                # as read, and a NUL or a \x1c vanished without a word.
                 for k, v in row.items():
                     if isinstance(v, str):
-                        row[k] = ILLEGAL_CHARACTERS_RE.sub("", v)
+                        stripped = ILLEGAL_CHARACTERS_RE.sub("", v)
+                        if stripped != v:
+                            row[k] = stripped
+                            self.cells_stripped += 1
+                            if not self.first_stripped:
+                                self.first_stripped = f"sheet row {n:,}, column {quoted(k)}"
                 cut = [(k, len(v)) for k, v in row.items() if isinstance(v, str) and too_long(v)]
                 if cut:
                     note = _cut_note(cut)

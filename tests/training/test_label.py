@@ -1472,6 +1472,37 @@ def test_xlsx_output_says_which_cells_it_cut_to_excels_limit(
     assert "cells_cut" not in summary
 
 
+def test_xlsx_output_says_it_removed_control_characters(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # XML cannot hold a NUL or \x1c, so openpyxl's rule removes them: "漏水\x1c\x1d\x1e楼上" came
+    # back "漏水楼上" with nothing said, where the docs said every text was kept exactly.
+    import openpyxl
+
+    rows = [
+        {"id": "C1", "text": TINY_TICKETS[0][1], "notes": "ok"},
+        {"id": "C2", "text": "漏水\x1c\x1d\x1e楼上", "notes": "a\x00b"},
+        {"id": "C3", "text": "路灯\t不亮\n已经一周", "notes": "\x0b"},  # a tab and a line end stay
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.xlsx"
+    res = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    sheet = openpyxl.load_workbook(out).active
+    header = [c.value for c in sheet[1]]
+    got = [dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert got[1]["text"] == "漏水楼上" and got[1]["notes"] == "ab"
+    assert got[2]["text"] == "路灯\t不亮\n已经一周"
+    summary = json.loads((tmp_path / "out.xlsx.summary.json").read_text(encoding="utf-8"))
+    assert summary["cells_with_control_characters_removed"] == 3
+    said = " ".join(res.stderr.split())
+    assert "warning: 3 cells held control characters" in said, said
+    assert "(the first: sheet row 3, column 'text')" in said
+
+
 @pytest.fixture
 def small_sheet(monkeypatch: pytest.MonkeyPatch) -> int:
     """Excel's sheet lowered to a header and 20 rows; returns the rows it holds."""
