@@ -360,7 +360,9 @@ def input_columns(
                 if why := not_utf8(value):
                     raise SettingsError(f"{variable}: {why}")
                 renamed.append(f"{field} from {escape(quoted(value))} ({variable})")
-        columns[field] = value
+        # A file's column names are read stripped, as the settings are: `--text-col ' 内容'`
+        # (copied with the space after a comma of the header) named no column of the file.
+        columns[field] = value.strip() if isinstance(value, str) else value
     if renamed:
         err.print(
             f"[yellow]note:[/yellow] reading the {', the '.join(renamed)}",

@@ -110,6 +110,18 @@ def test_an_option_given_wins_over_its_variable(trained, tmp_path: Path) -> None
     assert "the title from '诉求标题' (PAIDAN_TITLE_COL)" in said
 
 
+def test_an_option_is_read_stripped_as_the_files_column_names_are(trained, tmp_path: Path) -> None:
+    # `--text-col ' 诉求内容'` (copied with the space after a comma of the header) named no column:
+    # the file's names are read stripped, and PAIDAN_TEXT_COL was too, but not the option.
+    export, model, _ = trained
+    out = tmp_path / "labelled.csv"
+    args = ["label", str(export), "--model", str(model), "--out", str(out)]
+    r = run([*args, "--text-col", " 诉求内容 ", "--id-col", "工单编号\t"], {})
+    assert r.exit_code == 0, r.output
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        assert sum(1 for row in csv.DictReader(f) if row["pred_department"]) == len(TINY_TICKETS)
+
+
 def test_a_variable_naming_an_absent_column_is_refused_after_saying_where_it_came_from(
     trained, tmp_path: Path
 ) -> None:
