@@ -940,9 +940,17 @@ def _outside_root(model_dir: Path, root: Path) -> None:
         name = f"-- {name}"
     source = str(model_dir) if not str(model_dir).startswith("-") else f"./{model_dir}"
     mkdir = "" if root.is_dir() else f"mkdir -p {shlex.quote(str(where))} && "
+    # A directory deeper inside the root (models/sub/v9) is under it, but no version: its
+    # versions are the root's own subdirectories.
+    inside = model_dir.resolve().is_relative_to(where)
+    place = (
+        f"is inside the model root {printable(str(where))} (PAIDAN_MODEL_ROOT) but not directly "
+        "in it, where its versions are"
+        if inside
+        else f"is not under the model root {printable(str(where))} (PAIDAN_MODEL_ROOT)"
+    )
     out.print(
-        f"{printable(str(model_dir))} is not under the model root {printable(str(where))} "
-        f"(PAIDAN_MODEL_ROOT), so it is not in the registry{now}: paidan serve, paidan label "
+        f"{printable(str(model_dir))} {place}, so it is not in the registry{now}: paidan serve, paidan label "
         "without --model and paidan models promote do not use it (paidan label --model, predict "
         f"and evaluate take its path). To serve it, move it there and promote it: {printable(mkdir)}mv "
         f"{printable(shlex.quote(source))} {printable(move)} && paidan models promote "

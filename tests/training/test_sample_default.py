@@ -228,6 +228,15 @@ def test_train_outside_the_model_root_says_it_is_not_in_the_registry_and_how_to_
     r = runner.invoke(app, ["models", "promote", "city2"], env=env)
     assert r.exit_code == 0, r.output
     assert current_version(tmp_path / "srv" / "models") == "city2"
+    # Deeper inside the root: it was said to be "not under the model root".
+    args = ["train", str(data), "--out", str(root / "sub" / "city3"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        f"is inside the model root {root.resolve()} (PAIDAN_MODEL_ROOT) but not directly in it, "
+        "where its versions are, so it is not in the registry"
+    ) in said, said
 
 
 def test_a_retrain_on_the_sample_history_is_not_the_sample_default() -> None:
