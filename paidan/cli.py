@@ -2098,7 +2098,7 @@ def models_set_rules(
     """Write a new version of VERSION's model with other dispatch rules, without training again.
 
     Promote it to serve it; VERSION is left as it is."""
-    from model.registry import current_version, resolve_version
+    from model.registry import current_version, resolve_version, versions
     from training.rules import with_rules
 
     if bool(rules) == clear:
@@ -2120,6 +2120,7 @@ def models_set_rules(
             version = named
         else:
             version = resolve_version(root, version)
+        before = set(versions(root))
         written = with_rules(root, version, rules)
     except (*USER_ERRORS, OSError) as e:
         raise fail(e) from None
@@ -2132,6 +2133,14 @@ def models_set_rules(
         )
         return
     meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
+    if written.name in before:
+        out.print(
+            f"{written.name} is the model of {version} with "
+            + ("these dispatch rules" if rules else "no dispatch rule")
+            + f" already: nothing written; promote it with: paidan models promote {written.name}",
+            soft_wrap=True,
+        )
+        return
     said = meta["training_data"].get("rules")
     out.print(
         f"wrote {written.name}: the model of {version}, which "

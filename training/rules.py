@@ -281,6 +281,8 @@ def with_rules(
     kept = format_rules(rows) if rows is not None else b""
     if kept == ((source / RULES_FILE).read_bytes() if (source / RULES_FILE).is_file() else b""):
         return source  # the same rules: another version would be a copy of this one
+    if (copy := _derived_alike(root, meta.get("version", version), kept)) is not None:
+        return copy  # written by an earlier set-rules: a second would be an identical copy
     router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
     training = {k: v for k, v in meta["training_data"].items() if k != "rules"}
     if rows is not None:
@@ -300,3 +302,27 @@ def with_rules(
         resources[RULES_FILE] = kept
     keep_current(root, root / router.version)  # it serves once promoted, not by being newest
     return save_router(router, root / router.version, metadata, resources)
+
+
+def _derived_alike(root: Path, version: str, rules: bytes) -> Path | None:
+    """A version under ``root`` already derived from ``version`` with the dispatch rules ``rules``
+    (as its ``rules.csv`` keeps them), or ``None``.
+
+    Run twice, ``models set-rules v1 --rules r.csv`` wrote two identical versions, each with its
+    own copy of the model's serving file (53 MB for the sample's)."""
+    import json
+
+    from model.artifact import METADATA_FILE, RULES_FILE
+    from model.registry import versions
+
+    for name in versions(root):
+        other = root / name
+        try:
+            meta = json.loads((other / METADATA_FILE).read_text(encoding="utf-8"))
+            held = (other / RULES_FILE).read_bytes() if (other / RULES_FILE).is_file() else b""
+        except (OSError, ValueError):
+            continue
+        derived = meta.get("derived_from") if isinstance(meta, dict) else None
+        if isinstance(derived, dict) and derived.get("version") == version and held == rules:
+            return other
+    return None

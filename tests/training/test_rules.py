@@ -477,6 +477,13 @@ def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
     )
     none = with_rules_cli(root, "current", ["--clear"])  # the first, which has none
     assert none.exit_code == 0 and "applies no dispatch rule already" in none.output
+    # The same rules for the same model again: run twice, set-rules wrote two identical versions.
+    again = with_rules_cli(root, first.router.version, ["--rules", str(rules)])
+    assert again.exit_code == 0, again.output
+    assert (
+        f"{ruled.name} is the model of {first.router.version} with these dispatch rules already: "
+        f"nothing written; promote it with: paidan models promote {ruled.name}"
+    ) in " ".join(again.output.split())
     assert set(model_dirs(root)) == before
     bad = write_rows(tmp_path / "bad.csv", [("keywords", "department"), ("燃气", "燃气公司")])
     before = sorted(p.name for p in root.iterdir())
