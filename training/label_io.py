@@ -398,6 +398,8 @@ class _Lines:
         self.consumed: list[_Line] = []
         self.block = b""  # bytes read from f, not yet returned from self.at on
         self.at = 0
+        # Lines undecodable in a GB18030 file that are UTF-8: two exports joined, one of each.
+        self.utf8_lines: set[int] = set()
 
     def __iter__(self) -> _Lines:
         return self
@@ -453,6 +455,12 @@ class _Lines:
         try:
             return (self.lineno, raw.decode(encoding), False, offset)
         except UnicodeDecodeError:
+            if encoding == "gb18030":
+                try:
+                    raw.decode("utf-8")
+                    self.utf8_lines.add(self.lineno)
+                except UnicodeDecodeError:
+                    pass
             return (self.lineno, raw.decode(encoding, errors="replace"), True, offset)
 
     def take(self) -> list[_Line]:
@@ -668,6 +676,14 @@ def _iter_csv(
                 if bad
                 else None
             )
+            if bad and all(n in lines.utf8_lines for n in bad):
+                # Said where it is found: the file's first lines decided GB18030, and these are
+                # UTF-8, so the file joins two exports (and a UTF-8 line that also reads as
+                # GB18030 was labelled as mojibake).
+                error = (
+                    f"{error}; it is UTF-8: the file mixes GB18030 and UTF-8 (two exports joined?): "
+                    "convert its GB18030 part to UTF-8 (iconv -f GB18030 -t UTF-8) before joining"
+                )
             yield Record(values, error, where)
 
 

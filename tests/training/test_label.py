@@ -1058,6 +1058,30 @@ def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert (df["error"] == "").all()
 
 
+def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Two exports joined, GB18030 then UTF-8: each UTF-8 line was "not valid GB18030" and no more,
+    # though the fix is to convert one part before joining.
+    gb = "id,title,text\nG1,路灯,路灯坏了一周没人修\nG2,油烟,烧烤店油烟扰民\n".encode("gb18030")
+    utf8 = "U1,吵,楼上装修噪音太大影响休息\n".encode()  # a run of 3 bytes: not GB18030
+    broken = b"B1,x," + bytes([0x81, 0x20]) + b"\n"  # undecodable in both
+    src = tmp_path / "joined.csv"
+    src.write_bytes(gb + utf8 + broken)
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == ["G1", "G2", "U1", "B1"] and (df["error"][:2] == "").all()
+    assert df["error"][2] == (
+        "unreadable: line 4 of joined.csv is not valid GB18030 (undecodable bytes); it is UTF-8: "
+        "the file mixes GB18030 and UTF-8 (two exports joined?): convert its GB18030 part to "
+        "UTF-8 (iconv -f GB18030 -t UTF-8) before joining"
+    )
+    assert (
+        df["error"][3]
+        == "unreadable: line 5 of joined.csv is not valid GB18030 (undecodable bytes)"
+    )
+
+
 def test_gb18030_whose_first_megabyte_is_ascii_is_decoded(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
