@@ -586,6 +586,27 @@ def to_script(text: str, script: Script) -> str:
     return text
 
 
+def simplified_chars(text: str, script: Script) -> dict[str, str]:
+    """Each character of a normalised ``text`` that a model reading ``script`` reads as another,
+    with the one it reads (區 → 区); empty for a text in simplified characters.
+
+    The model's evidence is in the script it reads, so the dispatcher's page, which marks the
+    evidence in the ticket as typed, found 烧烤店 nowhere in 燒烤店. Character by character, where
+    :func:`to_script` converts phrase by phrase: a mark is placed, nothing is read differently.
+    """
+    if script == "as_written" or text.isascii():
+        return {}
+    converter, pattern, traditional = _converter()
+    found = sorted({m.group() for m in pattern.finditer(text)} & traditional)
+    if not found:
+        return {}
+    # One call for all: each character on its own line, where no phrase can span two.
+    read = str(converter.convert("\n".join(found))).split("\n")
+    if len(read) != len(found):
+        return {}
+    return {ch: r for ch, r in zip(found, read, strict=True) if len(r) == 1 and r != ch}
+
+
 def clean(text: str | None, script: Script = "as_written") -> str:
     """Normalise, convert to ``script`` (see :func:`to_script`), then mask: the only form in which
     a text is featurised, stored, logged or shown.

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
-from model.text import clean, counted
+from model.text import Script, clean, counted, normalize, simplified_chars
 from model.tickets import split_departments
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
@@ -127,7 +127,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             # Nobody reads this answer: it is for the access log and the metrics, as nginx's 499.
             raise client_left() from None
         services.metrics.observe_results([result])
-        return _written(_response(result, body.id, start))
+        return _written(_response(result, body, router.config.script, start))
 
     def route_batch(
         body: RouteBatchRequestBase,
@@ -201,7 +201,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 outcomes[i].error = result
                 continue
             metrics.observe_results([result])
-            outcomes[i].result = _response(trim(result, req.top_k or default_k), req.id, start)
+            outcomes[i].result = _response(
+                trim(result, req.top_k or default_k), req, router.config.script, start
+            )
         ok = sum(o.result is not None for o in outcomes)
         return _written(
             RouteBatchResponse(
@@ -511,9 +513,14 @@ def _written(answer: RouteResponse | RouteBatchResponse) -> Response:
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
-def _response(result: RouteResult, ticket_id: str | None, start: float) -> RouteResponse:
+def _response(
+    result: RouteResult,
+    req: RouteRequestBase,
+    script: Script,
+    start: float,
+) -> RouteResponse:
     return RouteResponse(
-        id=ticket_id,
+        id=req.id,
         department=result.department,
         category=result.category,
         decision=result.decision,
@@ -521,6 +528,7 @@ def _response(result: RouteResult, ticket_id: str | None, start: float) -> Route
         co_departments=result.co_departments,
         model_version=result.model_version,
         elapsed_ms=_ms(start),
+        simplified=simplified_chars(normalize(f"{req.title or ''} {req.text}"), script),
     )
 
 

@@ -414,6 +414,12 @@ class RouteResponse(BaseModel):
     )
     model_version: str
     elapsed_ms: float = Field(description="Server time spent on this request, in milliseconds")
+    simplified: dict[str, str] = Field(
+        default_factory=dict,
+        description="The ticket's traditional characters the model read as simplified ones, each "
+        "with the one it read (區: 区), so that a client can find the evidence, which is in "
+        "simplified characters, in the ticket as written; empty for a ticket in simplified ones",
+    )
 
 
 class RouteBatchItem(BaseModel):

@@ -613,9 +613,14 @@ function renderEvidence(title, text, s) {
 function highlight(text, s) {
   const norm = [];
   const origin = []; // origin[i] = [start, end) in `text` of normalised code unit i
+  // The evidence is in the script the model reads: a traditional character is matched as the
+  // simplified one the answer says the model read (燒烤店 as 烧烤店); marked as typed.
+  const simplified = (s && s.simplified) || {};
   let pos = 0;
   for (const ch of text) {
-    const n = ch.normalize("NFKC").toLowerCase();
+    const n = [...ch.normalize("NFKC").toLowerCase()]
+      .map((c) => (Object.prototype.hasOwnProperty.call(simplified, c) ? simplified[c] : c))
+      .join("");
     for (let k = 0; k < n.length; k++) origin.push([pos, pos + ch.length]);
     norm.push(n);
     pos += ch.length;

@@ -57,8 +57,10 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
         "co_departments",
         "model_version",
         "elapsed_ms",
+        "simplified",
     }
     assert body["id"] == "A-1"
+    assert body["simplified"] == {}  # a ticket in simplified characters
     assert body["co_departments"] == []  # the tiny corpus has no joint dispatch
     assert body["department"]["label"] == "人社"
     assert body["category"]["label"] == "劳动保障"
@@ -799,6 +801,23 @@ def test_docs_page_loads_swagger_ui_from_this_server(client: TestClient, root_pa
     assert script_src[1].startswith("'sha256-"), script_src
     assert "unsafe" not in page.headers["content-security-policy"]
     assert policy["style-src"] == "'self'" and policy["connect-src"] == "'self'"
+
+
+def test_route_says_which_traditional_characters_the_model_read_as_simplified(
+    client: TestClient,
+) -> None:
+    # The evidence is in simplified characters; the page marked nothing of 燒烤店 in a ticket
+    # typed in traditional ones. The answer says how each was read, so a client can find it.
+    sent = {"title": "油煙擾民", "text": "小區樓下燒烤店油煙很大，ＡＢ"}
+    body = client.post("/v1/route", json=sent).json()
+    assert body["simplified"] == {
+        "區": "区", "擾": "扰", "樓": "楼", "煙": "烟", "燒": "烧",
+    }  # fmt: skip
+    evidence = [e["term"] for h in ("department", "category") for e in body[h]["evidence"]]
+    read = "".join(body["simplified"].get(c, c) for c in sent["title"] + sent["text"])
+    assert evidence and all(term in read for term in evidence), evidence
+    batch = client.post("/v1/route/batch", json={"items": [sent, {"text": "路灯坏了"}]}).json()
+    assert [r["result"]["simplified"] for r in batch["results"]] == [body["simplified"], {}]
 
 
 def test_probes_answer_head(client: TestClient) -> None:

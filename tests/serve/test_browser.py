@@ -703,6 +703,31 @@ def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
 
 @pytest.mark.slow
 @needs_chromium
+def test_evidence_is_marked_in_a_complaint_typed_in_traditional_characters(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The evidence is in simplified characters: in 我在工地幹了兩個月，老闆一直拖欠工資不發 only the
+    # words written alike in both scripts were marked.
+    from playwright.sync_api import expect
+
+    traditional = "我在工地幹了兩個月，老闆一直拖欠工資不發，農民工工資討薪無果，請人社局幫忙"
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, traditional, "WEB-TW1")
+    expected = live_server.api("POST", "/v1/route", json={"text": traditional}).json()
+    read = "".join(expected["simplified"].get(c, c) for c in traditional)
+    terms = [e["term"] for e in expected["department"]["evidence"]]
+    unmarked_before = [t for t in terms if t in read and t not in traditional]
+    assert unmarked_before, (terms, "no term differs in the two scripts: the test shows nothing")
+    expect(pg.locator("#evidence-text")).to_have_text(traditional)  # shown as typed
+    marked = pg.locator("#evidence-text mark.ev-department").all_text_contents()
+    shown = "".join(expected["simplified"].get(c, c) for c in "".join(marked))
+    assert all(t in shown for t in unmarked_before), (marked, unmarked_before)
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_suggestion_ranked_above_a_likelier_candidate_says_why(
     page: PageRun, live_server: LiveServer
 ) -> None:
