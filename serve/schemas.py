@@ -342,6 +342,13 @@ class FeedbackRequestBase(_ScrubbedRequest):
         # retraining (a title is cleaned of them anyway).
         return None if value is None or is_blank(value) else normalize_label(value)
 
+    @field_validator("ticket_id", "dispatcher_id")
+    @classmethod
+    def _blank_id_is_absent(cls, value: str | None) -> str | None:
+        # "" was stored as "" where an id not sent is null: an export's reader had two ways to
+        # say "no ticket id". Kept as sent otherwise (an id joins back to the ticket system).
+        return None if value is None or is_blank(value) else value
+
     @field_validator("request_id")
     @classmethod
     def _request_id_token(cls, value: str | None) -> str | None:

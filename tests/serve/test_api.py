@@ -1179,6 +1179,16 @@ def test_feedback_export_pages_through_many_rows(
     ] == [f"t{i}" for i in range(6, 11)]
 
 
+def test_a_blank_ticket_or_dispatcher_id_is_stored_as_none_sent(client: TestClient) -> None:
+    # ticket_id "" was stored as "", where one not sent is null (a form's untouched input).
+    for blank in ("", "  "):
+        sent = {"text": "某投诉", "department": "人社", "ticket_id": blank, "dispatcher_id": blank}
+        saved = client.post("/v1/feedback", json=sent)
+        assert saved.status_code == 201, saved.text
+        assert saved.json()["ticket_id"] is None and saved.json()["dispatcher_id"] is None
+    assert [(r["ticket_id"], r["dispatcher_id"]) for r in export(client)] == [(None, None)] * 2
+
+
 def test_feedback_is_stored_pii_masked(client: TestClient, app: Any) -> None:
     raw = "我叫李四，电话138-1234-5678，身份证110101199003071234，邮箱li4@example.com，工资被拖欠"
     suggestion = {"model_version": "v1", "note": "回电 13912345678"}
