@@ -2196,14 +2196,29 @@ def models_freeze_eval(
     verbose: Verbose = False,
 ) -> None:
     """Store a fixed evaluation set in the registry; every version is scored on it."""
+    from model.registry import EVAL_DATA_FILE, EVAL_DIR
     from training.retrain import freeze_eval_files, unscorable_heads
     from training.validate import duplicates_message
 
     try:
         root = _model_root()
-        columns = input_columns(
-            delimiter, text_col, title_col, id_col, department_col, category_col
-        )
+        stored = (root / EVAL_DIR / EVAL_DATA_FILE).resolve()
+        if data and all(path.resolve() == stored for path in data):
+            # The stored set itself (docs/retraining.md: freezing it again under this paidan's
+            # rules) holds paidan's own column names: PAIDAN_TEXT_COL and its siblings, set for
+            # the centre's exports, named columns it does not have. An option given still wins.
+            columns = input_columns(
+                delimiter,
+                text_col or "text",
+                title_col or "title",
+                id_col or "id",
+                department_col or "department",
+                category_col or "category",
+            )
+        else:
+            columns = input_columns(
+                delimiter, text_col, title_col, id_col, department_col, category_col
+            )
         info = freeze_eval_files(
             root,
             data,

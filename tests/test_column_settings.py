@@ -96,6 +96,12 @@ def test_label_evaluate_and_freeze_eval_read_them_too(trained, tmp_path: Path) -
     r = run(["models", "freeze-eval", str(export)], env)
     assert r.exit_code == 0, r.output
     assert "froze 18 tickets" in r.output
+    # The stored set frozen again (docs/retraining.md): it holds paidan's own column names, and
+    # the variables named the export's, so it was refused ("no column '工单编号'").
+    stored = tmp_path / "models" / "eval" / "frozen.parquet"
+    r = run(["models", "freeze-eval", str(stored), "--force"], env)
+    assert r.exit_code == 0, r.output
+    assert "froze 18 tickets" in r.output
 
 
 def test_an_option_given_wins_over_its_variable(trained, tmp_path: Path) -> None:
