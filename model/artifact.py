@@ -129,6 +129,29 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
         ) from None
 
 
+def check_not_in_model_dir(path: str | Path, option: str) -> None:
+    """Refuse a report or output file ``path`` inside a model directory (one holding
+    ``metadata.json`` and a model file), which is never modified once written.
+
+    `paidan drift --out models/v1/drift.json` wrote into a version other than the one it compared
+    (that one is refused as its input), and `label --out` and `evaluate --report` likewise.
+
+    Raises
+    ------
+    OutputPathError
+        Naming ``option``, the path and the model directory.
+    """
+    path = Path(path)
+    for place in (path.resolve(), *path.resolve().parents):
+        if (place / METADATA_FILE).is_file() and (
+            (place / SERVING_FILE).is_file() or (place / ROUTER_FILE).is_file()
+        ):
+            raise OutputPathError(
+                f"{option} {path} is inside the model directory {place}, which is never "
+                "modified once written; name a place outside it"
+            )
+
+
 # A file name's limit where the file system does not say (Linux's ext4, xfs, btrfs: 255 bytes).
 NAME_MAX = 255
 

@@ -40,6 +40,7 @@ from model.artifact import (
     OutputPathError,
     check_name_lengths,
     check_not_directory_name,
+    check_not_in_model_dir,
     check_not_input,
     check_utf8_name,
     check_writable,
@@ -998,6 +999,7 @@ def evaluate(
             check_not_directory_name(report, "--report", "report.json")
             check_utf8_name(report, "--report")
             check_writable(report, "--report")  # before the scoring it would waste
+            check_not_in_model_dir(report, "--report")
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col
         )
@@ -1137,7 +1139,10 @@ def predict(
     # only each head's, where the API answers it and label writes it).
     suggestion = {**result.model_dump(), "decision": result.decision}
     order = ("department", "category", "decision", "similar", "co_departments", "model_version")
-    write_json({k: suggestion[k] for k in order})
+    from model.text import normalize, simplified_chars
+
+    read_as = simplified_chars(normalize(f"{title or ''} {text}"), router.config.script)
+    write_json({**{k: suggestion[k] for k in order}, "simplified": read_as})
 
 
 class _RowsPerSecond(ProgressColumn):
@@ -2519,6 +2524,7 @@ def drift(
             "--out",
             inside_advice="name a file outside it (a model directory is not changed after training)",
         )
+        check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
         records = _feedback_records(settings, since, with_decision=True)
         report = run_drift(router, metadata, records, _utc(since))

@@ -48,6 +48,7 @@ from model.artifact import (
     ROUTER_FILE,
     ModelLoadError,
     check_name_lengths,
+    check_not_in_model_dir,
     check_not_input,
     check_utf8_name,
     check_writable,
@@ -852,6 +853,7 @@ def label(
     ]
     check_name_lengths(output, [*written_files(output), *temporary], "--out")
     check_writable(output, "--out")  # a directory, or a place no file can be made
+    check_not_in_model_dir(output, "--out")
     if chunk_size < 1:
         raise LabelError(f"--chunk-size must be at least 1, got {chunk_size}")
     if jobs is not None and jobs < 1:

@@ -401,3 +401,37 @@ def test_a_name_one_byte_too_long_is_refused_in_the_singular(tmp_path: Path) -> 
         with pytest.raises(OutputPathError) as refused:
             check_name_lengths(given, [given], "--out")
         assert said in str(refused.value), str(refused.value)
+
+
+def test_no_output_is_written_inside_a_model_directory(tiny_model_dir, tmp_path):
+    # `paidan drift --out models/v1/drift.json` wrote into a version other than the one it
+    # compared, and `label --out` and `evaluate --report` could do the same: a model directory is
+    # never modified once written.
+    from typer.testing import CliRunner
+
+    from model.artifact import OutputPathError, check_not_in_model_dir
+    from paidan.cli import app
+
+    model = tmp_path / "models" / "v1"
+    shutil.copytree(tiny_model_dir, model)
+    for path in (model / "drift.json", model / "sub" / "report.json", model):
+        with pytest.raises(OutputPathError, match=r"is inside the model directory .*v1, which"):
+            check_not_in_model_dir(path, "--out")
+    check_not_in_model_dir(tmp_path / "models" / "drift.json", "--out")  # beside it: fine
+    other = tmp_path / "models" / "v2"
+    shutil.copytree(tiny_model_dir, other)
+    said = CliRunner().invoke(
+        app,
+        ["drift", "--since", "2026-01-01", "--model", str(other), "--out", str(model / "d.json")],
+        env={"PAIDAN_DATA_DIR": str(tmp_path / "var")},
+    )
+    assert said.exit_code == 2 and "inside the model directory" in " ".join(said.output.split())
+    data = tmp_path / "t.csv"
+    data.write_text("id,text\n1,路灯坏了\n", encoding="utf-8")
+    said = CliRunner().invoke(
+        app, ["label", str(data), "--model", str(tiny_model_dir), "--out", str(model / "l.csv")]
+    )
+    assert said.exit_code == 2 and "inside the model directory" in " ".join(said.output.split())
+    assert sorted(p.name for p in model.iterdir()) == sorted(
+        p.name for p in tiny_model_dir.iterdir()
+    )
