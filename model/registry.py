@@ -67,9 +67,16 @@ class RegistryWriteError(OSError):
 
 
 class _Unchecked(Enum):
-    """:func:`set_current`'s default ``expected``: whatever is current."""
+    """:func:`set_current`'s ``expected`` beyond a version: whatever is current (the default), or
+    a pointer that cannot be read (:data:`UNREADABLE_POINTER`), which a forced promotion
+    replaces."""
 
     ANY = "any"
+    UNREADABLE = "unreadable"
+
+
+UNREADABLE_POINTER = _Unchecked.UNREADABLE
+PointerCheck = _Unchecked  # the type of UNREADABLE_POINTER, for callers that pass it on
 
 
 def versions(root: str | Path) -> list[str]:
@@ -142,7 +149,7 @@ def _unreadable_version(path: Path, e: OSError) -> ModelLoadError:
 
 
 def pointer_version(root: str | Path) -> str | None:
-    """The version ``root/current`` names, or ``None`` when there is no ``current`` (or it is empty).
+    """The version ``root/current`` names, or ``None`` when there is no ``current``.
 
     ``current`` is a file holding a version's name, as :func:`set_current` writes it. A symlink to
     a version directory under ``root`` (``ln -sfn VERSION current``, a rollback by hand) names that
@@ -172,7 +179,14 @@ def pointer_version(root: str | Path) -> str | None:
         raise ModelLoadError(
             f"{pointer} cannot be read: {getattr(e, 'strerror', None) or e}"
         ) from None
-    return name or None
+    if not name:
+        # Read as no pointer, it made the newest version current, never promoted (a challenger
+        # the rule refused, a set-rules draft), with no word from the server or `models list`.
+        raise ModelLoadError(
+            f"{pointer} is empty (a write cut short, or a file truncated by hand): it names no "
+            "version; make one current with `paidan models promote VERSION --force`"
+        )
+    return name
 
 
 def _linked_version(root: Path, pointer: Path) -> str:
@@ -385,12 +399,23 @@ def set_current(
     with _locked(root):
         if version not in versions(root):
             raise ModelLoadError(f"no model version {version!r} under {root}")
-        previous = _pointer(root)
-        if expected is not _Unchecked.ANY and previous != expected:
-            raise CurrentChangedError(
-                f"another promotion (or a rollback) changed current from {expected or 'none'} "
-                f"to {previous} meanwhile; {version} was not made current"
-            )
+        try:
+            previous = _pointer(root)
+        except ModelLoadError:
+            if expected is not _Unchecked.UNREADABLE:
+                raise
+            previous = None  # replaced, as a forced promotion asked; nothing to record
+        else:
+            if expected is _Unchecked.UNREADABLE:
+                raise CurrentChangedError(
+                    f"another promotion (or a rollback) repaired current meanwhile (it names "
+                    f"{previous}); {version} was not made current"
+                )
+            if expected is not _Unchecked.ANY and previous != expected:
+                raise CurrentChangedError(
+                    f"another promotion (or a rollback) changed current from "
+                    f"{expected or 'none'} to {previous} meanwhile; {version} was not made current"
+                )
         if record and previous is not None and previous != version:
             state = read_state(root)
             state["history"] = [*state["history"], previous][-MAX_HISTORY:]

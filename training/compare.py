@@ -717,7 +717,21 @@ def promote_checked(
             raise ModelLoadError(f"{version} cannot be made current: {e}") from None
     # The evaluation below runs outside the registry lock (it takes a while); the pointer is
     # moved only if it still names this champion (compare-and-swap), see _commit.
-    seen = registry.current_version(root)
+    try:
+        seen = registry.current_version(root)
+    except ModelLoadError as e:
+        # A pointer that cannot be read (empty, not UTF-8, a symlink elsewhere) names no champion
+        # to compare with; it was "changed from X to None meanwhile", every time, and only
+        # `rm current` let a promotion through. --force replaces it.
+        if not (force and apply):
+            raise ModelLoadError(
+                f"{e}; with no current model to compare {version} with, `paidan models promote "
+                f"{version} --force` replaces the pointer"
+            ) from None
+        _commit(root, version, registry.UNREADABLE_POINTER, record=False)
+        return Decision(
+            version, None, promoted=True, refused=False, reasons=[f"replaced: {e}"], forced=True
+        )
     champion = seen if seen in registry.versions(root) else None
     if champion == version:
         if apply and not (root / registry.CURRENT_FILE).is_file():
@@ -834,7 +848,12 @@ def replace_sample_default(root: str | Path, version: str) -> str | None:
     return seen
 
 
-def _commit(root: Path, version: str, champion: str | None, record: bool = True) -> None:
+def _commit(
+    root: Path,
+    version: str,
+    champion: str | registry.PointerCheck | None,
+    record: bool = True,
+) -> None:
     """Make ``version`` current if ``champion`` still is, else say what changed and what to do."""
     try:
         registry.set_current(root, version, record=record, expected=champion)

@@ -608,6 +608,39 @@ def test_an_unreadable_pointer_is_one_line_naming_it_not_no_pointer(
         assert len(lines) == 1 and "cannot be read: Permission denied" in lines[0], r.output
 
 
+def test_an_empty_pointer_is_refused_and_a_forced_promotion_replaces_it(tmp_path: Path) -> None:
+    # An empty `current` (a write cut short, `: > current`) was read as no pointer: the newest
+    # version, never promoted, was current without a word, and `models promote` failed every time
+    # ("changed current from X to None meanwhile"); only `rm current` let one through.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[0])
+    registry.promote(root, VERSIONS[1])
+    history = registry.read_state(root)["history"]
+    assert history[-1] == VERSIONS[0]
+    pointer = root / registry.CURRENT_FILE
+    pointer.write_text("\n", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=rf"{pointer} is empty .*promote VERSION --force"):
+        registry.current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    listed = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert listed.exit_code == 2 and "is empty" in listed.output, listed.output
+    refused = CliRunner().invoke(app, ["models", "promote", VERSIONS[2]], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert f"promote {VERSIONS[2]} --force` replaces the pointer" in " ".join(
+        refused.output.split()
+    )
+    assert pointer.read_text(encoding="utf-8") == "\n"
+    forced = CliRunner().invoke(app, ["models", "promote", VERSIONS[2], "--force"], env=env)
+    assert forced.exit_code == 0, forced.output
+    assert registry.current_version(root) == VERSIONS[2]
+    # Nothing is recorded for the unreadable pointer: the history is as it was before it.
+    assert registry.read_state(root)["history"] == history
+
+
 def test_the_follower_logs_an_unreadable_pointer_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
