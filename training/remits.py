@@ -111,8 +111,13 @@ def check_remit_columns(name: str, have: Sequence[str]) -> None:
         missing, what, field = "'text'", "the matters a remit covers, in words", "text"
     else:
         return
-    like = like_columns(field, have, ColumnMap()) if field else []
-    rename = f"; rename {quoted(like[0])} to {field}" if like else ""
+    # The column that looks like the missing one, to be renamed (a label column: either label's).
+    rename = ""
+    for wanted in (field,) if field else REMIT_LABELS:
+        like = like_columns(wanted, have, ColumnMap())
+        if like:
+            rename = f"; rename {quoted(like[0])} to {wanted}"
+            break
     raise TicketFileError(
         f"remits file {name}: no column {missing} for {what}; the file has columns {shown} (a "
         "remits file has the columns department or category, or both, text and, optionally, "

@@ -300,6 +300,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
             f"found {', '.join(map(quoted, reader.fieldnames or []))}"
         )
     mapping: LabelMapping = {h: {} for h in LABELS}
+    lines: dict[str, dict[str, int]] = {h: {} for h in LABELS}  # where each rename is written
     for line, raw in enumerate(reader, 2):
         # Cells past the header (a trailing comma Excel wrote) come under the key None, as a list.
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if isinstance(k, str)}
@@ -318,6 +319,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
                     f"{mask_label(mapping[h][old])!r} and {mask_label(new)!r}"
                 )
             mapping[h][old] = new
+            lines[h].setdefault(old, line)
     for h, renames in mapping.items():
         # A label mapped to itself is kept as it is: a full table of the taxonomy may list them.
         for old in [o for o, n in renames.items() if o == n]:
@@ -327,17 +329,24 @@ def read_mapping(path: str | Path) -> LabelMapping:
             target = renames[old]
             while target in renames and target != old:
                 if target in seen:
-                    raise MappingFileError(
-                        f"{path}: the {h} mapping has a cycle through {mask_label(old)!r}"
-                    )
+                    raise MappingFileError(_cycle(path, h, old, seen, lines[h]))
                 seen.add(target)
                 target = renames[target]
             if target == old:
-                raise MappingFileError(
-                    f"{path}: the {h} mapping has a cycle through {mask_label(old)!r}"
-                )
+                raise MappingFileError(_cycle(path, h, old, seen, lines[h]))
             renames[old] = target
     return {h: m for h, m in mapping.items() if m}
+
+
+def _cycle(path: str | Path, head: str, old: str, seen: set[str], lines: dict[str, int]) -> str:
+    """A mapping's cycle through ``old``, with the lines that write it: "has a cycle" alone left
+    the file to be searched by hand, where every other refusal names its line."""
+    where = sorted(lines[label] for label in seen if label in lines)
+    said = ", ".join(str(n) for n in where)
+    return (
+        f"{path} line{'s' if len(where) > 1 else ''} {said}: the {head} mapping has a cycle "
+        f"through {mask_label(old)!r}; a label may be renamed, not renamed back"
+    )
 
 
 def merge_mappings(inherited: LabelMapping, given: LabelMapping | None) -> LabelMapping:

@@ -172,6 +172,17 @@ def test_a_mapping_cycle_quotes_its_label_masked(tmp_path: Path, rows: list[list
     assert "13987654321" not in said and "１３９８７６５４３２１" not in said, said
 
 
+def test_a_mapping_cycle_names_the_lines_that_write_it(tmp_path: Path) -> None:
+    # "the department mapping has a cycle through 'a'" named no line, where every other refusal
+    # of a mapping file does.
+    rows = [["x", "y"], ["a", "b"], ["k", "l"], ["b", "c"], ["c", "a"]]
+    with pytest.raises(MappingFileError) as e:
+        read_mapping(write_mapping(tmp_path / "m.csv", rows, ["old", "new"]))
+    said = str(e.value)
+    assert said.startswith(f"{tmp_path / 'm.csv'} lines 3, 5, 6: the department mapping"), said
+    assert "renamed, not renamed back" in said
+
+
 def test_mapping_files_as_spreadsheets_write_them(tmp_path: Path) -> None:
     # Excel's "CSV" in China is GB18030; a full taxonomy table lists unchanged labels too.
     gb = tmp_path / "m.csv"
