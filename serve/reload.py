@@ -152,6 +152,23 @@ def files_stamp(model_dir: Path) -> tuple[tuple[str, int, int, int], ...] | None
     return tuple(sorted(stamp))
 
 
+def _behind(
+    root: Path,
+    pointer: str | None,
+    refused: tuple[str, Any] | None,
+    reported: tuple[str, str] | None,
+) -> str | None:
+    """Why the server does not serve what ``root/current`` names, or ``None``."""
+    if (problem := _POINTER_PROBLEMS.get(root)) is not None:
+        return f"{root / CURRENT_FILE} cannot be followed: {problem}"
+    if pointer is not None and reported is not None and reported[0] == pointer:
+        if not reported[1]:
+            return f"{root / CURRENT_FILE} names {pointer!r}, which is not a version"
+        if refused is not None and refused[0] == pointer:
+            return f"{root / CURRENT_FILE} names {pointer}, which cannot be loaded: {reported[1]}"
+    return None
+
+
 async def follow_pointer(
     app: Any,
     root: Path,
@@ -177,6 +194,10 @@ async def follow_pointer(
         # Re-read each time: an admin reload may have swapped the model meanwhile.
         served = getattr(app.state.router, "version", None)
         pointer = read_pointer(root)
+        # What /readyz says: the server kept its model while `current` could not be read, named
+        # no version or a model that would not load, and said "ready" all the while (only an
+        # ERROR line showed it).
+        app.state.behind_current = _behind(root, pointer, refused, reported)
         if pointer is None or pointer == seen:
             continue
         if pointer == served:
@@ -188,6 +209,7 @@ async def follow_pointer(
                 logger.error(
                     "%s names %r, which is not a version; ignoring it", root / CURRENT_FILE, pointer
                 )
+            app.state.behind_current = _behind(root, pointer, refused, reported)
             continue
         stamp = await run_in_threadpool(files_stamp, root / pointer)
         if refused == (pointer, stamp):
@@ -205,5 +227,7 @@ async def follow_pointer(
                     e,
                     served,
                 )
+            app.state.behind_current = _behind(root, pointer, refused, reported)
             continue
         seen, refused, reported = pointer, None, None
+        app.state.behind_current = None

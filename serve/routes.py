@@ -379,10 +379,12 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
         database = await anyio.to_thread.run_sync(db.check, limiter=_probe_threads(request))
+        behind = getattr(request.app.state, "behind_current", None)
         return Readiness(
-            status="ready" if database["ok"] else "degraded",
+            status="ready" if database["ok"] and behind is None else "degraded",
             model_version=router.version,
             database=database,
+            behind_current=behind,
         )
 
     # Load balancers probe with HEAD too (it was a 405); the same answer without a body.

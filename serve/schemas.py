@@ -508,3 +508,9 @@ class Readiness(BaseModel):
     status: Literal["ready", "degraded"]
     model_version: str
     database: dict[str, Any]
+    behind_current: str | None = Field(
+        None,
+        description="Why this server keeps serving `model_version` while the registry's "
+        "`current` names another model or cannot be read (`status` is then `degraded`); null "
+        "when it serves what `current` names, or does not follow it (a pinned model)",
+    )

@@ -103,6 +103,37 @@ def test_broken_model_keeps_the_old_one_serving(
         wait_for(client, "v2")
 
 
+def test_readyz_says_the_server_is_behind_current_and_why(root: Path, tmp_path: Path) -> None:
+    # While the workers refused `current` (a damaged model, an unreadable pointer), /readyz said
+    # "ready": only an ERROR line showed the server was not serving what `current` names.
+    def ready(client: TestClient) -> dict[str, Any]:
+        r = client.get("/readyz")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_until(client: TestClient, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + 30
+        while not check(body := ready(client)):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+        return body
+
+    with make_app(root, tmp_path) as client:
+        body = ready(client)
+        assert body["status"] == "ready" and body["behind_current"] is None
+        registry.promote(root, "v3")  # damaged
+        body = wait_until(client, lambda b: b["behind_current"] is not None)
+        assert body["status"] == "degraded" and body["model_version"] == "v1"
+        assert "names v3, which cannot be loaded" in body["behind_current"], body
+        (root / registry.CURRENT_FILE).write_text("", encoding="utf-8")  # unreadable: empty
+        body = wait_until(client, lambda b: "is empty" in (b["behind_current"] or ""))
+        assert body["status"] == "degraded"
+        registry.set_current(root, "v2", record=False, expected=registry.UNREADABLE_POINTER)
+        wait_for(client, "v2")
+        body = wait_until(client, lambda b: b["behind_current"] is None)
+        assert body["status"] == "ready"
+
+
 def test_a_refused_version_is_tried_again_once_its_files_change(
     root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
