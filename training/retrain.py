@@ -971,6 +971,9 @@ def retrain(
                 f"{EVAL_FRACTION:.0%} of {', '.join(display_name(name) for _, name in named)}",
             )
             hist, result.eval_frozen_now = rest, True
+            # Counted with the frozen tickets left out below, as every later retrain counts
+            # them: the first said "53 left out" (feedback only), the next "279" (history too).
+            result.eval_excluded = len(held)
         except FileExistsError:
             # Another retrain froze one meanwhile: use it (its tickets are left out below).
             logger.info("another retrain froze the evaluation set meanwhile; using it")
@@ -1014,7 +1017,7 @@ def retrain(
     is_eval = id_keys(rows["id"]).isin(frozen) | rows["text"].map(
         lambda t: ticket_key(None, t)
     ).isin(frozen)
-    result.eval_excluded = int(is_eval.sum())
+    result.eval_excluded += int(is_eval.sum())
     rows = rows[~is_eval].reset_index(drop=True)
 
     # Only the rows given now: an inherited rename whose old label has gone is what it did.

@@ -1609,7 +1609,9 @@ def test_the_first_retrain_on_a_category_only_history_sets_aside_its_evaluation_
     assert set(frozen["category"]) == {"劳动保障", "环境", "城建"}  # stratified by category
     assert (frozen["department"].fillna("") == "").all()
     assert set(model_heads(root, result.version)) == {"category"}
-    assert result.eval_excluded == 0 and result.rows["history"] == 36 - len(frozen)
+    # The tickets frozen now are counted as left out, as every later retrain counts them (the
+    # first said 0 here, the next the whole frozen set).
+    assert result.eval_excluded == len(frozen) and result.rows["history"] == 36 - len(frozen)
 
 
 def test_retrain_warns_of_a_title_column_left_unmapped_as_train_does(
