@@ -75,7 +75,11 @@ def report_served(model_dir: str | Path) -> None:
 
 def replacement_start() -> Path | None:
     """The model directory this worker starts from when it replaces a dead one: the model the
-    other workers serve, which it then leaves for ``current`` as they do (``None``: ``current``)."""
+    other workers serve, which it then leaves for ``current`` as they do (``None``: ``current``).
+
+    A worker that cannot load it (deleted, unreadable) starts from ``current`` instead
+    (serve/app.py); a pinned server's workers load the pinned model and never this one.
+    """
     return Path(_start_from) if _start_from else None
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -369,6 +371,40 @@ def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_paus
     gaps = [b - a for a, b in itertools.pairwise(started)]
     assert 4 <= len(started) <= 7 and gaps == sorted(gaps) and gaps[0] >= 1, started
     assert waiting_open == 0  # closed while the slot waits: the kernel sends no one there
+
+
+def test_a_successor_whose_start_model_is_gone_starts_from_current_unless_pinned(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The model the other workers had served was deleted (gc ran between a crash and the
+    # successors' leases): every successor failed on it ("ModelLoadError: …/v1 is not a
+    # directory"), starting again after up to a minute, for ever, whatever `current` named.
+    from fastapi.testclient import TestClient
+
+    from model import registry
+    from model.artifact import ModelLoadError
+    from model.settings import Settings
+    from serve.app import create_app
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v2", record=False)
+    shutil.rmtree(root / "v1")
+    monkeypatch.setattr(workers, "_start_from", str(root / "v1"))  # what the supervisor hands it
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
+    app: Any = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="serve.app"), TestClient(app) as client:
+        assert app.state.model_dir == root / "v2"
+        assert client.get("/readyz").status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "serve.app"]
+    assert len(warnings) == 1, warnings
+    assert f"cannot load {root / 'v1'}, the model the other workers serve" in warnings[0]
+    assert f"starting from {root / 'v2'}, which {root / 'current'} names" in warnings[0]
+    # Pinned: a successor loads the pinned model or nothing, never `current` (nor start_from).
+    with pytest.raises(ModelLoadError), TestClient(create_app(settings, model_dir=root / "v1")):
+        pass
 
 
 def running(pids: set[int]) -> set[int]:
