@@ -453,22 +453,41 @@ class Supervisor:
             worker.process.join()
 
     def _replace_all(self) -> None:
-        """SIGHUP: a successor per slot, serving before its predecessor stops."""
-        logger.info("SIGHUP: replacing %d workers one at a time", len(self._slots))
+        """SIGHUP: a successor per slot, serving before its predecessor stops.
+
+        A slot waiting to start another worker (its successors died before serving) gets one now,
+        from ``current`` as the others do: it was skipped, so after a model had been deleted, or
+        ``current`` repaired, the operator's SIGHUP did nothing and the slot waited out its pause
+        (up to :data:`RESTART_MAX_S`) to fail again on the model it had been waiting with.
+        """
+        waiting = sum(at is not None for at in self._restart_at)
+        logger.info(
+            "SIGHUP: replacing %d workers one at a time%s",
+            len(self._slots),
+            f" ({waiting} of them waiting to start again)" if waiting else "",
+        )
         for slot, old in enumerate(self._slots):
-            if self._restart_at[slot] is not None:
-                continue  # a dead worker whose successor is due later, from the model served then
-            new = self._start(slot)
+            waits = self._restart_at[slot] is not None
+            try:
+                new = self._start(slot)
+            except OSError as e:  # a waiting slot's socket could not be made again
+                logger.error("cannot listen for another worker (%s); trying again later", e)
+                continue
             if not self._wait_ready(new):
                 if not self._stop.is_set():  # else: shutting down, not a failed start
                     logger.error(
-                        "replacement worker [%d] did not start; keeping [%d]",
+                        "replacement worker [%d] did not start; %s",
                         new.process.pid,
-                        old.process.pid,
+                        "its slot waits to start another"
+                        if waits
+                        else f"keeping [{old.process.pid}]",
                     )
                 self._stop_worker(new)
+                if waits:  # closed again while the slot waits, as _replace_dead leaves it
+                    self.sockets[slot].close()
                 continue
             self._slots[slot] = new
+            self._restart_at[slot] = None
             self._stop_worker(old)
 
     def run(self) -> None:

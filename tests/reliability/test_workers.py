@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import psutil
@@ -371,6 +371,63 @@ def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_paus
     gaps = [b - a for a, b in itertools.pairwise(started)]
     assert 4 <= len(started) <= 7 and gaps == sorted(gaps) and gaps[0] >= 1, started
     assert waiting_open == 0  # closed while the slot waits: the kernel sends no one there
+
+
+def test_sighup_starts_a_worker_at_once_in_a_slot_waiting_to_start_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SIGHUP skipped the slots waiting out their pause after failed starts: with every worker
+    # failing on a deleted model, the operator's SIGHUP after repairing `current` logged
+    # "SIGHUP: replacing 2 workers one at a time" and did nothing; the port refused every
+    # connection, /readyz included, until a restart.
+    clock = [100.0]
+    monkeypatch.setattr(workers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 2)
+    loads = [True]  # whether a worker started now loads its model and serves
+
+    class Fake:  # a worker process that serves, or exits before serving
+        pid = exitcode = 0
+
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            self.ready, self.start_from, self.alive = args[2], args[4], True
+
+        def start(self) -> None:
+            if loads[0]:
+                self.ready.set()
+            else:
+                self.alive = False
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            self.alive = False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Fake))
+    try:
+        supervisor._slots = [supervisor._start(slot) for slot in range(2)]
+        loads[0] = False
+        for worker in supervisor._slots:
+            worker.process.terminate()  # kill -9, and the model they served is gone
+        supervisor._replace_dead()  # at once: they had served
+        supervisor._replace_dead()  # those died before serving: both slots wait
+        assert all(at is not None for at in supervisor._restart_at)
+        supervisor._replace_all()  # nothing repaired yet: they go on waiting, sockets closed
+        assert all(at is not None for at in supervisor._restart_at)
+        assert all(sock.fileno() == -1 for sock in supervisor.sockets)
+        loads[0] = True  # `current` repaired
+        supervisor._replace_all()
+        assert supervisor._restart_at == [None, None]
+        assert all(w.process.is_alive() and w.ready.is_set() for w in supervisor._slots)
+        assert all(cast(Fake, w.process).start_from is None for w in supervisor._slots)  # current
+        assert all(sock.fileno() != -1 for sock in supervisor.sockets)
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
 
 
 def test_a_successor_whose_start_model_is_gone_starts_from_current_unless_pinned(
