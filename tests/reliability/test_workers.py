@@ -373,6 +373,97 @@ def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_paus
     assert waiting_open == 0  # closed while the slot waits: the kernel sends no one there
 
 
+def test_the_supervisor_leases_the_model_its_next_workers_start_from(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Only the workers leased the model they served: both killed at once (the OOM killer), a gc
+    # in the gap before their successors' leases deleted it, though it was what they load.
+    from model import registry
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v3", record=False)  # v1 and v2: neither current nor previous
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 2, model_root=root)
+    try:
+        for slot in supervisor._served:  # both workers reported v1, then died: no worker runs
+            slot.value = os.fsencode(root / "v1")
+        supervisor._lease_served()
+        assert registry.gc(root, keep=1) == (["v2"], ["v1"])
+        for slot in supervisor._served:  # the next workers followed `current` to v3
+            slot.value = os.fsencode(root / "v3")
+        supervisor._lease_served()
+        assert registry.gc(root, keep=1) == (["v1"], [])  # released once no worker names it
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
+        for held in supervisor._leases.values():
+            held.release()
+
+
+@pytest.mark.slow
+def test_workers_killed_together_come_back_after_a_gc_and_a_sighup_after_a_repair(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The exploratory tester's run: workers on v1, `current` written by hand to a damaged v3 (both
+    # refuse it), both workers killed, gc at once deleted v1, and every successor failed on it,
+    # for ever; repairing `current` did not help, and SIGHUP did nothing.
+    from model import registry
+    from model.artifact import ROUTER_FILE
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v1", record=False)
+    (root / "v3" / ROUTER_FILE).chmod(0o644)
+    with open(root / "v3" / ROUTER_FILE, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    server = live_server_factory(
+        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    port = port_of(server)
+    registry.set_current(root, "v3", record=False)  # by hand: not recorded, v1 is not previous
+    wait_until(
+        lambda: server.logs().count("cannot switch to model v3") == 2, "both refusals", server
+    )
+    time.sleep(2 * workers.POLL_S)  # the supervisor's lease follows within a poll
+
+    def kill_both() -> None:
+        pids = worker_pids(server, port)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not running(pids), "the workers' death", server)
+
+    kill_both()
+    assert registry.gc(root, keep=1) == (["v2"], ["v1"])  # before the successors' leases
+    wait_until(
+        lambda: server.logs().count(f"loaded from {root / 'v1'}") == 4,
+        "both successors serving v1",
+        server,
+    )
+    # v1 deleted by hand (gc could not): the successors fall back to `current`, still damaged.
+    kill_both()
+    shutil.rmtree(root / "v1")
+    wait_until(
+        lambda: server.logs().count("the model the other workers serve") >= 2,
+        "both successors' fallback to current",
+        server,
+    )
+    wait_until(lambda: "starting another in" in server.logs(), "a slot waiting", server)
+    (root / "v3" / ROUTER_FILE).unlink()
+    shutil.copyfile(tiny_model_dir / ROUTER_FILE, root / "v3" / ROUTER_FILE)  # current repaired
+    os.kill(server.proc.pid, signal.SIGHUP)
+    wait_until(
+        lambda: server.logs().count(f"loaded from {root / 'v3'}") == 2,
+        "both workers serving v3",
+        server,
+    )
+    with httpx2.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(10):  # a new connection each: both sockets are served
+            r = client.get("/readyz", headers={"Connection": "close"})
+            assert r.status_code == 200, r.text
+
+
 def test_sighup_starts_a_worker_at_once_in_a_slot_waiting_to_start_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
