@@ -14,7 +14,8 @@ are neither lost nor reset.
 
 Signals to the supervisor: SIGINT or SIGTERM stops every worker gracefully (each finishes the
 requests it has); SIGHUP replaces the workers one at a time, each successor serving before its
-predecessor is stopped, so new workers load the current model without a moment with fewer workers.
+predecessor is stopped, so new workers load the current model without a moment with fewer workers
+(and starts one at once in a slot waiting to start again after failed starts).
 """
 
 from __future__ import annotations
