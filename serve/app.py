@@ -25,7 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ModelLoadError, load_serving_router
-from model.registry import current_dir, lease, named_model, names_current
+from model.registry import CURRENT_FILE, Lease, current_dir, lease, named_model, names_current
 from model.router import Router
 from model.settings import Settings, load_settings
 from model.startup import startup
@@ -115,19 +115,42 @@ def create_app(
         # A worker replacing a dead one under --workers N starts from the model the others serve
         # (a `current` they refused failed its every start) and follows `current` from there.
         start_from = None if pinned else replacement_start()
-        path = start_from or resolve_model_dir(settings, model_dir)
 
-        # Leased first, so that `paidan models gc` does not delete it while it is served (each
-        # worker holds its own lease; serve.reload moves it with the model).
-        app.state.lease = await run_in_threadpool(lease, settings.model_root, path)
+        def lease_and_load(path: Path) -> tuple[Path, Lease, tuple[Router, dict[str, Any]]]:
+            # Leased first, so that `paidan models gc` does not delete it while it is served (each
+            # worker holds its own lease; serve.reload moves it with the model).
+            held = lease(settings.model_root, path)
+            try:
+                # The model lives as long as the process: startup() freezes it once it is loaded,
+                # so that no full collection walks it (serve.reload.freeze_heap).
+                with startup():
+                    router, metadata = router_loader(path, settings.model_root)
+                    router.warm_up()  # jieba's dictionary and the feature names, once per worker
+            except BaseException:
+                held.release()
+                raise
+            return path, held, (router, metadata)
 
-        def load() -> tuple[Router, dict[str, Any]]:
-            # The model lives as long as the process: startup() freezes it once it is loaded, so
-            # that no full collection walks it (serve.reload.freeze_heap).
-            with startup():
-                router, metadata = router_loader(path, settings.model_root)
-                router.warm_up()  # jieba's dictionary and the feature names, once per worker
-            return router, metadata
+        def load() -> tuple[Path, Lease, tuple[Router, dict[str, Any]]]:
+            if start_from is None:
+                return lease_and_load(resolve_model_dir(settings, model_dir))
+            try:
+                return lease_and_load(start_from)
+            except Exception as e:
+                # The others' model gone (deleted by hand, or by gc while no process leased it)
+                # or unreadable: every successor failed on it, for ever, whatever `current` named.
+                current = resolve_model_dir(settings, model_dir)
+                if current.resolve() == start_from.resolve():
+                    raise
+                logger.warning(
+                    "replacement worker: cannot load %s, the model the other workers serve (%s); "
+                    "starting from %s, which %s names",
+                    start_from,
+                    e,
+                    current,
+                    settings.model_root / CURRENT_FILE,
+                )
+            return lease_and_load(current)
 
         db = Database(
             settings.resolved_database_url, migrate=migrate, retry_interval=SCHEMA_RETRY_S
@@ -140,9 +163,12 @@ def create_app(
         for outcome in (loaded, database):
             if isinstance(outcome, BaseException):
                 db.dispose()
-                app.state.lease.release()
+                if not isinstance(loaded, BaseException):
+                    loaded[1].release()
                 raise outcome
-        app.state.router, app.state.metadata = cast(tuple[Router, dict[str, Any]], loaded)
+        path, app.state.lease, (app.state.router, app.state.metadata) = cast(
+            tuple[Path, Lease, tuple[Router, dict[str, Any]]], loaded
+        )
         # app.state is the one place the model is kept: this frame lives as long as the app
         # (suspended at the yield below), and a local here kept the start-up model in memory, and
         # its files open, after a reload had replaced it.
@@ -175,7 +201,7 @@ def create_app(
         follower = (
             None
             if pinned
-            else _start_follower(app, settings, path, router_loader, start_from is not None)
+            else _start_follower(app, settings, path, router_loader, path == start_from)
         )
         remove_sighup = install_sighup(app)  # SIGHUP: reload current or the pinned model (admin)
         try:

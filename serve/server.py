@@ -226,9 +226,10 @@ def run(
             sock.close()
         return
     # A chosen model (--model, PAIDAN_MODEL_DIR) is what every worker the supervisor starts, now or
-    # to replace one, loads: lease it for as long as the supervisor runs. A server that follows
-    # `current` starts each worker from whatever `current` names then (after a SIGHUP or a crash
-    # too), and each worker leases the model it serves.
+    # to replace one, loads: lease it for as long as the supervisor runs, from before the check. A
+    # server that follows `current` starts its workers from `current` (at start-up and on SIGHUP)
+    # and a dead one's successor from the model the others serve, which the supervisor leases
+    # (serve/workers.py); each worker also leases the model it serves.
     held = lease(settings.model_root, model_dir) if pinned else None
     own_multiproc = MULTIPROC_ENV not in os.environ
     try:
@@ -248,7 +249,7 @@ def run(
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).
-        supervisor = Supervisor(config, workers)
+        supervisor = Supervisor(config, workers, settings.model_root)
         if announce is not None:
             announce()
         supervisor.run()

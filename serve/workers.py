@@ -14,7 +14,8 @@ are neither lost nor reset.
 
 Signals to the supervisor: SIGINT or SIGTERM stops every worker gracefully (each finishes the
 requests it has); SIGHUP replaces the workers one at a time, each successor serving before its
-predecessor is stopped, so new workers load the current model without a moment with fewer workers.
+predecessor is stopped, so new workers load the current model without a moment with fewer workers
+(and starts one at once in a slot waiting to start again after failed starts).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from typing import Any
 
 import uvicorn
 
+from model.artifact import ModelLoadError
+from model.registry import Lease, lease
 from model.startup import signal_on_parent_death, startup
 
 logger = logging.getLogger(__name__)
@@ -75,7 +78,11 @@ def report_served(model_dir: str | Path) -> None:
 
 def replacement_start() -> Path | None:
     """The model directory this worker starts from when it replaces a dead one: the model the
-    other workers serve, which it then leaves for ``current`` as they do (``None``: ``current``)."""
+    other workers serve, which it then leaves for ``current`` as they do (``None``: ``current``).
+
+    A worker that cannot load it (deleted, unreadable) starts from ``current`` instead
+    (serve/app.py); a pinned server's workers load the pinned model and never this one.
+    """
     return Path(_start_from) if _start_from else None
 
 
@@ -343,10 +350,18 @@ class _Worker:
 
 
 class Supervisor:
-    """Start ``workers`` uvicorn workers for ``config``, keep them running, stop them on a signal."""
+    """Start ``workers`` uvicorn workers for ``config``, keep them running, stop them on a signal.
 
-    def __init__(self, config: uvicorn.Config, workers: int) -> None:
+    With ``model_root``, it leases the models its workers serve (:meth:`_lease_served`).
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, workers: int, model_root: str | Path | None = None
+    ) -> None:
         self.config = config
+        self._model_root = model_root
+        # The supervisor's leases, by the model directory a worker reported.
+        self._leases: dict[str, Lease] = {}
         self.sockets = reuseport_sockets(config.host, config.port, config.backlog, workers)
         self._ctx: SpawnContext = multiprocessing.get_context("spawn")
         self._slots: list[_Worker] = []
@@ -400,6 +415,29 @@ class Supervisor:
                 return os.fsdecode(self._served[other].value)
         return os.fsdecode(self._served[slot].value) or None
 
+    def _lease_served(self) -> None:
+        """Lease each model a worker serves or, dead, served last, and release the others'.
+
+        A successor starts from those (:meth:`_served_by_others`), and nothing else leased them
+        between a worker's death and its successor's own lease: two workers killed together (the
+        OOM killer), a `paidan models gc` at that moment deleted the model they had served (not
+        `current`, which they had refused), and every successor failed on it. Called every poll,
+        so a lease follows the workers to a new model within :data:`POLL_S`; until then their own
+        leases hold both. A pinned server's model is leased by serve/server.py as well, from
+        before the first worker starts.
+        """
+        if self._model_root is None:
+            return
+        served = {os.fsdecode(value) for value in (s.value for s in self._served) if value}
+        for path in self._leases.keys() - served:
+            self._leases.pop(path).release()
+        for path in served - self._leases.keys():
+            try:
+                self._leases[path] = lease(self._model_root, path)
+            except ModelLoadError as e:  # deleted meanwhile: its successors start from `current`
+                logger.warning("cannot lease %s for the next workers: %s", path, e)
+                self._leases[path] = Lease()  # said once, not every poll
+
     def _replace_dead(self) -> None:
         """Start a successor for each dead worker: at once for one that had been serving, after a
         pause that doubles up to :data:`RESTART_MAX_S` for one that died before serving.
@@ -407,7 +445,8 @@ class Supervisor:
         The successor starts from the model the other workers serve, not from ``current``: a
         ``current`` the workers had refused (a version copied in part) failed every successor's
         start, every half second for ever, while the dead slot's socket took connections nobody
-        accepted. While a slot waits, its socket is closed: the kernel gives new connections to the
+        accepted. That model is leased here (:meth:`_lease_served`); a successor that cannot load
+        it all the same starts from ``current`` (serve/app.py). While a slot waits, its socket is closed: the kernel gives new connections to the
         other workers' sockets instead, and those waiting on it are reset rather than left hanging.
         """
         now = time.monotonic()
@@ -449,22 +488,41 @@ class Supervisor:
             worker.process.join()
 
     def _replace_all(self) -> None:
-        """SIGHUP: a successor per slot, serving before its predecessor stops."""
-        logger.info("SIGHUP: replacing %d workers one at a time", len(self._slots))
+        """SIGHUP: a successor per slot, serving before its predecessor stops.
+
+        A slot waiting to start another worker (its successors died before serving) gets one now,
+        from ``current`` as the others do: it was skipped, so after a model had been deleted, or
+        ``current`` repaired, the operator's SIGHUP did nothing and the slot waited out its pause
+        (up to :data:`RESTART_MAX_S`) to fail again on the model it had been waiting with.
+        """
+        waiting = sum(at is not None for at in self._restart_at)
+        logger.info(
+            "SIGHUP: replacing %d workers one at a time%s",
+            len(self._slots),
+            f" ({waiting} of them waiting to start again)" if waiting else "",
+        )
         for slot, old in enumerate(self._slots):
-            if self._restart_at[slot] is not None:
-                continue  # a dead worker whose successor is due later, from the model served then
-            new = self._start(slot)
+            waits = self._restart_at[slot] is not None
+            try:
+                new = self._start(slot)
+            except OSError as e:  # a waiting slot's socket could not be made again
+                logger.error("cannot listen for another worker (%s); trying again later", e)
+                continue
             if not self._wait_ready(new):
                 if not self._stop.is_set():  # else: shutting down, not a failed start
                     logger.error(
-                        "replacement worker [%d] did not start; keeping [%d]",
+                        "replacement worker [%d] did not start; %s",
                         new.process.pid,
-                        old.process.pid,
+                        "its slot waits to start another"
+                        if waits
+                        else f"keeping [{old.process.pid}]",
                     )
                 self._stop_worker(new)
+                if waits:  # closed again while the slot waits, as _replace_dead leaves it
+                    self.sockets[slot].close()
                 continue
             self._slots[slot] = new
+            self._restart_at[slot] = None
             self._stop_worker(old)
 
     def run(self) -> None:
@@ -504,6 +562,7 @@ class Supervisor:
                 port,
             )
             while not self._stop.wait(POLL_S):
+                self._lease_served()
                 if self._reload.is_set():
                     self._reload.clear()
                     self._replace_all()
@@ -516,6 +575,9 @@ class Supervisor:
                 self._stop_worker(worker)
             for sock in self.sockets:
                 sock.close()
+            for held in self._leases.values():
+                held.release()
+            self._leases.clear()
             os.environ.pop(SUPERVISOR_ENV, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

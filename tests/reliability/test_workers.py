@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -17,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import psutil
@@ -369,6 +371,188 @@ def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_paus
     gaps = [b - a for a, b in itertools.pairwise(started)]
     assert 4 <= len(started) <= 7 and gaps == sorted(gaps) and gaps[0] >= 1, started
     assert waiting_open == 0  # closed while the slot waits: the kernel sends no one there
+
+
+def test_the_supervisor_leases_the_model_its_next_workers_start_from(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Only the workers leased the model they served: both killed at once (the OOM killer), a gc
+    # in the gap before their successors' leases deleted it, though it was what they load.
+    from model import registry
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v3", record=False)  # v1 and v2: neither current nor previous
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 2, model_root=root)
+    try:
+        for slot in supervisor._served:  # both workers reported v1, then died: no worker runs
+            slot.value = os.fsencode(root / "v1")
+        supervisor._lease_served()
+        assert registry.gc(root, keep=1) == (["v2"], ["v1"])
+        for slot in supervisor._served:  # the next workers followed `current` to v3
+            slot.value = os.fsencode(root / "v3")
+        supervisor._lease_served()
+        assert registry.gc(root, keep=1) == (["v1"], [])  # released once no worker names it
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
+        for held in supervisor._leases.values():
+            held.release()
+
+
+@pytest.mark.slow
+def test_workers_killed_together_come_back_after_a_gc_and_a_sighup_after_a_repair(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The exploratory tester's run: workers on v1, `current` written by hand to a damaged v3 (both
+    # refuse it), both workers killed, gc at once deleted v1, and every successor failed on it,
+    # for ever; repairing `current` did not help, and SIGHUP did nothing.
+    from model import registry
+    from model.artifact import ROUTER_FILE
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v1", record=False)
+    (root / "v3" / ROUTER_FILE).chmod(0o644)
+    with open(root / "v3" / ROUTER_FILE, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    server = live_server_factory(
+        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    )
+    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
+    port = port_of(server)
+    registry.set_current(root, "v3", record=False)  # by hand: not recorded, v1 is not previous
+    wait_until(
+        lambda: server.logs().count("cannot switch to model v3") == 2, "both refusals", server
+    )
+    time.sleep(2 * workers.POLL_S)  # the supervisor's lease follows within a poll
+
+    def kill_both() -> None:
+        pids = worker_pids(server, port)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not running(pids), "the workers' death", server)
+
+    kill_both()
+    assert registry.gc(root, keep=1) == (["v2"], ["v1"])  # before the successors' leases
+    wait_until(
+        lambda: server.logs().count(f"loaded from {root / 'v1'}") == 4,
+        "both successors serving v1",
+        server,
+    )
+    # v1 deleted by hand (gc could not): the successors fall back to `current`, still damaged.
+    kill_both()
+    shutil.rmtree(root / "v1")
+    wait_until(
+        lambda: server.logs().count("the model the other workers serve") >= 2,
+        "both successors' fallback to current",
+        server,
+    )
+    wait_until(lambda: "starting another in" in server.logs(), "a slot waiting", server)
+    (root / "v3" / ROUTER_FILE).unlink()
+    shutil.copyfile(tiny_model_dir / ROUTER_FILE, root / "v3" / ROUTER_FILE)  # current repaired
+    os.kill(server.proc.pid, signal.SIGHUP)
+    wait_until(
+        lambda: server.logs().count(f"loaded from {root / 'v3'}") == 2,
+        "both workers serving v3",
+        server,
+    )
+    with httpx2.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(10):  # a new connection each: both sockets are served
+            r = client.get("/readyz", headers={"Connection": "close"})
+            assert r.status_code == 200, r.text
+
+
+def test_sighup_starts_a_worker_at_once_in_a_slot_waiting_to_start_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SIGHUP skipped the slots waiting out their pause after failed starts: with every worker
+    # failing on a deleted model, the operator's SIGHUP after repairing `current` logged
+    # "SIGHUP: replacing 2 workers one at a time" and did nothing; the port refused every
+    # connection, /readyz included, until a restart.
+    clock = [100.0]
+    monkeypatch.setattr(workers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 2)
+    loads = [True]  # whether a worker started now loads its model and serves
+
+    class Fake:  # a worker process that serves, or exits before serving
+        pid = exitcode = 0
+
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            self.ready, self.start_from, self.alive = args[2], args[4], True
+
+        def start(self) -> None:
+            if loads[0]:
+                self.ready.set()
+            else:
+                self.alive = False
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            self.alive = False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Fake))
+    try:
+        supervisor._slots = [supervisor._start(slot) for slot in range(2)]
+        loads[0] = False
+        for worker in supervisor._slots:
+            worker.process.terminate()  # kill -9, and the model they served is gone
+        supervisor._replace_dead()  # at once: they had served
+        supervisor._replace_dead()  # those died before serving: both slots wait
+        assert all(at is not None for at in supervisor._restart_at)
+        supervisor._replace_all()  # nothing repaired yet: they go on waiting, sockets closed
+        assert all(at is not None for at in supervisor._restart_at)
+        assert all(sock.fileno() == -1 for sock in supervisor.sockets)
+        loads[0] = True  # `current` repaired
+        supervisor._replace_all()
+        assert supervisor._restart_at == [None, None]
+        assert all(w.process.is_alive() and w.ready.is_set() for w in supervisor._slots)
+        assert all(cast(Fake, w.process).start_from is None for w in supervisor._slots)  # current
+        assert all(sock.fileno() != -1 for sock in supervisor.sockets)
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
+
+
+def test_a_successor_whose_start_model_is_gone_starts_from_current_unless_pinned(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The model the other workers had served was deleted (gc ran between a crash and the
+    # successors' leases): every successor failed on it ("ModelLoadError: …/v1 is not a
+    # directory"), starting again after up to a minute, for ever, whatever `current` named.
+    from fastapi.testclient import TestClient
+
+    from model import registry
+    from model.artifact import ModelLoadError
+    from model.settings import Settings
+    from serve.app import create_app
+
+    root = three_versions(tiny_model_dir, tmp_path)
+    registry.set_current(root, "v2", record=False)
+    shutil.rmtree(root / "v1")
+    monkeypatch.setattr(workers, "_start_from", str(root / "v1"))  # what the supervisor hands it
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
+    app: Any = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="serve.app"), TestClient(app) as client:
+        assert app.state.model_dir == root / "v2"
+        assert client.get("/readyz").status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "serve.app"]
+    assert len(warnings) == 1, warnings
+    assert f"cannot load {root / 'v1'}, the model the other workers serve" in warnings[0]
+    assert f"starting from {root / 'v2'}, which {root / 'current'} names" in warnings[0]
+    # Pinned: a successor loads the pinned model or nothing, never `current` (nor start_from).
+    with pytest.raises(ModelLoadError), TestClient(create_app(settings, model_dir=root / "v1")):
+        pass
 
 
 def running(pids: set[int]) -> set[int]:
