@@ -268,13 +268,11 @@ def test_workers_started_after_a_promotion_load_the_current_model_and_follow_it(
     wait_until(lambda: loaded("v3") == 2, "the new workers following current to v3", server)
 
 
-@pytest.mark.slow
-def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
+def two_workers_on_v1_beside_a_damaged_v3(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    # `current` named a version both workers refused (copied in part): every replacement of a dead
-    # worker loaded it, failed, and was started again every half second, for ever, while the dead
-    # slot's socket took connections nobody accepted.
+) -> tuple[Path, LiveServer, int]:
+    """A root of three versions, v3's model file damaged, and two workers serving v1 (current),
+    following `current` every 0.2 s: the root, the server and its port."""
     from model import registry
     from model.artifact import ROUTER_FILE
 
@@ -290,6 +288,21 @@ def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
     )
     wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
     port = port_of(server)
+    return root, server, port
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_replaced_on_the_served_model_when_current_is_refused(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # `current` named a version both workers refused (copied in part): every replacement of a dead
+    # worker loaded it, failed, and was started again every half second, for ever, while the dead
+    # slot's socket took connections nobody accepted.
+    from model import registry
+
+    root, server, port = two_workers_on_v1_beside_a_damaged_v3(
+        live_server_factory, tiny_model_dir, tmp_path
+    )
     registry.promote(root, "v3")
     wait_until(
         lambda: server.logs().count("cannot switch to model v3") == 2, "both refusals", server
@@ -410,18 +423,9 @@ def test_workers_killed_together_come_back_after_a_gc_and_a_sighup_after_a_repai
     from model import registry
     from model.artifact import ROUTER_FILE
 
-    root = three_versions(tiny_model_dir, tmp_path)
-    registry.set_current(root, "v1", record=False)
-    (root / "v3" / ROUTER_FILE).chmod(0o644)
-    with open(root / "v3" / ROUTER_FILE, "r+b") as f:
-        f.seek(100)
-        f.write(b"\0\0\0\0")
-    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    server = live_server_factory(
-        "--workers", "2", "--no-access-log", env=env | {"PAIDAN_RELOAD_INTERVAL": "0.2"}
+    root, server, port = two_workers_on_v1_beside_a_damaged_v3(
+        live_server_factory, tiny_model_dir, tmp_path
     )
-    wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
-    port = port_of(server)
     registry.set_current(root, "v3", record=False)  # by hand: not recorded, v1 is not previous
     wait_until(
         lambda: server.logs().count("cannot switch to model v3") == 2, "both refusals", server
