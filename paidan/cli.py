@@ -1419,12 +1419,10 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     # the server (458 MB against 248 for the same server restarted, with two of joblib's helper
     # processes beside it), and under --workers N in the supervisor, which serves nothing. Forked:
     # nothing to import again, and no resource tracker left behind, as a spawned one leaves; the
-    # server has started no thread yet.
+    # server has started no thread yet. Not a daemon: joblib fits nothing in parallel in one.
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(
-        target=_train_default, args=(root, sample, sample_remits_path(), send), daemon=True
-    )
+    child = ctx.Process(target=_train_default, args=(root, sample, sample_remits_path(), send))
     child.start()
     send.close()
     try:
