@@ -1405,7 +1405,9 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     current = current_dir(settings.model_root)
     if current is not None:
         return current
-    import multiprocessing
+    import pickle
+    import subprocess
+    import tempfile
 
     from model.resources import sample_path, sample_remits_path
 
@@ -1417,25 +1419,28 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     )
     # Trained in a process of its own: in the server's, what training took stayed for the life of
     # the server (458 MB against 248 for the same server restarted, with two of joblib's helper
-    # processes beside it), and under --workers N in the supervisor, which serves nothing. Forked:
-    # nothing to import again, and no resource tracker left behind, as a spawned one leaves; the
-    # server has started no thread yet. Not a daemon: joblib fits nothing in parallel in one.
-    ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_train_default, args=(root, sample, sample_remits_path(), send))
-    child.start()
-    send.close()
-    try:
-        outcome = receive.recv()
-    except EOFError:  # it died without a word (killed, out of memory)
-        child.join()
-        raise RuntimeError(
-            f"training the default model stopped: its process ended with exit code "
-            f"{child.exitcode} (out of memory?)"
-        ) from None
-    finally:
-        receive.close()
-    child.join()
+    # processes beside it), and under --workers N in the supervisor, which serves nothing. A new
+    # interpreter, not a fork (a fork of a process with threads can hang on a lock one of them
+    # held) nor multiprocessing's spawn (whose resource tracker outlives the child).
+    remits = sample_remits_path()
+    with tempfile.TemporaryDirectory(prefix="paidan-default-") as tmp:
+        outcome_file = Path(tmp) / "outcome.pickle"
+        code = subprocess.call(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from paidan.cli import _train_default; _train_default(*sys.argv[1:])",
+                str(root),
+                str(sample),
+                "" if remits is None else str(remits),
+                str(outcome_file),
+            ]
+        )
+        if not outcome_file.is_file():  # it died without a word (killed, out of memory)
+            raise OSError(
+                f"training the default model stopped: its process ended with exit code {code}"
+            )
+        outcome = pickle.loads(outcome_file.read_bytes())  # written by the child just above
     if isinstance(outcome, BaseException):
         raise outcome
     version, model_dir = outcome
@@ -1444,29 +1449,37 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     return Path(model_dir)
 
 
-def _train_default(root: Path, sample: Path, remits: Path | None, send: Any) -> None:
-    """Train the default model from the bundled sample under ``root`` (in a process of its own,
-    see :func:`ensure_model`) and send back its version and directory, or the exception."""
+def _train_default(root: str, sample: str, remits: str, outcome_file: str) -> None:
+    """Train the default model from the bundled sample under ``root``, in a process of its own
+    (see :func:`ensure_model`), and write its version and directory, or the exception, to
+    ``outcome_file`` as a pickle."""
+    import pickle
+
     from model.resources import SAMPLE_MARKER
     from training.train import stop_workers
     from training.train import train as run_train
 
+    outcome: Any
     try:
         with progress_bar() as bar:
             result = run_train(
-                [sample],
+                [Path(sample)],
                 None,
-                model_root=root,
+                model_root=Path(root),
                 progress=_RichProgress(bar),
                 extra_metadata={SAMPLE_MARKER: True},  # a placeholder: see replace_sample_default
-                remits=remits,
+                remits=Path(remits) if remits else None,
             )
-        send.send((result.router.version, str(result.model_dir)))
-    except BaseException as e:  # said by the server's process, as it said it before
-        send.send(e)
+        outcome = (result.router.version, str(result.model_dir))
+    except Exception as e:  # said by the server's process, as it said it before
+        outcome = e
     finally:
-        send.close()
         stop_workers()  # joblib's, which would outlive the process by a moment
+    try:
+        data = pickle.dumps(outcome)
+    except Exception:  # an exception that does not pickle: its words
+        data = pickle.dumps(RuntimeError(str(outcome)))
+    Path(outcome_file).write_bytes(data)
 
 
 def _root_path_option(value: str | None) -> str | None:

@@ -285,22 +285,11 @@ def test_serve_holds_no_training_process_once_the_default_model_is_trained(
     # the server, and left them behind when the server was stopped meanwhile; and what training
     # took stayed in the server's own process (458 MB against 248 restarted). The default is now
     # trained in a process of its own, gone with its workers before the server starts.
-    import os
-
     import psutil
 
-    import training.train
-
     monkeypatch.setattr("model.resources.sample_path", lambda: write_tiny_csv(tmp_path / "s.csv"))
-    monkeypatch.setattr(training.train, "PROCESS_MIN_ROWS", 0)  # the tiny corpus in processes
-    trainer = tmp_path / "trainer.pid"
-    real_train = training.train.train
-
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        trainer.write_text(str(os.getpid()), encoding="utf-8")
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(training.train, "train", recorded)
+    # Not in this process: here training fails the test (the trainer is an interpreter of its own).
+    monkeypatch.setattr("training.train.train", lambda *a, **k: pytest.fail("trained in-process"))
     at_start: list[list[psutil.Process]] = []
     monkeypatch.setattr(
         "serve.server.run",
@@ -309,8 +298,23 @@ def test_serve_holds_no_training_process_once_the_default_model_is_trained(
     env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path)}
     result = runner.invoke(app, ["serve"], env=env)
     assert result.exit_code == 0, result.output
-    assert int(trainer.read_text(encoding="utf-8")) != os.getpid()  # trained elsewhere
-    assert at_start == [[]]  # and nothing of it left when the server starts
+    assert at_start == [[]]  # nothing of it left when the server starts
+    from model.registry import current_dir
+
+    trained = current_dir(tmp_path / "models")
+    assert trained is not None and (trained / "metadata.json").is_file()
+
+
+def test_serve_says_in_one_line_why_the_default_model_could_not_be_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trainer's exception comes back to the server's process and is said as before.
+    monkeypatch.setattr("model.resources.sample_path", lambda: tmp_path / "missing.csv")
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("served"))
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path)}
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'missing.csv'}: no such file or directory" in result.output
 
 
 @pytest.mark.parametrize("port", ["0", "99999"])
