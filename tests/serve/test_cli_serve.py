@@ -290,15 +290,18 @@ def test_serve_holds_no_training_process_once_the_default_model_is_trained(
     monkeypatch.setattr("model.resources.sample_path", lambda: write_tiny_csv(tmp_path / "s.csv"))
     # Not in this process: here training fails the test (the trainer is an interpreter of its own).
     monkeypatch.setattr("training.train.train", lambda *a, **k: pytest.fail("trained in-process"))
-    at_start: list[list[psutil.Process]] = []
-    monkeypatch.setattr(
-        "serve.server.run",
-        lambda *a, **k: at_start.append(psutil.Process().children(recursive=True)),
-    )
+
+    def children() -> set[int]:  # this test process's; earlier tests may have left some
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+
+    at_start: list[set[int]] = []
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: at_start.append(children()))
     env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path)}
+    before = children()
     result = runner.invoke(app, ["serve"], env=env)
     assert result.exit_code == 0, result.output
-    assert at_start == [[]]  # nothing of it left when the server starts
+    [started] = at_start
+    assert started - before == set()  # nothing of the training left when the server starts
     from model.registry import current_dir
 
     trained = current_dir(tmp_path / "models")
