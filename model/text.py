@@ -199,6 +199,15 @@ class _EmailPattern:
 
 _EMAIL = _EmailPattern()
 
+# The words before a bare telephone number (电话是, 联系方式:, 座机号, tel:), also in traditional
+# characters (電話) and with the scripts mixed (電话, 联繫), as a switched input method writes them,
+# and what may stand between them and the number.
+_TELEPHONE_WORDS = (
+    "电话|座机|固话|联系方式|联系|联络方式|联络|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡"
+    "|電话|电話|座機|固話|联繫方式|聯系方式|联繫|聯系|联絡方式|聯络方式|联絡|聯络|tel"
+)
+_BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+
 # Whatever digits follow a telephone or ID keyword, once every pattern above has had its turn: a
 # number the patterns above do not read as one is still the citizen's. Two mobile numbers written
 # together (电话1381234567813912345678), one with a digit too many (电话：138123456780) or spaced
@@ -207,8 +216,7 @@ _EMAIL = _EmailPattern()
 # typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
 _KEYWORD_RUN = _pattern(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
-    r"|tel|身份证|身份證|证件|證件)"
-    r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+    rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
     r"(\d(?:{S}?\d){6,}x?)(?!\d)"
 )
 
@@ -285,12 +293,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         MASK_LANDLINE,
     ),
     (
-        _pattern(
-            r"(电话|座机|固话|联系方式|联系|联络方式|联络|電話|座機|固話|聯繫方式|聯繫|聯絡方式|聯絡"
-            r"|電话|电話|座機|固話|联繫方式|聯系方式|联繫|聯系|联絡方式|聯络方式|联絡|聯络|tel)"
-            r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
-            r"(?:\d{7,8}|\d{3,4}{S}\d{4})(?!\d)"
-        ),
+        _pattern(rf"({_TELEPHONE_WORDS}){_BEFORE_NUMBER}(?:\d{{7,8}}|\d{{3,4}}{{S}}\d{{4}})(?!\d)"),
         r"\1\2" + MASK_LANDLINE,
     ),
     # A mobile number in Chinese numerals (一三八一二三四五六七八, 幺三八…, with 〇 or 零 for 0 and
@@ -605,6 +608,12 @@ def simplified_chars(text: str, script: Script) -> dict[str, str]:
     if len(read) != len(found):
         return {}
     return {ch: r for ch, r in zip(found, read, strict=True) if len(r) == 1 and r != ch}
+
+
+def ticket_simplified(title: str | None, text: str, script: Script) -> dict[str, str]:
+    """:func:`simplified_chars` of a ticket's title and text as typed: what an answer's
+    ``simplified`` says (``/v1/route``, ``paidan predict``)."""
+    return simplified_chars(normalize(f"{title or ''} {text}"), script)
 
 
 def clean(text: str | None, script: Script = "as_written") -> str:

@@ -1139,9 +1139,9 @@ def predict(
     # only each head's, where the API answers it and label writes it).
     suggestion = {**result.model_dump(), "decision": result.decision}
     order = ("department", "category", "decision", "similar", "co_departments", "model_version")
-    from model.text import normalize, simplified_chars
+    from model.text import ticket_simplified
 
-    read_as = simplified_chars(normalize(f"{title or ''} {text}"), router.config.script)
+    read_as = ticket_simplified(title, text, router.config.script)
     write_json({**{k: suggestion[k] for k in order}, "simplified": read_as})
 
 

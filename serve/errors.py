@@ -178,9 +178,7 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
     err = errors[0]
     # A location may hold the client's own keys (an unknown field, a key inside a map).
     raw = tuple(err.get("loc", ()))
-    loc = [quoted(str(p)) for p in raw]
-    if not prefix_body and loc[:1] == ["body"]:
-        loc = loc[1:]
+    loc = _error_loc(err, prefix_body)
     field = ".".join(loc) or None
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     ctx = err.get("ctx") or {}
@@ -207,19 +205,18 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         # Which fields, so that a client fixes them all at once, not one per round trip.
-        others = [_error_path(e, prefix_body) for e in errors[1:]]
+        others = [".".join(_error_loc(e, prefix_body)) for e in errors[1:]]
         named = ", ".join(dict.fromkeys(p for p in others if p and p != field))
         shown = f": {named}" if named and len(named) <= MAX_QUOTED_CHARS * 3 else ""
         message += f" (and {counted(len(errors) - 1, 'more problem')}{shown})"
     return message, field
 
 
-def _error_path(error: Any, prefix_body: bool) -> str:
-    """The dotted path of one pydantic error, its keys quoted masked, as a message names it."""
+def _error_loc(error: Any, prefix_body: bool) -> list[str]:
+    """The location of one pydantic error as a message names it: its keys quoted masked (they may
+    be the client's own), without ``body`` unless ``prefix_body``."""
     loc = [quoted(str(p)) for p in error.get("loc", ())]
-    if not prefix_body and loc[:1] == ["body"]:
-        loc = loc[1:]
-    return ".".join(loc)
+    return loc[1:] if not prefix_body and loc[:1] == ["body"] else loc
 
 
 def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:
@@ -228,9 +225,7 @@ def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:
     paths = []
     close = None
     for e in unknown[:3]:
-        loc = [quoted(str(p)) for p in e.get("loc", ())]
-        if not prefix_body and loc[:1] == ["body"]:
-            loc = loc[1:]
+        loc = _error_loc(e, prefix_body)
         paths.append(".".join(loc))
         key = loc[-1]
         # Misspelt (txt, titel), or named as an export names it (内容, 诉求内容, content).

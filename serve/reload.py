@@ -194,40 +194,41 @@ async def follow_pointer(
         # Re-read each time: an admin reload may have swapped the model meanwhile.
         served = getattr(app.state.router, "version", None)
         pointer = read_pointer(root)
-        # What /readyz says: the server kept its model while `current` could not be read, named
-        # no version or a model that would not load, and said "ready" all the while (only an
-        # ERROR line showed it).
-        app.state.behind_current = _behind(root, pointer, refused, reported)
-        if pointer is None or pointer == seen:
-            continue
-        if pointer == served:
-            seen = pointer
-            continue
-        if Path(pointer).name != pointer:
-            if reported != (pointer, ""):
-                reported = (pointer, "")
-                logger.error(
-                    "%s names %r, which is not a version; ignoring it", root / CURRENT_FILE, pointer
-                )
-            app.state.behind_current = _behind(root, pointer, refused, reported)
-            continue
-        stamp = await run_in_threadpool(files_stamp, root / pointer)
-        if refused == (pointer, stamp):
-            continue  # nothing changed since it was refused
         try:
-            await run_in_threadpool(reload_model, app, root / pointer, loader)
-        except Exception as e:  # keep serving the old model, whatever went wrong
-            refused = (pointer, stamp)
-            if reported != (pointer, str(e)):
-                reported = (pointer, str(e))
-                logger.error(
-                    "cannot switch to model %s (current pointer changed): %s; still serving %s "
-                    "(tried again when its files change)",
-                    pointer,
-                    e,
-                    served,
-                )
+            if pointer is None or pointer == seen:
+                continue
+            if pointer == served:
+                seen = pointer
+                continue
+            if Path(pointer).name != pointer:
+                if reported != (pointer, ""):
+                    reported = (pointer, "")
+                    logger.error(
+                        "%s names %r, which is not a version; ignoring it",
+                        root / CURRENT_FILE,
+                        pointer,
+                    )
+                continue
+            stamp = await run_in_threadpool(files_stamp, root / pointer)
+            if refused == (pointer, stamp):
+                continue  # nothing changed since it was refused
+            try:
+                await run_in_threadpool(reload_model, app, root / pointer, loader)
+            except Exception as e:  # keep serving the old model, whatever went wrong
+                refused = (pointer, stamp)
+                if reported != (pointer, str(e)):
+                    reported = (pointer, str(e))
+                    logger.error(
+                        "cannot switch to model %s (current pointer changed): %s; still serving %s "
+                        "(tried again when its files change)",
+                        pointer,
+                        e,
+                        served,
+                    )
+                continue
+            seen, refused, reported = pointer, None, None
+        finally:
+            # What /readyz says: the server kept its model while `current` could not be read,
+            # named no version or a model that would not load, and said "ready" all the while
+            # (only an ERROR line showed it).
             app.state.behind_current = _behind(root, pointer, refused, reported)
-            continue
-        seen, refused, reported = pointer, None, None
-        app.state.behind_current = None

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
-from model.text import Script, clean, counted, normalize, simplified_chars
+from model.text import Script, clean, counted, ticket_simplified
 from model.tickets import split_departments
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
@@ -530,7 +530,7 @@ def _response(
         co_departments=result.co_departments,
         model_version=result.model_version,
         elapsed_ms=_ms(start),
-        simplified=simplified_chars(normalize(f"{req.title or ''} {req.text}"), script),
+        simplified=ticket_simplified(req.title, req.text, script),
     )
 
 
