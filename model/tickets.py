@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import itertools
 import json
@@ -191,13 +192,104 @@ def is_utf16(head: bytes) -> bool:
     return head[:2] in UTF16_BOMS or utf16_without_bom(head)
 
 
-def detect_encoding(head: bytes) -> str:
-    """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a sample is enough: :func:`encoding_sample`).
+# Big5, traditional Chinese as Taiwan's and Hong Kong's systems (and old exports) write it: Windows'
+# code page 950 first (Taiwan, with the euro sign), then Big5-HKSCS (Hong Kong's characters).
+# GB18030 decodes any Big5 bytes, into mojibake (路燈不亮 as 隔縊ぃ獹), and GBK text is often valid
+# Big5 too (路灯不亮 reads 繚腑祥謠), traditional characters included: GBK holds those. So the
+# bytes cannot tell; how Chinese each reading is can (:func:`chinese_likelihood`).
+BIG5_ENCODINGS = ("cp950", "big5hkscs")
+# Bytes of a sample compared in both readings: enough for hundreds of characters.
+_BIG5_SCORED_BYTES = 1 << 16
+# Chinese characters each reading needs before Big5 may win: a word or two cannot tell.
+_BIG5_MIN_CHARS = 8
+# How much more likely, per character (natural log), a Big5 reading must be. Invented tickets of
+# 8 characters or more came apart by 8 or more: GBK read as Big5 scored at least 3.8 below its
+# GBK reading, Big5 read as Big5 at least 4.8 above its GB18030 reading.
+_BIG5_MARGIN = 2.0
+# The log-likelihood given to a character jieba's model has never seen (kana, Greek, a private
+# use character, a rare ideograph): below any it has.
+_UNSEEN = -20.0
+_BIG5_NOTED: set[str] = set()
+
+
+@functools.cache
+def _char_log_probability() -> dict[str, float]:
+    """Each character's highest emission log-probability in jieba's HMM (``jieba.finalseg``):
+    a character table of everyday Chinese, simplified and traditional, that ships with jieba."""
+    from jieba.finalseg.prob_emit import P
+
+    table: dict[str, float] = {}
+    for state in P.values():
+        for char, logp in state.items():
+            table[char] = max(logp, table.get(char, _UNSEEN))
+    return table
+
+
+def chinese_likelihood(text: str) -> tuple[float, int]:
+    """How Chinese ``text`` reads: the mean log-probability of its characters other than ASCII,
+    punctuation and spaces (:func:`_char_log_probability`), and how many there were."""
+    import unicodedata
+
+    table = _char_log_probability()
+    scores = [
+        table.get(c, _UNSEEN)
+        for c in text
+        if not c.isascii() and not unicodedata.category(c).startswith(("P", "Z"))
+    ]
+    return (sum(scores) / len(scores) if scores else 0.0), len(scores)
+
+
+def big5_encoding(head: bytes) -> str | None:
+    """The Big5 codec (:data:`BIG5_ENCODINGS`) to read GB18030-decodable bytes with, or ``None``.
+
+    Each reading is scored on the bytes Big5 decodes (up to its first invalid byte, so a
+    character outside Big5 further on does not hide the rest), and Big5 wins only when the
+    text reads as Chinese much better so (:data:`_BIG5_MARGIN`) over enough characters
+    (:data:`_BIG5_MIN_CHARS`): a short sample stays GB18030.
+    """
+    head = head[:_BIG5_SCORED_BYTES]
+    best, valid = None, 0
+    for encoding in BIG5_ENCODINGS:
+        try:
+            head.decode(encoding)
+            end = len(head)
+        except UnicodeDecodeError as e:
+            end = e.start
+        if end > valid:
+            best, valid = encoding, end
+    prefix = head[:valid]
+    if best is None or len(_NON_ASCII.findall(prefix)) < 2 * _BIG5_MIN_CHARS:
+        return None  # (without loading the character table, as for most GBK files)
+    big5, n_big5 = chinese_likelihood(codecs.getincrementaldecoder(best)().decode(prefix))
+    gb, n_gb = chinese_likelihood(codecs.getincrementaldecoder("gb18030")().decode(prefix))
+    if min(n_big5, n_gb) >= _BIG5_MIN_CHARS and big5 - gb > _BIG5_MARGIN:
+        return best
+    return None
+
+
+def big5_note(name: str) -> None:
+    """Warn, once for each file, that ``name`` is read as Big5, and how to read it as GBK."""
+    if name in _BIG5_NOTED:
+        return
+    _BIG5_NOTED.add(name)
+    logger.warning(
+        "%s: read as Big5 (traditional Chinese), in which its text reads as Chinese, whereas "
+        "GB18030 (GBK) it does not; if it is GBK after all, convert it to UTF-8 and read that: "
+        "iconv -f GB18030 -t UTF-8 FILE > FILE.utf8.csv",
+        name,
+    )
+
+
+def detect_encoding(head: bytes, name: str | Path | None = None) -> str:
+    """Pick ``utf-8-sig``, ``gb18030`` or a Big5 codec for CSV bytes (a sample is enough:
+    :func:`encoding_sample`).
 
     UTF-8 is tried first because GB18030 decodes almost any byte string; a sample cut in the middle
-    of a character at its end still counts, in either encoding. UTF-16 (a byte-order mark, or the
-    NUL bytes beside its ASCII characters: :func:`utf16_without_bom`) is refused with what to save
-    the file as (:data:`UTF16_ADVICE`).
+    of a character at its end still counts, in either encoding. Bytes GB18030 decodes are Big5
+    when they read as Chinese far better so (:func:`big5_encoding`); a warning then says so,
+    naming ``name`` (the file, if given), once. UTF-16 (a byte-order mark, or the NUL bytes beside its
+    ASCII characters: :func:`utf16_without_bom`) is refused with what to save the file as
+    (:data:`UTF16_ADVICE`).
     """
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
@@ -211,13 +303,18 @@ def detect_encoding(head: bytes) -> str:
             return "utf-8-sig"
     try:
         head.decode("gb18030")
-        return "gb18030"
     except UnicodeDecodeError as e:
-        if e.start >= len(head) - 3 and e.reason == "incomplete multibyte sequence":
-            return "gb18030"
-        raise TicketFileError(
-            f"cannot tell the text encoding (tried UTF-8 and GB18030; byte {e.start} is invalid in both)"
-        ) from None
+        if e.start < len(head) - 3 or e.reason != "incomplete multibyte sequence":
+            raise TicketFileError(
+                "cannot tell the text encoding (tried UTF-8 and GB18030; byte "
+                f"{e.start} is invalid in both)"
+            ) from None
+    big5 = big5_encoding(head)
+    if big5 is None:
+        return "gb18030"
+    if name is not None:
+        big5_note(str(name))
+    return big5
 
 
 # Date and time formats that East-Asian Excel and WPS write by id alone, with no <numFmt> element
@@ -2234,7 +2331,7 @@ def csv_chunks(
 
     with open(path, "rb") as f:
         try:
-            encoding = detect_encoding(encoding_sample(f))
+            encoding = detect_encoding(encoding_sample(f), path)
         except TicketFileError as e:
             raise TicketFileError(f"{path}: {e}") from None
     sep = csv_delimiter(path, columns.delimiter if columns else None)

@@ -1060,7 +1060,9 @@ def _stdin_text(max_chars: int) -> str:
     if is_utf16(raw):
         raise TicketFileError("standard input is UTF-16 text, which is not read: pipe UTF-8")
     try:
-        return raw.decode(detect_encoding(raw)).removesuffix("\n").removesuffix("\r")
+        return (
+            raw.decode(detect_encoding(raw, "standard input")).removesuffix("\n").removesuffix("\r")
+        )
     except TicketFileError as e:
         raise TicketFileError(f"standard input: {e}") from None
     except UnicodeDecodeError as e:  # detect_encoding reads a cut sample as whole

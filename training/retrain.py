@@ -285,7 +285,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
     try:
         data = path.read_bytes()
         # Encoded like a ticket CSV: UTF-8 (with or without BOM) or GB18030, Excel's "CSV" in China.
-        text = data.decode(detect_encoding(data)).removeprefix("\ufeff")  # GB18030's BOM
+        text = data.decode(detect_encoding(data, path)).removeprefix("\ufeff")  # GB18030's BOM
     except OSError as e:
         raise MappingFileError(f"{path}: cannot read the mapping file: {e}") from e
     except TicketFileError as e:

@@ -1058,6 +1058,18 @@ def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert (df["error"] == "").all()
 
 
+def test_big5_input_is_decoded_as_big5(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Read as GB18030, every text came back as mojibake (路燈不亮 as 隔縊ぃ獹), without an error.
+    from tests.training.test_tickets import BIG5_TICKETS
+
+    src = tmp_path / "big5.csv"
+    src.write_bytes(BIG5_TICKETS.encode("cp950"))
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["title"]) == ["路燈不亮", "噪音擾民"]
+    assert (df["error"] == "").all()
+
+
 def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -2155,3 +2155,51 @@ def test_text_after_the_ctrl_z_of_a_json_array_is_still_refused_at_the_mark(tmp_
         TicketFileError, match=r"text follows the end of the JSON array, at line 1 column 28"
     ):
         read_tickets([path])
+
+
+# Traditional Chinese tickets as a Taiwanese or Hong Kong system (or an old export) writes them in
+# Big5, and GBK files of simplified and of traditional text whose bytes are valid Big5 too: GBK
+# holds traditional characters, so only how Chinese each reading is tells them apart.
+BIG5_TICKETS = (
+    "id,title,text,department\n"
+    "1,路燈不亮,小區門口的路燈壞了三個月，晚上很黑，老人出門不安全,市城管局\n"
+    "2,噪音擾民,樓下燒烤店每天營業到凌晨兩點，油煙和噪音嚴重影響休息,市生態環境局\n"
+)
+GBK_SIMPLIFIED_AS_BIG5 = (
+    "id,title,text,department\n"
+    "1,路灯不亮,工地夜间施工，渣土车来回跑，扬尘很大,市城管局\n"
+    "2,投诉,自来水发黄有异味，已经持续一周,市住建局\n"
+    "3,反映,医保报销手续复杂，窗口态度不好,街道办事处\n"
+)
+GBK_TRADITIONAL_AS_BIG5 = (
+    "id,title,text,department\n"
+    "1,路燈不亮,反映路燈不亮,市城管局\n"
+    "2,噪音擾民,投訴噪音擾民,市住建局\n"
+    "3,樓上漏水,垃圾清運不及時,市城管局\n"
+)
+
+
+def test_a_big5_csv_is_read_as_big5_and_said_so(tmp_path, caplog):
+    # It was read as GB18030, which decodes any Big5 bytes: 路燈不亮 trained as 隔縊ぃ獹, silently.
+    path = tmp_path / "臺北匯出.csv"
+    path.write_bytes(BIG5_TICKETS.encode("cp950"))
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        got = read_tickets([path])
+    assert got["title"].tolist() == ["路燈不亮", "噪音擾民"]
+    assert got["department"].tolist() == ["市城管局", "市生態環境局"]
+    said = [r.getMessage() for r in caplog.records if "Big5" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{path}: read as Big5")
+    assert "iconv -f GB18030 -t UTF-8" in said[0]
+
+
+@pytest.mark.parametrize(
+    "text", [GBK_SIMPLIFIED_AS_BIG5, GBK_TRADITIONAL_AS_BIG5], ids=["simplified", "traditional"]
+)
+def test_a_gbk_csv_whose_bytes_are_also_big5_stays_gbk(tmp_path, caplog, text):
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(text.encode("gbk"))
+    assert path.read_bytes().decode("big5hkscs")  # the hard case: Big5 reads it too
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        got = read_tickets([path])
+    assert got["text"].tolist() == [line.split(",")[2] for line in text.splitlines()[1:]]
+    assert not [r for r in caplog.records if "Big5" in r.getMessage()]
