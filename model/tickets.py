@@ -1273,6 +1273,18 @@ def split_departments(cell: str) -> tuple[str, list[str]]:
     return (names[0], names[1:]) if names else ("", [])
 
 
+def joint_departments(cell: str) -> str:
+    """A department cell as it is stored: its departments (:func:`split_departments`), the lead
+    first, joined by :data:`JOINT_JOINER`.
+
+    ``"市住建局；；市公安局"`` and ``"；市住建局; 市公安局；"`` give ``"市住建局；市公安局"``, as
+    training reads them: an empty segment (a separator typed twice) does not survive, nor does a
+    repeat. A cell naming one department gives it trimmed, and one naming none ``""``.
+    """
+    lead, co = split_departments(cell)
+    return JOINT_JOINER.join([lead, *co])
+
+
 def label_value(head: str, value: Any) -> str:
     """A stored label as a head learns it: trimmed, and a joint dispatch's lead department."""
     text = cell_text(value).strip()

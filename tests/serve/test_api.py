@@ -1046,6 +1046,31 @@ def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispat
     assert saved.status_code == 201 and saved.json()["department"] == "人社；住建"
 
 
+def test_feedback_department_list_is_stored_without_its_empty_segments(
+    client: TestClient,
+) -> None:
+    # "市住建局；；市公安局" (a separator typed twice) was stored and exported as sent, empty
+    # segment and all, where retraining and ticket files read it as 市住建局 led, 市公安局 joint.
+    for sent, stored in (
+        ("市住建局；；市公安局", "市住建局；市公安局"),
+        ("；市住建局; ；市公安局；", "市住建局；市公安局"),
+        ("市住建局；", "市住建局"),
+    ):
+        r = client.post("/v1/feedback", json={"text": "某投诉", "department": sent})
+        assert r.status_code == 201, r.text
+        assert r.json()["department"] == stored
+    assert [row["department"] for row in export(client)] == [
+        "市住建局；市公安局",
+        "市住建局；市公安局",
+        "市住建局",
+    ]
+    # The same decision, sent again with its request_id and the list written either way, is one.
+    body = {"text": "某投诉", "department": "市住建局；；市公安局", "request_id": "joint-1"}
+    assert client.post("/v1/feedback", json=body).status_code == 201
+    again = client.post("/v1/feedback", json={**body, "department": "市住建局；市公安局"})
+    assert again.status_code == 201, again.text
+
+
 def test_feedback_department_listing_several_with_commas_is_told_to_use_the_joint_separator(
     client: TestClient,
 ) -> None:

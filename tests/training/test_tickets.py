@@ -2203,3 +2203,17 @@ def test_a_gbk_csv_whose_bytes_are_also_big5_stays_gbk(tmp_path, caplog, text):
         got = read_tickets([path])
     assert got["text"].tolist() == [line.split(",")[2] for line in text.splitlines()[1:]]
     assert not [r for r in caplog.records if "Big5" in r.getMessage()]
+
+
+def test_a_joint_department_cell_is_stored_as_training_reads_it():
+    from model.tickets import joint_departments, split_departments
+
+    for cell, stored in [
+        ("市住建局；；市公安局", "市住建局；市公安局"),
+        (" ；市住建局 ; ；市公安局；市住建局", "市住建局；市公安局"),
+        ('["市住建局", "", "市公安局"]', "市住建局；市公安局"),
+        ("市住建局", "市住建局"),
+        ("；；", ""),
+    ]:
+        assert joint_departments(cell) == stored
+        assert split_departments(stored) == split_departments(cell)
