@@ -34,7 +34,7 @@ from model.text import counted, mask_label
 from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
-from training.metrics import head_report, unknown_label_rows
+from training.metrics import format_f1, head_report, unknown_label_rows
 from training.validate import find_merged, masked_counts, merged_mapping, rows_of
 
 logger = logging.getLogger(__name__)
@@ -459,7 +459,14 @@ def compare(
         a, b = {**a, "macro_f1": macro_a}, {**b, "macro_f1": macro_b}
         if neither:
             notes.append(neither_known_note(head, neither))
-        delta = (b["macro_f1"] - a["macro_f1"]) * 100
+        # None: no frozen ticket's true label is one either model knows, so no macro-F1 (the
+        # rule's macro-F1 check has nothing to compare; the lost-label check still applies).
+        delta = None if macro_a is None or macro_b is None else (macro_b - macro_a) * 100
+        if delta is None:
+            notes.append(
+                f"{head}: macro-F1 is undefined: no frozen ticket's true label is one either "
+                "model knows, so the macro-F1 rule is not applied to this head"
+            )
         # The labels either model knows (scores stored before had rows for every true label).
         labels = sorted(
             (set(a["per_class"]) | set(b["per_class"])) & (set(a["labels"]) | set(b["labels"]))
@@ -487,7 +494,7 @@ def compare(
             "macro_f1_delta_points": delta,
             "per_class": rows,
         }
-        if comparable and delta < -max_drop_points:
+        if comparable and delta is not None and delta < -max_drop_points:
             worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
             detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
             reasons.append(
@@ -529,7 +536,7 @@ def compare(
 
 def shared_macro_f1(
     a: dict[str, Any], b: dict[str, Any]
-) -> tuple[float, float, list[str], dict[str, int]]:
+) -> tuple[float | None, float | None, list[str], dict[str, int]]:
     """Champion's and challenger's macro-F1 over the same labels, and the labels neither knows.
 
     Both are scored on the same frozen rows with the same true labels; macro-F1 averages the
@@ -544,8 +551,9 @@ def shared_macro_f1(
 
     Returns
     -------
-    (float, float, list of str, dict)
-        ``a``'s and ``b``'s macro-F1, the labels they are over, and the labels neither knows with
+    (float or None, float or None, list of str, dict)
+        ``a``'s and ``b``'s macro-F1 (``None`` when no true label is one either knows and the
+        stored figure is undefined), the labels they are over, and the labels neither knows with
         their rows, most first.
     """
     knows = set(a["labels"]) | set(b["labels"])
@@ -627,7 +635,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     for head, h in report["heads"].items():
         a, b = h["champion"], h["challenger"]
         lines.append(
-            f"| {head} | {_f(a and a['macro_f1'])} | {_f(b['macro_f1'])} | "
+            f"| {head} | {format_f1(a['macro_f1']) if a else '–'} | {format_f1(b['macro_f1'])} | "
             f"{_d(h.get('macro_f1_delta_points'))} | {_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
         )
     for head, h in report["heads"].items():

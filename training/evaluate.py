@@ -52,6 +52,7 @@ from model.tickets import (
 from training.markdown import md_text, md_url
 from training.metrics import (
     format_auto_precision,
+    format_f1,
     no_auto_note,
     ranked_report,
     unknown_label_rows,
@@ -510,6 +511,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
     for head in LABELS:
+        if reason := report.get(head, {}).get("f1_undefined"):
+            out.append(f"{head} head: macro- and weighted-F1 are undefined: {reason}")
         auto = report.get(head, {}).get("auto")
         if auto and auto["precision"] is None:
             out.append(f"{head} head: {no_auto_note(auto)}")
@@ -856,7 +859,8 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
             r = report[h]
             a = r["auto"]
             lines.append(
-                f"| {h} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | "
+                f"| {h} | {r['accuracy']:.3f} | {format_f1(r['macro_f1'])} | "
+                f"{format_f1(r['weighted_f1'])} | "
                 f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | "
                 f"{format_auto_precision(a['precision'])} | "
                 f"{a['coverage']:.3f} |"

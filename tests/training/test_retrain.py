@@ -415,6 +415,52 @@ def test_scores_leave_a_label_the_model_does_not_know_out_of_macro_f1_as_evaluat
     assert ensure_scores(root, "v1")["heads"]["department"] == got
 
 
+def test_a_frozen_set_of_labels_no_model_knows_has_an_undefined_macro_f1_downstream(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # Its departments all another taxonomy's: scored 0.0 (a measurement of nothing), it is
+    # None, and the comparison, the promotion rule and models list read None without failing.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.compare import ensure_scores
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    other = rows.assign(department="外市" + rows["department"])
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(tiny_model_dir, root / "v2")
+    freeze_eval(root, other, "test")
+    a, b = ensure_scores(root, "v1"), ensure_scores(root, "v2")
+    assert a["heads"]["department"]["macro_f1"] is None
+    assert isinstance(a["heads"]["category"]["macro_f1"], float)
+    report = compare(a, b, champion_name="v1", challenger_name="v2")
+    head = report["heads"]["department"]
+    assert head["champion"]["macro_f1"] is None and head["macro_f1_delta_points"] is None
+    # (Refused all the same, as the challenger was trained on these tickets: not for macro-F1.)
+    assert not [r for r in report["reasons"] if "macro-F1" in r], report["reasons"]
+    assert any("department: macro-F1 is undefined" in n for n in report["notes"])
+    assert "| department | undefined | undefined | – |" in markdown_comparison(report)
+    # As retrain prints the comparison.
+    from types import SimpleNamespace
+
+    from paidan.cli import _print_decision
+
+    decision = SimpleNamespace(
+        comparison=report, version="v2", champion="v1", reasons=[], refused=False,
+        report_paths=[], promoted=False, forced=False, sample_champion=False,
+    )  # fmt: skip
+    _print_decision(decision)
+    assert registry.list_versions(root)[0].metrics["department_macro_f1"] is None
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "undefined" in r.output
+
+
 def test_models_list_shows_scores_of_an_older_rule_as_stale_until_rescored(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

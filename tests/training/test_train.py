@@ -791,6 +791,34 @@ def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
     assert "category" in report and "department" not in report
 
 
+def test_cli_evaluate_says_macro_f1_is_undefined_when_no_label_is_one_the_model_knows(
+    tmp_path, tiny_model_dir
+):
+    # Tickets of another city's departments: macro-F1 read 0.000, in the table, the Markdown
+    # report and the JSON, where no class of the model's is in the data to average over.
+    path = tmp_path / "other.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department", "category"])
+        w.writerows([text, f"外市{dept}", cat] for _, text, dept, cat in TINY_TICKETS)
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(report.read_text(encoding="utf-8"))
+    dept, cat = got["department"], got["category"]
+    assert dept["macro_f1"] is None and dept["weighted_f1"] is None
+    assert dept["f1_undefined"] == "no row's true label is one the model knows"
+    assert isinstance(cat["macro_f1"], float) and "f1_undefined" not in cat
+    out = " ".join(r.output.split())
+    assert "│ department │ undefined │" in r.output
+    assert (
+        "department head: macro- and weighted-F1 are undefined: no row's true label is one the "
+        "model knows" in out
+    )
+    md = report.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| department | 0.000 | undefined | undefined |" in md
+
+
 def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_dir):
     # The text column mapped, the department column forgotten: an empty table and exit 0 before.
     path = tmp_path / "test.csv"
