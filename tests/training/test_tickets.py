@@ -74,6 +74,35 @@ def test_excel_error_values_in_a_label_column_are_empty_labels_in_every_format(t
     assert report.unlabelled["department"][0].startswith(f"t{suffix} "), report.unlabelled
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_database_null_marker_in_a_label_column_is_an_empty_label(tmp_path, suffix):
+    # A database export writes a missing department as NULL (SQL Server, DBeaver, Navicat), \N
+    # (MySQL's SELECT … INTO OUTFILE) or (null); a script that went through pandas, as nan or
+    # None. Each trained a department of its own, the largest where many rows had none.
+    from training.validate import validate
+
+    markers = ["NULL", "null", " NULL ", "\\N", "(null)", "<NULL>", "None", "nan", "NaN"]
+    rows = [
+        {"id": f"N{i}", "text": f"路灯不亮{i}", "department": m, "category": m}
+        for i, m in enumerate(markers)
+    ]
+    rows += [
+        {"id": "T", "text": "NULL", "department": "市住建局", "category": "城建"},
+        {"id": "L", "text": "井盖缺失", "department": "NULL局", "category": "城建"},
+    ]
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".xlsx":
+        pd.DataFrame(rows).to_excel(path, index=False)
+    else:
+        write_frame(path, pd.DataFrame(rows))
+    got = read_tickets([path])
+    assert got["department"].tolist() == [""] * len(markers) + ["市住建局", "NULL局"]
+    assert got["category"].tolist() == [""] * len(markers) + ["城建"] * 2
+    assert got["text"].iloc[-2] == "NULL"  # a text is read as written
+    _, report = validate(got, min_examples=1)
+    assert len(report.unlabelled["department"]) == len(markers), report.unlabelled
+
+
 def test_directory_of_parts_in_name_order(tmp_path):
     d = tmp_path / "parts"
     d.mkdir()
