@@ -2259,6 +2259,17 @@ def without_excel_errors(labels: pd.Series) -> pd.Series:
     return labels.mask(missing, "") if missing.any() else labels
 
 
+def without_format_characters(labels: pd.Series) -> pd.Series:
+    """``labels`` without invisible format characters (:func:`model.text.without_format_characters`):
+    a zero-width space or a BOM pasted into a department cell trained a second 市住建局 that looks
+    like the first, where ``POST /v1/feedback`` stores the label without them. Looked at once per
+    distinct label."""
+    from model.text import without_format_characters as clean
+
+    odd = {v: c for v in labels.unique() if isinstance(v, str) and (c := clean(v)) != v}
+    return labels.replace(odd) if odd else labels
+
+
 def to_canonical(
     raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1, name: str | None = None
 ) -> pd.DataFrame:
@@ -2272,7 +2283,7 @@ def to_canonical(
         src = columns.source_for(field)
         out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
     for head in LABELS:
-        out[head] = without_excel_errors(out[head])
+        out[head] = without_format_characters(without_excel_errors(out[head]))
     out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     name = path.name if name is None else name

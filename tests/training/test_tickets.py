@@ -103,6 +103,24 @@ def test_a_database_null_marker_in_a_label_column_is_an_empty_label(tmp_path, su
     assert len(report.unlabelled["department"]) == len(markers), report.unlabelled
 
 
+def test_invisible_format_characters_in_a_label_make_no_label_of_their_own(tmp_path):
+    # A zero-width space or a BOM pasted into a department cell (from a web page or a Word
+    # table) trained a second 市住建局 that looks the same, offered beside the first, where
+    # POST /v1/feedback stores the label without them (model.text.normalize_label).
+    rows = [
+        {"text": "路灯不亮", "department": "市住建局\u200b", "category": "\ufeff城建"},
+        {"text": "井盖缺失", "department": "\u2060市住建局；\u200b市公安局", "category": "城建"},
+        {"text": "油烟扰民", "department": "市住建局", "category": "城\u200d建"},
+    ]
+    path = tmp_path / "t.csv"
+    write_frame(path, pd.DataFrame(rows))
+    got = read_tickets([path])
+    assert got["department"].tolist() == ["市住建局"] * 3
+    assert got["co_departments"].tolist() == ["", "市公安局", ""]
+    assert got["category"].tolist() == ["城建"] * 3
+    assert got["text"].tolist() == [r["text"] for r in rows]
+
+
 def test_directory_of_parts_in_name_order(tmp_path):
     d = tmp_path / "parts"
     d.mkdir()
