@@ -66,6 +66,7 @@ from training.validate import (
     masked_counts,
     merged_mapping,
     repeated_header_summary,
+    row_places,
     rows_of,
     ticket_keys,
 )
@@ -511,6 +512,19 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
     for head in LABELS:
+        if n := report.get("unlabelled_rows", {}).get(head):
+            places = report.get("unlabelled_examples", {}).get(head, [])
+            where = ", ".join(places) + (f" and {n - len(places)} more" if n > len(places) else "")
+            scored = report.get(head, {}).get("n", 0)
+            out.append(
+                f"{rows_of(n)} {'has' if n == 1 else 'have'} no {head} label, so the {head} "
+                + (
+                    f"figures are over the other {counted(scored, 'ticket')}"
+                    if scored
+                    else "head is not scored"
+                )
+                + f": {where}"
+            )
         if reason := report.get(head, {}).get("f1_undefined"):
             out.append(f"{head} head: macro- and weighted-F1 are undefined: {reason}")
         auto = report.get(head, {}).get("auto")
@@ -619,6 +633,8 @@ def evaluate(
     mapped: dict[str, dict[str, int]] = {}  # per head, old label -> rows renamed by the mapping
     merged: dict[str, dict[str, int]] = {}  # per head, label -> rows scored as 其他
     labelled = False
+    unlabelled: dict[str, int] = {}  # per head, the rows scored without its label
+    unlabelled_places: dict[str, list[str]] = {}  # per head, the first of them
     if progress:
         progress("scoring", 0, max(total, 1))
     # A file is read, and scored, chunk_rows rows at a time, whatever its format.
@@ -648,6 +664,16 @@ def evaluate(
         _add_counts(merged, apply_mapping(df, found))
         labels = {h: df[h].str.strip().tolist() for h in LABELS}
         labelled |= any(any(labels[h]) for h in LABELS if h in router.heads)
+        for h in LABELS:
+            # Rows this head cannot score (an empty cell, a workbook's merged cell read in its
+            # first row alone): counted and the first named, as train names them.
+            empty = (df[h].str.strip() == "").to_numpy()
+            if h in router.heads and empty.any():
+                unlabelled[h] = unlabelled.get(h, 0) + int(empty.sum())
+                places = unlabelled_places.setdefault(h, [])
+                if len(places) < UNLABELLED_LISTED:
+                    shown = df[empty].head(UNLABELLED_LISTED - len(places))
+                    places += row_places(shown).tolist()
         # A file read whole is scored a chunk at a time all the same, for the progress shown.
         step = chunk_rows or len(df)
         for start in range(0, len(df), step):
@@ -704,6 +730,11 @@ def evaluate(
         if looks:
             absent_columns["like"] = looks
         report["absent_label_columns"] = absent_columns
+    # A head whose column no file has is said above; rows without a label in one that has it are
+    # said here, with the first of them.
+    if counts := {h: unlabelled[h] for h in LABELS if h in unlabelled and h not in absent}:
+        report["unlabelled_rows"] = counts
+        report["unlabelled_examples"] = {h: unlabelled_places[h] for h in counts}
     # Titles left in a column of another name: scored without them, unlike the model's training.
     if note := title_column_note(
         {name: [mask_label(c) for c in cols] for name, cols in headers.items()}, columns, "scored"

@@ -819,6 +819,30 @@ def test_cli_evaluate_says_macro_f1_is_undefined_when_no_label_is_one_the_model_
     assert "| department | 0.000 | undefined | undefined |" in md
 
 
+def test_cli_evaluate_says_which_rows_have_no_label_and_are_not_scored(tmp_path, tiny_model_dir):
+    # A department merged over several rows in a workbook (read in its first row alone), or left
+    # empty: those rows were left out of the department's figures without a word, under a title
+    # that counts every ticket ("on 6 tickets"), where train names them.
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department", "category"])
+        for i, (_, text, dept, cat) in enumerate(TINY_TICKETS[:6]):
+            w.writerow([text, "" if i in (1, 2) else dept, cat])
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(report.read_text(encoding="utf-8"))
+    assert got["department"]["n"] == 4 and got["category"]["n"] == 6
+    assert got["unlabelled_rows"] == {"department": 2}
+    out = " ".join(r.output.split())
+    assert (
+        "2 rows have no department label, so the department figures are over the other 4 "
+        "tickets: test.csv data row 2, test.csv data row 3"
+    ) in out
+    assert "no category label" not in out
+
+
 def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_dir):
     # The text column mapped, the department column forgotten: an empty table and exit 0 before.
     path = tmp_path / "test.csv"
