@@ -272,11 +272,15 @@ def big5_note(name: str) -> None:
     if name in _BIG5_NOTED:
         return
     _BIG5_NOTED.add(name)
+    path = Path(name)
+    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
     logger.warning(
-        "%s: read as Big5 (traditional Chinese), in which its text reads as Chinese, whereas "
-        "GB18030 (GBK) it does not; if it is GBK after all, convert it to UTF-8 and read that: "
-        "iconv -f GB18030 -t UTF-8 FILE > FILE.utf8.csv",
+        "%s: read as Big5 (traditional Chinese): its text reads as Chinese in Big5 and not in "
+        "GB18030 (GBK); if it is GBK after all, convert it to UTF-8 and read that: "
+        "iconv -f GB18030 -t UTF-8 %s > %s",
         name,
+        shlex.quote(str(path)),
+        shlex.quote(str(converted)),
     )
 
 

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -2236,7 +2237,8 @@ def test_a_big5_csv_is_read_as_big5_and_said_so(tmp_path, caplog):
     assert got["department"].tolist() == ["市城管局", "市生態環境局"]
     said = [r.getMessage() for r in caplog.records if "Big5" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"{path}: read as Big5")
-    assert "iconv -f GB18030 -t UTF-8" in said[0]
+    converted = shlex.quote(str(tmp_path / "臺北匯出.utf8.csv"))
+    assert said[0].endswith(f"iconv -f GB18030 -t UTF-8 {shlex.quote(str(path))} > {converted}")
 
 
 @pytest.mark.parametrize(
