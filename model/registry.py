@@ -41,10 +41,11 @@ REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
 SCORES_DIR = "scores"
 # The rule stored scores were computed by (training.compare.score_router stamps them, and
-# ensure_scores computes again scores stamped otherwise): "lead", a joint dispatch's department read
-# by its lead; "known", macro-F1 over the true labels the model knows. ``models list`` shows scores
+# ensure_scores computes again scores stamped otherwise): "lead+lists", a joint dispatch's
+# department read by its lead, one written with 、 or a comma between departments too; "known",
+# macro-F1 over the true labels the model knows. ``models list`` shows scores
 # stamped otherwise as stale, not beside figures of this rule.
-SCORE_RULE = {"department_truth": "lead", "f1_labels": "known"}
+SCORE_RULE = {"department_truth": "lead+lists", "f1_labels": "known"}
 EVAL_DIR = "eval"
 EVAL_DATA_FILE = "frozen.parquet"
 EVAL_META_FILE = "frozen.json"

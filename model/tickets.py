@@ -19,7 +19,15 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -1287,6 +1295,64 @@ def joint_departments(cell: str) -> str:
     """
     lead, co = split_departments(cell)
     return JOINT_JOINER.join([lead, *co])
+
+
+# What people write between the items of a list: a joint dispatch written 市人社局、市住建局 rather
+# than with JOINT_SEPARATOR (see comma_listed).
+LIST_COMMAS = re.compile(r"[、，,]")
+
+
+def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list[str]]:
+    """The department labels among ``leads`` that list departments of ``known`` separated by 、
+    or a comma, each with those departments, the lead first.
+
+    ``"市人社局、市住建局"`` is a joint dispatch (会办) written as people write a list, when both
+    are departments ``known`` (of the data, or of the model); learnt as written it was a
+    department of its own. A label ``known`` itself, or with a part that is not, is left alone: a
+    department may have a comma in its name.
+    """
+    out: dict[str, list[str]] = {}
+    for label in set(leads):
+        if label in known or not LIST_COMMAS.search(label):
+            continue
+        parts = list(dict.fromkeys(p.strip() for p in LIST_COMMAS.split(label) if p.strip()))
+        if len(parts) > 1 and all(p in known for p in parts):
+            out[label] = parts
+    return out
+
+
+def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -> dict[str, int]:
+    """Read the department cells of ``df`` that :func:`comma_listed` finds as joint dispatches,
+    in place: the lead in ``department``, the others before any co-departments in :data:`CO_COL`.
+
+    ``known``: the departments a part must be one of; default those of ``df`` itself, the lead
+    departments without a list comma and the co-departments, as training reads its data (an
+    evaluation passes the model's labels). Returns the rows of each such label, most first.
+    """
+    if "department" not in df or df.empty:
+        return {}
+    leads = df["department"].astype(str)
+    if known is None:
+        known = {d for d in leads.unique().tolist() if d and not LIST_COMMAS.search(d)}
+        if CO_COL in df:
+            known |= {d for co in df[CO_COL].fillna("") if co for d in co.split(JOINT_JOINER)}
+    listed = comma_listed(leads.unique().tolist(), known)
+    if not listed:
+        return {}
+    rows = leads.isin(listed)
+    co = df[CO_COL].fillna("").astype(str) if CO_COL in df else None
+    joined = [
+        split_departments(JOINT_JOINER.join([*listed[lead], *([c] if c else [])]))
+        for lead, c in zip(
+            leads[rows], co[rows] if co is not None else [""] * int(rows.sum()), strict=True
+        )
+    ]
+    df.loc[rows, "department"] = [lead for lead, _ in joined]
+    df.loc[rows, CO_COL] = [JOINT_JOINER.join(others) for _, others in joined]
+    from collections import Counter
+
+    counts = Counter(leads[rows].tolist())  # in the order first met, then most first
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def label_value(head: str, value: Any) -> str:

@@ -47,6 +47,7 @@ from model.tickets import (
     like_hint,
     named_paths,
     require_rows,
+    split_comma_listed,
     title_column_note,
 )
 from training.markdown import md_text, md_url
@@ -60,6 +61,7 @@ from training.metrics import (
 from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
+    comma_listed_message,
     duplicates_message,
     find_merged,
     label_columns_advice,
@@ -511,6 +513,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         out.append(repeated_header_summary(report["skipped_repeated_header"]))
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
+    for head, labels in report.get("comma_listed", {}).items():
+        out.append(comma_listed_message(head, labels))
     for head in LABELS:
         if n := report.get("unlabelled_rows", {}).get(head):
             places = report.get("unlabelled_examples", {}).get(head, [])
@@ -632,6 +636,7 @@ def evaluate(
     rows = skipped = 0
     mapped: dict[str, dict[str, int]] = {}  # per head, old label -> rows renamed by the mapping
     merged: dict[str, dict[str, int]] = {}  # per head, label -> rows scored as 其他
+    comma: dict[str, dict[str, int]] = {}  # per head, label listing departments with 、 -> rows
     labelled = False
     unlabelled: dict[str, int] = {}  # per head, the rows scored without its label
     unlabelled_places: dict[str, list[str]] = {}  # per head, the first of them
@@ -650,6 +655,10 @@ def evaluate(
         if mapping_error is not None or df.empty:
             continue  # read on, for the errors of the files
         _add_counts(mapped, apply_mapping(df, mapping) if mapping else {})
+        if "department" in router.heads:
+            # 人社、住建 where the model knows both: a joint dispatch, as training reads one.
+            listed = split_comma_listed(df, set(router.heads["department"].labels))
+            _add_counts(comma, {"department": listed} if listed else {})
         # Recorded masked (a number typed into a label), the merged labels are looked up as the
         # data spells them.
         found = {}
@@ -748,6 +757,8 @@ def evaluate(
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
     if merged := {h: masked_counts(_most_first(merged[h])) for h in merging if h in merged}:
         report["merged_into_other"] = merged  # per head, label -> rows scored as 其他
+    if comma:
+        report["comma_listed"] = {h: masked_counts(_most_first(c)) for h, c in comma.items()}
     if report_path is not None:
         try:
             write_report(report, Path(report_path))

@@ -345,6 +345,38 @@ def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
     assert report["lost_labels"] == {"department": ["c"]}
 
 
+def test_a_champion_label_listing_departments_with_a_comma_is_no_label_lost() -> None:
+    # A champion trained before 人社、住建 was read as a joint dispatch learnt it as a department;
+    # the challenger learns its lead, and the promotion was refused for a "lost" label.
+    # (The frozen set's 人社、住建 tickets are read as led by 人社 now, so no row is "a、b".)
+    champion = scores("old", {"a": 0.9, "b": 0.9}, labels=["a", "a、b", "b"])
+    challenger = scores("new", {"a": 0.9, "b": 0.9})
+    report = compare(champion, challenger)
+    assert not report["refused"], report["reasons"]
+    assert report["lost_labels"] == {}
+    assert any("'a、b'" in n and "no label lost" in n for n in report["notes"])
+    # One that is not such a list is still lost.
+    champion = scores("old", {"a": 0.9, "b": 0.9}, labels=["a", "a、c", "b"])
+    assert compare(champion, challenger)["lost_labels"] == {"department": ["a、c"]}
+
+
+def test_frozen_tickets_listing_departments_with_a_comma_are_scored_by_their_lead(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from model.artifact import load_router
+    from training.compare import score_router
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    listed = rows.copy()
+    listed.loc[0, "department"] = "人社、住建"  # a joint dispatch led by 人社, written with 、
+    assert rows.loc[0, "department"] == "人社"
+    router, _ = load_router(tiny_model_dir)
+    got, want = score_router(router, listed), score_router(router, rows)
+    assert got["heads"]["department"] == want["heads"]["department"]
+    assert got["department_truth"] == "lead+lists"
+    assert listed["department"].iloc[0] == "人社、住建"  # the frozen set itself is not changed
+
+
 def test_compare_reads_both_models_over_the_same_labels() -> None:
     # Each model's own macro-F1 is over the true labels it knows. A challenger that learnt a
     # department the champion answers wrong throughout (F1 0) read as 10 points worse (0.9 → 0.8),

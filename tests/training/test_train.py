@@ -843,6 +843,30 @@ def test_cli_evaluate_says_which_rows_have_no_label_and_are_not_scored(tmp_path,
     assert "no category label" not in out
 
 
+def test_evaluate_reads_departments_listed_with_a_comma_as_a_joint_dispatch(
+    tmp_path, tiny_model_dir
+):
+    # "人社、住建" was a label the model does not know, scored wrong, where training reads it as
+    # a joint dispatch led by 人社 (training.validate), as "人社；住建" is read.
+    from training.evaluate import evaluate
+
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department"])
+        for _, text, dept, _ in TINY_TICKETS:
+            w.writerow([text, f"{dept}、住建" if dept == "人社" else dept])
+    report = evaluate(tiny_model_dir, [path])
+    assert report["department"]["unknown_labels"] == {}
+    assert report["department"]["accuracy"] == evaluate(tiny_model_dir, [write_tiny_csv(
+        tmp_path / "plain.csv")])["department"]["accuracy"]  # fmt: skip
+    assert report["comma_listed"] == {"department": {"人社、住建": 6}}
+    assert report["joint"]["joint_rows"] == 6
+    from training.evaluate import report_warnings
+
+    assert any(w.startswith("6 department cells list departments") for w in report_warnings(report))
+
+
 def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_dir):
     # The text column mapped, the department column forgotten: an empty table and exit 0 before.
     path = tmp_path / "test.csv"
