@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+from collections import Counter
 from collections.abc import (
     Callable,
     Collection,
@@ -1349,8 +1350,6 @@ def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -
     ]
     df.loc[rows, "department"] = [lead for lead, _ in joined]
     df.loc[rows, CO_COL] = [JOINT_JOINER.join(others) for _, others in joined]
-    from collections import Counter
-
     counts = Counter(leads[rows].tolist())  # in the order first met, then most first
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
