@@ -219,6 +219,8 @@ _BIG5_MARGIN = 2.0
 # use character, a rare ideograph): below any it has.
 _UNSEEN = -20.0
 _BIG5_NOTED: set[str] = set()
+# The name detect_encoding is given for text piped to a command.
+STDIN = "standard input"
 
 
 @functools.cache
@@ -277,19 +279,25 @@ def big5_encoding(head: bytes) -> str | None:
 
 
 def big5_note(name: str) -> None:
-    """Warn, once for each file, that ``name`` is read as Big5, and how to read it as GBK."""
+    """Warn, once for each file, that ``name`` (or :data:`STDIN`) is read as Big5, and how to
+    read it as GBK."""
     if name in _BIG5_NOTED:
         return
     _BIG5_NOTED.add(name)
-    path = Path(name)
-    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    if name == STDIN:
+        convert = "pipe it through iconv -f GB18030 -t UTF-8"
+    else:
+        path = Path(name)
+        converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+        convert = (
+            "convert it to UTF-8 and read that: iconv -f GB18030 -t UTF-8 "
+            f"{shlex.quote(str(path))} > {shlex.quote(str(converted))}"
+        )
     logger.warning(
         "%s: read as Big5 (traditional Chinese): its text reads as Chinese in Big5 and not in "
-        "GB18030 (GBK); if it is GBK after all, convert it to UTF-8 and read that: "
-        "iconv -f GB18030 -t UTF-8 %s > %s",
+        "GB18030 (GBK); if it is GBK after all, %s",
         name,
-        shlex.quote(str(path)),
-        shlex.quote(str(converted)),
+        convert,
     )
 
 

@@ -1048,7 +1048,7 @@ def _stdin_text(max_chars: int) -> str:
     without a byte-order mark, or GB18030) and without the line break that ends it (``echo``'s);
     no more than the bytes of ``max_chars`` characters are read, and more than that is refused
     as the over-long text it is."""
-    from model.tickets import detect_encoding, is_utf16
+    from model.tickets import STDIN, detect_encoding, is_utf16
 
     limit = 4 * max_chars + 5  # UTF-8's widest characters, a byte-order mark and a line break
     raw = typer.get_binary_stream("stdin").read(limit + 1)
@@ -1060,9 +1060,7 @@ def _stdin_text(max_chars: int) -> str:
     if is_utf16(raw):
         raise TicketFileError("standard input is UTF-16 text, which is not read: pipe UTF-8")
     try:
-        return (
-            raw.decode(detect_encoding(raw, "standard input")).removesuffix("\n").removesuffix("\r")
-        )
+        return raw.decode(detect_encoding(raw, STDIN)).removesuffix("\n").removesuffix("\r")
     except TicketFileError as e:
         raise TicketFileError(f"standard input: {e}") from None
     except UnicodeDecodeError as e:  # detect_encoding reads a cut sample as whole

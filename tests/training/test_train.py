@@ -373,6 +373,23 @@ def test_cli_predict_reads_the_text_piped_to_it_after_a_dash(tiny_model_dir):
         assert json.loads(r.stdout) == json.loads(as_argument.stdout), piped
 
 
+def test_cli_predict_reads_big5_piped_to_it_and_says_how_to_read_it_as_gbk(tiny_model_dir, caplog):
+    # Read as GB18030, it was routed as mojibake; said as a file is, its advice named a file
+    # 'standard input' to convert.
+    text = "樓下燒烤店每天營業到凌晨兩點，油煙和噪音嚴重影響休息"
+    as_argument = runner.invoke(app, ["predict", str(tiny_model_dir), text])
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        r = runner.invoke(app, ["predict", str(tiny_model_dir), "-"], input=text.encode("big5"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads(as_argument.stdout)
+    said = [m.getMessage() for m in caplog.records if "Big5" in m.getMessage()]
+    assert said == [
+        "standard input: read as Big5 (traditional Chinese): its text reads as Chinese in Big5 "
+        "and not in GB18030 (GBK); if it is GBK after all, pipe it through iconv -f GB18030 -t "
+        "UTF-8"
+    ]
+
+
 @pytest.mark.parametrize(
     ("piped", "message"),
     [
