@@ -2347,6 +2347,52 @@ def without_format_characters(labels: pd.Series) -> pd.Series:
     return labels.replace(odd) if odd else labels
 
 
+# Keys that name a thing in an exported object ({"id": 12, "name": "市城管局"}), the likeliest
+# first: the one a message suggests flattening a label column to.
+NAME_KEYS = ("name", "名称", "label", "title", "value", "text")
+
+
+def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
+    """The position and value of the first of ``labels`` that is a JSON object (as the reader
+    writes a nested value of JSON or Parquet), or ``None``."""
+    import numpy as np
+
+    maybe = labels.str.lstrip().str.startswith("{") & labels.str.rstrip().str.endswith("}")
+    for i in np.flatnonzero(maybe.to_numpy()):
+        try:
+            value = json.loads(labels.iat[i])
+        except ValueError:
+            continue  # a name in braces
+        if isinstance(value, dict):
+            return int(i), value
+    return None
+
+
+def refuse_object_labels(
+    head: str,
+    source: str,
+    found: tuple[int, dict[str, Any]],
+    path: Path,
+    name: str,
+    rows: range,
+) -> None:
+    """Refuse a label column holding JSON objects (an API export nesting the department, ``{"id":
+    12, "name": "市城管局"}``): learnt as written, each object's text was a department of its own.
+    Names the first such row and the ``jq`` command that keeps the name."""
+    i, value = found
+    key = next((k for k in NAME_KEYS if isinstance(value.get(k), str)), None)
+    key = key or next((k for k, v in value.items() if isinstance(v, str)), "name")
+    field = json.dumps([source], ensure_ascii=False)[1:-1]
+    flat = path.with_name(f"{path.stem}.flat{path.suffix}")
+    raise TicketFileError(
+        f"the {head} column holds JSON objects, not names: "
+        f"{_quoted(json.dumps(value, ensure_ascii=False), cell=True)} at "
+        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the name "
+        f"first, e.g. jq -c '.[{field}] |= .{key}' {shlex.quote(display_name(path.name))} > "
+        f"{shlex.quote(display_name(flat.name))}"
+    )
+
+
 def to_canonical(
     raw: pd.DataFrame, columns: ColumnMap, path: Path, first_row: int = 1, name: str | None = None
 ) -> pd.DataFrame:
@@ -2359,11 +2405,13 @@ def to_canonical(
     for field in CANONICAL:
         src = columns.source_for(field)
         out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
-    for head in LABELS:
-        out[head] = without_format_characters(without_excel_errors(out[head]))
-    out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     name = path.name if name is None else name
+    for head in LABELS:
+        out[head] = without_format_characters(without_excel_errors(out[head]))
+        if (found := first_object(out[head])) is not None:
+            refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
+    out["department"], out[CO_COL] = split_joint(out["department"])
     missing_id = out["id"].str.strip() == ""
     if missing_id.any():
         # By the file's name without its extension: 一月:12, and 2024/一月:12 for one found in a
@@ -2941,6 +2989,28 @@ _JSON_BLOCK = 1 << 16
 # short by it (a number "12|34", "tru|e", "\u12|34"): it is parsed again with more read.
 _JSON_SLACK = 16
 _JSON_SPACE = " \t\n\r"
+
+
+def row_place(name: str, row: int, path: str | None = None) -> str:
+    """Where data row ``row`` of the file ``name`` is, as a message names it: ``a.csv data row
+    3``, and by its line in a JSON Lines file (``a.jsonl line 6``, as the reader's and ``label``'s
+    messages name a JSON line; its data row is another number once the file has blank lines), by
+    its element in a JSON array (``a.json element 3``, as the reader names one). ``name``: the
+    file's name as the reader gives it (``2024/一月.jsonl``); ``path``: the file, to find the line
+    in (without it, a JSON file's row is named by its data row)."""
+    if path is None:
+        return f"{name} data row {row}"
+    try:
+        file = Path(path)
+        if file_format(file) == "jsonl" and file.is_file():  # .jsonl, .ndjson, .json
+            if json_array(file):
+                return f"{name} element {row}"
+            line = jsonl_line_of(file, row)
+            if line is not None:
+                return f"{name} line {line}"
+    except (OSError, TicketFileError):
+        pass  # a name the file system does not have (shown with \xNN escapes): by its row
+    return f"{name} data row {row}"
 
 
 def jsonl_object_lines(path: Path) -> Iterator[int]:

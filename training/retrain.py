@@ -788,7 +788,7 @@ def other_ticket_ids(
 
 def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     # With the file each row was read from, where the reader gives it: a JSON row is named by its
-    # line or element (training.window.row_place), not by its data row.
+    # line or element (model.tickets.row_place), not by its data row.
     return pd.concat(
         [
             f[["id", "text", SOURCE_COL, ROW_COL, *([PATH_COL] if PATH_COL in f else [])]]

@@ -259,7 +259,7 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     JSON Lines file by its line (``a.jsonl line 6``: its data row is another number once the file
     has blank lines, and the reader's errors, ``label``'s error rows and the window's messages name
     its lines) and one of a JSON array by its element (``a.json element 3``), as
-    :func:`training.window.row_place` names one row.
+    :func:`model.tickets.row_place` names one row.
 
     Rows without the reader's source columns (a frame built otherwise) are ``"row <n>"``.
     """

@@ -2266,3 +2266,21 @@ def test_a_joint_department_cell_is_stored_as_training_reads_it():
     ]:
         assert joint_departments(cell) == stored
         assert split_departments(stored) == split_departments(cell)
+
+
+def test_a_label_column_of_json_objects_is_refused_naming_the_row_and_how_to_flatten_it(tmp_path):
+    # An API export nesting the department ({"id": 12, "name": "市城管局"}) trained the object's
+    # JSON text as a department, one per spelling of the object, without a word.
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"text": "路灯坏了", "部门": {"id": 12, "name": "市城管局"}, "category": "城建"}\n'
+        '{"text": "油烟扰民", "部门": "市生态环境局", "category": "环境"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(department="部门"))
+    assert str(e.value) == (
+        "the department column holds JSON objects, not names: "
+        '\'{"id": 12, "name": "市城管局"}\' at export.jsonl line 1; flatten it to the name first, '
+        "e.g. jq -c '.[\"部门\"] |= .name' export.jsonl > export.flat.jsonl"
+    )
