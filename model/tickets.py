@@ -1341,11 +1341,14 @@ def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -
     if "department" not in df or df.empty:
         return {}
     leads = df["department"].astype(str)
+    distinct = leads.unique().tolist()  # a label column holds few distinct values
     if known is None:
-        known = {d for d in leads.unique().tolist() if d and not LIST_COMMAS.search(d)}
+        known = {d for d in distinct if d and not LIST_COMMAS.search(d)}
         if CO_COL in df:
-            known |= {d for co in df[CO_COL].fillna("") if co for d in co.split(JOINT_JOINER)}
-    listed = comma_listed(leads.unique().tolist(), known)
+            known |= {
+                d for co in df[CO_COL].fillna("").unique() if co for d in co.split(JOINT_JOINER)
+            }
+    listed = comma_listed(distinct, known)
     if not listed:
         return {}
     rows = leads.isin(listed)
@@ -2331,9 +2334,12 @@ def without_excel_errors(labels: pd.Series) -> pd.Series:
     """
     from openpyxl.cell.cell import ERROR_CODES
 
-    stripped = labels.str.strip()
-    missing = stripped.isin(ERROR_CODES) | stripped.str.lower().isin(NULL_MARKERS)
-    return labels.mask(missing, "") if missing.any() else labels
+    missing = [
+        v
+        for v in labels.unique()  # a label column holds few distinct values
+        if (t := str(v).strip()) in ERROR_CODES or t.lower() in NULL_MARKERS
+    ]
+    return labels.mask(labels.isin(missing), "") if missing else labels
 
 
 def without_format_characters(labels: pd.Series) -> pd.Series:
@@ -2357,15 +2363,20 @@ def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
     writes a nested value of JSON or Parquet), or ``None``."""
     import numpy as np
 
-    maybe = labels.str.lstrip().str.startswith("{") & labels.str.rstrip().str.endswith("}")
-    for i in np.flatnonzero(maybe.to_numpy()):
+    found = None
+    for label in labels.unique():  # a label column holds few distinct values
+        text = str(label).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            continue
         try:
-            value = json.loads(labels.iat[i])
+            value = json.loads(text)
         except ValueError:
             continue  # a name in braces
         if isinstance(value, dict):
-            return int(i), value
-    return None
+            i = int(np.flatnonzero((labels == label).to_numpy())[0])
+            if found is None or i < found[0]:
+                found = i, value
+    return found
 
 
 def refuse_object_labels(
