@@ -676,7 +676,7 @@ def evaluate(
         for h in LABELS:
             # Rows this head cannot score (an empty cell, a workbook's merged cell read in its
             # first row alone): counted and the first named, as train names them.
-            empty = (df[h].str.strip() == "").to_numpy()
+            empty = np.fromiter((not v for v in labels[h]), dtype=bool, count=len(df))
             if h in router.heads and empty.any():
                 unlabelled[h] = unlabelled.get(h, 0) + int(empty.sum())
                 places = unlabelled_places.setdefault(h, [])
