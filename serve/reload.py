@@ -228,7 +228,10 @@ async def follow_pointer(
                 continue
             seen, refused, reported = pointer, None, None
         finally:
-            # What /readyz says: the server kept its model while `current` could not be read,
-            # named no version or a model that would not load, and said "ready" all the while
-            # (only an ERROR line showed it).
+            # What /readyz and /metrics say: the server kept its model while `current` could not
+            # be read, named no version or a model that would not load, and said "ready" all the
+            # while (only an ERROR line showed it).
             app.state.behind_current = _behind(root, pointer, refused, reported)
+            app.state.services.metrics.behind_current.set(
+                0 if app.state.behind_current is None else 1
+            )
