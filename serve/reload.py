@@ -158,15 +158,30 @@ def _behind(
     refused: tuple[str, Any] | None,
     reported: tuple[str, str] | None,
 ) -> str | None:
-    """Why the server does not serve what ``root/current`` names, or ``None``."""
+    """Why the server does not serve what ``root/current`` names, or ``None``.
+
+    Said as ``paidan models`` names things, ``current`` and versions, with files relative to the
+    model root: ``/readyz`` answers without a key, and it gave the server's absolute paths to
+    anyone who could reach the port (its ``database`` names the backend, never a URL or a file).
+    The ERROR line logged for the same refusal keeps the full paths.
+    """
     if (problem := _POINTER_PROBLEMS.get(root)) is not None:
-        return f"{root / CURRENT_FILE} cannot be followed: {problem}"
+        return _within_root(f"{CURRENT_FILE} cannot be followed: {problem}", root)
     if pointer is not None and reported is not None and reported[0] == pointer:
         if not reported[1]:
-            return f"{root / CURRENT_FILE} names {pointer!r}, which is not a version"
+            return f"{CURRENT_FILE} names {pointer!r}, which is not a version"
         if refused is not None and refused[0] == pointer:
-            return f"{root / CURRENT_FILE} names {pointer}, which cannot be loaded: {reported[1]}"
+            why = _within_root(reported[1], root)
+            return f"{CURRENT_FILE} names {pointer}, which cannot be loaded: {why}"
     return None
+
+
+def _within_root(message: str, root: Path) -> str:
+    """``message`` with the model root's paths said relative to it (``v3/router.joblib``), and the
+    root itself as "the model root"; as given and resolved, as the loader's messages name it."""
+    for base in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        message = message.replace(base + os.sep, "").replace(base, "the model root")
+    return message
 
 
 async def follow_pointer(

@@ -433,6 +433,30 @@ def test_metrics_say_when_the_server_is_behind_current(root: Path, tmp_path: Pat
         assert client.get("/readyz").json()["behind_current"] is None
 
 
+def test_readyz_names_versions_not_the_servers_paths(root: Path, tmp_path: Path) -> None:
+    # /readyz, open to load balancers without a key, said
+    # "/srv/paidan/models/current names v3, which cannot be loaded: /srv/paidan/models/v3/…",
+    # while its database part names the backend, never the database's URL or file.
+    def behind(client: TestClient, says: str) -> str:
+        deadline = time.monotonic() + 30
+        while says not in (text := client.get("/readyz").json()["behind_current"] or ""):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        return text
+
+    with make_app(root, tmp_path) as client:
+        registry.promote(root, "v3")  # damaged
+        said = [behind(client, "current names v3, which cannot be loaded")]
+        assert "v3/router.joblib does not match its checksum" in said[0], said
+        (root / registry.CURRENT_FILE).write_text("v9", encoding="utf-8")  # named, not there
+        said.append(behind(client, "current names v9, which cannot be loaded"))
+        (root / registry.CURRENT_FILE).write_text("", encoding="utf-8")
+        said.append(behind(client, "current cannot be followed: current is empty"))
+        for text in said:
+            assert str(root) not in text and str(tmp_path) not in text, text
+            assert str(root.resolve()) not in text, text
+
+
 def worker_behind(metrics_dir: Path) -> int:
     """Run a process that says, as a worker's follower does, that it is behind; its pid."""
     code = (
