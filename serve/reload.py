@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ RouterLoader = Callable[[Path, Path | None], tuple[Router, dict[str, Any]]]
 _SWAP_LOCK = threading.Lock()
 # The last reason each model root's `current` could not be read, logged once (read_pointer).
 _POINTER_PROBLEMS: dict[Path, str] = {}
+# An absolute path in a message: a "/" that begins a word, up to a space or punctuation after it.
+_OTHER_PATH = re.compile(r"(?<![\w.~-])/[^\s,;:'\"()`]+")
 
 
 def freeze_heap() -> int:
@@ -177,11 +180,12 @@ def _behind(
 
 
 def _within_root(message: str, root: Path) -> str:
-    """``message`` with the model root's paths said relative to it (``v3/router.joblib``), and the
-    root itself as "the model root"; as given and resolved, as the loader's messages name it."""
+    """``message`` with the model root's paths said relative to it (``v3/router.joblib``), the
+    root itself as "the model root" (as given and resolved: the loader names both), and any other
+    absolute path (a symlinked ``current``'s target) as "…"."""
     for base in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
         message = message.replace(base + os.sep, "").replace(base, "the model root")
-    return message
+    return _OTHER_PATH.sub("…", message)
 
 
 async def follow_pointer(

@@ -452,6 +452,10 @@ def test_readyz_names_versions_not_the_servers_paths(root: Path, tmp_path: Path)
         said.append(behind(client, "current names v9, which cannot be loaded"))
         (root / registry.CURRENT_FILE).write_text("", encoding="utf-8")
         said.append(behind(client, "current cannot be followed: current is empty"))
+        # A rollback by hand gone wrong: a symlink to a directory outside the root.
+        (root / registry.CURRENT_FILE).unlink()
+        (root / registry.CURRENT_FILE).symlink_to(tmp_path)
+        said.append(behind(client, "current cannot be followed: current is a symlink to …,"))
         for text in said:
             assert str(root) not in text and str(tmp_path) not in text, text
             assert str(root.resolve()) not in text, text
