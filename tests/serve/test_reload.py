@@ -531,3 +531,24 @@ def test_a_reaped_workers_behind_current_leaves_the_metrics(
     finally:
         for sock in supervisor.sockets:
             sock.close()
+
+
+def test_a_reload_refuses_a_query_parameter_rather_than_reload_another_model(
+    root: Path, tmp_path: Path
+) -> None:
+    # POST /v1/admin/reload?model_dir=v2 (the model named in the URL, not the body) answered 200
+    # having reloaded `current`, v1: the operator was told of a swap, not of the model ignored.
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        for query in ("model_dir=v2", "model_dir=v2&model_dir=v3", "x=1"):
+            r = client.post(f"/v1/admin/reload?{query}", json={})
+            assert r.status_code == 422, r.text
+            name = query.split("=")[0]
+            assert r.json()["error"] == {
+                "code": "invalid_request",
+                "message": f"query.{name}: is not a parameter of the reload, which takes none; "
+                'name the model in the body, {"model_dir": "VERSION"}',
+                "field": f"query.{name}",
+            }
+        assert served_version(client) == "v1"
+        r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
+        assert r.status_code == 200 and r.json()["version"] == "v2", r.text
