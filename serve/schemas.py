@@ -511,6 +511,8 @@ class Readiness(BaseModel):
     behind_current: str | None = Field(
         None,
         description="Why this server keeps serving `model_version` while the registry's "
-        "`current` names another model or cannot be read (`status` is then `degraded`); null "
-        "when it serves what `current` names, or does not follow it (a pinned model)",
+        "`current` names another model or cannot be read (`status` is then `degraded`), naming "
+        "`current`, versions and their files relative to the model root, never the server's "
+        "paths (its ERROR log line has them); null when it serves what `current` names, or "
+        "does not follow it (a pinned model)",
     )

@@ -1990,7 +1990,29 @@ def test_a_required_field_sent_under_another_name_is_said_with_that_name(
     error = assert_error(client.post("/v1/route", json={"txt": "油烟", "top_k": "x"}), 422)
     assert error["message"].endswith("(is body.txt text?) (and 1 more problem: body.top_k)"), error
     error = assert_error(client.post("/v1/route", json={"text": "油烟", "txt": "油烟"}), 422)
-    assert error["message"] == "body.txt: is not a known field"
+    assert error["message"] == (
+        "body.txt: is not a known field (this body takes id, title, text, top_k)"
+    )
+
+
+def test_an_unknown_key_is_said_with_the_keys_the_body_takes(client: TestClient) -> None:
+    # {"modl_dir": "v2"} to the admin reload was "body.modl_dir: is not a known field", which
+    # named neither model_dir nor any other key the endpoint takes.
+    response = client.post("/v1/admin/reload", json={"modl_dir": "v2"})
+    assert assert_error(response, 422, "invalid_request") == {
+        "code": "invalid_request",
+        "message": "body.modl_dir: is not a known field (this body takes model_dir)",
+        "field": "body.modl_dir",
+    }
+    error = assert_error(client.post("/v1/route", json={"text": "油烟", "Top_k": 3}), 422)
+    assert error["message"] == (
+        "body.Top_k: is not a known field (this body takes id, title, text, top_k)"
+    )
+    # Two unknown keys: the first is the error, the other counted, as before.
+    error = assert_error(client.post("/v1/admin/reload", json={"a": 1, "b": 2}), 422)
+    assert error["message"] == (
+        "body.a: is not a known field (this body takes model_dir) (and 1 more problem: body.b)"
+    )
 
 
 def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() -> None:
