@@ -704,6 +704,41 @@ def test_json_nested_beyond_the_parser_says_so(client: TestClient) -> None:
     assert error["field"] == "body" and "nested too deeply" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/route", '{"text": "x", "top_k": %s}', "body.top_k"),
+        (
+            "/v1/route/batch",
+            '{"items": [{"text": "x"}, {"text": "y", "id": -%s}]}',
+            "body.items.1.id",
+        ),
+        (
+            "/v1/feedback",
+            '{"text": "x", "department": "d", "suggestion": {"a": [1, %s]}}',
+            "body.suggestion.a.1",
+        ),
+    ],
+)
+def test_an_integer_of_more_digits_than_python_reads_is_named(
+    client: TestClient, path: str, body: str, field: str
+) -> None:
+    # json.loads refuses an integer of more than 4,300 digits with a ValueError: the answer was
+    # "the body cannot be read; send JSON encoded as UTF-8", of a body that was UTF-8 JSON.
+    error = assert_error(
+        client.post(
+            path, content=body % ("7" * 5_000), headers={"content-type": "application/json"}
+        ),
+        400,
+        "malformed_json",
+    )
+    assert error["field"] == field, error
+    assert error["message"] == (
+        f"{field}: is a number of 5,000 digits; a number may have at most 4,300 (send a long id "
+        "as a string)"
+    )
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
