@@ -1566,10 +1566,50 @@ def json_problem(error: json.JSONDecodeError, where: str) -> str:
     return f"{error.msg}{'' if error.msg.endswith(' at') else ' at'} {where}"
 
 
+def _long_int(digits: str) -> int | str:
+    """A JSON integer, or its digits as text when it has more than Python converts
+    (``sys.get_int_max_str_digits()``, 4,300): a column holding one is text, as one holding an
+    integer beyond int64 is."""
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_json_object)
+# Tried only after _DECODER failed on an integer too long: a Python call per integer costs.
+_LONG_INT_DECODER = json.JSONDecoder(object_pairs_hook=_json_object, parse_int=_long_int)
+
+
+def raw_decode(text: str, start: int = 0) -> tuple[Any, int]:
+    """``json.JSONDecoder.raw_decode`` as every ticket reader decodes JSON: an object remembers a
+    key written twice (:class:`JsonObject`), and an integer of more digits than Python converts
+    is its digits (:func:`_long_int`), not a ``ValueError`` that stopped the reading of the file
+    naming no line.
+
+    Raises
+    ------
+    json.JSONDecodeError
+        Where the text is not JSON.
+    """
+    try:
+        return _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return _LONG_INT_DECODER.raw_decode(text, start)
+
+
 def load_json_line(line: str) -> Any:
     """One JSON Lines value; an object remembers a key written twice (``json.loads`` keeps the
-    last value silently: ``{"text": complaint, "text": note}`` read as the note)."""
-    return json.loads(line, object_pairs_hook=_json_object)
+    last value silently: ``{"text": complaint, "text": note}`` read as the note), and an integer
+    of more digits than Python converts is its digits (:func:`raw_decode`)."""
+    try:
+        return json.loads(line, object_pairs_hook=_json_object)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # see raw_decode
+        return _LONG_INT_DECODER.decode(line)
 
 
 def same_names(names: Iterable[str], blanks: bool = False) -> tuple[str, str] | None:
@@ -2448,7 +2488,7 @@ def _object_end(
         ahead.append(item)
         try:
             text += "\n" + item[1].decode("utf-8")
-            json.loads(text)
+            load_json_line(text)
         except UnicodeDecodeError:
             break
         except json.JSONDecodeError as e:
@@ -2800,7 +2840,7 @@ class _JsonText:
     def __init__(self, f: BinaryIO, path: Path) -> None:
         self.f, self.path = f, path
         self.text = codecs.getincrementaldecoder("utf-8")()
-        self.parse = json.JSONDecoder(object_pairs_hook=_json_object).raw_decode
+        self.parse = raw_decode
         self.buf, self.pos, self.eof = "", 0, False
         self.read_bytes = 0  # bytes of the file read
         # What was dropped from the front of buf: its bytes (with a BOM), its line ends, and the

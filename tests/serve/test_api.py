@@ -704,6 +704,41 @@ def test_json_nested_beyond_the_parser_says_so(client: TestClient) -> None:
     assert error["field"] == "body" and "nested too deeply" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/route", '{"text": "x", "top_k": %s}', "body.top_k"),
+        (
+            "/v1/route/batch",
+            '{"items": [{"text": "x"}, {"text": "y", "id": -%s}]}',
+            "body.items.1.id",
+        ),
+        (
+            "/v1/feedback",
+            '{"text": "x", "department": "d", "suggestion": {"a": [1, %s]}}',
+            "body.suggestion.a.1",
+        ),
+    ],
+)
+def test_an_integer_of_more_digits_than_python_reads_is_named(
+    client: TestClient, path: str, body: str, field: str
+) -> None:
+    # json.loads refuses an integer of more than 4,300 digits with a ValueError: the answer was
+    # "the body cannot be read; send JSON encoded as UTF-8", of a body that was UTF-8 JSON.
+    error = assert_error(
+        client.post(
+            path, content=body % ("7" * 5_000), headers={"content-type": "application/json"}
+        ),
+        400,
+        "malformed_json",
+    )
+    assert error["field"] == field, error
+    assert error["message"] == (
+        f"{field}: is a number of 5,000 digits; a number may have at most 4,300 (send a long id "
+        "as a string)"
+    )
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1022,6 +1057,33 @@ def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> 
     ):
         error = client.post("/v1/feedback", json=sent).json()["error"]
         assert error["field"] and error["message"].startswith(f"{error['field']}: "), error
+
+
+def test_a_suggestion_of_many_values_is_refused_before_it_is_walked(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validated on the event loop, a 6 MB suggestion of two million numbers was walked value by
+    # value three times (lone surrogates, depth, finite numbers), seconds in which the server
+    # answered nothing else, before its size (over 100,000 characters of JSON) refused it.
+    import serve.schemas
+
+    visited = 0
+    scrub = serve.schemas.scrub_surrogates
+
+    def counted(value: Any, depth: int = 0) -> Any:
+        nonlocal visited
+        visited += 1
+        return scrub(value, depth)
+
+    monkeypatch.setattr(serve.schemas, "scrub_surrogates", counted)
+    sent = {"text": WAGE["text"], "department": "人社", "suggestion": {"a": [[1] * 10] * 20_000}}
+    error = assert_error(client.post("/v1/feedback", json=sent), 422, "invalid_request")
+    assert error["field"] == "body.suggestion"
+    assert error["message"] == (
+        "body.suggestion: is larger than 100,000 characters of JSON; send the POST /v1/route "
+        "answer as it was"
+    )
+    assert visited < 100, visited
 
 
 def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispatch(
