@@ -70,6 +70,7 @@ from training.compare import (
     EVAL_COLUMNS,
     Decision,
     ensure_scores,
+    merged_into_other,
     model_heads,
     promote_checked,
     read_frozen_eval,
@@ -1028,10 +1029,19 @@ def retrain(
         FEEDBACK: int((rows[SOURCE_KIND] == FEEDBACK).sum()),
     }
     known = {h: set(v.get("labels", [])) for h, v in champion_meta.get("heads", {}).items()}
+    # A label the current model merged into 其他 (too rare in the history) is no new one while it
+    # stays too rare: called "new … (not in the current model)" every night, it hid the merge
+    # that train names. Once it has enough rows to be learnt, it is new to the model.
+    merged = merged_into_other(champion_meta, mapping)
     if known:
         for head in LABELS:
             counts = rows.loc[rows[head].str.strip() != "", head].str.strip().value_counts()
-            new_labels = {str(k): int(v) for k, v in counts.items() if k not in known.get(head, ())}
+            new_labels = {
+                str(k): int(v)
+                for k, v in counts.items()
+                if k not in known.get(head, ())
+                and not (k in merged.get(head, {}) and v < config.min_examples)
+            }
             if new_labels:
                 result.new_labels[head] = new_labels
 

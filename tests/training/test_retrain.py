@@ -1875,3 +1875,34 @@ def test_retrain_samples_unlabelled_tickets_beyond_its_configs_limit(
     assert result.train is not None
     data = result.train.metadata["training_data"]
     assert data["unlabelled_rows"] == 5 and data["unlabelled_rows_read"] == 12
+
+
+def test_a_label_the_current_model_merged_into_other_is_not_called_new(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path], tiny_config: TrainingConfig
+) -> None:
+    # A department of the history too rare to learn (政务服务信访, 3 of 796 tickets) was merged into
+    # 其他 by the first model; every nightly retrain then called it "new department … (not in the
+    # current model)", though it was in the history all along, and said nothing of the merge that
+    # `train` names ("has only 2 rows; merged into 其他").
+    import shutil
+
+    from training.retrain import freeze_eval
+
+    model_dir, data = merged_model_dir
+    root = tmp_path / "models"
+    shutil.copytree(model_dir, root / "v1")
+    freeze_eval(root, pd.read_csv(data, dtype=str).iloc[[0, 6, 12]], "test")
+    records = [
+        {**fb(1, "N1", "信访局", 0, text="信访件一直没有回音"), "created_at": T0},
+        {**fb(2, "N2", "档案馆", 0, text="退休审批要查档案，档案馆找不到"), "created_at": T0},
+    ]
+    result = retrain([data], records, root, config=tiny_config)
+    # 档案馆 reaches min_examples (3) and is learnt now: new to the model, as 信访局 is.
+    assert result.new_labels == {"department": {"信访局": 1, "档案馆": 3}}
+    warnings = result.warnings(min_examples=3)
+    assert not [w for w in warnings if "气象局" in w and "new department" in w]
+    assert "department label '气象局' has only 2 rows; merged into '其他'" in warnings
+    assert (
+        "new department '档案馆' (not in the current model) has 3 rows: learnt as a new label"
+        in warnings
+    )
