@@ -2481,7 +2481,11 @@ def retrain(
         f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
         f"{fb.superseded} superseded by a later decision, "
         f"{counted(fb.replaced_history, 'history row')} replaced); "
-        f"{counted(result.eval_excluded, 'frozen evaluation ticket')} left out",
+        f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
+        # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
+        # of a set of 159 read as a miscount.
+        + (f" and {counted(fb.on_frozen, 'feedback decision')} on them" if fb.on_frozen else "")
+        + " left out",
         soft_wrap=True,
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):

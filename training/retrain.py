@@ -129,6 +129,11 @@ class FeedbackSummary:
     # (a daily serial) name several tickets. Each text is a ticket of its own, matched by its text.
     ambiguous: set[str] = field(default_factory=set)
     ambiguous_example: str = ""
+    # Decisions on frozen evaluation tickets: never trained, and the frozen set keeps its labels.
+    # How many, how many of them name another label than the frozen set's, and one example.
+    on_frozen: int = 0
+    frozen_disagree: int = 0
+    frozen_example: str = ""
     until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +144,8 @@ class FeedbackSummary:
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
             "ids_naming_several_texts": len(self.ambiguous),
+            "decisions_on_frozen_tickets": self.on_frozen,
+            "decisions_disagreeing_with_frozen_labels": self.frozen_disagree,
             "until": self.until,
         }
 
@@ -249,6 +256,19 @@ class RetrainResult:
                 f"the history or frozen row of that id ({self.other_tickets_example}); those "
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
+            )
+        if self.feedback.frozen_disagree:
+            out.append(
+                counted(
+                    self.feedback.frozen_disagree,
+                    "feedback decision on a frozen evaluation ticket names",
+                    "feedback decisions on frozen evaluation tickets name",
+                )
+                + " another label than the frozen set "
+                f"({self.feedback.frozen_example}): decisions on frozen tickets are never "
+                "trained, and every version is still scored against the frozen label; if the "
+                "dispatchers are right, freeze a corrected set (paidan models freeze-eval DATA "
+                "--force)"
             )
         if self.train is not None:
             # The rare new labels said above are not said again as merged (same rows).
@@ -820,6 +840,61 @@ def eval_keys(eval_df: pd.DataFrame) -> set[str]:
     return keys
 
 
+def _frozen_decisions(
+    summary: FeedbackSummary,
+    decisions: pd.DataFrame,
+    eval_df: pd.DataFrame,
+    id_keys: Callable[[pd.Series], pd.Series],
+    mapping: LabelMapping,
+) -> None:
+    """Count in ``summary`` the feedback ``decisions`` on frozen tickets, and those that name
+    another label than the frozen set's (both read through ``mapping``: a rename is no
+    disagreement), with an example. ``id_keys`` keys ids as the retrain matches them."""
+    summary.on_frozen = len(decisions)
+    if decisions.empty:
+        return
+    # The frozen labels of each key (an id, or a masked text): the lead department, the category.
+    frozen: dict[str, tuple[str, str]] = {}
+    for key, text, dept, cat in zip(
+        id_keys(eval_df["id"]),
+        eval_df["text"].fillna("").astype(str),
+        eval_df["department"].fillna("").astype(str),
+        eval_df["category"].fillna("").astype(str),
+        strict=True,
+    ):
+        labels = (split_departments(dept)[0], cat.strip())
+        for k in (key, ticket_key(None, text)):
+            if k:
+                frozen.setdefault(k, labels)
+
+    def named(head: str, label: str) -> str:
+        return mapping.get(head, {}).get(label, label)
+
+    examples = []
+    for key, text, tid, dept, cat in zip(
+        id_keys(decisions["id"]),
+        decisions["text"],
+        decisions["id"],
+        decisions["department"],
+        decisions["category"],
+        strict=True,
+    ):
+        was = frozen.get(key) or frozen.get(ticket_key(None, text))
+        if was is None:
+            continue
+        differ = [
+            (head, old, new)
+            for head, old, new in zip(LABELS, was, (dept, cat), strict=True)
+            if old and new and named(head, old) != named(head, new)
+        ]
+        if differ:
+            head, old, new = differ[0]
+            ticket = f"ticket {mask_label(str(tid).strip())!r}" if str(tid).strip() else "a ticket"
+            examples.append(f"e.g. {ticket}: frozen {head} {mask_label(old)}, decided {mask_label(new)}")
+    summary.frozen_disagree = len(examples)
+    summary.frozen_example = examples[0] if examples else ""
+
+
 # -- the retrain ------------------------------------------------------------------------------------
 
 
@@ -1000,11 +1075,17 @@ def retrain(
         ids = ids.fillna("").astype(str).str.strip()
         return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
 
+    # A decision on a frozen ticket is left out below, with the ticket: it replaces no history row
+    # (the first retrain, whose history lacks the tickets it freezes, counted none; later ones
+    # counted such rows as replaced, though neither was trained).
+    fb_text_keys = fb["text"].map(lambda t: ticket_key(None, t))
+    fb_frozen = id_keys(fb["id"]).isin(frozen) | fb_text_keys.isin(frozen)
+    _frozen_decisions(result.feedback, fb[fb_frozen], eval_df, id_keys, mapping)
     # Feedback replaces history rows of the same ticket: by id where the id names one (masked) text
     # everywhere, else by the masked text.
     # Keyed as the history's ids (stripped, as deduplication keyed them): " S0002 " is S0002.
-    fb_ids = set(id_keys(fb["id"])) - {""}
-    fb_texts = {ticket_key(None, t) for t in fb["text"]}
+    fb_ids = set(id_keys(fb.loc[~fb_frozen, "id"])) - {""}
+    fb_texts = set(fb_text_keys[~fb_frozen])
     replaced = id_keys(hist["id"]).isin(fb_ids)
     if unclear:
         by_text = hist["id"].astype(str).str.strip().isin(unclear)

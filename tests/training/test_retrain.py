@@ -1906,3 +1906,34 @@ def test_a_label_the_current_model_merged_into_other_is_not_called_new(
         "new department '档案馆' (not in the current model) has 3 rows: learnt as a new label"
         in warnings
     )
+
+
+def test_decisions_on_frozen_tickets_replace_no_history_row_and_are_told(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # After the first retrain, the history holds the tickets it froze. A dispatcher's decision on
+    # one was counted as a history row replaced ("3 history rows replaced" where one was, while
+    # the first retrain of the same data said 1), though neither row was trained; and a decision
+    # naming another label than the frozen set's changed nothing, without a word.
+    root, _ = tiny_root
+    history = tmp_path / "tiny.csv"  # all 18 tickets: T001, T007 and T013 are frozen
+    now = datetime.now(UTC)
+    records = [
+        {**fb(1, "T013", "执法", 0, text=TINY_TICKETS[12][1]), "created_at": now},  # frozen 住建
+        {**fb(2, "T007", "城管执法", 0, text=TINY_TICKETS[6][1]), "created_at": now},  # renamed
+        {**fb(3, "T002", "住建", 0, text=TINY_TICKETS[1][1]), "created_at": now},  # trained
+    ]
+    mapping = {"department": {"执法": "城管执法"}}
+    result = retrain([history], records, root, mapping=mapping)
+    assert result.feedback.replaced_history == 1  # T002 only (was 3)
+    assert result.rows == {"history": 14, "feedback": 1}
+    assert result.eval_excluded == 5  # the 3 frozen history rows and the 2 decisions on them
+    assert (result.feedback.on_frozen, result.feedback.frozen_disagree) == (2, 1)
+    warnings = result.warnings(min_examples=3)
+    assert (
+        "1 feedback decision on a frozen evaluation ticket names another label than the frozen "
+        "set (e.g. ticket 'T013': frozen department 住建, decided 执法): decisions on frozen "
+        "tickets are never trained" in " ".join(warnings)
+    )
+    meta = result.train.metadata["training_data"] if result.train else {}
+    assert meta["feedback"]["decisions_on_frozen_tickets"] == 2
