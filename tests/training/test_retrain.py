@@ -1937,3 +1937,30 @@ def test_decisions_on_frozen_tickets_replace_no_history_row_and_are_told(
     )
     meta = result.train.metadata["training_data"] if result.train else {}
     assert meta["feedback"]["decisions_on_frozen_tickets"] == 2
+
+
+def test_a_comparison_names_no_merged_label_that_the_frozen_set_lacks(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path], tiny_model_dir: Path
+) -> None:
+    # A department only the dispatchers' decisions name (a typo, 市场监督, or one too new to learn)
+    # is merged into 其他 by the challenger's training and is in no frozen ticket; the comparison
+    # said it was "scored under their own names for both", where nothing was scored.
+    import shutil
+
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval
+
+    challenger, data = merged_model_dir  # merged 档案馆 and 气象局, two rows each
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(challenger, root / "v2")
+    registry.set_current(root, "v1")
+    frozen = pd.read_csv(data, dtype=str)
+    freeze_eval(root, frozen[frozen["department"] != "气象局"], "test")  # 档案馆 but no 气象局
+    notes = promote_checked(root, "v2", apply=False).comparison["notes"]
+    assert (
+        "department: merged into 其他 by the challenger's training and learnt by neither model, "
+        "so scored under their own names for both: 档案馆"
+    ) in notes, notes
+    assert not [n for n in notes if "气象局" in n], notes
+
