@@ -1818,7 +1818,9 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(settings: Settings, records: int) -> None:
+def _print_feedback_source(
+    settings: Settings, records: int, since: datetime | None = None
+) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
@@ -1843,7 +1845,12 @@ def _print_feedback_source(settings: Settings, records: int) -> None:
             soft_wrap=True,
         )
         return
-    out.print(f"feedback: {records} record(s) read from {describe_url(url)}", soft_wrap=True)
+    # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
+    # there, and the decisions before it were left out without a word.
+    window = f" from {window_start(since)} on," if since is not None else ""
+    out.print(
+        f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -2435,7 +2442,7 @@ def retrain(
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(records))
+        _print_feedback_source(settings, len(records), feedback_since)
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )

@@ -1964,3 +1964,32 @@ def test_a_comparison_names_no_merged_label_that_the_frozen_set_lacks(
     ) in notes, notes
     assert not [n for n in notes if "气象局" in n], notes
 
+
+
+def test_retrain_says_the_feedback_window_it_read_in_utc(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `--feedback-since 2026-12-07` typed at a centre in UTC+8 is 08:00 there: the decisions of
+    # the first eight hours were left out, and the log said only "feedback: N record(s) read".
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    for at in (datetime(2026, 12, 6, 20, tzinfo=UTC), datetime(2026, 12, 7, 9, tzinfo=UTC)):
+        db.add_feedback(text="油烟扰民", department="城管", created_at=at)  # 04:00, 17:00 in UTC+8
+    db.dispose()
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    base = ["retrain", "--history", str(history), "--if-new-feedback", "5"]
+    said = {}
+    for since in ("2026-12-07", "2026-12-07T00:00:00+08:00"):
+        r = CliRunner().invoke(app, [*base, "--feedback-since", since], env=env)
+        assert r.exit_code == 0, r.output
+        said[since] = " ".join(r.output.split())
+    assert "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+    assert (
+        "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
+        "read from sqlite:///" in said["2026-12-07T00:00:00+08:00"]
+    )
