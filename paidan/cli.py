@@ -1818,9 +1818,7 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(
-    settings: Settings, records: int, since: datetime | None = None
-) -> None:
+def _print_feedback_source(settings: Settings, records: int, since: datetime | None = None) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new

@@ -890,7 +890,9 @@ def _frozen_decisions(
         if differ:
             head, old, new = differ[0]
             ticket = f"ticket {mask_label(str(tid).strip())!r}" if str(tid).strip() else "a ticket"
-            examples.append(f"e.g. {ticket}: frozen {head} {mask_label(old)}, decided {mask_label(new)}")
+            examples.append(
+                f"e.g. {ticket}: frozen {head} {mask_label(old)}, decided {mask_label(new)}"
+            )
     summary.frozen_disagree = len(examples)
     summary.frozen_example = examples[0] if examples else ""
 

@@ -1965,7 +1965,6 @@ def test_a_comparison_names_no_merged_label_that_the_frozen_set_lacks(
     assert not [n for n in notes if "气象局" in n], notes
 
 
-
 def test_retrain_says_the_feedback_window_it_read_in_utc(
     tiny_root: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -1988,7 +1987,9 @@ def test_retrain_says_the_feedback_window_it_read_in_utc(
         r = CliRunner().invoke(app, [*base, "--feedback-since", since], env=env)
         assert r.exit_code == 0, r.output
         said[since] = " ".join(r.output.split())
-    assert "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+    assert (
+        "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+    )
     assert (
         "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
         "read from sqlite:///" in said["2026-12-07T00:00:00+08:00"]
