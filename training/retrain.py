@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,8 @@ class RetrainResult:
     inherited: LabelMapping = field(default_factory=dict)
     unmatched: list[tuple[str, str, str]] = field(default_factory=list)
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The current model's labels, per head: a rare new label close to one is likely a misspelling.
+    known_labels: dict[str, list[str]] = field(default_factory=dict)
     eval_frozen_now: bool = False
     eval_excluded: int = 0
     # Ids naming tickets of different texts (e.g. a serial-number column that restarts in each
@@ -213,11 +216,24 @@ class RetrainResult:
                     else "learnt as a new label"
                 )
                 for label, n in group[:MAX_LISTED]:
+                    # A decision typed through the API, 市场监督 for 市场监管: "collect more
+                    # examples" was the only advice.
+                    close = (
+                        get_close_matches(label, self.known_labels.get(head, []), n=1)
+                        if rare
+                        else []
+                    )
+                    hint = (
+                        f", or, if it misspells {mask_label(close[0])!r}, map it to that with "
+                        "--mapping"
+                        if close
+                        else ""
+                    )
                     # Masked: a dispatcher may type a phone number into the label field of
                     # feedback, and these lines go to the nightly retrain log.
                     out.append(
                         f"new {head} {mask_label(label)!r} (not in the current model) has "
-                        f"{rows_of(n)}: {note}"
+                        f"{rows_of(n)}: {note}{hint}"
                     )
                 if len(group) > MAX_LISTED:
                     rest = group[MAX_LISTED:]
@@ -1116,6 +1132,7 @@ def retrain(
     # stays too rare: called "new … (not in the current model)" every night, it hid the merge
     # that train names. Once it has enough rows to be learnt, it is new to the model.
     merged = merged_into_other(champion_meta, mapping)
+    result.known_labels = {head: sorted(labels) for head, labels in known.items()}
     if known:
         for head in LABELS:
             counts = rows.loc[rows[head].str.strip() != "", head].str.strip().value_counts()

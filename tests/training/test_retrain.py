@@ -1994,3 +1994,30 @@ def test_retrain_says_the_feedback_window_it_read_in_utc(
         "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
         "read from sqlite:///" in said["2026-12-07T00:00:00+08:00"]
     )
+
+
+def test_a_rare_new_label_close_to_a_known_one_is_named_as_a_possible_misspelling() -> None:
+    # 市场监督 for 市场监管, sent through the API: "collect more examples" was the only advice.
+    result = RetrainResult(
+        new_labels={"department": {"市场监督": 1, "信访局": 2}},
+        known_labels={"department": ["住建", "市场监管", "其他"]},
+    )
+    warnings = result.warnings(min_examples=5)
+    assert (
+        "new department '市场监督' (not in the current model) has 1 row: below min_examples (5): "
+        "merged into 其他 for this model; collect more examples, or, if it misspells '市场监管', "
+        "map it to that with --mapping"
+    ) in warnings
+    assert [w for w in warnings if "信访局" in w and "misspells" not in w]
+
+
+def test_retrain_names_the_known_label_a_rare_new_one_may_misspell(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    root, history = tiny_root
+    records = [{**fb(1, "N1", "住建局", 0, text="小区电梯坏了一个月没人修"), "created_at": T0}]
+    result = retrain([history], records, root)
+    said = [w for w in result.warnings(min_examples=3) if "'住建局'" in w]
+    assert len(said) == 1 and said[0].endswith(
+        "if it misspells '住建', map it to that with --mapping"
+    )
