@@ -1881,6 +1881,8 @@ def iter_tickets(
         # keeps the label in the directory's name: it was left out, and the rows read unlabelled.
         partitions = partition_values(name)
         for raw in table_chunks(path, from_partitions(columns, partitions), size):
+            if first_row == 1 and (said := feedback_export(path, raw.columns, columns)):
+                logger.warning("%s", said)
             if first_row == 1 and (said := labelled_output(path, raw.columns)):
                 # Kept beside the tickets it was labelled from (backlog/done/), its tickets
                 # would be read twice.
@@ -1934,6 +1936,41 @@ def labelled_output(path: Path, columns: Iterable[Any]) -> str | None:
     return (
         f"{path}: is paidan label's output (it has the columns label adds, "
         f"{LABEL_OUTPUT_COLUMNS[0]} to {LABEL_OUTPUT_COLUMNS[-1]})"
+    )
+
+
+# The columns of the feedback export (GET /v1/feedback, serve.schemas.FeedbackRecord) besides a
+# ticket's: a file with all of them is that export.
+FEEDBACK_EXPORT_COLUMNS = (
+    "ticket_id",
+    "suggestion",
+    "dispatcher_id",
+    "model_version",
+    "created_at",
+)
+
+
+def feedback_export(path: Path, header: Iterable[Any], columns: ColumnMap) -> str | None:
+    """What to say of a file whose ``header`` is the feedback export's, else ``None``.
+
+    Saved and given to ``train`` or ``retrain --history`` as the dispatchers' corrections, each of
+    its rows is one decision: read as a ticket, a ticket decided twice trains with both labels,
+    and none replaces its ticket's history row, as ``retrain`` makes the database's feedback do.
+    """
+    have = {str(c).strip() for c in header}
+    if not all(c in have for c in FEEDBACK_EXPORT_COLUMNS):
+        return None
+    numbered = (
+        " (its id numbers the decisions; the ticket's is ticket_id)"
+        if columns.source_for("id") == "id"
+        else ""
+    )
+    return (
+        f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
+        f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}): each row is a decision, read as a ticket of its "
+        f"own{numbered}, so a ticket decided twice is read with both decisions and none replaces "
+        "its ticket's history row; paidan retrain reads the feedback database itself and keeps "
+        "each ticket's latest decision"
     )
 
 

@@ -1818,7 +1818,7 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(settings: Settings, records: int) -> None:
+def _print_feedback_source(settings: Settings, records: int, since: datetime | None = None) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
@@ -1843,7 +1843,12 @@ def _print_feedback_source(settings: Settings, records: int) -> None:
             soft_wrap=True,
         )
         return
-    out.print(f"feedback: {records} record(s) read from {describe_url(url)}", soft_wrap=True)
+    # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
+    # there, and the decisions before it were left out without a word.
+    window = f" from {window_start(since)} on," if since is not None else ""
+    out.print(
+        f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -1928,6 +1933,8 @@ def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool
                 header = "version (model version)"
             elif col in ("dept. F1", "cat. F1") and "short" in done:
                 header = col.removesuffix(" F1")
+            elif col == "created":
+                header = "UTC date" if "date" in done else "created (UTC)"
             justify: JustifyMethod = "right" if col in _FIGURES else "left"
             table.add_column(header, overflow="fold", justify=justify)
         for row in cells:
@@ -1941,6 +1948,15 @@ def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool
     for column in table.columns:
         column.no_wrap = "version" in str(column.header)
     return table, "short" in done, left_out
+
+
+def _created_utc(created: str | None) -> str:
+    """A version's creation time in UTC, to the minute (which tells versions apart): unlabelled,
+    a centre in UTC+8 read the nightly retrain of 02:30 as created the evening before."""
+    try:
+        return f"{as_utc(datetime.fromisoformat(str(created))):%Y-%m-%d %H:%M}"
+    except ValueError:  # not a time (a hand-edited metadata.json): as it is written
+        return (created or "?")[:16].replace("T", " ")
 
 
 @models_app.command("list", epilog=ROOT_EPILOG)
@@ -1999,7 +2015,7 @@ def models_list(
                 "model version": i.model_version
                 if i.model_version not in (None, i.version)
                 else "",
-                "created": (i.created or "?")[:16].replace("T", " "),  # minutes tell them apart
+                "created": _created_utc(i.created),
                 "history": str(i.rows.get("history", 0)),
                 "feedback": str(i.rows.get("feedback", 0)),
                 "dept. F1": f"{metrics['department_macro_f1']:.3f}"
@@ -2424,7 +2440,7 @@ def retrain(
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(records))
+        _print_feedback_source(settings, len(records), feedback_since)
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -2481,7 +2497,11 @@ def retrain(
         f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
         f"{fb.superseded} superseded by a later decision, "
         f"{counted(fb.replaced_history, 'history row')} replaced); "
-        f"{counted(result.eval_excluded, 'frozen evaluation ticket')} left out",
+        f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
+        # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
+        # of a set of 159 read as a miscount.
+        + (f" and {counted(fb.on_frozen, 'feedback decision')} on them" if fb.on_frozen else "")
+        + " left out",
         soft_wrap=True,
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):

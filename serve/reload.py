@@ -155,6 +155,15 @@ def files_stamp(model_dir: Path) -> tuple[tuple[str, int, int, int], ...] | None
     return tuple(sorted(stamp))
 
 
+def _is_served_dir(app: Any, model_dir: Path) -> bool:
+    """Whether ``model_dir`` is the directory the app serves its model from."""
+    served = getattr(app.state, "model_dir", None)
+    try:
+        return served is not None and Path(served).resolve() == model_dir.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the served directory
+        return False
+
+
 def _behind(
     root: Path,
     pointer: str | None,
@@ -216,7 +225,10 @@ async def follow_pointer(
         try:
             if pointer is None or pointer == seen:
                 continue
-            if pointer == served:
+            # The pointer names a directory; the router reports its model version, which differs
+            # for `train --out models/v1`: the pointer retrain writes for the served v1 loaded it
+            # again ("model swapped: X -> X"), two copies in memory in every worker meanwhile.
+            if pointer == served or _is_served_dir(app, root / pointer):
                 seen = pointer
                 continue
             if Path(pointer).name != pointer:

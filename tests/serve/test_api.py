@@ -1135,6 +1135,33 @@ def test_a_department_the_model_learnt_with_a_comma_in_it_is_stored() -> None:
         _refuse_listed_with_commas("人社、发改", {"heads": {"category": {"labels": []}}})
 
 
+def test_a_saved_feedback_export_read_as_tickets_is_named(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An administrator saved the export and gave it to train (or retrain --history) as the
+    # dispatchers' corrections: its `id` numbers the decisions, so each decision was read as a
+    # ticket of its own (a ticket corrected twice trained with both labels, none replacing its
+    # history row), without a word.
+    from model.tickets import named_paths, read_tickets
+
+    for department in ("住建", "人社"):  # the same ticket decided twice
+        body = {**WAGE, "ticket_id": "A-1", "department": department, "category": "劳动保障"}
+        assert client.post("/v1/feedback", json=body).status_code == 201
+    export = tmp_path / "feedback.jsonl"
+    export.write_text(client.get("/v1/feedback").text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="model.tickets"):
+        tickets = read_tickets(named_paths([export]))
+    assert tickets["id"].tolist() == ["1", "2"]  # the decisions' ids, as read
+    said = [r.getMessage() for r in caplog.records if "feedback export" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert said[0].startswith(f"{export}: is paidan's feedback export (GET /v1/feedback"), said
+    assert (
+        "each row is a decision, read as a ticket of its own (its id numbers the decisions; the ticket's is ticket_id)"
+        in said[0]
+    )
+    assert "paidan retrain reads the feedback database itself" in said[0]
+
+
 def test_feedback_export_since(client: TestClient) -> None:
     ids = []
     for dept in ("人社", "执法", "住建"):

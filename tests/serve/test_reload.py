@@ -552,3 +552,34 @@ def test_a_reload_refuses_a_query_parameter_rather_than_reload_another_model(
         assert served_version(client) == "v1"
         r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
         assert r.status_code == 200 and r.json()["version"] == "v2", r.text
+
+
+def test_a_pointer_written_for_the_served_directory_loads_nothing_again(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # `train --out models/v1`, `paidan serve` (no `current` yet: the newest version is served),
+    # then the first `retrain` writes `current` naming v1 before it adds its challenger. The poller
+    # compared "v1" with the served model's version (a timestamp) and loaded v1 a second time
+    # ("model swapped: X -> X"), in every worker, with both copies in memory meanwhile.
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(tiny_model_dir, root / "v2")
+    loads: list[str] = []
+
+    def counting(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
+        loads.append(Path(model_dir).name)
+        return load_router(model_dir, root, serving=True)  # the model's own version, not "v1"
+
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0.1)
+    with TestClient(create_app(settings, model_dir=None, router_loader=counting)) as client:
+        # No `current` yet: the newest version is served. Pinned, as retrain pins it.
+        served = client.app.state.model_dir  # type: ignore[attr-defined]
+        registry.set_current(root, Path(served).name, record=False)
+        time.sleep(0.5)  # five polling intervals
+        other = "v1" if Path(served).name == "v2" else "v2"
+        registry.promote(root, other)
+        deadline = time.monotonic() + 30
+        while Path(client.app.state.model_dir).name != other:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, loads
+            time.sleep(0.05)
+    assert loads == [Path(served).name, other]
