@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.artifact import (
+    METADATA_FILE,
     ModelLoadError,
     OutputPathError,
     check_name_lengths,
@@ -574,6 +575,14 @@ def model_path(path: Path) -> Path:
     return named_model(root, path)
 
 
+def _names_a_model(path: Path) -> bool:
+    """Whether ``path`` is a model directory, ``current`` or a version under the model root."""
+    try:
+        return (model_path(path) / METADATA_FILE).is_file()
+    except (ModelLoadError, OSError, ValueError):
+        return False
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, to stop a run the same way."""
 
@@ -1095,8 +1104,15 @@ def predict(
 
     if text is None:
         # Only one argument: click said "Missing argument 'text'", though a text was given, and
-        # taken for the model.
+        # taken for the model; or the argument is a model and the text was forgotten.
         given = shlex.quote(str(model_dir))
+        if _names_a_model(model_dir):
+            raise fail(
+                ValueError(
+                    f"missing argument TEXT: the complaint to route with {given}: paidan predict "
+                    f"{given} TEXT, or paidan predict {given} - to read it from standard input"
+                )
+            )
         raise fail(
             ValueError(
                 f"missing argument TEXT: paidan predict MODEL TEXT takes the model first, and "
