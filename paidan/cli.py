@@ -997,8 +997,10 @@ def evaluate(
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
-    """Score a model on labelled tickets; print the summary, and write the report with --report
-    (without it nothing is written)."""
+    """Score a model on labelled tickets: print the summary, and with --report write the report.
+
+    Without --report nothing is written.
+    """
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings, rules_summary_line
     from training.metrics import format_auto_precision

@@ -100,6 +100,17 @@ def test_label_help_names_the_files_it_writes_beside_the_output() -> None:
 
 
 def test_evaluate_help_says_that_without_report_nothing_is_written() -> None:
-    assert "write the report with --report (without it nothing is written)" in help_text(
-        ["evaluate"]
-    )
+    assert "Without --report nothing is written." in help_text(["evaluate"])
+
+
+def test_each_command_is_summed_up_on_its_own_row_of_the_command_list() -> None:
+    # `paidan --help` listed evaluate as "… write the report with --report   ..." on a wide
+    # terminal, and with "(without it nothing is written)." on a row of its own under it on an
+    # 80-column one: the first paragraph of its docstring ran over two lines.
+    r = runner.invoke(app, ["--help"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    group = typer.main.get_command(app)
+    for name, cmd in getattr(group, "commands", {}).items():
+        summary = " ".join((cmd.help or "").split("\n\n")[0].split())
+        rows = [line for line in r.output.splitlines() if f" {name} " in line]
+        assert any(summary.rstrip(".") in " ".join(line.split()) for line in rows), (name, rows)
