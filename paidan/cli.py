@@ -669,7 +669,10 @@ def train(
         ),
     ] = TrainingConfig.script,
     unlabelled: Annotated[
-        list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
+        list[Path] | None,
+        typer.Option(
+            help="Unlabelled ticket files that widen the vocabulary; repeat it for several files"
+        ),
     ] = None,
     userdict: Annotated[
         Path | None, typer.Option(help="jieba user dictionary (default: the bundled one)")
@@ -2337,7 +2340,11 @@ def models_freeze_eval(
 @app.command(epilog=BOTH_EPILOG)
 def retrain(
     history: Annotated[
-        list[Path], typer.Option("--history", help="Labelled history files or directories")
+        list[Path],
+        typer.Option(
+            "--history",
+            help="Labelled history files or directories; repeat it for several",
+        ),
     ],
     feedback_since: Annotated[
         datetime | None,
@@ -2384,8 +2391,8 @@ def retrain(
     unlabelled: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Unlabelled ticket files that widen the vocabulary (as for train; the current "
-            "model's are not reused)"
+            help="Unlabelled ticket files that widen the vocabulary (as for train, repeated for "
+            "several files; the current model's are not reused)"
         ),
     ] = None,
     remits: Annotated[

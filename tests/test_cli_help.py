@@ -114,3 +114,16 @@ def test_each_command_is_summed_up_on_its_own_row_of_the_command_list() -> None:
         summary = " ".join((cmd.help or "").split("\n\n")[0].split())
         rows = [line for line in r.output.splitlines() if f" {name} " in line]
         assert any(summary.rstrip(".") in " ".join(line.split()) for line in rows), (name, rows)
+
+
+@pytest.mark.parametrize("words", leaf_commands(), ids=" ".join)
+def test_an_option_given_once_per_file_says_to_repeat_it(words: list[str]) -> None:
+    # `paidan train tickets.csv --unlabelled a.csv b.csv` (training.md wrote `--unlabelled FILE…`)
+    # trained on b.csv as labelled tickets without labels: an option takes one file, and its help
+    # did not say to repeat it, as the help of --remits and --rules does.
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    for param in command.params:
+        if getattr(param, "multiple", False):
+            assert "repeat" in (getattr(param, "help", "") or "").lower(), (words, param.name)
