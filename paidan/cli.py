@@ -378,8 +378,9 @@ RULES_HELP = (
     "Dispatch rules (派单规则) the model applies before its own ranking: a file with the columns "
     "keywords (all must occur in the ticket; 燃气|煤气: one of them) and department or category "
     "(or both), and optionally "
-    "exclude (words none of which may occur), decision (auto or review) and note; the first rule "
-    "that matches decides. Repeat it for several files"
+    "exclude (words none of which may occur), decision (auto or review), note and new_label (yes "
+    "for a label the history lacks); the first rule that matches decides. Repeat it for several "
+    "files"
 )
 
 

@@ -127,3 +127,12 @@ def test_an_option_given_once_per_file_says_to_repeat_it(words: list[str]) -> No
     for param in command.params:
         if getattr(param, "multiple", False):
             assert "repeat" in (getattr(param, "help", "") or "").lower(), (words, param.name)
+
+
+def test_the_rules_help_names_every_column_of_a_rules_file() -> None:
+    # train --help listed keywords … decision and note, but not new_label, which a rules file
+    # may hold (a department newer than the history) and a refused row's message names.
+    from training.rules import RULE_COLUMNS
+
+    said = help_text(["train"])
+    assert [c for c in RULE_COLUMNS if c not in said] == []
