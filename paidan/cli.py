@@ -374,6 +374,9 @@ def input_columns(
     return ColumnMap(**columns, delimiter=delimiter)
 
 
+# What every command that reads ticket files takes (model/tickets.py).
+READS = "(CSV, XLSX, JSONL, JSON, Parquet) or directories"
+
 RULES_HELP = (
     "Dispatch rules (派单规则) the model applies before its own ranking: a file with the columns "
     "keywords (all must occur in the ticket; 燃气|煤气: one of them) and department or category "
@@ -621,9 +624,7 @@ def fail(e: Exception) -> typer.Exit:
 def train(
     data: Annotated[
         list[Path],
-        typer.Argument(
-            help="Labelled ticket files (CSV, XLSX, JSONL, JSON, Parquet) or directories"
-        ),
+        typer.Argument(help=f"Labelled ticket files {READS}"),
     ],
     out_dir: Annotated[
         Path | None,
@@ -983,7 +984,7 @@ def evaluate(
             help="Model directory, or a version under the model root (current: the current one)"
         ),
     ],
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files {READS}")],
     report: Annotated[
         # A string: Path drops the trailing slash of `reports/`, which names a directory.
         str | None,
@@ -2259,7 +2260,7 @@ def models_gc(
 
 @models_app.command("freeze-eval", epilog=ROOT_EPILOG)
 def models_freeze_eval(
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files to freeze {READS}")],
     force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
     text_col: TextCol = None,
     title_col: TitleCol = None,

@@ -136,3 +136,11 @@ def test_the_rules_help_names_every_column_of_a_rules_file() -> None:
 
     said = help_text(["train"])
     assert [c for c in RULE_COLUMNS if c not in said] == []
+
+
+@pytest.mark.parametrize("words", [["evaluate"], ["models", "freeze-eval"]], ids=" ".join)
+def test_every_command_reading_tickets_says_it_reads_directories(words: list[str]) -> None:
+    # evaluate and freeze-eval read a directory of parts as train does, but their help said
+    # "Labelled ticket files" alone, where train's names the formats and directories.
+    said = help_text(words)
+    assert "(CSV, XLSX, JSONL, JSON, Parquet) or directories" in said
