@@ -2518,11 +2518,13 @@ def retrain(
     out.print(printable(result.message), soft_wrap=True)
     if result.decision is not None:
         _print_decision(result.decision, applied=promote_if_better)
-        if promote_if_better and not result.decision.promoted:
+        # The registry's first model is current without a promotion, with --promote-if-better
+        # too: nothing was refused.
+        first = result.decision.champion == result.version
+        if promote_if_better and not result.decision.promoted and not first:
             err.print("the challenger stays registered but not current")
             raise typer.Exit(EXIT_REFUSED)
-        if result.decision.champion == result.version:
-            # The registry's first model is current without a promotion; the hint would mislead.
+        if first:  # a hint to promote it would mislead
             out.print(f"{result.version} is current: it is the only model in the registry")
         elif result.decision.refused and not result.decision.promoted:
             # `models promote` would refuse it for the same reasons and exit 3. Forced past the
