@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.artifact import (
+    METADATA_FILE,
     ModelLoadError,
     OutputPathError,
     check_name_lengths,
@@ -373,12 +374,16 @@ def input_columns(
     return ColumnMap(**columns, delimiter=delimiter)
 
 
+# What every command that reads ticket files takes (model/tickets.py).
+READS = "(CSV, XLSX, JSONL, JSON, Parquet) or directories"
+
 RULES_HELP = (
     "Dispatch rules (派单规则) the model applies before its own ranking: a file with the columns "
     "keywords (all must occur in the ticket; 燃气|煤气: one of them) and department or category "
     "(or both), and optionally "
-    "exclude (words none of which may occur), decision (auto or review) and note; the first rule "
-    "that matches decides. Repeat it for several files"
+    "exclude (words none of which may occur), decision (auto or review), note and new_label (yes "
+    "for a label the history lacks); the first rule that matches decides. Repeat it for several "
+    "files"
 )
 
 
@@ -574,6 +579,14 @@ def model_path(path: Path) -> Path:
     return named_model(root, path)
 
 
+def _names_a_model(path: Path) -> bool:
+    """Whether ``path`` is a model directory, ``current`` or a version under the model root."""
+    try:
+        return (model_path(path) / METADATA_FILE).is_file()
+    except (ModelLoadError, OSError, ValueError):
+        return False
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, to stop a run the same way."""
 
@@ -611,9 +624,7 @@ def fail(e: Exception) -> typer.Exit:
 def train(
     data: Annotated[
         list[Path],
-        typer.Argument(
-            help="Labelled ticket files (CSV, XLSX, JSONL, JSON, Parquet) or directories"
-        ),
+        typer.Argument(help=f"Labelled ticket files {READS}"),
     ],
     out_dir: Annotated[
         Path | None,
@@ -660,7 +671,10 @@ def train(
         ),
     ] = TrainingConfig.script,
     unlabelled: Annotated[
-        list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
+        list[Path] | None,
+        typer.Option(
+            help="Unlabelled ticket files that widen the vocabulary; repeat it for several files"
+        ),
     ] = None,
     userdict: Annotated[
         Path | None, typer.Option(help="jieba user dictionary (default: the bundled one)")
@@ -970,7 +984,7 @@ def evaluate(
             help="Model directory, or a version under the model root (current: the current one)"
         ),
     ],
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files {READS}")],
     report: Annotated[
         # A string: Path drops the trailing slash of `reports/`, which names a directory.
         str | None,
@@ -988,8 +1002,10 @@ def evaluate(
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
-    """Score a model on labelled tickets; print the summary, and write the report with --report
-    (without it nothing is written)."""
+    """Score a model on labelled tickets: print the summary, and with --report write the report.
+
+    Without --report nothing is written.
+    """
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings, rules_summary_line
     from training.metrics import format_auto_precision
@@ -1095,8 +1111,15 @@ def predict(
 
     if text is None:
         # Only one argument: click said "Missing argument 'text'", though a text was given, and
-        # taken for the model.
+        # taken for the model; or the argument is a model and the text was forgotten.
         given = shlex.quote(str(model_dir))
+        if _names_a_model(model_dir):
+            raise fail(
+                ValueError(
+                    f"missing argument TEXT: the complaint to route with {given}: paidan predict "
+                    f"{given} TEXT, or paidan predict {given} - to read it from standard input"
+                )
+            )
         raise fail(
             ValueError(
                 f"missing argument TEXT: paidan predict MODEL TEXT takes the model first, and "
@@ -2253,7 +2276,7 @@ def models_gc(
 
 @models_app.command("freeze-eval", epilog=ROOT_EPILOG)
 def models_freeze_eval(
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files to freeze {READS}")],
     force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
     text_col: TextCol = None,
     title_col: TitleCol = None,
@@ -2335,7 +2358,11 @@ def models_freeze_eval(
 @app.command(epilog=BOTH_EPILOG)
 def retrain(
     history: Annotated[
-        list[Path], typer.Option("--history", help="Labelled history files or directories")
+        list[Path],
+        typer.Option(
+            "--history",
+            help="Labelled history files or directories; repeat it for several",
+        ),
     ],
     feedback_since: Annotated[
         datetime | None,
@@ -2382,8 +2409,8 @@ def retrain(
     unlabelled: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Unlabelled ticket files that widen the vocabulary (as for train; the current "
-            "model's are not reused)"
+            help="Unlabelled ticket files that widen the vocabulary (as for train, repeated for "
+            "several files; the current model's are not reused)"
         ),
     ] = None,
     remits: Annotated[
@@ -2511,11 +2538,13 @@ def retrain(
     out.print(printable(result.message), soft_wrap=True)
     if result.decision is not None:
         _print_decision(result.decision, applied=promote_if_better)
-        if promote_if_better and not result.decision.promoted:
+        # The registry's first model is current without a promotion, with --promote-if-better
+        # too: nothing was refused.
+        first = result.decision.champion == result.version
+        if promote_if_better and not result.decision.promoted and not first:
             err.print("the challenger stays registered but not current")
             raise typer.Exit(EXIT_REFUSED)
-        if result.decision.champion == result.version:
-            # The registry's first model is current without a promotion; the hint would mislead.
+        if first:  # a hint to promote it would mislead
             out.print(f"{result.version} is current: it is the only model in the registry")
         elif result.decision.refused and not result.decision.promoted:
             # `models promote` would refuse it for the same reasons and exit 3. Forced past the
