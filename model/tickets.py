@@ -1755,10 +1755,50 @@ def json_problem(error: json.JSONDecodeError, where: str) -> str:
     return f"{error.msg}{'' if error.msg.endswith(' at') else ' at'} {where}"
 
 
+def _long_int(digits: str) -> int | str:
+    """A JSON integer, or its digits as text when it has more than Python converts
+    (``sys.get_int_max_str_digits()``, 4,300): a column holding one is text, as one holding an
+    integer beyond int64 is."""
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_json_object)
+# Tried only after _DECODER failed on an integer too long: a Python call per integer costs.
+_LONG_INT_DECODER = json.JSONDecoder(object_pairs_hook=_json_object, parse_int=_long_int)
+
+
+def raw_decode(text: str, start: int = 0) -> tuple[Any, int]:
+    """``json.JSONDecoder.raw_decode`` as every ticket reader decodes JSON: an object remembers a
+    key written twice (:class:`JsonObject`), and an integer of more digits than Python converts
+    is its digits (:func:`_long_int`), not a ``ValueError`` that stopped the reading of the file
+    naming no line.
+
+    Raises
+    ------
+    json.JSONDecodeError
+        Where the text is not JSON.
+    """
+    try:
+        return _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return _LONG_INT_DECODER.raw_decode(text, start)
+
+
 def load_json_line(line: str) -> Any:
     """One JSON Lines value; an object remembers a key written twice (``json.loads`` keeps the
-    last value silently: ``{"text": complaint, "text": note}`` read as the note)."""
-    return json.loads(line, object_pairs_hook=_json_object)
+    last value silently: ``{"text": complaint, "text": note}`` read as the note), and an integer
+    of more digits than Python converts is its digits (:func:`raw_decode`)."""
+    try:
+        return json.loads(line, object_pairs_hook=_json_object)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # see raw_decode
+        return _LONG_INT_DECODER.decode(line)
 
 
 def same_names(names: Iterable[str], blanks: bool = False) -> tuple[str, str] | None:
@@ -2030,6 +2070,8 @@ def iter_tickets(
         # keeps the label in the directory's name: it was left out, and the rows read unlabelled.
         partitions = partition_values(name)
         for raw in table_chunks(path, from_partitions(columns, partitions), size):
+            if first_row == 1 and (said := feedback_export(path, raw.columns, columns)):
+                logger.warning("%s", said)
             if first_row == 1 and (said := labelled_output(path, raw.columns)):
                 # Kept beside the tickets it was labelled from (backlog/done/), its tickets
                 # would be read twice.
@@ -2083,6 +2125,41 @@ def labelled_output(path: Path, columns: Iterable[Any]) -> str | None:
     return (
         f"{path}: is paidan label's output (it has the columns label adds, "
         f"{LABEL_OUTPUT_COLUMNS[0]} to {LABEL_OUTPUT_COLUMNS[-1]})"
+    )
+
+
+# The columns of the feedback export (GET /v1/feedback, serve.schemas.FeedbackRecord) besides a
+# ticket's: a file with all of them is that export.
+FEEDBACK_EXPORT_COLUMNS = (
+    "ticket_id",
+    "suggestion",
+    "dispatcher_id",
+    "model_version",
+    "created_at",
+)
+
+
+def feedback_export(path: Path, header: Iterable[Any], columns: ColumnMap) -> str | None:
+    """What to say of a file whose ``header`` is the feedback export's, else ``None``.
+
+    Saved and given to ``train`` or ``retrain --history`` as the dispatchers' corrections, each of
+    its rows is one decision: read as a ticket, a ticket decided twice trains with both labels,
+    and none replaces its ticket's history row, as ``retrain`` makes the database's feedback do.
+    """
+    have = {str(c).strip() for c in header}
+    if not all(c in have for c in FEEDBACK_EXPORT_COLUMNS):
+        return None
+    numbered = (
+        " (its id numbers the decisions; the ticket's is ticket_id)"
+        if columns.source_for("id") == "id"
+        else ""
+    )
+    return (
+        f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
+        f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}): each row is a decision, read as a ticket of its "
+        f"own{numbered}, so a ticket decided twice is read with both decisions and none replaces "
+        "its ticket's history row; paidan retrain reads the feedback database itself and keeps "
+        "each ticket's latest decision"
     )
 
 
@@ -2713,7 +2790,7 @@ def _object_end(
         ahead.append(item)
         try:
             text += "\n" + item[1].decode("utf-8")
-            json.loads(text)
+            load_json_line(text)
         except UnicodeDecodeError:
             break
         except json.JSONDecodeError as e:
@@ -3087,7 +3164,7 @@ class _JsonText:
     def __init__(self, f: BinaryIO, path: Path) -> None:
         self.f, self.path = f, path
         self.text = codecs.getincrementaldecoder("utf-8")()
-        self.parse = json.JSONDecoder(object_pairs_hook=_json_object).raw_decode
+        self.parse = raw_decode
         self.buf, self.pos, self.eof = "", 0, False
         self.read_bytes = 0  # bytes of the file read
         # What was dropped from the front of buf: its bytes (with a BOM), its line ends, and the

@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.artifact import (
+    METADATA_FILE,
     ModelLoadError,
     OutputPathError,
     check_name_lengths,
@@ -373,12 +374,16 @@ def input_columns(
     return ColumnMap(**columns, delimiter=delimiter)
 
 
+# What every command that reads ticket files takes (model/tickets.py).
+READS = "(CSV, XLSX, JSONL, JSON, Parquet) or directories"
+
 RULES_HELP = (
     "Dispatch rules (派单规则) the model applies before its own ranking: a file with the columns "
     "keywords (all must occur in the ticket; 燃气|煤气: one of them) and department or category "
     "(or both), and optionally "
-    "exclude (words none of which may occur), decision (auto or review) and note; the first rule "
-    "that matches decides. Repeat it for several files"
+    "exclude (words none of which may occur), decision (auto or review), note and new_label (yes "
+    "for a label the history lacks); the first rule that matches decides. Repeat it for several "
+    "files"
 )
 
 
@@ -574,6 +579,14 @@ def model_path(path: Path) -> Path:
     return named_model(root, path)
 
 
+def _names_a_model(path: Path) -> bool:
+    """Whether ``path`` is a model directory, ``current`` or a version under the model root."""
+    try:
+        return (model_path(path) / METADATA_FILE).is_file()
+    except (ModelLoadError, OSError, ValueError):
+        return False
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, to stop a run the same way."""
 
@@ -611,9 +624,7 @@ def fail(e: Exception) -> typer.Exit:
 def train(
     data: Annotated[
         list[Path],
-        typer.Argument(
-            help="Labelled ticket files (CSV, XLSX, JSONL, JSON, Parquet) or directories"
-        ),
+        typer.Argument(help=f"Labelled ticket files {READS}"),
     ],
     out_dir: Annotated[
         Path | None,
@@ -660,7 +671,10 @@ def train(
         ),
     ] = TrainingConfig.script,
     unlabelled: Annotated[
-        list[Path] | None, typer.Option(help="Unlabelled ticket files that widen the vocabulary")
+        list[Path] | None,
+        typer.Option(
+            help="Unlabelled ticket files that widen the vocabulary; repeat it for several files"
+        ),
     ] = None,
     userdict: Annotated[
         Path | None, typer.Option(help="jieba user dictionary (default: the bundled one)")
@@ -970,7 +984,7 @@ def evaluate(
             help="Model directory, or a version under the model root (current: the current one)"
         ),
     ],
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files {READS}")],
     report: Annotated[
         # A string: Path drops the trailing slash of `reports/`, which names a directory.
         str | None,
@@ -988,8 +1002,10 @@ def evaluate(
     delimiter: Delimiter = None,
     verbose: Verbose = False,
 ) -> None:
-    """Score a model on labelled tickets; print the summary, and write the report with --report
-    (without it nothing is written)."""
+    """Score a model on labelled tickets: print the summary, and with --report write the report.
+
+    Without --report nothing is written.
+    """
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings, rules_summary_line
     from training.metrics import format_auto_precision, format_f1
@@ -1095,8 +1111,15 @@ def predict(
 
     if text is None:
         # Only one argument: click said "Missing argument 'text'", though a text was given, and
-        # taken for the model.
+        # taken for the model; or the argument is a model and the text was forgotten.
         given = shlex.quote(str(model_dir))
+        if _names_a_model(model_dir):
+            raise fail(
+                ValueError(
+                    f"missing argument TEXT: the complaint to route with {given}: paidan predict "
+                    f"{given} TEXT, or paidan predict {given} - to read it from standard input"
+                )
+            )
         raise fail(
             ValueError(
                 f"missing argument TEXT: paidan predict MODEL TEXT takes the model first, and "
@@ -1818,7 +1841,7 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(settings: Settings, records: int) -> None:
+def _print_feedback_source(settings: Settings, records: int, since: datetime | None = None) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
@@ -1843,7 +1866,12 @@ def _print_feedback_source(settings: Settings, records: int) -> None:
             soft_wrap=True,
         )
         return
-    out.print(f"feedback: {records} record(s) read from {describe_url(url)}", soft_wrap=True)
+    # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
+    # there, and the decisions before it were left out without a word.
+    window = f" from {window_start(since)} on," if since is not None else ""
+    out.print(
+        f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -1931,6 +1959,8 @@ def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool
                 header = "version (model version)"
             elif col in ("dept. F1", "cat. F1") and "short" in done:
                 header = col.removesuffix(" F1")
+            elif col == "created":
+                header = "UTC date" if "date" in done else "created (UTC)"
             justify: JustifyMethod = "right" if col in _FIGURES else "left"
             table.add_column(header, overflow="fold", justify=justify)
         for row in cells:
@@ -1944,6 +1974,15 @@ def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool
     for column in table.columns:
         column.no_wrap = "version" in str(column.header)
     return table, "short" in done, left_out
+
+
+def _created_utc(created: str | None) -> str:
+    """A version's creation time in UTC, to the minute (which tells versions apart): unlabelled,
+    a centre in UTC+8 read the nightly retrain of 02:30 as created the evening before."""
+    try:
+        return f"{as_utc(datetime.fromisoformat(str(created))):%Y-%m-%d %H:%M}"
+    except ValueError:  # not a time (a hand-edited metadata.json): as it is written
+        return (created or "?")[:16].replace("T", " ")
 
 
 @models_app.command("list", epilog=ROOT_EPILOG)
@@ -2003,7 +2042,7 @@ def models_list(
                 "model version": i.model_version
                 if i.model_version not in (None, i.version)
                 else "",
-                "created": (i.created or "?")[:16].replace("T", " "),  # minutes tell them apart
+                "created": _created_utc(i.created),
                 "history": str(i.rows.get("history", 0)),
                 "feedback": str(i.rows.get("feedback", 0)),
                 "dept. F1": format_f1(metrics["department_macro_f1"])
@@ -2241,7 +2280,7 @@ def models_gc(
 
 @models_app.command("freeze-eval", epilog=ROOT_EPILOG)
 def models_freeze_eval(
-    data: Annotated[list[Path], typer.Argument(help="Labelled ticket files to freeze")],
+    data: Annotated[list[Path], typer.Argument(help=f"Labelled ticket files to freeze {READS}")],
     force: Annotated[bool, typer.Option(help="Replace an existing frozen set")] = False,
     text_col: TextCol = None,
     title_col: TitleCol = None,
@@ -2323,7 +2362,11 @@ def models_freeze_eval(
 @app.command(epilog=BOTH_EPILOG)
 def retrain(
     history: Annotated[
-        list[Path], typer.Option("--history", help="Labelled history files or directories")
+        list[Path],
+        typer.Option(
+            "--history",
+            help="Labelled history files or directories; repeat it for several",
+        ),
     ],
     feedback_since: Annotated[
         datetime | None,
@@ -2370,8 +2413,8 @@ def retrain(
     unlabelled: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Unlabelled ticket files that widen the vocabulary (as for train; the current "
-            "model's are not reused)"
+            help="Unlabelled ticket files that widen the vocabulary (as for train, repeated for "
+            "several files; the current model's are not reused)"
         ),
     ] = None,
     remits: Annotated[
@@ -2428,7 +2471,7 @@ def retrain(
         renames = read_mapping(mapping) if mapping else None
         records = _feedback_records(settings, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(records))
+        _print_feedback_source(settings, len(records), feedback_since)
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -2485,7 +2528,11 @@ def retrain(
         f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
         f"{fb.superseded} superseded by a later decision, "
         f"{counted(fb.replaced_history, 'history row')} replaced); "
-        f"{counted(result.eval_excluded, 'frozen evaluation ticket')} left out",
+        f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
+        # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
+        # of a set of 159 read as a miscount.
+        + (f" and {counted(fb.on_frozen, 'feedback decision')} on them" if fb.on_frozen else "")
+        + " left out",
         soft_wrap=True,
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):
@@ -2495,11 +2542,13 @@ def retrain(
     out.print(printable(result.message), soft_wrap=True)
     if result.decision is not None:
         _print_decision(result.decision, applied=promote_if_better)
-        if promote_if_better and not result.decision.promoted:
+        # The registry's first model is current without a promotion, with --promote-if-better
+        # too: nothing was refused.
+        first = result.decision.champion == result.version
+        if promote_if_better and not result.decision.promoted and not first:
             err.print("the challenger stays registered but not current")
             raise typer.Exit(EXIT_REFUSED)
-        if result.decision.champion == result.version:
-            # The registry's first model is current without a promotion; the hint would mislead.
+        if first:  # a hint to promote it would mislead
             out.print(f"{result.version} is current: it is the only model in the registry")
         elif result.decision.refused and not result.decision.promoted:
             # `models promote` would refuse it for the same reasons and exit 3. Forced past the

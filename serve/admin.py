@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +34,7 @@ from model.registry import (
 )
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
-from serve.errors import ApiError
+from serve.errors import ApiError, quoted
 from serve.reload import reload_model
 from serve.schemas import ErrorResponse, no_control
 
@@ -74,11 +74,25 @@ class ReloadResponse(BaseModel):
 admin_router = APIRouter(tags=["admin"], route_class=JsonBodyRoute)
 
 
+def _no_query(request: Request) -> None:
+    """Refuse a query parameter: ``?model_dir=v2`` was ignored, and the reload answered 200
+    having reloaded the default model, not the one named."""
+    for name in request.query_params:
+        field = f"query.{quoted(name)}"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{field}: is not a parameter of the reload, which takes none; name the model in "
+            'the body, {"model_dir": "VERSION"}',
+            field,
+        )
+
+
 @admin_router.post(
     "/v1/admin/reload",
     response_model=ReloadResponse,
     responses=ADMIN_ERRORS,
-    dependencies=[ADMIN_KEY],
+    dependencies=[ADMIN_KEY, Depends(_no_query)],
 )
 async def reload(request: Request, body: ReloadRequest | None = None) -> ReloadResponse:
     """Verify and load a model, then swap it in atomically; a refused model leaves the old one serving.

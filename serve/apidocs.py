@@ -72,7 +72,9 @@ def _page(root_path: str, title: str) -> tuple[bytes, str]:
     assets = quote(root_path, safe=ROOT_PATH_SAFE) + ASSETS_PATH
     body = bytes(
         get_swagger_ui_html(
-            openapi_url=root_path + "/openapi.json",
+            # Written into the inline script inside '…' as it is: a root path may hold a quote
+            # (/o'neil), which ended the string there, and Swagger UI never started.
+            openapi_url=root_path.replace("'", "%27") + "/openapi.json",
             title=f"{title} - Swagger UI",
             swagger_js_url=f"{assets}/swagger-ui-bundle.js",
             swagger_css_url=f"{assets}/swagger-ui.css",

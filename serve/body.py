@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +101,8 @@ def parse_json(body: bytes | str, items_own_errors: bool = False) -> Any:
     Raises
     ------
     ApiError
-        400 ``malformed_json`` naming the key and its path (``body.suggestion.a.0.k``).
+        400 ``malformed_json`` naming the key and its path (``body.suggestion.a.0.k``), or an
+        integer of more digits than Python converts (4,300) and its path.
     json.JSONDecodeError, UnicodeDecodeError, RecursionError
         As ``json.loads`` raises them (FastAPI answers those).
     """
@@ -114,6 +116,11 @@ def parse_json(body: bytes | str, items_own_errors: bool = False) -> Any:
         return _DECODER.decode(text)
     except _KeyRepeated:
         pass  # read again, marking the objects, to say where
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        _refuse_long_integers(text)
+        raise
     value = json.loads(text, object_pairs_hook=_mark_repeats)
     items = value.get("items") if isinstance(value, dict) and items_own_errors else None
     for path, key in list(_repeats(value)):
@@ -133,16 +140,43 @@ def parse_json(body: bytes | str, items_own_errors: bool = False) -> Any:
     return value
 
 
-def _repeats(value: Any) -> Iterator[tuple[list[str], str]]:
-    """The path of each object with a repeated key, in document order, and that key.
+class _LongInteger(str):
+    """The digits of a JSON integer longer than Python converts, in its place."""
+
+
+def _long_integer(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:
+        return _LongInteger(digits)
+
+
+def _refuse_long_integers(text: str) -> None:
+    """Raise a 400 naming the first integer in ``text`` of more digits than ``int()`` converts
+    (``sys.get_int_max_str_digits()``, 4,300), if there is one."""
+    value = json.loads(text, parse_int=_long_integer)
+    for path, node in _nodes(value):
+        if isinstance(node, _LongInteger):
+            field = ".".join(["body", *(quoted(p) for p in path)])
+            digits = len(node.lstrip("-"))
+            raise ApiError(
+                400,
+                "malformed_json",
+                f"{field}: is a number of {digits:,} digits; a number may have at most "
+                f"{sys.get_int_max_str_digits():,} (send a long id as a string)",
+                field,
+            )
+
+
+def _nodes(value: Any) -> Iterator[tuple[list[str], Any]]:
+    """Every value inside ``value`` (itself first) with its path, in document order.
 
     Walked without recursion: the body may nest as deeply as the parser allows.
     """
     stack: list[tuple[Any, list[str]]] = [(value, [])]
     while stack:
         node, path = stack.pop()
-        if isinstance(node, _Repeated):
-            yield path, node.key
+        yield path, node
         if isinstance(node, dict):
             children = [(v, [*path, str(k)]) for k, v in node.items()]
         elif isinstance(node, list):
@@ -150,6 +184,16 @@ def _repeats(value: Any) -> Iterator[tuple[list[str], str]]:
         else:
             continue
         stack.extend(reversed(children))
+
+
+def _repeats(value: Any) -> Iterator[tuple[list[str], str]]:
+    """The path of each object with a repeated key, in document order, and that key.
+
+    Walked without recursion: the body may nest as deeply as the parser allows.
+    """
+    for path, node in _nodes(value):
+        if isinstance(node, _Repeated):
+            yield path, node.key
 
 
 def is_json_type(content_type: str) -> bool:

@@ -7,13 +7,14 @@ import difflib
 import email.message
 import logging
 import traceback
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -171,8 +172,13 @@ def _holds_title(body: Any) -> bool:
     return isinstance(title, str) and not is_blank(title)
 
 
-def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple[str, str | None]:
-    """A message and a dotted field path from pydantic errors, never echoing the input."""
+def first_validation_error(
+    errors: list[Any], prefix_body: bool = True, body_fields: Sequence[str] = ()
+) -> tuple[str, str | None]:
+    """A message and a dotted field path from pydantic errors, never echoing the input.
+
+    ``body_fields``: the keys the request body takes, named after an unknown key at its top.
+    """
     if not errors:
         return "the request is invalid", None
     err = errors[0]
@@ -200,6 +206,10 @@ def first_validation_error(errors: list[Any], prefix_body: bool = True) -> tuple
             msg += f"; {_unknown_keys(unknown, loc[-1] if loc else '', prefix_body)}"
     elif err.get("type") == "extra_forbidden":
         msg = "is not a known field"
+        # Which keys are, or the client guesses ({"modl_dir": …} to the admin reload was
+        # answered so, naming neither model_dir nor any other key it takes).
+        if body_fields and raw[:1] == ("body",) and len(raw) == 2:
+            msg += f" (this body takes {', '.join(body_fields)})"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     message = f"{field or 'request'}: {msg}"
@@ -242,6 +252,17 @@ def _unknown_keys(unknown: list[Any], wanted: str, prefix_body: bool) -> str:
     return said if close is None else f"{said} (is {close} {wanted}?)"
 
 
+def _body_fields(request: Request) -> list[str]:
+    """The keys the JSON body of ``request``'s route takes, as the client writes them; none when
+    the route reads no body model."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    for model in (annotation, *typing.get_args(annotation)):  # ReloadRequest | None: either
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return [info.alias or name for name, info in model.model_fields.items()]
+    return []
+
+
 class StreamAborted(Exception):
     """A streamed answer that must end as incomplete (the connection is closed without the last
     chunk, so the client sees a cut transfer); the reason was logged and written in the stream."""
@@ -274,8 +295,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "database_schema_mismatch", f"{exc}; routing still works")
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, field = first_validation_error(list(exc.errors()))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, field = first_validation_error(
+            list(exc.errors()), body_fields=_body_fields(request)
+        )
         # JSON that does not parse is a malformed request, not a bad field.
         if exc.errors() and exc.errors()[0].get("type") == "json_invalid":
             return error_response(400, "malformed_json", "the body is not valid JSON", "body")

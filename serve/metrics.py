@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency per route, predictions per department, share to review.
+"""Prometheus metrics: requests and latency per route, predictions per department, share to review,
+and whether the served model is behind the registry's ``current``.
 
 Requests are counted and timed by :class:`serve.telemetry.TelemetryMiddleware`. Each app owns its
 registry (tests build many apps in one process). With several uvicorn workers
@@ -15,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -27,6 +29,7 @@ from model.settings import SettingsError
 # Seconds; prediction takes milliseconds, so the buckets are dense below 100 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DECISIONS = "paidan_route_decisions"
+BEHIND_CURRENT = "paidan_model_behind_current"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -92,6 +95,18 @@ class Metrics:
             ["decision"],
             registry=self.registry,
         )
+        # Set by each worker's pointer follower (serve.reload); with several workers the highest
+        # value of the live ones, so one worker left behind shows. "live": the supervisor removes
+        # a dead worker's value (forget_process), or a worker replaced after it refused a model
+        # said 1 until the next restart.
+        self.behind_current = Gauge(
+            BEHIND_CURRENT,
+            "1 while this server serves another model than the one the model root's `current` "
+            "names, because it cannot load that model or cannot read `current` (/readyz says "
+            "why); 0 otherwise, and on a server pinned to a model",
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
 
     def observe_results(self, results: Iterable[RouteResult]) -> None:
         for r in results:
@@ -111,6 +126,15 @@ class Metrics:
         scrape.register(_Forward(source))
         scrape.register(_ReviewShare(source))
         return generate_latest(scrape), CONTENT_TYPE_LATEST
+
+
+def forget_process(pid: int | None) -> None:
+    """Drop the live gauges of the worker process ``pid``, which has exited (multiprocess mode
+    only): the supervisor calls it for each worker it has reaped (``None``: never started)."""
+    if pid is not None and os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 class _Forward(Collector):

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ RouterLoader = Callable[[Path, Path | None], tuple[Router, dict[str, Any]]]
 _SWAP_LOCK = threading.Lock()
 # The last reason each model root's `current` could not be read, logged once (read_pointer).
 _POINTER_PROBLEMS: dict[Path, str] = {}
+# An absolute path in a message: a "/" that begins a word, up to a space or punctuation after it.
+_OTHER_PATH = re.compile(r"(?<![\w.~-])/[^\s,;:'\"()`]+")
 
 
 def freeze_heap() -> int:
@@ -152,21 +155,46 @@ def files_stamp(model_dir: Path) -> tuple[tuple[str, int, int, int], ...] | None
     return tuple(sorted(stamp))
 
 
+def _is_served_dir(app: Any, model_dir: Path) -> bool:
+    """Whether ``model_dir`` is the directory the app serves its model from."""
+    served = getattr(app.state, "model_dir", None)
+    try:
+        return served is not None and Path(served).resolve() == model_dir.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the served directory
+        return False
+
+
 def _behind(
     root: Path,
     pointer: str | None,
     refused: tuple[str, Any] | None,
     reported: tuple[str, str] | None,
 ) -> str | None:
-    """Why the server does not serve what ``root/current`` names, or ``None``."""
+    """Why the server does not serve what ``root/current`` names, or ``None``.
+
+    Said as ``paidan models`` names things, ``current`` and versions, with files relative to the
+    model root: ``/readyz`` answers without a key, and it gave the server's absolute paths to
+    anyone who could reach the port (its ``database`` names the backend, never a URL or a file).
+    The ERROR line logged for the same refusal keeps the full paths.
+    """
     if (problem := _POINTER_PROBLEMS.get(root)) is not None:
-        return f"{root / CURRENT_FILE} cannot be followed: {problem}"
+        return _within_root(f"{CURRENT_FILE} cannot be followed: {problem}", root)
     if pointer is not None and reported is not None and reported[0] == pointer:
         if not reported[1]:
-            return f"{root / CURRENT_FILE} names {pointer!r}, which is not a version"
+            return f"{CURRENT_FILE} names {pointer!r}, which is not a version"
         if refused is not None and refused[0] == pointer:
-            return f"{root / CURRENT_FILE} names {pointer}, which cannot be loaded: {reported[1]}"
+            why = _within_root(reported[1], root)
+            return f"{CURRENT_FILE} names {pointer}, which cannot be loaded: {why}"
     return None
+
+
+def _within_root(message: str, root: Path) -> str:
+    """``message`` with the model root's paths said relative to it (``v3/router.joblib``), the
+    root itself as "the model root" (as given and resolved: the loader names both), and any other
+    absolute path (a symlinked ``current``'s target) as "…"."""
+    for base in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        message = message.replace(base + os.sep, "").replace(base, "the model root")
+    return _OTHER_PATH.sub("…", message)
 
 
 async def follow_pointer(
@@ -197,7 +225,10 @@ async def follow_pointer(
         try:
             if pointer is None or pointer == seen:
                 continue
-            if pointer == served:
+            # The pointer names a directory; the router reports its model version, which differs
+            # for `train --out models/v1`: the pointer retrain writes for the served v1 loaded it
+            # again ("model swapped: X -> X"), two copies in memory in every worker meanwhile.
+            if pointer == served or _is_served_dir(app, root / pointer):
                 seen = pointer
                 continue
             if Path(pointer).name != pointer:
@@ -228,7 +259,10 @@ async def follow_pointer(
                 continue
             seen, refused, reported = pointer, None, None
         finally:
-            # What /readyz says: the server kept its model while `current` could not be read,
-            # named no version or a model that would not load, and said "ready" all the while
-            # (only an ERROR line showed it).
+            # What /readyz and /metrics say: the server kept its model while `current` could not
+            # be read, named no version or a model that would not load, and said "ready" all the
+            # while (only an ERROR line showed it).
             app.state.behind_current = _behind(root, pointer, refused, reported)
+            app.state.services.metrics.behind_current.set(
+                0 if app.state.behind_current is None else 1
+            )

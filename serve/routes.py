@@ -55,7 +55,9 @@ from serve.errors import (
 )
 from serve.schemas import (
     MAX_ID_CHARS,
+    MAX_SUGGESTION_CHARS,
     NO_DEPARTMENT,
+    TOO_LARGE_SUGGESTION,
     ErrorBody,
     ErrorResponse,
     FeedbackRecord,
@@ -79,7 +81,6 @@ logger = logging.getLogger(__name__)
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 # Key of the note that replaces a stored suggestion the export cannot write (see _export_line).
 EXPORT_ERROR_KEY = "export_error"
-MAX_SUGGESTION_CHARS = 100_000  # a route answer is a few kB; anything near this is not one
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 500, 503)
 }
@@ -272,8 +273,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             raise ApiError(
                 422,
                 "invalid_request",
-                f"body.suggestion: is larger than {MAX_SUGGESTION_CHARS:,} characters of JSON; "
-                "send the POST /v1/route answer as it was",
+                f"body.suggestion: {TOO_LARGE_SUGGESTION}",
                 "body.suggestion",
             )
         shown_version = (suggestion or {}).get("model_version")

@@ -40,6 +40,11 @@ MAX_LABEL_CHARS = 100
 # its label); JSON far deeper than this cannot be written back out (the export's serializer stops at
 # a few hundred levels), so the suggestion is refused above it.
 MAX_SUGGESTION_DEPTH = 32
+MAX_SUGGESTION_CHARS = 100_000  # a route answer is a few kB; anything near this is not one
+TOO_LARGE_SUGGESTION = (
+    f"is larger than {MAX_SUGGESTION_CHARS:,} characters of JSON; send the POST /v1/route answer "
+    "as it was"
+)
 # JSON may escape a lone surrogate ("\ud800"); json.loads lets it through, but it is not a character,
 # cannot be encoded and pydantic refuses it. Each one becomes U+FFFD, so odd text is still routed.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -131,6 +136,28 @@ def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
             )
         stack.extend((child, depth + 1) for child in children)
     return value
+
+
+def more_values_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds more than ``limit`` values (itself, its keys and the values in its
+    objects and arrays, at any depth); stops counting there."""
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            seen += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        if seen + len(stack) > limit:
+            return True
+    return False
+
+
+class _TooLarge:
+    """In place of a suggestion too large to be a route answer, which is then not walked."""
 
 
 def storable_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -297,6 +324,26 @@ class FeedbackRequestBase(_ScrubbedRequest):
             drop = "id" if other is None or given is not None else "ticket_id"
             data = {k: v for k, v in data.items() if k != drop}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suggestion_not_walked_if_too_large(cls, data: Any) -> Any:
+        # Before every validator that walks the body (lone surrogates, depth, finite numbers):
+        # validation runs on the event loop, and a 6 MB suggestion of two million numbers was
+        # walked for seconds before its size refused it. Each value written as JSON takes at
+        # least one character, so more values than MAX_SUGGESTION_CHARS are more characters.
+        if isinstance(data, dict) and more_values_than(
+            data.get("suggestion"), MAX_SUGGESTION_CHARS
+        ):
+            data = {**data, "suggestion": _TooLarge()}
+        return data
+
+    @field_validator("suggestion", mode="before")
+    @classmethod
+    def _suggestion_too_large(cls, value: Any) -> Any:
+        if isinstance(value, _TooLarge):
+            raise ValueError(TOO_LARGE_SUGGESTION)
+        return value
 
     _text_not_blank = field_validator("text")(not_blank)
     _ids_number = field_validator("ticket_id", "dispatcher_id", mode="before")(integer_as_text)
@@ -512,6 +559,8 @@ class Readiness(BaseModel):
     behind_current: str | None = Field(
         None,
         description="Why this server keeps serving `model_version` while the registry's "
-        "`current` names another model or cannot be read (`status` is then `degraded`); null "
-        "when it serves what `current` names, or does not follow it (a pinned model)",
+        "`current` names another model or cannot be read (`status` is then `degraded`), naming "
+        "`current`, versions and their files relative to the model root, never the server's "
+        "paths (its ERROR log line has them); null when it serves what `current` names, or "
+        "does not follow it (a pinned model)",
     )

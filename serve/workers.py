@@ -44,6 +44,7 @@ import uvicorn
 from model.artifact import ModelLoadError
 from model.registry import Lease, lease
 from model.startup import signal_on_parent_death, startup
+from serve.metrics import forget_process
 
 logger = logging.getLogger(__name__)
 
@@ -465,6 +466,7 @@ class Supervisor:
                     "" if served else " before serving",
                     f" in {delay:.0f} s" if delay >= 1 else "",
                 )
+                forget_process(worker.process.pid)
                 self._restart_at[slot] = now + delay
                 if delay > 0:
                     self.sockets[slot].close()
@@ -486,6 +488,7 @@ class Supervisor:
             logger.warning("worker [%d] did not stop in time; killed", worker.process.pid)
             worker.process.kill()
             worker.process.join()
+        forget_process(worker.process.pid)
 
     def _replace_all(self) -> None:
         """SIGHUP: a successor per slot, serving before its predecessor stops.

@@ -100,6 +100,47 @@ def test_label_help_names_the_files_it_writes_beside_the_output() -> None:
 
 
 def test_evaluate_help_says_that_without_report_nothing_is_written() -> None:
-    assert "write the report with --report (without it nothing is written)" in help_text(
-        ["evaluate"]
-    )
+    assert "Without --report nothing is written." in help_text(["evaluate"])
+
+
+def test_each_command_is_summed_up_on_its_own_row_of_the_command_list() -> None:
+    # `paidan --help` listed evaluate as "… write the report with --report   ..." on a wide
+    # terminal, and with "(without it nothing is written)." on a row of its own under it on an
+    # 80-column one: the first paragraph of its docstring ran over two lines.
+    r = runner.invoke(app, ["--help"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    group = typer.main.get_command(app)
+    for name, cmd in getattr(group, "commands", {}).items():
+        summary = " ".join((cmd.help or "").split("\n\n")[0].split())
+        rows = [line for line in r.output.splitlines() if f" {name} " in line]
+        assert any(summary.rstrip(".") in " ".join(line.split()) for line in rows), (name, rows)
+
+
+@pytest.mark.parametrize("words", leaf_commands(), ids=" ".join)
+def test_an_option_given_once_per_file_says_to_repeat_it(words: list[str]) -> None:
+    # `paidan train tickets.csv --unlabelled a.csv b.csv` (training.md wrote `--unlabelled FILE…`)
+    # trained on b.csv as labelled tickets without labels: an option takes one file, and its help
+    # did not say to repeat it, as the help of --remits and --rules does.
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    for param in command.params:
+        if getattr(param, "multiple", False):
+            assert "repeat" in (getattr(param, "help", "") or "").lower(), (words, param.name)
+
+
+def test_the_rules_help_names_every_column_of_a_rules_file() -> None:
+    # train --help listed keywords … decision and note, but not new_label, which a rules file
+    # may hold (a department newer than the history) and a refused row's message names.
+    from training.rules import RULE_COLUMNS
+
+    said = help_text(["train"])
+    assert [c for c in RULE_COLUMNS if c not in said] == []
+
+
+@pytest.mark.parametrize("words", [["evaluate"], ["models", "freeze-eval"]], ids=" ".join)
+def test_every_command_reading_tickets_says_it_reads_directories(words: list[str]) -> None:
+    # evaluate and freeze-eval read a directory of parts as train does, but their help said
+    # "Labelled ticket files" alone, where train's names the formats and directories.
+    said = help_text(words)
+    assert "(CSV, XLSX, JSONL, JSON, Parquet) or directories" in said

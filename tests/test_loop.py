@@ -286,3 +286,21 @@ def test_first_retrain_on_an_empty_registry_says_it_is_current(
     out = " ".join(retrained.stdout.split())
     assert f"{only['version']} is current: it is the only model in the registry" in out
     assert "promote it with" not in out
+
+
+def test_first_retrain_promoting_if_better_on_an_empty_registry_succeeds(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The nightly job's command on a new root: the challenger became current, but retrain said
+    # "the challenger stays registered but not current" and exited 3 (a refused promotion), so
+    # the cron line mailed a refusal that never happened.
+    history = write_rows(tmp_path / "history.csv", tiny_rows())
+    retrained = paidan(
+        env, "retrain", "--history", str(history), "--promote-if-better", check=False
+    )
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    (only,) = models(env)
+    assert only["current"]
+    out = " ".join(retrained.stdout.split())
+    assert f"{only['version']} is current: it is the only model in the registry" in out
+    assert "not current" not in out + retrained.stderr

@@ -812,9 +812,23 @@ def promote_checked(
         who: learnt_labels(read_metadata(root / name), mapping)
         for who, name in (("champion", champion), ("challenger", version))
     }
+    # The frozen set's true labels, as scored: a merged label no frozen ticket has (one only the
+    # dispatchers' decisions name) was said to be "scored under its own name", where none was.
+    frozen = eval_set[0]
+    scored = {
+        head: {
+            mask_label(map_label(label_value(head, v), head, mapping))
+            for v in frozen[head].fillna("")
+        }
+        for head in LABELS
+        if head in frozen
+    }
     for who, other in (("champion", "challenger"), ("challenger", "champion")):
         for head, labels in merged_by[who].items():
-            alone = sorted({mask_label(label) for label in labels} - set(shared.get(head, {})))
+            alone = sorted(
+                ({mask_label(label) for label in labels} - set(shared.get(head, {})))
+                & scored.get(head, set())
+            )
             # A label the other model did not learn either (it merged it with no 其他 left to
             # hold it, or never saw it) was said to be learnt by it.
             theirs = {mask_label(label) for label in learnt_by[other].get(head, set())}

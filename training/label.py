@@ -1509,6 +1509,11 @@ def _open_parts(
         done = int(previous["done"])
         logger.info("resuming after %s finished chunks", done)
         return done
+    if resume and not force and output.exists():
+        raise LabelError(
+            f"{output} already exists and no run into it was interrupted (there is no "
+            f"{parts.name} to resume): it finished; use --force to label again"
+        )
     if resume:
         logger.warning("nothing to resume in %s; starting from the first row", parts)
     if not force:

@@ -1159,6 +1159,11 @@ def _utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
+def _too_long(value: str) -> bool:
+    """Whether ``value`` is longer than an Excel cell holds."""
+    return len(value) > XLSX_MAX_CELL_CHARS // 2 and _utf16_units(value) > XLSX_MAX_CELL_CHARS
+
+
 def _cut_note(cut: list[tuple[str, int]]) -> str:
     """What a row's ``error`` says of its fields cut in an XLSX file (name, length in characters)."""
     fields = ", ".join(f"{quoted(k)} has {n:,} characters" for k, n in cut)
@@ -1207,8 +1212,16 @@ class OutputWriter:
             # CPU that the workers labelling on the same cores then lacked.
             self._f = open(path, "wb")  # noqa: SIM115 (closed in close())
             self._f.write(codecs.BOM_UTF8)
+            # The header is a row a spreadsheet runs as it runs the cells: an export's column
+            # named "=HYPERLINK(…)" is escaped as such a cell is.
+            self._csv_names = self.names
+            if formulas_escaped:
+                names, self.escaped = escape_formulas(pa.table({"name": pa.array(self.names)}))
+                self._csv_names = names.column(0).to_pylist()
             self._writer = pa_csv.CSVWriter(
-                self._f, schema, write_options=pa_csv.WriteOptions(quoting_style="needed")
+                self._f,
+                pa.schema([f.with_name(n) for f, n in zip(schema, self._csv_names, strict=True)]),
+                write_options=pa_csv.WriteOptions(quoting_style="needed"),
             )
         elif fmt == "jsonl":
             self._f = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
@@ -1218,10 +1231,14 @@ class OutputWriter:
             self._writer = pq.ParquetWriter(self._f, schema)
         else:
             import openpyxl
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+            self._illegal = ILLEGAL_CHARACTERS_RE
             self._writer = openpyxl.Workbook(write_only=True)
             self._sheet = self._writer.create_sheet("labels")
-            self._sheet.append(self.names)
+            # The column names as the cells are written: text cells without the characters XML
+            # cannot hold (a JSON key with a \x01 stopped the run with openpyxl's traceback).
+            self._sheet.append([self._text_cell(self._xml_safe(k, 1, k)) for k in self.names])
 
     def write(self, table: pa.Table) -> None:
         """Append one part (a table with the output schema).
@@ -1238,6 +1255,8 @@ class OutputWriter:
             table, escaped = escape_formulas(table)
             self.escaped += escaped
         if self.fmt in ("parquet", "csv"):
+            if self.fmt == "csv" and self._csv_names != self.names:
+                table = table.rename_columns(self._csv_names)
             self._writer.write_table(table)
             return
         if self.fmt == "jsonl":
@@ -1251,44 +1270,9 @@ class OutputWriter:
                     f"{self.path}: {self.rows:,} rows do not fit in one Excel sheet "
                     f"(limit {XLSX_MAX_ROWS - 1:,}); write .csv, .jsonl or .parquet instead"
                 )
-            from openpyxl.cell import WriteOnlyCell
-            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-            def too_long(value: str) -> bool:
-                return len(value) > XLSX_MAX_CELL_CHARS // 2 and _utf16_units(value) > (
-                    XLSX_MAX_CELL_CHARS
-                )
-
-            def as_cell(value: Any) -> Any:
-                """Text kept as text, cut to what a cell holds (as openpyxl would cut it, but not
-                inside an emoji)."""
-                if not isinstance(value, str):
-                    return value
-                if too_long(value):
-                    value = value.encode("utf-16-le", "surrogatepass")[
-                        : 2 * XLSX_MAX_CELL_CHARS
-                    ].decode("utf-16-le", "ignore")
-                if not value.startswith("="):
-                    return value
-                # openpyxl stores a string that begins with "=" as a formula, which Excel then runs
-                # (a citizen's "=HYPERLINK(…)" would become a live link). Typed as a string, it
-                # stays text.
-                cell = WriteOnlyCell(self._sheet, value=value)
-                cell.data_type = "s"
-                return cell
-
             for n, row in enumerate(rows, first_row):
-                # Characters XML cannot carry removed, and counted: the text is otherwise written
-                # as read, and a NUL or a \x1c vanished without a word.
-                for k, v in row.items():
-                    if isinstance(v, str):
-                        stripped = ILLEGAL_CHARACTERS_RE.sub("", v)
-                        if stripped != v:
-                            row[k] = stripped
-                            self.cells_stripped += 1
-                            if not self.first_stripped:
-                                self.first_stripped = f"sheet row {n:,}, column {quoted(k)}"
-                cut = [(k, len(v)) for k, v in row.items() if isinstance(v, str) and too_long(v)]
+                row = {k: self._xml_safe(v, n, k) for k, v in row.items()}
+                cut = [(k, len(v)) for k, v in row.items() if isinstance(v, str) and _too_long(v)]
                 if cut:
                     note = _cut_note(cut)
                     row["error"] = f"{row['error']}; {note}" if row["error"] else note
@@ -1299,7 +1283,39 @@ class OutputWriter:
                         self.first_cut = (
                             f"sheet row {n:,}, column {quoted(k)}: {length:,} characters"
                         )
-                self._sheet.append([as_cell(v) for v in row.values()])
+                self._sheet.append([self._text_cell(v) for v in row.values()])
+
+    def _xml_safe(self, value: Any, n: int, column: str) -> Any:
+        """``value`` (sheet row ``n``, ``column``) without the characters XML cannot carry,
+        counted: the text is otherwise written as read, and a NUL or a \x1c vanished without a
+        word."""
+        if not isinstance(value, str):
+            return value
+        stripped = self._illegal.sub("", value)
+        if stripped != value:
+            self.cells_stripped += 1
+            if not self.first_stripped:
+                self.first_stripped = f"sheet row {n:,}, column {quoted(column)}"
+        return stripped
+
+    def _text_cell(self, value: Any) -> Any:
+        """Text kept as text, cut to what a cell holds (as openpyxl would cut it, but not inside
+        an emoji)."""
+        if not isinstance(value, str):
+            return value
+        if _too_long(value):
+            value = value.encode("utf-16-le", "surrogatepass")[: 2 * XLSX_MAX_CELL_CHARS].decode(
+                "utf-16-le", "ignore"
+            )
+        if not value.startswith("="):
+            return value
+        from openpyxl.cell import WriteOnlyCell
+
+        # openpyxl stores a string that begins with "=" as a formula, which Excel then runs (a
+        # citizen's "=HYPERLINK(…)" would become a live link). Typed as a string, it stays text.
+        cell = WriteOnlyCell(self._sheet, value=value)
+        cell.data_type = "s"
+        return cell
 
     def close(self) -> None:
         """Finish the file and fsync it."""

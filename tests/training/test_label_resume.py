@@ -479,3 +479,22 @@ def test_a_resume_with_another_id_column_is_refused_naming_the_option(
     result = label([src], tiny_model_dir, out, started, jobs=1, chunk_size=7, resume=True)
     assert result.resumed_chunks == 1
     assert result.summary["repeated_ids"]["ids"] == 3
+
+
+def test_a_resume_of_a_finished_run_says_it_finished(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `paidan label b.csv --out l.csv --resume` after the run had finished warned "nothing to
+    # resume in l.csv.parts; starting from the first row", then refused: "l.csv already exists".
+    src = write_csv(tmp_path / "in.csv", ticket_rows(5))
+    out = tmp_path / "out.csv"
+    label([src], tiny_model_dir, out, jobs=1)
+    written = out.read_bytes()
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, resume=True)
+    assert str(e.value) == (
+        f"{out} already exists and no run into it was interrupted (there is no "
+        f"{out.name}.parts to resume): it finished; use --force to label again"
+    )
+    assert "starting from the first row" not in caplog.text
+    assert out.read_bytes() == written

@@ -227,3 +227,28 @@ def test_jsonl_output_of_a_parquet_input(tiny_model_dir: Path, tmp_path: Path) -
     label([tmp_path / "in.parquet"], tiny_model_dir, tmp_path / "out.parquet", jobs=1)
     x = pq.read_table(tmp_path / "out.parquet").column("x").to_pylist()
     assert x[0] == 1.5 and x[1] != x[1] and x[2] is None  # Parquet keeps the NaN
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_an_integer_of_more_digits_than_python_reads_is_text_as_one_beyond_int64(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # json.loads refuses an integer of more than 4,300 digits (sys.get_int_max_str_digits) with a
+    # ValueError, not a JSONDecodeError: one such id stopped the run before a row was labelled,
+    # "cannot be read as JSONL: Exceeds the limit (4300 digits) …", naming no line.
+    text = TINY_TICKETS[0][1]
+    huge = "9" * 5_000
+    records = [
+        f'{{"id": 1, "text": "{text}"}}',
+        f'{{"id": {huge}, "text": "{text}", "n": -{huge}}}',
+    ]
+    src = tmp_path / f"in{suffix}"
+    body = "\n".join(records) + "\n" if suffix == ".jsonl" else "[" + ",\n".join(records) + "]"
+    src.write_text(body, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = label([src], tiny_model_dir, out, jobs=1)
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert result.summary["rows"] == result.summary["labelled"] == 2
+    assert [r["id"] for r in got] == ["1", huge]
+    assert got[1]["n"] == "-" + huge
+    assert got[1]["error"] is None and got[1]["pred_department"]

@@ -1027,3 +1027,24 @@ def test_keep_current_writes_nothing_on_an_empty_root(tmp_path: Path) -> None:
     root.mkdir()
     registry.keep_current(root, root / "v1")  # the first version is current either way
     assert not (root / registry.CURRENT_FILE).exists()
+
+
+def test_models_list_gives_created_times_in_utc_and_says_so(tmp_path: Path) -> None:
+    # The created column read "2026-12-07 09:16", a UTC time unlabelled: at a centre in UTC+8 the
+    # nightly retrain of 02:30 was listed as created the evening before. A time recorded with
+    # another offset was shown in that offset, beside UTC ones.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path)
+    path = root / VERSIONS[0] / METADATA_FILE
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["created"] = "2026-01-01T08:30:00+08:00"
+    path.write_text(json.dumps(meta), encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "created (UTC)" in result.output
+    [row] = [line for line in result.output.splitlines() if VERSIONS[0] in line]
+    assert "2026-01-01 00:30" in row, result.output

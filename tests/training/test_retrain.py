@@ -1953,3 +1953,149 @@ def test_retrain_samples_unlabelled_tickets_beyond_its_configs_limit(
     assert result.train is not None
     data = result.train.metadata["training_data"]
     assert data["unlabelled_rows"] == 5 and data["unlabelled_rows_read"] == 12
+
+
+def test_a_label_the_current_model_merged_into_other_is_not_called_new(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path], tiny_config: TrainingConfig
+) -> None:
+    # A department of the history too rare to learn (政务服务信访, 3 of 796 tickets) was merged into
+    # 其他 by the first model; every nightly retrain then called it "new department … (not in the
+    # current model)", though it was in the history all along, and said nothing of the merge that
+    # `train` names ("has only 2 rows; merged into 其他").
+    import shutil
+
+    from training.retrain import freeze_eval
+
+    model_dir, data = merged_model_dir
+    root = tmp_path / "models"
+    shutil.copytree(model_dir, root / "v1")
+    freeze_eval(root, pd.read_csv(data, dtype=str).iloc[[0, 6, 12]], "test")
+    records = [
+        {**fb(1, "N1", "信访局", 0, text="信访件一直没有回音"), "created_at": T0},
+        {**fb(2, "N2", "档案馆", 0, text="退休审批要查档案，档案馆找不到"), "created_at": T0},
+    ]
+    result = retrain([data], records, root, config=tiny_config)
+    # 档案馆 reaches min_examples (3) and is learnt now: new to the model, as 信访局 is.
+    assert result.new_labels == {"department": {"信访局": 1, "档案馆": 3}}
+    warnings = result.warnings(min_examples=3)
+    assert not [w for w in warnings if "气象局" in w and "new department" in w]
+    assert "department label '气象局' has only 2 rows; merged into '其他'" in warnings
+    assert (
+        "new department '档案馆' (not in the current model) has 3 rows: learnt as a new label"
+        in warnings
+    )
+
+
+def test_decisions_on_frozen_tickets_replace_no_history_row_and_are_told(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # After the first retrain, the history holds the tickets it froze. A dispatcher's decision on
+    # one was counted as a history row replaced ("3 history rows replaced" where one was, while
+    # the first retrain of the same data said 1), though neither row was trained; and a decision
+    # naming another label than the frozen set's changed nothing, without a word.
+    root, _ = tiny_root
+    history = tmp_path / "tiny.csv"  # all 18 tickets: T001, T007 and T013 are frozen
+    now = datetime.now(UTC)
+    records = [
+        {**fb(1, "T013", "执法", 0, text=TINY_TICKETS[12][1]), "created_at": now},  # frozen 住建
+        {**fb(2, "T007", "城管执法", 0, text=TINY_TICKETS[6][1]), "created_at": now},  # renamed
+        {**fb(3, "T002", "住建", 0, text=TINY_TICKETS[1][1]), "created_at": now},  # trained
+    ]
+    mapping = {"department": {"执法": "城管执法"}}
+    result = retrain([history], records, root, mapping=mapping)
+    assert result.feedback.replaced_history == 1  # T002 only (was 3)
+    assert result.rows == {"history": 14, "feedback": 1}
+    assert result.eval_excluded == 5  # the 3 frozen history rows and the 2 decisions on them
+    assert (result.feedback.on_frozen, result.feedback.frozen_disagree) == (2, 1)
+    warnings = result.warnings(min_examples=3)
+    assert (
+        "1 feedback decision on a frozen evaluation ticket names another label than the frozen "
+        "set (e.g. ticket 'T013': frozen department 住建, decided 执法): decisions on frozen "
+        "tickets are never trained" in " ".join(warnings)
+    )
+    meta = result.train.metadata["training_data"] if result.train else {}
+    assert meta["feedback"]["decisions_on_frozen_tickets"] == 2
+
+
+def test_a_comparison_names_no_merged_label_that_the_frozen_set_lacks(
+    tmp_path: Path, merged_model_dir: tuple[Path, Path], tiny_model_dir: Path
+) -> None:
+    # A department only the dispatchers' decisions name (a typo, 市场监督, or one too new to learn)
+    # is merged into 其他 by the challenger's training and is in no frozen ticket; the comparison
+    # said it was "scored under their own names for both", where nothing was scored.
+    import shutil
+
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval
+
+    challenger, data = merged_model_dir  # merged 档案馆 and 气象局, two rows each
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(challenger, root / "v2")
+    registry.set_current(root, "v1")
+    frozen = pd.read_csv(data, dtype=str)
+    freeze_eval(root, frozen[frozen["department"] != "气象局"], "test")  # 档案馆 but no 气象局
+    notes = promote_checked(root, "v2", apply=False).comparison["notes"]
+    assert (
+        "department: merged into 其他 by the challenger's training and learnt by neither model, "
+        "so scored under their own names for both: 档案馆"
+    ) in notes, notes
+    assert not [n for n in notes if "气象局" in n], notes
+
+
+def test_retrain_says_the_feedback_window_it_read_in_utc(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `--feedback-since 2026-12-07` typed at a centre in UTC+8 is 08:00 there: the decisions of
+    # the first eight hours were left out, and the log said only "feedback: N record(s) read".
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    for at in (datetime(2026, 12, 6, 20, tzinfo=UTC), datetime(2026, 12, 7, 9, tzinfo=UTC)):
+        db.add_feedback(text="油烟扰民", department="城管", created_at=at)  # 04:00, 17:00 in UTC+8
+    db.dispose()
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    base = ["retrain", "--history", str(history), "--if-new-feedback", "5"]
+    said = {}
+    for since in ("2026-12-07", "2026-12-07T00:00:00+08:00"):
+        r = CliRunner().invoke(app, [*base, "--feedback-since", since], env=env)
+        assert r.exit_code == 0, r.output
+        said[since] = " ".join(r.output.split())
+    assert (
+        "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+    )
+    assert (
+        "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
+        "read from sqlite:///" in said["2026-12-07T00:00:00+08:00"]
+    )
+
+
+def test_a_rare_new_label_close_to_a_known_one_is_named_as_a_possible_misspelling() -> None:
+    # 市场监督 for 市场监管, sent through the API: "collect more examples" was the only advice.
+    result = RetrainResult(
+        new_labels={"department": {"市场监督": 1, "信访局": 2}},
+        known_labels={"department": ["住建", "市场监管", "其他"]},
+    )
+    warnings = result.warnings(min_examples=5)
+    assert (
+        "new department '市场监督' (not in the current model) has 1 row: below min_examples (5): "
+        "merged into 其他 for this model; collect more examples, or, if it misspells '市场监管', "
+        "map it to that with --mapping"
+    ) in warnings
+    assert [w for w in warnings if "信访局" in w and "misspells" not in w]
+
+
+def test_retrain_names_the_known_label_a_rare_new_one_may_misspell(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    root, history = tiny_root
+    records = [{**fb(1, "N1", "住建局", 0, text="小区电梯坏了一个月没人修"), "created_at": T0}]
+    result = retrain([history], records, root)
+    said = [w for w in result.warnings(min_examples=3) if "'住建局'" in w]
+    assert len(said) == 1 and said[0].endswith(
+        "if it misspells '住建', map it to that with --mapping"
+    )

@@ -437,6 +437,25 @@ def test_cli_predict_takes_current_and_says_how_when_the_model_is_left_out(
     assert '"department"' not in r.output
 
 
+@pytest.mark.parametrize("name", ["dir", "v1", "current"])
+def test_cli_predict_with_a_model_and_no_text_asks_for_the_text(
+    tiny_model_dir, tmp_path, monkeypatch, name
+):
+    # `paidan predict models/v1` (the text forgotten) said the model had been read as the model
+    # and advised `paidan predict current models/v1`, routing the model's path as a complaint.
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(root))
+    model = "models/v1" if name == "dir" else name
+    r = runner.invoke(app, ["predict", model])
+    assert r.exit_code == 2
+    assert without_progress(r.output).splitlines() == [
+        f"error: missing argument TEXT: the complaint to route with {model}: paidan predict "
+        f"{model} TEXT, or paidan predict {model} - to read it from standard input"
+    ]
+
+
 def test_cli_predict_with_a_bad_setting_is_one_line_naming_it(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("PAIDAN_MAX_TEXT_CHARS", "abc")
     r = runner.invoke(app, ["predict", str(tiny_model_dir), "拖欠工资"])
