@@ -39,6 +39,7 @@ from serve.errors import (
     UnexpectedErrorMiddleware,
     error_response,
     header_text,
+    install_cut_filter,
     install_error_handlers,
     quoted,
 )
@@ -239,6 +240,7 @@ def create_app(
     app.state.supervisor = supervisor_of_this_process()
     app.state.router_loader = router_loader  # the admin reload loads through the same function
     install_error_handlers(app)
+    install_cut_filter()
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
     app.include_router(admin_router)
     app.include_router(docs_router)

@@ -79,6 +79,11 @@ MIGRATION_LOCK_KEY = 0x70616964616E6D67
 # stopped (Ctrl-Z) or cut off mid-way holds it until PostgreSQL notices (hours): `db upgrade`, the
 # server's start-up, retrain and drift waited for ever, with nothing printed.
 MIGRATION_LOCK_WAIT_S = 60.0
+# How long of that wait passes before a line says whose lock it is. The workers of `paidan serve
+# --workers N` all migrate at start, each holding the lock for milliseconds when there is nothing
+# to do: every multi-worker start on PostgreSQL logged a WARNING naming "another paidan migrating
+# it, or one stopped or cut off mid-way".
+MIGRATION_LOCK_QUIET_S = 5.0
 # Longest a migration (`db upgrade`, a server's start-up, `db downgrade`) waits on PostgreSQL for a
 # lock on paidan's tables (its lock_timeout). A session left idle in a transaction that had read
 # feedback (psql's BEGIN; SELECT …) held it with no limit, and every save queued behind its ALTER
@@ -929,11 +934,26 @@ def lost_below(current: str, revision: str) -> list[str]:
 
 def _migration_lock(conn: Any) -> None:
     """Take paidan's migration lock for this transaction, waiting at most MIGRATION_LOCK_WAIT_S:
-    a line says whose it is while waiting, and the error after it names the holder and how to
-    end it."""
+    after MIGRATION_LOCK_QUIET_S a line says whose it is, and the error after it names the
+    holder and how to end it."""
     key = {"key": MIGRATION_LOCK_KEY}
     if conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), key).scalar():
         return
+    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar()
+    quiet = min(MIGRATION_LOCK_QUIET_S, MIGRATION_LOCK_WAIT_S / 2)
+    try:
+        # A savepoint: the lock_timeout error would otherwise abort the migration's transaction.
+        with conn.begin_nested():
+            conn.execute(
+                text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": str(int(quiet * 1000))}
+            )
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+            conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": previous})
+        return
+    except OperationalError as e:
+        code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+        if code != "55P03":  # lock_not_available (psycopg; psycopg2 calls it pgcode)
+            raise
     holder = conn.execute(
         text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -954,16 +974,16 @@ def _migration_lock(conn: Any) -> None:
         else "another process (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
     )
     logger.warning(
-        "waiting up to %.0f s for %s on %s, held by %s",
+        "waiting up to %.0f s more (%.0f s in all) for %s on %s, held by %s",
+        MIGRATION_LOCK_WAIT_S - quiet,
         MIGRATION_LOCK_WAIT_S,
         lock,
         describe_url(conn.engine.url),
         who,
     )
-    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar()
     conn.execute(
         text("SELECT set_config('lock_timeout', :ms, true)"),
-        {"ms": str(int(MIGRATION_LOCK_WAIT_S * 1000))},
+        {"ms": str(int((MIGRATION_LOCK_WAIT_S - quiet) * 1000))},
     )
     try:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import email.message
 import logging
@@ -268,6 +269,32 @@ class StreamAborted(Exception):
     chunk, so the client sees a cut transfer); the reason was logged and written in the stream."""
 
 
+# Set in a request's task when UnexpectedErrorMiddleware ends an answer without its last chunk on
+# purpose, the reason logged already; uvicorn's line for that, logged in the same task once the
+# app returns, is then left out (CutOnPurposeFilter).
+_CUT_ON_PURPOSE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "paidan_cut_on_purpose", default=False
+)
+UNCOMPLETED_LINE = "ASGI callable returned without completing response."
+
+
+class CutOnPurposeFilter(logging.Filter):
+    """Leaves out uvicorn's ``ERROR: ASGI callable returned without completing response.`` for an
+    answer paidan cut on purpose (an export the feedback database cut, an unexpected error after
+    the answer began), whose reason paidan logged: the bare line names no request, and a database
+    restarted during an export paged whoever alerts on ERROR lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_CUT_ON_PURPOSE.get() and record.msg == UNCOMPLETED_LINE)
+
+
+def install_cut_filter() -> None:
+    """Add :class:`CutOnPurposeFilter` to uvicorn's error logger, once per process."""
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, CutOnPurposeFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(CutOnPurposeFilter())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through :func:`error_response`."""
 
@@ -422,10 +449,12 @@ class UnexpectedErrorMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except StreamAborted:
+            _CUT_ON_PURPOSE.set(True)
             return  # logged where it happened; the server closes the connection
         except Exception as exc:
             log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
             if started:
+                _CUT_ON_PURPOSE.set(True)
                 return  # the answer has begun: the server closes the connection
             # If the client is gone there is no one to answer, and an error raised here would
             # carry this one (message included) to the server's log as its context.

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2
+import pytest
+import uvicorn
 
+from model.settings import Settings
+from serve.app import create_app
 from tests.reliability.live import LiveServer, port_of
 
 # As train's progress lines: the time in UTC, with its date.
@@ -58,3 +65,59 @@ def test_every_line_the_server_logs_begins_with_its_utc_time(
         assert dated, line  # one worker: no process id
         when = datetime.strptime(dated.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         assert began <= when <= ended + timedelta(seconds=1), line
+
+
+def test_an_export_the_database_cuts_logs_its_warning_and_no_bare_error(
+    make_settings: Callable[..., Settings],
+    cached_loader: Callable[[Path, Path | None], Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A PostgreSQL restarted during `curl …/v1/feedback`: beside the export's own WARNING, uvicorn
+    # logged "ERROR: ASGI callable returned without completing response." for the connection
+    # closed on purpose, an ERROR naming no request that an operator alerting on ERROR is paged
+    # for. Run under a real uvicorn, which writes that line.
+    import serve.routes
+    from serve.db import DatabaseUnavailable
+
+    monkeypatch.setattr(serve.routes, "EXPORT_PAGE", 2)
+    app = create_app(make_settings(reload_interval=0), router_loader=cached_loader)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # log_config=None: uvicorn's loggers keep propagating to the root, where caplog listens.
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="info"))
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(caplog.handler)  # even if an earlier test stopped its propagation
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            thread.start()
+            deadline = time.monotonic() + 60
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.05)
+            db = app.state.db
+            for i in range(3):
+                db.add_feedback(text=f"t{i}", department="人社")
+            real = db.feedback_page
+
+            def dies_after_the_first_page(since: Any, after: Any, limit: int) -> Any:
+                if after is not None:
+                    raise DatabaseUnavailable("OperationalError: connection refused")
+                return real(since, after, limit)
+
+            monkeypatch.setattr(db, "feedback_page", dies_after_the_first_page)
+            with pytest.raises(httpx2.RemoteProtocolError):  # the transfer is cut, as documented
+                httpx2.get(f"http://127.0.0.1:{port}/v1/feedback", timeout=30)
+            server.should_exit = True
+            thread.join(timeout=30)
+    finally:
+        server.should_exit = True
+        uvicorn_log.removeHandler(caplog.handler)
+        sock.close()
+    records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name.startswith("uvicorn") for r in records), "uvicorn's log was not captured"
+    assert any("feedback export stopped after 2 rows" in r.getMessage() for r in records)
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert errors == []

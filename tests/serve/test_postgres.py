@@ -428,6 +428,51 @@ def test_a_migration_lock_held_too_long_is_an_error_naming_its_holder(
         db.dispose()
 
 
+def test_a_migration_lock_let_go_at_once_is_waited_for_without_a_warning(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `paidan serve --workers 2` on PostgreSQL: both workers migrate at start, and the second
+    # found the first holding the lock for milliseconds, logging at every start a WARNING that
+    # "another paidan migrating it, or one stopped or cut off mid-way" holds it.
+    import serve.db
+    from serve.db import MIGRATION_LOCK_KEY
+
+    # Generous, so the release below falls inside it on a loaded machine too.
+    monkeypatch.setattr(serve.db, "MIGRATION_LOCK_QUIET_S", 30.0, raising=False)
+    key = {"key": MIGRATION_LOCK_KEY}
+    holder = create_engine(pg_url)
+    db = Database(pg_url)
+    outcome: list[BaseException | str] = []
+
+    def migrate() -> None:
+        try:
+            db.ensure_schema()
+            outcome.append("migrated")
+        except BaseException as e:
+            outcome.append(e)
+
+    try:
+        with holder.connect() as first, caplog.at_level("WARNING", logger="serve.db"):
+            first.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            second = threading.Thread(target=migrate, daemon=True)
+            second.start()
+            waiting = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND (classid::bigint << 32) + objid::bigint = :key"
+            )
+            for _ in range(3000):  # until the other thread waits for the lock (a guard of 30 s)
+                if first.execute(text(waiting), key).scalar():
+                    break
+                second.join(0.01)
+            first.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+            second.join(30)  # a guard against a hang, not a timing assertion
+        assert outcome == ["migrated"]
+        assert not [r.getMessage() for r in caplog.records if "migration lock" in r.message]
+    finally:
+        holder.dispose()
+        db.dispose()
+
+
 def test_a_feedback_table_without_its_revision_is_adopted(pg_url: str) -> None:
     # A table left without its revision (an earlier paidan's half-done first migration, a restore
     # of the table alone) failed every start with "relation feedback already exists".
