@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 EXPORT_PAGE = 500  # rows fetched per query while streaming an export
+# What paidan's PostgreSQL sessions are called (pg_stat_activity.application_name), unless the URL
+# or PGAPPNAME names them.
+APPLICATION_NAME = "paidan"
 CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL must not hold a request for long
 # Once connected, no statement may run longer than this (PostgreSQL's statement_timeout; lock
 # waits included) and a connection whose peer stops answering is dropped after about as long
@@ -430,6 +433,10 @@ def _postgres_timeouts(url: URL) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": int(STATEMENT_TIMEOUT_S * 1000),  # unacknowledged data (Linux)
     }
+    if not os.environ.get("PGAPPNAME"):
+        # Named in pg_stat_activity, where `paidan db downgrade` lists the sessions it refuses
+        # to run beside: without a name, paidan's own could not be told from anyone else's.
+        wanted["application_name"] = APPLICATION_NAME
     given = {key: value for key, value in wanted.items() if key not in url.query}
     if url.get_driver_name() == "psycopg":
         # psycopg 3 prepares a statement on the server once a connection has run it five times.

@@ -1213,3 +1213,31 @@ def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
         db.add_feedback(text="另一投诉", department="人社")
     finally:
         db.dispose()
+
+
+def test_paidans_sessions_are_named_unless_the_url_or_pgappname_names_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A refused `db downgrade` lists the sessions connected to the database; paidan's had no
+    # application_name, so they could not be told from anyone else's before using --force.
+    from serve.db import _postgres_timeouts
+
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    url = make_url("postgresql+psycopg://u:p@db.example/feedback")
+    assert _postgres_timeouts(url)["application_name"] == "paidan"
+    own = url.update_query_dict({"application_name": "hotline-a"})
+    assert "application_name" not in _postgres_timeouts(own)  # the URL's reaches libpq as given
+    monkeypatch.setenv("PGAPPNAME", "hotline-b")
+    assert "application_name" not in _postgres_timeouts(url)  # libpq reads PGAPPNAME itself
+
+
+def test_a_connection_is_seen_as_paidan_in_pg_stat_activity(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    db = Database(pg_url)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SHOW application_name")).scalar() == "paidan"
+    finally:
+        db.dispose()
