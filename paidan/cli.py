@@ -2224,6 +2224,23 @@ def models_set_rules(
         )
         return
     meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
+    derived = meta.get("derived_from")
+    if written.name in before and not (
+        isinstance(derived, dict) and derived.get("version") == version
+    ):
+        # An earlier version that set-rules derived VERSION from: it serves these rules as it is.
+        promote = (
+            f"{written.name} is the current model"
+            if current_version(root) == written.name
+            else f"promote it with: paidan models promote {written.name}"
+        )
+        out.print(
+            f"{version} was derived from {written.name}, which applies "
+            + ("these dispatch rules" if rules else "no dispatch rule")
+            + f" already: nothing written; {promote}",
+            soft_wrap=True,
+        )
+        return
     if written.name in before:
         out.print(
             f"{written.name} is the model of {version} with "
