@@ -2348,7 +2348,11 @@ def models_freeze_eval(
     if skipped.get("repeated"):
         err.print(
             "[yellow]warning:[/yellow] "
-            + duplicates_message(info.get("repeated_examples", []), skipped["repeated"]),
+            + duplicates_message(
+                info.get("repeated_examples", []),
+                skipped["repeated"],
+                info.get("files_read_twice"),
+            ),
             highlight=False,
             soft_wrap=True,
         )
