@@ -1168,12 +1168,26 @@ def predict(
     write_json({**{k: suggestion[k] for k in order}, "simplified": read_as})
 
 
+def rows_per_second(rate: float) -> str:
+    """A rate as the CLI says it: in whole rows from 10 a second, else to two significant digits
+    (a slow start, 0.3 rows/s, was said as "0 rows/s")."""
+    return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"
+
+
+def label_pace(summary: dict[str, Any]) -> str:
+    """How fast a ``paidan label`` run went, for its last line: ``at 1,250 rows/s``, or for a run
+    under a row a second (one row, whose time is the model's loading) ``in 3.6 s``, where its
+    rate read "at 0 rows/s"."""
+    rate = summary["rows_per_second"]
+    return f"at {rows_per_second(rate)}" if rate >= 1 else f"in {summary['seconds']:,.1f} s"
+
+
 class _RowsPerSecond(ProgressColumn):
     """Rows per second of a running task."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s")
+        return Text(rows_per_second(speed) if speed else "– rows/s")
 
 
 @app.command(epilog=ROOT_EPILOG)
@@ -1378,8 +1392,8 @@ def label(
         )
     out.print(
         f"{counted(s['rows'], 'row', thousands=True)} ({s['labelled']:,} labelled, "
-        f"{s['errors']:,} with an error) done by model {s['model_version']} at "
-        f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to "
+        f"{s['errors']:,} with an error) done by model {s['model_version']} "
+        f"{label_pace(s)}{resumed}; written to "
         f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
         soft_wrap=True,
     )
