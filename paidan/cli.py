@@ -2032,9 +2032,13 @@ def models_list(
         write_json(rows)
         return
     if not infos:
+        # Whole commands: "paidan train --out" runs as written nowhere, and train writes under
+        # the root without --out.
         out.print(
-            f"no model versions under {printable(str(root))} yet (paidan train --out, or paidan "
-            "retrain)"
+            f"no model versions under {printable(str(root))} yet: train the first with paidan "
+            "train FILE (FILE: your labelled tickets; it becomes the current model), or paidan "
+            "retrain --history FILE",
+            soft_wrap=True,
         )
         return
     frozen = frozen_eval_info(root)
@@ -2064,8 +2068,15 @@ def models_list(
                 # How many dispatch rules: versions written by `models set-rules` differ in their
                 # rules alone (--json names the version each was written from).
                 "rules": str(i.rules) if i.rules else "–",
-                "": ("current" if i.current else ("previous" if i.previous else ""))
-                + (" (bundled sample)" if i.version in samples else ""),
+                "": " ".join(
+                    mark
+                    for mark, shown in (
+                        ("current", i.current),
+                        ("previous", i.previous and not i.current),
+                        ("(bundled sample)", i.version in samples),
+                    )
+                    if shown
+                ),
             }
         )
     if not renamed:
