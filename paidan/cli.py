@@ -418,8 +418,15 @@ def rules_line(rules: dict[str, Any]) -> str:
 
 
 VERBOSE_HELP = (
-    "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (before or after "
-    "the command: paidan -v label … or paidan label … -v)"
+    "Log more: DEBUG lines on stderr, and with label --engine dask Dask's INFO log (before or "
+    "after the command: paidan -v label … or paidan label … -v)"
+)
+# A command's own --verbose: only label has an --engine (every command's said "with --engine
+# dask Dask's INFO log").
+COMMAND_VERBOSE_HELP = "Log more: DEBUG lines on stderr (also before the command: paidan -v …)"
+LABEL_VERBOSE_HELP = (
+    "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (also before the "
+    "command: paidan -v label …)"
 )
 
 
@@ -435,7 +442,12 @@ def _verbose(value: bool) -> bool:
 
 
 # An option of every command too, which the command ignores: its callback sets the level.
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help=VERBOSE_HELP)]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", callback=_verbose, help=COMMAND_VERBOSE_HELP)
+]
+LabelVerbose = Annotated[
+    bool, typer.Option("--verbose", "-v", callback=_verbose, help=LABEL_VERBOSE_HELP)
+]
 
 
 class _ConsoleLog(logging.Handler):
@@ -1277,7 +1289,7 @@ def label(
     title_col: TitleCol = None,
     id_col: IdCol = None,
     delimiter: Delimiter = None,
-    verbose: Verbose = False,
+    verbose: LabelVerbose = False,
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
     from model.registry import current_dir, lease
@@ -1535,8 +1547,8 @@ def serve(
         Path | None,
         typer.Option(
             help="Model directory under the model root, or a version's name or reported model "
-            "version, pinned (default: PAIDAN_MODEL_DIR, else the current model, followed; so is "
-            "current)"
+            "version: served pinned, not following current (default: PAIDAN_MODEL_DIR, else the "
+            "registry's current model, followed as it changes; --model current follows it too)"
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
