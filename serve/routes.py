@@ -399,6 +399,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         )
         return Response(content, media_type=media_type)
 
+    # A scrape target's or uptime check's HEAD too (it was a 405 while GET answered).
+    api.add_api_route("/metrics", metrics_endpoint, methods=["HEAD"], include_in_schema=False)
+
     return api
 
 

@@ -861,8 +861,14 @@ def test_probes_answer_head(client: TestClient) -> None:
         response = client.head(path)
         assert response.status_code == 200, (path, response.status_code)
         assert response.content == b""
+    # A scrape's liveness check with HEAD /metrics was a 405 too, while GET answered.
+    head, get = client.head("/metrics"), client.get("/metrics")
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert client.head("/metrics/").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
+    assert set(paths["/metrics"]) == {"get"}
     # An uptime check of the page with HEAD was a 405; the page's headers, no body.
     for path in ("/", "/static/app.js"):
         head, get = client.head(path), client.get(path)
