@@ -638,14 +638,14 @@ def duplicates_message(
     out = []
     if twice:
         files = list(twice)[:UNLABELLED_LISTED]
-        more = len(twice) - len(files)
+        unlisted = len(twice) - len(files)
         if len(twice) == 1:
             [(name, n)] = twice.items()
             said = f"{name} was read twice"
             rows = f"its {counted(n, 'row')} {'was' if n == 1 else 'were'} kept once"
         else:
             said = ", ".join(f"{name} ({counted(twice[name], 'row')})" for name in files) + (
-                f" and {more} more" if more else ""
+                f" and {unlisted} more" if unlisted else ""
             )
             said += " were read twice"
             rows = "each of their rows was kept once"

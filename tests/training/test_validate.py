@@ -327,6 +327,25 @@ def test_the_same_ticket_read_twice_is_kept_once_and_reported():
     )
 
 
+def test_files_read_twice_are_named_once_each_beside_other_repeats():
+    from training.validate import duplicates_message
+
+    # As evaluate gives them: the first few examples (a file read twice's rows are not among
+    # them) of 7 rows dropped, 5 of them of two files read twice.
+    pairs = [("b.csv data row 3", "a.csv data row 1")]
+    assert duplicates_message(pairs, 7, {"a.csv": 3, "c.csv": 2}) == (
+        "a.csv (3 rows), c.csv (2 rows) were read twice (given twice, or given and in a directory "
+        "given too): each of their rows was kept once; dropped 2 rows that repeat an earlier row "
+        "(same id, title, text and labels: a file given twice, or exports that overlap): b.csv "
+        "data row 3 repeats a.csv data row 1 and 1 more"
+    )
+    assert duplicates_message([], 4, {"a.csv": 1}) == (
+        "a.csv was read twice (given twice, or given and in a directory given too): its 1 row was "
+        "kept once; dropped 3 rows that repeat an earlier row (same id, title, text and labels: a "
+        "file given twice, or exports that overlap)"
+    )
+
+
 def test_the_same_text_of_another_ticket_or_with_other_labels_is_kept():
     # Different citizens send the same short text; a ticket id names one ticket.
     rows = frame(
