@@ -418,8 +418,15 @@ def rules_line(rules: dict[str, Any]) -> str:
 
 
 VERBOSE_HELP = (
-    "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (before or after "
-    "the command: paidan -v label … or paidan label … -v)"
+    "Log more: DEBUG lines on stderr, and with label --engine dask Dask's INFO log (before or "
+    "after the command: paidan -v label … or paidan label … -v)"
+)
+# A command's own --verbose: only label has an --engine (every command's said "with --engine
+# dask Dask's INFO log").
+COMMAND_VERBOSE_HELP = "Log more: DEBUG lines on stderr (also before the command: paidan -v …)"
+LABEL_VERBOSE_HELP = (
+    "Log more: DEBUG lines on stderr, and with --engine dask Dask's INFO log (also before the "
+    "command: paidan -v label …)"
 )
 
 
@@ -435,7 +442,12 @@ def _verbose(value: bool) -> bool:
 
 
 # An option of every command too, which the command ignores: its callback sets the level.
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help=VERBOSE_HELP)]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", callback=_verbose, help=COMMAND_VERBOSE_HELP)
+]
+LabelVerbose = Annotated[
+    bool, typer.Option("--verbose", "-v", callback=_verbose, help=LABEL_VERBOSE_HELP)
+]
 
 
 class _ConsoleLog(logging.Handler):
@@ -1168,12 +1180,26 @@ def predict(
     write_json({**{k: suggestion[k] for k in order}, "simplified": read_as})
 
 
+def rows_per_second(rate: float) -> str:
+    """A rate as the CLI says it: in whole rows from 10 a second, else to two significant digits
+    (a slow start, 0.3 rows/s, was said as "0 rows/s")."""
+    return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"
+
+
+def label_pace(summary: dict[str, Any]) -> str:
+    """How fast a ``paidan label`` run went, for its last line: ``at 1,250 rows/s``, or for a run
+    under a row a second (one row, whose time is the model's loading) ``in 3.6 s``, where its
+    rate read "at 0 rows/s"."""
+    rate = summary["rows_per_second"]
+    return f"at {rows_per_second(rate)}" if rate >= 1 else f"in {summary['seconds']:,.1f} s"
+
+
 class _RowsPerSecond(ProgressColumn):
     """Rows per second of a running task."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s")
+        return Text(rows_per_second(speed) if speed else "– rows/s")
 
 
 @app.command(epilog=ROOT_EPILOG)
@@ -1263,7 +1289,7 @@ def label(
     title_col: TitleCol = None,
     id_col: IdCol = None,
     delimiter: Delimiter = None,
-    verbose: Verbose = False,
+    verbose: LabelVerbose = False,
 ) -> None:
     """Label a backlog of tickets: every row comes back, labelled or with its error."""
     from model.registry import current_dir, lease
@@ -1378,8 +1404,8 @@ def label(
         )
     out.print(
         f"{counted(s['rows'], 'row', thousands=True)} ({s['labelled']:,} labelled, "
-        f"{s['errors']:,} with an error) done by model {s['model_version']} at "
-        f"{s['rows_per_second']:,.0f} rows/s{resumed}; written to "
+        f"{s['errors']:,} with an error) done by model {s['model_version']} "
+        f"{label_pace(s)}{resumed}; written to "
         f"{printable(str(result.output))}, summary in {printable(str(result.summary_path))}",
         soft_wrap=True,
     )
@@ -1521,8 +1547,8 @@ def serve(
         Path | None,
         typer.Option(
             help="Model directory under the model root, or a version's name or reported model "
-            "version, pinned (default: PAIDAN_MODEL_DIR, else the current model, followed; so is "
-            "current)"
+            "version: served pinned, not following current (default: PAIDAN_MODEL_DIR, else the "
+            "registry's current model, followed as it changes; --model current follows it too)"
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -2022,9 +2048,13 @@ def models_list(
         write_json(rows)
         return
     if not infos:
+        # Whole commands: "paidan train --out" runs as written nowhere, and train writes under
+        # the root without --out.
         out.print(
-            f"no model versions under {printable(str(root))} yet (paidan train --out, or paidan "
-            "retrain)"
+            f"no model versions under {printable(str(root))} yet: train the first with paidan "
+            "train FILE (FILE: your labelled tickets; it becomes the current model), or paidan "
+            "retrain --history FILE",
+            soft_wrap=True,
         )
         return
     frozen = frozen_eval_info(root)
@@ -2054,8 +2084,15 @@ def models_list(
                 # How many dispatch rules: versions written by `models set-rules` differ in their
                 # rules alone (--json names the version each was written from).
                 "rules": str(i.rules) if i.rules else "–",
-                "": ("current" if i.current else ("previous" if i.previous else ""))
-                + (" (bundled sample)" if i.version in samples else ""),
+                "": " ".join(
+                    mark
+                    for mark, shown in (
+                        ("current", i.current),
+                        ("previous", i.previous and not i.current),
+                        ("(bundled sample)", i.version in samples),
+                    )
+                    if shown
+                ),
             }
         )
     if not renamed:
@@ -2228,6 +2265,23 @@ def models_set_rules(
         )
         return
     meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
+    derived = meta.get("derived_from")
+    if written.name in before and not (
+        isinstance(derived, dict) and derived.get("version") == version
+    ):
+        # An earlier version that set-rules derived VERSION from: it serves these rules as it is.
+        promote = (
+            f"{written.name} is the current model"
+            if current_version(root) == written.name
+            else f"promote it with: paidan models promote {written.name}"
+        )
+        out.print(
+            f"{version} was derived from {written.name}, which applies "
+            + ("these dispatch rules" if rules else "no dispatch rule")
+            + f" already: nothing written; {promote}",
+            soft_wrap=True,
+        )
+        return
     if written.name in before:
         out.print(
             f"{written.name} is the model of {version} with "
@@ -2335,7 +2389,11 @@ def models_freeze_eval(
     if skipped.get("repeated"):
         err.print(
             "[yellow]warning:[/yellow] "
-            + duplicates_message(info.get("repeated_examples", []), skipped["repeated"]),
+            + duplicates_message(
+                info.get("repeated_examples", []),
+                skipped["repeated"],
+                info.get("files_read_twice"),
+            ),
             highlight=False,
             soft_wrap=True,
         )

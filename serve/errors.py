@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -178,7 +178,8 @@ def first_validation_error(
 ) -> tuple[str, str | None]:
     """A message and a dotted field path from pydantic errors, never echoing the input.
 
-    ``body_fields``: the keys the request body takes, named after an unknown key at its top.
+    ``body_fields``: the keys the request body takes (:func:`model_keys`), named after an unknown
+    key at its top; without ``prefix_body``, the keys of the object validated (a batch item).
     """
     if not errors:
         return "the request is invalid", None
@@ -209,8 +210,10 @@ def first_validation_error(
         msg = "is not a known field"
         # Which keys are, or the client guesses ({"modl_dir": …} to the admin reload was
         # answered so, naming neither model_dir nor any other key it takes).
-        if body_fields and raw[:1] == ("body",) and len(raw) == 2:
-            msg += f" (this body takes {', '.join(body_fields)})"
+        top = raw[:1] == ("body",) and len(raw) == 2 if prefix_body else len(raw) == 1
+        if body_fields and top:
+            takes = "this body takes" if prefix_body else "an item takes"
+            msg += f" ({takes} {', '.join(body_fields)})"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     message = f"{field or 'request'}: {msg}"
@@ -260,8 +263,24 @@ def _body_fields(request: Request) -> list[str]:
     annotation = getattr(getattr(field, "field_info", None), "annotation", None)
     for model in (annotation, *typing.get_args(annotation)):  # ReloadRequest | None: either
         if isinstance(model, type) and issubclass(model, BaseModel):
-            return [info.alias or name for name, info in model.model_fields.items()]
+            return model_keys(model)
     return []
+
+
+def model_keys(model: type[BaseModel]) -> list[str]:
+    """The keys ``model`` takes, as the client writes them, a key's other names beside it
+    (``ticket_id (or id)``: the feedback body's, listed as ``ticket_id`` alone)."""
+    keys = []
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias
+        names = (
+            [c for c in alias.choices if isinstance(c, str)]
+            if isinstance(alias, AliasChoices)
+            else [alias if isinstance(alias, str) else info.alias or name]
+        )
+        first, *others = list(dict.fromkeys(names)) or [name]
+        keys.append(first + (f" (or {', '.join(others)})" if others else ""))
+    return keys
 
 
 class StreamAborted(Exception):

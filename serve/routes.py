@@ -51,6 +51,7 @@ from serve.errors import (
     first_validation_error,
     json_kind,
     masked,
+    model_keys,
     quoted,
 )
 from serve.schemas import (
@@ -154,6 +155,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             )
         outcomes: list[RouteBatchItem] = []
         valid: list[tuple[int, RouteRequestBase]] = []
+        item_keys = model_keys(RouteRequest)  # named after an unknown key, as the body's are
         for i, item in enumerate(body.items):
             if isinstance(item, RepeatedKeyItem):  # see serve.body
                 said, where = item.error(i)
@@ -183,7 +185,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 req = RouteRequest.model_validate(item)
             except Exception as e:  # one item must not sink the batch's others
                 if isinstance(e, ValidationError):
-                    message, field = first_validation_error(list(e.errors()), prefix_body=False)
+                    message, field = first_validation_error(
+                        list(e.errors()), prefix_body=False, body_fields=item_keys
+                    )
                 else:  # a bug: logged, by type only (the message may quote the ticket)
                     logger.error("batch item %d could not be checked (%s)", i, type(e).__name__)
                     message, field = f"could not be checked ({type(e).__name__})", None
@@ -405,6 +409,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             metrics.exposition, limiter=_probe_threads(request)
         )
         return Response(content, media_type=media_type)
+
+    # A scrape target's or uptime check's HEAD too (it was a 405 while GET answered).
+    api.add_api_route("/metrics", metrics_endpoint, methods=["HEAD"], include_in_schema=False)
 
     return api
 

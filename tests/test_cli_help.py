@@ -144,3 +144,25 @@ def test_every_command_reading_tickets_says_it_reads_directories(words: list[str
     # "Labelled ticket files" alone, where train's names the formats and directories.
     said = help_text(words)
     assert "(CSV, XLSX, JSONL, JSON, Parquet) or directories" in said
+
+
+@pytest.mark.parametrize("words", leaf_commands(), ids=" ".join)
+def test_verbose_mentions_the_dask_engine_only_where_there_is_one(words: list[str]) -> None:
+    # Every command's --verbose said "with --engine dask Dask's INFO log", label's alone has one.
+    command: object = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    engine = any(p.name == "engine" for p in command.params)  # type: ignore[attr-defined]
+    r = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert ("--engine" in r.output) == engine
+    assert ("Dask's INFO log" in r.output) == engine
+
+
+def test_serve_model_help_says_what_current_does() -> None:
+    # It ended "…, followed; so is current", which read as nothing.
+    r = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.replace("│", " ").split())
+    assert "so is current" not in text
+    assert "--model current follows it too" in text

@@ -512,7 +512,13 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
     if report.get("skipped_repeated_header"):
         out.append(repeated_header_summary(report["skipped_repeated_header"]))
     if report.get("duplicate_rows"):
-        out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
+        out.append(
+            duplicates_message(
+                report["duplicate_examples"],
+                report["duplicate_rows"],
+                report.get("files_read_twice"),
+            )
+        )
     for head, labels in report.get("comma_listed", {}).items():
         out.append(comma_listed_message(head, labels))
     for head in LABELS:
@@ -752,6 +758,8 @@ def evaluate(
     if repeats.count:
         report["duplicate_rows"] = repeats.count
         report["duplicate_examples"] = [list(p) for p in repeats.examples]
+        if repeats.twice:
+            report["files_read_twice"] = repeats.twice
     # Most rows first, then as the data first has them; heads in the mappings' order.
     if mapped := {h: _most_first(mapped[h]) for h in mapping if h in mapped}:
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
@@ -782,6 +790,9 @@ class Repeats:
         self.paths: dict[str, str | None] = {}  # per file name, the path its JSON lines are in
         self.listed = listed
         self.count = 0  # rows dropped
+        # Per file read twice, its rows that repeat themselves (training.validate
+        # .files_read_twice): said once for the file, not among the examples.
+        self.twice: dict[str, int] = {}
         self.examples: list[tuple[str, str]] = []  # the first ``listed`` (row, row it repeats)
 
     def first_of(self, df: pd.DataFrame) -> list[bool]:
@@ -802,7 +813,9 @@ class Repeats:
             kept.append(earlier is at)
             if earlier is not at:
                 self.count += 1
-                if len(self.examples) < self.listed:
+                if earlier == at:  # the same file's same row: the file was read twice
+                    self.twice[source] = self.twice.get(source, 0) + 1
+                elif len(self.examples) < self.listed:
                     names = list(self.files)
                     first = names[earlier[0]]
                     self.examples.append(

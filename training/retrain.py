@@ -95,6 +95,7 @@ from training.validate import (
     MAX_LISTED,
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
+    files_read_twice,
     label_column_notes,
     listing,
     masked_counts,
@@ -669,6 +670,11 @@ def freeze_eval(
     # training keeps it: it counted twice in every version's scores.
     kept, repeats = repeated_rows(df, where)
     left_out["repeated"] = len(repeats)
+    twice = (
+        files_read_twice(eval_df[SOURCE_COL][labelled & with_text], kept, repeats)
+        if SOURCE_COL in eval_df
+        else {}
+    )
     df = df[kept].reset_index(drop=True)
     if df.empty:
         raise ValueError(
@@ -699,7 +705,11 @@ def freeze_eval(
             "left_out": left_out,
         }
         if repeats:
-            info["repeated_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
+            # The rows of a file read twice are said once for the file (files_read_twice).
+            others = [list(p) for p in repeats if p[0] != p[1]]
+            info["repeated_examples"] = others[:UNLABELLED_LISTED]
+        if twice:
+            info["files_read_twice"] = twice
         registry.write_json_atomic(path.parent / registry.EVAL_META_FILE, info)
     logger.info("froze an evaluation set of %d rows at %s", len(df), path)
     return info

@@ -248,7 +248,8 @@ def with_rules(
     ``version`` in its rules alone. ``metadata.json`` says so (``derived_from``). Like any version,
     it serves once promoted (``paidan models promote``), and ``version`` is left as it is.
     Rules that are ``version``'s already (as its ``rules.csv`` keeps them) write nothing, and
-    ``version``'s own directory is returned.
+    ``version``'s own directory is returned; so do the rules of a version ``version`` was derived
+    from (its directory is returned), and those of a version already derived from ``version``.
 
     Raises
     ------
@@ -281,6 +282,8 @@ def with_rules(
     kept = format_rules(rows) if rows is not None else b""
     if kept == ((source / RULES_FILE).read_bytes() if (source / RULES_FILE).is_file() else b""):
         return source  # the same rules: another version would be a copy of this one
+    if (origin := _origin_alike(root, meta, kept)) is not None:
+        return origin  # set-rules --clear on a version set-rules wrote: its origin has no rule
     if (copy := _derived_alike(root, meta.get("version", version), kept)) is not None:
         return copy  # written by an earlier set-rules: a second would be an identical copy
     router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
@@ -302,6 +305,38 @@ def with_rules(
         resources[RULES_FILE] = kept
     keep_current(root, root / router.version)  # it serves once promoted, not by being newest
     return save_router(router, root / router.version, metadata, resources)
+
+
+def _origin_alike(root: Path, meta: dict[str, Any], rules: bytes) -> Path | None:
+    """The version under ``root`` that the version of metadata ``meta`` was derived from (or that
+    one's, and so on), whose dispatch rules are ``rules`` (as its ``rules.csv`` keeps them), or
+    ``None``.
+
+    ``models set-rules v2 --clear``, v2 written by ``set-rules v1 --rules r.csv``, wrote a full
+    copy of v1's model (94 MB on real data) when v1 applies no rule already."""
+    import json
+
+    from model.artifact import METADATA_FILE, RULES_FILE
+    from model.registry import versions
+
+    known = set(versions(root))
+    seen: set[str] = set()
+    while isinstance(derived := meta.get("derived_from"), dict):
+        name = derived.get("version")
+        if name not in known or name in seen:
+            return None  # deleted by models gc, say: write the copy
+        seen.add(name)
+        origin = root / name
+        try:
+            meta = json.loads((origin / METADATA_FILE).read_text(encoding="utf-8"))
+            held = (origin / RULES_FILE).read_bytes() if (origin / RULES_FILE).is_file() else b""
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict):
+            return None
+        if held == rules:
+            return origin
+    return None
 
 
 def _derived_alike(root: Path, version: str, rules: bytes) -> Path | None:

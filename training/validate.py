@@ -76,6 +76,9 @@ class ValidationReport:
     repeated_header_rows: int | None = None
     # Rows dropped as the same ticket read twice, each with the earlier row it repeats.
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    # Per file read twice (given twice, or given and in a directory given), how many of its rows
+    # repeat themselves: among ``duplicates``, said once for the file (files_read_twice).
+    read_twice: dict[str, int] = field(default_factory=dict)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     merged: dict[str, dict[str, int]] = field(default_factory=dict)
     # Per head, the rows of 其他 when even after the merge it had fewer than min_examples rows:
@@ -112,7 +115,7 @@ class ValidationReport:
         if self.repeated_header_rows:
             out.append(repeated_header_summary(self.repeated_header_rows))
         if self.duplicates:
-            out.append(duplicates_message(self.duplicates))
+            out.append(duplicates_message(self.duplicates, twice=self.read_twice))
         for c in self.conflicts[:MAX_LISTED]:
             out.append(
                 f"same text with conflicting {c['head']} labels {c['labels']} at {listing(c['rows'])}"
@@ -151,6 +154,7 @@ class ValidationReport:
                 else {}
             ),
             "duplicate_rows": len(self.duplicates),
+            **({"files_read_twice": self.read_twice} if self.read_twice else {}),
             "conflicting_duplicates": len(self.conflicts),
             "merged_into_other": self.merged,
             "other_too_rare_to_learn": self.unlearnt,
@@ -406,7 +410,9 @@ def validate(
     key = df["text"].map(clean)  # as featurised: a line end \r\n is the same text as \n
     kept, report.duplicates = repeated_rows(df, where, key)
     if report.duplicates:
-        logger.info("%s", duplicates_message(report.duplicates))
+        if SOURCE_COL in df:
+            report.read_twice = files_read_twice(df[SOURCE_COL], kept, report.duplicates)
+        logger.info("%s", duplicates_message(report.duplicates, twice=report.read_twice))
         df, where, key = df[kept], where[kept], key[kept]
 
     for head in LABELS:
@@ -622,19 +628,63 @@ def label_column_notes(
     return notes
 
 
-def duplicates_message(pairs: Sequence[Sequence[str]], total: int | None = None) -> str:
+def files_read_twice(
+    sources: Iterable[Any], kept: Sequence[bool], pairs: Sequence[Sequence[str]]
+) -> dict[str, int]:
+    """Per file read twice, how many of its rows repeat themselves (``a.csv data row 1 repeats
+    a.csv data row 1``): the rows that :func:`repeated_rows` dropped (``kept`` false, ``pairs``)
+    whose place is that of the row they repeat. ``sources``: each row's file name, as
+    :data:`model.tickets.SOURCE_COL` holds it. A file reached twice is named alike both times
+    (:func:`model.tickets.named_paths`), so its rows repeat their own places."""
+    dropped = (str(s) for s, k in zip(sources, kept, strict=True) if not k)
+    out: dict[str, int] = {}
+    for name, (row, earlier) in zip(dropped, pairs, strict=True):
+        if row == earlier:
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def duplicates_message(
+    pairs: Sequence[Sequence[str]],
+    total: int | None = None,
+    twice: Mapping[str, int] | None = None,
+) -> str:
     """The warning for :attr:`ValidationReport.duplicates` (see :func:`repeated_rows`).
 
     ``pairs`` may be the first few only, of ``total`` (default: as many as ``pairs``).
+    ``twice``: per file read twice, its rows among them (:func:`files_read_twice`), said once
+    for the file, as a file given twice warned "a.csv data row 1 repeats a.csv data row 1" for
+    each of its rows.
     """
     total = len(pairs) if total is None else total
-    listed = [f"{row} repeats {earlier}" for row, earlier in pairs[:UNLABELLED_LISTED]]
-    more = f" and {total - len(listed)} more" if total > len(listed) else ""
-    return (
-        f"dropped {counted(total, 'row that repeats', 'rows that repeat')} an earlier row "
-        "(same id, title, text and labels: "
-        f"a file given twice, or exports that overlap): {', '.join(listed)}{more}"
-    )
+    twice = twice or {}
+    out = []
+    if twice:
+        files = list(twice)[:UNLABELLED_LISTED]
+        unlisted = len(twice) - len(files)
+        if len(twice) == 1:
+            [(name, n)] = twice.items()
+            said = f"{name} was read twice"
+            rows = f"its {counted(n, 'row')} {'was' if n == 1 else 'were'} kept once"
+        else:
+            said = ", ".join(f"{name} ({counted(twice[name], 'row')})" for name in files) + (
+                f" and {unlisted} more" if unlisted else ""
+            )
+            said += " were read twice"
+            rows = "each of their rows was kept once"
+        out.append(f"{said} (given twice, or given and in a directory given too): {rows}")
+        pairs = [(row, earlier) for row, earlier in pairs if row != earlier]
+        total -= sum(twice.values())
+    if total > 0:
+        listed = [f"{row} repeats {earlier}" for row, earlier in pairs[:UNLABELLED_LISTED]]
+        more = f" and {total - len(listed)} more" if total > len(listed) else ""
+        # None listed: the first few the caller kept were all of files read twice.
+        tail = f": {', '.join(listed)}{more}" if listed else ""
+        out.append(
+            f"dropped {counted(total, 'row that repeats', 'rows that repeat')} an earlier row "
+            f"(same id, title, text and labels: a file given twice, or exports that overlap){tail}"
+        )
+    return "; ".join(out)
 
 
 def merged_messages(head: str, labels: Mapping[str, int]) -> list[str]:

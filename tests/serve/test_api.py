@@ -609,7 +609,7 @@ def test_a_batch_item_writing_a_key_twice_gets_its_own_error(client: TestClient)
             '{"items": [{"text": "a", "Tel 138 1234 5678": 1}]}',
             {},
             200,
-            "item 0: tel [手机号]: is not a known field",
+            "item 0: tel [手机号]: is not a known field (an item takes id, title, text, top_k)",
         ),
         (
             "POST",
@@ -861,8 +861,14 @@ def test_probes_answer_head(client: TestClient) -> None:
         response = client.head(path)
         assert response.status_code == 200, (path, response.status_code)
         assert response.content == b""
+    # A scrape's liveness check with HEAD /metrics was a 405 too, while GET answered.
+    head, get = client.head("/metrics"), client.get("/metrics")
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert client.head("/metrics/").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
+    assert set(paths["/metrics"]) == {"get"}
     # An uptime check of the page with HEAD was a 405; the page's headers, no body.
     for path in ("/", "/static/app.js"):
         head, get = client.head(path), client.get(path)
@@ -2139,6 +2145,22 @@ def test_an_unknown_key_is_said_with_the_keys_the_body_takes(client: TestClient)
     assert error["message"] == (
         "body.Top_k: is not a known field (this body takes id, title, text, top_k)"
     )
+    # The feedback body's ticket_id is sent as id too: it was listed as ticket_id alone.
+    body = {"text": "油烟", "department": "执法", "tickt": "A1"}
+    error = assert_error(client.post("/v1/feedback", json=body), 422)
+    assert error["message"] == (
+        "body.tickt: is not a known field (this body takes ticket_id (or id), title, text, "
+        "suggestion, department, category, dispatcher_id, model_version, request_id)"
+    )
+    # An unknown key in a batch item named no key an item takes, though the body's did.
+    response = client.post("/v1/route/batch", json={"items": [{"text": "油烟", "tilte": "x"}]})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["error"] == {
+        "code": "invalid_item",
+        "message": "item 0: tilte: is not a known field (an item takes id, title, text, top_k)",
+        "field": "items.0.tilte",
+    }
     # Two unknown keys: the first is the error, the other counted, as before.
     error = assert_error(client.post("/v1/admin/reload", json={"a": 1, "b": 2}), 422)
     assert error["message"] == (

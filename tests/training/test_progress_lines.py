@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from paidan.cli import _RichProgress, app, progress_bar
+from paidan.cli import _RichProgress, _RowsPerSecond, app, label_pace, progress_bar, rows_per_second
 
 runner = CliRunner()
 CLOCK = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -153,3 +154,21 @@ def test_label_counts_the_chunks_in_flight_against_the_rows_once_reading_is_over
     )
     # 80 lines for 40 rows; the last chunk read, three were still in flight.
     assert seen == [(8, 80), (16, 40), (24, 40), (32, 40), (40, 40)]
+
+
+@pytest.mark.parametrize(
+    ("rate", "said"),
+    [(0.3, "0.3 rows/s"), (0.04, "0.04 rows/s"), (7.26, "7.3 rows/s"), (48213.4, "48,213 rows/s")],
+)
+def test_a_slow_rate_is_not_said_as_0_rows_per_second(rate: float, said: str) -> None:
+    assert rows_per_second(rate) == said
+    task: Any = SimpleNamespace(finished_speed=None, speed=rate)
+    assert _RowsPerSecond().render(task).plain == said
+
+
+def test_a_one_row_label_run_says_its_time_not_0_rows_per_second() -> None:
+    # One row took 3.6 s, the model's loading: the summary line said "at 0 rows/s".
+    assert label_pace({"rows_per_second": 0.3, "seconds": 3.62}) == "in 3.6 s"
+    assert label_pace({"rows_per_second": 0.0, "seconds": 41.0}) == "in 41.0 s"
+    assert label_pace({"rows_per_second": 2.5, "seconds": 4.0}) == "at 2.5 rows/s"
+    assert label_pace({"rows_per_second": 1250.4, "seconds": 8.0}) == "at 1,250 rows/s"

@@ -1048,3 +1048,22 @@ def test_models_list_gives_created_times_in_utc_and_says_so(tmp_path: Path) -> N
     assert "created (UTC)" in result.output
     [row] = [line for line in result.output.splitlines() if VERSIONS[0] in line]
     assert "2026-01-01 00:30" in row, result.output
+
+
+def test_models_list_on_an_empty_root_says_a_whole_command_to_train_the_first(
+    tmp_path: Path,
+) -> None:
+    # It said "(paidan train --out, or paidan retrain)": neither runs as written (train needs its
+    # data, --out a directory; retrain its --history), and without --out train writes under the
+    # root, where models list looks.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = tmp_path / "none"
+    r = CliRunner().invoke(app, ["models", "list"], env={"PAIDAN_MODEL_ROOT": str(root)})
+    assert r.exit_code == 0, r.output
+    assert (
+        f"no model versions under {root} yet: train the first with paidan train FILE (FILE: "
+        "your labelled tickets; it becomes the current model), or paidan retrain --history FILE"
+    ) in " ".join(r.output.split())

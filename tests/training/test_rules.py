@@ -460,14 +460,17 @@ def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
     table = CliRunner().invoke(app, ["models", "list"])
     assert table.exit_code == 0 and "rules" in table.output
 
-    # --clear writes one without rules; a rule for a label the model does not learn writes none.
+    # --clear on a version set-rules wrote: the version it was derived from applies no rule
+    # already, so it is named and nothing is written (a full copy of it was: 94 MB on real data).
     before = set(model_dirs(root))
     cleared = with_rules_cli(root, ruled.name, ["--clear"])
     assert cleared.exit_code == 0, cleared.output
-    assert "applies no dispatch rule" in cleared.output
-    [plain] = set(model_dirs(root)) - before
-    assert not (plain / RULES_FILE).exists()
-    assert load_router(plain, root)[0].predict([ELEVATOR_ADDED])[0].department.label == "住建"
+    assert set(model_dirs(root)) == before
+    assert (
+        f"{ruled.name} was derived from {first.router.version}, which applies no dispatch rule "
+        f"already: nothing written; {first.router.version} is the current model"
+    ) in " ".join(cleared.output.split())
+    # A rule for a label the model does not learn writes none.
     # The rules a version applies already: a second version would be a copy of it.
     before = set(model_dirs(root))
     same = with_rules_cli(root, ruled.name, ["--rules", str(rules)])

@@ -78,7 +78,12 @@ def test_train_into_the_root_replaces_the_sample_default_and_says_so(
     marks = {v["version"]: v["bundled_sample"] for v in json.loads(listed.stdout)}
     assert marks == {default: True, "v1": False, "v2": False}
     table = runner.invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
-    assert "(bundled sample)" in table.output
+    assert "previous (bundled sample)" in table.output
+    # Neither current nor previous, the default's mark began with a space.
+    r = runner.invoke(app, ["models", "promote", "v2", "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    table = runner.invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
+    assert "│ (bundled sample)" in table.output and "  (bundled sample)" not in table.output
 
 
 def test_promote_replaces_the_sample_default_without_a_frozen_set_or_force(

@@ -1321,18 +1321,20 @@ def test_evaluate_counts_a_ticket_read_twice_once(tmp_path, tiny_model_dir):
         assert r.exit_code == 0, r.output
         reports[name] = (" ".join(r.output.split()), json.loads(path.read_text(encoding="utf-8")))
     out, twice = reports["twice"]
-    assert "repeat" not in reports["once"][0]
+    assert "twice" not in reports["once"][0]
+    # Said once for the file: it said "tiny.csv data row 1 repeats tiny.csv data row 1" a row.
     assert (
-        f"warning: dropped {n} rows that repeat an earlier row (same id, title, text and labels: "
-        "a file given twice, or exports that overlap): tiny.csv data row 1 repeats tiny.csv data "
-        f"row 1, tiny.csv data row 2 repeats tiny.csv data row 2"
+        "warning: tiny.csv was read twice (given twice, or given and in a directory given too): "
+        f"its {n} rows were kept once"
     ) in out
+    assert "repeats" not in out
     once = reports["once"][1]
     assert twice["n"] == once["n"] == n
     assert twice["duplicate_rows"] == n and "duplicate_rows" not in once
     for head in ("department", "category"):
         assert twice[head]["per_class"] == once[head]["per_class"]
-    assert "repeat an earlier row" in (tmp_path / "twice.md").read_text(encoding="utf-8")
+    assert twice["files_read_twice"] == {"tiny.csv": n} and "files_read_twice" not in once
+    assert "tiny.csv was read twice" in (tmp_path / "twice.md").read_text(encoding="utf-8")
 
 
 def test_freeze_eval_keeps_a_ticket_read_twice_once(tmp_path):
@@ -1344,8 +1346,11 @@ def test_freeze_eval_keeps_a_ticket_read_twice_once(tmp_path):
     assert r.exit_code == 0, r.output
     out = " ".join(r.output.split())
     assert f"froze {n} tickets" in out
-    assert f"warning: dropped {n} rows that repeat an earlier row" in out
-    assert "tiny.csv data row 1 repeats tiny.csv data row 1" in out
+    assert (
+        f"warning: tiny.csv was read twice (given twice, or given and in a directory given too): its {n} rows were kept once"
+        in out
+    )
+    assert "repeats" not in out
     frozen = json.loads((tmp_path / "models" / "eval" / "frozen.json").read_text(encoding="utf-8"))
     assert frozen["rows"] == n and frozen["left_out"]["repeated"] == n
 
@@ -1848,9 +1853,11 @@ def test_a_file_given_twice_trains_once_and_cross_validates_as_the_file_once(
     for head in ("department", "category"):
         assert meta["heads"][head]["threshold"] == once["heads"][head]["threshold"]
         assert meta["heads"][head]["counts"] == once["heads"][head]["counts"]
-    [warning] = [w for w in result.validation.warnings() if "repeat" in w]
-    assert warning.startswith("dropped 18 rows that repeat an earlier row")
-    assert "tiny.csv data row 1 repeats tiny.csv data row 1" in warning
+    [warning] = [w for w in result.validation.warnings() if "twice" in w]
+    assert warning == (
+        "tiny.csv was read twice (given twice, or given and in a directory given too): its 18 "
+        "rows were kept once"
+    )
 
 
 def test_folds_hold_out_the_rows_of_one_text_together():

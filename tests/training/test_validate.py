@@ -187,7 +187,13 @@ def test_many_rare_labels_are_listed_twenty_at_a_time_and_kept_whole_in_the_meta
 def test_one_row_read_twice_is_counted_as_one_row():
     # "dropped 1 rows that repeat an earlier row" read as a slip.
     once = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
-    df, report = validate(pd.concat([once, once.iloc[[0]]], ignore_index=True), min_examples=1)
+    # From another file: a row that repeats its own place is a file read twice, said otherwise.
+    copy = to_canonical(
+        once.iloc[[0]][["id", "title", "text", "department", "category"]],
+        ColumnMap(),
+        Path("other.csv"),
+    )
+    df, report = validate(pd.concat([once, copy], ignore_index=True), min_examples=1)
     assert len(df) == 2
     [warning] = report.warnings()
     assert warning.startswith(
@@ -298,21 +304,46 @@ def test_the_same_ticket_read_twice_is_kept_once_and_reported():
     # validation scored the ticket with its copy in the training folds.
     once = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
     copy = to_canonical(
-        once[["id", "title", "text", "department", "category"]], ColumnMap(), Path("data.csv")
+        once[["id", "title", "text", "department", "category"]], ColumnMap(), Path("other.csv")
     )
     copy["text"] = copy["text"] + "\r\n"  # the same text, as cleaned
     df, report = validate(pd.concat([once, copy, once], ignore_index=True), min_examples=1)
     assert df["id"].tolist() == ["data:1", "data:2"]
     assert report.rows_in == 6 and report.rows_used == 2
     assert report.duplicates[:2] == [
-        ("data.csv data row 1", "data.csv data row 1"),
-        ("data.csv data row 2", "data.csv data row 2"),
+        ("other.csv data row 1", "data.csv data row 1"),
+        ("other.csv data row 2", "data.csv data row 2"),
     ]
     assert report.to_dict()["duplicate_rows"] == 4
     assert report.conflicts == []
+    # The file read twice is named once, not a line of "data.csv data row 1 repeats data.csv data
+    # row 1" a row; a row that repeats another file's is listed.
     [warning] = report.warnings()
-    assert warning.startswith("dropped 4 rows that repeat an earlier row")
-    assert "data.csv data row 2 repeats data.csv data row 2" in warning
+    assert warning == (
+        "data.csv was read twice (given twice, or given and in a directory given too): its 2 rows "
+        "were kept once; dropped 2 rows that repeat an earlier row (same id, title, text and "
+        "labels: a file given twice, or exports that overlap): other.csv data row 1 repeats "
+        "data.csv data row 1, other.csv data row 2 repeats data.csv data row 2"
+    )
+
+
+def test_files_read_twice_are_named_once_each_beside_other_repeats():
+    from training.validate import duplicates_message
+
+    # As evaluate gives them: the first few examples (a file read twice's rows are not among
+    # them) of 7 rows dropped, 5 of them of two files read twice.
+    pairs = [("b.csv data row 3", "a.csv data row 1")]
+    assert duplicates_message(pairs, 7, {"a.csv": 3, "c.csv": 2}) == (
+        "a.csv (3 rows), c.csv (2 rows) were read twice (given twice, or given and in a directory "
+        "given too): each of their rows was kept once; dropped 2 rows that repeat an earlier row "
+        "(same id, title, text and labels: a file given twice, or exports that overlap): b.csv "
+        "data row 3 repeats a.csv data row 1 and 1 more"
+    )
+    assert duplicates_message([], 4, {"a.csv": 1}) == (
+        "a.csv was read twice (given twice, or given and in a directory given too): its 1 row was "
+        "kept once; dropped 3 rows that repeat an earlier row (same id, title, text and labels: a "
+        "file given twice, or exports that overlap)"
+    )
 
 
 def test_the_same_text_of_another_ticket_or_with_other_labels_is_kept():
