@@ -486,9 +486,19 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"{mask_label(str(k))!r} ({rows_of(n)})" for k, n in list(labels.items())[:20]
         )
         more = f" and {len(labels) - 20} more" if len(labels) > 20 else ""
+        merged, scored = sum(labels.values()), report.get(head, {}).get("n", 0)
+        # Most rows scored 其他 and counted right (accuracy 0.98 for a model of 60 tickets that
+        # routes nearly nothing to a department): the figures measure something else.
+        mostly = (
+            f"; that is {merged} of the {scored} {head} rows scored ({100 * merged // scored} %): "
+            f"the figures above mostly measure telling {OTHER_LABEL!r} apart, and "
+            f"{OTHER_LABEL!r} sends a ticket to no {head}"
+            if 2 * merged > scored
+            else ""
+        )
         out.append(
-            f"scored {counted(sum(labels.values()), f'{head} row')} as {OTHER_LABEL!r}, as the "
-            f"model's training merged their rare labels into it: {listed}{more}"
+            f"scored {counted(merged, f'{head} row')} as {OTHER_LABEL!r}, as the "
+            f"model's training merged their rare labels into it: {listed}{more}{mostly}"
         )
     absent = report.get("absent_label_columns") or {}
     for head, column in absent.get("heads", {}).items():
