@@ -2322,3 +2322,29 @@ def test_evaluate_says_when_most_scored_rows_were_merged_into_other():
     report["department"]["n"] = 400
     [said] = [w for w in report_warnings(report) if "scored 189" in w]
     assert "figures above" not in said
+
+
+def test_evaluate_names_labels_merged_into_an_other_too_rare_to_learn(tmp_path, tiny_config):
+    # One rare category made a one-row 其他, too rare to learn: evaluate called that category
+    # "a label the model does not know" and said to compare its spelling, which was right.
+    from tests.conftest import TINY_TICKETS, write_tickets_csv
+    from training.evaluate import evaluate, report_warnings
+    from training.train import train
+
+    rare = ("档案查询", "想查询父亲当年的人事档案，档案馆说要单位介绍信", "人社", "档案")
+    data = write_tickets_csv(tmp_path / "t.csv", [*TINY_TICKETS, rare])
+    result = train([data], tmp_path / "m", config=tiny_config)
+    assert result.validation.unlearnt == {"category": 1}
+    test = write_tickets_csv(tmp_path / "test.csv", [*TINY_TICKETS[:3], rare, (*rare[:3], "档案x")])
+    report = evaluate(result.model_dir, [test])
+    assert report["category"]["unknown_labels"] == {"档案": 1, "档案x": 1}
+    assert report["category"]["merged_unlearnt"] == {"档案": 1}
+    said = report_warnings(report)
+    assert (
+        "1 category row has a label the model's training merged into '其他', itself too rare to "
+        "learn, so the model has no label for it (always scored wrong): '档案' (1 row); label "
+        f"more tickets of it ({tiny_config.min_examples} at least) to learn it"
+    ) in said
+    [typo] = [w for w in said if "does not know" in w]
+    assert typo.startswith("1 category row has 1 label the model does not know")
+    assert "'档案x' (1 row); compare their spelling" in typo
