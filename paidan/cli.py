@@ -405,7 +405,8 @@ def rules_line(rules: dict[str, Any], merged: dict[str, Any] | None = None) -> s
     (``metadata["training_data"]["rules"]``); ``merged``: the labels its training merged into
     其他 (``training_data.validation.merged_into_other``, masked), which tickets do name."""
     review = f", {rules['review']} of them for a person to confirm" if rules.get("review") else ""
-    few, new = [], []
+    few: list[str] = []
+    new: list[str] = []
     for head, labels in rules.get("new_labels", {}).items():
         rare = (merged or {}).get(head) or {}
         for label in labels:

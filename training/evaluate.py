@@ -761,9 +761,9 @@ def evaluate(
         report["merged_into_other"] = merged  # per head, label -> rows scored as 其他
     # Labels merged into a 其他 itself too rare to learn: the model has no label for them, and
     # "compare their spelling" was the advice for a label spelt right.
-    for h, labels in merged_unlearnt(metadata, router).items():
+    for h, lost in merged_unlearnt(metadata, router).items():
         unknown = report.get(h, {}).get("unknown_labels") or {}
-        if hit := {k: n for k, n in unknown.items() if k in labels}:
+        if hit := {k: n for k, n in unknown.items() if k in lost}:
             report[h]["merged_unlearnt"] = hit
             report[h]["min_examples"] = metadata.get("config", {}).get("min_examples")
     if report_path is not None:
