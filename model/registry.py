@@ -41,10 +41,11 @@ REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
 SCORES_DIR = "scores"
 # The rule stored scores were computed by (training.compare.score_router stamps them, and
-# ensure_scores computes again scores stamped otherwise): "lead", a joint dispatch's department read
-# by its lead; "known", macro-F1 over the true labels the model knows. ``models list`` shows scores
+# ensure_scores computes again scores stamped otherwise): "lead+lists", a joint dispatch's
+# department read by its lead, one written with 、 or a comma between departments too; "known",
+# macro-F1 over the true labels the model knows. ``models list`` shows scores
 # stamped otherwise as stale, not beside figures of this rule.
-SCORE_RULE = {"department_truth": "lead", "f1_labels": "known"}
+SCORE_RULE = {"department_truth": "lead+lists", "f1_labels": "known"}
 EVAL_DIR = "eval"
 EVAL_DATA_FILE = "frozen.parquet"
 EVAL_META_FILE = "frozen.json"
@@ -670,7 +671,7 @@ class VersionInfo:
     current: bool
     previous: bool
     rows: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     eval_sha256: str | None = None
     labels: dict[str, int] = field(default_factory=dict)
     # Scored on the current frozen set by an older paidan's rule (SCORE_RULE): no metrics shown.
@@ -765,7 +766,7 @@ def _version_string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Per version and head, macro-F1 on the frozen set over the same labels for every version.
 
     A version's stored ``macro_f1`` averages over the frozen set's true labels that version knows:
@@ -774,12 +775,13 @@ def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, f
     is averaged over the true labels (support on the frozen set) that any of them knows, a label a
     version does not know being an F1 of 0 for it, as the champion–challenger comparison reads two
     versions (``training.compare.shared_macro_f1``); a label none knows (a misspelling) is left
-    out. Scores without per-class figures keep their own ``macro_f1``.
+    out. Scores without per-class figures keep their own ``macro_f1``. A head none of whose true
+    labels any version knows has no macro-F1 (``None``, as ``paidan evaluate`` reports it).
     """
     groups: dict[Any, list[str]] = {}
     for version, s in scores.items():
         groups.setdefault(s.get("mapping_sha256"), []).append(version)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float | None]] = {}
     for members in groups.values():
         over: dict[str, list[str]] = {}  # per head
         for head in {h for v in members for h in scores[v].get("heads", {})}:
@@ -790,7 +792,7 @@ def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, f
             out[v] = {}
             for head, r in scores[v].get("heads", {}).items():
                 if not r.get("per_class"):
-                    out[v][head] = float(r["macro_f1"])
+                    out[v][head] = own_macro_f1(r)
                     continue
                 out[v][head] = mean_f1(r, over[head])
     return out
@@ -815,15 +817,23 @@ def shared_labels(head_scores: Iterable[dict[str, Any]]) -> list[str]:
     )
 
 
-def mean_f1(head_score: dict[str, Any], over: Sequence[str]) -> float:
+def own_macro_f1(head_score: dict[str, Any]) -> float | None:
+    """One head's stored ``macro_f1``: ``None`` when it is undefined (no true label the model
+    knows, ``training.metrics.F1_UNDEFINED``)."""
+    value = head_score.get("macro_f1")
+    return None if value is None else float(value)
+
+
+def mean_f1(head_score: dict[str, Any], over: Sequence[str]) -> float | None:
     """Macro-F1 of one head's scores over the labels ``over``, a label it does not know being 0.
 
-    No labels to average over (no true label any model knows): its own stored ``macro_f1``.
+    No labels to average over (no true label any model knows): its own stored ``macro_f1``
+    (:func:`own_macro_f1`, ``None`` when undefined).
     """
     import numpy as np
 
     if not over:
-        return float(head_score["macro_f1"])
+        return own_macro_f1(head_score)
     per_class = head_score.get("per_class") or {}
     return float(np.mean([per_class.get(label, {}).get("f1", 0.0) for label in over]))
 

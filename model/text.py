@@ -457,17 +457,23 @@ def is_blank(text: str | None) -> bool:
     return not normalize(text)
 
 
+def without_format_characters(text: str) -> str:
+    """``text`` without invisible format characters (category Cf: zero-width spaces and joiners,
+    BOM, soft hyphen, bidi controls), which :func:`normalize` drops from a text too."""
+    if text.isprintable():  # every format character is unprintable
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
 def normalize_label(label: str) -> str:
     """A department or category name as sent, trimmed and without invisible format characters
-    (category Cf: zero-width spaces and joiners, BOM, soft hyphen, bidi controls), which
-    :func:`normalize` drops from a text too; ``"\ufeff市住建局\u200b"`` gives ``"市住建局"``.
+    (:func:`without_format_characters`); ``"\ufeff市住建局\u200b"`` gives ``"市住建局"``, as the
+    ticket readers read a label cell (``model.tickets.to_canonical``).
 
     Nothing else changes: training reads the history's labels as written (only trimmed), so NFKC
     (``（`` to ``(``, ``；`` to ``;``) or lower-casing here would part a label from its history.
     """
-    if not label.isprintable():  # every format character is unprintable
-        label = "".join(ch for ch in label if unicodedata.category(ch) != "Cf")
-    return label.strip()
+    return without_format_characters(label).strip()
 
 
 def nfkc(text: str) -> str:

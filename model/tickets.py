@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import itertools
 import json
@@ -18,7 +19,16 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import (
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -191,13 +201,116 @@ def is_utf16(head: bytes) -> bool:
     return head[:2] in UTF16_BOMS or utf16_without_bom(head)
 
 
-def detect_encoding(head: bytes) -> str:
-    """Pick ``utf-8-sig`` or ``gb18030`` for CSV bytes (a sample is enough: :func:`encoding_sample`).
+# Big5, traditional Chinese as Taiwan's and Hong Kong's systems (and old exports) write it: Windows'
+# code page 950 first (Taiwan, with the euro sign), then Big5-HKSCS (Hong Kong's characters).
+# GB18030 decodes any Big5 bytes, into mojibake (路燈不亮 as 隔縊ぃ獹), and GBK text is often valid
+# Big5 too (路灯不亮 reads 繚腑祥謠), traditional characters included: GBK holds those. So the
+# bytes cannot tell; how Chinese each reading is can (:func:`chinese_likelihood`).
+BIG5_ENCODINGS = ("cp950", "big5hkscs")
+# Bytes of a sample compared in both readings: enough for hundreds of characters.
+_BIG5_SCORED_BYTES = 1 << 16
+# Chinese characters each reading needs before Big5 may win: a word or two cannot tell.
+_BIG5_MIN_CHARS = 8
+# How much more likely, per character (natural log), a Big5 reading must be. Invented tickets of
+# 8 characters or more came apart by 8 or more: GBK read as Big5 scored at least 3.8 below its
+# GBK reading, Big5 read as Big5 at least 4.8 above its GB18030 reading.
+_BIG5_MARGIN = 2.0
+# The log-likelihood given to a character jieba's model has never seen (kana, Greek, a private
+# use character, a rare ideograph): below any it has.
+_UNSEEN = -20.0
+_BIG5_NOTED: set[str] = set()
+# The name detect_encoding is given for text piped to a command.
+STDIN = "standard input"
+
+
+@functools.cache
+def _char_log_probability() -> dict[str, float]:
+    """Each character's highest emission log-probability in jieba's HMM (``jieba.finalseg``):
+    a character table of everyday Chinese, simplified and traditional, that ships with jieba."""
+    from jieba.finalseg.prob_emit import P
+
+    table: dict[str, float] = {}
+    for state in P.values():
+        for char, logp in state.items():
+            table[char] = max(logp, table.get(char, _UNSEEN))
+    return table
+
+
+def chinese_likelihood(text: str) -> tuple[float, int]:
+    """How Chinese ``text`` reads: the mean log-probability of its characters other than ASCII,
+    punctuation and spaces (:func:`_char_log_probability`), and how many there were."""
+    import unicodedata
+
+    table = _char_log_probability()
+    scores = [
+        table.get(c, _UNSEEN)
+        for c in text
+        if not c.isascii() and not unicodedata.category(c).startswith(("P", "Z"))
+    ]
+    return (sum(scores) / len(scores) if scores else 0.0), len(scores)
+
+
+def big5_encoding(head: bytes) -> str | None:
+    """The Big5 codec (:data:`BIG5_ENCODINGS`) to read GB18030-decodable bytes with, or ``None``.
+
+    Each reading is scored on the bytes Big5 decodes (up to its first invalid byte, so a
+    character outside Big5 further on does not hide the rest), and Big5 wins only when the
+    text reads as Chinese much better so (:data:`_BIG5_MARGIN`) over enough characters
+    (:data:`_BIG5_MIN_CHARS`): a short sample stays GB18030.
+    """
+    head = head[:_BIG5_SCORED_BYTES]
+    best, valid = None, 0
+    for encoding in BIG5_ENCODINGS:
+        try:
+            head.decode(encoding)
+            end = len(head)
+        except UnicodeDecodeError as e:
+            end = e.start
+        if end > valid:
+            best, valid = encoding, end
+    prefix = head[:valid]
+    if best is None or len(_NON_ASCII.findall(prefix)) < 2 * _BIG5_MIN_CHARS:
+        return None  # (without loading the character table, as for most GBK files)
+    big5, n_big5 = chinese_likelihood(codecs.getincrementaldecoder(best)().decode(prefix))
+    gb, n_gb = chinese_likelihood(codecs.getincrementaldecoder("gb18030")().decode(prefix))
+    if min(n_big5, n_gb) >= _BIG5_MIN_CHARS and big5 - gb > _BIG5_MARGIN:
+        return best
+    return None
+
+
+def big5_note(name: str) -> None:
+    """Warn, once for each file, that ``name`` (or :data:`STDIN`) is read as Big5, and how to
+    read it as GBK."""
+    if name in _BIG5_NOTED:
+        return
+    _BIG5_NOTED.add(name)
+    if name == STDIN:
+        convert = "pipe it through iconv -f GB18030 -t UTF-8"
+    else:
+        path = Path(name)
+        converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+        convert = (
+            "convert it to UTF-8 and read that: iconv -f GB18030 -t UTF-8 "
+            f"{shlex.quote(str(path))} > {shlex.quote(str(converted))}"
+        )
+    logger.warning(
+        "%s: read as Big5 (traditional Chinese): its text reads as Chinese in Big5 and not in "
+        "GB18030 (GBK); if it is GBK after all, %s",
+        name,
+        convert,
+    )
+
+
+def detect_encoding(head: bytes, name: str | Path | None = None) -> str:
+    """Pick ``utf-8-sig``, ``gb18030`` or a Big5 codec for CSV bytes (a sample is enough:
+    :func:`encoding_sample`).
 
     UTF-8 is tried first because GB18030 decodes almost any byte string; a sample cut in the middle
-    of a character at its end still counts, in either encoding. UTF-16 (a byte-order mark, or the
-    NUL bytes beside its ASCII characters: :func:`utf16_without_bom`) is refused with what to save
-    the file as (:data:`UTF16_ADVICE`).
+    of a character at its end still counts, in either encoding. Bytes GB18030 decodes are Big5
+    when they read as Chinese far better so (:func:`big5_encoding`); a warning then says so,
+    naming ``name`` (the file, if given), once. UTF-16 (a byte-order mark, or the NUL bytes beside its
+    ASCII characters: :func:`utf16_without_bom`) is refused with what to save the file as
+    (:data:`UTF16_ADVICE`).
     """
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
@@ -211,13 +324,18 @@ def detect_encoding(head: bytes) -> str:
             return "utf-8-sig"
     try:
         head.decode("gb18030")
-        return "gb18030"
     except UnicodeDecodeError as e:
-        if e.start >= len(head) - 3 and e.reason == "incomplete multibyte sequence":
-            return "gb18030"
-        raise TicketFileError(
-            f"cannot tell the text encoding (tried UTF-8 and GB18030; byte {e.start} is invalid in both)"
-        ) from None
+        if e.start < len(head) - 3 or e.reason != "incomplete multibyte sequence":
+            raise TicketFileError(
+                "cannot tell the text encoding (tried UTF-8 and GB18030; byte "
+                f"{e.start} is invalid in both)"
+            ) from None
+    big5 = big5_encoding(head)
+    if big5 is None:
+        return "gb18030"
+    if name is not None:
+        big5_note(str(name))
+    return big5
 
 
 # Date and time formats that East-Asian Excel and WPS write by id alone, with no <numFmt> element
@@ -1174,6 +1292,77 @@ def split_departments(cell: str) -> tuple[str, list[str]]:
         if name and name not in names:
             names.append(name)
     return (names[0], names[1:]) if names else ("", [])
+
+
+def joint_departments(cell: str) -> str:
+    """A department cell as it is stored: its departments (:func:`split_departments`), the lead
+    first, joined by :data:`JOINT_JOINER`.
+
+    ``"市住建局；；市公安局"`` and ``"；市住建局; 市公安局；"`` give ``"市住建局；市公安局"``, as
+    training reads them: an empty segment (a separator typed twice) does not survive, nor does a
+    repeat. A cell naming one department gives it trimmed, and one naming none ``""``.
+    """
+    lead, co = split_departments(cell)
+    return JOINT_JOINER.join([lead, *co])
+
+
+# What people write between the items of a list: a joint dispatch written 市人社局、市住建局 rather
+# than with JOINT_SEPARATOR (see comma_listed).
+LIST_COMMAS = re.compile(r"[、，,]")
+
+
+def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list[str]]:
+    """The department labels among ``leads`` that list departments of ``known`` separated by 、
+    or a comma, each with those departments, the lead first.
+
+    ``"市人社局、市住建局"`` is a joint dispatch (会办) written as people write a list, when both
+    are departments ``known`` (of the data, or of the model); learnt as written it was a
+    department of its own. A label ``known`` itself, or with a part that is not, is left alone: a
+    department may have a comma in its name.
+    """
+    out: dict[str, list[str]] = {}
+    for label in set(leads):
+        if label in known or not LIST_COMMAS.search(label):
+            continue
+        parts = list(dict.fromkeys(p.strip() for p in LIST_COMMAS.split(label) if p.strip()))
+        if len(parts) > 1 and all(p in known for p in parts):
+            out[label] = parts
+    return out
+
+
+def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -> dict[str, int]:
+    """Read the department cells of ``df`` that :func:`comma_listed` finds as joint dispatches,
+    in place: the lead in ``department``, the others before any co-departments in :data:`CO_COL`.
+
+    ``known``: the departments a part must be one of; default those of ``df`` itself, the lead
+    departments without a list comma and the co-departments, as training reads its data (an
+    evaluation passes the model's labels). Returns the rows of each such label, most first.
+    """
+    if "department" not in df or df.empty:
+        return {}
+    leads = df["department"].astype(str)
+    distinct = leads.unique().tolist()  # a label column holds few distinct values
+    if known is None:
+        known = {d for d in distinct if d and not LIST_COMMAS.search(d)}
+        if CO_COL in df:
+            known |= {
+                d for co in df[CO_COL].fillna("").unique() if co for d in co.split(JOINT_JOINER)
+            }
+    listed = comma_listed(distinct, known)
+    if not listed:
+        return {}
+    rows = leads.isin(listed)
+    co = df[CO_COL].fillna("").astype(str) if CO_COL in df else None
+    joined = [
+        split_departments(JOINT_JOINER.join([*listed[lead], *([c] if c else [])]))
+        for lead, c in zip(
+            leads[rows], co[rows] if co is not None else [""] * int(rows.sum()), strict=True
+        )
+    ]
+    df.loc[rows, "department"] = [lead for lead, _ in joined]
+    df.loc[rows, CO_COL] = [JOINT_JOINER.join(others) for _, others in joined]
+    counts = Counter(leads[rows].tolist())  # in the order first met, then most first
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def label_value(head: str, value: Any) -> str:
@@ -2203,19 +2392,93 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
             )
 
 
+# How database and scripting exports write a missing value as text, compared without case and
+# the spaces around it: NULL (SQL Server, DBeaver, Navicat), \N (MySQL's SELECT … INTO OUTFILE),
+# (null) and <null> (some clients), None and nan (a column that went through Python or pandas).
+NULL_MARKERS = frozenset({"null", "\\n", "(null)", "<null>", "none", "nan"})
+
+
 def without_excel_errors(labels: pd.Series) -> pd.Series:
-    """``labels`` with Excel's error values (``#N/A``, ``#VALUE!`` …, as text) made empty.
+    """``labels`` with Excel's error values (``#N/A``, ``#VALUE!`` …, as text) and a database's
+    missing-value markers (:data:`NULL_MARKERS`: ``NULL``, ``\\N``, ``nan`` …) made empty.
 
     A workbook's error cell is read as an empty cell (:func:`xlsx_value`, :func:`excel_cell`), but
     exported to CSV, JSON or Parquet the error is its text: a department column of failed lookups
-    trained ``#N/A`` as a department of its own. An empty label is an unlabelled row, counted and
-    named as the workbook's are. The values are openpyxl's, which marks a workbook's error cells by
-    them. Only labels: a text cell is read as written.
+    trained ``#N/A`` as a department of its own, and one exported from a database trained
+    ``NULL``, the largest of all where many tickets had none. An empty label is an unlabelled
+    row, counted and named as the workbook's are. The error values are openpyxl's, which marks a
+    workbook's error cells by them. Only labels: a text cell is read as written.
     """
     from openpyxl.cell.cell import ERROR_CODES
 
-    errors = labels.str.strip().isin(ERROR_CODES)
-    return labels.mask(errors, "") if errors.any() else labels
+    missing = [
+        v
+        for v in labels.unique()  # a label column holds few distinct values
+        if (t := str(v).strip()) in ERROR_CODES or t.lower() in NULL_MARKERS
+    ]
+    return labels.mask(labels.isin(missing), "") if missing else labels
+
+
+def without_format_characters(labels: pd.Series) -> pd.Series:
+    """``labels`` without invisible format characters (:func:`model.text.without_format_characters`):
+    a zero-width space or a BOM pasted into a department cell trained a second 市住建局 that looks
+    like the first, where ``POST /v1/feedback`` stores the label without them. Looked at once per
+    distinct label."""
+    from model.text import without_format_characters as clean
+
+    odd = {v: c for v in labels.unique() if isinstance(v, str) and (c := clean(v)) != v}
+    return labels.replace(odd) if odd else labels
+
+
+# Keys that name a thing in an exported object ({"id": 12, "name": "市城管局"}), the likeliest
+# first: the one a message suggests flattening a label column to.
+NAME_KEYS = ("name", "名称", "label", "title", "value", "text")
+
+
+def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
+    """The position and value of the first of ``labels`` that is a JSON object (as the reader
+    writes a nested value of JSON or Parquet), or ``None``."""
+    import numpy as np
+
+    found = None
+    for label in labels.unique():  # a label column holds few distinct values
+        text = str(label).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue  # a name in braces
+        if isinstance(value, dict):
+            i = int(np.flatnonzero((labels == label).to_numpy())[0])
+            if found is None or i < found[0]:
+                found = i, value
+    return found
+
+
+def refuse_object_labels(
+    head: str,
+    source: str,
+    found: tuple[int, dict[str, Any]],
+    path: Path,
+    name: str,
+    rows: range,
+) -> None:
+    """Refuse a label column holding JSON objects (an API export nesting the department, ``{"id":
+    12, "name": "市城管局"}``): learnt as written, each object's text was a department of its own.
+    Names the first such row and the ``jq`` command that keeps the name."""
+    i, value = found
+    key = next((k for k in NAME_KEYS if isinstance(value.get(k), str)), None)
+    key = key or next((k for k, v in value.items() if isinstance(v, str)), "name")
+    field = json.dumps([source], ensure_ascii=False)[1:-1]
+    flat = path.with_name(f"{path.stem}.flat{path.suffix}")
+    raise TicketFileError(
+        f"the {head} column holds JSON objects, not names: "
+        f"{_quoted(json.dumps(value, ensure_ascii=False), cell=True)} at "
+        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the name "
+        f"first, e.g. jq -c '.[{field}] |= .{key}' {shlex.quote(display_name(path.name))} > "
+        f"{shlex.quote(display_name(flat.name))}"
+    )
 
 
 def to_canonical(
@@ -2230,11 +2493,13 @@ def to_canonical(
     for field in CANONICAL:
         src = columns.source_for(field)
         out[field] = raw[src].astype(str) if src is not None and src in raw.columns else ""
-    for head in LABELS:
-        out[head] = without_excel_errors(out[head])
-    out["department"], out[CO_COL] = split_joint(out["department"])
     rows = range(first_row, first_row + len(raw))
     name = path.name if name is None else name
+    for head in LABELS:
+        out[head] = without_format_characters(without_excel_errors(out[head]))
+        if (found := first_object(out[head])) is not None:
+            refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
+    out["department"], out[CO_COL] = split_joint(out["department"])
     missing_id = out["id"].str.strip() == ""
     if missing_id.any():
         # By the file's name without its extension: 一月:12, and 2024/一月:12 for one found in a
@@ -2311,7 +2576,7 @@ def csv_chunks(
 
     with open(path, "rb") as f:
         try:
-            encoding = detect_encoding(encoding_sample(f))
+            encoding = detect_encoding(encoding_sample(f), path)
         except TicketFileError as e:
             raise TicketFileError(f"{path}: {e}") from None
     sep = csv_delimiter(path, columns.delimiter if columns else None)
@@ -2812,6 +3077,28 @@ _JSON_BLOCK = 1 << 16
 # short by it (a number "12|34", "tru|e", "\u12|34"): it is parsed again with more read.
 _JSON_SLACK = 16
 _JSON_SPACE = " \t\n\r"
+
+
+def row_place(name: str, row: int, path: str | None = None) -> str:
+    """Where data row ``row`` of the file ``name`` is, as a message names it: ``a.csv data row
+    3``, and by its line in a JSON Lines file (``a.jsonl line 6``, as the reader's and ``label``'s
+    messages name a JSON line; its data row is another number once the file has blank lines), by
+    its element in a JSON array (``a.json element 3``, as the reader names one). ``name``: the
+    file's name as the reader gives it (``2024/一月.jsonl``); ``path``: the file, to find the line
+    in (without it, a JSON file's row is named by its data row)."""
+    if path is None:
+        return f"{name} data row {row}"
+    try:
+        file = Path(path)
+        if file_format(file) == "jsonl" and file.is_file():  # .jsonl, .ndjson, .json
+            if json_array(file):
+                return f"{name} element {row}"
+            line = jsonl_line_of(file, row)
+            if line is not None:
+                return f"{name} line {line}"
+    except (OSError, TicketFileError):
+        pass  # a name the file system does not have (shown with \xNN escapes): by its row
+    return f"{name} data row {row}"
 
 
 def jsonl_object_lines(path: Path) -> Iterator[int]:

@@ -782,7 +782,7 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
-    from training.metrics import format_auto_precision, no_auto_note
+    from training.metrics import format_auto_precision, format_f1, no_auto_note
     from training.train import cv_summary, in_head_order
     from training.train import train as run_train
     from training.window import Window, describe
@@ -848,7 +848,7 @@ def train(
             name,
             str(r["n"]),
             str(len(cv.labels)),
-            f"{r['macro_f1']:.3f}",
+            format_f1(r["macro_f1"]),
             f"{r['accuracy']:.3f}",
             f"{r['top3_accuracy']:.3f}",
             f"{r['ece']:.3f}",
@@ -1023,7 +1023,7 @@ def evaluate(
     """
     from training.evaluate import evaluate as run_evaluate
     from training.evaluate import joint_summary, report_warnings, rules_summary_line
-    from training.metrics import format_auto_precision
+    from training.metrics import format_auto_precision, format_f1
 
     try:
         if report is not None:
@@ -1054,7 +1054,7 @@ def evaluate(
             r = result[head]
             table.add_row(
                 head,
-                f"{r['macro_f1']:.3f}",
+                format_f1(r["macro_f1"]),
                 f"{r['accuracy']:.3f}",
                 f"{r['top3_accuracy']:.3f}",
                 f"{r['ece']:.3f}",
@@ -1079,7 +1079,7 @@ def _stdin_text(max_chars: int) -> str:
     without a byte-order mark, or GB18030) and without the line break that ends it (``echo``'s);
     no more than the bytes of ``max_chars`` characters are read, and more than that is refused
     as the over-long text it is."""
-    from model.tickets import detect_encoding, is_utf16
+    from model.tickets import STDIN, detect_encoding, is_utf16
 
     limit = 4 * max_chars + 5  # UTF-8's widest characters, a byte-order mark and a line break
     raw = typer.get_binary_stream("stdin").read(limit + 1)
@@ -1091,7 +1091,7 @@ def _stdin_text(max_chars: int) -> str:
     if is_utf16(raw):
         raise TicketFileError("standard input is UTF-16 text, which is not read: pipe UTF-8")
     try:
-        return raw.decode(detect_encoding(raw)).removesuffix("\n").removesuffix("\r")
+        return raw.decode(detect_encoding(raw, STDIN)).removesuffix("\n").removesuffix("\r")
     except TicketFileError as e:
         raise TicketFileError(f"standard input: {e}") from None
     except UnicodeDecodeError as e:  # detect_encoding reads a cut sample as whole
@@ -1894,6 +1894,8 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _print_decision(decision: Any, applied: bool = True) -> None:
+    from training.metrics import format_f1
+
     if decision.comparison is not None:
         table = Table(title=f"challenger {decision.version} vs champion {decision.champion}")
         for col in ("head", "champion macro-F1", "challenger macro-F1", "Δ points"):
@@ -1902,9 +1904,10 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
             a = h["champion"]
             table.add_row(
                 head,
-                f"{a['macro_f1']:.3f}" if a else "–",
-                f"{h['challenger']['macro_f1']:.3f}",
-                f"{h.get('macro_f1_delta_points', 0.0):+.1f}",
+                format_f1(a["macro_f1"]) if a else "–",
+                format_f1(h["challenger"]["macro_f1"]),
+                # None: no champion head, or a macro-F1 that is undefined.
+                "–" if (d := h.get("macro_f1_delta_points")) is None else f"{d:+.1f}",
             )
         out.print(table)
         for note in decision.comparison.get("notes", []):
@@ -2012,6 +2015,7 @@ def models_list(
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
     from training.compare import PromotionError, ensure_scores, read_frozen_eval, sample_default
+    from training.metrics import format_f1
 
     try:
         root = _model_root()
@@ -2056,10 +2060,10 @@ def models_list(
                 "created": _created_utc(i.created),
                 "history": str(i.rows.get("history", 0)),
                 "feedback": str(i.rows.get("feedback", 0)),
-                "dept. F1": f"{metrics['department_macro_f1']:.3f}"
+                "dept. F1": format_f1(metrics["department_macro_f1"])
                 if "department_macro_f1" in metrics
                 else none,
-                "cat. F1": f"{metrics['category_macro_f1']:.3f}"
+                "cat. F1": format_f1(metrics["category_macro_f1"])
                 if "category_macro_f1" in metrics
                 else none,
                 # How many dispatch rules: versions written by `models set-rules` differ in their

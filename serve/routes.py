@@ -25,7 +25,13 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
 from model.text import Script, clean, counted, ticket_simplified
-from model.tickets import split_departments
+from model.tickets import (
+    JOINT_JOINER,
+    LIST_COMMAS,
+    comma_listed,
+    joint_departments,
+    split_departments,
+)
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
 from serve.body import BatchBodyRoute, JsonBodyRoute, RepeatedKeyItem
@@ -276,6 +282,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         # a label; a label with nothing to mask is stored as written, to match its history.
         department = NO_DEPARTMENT if body.department is None else masked(body.department)
         category = None if body.category is None else masked(body.category)
+        department = _listed_as_joint(department, metadata)
         _refuse_listed_with_commas(department, metadata)
         row = db.add_feedback(
             request_id=body.request_id,
@@ -438,26 +445,39 @@ _SPACE_FOR_PLUS = re.compile(
 )
 
 
-# What a person writes between the departments of a list, which retraining does not read as one:
-# it splits a joint dispatch at ； or ; only (model.tickets.split_departments).
-_LIST_COMMAS = ("、", "，", ",")
+def _department_labels(metadata: dict[str, Any]) -> set[str]:
+    """The departments the served model knows (none for a model without a department head)."""
+    heads = metadata.get("heads")
+    head = heads.get("department") if isinstance(heads, dict) else None
+    return set(head.get("labels", [])) if isinstance(head, dict) else set()
+
+
+def _listed_as_joint(department: str, metadata: dict[str, Any]) -> str:
+    """``department`` with a list of departments the served model knows, written with 、 or a
+    comma (市住建局、市残联), stored as the joint dispatch retraining reads it as (市住建局；市残联,
+    :func:`model.tickets.comma_listed`); otherwise as sent."""
+    if not LIST_COMMAS.search(department):
+        return department
+    lead, others = split_departments(department)
+    listed = comma_listed([lead, *others], _department_labels(metadata))
+    if not listed:
+        return department
+    return joint_departments(
+        JOINT_JOINER.join(name for part in (lead, *others) for name in listed.get(part, [part]))
+    )
 
 
 def _refuse_listed_with_commas(department: str, metadata: dict[str, Any]) -> None:
-    """A 422 for a department that lists several with 、 or a comma, unless the model learnt it so.
+    """A 422 for a department that lists several with 、 or a comma, unless the model learnt it so
+    (or knows each of them: :func:`_listed_as_joint` stores such a list as a joint dispatch).
 
-    Stored, "市住建局、市残联" was learnt by the next model as a department of its own (or merged into
-    其他 as too rare), where "市住建局；市残联" is a joint dispatch led by 市住建局."""
-    if not any(comma in department for comma in _LIST_COMMAS):
+    Stored, "市住建局、发改" was learnt by the next model as a department of its own (or merged into
+    其他 as too rare), where "市住建局；发改" is a joint dispatch led by 市住建局."""
+    if not LIST_COMMAS.search(department):
         return
-    heads = metadata.get("heads")
-    head = heads.get("department") if isinstance(heads, dict) else None
-    labels = set(head.get("labels", [])) if isinstance(head, dict) else set()
+    labels = _department_labels(metadata)
     lead, others = split_departments(department)
-    if all(
-        part in labels or not any(comma in part for comma in _LIST_COMMAS)
-        for part in (lead, *others)
-    ):
+    if all(part in labels or not LIST_COMMAS.search(part) for part in (lead, *others)):
         return
     raise ApiError(
         422,

@@ -29,7 +29,7 @@ from pydantic.json_schema import JsonDict
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
-from model.tickets import split_departments
+from model.tickets import joint_departments
 from serve.db import MAX_REQUEST_ID_CHARS
 from serve.errors import TITLE_ONLY, quoted
 
@@ -372,9 +372,10 @@ class FeedbackRequestBase(_ScrubbedRequest):
         # depends on the served model (see POST /v1/feedback), not on the body alone.
         if value is None or is_blank(value):
             return None
-        value = normalize_label(value)
-        # Read as retraining reads it: "；" or "[]" would give a lead department "".
-        if not split_departments(value)[0]:
+        # Stored as retraining reads it: "市住建局；；市公安局" as 市住建局；市公安局, and "；" or
+        # "[]", whose lead department is "", refused.
+        value = joint_departments(normalize_label(value))
+        if not value:
             raise ValueError(
                 "names no department, only separators (； or ;) or an empty list; send the "
                 "department finally chosen"

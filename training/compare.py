@@ -31,10 +31,17 @@ from model.config import OTHER_LABEL
 from model.resources import is_sample_default
 from model.router import Router
 from model.text import counted, mask_label
-from model.tickets import JOINT_SEPARATOR, LABELS, has_text, label_value
+from model.tickets import (
+    JOINT_SEPARATOR,
+    LABELS,
+    comma_listed,
+    has_text,
+    label_value,
+    split_comma_listed,
+)
 from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
 from training.markdown import md_text
-from training.metrics import head_report, unknown_label_rows
+from training.metrics import format_f1, head_report, unknown_label_rows
 from training.validate import find_merged, masked_counts, merged_mapping, rows_of
 
 logger = logging.getLogger(__name__)
@@ -45,9 +52,10 @@ MAX_DROP_POINTS = 1.0
 MAX_NOTED = 20
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
 # How scores read department labels: "lead" = a joint dispatch's lead department, on both the true
-# labels and an old model's combined ones (model.tickets.label_value). Scores stored without it
-# were computed with whole "主办；会办" strings (a set frozen, or a model trained, before joint
-# dispatch) and are computed again.
+# labels and an old model's combined ones (model.tickets.label_value); "+lists": one written with
+# 、 or a comma between departments of the frozen set too (model.tickets.comma_listed). Scores
+# stored otherwise were computed with whole "主办；会办" strings (a set frozen, or a model trained,
+# before joint dispatch) or "主办、会办" ones, and are computed again.
 DEPARTMENT_TRUTH = registry.SCORE_RULE["department_truth"]
 # Which true labels macro-F1 is over: "known", those the model knows (training.metrics.head_report).
 # Scores stored without it counted each label it does not know (a misspelt department in the frozen
@@ -248,7 +256,9 @@ def score_router(
         ``merged_into_other`` (per head, label → rows scored as 其他) when any was.
     """
     with_text = has_text(eval_df)
-    df = eval_df[with_text]
+    df = eval_df[with_text].copy()
+    # A joint dispatch written 人社、住建 is led by 人社, as training reads it (DEPARTMENT_TRUTH).
+    split_comma_listed(df)
     tickets = list(zip(df["title"], df["text"], strict=True))
     X = router.transform(tickets) if tickets else None  # once, for the scores and seen_rows
     scores = router.feature_scores(X) if X is not None else {}
@@ -459,7 +469,14 @@ def compare(
         a, b = {**a, "macro_f1": macro_a}, {**b, "macro_f1": macro_b}
         if neither:
             notes.append(neither_known_note(head, neither))
-        delta = (b["macro_f1"] - a["macro_f1"]) * 100
+        # None: no frozen ticket's true label is one either model knows, so no macro-F1 (the
+        # rule's macro-F1 check has nothing to compare; the lost-label check still applies).
+        delta = None if macro_a is None or macro_b is None else (macro_b - macro_a) * 100
+        if delta is None:
+            notes.append(
+                f"{head}: macro-F1 is undefined: no frozen ticket's true label is one either "
+                "model knows, so the macro-F1 rule is not applied to this head"
+            )
         # The labels either model knows (scores stored before had rows for every true label).
         labels = sorted(
             (set(a["per_class"]) | set(b["per_class"])) & (set(a["labels"]) | set(b["labels"]))
@@ -487,7 +504,7 @@ def compare(
             "macro_f1_delta_points": delta,
             "per_class": rows,
         }
-        if comparable and delta < -max_drop_points:
+        if comparable and delta is not None and delta < -max_drop_points:
             worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
             detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
             reasons.append(
@@ -502,6 +519,16 @@ def compare(
                 f"{head}: the champion's {OTHER_LABEL} held only joint dispatches (主办；会办) that "
                 f"a paidan from before joint dispatch merged into it; the challenger learns their "
                 f"lead department, so lacking {OTHER_LABEL} is no label lost"
+            )
+        # A champion trained before lists written 人社、住建 were read as joint dispatches learnt
+        # them as departments; the challenger learns their lead, so they are no label lost.
+        if head == "department" and (listed := comma_listed(missing, set(b["labels"]))):
+            missing = [m for m in missing if m not in listed]
+            notes.append(
+                f"{head}: the champion learnt {', '.join(map(repr, listed))} as "
+                f"department{'s' if len(listed) > 1 else ''} of {'their' if len(listed) > 1 else 'its'} own, lists of "
+                "departments the challenger knows that it reads as joint dispatches, so lacking "
+                f"{'them' if len(listed) > 1 else 'it'} is no label lost"
             )
         if missing:
             lost[head] = missing
@@ -529,7 +556,7 @@ def compare(
 
 def shared_macro_f1(
     a: dict[str, Any], b: dict[str, Any]
-) -> tuple[float, float, list[str], dict[str, int]]:
+) -> tuple[float | None, float | None, list[str], dict[str, int]]:
     """Champion's and challenger's macro-F1 over the same labels, and the labels neither knows.
 
     Both are scored on the same frozen rows with the same true labels; macro-F1 averages the
@@ -544,8 +571,9 @@ def shared_macro_f1(
 
     Returns
     -------
-    (float, float, list of str, dict)
-        ``a``'s and ``b``'s macro-F1, the labels they are over, and the labels neither knows with
+    (float or None, float or None, list of str, dict)
+        ``a``'s and ``b``'s macro-F1 (``None`` when no true label is one either knows and the
+        stored figure is undefined), the labels they are over, and the labels neither knows with
         their rows, most first.
     """
     knows = set(a["labels"]) | set(b["labels"])
@@ -627,7 +655,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     for head, h in report["heads"].items():
         a, b = h["champion"], h["challenger"]
         lines.append(
-            f"| {head} | {_f(a and a['macro_f1'])} | {_f(b['macro_f1'])} | "
+            f"| {head} | {format_f1(a['macro_f1']) if a else '–'} | {format_f1(b['macro_f1'])} | "
             f"{_d(h.get('macro_f1_delta_points'))} | {_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
         )
     for head, h in report["heads"].items():

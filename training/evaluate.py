@@ -47,11 +47,13 @@ from model.tickets import (
     like_hint,
     named_paths,
     require_rows,
+    split_comma_listed,
     title_column_note,
 )
 from training.markdown import md_text, md_url
 from training.metrics import (
     format_auto_precision,
+    format_f1,
     no_auto_note,
     ranked_report,
     unknown_label_rows,
@@ -59,12 +61,14 @@ from training.metrics import (
 from training.validate import (
     UNLABELLED_LISTED,
     TrainingDataError,
+    comma_listed_message,
     duplicates_message,
     find_merged,
     label_columns_advice,
     masked_counts,
     merged_mapping,
     repeated_header_summary,
+    row_places,
     rows_of,
     ticket_keys,
 )
@@ -512,7 +516,7 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             f"; that is {merged} of the {scored} {head} rows scored ({100 * merged // scored} %): "
             f"the figures above mostly measure telling {OTHER_LABEL!r} apart, and "
             f"{OTHER_LABEL!r} sends a ticket to no {head}"
-            if 2 * merged > scored
+            if scored and 2 * merged > scored
             else ""
         )
         out.append(
@@ -538,7 +542,24 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         out.append(repeated_header_summary(report["skipped_repeated_header"]))
     if report.get("duplicate_rows"):
         out.append(duplicates_message(report["duplicate_examples"], report["duplicate_rows"]))
+    for head, labels in report.get("comma_listed", {}).items():
+        out.append(comma_listed_message(head, labels))
     for head in LABELS:
+        if n := report.get("unlabelled_rows", {}).get(head):
+            places = report.get("unlabelled_examples", {}).get(head, [])
+            where = ", ".join(places) + (f" and {n - len(places)} more" if n > len(places) else "")
+            scored = report.get(head, {}).get("n", 0)
+            out.append(
+                f"{rows_of(n)} {'has' if n == 1 else 'have'} no {head} label, so the {head} "
+                + (
+                    f"figures are over the other {counted(scored, 'ticket')}"
+                    if scored
+                    else "head is not scored"
+                )
+                + f": {where}"
+            )
+        if reason := report.get(head, {}).get("f1_undefined"):
+            out.append(f"{head} head: macro- and weighted-F1 are undefined: {reason}")
         auto = report.get(head, {}).get("auto")
         if auto and auto["precision"] is None:
             out.append(f"{head} head: {no_auto_note(auto)}")
@@ -660,7 +681,10 @@ def evaluate(
     rows = skipped = 0
     mapped: dict[str, dict[str, int]] = {}  # per head, old label -> rows renamed by the mapping
     merged: dict[str, dict[str, int]] = {}  # per head, label -> rows scored as 其他
+    comma: dict[str, dict[str, int]] = {}  # per head, label listing departments with 、 -> rows
     labelled = False
+    unlabelled: dict[str, int] = {}  # per head, the rows scored without its label
+    unlabelled_places: dict[str, list[str]] = {}  # per head, the first of them
     if progress:
         progress("scoring", 0, max(total, 1))
     # A file is read, and scored, chunk_rows rows at a time, whatever its format.
@@ -676,6 +700,10 @@ def evaluate(
         if mapping_error is not None or df.empty:
             continue  # read on, for the errors of the files
         _add_counts(mapped, apply_mapping(df, mapping) if mapping else {})
+        if "department" in router.heads:
+            # 人社、住建 where the model knows both: a joint dispatch, as training reads one.
+            listed = split_comma_listed(df, set(router.heads["department"].labels))
+            _add_counts(comma, {"department": listed} if listed else {})
         # Recorded masked (a number typed into a label), the merged labels are looked up as the
         # data spells them.
         found = {}
@@ -690,6 +718,16 @@ def evaluate(
         _add_counts(merged, apply_mapping(df, found))
         labels = {h: df[h].str.strip().tolist() for h in LABELS}
         labelled |= any(any(labels[h]) for h in LABELS if h in router.heads)
+        for h in LABELS:
+            # Rows this head cannot score (an empty cell, a workbook's merged cell read in its
+            # first row alone): counted and the first named, as train names them.
+            empty = np.fromiter((not v for v in labels[h]), dtype=bool, count=len(df))
+            if h in router.heads and empty.any():
+                unlabelled[h] = unlabelled.get(h, 0) + int(empty.sum())
+                places = unlabelled_places.setdefault(h, [])
+                if len(places) < UNLABELLED_LISTED:
+                    shown = df[empty].head(UNLABELLED_LISTED - len(places))
+                    places += row_places(shown).tolist()
         # A file read whole is scored a chunk at a time all the same, for the progress shown.
         step = chunk_rows or len(df)
         for start in range(0, len(df), step):
@@ -746,6 +784,11 @@ def evaluate(
         if looks:
             absent_columns["like"] = looks
         report["absent_label_columns"] = absent_columns
+    # A head whose column no file has is said above; rows without a label in one that has it are
+    # said here, with the first of them.
+    if counts := {h: unlabelled[h] for h in LABELS if h in unlabelled and h not in absent}:
+        report["unlabelled_rows"] = counts
+        report["unlabelled_examples"] = {h: unlabelled_places[h] for h in counts}
     # Titles left in a column of another name: scored without them, unlike the model's training.
     if note := title_column_note(
         {name: [mask_label(c) for c in cols] for name, cols in headers.items()}, columns, "scored"
@@ -759,6 +802,8 @@ def evaluate(
         report["mapped"] = mapped  # per head, old label -> rows renamed by the model's mapping
     if merged := {h: masked_counts(_most_first(merged[h])) for h in merging if h in merged}:
         report["merged_into_other"] = merged  # per head, label -> rows scored as 其他
+    if comma:
+        report["comma_listed"] = {h: masked_counts(_most_first(c)) for h, c in comma.items()}
     # Labels merged into a 其他 itself too rare to learn: the model has no label for them, and
     # "compare their spelling" was the advice for a label spelt right.
     for h, lost in merged_unlearnt(metadata, router).items():
@@ -908,7 +953,8 @@ def markdown_report(report: dict[str, Any], images: dict[str, str]) -> str:
             r = report[h]
             a = r["auto"]
             lines.append(
-                f"| {h} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | "
+                f"| {h} | {r['accuracy']:.3f} | {format_f1(r['macro_f1'])} | "
+                f"{format_f1(r['weighted_f1'])} | "
                 f"{r['top3_accuracy']:.3f} | {r['ece']:.3f} | {a['threshold']:.3f} | "
                 f"{format_auto_precision(a['precision'])} | "
                 f"{a['coverage']:.3f} |"

@@ -352,7 +352,7 @@ def csv_encoding(head: bytes, path: Path | None = None) -> str:
     refused as :func:`model.tickets.detect_encoding` refuses it (naming ``path``).
     """
     try:
-        return detect_encoding(head)
+        return detect_encoding(head, path)
     except TicketFileError as e:
         if is_utf16(head):
             raise TicketFileError(f"{path}: {e}" if path else str(e)) from None

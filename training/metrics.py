@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 ECE_BINS = 15
+# Why a head's macro- and weighted-F1 are undefined (``None``, see :func:`ranked_report`).
+F1_UNDEFINED = "no row's true label is one the model knows"
 
 
 def top_k_accuracy(
@@ -158,6 +160,12 @@ def auto_stats(
     return stats
 
 
+def format_f1(value: float | None) -> str:
+    """A macro- or weighted-F1 with three decimals, or ``undefined`` when there was no class to
+    average over (:data:`F1_UNDEFINED`)."""
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def format_auto_precision(precision: float | None) -> str:
     """``precision`` with three decimals, or ``–`` when no row was dispatched automatically."""
     return "–" if precision is None else f"{precision:.3f}"
@@ -227,7 +235,10 @@ def head_report(
     dict
         ``accuracy``, ``macro_f1``, ``weighted_f1``, ``top3_accuracy``, ``ece``, ``auto``
         (threshold, precision, coverage), ``per_class`` (precision, recall, f1, top3, support),
-        ``confusion`` (labels, matrix) and ``reliability`` bins.
+        ``confusion`` (labels, matrix) and ``reliability`` bins. When no true label is one the
+        model knows (and ``scored`` is not given), macro- and weighted-F1 have no class to
+        average over: they are ``None``, not a 0.0 that reads as a measurement, and
+        ``f1_undefined`` says why (:data:`F1_UNDEFINED`).
     """
     rank = proba if rank is None else rank
     best = rank.argmax(axis=1)
@@ -272,17 +283,19 @@ def ranked_report(
     p, r, f, s = precision_recall_fscore_support(y, y_pred, labels=all_labels, zero_division=0)
     hits = top_hits(y, top3, labels_arr)
 
-    def f1(average: str) -> float:
+    def f1(average: str) -> float | None:
         # No true label the model knows: every row is wrong, and there is no class to average.
         if not over:
-            return 0.0
+            return None
         return float(f1_score(y, y_pred, labels=over, average=average, zero_division=0))
 
+    undefined = {} if over else {"f1_undefined": F1_UNDEFINED}
     return {
         "n": len(y),
         "accuracy": float(accuracy_score(y, y_pred)),
         "macro_f1": f1("macro"),
         "weighted_f1": f1("weighted"),
+        **undefined,
         "top3_accuracy": float(hits.mean()) if len(hits) else 0.0,
         "ece": expected_calibration_error(confidence, correct),
         "auto": auto_stats(confidence, correct, threshold, auto),

@@ -322,7 +322,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
     try:
         data = path.read_bytes()
         # Encoded like a ticket CSV: UTF-8 (with or without BOM) or GB18030, Excel's "CSV" in China.
-        text = data.decode(detect_encoding(data)).removeprefix("\ufeff")  # GB18030's BOM
+        text = data.decode(detect_encoding(data, path)).removeprefix("\ufeff")  # GB18030's BOM
     except OSError as e:
         raise MappingFileError(f"{path}: cannot read the mapping file: {e}") from e
     except TicketFileError as e:
@@ -825,7 +825,7 @@ def other_ticket_ids(
 
 def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     # With the file each row was read from, where the reader gives it: a JSON row is named by its
-    # line or element (training.window.row_place), not by its data row.
+    # line or element (model.tickets.row_place), not by its data row.
     return pd.concat(
         [
             f[["id", "text", SOURCE_COL, ROW_COL, *([PATH_COL] if PATH_COL in f else [])]]

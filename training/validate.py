@@ -23,6 +23,7 @@ from model.tickets import (
     json_array,
     jsonl_object_lines,
     like_hint,
+    split_comma_listed,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class ValidationReport:
     # Rows whose department cell named several departments (a joint dispatch, 会办): the head
     # learns their lead department (model.tickets.split_departments).
     joint_rows: int = 0
+    # Per head, the labels that listed departments with 、 or a comma, read as joint dispatches
+    # (model.tickets.comma_listed), with their rows.
+    comma_listed: dict[str, dict[str, int]] = field(default_factory=dict)
     # Per head whose every labelled row has the same label, that label: the head is left out and
     # the other head trained alone (a bureau's own tickets, all 市住建局, several categories).
     single_label: dict[str, str] = field(default_factory=dict)
@@ -140,6 +144,8 @@ class ValidationReport:
                 f"{'it trains' if len(rows) == 1 else 'they train'} no {head} head: "
                 f"{listing(rows, UNLABELLED_LISTED)}"
             )
+        for head, labels in self.comma_listed.items():
+            out.append(comma_listed_message(head, labels))
         for head, label in self.single_label.items():
             out.append(single_label_message(head, label) + f", so the model has no {head} head")
         out.extend(self.absent_columns)
@@ -162,8 +168,21 @@ class ValidationReport:
             "label_rows": self.label_rows,
             "unlabelled_rows": {head: len(rows) for head, rows in self.unlabelled.items()},
             "joint_rows": self.joint_rows,
+            "comma_listed": self.comma_listed,
             "single_label": self.single_label,
         }
+
+
+def comma_listed_message(head: str, labels: Mapping[str, int]) -> str:
+    """The warning for ``head`` cells that listed departments with 、 or a comma (read as joint
+    dispatches, :func:`model.tickets.comma_listed`): how many, and the first of them."""
+    n = sum(labels.values())
+    listed = listing([f"{k!r} ({rows_of(v)})" for k, v in labels.items()])
+    return (
+        f"{n} {head} cell{'' if n == 1 else 's'} list{'s' if n == 1 else ''} departments "
+        f"separated by 、 or a comma ({listed}): read as joint dispatches (会办), the first the "
+        "lead, as if separated by ；, which is how to write them"
+    )
 
 
 def rows_of(n: int) -> str:
@@ -251,7 +270,7 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     JSON Lines file by its line (``a.jsonl line 6``: its data row is another number once the file
     has blank lines, and the reader's errors, ``label``'s error rows and the window's messages name
     its lines) and one of a JSON array by its element (``a.json element 3``), as
-    :func:`training.window.row_place` names one row.
+    :func:`model.tickets.row_place` names one row.
 
     Rows without the reader's source columns (a frame built otherwise) are ``"row <n>"``.
     """
@@ -379,6 +398,10 @@ def validate(
     df = df.copy()
     for head in LABELS:
         df[head] = df[head].astype(str).str.strip()
+    # A joint dispatch written 人社、住建, where both are departments of the data: read as one
+    # written 人社；住建 (model.tickets.comma_listed).
+    if listed := split_comma_listed(df):
+        report.comma_listed = {"department": masked_counts(listed)}
     where = row_places(df)
 
     with_text = has_text(df)
@@ -431,8 +454,8 @@ def validate(
             # that differ only in their number add up; find_merged finds them again by this.
             report.merged[head] = masked_counts({str(k): int(v) for k, v in rare.items()})
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
-            listed = sorted(report.merged[head].items(), key=lambda kv: -kv[1])[:MAX_LISTED]
-            near = {k: found for k, _ in listed if (found := nested_label(k, learnt))}
+            top = sorted(report.merged[head].items(), key=lambda kv: -kv[1])[:MAX_LISTED]
+            near = {k: found for k, _ in top if (found := nested_label(k, learnt))}
             if near:
                 report.near[head] = near
             for message in merged_messages(head, report.merged[head], near, advice):

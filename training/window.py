@@ -25,9 +25,7 @@ from model.tickets import (
     NamedPath,
     TicketFileError,
     as_utc,
-    file_format,
-    json_array,
-    jsonl_line_of,
+    row_place,
 )
 from training.validate import TRAIN_OPTIONS, Options, TrainingDataError
 
@@ -239,28 +237,6 @@ def _quoted(value: str) -> str:
 def _where(df: pd.DataFrame, i: int) -> str:
     path = str(df[PATH_COL].iat[i]) if PATH_COL in df else None
     return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path)
-
-
-def row_place(name: str, row: int, path: str | None = None) -> str:
-    """Where data row ``row`` of the file ``name`` is, as a message names it: ``a.csv data row
-    3``, and by its line in a JSON Lines file (``a.jsonl line 6``, as the reader's and ``label``'s
-    messages name a JSON line; its data row is another number once the file has blank lines), by
-    its element in a JSON array (``a.json element 3``, as the reader names one). ``name``: the
-    file's name as the reader gives it (``2024/一月.jsonl``); ``path``: the file, to find the line
-    in (without it, a JSON file's row is named by its data row)."""
-    if path is None:
-        return f"{name} data row {row}"
-    try:
-        file = Path(path)
-        if file_format(file) == "jsonl" and file.is_file():  # .jsonl, .ndjson, .json
-            if json_array(file):
-                return f"{name} element {row}"
-            line = jsonl_line_of(file, row)
-            if line is not None:
-                return f"{name} line {line}"
-    except (OSError, TicketFileError):
-        pass  # a name the file system does not have (shown with \xNN escapes): by its row
-    return f"{name} data row {row}"
 
 
 def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, str]) -> str:

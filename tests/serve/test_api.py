@@ -1108,18 +1108,60 @@ def test_feedback_department_sent_as_an_array_is_told_how_to_name_a_joint_dispat
     assert saved.status_code == 201 and saved.json()["department"] == "人社；住建"
 
 
+def test_feedback_department_list_is_stored_without_its_empty_segments(
+    client: TestClient,
+) -> None:
+    # "市住建局；；市公安局" (a separator typed twice) was stored and exported as sent, empty
+    # segment and all, where retraining and ticket files read it as 市住建局 led, 市公安局 joint.
+    for sent, stored in (
+        ("市住建局；；市公安局", "市住建局；市公安局"),
+        ("；市住建局; ；市公安局；", "市住建局；市公安局"),
+        ("市住建局；", "市住建局"),
+    ):
+        r = client.post("/v1/feedback", json={"text": "某投诉", "department": sent})
+        assert r.status_code == 201, r.text
+        assert r.json()["department"] == stored
+    assert [row["department"] for row in export(client)] == [
+        "市住建局；市公安局",
+        "市住建局；市公安局",
+        "市住建局",
+    ]
+    # The same decision, sent again with its request_id and the list written either way, is one.
+    body = {"text": "某投诉", "department": "市住建局；；市公安局", "request_id": "joint-1"}
+    assert client.post("/v1/feedback", json=body).status_code == 201
+    again = client.post("/v1/feedback", json={**body, "department": "市住建局；市公安局"})
+    assert again.status_code == 201, again.text
+
+
 def test_feedback_department_listing_several_with_commas_is_told_to_use_the_joint_separator(
     client: TestClient,
 ) -> None:
-    # "人社、住建" was stored as given, and retraining (which splits at ； only) learnt it as a
-    # department of its own, or merged it into 其他, where "人社；住建" is a joint dispatch.
-    for department in ("人社、住建", "人社，住建", "人社,住建", "执法；人社、住建"):
+    # "人社、发改" was stored as given, and retraining learnt it as a department of its own, or
+    # merged it into 其他, where "人社；发改" is a joint dispatch: 发改 is no department the model
+    # knows, so the list cannot be told from a name.
+    for department in ("人社、发改", "人社，发改", "人社,发改", "执法；人社、发改"):
         sent = {"text": "某投诉", "department": department}
         error = assert_error(client.post("/v1/feedback", json=sent), 422, "invalid_request")
         assert error["field"] == "body.department", error
         assert "separated by ；, the lead first" in error["message"], error
         assert department not in error["message"]
     assert export(client) == []  # nothing stored
+
+
+def test_feedback_department_listing_known_departments_with_commas_is_a_joint_dispatch(
+    client: TestClient,
+) -> None:
+    # Departments the model knows, listed with 、 or a comma, are a joint dispatch as retraining
+    # reads it (model.tickets.comma_listed): stored so, where they were refused with a 422.
+    for sent, stored in (
+        ("人社、住建", "人社；住建"),
+        ("人社，住建", "人社；住建"),
+        ("人社,住建、执法", "人社；住建；执法"),
+        ("执法；人社、住建", "执法；人社；住建"),
+    ):
+        r = client.post("/v1/feedback", json={"text": "某投诉", "department": sent})
+        assert r.status_code == 201, r.text
+        assert r.json()["department"] == stored
 
 
 def test_a_department_the_model_learnt_with_a_comma_in_it_is_stored() -> None:

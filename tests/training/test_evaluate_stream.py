@@ -29,6 +29,7 @@ from training.validate import (
     masked_counts,
     merged_mapping,
     repeated_rows,
+    row_places,
 )
 
 HEADER = ["id", "title", "text", "department", "category"]
@@ -158,6 +159,12 @@ def whole_file_report(model_dir: Path, paths: list[Path]) -> dict[str, Any]:
             assert report[head][key] == expected[key], key
     report["skipped_empty_text"] = int((~with_text).sum())
     report["skipped_repeated_header"] = 0  # (the test files repeat no header line)
+    empty = {h: labels[h] == "" for h in LABELS if h in router.heads}
+    if unlabelled := {h: int(e.sum()) for h, e in empty.items() if e.any()}:
+        report["unlabelled_rows"] = unlabelled
+        report["unlabelled_examples"] = {
+            h: row_places(df[empty[h]]).tolist()[:UNLABELLED_LISTED] for h in unlabelled
+        }
     if repeats:
         report["duplicate_rows"] = len(repeats)
         report["duplicate_examples"] = [list(p) for p in repeats[:UNLABELLED_LISTED]]
@@ -266,11 +273,15 @@ def test_other_formats_read_whole_give_the_csv_report(
         df.to_excel(path, index=False)
     expected = evaluate(model_dir, [csv_path], chunk_rows=3)
     got = evaluate(model_dir, [path], chunk_rows=3)
+
     # A JSON Lines row is named by its line (here, with no blank line, its data row's number).
-    got["duplicate_examples"] = [
-        [p.replace(f"t.{fmt}", "t.csv").replace(" line ", " data row ") for p in pair]
-        for pair in got["duplicate_examples"]
-    ]
+    def as_csv(place: str) -> str:
+        return place.replace(f"t.{fmt}", "t.csv").replace(" line ", " data row ")
+
+    got["duplicate_examples"] = [[as_csv(p) for p in pair] for pair in got["duplicate_examples"]]
+    got["unlabelled_examples"] = {
+        h: [as_csv(p) for p in places] for h, places in got["unlabelled_examples"].items()
+    }
     assert dumped(got) == dumped(expected)
 
 

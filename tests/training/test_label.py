@@ -1058,6 +1058,18 @@ def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert (df["error"] == "").all()
 
 
+def test_big5_input_is_decoded_as_big5(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Read as GB18030, every text came back as mojibake (路燈不亮 as 隔縊ぃ獹), without an error.
+    from tests.training.test_tickets import BIG5_TICKETS
+
+    src = tmp_path / "big5.csv"
+    src.write_bytes(BIG5_TICKETS.encode("cp950"))
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["title"]) == ["路燈不亮", "噪音擾民"]
+    assert (df["error"] == "").all()
+
+
 def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -3800,3 +3812,33 @@ def test_ids_on_more_than_one_row_are_counted_and_said_and_every_row_comes_back(
     assert not [w for w in result.warnings if "more than one row" in w]
     result = label([src], tiny_model_dir, out, jobs=1, force=True)  # reads id, which is absent
     assert "repeated_ids" not in result.summary
+
+
+def test_ids_excel_rounded_to_scientific_notation_are_said(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A backlog opened and saved in Excel: 18-digit ticket numbers come back as 2.02401E+17,
+    # rounded to 15 digits, and no longer join to the ticket system. Said only as ids "on more than
+    # one row", with the advice to look for a ticket exported twice, or not at all when unique.
+    ids = ["2.02401E+17", "202401050903000002", "2.02401E+17", "1.2345e+15", "A7"]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": ids, "text": ["老板拖欠工资三个月不发"] * len(ids)}).to_csv(
+        src, index=False
+    )
+    out = tmp_path / "out.csv"
+    result = label([src], tiny_model_dir, out, jobs=1, chunk_size=2)
+    assert result.summary["ids_in_scientific_notation"] == {"rows": 3, "first_row": 1}
+    said = [w for w in result.warnings if "scientific notation" in w]
+    assert said == [
+        "3 ticket ids are numbers in scientific notation ('2.02401E+17' on row 1 of out.csv), as "
+        "Excel writes a long number in a CSV file it saves: most of their digits are lost, so "
+        "they cannot be joined back to the ticket system; export the tickets again and give "
+        "them to paidan without opening them in Excel (or save them from Excel as .xlsx with "
+        "the id column formatted as text)"
+    ]
+    pd.DataFrame({"id": ["A1", "12345678901234567890"], "text": ["老板拖欠工资"] * 2}).to_csv(
+        src, index=False
+    )
+    result = label([src], tiny_model_dir, out, jobs=1, force=True)
+    assert result.summary["ids_in_scientific_notation"] == {"rows": 0, "first_row": None}
+    assert not [w for w in result.warnings if "scientific notation" in w]

@@ -139,11 +139,15 @@ def test_a_true_label_the_model_does_not_know_is_no_class_of_macro_f1():
     )
     assert truth["macro_f1"] < 0.5
     assert sorted(truth["per_class"]) == sorted(set(y))
-    # No true label the model knows: every row wrong.
+    # No true label the model knows: every row wrong, and no class to average F1 over. It read
+    # 0.0, a measurement of a model that is always wrong, where there is nothing to measure.
     none = head_report(
         np.array(typos), _one_hot(np.array(typos), labels, ["住建"] * 4), labels, 0.5
     )
-    assert none["macro_f1"] == none["weighted_f1"] == none["accuracy"] == 0.0
+    assert none["accuracy"] == 0.0
+    assert none["macro_f1"] is None and none["weighted_f1"] is None
+    assert none["f1_undefined"] == "no row's true label is one the model knows"
+    assert "f1_undefined" not in report
 
 
 def test_each_label_says_how_often_it_is_among_the_top_three():

@@ -345,6 +345,38 @@ def test_compare_refuses_a_lost_label_even_when_f1_improves() -> None:
     assert report["lost_labels"] == {"department": ["c"]}
 
 
+def test_a_champion_label_listing_departments_with_a_comma_is_no_label_lost() -> None:
+    # A champion trained before 人社、住建 was read as a joint dispatch learnt it as a department;
+    # the challenger learns its lead, and the promotion was refused for a "lost" label.
+    # (The frozen set's 人社、住建 tickets are read as led by 人社 now, so no row is "a、b".)
+    champion = scores("old", {"a": 0.9, "b": 0.9}, labels=["a", "a、b", "b"])
+    challenger = scores("new", {"a": 0.9, "b": 0.9})
+    report = compare(champion, challenger)
+    assert not report["refused"], report["reasons"]
+    assert report["lost_labels"] == {}
+    assert any("'a、b'" in n and "no label lost" in n for n in report["notes"])
+    # One that is not such a list is still lost.
+    champion = scores("old", {"a": 0.9, "b": 0.9}, labels=["a", "a、c", "b"])
+    assert compare(champion, challenger)["lost_labels"] == {"department": ["a、c"]}
+
+
+def test_frozen_tickets_listing_departments_with_a_comma_are_scored_by_their_lead(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from model.artifact import load_router
+    from training.compare import score_router
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    listed = rows.copy()
+    listed.loc[0, "department"] = "人社、住建"  # a joint dispatch led by 人社, written with 、
+    assert rows.loc[0, "department"] == "人社"
+    router, _ = load_router(tiny_model_dir)
+    got, want = score_router(router, listed), score_router(router, rows)
+    assert got["heads"]["department"] == want["heads"]["department"]
+    assert got["department_truth"] == "lead+lists"
+    assert listed["department"].iloc[0] == "人社、住建"  # the frozen set itself is not changed
+
+
 def test_compare_reads_both_models_over_the_same_labels() -> None:
     # Each model's own macro-F1 is over the true labels it knows. A challenger that learnt a
     # department the champion answers wrong throughout (F1 0) read as 10 points worse (0.9 → 0.8),
@@ -413,6 +445,52 @@ def test_scores_leave_a_label_the_model_does_not_know_out_of_macro_f1_as_evaluat
     stale.pop("f1_labels")
     registry.write_scores(root, "v1", stale | {"heads": {}})
     assert ensure_scores(root, "v1")["heads"]["department"] == got
+
+
+def test_a_frozen_set_of_labels_no_model_knows_has_an_undefined_macro_f1_downstream(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # Its departments all another taxonomy's: scored 0.0 (a measurement of nothing), it is
+    # None, and the comparison, the promotion rule and models list read None without failing.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.compare import ensure_scores
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    other = rows.assign(department="外市" + rows["department"])
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    shutil.copytree(tiny_model_dir, root / "v2")
+    freeze_eval(root, other, "test")
+    a, b = ensure_scores(root, "v1"), ensure_scores(root, "v2")
+    assert a["heads"]["department"]["macro_f1"] is None
+    assert isinstance(a["heads"]["category"]["macro_f1"], float)
+    report = compare(a, b, champion_name="v1", challenger_name="v2")
+    head = report["heads"]["department"]
+    assert head["champion"]["macro_f1"] is None and head["macro_f1_delta_points"] is None
+    # (Refused all the same, as the challenger was trained on these tickets: not for macro-F1.)
+    assert not [r for r in report["reasons"] if "macro-F1" in r], report["reasons"]
+    assert any("department: macro-F1 is undefined" in n for n in report["notes"])
+    assert "| department | undefined | undefined | – |" in markdown_comparison(report)
+    # As retrain prints the comparison.
+    from types import SimpleNamespace
+
+    from paidan.cli import _print_decision
+
+    decision = SimpleNamespace(
+        comparison=report, version="v2", champion="v1", reasons=[], refused=False,
+        report_paths=[], promoted=False, forced=False, sample_champion=False,
+    )  # fmt: skip
+    _print_decision(decision)
+    assert registry.list_versions(root)[0].metrics["department_macro_f1"] is None
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "undefined" in r.output
 
 
 def test_models_list_shows_scores_of_an_older_rule_as_stale_until_rescored(

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,6 +73,53 @@ def test_excel_error_values_in_a_label_column_are_empty_labels_in_every_format(t
     _, report = validate(got, min_examples=1)
     assert len(report.unlabelled["department"]) == len(codes), report.unlabelled
     assert report.unlabelled["department"][0].startswith(f"t{suffix} "), report.unlabelled
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_database_null_marker_in_a_label_column_is_an_empty_label(tmp_path, suffix):
+    # A database export writes a missing department as NULL (SQL Server, DBeaver, Navicat), \N
+    # (MySQL's SELECT … INTO OUTFILE) or (null); a script that went through pandas, as nan or
+    # None. Each trained a department of its own, the largest where many rows had none.
+    from training.validate import validate
+
+    markers = ["NULL", "null", " NULL ", "\\N", "(null)", "<NULL>", "None", "nan", "NaN"]
+    rows = [
+        {"id": f"N{i}", "text": f"路灯不亮{i}", "department": m, "category": m}
+        for i, m in enumerate(markers)
+    ]
+    rows += [
+        {"id": "T", "text": "NULL", "department": "市住建局", "category": "城建"},
+        {"id": "L", "text": "井盖缺失", "department": "NULL局", "category": "城建"},
+    ]
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".xlsx":
+        pd.DataFrame(rows).to_excel(path, index=False)
+    else:
+        write_frame(path, pd.DataFrame(rows))
+    got = read_tickets([path])
+    assert got["department"].tolist() == [""] * len(markers) + ["市住建局", "NULL局"]
+    assert got["category"].tolist() == [""] * len(markers) + ["城建"] * 2
+    assert got["text"].iloc[-2] == "NULL"  # a text is read as written
+    _, report = validate(got, min_examples=1)
+    assert len(report.unlabelled["department"]) == len(markers), report.unlabelled
+
+
+def test_invisible_format_characters_in_a_label_make_no_label_of_their_own(tmp_path):
+    # A zero-width space or a BOM pasted into a department cell (from a web page or a Word
+    # table) trained a second 市住建局 that looks the same, offered beside the first, where
+    # POST /v1/feedback stores the label without them (model.text.normalize_label).
+    rows = [
+        {"text": "路灯不亮", "department": "市住建局\u200b", "category": "\ufeff城建"},
+        {"text": "井盖缺失", "department": "\u2060市住建局；\u200b市公安局", "category": "城建"},
+        {"text": "油烟扰民", "department": "市住建局", "category": "城\u200d建"},
+    ]
+    path = tmp_path / "t.csv"
+    write_frame(path, pd.DataFrame(rows))
+    got = read_tickets([path])
+    assert got["department"].tolist() == ["市住建局"] * 3
+    assert got["co_departments"].tolist() == ["", "市公安局", ""]
+    assert got["category"].tolist() == ["城建"] * 3
+    assert got["text"].tolist() == [r["text"] for r in rows]
 
 
 def test_directory_of_parts_in_name_order(tmp_path):
@@ -2155,3 +2203,84 @@ def test_text_after_the_ctrl_z_of_a_json_array_is_still_refused_at_the_mark(tmp_
         TicketFileError, match=r"text follows the end of the JSON array, at line 1 column 28"
     ):
         read_tickets([path])
+
+
+# Traditional Chinese tickets as a Taiwanese or Hong Kong system (or an old export) writes them in
+# Big5, and GBK files of simplified and of traditional text whose bytes are valid Big5 too: GBK
+# holds traditional characters, so only how Chinese each reading is tells them apart.
+BIG5_TICKETS = (
+    "id,title,text,department\n"
+    "1,路燈不亮,小區門口的路燈壞了三個月，晚上很黑，老人出門不安全,市城管局\n"
+    "2,噪音擾民,樓下燒烤店每天營業到凌晨兩點，油煙和噪音嚴重影響休息,市生態環境局\n"
+)
+GBK_SIMPLIFIED_AS_BIG5 = (
+    "id,title,text,department\n"
+    "1,路灯不亮,工地夜间施工，渣土车来回跑，扬尘很大,市城管局\n"
+    "2,投诉,自来水发黄有异味，已经持续一周,市住建局\n"
+    "3,反映,医保报销手续复杂，窗口态度不好,街道办事处\n"
+)
+GBK_TRADITIONAL_AS_BIG5 = (
+    "id,title,text,department\n"
+    "1,路燈不亮,反映路燈不亮,市城管局\n"
+    "2,噪音擾民,投訴噪音擾民,市住建局\n"
+    "3,樓上漏水,垃圾清運不及時,市城管局\n"
+)
+
+
+def test_a_big5_csv_is_read_as_big5_and_said_so(tmp_path, caplog):
+    # It was read as GB18030, which decodes any Big5 bytes: 路燈不亮 trained as 隔縊ぃ獹, silently.
+    path = tmp_path / "臺北匯出.csv"
+    path.write_bytes(BIG5_TICKETS.encode("cp950"))
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        got = read_tickets([path])
+    assert got["title"].tolist() == ["路燈不亮", "噪音擾民"]
+    assert got["department"].tolist() == ["市城管局", "市生態環境局"]
+    said = [r.getMessage() for r in caplog.records if "Big5" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{path}: read as Big5")
+    converted = shlex.quote(str(tmp_path / "臺北匯出.utf8.csv"))
+    assert said[0].endswith(f"iconv -f GB18030 -t UTF-8 {shlex.quote(str(path))} > {converted}")
+
+
+@pytest.mark.parametrize(
+    "text", [GBK_SIMPLIFIED_AS_BIG5, GBK_TRADITIONAL_AS_BIG5], ids=["simplified", "traditional"]
+)
+def test_a_gbk_csv_whose_bytes_are_also_big5_stays_gbk(tmp_path, caplog, text):
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(text.encode("gbk"))
+    assert path.read_bytes().decode("big5hkscs")  # the hard case: Big5 reads it too
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        got = read_tickets([path])
+    assert got["text"].tolist() == [line.split(",")[2] for line in text.splitlines()[1:]]
+    assert not [r for r in caplog.records if "Big5" in r.getMessage()]
+
+
+def test_a_joint_department_cell_is_stored_as_training_reads_it():
+    from model.tickets import joint_departments, split_departments
+
+    for cell, stored in [
+        ("市住建局；；市公安局", "市住建局；市公安局"),
+        (" ；市住建局 ; ；市公安局；市住建局", "市住建局；市公安局"),
+        ('["市住建局", "", "市公安局"]', "市住建局；市公安局"),
+        ("市住建局", "市住建局"),
+        ("；；", ""),
+    ]:
+        assert joint_departments(cell) == stored
+        assert split_departments(stored) == split_departments(cell)
+
+
+def test_a_label_column_of_json_objects_is_refused_naming_the_row_and_how_to_flatten_it(tmp_path):
+    # An API export nesting the department ({"id": 12, "name": "市城管局"}) trained the object's
+    # JSON text as a department, one per spelling of the object, without a word.
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"text": "路灯坏了", "部门": {"id": 12, "name": "市城管局"}, "category": "城建"}\n'
+        '{"text": "油烟扰民", "部门": "市生态环境局", "category": "环境"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(department="部门"))
+    assert str(e.value) == (
+        "the department column holds JSON objects, not names: "
+        '\'{"id": 12, "name": "市城管局"}\' at export.jsonl line 1; flatten it to the name first, '
+        "e.g. jq -c '.[\"部门\"] |= .name' export.jsonl > export.flat.jsonl"
+    )

@@ -373,6 +373,23 @@ def test_cli_predict_reads_the_text_piped_to_it_after_a_dash(tiny_model_dir):
         assert json.loads(r.stdout) == json.loads(as_argument.stdout), piped
 
 
+def test_cli_predict_reads_big5_piped_to_it_and_says_how_to_read_it_as_gbk(tiny_model_dir, caplog):
+    # Read as GB18030, it was routed as mojibake; said as a file is, its advice named a file
+    # 'standard input' to convert.
+    text = "樓下燒烤店每天營業到凌晨兩點，油煙和噪音嚴重影響休息"
+    as_argument = runner.invoke(app, ["predict", str(tiny_model_dir), text])
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        r = runner.invoke(app, ["predict", str(tiny_model_dir), "-"], input=text.encode("big5"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads(as_argument.stdout)
+    said = [m.getMessage() for m in caplog.records if "Big5" in m.getMessage()]
+    assert said == [
+        "standard input: read as Big5 (traditional Chinese): its text reads as Chinese in Big5 "
+        "and not in GB18030 (GBK); if it is GBK after all, pipe it through iconv -f GB18030 -t "
+        "UTF-8"
+    ]
+
+
 @pytest.mark.parametrize(
     ("piped", "message"),
     [
@@ -808,6 +825,82 @@ def test_evaluate_omits_heads_whose_label_is_absent(tmp_path, tiny_model_dir):
 
     report = evaluate(tiny_model_dir, [path])
     assert "category" in report and "department" not in report
+
+
+def test_cli_evaluate_says_macro_f1_is_undefined_when_no_label_is_one_the_model_knows(
+    tmp_path, tiny_model_dir
+):
+    # Tickets of another city's departments: macro-F1 read 0.000, in the table, the Markdown
+    # report and the JSON, where no class of the model's is in the data to average over.
+    path = tmp_path / "other.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department", "category"])
+        w.writerows([text, f"外市{dept}", cat] for _, text, dept, cat in TINY_TICKETS)
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(report.read_text(encoding="utf-8"))
+    dept, cat = got["department"], got["category"]
+    assert dept["macro_f1"] is None and dept["weighted_f1"] is None
+    assert dept["f1_undefined"] == "no row's true label is one the model knows"
+    assert isinstance(cat["macro_f1"], float) and "f1_undefined" not in cat
+    out = " ".join(r.output.split())
+    assert "│ department │ undefined │" in r.output
+    assert (
+        "department head: macro- and weighted-F1 are undefined: no row's true label is one the "
+        "model knows" in out
+    )
+    md = report.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| department | 0.000 | undefined | undefined |" in md
+
+
+def test_cli_evaluate_says_which_rows_have_no_label_and_are_not_scored(tmp_path, tiny_model_dir):
+    # A department merged over several rows in a workbook (read in its first row alone), or left
+    # empty: those rows were left out of the department's figures without a word, under a title
+    # that counts every ticket ("on 6 tickets"), where train names them.
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department", "category"])
+        for i, (_, text, dept, cat) in enumerate(TINY_TICKETS[:6]):
+            w.writerow([text, "" if i in (1, 2) else dept, cat])
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(path), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    got = json.loads(report.read_text(encoding="utf-8"))
+    assert got["department"]["n"] == 4 and got["category"]["n"] == 6
+    assert got["unlabelled_rows"] == {"department": 2}
+    out = " ".join(r.output.split())
+    assert (
+        "2 rows have no department label, so the department figures are over the other 4 "
+        "tickets: test.csv data row 2, test.csv data row 3"
+    ) in out
+    assert "no category label" not in out
+
+
+def test_evaluate_reads_departments_listed_with_a_comma_as_a_joint_dispatch(
+    tmp_path, tiny_model_dir
+):
+    # "人社、住建" was a label the model does not know, scored wrong, where training reads it as
+    # a joint dispatch led by 人社 (training.validate), as "人社；住建" is read.
+    from training.evaluate import evaluate
+
+    path = tmp_path / "test.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "department"])
+        for _, text, dept, _ in TINY_TICKETS:
+            w.writerow([text, f"{dept}、住建" if dept == "人社" else dept])
+    report = evaluate(tiny_model_dir, [path])
+    assert report["department"]["unknown_labels"] == {}
+    assert report["department"]["accuracy"] == evaluate(tiny_model_dir, [write_tiny_csv(
+        tmp_path / "plain.csv")])["department"]["accuracy"]  # fmt: skip
+    assert report["comma_listed"] == {"department": {"人社、住建": 6}}
+    assert report["joint"]["joint_rows"] == 6
+    from training.evaluate import report_warnings
+
+    assert any(w.startswith("6 department cells list departments") for w in report_warnings(report))
 
 
 def test_cli_evaluate_without_any_label_column_is_an_error(tmp_path, tiny_model_dir):

@@ -251,7 +251,7 @@ def test_a_json_lines_row_is_looked_up_by_its_line_only_for_a_message(
     # 60 readings, 9.7 of 18 s).
     import json
 
-    import training.window as window_module
+    import model.tickets as tickets_module  # where row_place looks a JSON line up
 
     path = tmp_path / "h.jsonl"
     with open(path, "w", encoding="utf-8") as f:
@@ -259,13 +259,13 @@ def test_a_json_lines_row_is_looked_up_by_its_line_only_for_a_message(
             row = [f"T{i}", "", f"路灯不亮{i}", "市城管局", "市政设施", f"2023-01-{i + 1:02d}"]
             f.write(json.dumps(dict(zip(HEADER, row, strict=True)), ensure_ascii=False) + "\n\n")
     looked: list[int] = []
-    real = window_module.jsonl_line_of
+    real = tickets_module.jsonl_line_of
 
     def counted(p: Path, row: int) -> int | None:
         looked.append(row)
         return real(p, row)
 
-    monkeypatch.setattr(window_module, "jsonl_line_of", counted)
+    monkeypatch.setattr(tickets_module, "jsonl_line_of", counted)
     for window in (Window(since=datetime(2023, 1, 3)), Window(max_rows=5)):
         read = read_window([path], ColumnMap(), window, size=2)
         df, _ = read.select()
