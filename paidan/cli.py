@@ -47,7 +47,7 @@ from model.artifact import (
     check_writable,
     load_router,
 )
-from model.config import MIN_LABEL_ROWS, UNLABELLED_MAX_ROWS, TrainingConfig
+from model.config import MIN_LABEL_ROWS, OTHER_LABEL, UNLABELLED_MAX_ROWS, TrainingConfig
 from model.router import MAX_TOP_K
 from model.settings import (
     Settings,
@@ -400,21 +400,36 @@ def labels_named(info: dict[str, Any]) -> str:
     )
 
 
-def rules_line(rules: dict[str, Any]) -> str:
+def rules_line(rules: dict[str, Any], merged: dict[str, Any] | None = None) -> str:
     """What ``train`` and ``retrain`` say of the dispatch rules a model keeps
-    (``metadata["training_data"]["rules"]``)."""
+    (``metadata["training_data"]["rules"]``); ``merged``: the labels its training merged into
+    其他 (``training_data.validation.merged_into_other``, masked), which tickets do name."""
     review = f", {rules['review']} of them for a person to confirm" if rules.get("review") else ""
-    new = [label for labels in rules.get("new_labels", {}).values() for label in labels]
-    unlearnt = (
-        f"; {', '.join(mask_label(x) for x in new)}, which no training ticket names, "
-        f"{'comes' if len(new) == 1 else 'come'} from rules alone"
-        if new
-        else ""
+    few: list[str] = []
+    new: list[str] = []
+    for head, labels in rules.get("new_labels", {}).items():
+        rare = (merged or {}).get(head) or {}
+        for label in labels:
+            (few if mask_label(label) in rare else new).append(mask_label(label))
+    unlearnt = "".join(
+        f"; {', '.join(labels)}, {why}, {'comes' if len(labels) == 1 else 'come'} from rules alone"
+        for labels, why in (
+            # A county's townships of 2 or 3 tickets each were said to be named by none.
+            (few, f"whose training tickets were too few to learn (merged into {OTHER_LABEL!r})"),
+            (new, "which no training ticket names"),
+        )
+        if labels
     )
     return (
         f"applies {counted(rules['rows'], 'dispatch rule')} before its own ranking, sending "
         f"tickets to {labels_named(rules)}{review}{unlearnt}"
     )
+
+
+def merged_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The labels a model's training merged into 其他 (``training_data.validation``)."""
+    validation = metadata.get("training_data", {}).get("validation") or {}
+    return validation.get("merged_into_other") or {}
 
 
 VERBOSE_HELP = (
@@ -876,7 +891,7 @@ def train(
             soft_wrap=True,
         )
     if rules_read := result.metadata["training_data"].get("rules"):
-        out.print(rules_line(rules_read), soft_wrap=True)
+        out.print(rules_line(rules_read, merged_of(result.metadata)), soft_wrap=True)
     if result.validation.joint_rows:
         out.print(
             f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
@@ -2293,7 +2308,7 @@ def models_set_rules(
     said = meta["training_data"].get("rules")
     out.print(
         f"wrote {written.name}: the model of {version}, which "
-        + (rules_line(said) if said else "applies no dispatch rule"),
+        + (rules_line(said, merged_of(meta)) if said else "applies no dispatch rule"),
         soft_wrap=True,
     )
     out.print(f"promote it with: paidan models promote {written.name}", soft_wrap=True)
@@ -2594,7 +2609,7 @@ def retrain(
         soft_wrap=True,
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):
-        out.print(rules_line(rules_read), soft_wrap=True)
+        out.print(rules_line(rules_read, merged_of(result.train.metadata)), soft_wrap=True)
     if result.eval_frozen_now:
         out.print("froze the evaluation set from the history (first retrain)")
     out.print(printable(result.message), soft_wrap=True)

@@ -613,3 +613,23 @@ def test_new_label_reads_yes_and_no_as_spreadsheets_write_them(tmp_path):
     )
     excel.to_excel(tmp_path / "r.xlsx", index=False)
     assert read_rules(tmp_path / "r.xlsx")["new_label"].tolist() == [True, False, False]
+
+
+def test_rule_labels_merged_into_other_are_not_said_to_be_named_by_no_ticket():
+    # A county's 40 townships with 2 or 3 tickets each, merged into 其他, and a new_label rule for
+    # each: train said "青石镇人民政府, …, which no training ticket names", though 93 did.
+    from paidan.cli import rules_line
+
+    rules = {
+        "rows": 3,
+        "departments": 3,
+        "review": 3,
+        "new_labels": {"department": ["青石镇人民政府", "桃源镇人民政府", "数据局"]},
+    }
+    merged = {"department": {"青石镇人民政府": 2, "桃源镇人民政府": 3, "县医保局": 1}}
+    assert rules_line(rules, merged) == (
+        "applies 3 dispatch rules before its own ranking, sending tickets to 3 departments, 3 of "
+        "them for a person to confirm; 青石镇人民政府, 桃源镇人民政府, whose training tickets were "
+        "too few to learn (merged into '其他'), come from rules alone; 数据局, which no training "
+        "ticket names, comes from rules alone"
+    )
