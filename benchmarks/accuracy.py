@@ -160,12 +160,25 @@ def run_product(
     )
     fit_s = time.perf_counter() - t0
     test_df = df.iloc[test]
-    proba, rank = router.scores(list(zip(test_df["title"], test_df["text"], strict=True)))[head]
+    tickets = list(zip(test_df["title"], test_df["text"], strict=True))
+    proba, rank = router.scores(tickets)[head]
+    # Auto as the router decides it (Ranking.auto): a ticket with no known word, or whose
+    # department is the catch-all 其他, goes to a person whatever its confidence.
+    ranking = router.rankings(tickets)[head]
     h = router.heads[head]
     y_test = test_df[head].to_numpy(dtype=str)
     # Macro-F1 over the test part's labels, as the baseline's: a label this fold's training merged
     # into 其他 (too rare in it) is a class the model scores 0 on, for both models alike.
-    rep = head_report(y_test, proba, h.labels, h.threshold, rank=rank, scored=set(y_test))
+    rep = head_report(
+        y_test,
+        proba,
+        h.labels,
+        h.threshold,
+        rank=rank,
+        scored=set(y_test),
+        auto=ranking.auto,
+        catch_all=ranking.catch_all,
+    )
     per_class = {
         label: {k: c[k] for k in ("f1", "recall", "top3", "support")}
         for label, c in rep["per_class"].items()

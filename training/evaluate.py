@@ -255,6 +255,7 @@ class _HeadRows:
         self.confidence: list[np.ndarray] = []
         self.top3: list[np.ndarray] = []
         self.auto: list[np.ndarray] = []
+        self.catch_all: list[np.ndarray] = []  # the department suggested is 其他 (Ranking)
         # Per row, the dispatch rule that gave its label (-1: the model's ranking) and the label
         # the model itself ranked first: what the report's per-rule figures compare.
         self.rule: list[np.ndarray] = []
@@ -276,6 +277,9 @@ class _HeadRows:
         # here, the report's auto coverage and precision were of tickets the service never
         # dispatches without one.
         self.auto.append(ranking.auto)
+        self.catch_all.append(
+            np.zeros(len(given), dtype=bool) if ranking.catch_all is None else ranking.catch_all
+        )
         n = len(given)
         self.rule.append(
             np.full(n, -1, dtype=np.int32)
@@ -380,6 +384,7 @@ class Scores:
                 labels,
                 head.threshold,
                 auto=np.concatenate(rows.auto)[known],
+                catch_all=np.concatenate(rows.catch_all)[known],
             )
             # True labels the model never learnt: scored wrong (but no class of macro-F1, see
             # ranked_report), and usually a spelling or a taxonomy that differs from the training

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from model.config import OTHER_LABEL
+
 ECE_BINS = 15
 # Why a head's macro- and weighted-F1 are undefined (``None``, see :func:`ranked_report`).
 F1_UNDEFINED = "no row's true label is one the model knows"
@@ -134,6 +136,7 @@ def auto_stats(
     correct: np.ndarray,
     threshold: float,
     auto: np.ndarray | None = None,
+    catch_all: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Precision and coverage of the rows dispatched without a person: ``auto``, the router's
     decision per row (:attr:`model.router.Ranking.auto`: at or above ``threshold`` and holding a
@@ -143,9 +146,10 @@ def auto_stats(
     to a person) the precision of that empty set is undefined and given as ``None``, not as a
     perfect 1.0 that a reader, or an average over folds, would take for a measurement.
 
-    Rows that reach the threshold but go to a person all the same (no known word) are counted
-    in ``without_known_terms``, present only when there are any: :func:`no_auto_note` tells
-    them from a threshold that no row reaches.
+    Rows that reach the threshold but go to a person all the same are counted, each key present
+    only when there are any: in ``catch_all`` those whose suggested department is the catch-all
+    其他 (``catch_all``, :func:`model.router.catch_all_rows`), in ``without_known_terms`` the others
+    (no known word). :func:`no_auto_note` tells them from a threshold that no row reaches.
     """
     reached = confidence >= threshold
     auto = reached if auto is None else np.asarray(auto, dtype=bool)
@@ -154,9 +158,12 @@ def auto_stats(
         "precision": float(correct[auto].mean()) if auto.any() else None,
         "coverage": float(auto.mean()) if len(auto) else 0.0,
     }
-    held = int(np.count_nonzero(reached & ~auto))
-    if held:
-        stats["without_known_terms"] = held
+    held = reached & ~auto
+    other = np.zeros_like(held) if catch_all is None else held & np.asarray(catch_all, dtype=bool)
+    if n := int(np.count_nonzero(held & ~other)):
+        stats["without_known_terms"] = n
+    if n := int(np.count_nonzero(other)):
+        stats["catch_all"] = n
     return stats
 
 
@@ -176,6 +183,16 @@ def no_auto_note(auto: dict[str, Any]) -> str:
     hold no word the model knows (``without_known_terms``, :func:`auto_stats`)."""
     threshold = f"{auto['threshold']:.3f}"
     held = auto.get("without_known_terms") or 0
+    if other := auto.get("catch_all") or 0:
+        one = other == 1
+        return (
+            f"{other} ticket{'' if one else 's'} reach{'es' if one else ''} the auto threshold "
+            f"{threshold} but {'its' if one else 'their'} suggested department is the catch-all "
+            f"'{OTHER_LABEL}', which no work order can go to"
+            + (f", and {held} more hold no word the model knows" if held else "")
+            + f", so {'it goes' if one and not held else 'they go'} to a person, as every ticket "
+            "below the threshold does, and auto precision is undefined (–)"
+        )
     if held:
         one = held == 1
         return (
@@ -198,6 +215,7 @@ def head_report(
     rank: np.ndarray | None = None,
     scored: Collection[str] | None = None,
     auto: np.ndarray | None = None,
+    catch_all: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every figure the evaluation report gives for one head.
 
@@ -229,6 +247,9 @@ def head_report(
     auto : ndarray of bool, optional
         The rows the router dispatches without a person (:func:`auto_stats`); default: those
         whose confidence reaches ``threshold``.
+    catch_all : ndarray of bool, optional
+        The rows whose suggested department is the catch-all 其他, counted apart among those that
+        reach the threshold and go to a person all the same (:func:`auto_stats`).
 
     Returns
     -------
@@ -251,6 +272,7 @@ def head_report(
         threshold,
         scored,
         auto,
+        catch_all,
     )
 
 
@@ -263,6 +285,7 @@ def ranked_report(
     threshold: float,
     scored: Collection[str] | None = None,
     auto: np.ndarray | None = None,
+    catch_all: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`head_report` from what it reads of each row's scores: the column of its predicted
     label (``best``), that label's probability (``confidence``), its :func:`top_k` 3 columns
@@ -298,7 +321,7 @@ def ranked_report(
         **undefined,
         "top3_accuracy": float(hits.mean()) if len(hits) else 0.0,
         "ece": expected_calibration_error(confidence, correct),
-        "auto": auto_stats(confidence, correct, threshold, auto),
+        "auto": auto_stats(confidence, correct, threshold, auto, catch_all),
         "per_class": {
             label: {
                 "precision": float(pi),

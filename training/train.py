@@ -53,6 +53,7 @@ from model.router import (
     LOGIT_EPS,
     Router,
     build_router,
+    catch_all_rows,
     recalibrate_suggestion,
     shift_prior,
     without_known_terms,
@@ -489,9 +490,15 @@ def cross_validate_heads(
         # A ticket with no known word goes to a person whatever its confidence (Ranking.auto):
         # it neither reaches the target precision nor takes from it, and is never auto.
         review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[rows]
+        # So does one whose suggested department is the catch-all 其他 (catch_all_rows).
+        other = catch_all_rows(head, labels.tolist(), best)
+        if other is not None:
+            review = review | other
         threshold = choose_threshold(confidence[~review], correct[~review], config.target_precision)
         auto = (confidence >= threshold) & ~review
-        report = head_report(y, shown, labels.tolist(), threshold, rank=shifted, auto=auto)
+        report = head_report(
+            y, shown, labels.tolist(), threshold, rank=shifted, auto=auto, catch_all=other
+        )
         report["folds"] = folds
         if reason:
             report["folds_reason"] = reason

@@ -8,6 +8,7 @@ const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
 const REASON_TEXT = {
   below_threshold: (h) => `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
   no_known_terms: () => "未识别到模型认识的词语，请人工判断",
+  catch_all: () => "建议部门为“其他”，不是可派单的具体部门，请人工指定",
   rule: () => "派单规则要求人工确认",
 };
 const PICKER_LIMIT = 50; // options shown at once; typing narrows the list

@@ -2448,3 +2448,23 @@ def test_evaluate_names_labels_merged_into_an_other_too_rare_to_learn(tmp_path, 
     [typo] = [w for w in said if "does not know" in w]
     assert typo.startswith("1 category row has 1 label the model does not know")
     assert "'档案x' (1 row); compare their spelling" in typo
+
+
+def test_the_cross_validated_threshold_never_counts_the_catch_all_as_auto(tiny_config):
+    # The router sends a ticket whose department is 其他 to a person (Ranking.auto), so the
+    # threshold is chosen, and auto precision and coverage counted, without those rows.
+    from training.train import cross_validate_heads
+
+    rng = np.random.default_rng(0)
+    y = np.array(["人社", "执法", "其他"] * 30)
+    X = sp.csr_matrix(np.eye(3)[[0, 1, 2] * 30] * 5 + rng.random((90, 3)) * 0.1)  # separable
+    [department] = cross_validate_heads(
+        [("department", X, y)], tiny_config, n_jobs=None, head="department"
+    )
+    [category] = cross_validate_heads(
+        [("category", X, y)], tiny_config, n_jobs=None, head="category"
+    )
+    assert category.report["auto"]["coverage"] == 1.0  # a category of 其他 is still a category
+    assert department.report["auto"]["coverage"] == pytest.approx(2 / 3)
+    assert department.report["auto"]["catch_all"] == 30
+    assert "without_known_terms" not in department.report["auto"]
