@@ -572,6 +572,7 @@ def _chunks(
     max_chars: int,
     max_title_chars: int,
     extra_fields: dict[str, dict[str, Any]] | None = None,
+    read: Callable[[Path], None] | None = None,
 ) -> Iterator[_Chunk]:
     """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``names``: each
     file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
@@ -580,7 +581,8 @@ def _chunks(
     columns it lacks; ``blank_lines`` is filled with each file's blank lines, by its name, and
     ``extra_fields``, when given, by the name of each CSV file with rows refused for one more,
     empty, field than its header (:func:`_extra_fields_warning`): how many, of how many rows,
-    the first's place and the header's width."""
+    the first's place and the header's width. ``read``, when given, is called with each file
+    once its rows are read, before its last chunk is yielded."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
@@ -618,6 +620,8 @@ def _chunks(
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
                 )
             buf.append(record)
+        if read is not None:
+            read(path)
         if extra and extra_fields is not None:
             extra_fields[name] = {
                 "rows": extra,
@@ -909,6 +913,7 @@ def label(
         estimated = None  # the inputs' estimated rows, for the progress bar
         if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
             estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
+        stats = {p: p.stat() for p in files}
         fingerprint = {
             "format": MANIFEST_FORMAT,
             "inputs": [
@@ -916,8 +921,8 @@ def label(
                 # escapes, which JSON can hold; as is, writing the manifest ended in a traceback.
                 {
                     "path": printable(str(p.resolve())),
-                    "size": p.stat().st_size,
-                    "mtime_ns": p.stat().st_mtime_ns,
+                    "size": stats[p].st_size,
+                    "mtime_ns": stats[p].st_mtime_ns,
                 }
                 for p in files
             ],
@@ -1029,6 +1034,7 @@ def label(
                         max_chars,
                         max_title_chars,
                         extra_fields,
+                        functools.partial(_check_unchanged, stats),
                     ):
                         if chunk.last:
                             # Reading is over: the rows are known, where the total was an estimate
@@ -1061,7 +1067,7 @@ def label(
         except BaseException as e:
             writer.abort()
             tmp.unlink(missing_ok=True)
-            if isinstance(e, _SheetFull):  # no run into this --out can ever use them
+            if isinstance(e, _SheetFull | _InputChanged):  # no run into it can ever use them
                 shutil.rmtree(parts, ignore_errors=True)
             drop_unused_parts()
             raise
@@ -1222,6 +1228,35 @@ class _OutputLock:
 
 class _SheetFull(LabelError):
     """The rows do not fit in one Excel sheet: the run's parts can continue no run."""
+
+
+class _InputChanged(LabelError):
+    """An input changed while it was read: a resume refuses it, so its parts continue no run."""
+
+
+def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
+    """Raise :class:`_InputChanged` if ``path`` is no longer as ``stats`` found it at the start.
+
+    An export still being written (rows appended as the run read them, the last line half
+    written) or replaced in place by the next one was read on into the new bytes, and the
+    mixture written as one file's rows, every row reported done.
+    """
+    before = stats[path]
+    try:
+        now = path.stat()
+    except FileNotFoundError:  # read to its end all the same, through the open file
+        return
+    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+        return
+    if now.st_size != before.st_size:
+        how = f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
+    else:
+        how = "modified since the start, at the same size"
+    raise _InputChanged(
+        f"{path} changed while it was being read ({how}): its rows would not be one version of "
+        "the file's; nothing is written. Label a copy that nothing writes to (or wait until the "
+        "export is finished), then run again"
+    )
 
 
 # Inputs whose estimated rows (exact for Parquet, lines for CSV and JSON Lines, which are at least

@@ -2058,6 +2058,38 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_touches_nothin
     assert len(read_output(out)) == 30
 
 
+@pytest.mark.parametrize("change", ["appended", "rewritten"])
+def test_an_input_changed_while_it_is_read_stops_the_run_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, change: str
+) -> None:
+    # An export still being written (rows appended as the run read it) or a file replaced in place
+    # by the next export: the run read on into the new bytes and wrote the mixture as if it were
+    # one file's rows (a line half-written when it was read labelled as a whole ticket), reported
+    # every row done, and left a manifest recording the file's size at the start.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    size = src.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def change_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            if change == "appended":
+                with open(src, "a", encoding="utf-8") as f:
+                    f.write("R99999,路灯,路灯不亮，晚上")  # its line is not finished yet
+            else:
+                write_csv(src, ticket_rows(300)[200:])  # the next export, 100 rows
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=change_input)
+    now = src.stat().st_size
+    assert str(e.value) == (
+        f"{src} changed while it was being read (size {size:,} bytes at the start, {now:,} "
+        "now): its rows would not be one version of the file's; nothing is written. Label a "
+        "copy that nothing writes to (or wait until the export is finished), then run again"
+    )
+    # No --resume can continue from the chunks read before: it refuses a changed input.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
 @pytest.fixture
 def new_children() -> Callable[[], list[multiprocessing.process.BaseProcess]]:
     """The child processes started since the test began: a run's own. An earlier test of the same
