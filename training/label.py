@@ -582,7 +582,7 @@ def _chunks(
     ``extra_fields``, when given, by the name of each CSV file with rows refused for one more,
     empty, field than its header (:func:`_extra_fields_warning`): how many, of how many rows,
     the first's place and the header's width. ``read``, when given, is called with each file
-    once its rows are read, before its last chunk is yielded."""
+    once its rows are read, before its last chunk is yielded, and when reading it fails."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
@@ -597,6 +597,8 @@ def _chunks(
         records = iter_records(
             path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
         )
+        if read is not None:
+            records = _read_checked(records, path, read)
         given = {k: v for k, v in partitions[path].items() if k not in file_headers[path]}
         rows = extra = 0
         first = ""
@@ -634,6 +636,19 @@ def _chunks(
             chunk.last = number == len(files)
             yield chunk
             index += 1
+
+
+def _read_checked(
+    records: Iterator[Record], path: Path, read: Callable[[Path], None]
+) -> Iterator[Record]:
+    """``records``, with ``read(path)`` called first when reading them fails: a file replaced
+    while it is read (a Parquet file's next row group, at the offsets of the file read at the
+    start) ended the run in the reader's traceback, ``OSError: Corrupt snappy compressed data``."""
+    try:
+        yield from records
+    except Exception:
+        read(path)
+        raise
 
 
 def _prepare(

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -2088,6 +2090,35 @@ def test_an_input_changed_while_it_is_read_stops_the_run_naming_it(
     )
     # No --resume can continue from the chunks read before: it refuses a changed input.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_parquet_input_replaced_in_place_while_it_is_read_stops_the_run_naming_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A Parquet file is read a row group at a time, by the offsets its footer gave at the start:
+    # the next export written over it made the next group's bytes another file's, and the run
+    # ended in a traceback (OSError: Corrupt snappy compressed data) with its chunks left behind.
+    def table(rows: list[list[str]]) -> pa.Table:
+        return pa.Table.from_pylist([dict(id=i, title=t, text=x) for i, t, x in rows])
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(table(ticket_rows(200)), src, row_group_size=7)
+    size = src.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def replace_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            pq.write_table(table(ticket_rows(300)[200:]), src)  # the next export, 100 rows
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_input)
+    now = src.stat().st_size
+    assert str(e.value) == (
+        f"{src} changed while it was being read (size {size:,} bytes at the start, {now:,} "
+        "now): its rows would not be one version of the file's; nothing is written. Label a "
+        "copy that nothing writes to (or wait until the export is finished), then run again"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
 
 
 @pytest.fixture
