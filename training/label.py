@@ -1002,7 +1002,7 @@ def label(
 
         try:
             for index in range(done):  # what the interrupted run finished
-                emit(read_part(parts / _part_name(index), schema))
+                emit(_resumed_part(parts, index, done, output, schema))
             resumed_rows = counts.rows
             submit, window, closer, failure = _start_engine(
                 engine,
@@ -1167,11 +1167,30 @@ def label(
             )
         with _writing(summary_path, parts):
             write_json_atomic(summary, summary_path)
+        # The manifest first: a run killed while it removed the parts left it naming chunks gone,
+        # and the --resume it advised ended in a traceback.
+        with suppress(OSError):
+            (parts / MANIFEST_FILE).unlink()
         shutil.rmtree(parts, ignore_errors=True)
         logger.info("labelled %s rows into %s", summary["rows"], output)
         return LabelResult(output, summary, summary_path, plots, done, warnings)
     finally:
         lock.release()
+
+
+def _resumed_part(parts: Path, index: int, done: int, output: Path, schema: pa.Schema) -> pa.Table:
+    """Chunk ``index`` of the ``done`` an interrupted run finished, or a :class:`LabelError`
+    naming it: one removed or damaged ended the resume in a traceback."""
+    part = parts / _part_name(index)
+    try:
+        return read_part(part, schema)
+    except (OSError, pa.ArrowInvalid) as e:
+        which = "the finished chunk" if done == 1 else f"one of the {done:,} finished chunks"
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise LabelError(
+            f"cannot resume into {output}: {part}, {which} recorded in {parts / MANIFEST_FILE}, "
+            f"cannot be read ({reason}); rerun without --resume and with --force to start over"
+        ) from None
 
 
 def _lock_path(output: Path) -> Path:

@@ -24,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import training.label
 from model.artifact import ModelLoadError, OutputPathError
 from model.settings import get_settings
 from model.text import normalize
@@ -2119,6 +2120,61 @@ def test_a_parquet_input_replaced_in_place_while_it_is_read_stops_the_run_naming
         "copy that nothing writes to (or wait until the export is finished), then run again"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_a_resume_missing_a_finished_chunk_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A part removed by hand (or by a run killed while it removed its parts): --resume ended in
+    # a traceback, FileNotFoundError: [Errno 2] No such file or directory: '…/part-000001.arrow'.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+
+    def stop_after_three_chunks(stage: str, done: int, total: int) -> None:
+        if done >= 21:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=stop_after_three_chunks)
+    parts = tmp_path / "out.csv.parts"
+    (parts / "part-000001.arrow").unlink()
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert str(e.value) == (
+        f"cannot resume into {out}: {parts / 'part-000001.arrow'}, one of the 3 finished chunks "
+        f"recorded in {parts / 'manifest.json'}, cannot be read ({os.strerror(errno.ENOENT)}); "
+        "rerun without --resume and with --force to start over"
+    )
+    label([src], tiny_model_dir, out, jobs=1, chunk_size=7, force=True)
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
+
+
+def test_a_run_stopped_while_it_removes_its_parts_leaves_none_to_resume(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed while it removed OUTPUT.parts/ at the end, a run left the manifest of its finished
+    # chunks beside some of them gone: --resume, which it advised, ended in a traceback.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+    parts = tmp_path / "out.csv.parts"
+    rmtree = training.label.shutil.rmtree
+
+    def killed_halfway(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == parts and out.exists():  # at the end: the parts go, the manifest stays
+            for part in parts.glob("part-*.arrow"):
+                part.unlink()
+            raise Interrupt
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(training.label.shutil, "rmtree", killed_halfway)
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
+    monkeypatch.undo()
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert str(e.value) == (
+        f"{out} already exists and no run into it was interrupted (there is no out.csv.parts to "
+        "resume): it finished; use --force to label again"
+    )
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
 
 
 @pytest.fixture
