@@ -572,6 +572,7 @@ def _chunks(
     max_chars: int,
     max_title_chars: int,
     extra_fields: dict[str, dict[str, Any]] | None = None,
+    read: Callable[[Path], None] | None = None,
 ) -> Iterator[_Chunk]:
     """Chunks of at most ``chunk_size`` rows; a chunk never spans two files. ``names``: each
     file's name, as its rows' errors give it (:func:`model.tickets.named_paths`);
@@ -580,7 +581,8 @@ def _chunks(
     columns it lacks; ``blank_lines`` is filled with each file's blank lines, by its name, and
     ``extra_fields``, when given, by the name of each CSV file with rows refused for one more,
     empty, field than its header (:func:`_extra_fields_warning`): how many, of how many rows,
-    the first's place and the header's width."""
+    the first's place and the header's width. ``read``, when given, is called with each file
+    once its rows are read, before its last chunk is yielded, and when reading it fails."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
@@ -595,6 +597,8 @@ def _chunks(
         records = iter_records(
             path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
         )
+        if read is not None:
+            records = _read_checked(records, path, read)
         given = {k: v for k, v in partitions[path].items() if k not in file_headers[path]}
         rows = extra = 0
         first = ""
@@ -618,6 +622,8 @@ def _chunks(
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
                 )
             buf.append(record)
+        if read is not None:
+            read(path)
         if extra and extra_fields is not None:
             extra_fields[name] = {
                 "rows": extra,
@@ -630,6 +636,19 @@ def _chunks(
             chunk.last = number == len(files)
             yield chunk
             index += 1
+
+
+def _read_checked(
+    records: Iterator[Record], path: Path, read: Callable[[Path], None]
+) -> Iterator[Record]:
+    """``records``, with ``read(path)`` called first when reading them fails: a file replaced
+    while it is read (a Parquet file's next row group, at the offsets of the file read at the
+    start) ended the run in the reader's traceback, ``OSError: Corrupt snappy compressed data``."""
+    try:
+        yield from records
+    except Exception:
+        read(path)
+        raise
 
 
 def _prepare(
@@ -909,6 +928,7 @@ def label(
         estimated = None  # the inputs' estimated rows, for the progress bar
         if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
             estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
+        stats = {p: p.stat() for p in files}
         fingerprint = {
             "format": MANIFEST_FORMAT,
             "inputs": [
@@ -916,8 +936,8 @@ def label(
                 # escapes, which JSON can hold; as is, writing the manifest ended in a traceback.
                 {
                     "path": printable(str(p.resolve())),
-                    "size": p.stat().st_size,
-                    "mtime_ns": p.stat().st_mtime_ns,
+                    "size": stats[p].st_size,
+                    "mtime_ns": stats[p].st_mtime_ns,
                 }
                 for p in files
             ],
@@ -982,7 +1002,7 @@ def label(
 
         try:
             for index in range(done):  # what the interrupted run finished
-                emit(read_part(parts / _part_name(index), schema))
+                emit(_resumed_part(parts, index, done, output, schema))
             resumed_rows = counts.rows
             submit, window, closer, failure = _start_engine(
                 engine,
@@ -1029,6 +1049,7 @@ def label(
                         max_chars,
                         max_title_chars,
                         extra_fields,
+                        functools.partial(_check_unchanged, stats),
                     ):
                         if chunk.last:
                             # Reading is over: the rows are known, where the total was an estimate
@@ -1061,7 +1082,7 @@ def label(
         except BaseException as e:
             writer.abort()
             tmp.unlink(missing_ok=True)
-            if isinstance(e, _SheetFull):  # no run into this --out can ever use them
+            if isinstance(e, _SheetFull | _InputChanged):  # no run into it can ever use them
                 shutil.rmtree(parts, ignore_errors=True)
             drop_unused_parts()
             raise
@@ -1163,11 +1184,30 @@ def label(
             )
         with _writing(summary_path, parts):
             write_json_atomic(summary, summary_path)
+        # The manifest first: a run killed while it removed the parts left it naming chunks gone,
+        # and the --resume it advised ended in a traceback.
+        with suppress(OSError):
+            (parts / MANIFEST_FILE).unlink()
         shutil.rmtree(parts, ignore_errors=True)
         logger.info("labelled %s rows into %s", summary["rows"], output)
         return LabelResult(output, summary, summary_path, plots, done, warnings)
     finally:
         lock.release()
+
+
+def _resumed_part(parts: Path, index: int, done: int, output: Path, schema: pa.Schema) -> pa.Table:
+    """Chunk ``index`` of the ``done`` an interrupted run finished, or a :class:`LabelError`
+    naming it: one removed or damaged ended the resume in a traceback."""
+    part = parts / _part_name(index)
+    try:
+        return read_part(part, schema)
+    except (OSError, pa.ArrowInvalid) as e:
+        which = "the finished chunk" if done == 1 else f"one of the {done:,} finished chunks"
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise LabelError(
+            f"cannot resume into {output}: {part}, {which} recorded in {parts / MANIFEST_FILE}, "
+            f"cannot be read ({reason}); rerun without --resume and with --force to start over"
+        ) from None
 
 
 def _lock_path(output: Path) -> Path:
@@ -1239,6 +1279,35 @@ class _OutputLock:
 
 class _SheetFull(LabelError):
     """The rows do not fit in one Excel sheet: the run's parts can continue no run."""
+
+
+class _InputChanged(LabelError):
+    """An input changed while it was read: a resume refuses it, so its parts continue no run."""
+
+
+def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
+    """Raise :class:`_InputChanged` if ``path`` is no longer as ``stats`` found it at the start.
+
+    An export still being written (rows appended as the run read them, the last line half
+    written) or replaced in place by the next one was read on into the new bytes, and the
+    mixture written as one file's rows, every row reported done.
+    """
+    before = stats[path]
+    try:
+        now = path.stat()
+    except FileNotFoundError:  # read to its end all the same, through the open file
+        return
+    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+        return
+    if now.st_size != before.st_size:
+        how = f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
+    else:
+        how = "modified since the start, at the same size"
+    raise _InputChanged(
+        f"{path} changed while it was being read ({how}): its rows would not be one version of "
+        "the file's; nothing is written. Label a copy that nothing writes to (or wait until the "
+        "export is finished), then run again"
+    )
 
 
 # Inputs whose estimated rows (exact for Parquet, lines for CSV and JSON Lines, which are at least

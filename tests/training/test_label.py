@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import training.label
 from model.artifact import ModelLoadError, OutputPathError
 from model.settings import get_settings
 from model.text import normalize
@@ -2068,6 +2071,122 @@ def test_a_second_run_into_an_output_being_written_is_refused_and_touches_nothin
         label([src], tiny_model_dir, out, jobs=1, chunk_size=7, force=True, progress=stop)
     label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
     assert len(read_output(out)) == 30
+
+
+@pytest.mark.parametrize("change", ["appended", "rewritten"])
+def test_an_input_changed_while_it_is_read_stops_the_run_naming_it(
+    tiny_model_dir: Path, tmp_path: Path, change: str
+) -> None:
+    # An export still being written (rows appended as the run read it) or a file replaced in place
+    # by the next export: the run read on into the new bytes and wrote the mixture as if it were
+    # one file's rows (a line half-written when it was read labelled as a whole ticket), reported
+    # every row done, and left a manifest recording the file's size at the start.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    size = src.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def change_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            if change == "appended":
+                with open(src, "a", encoding="utf-8") as f:
+                    f.write("R99999,路灯,路灯不亮，晚上")  # its line is not finished yet
+            else:
+                write_csv(src, ticket_rows(300)[200:])  # the next export, 100 rows
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=change_input)
+    now = src.stat().st_size
+    assert str(e.value) == (
+        f"{src} changed while it was being read (size {size:,} bytes at the start, {now:,} "
+        "now): its rows would not be one version of the file's; nothing is written. Label a "
+        "copy that nothing writes to (or wait until the export is finished), then run again"
+    )
+    # No --resume can continue from the chunks read before: it refuses a changed input.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_parquet_input_replaced_in_place_while_it_is_read_stops_the_run_naming_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A Parquet file is read a row group at a time, by the offsets its footer gave at the start:
+    # the next export written over it made the next group's bytes another file's, and the run
+    # ended in a traceback (OSError: Corrupt snappy compressed data) with its chunks left behind.
+    def table(rows: list[list[str]]) -> pa.Table:
+        return pa.Table.from_pylist([dict(id=i, title=t, text=x) for i, t, x in rows])
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(table(ticket_rows(200)), src, row_group_size=7)
+    size = src.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def replace_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            pq.write_table(table(ticket_rows(300)[200:]), src)  # the next export, 100 rows
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_input)
+    now = src.stat().st_size
+    assert str(e.value) == (
+        f"{src} changed while it was being read (size {size:,} bytes at the start, {now:,} "
+        "now): its rows would not be one version of the file's; nothing is written. Label a "
+        "copy that nothing writes to (or wait until the export is finished), then run again"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_a_resume_missing_a_finished_chunk_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A part removed by hand (or by a run killed while it removed its parts): --resume ended in
+    # a traceback, FileNotFoundError: [Errno 2] No such file or directory: '…/part-000001.arrow'.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+
+    def stop_after_three_chunks(stage: str, done: int, total: int) -> None:
+        if done >= 21:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=stop_after_three_chunks)
+    parts = tmp_path / "out.csv.parts"
+    (parts / "part-000001.arrow").unlink()
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert str(e.value) == (
+        f"cannot resume into {out}: {parts / 'part-000001.arrow'}, one of the 3 finished chunks "
+        f"recorded in {parts / 'manifest.json'}, cannot be read ({os.strerror(errno.ENOENT)}); "
+        "rerun without --resume and with --force to start over"
+    )
+    label([src], tiny_model_dir, out, jobs=1, chunk_size=7, force=True)
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
+
+
+def test_a_run_stopped_while_it_removes_its_parts_leaves_none_to_resume(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed while it removed OUTPUT.parts/ at the end, a run left the manifest of its finished
+    # chunks beside some of them gone: --resume, which it advised, ended in a traceback.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(30))
+    out = tmp_path / "out.csv"
+    parts = tmp_path / "out.csv.parts"
+    rmtree = training.label.shutil.rmtree
+
+    def killed_halfway(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == parts and out.exists():  # at the end: the parts go, the manifest stays
+            for part in parts.glob("part-*.arrow"):
+                part.unlink()
+            raise Interrupt
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(training.label.shutil, "rmtree", killed_halfway)
+    with pytest.raises(Interrupt):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7)
+    monkeypatch.undo()
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True)
+    assert str(e.value) == (
+        f"{out} already exists and no run into it was interrupted (there is no out.csv.parts to "
+        "resume): it finished; use --force to label again"
+    )
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(30)]
 
 
 @pytest.fixture
