@@ -1309,22 +1309,29 @@ def joint_departments(cell: str) -> str:
 # What people write between the items of a list: a joint dispatch written 市人社局、市住建局 rather
 # than with JOINT_SEPARATOR (see comma_listed).
 LIST_COMMAS = re.compile(r"[、，,]")
+# The same, and what else a department cell of history separates names with: a line break (an
+# Excel cell's Alt+Enter, 市残联\n市住建局), a space (ideographic too) or a slash. Learnt as written,
+# such a cell was a department of its own, suggested `auto`, and one with a line break could not be
+# confirmed (POST /v1/feedback refuses a control character).
+LIST_SEPARATORS = re.compile(r"[、，,/／]|\s+")
 
 
 def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list[str]]:
-    """The department labels among ``leads`` that list departments of ``known`` separated by 、
-    or a comma, each with those departments, the lead first.
+    """The department labels among ``leads`` that list departments of ``known`` separated by 、,
+    a comma, a line break, a space or a slash (:data:`LIST_SEPARATORS`), each with those
+    departments, the lead first.
 
-    ``"市人社局、市住建局"`` is a joint dispatch (会办) written as people write a list, when both
-    are departments ``known`` (of the data, or of the model); learnt as written it was a
-    department of its own. A label ``known`` itself, or with a part that is not, is left alone: a
-    department may have a comma in its name.
+    ``"市人社局、市住建局"`` (or ``"市人社局\n市住建局"``, two lines of an Excel cell) is a joint
+    dispatch (会办) written as people write a list, when both are departments ``known`` (of the
+    data, or of the model); learnt as written it was a department of its own. A label ``known``
+    itself, or with a part that is not, is left alone: a department may have a comma or a space in
+    its name.
     """
     out: dict[str, list[str]] = {}
     for label in set(leads):
-        if label in known or not LIST_COMMAS.search(label):
+        if label in known or not LIST_SEPARATORS.search(label):
             continue
-        parts = list(dict.fromkeys(p.strip() for p in LIST_COMMAS.split(label) if p.strip()))
+        parts = list(dict.fromkeys(p.strip() for p in LIST_SEPARATORS.split(label) if p.strip()))
         if len(parts) > 1 and all(p in known for p in parts):
             out[label] = parts
     return out
@@ -1343,7 +1350,7 @@ def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -
     leads = df["department"].astype(str)
     distinct = leads.unique().tolist()  # a label column holds few distinct values
     if known is None:
-        known = {d for d in distinct if d and not LIST_COMMAS.search(d)}
+        known = {d for d in distinct if d and not LIST_SEPARATORS.search(d)}
         if CO_COL in df:
             known |= {
                 d for co in df[CO_COL].fillna("").unique() if co for d in co.split(JOINT_JOINER)
