@@ -1314,6 +1314,9 @@ LIST_COMMAS = re.compile(r"[、，,]")
 # such a cell was a department of its own, suggested `auto`, and one with a line break could not be
 # confirmed (POST /v1/feedback refuses a control character).
 LIST_SEPARATORS = re.compile(r"[、，,/／]|\s+")
+# Those of LIST_SEPARATORS that are no comma: a name may hold a space, and is then split at them
+# only when it is no known department itself (税务 一分局、住建 is led by 税务 一分局).
+LIST_SPACES = re.compile(r"[/／]|\s+")
 
 
 def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list[str]]:
@@ -1331,10 +1334,21 @@ def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list
     for label in set(leads):
         if label in known or not LIST_SEPARATORS.search(label):
             continue
-        parts = list(dict.fromkeys(p.strip() for p in LIST_SEPARATORS.split(label) if p.strip()))
+        parts = list(dict.fromkeys(_listed_names(label, known)))
         if len(parts) > 1 and all(p in known for p in parts):
             out[label] = parts
     return out
+
+
+def _listed_names(label: str, known: Collection[str]) -> Iterator[str]:
+    """The names ``label`` lists (:func:`comma_listed`): split at its commas, and a part that is no
+    name ``known`` at its spaces and slashes too."""
+    for part in LIST_COMMAS.split(label):
+        name = part.strip()
+        if name in known:
+            yield name
+        elif name:
+            yield from (q for q in LIST_SPACES.split(name) if q)
 
 
 def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -> dict[str, int]:
@@ -1350,11 +1364,15 @@ def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -
     leads = df["department"].astype(str)
     distinct = leads.unique().tolist()  # a label column holds few distinct values
     if known is None:
-        known = {d for d in distinct if d and not LIST_SEPARATORS.search(d)}
+        known = {d for d in distinct if d and not LIST_COMMAS.search(d)}
         if CO_COL in df:
             known |= {
                 d for co in df[CO_COL].fillna("").unique() if co for d in co.split(JOINT_JOINER)
             }
+        # A name with a space or a slash is a department of its own unless its parts all are
+        # (市残联 市住建局 is a list, 税务 一分局 a name).
+        spaced = {d for d in known if LIST_SPACES.search(d)}
+        known -= set(comma_listed(spaced, known - spaced))
     listed = comma_listed(distinct, known)
     if not listed:
         return {}
