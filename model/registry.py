@@ -41,11 +41,12 @@ REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
 SCORES_DIR = "scores"
 # The rule stored scores were computed by (training.compare.score_router stamps them, and
-# ensure_scores computes again scores stamped otherwise): "lead+lists", a joint dispatch's
-# department read by its lead, one written with 、 or a comma between departments too; "known",
+# ensure_scores computes again scores stamped otherwise): "lead+lists2", a joint dispatch's
+# department read by its lead, one written with 、, a comma, a line break, a space or a slash
+# between departments too ("lead+lists": 、 or a comma only, model.tickets.LIST_SEPARATORS); "known",
 # macro-F1 over the true labels the model knows. ``models list`` shows scores
 # stamped otherwise as stale, not beside figures of this rule.
-SCORE_RULE = {"department_truth": "lead+lists", "f1_labels": "known"}
+SCORE_RULE = {"department_truth": "lead+lists2", "f1_labels": "known"}
 EVAL_DIR = "eval"
 EVAL_DATA_FILE = "frozen.parquet"
 EVAL_META_FILE = "frozen.json"

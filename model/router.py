@@ -1240,6 +1240,22 @@ class Router:
         learnt = self.heads[name].labels
         return self._prepared_rules().labels(name, learnt) if self.rules else learnt
 
+    def co_department_choices(self) -> list[str]:
+        """The departments a dispatcher may add to a joint dispatch (会办) beside the lead.
+
+        Those the department head may suggest (:meth:`labels_of`) but :data:`OTHER_LABEL`, which
+        no work order can go to, then, sorted, those named only in the stored joint dispatches: a
+        department that was only ever a co-department (a street office beside 住建) is none of the
+        head's labels, yet the advice names it. ``[]`` without a department head.
+        """
+        if "department" not in self.heads:
+            return []
+        out = [d for d in self.labels_of("department") if d != OTHER_LABEL]
+        if self.index is not None and self.index.co_departments is not None:
+            known = set(out) | {OTHER_LABEL}
+            out += sorted(d for d in self.index.joint_members() if d and d not in known)
+        return out
+
     def explanations(
         self, X: sp.csr_matrix, ranked: Mapping[str, Ranking]
     ) -> dict[str, list[tuple[list[Evidence], str | None, AppliedRule | None]]]:

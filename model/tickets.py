@@ -1309,25 +1309,46 @@ def joint_departments(cell: str) -> str:
 # What people write between the items of a list: a joint dispatch written 市人社局、市住建局 rather
 # than with JOINT_SEPARATOR (see comma_listed).
 LIST_COMMAS = re.compile(r"[、，,]")
+# The same, and what else a department cell of history separates names with: a line break (an
+# Excel cell's Alt+Enter, 市残联\n市住建局), a space (ideographic too) or a slash. Learnt as written,
+# such a cell was a department of its own, suggested `auto`, and one with a line break could not be
+# confirmed (POST /v1/feedback refuses a control character).
+LIST_SEPARATORS = re.compile(r"[、，,/／]|\s+")
+# Those of LIST_SEPARATORS that are no comma: a name may hold a space, and is then split at them
+# only when it is no known department itself (税务 一分局、住建 is led by 税务 一分局).
+LIST_SPACES = re.compile(r"[/／]|\s+")
 
 
 def comma_listed(leads: Iterable[str], known: Collection[str]) -> dict[str, list[str]]:
-    """The department labels among ``leads`` that list departments of ``known`` separated by 、
-    or a comma, each with those departments, the lead first.
+    """The department labels among ``leads`` that list departments of ``known`` separated by 、,
+    a comma, a line break, a space or a slash (:data:`LIST_SEPARATORS`), each with those
+    departments, the lead first.
 
-    ``"市人社局、市住建局"`` is a joint dispatch (会办) written as people write a list, when both
-    are departments ``known`` (of the data, or of the model); learnt as written it was a
-    department of its own. A label ``known`` itself, or with a part that is not, is left alone: a
-    department may have a comma in its name.
+    ``"市人社局、市住建局"`` (or ``"市人社局\n市住建局"``, two lines of an Excel cell) is a joint
+    dispatch (会办) written as people write a list, when both are departments ``known`` (of the
+    data, or of the model); learnt as written it was a department of its own. A label ``known``
+    itself, or with a part that is not, is left alone: a department may have a comma or a space in
+    its name.
     """
     out: dict[str, list[str]] = {}
     for label in set(leads):
-        if label in known or not LIST_COMMAS.search(label):
+        if label in known or not LIST_SEPARATORS.search(label):
             continue
-        parts = list(dict.fromkeys(p.strip() for p in LIST_COMMAS.split(label) if p.strip()))
+        parts = list(dict.fromkeys(_listed_names(label, known)))
         if len(parts) > 1 and all(p in known for p in parts):
             out[label] = parts
     return out
+
+
+def _listed_names(label: str, known: Collection[str]) -> Iterator[str]:
+    """The names ``label`` lists (:func:`comma_listed`): split at its commas, and a part that is no
+    name ``known`` at its spaces and slashes too."""
+    for part in LIST_COMMAS.split(label):
+        name = part.strip()
+        if name in known:
+            yield name
+        elif name:
+            yield from (q for q in LIST_SPACES.split(name) if q)
 
 
 def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -> dict[str, int]:
@@ -1348,6 +1369,10 @@ def split_comma_listed(df: pd.DataFrame, known: Collection[str] | None = None) -
             known |= {
                 d for co in df[CO_COL].fillna("").unique() if co for d in co.split(JOINT_JOINER)
             }
+        # A name with a space or a slash is a department of its own unless its parts all are
+        # (市残联 市住建局 is a list, 税务 一分局 a name).
+        spaced = {d for d in known if LIST_SPACES.search(d)}
+        known -= set(comma_listed(spaced, known - spaced))
     listed = comma_listed(distinct, known)
     if not listed:
         return {}

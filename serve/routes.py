@@ -366,6 +366,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             created=metadata.get("created"),
             # Every label a head may suggest: those it learnt, then any only a dispatch rule gives.
             labels={name: list(router.labels_of(name)) for name in router.heads},
+            co_departments=router.co_department_choices(),
             thresholds={
                 name: shown_threshold(head.threshold) for name, head in router.heads.items()
             },

@@ -535,6 +535,12 @@ class ModelInfo(BaseModel):
     version: str
     created: str | None = None
     labels: dict[str, list[str]]
+    co_departments: list[str] = Field(
+        default_factory=list,
+        description="The departments a joint dispatch (会办) may name beside the lead: the "
+        "department labels but 其他, then those past joint dispatches named only beside a lead "
+        "(a department never learnt as one)",
+    )
     thresholds: dict[str, float]
     metrics: dict[str, Any]
     config: dict[str, Any] = Field(default_factory=dict)

@@ -52,10 +52,11 @@ MAX_DROP_POINTS = 1.0
 MAX_NOTED = 20
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
 # How scores read department labels: "lead" = a joint dispatch's lead department, on both the true
-# labels and an old model's combined ones (model.tickets.label_value); "+lists": one written with
-# 、 or a comma between departments of the frozen set too (model.tickets.comma_listed). Scores
-# stored otherwise were computed with whole "主办；会办" strings (a set frozen, or a model trained,
-# before joint dispatch) or "主办、会办" ones, and are computed again.
+# labels and an old model's combined ones (model.tickets.label_value); "+lists2": one written with
+# 、, a comma, a line break, a space or a slash between departments of the frozen set too
+# (model.tickets.comma_listed). Scores stored otherwise were computed with whole "主办；会办"
+# strings (a set frozen, or a model trained, before joint dispatch), "主办、会办" ones, or
+# ("+lists") "主办\n会办" ones, and are computed again.
 DEPARTMENT_TRUTH = registry.SCORE_RULE["department_truth"]
 # Which true labels macro-F1 is over: "known", those the model knows (training.metrics.head_report).
 # Scores stored without it counted each label it does not know (a misspelt department in the frozen

@@ -13,6 +13,8 @@ from model.text import clean, counted, mask_label, mask_pii, quoted
 from model.tickets import (
     CO_COL,
     LABELS,
+    LIST_COMMAS,
+    LIST_SEPARATORS,
     PATH_COL,
     ROW_COL,
     SOURCE_COL,
@@ -178,13 +180,16 @@ class ValidationReport:
 
 
 def comma_listed_message(head: str, labels: Mapping[str, int]) -> str:
-    """The warning for ``head`` cells that listed departments with 、 or a comma (read as joint
-    dispatches, :func:`model.tickets.comma_listed`): how many, and the first of them."""
+    """The warning for ``head`` cells that listed departments with 、, a comma, a line break, a
+    space or a slash (read as joint dispatches, :func:`model.tickets.comma_listed`): how many,
+    and the first of them."""
     n = sum(labels.values())
     listed = listing([f"{k!r} ({rows_of(v)})" for k, v in labels.items()])
+    commas_only = not any(LIST_SEPARATORS.search(LIST_COMMAS.sub("", k)) for k in labels)
+    separated = "、 or a comma" if commas_only else "、, a comma, a line break, a space or a slash"
     return (
         f"{n} {head} cell{'' if n == 1 else 's'} list{'s' if n == 1 else ''} departments "
-        f"separated by 、 or a comma ({listed}): read as joint dispatches (会办), the first the "
+        f"separated by {separated} ({listed}): read as joint dispatches (会办), the first the "
         "lead, as if separated by ；, which is how to write them"
     )
 

@@ -335,9 +335,14 @@ async function loadModel() {
     const info = await api("GET", "v1/model");
     loadedVersion = (info && info.version) || null;
     state.labels = labelsFromModel(info);
+    // The departments a joint dispatch may add: one only ever a co-department in the history is
+    // none of the head's labels (a server before co_departments: the labels).
+    const coChoices = Array.isArray(info && info.co_departments)
+      ? info.co_departments
+      : state.labels.department;
     setChildren($("co-add"),
       el("option", { value: "" }, "＋ 加入会办部门…"),
-      ...state.labels.department.map((d) => el("option", { value: d }, d)),
+      ...coChoices.map((d) => el("option", { value: d }, d)),
     );
     if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
     // A category-only model: the legend and the footer speak of no department.

@@ -2181,3 +2181,26 @@ def test_a_422_counts_the_problems_after_the_first_in_the_singular_and_plural() 
     assert message == (
         "body.text: is required (and 3 more problems: body.top_k, body.suggestion.手机[手机号])"
     ), message
+
+
+def test_model_info_lists_the_departments_a_joint_dispatch_may_add(
+    tmp_path: Path, tiny_config: Any, make_client: Callable[..., TestClient]
+) -> None:
+    # 残联 and 街道办 were only ever co-departments in the history (住建 led): the department head
+    # never learnt them, so the page's 「加入会办部门」 list (GET /v1/model's department labels)
+    # could not add the very departments the advice names.
+    from tests.training.test_joint import write_joint_csv
+    from training.train import train
+
+    model_dir = tmp_path / "models" / "joint"
+    train([write_joint_csv(tmp_path / "joint.csv")], model_dir, config=tiny_config)
+    client = make_client(model_root=model_dir.parent, model_dir=model_dir)
+    info = client.get("/v1/model").json()
+    assert info["labels"]["department"] == ["人社", "住建", "执法"]
+    assert info["co_departments"] == ["人社", "住建", "执法", "残联", "街道办"]
+
+
+def test_model_info_co_departments_are_the_learnt_ones_without_joint_history(
+    client: TestClient,
+) -> None:
+    assert client.get("/v1/model").json()["co_departments"] == ["人社", "住建", "执法"]

@@ -938,6 +938,7 @@ def test_page_reloads_the_labels_when_the_server_switched_models(
         body = response.json()
         body["version"] = "20250101T000000Z-old00000"
         body["labels"] = {"department": ["区城管局", "人社"], "category": ["旧类别"]}
+        body.pop("co_departments")  # a server before it: the list offers the labels
         route.fulfill(response=response, json=body)
 
     pg = page.page
@@ -955,6 +956,32 @@ def test_page_reloads_the_labels_when_the_server_switched_models(
     expect(pg.locator("#head-category .picker-list .option")).to_have_text(
         info["labels"]["category"]
     )
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_co_department_list_offers_departments_only_ever_joint(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A department the history named only beside a lead (残联 beside 住建) is none of the head's
+    # labels: the list offered the labels alone, so the dispatcher could not add it.
+    from playwright.sync_api import Route, expect
+
+    def joint_model(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [*body["labels"]["department"], "残联"]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", joint_model)
+    open_page(page, live_server)
+    departments = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    expect(pg.locator("#co-add option")).to_have_text(["＋ 加入会办部门…", *departments, "残联"])
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-J1")
+    pg.select_option("#co-add", "残联")
+    expect(pg.locator("#choice-co")).to_have_text("（会办：残联）")
     assert page.problems == []
 
 

@@ -539,3 +539,31 @@ def test_departments_listed_with_a_list_comma_are_read_as_a_joint_dispatch():
         "separated by ；, which is how to write them"
     ]
     assert report.to_dict()["comma_listed"] == report.comma_listed
+
+
+def test_departments_listed_on_lines_with_spaces_or_slashes_are_read_as_a_joint_dispatch():
+    # An Excel cell lists names on lines of their own (Alt+Enter): 市残联\n市住建局 was learnt as
+    # a department of its own, suggested `auto`, and POST /v1/feedback refused to store it (a
+    # control character), so the suggestion could not be confirmed.
+    rows = [["t", f"楼梯扶手{i}", "残联", "设施"] for i in range(3)]
+    rows += [["t", f"电梯故障{i}", "住建", "城建"] for i in range(3)]
+    rows += [["t", f"路灯不亮{i}", "街道", "社区"] for i in range(3)]
+    rows += [
+        ["t", "扶手断了", "残联\n住建", "设施"],
+        ["t", "扶手松了", "残联\r\n住建\n街道", "设施"],
+        ["t", "坡道坏了", "残联\u3000住建", "设施"],
+        ["t", "盲道占用", "住建 / 残联", "城建"],
+        ["t", "栏杆断了", "残联／街道；住建", "设施"],
+        ["t", "土地规划", "自然资源 规划", "城建"],  # its parts are no departments of the data
+        ["t", "税务发票", "税务 一分局", "城建"],  # a department with a space in its name
+        ["t", "发票欠薪", "税务 一分局、住建", "城建"],  # listed with a comma, as before
+    ]
+    df, report = validate(frame(rows), min_examples=1)
+    leads = ["残联", "残联", "残联", "住建", "残联", "自然资源 规划", "税务 一分局", "税务 一分局"]
+    assert df["department"].tolist()[-8:] == leads
+    co = ["住建", "住建；街道", "住建", "残联", "街道；住建", "", "", "住建"]
+    assert df["co_departments"].tolist()[-8:] == co
+    assert report.joint_rows == 6
+    assert sum(report.comma_listed["department"].values()) == 6
+    said = [w for w in report.warnings() if "joint dispatches" in w]
+    assert len(said) == 1 and "a line break, a space or a slash" in said[0], said
