@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import stat
 from collections import Counter
 from collections.abc import (
     Callable,
@@ -1128,8 +1129,27 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
         elif is_file:
             out.append(named(p, p.name))
         else:
-            raise TicketFileError(f"{p}: no such file or directory")
+            raise _not_a_file(p)
     return out
+
+
+def _not_a_file(path: Path) -> TicketFileError:
+    """The error for a path given that is neither a file nor a directory: a pipe (bash's
+    ``<(cat x.csv)`` names one, ``/dev/fd/63``) or ``-`` for standard input cannot be read, as
+    tickets are read more than once (columns, then rows; a resumed run again) and their format is
+    told by the file name's extension; anything else does not exist."""
+    save = "save it to a file first (… > tickets.csv) and name that file"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        if str(path) == "-":
+            return TicketFileError(f"-: it is standard input, which cannot be read; {save}")
+        return TicketFileError(f"{path}: no such file or directory")
+    what = "a pipe (as bash's <(…) names)" if stat.S_ISFIFO(mode) else "not a regular file"
+    return TicketFileError(
+        f"{path}: it is {what}, which cannot be read, as tickets are read more than once and "
+        f"their format is told by the file name's extension; {save}"
+    )
 
 
 def _cannot_look_at(path: Path, e: OSError) -> TicketFileError:

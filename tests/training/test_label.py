@@ -3961,3 +3961,24 @@ def test_ids_excel_rounded_to_scientific_notation_are_said(
     result = label([src], tiny_model_dir, out, jobs=1, force=True)
     assert result.summary["ids_in_scientific_notation"] == {"rows": 0, "first_row": None}
     assert not [w for w in result.warnings if "scientific notation" in w]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_label_refuses_a_pipe_or_stdin_saying_to_save_it_to_a_file(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bash's `paidan label <(cat x.csv)` names a pipe (/dev/fd/63), and `-` stands for stdin: both
+    # were refused as "no such file or directory", which the file plainly is.
+    fifo = tmp_path / "63"
+    os.mkfifo(fifo)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.csv"
+    for given, what in [(str(fifo), "a pipe"), ("-", "standard input")]:
+        res = CliRunner().invoke(
+            app, ["label", given, "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+        )
+        shown = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert "no such file" not in shown
+        assert f"{given}: it is {what}" in shown and "save it to a file" in shown, shown
+        assert not out.exists()
