@@ -3973,12 +3973,12 @@ def test_label_refuses_a_pipe_or_stdin_saying_to_save_it_to_a_file(
     os.mkfifo(fifo)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out.csv"
-    for given, what in [(str(fifo), "a pipe"), ("-", "standard input")]:
+    for name, what in [(str(fifo), "a pipe"), ("-", "standard input")]:
         res = CliRunner().invoke(
-            app, ["label", given, "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+            app, ["label", name, "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
         )
         shown = " ".join(res.output.split())
         assert res.exit_code == 2, res.output
         assert "no such file" not in shown
-        assert f"{given}: it is {what}" in shown and "save it to a file" in shown, shown
+        assert f"{name}: it is {what}" in shown and "save it to a file" in shown, shown
         assert not out.exists()
