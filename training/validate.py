@@ -28,6 +28,7 @@ from model.tickets import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ SAME_TICKET = ("id", "title", "text", *LABELS, CO_COL)
 # Column of validate()'s rows holding their text as cleaned (model.text.clean), which validation
 # computes anyway: training's text_groups reads it rather than cleaning every text again.
 CLEAN_TEXT_COL = "_clean_text"
+
+
+# A ticket number as Excel writes a long number in a CSV file it saves (2.02401E+17), or a script
+# that read it as a float (2.024010509030001e+17): its digits are lost.
+SCIENTIFIC_ID = r"^[0-9](\.[0-9]+)?[eE]\+[0-9]{2,}$"
 
 
 class TrainingDataError(ValueError):
@@ -110,6 +116,9 @@ class ValidationReport:
     rename_advice: str = "then label its rows so"
     # Warnings on learnt labels one inside the other, and on heads mostly of merged rare labels.
     label_notes: list[str] = field(default_factory=list)
+    # Ids that are numbers in scientific notation (:func:`frame_scientific_ids`): how many, and
+    # the first with where it was read.
+    scientific_ids: tuple[int, str, str] | None = None
 
     def warnings(self, said: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
         """Lines the user must see. ``said``: per head, the rare labels merged into 其他 that
@@ -124,6 +133,8 @@ class ValidationReport:
             )
         if self.repeated_header_rows:
             out.append(repeated_header_summary(self.repeated_header_rows))
+        if self.scientific_ids:
+            out.append(scientific_ids_message(*self.scientific_ids))
         if self.duplicates:
             out.append(duplicates_message(self.duplicates, twice=self.read_twice))
         for c in self.conflicts[:MAX_LISTED]:
@@ -164,6 +175,7 @@ class ValidationReport:
                 if self.repeated_header_rows is not None
                 else {}
             ),
+            "ids_in_scientific_notation": self.scientific_ids[0] if self.scientific_ids else 0,
             "duplicate_rows": len(self.duplicates),
             **({"files_read_twice": self.read_twice} if self.read_twice else {}),
             "conflicting_duplicates": len(self.conflicts),
@@ -175,6 +187,47 @@ class ValidationReport:
             "comma_listed": self.comma_listed,
             "single_label": self.single_label,
         }
+
+
+def scientific_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[int, int | None]:
+    """How many of ``ids`` (strings) are numbers in scientific notation (:data:`SCIENTIFIC_ID`),
+    and the index of the first (None: there is none)."""
+    import pyarrow.compute as pc
+
+    hits = pc.fill_null(pc.match_substring_regex(ids, SCIENTIFIC_ID), False)
+    n = int(pc.sum(hits).as_py() or 0)
+    return (n, int(pc.indices_nonzero(hits)[0].as_py())) if n else (0, None)
+
+
+def frame_scientific_ids(df: pd.DataFrame) -> tuple[int, str, str] | None:
+    """:func:`scientific_ids` of the reader's rows ``df``: how many, the first id and where it
+    was read (:func:`row_places`); None when no id is one, or the rows have no id column."""
+    import pyarrow as pa
+
+    if "id" not in df or df.empty:
+        return None
+    ids = pa.array(df["id"].fillna("").astype(str).to_numpy(dtype=object), type=pa.large_string())
+    n, first = scientific_ids(ids)
+    if first is None:
+        return None
+    row = df.iloc[[first]]
+    return n, str(row["id"].iloc[0]), str(row_places(row).iloc[0])
+
+
+def scientific_ids_message(n: int, first: str, where: str) -> str:
+    """The warning for ``n`` ids in scientific notation, the first ``first``, read on ``where``
+    (``row 3 of out.csv``, ``export.csv data row 3``)."""
+    return (
+        f"{counted(n, 'ticket id', thousands=True)} "
+        f"{'is a number' if n == 1 else 'are numbers'} in scientific notation "
+        f"({quoted(first, cell=True)} on {where}), as "
+        "Excel writes a long number in a CSV file it saves: most of "
+        f"{'its' if n == 1 else 'their'} digits are lost, so "
+        f"{'it' if n == 1 else 'they'} cannot be joined back to the ticket "
+        "system; export the tickets again and give them to paidan without opening "
+        "them in Excel (or save them from Excel as .xlsx with the id column "
+        "formatted as text)"
+    )
 
 
 def comma_listed_message(head: str, labels: Mapping[str, int]) -> str:
@@ -407,6 +460,7 @@ def validate(
     if listed := split_comma_listed(df):
         report.comma_listed = {"department": masked_counts(listed)}
     where = row_places(df)
+    report.scientific_ids = frame_scientific_ids(df)
 
     with_text = has_text(df)
     report.empty_text = where[~with_text].tolist()
