@@ -609,12 +609,17 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             ranked = sorted(unknown.items(), key=lambda kv: -kv[1])
             listed = ", ".join(f"{mask_label(str(k))!r} ({rows_of(n)})" for k, n in ranked[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-            rows = sum(unknown.values())
+            rows, one = sum(unknown.values()), len(unknown) == 1
+            # No ticket of the training data had them: a spelling of a known label, or a label
+            # new since; which, the figures cannot tell.
             out.append(
                 f"{counted(rows, f'{head} row has', f'{head} rows have')} "
                 f"{counted(len(unknown), 'label')} the model does not know, always "
                 f"scored wrong (in accuracy and top-3; macro- and weighted-F1 are over the labels "
-                f"it knows): {listed}{more}; compare their spelling with the model's labels"
+                f"it knows): {listed}{more}; the model was trained on no ticket of "
+                f"{'it: if it is' if one else 'them: if one is'} a label the model knows, spelt "
+                "otherwise, rename it in the data as the model spells it; if "
+                f"{'it is ' if one else ''}new, train a model on tickets of it"
             )
     return out
 

@@ -2447,7 +2447,7 @@ def test_evaluate_names_labels_merged_into_an_other_too_rare_to_learn(tmp_path, 
     ) in said
     [typo] = [w for w in said if "does not know" in w]
     assert typo.startswith("1 category row has 1 label the model does not know")
-    assert "'档案x' (1 row); compare their spelling" in typo
+    assert "'档案x' (1 row); the model was trained on no ticket of it: if it is a label" in typo
 
 
 def test_the_cross_validated_threshold_never_counts_the_catch_all_as_auto(tiny_config):
@@ -2501,3 +2501,25 @@ def test_train_and_evaluate_warn_of_ids_excel_wrote_in_scientific_notation_as_la
         "rows": 2,
         "first": {"id": "2.02401E+17", "where": "export.csv data row 2"},
     }
+
+
+def test_evaluate_does_not_call_a_label_no_training_ticket_had_a_misspelling():
+    # A department the model had no ticket of (new since, or never in the history) was met with
+    # "compare their spelling with the model's labels": evaluate cannot know the spelling is wrong.
+    from training.evaluate import report_warnings
+
+    report = {"n": 30, "department": {"n": 30, "unknown_labels": {"市无线电管理局": 3}}}
+    [said] = [w for w in report_warnings(report) if "does not know" in w]
+    assert "spelling" not in said
+    assert said.endswith(
+        "'市无线电管理局' (3 rows); the model was trained on no ticket of it: if it is a label the "
+        "model knows, spelt otherwise, rename it in the data as the model spells it; if it is "
+        "new, train a model on tickets of it"
+    )
+    report["department"]["unknown_labels"] = {"市无线电管理局": 3, "人社局": 2}
+    [said] = [w for w in report_warnings(report) if "does not know" in w]
+    assert said.endswith(
+        "; the model was trained on no ticket of them: if one is a label the model knows, spelt "
+        "otherwise, rename it in the data as the model spells it; if new, train a model on "
+        "tickets of it"
+    )
