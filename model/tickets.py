@@ -39,6 +39,7 @@ from urllib.parse import unquote
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -892,6 +893,40 @@ def _quoted(value: object, *, cell: bool = False) -> str:
     from model.text import quoted
 
     return quoted(value, cell=cell)
+
+
+# A ticket number as Excel writes a long number in a CSV file it saves (2.02401E+17), or a script
+# that read it as a float (2.024010509030001e+17): its digits are lost.
+SCIENTIFIC_ID = r"^[0-9](\.[0-9]+)?[eE]\+[0-9]{2,}$"
+
+
+def scientific_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[int, int | None]:
+    """How many of ``ids`` (strings) are numbers in scientific notation (:data:`SCIENTIFIC_ID`),
+    and the index of the first (None: there is none)."""
+    import pyarrow.compute as pc
+
+    hits = pc.fill_null(pc.match_substring_regex(ids, SCIENTIFIC_ID), False)
+    n = int(pc.sum(hits).as_py() or 0)
+    return (n, int(pc.indices_nonzero(hits)[0].as_py())) if n else (0, None)
+
+
+def scientific_ids_message(n: int, first: str, where: str) -> str:
+    """The warning for ``n`` ids in scientific notation, the first ``first``, read on ``where``
+    (``row 3 of out.csv``, ``export.csv data row 3``): ``label``'s, ``train``'s and
+    ``evaluate``'s."""
+    from model.text import counted
+
+    return (
+        f"{counted(n, 'ticket id', thousands=True)} "
+        f"{'is a number' if n == 1 else 'are numbers'} in scientific notation "
+        f"({_quoted(first, cell=True)} on {where}), as "
+        "Excel writes a long number in a CSV file it saves: most of "
+        f"{'its' if n == 1 else 'their'} digits are lost, so "
+        f"{'it' if n == 1 else 'they'} cannot be joined back to the ticket "
+        "system; export the tickets again and give them to paidan without opening "
+        "them in Excel (or save them from Excel as .xlsx with the id column "
+        "formatted as text)"
+    )
 
 
 def file_format(path: Path) -> str:

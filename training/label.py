@@ -72,6 +72,8 @@ from model.tickets import (
     partition_values,
     printable,
     repeats_header,
+    scientific_ids,
+    scientific_ids_message,
     title_column_note,
 )
 from training.label_io import (
@@ -90,7 +92,6 @@ from training.label_io import (
     write_json_atomic,
     write_part_atomic,
 )
-from training.validate import scientific_ids, scientific_ids_message
 
 logger = logging.getLogger(__name__)
 
@@ -2245,7 +2246,7 @@ def _extra_fields_warning(extra: dict[str, dict[str, Any]], summary_name: str) -
 
 def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str] | None]:
     """How many ids of the output's id column are numbers in scientific notation
-    (:func:`training.validate.scientific_ids`), and the first (its data row, counted from 1, and
+    (:func:`model.tickets.scientific_ids`), and the first (its data row, counted from 1, and
     its value)."""
     chunks = [c for column in ids for c in column.chunks]
     text = [c for c in chunks if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]

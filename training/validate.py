@@ -23,12 +23,13 @@ from model.tickets import (
     json_array,
     jsonl_object_lines,
     like_hint,
+    scientific_ids,
+    scientific_ids_message,
     split_comma_listed,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ SAME_TICKET = ("id", "title", "text", *LABELS, CO_COL)
 # Column of validate()'s rows holding their text as cleaned (model.text.clean), which validation
 # computes anyway: training's text_groups reads it rather than cleaning every text again.
 CLEAN_TEXT_COL = "_clean_text"
-
-
-# A ticket number as Excel writes a long number in a CSV file it saves (2.02401E+17), or a script
-# that read it as a float (2.024010509030001e+17): its digits are lost.
-SCIENTIFIC_ID = r"^[0-9](\.[0-9]+)?[eE]\+[0-9]{2,}$"
 
 
 class TrainingDataError(ValueError):
@@ -189,16 +185,6 @@ class ValidationReport:
         }
 
 
-def scientific_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[int, int | None]:
-    """How many of ``ids`` (strings) are numbers in scientific notation (:data:`SCIENTIFIC_ID`),
-    and the index of the first (None: there is none)."""
-    import pyarrow.compute as pc
-
-    hits = pc.fill_null(pc.match_substring_regex(ids, SCIENTIFIC_ID), False)
-    n = int(pc.sum(hits).as_py() or 0)
-    return (n, int(pc.indices_nonzero(hits)[0].as_py())) if n else (0, None)
-
-
 def frame_scientific_ids(df: pd.DataFrame) -> tuple[int, str, str] | None:
     """:func:`scientific_ids` of the reader's rows ``df``: how many, the first id and where it
     was read (:func:`row_places`); None when no id is one, or the rows have no id column."""
@@ -212,22 +198,6 @@ def frame_scientific_ids(df: pd.DataFrame) -> tuple[int, str, str] | None:
         return None
     row = df.iloc[[first]]
     return n, str(row["id"].iloc[0]), str(row_places(row).iloc[0])
-
-
-def scientific_ids_message(n: int, first: str, where: str) -> str:
-    """The warning for ``n`` ids in scientific notation, the first ``first``, read on ``where``
-    (``row 3 of out.csv``, ``export.csv data row 3``)."""
-    return (
-        f"{counted(n, 'ticket id', thousands=True)} "
-        f"{'is a number' if n == 1 else 'are numbers'} in scientific notation "
-        f"({quoted(first, cell=True)} on {where}), as "
-        "Excel writes a long number in a CSV file it saves: most of "
-        f"{'its' if n == 1 else 'their'} digits are lost, so "
-        f"{'it' if n == 1 else 'they'} cannot be joined back to the ticket "
-        "system; export the tickets again and give them to paidan without opening "
-        "them in Excel (or save them from Excel as .xlsx with the id column "
-        "formatted as text)"
-    )
 
 
 def comma_listed_message(head: str, labels: Mapping[str, int]) -> str:
