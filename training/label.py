@@ -597,7 +597,7 @@ def _chunks(
         )
         blank = blank_lines.setdefault(name, set())
         records = iter_records(
-            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
+            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank, cmap.id
         )
         if read is not None:
             records = _read_checked(records, path, read)

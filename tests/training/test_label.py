@@ -1946,6 +1946,34 @@ def test_a_broken_json_line_is_named_with_its_column(tiny_model_dir: Path, tmp_p
     )
 
 
+def test_a_json_line_cut_short_keeps_its_id_when_it_can_be_read(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A JSON Lines export cut off partway (a full disk, a copy stopped) gave an error row with no
+    # id, so it could not be joined back to its ticket, though the id was there to read.
+    src = tmp_path / "in.jsonl"
+    lines = [
+        '{"工单编号": 1, "id": "J1", "text": "老板拖欠工资"}',
+        '{"id": "J\\"2", "text": "油烟扰',  # cut in the text: the id (J"2) is whole
+        '{"工单编号": 7, "id" :20240105, "text": "噪音',  # a number, spaced otherwise
+        '{"text": "路灯", "meta": {"id": "x"}, "id": "J4", "title": "路',  # the line's own id
+        '{"meta": {"id": "x"}, "text": "路灯',  # an object inside has an id, the line none
+        '{"id": "J6", "text": "路灯", "id": "J7", "tit',  # which of the two?
+        '{"text": "井盖", "id": "J8',  # cut inside the id
+        '{"text": "有人说\\"id\\": \\"Q\\"", "tit',  # "id" inside a text only
+    ]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for suffix in ("csv", "jsonl"):
+        out = tmp_path / f"out.{suffix}"
+        label([src], tiny_model_dir, out, jobs=1)
+        df = read_output(out)
+        assert df["error"][1:].str.startswith("malformed JSON").all()
+        ids = ["" if pd.isna(v) else str(v) for v in df["id"]]
+        assert ids == ["J1", 'J"2', "20240105", "J4", "", "", "", ""]
+    label([src], tiny_model_dir, tmp_path / "w.csv", columns=ColumnMap(id="工单编号"), jobs=1)
+    assert list(read_output(tmp_path / "w.csv")["工单编号"]) == ["1", "", "7", "", "", "", "", ""]
+
+
 def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
