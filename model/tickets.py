@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import stat
 from collections import Counter
 from collections.abc import (
     Callable,
@@ -38,6 +39,7 @@ from urllib.parse import unquote
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -893,6 +895,40 @@ def _quoted(value: object, *, cell: bool = False) -> str:
     return quoted(value, cell=cell)
 
 
+# A ticket number as Excel writes a long number in a CSV file it saves (2.02401E+17), or a script
+# that read it as a float (2.024010509030001e+17): its digits are lost.
+SCIENTIFIC_ID = r"^[0-9](\.[0-9]+)?[eE]\+[0-9]{2,}$"
+
+
+def scientific_ids(ids: pa.Array | pa.ChunkedArray) -> tuple[int, int | None]:
+    """How many of ``ids`` (strings) are numbers in scientific notation (:data:`SCIENTIFIC_ID`),
+    and the index of the first (None: there is none)."""
+    import pyarrow.compute as pc
+
+    hits = pc.fill_null(pc.match_substring_regex(ids, SCIENTIFIC_ID), False)
+    n = int(pc.sum(hits).as_py() or 0)
+    return (n, int(pc.indices_nonzero(hits)[0].as_py())) if n else (0, None)
+
+
+def scientific_ids_message(n: int, first: str, where: str) -> str:
+    """The warning for ``n`` ids in scientific notation, the first ``first``, read on ``where``
+    (``row 3 of out.csv``, ``export.csv data row 3``): ``label``'s, ``train``'s and
+    ``evaluate``'s."""
+    from model.text import counted
+
+    return (
+        f"{counted(n, 'ticket id', thousands=True)} "
+        f"{'is a number' if n == 1 else 'are numbers'} in scientific notation "
+        f"({_quoted(first, cell=True)} on {where}), as "
+        "Excel writes a long number in a CSV file it saves: most of "
+        f"{'its' if n == 1 else 'their'} digits are lost, so "
+        f"{'it' if n == 1 else 'they'} cannot be joined back to the ticket "
+        "system; export the tickets again and give them to paidan without opening "
+        "them in Excel (or save them from Excel as .xlsx with the id column "
+        "formatted as text)"
+    )
+
+
 def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
@@ -1128,8 +1164,27 @@ def named_paths(paths: Iterable[str | Path | NamedPath]) -> list[NamedPath]:
         elif is_file:
             out.append(named(p, p.name))
         else:
-            raise TicketFileError(f"{p}: no such file or directory")
+            raise _not_a_file(p)
     return out
+
+
+def _not_a_file(path: Path) -> TicketFileError:
+    """The error for a path given that is neither a file nor a directory: a pipe (bash's
+    ``<(cat x.csv)`` names one, ``/dev/fd/63``) or ``-`` for standard input cannot be read, as
+    tickets are read more than once (columns, then rows; a resumed run again) and their format is
+    told by the file name's extension; anything else does not exist."""
+    save = "save it to a file first (… > tickets.csv) and name that file"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        if str(path) == "-":
+            return TicketFileError(f"-: it is standard input, which cannot be read; {save}")
+        return TicketFileError(f"{path}: no such file or directory")
+    what = "a pipe (as bash's <(…) names)" if stat.S_ISFIFO(mode) else "not a regular file"
+    return TicketFileError(
+        f"{path}: it is {what}, which cannot be read, as tickets are read more than once and "
+        f"their format is told by the file name's extension; {save}"
+    )
 
 
 def _cannot_look_at(path: Path, e: OSError) -> TicketFileError:

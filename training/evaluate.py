@@ -64,12 +64,14 @@ from training.validate import (
     comma_listed_message,
     duplicates_message,
     find_merged,
+    frame_scientific_ids,
     label_columns_advice,
     masked_counts,
     merged_mapping,
     repeated_header_summary,
     row_places,
     rows_of,
+    scientific_ids_message,
     ticket_keys,
 )
 from training.window import row_place
@@ -545,6 +547,9 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         out.append(f"skipped {rows_of(report['skipped_empty_text'])} with empty text")
     if report.get("skipped_repeated_header"):
         out.append(repeated_header_summary(report["skipped_repeated_header"]))
+    if rounded := report.get("ids_in_scientific_notation"):
+        first = rounded["first"]
+        out.append(scientific_ids_message(rounded["rows"], first["id"], first["where"]))
     if report.get("duplicate_rows"):
         out.append(
             duplicates_message(
@@ -604,12 +609,17 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
             ranked = sorted(unknown.items(), key=lambda kv: -kv[1])
             listed = ", ".join(f"{mask_label(str(k))!r} ({rows_of(n)})" for k, n in ranked[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-            rows = sum(unknown.values())
+            rows, one = sum(unknown.values()), len(unknown) == 1
+            # No ticket of the training data had them: a spelling of a known label, or a label
+            # new since; which, the figures cannot tell.
             out.append(
                 f"{counted(rows, f'{head} row has', f'{head} rows have')} "
                 f"{counted(len(unknown), 'label')} the model does not know, always "
                 f"scored wrong (in accuracy and top-3; macro- and weighted-F1 are over the labels "
-                f"it knows): {listed}{more}; compare their spelling with the model's labels"
+                f"it knows): {listed}{more}; the model was trained on no ticket of "
+                f"{'it: if it is' if one else 'them: if one is'} a label the model knows, spelt "
+                "otherwise, rename it in the data as the model spells it; if "
+                f"{'it is ' if one else ''}new, train a model on tickets of it"
             )
     return out
 
@@ -696,11 +706,16 @@ def evaluate(
     labelled = False
     unlabelled: dict[str, int] = {}  # per head, the rows scored without its label
     unlabelled_places: dict[str, list[str]] = {}  # per head, the first of them
+    # Ids in scientific notation (Excel's 2.02401E+17): how many, and the first with its place.
+    rounded_ids, first_rounded = 0, None
     if progress:
         progress("scoring", 0, max(total, 1))
     # A file is read, and scored, chunk_rows rows at a time, whatever its format.
     for chunk in iter_tickets(named, columns, headers, chunk_rows, repeated_headers):
         read_before, rows = rows, rows + len(chunk)
+        if found_ids := frame_scientific_ids(chunk):
+            rounded_ids += found_ids[0]
+            first_rounded = first_rounded or {"id": found_ids[1], "where": found_ids[2]}
         with_text = has_text(chunk) if len(chunk) else np.ones(0, dtype=bool)
         skipped += int((~with_text).sum())
         df = chunk[with_text]
@@ -775,6 +790,8 @@ def evaluate(
         progress("scoring", rows, rows)
     report = scores.report()
     report["skipped_empty_text"] = skipped
+    if rounded_ids:
+        report["ids_in_scientific_notation"] = {"rows": rounded_ids, "first": first_rounded}
     # Rows that repeat the header line (files joined with `copy a.csv+b.csv`): not tickets, left
     # out; warned of in the log alone, they were missing from the report an administrator keeps.
     report["skipped_repeated_header"] = sum(map(len, repeated_headers.values()))

@@ -72,6 +72,8 @@ from model.tickets import (
     partition_values,
     printable,
     repeats_header,
+    scientific_ids,
+    scientific_ids_message,
     title_column_note,
 )
 from training.label_io import (
@@ -595,7 +597,7 @@ def _chunks(
         )
         blank = blank_lines.setdefault(name, set())
         records = iter_records(
-            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank
+            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank, cmap.id
         )
         if read is not None:
             records = _read_checked(records, path, read)
@@ -1141,15 +1143,7 @@ def label(
             }
             if first:
                 warnings.append(
-                    f"{counted(rounded, 'ticket id', thousands=True)} "
-                    f"{'is a number' if rounded == 1 else 'are numbers'} in scientific notation "
-                    f"({quoted(first[1], cell=True)} on row {first[0]} of {output.name}), as "
-                    "Excel writes a long number in a CSV file it saves: most of "
-                    f"{'its' if rounded == 1 else 'their'} digits are lost, so "
-                    f"{'it' if rounded == 1 else 'they'} cannot be joined back to the ticket "
-                    "system; export the tickets again and give them to paidan without opening "
-                    "them in Excel (or save them from Excel as .xlsx with the id column "
-                    "formatted as text)"
+                    scientific_ids_message(rounded, first[1], f"row {first[0]} of {output.name}")
                 )
         if writer.cells_cut:
             cells = counted(writer.cells_cut, "cell", thousands=True)
@@ -2250,14 +2244,10 @@ def _extra_fields_warning(extra: dict[str, dict[str, Any]], summary_name: str) -
     )
 
 
-# A ticket number as Excel writes a long number in a CSV file it saves (2.02401E+17), or a script
-# that read it as a float (2.024010509030001e+17): its digits are lost.
-SCIENTIFIC_ID = r"^[0-9](\.[0-9]+)?[eE]\+[0-9]{2,}$"
-
-
 def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str] | None]:
     """How many ids of the output's id column are numbers in scientific notation
-    (:data:`SCIENTIFIC_ID`), and the first (its data row, counted from 1, and its value)."""
+    (:func:`model.tickets.scientific_ids`), and the first (its data row, counted from 1, and
+    its value)."""
     chunks = [c for column in ids for c in column.chunks]
     text = [c for c in chunks if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]
     if not text or len(text) < len(chunks):
@@ -2265,11 +2255,9 @@ def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str
     if any(c.type != text[0].type for c in text):
         text = [c.cast(pa.large_string()) for c in text]
     column = pa.chunked_array(text, type=text[0].type)
-    hits = pc.fill_null(pc.match_substring_regex(column, SCIENTIFIC_ID), False)
-    n = int(pc.sum(hits).as_py() or 0)
-    if not n:
+    n, row = scientific_ids(column)
+    if row is None:
         return 0, None
-    row = int(pc.indices_nonzero(hits)[0].as_py())
     return n, (row + 1, str(column[row].as_py()))
 
 

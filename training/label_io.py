@@ -315,6 +315,7 @@ def iter_records(
     title_col: str | None = None,
     name: str | None = None,
     blank_lines: set[int] | None = None,
+    id_col: str | None = None,
 ) -> Iterator[Record]:
     """Every row of one file as a :class:`Record` with a value for each of ``columns``.
 
@@ -325,7 +326,8 @@ def iter_records(
     (:func:`model.tickets.unsaved_formulas`): it reads empty. A row's ``where`` names the file by
     ``name`` (default: its name; one found in a directory by its path relative to it,
     :func:`model.tickets.named_paths`). A blank line of a CSV or JSON Lines file is no row (as in
-    pandas): its number is added to ``blank_lines``, when given.
+    pandas): its number is added to ``blank_lines``, when given. A JSON Lines line that is not
+    valid JSON (cut short) keeps its ``id_col`` value where the line holds it once, whole.
     """
     fmt = file_format(path)
     name = path.name if name is None else name
@@ -336,7 +338,7 @@ def iter_records(
     elif fmt == "jsonl" and json_array(path):
         yield from _iter_json_array(path, columns, name)
     elif fmt == "jsonl":
-        yield from _iter_jsonl(path, columns, name, blank_lines)
+        yield from _iter_jsonl(path, columns, name, blank_lines, id_col)
     elif fmt == "xlsx":
         yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name)
     else:
@@ -810,7 +812,11 @@ def _long_record(
 
 
 def _iter_jsonl(
-    path: Path, columns: Sequence[str], name: str, blank_lines: set[int] | None = None
+    path: Path,
+    columns: Sequence[str],
+    name: str,
+    blank_lines: set[int] | None = None,
+    id_col: str | None = None,
 ) -> Iterator[Record]:
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
@@ -828,7 +834,11 @@ def _iter_jsonl(
                 continue
             if isinstance(obj, json.JSONDecodeError):
                 problem = json_problem(obj, f"column {obj.colno}")
-                yield Record(dict(blank), f"malformed JSON: {where}: {problem}", where, typed={})
+                values, typed = dict(blank), {}
+                # A line cut short (a full disk, a copy stopped) keeps its id, to join it back.
+                if id_col is not None and (found := _cut_line_id(raw, id_col)) is not None:
+                    values[id_col], typed[id_col] = cell_text(found), found
+                yield Record(values, f"malformed JSON: {where}: {problem}", where, typed=typed)
                 continue
             if not isinstance(obj, dict):
                 problem = f"malformed JSON: {where}: not a JSON object"
@@ -836,6 +846,43 @@ def _iter_jsonl(
                 continue
             refuse_same_names(f"{path}, line {lineno}", obj, "keys")  # as file_columns does
             yield _object_record(obj, b"\\ud" in raw or b"\\uD" in raw, blank, where)
+
+
+# A JSON string; and after a key, its colon and a string or number value that ends there (not
+# cut: 2024 of 20240105).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_COLON = re.compile(rb"\s*:")
+_JSON_SCALAR = re.compile(
+    rb'\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(?=\s*[,}])'
+)
+
+
+def _cut_line_id(raw: bytes, key: str) -> str | int | float | None:
+    """The value of ``key`` in a JSON line that does not parse (cut short), when the line's
+    object holds that key once, itself and not an object inside it (``{"meta": {"id": …}}``),
+    with a whole string or number after it; otherwise None."""
+    found: list[Any] = []
+    depth, i = 0, 0
+    while i < len(raw):
+        c = raw[i]
+        if c == 0x22:  # "
+            string = _JSON_STRING.match(raw, i)
+            if string is None:  # the line ends inside a string
+                break
+            i = string.end()
+            if depth != 1 or not _JSON_COLON.match(raw, i):
+                continue  # a value, or a key of an object inside
+            try:
+                if json.loads(string.group()) != key:
+                    continue
+                value = _JSON_SCALAR.match(raw, i)
+                found.append(json.loads(value.group(1)) if value else None)
+            except ValueError:  # an escape that is none, or not UTF-8
+                found.append(None)
+            continue
+        depth += (c in b"{[") - (c in b"}]")
+        i += 1
+    return found[0] if len(found) == 1 else None
 
 
 def _iter_json_array(path: Path, columns: Sequence[str], name: str) -> Iterator[Record]:

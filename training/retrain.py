@@ -44,7 +44,7 @@ from model.artifact import (
     read_metadata,
     sha256_file,
 )
-from model.config import ConfigError, TrainingConfig
+from model.config import OTHER_LABEL, ConfigError, TrainingConfig
 from model.text import clean, counted, mask_label, quoted
 from model.tickets import (
     CO_COL,
@@ -169,6 +169,9 @@ class RetrainResult:
     inherited: LabelMapping = field(default_factory=dict)
     unmatched: list[tuple[str, str, str]] = field(default_factory=list)
     new_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Per head, where a new label came from when it is not new to the history: renamed by the
+    # mapping, or merged into 其他 by the current model ("renamed from '执法' by --mapping").
+    new_label_origins: dict[str, dict[str, str]] = field(default_factory=dict)
     # The current model's labels, per head: a rare new label close to one is likely a misspelling.
     known_labels: dict[str, list[str]] = field(default_factory=dict)
     eval_frozen_now: bool = False
@@ -232,8 +235,11 @@ class RetrainResult:
                     )
                     # Masked: a dispatcher may type a phone number into the label field of
                     # feedback, and these lines go to the nightly retrain log.
+                    origin = self.new_label_origins.get(head, {}).get(
+                        label, "not in the current model"
+                    )
                     out.append(
-                        f"new {head} {mask_label(label)!r} (not in the current model) has "
+                        f"new {head} {mask_label(label)!r} ({origin}) has "
                         f"{rows_of(n)}: {note}{hint}"
                     )
                 if len(group) > MAX_LISTED:
@@ -295,6 +301,29 @@ class RetrainResult:
             }
             out += self.train.validation.warnings(said)
         return out
+
+
+def _new_label_origins(
+    new: Mapping[str, int],
+    renames: Mapping[str, str],
+    mapped: Mapping[str, int],
+    merged: Mapping[str, str],
+) -> dict[str, str]:
+    """Where each of one head's ``new`` labels came from, for those not new to the history: the
+    labels ``renames`` (the mapping trained with) renamed to it in ``mapped`` rows (old label ->
+    rows, most first), or a label the current model merged into 其他 (``merged``)."""
+    out = {}
+    for label in new:
+        olds = sorted(
+            (old for old in mapped if renames.get(old) == label), key=lambda o: -mapped[o]
+        )
+        if olds:
+            listed = ", ".join(repr(mask_label(o)) for o in olds[:MAX_LISTED])
+            more = f" and {len(olds) - MAX_LISTED} more" if len(olds) > MAX_LISTED else ""
+            out[label] = f"renamed from {listed}{more} by --mapping"
+        elif label in merged:
+            out[label] = f"merged into {OTHER_LABEL!r} by the current model"
+    return out
 
 
 def _ids(n: int, kind: str = "") -> str:
@@ -1154,6 +1183,14 @@ def retrain(
             }
             if new_labels:
                 result.new_labels[head] = new_labels
+                origins = _new_label_origins(
+                    new_labels,
+                    mapping.get(head, {}),
+                    result.mapped.get(head, {}),
+                    merged.get(head, {}),
+                )
+                if origins:
+                    result.new_label_origins[head] = origins
 
     shas = [sha256_file(p) for p in files]
     sha = hashlib.sha256()

@@ -25,6 +25,8 @@ from model.tickets import (
     json_array,
     jsonl_object_lines,
     like_hint,
+    scientific_ids,
+    scientific_ids_message,
     split_comma_listed,
 )
 
@@ -112,6 +114,9 @@ class ValidationReport:
     rename_advice: str = "then label its rows so"
     # Warnings on learnt labels one inside the other, and on heads mostly of merged rare labels.
     label_notes: list[str] = field(default_factory=list)
+    # Ids that are numbers in scientific notation (:func:`frame_scientific_ids`): how many, and
+    # the first with where it was read.
+    scientific_ids: tuple[int, str, str] | None = None
 
     def warnings(self, said: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
         """Lines the user must see. ``said``: per head, the rare labels merged into 其他 that
@@ -126,6 +131,8 @@ class ValidationReport:
             )
         if self.repeated_header_rows:
             out.append(repeated_header_summary(self.repeated_header_rows))
+        if self.scientific_ids:
+            out.append(scientific_ids_message(*self.scientific_ids))
         if self.duplicates:
             out.append(duplicates_message(self.duplicates, twice=self.read_twice))
         for c in self.conflicts[:MAX_LISTED]:
@@ -166,6 +173,7 @@ class ValidationReport:
                 if self.repeated_header_rows is not None
                 else {}
             ),
+            "ids_in_scientific_notation": self.scientific_ids[0] if self.scientific_ids else 0,
             "duplicate_rows": len(self.duplicates),
             **({"files_read_twice": self.read_twice} if self.read_twice else {}),
             "conflicting_duplicates": len(self.conflicts),
@@ -177,6 +185,21 @@ class ValidationReport:
             "comma_listed": self.comma_listed,
             "single_label": self.single_label,
         }
+
+
+def frame_scientific_ids(df: pd.DataFrame) -> tuple[int, str, str] | None:
+    """:func:`scientific_ids` of the reader's rows ``df``: how many, the first id and where it
+    was read (:func:`row_places`); None when no id is one, or the rows have no id column."""
+    import pyarrow as pa
+
+    if "id" not in df or df.empty:
+        return None
+    ids = pa.array(df["id"].fillna("").astype(str).to_numpy(dtype=object), type=pa.large_string())
+    n, first = scientific_ids(ids)
+    if first is None:
+        return None
+    row = df.iloc[[first]]
+    return n, str(row["id"].iloc[0]), str(row_places(row).iloc[0])
 
 
 def comma_listed_message(head: str, labels: Mapping[str, int]) -> str:
@@ -412,6 +435,7 @@ def validate(
     if listed := split_comma_listed(df):
         report.comma_listed = {"department": masked_counts(listed)}
     where = row_places(df)
+    report.scientific_ids = frame_scientific_ids(df)
 
     with_text = has_text(df)
     report.empty_text = where[~with_text].tolist()

@@ -1946,6 +1946,34 @@ def test_a_broken_json_line_is_named_with_its_column(tiny_model_dir: Path, tmp_p
     )
 
 
+def test_a_json_line_cut_short_keeps_its_id_when_it_can_be_read(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A JSON Lines export cut off partway (a full disk, a copy stopped) gave an error row with no
+    # id, so it could not be joined back to its ticket, though the id was there to read.
+    src = tmp_path / "in.jsonl"
+    lines = [
+        '{"工单编号": 1, "id": "J1", "text": "老板拖欠工资"}',
+        '{"id": "J\\"2", "text": "油烟扰',  # cut in the text: the id (J"2) is whole
+        '{"工单编号": 7, "id" :20240105, "text": "噪音',  # a number, spaced otherwise
+        '{"text": "路灯", "meta": {"id": "x"}, "id": "J4", "title": "路',  # the line's own id
+        '{"meta": {"id": "x"}, "text": "路灯',  # an object inside has an id, the line none
+        '{"id": "J6", "text": "路灯", "id": "J7", "tit',  # which of the two?
+        '{"text": "井盖", "id": "J8',  # cut inside the id
+        '{"text": "有人说\\"id\\": \\"Q\\"", "tit',  # "id" inside a text only
+    ]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for suffix in ("csv", "jsonl"):
+        out = tmp_path / f"out.{suffix}"
+        label([src], tiny_model_dir, out, jobs=1)
+        df = read_output(out)
+        assert df["error"][1:].str.startswith("malformed JSON").all()
+        ids = ["" if pd.isna(v) else str(v) for v in df["id"]]
+        assert ids == ["J1", 'J"2', "20240105", "J4", "", "", "", ""]
+    label([src], tiny_model_dir, tmp_path / "w.csv", columns=ColumnMap(id="工单编号"), jobs=1)
+    assert list(read_output(tmp_path / "w.csv")["工单编号"]) == ["1", "", "7", "", "", "", "", ""]
+
+
 def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -3615,7 +3643,8 @@ def test_an_object_pretty_printed_after_the_first_line_is_one_error_row(
     )
     result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     df = read_output(tmp_path / "out.csv")
-    assert list(df["id"]) == ["J0", "", "", "J2"] and result.summary["rows"] == 4
+    # The object cut short keeps its id, J9 (the pretty-printed one's lines are not read for one).
+    assert list(df["id"]) == ["J0", "", "J9", "J2"] and result.summary["rows"] == 4
     assert df["error"][1] == (
         "malformed JSON: line 2 of joined.jsonl: a JSON object pretty-printed over lines 2-5 "
         "(as jq . writes it); paidan reads JSON Lines, one ticket object per line (convert it "
@@ -3961,3 +3990,24 @@ def test_ids_excel_rounded_to_scientific_notation_are_said(
     result = label([src], tiny_model_dir, out, jobs=1, force=True)
     assert result.summary["ids_in_scientific_notation"] == {"rows": 0, "first_row": None}
     assert not [w for w in result.warnings if "scientific notation" in w]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_label_refuses_a_pipe_or_stdin_saying_to_save_it_to_a_file(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bash's `paidan label <(cat x.csv)` names a pipe (/dev/fd/63), and `-` stands for stdin: both
+    # were refused as "no such file or directory", which the file plainly is.
+    fifo = tmp_path / "63"
+    os.mkfifo(fifo)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.csv"
+    for name, what in [(str(fifo), "a pipe"), ("-", "standard input")]:
+        res = CliRunner().invoke(
+            app, ["label", name, "--model", str(tiny_model_dir), "--out", str(out), "--jobs", "1"]
+        )
+        shown = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert "no such file" not in shown
+        assert f"{name}: it is {what}" in shown and "save it to a file" in shown, shown
+        assert not out.exists()

@@ -101,8 +101,9 @@ def test_jsonl_output_writes_the_json_values_as_read(tiny_model_dir: Path, tmp_p
     # an integer in a column of fractions is a number still.
     assert got[1]["error"].startswith("empty text")
     assert {k: got[1][k] for k in keys} == {**objects[1], "score": 2.0}
-    # The broken line: every input column null, the error says why.
-    assert {k: got[2][k] for k in [*keys, "extra"]} == dict.fromkeys([*keys, "extra"])
+    # The broken line: every input column null but its id, read whole before the break (as a
+    # number, as written), to join it back; the error says why.
+    assert {k: got[2][k] for k in [*keys, "extra"]} == {**dict.fromkeys([*keys, "extra"]), "id": 9}
     assert got[2]["error"].startswith("malformed JSON")
     # A key a record lacks is null; an object is its JSON text (one type per column).
     assert got[3]["time"] is None and got[3]["note"] is None

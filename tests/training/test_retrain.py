@@ -1118,6 +1118,21 @@ def test_spaced_feedback_ids_replace_their_history_row(tiny_root: tuple[Path, Pa
     assert result.rows == {"history": 14, "feedback": 1}
 
 
+def test_a_label_renamed_by_the_mapping_is_said_to_be_renamed_not_just_new(
+    tiny_root: tuple[Path, Path], tiny_config: TrainingConfig
+) -> None:
+    # `paidan retrain --mapping` (执法 → 城管执法) printed "mapped 5 department rows 执法 → 城管执法"
+    # and then "new department '城管执法' (not in the current model) … learnt as a new label", as
+    # if a department had appeared from nowhere.
+    root, history = tiny_root
+    result = retrain([history], [], root, mapping={"department": {"执法": "城管执法"}})
+    assert result.new_labels == {"department": {"城管执法": 5}}
+    assert (
+        "new department '城管执法' (renamed from '执法' by --mapping) has 5 rows: learnt as a new "
+        "label"
+    ) in result.warnings(min_examples=tiny_config.min_examples)
+
+
 @pytest.mark.slow
 def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
     tiny_root: tuple[Path, Path],
@@ -1982,10 +1997,12 @@ def test_a_label_the_current_model_merged_into_other_is_not_called_new(
     warnings = result.warnings(min_examples=3)
     assert not [w for w in warnings if "气象局" in w and "new department" in w]
     assert "department label '气象局' has only 2 rows; merged into '其他'" in warnings
+    # Not "not in the current model": it was, as a label merged into 其他.
     assert (
-        "new department '档案馆' (not in the current model) has 3 rows: learnt as a new label"
-        in warnings
+        "new department '档案馆' (merged into '其他' by the current model) has 3 rows: learnt as a "
+        "new label" in warnings
     )
+    assert "new department '信访局' (not in the current model) has 1 row:" in " ".join(warnings)
 
 
 def test_decisions_on_frozen_tickets_replace_no_history_row_and_are_told(

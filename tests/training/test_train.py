@@ -2447,7 +2447,7 @@ def test_evaluate_names_labels_merged_into_an_other_too_rare_to_learn(tmp_path, 
     ) in said
     [typo] = [w for w in said if "does not know" in w]
     assert typo.startswith("1 category row has 1 label the model does not know")
-    assert "'档案x' (1 row); compare their spelling" in typo
+    assert "'档案x' (1 row); the model was trained on no ticket of it: if it is a label" in typo
 
 
 def test_the_cross_validated_threshold_never_counts_the_catch_all_as_auto(tiny_config):
@@ -2468,3 +2468,58 @@ def test_the_cross_validated_threshold_never_counts_the_catch_all_as_auto(tiny_c
     assert department.report["auto"]["coverage"] == pytest.approx(2 / 3)
     assert department.report["auto"]["catch_all"] == 30
     assert "without_known_terms" not in department.report["auto"]
+
+
+def test_train_and_evaluate_warn_of_ids_excel_wrote_in_scientific_notation_as_label_does(
+    tmp_path, tiny_model_dir
+):
+    # Only `paidan label` said that 2.02401E+17 is an id whose digits Excel lost; train and
+    # evaluate read such an export without a word.
+    data = tmp_path / "export.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "title", "text", "department", "category"])
+        for i, row in enumerate(TINY_TICKETS):
+            w.writerow(["2.02401E+17" if i in (1, 4) else f"T{i}", *row])
+    said = (
+        "2 ticket ids are numbers in scientific notation ('2.02401E+17' on export.csv data row "
+        "2), as Excel writes a long number in a CSV file it saves: most of their digits are lost"
+    )
+    r = cli_train(data, tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert said in " ".join(r.output.split()), r.output
+    validation = read_metadata(tmp_path / "m")["training_data"]["validation"]
+    assert validation["ids_in_scientific_notation"] == 2
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(
+        app, ["evaluate", str(tiny_model_dir), str(data), "--report", str(report_path)]
+    )
+    assert r.exit_code == 0, r.output
+    assert said in " ".join(r.output.split()), r.output
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["ids_in_scientific_notation"] == {
+        "rows": 2,
+        "first": {"id": "2.02401E+17", "where": "export.csv data row 2"},
+    }
+
+
+def test_evaluate_does_not_call_a_label_no_training_ticket_had_a_misspelling():
+    # A department the model had no ticket of (new since, or never in the history) was met with
+    # "compare their spelling with the model's labels": evaluate cannot know the spelling is wrong.
+    from training.evaluate import report_warnings
+
+    report = {"n": 30, "department": {"n": 30, "unknown_labels": {"市无线电管理局": 3}}}
+    [said] = [w for w in report_warnings(report) if "does not know" in w]
+    assert "spelling" not in said
+    assert said.endswith(
+        "'市无线电管理局' (3 rows); the model was trained on no ticket of it: if it is a label the "
+        "model knows, spelt otherwise, rename it in the data as the model spells it; if it is "
+        "new, train a model on tickets of it"
+    )
+    report["department"]["unknown_labels"] = {"市无线电管理局": 3, "人社局": 2}
+    [said] = [w for w in report_warnings(report) if "does not know" in w]
+    assert said.endswith(
+        "; the model was trained on no ticket of them: if one is a label the model knows, spelt "
+        "otherwise, rename it in the data as the model spells it; if new, train a model on "
+        "tickets of it"
+    )
