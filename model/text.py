@@ -135,6 +135,8 @@ def _mask_card(match: re.Match[str]) -> str:
 # The digits 0-9 in Chinese numerals, as citizens write them in a number: 〇 and 零 for 0, 幺 (or
 # 么, its common stand-in) for 1 and 两 (traditional 兩) for 2 besides the usual ones.
 _CN_DIGITS = "〇零一幺么二两兩三四五六七八九"
+# Each of them as the digit it stands for.
+_CN_TO_DIGITS = str.maketrans(_CN_DIGITS, "001112223456789")
 # The provinces' one-character abbreviations that begin a licence plate, then the traditional forms
 # of those that have one (滬A12345, as Hong Kong, Macao and Taiwan residents write it). Keywords
 # below are listed likewise, simplified then traditional (OpenCC's s2t, s2hk, s2tw and s2twp): text
@@ -214,22 +216,37 @@ _BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:�
 # digit by digit (电话是1 3 8 1 2 3 4 5 6 7 8), an ID number with a letter after it
 # (身份证430102199001011234x) or a digit short (身份证号：43010219900101123) were all stored as
 # typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
+# Likewise seven Chinese numerals or more, as speech recognition writes the number a caller says
+# (电话一 三 九 一 二 三…, 身份证号四三零一零二…, 电话八八八八零零零零): see _mask_keyword_run.
 _KEYWORD_RUN = _pattern(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
     rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
-    r"(\d(?:{S}?\d){6,}x?)(?!\d)"
+    rf"(\d(?:{{S}}?\d){{6,}}x?(?!\d)|[{_CN_DIGITS}](?:{{S}}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
 )
+# The numerals of a mobile number and of an ID number.
+_MOBILE_LENGTH = 11
+_ID_LENGTH = 18
+# Fewer Chinese numerals than this after a whole mobile or ID number are words, not more digits.
+_KEYWORD_RUN_MIN = 7
 
 
 def _mask_keyword_run(match: re.Match[str]) -> str:
     """The number after a keyword, masked as what its keyword names it."""
     keyword, between, number = match.groups()
+    digits = number.translate(_NO_SEPARATORS).translate(_CN_TO_DIGITS)
     if keyword in ("身份证", "身份證", "证件", "證件"):
-        mask = MASK_ID
+        mask, length = MASK_ID, _ID_LENGTH
+    elif digits[:1] == "1" and digits[1:2] in "3456789":
+        mask, length = MASK_MOBILE, _MOBILE_LENGTH
     else:
-        digits = number.translate(_NO_SEPARATORS)
-        mask = MASK_MOBILE if digits[:1] == "1" and digits[1:2] in "3456789" else MASK_LANDLINE
-    return keyword + between + mask
+        mask, length = MASK_LANDLINE, 0
+    rest = ""
+    numerals = [i for i, ch in enumerate(number) if ch in _CN_DIGITS]
+    if length and 0 < len(numerals) - length < _KEYWORD_RUN_MIN:
+        # Numerals said after a whole number begin the next words (电话是一三九…八一直没人接: 一直,
+        # "all along"), or are a slip of the tongue; either way too few to be a number of their own.
+        rest = number[numerals[length - 1] + 1 :]
+    return keyword + between + mask + rest
 
 
 # Order matters: a bank card number contains runs that look like an ID number's groups or a

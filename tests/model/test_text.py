@@ -1217,3 +1217,34 @@ def test_counted_says_one_thing_in_the_singular(args, kwargs, said):
 def test_any_number_after_a_telephone_or_id_keyword_is_masked(written: str, masked: str) -> None:
     assert clean(written) == masked
     assert clean(masked) == masked  # and cleaning it again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Found by an exploratory test of phone-call transcripts (ASR writes the numbers a caller
+        # says in Chinese numerals, without punctuation): all were stored as typed.
+        ("联系电话一 三 九 一 二 三 四 五 六 七 八", f"联系电话{MASK_MOBILE}"),  # digit by digit
+        ("我电话一三九一二三四五六七八九", f"我电话{MASK_MOBILE}九"),  # a numeral too many
+        ("电话是一三九一二三四五六七八一直没人接", f"电话是{MASK_MOBILE}一直没人接"),
+        ("身份证号四三零一零二一九九零零一零一一二三四", f"身份证号{MASK_ID}"),
+        ("身份证四三零一零二一九九零零一零一一二三x", f"身份证{MASK_ID}"),
+        ("电话八八八八零零零零", f"电话{MASK_LANDLINE}"),
+        ("座机零七三一 八八八八 零零零零", f"座机{MASK_LANDLINE}"),
+        ("電話一三九一二三四五六七八九", f"電話{MASK_MOBILE}九"),
+        # The same number said twice, as a caller repeats it for the operator.
+        (
+            "电话一三九一二三四五六七八一三九一二三四五六七八",
+            f"电话{MASK_MOBILE}",
+        ),
+        # Not numbers of a person: fewer than seven numerals, or words between.
+        ("电话一直打不通", "电话一直打不通"),
+        ("联系了两三次", "联系了两三次"),
+        ("电话打了三四五次", "电话打了三四五次"),
+    ],
+)
+def test_numerals_said_after_a_telephone_or_id_keyword_are_masked(
+    written: str, masked: str
+) -> None:
+    assert clean(written) == masked
+    assert clean(masked) == masked  # and cleaning it again changes nothing
