@@ -6,6 +6,7 @@ complainant's phone number or ID number never leaves this module unmasked.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +20,12 @@ _EXCEL_CR = re.compile(r"_x000[dD]_")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
 # confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
+# Web markup that a message board or a form's rich-text field leaves in an export (路灯不亮<br>,
+# &nbsp;): an HTML tag, its name in letters and digits after < or </ (so 温度<30度 and <幸福里小区>
+# are text), and a character reference ended by its semicolon (so 网址?id=1&section=2 keeps its
+# &sect, which html.unescape alone would read as §). Normalisation runs after lower-casing.
+_TAG = re.compile(r"</?[a-z][a-z0-9]*(?:[\s/][^<>]*)?>")
+_CHARREF = re.compile(r"&(?:#[0-9]+|#x[0-9a-f]+|[a-z][a-z0-9]*);")
 # CJK unified ideographs.
 _IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 # Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
@@ -431,10 +438,30 @@ def normalize(text: str | None) -> str:
     -------
     str
         NFKC-normalised text (full-width letters and digits become half-width), with Excel's
-        ``_x000D_`` artefacts removed, invisible format characters dropped, all runs of whitespace
-        (including ``\\u3000``, ``\\xa0`` and newlines) collapsed to one space, Latin letters
-        lower-cased, and no leading or trailing space.
+        ``_x000D_`` artefacts removed, HTML tags read as a space and character references
+        (``&nbsp;``, ``&lt;``, ``&#12290;``) as the characters they stand for, invisible format
+        characters dropped, all runs of whitespace (including ``\\u3000``, ``\\xa0`` and
+        newlines) collapsed to one space, Latin letters lower-cased, and no leading or trailing
+        space.
     """
+    text = _normalize(text)
+    # Until nothing is left to read, so that normalising again changes nothing (an export that
+    # escaped its HTML twice, &amp;lt;br&amp;gt;, or a full-width ＆ that NFKC makes an &).
+    while "<" in text or "&" in text:
+        read = _CHARREF.sub(_character, _TAG.sub(" ", text))
+        if read == text:
+            break
+        text = _normalize(read)
+    return text
+
+
+def _character(match: re.Match[str]) -> str:
+    """The character a character reference stands for; an unknown name stays as written."""
+    return html.unescape(match.group())
+
+
+def _normalize(text: str | None) -> str:
+    """:func:`normalize` but for web markup."""
     if not text:
         return ""
     if "_x000" in text:

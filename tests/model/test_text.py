@@ -26,6 +26,7 @@ from model.text import (
     clean,
     combine,
     counted,
+    is_blank,
     mask_label,
     mask_pii,
     normalize,
@@ -1248,3 +1249,28 @@ def test_numerals_said_after_a_telephone_or_id_keyword_are_masked(
 ) -> None:
     assert clean(written) == masked
     assert clean(masked) == masked  # and cleaning it again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        # Found by an exploratory test of web messages: a board or a rich-text form field that
+        # exports its HTML left tags and entities in the text, which were stored and shown as
+        # written and cut into words (nbsp, br, div, style) that the model read as the ticket's.
+        ("路灯不亮&nbsp;&nbsp;<br>请尽快维修<br/>", "路灯不亮 请尽快维修"),
+        ('<p>路灯不亮</p><div style="color:red">谢谢</div>', "路灯不亮 谢谢"),
+        ("<P>路灯不亮</P><BR />", "路灯不亮"),
+        ("路灯不亮&lt;请处理&gt;&quot;谢谢&quot;&#12290;", '路灯不亮<请处理>"谢谢"。'),
+        ("噪音&amp;油烟", "噪音&油烟"),
+        ("&amp;lt;br&amp;gt;路灯", "路灯"),  # escaped twice by an export
+        ("<br>&nbsp;<p></p>", ""),  # nothing but markup: a blank text (is_blank)
+        # Not markup: comparisons, ampersands and brackets that citizens type.
+        ("温度<30度，a<b，1<2>0", "温度<30度,a<b,1<2>0"),
+        ("AT&T 和 R&D部门，网址?id=1&section=2", "at&t 和 r&d部门,网址?id=1&section=2"),
+        ("<幸福里小区>的《消费者权益保护法》", "<幸福里小区>的《消费者权益保护法》"),
+    ],
+)
+def test_normalize_reads_web_markup_as_the_text_it_shows(written: str, read: str) -> None:
+    assert normalize(written) == read
+    assert normalize(read) == read  # and normalising again changes nothing
+    assert is_blank(written) == (not read)
