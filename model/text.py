@@ -6,6 +6,7 @@ complainant's phone number or ID number never leaves this module unmasked.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +20,12 @@ _EXCEL_CR = re.compile(r"_x000[dD]_")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
 # confuse the tokenizer; control characters other than whitespace are noise from copy and paste.
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
+# Web markup that a message board or a form's rich-text field leaves in an export (路灯不亮<br>,
+# &nbsp;): an HTML tag, its name in letters and digits after < or </ (so 温度<30度 and <幸福里小区>
+# are text), and a character reference ended by its semicolon (so 网址?id=1&section=2 keeps its
+# &sect, which html.unescape alone would read as §). Normalisation runs after lower-casing.
+_TAG = re.compile(r"</?[a-z][a-z0-9]*(?:[\s/][^<>]*)?>")
+_CHARREF = re.compile(r"&(?:#[0-9]+|#x[0-9a-f]+|[a-z][a-z0-9]*);")
 # CJK unified ideographs.
 _IDEOGRAPH = re.compile("[\u4e00-\u9fff]")
 # Unicode's control characters (category Cc) are exactly these two ranges; they become spaces.
@@ -135,6 +142,8 @@ def _mask_card(match: re.Match[str]) -> str:
 # The digits 0-9 in Chinese numerals, as citizens write them in a number: 〇 and 零 for 0, 幺 (or
 # 么, its common stand-in) for 1 and 两 (traditional 兩) for 2 besides the usual ones.
 _CN_DIGITS = "〇零一幺么二两兩三四五六七八九"
+# Each of them as the digit it stands for.
+_CN_TO_DIGITS = str.maketrans(_CN_DIGITS, "001112223456789")
 # The provinces' one-character abbreviations that begin a licence plate, then the traditional forms
 # of those that have one (滬A12345, as Hong Kong, Macao and Taiwan residents write it). Keywords
 # below are listed likewise, simplified then traditional (OpenCC's s2t, s2hk, s2tw and s2twp): text
@@ -214,22 +223,37 @@ _BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:�
 # digit by digit (电话是1 3 8 1 2 3 4 5 6 7 8), an ID number with a letter after it
 # (身份证430102199001011234x) or a digit short (身份证号：43010219900101123) were all stored as
 # typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
+# Likewise seven Chinese numerals or more, as speech recognition writes the number a caller says
+# (电话一 三 九 一 二 三…, 身份证号四三零一零二…, 电话八八八八零零零零): see _mask_keyword_run.
 _KEYWORD_RUN = _pattern(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
     rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
-    r"(\d(?:{S}?\d){6,}x?)(?!\d)"
+    rf"(\d(?:{{S}}?\d){{6,}}x?(?!\d)|[{_CN_DIGITS}](?:{{S}}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
 )
+# The numerals of a mobile number and of an ID number.
+_MOBILE_LENGTH = 11
+_ID_LENGTH = 18
+# Fewer Chinese numerals than this after a whole mobile or ID number are words, not more digits.
+_KEYWORD_RUN_MIN = 7
 
 
 def _mask_keyword_run(match: re.Match[str]) -> str:
     """The number after a keyword, masked as what its keyword names it."""
     keyword, between, number = match.groups()
+    digits = number.translate(_NO_SEPARATORS).translate(_CN_TO_DIGITS)
     if keyword in ("身份证", "身份證", "证件", "證件"):
-        mask = MASK_ID
+        mask, length = MASK_ID, _ID_LENGTH
+    elif digits[:1] == "1" and digits[1:2] in "3456789":
+        mask, length = MASK_MOBILE, _MOBILE_LENGTH
     else:
-        digits = number.translate(_NO_SEPARATORS)
-        mask = MASK_MOBILE if digits[:1] == "1" and digits[1:2] in "3456789" else MASK_LANDLINE
-    return keyword + between + mask
+        mask, length = MASK_LANDLINE, 0
+    rest = ""
+    numerals = [i for i, ch in enumerate(number) if ch in _CN_DIGITS]
+    if length and 0 < len(numerals) - length < _KEYWORD_RUN_MIN:
+        # Numerals said after a whole number begin the next words (电话是一三九…八一直没人接: 一直,
+        # "all along"), or are a slip of the tongue; either way too few to be a number of their own.
+        rest = number[numerals[length - 1] + 1 :]
+    return keyword + between + mask + rest
 
 
 # Order matters: a bank card number contains runs that look like an ID number's groups or a
@@ -414,10 +438,30 @@ def normalize(text: str | None) -> str:
     -------
     str
         NFKC-normalised text (full-width letters and digits become half-width), with Excel's
-        ``_x000D_`` artefacts removed, invisible format characters dropped, all runs of whitespace
-        (including ``\\u3000``, ``\\xa0`` and newlines) collapsed to one space, Latin letters
-        lower-cased, and no leading or trailing space.
+        ``_x000D_`` artefacts removed, HTML tags read as a space and character references
+        (``&nbsp;``, ``&lt;``, ``&#12290;``) as the characters they stand for, invisible format
+        characters dropped, all runs of whitespace (including ``\\u3000``, ``\\xa0`` and
+        newlines) collapsed to one space, Latin letters lower-cased, and no leading or trailing
+        space.
     """
+    text = _normalize(text)
+    # Until nothing is left to read, so that normalising again changes nothing (an export that
+    # escaped its HTML twice, &amp;lt;br&amp;gt;, or a full-width ＆ that NFKC makes an &).
+    while "<" in text or "&" in text:
+        read = _CHARREF.sub(_character, _TAG.sub(" ", text))
+        if read == text:
+            break
+        text = _normalize(read)
+    return text
+
+
+def _character(match: re.Match[str]) -> str:
+    """The character a character reference stands for; an unknown name stays as written."""
+    return html.unescape(match.group())
+
+
+def _normalize(text: str | None) -> str:
+    """:func:`normalize` but for web markup."""
     if not text:
         return ""
     if "_x000" in text:

@@ -26,6 +26,7 @@ from model.text import (
     clean,
     combine,
     counted,
+    is_blank,
     mask_label,
     mask_pii,
     normalize,
@@ -1217,3 +1218,59 @@ def test_counted_says_one_thing_in_the_singular(args, kwargs, said):
 def test_any_number_after_a_telephone_or_id_keyword_is_masked(written: str, masked: str) -> None:
     assert clean(written) == masked
     assert clean(masked) == masked  # and cleaning it again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # Found by an exploratory test of phone-call transcripts (ASR writes the numbers a caller
+        # says in Chinese numerals, without punctuation): all were stored as typed.
+        ("联系电话一 三 九 一 二 三 四 五 六 七 八", f"联系电话{MASK_MOBILE}"),  # digit by digit
+        ("我电话一三九一二三四五六七八九", f"我电话{MASK_MOBILE}九"),  # a numeral too many
+        ("电话是一三九一二三四五六七八一直没人接", f"电话是{MASK_MOBILE}一直没人接"),
+        ("身份证号四三零一零二一九九零零一零一一二三四", f"身份证号{MASK_ID}"),
+        ("身份证四三零一零二一九九零零一零一一二三x", f"身份证{MASK_ID}"),
+        ("电话八八八八零零零零", f"电话{MASK_LANDLINE}"),
+        ("座机零七三一 八八八八 零零零零", f"座机{MASK_LANDLINE}"),
+        ("電話一三九一二三四五六七八九", f"電話{MASK_MOBILE}九"),
+        # The same number said twice, as a caller repeats it for the operator.
+        (
+            "电话一三九一二三四五六七八一三九一二三四五六七八",
+            f"电话{MASK_MOBILE}",
+        ),
+        # Not numbers of a person: fewer than seven numerals, or words between.
+        ("电话一直打不通", "电话一直打不通"),
+        ("联系了两三次", "联系了两三次"),
+        ("电话打了三四五次", "电话打了三四五次"),
+    ],
+)
+def test_numerals_said_after_a_telephone_or_id_keyword_are_masked(
+    written: str, masked: str
+) -> None:
+    assert clean(written) == masked
+    assert clean(masked) == masked  # and cleaning it again changes nothing
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        # Found by an exploratory test of web messages: a board or a rich-text form field that
+        # exports its HTML left tags and entities in the text, which were stored and shown as
+        # written and cut into words (nbsp, br, div, style) that the model read as the ticket's.
+        ("路灯不亮&nbsp;&nbsp;<br>请尽快维修<br/>", "路灯不亮 请尽快维修"),
+        ('<p>路灯不亮</p><div style="color:red">谢谢</div>', "路灯不亮 谢谢"),
+        ("<P>路灯不亮</P><BR />", "路灯不亮"),
+        ("路灯不亮&lt;请处理&gt;&quot;谢谢&quot;&#12290;", '路灯不亮<请处理>"谢谢"。'),
+        ("噪音&amp;油烟", "噪音&油烟"),
+        ("&amp;lt;br&amp;gt;路灯", "路灯"),  # escaped twice by an export
+        ("<br>&nbsp;<p></p>", ""),  # nothing but markup: a blank text (is_blank)
+        # Not markup: comparisons, ampersands and brackets that citizens type.
+        ("温度<30度，a<b，1<2>0", "温度<30度,a<b,1<2>0"),
+        ("AT&T 和 R&D部门，网址?id=1&section=2", "at&t 和 r&d部门,网址?id=1&section=2"),
+        ("<幸福里小区>的《消费者权益保护法》", "<幸福里小区>的《消费者权益保护法》"),
+    ],
+)
+def test_normalize_reads_web_markup_as_the_text_it_shows(written: str, read: str) -> None:
+    assert normalize(written) == read
+    assert normalize(read) == read  # and normalising again changes nothing
+    assert is_blank(written) == (not read)
