@@ -74,6 +74,9 @@ _ZONED = re.compile(
 # column formatted "General" (常规) holds it, and its CSV export writes it: five digits are
 # 1927-05-18 to 2173-10-14.
 _EXCEL_SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
+# A Unix time, seconds (ten digits: 2001-09-09 to 2286-11-20) or milliseconds since 1970, as JSON
+# exports write times; not read as one: 20190105 is a date, and a number's unit cannot be told.
+_UNIX_TIME = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
 
 
 class MixedDateOrder(ValueError):
@@ -280,9 +283,11 @@ def _missing_times_message(
     cited: Sequence[str],
     clock: bool,
     serial: bool = False,
+    unix: bool = False,
 ) -> str:
     """A window needs times, and ``missing`` rows have none readable (the first few ``cited``);
-    ``clock``: some is a time of day alone, ``serial``: some is an Excel serial day number."""
+    ``clock``: some is a time of day alone, ``serial``: some is an Excel serial day number,
+    ``unix``: some is a Unix time."""
     more = f" and {missing - MAX_CITED:,} more" if missing > MAX_CITED else ""
     hint = (
         " (a time of day has no date: map the column that holds the dates with --time-col)"
@@ -293,6 +298,11 @@ def _missing_times_message(
         hint += (
             " (a number such as 43470.583 is Excel's serial day number, what a date column "
             "formatted as General holds: format the column as a date in Excel and save again)"
+        )
+    if unix:
+        hint += (
+            " (a number such as 1704412980 is a Unix time, seconds or milliseconds since 1970, "
+            "which is not read as a time: export the times as dates)"
         )
     of_rows = counted(rows_in, "row", thousands=True)
     return (
@@ -331,8 +341,9 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
     cited = [f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED]]
     clock = bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
     serial = bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
+    unix = bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
     raise TrainingDataError(
-        _missing_times_message(option, column, len(rows), len(df), cited, clock, serial)
+        _missing_times_message(option, column, len(rows), len(df), cited, clock, serial, unix)
     )
 
 
@@ -614,6 +625,7 @@ def _read_window(
     cited: list[str] = []
     clock = False
     serial = False
+    unix = False
     # (value, where) of the first readable time written with its zone and of the first without.
     zoned: tuple[str, str] | None = None
     naive: tuple[str, str] | None = None
@@ -661,6 +673,7 @@ def _read_window(
             ]
             clock |= bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
             serial |= bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
+            unix |= bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
         if zoned is None or naive is None:
             z, u = _zones(text, times)
             if zoned is None and z is not None:
@@ -722,7 +735,7 @@ def _read_window(
         if blank_files:
             return refused(_blank_files_message(option, column, blank_files))
         return refused(
-            _missing_times_message(option, column, missing, rows_in, cited, clock, serial)
+            _missing_times_message(option, column, missing, rows_in, cited, clock, serial, unix)
         )
     rows = pd.concat(kept) if kept else None
     if rows_in == 0:  # a header alone: the callers say so first (require_rows), in its words

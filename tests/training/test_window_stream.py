@@ -4,6 +4,7 @@ memory of the window (``paidan train --since / --max-rows`` on a history larger 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
@@ -319,3 +320,16 @@ def test_an_excel_serial_number_for_a_time_is_named_as_one(tmp_path: Path, read:
     assert isinstance(said, str)
     assert "s.csv data row 2 ('43470.583')" in said
     assert "Excel's serial day number" in said
+
+
+@pytest.mark.parametrize("stamp", ["1546668000", "1546668000000"])
+def test_a_unix_time_for_a_time_is_named_as_one(tmp_path: Path, stamp: str) -> None:
+    # A JSON export's time as a number of seconds (or milliseconds) since 1970, as docs/labelling.md
+    # shows one (1704412980): refused as "no readable time", with no word of why.
+    path = tmp_path / "e.jsonl"
+    row = {"id": "1", "title": "", "text": "路灯不亮", "department": "市城管局", "time": int(stamp)}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    said = chunked([path], Window(max_rows=1), 2)
+    assert isinstance(said, str)
+    assert f"e.jsonl line 1 ('{stamp}')" in said
+    assert "Unix time" in said
