@@ -251,9 +251,14 @@ def _quoted(value: str) -> str:
     return repr(shown)
 
 
-def _where(df: pd.DataFrame, i: int) -> str:
+def _place(df: pd.DataFrame, i: int) -> tuple[str, int, str | None]:
+    """Row ``i`` of ``df`` as :func:`model.tickets.row_place` takes it: file, data row, path."""
     path = str(df[PATH_COL].iat[i]) if PATH_COL in df else None
-    return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path)
+    return str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path
+
+
+def _where(df: pd.DataFrame, i: int) -> str:
+    return row_place(*_place(df, i))
 
 
 def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, str]) -> str:
@@ -626,9 +631,10 @@ def _read_window(
     clock = False
     serial = False
     unix = False
-    # (value, where) of the first readable time written with its zone and of the first without.
-    zoned: tuple[str, str] | None = None
-    naive: tuple[str, str] | None = None
+    # The first readable time written with its zone and the first without: (value, file, data
+    # row, path), named (row_place) only for the warning, as ``newest`` is.
+    zoned: tuple[str, str, int, str | None] | None = None
+    naive: tuple[str, str, int, str | None] | None = None
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
     # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
     # chunk with a newer time, a JSON Lines history read oldest first was read again from its
@@ -677,9 +683,9 @@ def _read_window(
         if zoned is None or naive is None:
             z, u = _zones(text, times)
             if zoned is None and z is not None:
-                zoned = (raw.iat[z], _where(chunk, z))
+                zoned = (raw.iat[z], *_place(chunk, z))
             if naive is None and u is not None:
-                naive = (raw.iat[u], _where(chunk, u))
+                naive = (raw.iat[u], *_place(chunk, u))
         keep = np.ones(n, dtype=bool)
         if not na.all():
             top = int(times.reset_index(drop=True).idxmax())  # the first of the newest
@@ -749,7 +755,9 @@ def _read_window(
         return refused(_nothing_since_message(window, since_opt, newest[0], where))
     assert rows is not None
     if by_time and zoned is not None and naive is not None:
-        _warn_mixed_zones(column, zoned, naive)
+        _warn_mixed_zones(
+            column, (zoned[0], row_place(*zoned[1:])), (naive[0], row_place(*naive[1:]))
+        )
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
     rows = rows.drop(columns=["_pos", "_t"])
