@@ -9,6 +9,7 @@ in the model's metadata, so the model can be rebuilt from the same files.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from training.validate import TRAIN_OPTIONS, Options, TrainingDataError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 # How many rows without a readable time an error lists.
 MAX_CITED = 5
@@ -60,6 +63,20 @@ _NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](?:\d{4}|\d{2})(?:[\sT
 # A time of day alone (Excel's time cells, a 时间 column beside a 日期 one): pandas reads it as that
 # time today, which put every ticket inside any --since window.
 _TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")
+
+
+# A time of day written with its zone: an offset (+08:00, +0800, -05), Z, or UTC/GMT after it.
+_ZONED = re.compile(
+    r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|GMT|(?:UTC|GMT)?[+-]\d{2}(?::?\d{2})?)$",
+    re.IGNORECASE,
+)
+# Excel's serial day number (days since 1899-12-30; 43470.583 is 2019-01-05 14:00), as a date
+# column formatted "General" (常规) holds it, and its CSV export writes it: five digits are
+# 1927-05-18 to 2173-10-14.
+_EXCEL_SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
+# A Unix time, seconds (ten digits: 2001-09-09 to 2286-11-20) or milliseconds since 1970, as JSON
+# exports write times; not read as one: 20190105 is a date, and a number's unit cannot be told.
+_UNIX_TIME = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
 
 
 class MixedDateOrder(ValueError):
@@ -234,9 +251,14 @@ def _quoted(value: str) -> str:
     return repr(shown)
 
 
-def _where(df: pd.DataFrame, i: int) -> str:
+def _place(df: pd.DataFrame, i: int) -> tuple[str, int, str | None]:
+    """Row ``i`` of ``df`` as :func:`model.tickets.row_place` takes it: file, data row, path."""
     path = str(df[PATH_COL].iat[i]) if PATH_COL in df else None
-    return row_place(str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path)
+    return str(df[SOURCE_COL].iat[i]), int(df[ROW_COL].iat[i]), path
+
+
+def _where(df: pd.DataFrame, i: int) -> str:
+    return row_place(*_place(df, i))
 
 
 def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, str]) -> str:
@@ -259,15 +281,34 @@ def _blank_files_message(option: str, column: str, blank_files: Sequence[str]) -
 
 
 def _missing_times_message(
-    option: str, column: str, missing: int, rows_in: int, cited: Sequence[str], clock: bool
+    option: str,
+    column: str,
+    missing: int,
+    rows_in: int,
+    cited: Sequence[str],
+    clock: bool,
+    serial: bool = False,
+    unix: bool = False,
 ) -> str:
-    """A window needs times, and ``missing`` rows have none readable (the first few ``cited``)."""
+    """A window needs times, and ``missing`` rows have none readable (the first few ``cited``);
+    ``clock``: some is a time of day alone, ``serial``: some is an Excel serial day number,
+    ``unix``: some is a Unix time."""
     more = f" and {missing - MAX_CITED:,} more" if missing > MAX_CITED else ""
     hint = (
         " (a time of day has no date: map the column that holds the dates with --time-col)"
         if clock
         else ""
     )
+    if serial:
+        hint += (
+            " (a number such as 43470.583 is Excel's serial day number, what a date column "
+            "formatted as General holds: format the column as a date in Excel and save again)"
+        )
+    if unix:
+        hint += (
+            " (a number such as 1704412980 is a Unix time, seconds or milliseconds since 1970, "
+            "which is not read as a time: export the times as dates)"
+        )
     of_rows = counted(rows_in, "row", thousands=True)
     return (
         f"{option} needs every ticket's time, and "
@@ -304,8 +345,38 @@ def _require_times(df: pd.DataFrame, times: pd.Series, option: str, column: str)
     rows = missing.nonzero()[0]
     cited = [f"{_where(df, i)} ({_quoted(raw.iat[i])})" for i in rows[:MAX_CITED]]
     clock = bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
+    serial = bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
+    unix = bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
     raise TrainingDataError(
-        _missing_times_message(option, column, len(rows), len(df), cited, clock)
+        _missing_times_message(option, column, len(rows), len(df), cited, clock, serial, unix)
+    )
+
+
+def _zones(text: pd.Series, times: pd.Series) -> tuple[int | None, int | None]:
+    """Of readable ``times`` (their cells ``text``, :func:`_time_text`): the position of the
+    first written with its zone (:data:`_ZONED`) and of the first without, ``None`` for none."""
+    readable = times.notna().to_numpy()
+    zoned = text.str.contains(_ZONED).to_numpy()
+    with_zone = (readable & zoned).nonzero()[0]
+    without = (readable & ~zoned).nonzero()[0]
+    return (
+        int(with_zone[0]) if len(with_zone) else None,
+        int(without[0]) if len(without) else None,
+    )
+
+
+def _warn_mixed_zones(column: str, zoned: tuple[str, str], naive: tuple[str, str]) -> None:
+    """Times with a zone and times without in one column: ``zoned`` and ``naive`` are the first
+    (value, where) of each."""
+    logger.warning(
+        "column %s has times with a zone, %s (%s), and times without one, %s (%s), which are "
+        "taken as UTC: if they are local times (UTC+8 in China), the window places them that "
+        "many hours late; write every time with its zone, or none",
+        quoted(column),
+        _quoted(zoned[0]),
+        zoned[1],
+        _quoted(naive[0]),
+        naive[1],
     )
 
 
@@ -369,6 +440,14 @@ def select_window(
     by_time = window.since is not None or any_time
     if by_time:
         _require_times(df, times, since_opt if window.since is not None else max_opt, column)
+        zoned, naive = _zones(_time_text(df["time"]), times)
+        if zoned is not None and naive is not None:
+            raw = df["time"].astype(str).str.strip()
+            _warn_mixed_zones(
+                column,
+                (raw.iat[zoned], _where(df, zoned)),
+                (raw.iat[naive], _where(df, naive)),
+            )
     # datetime64 in UTC: an array of a zone-aware Series would be one Timestamp object per row.
     stamps = times.dt.tz_convert(None).to_numpy()
     keep = np.ones(len(df), dtype=bool)
@@ -550,6 +629,12 @@ def _read_window(
     missing = 0
     cited: list[str] = []
     clock = False
+    serial = False
+    unix = False
+    # The first readable time written with its zone and the first without: (value, file, data
+    # row, path), named (row_place) only for the warning, as ``newest`` is.
+    zoned: tuple[str, str, int, str | None] | None = None
+    naive: tuple[str, str, int, str | None] | None = None
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
     # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
     # chunk with a newer time, a JSON Lines history read oldest first was read again from its
@@ -593,6 +678,14 @@ def _read_window(
                 for i in rows[: MAX_CITED - len(cited)]
             ]
             clock |= bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
+            serial |= bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
+            unix |= bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
+        if zoned is None or naive is None:
+            z, u = _zones(text, times)
+            if zoned is None and z is not None:
+                zoned = (raw.iat[z], *_place(chunk, z))
+            if naive is None and u is not None:
+                naive = (raw.iat[u], *_place(chunk, u))
         keep = np.ones(n, dtype=bool)
         if not na.all():
             top = int(times.reset_index(drop=True).idxmax())  # the first of the newest
@@ -647,7 +740,9 @@ def _read_window(
         blank_files = [src for src, any_written in written.items() if not any_written]
         if blank_files:
             return refused(_blank_files_message(option, column, blank_files))
-        return refused(_missing_times_message(option, column, missing, rows_in, cited, clock))
+        return refused(
+            _missing_times_message(option, column, missing, rows_in, cited, clock, serial, unix)
+        )
     rows = pd.concat(kept) if kept else None
     if rows_in == 0:  # a header alone: the callers say so first (require_rows), in its words
         try:
@@ -659,6 +754,10 @@ def _read_window(
         where = row_place(newest[1], newest[2], newest[3])
         return refused(_nothing_since_message(window, since_opt, newest[0], where))
     assert rows is not None
+    if by_time and zoned is not None and naive is not None:
+        _warn_mixed_zones(
+            column, (zoned[0], row_place(*zoned[1:])), (naive[0], row_place(*naive[1:]))
+        )
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
     rows = rows.drop(columns=["_pos", "_t"])

@@ -1,12 +1,21 @@
 """Notebooks are executed headless on the bundled sample, so they cannot rot."""
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(autouse=True)
+def kernel_imports_this_checkout(monkeypatch):
+    """The kernel, which inherits the environment, imports this checkout's packages first."""
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *([path] if path else [])]))
 
 
 @pytest.mark.slow
@@ -29,6 +38,20 @@ def test_notebook_runs_and_shows_its_plots(path, tmp_path, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # class balance, lengths, confusion matrix, reliability plot
     assert any("macro_f1" in str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def test_the_kernel_imports_the_packages_of_this_checkout(tmp_path):
+    # The kernel starts in notebooks/, where `model` is not on the path: it imported the package
+    # the virtualenv has installed, so a second checkout (a git worktree) sharing the venv ran the
+    # notebooks on the first checkout's code, and their tests passed or failed for that code.
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import model, training\nprint(model.__file__)")]
+    )
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    [out] = nb.cells[0].outputs
+    assert Path(out["text"].strip()).parent == ROOT / "model"
 
 
 def test_there_is_a_notebook():

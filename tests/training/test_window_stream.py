@@ -4,6 +4,7 @@ memory of the window (``paidan train --since / --max-rows`` on a history larger 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
@@ -275,3 +276,60 @@ def test_a_json_lines_row_is_looked_up_by_its_line_only_for_a_message(
     said = chunked([path], Window(since=datetime(2099, 1, 1)), 2)
     assert isinstance(said, str) and "h.jsonl line 23" in said, said
     assert looked == [12]
+
+
+@pytest.mark.parametrize("read", ["whole", "chunked"])
+def test_times_with_and_without_a_zone_in_one_history_are_warned_of(
+    tmp_path: Path, read: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A history merged from two systems: one writes its times with their offset (+08:00), the
+    # other without. Those without are taken as UTC, eight hours from the others at a centre in
+    # UTC+8, so --max-rows and --since placed them wrongly without a word.
+    times = [f"2023-01-{d:02d} 09:00:00" for d in range(1, 21)]
+    times[12] = "2023-01-13T09:00:00+08:00"
+    path = write(tmp_path / "z.csv", times)
+    window = Window(max_rows=5)
+    with caplog.at_level("WARNING", logger="training.window"):
+        got = whole([path], window) if read == "whole" else chunked([path], window, 4)
+    assert not isinstance(got, str)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "'2023-01-13T09:00:00+08:00' (z.csv data row 13)" in said
+    assert "'2023-01-01 09:00:00' (z.csv data row 1)" in said
+    assert "taken as UTC" in said
+
+
+@pytest.mark.parametrize("times", [["2023-01-01 09:00:00+08:00"] * 3, ["2023-01-01 09:00"] * 3])
+def test_times_all_with_a_zone_or_all_without_are_not_warned_of(
+    tmp_path: Path, times: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "z.csv", times)
+    with caplog.at_level("WARNING", logger="training.window"):
+        chunked([path], Window(max_rows=2), 2)
+        whole([path], Window(max_rows=2))
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+@pytest.mark.parametrize("read", ["whole", "chunked"])
+def test_an_excel_serial_number_for_a_time_is_named_as_one(tmp_path: Path, read: str) -> None:
+    # A workbook's date column formatted as "General" (常规), or its CSV export, holds Excel's
+    # serial day numbers (43470.583 is 2019-01-05 14:00): refused as "no readable time" with
+    # advice to write 2026-01-31, which did not say why the cells were numbers.
+    path = write(tmp_path / "s.csv", ["2019-01-04 10:00:00", "43470.583", "2019-01-06 10:00:00"])
+    window = Window(since=datetime(2019, 1, 1))
+    said = whole([path], window) if read == "whole" else chunked([path], window, 2)
+    assert isinstance(said, str)
+    assert "s.csv data row 2 ('43470.583')" in said
+    assert "Excel's serial day number" in said
+
+
+@pytest.mark.parametrize("stamp", ["1546668000", "1546668000000"])
+def test_a_unix_time_for_a_time_is_named_as_one(tmp_path: Path, stamp: str) -> None:
+    # A JSON export's time as a number of seconds (or milliseconds) since 1970, as docs/labelling.md
+    # shows one (1704412980): refused as "no readable time", with no word of why.
+    path = tmp_path / "e.jsonl"
+    row = {"id": "1", "title": "", "text": "路灯不亮", "department": "市城管局", "time": int(stamp)}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    said = chunked([path], Window(max_rows=1), 2)
+    assert isinstance(said, str)
+    assert f"e.jsonl line 1 ('{stamp}')" in said
+    assert "Unix time" in said
