@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AliasChoices,
@@ -80,6 +80,15 @@ PRINTABLE: JsonDict = {"pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}
 # unassigned characters alone also count as blank).
 _VISIBLE = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u2060-\\u206f\\ufeff]"
 NOT_BLANK: JsonDict = {"pattern": _VISIBLE}
+
+
+def id_schema(schema: JsonDict) -> None:
+    """The JSON Schema of an id that :func:`integer_as_text` reads: a printable string, an integer
+    (read as its digits) or null. Said ``string | null`` alone, the schema kept generated clients
+    and request validators from sending the ticket numbers the server takes."""
+    schema.update(PRINTABLE)
+    variants = cast(list[JsonDict], schema.get("anyOf", []))
+    schema["anyOf"] = [*variants[:1], {"type": "integer"}, *variants[1:]]
 
 
 # A decision without a department (a category-only deployment) is stored as an empty department:
@@ -232,7 +241,7 @@ class RouteRequestBase(_ScrubbedRequest):
         None,
         max_length=MAX_ID_CHARS,
         description="The caller's ticket id (a JSON integer is read as its digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
@@ -265,7 +274,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         description="The caller's ticket id (`id`, its name in POST /v1/route, is accepted too; "
         "sent with `ticket_id`, it must name the same ticket; a JSON integer is read as its "
         "digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     title: str | None = Field(None, description="Ticket title; stored PII-masked")
     text: str = Field(description="The complaint text; stored PII-masked")
@@ -291,7 +300,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         None,
         max_length=MAX_ID_CHARS,
         description="Who decided (operator id; a JSON integer is read as its digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     model_version: str | None = Field(
         None,
