@@ -756,14 +756,19 @@ def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     client = make_client()
     client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
-        response = client.post("/v1/route", json={"text": secret})
+        response = client.post(
+            "/v1/route", json={"text": secret}, headers={"X-Request-ID": "gw-7f3a"}
+        )
+    # The request id finds the error's log line: "it was logged" alone named no way to it.
     assert response.json() == {
         "error": {
             "code": "internal_error",
-            "message": "an unexpected error occurred; it was logged",
+            "message": "an unexpected error occurred; it was logged with request id gw-7f3a",
             "field": None,
         }
     }
+    assert response.headers["X-Request-ID"] == "gw-7f3a"
+    assert "request_id=gw-7f3a" in caplog.text
     assert_error(response, 500, "internal_error")
     assert secret not in response.text
     assert "ValueError" in caplog.text
@@ -2063,6 +2068,45 @@ def test_metrics_and_access_log_see_each_request_once(
             'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in text
         )
         assert 'paidan_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+
+
+def test_every_answer_carries_a_request_id_that_the_access_log_names(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    # No answer named its request: a client's report of a failed call (a 422 from a batch job, a
+    # 503 at night) could not be matched with the server's access log line.
+    with caplog.at_level(logging.INFO, logger="serve.access"):
+        caplog.clear()
+        routed = client.post("/v1/route", json=WAGE, headers={"X-Request-ID": "a1b2-C3.d4:e5"})
+        refused = client.post("/v1/route", json={"txt": "x"}, headers={"x-request-id": "job-9/2"})
+        lost = client.get("/v1/nowhere")
+        unsafe = [
+            client.get("/healthz", headers={"X-Request-ID": sent})
+            for sent in ('a b"c', "13812345678", "x" * 129)
+        ]
+    assert routed.status_code == 200 and routed.headers["X-Request-ID"] == "a1b2-C3.d4:e5"
+    assert refused.status_code == 422 and refused.headers["X-Request-ID"] == "job-9/2"
+    # None sent, or one that would break a log line or put a phone number in it: a new one.
+    made = [lost.headers["X-Request-ID"]] + [a.headers["X-Request-ID"] for a in unsafe]
+    assert all(re.fullmatch("[0-9a-f]{32}", m) for m in made), made
+    assert len(set(made)) == len(made)
+    lines = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    ids = ["a1b2-C3.d4:e5", "job-9/2", *made]
+    assert len(lines) == len(ids), lines
+    for line, request_id in zip(lines, ids, strict=True):
+        assert line.endswith(f" request_id={request_id}"), (line, request_id)
+    assert "13812345678" not in caplog.text
+    # A page on another origin may send one and read it.
+    cors = make_client(cors_origins=("https://desk.example",))
+    preflight = {
+        "Origin": "https://desk.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-request-id",
+    }
+    assert cors.options("/v1/route", headers=preflight).status_code == 200
+    answer = cors.get("/healthz", headers={"Origin": "https://desk.example"})
+    assert "X-Request-ID" in answer.headers["Access-Control-Expose-Headers"]
 
 
 def test_metrics_count_methods_the_app_does_not_serve_as_other(
