@@ -1042,6 +1042,28 @@ def test_the_schema_lets_ids_be_sent_as_the_integers_the_server_reads(client: Te
         assert list(Draft202012Validator(body_schema(name)).iter_errors(bad)), name
 
 
+def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
+    # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
+    # 200), and /metrics's 200 named no content type: a client generated from the schema had no
+    # error type for the one and read the other as empty.
+    paths = client.get("/openapi.json").json()["paths"]
+    client.app.state.router = None  # type: ignore[attr-defined]  # as before the model loads
+    for method, path, body in (
+        ("get", "/v1/model", None),
+        ("post", "/v1/route", WAGE),
+        ("post", "/v1/route/batch", {"items": [WAGE]}),
+    ):
+        answer = client.request(method, path, json=body)
+        assert_error(answer, 503, "model_not_loaded")
+        documented = paths[path][method]["responses"]
+        assert "503" in documented, (path, list(documented))
+        schema = documented["503"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, path
+    metrics = client.get("/metrics")
+    media_type = metrics.headers["content-type"].split(";")[0]
+    assert media_type in paths["/metrics"]["get"]["responses"]["200"].get("content", {})
+
+
 def test_a_title_only_ticket_is_told_to_send_its_title_as_text(client: TestClient) -> None:
     # 12345 exports sometimes hold the whole complaint in the title: "body.text: is required"
     # named no way to route such a ticket.
