@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -124,6 +125,22 @@ def integer_as_text(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def whole_number(value: Any) -> Any:
+    """A JSON number without a fractional part written with one (``3.0``) as the integer it is;
+    anything else unchanged, and checked as a strict integer.
+
+    JSON Schema's ``integer``, which the OpenAPI schema states, is met by ``3.0``, and a client
+    whose numbers are all doubles writes that; ``true`` and ``"3"`` stay refused.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict: JSON true or "3" is a client's mistake, not a count of candidates.
+CandidateCount = Annotated[StrictInt, BeforeValidator(whole_number)]
 
 
 def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
@@ -245,8 +262,9 @@ class RouteRequestBase(_ScrubbedRequest):
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
-    # Strict: JSON true or "3" is a client's mistake, not a count of candidates.
-    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
+    top_k: CandidateCount | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="Candidates per head"
+    )
 
     _text_not_blank = field_validator("text")(not_blank)
     _id_number = field_validator("id", mode="before")(integer_as_text)
@@ -259,7 +277,7 @@ class RouteBatchRequestBase(BaseModel):
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
     )
-    top_k: StrictInt | None = Field(
+    top_k: CandidateCount | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
     )
 

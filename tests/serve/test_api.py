@@ -275,6 +275,24 @@ def test_similar_k_and_top_k_settings_shape_every_answer(
     assert 1 <= len(client.post("/v1/route", json=WAGE).json()["similar"]) <= 2
 
 
+def test_top_k_written_as_a_whole_number_with_a_fraction_is_read(client: TestClient) -> None:
+    # The schema says `integer`, which JSON Schema meets with 2.0 (a client whose numbers are all
+    # doubles writes that), but the server refused it: "body.top_k: Input should be a valid
+    # integer". A fraction, true or "3" stays refused (above and below).
+    routed = client.post("/v1/route", json={**WAGE, "top_k": 2.0})
+    assert routed.status_code == 200, routed.text
+    assert len(routed.json()["department"]["candidates"]) == 2
+    batch = client.post(
+        "/v1/route/batch", json={"items": [WAGE, {**SMOKE, "top_k": 1.0}], "top_k": 2.0}
+    )
+    assert batch.status_code == 200, batch.text
+    first, second = batch.json()["results"]
+    assert len(first["result"]["department"]["candidates"]) == 2, first
+    assert len(second["result"]["department"]["candidates"]) == 1, second
+    error = assert_error(client.post("/v1/route", json={**WAGE, "top_k": 2.5}), 422)
+    assert error["field"] == "body.top_k", error
+
+
 # -- limits and errors -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("payload", "field"),
