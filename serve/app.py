@@ -46,9 +46,9 @@ from serve.errors import (
 from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
+from serve.requestid import RequestIdMiddleware
 from serve.routes import api_router
 from serve.schemas import make_request_models
-from serve.requestid import RequestIdMiddleware
 from serve.security import RootPathAliasMiddleware, install_security, route_path
 from serve.telemetry import TelemetryMiddleware, install_refusal_hook
 from serve.workers import replacement_start, report_served, supervisor_of_this_process

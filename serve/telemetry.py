@@ -4,7 +4,8 @@ uvicorn's own access log prints the raw request line, query string included, so 
 ``GET /v1/route?text=…13812345678`` would put a phone number in the log; ``paidan serve`` turns it
 off and :class:`TelemetryMiddleware` logs instead, on the ``serve.access`` logger: method,
 PII-masked path (:func:`serve.security.loggable_path`), the names (never the values) of query
-parameters, status, time and request id (:mod:`serve.requestid`). Other headers, and so API keys, are never logged.
+parameters, status, time and request id (:mod:`serve.requestid`). Other headers, and so API keys,
+are never logged.
 """
 
 from __future__ import annotations
