@@ -46,6 +46,7 @@ from serve.errors import (
 from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
+from serve.requestid import RequestIdMiddleware
 from serve.routes import api_router
 from serve.schemas import make_request_models
 from serve.security import RootPathAliasMiddleware, install_security, route_path
@@ -257,6 +258,9 @@ def create_app(
     # Outside even that: an unexpected error is answered and logged here, never re-raised to the
     # server, whose log line would quote its message (and so, maybe, the ticket).
     app.add_middleware(UnexpectedErrorMiddleware)
+    # Outside that: every answer, the 500 too, carries its request's X-Request-ID, which the
+    # access log and the error's log line name.
+    app.add_middleware(RequestIdMiddleware)
     # Outermost: /paidan/… on the server's own address under --root-path /paidan, which the page
     # names its assets and API by, is the route it names from the first middleware on.
     app.add_middleware(RootPathAliasMiddleware)

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model.text import counted, is_blank
 from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
+from serve.requestid import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -428,16 +429,22 @@ def log_unexpected(method: str, path: str, exc: BaseException) -> None:
     from serve.security import loggable_path  # serve.security imports this module
 
     logger.error(
-        "unhandled %s on %s %s\n%s",
+        "unhandled %s on %s %s (request_id=%s)\n%s",
         type(exc).__name__,
         method,
         loggable_path(path),
+        current_request_id() or "-",
         "".join(traceback.format_tb(exc.__traceback__)),
     )
 
 
 def unexpected_response() -> JSONResponse:
-    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+    # The request id finds the error's log line (its traceback) among a busy server's.
+    request_id = current_request_id()
+    logged = f" with request id {request_id}" if request_id else ""
+    return error_response(
+        500, "internal_error", f"an unexpected error occurred; it was logged{logged}"
+    )
 
 
 class UnexpectedErrorMiddleware:

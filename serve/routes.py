@@ -85,6 +85,10 @@ EXPORT_ERROR_KEY = "export_error"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 500, 503)
 }
+# A route without a body (GET /v1/model) answers these alone: before a model is loaded, a 503.
+SERVER_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (500, 503)
+}
 # Endpoints behind an API key (serve/auth.py) may also answer 401 and 403.
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
@@ -357,7 +361,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
 
         return StreamingResponse(lines(), media_type=JSONL_MEDIA_TYPE)
 
-    @api.get("/v1/model", response_model=ModelInfo, tags=["model"])
+    @api.get("/v1/model", response_model=ModelInfo, responses=SERVER_ERRORS, tags=["model"])
     def model_info(router: RouterDep, metadata: MetadataDep, settings: SettingsDep) -> ModelInfo:
         """The served model's version, labels, thresholds and cross-validated metrics, and the
         server's request limits."""
@@ -403,7 +407,13 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
         api.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
-    @api.get("/metrics", tags=["probes"], response_class=Response)
+    @api.get(
+        "/metrics",
+        tags=["probes"],
+        response_class=Response,
+        # Prometheus' text format; its exact media type carries a version parameter.
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_endpoint(request: Request, metrics: MetricsDep) -> Response:
         """Prometheus metrics: requests and latency per route, predictions, share sent to review."""
         content, media_type = await anyio.to_thread.run_sync(

@@ -11,11 +11,12 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -82,6 +83,15 @@ _VISIBLE = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u2060-\\u206f\\ufeff]"
 NOT_BLANK: JsonDict = {"pattern": _VISIBLE}
 
 
+def id_schema(schema: JsonDict) -> None:
+    """The JSON Schema of an id that :func:`integer_as_text` reads: a printable string, an integer
+    (read as its digits) or null. Said ``string | null`` alone, the schema kept generated clients
+    and request validators from sending the ticket numbers the server takes."""
+    schema.update(PRINTABLE)
+    variants = cast(list[JsonDict], schema.get("anyOf", []))
+    schema["anyOf"] = [*variants[:1], {"type": "integer"}, *variants[1:]]
+
+
 # A decision without a department (a category-only deployment) is stored as an empty department:
 # the column predates such decisions and is NOT NULL, and retraining reads an empty department as it
 # reads a history row's empty department cell. The API shows it as null.
@@ -115,6 +125,22 @@ def integer_as_text(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def whole_number(value: Any) -> Any:
+    """A JSON number without a fractional part written with one (``3.0``) as the integer it is;
+    anything else unchanged, and checked as a strict integer.
+
+    JSON Schema's ``integer``, which the OpenAPI schema states, is met by ``3.0``, and a client
+    whose numbers are all doubles writes that; ``true`` and ``"3"`` stay refused.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict: JSON true or "3" is a client's mistake, not a count of candidates.
+CandidateCount = Annotated[StrictInt, BeforeValidator(whole_number)]
 
 
 def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
@@ -232,12 +258,13 @@ class RouteRequestBase(_ScrubbedRequest):
         None,
         max_length=MAX_ID_CHARS,
         description="The caller's ticket id (a JSON integer is read as its digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
-    # Strict: JSON true or "3" is a client's mistake, not a count of candidates.
-    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="Candidates per head")
+    top_k: CandidateCount | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="Candidates per head"
+    )
 
     _text_not_blank = field_validator("text")(not_blank)
     _id_number = field_validator("id", mode="before")(integer_as_text)
@@ -250,7 +277,7 @@ class RouteBatchRequestBase(BaseModel):
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
     )
-    top_k: StrictInt | None = Field(
+    top_k: CandidateCount | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
     )
 
@@ -265,7 +292,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         description="The caller's ticket id (`id`, its name in POST /v1/route, is accepted too; "
         "sent with `ticket_id`, it must name the same ticket; a JSON integer is read as its "
         "digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     title: str | None = Field(None, description="Ticket title; stored PII-masked")
     text: str = Field(description="The complaint text; stored PII-masked")
@@ -291,7 +318,7 @@ class FeedbackRequestBase(_ScrubbedRequest):
         None,
         max_length=MAX_ID_CHARS,
         description="Who decided (operator id; a JSON integer is read as its digits)",
-        json_schema_extra=PRINTABLE,
+        json_schema_extra=id_schema,
     )
     model_version: str | None = Field(
         None,

@@ -18,6 +18,7 @@ from model.text import clean
 from serve.auth import KeyRefused
 from serve.cors import ErrorShapeCORSMiddleware
 from serve.errors import error_response
+from serve.requestid import REQUEST_ID_HEADER
 
 # On every answer. The page adds its Content-Security-Policy itself (serve/page.py).
 BASE_HEADERS: list[tuple[bytes, bytes]] = [
@@ -26,7 +27,7 @@ BASE_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 # API answers carry complaint texts (masked, but still personal): no cache may keep them.
 API_HEADERS: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
-CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
+CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER]
 CORS_MAX_AGE_S = 600
 
 
@@ -44,6 +45,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=CORS_HEADERS,
+            expose_headers=[REQUEST_ID_HEADER],  # readable by a page on another origin
             allow_credentials=False,  # keys travel in headers, never in cookies
             max_age=CORS_MAX_AGE_S,
         )

@@ -4,7 +4,8 @@ uvicorn's own access log prints the raw request line, query string included, so 
 ``GET /v1/route?text=…13812345678`` would put a phone number in the log; ``paidan serve`` turns it
 off and :class:`TelemetryMiddleware` logs instead, on the ``serve.access`` logger: method,
 PII-masked path (:func:`serve.security.loggable_path`), the names (never the values) of query
-parameters, status and time. Headers, and so API keys, are never logged.
+parameters, status, time and request id (:mod:`serve.requestid`). Other headers, and so API keys,
+are never logged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
+from serve.requestid import current_request_id
 from serve.security import aliased_scope, loggable_path
 
 ACCESS_LOGGER = "serve.access"
@@ -82,7 +84,7 @@ def record(metrics: Metrics, access_log: bool, scope: Scope, status: int, elapse
     if access_log and access_logger.isEnabledFor(logging.INFO):
         client = scope.get("client")
         access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %.1fms',
+            '%s - "%s %s HTTP/%s" %d %.1fms request_id=%s',
             f"{client[0]}:{client[1]}" if client else "-",
             method,
             # A request refused before its request line was read whole has no path.
@@ -90,6 +92,7 @@ def record(metrics: Metrics, access_log: bool, scope: Scope, status: int, elapse
             scope.get("http_version", "1.1"),
             status,
             elapsed * 1000,
+            current_request_id() or "-",  # none for the protocol's own 431
         )
 
 

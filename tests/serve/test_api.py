@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
 from model.text import clean, combine, normalize
@@ -272,6 +273,24 @@ def test_similar_k_and_top_k_settings_shape_every_answer(
     )
     client = make_client(similar_k=2)
     assert 1 <= len(client.post("/v1/route", json=WAGE).json()["similar"]) <= 2
+
+
+def test_top_k_written_as_a_whole_number_with_a_fraction_is_read(client: TestClient) -> None:
+    # The schema says `integer`, which JSON Schema meets with 2.0 (a client whose numbers are all
+    # doubles writes that), but the server refused it: "body.top_k: Input should be a valid
+    # integer". A fraction, true or "3" stays refused (above and below).
+    routed = client.post("/v1/route", json={**WAGE, "top_k": 2.0})
+    assert routed.status_code == 200, routed.text
+    assert len(routed.json()["department"]["candidates"]) == 2
+    batch = client.post(
+        "/v1/route/batch", json={"items": [WAGE, {**SMOKE, "top_k": 1.0}], "top_k": 2.0}
+    )
+    assert batch.status_code == 200, batch.text
+    first, second = batch.json()["results"]
+    assert len(first["result"]["department"]["candidates"]) == 2, first
+    assert len(second["result"]["department"]["candidates"]) == 1, second
+    error = assert_error(client.post("/v1/route", json={**WAGE, "top_k": 2.5}), 422)
+    assert error["field"] == "body.top_k", error
 
 
 # -- limits and errors -----------------------------------------------------------------------------
@@ -755,14 +774,19 @@ def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     client = make_client()
     client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR):
-        response = client.post("/v1/route", json={"text": secret})
+        response = client.post(
+            "/v1/route", json={"text": secret}, headers={"X-Request-ID": "gw-7f3a"}
+        )
+    # The request id finds the error's log line: "it was logged" alone named no way to it.
     assert response.json() == {
         "error": {
             "code": "internal_error",
-            "message": "an unexpected error occurred; it was logged",
+            "message": "an unexpected error occurred; it was logged with request id gw-7f3a",
             "field": None,
         }
     }
+    assert response.headers["X-Request-ID"] == "gw-7f3a"
+    assert "request_id=gw-7f3a" in caplog.text
     assert_error(response, 500, "internal_error")
     assert secret not in response.text
     assert "ValueError" in caplog.text
@@ -1005,6 +1029,57 @@ def test_ticket_and_operator_numbers_are_read_as_ids(client: TestClient) -> None
             client.post("/v1/route", json={"id": bad, "text": WAGE["text"]}), 422, "invalid_request"
         )
         assert error["field"] == "body.id", error
+
+
+def test_the_schema_lets_ids_be_sent_as_the_integers_the_server_reads(client: TestClient) -> None:
+    # The server reads an integer id as its digits (above), but the OpenAPI schema said
+    # `string | null` only: a client generated from it could not send the ticket system's numbers,
+    # and a request validator in front of the API refused what the server accepts.
+    spec = client.get("/openapi.json").json()
+
+    def body_schema(name: str) -> dict[str, Any]:
+        # The spec's components under the root a $ref names, so that the validator finds them.
+        return {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+
+    sent = {
+        "RouteRequest": {"id": 20261206001, "text": WAGE["text"]},
+        "FeedbackRequest": {
+            "ticket_id": 20261206001,
+            "dispatcher_id": 1024,
+            "text": WAGE["text"],
+            "department": "人社",
+        },
+    }
+    for name, body in sent.items():
+        answer = client.post("/v1/route" if name == "RouteRequest" else "/v1/feedback", json=body)
+        assert answer.status_code in (200, 201), answer.text
+        errors = list(Draft202012Validator(body_schema(name)).iter_errors(body))
+        assert not errors, (name, [e.message for e in errors])
+        # A fraction is still no id, in the schema as on the server.
+        bad = {**body, ("id" if name == "RouteRequest" else "ticket_id"): 1.5}
+        assert list(Draft202012Validator(body_schema(name)).iter_errors(bad)), name
+
+
+def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
+    # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
+    # 200), and /metrics's 200 named no content type: a client generated from the schema had no
+    # error type for the one and read the other as empty.
+    paths = client.get("/openapi.json").json()["paths"]
+    client.app.state.router = None  # type: ignore[attr-defined]  # as before the model loads
+    for method, path, body in (
+        ("get", "/v1/model", None),
+        ("post", "/v1/route", WAGE),
+        ("post", "/v1/route/batch", {"items": [WAGE]}),
+    ):
+        answer = client.request(method, path, json=body)
+        assert_error(answer, 503, "model_not_loaded")
+        documented = paths[path][method]["responses"]
+        assert "503" in documented, (path, list(documented))
+        schema = documented["503"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, path
+    metrics = client.get("/metrics")
+    media_type = metrics.headers["content-type"].split(";")[0]
+    assert media_type in paths["/metrics"]["get"]["responses"]["200"].get("content", {})
 
 
 def test_a_title_only_ticket_is_told_to_send_its_title_as_text(client: TestClient) -> None:
@@ -2033,6 +2108,45 @@ def test_metrics_and_access_log_see_each_request_once(
             'paidan_http_requests_total{method="POST",route="/v1/route",status="200"} 1.0' in text
         )
         assert 'paidan_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+
+
+def test_every_answer_carries_a_request_id_that_the_access_log_names(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    # No answer named its request: a client's report of a failed call (a 422 from a batch job, a
+    # 503 at night) could not be matched with the server's access log line.
+    with caplog.at_level(logging.INFO, logger="serve.access"):
+        caplog.clear()
+        routed = client.post("/v1/route", json=WAGE, headers={"X-Request-ID": "a1b2-C3.d4:e5"})
+        refused = client.post("/v1/route", json={"txt": "x"}, headers={"x-request-id": "job-9/2"})
+        lost = client.get("/v1/nowhere")
+        unsafe = [
+            client.get("/healthz", headers={"X-Request-ID": sent})
+            for sent in ('a b"c', "13812345678", "x" * 129)
+        ]
+    assert routed.status_code == 200 and routed.headers["X-Request-ID"] == "a1b2-C3.d4:e5"
+    assert refused.status_code == 422 and refused.headers["X-Request-ID"] == "job-9/2"
+    # None sent, or one that would break a log line or put a phone number in it: a new one.
+    made = [lost.headers["X-Request-ID"]] + [a.headers["X-Request-ID"] for a in unsafe]
+    assert all(re.fullmatch("[0-9a-f]{32}", m) for m in made), made
+    assert len(set(made)) == len(made)
+    lines = [r.getMessage() for r in caplog.records if r.name == "serve.access"]
+    ids = ["a1b2-C3.d4:e5", "job-9/2", *made]
+    assert len(lines) == len(ids), lines
+    for line, request_id in zip(lines, ids, strict=True):
+        assert line.endswith(f" request_id={request_id}"), (line, request_id)
+    assert "13812345678" not in caplog.text
+    # A page on another origin may send one and read it.
+    cors = make_client(cors_origins=("https://desk.example",))
+    preflight = {
+        "Origin": "https://desk.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-request-id",
+    }
+    assert cors.options("/v1/route", headers=preflight).status_code == 200
+    answer = cors.get("/healthz", headers={"Origin": "https://desk.example"})
+    assert "X-Request-ID" in answer.headers["Access-Control-Expose-Headers"]
 
 
 def test_metrics_count_methods_the_app_does_not_serve_as_other(
