@@ -1137,3 +1137,63 @@ def test_the_start_up_lines_are_dated_as_the_servers_log(
     assert [m is not None for m in map(dated.match, lines)] == [True, True], lines
     assert said[0].startswith(f"serving {tmp_path} on http://127.0.0.1:8123 (feedback: "), said
     assert said[1] == "note: model x is the sample", said
+
+
+def test_an_earlier_runs_behind_current_is_dropped_at_start_and_a_running_servers_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that said `paidan_model_behind_current 1` and then stopped (a single worker never
+    # drops its value; kill -9 or the OOM killer leaves any worker's) left its file in a
+    # PROMETHEUS_MULTIPROC_DIR that is set: after a restart that serves `current` again, /readyz
+    # said ready while /metrics said 1, the largest of the files' values, until the directory was
+    # emptied by hand, and the alert on it never cleared.
+    import subprocess
+    import sys
+
+    from serve import metrics
+    from serve.server import check_metrics_dir
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(metrics_dir))
+    code = (
+        "import os, sys; from serve.metrics import Metrics; "
+        "m = Metrics(); m.behind_current.set(1); m.decisions.labels('review').inc(); "
+        "print(os.getpid(), flush=True); sys.stdin.read()"
+    )
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(metrics_dir)}
+
+    def behind() -> bool:
+        return f"{metrics.BEHIND_CURRENT} 1.0" in metrics.Metrics().exposition()[0].decode()
+
+    def server_behind() -> subprocess.Popen[str]:
+        """A process that says it is behind and runs until its standard input is closed."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == str(proc.pid)
+        return proc
+
+    earlier = server_behind()
+    assert earlier.stdin is not None
+    earlier.stdin.close()
+    earlier.wait(timeout=60)
+    assert behind()
+    check_metrics_dir()
+    assert not behind()
+    # Its counts are kept, as prometheus_client sums them (reported, not removed).
+    reviewed = 'paidan_route_decisions_total{decision="review"} 1.0'
+    assert reviewed in metrics.Metrics().exposition()[0].decode()
+    # Another server still running on the directory keeps its value.
+    running = server_behind()
+    try:
+        check_metrics_dir()
+        assert behind()
+    finally:
+        assert running.stdin is not None
+        running.stdin.close()
+        running.wait(timeout=60)
