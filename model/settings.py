@@ -58,8 +58,12 @@ class Settings(BaseSettings):
         True,
         description="When serving the root's current model, switch to whatever `current` points at",
     )
+    # Finite: `inf` (or 1e400) turned polling off while the log said "every inf s".
     reload_interval: float = Field(
-        2.0, ge=0, description="Seconds between checks of the `current` pointer; 0 turns it off"
+        2.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds between checks of the `current` pointer; 0 turns it off",
     )
     # -- access and limits (issue 5; see SECURITY.md) --
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(

@@ -133,6 +133,21 @@ def test_settings_from_an_env_file_with_windows_line_ends_lose_the_carriage_retu
     assert settings.reload_interval == 1.5
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-inf"])
+def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # `inf` (or 1e400, which reads as inf) was accepted: the server logged "following
+    # models/current every inf s" and never looked at the pointer again, and the admin reload
+    # answer said it "switches within inf s"; `nan` was refused as not ">= 0".
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        "invalid settings: PAIDAN_RELOAD_INTERVAL: Input should be a finite number"
+    )
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
