@@ -148,6 +148,49 @@ def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_settin
     )
 
 
+LENGTH_LIMITS = (
+    "max_text_chars",
+    "max_title_chars",
+    "max_batch",
+    "max_body_bytes",
+    "max_header_bytes",
+)
+
+
+@pytest.mark.parametrize("name", LENGTH_LIMITS)
+def test_a_length_limit_beyond_any_length_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # PAIDAN_MAX_TEXT_CHARS=99999999999999999999999 (zeros too many) was accepted; `paidan serve`
+    # announced "serving … on http://…" and then died with a 60-line SchemaError traceback
+    # ("int too big to convert") while building the request models.
+    import sys
+
+    monkeypatch.setenv(f"PAIDAN_{name.upper()}", str(sys.maxsize + 1))
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        f"invalid settings: PAIDAN_{name.upper()}: Input should be less than or equal to "
+        f"{sys.maxsize}"
+    )
+
+
+def test_the_largest_length_limits_build_the_request_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from serve.schemas import make_request_models
+
+    for name in LENGTH_LIMITS:
+        monkeypatch.setenv(f"PAIDAN_{name.upper()}", str(sys.maxsize))
+    models = make_request_models(load_settings())
+    assert (
+        models.route.model_validate({"text": "小区楼下烧烤店油烟很大"}).text
+        == "小区楼下烧烤店油烟很大"
+    )
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
