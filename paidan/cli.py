@@ -1476,6 +1476,9 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     from model.resources import sample_path, sample_remits_path
 
     root = settings.model_root
+    # Before the training (a minute or two), which found out only when it wrote the model, naming
+    # an --out the operator never gave.
+    check_model_root_writable(root)
     sample = sample_path()
     out.print(
         f"no model under {printable(str(root.resolve()))}: training the default model from the "
@@ -1511,6 +1514,31 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     set_current(root, version)
     out.print(f"trained model {version}, now the current model under {printable(str(root))}")
     return Path(model_dir)
+
+
+def check_model_root_writable(root: Path) -> None:
+    """Refuse a model root in which no model can be written, naming ``PAIDAN_MODEL_ROOT``.
+
+    Tried with a probe file, as :func:`model.artifact.check_writable` does (root passes permission
+    bits everywhere; a read-only mount or ``/proc`` still refuses).
+
+    Raises
+    ------
+    OutputPathError
+        Naming the variable, the directory and the reason.
+    """
+    import tempfile
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".paidan-probe-"):
+            pass
+    except OSError as e:
+        raise OutputPathError(
+            f"PAIDAN_MODEL_ROOT {printable(str(root))} cannot be written: {e.strerror or e}; it "
+            "holds no model, so the default model would be trained and written there: name a "
+            "directory this user can write, or one holding a model"
+        ) from None
 
 
 def _train_default(root: str, sample: str, remits: str, outcome_file: str) -> None:

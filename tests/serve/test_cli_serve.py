@@ -191,6 +191,29 @@ def test_the_largest_length_limits_build_the_request_models(
     )
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_serve_refuses_a_model_root_it_cannot_write_before_training_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PAIDAN_MODEL_ROOT that holds no model and cannot be made (a mistyped mount point, a path
+    # under a file) was found out only once the default model was trained, two minutes later:
+    # "--out …/20261207T121056Z-7a513df8 cannot be written", an option the operator never gave.
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("trained the default"))
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    # Under /proc no directory can be made, even by root (whom permission bits never stop).
+    root = Path("/proc/paidan-no-such-dir/models")
+    result = runner.invoke(
+        app,
+        ["serve", "--port", free_port()],
+        env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")},
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: PAIDAN_MODEL_ROOT {root} cannot be written" in " ".join(result.output.split())
+    assert "training the default model" not in result.output
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
