@@ -1631,6 +1631,7 @@ def serve(
     from serve.server import describe_database, run
     from serve.workers import WorkerStartError
 
+    from_env = False  # the model to serve is PAIDAN_MODEL_DIR's
     try:
         settings = load_settings()
         check_unknown_variables()
@@ -1640,6 +1641,7 @@ def serve(
         # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
         # against the working directory and refused as "outside the model root".
         chosen = model if model is not None else settings.model_dir
+        from_env = model is None and chosen is not None
         if names_current(chosen):
             chosen = None  # `current`: the root's current model, followed, not pinned
         model = model_path(chosen) if chosen is not None else None
@@ -1682,6 +1684,10 @@ def serve(
             access_log=access_log,
             announce=announce,
         )
+    except ModelLoadError as e:
+        # Set in a unit file's Environment= line, not typed with the command: "error: …/v7 is not
+        # a directory" left the operator to guess where the path came from.
+        raise fail(ModelLoadError(f"PAIDAN_MODEL_DIR={chosen}: {e}") if from_env else e) from None
     except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
         raise fail(e) from None
 

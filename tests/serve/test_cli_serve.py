@@ -214,6 +214,29 @@ def test_serve_refuses_a_model_root_it_cannot_write_before_training_the_default(
     assert "training the default model" not in result.output
 
 
+@pytest.mark.parametrize("value", ["gone", "{tmp}/models/gone"], ids=["version", "path"])
+def test_a_paidan_model_dir_that_cannot_be_served_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # "error: /srv/paidan/models/v7 is not a directory" named no setting: a model set in a systemd
+    # unit's Environment= line, not on the command line, left the operator to guess where it came
+    # from.
+    (tmp_path / "models").mkdir()
+    value = value.format(tmp=tmp_path)
+    env = {"PAIDAN_MODEL_DIR": value, "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["serve", "--port", free_port()], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: PAIDAN_MODEL_DIR={value}: "), result.output
+    # Given as --model, it is the option the operator just typed: said as before.
+    result = runner.invoke(
+        app,
+        ["serve", "--port", free_port(), "--model", value],
+        env={"PAIDAN_MODEL_ROOT": str(tmp_path / "models")},
+    )
+    assert result.exit_code == 2, result.output
+    assert "PAIDAN_MODEL_DIR" not in result.output and value in result.output
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
