@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,10 @@ KEY_HASH_PREFIX = "sha256:"
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$", re.IGNORECASE)
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The most any length or count limit may be: no text, list or body is longer (sys.maxsize). Beyond
+# pydantic's own (2**64 - 1), `paidan serve` announced itself and then died with a traceback
+# building the request models.
+MAX_LIMIT = sys.maxsize
 
 
 # The settings naming input columns (``text_col`` …), each the default of its ``--text-col`` …
@@ -50,16 +55,24 @@ class Settings(BaseSettings):
     top_k: int = Field(3, ge=1, le=20, description="Candidates returned per head")
     similar_k: int = Field(5, ge=0, le=20, description="Similar past tickets returned per ticket")
     max_text_chars: int = Field(
-        20_000, ge=100, description="Longest accepted ticket text, in characters"
+        20_000, ge=100, le=MAX_LIMIT, description="Longest accepted ticket text, in characters"
     )
-    max_title_chars: int = Field(200, ge=10, description="Longest accepted title, in characters")
-    max_batch: int = Field(1_000, ge=1, description="Most tickets in one batch request")
+    max_title_chars: int = Field(
+        200, ge=10, le=MAX_LIMIT, description="Longest accepted title, in characters"
+    )
+    max_batch: int = Field(
+        1_000, ge=1, le=MAX_LIMIT, description="Most tickets in one batch request"
+    )
     follow_current: bool = Field(
         True,
         description="When serving the root's current model, switch to whatever `current` points at",
     )
+    # Finite: `inf` (or 1e400) turned polling off while the log said "every inf s".
     reload_interval: float = Field(
-        2.0, ge=0, description="Seconds between checks of the `current` pointer; 0 turns it off"
+        2.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds between checks of the `current` pointer; 0 turns it off",
     )
     # -- access and limits (issue 5; see SECURITY.md) --
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -91,11 +104,15 @@ class Settings(BaseSettings):
     # (6 bytes): 1,000 shared real tickets (mean 348 characters) were 1.9-2.3 MiB so, over the
     # former 2 MiB in most batches; the 1,000 longest of 7,562 were 6.8 MiB.
     max_body_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes (8 MiB)"
+        8 * 1024 * 1024,
+        ge=1024,
+        le=MAX_LIMIT,
+        description="Largest accepted request body, in bytes (8 MiB)",
     )
     max_header_bytes: int = Field(
         64 * 1024,
         ge=1024,
+        le=MAX_LIMIT,
         description="Largest accepted request line and headers together, in bytes (64 KB); "
         "beyond it `paidan serve` answers 431 and closes the connection",
     )

@@ -1476,6 +1476,9 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     from model.resources import sample_path, sample_remits_path
 
     root = settings.model_root
+    # Before the training (a minute or two), which found out only when it wrote the model, naming
+    # an --out the operator never gave.
+    check_model_root_writable(root)
     sample = sample_path()
     out.print(
         f"no model under {printable(str(root.resolve()))}: training the default model from the "
@@ -1511,6 +1514,31 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     set_current(root, version)
     out.print(f"trained model {version}, now the current model under {printable(str(root))}")
     return Path(model_dir)
+
+
+def check_model_root_writable(root: Path) -> None:
+    """Refuse a model root in which no model can be written, naming ``PAIDAN_MODEL_ROOT``.
+
+    Tried with a probe file, as :func:`model.artifact.check_writable` does (root passes permission
+    bits everywhere; a read-only mount or ``/proc`` still refuses).
+
+    Raises
+    ------
+    OutputPathError
+        Naming the variable, the directory and the reason.
+    """
+    import tempfile
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".paidan-probe-"):
+            pass
+    except OSError as e:
+        raise OutputPathError(
+            f"PAIDAN_MODEL_ROOT {printable(str(root))} cannot be written: {e.strerror or e}; it "
+            "holds no model, so the default model would be trained and written there: name a "
+            "directory this user can write, or one holding a model"
+        ) from None
 
 
 def _train_default(root: str, sample: str, remits: str, outcome_file: str) -> None:
@@ -1603,6 +1631,7 @@ def serve(
     from serve.server import describe_database, run
     from serve.workers import WorkerStartError
 
+    from_env = False  # the model to serve is PAIDAN_MODEL_DIR's
     try:
         settings = load_settings()
         check_unknown_variables()
@@ -1612,6 +1641,7 @@ def serve(
         # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
         # against the working directory and refused as "outside the model root".
         chosen = model if model is not None else settings.model_dir
+        from_env = model is None and chosen is not None
         if names_current(chosen):
             chosen = None  # `current`: the root's current model, followed, not pinned
         model = model_path(chosen) if chosen is not None else None
@@ -1654,6 +1684,10 @@ def serve(
             access_log=access_log,
             announce=announce,
         )
+    except ModelLoadError as e:
+        # Set in a unit file's Environment= line, not typed with the command: "error: …/v7 is not
+        # a directory" left the operator to guess where the path came from.
+        raise fail(ModelLoadError(f"PAIDAN_MODEL_DIR={chosen}: {e}") if from_env else e) from None
     except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
         raise fail(e) from None
 

@@ -9,6 +9,7 @@ registry (tests build many apps in one process). With several uvicorn workers
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 DECISIONS = "paidan_route_decisions"
 BEHIND_CURRENT = "paidan_model_behind_current"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client's file of a "live" gauge (livemax, livesum …): one per process, by its id.
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
 
 class MetricsDirError(SettingsError):
@@ -135,6 +138,37 @@ def forget_process(pid: int | None) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+def forget_stopped_processes(path: Path) -> list[int]:
+    """Drop the live gauges that processes no longer running left in ``path`` (and this process's
+    own, which nothing has written yet at start-up); returns their ids.
+
+    A server that stops without its supervisor reaping it (one worker, which nothing reaps;
+    ``kill -9`` or the OOM killer) leaves its value: ``paidan_model_behind_current`` said 1 after
+    a restart that served ``current`` again, as the largest of every file's value, while
+    ``/readyz`` said ready. A process still running (another server on the directory) is kept.
+    """
+    from prometheus_client import multiprocess
+
+    gone = set()
+    for file in path.glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.match(file.name)
+        if match and (int(match.group(1)) == os.getpid() or not _running(int(match.group(1)))):
+            gone.add(int(match.group(1)))
+    for pid in gone:
+        multiprocess.mark_process_dead(pid, str(path))
+    return sorted(gone)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 class _Forward(Collector):

@@ -20,7 +20,7 @@ from model.router import Router
 from model.settings import Settings
 from model.startup import startup
 from serve.db import SERVER_TABLE_LOCK_WAIT_S, Database, DatabaseUnavailable, describe_url
-from serve.metrics import MULTIPROC_ENV, multiproc_dir
+from serve.metrics import MULTIPROC_ENV, forget_stopped_processes, multiproc_dir
 from serve.workers import Supervisor, listening_socket
 
 if TYPE_CHECKING:
@@ -84,11 +84,14 @@ def check_metrics_dir() -> None:
     run's processes are summed with this run's, so ``/metrics`` counts requests this server never
     answered. A directory ``paidan serve`` makes itself is new each run and removed at its end;
     one set in the environment is the user's (it may be shared, or watched), so it is not emptied
-    here, only reported. Called before any worker starts, when every file found is stale.
+    here, only reported; but the live gauges of processes no longer running are dropped
+    (:func:`serve.metrics.forget_stopped_processes`), as the supervisor drops a reaped worker's.
+    Called before any worker starts, when every file found is stale.
     """
     path = multiproc_dir()
     if path is None:
         return
+    forget_stopped_processes(path)
     stale = sorted(f.name for f in path.glob("*.db"))
     if stale:
         logger.warning(

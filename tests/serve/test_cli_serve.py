@@ -133,6 +133,110 @@ def test_settings_from_an_env_file_with_windows_line_ends_lose_the_carriage_retu
     assert settings.reload_interval == 1.5
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-inf"])
+def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # `inf` (or 1e400, which reads as inf) was accepted: the server logged "following
+    # models/current every inf s" and never looked at the pointer again, and the admin reload
+    # answer said it "switches within inf s"; `nan` was refused as not ">= 0".
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        "invalid settings: PAIDAN_RELOAD_INTERVAL: Input should be a finite number"
+    )
+
+
+LENGTH_LIMITS = (
+    "max_text_chars",
+    "max_title_chars",
+    "max_batch",
+    "max_body_bytes",
+    "max_header_bytes",
+)
+
+
+@pytest.mark.parametrize("name", LENGTH_LIMITS)
+def test_a_length_limit_beyond_any_length_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # PAIDAN_MAX_TEXT_CHARS=99999999999999999999999 (zeros too many) was accepted; `paidan serve`
+    # announced "serving … on http://…" and then died with a 60-line SchemaError traceback
+    # ("int too big to convert") while building the request models.
+    import sys
+
+    monkeypatch.setenv(f"PAIDAN_{name.upper()}", str(sys.maxsize + 1))
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        f"invalid settings: PAIDAN_{name.upper()}: Input should be less than or equal to "
+        f"{sys.maxsize}"
+    )
+
+
+def test_the_largest_length_limits_build_the_request_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from serve.schemas import make_request_models
+
+    for name in LENGTH_LIMITS:
+        monkeypatch.setenv(f"PAIDAN_{name.upper()}", str(sys.maxsize))
+    models = make_request_models(load_settings())
+    assert (
+        models.route.model_validate({"text": "小区楼下烧烤店油烟很大"}).text
+        == "小区楼下烧烤店油烟很大"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_serve_refuses_a_model_root_it_cannot_write_before_training_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PAIDAN_MODEL_ROOT that holds no model and cannot be made (a mistyped mount point, a path
+    # under a file) was found out only once the default model was trained, two minutes later:
+    # "--out …/20261207T121056Z-7a513df8 cannot be written", an option the operator never gave.
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("trained the default"))
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    # Under /proc no directory can be made, even by root (whom permission bits never stop).
+    root = Path("/proc/paidan-no-such-dir/models")
+    result = runner.invoke(
+        app,
+        ["serve", "--port", free_port()],
+        env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")},
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: PAIDAN_MODEL_ROOT {root} cannot be written" in " ".join(result.output.split())
+    assert "training the default model" not in result.output
+
+
+@pytest.mark.parametrize("value", ["gone", "{tmp}/models/gone"], ids=["version", "path"])
+def test_a_paidan_model_dir_that_cannot_be_served_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # "error: /srv/paidan/models/v7 is not a directory" named no setting: a model set in a systemd
+    # unit's Environment= line, not on the command line, left the operator to guess where it came
+    # from.
+    (tmp_path / "models").mkdir()
+    value = value.format(tmp=tmp_path)
+    env = {"PAIDAN_MODEL_DIR": value, "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["serve", "--port", free_port()], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: PAIDAN_MODEL_DIR={value}: "), result.output
+    # Given as --model, it is the option the operator just typed: said as before.
+    result = runner.invoke(
+        app,
+        ["serve", "--port", free_port(), "--model", value],
+        env={"PAIDAN_MODEL_ROOT": str(tmp_path / "models")},
+    )
+    assert result.exit_code == 2, result.output
+    assert "PAIDAN_MODEL_DIR" not in result.output and value in result.output
+
+
 def test_serve_refuses_a_model_outside_the_root(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
@@ -1137,3 +1241,63 @@ def test_the_start_up_lines_are_dated_as_the_servers_log(
     assert [m is not None for m in map(dated.match, lines)] == [True, True], lines
     assert said[0].startswith(f"serving {tmp_path} on http://127.0.0.1:8123 (feedback: "), said
     assert said[1] == "note: model x is the sample", said
+
+
+def test_an_earlier_runs_behind_current_is_dropped_at_start_and_a_running_servers_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that said `paidan_model_behind_current 1` and then stopped (a single worker never
+    # drops its value; kill -9 or the OOM killer leaves any worker's) left its file in a
+    # PROMETHEUS_MULTIPROC_DIR that is set: after a restart that serves `current` again, /readyz
+    # said ready while /metrics said 1, the largest of the files' values, until the directory was
+    # emptied by hand, and the alert on it never cleared.
+    import subprocess
+    import sys
+
+    from serve import metrics
+    from serve.server import check_metrics_dir
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(metrics_dir))
+    code = (
+        "import os, sys; from serve.metrics import Metrics; "
+        "m = Metrics(); m.behind_current.set(1); m.decisions.labels('review').inc(); "
+        "print(os.getpid(), flush=True); sys.stdin.read()"
+    )
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(metrics_dir)}
+
+    def behind() -> bool:
+        return f"{metrics.BEHIND_CURRENT} 1.0" in metrics.Metrics().exposition()[0].decode()
+
+    def server_behind() -> subprocess.Popen[str]:
+        """A process that says it is behind and runs until its standard input is closed."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == str(proc.pid)
+        return proc
+
+    earlier = server_behind()
+    assert earlier.stdin is not None
+    earlier.stdin.close()
+    earlier.wait(timeout=60)
+    assert behind()
+    check_metrics_dir()
+    assert not behind()
+    # Its counts are kept, as prometheus_client sums them (reported, not removed).
+    reviewed = 'paidan_route_decisions_total{decision="review"} 1.0'
+    assert reviewed in metrics.Metrics().exposition()[0].decode()
+    # Another server still running on the directory keeps its value.
+    running = server_behind()
+    try:
+        check_metrics_dir()
+        assert behind()
+    finally:
+        assert running.stdin is not None
+        running.stdin.close()
+        running.wait(timeout=60)
