@@ -120,12 +120,13 @@ Progress = Callable[[str, int, int], None]
 # 6.5 s in-process and 6.4 s with two workers, 300 rows in 14.3 s and 12.2 s, all 900 in 34.8 s
 # and 23.7 s; the 18-ticket test corpus in 1.9 s and 4.0 s.
 PROCESS_MIN_ROWS = 200
-# How many held-out suggestions the confidence map's prior is worth (fit_confidence_map): pseudo-rows
-# right exactly as often as the classifier says, so the map moves from the classifier's own
-# probabilities only as far as the real held-out rows outweigh them. The folds' classifiers see
-# fewer rows than the shipped one, which is more confident than they were; on a small history a map
-# fitted on their suggestions alone over-claims (60 bundled tickets, seeds 0–5: held-out department
-# suggestions shown at 0.54 on average, right 37 times in 100; docs/accuracy.md, "A small history").
+# How many held-out suggestions the confidence map's prior is worth (fit_confidence_map):
+# pseudo-rows right exactly as often as the classifier says, so the map moves from the classifier's
+# own probabilities only as far as the real held-out rows outweigh them. The folds' classifiers see
+# fewer rows than the shipped one, which is more confident than they were; on a small history a
+# map fitted on their suggestions alone over-claims (60 bundled tickets, seeds 0–5: held-out
+# department suggestions shown at 0.54 on average, right 37 times in 100; docs/accuracy.md,
+# "A small history").
 CONFIDENCE_PRIOR_ROWS = 100
 
 
