@@ -169,9 +169,10 @@ class TrainingConfig:
     calibrate_confidence : bool
         Each head maps the probability of the label it suggests to how often such suggestions
         were right on the held-out folds (a logistic fit on its logit; the other labels share the
-        rest in their old proportions). The calibrated classifiers are under-confident on real
-        tickets (averaged over calibration folds, renormalised over one-against-the-rest
-        classifiers); the map is increasing, so the same tickets pass the auto threshold and only
+        rest in their old proportions; the fit reads a prior worth 100 held-out suggestions at
+        the identity, :func:`training.train.fit_confidence_map`). The calibrated classifiers are
+        under-confident on real tickets (averaged over calibration folds, renormalised over
+        one-against-the-rest classifiers); the map is increasing, so the same tickets pass the auto threshold and only
         what a dispatcher reads changes. ``False`` shows the classifiers' probabilities.
     tokenizer : {"jieba", "rjieba"}
         Word segmenter: rjieba (the default; jieba-rs, jieba's dictionary and algorithm compiled,
