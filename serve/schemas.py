@@ -29,13 +29,15 @@ from pydantic.json_schema import JsonDict
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
-from model.tickets import JOINT_JOINER, joint_departments
+from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
 from serve.db import MAX_DEPARTMENTS_CHARS, MAX_REQUEST_ID_CHARS
 from serve.errors import TITLE_ONLY, quoted
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
 MAX_LABEL_CHARS = 100  # one department's or category's name
+# What separates the names of a department field: the joint separator, or 、 and commas.
+NAME_SEPARATORS = re.compile(f"{JOINT_JOINER}|{LIST_COMMAS.pattern}")
 # A POST /v1/route answer nests five levels (suggestion > department > candidates > one candidate >
 # its label); JSON far deeper than this cannot be written back out (the export's serializer stops at
 # a few hundred levels), so the suggestion is refused above it.
@@ -383,8 +385,9 @@ class FeedbackRequestBase(_ScrubbedRequest):
                 "department finally chosen"
             )
         # The list's limit is the field's max_length (the column's width); a name's is a name's,
-        # as a category's is.
-        names = value.split(JOINT_JOINER)
+        # as a category's is. Names listed with 、 or a comma are names too: POST /v1/feedback
+        # reads them as a joint dispatch, or says how to write one.
+        names = NAME_SEPARATORS.split(value)
         long = next((n for n, d in enumerate(names, 1) if len(d) > MAX_LABEL_CHARS), None)
         if long is not None:
             which = "its department" if len(names) == 1 else f"its department {long} (1 the lead)"

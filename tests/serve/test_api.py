@@ -1185,6 +1185,11 @@ def test_feedback_refuses_a_department_list_or_name_too_long_naming_the_limit(
         error = assert_error(client.post("/v1/feedback", json=sent), 422)
         assert error["field"] == "body.department", error
         assert "is 101 characters long: each department is at most 100" in error["message"]
+    # Names listed with 、 are names: a list longer than one name is told how to separate them.
+    listed = {"text": "某投诉", "department": "人社、" + "某" * 100}
+    error = assert_error(client.post("/v1/feedback", json=listed), 422)
+    assert error["field"] == "body.department", error
+    assert "separated by ；, the lead first" in error["message"], error
     assert export(client) == []  # nothing stored
 
 
