@@ -481,13 +481,16 @@ def joint_summary(joint: dict[str, Any]) -> str:
     joint_rows = counted(joint["joint_rows"], "joint ticket")
     wrong = joint.get("wrong_lead_rows", 0)
     # The advice is beside the suggested lead: tickets whose lead was wrong are not scored.
-    scope = (
-        f", on the {counted(joint['rows'] - wrong, 'ticket')} whose suggested lead was right; "
-        f"{counted(wrong, 'ticket')} with a wrong lead ({joint.get('joint_wrong_lead', 0)} "
-        "of them joint) not scored"
-        if "wrong_lead_rows" in joint
-        else ""
-    )
+    scope = ""
+    if "wrong_lead_rows" in joint:  # a report written before 2026-12-07 scored them all
+        scope = (
+            f", on the {counted(joint['rows'] - wrong, 'ticket')} whose suggested lead was right"
+        )
+        if wrong:
+            scope += (
+                f"; {counted(wrong, 'ticket')} with a wrong lead "
+                f"({joint.get('joint_wrong_lead', 0)} of them joint) not scored"
+            )
     return (
         f"Joint-dispatch advice (from {similar}, "
         f"{joint['min_tickets']} of them "
