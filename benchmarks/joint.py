@@ -9,7 +9,9 @@ tickets with ``Router.predict`` (5 similar tickets), and compares the advice of
 default, ``MIN_CO_TICKETS``) and 3. Per minimum:
 
 * ``precision`` and ``recall`` over (ticket, co-department) pairs
-  (:func:`training.evaluate.joint_advice_report`, as ``paidan evaluate`` reports them);
+  (:func:`training.evaluate.joint_advice_report`, as ``paidan evaluate`` reports them), on the
+  held-out tickets whose suggested lead was right (the advice is for the suggested lead; the
+  others are counted as ``wrong_lead_rows``, ``joint_wrong_lead`` of them joint);
 * ``joint_any`` / ``joint_exact``: held-out joint tickets whose advice holds at least one of
   their co-departments / exactly their co-departments;
 * ``single_with_advice``: held-out single-department tickets that got any advice (false alarms,
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     co: list[str] = []
     leads: list[str] = []
     similar: list = []
+    true_leads: list[str] = []
     start = time.perf_counter()
     for seed in args.seeds:
         folds = StratifiedKFold(5, shuffle=True, random_state=seed)
@@ -89,7 +92,10 @@ def main(argv: list[str] | None = None) -> None:
                 leads.append(result.department.label)
                 similar.append(result.similar)
             co += test[CO_COL].tolist()
-    by_min = {str(m): joint_advice_report(co, leads, similar, m) for m in MINIMUMS}
+            true_leads += test["department"].tolist()
+    by_min = {
+        str(m): joint_advice_report(co, leads, similar, m, true_leads=true_leads) for m in MINIMUMS
+    }
     report = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},

@@ -103,6 +103,9 @@ SERVER_TABLE_LOCK_WAIT_S = 0.5
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
 MAX_REQUEST_ID_CHARS = 64  # the request_id column (revision 0002)
+# The department column (revision 0003): a joint dispatch names its lead and co-departments in
+# it (市残联；市住建局；…), so it is ten names' width, where 0001 gave it one name's (100).
+MAX_DEPARTMENTS_CHARS = 1000
 # Seconds for which an operation that failed on a missing table or column reuses what the previous
 # one found about the schema revision (see Database._schema_problem).
 SCHEMA_VERDICT_S = 2.0
@@ -252,7 +255,7 @@ class Feedback(Base):
     title: Mapped[str | None] = mapped_column(MaskedText())
     text: Mapped[str] = mapped_column(MaskedText())
     suggestion: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON())
-    department: Mapped[str] = mapped_column(MaskedLabel(100))
+    department: Mapped[str] = mapped_column(MaskedLabel(MAX_DEPARTMENTS_CHARS))
     category: Mapped[str | None] = mapped_column(MaskedLabel(100))
     dispatcher_id: Mapped[str | None] = mapped_column(String(100))
     model_version: Mapped[str | None] = mapped_column(String(100))
@@ -724,6 +727,8 @@ def upgrade(
 # What going back below a revision takes away (its migration's downgrade()); the rows are kept.
 DOWNGRADE_LOSES = {
     "0002": "the request_id column and its values",
+    # Refused while a row needs the room (see the migration): no value is cut.
+    "0003": "the department column's room for joint dispatches longer than 100 characters",
 }
 
 

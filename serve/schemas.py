@@ -30,13 +30,15 @@ from pydantic.json_schema import JsonDict
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, is_blank, normalize_label
-from model.tickets import joint_departments
-from serve.db import MAX_REQUEST_ID_CHARS
+from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
+from serve.db import MAX_DEPARTMENTS_CHARS, MAX_REQUEST_ID_CHARS
 from serve.errors import TITLE_ONLY, quoted
 
 DEFAULTS = Settings.model_construct()
 MAX_ID_CHARS = 100
-MAX_LABEL_CHARS = 100
+MAX_LABEL_CHARS = 100  # one department's or category's name
+# What separates the names of a department field: the joint separator, or 、 and commas.
+NAME_SEPARATORS = re.compile(f"{JOINT_JOINER}|{LIST_COMMAS.pattern}")
 # A POST /v1/route answer nests five levels (suggestion > department > candidates > one candidate >
 # its label); JSON far deeper than this cannot be written back out (the export's serializer stops at
 # a few hundred levels), so the suggestion is refused above it.
@@ -301,9 +303,11 @@ class FeedbackRequestBase(_ScrubbedRequest):
     )
     department: str | None = Field(
         None,
-        max_length=MAX_LABEL_CHARS,
+        max_length=MAX_DEPARTMENTS_CHARS,
         description="Department finally chosen; a joint dispatch (会办) names the lead first, "
-        "the others after it, separated by `；`: `市残联；市住建局`. Required unless the served "
+        "the others after it, separated by `；`: `市残联；市住建局` (each department at most "
+        f"{MAX_LABEL_CHARS} characters, all of them together at most {MAX_DEPARTMENTS_CHARS:,}). "
+        "Required unless the served "
         "model has no department head (a category-only deployment): there, without it, `category` "
         "is",
         json_schema_extra=PRINTABLE,
@@ -406,6 +410,18 @@ class FeedbackRequestBase(_ScrubbedRequest):
             raise ValueError(
                 "names no department, only separators (； or ;) or an empty list; send the "
                 "department finally chosen"
+            )
+        # The list's limit is the field's max_length (the column's width); a name's is a name's,
+        # as a category's is. Names listed with 、 or a comma are names too: POST /v1/feedback
+        # reads them as a joint dispatch, or says how to write one.
+        names = NAME_SEPARATORS.split(value)
+        long = next((n for n, d in enumerate(names, 1) if len(d) > MAX_LABEL_CHARS), None)
+        if long is not None:
+            which = "its department" if len(names) == 1 else f"its department {long} (1 the lead)"
+            raise ValueError(
+                f"{which} is {len(names[long - 1]):,} characters long: each department is at "
+                f"most {MAX_LABEL_CHARS} characters, a joint dispatch's list at most "
+                f"{MAX_DEPARTMENTS_CHARS:,}, separated by ；"
             )
         return value
 

@@ -125,8 +125,16 @@ def joint_advice_report(
     leads: Sequence[str],
     similar: Sequence[Sequence[SimilarTicket]],
     min_tickets: int = MIN_CO_TICKETS,
+    *,
+    true_leads: Sequence[str],
 ) -> dict[str, Any]:
-    """How right the joint-dispatch advice (:func:`model.router.co_dispatch`) is on known tickets.
+    """How right the joint-dispatch advice (:func:`model.router.co_dispatch`) is on known tickets
+    whose suggested lead is right.
+
+    The advice names the departments to involve beside the suggested lead (and the page keeps it
+    if the dispatcher changes the lead): on a ticket whose suggested lead is wrong it is advice
+    for another matter, right or wrong only by coincidence of names. Such tickets are counted
+    (``wrong_lead_rows``), not scored; the lead's own accuracy is the department head's figure.
 
     Parameters
     ----------
@@ -139,19 +147,23 @@ def joint_advice_report(
         Each ticket's similar tickets, as a dispatcher sees them.
     min_tickets : int
         As in :func:`~model.router.co_dispatch`.
+    true_leads : sequence of str
+        Each ticket's true (lead) department.
 
     Returns
     -------
     dict
-        ``rows``; ``joint_rows`` and how many of them got at least one of their co-departments
-        (``joint_any``) or exactly theirs (``joint_exact``); ``single_rows`` and how many got advice
-        all the same (``single_with_advice``); over (ticket, department) pairs ``advised``,
-        ``advised_right``, ``true_co_departments``, ``precision`` and ``recall`` (``None``
-        when there is nothing to divide by).
+        ``rows`` (every ticket) and ``wrong_lead_rows`` (those whose suggested lead is wrong, not
+        scored; ``joint_wrong_lead`` of them joint). Of the others: ``joint_rows`` and how many of
+        them got at least one of their co-departments (``joint_any``) or exactly theirs
+        (``joint_exact``); ``single_rows`` and how many got advice all the same
+        (``single_with_advice``); over (ticket, department) pairs ``advised``, ``advised_right``,
+        ``true_co_departments``, ``precision`` and ``recall`` (``None`` when there is nothing to
+        divide by).
     """
     counts = JointCounts(min_tickets)
-    for co, lead, found in zip(co_departments, leads, similar, strict=True):
-        counts.add(co, lead, found)
+    for co, lead, found, truth in zip(co_departments, leads, similar, true_leads, strict=True):
+        counts.add(co, lead, found, truth)
     return counts.report()
 
 
@@ -163,6 +175,8 @@ class JointCounts:
         self.rows = 0
         self.c = dict.fromkeys(
             (
+                "wrong_lead_rows",
+                "joint_wrong_lead",
                 "joint_rows",
                 "joint_any",
                 "joint_exact",
@@ -175,11 +189,16 @@ class JointCounts:
             0,
         )
 
-    def add(self, co: str, lead: str, found: Sequence[SimilarTicket]) -> None:
-        """Count one ticket: its true co-departments, suggested lead and similar tickets."""
+    def add(self, co: str, lead: str, found: Sequence[SimilarTicket], true_lead: str) -> None:
+        """Count one ticket: its true co-departments, suggested lead, similar tickets and true
+        lead (the advice is scored only when the suggested lead is it)."""
         c = self.c
         self.rows += 1
         truth = {d for d in co.split(JOINT_JOINER) if d}
+        if lead != true_lead:
+            c["wrong_lead_rows"] += 1
+            c["joint_wrong_lead"] += bool(truth)
+            return
         advice = {a.label for a in co_dispatch(lead, found, self.min_tickets)}
         c["advised"] += len(advice)
         c["advised_right"] += len(advice & truth)
@@ -351,7 +370,9 @@ class Scores:
                     if given["department"][start + i] != "":
                         # As Router.predict: no similar ticket, so no advice, without a known word.
                         advised = [] if no_terms[i] else similar[: self.similar_k]
-                        self.joint.add(co[start + i], learnt[leads[i]], advised)
+                        self.joint.add(
+                            co[start + i], learnt[leads[i]], advised, given["department"][start + i]
+                        )
             if progress:
                 progress("scoring", end, len(tickets))
         self.n += len(tickets)
@@ -458,10 +479,23 @@ def joint_summary(joint: dict[str, Any]) -> str:
 
     similar = counted(joint.get("similar_k", SIMILAR_K), "similar ticket")
     joint_rows = counted(joint["joint_rows"], "joint ticket")
+    wrong = joint.get("wrong_lead_rows", 0)
+    # The advice is beside the suggested lead: tickets whose lead was wrong are not scored.
+    scope = ""
+    if "wrong_lead_rows" in joint:  # a report written before 2026-12-07 scored them all
+        scope = (
+            f", on the {counted(joint['rows'] - wrong, 'ticket')} whose suggested lead was right"
+        )
+        if wrong:
+            scope += (
+                f"; {counted(wrong, 'ticket')} with a wrong lead "
+                f"({joint.get('joint_wrong_lead', 0)} of them joint) not scored"
+            )
     return (
         f"Joint-dispatch advice (from {similar}, "
         f"{joint['min_tickets']} of them "
-        f"needed): precision {share(joint['precision'])}, recall {share(joint['recall'])}; "
+        f"needed{scope}): precision {share(joint['precision'])}, recall "
+        f"{share(joint['recall'])}; "
         f"{joint['joint_any']} of {joint_rows} got at least one of their "
         f"co-departments, {joint['joint_exact']} exactly theirs; {joint['single_with_advice']} of "
         f"{counted(joint['single_rows'], 'single-department ticket')} got advice."

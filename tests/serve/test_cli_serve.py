@@ -471,7 +471,7 @@ def test_a_database_a_newer_paidan_migrated_is_one_clear_line(
         conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
     line = _db_upgrade_refusal(tmp_path, caplog)
     assert "schema revision '0099_future', which this paidan does not know" in line
-    assert "(its latest is '0002')" in line and BOTH_CAUSES in line
+    assert "(its latest is '0003')" in line and BOTH_CAUSES in line
     assert "run the paidan that migrated it" in line
 
 
@@ -1078,26 +1078,49 @@ def test_db_downgrade_takes_the_database_back_and_says_what_it_removed(tmp_path:
     assert not (tmp_path / "paidan.db").exists()  # not created just to be looked at
     assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
     current = runner.invoke(app, ["db", "current"], env=env)
-    assert current.exit_code == 0 and "at schema revision 0002, the latest" in current.output
+    assert current.exit_code == 0 and "at schema revision 0003, the latest" in current.output
     result = runner.invoke(app, ["db", "downgrade", "0001"], env=env)
     assert result.exit_code == 0, result.output
-    assert "went back from schema revision 0002 to 0001, rows kept" in result.output
+    assert "went back from schema revision 0003 to 0001, rows kept" in result.output
     assert "the request_id column and its values (revision 0002)" in result.output
     with sqlite3.connect(tmp_path / "paidan.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
     current = runner.invoke(app, ["db", "current"], env=env)
-    assert "at schema revision 0001; the latest is 0002" in current.output
+    assert "at schema revision 0001; the latest is 0003" in current.output
     again = runner.invoke(app, ["db", "downgrade", "0001"], env=env)
     assert again.exit_code == 0 and "already: nothing done" in again.output
     # Back up: said as done. It said "is at the latest schema revision", as for nothing done.
     up = runner.invoke(app, ["db", "upgrade"], env=env)
-    assert up.exit_code == 0 and "from schema revision 0001 to 0002" in up.output, up.output
+    assert up.exit_code == 0 and "from schema revision 0001 to 0003" in up.output, up.output
     runner.invoke(app, ["db", "downgrade", "0001"], env=env)
     for revision, said in (("0002", "below 0002"), ("0007", "no schema revision '0007'")):
         refused = runner.invoke(app, ["db", "downgrade", revision], env=env)
         lines = [line for line in refused.output.splitlines() if line.strip()]
         assert refused.exit_code == 2 and len(lines) == 1 and said in lines[0], refused.output
         assert lines[0].startswith("error: ")
+
+
+def test_db_downgrade_refuses_in_one_line_a_joint_dispatch_the_old_column_cannot_hold(
+    tmp_path: Path,
+) -> None:
+    # Revision 0003 widened the department column for joint dispatches; going back below it
+    # would cut a long one, losing co-departments, so it is refused naming the row.
+    env = {"PAIDAN_DATA_DIR": str(tmp_path)}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    long_joint = "；".join(f"市第{n}部门办公室" for n in range(12))
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:
+        conn.execute(
+            "INSERT INTO feedback (text, department, created_at) VALUES (?, ?, ?)",
+            ("某投诉", long_joint, "2026-12-07 00:00:00"),
+        )
+    refused = runner.invoke(app, ["db", "downgrade", "0002"], env=env)
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1, refused.output
+    assert lines[0].startswith("error: 1 feedback row (id 1) names a department longer than 100")
+    assert lines[0].endswith("nothing was changed"), lines[0]
+    with sqlite3.connect(tmp_path / "paidan.db") as conn:
+        assert conn.execute("SELECT department FROM feedback").fetchall() == [(long_joint,)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
 
 
 def test_the_db_commands_say_in_one_line_that_the_database_cannot_be_reached() -> None:

@@ -100,7 +100,7 @@ def test_a_sqlite_migration_that_fails_part_way_is_rolled_back_and_retried(
         monkeypatch.setattr(Operations, "create_index", real)
         db.ensure_schema()  # the disk has room again
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         assert db.add_feedback(text="某投诉", department="人社").id == 1
     finally:
         db.dispose()
@@ -248,7 +248,7 @@ def test_a_feedback_table_left_without_its_revision_is_adopted_or_refused_saying
             assert "marked at 0002 and its rows are kept" in caplog.text
             with db.engine.connect() as conn:
                 assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
-                    "0002"
+                    "0003"
                 )
             indexes = {i["name"] for i in inspect(db.engine).get_indexes("feedback")}
             assert indexes == {
@@ -373,7 +373,7 @@ def test_a_database_at_revision_0001_is_upgraded_and_keeps_its_rows(tmp_path: Pa
     try:
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         [unique] = [
             i
             for i in inspect(db.engine).get_indexes("feedback")
@@ -440,7 +440,7 @@ def test_a_revision_0001_table_left_without_its_revision_is_adopted_then_upgrade
             db.ensure_schema()
         assert "marked at 0001 and its rows are kept" in caplog.text
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("feedback")}
     finally:
         db.dispose()
@@ -475,7 +475,7 @@ def test_a_downgrade_gives_back_the_schema_an_earlier_paidan_reads_and_keeps_the
         db.add_feedback(text="新投诉", department="住建", request_id="r-1")
     finally:
         db.dispose()
-    assert serve.db.downgrade(url, "0001") == "0002"
+    assert serve.db.downgrade(url, "0001") == "0003"
     engine = serve.db.make_engine(url)
     reference = serve.db.make_engine(old)
     try:
@@ -494,15 +494,97 @@ def test_a_downgrade_gives_back_the_schema_an_earlier_paidan_reads_and_keeps_the
     assert serve.db.downgrade(url, "0001") == "0001"  # there already: nothing done
     assert serve.db.current_revision(url) == "0001"
     serve.db.upgrade(url)  # and forward again, as the newer paidan's start does
-    assert serve.db.current_revision(url) == "0002"
+    assert serve.db.current_revision(url) == "0003"
+
+
+def _department_width(engine: Any) -> int | None:
+    from sqlalchemy import inspect
+
+    [column] = [c for c in inspect(engine).get_columns("feedback") if c["name"] == "department"]
+    return column["type"].length
+
+
+def test_revision_0003_widens_the_department_column_for_joint_dispatches(tmp_path: Path) -> None:
+    # The department column was 100 characters wide, one name's width: a joint dispatch naming
+    # several departments did not fit (PostgreSQL refuses a longer value).
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    serve.db.upgrade(url, "0002")
+    with serve.db.make_engine(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO feedback (text, department, created_at, request_id) "
+                "VALUES ('旧投诉', '人社', '2026-01-01 00:00:00', 'r-1')"
+            )
+        )
+    serve.db.upgrade(url)
+    engine = serve.db.make_engine(url)
+    fresh = serve.db.make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        serve.db.upgrade(fresh)
+        assert serve.db.current_revision(url) == "0003"
+        assert _department_width(engine) == serve.db.MAX_DEPARTMENTS_CHARS
+        assert _schema(engine) == _schema(fresh)  # indexes kept through SQLite's table copy
+        with engine.connect() as conn:
+            assert conn.execute(
+                text("SELECT text, department, request_id FROM feedback")
+            ).all() == [("旧投诉", "人社", "r-1")]
+    finally:
+        engine.dispose()
+        fresh.dispose()
+
+
+def test_a_downgrade_below_0003_refuses_joint_dispatches_too_long_for_the_old_column(
+    tmp_path: Path,
+) -> None:
+    # Cut to 100 characters, a joint dispatch would lose co-departments without a word (and
+    # PostgreSQL refuses the narrower column with a bare "value too long"): the downgrade is
+    # refused, naming the rows, and nothing is changed.
+    url = f"sqlite:///{tmp_path / 'paidan.db'}"
+    long_joint = "；".join(f"市第{n}部门办公室" for n in range(12))
+    assert len(long_joint) > 100
+    db = Database(url)
+    try:
+        db.add_feedback(text="投诉一", department="人社")
+        db.add_feedback(text="投诉二", department=long_joint)
+    finally:
+        db.dispose()
+    with pytest.raises(ValueError) as refused:
+        serve.db.downgrade(url, "0002")
+    message = str(refused.value)
+    assert "1 feedback row" in message and "id 2" in message, message
+    assert "longer than 100 characters" in message and "nothing was changed" in message, message
+    assert serve.db.current_revision(url) == "0003"
+    engine = serve.db.make_engine(url)
+    try:
+        assert _department_width(engine) == serve.db.MAX_DEPARTMENTS_CHARS
+    finally:
+        engine.dispose()
+    # Once no row is too long, it goes back, every row kept.
+    with serve.db.make_engine(url).begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE feedback SET department = '人社；住建' WHERE id = 2"))
+    assert serve.db.downgrade(url, "0002") == "0003"
+    engine = serve.db.make_engine(url)
+    try:
+        assert _department_width(engine) == 100
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT department FROM feedback ORDER BY id")).all() == [
+                ("人社",),
+                ("人社；住建",),
+            ]
+    finally:
+        engine.dispose()
 
 
 def test_a_downgrade_to_an_unknown_or_a_later_revision_is_refused_in_one_line(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'paidan.db'}"
-    for revision in ("base", "0003", "-1"):  # base would drop the feedback table
-        with pytest.raises(ValueError, match=f"no schema revision '{revision}'.*0001, 0002"):
+    for revision in ("base", "0004", "-1"):  # base would drop the feedback table
+        with pytest.raises(ValueError, match=f"no schema revision '{revision}'.*0001, 0002, 0003"):
             serve.db.downgrade(url, revision)
     with pytest.raises(ValueError, match="no paidan schema revision"):
         serve.db.downgrade(url, "0001")
@@ -542,7 +624,7 @@ def test_a_migration_that_finds_the_write_lock_held_says_so_in_one_line(tmp_path
     finally:
         writer.close()
         engine.dispose()
-    assert serve.db.current_revision(f"sqlite:///{path}") == "0002"  # nothing done
+    assert serve.db.current_revision(f"sqlite:///{path}") == "0003"  # nothing done
     with pytest.raises(DatabaseUnavailable, match="OperationalError: unable to open database"):
         serve.db.current_revision(f"sqlite:///{tmp_path}/no/such/dir/paidan.db")
 
@@ -593,7 +675,7 @@ def test_a_database_whose_revision_changed_under_a_running_server_is_not_ok(
 def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_with_a_note(
     tmp_path: Path,
 ) -> None:
-    # A rolling upgrade: a newer paidan applies its additive revision 0003 while this server
+    # A rolling upgrade: a newer paidan applies its additive revision 0004 while this server
     # runs. Its saves and export kept working, but /readyz (this check) said not ok, advising
     # to restore a backup, so a load balancer took working servers out.
     from sqlalchemy import text
@@ -605,14 +687,14 @@ def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_wit
     engine = serve.db.make_engine(url)
     try:
         db.add_feedback(text="某投诉", department="人社")
-        with engine.begin() as conn:  # what a newer paidan's additive 0003 would do
+        with engine.begin() as conn:  # what a newer paidan's additive 0004 would do
             conn.execute(text("ALTER TABLE feedback ADD COLUMN channel TEXT"))
-            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
         state = db.check()
         assert state["ok"] is True and "reason" not in state, state
         assert state["note"].startswith(
-            "the database is at schema revision '0003', which this paidan does not know (its "
-            "latest is '0002'): a newer paidan migrated it"
+            "the database is at schema revision '0004', which this paidan does not know (its "
+            "latest is '0003'): a newer paidan migrated it"
         ), state
         assert "backup" not in state["note"]
         db.add_feedback(text="另一投诉", department="人社", request_id="r-1")
@@ -627,8 +709,8 @@ def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_wit
         state = db.check()
         assert state["ok"] is False and "note" not in state, state
         assert state["reason"].startswith(
-            "the database is at schema revision '0003', which this paidan does not know (its "
-            "latest is '0002'): a newer paidan migrated it while this server ran and changed the "
+            "the database is at schema revision '0004', which this paidan does not know (its "
+            "latest is '0003'): a newer paidan migrated it while this server ran and changed the "
             "feedback table this server writes (OperationalError: no such column: "
             "feedback.request_id), so this server cannot save or export feedback; upgrade this "
             "server to the newer paidan"
@@ -636,7 +718,7 @@ def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_wit
         with pytest.raises(SchemaMismatch) as refused:
             db.add_feedback(text="某投诉", department="人社")
         said = str(refused.value)
-        assert "'0003', which this paidan does not know" in said
+        assert "'0004', which this paidan does not know" in said
         assert "upgrade this server to the newer paidan" in said and "backup" not in said
         # The table itself renamed away: the same.
         with engine.begin() as conn:
@@ -652,7 +734,7 @@ def test_a_revision_a_newer_paidan_wrote_under_a_running_server_leaves_it_ok_wit
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
         state = db.check()
-        assert state["ok"] is False and "older than the 0002" in state["reason"], state
+        assert state["ok"] is False and "older than the 0003" in state["reason"], state
     finally:
         engine.dispose()
         db.dispose()

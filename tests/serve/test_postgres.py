@@ -48,7 +48,7 @@ def test_migrations_create_the_schema(pg_url: str) -> None:
         assert db.backend == "postgresql"
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
             columns = {
                 row[0]
                 for row in conn.execute(
@@ -422,7 +422,7 @@ def test_a_migration_lock_held_too_long_is_an_error_naming_its_holder(
             first.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
         db.ensure_schema()  # released: the next attempt migrates
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     finally:
         holder.dispose()
         db.dispose()
@@ -489,7 +489,7 @@ def test_a_feedback_table_without_its_revision_is_adopted(pg_url: str) -> None:
     try:
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
             assert (
                 conn.execute(
                     text(
@@ -649,7 +649,7 @@ def test_a_revision_0001_database_gets_the_request_id_and_a_repeated_save_is_sto
     try:
         db.ensure_schema()
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
             assert (
                 conn.execute(
                     text(
@@ -734,7 +734,7 @@ def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) ->
     finally:
         db.dispose()
     # force: other tests' sessions (the fixture's own) share this database.
-    assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"
+    assert serve.db.downgrade(pg_url, "0001", force=True) == "0003"
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
@@ -749,7 +749,55 @@ def test_a_downgrade_gives_back_revision_0001_and_keeps_the_rows(pg_url: str) ->
     with pytest.raises(ValueError, match="below 0002"):
         serve.db.downgrade(pg_url, "0002")
     serve.db.upgrade(pg_url)
-    assert serve.db.current_revision(pg_url) == "0002"
+    assert serve.db.current_revision(pg_url) == "0003"
+
+
+def test_a_joint_dispatch_longer_than_one_name_is_saved_and_kept_through_a_downgrade(
+    make_client: Callable[..., TestClient], pg_url: str
+) -> None:
+    # The department column was VARCHAR(100): PostgreSQL refused a joint dispatch naming a dozen
+    # departments. Revision 0003 widens it; going back below it is refused while such a row
+    # exists (cut, it would lose co-departments), nothing changed, and allowed once none does.
+    import serve.db
+
+    serve.db.upgrade(pg_url, "0002")
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO feedback (text, department, created_at) "
+                    "VALUES ('旧投诉', '人社', now())"
+                )
+            )
+    finally:
+        engine.dispose()
+    long_joint = "；".join(f"市第{n}部门办公室" for n in range(12))
+    assert len(long_joint) > 100
+    client = make_client(database_url=pg_url)  # its start migrates to 0003
+    r = client.post("/v1/feedback", json={"text": "某投诉", "department": long_joint})
+    assert r.status_code == 201, r.text
+    exported = [json.loads(x) for x in client.get("/v1/feedback").text.splitlines()]
+    assert [row["department"] for row in exported] == ["人社", long_joint]
+    with pytest.raises(ValueError, match=r"1 feedback row \(id 2\) names a department longer"):
+        serve.db.downgrade(pg_url, "0002", force=True)
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+            width = (
+                "SELECT character_maximum_length FROM information_schema.columns WHERE "
+                "table_name = 'feedback' AND column_name = 'department' "
+                "AND table_schema = current_schema()"
+            )
+            assert conn.execute(text(width)).scalar() == serve.db.MAX_DEPARTMENTS_CHARS
+            conn.execute(text("DELETE FROM feedback WHERE id = 2"))
+        assert serve.db.downgrade(pg_url, "0002", force=True) == "0003"
+        with engine.connect() as conn:
+            assert conn.execute(text(width)).scalar() == 100
+            assert conn.execute(text("SELECT department FROM feedback")).scalars().all() == ["人社"]
+    finally:
+        engine.dispose()
 
 
 def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url: str) -> None:
@@ -772,7 +820,7 @@ def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url
             serve.db.downgrade(pg_url, "0001")
         said = str(refused.value)
         assert f"pid {server_pid}" in said and "--force" in said and "\n" not in said, said
-        assert serve.db.current_revision(pg_url) == "0002"  # nothing done
+        assert serve.db.current_revision(pg_url) == "0003"  # nothing done
         assert db.check() == {"ok": True, "backend": "postgresql"}
 
         result = CliRunner().invoke(
@@ -782,13 +830,13 @@ def test_a_downgrade_with_other_sessions_connected_is_refused_naming_them(pg_url
         assert result.exit_code == 2 and len(lines) == 1, result.output
         assert lines[0].startswith("error: cannot downgrade postgresql+psycopg://paidan:***@")
         assert f"pid {server_pid}" in lines[0] and "--force" in lines[0]
-        assert serve.db.current_revision(pg_url) == "0002"
+        assert serve.db.current_revision(pg_url) == "0003"
 
         forced = CliRunner().invoke(
             app, ["db", "downgrade", "0001", "--force"], env={"PAIDAN_DATABASE_URL": pg_url}
         )
         assert forced.exit_code == 0, forced.output
-        assert "went back from schema revision 0002 to 0001" in forced.output
+        assert "went back from schema revision 0003 to 0001" in forced.output
         assert serve.db.current_revision(pg_url) == "0001"
     finally:
         db.dispose()
@@ -877,7 +925,7 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
         assert f"by 1 other session (pid {holder_pid}, " in said, said
         assert "idle in transaction" in said and "still held after 1 s" in said, said
         assert len(saved) == 1  # the save waited, then went through
-        assert serve.db.current_revision(pg_url) == "0002"
+        assert serve.db.current_revision(pg_url) == "0003"
 
         result = CliRunner().invoke(
             app, ["db", "downgrade", "0001", "--force"], env={"PAIDAN_DATABASE_URL": pg_url}
@@ -886,12 +934,12 @@ def test_a_downgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_ho
         assert result.exit_code == 2 and len(lines) == 1, result.output
         assert lines[0].startswith("error: cannot downgrade postgresql+psycopg://paidan:***@")
         assert f"pid {holder_pid}" in lines[0] and lines[0].endswith("nothing was changed")
-        assert serve.db.current_revision(pg_url) == "0002"
+        assert serve.db.current_revision(pg_url) == "0003"
     finally:
         holder.let_go()
         holder.conn.close()
     try:
-        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # once it has let go
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0003"  # once it has let go
     finally:
         db.dispose()
         holder.close()
@@ -944,7 +992,7 @@ def test_an_upgrade_waits_a_bounded_time_for_a_held_table_lock_and_names_the_hol
         holder.let_go()
     try:
         serve.db.upgrade(pg_url)  # once it has let go
-        assert serve.db.current_revision(pg_url) == "0002"
+        assert serve.db.current_revision(pg_url) == "0003"
         # At the latest revision there is nothing to take: a session holding the same lock
         # stops neither `db upgrade` nor a server's start-up.
         holder.conn.execute(text("SELECT count(*) FROM feedback")).scalar()
@@ -1005,7 +1053,7 @@ def test_a_server_starting_behind_a_held_table_lock_routes_and_migrates_once_it_
                 break
             threading.Event().wait(0.01)
         assert client.get("/readyz").json()["database"] == {"ok": True, "backend": "postgresql"}
-        assert serve.db.current_revision(pg_url) == "0002"
+        assert serve.db.current_revision(pg_url) == "0003"
         r = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
         assert r.status_code == 201, r.text
     finally:
@@ -1042,7 +1090,7 @@ def test_a_downgrade_under_a_running_server_is_said_by_saves_and_readyz(pg_url: 
         db.add_feedback(text="某投诉", department="人社", request_id="pg-1")
         assert db.check() == {"ok": True, "backend": "postgresql"}
         # force: the server is left running on purpose (an administrator's --force).
-        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0003"
         for use in (
             lambda: db.add_feedback(text="某投诉", department="人社"),
             lambda: db.add_feedback(text="某投诉", department="人社", request_id="pg-2"),
@@ -1091,12 +1139,12 @@ def test_a_newer_revision_is_ready_unless_it_took_away_a_column_this_server_writ
             dbapi_connection.commit()
 
         event.listen(db.engine, "checkin", another_server_connection)
-        with engine.begin() as conn:  # a newer paidan's additive 0003
+        with engine.begin() as conn:  # a newer paidan's additive 0004
             conn.execute(text("ALTER TABLE feedback ADD COLUMN channel TEXT"))
-            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
         for _ in range(8):
             state = db.check()
-            assert state["ok"] is True and "'0003'" in state["note"], state
+            assert state["ok"] is True and "'0004'" in state["note"], state
         with engine.begin() as conn:  # one that renames a column this paidan writes
             conn.execute(text("ALTER TABLE feedback RENAME COLUMN request_id TO client_key"))
         for _ in range(8):
@@ -1123,10 +1171,10 @@ def test_a_newer_revisions_required_column_makes_saves_and_readyz_say_to_upgrade
     engine = create_engine(pg_url)
     try:
         db.add_feedback(text="某投诉", department="人社")
-        with engine.begin() as conn:  # a newer paidan's 0003
+        with engine.begin() as conn:  # a newer paidan's 0004
             conn.execute(text("ALTER TABLE feedback ADD COLUMN channel TEXT DEFAULT 'web'"))
             conn.execute(text("ALTER TABLE feedback ALTER COLUMN channel SET NOT NULL"))
-            conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
         assert db.check()["ok"] is True  # a default fills it: saves work
         db.add_feedback(text="某投诉", department="人社")
         with engine.begin() as conn:
@@ -1182,7 +1230,7 @@ def test_saves_failing_at_once_on_a_schema_taken_back_do_not_exhaust_the_pool(
 
     try:
         db.add_feedback(text="某投诉", department="人社")
-        assert serve.db.downgrade(pg_url, "0001", force=True) == "0002"  # under the server
+        assert serve.db.downgrade(pg_url, "0001", force=True) == "0003"  # under the server
         event.listen(db.engine, "checkout", checkout)
         event.listen(db.engine, "checkin", checkin)
         start = threading.Barrier(6)

@@ -15,7 +15,7 @@ from model.config import TrainingConfig
 from model.router import SimilarTicket, co_dispatch
 from model.tickets import CO_COL, read_tickets, split_departments
 from tests.conftest import write_tiny_csv
-from training.evaluate import evaluate_router
+from training.evaluate import evaluate_router, joint_summary
 from training.train import train
 
 # Broken handrails and ramps: handled by 住建 with the disabled persons' federation (残联) and the
@@ -224,14 +224,53 @@ def test_joint_advice_report_counts_pairs_and_tickets() -> None:
         ["市住建局；市卫健委", "", "市住建局"],  # truths: joint, single, joint
         ["市残联", "市残联", "市人社局"],  # the last suggestion has no joint neighbours
         [found, found, found],
+        true_leads=["市残联", "市残联", "市人社局"],
     )
     # Advice for the first two tickets: 市住建局 (two tickets); 街道办事处 has one only.
     assert report["joint_rows"] == 2 and report["joint_any"] == 1 and report["joint_exact"] == 0
     assert report["single_rows"] == 1 and report["single_with_advice"] == 1
     assert (report["advised"], report["advised_right"], report["true_co_departments"]) == (2, 1, 3)
     assert report["precision"] == 0.5 and report["recall"] == pytest.approx(1 / 3)
-    empty = joint_advice_report([], [], [])
+    empty = joint_advice_report([], [], [], true_leads=[])
     assert empty["precision"] is None and empty["recall"] is None
+
+
+def test_joint_advice_is_scored_only_on_tickets_whose_suggested_lead_is_right(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # The advice names departments to involve beside the suggested lead, and the page keeps it
+    # when the dispatcher changes the lead. It was scored against the true co-departments even
+    # where the suggested lead was wrong: advice for another department than the ticket's was
+    # counted right (or wrong) by coincidence of names, mixing the lead's errors into the
+    # advice's precision and recall.
+    train([write_joint_csv(tmp_path / "joint.csv")], tmp_path / "model", config=tiny_config)
+    router, _ = load_router(tmp_path / "model")
+    index = router.index
+    assert index is not None and index.co_departments is not None
+    index.departments[:] = "住建"  # every neighbour a joint dispatch of 住建 and 残联
+    index.co_departments[:] = "残联"
+    index._members = None
+    text = "楼道扶手断裂，残疾人上下楼危险"
+    [suggested] = router.predict([text])
+    assert suggested.department is not None and suggested.department.label == "住建"
+    assert [c.label for c in suggested.co_departments] == ["残联"]
+    report = evaluate_router(
+        router,
+        ["", "", ""],
+        [text, text, text],
+        # Right lead and co-department; a wrong lead whose co-department happens to be the one
+        # advised; a wrong lead, single-department.
+        {"department": ["住建", "执法", "执法"]},
+        co_departments=["残联", "残联", ""],
+    )["joint"]
+    assert (report["joint_rows"], report["joint_any"], report["joint_exact"]) == (1, 1, 1)
+    assert (report["single_rows"], report["single_with_advice"]) == (0, 0)
+    assert (report["advised"], report["advised_right"], report["true_co_departments"]) == (1, 1, 1)
+    assert report["rows"] == 3 and report["wrong_lead_rows"] == 2
+    assert report["joint_wrong_lead"] == 1
+    said = " ".join(joint_summary(report).split())
+    assert "on the 1 ticket whose suggested lead was right; 2 tickets with a wrong lead" in said
+    assert report["precision"] == 1.0 and report["recall"] == 1.0
 
 
 def test_evaluate_reports_joint_advice_only_on_data_with_joint_tickets(
