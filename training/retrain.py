@@ -6,7 +6,8 @@ this module never touches the database or the web layer.
 Steps:
 
 1. read the history files and the feedback records; feedback is deduplicated per ticket (ticket id,
-   or the masked text when there is none) and the latest decision wins; a feedback decision also
+   or the masked text when there is none, a decision without an id on the text of one ticket
+   decided with its id being that ticket's) and the latest decision wins; a feedback decision also
    replaces the history row of its ticket: the same id and the same masked text (a live ticket
    numbered as a history ticket of another text is a ticket of its own);
 2. freeze an evaluation set the first time (a stratified share of the history, never trained on),
@@ -124,6 +125,9 @@ class FeedbackSummary:
     records: int = 0
     tickets: int = 0
     superseded: int = 0
+    # Decisions without a ticket id on the text of a ticket decided with its id (one id only):
+    # keyed as that ticket, so its latest decision wins rather than both being trained.
+    unnumbered_merged: int = 0
     replaced_history: int = 0
     # Feedback ids that name another text than the history or frozen row of that id: other tickets.
     other_tickets: int = 0
@@ -143,6 +147,7 @@ class FeedbackSummary:
             "records": self.records,
             "tickets": self.tickets,
             "superseded_decisions": self.superseded,
+            "decisions_without_id_merged": self.unnumbered_merged,
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
             "ids_naming_several_texts": len(self.ambiguous),
@@ -622,6 +627,23 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         df.loc[several, "key"] = "id:" + ids[several] + "|" + digests[several]
         where = pd.DataFrame({"id": ids, SOURCE_COL: "feedback", ROW_COL: df["_fid"]})
         summary.ambiguous_example = _id_example(where, ids, summary.ambiguous)
+    # A decision without an id (a text pasted into the page) on the text of a ticket decided with
+    # its id is that ticket: keyed apart, both were trained, with conflicting labels. Only where
+    # one id has the text: two citizens may send the same short text.
+    unnumbered = df["key"].str.startswith("text:")
+    if unnumbered.any() and not unnumbered.all():
+        numbered = pd.DataFrame(
+            {
+                "digest": df.loc[~unnumbered, "text"].map(lambda t: ticket_key(None, t)),
+                "key": df.loc[~unnumbered, "key"],
+                "id": df.loc[~unnumbered, "id"],
+            }
+        ).drop_duplicates(["digest", "key"])
+        single = numbered.drop_duplicates("digest", keep=False).set_index("digest")
+        hit = unnumbered & df["key"].isin(single.index)
+        df.loc[hit, "id"] = df.loc[hit, "key"].map(single["id"])
+        df.loc[hit, "key"] = df.loc[hit, "key"].map(single["key"])
+        summary.unnumbered_merged = int(hit.sum())
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)
@@ -1147,6 +1169,17 @@ def retrain(
     if unclear:
         by_text = hist["id"].astype(str).str.strip().isin(unclear)
         replaced |= by_text & hist["text"].map(lambda t: ticket_key(None, t)).isin(fb_texts)
+    # A decision without an id replaces the history row of its (masked) text, where one history
+    # ticket has that text, as it is matched to the frozen set by its text: it was trained beside
+    # the row it corrects. Two history tickets of one text (two citizens) keep their rows.
+    loose = set(fb_text_keys[~fb_frozen & (fb["id"].fillna("").astype(str).str.strip() == "")])
+    if loose:
+        hist_text_keys = hist["text"].map(lambda t: ticket_key(None, t))
+        candidate = hist_text_keys.isin(loose)
+        tickets = hist.loc[candidate, "id"].astype(str).str.strip().groupby(
+            hist_text_keys[candidate]
+        ).nunique()
+        replaced |= hist_text_keys.isin(set(tickets.index[tickets == 1]))
     result.feedback.replaced_history = int(replaced.sum())
     hist = hist[~replaced]
 

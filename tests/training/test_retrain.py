@@ -2118,3 +2118,72 @@ def test_retrain_names_the_known_label_a_rare_new_one_may_misspell(
     assert len(said) == 1 and said[0].endswith(
         "if it misspells '住建', map it to that with --mapping"
     )
+
+
+def test_a_decision_without_an_id_and_one_with_an_id_on_the_same_text_are_one_ticket() -> None:
+    # The dispatcher first decided on the text pasted into the page (no ticket id), then on the
+    # ticket itself: one ticket, trained once with its latest decision, not twice.
+    records = [
+        fb(1, None, "执法", 0, text="楼下烧烤店油烟很大"),
+        fb(2, "A9", "住建", 10, text="楼下烧烤店油烟很大"),
+        # The other way round: the id first, the decision without it last (it wins, the id stays).
+        fb(3, "B7", "执法", 20, text="电梯频繁故障困人"),
+        fb(4, "", "人社", 30, text="电梯频繁故障困人"),
+    ]
+    df, summary = feedback_frame(records)
+    decisions = sorted(zip(df["id"], df["text"], df["department"], strict=True))
+    assert decisions == [("A9", "楼下烧烤店油烟很大", "住建"), ("B7", "电梯频繁故障困人", "人社")]
+    assert (summary.records, summary.tickets, summary.superseded) == (4, 2, 2)
+    assert summary.unnumbered_merged == 2
+    assert summary.to_dict()["decisions_without_id_merged"] == 2
+
+
+def test_a_decision_without_an_id_on_a_text_two_ids_share_stays_a_ticket_of_its_own() -> None:
+    # Two citizens sent the same short text: which of them the decision without an id is on is
+    # unknown, so it is neither ticket's correction.
+    records = [
+        fb(1, "A1", "执法", 0, text="噪音扰民"),
+        fb(2, "A2", "住建", 10, text="噪音扰民"),
+        fb(3, None, "人社", 20, text="噪音扰民"),
+    ]
+    df, summary = feedback_frame(records)
+    assert sorted(df["department"]) == ["人社", "住建", "执法"]
+    assert (summary.tickets, summary.superseded, summary.unnumbered_merged) == (3, 0, 0)
+
+
+def test_a_decision_without_an_id_replaces_the_history_row_of_its_text(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # History ticket 5 decided again on the page, without its number: the same ticket, trained
+    # once with the decision (it was trained twice, with both labels).
+    root, history = _numbered_history(tmp_path)
+    records = [{**fb(1, None, "住建", 0, text=TINY_TICKETS[4][1]), "created_at": datetime.now(UTC)}]
+    result = retrain([history], records, root, config=tiny_config)
+    assert result.feedback.replaced_history == 1
+    assert result.rows == {"history": 14, "feedback": 1}
+
+
+def test_retrain_says_how_many_decisions_without_an_id_were_merged_into_their_ticket(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    db.add_feedback(text="小区电梯坏了一个月没人修", department="执法", category="城建")
+    db.add_feedback(
+        ticket_id="N7", text="小区电梯坏了一个月没人修", department="住建", category="城建"
+    )
+    db.dispose()
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        "feedback (2 feedback records for 1 ticket, 1 superseded by a later decision, "
+        "1 decision without a ticket id merged into its ticket (same text), 0 history rows "
+        "replaced); "
+    ) in said
