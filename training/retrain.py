@@ -29,7 +29,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +102,7 @@ from training.validate import (
     repeated_rows,
     row_places,
     rows_of,
+    similar_label,
 )
 from training.window import Window, read_window, row_place
 
@@ -226,14 +226,10 @@ class RetrainResult:
                 )
                 for label, n in group[:MAX_LISTED]:
                     # A decision typed through the API, 市场监督 for 市场监管: "collect more
-                    # examples" was the only advice.
-                    close = (
-                        get_close_matches(label, self.known_labels.get(head, []), n=1)
-                        if rare
-                        else []
-                    )
+                    # examples" was the only advice. Found as train finds them (similar_label).
+                    close = similar_label(label, self.known_labels.get(head, [])) if rare else None
                     hint = (
-                        f", or, if it misspells {mask_label(close[0])!r}, map it to that with "
+                        f", or, if it is the same {head} as {close!r}, map it to that with "
                         "--mapping"
                         if close
                         else ""
@@ -1176,9 +1172,13 @@ def retrain(
     if loose:
         hist_text_keys = hist["text"].map(lambda t: ticket_key(None, t))
         candidate = hist_text_keys.isin(loose)
-        tickets = hist.loc[candidate, "id"].astype(str).str.strip().groupby(
-            hist_text_keys[candidate]
-        ).nunique()
+        tickets = (
+            hist.loc[candidate, "id"]
+            .astype(str)
+            .str.strip()
+            .groupby(hist_text_keys[candidate])
+            .nunique()
+        )
         replaced |= hist_text_keys.isin(set(tickets.index[tickets == 1]))
     result.feedback.replaced_history = int(replaced.sum())
     hist = hist[~replaced]

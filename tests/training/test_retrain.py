@@ -2102,10 +2102,10 @@ def test_a_rare_new_label_close_to_a_known_one_is_named_as_a_possible_misspellin
     warnings = result.warnings(min_examples=5)
     assert (
         "new department '市场监督' (not in the current model) has 1 row: below min_examples (5): "
-        "merged into 其他 for this model; collect more examples, or, if it misspells '市场监管', "
-        "map it to that with --mapping"
+        "merged into 其他 for this model; collect more examples, or, if it is the same department "
+        "as '市场监管', map it to that with --mapping"
     ) in warnings
-    assert [w for w in warnings if "信访局" in w and "misspells" not in w]
+    assert [w for w in warnings if "信访局" in w and "the same department" not in w]
 
 
 def test_retrain_names_the_known_label_a_rare_new_one_may_misspell(
@@ -2116,7 +2116,7 @@ def test_retrain_names_the_known_label_a_rare_new_one_may_misspell(
     result = retrain([history], records, root)
     said = [w for w in result.warnings(min_examples=3) if "'住建局'" in w]
     assert len(said) == 1 and said[0].endswith(
-        "if it misspells '住建', map it to that with --mapping"
+        "if it is the same department as '住建', map it to that with --mapping"
     )
 
 
@@ -2187,3 +2187,28 @@ def test_retrain_says_how_many_decisions_without_an_id_were_merged_into_their_ti
         "1 decision without a ticket id merged into its ticket (same text), 0 history rows "
         "replaced); "
     ) in said
+
+
+def test_retrain_names_a_known_department_as_train_does_and_not_one_alike_in_its_county_parts() -> (
+    None
+):
+    # retrain's own likeness (difflib's ratio of the whole names) called 市住建局 a misspelling of
+    # 区住建局 (the district's) and 区城管局 one of 区城建局, and missed 人社局 for
+    # 县人力资源和社会保障局; both commands now ask training.validate.similar_label.
+    result = RetrainResult(
+        new_labels={"department": {"市住建局": 1, "区城管局": 1, "人社局": 1, "县医保局": 1}},
+        known_labels={
+            "department": ["区住建局", "区城建局", "县人力资源和社会保障局", "县卫健局", "其他"]
+        },
+    )
+    hints = {
+        w.split("'")[1]: w.rsplit("collect more examples", 1)[1]
+        for w in result.warnings(min_examples=5)
+    }
+    assert hints == {
+        "市住建局": "",
+        "区城管局": "",
+        "人社局": ", or, if it is the same department as '县人力资源和社会保障局', map it to that "
+        "with --mapping",
+        "县医保局": "",
+    }
