@@ -705,6 +705,14 @@ def freeze_eval(
     root = Path(root)
     path = registry.frozen_eval_path(root)
     df = pd.DataFrame({c: eval_df[c].fillna("").astype(str) for c in EVAL_COLUMNS})
+    if CO_COL in eval_df:
+        # A joint dispatch keeps its co-departments, "主办；会办" as a department cell is written:
+        # read_frozen_eval scores its lead and the joint-dispatch advice by the rest.
+        co = eval_df[CO_COL].fillna("").astype(str)
+        df["department"] = [
+            JOINT_JOINER.join([lead, c]) if c and lead else lead
+            for lead, c in zip(df["department"], co, strict=True)
+        ]
     labelled = (df["department"].str.strip() != "") | (df["category"].str.strip() != "")
     with_text = has_text(df)
     # A row without a label or without text scores nothing: it is left out, and counted.

@@ -2212,3 +2212,35 @@ def test_retrain_names_a_known_department_as_train_does_and_not_one_alike_in_its
         "with --mapping",
         "县医保局": "",
     }
+
+
+def test_the_frozen_set_keeps_a_joint_dispatchs_co_departments_and_scores_the_advice(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The frozen set kept the lead department alone: the joint-dispatch advice, which evaluate
+    # scores on any labelled file, could never be scored on it.
+    from model.artifact import load_router
+    from model.tickets import CO_COL
+    from training.compare import markdown_comparison, read_frozen_eval, score_router
+    from training.evaluate import JointCounts
+    from training.retrain import freeze_eval
+
+    root = tmp_path / "models"
+    df = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str).fillna("")
+    co = ["执法；住建" if i == 0 else "住建" if i == 1 else "" for i in range(len(df))]
+    freeze_eval(root, df.assign(**{CO_COL: co}), "test")
+    read, _ = read_frozen_eval(root)
+    assert list(read["department"]) == list(df["department"])  # scored by the lead
+    assert list(read[CO_COL]) == co
+    router, _ = load_router(tiny_model_dir)
+    scores = score_router(router, read)
+    joint = scores["joint"]
+    assert (joint["rows"], joint["joint_rows"], joint["true_co_departments"]) == (len(df), 2, 3)
+    report = compare(scores, scores)
+    assert report["joint"] == {"champion": joint, "challenger": joint}
+    assert "## Joint dispatch (会办)" in markdown_comparison(report)
+    # Renamed co-departments are scored under their new names, as the true labels are.
+    truths: list[str] = []
+    monkeypatch.setattr(JointCounts, "add", lambda self, co, lead, found: truths.append(co))
+    score_router(router, read, {"department": {"住建": "住建局"}})
+    assert truths[:2] == ["执法；住建局", "住建局"]
