@@ -652,7 +652,12 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
 
 
 def feedback_cutoff(root: str | Path) -> datetime | None:
-    """Feedback after this time is new to the current model (its last feedback, else its creation)."""
+    """Feedback after this time is new to the current model (its last feedback, else its creation).
+
+    After a rollback, the feedback of the versions rolled back from is not new either: counted
+    as new, the nightly ``--if-new-feedback N --promote-if-better`` retrained on it at once and
+    promoted the model the administrator had rolled back.
+    """
     version = registry.current_version(root)
     if version is None:
         return None
@@ -661,7 +666,21 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
     except Exception:  # an unreadable current model: everything counts as new
         return None
     data = meta.get("training_data", {})
-    return _as_utc(data.get("feedback_until") or meta.get("created"))
+    cutoff = _as_utc(data.get("feedback_until") or meta.get("created"))
+    try:
+        events = registry.read_state(root)["events"]
+    except Exception:  # an unreadable registry.json: the current model's cutoff
+        events = []
+    for event in events:
+        left = event.get("previous") if event.get("action") == "rollback" else None
+        try:
+            gone = read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
+            until = _as_utc(gone.get("feedback_until"))
+        except Exception:  # a version collected since, or unreadable: nothing to add
+            continue
+        if until is not None and (cutoff is None or until > cutoff):
+            cutoff = until
+    return cutoff
 
 
 def count_new_feedback(records: Sequence[Mapping[str, Any]], cutoff: datetime | None) -> int:
@@ -1059,7 +1078,8 @@ def retrain(
         if new < if_new_feedback:
             result.skipped = True
             result.message = (
-                f"{new} new feedback record(s) since the current model was trained; "
+                f"{new} new feedback record(s) since the current model (or one rolled back "
+                "from) was trained; "
                 f"--if-new-feedback asks for {if_new_feedback}: not retraining"
             )
             return result

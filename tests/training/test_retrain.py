@@ -2244,3 +2244,32 @@ def test_the_frozen_set_keeps_a_joint_dispatchs_co_departments_and_scores_the_ad
     monkeypatch.setattr(JointCounts, "add", lambda self, co, lead, found: truths.append(co))
     score_router(router, read, {"department": {"住建": "住建局"}})
     assert truths[:2] == ["执法；住建局", "住建局"]
+
+
+def test_feedback_a_rolled_back_version_was_trained_on_is_not_new_feedback(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    # The nightly `retrain --if-new-feedback N --promote-if-better` after a rollback counted the
+    # decisions the rolled-back version had been trained on as new (newer than the version rolled
+    # back to), retrained on them at once and promoted what the administrator had rolled back.
+    from training.retrain import feedback_cutoff
+
+    root, history = tiny_root
+    now = datetime.now(UTC)
+    texts = ["小区电梯坏了一个月没人修", "楼下烧烤店油烟很大", "公司拖欠工资三个月"]
+    week1 = [{**fb(1, "W1", "住建", 0, text=texts[0]), "created_at": now - timedelta(days=8)}]
+    week2 = [
+        {**fb(i, f"W2-{i}", "执法", 0, text=t), "created_at": now - timedelta(days=1, minutes=i)}
+        for i, t in enumerate(texts[1:], 2)
+    ]
+    first = retrain([history], week1, root, promote_if_better=True, force=True)
+    second = retrain([history], week1 + week2, root, promote_if_better=True, force=True)
+    assert registry.current_version(root) == second.version
+    registry.rollback(root)
+    assert registry.current_version(root) == first.version
+    assert count_new_feedback(week1 + week2, feedback_cutoff(root)) == 0  # was 2
+    skipped = retrain([history], week1 + week2, root, if_new_feedback=1, promote_if_better=True)
+    assert skipped.skipped and registry.current_version(root) == first.version
+    # A decision after the rolled-back version's is new.
+    later = [{**fb(9, "W3", "人社", 0, text="社保断缴半年"), "created_at": now}]
+    assert count_new_feedback(week1 + week2 + later, feedback_cutoff(root)) == 1
