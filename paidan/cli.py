@@ -1841,7 +1841,7 @@ def _version_dirs(root: Path) -> list[Path]:
 
 # What retraining reads of a feedback row (training.retrain.feedback_frame); drift reads the
 # stored suggestion too, reduced to its auto/review decision as each page is read.
-RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category")
+RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
 
 
 def _feedback_records(

@@ -135,6 +135,11 @@ class FeedbackSummary:
     # (a daily serial) name several tickets. Each text is a ticket of its own, matched by its text.
     ambiguous: set[str] = field(default_factory=set)
     ambiguous_example: str = ""
+    # Tickets that two dispatchers (dispatcher_id) decided with different labels: the latest is
+    # trained, the disagreement was counted with a dispatcher's own second thoughts as
+    # "superseded". How many, and the feedback rows of one.
+    disputed: int = 0
+    disputed_example: str = ""
     # Decisions on frozen evaluation tickets: never trained, and the frozen set keeps its labels.
     # How many, how many of them name another label than the frozen set's, and one example.
     on_frozen: int = 0
@@ -148,6 +153,7 @@ class FeedbackSummary:
             "tickets": self.tickets,
             "superseded_decisions": self.superseded,
             "decisions_without_id_merged": self.unnumbered_merged,
+            "tickets_decided_differently_by_two_dispatchers": self.disputed,
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
             "ids_naming_several_texts": len(self.ambiguous),
@@ -280,6 +286,13 @@ class RetrainResult:
                 f"the history or frozen row of that id ({self.other_tickets_example}); those "
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
+            )
+        if self.feedback.disputed:
+            out.append(
+                counted(self.feedback.disputed, "ticket was", "tickets were")
+                + " decided with different labels by different dispatchers "
+                f"({self.feedback.disputed_example}): the latest decision of each is trained; "
+                "check them in the feedback export (GET /v1/feedback)"
             )
         if self.feedback.frozen_disagree:
             out.append(
@@ -603,6 +616,7 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
                 "time": created.isoformat() if created else "",
                 "_created": created or datetime.min.replace(tzinfo=UTC),
                 "_fid": int(r.get("id") or 0),
+                "_dispatcher": str(r.get("dispatcher_id") or "").strip() or None,
             }
         )
     summary = FeedbackSummary(records=len(rows))
@@ -640,6 +654,15 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         df.loc[hit, "id"] = df.loc[hit, "key"].map(single["id"])
         df.loc[hit, "key"] = df.loc[hit, "key"].map(single["key"])
         summary.unnumbered_merged = int(hit.sum())
+    labels = df["department"] + "\x00" + df[CO_COL] + "\x00" + df["category"]
+    by_ticket = df.groupby("key", sort=False)
+    disputed = (by_ticket["_dispatcher"].nunique() > 1) & (
+        labels.groupby(df["key"], sort=False).nunique() > 1
+    )
+    if disputed.any():
+        summary.disputed = int(disputed.sum())
+        rows = df.loc[df["key"] == disputed.index[disputed][0], "_fid"].tolist()
+        summary.disputed_example = "e.g. feedback data rows " + ", ".join(map(str, rows[:5]))
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)

@@ -2273,3 +2273,29 @@ def test_feedback_a_rolled_back_version_was_trained_on_is_not_new_feedback(
     # A decision after the rolled-back version's is new.
     later = [{**fb(9, "W3", "人社", 0, text="社保断缴半年"), "created_at": now}]
     assert count_new_feedback(week1 + week2 + later, feedback_cutoff(root)) == 1
+
+
+def test_a_ticket_two_dispatchers_decided_differently_is_warned_of() -> None:
+    # Two dispatchers' conflicting decisions were counted as "superseded", as a dispatcher's own
+    # second thoughts are: the disagreement was trained silently, the latest one winning.
+    records = [
+        {**fb(1, "A", "住建", 0), "dispatcher_id": "d1"},
+        {**fb(2, "A", "执法", 5), "dispatcher_id": "d2"},  # another dispatcher, another label
+        {**fb(3, "B", "住建", 0, text="电梯坏了"), "dispatcher_id": "d1"},
+        {**fb(4, "B", "人社", 5, text="电梯坏了"), "dispatcher_id": "d1"},  # second thoughts
+        {**fb(5, "C", "人社", 0, text="欠薪"), "dispatcher_id": "d1"},
+        {**fb(6, "C", "人社", 5, text="欠薪"), "dispatcher_id": "d2"},  # agreed
+    ]
+    df, summary = feedback_frame(records)
+    assert dict(zip(df["id"], df["department"], strict=True)) == {
+        "A": "执法",
+        "B": "人社",
+        "C": "人社",
+    }
+    assert (summary.superseded, summary.disputed) == (3, 1)
+    warnings = RetrainResult(feedback=summary).warnings(min_examples=3)
+    assert warnings == [
+        "1 ticket was decided with different labels by different dispatchers (e.g. feedback data "
+        "rows 1, 2): the latest decision of each is trained; check them in the feedback export "
+        "(GET /v1/feedback)"
+    ]
