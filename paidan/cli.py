@@ -1875,7 +1875,7 @@ def _version_dirs(root: Path) -> list[Path]:
 
 # What retraining reads of a feedback row (training.retrain.feedback_frame); drift reads the
 # stored suggestion too, reduced to its auto/review decision as each page is read.
-RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category")
+RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
 
 
 def _feedback_records(
@@ -2634,7 +2634,18 @@ def retrain(
         f"training rows: {result.rows.get('history', 0)} history + {result.rows.get('feedback', 0)} "
         f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
         f"{fb.superseded} superseded by a later decision, "
-        f"{counted(fb.replaced_history, 'history row')} replaced); "
+        # Said only when it happened: most stores carry every decision's ticket id.
+        + (
+            counted(
+                fb.unnumbered_merged,
+                "decision without a ticket id merged into its ticket (same text)",
+                "decisions without a ticket id merged into their tickets (same text)",
+            )
+            + ", "
+            if fb.unnumbered_merged
+            else ""
+        )
+        + f"{counted(fb.replaced_history, 'history row')} replaced); "
         f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
         # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
         # of a set of 159 read as a miscount.

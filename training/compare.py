@@ -29,17 +29,20 @@ from model import registry
 from model.artifact import ModelLoadError, load_router, read_metadata, sha256_file, verify
 from model.config import OTHER_LABEL
 from model.resources import is_sample_default
-from model.router import Router
+from model.router import SIMILAR_K, Router
 from model.text import counted, mask_label
 from model.tickets import (
+    CO_COL,
+    JOINT_JOINER,
     JOINT_SEPARATOR,
     LABELS,
     comma_listed,
     has_text,
     label_value,
     split_comma_listed,
+    split_departments,
 )
-from training.evaluate import SEEN_SHARE_LIMIT, seen_rows
+from training.evaluate import SEEN_SHARE_LIMIT, JointCounts, joint_summary, seen_rows
 from training.markdown import md_text
 from training.metrics import format_f1, head_report, unknown_label_rows
 from training.validate import find_merged, masked_counts, merged_mapping, rows_of
@@ -220,9 +223,12 @@ def read_frozen_eval(root: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         df = pd.read_parquet(f)
     for col in EVAL_COLUMNS:
         df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
-    # A set frozen before joint dispatch kept "主办；会办" cells whole, a label no model predicts
-    # (the department head learns the lead): read as training reads them, the lead department.
-    df["department"] = df["department"].map(lambda v: label_value("department", v))
+    # A joint dispatch is frozen as "主办；会办" (freeze_eval): scored by its lead, as training
+    # reads it, and its co-departments score the joint-dispatch advice (sets frozen before they
+    # were kept have none).
+    parts = df["department"].map(split_departments)
+    df["department"] = parts.map(lambda p: p[0])
+    df[CO_COL] = parts.map(lambda p: JOINT_JOINER.join(p[1]))
     return df, info
 
 
@@ -309,12 +315,49 @@ def score_router(
         "model_version": router.version,
         "seen_eval_rows": seen_rows(router, X) if X is not None else 0,
         "heads": heads,
+        **(
+            {"joint": joint}
+            if X is not None and (joint := joint_scores(router, X, df, mapping))
+            else {}
+        ),
         "department_truth": DEPARTMENT_TRUTH,
         "f1_labels": F1_LABELS,
     }
     if merged_rows:
         out["merged_into_other"] = merged_rows
     return out
+
+
+def joint_scores(
+    router: Router, X: Any, df: pd.DataFrame, mapping: Mapping | None = None
+) -> dict[str, Any] | None:
+    """The joint-dispatch advice's figures (:func:`training.evaluate.joint_advice_report`) on the
+    frozen tickets with a department label, as ``paidan evaluate`` gives them; ``None`` when no
+    ticket has co-departments, or the router has no department head or no similar tickets.
+
+    The advice follows the model's own lead department (dispatch rules aside, as the scores are
+    the model's), from the server's default number of similar tickets; the true co-departments
+    are renamed by ``mapping``, as the true labels are.
+    """
+    co = df[CO_COL].fillna("").astype(str) if CO_COL in df else None
+    if co is None or not (co != "").any():
+        return None
+    if "department" not in router.heads or router.index is None:
+        return None
+    ranking = router.rank(X, 1)["department"]
+    learnt = router.labels_of("department")
+    found = router.index.query(X, SIMILAR_K)
+    counts = JointCounts()
+    labelled = (df["department"].fillna("").astype(str).str.strip() != "").tolist()
+    for i, similar in enumerate(found):
+        if labelled[i]:
+            # As Router.predict: no similar ticket, so no advice, without a known word.
+            advised = [] if ranking.no_terms[i] else similar[:SIMILAR_K]
+            truth = JOINT_JOINER.join(
+                map_label(d, "department", mapping) for d in co.iloc[i].split(JOINT_JOINER) if d
+            )
+            counts.add(truth, learnt[ranking.order[i, 0]], advised)
+    return {**counts.report(), "similar_k": SIMILAR_K}
 
 
 def version_mapping(root: str | Path, version: str) -> Mapping:
@@ -552,6 +595,13 @@ def compare(
         "champion_seen_eval_rows": seen,
         "challenger_seen_eval_rows": trained_on,
         "notes": notes,
+        # Figures of the joint-dispatch advice, per model, when the frozen set has joint tickets:
+        # told, not part of the rule.
+        **(
+            {"joint": {"champion": champion.get("joint"), "challenger": challenger["joint"]}}
+            if challenger.get("joint")
+            else {}
+        ),
     }
 
 
@@ -659,6 +709,11 @@ def markdown_comparison(report: dict[str, Any]) -> str:
             f"| {head} | {format_f1(a['macro_f1']) if a else '–'} | {format_f1(b['macro_f1'])} | "
             f"{_d(h.get('macro_f1_delta_points'))} | {_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
         )
+    if joint := report.get("joint"):
+        lines += ["", "## Joint dispatch (会办)", ""]
+        for who in ("champion", "challenger"):
+            said = joint_summary(joint[who]) if joint.get(who) else "not scored on joint tickets."
+            lines.append(f"- {who}: {said}")
     for head, h in report["heads"].items():
         lines += [
             "",

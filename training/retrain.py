@@ -6,7 +6,8 @@ this module never touches the database or the web layer.
 Steps:
 
 1. read the history files and the feedback records; feedback is deduplicated per ticket (ticket id,
-   or the masked text when there is none) and the latest decision wins; a feedback decision also
+   or the masked text when there is none, a decision without an id on the text of one ticket
+   decided with its id being that ticket's) and the latest decision wins; a feedback decision also
    replaces the history row of its ticket: the same id and the same masked text (a live ticket
    numbered as a history ticket of another text is a ticket of its own);
 2. freeze an evaluation set the first time (a stratified share of the history, never trained on),
@@ -28,7 +29,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ from training.validate import (
     repeated_rows,
     row_places,
     rows_of,
+    similar_label,
 )
 from training.window import Window, read_window, row_place
 
@@ -124,6 +125,9 @@ class FeedbackSummary:
     records: int = 0
     tickets: int = 0
     superseded: int = 0
+    # Decisions without a ticket id on the text of a ticket decided with its id (one id only):
+    # keyed as that ticket, so its latest decision wins rather than both being trained.
+    unnumbered_merged: int = 0
     replaced_history: int = 0
     # Feedback ids that name another text than the history or frozen row of that id: other tickets.
     other_tickets: int = 0
@@ -131,6 +135,11 @@ class FeedbackSummary:
     # (a daily serial) name several tickets. Each text is a ticket of its own, matched by its text.
     ambiguous: set[str] = field(default_factory=set)
     ambiguous_example: str = ""
+    # Tickets that two dispatchers (dispatcher_id) decided with different labels: the latest is
+    # trained, the disagreement was counted with a dispatcher's own second thoughts as
+    # "superseded". How many, and the feedback rows of one.
+    disputed: int = 0
+    disputed_example: str = ""
     # Decisions on frozen evaluation tickets: never trained, and the frozen set keeps its labels.
     # How many, how many of them name another label than the frozen set's, and one example.
     on_frozen: int = 0
@@ -143,6 +152,8 @@ class FeedbackSummary:
             "records": self.records,
             "tickets": self.tickets,
             "superseded_decisions": self.superseded,
+            "decisions_without_id_merged": self.unnumbered_merged,
+            "tickets_decided_differently_by_two_dispatchers": self.disputed,
             "replaced_history_rows": self.replaced_history,
             "ids_naming_other_tickets": self.other_tickets,
             "ids_naming_several_texts": len(self.ambiguous),
@@ -221,14 +232,10 @@ class RetrainResult:
                 )
                 for label, n in group[:MAX_LISTED]:
                     # A decision typed through the API, 市场监督 for 市场监管: "collect more
-                    # examples" was the only advice.
-                    close = (
-                        get_close_matches(label, self.known_labels.get(head, []), n=1)
-                        if rare
-                        else []
-                    )
+                    # examples" was the only advice. Found as train finds them (similar_label).
+                    close = similar_label(label, self.known_labels.get(head, [])) if rare else None
                     hint = (
-                        f", or, if it misspells {mask_label(close[0])!r}, map it to that with "
+                        f", or, if it is the same {head} as {close!r}, map it to that with "
                         "--mapping"
                         if close
                         else ""
@@ -279,6 +286,13 @@ class RetrainResult:
                 f"the history or frozen row of that id ({self.other_tickets_example}); those "
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
+            )
+        if self.feedback.disputed:
+            out.append(
+                counted(self.feedback.disputed, "ticket was", "tickets were")
+                + " decided with different labels by different dispatchers "
+                f"({self.feedback.disputed_example}): the latest decision of each is trained; "
+                "check them in the feedback export (GET /v1/feedback)"
             )
         if self.feedback.frozen_disagree:
             out.append(
@@ -602,6 +616,7 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
                 "time": created.isoformat() if created else "",
                 "_created": created or datetime.min.replace(tzinfo=UTC),
                 "_fid": int(r.get("id") or 0),
+                "_dispatcher": str(r.get("dispatcher_id") or "").strip() or None,
             }
         )
     summary = FeedbackSummary(records=len(rows))
@@ -622,6 +637,32 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         df.loc[several, "key"] = "id:" + ids[several] + "|" + digests[several]
         where = pd.DataFrame({"id": ids, SOURCE_COL: "feedback", ROW_COL: df["_fid"]})
         summary.ambiguous_example = _id_example(where, ids, summary.ambiguous)
+    # A decision without an id (a text pasted into the page) on the text of a ticket decided with
+    # its id is that ticket: keyed apart, both were trained, with conflicting labels. Only where
+    # one id has the text: two citizens may send the same short text.
+    unnumbered = df["key"].str.startswith("text:")
+    if unnumbered.any() and not unnumbered.all():
+        numbered = pd.DataFrame(
+            {
+                "digest": df.loc[~unnumbered, "text"].map(lambda t: ticket_key(None, t)),
+                "key": df.loc[~unnumbered, "key"],
+                "id": df.loc[~unnumbered, "id"],
+            }
+        ).drop_duplicates(["digest", "key"])
+        single = numbered.drop_duplicates("digest", keep=False).set_index("digest")
+        hit = unnumbered & df["key"].isin(single.index)
+        df.loc[hit, "id"] = df.loc[hit, "key"].map(single["id"])
+        df.loc[hit, "key"] = df.loc[hit, "key"].map(single["key"])
+        summary.unnumbered_merged = int(hit.sum())
+    labels = df["department"] + "\x00" + df[CO_COL] + "\x00" + df["category"]
+    by_ticket = df.groupby("key", sort=False)
+    disputed = (by_ticket["_dispatcher"].nunique() > 1) & (
+        labels.groupby(df["key"], sort=False).nunique() > 1
+    )
+    if disputed.any():
+        summary.disputed = int(disputed.sum())
+        rows = df.loc[df["key"] == disputed.index[disputed][0], "_fid"].tolist()
+        summary.disputed_example = "e.g. feedback data rows " + ", ".join(map(str, rows[:5]))
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)
@@ -634,7 +675,12 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
 
 
 def feedback_cutoff(root: str | Path) -> datetime | None:
-    """Feedback after this time is new to the current model (its last feedback, else its creation)."""
+    """Feedback after this time is new to the current model (its last feedback, else its creation).
+
+    After a rollback, the feedback of the versions rolled back from is not new either: counted
+    as new, the nightly ``--if-new-feedback N --promote-if-better`` retrained on it at once and
+    promoted the model the administrator had rolled back.
+    """
     version = registry.current_version(root)
     if version is None:
         return None
@@ -643,7 +689,21 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
     except Exception:  # an unreadable current model: everything counts as new
         return None
     data = meta.get("training_data", {})
-    return _as_utc(data.get("feedback_until") or meta.get("created"))
+    cutoff = _as_utc(data.get("feedback_until") or meta.get("created"))
+    try:
+        events = registry.read_state(root)["events"]
+    except Exception:  # an unreadable registry.json: the current model's cutoff
+        events = []
+    for event in events:
+        left = event.get("previous") if event.get("action") == "rollback" else None
+        try:
+            gone = read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
+            until = _as_utc(gone.get("feedback_until"))
+        except Exception:  # a version collected since, or unreadable: nothing to add
+            continue
+        if until is not None and (cutoff is None or until > cutoff):
+            cutoff = until
+    return cutoff
 
 
 def count_new_feedback(records: Sequence[Mapping[str, Any]], cutoff: datetime | None) -> int:
@@ -687,6 +747,14 @@ def freeze_eval(
     root = Path(root)
     path = registry.frozen_eval_path(root)
     df = pd.DataFrame({c: eval_df[c].fillna("").astype(str) for c in EVAL_COLUMNS})
+    if CO_COL in eval_df:
+        # A joint dispatch keeps its co-departments, "主办；会办" as a department cell is written:
+        # read_frozen_eval scores its lead and the joint-dispatch advice by the rest.
+        co = eval_df[CO_COL].fillna("").astype(str)
+        df["department"] = [
+            JOINT_JOINER.join([lead, c]) if c and lead else lead
+            for lead, c in zip(df["department"], co, strict=True)
+        ]
     labelled = (df["department"].str.strip() != "") | (df["category"].str.strip() != "")
     with_text = has_text(df)
     # A row without a label or without text scores nothing: it is left out, and counted.
@@ -1033,7 +1101,8 @@ def retrain(
         if new < if_new_feedback:
             result.skipped = True
             result.message = (
-                f"{new} new feedback record(s) since the current model was trained; "
+                f"{new} new feedback record(s) since the current model (or one rolled back "
+                "from) was trained; "
                 f"--if-new-feedback asks for {if_new_feedback}: not retraining"
             )
             return result
@@ -1147,6 +1216,21 @@ def retrain(
     if unclear:
         by_text = hist["id"].astype(str).str.strip().isin(unclear)
         replaced |= by_text & hist["text"].map(lambda t: ticket_key(None, t)).isin(fb_texts)
+    # A decision without an id replaces the history row of its (masked) text, where one history
+    # ticket has that text, as it is matched to the frozen set by its text: it was trained beside
+    # the row it corrects. Two history tickets of one text (two citizens) keep their rows.
+    loose = set(fb_text_keys[~fb_frozen & (fb["id"].fillna("").astype(str).str.strip() == "")])
+    if loose:
+        hist_text_keys = hist["text"].map(lambda t: ticket_key(None, t))
+        candidate = hist_text_keys.isin(loose)
+        tickets = (
+            hist.loc[candidate, "id"]
+            .astype(str)
+            .str.strip()
+            .groupby(hist_text_keys[candidate])
+            .nunique()
+        )
+        replaced |= hist_text_keys.isin(set(tickets.index[tickets == 1]))
     result.feedback.replaced_history = int(replaced.sum())
     hist = hist[~replaced]
 

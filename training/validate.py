@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,13 @@ SAME_TICKET = ("id", "title", "text", *LABELS, CO_COL)
 # Column of validate()'s rows holding their text as cleaned (model.text.clean), which validation
 # computes anyway: training's text_groups reads it rather than cleaning every text again.
 CLEAN_TEXT_COL = "_clean_text"
+# The administrative parts of a department's name (see label_likeness): its level, which a county's
+# labels share, and its kind of body, longest first.
+ADMIN_PREFIXES = ("街道", "省", "市", "县", "区", "镇", "乡")
+ADMIN_SUFFIXES = ("委员会", "办公室", "中心", "局", "委", "办")
+# The least SequenceMatcher ratio of two names, once those parts are set aside, to call them alike:
+# two characters of three alike (市场监督, 市场监管); one of two is another department (城管, 城建).
+LIKENESS = 0.6
 
 
 class TrainingDataError(ValueError):
@@ -490,7 +498,7 @@ def validate(
             report.merged[head] = masked_counts({str(k): int(v) for k, v in rare.items()})
             df.loc[df[head].isin(rare.index), head] = OTHER_LABEL
             top = sorted(report.merged[head].items(), key=lambda kv: -kv[1])[:MAX_LISTED]
-            near = {k: found for k, _ in top if (found := nested_label(k, learnt))}
+            near = {k: found for k, _ in top if (found := similar_label(k, learnt))}
             if near:
                 report.near[head] = near
             for message in merged_messages(head, report.merged[head], near, advice):
@@ -761,7 +769,7 @@ def merged_messages(
     A department column typed freehand has a spelling per few rows: a line each printed 29,500
     lines for 30,000 such rows. ``metadata.json`` keeps them all (``merged_into_other``).
     ``near``: a listed label's learnt label that it may be another spelling of (see
-    :func:`nested_label`), named with ``advice``.
+    :func:`similar_label`), named with ``advice``.
     """
     near = near or {}
     ranked = sorted(labels.items(), key=lambda kv: -kv[1])
@@ -788,19 +796,80 @@ def merged_messages(
     return out
 
 
-def nested_label(label: str, learnt: Mapping[str, int]) -> str | None:
-    """The learnt label (masked) that ``label`` is inside of or holds, most rows first, if any.
-
-    A county's labels share its prefix and 局, so a likeness ratio calls 县医保局 close to 县卫健局;
-    one label inside another (住建局 in 县住建局) is the same name written shorter.
-    """
-    if len(label) < 2:
+def _admin_core(label: str, other: str) -> tuple[str, str] | None:
+    """``label`` and ``other`` without the administrative parts that say nothing of which
+    department they are: their level (县 of 县医保局 and 县卫健局, or of 县人社局 beside 人社局)
+    and their kind of body (局, 委, 办 …). ``None`` when they name two levels (市住建局, 区住建局)."""
+    pa = next((p for p in ADMIN_PREFIXES if label.startswith(p)), "")
+    pb = next((p for p in ADMIN_PREFIXES if other.startswith(p)), "")
+    if pa and pb and pa != pb:
         return None
-    for other, _ in sorted(learnt.items(), key=lambda kv: -kv[1]):
-        masked = mask_label(other)
-        if masked != label and len(masked) >= 2 and (label in masked or masked in label):
-            return masked
-    return None
+    a, b = label[len(pa) :], other[len(pb) :]
+    for suffix in ADMIN_SUFFIXES:
+        if len(a) > len(suffix) and a.endswith(suffix):
+            a = a[: -len(suffix)]
+            break
+    for suffix in ADMIN_SUFFIXES:
+        if len(b) > len(suffix) and b.endswith(suffix):
+            b = b[: -len(suffix)]
+            break
+    return a, b
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """Whether ``short`` is ``long`` shortened as Chinese names are: its first character, then
+    the rest in order (住建 of 住房和城乡建设, 城管 of 城市管理, 人社 of 人力资源和社会保障)."""
+    if len(short) < 2 or len(short) >= len(long) or short[0] != long[0]:
+        return False
+    rest = iter(long[1:])
+    return all(c in rest for c in short[1:])
+
+
+def label_likeness(label: str, other: str) -> float:
+    """How likely ``label`` and ``other`` name the same department (or category), 0 for not.
+
+    3: one inside the other, as written or without their administrative parts (住建局 in
+    县住建局, 公安局 and 公安分局); 2: one an abbreviation of the other (市住建局 and
+    市住房和城乡建设局, 区城管局 and 区城市管理局); else :class:`difflib.SequenceMatcher`'s ratio
+    of what is left once the parts they share as a county's labels are set aside, when at least
+    :data:`LIKENESS` (市场监督 and 市场监管). Compared whole, 县医保局 and 县卫健局 read alike (0.5)
+    for their 县 and 局 alone; set aside, 医保 and 卫健 share nothing.
+    """
+    if len(label) < 2 or len(other) < 2 or label == other:
+        return 0.0
+    if label in other or other in label:
+        return 3.0
+    cores = _admin_core(label, other)
+    if cores is None:
+        return 0.0
+    a, b = cores
+    if len(a) < 2 or len(b) < 2:
+        return 0.0
+    if a in b or b in a:
+        return 3.0
+    if _abbreviates(a, b) or _abbreviates(b, a):
+        return 2.0
+    ratio = SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return ratio if ratio >= LIKENESS else 0.0
+
+
+def similar_label(label: str, known: Mapping[str, int] | Iterable[str]) -> str | None:
+    """The known label (masked) that ``label`` may be another way of writing, if any.
+
+    ``train`` names it in the warning of a rare label merged into 其他, ``retrain`` in that of a
+    rare new label, so both find the same pairs (see :func:`label_likeness`): the likeliest one,
+    then the one with most rows (``known``: label -> rows, or labels alone).
+    """
+    counts = known if isinstance(known, Mapping) else dict.fromkeys(known, 0)
+    best: tuple[float, str] | None = None
+    for other, _ in sorted(counts.items(), key=lambda kv: -kv[1]):
+        masked = mask_label(str(other))
+        if masked == OTHER_LABEL:
+            continue
+        score = label_likeness(label, masked)
+        if score and (best is None or score > best[0]):
+            best = (score, masked)
+    return best[1] if best else None
 
 
 def twin_messages(head: str, learnt: Mapping[str, int]) -> list[str]:

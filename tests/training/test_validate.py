@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from model.tickets import ColumnMap, to_canonical
-from training.validate import TrainingDataError, validate
+from training.validate import TrainingDataError, similar_label, validate
 
 
 def frame(rows):
@@ -567,3 +567,50 @@ def test_departments_listed_on_lines_with_spaces_or_slashes_are_read_as_a_joint_
     assert sum(report.comma_listed["department"].values()) == 6
     said = [w for w in report.warnings() if "joint dispatches" in w]
     assert len(said) == 1 and "a line break, a space or a slash" in said[0], said
+
+
+@pytest.mark.parametrize(
+    ("label", "known"),
+    [
+        ("市场监督", "市场监管"),  # a misspelling (difflib's find, retrain's before)
+        ("住建局", "县住建局"),  # written shorter (containment, train's before)
+        ("市住建局", "市住房和城乡建设局"),  # an abbreviation
+        ("区城管局", "区城市管理局"),
+        ("公安局", "公安分局"),
+        ("市场监督", "市场监管局"),  # a kind of body written or not
+    ],
+)
+def test_similar_label_finds_one_department_written_two_ways(label: str, known: str) -> None:
+    assert similar_label(label, {known: 6, "县人社局": 9}) == known
+    assert similar_label(known, [label]) == label
+
+
+@pytest.mark.parametrize(
+    ("label", "known"),
+    [
+        ("县医保局", "县卫健局"),  # alike only in the county's 县 and 局
+        ("区城管局", "区城建局"),
+        ("市住建局", "区住建局"),  # the city's and the district's
+        ("劳动保障", "社会保障"),
+    ],
+)
+def test_similar_label_does_not_pair_departments_alike_in_their_administrative_parts(
+    label: str, known: str
+) -> None:
+    assert similar_label(label, {known: 6}) is None
+
+
+def test_train_names_an_abbreviated_rare_label_as_maybe_the_learnt_department():
+    rows = [["t", f"漏水{i}", "市住房和城乡建设局", "城建"] for i in range(6)]
+    rows += [["t", f"电梯{i}", "市住建局", "城建"] for i in range(3)]
+    rows += [["t", f"欠薪{i}", "市人社局", "劳动"] for i in range(6)]
+    _, report = validate(frame(rows), min_examples=5)
+    assert (
+        "department label '市住建局' has only 3 rows; merged into '其他' (the same department "
+        "as '市住房和城乡建设局'? then label its rows so)"
+    ) in report.warnings()
+
+
+def test_similar_label_reads_a_name_without_its_level_as_the_levels_department() -> None:
+    assert similar_label("人社局", ["县人力资源和社会保障局"]) == "县人力资源和社会保障局"
+    assert similar_label("县医保局", ["医疗保障局", "县卫健局"]) == "医疗保障局"
