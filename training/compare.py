@@ -348,15 +348,20 @@ def joint_scores(
     learnt = router.labels_of("department")
     found = router.index.query(X, SIMILAR_K)
     counts = JointCounts()
-    labelled = (df["department"].fillna("").astype(str).str.strip() != "").tolist()
+    given = df["department"].fillna("").astype(str).str.strip().tolist()
     for i, similar in enumerate(found):
-        if labelled[i]:
+        if given[i]:
             # As Router.predict: no similar ticket, so no advice, without a known word.
             advised = [] if ranking.no_terms[i] else similar[:SIMILAR_K]
             truth = JOINT_JOINER.join(
                 map_label(d, "department", mapping) for d in co.iloc[i].split(JOINT_JOINER) if d
             )
-            counts.add(truth, learnt[ranking.order[i, 0]], advised)
+            # The advice is scored only where the suggested lead is the true one, both read by
+            # the mapping as the department head's scores read them.
+            lead = learnt[ranking.order[i, 0]]
+            true_lead = map_label(label_value("department", given[i]), "department", mapping)
+            right = map_label(label_value("department", lead), "department", mapping) == true_lead
+            counts.add(truth, lead, advised, lead if right else true_lead)
     return {**counts.report(), "similar_k": SIMILAR_K}
 
 

@@ -2239,9 +2239,13 @@ def test_the_frozen_set_keeps_a_joint_dispatchs_co_departments_and_scores_the_ad
     report = compare(scores, scores)
     assert report["joint"] == {"champion": joint, "challenger": joint}
     assert "## Joint dispatch (会办)" in markdown_comparison(report)
+    # A renamed lead is still the suggested lead: the advice is scored on the same tickets.
+    renamed = score_router(router, read, {"department": {"住建": "住建局"}})["joint"]
+    assert renamed["wrong_lead_rows"] == joint["wrong_lead_rows"] < len(df)
+    assert renamed["joint_rows"] == joint["joint_rows"]
     # Renamed co-departments are scored under their new names, as the true labels are.
     truths: list[str] = []
-    monkeypatch.setattr(JointCounts, "add", lambda self, co, lead, found: truths.append(co))
+    monkeypatch.setattr(JointCounts, "add", lambda self, co, lead, found, true: truths.append(co))
     score_router(router, read, {"department": {"住建": "住建局"}})
     assert truths[:2] == ["执法；住建局", "住建局"]
 
