@@ -379,6 +379,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "max_batch": settings.max_batch,
                 # A batch's size in bytes is limited too: a client sizes its batches by it.
                 "max_body_bytes": settings.max_body_bytes,
+                # Every other body's (one ticket, feedback), never more than a batch's.
+                "max_ticket_body_bytes": min(
+                    settings.max_ticket_body_bytes, settings.max_body_bytes
+                ),
             },
         )
 

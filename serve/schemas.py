@@ -548,7 +548,8 @@ class ModelInfo(BaseModel):
     limits: dict[str, int] = Field(
         default_factory=dict,
         description="This server's request limits (`max_text_chars`, `max_title_chars`, "
-        "`max_batch`, `max_body_bytes`), so that a client can warn before sending",
+        "`max_batch`, a batch's `max_body_bytes` and any other body's `max_ticket_body_bytes`), so "
+        "that a client can warn before sending",
     )
 
 

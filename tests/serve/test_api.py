@@ -789,6 +789,7 @@ def test_model_info(client: TestClient) -> None:
         "max_title_chars": 200,
         "max_batch": 1_000,
         "max_body_bytes": 8 * 1024 * 1024,
+        "max_ticket_body_bytes": 1024 * 1024,
     }
 
 
