@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -494,3 +496,35 @@ def test_batch_returns_every_item_for_any_input(client: TestClient, items: list[
     body = response.json()
     assert [r["index"] for r in body["results"]] == list(range(len(items)))
     assert body["ok"] + body["failed"] == len(items)
+
+
+def test_healthz_is_answered_while_a_large_body_is_parsed(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch of a few MB takes 0.5-2 s to parse: parsed on the event loop, every other request
+    # (a load balancer's /healthz too) waited behind it. The parse of the batch below waits until
+    # /healthz has been answered, which it can only be if the parse leaves the event loop free;
+    # otherwise it gives up after 10 s (a guard against hanging, not a measure).
+    import serve.body
+
+    parse_json = serve.body.parse_json
+    parsing, healthz_answered = threading.Event(), threading.Event()
+    answered_while_parsing: list[bool] = []
+
+    def parse_after_healthz(body: bytes | str, *args: Any) -> Any:
+        if len(body) > MB:
+            parsing.set()
+            answered_while_parsing.append(healthz_answered.wait(timeout=10))
+        return parse_json(body, *args)
+
+    monkeypatch.setattr(serve.body, "parse_json", parse_after_healthz)
+    batch = json.dumps({"items": [{"text": "拖欠工资" * 500}] * 100})
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(post_raw, client, "/v1/route/batch", batch)
+        assert parsing.wait(timeout=60)
+        assert client.get("/healthz").json() == {"status": "ok"}
+        healthz_answered.set()
+        response = sent.result()
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["ok"] == 100
+    assert answered_while_parsing == [True]
