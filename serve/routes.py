@@ -9,6 +9,7 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 # No ``from __future__ import annotations``: the request bodies are built per app (their limits come
 # from the settings), and FastAPI must see the real classes in the closures' signatures.
 
+import functools
 import json
 import logging
 import re
@@ -394,7 +395,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
     async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
-        database = await anyio.to_thread.run_sync(db.check, limiter=_probe_threads(request))
+        # Said without the database's host, port or user: anyone may ask (serve.db.without_where).
+        database = await anyio.to_thread.run_sync(
+            functools.partial(db.check, public=True), limiter=_probe_threads(request)
+        )
         behind = getattr(request.app.state, "behind_current", None)
         return Readiness(
             status="ready" if database["ok"] and behind is None else "degraded",

@@ -793,6 +793,38 @@ def test_model_info(client: TestClient) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Refused at once: port 1 is closed; the host is an address, then a name resolving to it.
+        "postgresql+psycopg://paidanuser:s3cret-pw@127.0.0.1:1/paidandb",
+        "postgresql+psycopg://paidanuser:s3cret-pw@localhost:1/paidandb",
+        # A socket directory with no server in it.
+        "postgresql+psycopg://paidanuser:s3cret-pw@/paidandb?host=/nonexistent-pg-dir",
+    ],
+)
+def test_readyz_says_why_the_database_is_unreachable_without_naming_where(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    # /readyz is open to load balancers without a key, and its reason was the driver's message:
+    # 'connection to server at "127.0.0.1", port 1 failed: Connection refused'. Where the
+    # database is (and who connects to it) stays in the server's log.
+    with caplog.at_level(logging.WARNING):
+        client = make_client(database_url=url)
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded" and ready["database"]["ok"] is False
+    reason = ready["database"]["reason"]
+    for secret in ("127.0.0.1", "localhost", "::1", "5432", "paidanuser", "s3cret", "paidandb"):
+        assert secret not in reason, reason
+    assert "nonexistent-pg-dir" not in reason and ":1" not in reason, reason
+    assert "OperationalError" in reason and "server's log" in reason, reason
+    said = {"127.0.0.1": "refused", "localhost": "refused"}.get(url.split("@")[1].split(":")[0])
+    assert said is None or said in reason.lower(), reason
+    # The log says where.
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "nonexistent-pg-dir" in logged or ", port 1 failed" in logged, logged
+
+
 def test_probes_and_docs(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
