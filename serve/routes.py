@@ -387,6 +387,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             },
         )
 
+    # A client's start-up or an uptime check may ask with HEAD (it was a 405); no body.
+    api.add_api_route("/v1/model", model_info, methods=["HEAD"], include_in_schema=False)
+
     @api.get("/healthz", response_model=Health, tags=["probes"])
     async def healthz() -> Health:
         """The process is alive."""

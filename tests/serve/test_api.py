@@ -411,7 +411,7 @@ def test_a_wrong_method_or_path_is_told_what_to_send(client: TestClient) -> None
     # Both were Starlette's bare "Method Not Allowed" / "Not Found": a client that routed with
     # GET /v1/route?text=… was not told the route takes POST, nor one with a wrong path where the
     # routes are listed.
-    for method, path, allowed in (("GET", "/v1/route", "POST"), ("POST", "/v1/model", "GET")):
+    for method, path, allowed in (("GET", "/v1/route", "POST"), ("POST", "/v1/model", "GET, HEAD")):
         error = assert_error(client.request(method, path), 405, "method_not_allowed")
         assert error["message"] == f"{path} does not take {method}; send {allowed}", error
     error = assert_error(client.request("PROPFIND", "/v1/route"), 405, "method_not_allowed")
@@ -907,6 +907,12 @@ def test_probes_answer_head(client: TestClient) -> None:
         head, get = client.head(path), client.get(path)
         assert head.status_code == 200 and head.content == b"", (path, head.status_code)
         assert head.headers["etag"] == get.headers["etag"], path
+    # GET /v1/model, which a client's start-up or an uptime check reads, was a 405 to HEAD
+    # ("allow: GET"), though HTTP asks every GET resource to answer HEAD.
+    head, get = client.head("/v1/model"), client.get("/v1/model")
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert set(paths["/v1/model"]) == {"get"}
 
 
 def test_probes_answer_while_the_shared_threadpool_is_taken(client: TestClient) -> None:
