@@ -1773,8 +1773,10 @@ def db_downgrade(
     ] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Take the feedback database back to an earlier schema revision, before starting an earlier
-    paidan (stop every newer paidan first: its start migrates the database up again)."""
+    """Take the feedback database back to an earlier schema revision, for an earlier paidan.
+
+    Stop every newer paidan first: its start migrates the database up again.
+    """
     from serve.db import DatabaseInUse, DatabaseUnavailable, describe_url, downgrade, lost_below
 
     try:

@@ -73,8 +73,14 @@ def resolve_model_dir(settings: Settings, model_dir: str | Path | None = None) -
 
 
 def max_body_bytes(settings: Settings) -> int:
-    """Largest request body accepted (``PAIDAN_MAX_BODY_BYTES``, 8 MiB by default)."""
+    """Largest batch body accepted (``PAIDAN_MAX_BODY_BYTES``, 8 MiB by default)."""
     return settings.max_body_bytes
+
+
+def max_ticket_body_bytes(settings: Settings) -> int:
+    """Largest body of any other request (``PAIDAN_MAX_TICKET_BODY_BYTES``, 1 MiB by default),
+    never more than the batch's."""
+    return min(settings.max_ticket_body_bytes, settings.max_body_bytes)
 
 
 def create_app(
@@ -247,7 +253,11 @@ def create_app(
     app.include_router(docs_router)
     _include_page(app)
     app.router.default = _not_found_naming_the_route(app)
-    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes(settings))
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=max_body_bytes(settings),
+        ticket_limit=max_ticket_body_bytes(settings),
+    )
     if settings.allowed_hosts:  # DNS rebinding: on loopback `paidan serve` always sets it
         app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
     install_security(app, settings)  # CORS, safe headers, 401/403 answers
@@ -340,16 +350,25 @@ def _include_page(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies larger than ``limit`` bytes with 413, before they are read into memory."""
+    """Refuses bodies larger than ``limit`` bytes (a batch's) or ``ticket_limit`` (any other
+    request's) with 413, before they are read into memory."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, ticket_limit: int | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.batch_limit = limit
+        self.ticket_limit = limit if ticket_limit is None else min(ticket_limit, limit)
+
+    def _what_to_do(self, scope: Scope) -> str:
+        ticket = not _is_batch(scope) and self.ticket_limit < self.batch_limit
+        return _what_to_do(
+            scope, "PAIDAN_MAX_TICKET_BODY_BYTES" if ticket else "PAIDAN_MAX_BODY_BYTES"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.batch_limit if _is_batch(scope) else self.ticket_limit
         encoding = _content_encoding(scope)
         compressed = bool(encoding) and _has_body(scope)
         if compressed and not _decodable(scope):
@@ -368,13 +387,13 @@ class BodyLimitMiddleware:
                     size = int(value)
                 except ValueError:
                     size = -1
-                if size > self.limit or size < 0:
+                if size > limit or size < 0:
                     response = error_response(
-                        413 if size > self.limit else 400,
-                        "payload_too_large" if size > self.limit else "bad_request",
-                        f"the request body is {size:,} bytes; at most {self.limit:,} are accepted"
-                        + _what_to_do(scope)
-                        if size > self.limit
+                        413 if size > limit else 400,
+                        "payload_too_large" if size > limit else "bad_request",
+                        f"the request body is {size:,} bytes; at most {limit:,} are accepted"
+                        + self._what_to_do(scope)
+                        if size > limit
                         else "the Content-Length header is not a number",
                         "body",
                     )
@@ -396,11 +415,11 @@ class BodyLimitMiddleware:
                 await self.app(scope, _replay([], message, receive), send)
                 return
             received += len(message.get("body", b""))
-            if received > self.limit:
+            if received > limit:
                 response = error_response(
                     413,
                     "payload_too_large",
-                    f"the request body exceeds {self.limit:,} bytes" + _what_to_do(scope),
+                    f"the request body exceeds {limit:,} bytes" + self._what_to_do(scope),
                     "body",
                 )
                 await response(scope, receive, send)
@@ -411,10 +430,10 @@ class BodyLimitMiddleware:
         data = b"".join(chunks)
         if compressed:
             try:
-                data = _decompress(data, self.limit)
+                data = _decompress(data, limit)
             except _TooLarge as e:
                 too_large = error_response(
-                    413, "payload_too_large", f"{e}{_what_to_do(scope)}", "body"
+                    413, "payload_too_large", f"{e}{self._what_to_do(scope)}", "body"
                 )
                 await too_large(scope, receive, send)
                 return
@@ -537,18 +556,24 @@ def _has_body(scope: Scope) -> bool:
     return False
 
 
-def _what_to_do(scope: Scope) -> str:
-    """The end of a 413 for a body over the limit: what the client, or its administrator, can do.
+def _is_batch(scope: Scope) -> bool:
+    """Whether the request is to the batch route, whose body may be up to the larger limit."""
+    return str(scope.get("path", "")).rstrip("/").endswith("/v1/route/batch")
+
+
+def _what_to_do(scope: Scope, setting: str) -> str:
+    """The end of a 413 for a body over the limit that ``setting`` sets: what the client, or its
+    administrator, can do.
 
     A batch refused whole said only its size in bytes: its sender did not learn that fewer items
     per request would pass, nor which setting the server's administrator could raise.
     """
-    if str(scope.get("path", "")).rstrip("/").endswith("/v1/route/batch"):
+    if _is_batch(scope):
         return (
             "; send fewer items per request (GET /v1/model gives limits.max_body_bytes), or have "
-            "the server's PAIDAN_MAX_BODY_BYTES raised"
+            f"the server's {setting} raised"
         )
-    return " (the server's PAIDAN_MAX_BODY_BYTES)"
+    return f" (the server's {setting})"
 
 
 def _replay(messages: list[Message], last: Message | None, receive: Receive) -> Receive:

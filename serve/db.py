@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -1155,6 +1156,26 @@ def safe_reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first[:200]}" if first else type(orig).__name__
 
 
+# Where the database is and who connects to it, as the driver's messages name them: psycopg's
+# 'connection to server at "10.0.0.5", port 5432 failed', 'for user "paidan"', 'failed to resolve
+# host 'db.internal''. /readyz, open to load balancers without a key, says the failure without them.
+_SERVER_AT = re.compile(r'connection to server (?:at "[^"]*"(?:, port \d+)?|on socket "[^"]*")')
+_NAMED = re.compile(r"""\b(host name|hostaddr|host|user|role|database) (?:"[^"]*"|'[^']*')""")
+_SESSION = re.compile(r"[^\s,()@]+@[^\s,()]+")  # another session's user@address (_session)
+_PORT = re.compile(r"\bport \d+")
+_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+LOG_NAMES_WHERE = "the server's log names the host, port, user and database"
+
+
+def without_where(reason: str) -> str:
+    """``reason`` (a database error in one line, :func:`safe_reason`) without the database's host,
+    port, socket, user or name, saying that the server's log has them; unchanged if it names none."""
+    shown = _SERVER_AT.sub("connection to the database server", reason)
+    shown = _SESSION.sub("a user", _NAMED.sub(r"the \1", shown))
+    shown = _ADDRESS.sub("an address", _PORT.sub("the port", shown))
+    return shown if shown == reason else f"{shown} ({LOG_NAMES_WHERE})"
+
+
 def _read_only(conn: Any) -> str | None:
     """Why nothing can be written through ``conn`` (not in a transaction), or None; writes
     nothing."""
@@ -1283,6 +1304,7 @@ class Database:
         self._retry_interval = retry_interval
         self._lock_wait = lock_wait
         self._failure: str | None = None  # why the last attempt failed (server mode)
+        self._told: str | None = None  # the last failure /readyz said without where (logged)
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
         self._retrier_lock = threading.Lock()  # _failure set by _lost and the retrier's start/end
@@ -1404,8 +1426,12 @@ class Database:
             logger.info("feedback database reachable again: feedback works")
             return
 
-    def check(self) -> dict[str, Any]:
+    def check(self, public: bool = False) -> dict[str, Any]:
         """The database's state for ``/readyz``: ``ok`` and, when not, why (``reason``).
+
+        ``public``: for an answer to anyone (``/readyz`` needs no key), the reason of a failure to
+        reach the database does not name its host, port, user or name (:func:`without_where`);
+        they are logged, once per reason.
 
         A schema revision older than this paidan's, or none, is not ok; one this paidan does not
         know (a newer paidan migrated the database while this server ran) is ok, with a ``note``,
@@ -1425,10 +1451,11 @@ class Database:
                 if newer:
                     problem = _columns_missing(conn, stored)
         except DatabaseUnavailable as e:
-            return {"ok": False, "backend": self.backend, "reason": str(e)}
+            return {"ok": False, "backend": self.backend, "reason": self._said(str(e), public)}
         except SQLAlchemyError as e:
             self._lost(e)
-            return {"ok": False, "backend": self.backend, "reason": safe_reason(e)}
+            reason = self._said(safe_reason(e), public)
+            return {"ok": False, "backend": self.backend, "reason": reason}
         if newer and problem is None:
             # A newer paidan migrated it while this server ran (the server refuses such a
             # database at start-up), as in a rolling upgrade: saves and the export go on working,
@@ -1442,6 +1469,16 @@ class Database:
         if problem is not None:
             return {"ok": False, "backend": self.backend, "reason": problem}
         return {"ok": True, "backend": self.backend}
+
+    def _said(self, reason: str, public: bool) -> str:
+        """``reason`` as :meth:`check` says it; one said without where is logged with it, once."""
+        if not public:
+            return reason
+        shown = without_where(reason)
+        if shown != reason and reason != self._told:
+            self._told = reason
+            logger.warning("feedback database unavailable: %s", reason)
+        return shown
 
     def _failed(self, e: SQLAlchemyError) -> DatabaseUnavailable:
         """What a failed operation raises. A missing table or column (and only then: no cost on

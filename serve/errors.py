@@ -38,6 +38,7 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",  # answered by serve/protocol.py, to a client that stalls
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",

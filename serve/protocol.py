@@ -38,17 +38,30 @@ HEADER_TOO_LARGE = HTTP_CODES[431]
 # connection closes (nginx's "lingering close"): closed at once with unread bytes, the kernel sends
 # a reset, and the client may lose the answer before it reads it.
 LINGER_S = 2.0
+# Seconds a client has to send a request's line and headers (from the connection's start, or from
+# the first byte of a later request on it), and, while it sends a body, between two reads of it:
+# nginx's client_header_timeout and client_body_timeout. uvicorn has neither: a connection that sent
+# half a head, or a Content-Length and part of its body, stayed open for ever, and a few thousand
+# such connections held every file descriptor of the worker (slowloris).
+CLIENT_TIMEOUT_S = 60.0
 # Only this many characters of a refused request's Accept are looked at: a browser's is under 300,
 # and parsing a 64 KB one in Python took tens of milliseconds of the event loop on every 431.
 MAX_ACCEPT_CHARS = 1024
 
 
-def header_limit_options(max_header_bytes: int) -> dict[str, Any]:
-    """uvicorn's options for a server that refuses a request head over ``max_header_bytes``:
-    :class:`HeaderLimitedProtocol`, on httptools (the parser ``uvicorn[standard]`` installs and
-    uvicorn picks by default)."""
+def header_limit_options(
+    max_header_bytes: int, client_timeout: float | None = None
+) -> dict[str, Any]:
+    """uvicorn's options for a server that refuses a request head over ``max_header_bytes``, and
+    a request whose head or body stalls for ``client_timeout`` seconds (default
+    ``CLIENT_TIMEOUT_S``): :class:`HeaderLimitedProtocol`, on httptools (the parser
+    ``uvicorn[standard]`` installs and uvicorn picks by default)."""
     # A partial of a module-level class: picklable, so it reaches the --workers N processes.
-    protocol = functools.partial(HeaderLimitedProtocol, max_header_bytes=max_header_bytes)
+    protocol = functools.partial(
+        HeaderLimitedProtocol,
+        max_header_bytes=max_header_bytes,
+        client_timeout=CLIENT_TIMEOUT_S if client_timeout is None else client_timeout,
+    )
     return {"http": cast(type[asyncio.Protocol], protocol)}
 
 
@@ -201,6 +214,18 @@ def header_too_large_page(limit: int) -> bytes:
     ).encode()
 
 
+def timed_out_answer(client_timeout: float, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 408 answer to a request whose head or body stalled, in the error shape."""
+    return edge_answer(
+        b"408 Request Timeout",
+        HTTP_CODES[408],
+        f"the request was not received in time: its headers must arrive within {client_timeout:g} "
+        f"s, and its body without a pause of {client_timeout:g} s; send it again",
+        None,
+        default_headers,
+    )
+
+
 def unreadable_request_answer(default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """The whole 400 answer to a request the HTTP parser refuses, in the error shape."""
     return edge_answer(
@@ -223,21 +248,75 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     the previous one are not counted, so a head may exceed the limit by at most one read.
     """
 
-    def __init__(self, *args: Any, max_header_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_header_bytes: int,
+        client_timeout: float = CLIENT_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_header_bytes = max_header_bytes
+        self.client_timeout = client_timeout
+        self._stall: asyncio.TimerHandle | None = None  # the head's deadline, or the body's pause
         self._head_bytes = 0
         self._reading_head = True
         self._refused = False
         self._line_read = False  # the request line of the head being read has been fed whole
         self._head_started = time.perf_counter()
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # One that sends nothing is closed as an idle kept-alive one is (PAIDAN_KEEP_ALIVE_S): a
+        # proxy's or client's pool may open it a while before its first request.
+        self._wait_for_client(self.timeout_keep_alive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _wait_for_client(self, seconds: float | None = None) -> None:
+        self._stop_waiting()
+        wait = self.client_timeout if seconds is None else seconds
+        self._stall = self.loop.call_later(wait, self._client_stalled)
+
+    def _stop_waiting(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _client_stalled(self) -> None:
+        """The head did not arrive within ``client_timeout``, or the body paused as long: a 408
+        (nothing to a connection that sent nothing yet), then close."""
+        self._stall = None
+        if self.transport.is_closing():
+            return
+        if not self._reading_head and self.flow.read_paused:
+            self._wait_for_client()  # the app has not read what came: not the client's pause
+            return
+        started = self._head_bytes > 0 or not self._reading_head
+        if started and (self.cycle is None or not self.cycle.response_started):
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            logger.warning(
+                "%s - request refused with 408: its %s stalled for %g s",
+                client,
+                "headers" if self._reading_head else "body",
+                self.client_timeout,
+            )
+            self.transport.write(
+                timed_out_answer(self.client_timeout, self.server_state.default_headers)
+            )
+        self.transport.close()  # the app, waiting for the body, is told the client left
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # dropped, unparsed, until the connection closes
         if not self._reading_head:
+            self._wait_for_client()  # the body goes on: its pause starts again
             super().data_received(data)
             return
+        if self._head_bytes == 0:
+            self._wait_for_client()  # a request's first bytes: its head has client_timeout
         room = self.max_header_bytes - self._head_bytes
         if not self._line_read:
             self._line_read = data.find(b"\n", 0, max(room, 0)) >= 0
@@ -261,9 +340,11 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._wait_for_client()  # now for the body, if any
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._stop_waiting()  # all received; the keep-alive timeout takes over once answered
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0

@@ -9,6 +9,7 @@ predict are plain ``def``, which FastAPI runs in its threadpool. Routes validate
 # No ``from __future__ import annotations``: the request bodies are built per app (their limits come
 # from the settings), and FastAPI must see the real classes in the closures' signatures.
 
+import functools
 import json
 import logging
 import re
@@ -383,8 +384,15 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "max_batch": settings.max_batch,
                 # A batch's size in bytes is limited too: a client sizes its batches by it.
                 "max_body_bytes": settings.max_body_bytes,
+                # Every other body's (one ticket, feedback), never more than a batch's.
+                "max_ticket_body_bytes": min(
+                    settings.max_ticket_body_bytes, settings.max_body_bytes
+                ),
             },
         )
+
+    # A client's start-up or an uptime check may ask with HEAD (it was a 405); no body.
+    api.add_api_route("/v1/model", model_info, methods=["HEAD"], include_in_schema=False)
 
     @api.get("/healthz", response_model=Health, tags=["probes"])
     async def healthz() -> Health:
@@ -394,7 +402,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
     async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
-        database = await anyio.to_thread.run_sync(db.check, limiter=_probe_threads(request))
+        # Said without the database's host, port or user: anyone may ask (serve.db.without_where).
+        database = await anyio.to_thread.run_sync(
+            functools.partial(db.check, public=True), limiter=_probe_threads(request)
+        )
         behind = getattr(request.app.state, "behind_current", None)
         return Readiness(
             status="ready" if database["ok"] and behind is None else "degraded",

@@ -166,3 +166,28 @@ def test_serve_model_help_says_what_current_does() -> None:
     text = " ".join(r.output.replace("│", " ").split())
     assert "so is current" not in text
     assert "--model current follows it too" in text
+
+
+def command_groups() -> list[list[str]]:
+    """The words of ``paidan`` and of each of its groups: ``[]``, ``["db"]``, ``["models"]`` …"""
+    groups = [[]]
+    for words in leaf_commands():
+        if len(words) > 1 and words[:-1] not in groups:
+            groups.append(words[:-1])
+    return groups
+
+
+@pytest.mark.parametrize("words", command_groups(), ids=lambda w: " ".join(["paidan", *w]))
+def test_each_command_of_a_group_is_summed_up_in_one_row(words: list[str]) -> None:
+    # Typer lists a command by its docstring's first paragraph, line breaks kept: `paidan db
+    # --help` broke downgrade's summary after "before starting an earlier", however wide the
+    # terminal.
+    r = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    panel = r.output.split("─ Commands ─", 1)[1].split("╰", 1)[0]
+    rows = [line.strip("│ \n") for line in panel.splitlines()[1:] if line.strip("│ \n")]
+    group: object = typer.main.get_command(app)
+    for word in words:
+        group = group.commands[word]  # type: ignore[attr-defined]
+    names = set(group.commands)  # type: ignore[attr-defined]
+    assert rows and all(row.split()[0] in names for row in rows), rows

@@ -404,3 +404,55 @@ def test_every_status_security_md_lists_has_its_code_in_http_codes() -> None:
     assert 431 in statuses
     assert statuses <= set(HTTP_CODES), sorted(statuses - set(HTTP_CODES))
     assert HTTP_CODES[431] == HEADER_TOO_LARGE == "header_too_large"
+
+
+@pytest.fixture
+def impatient_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """An in-process uvicorn whose client timeout is 2 s (60 s in `paidan serve`)."""
+    import serve.protocol
+
+    monkeypatch.setattr(serve.protocol, "CLIENT_TIMEOUT_S", 2.0, raising=False)
+    with served(echo_app, lifespan="off", timeout_keep_alive=2) as port:
+        yield port
+
+
+def timed_out(answer: bytes) -> dict[str, Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    error: dict[str, Any] = json.loads(body)["error"]
+    assert error["code"] == "request_timeout" and "2 s" in error["message"], error
+    return error
+
+
+def test_a_request_whose_head_stalls_is_answered_408_and_closed(impatient_port: int) -> None:
+    # uvicorn has no header timeout: half a head kept its connection open for ever (slowloris).
+    # exchange() reads until the server closes the connection, for 10 s at most.
+    timed_out(exchange(impatient_port, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Le"))
+
+
+def test_a_request_whose_body_stalls_is_answered_408_and_closed(impatient_port: int) -> None:
+    # A Content-Length and part of the body: the app waited for the rest for ever.
+    timed_out(exchange(impatient_port, request(body=b"x" * 100)[:-60]))
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(impatient_port: int) -> None:
+    # As an idle kept-alive connection is, after the keep-alive timeout.
+    assert exchange(impatient_port) == b""
+
+
+def test_a_slow_body_that_keeps_coming_is_read(impatient_port: int) -> None:
+    # The body's timeout is a pause between two reads, not the whole upload: six pieces half a
+    # second apart take longer than the timeout, and are read.
+    whole = request(body=b"x" * 60)
+    cut = len(whole) - 60
+    pieces = [whole[:cut]] + [whole[cut + i * 10 : cut + (i + 1) * 10] for i in range(6)]
+    with socket.create_connection(("127.0.0.1", impatient_port), timeout=10) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.5)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.endswith(b"\r\n\r\n60")

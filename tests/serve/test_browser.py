@@ -902,6 +902,7 @@ def test_page_follows_the_servers_text_limit(
             "max_title_chars": 10,
             "max_batch": 1_000,
             "max_body_bytes": 8 * 1024 * 1024,
+            "max_ticket_body_bytes": 1024 * 1024,
         }
         context = browser.new_context(locale="zh-CN")
         try:

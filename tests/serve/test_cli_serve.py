@@ -1034,7 +1034,7 @@ def test_the_server_hands_uvicorn_the_root_path_and_the_header_limit(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from serve import server
-    from serve.protocol import HeaderLimitedProtocol
+    from serve.protocol import CLIENT_TIMEOUT_S, HeaderLimitedProtocol
 
     seen: list[dict[str, Any]] = []
     monkeypatch.setattr(server, "_serve_one", lambda *a, **k: seen.append(a[3]))
@@ -1049,7 +1049,7 @@ def test_the_server_hands_uvicorn_the_root_path_and_the_header_limit(
     assert options["root_path"] == "/paidan"
     protocol = options["http"]
     assert protocol.func is HeaderLimitedProtocol
-    assert protocol.keywords == {"max_header_bytes": 8192}
+    assert protocol.keywords == {"max_header_bytes": 8192, "client_timeout": CLIENT_TIMEOUT_S}
 
 
 def test_the_start_up_warning_about_a_database_that_is_down_says_it_is_tried_again_once(

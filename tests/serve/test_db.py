@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 import serve.db
-from serve.db import Database, DatabaseUnavailable
+from serve.db import Database, DatabaseUnavailable, without_where
 from tests.docs_text import documentation
 
 WAIT_S = 30  # a guard against a hang, not a timing assertion
@@ -941,3 +941,51 @@ def test_saves_waiting_for_sqlites_write_lock_wait_for_it_alone_and_say_who_may_
     finally:
         writer.close()
         db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        (
+            'OperationalError: connection failed: connection to server at "10.1.2.3", port 6432 '
+            'failed: FATAL:  password authentication failed for user "paidan_rw"',
+            "OperationalError: connection failed: connection to the database server failed: "
+            "FATAL:  password authentication failed for the user",
+        ),
+        (
+            'OperationalError: connection failed: connection to server at "10.1.2.3", port 6432 '
+            'failed: FATAL:  no pg_hba.conf entry for host "10.9.8.7", user "paidan_rw", database '
+            '"paidan_fb", no encryption',
+            "OperationalError: connection failed: connection to the database server failed: "
+            "FATAL:  no pg_hba.conf entry for the host, the user, the database, no encryption",
+        ),
+        (
+            "OperationalError: failed to resolve host 'pg.internal.example': [Errno -2] Name or "
+            "service not known",
+            "OperationalError: failed to resolve the host: [Errno -2] Name or service not known",
+        ),
+        (
+            "waiting for a lock on feedback held by pid 4242, paidan_rw@10.9.8.7, application "
+            "'psql', idle in transaction",
+            "waiting for a lock on feedback held by pid 4242, a user, application 'psql', idle in "
+            "transaction",
+        ),
+    ],
+)
+def test_a_reason_anyone_may_read_names_no_host_port_or_user(reason: str, said: str) -> None:
+    # /readyz is open to load balancers without a key, and said the driver's words as they were.
+    assert (
+        without_where(reason)
+        == f"{said} (the server's log names the host, port, user and database)"
+    )
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "OperationalError: unable to open database file",
+        "the database is at schema revision '0003', which this paidan does not know",
+    ],
+)
+def test_a_reason_naming_no_host_is_said_as_it_is(reason: str) -> None:
+    assert without_where(reason) == reason
