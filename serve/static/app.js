@@ -116,6 +116,12 @@ function focusLost() {
   return !document.activeElement || document.activeElement === document.body;
 }
 
+// Whether a key is the input method's (a candidate being chosen, confirmed or cancelled), not the
+// page's: keyCode 229 where a browser says so only that way (Safari, older Chromium cores).
+function isComposing(e) {
+  return e.isComposing || e.keyCode === 229;
+}
+
 function isEditable(target) {
   return (
     target instanceof HTMLElement &&
@@ -943,6 +949,10 @@ function wirePicker(head) {
   input.addEventListener("input", () => fillPicker(head));
   input.addEventListener("focus", () => fillPicker(head));
   input.addEventListener("keydown", (e) => {
+    // A key the Chinese IME is composing with is the IME's: its Enter confirms a candidate and its
+    // arrows step through them (Chrome and Edge on macOS report them as "Enter" and "ArrowDown"),
+    // which took the first match as the department, the next Enter storing it.
+    if (isComposing(e)) return;
     const options = [...list.querySelectorAll(".option")];
     if (e.key === "Enter") {
       e.preventDefault();

@@ -394,6 +394,43 @@ def test_enter_in_an_empty_search_box_picks_nothing(page: PageRun, live_server: 
 
 @pytest.mark.slow
 @needs_chromium
+def test_enter_or_an_arrow_key_for_a_chinese_ime_in_a_search_box_picks_nothing(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Typing 交通 with a Chinese IME into 「搜索其他部门…」 and pressing Enter to confirm the
+    # candidate (Chrome and Edge on macOS report it as key "Enter", isComposing true) took the first
+    # match as the department: the focus went to 提交更正, and the next Enter stored it.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-IME1")
+    advised = pg.locator("#choice-department").inner_text()
+    labels = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    wanted = next(label for label in labels if label != advised)
+    box = pg.locator("#head-department .picker-input")
+    box.focus()
+    ime = pg.context.new_cdp_session(pg)
+    # The candidate shown inline, not yet confirmed, as IMEs with an inline preedit show it.
+    ime.send(
+        "Input.imeSetComposition",
+        {"text": wanted, "selectionStart": len(wanted), "selectionEnd": len(wanted)},
+    )
+    for key in ("ArrowDown", "Enter"):  # an arrow key steps through the IME's candidates
+        pg.keyboard.press(key)
+        expect(box).to_be_focused()
+        expect(box).to_have_value(wanted)
+        expect(pg.locator("#choice-department")).to_have_text(advised)
+    ime.send("Input.insertText", {"text": wanted})  # confirmed: the composition ends
+    pg.keyboard.press("Enter")  # now Enter takes the first match, as without an IME
+    expect(pg.locator("#choice-department")).to_have_text(wanted)
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    assert live_server.feedback_rows("WEB-IME1") == []
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_the_advice_and_a_changed_choice_are_said_to_a_screen_reader(
     page: PageRun, live_server: LiveServer
 ) -> None:
