@@ -431,6 +431,43 @@ def test_enter_or_an_arrow_key_for_a_chinese_ime_in_a_search_box_picks_nothing(
 
 @pytest.mark.slow
 @needs_chromium
+def test_tab_goes_from_a_search_box_to_the_next_control_not_into_its_list(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The open list, scrollable, was a Tab stop of its own (Chromium makes a scrollable box
+    # focusable): one more Tab per card that chose nothing, with the list left open over the card.
+    from playwright.sync_api import Route, expect
+
+    def many_labels(route: Route) -> None:  # a list long enough to scroll, as a city's is
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            body["labels"][head] += [f"{head}-{i:02d}" for i in range(30)]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", many_labels)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-T1")
+    after = {
+        "department": pg.locator("#head-category .candidate").first,
+        "category": pg.locator("#confirm-button"),
+    }
+    for head, next_control in after.items():
+        pg.locator(f"#head-{head} .picker-input").focus()
+        expect(pg.locator(f"#head-{head} .picker-list")).to_be_visible()
+        pg.keyboard.press("Tab")
+        expect(next_control).to_be_focused()
+        expect(pg.locator(f"#head-{head} .picker-list")).to_be_hidden()
+    # The arrow keys still go into the list.
+    pg.locator("#head-department .picker-input").focus()
+    pg.keyboard.press("ArrowDown")
+    expect(pg.locator("#head-department .picker-list .option").first).to_be_focused()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_the_advice_and_a_changed_choice_are_said_to_a_screen_reader(
     page: PageRun, live_server: LiveServer
 ) -> None:
