@@ -1066,6 +1066,16 @@ $("unsaved-dismiss").addEventListener("click", () => {
   $("unsaved").hidden = true;
   setChildren($("unsaved-list"));
 });
+// Enter in 工单编号 or 标题 goes to the next field, as in the hotline system's own forms; routing is
+// Ctrl+Enter. It submitted the form: Enter after the 工单编号 typed while reading the advice routed
+// the ticket again, the choice corrected went back to the advice and the next Enter stored that.
+for (const [input, next] of [[idInput, titleInput], [titleInput, textInput]]) {
+  input.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || isComposing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+    e.preventDefault();
+    next.focus();
+  });
+}
 textInput.addEventListener("input", checkLimits);
 titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);

@@ -1388,6 +1388,36 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
 
 @pytest.mark.slow
 @needs_chromium
+def test_enter_in_the_id_or_title_field_goes_to_the_next_field_and_keeps_the_choice(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Enter after typing the 工单编号 read off the hotline system, once the choice was corrected,
+    # submitted the form: the ticket was routed again, the correction replaced by the advice, the
+    # focus on 采纳建议, and the next Enter stored the advice the dispatcher had turned down.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "")
+    second = pg.locator("#head-department .candidate").nth(1).locator(".cand-label").inner_text()
+    pg.keyboard.press("2")
+    expect(pg.locator("#choice-department")).to_have_text(second)
+    sent = len(page.requests)
+    pg.locator("#ticket-id").fill("WEB-N1")
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#ticket-title")).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#ticket-text")).to_be_focused()
+    assert not [u for u in page.requests[sent:] if u.endswith("/v1/route")]
+    expect(pg.locator("#choice-department")).to_have_text(second)
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存：更正为")
+    assert [r["department"] for r in live_server.feedback_rows("WEB-N1")] == [second]
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_failed_route_or_clearing_the_form_leaves_no_advice_to_adopt(
     page: PageRun, live_server: LiveServer
 ) -> None:
