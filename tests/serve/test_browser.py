@@ -448,7 +448,7 @@ def test_tab_goes_from_a_search_box_to_the_next_control_not_into_its_list(
     pg = page.page
     pg.route("**/v1/model", many_labels)
     open_page(page, live_server)
-    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-T1")
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-TAB1")
     after = {
         "department": pg.locator("#head-category .candidate").first,
         "category": pg.locator("#confirm-button"),
@@ -1403,7 +1403,7 @@ def test_enter_in_the_id_or_title_field_goes_to_the_next_field_and_keeps_the_cho
     pg.keyboard.press("2")
     expect(pg.locator("#choice-department")).to_have_text(second)
     sent = len(page.requests)
-    pg.locator("#ticket-id").fill("WEB-N1")
+    pg.locator("#ticket-id").fill("WEB-ENTER1")
     pg.keyboard.press("Enter")
     expect(pg.locator("#ticket-title")).to_be_focused()
     pg.keyboard.press("Enter")
@@ -1412,7 +1412,7 @@ def test_enter_in_the_id_or_title_field_goes_to_the_next_field_and_keeps_the_cho
     expect(pg.locator("#choice-department")).to_have_text(second)
     pg.locator("#confirm-button").click()
     expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存：更正为")
-    assert [r["department"] for r in live_server.feedback_rows("WEB-N1")] == [second]
+    assert [r["department"] for r in live_server.feedback_rows("WEB-ENTER1")] == [second]
     assert page.problems == []
 
 
