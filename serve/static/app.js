@@ -116,6 +116,12 @@ function focusLost() {
   return !document.activeElement || document.activeElement === document.body;
 }
 
+// Whether a key is the input method's (a candidate being chosen, confirmed or cancelled), not the
+// page's: keyCode 229 where a browser says so only that way (Safari, older Chromium cores).
+function isComposing(e) {
+  return e.isComposing || e.keyCode === 229;
+}
+
 function isEditable(target) {
   return (
     target instanceof HTMLElement &&
@@ -943,6 +949,10 @@ function wirePicker(head) {
   input.addEventListener("input", () => fillPicker(head));
   input.addEventListener("focus", () => fillPicker(head));
   input.addEventListener("keydown", (e) => {
+    // A key the Chinese IME is composing with is the IME's: its Enter confirms a candidate and its
+    // arrows step through them (Chrome and Edge on macOS report them as "Enter" and "ArrowDown"),
+    // which took the first match as the department, the next Enter storing it.
+    if (isComposing(e)) return;
     const options = [...list.querySelectorAll(".option")];
     if (e.key === "Enter") {
       e.preventDefault();
@@ -1056,6 +1066,16 @@ $("unsaved-dismiss").addEventListener("click", () => {
   $("unsaved").hidden = true;
   setChildren($("unsaved-list"));
 });
+// Enter in 工单编号 or 标题 goes to the next field, as in the hotline system's own forms; routing is
+// Ctrl+Enter. It submitted the form: Enter after the 工单编号 typed while reading the advice routed
+// the ticket again, the choice corrected went back to the advice and the next Enter stored that.
+for (const [input, next] of [[idInput, titleInput], [titleInput, textInput]]) {
+  input.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || isComposing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+    e.preventDefault();
+    next.focus();
+  });
+}
 textInput.addEventListener("input", checkLimits);
 titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);

@@ -394,6 +394,80 @@ def test_enter_in_an_empty_search_box_picks_nothing(page: PageRun, live_server: 
 
 @pytest.mark.slow
 @needs_chromium
+def test_enter_or_an_arrow_key_for_a_chinese_ime_in_a_search_box_picks_nothing(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Typing 交通 with a Chinese IME into 「搜索其他部门…」 and pressing Enter to confirm the
+    # candidate (Chrome and Edge on macOS report it as key "Enter", isComposing true) took the first
+    # match as the department: the focus went to 提交更正, and the next Enter stored it.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-IME1")
+    advised = pg.locator("#choice-department").inner_text()
+    labels = live_server.api("GET", "/v1/model").json()["labels"]["department"]
+    wanted = next(label for label in labels if label != advised)
+    box = pg.locator("#head-department .picker-input")
+    box.focus()
+    ime = pg.context.new_cdp_session(pg)
+    # The candidate shown inline, not yet confirmed, as IMEs with an inline preedit show it.
+    ime.send(
+        "Input.imeSetComposition",
+        {"text": wanted, "selectionStart": len(wanted), "selectionEnd": len(wanted)},
+    )
+    for key in ("ArrowDown", "Enter"):  # an arrow key steps through the IME's candidates
+        pg.keyboard.press(key)
+        expect(box).to_be_focused()
+        expect(box).to_have_value(wanted)
+        expect(pg.locator("#choice-department")).to_have_text(advised)
+    ime.send("Input.insertText", {"text": wanted})  # confirmed: the composition ends
+    pg.keyboard.press("Enter")  # now Enter takes the first match, as without an IME
+    expect(pg.locator("#choice-department")).to_have_text(wanted)
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    assert live_server.feedback_rows("WEB-IME1") == []
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_tab_goes_from_a_search_box_to_the_next_control_not_into_its_list(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The open list, scrollable, was a Tab stop of its own (Chromium makes a scrollable box
+    # focusable): one more Tab per card that chose nothing, with the list left open over the card.
+    from playwright.sync_api import Route, expect
+
+    def many_labels(route: Route) -> None:  # a list long enough to scroll, as a city's is
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            body["labels"][head] += [f"{head}-{i:02d}" for i in range(30)]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", many_labels)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-TAB1")
+    after = {
+        "department": pg.locator("#head-category .candidate").first,
+        "category": pg.locator("#confirm-button"),
+    }
+    for head, next_control in after.items():
+        pg.locator(f"#head-{head} .picker-input").focus()
+        expect(pg.locator(f"#head-{head} .picker-list")).to_be_visible()
+        pg.keyboard.press("Tab")
+        expect(next_control).to_be_focused()
+        expect(pg.locator(f"#head-{head} .picker-list")).to_be_hidden()
+    # The arrow keys still go into the list.
+    pg.locator("#head-department .picker-input").focus()
+    pg.keyboard.press("ArrowDown")
+    expect(pg.locator("#head-department .picker-list .option").first).to_be_focused()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_the_advice_and_a_changed_choice_are_said_to_a_screen_reader(
     page: PageRun, live_server: LiveServer
 ) -> None:
@@ -1310,6 +1384,36 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
     expect(status).to_have_text("诉求内容或标题在分派后已改动，请重新分派后再保存。")
     assert live_server.feedback_count() == rows_before
     assert [live_server.feedback_rows(t) for t in ("WEB-T2", "WEB-T3", "WEB-T4")] == [[], [], []]
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_enter_in_the_id_or_title_field_goes_to_the_next_field_and_keeps_the_choice(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Enter after typing the 工单编号 read off the hotline system, once the choice was corrected,
+    # submitted the form: the ticket was routed again, the correction replaced by the advice, the
+    # focus on 采纳建议, and the next Enter stored the advice the dispatcher had turned down.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "")
+    second = pg.locator("#head-department .candidate").nth(1).locator(".cand-label").inner_text()
+    pg.keyboard.press("2")
+    expect(pg.locator("#choice-department")).to_have_text(second)
+    sent = len(page.requests)
+    pg.locator("#ticket-id").fill("WEB-ENTER1")
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#ticket-title")).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#ticket-text")).to_be_focused()
+    assert not [u for u in page.requests[sent:] if u.endswith("/v1/route")]
+    expect(pg.locator("#choice-department")).to_have_text(second)
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存：更正为")
+    assert [r["department"] for r in live_server.feedback_rows("WEB-ENTER1")] == [second]
     assert page.problems == []
 
 
