@@ -829,6 +829,20 @@ def test_probes_and_docs(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("root_path", ["", "/paidan"], ids=["no-root-path", "root-path"])
+def test_probes_metrics_and_schema_are_not_cached(client: TestClient, root_path: str) -> None:
+    # Only /v1/ answers said no-store: a caching proxy in front of the server could answer a
+    # load balancer's /readyz, or a scrape of /metrics, with an earlier answer.
+    served = TestClient(client.app, root_path=root_path)
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/no-such-path"):
+        for method in ("GET", "HEAD"):
+            response = served.request(method, f"{root_path}{path}")
+            assert response.headers.get("cache-control") == "no-store", (method, path)
+    # The page and its assets keep their own header: revalidated by their ETag.
+    assert served.get(f"{root_path}/").headers["cache-control"] == "no-cache"
+    assert served.get(f"{root_path}/docs").headers["cache-control"] == "no-cache"
+
+
+@pytest.mark.parametrize("root_path", ["", "/paidan"], ids=["no-root-path", "root-path"])
 def test_docs_page_loads_swagger_ui_from_this_server(client: TestClient, root_path: str) -> None:
     # /docs loaded Swagger UI's script and stylesheet from cdn.jsdelivr.net and its icon from
     # fastapi.tiangolo.com: on an intranet without internet access (政务内网) it was a blank page,
