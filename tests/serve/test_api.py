@@ -1522,6 +1522,47 @@ def test_a_save_sent_again_with_its_request_id_is_stored_once(
     assert len(export(client)) == 4
 
 
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ("caf\u00e9-7", "cafe\u0301-7"),  # é as one code point, and e with a combining accent
+        ("20261206001", "２０２６１２０６００１"),  # full-width digits
+        ("20261206001", "20261206\u200b001"),  # a zero-width space
+        ("20261206001", "\ufeff20261206001 "),  # a BOM and a trailing space
+    ],
+    ids=["nfd", "full-width", "zero-width-space", "bom-and-space"],
+)
+def test_a_save_sent_again_with_the_same_ticket_id_written_otherwise_is_the_same_decision(
+    client: TestClient, first: str, again: str
+) -> None:
+    # The same ticket id written another way (a client that normalises its text to NFD, an input
+    # method's full-width digits, a zero-width space pasted along) was "another ticket_id": the
+    # repeated save was refused with 409 request_id_conflict.
+    body = {
+        "ticket_id": first,
+        "dispatcher_id": first,
+        "text": WAGE["text"],
+        "department": "人社",
+        "request_id": "same-decision-1",
+    }
+    stored = client.post("/v1/feedback", json=body)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["ticket_id"] == first  # echoed exactly as sent
+    replayed = client.post("/v1/feedback", json={**body, "ticket_id": again, "dispatcher_id": again})
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.json() == stored.json()
+    # Sent as both names, it names one ticket; kept as sent under ticket_id.
+    both = {k: v for k, v in body.items() if k != "request_id"}
+    saved = client.post("/v1/feedback", json={**both, "ticket_id": again, "id": first})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["ticket_id"] == again
+    rows = export(client)
+    assert [r["ticket_id"] for r in rows] == [first, again]
+    # Another ticket is still another decision.
+    other = {**body, "ticket_id": first + "1"}
+    assert_error(client.post("/v1/feedback", json=other), 409, "request_id_conflict")
+
+
 def test_a_category_only_deployment_stores_feedback_without_a_department(
     make_client: Callable[..., TestClient], category_only_model_dir: Path, tmp_path: Path
 ) -> None:
