@@ -1548,7 +1548,9 @@ def test_a_save_sent_again_with_the_same_ticket_id_written_otherwise_is_the_same
     stored = client.post("/v1/feedback", json=body)
     assert stored.status_code == 201, stored.text
     assert stored.json()["ticket_id"] == first  # echoed exactly as sent
-    replayed = client.post("/v1/feedback", json={**body, "ticket_id": again, "dispatcher_id": again})
+    replayed = client.post(
+        "/v1/feedback", json={**body, "ticket_id": again, "dispatcher_id": again}
+    )
     assert replayed.status_code == 201, replayed.text
     assert replayed.json() == stored.json()
     # Sent as both names, it names one ticket; kept as sent under ticket_id.
