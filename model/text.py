@@ -520,6 +520,28 @@ def normalize_label(label: str) -> str:
     return without_format_characters(label).strip()
 
 
+def id_key(ticket_id: str) -> str:
+    """The key by which two ticket ids are the same ticket: NFKC, without invisible format
+    characters (:func:`without_format_characters`), trimmed.
+
+    ``"２０２６１２０６００１"``, ``"20261206001\u200b"`` and ``" 20261206001 "`` are one ticket, and so are
+    ``"é"`` as one code point and as ``e`` with a combining accent. Case and leading zeros are
+    kept: ``"A7"`` and ``"a7"``, ``"007"`` and ``"7"`` may be different tickets of a ticket system.
+    An id is stored and echoed as sent; this key is only for comparing ids.
+
+    Parameters
+    ----------
+    ticket_id : str
+        An id as sent or read from a ticket file.
+
+    Returns
+    -------
+    str
+        Its key; empty for an id that holds nothing visible.
+    """
+    return nfkc(without_format_characters(ticket_id)).strip()
+
+
 def nfkc(text: str) -> str:
     """``unicodedata.normalize("NFKC", text)``, several times faster on Chinese text.
 

@@ -25,7 +25,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
-from model.text import Script, clean, counted, ticket_simplified
+from model.text import Script, clean, counted, id_key, ticket_simplified
 from model.tickets import (
     JOINT_JOINER,
     LIST_COMMAS,
@@ -609,8 +609,10 @@ def _replayed(
     """The answer to a save whose request_id is stored: the stored row, as the first save was
     answered (201), if it is the same decision; a 409 if the id was used for another one, which
     would otherwise be dropped without a word. ``department`` and ``category`` as stored (masked)."""
-    sent = (body.ticket_id, department, category, body.dispatcher_id)
-    if sent != (row.ticket_id, row.department, row.category, row.dispatcher_id):
+    # Ids by their key: "２０２６１２０６００１" or é written as e and an accent is the ticket stored, in
+    # a row stored before this rule too. The answer is the row, with the ids as first sent.
+    sent = (_key(body.ticket_id), department, category, _key(body.dispatcher_id))
+    if sent != (_key(row.ticket_id), row.department, row.category, _key(row.dispatcher_id)):
         raise ApiError(
             409,
             "request_id_conflict",
@@ -620,6 +622,11 @@ def _replayed(
             "body.request_id",
         )
     return FeedbackResponse.model_validate(row, from_attributes=True)
+
+
+def _key(ticket_id: str | None) -> str | None:
+    """An id as ids are compared (:func:`model.text.id_key`); None stays None."""
+    return None if ticket_id is None else id_key(ticket_id)
 
 
 def _export_line(row: Feedback) -> bytes:

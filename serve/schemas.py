@@ -30,7 +30,7 @@ from pydantic.json_schema import JsonDict
 
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
 from model.settings import Settings
-from model.text import CONTROL, is_blank, normalize_label
+from model.text import CONTROL, id_key, is_blank, normalize_label
 from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
 from serve.db import MAX_DEPARTMENTS_CHARS, MAX_REQUEST_ID_CHARS
 from serve.errors import TITLE_ONLY, quoted
@@ -373,7 +373,9 @@ class FeedbackRequestBase(_ScrubbedRequest):
         # A null one is a name not used.
         if isinstance(data, dict) and "id" in data and "ticket_id" in data:
             given, other = integer_as_text(data["ticket_id"]), integer_as_text(data["id"])
-            if given is not None and other is not None and given != other:
+            # Compared as ids are (model.text.id_key): "２０２６" and "2026" are one ticket.
+            keys = [id_key(v) if isinstance(v, str) else v for v in (given, other)]
+            if given is not None and other is not None and keys[0] != keys[1]:
                 raise ValueError(
                     "id and ticket_id name two different tickets; send the ticket's id once, "
                     "as ticket_id (or as id)"

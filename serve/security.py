@@ -25,7 +25,9 @@ BASE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-# API answers carry complaint texts (masked, but still personal): no cache may keep them.
+# API answers carry complaint texts (masked, but still personal): no cache may keep them. Nor any
+# other answer that does not say otherwise (the page and its assets are revalidated by ETag): a
+# caching proxy answered a load balancer's /readyz, or a scrape of /metrics, with an earlier one.
 API_HEADERS: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-store")]
 CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER]
 CORS_MAX_AGE_S = 600
@@ -53,7 +55,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
 
 
 class SecurityHeadersMiddleware:
-    """Adds :data:`BASE_HEADERS` (and :data:`API_HEADERS` under ``/v1/``) unless already set."""
+    """Adds :data:`BASE_HEADERS` and :data:`API_HEADERS` to every answer, unless already set."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,7 +64,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = BASE_HEADERS + (API_HEADERS if route_path(scope).startswith("/v1/") else [])
+        extra = BASE_HEADERS + API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -2177,6 +2177,8 @@ class _Counts:
 # Repeated ids a summary lists, each with the rows it is on (at most REPEATED_ROWS_LISTED of them).
 REPEATED_IDS_LISTED = 10
 REPEATED_ROWS_LISTED = 10
+# What model.text.id_key drops from an id, as an RE2 pattern: invisible format characters.
+ID_FORMAT_CHARACTER = r"\p{Cf}"
 
 
 def summary_path_name(output: Path) -> str:
@@ -2188,14 +2190,21 @@ def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
     """How many ids of the output's id column are on more than one row, on how many rows in all,
     and the first few (in the order they first occur) with the rows they are on, counted from 1
     as the output's data rows, which are the input's in its order. An empty or missing id is no
-    id. The ids are shown as messages quote a cell (masked)."""
+    id. Ids are compared by their key (:func:`model.text.id_key`, vectorised); each is shown as
+    written on its first row, as messages quote a cell (masked)."""
     none: dict[str, Any] = {"ids": 0, "rows": 0, "examples": []}
     chunks = [c for column in ids for c in column.chunks]
     if not chunks:
         return none
-    column = pa.chunked_array(chunks, type=chunks[0].type)
+    written = pa.chunked_array(chunks, type=chunks[0].type)
+    column = written
     present = pc.is_valid(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        # Compared by their key (model.text.id_key): "２０２６１２０６００１" and "20261206001\u200b" are
+        # one id; one of spaces or invisible characters alone is none.
+        column = pc.utf8_trim_whitespace(
+            pc.utf8_normalize(pc.replace_substring_regex(column, ID_FORMAT_CHARACTER, ""), "NFKC")
+        )
         present = pc.and_(present, pc.greater(pc.utf8_length(column), 0))
     counts = pc.value_counts(column.filter(present))
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
@@ -2203,10 +2212,9 @@ def _repeated_ids(ids: Sequence[pa.ChunkedArray]) -> dict[str, Any]:
         return none
     examples = []
     for value in repeated.field("values")[:REPEATED_IDS_LISTED]:
-        rows = pc.indices_nonzero(pc.equal(column, value))[:REPEATED_ROWS_LISTED]
-        examples.append(
-            {"id": mask_label(str(value.as_py())), "rows": [r + 1 for r in rows.to_pylist()]}
-        )
+        rows = pc.indices_nonzero(pc.equal(column, value))[:REPEATED_ROWS_LISTED].to_pylist()
+        first = written[rows[0]].as_py()  # as written on its first row
+        examples.append({"id": mask_label(str(first)), "rows": [r + 1 for r in rows]})
     return {
         "ids": len(repeated),
         "rows": int(pc.sum(repeated.field("counts")).as_py()),

@@ -45,7 +45,7 @@ from model.artifact import (
     sha256_file,
 )
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig
-from model.text import clean, counted, mask_label, quoted
+from model.text import clean, counted, id_key, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -571,11 +571,19 @@ def apply_mapping(df: pd.DataFrame, mapping: LabelMapping) -> dict[str, dict[str
 
 
 def ticket_key(ticket_id: Any, text: Any) -> str:
-    """Deduplication key: the ticket id, or a digest of the masked text when there is none."""
-    tid = "" if ticket_id is None else str(ticket_id).strip()
+    """Deduplication key: the ticket id (:func:`model.text.id_key`), or a digest of the masked
+    text when there is none."""
+    tid = "" if ticket_id is None else id_key(str(ticket_id))
     if tid:
         return f"id:{tid}"
     return "text:" + hashlib.sha256(clean(str(text or "")).encode()).hexdigest()
+
+
+def id_keys_of(ids: pd.Series) -> pd.Series:
+    """Each id's key (:func:`model.text.id_key`): ``２０２６１２０６００１`` and ``20261206001\u200b`` are
+    ``20261206001``; a missing id is ``""``. Ids are compared so everywhere; rows keep theirs as
+    written."""
+    return ids.fillna("").astype(str).map(id_key)
 
 
 def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, FeedbackSummary]:
@@ -627,7 +635,7 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
     df = pd.DataFrame(rows).sort_values(["_created", "_fid"], kind="stable")
     # Keyed by id alone, 3,000 decisions on tickets numbered 1..300 each day trained as 300, the
     # rest called "superseded". Texts are compared only where an id repeats (masking costs).
-    ids = df["id"].str.strip()
+    ids = id_keys_of(df["id"])
     repeated = (ids != "") & ids.duplicated(keep=False)
     if repeated.any():
         digests = df.loc[repeated, "text"].map(lambda t: ticket_key(None, t))
@@ -880,7 +888,7 @@ def ambiguous_ids(frames: Sequence[pd.DataFrame]) -> tuple[set[str], str]:
     take every other ticket of its number out of training.
     """
     rows = _id_rows(frames)
-    ids = rows["id"].fillna("").astype(str).str.strip()
+    ids = id_keys_of(rows["id"])
     texts = rows["text"].fillna("").astype(str).str.strip()
     keyed = ids != ""
     distinct = texts[keyed].groupby(ids[keyed]).nunique()
@@ -915,8 +923,8 @@ def other_ticket_ids(
         example with its rows (empty when there is none).
     """
     rows = _id_rows(frames)
-    ids = rows["id"].fillna("").astype(str).str.strip()
-    fb_ids = fb["id"].fillna("").astype(str).str.strip()
+    ids = id_keys_of(rows["id"])
+    fb_ids = id_keys_of(fb["id"])
     wanted = ids.isin(set(fb_ids) - unclear - {""})
     # Not unclear: every id of ``frames`` names one text, so its cleaned text is the id's.
     texts = rows.loc[wanted, "text"].fillna("").astype(str).map(clean)
@@ -927,7 +935,7 @@ def other_ticket_ids(
         if i in known and clean(t) != known[i]
     }
     both = pd.concat([rows, _id_rows([fb])], ignore_index=True)
-    return bad, _id_example(both, both["id"].fillna("").astype(str).str.strip(), bad)
+    return bad, _id_example(both, id_keys_of(both["id"]), bad)
 
 
 def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -958,7 +966,7 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
 
 def eval_keys(eval_df: pd.DataFrame) -> set[str]:
     """Keys of the frozen tickets: ids and masked-text digests (either matches)."""
-    keys = {f"id:{i}" for i in eval_df["id"].astype(str).str.strip() if i}
+    keys = {f"id:{i}" for i in id_keys_of(eval_df["id"]) if i}
     keys |= {ticket_key(None, t) for t in eval_df["text"]}
     return keys
 
@@ -1198,8 +1206,7 @@ def retrain(
     unclear |= others
 
     def id_keys(ids: pd.Series) -> pd.Series:
-        ids = ids.fillna("").astype(str).str.strip()
-        return ids.map(lambda i: f"id:{i}" if i and i not in unclear else "")
+        return id_keys_of(ids).map(lambda i: f"id:{i}" if i and i not in unclear else "")
 
     # A decision on a frozen ticket is left out below, with the ticket: it replaces no history row
     # (the first retrain, whose history lacks the tickets it freezes, counted none; later ones
@@ -1214,7 +1221,7 @@ def retrain(
     fb_texts = set(fb_text_keys[~fb_frozen])
     replaced = id_keys(hist["id"]).isin(fb_ids)
     if unclear:
-        by_text = hist["id"].astype(str).str.strip().isin(unclear)
+        by_text = id_keys_of(hist["id"]).isin(unclear)
         replaced |= by_text & hist["text"].map(lambda t: ticket_key(None, t)).isin(fb_texts)
     # A decision without an id replaces the history row of its (masked) text, where one history
     # ticket has that text, as it is matched to the frozen set by its text: it was trained beside

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, counted, mask_label, mask_pii, quoted
+from model.text import clean, counted, id_key, mask_label, mask_pii, quoted
 from model.tickets import (
     CO_COL,
     LABELS,
@@ -351,11 +351,14 @@ def row_places(df: pd.DataFrame) -> pd.Series:
 
 
 def ticket_keys(df: pd.DataFrame, text: pd.Series | None = None) -> Iterator[tuple[str, ...]]:
-    """Per row, what makes it the same ticket as another (:func:`repeated_rows`): its id, title
-    and text (as cleaned) and labels, stripped. ``text``: ``df["text"]`` cleaned already."""
+    """Per row, what makes it the same ticket as another (:func:`repeated_rows`): its id (as ids
+    are compared, :func:`model.text.id_key`), title and text (as cleaned) and labels, stripped.
+    ``text``: ``df["text"]`` cleaned already."""
     text = df["text"].fillna("").astype(str).map(clean) if text is None else text
     same = df[[c for c in SAME_TICKET if c in df]].fillna("").astype(str).map(str.strip)
     same["title"], same["text"] = same["title"].map(clean), text
+    if "id" in same:
+        same["id"] = same["id"].map(id_key)
     return same.itertuples(index=False, name=None)
 
 

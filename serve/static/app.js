@@ -729,6 +729,12 @@ function newRequestId() {
   return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
 }
 
+// A ticket id as the server compares ids (docs/api.md, "Ticket ids"): NFKC, without invisible format
+// characters, trimmed, so ２０２６１２０６００１ typed after routing 20261206001 is the routed ticket.
+function idKey(id) {
+  return id === null ? null : id.replace(/\p{Cf}/gu, "").normalize("NFKC").trim() || null;
+}
+
 // The ticket and decision a save body stores, and the request_id it is sent with: the same for
 // every attempt at that decision until one succeeds, as long as no other decision was sent for the
 // ticket meanwhile. Going back to a decision after another was sent is a new save with a new id:
@@ -736,7 +742,7 @@ function newRequestId() {
 // and answered that first row, older than the other decision's, which retraining (the latest row
 // of a ticket wins) then took for the dispatcher's final word.
 function requestIdOf(body) {
-  const ticket = JSON.stringify([body.ticket_id, body.title, body.text]);
+  const ticket = JSON.stringify([idKey(body.ticket_id), body.title, body.text]);
   const decision = JSON.stringify([body.department, body.category, body.dispatcher_id]);
   const pending = state.requestIds.get(ticket);
   if (pending && pending.decision === decision) return { ticket, id: pending.id };
@@ -794,7 +800,7 @@ async function confirmChoice() {
   const edited =
     !afterSave &&
     (textInput.value !== state.request.text || titleInput.value.trim() !== state.request.title);
-  if (edited || (ticketId !== routedId && routedId !== null)) {
+  if (edited || (idKey(ticketId) !== idKey(routedId) && routedId !== null)) {
     setStatus(
       $("feedback-status"),
       edited

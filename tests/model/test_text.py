@@ -1274,3 +1274,22 @@ def test_normalize_reads_web_markup_as_the_text_it_shows(written: str, read: str
     assert normalize(written) == read
     assert normalize(read) == read  # and normalising again changes nothing
     assert is_blank(written) == (not read)
+
+
+@given(st.text(max_size=30))
+def test_an_id_key_is_the_same_for_every_way_of_writing_the_id(ticket_id: str) -> None:
+    # One rule (model.text.id_key) decides whether two ids are one ticket, everywhere.
+    from model.text import id_key
+
+    key = id_key(ticket_id)
+    assert id_key(key) == key
+    assert id_key(unicodedata.normalize("NFD", ticket_id)) == key
+    assert id_key(f" \u200b{ticket_id}\ufeff ") == key
+
+
+def test_an_id_key_folds_width_and_accents_but_not_case_or_zeros() -> None:
+    from model.text import id_key
+
+    assert id_key("２０２６１２０６００１") == id_key("20261206\u200b001") == "20261206001"
+    assert id_key("cafe\u0301") == id_key("caf\u00e9")
+    assert id_key("A7") != id_key("a7") and id_key("007") != id_key("7")

@@ -862,6 +862,20 @@ def test_probes_and_docs(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("root_path", ["", "/paidan"], ids=["no-root-path", "root-path"])
+def test_probes_metrics_and_schema_are_not_cached(client: TestClient, root_path: str) -> None:
+    # Only /v1/ answers said no-store: a caching proxy in front of the server could answer a
+    # load balancer's /readyz, or a scrape of /metrics, with an earlier answer.
+    served = TestClient(client.app, root_path=root_path)
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/no-such-path"):
+        for method in ("GET", "HEAD"):
+            response = served.request(method, f"{root_path}{path}")
+            assert response.headers.get("cache-control") == "no-store", (method, path)
+    # The page and its assets keep their own header: revalidated by their ETag.
+    assert served.get(f"{root_path}/").headers["cache-control"] == "no-cache"
+    assert served.get(f"{root_path}/docs").headers["cache-control"] == "no-cache"
+
+
+@pytest.mark.parametrize("root_path", ["", "/paidan"], ids=["no-root-path", "root-path"])
 def test_docs_page_loads_swagger_ui_from_this_server(client: TestClient, root_path: str) -> None:
     # /docs loaded Swagger UI's script and stylesheet from cdn.jsdelivr.net and its icon from
     # fastapi.tiangolo.com: on an intranet without internet access (政务内网) it was a blank page,
@@ -1629,6 +1643,49 @@ def test_a_save_sent_again_with_its_request_id_is_stored_once(
     for extra in ({"request_id": None}, {}, {"request_id": "second-decision"}):
         assert client.post("/v1/feedback", json={**plain, **extra}).status_code == 201
     assert len(export(client)) == 4
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ("caf\u00e9-7", "cafe\u0301-7"),  # é as one code point, and e with a combining accent
+        ("20261206001", "２０２６１２０６００１"),  # full-width digits
+        ("20261206001", "20261206\u200b001"),  # a zero-width space
+        ("20261206001", "\ufeff20261206001 "),  # a BOM and a trailing space
+    ],
+    ids=["nfd", "full-width", "zero-width-space", "bom-and-space"],
+)
+def test_a_save_sent_again_with_the_same_ticket_id_written_otherwise_is_the_same_decision(
+    client: TestClient, first: str, again: str
+) -> None:
+    # The same ticket id written another way (a client that normalises its text to NFD, an input
+    # method's full-width digits, a zero-width space pasted along) was "another ticket_id": the
+    # repeated save was refused with 409 request_id_conflict.
+    body = {
+        "ticket_id": first,
+        "dispatcher_id": first,
+        "text": WAGE["text"],
+        "department": "人社",
+        "request_id": "same-decision-1",
+    }
+    stored = client.post("/v1/feedback", json=body)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["ticket_id"] == first  # echoed exactly as sent
+    replayed = client.post(
+        "/v1/feedback", json={**body, "ticket_id": again, "dispatcher_id": again}
+    )
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.json() == stored.json()
+    # Sent as both names, it names one ticket; kept as sent under ticket_id.
+    both = {k: v for k, v in body.items() if k != "request_id"}
+    saved = client.post("/v1/feedback", json={**both, "ticket_id": again, "id": first})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["ticket_id"] == again
+    rows = export(client)
+    assert [r["ticket_id"] for r in rows] == [first, again]
+    # Another ticket is still another decision.
+    other = {**body, "ticket_id": first + "1"}
+    assert_error(client.post("/v1/feedback", json=other), 409, "request_id_conflict")
 
 
 def test_a_category_only_deployment_stores_feedback_without_a_department(

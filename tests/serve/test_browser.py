@@ -1366,6 +1366,13 @@ def test_a_ticket_id_typed_after_routing_is_stored_but_another_ticket_is_routed_
     expect(status).to_contain_text("，工单 WEB-T1，记录编号")
     rows = live_server.feedback_rows("WEB-T1")
     assert [r["text"] for r in rows] == [clean("小区电梯经常故障困人，物业不维修")] * 2, rows
+    # The routed id typed again in full-width characters is the routed ticket (it was "another
+    # ticket", routed again first): stored as typed.
+    route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-T5")
+    pg.fill("#ticket-id", "ＷＥＢ-Ｔ５")
+    pg.locator("#confirm-button").click()
+    expect(status).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("ＷＥＢ-Ｔ５")) == 1
     # Another id than the routed one is another ticket; so is an id given to a changed text.
     route_via_keyboard(page, "公司拖欠工资三个月不发", "WEB-T2")
     pg.fill("#ticket-id", "WEB-T3")

@@ -3962,6 +3962,31 @@ def test_ids_on_more_than_one_row_are_counted_and_said_and_every_row_comes_back(
     assert "repeated_ids" not in result.summary
 
 
+def test_ids_written_otherwise_are_one_id_on_more_than_one_row(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The same ticket number in full-width digits, with a zero-width space, or é written as e and
+    # an accent was counted as distinct ids: the warning to join back by row was not given. Case
+    # and leading zeros count; an id of only spaces or invisible characters is no id.
+    ids = ["20261206001", "２０２６１２０６００１", "caf\u00e9", "cafe\u0301 ", "20261206\u200b001"]
+    ids += ["A7", "a7", "007", "7", " ", "\u200b"]
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": ids, "text": ["老板拖欠工资三个月不发"] * len(ids)}).to_csv(
+        src, index=False
+    )
+    out = tmp_path / "out.csv"
+    result = label([src], tiny_model_dir, out, jobs=1, chunk_size=4)
+    assert result.summary["repeated_ids"] == {
+        "ids": 2,
+        "rows": 5,
+        "examples": [
+            {"id": "20261206001", "rows": [1, 2, 5]},
+            {"id": "caf\u00e9", "rows": [3, 4]},
+        ],
+    }
+    assert read_output(out)["id"].tolist()[:5] == ids[:5]  # written back as read
+
+
 def test_ids_excel_rounded_to_scientific_notation_are_said(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

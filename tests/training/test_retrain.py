@@ -2303,3 +2303,44 @@ def test_a_ticket_two_dispatchers_decided_differently_is_warned_of() -> None:
         "rows 1, 2): the latest decision of each is trained; check them in the feedback export "
         "(GET /v1/feedback)"
     ]
+
+
+def test_feedback_ids_written_otherwise_are_one_ticket() -> None:
+    # A full-width copy of an id, one with a zero-width space, or é written as e and an accent
+    # kept its own decision: the ticket was trained twice, with the superseded label too.
+    records = [
+        fb(1, "２０２６１２０６００１", "执法", 0),
+        fb(2, "20261206\u200b001", "住建", 10),
+        fb(3, "caf\u00e9-7", "人社", 0, text="电梯频繁故障困人"),
+        fb(4, "cafe\u0301-7 ", "执法", 10, text="电梯频繁故障困人"),
+        fb(5, "A7", "人社", 0, text="广场舞噪音扰民"),
+        fb(6, "a7", "执法", 10, text="广场舞噪音扰民"),  # case counts: another ticket's id
+    ]
+    df, summary = feedback_frame(records)
+    assert (summary.records, summary.tickets, summary.superseded) == (6, 4, 2)
+    assert summary.ambiguous == set()
+    # The latest decision, with its id as it was sent.
+    assert sorted(zip(df["id"], df["department"], strict=True)) == [
+        ("20261206\u200b001", "住建"),
+        ("A7", "人社"),
+        ("a7", "执法"),
+        ("cafe\u0301-7 ", "执法"),
+    ]
+
+
+def test_feedback_ids_written_otherwise_match_their_history_ticket(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # History ticket 5 corrected under a full-width "５" (or "5\u200b") was taken for another
+    # ticket: the history row was trained beside the correction, with its old label.
+    root, history = _numbered_history(tmp_path)
+    now = datetime.now(UTC)
+    records = [
+        {**fb(1, "５", "人社", 0, text=TINY_TICKETS[4][1]), "created_at": now - timedelta(hours=1)},
+        {**fb(2, "5\u200b", "住建", 0, text=TINY_TICKETS[4][1]), "created_at": now},
+    ]
+    result = retrain([history], records, root, config=tiny_config)
+    assert (result.feedback.tickets, result.feedback.superseded) == (1, 1)
+    assert result.feedback.replaced_history == 1
+    assert result.feedback.other_tickets == 0
+    assert result.rows == {"history": 14, "feedback": 1}

@@ -327,6 +327,20 @@ def test_the_same_ticket_read_twice_is_kept_once_and_reported():
     )
 
 
+def test_the_same_ticket_with_its_id_written_otherwise_is_kept_once():
+    # An export that wrote the ticket's id in full-width digits, or with a zero-width space, and
+    # one that wrote it plainly: the ticket was trained twice (and scored by its own copy).
+    once = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
+    once["id"] = ["20261206001", "caf\u00e9-7"]
+    copy = frame([["欠薪", "拖欠工资", "人社", "劳动"], ["油烟", "楼下烧烤油烟", "执法", "环境"]])
+    copy["id"] = ["２０２６１２０６\u200b００１", "cafe\u0301-7"]
+    other = frame([["欠薪", "拖欠工资", "人社", "劳动"]])
+    other["id"] = ["020261206001"]  # leading zeros count: another ticket's id
+    df, report = validate(pd.concat([once, copy, other], ignore_index=True), min_examples=1)
+    assert df["id"].tolist() == ["20261206001", "caf\u00e9-7", "020261206001"]  # as written
+    assert report.to_dict()["duplicate_rows"] == 2
+
+
 def test_files_read_twice_are_named_once_each_beside_other_repeats():
     from training.validate import duplicates_message
 
