@@ -2133,6 +2133,56 @@ def test_an_input_changed_while_it_is_read_stops_the_run_naming_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
+def test_an_input_changed_while_it_is_read_stops_the_run_at_the_next_chunk(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A million-row backlog changed in its first minutes was found changed only once it had all
+    # been read and labelled, hours later: the run stops at the next chunk read.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    out = tmp_path / "out.csv"
+    done_seen: list[int] = []
+
+    def change_input(stage: str, done: int, total: int) -> None:
+        if stage == "labelling":
+            done_seen.append(done)
+        if done == 7:
+            with open(src, "a", encoding="utf-8") as f:
+                f.write("R99999,路灯,路灯不亮，晚上")
+
+    with pytest.raises(LabelError, match="changed while it was being read"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=change_input)
+    assert max(done_seen) == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_input_changed_after_it_is_read_is_warned_of_with_the_output_kept(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The first of two inputs replaced by the next export while the second was labelled: the
+    # output held the first's rows as they were at the start (each read to its end unchanged),
+    # and nothing said that the file beside it was no longer that version.
+    first = write_csv(tmp_path / "a.csv", ticket_rows(14))
+    second = write_csv(tmp_path / "b.csv", ticket_rows(28)[14:])
+    size = first.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def replace_first(stage: str, done: int, total: int) -> None:
+        if done == 21:  # a.csv is read; b.csv's first chunk is finished
+            write_csv(first, ticket_rows(300)[200:])
+
+    result = label(
+        [first, second], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_first
+    )
+    now = first.stat().st_size
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(28)]
+    assert result.summary["inputs_changed_after_read"] == [str(first)]
+    assert (
+        f"{first} changed after its rows were read (size {size:,} bytes at the start, {now:,} "
+        f"now): {out} labels its rows as they were when the run started; label it again "
+        "(a copy that nothing writes to) for the rows it holds now"
+    ) in result.warnings
+
+
 def test_a_parquet_input_replaced_in_place_while_it_is_read_stops_the_run_naming_it(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
