@@ -280,6 +280,45 @@ def big5_encoding(head: bytes) -> str | None:
     return None
 
 
+# The decoding error handler that reads, in a file read as cp950, a character cp950 does not have
+# as Big5-HKSCS does (Hong Kong's characters, in lead bytes 0x87-0xA0 and 0xFA-0xFE: 𠕇 is FA 40):
+# the encoding is told from the first megabyte (:data:`ENCODING_SAMPLE_BYTES`), and a Hong Kong
+# character after it refused the file ("invalid cp950 bytes") or its row.
+BIG5_HKSCS_ERRORS = "paidan-big5hkscs"
+
+
+def _big5hkscs_character(e: UnicodeError) -> tuple[str, int]:
+    """:data:`BIG5_HKSCS_ERRORS`: the two bytes at ``e.start`` as Big5-HKSCS reads them, or
+    ``e`` raised again."""
+    if isinstance(e, UnicodeDecodeError):
+        try:
+            return bytes(e.object[e.start : e.start + 2]).decode("big5hkscs"), e.start + 2
+        except UnicodeDecodeError:
+            pass
+    raise e
+
+
+def decoding_errors(encoding: str) -> str:
+    """The ``errors`` argument to decode a CSV file's ``encoding`` with: ``"strict"``, but for
+    cp950, :data:`BIG5_HKSCS_ERRORS` (registered on first use)."""
+    if encoding != "cp950":
+        return "strict"
+    codecs.register_error(BIG5_HKSCS_ERRORS, _big5hkscs_character)
+    return BIG5_HKSCS_ERRORS
+
+
+def undecodable_hint(encoding: str, data: bytes, start: int) -> str:
+    """What the undecodable bytes at ``data[start]`` of an ``encoding`` file are, when that can be
+    told (a Big5 user-defined character), as a clause starting ``": "``; or ``""``."""
+    if encoding not in BIG5_ENCODINGS or not 0x81 <= data[start] <= 0xFE:
+        return ""
+    return (
+        f", {data[start : start + 2].hex(' ')}: a Big5 user-defined character (造字) that neither "
+        "Big5 nor Big5-HKSCS defines, which only the font of the system that wrote it draws; "
+        "replace it there, or export the file as UTF-8"
+    )
+
+
 def big5_note(name: str) -> None:
     """Warn, once for each file, that ``name`` (or :data:`STDIN`) is read as Big5, and how to
     read it as GBK."""
@@ -2606,7 +2645,8 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
     """The error for bytes of ``path`` that are not ``encoding``, naming their line; ``None`` when
     the whole file decodes. Read a block at a time; only a file that fails is read whole, for the
     line (as the csv module counts lines: each ends at "\n", "\r\n" or a lone "\r")."""
-    decoder = codecs.getincrementaldecoder(encoding)()
+    errors = decoding_errors(encoding)
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
     try:
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
@@ -2617,10 +2657,13 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
         pass
     data = path.read_bytes()
     try:
-        data.decode(encoding)
+        data.decode(encoding, errors)
     except UnicodeDecodeError as e:
         line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
-        return TicketFileError(f"{path}, line {line}: invalid {encoding} bytes")
+        hint = undecodable_hint(encoding, data, e.start)
+        return TicketFileError(
+            f"{path}, line {line}: invalid {encoding} bytes (byte {e.start:,} of the file{hint})"
+        )
     return None
 
 
@@ -2664,7 +2707,9 @@ def csv_chunks(
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
     try:
         with open(path, "rb") as binary:
-            stream = io.TextIOWrapper(binary, encoding=encoding, newline="")
+            stream = io.TextIOWrapper(
+                binary, encoding=encoding, errors=decoding_errors(encoding), newline=""
+            )
             read: list[str] = []  # the lines read since the last record ended
 
             def lines() -> Iterator[str]:

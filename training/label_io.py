@@ -38,6 +38,7 @@ from model.tickets import (
     checked_header,
     column_names,
     csv_delimiter,
+    decoding_errors,
     detect_encoding,
     encoding_sample,
     file_format,
@@ -455,7 +456,7 @@ class _Lines:
         # The BOM can only open the file; later lines are plain UTF-8.
         encoding = "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
         try:
-            return (self.lineno, raw.decode(encoding), False, offset)
+            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), False, offset)
         except UnicodeDecodeError:
             if encoding == "gb18030":
                 try:

@@ -1073,6 +1073,22 @@ def test_big5_input_is_decoded_as_big5(tiny_model_dir: Path, tmp_path: Path) -> 
     assert (df["error"] == "").all()
 
 
+def test_a_big5_input_with_a_hong_kong_character_past_its_first_megabyte_labels_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The row with 𠕇 (FA 40, Big5-HKSCS) was "unreadable: … is not valid CP950": the encoding
+    # is told from the first megabyte, which had no Hong Kong character.
+    from tests.training.test_tickets import big5_file_with_a_late_line
+
+    src = tmp_path / "hk.csv"
+    text = "屯門𠕇村路燈不亮，晚上很暗"
+    big5_file_with_a_late_line(src, f"9,路燈,{text},市城管局\n".encode("big5hkscs"))
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["text"])[-2] == text
+    assert (df["error"] == "").all()
+
+
 def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -2254,6 +2254,43 @@ def test_a_gbk_csv_whose_bytes_are_also_big5_stays_gbk(tmp_path, caplog, text):
     assert not [r for r in caplog.records if "Big5" in r.getMessage()]
 
 
+def big5_file_with_a_late_line(path, line: bytes) -> int:
+    """A Big5 CSV whose first megabyte (all the encoding is told from) is plain Big5, then ``line``
+    and one more row; the line number of ``line``."""
+    rows = BIG5_TICKETS.encode("cp950").splitlines(keepends=True)
+    body = rows[1:] * ((1 << 20) // len(b"".join(rows[1:])) + 1)
+    path.write_bytes(rows[0] + b"".join(body) + line + rows[1])
+    return 1 + len(body) + 1
+
+
+def test_a_big5_csv_with_a_hong_kong_character_past_its_first_megabyte_reads_it(tmp_path):
+    # Read as Windows' Big5 (cp950), told from the first megabyte, the file was refused at its
+    # first HKSCS character further on (𠕇, FA 40), "line 20803: invalid cp950 bytes".
+    path = tmp_path / "hk.csv"
+    text = "屯門𠕇村路燈不亮，晚上很暗"
+    big5_file_with_a_late_line(path, f"9,路燈,{text},市城管局\n".encode("big5hkscs"))
+    got = read_tickets([path])
+    assert got["text"].iloc[-2] == text
+    assert got["title"].iloc[-1] == "路燈不亮"
+
+
+def test_big5_user_defined_characters_are_refused_naming_the_line_the_byte_and_why(tmp_path):
+    # Bytes in Big5's user-defined area that Big5-HKSCS does not define either (81 40): a
+    # character made for one office's font (造字). The file was refused with "line N: invalid
+    # cp950 bytes" and no more.
+    path = tmp_path / "tw.csv"
+    line = "9,路燈,林".encode("cp950") + b"\x81\x40" + "村路燈不亮,市城管局\n".encode("cp950")
+    n = big5_file_with_a_late_line(path, line)
+    byte = path.read_bytes().index(b"\x81\x40")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value) == (
+        f"{path}, line {n}: invalid cp950 bytes (byte {byte:,} of the file, 81 40: a Big5 "
+        "user-defined character (造字) that neither Big5 nor Big5-HKSCS defines, which only the "
+        "font of the system that wrote it draws; replace it there, or export the file as UTF-8)"
+    )
+
+
 def test_a_joint_department_cell_is_stored_as_training_reads_it():
     from model.tickets import joint_departments, split_departments
 
