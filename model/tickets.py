@@ -757,6 +757,64 @@ def xlsx_value(cell: Any) -> Any:
     return value
 
 
+# Significant digits Excel keeps of a number: a longer ticket number typed or pasted into a cell of
+# the General format (18 digits, shown 1.23457E+17) is stored with its last digits zeros, and was
+# read as that number, an id that joins back to no ticket, without a word.
+EXCEL_DIGITS = 15
+
+
+def excel_rounded(value: Any) -> bool:
+    """Whether a workbook cell's value (:func:`xlsx_value`) is a number of more digits than Excel
+    keeps (:data:`EXCEL_DIGITS`): as an id, its last digits are lost, or may be."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) >= 10**EXCEL_DIGITS
+    )
+
+
+def warn_rounded_ids(path: Path | str, n: int, row: int, value: float) -> None:
+    """Warn that ``n`` id cells of ``path`` are :func:`excel_rounded` numbers, the first
+    ``value`` on sheet row ``row`` (the header's is row 1); ``train``'s, ``evaluate``'s and
+    ``label``'s."""
+    from model.text import counted
+
+    many = n > 1
+    logger.warning(
+        "%s: %s %s of more than %d digits (%d on row %d the first), more than Excel keeps (it "
+        "shows such a number as 1.23457E+17): %s last digits are lost, so %s cannot be joined "
+        "back to the ticket system; format the id column as text (in the exporting system, or "
+        "in Excel before the ids are pasted) and export again",
+        path,
+        counted(n, "ticket id"),
+        "are numbers" if many else "is a number",
+        EXCEL_DIGITS,
+        int(value),
+        row,
+        "their" if many else "its",
+        "they" if many else "it",
+    )
+
+
+def rounded_id_cells(path: Path, sheet: Any, id_col: str | None) -> None:
+    """Warn of the :func:`excel_rounded` cells of a sheet's ``id_col``, named by its first row
+    (a pass over its rows: :func:`warn_rounded_ids`)."""
+    header = next(sheet.iter_rows(max_row=1, values_only=True), None) or ()
+    names = column_names(["" if v is None else str(v) for v in header])
+    if id_col is None or id_col not in names:
+        return
+    col = names.index(id_col) + 1
+    n, first = 0, (0, 0.0)
+    for row, (cell,) in enumerate(sheet.iter_rows(min_row=2, min_col=col, max_col=col), 2):
+        value = xlsx_value(cell)
+        if excel_rounded(value):
+            n += 1
+            first = first if n > 1 else (row, value)
+    if n:
+        warn_rounded_ids(path, n, *first)
+
+
 def unsaved_formulas(
     path: Path, columns: Sequence[str]
 ) -> Generator[tuple[int, str, str], None, None]:
@@ -1524,6 +1582,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             try:
                 pads = _checked_workbook(path, workbook, columns)
                 padded = _padded_cells(workbook.worksheets[0]) if pads else {}
+                rounded_id_cells(path, workbook.worksheets[0], (columns or ColumnMap()).id)
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
@@ -1816,9 +1875,17 @@ def xlsx_frames(
         yielded = False
         cells = iter(sheet.rows)
         next(cells, None)  # the header row
+        names = column_names(["" if v is None else str(v) for v in header])
+        id_col = (columns or ColumnMap()).id
+        id_at = names.index(id_col) if id_col in names else None
+        rounded, first_rounded = 0, (0, 0.0)
         for number, row in enumerate(cells, 1):
             if number > extent.last:
                 break
+            if id_at is not None and id_at < len(row) and excel_rounded(xlsx_value(row[id_at])):
+                rounded += 1
+                if rounded == 1:
+                    first_rounded = (number + 1, xlsx_value(row[id_at]))
             values = _excel_row(row)
             if pads:
                 for col, cell in enumerate(row):
@@ -1829,6 +1896,8 @@ def xlsx_frames(
             if len(rows) >= size:
                 yield frame(rows, padded), extent.holes
                 rows, padded, yielded = [], [], True
+        if rounded:
+            warn_rounded_ids(path, rounded, *first_rounded)
         if rows or not yielded:
             yield frame(rows, padded), extent.holes
     finally:

@@ -1089,6 +1089,19 @@ def test_a_big5_input_with_a_hong_kong_character_past_its_first_megabyte_labels_
     assert (df["error"] == "").all()
 
 
+def test_xlsx_ids_longer_than_excel_keeps_are_warned_of_by_label(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written back as 123456789012346000, the id joined back to no ticket, without a word.
+    from tests.training.test_tickets import ROUNDED_ID_WARNING, rounded_id_workbook
+
+    src = rounded_id_workbook(tmp_path / "export.xlsx")
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    said = [r.getMessage() for r in caplog.records if "Excel keeps" in r.getMessage()]
+    assert said == [ROUNDED_ID_WARNING.format(path=src.name)]
+
+
 def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
