@@ -947,6 +947,16 @@ def delimiter_hint(path: Path, header: Sequence[str], column: str, delimiter: st
     return ""
 
 
+def hidden_sheet_note(sheet: Any) -> str:
+    """``", which is hidden (…)"`` for a sheet Excel does not show, else ``""``: a message naming a
+    hidden first sheet named one the user could not find."""
+    if getattr(sheet, "sheet_state", "visible") == "visible":
+        return ""
+    if sheet.sheet_state == "veryHidden":  # (set by a macro; Excel's Unhide does not list it)
+        return ", which is hidden from Excel's Unhide too (a macro set it to veryHidden)"
+    return ", which is hidden (Excel does not show it: right-click a sheet tab, Unhide / 取消隐藏)"
+
+
 def sheet_hint(path: Path, column: str, field: str) -> str:
     """Where an XLSX file's header is read from, when it lacks ``column`` for the ticket ``field``;
     ``""`` for other files.
@@ -967,6 +977,7 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
             sheet.reset_dimensions()
         read = (
             f"the header is read from the first row of the first sheet, {_quoted(sheets[0].title)}"
+            f"{hidden_sheet_note(sheets[0])}"
         )
         rows = sheets[0].iter_rows(min_row=2, max_row=10, values_only=True)
         for rowno, row in enumerate(rows, 2):

@@ -43,6 +43,7 @@ from model.tickets import (
     encoding_sample,
     excel_rounded,
     file_format,
+    hidden_sheet_note,
     is_utf16,
     json_array,
     json_array_elements,
@@ -981,7 +982,11 @@ def _empty_first_sheet(path: Path, wb: Any, text: str | None) -> str:
     empty (no header row)" alone, where a first sheet without the text column named the sheet
     that has it (:func:`model.tickets.sheet_hint`): neither the sheet nor the way out was said.
     """
-    said = f"{path}: the first sheet, {quoted(wb.worksheets[0].title)}, is empty (no header row)"
+    first = wb.worksheets[0]
+    said = (
+        f"{path}: the first sheet, {quoted(first.title)}{hidden_sheet_note(first)}, is empty (no "
+        "header row)"
+    )
     with_rows: list[str] = []
     with_text: list[str] = []
     for ws in wb.worksheets[1:]:

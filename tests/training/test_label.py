@@ -1229,6 +1229,28 @@ def test_label_reads_a_workbook_with_a_field_dictionary_sheet(
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4
 
 
+def test_a_hidden_empty_first_sheet_is_said_to_be_hidden(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The message named an empty sheet the user could not see in Excel.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.sheet_state = "hidden"
+    tickets = wb.create_sheet("工单")
+    tickets.append(["id", "title", "text"])
+    tickets.append(ticket_rows(1)[0])
+    wb.active = 1
+    path = tmp_path / "tickets.xlsx"
+    wb.save(path)
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value).startswith(
+        f"{path}: the first sheet, 'Sheet', which is hidden (Excel does not show it: right-click "
+        "a sheet tab, Unhide / 取消隐藏), is empty (no header row)"
+    )
+
+
 def test_an_empty_first_sheet_names_the_sheets_that_hold_rows(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1323,6 +1323,30 @@ def tickets_below_a_title(path: Path) -> Path:
     return path
 
 
+def test_a_hidden_first_sheet_is_said_to_be_hidden(tmp_path):
+    # A workbook whose first sheet (a lookup table, 配置) is hidden: the message named a sheet
+    # the user could not see in Excel, and "move that sheet first" when it already looked first.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "配置"
+    wb.active.append(["部门", "代码"])
+    wb.active.sheet_state = "hidden"
+    tickets = wb.create_sheet("明细")
+    tickets.append(list(ROWS[0]))
+    for row in ROWS:
+        tickets.append(list(row.values()))
+    wb.active = 1
+    wb.save(tmp_path / "hidden.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([tmp_path / "hidden.xlsx"], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, '配置', which is hidden (Excel "
+        "does not show it: right-click a sheet tab, Unhide / 取消隐藏), but sheet '明细' has a "
+        "column '编号': move that sheet first, or save it as a file of its own)"
+    )
+
+
 def test_a_header_below_a_title_row_or_on_a_later_sheet_is_pointed_at(tmp_path):
     # The message listed 'Unnamed: 1'... or the totals' columns and suggested --text-col.
     titled = tickets_below_a_title(tmp_path / "titled.xlsx")
