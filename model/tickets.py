@@ -280,6 +280,45 @@ def big5_encoding(head: bytes) -> str | None:
     return None
 
 
+# The decoding error handler that reads, in a file read as cp950, a character cp950 does not have
+# as Big5-HKSCS does (Hong Kong's characters, in lead bytes 0x87-0xA0 and 0xFA-0xFE: 𠕇 is FA 40):
+# the encoding is told from the first megabyte (:data:`ENCODING_SAMPLE_BYTES`), and a Hong Kong
+# character after it refused the file ("invalid cp950 bytes") or its row.
+BIG5_HKSCS_ERRORS = "paidan-big5hkscs"
+
+
+def _big5hkscs_character(e: UnicodeError) -> tuple[str, int]:
+    """:data:`BIG5_HKSCS_ERRORS`: the two bytes at ``e.start`` as Big5-HKSCS reads them, or
+    ``e`` raised again."""
+    if isinstance(e, UnicodeDecodeError):
+        try:
+            return bytes(e.object[e.start : e.start + 2]).decode("big5hkscs"), e.start + 2
+        except UnicodeDecodeError:
+            pass
+    raise e
+
+
+def decoding_errors(encoding: str) -> str:
+    """The ``errors`` argument to decode a CSV file's ``encoding`` with: ``"strict"``, but for
+    cp950, :data:`BIG5_HKSCS_ERRORS` (registered on first use)."""
+    if encoding != "cp950":
+        return "strict"
+    codecs.register_error(BIG5_HKSCS_ERRORS, _big5hkscs_character)
+    return BIG5_HKSCS_ERRORS
+
+
+def undecodable_hint(encoding: str, data: bytes, start: int) -> str:
+    """What the undecodable bytes at ``data[start]`` of an ``encoding`` file are, when that can be
+    told (a Big5 user-defined character), as a clause starting ``": "``; or ``""``."""
+    if encoding not in BIG5_ENCODINGS or not 0x81 <= data[start] <= 0xFE:
+        return ""
+    return (
+        f", {data[start : start + 2].hex(' ')}: a Big5 user-defined character (造字) that neither "
+        "Big5 nor Big5-HKSCS defines, which only the font of the system that wrote it draws; "
+        "replace it there, or export the file as UTF-8"
+    )
+
+
 def big5_note(name: str) -> None:
     """Warn, once for each file, that ``name`` (or :data:`STDIN`) is read as Big5, and how to
     read it as GBK."""
@@ -718,6 +757,64 @@ def xlsx_value(cell: Any) -> Any:
     return value
 
 
+# Significant digits Excel keeps of a number: a longer ticket number typed or pasted into a cell of
+# the General format (18 digits, shown 1.23457E+17) is stored with its last digits zeros, and was
+# read as that number, an id that joins back to no ticket, without a word.
+EXCEL_DIGITS = 15
+
+
+def excel_rounded(value: Any) -> bool:
+    """Whether a workbook cell's value (:func:`xlsx_value`) is a number of more digits than Excel
+    keeps (:data:`EXCEL_DIGITS`): as an id, its last digits are lost, or may be."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) >= 10**EXCEL_DIGITS
+    )
+
+
+def warn_rounded_ids(path: Path | str, n: int, row: int, value: float) -> None:
+    """Warn that ``n`` id cells of ``path`` are :func:`excel_rounded` numbers, the first
+    ``value`` on sheet row ``row`` (the header's is row 1); ``train``'s, ``evaluate``'s and
+    ``label``'s."""
+    from model.text import counted
+
+    many = n > 1
+    logger.warning(
+        "%s: %s %s of more than %d digits (%d on row %d the first), more than Excel keeps (it "
+        "shows such a number as 1.23457E+17): %s last digits are lost, so %s cannot be joined "
+        "back to the ticket system; format the id column as text (in the exporting system, or "
+        "in Excel before the ids are pasted) and export again",
+        path,
+        counted(n, "ticket id"),
+        "are numbers" if many else "is a number",
+        EXCEL_DIGITS,
+        int(value),
+        row,
+        "their" if many else "its",
+        "they" if many else "it",
+    )
+
+
+def rounded_id_cells(path: Path, sheet: Any, id_col: str | None) -> None:
+    """Warn of the :func:`excel_rounded` cells of a sheet's ``id_col``, named by its first row
+    (a pass over its rows: :func:`warn_rounded_ids`)."""
+    header = next(sheet.iter_rows(max_row=1, values_only=True), None) or ()
+    names = column_names(["" if v is None else str(v) for v in header])
+    if id_col is None or id_col not in names:
+        return
+    col = names.index(id_col) + 1
+    n, first = 0, (0, 0.0)
+    for row, (cell,) in enumerate(sheet.iter_rows(min_row=2, min_col=col, max_col=col), 2):
+        value = xlsx_value(cell)
+        if excel_rounded(value):
+            n += 1
+            first = first if n > 1 else (row, value)
+    if n:
+        warn_rounded_ids(path, n, *first)
+
+
 def unsaved_formulas(
     path: Path, columns: Sequence[str]
 ) -> Generator[tuple[int, str, str], None, None]:
@@ -850,6 +947,16 @@ def delimiter_hint(path: Path, header: Sequence[str], column: str, delimiter: st
     return ""
 
 
+def hidden_sheet_note(sheet: Any) -> str:
+    """``", which is hidden (…)"`` for a sheet Excel does not show, else ``""``: a message naming a
+    hidden first sheet named one the user could not find."""
+    if getattr(sheet, "sheet_state", "visible") == "visible":
+        return ""
+    if sheet.sheet_state == "veryHidden":  # (set by a macro; Excel's Unhide does not list it)
+        return ", which is hidden from Excel's Unhide too (a macro set it to veryHidden)"
+    return ", which is hidden (Excel does not show it: right-click a sheet tab, Unhide / 取消隐藏)"
+
+
 def sheet_hint(path: Path, column: str, field: str) -> str:
     """Where an XLSX file's header is read from, when it lacks ``column`` for the ticket ``field``;
     ``""`` for other files.
@@ -870,6 +977,7 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
             sheet.reset_dimensions()
         read = (
             f"the header is read from the first row of the first sheet, {_quoted(sheets[0].title)}"
+            f"{hidden_sheet_note(sheets[0])}"
         )
         rows = sheets[0].iter_rows(min_row=2, max_row=10, values_only=True)
         for rowno, row in enumerate(rows, 2):
@@ -1485,6 +1593,7 @@ def read_table(path: str | Path, columns: ColumnMap | None = None) -> pd.DataFra
             try:
                 pads = _checked_workbook(path, workbook, columns)
                 padded = _padded_cells(workbook.worksheets[0]) if pads else {}
+                rounded_id_cells(path, workbook.worksheets[0], (columns or ColumnMap()).id)
             finally:
                 workbook.close()
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
@@ -1777,9 +1886,17 @@ def xlsx_frames(
         yielded = False
         cells = iter(sheet.rows)
         next(cells, None)  # the header row
+        names = column_names(["" if v is None else str(v) for v in header])
+        id_col = (columns or ColumnMap()).id
+        id_at = names.index(id_col) if id_col in names else None
+        rounded, first_rounded = 0, (0, 0.0)
         for number, row in enumerate(cells, 1):
             if number > extent.last:
                 break
+            if id_at is not None and id_at < len(row) and excel_rounded(xlsx_value(row[id_at])):
+                rounded += 1
+                if rounded == 1:
+                    first_rounded = (number + 1, xlsx_value(row[id_at]))
             values = _excel_row(row)
             if pads:
                 for col, cell in enumerate(row):
@@ -1790,6 +1907,8 @@ def xlsx_frames(
             if len(rows) >= size:
                 yield frame(rows, padded), extent.holes
                 rows, padded, yielded = [], [], True
+        if rounded:
+            warn_rounded_ids(path, rounded, *first_rounded)
         if rows or not yielded:
             yield frame(rows, padded), extent.holes
     finally:
@@ -2606,7 +2725,8 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
     """The error for bytes of ``path`` that are not ``encoding``, naming their line; ``None`` when
     the whole file decodes. Read a block at a time; only a file that fails is read whole, for the
     line (as the csv module counts lines: each ends at "\n", "\r\n" or a lone "\r")."""
-    decoder = codecs.getincrementaldecoder(encoding)()
+    errors = decoding_errors(encoding)
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
     try:
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
@@ -2617,10 +2737,13 @@ def _decoding_error(path: Path, encoding: str) -> TicketFileError | None:
         pass
     data = path.read_bytes()
     try:
-        data.decode(encoding)
+        data.decode(encoding, errors)
     except UnicodeDecodeError as e:
         line = len(CSV_LINE_END.findall(data, 0, e.start)) + 1
-        return TicketFileError(f"{path}, line {line}: invalid {encoding} bytes")
+        hint = undecodable_hint(encoding, data, e.start)
+        return TicketFileError(
+            f"{path}, line {line}: invalid {encoding} bytes (byte {e.start:,} of the file{hint})"
+        )
     return None
 
 
@@ -2664,7 +2787,9 @@ def csv_chunks(
     csv.field_size_limit(max(CSV_FIELD_LIMIT, csv.field_size_limit()))
     try:
         with open(path, "rb") as binary:
-            stream = io.TextIOWrapper(binary, encoding=encoding, newline="")
+            stream = io.TextIOWrapper(
+                binary, encoding=encoding, errors=decoding_errors(encoding), newline=""
+            )
             read: list[str] = []  # the lines read since the last record ended
 
             def lines() -> Iterator[str]:

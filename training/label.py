@@ -584,7 +584,7 @@ def _chunks(
     ``extra_fields``, when given, by the name of each CSV file with rows refused for one more,
     empty, field than its header (:func:`_extra_fields_warning`): how many, of how many rows,
     the first's place and the header's width. ``read``, when given, is called with each file
-    once its rows are read, before its last chunk is yielded, and when reading it fails."""
+    before each of its chunks is yielded, once its rows are read, and when reading it fails."""
     index = 0
     title_col = cmap.title if cmap.title in columns else None
     for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
@@ -608,6 +608,10 @@ def _chunks(
             # A full chunk goes once the next record is read, so that the file's last chunk is
             # yielded after its end is found, and the last input's says reading is over.
             if len(buf) == chunk_size:
+                if read is not None:
+                    # Each chunk, not only at the end: a backlog of a million rows changed in its
+                    # first minutes was found changed hours later, once all of it was labelled.
+                    read(path)
                 yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
                 index += 1
                 buf = []
@@ -1079,6 +1083,10 @@ def label(
                     raise LabelError(what + _kept(parts, "rerun the same command")) from None
             finally:
                 closer()
+            # Each input was read to its end as it was at the start; one changed since (the next
+            # export written over it while the last chunks were labelled) made an output that
+            # nothing told apart from the file beside it.
+            changed = _changed_since(stats)
             with _writing(tmp, parts):
                 writer.close()
         except BaseException as e:
@@ -1130,6 +1138,13 @@ def label(
             }
         )
         warnings = []
+        summary["inputs_changed_after_read"] = [str(path) for path, _ in changed]
+        for path, how in changed:
+            warnings.append(
+                f"{path} changed after its rows were read ({how}): {output} labels its rows as "
+                "they were when the run started; label it again (a copy that nothing writes to) "
+                "for the rows it holds now"
+            )
         if extra_fields:
             warnings.append(_extra_fields_warning(extra_fields, summary_path_name(output)))
         if id_column is not None:
@@ -1279,6 +1294,24 @@ class _InputChanged(LabelError):
     """An input changed while it was read: a resume refuses it, so its parts continue no run."""
 
 
+def _how_changed(before: os.stat_result, path: Path) -> str | None:
+    """How ``path`` differs from ``before`` (its size, or its modification time), or ``None``."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:  # read to its end all the same, through the open file
+        return None
+    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+        return None
+    if now.st_size != before.st_size:
+        return f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
+    return "modified since the start, at the same size"
+
+
+def _changed_since(stats: dict[Path, os.stat_result]) -> list[tuple[Path, str]]:
+    """The inputs no longer as ``stats`` found them at the start, with how they changed."""
+    return [(path, how) for path, before in stats.items() if (how := _how_changed(before, path))]
+
+
 def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
     """Raise :class:`_InputChanged` if ``path`` is no longer as ``stats`` found it at the start.
 
@@ -1286,17 +1319,9 @@ def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
     written) or replaced in place by the next one was read on into the new bytes, and the
     mixture written as one file's rows, every row reported done.
     """
-    before = stats[path]
-    try:
-        now = path.stat()
-    except FileNotFoundError:  # read to its end all the same, through the open file
+    how = _how_changed(stats[path], path)
+    if how is None:
         return
-    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-        return
-    if now.st_size != before.st_size:
-        how = f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
-    else:
-        how = "modified since the start, at the same size"
     raise _InputChanged(
         f"{path} changed while it was being read ({how}): its rows would not be one version of "
         "the file's; nothing is written. Label a copy that nothing writes to (or wait until the "

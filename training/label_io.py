@@ -38,9 +38,12 @@ from model.tickets import (
     checked_header,
     column_names,
     csv_delimiter,
+    decoding_errors,
     detect_encoding,
     encoding_sample,
+    excel_rounded,
     file_format,
+    hidden_sheet_note,
     is_utf16,
     json_array,
     json_array_elements,
@@ -57,6 +60,7 @@ from model.tickets import (
     unreadable_file,
     unsaved_formula,
     unsaved_formulas,
+    warn_rounded_ids,
     xlsx_text,
     xlsx_value,
 )
@@ -340,7 +344,7 @@ def iter_records(
     elif fmt == "jsonl":
         yield from _iter_jsonl(path, columns, name, blank_lines, id_col)
     elif fmt == "xlsx":
-        yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name)
+        yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name, id_col)
     else:
         yield from _iter_parquet(path, columns, name)
 
@@ -455,7 +459,7 @@ class _Lines:
         # The BOM can only open the file; later lines are plain UTF-8.
         encoding = "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
         try:
-            return (self.lineno, raw.decode(encoding), False, offset)
+            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), False, offset)
         except UnicodeDecodeError:
             if encoding == "gb18030":
                 try:
@@ -978,7 +982,11 @@ def _empty_first_sheet(path: Path, wb: Any, text: str | None) -> str:
     empty (no header row)" alone, where a first sheet without the text column named the sheet
     that has it (:func:`model.tickets.sheet_hint`): neither the sheet nor the way out was said.
     """
-    said = f"{path}: the first sheet, {quoted(wb.worksheets[0].title)}, is empty (no header row)"
+    first = wb.worksheets[0]
+    said = (
+        f"{path}: the first sheet, {quoted(first.title)}{hidden_sheet_note(first)}, is empty (no "
+        "header row)"
+    )
     with_rows: list[str] = []
     with_text: list[str] = []
     for ws in wb.worksheets[1:]:
@@ -1002,10 +1010,11 @@ def _empty_first_sheet(path: Path, wb: Any, text: str | None) -> str:
 
 
 def _iter_xlsx(
-    path: Path, columns: Sequence[str], ticket_cols: list[str], name: str
+    path: Path, columns: Sequence[str], ticket_cols: list[str], name: str, id_col: str | None = None
 ) -> Iterator[Record]:
     """The rows of a workbook's first sheet; a cell of ``ticket_cols`` (the text and the title)
-    that holds a formula saved without its value makes its row an error."""
+    that holds a formula saved without its value makes its row an error. Numbers in ``id_col``
+    longer than Excel keeps are warned of (:func:`model.tickets.warn_rounded_ids`)."""
     blank = dict.fromkeys(columns, "")
     wb, width = _open_workbook(path)
     # The cells of a text or title that are a formula without its value, read only once one of
@@ -1018,6 +1027,8 @@ def _iter_xlsx(
         cells = wb.worksheets[0].iter_rows()
         header = column_names(_header([c.value for c in next(cells)], width))
         checked = [c for c in ticket_cols if c in header]
+        id_at = header.index(id_col) if id_col in header else None
+        rounded, first_rounded = 0, (0, 0.0)
         blanks = 0  # blank rows since the last row that holds anything
         for rowno, sheet_row in enumerate(cells, 2):
             # Blank by its cells, not by their values: a row of failed lookups (#N/A throughout)
@@ -1034,6 +1045,10 @@ def _iter_xlsx(
                 yield Record(dict(blank), f"empty text: the row is blank ({at})", at)
             blanks = 0
             row = tuple(xlsx_value(c) for c in sheet_row)
+            if id_at is not None and id_at < len(row) and excel_rounded(row[id_at]):
+                rounded += 1
+                if rounded == 1:
+                    first_rounded = (rowno, row[id_at])
             values = dict(blank)
             values.update(
                 (h, _sheet_text(v)) for h, v in zip(header, row, strict=False) if h in values
@@ -1049,6 +1064,8 @@ def _iter_xlsx(
                 if pending is not None and pending[0] == rowno:  # the text's before the title's
                     error = f"unsaved formula: {where}: {unsaved_formula(*pending[1:])}"
             yield Record(values, error, where)
+        if rounded:
+            warn_rounded_ids(name, rounded, *first_rounded)
     except TicketFileError:
         raise
     except Exception as e:  # a damaged sheet fails only where its rows are read

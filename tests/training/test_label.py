@@ -1073,6 +1073,35 @@ def test_big5_input_is_decoded_as_big5(tiny_model_dir: Path, tmp_path: Path) -> 
     assert (df["error"] == "").all()
 
 
+def test_a_big5_input_with_a_hong_kong_character_past_its_first_megabyte_labels_it(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The row with 𠕇 (FA 40, Big5-HKSCS) was "unreadable: … is not valid CP950": the encoding
+    # is told from the first megabyte, which had no Hong Kong character.
+    from tests.training.test_tickets import big5_file_with_a_late_line
+
+    src = tmp_path / "hk.csv"
+    text = "屯門𠕇村路燈不亮，晚上很暗"
+    big5_file_with_a_late_line(src, f"9,路燈,{text},市城管局\n".encode("big5hkscs"))
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["text"])[-2] == text
+    assert (df["error"] == "").all()
+
+
+def test_xlsx_ids_longer_than_excel_keeps_are_warned_of_by_label(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written back as 123456789012346000, the id joined back to no ticket, without a word.
+    from tests.training.test_tickets import ROUNDED_ID_WARNING, rounded_id_workbook
+
+    src = rounded_id_workbook(tmp_path / "export.xlsx")
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    said = [r.getMessage() for r in caplog.records if "Excel keeps" in r.getMessage()]
+    assert said == [ROUNDED_ID_WARNING.format(path=src.name)]
+
+
 def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -1198,6 +1227,28 @@ def test_label_reads_a_workbook_with_a_field_dictionary_sheet(
         pd.DataFrame(fields).to_excel(w, sheet_name="字段说明", index=False)
     label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4
+
+
+def test_a_hidden_empty_first_sheet_is_said_to_be_hidden(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The message named an empty sheet the user could not see in Excel.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.sheet_state = "hidden"
+    tickets = wb.create_sheet("工单")
+    tickets.append(["id", "title", "text"])
+    tickets.append(ticket_rows(1)[0])
+    wb.active = 1
+    path = tmp_path / "tickets.xlsx"
+    wb.save(path)
+    with pytest.raises(TicketFileError) as e:
+        label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    assert str(e.value).startswith(
+        f"{path}: the first sheet, 'Sheet', which is hidden (Excel does not show it: right-click "
+        "a sheet tab, Unhide / 取消隐藏), is empty (no header row)"
+    )
 
 
 def test_an_empty_first_sheet_names_the_sheets_that_hold_rows(
@@ -2131,6 +2182,56 @@ def test_an_input_changed_while_it_is_read_stops_the_run_naming_it(
     )
     # No --resume can continue from the chunks read before: it refuses a changed input.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_input_changed_while_it_is_read_stops_the_run_at_the_next_chunk(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A million-row backlog changed in its first minutes was found changed only once it had all
+    # been read and labelled, hours later: the run stops at the next chunk read.
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    out = tmp_path / "out.csv"
+    done_seen: list[int] = []
+
+    def change_input(stage: str, done: int, total: int) -> None:
+        if stage == "labelling":
+            done_seen.append(done)
+        if done == 7:
+            with open(src, "a", encoding="utf-8") as f:
+                f.write("R99999,路灯,路灯不亮，晚上")
+
+    with pytest.raises(LabelError, match="changed while it was being read"):
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=change_input)
+    assert max(done_seen) == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_input_changed_after_it_is_read_is_warned_of_with_the_output_kept(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The first of two inputs replaced by the next export while the second was labelled: the
+    # output held the first's rows as they were at the start (each read to its end unchanged),
+    # and nothing said that the file beside it was no longer that version.
+    first = write_csv(tmp_path / "a.csv", ticket_rows(14))
+    second = write_csv(tmp_path / "b.csv", ticket_rows(28)[14:])
+    size = first.stat().st_size
+    out = tmp_path / "out.csv"
+
+    def replace_first(stage: str, done: int, total: int) -> None:
+        if done == 21:  # a.csv is read; b.csv's first chunk is finished
+            write_csv(first, ticket_rows(300)[200:])
+
+    result = label(
+        [first, second], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_first
+    )
+    now = first.stat().st_size
+    assert list(read_output(out)["id"]) == [r[0] for r in ticket_rows(28)]
+    assert result.summary["inputs_changed_after_read"] == [str(first)]
+    assert (
+        f"{first} changed after its rows were read (size {size:,} bytes at the start, {now:,} "
+        f"now): {out} labels its rows as they were when the run started; label it again "
+        "(a copy that nothing writes to) for the rows it holds now"
+    ) in result.warnings
 
 
 def test_a_parquet_input_replaced_in_place_while_it_is_read_stops_the_run_naming_it(

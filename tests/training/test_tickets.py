@@ -1323,6 +1323,30 @@ def tickets_below_a_title(path: Path) -> Path:
     return path
 
 
+def test_a_hidden_first_sheet_is_said_to_be_hidden(tmp_path):
+    # A workbook whose first sheet (a lookup table, 配置) is hidden: the message named a sheet
+    # the user could not see in Excel, and "move that sheet first" when it already looked first.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "配置"
+    wb.active.append(["部门", "代码"])
+    wb.active.sheet_state = "hidden"
+    tickets = wb.create_sheet("明细")
+    tickets.append(list(ROWS[0]))
+    for row in ROWS:
+        tickets.append(list(row.values()))
+    wb.active = 1
+    wb.save(tmp_path / "hidden.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([tmp_path / "hidden.xlsx"], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, '配置', which is hidden (Excel "
+        "does not show it: right-click a sheet tab, Unhide / 取消隐藏), but sheet '明细' has a "
+        "column '编号': move that sheet first, or save it as a file of its own)"
+    )
+
+
 def test_a_header_below_a_title_row_or_on_a_later_sheet_is_pointed_at(tmp_path):
     # The message listed 'Unnamed: 1'... or the totals' columns and suggested --text-col.
     titled = tickets_below_a_title(tmp_path / "titled.xlsx")
@@ -2252,6 +2276,88 @@ def test_a_gbk_csv_whose_bytes_are_also_big5_stays_gbk(tmp_path, caplog, text):
         got = read_tickets([path])
     assert got["text"].tolist() == [line.split(",")[2] for line in text.splitlines()[1:]]
     assert not [r for r in caplog.records if "Big5" in r.getMessage()]
+
+
+def big5_file_with_a_late_line(path, line: bytes) -> int:
+    """A Big5 CSV whose first megabyte (all the encoding is told from) is plain Big5, then ``line``
+    and one more row; the line number of ``line``."""
+    rows = BIG5_TICKETS.encode("cp950").splitlines(keepends=True)
+    body = rows[1:] * ((1 << 20) // len(b"".join(rows[1:])) + 1)
+    path.write_bytes(rows[0] + b"".join(body) + line + rows[1])
+    return 1 + len(body) + 1
+
+
+def test_a_big5_csv_with_a_hong_kong_character_past_its_first_megabyte_reads_it(tmp_path):
+    # Read as Windows' Big5 (cp950), told from the first megabyte, the file was refused at its
+    # first HKSCS character further on (𠕇, FA 40), "line 20803: invalid cp950 bytes".
+    path = tmp_path / "hk.csv"
+    text = "屯門𠕇村路燈不亮，晚上很暗"
+    big5_file_with_a_late_line(path, f"9,路燈,{text},市城管局\n".encode("big5hkscs"))
+    got = read_tickets([path])
+    assert got["text"].iloc[-2] == text
+    assert got["title"].iloc[-1] == "路燈不亮"
+
+
+def test_big5_user_defined_characters_are_refused_naming_the_line_the_byte_and_why(tmp_path):
+    # Bytes in Big5's user-defined area that Big5-HKSCS does not define either (81 40): a
+    # character made for one office's font (造字). The file was refused with "line N: invalid
+    # cp950 bytes" and no more.
+    path = tmp_path / "tw.csv"
+    line = "9,路燈,林".encode("cp950") + b"\x81\x40" + "村路燈不亮,市城管局\n".encode("cp950")
+    n = big5_file_with_a_late_line(path, line)
+    byte = path.read_bytes().index(b"\x81\x40")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value) == (
+        f"{path}, line {n}: invalid cp950 bytes (byte {byte:,} of the file, 81 40: a Big5 "
+        "user-defined character (造字) that neither Big5 nor Big5-HKSCS defines, which only the "
+        "font of the system that wrote it draws; replace it there, or export the file as UTF-8)"
+    )
+
+
+def rounded_id_workbook(path):
+    """A workbook whose 18-digit ticket number is stored as Excel stores one typed into a General
+    cell (a number, 123456789012345678 as 1.23456789012346E+17), between two whole ids."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "title", "text", "department"])
+    ws.append([1001, "路灯不亮", "小区门口路灯坏了", "市城管局"])
+    ws.append([123456789012346000, "噪音扰民", "楼下烧烤店营业到凌晨", "市生态环境局"])
+    ws.append([1234567890123456.0, "噪音扰民", "工地夜间施工", "市生态环境局"])
+    ws.append(["123456789012345678", "路灯不亮", "路灯坏了三个月", "市城管局"])  # text: whole
+    wb.save(path)
+    return path
+
+
+ROUNDED_ID_WARNING = (
+    "{path}: 2 ticket ids are numbers of more than 15 digits (123456789012346000 on row 3 the "
+    "first), more than Excel keeps (it shows such a number as 1.23457E+17): their last digits "
+    "are lost, so they cannot be joined back to the ticket system; format the id column as text "
+    "(in the exporting system, or in Excel before the ids are pasted) and export again"
+)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_xlsx_ids_longer_than_excel_keeps_are_warned_of_with_their_row(tmp_path, caplog, streamed):
+    # Read as 123456789012346000, an id whose last digits Excel had replaced by zeros joined back
+    # to no ticket, and nothing said so (the scientific-notation warning sees only text ids).
+    path = rounded_id_workbook(tmp_path / "export.xlsx")
+    with caplog.at_level("WARNING", logger="model.tickets"):
+        if streamed:
+            from model.tickets import table_chunks
+
+            got = pd.concat(list(table_chunks(path, ColumnMap(), 2)))
+        else:
+            got = read_tickets([path])
+    assert got["id"].tolist()[1:] == [
+        "123456789012346000",
+        "1234567890123456",
+        "123456789012345678",
+    ]
+    said = [r.getMessage() for r in caplog.records if "Excel keeps" in r.getMessage()]
+    assert said == [ROUNDED_ID_WARNING.format(path=path)]
 
 
 def test_a_joint_department_cell_is_stored_as_training_reads_it():
