@@ -30,7 +30,13 @@ from serve import workers
 from serve.metrics import OWNER_LOCK
 from serve.workers import Supervisor, _CloseWhenDraining, _DrainingServer
 from tests.conftest import three_versions
-from tests.reliability.live import UVICORN_DEFAULT_S, LiveServer, answered, port_of
+from tests.reliability.live import (
+    UVICORN_DEFAULT_S,
+    LiveServer,
+    answered,
+    live_servers,
+    port_of,
+)
 
 CONNECTIONS = 32
 WAIT_S = 60
@@ -385,6 +391,18 @@ def test_a_killed_servers_metrics_directory_is_removed_by_the_next_start(
     with httpx2.Client(base_url=live.url, timeout=10) as client:
         r = client.get("/metrics")
     assert r.status_code == 200 and "paidan_http_requests_total" in r.text, r.text[:500]
+
+
+@pytest.mark.slow
+def test_the_fixtures_stop_a_server_as_an_operator_does_and_leave_nothing_in_tmp(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # They sent SIGKILL: every test's `--workers` server left its metrics directory in /tmp.
+    with live_servers(tmp_path) as factory:
+        server = start(factory, tiny_model_dir)
+        (made,) = tmp_path.glob("paidan-metrics-*")  # in the test's TMPDIR, not /tmp
+    assert server.proc.returncode == 0, server.logs()[-3000:]
+    assert not made.exists()
 
 
 def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
