@@ -8,9 +8,14 @@ registry (tests build many apps in one process). With several uvicorn workers
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import (
@@ -34,6 +39,17 @@ BEHIND_CURRENT = "paidan_model_behind_current"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client's file of a "live" gauge (livemax, livesum …): one per process, by its id.
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+# The directory `paidan serve --workers N` makes for itself when PROMETHEUS_MULTIPROC_DIR is unset
+# (in TMPDIR, named by the supervisor's pid), and the file in it that the supervisor and each of
+# its workers hold a shared lock on while they run: the kernel drops a lock when its process ends,
+# however it ends, so a directory whose lock can be taken exclusively has no process left.
+OWN_DIR_PREFIX = "paidan-metrics-"
+OWNER_LOCK = "paidan-owner.lock"
+
+logger = logging.getLogger(__name__)
+# This worker's hold on its paidan-made PROMETHEUS_MULTIPROC_DIR (hold_multiproc_dir), for as long
+# as the process runs.
+_holds: list[int] = []
 
 
 class MetricsDirError(SettingsError):
@@ -65,6 +81,100 @@ def multiproc_dir() -> Path | None:
     if not os.access(path, os.W_OK | os.X_OK):
         raise MetricsDirError(f"{where}: the directory is not writable")
     return path
+
+
+@dataclass
+class OwnMetricsDir:
+    """A metrics directory ``paidan serve`` made for itself, held (``fd``) until :meth:`remove`."""
+
+    path: Path
+    fd: int | None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.fd is not None:
+            os.close(self.fd)  # after the removal: no other start may take the directory meanwhile
+            self.fd = None
+
+
+def make_own_multiproc_dir() -> OwnMetricsDir:
+    """A new metrics directory for this supervisor, after removing those of supervisors killed
+    before they could remove theirs (:func:`remove_abandoned_dirs`).
+
+    The directory was removed only when the supervisor exited normally: ``kill -9`` or the OOM
+    killer left it in ``/tmp`` for ever, one per start (hundreds a day under a test suite).
+    """
+    remove_abandoned_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{OWN_DIR_PREFIX}{os.getpid()}-"))
+    # Locked under another name, then renamed: a start cleaning up at this moment never finds the
+    # lock file unlocked.
+    fd, staging = tempfile.mkstemp(prefix=".paidan-owner-", dir=path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError as e:  # a file system without locks: kept after a crash, as before
+        logger.warning("cannot lock %s (%s): removed only if this server stops normally", path, e)
+        os.close(fd)
+        os.unlink(staging)
+        return OwnMetricsDir(path, None)
+    os.rename(staging, path / OWNER_LOCK)
+    return OwnMetricsDir(path, fd)
+
+
+def remove_abandoned_dirs() -> list[Path]:
+    """Remove the metrics directories ``paidan serve`` made in the temporary directory whose
+    supervisor and workers have all ended; returns them.
+
+    Only a directory of this user's with paidan's lock file (:data:`OWNER_LOCK`) that no process
+    holds is removed: never one a server still uses, one named in ``PROMETHEUS_MULTIPROC_DIR`` by
+    an operator (it has no lock file), nor one an older paidan made (no lock file either, so no
+    proof that its server has ended).
+    """
+    removed = []
+    for path in sorted(Path(tempfile.gettempdir()).glob(OWN_DIR_PREFIX + "*")):
+        try:
+            info = path.lstat()
+            if not path.is_dir() or path.is_symlink() or info.st_uid != os.geteuid():
+                continue
+            fd = os.open(path / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its server runs (or a file system without locks)
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+        if not path.exists():
+            removed.append(path)
+    if removed:
+        logger.info(
+            "removed %d metrics directories left by paidan serve runs that were killed (%s%s)",
+            len(removed),
+            ", ".join(str(p) for p in removed[:3]),
+            ", …" if len(removed) > 3 else "",
+        )
+    return removed
+
+
+def hold_multiproc_dir() -> None:
+    """Keep this process's ``PROMETHEUS_MULTIPROC_DIR``, if ``paidan serve`` made it, from being
+    removed while the process runs (a worker outlives a killed supervisor while it drains)."""
+    value = os.environ.get(MULTIPROC_ENV)
+    if not value:
+        return
+    try:
+        fd = os.open(Path(value) / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # not paidan's own directory
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return
+    _holds.append(fd)
 
 
 class Metrics:

@@ -7,9 +7,7 @@ import copy
 import functools
 import logging
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +18,13 @@ from model.router import Router
 from model.settings import Settings
 from model.startup import startup
 from serve.db import SERVER_TABLE_LOCK_WAIT_S, Database, DatabaseUnavailable, describe_url
-from serve.metrics import MULTIPROC_ENV, forget_stopped_processes, multiproc_dir
+from serve.metrics import (
+    MULTIPROC_ENV,
+    OwnMetricsDir,
+    forget_stopped_processes,
+    make_own_multiproc_dir,
+    multiproc_dir,
+)
 from serve.workers import Supervisor, listening_socket
 
 if TYPE_CHECKING:
@@ -82,7 +86,8 @@ def check_metrics_dir() -> None:
 
     prometheus_client requires the directory to be emptied between runs: the files of an earlier
     run's processes are summed with this run's, so ``/metrics`` counts requests this server never
-    answered. A directory ``paidan serve`` makes itself is new each run and removed at its end;
+    answered. A directory ``paidan serve`` makes itself is new each run and removed at its end (or, if
+    it was killed, at a later start: :func:`serve.metrics.remove_abandoned_dirs`);
     one set in the environment is the user's (it may be shared, or watched), so it is not emptied
     here, only reported; but the live gauges of processes no longer running are dropped
     (:func:`serve.metrics.forget_stopped_processes`), as the supervisor drops a reaped worker's.
@@ -234,7 +239,7 @@ def run(
     # and a dead one's successor from the model the others serve, which the supervisor leases
     # (serve/workers.py); each worker also leases the model it serves.
     held = lease(settings.model_root, model_dir) if pinned else None
-    own_multiproc = MULTIPROC_ENV not in os.environ
+    own_multiproc: OwnMetricsDir | None = None
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
         prepare_database(settings)  # each worker says whether its database is reachable
@@ -247,8 +252,9 @@ def run(
             # following `current`: a SIGHUP after a promotion put the old model back.
             os.environ.pop(MODEL_DIR_ENV, None)
         os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
-        if own_multiproc:
-            os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="paidan-metrics-")
+        if MULTIPROC_ENV not in os.environ:
+            own_multiproc = make_own_multiproc_dir()
+            os.environ[MULTIPROC_ENV] = str(own_multiproc.path)
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)
         # Not uvicorn's own --workers: its workers share one socket, and the first to wake takes
         # every waiting connection (serve/workers.py).
@@ -259,8 +265,9 @@ def run(
     finally:
         if held is not None:
             held.release()
-        if own_multiproc and MULTIPROC_ENV in os.environ:
-            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+        if own_multiproc is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            own_multiproc.remove()
 
 
 def _serve_one(

@@ -44,7 +44,7 @@ import uvicorn
 from model.artifact import ModelLoadError
 from model.registry import Lease, lease
 from model.startup import signal_on_parent_death, startup
-from serve.metrics import forget_process
+from serve.metrics import forget_process, hold_multiproc_dir
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +326,7 @@ def _worker_main(
     """
     if supervisor is not None:
         _end_with_supervisor(supervisor)
+    hold_multiproc_dir()  # a later start removes it only once this worker has ended too
     global _served_slot, _start_from
     _served_slot, _start_from = served, start_from
     config.configure_logging()

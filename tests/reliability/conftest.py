@@ -4,10 +4,11 @@ real ``paidan serve`` process on a loopback port."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.reliability.live import LiveServer, start_server
+from tests.reliability.live import LiveServer, live_servers
 from tests.serve.conftest import cached_loader, client, make_client, make_settings
 
 __all__ = ["cached_loader", "client", "live_server_factory", "make_client", "make_settings"]
@@ -18,15 +19,7 @@ ADMIN_KEY = "admin-key-for-tests-0123456789"
 
 
 @pytest.fixture
-def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
-    """Start ``paidan serve`` subprocesses; every one still running is killed at the end."""
-    started: list[LiveServer] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> LiveServer:
-        server = start_server(list(args), env or {})
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
+def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start ``paidan serve`` subprocesses; every one still running is stopped at the end."""
+    with live_servers(tmp_path / "live-servers") as start:
+        yield start

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -20,6 +21,8 @@ import httpx2
 STARTUP_TIMEOUT_S = 60
 KEEP_ALIVE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
 UVICORN_DEFAULT_S = 5  # seconds uvicorn keeps an idle connection unless told otherwise
+# Seconds a server has to stop on SIGTERM (its workers drain for at most 5 s) before it is killed.
+STOP_GRACE_S = 30
 
 
 def free_port() -> int:
@@ -44,8 +47,23 @@ class LiveServer:
             self.proc.wait(timeout=15)
         self.log.close()
 
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the server as an operator (or systemd) does: SIGTERM to its process group, then
+        SIGKILL if it has not exited within ``grace_s``.
+
+        The fixtures' SIGKILL left each ``--workers`` server's metrics directory in the temporary
+        directory, which only a supervisor that exits normally removes.
+        """
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=grace_s)
+        self.kill()
+
     def logs(self) -> str:
-        self.log.flush()
+        if not self.log.closed:  # closed once the server is stopped
+            self.log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -54,15 +72,27 @@ def port_of(server: LiveServer) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 
-def start_server(args: list[str], env: dict[str, str], port: int | None = None) -> LiveServer:
-    """``paidan serve --port P ARGS`` with ``env`` on top of ours; returns once ``/readyz`` answers."""
+def start_server(
+    args: list[str], env: dict[str, str], port: int | None = None, tmp_dir: Path | None = None
+) -> LiveServer:
+    """``paidan serve --port P ARGS`` with ``env`` on top of ours; returns once ``/readyz`` answers.
+
+    ``tmp_dir`` (made if missing) holds the server's log and is its ``TMPDIR`` unless ``env`` sets
+    one, so that what a killed server leaves there (its metrics directory) goes with the test's
+    temporary files instead of piling up in ``/tmp``.
+    """
     port = port or free_port()
     full_env = {**os.environ, **env}
     for name in ("PAIDAN_DATABASE_URL", "PAIDAN_API_KEYS", "PAIDAN_ADMIN_KEYS"):
         if name not in env:
             full_env.pop(name, None)
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        full_env["TMPDIR"] = env.get("TMPDIR", str(tmp_dir))
     # Outlives this function: the server writes to it until it is killed.
-    log_file = tempfile.NamedTemporaryFile(prefix="paidan-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        prefix="paidan-serve-", suffix=".log", delete=False, dir=tmp_dir
+    )
     command = [sys.executable, "-m", "paidan", "serve", "--port", str(port), *args]
     proc = subprocess.Popen(
         command,
@@ -86,6 +116,24 @@ def start_server(args: list[str], env: dict[str, str], port: int | None = None) 
                 server.kill()
                 raise RuntimeError(f"paidan serve did not become ready:\n{server.logs()}")
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def live_servers(tmp_dir: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start ``paidan serve`` subprocesses (their temporary files in ``tmp_dir``); every one still
+    running is stopped at the end (:meth:`LiveServer.stop`)."""
+    started: list[LiveServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LiveServer:
+        server = start_server(list(args), env or {}, tmp_dir=tmp_dir)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
 
 
 def answered(sock: socket.socket) -> bytes:

@@ -27,9 +27,16 @@ import pytest
 import uvicorn
 
 from serve import workers
+from serve.metrics import OWNER_LOCK
 from serve.workers import Supervisor, _CloseWhenDraining, _DrainingServer
 from tests.conftest import three_versions
-from tests.reliability.live import UVICORN_DEFAULT_S, LiveServer, answered, port_of
+from tests.reliability.live import (
+    UVICORN_DEFAULT_S,
+    LiveServer,
+    answered,
+    live_servers,
+    port_of,
+)
 
 CONNECTIONS = 32
 WAIT_S = 60
@@ -55,14 +62,22 @@ def wait_until(condition: Callable[[], bool], what: str, server: LiveServer) -> 
         time.sleep(0.1)
 
 
-def start(live_server_factory: Callable[..., LiveServer], model_dir: Path) -> LiveServer:
+def start(
+    live_server_factory: Callable[..., LiveServer],
+    model_dir: Path,
+    env: dict[str, str] | None = None,
+) -> LiveServer:
     server = live_server_factory(
         "--model",
         str(model_dir),
         "--workers",
         "2",
         "--no-access-log",
-        env={"PAIDAN_MODEL_ROOT": str(model_dir.parent), "PAIDAN_RELOAD_INTERVAL": "0"},
+        env={
+            "PAIDAN_MODEL_ROOT": str(model_dir.parent),
+            "PAIDAN_RELOAD_INTERVAL": "0",
+            **(env or {}),
+        },
     )
     wait_until(lambda: "2 workers serving" in server.logs(), "start-up of both workers", server)
     return server
@@ -342,6 +357,52 @@ def test_the_workers_exit_when_the_supervisor_is_killed(
     finally:
         for pid in running(pids):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_servers_metrics_directory_is_removed_by_the_next_start(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The supervisor removed the directory it made for itself only when it exited normally: each
+    # `kill -9` (the OOM killer, the test fixtures) left one in /tmp, 576 in 18 hours.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    older = tmp / "paidan-metrics-q1w2e3r4"  # an older paidan's: nothing proves its server ended
+    older.mkdir()
+    env = {"TMPDIR": str(tmp)}
+
+    def made() -> set[Path]:
+        return set(tmp.glob("paidan-metrics-*")) - {older}
+
+    live = start(live_server_factory, tiny_model_dir, env)
+    (live_dir,) = made()
+    # Each worker holds it too: a killed supervisor's workers still drain into it.
+    lock = os.path.realpath(live_dir / OWNER_LOCK)
+    for pid in worker_pids(live, port_of(live)):
+        assert lock in {f.path for f in psutil.Process(pid).open_files()}, pid
+    victim = start(live_server_factory, tiny_model_dir, env)
+    (victim_dir,) = made() - {live_dir}
+    victim.kill()  # SIGKILL to its process group: the supervisor and its workers, no clean-up
+    assert victim_dir.is_dir()
+    start(live_server_factory, tiny_model_dir, env)
+    assert not victim_dir.exists()
+    assert live_dir.is_dir() and older.is_dir()
+    assert len(made()) == 2
+    with httpx2.Client(base_url=live.url, timeout=10) as client:
+        r = client.get("/metrics")
+    assert r.status_code == 200 and "paidan_http_requests_total" in r.text, r.text[:500]
+
+
+@pytest.mark.slow
+def test_the_fixtures_stop_a_server_as_an_operator_does_and_leave_nothing_in_tmp(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # They sent SIGKILL: every test's `--workers` server left its metrics directory in /tmp.
+    with live_servers(tmp_path) as factory:
+        server = start(factory, tiny_model_dir)
+        (made,) = tmp_path.glob("paidan-metrics-*")  # in the test's TMPDIR, not /tmp
+    assert server.proc.returncode == 0, server.logs()[-3000:]
+    assert not made.exists()
 
 
 def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
