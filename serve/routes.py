@@ -36,7 +36,14 @@ from model.tickets import (
 from serve.auth import FEEDBACK_KEY, ROUTE_KEY
 from serve.batcher import ClientLeft, trim
 from serve.body import BatchBodyRoute, JsonBodyRoute, RepeatedKeyItem
-from serve.db import EXPORT_PAGE, DatabaseUnavailable, Feedback, describe_url, mask_json
+from serve.db import (
+    EXPORT_PAGE,
+    MAX_DEPARTMENTS_CHARS,
+    DatabaseUnavailable,
+    Feedback,
+    describe_url,
+    mask_json,
+)
 from serve.deps import (
     DatabaseDep,
     MetadataDep,
@@ -57,6 +64,7 @@ from serve.errors import (
 )
 from serve.schemas import (
     MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
     MAX_SUGGESTION_CHARS,
     NO_DEPARTMENT,
     TOO_LARGE_SUGGESTION,
@@ -388,6 +396,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "max_ticket_body_bytes": min(
                     settings.max_ticket_body_bytes, settings.max_body_bytes
                 ),
+                # POST /v1/feedback's department: each name, and a joint dispatch's list (fixed:
+                # the feedback table's column widths, not settings).
+                "max_label_chars": MAX_LABEL_CHARS,
+                "max_departments_chars": MAX_DEPARTMENTS_CHARS,
             },
         )
 

@@ -619,7 +619,9 @@ class ModelInfo(BaseModel):
     limits: dict[str, int] = Field(
         default_factory=dict,
         description="This server's request limits (`max_text_chars`, `max_title_chars`, "
-        "`max_batch`, a batch's `max_body_bytes` and any other body's `max_ticket_body_bytes`), so "
+        "`max_batch`, a batch's `max_body_bytes` and any other body's `max_ticket_body_bytes`), and "
+        "feedback's fixed ones (`max_label_chars`: a department's or a category's name; "
+        "`max_departments_chars`: a joint dispatch's list of departments, separators included), so "
         "that a client can warn before sending",
     )
 

@@ -814,6 +814,9 @@ def test_model_info(client: TestClient) -> None:
         "max_batch": 1_000,
         "max_body_bytes": 8 * 1024 * 1024,
         "max_ticket_body_bytes": 1024 * 1024,
+        # Feedback's department: each name, and a joint dispatch's whole list (the column's width).
+        "max_label_chars": 100,
+        "max_departments_chars": 1_000,
     }
 
 
@@ -847,6 +850,31 @@ def test_readyz_says_why_the_database_is_unreachable_without_naming_where(
     # The log says where.
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "nonexistent-pg-dir" in logged or ", port 1 failed" in logged, logged
+
+
+def test_model_infos_department_limits_are_those_feedback_enforces(client: TestClient) -> None:
+    # GET /v1/model gave no department limit: a client (the page) could not warn before sending a
+    # joint dispatch POST /v1/feedback then refused. One over each limit is refused, naming it.
+    limits = client.get("/v1/model").json()["limits"]
+    name, joint = limits["max_label_chars"], limits["max_departments_chars"]
+
+    def send(department: str) -> Any:
+        return client.post(
+            "/v1/feedback", json={"text": "工资拖欠三个月", "department": department}
+        )
+
+    assert send("住" * name).status_code == 201
+    too_long = send("住" * (name + 1))
+    assert too_long.status_code == 422
+    assert f"at most {name} characters" in too_long.text
+    listed = "；".join(["住" * (name - 1)] * (joint // name))  # each name within its limit
+    assert len(listed) <= joint
+    assert send(listed).status_code == 201
+    over = "；".join([listed, "人社" * ((joint - len(listed)) // 2 + 1)])
+    assert len(over) > joint and all(len(d) <= name for d in over.split("；"))
+    refused = send(over)
+    assert refused.status_code == 422
+    assert f"longer than {joint:,} characters" in refused.text, refused.text
 
 
 def test_probes_and_docs(client: TestClient) -> None:

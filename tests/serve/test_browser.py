@@ -977,6 +977,8 @@ def test_page_follows_the_servers_text_limit(
             "max_batch": 1_000,
             "max_body_bytes": 8 * 1024 * 1024,
             "max_ticket_body_bytes": 1024 * 1024,
+            "max_label_chars": 100,
+            "max_departments_chars": 1_000,
         }
         context = browser.new_context(locale="zh-CN")
         try:
