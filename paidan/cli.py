@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from model.registry import VersionInfo
 from training.validate import TrainingDataError
 
+logger = logging.getLogger(__name__)
+
 # Where the commands find the registry and the feedback database: no help page said so, and a cron
 # job run from another directory silently used ./models and ./var/paidan.db. Built from the
 # settings' defaults, so it cannot drift from them.
@@ -1460,8 +1462,9 @@ def sample_default_note(model_dir: Path, root: Path) -> str | None:
     )
 
 
-def ensure_model(settings: Settings, model: Path | None) -> Path:
-    """The model to serve: ``model``, the root's current one, or a default trained from the sample."""
+def ensure_model(settings: Settings, model: Path | None, workers: int = 1) -> Path:
+    """The model to serve: ``model``, the root's current one, or a default trained from the sample
+    (its process logs as the server does with ``workers``: :func:`serve.server.log_config`)."""
     from model.registry import current_dir, set_current
 
     if model is not None:
@@ -1480,9 +1483,12 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
     # an --out the operator never gave.
     check_model_root_writable(root)
     sample = sample_path()
-    out.print(
-        f"no model under {printable(str(root.resolve()))}: training the default model from the "
-        f"bundled sample {sample.name} first (once)"
+    # Lines of the server's log (serve.server.server_log), dated as the others: on stdout, undated,
+    # they were the only lines of the log that could not be placed in time.
+    logger.info(
+        "no model under %s: training the default model from the bundled sample %s first (once)",
+        printable(str(root.resolve())),
+        sample.name,
     )
     # Trained in a process of its own: in the server's, what training took stayed for the life of
     # the server (458 MB against 248 for the same server restarted, with two of joblib's helper
@@ -1501,6 +1507,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
                 str(sample),
                 "" if remits is None else str(remits),
                 str(outcome_file),
+                str(workers),
             ]
         )
         if not outcome_file.is_file():  # it died without a word (killed, out of memory)
@@ -1512,7 +1519,7 @@ def ensure_model(settings: Settings, model: Path | None) -> Path:
         raise outcome
     version, model_dir = outcome
     set_current(root, version)
-    out.print(f"trained model {version}, now the current model under {printable(str(root))}")
+    logger.info("trained model %s, now the current model under %s", version, printable(str(root)))
     return Path(model_dir)
 
 
@@ -1541,11 +1548,21 @@ def check_model_root_writable(root: Path) -> None:
         ) from None
 
 
-def _train_default(root: str, sample: str, remits: str, outcome_file: str) -> None:
+def _train_default(
+    root: str, sample: str, remits: str, outcome_file: str, workers: str = "1"
+) -> None:
     """Train the default model from the bundled sample under ``root``, in a process of its own
     (see :func:`ensure_model`), and write its version and directory, or the exception, to
-    ``outcome_file`` as a pickle."""
+    ``outcome_file`` as a pickle. It logs as the server it trains for (``workers``)."""
+    import logging.config
     import pickle
+
+    from serve.server import log_config
+
+    # Its warnings (a remit of a label no ticket has) are lines of the server's log: Python wrote
+    # them bare, in a process whose logging nothing had set up.
+    logging.config.dictConfig(log_config(workers=int(workers)))
+    logging.captureWarnings(True)
 
     from model.resources import SAMPLE_MARKER
     from training.train import stop_workers
@@ -1628,68 +1645,73 @@ def serve(
     from serve.auth import check_bind_allowed
     from serve.logs import log_line
     from serve.metrics import multiproc_dir
-    from serve.server import describe_database, run
+    from serve.server import describe_database, run, server_log
     from serve.workers import WorkerStartError
 
     from_env = False  # the model to serve is PAIDAN_MODEL_DIR's
-    try:
-        settings = load_settings()
-        check_unknown_variables()
-        # Before the default model is trained (a minute) and the address is announced.
-        check_bind_allowed(settings, host)
-        multiproc_dir()  # PROMETHEUS_MULTIPROC_DIR: made if missing, refused if it cannot work
-        # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
-        # against the working directory and refused as "outside the model root".
-        chosen = model if model is not None else settings.model_dir
-        from_env = model is None and chosen is not None
-        if names_current(chosen):
-            chosen = None  # `current`: the root's current model, followed, not pinned
-        model = model_path(chosen) if chosen is not None else None
-        model_dir = ensure_model(settings, model)
-        # An explicitly chosen model stays put (serve.server.run pins it, in --workers processes
-        # too); the root's current model follows the pointer.
-        settings = settings.model_copy(update={"model_dir": model})
-        if root_path is not None:  # checked by _root_path_option
-            settings = settings.model_copy(update={"root_path": root_path})
+    # Every line from here is the server's log, dated (docs/operations.md, "Logs"); only an
+    # `error: …` that stops the start (exit 2) is the command's answer, as every command says one.
+    with server_log(workers=workers):
+        try:
+            settings = load_settings()
+            check_unknown_variables()
+            # Before the default model is trained (a minute) and the address is announced.
+            check_bind_allowed(settings, host)
+            multiproc_dir()  # PROMETHEUS_MULTIPROC_DIR: made if missing, refused if it cannot work
+            # PAIDAN_MODEL_DIR may name a version under the root too, as --model may: it was read
+            # against the working directory and refused as "outside the model root".
+            chosen = model if model is not None else settings.model_dir
+            from_env = model is None and chosen is not None
+            if names_current(chosen):
+                chosen = None  # `current`: the root's current model, followed, not pinned
+            model = model_path(chosen) if chosen is not None else None
+            model_dir = ensure_model(settings, model, workers=workers)
+            # An explicitly chosen model stays put (serve.server.run pins it, in --workers
+            # processes too); the root's current model follows the pointer.
+            settings = settings.model_copy(update={"model_dir": model})
+            if root_path is not None:  # checked by _root_path_option
+                settings = settings.model_copy(update={"root_path": root_path})
 
-        def announce() -> None:
-            # Once the model is verified and the address bound: announced first, the server
-            # then said, a line later, that it was not serving. Dated as every line of the
-            # server's log (docs/operations.md, "Logs"); not markup (a path may hold "[...]").
-            lines = [
-                f"serving {printable(str(model_dir))} on http://{host}:{port} "
-                f"(feedback: {describe_database(settings)})"
-            ]
-            if note := sample_default_note(model_dir, settings.model_root):
-                lines.append(printable(note))
-            for line in lines:
-                err.print(
-                    log_line(line, workers),
-                    markup=False,
-                    emoji=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            def announce() -> None:
+                # Once the model is verified and the address bound: announced first, the server
+                # then said, a line later, that it was not serving. Dated as every line of the
+                # server's log (docs/operations.md, "Logs"); not markup (a path may hold "[...]").
+                lines = [
+                    f"serving {printable(str(model_dir))} on http://{host}:{port} "
+                    f"(feedback: {describe_database(settings)})"
+                ]
+                if note := sample_default_note(model_dir, settings.model_root):
+                    lines.append(printable(note))
+                for line in lines:
+                    err.print(
+                        log_line(line, workers),
+                        markup=False,
+                        emoji=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
 
-        # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True, which
-        # overrode PAIDAN_ACCESS_LOG=false.
-        if access_log is None:
-            access_log = settings.access_log
-        run(
-            settings,
-            model_dir,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=access_log,
-            announce=announce,
-        )
-    except ModelLoadError as e:
-        # Set in a unit file's Environment= line, not typed with the command: "error: …/v7 is not
-        # a directory" left the operator to guess where the path came from.
-        raise fail(ModelLoadError(f"PAIDAN_MODEL_DIR={chosen}: {e}") if from_env else e) from None
-    except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
-        raise fail(e) from None
+            # The option, when given, wins over PAIDAN_ACCESS_LOG; its default was a fixed True,
+            # which overrode PAIDAN_ACCESS_LOG=false.
+            if access_log is None:
+                access_log = settings.access_log
+            run(
+                settings,
+                model_dir,
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=access_log,
+                announce=announce,
+            )
+        except ModelLoadError as e:
+            # Set in a unit file's Environment= line, not typed with the command: "error: …/v7 is
+            # not a directory" left the operator to guess where the path came from.
+            raise fail(
+                ModelLoadError(f"PAIDAN_MODEL_DIR={chosen}: {e}") if from_env else e
+            ) from None
+        except (*USER_ERRORS, OSError, WorkerStartError) as e:  # OSError: the port cannot be bound
+            raise fail(e) from None
 
 
 db_app = typer.Typer(help="The feedback database.", epilog=FEEDBACK_EPILOG, no_args_is_help=True)

@@ -10,12 +10,15 @@ kept failing told from the others. The time is written as ``train``'s progress l
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A line break and the blanks around it, in a message (the log is one line per record).
+LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def utc(seconds: float | None) -> time.struct_time:
@@ -24,9 +27,16 @@ def utc(seconds: float | None) -> time.struct_time:
 
 
 class UTCFormatter(DefaultFormatter):
-    """uvicorn's formatter (its level prefix, coloured on a terminal), its times in UTC."""
+    """uvicorn's formatter (its level prefix, coloured on a terminal), its times in UTC, and a
+    message on one line: one that spans several (alembic's ``Running upgrade 0001 -> 0002, …``
+    quotes a migration's docstring whole) went on in lines without a time. A traceback keeps its
+    lines, after the dated one."""
 
     converter = staticmethod(utc)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = LINE_BREAKS.sub(" ", record.message)
+        return super().formatMessage(record)
 
 
 class UTCAccessFormatter(AccessFormatter):

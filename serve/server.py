@@ -6,9 +6,10 @@ import contextlib
 import copy
 import functools
 import logging
+import logging.config
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,21 +64,47 @@ def describe_database(settings: Settings) -> str:
 
 
 def log_config(level: str = "info", workers: int = 1) -> dict[str, Any]:
-    """uvicorn's logging set-up plus the app's loggers (``serve.*``, ``model.*``) on stderr, each
-    line beginning with its time in UTC and, with several ``workers``, its process id
+    """uvicorn's logging set-up plus paidan's loggers (``serve.*``, ``model.*``, ``paidan.*``) on
+    stderr, each line beginning with its time in UTC and, with several ``workers``, its process id
     (:mod:`serve.logs`)."""
     from uvicorn.config import LOGGING_CONFIG
 
     from serve.logs import dated
 
     config = dated(copy.deepcopy(LOGGING_CONFIG), workers)
-    for name in ("serve", "model"):
+    for name in ("serve", "model", "paidan"):
         config["loggers"][name] = {
             "handlers": ["default"],
             "level": level.upper(),
             "propagate": False,
         }
     return config
+
+
+@contextlib.contextmanager
+def server_log(level: str = "info", workers: int = 1) -> Iterator[None]:
+    """The server's log (:func:`log_config`) from the start of ``paidan serve``, not only once
+    uvicorn sets it up: the lines before (the default model's training, a stale metrics directory,
+    a SQLite directory that cannot be made, alembic's under ``--verbose``) were the console's,
+    undated. The loggers it sets are put back as they were when it ends (a test, a program that
+    runs the CLI in its own process)."""
+    config = log_config(level, workers)
+    names = ["", "py.warnings", *config["loggers"]]
+    saved = [
+        (logger, logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+        for logger in map(logging.getLogger, names)
+    ]
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)  # a library's warning, through the root logger's dated lines
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        for logger, handlers, level_was, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level_was)
+            logger.propagate = propagate
+            logger.disabled = disabled
 
 
 def check_metrics_dir() -> None:

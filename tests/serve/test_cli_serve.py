@@ -605,7 +605,7 @@ def test_db_upgrade_and_serve_never_print_a_password_in_the_query(
     assert "cannot migrate postgresql+psycopg://paidan@127.0.0.1:1/paidan?password=***" in (
         " ".join(result.output.split())
     )
-    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model: tmp_path)
+    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model, **_: tmp_path)
     # The server announces itself once the model is verified (and the address bound).
     monkeypatch.setattr("serve.server.run", lambda *a, announce, **k: announce())
     started = runner.invoke(
@@ -1246,7 +1246,7 @@ def test_the_start_up_lines_are_dated_as_the_servers_log(
     # printed itself, were the only lines without them.
     import re
 
-    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model: tmp_path)
+    monkeypatch.setattr("paidan.cli.ensure_model", lambda settings, model, **_: tmp_path)
     monkeypatch.setattr(
         "paidan.cli.sample_default_note", lambda model_dir, root: "note: model x is the sample"
     )
@@ -1324,3 +1324,80 @@ def test_an_earlier_runs_behind_current_is_dropped_at_start_and_a_running_server
         assert running.stdin is not None
         running.stdin.close()
         running.wait(timeout=60)
+
+
+# A real `paidan serve` start-up, in a process of its own (it sets up logging, and a multiprocess
+# metrics directory is read at import), up to the serving loop: the bundled sample is the tiny
+# corpus, and uvicorn's Server.run returns as started.
+REAL_START = """
+import sys
+from pathlib import Path
+
+import uvicorn
+
+import model.resources
+from paidan.cli import app
+
+model.resources.sample_path = lambda: Path(sys.argv[1])
+
+
+def started(self, sockets=None):
+    self.started = True
+
+
+uvicorn.Server.run = started
+app(sys.argv[2:], prog_name="paidan")
+"""
+
+
+def test_every_line_a_start_up_writes_is_dated_before_uvicorn_sets_up_its_log_too(
+    tmp_path: Path,
+) -> None:
+    # docs/operations.md ("Logs"): every line paidan serve logs begins with its UTC time. Those
+    # written before uvicorn set up its log were the console's, undated: "no model under …:
+    # training the default…" (on stdout), "warning: PROMETHEUS_MULTIPROC_DIR=… already holds…",
+    # "warning: cannot create the directory of the SQLite database", and --verbose's alembic lines.
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    sample = write_tiny_csv(tmp_path / "s.csv")
+    stale = tmp_path / "metrics"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"")  # an earlier run's
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+        "PAIDAN_DATA_DIR": str(tmp_path / "a-file" / "var"),  # no directory can be made there
+        "PROMETHEUS_MULTIPROC_DIR": str(stale),
+        "TZ": "Asia/Shanghai",
+    }
+    dated = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR): +(.*)$")
+
+    def start(*args: str, **settings: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", REAL_START, str(sample), *args, "--port", free_port()],
+            env={**env, **settings},
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""  # the log is stderr, as docs/operations.md says
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert [line for line in lines if not dated.match(line)] == [], lines
+        return [m.group(2) for line in lines if (m := dated.match(line))]
+
+    said = start("serve")
+    assert any(s.startswith("no model under ") and "training the default model" in s for s in said)
+    assert any(s.startswith("trained model ") for s in said), said
+    assert any(f"PROMETHEUS_MULTIPROC_DIR={stale} already holds 1 metric files" in s for s in said)
+    assert any(s.startswith("cannot create the directory of the SQLite database") for s in said)
+    assert any(s.startswith("serving ") for s in said), said
+    # --verbose: alembic's lines, as the database is migrated before uvicorn starts.
+    verbose = start("--verbose", "serve", PAIDAN_DATA_DIR=str(tmp_path / "var"))
+    assert any(s.startswith("alembic.runtime.migration: Running upgrade") for s in verbose), verbose
