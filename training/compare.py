@@ -680,7 +680,23 @@ def _md_sentence(text: str) -> str:
 
 def markdown_comparison(report: dict[str, Any]) -> str:
     """The comparison as a readable page: verdict, overall table, per-class tables."""
-    verdict = "REFUSED" if report["refused"] else "accepted"
+    # What was done, not only what the rule says: a refused challenger forced current read
+    # "Promotion REFUSED.", and one `retrain` only compared read "Promotion accepted.".
+    challenger = md_text(report["challenger"])
+    if report.get("forced"):
+        verdict = (
+            "**Promotion REFUSED by the rule, and forced past it (--force): "
+            f"{challenger} was made current.**"
+        )
+    elif report.get("applied", True):
+        verdict = f"**Promotion {'REFUSED' if report['refused'] else 'accepted'}.**"
+    elif report["refused"]:
+        verdict = "**Promotion would be REFUSED** (nothing was promoted)."
+    else:
+        verdict = (
+            "**Promotion accepted by the rule** (not promoted: "
+            f"`paidan models promote {report['challenger']}` makes it current)."
+        )
     lines = [
         f"# Challenger {md_text(report['challenger'])} against champion "
         f"{md_text(report['champion'])}",
@@ -697,7 +713,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
         f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
         f"{report['max_drop_points']:g} macro-F1 point lost per head, and no label lost.",
         "",
-        f"**Promotion {verdict}.**",
+        verdict,
         "",
     ]
     # Reasons quote labels (a lost one, the largest per-class drops), which come from the data.
@@ -905,6 +921,7 @@ def promote_checked(
                     f"neither model, so scored under their own names for both: {', '.join(neither)}"
                 )
     report["forced"] = bool(apply and force and report["refused"])
+    report["applied"] = apply  # False: compared only (`retrain` without --promote-if-better)
     out_dir = Path(report_dir) if report_dir else root / registry.REPORTS_DIR
     paths = write_comparison(report, out_dir / f"{version}-vs-{champion}.json")
     promoted = False

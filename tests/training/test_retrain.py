@@ -284,6 +284,45 @@ def test_compare_refuses_a_drop_and_names_the_class() -> None:
     assert "REFUSED" in md and "| b | 10 | 0.800 | 0.700 | -10.0 |" in md
 
 
+def test_the_markdown_verdict_says_what_was_done_with_the_challenger(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # `models promote V --force` made a refused challenger current, and the report kept in
+    # reports/ said "Promotion REFUSED." alone; `retrain` without --promote-if-better promotes
+    # nothing, and its report said "Promotion accepted.": each read as the other outcome.
+    import shutil
+
+    from training.compare import promote_checked
+    from training.retrain import freeze_eval_files
+
+    root = tmp_path / "models"
+    for version in ("v1", "v2"):
+        shutil.copytree(tiny_model_dir, root / version)
+    registry.set_current(root, "v1")
+    freeze_eval_files(root, [write_tiny_csv(tmp_path / "tiny.csv")])
+
+    def verdict(decision: Any) -> str:
+        md = decision.report_paths[1].read_text(encoding="utf-8")
+        return next(line for line in md.splitlines() if line.startswith("**"))
+
+    # The tiny model was trained on the tiny corpus: every challenger is refused for having seen it.
+    refused = promote_checked(root, "v2", apply=False)
+    assert refused.refused and not refused.promoted
+    assert verdict(refused) == "**Promotion would be REFUSED** (nothing was promoted)."
+    forced = promote_checked(root, "v2", force=True)
+    assert forced.promoted and registry.current_version(root) == "v2"
+    assert verdict(forced) == (
+        "**Promotion REFUSED by the rule, and forced past it (--force): v2 was made current.**"
+    )
+    registry.set_current(root, "v1")
+    report = compare(scores("old", {"a": 0.9}), scores("new", {"a": 0.9}))
+    assert "**Promotion accepted.**" in markdown_comparison(report)  # a report of before
+    allowed = markdown_comparison({**report, "applied": False})
+    assert (
+        "**Promotion accepted by the rule** (not promoted: `paidan models promote new`" in allowed
+    )
+
+
 def test_the_markdown_comparison_counts_a_frozen_set_of_one_ticket_as_one() -> None:
     # "Frozen evaluation set: 1 tickets" headed the report.
     champion, challenger = scores("old", {"a": 0.9}), scores("new", {"a": 0.9})
