@@ -556,9 +556,12 @@ def compare(
         if comparable and delta is not None and delta < -max_drop_points:
             worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
             detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
+            # As many decimals as show it over the limit: "drops 1.0 points (…; at most 1
+            # allowed)" was a drop of 1.02, refused, read as one the rule allows.
+            places = next((p for p in (1, 2, 3) if round(-delta, p) > max_drop_points), 4)
             reasons.append(
-                f"{head} macro-F1 drops {-delta:.1f} points ({a['macro_f1']:.3f} → "
-                f"{b['macro_f1']:.3f}; at most {max_drop_points:g} allowed)"
+                f"{head} macro-F1 drops {-delta:.{places}f} points ({a['macro_f1']:.{places + 2}f}"
+                f" → {b['macro_f1']:.{places + 2}f}; at most {max_drop_points:g} allowed)"
                 + (f"; largest per-class drops: {detail}" if detail else "")
             )
         missing = sorted(set(a["labels"]) - set(b["labels"]))

@@ -323,6 +323,20 @@ def test_the_markdown_verdict_says_what_was_done_with_the_challenger(
     )
 
 
+def test_a_drop_just_over_the_limit_is_not_written_as_one_within_it() -> None:
+    # A drop of 1.02 points was refused as "drops 1.0 points (0.855 → 0.845; at most 1 allowed)":
+    # the reason read as a drop the rule allows.
+    report = compare(scores("old", {"a": 0.9104, "b": 0.80}), scores("new", {"a": 0.89, "b": 0.80}))
+    assert report["refused"]
+    [reason] = report["reasons"]
+    assert reason.startswith(
+        "department macro-F1 drops 1.02 points (0.8552 → 0.8450; at most 1 allowed)"
+    ), reason
+    # A drop well over it keeps one decimal.
+    report = compare(scores("old", {"a": 0.90, "b": 0.80}), scores("new", {"a": 0.90, "b": 0.70}))
+    assert report["reasons"][0].startswith("department macro-F1 drops 5.0 points (0.850 → 0.800;")
+
+
 def test_the_markdown_comparison_counts_a_frozen_set_of_one_ticket_as_one() -> None:
     # "Frozen evaluation set: 1 tickets" headed the report.
     champion, challenger = scores("old", {"a": 0.9}), scores("new", {"a": 0.9})
