@@ -196,7 +196,9 @@ class CoDepartment(BaseModel):
 class MaskedTicket(BaseModel):
     """A ticket as the model read it: normalised, in the script it reads, personal data masked."""
 
-    title: str | None = Field(description="null for a ticket without a title (or none once cleaned)")
+    title: str | None = Field(
+        description="null for a ticket without a title (or none once cleaned)"
+    )
     text: str
 
 
@@ -1247,7 +1249,7 @@ class Router:
         return self._features_and_hits(self.compiled()[0].texts(tickets))
 
     def _features_and_hits(
-        self, texts: Sequence[str]
+        self, texts: list[str]
     ) -> tuple[sp.csr_matrix, dict[str, np.ndarray] | None]:
         """:meth:`features_and_hits` of prepared texts (:meth:`CompiledFeatures.texts`)."""
         features = self.compiled()[0]

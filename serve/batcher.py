@@ -166,9 +166,10 @@ class MicroBatcher:
         out: list[RouteResult | Exception] = []
         for ticket in tickets:
             try:
-                out.append(
-                    router.predict([ticket], top_k=top_k, similar_k=self.similar_k, masked=masked)[0]
+                [result] = router.predict(
+                    [ticket], top_k=top_k, similar_k=self.similar_k, masked=masked
                 )
+                out.append(result)
             except Exception as e:
                 out.append(e)
         return out

@@ -942,7 +942,10 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
     }
     body = client.post("/v1/route", json=sent).json()
     script = client.app.state.router.config.script  # type: ignore[attr-defined]
-    assert body["masked"] == {"title": clean(sent["title"], script), "text": clean(sent["text"], script)}
+    assert body["masked"] == {
+        "title": clean(sent["title"], script),
+        "text": clean(sent["text"], script),
+    }
     shown = json.dumps(body["masked"], ensure_ascii=False)
     assert phone not in shown and id_number not in shown and email not in shown
     for placeholder in ("[手机号]", "[身份证号]", "[邮箱]"):
