@@ -398,7 +398,9 @@ async function route() {
     return;
   }
   const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
-  const body = { text, top_k: TOP_K };
+  // masked: the ticket as the model read it, personal data masked, is what the page shows of it
+  // (判断依据, the unsaved notice); never the text as typed (issue #2).
+  const body = { text, top_k: TOP_K, masked: true };
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
 
@@ -418,7 +420,7 @@ async function route() {
     setStatus($("route-status"), "");
     setStatus($("feedback-status"), "");
     try {
-      render(suggestion, text);
+      render(suggestion);
     } catch (e) {
       // A half-drawn advice must not be adoptable (1, Enter stored a "correction" without category).
       dropResult();
@@ -463,7 +465,7 @@ function announceChoice() {
   announce(`最终派单：${chosen}${isCorrection() ? "（已更正）" : "（采纳建议）"}`);
 }
 
-function render(s, text) {
+function render(s) {
   $("result").hidden = false;
   setBadge($("overall-badge"), overallDecision(s));
   $("elapsed").textContent = typeof s.elapsed_ms === "number" ? `${s.elapsed_ms.toFixed(1)} 毫秒` : "";
@@ -474,7 +476,7 @@ function render(s, text) {
   state.co = advisedCo(s);
   state.coShown = advisedCo(s);
   renderCoDepartments();
-  renderEvidence(state.request.title, text, s);
+  renderEvidence(s);
   renderSimilar(s.similar || []);
   renderChoice();
 }
@@ -612,13 +614,16 @@ function renderHead(head, r) {
   resetPicker(head);
 }
 
-// Highlight evidence terms in the complaint as typed. Matching runs on an NFKC-normalised, lower-cased
-// copy (the model sees normalised text), mapped back to the original characters.
-function renderEvidence(title, text, s) {
+// Highlight evidence terms in the complaint as the model read it, personal data masked (the answer's
+// `masked`), never as typed: phone and ID numbers are not shown (issue #2). An answer without it
+// (a server from before it) shows no text at all.
+function renderEvidence(s) {
+  const read = s.masked && typeof s.masked.text === "string" ? s.masked : null;
+  const title = (read && read.title) || "";
   setChildren($("evidence-title"), ...highlight(title, s));
   $("evidence-title").hidden = !title;
-  setChildren($("evidence-text"), ...highlight(text, s));
-  $("evidence").hidden = false;
+  setChildren($("evidence-text"), ...highlight(read ? read.text : "", s));
+  $("evidence").hidden = !read;
 }
 
 // Text nodes and <mark> elements showing `text` with the evidence terms of both heads marked.
@@ -812,11 +817,13 @@ async function confirmChoice() {
   }
   const key = choiceKey();
   const dispatcher = dispatcherInput.value.trim();
+  // The suggestion as shown, without the ticket's text again (`masked`): the body has it.
+  const { masked: read, ...shown } = s;
   const body = {
     ticket_id: ticketId,
     title: state.request.title || null,
     text: state.request.text,
-    suggestion: s,
+    suggestion: shown,
     department: chosenDepartment(),
     category: state.choice.category,
     dispatcher_id: dispatcher || null,
@@ -867,7 +874,7 @@ async function confirmChoice() {
     // would decide again or route it again for nothing.
     const said = e.outcomeUnknown ? unconfirmed(e) : `保存失败：${e.message}`;
     if (state.suggestion === s) setStatus($("feedback-status"), said, "error");
-    else reportUnsaved(ticketId, request.text, chosen, e.reason || e.message, e.outcomeUnknown);
+    else reportUnsaved(ticketId, read, chosen, e.reason || e.message, e.outcomeUnknown);
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
@@ -882,10 +889,11 @@ async function confirmChoice() {
 
 // A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
 // its status line are gone, and a message there would read as the next ticket's. Said under the
-// form instead (outside the advice), naming the ticket, until dismissed.
-function reportUnsaved(ticketId, text, chosen, reason, outcomeUnknown) {
-  const chars = [...text.replace(/\s+/g, " ").trim()];
-  const start = `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」`;
+// form instead (outside the advice), naming the ticket, until dismissed: by the start of its text as
+// the model read it (`read`, the answer's `masked`), personal data masked, never as typed.
+function reportUnsaved(ticketId, read, chosen, reason, outcomeUnknown) {
+  const chars = [...String((read && read.text) || "").trim()];
+  const start = chars.length ? `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」` : "";
   const ticket = ticketId ? `工单 ${ticketId}${start}` : `工单${start}`;
   $("unsaved-list").append(
     el(
