@@ -47,6 +47,7 @@ const state = {
   // for the ticket is the dispatcher's latest word, stored anew even if it was sent before.
   requestIds: new Map(),
   routeSeq: 0,
+  routeAbort: null, // the AbortController of the route running, aborted when another supersedes it
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
   limits: { text: 20000, title: 200 },
@@ -142,8 +143,9 @@ function unrecognised(status) {
 const SCRIPT = document.querySelector('script[type="module"][src$="app.js"]');
 const API_BASE = new URL("../", SCRIPT ? SCRIPT.src : new URL("static/app.js", document.baseURI));
 
-// `url` is relative ("v1/route"), resolved against API_BASE.
-async function api(method, url, body) {
+// `url` is relative ("v1/route"), resolved against API_BASE. `signal` cancels the request (the error
+// thrown then has `cancelled`).
+async function api(method, url, body, signal) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
   // A key typed with a Chinese IME in full-width mode cannot go into a header at all (fetch throws
@@ -159,21 +161,37 @@ async function api(method, url, body) {
   // save was refused as "API 密钥不正确" although the key was right. The server takes either header,
   // and of a request carrying both (the gateway's token beside this key) either valid key.
   if (key) headers["X-API-Key"] = key;
+  const controller = new AbortController();
+  const cancel = () => controller.abort();
+  if (signal) signal.addEventListener("abort", cancel);
+  if (signal && signal.aborted) controller.abort();
   let res;
+  let data = null;
   try {
     res = await fetch(new URL(url, API_BASE).href, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller.signal,
     });
+    data = await res.json().catch(() => null); // an abort here too: checked below
   } catch (e) {
+    res = null;
+  } finally {
+    if (signal) signal.removeEventListener("abort", cancel);
+  }
+  if (controller.signal.aborted) {
+    const error = new Error("已取消");
+    error.cancelled = true;
+    throw error;
+  }
+  if (res === null) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
     const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
     error.outcomeUnknown = true; // it may have reached the server
     error.reason = "没有收到服务器的应答";
     throw error;
   }
-  const data = await res.json().catch(() => null);
   if (!res.ok) {
     const error = new Error(errorText(res.status, data));
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
@@ -380,11 +398,20 @@ function dropResult() {
   announce(""); // the next advice is said anew, even when it is the same
 }
 
+// Ends the route running, if any: its answer is for a ticket no longer in the form, and a busy
+// server need not work on it (the server drops a ticket whose client has gone).
+function cancelRoute() {
+  state.routeSeq++;
+  if (state.routeAbort) state.routeAbort.abort();
+  state.routeAbort = null;
+}
+
 async function route() {
   dropResult();
   // First thing: a route refused below supersedes one still running, whose answer is for a text no
   // longer there.
-  const seq = ++state.routeSeq;
+  cancelRoute();
+  const seq = state.routeSeq;
   routeButton.disabled = false;
   const text = textInput.value;
   if (!text.trim()) {
@@ -407,8 +434,10 @@ async function route() {
   const focused = document.activeElement === routeButton; // 分派建议 clicked, or Enter on it
   routeButton.disabled = true;
   setStatus($("route-status"), "正在分析…", "busy");
+  const controller = new AbortController();
+  state.routeAbort = controller;
   try {
-    const suggestion = await api("POST", "v1/route", body);
+    const suggestion = await api("POST", "v1/route", body, controller.signal);
     if (seq !== state.routeSeq) return; // a newer request is on its way
     const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);
     if (!heads.length || heads.some((r) => typeof r !== "object" || typeof r.label !== "string")) {
@@ -433,6 +462,7 @@ async function route() {
     if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
   } finally {
     if (seq === state.routeSeq) {
+      state.routeAbort = null;
       routeButton.disabled = false;
       // A failed route leaves the focus on 分派建议, so that Enter tries again.
       if (focused && focusLost()) routeButton.focus();
@@ -1071,7 +1101,7 @@ function clearForm() {
 
 $("clear-button").addEventListener("click", () => {
   dropResult();
-  state.routeSeq++; // the answer of a route still running is for the ticket cleared: ignored
+  cancelRoute(); // the route still running is for the ticket cleared
   routeButton.disabled = false;
   clearForm();
   textInput.focus();

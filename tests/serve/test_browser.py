@@ -7,6 +7,7 @@ it); Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -1594,16 +1595,24 @@ def test_the_focus_stays_usable_through_a_save_and_a_route(
     assert not [p for p in page.problems if "ERR_" not in p and "Failed to load" not in p]
 
 
-# Counts the /v1/route answers the page has read, once the page's code that follows has run (the
-# code after `await res.json()` runs before a timer set when it resolves): a point after which an
-# ignored answer would have been shown, with no waiting on a clock.
+# Counts the /v1/route requests that have ended for the page - their answer read, or the request
+# failed (cancelled by the page) - once the page's code that follows has run (the code after
+# `await res.json()` or a rejected fetch runs before a timer set when it settles): a point after
+# which an ignored answer would have been shown, with no waiting on a clock.
 COUNT_ROUTE_ANSWERS = """() => {
     window.routeAnswers = 0;
+    const ended = () => setTimeout(() => { window.routeAnswers += 1; }, 0);
     const json = Response.prototype.json;
     Response.prototype.json = function () {
         const counted = this.url.endsWith('/v1/route');
-        return json.call(this).finally(() => {
-            if (counted) setTimeout(() => { window.routeAnswers += 1; }, 0);
+        return json.call(this).finally(() => { if (counted) ended(); });
+    };
+    const fetch = window.fetch;
+    window.fetch = function (input, init) {
+        const counted = String(input).endsWith('/v1/route');
+        return fetch.call(this, input, init).catch((e) => {
+            if (counted) ended();
+            throw e;
         });
     };
 }"""
@@ -1616,8 +1625,9 @@ def test_clearing_the_form_or_an_emptied_text_ends_the_route_running(
 ) -> None:
     # 清空 during 正在分析… (or Ctrl+Enter on a text emptied meanwhile) did not supersede the route:
     # its answer brought the cleared ticket's advice back over the next one, adoptable, and after
-    # 清空 分派建议 stayed disabled.
-    from playwright.sync_api import expect
+    # 清空 分派建议 stayed disabled. The page now cancels that request too; whether its answer
+    # arrives or the request fails, the page must end as below.
+    from playwright.sync_api import Error, expect
 
     held: list[Any] = []  # the routes sent, held until released: a busy server
     pg = page.page
@@ -1628,7 +1638,9 @@ def test_clearing_the_form_or_an_emptied_text_ends_the_route_running(
     route_button = pg.locator("#route-button")
 
     def answered(n: int) -> None:
-        next_held(pg, held).continue_()
+        held_route = next_held(pg, held)
+        with contextlib.suppress(Error):  # the page may have cancelled it already
+            held_route.continue_()
         pg.wait_for_function(f"() => window.routeAnswers === {n}")
 
     pg.fill("#ticket-id", "WEB-C1")
@@ -2332,3 +2344,47 @@ def test_the_page_shows_the_ticket_with_its_personal_data_masked_never_as_typed(
     assert phone not in (item.text_content() or "")
     assert live_server.feedback_rows("WEB-P1") == []
     assert not [p for p in page.problems if "503" not in p]
+
+
+def wait_until(pg: Any, check: Any) -> None:
+    """Until ``check()`` holds, letting Playwright dispatch its events meanwhile."""
+    for _ in range(3000):  # a guard against a hang, not a timing assertion
+        if check():
+            return
+        pg.wait_for_timeout(10)
+    raise AssertionError("the page never got there")
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_superseded_route_request_is_cancelled_not_left_running(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Ctrl+Enter again, or 清空, during 正在分析… left the earlier request running: its answer was
+    # ignored, but the server (which drops a ticket whose client has gone) still routed it.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    aborted: list[str] = []
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    pg.on("requestfailed", lambda r: aborted.append(r.url) if r.url.endswith("/v1/route") else None)
+    pg.fill("#ticket-text", "楼下烧烤店油烟很大，晚上还有噪音，影响休息")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(pg.locator("#route-status")).to_have_text("正在分析…")
+    next_held(pg, held)
+    pg.locator("#clear-button").click()
+    wait_until(pg, lambda: len(aborted) == 1)
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.keyboard.press("Control+Enter")
+    next_held(pg, held)
+    pg.keyboard.press("Control+Enter")  # again, on the same ticket: the first is superseded
+    latest = next_held(pg, held)
+    wait_until(pg, lambda: len(aborted) == 2)
+    latest.continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    expect(pg.locator("#route-status")).to_have_text("")
+    assert len(aborted) == 2
+    assert page.problems == []
