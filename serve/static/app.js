@@ -16,6 +16,10 @@ const DISPATCHER_KEY = "paidan.dispatcher_id";
 // The API key (when the server has PAIDAN_API_KEYS) lives in sessionStorage: it is gone when the tab
 // closes, and is sent only to this origin, as X-API-Key (see api()).
 const API_KEY_STORE = "paidan.api_key";
+// How long a request may go unanswered (a server or gateway that holds the connection open): then
+// it is given up and said so, and 分派建议 or the save can be tried again. Longer than a gateway's
+// usual 504 (nginx: 60 s) would never be reached; a route is answered in milliseconds.
+const REQUEST_TIMEOUT_S = 30;
 
 const $ = (id) => document.getElementById(id);
 const form = $("route-form");
@@ -144,7 +148,7 @@ const SCRIPT = document.querySelector('script[type="module"][src$="app.js"]');
 const API_BASE = new URL("../", SCRIPT ? SCRIPT.src : new URL("static/app.js", document.baseURI));
 
 // `url` is relative ("v1/route"), resolved against API_BASE. `signal` cancels the request (the error
-// thrown then has `cancelled`).
+// thrown then has `cancelled`); one unanswered after REQUEST_TIMEOUT_S is given up.
 async function api(method, url, body, signal) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
@@ -162,6 +166,11 @@ async function api(method, url, body, signal) {
   // and of a request carrying both (the gateway's token beside this key) either valid key.
   if (key) headers["X-API-Key"] = key;
   const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, REQUEST_TIMEOUT_S * 1000);
   const cancel = () => controller.abort();
   if (signal) signal.addEventListener("abort", cancel);
   if (signal && signal.aborted) controller.abort();
@@ -178,7 +187,17 @@ async function api(method, url, body, signal) {
   } catch (e) {
     res = null;
   } finally {
+    clearTimeout(timer);
     if (signal) signal.removeEventListener("abort", cancel);
+  }
+  if (timedOut) {
+    // The server or a gateway held the request open: it may have been served (a save stored).
+    const error = new Error(
+      `服务器在 ${REQUEST_TIMEOUT_S} 秒内没有应答，请稍后重试（已填写的内容仍保留）`,
+    );
+    error.outcomeUnknown = true;
+    error.reason = `服务器在 ${REQUEST_TIMEOUT_S} 秒内没有应答`;
+    throw error;
   }
   if (controller.signal.aborted) {
     const error = new Error("已取消");

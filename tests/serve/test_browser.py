@@ -2388,3 +2388,52 @@ def test_a_superseded_route_request_is_cancelled_not_left_running(
     expect(pg.locator("#route-status")).to_have_text("")
     assert len(aborted) == 2
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_request_never_answered_is_given_up_and_can_be_retried_storing_once(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A save whose answer never came (a gateway holding the connection, a database stalled) showed
+    # 正在保存… for ever, its button disabled; a route likewise 正在分析…. Time runs on the page's
+    # fake clock here, jumped forward: nothing waits for the limit.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+
+    def stored_unanswered(route: Any) -> None:
+        route.fetch()  # the server stores it; its answer never reaches the page
+        held.append(route)
+
+    pg = page.page
+    pg.clock.install()
+    open_page(page, live_server)
+    status, button = pg.locator("#feedback-status"), pg.locator("#confirm-button")
+    pg.route("**/v1/route", lambda r: held.append(r))
+    pg.fill("#ticket-id", "WEB-TIMEOUT")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    next_held(pg, held)
+    pg.clock.fast_forward("01:00")
+    expect(pg.locator("#route-status")).to_have_text(
+        "分派失败：服务器在 30 秒内没有应答，请稍后重试（已填写的内容仍保留）"
+    )
+    expect(pg.locator("#route-button")).to_be_enabled()
+    pg.unroute("**/v1/route")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-TIMEOUT")
+    pg.route("**/v1/feedback", stored_unanswered)
+    button.click()
+    expect(status).to_have_text("正在保存…")
+    next_held(pg, held)
+    pg.clock.fast_forward("01:00")
+    expect(status).to_have_text(
+        "服务器在 30 秒内没有应答，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录"
+    )
+    expect(button).to_be_enabled()
+    assert len(live_server.feedback_rows("WEB-TIMEOUT")) == 1
+    pg.unroute("**/v1/feedback")
+    button.click()  # the same request_id: the row stored first is the answer
+    expect(status).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-TIMEOUT")) == 1
