@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
 
-from model.text import Script, combine
+from model.text import Script, clean, join_cleaned
 from model.tokenizer import Doc, Segmenter
 
 # A ticket as the pipeline accepts it: a bare text, a (title, text) pair, or a mapping with those keys.
@@ -82,7 +82,20 @@ class CompiledFeatures:
 
     def texts(self, tickets: Iterable[TicketLike]) -> list[str]:
         """Prepared texts: each ticket normalised and masked exactly once."""
-        return [combine(*as_title_text(t), self.title_repeat, self.script) for t in tickets]
+        return self.joined(self.cleaned(tickets))
+
+    def cleaned(self, tickets: Iterable[TicketLike]) -> list[tuple[str, str]]:
+        """Each ticket's title and text cleaned (:func:`model.text.clean` in the model's script):
+        the pieces :meth:`texts` joins, for a caller that also shows them (``/v1/route``'s
+        ``masked``)."""
+        return [
+            (clean(title, self.script), clean(text, self.script))
+            for title, text in map(as_title_text, tickets)
+        ]
+
+    def joined(self, cleaned: Iterable[tuple[str, str]]) -> list[str]:
+        """Prepared texts of cleaned titles and texts (:meth:`cleaned`), as :meth:`texts` gives."""
+        return [join_cleaned(title, text, self.title_repeat) for title, text in cleaned]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("script", "as_written")  # pickled before the setting: read as written

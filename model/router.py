@@ -193,6 +193,15 @@ class CoDepartment(BaseModel):
     )
 
 
+class MaskedTicket(BaseModel):
+    """A ticket as the model read it: normalised, in the script it reads, personal data masked."""
+
+    title: str | None = Field(
+        description="null for a ticket without a title (or none once cleaned)"
+    )
+    text: str
+
+
 class RouteResult(BaseModel):
     """The suggestion for one ticket; a head is ``None`` when the model was trained without it."""
 
@@ -201,6 +210,8 @@ class RouteResult(BaseModel):
     similar: list[SimilarTicket]
     model_version: str
     co_departments: list[CoDepartment] = []
+    # The ticket as it was read, for a caller that shows it (Router.predict's ``masked``).
+    masked: MaskedTicket | None = None
 
     @property
     def decision(self) -> Decision:
@@ -950,6 +961,7 @@ class Router:
         top_k: int = 3,
         similar_k: int = SIMILAR_K,
         explain: bool = True,
+        masked: bool = False,
     ) -> list[RouteResult]:
         """Suggest a department and a category for each ticket.
 
@@ -963,6 +975,10 @@ class Router:
             Similar past tickets returned per ticket (0 to skip the search).
         explain : bool, default True
             Compute evidence terms (batch labelling turns this off).
+        masked : bool, default False
+            Give each result the ticket's title and text as the model read them, personal data
+            masked (:attr:`RouteResult.masked`): the texts prediction cleaned anyway, so a caller
+            that shows the ticket need not clean it again.
 
         Returns
         -------
@@ -971,7 +987,15 @@ class Router:
         """
         if not tickets:
             return []
-        return self.predict_features(*self.features_and_hits(tickets), top_k, similar_k, explain)
+        if not masked:
+            return self.predict_features(
+                *self.features_and_hits(tickets), top_k, similar_k, explain
+            )
+        features = self.compiled()[0]
+        cleaned = features.cleaned(tickets)
+        X, hits = self._features_and_hits(features.joined(cleaned))
+        read = [MaskedTicket(title=title or None, text=text) for title, text in cleaned]
+        return self.predict_features(X, hits, top_k, similar_k, explain, read)
 
     def predict_features(
         self,
@@ -980,9 +1004,11 @@ class Router:
         top_k: int = 3,
         similar_k: int = SIMILAR_K,
         explain: bool = True,
+        masked: Sequence[MaskedTicket] | None = None,
     ) -> list[RouteResult]:
         """:meth:`predict` of tickets already transformed and matched with the dispatch rules
-        (:meth:`features_and_hits`)."""
+        (:meth:`features_and_hits`); ``masked``, the tickets as read, one per row, goes into the
+        results."""
         empty_rows = self._without_known_terms(X)
         # One ticket (the dispatcher's case): read its features' weight rows once, for the scores
         # of every head and fold and for the evidence.
@@ -1012,6 +1038,7 @@ class Router:
                     similar=found,
                     model_version=self.version,
                     co_departments=co_dispatch(department.label, found) if department else [],
+                    masked=masked[i] if masked is not None else None,
                 )
             )
         return out
@@ -1219,10 +1246,15 @@ class Router:
         """Feature rows of tickets (:meth:`transform`) and, per head, the index in :attr:`rules`
         of the first rule that gives each ticket that head's label, -1 for none (``None`` for a
         router without rules). Each ticket is prepared (normalised, masked) once for both."""
+        return self._features_and_hits(self.compiled()[0].texts(tickets))
+
+    def _features_and_hits(
+        self, texts: list[str]
+    ) -> tuple[sp.csr_matrix, dict[str, np.ndarray] | None]:
+        """:meth:`features_and_hits` of prepared texts (:meth:`CompiledFeatures.texts`)."""
         features = self.compiled()[0]
         if not self.rules:
-            return features.transform(list(tickets)), None
-        texts = features.texts(tickets)
+            return features.transform_texts(texts), None
         heads = tuple(h for h in HEADS if h in self.heads)
         hits = self._prepared_rules().first(texts, heads)
         X = features.transform_texts(texts)

@@ -48,6 +48,7 @@ class _Pending:
     ticket: tuple[str, str]
     top_k: int
     future: asyncio.Future[RouteResult]
+    masked: bool = False
 
 
 class ClientLeft(Exception):
@@ -73,15 +74,17 @@ class MicroBatcher:
         ticket: tuple[str, str],
         top_k: int,
         receive: Receive | None = None,
+        masked: bool = False,
     ) -> RouteResult:
         """The suggestion for one ticket, computed in a batch with whatever else is waiting.
 
         ``receive`` is the request's ASGI ``receive``, its body already read: the next message it
         gives is ``http.disconnect`` once the client has gone, and then the ticket is dropped (if
-        no call has taken it yet) and :class:`ClientLeft` raised.
+        no call has taken it yet) and :class:`ClientLeft` raised. ``masked``: the result carries
+        the ticket as read (:meth:`Router.predict`).
         """
         future: asyncio.Future[RouteResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(router, ticket, top_k, future))
+        self._pending.append(_Pending(router, ticket, top_k, future, masked))
         if self._filled is not None and len(self._pending) >= self._fill_target:
             _resolve(self._filled)
         if self._task is None or self._task.done():
@@ -150,8 +153,12 @@ class MicroBatcher:
     def _run(self, router: Router, batch: list[_Pending]) -> list[RouteResult | Exception]:
         tickets = [p.ticket for p in batch]
         top_k = max(p.top_k for p in batch)
+        # For every ticket of the call when one asks: the texts are cleaned anyway.
+        masked = any(p.masked for p in batch)
         try:
-            return list(router.predict(tickets, top_k=top_k, similar_k=self.similar_k))
+            return list(
+                router.predict(tickets, top_k=top_k, similar_k=self.similar_k, masked=masked)
+            )
         except Exception:
             if len(batch) == 1:
                 raise
@@ -159,7 +166,10 @@ class MicroBatcher:
         out: list[RouteResult | Exception] = []
         for ticket in tickets:
             try:
-                out.append(router.predict([ticket], top_k=top_k, similar_k=self.similar_k)[0])
+                [result] = router.predict(
+                    [ticket], top_k=top_k, similar_k=self.similar_k, masked=masked
+                )
+                out.append(result)
             except Exception as e:
                 out.append(e)
         return out

@@ -143,6 +143,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 (body.title or "", body.text),
                 body.top_k or services.settings.top_k,
                 receive=request.receive,
+                masked=body.masked,
             )
         except ClientLeft:
             # Nobody reads this answer: it is for the access log and the metrics, as nginx's 499.
@@ -589,6 +590,7 @@ def _response(
         decision=result.decision,
         similar=result.similar,
         co_departments=result.co_departments,
+        masked=result.masked if req.masked else None,
         model_version=result.model_version,
         elapsed_ms=_ms(start),
         simplified=ticket_simplified(req.title, req.text, script),
@@ -669,13 +671,17 @@ def _predict_each_safely(
         return []
     tickets = [(r.title or "", r.text) for _, r in requests]
     top_k = max(r.top_k or default_k for _, r in requests)
+    masked = any(r.masked for _, r in requests)
+    predict = functools.partial(
+        router.predict, top_k=top_k, similar_k=settings.similar_k, masked=masked
+    )
     try:
-        return list(router.predict(tickets, top_k=top_k, similar_k=settings.similar_k))
+        return list(predict(tickets))
     except Exception:
         out: list[RouteResult | ErrorBody] = []
         for (i, _), ticket in zip(requests, tickets, strict=True):
             try:
-                out.append(router.predict([ticket], top_k=top_k, similar_k=settings.similar_k)[0])
+                out.append(predict([ticket])[0])
             except Exception as e:  # the message may quote the text, so only the type is used
                 # A bug: logged (it was not: the client alone learnt of it), by type only.
                 logger.error("batch item %d could not be routed (%s)", i, type(e).__name__)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
-from model.router import MAX_TOP_K, CoDepartment, HeadResult, SimilarTicket
+from model.router import MAX_TOP_K, CoDepartment, HeadResult, MaskedTicket, SimilarTicket
 from model.settings import Settings
 from model.text import CONTROL, id_key, is_blank, normalize_label
 from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
@@ -293,6 +293,12 @@ class RouteRequestBase(_ScrubbedRequest):
     top_k: CandidateCount | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Candidates per head"
     )
+    masked: bool = Field(
+        False,
+        description="Also answer the title and text as the model read them, personal data masked "
+        "(`masked` in the answer): for a client that shows the ticket, which must never show it "
+        "with its phone or ID numbers",
+    )
 
     _text_not_blank = field_validator("text")(not_blank)
     _id_number = field_validator("id", mode="before")(integer_as_text)
@@ -540,6 +546,14 @@ class RouteResponse(BaseModel):
     )
     model_version: str
     elapsed_ms: float = Field(description="Server time spent on this request, in milliseconds")
+    masked: MaskedTicket | None = Field(
+        None,
+        description="Only when the request asked (`masked: true`): the title and text as the model "
+        "read them: normalised (full-width forms half-width, "
+        "Latin letters lower case, whitespace one space, markup removed), in the script the model "
+        "reads, and phone, ID, bank card numbers, e-mail addresses and the like replaced by "
+        "placeholders such as [手机号]; the evidence terms are found in it as they are",
+    )
     simplified: dict[str, str] = Field(
         default_factory=dict,
         description="The ticket's traditional characters the model read as simplified ones, each "

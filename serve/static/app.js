@@ -16,6 +16,10 @@ const DISPATCHER_KEY = "paidan.dispatcher_id";
 // The API key (when the server has PAIDAN_API_KEYS) lives in sessionStorage: it is gone when the tab
 // closes, and is sent only to this origin, as X-API-Key (see api()).
 const API_KEY_STORE = "paidan.api_key";
+// How long a request may go unanswered (a server or gateway that holds the connection open): then
+// it is given up and said so, and 分派建议 or the save can be tried again. Longer than a gateway's
+// usual 504 (nginx: 60 s) would never be reached; a route is answered in milliseconds.
+const REQUEST_TIMEOUT_S = 30;
 
 const $ = (id) => document.getElementById(id);
 const form = $("route-form");
@@ -47,6 +51,7 @@ const state = {
   // for the ticket is the dispatcher's latest word, stored anew even if it was sent before.
   requestIds: new Map(),
   routeSeq: 0,
+  routeAbort: null, // the AbortController of the route running, aborted when another supersedes it
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
   limits: { text: 20000, title: 200 },
@@ -142,8 +147,9 @@ function unrecognised(status) {
 const SCRIPT = document.querySelector('script[type="module"][src$="app.js"]');
 const API_BASE = new URL("../", SCRIPT ? SCRIPT.src : new URL("static/app.js", document.baseURI));
 
-// `url` is relative ("v1/route"), resolved against API_BASE.
-async function api(method, url, body) {
+// `url` is relative ("v1/route"), resolved against API_BASE. `signal` cancels the request (the error
+// thrown then has `cancelled`); one unanswered after REQUEST_TIMEOUT_S is given up.
+async function api(method, url, body, signal) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const key = apiKeyInput.value.trim();
   // A key typed with a Chinese IME in full-width mode cannot go into a header at all (fetch throws
@@ -159,21 +165,52 @@ async function api(method, url, body) {
   // save was refused as "API 密钥不正确" although the key was right. The server takes either header,
   // and of a request carrying both (the gateway's token beside this key) either valid key.
   if (key) headers["X-API-Key"] = key;
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, REQUEST_TIMEOUT_S * 1000);
+  const cancel = () => controller.abort();
+  if (signal) signal.addEventListener("abort", cancel);
+  if (signal && signal.aborted) controller.abort();
   let res;
+  let data = null;
   try {
     res = await fetch(new URL(url, API_BASE).href, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller.signal,
     });
+    data = await res.json().catch(() => null); // an abort here too: checked below
   } catch (e) {
+    res = null;
+  } finally {
+    clearTimeout(timer);
+    if (signal) signal.removeEventListener("abort", cancel);
+  }
+  if (timedOut) {
+    // The server or a gateway held the request open: it may have been served (a save stored).
+    const error = new Error(
+      `服务器在 ${REQUEST_TIMEOUT_S} 秒内没有应答，请稍后重试（已填写的内容仍保留）`,
+    );
+    error.outcomeUnknown = true;
+    error.reason = `服务器在 ${REQUEST_TIMEOUT_S} 秒内没有应答`;
+    throw error;
+  }
+  if (controller.signal.aborted) {
+    const error = new Error("已取消");
+    error.cancelled = true;
+    throw error;
+  }
+  if (res === null) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
     const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
     error.outcomeUnknown = true; // it may have reached the server
     error.reason = "没有收到服务器的应答";
     throw error;
   }
-  const data = await res.json().catch(() => null);
   if (!res.ok) {
     const error = new Error(errorText(res.status, data));
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
@@ -380,11 +417,20 @@ function dropResult() {
   announce(""); // the next advice is said anew, even when it is the same
 }
 
+// Ends the route running, if any: its answer is for a ticket no longer in the form, and a busy
+// server need not work on it (the server drops a ticket whose client has gone).
+function cancelRoute() {
+  state.routeSeq++;
+  if (state.routeAbort) state.routeAbort.abort();
+  state.routeAbort = null;
+}
+
 async function route() {
   dropResult();
   // First thing: a route refused below supersedes one still running, whose answer is for a text no
   // longer there.
-  const seq = ++state.routeSeq;
+  cancelRoute();
+  const seq = state.routeSeq;
   routeButton.disabled = false;
   const text = textInput.value;
   if (!text.trim()) {
@@ -398,15 +444,19 @@ async function route() {
     return;
   }
   const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
-  const body = { text, top_k: TOP_K };
+  // masked: the ticket as the model read it, personal data masked, is what the page shows of it
+  // (判断依据, the unsaved notice); never the text as typed (issue #2).
+  const body = { text, top_k: TOP_K, masked: true };
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
 
   const focused = document.activeElement === routeButton; // 分派建议 clicked, or Enter on it
   routeButton.disabled = true;
   setStatus($("route-status"), "正在分析…", "busy");
+  const controller = new AbortController();
+  state.routeAbort = controller;
   try {
-    const suggestion = await api("POST", "v1/route", body);
+    const suggestion = await api("POST", "v1/route", body, controller.signal);
     if (seq !== state.routeSeq) return; // a newer request is on its way
     const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);
     if (!heads.length || heads.some((r) => typeof r !== "object" || typeof r.label !== "string")) {
@@ -418,7 +468,7 @@ async function route() {
     setStatus($("route-status"), "");
     setStatus($("feedback-status"), "");
     try {
-      render(suggestion, text);
+      render(suggestion);
     } catch (e) {
       // A half-drawn advice must not be adoptable (1, Enter stored a "correction" without category).
       dropResult();
@@ -431,6 +481,7 @@ async function route() {
     if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
   } finally {
     if (seq === state.routeSeq) {
+      state.routeAbort = null;
       routeButton.disabled = false;
       // A failed route leaves the focus on 分派建议, so that Enter tries again.
       if (focused && focusLost()) routeButton.focus();
@@ -463,7 +514,7 @@ function announceChoice() {
   announce(`最终派单：${chosen}${isCorrection() ? "（已更正）" : "（采纳建议）"}`);
 }
 
-function render(s, text) {
+function render(s) {
   $("result").hidden = false;
   setBadge($("overall-badge"), overallDecision(s));
   $("elapsed").textContent = typeof s.elapsed_ms === "number" ? `${s.elapsed_ms.toFixed(1)} 毫秒` : "";
@@ -474,7 +525,7 @@ function render(s, text) {
   state.co = advisedCo(s);
   state.coShown = advisedCo(s);
   renderCoDepartments();
-  renderEvidence(state.request.title, text, s);
+  renderEvidence(s);
   renderSimilar(s.similar || []);
   renderChoice();
 }
@@ -612,13 +663,16 @@ function renderHead(head, r) {
   resetPicker(head);
 }
 
-// Highlight evidence terms in the complaint as typed. Matching runs on an NFKC-normalised, lower-cased
-// copy (the model sees normalised text), mapped back to the original characters.
-function renderEvidence(title, text, s) {
+// Highlight evidence terms in the complaint as the model read it, personal data masked (the answer's
+// `masked`), never as typed: phone and ID numbers are not shown (issue #2). An answer without it
+// (a server from before it) shows no text at all.
+function renderEvidence(s) {
+  const read = s.masked && typeof s.masked.text === "string" ? s.masked : null;
+  const title = (read && read.title) || "";
   setChildren($("evidence-title"), ...highlight(title, s));
   $("evidence-title").hidden = !title;
-  setChildren($("evidence-text"), ...highlight(text, s));
-  $("evidence").hidden = false;
+  setChildren($("evidence-text"), ...highlight(read ? read.text : "", s));
+  $("evidence").hidden = !read;
 }
 
 // Text nodes and <mark> elements showing `text` with the evidence terms of both heads marked.
@@ -812,11 +866,13 @@ async function confirmChoice() {
   }
   const key = choiceKey();
   const dispatcher = dispatcherInput.value.trim();
+  // The suggestion as shown, without the ticket's text again (`masked`): the body has it.
+  const { masked: read, ...shown } = s;
   const body = {
     ticket_id: ticketId,
     title: state.request.title || null,
     text: state.request.text,
-    suggestion: s,
+    suggestion: shown,
     department: chosenDepartment(),
     category: state.choice.category,
     dispatcher_id: dispatcher || null,
@@ -867,7 +923,7 @@ async function confirmChoice() {
     // would decide again or route it again for nothing.
     const said = e.outcomeUnknown ? unconfirmed(e) : `保存失败：${e.message}`;
     if (state.suggestion === s) setStatus($("feedback-status"), said, "error");
-    else reportUnsaved(ticketId, request.text, chosen, e.reason || e.message, e.outcomeUnknown);
+    else reportUnsaved(ticketId, read, chosen, e.reason || e.message, e.outcomeUnknown);
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();
@@ -882,10 +938,11 @@ async function confirmChoice() {
 
 // A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
 // its status line are gone, and a message there would read as the next ticket's. Said under the
-// form instead (outside the advice), naming the ticket, until dismissed.
-function reportUnsaved(ticketId, text, chosen, reason, outcomeUnknown) {
-  const chars = [...text.replace(/\s+/g, " ").trim()];
-  const start = `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」`;
+// form instead (outside the advice), naming the ticket, until dismissed: by the start of its text as
+// the model read it (`read`, the answer's `masked`), personal data masked, never as typed.
+function reportUnsaved(ticketId, read, chosen, reason, outcomeUnknown) {
+  const chars = [...String((read && read.text) || "").trim()];
+  const start = chars.length ? `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」` : "";
   const ticket = ticketId ? `工单 ${ticketId}${start}` : `工单${start}`;
   $("unsaved-list").append(
     el(
@@ -1063,7 +1120,7 @@ function clearForm() {
 
 $("clear-button").addEventListener("click", () => {
   dropResult();
-  state.routeSeq++; // the answer of a route still running is for the ticket cleared: ignored
+  cancelRoute(); // the route still running is for the ticket cleared
   routeButton.disabled = false;
   clearForm();
   textInput.focus();

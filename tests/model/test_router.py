@@ -68,6 +68,35 @@ def test_input_forms_agree(tiny_model_dir):
     assert router.predict([]) == []
 
 
+def test_masked_gives_the_ticket_as_read_cleaned_once_and_changes_nothing_else(
+    tiny_model_dir, monkeypatch
+):
+    import model.compiled
+    from model.text import clean
+
+    router, _ = load_router(tiny_model_dir)
+    tickets = [("欠薪 13812345678", "老板不发工资，电话13812345678"), (None, "路灯坏了")]
+    plain = router.predict(tickets)
+    calls: list[str | None] = []
+
+    def counted(text, script="as_written"):
+        calls.append(text)
+        return clean(text, script)
+
+    monkeypatch.setattr(model.compiled, "clean", counted)
+    read = router.predict(tickets, masked=True)
+    # The texts prediction cleans are the ones handed back: each title and text cleaned once.
+    assert calls == ["欠薪 13812345678", "老板不发工资，电话13812345678", None, "路灯坏了"]
+    script = router.config.script
+    assert [r.masked.model_dump() for r in read] == [
+        {"title": clean(tickets[0][0], script), "text": clean(tickets[0][1], script)},
+        {"title": None, "text": clean("路灯坏了", script)},
+    ]
+    assert "13812345678" not in str(read[0].masked) and "[手机号]" in read[0].masked.text
+    assert [r.model_copy(update={"masked": None}) for r in read] == plain
+    assert all(r.masked is None for r in plain)
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -59,8 +59,10 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
         "model_version",
         "elapsed_ms",
         "simplified",
+        "masked",
     }
     assert body["id"] == "A-1"
+    assert body["masked"] is None  # not asked for
     assert body["simplified"] == {}  # a ticket in simplified characters
     assert body["co_departments"] == []  # the tiny corpus has no joint dispatch
     assert body["department"]["label"] == "人社"
@@ -628,7 +630,7 @@ def test_a_batch_item_writing_a_key_twice_gets_its_own_error(client: TestClient)
             '{"items": [{"text": "a", "Tel 138 1234 5678": 1}]}',
             {},
             200,
-            "item 0: tel [手机号]: is not a known field (an item takes id, title, text, top_k)",
+            "item 0: tel [手机号]: is not a known field (an item takes id, title, text, top_k, masked)",
         ),
         (
             "POST",
@@ -952,6 +954,41 @@ def test_route_says_which_traditional_characters_the_model_read_as_simplified(
     assert evidence and all(term in read for term in evidence), evidence
     batch = client.post("/v1/route/batch", json={"items": [sent, {"text": "路灯坏了"}]}).json()
     assert [r["result"]["simplified"] for r in batch["results"]] == [body["simplified"], {}]
+
+
+def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
+    client: TestClient,
+) -> None:
+    # The page showed the ticket as typed, phone and ID numbers and all (issue #2: masked before
+    # any text is shown): the answer held no masked text, and the page would have had to copy the
+    # masking rules. Asked for, it carries the title and text prediction read (and masked).
+    phone, id_number, email = "13812345678", "110101199003071234", "zhang.san@example.com"
+    sent = {
+        "title": f"電話{phone}",
+        "text": f"老板拖欠农民工工资三个月不发，联系 {phone}，身份证 {id_number}，邮箱 {email}",
+        "masked": True,
+    }
+    body = client.post("/v1/route", json=sent).json()
+    script = client.app.state.router.config.script  # type: ignore[attr-defined]
+    assert body["masked"] == {
+        "title": clean(sent["title"], script),
+        "text": clean(sent["text"], script),
+    }
+    shown = json.dumps(body["masked"], ensure_ascii=False)
+    assert phone not in shown and id_number not in shown and email not in shown
+    for placeholder in ("[手机号]", "[身份证号]", "[邮箱]"):
+        assert placeholder in body["masked"]["text"], body["masked"]
+    # The evidence is found in it as it is: no mapping back to the ticket as typed is needed.
+    evidence = [e["term"] for h in ("department", "category") for e in body[h]["evidence"]]
+    read = body["masked"]["title"] + " " + body["masked"]["text"]
+    assert evidence and all(t in read for t in evidence), evidence
+    # Not asked for, not answered; a batch's items ask each for itself.
+    unasked = {k: v for k, v in sent.items() if k != "masked"}
+    assert client.post("/v1/route", json=unasked).json()["masked"] is None
+    batch = client.post("/v1/route/batch", json={"items": [sent, {"text": "路灯坏了"}]}).json()
+    assert [r["result"]["masked"] for r in batch["results"]] == [body["masked"], None]
+    no_title = client.post("/v1/route", json={"text": "路灯坏了", "masked": True}).json()
+    assert no_title["masked"] == {"title": None, "text": clean("路灯坏了", script)}
 
 
 def test_probes_answer_head(client: TestClient) -> None:
@@ -2451,7 +2488,7 @@ def test_a_required_field_sent_under_another_name_is_said_with_that_name(
     assert error["message"].endswith("(is body.txt text?) (and 1 more problem: body.top_k)"), error
     error = assert_error(client.post("/v1/route", json={"text": "油烟", "txt": "油烟"}), 422)
     assert error["message"] == (
-        "body.txt: is not a known field (this body takes id, title, text, top_k)"
+        "body.txt: is not a known field (this body takes id, title, text, top_k, masked)"
     )
 
 
@@ -2466,7 +2503,7 @@ def test_an_unknown_key_is_said_with_the_keys_the_body_takes(client: TestClient)
     }
     error = assert_error(client.post("/v1/route", json={"text": "油烟", "Top_k": 3}), 422)
     assert error["message"] == (
-        "body.Top_k: is not a known field (this body takes id, title, text, top_k)"
+        "body.Top_k: is not a known field (this body takes id, title, text, top_k, masked)"
     )
     # The feedback body's ticket_id is sent as id too: it was listed as ticket_id alone.
     body = {"text": "油烟", "department": "执法", "tickt": "A1"}
@@ -2481,7 +2518,7 @@ def test_an_unknown_key_is_said_with_the_keys_the_body_takes(client: TestClient)
     [result] = response.json()["results"]
     assert result["error"] == {
         "code": "invalid_item",
-        "message": "item 0: tilte: is not a known field (an item takes id, title, text, top_k)",
+        "message": "item 0: tilte: is not a known field (an item takes id, title, text, top_k, masked)",
         "field": "items.0.tilte",
     }
     # Two unknown keys: the first is the error, the other counted, as before.
