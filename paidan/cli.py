@@ -1185,12 +1185,23 @@ def predict(
             held.release()
     except USER_ERRORS as e:
         raise fail(e) from None
-    result = router.predict([(title, text)], top_k=top_k, similar_k=settings.similar_k)[0]
+    result = router.predict(
+        [(title, text)], top_k=top_k, similar_k=settings.similar_k, masked=True
+    )[0]
     # The answer of POST /v1/route (serve/routes.py `_response`) without its id and timing, in its
     # order: the overall decision too, a property that model_dump() leaves out (predict printed
-    # only each head's, where the API answers it and label writes it).
+    # only each head's, where the API answers it and label writes it); and the ticket as the model
+    # read it, as the API answers a request that asks (`masked`), to see what was read.
     suggestion = {**result.model_dump(), "decision": result.decision}
-    order = ("department", "category", "decision", "similar", "co_departments", "model_version")
+    order = (
+        "department",
+        "category",
+        "decision",
+        "similar",
+        "co_departments",
+        "model_version",
+        "masked",
+    )
     from model.text import ticket_simplified
 
     read_as = ticket_simplified(title, text, router.config.script)

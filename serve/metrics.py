@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from model.router import RouteResult
 from model.settings import SettingsError
+from model.text import counted
 
 # Seconds; prediction takes milliseconds, so the buckets are dense below 100 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -151,8 +152,8 @@ def remove_abandoned_dirs() -> list[Path]:
             removed.append(path)
     if removed:
         logger.info(
-            "removed %d metrics directories left by paidan serve runs that were killed (%s%s)",
-            len(removed),
+            "removed %s left by paidan serve runs that were killed (%s%s)",
+            counted(len(removed), "metrics directory", "metrics directories"),
             ", ".join(str(p) for p in removed[:3]),
             ", …" if len(removed) > 3 else "",
         )

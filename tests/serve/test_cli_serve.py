@@ -871,10 +871,14 @@ def test_serve_says_in_one_line_which_address_it_cannot_listen_on_before_loading
     # Then both printed "error: [Errno 98] cannot listen on …", not the README's line.
     import shutil
     import socket
+    import tempfile
 
     from serve import server
 
     monkeypatch.delenv("PAIDAN_MODEL_DIR", raising=False)
+    # The metrics directories of other servers killed in /tmp are none of this start's business
+    # (their removal is logged): this one's temporary directory is the test's own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     root = tmp_path / "root"
     shutil.copytree(tiny_model_dir, root / "v1")
     loads: list[Any] = []

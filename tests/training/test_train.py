@@ -355,6 +355,11 @@ def test_cli_predict_prints_the_http_answer_with_its_overall_decision(tiny_model
     router, _ = load_router(tiny_model_dir, serving=True)
     result = router.predict([("", text)])[0]
     assert printed["decision"] == result.decision
+    # The ticket as read, as the API answers a request that asks for it.
+    assert printed["masked"] == {
+        "title": None,
+        "text": router.predict([("", text)], masked=True)[0].masked.text,
+    }  # type: ignore[union-attr]
     assert {printed["department"]["decision"], printed["category"]["decision"]} == {
         result.department.decision,  # type: ignore[union-attr]
         result.category.decision,  # type: ignore[union-attr]
