@@ -482,8 +482,10 @@ class PackedTexts:
         return len(self.ends)
 
     def __getitem__(self, i: int) -> str:
-        start = int(self.ends[i - 1]) if i > 0 else 0
-        return self.data[start : int(self.ends[i])].tobytes().decode("utf-8")
+        # Through a memoryview and .item(): slicing a memory-mapped array makes a np.memmap, which
+        # took 3.0 µs a text against 1.3 µs this way.
+        start = self.ends.item(i - 1) if i > 0 else 0
+        return str(memoryview(self.data)[start : self.ends.item(i)], "utf-8")
 
 
 @dataclass
