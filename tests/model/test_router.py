@@ -368,6 +368,7 @@ def test_a_model_saved_before_snippets_loads_and_shows_titles_only(tiny_model_di
     meta_path = old / "metadata.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["files"]["serving.joblib"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta["format_version"] = 1  # as the paidan before snippets wrote it
     meta_path.chmod(0o600)
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
 
@@ -380,3 +381,14 @@ def test_a_model_saved_before_snippets_loads_and_shows_titles_only(tiny_model_di
         assert result.similar and all(s.snippet is None for s in result.similar)
         assert [s.title for s in result.similar] == [s.title for s in expected.similar]
         assert result.department == expected.department
+
+
+def test_a_model_with_snippets_is_refused_by_a_paidan_before_them_in_one_line(tiny_model_dir):
+    # That paidan read format 1 and refuses a newer format by name; unpickled, it failed on the
+    # PackedTexts class it does not have.
+    import json
+
+    meta = json.loads((tiny_model_dir / "metadata.json").read_text(encoding="utf-8"))
+    router, _ = load_router(tiny_model_dir, serving=True)
+    assert router.index.snippets is not None
+    assert meta["format_version"] > 1
