@@ -78,7 +78,8 @@ QUERY_BLOCK = 256
 SIMILAR_K = 5
 # A similar past ticket is shown with the first SNIPPET_CHARS characters of its text, cleaned and
 # masked (model.text.snippet): many phone tickets have no title, and a title alone (咨询, 投诉)
-# often says little. About 180 bytes a ticket in the model (UTF-8), memory-mapped when served.
+# often says little. About 170 bytes a ticket in the model (UTF-8 and an offset), memory-mapped
+# when served (docs/model.md, step 7).
 SNIPPET_CHARS = 60
 
 # A department is suggested beside the suggested one (a joint dispatch, 会办) when at least this
@@ -466,7 +467,7 @@ class PackedTexts:
 
     A loaded model memory-maps numpy arrays, so the texts cost the server only the pages a query
     reads, and the cyclic collector has no string objects to walk (serve.reload.freeze_heap). As
-    Python strings in an object array, 100,000 snippets of 60 characters were about 20 MB of heap.
+    Python strings in an object array, 100,000 snippets of 60 characters were 19 MB of heap.
     """
 
     data: np.ndarray  # uint8
@@ -483,9 +484,9 @@ class PackedTexts:
 
     def __getitem__(self, i: int) -> str:
         # Through a memoryview and .item(): slicing a memory-mapped array makes a np.memmap, which
-        # took 3.0 µs a text against 1.3 µs this way.
+        # took 3.0 µs a text against 0.8 µs this way.
         start = self.ends.item(i - 1) if i > 0 else 0
-        return str(memoryview(self.data)[start : self.ends.item(i)], "utf-8")
+        return str(self.data.data[start : self.ends.item(i)], "utf-8")
 
 
 @dataclass
