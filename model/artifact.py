@@ -55,7 +55,9 @@ USERDICT_FILE = "userdict.txt"
 STOPWORDS_FILE = "stopwords.txt"
 REMITS_FILE = "remits.csv"  # the remits it was trained with (training/remits.py)
 RULES_FILE = "rules.csv"  # the dispatch rules it was trained with (training/rules.py)
-FORMAT_VERSION = 1
+# Format 2: the similar-ticket index stores snippets (model.router.PackedTexts), a class a paidan
+# before it cannot unpickle; it refuses such a model in one line (_check_format) instead.
+FORMAT_VERSION = 2
 # Libraries whose pickles must match the running versions (major.minor) to be trusted to unpickle.
 PINNED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "jieba", "rjieba")
 

@@ -698,6 +698,40 @@ def clean(text: str | None, script: Script = "as_written") -> str:
     return mask_pii(to_script(normalize(text), script))
 
 
+def snippet(text: str | None, chars: int, script: Script = "as_written") -> str:
+    """The start of ``text`` as :func:`clean` writes it, at most ``chars`` characters, then ``…``
+    if anything was left out.
+
+    Cut after masking, never before: the first characters of a raw text may end inside a phone
+    number, whose first digits masking would then no longer recognise. A placeholder that the cut
+    would split (``[手机`` of ``[手机号]``) is left out whole.
+
+    Parameters
+    ----------
+    text : str or None
+        A ticket's text as written.
+    chars : int
+        The most characters kept (the ``…`` not counted).
+    script : {"as_written", "simplified"}, default "as_written"
+        See :func:`to_script`.
+
+    Returns
+    -------
+    str
+        ``""`` for an empty text.
+    """
+    whole = clean(text, script)
+    if len(whole) <= chars:
+        return whole
+    cut = chars
+    for placeholder in PLACEHOLDERS:
+        # One that starts before the cut and ends after it.
+        at = whole.find(placeholder, max(0, chars - len(placeholder) + 1), chars + len(placeholder))
+        if 0 <= at < chars:
+            cut = min(cut, at)
+    return whole[:cut].rstrip() + "…"
+
+
 def mask_label(label: str) -> str:
     """A label (or a ticket id) as a message, a report or metadata may quote it.
 

@@ -537,7 +537,9 @@ class RouteResponse(BaseModel):
     decision: Literal["auto", "review"] = Field(
         description="`auto` only when every head may dispatch without a person"
     )
-    similar: list[SimilarTicket] = Field(description="Nearest past tickets (titles PII-masked)")
+    similar: list[SimilarTicket] = Field(
+        description="Nearest past tickets (titles and snippets PII-masked)"
+    )
     co_departments: list[CoDepartment] = Field(
         default_factory=list,
         description="Departments to involve beside the suggested one (a joint dispatch, 会办): "

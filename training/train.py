@@ -831,6 +831,7 @@ def fit_router(
         tickets_only["department"].to_numpy(),
         tickets_only["category"].to_numpy(),
         tickets_only[CO_COL].fillna("").to_numpy() if CO_COL in tickets_only else None,
+        texts=tickets_only["text"].to_numpy(),
     )
     return router, cv
 

@@ -731,18 +731,22 @@ function highlight(text, s) {
   return out;
 }
 
+// A past ticket by its title and the start of its text (`snippet`, masked by the server). Many
+// phone tickets have no title: their snippet stands in its place. Models trained before snippets
+// send null, and a ticket with neither reads （无标题）.
 function renderSimilar(similar) {
   const items = similar.slice(0, 5).map((t) =>
     el(
       "li",
       {},
-      el("span", { class: "sim-title" }, t.title || "（无标题）"),
+      el("span", { class: "sim-title" }, t.title || t.snippet || "（无标题）"),
       el("span", { class: "tags" },
         t.department ? el("span", { class: "tag department" }, t.department) : null,
         ...(t.co_departments || []).map((d) =>
           el("span", { class: "tag department co", title: "会办" }, `会办 ${d}`)),
         t.category ? el("span", { class: "tag category" }, t.category) : null,
       ),
+      t.title && t.snippet ? el("span", { class: "sim-snippet" }, t.snippet) : null,
       el("span", { class: "muted sim-meta" },
         `相似度 ${pct(t.similarity)}`, t.id ? ` · ${t.id}` : ""),
     ),

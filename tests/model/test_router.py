@@ -345,3 +345,79 @@ def test_the_catch_all_department_goes_to_a_person_however_confident(merged_mode
     assert wages.department.label == "人社" and wages.department.decision == "auto"
     ranked = router.rankings([("档案遗失", "调动工作时档案遗失了，档案馆查不到记录")])
     assert ranked["department"].auto.tolist() == [False]  # what batch labelling writes
+
+
+def test_similar_tickets_show_the_start_of_their_text(tiny_model_dir):
+    from model.router import SNIPPET_CHARS
+    from model.text import clean, snippet
+    from tests.conftest import TINY_TICKETS
+
+    router, _ = load_router(tiny_model_dir, serving=True)
+    [result] = router.predict([("欠薪", "老板拖欠农民工工资三个月不发")])
+    assert result.similar
+    texts = {f"T{i:03d}": text for i, (_, text, _, _) in enumerate(TINY_TICKETS, 1)}
+    for s in result.similar:
+        assert s.snippet == snippet(texts[s.id], SNIPPET_CHARS) == clean(texts[s.id])
+
+
+def test_a_long_text_is_shown_cut_and_a_ticket_without_text_without_snippet():
+    from model.router import SNIPPET_CHARS, PackedTexts, SimilarIndex
+
+    long = "小区门口" + "垃圾" * 100 + "电话13812345678"
+    packed = PackedTexts.of(["", "短", long[:SNIPPET_CHARS] + "…"])
+    index = SimilarIndex(
+        matrix=sp.csr_matrix(np.eye(3, dtype=np.float32)),
+        ids=np.array(["a", "b", "c"], dtype=object),
+        titles=np.array(["", "", ""], dtype=object),
+        departments=np.array(["", "", ""], dtype=object),
+        categories=np.array(["", "", ""], dtype=object),
+        snippets=packed,
+    )
+    a, b, c = index.tickets(np.arange(3), np.ones(3))
+    assert (a.snippet, b.snippet) == (None, "短")
+    assert c.snippet == long[:SNIPPET_CHARS] + "…" and len(c.snippet) == SNIPPET_CHARS + 1
+
+
+def test_a_model_saved_before_snippets_loads_and_shows_titles_only(tiny_model_dir, tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    import joblib
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, old)
+    serving, _ = load_router(old, serving=True)
+    # What unpickling a SimilarIndex written before snippets gives: no such attribute at all.
+    del serving.index.__dict__["snippets"]
+    # Written beside and renamed over: the loaded router memory-maps the file it replaces.
+    path = old / "serving.joblib"
+    joblib.dump(serving, old / "serving.new", compress=0)
+    (old / "serving.new").replace(path)
+    meta_path = old / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["files"]["serving.joblib"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta["format_version"] = 1  # as the paidan before snippets wrote it
+    meta_path.chmod(0o600)
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+
+    ticket = [("欠薪", "老板拖欠农民工工资三个月不发")]
+    new, _ = load_router(tiny_model_dir, serving=True)
+    [expected] = new.predict(ticket)
+    for whole in (False, True):
+        router, _ = load_router(old, serving=whole)
+        [result] = router.predict(ticket)
+        assert result.similar and all(s.snippet is None for s in result.similar)
+        assert [s.title for s in result.similar] == [s.title for s in expected.similar]
+        assert result.department == expected.department
+
+
+def test_a_model_with_snippets_is_refused_by_a_paidan_before_them_in_one_line(tiny_model_dir):
+    # That paidan read format 1 and refuses a newer format by name; unpickled, it failed on the
+    # PackedTexts class it does not have.
+    import json
+
+    meta = json.loads((tiny_model_dir / "metadata.json").read_text(encoding="utf-8"))
+    router, _ = load_router(tiny_model_dir, serving=True)
+    assert router.index.snippets is not None
+    assert meta["format_version"] > 1

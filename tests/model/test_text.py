@@ -31,6 +31,7 @@ from model.text import (
     mask_pii,
     normalize,
     normalize_label,
+    snippet,
     to_script,
 )
 
@@ -1293,3 +1294,39 @@ def test_an_id_key_folds_width_and_accents_but_not_case_or_zeros() -> None:
     assert id_key("２０２６１２０６００１") == id_key("20261206\u200b001") == "20261206001"
     assert id_key("cafe\u0301") == id_key("caf\u00e9")
     assert id_key("A7") != id_key("a7") and id_key("007") != id_key("7")
+
+
+# -- snippets of past tickets (shown beside a similar ticket's title) ----------------------------
+
+
+def test_snippet_is_cut_after_masking_so_no_part_of_a_number_shows() -> None:
+    # Cut before masking, the first 6 characters were 电话1381: four digits of the number, which
+    # masking no longer recognises as one.
+    text = "电话13812345678，楼下烧烤店油烟很大"
+    assert snippet(text, 6) == "电话…"
+    assert snippet(text, 8) == "电话[手机号],…"
+    assert snippet(text, 100) == "电话[手机号],楼下烧烤店油烟很大"
+
+
+def test_snippet_collapses_whitespace_and_reads_the_models_script() -> None:
+    assert snippet("  小區\n\n  電梯\u3000壞了  ", 20, "simplified") == "小区 电梯 坏了"
+    assert snippet(None, 20) == "" and snippet(" \n ", 20) == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("电话微信号 1234567890[]…\u3000ab-"), max_size=80),
+    chars=st.integers(min_value=1, max_value=40),
+)
+def test_snippet_is_a_cut_of_the_cleaned_text_never_of_a_placeholder(text: str, chars: int) -> None:
+    whole = clean(text)
+    shown = snippet(text, chars)
+    if len(whole) <= chars:
+        assert shown == whole
+        return
+    assert shown.endswith("…")
+    kept = shown[:-1]
+    assert whole.startswith(kept) and len(kept) <= chars
+    # No placeholder is cut in two: each one in the whole text is either kept or left out whole.
+    for match in re.finditer("|".join(map(re.escape, model.text.PLACEHOLDERS)), whole):
+        assert match.end() <= len(kept) or match.start() >= len(kept), (whole, shown)

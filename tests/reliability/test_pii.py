@@ -57,15 +57,16 @@ def assert_clean(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def pii_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig) -> Path:
-    """A model whose training titles all carry PII (the similar tickets come from them)."""
+    """A model whose training titles and texts all carry PII (the similar tickets, their titles
+    and snippets, come from them)."""
     from training.train import train
 
     root = tmp_path_factory.mktemp("pii-models")
     data = root / "pii.csv"
-    rows = [(f"{t} {PII}", x, d, c) for t, x, d, c in TINY_TICKETS]
+    rows = [(f"{t} {PII}", f"{PII}，{x}", d, c) for t, x, d, c in TINY_TICKETS]
     data.write_text(
         "id,title,text,department,category\n"
-        + "".join(f"P{i},{t},{x},{d},{c}\n" for i, (t, x, d, c) in enumerate(rows)),
+        + "".join(f'P{i},{t},"{x}",{d},{c}\n' for i, (t, x, d, c) in enumerate(rows)),
         encoding="utf-8",
     )
     result = train([data], root / "pii", config=tiny_config)
@@ -86,6 +87,8 @@ def test_similar_tickets_are_returned_masked(pii_client: TestClient) -> None:
         assert similar, "the model has similar tickets to show"
         for s in similar:
             assert all(mask in s["title"] for mask in MASKS), s["title"]
+            # The snippet is the start of the text: the first numbers of PII, masked.
+            assert s["snippet"].startswith("电话[手机号],身份证[身份证号],邮箱[邮箱]"), s
     assert_clean(single.text)
     assert_clean(batch.text)
 

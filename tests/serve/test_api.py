@@ -81,11 +81,30 @@ def test_route_has_the_documented_shape(client: TestClient) -> None:
             assert set(ev) == {"term", "weight"} and ev["weight"] > 0
     assert 1 <= len(body["similar"]) <= 5
     for s in body["similar"]:
-        assert set(s) == {"id", "title", "department", "co_departments", "category", "similarity"}
+        assert set(s) == {
+            "id",
+            "title",
+            "snippet",
+            "department",
+            "co_departments",
+            "category",
+            "similarity",
+        }
         assert s["co_departments"] == []
+        assert s["snippet"], "every tiny ticket has a text, shown from its start"
     assert body["similar"][0]["department"] == "人社"
     assert body["model_version"] == client.get("/v1/model").json()["version"]
     assert body["elapsed_ms"] >= 0
+
+
+def test_the_schema_documents_a_similar_tickets_snippet(client: TestClient) -> None:
+    from model.router import SNIPPET_CHARS
+
+    similar = client.get("/openapi.json").json()["components"]["schemas"]["SimilarTicket"]
+    snippet = similar["properties"]["snippet"]
+    assert {"type": "null"} in snippet["anyOf"] and {"type": "string"} in snippet["anyOf"]
+    assert f"at most {SNIPPET_CHARS} characters" in snippet["description"]
+    assert "PII-masked" in snippet["description"]
 
 
 def test_routes_write_the_bytes_fastapi_writes_for_their_models_and_document_them(

@@ -906,6 +906,41 @@ def test_the_page_follows_the_browsers_font_size_setting(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_similar_ticket_is_shown_with_the_start_of_its_text_as_text(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A phone ticket without a title read （无标题） and nothing else; a snippet may hold markup
+    # that a citizen typed (the model stores text, not HTML), which must stay text.
+    from playwright.sync_api import Route, expect
+
+    hostile = '<img src=x onerror="window.__pwned=1">楼下烧烤店油烟很大…'
+
+    def with_snippets(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        assert len(body["similar"]) >= 3, body["similar"]
+        body["similar"][0].update(title="", snippet=hostile)
+        body["similar"][1].update(title="油烟扰民", snippet="小区底商餐馆没有油烟净化器")
+        body["similar"][2].update(title="", snippet=None)  # a model written before snippets
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", with_snippets)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还在营业", "WEB-S1")
+    items = pg.locator("#similar-list li")
+    expect(items.nth(0).locator(".sim-title")).to_have_text(hostile)
+    expect(items.nth(0).locator(".sim-snippet")).to_have_count(0)
+    expect(items.nth(1).locator(".sim-title")).to_have_text("油烟扰民")
+    expect(items.nth(1).locator(".sim-snippet")).to_have_text("小区底商餐馆没有油烟净化器")
+    expect(items.nth(2).locator(".sim-title")).to_have_text("（无标题）")
+    assert pg.evaluate("() => document.querySelectorAll('#similar-list img').length") == 0
+    assert pg.evaluate("() => window.__pwned") is None
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_markup_in_a_complaint_is_shown_as_text_and_never_run(
     page: PageRun, live_server: LiveServer
 ) -> None:
