@@ -102,6 +102,21 @@ class OutputPathError(ValueError):
     """An output path that cannot be written; the message names the option and why."""
 
 
+def probe_writable(directory: Path) -> None:
+    """Create ``directory`` if missing and a probe file in it, so that what cannot be written is
+    found by trying rather than guessed from permission bits (root passes those everywhere,
+    ``/proc`` or a read-only mount still refuses).
+
+    Raises
+    ------
+    OSError
+        As creating the directory or the file raised it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".paidan-probe-"):
+        pass
+
+
 def check_writable(path: str | Path, option: str, directory: bool = False) -> None:
     """Refuse, before any long work, an output that cannot be written.
 
@@ -122,9 +137,7 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
         raise OutputPathError(f"{option} {path} is a directory; name a file")
     parent = path.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".paidan-probe-"):
-            pass
+        probe_writable(parent)
     except OSError as e:
         raise OutputPathError(
             f"{option} {path} cannot be written: {e.strerror or e} ({parent})"

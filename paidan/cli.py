@@ -1537,20 +1537,18 @@ def ensure_model(settings: Settings, model: Path | None, workers: int = 1) -> Pa
 def check_model_root_writable(root: Path) -> None:
     """Refuse a model root in which no model can be written, naming ``PAIDAN_MODEL_ROOT``.
 
-    Tried with a probe file, as :func:`model.artifact.check_writable` does (root passes permission
-    bits everywhere; a read-only mount or ``/proc`` still refuses).
+    Tried with a probe file (:func:`model.artifact.probe_writable`), as
+    :func:`model.artifact.check_writable` does.
 
     Raises
     ------
     OutputPathError
         Naming the variable, the directory and the reason.
     """
-    import tempfile
+    from model.artifact import probe_writable
 
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".paidan-probe-"):
-            pass
+        probe_writable(root)
     except OSError as e:
         raise OutputPathError(
             f"PAIDAN_MODEL_ROOT {printable(str(root))} cannot be written: {e.strerror or e}; it "
