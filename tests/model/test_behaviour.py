@@ -170,7 +170,7 @@ CHANNEL_WRAPPERS = [
     "尊敬的领导：{}。此致敬礼！",
 ]
 BOILERPLATE = {"热线", "12345热线", "市长热线", "市长", "类型", "内容", "联系人", "盼复", "此致"}
-BOILERPLATE |= {"敬礼", "此致敬礼", "一位"}
+BOILERPLATE |= {"敬礼", "此致敬礼", "致敬", "一位"}
 
 
 @pytest.mark.parametrize(
