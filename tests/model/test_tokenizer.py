@@ -172,3 +172,27 @@ def test_the_bundled_resources_are_written_as_texts_are_read():
 
     assert changed_by_normalizing(resources.default_userdict(), "user dictionary") == []
     assert changed_by_normalizing(resources.default_stopwords(), "stopword list") == []
+
+
+@pytest.mark.parametrize("backend", ["jieba", "rjieba"])
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "12345热线来电:{}",
+        "市长热线市民来电反映:{}",
+        "【诉求类型】投诉【诉求内容】{}【联系人】先生",
+        "尊敬的市长您好:{}。盼复!此致 敬礼! 一位普通市民",
+        "尊敬的领导:{}。此致敬礼!",
+    ],
+)
+def test_the_bundled_stopwords_cut_nothing_from_channel_boilerplate(backend, wrapped):
+    # A letter's sign-off, a form's field names and the hotline's own names were words, and so
+    # evidence (敬礼, 内容, 热线); cut for search, 此致敬礼 also gave 致敬.
+    tok = fitted(
+        userdict=resources.default_userdict(),
+        stopwords=resources.default_stopwords(),
+        backend=backend,
+        cut="search",
+    )
+    complaint = "楼下烧烤店油烟扰民"
+    assert set(tok.tokenize(wrapped.format(complaint))) - {"普通"} == set(tok.tokenize(complaint))
