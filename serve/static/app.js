@@ -54,7 +54,9 @@ const state = {
   routeAbort: null, // the AbortController of the route running, aborted when another supersedes it
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
-  limits: { text: 20000, title: 200 },
+  // departments: a joint dispatch's list joined with ；, lead included (max_departments_chars);
+  // null, no check, from a server that does not say it.
+  limits: { text: 20000, title: 200, departments: null },
   limitWarning: false, // whether route-status shows the over-limit warning
 };
 
@@ -396,7 +398,11 @@ async function loadModel() {
     const limits = (info && info.limits) || {};
     if (Number.isInteger(limits.max_text_chars)) state.limits.text = limits.max_text_chars;
     if (Number.isInteger(limits.max_title_chars)) state.limits.title = limits.max_title_chars;
+    state.limits.departments = Number.isInteger(limits.max_departments_chars)
+      ? limits.max_departments_chars
+      : null;
     checkLimits();
+    if (state.suggestion) renderChoice();
   } catch (e) {
     $("model-version").textContent = `模型信息不可用：${e.message}`;
   }
@@ -565,6 +571,14 @@ function addCo(label) {
     setStatus($("feedback-status"), `${label} 已是主办部门，无需加入会办。`);
     return;
   }
+  // Refused as it is chosen, beside the list, when the list would go over the server's limit: the
+  // save was sent, and its 422 was the first word of it.
+  const limit = state.limits.departments;
+  const n = charCount([state.choice.department, ...chosenCo(), label].filter(Boolean).join("；"));
+  if (limit !== null && !chosenCo().includes(label) && n > limit) {
+    showCoLimit(`${coLimitText(limit)}，加入${label}后为 ${n.toLocaleString("zh-CN")} 字，未加入。`);
+    return;
+  }
   if (!state.coShown.includes(label)) state.coShown = [...state.coShown, label];
   if (!state.co.includes(label)) state.co = [...state.co, label];
   renderCoDepartments();
@@ -578,6 +592,23 @@ function toggleCo(label) {
   renderChoice();
   announceChoice();
   confirmButton.focus(); // Enter confirms; left on the toggle it would switch it back
+}
+
+function coLimitText(limit) {
+  return `会办部门合计不能超过 ${limit.toLocaleString("zh-CN")} 字（含主办部门和分隔符“；”）`;
+}
+
+function showCoLimit(text) {
+  setStatus($("co-limit"), text, "error co-limit");
+  $("co-limit").hidden = !text;
+}
+
+// The department list over the server's limit (a 会办 toggled on, another lead chosen, the advice
+// itself): its length, or 0 when within it or there is no limit.
+function coOverLimit() {
+  const limit = state.limits.departments;
+  const n = charCount(chosenDepartment() || "");
+  return limit !== null && n > limit ? n : 0;
 }
 
 // The co-departments that go with the chosen department (never the chosen one itself).
@@ -839,14 +870,20 @@ function renderChoice() {
   $("choice-note").className = corrected ? "note corrected" : "note";
   confirmButton.textContent = corrected ? "提交更正" : "采纳建议";
   $("reset-button").disabled = !corrected;
+  const over = coOverLimit();
+  showCoLimit(
+    over
+      ? `${coLimitText(state.limits.departments)}，现为 ${over.toLocaleString("zh-CN")} 字，请取消部分会办部门后再保存。`
+      : "",
+  );
   const saved = state.savedKey === choiceKey();
   if (saved) confirmButton.textContent = "已保存";
-  confirmButton.disabled = saved || !s || state.saving === s;
+  confirmButton.disabled = saved || !s || state.saving === s || over > 0;
 }
 
 async function confirmChoice() {
   const s = state.suggestion;
-  if (!s || confirmButton.disabled || state.saving === s) return;
+  if (!s || confirmButton.disabled || state.saving === s || coOverLimit()) return;
   // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
   // change the suggestion). Another id than the routed one is another ticket, and so is a text or
   // title changed since (another ticket pasted in would have stored the routed one again, under the

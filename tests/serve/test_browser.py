@@ -1838,6 +1838,56 @@ def test_adding_the_lead_as_a_co_department_is_refused_with_a_word(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_joint_dispatch_over_the_servers_list_limit_is_warned_about_and_never_sent(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 加入会办部门 added departments without limit: the dispatcher learnt only from the save's 422
+    # that the list, joined with ；, was over max_departments_chars. A small limit stands in for
+    # the 1,000 characters: "人社；住建" is 5.
+    from playwright.sync_api import Route, expect
+
+    def small_limit(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["limits"]["max_departments_chars"] = 4
+        route.fulfill(response=response, json=body)
+
+    def with_advice(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [{"label": "住建", "tickets": ["T001"]}]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", small_limit)
+    pg.route("**/v1/route", with_advice)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-DL1")
+    assert pg.locator("#head-department .top-label").inner_text() == "人社"
+    warning = pg.locator("#co-limit")
+    # The advice itself is over: said beside the 会办 control, and 采纳建议 cannot send it.
+    expect(warning).to_have_text(
+        "会办部门合计不能超过 4 字（含主办部门和分隔符“；”），现为 5 字，请取消部分会办部门后再保存。"
+    )
+    expect(pg.locator("#confirm-button")).to_be_disabled()
+    # Within the limit again: the warning goes and the save is sent.
+    pg.locator("#co-departments button").click()
+    expect(warning).to_be_hidden()
+    # Adding a department that would take it over is refused as it is chosen.
+    pg.select_option("#co-add", "执法")
+    expect(warning).to_have_text(
+        "会办部门合计不能超过 4 字（含主办部门和分隔符“；”），加入执法后为 5 字，未加入。"
+    )
+    expect(pg.locator("#choice-co")).to_have_text("")
+    pg.locator("#confirm-button").click()
+    expect(pg.locator("#feedback-status")).to_contain_text("已保存")
+    assert [r["department"] for r in live_server.feedback_rows("WEB-DL1")] == ["人社"]
+    assert sum(url.endswith("/v1/feedback") for url in page.requests) == 1
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 @pytest.mark.parametrize("random_uuid", [True, False], ids=["randomUUID", "old-browser"])
 def test_a_save_whose_commit_outcome_was_unknown_is_saved_again_without_a_second_row(
     page: PageRun, live_server: LiveServer, random_uuid: bool
