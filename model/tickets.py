@@ -2687,6 +2687,8 @@ def to_canonical(
     file's name as messages give it (:func:`named_paths`; default: its name)."""
     import pandas as pd
 
+    from model.text import id_key
+
     check_columns(path, list(raw.columns), columns)
     out = pd.DataFrame(index=raw.index)
     for field in CANONICAL:
@@ -2699,7 +2701,8 @@ def to_canonical(
         if (found := first_object(out[head])) is not None:
             refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
     out["department"], out[CO_COL] = split_joint(out["department"])
-    missing_id = out["id"].str.strip() == ""
+    # An id of invisible characters only (a zero-width space, a BOM) is as missing as a blank one.
+    missing_id = out["id"].map(id_key) == ""
     if missing_id.any():
         # By the file's name without its extension: 一月:12, and 2024/一月:12 for one found in a
         # directory's 2024/ (a 2025/一月.csv beside it gave one id to two tickets).

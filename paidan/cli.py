@@ -1748,7 +1748,7 @@ def db_upgrade(verbose: Verbose = False) -> None:
     if existed:
         with contextlib.suppress(DatabaseUnavailable):  # prepare_database below says why
             before = current_revision(url)
-    problem = prepare_database(settings)  # the error below says it
+    problem = prepare_database(settings, say_directory=True)  # the error below says it
     if problem is not None:
         raise _database_failure("migrate", url, problem)
     latest = revisions()[-1]

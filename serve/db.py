@@ -1294,6 +1294,7 @@ class Database:
         migrate: bool = True,
         retry_interval: float | None = None,
         lock_wait: float | None = None,
+        warn_directory: bool = True,
     ) -> None:
         self.url = make_url(url)
         self.engine = make_engine(url)
@@ -1311,19 +1312,20 @@ class Database:
         # What _schema_problem found last, and until when (monotonic) it is reused.
         self._verdict: tuple[float, str | None] | None = None
         self._verdict_lock = threading.Lock()
-        self._prepare_sqlite_dir()
+        self._prepare_sqlite_dir(warn_directory)
 
     @property
     def backend(self) -> str:
         return self.url.get_backend_name()
 
-    def _prepare_sqlite_dir(self) -> None:
+    def _prepare_sqlite_dir(self, warn: bool) -> None:
         path = sqlite_path(self.url)
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                logger.warning("cannot create the directory of the SQLite database: %s", e)
+                if warn:
+                    logger.warning("cannot create the directory of the SQLite database: %s", e)
 
     def ensure_schema(self) -> None:
         """Migrate once per process; retried if the database was unreachable.

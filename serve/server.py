@@ -39,16 +39,21 @@ BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up fails
 
 
-def prepare_database(settings: Settings) -> str | None:
+def prepare_database(settings: Settings, say_directory: bool = False) -> str | None:
     """Apply the migrations once before any worker starts; returns why not, if the database is down.
 
     It says nothing: the app's start-up, right after, tries again and says once, in its words,
-    that feedback waits for the database (a second warning here read as a second failure);
-    ``paidan db upgrade``, which serves nothing, prints the reason as its own error.
+    that feedback waits for the database (a second warning here read as a second failure), and
+    that the SQLite file's directory cannot be made; ``paidan db upgrade``, which serves nothing,
+    prints the reason as its own error, after that warning (``say_directory``).
     """
     # A server's wait for a held table lock (the app's start-up and background attempts wait as
     # long, and say who holds it): this one waiting TABLE_LOCK_WAIT_S put off serving by as much.
-    db = Database(settings.resolved_database_url, lock_wait=SERVER_TABLE_LOCK_WAIT_S)
+    db = Database(
+        settings.resolved_database_url,
+        lock_wait=SERVER_TABLE_LOCK_WAIT_S,
+        warn_directory=say_directory,
+    )
     try:
         db.ensure_schema()
     except DatabaseUnavailable as e:

@@ -1360,7 +1360,8 @@ def test_every_line_a_start_up_writes_is_dated_before_uvicorn_sets_up_its_log_to
     # docs/operations.md ("Logs"): every line paidan serve logs begins with its UTC time. Those
     # written before uvicorn set up its log were the console's, undated: "no model under …:
     # training the default…" (on stdout), "warning: PROMETHEUS_MULTIPROC_DIR=… already holds…",
-    # "warning: cannot create the directory of the SQLite database", and --verbose's alembic lines.
+    # "warning: cannot create the directory of the SQLite database" (now said by the app's
+    # start-up only, which is dated too: see the test below), and --verbose's alembic lines.
     import re
     import subprocess
     import sys
@@ -1400,8 +1401,48 @@ def test_every_line_a_start_up_writes_is_dated_before_uvicorn_sets_up_its_log_to
     assert any(s.startswith("no model under ") and "training the default model" in s for s in said)
     assert any(s.startswith("trained model ") for s in said), said
     assert any(f"PROMETHEUS_MULTIPROC_DIR={stale} already holds 1 metric files" in s for s in said)
-    assert any(s.startswith("cannot create the directory of the SQLite database") for s in said)
     assert any(s.startswith("serving ") for s in said), said
     # --verbose: alembic's lines, as the database is migrated before uvicorn starts.
     verbose = start("--verbose", "serve", PAIDAN_DATA_DIR=str(tmp_path / "var"))
     assert any(s.startswith("alembic.runtime.migration: Running upgrade") for s in verbose), verbose
+
+
+def test_a_start_up_says_once_that_the_sqlite_directory_cannot_be_made(tmp_path: Path) -> None:
+    # The database prepared before the app's start-up and the app's own start-up each said it:
+    # two warnings for one start, which read as two failures. The app's start-up (its lifespan)
+    # runs here, which REAL_START's stub leaves out.
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    script = REAL_START.replace(
+        "    self.started = True",
+        "    from fastapi.testclient import TestClient\n\n"
+        "    with TestClient(self.config.app):  # the lifespan, as uvicorn runs it\n"
+        "        pass\n"
+        "    self.started = True",
+    )
+    assert script != REAL_START
+    unmakeable = Path("/proc/paidan-no-such-directory")  # /proc refuses even root
+    sample = write_tiny_csv(tmp_path / "s.csv")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(sample), "serve", "--port", free_port()],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(repo),
+            "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+            "PAIDAN_DATABASE_URL": f"sqlite:///{unmakeable / 'paidan.db'}",
+        },
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    said = done.stderr.splitlines()
+    assert any("feedback database unavailable" in line for line in said), said  # lifespan ran
+    warned = [line for line in said if "cannot create the directory of the SQLite database" in line]
+    assert len(warned) == 1, said
+    assert str(unmakeable) in warned[0]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING: ", warned[0]), warned

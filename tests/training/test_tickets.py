@@ -577,6 +577,18 @@ def test_numeric_ids_and_codes_keep_their_integer_form_in_every_format(tmp_path:
         assert [r["department"] for r in labelled] == ["101", "", "102.5"], path
 
 
+def test_an_id_of_invisible_characters_only_is_numbered_as_a_missing_one(tmp_path):
+    # A zero-width space, a BOM or a word joiner pasted into an id cell holds nothing visible
+    # (model.text.id_key gives ""): it was kept as the id, and two such rows became one ticket.
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "id,text\n1001,拖欠工资\n\u200b,油烟\n\ufeff,噪音\n\u2060\u200d ,占道\n",
+        encoding="utf-8",
+    )
+    df = read_tickets([path])
+    assert df["id"].tolist() == ["1001", "t:2", "t:3", "t:4"]
+
+
 def test_has_text_of_no_rows_is_an_empty_mask():
     # On empty string columns (pandas 3) the blank tests come back as strings, and "&" failed.
     df = pd.DataFrame({"title": pd.Series([], dtype=str), "text": pd.Series([], dtype=str)})
