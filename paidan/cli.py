@@ -2312,7 +2312,7 @@ def models_set_rules(
     """Write a new version of VERSION's model with other dispatch rules, without training again.
 
     Promote it to serve it; VERSION is left as it is."""
-    from model.registry import current_version, resolve_version, versions
+    from model.registry import current_version, reported_version, resolve_version, versions
     from training.rules import with_rules
 
     if bool(rules) == clear:
@@ -2348,8 +2348,10 @@ def models_set_rules(
         return
     meta = json.loads((written / "metadata.json").read_text(encoding="utf-8"))
     derived = meta.get("derived_from")
+    # derived_from records the model version, which `train --out models/v1` does not name v1.
+    names = {version, reported_version(root / version)}
     if written.name in before and not (
-        isinstance(derived, dict) and derived.get("version") == version
+        isinstance(derived, dict) and derived.get("version") in names
     ):
         # An earlier version that set-rules derived VERSION from: it serves these rules as it is.
         promote = (

@@ -316,15 +316,19 @@ def _origin_alike(root: Path, meta: dict[str, Any], rules: bytes) -> Path | None
     copy of v1's model (94 MB on real data) when v1 applies no rule already."""
     import json
 
-    from model.artifact import METADATA_FILE, RULES_FILE
-    from model.registry import versions
+    from model.artifact import METADATA_FILE, RULES_FILE, ModelLoadError
+    from model.registry import resolve_version
 
-    known = set(versions(root))
     seen: set[str] = set()
     while isinstance(derived := meta.get("derived_from"), dict):
-        name = derived.get("version")
-        if name not in known or name in seen:
+        # It records the model version, which is not the directory's name where `train --out
+        # models/v1` named it.
+        try:
+            name = resolve_version(root, str(derived.get("version")))
+        except ModelLoadError:
             return None  # deleted by models gc, say: write the copy
+        if name in seen:
+            return None
         seen.add(name)
         origin = root / name
         try:

@@ -498,6 +498,37 @@ def test_set_rules_writes_a_new_version_that_differs_in_its_rules_alone(
     assert neither.exit_code == 2 and "--clear" in neither.output
 
 
+def test_set_rules_finds_its_versions_by_directory_name_as_the_readme_names_them(
+    tmp_path, tiny_config
+):
+    # The README trains `--out models/v1`, a directory name other than the model version that
+    # `derived_from` records: set-rules then wrote a second copy of v1's model for `--clear` on
+    # the version derived from it, and, given v1's rules again, said "v1 was derived from" the
+    # version derived from v1.
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    train([data], root / "v1", config=tiny_config, model_root=root)
+    rules = write_rows(tmp_path / "rules.csv", RULES)
+    said = with_rules_cli(root, "v1", ["--rules", str(rules)])
+    assert said.exit_code == 0, said.output
+    [ruled] = set(model_dirs(root)) - {root / "v1"}
+
+    before = set(model_dirs(root))
+    again = with_rules_cli(root, "v1", ["--rules", str(rules)])
+    assert again.exit_code == 0, again.output
+    assert (
+        f"{ruled.name} is the model of v1 with these dispatch rules already: nothing written; "
+        f"promote it with: paidan models promote {ruled.name}"
+    ) in " ".join(again.output.split())
+    cleared = with_rules_cli(root, ruled.name, ["--clear"])
+    assert cleared.exit_code == 0, cleared.output
+    assert (
+        f"{ruled.name} was derived from v1, which applies no dispatch rule already: nothing "
+        "written; v1 is the current model"
+    ) in " ".join(cleared.output.split())
+    assert set(model_dirs(root)) == before
+
+
 def model_dirs(root: Path) -> list[Path]:
     return [p for p in root.iterdir() if (p / "metadata.json").is_file()]
 
