@@ -30,7 +30,7 @@ from model.compiled import (
 )
 from model.config import OTHER_LABEL, TrainingConfig
 from model.rules import DispatchRule, RuleIndex
-from model.text import clean, snippet, to_script
+from model.text import clean, snippet, to_script, without_salutation
 from model.tickets import JOINT_JOINER
 
 if TYPE_CHECKING:
@@ -616,7 +616,7 @@ class SimilarIndex:
             SimilarTicket(
                 id=str(self.ids[i]),
                 title=str(self.titles[i]),
-                snippet=_none_if_empty(self.snippets[i]) if self.snippets is not None else None,
+                snippet=self._snippet(i),
                 department=_none_if_empty(self.departments[i]),
                 co_departments=self._co(i),
                 category=_none_if_empty(self.categories[i]),
@@ -624,6 +624,13 @@ class SimilarIndex:
             )
             for i, s in zip(rows, sims, strict=True)
         ]
+
+    def _snippet(self, i: int) -> str | None:
+        # After any greeting that begins it: models trained before snippets left greetings out
+        # (model.text.snippet) stored them as the start of their 60 characters.
+        if self.snippets is None:
+            return None
+        return _none_if_empty(without_salutation(self.snippets[i]))
 
     def _co(self, i: int) -> list[str]:
         co = self.co_departments

@@ -698,9 +698,45 @@ def clean(text: str | None, script: Script = "as_written") -> str:
     return mask_pii(to_script(normalize(text), script))
 
 
+# What a letter to the hotline often begins with, as clean() writes it (half-width punctuation, one
+# space): a greeting (尊敬的张市长：您好！, 李书记您好, 各位领导：你们好, 打扰您了, 感谢您的阅读) and a
+# lead-in (我想反映一下：). A snippet starts after them (see without_salutation). A title, with at
+# most 6 characters of a name or an office before it, is a greeting only after 尊敬的 or before
+# 您好 or a colon, so that 市长热线反映的问题 and 我们小区书记不作为 are kept; 你好像 is no 你好.
+_TITLES = (
+    "领导|市长|副市长|书记|县长|区长|省长|镇长|乡长|厅长|局长|处长|科长|主任|部长|主席|委员|"
+    "同志|工作人员|政府|先生|女士"
+)
+_SALUTATION = re.compile(
+    r"(?:(?:尊敬|敬爱|亲爱)的[^ ,.:;!?。、]{0,10}?(?:" + _TITLES + r")(?:们|大人)?(?:(?:您|你)们?好)?"
+    r"|(?:各位)?[^ ,.:;!?。、]{0,6}?(?:" + _TITLES + r")(?:们)?(?:(?:您|你)们?好|(?=:))"
+    r"|(?:您|你|大家)们?好(?:呀|啊)?(?![像几多久吗么不])"
+    r"|打扰(?:您|你)?了"
+    r"|(?:感谢|谢谢)(?:您|你)(?:的阅读|在百忙之中(?:阅读|抽空)?)"
+    r"|我(?:想|要)?反映(?:一下|个|一个)?(?:问题|情况)?(?=[ ,.:;!?。、]))"
+    r"[ ,.:;!?。、~]*"
+)
+
+
+def without_salutation(cleaned: str) -> str:
+    """A cleaned text (:func:`clean`) without the greetings and lead-in that begin it.
+
+    ``"尊敬的张市长:您好!我想反映一下,楼下烧烤店油烟很大"`` gives ``"楼下烧烤店油烟很大"``. A text
+    that is nothing but a greeting (a stored snippet cut after one: ``"您好,…"``) is returned as
+    it is, so that it does not read as empty.
+    """
+    rest = cleaned
+    while match := _SALUTATION.match(rest):
+        if not match.end():
+            break
+        rest = rest[match.end() :]
+    return rest if rest.strip("…") else cleaned
+
+
 def snippet(text: str | None, chars: int, script: Script = "as_written") -> str:
-    """The start of ``text`` as :func:`clean` writes it, at most ``chars`` characters, then ``…``
-    if anything was left out.
+    """The start of ``text`` as :func:`clean` writes it, after any greeting that begins it
+    (:func:`without_salutation`), at most ``chars`` characters, then ``…`` if anything was left
+    out.
 
     Cut after masking, never before: the first characters of a raw text may end inside a phone
     number, whose first digits masking would then no longer recognise. A placeholder that the cut
@@ -720,7 +756,7 @@ def snippet(text: str | None, chars: int, script: Script = "as_written") -> str:
     str
         ``""`` for an empty text.
     """
-    whole = clean(text, script)
+    whole = without_salutation(clean(text, script))
     if len(whole) <= chars:
         return whole
     cut = chars

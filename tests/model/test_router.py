@@ -421,3 +421,21 @@ def test_a_model_with_snippets_is_refused_by_a_paidan_before_them_in_one_line(ti
     router, _ = load_router(tiny_model_dir, serving=True)
     assert router.index.snippets is not None
     assert meta["format_version"] > 1
+
+
+def test_a_stored_snippet_is_shown_after_its_salutation():
+    # Models trained before snippets skipped greetings stored 尊敬的领导:您好! as the start of
+    # their 60 characters: it is left out where the snippet is shown, too.
+    from model.router import PackedTexts, SimilarIndex
+
+    packed = PackedTexts.of(["尊敬的领导:您好!楼下烧烤店油烟很大…", "您好,…", "楼下烧烤店油烟很大"])
+    index = SimilarIndex(
+        matrix=sp.csr_matrix(np.eye(3, dtype=np.float32)),
+        ids=np.array(["a", "b", "c"], dtype=object),
+        titles=np.array(["", "", ""], dtype=object),
+        departments=np.array(["", "", ""], dtype=object),
+        categories=np.array(["", "", ""], dtype=object),
+        snippets=packed,
+    )
+    a, b, c = index.tickets(np.arange(3), np.ones(3))
+    assert [a.snippet, b.snippet, c.snippet] == ["楼下烧烤店油烟很大…", "您好,…", "楼下烧烤店油烟很大"]

@@ -1330,3 +1330,37 @@ def test_snippet_is_a_cut_of_the_cleaned_text_never_of_a_placeholder(text: str, 
     # No placeholder is cut in two: each one in the whole text is either kept or left out whole.
     for match in re.finditer("|".join(map(re.escape, model.text.PLACEHOLDERS)), whole):
         assert match.end() <= len(kept) or match.start() >= len(kept), (whole, shown)
+
+
+# A past ticket's snippet began with its letter's greeting (尊敬的张市长：您好！), which took a third
+# of its 60 characters and said nothing about the ticket.
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("尊敬的张市长：您好！我小区门口的路灯坏了三个月", "我小区门口的路灯坏了三个月"),
+        ("您好，我想反映一下，楼下烧烤店油烟很大", "楼下烧烤店油烟很大"),
+        ("你好我要反映个问题：楼下烧烤店油烟很大", "楼下烧烤店油烟很大"),
+        ("李书记您好,感谢您的阅读。我们小区停水三天", "我们小区停水三天"),
+        ("陈浩文书记：打扰您了！我们小区停水三天", "我们小区停水三天"),
+        ("尊敬的领导我是k2区居民，小区停水三天", "我是k2区居民,小区停水三天"),
+        ("各位领导：你们好！小区停水三天", "小区停水三天"),
+    ],
+)
+def test_snippet_starts_after_a_leading_salutation(text: str, shown: str) -> None:
+    assert snippet(text, 60) == shown
+    # The 60 characters are counted after it: all of them say something.
+    assert snippet(text + "垃圾" * 50, 60) == (shown + "垃圾" * 50)[:60] + "…"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "市长热线反映的问题至今没有解决",  # a title's name that is no greeting
+        "我们小区书记不作为，垃圾没人管",
+        "你好像没收到我上次的投诉",
+        "您好",  # nothing but a greeting: kept, rather than an empty snippet
+        "尊敬的领导：",
+    ],
+)
+def test_snippet_keeps_a_start_that_is_no_salutation(text: str) -> None:
+    assert snippet(text, 60) == clean(text)
