@@ -1186,7 +1186,11 @@ def predict(
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict(
-        [(title, text)], top_k=top_k, similar_k=settings.similar_k, masked=True
+        [(title, text)],
+        top_k=top_k,
+        similar_k=settings.similar_k,
+        masked=True,
+        snippets=settings.similar_snippets,
     )[0]
     # The answer of POST /v1/route (serve/routes.py `_response`) without its id and timing, in its
     # order: the overall decision too, a property that model_dump() leaves out (predict printed

@@ -296,6 +296,22 @@ def test_similar_k_and_top_k_settings_shape_every_answer(
     assert 1 <= len(client.post("/v1/route", json=WAGE).json()["similar"]) <= 2
 
 
+def test_similar_snippets_can_be_switched_off_alone(make_client: Callable[..., TestClient]) -> None:
+    # A centre that does not want other citizens' words on the page could only set
+    # PAIDAN_SIMILAR_K=0, which drops the similar tickets' ids and labels and the joint-dispatch
+    # advice read from them too. PAIDAN_SIMILAR_SNIPPETS=false drops the snippets alone.
+    shown = make_client().post("/v1/route", json=WAGE).json()
+    client = make_client(similar_snippets=False)
+    single = client.post("/v1/route", json=WAGE).json()
+    batch = client.post("/v1/route/batch", json={"items": [WAGE]}).json()["results"]
+    assert any(t["snippet"] for t in shown["similar"])
+    for result in (single, batch[0]["result"]):
+        assert result["similar"] and all(t["snippet"] is None for t in result["similar"])
+        without = [{**t, "snippet": None} for t in shown["similar"]]
+        assert result["similar"] == without  # ids, titles, labels and similarities stay
+        assert result["co_departments"] == shown["co_departments"]
+
+
 def test_top_k_written_as_a_whole_number_with_a_fraction_is_read(client: TestClient) -> None:
     # The schema says `integer`, which JSON Schema meets with 2.0 (a client whose numbers are all
     # doubles writes that), but the server refused it: "body.top_k: Input should be a valid
