@@ -1888,6 +1888,74 @@ def test_a_joint_dispatch_over_the_servers_list_limit_is_warned_about_and_never_
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_department_name_over_the_servers_name_limit_is_refused_where_it_is_chosen(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The page checked a joint dispatch's whole list against max_departments_chars, but not each
+    # name against max_label_chars: a name over it (a label from a history that had one) was
+    # chosen, sent, and the save's 422 was the first word of it.
+    from playwright.sync_api import Route, expect
+
+    long = "区" * 30 + "城市管理和综合执法局"  # 40 characters; the limit below stands in for 100
+
+    def small_limit(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["limits"]["max_label_chars"] = 20
+        body["labels"]["department"].append(long)
+        body["co_departments"].append(long)
+        body["labels"]["category"].append(long)
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/model", small_limit)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-NL1")
+    lead = pg.locator("#head-department .top-label").inner_text()
+    category = pg.locator("#head-category .top-label").inner_text()
+    warning = "服务器只能保存 20 字以内的名称，请另选"
+    shown = long[:20] + "…"  # quoted cut: a name may run to hundreds of characters
+    # Typed into 搜索其他部门 and chosen with Enter: refused there, the choice unchanged.
+    search = pg.locator("#head-department .picker-input")
+    search.fill("综合执法局")
+    search.press("Enter")
+    expect(pg.locator("#feedback-status")).to_have_text(
+        f"部门名称“{shown}”共 40 字，{warning}。"
+    )
+    expect(pg.locator("#choice-department")).to_have_text(lead)
+    # The same for a category and for 加入会办部门.
+    search = pg.locator("#head-category .picker-input")
+    search.fill("综合执法局")
+    search.press("Enter")
+    expect(pg.locator("#feedback-status")).to_have_text(
+        f"类别名称“{shown}”共 40 字，{warning}。"
+    )
+    expect(pg.locator("#choice-category")).to_have_text(category)
+    pg.select_option("#co-add", long)
+    expect(pg.locator("#co-limit")).to_have_text(f"会办部门名称“{shown}”共 40 字，{warning}，未加入。")
+    expect(pg.locator("#choice-co")).to_have_text("")
+    # The advice itself naming one: said, and 采纳建议 cannot send it.
+    def long_advice(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"]["label"] = long
+        route.fulfill(response=response, json=body)
+
+    pg.route("**/v1/route", long_advice)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-NL2")
+    expect(pg.locator("#choice-limit")).to_have_text(
+        f"部门名称“{shown}”共 40 字，{warning}后再保存。"
+    )
+    expect(pg.locator("#confirm-button")).to_be_disabled()
+    pg.keyboard.press("1")  # the first candidate, a name within the limit
+    expect(pg.locator("#choice-limit")).to_be_hidden()
+    expect(pg.locator("#confirm-button")).to_be_enabled()
+    assert not any(url.endswith("/v1/feedback") for url in page.requests)
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 @pytest.mark.parametrize("random_uuid", [True, False], ids=["randomUUID", "old-browser"])
 def test_a_save_whose_commit_outcome_was_unknown_is_saved_again_without_a_second_row(
     page: PageRun, live_server: LiveServer, random_uuid: bool
