@@ -536,6 +536,7 @@ function render(s) {
   }
   state.co = advisedCo(s);
   state.coShown = advisedCo(s);
+  $("co").hidden = !s.department; // a category-only model has no department to add others to
   renderCoDepartments();
   renderEvidence(s);
   renderSimilar(s.similar || []);

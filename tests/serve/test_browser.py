@@ -457,7 +457,7 @@ def test_tab_goes_from_a_search_box_to_the_next_control_not_into_its_list(
     route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-TAB1")
     after = {
         "department": pg.locator("#head-category .candidate").first,
-        "category": pg.locator("#confirm-button"),
+        "category": pg.locator("#co-add"),  # the joint dispatch, then 采纳建议
     }
     for head, next_control in after.items():
         pg.locator(f"#head-{head} .picker-input").focus()
@@ -711,6 +711,94 @@ def test_small_text_has_wcag_aa_contrast(page: PageRun, live_server: LiveServer)
         if got["ratio"] < got["need"]:
             low.append((selector, round(got["ratio"], 2)))
     assert low == []
+    assert page.problems == []
+
+
+# The threshold marker's contrast with what lies beside it, as WCAG AA asks of a graphic (3:1): per
+# background it sits on (the empty track; the fill of each kind, which runs past it when the score
+# is above the threshold), the better of its core (its colour through its opacity) and its halo
+# (the colour of its box-shadow, if any), each against that background.
+MARKER_CONTRAST = """() => {
+    const rgba = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b]
+        .map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const ratio = (a, b) => { const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+                              return (hi + 0.05) / (lo + 0.05); };
+    const mark = document.querySelector('#head-department .threshold');
+    const fill = document.querySelector('#head-department .fill');
+    const cs = getComputedStyle(mark), alpha = Number(cs.opacity);
+    const shadow = cs.boxShadow === 'none' ? null : rgba(cs.boxShadow).slice(0, 3);
+    const backgrounds = { track: rgba(getComputedStyle(mark.parentElement).backgroundColor).slice(0, 3) };
+    const kind = fill.className;
+    for (const k of ['fill', 'fill auto', 'fill review']) {
+        fill.className = k;
+        backgrounds[k] = rgba(getComputedStyle(fill).backgroundColor).slice(0, 3);
+    }
+    fill.className = kind;
+    const core = rgba(cs.backgroundColor).slice(0, 3);
+    const out = {};
+    for (const [k, bg] of Object.entries(backgrounds)) {
+        const seen = core.map((v, i) => v * alpha + bg[i] * (1 - alpha));
+        out[k] = Math.max(ratio(seen, bg), shadow ? Math.min(ratio(shadow, bg), ratio(shadow, seen)) : 0);
+    }
+    return out;
+}"""
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_threshold_marker_stands_out_from_the_track_and_the_fill(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The marker was the ink at 60 % opacity: 2.1:1 on the green fill of an auto suggestion, where
+    # a score above the threshold puts it, and less on the blue one.
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-TM1")
+    contrast = pg.evaluate(MARKER_CONTRAST)
+    low = {k: round(v, 2) for k, v in contrast.items() if v < 3}
+    assert low == {}, contrast
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_joint_dispatch_controls_are_next_to_the_save_button_in_tab_order(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The 会办 toggles and 加入会办部门 sat in the department card, before ten candidates and two
+    # search boxes: 13 Shift+Tab from 采纳建议 to reach them, and a dispatcher who changed the
+    # joint dispatch then had to Tab back past all of it to save.
+    from playwright.sync_api import Route, expect
+
+    def with_advice(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [
+            {"label": "残联", "tickets": ["T001", "T007"]},
+            {"label": "街道办", "tickets": ["T002", "T003"]},
+        ]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.route("**/v1/route", with_advice)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼道扶手断了，残疾人下楼危险", "WEB-TO1")
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    focused = "() => document.activeElement.id || document.activeElement.dataset.label"
+    order = []
+    for _ in range(3):
+        pg.keyboard.press("Shift+Tab")
+        order.append(pg.evaluate(focused))
+    assert order == ["co-add", "街道办", "残联"]
+    # Switched off and saved with the keyboard alone: the toggle hands the focus to 提交更正.
+    pg.keyboard.press("Space")
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("更正为")
+    [row] = live_server.feedback_rows("WEB-TO1")
+    assert row["department"].endswith("；街道办")
     assert page.problems == []
 
 
