@@ -205,7 +205,8 @@ class CoDepartment(BaseModel):
 
 
 class MaskedTicket(BaseModel):
-    """A ticket as the model read it: normalised, in the script it reads, personal data masked."""
+    """A ticket as typed, its personal data masked as the model read it masked
+    (:func:`model.text.clean_and_show`)."""
 
     title: str | None = Field(
         description="null for a ticket without a title (or none once cleaned)"
@@ -533,9 +534,7 @@ class SimilarIndex:
             self._members = frozenset(members)
         return self._members
 
-    def query(
-        self, X: sp.csr_matrix, k: int, snippets: bool = True
-    ) -> list[list[SimilarTicket]]:
+    def query(self, X: sp.csr_matrix, k: int, snippets: bool = True) -> list[list[SimilarTicket]]:
         """The ``k`` stored tickets most similar (cosine) to each row of ``X``, the nearest first;
         ``snippets=False`` leaves their snippets out (:meth:`tickets`)."""
         return [self.tickets(rows, sims, snippets) for rows, sims in self.nearest(X, k)]
@@ -1039,9 +1038,10 @@ class Router:
         explain : bool, default True
             Compute evidence terms (batch labelling turns this off).
         masked : bool, default False
-            Give each result the ticket's title and text as the model read them, personal data
-            masked (:attr:`RouteResult.masked`): the texts prediction cleaned anyway, so a caller
-            that shows the ticket need not clean it again.
+            Give each result the ticket's title and text as typed, what masking replaced in the
+            texts prediction read replaced in them too (:attr:`RouteResult.masked`), from the
+            same masking pass: a caller that shows the ticket need not mask it again, and shows
+            it as typed (full-width letters, line breaks), not normalised.
         snippets : bool, default True
             Give the similar tickets their snippets (the start of their text); ``False`` leaves
             them ``None`` and keeps the rest (``PAIDAN_SIMILAR_SNIPPETS``).
@@ -1058,9 +1058,12 @@ class Router:
                 *self.features_and_hits(tickets), top_k, similar_k, explain, snippets=snippets
             )
         features = self.compiled()[0]
-        cleaned = features.cleaned(tickets)
-        X, hits = self._features_and_hits(features.joined(cleaned))
-        read = [MaskedTicket(title=title or None, text=text) for title, text in cleaned]
+        both = features.cleaned_and_shown(tickets)
+        X, hits = self._features_and_hits(features.joined(cleaned for cleaned, _ in both))
+        read = [
+            MaskedTicket(title=title if title_c else None, text=text)
+            for (title_c, _), (title, text) in both
+        ]
         return self.predict_features(X, hits, top_k, similar_k, explain, read, snippets)
 
     def predict_features(
@@ -1092,7 +1095,9 @@ class Router:
         known = np.flatnonzero(~empty_rows)
         if self.index is not None and similar_k > 0 and known.size:
             searched = X if known.size == X.shape[0] else X[known]  # no copy in the usual case
-            for row, found in zip(known, self.index.query(searched, similar_k, snippets), strict=True):
+            for row, found in zip(
+                known, self.index.query(searched, similar_k, snippets), strict=True
+            ):
                 similar[row] = found
         out = []
         for i in range(X.shape[0]):

@@ -452,8 +452,8 @@ async function route() {
     return;
   }
   const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
-  // masked: the ticket as the model read it, personal data masked, is what the page shows of it
-  // (判断依据, the unsaved notice); never the text as typed (issue #2).
+  // masked: the ticket as typed with its personal data masked, as the model read it masked, is
+  // what the page shows of it (判断依据, the unsaved notice); never the text unmasked (issue #2).
   const body = { text, top_k: TOP_K, masked: true };
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
@@ -732,8 +732,8 @@ function renderHead(head, r) {
   resetPicker(head);
 }
 
-// Highlight evidence terms in the complaint as the model read it, personal data masked (the answer's
-// `masked`), never as typed: phone and ID numbers are not shown (issue #2). An answer without it
+// Highlight evidence terms in the complaint as typed, personal data masked (the answer's `masked`),
+// never unmasked: phone and ID numbers are not shown (issue #2). An answer without it
 // (a server from before it) shows no text at all.
 function renderEvidence(s) {
   const read = s.masked && typeof s.masked.text === "string" ? s.masked : null;
@@ -1030,7 +1030,7 @@ async function confirmChoice() {
 // A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
 // its status line are gone, and a message there would read as the next ticket's. Said under the
 // form instead (outside the advice), naming the ticket, until dismissed: by the start of its text as
-// the model read it (`read`, the answer's `masked`), personal data masked, never as typed.
+// typed, personal data masked (`read`, the answer's `masked`), never unmasked.
 function reportUnsaved(ticketId, read, chosen, reason, outcomeUnknown) {
   const chars = [...String((read && read.text) || "").trim()];
   const start = chars.length ? `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」` : "";

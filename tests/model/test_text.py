@@ -1364,3 +1364,43 @@ def test_snippet_starts_after_a_leading_salutation(text: str, shown: str) -> Non
 )
 def test_snippet_keeps_a_start_that_is_no_salutation(text: str) -> None:
     assert snippet(text, 60) == clean(text)
+
+
+# -- the ticket shown back as typed, masked as the model read it masked ---------------------------
+
+
+def test_clean_and_show_masks_the_ticket_as_typed() -> None:
+    # The page showed the cleaned text: the dispatcher saw their ticket half-width, lower-cased and
+    # on one line.
+    text = "电话：１３８ １２３４ ５６７８\n  ＡＢＣ小区，<b>身份证</b>430102199001011234 &amp; 電話13912345678"
+    cleaned, shown = model.text.clean_and_show(text, "simplified")
+    assert cleaned == clean(text, "simplified")
+    assert shown == "电话：[手机号]\n  ＡＢＣ小区，<b>身份证</b>[身份证号] &amp; 電話[手机号]"
+    # A number split by what normalising drops (a zero-width space, an HTML tag) goes whole.
+    assert model.text.clean_and_show("x138\u200b1234<br>5678y")[1] == "x[手机号]y"
+    assert model.text.clean_and_show(None) == ("", "")
+
+
+PII_PIECES = st.sampled_from(
+    [
+        *"电话微信号身份证护照qQ扣 1234567890１２３４５６７８９０-.。\u3000\n\t\u200bＡaB@x.com&<>滬區一三八幺九",
+        *("13812345678", "430102199001011234", "6222021234567890128", "<br>", "&#49;", "ﬁ", "①"),
+        *("e\u0301", "wxid_", "&amp;", "_x000D_", "\x00", "\ud800"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(
+        st.lists(PII_PIECES, max_size=30).map("".join),
+        st.text(alphabet=st.characters(codec=None), max_size=60),
+    ),
+    script=st.sampled_from(["as_written", "simplified"]),
+)
+def test_clean_and_show_reads_as_clean_and_shows_nothing_it_masked(text: str, script) -> None:
+    cleaned, shown = model.text.clean_and_show(text, script)
+    # What prediction reads is unchanged.
+    assert cleaned == clean(text, script)
+    # What is shown reads as what the model read: nothing in it is left for masking to replace.
+    assert clean(shown, script) == cleaned, (text, shown)

@@ -27,7 +27,7 @@ import pytest
 import uvicorn
 
 from model.settings import Settings
-from model.text import clean
+from model.text import clean, clean_and_show
 from serve.app import create_app
 from serve.page import CONTENT_SECURITY_POLICY
 
@@ -70,9 +70,9 @@ class LiveServer:
         return [dict(r) for r in rows]
 
     def shown(self, text: str) -> str:
-        """``text`` as the page shows a ticket: as the served model read it, personal data masked
-        (the route answer's ``masked``), never as typed."""
-        return clean(text, self.api("GET", "/v1/model").json()["config"]["script"])
+        """``text`` as the page shows a ticket: as typed, what the served model's masking replaced
+        replaced (the route answer's ``masked``)."""
+        return clean_and_show(text, self.api("GET", "/v1/model").json()["config"]["script"])[1]
 
     def feedback_count(self) -> int:
         with sqlite3.connect(self.db_path) as conn:
@@ -2007,21 +2007,20 @@ def test_a_department_name_over_the_servers_name_limit_is_refused_where_it_is_ch
     search = pg.locator("#head-department .picker-input")
     search.fill("综合执法局")
     search.press("Enter")
-    expect(pg.locator("#feedback-status")).to_have_text(
-        f"部门名称“{shown}”共 40 字，{warning}。"
-    )
+    expect(pg.locator("#feedback-status")).to_have_text(f"部门名称“{shown}”共 40 字，{warning}。")
     expect(pg.locator("#choice-department")).to_have_text(lead)
     # The same for a category and for 加入会办部门.
     search = pg.locator("#head-category .picker-input")
     search.fill("综合执法局")
     search.press("Enter")
-    expect(pg.locator("#feedback-status")).to_have_text(
-        f"类别名称“{shown}”共 40 字，{warning}。"
-    )
+    expect(pg.locator("#feedback-status")).to_have_text(f"类别名称“{shown}”共 40 字，{warning}。")
     expect(pg.locator("#choice-category")).to_have_text(category)
     pg.select_option("#co-add", long)
-    expect(pg.locator("#co-limit")).to_have_text(f"会办部门名称“{shown}”共 40 字，{warning}，未加入。")
+    expect(pg.locator("#co-limit")).to_have_text(
+        f"会办部门名称“{shown}”共 40 字，{warning}，未加入。"
+    )
     expect(pg.locator("#choice-co")).to_have_text("")
+
     # The advice itself naming one: said, and 采纳建议 cannot send it.
     def long_advice(route: Route) -> None:
         response = route.fetch()
@@ -2545,6 +2544,26 @@ def test_a_suggestion_shows_the_clause_of_its_remit(
         expect(card.locator(".remit")).to_have_text(f"职责依据：{clean(REMITS[1][2])}")
         expect(page.page.locator("#head-category .remit")).to_be_hidden()
     assert not page.problems, page.problems
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_shows_the_ticket_as_typed_with_only_its_personal_data_masked(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 判断依据 showed the text as the model read it: ＡＢＣ as abc, ： as :, its paragraphs run
+    # into one line. The dispatcher read an altered ticket; only the numbers are to be hidden.
+    from playwright.sync_api import expect
+
+    text = f"ＡＢＣ小区  3栋\n联系电话：１３８ １２３４ ５６７８\n\n{WAGE_COMPLAINT}"
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, text, "WEB-P0", title="ＡＢＣ小区欠薪")
+    evidence = pg.locator("#evidence-text")
+    expect(evidence).to_have_text(f"ＡＢＣ小区  3栋\n联系电话：[手机号]\n\n{WAGE_COMPLAINT}")
+    expect(pg.locator("#evidence-title")).to_have_text("ＡＢＣ小区欠薪")
+    assert evidence.locator("mark.ev-department").count() > 0  # the evidence marked as typed
+    assert page.problems == []
 
 
 @pytest.mark.slow
