@@ -1000,7 +1000,7 @@ def _sequences(text: str) -> list[str]:
 
 # What a letter to the hotline often begins with, as clean() writes it (half-width punctuation, one
 # space): a greeting (尊敬的张市长：您好！, 李书记您好, 各位领导：你们好, 打扰您了, 感谢您的阅读) and a
-# lead-in (我想反映一下：). A snippet starts after them (see without_salutation). A title, with at
+# lead-in (我想反映一下：, and the hotline's transcripts' 来电人反映：; 来电人咨询 says what it is). A snippet starts after them (see without_salutation). A title, with at
 # most 6 characters of a name or an office before it, is a greeting only after 尊敬的 or before
 # 您好 or a colon, so that 市长热线反映的问题 and 我们小区书记不作为 are kept; 你好像 is no 你好.
 _TITLES = (
@@ -1015,7 +1015,9 @@ _SALUTATION = re.compile(
     + "|(?:您|你|大家)们?好(?:呀|啊)?(?![像几多久吗么不])"
     + "|打扰(?:您|你)?了"
     + "|(?:感谢|谢谢)(?:您|你)(?:的阅读|在百忙之中(?:阅读|抽空)?)"
-    + "|我(?:想|要)?反映(?:一下|个|一个)?(?:问题|情况)?(?=[ ,.:;!?。、])"
+    + "|我(?:想|要)?反映一下"
+    + "|我(?:想|要)?反映(?:个|一个)?(?:问题|情况)?(?=[ ,.:;!?。、])"
+    + "|(?:市民|群众)?来电人?(?:反映|称|表示)(?=[ ,.:;!?。、])"
     + ")[ ,.:;!?。、~]*"
 )
 

@@ -1344,6 +1344,8 @@ def test_snippet_is_a_cut_of_the_cleaned_text_never_of_a_placeholder(text: str, 
         ("陈浩文书记：打扰您了！我们小区停水三天", "我们小区停水三天"),
         ("尊敬的领导我是k2区居民，小区停水三天", "我是k2区居民,小区停水三天"),
         ("各位领导：你们好！小区停水三天", "小区停水三天"),
+        ("来电人反映：小区停水三天", "小区停水三天"),  # the hotline's transcripts
+        ("您好，我想反映一下小区停水三天", "小区停水三天"),
     ],
 )
 def test_snippet_starts_after_a_leading_salutation(text: str, shown: str) -> None:
@@ -1360,6 +1362,7 @@ def test_snippet_starts_after_a_leading_salutation(text: str, shown: str) -> Non
         "你好像没收到我上次的投诉",
         "您好",  # nothing but a greeting: kept, rather than an empty snippet
         "尊敬的领导：",
+        "来电人咨询：小区停水什么时候恢复",  # says what the ticket is
     ],
 )
 def test_snippet_keeps_a_start_that_is_no_salutation(text: str) -> None:
