@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, softmax
 
-from model.text import Script, clean, join_cleaned
+from model.text import Script, clean, clean_and_show, join_cleaned
 from model.tokenizer import Doc, Segmenter
 
 # A ticket as the pipeline accepts it: a bare text, a (title, text) pair, or a mapping with those keys.
@@ -92,6 +92,19 @@ class CompiledFeatures:
             (clean(title, self.script), clean(text, self.script))
             for title, text in map(as_title_text, tickets)
         ]
+
+    def cleaned_and_shown(
+        self, tickets: Iterable[TicketLike]
+    ) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+        """Each ticket's title and text cleaned (:meth:`cleaned`), and as typed with only their
+        personal data masked (:func:`model.text.clean_and_show`): both from one masking pass, for
+        a caller that shows the ticket (``/v1/route``'s ``masked``)."""
+        out = []
+        for title, text in map(as_title_text, tickets):
+            title_c, title_s = clean_and_show(title, self.script)
+            text_c, text_s = clean_and_show(text, self.script)
+            out.append(((title_c, text_c), (title_s, text_s)))
+        return out
 
     def joined(self, cleaned: Iterable[tuple[str, str]]) -> list[str]:
         """Prepared texts of cleaned titles and texts (:meth:`cleaned`), as :meth:`texts` gives."""

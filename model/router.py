@@ -30,7 +30,7 @@ from model.compiled import (
 )
 from model.config import OTHER_LABEL, TrainingConfig
 from model.rules import DispatchRule, RuleIndex
-from model.text import clean, snippet, to_script
+from model.text import clean, snippet, to_script, without_salutation
 from model.tickets import JOINT_JOINER
 
 if TYPE_CHECKING:
@@ -205,7 +205,8 @@ class CoDepartment(BaseModel):
 
 
 class MaskedTicket(BaseModel):
-    """A ticket as the model read it: normalised, in the script it reads, personal data masked."""
+    """A ticket as typed, its personal data masked as the model read it masked
+    (:func:`model.text.clean_and_show`)."""
 
     title: str | None = Field(
         description="null for a ticket without a title (or none once cleaned)"
@@ -533,9 +534,10 @@ class SimilarIndex:
             self._members = frozenset(members)
         return self._members
 
-    def query(self, X: sp.csr_matrix, k: int) -> list[list[SimilarTicket]]:
-        """The ``k`` stored tickets most similar (cosine) to each row of ``X``, the nearest first."""
-        return [self.tickets(rows, sims) for rows, sims in self.nearest(X, k)]
+    def query(self, X: sp.csr_matrix, k: int, snippets: bool = True) -> list[list[SimilarTicket]]:
+        """The ``k`` stored tickets most similar (cosine) to each row of ``X``, the nearest first;
+        ``snippets=False`` leaves their snippets out (:meth:`tickets`)."""
+        return [self.tickets(rows, sims, snippets) for rows, sims in self.nearest(X, k)]
 
     def nearest(self, X: sp.csr_matrix, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row of ``X``, the stored rows of its ``k`` most similar tickets and their cosines.
@@ -610,13 +612,16 @@ class SimilarIndex:
             self._postings = sp.csr_matrix(m.T)
         return self._postings
 
-    def tickets(self, rows: np.ndarray, sims: np.ndarray) -> list[SimilarTicket]:
-        """The stored tickets ``rows`` as a dispatcher sees them, with their similarities."""
+    def tickets(
+        self, rows: np.ndarray, sims: np.ndarray, snippets: bool = True
+    ) -> list[SimilarTicket]:
+        """The stored tickets ``rows`` as a dispatcher sees them, with their similarities;
+        without their snippets (``null``) when ``snippets`` is false (``PAIDAN_SIMILAR_SNIPPETS``)."""
         return [
             SimilarTicket(
                 id=str(self.ids[i]),
                 title=str(self.titles[i]),
-                snippet=_none_if_empty(self.snippets[i]) if self.snippets is not None else None,
+                snippet=self._snippet(i) if snippets else None,
                 department=_none_if_empty(self.departments[i]),
                 co_departments=self._co(i),
                 category=_none_if_empty(self.categories[i]),
@@ -624,6 +629,13 @@ class SimilarIndex:
             )
             for i, s in zip(rows, sims, strict=True)
         ]
+
+    def _snippet(self, i: int) -> str | None:
+        # After any greeting that begins it: models trained before snippets left greetings out
+        # (model.text.snippet) stored them as the start of their 60 characters.
+        if self.snippets is None:
+            return None
+        return _none_if_empty(without_salutation(self.snippets[i]))
 
     def _co(self, i: int) -> list[str]:
         co = self.co_departments
@@ -1011,6 +1023,7 @@ class Router:
         similar_k: int = SIMILAR_K,
         explain: bool = True,
         masked: bool = False,
+        snippets: bool = True,
     ) -> list[RouteResult]:
         """Suggest a department and a category for each ticket.
 
@@ -1025,9 +1038,13 @@ class Router:
         explain : bool, default True
             Compute evidence terms (batch labelling turns this off).
         masked : bool, default False
-            Give each result the ticket's title and text as the model read them, personal data
-            masked (:attr:`RouteResult.masked`): the texts prediction cleaned anyway, so a caller
-            that shows the ticket need not clean it again.
+            Give each result the ticket's title and text as typed, what masking replaced in the
+            texts prediction read replaced in them too (:attr:`RouteResult.masked`), from the
+            same masking pass: a caller that shows the ticket need not mask it again, and shows
+            it as typed (full-width letters, line breaks), not normalised.
+        snippets : bool, default True
+            Give the similar tickets their snippets (the start of their text); ``False`` leaves
+            them ``None`` and keeps the rest (``PAIDAN_SIMILAR_SNIPPETS``).
 
         Returns
         -------
@@ -1038,13 +1055,16 @@ class Router:
             return []
         if not masked:
             return self.predict_features(
-                *self.features_and_hits(tickets), top_k, similar_k, explain
+                *self.features_and_hits(tickets), top_k, similar_k, explain, snippets=snippets
             )
         features = self.compiled()[0]
-        cleaned = features.cleaned(tickets)
-        X, hits = self._features_and_hits(features.joined(cleaned))
-        read = [MaskedTicket(title=title or None, text=text) for title, text in cleaned]
-        return self.predict_features(X, hits, top_k, similar_k, explain, read)
+        both = features.cleaned_and_shown(tickets)
+        X, hits = self._features_and_hits(features.joined(cleaned for cleaned, _ in both))
+        read = [
+            MaskedTicket(title=title if title_c else None, text=text)
+            for (title_c, _), (title, text) in both
+        ]
+        return self.predict_features(X, hits, top_k, similar_k, explain, read, snippets)
 
     def predict_features(
         self,
@@ -1054,6 +1074,7 @@ class Router:
         similar_k: int = SIMILAR_K,
         explain: bool = True,
         masked: Sequence[MaskedTicket] | None = None,
+        snippets: bool = True,
     ) -> list[RouteResult]:
         """:meth:`predict` of tickets already transformed and matched with the dispatch rules
         (:meth:`features_and_hits`); ``masked``, the tickets as read, one per row, goes into the
@@ -1074,7 +1095,9 @@ class Router:
         known = np.flatnonzero(~empty_rows)
         if self.index is not None and similar_k > 0 and known.size:
             searched = X if known.size == X.shape[0] else X[known]  # no copy in the usual case
-            for row, found in zip(known, self.index.query(searched, similar_k), strict=True):
+            for row, found in zip(
+                known, self.index.query(searched, similar_k, snippets), strict=True
+            ):
                 similar[row] = found
         out = []
         for i in range(X.shape[0]):

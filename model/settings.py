@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(3, ge=1, le=20, description="Candidates returned per head")
     similar_k: int = Field(5, ge=0, le=20, description="Similar past tickets returned per ticket")
+    similar_snippets: bool = Field(
+        True,
+        description="Give similar past tickets the start of their text (snippet); false keeps "
+        "their ids, titles and labels, and the joint-dispatch advice",
+    )
     max_text_chars: int = Field(
         20_000, ge=100, le=MAX_LIMIT, description="Longest accepted ticket text, in characters"
     )

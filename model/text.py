@@ -583,26 +583,39 @@ def mask_pii(text: str) -> str:
         ``[微信号]``, ``[车牌号]`` and ``[护照号]``; keywords and provinces also in traditional
         characters (電話, 聯繫, 護照, 滬A12345).
     """
+    return _mask(text, _sub)
+
+
+def _sub(pattern: re.Pattern[str] | _EmailPattern, replacement: _Replacement, text: str) -> str:
+    return pattern.sub(replacement, text)
+
+
+def _mask(
+    text: str,
+    sub: Callable[[re.Pattern[str] | _EmailPattern, _Replacement, str], str],
+) -> str:
+    """:func:`mask_pii`, each pattern applied by ``sub`` (:func:`_sub`, or one that also records
+    where it replaced: :func:`clean_and_show`)."""
     email, wxid, card, id_number, mobile, landline, after_keyword, *more, run = _PII_PATTERNS
     if "@" in text:
-        text = email[0].sub(email[1], text)
+        text = sub(*email, text)
     if "wxid_" in text:
-        text = wxid[0].sub(wxid[1], text)
+        text = sub(*wxid, text)
     long_number = _LONG_NUMBER.search(text) is not None
     if long_number:
-        text = card[0].sub(card[1], text)
-        text = id_number[0].sub(id_number[1], text)
+        text = sub(*card, text)
+        text = sub(*id_number, text)
     if _MOBILE_START.search(text):
-        text = mobile[0].sub(mobile[1], text)
+        text = sub(*mobile, text)
     if long_number:
-        text = landline[0].sub(landline[1], text)
-        text = after_keyword[0].sub(after_keyword[1], text)
+        text = sub(*landline, text)
+        text = sub(*after_keyword, text)
     if _NEEDS_MORE.search(text) or ("么" in text and _YAO_START.search(text)):
         for (pattern, replacement), keywords in zip(more, _MORE_KEYWORDS, strict=True):
             if not keywords or any(keyword in text for keyword in keywords):
-                text = pattern.sub(replacement, text)
+                text = sub(pattern, replacement, text)
     # Always: its keywords begin the pattern, so a text without one is searched in a few µs.
-    text = run[0].sub(run[1], text)
+    text = sub(*run, text)
     return text
 
 
@@ -698,9 +711,336 @@ def clean(text: str | None, script: Script = "as_written") -> str:
     return mask_pii(to_script(normalize(text), script))
 
 
+def clean_and_show(text: str | None, script: Script = "as_written") -> tuple[str, str]:
+    """``clean(text, script)`` and ``text`` as typed with only its personal data masked, from one
+    masking pass.
+
+    :func:`clean` normalises before it masks: what it gives is half-width, lower-cased, on one
+    line. A page that shows the ticket back showed the dispatcher an altered ticket (ＡＢＣ小区 as
+    abc小区, its paragraphs run together). Here each character of the cleaned text keeps the span
+    of ``text`` it came from, and each number that masking replaced is replaced in ``text`` itself,
+    by the same placeholder: ``"电话：１３８ １２３４ ５６７８\\n  ＡＢＣ小区"`` shows as
+    ``"电话：[手机号]\\n  ＡＢＣ小区"``, the model reading ``"电话:[手机号] abc小区"``.
+
+    Where a step cannot say where each character came from (an OpenCC conversion that changes a
+    text's length, a combining sequence that normalises across characters), the text shown is the
+    cleaned one, never one with a number left unmasked.
+
+    Parameters
+    ----------
+    text : str or None
+        A ticket's title or text as written.
+    script : {"as_written", "simplified"}, default "as_written"
+        See :func:`to_script`.
+
+    Returns
+    -------
+    tuple of str
+        The cleaned text, exactly as :func:`clean` gives it, and the text to show.
+    """
+    if not text:
+        return "", ""
+    try:
+        tracked = _Tracked.of(text)
+        tracked.normalize()
+        tracked.to_script(script)
+    except _Untrackable:
+        cleaned = clean(text, script)
+        return cleaned, cleaned
+    cleaned = _mask(tracked.text, tracked.sub_masking)
+    return cleaned, tracked.shown(text)
+
+
+class _Untrackable(Exception):
+    """A step of :func:`clean_and_show` that cannot map its output back onto its input."""
+
+
+class _Tracked:
+    """A text being cleaned, each character with the span ``[start, end)`` of the original text it
+    comes from, and whether masking wrote it (:func:`clean_and_show`).
+
+    Each step computes the same text as :func:`normalize`, :func:`to_script` and
+    :func:`mask_pii` do, and checks it where it takes its own way to the result.
+    """
+
+    def __init__(self, text: str, starts: list[int], ends: list[int]) -> None:
+        self.text = text
+        self.starts = starts
+        self.ends = ends
+        self.masked = [False] * len(text)
+
+    @classmethod
+    def of(cls, text: str) -> _Tracked:
+        return cls(text, list(range(len(text))), list(range(1, len(text) + 1)))
+
+    def _check(self, expected: str) -> None:
+        if self.text != expected or not len(self.starts) == len(self.ends) == len(self.text):
+            raise _Untrackable
+
+    def sub(
+        self,
+        pattern: re.Pattern[str] | _EmailPattern,
+        replacement: _Replacement,
+        *,
+        masking: bool = False,
+    ) -> None:
+        """``pattern.sub(replacement, text)``; what a match keeps of itself (a keyword before a
+        number) keeps its origin, and the rest comes from the whole of what it replaced."""
+        edits: list[tuple[int, int, str]] = []
+
+        def record(match: re.Match[str]) -> str:
+            out = replacement(match) if callable(replacement) else match.expand(replacement)
+            edits.append((match.start(), match.end(), out))
+            return out
+
+        result = pattern.sub(record, self.text)
+        if not edits:
+            return
+        text, starts, ends, flags = self.text, self.starts, self.ends, self.masked
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        new_flags: list[bool] = []
+        pos = 0
+        for start, end, out in edits:
+            new_starts += starts[pos:start]
+            new_ends += ends[pos:start]
+            new_flags += flags[pos:start]
+            old = text[start:end]
+            keep = 0  # the common prefix, then the common suffix, of what was and what is
+            while keep < min(len(old), len(out)) and old[keep] == out[keep]:
+                keep += 1
+            tail = 0
+            while tail < min(len(old), len(out)) - keep and old[-1 - tail] == out[-1 - tail]:
+                tail += 1
+            new_starts += starts[start : start + keep]
+            new_ends += ends[start : start + keep]
+            new_flags += flags[start : start + keep]
+            written = len(out) - keep - tail
+            if written:
+                if end - tail > start + keep:
+                    span = (starts[start + keep], ends[end - tail - 1])
+                else:  # nothing replaced: an insertion, where it is
+                    at = starts[start + keep] if start + keep < len(starts) else _last(ends)
+                    span = (at, at)
+                new_starts += [span[0]] * written
+                new_ends += [span[1]] * written
+                new_flags += [masking or any(flags[start + keep : end - tail])] * written
+            new_starts += starts[end - tail : end]
+            new_ends += ends[end - tail : end]
+            new_flags += flags[end - tail : end]
+            pos = end
+        new_starts += starts[pos:]
+        new_ends += ends[pos:]
+        new_flags += flags[pos:]
+        self.text, self.starts, self.ends, self.masked = result, new_starts, new_ends, new_flags
+        self._check(result)
+
+    def sub_masking(
+        self, pattern: re.Pattern[str] | _EmailPattern, replacement: _Replacement, text: str
+    ) -> str:
+        """:func:`_sub` for :func:`_mask`: what it writes is marked as masking's."""
+        self.sub(pattern, replacement, masking=True)
+        return self.text
+
+    def _keep(self, keep: list[bool]) -> None:
+        self.text = "".join(ch for ch, k in zip(self.text, keep, strict=True) if k)
+        self.starts = [s for s, k in zip(self.starts, keep, strict=True) if k]
+        self.ends = [e for e, k in zip(self.ends, keep, strict=True) if k]
+        self.masked = [m for m, k in zip(self.masked, keep, strict=True) if k]
+
+    def _per_character(self, convert: Callable[[str], str], pieces: list[str]) -> None:
+        """Each of ``pieces`` (which make up the text) replaced by ``convert`` of it, its
+        characters from the whole of its span."""
+        starts: list[int] = []
+        ends: list[int] = []
+        pos = 0
+        out = []
+        for piece in pieces:
+            converted = convert(piece)
+            out.append(converted)
+            span = (self.starts[pos], self.ends[pos + len(piece) - 1])
+            if len(converted) == len(piece):
+                starts += self.starts[pos : pos + len(piece)]
+                ends += self.ends[pos : pos + len(piece)]
+            else:
+                starts += [span[0]] * len(converted)
+                ends += [span[1]] * len(converted)
+            pos += len(piece)
+        self.text, self.starts, self.ends = "".join(out), starts, ends
+        self.masked = [False] * len(self.text)
+
+    def nfkc(self) -> None:
+        """:func:`nfkc`, one combining sequence at a time where it changes the text."""
+        expected = nfkc(self.text)
+        if expected == self.text:
+            return
+        folded = _WIDE.sub(lambda m: _WIDTH_FOLD[m.group()], self.text)  # one to one
+        if folded == expected:
+            self.text = folded
+            return
+        self.text = folded
+        self._per_character(lambda p: unicodedata.normalize("NFKC", p), _sequences(folded))
+        self._check(expected)
+
+    def lower(self) -> None:
+        expected = self.text.lower()
+        if len(expected) == len(self.text):  # lower() never shortens a character: one to one
+            self.text = expected
+            return
+        self._per_character(str.lower, list(self.text))
+        self._check(expected)
+
+    def collapse(self) -> None:
+        """``" ".join(text.split())``: runs of whitespace as one space, none at either end."""
+        expected = " ".join(self.text.split())
+        self.sub(_WHITESPACE, " ")
+        first = 1 if self.text.startswith(" ") else 0
+        last = len(self.text) - (1 if len(self.text) > first and self.text.endswith(" ") else 0)
+        if (first, last) != (0, len(self.text)):
+            self.text = self.text[first:last]
+            self.starts, self.ends = self.starts[first:last], self.ends[first:last]
+            self.masked = self.masked[first:last]
+        self._check(expected)
+
+    def _normalize(self) -> None:
+        """:func:`_normalize`."""
+        if not self.text:
+            return
+        if "_x000" in self.text:
+            self.sub(_EXCEL_CR, " ")
+        if self.text.isprintable():
+            self.nfkc()
+        else:
+            expected = self.text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore")
+            if expected != self.text:
+                self._keep([not "\ud800" <= ch <= "\udfff" for ch in self.text])
+                self._check(expected)
+            self.nfkc()
+            self.sub(CONTROL, " ")
+        self.collapse()
+        if not self.text.isprintable():
+            self._keep([unicodedata.category(ch) not in _DROP_CATEGORIES for ch in self.text])
+            self.collapse()
+        self.lower()
+
+    def normalize(self) -> None:
+        """:func:`normalize`."""
+        expected = normalize(self.text)
+        self._normalize()
+        while "<" in self.text or "&" in self.text:
+            before = self.text
+            self.sub(_TAG, " ")
+            self.sub(_CHARREF, _character)
+            if self.text == before:
+                break
+            self._normalize()
+        self._check(expected)
+
+    def to_script(self, script: Script) -> None:
+        """:func:`to_script`, where it converts one character to one: OpenCC converts word by
+        word, and a word of another length has no character-by-character origin."""
+        expected = to_script(self.text, script)
+        if expected == self.text:
+            return
+        if len(expected) != len(self.text) or any(
+            a != b and not (_is_ideograph(a) and _is_ideograph(b))
+            for a, b in zip(self.text, expected, strict=True)
+        ):
+            raise _Untrackable
+        self.text = expected
+
+    def shown(self, original: str) -> str:
+        """``original`` with each run of characters that masking wrote in place of what they
+        came from."""
+        pieces: list[str] = []
+        pos = 0
+        runs: list[list[int]] = []  # [first, last + 1) of each run of masking's characters
+        for i in (i for i, m in enumerate(self.masked) if m):
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
+        for i, j in runs:
+            start, end = min(self.starts[i:j]), max(self.ends[i:j])
+            if start < pos:
+                # Two masks from one character of the original (a ligature's digits): both gone.
+                pieces[-1] = pieces[-1] + self.text[i:j]
+                pos = max(pos, end)
+            else:
+                pieces += [original[pos:start], self.text[i:j]]
+                pos = end
+        pieces.append(original[pos:])
+        return "".join(pieces)
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _last(ends: list[int]) -> int:
+    return ends[-1] if ends else 0
+
+
+def _is_ideograph(ch: str) -> bool:
+    code = ord(ch)
+    return any(start <= code <= end for start, end in _CJK_RANGES)
+
+
+def _sequences(text: str) -> list[str]:
+    """``text`` cut before each character that combines with nothing before it (a starter), so
+    that NFKC of the pieces, joined, is NFKC of the whole in all but rare cases (Hangul jamo),
+    which :meth:`_Tracked.nfkc` checks."""
+    pieces: list[str] = []
+    for ch in text:
+        if pieces and unicodedata.combining(ch):
+            pieces[-1] += ch
+        else:
+            pieces.append(ch)
+    return pieces
+
+
+# What a letter to the hotline often begins with, as clean() writes it (half-width punctuation, one
+# space): a greeting (尊敬的张市长：您好！, 李书记您好, 各位领导：你们好, 打扰您了, 感谢您的阅读) and a
+# lead-in (我想反映一下：, and the hotline's transcripts' 来电人反映：; 来电人咨询 says what it is). A snippet starts after them (see without_salutation). A title, with at
+# most 6 characters of a name or an office before it, is a greeting only after 尊敬的 or before
+# 您好 or a colon, so that 市长热线反映的问题 and 我们小区书记不作为 are kept; 你好像 is no 你好.
+_TITLES = (
+    "领导|市长|副市长|书记|县长|区长|省长|镇长|乡长|厅长|局长|处长|科长|主任|部长|主席|委员|"
+    "同志|工作人员|政府|先生|女士"
+)
+_TITLE = f"(?:{_TITLES})"
+_SALUTATION = re.compile(
+    "(?:"
+    + f"(?:尊敬|敬爱|亲爱)的[^ ,.:;!?。、]{{0,10}}?{_TITLE}(?:们|大人)?(?:(?:您|你)们?好)?"
+    + f"|(?:各位)?[^ ,.:;!?。、]{{0,6}}?{_TITLE}(?:们)?(?:(?:您|你)们?好|(?=:))"
+    + "|(?:您|你|大家)们?好(?:呀|啊)?(?![像几多久吗么不])"
+    + "|打扰(?:您|你)?了"
+    + "|(?:感谢|谢谢)(?:您|你)(?:的阅读|在百忙之中(?:阅读|抽空)?)"
+    + "|我(?:想|要)?反映一下"
+    + "|我(?:想|要)?反映(?:个|一个)?(?:问题|情况)?(?=[ ,.:;!?。、])"
+    + "|(?:市民|群众)?来电人?(?:反映|称|表示)(?=[ ,.:;!?。、])"
+    + ")[ ,.:;!?。、~]*"
+)
+
+
+def without_salutation(cleaned: str) -> str:
+    """A cleaned text (:func:`clean`) without the greetings and lead-in that begin it.
+
+    ``"尊敬的张市长:您好!我想反映一下,楼下烧烤店油烟很大"`` gives ``"楼下烧烤店油烟很大"``. A text
+    that is nothing but a greeting (a stored snippet cut after one: ``"您好,…"``) is returned as
+    it is, so that it does not read as empty.
+    """
+    rest = cleaned
+    while match := _SALUTATION.match(rest):
+        if not match.end():
+            break
+        rest = rest[match.end() :]
+    return rest if rest.strip("…") else cleaned
+
+
 def snippet(text: str | None, chars: int, script: Script = "as_written") -> str:
-    """The start of ``text`` as :func:`clean` writes it, at most ``chars`` characters, then ``…``
-    if anything was left out.
+    """The start of ``text`` as :func:`clean` writes it, after any greeting that begins it
+    (:func:`without_salutation`), at most ``chars`` characters, then ``…`` if anything was left
+    out.
 
     Cut after masking, never before: the first characters of a raw text may end inside a phone
     number, whose first digits masking would then no longer recognise. A placeholder that the cut
@@ -720,7 +1060,7 @@ def snippet(text: str | None, chars: int, script: Script = "as_written") -> str:
     str
         ``""`` for an empty text.
     """
-    whole = clean(text, script)
+    whole = without_salutation(clean(text, script))
     if len(whole) <= chars:
         return whole
     cut = chars

@@ -1186,12 +1186,17 @@ def predict(
     except USER_ERRORS as e:
         raise fail(e) from None
     result = router.predict(
-        [(title, text)], top_k=top_k, similar_k=settings.similar_k, masked=True
+        [(title, text)],
+        top_k=top_k,
+        similar_k=settings.similar_k,
+        masked=True,
+        snippets=settings.similar_snippets,
     )[0]
     # The answer of POST /v1/route (serve/routes.py `_response`) without its id and timing, in its
     # order: the overall decision too, a property that model_dump() leaves out (predict printed
-    # only each head's, where the API answers it and label writes it); and the ticket as the model
-    # read it, as the API answers a request that asks (`masked`), to see what was read.
+    # only each head's, where the API answers it and label writes it); and the ticket as given,
+    # personal data masked as the model read it masked, as the API answers a request that asks
+    # (`masked`).
     suggestion = {**result.model_dump(), "decision": result.decision}
     order = (
         "department",

@@ -237,7 +237,11 @@ def create_app(
         redoc_url=None,
     )
     # Settings, metrics and the batcher live as long as the app: the one place they are kept.
-    app.state.services = Services(settings, metrics, MicroBatcher(similar_k=settings.similar_k))
+    app.state.services = Services(
+        settings,
+        metrics,
+        MicroBatcher(similar_k=settings.similar_k, snippets=settings.similar_snippets),
+    )
     app.state.router = None
     app.state.metadata = {}
     app.state.db = None

@@ -58,8 +58,9 @@ class ClientLeft(Exception):
 class MicroBatcher:
     """Queues single-ticket predictions and runs them together, one call at a time per process."""
 
-    def __init__(self, similar_k: int, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, similar_k: int, max_batch: int = MAX_BATCH, snippets: bool = True) -> None:
         self.similar_k = similar_k
+        self.snippets = snippets  # PAIDAN_SIMILAR_SNIPPETS
         self.max_batch = max_batch
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
@@ -157,7 +158,13 @@ class MicroBatcher:
         masked = any(p.masked for p in batch)
         try:
             return list(
-                router.predict(tickets, top_k=top_k, similar_k=self.similar_k, masked=masked)
+                router.predict(
+                    tickets,
+                    top_k=top_k,
+                    similar_k=self.similar_k,
+                    masked=masked,
+                    snippets=self.snippets,
+                )
             )
         except Exception:
             if len(batch) == 1:
@@ -167,7 +174,11 @@ class MicroBatcher:
         for ticket in tickets:
             try:
                 [result] = router.predict(
-                    [ticket], top_k=top_k, similar_k=self.similar_k, masked=masked
+                    [ticket],
+                    top_k=top_k,
+                    similar_k=self.similar_k,
+                    masked=masked,
+                    snippets=self.snippets,
                 )
                 out.append(result)
             except Exception as e:

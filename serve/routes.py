@@ -673,7 +673,11 @@ def _predict_each_safely(
     top_k = max(r.top_k or default_k for _, r in requests)
     masked = any(r.masked for _, r in requests)
     predict = functools.partial(
-        router.predict, top_k=top_k, similar_k=settings.similar_k, masked=masked
+        router.predict,
+        top_k=top_k,
+        similar_k=settings.similar_k,
+        masked=masked,
+        snippets=settings.similar_snippets,
     )
     try:
         return list(predict(tickets))

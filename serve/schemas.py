@@ -295,9 +295,9 @@ class RouteRequestBase(_ScrubbedRequest):
     )
     masked: bool = Field(
         False,
-        description="Also answer the title and text as the model read them, personal data masked "
-        "(`masked` in the answer): for a client that shows the ticket, which must never show it "
-        "with its phone or ID numbers",
+        description="Also answer the title and text as sent, personal data masked as the model "
+        "read them masked (`masked` in the answer): for a client that shows the ticket, which "
+        "must never show it with its phone or ID numbers",
     )
 
     _text_not_blank = field_validator("text")(not_blank)
@@ -550,11 +550,11 @@ class RouteResponse(BaseModel):
     elapsed_ms: float = Field(description="Server time spent on this request, in milliseconds")
     masked: MaskedTicket | None = Field(
         None,
-        description="Only when the request asked (`masked: true`): the title and text as the model "
-        "read them: normalised (full-width forms half-width, "
-        "Latin letters lower case, whitespace one space, markup removed), in the script the model "
-        "reads, and phone, ID, bank card numbers, e-mail addresses and the like replaced by "
-        "placeholders such as [手机号]; the evidence terms are found in it as they are",
+        description="Only when the request asked (`masked: true`): the title and text as sent "
+        "(full-width forms, case, line breaks and script kept), each phone, ID, bank card number, "
+        "e-mail address and the like that the model's masking replaced in what it read replaced "
+        "by the same placeholder, such as [手机号]; the evidence terms are in the script the model "
+        "reads and half-width, lower case (see `simplified`)",
     )
     simplified: dict[str, str] = Field(
         default_factory=dict,

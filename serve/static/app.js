@@ -55,8 +55,9 @@ const state = {
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
   // departments: a joint dispatch's list joined with ；, lead included (max_departments_chars);
-  // null, no check, from a server that does not say it.
-  limits: { text: 20000, title: 200, departments: null },
+  // null, no check, from a server that does not say it. label: one department's or category's
+  // name (max_label_chars), likewise.
+  limits: { text: 20000, title: 200, departments: null, label: null },
   limitWarning: false, // whether route-status shows the over-limit warning
 };
 
@@ -401,6 +402,7 @@ async function loadModel() {
     state.limits.departments = Number.isInteger(limits.max_departments_chars)
       ? limits.max_departments_chars
       : null;
+    state.limits.label = Number.isInteger(limits.max_label_chars) ? limits.max_label_chars : null;
     checkLimits();
     if (state.suggestion) renderChoice();
   } catch (e) {
@@ -450,8 +452,8 @@ async function route() {
     return;
   }
   const request = { id: idInput.value.trim() || null, title: titleInput.value.trim(), text };
-  // masked: the ticket as the model read it, personal data masked, is what the page shows of it
-  // (判断依据, the unsaved notice); never the text as typed (issue #2).
+  // masked: the ticket as typed with its personal data masked, as the model read it masked, is
+  // what the page shows of it (判断依据, the unsaved notice); never the text unmasked (issue #2).
   const body = { text, top_k: TOP_K, masked: true };
   if (request.id) body.id = request.id;
   if (request.title) body.title = request.title;
@@ -480,7 +482,11 @@ async function route() {
       dropResult();
       throw new Error(`无法显示分派建议（${e.message}）；请刷新页面，或用新版 Chrome、Edge、Firefox 打开本页`);
     }
-    confirmButton.focus();
+    // An advice that cannot be saved as it is (a name or a joint list over the server's limits)
+    // leaves 采纳建议 disabled, which takes no focus: the focus stayed in 诉求描述, where the number
+    // keys that pick another candidate typed digits into the complaint.
+    const first = document.querySelector(".head:not([hidden]) .candidate");
+    (confirmButton.disabled && first ? first : confirmButton).focus();
     announce(adviceText(suggestion));
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
@@ -530,6 +536,7 @@ function render(s) {
   }
   state.co = advisedCo(s);
   state.coShown = advisedCo(s);
+  $("co").hidden = !s.department; // a category-only model has no department to add others to
   renderCoDepartments();
   renderEvidence(s);
   renderSimilar(s.similar || []);
@@ -565,6 +572,10 @@ function renderCoDepartments() {
 
 function addCo(label) {
   if (!state.suggestion || !label) return;
+  if (nameOverLimit(label)) {
+    showCoLimit(`${nameLimitText("会办部门", label)}，未加入。`);
+    return;
+  }
   if (label === state.choice.department) {
     // The lead itself: it showed a struck-through 「（人工加入）」 toggle that did nothing, until a
     // change of lead made it a co-department unseen.
@@ -592,6 +603,33 @@ function toggleCo(label) {
   renderChoice();
   announceChoice();
   confirmButton.focus(); // Enter confirms; left on the toggle it would switch it back
+}
+
+// A department's or category's name over the server's limit for one (max_label_chars, checked by
+// POST /v1/feedback): its length, or 0 when within it or there is no limit.
+function nameOverLimit(label) {
+  const limit = state.limits.label;
+  const n = charCount(label || "");
+  return limit !== null && n > limit ? n : 0;
+}
+
+// "部门名称“…”共 120 字，服务器只能保存 100 字以内的名称，请另选": the name quoted cut, as it may be long.
+function nameLimitText(kind, label) {
+  const chars = [...label];
+  const shown = chars.length > 20 ? `${chars.slice(0, 20).join("")}…` : label;
+  const fmt = (x) => x.toLocaleString("zh-CN");
+  return `${kind}名称“${shown}”共 ${fmt(chars.length)} 字，服务器只能保存 ${fmt(state.limits.label)} 字以内的名称，请另选`;
+}
+
+// The first name of the choice over the server's limit (the advice itself may name one), as
+// [kind, name], or null.
+function choiceNameOverLimit() {
+  const names = [
+    ["部门", state.choice.department],
+    ...chosenCo().map((d) => ["会办部门", d]),
+    ["类别", state.choice.category],
+  ];
+  return names.find(([, name]) => name && nameOverLimit(name)) || null;
 }
 
 function coLimitText(limit) {
@@ -694,8 +732,8 @@ function renderHead(head, r) {
   resetPicker(head);
 }
 
-// Highlight evidence terms in the complaint as the model read it, personal data masked (the answer's
-// `masked`), never as typed: phone and ID numbers are not shown (issue #2). An answer without it
+// Highlight evidence terms in the complaint as typed, personal data masked (the answer's `masked`),
+// never unmasked: phone and ID numbers are not shown (issue #2). An answer without it
 // (a server from before it) shows no text at all.
 function renderEvidence(s) {
   const read = s.masked && typeof s.masked.text === "string" ? s.masked : null;
@@ -790,6 +828,13 @@ function renderSimilar(similar) {
 
 function choose(head, label) {
   if (!state.suggestion || !state.suggestion[head]) return;
+  if (nameOverLimit(label)) {
+    // Refused as it is chosen (typed into 搜索其他部门, a candidate): sent, the save's 422 was the
+    // first word of it.
+    const kind = head === "department" ? "部门" : "类别";
+    setStatus($("feedback-status"), `${nameLimitText(kind, label)}。`, "error");
+    return;
+  }
   state.choice[head] = label;
   renderChoice();
   announceChoice();
@@ -876,14 +921,19 @@ function renderChoice() {
       ? `${coLimitText(state.limits.departments)}，现为 ${over.toLocaleString("zh-CN")} 字，请取消部分会办部门后再保存。`
       : "",
   );
+  const long = choiceNameOverLimit();
+  setStatus($("choice-limit"), long ? `${nameLimitText(...long)}后再保存。` : "", "error");
+  $("choice-limit").hidden = !long;
   const saved = state.savedKey === choiceKey();
   if (saved) confirmButton.textContent = "已保存";
-  confirmButton.disabled = saved || !s || state.saving === s || over > 0;
+  confirmButton.disabled = saved || !s || state.saving === s || over > 0 || long !== null;
 }
 
 async function confirmChoice() {
   const s = state.suggestion;
-  if (!s || confirmButton.disabled || state.saving === s || coOverLimit()) return;
+  if (!s || confirmButton.disabled || state.saving === s || coOverLimit() || choiceNameOverLimit()) {
+    return;
+  }
   // Read when saving, as the dispatcher id is: the ticket id may be typed after routing (it does not
   // change the suggestion). Another id than the routed one is another ticket, and so is a text or
   // title changed since (another ticket pasted in would have stored the routed one again, under the
@@ -980,7 +1030,7 @@ async function confirmChoice() {
 // A save that failed after the dispatcher moved on (清空, or the next ticket routed): the advice and
 // its status line are gone, and a message there would read as the next ticket's. Said under the
 // form instead (outside the advice), naming the ticket, until dismissed: by the start of its text as
-// the model read it (`read`, the answer's `masked`), personal data masked, never as typed.
+// typed, personal data masked (`read`, the answer's `masked`), never unmasked.
 function reportUnsaved(ticketId, read, chosen, reason, outcomeUnknown) {
   const chars = [...String((read && read.text) || "").trim()];
   const start = chars.length ? `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」` : "";

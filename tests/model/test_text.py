@@ -1330,3 +1330,80 @@ def test_snippet_is_a_cut_of_the_cleaned_text_never_of_a_placeholder(text: str, 
     # No placeholder is cut in two: each one in the whole text is either kept or left out whole.
     for match in re.finditer("|".join(map(re.escape, model.text.PLACEHOLDERS)), whole):
         assert match.end() <= len(kept) or match.start() >= len(kept), (whole, shown)
+
+
+# A past ticket's snippet began with its letter's greeting (尊敬的张市长：您好！), which took a third
+# of its 60 characters and said nothing about the ticket.
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("尊敬的张市长：您好！我小区门口的路灯坏了三个月", "我小区门口的路灯坏了三个月"),
+        ("您好，我想反映一下，楼下烧烤店油烟很大", "楼下烧烤店油烟很大"),
+        ("你好我要反映个问题：楼下烧烤店油烟很大", "楼下烧烤店油烟很大"),
+        ("李书记您好,感谢您的阅读。我们小区停水三天", "我们小区停水三天"),
+        ("陈浩文书记：打扰您了！我们小区停水三天", "我们小区停水三天"),
+        ("尊敬的领导我是k2区居民，小区停水三天", "我是k2区居民,小区停水三天"),
+        ("各位领导：你们好！小区停水三天", "小区停水三天"),
+        ("来电人反映：小区停水三天", "小区停水三天"),  # the hotline's transcripts
+        ("您好，我想反映一下小区停水三天", "小区停水三天"),
+    ],
+)
+def test_snippet_starts_after_a_leading_salutation(text: str, shown: str) -> None:
+    assert snippet(text, 60) == shown
+    # The 60 characters are counted after it: all of them say something.
+    assert snippet(text + "垃圾" * 50, 60) == (shown + "垃圾" * 50)[:60] + "…"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "市长热线反映的问题至今没有解决",  # a title's name that is no greeting
+        "我们小区书记不作为，垃圾没人管",
+        "你好像没收到我上次的投诉",
+        "您好",  # nothing but a greeting: kept, rather than an empty snippet
+        "尊敬的领导：",
+        "来电人咨询：小区停水什么时候恢复",  # says what the ticket is
+    ],
+)
+def test_snippet_keeps_a_start_that_is_no_salutation(text: str) -> None:
+    assert snippet(text, 60) == clean(text)
+
+
+# -- the ticket shown back as typed, masked as the model read it masked ---------------------------
+
+
+def test_clean_and_show_masks_the_ticket_as_typed() -> None:
+    # The page showed the cleaned text: the dispatcher saw their ticket half-width, lower-cased and
+    # on one line.
+    text = "电话：１３８ １２３４ ５６７８\n  ＡＢＣ小区，<b>身份证</b>430102199001011234 &amp; 電話13912345678"
+    cleaned, shown = model.text.clean_and_show(text, "simplified")
+    assert cleaned == clean(text, "simplified")
+    assert shown == "电话：[手机号]\n  ＡＢＣ小区，<b>身份证</b>[身份证号] &amp; 電話[手机号]"
+    # A number split by what normalising drops (a zero-width space, an HTML tag) goes whole.
+    assert model.text.clean_and_show("x138\u200b1234<br>5678y")[1] == "x[手机号]y"
+    assert model.text.clean_and_show(None) == ("", "")
+
+
+PII_PIECES = st.sampled_from(
+    [
+        *"电话微信号身份证护照qQ扣 1234567890１２３４５６７８９０-.。\u3000\n\t\u200bＡaB@x.com&<>滬區一三八幺九",
+        *("13812345678", "430102199001011234", "6222021234567890128", "<br>", "&#49;", "ﬁ", "①"),
+        *("e\u0301", "wxid_", "&amp;", "_x000D_", "\x00", "\ud800"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(
+        st.lists(PII_PIECES, max_size=30).map("".join),
+        st.text(alphabet=st.characters(codec=None), max_size=60),
+    ),
+    script=st.sampled_from(["as_written", "simplified"]),
+)
+def test_clean_and_show_reads_as_clean_and_shows_nothing_it_masked(text: str, script) -> None:
+    cleaned, shown = model.text.clean_and_show(text, script)
+    # What prediction reads is unchanged.
+    assert cleaned == clean(text, script)
+    # What is shown reads as what the model read: nothing in it is left for masking to replace.
+    assert clean(shown, script) == cleaned, (text, shown)

@@ -296,6 +296,22 @@ def test_similar_k_and_top_k_settings_shape_every_answer(
     assert 1 <= len(client.post("/v1/route", json=WAGE).json()["similar"]) <= 2
 
 
+def test_similar_snippets_can_be_switched_off_alone(make_client: Callable[..., TestClient]) -> None:
+    # A centre that does not want other citizens' words on the page could only set
+    # PAIDAN_SIMILAR_K=0, which drops the similar tickets' ids and labels and the joint-dispatch
+    # advice read from them too. PAIDAN_SIMILAR_SNIPPETS=false drops the snippets alone.
+    shown = make_client().post("/v1/route", json=WAGE).json()
+    client = make_client(similar_snippets=False)
+    single = client.post("/v1/route", json=WAGE).json()
+    batch = client.post("/v1/route/batch", json={"items": [WAGE]}).json()["results"]
+    assert any(t["snippet"] for t in shown["similar"])
+    for result in (single, batch[0]["result"]):
+        assert result["similar"] and all(t["snippet"] is None for t in result["similar"])
+        without = [{**t, "snippet": None} for t in shown["similar"]]
+        assert result["similar"] == without  # ids, titles, labels and similarities stay
+        assert result["co_departments"] == shown["co_departments"]
+
+
 def test_top_k_written_as_a_whole_number_with_a_fraction_is_read(client: TestClient) -> None:
     # The schema says `integer`, which JSON Schema meets with 2.0 (a client whose numbers are all
     # doubles writes that), but the server refused it: "body.top_k: Input should be a valid
@@ -980,7 +996,8 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
 ) -> None:
     # The page showed the ticket as typed, phone and ID numbers and all (issue #2: masked before
     # any text is shown): the answer held no masked text, and the page would have had to copy the
-    # masking rules. Asked for, it carries the title and text prediction read (and masked).
+    # masking rules. Asked for, it carries the title and text as typed, what masking replaced in
+    # what prediction read replaced in them too.
     phone, id_number, email = "13812345678", "110101199003071234", "zhang.san@example.com"
     sent = {
         "title": f"電話{phone}",
@@ -990,16 +1007,16 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
     body = client.post("/v1/route", json=sent).json()
     script = client.app.state.router.config.script  # type: ignore[attr-defined]
     assert body["masked"] == {
-        "title": clean(sent["title"], script),
-        "text": clean(sent["text"], script),
+        "title": "電話[手机号]",
+        "text": "老板拖欠农民工工资三个月不发，联系 [手机号]，身份证 [身份证号]，邮箱 [邮箱]",
     }
     shown = json.dumps(body["masked"], ensure_ascii=False)
     assert phone not in shown and id_number not in shown and email not in shown
     for placeholder in ("[手机号]", "[身份证号]", "[邮箱]"):
         assert placeholder in body["masked"]["text"], body["masked"]
-    # The evidence is found in it as it is: no mapping back to the ticket as typed is needed.
+    # The evidence is found in it as the model reads it (the page marks it so, as typed).
     evidence = [e["term"] for h in ("department", "category") for e in body[h]["evidence"]]
-    read = body["masked"]["title"] + " " + body["masked"]["text"]
+    read = clean(body["masked"]["title"] + " " + body["masked"]["text"], script)
     assert evidence and all(t in read for t in evidence), evidence
     # Not asked for, not answered; a batch's items ask each for itself.
     unasked = {k: v for k, v in sent.items() if k != "masked"}
@@ -1007,7 +1024,29 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
     batch = client.post("/v1/route/batch", json={"items": [sent, {"text": "路灯坏了"}]}).json()
     assert [r["result"]["masked"] for r in batch["results"]] == [body["masked"], None]
     no_title = client.post("/v1/route", json={"text": "路灯坏了", "masked": True}).json()
-    assert no_title["masked"] == {"title": None, "text": clean("路灯坏了", script)}
+    assert no_title["masked"] == {"title": None, "text": "路灯坏了"}
+
+
+def test_the_ticket_is_shown_as_typed_with_only_its_personal_data_masked(
+    client: TestClient,
+) -> None:
+    # `masked` was the text as the model read it: half-width, lower-cased, on one line. The page
+    # showed the dispatcher their ticket altered (ＡＢＣ小区 as abc小区, its paragraphs run
+    # together, 联系电话：１３８ as 联系电话:). Only what masking replaces is replaced now; the
+    # prediction reads what it read before.
+    sent = {
+        "title": "  ＡＢＣ小区　欠薪  ",
+        "text": "老板拖欠农民工工资三个月不发。\n\n联系电话：１３８ １２３４ ５６７８，车牌 湘Ａ12345\nQQ号 12345678",
+    }
+    body = client.post("/v1/route", json={**sent, "masked": True}).json()
+    assert body["masked"] == {
+        "title": "  ＡＢＣ小区　欠薪  ",
+        "text": "老板拖欠农民工工资三个月不发。\n\n联系电话：[手机号]，车牌 [车牌号]\nQQ号 [qq号]",
+    }
+    unmasked = client.post("/v1/route", json=sent).json()
+    for head in ("department", "category"):
+        assert body[head] == unmasked[head]
+    assert body["similar"] == unmasked["similar"]
 
 
 def test_probes_answer_head(client: TestClient) -> None:
