@@ -787,9 +787,17 @@ def _normalize_reference(text: str | None) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+@example("<a>")
+@example("&lt;b&gt;")
 @given(st.text(alphabet=st.characters(codec=None), max_size=60))
 def test_normalize_equals_the_character_by_character_definition(s):
-    assert normalize(s) == _normalize_reference(s)
+    # The definition is of the character pass; web markup (tags, character references) is read
+    # after it, by normalize() alone, and only where a text holds a < or an &.
+    from model.text import _normalize
+
+    assert _normalize(s) == _normalize_reference(s)
+    if "<" not in s and "&" not in s:
+        assert normalize(s) == _normalize_reference(s)
 
 
 def test_normalize_handles_every_unprintable_kind_like_the_definition():
