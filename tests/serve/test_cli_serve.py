@@ -148,6 +148,29 @@ def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_settin
     )
 
 
+@pytest.mark.parametrize("value", ["0.001", "1e-9", "0.09"])
+def test_a_reload_interval_below_the_minimum_is_refused_naming_the_setting_and_the_limit(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # 0.001 was accepted: every worker polled the model root's `current` a thousand times a
+    # second, a core busy doing nothing.
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        f"invalid settings: PAIDAN_RELOAD_INTERVAL: is {float(value):g} s; give 0 to turn the "
+        "polling off or at least 0.1 s"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "0.1", "2"])
+def test_a_reload_interval_of_0_or_at_least_the_minimum_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    assert load_settings().reload_interval == float(value)
+
+
 LENGTH_LIMITS = (
     "max_text_chars",
     "max_title_chars",
