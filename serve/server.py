@@ -45,7 +45,8 @@ def prepare_database(settings: Settings, say_directory: bool = False) -> str | N
     It says nothing: the app's start-up, right after, tries again and says once, in its words,
     that feedback waits for the database (a second warning here read as a second failure), and
     that the SQLite file's directory cannot be made; ``paidan db upgrade``, which serves nothing,
-    prints the reason as its own error, after that warning (``say_directory``).
+    prints the reason as its own error, after that warning (``say_directory``), and so does the
+    supervisor of ``--workers N``, whose workers leave it out (N workers said it N times).
     """
     # A server's wait for a held table lock (the app's start-up and background attempts wait as
     # long, and say who holds it): this one waiting TABLE_LOCK_WAIT_S put off serving by as much.
@@ -274,7 +275,9 @@ def run(
     own_multiproc: OwnMetricsDir | None = None
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
-        prepare_database(settings)  # each worker says whether its database is reachable
+        # Each worker says whether its database is reachable; the SQLite directory that cannot be
+        # made is said here, once, as the stale metrics files are.
+        prepare_database(settings, say_directory=True)
         # Worker processes build their settings from the environment: hand them what the CLI
         # decided.
         if pinned:
