@@ -25,6 +25,7 @@ from serve.metrics import (
     forget_stopped_processes,
     make_own_multiproc_dir,
     multiproc_dir,
+    multiproc_setting,
 )
 from serve.workers import Supervisor, listening_socket
 
@@ -127,7 +128,8 @@ def check_metrics_dir() -> None:
     Called before any worker starts, when every file found is stale.
     """
     path = multiproc_dir()
-    if path is None:
+    setting = multiproc_setting()
+    if path is None or setting is None:
         return
     forget_stopped_processes(path)
     stale = sorted(f.name for f in path.glob("*.db"))
@@ -136,7 +138,7 @@ def check_metrics_dir() -> None:
             "%s=%s already holds %d metric files (%s%s): their counts are added to this run's; "
             "empty it before each start, as prometheus_client requires, or unset it for a new "
             "directory of paidan's own each run",
-            MULTIPROC_ENV,
+            setting[0],
             path,
             len(stale),
             ", ".join(stale[:3]),
@@ -287,7 +289,7 @@ def run(
             # following `current`: a SIGHUP after a promotion put the old model back.
             os.environ.pop(MODEL_DIR_ENV, None)
         os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
-        if MULTIPROC_ENV not in os.environ:
+        if multiproc_setting() is None:
             own_multiproc = make_own_multiproc_dir()
             os.environ[MULTIPROC_ENV] = str(own_multiproc.path)
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)
