@@ -303,11 +303,20 @@ def _running(pid: int) -> bool:
 
 
 class _Forward(Collector):
+    """The source's metrics without their ``*_created`` samples.
+
+    One process's registry gives a ``*_created`` series per counter and histogram, which the
+    multiprocess files of ``--workers N`` cannot: a dashboard built on one worker lost them when
+    the server was scaled out. Every mode answers the same series.
+    """
+
     def __init__(self, source: CollectorRegistry) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.source.collect()
+        for metric in self.source.collect():  # new objects on each collection: changed freely
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 class _ReviewShare(Collector):
