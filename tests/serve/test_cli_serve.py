@@ -998,7 +998,7 @@ def test_the_deprecated_lower_case_prometheus_multiproc_dir_is_checked_as_the_up
     assert f"prometheus_multiproc_dir={missing} already holds 1 metric files" in record.getMessage()
     (tmp_path / "a-file").write_text("x", encoding="utf-8")
     monkeypatch.setenv("prometheus_multiproc_dir", str(tmp_path / "a-file"))
-    with pytest.raises(MetricsDirError, match="^prometheus_multiproc_dir=.* is not a directory$"):
+    with pytest.raises(MetricsDirError, match=r"^prometheus_multiproc_dir=.* is not a directory$"):
         multiproc_dir()
 
 
