@@ -23,6 +23,9 @@ KEY_HASH_PREFIX = "sha256:"
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$", re.IGNORECASE)
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The shortest pause between two checks of the model root's `current` (seconds), 0 aside (off):
+# 0.001 was accepted, and every worker read the pointer a thousand times a second.
+MIN_RELOAD_INTERVAL_S = 0.1
 # The most any length or count limit may be: no text, list or body is longer (sys.maxsize). Beyond
 # pydantic's own (2**64 - 1), `paidan serve` announced itself and then died with a traceback
 # building the request models.
@@ -77,7 +80,8 @@ class Settings(BaseSettings):
         2.0,
         ge=0,
         allow_inf_nan=False,
-        description="Seconds between checks of the `current` pointer; 0 turns it off",
+        description="Seconds between checks of the `current` pointer (at least "
+        f"{MIN_RELOAD_INTERVAL_S:g}); 0 turns it off",
     )
     # -- access and limits (issue 5; see SECURITY.md) --
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -179,6 +183,16 @@ class Settings(BaseSettings):
         # work (serve trained the default model for 90 s before failing to write it under a file).
         if value.exists() and not value.is_dir():
             raise ValueError(f"{value} is a file, not a directory")
+        return value
+
+    @field_validator("reload_interval")
+    @classmethod
+    def _not_a_busy_loop(cls, value: float) -> float:
+        if 0 < value < MIN_RELOAD_INTERVAL_S:
+            raise ValueError(
+                f"is {value:g} s; give 0 to turn the polling off or at least "
+                f"{MIN_RELOAD_INTERVAL_S:g} s"
+            )
         return value
 
     @field_validator("database_url")

@@ -161,7 +161,12 @@ def create_app(
             return lease_and_load(current)
 
         db = Database(
-            settings.resolved_database_url, migrate=migrate, retry_interval=SCHEMA_RETRY_S
+            settings.resolved_database_url,
+            migrate=migrate,
+            retry_interval=SCHEMA_RETRY_S,
+            # Under --workers N the supervisor says it, once (serve.server.run): every worker
+            # saying it read as N failures.
+            warn_directory=app.state.supervisor is None,
         )
         # The model and the database (migrations included) are made ready side by side; both
         # finish before a failure of either is raised, so the database can be closed cleanly.

@@ -38,6 +38,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 DECISIONS = "paidan_route_decisions"
 BEHIND_CURRENT = "paidan_model_behind_current"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Its deprecated name, which prometheus_client still reads when MULTIPROC_ENV is unset.
+LEGACY_MULTIPROC_ENV = "prometheus_multiproc_dir"
 # prometheus_client's file of a "live" gauge (livemax, livesum …): one per process, by its id.
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 # The directory `paidan serve --workers N` makes for itself when PROMETHEUS_MULTIPROC_DIR is unset
@@ -57,8 +59,24 @@ class MetricsDirError(SettingsError):
     """``PROMETHEUS_MULTIPROC_DIR`` names no usable directory (a settings problem: one line)."""
 
 
+def multiproc_setting() -> tuple[str, str] | None:
+    """``(variable, value)`` of the metrics directory prometheus_client writes to, or ``None``.
+
+    ``PROMETHEUS_MULTIPROC_DIR``, else its deprecated lower-case name, which prometheus_client
+    still obeys: left in the environment by an older set-up, it put a one-worker server in
+    multiprocess mode unchecked (a missing directory stopped it at its first metric with a bare
+    ``[Errno 2]``, an earlier run's files were summed without a word).
+    """
+    for name in (MULTIPROC_ENV, LEGACY_MULTIPROC_ENV):
+        value = os.environ.get(name)
+        if value is not None:
+            return name, value
+    return None
+
+
 def multiproc_dir() -> Path | None:
-    """The directory ``PROMETHEUS_MULTIPROC_DIR`` names, made if it is missing; ``None`` if unset.
+    """The directory ``PROMETHEUS_MULTIPROC_DIR`` (:func:`multiproc_setting`) names, made if it is
+    missing; ``None`` if unset.
 
     prometheus_client opens its files there lazily, on each label set's first use: a missing
     directory (a ``/run`` or ``/tmp`` path a reboot emptied) made every ``POST /v1/route`` and
@@ -66,12 +84,13 @@ def multiproc_dir() -> Path | None:
     ``/healthz`` and ``/readyz`` said ready. Raises :class:`MetricsDirError` for a value that
     cannot work: empty, a file, or a directory that cannot be made or written.
     """
-    value = os.environ.get(MULTIPROC_ENV)
-    if value is None:
+    setting = multiproc_setting()
+    if setting is None:
         return None
-    where = f"{MULTIPROC_ENV}={value}"
+    name, value = setting
+    where = f"{name}={value}"
     if not value.strip():
-        raise MetricsDirError(f"{MULTIPROC_ENV} is set but empty: name a directory, or unset it")
+        raise MetricsDirError(f"{name} is set but empty: name a directory, or unset it")
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise MetricsDirError(f"{where} is not a directory")
@@ -245,7 +264,8 @@ class Metrics:
 def forget_process(pid: int | None) -> None:
     """Drop the live gauges of the worker process ``pid``, which has exited (multiprocess mode
     only): the supervisor calls it for each worker it has reaped (``None``: never started)."""
-    if pid is not None and os.environ.get(MULTIPROC_ENV):
+    setting = multiproc_setting()
+    if pid is not None and setting is not None and setting[1]:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
@@ -283,11 +303,20 @@ def _running(pid: int) -> bool:
 
 
 class _Forward(Collector):
+    """The source's metrics without their ``*_created`` samples.
+
+    One process's registry gives a ``*_created`` series per counter and histogram, which the
+    multiprocess files of ``--workers N`` cannot: a dashboard built on one worker lost them when
+    the server was scaled out. Every mode answers the same series.
+    """
+
     def __init__(self, source: CollectorRegistry) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.source.collect()
+        for metric in self.source.collect():  # new objects on each collection: changed freely
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 class _ReviewShare(Collector):

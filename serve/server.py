@@ -25,6 +25,7 @@ from serve.metrics import (
     forget_stopped_processes,
     make_own_multiproc_dir,
     multiproc_dir,
+    multiproc_setting,
 )
 from serve.workers import Supervisor, listening_socket
 
@@ -45,7 +46,8 @@ def prepare_database(settings: Settings, say_directory: bool = False) -> str | N
     It says nothing: the app's start-up, right after, tries again and says once, in its words,
     that feedback waits for the database (a second warning here read as a second failure), and
     that the SQLite file's directory cannot be made; ``paidan db upgrade``, which serves nothing,
-    prints the reason as its own error, after that warning (``say_directory``).
+    prints the reason as its own error, after that warning (``say_directory``), and so does the
+    supervisor of ``--workers N``, whose workers leave it out (N workers said it N times).
     """
     # A server's wait for a held table lock (the app's start-up and background attempts wait as
     # long, and say who holds it): this one waiting TABLE_LOCK_WAIT_S put off serving by as much.
@@ -126,7 +128,8 @@ def check_metrics_dir() -> None:
     Called before any worker starts, when every file found is stale.
     """
     path = multiproc_dir()
-    if path is None:
+    setting = multiproc_setting()
+    if path is None or setting is None:
         return
     forget_stopped_processes(path)
     stale = sorted(f.name for f in path.glob("*.db"))
@@ -135,7 +138,7 @@ def check_metrics_dir() -> None:
             "%s=%s already holds %d metric files (%s%s): their counts are added to this run's; "
             "empty it before each start, as prometheus_client requires, or unset it for a new "
             "directory of paidan's own each run",
-            MULTIPROC_ENV,
+            setting[0],
             path,
             len(stale),
             ", ".join(stale[:3]),
@@ -274,7 +277,9 @@ def run(
     own_multiproc: OwnMetricsDir | None = None
     try:
         verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
-        prepare_database(settings)  # each worker says whether its database is reachable
+        # Each worker says whether its database is reachable; the SQLite directory that cannot be
+        # made is said here, once, as the stale metrics files are.
+        prepare_database(settings, say_directory=True)
         # Worker processes build their settings from the environment: hand them what the CLI
         # decided.
         if pinned:
@@ -284,7 +289,7 @@ def run(
             # following `current`: a SIGHUP after a promotion put the old model back.
             os.environ.pop(MODEL_DIR_ENV, None)
         os.environ["PAIDAN_FOLLOW_CURRENT"] = "true" if settings.follow_current else "false"
-        if MULTIPROC_ENV not in os.environ:
+        if multiproc_setting() is None:
             own_multiproc = make_own_multiproc_dir()
             os.environ[MULTIPROC_ENV] = str(own_multiproc.path)
         config = uvicorn.Config("serve.app:create_app", factory=True, **options)

@@ -81,6 +81,25 @@ def _app_loggers_as_found() -> Iterator[None]:
         yield
 
 
+# The default feedback database of a server or app started in the checkout (PAIDAN_DATA_DIR unset).
+CHECKOUT_VAR = Path(__file__).resolve().parents[1] / "var"
+_CHECKOUT_VAR_FOUND = CHECKOUT_VAR.exists()  # a developer's own, before the tests ran
+
+
+@pytest.fixture(autouse=True)
+def _checkout_left_clean() -> Iterator[None]:
+    # Test servers started without PAIDAN_DATA_DIR wrote var/paidan.db into the checkout (the
+    # working directory): every run shared one database and left it behind. The test that makes
+    # it fails here, by name; nothing is checked where var/ was there before the run.
+    made_before = CHECKOUT_VAR.exists()
+    yield
+    if not _CHECKOUT_VAR_FOUND and not made_before and CHECKOUT_VAR.exists():
+        pytest.fail(
+            f"this test wrote {CHECKOUT_VAR} into the checkout: start servers and apps with "
+            "PAIDAN_DATA_DIR (or PAIDAN_DATABASE_URL) in the test's tmp_path"
+        )
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "tipdm2020c"
 
 # Small enough to read, varied enough that each department has its own words.

@@ -73,22 +73,25 @@ def port_of(server: LiveServer) -> int:
 
 
 def start_server(
-    args: list[str], env: dict[str, str], port: int | None = None, tmp_dir: Path | None = None
+    args: list[str], env: dict[str, str], tmp_dir: Path, port: int | None = None
 ) -> LiveServer:
     """``paidan serve --port P ARGS`` with ``env`` on top of ours; returns once ``/readyz`` answers.
 
     ``tmp_dir`` (made if missing) holds the server's log and is its ``TMPDIR`` unless ``env`` sets
     one, so that what a killed server leaves there (its metrics directory) goes with the test's
-    temporary files instead of piling up in ``/tmp``.
+    temporary files instead of piling up in ``/tmp`` (a ``paidan-serve-*.log`` per server, when
+    it was optional); ``tmp_dir/var`` is its ``PAIDAN_DATA_DIR`` unless ``env`` names a data
+    directory or a database: the default, ``var`` in the working directory, was the checkout.
     """
     port = port or free_port()
     full_env = {**os.environ, **env}
     for name in ("PAIDAN_DATABASE_URL", "PAIDAN_API_KEYS", "PAIDAN_ADMIN_KEYS"):
         if name not in env:
             full_env.pop(name, None)
-    if tmp_dir is not None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        full_env["TMPDIR"] = env.get("TMPDIR", str(tmp_dir))
+    if "PAIDAN_DATA_DIR" not in env:
+        full_env["PAIDAN_DATA_DIR"] = str(tmp_dir / "var")
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    full_env["TMPDIR"] = env.get("TMPDIR", str(tmp_dir))
     # Outlives this function: the server writes to it until it is killed.
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115
         prefix="paidan-serve-", suffix=".log", delete=False, dir=tmp_dir

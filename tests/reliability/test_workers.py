@@ -405,6 +405,45 @@ def test_the_fixtures_stop_a_server_as_an_operator_does_and_leave_nothing_in_tmp
     assert not made.exists()
 
 
+@pytest.mark.slow
+def test_workers_say_once_per_start_that_the_sqlite_directory_cannot_be_made(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # Each worker's start-up said it: --workers 2 logged the same warning twice, --workers 8
+    # eight times, and read as that many failures.
+    unmakeable = Path("/proc/paidan-no-such-directory")  # /proc refuses even root
+    server = start(
+        live_server_factory,
+        tiny_model_dir,
+        {"PAIDAN_DATABASE_URL": f"sqlite:///{unmakeable / 'paidan.db'}"},
+    )
+    said = server.logs().splitlines()
+    # Both workers started, and each tried the database (and says it is unavailable, as it retries
+    # on its own).
+    assert sum("feedback database unavailable" in line for line in said) == 2, said
+    warned = [line for line in said if "cannot create the directory of the SQLite database" in line]
+    assert len(warned) == 1, said
+    assert str(unmakeable) in warned[0]
+
+
+def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A server started without PAIDAN_DATA_DIR (most tests give none) kept its feedback in the
+    # working directory, the checkout: var/paidan.db, shared by every test run and left behind.
+    with live_servers(tmp_path) as factory:
+        server = factory(
+            "--model",
+            str(tiny_model_dir),
+            "--no-access-log",
+            env={"PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent), "PAIDAN_RELOAD_INTERVAL": "0"},
+        )
+        said = server.logs()
+    assert server.log_path.parent == tmp_path
+    (banner,) = [line for line in said.splitlines() if "(feedback: " in line]
+    assert f"(feedback: sqlite:///{tmp_path.resolve()}/" in banner, banner
+
+
 def test_a_worker_that_dies_before_serving_is_started_again_after_a_growing_pause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

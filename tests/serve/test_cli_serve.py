@@ -148,6 +148,29 @@ def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_settin
     )
 
 
+@pytest.mark.parametrize("value", ["0.001", "1e-9", "0.09"])
+def test_a_reload_interval_below_the_minimum_is_refused_naming_the_setting_and_the_limit(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # 0.001 was accepted: every worker polled the model root's `current` a thousand times a
+    # second, a core busy doing nothing.
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == (
+        f"invalid settings: PAIDAN_RELOAD_INTERVAL: is {float(value):g} s; give 0 to turn the "
+        "polling off or at least 0.1 s"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "0.1", "2"])
+def test_a_reload_interval_of_0_or_at_least_the_minimum_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
+    assert load_settings().reload_interval == float(value)
+
+
 LENGTH_LIMITS = (
     "max_text_chars",
     "max_title_chars",
@@ -949,6 +972,34 @@ def test_a_missing_prometheus_multiproc_dir_is_made_and_an_earlier_runs_files_ar
     assert f"PROMETHEUS_MULTIPROC_DIR={missing} already holds 2 metric files" in message
     assert "counter_4242.db, histogram_4242.db" in message
     assert sorted(p.name for p in missing.iterdir()) == ["counter_4242.db", "histogram_4242.db"]
+
+
+def test_the_deprecated_lower_case_prometheus_multiproc_dir_is_checked_as_the_upper_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # prometheus_client still reads `prometheus_multiproc_dir` (an older gunicorn set-up's, left in
+    # the environment) and writes its files there; paidan looked at the upper-case name only. One
+    # worker then stopped at its first metric with "error: [Errno 2] No such file or directory:
+    # '…/gauge_livemax_PID.db'" (the directory missing), naming neither directory nor variable,
+    # and an earlier run's files there were added to this one's without a word.
+    from serve.metrics import MetricsDirError, multiproc_dir
+    from serve.server import check_metrics_dir
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # recorded, so put back as found after
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    missing = tmp_path / "run" / "paidan-metrics"
+    monkeypatch.setenv("prometheus_multiproc_dir", str(missing))
+    check_metrics_dir()
+    assert missing.is_dir()
+    assert multiproc_dir() == missing  # so the app reads every process's files there
+    (missing / "counter_4242.db").write_bytes(b"")
+    check_metrics_dir()
+    [record] = caplog.records
+    assert f"prometheus_multiproc_dir={missing} already holds 1 metric files" in record.getMessage()
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    monkeypatch.setenv("prometheus_multiproc_dir", str(tmp_path / "a-file"))
+    with pytest.raises(MetricsDirError, match=r"^prometheus_multiproc_dir=.* is not a directory$"):
+        multiproc_dir()
 
 
 def test_a_sighup_while_serve_starts_does_not_end_it(tiny_model_dir: Path, tmp_path: Path) -> None:

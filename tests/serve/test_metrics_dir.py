@@ -6,6 +6,7 @@ A real supervisor killed with SIGKILL: ``tests/reliability/test_workers.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -115,3 +116,50 @@ def test_a_directory_of_another_user_is_left_alone(
     monkeypatch.setattr(os, "geteuid", lambda: other_uid)
     make_own_multiproc_dir().remove()
     assert Path(dead_dir).is_dir()
+
+
+# One app in a process of its own (prometheus_client picks its multiprocess mode at import): route a
+# ticket and print the names of the samples /metrics answers.
+SCRAPE = """
+import json, sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from model.settings import Settings
+from serve.app import create_app
+
+model = Path(sys.argv[1])
+settings = Settings(
+    model_root=model.parent, model_dir=model, data_dir=sys.argv[2], reload_interval=0
+)
+with TestClient(create_app(settings)) as client:
+    assert client.post("/v1/route", json={"text": "楼下烧烤店油烟很大"}).status_code == 200
+    text = client.get("/metrics").text
+lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+print(json.dumps(sorted({line.split("{")[0].split(" ")[0] for line in lines})))
+"""
+
+
+def test_one_worker_and_several_answer_the_same_metrics(tiny_model_dir: Path, tmp: Path) -> None:
+    # One worker's /metrics also had a `*_created` series per counter and histogram, which the
+    # multiprocess files of --workers N cannot give: a dashboard or alert built on one worker lost
+    # them when the server was scaled out.
+    def names(env: dict[str, str]) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", SCRAPE, str(tiny_model_dir), str(tmp / "var")],
+            cwd=REPO,
+            env={**os.environ, "TMPDIR": str(tmp), **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return cast(list[str], json.loads(done.stdout))
+
+    (tmp / "metrics").mkdir()
+    several = names({MULTIPROC_ENV: str(tmp / "metrics")})
+    assert any(p.name.startswith("counter_") for p in (tmp / "metrics").iterdir())  # files used
+    one = names({})
+    assert "paidan_http_requests_total" in one
+    assert one == several
