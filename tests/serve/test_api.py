@@ -460,8 +460,8 @@ def test_a_wrong_method_or_path_is_told_what_to_send(client: TestClient) -> None
     # first route matched alone, POST for /v1/feedback, which is exported with GET.
     answer = client.delete("/v1/feedback")
     error = assert_error(answer, 405, "method_not_allowed")
-    assert error["message"] == "/v1/feedback does not take DELETE; send GET, POST", error
-    assert answer.headers["allow"] == "GET, POST"
+    assert error["message"] == "/v1/feedback does not take DELETE; send GET, HEAD, POST", error
+    assert answer.headers["allow"] == "GET, HEAD, POST"
     assert client.post("/healthz").headers["allow"] == "GET, HEAD"
     error = assert_error(client.get("/v1/13812345678"), 404, "not_found")
     assert error["message"] == "no route has this path; the routes are listed at /docs", error
@@ -1035,6 +1035,29 @@ def test_probes_answer_head(client: TestClient) -> None:
     assert head.status_code == 200 and head.content == b"", head.status_code
     assert head.headers["content-type"] == get.headers["content-type"]
     assert set(paths["/v1/model"]) == {"get"}
+
+
+def test_every_get_answers_head_as_get_without_a_body(make_client: Callable[..., TestClient]) -> None:
+    # HEAD /v1/feedback was a 405 ("allow: GET, POST") while GET exported: HTTP asks every GET
+    # resource to answer HEAD, and a client checking the export (its key, the database) with HEAD
+    # was told the method is wrong. The same for any GET route, the docs' assets too.
+    client = make_client(api_keys=("head-test-key-0123456789",))
+    key = {"X-API-Key": "head-test-key-0123456789"}
+    client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}, headers=key)
+    head, get = client.head("/v1/feedback", headers=key), client.get("/v1/feedback", headers=key)
+    assert get.status_code == 200 and get.content, get.text
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert head.headers["content-type"] == get.headers["content-type"]
+    # Refused as GET is: no key, a parameter it does not take.
+    assert client.head("/v1/feedback").status_code == client.get("/v1/feedback").status_code == 401
+    assert client.head("/v1/feedback?sinse=2026", headers=key).status_code == 422
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/v1/feedback"]) == {"get", "post"}  # HEAD is not documented as its own
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        path = getattr(route, "path", "")
+        if "GET" in (getattr(route, "methods", None) or ()):
+            shown = path.replace("{name}", "swagger-ui.css")
+            assert client.head(shown, headers=key).status_code != 405, path
 
 
 def test_probes_answer_while_the_shared_threadpool_is_taken(client: TestClient) -> None:
