@@ -43,6 +43,7 @@ from serve.db import (
     Feedback,
     describe_url,
     mask_json,
+    without_where,
 )
 from serve.deps import (
     DatabaseDep,
@@ -607,7 +608,7 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
     )
     note = {
         EXPORT_ERROR_KEY: f"export incomplete: the feedback database became unavailable after "
-        f"{counted(sent, 'row')} ({exc}); export again with since={resume}",
+        f"{counted(sent, 'row')} ({without_where(str(exc))}); export again with since={resume}",
         "since": resume,
     }
     return json.dumps(note, ensure_ascii=False).encode() + b"\n"

@@ -873,6 +873,43 @@ def test_readyz_says_why_the_database_is_unreachable_without_naming_where(
     assert "nonexistent-pg-dir" in logged or ", port 1 failed" in logged, logged
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://paidanuser:s3cret-pw@127.0.0.1:1/paidandb",
+        "postgresql+psycopg://paidanuser:s3cret-pw@localhost:1/paidandb",
+        "postgresql+psycopg://paidanuser:s3cret-pw@/paidandb?host=/nonexistent-pg-dir",
+        "postgresql+psycopg://paidanuser:s3cret-pw@db-host.invalid:5433/paidandb",
+        # A SQLite file whose directory cannot be made: its path names where, and maybe who.
+        "sqlite:////proc/paidanuser/paidandb.db",
+    ],
+)
+def test_feedback_says_the_database_is_unreachable_without_naming_where(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    # /readyz said the failure without where the database is; a save's and an export's 503 still
+    # quoted the driver: 'connection to server at "127.0.0.1", port 1 failed', 'for user ...'. An
+    # integrator's gateway logs error bodies, and a caller needs no map of the network.
+    with caplog.at_level(logging.WARNING):
+        client = make_client(database_url=url)
+        answers = [
+            client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+            client.get("/v1/feedback"),
+            client.head("/v1/feedback"),
+        ]
+    secrets = ("127.0.0.1", "localhost", "paidanuser", "s3cret", "paidandb", "nonexistent-pg-dir")
+    for answer in answers[:2]:
+        message = assert_error(answer, 503, "database_unavailable")["message"]
+        for secret in (*secrets, "db-host.invalid", "5433", "port 1"):
+            assert secret not in message, message
+        assert "routing still works" in message, message
+    assert answers[2].status_code == 503 and answers[2].headers["retry-after"]
+    # The log says where.
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    wheres = ("port 1", "nonexistent-pg-dir", "db-host.invalid", "unable to open")
+    assert any(where in logged for where in wheres), logged
+
+
 def test_model_infos_department_limits_are_those_feedback_enforces(client: TestClient) -> None:
     # GET /v1/model gave no department limit: a client (the page) could not warn before sending a
     # joint dispatch POST /v1/feedback then refused. One over each limit is refused, naming it.
@@ -1037,7 +1074,9 @@ def test_probes_answer_head(client: TestClient) -> None:
     assert set(paths["/v1/model"]) == {"get"}
 
 
-def test_every_get_answers_head_as_get_without_a_body(make_client: Callable[..., TestClient]) -> None:
+def test_every_get_answers_head_as_get_without_a_body(
+    make_client: Callable[..., TestClient],
+) -> None:
     # HEAD /v1/feedback was a 405 ("allow: GET, POST") while GET exported: HTTP asks every GET
     # resource to answer HEAD, and a client checking the export (its key, the database) with HEAD
     # was told the method is wrong. The same for any GET route, the docs' assets too.
@@ -2009,7 +2048,10 @@ def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
 
     def dies_after_the_first_page(since: Any, after: Any, limit: int) -> Any:
         if after is not None:
-            raise DatabaseUnavailable("OperationalError: connection refused")
+            raise DatabaseUnavailable(
+                'OperationalError: connection to server at "10.0.0.5", port 5432 failed: '
+                "connection refused"
+            )
         return real(since, after, limit)
 
     monkeypatch.setattr(db, "feedback_page", dies_after_the_first_page)
@@ -2020,6 +2062,9 @@ def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
     assert set(lines[2]) == {"export_error", "since"} and len(lines) == 3
     assert "incomplete" in lines[2]["export_error"] and "after 2 rows" in lines[2]["export_error"]
     assert "connection refused" in lines[2]["export_error"]
+    # The line goes to the client: where the database is stays in the server's log.
+    assert "10.0.0.5" not in lines[2]["export_error"] and "5432" not in lines[2]["export_error"]
+    assert '"10.0.0.5", port 5432' in caplog.text
     assert lines[2]["since"] == lines[1]["created_at"]
     assert "feedback export stopped after 2 rows: the feedback database sqlite:///" in caplog.text
     assert "unhandled" not in caplog.text
