@@ -779,6 +779,42 @@ def test_an_integer_of_more_digits_than_python_reads_is_named(
     )
 
 
+def test_every_answer_names_the_servers_version(make_client: Callable[..., TestClient]) -> None:
+    # No answer said which paidan gave it: an integrator comparing answers across a rolling
+    # upgrade (or reporting a bug) could not tell an old server from a new one.
+    import importlib.metadata
+
+    from serve.security import BASE_HEADERS, VERSION_HEADER
+
+    client = make_client(max_ticket_body_bytes=1_024)
+    version = importlib.metadata.version("paidan")
+
+    class Broken:
+        version = "broken"
+
+        def predict(self, tickets: Any, **_: Any) -> Any:
+            raise ValueError("a bug")
+
+    answers = {
+        "route": client.post("/v1/route", json=WAGE),
+        "probe": client.head("/healthz"),
+        "page": client.get("/"),
+        "invalid": client.post("/v1/route", json={"txt": "某投诉"}),
+        "too large": client.post("/v1/route", json={"text": "长" * 1_024}),
+        "no route": client.get("/v2/route"),
+        "wrong method": client.delete("/v1/route"),
+    }
+    client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
+    answers["unexpected"] = client.post("/v1/route", json=WAGE)
+    assert [a.status_code for a in answers.values()] == [200, 200, 200, 422, 413, 404, 405, 500]
+    for what, answer in answers.items():
+        assert answer.headers.get(VERSION_HEADER) == version, (what, dict(answer.headers))
+        # The safe headers too: the 500 went out without them.
+        assert answer.headers["x-content-type-options"] == "nosniff", what
+    # And what `paidan serve`'s protocol answers before the app (431, 408) is built of them.
+    assert (VERSION_HEADER.lower().encode(), version.encode()) in BASE_HEADERS
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
