@@ -474,16 +474,17 @@ async function route() {
   const controller = new AbortController();
   state.routeAbort = controller;
   try {
+    const ask = () => api("POST", "v1/route", body, controller.signal);
     let suggestion;
     try {
-      suggestion = await api("POST", "v1/route", body, controller.signal);
+      suggestion = await ask();
     } catch (e) {
       // A server from before `masked` (met during a rolling upgrade: its body takes no key it does
       // not know) refuses it with a 422 naming it: asked once more without it. Its answer has no
       // masked text, so the ticket is not shown (renderEvidence), never as typed.
       if (!(e.status === 422 && e.fields.includes("masked"))) throw e;
       delete body.masked;
-      suggestion = await api("POST", "v1/route", body, controller.signal);
+      suggestion = await ask();
     }
     if (seq !== state.routeSeq) return; // a newer request is on its way
     const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);

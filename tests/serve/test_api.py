@@ -813,6 +813,10 @@ def test_every_answer_names_the_servers_version(make_client: Callable[..., TestC
         assert answer.headers["x-content-type-options"] == "nosniff", what
     # And what `paidan serve`'s protocol answers before the app (431, 408) is built of them.
     assert (VERSION_HEADER.lower().encode(), version.encode()) in BASE_HEADERS
+    # A page on another origin may read it.
+    cors = make_client(cors_origins=("https://desk.example",))
+    answer = cors.get("/healthz", headers={"Origin": "https://desk.example"})
+    assert VERSION_HEADER in answer.headers["Access-Control-Expose-Headers"]
 
 
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
