@@ -21,11 +21,12 @@ from functools import cache
 from importlib.resources import files
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 
 from model.settings import ROOT_PATH_SAFE
 from serve.errors import quoted
+from serve.head import HeadAnsweringRouter
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = DOCS_PATH + "/assets"
@@ -37,7 +38,7 @@ ASSETS: dict[str, str] = {
 }
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
-docs_router = APIRouter(include_in_schema=False)
+docs_router = HeadAnsweringRouter(include_in_schema=False)
 
 
 def _policy(script_hashes: list[str]) -> str:

@@ -49,7 +49,12 @@ from serve.reload import follow_pointer
 from serve.requestid import RequestIdMiddleware
 from serve.routes import api_router
 from serve.schemas import make_request_models
-from serve.security import RootPathAliasMiddleware, install_security, route_path
+from serve.security import (
+    RootPathAliasMiddleware,
+    SecurityHeadersMiddleware,
+    install_security,
+    route_path,
+)
 from serve.telemetry import TelemetryMiddleware, install_refusal_hook
 from serve.workers import replacement_start, report_served, supervisor_of_this_process
 
@@ -269,7 +274,7 @@ def create_app(
     )
     if settings.allowed_hosts:  # DNS rebinding: on loopback `paidan serve` always sets it
         app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
-    install_security(app, settings)  # CORS, safe headers, 401/403 answers
+    install_security(app, settings)  # CORS, 401/403 answers
     # Outermost but one: metrics and the PII-free access log see every answer.
     app.add_middleware(TelemetryMiddleware, metrics=metrics, access_log=settings.access_log)
     # And what `paidan serve`'s protocol answers before any middleware (431), counted alike.
@@ -277,6 +282,8 @@ def create_app(
     # Outside even that: an unexpected error is answered and logged here, never re-raised to the
     # server, whose log line would quote its message (and so, maybe, the ticket).
     app.add_middleware(UnexpectedErrorMiddleware)
+    # The safe headers and the version on every answer, that 500 too (it went out without them).
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outside that: every answer, the 500 too, carries its request's X-Request-ID, which the
     # access log and the error's log line name.
     app.add_middleware(RequestIdMiddleware)

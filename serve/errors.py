@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.text import counted, is_blank
 from model.tickets import looks_like
-from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label
+from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label, without_where
 from serve.requestid import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -326,11 +326,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         logger.warning("feedback database unavailable: %s", exc)
+        # Said without the database's host, port or user, as /readyz says it: gateways and API
+        # consoles log error bodies, and the log line above has them.
         return error_response(
             503,
             "database_unavailable",
-            f"the feedback database is unavailable ({exc}); routing still works, retry the "
-            "feedback later",
+            f"the feedback database is unavailable ({without_where(str(exc))}); routing still "
+            "works, retry the feedback later",
             headers={"Retry-After": "5"},
         )
 
@@ -340,7 +342,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
         logger.warning("feedback database unusable: %s", exc)
         # Its own code: a client (the dispatcher's page) must not say "try again later".
-        return error_response(503, "database_schema_mismatch", f"{exc}; routing still works")
+        return error_response(
+            503, "database_schema_mismatch", f"{without_where(str(exc))}; routing still works"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

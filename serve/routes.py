@@ -43,6 +43,7 @@ from serve.db import (
     Feedback,
     describe_url,
     mask_json,
+    without_where,
 )
 from serve.deps import (
     DatabaseDep,
@@ -62,6 +63,7 @@ from serve.errors import (
     model_keys,
     quoted,
 )
+from serve.head import HeadAnsweringRouter
 from serve.schemas import (
     MAX_ID_CHARS,
     MAX_LABEL_CHARS,
@@ -113,7 +115,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     document no 401/403: the check is three dependencies, and FastAPI's cost of solving them is a
     measurable share of a routing request (``benchmarks/README.md``).
     """
-    api = APIRouter(route_class=JsonBodyRoute)  # a key written twice is refused
+    api = HeadAnsweringRouter(route_class=JsonBodyRoute)  # a key written twice is refused
     RouteRequest = models.route
     FeedbackRequest = models.feedback
     route_guard = [ROUTE_KEY] if route_needs_key else []
@@ -337,6 +339,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         dependencies=[FEEDBACK_KEY, Depends(_export_query)],
     )
     def export_feedback(
+        request: Request,
         db: DatabaseDep,
         since: Annotated[
             datetime | None,
@@ -349,6 +352,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         """Export feedback as JSON Lines, oldest first."""
         # The first page is read here, so an unreachable database answers 503, not a cut stream.
         first = db.feedback_page(since, None, EXPORT_PAGE)
+        if request.method == "HEAD":  # the GET's answer without its body: no page beyond the first
+            return StreamingResponse(iter(()), media_type=JSONL_MEDIA_TYPE)
 
         def lines() -> Iterator[bytes]:
             rows: list[Feedback] = first
@@ -404,9 +409,6 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             },
         )
 
-    # A client's start-up or an uptime check may ask with HEAD (it was a 405); no body.
-    api.add_api_route("/v1/model", model_info, methods=["HEAD"], include_in_schema=False)
-
     @api.get("/healthz", response_model=Health, tags=["probes"])
     async def healthz() -> Health:
         """The process is alive."""
@@ -427,10 +429,6 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             behind_current=behind,
         )
 
-    # Load balancers probe with HEAD too (it was a 405); the same answer without a body.
-    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
-        api.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
-
     @api.get(
         "/metrics",
         tags=["probes"],
@@ -445,9 +443,8 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         )
         return Response(content, media_type=media_type)
 
-    # A scrape target's or uptime check's HEAD too (it was a 405 while GET answered).
-    api.add_api_route("/metrics", metrics_endpoint, methods=["HEAD"], include_in_schema=False)
-
+    # Every GET route answers HEAD too (serve.app._answer_head): load balancers probe with it, and
+    # a client's start-up or an uptime check may ask so.
     return api
 
 
@@ -611,7 +608,7 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
     )
     note = {
         EXPORT_ERROR_KEY: f"export incomplete: the feedback database became unavailable after "
-        f"{counted(sent, 'row')} ({exc}); export again with since={resume}",
+        f"{counted(sent, 'row')} ({without_where(str(exc))}); export again with since={resume}",
         "since": resume,
     }
     return json.dumps(note, ensure_ascii=False).encode() + b"\n"

@@ -7,6 +7,7 @@ uvicorn's own access log prints the raw request line, query string included, so 
 
 from __future__ import annotations
 
+import importlib.metadata
 from urllib.parse import parse_qsl, quote, unquote
 
 from fastapi import FastAPI, Request
@@ -20,10 +21,23 @@ from serve.cors import ErrorShapeCORSMiddleware
 from serve.errors import error_response
 from serve.requestid import REQUEST_ID_HEADER
 
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("paidan")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
+# The paidan release that answered, on every answer: which server of a rolling upgrade (or of a
+# bug report) gave it. The model's version is in the answers that depend on it (model_version).
+VERSION_HEADER = "X-Paidan-Version"
+PACKAGE_VERSION = _package_version()
 # On every answer. The page adds its Content-Security-Policy itself (serve/page.py).
 BASE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
+    (VERSION_HEADER.lower().encode("ascii"), PACKAGE_VERSION.encode("ascii", "replace")),
 ]
 # API answers carry complaint texts (masked, but still personal): no cache may keep them. Nor any
 # other answer that does not say otherwise (the page and its assets are revalidated by ETag): a
@@ -34,7 +48,8 @@ CORS_MAX_AGE_S = 600
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """CORS when origins are configured, the safe headers and 401/403 answers."""
+    """CORS when origins are configured and 401/403 answers; the safe headers are added by
+    :class:`SecurityHeadersMiddleware`, outside every middleware that may answer (the 500)."""
 
     @app.exception_handler(KeyRefused)
     async def _refused(_request: Request, exc: KeyRefused) -> JSONResponse:
@@ -47,11 +62,10 @@ def install_security(app: FastAPI, settings: Settings) -> None:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=CORS_HEADERS,
-            expose_headers=[REQUEST_ID_HEADER],  # readable by a page on another origin
+            expose_headers=[REQUEST_ID_HEADER, VERSION_HEADER],  # readable by a page elsewhere
             allow_credentials=False,  # keys travel in headers, never in cookies
             max_age=CORS_MAX_AGE_S,
         )
-    app.add_middleware(SecurityHeadersMiddleware)
 
 
 class SecurityHeadersMiddleware:

@@ -216,6 +216,8 @@ async function api(method, url, body, signal) {
   }
   if (!res.ok) {
     const error = new Error(errorText(res.status, data));
+    error.status = res.status;
+    error.fields = refusedFields(data);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
     // API's: the request may have been served (stored) before the gateway gave up on its answer.
     const gateway =
@@ -229,6 +231,16 @@ async function api(method, url, body, signal) {
     throw new Error(unrecognised(res.status));
   }
   return data;
+}
+
+// The body fields an error answer names ("masked" for "body.masked"): the API's `field`, and those of
+// FastAPI's plain {"detail": [{"loc": [...]}]}.
+function refusedFields(data) {
+  const err = (data && data.error) || {};
+  const detail = data && Array.isArray(data.detail) ? data.detail : [];
+  return [err.field, ...detail.map((d) => (Array.isArray(d && d.loc) ? d.loc.join(".") : ""))]
+    .filter(Boolean)
+    .map((f) => String(f).replace(/^body\./, ""));
 }
 
 // Whether an error answer is the API's own ({"error": {...}}; FastAPI's {"detail"}), not a gateway's.
@@ -464,7 +476,18 @@ async function route() {
   const controller = new AbortController();
   state.routeAbort = controller;
   try {
-    const suggestion = await api("POST", "v1/route", body, controller.signal);
+    const ask = () => api("POST", "v1/route", body, controller.signal);
+    let suggestion;
+    try {
+      suggestion = await ask();
+    } catch (e) {
+      // A server from before `masked` (met during a rolling upgrade: its body takes no key it does
+      // not know) refuses it with a 422 naming it: asked once more without it. Its answer has no
+      // masked text, so the ticket is not shown (renderEvidence), never as typed.
+      if (!(e.status === 422 && e.fields.includes("masked"))) throw e;
+      delete body.masked;
+      suggestion = await ask();
+    }
     if (seq !== state.routeSeq) return; // a newer request is on its way
     const heads = HEADS.map((h) => suggestion[h]).filter((r) => r !== null && r !== undefined);
     if (!heads.length || heads.some((r) => typeof r !== "object" || typeof r.label !== "string")) {

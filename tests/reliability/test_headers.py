@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from serve.protocol import MAX_HEADER_ENV, header_limit_options, loads_a_page, prefers_html
+from serve.security import PACKAGE_VERSION
 from serve.workers import listening_socket
 from tests.reliability.live import LiveServer, port_of
 
@@ -147,6 +148,8 @@ def test_the_answers_the_protocol_writes_carry_the_shape_and_safe_headers(
         lines = head.lower().split(b"\r\n")
         for header in (*SAFE_HEADERS, b"cache-control: no-store", b"connection: close"):
             assert header in lines, (header, head)
+        # Which paidan answered, as every answer of the app says (docs/api.md).
+        assert b"x-paidan-version: " + PACKAGE_VERSION.encode() in lines, head
         error = json.loads(body)["error"]
         assert set(error) == {"code", "message", "field"} and error["code"] == code
     assert exchange(limited_port, request()).startswith(b"HTTP/1.1 200 ")

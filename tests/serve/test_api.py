@@ -476,8 +476,8 @@ def test_a_wrong_method_or_path_is_told_what_to_send(client: TestClient) -> None
     # first route matched alone, POST for /v1/feedback, which is exported with GET.
     answer = client.delete("/v1/feedback")
     error = assert_error(answer, 405, "method_not_allowed")
-    assert error["message"] == "/v1/feedback does not take DELETE; send GET, POST", error
-    assert answer.headers["allow"] == "GET, POST"
+    assert error["message"] == "/v1/feedback does not take DELETE; send GET, HEAD, POST", error
+    assert answer.headers["allow"] == "GET, HEAD, POST"
     assert client.post("/healthz").headers["allow"] == "GET, HEAD"
     error = assert_error(client.get("/v1/13812345678"), 404, "not_found")
     assert error["message"] == "no route has this path; the routes are listed at /docs", error
@@ -795,6 +795,46 @@ def test_an_integer_of_more_digits_than_python_reads_is_named(
     )
 
 
+def test_every_answer_names_the_servers_version(make_client: Callable[..., TestClient]) -> None:
+    # No answer said which paidan gave it: an integrator comparing answers across a rolling
+    # upgrade (or reporting a bug) could not tell an old server from a new one.
+    import importlib.metadata
+
+    from serve.security import BASE_HEADERS, VERSION_HEADER
+
+    client = make_client(max_ticket_body_bytes=1_024)
+    version = importlib.metadata.version("paidan")
+
+    class Broken:
+        version = "broken"
+
+        def predict(self, tickets: Any, **_: Any) -> Any:
+            raise ValueError("a bug")
+
+    answers = {
+        "route": client.post("/v1/route", json=WAGE),
+        "probe": client.head("/healthz"),
+        "page": client.get("/"),
+        "invalid": client.post("/v1/route", json={"txt": "某投诉"}),
+        "too large": client.post("/v1/route", json={"text": "长" * 1_024}),
+        "no route": client.get("/v2/route"),
+        "wrong method": client.delete("/v1/route"),
+    }
+    client.app.dependency_overrides[get_router] = lambda: Broken()  # type: ignore[attr-defined]
+    answers["unexpected"] = client.post("/v1/route", json=WAGE)
+    assert [a.status_code for a in answers.values()] == [200, 200, 200, 422, 413, 404, 405, 500]
+    for what, answer in answers.items():
+        assert answer.headers.get(VERSION_HEADER) == version, (what, dict(answer.headers))
+        # The safe headers too: the 500 went out without them.
+        assert answer.headers["x-content-type-options"] == "nosniff", what
+    # And what `paidan serve`'s protocol answers before the app (431, 408) is built of them.
+    assert (VERSION_HEADER.lower().encode(), version.encode()) in BASE_HEADERS
+    # A page on another origin may read it.
+    cors = make_client(cors_origins=("https://desk.example",))
+    answer = cors.get("/healthz", headers={"Origin": "https://desk.example"})
+    assert VERSION_HEADER in answer.headers["Access-Control-Expose-Headers"]
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -887,6 +927,43 @@ def test_readyz_says_why_the_database_is_unreachable_without_naming_where(
     # The log says where.
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "nonexistent-pg-dir" in logged or ", port 1 failed" in logged, logged
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://paidanuser:s3cret-pw@127.0.0.1:1/paidandb",
+        "postgresql+psycopg://paidanuser:s3cret-pw@localhost:1/paidandb",
+        "postgresql+psycopg://paidanuser:s3cret-pw@/paidandb?host=/nonexistent-pg-dir",
+        "postgresql+psycopg://paidanuser:s3cret-pw@db-host.invalid:5433/paidandb",
+        # A SQLite file whose directory cannot be made: its path names where, and maybe who.
+        "sqlite:////proc/paidanuser/paidandb.db",
+    ],
+)
+def test_feedback_says_the_database_is_unreachable_without_naming_where(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    # /readyz said the failure without where the database is; a save's and an export's 503 still
+    # quoted the driver: 'connection to server at "127.0.0.1", port 1 failed', 'for user ...'. An
+    # integrator's gateway logs error bodies, and a caller needs no map of the network.
+    with caplog.at_level(logging.WARNING):
+        client = make_client(database_url=url)
+        answers = [
+            client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+            client.get("/v1/feedback"),
+            client.head("/v1/feedback"),
+        ]
+    secrets = ("127.0.0.1", "localhost", "paidanuser", "s3cret", "paidandb", "nonexistent-pg-dir")
+    for answer in answers[:2]:
+        message = assert_error(answer, 503, "database_unavailable")["message"]
+        for secret in (*secrets, "db-host.invalid", "5433", "port 1"):
+            assert secret not in message, message
+        assert "routing still works" in message, message
+    assert answers[2].status_code == 503 and answers[2].headers["retry-after"]
+    # The log says where.
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    wheres = ("port 1", "nonexistent-pg-dir", "db-host.invalid", "unable to open")
+    assert any(where in logged for where in wheres), logged
 
 
 def test_model_infos_department_limits_are_those_feedback_enforces(client: TestClient) -> None:
@@ -1074,6 +1151,31 @@ def test_probes_answer_head(client: TestClient) -> None:
     assert head.status_code == 200 and head.content == b"", head.status_code
     assert head.headers["content-type"] == get.headers["content-type"]
     assert set(paths["/v1/model"]) == {"get"}
+
+
+def test_every_get_answers_head_as_get_without_a_body(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # HEAD /v1/feedback was a 405 ("allow: GET, POST") while GET exported: HTTP asks every GET
+    # resource to answer HEAD, and a client checking the export (its key, the database) with HEAD
+    # was told the method is wrong. The same for any GET route, the docs' assets too.
+    client = make_client(api_keys=("head-test-key-0123456789",))
+    key = {"X-API-Key": "head-test-key-0123456789"}
+    client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}, headers=key)
+    head, get = client.head("/v1/feedback", headers=key), client.get("/v1/feedback", headers=key)
+    assert get.status_code == 200 and get.content, get.text
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert head.headers["content-type"] == get.headers["content-type"]
+    # Refused as GET is: no key, a parameter it does not take.
+    assert client.head("/v1/feedback").status_code == client.get("/v1/feedback").status_code == 401
+    assert client.head("/v1/feedback?sinse=2026", headers=key).status_code == 422
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/v1/feedback"]) == {"get", "post"}  # HEAD is not documented as its own
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        path = getattr(route, "path", "")
+        if "GET" in (getattr(route, "methods", None) or ()):
+            shown = path.replace("{name}", "swagger-ui.css")
+            assert client.head(shown, headers=key).status_code != 405, path
 
 
 def test_probes_answer_while_the_shared_threadpool_is_taken(client: TestClient) -> None:
@@ -2025,7 +2127,10 @@ def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
 
     def dies_after_the_first_page(since: Any, after: Any, limit: int) -> Any:
         if after is not None:
-            raise DatabaseUnavailable("OperationalError: connection refused")
+            raise DatabaseUnavailable(
+                'OperationalError: connection to server at "10.0.0.5", port 5432 failed: '
+                "connection refused"
+            )
         return real(since, after, limit)
 
     monkeypatch.setattr(db, "feedback_page", dies_after_the_first_page)
@@ -2036,6 +2141,9 @@ def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
     assert set(lines[2]) == {"export_error", "since"} and len(lines) == 3
     assert "incomplete" in lines[2]["export_error"] and "after 2 rows" in lines[2]["export_error"]
     assert "connection refused" in lines[2]["export_error"]
+    # The line goes to the client: where the database is stays in the server's log.
+    assert "10.0.0.5" not in lines[2]["export_error"] and "5432" not in lines[2]["export_error"]
+    assert '"10.0.0.5", port 5432' in caplog.text
     assert lines[2]["since"] == lines[1]["created_at"]
     assert "feedback export stopped after 2 rows: the feedback database sqlite:///" in caplog.text
     assert "unhandled" not in caplog.text
