@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +48,15 @@ class Window:
 
     since: datetime | None = None
     max_rows: int | None = None
+    # The IANA zone of times written without one, the cells' and ``since``'s (PAIDAN_TIMEZONE).
+    zone: str = "UTC"
 
     def __post_init__(self) -> None:
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"max_rows must be 1 or more, not {self.max_rows}")
+        if self.since is not None:
+            # A bound typed without a zone is a wall-clock time there, as the cells are.
+            object.__setattr__(self, "since", in_zone(self.since, self.zone))
 
     def __bool__(self) -> bool:
         return self.since is not None or self.max_rows is not None
@@ -140,10 +145,19 @@ def _date_orders(text: pd.Series) -> tuple[Any, Any, Any, Any]:
     return numeric, only_day_first, only_month_first, either
 
 
-def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
+def in_zone(value: datetime, zone: str) -> datetime:
+    """``value`` with its offset, or, without one, as a wall-clock time in the IANA ``zone``."""
+    from zoneinfo import ZoneInfo
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(zone))
+
+
+def parse_times(values: pd.Series, dayfirst: bool | None = None, zone: str = "UTC") -> pd.Series:
     """Ticket times as UTC timestamps; ``NaT`` where a value is blank or cannot be read.
 
-    Times without a zone are taken as UTC, as everywhere in paidan. The common case, one format
+    Times without a zone are wall-clock times in the IANA ``zone`` (``PAIDAN_TIMEZONE``; a
+    local time that a clock change skips is moved past it, one it repeats is the first). The
+    common case, one format
     for the whole column (``2019/4/25 9:32:09``, ISO 8601, Excel's cells), is parsed at once;
     values in another format are then parsed one by one. Dates of numbers alone (``04/01/2023``)
     are read in one order for the whole column: day first when some value can only be read so
@@ -185,14 +199,30 @@ def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
                 )
             pieces.append(parsed)
     times = pd.concat(pieces).sort_index()
+    if zone != "UTC":
+        import numpy as np
+
+        naive = times.notna().to_numpy() & ~text.str.contains(_ZONED).to_numpy()
+        if naive.any():
+            wall = (
+                times[naive]
+                .dt.tz_convert(None)
+                .dt.tz_localize(
+                    zone,
+                    ambiguous=np.ones(int(naive.sum()), dtype=bool),
+                    nonexistent="shift_forward",
+                )
+            )
+            times[naive] = wall.dt.tz_convert("UTC")
     times.index = values.index
     return times
 
 
 def parse_bound(text: str) -> datetime:
     """A time typed as an option's bound (``--since``, ``--history-since``, ``--feedback-since``),
-    read as a ``time`` cell is (:func:`parse_times`): without a zone it is UTC, with an offset it
-    keeps it (a naive or an offset-bearing :class:`~datetime.datetime`).
+    read as a ``time`` cell is (:func:`parse_times`): without a zone it is naive (the caller
+    places it in ``PAIDAN_TIMEZONE``, :func:`in_zone`), with an offset it keeps it (a naive or an
+    offset-bearing :class:`~datetime.datetime`).
 
     The option took four ``strptime`` formats, fewer than the column reads: ``2026-06-01
     06:00:00+08:00`` (a space and an offset) was refused, the ``T`` form of it taken. ISO 8601 is
@@ -224,7 +254,8 @@ def parse_bound(text: str) -> datetime:
     if pd.isna(utc):
         raise ValueError(
             f"{value!r} is no date or time; write e.g. 2026-06-01, 2026-06-01 06:00:00, "
-            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is UTC)"
+            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is in "
+            "PAIDAN_TIMEZONE or --timezone, UTC by default)"
         )
     import warnings
 
@@ -324,7 +355,8 @@ def _nothing_since_message(window: Window, since_opt: str, newest: Any, where: s
     since = as_utc(window.since)
     # Both in UTC (the bound as typed, with its offset, beside the ticket's UTC time read as a
     # contradiction), and the bound as typed when it had an offset.
-    typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
+    offset = window.since.utcoffset()
+    typed = f" {window.since.isoformat()}" if offset is not None and offset != timedelta(0) else ""
     return (
         f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
         f"newest is {newest:%Y-%m-%d %H:%M:%S} UTC, {where}"
@@ -365,18 +397,21 @@ def _zones(text: pd.Series, times: pd.Series) -> tuple[int | None, int | None]:
     )
 
 
-def _warn_mixed_zones(column: str, zoned: tuple[str, str], naive: tuple[str, str]) -> None:
+def _warn_mixed_zones(
+    column: str, zoned: tuple[str, str], naive: tuple[str, str], zone: str = "UTC"
+) -> None:
     """Times with a zone and times without in one column: ``zoned`` and ``naive`` are the first
     (value, where) of each."""
     logger.warning(
         "column %s has times with a zone, %s (%s), and times without one, %s (%s), which are "
-        "taken as UTC: if they are local times (UTC+8 in China), the window places them that "
-        "many hours late; write every time with its zone, or none",
+        "taken as %s (PAIDAN_TIMEZONE or --timezone): if they are in another zone, the window "
+        "places them that many hours off; write every time with its zone, or none",
         quoted(column),
         _quoted(zoned[0]),
         zoned[1],
         _quoted(naive[0]),
         naive[1],
+        zone,
     )
 
 
@@ -423,7 +458,7 @@ def select_window(
         return df, {}
     since_opt, max_opt = options.since, options.max_rows
     try:
-        times = parse_times(df["time"])
+        times = parse_times(df["time"], zone=window.zone)
     except MixedDateOrder as e:
         raw = df["time"].astype(str).str.strip()
         raise TrainingDataError(
@@ -447,6 +482,7 @@ def select_window(
                 column,
                 (raw.iat[zoned], _where(df, zoned)),
                 (raw.iat[naive], _where(df, naive)),
+                window.zone,
             )
     # datetime64 in UTC: an array of a zone-aware Series would be one Timestamp object per row.
     stamps = times.dt.tz_convert(None).to_numpy()
@@ -478,6 +514,7 @@ def select_window(
         "since": as_utc(window.since).isoformat() if window.since is not None else None,
         "max_rows": window.max_rows,
         "order": "time" if by_time else "input",
+        "timezone": window.zone,
         "rows_in": len(df),
         "rows_kept": int(keep.sum()),
     }
@@ -668,7 +705,7 @@ def _read_window(
                 raise _Restart
             dayfirst = True
         month_first_either |= not dayfirst and bool(either.any())
-        times = parse_times(chunk["time"], dayfirst)
+        times = parse_times(chunk["time"], dayfirst, window.zone)
         na = times.isna().to_numpy()
         if na.any():
             rows = na.nonzero()[0]
@@ -756,7 +793,10 @@ def _read_window(
     assert rows is not None
     if by_time and zoned is not None and naive is not None:
         _warn_mixed_zones(
-            column, (zoned[0], row_place(*zoned[1:])), (naive[0], row_place(*naive[1:]))
+            column,
+            (zoned[0], row_place(*zoned[1:])),
+            (naive[0], row_place(*naive[1:])),
+            window.zone,
         )
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
@@ -765,6 +805,7 @@ def _read_window(
         "since": since.isoformat() if since is not None else None,
         "max_rows": window.max_rows,
         "order": "time" if by_time else "input",
+        "timezone": window.zone,
         "rows_in": rows_in,
         "rows_kept": len(rows),
     }
