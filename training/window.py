@@ -84,6 +84,13 @@ _EXCEL_SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
 _UNIX_TIME = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
 
 
+# A date whose year is written with two digits (19-01-05, 05/01/19, 190105): which part is the
+# year cannot be told, and pandas reads 19-01-05 as 19 January 2005.
+_TWO_DIGIT_YEAR = re.compile(r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2}|\d{6})(?:[\sT]|$)")
+# The first year a 12345 ticket can plausibly have: 0019-01-05 (a typo of 2019) is read as year 19.
+FIRST_YEAR = 1990
+
+
 class MixedDateOrder(ValueError):
     """A column of numeric dates some of which can only be day first and some only month first."""
 
@@ -397,6 +404,55 @@ def _zones(text: pd.Series, times: pd.Series) -> tuple[int | None, int | None]:
     )
 
 
+# What each kind of odd date is called in its warning, and what to do about it.
+_ODD_DATES = {
+    "year": (
+        "a year before {first} or after {last}",
+        "a typo (0019 for 2019)? the window places them there; correct the year",
+    ),
+    "two_digit": (
+        "a two-digit year",
+        "which part is the year cannot be told; write the year in four digits (2019-01-05)",
+    ),
+}
+
+
+def _odd_dates(text: pd.Series, times: pd.Series) -> dict[str, Any]:
+    """Of readable ``times`` (their cells ``text``, :func:`_time_text`): the positions of those
+    with an implausible year (before :data:`FIRST_YEAR`, after next year) and of those whose year
+    is written with two digits (:data:`_TWO_DIGIT_YEAR`), by kind (:data:`_ODD_DATES`)."""
+    readable = times.notna().to_numpy()
+    years = times.dt.year.to_numpy()
+    last = datetime.now().year + 1
+    two_digit = readable & text.str.match(_TWO_DIGIT_YEAR).to_numpy()
+    # A two-digit year is said as such only: its century is pandas' guess.
+    with_year = readable & ~two_digit & ((years < FIRST_YEAR) | (years > last))
+    return {"year": with_year.nonzero()[0], "two_digit": two_digit.nonzero()[0]}
+
+
+def _warn_odd_dates(column: str, kind: str, count: int, cited: Sequence[str]) -> None:
+    """``count`` readable times of ``kind`` (:data:`_ODD_DATES`), the first few ``cited``."""
+    what, advice = _ODD_DATES[kind]
+    what = what.format(first=FIRST_YEAR, last=datetime.now().year + 1)
+    more = f" and {count - len(cited):,} more" if count > len(cited) else ""
+    logger.warning(
+        "column %s has %s with %s: %s%s; %s",
+        quoted(column),
+        counted(count, "time", thousands=True),
+        what,
+        "; ".join(cited),
+        more,
+        advice,
+    )
+
+
+def _read_as(value: str, time: Any, zone: str) -> str:
+    """A cell's value and the date it was read as (in ``zone``, as it was written), for a
+    warning."""
+    # isoformat, not %Y: strftime writes year 19 as "19".
+    return f"{_quoted(value)}, read as {time.tz_convert(zone).isoformat()[:10]}"
+
+
 def _warn_mixed_zones(
     column: str, zoned: tuple[str, str], naive: tuple[str, str], zone: str = "UTC"
 ) -> None:
@@ -484,6 +540,14 @@ def select_window(
                 (raw.iat[naive], _where(df, naive)),
                 window.zone,
             )
+        raw = df["time"].astype(str).str.strip()
+        for kind, rows in _odd_dates(_time_text(df["time"]), times).items():
+            if len(rows):
+                cited = [
+                    f"{_where(df, i)} ({_read_as(raw.iat[i], times.iat[i], window.zone)})"
+                    for i in rows[:MAX_CITED]
+                ]
+                _warn_odd_dates(column, kind, len(rows), cited)
     # datetime64 in UTC: an array of a zone-aware Series would be one Timestamp object per row.
     stamps = times.dt.tz_convert(None).to_numpy()
     keep = np.ones(len(df), dtype=bool)
@@ -672,6 +736,10 @@ def _read_window(
     # row, path), named (row_place) only for the warning, as ``newest`` is.
     zoned: tuple[str, str, int, str | None] | None = None
     naive: tuple[str, str, int, str | None] | None = None
+    # By kind (_ODD_DATES): how many times are odd, and the first few (value read as, file, data
+    # row, path), named only for the warning.
+    odd: dict[str, int] = {kind: 0 for kind in _ODD_DATES}
+    odd_cited: dict[str, list[tuple[str, str, int, str | None]]] = {k: [] for k in _ODD_DATES}
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
     # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
     # chunk with a newer time, a JSON Lines history read oldest first was read again from its
@@ -717,6 +785,12 @@ def _read_window(
             clock |= bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
             serial |= bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
             unix |= bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
+        for kind, rows in _odd_dates(text, times).items():
+            odd[kind] += len(rows)
+            odd_cited[kind] += [
+                (_read_as(raw.iat[i], times.iat[i], window.zone), *_place(chunk, int(i)))
+                for i in rows[: MAX_CITED - len(odd_cited[kind])]
+            ]
         if zoned is None or naive is None:
             z, u = _zones(text, times)
             if zoned is None and z is not None:
@@ -798,6 +872,11 @@ def _read_window(
             (naive[0], row_place(*naive[1:])),
             window.zone,
         )
+    if by_time:
+        for kind, count in odd.items():
+            if count:
+                cited = [f"{row_place(*c[1:])} ({c[0]})" for c in odd_cited[kind]]
+                _warn_odd_dates(column, kind, count, cited)
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
     rows = rows.drop(columns=["_pos", "_t"])

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from model.artifact import read_metadata
 from model.config import TrainingConfig
+from model.tickets import ColumnMap
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
 from training.validate import TrainingDataError
-from training.window import Window, describe, parse_times, select_window
+from training.window import Window, describe, parse_times, read_window, select_window
 
 runner = CliRunner()
 
@@ -515,3 +516,33 @@ def test_cli_timezone_places_bare_bounds_and_a_bad_zone_is_refused_naming_it(
     r = runner.invoke(app, [*args, "--history-since", "2030-01-01"])
     assert r.exit_code == 2
     assert "PAIDAN_TIMEZONE: 'Beijing' is not an IANA time zone" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_implausible_years_and_two_digit_years_are_warned_with_their_rows(
+    tmp_path: Path, chunked: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 0019-01-05 (a typo of 2019) was read as year 19, and 19-01-05 as 19 January 2005, silently.
+    cells = ["2019-01-04", "0019-01-05", "19-01-05", "2019-01-06", "20-02-28", "1019-3-1"]
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"id": range(1, 7), "text": "路灯坏了", "time": cells}).to_csv(path, index=False)
+    window = Window(max_rows=10)
+    with caplog.at_level("WARNING", logger="training.window"):
+        if chunked:
+            read_window([path], ColumnMap(), window, size=2).select()
+        else:
+            select_window(frame(cells, "h.csv"), window)
+    said = " ".join(caplog.text.split())
+    assert (
+        "column 'time' has 2 times with a year before 1990 or after "
+        f"{datetime.now().year + 1}: h.csv data row 2 ('0019-01-05', read as 0019-01-05); "
+        "h.csv data row 6 ('1019-3-1', read as 1019-03-01); a typo"
+    ) in said, said
+    assert (
+        "column 'time' has 2 times with a two-digit year: h.csv data row 3 ('19-01-05', read as "
+        "2005-01-19); h.csv data row 5 ('20-02-28', read as 2028-02-20); which part is the year"
+    ) in said, said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.window"):
+        select_window(frame(["2019-01-04", "2019/1/5 10:00"]), window)
+    assert "year" not in caplog.text
