@@ -75,6 +75,7 @@ from model.tickets import (
     scientific_ids,
     scientific_ids_message,
     title_column_note,
+    totals_field,
 )
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
@@ -595,6 +596,8 @@ def _chunks(
         names = (
             mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
+        # The id and title columns this file has, whose cell may say a row is a totals line.
+        totals_names = [c for c in (cmap.id, cmap.title) if c and c in file_headers[path]]
         blank = blank_lines.setdefault(name, set())
         records = iter_records(
             path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank, cmap.id
@@ -626,6 +629,13 @@ def _chunks(
                 record.error = (
                     f"repeated header: {record.where} repeats the header line (files joined with "
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
+                )
+            if record.error is None and (column := totals_field(record.values.get, totals_names)):
+                record.error = (
+                    f"totals row: {record.where} reads "
+                    f"{quoted(record.values[column].strip(), cell=True)} in column "
+                    f"{quoted(column)} (a spreadsheet's 合计/总计/小计 line sums the tickets "
+                    "above it); it is not a ticket"
                 )
             buf.append(record)
         if read is not None:

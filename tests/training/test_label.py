@@ -4137,3 +4137,27 @@ def test_label_refuses_a_pipe_or_stdin_saying_to_save_it_to_a_file(
         assert "no such file" not in shown
         assert f"{name}: it is {what}" in shown and "save it to a file" in shown, shown
         assert not out.exists()
+
+
+def test_a_totals_row_comes_back_with_its_error_not_labelled(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A 合计 row with text (a count) was labelled as a ticket and counted among the labelled.
+    rows = [*ticket_rows(2), ["", "合计", "共 2 件"], ["总计：2", "", "2"]]
+    src = write_csv(tmp_path / "in.csv", rows)
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    out = read_output(tmp_path / "out.csv")
+    assert out["id"].tolist() == ["R00000", "R00001", "", "总计：2"]  # every row back
+    assert out["error"].tolist()[:2] == ["", ""]
+    assert (
+        out["error"]
+        .iat[2]
+        .startswith("totals row: line 4 of in.csv reads '合计' in column 'title'")
+    ), out["error"].iat[2]
+    assert (
+        out["error"]
+        .iat[3]
+        .startswith("totals row: line 5 of in.csv reads '总计：2' in column 'id'")
+    )
+    assert out["pred_department"].tolist()[2:] == ["", ""]
+    assert result.summary["rows"] == 4 and result.summary["labelled"] == 2
