@@ -1305,16 +1305,30 @@ class _InputChanged(LabelError):
 
 
 def _how_changed(before: os.stat_result, path: Path) -> str | None:
-    """How ``path`` differs from ``before`` (its size, or its modification time), or ``None``."""
+    """How ``path`` differs from ``before`` (its size, its modification time, another file at
+    its name, or its inode changed), or ``None``.
+
+    Size and modification time alone missed a file rewritten at the same size whose modification
+    time was set back (``cp -p``, ``rsync -t``, ``touch -r``, a script's ``os.utime``): the change
+    time (``st_ctime_ns``), which no program can set back, and the inode (a file renamed over
+    it) catch those; a ``chmod`` of the file while it is read is taken for a change too.
+    """
     try:
         now = path.stat()
     except FileNotFoundError:  # read to its end all the same, through the open file
         return None
-    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-        return None
     if now.st_size != before.st_size:
         return f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
-    return "modified since the start, at the same size"
+    if now.st_mtime_ns != before.st_mtime_ns:
+        return "modified since the start, at the same size"
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+        return "another file was put in its place, at the same size and modification time"
+    if now.st_ctime_ns != before.st_ctime_ns:
+        return (
+            "rewritten or its attributes changed since the start (its change time moved), at "
+            "the same size and modification time"
+        )
+    return None
 
 
 def _changed_since(stats: dict[Path, os.stat_result]) -> list[tuple[Path, str]]:

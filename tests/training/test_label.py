@@ -4161,3 +4161,35 @@ def test_a_totals_row_comes_back_with_its_error_not_labelled(
     )
     assert out["pred_department"].tolist()[2:] == ["", ""]
     assert result.summary["rows"] == 4 and result.summary["labelled"] == 2
+
+
+@pytest.mark.parametrize("how", ["in place", "renamed over it"])
+def test_an_input_replaced_at_the_same_size_and_modification_time_stops_the_run(
+    tiny_model_dir: Path, tmp_path: Path, how: str
+) -> None:
+    # The next export written at the same size, its modification time set back (cp -p, rsync
+    # -t, os.utime): checked by size and modification time alone, the run read on into the new
+    # rows and wrote the mixture as one file's.
+    import time
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    before = src.stat()
+    out = tmp_path / "out.csv"
+
+    def replace_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            time.sleep(0.05)  # past the filesystem clock's tick, so that the change time moves
+            rows = [["S" + r[0][1:], *r[1:]] for r in ticket_rows(200)]  # other ids, same size
+            target = src if how == "in place" else tmp_path / "next.csv"
+            write_csv(target, rows)
+            if target != src:
+                os.replace(target, src)
+            os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+            now = src.stat()
+            assert (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_input)
+    assert str(e.value).startswith(f"{src} changed while it was being read ("), str(e.value)
+    assert "at the same size and modification time" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
