@@ -1116,13 +1116,16 @@ def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     df = read_output(tmp_path / "out.csv")
     assert list(df["id"]) == ["G1", "G2", "U1", "B1"] and (df["error"][:2] == "").all()
     assert df["error"][2] == (
-        "unreadable: line 4 of joined.csv is not valid GB18030 (undecodable bytes); it is UTF-8: "
+        # 吵 is e5 90 b5 in UTF-8: e5 90 reads as a GB18030 character, b5 then cannot start one.
+        "unreadable: line 4 of joined.csv is not valid GB18030 (undecodable bytes at byte offset "
+        "69 of the file, b5 2c); it is UTF-8: "
         "the file mixes GB18030 and UTF-8 (two exports joined?): convert its GB18030 part to "
         "UTF-8 (iconv -f GB18030 -t UTF-8) before joining"
     )
     assert (
         df["error"][3]
-        == "unreadable: line 5 of joined.csv is not valid GB18030 (undecodable bytes)"
+        == "unreadable: line 5 of joined.csv is not valid GB18030 (undecodable bytes at byte "
+        "offset 113 of the file, 81 20)"
     )
 
 
@@ -4193,3 +4196,26 @@ def test_an_input_replaced_at_the_same_size_and_modification_time_stops_the_run(
     assert str(e.value).startswith(f"{src} changed while it was being read ("), str(e.value)
     assert "at the same size and modification time" in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_undecodable_big5_row_names_the_byte_offset_of_its_bad_bytes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The error named the line only: in a line of hundreds of characters, which bytes could not
+    # be read had to be searched for by hand.
+    from tests.training.test_tickets import BIG5_TICKETS
+
+    data = BIG5_TICKETS.encode("cp950")
+    bad = "3,路燈,樓下路燈不亮".encode("cp950") + b"\x81\x40" + "很暗,市城管局\n".encode("cp950")
+    src = tmp_path / "big5.csv"
+    src.write_bytes(data + bad)
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    offset = (data + bad).index(b"\x81\x40")
+    assert df["error"].tolist()[:2] == ["", ""]
+    assert df["error"].iat[2] == (
+        f"unreadable: line 4 of big5.csv is not valid CP950 (undecodable bytes at byte offset "
+        f"{offset:,} of the file, 81 40: a Big5 user-defined character (造字) that neither Big5 "
+        "nor Big5-HKSCS defines, which only the font of the system that wrote it draws; replace "
+        "it there, or export the file as UTF-8)"
+    )
