@@ -2799,6 +2799,7 @@ def drift(
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
+    from training.window import in_zone as placed_in_zone
 
     out_path = Path(out_arg)
     try:
@@ -2825,8 +2826,7 @@ def drift(
         )
         check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
-        since = in_zone(since, zone_of(timezone))
-        assert since is not None
+        since = placed_in_zone(since, zone_of(timezone))
         records = _feedback_records(settings, since, with_decision=True)
         report = run_drift(router, metadata, records, _utc(since))
         paths = write_drift(report, out_path)

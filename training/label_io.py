@@ -470,7 +470,7 @@ class _Lines:
         # The BOM can only open the file; later lines are plain UTF-8.
         encoding = "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
         try:
-            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), False, offset)
+            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), None, offset)
         except UnicodeDecodeError as e:
             if encoding == "gb18030":
                 try:
