@@ -161,13 +161,23 @@ class Settings(BaseSettings):
     )
     category_col: str = Field("category", description="Input column holding the category label")
     time_col: str = Field("time", description="Input column holding the ticket's time")
+    # UTC by default, as paidan read such times before this setting: an upgrade does not move
+    # every existing --since window. A centre whose exports are in China's local time sets
+    # Asia/Shanghai.
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone of ticket times written without one (Asia/Shanghai), and of "
+        "--since bounds typed without one",
+    )
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _hash_keys(cls, value: Any) -> tuple[str, ...]:
         return tuple(hash_key_entry(entry, i) for i, entry in enumerate(_split(value), 1))
 
-    @field_validator("model_root", "data_dir", "model_dir", *COLUMN_FIELDS, mode="before")
+    @field_validator(
+        "model_root", "data_dir", "model_dir", "timezone", *COLUMN_FIELDS, mode="before"
+    )
     @classmethod
     def _empty_is_default(cls, value: Any, info: Any) -> Any:
         # `PAIDAN_MODEL_ROOT=` (set, but empty) would be Path(""), the current directory; and
@@ -175,6 +185,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return cls.model_fields[info.field_name].default
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return check_zone(value)
 
     @field_validator("model_root", "data_dir")
     @classmethod
@@ -280,6 +295,26 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'paidan.db').resolve()}"
+
+
+def check_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows (``Asia/Shanghai``, ``UTC``).
+
+    Raises
+    ------
+    ValueError
+        For any other name, saying what to write.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name[:60]!r} is not an IANA time zone; write e.g. Asia/Shanghai (China's local "
+            "time) or UTC"
+        ) from None
+    return name
 
 
 ENCODE_PASSWORD = (

@@ -2265,6 +2265,7 @@ def iter_tickets(
     for path, name in named_paths(paths):
         first_row = 1
         repeated: list[int] = []
+        totals: list[tuple[int, str, str]] = []  # (data row, column, cell) of each totals row
         # A Spark or Hive table partitioned by department (department=住建局/part-0.parquet)
         # keeps the label in the directory's name: it was left out, and the rows read unlabelled.
         partitions = partition_values(name)
@@ -2285,10 +2286,15 @@ def iter_tickets(
             if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
                 repeated += [first_row + i for i in again]
                 frame = frame.drop(frame.index[again]).reset_index(drop=True)
+            if found := _totals_rows(frame, columns):
+                totals += [(int(frame[ROW_COL].iat[i]), column, cell) for i, column, cell in found]
+                frame = frame.drop(frame.index[[i for i, _, _ in found]]).reset_index(drop=True)
             if headers is not None and first_row == 1:
                 headers[display_name(name)] = [str(c) for c in read.columns]
             first_row += len(raw)
             yield frame
+        if totals:
+            logger.warning("%s", totals_message(name, totals))
         if repeated:
             logger.warning("%s", repeated_header_message(path, repeated))
             if repeated_headers is not None:
@@ -2404,6 +2410,22 @@ def repeated_cell(value: str) -> str:
     return cell
 
 
+def _totals_rows(frame: pd.DataFrame, columns: ColumnMap) -> list[tuple[int, str, str]]:
+    """The positions of a canonical table's totals rows (:func:`totals_cell` in its id or
+    title), each with the input column and the cell that says so."""
+    found: dict[int, tuple[str, str]] = {}
+    for field in TOTALS_FIELDS:
+        source = columns.source_for(field)
+        if source is None or field not in frame or frame.empty:
+            continue
+        cells = frame[field].astype(str)
+        hits = cells.str.contains("计", regex=False).to_numpy()
+        for i in hits.nonzero()[0]:
+            if int(i) not in found and totals_cell(cells.iat[i]):
+                found[int(i)] = (source, cells.iat[i])
+    return [(i, *found[i]) for i in sorted(found)]
+
+
 def header_rows(raw: pd.DataFrame, columns: ColumnMap) -> list[int]:
     """The positions of the rows of a table as read (:func:`table_chunks`) that repeat its
     header (:func:`repeats_header`)."""
@@ -2416,6 +2438,49 @@ def header_rows(raw: pd.DataFrame, columns: ColumnMap) -> list[int]:
             break
         again &= raw[name].map(repeated_cell) == name
     return [int(i) for i in again.to_numpy(dtype=bool).nonzero()[0]]
+
+
+# A spreadsheet's totals line, in its id or title cell: 合计, 总计, 小计 or 共计, perhaps with a
+# colon and a count (合计：1,234 件, 总计(共56条)). Such a row sums the tickets above it.
+_TOTALS_CELL = re.compile(
+    r"^[\s\u3000]*(?:合|总|小|共)[\s\u3000]*计[\s\u3000]*[:：]?[\s\u3000]*"
+    r"(?:[(（]?[\s\u3000]*(?:共[\s\u3000]*)?\d[\d,，]*[\s\u3000]*[件条个项宗单]?[\s\u3000]*[)）]?)?"
+    r"[\s\u3000]*$"
+)
+# The fields whose cell says a row is a totals line.
+TOTALS_FIELDS = ("id", "title")
+
+
+def totals_cell(value: Any) -> bool:
+    """Whether a cell reads as a spreadsheet's totals line (:data:`_TOTALS_CELL`): 合计, 总计 …"""
+    return isinstance(value, str) and len(value) <= 40 and bool(_TOTALS_CELL.match(value))
+
+
+def totals_field(cells: Callable[[str], Any], names: Sequence[str]) -> str | None:
+    """Of a row's cells in ``names`` (the id and title columns it has, in that order), the first
+    column whose cell reads as a totals line (:func:`totals_cell`), else ``None``."""
+    return next((name for name in names if totals_cell(cells(name))), None)
+
+
+def totals_message(name: str, rows: Sequence[tuple[int, str, str]]) -> str:
+    """The warning for the totals rows of a file, left out: (data row, column, cell) of each."""
+    shown = ", ".join(
+        f"{row} ({_quoted(cell.strip(), cell=True)} in {_quoted(column)})"
+        for row, column, cell in rows[:REPEATED_HEADERS_LISTED]
+    )
+    more = (
+        f" and {len(rows) - REPEATED_HEADERS_LISTED} more"
+        if len(rows) > REPEATED_HEADERS_LISTED
+        else ""
+    )
+    from model.text import counted
+
+    data_rows = "data row" if len(rows) == 1 else "data rows"
+    return (
+        f"{display_name(name)}: left out {counted(len(rows), 'totals row')}, {data_rows} "
+        f"{shown}{more} (a spreadsheet's 合计/总计/小计 line sums the tickets above it; it is not "
+        "a ticket)"
+    )
 
 
 def repeated_header_message(path: Path, rows: Sequence[int]) -> str:

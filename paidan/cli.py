@@ -304,6 +304,41 @@ Delimiter = Annotated[
 ]
 
 
+def _zone(value: str | None) -> str | None:
+    from model.settings import check_zone
+
+    if value is None:
+        return None
+    try:
+        return check_zone(value.strip())
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+Timezone = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        callback=_zone,
+        metavar="ZONE",
+        help="IANA time zone of the times written without one, the time column's and the "
+        "options' (Asia/Shanghai; default: PAIDAN_TIMEZONE, else UTC)",
+    ),
+]
+
+
+def zone_of(timezone: str | None) -> str:
+    """``--timezone`` if given, else ``PAIDAN_TIMEZONE``."""
+    return timezone if timezone is not None else load_settings().timezone
+
+
+def in_zone(value: datetime | None, zone: str) -> datetime | None:
+    """A ``--since`` bound typed without a zone as a wall-clock time in ``zone``."""
+    from training.window import in_zone as placed
+
+    return None if value is None else placed(value, zone)
+
+
 def time_bound(value: str) -> datetime:
     """A ``--since`` bound, read as the ``time`` column's cells are
     (:func:`training.window.parse_bound`): four ``strptime`` formats refused ``2026-06-01
@@ -733,7 +768,8 @@ def train(
         typer.Option(
             parser=time_bound,
             metavar="TIME",
-            help="Train on the tickets from this time on (UTC; every row needs a time)",
+            help="Train on the tickets from this time on (without a zone: in --timezone; every "
+            "row needs a time)",
         ),
     ] = None,
     max_rows: Annotated[
@@ -750,6 +786,7 @@ def train(
     department_col: DeptCol = None,
     category_col: CatCol = None,
     time_col: TimeCol = None,
+    timezone: Timezone = None,
     delimiter: Delimiter = None,
     jobs: TrainJobs = None,
     prior_alpha: Annotated[
@@ -833,7 +870,7 @@ def train(
                 model_root=load_settings().model_root,
                 progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
-                window=Window(since, max_rows),
+                window=Window(since, max_rows, zone_of(timezone)),
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
                 rules=rules,
@@ -2518,7 +2555,9 @@ def retrain(
     feedback_since: Annotated[
         datetime | None,
         typer.Option(
-            parser=time_bound, metavar="TIME", help="Use feedback from this date on (UTC)"
+            parser=time_bound,
+            metavar="TIME",
+            help="Use feedback from this date on (without a zone: in --timezone)",
         ),
     ] = None,
     history_since: Annotated[
@@ -2526,7 +2565,8 @@ def retrain(
         typer.Option(
             parser=time_bound,
             metavar="TIME",
-            help="Use the history from this time on (UTC; every history row needs a time)",
+            help="Use the history from this time on (without a zone: in --timezone; every "
+            "history row needs a time)",
         ),
     ] = None,
     history_max_rows: Annotated[
@@ -2584,6 +2624,7 @@ def retrain(
     department_col: DeptCol = None,
     category_col: CatCol = None,
     time_col: TimeCol = None,
+    timezone: Timezone = None,
     delimiter: Delimiter = None,
     jobs: TrainJobs = None,
     verbose: Verbose = False,
@@ -2616,6 +2657,8 @@ def retrain(
                 REPORT_DIR_ADVICE,
             )
         renames = read_mapping(mapping) if mapping else None
+        zone = zone_of(timezone)
+        feedback_since = in_zone(feedback_since, zone)
         records = _feedback_records(settings, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
         _print_feedback_source(settings, len(records), feedback_since)
@@ -2635,7 +2678,7 @@ def retrain(
                 report_dir=report,
                 progress=_RichProgress(bar, lines=True),
                 n_jobs=jobs or -1,
-                window=Window(history_since, history_max_rows),
+                window=Window(history_since, history_max_rows, zone),
                 on_window=lambda info: print_during(bar, f"history {describe(info)}"),
                 unlabelled=unlabelled or [],
                 remits=remits,
@@ -2741,7 +2784,11 @@ def window_start(since: datetime) -> str:
 def drift(
     since: Annotated[
         datetime,
-        typer.Option(parser=time_bound, metavar="TIME", help="Recent traffic starts here (UTC)"),
+        typer.Option(
+            parser=time_bound,
+            metavar="TIME",
+            help="Recent traffic starts here (without a zone: in --timezone)",
+        ),
     ],
     out_arg: Annotated[
         # A string: Path drops the trailing slash of `drifts/`, which names a directory.
@@ -2751,6 +2798,7 @@ def drift(
     model: Annotated[
         Path | None, typer.Option(help="Model to compare with (default: the current model)")
     ] = None,
+    timezone: Timezone = None,
     verbose: Verbose = False,
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
@@ -2758,6 +2806,7 @@ def drift(
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
+    from training.window import in_zone as placed_in_zone
 
     out_path = Path(out_arg)
     try:
@@ -2784,6 +2833,7 @@ def drift(
         )
         check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
+        since = placed_in_zone(since, zone_of(timezone))
         records = _feedback_records(settings, since, with_decision=True)
         report = run_drift(router, metadata, records, _utc(since))
         paths = write_drift(report, out_path)

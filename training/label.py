@@ -75,6 +75,7 @@ from model.tickets import (
     scientific_ids,
     scientific_ids_message,
     title_column_note,
+    totals_field,
 )
 from training.label_io import (
     XLSX_MAX_CELL_CHARS,
@@ -595,6 +596,8 @@ def _chunks(
         names = (
             mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
         )
+        # The id and title columns this file has, whose cell may say a row is a totals line.
+        totals_names = [c for c in (cmap.id, cmap.title) if c and c in file_headers[path]]
         blank = blank_lines.setdefault(name, set())
         records = iter_records(
             path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank, cmap.id
@@ -626,6 +629,13 @@ def _chunks(
                 record.error = (
                     f"repeated header: {record.where} repeats the header line (files joined with "
                     "`copy a.csv+b.csv` or `cat` keep each part's header); it is not a ticket"
+                )
+            if record.error is None and (column := totals_field(record.values.get, totals_names)):
+                record.error = (
+                    f"totals row: {record.where} reads "
+                    f"{quoted(record.values[column].strip(), cell=True)} in column "
+                    f"{quoted(column)} (a spreadsheet's 合计/总计/小计 line sums the tickets "
+                    "above it); it is not a ticket"
                 )
             buf.append(record)
         if read is not None:
@@ -1295,16 +1305,30 @@ class _InputChanged(LabelError):
 
 
 def _how_changed(before: os.stat_result, path: Path) -> str | None:
-    """How ``path`` differs from ``before`` (its size, or its modification time), or ``None``."""
+    """How ``path`` differs from ``before`` (its size, its modification time, another file at
+    its name, or its inode changed), or ``None``.
+
+    Size and modification time alone missed a file rewritten at the same size whose modification
+    time was set back (``cp -p``, ``rsync -t``, ``touch -r``, a script's ``os.utime``): the change
+    time (``st_ctime_ns``), which no program can set back, and the inode (a file renamed over
+    it) catch those; a ``chmod`` of the file while it is read is taken for a change too.
+    """
     try:
         now = path.stat()
     except FileNotFoundError:  # read to its end all the same, through the open file
         return None
-    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
-        return None
     if now.st_size != before.st_size:
         return f"size {before.st_size:,} bytes at the start, {now.st_size:,} now"
-    return "modified since the start, at the same size"
+    if now.st_mtime_ns != before.st_mtime_ns:
+        return "modified since the start, at the same size"
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+        return "another file was put in its place, at the same size and modification time"
+    if now.st_ctime_ns != before.st_ctime_ns:
+        return (
+            "rewritten or its attributes changed since the start (its change time moved), at "
+            "the same size and modification time"
+        )
+    return None
 
 
 def _changed_since(stats: dict[Path, os.stat_result]) -> list[tuple[Path, str]]:

@@ -57,6 +57,7 @@ from model.tickets import (
     pretty_object,
     refuse_json_array,
     refuse_same_names,
+    undecodable_hint,
     unreadable_file,
     unsaved_formula,
     unsaved_formulas,
@@ -376,8 +377,9 @@ def csv_encoding(head: bytes, path: Path | None = None) -> str:
     return "utf-8-sig" if failures("utf-8") <= failures("gb18030") else "gb18030"
 
 
-# A physical line: its number, its text, whether it had undecodable bytes, its byte offset.
-_Line = tuple[int, str, bool, int]
+# A physical line: its number, its text, where its first undecodable bytes are (``None``: none;
+# else "at byte offset N of the file" and what they are, :func:`_undecodable_at`), its byte offset.
+_Line = tuple[int, str, str | None, int]
 
 
 # Most bytes read at a time: a file of "\r" line ends, which readline() would read whole, is
@@ -385,12 +387,21 @@ _Line = tuple[int, str, bool, int]
 _BLOCK = 1 << 16
 
 
+def _undecodable_at(encoding: str, raw: bytes, start: int, offset: int) -> str:
+    """Where the undecodable bytes at ``raw[start]`` are, ``raw`` being the line at byte
+    ``offset`` of the file, and what they are when that can be told (a Big5 user-defined
+    character, :func:`model.tickets.undecodable_hint`)."""
+    return f"at byte offset {offset + start:,} of the file" + (
+        undecodable_hint(encoding, raw, start) or f", {raw[start : start + 2].hex(' ')}"
+    )
+
+
 class _Lines:
     """Physical lines of a CSV file, decoded one by one, numbered, and able to go back.
 
     ``csv.reader`` pulls lines from this iterator only as it needs them, so the lines consumed
     since the last :meth:`take` are exactly the lines of the record it just returned. Each line
-    is ``(number, text, undecodable, byte offset)``; :meth:`rewind` reads again from one of them.
+    is ``(number, text, undecodable bytes' place or None, byte offset)``; :meth:`rewind` reads again from one of them.
     A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (old Mac Excel, or line ends an editor
     mixed), as in a file opened with ``newline=""``: as ``paidan train`` reads it
     (:func:`model.tickets.read_table`). Neither byte occurs inside a UTF-8 or GB18030 character.
@@ -459,15 +470,16 @@ class _Lines:
         # The BOM can only open the file; later lines are plain UTF-8.
         encoding = "utf-8" if self.encoding == "utf-8-sig" and self.lineno > 1 else self.encoding
         try:
-            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), False, offset)
-        except UnicodeDecodeError:
+            return (self.lineno, raw.decode(encoding, decoding_errors(encoding)), None, offset)
+        except UnicodeDecodeError as e:
             if encoding == "gb18030":
                 try:
                     raw.decode("utf-8")
                     self.utf8_lines.add(self.lineno)
                 except UnicodeDecodeError:
                     pass
-            return (self.lineno, raw.decode(encoding, errors="replace"), True, offset)
+            place = _undecodable_at(encoding, raw, e.start, offset)
+            return (self.lineno, raw.decode(encoding, errors="replace"), place, offset)
 
     def take(self) -> list[_Line]:
         out, self.consumed = self.consumed, []
@@ -490,7 +502,7 @@ class _Scanned:
     lengths: list[int]  # each field's full length
     end: str  # "record", "eof in quotes" or "malformed"
     quote_line: int  # the line where the last quoted field opened (0: none)
-    undecodable: bool
+    undecodable: str | None  # where the first undecodable bytes are (_Line), or None
 
 
 def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scanned:
@@ -506,7 +518,7 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
     kept = length = 0
     state = "start"  # start of a field, "plain" field, "quoted" field, "quote" seen in quotes
     quote_line = 0
-    undecodable = False
+    undecodable: str | None = None
 
     def add(piece: str) -> None:
         nonlocal kept, length
@@ -527,7 +539,7 @@ def _scan_record(read: Callable[[], _Line | None], sep: str, keep: int) -> _Scan
 
     while (item := read()) is not None:
         lineno, line, bad, _ = item
-        undecodable |= bad
+        undecodable = undecodable or bad
         i, n = 0, len(line)
         while i < n:
             if state == "quoted":
@@ -676,9 +688,10 @@ def _iter_csv(
             values = dict(blank)
             values.update(zip(header, fields, strict=True))
             bad = [n for n, _, b, _ in consumed if b]
+            first_bad = next((b for _, _, b, _ in consumed if b), None)
             error = (
                 f"unreadable: {where} is not valid {encoding.removesuffix('-sig').upper()} "
-                "(undecodable bytes)"
+                f"(undecodable bytes {first_bad})"
                 if bad
                 else None
             )
@@ -810,7 +823,9 @@ def _long_record(
         return Record(values, f"malformed CSV: {where}: {detail}", where)
     values = dict(blank) | dict(zip(header, fields, strict=True))
     if scanned.undecodable:
-        return Record(values, f"unreadable: {where} has undecodable bytes", where)
+        return Record(
+            values, f"unreadable: {where} has undecodable bytes {scanned.undecodable}", where
+        )
     cut = {c: n for c, n in zip(header, scanned.lengths, strict=True) if n > limit}
     return Record(values, None, where, cut)
 

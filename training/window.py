@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +48,15 @@ class Window:
 
     since: datetime | None = None
     max_rows: int | None = None
+    # The IANA zone of times written without one, the cells' and ``since``'s (PAIDAN_TIMEZONE).
+    zone: str = "UTC"
 
     def __post_init__(self) -> None:
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"max_rows must be 1 or more, not {self.max_rows}")
+        if self.since is not None:
+            # A bound typed without a zone is a wall-clock time there, as the cells are.
+            object.__setattr__(self, "since", in_zone(self.since, self.zone))
 
     def __bool__(self) -> bool:
         return self.since is not None or self.max_rows is not None
@@ -77,6 +82,13 @@ _EXCEL_SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
 # A Unix time, seconds (ten digits: 2001-09-09 to 2286-11-20) or milliseconds since 1970, as JSON
 # exports write times; not read as one: 20190105 is a date, and a number's unit cannot be told.
 _UNIX_TIME = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
+
+
+# A date whose year is written with two digits (19-01-05, 05/01/19, 190105): which part is the
+# year cannot be told, and pandas reads 19-01-05 as 19 January 2005.
+_TWO_DIGIT_YEAR = re.compile(r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2}|\d{6})(?:[\sT]|$)")
+# The first year a 12345 ticket can plausibly have: 0019-01-05 (a typo of 2019) is read as year 19.
+FIRST_YEAR = 1990
 
 
 class MixedDateOrder(ValueError):
@@ -140,10 +152,19 @@ def _date_orders(text: pd.Series) -> tuple[Any, Any, Any, Any]:
     return numeric, only_day_first, only_month_first, either
 
 
-def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
+def in_zone(value: datetime, zone: str) -> datetime:
+    """``value`` with its offset, or, without one, as a wall-clock time in the IANA ``zone``."""
+    from zoneinfo import ZoneInfo
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(zone))
+
+
+def parse_times(values: pd.Series, dayfirst: bool | None = None, zone: str = "UTC") -> pd.Series:
     """Ticket times as UTC timestamps; ``NaT`` where a value is blank or cannot be read.
 
-    Times without a zone are taken as UTC, as everywhere in paidan. The common case, one format
+    Times without a zone are wall-clock times in the IANA ``zone`` (``PAIDAN_TIMEZONE``; a
+    local time that a clock change skips is moved past it, one it repeats is the first). The
+    common case, one format
     for the whole column (``2019/4/25 9:32:09``, ISO 8601, Excel's cells), is parsed at once;
     values in another format are then parsed one by one. Dates of numbers alone (``04/01/2023``)
     are read in one order for the whole column: day first when some value can only be read so
@@ -185,14 +206,30 @@ def parse_times(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
                 )
             pieces.append(parsed)
     times = pd.concat(pieces).sort_index()
+    if zone != "UTC":
+        import numpy as np
+
+        naive = times.notna().to_numpy() & ~text.str.contains(_ZONED).to_numpy()
+        if naive.any():
+            wall = (
+                times[naive]
+                .dt.tz_convert(None)
+                .dt.tz_localize(
+                    zone,
+                    ambiguous=np.ones(int(naive.sum()), dtype=bool),
+                    nonexistent="shift_forward",
+                )
+            )
+            times[naive] = wall.dt.tz_convert("UTC")
     times.index = values.index
     return times
 
 
 def parse_bound(text: str) -> datetime:
     """A time typed as an option's bound (``--since``, ``--history-since``, ``--feedback-since``),
-    read as a ``time`` cell is (:func:`parse_times`): without a zone it is UTC, with an offset it
-    keeps it (a naive or an offset-bearing :class:`~datetime.datetime`).
+    read as a ``time`` cell is (:func:`parse_times`): without a zone it is naive (the caller
+    places it in ``PAIDAN_TIMEZONE``, :func:`in_zone`), with an offset it keeps it (a naive or an
+    offset-bearing :class:`~datetime.datetime`).
 
     The option took four ``strptime`` formats, fewer than the column reads: ``2026-06-01
     06:00:00+08:00`` (a space and an offset) was refused, the ``T`` form of it taken. ISO 8601 is
@@ -224,7 +261,8 @@ def parse_bound(text: str) -> datetime:
     if pd.isna(utc):
         raise ValueError(
             f"{value!r} is no date or time; write e.g. 2026-06-01, 2026-06-01 06:00:00, "
-            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is UTC)"
+            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is in "
+            "PAIDAN_TIMEZONE or --timezone, UTC by default)"
         )
     import warnings
 
@@ -324,7 +362,8 @@ def _nothing_since_message(window: Window, since_opt: str, newest: Any, where: s
     since = as_utc(window.since)
     # Both in UTC (the bound as typed, with its offset, beside the ticket's UTC time read as a
     # contradiction), and the bound as typed when it had an offset.
-    typed = f" {window.since.isoformat()}" if window.since.tzinfo is not None else ""
+    offset = window.since.utcoffset()
+    typed = f" {window.since.isoformat()}" if offset is not None and offset != timedelta(0) else ""
     return (
         f"no ticket is from {since:%Y-%m-%d %H:%M:%S} UTC on ({since_opt}{typed}); the "
         f"newest is {newest:%Y-%m-%d %H:%M:%S} UTC, {where}"
@@ -365,18 +404,70 @@ def _zones(text: pd.Series, times: pd.Series) -> tuple[int | None, int | None]:
     )
 
 
-def _warn_mixed_zones(column: str, zoned: tuple[str, str], naive: tuple[str, str]) -> None:
+# What each kind of odd date is called in its warning, and what to do about it.
+_ODD_DATES = {
+    "year": (
+        "a year before {first} or after {last}",
+        "a typo (0019 for 2019)? the window places them there; correct the year",
+    ),
+    "two_digit": (
+        "a two-digit year",
+        "which part is the year cannot be told; write the year in four digits (2019-01-05)",
+    ),
+}
+
+
+def _odd_dates(text: pd.Series, times: pd.Series) -> dict[str, Any]:
+    """Of readable ``times`` (their cells ``text``, :func:`_time_text`): the positions of those
+    with an implausible year (before :data:`FIRST_YEAR`, after next year) and of those whose year
+    is written with two digits (:data:`_TWO_DIGIT_YEAR`), by kind (:data:`_ODD_DATES`)."""
+    readable = times.notna().to_numpy()
+    years = times.dt.year.to_numpy()
+    last = datetime.now().year + 1
+    two_digit = readable & text.str.match(_TWO_DIGIT_YEAR).to_numpy()
+    # A two-digit year is said as such only: its century is pandas' guess.
+    with_year = readable & ~two_digit & ((years < FIRST_YEAR) | (years > last))
+    return {"year": with_year.nonzero()[0], "two_digit": two_digit.nonzero()[0]}
+
+
+def _warn_odd_dates(column: str, kind: str, count: int, cited: Sequence[str]) -> None:
+    """``count`` readable times of ``kind`` (:data:`_ODD_DATES`), the first few ``cited``."""
+    what, advice = _ODD_DATES[kind]
+    what = what.format(first=FIRST_YEAR, last=datetime.now().year + 1)
+    more = f" and {count - len(cited):,} more" if count > len(cited) else ""
+    logger.warning(
+        "column %s has %s with %s: %s%s; %s",
+        quoted(column),
+        counted(count, "time", thousands=True),
+        what,
+        "; ".join(cited),
+        more,
+        advice,
+    )
+
+
+def _read_as(value: str, time: Any, zone: str) -> str:
+    """A cell's value and the date it was read as (in ``zone``, as it was written), for a
+    warning."""
+    # isoformat, not %Y: strftime writes year 19 as "19".
+    return f"{_quoted(value)}, read as {time.tz_convert(zone).isoformat()[:10]}"
+
+
+def _warn_mixed_zones(
+    column: str, zoned: tuple[str, str], naive: tuple[str, str], zone: str = "UTC"
+) -> None:
     """Times with a zone and times without in one column: ``zoned`` and ``naive`` are the first
     (value, where) of each."""
     logger.warning(
         "column %s has times with a zone, %s (%s), and times without one, %s (%s), which are "
-        "taken as UTC: if they are local times (UTC+8 in China), the window places them that "
-        "many hours late; write every time with its zone, or none",
+        "taken as %s (PAIDAN_TIMEZONE or --timezone): if they are in another zone, the window "
+        "places them that many hours off; write every time with its zone, or none",
         quoted(column),
         _quoted(zoned[0]),
         zoned[1],
         _quoted(naive[0]),
         naive[1],
+        zone,
     )
 
 
@@ -423,7 +514,7 @@ def select_window(
         return df, {}
     since_opt, max_opt = options.since, options.max_rows
     try:
-        times = parse_times(df["time"])
+        times = parse_times(df["time"], zone=window.zone)
     except MixedDateOrder as e:
         raw = df["time"].astype(str).str.strip()
         raise TrainingDataError(
@@ -447,7 +538,16 @@ def select_window(
                 column,
                 (raw.iat[zoned], _where(df, zoned)),
                 (raw.iat[naive], _where(df, naive)),
+                window.zone,
             )
+        raw = df["time"].astype(str).str.strip()
+        for kind, rows in _odd_dates(_time_text(df["time"]), times).items():
+            if len(rows):
+                cited = [
+                    f"{_where(df, i)} ({_read_as(raw.iat[i], times.iat[i], window.zone)})"
+                    for i in rows[:MAX_CITED]
+                ]
+                _warn_odd_dates(column, kind, len(rows), cited)
     # datetime64 in UTC: an array of a zone-aware Series would be one Timestamp object per row.
     stamps = times.dt.tz_convert(None).to_numpy()
     keep = np.ones(len(df), dtype=bool)
@@ -478,6 +578,7 @@ def select_window(
         "since": as_utc(window.since).isoformat() if window.since is not None else None,
         "max_rows": window.max_rows,
         "order": "time" if by_time else "input",
+        "timezone": window.zone,
         "rows_in": len(df),
         "rows_kept": int(keep.sum()),
     }
@@ -635,6 +736,10 @@ def _read_window(
     # row, path), named (row_place) only for the warning, as ``newest`` is.
     zoned: tuple[str, str, int, str | None] | None = None
     naive: tuple[str, str, int, str | None] | None = None
+    # By kind (_ODD_DATES): how many times are odd, and the first few (value read as, file, data
+    # row, path), named only for the warning.
+    odd: dict[str, int] = {kind: 0 for kind in _ODD_DATES}
+    odd_cited: dict[str, list[tuple[str, str, int, str | None]]] = {k: [] for k in _ODD_DATES}
     written: dict[str, bool] = {}  # by file: whether any of its rows has a time written
     # (time, file, data row): named (row_place) only for the refusal that shows it; named at every
     # chunk with a newer time, a JSON Lines history read oldest first was read again from its
@@ -668,7 +773,7 @@ def _read_window(
                 raise _Restart
             dayfirst = True
         month_first_either |= not dayfirst and bool(either.any())
-        times = parse_times(chunk["time"], dayfirst)
+        times = parse_times(chunk["time"], dayfirst, window.zone)
         na = times.isna().to_numpy()
         if na.any():
             rows = na.nonzero()[0]
@@ -680,6 +785,12 @@ def _read_window(
             clock |= bool(raw.iloc[rows].str.match(_TIME_OF_DAY).any())
             serial |= bool(raw.iloc[rows].str.match(_EXCEL_SERIAL).any())
             unix |= bool(raw.iloc[rows].str.match(_UNIX_TIME).any())
+        for kind, rows in _odd_dates(text, times).items():
+            odd[kind] += len(rows)
+            odd_cited[kind] += [
+                (_read_as(raw.iat[i], times.iat[i], window.zone), *_place(chunk, int(i)))
+                for i in rows[: MAX_CITED - len(odd_cited[kind])]
+            ]
         if zoned is None or naive is None:
             z, u = _zones(text, times)
             if zoned is None and z is not None:
@@ -756,8 +867,16 @@ def _read_window(
     assert rows is not None
     if by_time and zoned is not None and naive is not None:
         _warn_mixed_zones(
-            column, (zoned[0], row_place(*zoned[1:])), (naive[0], row_place(*naive[1:]))
+            column,
+            (zoned[0], row_place(*zoned[1:])),
+            (naive[0], row_place(*naive[1:])),
+            window.zone,
         )
+    if by_time:
+        for kind, count in odd.items():
+            if count:
+                cited = [f"{row_place(*c[1:])} ({c[0]})" for c in odd_cited[kind]]
+                _warn_odd_dates(column, kind, count, cited)
     rows = rows.set_index(rows["_pos"].to_numpy()).rename_axis(None)
     times = rows["_t"]
     rows = rows.drop(columns=["_pos", "_t"])
@@ -765,6 +884,7 @@ def _read_window(
         "since": since.isoformat() if since is not None else None,
         "max_rows": window.max_rows,
         "order": "time" if by_time else "input",
+        "timezone": window.zone,
         "rows_in": rows_in,
         "rows_kept": len(rows),
     }

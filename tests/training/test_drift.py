@@ -389,3 +389,27 @@ def test_drift_reads_traditional_traffic_as_the_model_does(tiny_model_dir: Path)
     ]
     assert reports[1]["oov"] == reports[0]["oov"]
     assert reports[1]["new_terms"] == reports[0]["new_terms"]
+
+
+@pytest.mark.parametrize("how", ["setting", "option"])
+def test_drift_reads_a_since_without_a_zone_in_the_centres_zone(
+    tiny_model_dir: Path, tmp_path: Path, how: str
+) -> None:
+    # Taken as UTC, `--since 2026-06-01` at a centre in Beijing time started at 08:00 there.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    out = tmp_path / "drift.json"
+    args = ["drift", "--since", "2026-06-01", "--model", str(tiny_model_dir), "--out", str(out)]
+    if how == "setting":
+        env["PAIDAN_TIMEZONE"] = "Asia/Shanghai"
+    else:
+        args += ["--timezone", "Asia/Shanghai"]
+    r = CliRunner().invoke(app, args, env={**env, "COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert (
+        "drift since 2026-05-31 16:00:00 UTC (2026-06-01T00:00:00+08:00): 0 feedback records"
+    ) in " ".join(r.output.split())
+    assert json.loads(out.read_text(encoding="utf-8"))["since"].startswith("2026-05-31T16:00:00")

@@ -1116,13 +1116,16 @@ def test_utf8_lines_in_a_gb18030_file_say_the_file_mixes_the_two(
     df = read_output(tmp_path / "out.csv")
     assert list(df["id"]) == ["G1", "G2", "U1", "B1"] and (df["error"][:2] == "").all()
     assert df["error"][2] == (
-        "unreadable: line 4 of joined.csv is not valid GB18030 (undecodable bytes); it is UTF-8: "
+        # 吵 is e5 90 b5 in UTF-8: e5 90 reads as a GB18030 character, b5 then cannot start one.
+        "unreadable: line 4 of joined.csv is not valid GB18030 (undecodable bytes at byte offset "
+        "69 of the file, b5 2c); it is UTF-8: "
         "the file mixes GB18030 and UTF-8 (two exports joined?): convert its GB18030 part to "
         "UTF-8 (iconv -f GB18030 -t UTF-8) before joining"
     )
     assert (
         df["error"][3]
-        == "unreadable: line 5 of joined.csv is not valid GB18030 (undecodable bytes)"
+        == "unreadable: line 5 of joined.csv is not valid GB18030 (undecodable bytes at byte "
+        "offset 113 of the file, 81 20)"
     )
 
 
@@ -4137,3 +4140,82 @@ def test_label_refuses_a_pipe_or_stdin_saying_to_save_it_to_a_file(
         assert "no such file" not in shown
         assert f"{name}: it is {what}" in shown and "save it to a file" in shown, shown
         assert not out.exists()
+
+
+def test_a_totals_row_comes_back_with_its_error_not_labelled(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A 合计 row with text (a count) was labelled as a ticket and counted among the labelled.
+    rows = [*ticket_rows(2), ["", "合计", "共 2 件"], ["总计：2", "", "2"]]
+    src = write_csv(tmp_path / "in.csv", rows)
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    out = read_output(tmp_path / "out.csv")
+    assert out["id"].tolist() == ["R00000", "R00001", "", "总计：2"]  # every row back
+    assert out["error"].tolist()[:2] == ["", ""]
+    assert (
+        out["error"]
+        .iat[2]
+        .startswith("totals row: line 4 of in.csv reads '合计' in column 'title'")
+    ), out["error"].iat[2]
+    assert (
+        out["error"]
+        .iat[3]
+        .startswith("totals row: line 5 of in.csv reads '总计：2' in column 'id'")
+    )
+    assert out["pred_department"].tolist()[2:] == ["", ""]
+    assert result.summary["rows"] == 4 and result.summary["labelled"] == 2
+
+
+@pytest.mark.parametrize("how", ["in place", "renamed over it"])
+def test_an_input_replaced_at_the_same_size_and_modification_time_stops_the_run(
+    tiny_model_dir: Path, tmp_path: Path, how: str
+) -> None:
+    # The next export written at the same size, its modification time set back (cp -p, rsync
+    # -t, os.utime): checked by size and modification time alone, the run read on into the new
+    # rows and wrote the mixture as one file's.
+    import time
+
+    src = write_csv(tmp_path / "in.csv", ticket_rows(200))
+    before = src.stat()
+    out = tmp_path / "out.csv"
+
+    def replace_input(stage: str, done: int, total: int) -> None:
+        if done == 7:  # the first chunk is finished; the file is still being read
+            time.sleep(0.05)  # past the filesystem clock's tick, so that the change time moves
+            rows = [["S" + r[0][1:], *r[1:]] for r in ticket_rows(200)]  # other ids, same size
+            target = src if how == "in place" else tmp_path / "next.csv"
+            write_csv(target, rows)
+            if target != src:
+                os.replace(target, src)
+            os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+            now = src.stat()
+            assert (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    with pytest.raises(LabelError) as e:
+        label([src], tiny_model_dir, out, jobs=1, chunk_size=7, progress=replace_input)
+    assert str(e.value).startswith(f"{src} changed while it was being read ("), str(e.value)
+    assert "at the same size and modification time" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_an_undecodable_big5_row_names_the_byte_offset_of_its_bad_bytes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The error named the line only: in a line of hundreds of characters, which bytes could not
+    # be read had to be searched for by hand.
+    from tests.training.test_tickets import BIG5_TICKETS
+
+    data = BIG5_TICKETS.encode("cp950")
+    bad = "3,路燈,樓下路燈不亮".encode("cp950") + b"\x81\x40" + "很暗,市城管局\n".encode("cp950")
+    src = tmp_path / "big5.csv"
+    src.write_bytes(data + bad)
+    label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    offset = (data + bad).index(b"\x81\x40")
+    assert df["error"].tolist()[:2] == ["", ""]
+    assert df["error"].iat[2] == (
+        f"unreadable: line 4 of big5.csv is not valid CP950 (undecodable bytes at byte offset "
+        f"{offset:,} of the file, 81 40: a Big5 user-defined character (造字) that neither Big5 "
+        "nor Big5-HKSCS defines, which only the font of the system that wrote it draws; replace "
+        "it there, or export the file as UTF-8)"
+    )

@@ -2402,3 +2402,23 @@ def test_a_label_column_of_json_objects_is_refused_naming_the_row_and_how_to_fla
         '\'{"id": 12, "name": "市城管局"}\' at export.jsonl line 1; flatten it to the name first, '
         "e.g. jq -c '.[\"部门\"] |= .name' export.jsonl > export.flat.jsonl"
     )
+
+
+def test_a_spreadsheets_totals_row_is_left_out_and_named(tmp_path, caplog):
+    # 合计 in the title with a count in the text column was read as a ticket and trained on.
+    path = tmp_path / "一月.xlsx"
+    pd.DataFrame(
+        {
+            "id": ["A1", "A2", "", "A3", "小计"],
+            "title": ["欠薪", "合计金额不对", " 合 计：", "噪音", ""],
+            "text": ["老板拖欠工资三个月不发", "账单合计金额算错了", "2 件", "夜间施工噪音", "1"],
+        }
+    ).to_excel(path, index=False)
+    got = read_tickets([path])
+    assert got["id"].tolist() == ["A1", "A2", "A3"]  # a title that merely begins so stays
+    assert got["_row"].tolist() == [1, 2, 4]
+    said = " ".join(caplog.text.split())
+    assert (
+        "一月.xlsx: left out 2 totals rows, data rows 3 ('合 计：' in 'title'), 5 ('小计' in 'id') "
+        "(a spreadsheet's 合计/总计/小计 line sums the tickets above it; it is not a ticket)"
+    ) in said, said

@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from model.artifact import read_metadata
 from model.config import TrainingConfig
+from model.tickets import ColumnMap
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
 from training.validate import TrainingDataError
-from training.window import Window, describe, parse_times, select_window
+from training.window import Window, describe, parse_times, read_window, select_window
 
 runner = CliRunner()
 
@@ -469,3 +470,79 @@ def test_cli_since_options_take_a_time_with_a_space_and_an_offset(
     assert r.exit_code == 2
     said = " ".join(r.output.split())
     assert "Invalid value for '--history-since': '04/01/2026' can be read day first" in said, said
+
+
+def test_times_without_a_zone_are_read_in_the_centres_zone() -> None:
+    # A Chinese centre's export writes Beijing time without a zone: read as UTC, 07:00 on 1 June
+    # was kept by a window from midnight UTC, though it was 23:00 UTC the day before.
+    cells = ["2026-06-01 07:00:00", "2026/6/1 9:00", "2026-06-01T07:00:00+00:00", ""]
+    times = parse_times(pd.Series(cells), zone="Asia/Shanghai")
+    assert times[:3].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
+        "2026-05-31 23:00",
+        "2026-06-01 01:00",
+        "2026-06-01 07:00",  # its own zone wins
+    ]
+    assert pd.isna(times.iat[3])
+    df = frame(cells[:3])
+    rows, info = select_window(df, Window(since=datetime(2026, 6, 1, 8), zone="Asia/Shanghai"))
+    # The bound typed without a zone is Beijing time as well: from 00:00 UTC.
+    assert rows["id"].tolist() == ["R2", "R3"] and info["timezone"] == "Asia/Shanghai"
+    rows, _ = select_window(df, Window(since=datetime(2026, 6, 1, 7)))  # UTC by default
+    assert rows["id"].tolist() == ["R1", "R2", "R3"]
+
+
+def test_cli_timezone_places_bare_bounds_and_a_bad_zone_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))
+    data = write_history(tmp_path / "history.csv")
+    args = ["retrain", "--history", str(data), "--time-col", "受理时间"]
+    monkeypatch.setenv("PAIDAN_TIMEZONE", "Asia/Shanghai")
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert (
+        "no ticket is from 2029-12-31 16:00:00 UTC on (--history-since 2030-01-01T00:00:00+08:00)"
+    ) in said, said
+    # The option wins over the setting.
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01", "--timezone", "UTC"])
+    assert "no ticket is from 2030-01-01 00:00:00 UTC on (--history-since)" in " ".join(
+        r.output.split()
+    )
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01", "--timezone", "UTC+8"])
+    assert r.exit_code == 2 and "'UTC+8' is not an IANA time zone" in r.output
+    monkeypatch.setenv("PAIDAN_TIMEZONE", "Beijing")
+    r = runner.invoke(app, [*args, "--history-since", "2030-01-01"])
+    assert r.exit_code == 2
+    assert "PAIDAN_TIMEZONE: 'Beijing' is not an IANA time zone" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_implausible_years_and_two_digit_years_are_warned_with_their_rows(
+    tmp_path: Path, chunked: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 0019-01-05 (a typo of 2019) was read as year 19, and 19-01-05 as 19 January 2005, silently.
+    cells = ["2019-01-04", "0019-01-05", "19-01-05", "2019-01-06", "20-02-28", "1019-3-1"]
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"id": range(1, 7), "text": "路灯坏了", "time": cells}).to_csv(path, index=False)
+    window = Window(max_rows=10)
+    with caplog.at_level("WARNING", logger="training.window"):
+        if chunked:
+            read_window([path], ColumnMap(), window, size=2).select()
+        else:
+            select_window(frame(cells, "h.csv"), window)
+    said = " ".join(caplog.text.split())
+    assert (
+        "column 'time' has 2 times with a year before 1990 or after "
+        f"{datetime.now().year + 1}: h.csv data row 2 ('0019-01-05', read as 0019-01-05); "
+        "h.csv data row 6 ('1019-3-1', read as 1019-03-01); a typo"
+    ) in said, said
+    assert (
+        "column 'time' has 2 times with a two-digit year: h.csv data row 3 ('19-01-05', read as "
+        "2005-01-19); h.csv data row 5 ('20-02-28', read as 2028-02-20); which part is the year"
+    ) in said, said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.window"):
+        select_window(frame(["2019-01-04", "2019/1/5 10:00"]), window)
+    assert "year" not in caplog.text
