@@ -503,6 +503,24 @@ def rollback(root: str | Path) -> tuple[str, str]:
         )
 
 
+def record_refusal(
+    root: str | Path, version: str, champion: str, feedback_until: str | None
+) -> None:
+    """Remember in ``registry.json`` that the promotion rule refused ``version`` against
+    ``champion``, and the time of the last feedback decision it was trained on.
+
+    ``paidan retrain --if-new-feedback N`` counts only decisions after that time as new while
+    ``champion`` is current: counted as new, a refused challenger's decisions made the nightly job
+    train on them again every night, to be refused again. They stay in the feedback, so the next
+    retrain (once more decisions arrive) still trains on them.
+    """
+    root = Path(root)
+    with _locked(root):
+        state = read_state(root)
+        _log_event(state, "refused", version, champion, feedback_until=feedback_until)
+        _write_json(root / REGISTRY_FILE, state)
+
+
 def previous_version(root: str | Path) -> str | None:
     """The version :func:`rollback` would return to, or ``None``."""
     root = Path(root)

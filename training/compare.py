@@ -931,6 +931,10 @@ def promote_checked(
     if apply and (not report["refused"] or force):
         _commit(root, version, seen)
         promoted = True
+    elif report["refused"]:
+        # Its decisions are then not new to the nightly --if-new-feedback (retrain.feedback_cutoff).
+        data = read_metadata(root / version).get("training_data") or {}
+        registry.record_refusal(root, version, champion, data.get("feedback_until"))
     logger.info(
         "challenger %s vs champion %s: %s", version, champion, "; ".join(report["reasons"]) or "ok"
     )

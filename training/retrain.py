@@ -687,7 +687,9 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
 
     After a rollback, the feedback of the versions rolled back from is not new either: counted
     as new, the nightly ``--if-new-feedback N --promote-if-better`` retrained on it at once and
-    promoted the model the administrator had rolled back.
+    promoted the model the administrator had rolled back. Nor is the feedback of a challenger the
+    promotion rule refused against the current model (:func:`model.registry.record_refusal`):
+    the nightly job trained on the same decisions every night, to be refused every night.
     """
     version = registry.current_version(root)
     if version is None:
@@ -705,8 +707,12 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
     for event in events:
         left = event.get("previous") if event.get("action") == "rollback" else None
         try:
-            gone = read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
-            until = _as_utc(gone.get("feedback_until"))
+            if event.get("action") == "refused" and event.get("previous") == version:
+                # Recorded in the event: the refused challenger may be collected since.
+                until = _as_utc(event.get("feedback_until"))
+            else:
+                gone = read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
+                until = _as_utc(gone.get("feedback_until"))
         except Exception:  # a version collected since, or unreadable: nothing to add
             continue
         if until is not None and (cutoff is None or until > cutoff):
@@ -1110,7 +1116,7 @@ def retrain(
             result.skipped = True
             result.message = (
                 f"{new} new feedback record(s) since the current model (or one rolled back "
-                "from) was trained; "
+                "from, or a challenger refused against it) was trained; "
                 f"--if-new-feedback asks for {if_new_feedback}: not retraining"
             )
             return result

@@ -2397,3 +2397,34 @@ def test_feedback_ids_written_otherwise_match_their_history_ticket(
     assert result.feedback.replaced_history == 1
     assert result.feedback.other_tickets == 0
     assert result.rows == {"history": 14, "feedback": 1}
+
+
+def test_feedback_a_refused_challenger_was_trained_on_is_not_new_until_more_arrives(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    # A challenger the promotion rule refused left its decisions counted as new: the nightly
+    # `retrain --if-new-feedback N --promote-if-better` trained on the same corrections every night,
+    # and was refused every night, until a person looked.
+    from training.retrain import feedback_cutoff
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+    soon = datetime.now(UTC) + timedelta(minutes=1)  # after the champion was trained
+    # Three of the five 执法 history tickets relabelled: 执法 falls under min_examples, and the
+    # challenger loses a label the champion had.
+    wrong = [
+        {**fb(i, f"T{n:03d}", "住建", 0, text=TINY_TICKETS[n - 1][1]), "created_at": soon}
+        for i, n in enumerate((8, 9, 10), 1)
+    ]
+    refused = retrain([history], wrong, root, if_new_feedback=1, promote_if_better=True)
+    assert refused.decision is not None and refused.decision.refused, refused.decision
+    assert registry.current_version(root) == champion
+    assert count_new_feedback(wrong, feedback_cutoff(root)) == 0  # was 3
+    again = retrain([history], wrong, root, if_new_feedback=1, promote_if_better=True)
+    assert again.skipped and "refused" in again.message, again.message
+    assert registry.versions(root) == [champion, refused.version]
+    # A decision after the refused challenger's is new, and the next retrain trains all four.
+    later = [{**fb(9, "L1", "人社", 0, text="社保断缴半年"), "created_at": soon + timedelta(hours=1)}]
+    assert count_new_feedback(wrong + later, feedback_cutoff(root)) == 1
+    third = retrain([history], wrong + later, root, if_new_feedback=1)
+    assert not third.skipped and third.rows["feedback"] == 4
