@@ -1949,7 +1949,9 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(settings: Settings, records: int, since: datetime | None = None) -> None:
+def _print_feedback_source(
+    settings: Settings, records: int, since: datetime | None = None, before: int = 0
+) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
@@ -1976,7 +1978,9 @@ def _print_feedback_source(settings: Settings, records: int, since: datetime | N
         return
     # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
     # there, and the decisions before it were left out without a word.
-    window = f" from {window_start(since)} on," if since is not None else ""
+    # And how many are older (retrain reads them to say what the bound left out).
+    older = f" ({before} older left out)" if before else ""
+    window = f" from {window_start(since)} on{older}," if since is not None else ""
     out.print(
         f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
     )
@@ -2584,7 +2588,7 @@ def retrain(
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
-    from training.retrain import MappingFileError, read_mapping
+    from training.retrain import MappingFileError, read_mapping, split_feedback
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
 
@@ -2609,9 +2613,12 @@ def retrain(
                 REPORT_DIR_ADVICE,
             )
         renames = read_mapping(mapping) if mapping else None
-        records = _feedback_records(settings, feedback_since)
+        # All of them: the decisions before --feedback-since are counted and dated in a warning,
+        # with the history tickets they corrected (dropped by the query, they went unsaid).
+        records = _feedback_records(settings, None)
+        kept, before = split_feedback(records, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(records), feedback_since)
+        _print_feedback_source(settings, len(kept), feedback_since, len(before))
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -2633,6 +2640,7 @@ def retrain(
                 unlabelled=unlabelled or [],
                 remits=remits,
                 rules=rules,
+                feedback_since=feedback_since,
             )
     except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen

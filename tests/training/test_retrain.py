@@ -2424,7 +2424,57 @@ def test_feedback_a_refused_challenger_was_trained_on_is_not_new_until_more_arri
     assert again.skipped and "refused" in again.message, again.message
     assert registry.versions(root) == [champion, refused.version]
     # A decision after the refused challenger's is new, and the next retrain trains all four.
-    later = [{**fb(9, "L1", "人社", 0, text="社保断缴半年"), "created_at": soon + timedelta(hours=1)}]
+    later = [
+        {**fb(9, "L1", "人社", 0, text="社保断缴半年"), "created_at": soon + timedelta(hours=1)}
+    ]
     assert count_new_feedback(wrong + later, feedback_cutoff(root)) == 1
     third = retrain([history], wrong + later, root, if_new_feedback=1)
     assert not third.skipped and third.rows["feedback"] == 4
+
+
+def test_feedback_before_feedback_since_is_said_with_its_dates_and_the_history_tickets_it_leaves(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `--feedback-since` dropped the decisions before it without a word: a dispatcher's correction
+    # of a history ticket was lost, and the history's own (corrected) label trained instead.
+    from typer.testing import CliRunner
+
+    from model.artifact import read_metadata
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    old1, old2, new = (datetime(2026, 11, d, 9, tzinfo=UTC) for d in (1, 20, 25))
+    for ticket, n, dept, at in (
+        ("T008", 8, "住建", old1),  # a history ticket corrected before the bound
+        ("T009", 9, "住建", old1),  # … and decided again since: that decision is trained
+        ("T009", 9, "执法", new),
+        ("L1", None, "人社", old2),  # a live ticket
+        ("L2", None, "人社", new),
+    ):
+        text = TINY_TICKETS[n - 1][1] if n else f"社保断缴{ticket}"
+        db.add_feedback(
+            ticket_id=ticket, text=text, department=dept, category="环境", created_at=at
+        )
+    db.dispose()
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--feedback-since", "2026-11-21"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "feedback: 2 record(s) from 2026-11-21 UTC on (3 older left out)" in said, said
+    assert (
+        "warning: 3 feedback decisions from before --feedback-since (2026-11-21 UTC) left out, "
+        "made from 2026-11-01 09:00:00 UTC to 2026-11-20 09:00:00 UTC; 1 of them corrects a history ticket not decided "
+        "since, which trains with its history label" in said
+    ), said
+    version = registry.versions(root)[-1]
+    recorded = read_metadata(root / version)["training_data"]["feedback"]["before_since"]
+    assert recorded == {
+        "since": "2026-11-21T00:00:00+00:00",
+        "records": 3,
+        "oldest": "2026-11-01T09:00:00+00:00",
+        "newest": "2026-11-20T09:00:00+00:00",
+        "history_tickets": 1,
+    }
