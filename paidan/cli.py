@@ -57,7 +57,15 @@ from model.settings import (
     unknown_variables,
 )
 from model.text import Script, counted, mask_label, quoted
-from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
+from model.tickets import (
+    LABELS,
+    ColumnMap,
+    TicketFileError,
+    as_utc,
+    like_hint,
+    parse_delimiter,
+    printable,
+)
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError, WordCut
 
 if TYPE_CHECKING:
@@ -2454,12 +2462,8 @@ def models_freeze_eval(
             columns = input_columns(
                 delimiter, text_col, title_col, id_col, department_col, category_col
             )
-        info = freeze_eval_files(
-            root,
-            data,
-            columns,
-            force=force,
-        )
+        headers: dict[str, list[str]] = {}
+        info = freeze_eval_files(root, data, columns, force=force, headers=headers)
     except (*USER_ERRORS, ValueError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(
@@ -2491,13 +2495,35 @@ def models_freeze_eval(
             highlight=False,
             soft_wrap=True,
         )
+        # No model to tell which heads the set must score: a set without a head's labels (its
+        # column under another name) was frozen with the note alone, and every challenger with
+        # that head trained here later was refused.
+        rows = info.get("label_rows") or {}
+        missing = [head for head in LABELS if not rows.get(head)]
     for head in missing:
+        # The file's own columns, when the head's is not among them (as train says it).
+        src = columns.source_for(head)
+        lacking = [(n, cols) for n, cols in headers.items() if src is not None and src not in cols]
+        why = ""
+        if lacking and len(lacking) == len(headers):
+            name, cols = lacking[0]
+            like = like_hint(head, cols, columns)
+            why = (
+                f": no column {quoted(src or head)} in {name}, which has columns "
+                f"{', '.join(map(quoted, cols))}" + (f" ({like})" if like else "")
+            )
         # Accepted without a word, such a set let promotion compare the other head alone.
+        whose = (
+            f", but the current model {current} has a {head} head: `paidan models promote` and "
+            "`retrain --promote-if-better` will refuse every challenger"
+            if current is not None
+            else f"; a model with a {head} head trained under this root will have every "
+            "challenger refused"
+        )
         err.print(
-            f"[yellow]warning:[/yellow] the set has no {head} labels, but the current model "
-            f"{current} has a {head} head: `paidan models promote` and `retrain "
-            f"--promote-if-better` will refuse every challenger (unless --force) until a set "
-            f"with {head} labels is frozen (`paidan models freeze-eval DATA --force`)",
+            f"[yellow]warning:[/yellow] the set has no {head} labels{why}{whose} (unless "
+            f"--force) until a set with {head} labels is frozen (`paidan models freeze-eval DATA "
+            "--force`)",
             highlight=False,
             soft_wrap=True,
         )

@@ -878,10 +878,14 @@ def freeze_eval_files(
     paths: Sequence[str | Path],
     columns: ColumnMap = ColumnMap(),
     force: bool = False,
+    headers: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
+    """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them.
+
+    ``headers`` is filled with each file's columns (:func:`model.tickets.read_tickets`), for a
+    message about a label column the files lack."""
     named = named_paths(paths)
-    df = read_tickets(named, columns)
+    df = read_tickets(named, columns, headers)
     return freeze_eval(root, df, ", ".join(display_name(name) for _, name in named), force=force)
 
 

@@ -673,8 +673,9 @@ def test_a_frozen_set_without_department_labels_is_warned_of_and_cannot_wave_a_c
     )
     assert r.exit_code == 0, r.output
     assert (
-        "the set has no department labels, but the current model v1 has a department head"
-        in r.output
+        "the set has no department labels: no column 'department' in c.csv, which has columns "
+        "'id', 'title', 'text', 'category', but the current model v1 has a department head"
+        in " ".join(r.output.split())
     ), r.output
     assert "category labels" not in r.output
     r = runner.invoke(app, ["models", "promote", "v2"], env=env)
@@ -703,10 +704,48 @@ def test_freeze_eval_on_a_root_without_a_model_says_so(tmp_path: Path) -> None:
 
     root = tmp_path / "modles"
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    data = write_unseen(tmp_path / "c.csv", False)
+    data = write_unseen(tmp_path / "c.csv", True)
     r = CliRunner().invoke(app, ["models", "freeze-eval", str(data)], env=env)
     assert r.exit_code == 0, r.output
     assert f"no model under {root} yet" in r.output and "warning" not in r.output, r.output
+
+
+def test_freeze_eval_on_a_root_without_a_model_warns_of_a_set_without_a_heads_labels(
+    tmp_path: Path,
+) -> None:
+    # With no model to compare with, a set without department labels (the file's department
+    # column under another name) was frozen with a note alone: every challenger with a department
+    # head trained there later was refused until the set was frozen again.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = tmp_path / "models"
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    data = write_unseen(tmp_path / "c.csv", True)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(
+        data.read_text(encoding="utf-8").replace("department", "承办单位", 1), encoding="utf-8"
+    )
+    r = CliRunner().invoke(app, ["models", "freeze-eval", str(renamed)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        "warning: the set has no department labels: no column 'department' in renamed.csv, which "
+        "has columns 'id', 'title', 'text', 'category', '承办单位' ('承办单位' looks like the "
+        "department: --department-col 承办单位)" in said
+    ), said
+    assert (
+        "a model with a department head trained under this root will have every challenger "
+        "refused (unless --force) until a set with department labels is frozen" in said
+    ), said
+    # Frozen all the same: a category-only deployment has no department labels to freeze.
+    assert registry.frozen_eval_info(root)["label_rows"] == {"department": 0, "category": 3}
+    # With the column mapped, the set has both.
+    args = ["models", "freeze-eval", str(renamed), "--force", "--department-col", "承办单位"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert registry.frozen_eval_info(root)["label_rows"] == {"department": 3, "category": 3}
 
 
 def test_the_promotion_report_names_the_versions_as_models_list_does(
