@@ -2119,12 +2119,27 @@ def models_list(
 ) -> None:
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
-    from training.compare import PromotionError, ensure_scores, read_frozen_eval, sample_default
+    from training.compare import (
+        PromotionError,
+        ensure_scores,
+        read_frozen_eval,
+        same_truth_scores,
+        sample_default,
+    )
     from training.metrics import format_f1
+
+    def same_truth(versions: list[str]) -> dict[str, dict[str, Any]]:
+        # The comparison's figures (one scoring for both): each taxonomy's versions on the same
+        # true labels. A version that cannot be loaded for it keeps its own scores' figure.
+        try:
+            return same_truth_scores(root, versions)
+        except (ModelLoadError, PromotionError) as e:  # PromotionError: a frozen set changed
+            err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+            return {}
 
     try:
         root = _model_root()
-        infos = list_versions(root)
+        infos = list_versions(root, same_truth)
         if rescore and infos:
             eval_set = read_frozen_eval(root)
             for i in infos:
@@ -2133,7 +2148,7 @@ def models_list(
                         ensure_scores(root, i.version, eval_set=eval_set)
                     except ModelLoadError as e:  # a damaged version: list the others
                         err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
-            infos = list_versions(root)
+            infos = list_versions(root, same_truth)
     except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a file that cannot be read
         raise fail(e) from None
     samples = {i.version for i in infos if sample_default(root, i.version)}
@@ -2642,9 +2657,9 @@ def retrain(
         # All of them: the decisions before --feedback-since are counted and dated in a warning,
         # with the history tickets they corrected (dropped by the query, they went unsaid).
         records = _feedback_records(settings, None)
-        kept, before = split_feedback(records, feedback_since)
+        recent, older = split_feedback(records, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(kept), feedback_since, len(before))
+        _print_feedback_source(settings, len(recent), feedback_since, len(older))
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )

@@ -767,7 +767,8 @@ def split_feedback(
     if since is None:
         return list(records), []
     bound = as_utc(since)
-    kept, before = [], []
+    kept: list[Mapping[str, Any]] = []
+    before: list[Mapping[str, Any]] = []
     for r in records:
         at = _as_utc(r.get("created_at"))
         (before if at is not None and at < bound else kept).append(r)

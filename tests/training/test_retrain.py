@@ -1485,10 +1485,26 @@ def test_a_label_only_one_model_merged_into_other_is_scored_under_its_name_for_b
     assert dept["macro_f1_delta_points"] > 0
     assert not any(r.startswith("department") for r in decision.reasons), decision.reasons
     assert any("档案馆" in n and "the challenger" in n for n in report["notes"])
-    # `models list` keeps each model's own figures (档案馆 as 其他 for the champion).
+    # The stored scores are each model's own (档案馆 as 其他 for the champion), as evaluate's.
     own = ensure_scores(root, "champion")
     assert own["merged_into_other"]["department"]["档案馆"] == 2
     assert registry.read_scores(root, "champion")["heads"] == own["heads"]
+    # `models list` gives the comparison's figures: it scored the champion's 其他 answers to
+    # 档案馆 tickets right and 档案馆 as a label of F1 0 at once (0.800, the comparison 0.733).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    listed = {v["version"]: v["metrics"] for v in json.loads(r.output)}
+    for head, figures in report["heads"].items():
+        for who in ("champion", "challenger"):
+            assert listed[who][f"{head}_macro_f1"] == pytest.approx(figures[who]["macro_f1"]), (
+                head,
+                who,
+            )
 
 
 def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_work(
@@ -2177,7 +2193,8 @@ def test_retrain_says_the_feedback_window_it_read_in_utc(
         assert r.exit_code == 0, r.output
         said[since] = " ".join(r.output.split())
     assert (
-        "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+        "feedback: 1 record(s) from 2026-12-07 UTC on (1 older left out), read from sqlite:///"
+        in said["2026-12-07"]
     )
     assert (
         "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
