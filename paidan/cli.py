@@ -2683,7 +2683,14 @@ def retrain(
                 rules=rules,
                 feedback_since=feedback_since,
             )
-    except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
+    except (
+        *USER_ERRORS,
+        MappingFileError,
+        DatabaseUnavailable,
+        PromotionError,
+        ValueError,
+        OSError,  # a registry file that cannot be written (a full disk), as `models promote` says
+    ) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
     if result.skipped:
         out.print(result.message)

@@ -1004,7 +1004,10 @@ def promote_checked(
     elif report["refused"]:
         # Its decisions are then not new to the nightly --if-new-feedback (retrain.feedback_cutoff).
         data = read_metadata(root / version).get("training_data") or {}
-        registry.record_refusal(root, version, champion, data.get("feedback_until"))
+        try:
+            registry.record_refusal(root, version, champion, data.get("feedback_until"))
+        except OSError as e:  # the refusal stands; only its feedback counts as new again
+            logger.warning("%s: the refused challenger's feedback will count as new", e)
     logger.info(
         "challenger %s vs champion %s: %s", version, champion, "; ".join(report["reasons"]) or "ok"
     )

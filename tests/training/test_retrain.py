@@ -2534,3 +2534,29 @@ def test_feedback_before_feedback_since_is_said_with_its_dates_and_the_history_t
         "newest": "2026-11-20T09:00:00+00:00",
         "history_tickets": 1,
     }
+
+
+def test_retrain_that_cannot_write_the_pointer_stops_in_one_line_naming_it(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `models promote` and `rollback` stop in one line on a full disk; the nightly
+    # `retrain --promote-if-better` ended in a traceback at the same write.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+
+    def full(root_: Path, version: str) -> None:
+        raise registry.RegistryWriteError(28, "No space left on device", str(root_ / "current"))
+
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--promote-if-better"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert lines[-1] == f"error: cannot write {root / 'current'}: No space left on device", r.output
+    assert registry.current_version(root) == champion
