@@ -296,10 +296,14 @@ class RetrainResult:
             tickets = before["history_tickets"]
             out.append(
                 counted(before["records"], "feedback decision")
-                + f" from before --feedback-since ({_day(before['since'])}) left out, made from "
-                f"{_day(before['oldest'])} to {_day(before['newest'])}"
+                + f" from before --feedback-since ({_day(before['since'])}) left out, made "
                 + (
-                    f"; {counted(tickets, 'of them corrects a history ticket', 'of them correct history tickets')} "
+                    f"at {_day(before['oldest'])}"
+                    if before["oldest"] == before["newest"]
+                    else f"from {_day(before['oldest'])} to {_day(before['newest'])}"
+                )
+                + (
+                    f"; {counted(tickets, 'of them is on a history ticket', 'of them are on history tickets')} "
                     "not decided since, which "
                     + (
                         "trains with its history label"

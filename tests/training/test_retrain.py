@@ -2522,7 +2522,7 @@ def test_feedback_before_feedback_since_is_said_with_its_dates_and_the_history_t
     assert "feedback: 2 record(s) from 2026-11-21 UTC on (3 older left out)" in said, said
     assert (
         "warning: 3 feedback decisions from before --feedback-since (2026-11-21 UTC) left out, "
-        "made from 2026-11-01 09:00:00 UTC to 2026-11-20 09:00:00 UTC; 1 of them corrects a history ticket not decided "
+        "made from 2026-11-01 09:00:00 UTC to 2026-11-20 09:00:00 UTC; 1 of them is on a history ticket not decided "
         "since, which trains with its history label" in said
     ), said
     version = registry.versions(root)[-1]
@@ -2560,3 +2560,18 @@ def test_retrain_that_cannot_write_the_pointer_stops_in_one_line_naming_it(
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert lines[-1] == f"error: cannot write {root / 'current'}: No space left on device", r.output
     assert registry.current_version(root) == champion
+
+
+def test_feedback_left_out_at_one_time_is_said_at_that_time() -> None:
+    result = RetrainResult()
+    result.feedback.before_since = {
+        "since": "2026-12-01T00:00:00+00:00",
+        "records": 2,
+        "oldest": "2026-11-01T10:00:00+00:00",
+        "newest": "2026-11-01T10:00:00+00:00",
+        "history_tickets": 0,
+    }
+    assert result.warnings(min_examples=5) == [
+        "2 feedback decisions from before --feedback-since (2026-12-01 UTC) left out, made at "
+        "2026-11-01 10:00:00 UTC"
+    ]
