@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -503,6 +503,24 @@ def rollback(root: str | Path) -> tuple[str, str]:
         )
 
 
+def record_refusal(
+    root: str | Path, version: str, champion: str, feedback_until: str | None
+) -> None:
+    """Remember in ``registry.json`` that the promotion rule refused ``version`` against
+    ``champion``, and the time of the last feedback decision it was trained on.
+
+    ``paidan retrain --if-new-feedback N`` counts only decisions after that time as new while
+    ``champion`` is current: counted as new, a refused challenger's decisions made the nightly job
+    train on them again every night, to be refused again. They stay in the feedback, so the next
+    retrain (once more decisions arrive) still trains on them.
+    """
+    root = Path(root)
+    with _locked(root):
+        state = read_state(root)
+        _log_event(state, "refused", version, champion, feedback_until=feedback_until)
+        _write_json(root / REGISTRY_FILE, state)
+
+
 def previous_version(root: str | Path) -> str | None:
     """The version :func:`rollback` would return to, or ``None``."""
     root = Path(root)
@@ -707,7 +725,10 @@ class VersionInfo:
         }
 
 
-def list_versions(root: str | Path) -> list[VersionInfo]:
+def list_versions(
+    root: str | Path,
+    same_truth: Callable[[list[str]], dict[str, dict[str, Any]]] | None = None,
+) -> list[VersionInfo]:
     """Every version with its creation time, training rows per source and frozen-set macro-F1.
 
     Metrics are those stored in ``scores/<version>.json`` for the *current* frozen evaluation set;
@@ -718,6 +739,11 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
     The figures are comparable between versions (:func:`shared_macro_f1s`): each is averaged over
     the same labels, not over the labels that one version knows, which would flatter a version that
     never learnt a department of the frozen set.
+
+    ``same_truth`` (``training.compare.same_truth_scores`` on this root, which ``paidan models
+    list`` passes) scores the versions of one taxonomy on the same true labels, as a comparison
+    scores its two, so that each version's figure is the comparison's; without it, each version's
+    own stored scores are averaged so.
     """
     root = Path(root)
     now = current_version(root)
@@ -757,7 +783,7 @@ def list_versions(root: str | Path) -> list[VersionInfo]:
                 derived_from=_version_string((meta.get("derived_from") or {}).get("version")),
             )
         )
-    shared = shared_macro_f1s(fresh)
+    shared = shared_macro_f1s(fresh, same_truth)
     for info in out:
         info.metrics = {f"{head}_macro_f1": f1 for head, f1 in shared.get(info.version, {}).items()}
     return out
@@ -767,7 +793,10 @@ def _version_string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+def shared_macro_f1s(
+    scores: dict[str, dict[str, Any]],
+    same_truth: Callable[[list[str]], dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, dict[str, float | None]]:
     """Per version and head, macro-F1 on the frozen set over the same labels for every version.
 
     A version's stored ``macro_f1`` averages over the frozen set's true labels that version knows:
@@ -778,12 +807,16 @@ def shared_macro_f1s(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, f
     versions (``training.compare.shared_macro_f1``); a label none knows (a misspelling) is left
     out. Scores without per-class figures keep their own ``macro_f1``. A head none of whose true
     labels any version knows has no macro-F1 (``None``, as ``paidan evaluate`` reports it).
+    ``same_truth``, given a taxonomy's versions, returns their scores on the same true labels
+    (see :func:`list_versions`), averaged in place of ``scores``.
     """
     groups: dict[Any, list[str]] = {}
     for version, s in scores.items():
         groups.setdefault(s.get("mapping_sha256"), []).append(version)
     out: dict[str, dict[str, float | None]] = {}
     for members in groups.values():
+        if same_truth is not None:
+            scores = {**scores, **same_truth(members)}
         over: dict[str, list[str]] = {}  # per head
         for head in {h for v in members for h in scores[v].get("heads", {})}:
             over[head] = shared_labels(

@@ -57,7 +57,15 @@ from model.settings import (
     unknown_variables,
 )
 from model.text import Script, counted, mask_label, quoted
-from model.tickets import ColumnMap, TicketFileError, as_utc, parse_delimiter, printable
+from model.tickets import (
+    LABELS,
+    ColumnMap,
+    TicketFileError,
+    as_utc,
+    like_hint,
+    parse_delimiter,
+    printable,
+)
 from model.tokenizer import Backend, BackendMissingError, ResourceFileError, WordCut
 
 if TYPE_CHECKING:
@@ -1991,7 +1999,9 @@ def _feedback_records(
         db.dispose()
 
 
-def _print_feedback_source(settings: Settings, records: int, since: datetime | None = None) -> None:
+def _print_feedback_source(
+    settings: Settings, records: int, since: datetime | None = None, before: int = 0
+) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
@@ -2018,7 +2028,9 @@ def _print_feedback_source(settings: Settings, records: int, since: datetime | N
         return
     # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
     # there, and the decisions before it were left out without a word.
-    window = f" from {window_start(since)} on," if since is not None else ""
+    # And how many are older (retrain reads them to say what the bound left out).
+    older = f" ({before} older left out)" if before else ""
+    window = f" from {window_start(since)} on{older}," if since is not None else ""
     out.print(
         f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
     )
@@ -2149,12 +2161,27 @@ def models_list(
 ) -> None:
     """List versions: created, training rows per source, frozen-set macro-F1, which is current."""
     from model.registry import frozen_eval_info, list_versions
-    from training.compare import PromotionError, ensure_scores, read_frozen_eval, sample_default
+    from training.compare import (
+        PromotionError,
+        ensure_scores,
+        read_frozen_eval,
+        same_truth_scores,
+        sample_default,
+    )
     from training.metrics import format_f1
+
+    def same_truth(versions: list[str]) -> dict[str, dict[str, Any]]:
+        # The comparison's figures (one scoring for both): each taxonomy's versions on the same
+        # true labels. A version that cannot be loaded for it keeps its own scores' figure.
+        try:
+            return same_truth_scores(root, versions)
+        except (ModelLoadError, PromotionError) as e:  # PromotionError: a frozen set changed
+            err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+            return {}
 
     try:
         root = _model_root()
-        infos = list_versions(root)
+        infos = list_versions(root, same_truth)
         if rescore and infos:
             eval_set = read_frozen_eval(root)
             for i in infos:
@@ -2163,7 +2190,7 @@ def models_list(
                         ensure_scores(root, i.version, eval_set=eval_set)
                     except ModelLoadError as e:  # a damaged version: list the others
                         err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
-            infos = list_versions(root)
+            infos = list_versions(root, same_truth)
     except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a file that cannot be read
         raise fail(e) from None
     samples = {i.version for i in infos if sample_default(root, i.version)}
@@ -2494,12 +2521,8 @@ def models_freeze_eval(
             columns = input_columns(
                 delimiter, text_col, title_col, id_col, department_col, category_col
             )
-        info = freeze_eval_files(
-            root,
-            data,
-            columns,
-            force=force,
-        )
+        headers: dict[str, list[str]] = {}
+        info = freeze_eval_files(root, data, columns, force=force, headers=headers)
     except (*USER_ERRORS, ValueError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(
@@ -2531,13 +2554,35 @@ def models_freeze_eval(
             highlight=False,
             soft_wrap=True,
         )
+        # No model to tell which heads the set must score: a set without a head's labels (its
+        # column under another name) was frozen with the note alone, and every challenger with
+        # that head trained here later was refused.
+        rows = info.get("label_rows") or {}
+        missing = [head for head in LABELS if not rows.get(head)]
     for head in missing:
+        # The file's own columns, when the head's is not among them (as train says it).
+        src = columns.source_for(head)
+        lacking = [(n, cols) for n, cols in headers.items() if src is not None and src not in cols]
+        why = ""
+        if lacking and len(lacking) == len(headers):
+            name, cols = lacking[0]
+            like = like_hint(head, cols, columns)
+            why = (
+                f": no column {quoted(src or head)} in {name}, which has columns "
+                f"{', '.join(map(quoted, cols))}" + (f" ({like})" if like else "")
+            )
         # Accepted without a word, such a set let promotion compare the other head alone.
+        whose = (
+            f", but the current model {current} has a {head} head: `paidan models promote` and "
+            "`retrain --promote-if-better` will refuse every challenger"
+            if current is not None
+            else f"; a model with a {head} head trained under this root will have every "
+            "challenger refused"
+        )
         err.print(
-            f"[yellow]warning:[/yellow] the set has no {head} labels, but the current model "
-            f"{current} has a {head} head: `paidan models promote` and `retrain "
-            f"--promote-if-better` will refuse every challenger (unless --force) until a set "
-            f"with {head} labels is frozen (`paidan models freeze-eval DATA --force`)",
+            f"[yellow]warning:[/yellow] the set has no {head} labels{why}{whose} (unless "
+            f"--force) until a set with {head} labels is frozen (`paidan models freeze-eval DATA "
+            "--force`)",
             highlight=False,
             soft_wrap=True,
         )
@@ -2632,7 +2677,7 @@ def retrain(
     """Train a challenger on history plus dispatchers' corrections and register it."""
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
-    from training.retrain import MappingFileError, read_mapping
+    from training.retrain import MappingFileError, read_mapping, split_feedback
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
 
@@ -2659,9 +2704,12 @@ def retrain(
         renames = read_mapping(mapping) if mapping else None
         zone = zone_of(timezone)
         feedback_since = in_zone(feedback_since, zone)
-        records = _feedback_records(settings, feedback_since)
+        # All of them: the decisions before --feedback-since are counted and dated in a warning,
+        # with the history tickets they corrected (dropped by the query, they went unsaid).
+        records = _feedback_records(settings, None)
+        recent, older = split_feedback(records, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(records), feedback_since)
+        _print_feedback_source(settings, len(recent), feedback_since, len(older))
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -2683,8 +2731,16 @@ def retrain(
                 unlabelled=unlabelled or [],
                 remits=remits,
                 rules=rules,
+                feedback_since=feedback_since,
             )
-    except (*USER_ERRORS, MappingFileError, DatabaseUnavailable, PromotionError, ValueError) as e:
+    except (
+        *USER_ERRORS,
+        MappingFileError,
+        DatabaseUnavailable,
+        PromotionError,
+        ValueError,
+        OSError,  # a registry file that cannot be written (a full disk), as `models promote` says
+    ) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
     if result.skipped:
         out.print(result.message)

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,9 @@ DEPARTMENT_TRUTH = registry.SCORE_RULE["department_truth"]
 # set) as a class of F1 0, and are computed again; a comparison reads both models over the same
 # labels all the same (shared_macro_f1).
 F1_LABELS = registry.SCORE_RULE["f1_labels"]
+# Key of a version's stored scores under which its scores on other versions' true labels are kept
+# (same_truth_scores), by the checksum of the labels merged into 其他.
+SAME_TRUTH_KEY = "same_truth"
 
 # Per head, old label -> new label.
 Mapping = dict[str, dict[str, str]]
@@ -398,6 +401,24 @@ def ensure_scores(
     own_merged = merged_into_other(meta, use)
     merged = own_merged if merged is None else merged
     eval_df, info = eval_set or read_frozen_eval(root)
+    if use == own and merged_sha(merged) != merged_sha(own_merged):
+        # Its own taxonomy, on the true labels of several versions (same_truth_scores, what
+        # `models list` shows): kept beside its own scores, by the merged labels' checksum, so the
+        # list loads no model once each has been scored so.
+        base = ensure_scores(root, version, eval_set=(eval_df, info))
+        cached = (base.get(SAME_TRUTH_KEY) or {}).get(merged_sha(merged))
+        if cached is not None:
+            return cached
+        router, _ = load_router(root / version, root)
+        scores = score_router(router, eval_df, use, merged)
+        scores.update(
+            eval_sha256=info["sha256"],
+            mapping_sha256=mapping_sha(use),
+            merged_sha256=merged_sha(merged),
+        )
+        base.setdefault(SAME_TRUTH_KEY, {})[merged_sha(merged)] = scores
+        registry.write_scores(root, version, base)
+        return scores
     stored = registry.read_scores(root, version)
     if (
         stored
@@ -419,6 +440,56 @@ def ensure_scores(
     if use == own and merged == own_merged:
         registry.write_scores(root, version, scores)
     return scores
+
+
+def same_truth_scores(
+    root: str | Path,
+    versions: Sequence[str],
+    eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+    mapping: Mapping | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Scores of ``versions`` on the frozen set with the same true labels, for figures that can
+    stand side by side: the one scoring of promotion's comparison (two versions) and of ``paidan
+    models list`` (each taxonomy's versions).
+
+    A label every one of them merged into 其他 is scored as 其他 for all, one that any learnt
+    under its own name for all (:func:`shared_merged`); their macro-F1 is then taken over the
+    same labels (:func:`model.registry.shared_macro_f1s`, :func:`shared_macro_f1`). Listed with
+    each version's own merged labels, a champion's 其他 answers to tickets of a department the
+    challenger learnt were counted right in the list and wrong in the comparison, so one model had
+    two figures.
+
+    Parameters
+    ----------
+    root : str or Path
+        The model root.
+    versions : sequence of str
+        Versions trained with one taxonomy mapping, unless ``mapping`` is given.
+    eval_set : (DataFrame, dict), optional
+        The frozen set, as :func:`read_frozen_eval` returns it.
+    mapping : dict, optional
+        Score all under this mapping (a comparison: the challenger's); default, each its own.
+
+    Returns
+    -------
+    dict
+        Per version, its :func:`score_router` scores.
+    """
+    root = Path(root)
+    eval_set = eval_set or read_frozen_eval(root)
+    merged = [
+        merged_into_other(
+            read_metadata(root / v), version_mapping(root, v) if mapping is None else mapping
+        )
+        for v in versions
+    ]
+    common = merged[0] if merged else {}
+    for other in merged[1:]:
+        common = shared_merged(common, other)
+    return {
+        v: ensure_scores(root, v, mapping=mapping, eval_set=eval_set, merged=common)
+        for v in versions
+    }
 
 
 def compare(
@@ -874,10 +945,9 @@ def promote_checked(
         for who, name in (("champion", champion), ("challenger", version))
     }
     shared = shared_merged(merged_by["champion"], merged_by["challenger"])
-    challenger_scores = ensure_scores(root, version, eval_set=eval_set, merged=shared)
-    champion_scores = ensure_scores(
-        root, champion, mapping=mapping, eval_set=eval_set, merged=shared
-    )
+    # As `models list` scores them (same_truth_scores), both under the challenger's mapping.
+    pair = same_truth_scores(root, [champion, version], eval_set, mapping)
+    challenger_scores, champion_scores = pair[version], pair[champion]
     report = compare(
         champion_scores,
         challenger_scores,
@@ -931,6 +1001,13 @@ def promote_checked(
     if apply and (not report["refused"] or force):
         _commit(root, version, seen)
         promoted = True
+    elif report["refused"]:
+        # Its decisions are then not new to the nightly --if-new-feedback (retrain.feedback_cutoff).
+        data = read_metadata(root / version).get("training_data") or {}
+        try:
+            registry.record_refusal(root, version, champion, data.get("feedback_until"))
+        except OSError as e:  # the refusal stands; only its feedback counts as new again
+            logger.warning("%s: the refused challenger's feedback will count as new", e)
     logger.info(
         "challenger %s vs champion %s: %s", version, champion, "; ".join(report["reasons"]) or "ok"
     )

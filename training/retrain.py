@@ -146,6 +146,10 @@ class FeedbackSummary:
     frozen_disagree: int = 0
     frozen_example: str = ""
     until: str | None = None
+    # Decisions made before --feedback-since, left out: the bound, how many, the first and last
+    # time, and how many tickets of the history they corrected without a decision since (trained
+    # with the history's label). None: no bound was given.
+    before_since: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +164,7 @@ class FeedbackSummary:
             "decisions_on_frozen_tickets": self.on_frozen,
             "decisions_disagreeing_with_frozen_labels": self.frozen_disagree,
             "until": self.until,
+            **({"before_since": self.before_since} if self.before_since is not None else {}),
         }
 
 
@@ -287,6 +292,28 @@ class RetrainResult:
                 "decisions are trained as tickets of their own, not as corrections of those rows "
                 "(live tickets numbered afresh reuse the history's numbers)"
             )
+        if (before := self.feedback.before_since) and before["records"]:
+            tickets = before["history_tickets"]
+            out.append(
+                counted(before["records"], "feedback decision")
+                + f" from before --feedback-since ({_day(before['since'])}) left out, made "
+                + (
+                    f"at {_day(before['oldest'])}"
+                    if before["oldest"] == before["newest"]
+                    else f"from {_day(before['oldest'])} to {_day(before['newest'])}"
+                )
+                + (
+                    f"; {counted(tickets, 'of them is on a history ticket', 'of them are on history tickets')} "
+                    "not decided since, which "
+                    + (
+                        "trains with its history label"
+                        if tickets == 1
+                        else "train with their history labels"
+                    )
+                    if tickets
+                    else ""
+                )
+            )
         if self.feedback.disputed:
             out.append(
                 counted(self.feedback.disputed, "ticket was", "tickets were")
@@ -338,6 +365,12 @@ def _new_label_origins(
         elif label in merged:
             out[label] = f"merged into {OTHER_LABEL!r} by the current model"
     return out
+
+
+def _day(iso: str) -> str:
+    """A recorded UTC time as the summary writes a bound: its date, and its time unless midnight."""
+    at = datetime.fromisoformat(iso)
+    return f"{at:%Y-%m-%d}{'' if at.time() == datetime.min.time() else f' {at:%H:%M:%S}'} UTC"
 
 
 def _ids(n: int, kind: str = "") -> str:
@@ -687,7 +720,9 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
 
     After a rollback, the feedback of the versions rolled back from is not new either: counted
     as new, the nightly ``--if-new-feedback N --promote-if-better`` retrained on it at once and
-    promoted the model the administrator had rolled back.
+    promoted the model the administrator had rolled back. Nor is the feedback of a challenger the
+    promotion rule refused against the current model (:func:`model.registry.record_refusal`):
+    the nightly job trained on the same decisions every night, to be refused every night.
     """
     version = registry.current_version(root)
     if version is None:
@@ -705,8 +740,14 @@ def feedback_cutoff(root: str | Path) -> datetime | None:
     for event in events:
         left = event.get("previous") if event.get("action") == "rollback" else None
         try:
-            gone = read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
-            until = _as_utc(gone.get("feedback_until"))
+            if event.get("action") == "refused" and event.get("previous") == version:
+                # Recorded in the event: the refused challenger may be collected since.
+                until = _as_utc(event.get("feedback_until"))
+            else:
+                gone = (
+                    read_metadata(Path(root) / str(left)).get("training_data", {}) if left else {}
+                )
+                until = _as_utc(gone.get("feedback_until"))
         except Exception:  # a version collected since, or unreadable: nothing to add
             continue
         if until is not None and (cutoff is None or until > cutoff):
@@ -719,6 +760,23 @@ def count_new_feedback(records: Sequence[Mapping[str, Any]], cutoff: datetime | 
     if cutoff is None:
         return len(records)
     return sum(1 for r in records if (_as_utc(r.get("created_at")) or cutoff) > cutoff)
+
+
+def split_feedback(
+    records: Sequence[Mapping[str, Any]], since: datetime | None
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``records`` created at or after ``since`` (a record without a time included), and those
+    before it: ``paidan retrain --feedback-since``'s, as the feedback database's query bounds
+    them."""
+    if since is None:
+        return list(records), []
+    bound = as_utc(since)
+    kept: list[Mapping[str, Any]] = []
+    before: list[Mapping[str, Any]] = []
+    for r in records:
+        at = _as_utc(r.get("created_at"))
+        (before if at is not None and at < bound else kept).append(r)
+    return kept, before
 
 
 # -- frozen evaluation set -------------------------------------------------------------------------
@@ -825,10 +883,14 @@ def freeze_eval_files(
     paths: Sequence[str | Path],
     columns: ColumnMap = ColumnMap(),
     force: bool = False,
+    headers: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them."""
+    """``paidan models freeze-eval DATA``: read labelled ticket files and freeze them.
+
+    ``headers`` is filled with each file's columns (:func:`model.tickets.read_tickets`), for a
+    message about a label column the files lack."""
     named = named_paths(paths)
-    df = read_tickets(named, columns)
+    df = read_tickets(named, columns, headers)
     return freeze_eval(root, df, ", ".join(display_name(name) for _, name in named), force=force)
 
 
@@ -1049,6 +1111,7 @@ def retrain(
     unlabelled: Sequence[str | Path] = (),
     remits: str | Path | Sequence[str | Path] | None = None,
     rules: str | Path | Sequence[str | Path] | None = None,
+    feedback_since: datetime | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1057,7 +1120,7 @@ def retrain(
     history : sequence of str or Path
         Labelled history files or directories.
     feedback : sequence of mapping
-        Feedback records (see :func:`feedback_frame`), already limited to ``--feedback-since``.
+        Feedback records (see :func:`feedback_frame`).
     model_root : str or Path
         The registry.
     columns : ColumnMap
@@ -1097,6 +1160,10 @@ def retrain(
     rules : str or Path, or a sequence of them, optional
         Files of dispatch rules (:mod:`training.rules`) for the challenger to apply; default: the
         current model's (``rules.csv`` in its directory), renamed by the mapping.
+    feedback_since : datetime, optional
+        ``--feedback-since``: only the ``feedback`` records from this time on are used; those
+        before it are counted in ``result.feedback.before_since`` (with their first and last time
+        and the history tickets they corrected without a decision since), for the warning.
 
     Returns
     -------
@@ -1104,13 +1171,14 @@ def retrain(
     """
     root = Path(model_root)
     result = RetrainResult()
+    feedback, before = split_feedback(feedback, feedback_since)
     if if_new_feedback is not None:
         new = count_new_feedback(feedback, feedback_cutoff(root))
         if new < if_new_feedback:
             result.skipped = True
             result.message = (
                 f"{new} new feedback record(s) since the current model (or one rolled back "
-                "from) was trained; "
+                "from, or a challenger refused against it) was trained; "
                 f"--if-new-feedback asks for {if_new_feedback}: not retraining"
             )
             return result
@@ -1170,6 +1238,8 @@ def retrain(
         on_window(result.window)
     hist[SOURCE_KIND] = HISTORY
     fb, result.feedback = feedback_frame(feedback)
+    if feedback_since is not None:
+        result.feedback.before_since = _before_since(before, as_utc(feedback_since))
 
     # The frozen set: explicit, or carved out of the history the first time.
     if registry.frozen_eval_info(root) is None:
@@ -1239,6 +1309,20 @@ def retrain(
         )
         replaced |= hist_text_keys.isin(set(tickets.index[tickets == 1]))
     result.feedback.replaced_history = int(replaced.sum())
+    if before:
+        # Corrections of history tickets left out by the bound: the history's label trains.
+        old, _ = feedback_frame(before)
+        old_ids, old_texts = id_keys(old["id"]), old["text"].map(lambda t: ticket_key(None, t))
+        decided = (set(id_keys(fb["id"])) | set(fb_text_keys)) - {""}
+        since = old_ids.isin(decided) | old_texts.isin(decided)
+        on_frozen = old_ids.isin(frozen) | old_texts.isin(frozen)
+        in_history = old_ids.isin(set(id_keys(hist["id"])) - {""}) | old_texts.isin(
+            set(hist["text"].map(lambda t: ticket_key(None, t)))
+        )
+        assert result.feedback.before_since is not None
+        result.feedback.before_since["history_tickets"] = int(
+            (in_history & ~since & ~on_frozen).sum()
+        )
     hist = hist[~replaced]
 
     rows = pd.concat([hist, fb], ignore_index=True)
@@ -1370,6 +1454,19 @@ def retrain(
     )
     result.message = f"challenger {result.version} written to {result.model_dir}"
     return result
+
+
+def _before_since(records: Sequence[Mapping[str, Any]], since: datetime) -> dict[str, Any]:
+    """:attr:`FeedbackSummary.before_since` of the ``records`` before ``since`` (the history
+    tickets among them are counted once the history is read)."""
+    times = [t for r in records if (t := _as_utc(r.get("created_at"))) is not None]
+    return {
+        "since": since.isoformat(),
+        "records": len(records),
+        "oldest": min(times).isoformat() if times else None,
+        "newest": max(times).isoformat() if times else None,
+        "history_tickets": 0,
+    }
 
 
 def _as_utc(value: Any) -> datetime | None:

@@ -673,8 +673,9 @@ def test_a_frozen_set_without_department_labels_is_warned_of_and_cannot_wave_a_c
     )
     assert r.exit_code == 0, r.output
     assert (
-        "the set has no department labels, but the current model v1 has a department head"
-        in r.output
+        "the set has no department labels: no column 'department' in c.csv, which has columns "
+        "'id', 'title', 'text', 'category', but the current model v1 has a department head"
+        in " ".join(r.output.split())
     ), r.output
     assert "category labels" not in r.output
     r = runner.invoke(app, ["models", "promote", "v2"], env=env)
@@ -703,10 +704,48 @@ def test_freeze_eval_on_a_root_without_a_model_says_so(tmp_path: Path) -> None:
 
     root = tmp_path / "modles"
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    data = write_unseen(tmp_path / "c.csv", False)
+    data = write_unseen(tmp_path / "c.csv", True)
     r = CliRunner().invoke(app, ["models", "freeze-eval", str(data)], env=env)
     assert r.exit_code == 0, r.output
     assert f"no model under {root} yet" in r.output and "warning" not in r.output, r.output
+
+
+def test_freeze_eval_on_a_root_without_a_model_warns_of_a_set_without_a_heads_labels(
+    tmp_path: Path,
+) -> None:
+    # With no model to compare with, a set without department labels (the file's department
+    # column under another name) was frozen with a note alone: every challenger with a department
+    # head trained there later was refused until the set was frozen again.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = tmp_path / "models"
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    data = write_unseen(tmp_path / "c.csv", True)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(
+        data.read_text(encoding="utf-8").replace("department", "承办单位", 1), encoding="utf-8"
+    )
+    r = CliRunner().invoke(app, ["models", "freeze-eval", str(renamed)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        "warning: the set has no department labels: no column 'department' in renamed.csv, which "
+        "has columns 'id', 'title', 'text', 'category', '承办单位' ('承办单位' looks like the "
+        "department: --department-col 承办单位)" in said
+    ), said
+    assert (
+        "a model with a department head trained under this root will have every challenger "
+        "refused (unless --force) until a set with department labels is frozen" in said
+    ), said
+    # Frozen all the same: a category-only deployment has no department labels to freeze.
+    assert registry.frozen_eval_info(root)["label_rows"] == {"department": 0, "category": 3}
+    # With the column mapped, the set has both.
+    args = ["models", "freeze-eval", str(renamed), "--force", "--department-col", "承办单位"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert registry.frozen_eval_info(root)["label_rows"] == {"department": 3, "category": 3}
 
 
 def test_the_promotion_report_names_the_versions_as_models_list_does(
@@ -1446,10 +1485,26 @@ def test_a_label_only_one_model_merged_into_other_is_scored_under_its_name_for_b
     assert dept["macro_f1_delta_points"] > 0
     assert not any(r.startswith("department") for r in decision.reasons), decision.reasons
     assert any("档案馆" in n and "the challenger" in n for n in report["notes"])
-    # `models list` keeps each model's own figures (档案馆 as 其他 for the champion).
+    # The stored scores are each model's own (档案馆 as 其他 for the champion), as evaluate's.
     own = ensure_scores(root, "champion")
     assert own["merged_into_other"]["department"]["档案馆"] == 2
     assert registry.read_scores(root, "champion")["heads"] == own["heads"]
+    # `models list` gives the comparison's figures: it scored the champion's 其他 answers to
+    # 档案馆 tickets right and 档案馆 as a label of F1 0 at once (0.800, the comparison 0.733).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    listed = {v["version"]: v["metrics"] for v in json.loads(r.output)}
+    for head, figures in report["heads"].items():
+        for who in ("champion", "challenger"):
+            assert listed[who][f"{head}_macro_f1"] == pytest.approx(figures[who]["macro_f1"]), (
+                head,
+                who,
+            )
 
 
 def test_a_comparison_report_directory_that_is_an_input_is_refused_before_any_work(
@@ -2138,7 +2193,8 @@ def test_retrain_says_the_feedback_window_it_read_in_utc(
         assert r.exit_code == 0, r.output
         said[since] = " ".join(r.output.split())
     assert (
-        "feedback: 1 record(s) from 2026-12-07 UTC on, read from sqlite:///" in said["2026-12-07"]
+        "feedback: 1 record(s) from 2026-12-07 UTC on (1 older left out), read from sqlite:///"
+        in said["2026-12-07"]
     )
     assert (
         "feedback: 2 record(s) from 2026-12-06 16:00:00 UTC (2026-12-07T00:00:00+08:00) on, "
@@ -2397,3 +2453,126 @@ def test_feedback_ids_written_otherwise_match_their_history_ticket(
     assert result.feedback.replaced_history == 1
     assert result.feedback.other_tickets == 0
     assert result.rows == {"history": 14, "feedback": 1}
+
+
+def test_feedback_a_refused_challenger_was_trained_on_is_not_new_until_more_arrives(
+    tiny_root: tuple[Path, Path],
+) -> None:
+    # A challenger the promotion rule refused left its decisions counted as new: the nightly
+    # `retrain --if-new-feedback N --promote-if-better` trained on the same corrections every night,
+    # and was refused every night, until a person looked.
+    from training.retrain import feedback_cutoff
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+    soon = datetime.now(UTC) + timedelta(minutes=1)  # after the champion was trained
+    # Three of the five 执法 history tickets relabelled: 执法 falls under min_examples, and the
+    # challenger loses a label the champion had.
+    wrong = [
+        {**fb(i, f"T{n:03d}", "住建", 0, text=TINY_TICKETS[n - 1][1]), "created_at": soon}
+        for i, n in enumerate((8, 9, 10), 1)
+    ]
+    refused = retrain([history], wrong, root, if_new_feedback=1, promote_if_better=True)
+    assert refused.decision is not None and refused.decision.refused, refused.decision
+    assert registry.current_version(root) == champion
+    assert count_new_feedback(wrong, feedback_cutoff(root)) == 0  # was 3
+    again = retrain([history], wrong, root, if_new_feedback=1, promote_if_better=True)
+    assert again.skipped and "refused" in again.message, again.message
+    assert sorted(registry.versions(root)) == sorted([champion, refused.version])  # no new one
+    # A decision after the refused challenger's is new, and the next retrain trains all four.
+    later = [
+        {**fb(9, "L1", "人社", 0, text="社保断缴半年"), "created_at": soon + timedelta(hours=1)}
+    ]
+    assert count_new_feedback(wrong + later, feedback_cutoff(root)) == 1
+    third = retrain([history], wrong + later, root, if_new_feedback=1)
+    assert not third.skipped and third.rows["feedback"] == 4
+
+
+def test_feedback_before_feedback_since_is_said_with_its_dates_and_the_history_tickets_it_leaves(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `--feedback-since` dropped the decisions before it without a word: a dispatcher's correction
+    # of a history ticket was lost, and the history's own (corrected) label trained instead.
+    from typer.testing import CliRunner
+
+    from model.artifact import read_metadata
+    from paidan.cli import app
+    from serve.db import Database
+
+    root, history = tiny_root
+    before = set(registry.versions(root))
+    db = Database(f"sqlite:///{tmp_path / 'var' / 'paidan.db'}")
+    old1, old2, new = (datetime(2026, 11, d, 9, tzinfo=UTC) for d in (1, 20, 25))
+    for ticket, n, dept, at in (
+        ("T008", 8, "住建", old1),  # a history ticket corrected before the bound
+        ("T009", 9, "住建", old1),  # … and decided again since: that decision is trained
+        ("T009", 9, "执法", new),
+        ("L1", None, "人社", old2),  # a live ticket
+        ("L2", None, "人社", new),
+    ):
+        text = TINY_TICKETS[n - 1][1] if n else f"社保断缴{ticket}"
+        db.add_feedback(
+            ticket_id=ticket, text=text, department=dept, category="环境", created_at=at
+        )
+    db.dispose()
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--feedback-since", "2026-11-21"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "feedback: 2 record(s) from 2026-11-21 UTC on (3 older left out)" in said, said
+    assert (
+        "warning: 3 feedback decisions from before --feedback-since (2026-11-21 UTC) left out, "
+        "made from 2026-11-01 09:00:00 UTC to 2026-11-20 09:00:00 UTC; 1 of them is on a history ticket not decided "
+        "since, which trains with its history label" in said
+    ), said
+    (version,) = set(registry.versions(root)) - before  # created in the champion's second, maybe
+    recorded = read_metadata(root / version)["training_data"]["feedback"]["before_since"]
+    assert recorded == {
+        "since": "2026-11-21T00:00:00+00:00",
+        "records": 3,
+        "oldest": "2026-11-01T09:00:00+00:00",
+        "newest": "2026-11-20T09:00:00+00:00",
+        "history_tickets": 1,
+    }
+
+
+def test_retrain_that_cannot_write_the_pointer_stops_in_one_line_naming_it(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `models promote` and `rollback` stop in one line on a full disk; the nightly
+    # `retrain --promote-if-better` ended in a traceback at the same write.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    champion = registry.current_version(root)
+
+    def full(root_: Path, version: str) -> None:
+        raise registry.RegistryWriteError(28, "No space left on device", str(root_ / "current"))
+
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--promote-if-better"]
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert lines[-1] == f"error: cannot write {root / 'current'}: No space left on device", r.output
+    assert registry.current_version(root) == champion
+
+
+def test_feedback_left_out_at_one_time_is_said_at_that_time() -> None:
+    result = RetrainResult()
+    result.feedback.before_since = {
+        "since": "2026-12-01T00:00:00+00:00",
+        "records": 2,
+        "oldest": "2026-11-01T10:00:00+00:00",
+        "newest": "2026-11-01T10:00:00+00:00",
+        "history_tickets": 0,
+    }
+    assert result.warnings(min_examples=5) == [
+        "2 feedback decisions from before --feedback-since (2026-12-01 UTC) left out, made at "
+        "2026-11-01 10:00:00 UTC"
+    ]

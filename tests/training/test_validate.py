@@ -530,6 +530,46 @@ def test_two_learnt_labels_one_inside_the_other_are_warned_of():
     ) in report.warnings()
 
 
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("市住建局", "市住房和城乡建设局"),  # an abbreviation
+        ("公安局", "公安分局"),
+        ("市场监督", "市场监管"),  # one character apart
+    ],
+)
+def test_two_learnt_labels_written_two_ways_are_warned_of_as_a_rare_one_is(
+    one: str, other: str
+) -> None:
+    # The learnt pair's warning looked for one label inside the other only, while a rare label's
+    # hint (similar_label) finds abbreviations and near spellings: 市住建局 beside
+    # 市住房和城乡建设局 was named when rare, and learnt apart without a word when not.
+    rows = [["t", f"漏水{i}", one, "城建"] for i in range(6)]
+    rows += [["t", f"电梯{i}", other, "城建"] for i in range(7)]
+    rows += [["t", f"欠薪{i}", "县人社局", "劳动"] for i in range(8)]
+    _, report = validate(frame(rows), min_examples=5)
+    assert (
+        f"department labels {one!r} (6 rows) and {other!r} (7 rows) are learnt apart: if they "
+        "name the same department, label their rows alike"
+    ) in report.warnings(), report.warnings()
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("县医保局", "县卫健局"),  # alike only in the county's 县 and 局
+        ("市住建局", "区住建局"),  # the city's and the district's
+        ("海淀区城管局", "朝阳区城管局"),  # two districts' bureaus of one kind
+    ],
+)
+def test_two_learnt_departments_of_two_bodies_are_no_twins(one: str, other: str) -> None:
+    rows = [["t", f"漏水{i}", one, "城建"] for i in range(6)]
+    rows += [["t", f"电梯{i}", other, "城建"] for i in range(7)]
+    _, report = validate(frame(rows), min_examples=5)
+    assert not [w for w in report.warnings() if "learnt apart" in w], report.warnings()
+    assert similar_label(one, [other]) is None
+
+
 def test_departments_listed_with_a_list_comma_are_read_as_a_joint_dispatch():
     # Joint dispatches written 市人社局、市住建局 (as people list things, and as POST /v1/feedback
     # refuses them) trained a department of each combination: 26 labels for 20 departments, one
