@@ -90,13 +90,20 @@ _CHECKOUT_VAR_FOUND = CHECKOUT_VAR.exists()  # a developer's own, before the tes
 def _checkout_left_clean() -> Iterator[None]:
     # Test servers started without PAIDAN_DATA_DIR wrote var/paidan.db into the checkout (the
     # working directory): every run shared one database and left it behind. The test that makes
-    # it fails here, by name; nothing is checked where var/ was there before the run.
+    # it fails here, by name; nothing is checked where var/ was there before the run. Under
+    # pytest-xdist a test of another worker may have made it while this one ran: the message says
+    # so, and only the first test to see it fails (the others see var/ there before they start).
     made_before = CHECKOUT_VAR.exists()
     yield
     if not _CHECKOUT_VAR_FOUND and not made_before and CHECKOUT_VAR.exists():
+        beside = (
+            " (or a test running beside it in another pytest-xdist worker)"
+            if os.environ.get("PYTEST_XDIST_WORKER")
+            else ""
+        )
         pytest.fail(
-            f"this test wrote {CHECKOUT_VAR} into the checkout: start servers and apps with "
-            "PAIDAN_DATA_DIR (or PAIDAN_DATABASE_URL) in the test's tmp_path"
+            f"this test{beside} wrote {CHECKOUT_VAR} into the checkout: start servers and apps "
+            "with PAIDAN_DATA_DIR (or PAIDAN_DATABASE_URL) in the test's tmp_path"
         )
 
 

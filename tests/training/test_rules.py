@@ -261,9 +261,10 @@ def test_the_model_directory_keeps_the_rules_and_a_loaded_model_applies_them(rul
         assert router.predict([ELEVATOR_ADDED])[0].department.label == "执法"
 
 
-def test_the_api_answers_with_the_rule(ruled, monkeypatch):
+def test_the_api_answers_with_the_rule(ruled, tmp_path, monkeypatch):
     from serve.app import create_app
 
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))  # not the checkout's var/
     monkeypatch.setenv("PAIDAN_MODEL_DIR", str(ruled.model_dir))
     monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(ruled.model_dir.parent))
     with TestClient(create_app()) as client:
@@ -601,6 +602,7 @@ def test_labelling_evaluation_and_the_api_know_a_label_only_a_rule_gives(
     assert report["per_class"]["数据局"]["recall"] == 1.0
     assert report["unknown_labels"] == {}  # a label the router gives is no unknown label
 
+    monkeypatch.setenv("PAIDAN_DATA_DIR", str(tmp_path / "var"))  # not the checkout's var/
     monkeypatch.setenv("PAIDAN_MODEL_DIR", str(reformed.model_dir))
     monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(reformed.model_dir.parent))
     with TestClient(create_app()) as client:
