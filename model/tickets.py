@@ -110,6 +110,45 @@ class TicketFileError(ValueError):
     """A ticket file cannot be used; the message names the file and, where there is one, the row."""
 
 
+class MissingColumnError(TicketFileError):
+    """A ticket file lacks a column the column options name (:func:`check_columns`).
+
+    ``field`` is the canonical field, ``column`` the name it is read from, ``have`` the file's
+    columns and ``like`` the one of them that looks like the field (``None``: none does), so that
+    a reader of several files can say that the others have the column (:func:`iter_tickets`).
+    """
+
+    def __init__(
+        self, message: str, field: str, column: str, have: Sequence[str], like: str | None
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.column = column
+        self.have = list(have)
+        self.like = like
+
+    def beside(self, path: Path, other: str) -> TicketFileError:
+        """The error of a file read with ``other``, which has the column: one column option maps
+        the column of every file read together, so the option the message gave
+        (``--text-col 描述``) would refuse ``other`` instead; the column is to be renamed."""
+        rename = (
+            f"rename {_quoted(self.like)} to {_quoted(self.column)}"
+            if self.like
+            else f"give its {self.field} column the name {_quoted(self.column)}"
+        )
+        alone = (
+            f"; read alone, --{self.field}-col {_shell_word(self.like)} reads it"
+            if self.like
+            else ""
+        )
+        return TicketFileError(
+            f"{path}: no column {_quoted(self.column)} for the ticket {self.field} ({other}, read "
+            f"with it, has it); the file has columns {', '.join(map(_quoted, self.have))} "
+            f"(--{self.field}-col names the column of every file read together, so {rename} "
+            f"in a copy of this file{alone})"
+        )
+
+
 @dataclass(frozen=True)
 class ColumnMap:
     """Which input column holds each canonical field (``None``: the field is absent), and the field
@@ -2262,6 +2301,9 @@ def iter_tickets(
     left out twice, and a second reading of ``paths`` with the same dict replaces the first's
     lists instead of adding to them)."""
     listed: set[str] = set()  # the names this reading has filled repeated_headers for
+    # The files read whole so far, which had every mapped column: a later one lacking a column
+    # is told that they have it, not to map its own look-alike (which would refuse them).
+    read_before: list[str] = []
     for path, name in named_paths(paths):
         first_row = 1
         repeated: list[int] = []
@@ -2269,30 +2311,38 @@ def iter_tickets(
         # A Spark or Hive table partitioned by department (department=住建局/part-0.parquet)
         # keeps the label in the directory's name: it was left out, and the rows read unlabelled.
         partitions = partition_values(name)
-        for raw in table_chunks(path, from_partitions(columns, partitions), size):
-            if first_row == 1 and (said := feedback_export(path, raw.columns, columns)):
-                logger.warning("%s", said)
-            if first_row == 1 and (said := labelled_output(path, raw.columns)):
-                # Kept beside the tickets it was labelled from (backlog/done/), its tickets
-                # would be read twice.
-                logger.warning(
-                    "%s: its own department and category are read as labels, its predictions "
-                    "are not; if the tickets it was labelled from are read too, move it out of "
-                    "the input directory",
-                    said,
-                )
-            read = with_partitions(raw, partitions)
-            frame = to_canonical(read, columns, path, first_row, name)
-            if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
-                repeated += [first_row + i for i in again]
-                frame = frame.drop(frame.index[again]).reset_index(drop=True)
-            if found := _totals_rows(frame, columns):
-                totals += [(int(frame[ROW_COL].iat[i]), column, cell) for i, column, cell in found]
-                frame = frame.drop(frame.index[[i for i, _, _ in found]]).reset_index(drop=True)
-            if headers is not None and first_row == 1:
-                headers[display_name(name)] = [str(c) for c in read.columns]
-            first_row += len(raw)
-            yield frame
+        try:
+            for raw in table_chunks(path, from_partitions(columns, partitions), size):
+                if first_row == 1 and (said := feedback_export(path, raw.columns, columns)):
+                    logger.warning("%s", said)
+                if first_row == 1 and (said := labelled_output(path, raw.columns)):
+                    # Kept beside the tickets it was labelled from (backlog/done/), its tickets
+                    # would be read twice.
+                    logger.warning(
+                        "%s: its own department and category are read as labels, its predictions "
+                        "are not; if the tickets it was labelled from are read too, move it out of "
+                        "the input directory",
+                        said,
+                    )
+                read = with_partitions(raw, partitions)
+                frame = to_canonical(read, columns, path, first_row, name)
+                if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
+                    repeated += [first_row + i for i in again]
+                    frame = frame.drop(frame.index[again]).reset_index(drop=True)
+                if found := _totals_rows(frame, columns):
+                    totals += [
+                        (int(frame[ROW_COL].iat[i]), column, cell) for i, column, cell in found
+                    ]
+                    frame = frame.drop(frame.index[[i for i, _, _ in found]]).reset_index(drop=True)
+                if headers is not None and first_row == 1:
+                    headers[display_name(name)] = [str(c) for c in read.columns]
+                first_row += len(raw)
+                yield frame
+        except MissingColumnError as e:
+            if not read_before:
+                raise
+            raise e.beside(path, read_before[0]) from None
+        read_before.append(display_name(name))
         if totals:
             logger.warning("%s", totals_message(name, totals))
         if repeated:
@@ -2647,12 +2697,17 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
             hint = delimiter_hint(path, have, src, columns.delimiter) or sheet_hint(
                 path, src, field
             )
-            if not hint:
-                like = like_hint(field, have, columns)
-                hint = f"map yours with --{field}-col" + (f"; {like}" if like else "")
-            raise TicketFileError(
+            message = (
                 f"{path}: no column {_quoted(src)} for the ticket {field}; the file has columns "
-                f"{', '.join(map(_quoted, have))} ({hint})"
+            )
+            message += f"{', '.join(map(_quoted, have))} "
+            if hint:
+                raise TicketFileError(f"{message}({hint})")
+            like = like_hint(field, have, columns)
+            hint = f"map yours with --{field}-col" + (f"; {like}" if like else "")
+            looks = like_columns(field, have, columns)
+            raise MissingColumnError(
+                f"{message}({hint})", field, src, have, looks[0] if looks else None
             )
 
 

@@ -2743,7 +2743,7 @@ def retrain(
     ) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
     if result.skipped:
-        out.print(result.message)
+        out.print(result.message, soft_wrap=True)  # one line in the nightly job's log
         return
     assert result.train is not None
     # Labels as the history files and the mapping file write them: quoted masked, as every label

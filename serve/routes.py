@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
+from zoneinfo import ZoneInfo
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -341,15 +342,20 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     def export_feedback(
         request: Request,
         db: DatabaseDep,
+        settings: SettingsDep,
         since: Annotated[
             datetime | None,
             BeforeValidator(_iso_time),
             Query(
-                description="Only feedback created at or after this ISO 8601 time (UTC if no zone)"
+                description="Only feedback created at or after this ISO 8601 time "
+                "(without a zone: in PAIDAN_TIMEZONE, UTC unless set)"
             ),
         ] = None,
     ) -> StreamingResponse:
         """Export feedback as JSON Lines, oldest first."""
+        if since is not None and since.tzinfo is None:
+            # As `paidan drift --since` reads it: a centre's since=2026-12-07 is its own midnight.
+            since = since.replace(tzinfo=ZoneInfo(settings.timezone))
         # The first page is read here, so an unreachable database answers 503, not a cut stream.
         first = db.feedback_page(since, None, EXPORT_PAGE)
         if request.method == "HEAD":  # the GET's answer without its body: no page beyond the first

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
@@ -63,7 +63,9 @@ from model.tickets import (
     HEADER_FORMATS,
     LABEL_OUTPUT_COLUMNS,
     ColumnMap,
+    MissingColumnError,
     check_columns,
+    display_name,
     file_format,
     from_partitions,
     labelled_output,
@@ -928,7 +930,9 @@ def label(
         blank_lines: dict[str, set[int]] = {}
         extra_fields: dict[str, dict[str, Any]] = {}
         added = pred_columns(evidence)
-        input_columns, file_headers = _input_columns(files, columns, kinds, partitions, added)
+        input_columns, file_headers = _input_columns(
+            files, columns, kinds, partitions, added, {p: display_name(n) for p, n in named}
+        )
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
             logger.warning("%s", note)
@@ -1440,11 +1444,14 @@ def _input_columns(
     kinds: dict[str, set[str]] | None = None,
     partitions: dict[Path, dict[str, str]] | None = None,
     added: Sequence[str] = PRED_COLUMNS,
+    names: Mapping[Path, str] | None = None,
 ) -> tuple[list[str], dict[Path, list[str]]]:
     """The output's input columns (every file's, in order of first appearance, a file's
     partition columns after its own), and each file's own; a file lacking a column label reads
     (which a partition may give), or holding an output column (of ``added``), is refused. ``kinds``, when
     given, collects the kinds of the JSON files' values (:func:`training.label_io.file_columns`).
+    ``names``: each file's name as messages give it (by default its path), so that a file lacking a
+    column the files before it have is told which of them has it (:class:`MissingColumnError`).
     """
     seen: dict[str, None] = {}
     per_file: dict[Path, list[str]] = {}
@@ -1454,7 +1461,13 @@ def _input_columns(
         have = [*own, *(k for k in parts if k not in own)]
         # The columns label reads: the text, and a title or id named other than the default.
         reads = replace(cmap, department=None, category=None, time=None)
-        check_columns(path, have, from_partitions(reads, parts))
+        try:
+            check_columns(path, have, from_partitions(reads, parts))
+        except MissingColumnError as e:
+            if len(per_file) < 2:  # the first file read: no other has the column yet
+                raise
+            first = next(iter(per_file))
+            raise e.beside(path, (names or {}).get(first, str(first))) from None
         seen.update(dict.fromkeys(have))
         clash = [c for c in have if c in added]
         if said := labelled_output(path, have):

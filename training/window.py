@@ -594,15 +594,26 @@ def describe(info: dict[str, Any]) -> str:
     """One line for the CLI: which rows the window kept, its bound and span in UTC.
 
     The bound keeps its time of day unless it is midnight: ``--since 2026-06-01T06:00:00+08:00``
-    is "from 2026-05-31 22:00:00 on", not "from 2026-05-31 on".
+    is "from 2026-05-31 22:00:00 on", not "from 2026-05-31 on". In a zone other than UTC
+    (``PAIDAN_TIMEZONE``) it is given there too: ``--since 2026-06-01`` in Asia/Shanghai is "from
+    2026-05-31 16:00:00 UTC (2026-06-01 00:00:00 Asia/Shanghai) on", not a day before the one typed
+    alone.
     """
+    from zoneinfo import ZoneInfo
+
     if not info:
         return ""
     parts = []
     if info["since"] is not None:
         since = datetime.fromisoformat(info["since"])
         clock = "" if since.time() == datetime.min.time() else f" {since:%H:%M:%S}"
-        parts.append(f"from {since.date().isoformat()}{clock} on")
+        zone = info.get("timezone") or "UTC"
+        there = (
+            f" UTC ({since.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M:%S} {zone})"
+            if zone != "UTC"
+            else ""
+        )
+        parts.append(f"from {since.date().isoformat()}{clock}{there} on")
     if info["max_rows"] is not None:
         parts.append(
             f"the newest {info['max_rows']:,} by time"

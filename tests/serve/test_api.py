@@ -1711,6 +1711,25 @@ def test_feedback_export_since_is_read_as_paidan_reads_since(client: TestClient)
         assert number not in error["message"], error
 
 
+def test_feedback_export_since_without_a_zone_is_in_paidan_timezone(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # A centre with PAIDAN_TIMEZONE=Asia/Shanghai exporting a day's decisions with
+    # since=2026-12-07 got them from 08:00 Beijing time: the export read a bare time as UTC,
+    # where `paidan drift --since`, which the docs say it reads as, reads it in PAIDAN_TIMEZONE.
+    client = make_client(timezone="Asia/Shanghai")
+    saved = client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"})
+    assert saved.status_code == 201
+    created = datetime.fromisoformat(saved.json()["created_at"])
+    beijing = created.astimezone(timezone(timedelta(hours=8))).replace(tzinfo=None)
+    before, after = beijing - timedelta(minutes=5), beijing + timedelta(minutes=5)
+    # Five minutes before the save in Beijing time; as UTC it would be 8 hours later.
+    assert len(export(client, since=before.isoformat(timespec="seconds"))) == 1
+    assert export(client, since=after.isoformat(timespec="seconds")) == []
+    # A time with its zone is read as written.
+    assert len(export(client, since=(created - timedelta(minutes=5)).isoformat())) == 1
+
+
 def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient) -> None:
     # ?sinse=… was ignored and the whole table exported, as if no time had been given; of two
     # since= the last was read, silently: an incremental export got rows it already had, or none.

@@ -4219,3 +4219,20 @@ def test_an_undecodable_big5_row_names_the_byte_offset_of_its_bad_bytes(
         "nor Big5-HKSCS defines, which only the font of the system that wrote it draws; replace "
         "it there, or export the file as UTF-8)"
     )
+
+
+def test_label_names_the_file_that_has_a_column_another_export_renamed(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A backlog directory where December's export renamed 内容 to 描述: label advised
+    # "--text-col 描述", which refuses November's file; as train, it names the file with 内容.
+    from tests.training.test_tickets import MAP, ROWS
+
+    backlog = tmp_path / "backlog"
+    backlog.mkdir()
+    pd.DataFrame(ROWS).to_csv(backlog / "2026-11.csv", index=False)
+    pd.DataFrame(ROWS).rename(columns={"内容": "描述"}).to_csv(backlog / "2026-12.csv", index=False)
+    with pytest.raises(TicketFileError) as e:
+        label([backlog], tiny_model_dir, tmp_path / "out.csv", columns=MAP, jobs=1)
+    assert "(2026-11.csv, read with it, has it)" in str(e.value)
+    assert "rename '描述' to '内容' in a copy of this file" in str(e.value)

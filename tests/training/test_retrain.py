@@ -2576,3 +2576,21 @@ def test_feedback_left_out_at_one_time_is_said_at_that_time() -> None:
         "2 feedback decisions from before --feedback-since (2026-12-01 UTC) left out, made at "
         "2026-11-01 10:00:00 UTC"
     ]
+
+
+def test_the_nightly_skip_is_one_line_in_the_log(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The cron log read "…--if-new-feedback asks for 50: not" and "retraining" on the next line:
+    # a log line cut at 80 columns, which a `grep 'not retraining'` of the log does not find.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    args = ["retrain", "--history", str(history), "--if-new-feedback", "5"]
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    skip = [line for line in r.output.splitlines() if "new feedback record(s) since" in line]
+    assert len(skip) == 1 and skip[0].endswith("--if-new-feedback asks for 5: not retraining")

@@ -2422,3 +2422,22 @@ def test_a_spreadsheets_totals_row_is_left_out_and_named(tmp_path, caplog):
         "一月.xlsx: left out 2 totals rows, data rows 3 ('合 计：' in 'title'), 5 ('小计' in 'id') "
         "(a spreadsheet's 合计/总计/小计 line sums the tickets above it; it is not a ticket)"
     ) in said, said
+
+
+def test_a_column_renamed_in_one_export_of_a_directory_is_not_fixed_by_an_option(tmp_path):
+    # A history directory of monthly exports where December's renamed 内容 to 描述: the error
+    # advised "--text-col 描述", which then refuses November's export for lacking 描述. It names
+    # the file that has the column and says one option maps the column of every file read.
+    history = tmp_path / "history"
+    history.mkdir()
+    pd.DataFrame(ROWS).to_csv(history / "2026-11.csv", index=False)
+    pd.DataFrame(ROWS).rename(columns={"内容": "描述"}).to_csv(
+        history / "2026-12.csv", index=False, encoding="gb18030"
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([history], MAP)
+    message = str(e.value)
+    assert "2026-12.csv: no column '内容' for the ticket text" in message
+    assert "(2026-11.csv, read with it, has it)" in message
+    assert "--text-col names the column of every file read together" in message
+    assert "rename '描述' to '内容' in a copy of this file" in message

@@ -546,3 +546,16 @@ def test_implausible_years_and_two_digit_years_are_warned_with_their_rows(
     with caplog.at_level("WARNING", logger="training.window"):
         select_window(frame(["2019-01-04", "2019/1/5 10:00"]), window)
     assert "year" not in caplog.text
+
+
+def test_the_window_line_gives_the_bound_in_the_centres_zone_too() -> None:
+    # PAIDAN_TIMEZONE=Asia/Shanghai and --since 2026-06-01: the line said only "from 2026-05-31
+    # 16:00:00 on", the day before the one typed, where drift and --feedback-since give the bound
+    # as the centre reads it too.
+    df = frame(["2026-05-31 23:00:00", "2026-10-29 08:50:54", "2026-06-02 09:00:00"])
+    rows, info = select_window(df, Window(since=datetime(2026, 6, 1), zone="Asia/Shanghai"))
+    assert rows["id"].tolist() == ["R2", "R3"]
+    assert describe(info).startswith(
+        "window: 2 of 3 rows kept, from 2026-05-31 16:00:00 UTC (2026-06-01 00:00:00 "
+        "Asia/Shanghai) on ("
+    )
