@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,73 @@ def test_loggable_path_masks_the_path_and_drops_query_values() -> None:
     assert loggable_path("/v1/feedback", b"since=2024-01-01&since=x") == "/v1/feedback?since=…"
     line = loggable_path("/", f"{PHONE}={EMAIL}".encode())
     assert_clean(line)
+
+
+# A grid worker's mobile typed into the department (full-width, as a Chinese keyboard in full-width
+# mode writes it), a contact's into the category, and tickets numbered by the caller's phone.
+LABEL_MOBILE, LABEL_CONTACT = "１３９８７６５４３２１", "13512345678"
+
+
+def _in_any_width(secret: str, text: str) -> bool:
+    return secret in unicodedata.normalize("NFKC", text)
+
+
+@pytest.fixture(scope="module")
+def pii_labels_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("pii-label-models")
+    data = root / "labels.csv"
+    rows = [
+        (
+            f"{PHONE}-{i}",
+            t,
+            x,
+            f"{d}网格员{LABEL_MOBILE}" if d == "人社" else d,
+            f"{c}联系人{LABEL_CONTACT}" if c == "环境" else c,
+        )
+        for i, (t, x, d, c) in enumerate(TINY_TICKETS)
+    ]
+    data.write_text(
+        "id,title,text,department,category\n" + "".join(",".join(r) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    files = [p for p in model_dir.iterdir() if p.is_file()]
+    assert {"metadata.json", "serving.joblib", "router.joblib"} <= {p.name for p in files}
+    return files
+
+
+def _assert_nowhere(secrets: tuple[str, ...], texts: list[str], files: list[Path]) -> None:
+    for text in texts + [p.read_bytes().decode("utf-8", "replace") for p in files]:
+        for secret in secrets:
+            assert not _in_any_width(secret, text), secret
+    for p in files:  # numpy keeps strings as UTF-32
+        raw = p.read_bytes()
+        for secret in secrets:
+            for written in {secret, unicodedata.normalize("NFKC", secret)}:
+                assert written.encode("utf-32-le") not in raw, (p.name, secret)
+
+
+def test_labels_of_the_history_are_learnt_masked(pii_labels_model_dir: Path) -> None:
+    # Learnt as written, the numbers were in metadata.json and both pickles, every answer naming
+    # the department or the category, /v1/model and /metrics' label values; and a dispatcher's
+    # correction, stored masked (网格员[手机号]), was a label apart from its history's.
+    from model.artifact import load_router
+
+    router, _ = load_router(pii_labels_model_dir)
+    assert "人社网格员[手机号]" in router.heads["department"].labels
+    assert "环境联系人[手机号]" in router.heads["category"].labels
+    assert "住建" in router.heads["department"].labels  # one with nothing to mask as written
+    [answer] = router.predict([{"title": "拖欠工资", "text": "老板拖欠工资三个月不发"}])
+    shown = answer.model_dump_json()
+    assert "人社网格员[手机号]" in shown
+    files = _model_files(pii_labels_model_dir)
+    _assert_nowhere(("13987654321", LABEL_CONTACT), [shown], files)
