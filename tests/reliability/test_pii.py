@@ -356,3 +356,18 @@ def test_labels_of_the_history_are_learnt_masked(pii_labels_model_dir: Path) -> 
     assert "人社网格员[手机号]" in shown
     files = _model_files(pii_labels_model_dir)
     _assert_nowhere(("13987654321", LABEL_CONTACT), [shown], files)
+
+
+def test_ids_of_the_history_are_kept_masked_for_the_similar_tickets(
+    pii_labels_model_dir: Path,
+) -> None:
+    # Kept as written, a ticket numbered by the caller's phone showed it in the similar tickets
+    # of every answer, to anyone who may route.
+    from model.artifact import load_router
+
+    router, _ = load_router(pii_labels_model_dir)
+    assert router.index is not None
+    assert list(router.index.ids) == [f"[手机号]-{i}" for i in range(len(TINY_TICKETS))]
+    [answer] = router.predict([{"title": "拖欠工资", "text": "老板拖欠工资三个月不发"}])
+    assert answer.similar and all(s.id.startswith("[手机号]-") for s in answer.similar)
+    _assert_nowhere((PHONE,), [], _model_files(pii_labels_model_dir))
