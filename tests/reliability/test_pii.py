@@ -387,7 +387,9 @@ def test_a_model_that_learnt_a_label_as_written_is_scored_under_its_masked_name(
     from training.compare import score_router
     from training.train import train
 
-    rows = [(t, x, f"{d}网格员{LABEL_MOBILE}" if d == "人社" else d, c) for t, x, d, c in TINY_TICKETS]
+    rows = [
+        (t, x, f"{d}网格员{LABEL_MOBILE}" if d == "人社" else d, c) for t, x, d, c in TINY_TICKETS
+    ]
     data = write_tickets_csv(tmp_path / "t.csv", rows)
     as_written = model.tickets.without_format_characters
     with monkeypatch.context() as m:  # the reader of before: labels as written
