@@ -30,7 +30,7 @@ from model.compiled import (
 )
 from model.config import OTHER_LABEL, TrainingConfig
 from model.rules import DispatchRule, RuleIndex
-from model.text import clean, snippet, to_script, without_salutation
+from model.text import clean, mask_label, snippet, to_script, without_salutation
 from model.tickets import JOINT_JOINER
 
 if TYPE_CHECKING:
@@ -894,7 +894,9 @@ class Router:
             co = np.asarray(kept, dtype=object) if any(kept) else None
         self.index = SimilarIndex(
             matrix=sp.csr_matrix(l2_normalize(X[keep]), dtype=np.float32),
-            ids=np.asarray([str(i) for i in ids[keep]], dtype=object),
+            # Every caller who may route sees them: a ticket numbered by its caller's phone shows
+            # it masked (an id with nothing to mask as written, to be looked up).
+            ids=np.asarray([mask_label(str(i)) for i in ids[keep]], dtype=object),
             # Shown as the model reads them: in the script it reads (a traditional title simplified).
             titles=np.asarray([clean(t, self.config.script) for t in titles[keep]], dtype=object),
             departments=np.asarray([d or "" for d in departments[keep]], dtype=object),

@@ -277,9 +277,13 @@ def score_router(
     for name, head in router.heads.items():
         if name not in LABELS or name not in scores:
             continue
-        named = [map_label(label_value(name, t), name, mapping) for t in df[name]]
+        # Masked, as the ticket readers give a label (a frozen set written before they did holds
+        # a number typed into a label as written), and so is a label an older model learnt as
+        # written: it is the label the rows now spell, not one lost, and is quoted masked.
+        masked = {v: mask_label(label_value(name, v)) for v in {*df[name], *head.labels}}
+        named = [map_label(masked[t], name, mapping) for t in df[name]]
         # A model trained before joint dispatch learnt "主办；会办" strings: its answer is their lead.
-        mapped = [map_label(label_value(name, label), name, mapping) for label in head.labels]
+        mapped = [map_label(masked[label], name, mapping) for label in head.labels]
         # Scored under their own names, the model's 其他 for them (by design) counted as wrong.
         # Recorded masked (a number typed into a label), they are looked up as the rows spell them.
         into_other = find_merged((merged or {}).get(name, {}), named, mapped)

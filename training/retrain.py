@@ -421,6 +421,9 @@ def read_mapping(path: str | Path) -> LabelMapping:
         old, new, head = row.get("old", ""), row.get("new", ""), row.get("head", "")
         if not old or not new:
             raise MappingFileError(f"{path} line {line}: old and new must both be non-empty")
+        # As the ticket readers and the feedback database give a label: a number in it masked
+        # (网格员李四１３９８７６５４３２１ is read as 网格员李四[手机号]).
+        old, new = mask_label(old), mask_label(new)
         heads = LABELS if not head else (head,)
         if head and head not in LABELS:
             raise MappingFileError(

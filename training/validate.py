@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.config import OTHER_LABEL
-from model.text import clean, counted, id_key, mask_label, mask_pii, quoted
+from model.text import PLACEHOLDERS, clean, counted, id_key, mask_label, mask_pii, normalize, quoted
 from model.tickets import (
     CO_COL,
     LABELS,
@@ -291,6 +291,14 @@ def find_merged(
     if not renames:
         return out
     known = set(learnt)
+    # The ticket readers give a label masked as mask_label writes it (A区网格员13912345678 as
+    # a区网格员[手机号]), which a key masked as written (A区网格员[手机号]) or recorded as written
+    # in full-width digits no longer spells: those are found by their masked normalised form.
+    by_masked = {
+        m: new
+        for k, new in renames.items()
+        if any(p in (m := mask_pii(normalize(k))) for p in PLACEHOLDERS)
+    }
     for label in set(labels):
         if not label or label in known:
             continue
@@ -298,6 +306,9 @@ def find_merged(
             if key in renames:
                 out[label] = renames[key]
                 break
+        else:
+            if (masked := mask_pii(normalize(label))) in by_masked:
+                out[label] = by_masked[masked]
     return out
 
 

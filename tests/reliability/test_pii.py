@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,119 @@ def test_loggable_path_masks_the_path_and_drops_query_values() -> None:
     assert loggable_path("/v1/feedback", b"since=2024-01-01&since=x") == "/v1/feedback?since=…"
     line = loggable_path("/", f"{PHONE}={EMAIL}".encode())
     assert_clean(line)
+
+
+# A grid worker's mobile typed into the department (full-width, as a Chinese keyboard in full-width
+# mode writes it), a contact's into the category, and tickets numbered by the caller's phone.
+LABEL_MOBILE, LABEL_CONTACT = "１３９８７６５４３２１", "13512345678"
+
+
+def _in_any_width(secret: str, text: str) -> bool:
+    return secret in unicodedata.normalize("NFKC", text)
+
+
+@pytest.fixture(scope="module")
+def pii_labels_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("pii-label-models")
+    data = root / "labels.csv"
+    rows = [
+        (
+            f"{PHONE}-{i}",
+            t,
+            x,
+            f"{d}网格员{LABEL_MOBILE}" if d == "人社" else d,
+            f"{c}联系人{LABEL_CONTACT}" if c == "环境" else c,
+        )
+        for i, (t, x, d, c) in enumerate(TINY_TICKETS)
+    ]
+    data.write_text(
+        "id,title,text,department,category\n" + "".join(",".join(r) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    result = train([data], root / "model", config=tiny_config)
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    files = [p for p in model_dir.iterdir() if p.is_file()]
+    assert {"metadata.json", "serving.joblib", "router.joblib"} <= {p.name for p in files}
+    return files
+
+
+def _assert_nowhere(secrets: tuple[str, ...], texts: list[str], files: list[Path]) -> None:
+    for text in texts + [p.read_bytes().decode("utf-8", "replace") for p in files]:
+        for secret in secrets:
+            assert not _in_any_width(secret, text), secret
+    for p in files:  # numpy keeps strings as UTF-32
+        raw = p.read_bytes()
+        for secret in secrets:
+            for written in {secret, unicodedata.normalize("NFKC", secret)}:
+                assert written.encode("utf-32-le") not in raw, (p.name, secret)
+
+
+def test_labels_of_the_history_are_learnt_masked(pii_labels_model_dir: Path) -> None:
+    # Learnt as written, the numbers were in metadata.json and both pickles, every answer naming
+    # the department or the category, /v1/model and /metrics' label values; and a dispatcher's
+    # correction, stored masked (网格员[手机号]), was a label apart from its history's.
+    from model.artifact import load_router
+
+    router, _ = load_router(pii_labels_model_dir)
+    assert "人社网格员[手机号]" in router.heads["department"].labels
+    assert "环境联系人[手机号]" in router.heads["category"].labels
+    assert "住建" in router.heads["department"].labels  # one with nothing to mask as written
+    [answer] = router.predict([{"title": "拖欠工资", "text": "老板拖欠工资三个月不发"}])
+    shown = answer.model_dump_json()
+    assert "人社网格员[手机号]" in shown
+    files = _model_files(pii_labels_model_dir)
+    _assert_nowhere(("13987654321", LABEL_CONTACT), [shown], files)
+
+
+def test_ids_of_the_history_are_kept_masked_for_the_similar_tickets(
+    pii_labels_model_dir: Path,
+) -> None:
+    # Kept as written, a ticket numbered by the caller's phone showed it in the similar tickets
+    # of every answer, to anyone who may route.
+    from model.artifact import load_router
+
+    router, _ = load_router(pii_labels_model_dir)
+    assert router.index is not None
+    assert list(router.index.ids) == [f"[手机号]-{i}" for i in range(len(TINY_TICKETS))]
+    [answer] = router.predict([{"title": "拖欠工资", "text": "老板拖欠工资三个月不发"}])
+    assert answer.similar and all(s.id.startswith("[手机号]-") for s in answer.similar)
+    _assert_nowhere((PHONE,), [], _model_files(pii_labels_model_dir))
+
+
+def test_a_model_that_learnt_a_label_as_written_is_scored_under_its_masked_name(
+    tmp_path: Path, tiny_config: TrainingConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A champion trained before labels were read masked knows 人社网格员１３９…; the frozen set and
+    # the challenger now read 人社网格员[手机号]. Scored as written, its right answers counted as
+    # wrong, the comparison said the challenger "lost" the label, and quoted it in the retrain's
+    # log and in the report and scores files.
+    import model.tickets
+    from model.artifact import load_router
+    from model.tickets import read_tickets
+    from tests.conftest import write_tickets_csv
+    from training.compare import score_router
+    from training.train import train
+
+    rows = [
+        (t, x, f"{d}网格员{LABEL_MOBILE}" if d == "人社" else d, c) for t, x, d, c in TINY_TICKETS
+    ]
+    data = write_tickets_csv(tmp_path / "t.csv", rows)
+    as_written = model.tickets.without_format_characters
+    with monkeypatch.context() as m:  # the reader of before: labels as written
+        m.setattr(model.tickets, "without_format_characters", lambda labels: labels)
+        old = train([data], tmp_path / "old", config=tiny_config).model_dir
+    assert old is not None and as_written is model.tickets.without_format_characters
+    router, _ = load_router(old)
+    assert f"人社网格员{LABEL_MOBILE}" in router.heads["department"].labels
+    scores = score_router(router, read_tickets([data]))["heads"]["department"]
+    assert "人社网格员[手机号]" in scores["labels"]
+    assert scores["per_class"]["人社网格员[手机号]"]["recall"] > 0.5
+    assert not _in_any_width("13987654321", json.dumps(scores, ensure_ascii=False))

@@ -172,6 +172,24 @@ def test_a_mapping_cycle_quotes_its_label_masked(tmp_path: Path, rows: list[list
     assert "13987654321" not in said and "１３９８７６５４３２１" not in said, said
 
 
+def test_a_mapping_renames_a_label_with_a_number_as_the_history_reads_it(tmp_path: Path) -> None:
+    # The history's labels are read masked (网格员李四[手机号]), as feedback stores them: a mapping
+    # that names the label as the history spells it must still find it, in either width.
+    from model.tickets import read_tickets
+    from tests.conftest import FULL_WIDTH_LABEL, write_tickets_csv
+
+    data = write_tickets_csv(
+        tmp_path / "t.csv", [(t, x, FULL_WIDTH_LABEL, c) for t, x, _, c in TINY_TICKETS[:3]]
+    )
+    df = read_tickets([data])
+    assert set(df["department"]) == {"网格员李四[手机号]"}
+    for old in (FULL_WIDTH_LABEL, "网格员李四13987654321"):
+        mapping = read_mapping(write_mapping(tmp_path / "m.csv", [[old, "人社"]], ["old", "new"]))
+        renamed = df.copy()
+        apply_mapping(renamed, mapping)
+        assert set(renamed["department"]) == {"人社"}, old
+
+
 def test_a_mapping_cycle_names_the_lines_that_write_it(tmp_path: Path) -> None:
     # "the department mapping has a cycle through 'a'" named no line, where every other refusal
     # of a mapping file does.

@@ -442,6 +442,21 @@ def test_cli_predict_takes_current_and_says_how_when_the_model_is_left_out(
     assert '"department"' not in r.output
 
 
+def test_cli_predict_quotes_a_text_read_as_the_model_masked(tmp_path, monkeypatch):
+    # The error (to a terminal, a cron job's mail or a script's log) repeated the complaint as
+    # typed: the caller's phone and ID number with it.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PAIDAN_MODEL_ROOT", str(tmp_path / "models"))
+    text = "补贴没发 联系电话１３８１２３４５６７８ 身份证43010219900101123X"
+    r = runner.invoke(app, ["predict", text])
+    assert r.exit_code == 2
+    shown = "补贴没发 联系电话[手机号] 身份证[身份证号]"
+    assert f"and '{shown}' was read as the model" in r.output, r.output
+    assert f"paidan predict current '{shown}'" in r.output, r.output
+    for number in ("１３８", "13812345678", "430102"):
+        assert number not in r.output, number
+
+
 @pytest.mark.parametrize("name", ["dir", "v1", "current"])
 def test_cli_predict_with_a_model_and_no_text_asks_for_the_text(
     tiny_model_dir, tmp_path, monkeypatch, name

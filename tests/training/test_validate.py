@@ -117,7 +117,10 @@ def test_conflicting_duplicates_are_found_in_one_pass_with_the_same_findings(mon
         assert report.conflicts == _conflicts_as_before(rows, key, row_places(rows))
         assert len(report.conflicts) > conflicts / 2
     assert calls[200] == calls[10]
-    assert ["网格员[手机号]", "网格员[手机号]"] in [c["labels"] for c in report.conflicts]
+    # Read masked, as feedback stores them, the two grid workers' labels are one label: the
+    # same text under both is no conflict (quoted, it read "网格员[手机号]" against itself).
+    assert set(rows["department"]) >= {"网格员[手机号]"}
+    assert not [c for c in report.conflicts if "网格员[手机号]" in c["labels"]]
 
 
 def test_rare_labels_merge_into_other_or_fail_in_strict_mode():
