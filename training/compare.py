@@ -413,13 +413,7 @@ def ensure_scores(
         cached = (base.get(SAME_TRUTH_KEY) or {}).get(merged_sha(merged))
         if cached is not None:
             return cached
-        router, _ = load_router(root / version, root)
-        scores = score_router(router, eval_df, use, merged)
-        scores.update(
-            eval_sha256=info["sha256"],
-            mapping_sha256=mapping_sha(use),
-            merged_sha256=merged_sha(merged),
-        )
+        scores = _scored(root, version, (eval_df, info), use, merged)
         base.setdefault(SAME_TRUTH_KEY, {})[merged_sha(merged)] = scores
         registry.write_scores(root, version, base)
         return scores
@@ -434,6 +428,21 @@ def ensure_scores(
         and stored.get("f1_labels") == F1_LABELS
     ):
         return stored
+    scores = _scored(root, version, (eval_df, info), use, merged)
+    if use == own and merged == own_merged:
+        registry.write_scores(root, version, scores)
+    return scores
+
+
+def _scored(
+    root: Path,
+    version: str,
+    eval_set: tuple[pd.DataFrame, dict[str, Any]],
+    use: Mapping,
+    merged: Mapping,
+) -> dict[str, Any]:
+    """``version``'s scores on the frozen set, with the checksums they were computed under."""
+    eval_df, info = eval_set
     router, _ = load_router(root / version, root)
     scores = score_router(router, eval_df, use, merged)
     scores.update(
@@ -441,8 +450,6 @@ def ensure_scores(
         mapping_sha256=mapping_sha(use),
         merged_sha256=merged_sha(merged),
     )
-    if use == own and merged == own_merged:
-        registry.write_scores(root, version, scores)
     return scores
 
 
