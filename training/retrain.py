@@ -45,7 +45,7 @@ from model.artifact import (
     sha256_file,
 )
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig
-from model.text import clean, counted, id_key, mask_label, quoted
+from model.text import clean, counted, id_key, learnt_label, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -423,7 +423,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
             raise MappingFileError(f"{path} line {line}: old and new must both be non-empty")
         # As the ticket readers and the feedback database give a label: a number in it masked
         # (网格员李四１３９８７６５４３２１ is read as 网格员李四[手机号]).
-        old, new = mask_label(old), mask_label(new)
+        old, new = learnt_label(old), learnt_label(new)
         heads = LABELS if not head else (head,)
         if head and head not in LABELS:
             raise MappingFileError(
