@@ -342,16 +342,16 @@ def zone_of(timezone: str | None) -> str:
 
 def in_zone(value: datetime | None, zone: str) -> datetime | None:
     """A ``--since`` bound typed without a zone as a wall-clock time in ``zone``."""
-    from training.window import in_zone as placed
+    from model.times import in_zone as placed
 
     return None if value is None else placed(value, zone)
 
 
 def time_bound(value: str) -> datetime:
     """A ``--since`` bound, read as the ``time`` column's cells are
-    (:func:`training.window.parse_bound`): four ``strptime`` formats refused ``2026-06-01
+    (:func:`model.times.parse_bound`): four ``strptime`` formats refused ``2026-06-01
     06:00:00+08:00`` while taking ``2026-06-01T06:00:00+08:00``."""
-    from training.window import parse_bound
+    from model.times import parse_bound
 
     try:
         return parse_bound(value)
@@ -2862,10 +2862,10 @@ def drift(
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
     from model.registry import current_dir
+    from model.times import in_zone as placed_in_zone
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
-    from training.window import in_zone as placed_in_zone
 
     out_path = Path(out_arg)
     try:
