@@ -70,7 +70,7 @@ from model.tokenizer import Backend, BackendMissingError, ResourceFileError, Wor
 
 if TYPE_CHECKING:
     from model.registry import VersionInfo
-from training.validate import TrainingDataError
+from training.validate import TrainingDataError, ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -638,6 +638,12 @@ def print_during(bar: Progress, text: str) -> None:
         out.print(text, soft_wrap=True)
 
 
+def say_warnings(report: ValidationReport) -> None:
+    """The validation's warnings on stderr (above a running progress bar, which is drawn there)."""
+    for warning in report.warnings():
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+
+
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
     from model.registry import named_model
@@ -882,11 +888,12 @@ def train(
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
                 rules=rules,
+                # Said before the fit, which takes minutes on a large history: the repeated
+                # tickets or conflicting labels they name are fixed before the wait, not after.
+                on_validated=say_warnings,
             )
     except USER_ERRORS as e:
         raise fail(e) from None
-    for warning in result.validation.warnings():
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     table = Table(title=f"model {result.router.version}")
     for col in (
         "head",
