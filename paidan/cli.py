@@ -644,6 +644,13 @@ def say_warnings(report: ValidationReport) -> None:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
+def frozen_left_out(tickets: int, rows: int) -> str:
+    """The frozen tickets retrain left out, and their history rows where the history repeats one:
+    "131 frozen evaluation tickets" was said of a set of 130 with one ticket written twice."""
+    said = counted(tickets, "frozen evaluation ticket")
+    return said if rows == tickets else f"{said} ({counted(rows, 'history row')})"
+
+
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
     from model.registry import named_model
@@ -2795,7 +2802,7 @@ def retrain(
             else ""
         )
         + f"{counted(fb.replaced_history, 'history row')} replaced); "
-        f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
+        + frozen_left_out(result.eval_tickets_excluded, result.eval_excluded - fb.on_frozen)
         # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
         # of a set of 159 read as a miscount.
         + (f" and {counted(fb.on_frozen, 'feedback decision')} on them" if fb.on_frozen else "")
