@@ -70,7 +70,7 @@ from model.tokenizer import Backend, BackendMissingError, ResourceFileError, Wor
 
 if TYPE_CHECKING:
     from model.registry import VersionInfo
-from training.validate import TrainingDataError
+from training.validate import TrainingDataError, ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -342,16 +342,16 @@ def zone_of(timezone: str | None) -> str:
 
 def in_zone(value: datetime | None, zone: str) -> datetime | None:
     """A ``--since`` bound typed without a zone as a wall-clock time in ``zone``."""
-    from training.window import in_zone as placed
+    from model.times import in_zone as placed
 
     return None if value is None else placed(value, zone)
 
 
 def time_bound(value: str) -> datetime:
     """A ``--since`` bound, read as the ``time`` column's cells are
-    (:func:`training.window.parse_bound`): four ``strptime`` formats refused ``2026-06-01
+    (:func:`model.times.parse_bound`): four ``strptime`` formats refused ``2026-06-01
     06:00:00+08:00`` while taking ``2026-06-01T06:00:00+08:00``."""
-    from training.window import parse_bound
+    from model.times import parse_bound
 
     try:
         return parse_bound(value)
@@ -638,6 +638,19 @@ def print_during(bar: Progress, text: str) -> None:
         out.print(text, soft_wrap=True)
 
 
+def say_warnings(report: ValidationReport) -> None:
+    """The validation's warnings on stderr (above a running progress bar, which is drawn there)."""
+    for warning in report.warnings():
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+
+
+def frozen_left_out(tickets: int, rows: int) -> str:
+    """The frozen tickets retrain left out, and their history rows where the history repeats one:
+    "131 frozen evaluation tickets" was said of a set of 130 with one ticket written twice."""
+    said = counted(tickets, "frozen evaluation ticket")
+    return said if rows == tickets else f"{said} ({counted(rows, 'history row')})"
+
+
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
     from model.registry import named_model
@@ -882,11 +895,12 @@ def train(
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
                 rules=rules,
+                # Said before the fit, which takes minutes on a large history: the repeated
+                # tickets or conflicting labels they name are fixed before the wait, not after.
+                on_validated=say_warnings,
             )
     except USER_ERRORS as e:
         raise fail(e) from None
-    for warning in result.validation.warnings():
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     table = Table(title=f"model {result.router.version}")
     for col in (
         "head",
@@ -2788,7 +2802,7 @@ def retrain(
             else ""
         )
         + f"{counted(fb.replaced_history, 'history row')} replaced); "
-        f"{counted(result.eval_excluded - fb.on_frozen, 'frozen evaluation ticket')}"
+        + frozen_left_out(result.eval_tickets_excluded, result.eval_excluded - fb.on_frozen)
         # A decision on a frozen ticket is left out with it, counted apart: "161 frozen tickets"
         # of a set of 159 read as a miscount.
         + (f" and {counted(fb.on_frozen, 'feedback decision')} on them" if fb.on_frozen else "")
@@ -2862,10 +2876,10 @@ def drift(
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
     from model.registry import current_dir
+    from model.times import in_zone as placed_in_zone
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
-    from training.window import in_zone as placed_in_zone
 
     out_path = Path(out_arg)
     try:

@@ -535,7 +535,7 @@ def _refuse_listed_with_commas(department: str, metadata: dict[str, Any]) -> Non
 
 
 def _iso_time(value: Any) -> Any:
-    """``since`` read as the command line reads ``--since`` (:func:`training.window.parse_bound`),
+    """``since`` read as the command line reads ``--since`` (:func:`model.times.parse_bound`),
     never as a number of seconds.
 
     A time followed by a space and ``HH:MM`` can only be one whose "+" a URL read as a space, so
@@ -544,7 +544,7 @@ def _iso_time(value: Any) -> Any:
     if asked for 1970-08-23, and ``since=2026`` did the same, both with a 200."""
     if not isinstance(value, str):
         return value
-    from training.window import parse_bound
+    from model.times import parse_bound
 
     text = value.strip()
     found = _SPACE_FOR_PLUS.fullmatch(text)

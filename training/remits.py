@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.text import Script, clean, counted, mask_label, normalize, normalize_label, quoted
+from model.text import Script, clean, counted, learnt_label, mask_label, normalize, quoted
 from model.tickets import (
     ColumnMap,
     TicketFileError,
@@ -70,7 +70,7 @@ def read_remits(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
         have = file_columns(part)
         check_remit_columns(name, have)
     df = read_tickets([path])
-    df = df.assign(**{c: df[c].map(normalize_label) for c in REMIT_LABELS})
+    df = df.assign(**{c: df[c].map(learnt_label) for c in REMIT_LABELS})
     given = " or ".join(c for c in REMIT_LABELS if c in have)
     problems = []
     for row, department, category, text in zip(

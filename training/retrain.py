@@ -45,7 +45,7 @@ from model.artifact import (
     sha256_file,
 )
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig
-from model.text import clean, counted, id_key, mask_label, quoted
+from model.text import clean, counted, id_key, learnt_label, mask_label, quoted
 from model.tickets import (
     CO_COL,
     JOINT_JOINER,
@@ -191,7 +191,9 @@ class RetrainResult:
     # The current model's labels, per head: a rare new label close to one is likely a misspelling.
     known_labels: dict[str, list[str]] = field(default_factory=dict)
     eval_frozen_now: bool = False
-    eval_excluded: int = 0
+    eval_excluded: int = 0  # rows (history and feedback) of frozen tickets left out of training
+    # The frozen tickets those history rows are: fewer when the history repeats a ticket.
+    eval_tickets_excluded: int = 0
     # Ids naming tickets of different texts (e.g. a serial-number column that restarts in each
     # monthly export): how many, and one example with where it occurs.
     ambiguous_ids: int = 0
@@ -423,7 +425,7 @@ def read_mapping(path: str | Path) -> LabelMapping:
             raise MappingFileError(f"{path} line {line}: old and new must both be non-empty")
         # As the ticket readers and the feedback database give a label: a number in it masked
         # (网格员李四１３９８７６５４３２１ is read as 网格员李四[手机号]).
-        old, new = mask_label(old), mask_label(new)
+        old, new = learnt_label(old), learnt_label(new)
         heads = LABELS if not head else (head,)
         if head and head not in LABELS:
             raise MappingFileError(
@@ -1335,6 +1337,16 @@ def retrain(
         lambda t: ticket_key(None, t)
     ).isin(frozen)
     result.eval_excluded += int(is_eval.sum())
+    left = rows[is_eval & (rows[SOURCE_KIND] == HISTORY)]
+    left_keys = set(id_keys(left["id"])) | set(left["text"].map(lambda t: ticket_key(None, t)))
+    # The tickets frozen now were taken out of the history before: every one was left out.
+    result.eval_tickets_excluded = int(
+        (
+            result.eval_frozen_now
+            | id_keys(eval_df["id"]).isin(left_keys - {""})
+            | eval_df["text"].map(lambda t: ticket_key(None, t)).isin(left_keys)
+        ).sum()
+    )
     rows = rows[~is_eval].reset_index(drop=True)
 
     # Only the rows given now: an inherited rename whose old label has gone is what it did.

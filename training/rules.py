@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from model.rules import ALTERNATIVE, RULE_DECISIONS, DispatchRule, rule_terms
-from model.text import Script, counted, mask_label, normalize_label, quoted
+from model.text import Script, counted, learnt_label, mask_label, quoted
 from model.tickets import TicketFileError, as_paths, read_table
 
 RULE_COLUMNS = ("keywords", "exclude", "department", "category", "decision", "note", "new_label")
@@ -78,7 +78,7 @@ def read_rules(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             df[column] = ""
     df = df[list(RULE_COLUMNS)].astype(str)
     for column in RULE_LABELS:
-        df[column] = df[column].map(normalize_label)
+        df[column] = df[column].map(learnt_label)
     df["decision"] = df["decision"].str.strip().str.lower().replace("", "auto")
     df["note"] = df["note"].map(lambda s: " ".join(s.split()))
     df["new_label"] = df["new_label"].str.strip().str.lower()

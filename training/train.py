@@ -1104,6 +1104,7 @@ def train(
     on_window: Callable[[dict[str, Any]], None] | None = None,
     remits: str | Path | Sequence[str | Path] | None = None,
     rules: str | Path | Sequence[str | Path] | None = None,
+    on_validated: Callable[[ValidationReport], None] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -1149,6 +1150,8 @@ def train(
         tickets.
     rules : str or Path, or a sequence of them, optional
         Files of dispatch rules (:mod:`training.rules`), read before the tickets.
+    on_validated : callable, optional
+        As in :func:`train_frame`; the report's ``absent_columns`` are set by then.
 
     Returns
     -------
@@ -1227,9 +1230,21 @@ def train(
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         remits=remit_rows,
         rules=rule_rows,
+        on_validated=lambda report: validated(report, absent, on_validated),
     )
     result.validation.absent_columns = absent
     return result
+
+
+def validated(
+    report: ValidationReport,
+    absent: list[str],
+    then: Callable[[ValidationReport], None] | None,
+) -> None:
+    """Record the notes on label columns the files lack in ``report``, then call ``then``."""
+    report.absent_columns = absent
+    if then is not None:
+        then(report)
 
 
 def require_tokenizer(config: TrainingConfig) -> None:
@@ -1281,6 +1296,7 @@ def train_frame(
     repeated_header_rows: int | None = None,
     remits: pd.DataFrame | None = None,
     rules: pd.DataFrame | None = None,
+    on_validated: Callable[[ValidationReport], None] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -1312,6 +1328,10 @@ def train_frame(
         Dispatch rules (:func:`training.rules.read_rules`), refused when one names a label its
         head does not learn; the router applies them, the model directory keeps them
         (:data:`~model.artifact.RULES_FILE`) and ``metadata["training_data"]["rules"]`` counts them.
+    on_validated : callable, optional
+        Called with the validation's report (its :meth:`~ValidationReport.warnings`: repeated
+        tickets, conflicting or blank labels…) once the rows are validated, before the fit, so
+        they are said before the wait.
 
     Returns
     -------
@@ -1332,6 +1352,8 @@ def train_frame(
         )
     if progress:
         progress("validating", 1, 1)
+    if on_validated is not None:
+        on_validated(report)
     userdict_path = Path(userdict) if userdict else resources.default_userdict()
     stopwords_path = Path(stopwords) if stopwords else resources.default_stopwords()
     # Read once here, so a bad file is one clear error before the work, not a traceback in a fit.

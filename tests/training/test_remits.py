@@ -543,3 +543,12 @@ def test_label_with_evidence_writes_the_words_and_the_clause_the_api_gives(
     label([src], with_remits.model_dir, tmp_path / "plain.csv", jobs=1)
     plain = pd.read_csv(tmp_path / "plain.csv", dtype=str, encoding="utf-8-sig")
     assert "department_evidence" not in plain.columns and plain.columns[-1] == "error"
+
+
+def test_a_remits_label_holding_a_number_is_read_as_the_history_learns_it(tmp_path):
+    # The history learns 网格员１３８１２３４５６７８ masked, as 网格员[手机号]; its remit must
+    # name that label, or it is left out as a department without tickets.
+    path = write_remits(
+        tmp_path / "remits.csv", [(" 网格员１３８１２３４５６７８\u200b ", "", "路灯、井盖巡查")]
+    )
+    assert read_remits(path)["department"].tolist() == ["网格员[手机号]"]

@@ -2612,3 +2612,23 @@ def test_the_nightly_skip_is_one_line_in_the_log(
     assert r.exit_code == 0, r.output
     skip = [line for line in r.output.splitlines() if "new feedback record(s) since" in line]
     assert len(skip) == 1 and skip[0].endswith("--if-new-feedback asks for 5: not retraining")
+
+
+def test_retrain_counts_frozen_tickets_left_out_once_however_often_the_history_repeats_them(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # A frozen ticket written twice in the history counted twice: "4 frozen evaluation tickets
+    # left out" of a frozen set of 3. The tickets are counted, and the rows when they differ.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    history = tmp_path / "repeated.csv"  # all 18 tickets, T001 (frozen) twice
+    pd.concat([tickets, tickets.iloc[[0]]]).to_csv(history, index=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "3 frozen evaluation tickets (4 history rows) left out" in said

@@ -666,3 +666,15 @@ def test_rule_labels_merged_into_other_are_not_said_to_be_named_by_no_ticket():
         "too few to learn (merged into '其他'), come from rules alone; 数据局, which no training "
         "ticket names, comes from rules alone"
     )
+
+
+def test_a_rule_names_a_label_holding_a_number_as_the_history_learns_it(tmp_path):
+    # The history's 网格员１３８１２３４５６７８ (full-width digits, a BOM pasted in) is learnt masked,
+    # 网格员[手机号]: the rule naming it as written must name the learnt label, or it is refused
+    # as unknown (and, marked new_label, would send tickets to a label the model never gives).
+    rows = [
+        ("keywords", "department", "category"),
+        ("路灯", "\ufeff网格员１３８１２３４５６７８ ", "市住建局"),
+    ]
+    read = read_rules(write_rows(tmp_path / "rules.csv", rows))
+    assert read[["department", "category"]].values.tolist() == [["网格员[手机号]", "市住建局"]]

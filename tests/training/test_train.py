@@ -2543,3 +2543,24 @@ def test_evaluate_does_not_call_a_label_no_training_ticket_had_a_misspelling():
         "otherwise, rename it in the data as the model spells it; if new, train a model on "
         "tickets of it"
     )
+
+
+def test_paidan_train_says_its_data_warnings_before_the_fit(tmp_path, monkeypatch):
+    # The warnings (repeated tickets, conflicting or blank labels) came after the fit, half a
+    # minute on a real history: an administrator who saw them would have fixed the file first.
+    import training.train as training_train
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run stopped during the fit
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    monkeypatch.setattr(training_train, "fit_router", killed)
+    r = runner.invoke(app, ["train", str(data), str(data), "--out", str(tmp_path / "m")])
+    assert r.exit_code != 0
+    assert "warning: tiny.csv was read twice" in " ".join(r.output.split())
+    monkeypatch.undo()
+    r = runner.invoke(
+        app, ["train", str(data), str(data), "--out", str(tmp_path / "m"), "--min-examples", "3"]
+    )
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.output.split()).count("tiny.csv was read twice") == 1  # said once, not again

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from model.artifact import read_metadata
 from model.config import TrainingConfig
 from model.tickets import ColumnMap
+from model.times import parse_times
 from paidan.cli import app
 from tests.conftest import TINY_TICKETS
 from training.train import train
 from training.validate import TrainingDataError
-from training.window import Window, describe, parse_times, read_window, select_window
+from training.window import Window, describe, read_window, select_window
 
 runner = CliRunner()
 
@@ -435,7 +436,7 @@ def test_cli_retrain_window_options_reach_the_history(
     ],
 )
 def test_a_since_bound_reads_the_forms_the_time_column_reads(typed: str, read: str) -> None:
-    from training.window import parse_bound
+    from model.times import parse_bound
 
     assert parse_bound(typed).isoformat() == read
 
@@ -449,7 +450,7 @@ def test_a_since_bound_reads_the_forms_the_time_column_reads(typed: str, read: s
     ],
 )
 def test_a_since_bound_that_is_no_time_or_either_date_is_refused(typed: str, said: str) -> None:
-    from training.window import parse_bound
+    from model.times import parse_bound
 
     with pytest.raises(ValueError, match=said):
         parse_bound(typed)
