@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -640,7 +640,12 @@ def print_during(bar: Progress, text: str) -> None:
 
 def say_warnings(report: ValidationReport) -> None:
     """The validation's warnings on stderr (above a running progress bar, which is drawn there)."""
-    for warning in report.warnings():
+    say_all(report.warnings())
+
+
+def say_all(warnings: Iterable[str]) -> None:
+    """``warnings`` on stderr, each a line starting ``warning:``."""
+    for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
@@ -2749,6 +2754,9 @@ def retrain(
                 remits=remits,
                 rules=rules,
                 feedback_since=feedback_since,
+                # Said before the fit, as train says them: a nightly run killed during it
+                # named none of the repeated tickets or conflicting labels it had found.
+                on_warnings=say_all,
             )
     except (
         *USER_ERRORS,
@@ -2783,8 +2791,6 @@ def retrain(
         for old, n in labels.items():
             new = result.mapping[head][old]
             out.print(f"mapped {n} {head} row(s) {mask_label(old)} → {mask_label(new)}")
-    for warning in result.warnings(result.train.metadata["config"]["min_examples"]):
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     fb = result.feedback
     out.print(
         f"training rows: {result.rows.get('history', 0)} history + {result.rows.get('feedback', 0)} "

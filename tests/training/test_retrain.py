@@ -2632,3 +2632,32 @@ def test_retrain_counts_frozen_tickets_left_out_once_however_often_the_history_r
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
     assert "3 frozen evaluation tickets (4 history rows) left out" in said
+
+
+def test_paidan_retrain_says_its_data_warnings_before_the_fit_and_once(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The warnings (repeated tickets, conflicting or blank labels) came after the fit, minutes on
+    # a nightly history: a run killed during it named none of the problems it had found.
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the run stopped during the fit
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    history = tmp_path / "repeated.csv"  # T002 written twice
+    pd.concat([tickets, tickets.iloc[[1]]]).to_csv(history, index=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", killed)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code != 0
+    assert "warning: dropped 1 row that repeats an earlier row" in " ".join(r.output.split())
+    monkeypatch.undo()
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("warning:")]
+    assert len(lines) == len(set(lines)) > 0, r.output  # each said once, not again after the fit
