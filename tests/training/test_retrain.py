@@ -2661,3 +2661,28 @@ def test_paidan_retrain_says_its_data_warnings_before_the_fit_and_once(
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if line.startswith("warning:")]
     assert len(lines) == len(set(lines)) > 0, r.output  # each said once, not again after the fit
+
+
+def test_the_retrain_summary_says_the_rows_the_fit_used_when_validation_dropped_some(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # "training rows: 646 history + 60 feedback" while 6 repeated tickets were dropped before the
+    # fit: the rows it used are said beside those read, and models list shows them too.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    history = tmp_path / "repeated.csv"  # T002 and T003 (not frozen) written twice
+    pd.concat([tickets, tickets.iloc[[1, 2]]]).to_csv(history, index=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    # 20 rows, 3 of them frozen tickets left out: 17 history rows, 2 of them repeats.
+    assert "training rows: 17 history + 0 feedback, 15 used (" in " ".join(r.output.split())
+    listed = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert [(m["rows"]["history"], m["rows_used"]) for m in json.loads(listed.output)][-1] == (
+        17,
+        15,
+    )
