@@ -2681,8 +2681,7 @@ def test_the_retrain_summary_says_the_rows_the_fit_used_when_validation_dropped_
     assert r.exit_code == 0, r.output
     # 20 rows, 3 of them frozen tickets left out: 17 history rows, 2 of them repeats.
     assert "training rows: 17 history + 0 feedback, 15 used (" in " ".join(r.output.split())
+    [challenger] = [w.split()[1] for w in r.output.splitlines() if w.startswith("challenger ")]
     listed = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
-    assert [(m["rows"]["history"], m["rows_used"]) for m in json.loads(listed.output)][-1] == (
-        17,
-        15,
-    )
+    [row] = [m for m in json.loads(listed.output) if m["version"] == challenger]
+    assert (row["rows"]["history"], row["rows_used"]) == (17, 15)
