@@ -190,6 +190,21 @@ def test_a_mapping_renames_a_label_with_a_number_as_the_history_reads_it(tmp_pat
         assert set(renamed["department"]) == {"人社"}, old
 
 
+def test_a_mapping_renames_a_label_written_with_spaces_around_it(tmp_path: Path) -> None:
+    # " 执法 " was read as written (only a label with a number to mask was trimmed), so retrain's
+    # --mapping 执法 → 城管 left those rows as 执法, which training then learnt trimmed beside 城管,
+    # and the mapping row was said to match no label when every row was spaced.
+    from model.tickets import read_tickets
+    from tests.conftest import write_tickets_csv
+
+    spaced = [(t, x, f" {d} ", f"{c}\u3000") for t, x, d, c in TINY_TICKETS[6:9]]
+    df = read_tickets([write_tickets_csv(tmp_path / "t.csv", spaced)])
+    assert set(df["department"]) == {"执法"} and set(df["category"]) == {"环境", "城建"}
+    mapping = read_mapping(write_mapping(tmp_path / "m.csv", [["执法", "城管"]], ["old", "new"]))
+    assert apply_mapping(df, mapping) == {"department": {"执法": 3}}
+    assert set(df["department"]) == {"城管"}
+
+
 def test_a_mapping_cycle_names_the_lines_that_write_it(tmp_path: Path) -> None:
     # "the department mapping has a cycle through 'a'" named no line, where every other refusal
     # of a mapping file does.
