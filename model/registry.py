@@ -706,6 +706,9 @@ class VersionInfo:
     # from by `paidan models set-rules` (None: trained).
     rules: int = 0
     derived_from: str | None = None
+    # The rows its fit used, of ``rows``: fewer when validation dropped repeated tickets or rows
+    # without text (``training_data.validation.rows_used``); None when its metadata lacks it.
+    rows_used: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -715,6 +718,7 @@ class VersionInfo:
             "current": self.current,
             "previous": self.previous,
             "rows": self.rows,
+            "rows_used": self.rows_used,
             "labels": self.labels,
             "metrics": self.metrics,
             "eval_sha256": self.eval_sha256,
@@ -759,6 +763,7 @@ def list_versions(
             meta = {}
         data = meta.get("training_data", {})
         rows = data.get("sources") or {"history": int(data.get("rows", 0))}
+        used = (data.get("validation") or {}).get("rows_used")
         scores = read_scores(root, version)
         stale = False
         if scores is not None and eval_sha is not None and scores.get("eval_sha256") == eval_sha:
@@ -781,6 +786,7 @@ def list_versions(
                 eval_rows=int(fresh.get(version, {}).get("n", 0) or 0),
                 rules=int((data.get("rules") or {}).get("rows", 0) or 0),
                 derived_from=_version_string((meta.get("derived_from") or {}).get("version")),
+                rows_used=used if isinstance(used, int) else None,
             )
         )
     shared = shared_macro_f1s(fresh, same_truth)

@@ -2739,17 +2739,18 @@ def without_excel_errors(labels: pd.Series) -> pd.Series:
 
 
 def without_format_characters(labels: pd.Series) -> pd.Series:
-    """``labels`` without invisible format characters (:func:`model.text.without_format_characters`)
-    and with their personal data masked (:func:`model.text.mask_label`), as ``POST /v1/feedback``
+    """``labels`` as training learns them (:func:`model.text.learnt_label`): trimmed, without
+    invisible format characters and with their personal data masked, as ``POST /v1/feedback``
     stores a label: a zero-width space or a BOM pasted into a department cell trained a second
     市住建局 that looks like the first, and a phone number typed into one (网格员李四１３９８７６５４３２１)
     was learnt as written, so every answer, ``metadata.json`` and ``/metrics`` showed it, and a
-    dispatcher's correction, stored as 网格员李四[手机号], was another label. A label with nothing
-    to mask keeps its spelling. Looked at once per distinct label."""
-    from model.text import mask_label
-    from model.text import without_format_characters as clean
+    dispatcher's correction, stored as 网格员李四[手机号], was another label. Trimmed here, once: a
+    label with nothing to mask was read with its spaces (" 执法 "), which a ``--mapping`` of 执法
+    did not rename, though training learnt it trimmed. Otherwise a label keeps its spelling.
+    Looked at once per distinct label."""
+    from model.text import learnt_label
 
-    odd = {v: c for v in labels.unique() if isinstance(v, str) and (c := mask_label(clean(v))) != v}
+    odd = {v: c for v in labels.unique() if isinstance(v, str) and (c := learnt_label(v)) != v}
     return labels.replace(odd) if odd else labels
 
 

@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -640,7 +640,12 @@ def print_during(bar: Progress, text: str) -> None:
 
 def say_warnings(report: ValidationReport) -> None:
     """The validation's warnings on stderr (above a running progress bar, which is drawn there)."""
-    for warning in report.warnings():
+    say_all(report.warnings())
+
+
+def say_all(warnings: Iterable[str]) -> None:
+    """``warnings`` on stderr, each a line starting ``warning:``."""
+    for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
 
@@ -2099,9 +2104,9 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
 # box, the F1 headers' "F1" (the note under the table says what they are), a column of its own
 # for the model version (it goes beside the version's name), the created time's hours, then whole
 # columns, the least needed first (a version paidan names is its creation time).
-_NARROWER = ("box", "short", "merge", "date", "created", "feedback", "history")
-_DROPPED = ("created", "feedback", "history")
-_FIGURES = ("history", "feedback", "dept. F1", "cat. F1", "rules")
+_NARROWER = ("box", "short", "merge", "date", "created", "used", "feedback", "history")
+_DROPPED = ("created", "used", "feedback", "history")
+_FIGURES = ("history", "feedback", "used", "dept. F1", "cat. F1", "rules")
 
 
 def _versions_table(title: str, rows: list[dict[str, str]]) -> tuple[Table, bool, list[str]]:
@@ -2243,6 +2248,9 @@ def models_list(
                 "created": _created_utc(i.created),
                 "history": str(i.rows.get("history", 0)),
                 "feedback": str(i.rows.get("feedback", 0)),
+                # The rows the fit used: "history 606" of a history with 6 repeated tickets
+                # read as 606 trained.
+                "used": str(i.rows_used) if i.rows_used is not None else "?",
                 "dept. F1": format_f1(metrics["department_macro_f1"])
                 if "department_macro_f1" in metrics
                 else none,
@@ -2269,6 +2277,9 @@ def models_list(
     if not any(i.rules or i.derived_from for i in infos):
         for row in rows:
             del row["rules"]
+    if all(i.rows_used in (None, sum(i.rows.values())) for i in infos):
+        for row in rows:
+            del row["used"]  # every version used all its rows (or does not say)
     table, short, left_out = _versions_table(f"models under {printable(str(root))}", rows)
     out.print(table)
     if left_out:
@@ -2749,6 +2760,9 @@ def retrain(
                 remits=remits,
                 rules=rules,
                 feedback_since=feedback_since,
+                # Said before the fit, as train says them: a nightly run killed during it
+                # named none of the repeated tickets or conflicting labels it had found.
+                on_warnings=say_all,
             )
     except (
         *USER_ERRORS,
@@ -2783,12 +2797,10 @@ def retrain(
         for old, n in labels.items():
             new = result.mapping[head][old]
             out.print(f"mapped {n} {head} row(s) {mask_label(old)} → {mask_label(new)}")
-    for warning in result.warnings(result.train.metadata["config"]["min_examples"]):
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     fb = result.feedback
     out.print(
         f"training rows: {result.rows.get('history', 0)} history + {result.rows.get('feedback', 0)} "
-        f"feedback ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
+        f"feedback{used_of(result.rows, result.train.validation.rows_used)} ({counted(fb.records, 'feedback record')} for {counted(fb.tickets, 'ticket')}, "
         f"{fb.superseded} superseded by a later decision, "
         # Said only when it happened: most stores carry every decision's ticket id.
         + (
@@ -2834,6 +2846,12 @@ def retrain(
             )
         elif not promote_if_better:
             out.print(f"promote it with: paidan models promote {result.version}")
+
+
+def used_of(rows: dict[str, int], used: int) -> str:
+    """The text ", N used" when the fit used fewer than the ``rows`` given (repeated tickets,
+    rows without text dropped by validation), else nothing."""
+    return f", {used} used" if used != sum(rows.values()) else ""
 
 
 def window_start(since: datetime) -> str:

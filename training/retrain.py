@@ -95,6 +95,7 @@ from training.validate import (
     MAX_LISTED,
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
+    ValidationReport,
     files_read_twice,
     label_column_notes,
     listing,
@@ -211,6 +212,8 @@ class RetrainResult:
     # A history file's title column left unmapped (model.tickets.title_column_note), if any.
     title_note: str | None = None
     train: TrainResult | None = None
+    # The training rows' validation, set before the fit (``train.validation`` once it is done).
+    validation: ValidationReport | None = None
     scores: dict[str, Any] | None = None
     decision: Decision | None = None
 
@@ -222,7 +225,8 @@ class RetrainResult:
                 f"--mapping renames {heads} {mask_label(old)!r} to {mask_label(new)!r}, but no history, "
                 f"feedback or frozen evaluation row has that {heads}: check its spelling"
             )
-        unlearnt = self.train.validation.unlearnt if self.train is not None else {}
+        validation = self.train.validation if self.train is not None else self.validation
+        unlearnt = validation.unlearnt if validation is not None else {}
         for head, labels in self.new_labels.items():
             # 其他 itself too small to learn: the merged rows are not learnt at all (see validate).
             where = "其他, itself too rare to learn," if head in unlearnt else "其他"
@@ -336,14 +340,26 @@ class RetrainResult:
                 "dispatchers are right, freeze a corrected set (paidan models freeze-eval DATA "
                 "--force)"
             )
-        if self.train is not None:
+        if validation is not None:
             # The rare new labels said above are not said again as merged (same rows).
             said = {
                 head: masked_counts({k: n for k, n in labels.items() if n < min_examples})
                 for head, labels in self.new_labels.items()
             }
-            out += self.train.validation.warnings(said)
+            out += validation.warnings(said)
         return out
+
+
+def _validated(
+    result: RetrainResult,
+    report: ValidationReport,
+    min_examples: int,
+    then: Callable[[list[str]], None] | None,
+) -> None:
+    """Keep the rows' validation ``report`` in ``result``, then give ``then`` its warnings."""
+    result.validation = report
+    if then is not None:
+        then(result.warnings(min_examples))
 
 
 def _new_label_origins(
@@ -1117,6 +1133,7 @@ def retrain(
     remits: str | Path | Sequence[str | Path] | None = None,
     rules: str | Path | Sequence[str | Path] | None = None,
     feedback_since: datetime | None = None,
+    on_warnings: Callable[[list[str]], None] | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1169,6 +1186,10 @@ def retrain(
         ``--feedback-since``: only the ``feedback`` records from this time on are used; those
         before it are counted in ``result.feedback.before_since`` (with their first and last time
         and the history tickets they corrected without a decision since), for the warning.
+    on_warnings : callable, optional
+        Called once with :meth:`RetrainResult.warnings` (new labels, repeated tickets,
+        conflicting or blank labels…) when the training rows are validated, before the fit, so
+        they are said before the wait, also when the fit fails or is killed.
 
     Returns
     -------
@@ -1425,6 +1446,7 @@ def retrain(
             (as_paths(rules), RULES_FILE, read_rules, format_rules),
         )
     )
+    min_examples = config.min_examples
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1440,6 +1462,7 @@ def retrain(
         remits=remit_rows,
         rules=rule_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
+        on_validated=lambda report: _validated(result, report, min_examples, on_warnings),
         data_files=[
             {"name": display_name(name), "sha256": sha}
             for (_, name), sha in zip(named, shas, strict=True)

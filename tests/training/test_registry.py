@@ -912,6 +912,34 @@ def test_models_list_adds_no_column_when_every_version_reports_its_name(tmp_path
     assert "model version" not in r.output
 
 
+def test_models_list_says_the_rows_a_version_used_when_validation_dropped_some(
+    tmp_path: Path,
+) -> None:
+    # "history 606" of a version whose fit used 600 (6 repeated tickets dropped) read as 606
+    # trained; the rows used are in its metadata (training_data.validation.rows_used).
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path, VERSIONS[:2])
+    meta_path = root / VERSIONS[1] / METADATA_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["training_data"]["validation"] = {"rows_in": 11, "rows_used": 8}  # 10 history + 1 feedback
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    runner = CliRunner()
+    r = runner.invoke(app, ["models", "list"], env={**env, "COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    [header] = [line for line in r.output.splitlines() if "version" in line and "history" in line]
+    assert "used" in header.split()
+    [row] = [line for line in r.output.splitlines() if VERSIONS[1] in line]
+    assert [c for c in row.split() if c.isdigit()][-3:] == ["10", "1", "8"], row
+    [older] = [line for line in r.output.splitlines() if VERSIONS[0] in line]
+    assert "?" in older.split()  # its metadata does not say
+    r = runner.invoke(app, ["models", "list", "--json"], env=env)
+    assert [m["rows_used"] for m in json.loads(r.output)] == [None, 8]
+
+
 def _scored_root(tmp_path: Path, names: list[str]) -> Path:
     """make_root's versions scored on a frozen set (two heads), the last current."""
     root = make_root(tmp_path, names)

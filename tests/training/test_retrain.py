@@ -190,6 +190,21 @@ def test_a_mapping_renames_a_label_with_a_number_as_the_history_reads_it(tmp_pat
         assert set(renamed["department"]) == {"人社"}, old
 
 
+def test_a_mapping_renames_a_label_written_with_spaces_around_it(tmp_path: Path) -> None:
+    # " 执法 " was read as written (only a label with a number to mask was trimmed), so retrain's
+    # --mapping 执法 → 城管 left those rows as 执法, which training then learnt trimmed beside 城管,
+    # and the mapping row was said to match no label when every row was spaced.
+    from model.tickets import read_tickets
+    from tests.conftest import write_tickets_csv
+
+    spaced = [(t, x, f" {d} ", f"{c}\u3000") for t, x, d, c in TINY_TICKETS[6:9]]
+    df = read_tickets([write_tickets_csv(tmp_path / "t.csv", spaced)])
+    assert set(df["department"]) == {"执法"} and set(df["category"]) == {"环境", "城建"}
+    mapping = read_mapping(write_mapping(tmp_path / "m.csv", [["执法", "城管"]], ["old", "new"]))
+    assert apply_mapping(df, mapping) == {"department": {"执法": 3}}
+    assert set(df["department"]) == {"城管"}
+
+
 def test_a_mapping_cycle_names_the_lines_that_write_it(tmp_path: Path) -> None:
     # "the department mapping has a cycle through 'a'" named no line, where every other refusal
     # of a mapping file does.
@@ -2632,3 +2647,56 @@ def test_retrain_counts_frozen_tickets_left_out_once_however_often_the_history_r
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
     assert "3 frozen evaluation tickets (4 history rows) left out" in said
+
+
+def test_paidan_retrain_says_its_data_warnings_before_the_fit_and_once(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The warnings (repeated tickets, conflicting or blank labels) came after the fit, minutes on
+    # a nightly history: a run killed during it named none of the problems it had found.
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the run stopped during the fit
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    history = tmp_path / "repeated.csv"  # T002 written twice
+    pd.concat([tickets, tickets.iloc[[1]]]).to_csv(history, index=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", killed)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code != 0
+    assert "warning: dropped 1 row that repeats an earlier row" in " ".join(r.output.split())
+    monkeypatch.undo()
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("warning:")]
+    assert len(lines) == len(set(lines)) > 0, r.output  # each said once, not again after the fit
+
+
+def test_the_retrain_summary_says_the_rows_the_fit_used_when_validation_dropped_some(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # "training rows: 646 history + 60 feedback" while 6 repeated tickets were dropped before the
+    # fit: the rows it used are said beside those read, and models list shows them too.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    history = tmp_path / "repeated.csv"  # T002 and T003 (not frozen) written twice
+    pd.concat([tickets, tickets.iloc[[1, 2]]]).to_csv(history, index=False)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    # 20 rows, 3 of them frozen tickets left out: 17 history rows, 2 of them repeats.
+    assert "training rows: 17 history + 0 feedback, 15 used (" in " ".join(r.output.split())
+    [challenger] = [w.split()[1] for w in r.output.splitlines() if w.startswith("challenger ")]
+    listed = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    [row] = [m for m in json.loads(listed.output) if m["version"] == challenger]
+    assert (row["rows"]["history"], row["rows_used"]) == (17, 15)
