@@ -636,10 +636,28 @@ function nameOverLimit(label) {
   return limit !== null && n > limit ? n : 0;
 }
 
+// The first `n` characters of a text for a message, "…" when cut; a cut inside a mask's placeholder
+// ([手机 of [手机号], a text masked by the server) goes on to its "]", so that none is shown halved.
+function quoteStart(text, n) {
+  const chars = [...text];
+  if (chars.length <= n) {
+    return text;
+  }
+  let end = n;
+  const open = chars.lastIndexOf("[", end - 1);
+  if (open >= 0 && chars.lastIndexOf("]", end - 1) < open) {
+    const close = chars.indexOf("]", end);
+    if (close >= 0 && close - open <= 8) {
+      end = close + 1; // the longest placeholder, [身份证号], is 6 characters
+    }
+  }
+  return end < chars.length ? `${chars.slice(0, end).join("")}…` : text;
+}
+
 // "部门名称“…”共 120 字，服务器只能保存 100 字以内的名称，请另选": the name quoted cut, as it may be long.
 function nameLimitText(kind, label) {
   const chars = [...label];
-  const shown = chars.length > 20 ? `${chars.slice(0, 20).join("")}…` : label;
+  const shown = quoteStart(label, 20);
   const fmt = (x) => x.toLocaleString("zh-CN");
   return `${kind}名称“${shown}”共 ${fmt(chars.length)} 字，服务器只能保存 ${fmt(state.limits.label)} 字以内的名称，请另选`;
 }
@@ -1055,8 +1073,8 @@ async function confirmChoice() {
 // form instead (outside the advice), naming the ticket, until dismissed: by the start of its text as
 // typed, personal data masked (`read`, the answer's `masked`), never unmasked.
 function reportUnsaved(ticketId, read, chosen, reason, outcomeUnknown) {
-  const chars = [...String((read && read.text) || "").trim()];
-  const start = chars.length ? `「${chars.slice(0, 20).join("")}${chars.length > 20 ? "…" : ""}」` : "";
+  const quoted = quoteStart(String((read && read.text) || "").trim(), 20);
+  const start = quoted ? `「${quoted}」` : "";
   const ticket = ticketId ? `工单 ${ticketId}${start}` : `工单${start}`;
   $("unsaved-list").append(
     el(

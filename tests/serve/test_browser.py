@@ -2578,7 +2578,8 @@ def test_the_page_shows_the_ticket_with_its_personal_data_masked_never_as_typed(
 
     phone, id_number, email = "13812345678", "110101199003071234", "zhang.san@example.com"
     title = f"讨薪 {phone}"
-    text = f"电话{phone}，身份证{id_number}，邮箱{email}。{WAGE_COMPLAINT}"
+    # Its 20th character falls inside [身份证号] once masked.
+    text = f"你好，我的电话{phone}，身份证{id_number}，邮箱{email}。{WAGE_COMPLAINT}"
     held: list[Any] = []
     pg = page.page
     pg.route("**/v1/feedback", lambda r: held.append(r))
@@ -2602,7 +2603,8 @@ def test_the_page_shows_the_ticket_with_its_personal_data_masked_never_as_typed(
     assert "masked" not in save.request.post_data_json["suggestion"]
     save.fulfill(status=503, json=unavailable)
     item = pg.locator("#unsaved li")
-    expect(item).to_contain_text("工单 WEB-P1「电话[手机号]")
+    # Quoted to the end of the placeholder the 20th character fell in, never [身份证 halved.
+    expect(item).to_contain_text("工单 WEB-P1「你好，我的电话[手机号]，身份证[身份证号]…」")
     assert phone not in (item.text_content() or "")
     assert live_server.feedback_rows("WEB-P1") == []
     assert not [p for p in page.problems if "503" not in p]
