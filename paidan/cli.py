@@ -2048,9 +2048,8 @@ def _print_feedback_source(
             soft_wrap=True,
         )
         return
-    # The bound as compared, in UTC: `--feedback-since 2026-12-07` typed in UTC+8 starts at 08:00
-    # there, and the decisions before it were left out without a word.
-    # And how many are older (retrain reads them to say what the bound left out).
+    # The bound as compared, in UTC and as given (window_start), and how many decisions before
+    # it were left out: both once went unsaid.
     older = f" ({before} older left out)" if before else ""
     window = f" from {window_start(since)} on{older}," if since is not None else ""
     out.print(
