@@ -50,7 +50,7 @@ class ReloadRequest(BaseModel):
     """Which model to switch to; empty: the pinned model of a server started with one, else the one
     the model root's ``current`` pointer names."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as the API's other bodies
 
     model_dir: str | None = Field(
         None,

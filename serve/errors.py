@@ -162,6 +162,14 @@ _CONTAINER_ERRORS = {
     "list_type": "a JSON array",
 }
 
+# Pydantic's errors for a value of another type than the field's (the request bodies are strict), in
+# Python's words ("Input should be a valid boolean"), and what JSON calls the type expected.
+_TYPE_ERRORS = {
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "int_type": "a whole number",
+}
+
 
 # Told to a ticket sent with a title and no text: 12345 exports sometimes hold the whole complaint
 # in the title, and "is required" alone named no way to route one.
@@ -218,6 +226,10 @@ def first_validation_error(
             msg += f" ({takes} {', '.join(body_fields)})"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
+    elif err.get("type") in _TYPE_ERRORS and "input" in err:
+        given = err["input"]
+        kind = "a fraction" if isinstance(given, float) else json_kind(given)
+        msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         # Which fields, so that a client fixes them all at once, not one per round trip.

@@ -279,8 +279,15 @@ class ErrorResponse(BaseModel):
 
 
 # -- routing --------------------------------------------------------------------------------------
+# Request bodies are strict (STRICT_BODY): pydantic's lax mode read "masked": "yes" (or 1, or "false")
+# as a boolean, and an integrator's typo went unseen. A JSON value of another type than the field's
+# is a 422 naming the field; the before-validators still read what the docs promise (an integer id
+# as its digits, 3.0 as top_k 3).
+STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+
+
 class RouteRequestBase(_ScrubbedRequest):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     id: str | None = Field(
         None,
@@ -306,7 +313,7 @@ class RouteRequestBase(_ScrubbedRequest):
 
 
 class RouteBatchRequestBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
@@ -317,7 +324,7 @@ class RouteBatchRequestBase(BaseModel):
 
 
 class FeedbackRequestBase(_ScrubbedRequest):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     ticket_id: str | None = Field(
         None,

@@ -1104,6 +1104,51 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
     assert no_title["masked"] == {"title": None, "text": "路灯坏了"}
 
 
+@pytest.mark.parametrize("sent", ["yes", "true", "false", 1, 0, 1.0, None])
+def test_a_flag_of_another_type_is_refused_naming_its_field(client: TestClient, sent: Any) -> None:
+    # `"masked": "yes"` (or 1, or "false") was read as a boolean, pydantic's lax mode: an
+    # integrator's typo went unseen, and "false" asked for the masked ticket. JSON true or false
+    # only; the batch item's own error too. The page's rolling-upgrade retry (without `masked`
+    # after an older server's 422 naming it) is untouched: the page sends true.
+    error = assert_error(client.post("/v1/route", json={**WAGE, "masked": sent}), 422)
+    assert error["field"] == "body.masked", error
+    assert error["message"].startswith("body.masked: must be true or false, not "), error
+    batch = client.post("/v1/route/batch", json={"items": [{**WAGE, "masked": sent}, SMOKE]})
+    first, second = batch.json()["results"]
+    assert first["error"]["field"] == "items.0.masked", first
+    assert first["result"] is None and second["result"] is not None
+    for flag in (True, False):  # JSON's own booleans are still read
+        routed = client.post("/v1/route", json={**WAGE, "masked": flag})
+        assert routed.status_code == 200, routed.text
+        assert (routed.json()["masked"] is not None) is flag
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "expected"),
+    [
+        ("/v1/route", {"text": 123}, "body.text", "a string, not a number"),
+        ("/v1/route", {**WAGE, "title": True}, "body.title", "a string, not true or false"),
+        ("/v1/route", {**WAGE, "top_k": "3"}, "body.top_k", "a whole number, not a string"),
+        ("/v1/route", {**WAGE, "top_k": 2.5}, "body.top_k", "a whole number, not a fraction"),
+        ("/v1/feedback", {"text": "某投诉", "department": 7}, "body.department", "a string"),
+        (
+            "/v1/feedback",
+            {"text": "某投诉", "department": "人社", "request_id": 5},
+            "body.request_id",
+            "a string",
+        ),
+    ],
+)
+def test_a_value_of_another_type_is_said_in_json_words(
+    client: TestClient, path: str, body: dict[str, Any], field: str, expected: str
+) -> None:
+    # "Input should be a valid boolean / string / integer" named Python's types and not what was
+    # sent; an integrator reads JSON's.
+    error = assert_error(client.post(path, json=body), 422, "invalid_request")
+    assert error["field"] == field, error
+    assert error["message"].startswith(f"{field}: must be {expected}"), error
+
+
 def test_the_ticket_is_shown_as_typed_with_only_its_personal_data_masked(
     client: TestClient,
 ) -> None:
