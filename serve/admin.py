@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PATH_CHARS = 4096
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 422, 500)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 500)
 }
 
 

@@ -94,18 +94,23 @@ logger = logging.getLogger(__name__)
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 # Key of the note that replaces a stored suggestion the export cannot write (see _export_line).
 EXPORT_ERROR_KEY = "export_error"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 500, 503)
-}
-# A route without a body (GET /v1/model) answers these alone: before a model is loaded, a 503.
-SERVER_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (500, 503)
-}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+# What a route with a JSON body may answer: 400 (not JSON), 413 (too large) and 415 (not sent as
+# JSON) only a body can meet, so a route without one does not list them.
+ERRORS = _errors(400, 413, 415, 422, 500, 503)
+# A route without a body (GET /v1/model, /readyz) answers these alone: before a model is loaded, a
+# 503.
+SERVER_ERRORS = _errors(500, 503)
 # Endpoints behind an API key (serve/auth.py) may also answer 401 and 403.
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    **{code: {"model": ErrorResponse} for code in (401, 403)},
-}
+KEY_ERRORS = _errors(401, 403)
+AUTH_ERRORS = {**ERRORS, **KEY_ERRORS}
+# The export: a key, and a query that may be refused (422); no body.
+EXPORT_ERRORS = {**KEY_ERRORS, **_errors(422), **SERVER_ERRORS}
 
 
 def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter:
@@ -333,7 +338,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "content": {JSONL_MEDIA_TYPE: {}},
                 "description": "One JSON object per line, oldest first",
             },
-            **AUTH_ERRORS,
+            **EXPORT_ERRORS,
         },
         tags=["feedback"],
         # The key first: a request without one is told that, whatever its query.
@@ -420,7 +425,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         """The process is alive."""
         return Health()
 
-    @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
+    @api.get("/readyz", response_model=Readiness, responses=SERVER_ERRORS, tags=["probes"])
     async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
         # Said without the database's host, port or user: anyone may ask (serve.db.without_where).

@@ -1383,6 +1383,31 @@ def test_the_schema_lets_ids_be_sent_as_the_integers_the_server_reads(client: Te
         assert list(Draft202012Validator(body_schema(name)).iter_errors(bad)), name
 
 
+def test_the_schema_lists_body_errors_only_where_a_body_is_sent(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # GET /v1/feedback and GET /readyz listed 413 and 415, which only a request body can meet, and
+    # POST /v1/admin/reload, which answers 415 to a body that is not JSON, did not list it: a
+    # generated client had error types for answers that never come and none for one that does.
+    client = make_client(api_keys=("schema-test-key-0123456789",))
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            takes_body = "requestBody" in operation
+            if not takes_body:
+                assert not documented & {"413", "415"}, (method, path, sorted(documented))
+                continue
+            assert {"413", "415"} <= documented, (method, path, sorted(documented))
+            # And the 415 is what the server answers to a body that is not JSON.
+            answer = client.request(
+                method, path, content=b"text=x", headers={"Content-Type": "text/plain"}
+            )
+            assert_error(answer, 415, "unsupported_media_type")
+    # A probe takes neither a body nor a query: it answers 200 or, before a model, 503.
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "500", "503"}
+
+
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
     # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
     # 200), and /metrics's 200 named no content type: a client generated from the schema had no
