@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 
 from model.router import RouteResult, shown_threshold
 from model.text import Script, clean, counted, id_key, ticket_simplified
@@ -86,6 +86,7 @@ from serve.schemas import (
     RouteRequestBase,
     RouteResponse,
     integer_as_text,
+    keys_of,
     scrub_surrogates,
 )
 
@@ -144,6 +145,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         # async only to await the batcher: prediction itself runs in the threadpool, batched with
         # concurrent requests (see serve.batcher).
         body = cast(RouteRequestBase, body)
+        _no_query(request, RouteRequest, "POST /v1/route")
         start = time.perf_counter()
         try:
             result = await services.batcher.predict(
@@ -163,8 +165,10 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         body: RouteBatchRequestBase,
         router: RouterDep,
         services: ServicesDep,
+        request: Request,
     ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
+        _no_query(request, RouteBatchRequestBase, "POST /v1/route/batch")
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:
@@ -273,9 +277,11 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         body: FeedbackRequest,  # type: ignore[valid-type]  # built per app
         db: DatabaseDep,
         metadata: MetadataDep,
+        request: Request,
     ) -> FeedbackResponse:
         """Record what the dispatcher finally chose; texts are stored PII-masked."""
         body = cast(FeedbackRequestBase, body)
+        _no_query(request, FeedbackRequest, "POST /v1/feedback")
         if body.department is None:
             heads = metadata.get("heads")
             if not isinstance(heads, dict) or "department" in heads:
@@ -457,6 +463,29 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     # Every GET route answers HEAD too (serve.app._answer_head): load balancers probe with it, and
     # a client's start-up or an uptime check may ask so.
     return api
+
+
+def _no_query(request: Request, body: type[BaseModel], route: str) -> None:
+    """Refuse a query parameter of ``route``, which reads its JSON ``body`` alone: ignored,
+    ``POST /v1/route?top_k=5`` answered 3 candidates and ``?masked=true`` no masked ticket, without
+    a word (as the reload and the export refuse theirs)."""
+    if not request.scope.get("query_string"):  # nearly every request: nothing parsed
+        return
+    name = next(iter(request.query_params), None)
+    if name is None:  # "?&": no parameter
+        return
+    field = f"query.{quoted(name)}"
+    how = (
+        f"send {name} in the JSON body"
+        if name in keys_of(body)
+        else "this request's fields go in its JSON body"
+    )
+    raise ApiError(
+        422,
+        "invalid_request",
+        f"{field}: is not a parameter of {route}, which takes none; {how}",
+        field,
+    )
 
 
 EXPORT_PARAMETERS = ("since",)

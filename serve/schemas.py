@@ -242,7 +242,7 @@ class _ScrubbedRequest(BaseModel):
         # The value of an unknown key is refused whatever it holds, and only its key is quoted:
         # it is not walked (validation runs on the event loop, and 1 MiB of small numbers took
         # 0.2 s to walk, in which the server answered nothing else).
-        known = _keys_of(cls)
+        known = keys_of(cls)
         return {
             scrub_surrogates(k): scrub_surrogates(v, 1) if k in known else v
             for k, v in data.items()
@@ -250,7 +250,7 @@ class _ScrubbedRequest(BaseModel):
 
 
 @functools.cache
-def _keys_of(model: type[BaseModel]) -> frozenset[str]:
+def keys_of(model: type[BaseModel]) -> frozenset[str]:
     """Every key ``model`` reads from a body: its fields' names and other names."""
     keys = set()
     for name, info in model.model_fields.items():
