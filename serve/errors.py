@@ -228,7 +228,8 @@ def first_validation_error(
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     elif err.get("type") in _TYPE_ERRORS and "input" in err:
         given = err["input"]
-        kind = "a fraction" if isinstance(given, float) else json_kind(given)
+        fraction = isinstance(given, float) and not given.is_integer()
+        kind = "a fraction" if fraction else json_kind(given)
         msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:

@@ -1130,6 +1130,7 @@ def test_a_flag_of_another_type_is_refused_naming_its_field(client: TestClient, 
         ("/v1/route", {**WAGE, "title": True}, "body.title", "a string, not true or false"),
         ("/v1/route", {**WAGE, "top_k": "3"}, "body.top_k", "a whole number, not a string"),
         ("/v1/route", {**WAGE, "top_k": 2.5}, "body.top_k", "a whole number, not a fraction"),
+        ("/v1/route", {**WAGE, "id": 1e3}, "body.id", "a string, not a number"),
         ("/v1/feedback", {"text": "某投诉", "department": 7}, "body.department", "a string"),
         (
             "/v1/feedback",
