@@ -81,7 +81,7 @@ from serve.schemas import (
     Readiness,
     RequestModels,
     RouteBatchItem,
-    RouteBatchRequestBase,
+    RouteBatchRequest,
     RouteBatchResponse,
     RouteRequestBase,
     RouteResponse,
@@ -162,13 +162,13 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return _written(_response(result, body, router.config.script, start))
 
     def route_batch(
-        body: RouteBatchRequestBase,
+        body: RouteBatchRequest,
         router: RouterDep,
         services: ServicesDep,
         request: Request,
     ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
-        _no_query(request, RouteBatchRequestBase, "POST /v1/route/batch")
+        _no_query(request, RouteBatchRequest, "POST /v1/route/batch")
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:

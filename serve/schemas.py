@@ -142,8 +142,10 @@ def whole_number(value: Any) -> Any:
     return value
 
 
-# Strict: JSON true or "3" is a client's mistake, not a count of candidates.
-CandidateCount = Annotated[StrictInt, BeforeValidator(whole_number)]
+# Strict: JSON true or "3" is a client's mistake, not a count of candidates. The bounds belong to the
+# type, inside the validator: given to the field beside it, the schema wrote them "ge" and "le",
+# which JSON Schema does not know, so validators and generated clients let 0 and 21 through.
+CandidateCount = Annotated[StrictInt, Field(ge=1, le=MAX_TOP_K), BeforeValidator(whole_number)]
 
 
 def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
@@ -297,9 +299,7 @@ class RouteRequestBase(_ScrubbedRequest):
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
-    top_k: CandidateCount | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="Candidates per head"
-    )
+    top_k: CandidateCount | None = Field(None, description="Candidates per head")
     masked: bool = Field(
         False,
         description="Also answer the title and text as sent, personal data masked as the model "
@@ -312,14 +312,14 @@ class RouteRequestBase(_ScrubbedRequest):
     _id_printable = field_validator("id")(no_control)
 
 
-class RouteBatchRequestBase(BaseModel):
+class RouteBatchRequest(BaseModel):
     model_config = STRICT_BODY
 
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
     )
     top_k: CandidateCount | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
+        None, description="Candidates per head for items that set none"
     )
 
 
@@ -502,7 +502,7 @@ class RequestModels:
     """The request bodies with one app's limits."""
 
     route: type[RouteRequestBase]
-    batch: type[RouteBatchRequestBase]
+    batch: type[RouteBatchRequest]
     feedback: type[FeedbackRequestBase]
 
 
@@ -518,7 +518,7 @@ def make_request_models(settings: Settings) -> RequestModels:
             title=(title, None),
             text=(text, ...),
         ),
-        batch=RouteBatchRequestBase,
+        batch=RouteBatchRequest,
         feedback=create_model(
             "FeedbackRequest",
             __base__=FeedbackRequestBase,
@@ -532,7 +532,6 @@ def make_request_models(settings: Settings) -> RequestModels:
 _DEFAULT_MODELS = make_request_models(DEFAULTS)
 RouteRequest = _DEFAULT_MODELS.route
 FeedbackRequest = _DEFAULT_MODELS.feedback
-RouteBatchRequest = RouteBatchRequestBase
 
 
 class RouteResponse(BaseModel):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
+from model.router import MAX_TOP_K
 from model.text import clean, combine, normalize
 from serve.db import MAX_DEPARTMENTS_CHARS, Database
 from serve.deps import get_router
@@ -1407,6 +1408,20 @@ def test_the_schema_lists_body_errors_only_where_a_body_is_sent(
             assert_error(answer, 415, "unsupported_media_type")
     # A probe takes neither a body nor a query: it answers 200 or, before a model, 503.
     assert set(paths["/readyz"]["get"]["responses"]) == {"200", "500", "503"}
+
+
+def test_the_schema_states_the_bounds_of_top_k_as_json_schema(client: TestClient) -> None:
+    # top_k's bounds were written "ge": 1, "le": 20, which JSON Schema does not know: a request
+    # validator or a generated client let 0 and 21 through, and the server refused them.
+    spec = client.get("/openapi.json").json()
+    for name, body in (("RouteRequest", WAGE), ("RouteBatchRequest", {"items": [WAGE]})):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        for top_k in (0, MAX_TOP_K + 1, 1, MAX_TOP_K):
+            sent = {**body, "top_k": top_k}
+            path = "/v1/route" if name == "RouteRequest" else "/v1/route/batch"
+            served = client.post(path, json=sent).status_code
+            valid = not list(Draft202012Validator(schema).iter_errors(sent))
+            assert valid is (served == 200), (name, top_k, served)
 
 
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
