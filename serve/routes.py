@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, WithJsonSchema
 
 from model.router import RouteResult, shown_threshold
 from model.text import Script, clean, counted, id_key, ticket_simplified
@@ -355,11 +355,14 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         db: DatabaseDep,
         settings: SettingsDep,
         since: Annotated[
-            datetime | None,
+            # A string, not `format: date-time`: that is RFC 3339 alone, and a request validator
+            # in front of the API refused the dates the export reads (2026-12-01, 20261201).
+            Annotated[datetime, WithJsonSchema({"type": "string"})] | None,
             BeforeValidator(_iso_time),
             Query(
-                description="Only feedback created at or after this ISO 8601 time "
-                "(without a zone: in PAIDAN_TIMEZONE, UTC unless set)"
+                description="Only feedback created at or after this time: ISO 8601 "
+                "(2026-12-01T08:00:00+08:00), a date (2026-12-01, 20261201) or 2026/12/1 8:00; "
+                "without a zone in PAIDAN_TIMEZONE, UTC unless set; never a number of seconds"
             ),
         ] = None,
     ) -> StreamingResponse:

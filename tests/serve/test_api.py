@@ -1841,6 +1841,23 @@ def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient
     assert busted.status_code == 200 and len(busted.text.splitlines()) == 2
 
 
+def test_the_schema_lets_since_be_sent_as_the_export_reads_it(client: TestClient) -> None:
+    # `since` was documented `format: date-time` (RFC 3339), though the export reads
+    # 2026-12-01, 20261201 and 2026/12/1 8:00 as docs/api.md says: a request validator in front of
+    # the API refused what the server takes, as the integer ids once were.
+    rfc3339 = re.compile(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE
+    )
+    spec = client.get("/openapi.json").json()
+    (since,) = spec["paths"]["/v1/feedback"]["get"]["parameters"]
+    strings = [s for s in since["schema"]["anyOf"] if s.get("type") == "string"]
+    assert strings, since
+    for sent in ("2026-12-01T08:00:00+08:00", "2026-12-01", "20261201", "2026/12/1 8:00"):
+        assert client.get("/v1/feedback", params={"since": sent}).status_code == 200, sent
+        formats = {s.get("format") for s in strings}
+        assert formats == {None} or (formats == {"date-time"} and rfc3339.match(sent)), sent
+
+
 @pytest.mark.parametrize(
     ("path", "body", "query", "said"),
     [
