@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import counted, is_blank
+from model.text import CONTROL, counted, is_blank
 from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label, without_where
 from serve.requestid import current_request_id
@@ -93,8 +93,10 @@ def quoted(value: str, limit: int = MAX_QUOTED_CHARS) -> str:
     """A part of the request as an error message may quote it: PII-masked (:func:`masked`), then
     cut to ``limit`` characters. Error messages name a key, an asset or a header the client sent,
     which helps whoever sets up an integration, but gateways and API consoles log error bodies:
-    a phone number in a key (a map keyed by phone number) must not come back in one."""
-    shown = masked(value)
+    a phone number in a key (a map keyed by phone number) must not come back in one. A control
+    character is written as its escape (``\\x1b``): a line break or a terminal escape in a key
+    came back as it was, into the logs that print error messages."""
+    shown = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", masked(value))
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 

@@ -717,6 +717,23 @@ def test_error_messages_quote_the_request_pii_masked(
     assert says in answer, answer
 
 
+def test_a_key_with_control_characters_is_quoted_escaped(client: TestClient) -> None:
+    # A key holding a line break or a terminal escape came back in the message and the field as
+    # it was: an integrator's log that prints error messages took "\x1b[31m" as a colour and the
+    # line break as a new log line. Quoted, each control character is written as its escape.
+    sent = '{"text": "路灯不亮", "ti\\ntle\\u001b[31m": 1}'
+    answer = client.post("/v1/route", content=sent, headers={"content-type": "application/json"})
+    error = assert_error(answer, 422, "invalid_request")
+    assert error["field"] == "body.ti\\x0atle\\x1b[31m", error
+    assert error["message"].startswith("body.ti\\x0atle\\x1b[31m: is not a known field"), error
+    batch = client.post(
+        "/v1/route/batch",
+        content='{"items": [{"text": "路灯", "a\\tb": 1}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert batch.json()["results"][0]["error"]["field"] == "items.0.a\\x09b", batch.text
+
+
 def test_a_long_key_is_quoted_cut_short(client: TestClient) -> None:
     key = "k" * 30 + "13812345678" + "k" * 100
     error = assert_error(
