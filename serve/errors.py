@@ -7,6 +7,7 @@ import contextvars
 import difflib
 import email.message
 import logging
+import math
 import traceback
 import typing
 from collections.abc import Mapping, Sequence
@@ -229,9 +230,7 @@ def first_validation_error(
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
     elif err.get("type") in _TYPE_ERRORS and "input" in err:
-        given = err["input"]
-        fraction = isinstance(given, float) and not given.is_integer()
-        kind = "a fraction" if fraction else json_kind(given)
+        kind = _number_kind(err["input"])
         msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
@@ -241,6 +240,19 @@ def first_validation_error(
         shown = f": {named}" if named and len(named) <= MAX_QUOTED_CHARS * 3 else ""
         message += f" (and {counted(len(errors) - 1, 'more problem')}{shown})"
     return message, field
+
+
+def _number_kind(value: Any) -> str:
+    """What a value of the wrong type is (:func:`json_kind`), a number said more closely: Python's
+    json reads ``NaN`` and ``1e400`` (infinity) as numbers, and ``2.5`` is a fraction."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "an infinite number"
+        if not value.is_integer():
+            return "a fraction"
+    return json_kind(value)
 
 
 def _error_loc(error: Any, prefix_body: bool) -> list[str]:

@@ -1149,6 +1149,14 @@ def test_a_flag_of_another_type_is_refused_naming_its_field(client: TestClient, 
         ("/v1/route", {**WAGE, "top_k": "3"}, "body.top_k", "a whole number, not a string"),
         ("/v1/route", {**WAGE, "top_k": 2.5}, "body.top_k", "a whole number, not a fraction"),
         ("/v1/route", {**WAGE, "id": 1e3}, "body.id", "a string, not a number"),
+        # Python's json reads NaN and 1e400 (infinity) as numbers; neither is a fraction.
+        (
+            "/v1/route",
+            {**WAGE, "top_k": float("inf")},
+            "body.top_k",
+            "a whole number, not an infinite number",
+        ),
+        ("/v1/route", {**WAGE, "top_k": float("nan")}, "body.top_k", "a whole number, not NaN"),
         ("/v1/feedback", {"text": "某投诉", "department": 7}, "body.department", "a string"),
         (
             "/v1/feedback",
@@ -1162,8 +1170,9 @@ def test_a_value_of_another_type_is_said_in_json_words(
     client: TestClient, path: str, body: dict[str, Any], field: str, expected: str
 ) -> None:
     # "Input should be a valid boolean / string / integer" named Python's types and not what was
-    # sent; an integrator reads JSON's.
-    error = assert_error(client.post(path, json=body), 422, "invalid_request")
+    # sent; an integrator reads JSON's. Sent as json.dumps writes it: NaN and Infinity too.
+    sent = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    error = assert_error(sent, 422, "invalid_request")
     assert error["field"] == field, error
     assert error["message"].startswith(f"{field}: must be {expected}"), error
 
