@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PATH_CHARS = 4096
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 422, 500)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 500)
 }
 
 
@@ -50,7 +50,7 @@ class ReloadRequest(BaseModel):
     """Which model to switch to; empty: the pinned model of a server started with one, else the one
     the model root's ``current`` pointer names."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as the API's other bodies
 
     model_dir: str | None = Field(
         None,

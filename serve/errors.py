@@ -7,6 +7,7 @@ import contextvars
 import difflib
 import email.message
 import logging
+import math
 import traceback
 import typing
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import counted, is_blank
+from model.text import CONTROL, counted, is_blank
 from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label, without_where
 from serve.requestid import current_request_id
@@ -93,8 +94,10 @@ def quoted(value: str, limit: int = MAX_QUOTED_CHARS) -> str:
     """A part of the request as an error message may quote it: PII-masked (:func:`masked`), then
     cut to ``limit`` characters. Error messages name a key, an asset or a header the client sent,
     which helps whoever sets up an integration, but gateways and API consoles log error bodies:
-    a phone number in a key (a map keyed by phone number) must not come back in one."""
-    shown = masked(value)
+    a phone number in a key (a map keyed by phone number) must not come back in one. A control
+    character is written as its escape (``\\x1b``): a line break or a terminal escape in a key
+    came back as it was, into the logs that print error messages."""
+    shown = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", masked(value))
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
@@ -162,6 +165,14 @@ _CONTAINER_ERRORS = {
     "list_type": "a JSON array",
 }
 
+# Pydantic's errors for a value of another type than the field's (the request bodies are strict), in
+# Python's words ("Input should be a valid boolean"), and what JSON calls the type expected.
+_TYPE_ERRORS = {
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "int_type": "a whole number",
+}
+
 
 # Told to a ticket sent with a title and no text: 12345 exports sometimes hold the whole complaint
 # in the title, and "is required" alone named no way to route one.
@@ -218,6 +229,9 @@ def first_validation_error(
             msg += f" ({takes} {', '.join(body_fields)})"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
+    elif err.get("type") in _TYPE_ERRORS and "input" in err:
+        kind = _number_kind(err["input"])
+        msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         # Which fields, so that a client fixes them all at once, not one per round trip.
@@ -226,6 +240,19 @@ def first_validation_error(
         shown = f": {named}" if named and len(named) <= MAX_QUOTED_CHARS * 3 else ""
         message += f" (and {counted(len(errors) - 1, 'more problem')}{shown})"
     return message, field
+
+
+def _number_kind(value: Any) -> str:
+    """What a value of the wrong type is (:func:`json_kind`), a number said more closely: Python's
+    json reads ``NaN`` and ``1e400`` (infinity) as numbers, and ``2.5`` is a fraction."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "an infinite number"
+        if not value.is_integer():
+            return "a fraction"
+    return json_kind(value)
 
 
 def _error_loc(error: Any, prefix_body: bool) -> list[str]:

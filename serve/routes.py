@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, WithJsonSchema
 
 from model.router import RouteResult, shown_threshold
 from model.text import Script, clean, counted, id_key, ticket_simplified
@@ -81,11 +81,12 @@ from serve.schemas import (
     Readiness,
     RequestModels,
     RouteBatchItem,
-    RouteBatchRequestBase,
+    RouteBatchRequest,
     RouteBatchResponse,
     RouteRequestBase,
     RouteResponse,
     integer_as_text,
+    keys_of,
     scrub_surrogates,
 )
 
@@ -94,18 +95,23 @@ logger = logging.getLogger(__name__)
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 # Key of the note that replaces a stored suggestion the export cannot write (see _export_line).
 EXPORT_ERROR_KEY = "export_error"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 500, 503)
-}
-# A route without a body (GET /v1/model) answers these alone: before a model is loaded, a 503.
-SERVER_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (500, 503)
-}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+# What a route with a JSON body may answer: 400 (not JSON), 413 (too large) and 415 (not sent as
+# JSON) only a body can meet, so a route without one does not list them.
+ERRORS = _errors(400, 413, 415, 422, 500, 503)
+# A route without a body (GET /v1/model, /readyz) answers these alone: before a model is loaded, a
+# 503.
+SERVER_ERRORS = _errors(500, 503)
 # Endpoints behind an API key (serve/auth.py) may also answer 401 and 403.
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    **{code: {"model": ErrorResponse} for code in (401, 403)},
-}
+KEY_ERRORS = _errors(401, 403)
+AUTH_ERRORS = {**ERRORS, **KEY_ERRORS}
+# The export: a key, and a query that may be refused (422); no body.
+EXPORT_ERRORS = {**KEY_ERRORS, **_errors(422), **SERVER_ERRORS}
 
 
 def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter:
@@ -139,6 +145,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         # async only to await the batcher: prediction itself runs in the threadpool, batched with
         # concurrent requests (see serve.batcher).
         body = cast(RouteRequestBase, body)
+        _no_query(request, RouteRequest, "POST /v1/route")
         start = time.perf_counter()
         try:
             result = await services.batcher.predict(
@@ -155,11 +162,13 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return _written(_response(result, body, router.config.script, start))
 
     def route_batch(
-        body: RouteBatchRequestBase,
+        body: RouteBatchRequest,
         router: RouterDep,
         services: ServicesDep,
+        request: Request,
     ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
+        _no_query(request, RouteBatchRequest, "POST /v1/route/batch")
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:
@@ -268,9 +277,11 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         body: FeedbackRequest,  # type: ignore[valid-type]  # built per app
         db: DatabaseDep,
         metadata: MetadataDep,
+        request: Request,
     ) -> FeedbackResponse:
         """Record what the dispatcher finally chose; texts are stored PII-masked."""
         body = cast(FeedbackRequestBase, body)
+        _no_query(request, FeedbackRequest, "POST /v1/feedback")
         if body.department is None:
             heads = metadata.get("heads")
             if not isinstance(heads, dict) or "department" in heads:
@@ -333,7 +344,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "content": {JSONL_MEDIA_TYPE: {}},
                 "description": "One JSON object per line, oldest first",
             },
-            **AUTH_ERRORS,
+            **EXPORT_ERRORS,
         },
         tags=["feedback"],
         # The key first: a request without one is told that, whatever its query.
@@ -344,11 +355,14 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         db: DatabaseDep,
         settings: SettingsDep,
         since: Annotated[
-            datetime | None,
+            # A string, not `format: date-time`: that is RFC 3339 alone, and a request validator
+            # in front of the API refused the dates the export reads (2026-12-01, 20261201).
+            Annotated[datetime, WithJsonSchema({"type": "string"})] | None,
             BeforeValidator(_iso_time),
             Query(
-                description="Only feedback created at or after this ISO 8601 time "
-                "(without a zone: in PAIDAN_TIMEZONE, UTC unless set)"
+                description="Only feedback created at or after this time: ISO 8601 "
+                "(2026-12-01T08:00:00+08:00), a date (2026-12-01, 20261201) or 2026/12/1 8:00; "
+                "without a zone in PAIDAN_TIMEZONE, UTC unless set; never a number of seconds"
             ),
         ] = None,
     ) -> StreamingResponse:
@@ -420,7 +434,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         """The process is alive."""
         return Health()
 
-    @api.get("/readyz", response_model=Readiness, responses=ERRORS, tags=["probes"])
+    @api.get("/readyz", response_model=Readiness, responses=SERVER_ERRORS, tags=["probes"])
     async def readyz(request: Request, router: RouterDep, db: DatabaseDep) -> Readiness:
         """A model is loaded; also reports whether feedback can be stored, and why not."""
         # Said without the database's host, port or user: anyone may ask (serve.db.without_where).
@@ -452,6 +466,29 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     # Every GET route answers HEAD too (serve.app._answer_head): load balancers probe with it, and
     # a client's start-up or an uptime check may ask so.
     return api
+
+
+def _no_query(request: Request, body: type[BaseModel], route: str) -> None:
+    """Refuse a query parameter of ``route``, which reads its JSON ``body`` alone: ignored,
+    ``POST /v1/route?top_k=5`` answered 3 candidates and ``?masked=true`` no masked ticket, without
+    a word (as the reload and the export refuse theirs)."""
+    if not request.scope.get("query_string"):  # nearly every request: nothing parsed
+        return
+    name = next(iter(request.query_params), None)
+    if name is None:  # "?&": no parameter
+        return
+    field = f"query.{quoted(name)}"
+    how = (
+        f"send {name} in the JSON body"
+        if name in keys_of(body)
+        else "this request's fields go in its JSON body"
+    )
+    raise ApiError(
+        422,
+        "invalid_request",
+        f"{field}: is not a parameter of {route}, which takes none; {how}",
+        field,
+    )
 
 
 EXPORT_PARAMETERS = ("since",)

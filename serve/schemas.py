@@ -142,8 +142,10 @@ def whole_number(value: Any) -> Any:
     return value
 
 
-# Strict: JSON true or "3" is a client's mistake, not a count of candidates.
-CandidateCount = Annotated[StrictInt, BeforeValidator(whole_number)]
+# Strict: JSON true or "3" is a client's mistake, not a count of candidates. The bounds belong to the
+# type, inside the validator: given to the field beside it, the schema wrote them "ge" and "le",
+# which JSON Schema does not know, so validators and generated clients let 0 and 21 through.
+CandidateCount = Annotated[StrictInt, Field(ge=1, le=MAX_TOP_K), BeforeValidator(whole_number)]
 
 
 def shallow_json(value: Any, limit: int = MAX_SUGGESTION_DEPTH) -> Any:
@@ -242,7 +244,7 @@ class _ScrubbedRequest(BaseModel):
         # The value of an unknown key is refused whatever it holds, and only its key is quoted:
         # it is not walked (validation runs on the event loop, and 1 MiB of small numbers took
         # 0.2 s to walk, in which the server answered nothing else).
-        known = _keys_of(cls)
+        known = keys_of(cls)
         return {
             scrub_surrogates(k): scrub_surrogates(v, 1) if k in known else v
             for k, v in data.items()
@@ -250,7 +252,7 @@ class _ScrubbedRequest(BaseModel):
 
 
 @functools.cache
-def _keys_of(model: type[BaseModel]) -> frozenset[str]:
+def keys_of(model: type[BaseModel]) -> frozenset[str]:
     """Every key ``model`` reads from a body: its fields' names and other names."""
     keys = set()
     for name, info in model.model_fields.items():
@@ -279,8 +281,15 @@ class ErrorResponse(BaseModel):
 
 
 # -- routing --------------------------------------------------------------------------------------
+# Request bodies are strict (STRICT_BODY): pydantic's lax mode read "masked": "yes" (or 1, or "false")
+# as a boolean, and an integrator's typo went unseen. A JSON value of another type than the field's
+# is a 422 naming the field; the before-validators still read what the docs promise (an integer id
+# as its digits, 3.0 as top_k 3).
+STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+
+
 class RouteRequestBase(_ScrubbedRequest):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     id: str | None = Field(
         None,
@@ -290,9 +299,7 @@ class RouteRequestBase(_ScrubbedRequest):
     )
     title: str | None = Field(None, description="Ticket title (optional)")
     text: str = Field(description="The complaint text")
-    top_k: CandidateCount | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="Candidates per head"
-    )
+    top_k: CandidateCount | None = Field(None, description="Candidates per head")
     masked: bool = Field(
         False,
         description="Also answer the title and text as sent, personal data masked as the model "
@@ -305,19 +312,19 @@ class RouteRequestBase(_ScrubbedRequest):
     _id_printable = field_validator("id")(no_control)
 
 
-class RouteBatchRequestBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RouteBatchRequest(BaseModel):
+    model_config = STRICT_BODY
 
     items: list[Any] = Field(
         description="Tickets shaped like the body of POST /v1/route; each is checked on its own"
     )
     top_k: CandidateCount | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="Candidates per head for items that set none"
+        None, description="Candidates per head for items that set none"
     )
 
 
 class FeedbackRequestBase(_ScrubbedRequest):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     ticket_id: str | None = Field(
         None,
@@ -495,7 +502,7 @@ class RequestModels:
     """The request bodies with one app's limits."""
 
     route: type[RouteRequestBase]
-    batch: type[RouteBatchRequestBase]
+    batch: type[RouteBatchRequest]
     feedback: type[FeedbackRequestBase]
 
 
@@ -511,7 +518,7 @@ def make_request_models(settings: Settings) -> RequestModels:
             title=(title, None),
             text=(text, ...),
         ),
-        batch=RouteBatchRequestBase,
+        batch=RouteBatchRequest,
         feedback=create_model(
             "FeedbackRequest",
             __base__=FeedbackRequestBase,
@@ -525,7 +532,6 @@ def make_request_models(settings: Settings) -> RequestModels:
 _DEFAULT_MODELS = make_request_models(DEFAULTS)
 RouteRequest = _DEFAULT_MODELS.route
 FeedbackRequest = _DEFAULT_MODELS.feedback
-RouteBatchRequest = RouteBatchRequestBase
 
 
 class RouteResponse(BaseModel):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
+from model.router import MAX_TOP_K
 from model.text import clean, combine, normalize
 from serve.db import MAX_DEPARTMENTS_CHARS, Database
 from serve.deps import get_router
@@ -716,6 +717,23 @@ def test_error_messages_quote_the_request_pii_masked(
     assert says in answer, answer
 
 
+def test_a_key_with_control_characters_is_quoted_escaped(client: TestClient) -> None:
+    # A key holding a line break or a terminal escape came back in the message and the field as
+    # it was: an integrator's log that prints error messages took "\x1b[31m" as a colour and the
+    # line break as a new log line. Quoted, each control character is written as its escape.
+    sent = '{"text": "路灯不亮", "ti\\ntle\\u001b[31m": 1}'
+    answer = client.post("/v1/route", content=sent, headers={"content-type": "application/json"})
+    error = assert_error(answer, 422, "invalid_request")
+    assert error["field"] == "body.ti\\x0atle\\x1b[31m", error
+    assert error["message"].startswith("body.ti\\x0atle\\x1b[31m: is not a known field"), error
+    batch = client.post(
+        "/v1/route/batch",
+        content='{"items": [{"text": "路灯", "a\\tb": 1}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert batch.json()["results"][0]["error"]["field"] == "items.0.a\\x09b", batch.text
+
+
 def test_a_long_key_is_quoted_cut_short(client: TestClient) -> None:
     key = "k" * 30 + "13812345678" + "k" * 100
     error = assert_error(
@@ -1104,6 +1122,61 @@ def test_route_answers_the_ticket_as_read_with_personal_data_masked_when_asked(
     assert no_title["masked"] == {"title": None, "text": "路灯坏了"}
 
 
+@pytest.mark.parametrize("sent", ["yes", "true", "false", 1, 0, 1.0, None])
+def test_a_flag_of_another_type_is_refused_naming_its_field(client: TestClient, sent: Any) -> None:
+    # `"masked": "yes"` (or 1, or "false") was read as a boolean, pydantic's lax mode: an
+    # integrator's typo went unseen, and "false" asked for the masked ticket. JSON true or false
+    # only; the batch item's own error too. The page's rolling-upgrade retry (without `masked`
+    # after an older server's 422 naming it) is untouched: the page sends true.
+    error = assert_error(client.post("/v1/route", json={**WAGE, "masked": sent}), 422)
+    assert error["field"] == "body.masked", error
+    assert error["message"].startswith("body.masked: must be true or false, not "), error
+    batch = client.post("/v1/route/batch", json={"items": [{**WAGE, "masked": sent}, SMOKE]})
+    first, second = batch.json()["results"]
+    assert first["error"]["field"] == "items.0.masked", first
+    assert first["result"] is None and second["result"] is not None
+    for flag in (True, False):  # JSON's own booleans are still read
+        routed = client.post("/v1/route", json={**WAGE, "masked": flag})
+        assert routed.status_code == 200, routed.text
+        assert (routed.json()["masked"] is not None) is flag
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "expected"),
+    [
+        ("/v1/route", {"text": 123}, "body.text", "a string, not a number"),
+        ("/v1/route", {**WAGE, "title": True}, "body.title", "a string, not true or false"),
+        ("/v1/route", {**WAGE, "top_k": "3"}, "body.top_k", "a whole number, not a string"),
+        ("/v1/route", {**WAGE, "top_k": 2.5}, "body.top_k", "a whole number, not a fraction"),
+        ("/v1/route", {**WAGE, "id": 1e3}, "body.id", "a string, not a number"),
+        # Python's json reads NaN and 1e400 (infinity) as numbers; neither is a fraction.
+        (
+            "/v1/route",
+            {**WAGE, "top_k": float("inf")},
+            "body.top_k",
+            "a whole number, not an infinite number",
+        ),
+        ("/v1/route", {**WAGE, "top_k": float("nan")}, "body.top_k", "a whole number, not NaN"),
+        ("/v1/feedback", {"text": "某投诉", "department": 7}, "body.department", "a string"),
+        (
+            "/v1/feedback",
+            {"text": "某投诉", "department": "人社", "request_id": 5},
+            "body.request_id",
+            "a string",
+        ),
+    ],
+)
+def test_a_value_of_another_type_is_said_in_json_words(
+    client: TestClient, path: str, body: dict[str, Any], field: str, expected: str
+) -> None:
+    # "Input should be a valid boolean / string / integer" named Python's types and not what was
+    # sent; an integrator reads JSON's. Sent as json.dumps writes it: NaN and Infinity too.
+    sent = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    error = assert_error(sent, 422, "invalid_request")
+    assert error["field"] == field, error
+    assert error["message"].startswith(f"{field}: must be {expected}"), error
+
+
 def test_the_ticket_is_shown_as_typed_with_only_its_personal_data_masked(
     client: TestClient,
 ) -> None:
@@ -1336,6 +1409,45 @@ def test_the_schema_lets_ids_be_sent_as_the_integers_the_server_reads(client: Te
         # A fraction is still no id, in the schema as on the server.
         bad = {**body, ("id" if name == "RouteRequest" else "ticket_id"): 1.5}
         assert list(Draft202012Validator(body_schema(name)).iter_errors(bad)), name
+
+
+def test_the_schema_lists_body_errors_only_where_a_body_is_sent(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # GET /v1/feedback and GET /readyz listed 413 and 415, which only a request body can meet, and
+    # POST /v1/admin/reload, which answers 415 to a body that is not JSON, did not list it: a
+    # generated client had error types for answers that never come and none for one that does.
+    client = make_client(api_keys=("schema-test-key-0123456789",))
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            takes_body = "requestBody" in operation
+            if not takes_body:
+                assert not documented & {"413", "415"}, (method, path, sorted(documented))
+                continue
+            assert {"413", "415"} <= documented, (method, path, sorted(documented))
+            # And the 415 is what the server answers to a body that is not JSON.
+            answer = client.request(
+                method, path, content=b"text=x", headers={"Content-Type": "text/plain"}
+            )
+            assert_error(answer, 415, "unsupported_media_type")
+    # A probe takes neither a body nor a query: it answers 200 or, before a model, 503.
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "500", "503"}
+
+
+def test_the_schema_states_the_bounds_of_top_k_as_json_schema(client: TestClient) -> None:
+    # top_k's bounds were written "ge": 1, "le": 20, which JSON Schema does not know: a request
+    # validator or a generated client let 0 and 21 through, and the server refused them.
+    spec = client.get("/openapi.json").json()
+    for name, body in (("RouteRequest", WAGE), ("RouteBatchRequest", {"items": [WAGE]})):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        for top_k in (0, MAX_TOP_K + 1, 1, MAX_TOP_K):
+            sent = {**body, "top_k": top_k}
+            path = "/v1/route" if name == "RouteRequest" else "/v1/route/batch"
+            served = client.post(path, json=sent).status_code
+            valid = not list(Draft202012Validator(schema).iter_errors(sent))
+            assert valid is (served == 200), (name, top_k, served)
 
 
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
@@ -1753,6 +1865,53 @@ def test_feedback_export_refuses_a_misspelt_or_repeated_since(client: TestClient
     # A cache-buster (jQuery's `cache: false` adds _=<time> to every GET) says nothing of the rows.
     busted = client.get("/v1/feedback?since=2020-01-01&_=1764986400000")
     assert busted.status_code == 200 and len(busted.text.splitlines()) == 2
+
+
+def test_the_schema_lets_since_be_sent_as_the_export_reads_it(client: TestClient) -> None:
+    # `since` was documented `format: date-time` (RFC 3339), though the export reads
+    # 2026-12-01, 20261201 and 2026/12/1 8:00 as docs/api.md says: a request validator in front of
+    # the API refused what the server takes, as the integer ids once were.
+    rfc3339 = re.compile(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE
+    )
+    spec = client.get("/openapi.json").json()
+    (since,) = spec["paths"]["/v1/feedback"]["get"]["parameters"]
+    strings = [s for s in since["schema"]["anyOf"] if s.get("type") == "string"]
+    assert strings, since
+    for sent in ("2026-12-01T08:00:00+08:00", "2026-12-01", "20261201", "2026/12/1 8:00"):
+        assert client.get("/v1/feedback", params={"since": sent}).status_code == 200, sent
+        formats = {s.get("format") for s in strings}
+        assert formats == {None} or (formats == {"date-time"} and rfc3339.match(sent)), sent
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "query", "said"),
+    [
+        ("/v1/route", WAGE, "top_k=5", "send top_k in the JSON body"),
+        ("/v1/route", WAGE, "masked=true", "send masked in the JSON body"),
+        ("/v1/route/batch", {"items": [WAGE]}, "top_k=1", "send top_k in the JSON body"),
+        (
+            "/v1/feedback",
+            {"text": "某投诉", "department": "人社"},
+            "ticket_id=A-1",
+            "send ticket_id in the JSON body",
+        ),
+        ("/v1/route", WAGE, "debug=1", "this request's fields go in its JSON body"),
+    ],
+)
+def test_a_query_parameter_of_a_body_route_is_refused(
+    client: TestClient, path: str, body: dict[str, Any], query: str, said: str
+) -> None:
+    # POST /v1/route?top_k=5 answered 3 candidates and ?masked=true no masked ticket, without a
+    # word: the query was ignored, as the export's misspelt ?sinse= once was. Its field named.
+    name = query.split("=")[0]
+    error = assert_error(client.post(f"{path}?{query}", json=body), 422, "invalid_request")
+    assert error["field"] == f"query.{name}", error
+    assert error["message"] == (
+        f"query.{name}: is not a parameter of POST {path}, which takes none; {said}"
+    ), error
+    assert client.post(path, json=body).status_code in (200, 201)
+    assert client.get("/v1/feedback").text.count("某投诉") == (path == "/v1/feedback")
 
 
 def test_feedback_export_pages_through_many_rows(
