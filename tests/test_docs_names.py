@@ -25,6 +25,13 @@ PAGES = [
 ]
 # The misspelling the README gives as an example of a name paidan refuses.
 NOT_SETTINGS = {"PAIDAN_API_KEY"}
+# Options the docs give to other programs (pip, pytest, curl, uvicorn, dask, systemctl, valgrind,
+# py-spy), and --encoding, which inputs.md says paidan does not have.
+OTHER_PROGRAMS_OPTIONS = {
+    "--dist", "--factory", "--fail", "--find-links", "--index-url", "--no-index", "--now",
+    "--nworkers", "--only-binary", "--platform", "--python-version", "--subprocesses", "--tool",
+    "--help", "--encoding",
+}  # fmt: skip
 FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
 
 
@@ -122,6 +129,14 @@ def unknown_script_options(text: str) -> list[str]:
     return wrong
 
 
+def unknown_options_anywhere(text: str) -> list[str]:
+    """``--opt`` anywhere in ``text`` that no paidan command and no benchmark script takes."""
+    known = set().union(*commands().values()) | OTHER_PROGRAMS_OPTIONS
+    scripts = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "benchmarks").rglob("*.py"))
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
+    return sorted(o for o in named - known if f'"{o}"' not in scripts)
+
+
 def unknown_variables_named(text: str) -> list[str]:
     """``PAIDAN_*`` names in ``text`` that are no setting (``PAIDAN_MAX_*`` names a family)."""
     named = set(re.findall(r"\bPAIDAN_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_]*\*)", text))
@@ -142,6 +157,7 @@ def test_every_paidan_variable_named_is_a_setting(page: Path) -> None:
 def test_every_option_shown_with_a_command_is_one_of_its_options(page: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert unknown_options(text) + unknown_script_options(text) == []
+    assert unknown_options_anywhere(text) == []
 
 
 def undocumented_options(text: str) -> list[str]:
@@ -181,6 +197,7 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     assert unknown_options("```sh\npaidan models gc \\\n    --keep 5 --kep 3\n```") == [
         "`paidan models gc      --keep 5 --kep 3`: paidan models gc has no --kep"
     ]
+    assert unknown_options_anywhere("`--timezone` of train, `--time-zone`") == ["--time-zone"]
     assert "paidan models gc --keep" in undocumented_options("`--verbose`")
     assert "paidan models gc --keep" not in undocumented_options("`gc --keep 5`")
     assert unknown_script_options("`benchmarks/accuracy.py --taxonomy --taxonmy`") == [
