@@ -203,3 +203,22 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     assert unknown_script_options("`benchmarks/accuracy.py --taxonomy --taxonmy`") == [
         "`benchmarks/accuracy.py --taxonomy --taxonmy`: benchmarks/accuracy.py has no --taxonmy"
     ]
+
+
+@pytest.mark.parametrize(
+    ("row", "schema"),
+    [
+        ("| `POST /v1/route` |", "RouteResponse"),
+        ("| `POST /v1/route/batch` |", "RouteBatchResponse"),
+        ("| `GET /v1/model` (and `HEAD`) |", "ModelInfo"),
+    ],
+)
+def test_the_api_table_names_every_field_of_an_answer(row: str, schema: str) -> None:
+    # GET /v1/model answered `created`, `config` and `libraries`, which api.md's table, the
+    # reference of its answer, did not name.
+    from serve import schemas
+
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith(row))
+    fields = getattr(schemas, schema).model_fields
+    assert [f for f in fields if not re.search(rf"\b{f}\b", line)] == []
