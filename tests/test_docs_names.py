@@ -137,6 +137,18 @@ def unknown_options_anywhere(text: str) -> list[str]:
     return sorted(o for o in named - known if f'"{o}"' not in scripts)
 
 
+def missing_paths(text: str) -> list[str]:
+    """Repository paths in code spans (``benchmarks/results/x.json``) that do not exist."""
+    tops = "model|training|serve|paidan|data|notebooks|benchmarks|tests|docs"
+    named = {
+        m.group(1)
+        for span in spans(text)
+        for m in re.finditer(rf"(?<![\w/.])((?:{tops})/[\w./*-]*\w)", span)
+    }
+    # paidan/_data is where the wheel carries data/ (pyproject.toml), not a folder of the checkout.
+    return sorted(p for p in named - {"paidan/_data"} if not list(ROOT.glob(p)))
+
+
 def unknown_variables_named(text: str) -> list[str]:
     """``PAIDAN_*`` names in ``text`` that are no setting (``PAIDAN_MAX_*`` names a family)."""
     named = set(re.findall(r"\bPAIDAN_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_]*\*)", text))
@@ -146,6 +158,11 @@ def unknown_variables_named(text: str) -> list[str]:
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_every_link_and_anchor_resolves(page: Path) -> None:
     assert broken_links(page, page.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_repository_path_named_exists(page: Path) -> None:
+    assert missing_paths(page.read_text(encoding="utf-8")) == []
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
@@ -196,6 +213,9 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     ]
     assert unknown_options("```sh\npaidan models gc \\\n    --keep 5 --kep 3\n```") == [
         "`paidan models gc      --keep 5 --kep 3`: paidan models gc has no --kep"
+    ]
+    assert missing_paths("`benchmarks/results/summary.json`, `model/setings.py`") == [
+        "model/setings.py"
     ]
     assert unknown_options_anywhere("`--timezone` of train, `--time-zone`") == ["--time-zone"]
     assert "paidan models gc --keep" in undocumented_options("`--verbose`")
