@@ -2596,12 +2596,14 @@ _LOOKS_LIKE = {
     ),
     "department": (("部门", "单位", "承办"), ("department", "dept", "agency")),
     "category": (("类别", "分类", "类型"), ("category", "type", "class", "classification")),
+    # 序号 is left out: a row counter, restarting in each export, is no ticket's id.
+    "id": (("编号", "工单号", "单号"), ("ticket_id", "ticket id", "ticket_no", "case_id")),
 }
 
 
 def looks_like(field: str, name: str) -> bool:
     """Whether a column or key called ``name`` looks like it holds ``field`` (``title``,
-    ``text``, ``department`` or ``category``; no other field looks like anything)."""
+    ``text``, ``department``, ``category`` or ``id``; no other field looks like anything)."""
     words, names = _LOOKS_LIKE.get(field, ((), ()))
     return any(w in name for w in words) or name.strip().lower() in names
 
@@ -2671,6 +2673,34 @@ def title_column_note(
         f"for the ticket title, so {'its' if len(found) == 1 else 'their'} tickets are {done} "
         f"without titles; {'it' if len(found) == 1 else name} has {', '.join(map(_quoted, like))}: if "
         f"{'it is' if len(like) == 1 else 'one is'} the title, give --title-col {option}"
+    )
+
+
+def id_column_note(headers: Mapping[str, Sequence[str]], columns: ColumnMap) -> str | None:
+    """A warning for a history's id column left unmapped: the first file without the id's column
+    that has columns looking like one (工单编号), naming them and the ``--id-col`` to give;
+    ``None`` when no file has such columns.
+
+    Read without ids, a history's tickets are matched to no dispatcher's decision (those carry
+    the ticket's id), so retraining trains the old label beside the correction.
+    """
+    if columns.id is None:
+        return None
+    found = [
+        (name, like)
+        for name, have in headers.items()
+        if columns.id not in have and (like := like_columns("id", have, columns))
+    ]
+    if not found:
+        return None
+    name, like = found[0]
+    one = len(found) == 1
+    who = name if one else f"{name} and {_counted(len(found) - 1, 'other file')}"
+    return (
+        f"{who} {'has' if one else 'have'} no column {_quoted(columns.id)} for the ticket id, so a "
+        f"dispatcher's decision on one of {'its' if one else 'their'} tickets replaces no history "
+        f"row (both labels train); {'it' if one else name} has {', '.join(map(_quoted, like))}: "
+        f"if {'it is' if len(like) == 1 else 'one is'} the id, give --id-col {_shell_word(like[0])}"
     )
 
 

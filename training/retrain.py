@@ -61,6 +61,7 @@ from model.tickets import (
     detect_encoding,
     display_name,
     has_text,
+    id_column_note,
     named_paths,
     read_tickets,
     require_rows,
@@ -211,6 +212,8 @@ class RetrainResult:
     unlabelled_names: list[str] = field(default_factory=list)
     # A history file's title column left unmapped (model.tickets.title_column_note), if any.
     title_note: str | None = None
+    # A history file's id column left unmapped (model.tickets.id_column_note), if any.
+    id_note: str | None = None
     train: TrainResult | None = None
     # The training rows' validation, set before the fit (``train.validation`` once it is done).
     validation: ValidationReport | None = None
@@ -277,6 +280,8 @@ class RetrainResult:
             )
         if self.title_note:
             out.append(self.title_note)
+        if self.id_note:
+            out.append(self.id_note)
         if self.ambiguous_ids:
             out.append(
                 f"{_ids(self.ambiguous_ids)} more than one ticket text "
@@ -1250,6 +1255,7 @@ def retrain(
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     result.title_note = title_column_note(headers, columns, "retrained")
+    result.id_note = id_column_note(headers, columns)
     hist, result.window = read.select()
     # Read before anything is frozen or fitted: a bad file is one error, as train gives it.
     extra = (

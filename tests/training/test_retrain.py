@@ -1873,6 +1873,31 @@ def test_retrain_warns_of_a_title_column_left_unmapped_as_train_does(
     assert not any("--title-col" in w for w in mapped.warnings(min_examples=3))
 
 
+def test_retrain_warns_of_an_id_column_left_unmapped(
+    tmp_path: Path, tiny_config: TrainingConfig
+) -> None:
+    # docs/retraining.md's env file mapped every column but the id (工单编号): the history was read
+    # without ids, a decision saved on a history ticket replaced no history row ("0 history rows
+    # replaced"), so its old label trained beside the correction, and nothing named the id.
+    from model.tickets import ColumnMap
+
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    again = tickets.assign(id=tickets["id"] + "b", text=tickets["text"] + "，至今没有解决")
+    history = tmp_path / "export.csv"
+    pd.concat([tickets, again]).rename(columns={"id": "工单编号"}).to_csv(history, index=False)
+    note = (
+        "export.csv has no column 'id' for the ticket id, so a dispatcher's decision on one of "
+        "its tickets replaces no history row (both labels train); it has '工单编号': if it is the "
+        "id, give --id-col 工单编号"
+    )
+    result = retrain([history], [], tmp_path / "a", config=tiny_config)
+    assert note in result.warnings(min_examples=3)
+    mapped = retrain(
+        [history], [], tmp_path / "b", columns=ColumnMap(id="工单编号"), config=tiny_config
+    )
+    assert not any("--id-col" in w for w in mapped.warnings(min_examples=3))
+
+
 def test_the_first_retrain_on_a_history_without_labels_says_so_naming_its_columns(
     tmp_path: Path,
 ) -> None:
