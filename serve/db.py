@@ -1295,6 +1295,7 @@ class Database:
         retry_interval: float | None = None,
         lock_wait: float | None = None,
         warn_directory: bool = True,
+        speak: bool = True,
     ) -> None:
         self.url = make_url(url)
         self.engine = make_engine(url)
@@ -1306,6 +1307,9 @@ class Database:
         self._lock_wait = lock_wait
         self._failure: str | None = None  # why the last attempt failed (server mode)
         self._told: str | None = None  # the last failure /readyz said without where (logged)
+        # Whether its state's changes are WARNING and INFO lines; else DEBUG: under --workers N
+        # one worker says them for all (serve.workers.speaks_for_the_workers).
+        self._speak = speak
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
         self._retrier_lock = threading.Lock()  # _failure set by _lost and the retrier's start/end
@@ -1415,18 +1419,30 @@ class Database:
                     self._probe() if self._schema_ready else self._attempt()
                 except DatabaseUnavailable as e:
                     if str(e) != self._failure:
-                        logger.warning("feedback database still unavailable: %s", e)
+                        self._log(logging.WARNING, "feedback database still unavailable: %s", e)
                     self._failure = str(e)
                     continue
                 except Exception as e:  # keep trying; say why
-                    logger.warning("feedback database still unavailable: %s", safe_reason(e))
+                    self._log(
+                        logging.WARNING, "feedback database still unavailable: %s", safe_reason(e)
+                    )
                     self._failure = safe_reason(e)
                     continue
                 with self._retrier_lock:
                     self._failure = None
                     self._retrier = None  # a later loss starts another
-            logger.info("feedback database reachable again: feedback works")
+            self._log(logging.INFO, "feedback database reachable again: feedback works")
             return
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log a change of the database's state at ``level``, or at DEBUG if another process of
+        the server says it (``speak``)."""
+        logger.log(level if self._speak else logging.DEBUG, message, *args)
+
+    def told(self, reason: str) -> None:
+        """Record that ``reason`` was logged with where (the server's start-up line): /readyz, which
+        says it without where, does not log it again."""
+        self._told = reason
 
     def check(self, public: bool = False) -> dict[str, Any]:
         """The database's state for ``/readyz``: ``ok`` and, when not, why (``reason``).
@@ -1479,7 +1495,7 @@ class Database:
         shown = without_where(reason)
         if shown != reason and reason != self._told:
             self._told = reason
-            logger.warning("feedback database unavailable: %s", reason)
+            self._log(logging.WARNING, "feedback database unavailable: %s", reason)
         return shown
 
     def _failed(self, e: SQLAlchemyError) -> DatabaseUnavailable:

@@ -67,6 +67,8 @@ SUPERVISOR_ENV = "PAIDAN_SUPERVISOR"
 # directory it serves, and the directory it was told to start from (a replacement worker).
 _served_slot: Any = None
 _start_from: str | None = None
+# Its slot's number under the supervisor (None: not a worker of one).
+_slot: int | None = None
 
 
 def report_served(model_dir: str | Path) -> None:
@@ -85,6 +87,17 @@ def replacement_start() -> Path | None:
     (serve/app.py); a pinned server's workers load the pinned model and never this one.
     """
     return Path(_start_from) if _start_from else None
+
+
+def speaks_for_the_workers() -> bool:
+    """Whether this process logs what every worker of the server finds alike: a one-worker server
+    and, under ``--workers N``, the worker of the first slot (its successors too), not the others.
+
+    Each worker's start-up said that the feedback database was unavailable, and each said it was
+    reachable again: ``--workers 8`` wrote eight identical WARNING lines about one database, which
+    read as eight failures. The workers share the database, its URL and its retry interval.
+    """
+    return _slot is None or _slot == 0
 
 
 def supervisor_of_this_process() -> tuple[int, int] | None:
@@ -317,18 +330,20 @@ def _worker_main(
     served: Any = None,
     start_from: str | None = None,
     supervisor: int | None = None,
+    slot: int | None = None,
 ) -> None:
     """A worker process: serve the app on ``sock``; set ``ready`` once the app has started.
 
     ``served`` is the shared memory where it reports the model it serves (:func:`report_served`);
     ``start_from`` the model directory to start from instead of ``current``; ``supervisor`` the
-    pid of the supervisor, whose death ends the worker.
+    pid of the supervisor, whose death ends the worker; ``slot`` its slot's number
+    (:func:`speaks_for_the_workers`).
     """
     if supervisor is not None:
         _end_with_supervisor(supervisor)
     hold_multiproc_dir()  # a later start removes it only once this worker has ended too
-    global _served_slot, _start_from
-    _served_slot, _start_from = served, start_from
+    global _served_slot, _start_from, _slot
+    _served_slot, _start_from, _slot = served, start_from, slot
     config.configure_logging()
     with startup():
         config.load()  # imports the app (serve.app) and builds it; the model loads at start-up
@@ -392,6 +407,7 @@ class Supervisor:
                 self._served[slot],
                 start_from,
                 os.getpid(),
+                slot,
             ),
             name=f"paidan-worker-{slot}",
         )

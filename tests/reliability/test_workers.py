@@ -34,6 +34,7 @@ from tests.reliability.live import (
     UVICORN_DEFAULT_S,
     LiveServer,
     answered,
+    free_port,
     live_servers,
     port_of,
 )
@@ -418,12 +419,36 @@ def test_workers_say_once_per_start_that_the_sqlite_directory_cannot_be_made(
         {"PAIDAN_DATABASE_URL": f"sqlite:///{unmakeable / 'paidan.db'}"},
     )
     said = server.logs().splitlines()
-    # Both workers started, and each tried the database (and says it is unavailable, as it retries
-    # on its own).
-    assert sum("feedback database unavailable" in line for line in said) == 2, said
+    # Both workers started and tried the database; one says it is unavailable, for both.
+    assert sum("feedback database unavailable" in line for line in said) == 1, said
     warned = [line for line in said if "cannot create the directory of the SQLite database" in line]
     assert len(warned) == 1, said
     assert str(unmakeable) in warned[0]
+
+
+@pytest.mark.slow
+def test_workers_say_once_that_the_feedback_database_is_unavailable(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # Each worker said it at start-up, and again at its first /readyz: --workers 4 wrote eight
+    # identical WARNING lines about one database, which read as eight failures.
+    closed = free_port()  # nothing listens there: connection refused at once
+    server = start(
+        live_server_factory,
+        tiny_model_dir,
+        {"PAIDAN_DATABASE_URL": f"postgresql+psycopg://paidan:pw@127.0.0.1:{closed}/paidan"},
+    )
+    wait_until(
+        lambda: server.logs().count("Application startup complete") == 2, "both start-ups", server
+    )
+    for _ in range(8):  # new connections, spread over both workers by the kernel
+        with httpx2.Client(base_url=server.url, timeout=10) as client:
+            answer = client.get("/readyz")
+        assert answer.json()["status"] == "degraded", answer.text
+    said = [line for line in server.logs().splitlines() if "feedback database" in line]
+    (warned,) = [line for line in said if "feedback database unavailable" in line]
+    assert f"port {closed} failed: Connection refused" in warned, said
+    assert "routing works" in warned
 
 
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
