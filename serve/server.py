@@ -27,7 +27,7 @@ from serve.metrics import (
     multiproc_dir,
     multiproc_setting,
 )
-from serve.workers import Supervisor, listening_socket
+from serve.workers import STOP_TIMEOUT_S, Supervisor, listening_socket
 
 if TYPE_CHECKING:
     from serve.app import RouterLoader
@@ -305,6 +305,22 @@ def run(
         if own_multiproc is not None:
             os.environ.pop(MULTIPROC_ENV, None)
             own_multiproc.remove()
+    logger.info("%s", stopped_line(supervisor, workers))
+
+
+def stopped_line(supervisor: Supervisor, workers: int) -> str:
+    """The last line of ``paidan serve --workers N``'s log once it has stopped on a signal.
+
+    Its last lines were the workers' own ("Finished server process [PID]"): a log did not tell a
+    stop by the operator (``systemctl stop``, Ctrl-C) from a supervisor that died (``kill -9``, the
+    OOM killer), which writes nothing, nor say the status the command exits with.
+    """
+    how = f" on {supervisor.stopped_by.name}" if supervisor.stopped_by is not None else ""
+    exited = workers - supervisor.killed
+    said = f"{exited} worker{'s' * (exited != 1)} drained and exited"
+    if supervisor.killed:
+        said += f", {supervisor.killed} killed after {STOP_TIMEOUT_S} s"
+    return f"stopped{how}: {said}; exit status 0"
 
 
 def _serve_one(

@@ -384,6 +384,10 @@ class Supervisor:
         self._slots: list[_Worker] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # The signal that stopped it (for the last line of the log, serve.server.run), and the
+        # workers that stopping had to kill.
+        self.stopped_by: signal.Signals | None = None
+        self.killed = 0
         # What each slot's worker serves (serve.reload reports every swap), for its successor.
         self._served: list[Any] = [self._ctx.Array("c", SERVED_MAX) for _ in range(workers)]
         self._failures = [0] * workers  # starts in a row that ended before serving, per slot
@@ -497,15 +501,18 @@ class Supervisor:
                     continue
                 self._restart_at[slot] = None
 
-    def _stop_worker(self, worker: _Worker) -> None:
+    def _stop_worker(self, worker: _Worker) -> bool:
+        """Stop ``worker``; whether it exited by itself (False: killed after :data:`STOP_TIMEOUT_S`)."""
         if worker.process.is_alive():
             worker.process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         worker.process.join(STOP_TIMEOUT_S)
-        if worker.process.is_alive():
+        exited = not worker.process.is_alive()
+        if not exited:
             logger.warning("worker [%d] did not stop in time; killed", worker.process.pid)
             worker.process.kill()
             worker.process.join()
         forget_process(worker.process.pid)
+        return exited
 
     def _replace_all(self) -> None:
         """SIGHUP: a successor per slot, serving before its predecessor stops.
@@ -546,16 +553,23 @@ class Supervisor:
             self._stop_worker(old)
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM.
+        """Serve until SIGINT or SIGTERM (:attr:`stopped_by`; :attr:`killed`: the workers that did
+        not stop in time).
 
         Raises
         ------
         WorkerStartError
             When a worker exits before serving at start-up.
         """
+
+        def stop(sig: int, _frame: FrameType | None) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = signal.Signals(sig)
+            self._stop.set()
+
         handlers = {
-            signal.SIGINT: lambda *_: self._stop.set(),
-            signal.SIGTERM: lambda *_: self._stop.set(),
+            signal.SIGINT: stop,
+            signal.SIGTERM: stop,
             signal.SIGHUP: lambda *_: self._reload.set(),
         }
         previous: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
@@ -591,8 +605,7 @@ class Supervisor:
             for worker in self._slots:
                 if worker.process.is_alive():
                     worker.process.terminate()
-            for worker in self._slots:
-                self._stop_worker(worker)
+            self.killed = sum(not self._stop_worker(worker) for worker in self._slots)
             for sock in self.sockets:
                 sock.close()
             for held in self._leases.values():

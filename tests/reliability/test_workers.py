@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -449,6 +450,24 @@ def test_workers_say_once_that_the_feedback_database_is_unavailable(
     (warned,) = [line for line in said if "feedback database unavailable" in line]
     assert f"port {closed} failed: Connection refused" in warned, said
     assert "routing works" in warned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_supervisor_says_last_that_it_stopped_and_its_exit_status(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, sig: signal.Signals
+) -> None:
+    # Its last lines were the workers' "Finished server process": a log did not tell a stop by
+    # the operator (systemctl stop, Ctrl-C) from a supervisor that died, nor with which status.
+    server = start(live_server_factory, tiny_model_dir)
+    os.killpg(server.proc.pid, sig)  # as systemd and a terminal's Ctrl-C do: the whole group
+    assert server.proc.wait(timeout=60) == 0
+    last = server.logs().strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"\S+ \[{server.proc.pid}\] INFO: +stopped on {sig.name}: 2 workers drained and exited;"
+        r" exit status 0",
+        last,
+    ), server.logs()[-2000:]
 
 
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
