@@ -100,6 +100,9 @@ TABLE_LOCK_WAIT_S = 5.0
 # long as a session held the lock; and its start, `paidan serve`'s migration before it, paid the
 # wait twice before serving. Long enough for the transactions of saves, which take milliseconds.
 SERVER_TABLE_LOCK_WAIT_S = 0.5
+# Less room than this on a SQLite database's disk is full: a save with a long suggestion
+# writes a few hundred KiB of WAL frames.
+SQLITE_MIN_FREE_BYTES = 2**20
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -1214,7 +1217,32 @@ def _read_only(conn: Any) -> str | None:
             raw.execute(f"PRAGMA busy_timeout = {busy_timeout}")
         except sqlite3.Error:
             conn.invalidate()  # never back in the pool, where saves would not wait for the lock
-    return None
+    return _sqlite_disk_full(raw)
+
+
+def _sqlite_disk_full(raw: sqlite3.Connection) -> str | None:
+    """Why a SQLite database's disk has no room for a save, or None.
+
+    The probe above rolls back and needs no room: with the disk full every save answered 503
+    ("database or disk is full") while /readyz said ``database: ok``. Said without the directory
+    (/readyz answers anyone).
+    """
+    row = raw.execute("PRAGMA database_list").fetchone()
+    if not row or not row[2]:  # in memory
+        return None
+    try:
+        disk = os.statvfs(os.path.dirname(row[2]))
+    except OSError:
+        return None
+    # The blocks a filesystem keeps for root are free to a server that runs as root.
+    blocks = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+    free = blocks * disk.f_frsize
+    if free >= SQLITE_MIN_FREE_BYTES:
+        return None
+    return (
+        f"the disk that holds the database is full ({free // 1024:,} KiB free, less than "
+        f"{SQLITE_MIN_FREE_BYTES // 2**20} MiB): feedback cannot be saved until space is freed"
+    )
 
 
 def unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
