@@ -323,7 +323,7 @@ def stopped_line(supervisor: Supervisor, workers: int) -> str:
     """
     how = f" on {supervisor.stopped_by.name}" if supervisor.stopped_by is not None else ""
     exited = workers - supervisor.killed
-    said = f"{exited} worker{'s' * (exited != 1)} drained and exited"
+    said = f"{exited} worker{'s' * (exited != 1)} exited"
     if supervisor.killed:
         said += f", {supervisor.killed} killed after {STOP_TIMEOUT_S} s"
     return f"stopped{how}: {said}; exit status 0"

@@ -589,12 +589,13 @@ class Supervisor:
                         + "; see its log above"
                     )
             host, port = self.sockets[0].getsockname()[:2]
-            logger.info(
-                "%d workers serving on http://%s:%d, each on its own SO_REUSEPORT socket",
-                len(self._slots),
-                host,
-                port,
-            )
+            if not self._stop.is_set():  # a signal during start-up: they never all served
+                logger.info(
+                    "%d workers serving on http://%s:%d, each on its own SO_REUSEPORT socket",
+                    len(self._slots),
+                    host,
+                    port,
+                )
             while not self._stop.wait(POLL_S):
                 self._lease_served()
                 if self._reload.is_set():

@@ -464,7 +464,7 @@ def test_the_supervisor_says_last_that_it_stopped_and_its_exit_status(
     assert server.proc.wait(timeout=60) == 0
     last = server.logs().strip().splitlines()[-1]
     assert re.fullmatch(
-        rf"\S+ \[{server.proc.pid}\] INFO: +stopped on {sig.name}: 2 workers drained and exited;"
+        rf"\S+ \[{server.proc.pid}\] INFO: +stopped on {sig.name}: 2 workers exited;"
         r" exit status 0",
         last,
     ), server.logs()[-2000:]
@@ -896,3 +896,37 @@ def test_a_missing_prometheus_multiproc_dir_is_made_and_routing_and_metrics_work
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
     assert metrics_dir.is_dir()  # the user's directory: not removed, as paidan's own one is
+
+
+def test_a_supervisor_stopped_while_its_workers_start_does_not_say_they_serve(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGTERM while the workers loaded their model: the log said "2 workers serving on …" and
+    # then that it stopped, though no worker had served.
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 1)
+
+    class Loading:  # a worker process still loading its model when the signal comes
+        pid, exitcode = 1, None
+
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            self.alive = True
+
+        def start(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # to the supervisor's own handler
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            self.alive = False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Loading))
+    with caplog.at_level(logging.INFO, logger="serve.workers"):
+        supervisor.run()
+    assert supervisor.stopped_by == signal.SIGTERM
+    assert supervisor.killed == 0
+    assert not [r for r in caplog.records if "serving on" in r.getMessage()], caplog.text
