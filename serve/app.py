@@ -56,7 +56,12 @@ from serve.security import (
     route_path,
 )
 from serve.telemetry import TelemetryMiddleware, install_refusal_hook
-from serve.workers import replacement_start, report_served, supervisor_of_this_process
+from serve.workers import (
+    replacement_start,
+    report_served,
+    speaks_for_the_workers,
+    supervisor_of_this_process,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +177,8 @@ def create_app(
             # Under --workers N the supervisor says it, once (serve.server.run): every worker
             # saying it read as N failures.
             warn_directory=app.state.supervisor is None,
+            # And one worker says whether the database is reachable (and when it is again).
+            speak=speaks_for_the_workers(),
         )
         # The model and the database (migrations included) are made ready side by side; both
         # finish before a failure of either is raised, so the database can be closed cleanly.
@@ -204,7 +211,10 @@ def create_app(
             # Routing does not need the database; feedback answers 503 until it is back. Not
             # "feedback will not work": the database is tried again every SCHEMA_RETRY_S, and a
             # line that read as permanent invited a restart (or a call to the DBA at night).
-            logger.warning(
+            # Said with where (host, port), so the first /readyz does not say it again.
+            db.told(database["reason"])
+            logger.log(
+                logging.WARNING if speaks_for_the_workers() else logging.DEBUG,
                 "feedback database unavailable (%s); routing works, and feedback answers 503 "
                 "until the database is reached (tried again every %g s, no restart needed)",
                 database["reason"],

@@ -100,6 +100,9 @@ TABLE_LOCK_WAIT_S = 5.0
 # long as a session held the lock; and its start, `paidan serve`'s migration before it, paid the
 # wait twice before serving. Long enough for the transactions of saves, which take milliseconds.
 SERVER_TABLE_LOCK_WAIT_S = 0.5
+# Less room than this on a SQLite database's disk is full: a save with a long suggestion
+# writes a few hundred KiB of WAL frames.
+SQLITE_MIN_FREE_BYTES = 2**20
 # Seconds between the server's background attempts to reach (and migrate) a feedback database that
 # was unavailable at start-up; meanwhile every caller is answered at once with the last failure.
 SCHEMA_RETRY_S = 5.0
@@ -1214,7 +1217,32 @@ def _read_only(conn: Any) -> str | None:
             raw.execute(f"PRAGMA busy_timeout = {busy_timeout}")
         except sqlite3.Error:
             conn.invalidate()  # never back in the pool, where saves would not wait for the lock
-    return None
+    return _sqlite_disk_full(raw)
+
+
+def _sqlite_disk_full(raw: sqlite3.Connection) -> str | None:
+    """Why a SQLite database's disk has no room for a save, or None.
+
+    The probe above rolls back and needs no room: with the disk full every save answered 503
+    ("database or disk is full") while /readyz said ``database: ok``. Said without the directory
+    (/readyz answers anyone).
+    """
+    row = raw.execute("PRAGMA database_list").fetchone()
+    if not row or not row[2]:  # in memory
+        return None
+    try:
+        disk = os.statvfs(os.path.dirname(row[2]))
+    except OSError:
+        return None
+    # The blocks a filesystem keeps for root are free to a server that runs as root.
+    blocks = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+    free = blocks * disk.f_frsize
+    if free >= SQLITE_MIN_FREE_BYTES:
+        return None
+    return (
+        f"the disk that holds the database is full ({free // 1024:,} KiB free, less than "
+        f"{SQLITE_MIN_FREE_BYTES // 2**20} MiB): feedback cannot be saved until space is freed"
+    )
 
 
 def unavailable(exc: SQLAlchemyError) -> DatabaseUnavailable:
@@ -1295,6 +1323,7 @@ class Database:
         retry_interval: float | None = None,
         lock_wait: float | None = None,
         warn_directory: bool = True,
+        speak: bool = True,
     ) -> None:
         self.url = make_url(url)
         self.engine = make_engine(url)
@@ -1306,6 +1335,9 @@ class Database:
         self._lock_wait = lock_wait
         self._failure: str | None = None  # why the last attempt failed (server mode)
         self._told: str | None = None  # the last failure /readyz said without where (logged)
+        # Whether its state's changes are WARNING and INFO lines; else DEBUG: under --workers N
+        # one worker says them for all (serve.workers.speaks_for_the_workers).
+        self._speak = speak
         self._stopped = threading.Event()
         self._retrier: threading.Thread | None = None
         self._retrier_lock = threading.Lock()  # _failure set by _lost and the retrier's start/end
@@ -1415,18 +1447,30 @@ class Database:
                     self._probe() if self._schema_ready else self._attempt()
                 except DatabaseUnavailable as e:
                     if str(e) != self._failure:
-                        logger.warning("feedback database still unavailable: %s", e)
+                        self._log(logging.WARNING, "feedback database still unavailable: %s", e)
                     self._failure = str(e)
                     continue
                 except Exception as e:  # keep trying; say why
-                    logger.warning("feedback database still unavailable: %s", safe_reason(e))
+                    self._log(
+                        logging.WARNING, "feedback database still unavailable: %s", safe_reason(e)
+                    )
                     self._failure = safe_reason(e)
                     continue
                 with self._retrier_lock:
                     self._failure = None
                     self._retrier = None  # a later loss starts another
-            logger.info("feedback database reachable again: feedback works")
+            self._log(logging.INFO, "feedback database reachable again: feedback works")
             return
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        """Log a change of the database's state at ``level``, or at DEBUG if another process of
+        the server says it (``speak``)."""
+        logger.log(level if self._speak else logging.DEBUG, message, *args)
+
+    def told(self, reason: str) -> None:
+        """Record that ``reason`` was logged with where (the server's start-up line): /readyz, which
+        says it without where, does not log it again."""
+        self._told = reason
 
     def check(self, public: bool = False) -> dict[str, Any]:
         """The database's state for ``/readyz``: ``ok`` and, when not, why (``reason``).
@@ -1479,7 +1523,7 @@ class Database:
         shown = without_where(reason)
         if shown != reason and reason != self._told:
             self._told = reason
-            logger.warning("feedback database unavailable: %s", reason)
+            self._log(logging.WARNING, "feedback database unavailable: %s", reason)
         return shown
 
     def _failed(self, e: SQLAlchemyError) -> DatabaseUnavailable:

@@ -8,9 +8,12 @@ import functools
 import logging
 import logging.config
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from model.artifact import load_serving_router, verify
@@ -27,7 +30,7 @@ from serve.metrics import (
     multiproc_dir,
     multiproc_setting,
 )
-from serve.workers import Supervisor, listening_socket
+from serve.workers import STOP_TIMEOUT_S, Supervisor, listening_socket
 
 if TYPE_CHECKING:
     from serve.app import RouterLoader
@@ -38,6 +41,7 @@ MODEL_DIR_ENV = "PAIDAN_MODEL_DIR"
 ACCESS_LOG_ENV = "PAIDAN_ACCESS_LOG"
 BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's start-up fails
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a server stops gracefully on either
 
 
 def prepare_database(settings: Settings, say_directory: bool = False) -> str | None:
@@ -264,9 +268,11 @@ def run(
         # where --workers N said "cannot listen on HOST:PORT: …" in one line and exited with 2.
         sock = listening_socket(host, port, BACKLOG)
         try:
-            _serve_one(settings, model_dir, pinned, options, sock, announce)
+            stopped_by = _serve_one(settings, model_dir, pinned, options, sock, announce)
         finally:
             sock.close()
+        # The last line, as --workers N's supervisor writes it (stopped_line).
+        logger.info("stopped%s; exit status 0", f" on {stopped_by.name}" if stopped_by else "")
         return
     # A chosen model (--model, PAIDAN_MODEL_DIR) is what every worker the supervisor starts, now or
     # to replace one, loads: lease it for as long as the supervisor runs, from before the check. A
@@ -305,6 +311,22 @@ def run(
         if own_multiproc is not None:
             os.environ.pop(MULTIPROC_ENV, None)
             own_multiproc.remove()
+    logger.info("%s", stopped_line(supervisor, workers))
+
+
+def stopped_line(supervisor: Supervisor, workers: int) -> str:
+    """The last line of ``paidan serve --workers N``'s log once it has stopped on a signal.
+
+    Its last lines were the workers' own ("Finished server process [PID]"): a log did not tell a
+    stop by the operator (``systemctl stop``, Ctrl-C) from a supervisor that died (``kill -9``, the
+    OOM killer), which writes nothing, nor say the status the command exits with.
+    """
+    how = f" on {supervisor.stopped_by.name}" if supervisor.stopped_by is not None else ""
+    exited = workers - supervisor.killed
+    said = f"{exited} worker{'s' * (exited != 1)} exited"
+    if supervisor.killed:
+        said += f", {supervisor.killed} killed after {STOP_TIMEOUT_S} s"
+    return f"stopped{how}: {said}; exit status 0"
 
 
 def _serve_one(
@@ -314,8 +336,9 @@ def _serve_one(
     options: dict[str, Any],
     sock: socket.socket,
     announce: Callable[[], None] | None,
-) -> None:
-    """One worker: load the model here, then serve the app in this process on ``sock``."""
+) -> signal.Signals | None:
+    """One worker: load the model here, then serve the app in this process on ``sock``; returns the
+    signal that stopped it."""
     import uvicorn
 
     from serve.app import create_app
@@ -342,10 +365,27 @@ def _serve_one(
         # server, and the local kept the start-up model loaded after a reload had replaced it.
         del loaded
         server = uvicorn.Server(uvicorn.Config(app, **options))
-        with contextlib.suppress(KeyboardInterrupt):  # re-raised by uvicorn once it has stopped
-            server.run(sockets=[sock])
+        stopped: list[signal.Signals] = []
+
+        def stop(sig: int, _frame: FrameType | None) -> None:
+            # uvicorn raises the signal that stopped it again once it has shut down, to the
+            # handler it found: SIGTERM's default one ended the process there (exit status 143,
+            # no line of ours), where `--workers N` says it stopped and exits with 0. Before
+            # uvicorn's own handlers are in place, a signal stops the server as theirs would.
+            stopped.append(signal.Signals(sig))
+            server.should_exit = True
+
+        main = threading.current_thread() is threading.main_thread()  # else: no handlers
+        previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS} if main else {}
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if not server.started:
             raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run; the reason is in the log
+        return stopped[0] if stopped else None
     finally:
         first.release()
 

@@ -67,6 +67,8 @@ SUPERVISOR_ENV = "PAIDAN_SUPERVISOR"
 # directory it serves, and the directory it was told to start from (a replacement worker).
 _served_slot: Any = None
 _start_from: str | None = None
+# Its slot's number under the supervisor (None: not a worker of one).
+_slot: int | None = None
 
 
 def report_served(model_dir: str | Path) -> None:
@@ -85,6 +87,17 @@ def replacement_start() -> Path | None:
     (serve/app.py); a pinned server's workers load the pinned model and never this one.
     """
     return Path(_start_from) if _start_from else None
+
+
+def speaks_for_the_workers() -> bool:
+    """Whether this process logs what every worker of the server finds alike: a one-worker server
+    and, under ``--workers N``, the worker of the first slot (its successors too), not the others.
+
+    Each worker's start-up said that the feedback database was unavailable, and each said it was
+    reachable again: ``--workers 8`` wrote eight identical WARNING lines about one database, which
+    read as eight failures. The workers share the database, its URL and its retry interval.
+    """
+    return _slot is None or _slot == 0
 
 
 def supervisor_of_this_process() -> tuple[int, int] | None:
@@ -317,18 +330,20 @@ def _worker_main(
     served: Any = None,
     start_from: str | None = None,
     supervisor: int | None = None,
+    slot: int | None = None,
 ) -> None:
     """A worker process: serve the app on ``sock``; set ``ready`` once the app has started.
 
     ``served`` is the shared memory where it reports the model it serves (:func:`report_served`);
     ``start_from`` the model directory to start from instead of ``current``; ``supervisor`` the
-    pid of the supervisor, whose death ends the worker.
+    pid of the supervisor, whose death ends the worker; ``slot`` its slot's number
+    (:func:`speaks_for_the_workers`).
     """
     if supervisor is not None:
         _end_with_supervisor(supervisor)
     hold_multiproc_dir()  # a later start removes it only once this worker has ended too
-    global _served_slot, _start_from
-    _served_slot, _start_from = served, start_from
+    global _served_slot, _start_from, _slot
+    _served_slot, _start_from, _slot = served, start_from, slot
     config.configure_logging()
     with startup():
         config.load()  # imports the app (serve.app) and builds it; the model loads at start-up
@@ -369,6 +384,10 @@ class Supervisor:
         self._slots: list[_Worker] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # The signal that stopped it (for the last line of the log, serve.server.run), and the
+        # workers that stopping had to kill.
+        self.stopped_by: signal.Signals | None = None
+        self.killed = 0
         # What each slot's worker serves (serve.reload reports every swap), for its successor.
         self._served: list[Any] = [self._ctx.Array("c", SERVED_MAX) for _ in range(workers)]
         self._failures = [0] * workers  # starts in a row that ended before serving, per slot
@@ -392,6 +411,7 @@ class Supervisor:
                 self._served[slot],
                 start_from,
                 os.getpid(),
+                slot,
             ),
             name=f"paidan-worker-{slot}",
         )
@@ -481,15 +501,18 @@ class Supervisor:
                     continue
                 self._restart_at[slot] = None
 
-    def _stop_worker(self, worker: _Worker) -> None:
+    def _stop_worker(self, worker: _Worker) -> bool:
+        """Stop ``worker``; whether it exited by itself (False: killed after :data:`STOP_TIMEOUT_S`)."""
         if worker.process.is_alive():
             worker.process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         worker.process.join(STOP_TIMEOUT_S)
-        if worker.process.is_alive():
+        exited = not worker.process.is_alive()
+        if not exited:
             logger.warning("worker [%d] did not stop in time; killed", worker.process.pid)
             worker.process.kill()
             worker.process.join()
         forget_process(worker.process.pid)
+        return exited
 
     def _replace_all(self) -> None:
         """SIGHUP: a successor per slot, serving before its predecessor stops.
@@ -530,16 +553,23 @@ class Supervisor:
             self._stop_worker(old)
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM.
+        """Serve until SIGINT or SIGTERM (:attr:`stopped_by`; :attr:`killed`: the workers that did
+        not stop in time).
 
         Raises
         ------
         WorkerStartError
             When a worker exits before serving at start-up.
         """
+
+        def stop(sig: int, _frame: FrameType | None) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = signal.Signals(sig)
+            self._stop.set()
+
         handlers = {
-            signal.SIGINT: lambda *_: self._stop.set(),
-            signal.SIGTERM: lambda *_: self._stop.set(),
+            signal.SIGINT: stop,
+            signal.SIGTERM: stop,
             signal.SIGHUP: lambda *_: self._reload.set(),
         }
         previous: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
@@ -559,12 +589,13 @@ class Supervisor:
                         + "; see its log above"
                     )
             host, port = self.sockets[0].getsockname()[:2]
-            logger.info(
-                "%d workers serving on http://%s:%d, each on its own SO_REUSEPORT socket",
-                len(self._slots),
-                host,
-                port,
-            )
+            if not self._stop.is_set():  # a signal during start-up: they never all served
+                logger.info(
+                    "%d workers serving on http://%s:%d, each on its own SO_REUSEPORT socket",
+                    len(self._slots),
+                    host,
+                    port,
+                )
             while not self._stop.wait(POLL_S):
                 self._lease_served()
                 if self._reload.is_set():
@@ -575,8 +606,7 @@ class Supervisor:
             for worker in self._slots:
                 if worker.process.is_alive():
                     worker.process.terminate()
-            for worker in self._slots:
-                self._stop_worker(worker)
+            self.killed = sum(not self._stop_worker(worker) for worker in self._slots)
             for sock in self.sockets:
                 sock.close()
             for held in self._leases.values():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -121,3 +123,21 @@ def test_an_export_the_database_cuts_logs_its_warning_and_no_bare_error(
     assert any("feedback export stopped after 2 rows" in r.getMessage() for r in records)
     errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_one_worker_server_says_last_that_it_stopped_and_exits_0(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, sig: signal.Signals
+) -> None:
+    # The default server (no --workers) ended with uvicorn's "Finished server process" and, on
+    # SIGTERM, died of the signal uvicorn raised again (exit status 143), where `--workers N`
+    # says "stopped on SIGTERM: …; exit status 0": one service, two endings to tell apart.
+    server = live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        env={"PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent), "PAIDAN_RELOAD_INTERVAL": "0"},
+    )
+    os.killpg(server.proc.pid, sig)
+    assert server.proc.wait(timeout=60) == 0, server.logs()[-2000:]
+    last = server.logs().strip().splitlines()[-1]
+    assert re.fullmatch(rf"\S+ INFO: +stopped on {sig.name}; exit status 0", last), last

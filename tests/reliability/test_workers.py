@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from tests.reliability.live import (
     UVICORN_DEFAULT_S,
     LiveServer,
     answered,
+    free_port,
     live_servers,
     port_of,
 )
@@ -418,12 +420,54 @@ def test_workers_say_once_per_start_that_the_sqlite_directory_cannot_be_made(
         {"PAIDAN_DATABASE_URL": f"sqlite:///{unmakeable / 'paidan.db'}"},
     )
     said = server.logs().splitlines()
-    # Both workers started, and each tried the database (and says it is unavailable, as it retries
-    # on its own).
-    assert sum("feedback database unavailable" in line for line in said) == 2, said
+    # Both workers started and tried the database; one says it is unavailable, for both.
+    assert sum("feedback database unavailable" in line for line in said) == 1, said
     warned = [line for line in said if "cannot create the directory of the SQLite database" in line]
     assert len(warned) == 1, said
     assert str(unmakeable) in warned[0]
+
+
+@pytest.mark.slow
+def test_workers_say_once_that_the_feedback_database_is_unavailable(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # Each worker said it at start-up, and again at its first /readyz: --workers 4 wrote eight
+    # identical WARNING lines about one database, which read as eight failures.
+    closed = free_port()  # nothing listens there: connection refused at once
+    server = start(
+        live_server_factory,
+        tiny_model_dir,
+        {"PAIDAN_DATABASE_URL": f"postgresql+psycopg://paidan:pw@127.0.0.1:{closed}/paidan"},
+    )
+    wait_until(
+        lambda: server.logs().count("Application startup complete") == 2, "both start-ups", server
+    )
+    for _ in range(8):  # new connections, spread over both workers by the kernel
+        with httpx2.Client(base_url=server.url, timeout=10) as client:
+            answer = client.get("/readyz")
+        assert answer.json()["status"] == "degraded", answer.text
+    said = [line for line in server.logs().splitlines() if "feedback database" in line]
+    (warned,) = [line for line in said if "feedback database unavailable" in line]
+    assert f"port {closed} failed: Connection refused" in warned, said
+    assert "routing works" in warned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_supervisor_says_last_that_it_stopped_and_its_exit_status(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, sig: signal.Signals
+) -> None:
+    # Its last lines were the workers' "Finished server process": a log did not tell a stop by
+    # the operator (systemctl stop, Ctrl-C) from a supervisor that died, nor with which status.
+    server = start(live_server_factory, tiny_model_dir)
+    os.killpg(server.proc.pid, sig)  # as systemd and a terminal's Ctrl-C do: the whole group
+    assert server.proc.wait(timeout=60) == 0
+    last = server.logs().strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"\S+ \[{server.proc.pid}\] INFO: +stopped on {sig.name}: 2 workers exited;"
+        r" exit status 0",
+        last,
+    ), server.logs()[-2000:]
 
 
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
@@ -852,3 +896,37 @@ def test_a_missing_prometheus_multiproc_dir_is_made_and_routing_and_metrics_work
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
     assert metrics_dir.is_dir()  # the user's directory: not removed, as paidan's own one is
+
+
+def test_a_supervisor_stopped_while_its_workers_start_does_not_say_they_serve(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGTERM while the workers loaded their model: the log said "2 workers serving on …" and
+    # then that it stopped, though no worker had served.
+    config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
+    supervisor = Supervisor(config, 1)
+
+    class Loading:  # a worker process still loading its model when the signal comes
+        pid, exitcode = 1, None
+
+        def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+            self.alive = True
+
+        def start(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # to the supervisor's own handler
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        def terminate(self) -> None:
+            self.alive = False
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Event=threading.Event, Process=Loading))
+    with caplog.at_level(logging.INFO, logger="serve.workers"):
+        supervisor.run()
+    assert supervisor.stopped_by == signal.SIGTERM
+    assert supervisor.killed == 0
+    assert not [r for r in caplog.records if "serving on" in r.getMessage()], caplog.text

@@ -989,3 +989,29 @@ def test_a_reason_anyone_may_read_names_no_host_port_or_user(reason: str, said: 
 )
 def test_a_reason_naming_no_host_is_said_as_it_is(reason: str) -> None:
     assert without_where(reason) == reason
+
+
+def test_readyz_says_a_full_disk_under_a_sqlite_database_is_not_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every save answered 503 "database or disk is full" while /readyz said `database: ok`: the
+    # write probe rolls back, so it needs no room, and a full disk passed it.
+    import os
+    from types import SimpleNamespace
+
+    db = Database(f"sqlite:///{tmp_path / 'paidan.db'}")
+    try:
+        assert db.check() == {"ok": True, "backend": "sqlite"}
+        free = SimpleNamespace(f_frsize=4096, f_bfree=3, f_bavail=2)  # 12 KiB (root), 8 KiB
+        monkeypatch.setattr(os, "statvfs", lambda _path: free)
+        state = db.check()
+        assert state["ok"] is False, state
+        kib = 12 if os.geteuid() == 0 else 8  # root may write into the blocks kept for it
+        assert state["reason"] == (
+            f"the disk that holds the database is full ({kib} KiB free, less than 1 MiB): "
+            "feedback cannot be saved until space is freed"
+        )
+        monkeypatch.undo()
+        assert db.check() == {"ok": True, "backend": "sqlite"}  # without a restart
+    finally:
+        db.dispose()

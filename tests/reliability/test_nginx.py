@@ -1,0 +1,145 @@
+"""The nginx rate limit of docs/operations.md ("Rate limiting"), run by a real nginx in front of a
+real ``paidan serve``: the block as the page prints it, only its upstream port changed.
+
+It had never been run: its ``proxy_pass`` in a regex location forwarded ``/paidan/v1/route``
+as it came (nginx allows no URI there, so nothing strips the prefix), and every rate-limited
+ticket was a 404 from a server started without ``--root-path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.docs_text import ROOT
+from tests.reliability.live import LiveServer, free_port
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        NGINX is None,
+        reason="nginx is not installed (apt-get install nginx): the rate limit of "
+        "docs/operations.md is checked against a real nginx only",
+    ),
+]
+SERVER_PART = "# In the server {} that publishes paidan:"
+TICKET = {"text": "小区门口的路灯坏了一个月，晚上走路很危险，请尽快维修"}
+BURST = 40  # the block's burst=40 nodelay
+
+
+def documented_block() -> str:
+    """The ```nginx block of docs/operations.md's "Rate limiting" section."""
+    page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = page.split("## Rate limiting", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```nginx\n(.*?)```", section, re.S)
+    assert found, "docs/operations.md's Rate limiting section has no nginx block"
+    return found.group(1)
+
+
+def nginx_config(tmp: Path, listen: int, upstream: int) -> str:
+    """A whole nginx.conf around the documented block: its http part in ``http {}``, its server
+    part in the ``server {}`` that publishes paidan under /paidan/ (the "Sub-paths" location)."""
+    http_part, server_part = documented_block().split(SERVER_PART)
+    assert "http://127.0.0.1:8000" in server_part
+    server_part = server_part.replace("http://127.0.0.1:8000", f"http://127.0.0.1:{upstream}")
+    return f"""
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{}}
+http {{
+    access_log off;
+{http_part}
+    server {{
+        listen 127.0.0.1:{listen};
+        location /paidan/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}
+{server_part}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def paidan(live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path) -> LiveServer:
+    return live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        "--no-access-log",
+        env={"PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent), "PAIDAN_RELOAD_INTERVAL": "0"},
+    )
+
+
+@pytest.fixture
+def nginx(paidan: LiveServer, tmp_path: Path) -> Iterator[str]:
+    """nginx with the documented block in front of ``paidan``; yields its URL."""
+    assert NGINX is not None
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_config(tmp_path, port, int(paidan.url.rsplit(":", 1)[1])))
+    command = [NGINX, "-c", str(conf), "-p", str(tmp_path)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    proc = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                httpx2.get(f"{url}/paidan/healthz", timeout=2)
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+async def burst(url: str, count: int, headers: dict[str, str]) -> list[httpx2.Response]:
+    """``count`` requests at once (GET: answered 405 by paidan, and counted by the limit alike)."""
+    limits = httpx2.Limits(max_connections=count)
+    async with httpx2.AsyncClient(timeout=30, limits=limits) as client:
+        return list(await asyncio.gather(*(client.get(url, headers=headers) for _ in range(count))))
+
+
+def test_the_documented_limit_forwards_a_ticket_to_paidan_without_its_prefix(nginx: str) -> None:
+    for path in ("/paidan/v1/route", "/paidan/v1/route/batch"):
+        body = TICKET if path.endswith("route") else {"items": [TICKET]}
+        answer = httpx2.post(
+            nginx + path, json=body, headers={"X-API-Key": "client-key-0123456789"}, timeout=30
+        )
+        assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        assert "x-request-id" in answer.headers  # paidan's answer, not nginx's
+
+
+def test_the_documented_limit_answers_429_in_paidans_error_shape_per_key(nginx: str) -> None:
+    url = nginx + "/paidan/v1/route"
+    said = asyncio.run(burst(url, 150, {"X-API-Key": "batch-job-key-0123456789"}))
+    statuses = Counter(answer.status_code for answer in said)
+    assert statuses[405] >= BURST, statuses  # the burst passed to paidan, at once
+    assert statuses[429] > 0, statuses
+    refused = next(answer for answer in said if answer.status_code == 429)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"].startswith("application/json")
+    assert refused.json()["error"]["code"] == "too_many_requests"
+    # Counted per key: another client's key, and a Bearer key, pass meanwhile.
+    other = httpx2.post(url, json=TICKET, headers={"X-API-Key": "other-key-0123456789"})
+    assert other.status_code == 200, other.text
+    bearer = httpx2.post(url, json=TICKET, headers={"Authorization": "Bearer bearer-0123456789"})
+    assert bearer.status_code == 200, bearer.text
+
+
+def test_requests_without_a_key_are_not_counted(nginx: str) -> None:
+    said = asyncio.run(burst(nginx + "/paidan/v1/route", 150, {}))
+    assert Counter(answer.status_code for answer in said) == {405: 150}
