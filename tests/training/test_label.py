@@ -13,6 +13,7 @@ import re
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -4235,4 +4236,10 @@ def test_label_names_the_file_that_has_a_column_another_export_renamed(
     with pytest.raises(TicketFileError) as e:
         label([backlog], tiny_model_dir, tmp_path / "out.csv", columns=MAP, jobs=1)
     assert "(2026-11.csv, read with it, has it)" in str(e.value)
-    assert "rename '描述' to '内容' in a copy of this file" in str(e.value)
+    assert "given once more, it reads either name: --text-col 内容 --text-col 描述" in str(e.value)
+    # Given so, label reads each file from the name it has.
+    both = replace(MAP, alternatives=(("text", "描述"),))
+    label([backlog], tiny_model_dir, tmp_path / "out.csv", columns=both, jobs=1)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert len(out) == 2 * len(ROWS) and (out["error"] == "").all()
+    assert out["pred_department"].ne("").all()
