@@ -2836,6 +2836,21 @@ def without_format_characters(labels: pd.Series) -> pd.Series:
 # Keys that name a thing in an exported object ({"id": 12, "name": "市城管局"}), the likeliest
 # first: the one a message suggests flattening a label column to.
 NAME_KEYS = ("name", "名称", "label", "title", "value", "text")
+# Keys that hold a ticket's text in an exported object ({"content": "路灯坏了", "attachments": []}).
+TEXT_KEYS = ("text", "content", "body", "message", "内容", "正文", "详情", "描述", "value")
+
+
+def json_object(cell: str) -> dict[str, Any] | None:
+    """The JSON object a cell is (as the reader writes a nested value of JSON or Parquet), else
+    ``None``: a name or a text in braces is none."""
+    text = cell.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
@@ -2845,14 +2860,7 @@ def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
 
     found = None
     for label in labels.unique():  # a label column holds few distinct values
-        text = str(label).strip()
-        if not (text.startswith("{") and text.endswith("}")):
-            continue
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue  # a name in braces
-        if isinstance(value, dict):
+        if (value := json_object(str(label))) is not None:
             i = int(np.flatnonzero((labels == label).to_numpy())[0])
             if found is None or i < found[0]:
                 found = i, value
@@ -2871,14 +2879,17 @@ def refuse_object_labels(
     12, "name": "市城管局"}``): learnt as written, each object's text was a department of its own.
     Names the first such row and the ``jq`` command that keeps the name."""
     i, value = found
-    key = next((k for k in NAME_KEYS if isinstance(value.get(k), str)), None)
-    key = key or next((k for k, v in value.items() if isinstance(v, str)), "name")
+    text = head == "text"  # a ticket's text, not a label's name
+    keys = TEXT_KEYS if text else NAME_KEYS
+    key = next((k for k in keys if isinstance(value.get(k), str)), None)
+    key = key or next((k for k, v in value.items() if isinstance(v, str)), keys[0])
     field = json.dumps([source], ensure_ascii=False)[1:-1]
     flat = path.with_name(f"{path.stem}.flat{path.suffix}")
+    what = "text" if text else "name"
     raise TicketFileError(
-        f"the {head} column holds JSON objects, not names: "
+        f"the {head} column holds JSON objects, not {'text' if text else 'names'}: "
         f"{_quoted(json.dumps(value, ensure_ascii=False), cell=True)} at "
-        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the name "
+        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the {what} "
         f"first, e.g. jq -c '.[{field}] |= .{key}' {shlex.quote(display_name(path.name))} > "
         f"{shlex.quote(display_name(flat.name))}"
     )
@@ -2905,6 +2916,9 @@ def to_canonical(
         out[head] = without_format_characters(without_excel_errors(out[head]))
         if (found := first_object(out[head])) is not None:
             refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
+    # A text that is a JSON object (an API export nesting it): its keys were learnt as words.
+    if (found := first_object(out["text"])) is not None:
+        refuse_object_labels("text", columns.text, found, path, name, rows)
     out["department"], out[CO_COL] = split_joint(out["department"])
     # An id of invisible characters only (a zero-width space, a BOM) is as missing as a blank one.
     missing_id = out["id"].map(id_key) == ""

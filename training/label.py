@@ -68,6 +68,7 @@ from model.tickets import (
     display_name,
     file_format,
     from_partitions,
+    json_object,
     labelled_output,
     mapped_columns,
     named_paths,
@@ -693,6 +694,13 @@ def _prepare(
                 )
             else:
                 problem = check_text(r.values.get(text_col, ""), max_chars)
+            if problem is None and (found := json_object(r.values[text_col])) is not None:
+                # An API export nesting the text: labelled, its keys were read as its words.
+                problem = (
+                    "JSON object text: the text column holds a JSON object, not text "
+                    f"({quoted(json.dumps(found, ensure_ascii=False), cell=True)}); flatten it "
+                    "to the text first, as paidan train asks"
+                )
             if problem is None and title_col:
                 problem = check_title(r.values.get(title_col, ""), max_title_chars)
             if problem:

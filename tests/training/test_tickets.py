@@ -2491,3 +2491,21 @@ def test_the_metadata_records_every_name_of_a_column():
     columns = replace(MAP, alternatives=(("text", "详情"),))
     assert columns.recorded()["text"] == ["内容", "详情"]
     assert columns.recorded()["title"] == "标题"
+
+
+def test_a_text_column_of_json_objects_is_refused_naming_the_row_and_how_to_flatten_it(tmp_path):
+    # An API export nesting the text ({"content": "路灯坏了", "attachments": []}) trained the
+    # object's JSON, its keys among the words, as the ticket's text, without a word.
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"留言": "油烟扰民", "department": "市生态环境局"}\n'
+        '{"留言": {"content": "路灯坏了", "attachments": []}, "department": "市城管局"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(text="留言"))
+    assert str(e.value) == (
+        "the text column holds JSON objects, not text: "
+        '\'{"content": "路灯坏了", "attachments": []}\' at export.jsonl line 2; flatten it to the '
+        "text first, e.g. jq -c '.[\"留言\"] |= .content' export.jsonl > export.flat.jsonl"
+    )
