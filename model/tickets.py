@@ -2702,7 +2702,7 @@ def title_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
     output); a column mapped to another field is none. Empty when the file has the title column
     or ``columns`` maps no title.
     """
-    if columns.title is None or columns.title in have:
+    if columns.title is None or any(n in have for n in columns.names("title")):
         return []
     return like_columns("title", have, columns)
 

@@ -2509,3 +2509,12 @@ def test_a_text_column_of_json_objects_is_refused_naming_the_row_and_how_to_flat
         '\'{"content": "路灯坏了", "attachments": []}\' at export.jsonl line 2; flatten it to the '
         "text first, e.g. jq -c '.[\"留言\"] |= .content' export.jsonl > export.flat.jsonl"
     )
+
+
+def test_a_title_read_from_another_of_its_names_is_not_said_to_be_missing():
+    from model.tickets import title_column_note
+
+    columns = replace(MAP, alternatives=(("title", "诉求标题"),))
+    headers = {"2026-02.csv": ["编号", "诉求标题", "内容", "部门", "类别", "标题说明"]}
+    assert title_column_note(headers, columns, "trained") is None
+    assert title_column_note(headers, MAP, "trained") is not None  # given once, it is
