@@ -2879,7 +2879,7 @@ def refuse_object_labels(
     12, "name": "市城管局"}``): learnt as written, each object's text was a department of its own.
     Names the first such row and the ``jq`` command that keeps the name."""
     i, value = found
-    text = head == "text"  # a ticket's text, not a label's name
+    text = head in ("text", "title")  # a ticket's text or title, not a label's name
     keys = TEXT_KEYS if text else NAME_KEYS
     key = next((k for k in keys if isinstance(value.get(k), str)), None)
     key = key or next((k for k, v in value.items() if isinstance(v, str)), keys[0])
@@ -2916,9 +2916,11 @@ def to_canonical(
         out[head] = without_format_characters(without_excel_errors(out[head]))
         if (found := first_object(out[head])) is not None:
             refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
-    # A text that is a JSON object (an API export nesting it): its keys were learnt as words.
-    if (found := first_object(out["text"])) is not None:
-        refuse_object_labels("text", columns.text, found, path, name, rows)
+    # A text or title that is a JSON object (an API export nesting it): its keys were learnt as
+    # words.
+    for field in ("text", "title"):
+        if (src := columns.source_for(field)) and (found := first_object(out[field])):
+            refuse_object_labels(field, src, found, path, name, rows)
     out["department"], out[CO_COL] = split_joint(out["department"])
     # An id of invisible characters only (a zero-width space, a BOM) is as missing as a blank one.
     missing_id = out["id"].map(id_key) == ""

@@ -694,13 +694,14 @@ def _prepare(
                 )
             else:
                 problem = check_text(r.values.get(text_col, ""), max_chars)
-            if problem is None and (found := json_object(r.values[text_col])) is not None:
-                # An API export nesting the text: labelled, its keys were read as its words.
-                problem = (
-                    "JSON object text: the text column holds a JSON object, not text "
-                    f"({quoted(json.dumps(found, ensure_ascii=False), cell=True)}); flatten it "
-                    "to the text first, as paidan train asks"
-                )
+            for field, column in (("text", text_col), ("title", title_col)):
+                if problem is None and column and (found := json_object(r.values[column])):
+                    # An API export nesting the text: labelled, its keys were read as its words.
+                    problem = (
+                        f"JSON object {field}: the {field} column holds a JSON object, not text "
+                        f"({quoted(json.dumps(found, ensure_ascii=False), cell=True)}); flatten "
+                        f"it to the {field} first, as paidan train asks"
+                    )
             if problem is None and title_col:
                 problem = check_title(r.values.get(title_col, ""), max_title_chars)
             if problem:

@@ -4253,12 +4253,14 @@ def test_a_text_that_is_a_json_object_is_an_error_row(tiny_model_dir: Path, tmp_
     path.write_text(
         '{"id": 1, "text": {"content": "老板拖欠工资三个月不发"}}\n'
         '{"id": 2, "text": "烧烤店油烟扰民"}\n'
-        '{"id": 3, "text": "{路灯不亮}"}\n',
+        '{"id": 3, "text": "{路灯不亮}"}\n'
+        '{"id": 4, "title": {"zh": "欠薪"}, "text": "老板拖欠工资三个月不发"}\n',
         encoding="utf-8",
     )
     label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
-    assert out["error"].tolist()[1:] == ["", ""]  # a text in braces is text
+    assert out["error"].tolist()[1:3] == ["", ""]  # a text in braces is text
+    assert out["error"][3].startswith("JSON object title: the title column holds a JSON object")
     assert out["error"][0] == (
         "JSON object text: the text column holds a JSON object, not text "
         '(\'{"content": "老板拖欠工资三个月不发"}\'); flatten it to the text first, as paidan train '

@@ -2518,3 +2518,15 @@ def test_a_title_read_from_another_of_its_names_is_not_said_to_be_missing():
     headers = {"2026-02.csv": ["编号", "诉求标题", "内容", "部门", "类别", "标题说明"]}
     assert title_column_note(headers, columns, "trained") is None
     assert title_column_note(headers, MAP, "trained") is not None  # given once, it is
+
+
+def test_a_title_column_of_json_objects_is_refused_too(tmp_path):
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"title": {"zh": "欠薪", "en": "wages"}, "text": "老板拖欠工资", "department": "人社"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).startswith("the title column holds JSON objects, not text: ")
+    assert "jq -c '.[\"title\"] |= .zh' export.jsonl > export.flat.jsonl" in str(e.value)
