@@ -119,34 +119,50 @@ class MissingColumnError(TicketFileError):
     """
 
     def __init__(
-        self, message: str, field: str, column: str, have: Sequence[str], like: str | None
+        self,
+        message: str,
+        field: str,
+        column: str,
+        have: Sequence[str],
+        like: str | None,
+        names: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.field = field
         self.column = column
         self.have = list(have)
         self.like = like
+        # Every name the column options give the field (``column`` and its alternatives).
+        self.names = list(names) or [column]
 
     def beside(self, path: Path, other: str) -> TicketFileError:
         """The error of a file read with ``other``, which has the column: one column option maps
         the column of every file read together, so the option the message gave
-        (``--text-col 描述``) would refuse ``other`` instead; the column is to be renamed."""
-        rename = (
-            f"rename {_quoted(self.like)} to {_quoted(self.column)}"
-            if self.like
-            else f"give its {self.field} column the name {_quoted(self.column)}"
-        )
-        alone = (
-            f"; read alone, --{self.field}-col {_shell_word(self.like)} reads it"
-            if self.like
-            else ""
-        )
+        (``--text-col 描述``) alone would refuse ``other`` instead; the option given once more,
+        for this file's name, reads both (:attr:`ColumnMap.alternatives`)."""
+        option = f"--{self.field}-col"
+        if self.like:
+            both = " ".join(f"{option} {_shell_word(n)}" for n in [*self.names, self.like])
+            advice = (
+                f"{option} names the column of every file read together; given once more, it "
+                f"reads either name: {both}"
+            )
+        else:
+            advice = (
+                f"{option} names the column of every file read together, so give its "
+                f"{self.field} column the name {_quoted(self.column)} in a copy of this file, or "
+                f"give {option} once more with its name"
+            )
         return TicketFileError(
-            f"{path}: no column {_quoted(self.column)} for the ticket {self.field} ({other}, read "
+            f"{path}: no column {_names(self.names)} for the ticket {self.field} ({other}, read "
             f"with it, has it); the file has columns {', '.join(map(_quoted, self.have))} "
-            f"(--{self.field}-col names the column of every file read together, so {rename} "
-            f"in a copy of this file{alone})"
+            f"({advice})"
         )
+
+
+def _names(names: Sequence[str]) -> str:
+    """Column names as a message gives them: ``'内容'``, or ``'留言详情' or '详情'``."""
+    return " or ".join(map(_quoted, names))
 
 
 @dataclass(frozen=True)
@@ -161,11 +177,54 @@ class ColumnMap:
     category: str | None = "category"
     time: str | None = "time"
     delimiter: str | None = None
+    # Other names of a field's column, ``(field, name)`` pairs in the order given
+    # (``--text-col 留言详情 --text-col 详情``): January's export calls the text 留言详情,
+    # February's 详情, and each file is read from the one it has (:meth:`for_header`).
+    alternatives: tuple[tuple[str, str], ...] = ()
 
     def source_for(self, field: str) -> str | None:
         return getattr(self, field)
 
-    def recorded(self) -> dict[str, str]:
+    def names(self, field: str) -> tuple[str, ...]:
+        """Every name ``field``'s column may have, the first the option's (none: not read)."""
+        first = self.source_for(field)
+        if first is None:
+            return ()
+        return (first, *(n for f, n in self.alternatives if f == field and n != first))
+
+    def for_header(self, path: Path | str, have: Iterable[Any]) -> ColumnMap:
+        """The columns of one file whose columns are ``have``: each field read from the one of
+        its names (:meth:`names`) the file has, without alternatives; a field none of whose
+        names the file has keeps them all, for :func:`check_columns` to name.
+
+        Raises
+        ------
+        TicketFileError
+            The file has two names of one field (留言详情 and 详情): which one holds the text
+            cannot be told, and reading one would drop the other's cells.
+        """
+        if not self.alternatives:
+            return self
+        columns = {str(c).strip() for c in have}
+        chosen: dict[str, str] = {}
+        kept: list[tuple[str, str]] = []
+        for field in CANONICAL:
+            names = self.names(field)
+            found = [n for n in names if n in columns]
+            if len(found) > 1:
+                raise TicketFileError(
+                    f"{path}: has columns {' and '.join(map(_quoted, found))}, both names "
+                    f"--{field}-col gives the ticket {field}'s column, so which one to read "
+                    "cannot be told; read this file with one of them named, or rename the other "
+                    "in a copy of it"
+                )
+            if found:
+                chosen[field] = found[0]
+            else:
+                kept += [(field, n) for n in names[1:]]
+        return replace(self, alternatives=tuple(kept), **chosen)
+
+    def recorded(self) -> dict[str, str | list[str]]:
         """The column each field is read from, as ``metadata.json`` records it
         (``training_data.columns``), a name quoted as a label is (:func:`model.text.mask_label`):
         which of an export's columns a model learnt from, once the options and the
@@ -173,7 +232,12 @@ class ColumnMap:
         out."""
         from model.text import mask_label
 
-        return {f: mask_label(src) for f in CANONICAL if (src := self.source_for(f)) is not None}
+        recorded: dict[str, str | list[str]] = {}
+        for f in CANONICAL:
+            names = [mask_label(n) for n in self.names(f)]
+            if names:  # a list for a field read from any of several names
+                recorded[f] = names if len(names) > 1 else names[0]
+        return recorded
 
 
 def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
@@ -1688,7 +1752,9 @@ def partition_values(name: str) -> dict[str, str]:
 def from_partitions(columns: ColumnMap, partitions: Mapping[str, str]) -> ColumnMap:
     """``columns`` without the fields a partition gives (:func:`partition_values`): a file of a
     partitioned table need not have them."""
-    given = {f: None for f in CANONICAL if f != "text" and columns.source_for(f) in partitions}
+    given = {
+        f: None for f in CANONICAL if f != "text" and any(n in partitions for n in columns.names(f))
+    }
     return replace(columns, **given) if given else columns  # type: ignore[arg-type]
 
 
@@ -1721,7 +1787,11 @@ def table_chunks(
         df = read_table(path, columns)
         if fmt == "xlsx" and columns is not None:
             check_columns(path, list(df.columns), columns)
-            refuse_unsaved_formulas(path, [c for c in df.columns if (df[c] == "").any()], columns)
+            refuse_unsaved_formulas(
+                path,
+                [c for c in df.columns if (df[c] == "").any()],
+                columns.for_header(path, df.columns),
+            )
         yield df
         return
     try:
@@ -1736,7 +1806,11 @@ def table_chunks(
                 df = _strings(path, df)
                 if first and columns is not None:
                     check_columns(path, list(df.columns), columns)
-                    refuse_unsaved_formulas(path, [df.columns[i] for i in sorted(holes)], columns)
+                    refuse_unsaved_formulas(
+                        path,
+                        [df.columns[i] for i in sorted(holes)],
+                        columns.for_header(path, df.columns),
+                    )
                 first = False
                 yield df
         elif fmt == "jsonl":
@@ -2305,6 +2379,7 @@ def iter_tickets(
     # is told that they have it, not to map its own look-alike (which would refuse them).
     read_before: list[str] = []
     for path, name in named_paths(paths):
+        own = columns  # the file's own (ColumnMap.for_header), once its columns are read
         first_row = 1
         repeated: list[int] = []
         totals: list[tuple[int, str, str]] = []  # (data row, column, cell) of each totals row
@@ -2313,7 +2388,10 @@ def iter_tickets(
         partitions = partition_values(name)
         try:
             for raw in table_chunks(path, from_partitions(columns, partitions), size):
-                if first_row == 1 and (said := feedback_export(path, raw.columns, columns)):
+                read = with_partitions(raw, partitions)
+                if first_row == 1:  # each file read from the names of its columns it has
+                    own = columns.for_header(path, read.columns)
+                if first_row == 1 and (said := feedback_export(path, raw.columns, own)):
                     logger.warning("%s", said)
                 if first_row == 1 and (said := labelled_output(path, raw.columns)):
                     # Kept beside the tickets it was labelled from (backlog/done/), its tickets
@@ -2324,12 +2402,11 @@ def iter_tickets(
                         "the input directory",
                         said,
                     )
-                read = with_partitions(raw, partitions)
-                frame = to_canonical(read, columns, path, first_row, name)
-                if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, columns)):
+                frame = to_canonical(read, own, path, first_row, name)
+                if file_format(path) in HEADER_FORMATS and (again := header_rows(raw, own)):
                     repeated += [first_row + i for i in again]
                     frame = frame.drop(frame.index[again]).reset_index(drop=True)
-                if found := _totals_rows(frame, columns):
+                if found := _totals_rows(frame, own):
                     totals += [
                         (int(frame[ROW_COL].iat[i]), column, cell) for i, column, cell in found
                     ]
@@ -2427,7 +2504,7 @@ REPEATED_HEADERS_LISTED = 10
 
 def mapped_columns(header: Sequence[str], columns: ColumnMap) -> list[str]:
     """The columns of ``header`` that ``columns`` reads a ticket field from."""
-    sources = {columns.source_for(f) for f in CANONICAL}
+    sources = {n for f in CANONICAL for n in columns.names(f)}
     return [name for name in header if name in sources]
 
 
@@ -2611,7 +2688,7 @@ def looks_like(field: str, name: str) -> bool:
 def like_columns(field: str, have: Sequence[str], columns: ColumnMap) -> list[str]:
     """A file's columns that look like they hold ``field`` (:func:`looks_like`): not one mapped
     to another field, nor a header that is a whole line of another separator's CSV."""
-    taken = {columns.source_for(f) for f in CANONICAL}
+    taken = {n for f in CANONICAL for n in columns.names(f)}
     return [
         c
         for c in have
@@ -2627,7 +2704,7 @@ def title_like_columns(have: Sequence[str], columns: ColumnMap) -> list[str]:
     output); a column mapped to another field is none. Empty when the file has the title column
     or ``columns`` maps no title.
     """
-    if columns.title is None or columns.title in have:
+    if columns.title is None or any(n in have for n in columns.names("title")):
         return []
     return like_columns("title", have, columns)
 
@@ -2719,16 +2796,18 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
         Listing the columns the file has, and the option that maps the missing one; or, for a
         CSV header read as one column, the ``--delimiter`` to pass (:func:`delimiter_hint`).
     """
+    columns = columns.for_header(path, have)
     for field in CANONICAL:
         src = columns.source_for(field)
         if src is None or src in have:
             continue
-        if field == "text" or src != ColumnMap().source_for(field):
+        if field == "text" or src != ColumnMap().source_for(field) or columns.names(field)[1:]:
             hint = delimiter_hint(path, have, src, columns.delimiter) or sheet_hint(
                 path, src, field
             )
+            names = columns.names(field)
             message = (
-                f"{path}: no column {_quoted(src)} for the ticket {field}; the file has columns "
+                f"{path}: no column {_names(names)} for the ticket {field}; the file has columns "
             )
             message += f"{', '.join(map(_quoted, have))} "
             if hint:
@@ -2737,7 +2816,7 @@ def check_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> None:
             hint = f"map yours with --{field}-col" + (f"; {like}" if like else "")
             looks = like_columns(field, have, columns)
             raise MissingColumnError(
-                f"{message}({hint})", field, src, have, looks[0] if looks else None
+                f"{message}({hint})", field, src, have, looks[0] if looks else None, names
             )
 
 
@@ -2787,6 +2866,21 @@ def without_format_characters(labels: pd.Series) -> pd.Series:
 # Keys that name a thing in an exported object ({"id": 12, "name": "市城管局"}), the likeliest
 # first: the one a message suggests flattening a label column to.
 NAME_KEYS = ("name", "名称", "label", "title", "value", "text")
+# Keys that hold a ticket's text in an exported object ({"content": "路灯坏了", "attachments": []}).
+TEXT_KEYS = ("text", "content", "body", "message", "内容", "正文", "详情", "描述", "value")
+
+
+def json_object(cell: str) -> dict[str, Any] | None:
+    """The JSON object a cell is (as the reader writes a nested value of JSON or Parquet), else
+    ``None``: a name or a text in braces is none."""
+    text = cell.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
@@ -2796,14 +2890,7 @@ def first_object(labels: pd.Series) -> tuple[int, dict[str, Any]] | None:
 
     found = None
     for label in labels.unique():  # a label column holds few distinct values
-        text = str(label).strip()
-        if not (text.startswith("{") and text.endswith("}")):
-            continue
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue  # a name in braces
-        if isinstance(value, dict):
+        if (value := json_object(str(label))) is not None:
             i = int(np.flatnonzero((labels == label).to_numpy())[0])
             if found is None or i < found[0]:
                 found = i, value
@@ -2822,14 +2909,17 @@ def refuse_object_labels(
     12, "name": "市城管局"}``): learnt as written, each object's text was a department of its own.
     Names the first such row and the ``jq`` command that keeps the name."""
     i, value = found
-    key = next((k for k in NAME_KEYS if isinstance(value.get(k), str)), None)
-    key = key or next((k for k, v in value.items() if isinstance(v, str)), "name")
+    text = head in ("text", "title")  # a ticket's text or title, not a label's name
+    keys = TEXT_KEYS if text else NAME_KEYS
+    key = next((k for k in keys if isinstance(value.get(k), str)), None)
+    key = key or next((k for k, v in value.items() if isinstance(v, str)), keys[0])
     field = json.dumps([source], ensure_ascii=False)[1:-1]
     flat = path.with_name(f"{path.stem}.flat{path.suffix}")
+    what = "text" if text else "name"
     raise TicketFileError(
-        f"the {head} column holds JSON objects, not names: "
+        f"the {head} column holds JSON objects, not {'text' if text else 'names'}: "
         f"{_quoted(json.dumps(value, ensure_ascii=False), cell=True)} at "
-        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the name "
+        f"{row_place(display_name(name), rows[i], display_name(path))}; flatten it to the {what} "
         f"first, e.g. jq -c '.[{field}] |= .{key}' {shlex.quote(display_name(path.name))} > "
         f"{shlex.quote(display_name(flat.name))}"
     )
@@ -2845,6 +2935,7 @@ def to_canonical(
     from model.text import id_key
 
     check_columns(path, list(raw.columns), columns)
+    columns = columns.for_header(path, raw.columns)
     out = pd.DataFrame(index=raw.index)
     for field in CANONICAL:
         src = columns.source_for(field)
@@ -2855,6 +2946,11 @@ def to_canonical(
         out[head] = without_format_characters(without_excel_errors(out[head]))
         if (found := first_object(out[head])) is not None:
             refuse_object_labels(head, columns.source_for(head) or head, found, path, name, rows)
+    # A text or title that is a JSON object (an API export nesting it): its keys were learnt as
+    # words.
+    for field in ("text", "title"):
+        if (src := columns.source_for(field)) and (found := first_object(out[field])):
+            refuse_object_labels(field, src, found, path, name, rows)
     out["department"], out[CO_COL] = split_joint(out["department"])
     # An id of invisible characters only (a zero-width space, a BOM) is as missing as a blank one.
     missing_id = out["id"].map(id_key) == ""

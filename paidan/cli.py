@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -253,7 +253,9 @@ def not_utf8(value: str) -> str | None:
 
 def _typed_text(value: Any) -> Any:
     """A callback reading a text argument as typed (:func:`typed_text`) and refusing one that is
-    not text (:func:`not_utf8`)."""
+    not text (:func:`not_utf8`); each of a repeated option's values so."""
+    if isinstance(value, list | tuple):
+        return [_typed_text(v) for v in value] or None
     if isinstance(value, str):
         value = typed_text(value)
         if why := not_utf8(value):
@@ -268,17 +270,21 @@ def _column_option(field: str, what: str) -> Any:
     default = Settings.model_fields[f"{field}_col"].default
     return typer.Option(
         f"--{field}-col",
-        help=f"Input column holding {what} (default: {variable}, else {default})",
+        help=f"Input column holding {what} (default: {variable}, else {default}); repeated, "
+        "other names it has in other files, each file read from the one it has",
         callback=_typed_text,
         show_default=False,
     )
 
 
-TextCol = Annotated[str | None, _column_option("text", "the ticket text")]
-TitleCol = Annotated[str | None, _column_option("title", "the title")]
-IdCol = Annotated[str | None, _column_option("id", "the ticket id")]
-DeptCol = Annotated[str | None, _column_option("department", "the department label")]
-CatCol = Annotated[str | None, _column_option("category", "the category label")]
+# A column option's values: repeated (--text-col 留言详情 --text-col 详情), the names one column
+# has in the files read together, the first the one a message names.
+ColumnNames = list[str] | None
+TextCol = Annotated[ColumnNames, _column_option("text", "the ticket text")]
+TitleCol = Annotated[ColumnNames, _column_option("title", "the title")]
+IdCol = Annotated[ColumnNames, _column_option("id", "the ticket id")]
+DeptCol = Annotated[ColumnNames, _column_option("department", "the department label")]
+CatCol = Annotated[ColumnNames, _column_option("category", "the category label")]
 TrainJobs = Annotated[
     int | None,
     typer.Option(
@@ -289,7 +295,7 @@ TrainJobs = Annotated[
     ),
 ]
 
-TimeCol = Annotated[str | None, _column_option("time", "the ticket's time (for a window)")]
+TimeCol = Annotated[ColumnNames, _column_option("time", "the ticket's time (for a window)")]
 
 
 def _delimiter(value: str | None) -> str | None:
@@ -363,18 +369,23 @@ def time_bound(value: str) -> datetime:
 _NO_OPTION = "\0no option"
 
 
+Names = str | Sequence[str] | None
+
+
 def input_columns(
     delimiter: str | None,
-    text: str | None,
-    title: str | None,
-    id_: str | None,
-    department: str | None = _NO_OPTION,
-    category: str | None = _NO_OPTION,
-    time: str | None = _NO_OPTION,
+    text: Names,
+    title: Names,
+    id_: Names,
+    department: Names = _NO_OPTION,
+    category: Names = _NO_OPTION,
+    time: Names = _NO_OPTION,
 ) -> ColumnMap:
     """The input columns the ``--*-col`` options name, each option not given (``None``) read
     from its setting (``PAIDAN_TEXT_COL`` …, the canonical name by default); a field the command
-    has no option for keeps :class:`ColumnMap`'s canonical name.
+    has no option for keeps :class:`ColumnMap`'s canonical name. An option given several times
+    names the column's other names (:attr:`ColumnMap.alternatives`): exports of two months that
+    call the text 留言详情 and 详情 are read together, each from the one it has.
 
     A centre whose exports always name their columns alike (诉求内容, 诉求标题) sets them once
     in the environment (the env file the server and the cron job read) instead of repeating the
@@ -394,10 +405,16 @@ def input_columns(
     )
     settings = load_settings()
     columns: dict[str, str] = {}
+    alternatives: list[tuple[str, str]] = []
     renamed = []
     for field, value in given.items():  # in the order the note says them
         if value == _NO_OPTION:
             continue
+        if not isinstance(value, str) and value is not None:
+            # A file's column names are read stripped, as the settings are (below).
+            names = list(dict.fromkeys(v.strip() for v in value))
+            value = names[0] if names else None
+            alternatives += [(field, n) for n in names[1:]]
         if value is None:
             name = f"{field}_col"
             value = getattr(settings, name)
@@ -416,7 +433,7 @@ def input_columns(
             highlight=False,
             soft_wrap=True,
         )
-    return ColumnMap(**columns, delimiter=delimiter)
+    return ColumnMap(**columns, delimiter=delimiter, alternatives=tuple(alternatives))
 
 
 # What every command that reads ticket files takes (model/tickets.py).
@@ -2589,7 +2606,11 @@ def models_freeze_eval(
     for head in missing:
         # The file's own columns, when the head's is not among them (as train says it).
         src = columns.source_for(head)
-        lacking = [(n, cols) for n, cols in headers.items() if src is not None and src not in cols]
+        lacking = [
+            (n, cols)
+            for n, cols in headers.items()
+            if src is not None and not any(c in cols for c in columns.names(head))
+        ]
         why = ""
         if lacking and len(lacking) == len(headers):
             name, cols = lacking[0]

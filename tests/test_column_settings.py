@@ -211,3 +211,68 @@ def test_a_column_name_in_brackets_is_said_as_written(trained, tmp_path: Path) -
     r = run(["label", str(export), "--model", str(model), "--out", str(tmp_path / "o.csv")], env)
     assert r.exit_code != 0
     assert "reading the text from '[b]内容' (PAIDAN_TEXT_COL)" in " ".join(r.output.split())
+
+
+def test_a_column_option_given_twice_reads_exports_that_name_the_column_two_ways(
+    tmp_path: Path,
+) -> None:
+    # January's export calls the text 留言详情, February's 详情: the error said to rename the
+    # column in a copy of one. Each command takes the option once per name and reads each file
+    # from the one it has; a file with both is refused naming both and the file.
+    history = tmp_path / "history"
+    history.mkdir()
+    jan, feb = (history / "2026-01.csv", history / "2026-02.csv")
+    write_export(jan)
+    write_export(feb)
+    for path, name in ((jan, "留言详情"), (feb, "详情")):
+        text = path.read_text(encoding="utf-8").replace("诉求内容", name, 1)
+        path.write_text(text.replace("GD", path.stem), encoding="utf-8")  # its own ids
+    env = {
+        **{k: v for k, v in CENTRE.items() if k != "PAIDAN_TEXT_COL"},
+        "PAIDAN_MODEL_ROOT": str(tmp_path / "models"),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+    }
+    both = ["--text-col", "留言详情", "--text-col", "详情"]
+    model = tmp_path / "model"
+    r = run(["train", str(history), "--out", str(model), "--min-examples", "3", *both], env)
+    assert r.exit_code == 0, r.output
+    meta = read_metadata(model)
+    assert meta["training_data"]["rows"] == 2 * len(TINY_TICKETS)
+    assert meta["training_data"]["columns"]["text"] == ["留言详情", "详情"]
+
+    report = tmp_path / "report.json"
+    r = run(["evaluate", str(model), str(jan), str(feb), "--report", str(report), *both], env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(report.read_text(encoding="utf-8"))["n"] == 2 * len(TINY_TICKETS)
+
+    out = tmp_path / "labelled.csv"
+    r = run(["label", str(jan), str(feb), "--model", str(model), "--out", str(out), *both], env)
+    assert r.exit_code == 0, r.output
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * len(TINY_TICKETS)
+    assert all(row["pred_department"] and not row["error"] for row in rows)
+
+    r = run(["retrain", "--history", str(history), *both], env)
+    assert r.exit_code == 0, r.output
+    versions = [p for p in (tmp_path / "models").iterdir() if (p / "metadata.json").is_file()]
+    assert [read_metadata(v)["training_data"]["columns"]["text"] for v in versions] == [
+        ["留言详情", "详情"]
+    ]
+
+    # One export holding both names: which is the text cannot be told.
+    mixed = tmp_path / "mixed.csv"
+    with open(jan, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    mixed.write_text(
+        "\n".join([lines[0] + ",详情", *(line + ",x" for line in lines[1:])]) + "\n",
+        encoding="utf-8",
+    )
+    for args in (
+        ["evaluate", str(model), str(mixed), *both],
+        ["label", str(mixed), "--model", str(model), "--out", str(tmp_path / "m.csv"), *both],
+    ):
+        r = run(args, env)
+        assert r.exit_code != 0, r.output
+        said = " ".join(r.output.split())
+        assert "mixed.csv: has columns '留言详情' and '详情'" in said, said

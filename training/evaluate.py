@@ -835,7 +835,9 @@ def evaluate(
     absent = {
         h: src
         for h in LABELS
-        if h in router.heads and (src := columns.source_for(h)) is not None and src not in have
+        if h in router.heads
+        and (src := columns.source_for(h)) is not None
+        and not any(n in have for n in columns.names(h))
     }
     if absent:
         # The file's columns, masked: a header that is really a ticket is quoted in the report.

@@ -68,6 +68,7 @@ from model.tickets import (
     display_name,
     file_format,
     from_partitions,
+    json_object,
     labelled_output,
     mapped_columns,
     named_paths,
@@ -589,20 +590,23 @@ def _chunks(
     the first's place and the header's width. ``read``, when given, is called with each file
     before each of its chunks is yielded, once its rows are read, and when reading it fails."""
     index = 0
-    title_col = cmap.title if cmap.title in columns else None
+    all_columns = columns
     for number, (path, name) in enumerate(zip(files, names, strict=True), 1):
         buf: list[Record] = []
+        # Read from the names of its columns this file has (--text-col 留言详情 --text-col 详情).
+        own = cmap.for_header(path, [*file_headers[path], *partitions[path]])
+        title_col = own.title if own.title in all_columns else None
         limit = max(CSV_FIELD_FACTOR * max_chars, CSV_FIELD_MIN)
         # The header line again (files joined with `copy a.csv+b.csv`) is no ticket: an error
         # row, as train and evaluate leave it out. Only the columns this file has count.
         names = (
-            mapped_columns(file_headers[path], cmap) if file_format(path) in HEADER_FORMATS else []
+            mapped_columns(file_headers[path], own) if file_format(path) in HEADER_FORMATS else []
         )
         # The id and title columns this file has, whose cell may say a row is a totals line.
-        totals_names = [c for c in (cmap.id, cmap.title) if c and c in file_headers[path]]
+        totals_names = [c for c in (own.id, own.title) if c and c in file_headers[path]]
         blank = blank_lines.setdefault(name, set())
         records = iter_records(
-            path, columns, limit, cmap.delimiter, cmap.text, cmap.title, name, blank, cmap.id
+            path, columns, limit, own.delimiter, own.text, own.title, name, blank, own.id
         )
         if read is not None:
             records = _read_checked(records, path, read)
@@ -617,7 +621,7 @@ def _chunks(
                     # Each chunk, not only at the end: a backlog of a million rows changed in its
                     # first minutes was found changed hours later, once all of it was labelled.
                     read(path)
-                yield _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+                yield _prepare(index, buf, own.text, title_col, max_chars, max_title_chars)
                 index += 1
                 buf = []
             rows += 1
@@ -650,7 +654,7 @@ def _chunks(
                 "header_fields": len(file_headers[path]),
             }
         if buf:
-            chunk = _prepare(index, buf, cmap.text, title_col, max_chars, max_title_chars)
+            chunk = _prepare(index, buf, own.text, title_col, max_chars, max_title_chars)
             chunk.last = number == len(files)
             yield chunk
             index += 1
@@ -690,6 +694,14 @@ def _prepare(
                 )
             else:
                 problem = check_text(r.values.get(text_col, ""), max_chars)
+            for field, column in (("text", text_col), ("title", title_col)):
+                if problem is None and column and (found := json_object(r.values[column])):
+                    # An API export nesting the text: labelled, its keys were read as its words.
+                    problem = (
+                        f"JSON object {field}: the {field} column holds a JSON object, not text "
+                        f"({quoted(json.dumps(found, ensure_ascii=False), cell=True)}); flatten "
+                        f"it to the {field} first, as paidan train asks"
+                    )
             if problem is None and title_col:
                 problem = check_title(r.values.get(title_col, ""), max_title_chars)
             if problem:
@@ -947,7 +959,9 @@ def label(
         similar_k = get_settings().similar_k
         estimated = None  # the inputs' estimated rows, for the progress bar
         if fmt == "xlsx":  # before a row is labelled: it was found at the end, hours later
-            estimated = _check_one_sheet(files, input_columns, columns, max_chars, output, progress)
+            estimated = _check_one_sheet(
+                files, input_columns, columns, max_chars, output, progress, file_headers
+            )
         stats = {p: p.stat() for p in files}
         fingerprint = {
             "format": MANIFEST_FORMAT,
@@ -962,11 +976,11 @@ def label(
                 for p in files
             ],
             "columns": input_columns,
-            "text_col": columns.text,
-            "title_col": columns.title,
+            "text_col": _named(columns, "text"),
+            "title_col": _named(columns, "title"),
             # The ids' column decides which rows repeat the header and which ids the summary
             # counts on more than one row: a resume without --id-col dropped the warning.
-            "id_col": columns.id,
+            "id_col": _named(columns, "id"),
             "delimiter": columns.delimiter,
             "chunk_size": chunk_size,
             "max_text_chars": max_chars,
@@ -1007,7 +1021,7 @@ def label(
         scores: list[np.ndarray] = []
         # The id column as written, kept to count ids on more than one row at the end (a few bytes
         # a row as Arrow holds them, where a set of Python strings took ten times that).
-        id_column = columns.id if columns.id in input_columns else None
+        id_column = next((c for c in columns.names("id") if c in input_columns), None)
         ids: list[pa.ChunkedArray] = []
 
         def emit(table: pa.Table) -> None:
@@ -1372,6 +1386,7 @@ def _check_one_sheet(
     max_chars: int,
     output: Path,
     progress: Progress | None,
+    file_headers: Mapping[Path, Sequence[str]] | None = None,
 ) -> int:
     """Refuse an ``.xlsx`` output for input rows that one Excel sheet cannot hold, before any
     is labelled: counted exactly (read through once, as the run reads them) when the cheap
@@ -1391,9 +1406,8 @@ def _check_one_sheet(
         if file_format(path) == "parquet":  # exact
             rows += estimate
         else:
-            records = iter_records(
-                path, columns, field_limit, cmap.delimiter, cmap.text, cmap.title
-            )
+            own = cmap.for_header(path, (file_headers or {}).get(path, ()))
+            records = iter_records(path, columns, field_limit, own.delimiter, own.text, own.title)
             for _ in records:
                 rows += 1
                 if rows > limit:
@@ -1436,6 +1450,13 @@ def written_files(output: Path) -> list[Path]:
         output.with_name(output.name + ".departments.png"),
         output.with_name(output.name + ".confidence.png"),
     ]
+
+
+def _named(columns: ColumnMap, field: str) -> str | list[str] | None:
+    """The column ``field`` is read from, as a run's manifest records it: a list of its names
+    when the option was given several (:meth:`model.tickets.ColumnMap.names`)."""
+    names = list(columns.names(field))
+    return names if len(names) > 1 else columns.source_for(field)
 
 
 def _input_columns(

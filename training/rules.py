@@ -129,6 +129,27 @@ def _never_matches(keywords: str, exclude: str) -> tuple[str, str] | None:
     return None
 
 
+def as_model_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """``rules`` (:func:`read_rules`) naming each head's labels as the model spells them
+    (``labels``: each head's labels as trained).
+
+    A rules file's label is read masked (:func:`model.text.learnt_label`), as training now learns
+    one; a model trained before that learnt a number typed into a label as written
+    (人社网格员１３９…), so a rule naming it, read 人社网格员[手机号], named no label of that model
+    and ``paidan models set-rules`` refused it. Such a rule names the model's own label, the one
+    whose masked form it is; the rows of a model that learnt its labels masked are returned as
+    they are.
+    """
+    renamed = rules
+    for head in RULE_LABELS:
+        own = {learnt_label(x): x for x in labels.get(head, ()) if learnt_label(x) != x}
+        if own and rules[head].isin(own.keys()).any():
+            if renamed is rules:
+                renamed = rules.copy()
+            renamed[head] = rules[head].replace(own)
+    return renamed
+
+
 def check_rule_labels(rules: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> None:
     """Refuse a rule whose label its head does not learn (``labels``: each head's labels as
     trained; a head absent from it is not trained): such a rule could never send a ticket there,
@@ -277,8 +298,11 @@ def with_rules(
     router, meta = load_router(source, root)
     files = as_paths(rules)
     rows = read_rules(files) if files else None
-    if rows is not None:
-        check_rule_labels(rows, {name: list(head.labels) for name, head in router.heads.items()})
+    learnt = {name: list(head.labels) for name, head in router.heads.items()}
+    # The model's own labels (an older model's unmasked), kept masked in its rules.csv.
+    applied = as_model_labels(rows, learnt) if rows is not None else None
+    if applied is not None:
+        check_rule_labels(applied, learnt)
     kept = format_rules(rows) if rows is not None else b""
     if kept == ((source / RULES_FILE).read_bytes() if (source / RULES_FILE).is_file() else b""):
         return source  # the same rules: another version would be a copy of this one
@@ -286,11 +310,11 @@ def with_rules(
         return origin  # set-rules --clear on a version set-rules wrote: its origin has no rule
     if (copy := _derived_alike(root, meta.get("version", version), kept)) is not None:
         return copy  # written by an earlier set-rules: a second would be an identical copy
-    router.rules = compile_rules(rows, router.config.script) if rows is not None else ()
+    router.rules = compile_rules(applied, router.config.script) if applied is not None else ()
     training = {k: v for k, v in meta["training_data"].items() if k != "rules"}
-    if rows is not None:
+    if applied is not None:
         training["rules"] = rules_summary(
-            rows, {name: head.labels for name, head in router.heads.items()}
+            applied, {name: head.labels for name, head in router.heads.items()}
         )
     fingerprint = hashlib.sha256(str(training.get("sha256")).encode() + b"\0" + kept).hexdigest()
     router.version = free_version(root, fingerprint, router.config)

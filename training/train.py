@@ -974,7 +974,7 @@ def unlabelled_columns(path: Path, have: Sequence[str], columns: ColumnMap) -> C
     for field_name in ("text", "title"):
         mapped = columns.source_for(field_name)
         canonical = ColumnMap().source_for(field_name)
-        names = list(dict.fromkeys(n for n in (mapped, canonical) if n is not None))
+        names = list(dict.fromkeys([*columns.names(field_name), *filter(None, [canonical])]))
         found[field_name] = next((n for n in names if n in have), None)
         if found[field_name] is not None:
             continue

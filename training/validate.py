@@ -707,7 +707,11 @@ def label_column_notes(
         src = columns.source_for(head)
         if head in labelled or src is None:
             continue
-        lacking = [(name, cols) for name, cols in headers.items() if src not in cols]
+        lacking = [
+            (name, cols)
+            for name, cols in headers.items()
+            if not any(n in cols for n in columns.names(head))
+        ]
         if len(lacking) == len(headers) and lacking:
             name, cols = lacking[0]
             like = like_hint(head, cols, columns)

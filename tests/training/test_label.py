@@ -13,6 +13,7 @@ import re
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -4235,4 +4236,34 @@ def test_label_names_the_file_that_has_a_column_another_export_renamed(
     with pytest.raises(TicketFileError) as e:
         label([backlog], tiny_model_dir, tmp_path / "out.csv", columns=MAP, jobs=1)
     assert "(2026-11.csv, read with it, has it)" in str(e.value)
-    assert "rename '描述' to '内容' in a copy of this file" in str(e.value)
+    assert "given once more, it reads either name: --text-col 内容 --text-col 描述" in str(e.value)
+    # Given so, label reads each file from the name it has.
+    both = replace(MAP, alternatives=(("text", "描述"),))
+    label([backlog], tiny_model_dir, tmp_path / "out.csv", columns=both, jobs=1)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert len(out) == 2 * len(ROWS) and (out["error"] == "").all()
+    assert out["pred_department"].ne("").all()
+
+
+def test_a_text_that_is_a_json_object_is_an_error_row(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # An API export nesting the text ({"content": …}): labelled as written, the object's keys were
+    # read as its words, where train refuses it. The row comes back with its error, the rest
+    # labelled.
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"id": 1, "text": {"content": "老板拖欠工资三个月不发"}}\n'
+        '{"id": 2, "text": "烧烤店油烟扰民"}\n'
+        '{"id": 3, "text": "{路灯不亮}"}\n'
+        '{"id": 4, "title": {"zh": "欠薪"}, "text": "老板拖欠工资三个月不发"}\n',
+        encoding="utf-8",
+    )
+    label([path], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["error"].tolist()[1:3] == ["", ""]  # a text in braces is text
+    assert out["error"][3].startswith("JSON object title: the title column holds a JSON object")
+    assert out["error"][0] == (
+        "JSON object text: the text column holds a JSON object, not text "
+        '(\'{"content": "老板拖欠工资三个月不发"}\'); flatten it to the text first, as paidan train '
+        "asks (line 1 of export.jsonl)"
+    )
+    assert out["pred_department"][0] == "" and out["pred_department"][1] != ""

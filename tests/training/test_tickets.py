@@ -2440,4 +2440,93 @@ def test_a_column_renamed_in_one_export_of_a_directory_is_not_fixed_by_an_option
     assert "2026-12.csv: no column '内容' for the ticket text" in message
     assert "(2026-11.csv, read with it, has it)" in message
     assert "--text-col names the column of every file read together" in message
-    assert "rename '描述' to '内容' in a copy of this file" in message
+    assert "given once more, it reads either name: --text-col 内容 --text-col 描述" in message
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "jsonl", "parquet"])
+def test_a_column_option_given_twice_reads_each_file_from_the_name_it_has(tmp_path, fmt):
+    # January's export calls the text 留言详情 and the department 承办单位, February's 详情 and
+    # 部门: one option per name (--text-col 留言详情 --text-col 详情) reads both months.
+    history = tmp_path / "history"
+    history.mkdir()
+    jan = pd.DataFrame(ROWS).rename(columns={"内容": "留言详情", "部门": "承办单位"})
+    feb = pd.DataFrame(ROWS).rename(columns={"内容": "详情"})
+    for frame, month in ((jan, "01"), (feb, "02")):
+        if fmt == "xlsx":
+            frame.to_excel(history / f"2026-{month}.xlsx", index=False)
+        else:
+            write_frame(history / f"2026-{month}.{fmt}", frame)
+    columns = replace(
+        MAP,
+        text="留言详情",
+        department="承办单位",
+        alternatives=(("text", "详情"), ("department", "部门")),
+    )
+    df = read_tickets([history], columns)
+    assert df["text"].tolist() == ["老板拖欠工资", "烧烤店油烟扰民"] * 2
+    assert df["department"].tolist() == ["人社", "执法"] * 2
+    assert df["_source"].tolist() == [f"2026-0{m}.{fmt}" for m in (1, 1, 2, 2)]
+    # A file lacking every name is refused naming them all.
+    other = write_frame(
+        tmp_path / "2026-03.csv", pd.DataFrame(ROWS).rename(columns={"内容": "描述"})
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([other], columns)
+    assert "no column '留言详情' or '详情' for the ticket text" in str(e.value)
+
+
+def test_a_file_with_two_names_of_one_column_is_refused_naming_both(tmp_path):
+    # Which of 留言详情 and 详情 holds the ticket cannot be told; reading one would drop the other.
+    both = pd.DataFrame(ROWS).assign(留言详情="另一段")
+    both.to_csv(tmp_path / "both.csv", index=False)
+    columns = replace(MAP, alternatives=(("text", "留言详情"),))
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([tmp_path / "both.csv"], columns)
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'both.csv'}: has columns '内容' and '留言详情'")
+    assert "--text-col" in message
+
+
+def test_the_metadata_records_every_name_of_a_column():
+    columns = replace(MAP, alternatives=(("text", "详情"),))
+    assert columns.recorded()["text"] == ["内容", "详情"]
+    assert columns.recorded()["title"] == "标题"
+
+
+def test_a_text_column_of_json_objects_is_refused_naming_the_row_and_how_to_flatten_it(tmp_path):
+    # An API export nesting the text ({"content": "路灯坏了", "attachments": []}) trained the
+    # object's JSON, its keys among the words, as the ticket's text, without a word.
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"留言": "油烟扰民", "department": "市生态环境局"}\n'
+        '{"留言": {"content": "路灯坏了", "attachments": []}, "department": "市城管局"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path], ColumnMap(text="留言"))
+    assert str(e.value) == (
+        "the text column holds JSON objects, not text: "
+        '\'{"content": "路灯坏了", "attachments": []}\' at export.jsonl line 2; flatten it to the '
+        "text first, e.g. jq -c '.[\"留言\"] |= .content' export.jsonl > export.flat.jsonl"
+    )
+
+
+def test_a_title_read_from_another_of_its_names_is_not_said_to_be_missing():
+    from model.tickets import title_column_note
+
+    columns = replace(MAP, alternatives=(("title", "诉求标题"),))
+    headers = {"2026-02.csv": ["编号", "诉求标题", "内容", "部门", "类别", "标题说明"]}
+    assert title_column_note(headers, columns, "trained") is None
+    assert title_column_note(headers, MAP, "trained") is not None  # given once, it is
+
+
+def test_a_title_column_of_json_objects_is_refused_too(tmp_path):
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        '{"title": {"zh": "欠薪", "en": "wages"}, "text": "老板拖欠工资", "department": "人社"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).startswith("the title column holds JSON objects, not text: ")
+    assert "jq -c '.[\"title\"] |= .zh' export.jsonl > export.flat.jsonl" in str(e.value)

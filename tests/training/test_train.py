@@ -2564,3 +2564,23 @@ def test_paidan_train_says_its_data_warnings_before_the_fit(tmp_path, monkeypatc
     )
     assert r.exit_code == 0, r.output
     assert " ".join(r.output.split()).count("tiny.csv was read twice") == 1  # said once, not again
+
+
+def test_evaluate_finds_merged_labels_and_other_in_cells_with_spaces(tmp_path, merged_model_dir):
+    # An export pads its cells (" 档案馆 ", " 其他 "): the merged label is found under its trimmed
+    # name, and a row labelled " 其他 " is the model's 其他, not a label it does not know.
+    from tests.conftest import RARE_TICKETS, write_tickets_csv
+
+    model_dir, _ = merged_model_dir
+    padded = [(t, x, f" {d} ", c) for t, x, d, c in RARE_TICKETS]
+    padded += [(t, x, " 其他 ", c) for t, x, d, c in RARE_TICKETS[:1]]
+    data = write_tickets_csv(tmp_path / "padded.csv", padded)
+    report_path = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", str(model_dir), str(data), "--report", str(report_path)])
+    assert r.exit_code == 0, r.output
+    assert "does not know" not in " ".join(r.output.split())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["merged_into_other"] == {"department": {"档案馆": 2, "气象局": 2}}
+    dept = report["department"]
+    assert dept["unknown_labels"] == {}
+    assert dept["per_class"]["其他"]["support"] == 5
