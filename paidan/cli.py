@@ -2708,6 +2708,7 @@ def retrain(
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
 
+    restore_sigterm: Callable[[], None] | None = None
     try:
         settings = load_settings()
         if report is not None:
@@ -2740,6 +2741,8 @@ def retrain(
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
+        registry_before = _registry_state(settings.model_root)
+        restore_sigterm = stop_on_sigterm()  # a SIGTERM stops it as Ctrl-C does, and is said
         with progress_bar() as bar:
             result = run_retrain(
                 history,
@@ -2763,6 +2766,17 @@ def retrain(
                 # named none of the repeated tickets or conflicting labels it had found.
                 on_warnings=say_all,
             )
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
+        # administrator to guess whether a challenger was written or current moved.
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        err.print(
+            printable(_retrain_stopped(settings.model_root, registry_before, said)),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + signum) from None
     except (
         *USER_ERRORS,
         MappingFileError,
@@ -2772,6 +2786,9 @@ def retrain(
         OSError,  # a registry file that cannot be written (a full disk), as `models promote` says
     ) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
+    finally:
+        if restore_sigterm is not None:
+            restore_sigterm()
     if result.skipped:
         out.print(result.message, soft_wrap=True)  # one line in the nightly job's log
         return
@@ -2845,6 +2862,58 @@ def retrain(
             )
         elif not promote_if_better:
             out.print(f"promote it with: paidan models promote {result.version}")
+
+
+def _registry_state(root: Path) -> tuple[list[str], str | None, bool] | None:
+    """The versions, the current one and whether a frozen set exists, before a retrain; ``None``
+    when the registry cannot be read (the retrain then says why)."""
+    from model.registry import current_version, frozen_eval_info, versions
+
+    try:
+        return versions(root), current_version(root), frozen_eval_info(root) is not None
+    except (ModelLoadError, OSError):
+        return None
+
+
+def _retrain_stopped(
+    root: Path, before: tuple[list[str], str | None, bool] | None, said: str
+) -> str:
+    """The line a stopped retrain ends with: whether it wrote a challenger, where current is,
+    whether the evaluation set it froze stays, and what to run next."""
+    from model.registry import current_version, frozen_eval_info, versions
+
+    try:
+        now, current, frozen = versions(root), current_version(root), frozen_eval_info(root)
+    except (ModelLoadError, OSError):
+        return f"{said}; see paidan models list for what it left in the registry"
+    if before is None:
+        return f"{said}; see paidan models list for what it left in the registry"
+    old, old_current, was_frozen = before
+    where = (
+        f"current is still {current}"
+        if current == old_current and current is not None
+        else "there is still no current model"
+        if current is None
+        else f"current is now {current} (was {old_current})"
+    )
+    new = [v for v in now if v not in old]
+    if not new:
+        line = (
+            f"{said} before a challenger was written: no model was added to the registry; {where}"
+        )
+    elif current in new:
+        line = f"{said} after the challenger {current} was written and made current ({where})"
+    else:
+        line = (
+            f"{said} after the challenger {new[-1]} was written, before it was compared with the "
+            f"current model; {where}; compare and promote it with: paidan models promote {new[-1]}"
+        )
+    if frozen is not None and not was_frozen:
+        line += (
+            f"; the evaluation set it froze ({frozen.get('source', 'eval/frozen.parquet')}) stays: "
+            "the next retrain is scored on it"
+        )
+    return line
 
 
 def used_of(rows: dict[str, int], used: int) -> str:

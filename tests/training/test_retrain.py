@@ -2700,3 +2700,105 @@ def test_the_retrain_summary_says_the_rows_the_fit_used_when_validation_dropped_
     listed = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
     [row] = [m for m in json.loads(listed.output) if m["version"] == challenger]
     assert (row["rows"]["history"], row["rows_used"]) == (17, 15)
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [("ctrl-c", 130, "interrupted"), ("sigterm", 143, "stopped by SIGTERM")],
+)
+def test_a_retrain_stopped_during_the_fit_says_what_it_left_in_the_registry(
+    tiny_root: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+    code: int,
+    said: str,
+) -> None:
+    # Ctrl-C (or systemd's or timeout's SIGTERM) during the fit ended `retrain` with an empty
+    # stderr (exit 130), or, for SIGTERM, without unwinding at all: the administrator was left to
+    # guess whether a challenger had been written or current had moved.
+    import signal
+
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        # Sent as systemd sends it; the handler must turn it into an orderly stop.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill it"
+        signal.raise_signal(signal.SIGTERM)
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    current = registry.current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == code, r.output
+    assert registry.versions(root) == before and registry.current_version(root) == current
+    text = " ".join(r.output.split())
+    assert f"{said} before a challenger was written: no model was added to the registry" in text
+    assert f"current is still {current}" in text
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+
+def test_a_retrain_stopped_after_writing_its_challenger_names_it_and_how_to_compare_it(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopped during the comparison, the challenger is registered but neither scored nor
+    # promoted: the line names it and the command that compares and promotes it.
+    from typer.testing import CliRunner
+
+    import training.retrain as training_retrain
+    from paidan.cli import app
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    root, history = tiny_root
+    before = set(registry.versions(root))
+    current = registry.current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_retrain, "promote_checked", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 130, r.output
+    [new] = set(registry.versions(root)) - before
+    text = " ".join(r.output.split())
+    assert (
+        f"interrupted after the challenger {new} was written, before it was compared with the "
+        f"current model; current is still {current}; compare and promote it with: paidan models "
+        f"promote {new}"
+    ) in text
+
+
+def test_a_first_retrain_stopped_during_the_fit_says_the_evaluation_set_it_froze_stays(
+    tmp_path: Path, tiny_config: TrainingConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first retrain freezes its evaluation set before the fit; stopped, the set stays and the
+    # next run is scored on it, which the administrator is told rather than left to find.
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+    from training.train import train
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    train([data], None, config=tiny_config, model_root=root)
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(data)], env=env)
+    assert r.exit_code == 130, r.output
+    assert registry.frozen_eval_info(root) is not None
+    text = " ".join(r.output.split())
+    assert (
+        "the evaluation set it froze (20% of tiny.csv) stays: the next retrain is scored on it"
+        in text
+    )
