@@ -38,6 +38,7 @@ from rich.text import Text
 from model.artifact import (
     METADATA_FILE,
     ModelLoadError,
+    ModelWriteError,
     OutputPathError,
     check_name_lengths,
     check_not_directory_name,
@@ -171,6 +172,7 @@ USER_ERRORS = (
     TicketFileError,
     TrainingDataError,
     ModelLoadError,
+    ModelWriteError,  # a full disk while a model directory was written: said with its path
     SettingsError,
     FileExistsError,
     OutputPathError,

@@ -2802,3 +2802,37 @@ def test_a_first_retrain_stopped_during_the_fit_says_the_evaluation_set_it_froze
         "the evaluation set it froze (20% of tiny.csv) stays: the next retrain is scored on it"
         in text
     )
+
+
+def test_a_retrain_on_a_full_disk_names_the_challenger_it_could_not_write(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "error: [Errno 28] No space left on device": which file, which disk, was anything kept?
+    import errno
+
+    from typer.testing import CliRunner
+
+    import model.artifact as artifact
+    from paidan.cli import app
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(artifact.joblib, "dump", full)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert said.startswith(f"error: cannot write the model {root}/"), said
+    assert said.endswith(
+        ": No space left on device (nothing of it was kept; free space on that disk and run the "
+        "command again)"
+    ), said
+    assert registry.versions(root) == before
+    assert not [
+        p
+        for p in root.iterdir()
+        if p.name.startswith(".") and p.is_dir() and p.name not in (".leases",)
+    ]

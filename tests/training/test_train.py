@@ -2564,3 +2564,28 @@ def test_paidan_train_says_its_data_warnings_before_the_fit(tmp_path, monkeypatc
     )
     assert r.exit_code == 0, r.output
     assert " ".join(r.output.split()).count("tiny.csv was read twice") == 1  # said once, not again
+
+
+def test_paidan_train_on_a_full_disk_names_the_model_directory_it_could_not_write(
+    tmp_path, monkeypatch
+):
+    # A full disk while the model was written ended `paidan train` in a traceback (and `retrain`
+    # in "error: [Errno 28] No space left on device"), naming no directory: which disk to free?
+    import errno
+
+    import model.artifact as artifact
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    out = tmp_path / "models" / "v1"
+    monkeypatch.setattr(artifact.joblib, "dump", full)
+    r = cli_train(data, out)
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert said.endswith(
+        f"error: cannot write the model {out}: No space left on device (nothing of it was kept; "
+        "free space on that disk and run the command again)"
+    ), r.output
+    assert not out.exists() and not [p for p in out.parent.iterdir() if p.name.startswith(".v1.")]
