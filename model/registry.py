@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -603,6 +604,37 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             ", ".join(unknown),
         )
     return removed, in_use
+
+
+# The name of a temporary write: a model's staging directory (model.artifact._staging_dir) or a
+# registry file's temporary file (_temp_file), a dot, the final name, a dot and 12 hex digits.
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}$")
+
+
+def leftovers(root: str | Path) -> list[tuple[Path, int]]:
+    """The temporary directories and files that a killed write left under ``root`` (its own
+    level, ``scores/`` and ``eval/``), each with its size in bytes.
+
+    A write that ends by an exception removes its own; ``kill -9``, the OOM killer or a power
+    cut leave them, a model's staging directory as large as the model. A write in progress has
+    one too, so they are named, never deleted.
+    """
+    root = Path(root)
+    found: list[tuple[Path, int]] = []
+    for directory in (root, root / SCORES_DIR, root / EVAL_DIR):
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            if not _TEMPORARY.match(path.name) or path.is_symlink():
+                continue
+            try:
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                found.append((path, sum(p.stat().st_size for p in files)))
+            except OSError:
+                found.append((path, 0))
+    return found
 
 
 class Lease:

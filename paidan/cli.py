@@ -2499,10 +2499,11 @@ def models_gc(
     verbose: Verbose = False,
 ) -> None:
     """Delete old versions; current, the one before it and those being served are always kept."""
-    from model.registry import gc
+    from model.registry import gc, leftovers
 
     try:
-        removed, in_use = gc(_model_root(), keep)
+        root = _model_root()
+        removed, in_use = gc(root, keep)
     except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
@@ -2510,6 +2511,20 @@ def models_gc(
         out.print(
             f"kept {len(in_use)} version(s) in use by a running paidan serve, label or predict: "
             f"{', '.join(in_use)}",
+            soft_wrap=True,
+        )
+    if left := leftovers(root):
+        # A killed write's staging directory is a whole model's size, which gc is run to free.
+        named = ", ".join(
+            printable(str(path)) + (f" ({size / 1e6:,.0f} MB)" if size >= 1e6 else "")
+            for path, size in left
+        )
+        err.print(
+            f"[yellow]warning:[/yellow] {counted(len(left), 'leftover')} of a model or registry "
+            f"write that was killed (kill -9, out of memory, a power cut): {named}; once no paidan "
+            f"train, retrain or models command is running, delete {'it' if len(left) == 1 else 'them'}: "
+            f"rm -r {' '.join(shlex.quote(printable(str(path))) for path, _ in left)}",
+            highlight=False,
             soft_wrap=True,
         )
 
