@@ -2719,6 +2719,7 @@ def retrain(
     verbose: Verbose = False,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
+    from model.registry import RetrainRunningError, retrain_lock
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
     from training.retrain import MappingFileError, read_mapping, split_feedback
@@ -2760,7 +2761,7 @@ def retrain(
         )
         registry_before = _registry_state(settings.model_root)
         restore_sigterm = stop_on_sigterm()  # a SIGTERM stops it as Ctrl-C does, and is said
-        with progress_bar() as bar:
+        with retrain_lock(settings.model_root), progress_bar() as bar:
             result = run_retrain(
                 history,
                 records,
@@ -2799,6 +2800,7 @@ def retrain(
         MappingFileError,
         DatabaseUnavailable,
         PromotionError,
+        RetrainRunningError,
         ValueError,
         OSError,  # a registry file that cannot be written (a full disk), as `models promote` says
     ) as e:

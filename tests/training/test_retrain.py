@@ -2836,3 +2836,37 @@ def test_a_retrain_on_a_full_disk_names_the_challenger_it_could_not_write(
         for p in root.iterdir()
         if p.name.startswith(".") and p.is_dir() and p.name not in (".leases",)
     ]
+
+
+def test_a_second_retrain_on_the_same_root_is_refused_while_the_first_runs(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Two retrains at once (the nightly job, and the administrator by hand) each trained the
+    # same challenger, minutes of both cores, and registered it twice; the second is refused at
+    # once, naming the first, and the registry is left as it was.
+    import fcntl
+    import os
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    fd = os.open(root / registry.RETRAIN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first retrain, as it holds it
+        os.write(fd, b"4242 2026-12-07T02:30:00+00:00\n")
+        r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    finally:
+        os.close(fd)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in " ".join(r.output.split()).split("error: ")[1:]]
+    assert said.startswith(
+        f"another paidan retrain is running on {root} (pid 4242, since 2026-12-07T02:30:00+00:00)"
+    ), said
+    assert registry.versions(root) == before
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output  # the lock ends with the run that held it
+    assert len(registry.versions(root)) == len(before) + 1
