@@ -880,6 +880,9 @@ def train(
         unlabelled_max_rows=unlabelled_max_rows,
         remit_weight=remit_weight,
     )
+    written_before = _written_at(out_dir)
+    root_before = None if out_dir is not None else _root_versions()
+    restore_sigterm = stop_on_sigterm()  # a SIGTERM stops it as Ctrl-C does, and is said
     try:
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
@@ -908,6 +911,31 @@ def train(
             )
     except USER_ERRORS as e:
         raise fail(e) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        # It ended with an empty stderr, exit 130 (killed outright by SIGTERM): was a model, or
+        # half of one, written to --out?
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        if out_dir is not None and _written_at(out_dir) != written_before:
+            said += f" after the model was written to {out_dir}"
+        elif out_dir is not None:
+            said += (
+                f" before the model was written: nothing was written to {out_dir}; run the same "
+                "command again to train it"
+            )
+        elif (root_now := _root_versions()) is not None and root_before is not None:
+            root, versions_now = root_now
+            if new := [v for v in versions_now if v not in root_before[1]]:
+                said += f" after the model was written to {root / new[-1]}"
+            else:
+                said += (
+                    f" before the model was written: no model was added to {root}; run the same "
+                    "command again to train it"
+                )
+        err.print(printable(said), highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + signum) from None
+    finally:
+        restore_sigterm()
     table = Table(title=f"model {result.router.version}")
     for col in (
         "head",
@@ -985,6 +1013,26 @@ def train(
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")
         _after_train_under_root(result.model_dir)
+
+
+def _root_versions() -> tuple[Path, list[str]] | None:
+    """The model root and its versions, or ``None`` when they cannot be read."""
+    from model.registry import versions
+
+    try:
+        root = load_settings().model_root
+        return root, versions(root)
+    except (*USER_ERRORS, OSError):
+        return None
+
+
+def _written_at(model_dir: Path | None) -> int | None:
+    """When ``model_dir``'s metadata was written (ns), or ``None``: whether a stopped ``train``
+    wrote its model is whether this changed."""
+    try:
+        return (model_dir / METADATA_FILE).stat().st_mtime_ns if model_dir is not None else None
+    except OSError:
+        return None
 
 
 def _after_train_under_root(model_dir: Path) -> None:

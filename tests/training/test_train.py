@@ -2589,3 +2589,44 @@ def test_paidan_train_on_a_full_disk_names_the_model_directory_it_could_not_writ
         "free space on that disk and run the command again)"
     ), r.output
     assert not out.exists() and not [p for p in out.parent.iterdir() if p.name.startswith(".v1.")]
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [("ctrl-c", 130, "interrupted"), ("sigterm", 143, "stopped by SIGTERM")],
+)
+def test_paidan_train_stopped_during_the_fit_says_nothing_was_written(
+    tmp_path, monkeypatch, stop, code, said
+):
+    # Ctrl-C ended `paidan train` with an empty stderr (exit 130), and a SIGTERM (timeout,
+    # systemctl stop) killed it without unwinding: was a model written to --out, or half of one?
+    import signal
+
+    import training.train as training_train
+
+    def stopped(*args, **kwargs):
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill it"
+        signal.raise_signal(signal.SIGTERM)
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    out = tmp_path / "models" / "v1"
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = cli_train(data, out)
+    assert r.exit_code == code, r.output
+    assert " ".join(r.output.split()).endswith(
+        f"{said} before the model was written: nothing was written to {out}; run the same "
+        "command again to train it"
+    ), r.output
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    root = tmp_path / "root"  # without --out: a version under the model root
+    r = runner.invoke(
+        app, ["train", str(data), "--min-examples", "3"], env={"PAIDAN_MODEL_ROOT": str(root)}
+    )
+    assert r.exit_code == code, r.output
+    assert " ".join(r.output.split()).endswith(
+        f"{said} before the model was written: no model was added to {root}; run the same "
+        "command again to train it"
+    ), r.output
