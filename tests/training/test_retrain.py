@@ -2870,3 +2870,30 @@ def test_a_second_retrain_on_the_same_root_is_refused_while_the_first_runs(
     r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
     assert r.exit_code == 0, r.output  # the lock ends with the run that held it
     assert len(registry.versions(root)) == len(before) + 1
+
+
+def test_a_history_of_frozen_evaluation_tickets_only_is_refused_before_the_fit(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `retrain --history eval.csv` (the file the set was frozen from, taken for the history):
+    # every row was left out as a frozen ticket, and a challenger was fitted and registered on the
+    # feedback alone, minutes later, refused for losing every label.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    wrong = tmp_path / "eval.csv"
+    tickets.iloc[[0, 6, 12]].to_csv(wrong, index=False)  # the frozen set of tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(wrong)], env=env)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in " ".join(r.output.split()).split("error: ")[1:]]
+    assert said == (
+        f"{wrong}: every one of its 3 history rows is a ticket of the frozen evaluation set "
+        "(test), which is never trained on, so no history is left to train: give --history the "
+        "ticket history (the set is scored, not trained)"
+    ), said
+    assert registry.versions(root) == before
