@@ -861,6 +861,7 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
+    from model.registry import RegistryWriteError
     from training.metrics import format_auto_precision, format_f1, no_auto_note
     from training.train import cv_summary, in_head_order
     from training.train import train as run_train
@@ -909,7 +910,8 @@ def train(
                 # tickets or conflicting labels they name are fixed before the wait, not after.
                 on_validated=say_warnings,
             )
-    except USER_ERRORS as e:
+    # RegistryWriteError: `current` pinned before a second version is written, on a full disk
+    except (*USER_ERRORS, RegistryWriteError) as e:
         raise fail(e) from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM): was a model, or
@@ -1012,7 +1014,17 @@ def train(
             )
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")
-        _after_train_under_root(result.model_dir)
+        try:
+            _after_train_under_root(result.model_dir)
+        except RegistryWriteError as e:  # written, but the pointer making it current was not
+            err.print(
+                f"[red]error:[/red] {printable(str(e))}; {result.model_dir.name} was written but "
+                f"is not current: once there is space, paidan models promote "
+                f"{result.model_dir.name}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
 
 
 def _root_versions() -> tuple[Path, list[str]] | None:

@@ -2630,3 +2630,73 @@ def test_paidan_train_stopped_during_the_fit_says_nothing_was_written(
         f"{said} before the model was written: no model was added to {root}; run the same "
         "command again to train it"
     ), r.output
+
+
+def test_paidan_train_that_cannot_write_the_registry_pointer_says_so_in_one_line(
+    tmp_path, monkeypatch, tiny_model_dir
+):
+    # Before writing a second version under the root, train pins the current one in `current`: a
+    # full disk there ended `paidan train` in a traceback, where `models promote` and `retrain`
+    # say "error: cannot write …/current: No space left on device".
+    import errno
+
+    from model import registry
+
+    def full(root, version):
+        raise registry.RegistryWriteError(
+            errno.ENOSPC, "No space left on device", str(root / registry.CURRENT_FILE)
+        )
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")  # a version, and no pointer yet
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    r = runner.invoke(
+        app,
+        ["train", str(data), "--out", str(root / "v2"), "--min-examples", "3"],
+        env={"PAIDAN_MODEL_ROOT": str(root)},
+    )
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert lines[-1] == f"error: cannot write {root / 'current'}: No space left on device", r.output
+    assert registry.versions(root) == ["v1"]
+
+
+def test_paidan_train_replacing_the_sample_default_on_a_full_disk_says_the_model_is_not_current(
+    tmp_path, monkeypatch, tiny_model_dir
+):
+    # The first model of the city's replaces the bundled sample's default as current: a full disk
+    # there ended in a traceback after "written to …", leaving unsaid that it is not current.
+    import errno
+
+    from model import registry
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "sample")
+    meta_path = root / "sample" / "metadata.json"
+    meta_path.chmod(0o644)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["training_data"]["bundled_sample"] = True
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    (root / registry.CURRENT_FILE).write_text("sample\n", encoding="utf-8")
+
+    def full(root, version):
+        raise registry.RegistryWriteError(
+            errno.ENOSPC, "No space left on device", str(root / registry.CURRENT_FILE)
+        )
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    r = runner.invoke(
+        app,
+        ["train", str(data), "--out", str(root / "city"), "--min-examples", "3"],
+        env={"PAIDAN_MODEL_ROOT": str(root)},
+    )
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert " ".join(r.output.split()).endswith(
+        f"error: cannot write {root / 'current'}: No space left on device; city was written but "
+        "is not current: once there is space, paidan models promote city"
+    ), r.output
+    assert registry.current_version(root) == "sample"
