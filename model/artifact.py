@@ -25,6 +25,7 @@ before it unpickles anything, and refuses symlinks and paths outside the configu
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -96,6 +97,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 # directory (which replaces nothing, but is read back as a ticket file by the next run).
 REPLACED_INPUT_ADVICE = "name another file (the input would be replaced)"
 INSIDE_INPUT_ADVICE = "name a file outside it (the next run would read it as input)"
+
+
+class ModelWriteError(OSError):
+    """A model directory could not be written (a full disk, a quota, a permission); ``str()``
+    names the directory and the reason, without the ``[Errno N]`` of a plain ``OSError``, which
+    named no file at all when ``joblib`` or a ``write`` failed."""
+
+    def __str__(self) -> str:
+        advice = (
+            "; free space on that disk and run the command again"
+            if self.errno in (errno.ENOSPC, errno.EDQUOT)
+            else ""
+        )
+        return f"cannot write the model {self.filename}: {self.strerror} (nothing of it was kept{advice})"
 
 
 class OutputPathError(ValueError):
@@ -471,8 +486,10 @@ def save_router(
         if out.exists():
             _remove_tree(out)
         os.replace(staging, out)
-    except BaseException:
+    except BaseException as e:
         _remove_tree(staging)
+        if isinstance(e, OSError) and not isinstance(e, ModelWriteError):
+            raise ModelWriteError(e.errno, e.strerror or str(e), str(out)) from e
         raise
     logger.info("model %s written to %s", router.version, out)
     return out

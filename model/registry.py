@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 CURRENT_FILE = "current"
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
+# Held by a running `paidan retrain` for the whole run (retrain_lock).
+RETRAIN_LOCK_FILE = ".retrain.lock"
 SCORES_DIR = "scores"
 # The rule stored scores were computed by (training.compare.score_router stamps them, and
 # ensure_scores computes again scores stamped otherwise): "lead+lists2", a joint dispatch's
@@ -605,6 +608,37 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     return removed, in_use
 
 
+# The name of a temporary write: a model's staging directory (model.artifact._staging_dir) or a
+# registry file's temporary file (_temp_file), a dot, the final name, a dot and 12 hex digits.
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}$")
+
+
+def leftovers(root: str | Path) -> list[tuple[Path, int]]:
+    """The temporary directories and files that a killed write left under ``root`` (its own
+    level, ``scores/`` and ``eval/``), each with its size in bytes.
+
+    A write that ends by an exception removes its own; ``kill -9``, the OOM killer or a power
+    cut leave them, a model's staging directory as large as the model. A write in progress has
+    one too, so they are named, never deleted.
+    """
+    root = Path(root)
+    found: list[tuple[Path, int]] = []
+    for directory in (root, root / SCORES_DIR, root / EVAL_DIR):
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            if not _TEMPORARY.match(path.name) or path.is_symlink():
+                continue
+            try:
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                found.append((path, sum(p.stat().st_size for p in files)))
+            except OSError:
+                found.append((path, 0))
+    return found
+
+
 class Lease:
     """A process's shared lock on the version it serves; :func:`gc` keeps leased versions.
 
@@ -966,6 +1000,50 @@ def frozen_eval_sha(root: str | Path) -> str | None:
     """SHA-256 of the frozen evaluation set, or ``None`` when none is frozen."""
     info = frozen_eval_info(root)
     return info["sha256"] if info else None
+
+
+class RetrainRunningError(RuntimeError):
+    """Another ``paidan retrain`` holds the root's retrain lock."""
+
+
+@contextmanager
+def retrain_lock(root: str | Path) -> Iterator[None]:
+    """Hold ``root``'s retrain lock for a whole retrain, or raise :class:`RetrainRunningError`.
+
+    Two retrains at once (the nightly job and one run by hand) each trained the same challenger,
+    minutes of every core, and registered it twice. The lock is the kernel's (``flock``): it ends
+    with the process however it ends. The file holds the holder's pid and start time, for the
+    refusal to name. On a root that does not exist yet, or a file system without locks, the run
+    goes on unlocked (the first retrain creates the root; the registry's own lock still serialises
+    the pointer).
+    """
+    root = Path(root)
+    try:
+        fd = os.open(root / RETRAIN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # no root yet, or one this account cannot write: said where it writes
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            named = f" (pid {holder[0]}, since {holder[1]})" if len(holder) >= 2 else ""
+            raise RetrainRunningError(
+                f"another paidan retrain is running on {root}{named}: wait for it to end (a "
+                "nightly job may be the other), then run this one if it is still needed; two at "
+                "once would each train the same challenger"
+            ) from None
+        except OSError:  # "No locks available" (some network file systems)
+            held = False
+        if held:
+            started = datetime.now(UTC).isoformat(timespec="seconds")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {started}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextmanager

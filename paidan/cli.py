@@ -38,6 +38,7 @@ from rich.text import Text
 from model.artifact import (
     METADATA_FILE,
     ModelLoadError,
+    ModelWriteError,
     OutputPathError,
     check_name_lengths,
     check_not_directory_name,
@@ -171,6 +172,7 @@ USER_ERRORS = (
     TicketFileError,
     TrainingDataError,
     ModelLoadError,
+    ModelWriteError,  # a full disk while a model directory was written: said with its path
     SettingsError,
     FileExistsError,
     OutputPathError,
@@ -876,6 +878,7 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train a model on labelled tickets, cross-validate it and write its directory."""
+    from model.registry import RegistryWriteError
     from training.metrics import format_auto_precision, format_f1, no_auto_note
     from training.train import cv_summary, in_head_order
     from training.train import train as run_train
@@ -895,6 +898,9 @@ def train(
         unlabelled_max_rows=unlabelled_max_rows,
         remit_weight=remit_weight,
     )
+    written_before = _written_at(out_dir)
+    root_before = None if out_dir is not None else _root_versions()
+    restore_sigterm = stop_on_sigterm()  # a SIGTERM stops it as Ctrl-C does, and is said
     try:
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
@@ -921,8 +927,34 @@ def train(
                 # tickets or conflicting labels they name are fixed before the wait, not after.
                 on_validated=say_warnings,
             )
-    except USER_ERRORS as e:
+    # RegistryWriteError: `current` pinned before a second version is written, on a full disk
+    except (*USER_ERRORS, RegistryWriteError) as e:
         raise fail(e) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        # It ended with an empty stderr, exit 130 (killed outright by SIGTERM): was a model, or
+        # half of one, written to --out?
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        if out_dir is not None and _written_at(out_dir) != written_before:
+            said += f" after the model was written to {out_dir}"
+        elif out_dir is not None:
+            said += (
+                f" before the model was written: nothing was written to {out_dir}; run the same "
+                "command again to train it"
+            )
+        elif (root_now := _root_versions()) is not None and root_before is not None:
+            root, versions_now = root_now
+            if new := [v for v in versions_now if v not in root_before[1]]:
+                said += f" after the model was written to {root / new[-1]}"
+            else:
+                said += (
+                    f" before the model was written: no model was added to {root}; run the same "
+                    "command again to train it"
+                )
+        err.print(printable(said), highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + signum) from None
+    finally:
+        restore_sigterm()
     table = Table(title=f"model {result.router.version}")
     for col in (
         "head",
@@ -999,7 +1031,37 @@ def train(
             )
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")
-        _after_train_under_root(result.model_dir)
+        try:
+            _after_train_under_root(result.model_dir)
+        except RegistryWriteError as e:  # written, but the pointer making it current was not
+            err.print(
+                f"[red]error:[/red] {printable(str(e))}; {result.model_dir.name} was written but "
+                f"is not current: once there is space, paidan models promote "
+                f"{result.model_dir.name}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
+
+
+def _root_versions() -> tuple[Path, list[str]] | None:
+    """The model root and its versions, or ``None`` when they cannot be read."""
+    from model.registry import versions
+
+    try:
+        root = load_settings().model_root
+        return root, versions(root)
+    except (*USER_ERRORS, OSError):
+        return None
+
+
+def _written_at(model_dir: Path | None) -> int | None:
+    """When ``model_dir``'s metadata was written (ns), or ``None``: whether a stopped ``train``
+    wrote its model is whether this changed."""
+    try:
+        return (model_dir / METADATA_FILE).stat().st_mtime_ns if model_dir is not None else None
+    except OSError:
+        return None
 
 
 def _after_train_under_root(model_dir: Path) -> None:
@@ -2514,10 +2576,11 @@ def models_gc(
     verbose: Verbose = False,
 ) -> None:
     """Delete old versions; current, the one before it and those being served are always kept."""
-    from model.registry import gc
+    from model.registry import gc, leftovers
 
     try:
-        removed, in_use = gc(_model_root(), keep)
+        root = _model_root()
+        removed, in_use = gc(root, keep)
     except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
@@ -2525,6 +2588,20 @@ def models_gc(
         out.print(
             f"kept {len(in_use)} version(s) in use by a running paidan serve, label or predict: "
             f"{', '.join(in_use)}",
+            soft_wrap=True,
+        )
+    if left := leftovers(root):
+        # A killed write's staging directory is a whole model's size, which gc is run to free.
+        named = ", ".join(
+            printable(str(path)) + (f" ({size / 1e6:,.0f} MB)" if size >= 1e6 else "")
+            for path, size in left
+        )
+        err.print(
+            f"[yellow]warning:[/yellow] {counted(len(left), 'leftover')} of a model or registry "
+            f"write that was killed (kill -9, out of memory, a power cut): {named}; once no paidan "
+            f"train, retrain or models command is running, delete {'it' if len(left) == 1 else 'them'}: "
+            f"rm -r {' '.join(shlex.quote(printable(str(path))) for path, _ in left)}",
+            highlight=False,
             soft_wrap=True,
         )
 
@@ -2723,12 +2800,14 @@ def retrain(
     verbose: Verbose = False,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
+    from model.registry import RetrainRunningError, retrain_lock
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
     from training.retrain import MappingFileError, read_mapping, split_feedback
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
 
+    restore_sigterm: Callable[[], None] | None = None
     try:
         settings = load_settings()
         if report is not None:
@@ -2761,7 +2840,9 @@ def retrain(
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
-        with progress_bar() as bar:
+        registry_before = _registry_state(settings.model_root)
+        restore_sigterm = stop_on_sigterm()  # a SIGTERM stops it as Ctrl-C does, and is said
+        with retrain_lock(settings.model_root), progress_bar() as bar:
             result = run_retrain(
                 history,
                 records,
@@ -2784,15 +2865,30 @@ def retrain(
                 # named none of the repeated tickets or conflicting labels it had found.
                 on_warnings=say_all,
             )
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
+        # administrator to guess whether a challenger was written or current moved.
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        err.print(
+            printable(_retrain_stopped(settings.model_root, registry_before, said)),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + signum) from None
     except (
         *USER_ERRORS,
         MappingFileError,
         DatabaseUnavailable,
         PromotionError,
+        RetrainRunningError,
         ValueError,
         OSError,  # a registry file that cannot be written (a full disk), as `models promote` says
     ) as e:
         raise fail(e) from None  # PromotionError: a frozen set changed since it was frozen
+    finally:
+        if restore_sigterm is not None:
+            restore_sigterm()
     if result.skipped:
         out.print(result.message, soft_wrap=True)  # one line in the nightly job's log
         return
@@ -2866,6 +2962,58 @@ def retrain(
             )
         elif not promote_if_better:
             out.print(f"promote it with: paidan models promote {result.version}")
+
+
+def _registry_state(root: Path) -> tuple[list[str], str | None, bool] | None:
+    """The versions, the current one and whether a frozen set exists, before a retrain; ``None``
+    when the registry cannot be read (the retrain then says why)."""
+    from model.registry import current_version, frozen_eval_info, versions
+
+    try:
+        return versions(root), current_version(root), frozen_eval_info(root) is not None
+    except (ModelLoadError, OSError):
+        return None
+
+
+def _retrain_stopped(
+    root: Path, before: tuple[list[str], str | None, bool] | None, said: str
+) -> str:
+    """The line a stopped retrain ends with: whether it wrote a challenger, where current is,
+    whether the evaluation set it froze stays, and what to run next."""
+    from model.registry import current_version, frozen_eval_info, versions
+
+    try:
+        now, current, frozen = versions(root), current_version(root), frozen_eval_info(root)
+    except (ModelLoadError, OSError):
+        return f"{said}; see paidan models list for what it left in the registry"
+    if before is None:
+        return f"{said}; see paidan models list for what it left in the registry"
+    old, old_current, was_frozen = before
+    where = (
+        f"current is still {current}"
+        if current == old_current and current is not None
+        else "there is still no current model"
+        if current is None
+        else f"current is now {current} (was {old_current})"
+    )
+    new = [v for v in now if v not in old]
+    if not new:
+        line = (
+            f"{said} before a challenger was written: no model was added to the registry; {where}"
+        )
+    elif current in new:
+        line = f"{said} after the challenger {current} was written and made current ({where})"
+    else:
+        line = (
+            f"{said} after the challenger {new[-1]} was written, before it was compared with the "
+            f"current model; {where}; compare and promote it with: paidan models promote {new[-1]}"
+        )
+    if frozen is not None and not was_frozen:
+        line += (
+            f"; the evaluation set it froze ({frozen.get('source', 'eval/frozen.parquet')}) stays: "
+            "the next retrain is scored on it"
+        )
+    return line
 
 
 def used_of(rows: dict[str, int], used: int) -> str:

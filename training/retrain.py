@@ -96,6 +96,7 @@ from training.validate import (
     MAX_LISTED,
     RETRAIN_OPTIONS,
     UNLABELLED_LISTED,
+    TrainingDataError,
     ValidationReport,
     files_read_twice,
     label_column_notes,
@@ -1364,6 +1365,17 @@ def retrain(
         lambda t: ticket_key(None, t)
     ).isin(frozen)
     result.eval_excluded += int(is_eval.sum())
+    from_history = rows[SOURCE_KIND] == HISTORY
+    if from_history.any() and not (from_history & ~is_eval).any():
+        # The file the set was frozen from, given for the history: fitted on the feedback alone
+        # (or refused as "no row has any text"), minutes later, the challenger lost every label.
+        raise TrainingDataError(
+            f"{', '.join(map(str, files))}: every one of "
+            f"{'its' if len(named) == 1 else 'their'} {int(from_history.sum())} history rows is a "
+            f"ticket of the frozen evaluation set ({eval_info.get('source', 'eval/frozen.parquet')}), "
+            "which is never trained on, so no history is left to train: give --history the "
+            "ticket history (the set is scored, not trained)"
+        )
     left = rows[is_eval & (rows[SOURCE_KIND] == HISTORY)]
     left_keys = set(id_keys(left["id"])) | set(left["text"].map(lambda t: ticket_key(None, t)))
     # The tickets frozen now were taken out of the history before: every one was left out.

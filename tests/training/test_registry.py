@@ -1095,3 +1095,32 @@ def test_models_list_on_an_empty_root_says_a_whole_command_to_train_the_first(
         f"no model versions under {root} yet: train the first with paidan train FILE (FILE: "
         "your labelled tickets; it becomes the current model), or paidan retrain --history FILE"
     ) in " ".join(r.output.split())
+
+
+def test_gc_names_what_a_killed_model_write_left_in_the_root_and_keeps_it(tmp_path: Path) -> None:
+    # A train or retrain killed while writing its model (kill -9, the OOM killer, a power cut)
+    # leaves its hidden staging directory, a whole model's size, in the root: gc, run to free the
+    # disk, neither deleted nor named it, and nothing else ever did. It is named with the command
+    # that deletes it (not deleted: a write in progress has one too), beside a temporary pointer.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path, VERSIONS[:2])
+    staging = root / f".{VERSIONS[1][:-1]}9.0123456789ab"
+    staging.mkdir()
+    (staging / ROUTER_FILE).write_bytes(b"x" * 3_000_000)
+    pointer = root / ".current.a1b2c3d4e5f6"
+    pointer.write_text(VERSIONS[0], encoding="utf-8")
+    (root / ".leases").mkdir()  # paidan's own, never named
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "gc", "--keep", "5"], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert (
+        f"2 leftovers of a model or registry write that was killed (kill -9, out of memory, a "
+        f"power cut): {staging} (3 MB), {pointer}; once no paidan train, retrain or models "
+        f"command is running, delete them: rm -r {staging} {pointer}"
+    ) in said, r.output
+    assert staging.is_dir() and pointer.is_file()
+    assert registry.versions(root) == VERSIONS[:2]

@@ -2725,3 +2725,200 @@ def test_the_retrain_summary_says_the_rows_the_fit_used_when_validation_dropped_
     listed = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
     [row] = [m for m in json.loads(listed.output) if m["version"] == challenger]
     assert (row["rows"]["history"], row["rows_used"]) == (17, 15)
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [("ctrl-c", 130, "interrupted"), ("sigterm", 143, "stopped by SIGTERM")],
+)
+def test_a_retrain_stopped_during_the_fit_says_what_it_left_in_the_registry(
+    tiny_root: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+    code: int,
+    said: str,
+) -> None:
+    # Ctrl-C (or systemd's or timeout's SIGTERM) during the fit ended `retrain` with an empty
+    # stderr (exit 130), or, for SIGTERM, without unwinding at all: the administrator was left to
+    # guess whether a challenger had been written or current had moved.
+    import signal
+
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        # Sent as systemd sends it; the handler must turn it into an orderly stop.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill it"
+        signal.raise_signal(signal.SIGTERM)
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    current = registry.current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == code, r.output
+    assert registry.versions(root) == before and registry.current_version(root) == current
+    text = " ".join(r.output.split())
+    assert f"{said} before a challenger was written: no model was added to the registry" in text
+    assert f"current is still {current}" in text
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+
+def test_a_retrain_stopped_after_writing_its_challenger_names_it_and_how_to_compare_it(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopped during the comparison, the challenger is registered but neither scored nor
+    # promoted: the line names it and the command that compares and promotes it.
+    from typer.testing import CliRunner
+
+    import training.retrain as training_retrain
+    from paidan.cli import app
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    root, history = tiny_root
+    before = set(registry.versions(root))
+    current = registry.current_version(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_retrain, "promote_checked", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 130, r.output
+    [new] = set(registry.versions(root)) - before
+    text = " ".join(r.output.split())
+    assert (
+        f"interrupted after the challenger {new} was written, before it was compared with the "
+        f"current model; current is still {current}; compare and promote it with: paidan models "
+        f"promote {new}"
+    ) in text
+
+
+def test_a_first_retrain_stopped_during_the_fit_says_the_evaluation_set_it_froze_stays(
+    tmp_path: Path, tiny_config: TrainingConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first retrain freezes its evaluation set before the fit; stopped, the set stays and the
+    # next run is scored on it, which the administrator is told rather than left to find.
+    from typer.testing import CliRunner
+
+    import training.train as training_train
+    from paidan.cli import app
+    from training.train import train
+
+    root = tmp_path / "models"
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    train([data], None, config=tiny_config, model_root=root)
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(data)], env=env)
+    assert r.exit_code == 130, r.output
+    assert registry.frozen_eval_info(root) is not None
+    text = " ".join(r.output.split())
+    assert (
+        "the evaluation set it froze (20% of tiny.csv) stays: the next retrain is scored on it"
+        in text
+    )
+
+
+def test_a_retrain_on_a_full_disk_names_the_challenger_it_could_not_write(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "error: [Errno 28] No space left on device": which file, which disk, was anything kept?
+    import errno
+
+    from typer.testing import CliRunner
+
+    import model.artifact as artifact
+    from paidan.cli import app
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    monkeypatch.setattr(artifact.joblib, "dump", full)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert said.startswith(f"error: cannot write the model {root}/"), said
+    assert said.endswith(
+        ": No space left on device (nothing of it was kept; free space on that disk and run the "
+        "command again)"
+    ), said
+    assert registry.versions(root) == before
+    assert not [
+        p
+        for p in root.iterdir()
+        if p.name.startswith(".") and p.is_dir() and p.name not in (".leases",)
+    ]
+
+
+def test_a_second_retrain_on_the_same_root_is_refused_while_the_first_runs(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Two retrains at once (the nightly job, and the administrator by hand) each trained the
+    # same challenger, minutes of both cores, and registered it twice; the second is refused at
+    # once, naming the first, and the registry is left as it was.
+    import fcntl
+    import os
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    fd = os.open(root / registry.RETRAIN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first retrain, as it holds it
+        os.write(fd, b"4242 2026-12-07T02:30:00+00:00\n")
+        r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    finally:
+        os.close(fd)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in " ".join(r.output.split()).split("error: ")[1:]]
+    assert said.startswith(
+        f"another paidan retrain is running on {root} (pid 4242, since 2026-12-07T02:30:00+00:00)"
+    ), said
+    assert registry.versions(root) == before
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output  # the lock ends with the run that held it
+    assert len(registry.versions(root)) == len(before) + 1
+
+
+def test_a_history_of_frozen_evaluation_tickets_only_is_refused_before_the_fit(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `retrain --history eval.csv` (the file the set was frozen from, taken for the history):
+    # every row was left out as a frozen ticket, and a challenger was fitted and registered on the
+    # feedback alone, minutes later, refused for losing every label.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, _ = tiny_root
+    tickets = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    wrong = tmp_path / "eval.csv"
+    tickets.iloc[[0, 6, 12]].to_csv(wrong, index=False)  # the frozen set of tiny_root
+    before = registry.versions(root)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(wrong)], env=env)
+    assert r.exit_code == 2, r.output
+    [said] = [line for line in " ".join(r.output.split()).split("error: ")[1:]]
+    assert said == (
+        f"{wrong}: every one of its 3 history rows is a ticket of the frozen evaluation set "
+        "(test), which is never trained on, so no history is left to train: give --history the "
+        "ticket history (the set is scored, not trained)"
+    ), said
+    assert registry.versions(root) == before

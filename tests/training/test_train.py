@@ -2584,3 +2584,139 @@ def test_evaluate_finds_merged_labels_and_other_in_cells_with_spaces(tmp_path, m
     dept = report["department"]
     assert dept["unknown_labels"] == {}
     assert dept["per_class"]["其他"]["support"] == 5
+
+
+def test_paidan_train_on_a_full_disk_names_the_model_directory_it_could_not_write(
+    tmp_path, monkeypatch
+):
+    # A full disk while the model was written ended `paidan train` in a traceback (and `retrain`
+    # in "error: [Errno 28] No space left on device"), naming no directory: which disk to free?
+    import errno
+
+    import model.artifact as artifact
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    out = tmp_path / "models" / "v1"
+    monkeypatch.setattr(artifact.joblib, "dump", full)
+    r = cli_train(data, out)
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert said.endswith(
+        f"error: cannot write the model {out}: No space left on device (nothing of it was kept; "
+        "free space on that disk and run the command again)"
+    ), r.output
+    assert not out.exists() and not [p for p in out.parent.iterdir() if p.name.startswith(".v1.")]
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [("ctrl-c", 130, "interrupted"), ("sigterm", 143, "stopped by SIGTERM")],
+)
+def test_paidan_train_stopped_during_the_fit_says_nothing_was_written(
+    tmp_path, monkeypatch, stop, code, said
+):
+    # Ctrl-C ended `paidan train` with an empty stderr (exit 130), and a SIGTERM (timeout,
+    # systemctl stop) killed it without unwinding: was a model written to --out, or half of one?
+    import signal
+
+    import training.train as training_train
+
+    def stopped(*args, **kwargs):
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill it"
+        signal.raise_signal(signal.SIGTERM)
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    out = tmp_path / "models" / "v1"
+    monkeypatch.setattr(training_train, "fit_router", stopped)
+    r = cli_train(data, out)
+    assert r.exit_code == code, r.output
+    assert " ".join(r.output.split()).endswith(
+        f"{said} before the model was written: nothing was written to {out}; run the same "
+        "command again to train it"
+    ), r.output
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    root = tmp_path / "root"  # without --out: a version under the model root
+    r = runner.invoke(
+        app, ["train", str(data), "--min-examples", "3"], env={"PAIDAN_MODEL_ROOT": str(root)}
+    )
+    assert r.exit_code == code, r.output
+    assert " ".join(r.output.split()).endswith(
+        f"{said} before the model was written: no model was added to {root}; run the same "
+        "command again to train it"
+    ), r.output
+
+
+def test_paidan_train_that_cannot_write_the_registry_pointer_says_so_in_one_line(
+    tmp_path, monkeypatch, tiny_model_dir
+):
+    # Before writing a second version under the root, train pins the current one in `current`: a
+    # full disk there ended `paidan train` in a traceback, where `models promote` and `retrain`
+    # say "error: cannot write …/current: No space left on device".
+    import errno
+
+    from model import registry
+
+    def full(root, version):
+        raise registry.RegistryWriteError(
+            errno.ENOSPC, "No space left on device", str(root / registry.CURRENT_FILE)
+        )
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")  # a version, and no pointer yet
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    r = runner.invoke(
+        app,
+        ["train", str(data), "--out", str(root / "v2"), "--min-examples", "3"],
+        env={"PAIDAN_MODEL_ROOT": str(root)},
+    )
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert lines[-1] == f"error: cannot write {root / 'current'}: No space left on device", r.output
+    assert registry.versions(root) == ["v1"]
+
+
+def test_paidan_train_replacing_the_sample_default_on_a_full_disk_says_the_model_is_not_current(
+    tmp_path, monkeypatch, tiny_model_dir
+):
+    # The first model of the city's replaces the bundled sample's default as current: a full disk
+    # there ended in a traceback after "written to …", leaving unsaid that it is not current.
+    import errno
+
+    from model import registry
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "sample")
+    meta_path = root / "sample" / "metadata.json"
+    meta_path.chmod(0o644)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["training_data"]["bundled_sample"] = True
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    (root / registry.CURRENT_FILE).write_text("sample\n", encoding="utf-8")
+
+    def full(root, version):
+        raise registry.RegistryWriteError(
+            errno.ENOSPC, "No space left on device", str(root / registry.CURRENT_FILE)
+        )
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    monkeypatch.setattr(registry, "_write_pointer", full)
+    r = runner.invoke(
+        app,
+        ["train", str(data), "--out", str(root / "city"), "--min-examples", "3"],
+        env={"PAIDAN_MODEL_ROOT": str(root)},
+    )
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert " ".join(r.output.split()).endswith(
+        f"error: cannot write {root / 'current'}: No space left on device; city was written but "
+        "is not current: once there is space, paidan models promote city"
+    ), r.output
+    assert registry.current_version(root) == "sample"
