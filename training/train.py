@@ -369,6 +369,7 @@ def cross_validate_heads(
     no_terms: np.ndarray | None = None,
     always: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    unscored: np.ndarray | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -413,6 +414,12 @@ def cross_validate_heads(
         :mod:`training.remits`); their ``proba`` stays 0.
     weights : ndarray of float, optional
         Per row, its weight in every fit (``None``: all 1).
+    unscored : ndarray of int, optional
+        Rows cross-validated like the others (held out in their fold, so they get out-of-fold
+        ``proba``, which a head stacked on this one trains on) but never scored: left out of the
+        metrics, the threshold, the prior shift, the confidence map and the label counts
+        (``paidan train --fit-only``: tickets borrowed from elsewhere, which the promise of
+        ``config.target_precision`` on the centre's own tickets must not lean on).
 
     Returns
     -------
@@ -426,15 +433,24 @@ def cross_validate_heads(
     rest = None
     if sample is not None:
         rest = np.setdiff1d(np.setdiff1d(everyone, rows), fixed)
-    counted_rows = np.setdiff1d(everyone, fixed)
+    held = np.zeros(0, dtype=int) if unscored is None else np.asarray(unscored, dtype=int)
+    counted_rows = np.setdiff1d(everyone, np.union1d(fixed, held))
+    # The cross-validated rows that are scored: the metrics, threshold, prior shift and map read these.
+    scored = np.setdiff1d(rows, held)
     plans = []
     label_counts = []  # rows per label, in label order: for the prior shift below
     reasons = []  # why a head has fewer folds than config.cv_folds ("" when it has them all)
     for name, X, y_all in tasks:
         y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
-        if len(labels) != len(np.unique(y_all[counted_rows])):  # cv_sample keeps every label
-            raise ValueError(f"{name}: the cross-validation sample lacks a label")
+        if len(labels) != len(np.unique(y_all[np.setdiff1d(everyone, fixed)])):
+            raise ValueError(
+                f"{name}: the cross-validation sample lacks a label"
+            )  # cv_sample keeps every label
+        if not len(scored):
+            raise TrainingDataError(
+                f"no {head or name or 'head'} row to score: every row cross-validated is fit-only"
+            )
         what = head or name or "head"
         if len(labels) < 2:
             raise TrainingDataError(
@@ -482,7 +498,7 @@ def cross_validate_heads(
     for (_, y_all, labels, folds, _), full, label_rows, reason in zip(
         plans, probas, label_counts, reasons, strict=True
     ):
-        y, proba = y_all[rows], full[rows]
+        y, proba = y_all[scored], full[scored]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
         best = shifted.argmax(axis=1)
@@ -497,7 +513,7 @@ def cross_validate_heads(
         confidence = shown[np.arange(len(y)), best]
         # A ticket with no known word goes to a person whatever its confidence (Ranking.auto):
         # it neither reaches the target precision nor takes from it, and is never auto.
-        review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[rows]
+        review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[scored]
         # So does one whose suggested department is the catch-all 其他 (catch_all_rows).
         other = catch_all_rows(head, labels.tolist(), best)
         if other is not None:
@@ -511,7 +527,9 @@ def cross_validate_heads(
         if reason:
             report["folds_reason"] = reason
         if sample is not None:
-            report["rows"] = len(y_all)  # report["n"]: the sample's
+            report["rows"] = len(y_all) - len(held)  # report["n"]: the sample's
+        if len(held):
+            report["fit_only_rows"] = len(held)
         report["prior_alpha"] = alpha
         report["confidence_map"] = {"slope": mapping[0], "intercept": mapping[1]}
         if len(tried) > 1:
@@ -670,6 +688,7 @@ def fit_router(
     progress: Progress | None = None,
     n_jobs: int | None = -1,
     remits: pd.DataFrame | None = None,
+    fit_only: pd.DataFrame | None = None,
 ) -> tuple[Router, dict[str, HeadCV]]:
     """Fit features and both heads on validated rows (see :func:`training.validate.validate`).
 
@@ -683,7 +702,18 @@ def fit_router(
     :func:`training.remits.usable_remits`) join the rows of the head (or heads) whose label they
     name at weight ``config.remit_weight``, in the training part of every fold; they are not
     indexed as similar tickets nor counted as the labels' training rows.
+
+    ``fit_only`` (:func:`usable_fit_only`: validated, of the heads' labels only) are tickets learnt
+    from but never scored: they widen the vocabulary and train every fit like ``df``'s rows, and
+    are cross-validated with them (a head stacked on another reads their out-of-fold
+    probabilities), but are left out of the metrics, the threshold, the prior shift, the
+    confidence map and the labels' training rows (:func:`cross_validate_heads`), and are not
+    indexed as similar tickets: the centre's own tickets alone say what the model promises.
     """
+    own_count = len(df)
+    if fit_only is not None and len(fit_only):
+        df = pd.concat([df, fit_only[[c for c in df.columns if c in fit_only.columns]]])
+        df = df.reset_index(drop=True)
     ticket_rows = len(df)
     if remits is not None and len(remits) and config.remit_weight > 0:
         rows = remit_frame(remits, list(df.columns))
@@ -699,6 +729,8 @@ def fit_router(
             rows[CLEAN_TEXT_COL] = rows["text"].map(clean)
         df = pd.concat([df, rows], ignore_index=True)
     is_remit = np.arange(len(df)) >= ticket_rows
+    own_rows = np.arange(len(df)) < own_count
+    is_fit_only = ~own_rows & ~is_remit
     router = build_router(config, userdict=userdict, stopwords=stopwords)
     router.remit_clauses = remit_clauses(rows, config.script)  # {} without remits
     tickets = list(zip(df["title"], df["text"], strict=True))
@@ -741,6 +773,9 @@ def fit_router(
                 select_rows = cv_rows
         head_remits = is_remit[mask]
         always = np.flatnonzero(head_remits) if head_remits.any() else None
+        head_fit_only = is_fit_only[mask]
+        unscored = np.flatnonzero(head_fit_only) if head_fit_only.any() else None
+        uncounted = head_remits | head_fit_only
         weights = np.where(head_remits, config.remit_weight, 1.0) if head_remits.any() else None
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
@@ -756,6 +791,7 @@ def fit_router(
             no_terms=no_terms[mask],
             always=always,
             weights=weights,
+            unscored=unscored,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
@@ -775,6 +811,7 @@ def fit_router(
                 no_terms=no_terms[mask],
                 always=always,
                 weights=weights,
+                unscored=unscored,
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
@@ -800,7 +837,7 @@ def fit_router(
                 cv[head].prior_alpha,
                 cv[head].confidence_map,
                 sample_weight=weights,
-                counted=None if always is None else ~head_remits,
+                counted=~uncounted if uncounted.any() else None,
             )
         if progress:
             progress(f"fitting {head}", 1, 1)
@@ -822,10 +859,10 @@ def fit_router(
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing
-    # Remits are no past tickets: never shown as similar ones.
-    tickets_only = df.iloc[:ticket_rows]
+    # Remits are no past tickets, fit-only rows not the centre's: never shown as similar ones.
+    tickets_only = df[own_rows]
     router.build_index(
-        X[:ticket_rows] if is_remit.any() else X,
+        X[own_rows] if not own_rows.all() else X,
         tickets_only["id"].to_numpy(),
         tickets_only["title"].to_numpy(),
         tickets_only["department"].to_numpy(),
