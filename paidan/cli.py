@@ -48,7 +48,7 @@ from model.artifact import (
     load_router,
 )
 from model.config import MIN_LABEL_ROWS, OTHER_LABEL, UNLABELLED_MAX_ROWS, TrainingConfig
-from model.router import MAX_TOP_K
+from model.router import HEADS, MAX_TOP_K
 from model.settings import (
     Settings,
     SettingsError,
@@ -766,6 +766,17 @@ def train(
             help="Unlabelled ticket files that widen the vocabulary; repeat it for several files"
         ),
     ] = None,
+    fit_only: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--fit-only",
+            help="Labelled ticket files learnt from but never scored: tickets borrowed from "
+            "elsewhere (another city's, a vendor's), read like DATA, that train every fit but "
+            "are left out of the cross-validated figures, the auto threshold, the prior shift "
+            "and the label counts, which say what the model does on DATA's tickets; their "
+            "labels DATA lacks are left out. Repeat it for several files",
+        ),
+    ] = None,
     userdict: Annotated[
         Path | None, typer.Option(help="jieba user dictionary (default: the bundled one)")
     ] = None,
@@ -900,6 +911,7 @@ def train(
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
                 rules=rules,
+                fit_only=fit_only,
                 # Said before the fit, which takes minutes on a large history: the repeated
                 # tickets or conflicting labels they name are fixed before the wait, not after.
                 on_validated=say_warnings,
@@ -958,6 +970,8 @@ def train(
         )
     if rules_read := result.metadata["training_data"].get("rules"):
         out.print(rules_line(rules_read, merged_of(result.metadata)), soft_wrap=True)
+    if borrowed := result.metadata["training_data"].get("fit_only"):
+        out.print(fit_only_line(borrowed, result.metadata["heads"]), soft_wrap=True)
     if result.validation.joint_rows:
         out.print(
             f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
@@ -983,6 +997,25 @@ def train(
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")
         _after_train_under_root(result.model_dir)
+
+
+def fit_only_line(borrowed: dict[str, Any], heads: dict[str, dict[str, Any]]) -> str:
+    """The training summary's line on the ``--fit-only`` rows: how many each head learnt from,
+    and that the figures above are the training files' tickets only."""
+    per_head = ", ".join(
+        f"{name} {heads[name]['fit_only_rows']:,}"
+        for name in HEADS
+        if heads.get(name, {}).get("fit_only_rows")
+    )
+    said = f"learnt from {counted(borrowed['rows'], 'fit-only row', thousands=True)}"
+    said += f" ({per_head})" if per_head else " (no head learnt from them)"
+    said += "; not scored: the figures above are the training files' tickets only"
+    if same := borrowed.get("same_text_rows"):
+        said += f"; {counted(same, 'row')} left out as a training ticket's text"
+    if left := borrowed.get("left_out_labels"):
+        rows = sum(sum(c.values()) for c in left.values())
+        said += f"; {counted(rows, 'label')} left out as the training files do not teach them"
+    return said
 
 
 def _after_train_under_root(model_dir: Path) -> None:

@@ -69,6 +69,7 @@ from model.tickets import (
     iter_tickets,
     named_paths,
     partition_values,
+    read_tickets,
     require_rows,
     title_column_note,
 )
@@ -105,7 +106,9 @@ from training.validate import (
     ValidationReport,
     drop_single_label_heads,
     label_column_notes,
+    listing,
     rows_of,
+    usable_fit_only,
     validate,
 )
 from training.window import Window, read_window
@@ -180,6 +183,7 @@ def data_fingerprint(
     window: dict[str, Any] | None = None,
     unlabelled_shas: Sequence[str] = (),
     names: Sequence[str] = (),
+    fit_only_shas: Sequence[str] = (),
 ) -> str:
     """SHA-256 over the training files' SHA-256s (:func:`model.artifact.sha256_file`), in order:
     changes when any byte of any file does, and with the window of their rows trained on
@@ -187,7 +191,9 @@ def data_fingerprint(
     (which widen the vocabulary and IDF; without any, the fingerprint is what it was before they
     counted), and with the partition values in the files' ``names``
     (:func:`model.tickets.partition_values`: a part moved from 部门=人社/ to 部门=住建/ is the same
-    bytes with other labels; without any, the fingerprint is what it was before they were read).
+    bytes with other labels; without any, the fingerprint is what it was before they were read),
+    and with the ``--fit-only`` files' SHA-256s (learnt from: a model trained with them is other
+    data's; without any, the fingerprint is what it was before they were).
     The callers hash each file once and record the same hashes per file (``data_files``): a
     history of gigabytes is not read twice more."""
     h = hashlib.sha256()
@@ -201,6 +207,10 @@ def data_fingerprint(
     if unlabelled_shas:
         h.update(b"unlabelled")
         for sha in unlabelled_shas:
+            h.update(sha.encode())
+    if fit_only_shas:
+        h.update(b"fit-only")
+        for sha in fit_only_shas:
             h.update(sha.encode())
     return h.hexdigest()
 
@@ -1142,6 +1152,7 @@ def train(
     remits: str | Path | Sequence[str | Path] | None = None,
     rules: str | Path | Sequence[str | Path] | None = None,
     on_validated: Callable[[ValidationReport], None] | None = None,
+    fit_only: str | Path | Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -1189,6 +1200,9 @@ def train(
         Files of dispatch rules (:mod:`training.rules`), read before the tickets.
     on_validated : callable, optional
         As in :func:`train_frame`; the report's ``absent_columns`` are set by then.
+    fit_only : str or Path, or a sequence of them, optional
+        Labelled ticket files (or directories) learnt from but never scored (tickets borrowed
+        from elsewhere: see :func:`train_frame`), read with ``columns``; no window applies to them.
 
     Returns
     -------
@@ -1196,9 +1210,11 @@ def train(
     """
     remit_files = as_paths(remits)
     rule_files = as_paths(rules)
+    fit_only_files = as_paths(fit_only)
     if out_dir is not None:  # before the reading and training it would waste
         inputs = [
             *paths,
+            *fit_only_files,
             *unlabelled,
             *(p for p in (userdict, stopwords) if p),
             *remit_files,
@@ -1237,6 +1253,15 @@ def train(
         extra = read_extra.pairs()
         extra_files = unlabelled_files(unlabelled)
         sampled = unlabelled_sample_note(read_extra, config)
+    borrowed = None
+    borrowed_files: list[dict[str, str]] = []
+    if fit_only_files:
+        named_fit = named_paths(fit_only_files)
+        borrowed = read_tickets(named_fit, columns)
+        require_rows(len(borrowed), [p for p, _ in named_fit])
+        borrowed_files = [
+            {"name": display_name(name), "sha256": sha256_file(path)} for path, name in named_fit
+        ]
     shas = [sha256_file(p) for p in files]
     result = train_frame(
         raw,
@@ -1250,7 +1275,11 @@ def train(
         model_root=model_root,
         progress=progress,
         data_sha=data_fingerprint(
-            shas, window_info, [f["sha256"] for f in extra_files], [name for _, name in named]
+            shas,
+            window_info,
+            [f["sha256"] for f in extra_files],
+            [name for _, name in named],
+            [f["sha256"] for f in borrowed_files],
         ),
         data_files=[
             {"name": display_name(name), "sha256": sha}
@@ -1268,6 +1297,8 @@ def train(
         remits=remit_rows,
         rules=rule_rows,
         on_validated=lambda report: validated(report, absent, on_validated),
+        fit_only=borrowed,
+        fit_only_files=borrowed_files,
     )
     result.validation.absent_columns = absent
     return result
@@ -1334,6 +1365,8 @@ def train_frame(
     remits: pd.DataFrame | None = None,
     rules: pd.DataFrame | None = None,
     on_validated: Callable[[ValidationReport], None] | None = None,
+    fit_only: pd.DataFrame | None = None,
+    fit_only_files: list[dict[str, str]] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -1369,6 +1402,15 @@ def train_frame(
         Called with the validation's report (its :meth:`~ValidationReport.warnings`: repeated
         tickets, conflicting or blank labels…) once the rows are validated, before the fit, so
         they are said before the wait.
+    fit_only : DataFrame, optional
+        Canonical rows learnt from but never scored: tickets borrowed from elsewhere (another
+        city's, a vendor's annotated set), whose labels teach every fit but must not stand in for
+        the centre's own tickets in what cross-validation promises (the auto threshold's
+        ``config.target_precision``, the metrics, the prior shift, the confidence map, the label
+        counts). Validated by :func:`training.validate.usable_fit_only` (only the labels ``raw``
+        teaches are kept) and trained by :func:`fit_router`; ``metadata["training_data"]["fit_only"]``
+        counts them (with ``fit_only_files``, the files' ``name`` and ``sha256``), and each head's
+        ``fit_only_rows`` those it learnt from.
 
     Returns
     -------
@@ -1429,8 +1471,29 @@ def train_frame(
         else:
             remits = None
 
+    fit_only_info: dict[str, Any] = {}
+    if fit_only is not None:
+        fit_only, fit_only_info = usable_fit_only(fit_only, df, options)
+        fit_only_info = {"files": fit_only_files or [], **fit_only_info}
+        if fit_only_info.get("left_out_labels"):
+            left = fit_only_info["left_out_labels"]
+            logger.warning(
+                "--fit-only: labels the training files do not teach are left out (rows): %s",
+                "; ".join(
+                    f"{head} " + listing([f"{k!r} ({v})" for k, v in c.items()])
+                    for head, c in left.items()
+                ),
+            )
     router, cv = fit_router(
-        df, config, userdict_path, stopwords_path, extra, progress, n_jobs, remits=remits
+        df,
+        config,
+        userdict_path,
+        stopwords_path,
+        extra,
+        progress,
+        n_jobs,
+        remits=remits,
+        fit_only=fit_only,
     )
     rules_info: dict[str, Any] = {}
     if rules is not None and len(rules):
@@ -1457,6 +1520,11 @@ def train_frame(
                     "intercept": head.confidence_map[1],
                 },
                 "inputs": router.head_inputs(name),
+                **(
+                    {"fit_only_rows": cv[name].report["fit_only_rows"]}
+                    if "fit_only_rows" in cv[name].report
+                    else {}
+                ),
             }
             for name, head in router.heads.items()
         },
@@ -1467,6 +1535,7 @@ def train_frame(
             "unlabelled_rows": len(extra),
             "validation": report.to_dict(),
             **({"remits": remits_info} if remits_info else {}),
+            **({"fit_only": fit_only_info} if fit_only_info else {}),
             **({"rules": rules_info} if rules_info else {}),
             **(extra_metadata or {}),
         },
