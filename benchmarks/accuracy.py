@@ -19,6 +19,11 @@ remits: each third-level entry under one of the seven categories, in place of a 
 --remits FILE`` reads it, e.g. ``benchmarks/remits/tipdm_departments_zh.csv``, a 权责清单 in Chinese
 written for this data's 20 department labels.
 
+The other file's rows are fit-only (``paidan train --fit-only``): each training part learns from
+them, but its inner cross-validation scores its own file's tickets only, as the threshold is then
+chosen for the tickets the fold is scored on; ``--no-fit-only`` scores them too, as before
+2026-12-07 (``accuracy.json`` and the results before ``accuracy_fit_only.json``).
+
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
     .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--folds 3]
@@ -531,6 +536,9 @@ def main() -> None:
         "folds": args.folds,
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
+        # The other file's rows, where borrowed: learnt from but not scored in the inner
+        # cross-validation (paidan train --fit-only), or scored as the fold's own (False).
+        **({} if args.no_extra_labels else {"extra_rows_fit_only": not args.no_fit_only}),
         **({"remits": len(remits)} if remits is not None else {}),
         **(
             {
@@ -557,7 +565,15 @@ def main() -> None:
     }
     if args.merge and args.out.exists():
         stored = json.loads(args.out.read_text(encoding="utf-8"))
-        same = ("seeds", "folds", "config", "unlabelled_rows", "remits", "remit_sources")
+        same = (
+            "seeds",
+            "folds",
+            "config",
+            "unlabelled_rows",
+            "extra_rows_fit_only",
+            "remits",
+            "remit_sources",
+        )
         if any(stored.get(k) != result.get(k) for k in same):
             sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
         result["tasks"] = stored["tasks"] | result["tasks"]
