@@ -19,6 +19,11 @@ remits: each third-level entry under one of the seven categories, in place of a 
 --remits FILE`` reads it, e.g. ``benchmarks/remits/tipdm_departments_zh.csv``, a 权责清单 in Chinese
 written for this data's 20 department labels.
 
+The other file's rows are fit-only (``paidan train --fit-only``): each training part learns from
+them, but its inner cross-validation scores its own file's tickets only, as the threshold is then
+chosen for the tickets the fold is scored on; ``--no-fit-only`` scores them too, as before
+2026-12-07 (``accuracy.json`` and the results before ``accuracy_fit_only.json``).
+
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.md``. Run::
 
     .venv/bin/python benchmarks/accuracy.py [--seeds 42 0 7] [--folds 3]
@@ -54,7 +59,7 @@ from training.markdown import md_text  # noqa: E402
 from training.metrics import head_report, top_k_accuracy  # noqa: E402
 from training.remits import read_remits, usable_remits  # noqa: E402
 from training.train import fit_router  # noqa: E402
-from training.validate import validate  # noqa: E402
+from training.validate import usable_fit_only, validate  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets" / "tipdm2020c"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -143,10 +148,16 @@ def run_product(
     extra: list[tuple[str, str]],
     extra_labelled: pd.DataFrame | None = None,
     remits: pd.DataFrame | None = None,
+    fit_only: bool = True,
 ) -> dict:
     t0 = time.perf_counter()
-    rows = df.iloc[train] if extra_labelled is None else pd.concat([df.iloc[train], extra_labelled])
-    train_df, _ = validate(rows, config.min_examples)
+    borrowed = None
+    if extra_labelled is None or fit_only:  # as paidan train own.csv --fit-only other.csv
+        train_df, _ = validate(df.iloc[train], config.min_examples)
+        if extra_labelled is not None:
+            borrowed, _ = usable_fit_only(extra_labelled, train_df)
+    else:  # the other file's rows trained and scored as the fold's own (before --fit-only)
+        train_df, _ = validate(pd.concat([df.iloc[train], extra_labelled]), config.min_examples)
     if remits is not None:  # as paidan train --remits: those of the training part's labels
         labels = {h: sorted(set(train_df[h]) - {""}) for h in ("department", "category")}
         remits, _ = usable_remits(remits, labels)
@@ -157,6 +168,7 @@ def run_product(
         resources.default_stopwords(),
         extra,
         remits=remits,
+        fit_only=borrowed,
     )
     fit_s = time.perf_counter() - t0
     test_df = df.iloc[test]
@@ -207,7 +219,9 @@ def extra_labelled_rows(task: str, own: pd.DataFrame) -> pd.DataFrame:
     categories, and the department task gains the category file's categories, which the category
     head learns from and the department head reads (``stack_category``). Test rows always come
     from the task's own file, and a message that also appears in it is left out, so no test text
-    can leak into training.
+    can leak into training. They are fit-only rows (``paidan train --fit-only``): learnt from,
+    never scored in the inner cross-validation that chooses the threshold, the prior shift and
+    the confidence map; ``--no-fit-only`` scores them as the fold's own rows, as before.
     """
     other = read_tickets([SHARED / TASKS["department" if task == "category" else "category"]])
     other["department"] = ""
@@ -224,6 +238,7 @@ def evaluate_task(
     folds: int,
     use_extra_labels: bool = True,
     remits: pd.DataFrame | None = None,
+    fit_only: bool = True,
 ) -> dict:
     df = read_tickets([SHARED / TASKS[task]])
     extra_labelled = extra_labelled_rows(task, df) if use_extra_labels else None
@@ -246,6 +261,7 @@ def evaluate_task(
                 extra,
                 extra_labelled,
                 remits,
+                fit_only,
             )
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
             print(
@@ -257,6 +273,7 @@ def evaluate_task(
         "rows": len(df),
         "labels": len(set(y)),
         "extra_training_rows": 0 if extra_labelled is None else len(extra_labelled),
+        **({"extra_rows_fit_only": fit_only} if extra_labelled is not None else {}),
         "runs": runs,
         "summary": summarise(runs),
     }
@@ -457,6 +474,13 @@ def main() -> None:
         help="train each task on its own file only (no labels borrowed from the other file)",
     )
     parser.add_argument(
+        "--no-fit-only",
+        action="store_true",
+        help="score the rows borrowed from the other file in the inner cross-validation too, as "
+        "the fold's own (before paidan train --fit-only): the threshold, prior shift and "
+        "confidence map are then chosen on both files' tickets",
+    )
+    parser.add_argument(
         "--remits",
         action="store_true",
         help="teach the department head the annotation guide's department definitions, as "
@@ -512,6 +536,9 @@ def main() -> None:
         "folds": args.folds,
         "config": config.to_dict(),
         "unlabelled_rows": len(extra),
+        # The other file's rows, where borrowed: learnt from but not scored in the inner
+        # cross-validation (paidan train --fit-only), or scored as the fold's own (False).
+        **({} if args.no_extra_labels else {"extra_rows_fit_only": not args.no_fit_only}),
         **({"remits": len(remits)} if remits is not None else {}),
         **(
             {
@@ -524,14 +551,29 @@ def main() -> None:
         ),
         "tasks": {
             task: evaluate_task(
-                task, args.seeds, config, extra, args.folds, not args.no_extra_labels, remits
+                task,
+                args.seeds,
+                config,
+                extra,
+                args.folds,
+                not args.no_extra_labels,
+                remits,
+                not args.no_fit_only,
             )
             for task in args.tasks
         },
     }
     if args.merge and args.out.exists():
         stored = json.loads(args.out.read_text(encoding="utf-8"))
-        same = ("seeds", "folds", "config", "unlabelled_rows", "remits", "remit_sources")
+        same = (
+            "seeds",
+            "folds",
+            "config",
+            "unlabelled_rows",
+            "extra_rows_fit_only",
+            "remits",
+            "remit_sources",
+        )
         if any(stored.get(k) != result.get(k) for k in same):
             sys.exit(f"--merge: {args.out} was run with other seeds, folds or configuration")
         result["tasks"] = stored["tasks"] | result["tasks"]

@@ -49,7 +49,7 @@ from model.artifact import (
     load_router,
 )
 from model.config import MIN_LABEL_ROWS, OTHER_LABEL, UNLABELLED_MAX_ROWS, TrainingConfig
-from model.router import MAX_TOP_K
+from model.router import HEADS, MAX_TOP_K
 from model.settings import (
     Settings,
     SettingsError,
@@ -785,6 +785,17 @@ def train(
             help="Unlabelled ticket files that widen the vocabulary; repeat it for several files"
         ),
     ] = None,
+    fit_only: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--fit-only",
+            help="Labelled ticket files learnt from but never scored: tickets borrowed from "
+            "elsewhere (another city's, a vendor's), read like DATA, that train every fit but "
+            "are left out of the cross-validated figures, the auto threshold, the prior shift "
+            "and the label counts, which say what the model does on DATA's tickets; their "
+            "labels DATA lacks are left out. Repeat it for several files",
+        ),
+    ] = None,
     userdict: Annotated[
         Path | None, typer.Option(help="jieba user dictionary (default: the bundled one)")
     ] = None,
@@ -923,6 +934,7 @@ def train(
                 on_window=lambda info: print_during(bar, describe(info)),
                 remits=remits,
                 rules=rules,
+                fit_only=fit_only,
                 # Said before the fit, which takes minutes on a large history: the repeated
                 # tickets or conflicting labels they name are fixed before the wait, not after.
                 on_validated=say_warnings,
@@ -1007,6 +1019,8 @@ def train(
         )
     if rules_read := result.metadata["training_data"].get("rules"):
         out.print(rules_line(rules_read, merged_of(result.metadata)), soft_wrap=True)
+    if borrowed := result.metadata["training_data"].get("fit_only"):
+        out.print(fit_only_line(borrowed, result.metadata["heads"]), soft_wrap=True)
     if result.validation.joint_rows:
         out.print(
             f"{counted(result.validation.joint_rows, 'joint dispatch', 'joint dispatches')} (会办, "
@@ -1062,6 +1076,25 @@ def _written_at(model_dir: Path | None) -> int | None:
         return (model_dir / METADATA_FILE).stat().st_mtime_ns if model_dir is not None else None
     except OSError:
         return None
+
+
+def fit_only_line(borrowed: dict[str, Any], heads: dict[str, dict[str, Any]]) -> str:
+    """The training summary's line on the ``--fit-only`` rows: how many each head learnt from,
+    and that the figures above are the training files' tickets only."""
+    per_head = ", ".join(
+        f"{name} {heads[name]['fit_only_rows']:,}"
+        for name in HEADS
+        if heads.get(name, {}).get("fit_only_rows")
+    )
+    said = f"learnt from {counted(borrowed['rows'], 'fit-only row', thousands=True)}"
+    said += f" ({per_head})" if per_head else " (no head learnt from them)"
+    said += "; not scored: the figures above are the training files' tickets only"
+    if same := borrowed.get("same_text_rows"):
+        said += f"; {counted(same, 'row')} left out as a training ticket's text"
+    if left := borrowed.get("left_out_labels"):
+        rows = sum(sum(c.values()) for c in left.values())
+        said += f"; {counted(rows, 'label')} left out as the training files do not teach them"
+    return said
 
 
 def _after_train_under_root(model_dir: Path) -> None:

@@ -69,6 +69,7 @@ from model.tickets import (
     iter_tickets,
     named_paths,
     partition_values,
+    read_tickets,
     require_rows,
     title_column_note,
 )
@@ -105,7 +106,9 @@ from training.validate import (
     ValidationReport,
     drop_single_label_heads,
     label_column_notes,
+    listing,
     rows_of,
+    usable_fit_only,
     validate,
 )
 from training.window import Window, read_window
@@ -180,6 +183,7 @@ def data_fingerprint(
     window: dict[str, Any] | None = None,
     unlabelled_shas: Sequence[str] = (),
     names: Sequence[str] = (),
+    fit_only_shas: Sequence[str] = (),
 ) -> str:
     """SHA-256 over the training files' SHA-256s (:func:`model.artifact.sha256_file`), in order:
     changes when any byte of any file does, and with the window of their rows trained on
@@ -187,7 +191,9 @@ def data_fingerprint(
     (which widen the vocabulary and IDF; without any, the fingerprint is what it was before they
     counted), and with the partition values in the files' ``names``
     (:func:`model.tickets.partition_values`: a part moved from 部门=人社/ to 部门=住建/ is the same
-    bytes with other labels; without any, the fingerprint is what it was before they were read).
+    bytes with other labels; without any, the fingerprint is what it was before they were read),
+    and with the ``--fit-only`` files' SHA-256s (learnt from: a model trained with them is other
+    data's; without any, the fingerprint is what it was before they were).
     The callers hash each file once and record the same hashes per file (``data_files``): a
     history of gigabytes is not read twice more."""
     h = hashlib.sha256()
@@ -201,6 +207,10 @@ def data_fingerprint(
     if unlabelled_shas:
         h.update(b"unlabelled")
         for sha in unlabelled_shas:
+            h.update(sha.encode())
+    if fit_only_shas:
+        h.update(b"fit-only")
+        for sha in fit_only_shas:
             h.update(sha.encode())
     return h.hexdigest()
 
@@ -369,6 +379,7 @@ def cross_validate_heads(
     no_terms: np.ndarray | None = None,
     always: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    unscored: np.ndarray | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -413,6 +424,12 @@ def cross_validate_heads(
         :mod:`training.remits`); their ``proba`` stays 0.
     weights : ndarray of float, optional
         Per row, its weight in every fit (``None``: all 1).
+    unscored : ndarray of int, optional
+        Rows cross-validated like the others (held out in their fold, so they get out-of-fold
+        ``proba``, which a head stacked on this one trains on) but never scored: left out of the
+        metrics, the threshold, the prior shift, the confidence map and the label counts
+        (``paidan train --fit-only``: tickets borrowed from elsewhere, which the promise of
+        ``config.target_precision`` on the centre's own tickets must not lean on).
 
     Returns
     -------
@@ -426,15 +443,24 @@ def cross_validate_heads(
     rest = None
     if sample is not None:
         rest = np.setdiff1d(np.setdiff1d(everyone, rows), fixed)
-    counted_rows = np.setdiff1d(everyone, fixed)
+    held = np.zeros(0, dtype=int) if unscored is None else np.asarray(unscored, dtype=int)
+    counted_rows = np.setdiff1d(everyone, np.union1d(fixed, held))
+    # The cross-validated rows that are scored: the metrics, threshold, prior shift and map read these.
+    scored = np.setdiff1d(rows, held)
     plans = []
     label_counts = []  # rows per label, in label order: for the prior shift below
     reasons = []  # why a head has fewer folds than config.cv_folds ("" when it has them all)
     for name, X, y_all in tasks:
         y = y_all[rows]
         labels, counts = np.unique(y, return_counts=True)
-        if len(labels) != len(np.unique(y_all[counted_rows])):  # cv_sample keeps every label
-            raise ValueError(f"{name}: the cross-validation sample lacks a label")
+        if len(labels) != len(np.unique(y_all[np.setdiff1d(everyone, fixed)])):
+            raise ValueError(
+                f"{name}: the cross-validation sample lacks a label"
+            )  # cv_sample keeps every label
+        if not len(scored):
+            raise TrainingDataError(
+                f"no {head or name or 'head'} row to score: every row cross-validated is fit-only"
+            )
         what = head or name or "head"
         if len(labels) < 2:
             raise TrainingDataError(
@@ -482,7 +508,7 @@ def cross_validate_heads(
     for (_, y_all, labels, folds, _), full, label_rows, reason in zip(
         plans, probas, label_counts, reasons, strict=True
     ):
-        y, proba = y_all[rows], full[rows]
+        y, proba = y_all[scored], full[scored]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
         best = shifted.argmax(axis=1)
@@ -497,7 +523,7 @@ def cross_validate_heads(
         confidence = shown[np.arange(len(y)), best]
         # A ticket with no known word goes to a person whatever its confidence (Ranking.auto):
         # it neither reaches the target precision nor takes from it, and is never auto.
-        review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[rows]
+        review = np.zeros(len(y), dtype=bool) if no_terms is None else no_terms[scored]
         # So does one whose suggested department is the catch-all 其他 (catch_all_rows).
         other = catch_all_rows(head, labels.tolist(), best)
         if other is not None:
@@ -511,7 +537,9 @@ def cross_validate_heads(
         if reason:
             report["folds_reason"] = reason
         if sample is not None:
-            report["rows"] = len(y_all)  # report["n"]: the sample's
+            report["rows"] = len(y_all) - len(held)  # report["n"]: the sample's
+        if len(held):
+            report["fit_only_rows"] = len(held)
         report["prior_alpha"] = alpha
         report["confidence_map"] = {"slope": mapping[0], "intercept": mapping[1]}
         if len(tried) > 1:
@@ -670,6 +698,7 @@ def fit_router(
     progress: Progress | None = None,
     n_jobs: int | None = -1,
     remits: pd.DataFrame | None = None,
+    fit_only: pd.DataFrame | None = None,
 ) -> tuple[Router, dict[str, HeadCV]]:
     """Fit features and both heads on validated rows (see :func:`training.validate.validate`).
 
@@ -683,7 +712,18 @@ def fit_router(
     :func:`training.remits.usable_remits`) join the rows of the head (or heads) whose label they
     name at weight ``config.remit_weight``, in the training part of every fold; they are not
     indexed as similar tickets nor counted as the labels' training rows.
+
+    ``fit_only`` (:func:`usable_fit_only`: validated, of the heads' labels only) are tickets learnt
+    from but never scored: they widen the vocabulary and train every fit like ``df``'s rows, and
+    are cross-validated with them (a head stacked on another reads their out-of-fold
+    probabilities), but are left out of the metrics, the threshold, the prior shift, the
+    confidence map and the labels' training rows (:func:`cross_validate_heads`), and are not
+    indexed as similar tickets: the centre's own tickets alone say what the model promises.
     """
+    own_count = len(df)
+    if fit_only is not None and len(fit_only):
+        df = pd.concat([df, fit_only[[c for c in df.columns if c in fit_only.columns]]])
+        df = df.reset_index(drop=True)
     ticket_rows = len(df)
     if remits is not None and len(remits) and config.remit_weight > 0:
         rows = remit_frame(remits, list(df.columns))
@@ -699,6 +739,8 @@ def fit_router(
             rows[CLEAN_TEXT_COL] = rows["text"].map(clean)
         df = pd.concat([df, rows], ignore_index=True)
     is_remit = np.arange(len(df)) >= ticket_rows
+    own_rows = np.arange(len(df)) < own_count
+    is_fit_only = ~own_rows & ~is_remit
     router = build_router(config, userdict=userdict, stopwords=stopwords)
     router.remit_clauses = remit_clauses(rows, config.script)  # {} without remits
     tickets = list(zip(df["title"], df["text"], strict=True))
@@ -741,6 +783,9 @@ def fit_router(
                 select_rows = cv_rows
         head_remits = is_remit[mask]
         always = np.flatnonzero(head_remits) if head_remits.any() else None
+        head_fit_only = is_fit_only[mask]
+        unscored = np.flatnonzero(head_fit_only) if head_fit_only.any() else None
+        uncounted = head_remits | head_fit_only
         weights = np.where(head_remits, config.remit_weight, 1.0) if head_remits.any() else None
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
@@ -756,6 +801,7 @@ def fit_router(
             no_terms=no_terms[mask],
             always=always,
             weights=weights,
+            unscored=unscored,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
@@ -775,6 +821,7 @@ def fit_router(
                 no_terms=no_terms[mask],
                 always=always,
                 weights=weights,
+                unscored=unscored,
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
@@ -800,7 +847,7 @@ def fit_router(
                 cv[head].prior_alpha,
                 cv[head].confidence_map,
                 sample_weight=weights,
-                counted=None if always is None else ~head_remits,
+                counted=~uncounted if uncounted.any() else None,
             )
         if progress:
             progress(f"fitting {head}", 1, 1)
@@ -822,10 +869,10 @@ def fit_router(
             upstream[head] = proba
     if not router.latent_heads:
         router.latent = None  # fitted, but no head reads it: not worth storing
-    # Remits are no past tickets: never shown as similar ones.
-    tickets_only = df.iloc[:ticket_rows]
+    # Remits are no past tickets, fit-only rows not the centre's: never shown as similar ones.
+    tickets_only = df[own_rows]
     router.build_index(
-        X[:ticket_rows] if is_remit.any() else X,
+        X[own_rows] if not own_rows.all() else X,
         tickets_only["id"].to_numpy(),
         tickets_only["title"].to_numpy(),
         tickets_only["department"].to_numpy(),
@@ -1105,6 +1152,7 @@ def train(
     remits: str | Path | Sequence[str | Path] | None = None,
     rules: str | Path | Sequence[str | Path] | None = None,
     on_validated: Callable[[ValidationReport], None] | None = None,
+    fit_only: str | Path | Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model directory.
 
@@ -1152,6 +1200,9 @@ def train(
         Files of dispatch rules (:mod:`training.rules`), read before the tickets.
     on_validated : callable, optional
         As in :func:`train_frame`; the report's ``absent_columns`` are set by then.
+    fit_only : str or Path, or a sequence of them, optional
+        Labelled ticket files (or directories) learnt from but never scored (tickets borrowed
+        from elsewhere: see :func:`train_frame`), read with ``columns``; no window applies to them.
 
     Returns
     -------
@@ -1159,9 +1210,11 @@ def train(
     """
     remit_files = as_paths(remits)
     rule_files = as_paths(rules)
+    fit_only_files = as_paths(fit_only)
     if out_dir is not None:  # before the reading and training it would waste
         inputs = [
             *paths,
+            *fit_only_files,
             *unlabelled,
             *(p for p in (userdict, stopwords) if p),
             *remit_files,
@@ -1200,6 +1253,15 @@ def train(
         extra = read_extra.pairs()
         extra_files = unlabelled_files(unlabelled)
         sampled = unlabelled_sample_note(read_extra, config)
+    borrowed = None
+    borrowed_files: list[dict[str, str]] = []
+    if fit_only_files:
+        named_fit = named_paths(fit_only_files)
+        borrowed = read_tickets(named_fit, columns)
+        require_rows(len(borrowed), [p for p, _ in named_fit])
+        borrowed_files = [
+            {"name": display_name(name), "sha256": sha256_file(path)} for path, name in named_fit
+        ]
     shas = [sha256_file(p) for p in files]
     result = train_frame(
         raw,
@@ -1213,7 +1275,11 @@ def train(
         model_root=model_root,
         progress=progress,
         data_sha=data_fingerprint(
-            shas, window_info, [f["sha256"] for f in extra_files], [name for _, name in named]
+            shas,
+            window_info,
+            [f["sha256"] for f in extra_files],
+            [name for _, name in named],
+            [f["sha256"] for f in borrowed_files],
         ),
         data_files=[
             {"name": display_name(name), "sha256": sha}
@@ -1231,6 +1297,8 @@ def train(
         remits=remit_rows,
         rules=rule_rows,
         on_validated=lambda report: validated(report, absent, on_validated),
+        fit_only=borrowed,
+        fit_only_files=borrowed_files,
     )
     result.validation.absent_columns = absent
     return result
@@ -1297,6 +1365,8 @@ def train_frame(
     remits: pd.DataFrame | None = None,
     rules: pd.DataFrame | None = None,
     on_validated: Callable[[ValidationReport], None] | None = None,
+    fit_only: pd.DataFrame | None = None,
+    fit_only_files: list[dict[str, str]] | None = None,
 ) -> TrainResult:
     """Train, cross-validate and save a model from canonical rows already in memory.
 
@@ -1332,6 +1402,15 @@ def train_frame(
         Called with the validation's report (its :meth:`~ValidationReport.warnings`: repeated
         tickets, conflicting or blank labels…) once the rows are validated, before the fit, so
         they are said before the wait.
+    fit_only : DataFrame, optional
+        Canonical rows learnt from but never scored: tickets borrowed from elsewhere (another
+        city's, a vendor's annotated set), whose labels teach every fit but must not stand in for
+        the centre's own tickets in what cross-validation promises (the auto threshold's
+        ``config.target_precision``, the metrics, the prior shift, the confidence map, the label
+        counts). Validated by :func:`training.validate.usable_fit_only` (only the labels ``raw``
+        teaches are kept) and trained by :func:`fit_router`; ``metadata["training_data"]["fit_only"]``
+        counts them (with ``fit_only_files``, the files' ``name`` and ``sha256``), and each head's
+        ``fit_only_rows`` those it learnt from.
 
     Returns
     -------
@@ -1392,8 +1471,29 @@ def train_frame(
         else:
             remits = None
 
+    fit_only_info: dict[str, Any] = {}
+    if fit_only is not None:
+        fit_only, fit_only_info = usable_fit_only(fit_only, df, options)
+        fit_only_info = {"files": fit_only_files or [], **fit_only_info}
+        if fit_only_info.get("left_out_labels"):
+            left = fit_only_info["left_out_labels"]
+            logger.warning(
+                "--fit-only: labels the training files do not teach are left out (rows): %s",
+                "; ".join(
+                    f"{head} " + listing([f"{k!r} ({v})" for k, v in c.items()])
+                    for head, c in left.items()
+                ),
+            )
     router, cv = fit_router(
-        df, config, userdict_path, stopwords_path, extra, progress, n_jobs, remits=remits
+        df,
+        config,
+        userdict_path,
+        stopwords_path,
+        extra,
+        progress,
+        n_jobs,
+        remits=remits,
+        fit_only=fit_only,
     )
     rules_info: dict[str, Any] = {}
     if rules is not None and len(rules):
@@ -1420,6 +1520,11 @@ def train_frame(
                     "intercept": head.confidence_map[1],
                 },
                 "inputs": router.head_inputs(name),
+                **(
+                    {"fit_only_rows": cv[name].report["fit_only_rows"]}
+                    if "fit_only_rows" in cv[name].report
+                    else {}
+                ),
             }
             for name, head in router.heads.items()
         },
@@ -1430,6 +1535,7 @@ def train_frame(
             "unlabelled_rows": len(extra),
             "validation": report.to_dict(),
             **({"remits": remits_info} if remits_info else {}),
+            **({"fit_only": fit_only_info} if fit_only_info else {}),
             **({"rules": rules_info} if rules_info else {}),
             **(extra_metadata or {}),
         },

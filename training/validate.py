@@ -578,6 +578,58 @@ def validate(
     return df.reset_index(drop=True), report
 
 
+def usable_fit_only(
+    raw: pd.DataFrame, own: pd.DataFrame, options: Options = TRAIN_OPTIONS
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The fit-only rows (``paidan train --fit-only``) a fit can learn from, and what was left out.
+
+    ``raw`` is read as training files are (:func:`validate`: labels trimmed, rows without text
+    and tickets read twice left out), but no label is merged for being rare among them: each
+    head's label is kept only where ``own``, the validated own rows, has that head learn it, so
+    fit-only rows never add a label, nor a head, of their own (a borrowed 市残联 the own rows lack,
+    or merged into 其他, is left out like a remit of an unknown department). A row whose text an
+    own row has is left out too: the own row is the one scored. Rows left with no label are
+    dropped.
+
+    Returns
+    -------
+    (DataFrame, dict)
+        The rows, and ``rows_in``, ``rows`` and, where any, ``same_text_rows`` (left out as an
+        own row's text) and ``left_out_labels`` (per head, masked label → rows), as
+        ``metadata.json`` records them in ``training_data.fit_only``.
+
+    Raises
+    ------
+    TrainingDataError
+        When no fit-only row has text or a label (naming ``--fit-only``).
+    """
+    try:
+        rows, _ = validate(raw, 1, options=options)
+    except TrainingDataError as e:
+        raise TrainingDataError(f"--fit-only: {e}") from e
+    info: dict[str, Any] = {"rows_in": len(raw)}
+    own_texts = set(own[CLEAN_TEXT_COL] if CLEAN_TEXT_COL in own else own["text"].map(clean))
+    same = rows[CLEAN_TEXT_COL].isin(own_texts).to_numpy()
+    if same.any():
+        info["same_text_rows"] = int(same.sum())
+        rows = rows[~same]
+    left_out: dict[str, dict[str, int]] = {}
+    rows = rows.copy()
+    for head in LABELS:
+        learnt = set(own[head]) - {""} if head in own else set()
+        unknown = (rows[head] != "") & ~rows[head].isin(learnt)
+        if unknown.any():
+            counts = rows.loc[unknown, head].value_counts()
+            left_out[head] = masked_counts({str(k): int(v) for k, v in counts.items()})
+            rows.loc[unknown, head] = ""
+    labelled = (rows[list(LABELS)] != "").any(axis=1)
+    rows = rows[labelled].reset_index(drop=True)
+    info["rows"] = len(rows)
+    if left_out:
+        info["left_out_labels"] = left_out
+    return rows, info
+
+
 def conflicting_duplicates(
     head: str, key: pd.Series, labels: pd.Series, where: pd.Series
 ) -> list[dict[str, Any]]:
