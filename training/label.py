@@ -972,6 +972,12 @@ def label(
                     "path": printable(str(p.resolve())),
                     "size": stats[p].st_size,
                     "mtime_ns": stats[p].st_mtime_ns,
+                    # As _how_changed sees a change during the run: the next export written at
+                    # the same size with its modification time set back (cp -p, rsync -t,
+                    # touch -r) was resumed, one export's first chunks joined to the other's
+                    # rest. Not the inode: a file system may number its files otherwise after a
+                    # remount (overlayfs), and a file put in its place has a new change time.
+                    "ctime_ns": stats[p].st_ctime_ns,
                 }
                 for p in files
             ],
@@ -1806,7 +1812,15 @@ def _inputs_differ(old: Any, new: list[dict[str, Any]]) -> str:
             for key, name in (("size", "size"), ("mtime_ns", "modification time"))
             if any(was[path].get(key) != now[path][key] for path in changed)
         ]
-        said.append(f"{_some(changed)} changed since ({', '.join(what)})")
+        said.append(
+            f"{_some(changed)} changed since ("
+            + (
+                ", ".join(what)
+                or "rewritten or replaced: the change time moved, at the same size and "
+                "modification time"
+            )
+            + ")"
+        )
     return "the input files are not the same: " + (", ".join(said) or "given in another order")
 
 
