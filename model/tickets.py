@@ -1175,8 +1175,11 @@ def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
+        # What to do with an .xls export or a .csv.gz, as a directory holding one is told.
+        todo = f" ({advice})" if (advice := unreadable_part(path)) else ""
         raise TicketFileError(
-            f"{path}: unsupported file type {path.suffix!r}; use CSV, XLSX, JSONL, JSON or Parquet"
+            f"{path}: unsupported file type {path.suffix!r}{todo}; use CSV, XLSX, JSONL, JSON or "
+            "Parquet"
         )
     return fmt
 

@@ -277,6 +277,24 @@ def test_optional_columns_default_and_ids_are_made(tmp_path):
     assert got.loc[0, "id"] == "t:1"
 
 
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("工单.xls", "工单.xls: unsupported file type '.xls' (save it as .xlsx or CSV); use CSV,"),
+        ("工单.csv.gz", "工单.csv.gz: unsupported file type '.gz' (decompress it); use CSV,"),
+        ("工单.doc", "工单.doc: unsupported file type '.doc'; use CSV,"),
+    ],
+)
+def test_a_file_of_a_type_no_reader_reads_is_refused_saying_what_to_do(tmp_path, name, says):
+    # Given alone, an .xls export was refused naming the types read, not the one step (save it
+    # as .xlsx) that a directory holding it is told.
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).startswith(f"{tmp_path}/{says}")
+
+
 def test_bad_inputs_say_what_and_where(tmp_path):
     bad_json = tmp_path / "t.jsonl"
     bad_json.write_text('{"text": "好"}\n{"text": \n', encoding="utf-8")
