@@ -687,9 +687,9 @@ def shared_strings(xml_source: Any) -> list[str]:
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def not_text(head: bytes) -> str | None:
-    """What a file named as CSV is, told by its first bytes, when it is no text, and what to do;
-    ``None`` for text.
+def not_text(head: bytes, kind: str = "CSV") -> str | None:
+    """What a file named as ``kind`` text (CSV, JSON) is, told by its first bytes, when it is no
+    text, and what to do; ``None`` for text.
 
     A web system's 导出 that writes a workbook under a .csv name, an .xls renamed .csv, a .csv.gz
     whose .gz was dropped: their bytes read as GB18030 (it decodes almost any bytes), so label
@@ -699,19 +699,19 @@ def not_text(head: bytes) -> str | None:
     save = "open it in Excel or WPS and save it as an Excel workbook (.xlsx) or as CSV UTF-8"
     if head.startswith(b"PK\x03\x04"):
         return (
-            "it is a zip archive, as an Excel workbook (.xlsx) is, not CSV text: if it is a "
+            f"it is a zip archive, as an Excel workbook (.xlsx) is, not {kind} text: if it is a "
             "workbook, rename it to .xlsx; if it is a .zip archive, extract it"
         )
     if head.startswith(_OLE2_MAGIC):
         return (
-            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, not CSV "
-            f"text: {save}"
+            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, not "
+            f"{kind} text: {save}"
         )
     if head.startswith(b"\x1f\x8b"):
-        return "it is gzip-compressed, not CSV text: decompress it (gunzip)"
+        return f"it is gzip-compressed, not {kind} text: decompress it (gunzip)"
     # (A header that begins PAR1 is text: a Parquet file's first page starts with a control byte.)
     if head.startswith(b"PAR1") and head[4:5] < b" " and head[4:5] not in (b"\t", b"\n", b"\r"):
-        return "it is a Parquet file, not CSV text: rename it to .parquet"
+        return f"it is a Parquet file, not {kind} text: rename it to .parquet"
     return None
 
 
@@ -3360,7 +3360,11 @@ def refuse_json_array(path: Path) -> None:
     is ``{`` alone, or an object that its line end cuts short, is taken for pretty-printing.
     """
     with open(path, "rb") as f:
-        head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+        head = f.read(1 << 16)
+    # A gzip-compressed or workbook file read as text: "line 1: not valid UTF-8".
+    if what := not_text(head, "JSON"):
+        raise TicketFileError(f"{path}: {what}")
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"["):
         raise TicketFileError(
             f"{path}: holds a JSON array, but a {path.suffix} file is read as JSON Lines, one "

@@ -1617,6 +1617,21 @@ def test_a_file_named_csv_that_is_no_text_is_refused_saying_what_it_is(tmp_path,
         assert str(e.value) == f"{path}: {says}"
 
 
+@pytest.mark.parametrize("name", ["工单.jsonl", "工单.json"])
+def test_a_file_named_json_that_is_no_text_is_refused_saying_what_it_is(tmp_path, name):
+    # Refused as "line 1: not valid UTF-8 (JSON Lines files are UTF-8)", as if it were text.
+    from training.label_io import file_columns
+
+    path = tmp_path / name
+    path.write_bytes(gzip.compress('{"id": "1", "text": "路灯不亮"}\n'.encode()))
+    for read in (read_table, file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value) == (
+            f"{path}: it is gzip-compressed, not JSON text: decompress it (gunzip)"
+        )
+
+
 def test_a_workbook_cut_short_is_said_to_be_incomplete(tmp_path):
     # A copy or download that stopped half-way: a zip archive without its end. It was refused as
     # "not an XLSX workbook (no zip archive)" and told to be saved from Excel as a workbook, which
