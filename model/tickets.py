@@ -246,9 +246,12 @@ def encoding_sample(f: BinaryIO, size: int = ENCODING_SAMPLE_BYTES) -> bytes:
     Its first ``size`` bytes; but while those are plain ASCII, which UTF-8 and GB18030 read alike,
     the ``size`` bytes from the first byte that is not, wherever it is: a GB18030 export that
     begins with a megabyte of numbers and Latin letters was taken for UTF-8, and its first Chinese
-    line refused. Leaves the file's position wherever reading stopped.
+    line refused. Leaves the file's position wherever reading stopped. A file that is no text (a
+    workbook, a compressed file: :func:`not_text`) is refused, without its name.
     """
     head = f.read(size)
+    if what := not_text(head):
+        raise TicketFileError(what)
     if len(head) < size or _NON_ASCII.search(head) or utf16_without_bom(head):
         return head  # (UTF-16 text of ASCII letters is ASCII bytes and NULs)
     while chunk := f.read(size):
@@ -682,6 +685,34 @@ def shared_strings(xml_source: Any) -> list[str]:
 # What every file of Microsoft's compound format starts with: an Excel 97-2003 workbook (.xls), or
 # an .xlsx saved with a password (Excel encrypts it inside one).
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def not_text(head: bytes, kind: str = "CSV") -> str | None:
+    """What a file named as ``kind`` text (CSV, JSON) is, told by its first bytes, when it is no
+    text, and what to do; ``None`` for text.
+
+    A web system's 导出 that writes a workbook under a .csv name, an .xls renamed .csv, a .csv.gz
+    whose .gz was dropped: their bytes read as GB18030 (it decodes almost any bytes), so label
+    refused the file as "line 1: the header is not valid gb18030" and train as "cannot tell the
+    text encoding", naming neither what the file is nor what to do.
+    """
+    save = "open it in Excel or WPS and save it as an Excel workbook (.xlsx) or as CSV UTF-8"
+    if head.startswith(b"PK\x03\x04"):
+        return (
+            f"it is a zip archive, as an Excel workbook (.xlsx) is, not {kind} text: if it is a "
+            "workbook, rename it to .xlsx; if it is a .zip archive, extract it"
+        )
+    if head.startswith(_OLE2_MAGIC):
+        return (
+            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, not "
+            f"{kind} text: {save}"
+        )
+    if head.startswith(b"\x1f\x8b"):
+        return f"it is gzip-compressed, not {kind} text: decompress it (gunzip)"
+    # (A header that begins PAR1 is text: a Parquet file's first page starts with a control byte.)
+    if head.startswith(b"PAR1") and head[4:5] < b" " and head[4:5] not in (b"\t", b"\n", b"\r"):
+        return f"it is a Parquet file, not {kind} text: rename it to .parquet"
+    return None
 
 
 def not_a_workbook(path: Path) -> str:
@@ -1144,8 +1175,11 @@ def file_format(path: Path) -> str:
     """The format of a ticket file from its extension; an unknown extension is an error."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
+        # What to do with an .xls export or a .csv.gz, as a directory holding one is told.
+        todo = f" ({advice})" if (advice := unreadable_part(path)) else ""
         raise TicketFileError(
-            f"{path}: unsupported file type {path.suffix!r}; use CSV, XLSX, JSONL, JSON or Parquet"
+            f"{path}: unsupported file type {path.suffix!r}{todo}; use CSV, XLSX, JSONL, JSON or "
+            "Parquet"
         )
     return fmt
 
@@ -3326,7 +3360,11 @@ def refuse_json_array(path: Path) -> None:
     is ``{`` alone, or an object that its line end cuts short, is taken for pretty-printing.
     """
     with open(path, "rb") as f:
-        head = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+        head = f.read(1 << 16)
+    # A gzip-compressed or workbook file read as text: "line 1: not valid UTF-8".
+    if what := not_text(head, "JSON"):
+        raise TicketFileError(f"{path}: {what}")
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"["):
         raise TicketFileError(
             f"{path}: holds a JSON array, but a {path.suffix} file is read as JSON Lines, one "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from typing import NoReturn
 
 from model.startup import startup
 
@@ -26,13 +27,26 @@ def escape_what_stdout_cannot_encode() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def interrupted_before_the_command() -> NoReturn:
+    """Ctrl-C in the first seconds of a command, while paidan is imported and typer builds the
+    commands (it reads every option's type), before the command runs: it ended in a 30-line
+    KeyboardInterrupt traceback, where Ctrl-C a second later says one line, exit 130."""
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(128 + signal.SIGINT)
+
+
 def main() -> None:
     """The ``paidan`` command."""
     escape_what_stdout_cannot_encode()
-    with startup():
-        from paidan.cli import app, err, out
+    try:
+        with startup():
+            from paidan.cli import app, err, out
+    except KeyboardInterrupt:
+        interrupted_before_the_command()
     try:
         app(prog_name="paidan")
+    except KeyboardInterrupt:  # while typer builds the commands; a running one says its own
+        interrupted_before_the_command()
     except SystemExit as e:
         if out.failed is not None:
             # Said last, after the command's own warnings, which go to stderr all the same.

@@ -64,3 +64,34 @@ def test_the_paidan_command_is_paidan_main() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout and "train" in done.stdout
+
+
+class _CtrlCWhileImporting:
+    def __enter__(self) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _ctrl_c(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when", ["importing", "building the commands"])
+def test_ctrl_c_before_a_command_runs_ends_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], when: str
+) -> None:
+    # The first seconds of every command import paidan and build its commands (typer reads
+    # every option's type): Ctrl-C there, a mistyped `paidan label` stopped at once, ended in
+    # a 30-line KeyboardInterrupt traceback, where Ctrl-C a second later says one line, exit 130.
+    import paidan.cli
+
+    if when == "importing":
+        monkeypatch.setattr(paidan, "startup", _CtrlCWhileImporting)
+    else:
+        monkeypatch.setattr(paidan.cli, "app", _ctrl_c)
+    with pytest.raises(SystemExit) as e:
+        paidan.main()
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -948,6 +948,10 @@ def label(
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
             logger.warning("%s", note)
+        if note := _id_column_note(
+            {name: [*file_headers[path], *partitions[path]] for path, name in named}, columns
+        ):
+            logger.warning("%s", note)
         schema = output_schema(
             input_columns,
             _column_types(files, file_headers, kinds or {}, fmt, partitions) if typed else None,
@@ -972,6 +976,12 @@ def label(
                     "path": printable(str(p.resolve())),
                     "size": stats[p].st_size,
                     "mtime_ns": stats[p].st_mtime_ns,
+                    # As _how_changed sees a change during the run: the next export written at
+                    # the same size with its modification time set back (cp -p, rsync -t,
+                    # touch -r) was resumed, one export's first chunks joined to the other's
+                    # rest. Not the inode: a file system may number its files otherwise after a
+                    # remount (overlayfs), and a file put in its place has a new change time.
+                    "ctime_ns": stats[p].st_ctime_ns,
                 }
                 for p in files
             ],
@@ -1459,6 +1469,30 @@ def _named(columns: ColumnMap, field: str) -> str | list[str] | None:
     return names if len(names) > 1 else columns.source_for(field)
 
 
+def _id_column_note(headers: Mapping[str, Sequence[str]], columns: ColumnMap) -> str | None:
+    """A warning for inputs without the id column that another input has, or ``None``.
+
+    Two exports labelled together, one naming its ids otherwise (编号): its rows came back with
+    an empty id, which joins back to no ticket, without a word. No input with the column: the
+    output is joined back by row, as the summary's repeated ids (none counted) say.
+    """
+    names = columns.names("id")  # (--id-col 编号 --id-col 工单号: a file may have either)
+    if not names:
+        return None
+    has = [name for name, have in headers.items() if any(n in have for n in names)]
+    lacks = [name for name, have in headers.items() if not any(n in have for n in names)]
+    if not has or not lacks:
+        return None
+    who = lacks[0] if len(lacks) == 1 else f"{lacks[0]} and {counted(len(lacks) - 1, 'other file')}"
+    one = len(lacks) == 1
+    return (
+        f"{who} {'has' if one else 'have'} no column {quoted(columns.id)} for the ticket id, "
+        f"which {has[0]} has, so {'its' if one else 'their'} rows come back with an empty id and "
+        f"cannot be joined back by it; if {'its' if one else 'their'} ids are under another name, "
+        "give that name as a further --id-col (each file is read from the name it has)"
+    )
+
+
 def _input_columns(
     files: Sequence[Path],
     cmap: ColumnMap,
@@ -1806,7 +1840,15 @@ def _inputs_differ(old: Any, new: list[dict[str, Any]]) -> str:
             for key, name in (("size", "size"), ("mtime_ns", "modification time"))
             if any(was[path].get(key) != now[path][key] for path in changed)
         ]
-        said.append(f"{_some(changed)} changed since ({', '.join(what)})")
+        said.append(
+            f"{_some(changed)} changed since ("
+            + (
+                ", ".join(what)
+                or "rewritten or replaced: the change time moved, at the same size and "
+                "modification time"
+            )
+            + ")"
+        )
     return "the input files are not the same: " + (", ".join(said) or "given in another order")
 
 

@@ -113,7 +113,7 @@ def file_columns(
     try:
         if fmt == "csv":
             with open(path, "rb") as f:
-                encoding = csv_encoding(encoding_sample(f), path)
+                encoding = csv_encoding(_encoding_sample(f, path), path)
                 f.seek(0)
                 lines = _Lines(f, encoding)
                 try:
@@ -348,6 +348,14 @@ def iter_records(
         yield from _iter_xlsx(path, columns, [c for c in (text_col, title_col) if c], name, id_col)
     else:
         yield from _iter_parquet(path, columns, name)
+
+
+def _encoding_sample(f: BinaryIO, path: Path) -> bytes:
+    """:func:`model.tickets.encoding_sample` of ``path``, whose refusal names it."""
+    try:
+        return encoding_sample(f)
+    except TicketFileError as e:
+        raise TicketFileError(f"{path}: {e}") from None
 
 
 def csv_encoding(head: bytes, path: Path | None = None) -> str:
@@ -604,7 +612,7 @@ def _iter_csv(
     blank = dict.fromkeys(columns, "")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        encoding = csv_encoding(encoding_sample(f), path)
+        encoding = csv_encoding(_encoding_sample(f, path), path)
         f.seek(0)
         lines = _Lines(f, encoding)
         reader = csv.reader(lines, delimiter=sep)

@@ -4267,3 +4267,45 @@ def test_a_text_that_is_a_json_object_is_an_error_row(tiny_model_dir: Path, tmp_
         "asks (line 1 of export.jsonl)"
     )
     assert out["pred_department"][0] == "" and out["pred_department"][1] != ""
+
+
+def test_an_input_without_the_id_column_the_others_have_is_warned_of(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two exports labelled together, the second from a system that names its ids 编号: its rows
+    # came back with an empty id, so they could not be joined back, without a word.
+    first = write_csv(tmp_path / "a.csv", ticket_rows(5))
+    second = tmp_path / "b.csv"
+    pd.DataFrame(
+        {"编号": [f"B{i}" for i in range(5)], "text": [r[2] for r in ticket_rows(5)]}
+    ).to_csv(second, index=False)
+    with caplog.at_level(logging.WARNING):
+        label([first, second], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    notes = [r.getMessage() for r in caplog.records if "ticket id" in r.getMessage()]
+    assert notes == [
+        "b.csv has no column 'id' for the ticket id, which a.csv has, so its rows come back "
+        "with an empty id and cannot be joined back by it; if its ids are under another name, "
+        "give that name as a further --id-col (each file is read from the name it has)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # given so, each file's ids are read
+        label(
+            [first, second],
+            tiny_model_dir,
+            tmp_path / "both.csv",
+            columns=ColumnMap(alternatives=(("id", "编号"),)),
+            jobs=1,
+        )
+    assert not [r for r in caplog.records if "ticket id" in r.getMessage()]
+    both = pd.read_csv(tmp_path / "both.csv", dtype=str, keep_default_na=False)
+    assert both["id"].tolist()[5:] == [""] * 5 and both["编号"].tolist()[5:] == [
+        "B0",
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # no input has one: the rows are joined by row
+        label([second], tiny_model_dir, tmp_path / "b-out.csv", jobs=1)
+    assert not [r for r in caplog.records if "ticket id" in r.getMessage()]

@@ -408,6 +408,33 @@ def test_inputs_changed_since_are_named(tiny_model_dir: Path, tmp_path: Path) ->
     assert f"{src} is not among them now, {tmp_path / 'moved.csv'} was not among them" in said
 
 
+@pytest.mark.parametrize("how", ["in place", "renamed over it"])
+def test_an_input_replaced_at_the_same_size_and_modification_time_is_not_resumed(
+    tiny_model_dir: Path, tmp_path: Path, how: str
+) -> None:
+    # The next export written at the same size, its modification time set back (cp -p, rsync
+    # -t, touch -r) between the interruption and --resume: the manifest held size and
+    # modification time alone, so the resume went on, and the output held the first chunks'
+    # rows of one export and the rest of the other's, as one file's rows.
+    import time
+
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    before = src.stat()
+    time.sleep(0.05)  # past the filesystem clock's tick, so that the change time moves
+    rows = [["S" + r[0][1:], *r[1:]] for r in ticket_rows(30)]  # other ids, the same size
+    target = src if how == "in place" else tmp_path / "next.csv"
+    write_csv(target, rows)
+    if target != src:
+        os.replace(target, src)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (src.stat().st_size, src.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    said = _refusal(src, tiny_model_dir, out)
+    assert (
+        f"the input files are not the same: {src} changed since (rewritten or replaced: the "
+        "change time moved, at the same size and modification time)"
+    ) in said
+
+
 def test_input_columns_changed_since_are_named_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
     # A column an export named by the caller's number: quoted masked, as every message does.
     from tests.training.test_quoted_input import ID_NUMBER, PHONE, assert_masked

@@ -1,4 +1,5 @@
 import csv
+import gzip
 import json
 import os
 import shlex
@@ -274,6 +275,24 @@ def test_optional_columns_default_and_ids_are_made(tmp_path):
     got = read_tickets([path])
     assert got.loc[0, "title"] == "" and got.loc[0, "department"] == ""
     assert got.loc[0, "id"] == "t:1"
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("工单.xls", "工单.xls: unsupported file type '.xls' (save it as .xlsx or CSV); use CSV,"),
+        ("工单.csv.gz", "工单.csv.gz: unsupported file type '.gz' (decompress it); use CSV,"),
+        ("工单.doc", "工单.doc: unsupported file type '.doc'; use CSV,"),
+    ],
+)
+def test_a_file_of_a_type_no_reader_reads_is_refused_saying_what_to_do(tmp_path, name, says):
+    # Given alone, an .xls export was refused naming the types read, not the one step (save it
+    # as .xlsx) that a directory holding it is told.
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([path])
+    assert str(e.value).startswith(f"{tmp_path}/{says}")
 
 
 def test_bad_inputs_say_what_and_where(tmp_path):
@@ -1548,6 +1567,69 @@ def test_a_file_named_xlsx_that_is_no_workbook_is_refused_saying_what_it_is(tmp_
         assert str(e.value).startswith(f"{path}: cannot be read as XLSX: ")
         assert says in str(e.value)
         assert "zip file" not in str(e.value)
+
+
+def parquet_bytes() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"id": ["1"], "text": ["路灯不亮"]}), sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (
+            None,  # a workbook saved or renamed with a .csv name
+            "it is a zip archive, as an Excel workbook (.xlsx) is, not CSV text: if it is a "
+            "workbook, rename it to .xlsx; if it is a .zip archive, extract it",
+        ),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096),
+            "it is an Excel 97-2003 workbook (.xls), or a workbook saved with a password, not CSV "
+            "text: open it in Excel or WPS and save it as an Excel workbook (.xlsx) or as CSV UTF-8",
+        ),
+        (
+            gzip.compress("id,text\n1,路灯不亮\n".encode()),
+            "it is gzip-compressed, not CSV text: decompress it (gunzip)",
+        ),
+        (parquet_bytes(), "it is a Parquet file, not CSV text: rename it to .parquet"),
+    ],
+    ids=["xlsx", "xls", "gzip", "parquet"],
+)
+def test_a_file_named_csv_that_is_no_text_is_refused_saying_what_it_is(tmp_path, data, says):
+    # A workbook exported under a .csv name was refused as "line 1: the header is not valid
+    # gb18030" by label and as a text of undecodable bytes by train: its bytes read as GB18030.
+    from training.label_io import file_columns
+
+    path = tmp_path / "工单.csv"
+    if data is None:
+        pd.DataFrame({"id": ["1"], "text": ["路灯不亮"]}).to_excel(tmp_path / "w.xlsx", index=False)
+        data = (tmp_path / "w.xlsx").read_bytes()
+    path.write_bytes(data)
+    for read in (read_table, file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value) == f"{path}: {says}"
+
+
+@pytest.mark.parametrize("name", ["工单.jsonl", "工单.json"])
+def test_a_file_named_json_that_is_no_text_is_refused_saying_what_it_is(tmp_path, name):
+    # Refused as "line 1: not valid UTF-8 (JSON Lines files are UTF-8)", as if it were text.
+    from training.label_io import file_columns
+
+    path = tmp_path / name
+    path.write_bytes(gzip.compress('{"id": "1", "text": "路灯不亮"}\n'.encode()))
+    for read in (read_table, file_columns):
+        with pytest.raises(TicketFileError) as e:
+            read(path)
+        assert str(e.value) == (
+            f"{path}: it is gzip-compressed, not JSON text: decompress it (gunzip)"
+        )
 
 
 def test_a_workbook_cut_short_is_said_to_be_incomplete(tmp_path):
