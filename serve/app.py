@@ -47,7 +47,7 @@ from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.requestid import RequestIdMiddleware
-from serve.routes import api_router
+from serve.routes import api_router, document_export_lines
 from serve.schemas import make_request_models
 from serve.security import (
     RootPathAliasMiddleware,
@@ -273,6 +273,7 @@ def create_app(
     install_error_handlers(app)
     install_cut_filter()
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
+    _publish_export_lines(app)
     app.include_router(admin_router)
     app.include_router(docs_router)
     _include_page(app)
@@ -361,6 +362,19 @@ def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
         await app.router.not_found(scope, receive, send)
 
     return not_found
+
+
+def _publish_export_lines(app: FastAPI) -> None:
+    """``app.openapi()`` with the schema of one line of the feedback export, which FastAPI cannot
+    write for a streamed answer (:func:`serve.routes.document_export_lines`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_export_lines(build())  # FastAPI keeps what it built as app.openapi_schema
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _include_page(app: FastAPI) -> None:
