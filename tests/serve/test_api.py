@@ -904,6 +904,21 @@ def test_every_answer_names_the_servers_version(make_client: Callable[..., TestC
     assert VERSION_HEADER in answer.headers["Access-Control-Expose-Headers"]
 
 
+def test_the_schema_names_the_release_and_the_api_version_apart(client: TestClient) -> None:
+    # info.version was "1" while X-Paidan-Version said 0.1.0: a generated client carried "1" as
+    # the version it was built from, which matched no release. The release is info.version, as
+    # the header names it; the API version is the /v1 of every path, and the document says so.
+    from serve.security import VERSION_HEADER
+
+    answer = client.get("/openapi.json")
+    info = answer.json()["info"]
+    assert info["version"] == answer.headers[VERSION_HEADER]
+    assert info["version"] == client.get("/healthz").headers[VERSION_HEADER]
+    assert "/v1" in info["description"] and VERSION_HEADER in info["description"]
+    api_paths = [p for p in answer.json()["paths"] if p.startswith("/v")]
+    assert api_paths and all(p.startswith("/v1/") for p in api_paths), api_paths
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
