@@ -1243,6 +1243,45 @@ def test_a_value_of_another_type_is_said_in_json_words(
     assert error["message"].startswith(f"{field}: must be {expected}"), error
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field", "expected"),
+    [
+        ("/v1/route", {"text": "某投诉", "top_k": 0}, "body.top_k", "must be at least 1"),
+        ("/v1/route", {"text": "某投诉", "top_k": -5}, "body.top_k", "must be at least 1"),
+        (
+            "/v1/route",
+            {"text": "某投诉", "top_k": MAX_TOP_K + 1},
+            "body.top_k",
+            f"must be at most {MAX_TOP_K}",
+        ),
+        (
+            "/v1/route/batch",
+            {"items": [{"text": "某投诉"}], "top_k": 99},
+            "body.top_k",
+            f"must be at most {MAX_TOP_K}",
+        ),
+    ],
+)
+def test_a_value_out_of_its_bounds_is_said_in_paidans_words(
+    client: TestClient, path: str, body: dict[str, Any], field: str, expected: str
+) -> None:
+    # "body.top_k: Input should be greater than or equal to 1" was pydantic's English, beside
+    # messages of paidan's own that name the field and the limit.
+    error = assert_error(client.post(path, json=body), 422, "invalid_request")
+    assert error["field"] == field, error
+    assert error["message"] == f"{field}: {expected}", error
+
+
+def test_a_batch_items_value_out_of_its_bounds_is_said_in_paidans_words(client: TestClient) -> None:
+    items = [{"text": "某投诉", "top_k": 0}, {"text": "某投诉", "top_k": MAX_TOP_K + 1}]
+    results = client.post("/v1/route/batch", json={"items": items}).json()["results"]
+    assert [r["error"]["message"] for r in results] == [
+        "item 0: top_k: must be at least 1",
+        f"item 1: top_k: must be at most {MAX_TOP_K}",
+    ]
+    assert [r["error"]["field"] for r in results] == ["items.0.top_k", "items.1.top_k"]
+
+
 def test_the_ticket_is_shown_as_typed_with_only_its_personal_data_masked(
     client: TestClient,
 ) -> None:
