@@ -47,9 +47,11 @@ from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
 from serve.requestid import RequestIdMiddleware
-from serve.routes import api_router
+from serve.routes import api_router, document_export_lines
 from serve.schemas import make_request_models
 from serve.security import (
+    PACKAGE_VERSION,
+    VERSION_HEADER,
     RootPathAliasMiddleware,
     SecurityHeadersMiddleware,
     install_security,
@@ -245,7 +247,10 @@ def create_app(
     app = FastAPI(
         title="paidan",
         summary="派单: route citizen complaints to the responsible department and a category",
-        version="1",
+        # The release, as every answer's X-Paidan-Version names it: "1" matched no release, and
+        # a client generated from the document carried it as the version it was built from.
+        version=PACKAGE_VERSION,
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         # Starlette answered /v1/route/ with an empty 307 to a Location built from the Host the
         # server saw (behind a proxy: the upstream's address, without the public prefix), which
@@ -273,6 +278,7 @@ def create_app(
     install_error_handlers(app)
     install_cut_filter()
     app.include_router(api_router(make_request_models(settings), route_needs_key(settings)))
+    _publish_export_lines(app)
     app.include_router(admin_router)
     app.include_router(docs_router)
     _include_page(app)
@@ -361,6 +367,28 @@ def _not_found_naming_the_route(app: FastAPI) -> ASGIApp:
         await app.router.not_found(scope, receive, send)
 
     return not_found
+
+
+# What info.version is, and where the API's own version is: the two were easily confused.
+API_DESCRIPTION = (
+    "API version 1: the `/v1` of its paths (`/v1/route`, `/v1/feedback`, …). `info.version` is "
+    f"the paidan release that serves this document, which every answer names in its "
+    f"`{VERSION_HEADER}` header; the model that answered is the `model_version` of the answers "
+    "that depend on it."
+)
+
+
+def _publish_export_lines(app: FastAPI) -> None:
+    """``app.openapi()`` with the schema of one line of the feedback export, which FastAPI cannot
+    write for a streamed answer (:func:`serve.routes.document_export_lines`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_export_lines(build())  # FastAPI keeps what it built as app.openapi_schema
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _include_page(app: FastAPI) -> None:

@@ -23,7 +23,14 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import models_json_schema
 
 from model.router import RouteResult, shown_threshold
 from model.text import Script, clean, counted, id_key, ticket_simplified
@@ -73,6 +80,7 @@ from serve.schemas import (
     TOO_LARGE_SUGGESTION,
     ErrorBody,
     ErrorResponse,
+    ExportIncomplete,
     FeedbackRecord,
     FeedbackRequestBase,
     FeedbackResponse,
@@ -93,6 +101,8 @@ from serve.schemas import (
 logger = logging.getLogger(__name__)
 
 JSONL_MEDIA_TYPE = "application/x-ndjson"
+# Where the OpenAPI document keeps a model's schema, as FastAPI names it.
+COMPONENT_REF = "#/components/schemas/{model}"
 # Key of the note that replaces a stored suggestion the export cannot write (see _export_line).
 EXPORT_ERROR_KEY = "export_error"
 
@@ -342,7 +352,9 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         responses={
             200: {
                 "content": {JSONL_MEDIA_TYPE: {}},
-                "description": "One JSON object per line, oldest first",
+                "description": "One JSON object per line, oldest first: each a FeedbackRecord "
+                "(`x-itemSchema`), and an ExportIncomplete last if the feedback database cut the "
+                "export after it began",
             },
             **EXPORT_ERRORS,
         },
@@ -649,12 +661,36 @@ def _export_cut(db: Any, sent: int, last: datetime, exc: DatabaseUnavailable) ->
         exc,
         resume,
     )
-    note = {
-        EXPORT_ERROR_KEY: f"export incomplete: the feedback database became unavailable after "
+    note = ExportIncomplete(
+        export_error=f"export incomplete: the feedback database became unavailable after "
         f"{counted(sent, 'row')} ({without_where(str(exc))}); export again with since={resume}",
-        "since": resume,
+        since=last,
+    )
+    return note.model_dump_json().encode() + b"\n"
+
+
+def document_export_lines(spec: dict[str, Any]) -> None:
+    """Publish in ``spec`` (the app's OpenAPI document) the schema of one line of
+    ``GET /v1/feedback``: :class:`FeedbackRecord`, or :class:`ExportIncomplete` last.
+
+    OpenAPI 3.1 has no per-line schema for JSON Lines (3.2's ``itemSchema``, which FastAPI writes
+    for its own generator routes, fails a 3.1 validator), so the media type object names it
+    under the extension ``x-itemSchema``, the models in ``components`` where a client generator
+    finds them.
+    """
+    _, defs = models_json_schema(
+        [(FeedbackRecord, "serialization"), (ExportIncomplete, "serialization")],
+        ref_template=COMPONENT_REF,
+    )
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+    operation = spec["paths"]["/v1/feedback"]["get"]
+    content = operation["responses"]["200"]["content"][JSONL_MEDIA_TYPE]
+    content["x-itemSchema"] = {
+        "anyOf": [
+            {"$ref": COMPONENT_REF.format(model=model.__name__)}
+            for model in (FeedbackRecord, ExportIncomplete)
+        ]
     }
-    return json.dumps(note, ensure_ascii=False).encode() + b"\n"
 
 
 def _replayed(

@@ -622,6 +622,17 @@ class FeedbackRecord(BaseModel):
     _no_department = field_validator("department", mode="before")(stored_department)
 
 
+class ExportIncomplete(BaseModel):
+    """The last line of an export the feedback database cut once it had begun; the answer then
+    ends without its last chunk (an incomplete transfer)."""
+
+    export_error: str = Field(description="Why the export stopped, and after how many rows")
+    since: datetime = Field(
+        description="The `created_at` of the last row sent: export again with `since` this time "
+        "(a row of that very time may come twice; its `id` tells)"
+    )
+
+
 class ModelInfo(BaseModel):
     """The served model: version, labels, thresholds and cross-validated metrics."""
 

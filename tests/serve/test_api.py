@@ -45,6 +45,14 @@ def export(client: TestClient, **params: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines() if line]
 
 
+def export_line_validator(client: TestClient) -> Draft202012Validator:
+    """A validator of one export line by the schema openapi.json publishes for it."""
+    spec = client.get("/openapi.json").json()
+    content = spec["paths"]["/v1/feedback"]["get"]["responses"]["200"]["content"]
+    item = content["application/x-ndjson"]["x-itemSchema"]
+    return Draft202012Validator({**item, "components": spec["components"]})
+
+
 # -- routing --------------------------------------------------------------------------------------
 def test_route_has_the_documented_shape(client: TestClient) -> None:
     response = client.post("/v1/route", json=WAGE)
@@ -106,6 +114,49 @@ def test_the_schema_documents_a_similar_tickets_snippet(client: TestClient) -> N
     assert {"type": "null"} in snippet["anyOf"] and {"type": "string"} in snippet["anyOf"]
     assert f"at most {SNIPPET_CHARS} characters" in snippet["description"]
     assert "PII-masked" in snippet["description"]
+
+
+def test_the_schema_publishes_the_export_line_and_every_line_meets_it(client: TestClient) -> None:
+    # GET /v1/feedback's 200 had an empty media type object and FeedbackRecord was in no
+    # component: a client generated from openapi.json had no type for an export line.
+    from jsonschema.exceptions import ValidationError
+
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/v1/feedback"]["get"]["responses"]["200"]
+    assert {"FeedbackRecord", "ExportIncomplete"} <= set(spec["components"]["schemas"])
+    assert "FeedbackRecord" in ok["description"] and "ExportIncomplete" in ok["description"]
+    # OpenAPI 3.1 has no per-line schema: any key of a media type object but those it defines
+    # is an x- extension, or a 3.1 validator refuses the whole document.
+    media_keys = {"schema", "example", "examples", "encoding"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                for media, definition in response.get("content", {}).items():
+                    unknown = {k for k in definition if k not in media_keys and k[:2] != "x-"}
+                    assert not unknown, (method, path, status, media, unknown)
+    for saved in (
+        {"text": "某投诉", "department": "人社"},
+        {
+            "ticket_id": 20261206001,
+            "title": "欠薪",
+            "text": WAGE["text"],
+            "department": "人社；住建",
+            "category": "劳动保障",
+            "dispatcher_id": "d-7",
+            "suggestion": client.post("/v1/route", json=WAGE).json(),
+            "request_id": "r-1",
+        },
+    ):
+        assert client.post("/v1/feedback", json=saved).status_code == 201
+    lines = export(client)
+    assert len(lines) == 2
+    validator = export_line_validator(client)
+    for line in lines:
+        validator.validate(line)
+    # And the schema could fail: a line without its text, or with a text of another type, does not.
+    for broken in ({k: v for k, v in lines[0].items() if k != "text"}, {**lines[0], "text": 1}):
+        with pytest.raises(ValidationError):
+            validator.validate(broken)
 
 
 def test_routes_write_the_bytes_fastapi_writes_for_their_models_and_document_them(
@@ -853,6 +904,21 @@ def test_every_answer_names_the_servers_version(make_client: Callable[..., TestC
     assert VERSION_HEADER in answer.headers["Access-Control-Expose-Headers"]
 
 
+def test_the_schema_names_the_release_and_the_api_version_apart(client: TestClient) -> None:
+    # info.version was "1" while X-Paidan-Version said 0.1.0: a generated client carried "1" as
+    # the version it was built from, which matched no release. The release is info.version, as
+    # the header names it; the API version is the /v1 of every path, and the document says so.
+    from serve.security import VERSION_HEADER
+
+    answer = client.get("/openapi.json")
+    info = answer.json()["info"]
+    assert info["version"] == answer.headers[VERSION_HEADER]
+    assert info["version"] == client.get("/healthz").headers[VERSION_HEADER]
+    assert "/v1" in info["description"] and VERSION_HEADER in info["description"]
+    api_paths = [p for p in answer.json()["paths"] if p.startswith("/v")]
+    assert api_paths and all(p.startswith("/v1/") for p in api_paths), api_paths
+
+
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1175,6 +1241,45 @@ def test_a_value_of_another_type_is_said_in_json_words(
     error = assert_error(sent, 422, "invalid_request")
     assert error["field"] == field, error
     assert error["message"].startswith(f"{field}: must be {expected}"), error
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "expected"),
+    [
+        ("/v1/route", {"text": "某投诉", "top_k": 0}, "body.top_k", "must be at least 1"),
+        ("/v1/route", {"text": "某投诉", "top_k": -5}, "body.top_k", "must be at least 1"),
+        (
+            "/v1/route",
+            {"text": "某投诉", "top_k": MAX_TOP_K + 1},
+            "body.top_k",
+            f"must be at most {MAX_TOP_K}",
+        ),
+        (
+            "/v1/route/batch",
+            {"items": [{"text": "某投诉"}], "top_k": 99},
+            "body.top_k",
+            f"must be at most {MAX_TOP_K}",
+        ),
+    ],
+)
+def test_a_value_out_of_its_bounds_is_said_in_paidans_words(
+    client: TestClient, path: str, body: dict[str, Any], field: str, expected: str
+) -> None:
+    # "body.top_k: Input should be greater than or equal to 1" was pydantic's English, beside
+    # messages of paidan's own that name the field and the limit.
+    error = assert_error(client.post(path, json=body), 422, "invalid_request")
+    assert error["field"] == field, error
+    assert error["message"] == f"{field}: {expected}", error
+
+
+def test_a_batch_items_value_out_of_its_bounds_is_said_in_paidans_words(client: TestClient) -> None:
+    items = [{"text": "某投诉", "top_k": 0}, {"text": "某投诉", "top_k": MAX_TOP_K + 1}]
+    results = client.post("/v1/route/batch", json={"items": items}).json()["results"]
+    assert [r["error"]["message"] for r in results] == [
+        "item 0: top_k: must be at least 1",
+        f"item 1: top_k: must be at most {MAX_TOP_K}",
+    ]
+    assert [r["error"]["field"] for r in results] == ["items.0.top_k", "items.1.top_k"]
 
 
 def test_the_ticket_is_shown_as_typed_with_only_its_personal_data_masked(
@@ -2287,6 +2392,9 @@ def test_feedback_export_is_not_cut_by_an_unexportable_row(
     assert rows[1]["department"] == "人社" and rows[1]["id"] == bad.id
     assert set(rows[1]["suggestion"]) == {"export_error"}
     assert f"feedback row {bad.id}" in caplog.text
+    validator = export_line_validator(client)
+    for row in rows:
+        validator.validate(row)
 
 
 def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
@@ -2325,6 +2433,10 @@ def test_an_export_cut_by_the_database_says_so_in_its_last_line_and_the_log(
     assert lines[2]["since"] == lines[1]["created_at"]
     assert "feedback export stopped after 2 rows: the feedback database sqlite:///" in caplog.text
     assert "unhandled" not in caplog.text
+    # The cut's line is one the published schema describes too.
+    validator = export_line_validator(client)
+    for line in lines:
+        validator.validate(line)
 
 
 @pytest.mark.parametrize(
