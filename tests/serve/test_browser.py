@@ -836,6 +836,46 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
 
 @pytest.mark.slow
 @needs_chromium
+@pytest.mark.parametrize(
+    "screen", [{"width": 1024, "height": 768}, {"width": 1366, "height": 768, "zoom": 2}]
+)
+def test_a_usual_department_name_is_shown_whole_on_an_office_screen(
+    page: PageRun, live_server: LiveServer, screen: dict[str, int]
+) -> None:
+    # At 1024 x 768 the two cards sit side by side and each candidate row gave its bar a fixed 4rem:
+    # 市市场监管局 read 市市…, the same two characters as 市市政局, and a dispatcher picking by
+    # number chose among names that could not be told apart. 1366 x 768 at 200 % zoom (683 CSS px,
+    # the cards under the form) is kept whole too.
+    from playwright.sync_api import Route
+
+    names = ["市市场监管局", "市市政管理局", "市住房保障局", "市交通运输局", "区城市管理局"]
+
+    def with_usual_names(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            for candidate, name in zip(body[head]["candidates"], names, strict=False):
+                candidate["label"] = name
+            body[head]["label"] = body[head]["candidates"][0]["label"]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    zoom = screen.get("zoom", 1)
+    pg.set_viewport_size({"width": screen["width"] // zoom, "height": screen["height"] // zoom})
+    pg.route("**/v1/route", with_usual_names)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-L2")
+    cut = pg.eval_on_selector_all(
+        ".head:not([hidden]) .cand-label",
+        "(labels) => labels.filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent)",
+    )
+    assert pg.locator(".head:not([hidden]) .cand-label").count() >= 5
+    assert cut == []
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
     page: PageRun, live_server: LiveServer
 ) -> None:
