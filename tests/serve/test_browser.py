@@ -1946,6 +1946,62 @@ def test_a_save_failing_after_the_dispatcher_moved_on_is_told_naming_its_ticket(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_failed_save_is_still_told_once_the_dispatcher_moves_on(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The server went away mid-shift: Enter said 无法确认是否已保存 under the advice, and the next
+    # ticket (or 清空) took that line away with the advice. Nothing said any more that the ticket
+    # before was never stored.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    pg.route("**/v1/feedback", lambda r: held.append(r))
+    unavailable = {"error": {"code": "database_unavailable", "message": "database unavailable"}}
+    items = pg.locator("#unsaved li")
+    feedback_status = pg.locator("#feedback-status")
+    open_page(page, live_server)
+
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-FM1")
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fulfill(status=503, json=unavailable)
+    expect(feedback_status).to_contain_text("保存失败：反馈数据库暂时不可用")
+    expect(items).to_have_count(0)  # said under the advice while it is shown
+    pg.locator("#clear-button").click()
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("工单 WEB-FM1「楼下烧烤店油烟很大")
+    expect(items.first).to_contain_text("没有保存：反馈数据库暂时不可用")
+
+    route_via_keyboard(page, "我在工地干了两个月，老板一直拖欠工资不发", "WEB-FM2")
+    pg.keyboard.press("Enter")
+    next_held(pg, held).abort()  # no answer: it may be stored
+    expect(feedback_status).to_contain_text("无法确认是否已保存")
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-FM3")
+    expect(items).to_have_count(2)
+    expect(items.nth(1)).to_contain_text("工单 WEB-FM2")
+    expect(items.nth(1)).to_contain_text("未能确认保存")
+
+    # Routed again as it is, to save it again: the advice is back, not reported as lost.
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fulfill(status=503, json=unavailable)
+    expect(feedback_status).to_contain_text("保存失败")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(feedback_status).to_have_text("")
+    expect(pg.locator("#confirm-button")).to_be_enabled()
+    expect(items).to_have_count(2)
+    # Saved on a later try, the failure before it is not reported when moving on.
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fallback()
+    expect(feedback_status).to_contain_text("已保存")
+    pg.locator("#clear-button").click()
+    expect(items).to_have_count(2)
+    assert len(live_server.feedback_rows("WEB-FM3")) == 1
+    assert not [p for p in page.problems if "503" not in p and "Failed" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_adding_the_lead_as_a_co_department_is_refused_with_a_word(
     page: PageRun, live_server: LiveServer
 ) -> None:
