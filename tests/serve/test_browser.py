@@ -1359,13 +1359,26 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(
     browser: Any, live_server: LiveServer
 ) -> None:
     # The top bar did not wrap: at 375 px the 「API 密钥」 field lay outside the screen and the whole
-    # page scrolled sideways.
+    # page scrolled sideways. So did a long department name in 「＋ 加入会办部门…」 (a <select> is as
+    # wide as its longest option): 320 CSS px is also 1280 px at 400 % zoom (WCAG 1.4.10, reflow).
+    from playwright.sync_api import Route
+
+    def with_a_long_department(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [
+            *body["co_departments"],
+            "区城市管理综合行政执法局市容环境卫生管理处",
+        ]
+        route.fulfill(response=response, json=body)
+
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 320, "height": 700}, is_mobile=True, has_touch=True
     )
     try:
         run = PageRun(context.new_page(), [], [])
         run.page.set_default_timeout(UI_TIMEOUT_MS)
+        run.page.route("**/v1/model", with_a_long_department)
         open_page(run, live_server)
         overflow = """() => {
             const width = document.documentElement.clientWidth;
