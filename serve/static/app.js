@@ -40,6 +40,10 @@ const state = {
   coShown: [], // the toggles shown: the advice, then departments the dispatcher added
   savedKey: null, // the choice last saved, so a second click does not save it twice
   saving: null, // the suggestion whose decision is being saved: one save at a time for it
+  // The save of the advice shown that failed, or whose outcome is unknown, and was not tried again
+  // since: its words for the unsaved notice (reportUnsaved), said there once the dispatcher moves on
+  // (清空, the next ticket), which takes its line under the advice away.
+  failed: null,
   // Once a decision is saved the form is emptied for the next ticket: the suggestion saved and the
   // ticket id it was saved under, so that while the form stays empty a correction of it (提交更正)
   // still goes to that ticket.
@@ -426,7 +430,13 @@ async function loadModel() {
 
 // The advice shown goes as soon as another ticket is routed (or the form is cleared): were the
 // routing to fail, it could otherwise be adopted for the ticket now in the form.
-function dropResult() {
+// `again`: the same ticket is routed again, as the failure says to do before saving it again.
+function dropResult(again = false) {
+  const f = state.failed;
+  if (f && f.suggestion === state.suggestion && !again) {
+    reportUnsaved(f.ticketId, f.read, f.chosen, f.reason, f.outcomeUnknown);
+  }
+  state.failed = null;
   state.request = null;
   state.suggestion = null;
   state.cleared = null;
@@ -446,7 +456,7 @@ function cancelRoute() {
 }
 
 async function route() {
-  dropResult();
+  dropResult(state.request !== null && formHolds(state.request.id, state.request));
   // First thing: a route refused below supersedes one still running, whose answer is for a text no
   // longer there.
   cancelRoute();
@@ -1025,6 +1035,7 @@ async function confirmChoice() {
   // (this one may be stored even if its answer is lost), so going back to it saves it again.
   state.savedKey = null;
   state.saving = s;
+  state.failed = null; // this save reports its own outcome
   const focused = document.activeElement === confirmButton;
   confirmButton.disabled = true; // the focus falls to the page: given back below
   setStatus($("feedback-status"), "正在保存…", "busy");
@@ -1054,8 +1065,11 @@ async function confirmChoice() {
     // A save that may be stored is never said to have failed (docs/api.md): the dispatcher, told 保存失败,
     // would decide again or route it again for nothing.
     const said = e.outcomeUnknown ? unconfirmed(e) : `保存失败：${e.message}`;
-    if (state.suggestion === s) setStatus($("feedback-status"), said, "error");
-    else reportUnsaved(ticketId, read, chosen, e.reason || e.message, e.outcomeUnknown);
+    if (state.suggestion === s) {
+      setStatus($("feedback-status"), said, "error");
+      const reason = e.reason || e.message;
+      state.failed = { suggestion: s, ticketId, read, chosen, reason, outcomeUnknown: e.outcomeUnknown };
+    } else reportUnsaved(ticketId, read, chosen, e.reason || e.message, e.outcomeUnknown);
   } finally {
     if (state.saving === s) state.saving = null;
     if (state.suggestion) renderChoice();

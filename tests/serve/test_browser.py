@@ -836,6 +836,52 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
 
 @pytest.mark.slow
 @needs_chromium
+@pytest.mark.parametrize(
+    "screen", [{"width": 1024, "height": 768}, {"width": 1366, "height": 768, "zoom": 2}]
+)
+def test_a_usual_department_name_is_shown_whole_on_an_office_screen(
+    page: PageRun, live_server: LiveServer, screen: dict[str, int]
+) -> None:
+    # At 1024 x 768 the two cards sit side by side and each candidate row gave its bar a fixed 4rem:
+    # 市市场监管局 read 市市…, the same two characters as 市市政局, and a dispatcher picking by
+    # number chose among names that could not be told apart. 1366 x 768 at 200 % zoom (683 CSS px,
+    # the cards under the form) is kept whole too.
+    from playwright.sync_api import Route
+
+    names = ["市市场监管局", "市市政管理局", "市住房保障局", "市交通运输局", "区城市管理局"]
+
+    def with_usual_names(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            for candidate, name in zip(body[head]["candidates"], names, strict=False):
+                candidate["label"] = name
+            body[head]["label"] = body[head]["candidates"][0]["label"]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    zoom = screen.get("zoom", 1)
+    pg.set_viewport_size({"width": screen["width"] // zoom, "height": screen["height"] // zoom})
+    pg.route("**/v1/route", with_usual_names)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-L2")
+    # The text's own width against the box's, unrounded: 0.05 px short shows 市市场监… too, where
+    # scrollWidth and clientWidth (whole pixels) are equal.
+    cut = pg.eval_on_selector_all(
+        ".head:not([hidden]) .cand-label",
+        """(labels) => labels.filter((e) => {
+            const text = document.createRange();
+            text.selectNodeContents(e);
+            return text.getBoundingClientRect().width > e.getBoundingClientRect().width;
+        }).map((e) => e.textContent)""",
+    )
+    assert pg.locator(".head:not([hidden]) .cand-label").count() >= 5
+    assert cut == []
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
     page: PageRun, live_server: LiveServer
 ) -> None:
@@ -1319,13 +1365,26 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(
     browser: Any, live_server: LiveServer
 ) -> None:
     # The top bar did not wrap: at 375 px the 「API 密钥」 field lay outside the screen and the whole
-    # page scrolled sideways.
+    # page scrolled sideways. So did a long department name in 「＋ 加入会办部门…」 (a <select> is as
+    # wide as its longest option): 320 CSS px is also 1280 px at 400 % zoom (WCAG 1.4.10, reflow).
+    from playwright.sync_api import Route
+
+    def with_a_long_department(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["co_departments"] = [
+            *body["co_departments"],
+            "区城市管理综合行政执法局市容环境卫生管理处",
+        ]
+        route.fulfill(response=response, json=body)
+
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 320, "height": 700}, is_mobile=True, has_touch=True
     )
     try:
         run = PageRun(context.new_page(), [], [])
         run.page.set_default_timeout(UI_TIMEOUT_MS)
+        run.page.route("**/v1/model", with_a_long_department)
         open_page(run, live_server)
         overflow = """() => {
             const width = document.documentElement.clientWidth;
@@ -1902,6 +1961,62 @@ def test_a_save_failing_after_the_dispatcher_moved_on_is_told_naming_its_ticket(
     expect(unsaved).to_be_hidden()
     assert live_server.feedback_count() == rows_before
     assert not [p for p in page.problems if "503" not in p]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_failed_save_is_still_told_once_the_dispatcher_moves_on(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The server went away mid-shift: Enter said 无法确认是否已保存 under the advice, and the next
+    # ticket (or 清空) took that line away with the advice. Nothing said any more that the ticket
+    # before was never stored.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    pg.route("**/v1/feedback", lambda r: held.append(r))
+    unavailable = {"error": {"code": "database_unavailable", "message": "database unavailable"}}
+    items = pg.locator("#unsaved li")
+    feedback_status = pg.locator("#feedback-status")
+    open_page(page, live_server)
+
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-FM1")
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fulfill(status=503, json=unavailable)
+    expect(feedback_status).to_contain_text("保存失败：反馈数据库暂时不可用")
+    expect(items).to_have_count(0)  # said under the advice while it is shown
+    pg.locator("#clear-button").click()
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("工单 WEB-FM1「楼下烧烤店油烟很大")
+    expect(items.first).to_contain_text("没有保存：反馈数据库暂时不可用")
+
+    route_via_keyboard(page, "我在工地干了两个月，老板一直拖欠工资不发", "WEB-FM2")
+    pg.keyboard.press("Enter")
+    next_held(pg, held).abort()  # no answer: it may be stored
+    expect(feedback_status).to_contain_text("无法确认是否已保存")
+    route_via_keyboard(page, "小区电梯经常故障困人，物业不维修", "WEB-FM3")
+    expect(items).to_have_count(2)
+    expect(items.nth(1)).to_contain_text("工单 WEB-FM2")
+    expect(items.nth(1)).to_contain_text("未能确认保存")
+
+    # Routed again as it is, to save it again: the advice is back, not reported as lost.
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fulfill(status=503, json=unavailable)
+    expect(feedback_status).to_contain_text("保存失败")
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(feedback_status).to_have_text("")
+    expect(pg.locator("#confirm-button")).to_be_enabled()
+    expect(items).to_have_count(2)
+    # Saved on a later try, the failure before it is not reported when moving on.
+    pg.keyboard.press("Enter")
+    next_held(pg, held).fallback()
+    expect(feedback_status).to_contain_text("已保存")
+    pg.locator("#clear-button").click()
+    expect(items).to_have_count(2)
+    assert len(live_server.feedback_rows("WEB-FM3")) == 1
+    assert not [p for p in page.problems if "503" not in p and "Failed" not in p]
 
 
 @pytest.mark.slow
