@@ -2787,31 +2787,41 @@ def title_column_note(
     )
 
 
-def id_column_note(headers: Mapping[str, Sequence[str]], columns: ColumnMap) -> str | None:
-    """A warning for a history's id column left unmapped: the first file without the id's column
-    that has columns looking like one (工单编号), naming them and the ``--id-col`` to give;
-    ``None`` when no file has such columns.
+def id_column_note(
+    headers: Mapping[str, Sequence[str]], columns: ColumnMap, why: str
+) -> str | None:
+    """A warning for an id column left unmapped: the first file without the id's column that has
+    columns looking like one (工单编号), naming them and the ``--id-col`` to give; ``None`` when
+    no file has such columns. ``why``: what goes wrong without the ids, a clause after "so" in
+    which ``{its}`` stands for the files' ("its" or "their").
 
-    Read without ids, a history's tickets are matched to no dispatcher's decision (those carry
-    the ticket's id), so retraining trains the old label beside the correction.
+    Read without ids, tickets are numbered by row (``export:3``): retraining matches them to no
+    dispatcher's decision, training and evaluating count a ticket in two exports that overlap
+    twice, labelling counts no id on more than one row. When another file has the id's
+    column, the name is to be given beside it (each file is read from the name it has).
     """
-    if columns.id is None:
+    names = columns.names("id")
+    if not names:
         return None
     found = [
         (name, like)
         for name, have in headers.items()
-        if columns.id not in have and (like := like_columns("id", have, columns))
+        if not any(n in have for n in names) and (like := like_columns("id", have, columns))
     ]
     if not found:
         return None
     name, like = found[0]
     one = len(found) == 1
     who = name if one else f"{name} and {_counted(len(found) - 1, 'other file')}"
+    option = f"--id-col {_shell_word(like[0])}"
+    if any(n in have for have in headers.values() for n in names):
+        # --id-col 工单编号 alone would refuse the files that have the id's own column.
+        option = " ".join(f"--id-col {_shell_word(n)}" for n in names) + f" {option}"
     return (
-        f"{who} {'has' if one else 'have'} no column {_quoted(columns.id)} for the ticket id, so a "
-        f"dispatcher's decision on one of {'its' if one else 'their'} tickets replaces no history "
-        f"row (both labels train); {'it' if one else name} has {', '.join(map(_quoted, like))}: "
-        f"if {'it is' if len(like) == 1 else 'one is'} the id, give --id-col {_shell_word(like[0])}"
+        f"{who} {'has' if one else 'have'} no column {_quoted(columns.id or '')} for the ticket "
+        f"id, so {why.format(its='its' if one else 'their')}; {'it' if one else name} has "
+        f"{', '.join(map(_quoted, like))}: if {'it is' if len(like) == 1 else 'one is'} the id, "
+        f"give {option}"
     )
 
 

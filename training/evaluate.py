@@ -43,6 +43,7 @@ from model.tickets import (
     ColumnMap,
     expand_paths,
     has_text,
+    id_column_note,
     iter_tickets,
     like_hint,
     named_paths,
@@ -577,6 +578,8 @@ def report_warnings(report: dict[str, Any]) -> list[str]:
         )
     if report.get("title_column_note"):
         out.append(report["title_column_note"])
+    if report.get("id_column_note"):
+        out.append(report["id_column_note"])
     if report.get("skipped_empty_text"):
         out.append(f"skipped {rows_of(report['skipped_empty_text'])} with empty text")
     if report.get("skipped_repeated_header"):
@@ -858,6 +861,13 @@ def evaluate(
         {name: [mask_label(c) for c in cols] for name, cols in headers.items()}, columns, "scored"
     ):
         report["title_column_note"] = note
+    # Ids left in a column of another name: a ticket in two exports that overlap counts twice.
+    if note := id_column_note(
+        {name: [mask_label(c) for c in cols] for name, cols in headers.items()},
+        columns,
+        "a ticket in two exports that overlap is scored twice",
+    ):
+        report["id_column_note"] = note
     if repeats.count:
         report["duplicate_rows"] = repeats.count
         report["duplicate_examples"] = [list(p) for p in repeats.examples]

@@ -68,6 +68,7 @@ from model.tickets import (
     display_name,
     file_format,
     from_partitions,
+    id_column_note,
     json_object,
     labelled_output,
     mapped_columns,
@@ -948,8 +949,11 @@ def label(
         headers = {name: file_headers[path] for path, name in named}
         if note := title_column_note(headers, columns, "labelled"):
             logger.warning("%s", note)
-        if note := _id_column_note(
-            {name: [*file_headers[path], *partitions[path]] for path, name in named}, columns
+        with_partitions = {name: [*file_headers[path], *partitions[path]] for path, name in named}
+        # An input without the id among inputs with it, else the id left under another name
+        # (工单编号): either way, ids on more than one row went uncounted without a word.
+        if note := _id_column_note(with_partitions, columns) or id_column_note(
+            with_partitions, columns, LABEL_ID_NOTE
         ):
             logger.warning("%s", note)
         schema = output_schema(
@@ -1467,6 +1471,13 @@ def _named(columns: ColumnMap, field: str) -> str | list[str] | None:
     when the option was given several (:meth:`model.tickets.ColumnMap.names`)."""
     names = list(columns.names(field))
     return names if len(names) > 1 else columns.source_for(field)
+
+
+# What goes wrong when the inputs are read without ids (model.tickets.id_column_note).
+LABEL_ID_NOTE = (
+    "an id on more than one row goes uncounted (joining the output back by it pairs labels with "
+    "the wrong rows)"
+)
 
 
 def _id_column_note(headers: Mapping[str, Sequence[str]], columns: ColumnMap) -> str | None:

@@ -1256,7 +1256,12 @@ def retrain(
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
     result.title_note = title_column_note(headers, columns, "retrained")
-    result.id_note = id_column_note(headers, columns)
+    result.id_note = id_column_note(
+        headers,
+        columns,
+        "a dispatcher's decision on one of {its} tickets replaces no history row (both labels "
+        "train)",
+    )
     hist, result.window = read.select()
     # Read before anything is frozen or fitted: a bad file is one error, as train gives it.
     extra = (

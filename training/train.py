@@ -66,6 +66,7 @@ from model.tickets import (
     as_paths,
     delimiter_hint,
     display_name,
+    id_column_note,
     iter_tickets,
     named_paths,
     partition_values,
@@ -883,6 +884,13 @@ def fit_router(
     return router, cv
 
 
+# What goes wrong when the tickets are read without ids (model.tickets.id_column_note): each is
+# numbered by row (export:3), so the same ticket in two files is not found to repeat.
+TRAIN_ID_NOTE = (
+    "a ticket in two exports that overlap trains twice, and the similar tickets the dispatcher "
+    "page shows are numbered by row, not by their ids"
+)
+
 # What the registry keeps beside the versions under the model root (model.registry).
 REGISTRY_ENTRIES = (
     CURRENT_FILE,
@@ -1238,6 +1246,8 @@ def train(
     require_rows(read.rows_in, files)
     absent = label_column_notes(read.labelled, columns, headers)
     if note := title_column_note(headers, columns, "trained"):
+        absent.append(note)
+    if note := id_column_note(headers, columns, TRAIN_ID_NOTE):
         absent.append(note)
     raw, window_info = read.select()
     del read

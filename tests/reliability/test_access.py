@@ -357,6 +357,8 @@ def test_paidan_serve_refuses_a_public_interface_without_keys(
     )
     assert result.exit_code == 2, result.output
     assert "refusing to listen on 0.0.0.0 without API keys" in " ".join(result.output.split())
+    # Said as every command says an error (paidan.cli.fail), lower case, not a log line.
+    assert result.output.startswith("error: refusing to listen"), result.output
     # Refused before the address was announced as served.
     assert "serving" not in result.output
 

@@ -4269,6 +4269,34 @@ def test_a_text_that_is_a_json_object_is_an_error_row(tiny_model_dir: Path, tmp_
     assert out["pred_department"][0] == "" and out["pred_department"][1] != ""
 
 
+def test_label_warns_of_an_id_column_left_unmapped_as_retrain_does(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An export with its ids in 工单编号, --id-col forgotten: an id on two rows went uncounted
+    # (joined back by it, labels pair with the wrong rows), and nothing said the id was unread.
+    src = tmp_path / "export.csv"
+    ids = ["T1", "T2", "T1", "T3"]  # T1 twice: counted only when the id is read
+    pd.DataFrame({"工单编号": ids, "text": [r[2] for r in ticket_rows(len(ids))]}).to_csv(
+        src, index=False
+    )
+    with caplog.at_level(logging.WARNING):
+        result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    notes = [r.getMessage() for r in caplog.records if "ticket id" in r.getMessage()]
+    assert notes == [
+        "export.csv has no column 'id' for the ticket id, so an id on more than one row goes "
+        "uncounted (joining the output back by it pairs labels with the wrong rows); it has "
+        "'工单编号': if it is the id, give --id-col 工单编号"
+    ]
+    assert "repeated_ids" not in result.summary
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = label(
+            [src], tiny_model_dir, tmp_path / "ids.csv", columns=ColumnMap(id="工单编号"), jobs=1
+        )
+    assert not [r for r in caplog.records if "ticket id" in r.getMessage()]
+    assert result.summary["repeated_ids"]["ids"] == 1
+
+
 def test_an_input_without_the_id_column_the_others_have_is_warned_of(
     tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -4306,6 +4334,7 @@ def test_an_input_without_the_id_column_the_others_have_is_warned_of(
         "B4",
     ]
     caplog.clear()
-    with caplog.at_level(logging.WARNING):  # no input has one: the rows are joined by row
+    with caplog.at_level(logging.WARNING):  # no input has one: 编号 is named as the id it may be
         label([second], tiny_model_dir, tmp_path / "b-out.csv", jobs=1)
-    assert not [r for r in caplog.records if "ticket id" in r.getMessage()]
+    notes = [r.getMessage() for r in caplog.records if "ticket id" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].endswith("give --id-col 编号"), notes

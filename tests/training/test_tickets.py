@@ -2602,6 +2602,21 @@ def test_a_title_read_from_another_of_its_names_is_not_said_to_be_missing():
     assert title_column_note(headers, MAP, "trained") is not None  # given once, it is
 
 
+def test_an_id_column_left_unmapped_beside_a_file_with_the_id_is_given_as_a_further_name():
+    # One export with 'id', another with 工单编号: "give --id-col 工单编号" alone refused the first.
+    from model.tickets import id_column_note
+
+    headers = {"a.csv": ["id", "text"], "b.csv": ["工单编号", "text"]}
+    note = id_column_note(headers, ColumnMap(), "{its} tickets are read without ids")
+    assert note == (
+        "b.csv has no column 'id' for the ticket id, so its tickets are read without ids; it has "
+        "'工单编号': if it is the id, give --id-col id --id-col 工单编号"
+    )
+    given = ColumnMap(alternatives=(("id", "工单编号"),))
+    assert id_column_note(headers, given, "{its} tickets are read without ids") is None
+    assert id_column_note({"a.csv": ["序号", "text"]}, ColumnMap(), "…") is None  # a row counter
+
+
 def test_a_title_column_of_json_objects_is_refused_too(tmp_path):
     path = tmp_path / "export.jsonl"
     path.write_text(

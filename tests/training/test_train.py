@@ -610,6 +610,32 @@ def test_cli_names_a_title_column_left_unmapped(tmp_path):
     assert "for the ticket title" not in r.output
 
 
+def test_cli_names_an_id_column_left_unmapped_as_retrain_does(tmp_path):
+    # --id-col forgotten on two monthly exports that overlap, ids in 工单编号: each ticket was
+    # numbered by row, so the overlap trained twice and similar tickets showed row numbers, and
+    # nothing said so (retrain did).
+    rows = [[f"T{i}", *row] for i, row in enumerate(TINY_TICKETS)]
+    for name, part in (("jan.csv", rows[:12]), ("feb.csv", rows[6:])):
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["工单编号", "title", "text", "department", "category"])
+            w.writerows(part)
+    data = [str(tmp_path / "jan.csv"), str(tmp_path / "feb.csv")]
+    args = ["train", *data, "--min-examples", "3"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert (
+        "jan.csv and 1 other file have no column 'id' for the ticket id, so a ticket in two "
+        "exports that overlap trains twice, and the similar tickets the dispatcher page shows "
+        "are numbered by row, not by their ids; jan.csv has '工单编号': if it is the id, give "
+        "--id-col 工单编号"
+    ) in " ".join(r.output.split())
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "m2"), "--id-col", "工单编号"])
+    assert r.exit_code == 0, r.output
+    assert "for the ticket id" not in r.output
+    assert "dropped 6 rows that repeat an earlier row" in " ".join(r.output.split())
+
+
 def test_cli_one_department_for_every_row_trains_the_category_head_alone(tmp_path, tiny_csv):
     # A bureau's own tickets (every one 人社, several categories) were refused whole after the
     # features were built, with no way to leave the department head out but editing the file.
@@ -2097,6 +2123,30 @@ def test_evaluate_warns_of_a_title_column_left_unmapped_as_train_does(
     assert note in report_warnings(report)
     mapped = evaluate(tiny_model_dir, [data], columns=ColumnMap(title="诉求标题"))
     assert not any("--title-col" in w for w in report_warnings(mapped))
+
+
+def test_evaluate_warns_of_an_id_column_left_unmapped_as_train_does(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Ids in 工单编号 without --id-col: each ticket numbered by row, so one in two exports that
+    # overlap was scored twice, and nothing said why.
+    from model.tickets import ColumnMap
+    from training.evaluate import evaluate, report_warnings
+
+    data = tmp_path / "export.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["工单编号", "title", "text", "department", "category"])
+        w.writerows([f"T{i}", *row] for i, row in enumerate(TINY_TICKETS))
+    note = (
+        "export.csv has no column 'id' for the ticket id, so a ticket in two exports that "
+        "overlap is scored twice; it has '工单编号': if it is the id, give --id-col 工单编号"
+    )
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data)])
+    assert r.exit_code == 0, r.output
+    assert note in " ".join(r.stderr.split())
+    mapped = evaluate(tiny_model_dir, [data], columns=ColumnMap(id="工单编号"))
+    assert not any("--id-col" in w for w in report_warnings(mapped))
 
 
 def test_train_reads_a_directory_with_subdirectories_and_records_each_file(tmp_path, tiny_config):
