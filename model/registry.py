@@ -33,7 +33,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from model.artifact import METADATA_FILE, ModelLoadError, read_metadata, verify
+from model.artifact import METADATA_FILE, ModelLoadError, library_versions, read_metadata, verify
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,40 @@ def _unreadable_version(path: Path, e: OSError) -> ModelLoadError:
         f"{path} cannot be read: {e.strerror}; model versions must be readable by every user "
         f"that serves or manages them (chmod 755 {path})"
     )
+
+
+def trained_alike(
+    root: str | Path, data_sha: str, config: dict[str, Any], eval_sha: str | None
+) -> list[str]:
+    """The versions under ``root`` trained on the same data as a fit about to run would be.
+
+    The same data fingerprint (``training_data.sha256``: the files, feedback, mapping, window,
+    remits and rules it was computed from), the same config, the same frozen evaluation set left
+    out (``training_data.eval_sha256``) and the same libraries (``libraries``, paidan's version
+    among them): such a fit writes the same model again under a new name. Oldest first; a
+    version whose metadata cannot be read is never one.
+    """
+    root = Path(root)
+    config = json.loads(json.dumps(config))  # as metadata.json holds it (lists, not tuples)
+    libraries = library_versions()
+    found = []
+    for version in versions(root):
+        try:
+            meta = read_metadata(root / version)
+        except ModelLoadError:
+            continue
+        data = meta.get("training_data")
+        if (
+            isinstance(data, dict)
+            and data.get("sha256") == data_sha
+            and data.get("eval_sha256") == eval_sha
+            and meta.get("config") == config
+            and meta.get("libraries") == libraries
+            # `models set-rules` keeps its source's fingerprint but applies other rules
+            and not meta.get("derived_from")
+        ):
+            found.append(version)
+    return found
 
 
 def pointer_version(root: str | Path) -> str | None:

@@ -2796,6 +2796,12 @@ def retrain(
     force: Annotated[
         bool, typer.Option(help="With --promote-if-better: promote even when refused")
     ] = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            help="Train even when a registered version was trained on the same data and config"
+        ),
+    ] = False,
     report: Annotated[
         Path | None,
         typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
@@ -2805,6 +2811,14 @@ def retrain(
         typer.Option(
             help="Unlabelled ticket files that widen the vocabulary (as for train, repeated for "
             "several files; the current model's are not reused)"
+        ),
+    ] = None,
+    fit_only: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--fit-only",
+            help="Labelled ticket files learnt from but never scored, as for train, repeated "
+            "for several files (the current model's are not reused)",
         ),
     ] = None,
     remits: Annotated[
@@ -2852,6 +2866,7 @@ def retrain(
                 [
                     *history,
                     *(unlabelled or []),
+                    *(fit_only or []),
                     *([mapping] if mapping else []),
                     *(remits or []),
                     *(rules or []),
@@ -2897,6 +2912,8 @@ def retrain(
                 # Said before the fit, as train says them: a nightly run killed during it
                 # named none of the repeated tickets or conflicting labels it had found.
                 on_warnings=say_all,
+                again=again,
+                fit_only=fit_only,
             )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
@@ -2972,6 +2989,8 @@ def retrain(
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):
         out.print(rules_line(rules_read, merged_of(result.train.metadata)), soft_wrap=True)
+    if borrowed := result.train.metadata["training_data"].get("fit_only"):
+        out.print(fit_only_line(borrowed, result.train.metadata["heads"]), soft_wrap=True)
     if result.eval_frozen_now:
         out.print("froze the evaluation set from the history (first retrain)")
     out.print(printable(result.message), soft_wrap=True)
