@@ -2420,6 +2420,16 @@ def models_list(
             soft_wrap=True,
         )
     _trained_on_frozen(infos)
+    for i in infos:
+        if i.missing_files:
+            err.print(
+                f"[yellow]warning:[/yellow] {printable(i.version)} lacks "
+                f"{', '.join(i.missing_files)} (a copy cut short, or still running?): it cannot "
+                f"be served or promoted until {'it is' if len(i.missing_files) == 1 else 'they are'} "
+                "there",
+                highlight=False,
+                soft_wrap=True,
+            )
     stale = [i.version for i in infos if i.stale]
     if stale:
         out.print(

@@ -224,7 +224,7 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
 
     from model import registry
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)  # gc deletes such only
     registry.set_current(root, "v2", record=False)
     registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
