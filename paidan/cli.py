@@ -2951,6 +2951,11 @@ def retrain(
             restore_sigterm()
     if result.skipped:
         out.print(result.message, soft_wrap=True)  # one line in the nightly job's log
+        if result.decision is not None:  # a version of the same data, compared as a challenger
+            _print_decision(result.decision, applied=True)
+            if not result.decision.promoted:
+                err.print(f"{result.version} stays registered but not current")
+                raise typer.Exit(EXIT_REFUSED)
         return
     assert result.train is not None
     # Labels as the history files and the mapping file write them: quoted masked, as every label

@@ -1512,7 +1512,15 @@ def retrain(
         # Run again on unchanged data, it registered the same model under another name each time
         # (three versions ending -e6caa7c5), and nothing said the first existed.
         result.skipped, result.duplicate_of = True, alike[-1]
-        result.message = _duplicate_message(alike[-1], registry.current_version(root))
+        current = registry.current_version(root)
+        result.message = _duplicate_message(alike[-1], current, promote_if_better)
+        if promote_if_better and alike[-1] != current:
+            # Compared as the challenger it would have trained: a refusal still exits 3.
+            result.version, result.model_dir = alike[-1], root / alike[-1]
+            result.scores = ensure_scores(root, alike[-1], eval_set=(eval_df, eval_info))
+            result.decision = promote_checked(
+                root, alike[-1], force=force, report_dir=report_dir, apply=True
+            )
         return result
     min_examples = config.min_examples
     result.train = train_frame(
@@ -1578,10 +1586,12 @@ def _read_fit_only(
     ]
 
 
-def _duplicate_message(version: str, current: str | None) -> str:
+def _duplicate_message(version: str, current: str | None, promote_if_better: bool) -> str:
     where = (
         "the current model"
         if version == current
+        else "not current: compared with it as the challenger"
+        if promote_if_better
         else f"not current; promote it with: paidan models promote {version}"
     )
     return (

@@ -956,6 +956,31 @@ def test_retrain_on_unchanged_data_names_the_version_it_would_duplicate(
     assert len(registry.versions(root)) == len(before) + 1
 
 
+def test_a_duplicate_with_promote_if_better_is_compared_not_trained_again(
+    tiny_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The nightly run without --if-new-feedback: the version the same data trained is compared
+    # with the current model as a new challenger would be, so a refusal still exits 3.
+    from training import compare as compare_module
+
+    root, history = tiny_root
+    first = retrain([history], [], root)
+    assert first.version is not None and not first.skipped
+    compared = []
+    real = compare_module.promote_checked
+
+    def recorded(root_: Path, version: str, **kwargs: Any) -> Any:
+        compared.append((version, kwargs["apply"]))
+        return real(root_, version, **kwargs)
+
+    monkeypatch.setattr("training.retrain.promote_checked", recorded)
+    again = retrain([history], [], root, promote_if_better=True)
+    assert again.skipped and again.duplicate_of == first.version
+    assert compared == [(first.version, True)]
+    assert again.decision is not None and again.decision.version == first.version
+    assert len(registry.versions(root)) == 2
+
+
 def test_retrain_on_other_data_is_no_duplicate(tiny_root: tuple[Path, Path]) -> None:
     root, history = tiny_root
     first = retrain([history], [], root)
