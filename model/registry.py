@@ -33,7 +33,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from model.artifact import METADATA_FILE, ModelLoadError, read_metadata, verify
+from model.artifact import METADATA_FILE, ModelLoadError, library_versions, read_metadata, verify
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,80 @@ def _unreadable_version(path: Path, e: OSError) -> ModelLoadError:
         f"{path} cannot be read: {e.strerror}; model versions must be readable by every user "
         f"that serves or manages them (chmod 755 {path})"
     )
+
+
+def trained_alike(
+    root: str | Path, data_sha: str, config: dict[str, Any], eval_sha: str | None
+) -> list[str]:
+    """The versions under ``root`` trained on the same data as a fit about to run would be.
+
+    The same data fingerprint (``training_data.sha256``: the files, feedback, mapping, window,
+    remits and rules it was computed from), the same config, the same frozen evaluation set left
+    out (``training_data.eval_sha256``) and the same libraries (``libraries``, paidan's version
+    among them): such a fit writes the same model again under a new name. Oldest first; a
+    version whose metadata cannot be read is never one.
+    """
+    root = Path(root)
+    config = json.loads(json.dumps(config))  # as metadata.json holds it (lists, not tuples)
+    libraries = library_versions()
+    found = []
+    for version in versions(root):
+        try:
+            meta = read_metadata(root / version)
+        except ModelLoadError:
+            continue
+        data = meta.get("training_data")
+        if (
+            isinstance(data, dict)
+            and data.get("sha256") == data_sha
+            and data.get("eval_sha256") == eval_sha
+            and meta.get("config") == config
+            and meta.get("libraries") == libraries
+            # `models set-rules` keeps its source's fingerprint but applies other rules
+            and not meta.get("derived_from")
+        ):
+            found.append(version)
+    return found
+
+
+def missing_files(model_dir: str | Path, meta: dict[str, Any] | None = None) -> list[str]:
+    """The files ``model_dir``'s ``metadata.json`` lists that are not there (a copy cut short,
+    ``cp -r`` having written the metadata first); only their presence is checked."""
+    model_dir = Path(model_dir)
+    if meta is None:
+        try:
+            meta = read_metadata(model_dir)
+        except ModelLoadError:
+            return []
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        return []
+    return sorted(str(n) for n in files if not (model_dir / str(n)).is_file())
+
+
+def not_written_by_registry(root: str | Path, version: str) -> str | None:
+    """Why ``gc`` leaves the version directory ``version`` alone, or ``None`` when it may delete it.
+
+    The registry writes a version under the model version its ``metadata.json`` names (``train``
+    without ``--out``, ``retrain``, ``models set-rules``), whole. A directory named otherwise is
+    someone's (a backup copy such as ``city1.bak``, a directory of ``train --out``), and one
+    lacking a file its metadata lists is a copy cut short or still running.
+    """
+    path = Path(root) / version
+    try:
+        meta = read_metadata(path)
+    except ModelLoadError as e:
+        return f"its {METADATA_FILE} cannot be read: {e}"
+    named = meta.get("version")
+    if named != version:
+        return (
+            f"its {METADATA_FILE} names version {named}"
+            if named
+            else (f"its {METADATA_FILE} names no version")
+        )
+    if missing := missing_files(path, meta):
+        return f"lacks {', '.join(missing)}"
+    return None
 
 
 def pointer_version(root: str | Path) -> str | None:
@@ -571,12 +645,18 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     removed: list[str] = []
     in_use: list[str] = []
     unknown: list[str] = []
+    # Directories that look like versions but that the registry did not write (a backup copy, a
+    # copy cut short): deleted as old versions, they were someone's data.
+    alone: list[str] = []
     with _locked(root):
         found = versions(root)
         protected = {v for v in (_pointer(root), previous_version(root)) if v}
         protected.update(found[-keep:])
         for version in found:
             if version in protected:
+                continue
+            if why := not_written_by_registry(root, version):
+                alone.append(f"{version} ({why})")
                 continue
             with _unless_leased(root, version) as free:
                 if free is None:  # a server may read it: keep it
@@ -597,6 +677,14 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             _write_json(root / REGISTRY_FILE, state)
     for version in removed:
         logger.info("deleted model version %s", version)
+    if alone:
+        logger.warning(
+            "left alone %d director%s that the registry did not write as a version: %s; "
+            "delete one by hand (rm -r) if it is not needed",
+            len(alone),
+            "y" if len(alone) == 1 else "ies",
+            ", ".join(alone),
+        )
     if unknown:
         logger.warning(
             "kept %d version(s) that a running paidan serve, label or predict may be reading: "
@@ -743,6 +831,8 @@ class VersionInfo:
     # The rows its fit used, of ``rows``: fewer when validation dropped repeated tickets or rows
     # without text (``training_data.validation.rows_used``); None when its metadata lacks it.
     rows_used: int | None = None
+    # Files its metadata lists that are not there (a copy cut short): it cannot be served.
+    missing_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -760,6 +850,7 @@ class VersionInfo:
             "seen_eval_rows": self.seen_eval_rows,
             "rules": self.rules,
             "derived_from": self.derived_from,
+            "missing_files": self.missing_files,
         }
 
 
@@ -821,6 +912,7 @@ def list_versions(
                 rules=int((data.get("rules") or {}).get("rows", 0) or 0),
                 derived_from=_version_string((meta.get("derived_from") or {}).get("version")),
                 rows_used=used if isinstance(used, int) else None,
+                missing_files=missing_files(root / version, meta) if meta else [],
             )
         )
     shared = shared_macro_f1s(fresh, same_truth)

@@ -2420,6 +2420,16 @@ def models_list(
             soft_wrap=True,
         )
     _trained_on_frozen(infos)
+    for i in infos:
+        if i.missing_files:
+            err.print(
+                f"[yellow]warning:[/yellow] {printable(i.version)} lacks "
+                f"{', '.join(i.missing_files)} (a copy cut short, or still running?): it cannot "
+                f"be served or promoted until {'it is' if len(i.missing_files) == 1 else 'they are'} "
+                "there",
+                highlight=False,
+                soft_wrap=True,
+            )
     stale = [i.version for i in infos if i.stale]
     if stale:
         out.print(
@@ -2796,6 +2806,12 @@ def retrain(
     force: Annotated[
         bool, typer.Option(help="With --promote-if-better: promote even when refused")
     ] = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            help="Train even when a registered version was trained on the same data and config"
+        ),
+    ] = False,
     report: Annotated[
         Path | None,
         typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
@@ -2805,6 +2821,14 @@ def retrain(
         typer.Option(
             help="Unlabelled ticket files that widen the vocabulary (as for train, repeated for "
             "several files; the current model's are not reused)"
+        ),
+    ] = None,
+    fit_only: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--fit-only",
+            help="Labelled ticket files learnt from but never scored, as for train, repeated "
+            "for several files (the current model's are not reused)",
         ),
     ] = None,
     remits: Annotated[
@@ -2852,6 +2876,7 @@ def retrain(
                 [
                     *history,
                     *(unlabelled or []),
+                    *(fit_only or []),
                     *([mapping] if mapping else []),
                     *(remits or []),
                     *(rules or []),
@@ -2897,6 +2922,8 @@ def retrain(
                 # Said before the fit, as train says them: a nightly run killed during it
                 # named none of the repeated tickets or conflicting labels it had found.
                 on_warnings=say_all,
+                again=again,
+                fit_only=fit_only,
             )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
@@ -2924,6 +2951,11 @@ def retrain(
             restore_sigterm()
     if result.skipped:
         out.print(result.message, soft_wrap=True)  # one line in the nightly job's log
+        if result.decision is not None:  # a version of the same data, compared as a challenger
+            _print_decision(result.decision, applied=True)
+            if not result.decision.promoted:
+                err.print(f"{result.version} stays registered but not current")
+                raise typer.Exit(EXIT_REFUSED)
         return
     assert result.train is not None
     # Labels as the history files and the mapping file write them: quoted masked, as every label
@@ -2972,6 +3004,8 @@ def retrain(
     )
     if rules_read := result.train.metadata["training_data"].get("rules"):
         out.print(rules_line(rules_read, merged_of(result.train.metadata)), soft_wrap=True)
+    if borrowed := result.train.metadata["training_data"].get("fit_only"):
+        out.print(fit_only_line(borrowed, result.train.metadata["heads"]), soft_wrap=True)
     if result.eval_frozen_now:
         out.print("froze the evaluation set from the history (first retrain)")
     out.print(printable(result.message), soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -161,12 +162,26 @@ def without_progress(output: str) -> str:
     return "".join(line for line in output.splitlines(True) if not stamp.match(line))
 
 
-def three_versions(model_dir: Path, tmp_path: Path) -> Path:
-    """A model root holding three copies of ``model_dir``: v1, v2 and v3."""
+def three_versions(model_dir: Path, tmp_path: Path, registered: bool = False) -> Path:
+    """A model root holding three copies of ``model_dir``: v1, v2 and v3 (``registered``: each
+    named in its metadata as its directory, see :func:`as_registered`)."""
     root = tmp_path / "models"
     for name in ("v1", "v2", "v3"):
         shutil.copytree(model_dir, root / name)
+        if registered:
+            as_registered(root / name)
     return root
+
+
+def as_registered(version_dir: Path) -> Path:
+    """Make a copied version directory one the registry could have written: its metadata names
+    the directory as its version (``models gc`` leaves copies named otherwise alone)."""
+    meta_path = version_dir / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["version"] = version_dir.name
+    meta_path.chmod(0o644)
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    return version_dir
 
 
 @pytest.fixture

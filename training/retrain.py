@@ -177,6 +177,8 @@ class RetrainResult:
 
     skipped: bool = False
     message: str = ""
+    # Skipped because this version was trained on the same data already (again=False).
+    duplicate_of: str | None = None
     version: str | None = None
     model_dir: Path | None = None
     rows: dict[str, int] = field(default_factory=dict)
@@ -211,6 +213,9 @@ class RetrainResult:
     champion: str | None = None
     # Its unlabelled files' names (training_data.unlabelled_files), where its metadata has them.
     unlabelled_names: list[str] = field(default_factory=list)
+    # Likewise its --fit-only rows (training_data.fit_only) when none were given, and their files.
+    fit_only_dropped: int = 0
+    fit_only_names: list[str] = field(default_factory=list)
     # A history file's title column left unmapped (model.tickets.title_column_note), if any.
     title_note: str | None = None
     # A history file's id column left unmapped (model.tickets.id_column_note), if any.
@@ -278,6 +283,14 @@ class RetrainResult:
                 "challenger's vocabulary and IDF come from the history and feedback alone; pass "
                 "the same --unlabelled files to keep them"
                 + (f" ({listing(self.unlabelled_names, 5)})" if self.unlabelled_names else "")
+            )
+        if self.fit_only_dropped:
+            out.append(
+                f"the current model {self.champion} was trained with "
+                f"{counted(self.fit_only_dropped, 'fit-only row')} (--fit-only), which this "
+                "retrain was not given: the challenger learns from the history and feedback "
+                "alone; pass the same --fit-only files to keep them"
+                + (f" ({listing(self.fit_only_names, 5)})" if self.fit_only_names else "")
             )
         if self.title_note:
             out.append(self.title_note)
@@ -1140,6 +1153,8 @@ def retrain(
     rules: str | Path | Sequence[str | Path] | None = None,
     feedback_since: datetime | None = None,
     on_warnings: Callable[[list[str]], None] | None = None,
+    again: bool = False,
+    fit_only: str | Path | Sequence[str | Path] | None = None,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1196,6 +1211,16 @@ def retrain(
         Called once with :meth:`RetrainResult.warnings` (new labels, repeated tickets,
         conflicting or blank labels…) when the training rows are validated, before the fit, so
         they are said before the wait, also when the fit fails or is killed.
+    again : bool
+        Train even when a registered version was trained on the same data, config, frozen set
+        and libraries (:func:`model.registry.trained_alike`); without it such a run trains
+        nothing and says which version that is (``result.duplicate_of``).
+
+    fit_only : str or Path, or a sequence of them, optional
+        Labelled ticket files learnt from but never scored, as ``paidan train --fit-only`` reads
+        them (``columns`` applies, and the mapping renames their labels). The current model's are
+        not reused: when none are given and it was trained with some,
+        :meth:`RetrainResult.warnings` names them.
 
     Returns
     -------
@@ -1270,6 +1295,7 @@ def retrain(
         else None
     )
     sampled = unlabelled_sample_note(extra, config) if extra is not None else {}
+    borrowed, borrowed_files = _read_fit_only(as_paths(fit_only), columns)
     if progress is not None:
         progress("reading", 1, 1)
     if result.window and on_window is not None:
@@ -1396,6 +1422,8 @@ def retrain(
     # Only the rows given now: an inherited rename whose old label has gone is what it did.
     result.unmatched = unmatched_renames(given, [rows, eval_df], result.inherited)
     result.mapped = apply_mapping(rows, mapping)
+    if borrowed is not None:
+        apply_mapping(borrowed, mapping)  # learnt under the labels the challenger knows
     result.rows = {
         HISTORY: int((rows[SOURCE_KIND] == HISTORY).sum()),
         FEEDBACK: int((rows[SOURCE_KIND] == FEEDBACK).sum()),
@@ -1448,6 +1476,20 @@ def retrain(
                 result.unlabelled_names = [
                     str(f["name"]) for f in recorded if isinstance(f, dict) and "name" in f
                 ]
+    if borrowed_files:
+        sha.update(b"fit-only")
+        sha.update(data_fingerprint([f["sha256"] for f in borrowed_files]).encode())
+    else:
+        # Not reused (a borrowed file may be gone or replaced), but never dropped silently.
+        data = champion_meta.get("training_data")
+        lent = data.get("fit_only") if isinstance(data, dict) else None
+        if isinstance(lent, dict) and isinstance(lent.get("rows"), int) and lent["rows"] > 0:
+            result.fit_only_dropped, result.champion = lent["rows"], inherit_from
+            result.fit_only_names = [
+                str(f["name"])
+                for f in lent.get("files") or []
+                if isinstance(f, dict) and "name" in f
+            ]
     resources = {USERDICT_FILE: None, STOPWORDS_FILE: None}
     if inherit_from:
         for name in resources:
@@ -1469,6 +1511,22 @@ def retrain(
             (as_paths(rules), RULES_FILE, read_rules, format_rules),
         )
     )
+    data_sha = sha.hexdigest()
+    alike = registry.trained_alike(root, data_sha, config.to_dict(), eval_info["sha256"])
+    if alike and not again:
+        # Run again on unchanged data, it registered the same model under another name each time
+        # (three versions ending -e6caa7c5), and nothing said the first existed.
+        result.skipped, result.duplicate_of = True, alike[-1]
+        current = registry.current_version(root)
+        result.message = _duplicate_message(alike[-1], current, promote_if_better)
+        if promote_if_better and alike[-1] != current:
+            # Compared as the challenger it would have trained: a refusal still exits 3.
+            result.version, result.model_dir = alike[-1], root / alike[-1]
+            result.scores = ensure_scores(root, alike[-1], eval_set=(eval_df, eval_info))
+            result.decision = promote_checked(
+                root, alike[-1], force=force, report_dir=report_dir, apply=True
+            )
+        return result
     min_examples = config.min_examples
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
@@ -1481,11 +1539,13 @@ def retrain(
         progress=progress,
         n_jobs=n_jobs,
         options=RETRAIN_OPTIONS,
-        data_sha=sha.hexdigest(),
+        data_sha=data_sha,
         remits=remit_rows,
         rules=rule_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
         on_validated=lambda report: _validated(result, report, min_examples, on_warnings),
+        fit_only=borrowed,
+        fit_only_files=borrowed_files,
         data_files=[
             {"name": display_name(name), "sha256": sha}
             for (_, name), sha in zip(named, shas, strict=True)
@@ -1515,6 +1575,34 @@ def retrain(
     )
     result.message = f"challenger {result.version} written to {result.model_dir}"
     return result
+
+
+def _read_fit_only(
+    files: list[Path], columns: ColumnMap
+) -> tuple[pd.DataFrame | None, list[dict[str, str]]]:
+    """The ``--fit-only`` files' tickets and names with SHA-256s, read as ``train`` reads them."""
+    if not files:
+        return None, []
+    named = named_paths(files)
+    borrowed = read_tickets(named, columns)
+    require_rows(len(borrowed), [p for p, _ in named])
+    return borrowed, [
+        {"name": display_name(name), "sha256": sha256_file(path)} for path, name in named
+    ]
+
+
+def _duplicate_message(version: str, current: str | None, promote_if_better: bool) -> str:
+    where = (
+        "the current model"
+        if version == current
+        else "not current: compared with it as the challenger"
+        if promote_if_better
+        else f"not current; promote it with: paidan models promote {version}"
+    )
+    return (
+        f"the same history, feedback, mapping, config and frozen set are already registered as "
+        f"{version} ({where}): nothing trained; --again trains another version of them"
+    )
 
 
 def _before_since(records: Sequence[Mapping[str, Any]], since: datetime) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def test_gc_keeps_the_version_the_workers_start_from_while_the_server_runs(
 
     from model import registry
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)  # gc deletes such only
     registry.set_current(root, "v2", record=False)
     registry.promote(root, "v3")  # current v3, previous v2: v1 is neither
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
@@ -293,7 +293,7 @@ def two_workers_on_v1_beside_a_damaged_v3(
     from model import registry
     from model.artifact import ROUTER_FILE
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)
     registry.set_current(root, "v1", record=False)
     (root / "v3" / ROUTER_FILE).chmod(0o644)
     with open(root / "v3" / ROUTER_FILE, "r+b") as f:
@@ -537,7 +537,7 @@ def test_the_supervisor_leases_the_model_its_next_workers_start_from(
     # in the gap before their successors' leases deleted it, though it was what they load.
     from model import registry
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)
     registry.set_current(root, "v3", record=False)  # v1 and v2: neither current nor previous
     config = uvicorn.Config("serve.app:create_app", factory=True, port=a_free_port())
     supervisor = Supervisor(config, 2, model_root=root)

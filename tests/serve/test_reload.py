@@ -25,6 +25,7 @@ from model.router import Router
 from model.settings import Settings
 from serve.app import create_app
 from serve.reload import reload_model
+from tests.conftest import as_registered
 
 
 def loader(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
@@ -193,6 +194,7 @@ def test_the_served_model_is_leased_and_the_lease_moves_with_reloads(
 ) -> None:
     # gc deleted a version served with --model (or PAIDAN_MODEL_DIR): it is not current.
     registry.set_current(root, "v2", record=False)  # the copies' times are equal: v3 is newest
+    as_registered(root / "v1")  # as the registry names it: gc deletes such only
     with make_app(root, tmp_path, model_dir=root / "v1") as client:
         app: Any = client.app
         assert registry.gc(root, keep=1) == ([], ["v1"])

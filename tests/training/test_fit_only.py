@@ -168,3 +168,56 @@ def test_train_refuses_a_fit_only_file_that_is_not_there(tmp_path, tiny_csv):
     assert result.exit_code == 2
     assert "no.csv" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def _retrain_root(tmp_path: Path, tiny_csv: Path, *train_args: str) -> tuple[Path, dict[str, str]]:
+    """A registry whose current model ``paidan train`` wrote with ``train_args``."""
+    root = tmp_path / "models"
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(
+        app, ["train", str(tiny_csv), "--min-examples", "3", *train_args], env=env
+    )
+    assert r.exit_code == 0, r.output
+    return root, env
+
+
+def test_retrain_names_the_current_models_fit_only_files_it_was_not_given(tmp_path, tiny_csv):
+    # retrain ignored the current model's --fit-only files without a word: the challenger lost
+    # what they taught, and the comparison alone could hint at why.
+    borrowed = write_borrowed(tmp_path / "borrowed.csv")
+    root, env = _retrain_root(tmp_path, tiny_csv, "--fit-only", str(borrowed))
+    r = CliRunner().invoke(app, ["retrain", "--history", str(tiny_csv)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "was trained with 5 fit-only rows (--fit-only)" in said, said
+    assert "borrowed.csv" in said and "pass the same --fit-only files" in said, said
+    from model import registry
+
+    (challenger,) = [v for v in registry.versions(root) if v != registry.current_version(root)]
+    meta = json.loads((root / challenger / "metadata.json").read_text(encoding="utf-8"))
+    assert "fit_only" not in meta["training_data"]  # as the warning says: not learnt from
+
+
+def test_retrain_learns_from_fit_only_files_as_train_does(tmp_path, tiny_csv):
+    borrowed = write_borrowed(tmp_path / "borrowed.csv")
+    root, env = _retrain_root(tmp_path, tiny_csv, "--fit-only", str(borrowed))
+    r = CliRunner().invoke(
+        app, ["retrain", "--history", str(tiny_csv), "--fit-only", str(borrowed)], env=env
+    )
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "pass the same --fit-only files" not in said, said
+    assert "learnt from 5 fit-only rows (department 4, category 5); not scored" in said, said
+    from model import registry
+
+    challenger = [v for v in registry.versions(root) if v != registry.current_version(root)]
+    assert len(challenger) == 1
+    meta = json.loads((root / challenger[0] / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["training_data"]["fit_only"]["files"] == [
+        {"name": "borrowed.csv", "sha256": sha256_file(borrowed)}
+    ]
+    assert meta["heads"]["department"]["fit_only_rows"] == 4
+    # Without them, the data differ: another version, not the one just written.
+    r = CliRunner().invoke(app, ["retrain", "--history", str(tiny_csv)], env=env)
+    assert r.exit_code == 0, r.output
+    assert len(registry.versions(root)) == 3

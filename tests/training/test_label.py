@@ -2992,7 +2992,7 @@ def test_gc_keeps_the_model_a_label_run_reads(
     import training.label
     from model import registry
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)  # gc deletes such only
     registry.set_current(root, "v3", record=False)
     collected: list[tuple[list[str], list[str]]] = []
     real = training.label.label

@@ -1124,3 +1124,32 @@ def test_gc_names_what_a_killed_model_write_left_in_the_root_and_keeps_it(tmp_pa
     ) in said, r.output
     assert staging.is_dir() and pointer.is_file()
     assert registry.versions(root) == VERSIONS[:2]
+
+
+def test_gc_leaves_alone_and_names_directories_the_registry_did_not_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A backup copy of a version (`cp -r VERSION VERSION.bak`, a metadata.json and all) and a
+    # copy cut short (its router.joblib not copied yet) were taken for old versions and deleted.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path, VERSIONS[:3])
+    backup = root / f"{VERSIONS[0]}.bak"
+    shutil.copytree(root / VERSIONS[0], backup)
+    half = root / VERSIONS[1]
+    (half / ROUTER_FILE).unlink()  # as a copy that had written metadata.json only
+    registry.promote(root, VERSIONS[2])
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert f"{VERSIONS[1]} lacks {ROUTER_FILE}" in said, said
+    with caplog.at_level("WARNING", logger="model.registry"):
+        assert registry.gc(root, keep=1) == ([VERSIONS[0]], [])
+    said = " ".join(caplog.text.split())
+    assert "left alone 2 directories that the registry did not write as a version" in said, said
+    assert f"{backup.name} (its {METADATA_FILE} names version {VERSIONS[0]})" in said, said
+    assert f"{VERSIONS[1]} (lacks {ROUTER_FILE})" in said, said
+    assert backup.is_dir() and half.is_dir()

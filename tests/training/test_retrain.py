@@ -929,6 +929,66 @@ def test_if_new_feedback_skips_without_training(tiny_root: tuple[Path, Path]) ->
     assert registry.versions(root) == before
 
 
+def test_retrain_on_unchanged_data_names_the_version_it_would_duplicate(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Run again on the same history and feedback, retrain registered another identical model
+    # (the same data fingerprint, e.g. three versions ending -e6caa7c5) and said nothing of it.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    first = [v for v in registry.versions(root) if v != registry.current_version(root)]
+    assert len(first) == 1
+    before = registry.versions(root)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert f"already registered as {first[0]}" in said, said
+    assert "--again" in said and f"paidan models promote {first[0]}" in said, said
+    assert registry.versions(root) == before  # no duplicate written
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history), "--again"], env=env)
+    assert r.exit_code == 0, r.output
+    assert len(registry.versions(root)) == len(before) + 1
+
+
+def test_a_duplicate_with_promote_if_better_is_compared_not_trained_again(
+    tiny_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The nightly run without --if-new-feedback: the version the same data trained is compared
+    # with the current model as a new challenger would be, so a refusal still exits 3.
+    from training import compare as compare_module
+
+    root, history = tiny_root
+    first = retrain([history], [], root)
+    assert first.version is not None and not first.skipped
+    compared = []
+    real = compare_module.promote_checked
+
+    def recorded(root_: Path, version: str, **kwargs: Any) -> Any:
+        compared.append((version, kwargs["apply"]))
+        return real(root_, version, **kwargs)
+
+    monkeypatch.setattr("training.retrain.promote_checked", recorded)
+    again = retrain([history], [], root, promote_if_better=True)
+    assert again.skipped and again.duplicate_of == first.version
+    assert compared == [(first.version, True)]
+    assert again.decision is not None and again.decision.version == first.version
+    assert len(registry.versions(root)) == 2
+
+
+def test_retrain_on_other_data_is_no_duplicate(tiny_root: tuple[Path, Path]) -> None:
+    root, history = tiny_root
+    first = retrain([history], [], root)
+    assert not first.skipped
+    second = retrain([history], [fb(1, "X", "执法", 0)], root)  # a new decision: new data
+    assert not second.skipped and second.version != first.version
+
+
 def test_a_champion_config_out_of_range_is_refused_naming_the_model_and_the_field(
     tiny_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1290,7 +1350,8 @@ def test_a_rename_is_kept_by_later_retrains_without_the_mapping(
     from paidan.cli import app
 
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(root.parent / "var")}
-    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    # --again: the same history with the inherited rename alone is the current model's data.
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history), "--again"], env=env)
     assert r.exit_code == 0, r.output
     assert "inherited rename from the current model: department 执法 → 城管执法" in r.output
     assert "mapped 5 department row(s) 执法 → 城管执法" in r.output
@@ -2053,14 +2114,11 @@ def test_retrain_trains_with_unlabelled_files_and_warns_when_the_champion_had_so
         "come from the history and feedback alone; pass the same --unlabelled files to keep them "
         "(unlabelled.csv)"
     ]
-    # Given them again: no warning, and the same data give the same fingerprint as the first.
+    # Given them again: no warning, and the same data give the same fingerprint as the first,
+    # which is named rather than trained again.
     third = retrain([history], [], root, unlabelled=[unlabelled])
-    assert third.train is not None
     assert not [w for w in third.warnings(3) if "unlabelled" in w]
-    assert (
-        third.train.metadata["training_data"]["sha256"]
-        == first.train.metadata["training_data"]["sha256"]
-    )
+    assert third.skipped and third.duplicate_of == first.version
     assert (
         second.train.metadata["training_data"]["sha256"]
         != first.train.metadata["training_data"]["sha256"]

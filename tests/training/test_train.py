@@ -1851,7 +1851,7 @@ def test_gc_keeps_the_model_predict_is_loading(tiny_model_dir, tmp_path, monkeyp
     from model import registry
     from paidan import cli
 
-    root = three_versions(tiny_model_dir, tmp_path)
+    root = three_versions(tiny_model_dir, tmp_path, registered=True)  # gc deletes such only
     registry.set_current(root, "v3", record=False)
     collected = []
 
