@@ -470,6 +470,42 @@ def test_the_supervisor_says_last_that_it_stopped_and_its_exit_status(
     ), server.logs()[-2000:]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "to_group"),
+    [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["SIGTERM-to-group", "SIGINT-to-group", "SIGTERM-to-supervisor"],
+)
+def test_stopped_workers_answer_the_next_request_on_a_kept_alive_connection(
+    live_server_factory: Callable[..., LiveServer],
+    tiny_model_dir: Path,
+    sig: signal.Signals,
+    to_group: bool,
+) -> None:
+    # systemd's default stop (KillMode=control-group) and a terminal's Ctrl-C signal every
+    # process of the group, and the supervisor then sent each worker SIGTERM as well: a second
+    # signal, on which a draining worker shut down at once, closing a kept-alive connection
+    # whose client was sending its next request (the drain exists for that request).
+    server = start(live_server_factory, tiny_model_dir)
+    conns = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(8)]
+    try:
+        for conn in conns:  # accepted, and now idle between two requests
+            assert answered(conn).startswith(b"HTTP/1.1 200")
+        if to_group:
+            os.killpg(server.proc.pid, sig)
+        else:
+            os.kill(server.proc.pid, sig)
+        time.sleep(0.3)  # the supervisor has signalled its workers by now
+        for conn in conns:
+            head = answered(conn).split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 200"), server.logs()[-2000:]
+            assert b"connection: close" in head
+    finally:
+        for conn in conns:
+            conn.close()
+    assert server.proc.wait(timeout=60) == 0
+
+
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -735,6 +771,15 @@ def test_a_draining_worker_asks_each_client_to_close_its_connection() -> None:
     asyncio.run(wrapped({"type": "http"}, None, collect))
     assert sent[2]["headers"] == [(b"connection", b"close")]
     assert sent[3] == {"type": "http.response.body", "body": b"{}"}
+
+
+def test_a_draining_worker_keeps_draining_on_sigterm_and_hurries_on_a_second_sigint() -> None:
+    server = _DrainingServer(uvicorn.Config(app=None))
+    server.draining = True
+    server.handle_exit(signal.SIGTERM, None)  # systemd's, then the supervisor's: one stop
+    assert not server.should_exit
+    server.handle_exit(signal.SIGINT, None)  # an operator's second Ctrl-C
+    assert server.should_exit
 
 
 def test_a_draining_worker_shuts_down_when_its_last_connection_ends(
