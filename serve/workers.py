@@ -245,8 +245,13 @@ class _DrainingServer(uvicorn.Server):
     carries ``Connection: close`` (:class:`_CloseWhenDraining`), so a busy client's connection ends
     cleanly after its next answer and the client reconnects to the successor. The shutdown follows
     once no connection is left, after at least :data:`DRAIN_S` and at most :data:`DRAIN_MAX_S`
-    (a client that holds an idle connection that long is closed on as before). A second signal
-    exits as uvicorn's own would.
+    (a client that holds an idle connection that long is closed on as before).
+
+    A SIGTERM that arrives while it drains changes nothing: systemd's default stop
+    (``KillMode=control-group``) and a terminal's Ctrl-C signal every process of the group, and
+    the supervisor then sends each worker SIGTERM too, which ended the drain at once and closed
+    the connections it was for. A second SIGINT (an operator's second Ctrl-C) shuts down at once,
+    as uvicorn's own would.
     """
 
     _loop: asyncio.AbstractEventLoop | None = None
@@ -257,6 +262,8 @@ class _DrainingServer(uvicorn.Server):
         await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining and sig == signal.SIGTERM:
+            return
         if self.draining or self._loop is None or not self.started:
             super().handle_exit(sig, frame)
             return

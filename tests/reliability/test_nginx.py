@@ -133,11 +133,32 @@ def test_the_documented_limit_answers_429_in_paidans_error_shape_per_key(nginx: 
     assert refused.headers["retry-after"] == "1"
     assert refused.headers["content-type"].startswith("application/json")
     assert refused.json()["error"]["code"] == "too_many_requests"
+    # As paidan's own errors: no cache keeps it, and it names a request id a log can be searched
+    # for (nginx's 429 carried neither).
+    assert refused.headers["cache-control"] == "no-store"
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"]), refused.headers
     # Counted per key: another client's key, and a Bearer key, pass meanwhile.
     other = httpx2.post(url, json=TICKET, headers={"X-API-Key": "other-key-0123456789"})
     assert other.status_code == 200, other.text
     bearer = httpx2.post(url, json=TICKET, headers={"Authorization": "Bearer bearer-0123456789"})
     assert bearer.status_code == 200, bearer.text
+
+
+def test_the_documented_429_keeps_a_clients_request_id_as_paidan_does(nginx: str) -> None:
+    url = nginx + "/paidan/v1/route"
+    for sent, kept in (("trace-4f2a.9:b/c+d=e_0", True), ("x" * 129, False), ("a b", False)):
+        headers = {"X-API-Key": f"id-key-{len(sent)}-0123456789", "X-Request-ID": sent}
+        said = asyncio.run(burst(url, 100, headers))
+        refused = [answer for answer in said if answer.status_code == 429]
+        assert refused, Counter(answer.status_code for answer in said)
+        for answer in refused:
+            if kept:  # as paidan keeps it: 1 to 128 of A-Z a-z 0-9 . _ : / + = -
+                assert answer.headers["x-request-id"] == sent
+            else:  # else one of nginx's own, 32 hex digits like paidan's
+                assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
+        passed = next(answer for answer in said if answer.status_code == 405)
+        assert (passed.headers["x-request-id"] == sent) is kept  # paidan's own rule, unchanged
 
 
 def test_requests_without_a_key_are_not_counted(nginx: str) -> None:

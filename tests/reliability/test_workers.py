@@ -361,6 +361,25 @@ def test_the_workers_exit_when_the_supervisor_is_killed(
             os.kill(pid, signal.SIGKILL)
 
 
+def maps_rjieba(pid: int) -> bool:
+    """Whether process ``pid`` has rjieba's compiled module mapped (it imported rjieba)."""
+    return "rjieba" in Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+def test_the_supervisor_checks_the_model_without_keeping_its_tokenizer(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # The supervisor serves nothing, but its check of the model imported the tokenizer the model
+    # cuts with, and rjieba's dictionary stayed in it for good: 32 MiB of its 155 MiB resident.
+    server = start(live_server_factory, tiny_model_dir)  # an rjieba model, the default
+    pids = worker_pids(server, port_of(server))
+    assert len(pids) == 2
+    assert all(maps_rjieba(pid) for pid in pids)  # the workers cut with it
+    assert not maps_rjieba(server.proc.pid)
+
+
 @pytest.mark.slow
 def test_a_killed_servers_metrics_directory_is_removed_by_the_next_start(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path
@@ -468,6 +487,42 @@ def test_the_supervisor_says_last_that_it_stopped_and_its_exit_status(
         r" exit status 0",
         last,
     ), server.logs()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "to_group"),
+    [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["SIGTERM-to-group", "SIGINT-to-group", "SIGTERM-to-supervisor"],
+)
+def test_stopped_workers_answer_the_next_request_on_a_kept_alive_connection(
+    live_server_factory: Callable[..., LiveServer],
+    tiny_model_dir: Path,
+    sig: signal.Signals,
+    to_group: bool,
+) -> None:
+    # systemd's default stop (KillMode=control-group) and a terminal's Ctrl-C signal every
+    # process of the group, and the supervisor then sent each worker SIGTERM as well: a second
+    # signal, on which a draining worker shut down at once, closing a kept-alive connection
+    # whose client was sending its next request (the drain exists for that request).
+    server = start(live_server_factory, tiny_model_dir)
+    conns = [socket.create_connection(("127.0.0.1", port_of(server))) for _ in range(8)]
+    try:
+        for conn in conns:  # accepted, and now idle between two requests
+            assert answered(conn).startswith(b"HTTP/1.1 200")
+        if to_group:
+            os.killpg(server.proc.pid, sig)
+        else:
+            os.kill(server.proc.pid, sig)
+        time.sleep(0.3)  # the supervisor has signalled its workers by now
+        for conn in conns:
+            head = answered(conn).split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 200"), server.logs()[-2000:]
+            assert b"connection: close" in head
+    finally:
+        for conn in conns:
+            conn.close()
+    assert server.proc.wait(timeout=60) == 0
 
 
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
@@ -735,6 +790,15 @@ def test_a_draining_worker_asks_each_client_to_close_its_connection() -> None:
     asyncio.run(wrapped({"type": "http"}, None, collect))
     assert sent[2]["headers"] == [(b"connection", b"close")]
     assert sent[3] == {"type": "http.response.body", "body": b"{}"}
+
+
+def test_a_draining_worker_keeps_draining_on_sigterm_and_hurries_on_a_second_sigint() -> None:
+    server = _DrainingServer(uvicorn.Config(app=None))
+    server.draining = True
+    server.handle_exit(signal.SIGTERM, None)  # systemd's, then the supervisor's: one stop
+    assert not server.should_exit
+    server.handle_exit(signal.SIGINT, None)  # an operator's second Ctrl-C
+    assert server.should_exit
 
 
 def test_a_draining_worker_shuts_down_when_its_last_connection_ends(
