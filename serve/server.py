@@ -8,19 +8,15 @@ import functools
 import logging
 import logging.config
 import os
-import pickle
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from model.artifact import ModelLoadError, load_serving_router
+from model.artifact import load_serving_router, verify
 from model.registry import Lease, lease
 from model.router import Router
 from model.settings import Settings
@@ -286,9 +282,7 @@ def run(
     held = lease(settings.model_root, model_dir) if pinned else None
     own_multiproc: OwnMetricsDir | None = None
     try:
-        # Fail fast, with the loader's one-line message; in a process of its own, as the
-        # supervisor serves nothing (verify_apart).
-        verify_apart(model_dir, settings.model_root)
+        verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
         # Each worker says whether its database is reachable; the SQLite directory that cannot be
         # made is said here, once, as the stale metrics files are.
         prepare_database(settings, say_directory=True)
@@ -318,50 +312,6 @@ def run(
             os.environ.pop(MULTIPROC_ENV, None)
             own_multiproc.remove()
     logger.info("%s", stopped_line(supervisor, workers))
-
-
-def verify_apart(model_dir: Path, root: Path) -> None:
-    """:func:`model.artifact.verify` in a short-lived interpreter of its own.
-
-    The supervisor of ``--workers N`` loads no model, but the check imports the tokenizer the
-    model cuts with, and rjieba builds its dictionary when imported: 32 MiB that stayed in the
-    supervisor for as long as it ran (of its 155 MiB resident). A new interpreter, not a fork,
-    as for the default model's training (paidan/cli.py, ``ensure_model``).
-
-    Raises
-    ------
-    ModelLoadError
-        As :func:`~model.artifact.verify` does, or naming the exit code of a check that died.
-    """
-    with tempfile.TemporaryDirectory(prefix="paidan-verify-") as tmp:
-        outcome_file = Path(tmp) / "outcome.pickle"
-        code = subprocess.call(
-            [sys.executable, "-c", _VERIFY_CHILD, str(model_dir), str(root), str(outcome_file)]
-        )
-        if not outcome_file.is_file():  # it died without a word (killed, out of memory)
-            raise ModelLoadError(
-                f"checking {model_dir} stopped: its process ended with exit code {code}"
-            )
-        outcome = pickle.loads(outcome_file.read_bytes())  # written by the child just above
-    if isinstance(outcome, BaseException):
-        raise outcome
-
-
-_VERIFY_CHILD = """
-import pickle, sys
-from pathlib import Path
-from model.artifact import verify
-try:
-    verify(sys.argv[1], sys.argv[2])
-    outcome = None
-except Exception as e:
-    outcome = e
-try:
-    data = pickle.dumps(outcome)
-except Exception:  # an exception that cannot be pickled: its words
-    data = pickle.dumps(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
-Path(sys.argv[3]).write_bytes(data)
-"""
 
 
 def stopped_line(supervisor: Supervisor, workers: int) -> str:

@@ -361,25 +361,6 @@ def test_the_workers_exit_when_the_supervisor_is_killed(
             os.kill(pid, signal.SIGKILL)
 
 
-def maps_rjieba(pid: int) -> bool:
-    """Whether process ``pid`` has rjieba's compiled module mapped (it imported rjieba)."""
-    return "rjieba" in Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
-def test_the_supervisor_checks_the_model_without_keeping_its_tokenizer(
-    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
-) -> None:
-    # The supervisor serves nothing, but its check of the model imported the tokenizer the model
-    # cuts with, and rjieba's dictionary stayed in it for good: 32 MiB of its 155 MiB resident.
-    server = start(live_server_factory, tiny_model_dir)  # an rjieba model, the default
-    pids = worker_pids(server, port_of(server))
-    assert len(pids) == 2
-    assert all(maps_rjieba(pid) for pid in pids)  # the workers cut with it
-    assert not maps_rjieba(server.proc.pid)
-
-
 @pytest.mark.slow
 def test_a_killed_servers_metrics_directory_is_removed_by_the_next_start(
     live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path, tmp_path: Path

@@ -1497,32 +1497,3 @@ def test_a_start_up_says_once_that_the_sqlite_directory_cannot_be_made(tmp_path:
     assert len(warned) == 1, said
     assert str(unmakeable) in warned[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING: ", warned[0]), warned
-
-
-def test_workers_refuse_a_changed_model_in_one_line_before_any_worker_starts(
-    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The supervisor checks the model in a process of its own (serve.server.verify_apart), so as
-    # not to keep the tokenizer it imports: the refusal still reads as the loader's one line.
-    import shutil
-
-    from model.artifact import ROUTER_FILE
-    from serve import server
-
-    monkeypatch.delenv("PAIDAN_MODEL_DIR", raising=False)
-    root = tmp_path / "root"
-    shutil.copytree(tiny_model_dir, root / "v1")
-    with (root / "v1" / ROUTER_FILE).open("ab") as f:
-        f.write(b"changed")
-    started: list[Any] = []
-    monkeypatch.setattr(server, "Supervisor", lambda *a, **k: started.append(a))
-    result = runner.invoke(
-        app,
-        ["serve", "--model", "v1", "--workers", "2", "--port", "8123"],
-        env={"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")},
-    )
-    assert result.exit_code == 2, result.output
-    said = " ".join(result.output.split())
-    assert said.startswith(f"error: {(root / 'v1' / ROUTER_FILE).resolve()} does not match"), said
-    assert "the file was changed or truncated after training" in said
-    assert started == []
