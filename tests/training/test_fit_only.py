@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from model.artifact import sha256_file
 from model.config import TrainingConfig
+from model.pipeline import build_classifier
 from paidan.cli import app
 from training.metrics import choose_threshold
 from training.train import cross_validate_heads, cv_sample, fit_router
@@ -282,3 +283,27 @@ def test_cv_max_rows_scores_as_many_own_rows_with_fit_only_rows(tiny_config):
     category_rows = np.flatnonzero(np.concatenate([own["category"], borrowed["category"]]) != "")
     fit_only_rows = np.flatnonzero(category_rows >= len(own))
     assert np.allclose(cv["category"].proba[fit_only_rows].sum(axis=1), 1.0)
+
+
+def test_the_final_fit_calibrates_on_as_many_folds_as_cross_validation(tiny_config, monkeypatch):
+    # The calibration's folds are bounded by each label's rows. Cross-validation's fits counted
+    # every row they learnt from; the final fit counted the own rows only, so a label with few own
+    # rows and many fit-only ones was calibrated on fewer folds than cross-validation measured
+    # (环境: 4 own and 6 fit-only rows, 4 folds instead of 5).
+    import training.train as train_module
+
+    folds: list[tuple[str, int]] = []
+
+    def recorded(config, class_counts, head=""):
+        clf = build_classifier(config, class_counts, head)
+        folds.append((head, clf.cv))
+        return clf
+
+    monkeypatch.setattr(train_module, "build_classifier", recorded)
+    own, borrowed = _borrowed_frame(6)
+    config = dataclasses.replace(tiny_config, calibration_cv=5, min_examples=3)
+    router, _ = fit_router(own, config, None, None, n_jobs=1, fit_only=borrowed)
+    assert {cv for head, cv in folds if head == "category"} == {5}  # every fold's fit
+    head = router.heads["category"]
+    assert head.counts == {"劳动保障": 6, "城建": 8, "环境": 4}  # still the own rows'
+    assert getattr(head.classifier, "cv", None) == 5
