@@ -125,7 +125,9 @@ class TrainingConfig:
         ``None`` (the default): each head is cross-validated on every row. A number: with more
         rows than that, a head is cross-validated on a stratified sample of about that many, and
         its metrics, threshold, prior shift and confidence map come from the sample's held-out
-        folds; the head itself is still fitted on every row. A head stacked on another reads, for
+        folds; the head itself is still fitted on every row. Only the scored rows count: fit-only
+        rows (``--fit-only``) and remits join the sample at the scored rows' share, beyond the
+        cap (:func:`training.train.cv_sample`). A head stacked on another reads, for
         the rows outside its sample, the mean probability of the sample's fold classifiers, none
         of which saw them. Cross-validation then costs what it does at that many rows, whatever
         the history. The threshold is chosen for classifiers trained on fewer rows than the

@@ -850,7 +850,12 @@ class Router:
         labels, counts = np.unique(
             targets if counted is None else targets[counted], return_counts=True
         )
-        clf = build_classifier(self.config, counts.tolist(), name)
+        # The calibration's folds are bounded by the rows fitted on, counted or not (fit-only rows,
+        # remits), as in cross-validation's fits (training.train._fold_proba): bounded by the
+        # counted rows alone, a label with few own rows would be calibrated on fewer folds than
+        # cross-validation measured.
+        fitted = counts if counted is None else np.unique(targets, return_counts=True)[1]
+        clf = build_classifier(self.config, fitted.tolist(), name)
         if sample_weight is None:
             clf.fit(X, targets)
         else:

@@ -671,22 +671,40 @@ def input_options(latent: bool, stack: bool, select: bool) -> list[InputChoice]:
     ]
 
 
-def cv_sample(y: np.ndarray, max_rows: int | None, config: TrainingConfig) -> np.ndarray | None:
-    """Rows to cross-validate on: all (``None``) up to ``max_rows`` (``None``: no cap), else about
-    that many, drawn per label with the training seed (sorted).
+def cv_sample(
+    y: np.ndarray,
+    max_rows: int | None,
+    config: TrainingConfig,
+    unscored: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Rows to cross-validate on: all (``None``) up to ``max_rows`` scored rows (``None``: no
+    cap), else about that many scored rows, drawn per label with the training seed (sorted).
 
     Each label keeps its share, but never fewer than ``2 * cv_folds`` rows (or all it has): a rare
     department still counts in the macro-F1 and still gets a held-out suggestion in every fold.
+
+    ``unscored`` (bool per row): rows that are learnt from but never scored (fit-only rows, and
+    remits, which :func:`cross_validate_heads` trains every fold on anyway). The cap is on the
+    scored rows alone, which are drawn as they would be without the others; the unscored rows of
+    each label join at the same share (with no minimum), after them. So the folds' classifiers
+    learn from the mix of own and borrowed rows the shipped one does, and the unscored rows left
+    out of the sample are still never trained on by a fold (their out-of-fold probabilities, which
+    a head stacked on this one reads, stay out of fold).
     """
-    if max_rows is None or len(y) <= max_rows:
+    scored = np.ones(len(y), dtype=bool) if unscored is None else ~np.asarray(unscored, dtype=bool)
+    scored_rows = int(scored.sum())
+    if max_rows is None or scored_rows <= max_rows:
         return None
     rng = np.random.default_rng(config.seed)
-    share = max_rows / len(y)
+    share = max_rows / scored_rows
     keep = []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
+    for label in np.unique(y[scored]):
+        rows = np.flatnonzero((y == label) & scored)
         take = max(round(len(rows) * share), min(len(rows), 2 * config.cv_folds))
         keep.append(rng.choice(rows, size=take, replace=False))
+    for label in np.unique(y[~scored]):
+        rows = np.flatnonzero((y == label) & ~scored)
+        keep.append(rng.choice(rows, size=round(len(rows) * share), replace=False))
     return np.sort(np.concatenate(keep))
 
 
@@ -776,17 +794,18 @@ def fit_router(
         # The head's own cross-validation: on every row, or above cv_max_rows on a sample. The
         # input options are compared on a sample above select_max_rows; when that is the larger
         # sample (or no cap applies to the head), the chosen option is cross-validated again.
-        cv_rows = cv_sample(y, config.cv_max_rows, config)
-        select_rows = cv_rows
-        if len(options) > 1:
-            select_rows = cv_sample(y, config.select_max_rows, config)
-            if select_rows is None or (cv_rows is not None and len(cv_rows) <= len(select_rows)):
-                select_rows = cv_rows
         head_remits = is_remit[mask]
         always = np.flatnonzero(head_remits) if head_remits.any() else None
         head_fit_only = is_fit_only[mask]
         unscored = np.flatnonzero(head_fit_only) if head_fit_only.any() else None
         uncounted = head_remits | head_fit_only
+        # The caps are on the own rows, the scored ones (cv_sample).
+        cv_rows = cv_sample(y, config.cv_max_rows, config, uncounted)
+        select_rows = cv_rows
+        if len(options) > 1:
+            select_rows = cv_sample(y, config.select_max_rows, config, uncounted)
+            if select_rows is None or (cv_rows is not None and len(cv_rows) <= len(select_rows)):
+                select_rows = cv_rows
         weights = np.where(head_remits, config.remit_weight, 1.0) if head_remits.any() else None
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],

@@ -14,9 +14,11 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from model.artifact import sha256_file
+from model.config import TrainingConfig
+from model.pipeline import build_classifier
 from paidan.cli import app
 from training.metrics import choose_threshold
-from training.train import cross_validate_heads
+from training.train import cross_validate_heads, cv_sample, fit_router
 from training.validate import TrainingDataError, usable_fit_only, validate
 
 from ..conftest import TINY_TICKETS
@@ -221,3 +223,87 @@ def test_retrain_learns_from_fit_only_files_as_train_does(tmp_path, tiny_csv):
     r = CliRunner().invoke(app, ["retrain", "--history", str(tiny_csv)], env=env)
     assert r.exit_code == 0, r.output
     assert len(registry.versions(root)) == 3
+
+
+def _borrowed_frame(per_label: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tiny corpus validated, and ``per_label`` fit-only rows of each of its departments (and
+    categories), each text distinct."""
+    rows = []
+    for i in range(per_label):
+        for title, text, department, category in BORROWED[:4]:
+            rows.append((f"{title}{i}", f"{text}，这是第{i + 1}次反映了", department, category))
+    raw = pd.DataFrame(rows, columns=["title", "text", "department", "category"])
+    raw["id"] = [f"B{i:03d}" for i in range(len(raw))]
+    own, _ = validate(
+        pd.DataFrame(TINY_TICKETS, columns=["title", "text", "department", "category"]).assign(
+            id=[f"T{i:03d}" for i in range(len(TINY_TICKETS))]
+        ),
+        3,
+    )
+    usable, _ = usable_fit_only(raw, own)
+    return own, usable
+
+
+def test_cv_sample_caps_the_own_rows_and_draws_fit_only_rows_at_their_share():
+    config = dataclasses.replace(TrainingConfig(), cv_folds=2)
+    y = np.array(["a"] * 60 + ["b"] * 12 + ["a"] * 300 + ["b"] * 30)
+    fit_only = np.arange(len(y)) >= 72
+    sample = cv_sample(y, 36, config, unscored=fit_only)
+    assert sample is not None
+    own = sample[~fit_only[sample]]
+    # The own rows are what is capped, each label at its share (and at least 2 * cv_folds), and
+    # drawn as without the fit-only rows; fit-only rows join at the same share (36 / 72).
+    np.testing.assert_array_equal(own, cv_sample(y[:72], 36, config))
+    assert {k: int((y[own] == k).sum()) for k in "ab"} == {"a": 30, "b": 6}
+    borrowed = sample[fit_only[sample]]
+    assert {k: int((y[borrowed] == k).sum()) for k in "ab"} == {"a": 150, "b": 15}
+    # No sample while the own rows are within the cap, however many rows are fit-only.
+    assert cv_sample(y[:90], 72, config, unscored=fit_only[:90]) is None
+
+
+def test_cv_max_rows_scores_as_many_own_rows_with_fit_only_rows(tiny_config):
+    # Above the cap, the sample was drawn over own and fit-only rows together: fewer own rows were
+    # scored than the cap promises, some labels' by chance only one or two.
+    own, borrowed = _borrowed_frame(6)
+    config = dataclasses.replace(tiny_config, cv_folds=2, cv_max_rows=12)
+    _, plain = fit_router(own, config, None, None, n_jobs=1)
+    _, cv = fit_router(own, config, None, None, n_jobs=1, fit_only=borrowed)
+    for head in ("department", "category"):
+        report = cv[head].report
+        assert report["rows"] == 18 and report["fit_only_rows"] == len(
+            borrowed[borrowed[head] != ""]
+        )
+        # The own rows scored are those scored without the fit-only rows (department: 4 of each
+        # label's 6, the cap's 12; category: each label's share, at least 4).
+        assert report["n"] == plain[head].report["n"] == {"department": 12, "category": 13}[head]
+        support = {k: v["support"] for k, v in report["per_class"].items()}
+        assert support == {k: v["support"] for k, v in plain[head].report["per_class"].items()}
+    # Every fit-only row, in the sample or not, has the probabilities the stacked department head
+    # reads: out of fold, or the mean of the folds' classifiers, none of which learnt from it.
+    category_rows = np.flatnonzero(np.concatenate([own["category"], borrowed["category"]]) != "")
+    fit_only_rows = np.flatnonzero(category_rows >= len(own))
+    assert np.allclose(cv["category"].proba[fit_only_rows].sum(axis=1), 1.0)
+
+
+def test_the_final_fit_calibrates_on_as_many_folds_as_cross_validation(tiny_config, monkeypatch):
+    # The calibration's folds are bounded by each label's rows. Cross-validation's fits counted
+    # every row they learnt from; the final fit counted the own rows only, so a label with few own
+    # rows and many fit-only ones was calibrated on fewer folds than cross-validation measured
+    # (环境: 4 own and 6 fit-only rows, 4 folds instead of 5).
+    import training.train as train_module
+
+    folds: list[tuple[str, int]] = []
+
+    def recorded(config, class_counts, head=""):
+        clf = build_classifier(config, class_counts, head)
+        folds.append((head, clf.cv))
+        return clf
+
+    monkeypatch.setattr(train_module, "build_classifier", recorded)
+    own, borrowed = _borrowed_frame(6)
+    config = dataclasses.replace(tiny_config, calibration_cv=5, min_examples=3)
+    router, _ = fit_router(own, config, None, None, n_jobs=1, fit_only=borrowed)
+    assert {cv for head, cv in folds if head == "category"} == {5}  # every fold's fit
+    head = router.heads["category"]
+    assert head.counts == {"劳动保障": 6, "城建": 8, "环境": 4}  # still the own rows'
+    assert getattr(head.classifier, "cv", None) == 5
