@@ -8,6 +8,8 @@ import difflib
 import email.message
 import logging
 import math
+import threading
+import time
 import traceback
 import typing
 from collections.abc import Mapping, Sequence
@@ -357,8 +359,81 @@ def install_cut_filter() -> None:
         uvicorn_error.addFilter(CutOnPurposeFilter())
 
 
+# Longest a worker keeps quiet about feedback requests failing on the feedback database.
+FAILURE_SUMMARY_S = 60.0
+
+
+class FeedbackFailures:
+    """The log lines of feedback requests that fail on the feedback database, in one worker.
+
+    Each such request wrote its own WARNING: a few minutes' outage at a busy centre filled the log
+    with identical lines. Now the first is said at once, with its reason; those that follow within
+    ``FAILURE_SUMMARY_S`` are counted (each one's reason at DEBUG) and said in one line, at most
+    once per ``FAILURE_SUMMARY_S`` (when the next one fails or succeeds); the first request that
+    succeeds afterwards says so, with how many failed. A failure after ``FAILURE_SUMMARY_S`` without
+    one, or of another kind (unusable, not unavailable), is said at once again.
+    """
+
+    def __init__(self) -> None:
+        self.clock = time.monotonic
+        self._lock = threading.Lock()
+        self._headline: str | None = None  # the kind of the failures being counted; None: none
+        self._reason = ""  # the last one's
+        self._began = 0.0  # when the first of them failed
+        self._said = 0.0  # when the last line was written
+        self._last = 0.0  # when the last one failed
+        self._pending = 0  # failed since the last line
+        self._failed = 0  # in all since the first
+
+    def failed(self, headline: str, reason: str) -> None:
+        """A request failed: ``headline`` says how (``feedback database unavailable``)."""
+        with self._lock:
+            now = self.clock()
+            if self._headline != headline or now - self._last >= FAILURE_SUMMARY_S:
+                self._summarise(now)
+                logger.warning("%s: %s", headline, reason)
+                self._headline, self._began, self._said, self._failed = headline, now, now, 0
+            else:
+                logger.debug("%s: %s", headline, reason)
+                self._pending += 1
+                if now - self._said >= FAILURE_SUMMARY_S:
+                    self._reason = reason
+                    self._summarise(now)
+            self._reason, self._last = reason, now
+            self._failed += 1
+
+    def succeeded(self) -> None:
+        """A request reached the feedback database."""
+        if self._headline is None:  # the usual case, without the lock
+            return
+        with self._lock:
+            if self._headline is None:
+                return
+            now = self.clock()
+            self._summarise(now)
+            logger.info(
+                "feedback requests succeed again: %d failed in the %.0f s before",
+                self._failed,
+                now - self._began,
+            )
+            self._headline = None
+
+    def _summarise(self, now: float) -> None:
+        if self._pending:
+            logger.warning(
+                "%d more feedback request%s failed in the last %.0f s: %s (%s)",
+                self._pending,
+                "" if self._pending == 1 else "s",
+                now - self._said,
+                self._headline,
+                self._reason,
+            )
+            self._pending, self._said = 0, now
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through :func:`error_response`."""
+    failures = app.state.feedback_failures = FeedbackFailures()
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -366,7 +441,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        logger.warning("feedback database unavailable: %s", exc)
+        failures.failed("feedback database unavailable", str(exc))
         # Said without the database's host, port or user, as /readyz says it: gateways and API
         # consoles log error bodies, and the log line above has them.
         return error_response(
@@ -381,7 +456,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_schema(_request: Request, exc: SchemaMismatch) -> JSONResponse:
         # Not "retry later": retrying does not help until an administrator acts, and the
         # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
-        logger.warning("feedback database unusable: %s", exc)
+        failures.failed("feedback database unusable", str(exc))
         # Its own code: a client (the dispatcher's page) must not say "try again later".
         return error_response(
             503, "database_schema_mismatch", f"{without_where(str(exc))}; routing still works"
