@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import CONTROL, counted, is_blank
+from model.text import CONTROL, counted, is_blank, value_problem
 from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label, without_where
 from serve.requestid import current_request_id
@@ -175,17 +175,6 @@ _TYPE_ERRORS = {
     "int_type": "a whole number",
 }
 
-# Pydantic's errors for a number out of its bounds, in its English ("Input should be greater than
-# or equal to 1"), and how paidan says the bound: the key of the error's context holding it, and
-# the words before it.
-_BOUND_ERRORS = {
-    "greater_than_equal": ("ge", "at least"),
-    "less_than_equal": ("le", "at most"),
-    "greater_than": ("gt", "more than"),
-    "less_than": ("lt", "less than"),
-}
-
-
 # Told to a ticket sent with a title and no text: 12345 exports sometimes hold the whole complaint
 # in the title, and "is required" alone named no way to route one.
 TITLE_ONLY = (
@@ -244,10 +233,8 @@ def first_validation_error(
     elif err.get("type") in _TYPE_ERRORS and "input" in err:
         kind = _number_kind(err["input"])
         msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
-    elif err.get("type") in _BOUND_ERRORS and _BOUND_ERRORS[err["type"]][0] in ctx:
-        key, words = _BOUND_ERRORS[err["type"]]
-        bound = ctx[key]
-        msg = f"must be {words} {bound:,}" if isinstance(bound, int) else f"must be {words} {bound}"
+    elif (problem := value_problem(err)) is not None:  # "must be at least 1", as settings say it
+        msg = problem
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         # Which fields, so that a client fixes them all at once, not one per round trip.
