@@ -366,11 +366,11 @@ class FeedbackFailures:
         self._lock = threading.Lock()
         self._headline: str | None = None  # the kind of the failures being counted; None: none
         self._reason = ""  # the last one's
-        self._began = 0.0  # when the first of them failed
+        self._began = 0.0  # when the first failed since one succeeded
         self._said = 0.0  # when the last line was written
         self._last = 0.0  # when the last one failed
         self._pending = 0  # failed since the last line
-        self._failed = 0  # in all since the first
+        self._failed = 0  # in all since one succeeded
 
     def failed(self, headline: str, reason: str) -> None:
         """A request failed: ``headline`` says how (``feedback database unavailable``)."""
@@ -379,7 +379,9 @@ class FeedbackFailures:
             if self._headline != headline or now - self._last >= FAILURE_SUMMARY_S:
                 self._summarise(now)
                 logger.warning("%s: %s", headline, reason)
-                self._headline, self._began, self._said, self._failed = headline, now, now, 0
+                if self._headline is None:  # the first since one succeeded
+                    self._began, self._failed = now, 0
+                self._headline, self._said = headline, now
             else:
                 logger.debug("%s: %s", headline, reason)
                 self._pending += 1

@@ -1093,3 +1093,32 @@ def test_an_outage_logs_its_first_failed_feedback_at_once_then_a_summary_a_minut
         now[0] += 1
         assert client.post("/v1/feedback", json=feedback).status_code == 503
         assert said(logging.WARNING)[3:] == ["feedback database unavailable: disk I/O error"]
+
+
+def test_a_failure_after_a_quiet_minute_or_of_another_kind_is_said_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from serve.errors import FeedbackFailures
+
+    failures = FeedbackFailures()
+    now = [0.0]
+    failures.clock = lambda: now[0]
+    with caplog.at_level(logging.INFO, logger="serve.errors"):
+        failures.failed("feedback database unavailable", "connection refused")
+        now[0] = 5.0
+        failures.failed("feedback database unavailable", "connection refused")
+        now[0] = 70.0  # a minute without one: what was counted is said, and this one in full
+        failures.failed("feedback database unavailable", "timeout expired")
+        now[0] = 71.0  # another kind of failure is news
+        failures.failed("feedback database unusable", "the schema is at revision 0001")
+        failures.succeeded()
+    assert [r.getMessage() for r in caplog.records] == [
+        "feedback database unavailable: connection refused",
+        "1 more feedback request failed in the last 70 s: "
+        "feedback database unavailable (connection refused)",
+        "feedback database unavailable: timeout expired",
+        "feedback database unusable: the schema is at revision 0001",
+        "feedback requests succeed again: 4 failed in the 71 s before",
+    ]
