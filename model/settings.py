@@ -511,14 +511,27 @@ class SettingsError(RuntimeError):
     """A ``PAIDAN_*`` value is invalid; the message is one line naming the variable."""
 
 
+def _problem(error: Any) -> str:
+    """One setting's problem as the API words a field's (:func:`model.text.value_problem`): "is 0;
+    must be at least 1". The value is said when it is a number (out of its bounds, not finite),
+    never text that is no number (it may be another setting's secret, set under the wrong name)."""
+    from model.text import value_problem  # imported when needed, as counted is (numpy)
+
+    words = value_problem(error)
+    if words is None:
+        return str(error["msg"]).removeprefix("Value error, ")
+    if str(error.get("type", "")).endswith("_parsing"):
+        return words
+    return f"is {str(error.get('input', '')).strip()}; {words}"
+
+
 def load_settings() -> Settings:
     """Read settings from the environment, turning validation errors into one clear line."""
     try:
         return Settings()
     except ValidationError as e:
         problems = "; ".join(
-            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: "
-            + err["msg"].removeprefix("Value error, ")
+            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: {_problem(err)}"
             for err in e.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Literal
 
@@ -1136,6 +1136,50 @@ def counted(n: int, one: str, many: str | None = None, *, thousands: bool = Fals
     """
     number = f"{n:,}" if thousands else str(n)
     return f"{number} {one if n == 1 else (many if many is not None else one + 's')}"
+
+
+# Pydantic's errors for a number out of its bounds, in its English ("Input should be greater than
+# or equal to 1"), and how paidan says the bound: the key of the error's context holding it, and
+# the words before it.
+_BOUND_ERRORS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
+    "greater_than": ("gt", "more than"),
+    "less_than": ("lt", "less than"),
+}
+# Pydantic's errors for a value that is no number of the kind asked (a setting's text that does
+# not parse, an infinite number), and what paidan says it must be.
+_VALUE_ERRORS = {
+    "finite_number": "a finite number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false",
+}
+
+
+def value_problem(error: Mapping[str, Any]) -> str | None:
+    """What a value must be, in paidan's words, for one pydantic error about it: "must be at least
+    1", "must be at most 20", "must be a finite number"; None for another error (its caller keeps
+    its own words).
+
+    One wording for the API's errors (:func:`serve.errors.first_validation_error`: ``body.top_k:
+    must be at least 1``) and the settings' (:func:`model.settings.load_settings`:
+    ``PAIDAN_TOP_K: is 0; must be at least 1``), never quoting the value.
+    """
+    kind = error.get("type")
+    ctx = error.get("ctx") or {}
+    if kind in _BOUND_ERRORS and _BOUND_ERRORS[kind][0] in ctx:
+        key, words = _BOUND_ERRORS[kind]
+        bound = ctx[key]
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # a float setting's ge=0 is said "at least 0", not "0.0"
+        return (
+            f"must be {words} {bound:,}" if isinstance(bound, int) else f"must be {words} {bound}"
+        )
+    if kind in _VALUE_ERRORS:
+        return f"must be {_VALUE_ERRORS[kind]}"
+    return None
 
 
 def combine(

@@ -8,6 +8,8 @@ import difflib
 import email.message
 import logging
 import math
+import threading
+import time
 import traceback
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.text import CONTROL, counted, is_blank
+from model.text import CONTROL, counted, is_blank, value_problem
 from model.tickets import looks_like
 from serve.db import DatabaseUnavailable, SchemaMismatch, masked_label, without_where
 from serve.requestid import current_request_id
@@ -173,17 +175,6 @@ _TYPE_ERRORS = {
     "int_type": "a whole number",
 }
 
-# Pydantic's errors for a number out of its bounds, in its English ("Input should be greater than
-# or equal to 1"), and how paidan says the bound: the key of the error's context holding it, and
-# the words before it.
-_BOUND_ERRORS = {
-    "greater_than_equal": ("ge", "at least"),
-    "less_than_equal": ("le", "at most"),
-    "greater_than": ("gt", "more than"),
-    "less_than": ("lt", "less than"),
-}
-
-
 # Told to a ticket sent with a title and no text: 12345 exports sometimes hold the whole complaint
 # in the title, and "is required" alone named no way to route one.
 TITLE_ONLY = (
@@ -242,10 +233,8 @@ def first_validation_error(
     elif err.get("type") in _TYPE_ERRORS and "input" in err:
         kind = _number_kind(err["input"])
         msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"
-    elif err.get("type") in _BOUND_ERRORS and _BOUND_ERRORS[err["type"]][0] in ctx:
-        key, words = _BOUND_ERRORS[err["type"]]
-        bound = ctx[key]
-        msg = f"must be {words} {bound:,}" if isinstance(bound, int) else f"must be {words} {bound}"
+    elif (problem := value_problem(err)) is not None:  # "must be at least 1", as settings say it
+        msg = problem
     message = f"{field or 'request'}: {msg}"
     if len(errors) > 1:
         # Which fields, so that a client fixes them all at once, not one per round trip.
@@ -357,8 +346,83 @@ def install_cut_filter() -> None:
         uvicorn_error.addFilter(CutOnPurposeFilter())
 
 
+# Longest a worker keeps quiet about feedback requests failing on the feedback database.
+FAILURE_SUMMARY_S = 60.0
+
+
+class FeedbackFailures:
+    """The log lines of feedback requests that fail on the feedback database, in one worker.
+
+    Each such request wrote its own WARNING: a few minutes' outage at a busy centre filled the log
+    with identical lines. Now the first is said at once, with its reason; those that follow within
+    ``FAILURE_SUMMARY_S`` are counted (each one's reason at DEBUG) and said in one line, at most
+    once per ``FAILURE_SUMMARY_S`` (when the next one fails or succeeds); the first request that
+    succeeds afterwards says so, with how many failed. A failure after ``FAILURE_SUMMARY_S`` without
+    one, or of another kind (unusable, not unavailable), is said at once again.
+    """
+
+    def __init__(self) -> None:
+        self.clock = time.monotonic
+        self._lock = threading.Lock()
+        self._headline: str | None = None  # the kind of the failures being counted; None: none
+        self._reason = ""  # the last one's
+        self._began = 0.0  # when the first failed since one succeeded
+        self._said = 0.0  # when the last line was written
+        self._last = 0.0  # when the last one failed
+        self._pending = 0  # failed since the last line
+        self._failed = 0  # in all since one succeeded
+
+    def failed(self, headline: str, reason: str) -> None:
+        """A request failed: ``headline`` says how (``feedback database unavailable``)."""
+        with self._lock:
+            now = self.clock()
+            if self._headline != headline or now - self._last >= FAILURE_SUMMARY_S:
+                self._summarise(now)
+                logger.warning("%s: %s", headline, reason)
+                if self._headline is None:  # the first since one succeeded
+                    self._began, self._failed = now, 0
+                self._headline, self._said = headline, now
+            else:
+                logger.debug("%s: %s", headline, reason)
+                self._pending += 1
+                if now - self._said >= FAILURE_SUMMARY_S:
+                    self._reason = reason
+                    self._summarise(now)
+            self._reason, self._last = reason, now
+            self._failed += 1
+
+    def succeeded(self) -> None:
+        """A request reached the feedback database."""
+        if self._headline is None:  # the usual case, without the lock
+            return
+        with self._lock:
+            if self._headline is None:
+                return
+            now = self.clock()
+            self._summarise(now)
+            logger.info(
+                "feedback requests succeed again: %d failed in the %.0f s before",
+                self._failed,
+                now - self._began,
+            )
+            self._headline = None
+
+    def _summarise(self, now: float) -> None:
+        if self._pending:
+            logger.warning(
+                "%d more feedback request%s failed in the last %.0f s: %s (%s)",
+                self._pending,
+                "" if self._pending == 1 else "s",
+                now - self._said,
+                self._headline,
+                self._reason,
+            )
+            self._pending, self._said = 0, now
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through :func:`error_response`."""
+    failures = app.state.feedback_failures = FeedbackFailures()
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -366,7 +430,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        logger.warning("feedback database unavailable: %s", exc)
+        failures.failed("feedback database unavailable", str(exc))
         # Said without the database's host, port or user, as /readyz says it: gateways and API
         # consoles log error bodies, and the log line above has them.
         return error_response(
@@ -381,7 +445,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_schema(_request: Request, exc: SchemaMismatch) -> JSONResponse:
         # Not "retry later": retrying does not help until an administrator acts, and the
         # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
-        logger.warning("feedback database unusable: %s", exc)
+        failures.failed("feedback database unusable", str(exc))
         # Its own code: a client (the dispatcher's page) must not say "try again later".
         return error_response(
             503, "database_schema_mismatch", f"{without_where(str(exc))}; routing still works"

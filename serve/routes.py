@@ -341,6 +341,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 or metadata.get("version")
             ),
         )
+        request.app.state.feedback_failures.succeeded()  # says so if feedback was failing
         if body.request_id is not None:
             # The row stored with it, by this save or an earlier one (nothing was inserted then).
             return _replayed(row, body, department, category)
@@ -384,6 +385,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
             since = since.replace(tzinfo=ZoneInfo(settings.timezone))
         # The first page is read here, so an unreachable database answers 503, not a cut stream.
         first = db.feedback_page(since, None, EXPORT_PAGE)
+        request.app.state.feedback_failures.succeeded()
         if request.method == "HEAD":  # the GET's answer without its body: no page beyond the first
             return StreamingResponse(iter(()), media_type=JSONL_MEDIA_TYPE)
 

@@ -143,8 +143,10 @@ def test_a_reload_interval_that_is_no_finite_number_is_refused_naming_the_settin
     monkeypatch.setenv("PAIDAN_RELOAD_INTERVAL", value)
     with pytest.raises(SettingsError) as e:
         load_settings()
+    # Said in paidan's words, as the API says a number's problem (serve.errors), not pydantic's
+    # English ("Input should be a finite number").
     assert str(e.value) == (
-        "invalid settings: PAIDAN_RELOAD_INTERVAL: Input should be a finite number"
+        f"invalid settings: PAIDAN_RELOAD_INTERVAL: is {value}; must be a finite number"
     )
 
 
@@ -193,9 +195,32 @@ def test_a_length_limit_beyond_any_length_is_refused_naming_the_setting(
     with pytest.raises(SettingsError) as e:
         load_settings()
     assert str(e.value) == (
-        f"invalid settings: PAIDAN_{name.upper()}: Input should be less than or equal to "
-        f"{sys.maxsize}"
+        f"invalid settings: PAIDAN_{name.upper()}: is {sys.maxsize + 1}; must be at most "
+        f"{sys.maxsize:,}"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("top_k", "0", "is 0; must be at least 1"),
+        ("top_k", "21", "is 21; must be at most 20"),
+        ("max_text_chars", "99", "is 99; must be at least 100"),
+        ("reload_interval", "-1", "is -1; must be at least 0"),
+        ("top_k", "three", "must be a whole number"),
+        ("reload_interval", "2s", "must be a number"),
+        ("follow_current", "sometimes", "must be true or false"),
+    ],
+)
+def test_a_setting_out_of_its_bounds_or_of_another_type_is_said_as_the_api_says_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str
+) -> None:
+    # "PAIDAN_TOP_K: Input should be greater than or equal to 1" was pydantic's English, where the
+    # API says "body.top_k: must be at least 1": one wording for both (model.text.value_problem).
+    monkeypatch.setenv(f"PAIDAN_{name.upper()}", value)
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert str(e.value) == f"invalid settings: PAIDAN_{name.upper()}: {said}"
 
 
 def test_the_largest_length_limits_build_the_request_models(

@@ -1015,3 +1015,110 @@ def test_readyz_says_a_full_disk_under_a_sqlite_database_is_not_ok(
         assert db.check() == {"ok": True, "backend": "sqlite"}  # without a restart
     finally:
         db.dispose()
+
+
+def test_an_outage_logs_its_first_failed_feedback_at_once_then_a_summary_a_minute(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every feedback request that met the database down wrote its own WARNING: a few minutes'
+    # outage at a busy centre filled the log with identical lines.
+    import logging
+
+    import serve.app
+
+    down = threading.Event()
+    down.set()
+    migrate = serve.db.upgrade
+
+    def upgrade(engine: Any, **options: Any) -> None:
+        if down.is_set():  # as a closed port answers
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        migrate(engine, **options)
+
+    monkeypatch.setattr(serve.db, "upgrade", upgrade)
+    monkeypatch.setattr(serve.app, "SCHEMA_RETRY_S", 0.05)
+    client = make_client()
+    now = [1000.0]
+    client.app.state.feedback_failures.clock = lambda: now[0]  # type: ignore[attr-defined]
+    feedback = {"text": "油烟扰民", "department": "执法"}
+
+    def said(level: int) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "serve.errors" and r.levelno == level
+        ]
+
+    with caplog.at_level(logging.DEBUG, logger="serve.errors"):
+        for _ in range(20):
+            now[0] += 1
+            assert client.post("/v1/feedback", json=feedback).status_code == 503
+        [first] = said(logging.WARNING)
+        assert first == "feedback database unavailable: Exception: connection refused", first
+        assert len(said(logging.DEBUG)) == 19  # each one's detail is kept below
+        now[0] += 45  # 64 s after the first line
+        assert client.post("/v1/feedback", json=feedback).status_code == 503
+        assert said(logging.WARNING)[1:] == [
+            "20 more feedback requests failed in the last 64 s: "
+            "feedback database unavailable (Exception: connection refused)"
+        ]
+        for _ in range(3):
+            now[0] += 1
+            assert client.post("/v1/feedback", json=feedback).status_code == 503
+        assert len(said(logging.WARNING)) == 2  # at most one line a minute
+        down.clear()
+        for _ in range(WAIT_S * 100):
+            if client.get("/readyz").json()["database"]["ok"]:
+                break
+            threading.Event().wait(0.01)
+        now[0] += 10
+        assert client.post("/v1/feedback", json=feedback).status_code == 201
+        # Nothing is left unsaid: the failures since the last line, then the recovery.
+        assert said(logging.WARNING)[2:] == [
+            "3 more feedback requests failed in the last 13 s: "
+            "feedback database unavailable (Exception: connection refused)"
+        ]
+        assert said(logging.INFO) == [
+            "feedback requests succeed again: 24 failed in the 77 s before"
+        ]
+        assert client.post("/v1/feedback", json=feedback).status_code == 201
+        assert len(said(logging.INFO)) == 1
+        # A later outage is said at once again.
+        broken = DatabaseUnavailable("disk I/O error")
+        monkeypatch.setattr(
+            client.app.state.db,  # type: ignore[attr-defined]
+            "add_feedback",
+            lambda **_: (_ for _ in ()).throw(broken),
+        )
+        now[0] += 1
+        assert client.post("/v1/feedback", json=feedback).status_code == 503
+        assert said(logging.WARNING)[3:] == ["feedback database unavailable: disk I/O error"]
+
+
+def test_a_failure_after_a_quiet_minute_or_of_another_kind_is_said_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from serve.errors import FeedbackFailures
+
+    failures = FeedbackFailures()
+    now = [0.0]
+    failures.clock = lambda: now[0]
+    with caplog.at_level(logging.INFO, logger="serve.errors"):
+        failures.failed("feedback database unavailable", "connection refused")
+        now[0] = 5.0
+        failures.failed("feedback database unavailable", "connection refused")
+        now[0] = 70.0  # a minute without one: what was counted is said, and this one in full
+        failures.failed("feedback database unavailable", "timeout expired")
+        now[0] = 71.0  # another kind of failure is news
+        failures.failed("feedback database unusable", "the schema is at revision 0001")
+        failures.succeeded()
+    assert [r.getMessage() for r in caplog.records] == [
+        "feedback database unavailable: connection refused",
+        "1 more feedback request failed in the last 70 s: "
+        "feedback database unavailable (connection refused)",
+        "feedback database unavailable: timeout expired",
+        "feedback database unusable: the schema is at revision 0001",
+        "feedback requests succeed again: 4 failed in the 71 s before",
+    ]
