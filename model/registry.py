@@ -621,8 +621,9 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     root : str or Path
         The model root.
     keep : int
-        How many of the newest versions (by creation time, see :func:`versions`) to keep, at
-        least 1.
+        How many of the newest versions the registry wrote (by creation time, see
+        :func:`versions`; :func:`not_written_by_registry`) to keep, at least 1. Directories it did
+        not write are never deleted, and never counted among them.
 
     Returns
     -------
@@ -650,13 +651,16 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     alone: list[str] = []
     with _locked(root):
         found = versions(root)
+        why = {v: not_written_by_registry(root, v) for v in found}
         protected = {v for v in (_pointer(root), previous_version(root)) if v}
-        protected.update(found[-keep:])
+        # The newest `keep` of the registry's own: a backup copy or a `train --out` directory
+        # counted among them, left alone, and the real version it displaced was deleted.
+        protected.update([v for v in found if not why[v]][-keep:])
         for version in found:
             if version in protected:
                 continue
-            if why := not_written_by_registry(root, version):
-                alone.append(f"{version} ({why})")
+            if why[version]:
+                alone.append(f"{version} ({why[version]})")
                 continue
             with _unless_leased(root, version) as free:
                 if free is None:  # a server may read it: keep it
