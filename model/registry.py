@@ -92,7 +92,8 @@ def versions(root: str | Path) -> list[str]:
     or copied in by hand (``baseline``) sorted after all of them, so it was taken for the newest
     (the implicit current, and one ``gc --keep`` kept in place of the real newest). A version
     whose metadata holds no readable time is placed by its directory's modification time (a model
-    directory is not modified once written); equal times go by name.
+    directory is not modified once written). Of equal times, one named as the model version its
+    metadata names is the newer (the other is a copy of it, ``V.bak``); then they go by name.
     """
     root = Path(root)
     if not root.is_dir():
@@ -1157,20 +1158,30 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _creation_key(path: Path) -> tuple[float, str]:
-    """When the version in ``path`` was created (seconds since the epoch), then its name."""
+def _creation_key(path: Path) -> tuple[float, bool, str]:
+    """When the version in ``path`` was created (seconds since the epoch), whether it is named as
+    the model version its metadata names, then its name.
+
+    Of two versions created at the same time, one named as its metadata says is the newer: the
+    other is a copy of it (``cp -r V V.bak``), whose name sorted after V's, so that the backup
+    was taken for the newest version (the implicit current, served and written into the pointer).
+    """
     try:
         meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    named = isinstance(meta, dict) and meta.get("version") == path.name
+    try:
         created = datetime.fromisoformat(meta["created"])
         if created.tzinfo is None:  # written by hand without a zone: taken as UTC, as paidan writes
             created = created.replace(tzinfo=UTC)
-        return created.timestamp(), path.name
-    except (OSError, ValueError, KeyError, TypeError):
+        return created.timestamp(), named, path.name
+    except (ValueError, KeyError, TypeError):
         pass
     try:
-        return path.stat().st_mtime, path.name
+        return path.stat().st_mtime, named, path.name
     except OSError:  # deleted meanwhile: first, so that nothing counts it among the newest
-        return float("-inf"), path.name
+        return float("-inf"), named, path.name
 
 
 def _pointer(root: Path) -> str | None:
