@@ -92,7 +92,8 @@ def versions(root: str | Path) -> list[str]:
     or copied in by hand (``baseline``) sorted after all of them, so it was taken for the newest
     (the implicit current, and one ``gc --keep`` kept in place of the real newest). A version
     whose metadata holds no readable time is placed by its directory's modification time (a model
-    directory is not modified once written); equal times go by name.
+    directory is not modified once written). Of equal times, one named as the model version its
+    metadata names is the newer (the other is a copy of it, ``V.bak``); then they go by name.
     """
     root = Path(root)
     if not root.is_dir():
@@ -621,8 +622,9 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     root : str or Path
         The model root.
     keep : int
-        How many of the newest versions (by creation time, see :func:`versions`) to keep, at
-        least 1.
+        How many of the newest versions the registry wrote (by creation time, see
+        :func:`versions`; :func:`not_written_by_registry`) to keep, at least 1. Directories it did
+        not write are never deleted, and never counted among them.
 
     Returns
     -------
@@ -650,13 +652,16 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     alone: list[str] = []
     with _locked(root):
         found = versions(root)
+        why = {v: not_written_by_registry(root, v) for v in found}
         protected = {v for v in (_pointer(root), previous_version(root)) if v}
-        protected.update(found[-keep:])
+        # The newest `keep` of the registry's own: a backup copy or a `train --out` directory
+        # counted among them, left alone, and the real version it displaced was deleted.
+        protected.update([v for v in found if not why[v]][-keep:])
         for version in found:
             if version in protected:
                 continue
-            if why := not_written_by_registry(root, version):
-                alone.append(f"{version} ({why})")
+            if why[version]:
+                alone.append(f"{version} ({why[version]})")
                 continue
             with _unless_leased(root, version) as free:
                 if free is None:  # a server may read it: keep it
@@ -1153,20 +1158,30 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _creation_key(path: Path) -> tuple[float, str]:
-    """When the version in ``path`` was created (seconds since the epoch), then its name."""
+def _creation_key(path: Path) -> tuple[float, bool, str]:
+    """When the version in ``path`` was created (seconds since the epoch), whether it is named as
+    the model version its metadata names, then its name.
+
+    Of two versions created at the same time, one named as its metadata says is the newer: the
+    other is a copy of it (``cp -r V V.bak``), whose name sorted after V's, so that the backup
+    was taken for the newest version (the implicit current, served and written into the pointer).
+    """
     try:
         meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    named = isinstance(meta, dict) and meta.get("version") == path.name
+    try:
         created = datetime.fromisoformat(meta["created"])
         if created.tzinfo is None:  # written by hand without a zone: taken as UTC, as paidan writes
             created = created.replace(tzinfo=UTC)
-        return created.timestamp(), path.name
-    except (OSError, ValueError, KeyError, TypeError):
+        return created.timestamp(), named, path.name
+    except (ValueError, KeyError, TypeError):
         pass
     try:
-        return path.stat().st_mtime, path.name
+        return path.stat().st_mtime, named, path.name
     except OSError:  # deleted meanwhile: first, so that nothing counts it among the newest
-        return float("-inf"), path.name
+        return float("-inf"), named, path.name
 
 
 def _pointer(root: Path) -> str | None:

@@ -2615,7 +2615,14 @@ def models_rollback(verbose: Verbose = False) -> None:
 
 @models_app.command("gc", epilog=ROOT_EPILOG)
 def models_gc(
-    keep: Annotated[int, typer.Option(min=1, help="How many of the newest versions to keep")],
+    keep: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="How many of the newest versions to keep (of those the registry wrote: a "
+            "directory it did not write is never deleted, nor counted)",
+        ),
+    ],
     verbose: Verbose = False,
 ) -> None:
     """Delete old versions; current, the one before it and those being served are always kept."""

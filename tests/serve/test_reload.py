@@ -193,8 +193,11 @@ def test_the_served_model_is_leased_and_the_lease_moves_with_reloads(
     root: Path, tmp_path: Path
 ) -> None:
     # gc deleted a version served with --model (or PAIDAN_MODEL_DIR): it is not current.
-    registry.set_current(root, "v2", record=False)  # the copies' times are equal: v3 is newest
-    as_registered(root / "v1")  # as the registry names it: gc deletes such only
+    registry.set_current(root, "v2", record=False)
+    # As the registry names them (gc deletes, and --keep counts, such only); the copies' times
+    # are equal: v3 is the newest
+    as_registered(root / "v1")
+    as_registered(root / "v3")
     with make_app(root, tmp_path, model_dir=root / "v1") as client:
         app: Any = client.app
         assert registry.gc(root, keep=1) == ([], ["v1"])

@@ -1153,3 +1153,46 @@ def test_gc_leaves_alone_and_names_directories_the_registry_did_not_write(
     assert f"{backup.name} (its {METADATA_FILE} names version {VERSIONS[0]})" in said, said
     assert f"{VERSIONS[1]} (lacks {ROUTER_FILE})" in said, said
     assert backup.is_dir() and half.is_dir()
+
+
+def test_gc_keep_counts_only_the_versions_the_registry_wrote(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A backup copy of the newest version (as new as it) and a directory of `train --out
+    # ROOT/city1` (newer still) were counted among the --keep newest: gc left them alone, as it
+    # must, and deleted the real versions they had taken the places of.
+    root = make_root(tmp_path, VERSIONS[:4])
+    registry.promote(root, VERSIONS[3])  # current: the newest; no previous
+    backup = root / f"{VERSIONS[3]}.bak"
+    shutil.copytree(root / VERSIONS[3], backup)
+    out = root / "city1"
+    shutil.copytree(root / VERSIONS[3], out)
+    meta = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
+    meta.update(version="20260106T000000Z-00000006", created="2026-01-06T00:00:00+00:00")
+    (out / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    # The newest three by time: two of them directories gc leaves alone.
+    assert registry.versions(root)[-3:] == [backup.name, VERSIONS[3], out.name]
+    with caplog.at_level("WARNING", logger="model.registry"):
+        removed, in_use = registry.gc(root, keep=3)
+    assert (removed, in_use) == ([VERSIONS[0]], [])
+    assert registry.versions(root) == [VERSIONS[1], VERSIONS[2], backup.name, VERSIONS[3], out.name]
+    said = " ".join(caplog.text.split())
+    assert "left alone 2 directories that the registry did not write as a version" in said, said
+    assert f"{backup.name} (its {METADATA_FILE} names version {VERSIONS[3]})" in said, said
+    assert f"city1 (its {METADATA_FILE} names version 20260106T000000Z-00000006)" in said, said
+
+
+def test_a_backup_copy_of_the_newest_version_is_not_taken_for_the_current_one(
+    tmp_path: Path,
+) -> None:
+    # With no pointer yet (a root trained into once), the newest version is current. A backup
+    # copy (`cp -r V V.bak`) is as new as V and its name sorted after V's, so the copy became the
+    # current model: served, and named in the pointer the next train wrote, which then named
+    # nothing once the backup was deleted.
+    root = make_root(tmp_path, VERSIONS[:2])
+    backup = root / f"{VERSIONS[1]}.bak"
+    shutil.copytree(root / VERSIONS[1], backup)
+    assert registry.versions(root) == [VERSIONS[0], backup.name, VERSIONS[1]]
+    assert registry.current_version(root) == VERSIONS[1]
+    registry.keep_current(root, root / "20260109T000000Z-00000009")
+    assert registry.pointer_version(root) == VERSIONS[1]
