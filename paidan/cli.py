@@ -700,6 +700,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`, to stop a run the same way."""
 
 
+def stopped_by(e: KeyboardInterrupt) -> tuple[str, int]:
+    """How a run stopped by Ctrl-C or SIGTERM (:class:`Terminated`) begins its last line, and the
+    exit status it ends with (128 + the signal's number, as the shell reports a signal)."""
+    if isinstance(e, Terminated):
+        return "stopped by SIGTERM", 128 + signal.SIGTERM
+    return "interrupted", 128 + signal.SIGINT
+
+
 def stop_on_sigterm() -> Callable[[], None]:
     """Make the first SIGTERM raise :class:`Terminated` in the main thread; return the undo.
 
@@ -945,8 +953,7 @@ def train(
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM): was a model, or
         # half of one, written to --out?
-        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
-        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        said, status = stopped_by(e)
         if out_dir is not None and _written_at(out_dir) != written_before:
             said += f" after the model was written to {out_dir}"
         elif out_dir is not None:
@@ -964,7 +971,7 @@ def train(
                     "command again to train it"
                 )
         err.print(printable(said), highlight=False, soft_wrap=True)
-        raise typer.Exit(128 + signum) from None
+        raise typer.Exit(status) from None
     finally:
         restore_sigterm()
     table = Table(title=f"model {result.router.version}")
@@ -1552,8 +1559,7 @@ def label(
         raise fail(e) from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130, leaving staff to guess what was kept.
-        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
-        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        said, status = stopped_by(e)
         kept = kept_chunks(out_path)
         if kept:
             chunks = counted(kept, "finished chunk is", "finished chunks are", thousands=True)
@@ -1564,7 +1570,7 @@ def label(
         else:
             said += " before a chunk was finished; nothing is kept"
         err.print(printable(said), highlight=False, soft_wrap=True)
-        raise typer.Exit(128 + signum) from None
+        raise typer.Exit(status) from None
     finally:
         restore_sigterm()
         if held is not None:
@@ -2935,14 +2941,13 @@ def retrain(
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
         # administrator to guess whether a challenger was written or current moved.
-        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
-        said = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        said, status = stopped_by(e)
         err.print(
             printable(_retrain_stopped(settings.model_root, registry_before, said)),
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(128 + signum) from None
+        raise typer.Exit(status) from None
     except (
         *USER_ERRORS,
         MappingFileError,
