@@ -513,16 +513,23 @@ class SettingsError(RuntimeError):
 
 def _problem(error: Any) -> str:
     """One setting's problem as the API words a field's (:func:`model.text.value_problem`): "is 0;
-    must be at least 1". The value is said when it is a number (out of its bounds, not finite),
-    never text that is no number (it may be another setting's secret, set under the wrong name)."""
-    from model.text import value_problem  # imported when needed, as counted is (numpy)
+    must be at least 1", "is 'three'; must be a whole number", naming the value given. Text that
+    is not of the setting's type is quoted (PII-masked) when shorter than a raw API key
+    (``MIN_KEY_CHARS``); a longer one, which may be another setting's secret set under the wrong
+    name, by its length alone."""
+    from model.text import quoted, value_problem  # imported when needed (numpy)
 
     words = value_problem(error)
     if words is None:
         return str(error["msg"]).removeprefix("Value error, ")
-    if str(error.get("type", "")).endswith("_parsing"):
-        return words
-    return f"is {str(error.get('input', '')).strip()}; {words}"
+    given = str(error.get("input", "")).strip()
+    if not str(error.get("type", "")).endswith("_parsing"):
+        return f"is {given}; {words}"  # a number, out of its bounds or not finite
+    if not given:
+        return f"is empty; {words}"
+    if len(given) >= MIN_KEY_CHARS:
+        return f"is {len(given):,} characters long (not quoted: it may be a secret); {words}"
+    return f"is {quoted(given, cell=True)}; {words}"
 
 
 def load_settings() -> Settings:

@@ -42,6 +42,7 @@ from serve.errors import (
     install_cut_filter,
     install_error_handlers,
     quoted,
+    summarise_when_due,
 )
 from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
@@ -234,10 +235,15 @@ def create_app(
             else _start_follower(app, settings, path, router_loader, path == start_from)
         )
         remove_sighup = install_sighup(app)  # SIGHUP: reload current or the pinned model (admin)
+        # A feedback outage's summary is said when due, not when the next request comes.
+        failures = app.state.feedback_failures
+        summariser = asyncio.create_task(summarise_when_due(failures))
         try:
             yield
         finally:
             remove_sighup()
+            summariser.cancel()
+            failures.flush()  # what was counted since the last line, before the worker stops
             if follower is not None:
                 follower.cancel()
             db.dispose()

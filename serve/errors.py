@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import difflib
@@ -348,6 +349,9 @@ def install_cut_filter() -> None:
 
 # Longest a worker keeps quiet about feedback requests failing on the feedback database.
 FAILURE_SUMMARY_S = 60.0
+# How often each worker looks whether a summary of such failures is due (seconds): it is said then,
+# not when the next feedback request comes, which at night may be hours later.
+SUMMARY_CHECK_S = 1.0
 
 
 class FeedbackFailures:
@@ -356,9 +360,11 @@ class FeedbackFailures:
     Each such request wrote its own WARNING: a few minutes' outage at a busy centre filled the log
     with identical lines. Now the first is said at once, with its reason; those that follow within
     ``FAILURE_SUMMARY_S`` are counted (each one's reason at DEBUG) and said in one line, at most
-    once per ``FAILURE_SUMMARY_S`` (when the next one fails or succeeds); the first request that
-    succeeds afterwards says so, with how many failed. A failure after ``FAILURE_SUMMARY_S`` without
-    one, or of another kind (unusable, not unavailable), is said at once again.
+    once per ``FAILURE_SUMMARY_S``: when it is due (:meth:`tick`, which the app calls every
+    ``SUMMARY_CHECK_S``, request or none), or before the next line, and at shutdown
+    (:meth:`flush`) what is still counted. The first request that succeeds afterwards says so, with
+    how many failed. A failure after ``FAILURE_SUMMARY_S`` without one, or of another kind
+    (unusable, not unavailable), is said at once again.
     """
 
     def __init__(self) -> None:
@@ -407,6 +413,20 @@ class FeedbackFailures:
             )
             self._headline = None
 
+    def tick(self) -> None:
+        """Say the failures counted since the last line if ``FAILURE_SUMMARY_S`` has passed."""
+        if not self._pending:  # the usual case, without the lock
+            return
+        with self._lock:
+            now = self.clock()
+            if now - self._said >= FAILURE_SUMMARY_S:
+                self._summarise(now)
+
+    def flush(self) -> None:
+        """Say the failures counted since the last line, due or not (the worker stops)."""
+        with self._lock:
+            self._summarise(self.clock())
+
     def _summarise(self, now: float) -> None:
         if self._pending:
             logger.warning(
@@ -418,6 +438,14 @@ class FeedbackFailures:
                 self._reason,
             )
             self._pending, self._said = 0, now
+
+
+async def summarise_when_due(failures: FeedbackFailures) -> None:
+    """Every ``SUMMARY_CHECK_S``, say ``failures``' summary if it is due; until cancelled (the
+    app's lifespan runs it, in each worker)."""
+    while True:
+        await asyncio.sleep(SUMMARY_CHECK_S)
+        failures.tick()
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -21,12 +21,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    ValidationError,
     ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonDict
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from model.router import MAX_TOP_K, CoDepartment, HeadResult, MaskedTicket, SimilarTicket
 from model.settings import Settings
@@ -389,9 +391,21 @@ class FeedbackRequestBase(_ScrubbedRequest):
             # Compared as ids are (model.text.id_key): "２０２６" and "2026" are one ticket.
             keys = [id_key(v) if isinstance(v, str) else v for v in (given, other)]
             if given is not None and other is not None and keys[0] != keys[1]:
-                raise ValueError(
-                    "id and ticket_id name two different tickets; send the ticket's id once, "
-                    "as ticket_id (or as id)"
+                # Raised at the key the client sent (body.id), as every other 422 names a field:
+                # a ValueError here is the whole body's ("field": "body").
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "value_error",
+                                "names another ticket than ticket_id; send the ticket's id "
+                                "once, as ticket_id (or as id)",
+                            ),
+                            loc=("id",),
+                            input=data["id"],
+                        )
+                    ],
                 )
             drop = "id" if other is None or given is not None else "ticket_id"
             data = {k: v for k, v in data.items() if k != drop}

@@ -30,7 +30,7 @@ NOT_SETTINGS = {"PAIDAN_API_KEY"}
 OTHER_PROGRAMS_OPTIONS = {
     "--dist", "--factory", "--fail", "--find-links", "--index-url", "--no-index", "--now",
     "--nworkers", "--only-binary", "--platform", "--python-version", "--subprocesses", "--tool",
-    "--help", "--encoding",
+    "--help", "--encoding", "--compressed",
 }  # fmt: skip
 FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
 

@@ -141,3 +141,32 @@ def test_a_one_worker_server_says_last_that_it_stopped_and_exits_0(
     assert server.proc.wait(timeout=60) == 0, server.logs()[-2000:]
     last = server.logs().strip().splitlines()[-1]
     assert re.fullmatch(rf"\S+ INFO: +stopped on {sig.name}; exit status 0", last), last
+
+
+def test_a_server_that_stops_says_the_feedback_failures_it_had_not_said(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # The summary of a feedback outage waited for the next feedback request: a server stopped
+    # before one came (at night, a deploy) never said how many had failed after the first.
+    unmakeable = Path("/proc/paidan-no-such-directory")  # /proc refuses even root
+    server = live_server_factory(
+        "--model",
+        str(tiny_model_dir),
+        env={
+            "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+            "PAIDAN_RELOAD_INTERVAL": "0",
+            "PAIDAN_DATABASE_URL": f"sqlite:///{unmakeable / 'paidan.db'}",
+        },
+    )
+    with httpx2.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(3):
+            answer = client.post("/v1/feedback", json={"text": "油烟扰民", "department": "执法"})
+            assert answer.status_code == 503, answer.text
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0, server.logs()[-2000:]
+    said = [line for line in server.logs().splitlines() if "feedback request" in line]
+    assert len(said) == 1 and re.search(
+        r" WARNING: +2 more feedback requests failed in the last \d+ s: feedback database "
+        r"unavailable \(",
+        said[0],
+    ), server.logs()[-3000:]

@@ -1,5 +1,6 @@
-"""The nginx rate limit of docs/operations.md ("Rate limiting"), run by a real nginx in front of a
-real ``paidan serve``: the block as the page prints it, only its upstream port changed.
+"""The nginx rate limit and compression of docs/operations.md ("Rate limiting", "Compression"), run
+by a real nginx in front of a real ``paidan serve``: the blocks as the page prints them, only the
+upstream port changed.
 
 It had never been run: its ``proxy_pass`` in a regex location forwarded ``/paidan/v1/route``
 as it came (nginx allows no URI there, so nothing strips the prefix), and every rate-limited
@@ -9,6 +10,7 @@ ticket was a 404 from a server started without ``--root-path``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -37,12 +39,13 @@ TICKET = {"text": "小区门口的路灯坏了一个月，晚上走路很危险�
 BURST = 40  # the block's burst=40 nodelay
 
 
-def documented_block() -> str:
-    """The ```nginx block of docs/operations.md's "Rate limiting" section."""
+def documented_block(heading: str = "Rate limiting") -> str:
+    """The ```nginx block of docs/operations.md's section ``heading``."""
     page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
-    section = page.split("## Rate limiting", 1)[1].split("\n## ", 1)[0]
+    assert f"\n## {heading}\n" in page, f"docs/operations.md has no {heading} section"
+    section = page.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     found = re.search(r"```nginx\n(.*?)```", section, re.S)
-    assert found, "docs/operations.md's Rate limiting section has no nginx block"
+    assert found, f"docs/operations.md's {heading} section has no nginx block"
     return found.group(1)
 
 
@@ -59,6 +62,7 @@ events {{}}
 http {{
     access_log off;
 {http_part}
+{documented_block("Compression")}
     server {{
         listen 127.0.0.1:{listen};
         location /paidan/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}
@@ -164,3 +168,43 @@ def test_the_documented_429_keeps_a_clients_request_id_as_paidan_does(nginx: str
 def test_requests_without_a_key_are_not_counted(nginx: str) -> None:
     said = asyncio.run(burst(nginx + "/paidan/v1/route", 150, {}))
     assert Counter(answer.status_code for answer in said) == {405: 150}
+
+
+def test_the_documented_compression_gzips_a_batch_and_the_export_not_a_single_ticket(
+    nginx: str,
+) -> None:
+    # paidan sends its answers uncompressed (docs/operations.md, "Compression"): a batch of 100
+    # tickets' answer is a few hundred kB of JSON, which the proxy compresses.
+    gzip = {"Accept-Encoding": "gzip", "X-API-Key": "gzip-key-0123456789"}
+    items = [{**TICKET, "id": f"T{i}"} for i in range(100)]
+    with httpx2.Client(timeout=60) as client:
+        batch = client.post(f"{nginx}/paidan/v1/route/batch", json={"items": items}, headers=gzip)
+        assert batch.status_code == 200, batch.text
+        assert batch.headers.get("content-encoding") == "gzip", batch.headers
+        assert [r["id"] for r in batch.json()["results"]] == [i["id"] for i in items]
+        assert batch.num_bytes_downloaded * 4 < len(batch.content)  # the JSON repeats itself
+        assert "accept-encoding" in batch.headers.get("vary", "").lower()
+        # A single ticket's answer (a few kB) is sent as it is: compressing it saves little.
+        single = client.post(f"{nginx}/paidan/v1/route", json=TICKET, headers=gzip)
+        assert single.status_code == 200, single.text
+        assert "content-encoding" not in single.headers, single.headers
+        # The feedback export, streamed without a length, is compressed too.
+        for i in range(50):
+            saved = client.post(
+                f"{nginx}/paidan/v1/feedback",
+                json={**TICKET, "ticket_id": f"T{i}", "department": "市住建局"},
+            )
+            assert saved.status_code == 201, saved.text
+        export = client.get(f"{nginx}/paidan/v1/feedback", headers=gzip)
+        assert export.status_code == 200, export.text
+        assert export.headers.get("content-encoding") == "gzip", export.headers
+        lines = export.text.splitlines()
+        assert [json.loads(line)["ticket_id"] for line in lines] == [f"T{i}" for i in range(50)]
+        # Not to a client that does not ask for it.
+        plain = client.post(
+            f"{nginx}/paidan/v1/route/batch",
+            json={"items": items},
+            headers={"Accept-Encoding": "identity", "X-API-Key": gzip["X-API-Key"]},
+        )
+        assert "content-encoding" not in plain.headers
+        assert plain.num_bytes_downloaded == len(plain.content)

@@ -1447,11 +1447,12 @@ def test_feedback_with_both_id_and_ticket_id(client: TestClient) -> None:
     error = assert_error(
         client.post("/v1/feedback", json={**body, "id": "A-2"}), 422, "invalid_request"
     )
+    # Named as every other 422 names a field: the key the client sent, not the whole body.
     assert error == {
         "code": "invalid_request",
-        "message": "body: id and ticket_id name two different tickets; send the ticket's id once, "
+        "message": "body.id: names another ticket than ticket_id; send the ticket's id once, "
         "as ticket_id (or as id)",
-        "field": "body",
+        "field": "body.id",
     }
     # A null one is a name not used.
     for ids in ({"id": None, "ticket_id": "A-3"}, {"id": "A-3", "ticket_id": None}):

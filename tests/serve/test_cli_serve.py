@@ -207,9 +207,21 @@ def test_a_length_limit_beyond_any_length_is_refused_naming_the_setting(
         ("top_k", "21", "is 21; must be at most 20"),
         ("max_text_chars", "99", "is 99; must be at least 100"),
         ("reload_interval", "-1", "is -1; must be at least 0"),
-        ("top_k", "three", "must be a whole number"),
-        ("reload_interval", "2s", "must be a number"),
-        ("follow_current", "sometimes", "must be true or false"),
+        # Text that is not of the setting's type is quoted too ("three" was not: the line named
+        # neither the value nor, for a setting set in two env files, which one was read).
+        ("top_k", "three", "is 'three'; must be a whole number"),
+        ("max_batch", "1,000", "is '1,000'; must be a whole number"),
+        ("max_body_bytes", "8MiB", "is '8MiB'; must be a whole number"),
+        ("reload_interval", "2s", "is '2s'; must be a number"),
+        ("follow_current", "sometimes", "is 'sometimes'; must be true or false"),
+        ("access_log", "开", "is '开'; must be true or false"),
+        ("keep_alive_s", "", "is empty; must be a whole number"),
+        # A value as long as an API key may be one, set under the wrong name: never quoted.
+        (
+            "top_k",
+            "k" * 16,
+            "is 16 characters long (not quoted: it may be a secret); must be a whole number",
+        ),
     ],
 )
 def test_a_setting_out_of_its_bounds_or_of_another_type_is_said_as_the_api_says_it(

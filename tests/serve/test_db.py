@@ -1025,6 +1025,7 @@ def test_an_outage_logs_its_first_failed_feedback_at_once_then_a_summary_a_minut
     import logging
 
     import serve.app
+    import serve.errors
 
     down = threading.Event()
     down.set()
@@ -1037,6 +1038,9 @@ def test_an_outage_logs_its_first_failed_feedback_at_once_then_a_summary_a_minut
 
     monkeypatch.setattr(serve.db, "upgrade", upgrade)
     monkeypatch.setattr(serve.app, "SCHEMA_RETRY_S", 0.05)
+    # The summaries here are said by requests; the check when one is due (tested below) would
+    # race the test's clock.
+    monkeypatch.setattr(serve.errors, "SUMMARY_CHECK_S", 3600.0)
     client = make_client()
     now = [1000.0]
     client.app.state.feedback_failures.clock = lambda: now[0]  # type: ignore[attr-defined]
@@ -1122,3 +1126,55 @@ def test_a_failure_after_a_quiet_minute_or_of_another_kind_is_said_at_once(
         "feedback database unusable: the schema is at revision 0001",
         "feedback requests succeed again: 4 failed in the 71 s before",
     ]
+
+
+def test_an_outage_summary_is_said_when_due_without_another_request_and_at_shutdown(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The summary of a burst was written only when the next feedback request came: at night it
+    # came hours later, and never if the database was back before anyone sent feedback.
+    import logging
+
+    import serve.errors
+
+    monkeypatch.setattr(serve.errors, "SUMMARY_CHECK_S", 0.01, raising=False)
+    client = make_client()
+    failures = client.app.state.feedback_failures  # type: ignore[attr-defined]
+    now = [1000.0]
+    failures.clock = lambda: now[0]
+    broken = DatabaseUnavailable("connection refused")
+    monkeypatch.setattr(
+        client.app.state.db,  # type: ignore[attr-defined]
+        "add_feedback",
+        lambda **_: (_ for _ in ()).throw(broken),
+    )
+    feedback = {"text": "油烟扰民", "department": "执法"}
+
+    def said() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "serve.errors" and r.levelno == logging.WARNING
+        ]
+
+    summary = "feedback database unavailable (connection refused)"
+    with caplog.at_level(logging.INFO, logger="serve.errors"):
+        for _ in range(3):
+            now[0] += 1
+            assert client.post("/v1/feedback", json=feedback).status_code == 503
+        threading.Event().wait(0.2)  # the summary is not due before a minute has passed
+        assert said() == ["feedback database unavailable: connection refused"]
+        now[0] += 58  # a minute after the first line, and no request since
+        for _ in range(300):  # 3 s: the check runs every SUMMARY_CHECK_S
+            if len(said()) > 1:
+                break
+            threading.Event().wait(0.01)
+        assert said()[1:] == [f"2 more feedback requests failed in the last 60 s: {summary}"]
+        # Counted since, then the server stops before the next summary is due: said at shutdown.
+        now[0] += 1
+        assert client.post("/v1/feedback", json=feedback).status_code == 503
+        threading.Event().wait(0.2)
+        assert len(said()) == 2
+        now[0] += 5
+        client.__exit__(None, None, None)
+        assert said()[2:] == [f"1 more feedback request failed in the last 6 s: {summary}"]
