@@ -882,6 +882,52 @@ def test_a_usual_department_name_is_shown_whole_on_an_office_screen(
 
 @pytest.mark.slow
 @needs_chromium
+@pytest.mark.parametrize("screen", [{"width": 320, "height": 700}, {"width": 1024, "height": 768}])
+def test_every_candidates_bar_is_drawn_to_one_scale(
+    page: PageRun, live_server: LiveServer, screen: dict[str, int]
+) -> None:
+    # A candidate's bar gave way to its name: a row with a long name had a bar a quarter as wide
+    # as its neighbours', so 0.97 beside a long name was drawn shorter than 0.40 beside a short one.
+    from playwright.sync_api import Route
+
+    long_name = "区城市管理综合行政执法局市容环境卫生管理处"
+
+    def with_long_names(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            candidates = body[head]["candidates"]
+            candidates[0]["label"] = long_name  # the likeliest beside the longest name
+            candidates[0]["score"], candidates[1]["score"] = 0.6, 0.4
+            candidates[2]["label"] = "劳动和社会保障"
+            body[head]["label"], body[head]["score"] = long_name, 0.6
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size(screen)
+    pg.route("**/v1/route", with_long_names)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-BAR")
+    rows = pg.eval_on_selector_all(
+        ".head:not([hidden]) .candidate",
+        """(rows) => rows.map((row) => ({
+            bar: row.querySelector('.mini-bar').getBoundingClientRect().width,
+            fill: row.querySelector('.mini-fill').getBoundingClientRect().width,
+            score: parseFloat(row.querySelector('.cand-score').textContent) / 100,
+        }))""",
+    )
+    assert len(rows) == 6  # the tiny model's three candidates a head
+    widths = [r["bar"] for r in rows]
+    # One 100 % for every row of both cards, and wide enough to compare by eye.
+    assert max(widths) - min(widths) < 1, widths
+    assert min(widths) >= 48, widths
+    for r in rows:
+        assert r["fill"] == pytest.approx(r["score"] * r["bar"], abs=1), r
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
     page: PageRun, live_server: LiveServer
 ) -> None:
