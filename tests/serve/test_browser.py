@@ -179,7 +179,7 @@ def open_page(run: PageRun, server: LiveServer) -> Any:
     response = run.page.goto(server.url + "/")
     assert response is not None and response.status == 200
     # The labels for the searchable lists have arrived once the model version is shown.
-    expect(run.page.locator("#model-version")).to_contain_text("模型")
+    expect(run.page.locator("#model-version")).to_have_text(re.compile(r"^模型 \S"))
     return response
 
 
@@ -1259,6 +1259,62 @@ def test_page_reloads_the_labels_when_the_server_switched_models(
         info["labels"]["category"]
     )
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_header_says_plainly_when_the_server_cannot_be_reached_and_tries_again(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A page opened from the browser's cache, or a tab reloaded, while the server was down said
+    # 模型信息不可用：无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留） for good: nothing had been
+    # filled in, and nothing tried again once the server was back. A page the browser kept in its
+    # back/forward cache came back still naming the model it had shown. Time runs on the page's
+    # fake clock here, jumped forward.
+    from playwright.sync_api import expect
+
+    down = "无法连接服务器，正在自动重试…"
+    version = live_server.api("GET", "/v1/model").json()["version"]
+    header = page.page.locator("#model-version")
+    pg = page.page
+    pg.clock.install()
+    pg.route("**/v1/model", lambda r: r.abort("connectionrefused"))
+    pg.goto(live_server.url + "/")
+    expect(header).to_have_text(down)
+    asked = sum("/v1/model" in url for url in page.requests)
+    pg.clock.fast_forward("00:05")
+    expect(header).to_have_text(down)
+    assert sum("/v1/model" in url for url in page.requests) > asked  # asked again
+    pg.unroute("**/v1/model")
+    pg.clock.fast_forward("01:00")
+    expect(header).to_have_text(f"模型 {version}")
+    # The labels came with it: the lists are full.
+    expect(pg.locator("#co-add option")).not_to_have_count(1)
+
+    # Shown again from the back/forward cache, with the server down: checked, not left as it was.
+    pg.route("**/v1/model", lambda r: r.abort("connectionrefused"))
+    pg.evaluate(
+        "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))"
+    )
+    expect(header).to_have_text(down)
+
+    # A server that answers but has no model yet (starting up) says so, and is asked again.
+    pg.unroute("**/v1/model")
+    pg.route(
+        "**/v1/model",
+        lambda r: r.fulfill(
+            status=503,
+            json={"error": {"code": "model_not_loaded", "message": "no model is loaded yet"}},
+        ),
+    )
+    pg.clock.fast_forward("01:00")
+    expect(header).to_have_text("服务器正在加载模型，正在自动重试…")
+    pg.unroute("**/v1/model")
+    pg.clock.fast_forward("01:00")
+    expect(header).to_have_text(f"模型 {version}")
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-DOWN")
+    # The browser's own line for each request refused; nothing thrown.
+    assert [p for p in page.problems if not p.startswith("Failed to load resource")] == []
 
 
 @pytest.mark.slow
