@@ -558,7 +558,7 @@ async function route() {
     // leaves 采纳建议 disabled, which takes no focus: the focus stayed in 诉求描述, where the number
     // keys that pick another candidate typed digits into the complaint.
     const first = document.querySelector(".head:not([hidden]) .candidate");
-    (confirmButton.disabled && first ? first : confirmButton).focus();
+    focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
     announce(adviceText(suggestion));
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
@@ -571,6 +571,20 @@ async function route() {
       if (focused && focusLost()) routeButton.focus();
     }
   }
+}
+
+// Focuses `target` (in the advice), scrolled into view with as much of the advice above it as the
+// window holds. Chrome scrolls a focused button from out of view to the middle of the window: at
+// 1024 x 768 the suggested department, its confidence and 人工复核 went above the top edge, and the
+// similar tickets below filled the screen.
+function focusUnderAdvice(target) {
+  target.focus({ preventScroll: true });
+  const margin = 8; // px between the button and the window's edge
+  const box = target.getBoundingClientRect();
+  const top = $("result").getBoundingClientRect().top;
+  const least = box.bottom + margin - window.innerHeight; // the button's bottom in view
+  const most = box.top - margin; // its top too
+  window.scrollBy(0, Math.min(Math.max(least, Math.min(0, top)), most));
 }
 
 // The advice's own decision, or, from an answer without one, auto only when every head's is.

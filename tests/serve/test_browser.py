@@ -928,6 +928,57 @@ def test_every_candidates_bar_is_drawn_to_one_scale(
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_advice_is_in_view_with_the_save_button_after_routing(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # At 1024 x 768 focusing 采纳建议 scrolled it to the middle of the window: the suggested
+    # department, its confidence and the 人工复核 badges were above the top edge, and the similar
+    # tickets below filled the screen. (A window too low for the advice and the button together,
+    # 1366 x 768 less a browser's bars, shows the button and what of the advice fits above it.)
+    from playwright.sync_api import Route, expect
+
+    terms = ["欠薪", "工资", "工地", "月工资", "老板", "讨薪", "农民工", "两个月", "人社局"]
+
+    def as_long_as_the_sample_models(route: Route) -> None:
+        # Five candidates, a remit clause, a reason to review and the evidence, as the sample
+        # model gives them.
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            candidates = body[head]["candidates"]
+            while len(candidates) < 5:
+                candidates.append({"label": f"候选{len(candidates)}", "score": 0.0})
+            body[head]["remit"] = (
+                "负责劳动保障监察，查处拖欠工资特别是农民工工资、不签劳动合同、违法加班和违法"
+                "解除劳动合同等行为，受理劳动人事争议仲裁，督促建设领域落实工资专户和实名制管理"
+            )
+            body[head].update(decision="review", reason="below_threshold", threshold=0.99)
+            body[head]["evidence"] = [{"term": t, "weight": 0.1} for t in terms]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 1024, "height": 768})
+    pg.route("**/v1/route", as_long_as_the_sample_models)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-VIEW")
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    in_view = """(e) => {
+        const r = e.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight;
+    }"""
+    for selector in (
+        "#confirm-button",
+        "#result-heading",  # the overall 人工复核
+        "#head-department > header",
+        "#head-department .top",
+        "#head-category .top",
+    ):
+        assert pg.locator(selector).evaluate(in_view), selector
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_suggestion_a_dispatch_rule_gave_says_which_rule(
     page: PageRun, live_server: LiveServer
 ) -> None:
