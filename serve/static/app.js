@@ -807,8 +807,8 @@ function renderHead(head, r) {
       bar.firstChild.style.width = pct(c.score);
       const button = el(
         "button",
-        // The name is cut with … when the row is narrow (a long department, 200 % zoom, a phone):
-        // whole on hover.
+        // A long name takes a second line in a narrow row (a long department, 200 % zoom, a
+        // phone); the tooltip names it too.
         {
           type: "button",
           class: "candidate",

@@ -183,6 +183,19 @@ def open_page(run: PageRun, server: LiveServer) -> Any:
     return response
 
 
+# Whether an element's text is all inside its box. The text's own extent against the box's,
+# unrounded: 0.05 px short shows 市市场监… too, where scrollWidth and clientWidth (whole pixels)
+# are equal.
+SHOWN_WHOLE = """(e) => {
+    const text = document.createRange();
+    text.selectNodeContents(e);
+    const t = text.getBoundingClientRect();
+    const box = e.getBoundingClientRect();
+    return t.left >= box.left - 0.01 && t.right <= box.right + 0.01
+        && t.top >= box.top - 0.01 && t.bottom <= box.bottom + 0.01;
+}"""
+
+
 def route_via_keyboard(run: PageRun, text: str, ticket_id: str, title: str = "") -> None:
     pg = run.page
     pg.fill("#ticket-id", ticket_id)
@@ -804,11 +817,10 @@ def test_the_joint_dispatch_controls_are_next_to_the_save_button_in_tab_order(
 
 @pytest.mark.slow
 @needs_chromium
-def test_a_candidate_name_cut_short_can_be_read_whole(
-    page: PageRun, live_server: LiveServer
-) -> None:
-    # Names are cut with … in a narrow row (a phone, 200 % zoom, a long department) and had no
-    # tooltip: a dispatcher chose among names they could not read.
+def test_a_long_candidate_name_is_shown_whole(page: PageRun, live_server: LiveServer) -> None:
+    # Names were cut with … in a narrow row (a phone, 200 % zoom, a long department), first with
+    # no tooltip, then with one that a keyboard never opens: a dispatcher chose among names they
+    # could not read. A long name now takes a second line.
     from playwright.sync_api import Route, expect
 
     long_name = "区城市管理综合行政执法局市容环境卫生管理处"
@@ -825,8 +837,10 @@ def test_a_candidate_name_cut_short_can_be_read_whole(
     open_page(page, live_server)
     route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-L1")
     second = pg.locator("#head-department .candidate").nth(1)
-    cut = second.locator(".cand-label").evaluate("(e) => e.scrollWidth > e.clientWidth")
-    assert cut, "the long name should not fit a 360 px row"
+    label = second.locator(".cand-label")
+    assert label.evaluate(f"(e) => ({SHOWN_WHOLE})(e)"), "the long name is cut"
+    assert second.evaluate("(e) => e.scrollWidth <= e.clientWidth")
+    expect(label).to_have_text(long_name)
     expect(second).to_have_attribute("title", long_name)
     for head in ("department", "category"):
         for button in pg.locator(f"#head-{head} .candidate").all():
@@ -848,13 +862,17 @@ def test_a_usual_department_name_is_shown_whole_on_an_office_screen(
     # the cards under the form) is kept whole too.
     from playwright.sync_api import Route
 
-    names = ["市市场监管局", "市市政管理局", "市住房保障局", "市交通运输局", "区城市管理局"]
+    # The bundled sample's longest department names too (市自然资源和规划局 read 市自然资源和规…).
+    names = {
+        "department": ["市自然资源和规划局", "市市场监管局", "市市政管理局"],
+        "category": ["市退役军人事务局", "市住房保障局", "区城市管理局"],
+    }
 
     def with_usual_names(route: Route) -> None:
         response = route.fetch()
         body = response.json()
         for head in ("department", "category"):
-            for candidate, name in zip(body[head]["candidates"], names, strict=False):
+            for candidate, name in zip(body[head]["candidates"], names[head], strict=True):
                 candidate["label"] = name
             body[head]["label"] = body[head]["candidates"][0]["label"]
         route.fulfill(response=response, json=body)
@@ -865,17 +883,11 @@ def test_a_usual_department_name_is_shown_whole_on_an_office_screen(
     pg.route("**/v1/route", with_usual_names)
     open_page(page, live_server)
     route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-L2")
-    # The text's own width against the box's, unrounded: 0.05 px short shows 市市场监… too, where
-    # scrollWidth and clientWidth (whole pixels) are equal.
     cut = pg.eval_on_selector_all(
         ".head:not([hidden]) .cand-label",
-        """(labels) => labels.filter((e) => {
-            const text = document.createRange();
-            text.selectNodeContents(e);
-            return text.getBoundingClientRect().width > e.getBoundingClientRect().width;
-        }).map((e) => e.textContent)""",
+        f"(labels) => labels.filter((e) => !({SHOWN_WHOLE})(e)).map((e) => e.textContent)",
     )
-    assert pg.locator(".head:not([hidden]) .cand-label").count() >= 5
+    assert pg.locator(".head:not([hidden]) .cand-label").count() == 6
     assert cut == []
     assert page.problems == []
 
