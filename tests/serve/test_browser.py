@@ -1567,6 +1567,31 @@ def test_a_phone_width_screen_needs_no_sideways_scrolling(
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_title_field_is_wide_enough_to_read_on_a_phone(
+    browser: Any, live_server: LiveServer
+) -> None:
+    # At 320 px 工单编号 kept its own width beside 标题, which was left 59 px: four characters of a
+    # title could be seen, and a pasted title checked by no one.
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 320, "height": 700}, is_mobile=True, has_touch=True
+    )
+    try:
+        run = PageRun(context.new_page(), [], [])
+        run.page.set_default_timeout(UI_TIMEOUT_MS)
+        open_page(run, live_server)
+        widths = run.page.evaluate(
+            """() => ['ticket-id', 'ticket-title', 'ticket-text'].map(
+                (id) => document.getElementById(id).getBoundingClientRect().width)"""
+        )
+        font = run.page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
+        # Each at least twelve characters wide, the whole 诉求描述's width at most.
+        assert all(12 * font <= w <= widths[2] + 0.5 for w in widths), widths
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_without_the_script_the_page_says_so_and_keeps_the_complaint(
     browser: Any, page: PageRun, live_server: LiveServer
 ) -> None:
