@@ -221,6 +221,7 @@ async function api(method, url, body, signal) {
   if (!res.ok) {
     const error = new Error(errorText(res.status, data));
     error.status = res.status;
+    error.code = (data && data.error && data.error.code) || null;
     error.fields = refusedFields(data);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
     // API's: the request may have been served (stored) before the gateway gave up on its answer.
@@ -391,10 +392,47 @@ function labelsFromModel(info) {
 // The version whose labels the lists hold: a /v1/route answer from another model (a promote, the
 // nightly retrain or an admin reload switched it while the page stayed open) reloads them.
 let loadedVersion = null;
+// Seconds between tries while the server cannot give the model's labels, one after another, then
+// the last again: a page opened (from the browser's cache, a tab reloaded) while the server was
+// down said so once, in words for a failed route, and never tried again.
+const MODEL_RETRY_S = [2, 4, 8, 15, 30];
+const modelLoad = { seq: 0, tries: 0, timer: null };
+
+// What the header says while the model's labels cannot be had, and tries again.
+function serverDownText(e) {
+  const again = "正在自动重试…";
+  if (e.status === undefined && e.outcomeUnknown) return `无法连接服务器，${again}`; // no answer
+  if (e.status === 502 || e.status === 504) return `无法连接服务器（HTTP ${e.status}），${again}`;
+  if (e.code === "model_not_loaded") return `服务器正在加载模型，${again}`;
+  if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
+  return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
+}
+
+function showModelState(text, down) {
+  $("model-version").textContent = text;
+  $("model-version").classList.toggle("server-down", down);
+}
 
 async function loadModel() {
+  // One load at a time: a newer one (a route's answer from another model, the page shown again)
+  // supersedes a try still running or waiting.
+  const seq = ++modelLoad.seq;
+  clearTimeout(modelLoad.timer);
+  if (!$("model-version").textContent) showModelState("正在连接服务器…", false);
+  let info;
   try {
-    const info = await api("GET", "v1/model");
+    info = await api("GET", "v1/model");
+  } catch (e) {
+    if (seq !== modelLoad.seq) return;
+    showModelState(serverDownText(e), true);
+    const wait = MODEL_RETRY_S[Math.min(modelLoad.tries, MODEL_RETRY_S.length - 1)];
+    modelLoad.tries += 1;
+    modelLoad.timer = setTimeout(loadModel, wait * 1000);
+    return;
+  }
+  if (seq !== modelLoad.seq) return;
+  modelLoad.tries = 0;
+  try {
     loadedVersion = (info && info.version) || null;
     state.labels = labelsFromModel(info);
     // The departments a joint dispatch may add: one only ever a co-department in the history is
@@ -406,7 +444,7 @@ async function loadModel() {
       el("option", { value: "" }, "＋ 加入会办部门…"),
       ...coChoices.map((d) => el("option", { value: d }, d)),
     );
-    if (info && info.version) $("model-version").textContent = `模型 ${info.version}`;
+    showModelState(info && info.version ? `模型 ${info.version}` : "", false);
     // A category-only model: the legend and the footer speak of no department.
     const departments = Boolean(info && info.labels && info.labels.department);
     for (const node of document.querySelectorAll('[data-head="department"]')) {
@@ -422,7 +460,8 @@ async function loadModel() {
     checkLimits();
     if (state.suggestion) renderChoice();
   } catch (e) {
-    $("model-version").textContent = `模型信息不可用：${e.message}`;
+    // The server answered; this browser could not use it (asking again would not help).
+    showModelState(`无法显示模型信息（${e.message}）；请刷新页面，或用新版 Chrome、Edge、Firefox 打开本页`, true);
   }
 }
 
@@ -519,7 +558,7 @@ async function route() {
     // leaves 采纳建议 disabled, which takes no focus: the focus stayed in 诉求描述, where the number
     // keys that pick another candidate typed digits into the complaint.
     const first = document.querySelector(".head:not([hidden]) .candidate");
-    (confirmButton.disabled && first ? first : confirmButton).focus();
+    focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
     announce(adviceText(suggestion));
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
@@ -532,6 +571,20 @@ async function route() {
       if (focused && focusLost()) routeButton.focus();
     }
   }
+}
+
+// Focuses `target` (in the advice), scrolled into view with as much of the advice above it as the
+// window holds. Chrome scrolls a focused button from out of view to the middle of the window: at
+// 1024 x 768 the suggested department, its confidence and 人工复核 went above the top edge, and the
+// similar tickets below filled the screen.
+function focusUnderAdvice(target) {
+  target.focus({ preventScroll: true });
+  const margin = 8; // px between the button and the window's edge
+  const box = target.getBoundingClientRect();
+  const top = $("result").getBoundingClientRect().top;
+  const least = box.bottom + margin - window.innerHeight; // the button's bottom in view
+  const most = box.top - margin; // its top too
+  window.scrollBy(0, Math.min(Math.max(least, Math.min(0, top)), most));
 }
 
 // The advice's own decision, or, from an answer without one, auto only when every head's is.
@@ -754,8 +807,8 @@ function renderHead(head, r) {
       bar.firstChild.style.width = pct(c.score);
       const button = el(
         "button",
-        // The name is cut with … when the row is narrow (a long department, 200 % zoom, a phone):
-        // whole on hover.
+        // A long name takes a second line in a narrow row (a long department, 200 % zoom, a
+        // phone); the tooltip names it too.
         {
           type: "button",
           class: "candidate",
@@ -1335,6 +1388,15 @@ apiKeyInput.addEventListener("change", () => {
 });
 
 loadModel();
+// Shown again from the back/forward cache (the tab's 后退, a restored tab): the header and the lists
+// are as they were when the page was left; the server may have gone, or changed models, since.
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) loadModel();
+});
+// The network is back: no need to wait for the next try.
+window.addEventListener("online", () => {
+  if (modelLoad.tries) loadModel();
+});
 textInput.focus();
 // The page works: index.html disables 分派建议 until now, so that a browser which does not run this
 // script cannot submit the form (reloading the page and losing the complaint typed).
