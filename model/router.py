@@ -1571,25 +1571,26 @@ class Router:
                 if catch_all[i]
                 else REASON_BELOW_THRESHOLD
             )
-            evidence = (
-                self._evidence(head, X, i, cand[0], gathered) if explain and not empty else []
+            terms = (
+                self._evidence_terms(head, X, i, cand[0], gathered) if explain and not empty else []
             )
-            out.append(
-                HeadResult(
-                    label=labels[cand[0]],
-                    score=scores[0],
-                    decision=decision,
-                    threshold=threshold,
-                    reason=reason,
-                    candidates=[
-                        Candidate(label=labels[j], score=p)
-                        for j, p in zip(cand, scores, strict=True)
-                    ],
-                    evidence=evidence,
-                    remit=cited_remit(clauses, labels[cand[0]], evidence),
-                    rule=applied,
-                )
+            # Candidates and evidence as plain data: HeadResult builds their objects in its own
+            # validation pass, at less than half the cost of building each alone (measured).
+            result = HeadResult(
+                label=labels[cand[0]],
+                score=scores[0],
+                decision=decision,
+                threshold=threshold,
+                reason=reason,
+                candidates=[
+                    {"label": labels[j], "score": p} for j, p in zip(cand, scores, strict=True)
+                ],
+                evidence=[{"term": t, "weight": w} for t, w in terms],
+                rule=applied,
             )
+            if terms and clauses:
+                result.remit = cited_remit(clauses, result.label, result.evidence)
+            out.append(result)
         return out
 
     def _applied_rule(self, ranking: Ranking, i: int) -> AppliedRule | None:
@@ -1612,12 +1613,31 @@ class Router:
         ``gathered``: the fused weight rows of ``X``'s features when ``X`` is one ticket.
         A label the head never learnt (one only a rule gives) has no weights, so no evidence.
         """
+        return [
+            Evidence(term=t, weight=w)
+            for t, w in self._evidence_terms(head, X, i, label_idx, gathered)
+        ]
+
+    def _evidence_terms(
+        self,
+        head: Head,
+        X: sp.csr_matrix,
+        i: int,
+        label_idx: int,
+        gathered: np.ndarray | None = None,
+    ) -> list[tuple[str, float]]:
+        """:meth:`_evidence` as ``(term, weight)`` pairs, the weights rounded as shown.
+
+        :meth:`_head_results` hands them to :class:`HeadResult` as plain data, which builds the
+        :class:`Evidence` objects in one validation pass (measured: about a third of a short
+        ticket's evidence went on building them one by one).
+        """
         if label_idx >= len(head.labels):
             return []
         start, end = X.indptr[i], X.indptr[i + 1]
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
         # A row's columns are sorted and the word view's come first: its words are a prefix.
-        words = int(np.searchsorted(X.indices[start:end], self._word_width()))
+        words = int(X.indices[start:end].searchsorted(self._word_width()))
         cols, vals = X.indices[start : start + words], X.data[start : start + words]
         fast = self.compiled()[1]
         if head.name in fast:
@@ -1625,22 +1645,24 @@ class Router:
             contrib = vals * fast.class_weights(head.name, label_idx, rows)
         else:
             contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
-        # Only words that pushed towards the label count; the rest are dropped before any Python
-        # loop (a long ticket has hundreds of words, a few dozen of them positive).
-        positive = contrib > 0
-        cols, contrib = cols[positive], contrib[positive]
         ranked: Iterable[tuple[str, float]]
         if self._word_names_unique():
             # One column per name, so nothing to merge: walk the words from the strongest and stop
-            # as soon as enough are chosen (a long ticket has hundreds of positive words).
-            order = np.argsort(-contrib, kind="stable")
-            names = self._word_names()[cols[order]]
-            ranked = (
-                (name, weight)
-                for name, weight in zip(names, contrib[order].tolist(), strict=True)
-                if name
+            # at the first that did not push towards the label, or as soon as enough are chosen
+            # (a long ticket has hundreds of words, a few dozen of them positive). A stable sort
+            # puts the positive words first, in the order a sort of them alone gives, so only the
+            # words walked are looked up.
+            ranked = _positive_first(
+                self._word_names(),
+                cols.tolist(),
+                contrib.tolist(),
+                np.argsort(-contrib, kind="stable"),
             )
         else:
+            # Only words that pushed towards the label count; the rest are dropped before any
+            # Python loop.
+            positive = contrib > 0
+            cols, contrib = cols[positive], contrib[positive]
             merged: dict[str, float] = {}
             for name, weight in zip(
                 self._word_names()[cols].tolist(), contrib.tolist(), strict=True
@@ -1650,19 +1672,36 @@ class Router:
             ranked = sorted(merged.items(), key=lambda kv: -kv[1])
         # A character n-gram inside a longer evidence term adds nothing for the reader, and a term
         # far weaker than the strongest one is no reason to read (``evidence_min_share``).
-        chosen: list[tuple[str, float]] = []
+        chosen: list[str] = []
+        weights: list[float] = []
         floor = 0.0
+        limit = self.config.evidence_terms
         for term, weight in ranked:
             if weight < floor:
                 break
-            if any(term in other for other, _ in chosen):
+            if any(term in other for other in chosen):
                 continue
             if not chosen:
                 floor = weight * self.config.evidence_min_share
-            chosen.append((term, weight))
-            if len(chosen) == self.config.evidence_terms:
+            chosen.append(term)
+            weights.append(weight)
+            if len(chosen) == limit:
                 break
-        return [Evidence(term=t, weight=round(w, 4)) for t, w in chosen]
+        return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+
+
+def _positive_first(
+    names: np.ndarray, cols: list[int], contrib: list[float], order: np.ndarray
+) -> Iterable[tuple[str, float]]:
+    """The named words of ``cols`` whose ``contrib`` is positive, in ``order`` (the stable sort of
+    ``-contrib``), with their contributions; stops at the first word that is not positive."""
+    for k in order.tolist():
+        weight = contrib[k]
+        if not weight > 0:  # the first word not positive (nor NaN): none after it is
+            return
+        name = names[cols[k]]
+        if name:
+            yield name, weight
 
 
 def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = None) -> Router:

@@ -659,3 +659,42 @@ def test_evidence_leaves_out_terms_far_weaker_than_the_strongest(tiny_model_dir)
     router.config = dataclasses.replace(router.config, evidence_min_share=0.0)
     every = [e.term for e in router._evidence(head, X, 0, label)]
     assert every == [names[strong], names[mid], names[weak]]
+
+
+def test_one_tickets_whole_answer_is_its_answer_in_a_batch(tiny_model_dir):
+    # One ticket (the dispatcher's case) takes the one-row paths: its weight rows gathered once
+    # for the scores and the evidence, its known words found from its first column. A batch
+    # takes the general ones. Every field must agree: labels, shown scores, decisions and
+    # reasons, evidence terms and weights, similar tickets.
+    router, _ = load_router(tiny_model_dir)
+    batch = [r.model_dump() for r in router.predict(TICKETS)]
+    assert any(r["department"]["evidence"] for r in batch)
+    assert any(r["department"]["reason"] == "no_known_terms" for r in batch)
+    assert any(r["similar"] for r in batch)
+    assert [router.predict([t])[0].model_dump() for t in TICKETS] == batch
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "甲", "乙", "丙"]),
+            st.sampled_from([-1.0, -0.0, 0.0, 0.25, 0.5, 1.0, float("nan")]),
+        ),
+        max_size=12,
+    )
+)
+def test_evidence_walk_is_the_positive_words_sorted_alone(words):
+    # Evidence walks a stable sort of every word and stops at the first that is not positive:
+    # the same words in the same order as sorting the positive ones alone (ties in column
+    # order), unnamed columns skipped.
+    names = np.array([name for name, _ in words], dtype=object)
+    contrib = np.array([c for _, c in words], dtype=np.float64)
+    cols = list(range(len(words)))
+    walked = list(
+        router_module._positive_first(
+            names, cols, contrib.tolist(), np.argsort(-contrib, kind="stable")
+        )
+    )
+    positive = np.flatnonzero(contrib > 0)
+    alone = positive[np.argsort(-contrib[positive], kind="stable")]
+    assert walked == [(names[k], contrib[k]) for k in alone.tolist() if names[k]]
