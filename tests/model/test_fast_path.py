@@ -698,3 +698,34 @@ def test_evidence_walk_is_the_positive_words_sorted_alone(words):
     positive = np.flatnonzero(contrib > 0)
     alone = positive[np.argsort(-contrib[positive], kind="stable")]
     assert walked == [(names[k], contrib[k]) for k in alone.tolist() if names[k]]
+
+
+def test_a_fold_whose_sigmoids_all_vanish_counts_as_uniform_on_both_paths(tiny_model_dir):
+    # scikit-learn gives a calibration fold whose sigmoids are all 0 for a row the uniform
+    # distribution; the all-folds-at-once path divides only where every sum is non-zero and must
+    # otherwise fall back to the same answer as the per-fold loop.
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS)
+    fast = copy.copy(router.compiled()[1])
+    name = "category"  # reads no other head's probabilities
+    folds = list(fast.folds[name])
+    first = folds[0]
+    folds[0] = dataclasses.replace(first, b=np.full_like(first.b, 1e4))  # sigmoid(-(as+1e4)) = 0
+    fast.folds = {**fast.folds, name: folds}
+    whole = fast.whole[name]
+    b = whole.b.copy()
+    b[: len(first.b)] = 1e4
+    fast.whole = {**fast.whole, name: dataclasses.replace(whole, b=b)}
+    per_fold = copy.copy(fast)
+    per_fold.whole = {}
+    scores, extras = fast.scores(X), router.extras(name, X, {})
+    got = fast.predict_proba(name, scores, extras)
+    np.testing.assert_allclose(got, per_fold.predict_proba(name, scores, extras), atol=1e-12)
+    # The first fold's share is the uniform distribution, the other folds' as before.
+    rest = copy.copy(per_fold)
+    rest.folds = {**fast.folds, name: folds[1:]}
+    others = rest.predict_proba(name, scores, extras)
+    n_folds, n_classes = len(folds), len(fast.classes[name])
+    expected = (1 / n_classes + (n_folds - 1) * others) / n_folds
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert not np.allclose(got, router.compiled()[1].predict_proba(name, scores, extras))
