@@ -412,8 +412,11 @@ def recalibrate_suggestion(
 
 def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) -> np.ndarray:
     """:func:`recalibrate_suggestion` of a single row whose suggestion is column ``j``."""
-    p = float(proba[0, j])
-    rest = float(proba[0, :j].sum() + proba[0, j + 1 :].sum())  # as in recalibrate_suggestion
+    row = proba[0]
+    p = float(row[j])
+    # As in recalibrate_suggestion. np.add.reduce is what ndarray.sum calls, without its Python
+    # wrapper: the same sums.
+    rest = float(np.add.reduce(row[:j]) + np.add.reduce(row[j + 1 :]))
     if rest <= 0:  # a row of zeros, or a suggestion that holds all of it
         return proba
     p = min(max(p, LOGIT_EPS), 1 - LOGIT_EPS)
@@ -1486,7 +1489,10 @@ class Router:
             order = order[:, : max(1, min(top_k, len(head.labels)))]
             # The same entries as np.take_along_axis, without its index set-up (most of a
             # single ticket's cost of this step, measured).
-            shown = proba[np.arange(len(order))[:, np.newaxis], order]
+            if len(order) == 1:  # one ticket: its row, without an index array of rows
+                shown = proba[0][order]
+            else:
+                shown = proba[np.arange(len(order))[:, np.newaxis], order]
             passed = shown[:, 0] >= head.threshold
             out[name] = Ranking(
                 head,
