@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -1703,12 +1703,12 @@ class Router:
 
 def _positive_first(
     names: np.ndarray, cols: list[int], contrib: list[float], order: np.ndarray
-) -> Iterable[tuple[str, float]]:
+) -> Iterator[tuple[str, float]]:
     """The named words of ``cols`` whose ``contrib`` is positive, in ``order`` (the stable sort of
     ``-contrib``), with their contributions; stops at the first word that is not positive."""
     for k in order.tolist():
         weight = contrib[k]
-        if not weight > 0:  # the first word not positive (nor NaN): none after it is
+        if not weight > 0:  # none after the first word not positive (or NaN) is positive
             return
         name = names[cols[k]]
         if name:
