@@ -14,6 +14,7 @@ import pickle
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain, repeat
 from typing import Any
 
@@ -635,12 +636,20 @@ class CompiledHeads:
         whole = self.whole.get(name)
         if whole is not None:
             s = self._linear(scores, extras, whole.start, whole.stop, whole.intercept)
-            p = expit(-(whole.a * s + whole.b)).reshape(n, whole.folds, n_classes)
+            # -(a * s + b) as (-a) * s + (-b): negating is exact and rounding is symmetric, so
+            # the same floats with one array pass fewer; a few array calls are what one ticket's
+            # probabilities cost, not the arithmetic.
+            z = whole.neg_a * s + whole.neg_b
+            p = expit(z, out=z).reshape(n, whole.folds, n_classes)
             denominator = p.sum(axis=2, keepdims=True)
-            p = np.divide(
-                p, denominator, out=np.full_like(p, 1 / n_classes), where=denominator != 0
-            )
-            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
+            if denominator.all():  # as the divide below where every fold's row has a sum
+                p /= denominator
+            else:
+                p = np.divide(
+                    p, denominator, out=np.full_like(p, 1 / n_classes), where=denominator != 0
+                )
+            if p.max() > 1.0:  # scikit-learn's clip of rounding above 1; rows of a sum never are
+                p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
             return p.sum(axis=1) / whole.folds
         mean = np.zeros((n, n_classes))
         for fold in self.folds[name]:
@@ -714,6 +723,16 @@ class _AllFolds:
     intercept: np.ndarray
     a: np.ndarray
     b: np.ndarray
+
+    @cached_property
+    def neg_a(self) -> np.ndarray:
+        """``-a``: the sigmoid reads ``-(a * s + b)``, computed as ``-a * s + -b``."""
+        return -self.a
+
+    @cached_property
+    def neg_b(self) -> np.ndarray:
+        """``-b`` (see :attr:`neg_a`)."""
+        return -self.b
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -412,8 +412,11 @@ def recalibrate_suggestion(
 
 def _recalibrate_one(proba: np.ndarray, j: int, slope: float, intercept: float) -> np.ndarray:
     """:func:`recalibrate_suggestion` of a single row whose suggestion is column ``j``."""
-    p = float(proba[0, j])
-    rest = float(proba[0, :j].sum() + proba[0, j + 1 :].sum())  # as in recalibrate_suggestion
+    row = proba[0]
+    p = float(row[j])
+    # As in recalibrate_suggestion. np.add.reduce is what ndarray.sum calls, without its Python
+    # wrapper: the same sums.
+    rest = float(np.add.reduce(row[:j]) + np.add.reduce(row[j + 1 :]))
     if rest <= 0:  # a row of zeros, or a suggestion that holds all of it
         return proba
     p = min(max(p, LOGIT_EPS), 1 - LOGIT_EPS)
@@ -663,6 +666,9 @@ def without_known_terms(X: sp.csr_matrix, word_width: int) -> np.ndarray:
     # says whether it holds a word (as in _evidence, where a row's words are a prefix).
     if not X.has_sorted_indices:  # a matrix fitted by scikit-learn may not be; transform's are
         X = X.sorted_indices()
+    if X.shape[0] == 1:  # one ticket, the dispatcher's case: its first column, without array passes
+        start, end = X.indptr[0], X.indptr[1]
+        return np.array([bool(end == start or X.indices[start] >= word_width)])
     empty = np.diff(X.indptr) == 0
     if not X.nnz:
         return empty
@@ -1481,7 +1487,12 @@ class Router:
             # As many as the head learnt at most: a label only a rule gives is offered only where
             # the rule put it first.
             order = order[:, : max(1, min(top_k, len(head.labels)))]
-            shown = np.take_along_axis(proba, order, axis=1)
+            # The same entries as np.take_along_axis, without its index set-up (most of a
+            # single ticket's cost of this step, measured).
+            if len(order) == 1:  # one ticket: its row, without an index array of rows
+                shown = proba[0][order]
+            else:
+                shown = proba[np.arange(len(order))[:, np.newaxis], order]
             passed = shown[:, 0] >= head.threshold
             out[name] = Ranking(
                 head,
@@ -1571,25 +1582,26 @@ class Router:
                 if catch_all[i]
                 else REASON_BELOW_THRESHOLD
             )
-            evidence = (
-                self._evidence(head, X, i, cand[0], gathered) if explain and not empty else []
+            terms = (
+                self._evidence_terms(head, X, i, cand[0], gathered) if explain and not empty else []
             )
-            out.append(
-                HeadResult(
-                    label=labels[cand[0]],
-                    score=scores[0],
-                    decision=decision,
-                    threshold=threshold,
-                    reason=reason,
-                    candidates=[
-                        Candidate(label=labels[j], score=p)
-                        for j, p in zip(cand, scores, strict=True)
-                    ],
-                    evidence=evidence,
-                    remit=cited_remit(clauses, labels[cand[0]], evidence),
-                    rule=applied,
-                )
+            # Candidates and evidence as plain data: HeadResult builds their objects in its own
+            # validation pass, at less than half the cost of building each alone (measured).
+            result = HeadResult(
+                label=labels[cand[0]],
+                score=scores[0],
+                decision=decision,
+                threshold=threshold,
+                reason=reason,
+                candidates=[
+                    {"label": labels[j], "score": p} for j, p in zip(cand, scores, strict=True)
+                ],
+                evidence=[{"term": t, "weight": w} for t, w in terms],
+                rule=applied,
             )
+            if terms and clauses:
+                result.remit = cited_remit(clauses, result.label, result.evidence)
+            out.append(result)
         return out
 
     def _applied_rule(self, ranking: Ranking, i: int) -> AppliedRule | None:
@@ -1612,12 +1624,31 @@ class Router:
         ``gathered``: the fused weight rows of ``X``'s features when ``X`` is one ticket.
         A label the head never learnt (one only a rule gives) has no weights, so no evidence.
         """
+        return [
+            Evidence(term=t, weight=w)
+            for t, w in self._evidence_terms(head, X, i, label_idx, gathered)
+        ]
+
+    def _evidence_terms(
+        self,
+        head: Head,
+        X: sp.csr_matrix,
+        i: int,
+        label_idx: int,
+        gathered: np.ndarray | None = None,
+    ) -> list[tuple[str, float]]:
+        """:meth:`_evidence` as ``(term, weight)`` pairs, the weights rounded as shown.
+
+        :meth:`_head_results` hands them to :class:`HeadResult` as plain data, which builds the
+        :class:`Evidence` objects in one validation pass (measured: about a third of a short
+        ticket's evidence went on building them one by one).
+        """
         if label_idx >= len(head.labels):
             return []
         start, end = X.indptr[i], X.indptr[i + 1]
         # Words read as reasons; character n-grams ("请被拒") do not, so they score but don't show.
         # A row's columns are sorted and the word view's come first: its words are a prefix.
-        words = int(np.searchsorted(X.indices[start:end], self._word_width()))
+        words = int(X.indices[start:end].searchsorted(self._word_width()))
         cols, vals = X.indices[start : start + words], X.data[start : start + words]
         fast = self.compiled()[1]
         if head.name in fast:
@@ -1625,22 +1656,24 @@ class Router:
             contrib = vals * fast.class_weights(head.name, label_idx, rows)
         else:
             contrib = vals * head.mean_coef(np.array([label_idx]), cols)[0]
-        # Only words that pushed towards the label count; the rest are dropped before any Python
-        # loop (a long ticket has hundreds of words, a few dozen of them positive).
-        positive = contrib > 0
-        cols, contrib = cols[positive], contrib[positive]
         ranked: Iterable[tuple[str, float]]
         if self._word_names_unique():
             # One column per name, so nothing to merge: walk the words from the strongest and stop
-            # as soon as enough are chosen (a long ticket has hundreds of positive words).
-            order = np.argsort(-contrib, kind="stable")
-            names = self._word_names()[cols[order]]
-            ranked = (
-                (name, weight)
-                for name, weight in zip(names, contrib[order].tolist(), strict=True)
-                if name
+            # at the first that did not push towards the label, or as soon as enough are chosen
+            # (a long ticket has hundreds of words, a few dozen of them positive). A stable sort
+            # puts the positive words first, in the order a sort of them alone gives, so only the
+            # words walked are looked up.
+            ranked = _positive_first(
+                self._word_names(),
+                cols.tolist(),
+                contrib.tolist(),
+                np.argsort(-contrib, kind="stable"),
             )
         else:
+            # Only words that pushed towards the label count; the rest are dropped before any
+            # Python loop.
+            positive = contrib > 0
+            cols, contrib = cols[positive], contrib[positive]
             merged: dict[str, float] = {}
             for name, weight in zip(
                 self._word_names()[cols].tolist(), contrib.tolist(), strict=True
@@ -1650,19 +1683,36 @@ class Router:
             ranked = sorted(merged.items(), key=lambda kv: -kv[1])
         # A character n-gram inside a longer evidence term adds nothing for the reader, and a term
         # far weaker than the strongest one is no reason to read (``evidence_min_share``).
-        chosen: list[tuple[str, float]] = []
+        chosen: list[str] = []
+        weights: list[float] = []
         floor = 0.0
+        limit = self.config.evidence_terms
         for term, weight in ranked:
             if weight < floor:
                 break
-            if any(term in other for other, _ in chosen):
+            if any(term in other for other in chosen):
                 continue
             if not chosen:
                 floor = weight * self.config.evidence_min_share
-            chosen.append((term, weight))
-            if len(chosen) == self.config.evidence_terms:
+            chosen.append(term)
+            weights.append(weight)
+            if len(chosen) == limit:
                 break
-        return [Evidence(term=t, weight=round(w, 4)) for t, w in chosen]
+        return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+
+
+def _positive_first(
+    names: np.ndarray, cols: list[int], contrib: list[float], order: np.ndarray
+) -> Iterator[tuple[str, float]]:
+    """The named words of ``cols`` whose ``contrib`` is positive, in ``order`` (the stable sort of
+    ``-contrib``), with their contributions; stops at the first word that is not positive."""
+    for k in order.tolist():
+        weight = contrib[k]
+        if not weight > 0:  # none after the first word not positive (or NaN) is positive
+            return
+        name = names[cols[k]]
+        if name:
+            yield name, weight
 
 
 def build_router(config: TrainingConfig, userdict: Any = None, stopwords: Any = None) -> Router:

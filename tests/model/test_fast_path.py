@@ -659,3 +659,73 @@ def test_evidence_leaves_out_terms_far_weaker_than_the_strongest(tiny_model_dir)
     router.config = dataclasses.replace(router.config, evidence_min_share=0.0)
     every = [e.term for e in router._evidence(head, X, 0, label)]
     assert every == [names[strong], names[mid], names[weak]]
+
+
+def test_one_tickets_whole_answer_is_its_answer_in_a_batch(tiny_model_dir):
+    # One ticket (the dispatcher's case) takes the one-row paths: its weight rows gathered once
+    # for the scores and the evidence, its known words found from its first column. A batch
+    # takes the general ones. Every field must agree: labels, shown scores, decisions and
+    # reasons, evidence terms and weights, similar tickets.
+    router, _ = load_router(tiny_model_dir)
+    batch = [r.model_dump() for r in router.predict(TICKETS)]
+    assert any(r["department"]["evidence"] for r in batch)
+    assert any(r["department"]["reason"] == "no_known_terms" for r in batch)
+    assert any(r["similar"] for r in batch)
+    assert [router.predict([t])[0].model_dump() for t in TICKETS] == batch
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", "甲", "乙", "丙"]),
+            st.sampled_from([-1.0, -0.0, 0.0, 0.25, 0.5, 1.0, float("nan")]),
+        ),
+        max_size=12,
+    )
+)
+def test_evidence_walk_is_the_positive_words_sorted_alone(words):
+    # Evidence walks a stable sort of every word and stops at the first that is not positive:
+    # the same words in the same order as sorting the positive ones alone (ties in column
+    # order), unnamed columns skipped.
+    names = np.array([name for name, _ in words], dtype=object)
+    contrib = np.array([c for _, c in words], dtype=np.float64)
+    cols = list(range(len(words)))
+    walked = list(
+        router_module._positive_first(
+            names, cols, contrib.tolist(), np.argsort(-contrib, kind="stable")
+        )
+    )
+    positive = np.flatnonzero(contrib > 0)
+    alone = positive[np.argsort(-contrib[positive], kind="stable")]
+    assert walked == [(names[k], contrib[k]) for k in alone.tolist() if names[k]]
+
+
+def test_a_fold_whose_sigmoids_all_vanish_counts_as_uniform_on_both_paths(tiny_model_dir):
+    # scikit-learn gives a calibration fold whose sigmoids are all 0 for a row the uniform
+    # distribution; the all-folds-at-once path divides only where every sum is non-zero and must
+    # otherwise fall back to the same answer as the per-fold loop.
+    router, _ = load_router(tiny_model_dir)
+    X = router.transform(TICKETS)
+    fast = copy.copy(router.compiled()[1])
+    name = "category"  # reads no other head's probabilities
+    folds = list(fast.folds[name])
+    first = folds[0]
+    folds[0] = dataclasses.replace(first, b=np.full_like(first.b, 1e4))  # sigmoid(-(as+1e4)) = 0
+    fast.folds = {**fast.folds, name: folds}
+    whole = fast.whole[name]
+    b = whole.b.copy()
+    b[: len(first.b)] = 1e4
+    fast.whole = {**fast.whole, name: dataclasses.replace(whole, b=b)}
+    per_fold = copy.copy(fast)
+    per_fold.whole = {}
+    scores, extras = fast.scores(X), router.extras(name, X, {})
+    got = fast.predict_proba(name, scores, extras)
+    np.testing.assert_allclose(got, per_fold.predict_proba(name, scores, extras), atol=1e-12)
+    # The first fold's share is the uniform distribution, the other folds' as before.
+    rest = copy.copy(per_fold)
+    rest.folds = {**fast.folds, name: folds[1:]}
+    others = rest.predict_proba(name, scores, extras)
+    n_folds, n_classes = len(folds), len(fast.classes[name])
+    expected = (1 / n_classes + (n_folds - 1) * others) / n_folds
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert not np.allclose(got, router.compiled()[1].predict_proba(name, scores, extras))
