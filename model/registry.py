@@ -228,6 +228,28 @@ def not_written_by_registry(root: str | Path, version: str) -> str | None:
     return None
 
 
+def named_otherwise(root: str | Path, version: str) -> bool:
+    """Whether the directory ``version`` is a whole model named otherwise than the model version
+    its ``metadata.json`` names: a directory of ``train --out ROOT/NAME`` or a backup copy
+    (``V.bak``), someone's model that ``gc`` never deletes, and no leftover to warn of."""
+    path = Path(root) / version
+    try:
+        meta = read_metadata(path)
+    except ModelLoadError:
+        return False
+    named = meta.get("version")
+    return bool(named) and named != version and not missing_files(path, meta)
+
+
+def named_models(root: str | Path) -> list[str]:
+    """The whole models under ``root`` named otherwise than their model version
+    (:func:`named_otherwise`) that :func:`gc` leaves alone, current and the version before it
+    aside (never deleted anyway), oldest first."""
+    root = Path(root)
+    protected = {_pointer(root), previous_version(root)}
+    return [v for v in versions(root) if v not in protected and named_otherwise(root, v)]
+
+
 def pointer_version(root: str | Path) -> str | None:
     """The version ``root/current`` names, or ``None`` when there is no ``current``.
 
@@ -648,7 +670,9 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     in_use: list[str] = []
     unknown: list[str] = []
     # Directories that look like versions but that the registry did not write (a backup copy, a
-    # copy cut short): deleted as old versions, they were someone's data.
+    # copy cut short): deleted as old versions, they were someone's data. A whole model named
+    # otherwise (`train --out ROOT/NAME`, `V.bak`) is left alone without a warning (the command
+    # sums them up, named_models): named with its reason on every run, they hid a copy cut short.
     alone: list[str] = []
     with _locked(root):
         found = versions(root)
@@ -661,7 +685,8 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             if version in protected:
                 continue
             if why[version]:
-                alone.append(f"{version} ({why[version]})")
+                if not named_otherwise(root, version):
+                    alone.append(f"{version} ({why[version]})")
                 continue
             with _unless_leased(root, version) as free:
                 if free is None:  # a server may read it: keep it
