@@ -425,17 +425,30 @@ def resolve_version(root: str | Path, name: str) -> str:
     ``name`` is a version's directory name (as `paidan models list` lists it), or the model
     version a version reports (``model_version`` in every answer, feedback row and on the page)
     when exactly one registered version reports it. A directory name wins over a reported one.
+    A path to a version directly under ``root`` (``models/v1``, as ``train --out`` wrote it and
+    ``evaluate`` takes it) names that version.
 
     Raises
     ------
     ModelLoadError
         When several registered versions report ``name`` (a copied model directory), naming
-        them; :class:`UnknownVersionError` when none has that name, listing those there are.
+        them, or when ``name`` is a path to a directory elsewhere; :class:`UnknownVersionError`
+        when none has that name, listing those there are.
     """
     root = Path(root)
     found = versions(root)
     if name in found:
         return name
+    if len(Path(name).parts) > 1 and Path(name).is_dir():
+        # `promote models/v1` was "no model version 'models/v1'", while evaluate, predict and
+        # label take the model by that path.
+        path = Path(name).resolve()
+        if path.parent == root.resolve() and path.name in found:
+            return path.name
+        raise ModelLoadError(
+            f"{name} is not a version under the model root {root}: name one of the root's "
+            "versions (`paidan models list`), or set PAIDAN_MODEL_ROOT to the directory holding it"
+        )
     reported = {v: reported_version(root / v) for v in found}
     matches = [v for v in found if reported[v] == name]
     if len(matches) == 1:

@@ -2491,7 +2491,7 @@ def models_promote(
         root = _model_root()
         # As `models list` lists it, or the model version the answers and feedback rows report.
         named, version = version, resolve_version(root, version)
-        if version != named:
+        if version != named and len(Path(named).parts) == 1:  # not a path to it
             err.print(
                 f"model version {printable(named)} is version {printable(version)}",
                 highlight=False,

@@ -1233,3 +1233,32 @@ def test_gc_sums_up_the_models_of_train_out_in_one_line_and_warns_of_real_leftov
     assert f"rm -r {root}/NAME" in line, line
     assert "metadata.json names" not in r.stdout, r.stdout
     assert (root / "city1").is_dir() and (root / f"{VERSIONS[1]}.bak").is_dir() and half.is_dir()
+
+
+def test_promote_takes_the_path_of_a_version_under_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `paidan train tickets.csv --out models/v1` (the README's first command), then `paidan
+    # models promote models/v1`, as evaluate, predict and label take the model: refused as "no
+    # model version 'models/v1'". A path to a version directly under the root names it; a model
+    # directory elsewhere is refused saying that it is not under the root.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root = make_root(tmp_path, VERSIONS[:3])
+    registry.promote(root, VERSIONS[2])
+    monkeypatch.chdir(tmp_path)
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(app, ["models", "promote", f"models/{VERSIONS[0]}", "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    assert registry.pointer_version(root) == VERSIONS[0]
+    assert "is version" not in r.output, r.output  # no model version was named
+    assert registry.resolve_version(root, f"{root}/{VERSIONS[1]}/") == VERSIONS[1]
+    elsewhere = tmp_path / "other" / "v9"
+    shutil.copytree(root / VERSIONS[1], elsewhere)
+    r = CliRunner().invoke(app, ["models", "promote", "other/v9"], env=env)
+    assert r.exit_code == 2, r.output
+    said = " ".join(r.output.split())
+    assert f"other/v9 is not a version under the model root {root}" in said, said
+    assert registry.pointer_version(root) == VERSIONS[0]
