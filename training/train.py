@@ -355,7 +355,7 @@ def fewer_folds_reason(
         return ""
     if counts.min() < cv_folds:
         rarest = mask_label(str(labels[counts.argmin()]))
-        besides = " (not counting the fit-only ones)" if fit_only else ""
+        besides = ", fit-only rows aside" if fit_only else ""
         return f"its rarest label, {rarest!r}, has {rows_of(int(counts.min()))}{where}{besides}"
     if groups is not None:
         texts = counted(len(np.unique(groups)), "distinct text", thousands=True)

@@ -93,9 +93,7 @@ def test_the_folds_are_as_many_as_the_own_rows_of_the_rarest_label_allow(tiny_co
         [("department", sp.csr_matrix(X), y)], config, n_jobs=1, unscored=fit_only
     )
     assert own.report["folds"] == 3
-    assert own.report["folds_reason"] == (
-        "its rarest label, 'a', has 3 rows (not counting the fit-only ones)"
-    )
+    assert own.report["folds_reason"] == ("its rarest label, 'a', has 3 rows, fit-only rows aside")
     assert own.report["n"] == 15 and own.report["fit_only_rows"] == 40
     [mixed] = cross_validate_heads([("department", sp.csr_matrix(X), y)], config, n_jobs=1)
     assert mixed.report["folds"] == 5 and "folds_reason" not in mixed.report
