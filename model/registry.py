@@ -93,13 +93,36 @@ def versions(root: str | Path) -> list[str]:
     (the implicit current, and one ``gc --keep`` kept in place of the real newest). A version
     whose metadata holds no readable time is placed by its directory's modification time (a model
     directory is not modified once written). Of equal times, one named as the model version its
-    metadata names is the newer (the other is a copy of it, ``V.bak``); then they go by name.
+    metadata names is the newer (the other is a copy of it, ``V.bak``); then one whose name
+    another's contains, reporting the same model version, is the newer (the other is a copy of
+    it named after it: ``v1.bak`` of ``train --out models/v1``); then they go by name.
     """
     root = Path(root)
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if _is_version(p)]
-    return [p.name for p in sorted(found, key=_creation_key)]
+    keys = {p: _creation_key(p) for p in found}
+    ties: dict[float, list[Path]] = {}
+    for p, (created, named, _) in keys.items():
+        if not named:
+            ties.setdefault(created, []).append(p)
+    # A backup of a `train --out` model sorted after it by name: it became the implicit current,
+    # and the next train wrote it into `current`, which then named a backup.
+    copies: set[Path] = set()
+    for same in (t for t in ties.values() if len(t) > 1):
+        reported = {p: reported_version(p) for p in same}
+        copies.update(
+            p
+            for p in same
+            if reported[p] is not None
+            and any(o != p and o.name in p.name and reported[o] == reported[p] for o in same)
+        )
+
+    def key(p: Path) -> tuple[float, bool, bool, str]:
+        created, named, name = keys[p]
+        return created, named, p not in copies, name
+
+    return [p.name for p in sorted(found, key=key)]
 
 
 def registry_marker(path: str | Path) -> str | None:

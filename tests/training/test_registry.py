@@ -809,16 +809,17 @@ def test_a_version_is_found_by_the_model_version_its_answers_report(tmp_path: Pa
         VERSIONS[2],
     ]
     # A copied directory reports the same version: which one is meant is the administrator's call.
+    # (The copy, named after v1, is listed as the older of the two.)
     shutil.copytree(root / "v1", root / "v1-copy")
     with pytest.raises(
-        ModelLoadError, match=rf"2 versions .* report .*{REPORTED['v1']}.*: v1, v1-copy"
+        ModelLoadError, match=rf"2 versions .* report .*{REPORTED['v1']}.*: v1-copy, v1"
     ):
         registry.resolve_version(root, REPORTED["v1"])
     with pytest.raises(registry.UnknownVersionError) as unknown:
         registry.resolve_version(root, "v3")
     assert str(unknown.value) == (
         f"no model version 'v3' under {root}; registered versions: "
-        f"v1 (model version {REPORTED['v1']}), v1-copy (model version {REPORTED['v1']}), "
+        f"v1-copy (model version {REPORTED['v1']}), v1 (model version {REPORTED['v1']}), "
         f"v2 (model version {REPORTED['v2']}), {VERSIONS[2]} (see paidan models list)"
     )
 
@@ -1262,3 +1263,26 @@ def test_promote_takes_the_path_of_a_version_under_the_root(
     said = " ".join(r.output.split())
     assert f"other/v9 is not a version under the model root {root}" in said, said
     assert registry.pointer_version(root) == VERSIONS[0]
+
+
+def test_a_backup_copy_of_a_train_out_model_is_not_taken_for_the_current_one(
+    tmp_path: Path,
+) -> None:
+    # `paidan train tickets.csv --out models/v1` writes no pointer (its first model is current),
+    # then `cp -r models/v1 models/v1.bak`: the copy is as new as v1, neither is named as the
+    # model version they report, and by name the backup was the newest, so it became current
+    # and the next train wrote it into `current`, which named nothing once it was deleted.
+    root = make_root(tmp_path, VERSIONS[:1])
+    (root / VERSIONS[0]).rename(root / "v1")  # as `train --out ROOT/v1` names it
+    for copy in ("v1.bak", "backup-v1"):
+        shutil.copytree(root / "v1", root / copy)
+    assert registry.versions(root)[-1] == "v1"
+    assert registry.current_version(root) == "v1"
+    registry.keep_current(root, root / "v2")
+    assert registry.pointer_version(root) == "v1"
+    # Copies named otherwise than after one another are still ordered by name.
+    other = make_root(tmp_path / "other", VERSIONS[:1])
+    for name in ("a", "b"):
+        shutil.copytree(other / VERSIONS[0], other / name)
+    shutil.rmtree(other / VERSIONS[0])
+    assert registry.versions(other) == ["a", "b"]
