@@ -93,13 +93,36 @@ def versions(root: str | Path) -> list[str]:
     (the implicit current, and one ``gc --keep`` kept in place of the real newest). A version
     whose metadata holds no readable time is placed by its directory's modification time (a model
     directory is not modified once written). Of equal times, one named as the model version its
-    metadata names is the newer (the other is a copy of it, ``V.bak``); then they go by name.
+    metadata names is the newer (the other is a copy of it, ``V.bak``); then one whose name
+    another's contains, reporting the same model version, is the newer (the other is a copy of
+    it named after it: ``v1.bak`` of ``train --out models/v1``); then they go by name.
     """
     root = Path(root)
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if _is_version(p)]
-    return [p.name for p in sorted(found, key=_creation_key)]
+    keys = {p: _creation_key(p) for p in found}
+    ties: dict[float, list[Path]] = {}
+    for p, (created, named, _) in keys.items():
+        if not named:
+            ties.setdefault(created, []).append(p)
+    # A backup of a `train --out` model sorted after it by name: it became the implicit current,
+    # and the next train wrote it into `current`, which then named a backup.
+    copies: set[Path] = set()
+    for same in (t for t in ties.values() if len(t) > 1):
+        reported = {p: reported_version(p) for p in same}
+        copies.update(
+            p
+            for p in same
+            if reported[p] is not None
+            and any(o != p and o.name in p.name and reported[o] == reported[p] for o in same)
+        )
+
+    def key(p: Path) -> tuple[float, bool, bool, str]:
+        created, named, name = keys[p]
+        return created, named, p not in copies, name
+
+    return [p.name for p in sorted(found, key=key)]
 
 
 def registry_marker(path: str | Path) -> str | None:
@@ -226,6 +249,28 @@ def not_written_by_registry(root: str | Path, version: str) -> str | None:
     if missing := missing_files(path, meta):
         return f"lacks {', '.join(missing)}"
     return None
+
+
+def named_otherwise(root: str | Path, version: str) -> bool:
+    """Whether the directory ``version`` is a whole model named otherwise than the model version
+    its ``metadata.json`` names: a directory of ``train --out ROOT/NAME`` or a backup copy
+    (``V.bak``), someone's model that ``gc`` never deletes, and no leftover to warn of."""
+    path = Path(root) / version
+    try:
+        meta = read_metadata(path)
+    except ModelLoadError:
+        return False
+    named = meta.get("version")
+    return bool(named) and named != version and not missing_files(path, meta)
+
+
+def named_models(root: str | Path) -> list[str]:
+    """The whole models under ``root`` named otherwise than their model version
+    (:func:`named_otherwise`) that :func:`gc` leaves alone, current and the version before it
+    aside (never deleted anyway), oldest first."""
+    root = Path(root)
+    protected = {_pointer(root), previous_version(root)}
+    return [v for v in versions(root) if v not in protected and named_otherwise(root, v)]
 
 
 def pointer_version(root: str | Path) -> str | None:
@@ -403,17 +448,30 @@ def resolve_version(root: str | Path, name: str) -> str:
     ``name`` is a version's directory name (as `paidan models list` lists it), or the model
     version a version reports (``model_version`` in every answer, feedback row and on the page)
     when exactly one registered version reports it. A directory name wins over a reported one.
+    A path to a version directly under ``root`` (``models/v1``, as ``train --out`` wrote it and
+    ``evaluate`` takes it) names that version.
 
     Raises
     ------
     ModelLoadError
         When several registered versions report ``name`` (a copied model directory), naming
-        them; :class:`UnknownVersionError` when none has that name, listing those there are.
+        them, or when ``name`` is a path to a directory elsewhere; :class:`UnknownVersionError`
+        when none has that name, listing those there are.
     """
     root = Path(root)
     found = versions(root)
     if name in found:
         return name
+    if len(Path(name).parts) > 1 and Path(name).is_dir():
+        # `promote models/v1` was "no model version 'models/v1'", while evaluate, predict and
+        # label take the model by that path.
+        path = Path(name).resolve()
+        if path.parent == root.resolve() and path.name in found:
+            return path.name
+        raise ModelLoadError(
+            f"{name} is not a version under the model root {root}: name one of the root's "
+            "versions (`paidan models list`), or set PAIDAN_MODEL_ROOT to the directory holding it"
+        )
     reported = {v: reported_version(root / v) for v in found}
     matches = [v for v in found if reported[v] == name]
     if len(matches) == 1:
@@ -648,7 +706,9 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
     in_use: list[str] = []
     unknown: list[str] = []
     # Directories that look like versions but that the registry did not write (a backup copy, a
-    # copy cut short): deleted as old versions, they were someone's data.
+    # copy cut short): deleted as old versions, they were someone's data. A whole model named
+    # otherwise (`train --out ROOT/NAME`, `V.bak`) is left alone without a warning (the command
+    # sums them up, named_models): named with its reason on every run, they hid a copy cut short.
     alone: list[str] = []
     with _locked(root):
         found = versions(root)
@@ -661,7 +721,8 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
             if version in protected:
                 continue
             if why[version]:
-                alone.append(f"{version} ({why[version]})")
+                if not named_otherwise(root, version):
+                    alone.append(f"{version} ({why[version]})")
                 continue
             with _unless_leased(root, version) as free:
                 if free is None:  # a server may read it: keep it

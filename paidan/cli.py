@@ -2491,7 +2491,7 @@ def models_promote(
         root = _model_root()
         # As `models list` lists it, or the model version the answers and feedback rows report.
         named, version = version, resolve_version(root, version)
-        if version != named:
+        if version != named and len(Path(named).parts) == 1:  # not a path to it
             err.print(
                 f"model version {printable(named)} is version {printable(version)}",
                 highlight=False,
@@ -2632,14 +2632,25 @@ def models_gc(
     verbose: Verbose = False,
 ) -> None:
     """Delete old versions; current, the one before it and those being served are always kept."""
-    from model.registry import gc, leftovers
+    from model.registry import gc, leftovers, named_models
 
     try:
         root = _model_root()
         removed, in_use = gc(root, keep)
+        kept = named_models(root)
     except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     out.print(f"deleted {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
+    if kept:
+        # Named one by one in a warning with its reason on every run, they were noise that hid
+        # the real leftovers (a copy cut short), which gc still warns of.
+        out.print(
+            f"left alone {counted(len(kept), 'model')} that train --out or a copy wrote: "
+            f"{', '.join(printable(v) for v in kept)} (gc never deletes one; rm -r "
+            f"{shlex.quote(printable(str(root)))}/NAME does)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if in_use:
         out.print(
             f"kept {len(in_use)} version(s) in use by a running paidan serve, label or predict: "

@@ -228,7 +228,12 @@ async def follow_pointer(
             # The pointer names a directory; the router reports its model version, which differs
             # for `train --out models/v1`: the pointer retrain writes for the served v1 loaded it
             # again ("model swapped: X -> X"), two copies in memory in every worker meanwhile.
-            if pointer == served or _is_served_dir(app, root / pointer):
+            # So the directories are compared, and the versions only when the served directory
+            # is unknown: a backup copy `V.bak` reports V's version, and a server on it never
+            # followed `current` to V.
+            if _is_served_dir(app, root / pointer) or (
+                getattr(app.state, "model_dir", None) is None and pointer == served
+            ):
                 seen = pointer
                 continue
             if Path(pointer).name != pointer:

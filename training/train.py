@@ -292,7 +292,11 @@ def text_groups(df: pd.DataFrame) -> np.ndarray:
 
 
 def fold_splits(
-    y: np.ndarray, groups: np.ndarray | None, cv_folds: int, seed: int
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    cv_folds: int,
+    seed: int,
+    scored: np.ndarray | None = None,
 ) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
     """Stratified folds of the rows of labels ``y`` that never split a group: ``(folds, splits)``.
 
@@ -302,8 +306,10 @@ def fold_splits(
     texts the folds are :class:`~sklearn.model_selection.StratifiedKFold`'s, as they always were
     (``StratifiedGroupKFold`` would draw other folds from the same seed even then). There are
     ``cv_folds``, or as many as the rarest label has rows (or there are texts), and at least two.
+    ``scored`` (bool per row; default all): the rows counted for the rarest label, those the
+    metrics read (not ``--fit-only`` rows, which only ever made the count look larger).
     """
-    folds = max(2, min(cv_folds, int(np.unique(y, return_counts=True)[1].min())))
+    folds = max(2, min(cv_folds, int(scored_counts(y, scored).min())))
     if groups is not None and len(np.unique(groups)) < len(groups):
         # A label whose rows are few texts may miss a fold's training rows: _fold_proba copes.
         splits = StratifiedGroupKFold(
@@ -317,6 +323,18 @@ def fold_splits(
     return len(splits), splits
 
 
+def scored_counts(y: np.ndarray, scored: np.ndarray | None = None) -> np.ndarray:
+    """Rows per label of ``y`` (in sorted label order) among the ``scored`` rows (bool per row;
+    default all). A label no scored row has is counted as having all its rows: it limits no
+    fold, as a label of fit-only rows alone cannot (:func:`training.validate.usable_fit_only`)."""
+    labels, counts = np.unique(y, return_counts=True)
+    if scored is None:
+        return counts
+    found, own = np.unique(y[scored], return_counts=True)
+    mine = dict(zip(found.tolist(), own.tolist(), strict=True))
+    return np.array([mine.get(label, n) for label, n in zip(labels.tolist(), counts, strict=True)])
+
+
 def fewer_folds_reason(
     labels: np.ndarray,
     counts: np.ndarray,
@@ -324,18 +342,21 @@ def fewer_folds_reason(
     folds: int,
     cv_folds: int,
     sampled: bool = False,
+    fit_only: bool = False,
 ) -> str:
     """Why :func:`fold_splits` made ``folds`` rather than ``cv_folds`` folds ("" when it did not).
 
     For the training summary, e.g. "its rarest label, '市残联', has 3 rows". ``labels`` and
-    ``counts`` are the cross-validated rows' (``sampled``: a sample's of the head's rows).
+    ``counts`` are the cross-validated rows' that are scored (:func:`scored_counts`; ``sampled``:
+    a sample's of the head's rows; ``fit_only``: fit-only rows were left out of the counts).
     """
     where = " in the cross-validation sample" if sampled else ""
     if folds >= cv_folds:
         return ""
     if counts.min() < cv_folds:
         rarest = mask_label(str(labels[counts.argmin()]))
-        return f"its rarest label, {rarest!r}, has {rows_of(int(counts.min()))}{where}"
+        besides = ", fit-only rows aside" if fit_only else ""
+        return f"its rarest label, {rarest!r}, has {rows_of(int(counts.min()))}{where}{besides}"
     if groups is not None:
         texts = counted(len(np.unique(groups)), "distinct text", thousands=True)
         return f"its {len(groups):,} rows{where} are only {texts}"
@@ -475,10 +496,19 @@ def cross_validate_heads(
                 f"(use --min-examples {MIN_LABEL_ROWS} or more)"
             )
         in_groups = None if groups is None else groups[rows]
-        folds, in_rows = fold_splits(y, in_groups, config.cv_folds, config.seed)
+        # The folds are as many as the rarest label's scored rows allow: counted with the
+        # fit-only rows, 3 own rows of a label were cut into 5 folds.
+        is_scored = ~np.isin(rows, held) if len(held) else None
+        folds, in_rows = fold_splits(y, in_groups, config.cv_folds, config.seed, is_scored)
         reasons.append(
             fewer_folds_reason(
-                labels, counts, in_groups, folds, config.cv_folds, sample is not None
+                labels,
+                scored_counts(y, is_scored),
+                in_groups,
+                folds,
+                config.cv_folds,
+                sample is not None,
+                fit_only=is_scored is not None,
             )
         )
         # Splits as positions in the whole task, so that the fold jobs index X and y_all directly.

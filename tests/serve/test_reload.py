@@ -588,3 +588,34 @@ def test_a_pointer_written_for_the_served_directory_loads_nothing_again(
             assert time.monotonic() < deadline, loads
             time.sleep(0.05)
     assert loads == [Path(served).name, other]
+
+
+def test_a_server_on_a_backup_copy_follows_current_to_the_version_it_copies(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # `cp -r V V.bak`, `models promote V.bak` (a restore), then `models promote V`: the poller
+    # compared "V" with the served model's version, which the copy reports too, so the server
+    # stayed on V.bak for good. It follows the directory `current` names, once.
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    version = load_router(root / "v1", root, serving=True)[0].version
+    shutil.copytree(tiny_model_dir, root / version)  # the version the registry wrote
+    shutil.copytree(root / version, root / f"{version}.bak")
+    registry.set_current(root, f"{version}.bak", record=False)
+    loads: list[str] = []
+
+    def counting(model_dir: Path, root: Path | None) -> tuple[Router, dict[str, Any]]:
+        loads.append(Path(model_dir).name)
+        return load_router(model_dir, root, serving=True)  # the copy reports the same version
+
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0.1)
+    with TestClient(create_app(settings, router_loader=counting)) as client:
+        assert loads == [f"{version}.bak"]
+        registry.promote(root, version)
+        deadline = time.monotonic() + 30
+        while Path(client.app.state.model_dir).name != version:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, loads
+            time.sleep(0.05)
+        time.sleep(0.5)  # five polling intervals: loaded once, not again and again
+        assert served_version(client) == version
+    assert loads == [f"{version}.bak", version]

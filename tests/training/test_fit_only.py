@@ -79,6 +79,26 @@ def test_the_threshold_and_metrics_read_the_own_rows_only(tiny_config):
     assert own.report["accuracy"] == pytest.approx(correct[:30].mean())
 
 
+def test_the_folds_are_as_many_as_the_own_rows_of_the_rarest_label_allow(tiny_config):
+    # The fold count was read from every row cross-validated, fit-only ones too: 3 own rows of
+    # "a" beside 20 borrowed ones were cut into 5 folds, and the summary's reason, when it gave
+    # one, counted the borrowed rows as the label's. The rows scored decide, as they are counted.
+    rng = np.random.default_rng(5)
+    y = np.array(["a"] * 3 + ["b"] * 12 + ["a"] * 20 + ["b"] * 20)
+    X = rng.random((len(y), 6))
+    X[y == "a", 0] += 1
+    config = dataclasses.replace(tiny_config, cv_folds=5)
+    fit_only = np.arange(15, len(y))
+    [own] = cross_validate_heads(
+        [("department", sp.csr_matrix(X), y)], config, n_jobs=1, unscored=fit_only
+    )
+    assert own.report["folds"] == 3
+    assert own.report["folds_reason"] == ("its rarest label, 'a', has 3 rows, fit-only rows aside")
+    assert own.report["n"] == 15 and own.report["fit_only_rows"] == 40
+    [mixed] = cross_validate_heads([("department", sp.csr_matrix(X), y)], config, n_jobs=1)
+    assert mixed.report["folds"] == 5 and "folds_reason" not in mixed.report
+
+
 def test_usable_fit_only_keeps_the_labels_the_own_rows_teach(tmp_path):
     own, _ = validate(
         pd.DataFrame(TINY_TICKETS, columns=["title", "text", "department", "category"]).assign(
