@@ -55,13 +55,14 @@ from model.artifact import (
     load_router,
     verify,
 )
-from model.router import SIMILAR_K, Router, shown_scores
+from model.router import HEADS, REASON_NO_KNOWN_TERMS, SIMILAR_K, Router, shown_scores
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import counted, is_blank, mask_label, quoted
 from model.tickets import (
     HEADER_FORMATS,
     LABEL_OUTPUT_COLUMNS,
+    LABEL_REASON_COLUMNS,
     ColumnMap,
     MissingColumnError,
     check_columns,
@@ -139,7 +140,8 @@ MANIFEST_FILE = "manifest.json"
 # it; 1: Parquet); a run of another format is not resumed.
 # 6: JSON Lines and Parquet output keep the input's column types and nulls (5's parts hold every
 # input column as text).
-MANIFEST_FORMAT = 6
+# 7: parts hold department_reason and category_reason (6's do not).
+MANIFEST_FORMAT = 7
 # The modules whose code decides what a part holds: they read the input, clean, cut and label its
 # texts and write the parts and the output (model.pipeline is imported when a model is loaded).
 # Parts written by other code (an upgrade between the interruption and --resume) are not
@@ -195,8 +197,8 @@ DASK_WORKER_WAIT_SECONDS = 60
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
 # What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
-# joint-dispatch advice JSON (None when not asked for), and with --evidence each head's evidence
-# JSON and remit clause, the department's first.
+# joint-dispatch advice JSON (None when not asked for), each head's reason for review, and with
+# --evidence each head's evidence JSON, remit clause and rule JSON, the department's first.
 Prediction = tuple[Any, ...]
 
 
@@ -320,7 +322,8 @@ def predict_rows(
     -------
     list of tuple
         Per ticket: department, its score, category, its score, decision, the top-3 departments
-        as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false), then,
+        as JSON, the joint-dispatch advice as JSON (``None`` when ``joint`` is false), why the
+        department and why the category head leave it to a person (the API's ``reason``), then,
         with ``evidence``, the department's evidence JSON and remit clause, then the category's
         (``None`` without one).
     """
@@ -358,6 +361,8 @@ def predict_rows(
         ]
     else:
         top3 = ["[]"] * n
+    # Why each head leaves a row to a person, as the API says it (None for auto).
+    reasons = [ranked[name].reasons() if name in ranked else [None] * n for name in HEADS]
     co: list[str | None] = [None] * n
     if joint:
         co = ["[]"] * n
@@ -368,7 +373,7 @@ def predict_rows(
                 for advice in router.joint_advice(X, leads, similar_k)
             ]
     if not evidence:
-        return list(zip(*columns, decisions, top3, co, strict=True))
+        return list(zip(*columns, decisions, top3, co, *reasons, strict=True))
     # The API's explanation of the suggestions above (the same rankings, so the words explain
     # the suggestions written). Per head, its evidence JSON, its remit clause and its rule JSON.
     explained = router.explanations(X, ranked)
@@ -390,7 +395,7 @@ def predict_rows(
             )
         else:
             why += [[None] * n, [None] * n, [None] * n]
-    return list(zip(*columns, decisions, top3, co, *why, strict=True))
+    return list(zip(*columns, decisions, top3, co, *reasons, *why, strict=True))
 
 
 @dataclass(frozen=True)
@@ -1189,6 +1194,8 @@ def label(
             )
         if extra_fields:
             warnings.append(_extra_fields_warning(extra_fields, summary_path_name(output)))
+        if counts.no_known_terms:
+            warnings.append(_no_known_terms_warning(counts, output))
         if id_column is not None:
             summary["repeated_ids"] = repeated = _repeated_ids(ids)
             if repeated["ids"]:
@@ -2289,9 +2296,18 @@ class _Counts:
     # Rows given joint-dispatch advice, and how often each department was advised beside the lead.
     joint: int = 0
     co_departments: Counter[str] = field(default_factory=Counter)
+    # Rows that hold no word the model knows (punctuation, digits, a masked number alone), and the
+    # first (its data row, counted from 1): their labels are guesses from characters.
+    no_known_terms: int = 0
+    first_no_known_terms: int | None = None
 
     def add(self, table: pa.Table) -> np.ndarray:
         cols = table.select(list(PRED_COLUMNS)).to_pydict()
+        for i, reasons in enumerate(zip(*(cols[c] for c in LABEL_REASON_COLUMNS), strict=True)):
+            if REASON_NO_KNOWN_TERMS in reasons:
+                self.no_known_terms += 1
+                if self.first_no_known_terms is None:
+                    self.first_no_known_terms = self.rows + i + 1
         self.rows += table.num_rows
         for error in cols["error"]:
             if error is not None:
@@ -2405,6 +2421,20 @@ def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str
     return n, (row + 1, str(column[row].as_py()))
 
 
+def _no_known_terms_warning(counts: _Counts, output: Path) -> str:
+    """The warning for the rows that hold no word the model knows: each came back as an ordinary
+    low-confidence review, a guess from its characters that nothing told from a ticket the model
+    read and was unsure of."""
+    n = counts.no_known_terms
+    return (
+        f"{counted(n, 'row', thousands=True)} {'holds' if n == 1 else 'hold'} no word the model "
+        f"knows (punctuation, digits, a masked phone number or emoji alone; the first on row "
+        f"{counts.first_no_known_terms} of {output.name}): {'its' if n == 1 else 'their'} labels "
+        "are guesses from characters, marked no_known_terms in department_reason and "
+        "category_reason, for a person to read"
+    )
+
+
 def _repeated_ids_warning(repeated: dict[str, Any], output: Path) -> str:
     """The warning for :func:`_repeated_ids`' count when an id is on more than one row."""
     first = repeated["examples"][0]
@@ -2438,6 +2468,7 @@ def _summary(counts: _Counts) -> dict[str, Any]:
         "categories": dict(counts.categories.most_common()),
         "joint_advice": counts.joint,
         "co_departments": dict(counts.co_departments.most_common()),
+        "no_known_terms": {"rows": counts.no_known_terms, "first_row": counts.first_no_known_terms},
     }
 
 
