@@ -140,7 +140,8 @@ MANIFEST_FILE = "manifest.json"
 # it; 1: Parquet); a run of another format is not resumed.
 # 6: JSON Lines and Parquet output keep the input's column types and nulls (5's parts hold every
 # input column as text).
-# 7: parts hold department_reason and category_reason (6's do not).
+# 7: parts hold department_reason and category_reason (6's do not), and each input is recorded with
+# a hash of its first and last SAMPLE_BYTES.
 MANIFEST_FORMAT = 7
 # The modules whose code decides what a part holds: they read the input, clean, cut and label its
 # texts and write the parts and the output (model.pipeline is imported when a model is loaded).
@@ -177,6 +178,8 @@ WRITER_LIBRARIES = (
     "scipy",
     "scikit-learn",
 )
+# The bytes at each end of an input whose hash the manifest records (:func:`_sample_sha256`).
+SAMPLE_BYTES = 64 * 1024
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN
@@ -991,6 +994,9 @@ def label(
                     # rest. Not the inode: a file system may number its files otherwise after a
                     # remount (overlayfs), and a file put in its place has a new change time.
                     "ctime_ns": stats[p].st_ctime_ns,
+                    # A file system whose clock ticks coarsely (a second, two on FAT) leaves the
+                    # change time of a rewrite within the tick where it was: its bytes tell.
+                    "sample_sha256": _sample_sha256(p, stats[p].st_size),
                 }
                 for p in files
             ],
@@ -1341,6 +1347,19 @@ class _SheetFull(LabelError):
 
 class _InputChanged(LabelError):
     """An input changed while it was read: a resume refuses it, so its parts continue no run."""
+
+
+def _sample_sha256(path: Path, size: int) -> str:
+    """The SHA-256 of ``path``'s first and last :data:`SAMPLE_BYTES` (all of a smaller file), which
+    ``size`` bytes long: what tells a rewritten input at the same size and times from the file an
+    interrupted run read, for a resume, in a millisecond however large the file is."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        sha.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            sha.update(f.read(SAMPLE_BYTES))
+    return sha.hexdigest()
 
 
 def _how_changed(before: os.stat_result, path: Path) -> str | None:
@@ -1858,15 +1877,18 @@ def _inputs_differ(old: Any, new: list[dict[str, Any]]) -> str:
             for key, name in (("size", "size"), ("mtime_ns", "modification time"))
             if any(was[path].get(key) != now[path][key] for path in changed)
         ]
-        said.append(
-            f"{_some(changed)} changed since ("
-            + (
-                ", ".join(what)
-                or "rewritten or replaced: the change time moved, at the same size and "
-                "modification time"
+        how = ", ".join(what)
+        if not how and any(was[p].get("ctime_ns") != now[p]["ctime_ns"] for p in changed):
+            how = (
+                "rewritten or replaced: the change time moved, at the same size and modification "
+                "time"
             )
-            + ")"
-        )
+        elif not how:  # the change time within its tick: the bytes sampled (_sample_sha256) tell
+            how = (
+                f"rewritten: its first or last {SAMPLE_BYTES // 1024} KiB differ, at the same "
+                "size, modification time and change time"
+            )
+        said.append(f"{_some(changed)} changed since ({how})")
     return "the input files are not the same: " + (", ".join(said) or "given in another order")
 
 
