@@ -2098,6 +2098,33 @@ def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
         assert result.summary["errors_by_kind"] == {"unreadable": 2}
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_an_unpaired_surrogate_escape_in_a_json_key_is_a_row_error_not_a_traceback(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # A key may hold "\udfff" alone as a value may: the column name reached the output's schema
+    # as is, and every output format ended in a UnicodeEncodeError traceback, nothing written.
+    objects = [
+        '{"id": "J1", "text": "楼下烧烤店油烟很大"}',
+        '{"id": "J2", "text": "电梯坏了", "note\\udfff": "x"}',
+        '{"id": "J3", "text": "老板拖欠工资"}',
+    ]
+    src = tmp_path / f"in{suffix}"
+    text = "\n".join(objects) if suffix == ".jsonl" else "[" + ",\n".join(objects) + "]"
+    src.write_text(text + "\n", encoding="utf-8")
+    for out in ("out.csv", "out.jsonl", "out.parquet", "out.xlsx"):
+        result = label([src], tiny_model_dir, tmp_path / out, jobs=1)
+        df = read_output(tmp_path / out).astype(object).fillna("")
+        assert list(df["id"]) == ["J1", "J2", "J3"]
+        assert "note\ufffd" in df.columns and list(df["note\ufffd"]) == ["", "x", ""]
+        where = "line 2" if suffix == ".jsonl" else "element 2"
+        assert where in df["error"][1] and "key 'note\ufffd'" in df["error"][1]
+        assert "\\udfff" in df["error"][1]
+        assert df["error"][0] == df["error"][2] == ""
+        assert df["pred_department"][2] == "人社"
+        assert result.summary["errors_by_kind"] == {"unreadable": 1}
+
+
 def test_refuses_to_overwrite_and_explains(tiny_model_dir: Path, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", ticket_rows(4))
     out = tmp_path / "out.csv"
