@@ -170,8 +170,8 @@ class HeadResult(BaseModel):
     reason: str | None = Field(
         default=None,
         description="Why the head leaves the ticket to a person; null for auto. "
-        f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (only punctuation, "
-        "digits, a masked number, emoji, Latin letters), so the label is a guess from its "
+        f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (punctuation, "
+        "digits, a masked number or emoji alone), so the label is a guess from its "
         f"characters; {REASON_BELOW_THRESHOLD!r}: the score is below the threshold; "
         f"{REASON_CATCH_ALL!r}: the department suggested is the catch-all 其他, which no work "
         f"order can go to; {REASON_RULE!r}: a dispatch rule gave the label and asks a person to "
