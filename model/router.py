@@ -167,7 +167,16 @@ class HeadResult(BaseModel):
     score: float
     decision: Decision
     threshold: float
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why the head leaves the ticket to a person; null for auto. "
+        f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (punctuation, "
+        "digits, a masked number or emoji alone), so the label is a guess from its "
+        f"characters; {REASON_BELOW_THRESHOLD!r}: the score is below the threshold; "
+        f"{REASON_CATCH_ALL!r}: the department suggested is the catch-all 其他, which no work "
+        f"order can go to; {REASON_RULE!r}: a dispatch rule gave the label and asks a person to "
+        "confirm it. paidan label writes it in department_reason and category_reason",
+    )
     candidates: list[Candidate]
     evidence: list[Evidence]
     # The clause of the label's remit (its 权责清单 or 分类目录 entry, ``paidan train --remits``)
@@ -729,6 +738,21 @@ class Ranking:
         if self.rule is None or self.rule_auto is None:
             return model
         return np.where(self.rule >= 0, self.rule_auto, model)
+
+    def reasons(self) -> list[str | None]:
+        """Why this head leaves each row to a person (a ``REASON_*``), ``None`` where it dispatches
+        it without one: the ``reason`` of every answer and ``paidan label``'s reason columns.
+
+        A rule that asks for a person comes first, then a row without a known word, then the
+        catch-all, then a probability below the threshold."""
+        reason = np.full(len(self.order), REASON_BELOW_THRESHOLD, dtype=object)
+        if self.catch_all is not None:
+            reason[self.catch_all] = REASON_CATCH_ALL
+        reason[self.no_terms] = REASON_NO_KNOWN_TERMS
+        if self.rule is not None:
+            reason[self.rule >= 0] = REASON_RULE
+        reason[self.auto] = None
+        return reason.tolist()
 
 
 @dataclass
@@ -1556,32 +1580,17 @@ class Router:
         clauses = self.remit_clauses.get(head.name, {})
         out = []
         # Python lists: reading numpy items one at a time costs more than the rules themselves.
-        catch_all = (
-            ranking.catch_all.tolist()
-            if ranking.catch_all is not None
-            else [False] * len(ranking.order)
-        )
-        for i, cand, scores, empty, auto in zip(
+        for i, cand, scores, empty, auto, reason in zip(
             range(len(ranking.order)),
             ranking.order.tolist(),
             shown_scores(ranking.scores, head.threshold),
             ranking.no_terms.tolist(),
             ranking.auto.tolist(),
+            ranking.reasons(),
             strict=True,
         ):
             decision: Decision = "auto" if auto else "review"
             applied = self._applied_rule(ranking, i)
-            reason = (
-                None
-                if auto
-                else REASON_RULE
-                if applied
-                else REASON_NO_KNOWN_TERMS
-                if empty
-                else REASON_CATCH_ALL
-                if catch_all[i]
-                else REASON_BELOW_THRESHOLD
-            )
             terms = (
                 self._evidence_terms(head, X, i, cand[0], gathered) if explain and not empty else []
             )

@@ -2469,8 +2469,11 @@ def iter_tickets(
                 listed.add(key)
 
 
+# Why each head left a row to a person (the API's ``reason``), since 2026-12-07: an output
+# written before lacks them.
+LABEL_REASON_COLUMNS = ("department_reason", "category_reason")
 # The columns ``paidan label`` adds to its input's (training.label's PRED_COLUMNS, in order): a
-# file with all of them is its output.
+# file with all of them but the reasons is its output.
 LABEL_OUTPUT_COLUMNS = (
     "pred_department",
     "pred_department_score",
@@ -2479,6 +2482,7 @@ LABEL_OUTPUT_COLUMNS = (
     "decision",
     "top3_departments",
     "co_departments",
+    *LABEL_REASON_COLUMNS,
     "error",
 )
 
@@ -2486,7 +2490,7 @@ LABEL_OUTPUT_COLUMNS = (
 def labelled_output(path: Path, columns: Iterable[Any]) -> str | None:
     """What to say of a file whose ``columns`` are ``paidan label``'s output's, else ``None``."""
     have = {str(c).strip() for c in columns}
-    if not all(c in have for c in LABEL_OUTPUT_COLUMNS):
+    if not all(c in have for c in LABEL_OUTPUT_COLUMNS if c not in LABEL_REASON_COLUMNS):
         return None
     return (
         f"{path}: is paidan label's output (it has the columns label adds, "

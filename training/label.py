@@ -55,13 +55,14 @@ from model.artifact import (
     load_router,
     verify,
 )
-from model.router import SIMILAR_K, Router, shown_scores
+from model.router import HEADS, REASON_NO_KNOWN_TERMS, SIMILAR_K, Router, shown_scores
 from model.settings import get_settings
 from model.startup import signal_on_parent_death
 from model.text import counted, is_blank, mask_label, quoted
 from model.tickets import (
     HEADER_FORMATS,
     LABEL_OUTPUT_COLUMNS,
+    LABEL_REASON_COLUMNS,
     ColumnMap,
     MissingColumnError,
     check_columns,
@@ -139,7 +140,9 @@ MANIFEST_FILE = "manifest.json"
 # it; 1: Parquet); a run of another format is not resumed.
 # 6: JSON Lines and Parquet output keep the input's column types and nulls (5's parts hold every
 # input column as text).
-MANIFEST_FORMAT = 6
+# 7: parts hold department_reason and category_reason (6's do not), and each input is recorded with
+# a hash of its first and last SAMPLE_BYTES.
+MANIFEST_FORMAT = 7
 # The modules whose code decides what a part holds: they read the input, clean, cut and label its
 # texts and write the parts and the output (model.pipeline is imported when a model is loaded).
 # Parts written by other code (an upgrade between the interruption and --resume) are not
@@ -175,6 +178,8 @@ WRITER_LIBRARIES = (
     "scipy",
     "scikit-learn",
 )
+# The bytes at each end of an input whose hash the manifest records (:func:`_sample_sha256`).
+SAMPLE_BYTES = 64 * 1024
 # Chunks in flight per worker: enough to keep workers busy, few enough to keep memory flat.
 IN_FLIGHT_PER_WORKER = 2
 # The CSV reader keeps fields up to this many times the text limit, and at least CSV_FIELD_MIN
@@ -195,8 +200,8 @@ DASK_WORKER_WAIT_SECONDS = 60
 Engine = Literal["local", "dask"]
 Progress = Callable[[str, int, int], None]
 # What a worker returns per ticket: department, its score, category, its score, decision, top-3 JSON,
-# joint-dispatch advice JSON (None when not asked for), and with --evidence each head's evidence
-# JSON and remit clause, the department's first.
+# joint-dispatch advice JSON (None when not asked for), each head's reason for review, and with
+# --evidence each head's evidence JSON, remit clause and rule JSON, the department's first.
 Prediction = tuple[Any, ...]
 
 
@@ -320,7 +325,8 @@ def predict_rows(
     -------
     list of tuple
         Per ticket: department, its score, category, its score, decision, the top-3 departments
-        as JSON and the joint-dispatch advice as JSON (``None`` when ``joint`` is false), then,
+        as JSON, the joint-dispatch advice as JSON (``None`` when ``joint`` is false), why the
+        department and why the category head leave it to a person (the API's ``reason``), then,
         with ``evidence``, the department's evidence JSON and remit clause, then the category's
         (``None`` without one).
     """
@@ -358,6 +364,8 @@ def predict_rows(
         ]
     else:
         top3 = ["[]"] * n
+    # Why each head leaves a row to a person, as the API says it (None for auto).
+    reasons = [ranked[name].reasons() if name in ranked else [None] * n for name in HEADS]
     co: list[str | None] = [None] * n
     if joint:
         co = ["[]"] * n
@@ -368,7 +376,7 @@ def predict_rows(
                 for advice in router.joint_advice(X, leads, similar_k)
             ]
     if not evidence:
-        return list(zip(*columns, decisions, top3, co, strict=True))
+        return list(zip(*columns, decisions, top3, co, *reasons, strict=True))
     # The API's explanation of the suggestions above (the same rankings, so the words explain
     # the suggestions written). Per head, its evidence JSON, its remit clause and its rule JSON.
     explained = router.explanations(X, ranked)
@@ -390,7 +398,7 @@ def predict_rows(
             )
         else:
             why += [[None] * n, [None] * n, [None] * n]
-    return list(zip(*columns, decisions, top3, co, *why, strict=True))
+    return list(zip(*columns, decisions, top3, co, *reasons, *why, strict=True))
 
 
 @dataclass(frozen=True)
@@ -986,6 +994,9 @@ def label(
                     # rest. Not the inode: a file system may number its files otherwise after a
                     # remount (overlayfs), and a file put in its place has a new change time.
                     "ctime_ns": stats[p].st_ctime_ns,
+                    # A file system whose clock ticks coarsely (a second, two on FAT) leaves the
+                    # change time of a rewrite within the tick where it was: its bytes tell.
+                    "sample_sha256": _sample_sha256(p, stats[p].st_size),
                 }
                 for p in files
             ],
@@ -1189,6 +1200,8 @@ def label(
             )
         if extra_fields:
             warnings.append(_extra_fields_warning(extra_fields, summary_path_name(output)))
+        if counts.no_known_terms:
+            warnings.append(_no_known_terms_warning(counts, output))
         if id_column is not None:
             summary["repeated_ids"] = repeated = _repeated_ids(ids)
             if repeated["ids"]:
@@ -1334,6 +1347,19 @@ class _SheetFull(LabelError):
 
 class _InputChanged(LabelError):
     """An input changed while it was read: a resume refuses it, so its parts continue no run."""
+
+
+def _sample_sha256(path: Path, size: int) -> str:
+    """The SHA-256 of ``path``'s first and last :data:`SAMPLE_BYTES` (all of a smaller file), which
+    ``size`` bytes long: what tells a rewritten input at the same size and times from the file an
+    interrupted run read, for a resume, in a millisecond however large the file is."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        sha.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            sha.update(f.read(SAMPLE_BYTES))
+    return sha.hexdigest()
 
 
 def _how_changed(before: os.stat_result, path: Path) -> str | None:
@@ -1851,15 +1877,18 @@ def _inputs_differ(old: Any, new: list[dict[str, Any]]) -> str:
             for key, name in (("size", "size"), ("mtime_ns", "modification time"))
             if any(was[path].get(key) != now[path][key] for path in changed)
         ]
-        said.append(
-            f"{_some(changed)} changed since ("
-            + (
-                ", ".join(what)
-                or "rewritten or replaced: the change time moved, at the same size and "
-                "modification time"
+        how = ", ".join(what)
+        if not how and any(was[p].get("ctime_ns") != now[p]["ctime_ns"] for p in changed):
+            how = (
+                "rewritten or replaced: the change time moved, at the same size and modification "
+                "time"
             )
-            + ")"
-        )
+        elif not how:  # the change time within its tick: the bytes sampled (_sample_sha256) tell
+            how = (
+                f"rewritten: its first or last {SAMPLE_BYTES // 1024} KiB differ, at the same "
+                "size, modification time and change time"
+            )
+        said.append(f"{_some(changed)} changed since ({how})")
     return "the input files are not the same: " + (", ".join(said) or "given in another order")
 
 
@@ -2289,9 +2318,18 @@ class _Counts:
     # Rows given joint-dispatch advice, and how often each department was advised beside the lead.
     joint: int = 0
     co_departments: Counter[str] = field(default_factory=Counter)
+    # Rows that hold no word the model knows (punctuation, digits, a masked number alone), and the
+    # first (its data row, counted from 1): their labels are guesses from characters.
+    no_known_terms: int = 0
+    first_no_known_terms: int | None = None
 
     def add(self, table: pa.Table) -> np.ndarray:
         cols = table.select(list(PRED_COLUMNS)).to_pydict()
+        for i, reasons in enumerate(zip(*(cols[c] for c in LABEL_REASON_COLUMNS), strict=True)):
+            if REASON_NO_KNOWN_TERMS in reasons:
+                self.no_known_terms += 1
+                if self.first_no_known_terms is None:
+                    self.first_no_known_terms = self.rows + i + 1
         self.rows += table.num_rows
         for error in cols["error"]:
             if error is not None:
@@ -2405,6 +2443,20 @@ def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str
     return n, (row + 1, str(column[row].as_py()))
 
 
+def _no_known_terms_warning(counts: _Counts, output: Path) -> str:
+    """The warning for the rows that hold no word the model knows: each came back as an ordinary
+    low-confidence review, a guess from its characters that nothing told from a ticket the model
+    read and was unsure of."""
+    n = counts.no_known_terms
+    return (
+        f"{counted(n, 'row', thousands=True)} {'holds' if n == 1 else 'hold'} no word the model "
+        f"knows (punctuation, digits, a masked phone number or emoji alone; the first on row "
+        f"{counts.first_no_known_terms} of {output.name}): {'its' if n == 1 else 'their'} labels "
+        "are guesses from characters, marked no_known_terms in department_reason and "
+        "category_reason, for a person to read"
+    )
+
+
 def _repeated_ids_warning(repeated: dict[str, Any], output: Path) -> str:
     """The warning for :func:`_repeated_ids`' count when an id is on more than one row."""
     first = repeated["examples"][0]
@@ -2438,6 +2490,7 @@ def _summary(counts: _Counts) -> dict[str, Any]:
         "categories": dict(counts.categories.most_common()),
         "joint_advice": counts.joint,
         "co_departments": dict(counts.co_departments.most_common()),
+        "no_known_terms": {"rows": counts.no_known_terms, "first_row": counts.first_no_known_terms},
     }
 
 

@@ -149,7 +149,7 @@ def file_columns(
             for lineno, _, obj in json_lines(f):
                 if isinstance(obj, dict):
                     refuse_same_names(f"{path}, line {lineno}", obj, "keys")
-                    seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                    seen.update(dict.fromkeys(json_key(k) for k in obj))
                     if kinds is not None:
                         _add_kinds(kinds, obj)
                     first_object = first_object or lineno
@@ -179,7 +179,7 @@ def _json_array_columns(path: Path, kinds: dict[str, set[str]] | None = None) ->
         for n, obj, _ in json_array_elements(f, path):
             if isinstance(obj, dict):
                 refuse_same_names(f"{path}, element {n}", obj, "keys")
-                seen.update(dict.fromkeys(str(k).strip() for k in obj))
+                seen.update(dict.fromkeys(json_key(k) for k in obj))
                 if kinds is not None:
                     _add_kinds(kinds, obj)
                 first_object = first_object or n
@@ -224,7 +224,7 @@ def json_kind(value: Any) -> str:
 
 def _add_kinds(kinds: dict[str, set[str]], obj: dict[Any, Any]) -> None:
     for k, v in obj.items():
-        key = str(k).strip()
+        key = json_key(k)
         found = kinds.get(key)
         if found is None:
             found = kinds[key] = set()
@@ -931,11 +931,11 @@ def _iter_json_array(path: Path, columns: Sequence[str], name: str) -> Iterator[
 def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], where: str) -> Record:
     """The row of one JSON object; ``escapes``: whether its text holds a ``\\uD…`` escape."""
     values = dict(blank)
-    typed = {str(k).strip(): v for k, v in obj.items()}
+    typed = {json_key(k): v for k, v in obj.items()}
     values.update((k, cell_text(v)) for k, v in typed.items())
     # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and not
     # writable as UTF-8 into the output. (Only an object with a \uD8xx–\uDFxx escape can.)
-    if escapes and (bad := _unpaired_surrogate(values)):
+    if escapes and (bad := _unpaired_surrogate_key(obj) or _unpaired_surrogate(values)):
         values = _without_surrogates(values)
         # Its texts (and objects, lists) as replaced; its numbers, booleans and nulls as read.
         typed = {
@@ -947,6 +947,28 @@ def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], wh
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_key(key: Any) -> str:
+    """A JSON object's key as the column it names: stripped, and each unpaired surrogate escape
+    (``"note\\udfff"``, no character) replaced by U+FFFD, since no output can hold it in a
+    column name (every format ended in a traceback); the object's row says so
+    (:func:`_unpaired_surrogate_key`)."""
+    name = str(key).strip()
+    if _SURROGATE.search(name):
+        name = name.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return name
+
+
+def _unpaired_surrogate_key(obj: dict[Any, Any]) -> str | None:
+    """What is wrong with the first key of ``obj`` holding an unpaired surrogate, or ``None``."""
+    for key in obj:
+        if found := _SURROGATE.search(str(key)):
+            return (
+                f"key {quoted(json_key(key))} has an unpaired surrogate escape "
+                f"\\u{ord(found.group()):04x}, which is not a Unicode character"
+            )
+    return None
 
 
 def _unpaired_surrogate(values: dict[str, str]) -> str | None:

@@ -1024,6 +1024,9 @@ def _as_rows(results: list) -> list[tuple]:
             if r.department
             else "[]",
             json.dumps([a.model_dump() for a in r.co_departments], ensure_ascii=False),
+            # Why each head leaves the ticket to a person, as the API says it (since 2026-12-07).
+            r.department.reason if r.department else None,
+            r.category.reason if r.category else None,
         )
         for r in results
     ]
@@ -1052,6 +1055,40 @@ def test_batch_rows_are_exactly_the_routers_suggestions(
     if threshold == 1.0:
         assert set(decisions) == {"review"}
     assert predict_rows(router, []) == []
+
+
+def test_rows_without_a_word_the_model_knows_say_so_and_are_counted(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Punctuation, digits, a masked phone number or emoji alone came back as an ordinary
+    # low-confidence review, the same as a ticket the model read and was unsure of.
+    junk = ["。。。", "111", "138****1234", "\U0001f621\U0001f621", "！！？？"]
+    rows = [[f"J{i}", "", text] for i, text in enumerate(junk)]
+    rows.insert(2, ["K1", "电梯", "电梯坏了物业不管"])
+    src = write_csv(tmp_path / "in.csv", rows)
+    result = label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert len(df) == len(rows)  # every row comes back, labelled
+    assert (df["pred_department"] != "").all() and (df["error"] == "").all()
+    unread = df[df["id"] != "K1"]
+    assert (unread["decision"] == "review").all()
+    assert (unread["department_reason"] == "no_known_terms").all()
+    assert (unread["category_reason"] == "no_known_terms").all()
+    read = df[df["id"] == "K1"].iloc[0]
+    assert read["department_reason"] != "no_known_terms"
+    assert result.summary["no_known_terms"] == {"rows": len(junk), "first_row": 1}
+    assert any("no word the model knows" in w and "row 1 of out.csv" in w for w in result.warnings)
+
+
+def test_an_output_of_a_paidan_before_the_reason_columns_is_still_refused_as_one(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    old = ["pred_department", "pred_department_score", "pred_category", "pred_category_score"]
+    old += ["decision", "top3_departments", "co_departments", "error"]
+    src = tmp_path / "done.csv"
+    src.write_text(",".join(["id", "title", "text", *old]) + "\n1,a,电梯坏了" + "," * 8 + "\n")
+    with pytest.raises(LabelError, match="is paidan label's output"):
+        label([src], tiny_model_dir, tmp_path / "out.csv", jobs=1)
 
 
 def test_gb18030_input_is_decoded(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -2059,6 +2096,33 @@ def test_unpaired_surrogate_escapes_in_jsonl_are_errors_not_a_crash(
         assert df["error"][2] == "" and df["text"][2] == "老板拖欠工资 \U0001f600"
         assert df["pred_department"][2] == "人社"
         assert result.summary["errors_by_kind"] == {"unreadable": 2}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_an_unpaired_surrogate_escape_in_a_json_key_is_a_row_error_not_a_traceback(
+    tiny_model_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    # A key may hold "\udfff" alone as a value may: the column name reached the output's schema
+    # as is, and every output format ended in a UnicodeEncodeError traceback, nothing written.
+    objects = [
+        '{"id": "J1", "text": "楼下烧烤店油烟很大"}',
+        '{"id": "J2", "text": "电梯坏了", "note\\udfff": "x"}',
+        '{"id": "J3", "text": "老板拖欠工资"}',
+    ]
+    src = tmp_path / f"in{suffix}"
+    text = "\n".join(objects) if suffix == ".jsonl" else "[" + ",\n".join(objects) + "]"
+    src.write_text(text + "\n", encoding="utf-8")
+    for out in ("out.csv", "out.jsonl", "out.parquet", "out.xlsx"):
+        result = label([src], tiny_model_dir, tmp_path / out, jobs=1)
+        df = read_output(tmp_path / out).astype(object).fillna("")
+        assert list(df["id"]) == ["J1", "J2", "J3"]
+        assert "note\ufffd" in df.columns and list(df["note\ufffd"]) == ["", "x", ""]
+        where = "line 2" if suffix == ".jsonl" else "element 2"
+        assert where in df["error"][1] and "key 'note\ufffd'" in df["error"][1]
+        assert "\\udfff" in df["error"][1]
+        assert df["error"][0] == df["error"][2] == ""
+        assert df["pred_department"][2] == "人社"
+        assert result.summary["errors_by_kind"] == {"unreadable": 1}
 
 
 def test_refuses_to_overwrite_and_explains(tiny_model_dir: Path, tmp_path: Path) -> None:

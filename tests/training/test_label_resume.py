@@ -435,6 +435,38 @@ def test_an_input_replaced_at_the_same_size_and_modification_time_is_not_resumed
     ) in said
 
 
+def test_an_input_rewritten_within_one_tick_of_the_file_systems_clock_is_not_resumed(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # On a file system whose times tick coarsely (a second on ext3 and some network ones, two on
+    # FAT), a script that rewrites the export within the tick leaves its change time where it
+    # was: size, modification time and change time all matched, and the resume joined one
+    # export's first chunks to the other's rest. The manifest is given the change time the
+    # rewritten file has, as such a file system would show it.
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    before = src.stat()
+    rows = [["S" + r[0][1:], *r[1:]] for r in ticket_rows(30)]  # other ids, the same size
+    write_csv(src, rows)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    data = json.loads(_manifest(out).read_text())
+    recorded = data["fingerprint"]["inputs"][0]
+    assert (recorded["size"], recorded["mtime_ns"]) == (src.stat().st_size, before.st_mtime_ns)
+    recorded["ctime_ns"] = src.stat().st_ctime_ns
+    _manifest(out).write_text(json.dumps(data))
+    said = _refusal(src, tiny_model_dir, out)
+    assert (
+        f"the input files are not the same: {src} changed since (rewritten: its first or last "
+        "64 KiB differ, at the same size, modification time and change time)"
+    ) in said
+
+
+def test_an_input_only_read_again_is_resumed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Its bytes sampled again at the resume: the same file is continued, as before.
+    src, out = _interrupted(tiny_model_dir, tmp_path)
+    src.read_bytes()
+    assert label([src], tiny_model_dir, out, jobs=1, chunk_size=7, resume=True).resumed_chunks
+
+
 def test_input_columns_changed_since_are_named_masked(tiny_model_dir: Path, tmp_path: Path) -> None:
     # A column an export named by the caller's number: quoted masked, as every message does.
     from tests.training.test_quoted_input import ID_NUMBER, PHONE, assert_masked
