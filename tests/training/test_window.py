@@ -590,6 +590,11 @@ def test_a_window_without_the_time_column_names_the_column_that_looks_like_it(
         "not its newest; it has '受理时间': if it is the time, give --time-col 受理时间"
     ) in " ".join(caplog.text.split()), caplog.text
     caplog.clear()
+    # A --time-col naming a column the file lacks is refused naming the one that looks like it.
+    r = runner.invoke(app, [*args, "--time-col", "日期", "--since", "2025-01-01"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "no column '日期' for the ticket time" in said, said
+    assert "'受理时间' looks like the time: --time-col 受理时间" in said, said
     # A file without such a column: nothing more is said than before.
     plain = tmp_path / "plain.csv"
     pd.read_csv(data, dtype=str).drop(columns=["受理时间"]).to_csv(plain, index=False)
