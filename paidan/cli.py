@@ -679,7 +679,7 @@ def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
     from model.registry import named_model
 
-    if path.exists() or len(path.parts) != 1:
+    if path.exists():
         return path
     try:
         root = load_settings().model_root
