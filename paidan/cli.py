@@ -677,9 +677,9 @@ def frozen_left_out(tickets: int, rows: int) -> str:
 
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
-    from model.registry import named_model
+    from model.registry import CURRENT_FILE, named_model
 
-    if path.exists():
+    if path.exists() and path.name != CURRENT_FILE:  # ROOT/current is the pointer file
         return path
     try:
         root = load_settings().model_root

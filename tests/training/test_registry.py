@@ -858,6 +858,10 @@ def test_a_missing_model_under_the_root_written_as_a_path_lists_the_versions(
     assert found.resolve() == root / "v2"
     assert registry.named_model(Path("models"), "models/v1") == Path("models/v1")
     assert registry.named_model(Path("models"), "elsewhere/v1") == Path("elsewhere/v1")
+    # ROOT/current is the pointer file, no model directory: it names the current model, as
+    # `current` does ("models/current is not a directory" before).
+    registry.set_current(root, "v1")
+    assert registry.named_model(Path("models"), "models/current").resolve() == root / "v1"
     # What the commands say, as README types them.
     from typer.testing import CliRunner
 
@@ -875,6 +879,10 @@ def test_a_missing_model_under_the_root_written_as_a_path_lists_the_versions(
         said = " ".join(r.output.split())
         assert r.exit_code != 0, (args, said)
         assert "'models/v3' does not exist" in said and "registered versions: v1" in said, said
+    # The pointer file, as a path: the model it names is loaded (this stand-in cannot be).
+    r = CliRunner().invoke(app, ["predict", "models/current", "路灯不亮"], env=env)
+    said = " ".join(r.output.split())
+    assert "is not a directory" not in said and "v1" in said, said
 
 
 def test_current_names_the_model_the_pointer_names(
