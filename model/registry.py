@@ -374,28 +374,45 @@ def named_model(root: str | Path, path: str | Path) -> Path:
     A bare name that is no file or directory here but a directory under ``root`` is that version;
     so is a bare name that is the model version one registered version reports (its
     ``model_version``, :func:`resolve_version`); ``current`` is the version the root's pointer
-    names (:func:`current_dir`). Anything else (a path that exists, a path of several parts) is
-    ``path`` itself.
+    names (:func:`current_dir`). ``ROOT/NAME`` that does not exist is read as the bare name, so
+    that a version is found by its reported model version there too and a missing one is said
+    with the versions there are; ``ROOT/current``, the pointer file, is ``current``. Anything
+    else (a path that exists, another path of several parts) is ``path`` itself.
 
     Raises
     ------
     ModelLoadError
-        When a bare name is none of these (it was refused later as "outside the model root", as
-        if it existed elsewhere), listing the registered versions; when it is the model version
-        of several registered versions, naming them; or for ``current`` when the root holds no
-        model or its pointer cannot be read.
+        When a bare name (or ``ROOT/NAME``) is none of these (it was refused later as "outside
+        the model root", as if it existed elsewhere), listing the registered versions; when it
+        is the model version of several registered versions, naming them; or for ``current``
+        when the root holds no model or its pointer cannot be read.
     """
     path = Path(path)
-    if path.exists() or len(path.parts) != 1:
-        return path
-    if names_current(path):
-        found = current_dir(root)
+    in_root = (
+        len(path.parts) != 1
+        and "\x00" not in str(path)
+        and path.parent.resolve() == Path(root).resolve()
+    )
+    if (in_root and path.name == CURRENT_FILE and not path.is_dir()) or names_current(path):
+        found = current_dir(root)  # the pointer (file): the model it names
         if found is None:
             raise ModelLoadError(
                 f"'current' names no model: the model root {root} holds none yet; train one "
                 "with `paidan train DATA --out ROOT/VERSION` or start `paidan serve`"
             )
         return found
+    if path.exists():
+        return path
+    if len(path.parts) != 1:
+        if not in_root:
+            return path
+        # ROOT/NAME that is no directory: README's `paidan predict models/v1` before any v1 was
+        # "models/v1 is not a directory", naming neither the versions there nor the way to list
+        # them, as a bare name's error does.
+        try:
+            return Path(root) / resolve_version(root, path.name)
+        except UnknownVersionError as e:
+            raise no_such_model(root, str(path), e, here=False) from None
     candidate = Path(root) / path
     if candidate.is_dir() or "\x00" in str(path):  # a NUL: the loader says it is no path
         return candidate if candidate.is_dir() else path

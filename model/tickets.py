@@ -2713,12 +2713,15 @@ _LOOKS_LIKE = {
     "category": (("类别", "分类", "类型"), ("category", "type", "class", "classification")),
     # 序号 is left out: a row counter, restarting in each export, is no ticket's id.
     "id": (("编号", "工单号", "单号"), ("ticket_id", "ticket id", "ticket_no", "case_id")),
+    # 受理时间, 来电时间, 登记日期: what a window (--since, --max-rows) orders the tickets by.
+    "time": (("时间", "日期"), ("date", "datetime", "timestamp", "created", "created_at")),
 }
 
 
 def looks_like(field: str, name: str) -> bool:
     """Whether a column or key called ``name`` looks like it holds ``field`` (``title``,
-    ``text``, ``department``, ``category`` or ``id``; no other field looks like anything)."""
+    ``text``, ``department``, ``category``, ``id`` or ``time``; no other field looks like
+    anything)."""
     words, names = _LOOKS_LIKE.get(field, ((), ()))
     return any(w in name for w in words) or name.strip().lower() in names
 
@@ -2826,6 +2829,39 @@ def id_column_note(
         f"id, so {why.format(its='its' if one else 'their')}; {'it' if one else name} has "
         f"{', '.join(map(_quoted, like))}: if {'it is' if len(like) == 1 else 'one is'} the id, "
         f"give {option}"
+    )
+
+
+def time_column_note(
+    headers: Mapping[str, Sequence[str]], columns: ColumnMap, option: str
+) -> str | None:
+    """A warning for a time column left unmapped while ``option`` (``--max-rows``) keeps the
+    newest rows: the first file without the time's column that has columns looking like one
+    (受理时间), naming them and the ``--time-col`` to give; ``None`` when no file has such
+    columns.
+
+    Without times the window keeps the input's last rows, which in a newest-first export are its
+    oldest, and said only "map the time column with --time-col", not which column that is.
+    """
+    names = columns.names("time")
+    if not names:
+        return None
+    found = [
+        (name, like)
+        for name, have in headers.items()
+        if not any(n in have for n in names) and (like := like_columns("time", have, columns))
+    ]
+    if not found:
+        return None
+    name, like = found[0]
+    one = len(found) == 1
+    who = name if one else f"{name} and {_counted(len(found) - 1, 'other file')}"
+    its = "its" if one else "their"
+    return (
+        f"{who} {'has' if one else 'have'} no column {_quoted(columns.time or '')} for the ticket "
+        f"time, so {option} keeps {its} last rows, not {its} newest; {'it' if one else name} has "
+        f"{', '.join(map(_quoted, like))}: if {'it is' if len(like) == 1 else 'one is'} the time, "
+        f"give --time-col {_shell_word(like[0])}"
     )
 
 

@@ -677,9 +677,9 @@ def frozen_left_out(tickets: int, rows: int) -> str:
 
 def model_path(path: Path) -> Path:
     """``path``, or the version of that name under the model root (as `models list` names it)."""
-    from model.registry import named_model
+    from model.registry import CURRENT_FILE, named_model
 
-    if path.exists() or len(path.parts) != 1:
+    if path.exists() and path.name != CURRENT_FILE:  # ROOT/current is the pointer file
         return path
     try:
         root = load_settings().model_root
@@ -1136,11 +1136,31 @@ def _after_train_under_root(model_dir: Path) -> None:
     if current == version:  # the registry's first model is current without a promotion
         out.print(f"{version} is the current model (the first in the registry)")
     elif current:
-        out.print(
-            f"{version} is not the current model ({current} is): make it current with paidan "
-            f"models promote {version}",
-            soft_wrap=True,
-        )
+        out.print(_how_to_promote(root, version, current), soft_wrap=True)
+
+
+def _how_to_promote(root: Path, version: str, current: str) -> str:
+    """The line that says how to make ``version`` current in place of ``current``.
+
+    ``models promote`` compares the two on the frozen evaluation set and is refused without
+    one: with none frozen yet, the plain command this line gave failed at once, so it names
+    ``freeze-eval`` first, and ``--force`` for a promotion without a comparison.
+    """
+    from model.registry import frozen_eval_info
+
+    head = f"{version} is not the current model ({current} is): "
+    try:
+        frozen = frozen_eval_info(root) is not None
+    except ModelLoadError:  # promote says what is wrong with the set, and how to freeze it again
+        frozen = True
+    if frozen:
+        return f"{head}make it current with paidan models promote {version}"
+    return (
+        f"{head}paidan models promote {version} compares it with {current} on a frozen "
+        "evaluation set, and none is frozen yet: freeze labelled tickets that neither model "
+        f"trained on with paidan models freeze-eval DATA, then promote it; or make it current "
+        f"without a comparison with paidan models promote {version} --force"
+    )
 
 
 def _outside_root(model_dir: Path, root: Path) -> None:

@@ -26,7 +26,9 @@ from model.tickets import (
     NamedPath,
     TicketFileError,
     as_utc,
+    like_hint,
     row_place,
+    time_column_note,
 )
 from model.times import (
     TIME_OF_DAY,
@@ -117,13 +119,32 @@ def _mixed_order_message(column: str, day: tuple[str, str], month: tuple[str, st
     )
 
 
-def _blank_files_message(option: str, column: str, blank_files: Sequence[str]) -> str:
-    """A window needs times, and these files have none written."""
+def _blank_files_message(
+    option: str, column: str, blank_files: Sequence[str], hint: str | None = None
+) -> str:
+    """A window needs times, and these files have none written; ``hint``: the column of theirs
+    that looks like the time, with the option that maps it (:func:`model.tickets.like_hint`)."""
     names = ", ".join(blank_files[:MAX_CITED])
+    like = f"; {hint}" if hint else ""
     return (
         f"{option} needs every ticket's time, and {names} has no ticket times in column "
-        f"{quoted(column)} (map yours with --time-col)"
+        f"{quoted(column)} (map yours with --time-col{like})"
     )
+
+
+def _time_hint(
+    headers: dict[str, list[str]] | None, files: Sequence[str], columns: ColumnMap
+) -> str | None:
+    """The column of the first of ``files`` that looks like the time (受理时间), with the option
+    that maps it (:func:`model.tickets.like_hint`); ``None`` when none of them has one.
+
+    The text's, title's, id's and labels' columns were named so when left unmapped, the time's
+    was not: a window said "map yours with --time-col" of an export dated in 受理时间.
+    """
+    for name in files:
+        if hint := like_hint("time", (headers or {}).get(name, []), columns):
+            return hint
+    return None
 
 
 def _missing_times_message(
@@ -669,7 +690,8 @@ def _read_window(
         option = since_opt if since is not None else max_opt
         blank_files = [src for src, any_written in written.items() if not any_written]
         if blank_files:
-            return refused(_blank_files_message(option, column, blank_files))
+            hint = _time_hint(headers, blank_files, columns)
+            return refused(_blank_files_message(option, column, blank_files, hint))
         return refused(
             _missing_times_message(option, column, missing, rows_in, cited, clock, serial, unix)
         )
@@ -684,6 +706,9 @@ def _read_window(
         where = row_place(newest[1], newest[2], newest[3])
         return refused(_nothing_since_message(window, since_opt, newest[0], where))
     assert rows is not None
+    time_note = time_column_note(headers or {}, columns, max_opt) if not by_time else None
+    if window.max_rows is not None and time_note:
+        logger.warning("%s", time_note)
     if by_time and zoned is not None and naive is not None:
         _warn_mixed_zones(
             column,

@@ -840,6 +840,52 @@ def test_a_model_named_by_its_reported_version_or_by_no_version(
     assert f"registered versions: v1 (model version {REPORTED['v1']})" in message
 
 
+def test_a_missing_model_under_the_root_written_as_a_path_lists_the_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README's `paidan predict models/v1 "…"` after `paidan serve` trained the default under
+    # models/<timestamp>: predict, evaluate and serve --model said only "models/v1 is not a
+    # directory", where `label --model v1` named the versions there are.
+    root = renamed_root(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(registry.UnknownVersionError) as unknown:
+        registry.named_model(Path("models"), "models/v3")
+    message = str(unknown.value)
+    assert message.startswith("'models/v3' does not exist: it is no directory and no model version")
+    assert f"registered versions: v1 (model version {REPORTED['v1']})" in message
+    # Written as a path, a version is still found by the model version its answers report, and
+    # an existing directory, or a path elsewhere, is the path itself as before.
+    found = registry.named_model(Path("models"), f"models/{REPORTED['v2']}")
+    assert found.resolve() == root / "v2"
+    assert registry.named_model(Path("models"), "models/v1") == Path("models/v1")
+    assert registry.named_model(Path("models"), "elsewhere/v1") == Path("elsewhere/v1")
+    # ROOT/current is the pointer file, no model directory: it names the current model, as
+    # `current` does ("models/current is not a directory" before).
+    registry.set_current(root, "v1")
+    assert registry.named_model(Path("models"), "models/current").resolve() == root / "v1"
+    # What the commands say, as README types them.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    env = {"PAIDAN_MODEL_ROOT": "models"}
+    data = tmp_path / "t.csv"
+    data.write_text("text\n路灯不亮\n", encoding="utf-8")
+    for args in (
+        ["predict", "models/v3", "小区楼下烧烤店油烟很大"],
+        ["evaluate", "models/v3", str(data)],
+        ["label", str(data), "--model", "models/v3", "--out", str(tmp_path / "out.csv")],
+    ):
+        r = CliRunner().invoke(app, args, env=env)
+        said = " ".join(r.output.split())
+        assert r.exit_code != 0, (args, said)
+        assert "'models/v3' does not exist" in said and "registered versions: v1" in said, said
+    # The pointer file, as a path: the model it names is loaded (this stand-in cannot be).
+    r = CliRunner().invoke(app, ["predict", "models/current", "路灯不亮"], env=env)
+    said = " ".join(r.output.split())
+    assert "is not a directory" not in said and "v1" in said, said
+
+
 def test_current_names_the_model_the_pointer_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,9 +71,9 @@ def test_train_into_the_root_replaces_the_sample_default_and_says_so(
     r = runner.invoke(app, args, env=env)
     assert r.exit_code == 0, r.output
     assert current_version(root) == "v1"
-    assert "v2 is not the current model (v1 is): make it current with paidan models promote v2" in (
-        " ".join(r.output.split())
-    )
+    said = " ".join(r.output.split())
+    assert "v2 is not the current model (v1 is)" in said
+    assert "paidan models promote v2 --force" in said  # no frozen set to compare on yet
     listed = runner.invoke(app, ["models", "list", "--json"], env=env)
     marks = {v["version"]: v["bundled_sample"] for v in json.loads(listed.stdout)}
     assert marks == {default: True, "v1": False, "v2": False}
@@ -379,9 +379,8 @@ def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
         r = runner.invoke(app, args, env=env)
         assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
-    assert (
-        "v2 is not the current model (v1 is): make it current with paidan models promote v2" in said
-    )
+    assert "v2 is not the current model (v1 is)" in said
+    assert "paidan models promote v2 --force" in said  # no frozen set to compare on yet
     assert current_version(root) == "v1"
     r = runner.invoke(app, ["train", str(data), "--min-examples", "3"], env=env)  # root/VERSION
     assert r.exit_code == 0, r.output
@@ -391,3 +390,38 @@ def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
     assert r.exit_code == 0, r.output
     assert current_version(root) == "v1"
     assert len(versions(root)) == 4
+
+
+def test_train_says_how_to_promote_a_second_model_when_no_set_is_frozen(tmp_path: Path) -> None:
+    # A city's second model under the root: train said "make it current with paidan models
+    # promote v2", and that command was refused at once, as promote compares on a frozen
+    # evaluation set and none is frozen yet. The hint names both ways that work.
+    root = tmp_path / "models"
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
+    for name in ("v1", "v2"):
+        args = ["train", str(data), "--out", str(root / name), "--min-examples", "3"]
+        r = runner.invoke(app, args, env=env)
+        assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "v2 is not the current model (v1 is)" in said
+    assert "paidan models freeze-eval DATA" in said, said
+    assert "paidan models promote v2 --force" in said, said
+    # The plain promote it names after freeze-eval is refused without a frozen set, as it said.
+    r = runner.invoke(app, ["models", "promote", "v2"], env=env)
+    assert r.exit_code != 0 and current_version(root) == "v1"
+    r = runner.invoke(app, ["models", "promote", "v2", "--force"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v2"
+    # With a frozen set, the plain promote compares the two: that is the command to give.
+    frozen = write_tickets_csv(tmp_path / "eval.csv", CITY_TICKETS[::2])
+    r = runner.invoke(app, ["models", "freeze-eval", str(frozen)], env=env)
+    assert r.exit_code == 0, r.output
+    args = ["train", str(data), "--out", str(root / "v3"), "--min-examples", "3"]
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "v3 is not the current model (v2 is): make it current with paidan models promote v3" in (
+        said
+    )
+    assert "--force" not in said and "freeze-eval" not in said

@@ -560,3 +560,49 @@ def test_the_window_line_gives_the_bound_in_the_centres_zone_too() -> None:
         "window: 2 of 3 rows kept, from 2026-05-31 16:00:00 UTC (2026-06-01 00:00:00 "
         "Asia/Shanghai) on ("
     )
+
+
+def test_a_window_without_the_time_column_names_the_column_that_looks_like_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A city's export dates its tickets in 受理时间 (or 时间, 日期): the text, title, id and label
+    # columns were named with the option to give when unmapped, the time's was not, so --since
+    # said only "map yours with --time-col" and --max-rows kept the file's last rows, not its
+    # newest, while the note said no ticket had a time.
+    import training.train
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise TrainingDataError("stopped in the fit by this test")
+
+    monkeypatch.setattr(training.train, "fit_router", stop)
+    data = write_history(tmp_path / "history.csv")
+    args = ["train", str(data), "--out", str(tmp_path / "m"), "--min-examples", "3"]
+    r = runner.invoke(app, [*args, "--since", "2025-01-01"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "history.csv has no ticket times in column 'time'" in said
+    assert "'受理时间' looks like the time: --time-col 受理时间" in said, said
+    with caplog.at_level("WARNING", logger="training.window"):
+        r = runner.invoke(app, [*args, "--max-rows", "5"])
+    assert "the last 5 rows of the input, in input order" in " ".join(r.output.split())
+    assert (
+        "history.csv has no column 'time' for the ticket time, so --max-rows keeps its last rows, "
+        "not its newest; it has '受理时间': if it is the time, give --time-col 受理时间"
+    ) in " ".join(caplog.text.split()), caplog.text
+    caplog.clear()
+    # A --time-col naming a column the file lacks is refused naming the one that looks like it.
+    r = runner.invoke(app, [*args, "--time-col", "日期", "--since", "2025-01-01"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "no column '日期' for the ticket time" in said, said
+    assert "'受理时间' looks like the time: --time-col 受理时间" in said, said
+    # A file without such a column: nothing more is said than before.
+    plain = tmp_path / "plain.csv"
+    pd.read_csv(data, dtype=str).drop(columns=["受理时间"]).to_csv(plain, index=False)
+    r = runner.invoke(app, ["train", str(plain), *args[2:], "--since", "2025-01-01"])
+    said = " ".join(r.output.split())
+    assert "plain.csv has no ticket times in column 'time' (map yours with --time-col)" in said
+    assert "looks like the time" not in said
+    with caplog.at_level("WARNING", logger="training.window"):
+        r = runner.invoke(app, ["train", str(plain), *args[2:], "--max-rows", "5"])
+    assert "the last 5 rows of the input" in " ".join(r.output.split())
+    assert "for the ticket time" not in caplog.text
