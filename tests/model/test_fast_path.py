@@ -123,6 +123,33 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     assert (many != sp.vstack([expected] * 30, format="csr")).nnz == 0
 
 
+def test_one_tickets_row_is_scipys_own_without_its_checks(tiny_model_dir, monkeypatch):
+    # One ticket's row skips csr_matrix's checks (they cost more than the row's arithmetic): it
+    # must still be the row scipy would build from the same arrays, with the same index types,
+    # and truly canonical (sorted, no duplicates), since it says so without a scan.
+    router, _ = load_router(tiny_model_dir)
+    compiled = compile_features(router.features)
+    compiled.transform([TICKETS[0]])  # the template row, built once by scipy
+    checked = []
+    monkeypatch.setattr(
+        sp.csr_matrix, "check_format", lambda self, full_check=True: checked.append(self)
+    )
+    rows = [compiled.transform([t]) for t in TICKETS]
+    assert checked == []
+    monkeypatch.undo()
+    assert any(row.nnz for row in rows) and any(not row.nnz for row in rows)
+    batch = compiled.transform(TICKETS)  # many tickets: the general path
+    for i, row in enumerate(rows):
+        assert (row != batch[i]).nnz == 0
+        built = sp.csr_matrix((row.data, row.indices, row.indptr), shape=row.shape)
+        for name in ("data", "indices", "indptr"):
+            assert getattr(row, name).dtype == getattr(built, name).dtype, name
+            np.testing.assert_array_equal(getattr(row, name), getattr(built, name))
+        row.check_format(full_check=True)
+        assert row.has_canonical_format and row.has_sorted_indices
+        assert built.has_canonical_format and built.has_sorted_indices  # scanned, not told
+
+
 def test_views_numbered_by_frequency_compute_the_same_values(tiny_config):
     features = build_features(tiny_config)
     docs = features[:2].fit(TICKETS).transform(TICKETS)
