@@ -688,6 +688,26 @@ def test_evidence_leaves_out_terms_far_weaker_than_the_strongest(tiny_model_dir)
     assert every == [names[strong], names[mid], names[weak]]
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(0, 1e3, width=32, allow_subnormal=True), max_size=60),
+        min_size=2,
+        max_size=5,
+    )
+)
+def test_one_rows_length_is_its_length_in_a_batch_bit_for_bit(rows):
+    # One query (the dispatcher's ticket) takes its own short path; its cosines must not move.
+    from model.router import _row_lengths
+
+    width = max(1, *(len(r) for r in rows))
+    X = sp.csr_matrix(np.array([r + [0.0] * (width - len(r)) for r in rows], dtype=np.float32))
+    together = _row_lengths(X)
+    alone = np.concatenate([_row_lengths(X[i]) for i in range(X.shape[0])])
+    assert alone.dtype == together.dtype
+    assert alone.tobytes() == together.tobytes()
+
+
 def test_one_tickets_whole_answer_is_its_answer_in_a_batch(tiny_model_dir):
     # One ticket (the dispatcher's case) takes the one-row paths: its weight rows gathered once
     # for the scores and the evidence, its known words found from its first column. A batch
