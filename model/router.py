@@ -578,7 +578,10 @@ class SimilarIndex:
         # Sparse × sparse: only the postings of the queries' own features are read; the postings
         # are complete, so these are the exact similarities.
         scores = X @ self.postings()
-        scores.data /= np.repeat(lengths, np.diff(scores.indptr))
+        if X.shape[0] == 1:  # one ticket: its length, without an array of it per entry
+            scores.data /= lengths[0]
+        else:
+            scores.data /= np.repeat(lengths, np.diff(scores.indptr))
         return [
             _top(
                 scores.indices[scores.indptr[j] : scores.indptr[j + 1]],
@@ -1776,6 +1779,12 @@ def _join_tokens(ngram: str) -> str:
 
 def _row_lengths(X: sp.csr_matrix) -> np.ndarray:
     """Euclidean length of each row, 1 for an empty row (so dividing by it changes nothing)."""
+    if X.shape[0] == 1:
+        # One ticket: its squares summed one after the other, as bincount sums them below (the
+        # same float), in three array calls instead of six.
+        squares = X.data.astype(np.float64) ** 2
+        length = math.sqrt(np.cumsum(squares)[-1]) if len(squares) else 0.0
+        return np.array([length if length else 1.0])
     rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     lengths = np.sqrt(
         np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0])

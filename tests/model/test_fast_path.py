@@ -123,6 +123,33 @@ def test_compiled_features_are_scikit_learns_bit_for_bit(tiny_model_dir):
     assert (many != sp.vstack([expected] * 30, format="csr")).nnz == 0
 
 
+def test_one_tickets_row_is_scipys_own_without_its_checks(tiny_model_dir, monkeypatch):
+    # One ticket's row skips csr_matrix's checks (they cost more than the row's arithmetic): it
+    # must still be the row scipy would build from the same arrays, with the same index types,
+    # and truly canonical (sorted, no duplicates), since it says so without a scan.
+    router, _ = load_router(tiny_model_dir)
+    compiled = compile_features(router.features)
+    compiled.transform([TICKETS[0]])  # the template row, built once by scipy
+    checked = []
+    monkeypatch.setattr(
+        sp.csr_matrix, "check_format", lambda self, full_check=True: checked.append(self)
+    )
+    rows = [compiled.transform([t]) for t in TICKETS]
+    assert checked == []
+    monkeypatch.undo()
+    assert any(row.nnz for row in rows) and any(not row.nnz for row in rows)
+    batch = compiled.transform(TICKETS)  # many tickets: the general path
+    for i, row in enumerate(rows):
+        assert (row != batch[i]).nnz == 0
+        built = sp.csr_matrix((row.data, row.indices, row.indptr), shape=row.shape)
+        for name in ("data", "indices", "indptr"):
+            assert getattr(row, name).dtype == getattr(built, name).dtype, name
+            np.testing.assert_array_equal(getattr(row, name), getattr(built, name))
+        row.check_format(full_check=True)
+        assert row.has_canonical_format and row.has_sorted_indices
+        assert built.has_canonical_format and built.has_sorted_indices  # scanned, not told
+
+
 def test_views_numbered_by_frequency_compute_the_same_values(tiny_config):
     features = build_features(tiny_config)
     docs = features[:2].fit(TICKETS).transform(TICKETS)
@@ -659,6 +686,26 @@ def test_evidence_leaves_out_terms_far_weaker_than_the_strongest(tiny_model_dir)
     router.config = dataclasses.replace(router.config, evidence_min_share=0.0)
     every = [e.term for e in router._evidence(head, X, 0, label)]
     assert every == [names[strong], names[mid], names[weak]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(0, 1e3, width=32, allow_subnormal=True), max_size=60),
+        min_size=2,
+        max_size=5,
+    )
+)
+def test_one_rows_length_is_its_length_in_a_batch_bit_for_bit(rows):
+    # One query (the dispatcher's ticket) takes its own short path; its cosines must not move.
+    from model.router import _row_lengths
+
+    width = max(1, *(len(r) for r in rows))
+    X = sp.csr_matrix(np.array([r + [0.0] * (width - len(r)) for r in rows], dtype=np.float32))
+    together = _row_lengths(X)
+    alone = np.concatenate([_row_lengths(X[i]) for i in range(X.shape[0])])
+    assert alone.dtype == together.dtype
+    assert alone.tobytes() == together.tobytes()
 
 
 def test_one_tickets_whole_answer_is_its_answer_in_a_batch(tiny_model_dir):
