@@ -3069,3 +3069,42 @@ def test_a_request_never_answered_is_given_up_and_can_be_retried_storing_once(
     button.click()  # the same request_id: the row stored first is the answer
     expect(status).to_contain_text("✓ 已保存")
     assert len(live_server.feedback_rows("WEB-TIMEOUT")) == 1
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_long_top_label_and_its_confidence_read_cleanly_at_1024_px(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # At 1024 px a long suggested name and 「置信度 93%」 wrapped side by side in the card's header,
+    # each broken over lines beside the other.
+    from playwright.sync_api import Route
+
+    long_name = "市住房和城乡建设局物业服务监管科（市物业管理中心）"
+
+    def with_a_long_top(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"]["candidates"][0]["label"] = long_name
+        body["department"]["label"] = long_name
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 1024, "height": 768})
+    pg.route("**/v1/route", with_a_long_top)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-TOP")
+    lines = """(e) => {
+        const r = document.createRange();
+        r.selectNodeContents(e);
+        return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size;
+    }"""
+    label = pg.locator("#head-department .top-label")
+    score = pg.locator("#head-department .top-score")
+    assert score.evaluate(lines) == 1  # 置信度 93% on one line
+    label_box, score_box = label.bounding_box(), score.bounding_box()
+    assert label_box is not None and score_box is not None
+    if label.evaluate(lines) > 1:  # a label over lines has the confidence under it, not beside
+        assert score_box["y"] >= label_box["y"] + label_box["height"] - 0.5
+    assert label.evaluate(SHOWN_WHOLE) and score.evaluate(SHOWN_WHOLE)
+    assert page.problems == []
