@@ -63,6 +63,9 @@ const state = {
   // name (max_label_chars), likewise.
   limits: { text: 20000, title: 200, departments: null, label: null },
   limitWarning: false, // whether route-status shows the over-limit warning
+  // Date.now() before which the server asked not to be asked again (a 429's Retry-After): nothing
+  // is sent until then, by the dispatcher (分派建议, a save) or by the header's own tries.
+  retryAt: 0,
 };
 
 // -- small helpers --------------------------------------------------------------------------------
@@ -147,6 +150,30 @@ function unrecognised(status) {
   return `服务返回了无法识别的应答${status ? `（HTTP ${status}）` : ""}，可能需要重新登录，或稍后重试`;
 }
 
+// The seconds a Retry-After header asks to wait (RFC 9110: seconds, or an HTTP-date), or null.
+function retryAfterS(value) {
+  const v = String(value || "").trim();
+  if (!v) return null;
+  const at = /^\d+$/.test(v) ? Date.now() + Number(v) * 1000 : Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+// "40 秒" or, over two minutes, "3 分钟": how long a wait is, as said to the dispatcher.
+function waitText(seconds) {
+  return seconds > 120 ? `${Math.ceil(seconds / 60)} 分钟` : `${seconds} 秒`;
+}
+
+// A 429, the server's or the page's own while the wait it asked for runs: what is left of it said.
+function tooManyRequests(seconds) {
+  const error = new Error(
+    `请求过于频繁，${seconds ? `请在 ${waitText(seconds)}后重试` : "请稍后重试"}（已填写的内容仍保留）`,
+  );
+  error.status = 429;
+  error.retryAfter = seconds || null;
+  error.fields = [];
+  return error;
+}
+
 // Where the API is: beside this script's static/ directory, whatever the page's own address.
 // Behind a proxy that publishes the server under a sub-path (https://gw/paidan/), "/v1/route"
 // left the sub-path, and "v1/route" resolved against a page opened as https://gw/paidan (no slash,
@@ -172,6 +199,8 @@ async function api(method, url, body, signal) {
   // save was refused as "API 密钥不正确" although the key was right. The server takes either header,
   // and of a request carrying both (the gateway's token beside this key) either valid key.
   if (key) headers["X-API-Key"] = key;
+  const wait = Math.ceil((state.retryAt - Date.now()) / 1000);
+  if (wait > 0) throw tooManyRequests(wait); // the server asked for that long; not sent
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -219,8 +248,14 @@ async function api(method, url, body, signal) {
     throw error;
   }
   if (!res.ok) {
+    const retryAfter = retryAfterS(res.headers.get("Retry-After"));
+    if (res.status === 429) {
+      if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
+      throw tooManyRequests(retryAfter);
+    }
     const error = new Error(errorText(res.status, data));
     error.status = res.status;
+    error.retryAfter = retryAfter;
     error.code = (data && data.error && data.error.code) || null;
     error.fields = refusedFields(data);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
@@ -319,7 +354,6 @@ function errorText(status, data) {
   if (status === 415) {
     return `服务器不接受请求内容的格式，可能是网关或代理改动（如压缩）了请求，请联系系统管理员${more}`;
   }
-  if (status === 429) return "请求过于频繁，请稍后重试";
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
   if (atCommit(data)) return unconfirmed({ reason: "反馈数据库在保存的最后一步中断" });
   if (err.code === "database_unavailable") {
@@ -404,6 +438,9 @@ function serverDownText(e) {
   if (e.status === undefined && e.outcomeUnknown) return `无法连接服务器，${again}`; // no answer
   if (e.status === 502 || e.status === 504) return `无法连接服务器（HTTP ${e.status}），${again}`;
   if (e.code === "model_not_loaded") return `服务器正在加载模型，${again}`;
+  if (e.status === 429) {
+    return `请求过于频繁，${e.retryAfter ? `${waitText(e.retryAfter)}后` : ""}自动重试…`;
+  }
   if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
   return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
 }
@@ -425,7 +462,11 @@ async function loadModel() {
   } catch (e) {
     if (seq !== modelLoad.seq) return;
     showModelState(serverDownText(e), true);
-    const wait = MODEL_RETRY_S[Math.min(modelLoad.tries, MODEL_RETRY_S.length - 1)];
+    // Never before the server said (Retry-After, of a 429 or a 503).
+    const wait = Math.max(
+      MODEL_RETRY_S[Math.min(modelLoad.tries, MODEL_RETRY_S.length - 1)],
+      e.retryAfter || 0,
+    );
     modelLoad.tries += 1;
     modelLoad.timer = setTimeout(loadModel, wait * 1000);
     return;

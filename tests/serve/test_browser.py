@@ -3073,6 +3073,60 @@ def test_a_request_never_answered_is_given_up_and_can_be_retried_storing_once(
 
 @pytest.mark.slow
 @needs_chromium
+@pytest.mark.parametrize("retry_after", ["seconds", "date"])
+def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
+    page: PageRun, live_server: LiveServer, retry_after: str
+) -> None:
+    # A 429 read 「请稍后重试」 whatever its Retry-After said, and the header's automatic tries
+    # went on at their own pace. Time runs on the page's fake clock, jumped forward.
+    from email.utils import formatdate
+
+    from playwright.sync_api import expect
+
+    pg = page.page
+    pg.clock.install(time=1_800_000_000_000)  # ms: the HTTP-date below is 40 s after it
+    header = {
+        "seconds": "40",
+        "date": formatdate(1_800_000_040, usegmt=True),
+    }[retry_after]
+    too_many = {"error": {"code": "too_many_requests", "message": "too many requests"}}
+
+    def fulfill(route: Any) -> None:
+        route.fulfill(status=429, json=too_many, headers={"Retry-After": header})
+
+    open_page(page, live_server)
+    pg.route("**/v1/route", fulfill)
+    status = pg.locator("#route-status")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    expect(status).to_have_text("分派失败：请求过于频繁，请在 40 秒后重试（已填写的内容仍保留）")
+    sent = sum(u.endswith("/v1/route") for u in page.requests)
+    pg.clock.fast_forward("00:10")
+    pg.locator("#route-button").click()  # too early: not sent, the wait left said
+    expect(status).to_have_text("分派失败：请求过于频繁，请在 30 秒后重试（已填写的内容仍保留）")
+    assert sum(u.endswith("/v1/route") for u in page.requests) == sent
+    pg.unroute("**/v1/route")
+    pg.clock.fast_forward("00:31")
+    pg.locator("#route-button").click()
+    expect(pg.locator("#result")).to_be_visible()
+
+    # The header's automatic tries wait as long as the server asks, not 2 s.
+    pg.route("**/v1/model", fulfill)
+    pg.evaluate(
+        "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))"
+    )
+    model = pg.locator("#model-version")
+    expect(model).to_contain_text("请求过于频繁")
+    asked = sum("/v1/model" in u for u in page.requests)
+    pg.clock.fast_forward("00:20")
+    assert sum("/v1/model" in u for u in page.requests) == asked
+    pg.unroute("**/v1/model")
+    pg.clock.fast_forward("00:25")
+    expect(model).to_have_text(re.compile(r"^模型 \S"))
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_long_top_label_and_its_confidence_read_cleanly_at_1024_px(
     page: PageRun, live_server: LiveServer
 ) -> None:
