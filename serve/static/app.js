@@ -367,6 +367,11 @@ function errorText(status, data) {
   if (status === 502 || status === 503 || status === 504) {
     return `服务器暂时不可用（${status}），请稍后重试${more}`;
   }
+  // Another 5xx (a gateway's own HTML page, a 500 with nothing of the API's): nothing the
+  // dispatcher did; retrying may help, and an administrator can find out why.
+  if (status >= 500) {
+    return `服务器出错（HTTP ${status}），请稍后重试（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
+  }
   return `服务器返回错误 ${status}${more}`;
 }
 

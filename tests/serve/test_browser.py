@@ -3127,6 +3127,30 @@ def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_500_with_a_gateways_html_page_says_what_the_dispatcher_can_do(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A gateway's own HTML 500 page read 「服务器返回错误 500」: no word of what to do next.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    html = "<html><body><h1>500 Internal Server Error</h1><hr>nginx</body></html>"
+    pg.route(
+        "**/v1/route",
+        lambda r: r.fulfill(status=500, content_type="text/html", body=html),
+    )
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    expect(pg.locator("#route-status")).to_have_text(
+        "分派失败：服务器出错（HTTP 500），请稍后重试（已填写的内容仍保留）；"
+        "如果反复出现，请告知系统管理员"
+    )
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_long_top_label_and_its_confidence_read_cleanly_at_1024_px(
     page: PageRun, live_server: LiveServer
 ) -> None:
