@@ -56,6 +56,11 @@ const state = {
   requestIds: new Map(),
   routeSeq: 0,
   routeAbort: null, // the AbortController of the route running, aborted when another supersedes it
+  routeText: null, // the text that route sent
+  // The number keys pressed while the route runs, before anything else was typed (holdKey): picks
+  // of candidates once the advice is in, or text if typing goes on. {keys: [{head, n, char}],
+  // start, end}: where in 诉求描述 they were pressed (null outside it), or null.
+  held: null,
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
   // departments: a joint dispatch's list joined with ；, lead included (max_departments_chars);
@@ -538,6 +543,104 @@ function cancelRoute() {
   state.routeSeq++;
   if (state.routeAbort) state.routeAbort.abort();
   state.routeAbort = null;
+  state.routeText = null;
+  state.held = null; // pressed for that route's advice
+}
+
+// -- number keys pressed before the advice is in ----------------------------------------------------
+// The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the advice
+// appeared went into the complaint, and the save was refused (诉求内容或标题在分派后已改动). Such a
+// key, pressed before anything else is typed, is held: once the advice is in it picks its candidate
+// as it would have then. Typing on after it (「2号楼」) makes the held keys text, where they were
+// pressed; Backspace takes the last one back. Nothing typed is lost, nor a shortcut made text.
+
+function keyName(k) {
+  return `${k.head === "category" ? "Shift+" : ""}${k.n}`;
+}
+
+function showHeld() {
+  const held = state.held;
+  if (!held || !held.keys.length) {
+    state.held = null;
+    setStatus($("route-status"), "正在分析…", "busy");
+    return;
+  }
+  const picks = held.keys
+    .map((k) => `${k.head === "category" ? "类别" : "部门"}候选 ${k.n}`)
+    .join("、");
+  setStatus($("route-status"), `正在分析…（建议出来后选${picks}；接着打字则数字作为文字）`, "busy");
+}
+
+// Whether keydown `e` is a candidate key held for the advice on its way (and so not typed).
+function holdKey(e, inText) {
+  if (state.routeAbort === null || isComposing(e) || e.ctrlKey || e.metaKey || e.altKey) return false;
+  const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
+  if (!m || (inText && textInput.value !== state.routeText)) return false; // typed into since
+  if (!state.held) {
+    const at = inText ? [textInput.selectionStart, textInput.selectionEnd] : [null, null];
+    state.held = { keys: [], start: at[0], end: at[1] };
+  }
+  const head = e.shiftKey ? "category" : "department";
+  state.held.keys.push({ head, n: Number(m[1]), char: inText && e.key.length === 1 ? e.key : "" });
+  e.preventDefault();
+  showHeld();
+  return true;
+}
+
+// What a key other than a held one does to 诉求描述, as a beforeinput's inputType, or null for a key
+// that changes no text (an arrow, Shift). Handled at keydown: text set in beforeinput left
+// Chromium's caret behind what it then typed (「2号楼」 became 「2楼号」).
+function editOf(e) {
+  if (isComposing(e)) return "insertCompositionText";
+  if (e.ctrlKey || e.metaKey) return /^[vxzy]$/i.test(e.key) ? "insertFromPaste" : null;
+  if (e.key === "Backspace") return "deleteContentBackward";
+  if (e.key === "Delete") return "deleteContentForward";
+  return e.key.length === 1 || e.key === "Enter" ? "insertText" : null;
+}
+
+// Before anything else changes 诉求描述: the keys held become text where they were pressed, or go
+// with what is deleted. `e`: a keydown (editOf) or, for an edit without a key (a paste from the
+// menu, a drop), a beforeinput.
+function releaseHeld(e) {
+  const held = state.held;
+  if (!held || held.start === null) return;
+  const inputType = e.type === "keydown" ? editOf(e) : e.inputType;
+  if (!inputType) return;
+  const { selectionStart: from, selectionEnd: to } = textInput;
+  const atHeld = from === to && from === held.end;
+  if (inputType === "deleteContentBackward" && atHeld && held.start === held.end) {
+    e.preventDefault(); // Backspace: the last key held is taken back
+    held.keys.pop();
+    showHeld();
+    return;
+  }
+  state.held = null;
+  showHeld();
+  if (inputType.startsWith("delete") && from < to && from <= held.start && held.end <= to) {
+    return; // deleted along with the selection
+  }
+  const text = held.keys.map((k) => k.char).join("");
+  textInput.setRangeText(text, held.start, held.end, atHeld ? "end" : "preserve");
+  // Text inserted without a key (an input method's commit, a paste from the menu): inserted here,
+  // after the keys held, as Chromium would leave its caret before it.
+  const data = e.type === "beforeinput" && e.cancelable && inputType.startsWith("insert")
+    ? e.data ?? (e.dataTransfer && e.dataTransfer.getData("text/plain"))
+    : null;
+  if (typeof data === "string") {
+    e.preventDefault();
+    textInput.setRangeText(data, textInput.selectionStart, textInput.selectionEnd, "end");
+    textInput.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+}
+
+// The keys held, pressed now the advice is in.
+function pickHeld(suggestion) {
+  const held = state.held;
+  state.held = null;
+  for (const { head, n } of (held && held.keys) || []) {
+    const c = suggestion[head] && (suggestion[head].candidates || [])[n - 1];
+    if (c) choose(head, c.label);
+  }
 }
 
 async function route() {
@@ -570,6 +673,7 @@ async function route() {
   setStatus($("route-status"), "正在分析…", "busy");
   const controller = new AbortController();
   state.routeAbort = controller;
+  state.routeText = text;
   try {
     const ask = () => api("POST", "v1/route", body, controller.signal);
     let suggestion;
@@ -606,12 +710,19 @@ async function route() {
     const first = document.querySelector(".head:not([hidden]) .candidate");
     focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
     announce(adviceText(suggestion));
+    if (state.held && textInput.value === text) pickHeld(suggestion);
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
-    if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
+    if (seq === state.routeSeq) {
+      const held = state.held ? state.held.keys.map(keyName).join("、") : "";
+      const unused = held ? `；按下的 ${held} 没有选择候选` : "";
+      setStatus($("route-status"), `分派失败：${e.message}${unused}`, "error");
+    }
   } finally {
     if (seq === state.routeSeq) {
       state.routeAbort = null;
+      state.routeText = null;
+      state.held = null;
       routeButton.disabled = false;
       // A failed route leaves the focus on 分派建议, so that Enter tries again.
       if (focused && focusLost()) routeButton.focus();
@@ -1384,6 +1495,10 @@ for (const [input, next] of [[idInput, titleInput], [titleInput, textInput]]) {
     next.focus();
   });
 }
+textInput.addEventListener("keydown", (e) => {
+  if (!holdKey(e, true)) releaseHeld(e);
+});
+textInput.addEventListener("beforeinput", releaseHeld);
 textInput.addEventListener("input", checkLimits);
 titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);
@@ -1394,6 +1509,7 @@ document.addEventListener("keydown", (e) => {
     route();
     return;
   }
+  if (!state.suggestion && !isEditable(e.target) && holdKey(e, false)) return;
   if (!state.suggestion || e.ctrlKey || e.metaKey || e.altKey || isEditable(e.target)) return;
   const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
   if (!m) return;

@@ -3073,6 +3073,111 @@ def test_a_request_never_answered_is_given_up_and_can_be_retried_storing_once(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_in(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the
+    # advice was in went into the complaint, and the save was refused as 诉求内容或标题在分派后已改动.
+    # A digit pressed first is held as the shortcut; typing on after it makes it text, where it was.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []  # the routes sent, held until released: a busy server
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status = pg.locator("#route-status")
+    text = "楼下烧烤店油烟很大，晚上还有噪音，影响休息"
+    pg.fill("#ticket-id", "WEB-DIGIT")
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.press("Shift+Digit3")
+    assert pg.input_value("#ticket-text") == text
+    expect(status).to_contain_text("部门候选 2")
+    expect(status).to_contain_text("类别候选 3")
+    next_held(pg, held).continue_()
+    second = pg.locator("#head-department .candidate").nth(1)
+    third_category = pg.locator("#head-category .candidate").nth(2)
+    expect(second).to_have_attribute("aria-pressed", "true")
+    expect(third_category).to_have_attribute("aria-pressed", "true")
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+    [row] = live_server.feedback_rows("WEB-DIGIT")
+    assert (row["department"], row["category"]) == (
+        second.locator(".cand-label").inner_text(),
+        third_category.locator(".cand-label").inner_text(),
+    )
+
+    # A digit followed by more typing is text, in its place: nothing typed is lost.
+    pg.fill("#ticket-id", "WEB-DIGIT2")
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.type("号楼")
+    assert pg.input_value("#ticket-text") == text + "2号楼"
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    expect(pg.locator("#head-department .candidate").first).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert pg.input_value("#ticket-text") == text + "2号楼"
+    # Keys held one after another, then a key that types: all text, in the order pressed.
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("1")
+    pg.keyboard.press("2")
+    pg.keyboard.type("0室")  # 0 is a key (keydown), 室 an input method's commit (no key)
+    assert pg.input_value("#ticket-text") == text + "120室"
+    expect(status).to_have_text("正在分析…")
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+
+    # Backspace right after the digit takes it back: neither text nor a pick.
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("4")
+    pg.keyboard.press("Backspace")
+    assert pg.input_value("#ticket-text") == text
+    expect(status).to_have_text("正在分析…")
+    next_held(pg, held).continue_()
+    expect(pg.locator("#head-department .candidate").first).to_have_attribute(
+        "aria-pressed", "true"
+    )
+
+    # 分派建议 clicked: the focus falls to the page while it is disabled; a number held there too.
+    pg.locator("#route-button").click()
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("3")
+    expect(status).to_contain_text("部门候选 3")
+    next_held(pg, held).continue_()
+    expect(pg.locator("#head-department .candidate").nth(2)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert pg.input_value("#ticket-text") == text
+
+    # A route that fails says the number was not used, and leaves the text as it was.
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    next_held(pg, held).abort("connectionrefused")
+    expect(status).to_contain_text("分派失败：无法连接服务器")
+    expect(status).to_contain_text("按下的 2 没有选择候选")
+    assert pg.input_value("#ticket-text") == text
+    assert page.problems == [] or all(p.startswith("Failed to load") for p in page.problems)
+
+
+@pytest.mark.slow
+@needs_chromium
 @pytest.mark.parametrize("retry_after", ["seconds", "date"])
 def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
     page: PageRun, live_server: LiveServer, retry_after: str
@@ -3084,29 +3189,33 @@ def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
     from playwright.sync_api import expect
 
     pg = page.page
-    pg.clock.install(time=1_800_000_000_000)  # ms: the HTTP-date below is 40 s after it
-    header = {
-        "seconds": "40",
-        "date": formatdate(1_800_000_040, usegmt=True),
-    }[retry_after]
+    start_s = 1_800_000_000  # the page's clock, paused once the page is open: Date.now() is known
+    now_s = [start_s + 100]
+    pg.clock.install(time=start_s)  # seconds, in Python
     too_many = {"error": {"code": "too_many_requests", "message": "too many requests"}}
 
     def fulfill(route: Any) -> None:
-        route.fulfill(status=429, json=too_many, headers={"Retry-After": header})
+        wait = "40" if retry_after == "seconds" else formatdate(now_s[0] + 40, usegmt=True)
+        route.fulfill(status=429, json=too_many, headers={"Retry-After": wait})
+
+    def forward(seconds: int) -> None:
+        pg.clock.fast_forward(seconds * 1000)
+        now_s[0] += seconds
 
     open_page(page, live_server)
+    pg.clock.pause_at(now_s[0])
     pg.route("**/v1/route", fulfill)
     status = pg.locator("#route-status")
     pg.fill("#ticket-text", WAGE_COMPLAINT)
     pg.locator("#route-button").click()
     expect(status).to_have_text("分派失败：请求过于频繁，请在 40 秒后重试（已填写的内容仍保留）")
     sent = sum(u.endswith("/v1/route") for u in page.requests)
-    pg.clock.fast_forward("00:10")
+    forward(10)
     pg.locator("#route-button").click()  # too early: not sent, the wait left said
     expect(status).to_have_text("分派失败：请求过于频繁，请在 30 秒后重试（已填写的内容仍保留）")
     assert sum(u.endswith("/v1/route") for u in page.requests) == sent
     pg.unroute("**/v1/route")
-    pg.clock.fast_forward("00:31")
+    forward(31)
     pg.locator("#route-button").click()
     expect(pg.locator("#result")).to_be_visible()
 
@@ -3116,12 +3225,12 @@ def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
         "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))"
     )
     model = pg.locator("#model-version")
-    expect(model).to_contain_text("请求过于频繁")
+    expect(model).to_have_text("请求过于频繁，40 秒后自动重试…")
     asked = sum("/v1/model" in u for u in page.requests)
-    pg.clock.fast_forward("00:20")
+    forward(20)
     assert sum("/v1/model" in u for u in page.requests) == asked
     pg.unroute("**/v1/model")
-    pg.clock.fast_forward("00:25")
+    forward(25)
     expect(model).to_have_text(re.compile(r"^模型 \S"))
 
 
