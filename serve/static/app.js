@@ -554,6 +554,10 @@ function cancelRoute() {
 // as it would have then. Typing on after it (「2号楼」) makes the held keys text, where they were
 // pressed; Backspace takes the last one back. Nothing typed is lost, nor a shortcut made text.
 
+// Enter pressed there likewise, to adopt an advice not yet in: it added a line break to the
+// complaint, and the Enter that followed was refused the same way. Held, it never adopts the advice
+// unseen: once it is in, the focus on 采纳建议 waits for the next Enter.
+
 function keyName(k) {
   return `${k.head === "category" ? "Shift+" : ""}${k.n}`;
 }
@@ -566,22 +570,28 @@ function showHeld() {
     return;
   }
   const picks = held.keys
+    .filter((k) => k.n)
     .map((k) => `${k.head === "category" ? "类别" : "部门"}候选 ${k.n}`)
     .join("、");
-  setStatus($("route-status"), `正在分析…（建议出来后选${picks}；接着打字则数字作为文字）`, "busy");
+  const then = picks ? `建议出来后选${picks}` : "建议出来后请再按 Enter 采纳";
+  setStatus($("route-status"), `正在分析…（${then}；接着打字则按键作为文字输入）`, "busy");
 }
 
 // Whether keydown `e` is a candidate key held for the advice on its way (and so not typed).
 function holdKey(e, inText) {
   if (state.routeAbort === null || isComposing(e) || e.ctrlKey || e.metaKey || e.altKey) return false;
   const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
-  if (!m || (inText && textInput.value !== state.routeText)) return false; // typed into since
+  const enter = inText && e.key === "Enter" && !e.shiftKey;
+  if ((!m && !enter) || (inText && textInput.value !== state.routeText)) return false; // typed into since
   if (!state.held) {
     const at = inText ? [textInput.selectionStart, textInput.selectionEnd] : [null, null];
     state.held = { keys: [], start: at[0], end: at[1] };
   }
-  const head = e.shiftKey ? "category" : "department";
-  state.held.keys.push({ head, n: Number(m[1]), char: inText && e.key.length === 1 ? e.key : "" });
+  if (enter) state.held.keys.push({ head: null, n: null, char: "\n" });
+  else {
+    const head = e.shiftKey ? "category" : "department";
+    state.held.keys.push({ head, n: Number(m[1]), char: inText && e.key.length === 1 ? e.key : "" });
+  }
   e.preventDefault();
   showHeld();
   return true;
@@ -638,7 +648,7 @@ function pickHeld(suggestion) {
   const held = state.held;
   state.held = null;
   for (const { head, n } of (held && held.keys) || []) {
-    const c = suggestion[head] && (suggestion[head].candidates || [])[n - 1];
+    const c = head && suggestion[head] && (suggestion[head].candidates || [])[n - 1];
     if (c) choose(head, c.label);
   }
 }
@@ -714,7 +724,8 @@ async function route() {
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
     if (seq === state.routeSeq) {
-      const held = state.held ? state.held.keys.map(keyName).join("、") : "";
+      const keys = state.held ? state.held.keys.filter((k) => k.n) : [];
+      const held = keys.map(keyName).join("、");
       const unused = held ? `；按下的 ${held} 没有选择候选` : "";
       setStatus($("route-status"), `分派失败：${e.message}${unused}`, "error");
     }

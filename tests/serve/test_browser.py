@@ -3295,3 +3295,46 @@ def test_a_long_top_label_and_its_confidence_read_cleanly_at_1024_px(
         assert score_box["y"] >= label_box["y"] + label_box["height"] - 0.5
     assert label.evaluate(SHOWN_WHOLE) and score.evaluate(SHOWN_WHOLE)
     assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_unseen(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Ctrl+Enter then Enter to adopt, on a slow server: the Enter, in 诉求描述 until the advice was
+    # in, added a line break to the complaint, and the next Enter's save was refused as
+    # 诉求内容或标题在分派后已改动. Held, it adopts nothing unseen; typing on makes it a line break.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status = pg.locator("#route-status")
+    pg.fill("#ticket-id", "WEB-ENTER")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("Enter")
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+    expect(status).to_contain_text("建议出来后请再按 Enter 采纳")
+    next_held(pg, held).continue_()
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    assert live_server.feedback_rows("WEB-ENTER") == []  # not adopted unseen
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-ENTER")) == 1
+
+    # Typing on after it: a line break, where it was pressed.
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("Enter")
+    pg.keyboard.type("补充")
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT + "\n补充"
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    assert page.problems == []
