@@ -626,8 +626,8 @@ function releaseHeld(e) {
   }
   state.held = null;
   showHeld();
-  if (inputType.startsWith("delete") && from < to && from <= held.start && held.end <= to) {
-    return; // deleted along with the selection
+  if (from < to && from <= held.start && held.end <= to) {
+    return; // replaced or deleted with the selection (Ctrl+A, then the next ticket pasted)
   }
   const text = held.keys.map((k) => k.char).join("");
   textInput.setRangeText(text, held.start, held.end, atHeld ? "end" : "preserve");

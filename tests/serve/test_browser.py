@@ -3153,6 +3153,18 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
         "aria-pressed", "true"
     )
 
+    # The whole text selected and replaced (the next ticket pasted): the key goes with it.
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.press("Control+a")
+    pg.keyboard.insert_text("小区路灯坏了")
+    assert pg.input_value("#ticket-text") == "小区路灯坏了"
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    pg.fill("#ticket-text", text)
+
     # 分派建议 clicked: the focus falls to the page while it is disabled; a number held there too.
     pg.locator("#route-button").click()
     expect(status).to_have_text("正在分析…")
