@@ -449,7 +449,7 @@ function serverDownText(e) {
   if (e.status === 502 || e.status === 504) return `无法连接服务器（HTTP ${e.status}），${again}`;
   if (e.code === "model_not_loaded") return `服务器正在加载模型，${again}`;
   if (e.status === 429) {
-    return `请求过于频繁，${e.retryAfter ? `${waitText(e.retryAfter)}后` : ""}自动重试…`;
+    return `请求过于频繁，${e.retryAfter ? `${waitText(e.retryAfter)}后自动重试…` : again}`;
   }
   if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
   return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
