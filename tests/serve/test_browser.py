@@ -3098,6 +3098,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     expect(status).to_contain_text("部门候选 2")
     expect(status).to_contain_text("类别候选 3")
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     second = pg.locator("#head-department .candidate").nth(1)
     third_category = pg.locator("#head-category .candidate").nth(2)
     expect(second).to_have_attribute("aria-pressed", "true")
@@ -3121,6 +3122,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     pg.keyboard.type("号楼")
     assert pg.input_value("#ticket-text") == text + "2号楼"
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#result")).to_be_visible()
     expect(pg.locator("#head-department .candidate").first).to_have_attribute(
         "aria-pressed", "true"
@@ -3137,6 +3139,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     assert pg.input_value("#ticket-text") == text + "120室"
     expect(status).to_have_text("正在分析…")
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#result")).to_be_visible()
 
     # Backspace right after the digit takes it back: neither text nor a pick.
@@ -3149,6 +3152,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     assert pg.input_value("#ticket-text") == text
     expect(status).to_have_text("正在分析…")
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#head-department .candidate").first).to_have_attribute(
         "aria-pressed", "true"
     )
@@ -3162,6 +3166,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     pg.keyboard.insert_text("小区路灯坏了")
     assert pg.input_value("#ticket-text") == "小区路灯坏了"
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#result")).to_be_visible()
     pg.fill("#ticket-text", text)
 
@@ -3171,6 +3176,7 @@ def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_i
     pg.keyboard.press("3")
     expect(status).to_contain_text("部门候选 3")
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#head-department .candidate").nth(2)).to_have_attribute(
         "aria-pressed", "true"
     )
@@ -3333,6 +3339,7 @@ def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_u
     assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
     expect(status).to_contain_text("建议出来后请再按 Enter 采纳")
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#confirm-button")).to_be_focused()
     assert live_server.feedback_rows("WEB-ENTER") == []  # not adopted unseen
     pg.keyboard.press("Enter")
@@ -3348,5 +3355,6 @@ def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_u
     pg.keyboard.type("补充")
     assert pg.input_value("#ticket-text") == WAGE_COMPLAINT + "\n补充"
     next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#result")).to_be_visible()
     assert page.problems == []
