@@ -56,6 +56,11 @@ const state = {
   requestIds: new Map(),
   routeSeq: 0,
   routeAbort: null, // the AbortController of the route running, aborted when another supersedes it
+  routeText: null, // the text that route sent
+  // The number keys pressed while the route runs, before anything else was typed (holdKey): picks
+  // of candidates once the advice is in, or text if typing goes on. {keys: [{head, n, char}],
+  // start, end}: where in 诉求描述 they were pressed (null outside it), or null.
+  held: null,
   // The server's limits, from GET /v1/model (PAIDAN_MAX_TEXT_CHARS, PAIDAN_MAX_TITLE_CHARS); the
   // defaults until it answers. No maxlength on the inputs: a paste over it would be cut silently.
   // departments: a joint dispatch's list joined with ；, lead included (max_departments_chars);
@@ -63,6 +68,9 @@ const state = {
   // name (max_label_chars), likewise.
   limits: { text: 20000, title: 200, departments: null, label: null },
   limitWarning: false, // whether route-status shows the over-limit warning
+  // Date.now() before which the server asked not to be asked again (a 429's Retry-After): nothing
+  // is sent until then, by the dispatcher (分派建议, a save) or by the header's own tries.
+  retryAt: 0,
 };
 
 // -- small helpers --------------------------------------------------------------------------------
@@ -147,6 +155,30 @@ function unrecognised(status) {
   return `服务返回了无法识别的应答${status ? `（HTTP ${status}）` : ""}，可能需要重新登录，或稍后重试`;
 }
 
+// The seconds a Retry-After header asks to wait (RFC 9110: seconds, or an HTTP-date), or null.
+function retryAfterS(value) {
+  const v = String(value || "").trim();
+  if (!v) return null;
+  const at = /^\d+$/.test(v) ? Date.now() + Number(v) * 1000 : Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+// "40 秒" or, over two minutes, "3 分钟": how long a wait is, as said to the dispatcher.
+function waitText(seconds) {
+  return seconds > 120 ? `${Math.ceil(seconds / 60)} 分钟` : `${seconds} 秒`;
+}
+
+// A 429, the server's or the page's own while the wait it asked for runs: what is left of it said.
+function tooManyRequests(seconds) {
+  const error = new Error(
+    `请求过于频繁，${seconds ? `请在 ${waitText(seconds)}后重试` : "请稍后重试"}（已填写的内容仍保留）`,
+  );
+  error.status = 429;
+  error.retryAfter = seconds || null;
+  error.fields = [];
+  return error;
+}
+
 // Where the API is: beside this script's static/ directory, whatever the page's own address.
 // Behind a proxy that publishes the server under a sub-path (https://gw/paidan/), "/v1/route"
 // left the sub-path, and "v1/route" resolved against a page opened as https://gw/paidan (no slash,
@@ -172,6 +204,8 @@ async function api(method, url, body, signal) {
   // save was refused as "API 密钥不正确" although the key was right. The server takes either header,
   // and of a request carrying both (the gateway's token beside this key) either valid key.
   if (key) headers["X-API-Key"] = key;
+  const wait = Math.ceil((state.retryAt - Date.now()) / 1000);
+  if (wait > 0) throw tooManyRequests(wait); // the server asked for that long; not sent
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -219,8 +253,14 @@ async function api(method, url, body, signal) {
     throw error;
   }
   if (!res.ok) {
+    const retryAfter = retryAfterS(res.headers.get("Retry-After"));
+    if (res.status === 429) {
+      if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
+      throw tooManyRequests(retryAfter);
+    }
     const error = new Error(errorText(res.status, data));
     error.status = res.status;
+    error.retryAfter = retryAfter;
     error.code = (data && data.error && data.error.code) || null;
     error.fields = refusedFields(data);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
@@ -319,7 +359,6 @@ function errorText(status, data) {
   if (status === 415) {
     return `服务器不接受请求内容的格式，可能是网关或代理改动（如压缩）了请求，请联系系统管理员${more}`;
   }
-  if (status === 429) return "请求过于频繁，请稍后重试";
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
   if (atCommit(data)) return unconfirmed({ reason: "反馈数据库在保存的最后一步中断" });
   if (err.code === "database_unavailable") {
@@ -332,6 +371,11 @@ function errorText(status, data) {
   if (err.code === "internal_error") return "服务器内部错误（已记入服务器日志），请稍后重试";
   if (status === 502 || status === 503 || status === 504) {
     return `服务器暂时不可用（${status}），请稍后重试${more}`;
+  }
+  // Another 5xx (a gateway's own HTML page, a 500 with nothing of the API's): nothing the
+  // dispatcher did; retrying may help, and an administrator can find out why.
+  if (status >= 500) {
+    return `服务器出错（HTTP ${status}），请稍后重试（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
   }
   return `服务器返回错误 ${status}${more}`;
 }
@@ -404,6 +448,9 @@ function serverDownText(e) {
   if (e.status === undefined && e.outcomeUnknown) return `无法连接服务器，${again}`; // no answer
   if (e.status === 502 || e.status === 504) return `无法连接服务器（HTTP ${e.status}），${again}`;
   if (e.code === "model_not_loaded") return `服务器正在加载模型，${again}`;
+  if (e.status === 429) {
+    return `请求过于频繁，${e.retryAfter ? `${waitText(e.retryAfter)}后自动重试…` : again}`;
+  }
   if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
   return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
 }
@@ -425,7 +472,11 @@ async function loadModel() {
   } catch (e) {
     if (seq !== modelLoad.seq) return;
     showModelState(serverDownText(e), true);
-    const wait = MODEL_RETRY_S[Math.min(modelLoad.tries, MODEL_RETRY_S.length - 1)];
+    // Never before the server said (Retry-After, of a 429 or a 503).
+    const wait = Math.max(
+      MODEL_RETRY_S[Math.min(modelLoad.tries, MODEL_RETRY_S.length - 1)],
+      e.retryAfter || 0,
+    );
     modelLoad.tries += 1;
     modelLoad.timer = setTimeout(loadModel, wait * 1000);
     return;
@@ -492,6 +543,114 @@ function cancelRoute() {
   state.routeSeq++;
   if (state.routeAbort) state.routeAbort.abort();
   state.routeAbort = null;
+  state.routeText = null;
+  state.held = null; // pressed for that route's advice
+}
+
+// -- number keys pressed before the advice is in ----------------------------------------------------
+// The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the advice
+// appeared went into the complaint, and the save was refused (诉求内容或标题在分派后已改动). Such a
+// key, pressed before anything else is typed, is held: once the advice is in it picks its candidate
+// as it would have then. Typing on after it (「2号楼」) makes the held keys text, where they were
+// pressed; Backspace takes the last one back. Nothing typed is lost, nor a shortcut made text.
+
+// Enter pressed there likewise, to adopt an advice not yet in: it added a line break to the
+// complaint, and the Enter that followed was refused the same way. Held, it never adopts the advice
+// unseen: once it is in, the focus on 采纳建议 waits for the next Enter.
+
+function keyName(k) {
+  return `${k.head === "category" ? "Shift+" : ""}${k.n}`;
+}
+
+function showHeld() {
+  const held = state.held;
+  if (!held || !held.keys.length) {
+    state.held = null;
+    setStatus($("route-status"), "正在分析…", "busy");
+    return;
+  }
+  const picks = held.keys
+    .filter((k) => k.n)
+    .map((k) => `${k.head === "category" ? "类别" : "部门"}候选 ${k.n}`)
+    .join("、");
+  const then = picks ? `建议出来后选${picks}` : "建议出来后请再按 Enter 采纳";
+  setStatus($("route-status"), `正在分析…（${then}；接着打字则按键作为文字输入）`, "busy");
+}
+
+// Whether keydown `e` is a candidate key held for the advice on its way (and so not typed).
+function holdKey(e, inText) {
+  if (state.routeAbort === null || isComposing(e) || e.ctrlKey || e.metaKey || e.altKey) return false;
+  const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
+  const enter = inText && e.key === "Enter" && !e.shiftKey;
+  if ((!m && !enter) || (inText && textInput.value !== state.routeText)) return false; // typed into since
+  if (!state.held) {
+    const at = inText ? [textInput.selectionStart, textInput.selectionEnd] : [null, null];
+    state.held = { keys: [], start: at[0], end: at[1] };
+  }
+  if (enter) state.held.keys.push({ head: null, n: null, char: "\n" });
+  else {
+    const head = e.shiftKey ? "category" : "department";
+    state.held.keys.push({ head, n: Number(m[1]), char: inText && e.key.length === 1 ? e.key : "" });
+  }
+  e.preventDefault();
+  showHeld();
+  return true;
+}
+
+// What a key other than a held one does to 诉求描述, as a beforeinput's inputType, or null for a key
+// that changes no text (an arrow, Shift). Handled at keydown: text set in beforeinput left
+// Chromium's caret behind what it then typed (「2号楼」 became 「2楼号」).
+function editOf(e) {
+  if (isComposing(e)) return "insertCompositionText";
+  if (e.ctrlKey || e.metaKey) return /^[vxzy]$/i.test(e.key) ? "insertFromPaste" : null;
+  if (e.key === "Backspace") return "deleteContentBackward";
+  if (e.key === "Delete") return "deleteContentForward";
+  return e.key.length === 1 || e.key === "Enter" ? "insertText" : null;
+}
+
+// Before anything else changes 诉求描述: the keys held become text where they were pressed, or go
+// with what is deleted. `e`: a keydown (editOf) or, for an edit without a key (a paste from the
+// menu, a drop), a beforeinput.
+function releaseHeld(e) {
+  const held = state.held;
+  if (!held || held.start === null) return;
+  const inputType = e.type === "keydown" ? editOf(e) : e.inputType;
+  if (!inputType) return;
+  const { selectionStart: from, selectionEnd: to } = textInput;
+  const atHeld = from === to && from === held.end;
+  if (inputType === "deleteContentBackward" && atHeld && held.start === held.end) {
+    e.preventDefault(); // Backspace: the last key held is taken back
+    held.keys.pop();
+    showHeld();
+    return;
+  }
+  state.held = null;
+  showHeld();
+  if (from < to && from <= held.start && held.end <= to) {
+    return; // replaced or deleted with the selection (Ctrl+A, then the next ticket pasted)
+  }
+  const text = held.keys.map((k) => k.char).join("");
+  textInput.setRangeText(text, held.start, held.end, atHeld ? "end" : "preserve");
+  // Text inserted without a key (an input method's commit, a paste from the menu): inserted here,
+  // after the keys held, as Chromium would leave its caret before it.
+  const data = e.type === "beforeinput" && e.cancelable && inputType.startsWith("insert")
+    ? e.data ?? (e.dataTransfer && e.dataTransfer.getData("text/plain"))
+    : null;
+  if (typeof data === "string") {
+    e.preventDefault();
+    textInput.setRangeText(data, textInput.selectionStart, textInput.selectionEnd, "end");
+    textInput.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+}
+
+// The keys held, pressed now the advice is in.
+function pickHeld(suggestion) {
+  const held = state.held;
+  state.held = null;
+  for (const { head, n } of (held && held.keys) || []) {
+    const c = head && suggestion[head] && (suggestion[head].candidates || [])[n - 1];
+    if (c) choose(head, c.label);
+  }
 }
 
 async function route() {
@@ -524,6 +683,7 @@ async function route() {
   setStatus($("route-status"), "正在分析…", "busy");
   const controller = new AbortController();
   state.routeAbort = controller;
+  state.routeText = text;
   try {
     const ask = () => api("POST", "v1/route", body, controller.signal);
     let suggestion;
@@ -560,12 +720,20 @@ async function route() {
     const first = document.querySelector(".head:not([hidden]) .candidate");
     focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
     announce(adviceText(suggestion));
+    if (state.held && textInput.value === text) pickHeld(suggestion);
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
-    if (seq === state.routeSeq) setStatus($("route-status"), `分派失败：${e.message}`, "error");
+    if (seq === state.routeSeq) {
+      const keys = state.held ? state.held.keys.filter((k) => k.n) : [];
+      const held = keys.map(keyName).join("、");
+      const unused = held ? `；按下的 ${held} 没有选择候选` : "";
+      setStatus($("route-status"), `分派失败：${e.message}${unused}`, "error");
+    }
   } finally {
     if (seq === state.routeSeq) {
       state.routeAbort = null;
+      state.routeText = null;
+      state.held = null;
       routeButton.disabled = false;
       // A failed route leaves the focus on 分派建议, so that Enter tries again.
       if (focused && focusLost()) routeButton.focus();
@@ -1338,6 +1506,10 @@ for (const [input, next] of [[idInput, titleInput], [titleInput, textInput]]) {
     next.focus();
   });
 }
+textInput.addEventListener("keydown", (e) => {
+  if (!holdKey(e, true)) releaseHeld(e);
+});
+textInput.addEventListener("beforeinput", releaseHeld);
 textInput.addEventListener("input", checkLimits);
 titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);
@@ -1348,6 +1520,7 @@ document.addEventListener("keydown", (e) => {
     route();
     return;
   }
+  if (!state.suggestion && !isEditable(e.target) && holdKey(e, false)) return;
   if (!state.suggestion || e.ctrlKey || e.metaKey || e.altKey || isEditable(e.target)) return;
   const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
   if (!m) return;

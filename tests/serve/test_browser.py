@@ -3069,3 +3069,292 @@ def test_a_request_never_answered_is_given_up_and_can_be_retried_storing_once(
     button.click()  # the same request_id: the row stored first is the answer
     expect(status).to_contain_text("✓ 已保存")
     assert len(live_server.feedback_rows("WEB-TIMEOUT")) == 1
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_number_pressed_while_the_route_runs_picks_that_candidate_once_it_is_in(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the
+    # advice was in went into the complaint, and the save was refused as 诉求内容或标题在分派后已改动.
+    # A digit pressed first is held as the shortcut; typing on after it makes it text, where it was.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []  # the routes sent, held until released: a busy server
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status = pg.locator("#route-status")
+    text = "楼下烧烤店油烟很大，晚上还有噪音，影响休息"
+    pg.fill("#ticket-id", "WEB-DIGIT")
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.press("Shift+Digit3")
+    assert pg.input_value("#ticket-text") == text
+    expect(status).to_contain_text("部门候选 2")
+    expect(status).to_contain_text("类别候选 3")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    second = pg.locator("#head-department .candidate").nth(1)
+    third_category = pg.locator("#head-category .candidate").nth(2)
+    expect(second).to_have_attribute("aria-pressed", "true")
+    expect(third_category).to_have_attribute("aria-pressed", "true")
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+    [row] = live_server.feedback_rows("WEB-DIGIT")
+    assert (row["department"], row["category"]) == (
+        second.locator(".cand-label").inner_text(),
+        third_category.locator(".cand-label").inner_text(),
+    )
+
+    # A digit followed by more typing is text, in its place: nothing typed is lost.
+    pg.fill("#ticket-id", "WEB-DIGIT2")
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.type("号楼")
+    assert pg.input_value("#ticket-text") == text + "2号楼"
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#result")).to_be_visible()
+    expect(pg.locator("#head-department .candidate").first).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert pg.input_value("#ticket-text") == text + "2号楼"
+    # Keys held one after another, then a key that types: all text, in the order pressed.
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("1")
+    pg.keyboard.press("2")
+    pg.keyboard.type("0室")  # 0 is a key (keydown), 室 an input method's commit (no key)
+    assert pg.input_value("#ticket-text") == text + "120室"
+    expect(status).to_have_text("正在分析…")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#result")).to_be_visible()
+
+    # Backspace right after the digit takes it back: neither text nor a pick.
+    pg.fill("#ticket-text", text)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("4")
+    pg.keyboard.press("Backspace")
+    assert pg.input_value("#ticket-text") == text
+    expect(status).to_have_text("正在分析…")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#head-department .candidate").first).to_have_attribute(
+        "aria-pressed", "true"
+    )
+
+    # The whole text selected and replaced (the next ticket pasted): the key goes with it.
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    pg.keyboard.press("Control+a")
+    pg.keyboard.insert_text("小区路灯坏了")
+    assert pg.input_value("#ticket-text") == "小区路灯坏了"
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#result")).to_be_visible()
+    pg.fill("#ticket-text", text)
+
+    # 分派建议 clicked: the focus falls to the page while it is disabled; a number held there too.
+    pg.locator("#route-button").click()
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("3")
+    expect(status).to_contain_text("部门候选 3")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#head-department .candidate").nth(2)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert pg.input_value("#ticket-text") == text
+
+    # A route that fails says the number was not used, and leaves the text as it was.
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("2")
+    next_held(pg, held).abort("connectionrefused")
+    expect(status).to_contain_text("分派失败：无法连接服务器")
+    expect(status).to_contain_text("按下的 2 没有选择候选")
+    assert pg.input_value("#ticket-text") == text
+    assert page.problems == [] or all(p.startswith("Failed to load") for p in page.problems)
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("retry_after", ["seconds", "date"])
+def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
+    page: PageRun, live_server: LiveServer, retry_after: str
+) -> None:
+    # A 429 read 「请稍后重试」 whatever its Retry-After said, and the header's automatic tries
+    # went on at their own pace. Time runs on the page's fake clock, jumped forward.
+    from email.utils import formatdate
+
+    from playwright.sync_api import expect
+
+    pg = page.page
+    start_s = 1_800_000_000  # the page's clock, paused once the page is open: Date.now() is known
+    now_s = [start_s + 100]
+    pg.clock.install(time=start_s)  # seconds, in Python
+    too_many = {"error": {"code": "too_many_requests", "message": "too many requests"}}
+
+    def fulfill(route: Any) -> None:
+        wait = "40" if retry_after == "seconds" else formatdate(now_s[0] + 40, usegmt=True)
+        route.fulfill(status=429, json=too_many, headers={"Retry-After": wait})
+
+    def forward(seconds: int) -> None:
+        pg.clock.fast_forward(seconds * 1000)
+        now_s[0] += seconds
+
+    open_page(page, live_server)
+    pg.clock.pause_at(now_s[0])
+    pg.route("**/v1/route", fulfill)
+    status = pg.locator("#route-status")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    expect(status).to_have_text("分派失败：请求过于频繁，请在 40 秒后重试（已填写的内容仍保留）")
+    sent = sum(u.endswith("/v1/route") for u in page.requests)
+    forward(10)
+    pg.locator("#route-button").click()  # too early: not sent, the wait left said
+    expect(status).to_have_text("分派失败：请求过于频繁，请在 30 秒后重试（已填写的内容仍保留）")
+    assert sum(u.endswith("/v1/route") for u in page.requests) == sent
+    pg.unroute("**/v1/route")
+    forward(31)
+    pg.locator("#route-button").click()
+    expect(pg.locator("#result")).to_be_visible()
+
+    # The header's automatic tries wait as long as the server asks, not 2 s.
+    pg.route("**/v1/model", fulfill)
+    pg.evaluate(
+        "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))"
+    )
+    model = pg.locator("#model-version")
+    expect(model).to_have_text("请求过于频繁，40 秒后自动重试…")
+    asked = sum("/v1/model" in u for u in page.requests)
+    forward(20)
+    assert sum("/v1/model" in u for u in page.requests) == asked
+    pg.unroute("**/v1/model")
+    forward(25)
+    expect(model).to_have_text(re.compile(r"^模型 \S"))
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_500_with_a_gateways_html_page_says_what_the_dispatcher_can_do(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A gateway's own HTML 500 page read 「服务器返回错误 500」: no word of what to do next.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    html = "<html><body><h1>500 Internal Server Error</h1><hr>nginx</body></html>"
+    pg.route(
+        "**/v1/route",
+        lambda r: r.fulfill(status=500, content_type="text/html", body=html),
+    )
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    expect(pg.locator("#route-status")).to_have_text(
+        "分派失败：服务器出错（HTTP 500），请稍后重试（已填写的内容仍保留）；"
+        "如果反复出现，请告知系统管理员"
+    )
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_long_top_label_and_its_confidence_read_cleanly_at_1024_px(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # At 1024 px a long suggested name and 「置信度 93%」 wrapped side by side in the card's header,
+    # each broken over lines beside the other.
+    from playwright.sync_api import Route
+
+    long_name = "市住房和城乡建设局物业服务监管科（市物业管理中心）"
+
+    def with_a_long_top(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"]["candidates"][0]["label"] = long_name
+        body["department"]["label"] = long_name
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 1024, "height": 768})
+    pg.route("**/v1/route", with_a_long_top)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-TOP")
+    lines = """(e) => {
+        const r = document.createRange();
+        r.selectNodeContents(e);
+        return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size;
+    }"""
+    label = pg.locator("#head-department .top-label")
+    score = pg.locator("#head-department .top-score")
+    assert score.evaluate(lines) == 1  # 置信度 93% on one line
+    label_box, score_box = label.bounding_box(), score.bounding_box()
+    assert label_box is not None and score_box is not None
+    if label.evaluate(lines) > 1:  # a label over lines has the confidence under it, not beside
+        assert score_box["y"] >= label_box["y"] + label_box["height"] - 0.5
+    assert label.evaluate(SHOWN_WHOLE) and score.evaluate(SHOWN_WHOLE)
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_unseen(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # Ctrl+Enter then Enter to adopt, on a slow server: the Enter, in 诉求描述 until the advice was
+    # in, added a line break to the complaint, and the next Enter's save was refused as
+    # 诉求内容或标题在分派后已改动. Held, it adopts nothing unseen; typing on makes it a line break.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status = pg.locator("#route-status")
+    pg.fill("#ticket-id", "WEB-ENTER")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("Enter")
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+    expect(status).to_contain_text("建议出来后请再按 Enter 采纳")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    assert live_server.feedback_rows("WEB-ENTER") == []  # not adopted unseen
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-ENTER")) == 1
+
+    # Typing on after it: a line break, where it was pressed.
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("Enter")
+    pg.keyboard.type("补充")
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT + "\n补充"
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")  # this route's advice is in
+    expect(pg.locator("#result")).to_be_visible()
+    assert page.problems == []
