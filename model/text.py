@@ -89,16 +89,19 @@ def _pattern(source: str) -> re.Pattern[str]:
 # 430102–1990–0101–1234), the birth date checked alike; and the 15-digit numbers of the first
 # generation (430102900101123: no century and no check digit, so its month and day are both
 # checked), also in groups of 6-6-3 digits with the same separators (430102 900101 123,
-# 430102-900101-123). One pattern for all these forms scans a long ticket as fast as one for the
-# unbroken form; the tests check it against a pattern for each.
+# 430102-900101-123). A letter may follow, as a digit may not: contact details typed without
+# punctuation (430102199001011234qq12345, …1234wx:…) left the number whole when a letter after it
+# was refused, as it never was after a mobile number; an x typed after the 18th character
+# (430102199001011234x) is taken with it. One pattern for all these forms scans a long ticket as
+# fast as one for the unbroken form; the tests check it against a pattern for each.
 _ID_NUMBER = _pattern(
     r"[1-9](?<!\d\d)\d{3}"
     r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
     r"|\d{2}{S}(?:18|19|20)\d{2}{S}?(?:0[1-9]|1[0-2])\d{2}{S}\d{3}"
-    r"|{S}\d{2}(?:18|19|20){S}\d{2}(?:0[1-9]|1[0-2]){S}\d{4}{S}\d)[\dXx]"
+    r"|{S}\d{2}(?:18|19|20){S}\d{2}(?:0[1-9]|1[0-2]){S}\d{4}{S}\d)[\dXx][Xx]?"
     r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}"
     r"|\d{2}{S}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]){S}\d{3})"
-    r"(?![\dA-Za-z])"
+    r"(?!\d)"
 )
 
 

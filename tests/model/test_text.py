@@ -850,7 +850,7 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 # either side (138 - 1234 - 5678): _S, written [ .\-–—‐‑‒―−。] in the patterns below.
 _S = r"(?: ?[.\-–—‐‑‒―−。] ?| )"
 _CN = "〇零一幺二两兩三四五六七八九"
-_FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
+_FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx][Xx]?(?!\d)"
 
 
 def _card_as_first_written(match: re.Match[str]) -> str:
@@ -887,16 +887,16 @@ _FIRST_PII_PATTERNS = (
         r"|[1-9]\d{5}[ .\-–—‐‑‒―−。](?:18|19|20)\d{2}[ .\-–—‐‑‒―−。](?:0[1-9]|1[0-2])\d{2}[ .\-–—‐‑‒―−。]\d{3}"  # 6-4-4-4
         r"|[1-9]\d{3}[ .\-–—‐‑‒―−。]\d{2}(?:18|19|20)[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])"  # 4-4-4-4-2
         r"[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d)"
-        r"[\dXx](?![\dA-Za-z])",
+        r"[\dXx][Xx]?(?!\d)",
         "[身份证号]",
     ),
     (
-        r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![\dA-Za-z])",
+        r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?!\d)",
         "[身份证号]",
     ),
     (
         r"(?<!\d)[1-9]\d{5}[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—‐‑‒―−。]\d{3}"  # 6-6-3
-        r"(?![\dA-Za-z])",
+        r"(?!\d)",
         "[身份证号]",
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—‐‑‒―−。]?\d{4}){2}(?!\d)", "[手机号]"),
@@ -1415,3 +1415,30 @@ def test_clean_and_show_reads_as_clean_and_shows_nothing_it_masked(text: str, sc
     assert cleaned == clean(text, script)
     # What is shown reads as what the model read: nothing in it is left for masking to replace.
     assert clean(shown, script) == cleaned, (text, shown)
+
+
+@given(
+    st.tuples(
+        st.sampled_from("123456"),
+        st.text(alphabet="0123456789", min_size=5, max_size=5),
+        st.sampled_from(["19", "20"]),
+        st.text(alphabet="0123456789", min_size=2, max_size=2),
+        st.sampled_from([f"{m:02d}" for m in range(1, 13)]),
+        st.sampled_from([f"{d:02d}" for d in range(1, 29)]),
+        st.text(alphabet="0123456789", min_size=3, max_size=3),
+        st.sampled_from("0123456789Xx"),
+    ).map("".join),
+    st.sampled_from(_GROUPINGS),
+    st.sampled_from(["", " ", "-"]),
+    st.sampled_from(["a", "qq", "wx", "id", "ok", "Z", "abc"]),
+)
+@example("430102199001011234", (6, 8, 4), "", "qq")
+def test_an_id_number_glued_to_latin_letters_is_masked(number, grouping, separator, after):
+    # Contact details typed without punctuation (身份证 number, then "qq…" or "wx…") left an ID
+    # number with no keyword before it whole: the pattern refused a letter after it, a mobile
+    # number's never did. A letter after the number now keeps it no less masked.
+    bounds = pairwise([0, *accumulate(grouping)])
+    grouped = separator.join(number[start:end] for start, end in bounds)
+    masked = clean(f"我的号码{grouped}{after}，谢谢")
+    assert MASK_ID in masked
+    assert number[6:14] not in re.sub(r"\D", "", masked)
