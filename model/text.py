@@ -228,8 +228,11 @@ _BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:�
 # typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
 # Likewise seven Chinese numerals or more, as speech recognition writes the number a caller says
 # (电话一 三 九 一 二 三…, 身份证号四三零一零二…, 电话八八八八零零零零): see _mask_keyword_run.
+# The words asking to be called back (请回电, 致电, 拨打, 电联, 来电号码, 回拨) name a telephone
+# number as 电话 does.
 _KEYWORD_RUN = _pattern(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+    r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
     rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
     rf"(\d(?:{{S}}?\d){{6,}}x?(?!\d)|[{_CN_DIGITS}](?:{{S}}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
 )
@@ -257,6 +260,28 @@ def _mask_keyword_run(match: re.Match[str]) -> str:
         # "all along"), or are a slip of the tongue; either way too few to be a number of their own.
         rest = number[numerals[length - 1] + 1 :]
     return keyword + between + mask + rest
+
+
+# After a bank card's or an account's keyword (银行卡号, 卡号, 账号, 账户), twelve digits or more
+# (a space, a dot or a dash allowed between any two) are its number, masked as a card whether or
+# not they pass the Luhn check (a mistyped digit, a savings account's number), or as the ID number
+# they are (社保卡号 430102…); fewer are a login's or a member's number, kept. Before the ID, mobile
+# and landline patterns, which took groups of such a number (6222 0212 3456 7890 left 6222).
+_CARD_KEYWORD_RUN = _pattern(
+    rf"(银行卡|卡号|账号|帐号|账户|帐户|銀行卡|卡號|賬號|帳號|賬戶|帳戶){_BEFORE_NUMBER}"
+    r"(\d(?:{S}?\d){11,})(?!\d)"
+)
+
+
+# What each of those keywords holds: a ticket without any is not searched for them.
+_CARD_WORDS = ("卡", "账", "帐", "賬", "帳")
+
+
+def _mask_card_keyword_run(match: re.Match[str]) -> str:
+    """The number after a card's or an account's keyword, masked as a card or an ID number."""
+    keyword, between, number = match.groups()
+    digits = number.translate(_NO_SEPARATORS)
+    return keyword + between + (MASK_ID if _ID_NUMBER.fullmatch(digits) else MASK_CARD)
 
 
 # Order matters: a bank card number contains runs that look like an ID number's groups or a
@@ -287,6 +312,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         _mask_card,
     ),
+    (_CARD_KEYWORD_RUN, _mask_card_keyword_run),
     (_ID_NUMBER, MASK_ID),
     # Mobile numbers, also written with spaces, hyphens, dots or dashes (138-0000-1234,
     # 138.0000.1234, 138–0000–1234) or a +86 or 0086 prefix.
@@ -599,7 +625,9 @@ def _mask(
 ) -> str:
     """:func:`mask_pii`, each pattern applied by ``sub`` (:func:`_sub`, or one that also records
     where it replaced: :func:`clean_and_show`)."""
-    email, wxid, card, id_number, mobile, landline, after_keyword, *more, run = _PII_PATTERNS
+    email, wxid, card, card_keyword, id_number, mobile, landline, after_keyword, *more, run = (
+        _PII_PATTERNS
+    )
     if "@" in text:
         text = sub(*email, text)
     if "wxid_" in text:
@@ -607,6 +635,9 @@ def _mask(
     long_number = _LONG_NUMBER.search(text) is not None
     if long_number:
         text = sub(*card, text)
+    if any(word in text for word in _CARD_WORDS):  # also digit by digit: no long number then
+        text = sub(*card_keyword, text)
+    if long_number:
         text = sub(*id_number, text)
     if _MOBILE_START.search(text):
         text = sub(*mobile, text)

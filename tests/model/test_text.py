@@ -503,19 +503,37 @@ def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle
     check = _luhn_check_digit(body)
     digits = body + (str((int(check) + 1) % 10) if fail else check)
     grouped = separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    # After 编号, no keyword: after 卡号 any twelve digits or more are a card's (the next test).
     for written in (digits, grouped):
-        masked = mask_pii(f"卡号{written}。")
+        masked = mask_pii(f"编号{written}。")
         if re.fullmatch(_FIRST_ID_18, digits):
-            assert masked == f"卡号{MASK_ID}。"  # a plausible ID number stays one
+            assert masked == f"编号{MASK_ID}。"  # a plausible ID number stays one
         elif first not in "34569":  # no card issuer's first digit: an order or ticket number
             assert MASK_CARD not in masked
         elif not fail:
-            assert masked == f"卡号{MASK_CARD}。"
+            assert masked == f"编号{MASK_CARD}。"
         elif written == grouped and len(digits) > 16 and _passes_luhn(digits[:16]):
             # Four groups that pass, then one that is not part of the card.
-            assert masked == f"卡号{MASK_CARD}{grouped[19:]}。"
+            assert masked == f"编号{MASK_CARD}{grouped[19:]}。"
         else:
             assert MASK_CARD not in masked
+
+
+@given(
+    st.sampled_from(["银行卡号", "卡号", "账号:", "帐户", "卡號", "賬號"]),
+    st.sampled_from("3456789"),
+    st.text(alphabet="0123456789", min_size=11, max_size=18),
+    st.sampled_from(["", " ", "-"]),
+)
+def test_any_number_after_a_card_keyword_is_masked_whole(keyword, first, rest, separator):
+    # Luhn or not: a mistyped card, a savings account's number. An ID number stays one; four
+    # groups that pass Luhn are a card and a short group after them is kept (6217 0000 1234 5670
+    # 12月: the other test above).
+    digits = first + rest
+    grouped = separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    masked = mask_pii(f"{keyword}{grouped}。")
+    assert masked.startswith((f"{keyword}{MASK_CARD}", f"{keyword}{MASK_ID}")), masked
+    assert len(re.sub(r"\D", "", masked)) <= 3, masked
 
 
 _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
@@ -851,6 +869,7 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 _S = r"(?: ?[.\-–—‐‑‒―−。] ?| )"
 _CN = "〇零一幺二两兩三四五六七八九"
 _FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx][Xx]?(?!\d)"
+_FIRST_ID_15 = r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?!\d)"
 
 
 def _card_as_first_written(match: re.Match[str]) -> str:
@@ -880,6 +899,21 @@ _FIRST_PII_PATTERNS = (
         r"(?:[ .\-–—‐‑‒―−。]\d{1,3})?(?![ .\-–—‐‑‒―−。]\d{1,3}[Xx]))"
         r"(?![\dXx])",
         _card_as_first_written,
+    ),
+    (
+        r"(银行卡|卡号|账号|帐号|账户|帐户|銀行卡|卡號|賬號|帳號|賬戶|帳戶)"
+        r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+        r"(\d(?:[ .\-–—‐‑‒―−。]?\d){11,})(?!\d)",
+        lambda m: (
+            m[1]
+            + m[2]
+            + (
+                "[身份证号]"
+                if re.fullmatch(_FIRST_ID_18, re.sub(r"\D", "", m[3]))
+                or re.fullmatch(_FIRST_ID_15, re.sub(r"\D", "", m[3]))
+                else "[银行卡号]"
+            )
+        ),
     ),
     (_FIRST_ID_18, "[身份证号]"),
     (
@@ -943,6 +977,7 @@ _FIRST_PII_PATTERNS = (
     ),
     (
         r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+        r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
         r"|tel|身份证|身份證|证件|證件)((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
         r"(\d(?:[ .\-–—‐‑‒―−。]?\d){6,}x?)(?!\d)",
         lambda m: (
@@ -1442,3 +1477,31 @@ def test_an_id_number_glued_to_latin_letters_is_masked(number, grouping, separat
     masked = clean(f"我的号码{grouped}{after}，谢谢")
     assert MASK_ID in masked
     assert number[6:14] not in re.sub(r"\D", "", masked)
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # "Call me back on …": the commonest words before a number in a 12345 ticket after 电话.
+        ("请回电88880000", f"请回电{MASK_LANDLINE}"),
+        ("麻烦致电 8888-0000", f"麻烦致电 {MASK_LANDLINE}"),
+        ("拨打88880000找我", f"拨打{MASK_LANDLINE}找我"),
+        ("电联0731 88880000", f"电联{MASK_LANDLINE}"),
+        ("来电号码88880000", f"来电号码{MASK_LANDLINE}"),
+        ("请回拨1381234567", f"请回拨{MASK_MOBILE}"),  # a digit short
+        ("請回電88880000", f"請回電{MASK_LANDLINE}"),
+        ("撥打 8888 0000", f"撥打 {MASK_LANDLINE}"),
+        # A card or account number that fails the Luhn check is still the citizen's after its
+        # keyword (a mistyped digit, a savings account's number).
+        ("银行卡号:6222021234567890", f"银行卡号:{MASK_CARD}"),
+        ("退款到我的账号 6222 1234 5678 9012", f"退款到我的账号 {MASK_CARD}"),
+        ("帐号：622202123456789012345", f"帐号:{MASK_CARD}"),
+        ("卡號6222021234567890", f"卡號{MASK_CARD}"),
+        # Not numbers of a person: hotlines and short codes.
+        ("拨打12345热线", "拨打12345热线"),
+        ("请致电110", "请致电110"),
+        ("账号123456登录不了", "账号123456登录不了"),
+    ],
+)
+def test_a_number_after_a_call_back_or_account_keyword_is_masked(written: str, masked: str) -> None:
+    assert clean(written) == masked
