@@ -358,12 +358,13 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         MASK_MOBILE,
     ),
-    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号 (traditional Q號, QQ羣).
+    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号 (traditional Q號, QQ羣);
+    # also in groups, as a phone number is written (QQ：123 456 789, QQ:1234-5678).
     (
         _pattern(
             r"(q(?<![a-z]q)q|扣扣|q(?<![a-z]q)[号號])"
             r"( ?(?:号码|号|號碼|號|号碼|號码|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
-            r"[1-9]\d{4,10}(?!\d)"
+            r"[1-9](?:{S}?\d){4,10}(?!\d)"
         ),
         r"\1\2" + MASK_QQ,
     ),

@@ -952,7 +952,7 @@ _FIRST_PII_PATTERNS = (
     (
         r"((?<![a-z])qq|扣扣|(?<![a-z])q[号號])"
         r"( ?(?:号码|号|號碼|號|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
-        r"[1-9]\d{4,10}(?!\d)",
+        r"[1-9](?:[ .\-–—‐‑‒―−。]?\d){4,10}(?!\d)",
         r"\1\2[qq号]",
     ),
     (
@@ -1505,3 +1505,15 @@ def test_an_id_number_glued_to_latin_letters_is_masked(number, grouping, separat
 )
 def test_a_number_after_a_call_back_or_account_keyword_is_masked(written: str, masked: str) -> None:
     assert clean(written) == masked
+
+
+@given(
+    st.sampled_from(["QQ", "qq号", "QQ号码:", "扣扣", "Q號"]),
+    st.from_regex(r"[1-9][0-9]{4,10}", fullmatch=True),
+    st.sampled_from([" ", "-", " - ", "."]),
+    st.integers(1, 4),
+)
+def test_a_qq_number_in_groups_is_masked(keyword, number, separator, size):
+    # QQ：123 456 789, as a phone number is grouped, kept every digit.
+    grouped = separator.join(number[i : i + size] for i in range(0, len(number), size))
+    assert clean(f"加我{keyword}{grouped}，谢谢").endswith(f"{MASK_QQ},谢谢")
