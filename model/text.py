@@ -230,12 +230,18 @@ _BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:�
 # (电话一 三 九 一 二 三…, 身份证号四三零一零二…, 电话八八八八零零零零): see _mask_keyword_run.
 # The words asking to be called back (请回电, 致电, 拨打, 电联, 来电号码, 回拨) name a telephone
 # number as 电话 does.
-_KEYWORD_RUN = _pattern(
+# After a keyword, a number's groups may also be separated by an underscore, a slash, a middle dot
+# or a tilde (电话138_1234_5678, 手机号:138/1234/5678): there they can be nothing else.
+_RUN_SEPARATORS = "_/·~"
+_RUN_SEP = "(?: ?[" + re.escape(_SEPARATORS.replace(" ", "") + _RUN_SEPARATORS) + "] ?| )"
+_KEYWORD_RUN = re.compile(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
     r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
     rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
-    rf"(\d(?:{{S}}?\d){{6,}}x?(?!\d)|[{_CN_DIGITS}](?:{{S}}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
+    rf"(\d(?:{_RUN_SEP}?\d){{6,}}x?(?!\d)"
+    rf"|[{_CN_DIGITS}](?:{_RUN_SEP}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
 )
+_NO_RUN_SEPARATORS = str.maketrans("", "", _SEPARATORS + _RUN_SEPARATORS)
 # The numerals of a mobile number and of an ID number.
 _MOBILE_LENGTH = 11
 _ID_LENGTH = 18
@@ -246,7 +252,7 @@ _KEYWORD_RUN_MIN = 7
 def _mask_keyword_run(match: re.Match[str]) -> str:
     """The number after a keyword, masked as what its keyword names it."""
     keyword, between, number = match.groups()
-    digits = number.translate(_NO_SEPARATORS).translate(_CN_TO_DIGITS)
+    digits = number.translate(_NO_RUN_SEPARATORS).translate(_CN_TO_DIGITS)
     if keyword in ("身份证", "身份證", "证件", "證件"):
         mask, length = MASK_ID, _ID_LENGTH
     elif digits[:1] == "1" and digits[1:2] in "3456789":

@@ -979,7 +979,7 @@ _FIRST_PII_PATTERNS = (
         r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
         r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
         r"|tel|身份证|身份證|证件|證件)((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
-        r"(\d(?:[ .\-–—‐‑‒―−。]?\d){6,}x?)(?!\d)",
+        r"(\d(?:(?: ?[.\-–—‐‑‒―−。_/·~] ?| )?\d){6,}x?)(?!\d)",
         lambda m: (
             m[1]
             + m[2]
@@ -1517,3 +1517,16 @@ def test_a_qq_number_in_groups_is_masked(keyword, number, separator, size):
     # QQ：123 456 789, as a phone number is grouped, kept every digit.
     grouped = separator.join(number[i : i + size] for i in range(0, len(number), size))
     assert clean(f"加我{keyword}{grouped}，谢谢").endswith(f"{MASK_QQ},谢谢")
+
+
+@given(
+    st.sampled_from(["电话", "手机号:", "联系方式:", "身份证号", "请回电"]),
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["_", "/", "·", "~", " / ", "_ "]),
+)
+def test_a_number_after_a_keyword_with_other_separators_is_masked(keyword, number, separator):
+    # 138_1234_5678, 138/1234/5678, 138·1234·5678 after their keyword kept every digit: only a
+    # space, a dot or a dash was read between a number's groups there.
+    grouped = separator.join([number[:3], number[3:7], number[7:]])
+    masked = clean(f"{keyword}{grouped},谢谢")
+    assert not re.search(r"\d", masked), masked
