@@ -89,16 +89,19 @@ def _pattern(source: str) -> re.Pattern[str]:
 # 430102–1990–0101–1234), the birth date checked alike; and the 15-digit numbers of the first
 # generation (430102900101123: no century and no check digit, so its month and day are both
 # checked), also in groups of 6-6-3 digits with the same separators (430102 900101 123,
-# 430102-900101-123). One pattern for all these forms scans a long ticket as fast as one for the
-# unbroken form; the tests check it against a pattern for each.
+# 430102-900101-123). A letter may follow, as a digit may not: contact details typed without
+# punctuation (430102199001011234qq12345, …1234wx:…) left the number whole when a letter after it
+# was refused, as it never was after a mobile number; an x typed after the 18th character
+# (430102199001011234x) is taken with it. One pattern for all these forms scans a long ticket as
+# fast as one for the unbroken form; the tests check it against a pattern for each.
 _ID_NUMBER = _pattern(
     r"[1-9](?<!\d\d)\d{3}"
     r"(?:(?:\d{2}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}"
     r"|\d{2}{S}(?:18|19|20)\d{2}{S}?(?:0[1-9]|1[0-2])\d{2}{S}\d{3}"
-    r"|{S}\d{2}(?:18|19|20){S}\d{2}(?:0[1-9]|1[0-2]){S}\d{4}{S}\d)[\dXx]"
+    r"|{S}\d{2}(?:18|19|20){S}\d{2}(?:0[1-9]|1[0-2]){S}\d{4}{S}\d)[\dXx][Xx]?"
     r"|\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}"
     r"|\d{2}{S}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]){S}\d{3})"
-    r"(?![\dA-Za-z])"
+    r"(?!\d)"
 )
 
 
@@ -225,11 +228,20 @@ _BEFORE_NUMBER = r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:�
 # typed. Seven digits at least, as a bare landline after its keyword; an x may end an ID number.
 # Likewise seven Chinese numerals or more, as speech recognition writes the number a caller says
 # (电话一 三 九 一 二 三…, 身份证号四三零一零二…, 电话八八八八零零零零): see _mask_keyword_run.
-_KEYWORD_RUN = _pattern(
+# The words asking to be called back (请回电, 致电, 拨打, 电联, 来电号码, 回拨) name a telephone
+# number as 电话 does.
+# After a keyword, a number's groups may also be separated by an underscore, a slash, a middle dot
+# or a tilde (电话138_1234_5678, 手机号:138/1234/5678): there they can be nothing else.
+_RUN_SEPARATORS = "_/·~"
+_RUN_SEP = "(?: ?[" + re.escape(_SEPARATORS.replace(" ", "") + _RUN_SEPARATORS) + "] ?| )"
+_KEYWORD_RUN = re.compile(
     r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+    r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
     rf"|tel|身份证|身份證|证件|證件){_BEFORE_NUMBER}"
-    rf"(\d(?:{{S}}?\d){{6,}}x?(?!\d)|[{_CN_DIGITS}](?:{{S}}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
+    rf"(\d(?:{_RUN_SEP}?\d){{6,}}x?(?!\d)"
+    rf"|[{_CN_DIGITS}](?:{_RUN_SEP}?[{_CN_DIGITS}]){{6,}}x?(?![{_CN_DIGITS}]))"
 )
+_NO_RUN_SEPARATORS = str.maketrans("", "", _SEPARATORS + _RUN_SEPARATORS)
 # The numerals of a mobile number and of an ID number.
 _MOBILE_LENGTH = 11
 _ID_LENGTH = 18
@@ -240,7 +252,7 @@ _KEYWORD_RUN_MIN = 7
 def _mask_keyword_run(match: re.Match[str]) -> str:
     """The number after a keyword, masked as what its keyword names it."""
     keyword, between, number = match.groups()
-    digits = number.translate(_NO_SEPARATORS).translate(_CN_TO_DIGITS)
+    digits = number.translate(_NO_RUN_SEPARATORS).translate(_CN_TO_DIGITS)
     if keyword in ("身份证", "身份證", "证件", "證件"):
         mask, length = MASK_ID, _ID_LENGTH
     elif digits[:1] == "1" and digits[1:2] in "3456789":
@@ -254,6 +266,28 @@ def _mask_keyword_run(match: re.Match[str]) -> str:
         # "all along"), or are a slip of the tongue; either way too few to be a number of their own.
         rest = number[numerals[length - 1] + 1 :]
     return keyword + between + mask + rest
+
+
+# After a bank card's or an account's keyword (银行卡号, 卡号, 账号, 账户), twelve digits or more
+# (a space, a dot or a dash allowed between any two) are its number, masked as a card whether or
+# not they pass the Luhn check (a mistyped digit, a savings account's number), or as the ID number
+# they are (社保卡号 430102…); fewer are a login's or a member's number, kept. Before the ID, mobile
+# and landline patterns, which took groups of such a number (6222 0212 3456 7890 left 6222).
+_CARD_KEYWORD_RUN = _pattern(
+    rf"(银行卡|卡号|账号|帐号|账户|帐户|銀行卡|卡號|賬號|帳號|賬戶|帳戶){_BEFORE_NUMBER}"
+    r"(\d(?:{S}?\d){11,})(?!\d)"
+)
+
+
+# What each of those keywords holds: a ticket without any is not searched for them.
+_CARD_WORDS = ("卡", "账", "帐", "賬", "帳")
+
+
+def _mask_card_keyword_run(match: re.Match[str]) -> str:
+    """The number after a card's or an account's keyword, masked as a card or an ID number."""
+    keyword, between, number = match.groups()
+    digits = number.translate(_NO_SEPARATORS)
+    return keyword + between + (MASK_ID if _ID_NUMBER.fullmatch(digits) else MASK_CARD)
 
 
 # Order matters: a bank card number contains runs that look like an ID number's groups or a
@@ -284,6 +318,7 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         _mask_card,
     ),
+    (_CARD_KEYWORD_RUN, _mask_card_keyword_run),
     (_ID_NUMBER, MASK_ID),
     # Mobile numbers, also written with spaces, hyphens, dots or dashes (138-0000-1234,
     # 138.0000.1234, 138–0000–1234) or a +86 or 0086 prefix.
@@ -329,12 +364,13 @@ _PII_PATTERNS: tuple[tuple[re.Pattern[str] | _EmailPattern, _Replacement], ...] 
         ),
         MASK_MOBILE,
     ),
-    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号 (traditional Q號, QQ羣).
+    # A QQ number (5-11 digits) after QQ, QQ号, QQ号码, QQ群, 扣扣 or Q号 (traditional Q號, QQ羣);
+    # also in groups, as a phone number is written (QQ：123 456 789, QQ:1234-5678).
     (
         _pattern(
             r"(q(?<![a-z]q)q|扣扣|q(?<![a-z]q)[号號])"
             r"( ?(?:号码|号|號碼|號|号碼|號码|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
-            r"[1-9]\d{4,10}(?!\d)"
+            r"[1-9](?:{S}?\d){4,10}(?!\d)"
         ),
         r"\1\2" + MASK_QQ,
     ),
@@ -596,7 +632,9 @@ def _mask(
 ) -> str:
     """:func:`mask_pii`, each pattern applied by ``sub`` (:func:`_sub`, or one that also records
     where it replaced: :func:`clean_and_show`)."""
-    email, wxid, card, id_number, mobile, landline, after_keyword, *more, run = _PII_PATTERNS
+    email, wxid, card, card_keyword, id_number, mobile, landline, after_keyword, *more, run = (
+        _PII_PATTERNS
+    )
     if "@" in text:
         text = sub(*email, text)
     if "wxid_" in text:
@@ -604,6 +642,9 @@ def _mask(
     long_number = _LONG_NUMBER.search(text) is not None
     if long_number:
         text = sub(*card, text)
+    if any(word in text for word in _CARD_WORDS):  # also digit by digit: no long number then
+        text = sub(*card_keyword, text)
+    if long_number:
         text = sub(*id_number, text)
     if _MOBILE_START.search(text):
         text = sub(*mobile, text)

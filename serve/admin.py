@@ -32,6 +32,7 @@ from model.registry import (
     no_such_model,
     resolve_version,
 )
+from model.text import mask_label
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
 from serve.errors import ApiError, quoted
@@ -183,8 +184,13 @@ def _loader(app: Any) -> Callable[..., Any]:
 
 def _refused(app: Any, target: str, e: ModelLoadError) -> ApiError:
     served = getattr(app.state.router, "version", None)
-    logger.error("model reload refused (%s): %s; still serving %s", target, e, served)
-    return ApiError(422, "model_refused", f"{e}; still serving model {served}", "body.model_dir")
+    # The directory is a value sent, and the reason quotes it: masked, as a stored text is (a
+    # name with nothing to mask keeps its spelling, so the message still names the directory).
+    target, reason = mask_label(target), mask_label(str(e))
+    logger.error("model reload refused (%s): %s; still serving %s", target, reason, served)
+    return ApiError(
+        422, "model_refused", f"{reason}; still serving model {served}", "body.model_dir"
+    )
 
 
 async def reload_default(app: Any) -> str | None:

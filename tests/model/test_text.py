@@ -503,19 +503,37 @@ def test_any_card_number_is_masked_whole_unless_it_is_an_id_number(first, middle
     check = _luhn_check_digit(body)
     digits = body + (str((int(check) + 1) % 10) if fail else check)
     grouped = separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    # After 编号, no keyword: after 卡号 any twelve digits or more are a card's (the next test).
     for written in (digits, grouped):
-        masked = mask_pii(f"卡号{written}。")
+        masked = mask_pii(f"编号{written}。")
         if re.fullmatch(_FIRST_ID_18, digits):
-            assert masked == f"卡号{MASK_ID}。"  # a plausible ID number stays one
+            assert masked == f"编号{MASK_ID}。"  # a plausible ID number stays one
         elif first not in "34569":  # no card issuer's first digit: an order or ticket number
             assert MASK_CARD not in masked
         elif not fail:
-            assert masked == f"卡号{MASK_CARD}。"
+            assert masked == f"编号{MASK_CARD}。"
         elif written == grouped and len(digits) > 16 and _passes_luhn(digits[:16]):
             # Four groups that pass, then one that is not part of the card.
-            assert masked == f"卡号{MASK_CARD}{grouped[19:]}。"
+            assert masked == f"编号{MASK_CARD}{grouped[19:]}。"
         else:
             assert MASK_CARD not in masked
+
+
+@given(
+    st.sampled_from(["银行卡号", "卡号", "账号:", "帐户", "卡號", "賬號"]),
+    st.sampled_from("3456789"),
+    st.text(alphabet="0123456789", min_size=11, max_size=18),
+    st.sampled_from(["", " ", "-"]),
+)
+def test_any_number_after_a_card_keyword_is_masked_whole(keyword, first, rest, separator):
+    # Luhn or not: a mistyped card, a savings account's number. An ID number stays one; four
+    # groups that pass Luhn are a card and a short group after them is kept (6217 0000 1234 5670
+    # 12月: the other test above).
+    digits = first + rest
+    grouped = separator.join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    masked = mask_pii(f"{keyword}{grouped}。")
+    assert masked.startswith((f"{keyword}{MASK_CARD}", f"{keyword}{MASK_ID}")), masked
+    assert len(re.sub(r"\D", "", masked)) <= 3, masked
 
 
 _GROUPINGS = ((6, 8, 4), (6, 4, 4, 4), (4, 4, 4, 4, 2))
@@ -850,7 +868,8 @@ def test_fast_nfkc_equals_unicodedata(s, repeat):
 # either side (138 - 1234 - 5678): _S, written [ .\-–—‐‑‒―−。] in the patterns below.
 _S = r"(?: ?[.\-–—‐‑‒―−。] ?| )"
 _CN = "〇零一幺二两兩三四五六七八九"
-_FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])"
+_FIRST_ID_18 = r"(?<!\d)[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx][Xx]?(?!\d)"
+_FIRST_ID_15 = r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?!\d)"
 
 
 def _card_as_first_written(match: re.Match[str]) -> str:
@@ -881,22 +900,37 @@ _FIRST_PII_PATTERNS = (
         r"(?![\dXx])",
         _card_as_first_written,
     ),
+    (
+        r"(银行卡|卡号|账号|帐号|账户|帐户|銀行卡|卡號|賬號|帳號|賬戶|帳戶)"
+        r"((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
+        r"(\d(?:[ .\-–—‐‑‒―−。]?\d){11,})(?!\d)",
+        lambda m: (
+            m[1]
+            + m[2]
+            + (
+                "[身份证号]"
+                if re.fullmatch(_FIRST_ID_18, re.sub(r"\D", "", m[3]))
+                or re.fullmatch(_FIRST_ID_15, re.sub(r"\D", "", m[3]))
+                else "[银行卡号]"
+            )
+        ),
+    ),
     (_FIRST_ID_18, "[身份证号]"),
     (
         r"(?<!\d)(?:[1-9]\d{5}[ .\-–—‐‑‒―−。](?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}[ .\-–—‐‑‒―−。]\d{3}"  # 6-8-4
         r"|[1-9]\d{5}[ .\-–—‐‑‒―−。](?:18|19|20)\d{2}[ .\-–—‐‑‒―−。](?:0[1-9]|1[0-2])\d{2}[ .\-–—‐‑‒―−。]\d{3}"  # 6-4-4-4
         r"|[1-9]\d{3}[ .\-–—‐‑‒―−。]\d{2}(?:18|19|20)[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])"  # 4-4-4-4-2
         r"[ .\-–—‐‑‒―−。]\d{4}[ .\-–—‐‑‒―−。]\d)"
-        r"[\dXx](?![\dA-Za-z])",
+        r"[\dXx][Xx]?(?!\d)",
         "[身份证号]",
     ),
     (
-        r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![\dA-Za-z])",
+        r"(?<!\d)[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?!\d)",
         "[身份证号]",
     ),
     (
         r"(?<!\d)[1-9]\d{5}[ .\-–—‐‑‒―−。]\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ .\-–—‐‑‒―−。]\d{3}"  # 6-6-3
-        r"(?![\dA-Za-z])",
+        r"(?!\d)",
         "[身份证号]",
     ),
     (r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ .\-–—‐‑‒―−。]?\d{4}){2}(?!\d)", "[手机号]"),
@@ -918,7 +952,7 @@ _FIRST_PII_PATTERNS = (
     (
         r"((?<![a-z])qq|扣扣|(?<![a-z])q[号號])"
         r"( ?(?:号码|号|號碼|號|[群羣][号號]?)?(?:是|为|為|爲)?[:：]?\s*)"
-        r"[1-9]\d{4,10}(?!\d)",
+        r"[1-9](?:[ .\-–—‐‑‒―−。]?\d){4,10}(?!\d)",
         r"\1\2[qq号]",
     ),
     (
@@ -943,8 +977,9 @@ _FIRST_PII_PATTERNS = (
     ),
     (
         r"(电话|手机|座机|固话|联系方式|联系|联络|電話|手機|座機|固話|聯繫|聯絡|電话|电話|联繫|聯系|联絡|聯络"
+        r"|回电|致电|拨打|电联|来电|回拨|回電|致電|撥打|電聯|來電|回撥"
         r"|tel|身份证|身份證|证件|證件)((?:号码|号|是|为|號碼|號|為|爲|号碼|號码)?[:：]?\s*)"
-        r"(\d(?:[ .\-–—‐‑‒―−。]?\d){6,}x?)(?!\d)",
+        r"(\d(?:(?: ?[.\-–—‐‑‒―−。_/·~] ?| )?\d){6,}x?)(?!\d)",
         lambda m: (
             m[1]
             + m[2]
@@ -1415,3 +1450,83 @@ def test_clean_and_show_reads_as_clean_and_shows_nothing_it_masked(text: str, sc
     assert cleaned == clean(text, script)
     # What is shown reads as what the model read: nothing in it is left for masking to replace.
     assert clean(shown, script) == cleaned, (text, shown)
+
+
+@given(
+    st.tuples(
+        st.sampled_from("123456"),
+        st.text(alphabet="0123456789", min_size=5, max_size=5),
+        st.sampled_from(["19", "20"]),
+        st.text(alphabet="0123456789", min_size=2, max_size=2),
+        st.sampled_from([f"{m:02d}" for m in range(1, 13)]),
+        st.sampled_from([f"{d:02d}" for d in range(1, 29)]),
+        st.text(alphabet="0123456789", min_size=3, max_size=3),
+        st.sampled_from("0123456789Xx"),
+    ).map("".join),
+    st.sampled_from(_GROUPINGS),
+    st.sampled_from(["", " ", "-"]),
+    st.sampled_from(["a", "qq", "wx", "id", "ok", "Z", "abc"]),
+)
+@example("430102199001011234", (6, 8, 4), "", "qq")
+def test_an_id_number_glued_to_latin_letters_is_masked(number, grouping, separator, after):
+    # Contact details typed without punctuation (身份证 number, then "qq…" or "wx…") left an ID
+    # number with no keyword before it whole: the pattern refused a letter after it, a mobile
+    # number's never did. A letter after the number now keeps it no less masked.
+    bounds = pairwise([0, *accumulate(grouping)])
+    grouped = separator.join(number[start:end] for start, end in bounds)
+    masked = clean(f"我的号码{grouped}{after}，谢谢")
+    assert MASK_ID in masked
+    assert number[6:14] not in re.sub(r"\D", "", masked)
+
+
+@pytest.mark.parametrize(
+    ("written", "masked"),
+    [
+        # "Call me back on …": the commonest words before a number in a 12345 ticket after 电话.
+        ("请回电88880000", f"请回电{MASK_LANDLINE}"),
+        ("麻烦致电 8888-0000", f"麻烦致电 {MASK_LANDLINE}"),
+        ("拨打88880000找我", f"拨打{MASK_LANDLINE}找我"),
+        ("电联0731 88880000", f"电联{MASK_LANDLINE}"),
+        ("来电号码88880000", f"来电号码{MASK_LANDLINE}"),
+        ("请回拨1381234567", f"请回拨{MASK_MOBILE}"),  # a digit short
+        ("請回電88880000", f"請回電{MASK_LANDLINE}"),
+        ("撥打 8888 0000", f"撥打 {MASK_LANDLINE}"),
+        # A card or account number that fails the Luhn check is still the citizen's after its
+        # keyword (a mistyped digit, a savings account's number).
+        ("银行卡号:6222021234567890", f"银行卡号:{MASK_CARD}"),
+        ("退款到我的账号 6222 1234 5678 9012", f"退款到我的账号 {MASK_CARD}"),
+        ("帐号：622202123456789012345", f"帐号:{MASK_CARD}"),
+        ("卡號6222021234567890", f"卡號{MASK_CARD}"),
+        # Not numbers of a person: hotlines and short codes.
+        ("拨打12345热线", "拨打12345热线"),
+        ("请致电110", "请致电110"),
+        ("账号123456登录不了", "账号123456登录不了"),
+    ],
+)
+def test_a_number_after_a_call_back_or_account_keyword_is_masked(written: str, masked: str) -> None:
+    assert clean(written) == masked
+
+
+@given(
+    st.sampled_from(["QQ", "qq号", "QQ号码:", "扣扣", "Q號"]),
+    st.from_regex(r"[1-9][0-9]{4,10}", fullmatch=True),
+    st.sampled_from([" ", "-", " - ", "."]),
+    st.integers(1, 4),
+)
+def test_a_qq_number_in_groups_is_masked(keyword, number, separator, size):
+    # QQ：123 456 789, as a phone number is grouped, kept every digit.
+    grouped = separator.join(number[i : i + size] for i in range(0, len(number), size))
+    assert clean(f"加我{keyword}{grouped}，谢谢").endswith(f"{MASK_QQ},谢谢")
+
+
+@given(
+    st.sampled_from(["电话", "手机号:", "联系方式:", "身份证号", "请回电"]),
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["_", "/", "·", "~", " / ", "_ "]),
+)
+def test_a_number_after_a_keyword_with_other_separators_is_masked(keyword, number, separator):
+    # 138_1234_5678, 138/1234/5678, 138·1234·5678 after their keyword kept every digit: only a
+    # space, a dot or a dash was read between a number's groups there.
+    grouped = separator.join([number[:3], number[3:7], number[7:]])
+    masked = clean(f"{keyword}{grouped},谢谢")
+    assert not re.search(r"\d", masked), masked

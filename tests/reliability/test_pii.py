@@ -235,6 +235,25 @@ def test_logs_hold_no_pii(
         assert_clean(str(record.args))
 
 
+def test_a_refused_reload_quotes_the_model_dir_masked(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    # "Error messages never quote a value sent": a reload naming a directory outside the model
+    # root answered and logged the path as sent, whatever it held.
+    client = make_client()
+    with caplog.at_level(logging.DEBUG):
+        response = client.post("/v1/admin/reload", json={"model_dir": f"/tmp/{PHONE}/{EMAIL}"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "model_refused"
+    assert "outside the model root" in error["message"]
+    assert "/tmp/[手机号]/[邮箱]" in error["message"]
+    assert_clean(response.text)
+    refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert_clean(refused[0])
+
+
 def test_an_unexpected_error_reaches_no_server_log(
     make_settings: Callable[..., Settings],
     cached_loader: Callable[[Path, Path | None], Any],
