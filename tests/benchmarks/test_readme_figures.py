@@ -342,3 +342,31 @@ def test_the_channel_stopwords_figures_say_what_their_json_holds():
     assert 0.58 <= now["macro_f1"]["mean"] < 0.585
     docs = (ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
     assert f"macro-F1 {now['macro_f1']['mean']:.3f} ± {now['macro_f1']['std']:.3f}" in docs
+
+
+def test_the_catch_all_figures_say_what_their_json_holds():
+    # docs/accuracy.md's figures of the run with a catch-all offered third, against the run of
+    # the same folds without it: the option moves no suggestion, so only top-3 may differ.
+    run = result("accuracy_catch_all.json")
+    assert run["config"]["catch_all_candidates"] == "其他,属地政府"
+    before = result("accuracy_channel_stopwords.json")["tasks"]["department"]
+    pairs = list(zip(before["runs"], run["tasks"]["department"]["runs"], strict=True))
+    assert all((a["seed"], a["fold"]) == (b["seed"], b["fold"]) for a, b in pairs)
+    for a, b in pairs:
+        for key in ("macro_f1", "accuracy"):
+            assert a["paidan"][key] == b["paidan"][key]
+        assert a["paidan"]["auto"]["coverage"] == b["paidan"]["auto"]["coverage"]
+        assert a["paidan"]["auto"]["precision"] == b["paidan"]["auto"]["precision"]
+    deltas = [b["paidan"]["top3_accuracy"] - a["paidan"]["top3_accuracy"] for a, b in pairs]
+    better, worse = sum(d > 1e-9 for d in deltas), sum(d < -1e-9 for d in deltas)
+    now = run["tasks"]["department"]["summary"]["paidan"]["top3_accuracy"]["mean"]
+    seeds = [
+        statistics.mean(b["paidan"]["top3_accuracy"] for _, b in pairs if b["seed"] == seed)
+        for seed in (42, 0, 7)
+    ]
+    text = docs()
+    assert (
+        f"top-3 **{now:.3f}** against 0.8995 (better on {better} folds of 15, worse on {worse}, "
+        f"the same on {15 - better - worse}; seed means {seeds[0]:.3f}, {seeds[1]:.3f} and "
+        f"{seeds[2]:.3f} against" in text
+    )
