@@ -198,20 +198,6 @@ class TrainingConfig:
         before the setting did. Of the 7,562 shared real tickets (simplified), 104 change, each by
         the few stray traditional characters its title or text held (203 of 2.8 million
         characters). Recorded in the model, which is always served with it.
-    catch_all_candidates : str
-        Department labels, comma-separated, that stand for no single functional bureau: the
-        catch-alls (其他, and 属地政府 where a centre sends matters to the local government, the
-        district or street office, when no bureau owns them). Such labels gather tickets of every
-        kind, so no word speaks for them and the head seldom ranks them high, though a dispatcher
-        must consider them whenever no bureau clearly owns the matter. When the two first
-        candidates hold less than ``catch_all_mass`` of the department ranking's weight and none
-        of these labels is among the first three, the likeliest of them takes third place; the
-        suggestion and the second candidate stay, and so does every probability shown. Labels the
-        head did not learn are passed over. ``""`` (the default) leaves the ranking as it is.
-    catch_all_mass : float
-        The weight (of the prior-shifted scores the department head ranks by, which sum to 1)
-        under which the two first candidates leave the third place to a catch-all (see
-        ``catch_all_candidates``): 0.5, when the first two together are less likely than not.
     remit_weight : float
         The weight of each remit (a row of ``paidan train --remits``: a department's or a
         category's name and, in words, the matters it covers) in the fits of its label's head,
@@ -255,8 +241,6 @@ class TrainingConfig:
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
     remit_weight: float = 3.0
-    catch_all_candidates: str = ""
-    catch_all_mass: float = 0.5
 
     def __post_init__(self) -> None:
         """Refuse a value of the wrong type or out of range (:class:`ConfigError`, naming both).
@@ -338,21 +322,9 @@ class TrainingConfig:
                 self.prior_alpha is None or 0 <= self.prior_alpha <= 1,
                 "between 0 and 1, or None",
             ),
-            ("catch_all_mass", 0 < self.catch_all_mass <= 1, "above 0 and at most 1"),
-            (
-                "catch_all_candidates",
-                all(self.catch_all_labels()) or not self.catch_all_candidates.strip(),
-                "labels separated by commas, none of them empty",
-            ),
         ):
             if not ok:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be {limit}")
-
-    def catch_all_labels(self) -> tuple[str, ...]:
-        """The labels of ``catch_all_candidates``, in its order, without surrounding spaces."""
-        if not self.catch_all_candidates.strip():
-            return ()
-        return tuple(label.strip() for label in self.catch_all_candidates.split(","))
 
     def multinomial_share(self, head: str) -> float:
         """``multinomial_weight`` for the department head; 0 for the others (never measured)."""
@@ -396,8 +368,6 @@ def _type_error(value: Any, hint: Any) -> str:
             ok, what = isinstance(value, bool), "true or false"
         elif kind is int:
             ok, what = isinstance(value, numbers.Integral), "an integer"
-        elif kind is str:
-            ok, what = isinstance(value, str), "a string"
         else:  # float
             ok, what = isinstance(value, numbers.Real), "a number"
         if ok and (kind is bool or not isinstance(value, bool)):

@@ -256,10 +256,6 @@ class Head:
     prior_alpha: float = 0.0
     confidence_map: tuple[float, float] = IDENTITY_MAP
     label_names: tuple[str, ...] = ()
-    # TrainingConfig.catch_all_candidates and catch_all_mass, for the department head
-    # (offer_catch_all); () offers none, as heads pickled before them do.
-    catch_alls: tuple[str, ...] = ()
-    catch_all_mass: float = 0.0
 
     @cached_property
     def labels(self) -> list[str]:
@@ -283,31 +279,20 @@ class Head:
         # getattr: heads pickled before the prior shift existed have no alpha.
         return prior_weights(self.label_counts, getattr(self, "prior_alpha", 0.0))
 
-    @cached_property
-    def catch_all_columns(self) -> list[int]:
-        """Columns of the catch-alls :meth:`shift` may offer third (:func:`offer_catch_all`)."""
-        # getattr: heads pickled before the setting existed offer none.
-        labels = self.labels
-        return [labels.index(c) for c in getattr(self, "catch_alls", ()) if c in labels]
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for cached in ("labels", "label_counts", "shift_weights", "catch_all_columns"):
-            state.pop(cached, None)  # derived from the rest
+        for cached in ("labels", "label_counts", "shift_weights"):  # derived from the rest
+            state.pop(cached, None)
         return state
 
     def shift(self, proba: np.ndarray) -> np.ndarray:
-        """Scores that rank this head's labels: the probabilities, prior-shifted (:func:`shift_prior`),
-        with a catch-all offered third where the first two are unsure (:func:`offer_catch_all`).
+        """Scores that rank this head's labels: the probabilities, prior-shifted (:func:`shift_prior`).
 
         The head suggests labels in this order; the score it shows for a label, and the one its
         auto threshold reads, stays the probability of that label (:meth:`scores`), so a label
         that the shift moves ahead of a likelier one is seldom dispatched without a person.
         """
-        rank = _shift(proba, self.shift_weights)
-        if not self.catch_all_columns:
-            return rank
-        return offer_catch_all(rank, self.catch_all_columns, self.catch_all_mass)
+        return _shift(proba, self.shift_weights)
 
     def scores(
         self, proba: np.ndarray, rank: np.ndarray | None = None, suggested: np.ndarray | None = None
@@ -386,32 +371,6 @@ def _shift(proba: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     shifted = proba * weights
     total = shifted.sum(axis=1, keepdims=True)
     return np.divide(shifted, total, out=np.array(proba, dtype=np.float64), where=total > 0)
-
-
-def offer_catch_all(rank: np.ndarray, columns: Sequence[int], mass: float) -> np.ndarray:
-    """Ranking scores ``rank`` with a catch-all label (one of ``columns``) moved to third place
-    in each row whose first two labels hold less than ``mass`` of the row's scores and whose
-    first three hold none of ``columns`` (``TrainingConfig.catch_all_candidates``).
-
-    The likeliest of the catch-alls by ``rank`` is given a score between the second label's and
-    the third's, so the first two keep their places and scores, and the old third becomes the
-    fourth. A row whose second and third scores are equal is left as it is (no score lies
-    between them). Returns ``rank`` itself when no row changes, else a copy.
-    """
-    if not len(columns) or rank.shape[1] < 4 or not len(rank):
-        return rank
-    cols = np.asarray(columns, dtype=np.intp)
-    order = np.argsort(-rank, axis=1, kind="stable")[:, :3]
-    first = np.take_along_axis(rank, order, axis=1)
-    unsure = first[:, 0] + first[:, 1] < mass
-    offered = np.isin(order, cols).any(axis=1)
-    rows = np.flatnonzero(unsure & ~offered & (first[:, 1] > first[:, 2]))
-    if not rows.size:
-        return rank
-    best = cols[rank[np.ix_(rows, cols)].argmax(axis=1)]
-    out = np.array(rank, dtype=np.float64)
-    out[rows, best] = (first[rows, 1] + first[rows, 2]) / 2
-    return out
 
 
 def recalibrate_suggestion(
@@ -941,8 +900,6 @@ class Router:
             counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
             prior_alpha=float(prior_alpha),
             confidence_map=(float(confidence_map[0]), float(confidence_map[1])),
-            catch_alls=self.config.catch_all_labels() if name == CATCH_ALL_HEAD else (),
-            catch_all_mass=float(self.config.catch_all_mass),
         )
         self.heads[name] = head
         self._compiled = None

@@ -48,14 +48,12 @@ from model.registry import (
     versions,
 )
 from model.router import (
-    CATCH_ALL_HEAD,
     HEADS,
     IDENTITY_MAP,
     LOGIT_EPS,
     Router,
     build_router,
     catch_all_rows,
-    offer_catch_all,
     recalibrate_suggestion,
     shift_prior,
     without_known_terms,
@@ -544,10 +542,6 @@ def cross_validate_heads(
         y, proba = y_all[scored], full[scored]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
-        if head == CATCH_ALL_HEAD:  # as the fitted head ranks (Head.shift): the top 3 only
-            catch_alls = [c for c in config.catch_all_labels() if c in labels]
-            columns = [labels.tolist().index(c) for c in catch_alls]
-            shifted = offer_catch_all(shifted, columns, config.catch_all_mass)
         best = shifted.argmax(axis=1)
         correct = labels[best] == y
         mapping = (

@@ -25,8 +25,6 @@ DEFAULTS = dataclasses.asdict(TrainingConfig())
         ("select_inputs", "false", False),
         ("C", "0.5", 0.5),
         ("lsa_components", "100", 100),
-        ("catch_all_candidates", "其他,属地政府", "其他,属地政府"),  # a str field
-        ("catch_all_mass", "0.4", 0.4),
     ],
 )
 def test_values_are_typed_like_the_field(key: str, value: str, expected: object) -> None:

@@ -33,14 +33,6 @@ from model.config import ConfigError, TrainingConfig
         ({"cv_folds": 2.5}, "cv_folds=2.5 must be an integer"),
         ({"C": "1"}, "C='1' must be a number"),
         ({"select_inputs": 1}, "select_inputs=1 must be true or false"),
-        ({"catch_all_mass": 0.0}, "catch_all_mass=0.0 must be above 0 and at most 1"),
-        ({"catch_all_mass": 1.5}, "catch_all_mass=1.5 must be above 0 and at most 1"),
-        ({"catch_all_candidates": 3}, "catch_all_candidates=3 must be a string"),
-        (
-            {"catch_all_candidates": "其他,,属地政府"},
-            "catch_all_candidates='其他,,属地政府' must be labels separated by commas, none of them "
-            "empty",
-        ),
     ],
 )
 def test_values_out_of_range_are_refused_naming_the_field_and_the_limit(
@@ -62,7 +54,6 @@ def test_values_out_of_range_are_refused_naming_the_field_and_the_limit(
         {"max_features": None, "cv_max_rows": None, "prior_alpha": None, "class_weight": None},
         {"C": 2, "target_precision": 1, "prior_alpha": 0},  # ints where floats are expected
         {"evidence_min_share": 0},  # every positive term, as before the floor
-        {"catch_all_candidates": "其他, 属地政府", "catch_all_mass": 1},  # ranks 3 always offered
     ],
 )
 def test_values_at_their_limits_are_accepted(values: dict) -> None:
@@ -93,10 +84,3 @@ def test_a_config_from_before_the_script_setting_reads_text_as_written() -> None
     assert TrainingConfig.from_dict(old).script == "as_written"
     assert TrainingConfig().script == "simplified"
     assert TrainingConfig.from_dict(TrainingConfig().to_dict()).script == "simplified"
-
-
-def test_catch_all_candidates_are_read_as_labels_in_their_order() -> None:
-    assert TrainingConfig().catch_all_labels() == ()
-    assert TrainingConfig(catch_all_candidates=" ").catch_all_labels() == ()
-    config = TrainingConfig(catch_all_candidates="属地政府, 其他")
-    assert config.catch_all_labels() == ("属地政府", "其他")
