@@ -2980,3 +2980,48 @@ def test_a_history_of_frozen_evaluation_tickets_only_is_refused_before_the_fit(
         "ticket history (the set is scored, not trained)"
     ), said
     assert registry.versions(root) == before
+
+
+def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # An administrator saved GET /v1/feedback and gave it to retrain --history while retrain also
+    # read the same decisions from the feedback database: each was trained twice, the export's
+    # rows as tickets numbered by the decisions' ids ("0 history rows replaced").
+    from model.tickets import TicketFileError
+
+    root, train_csv = tiny_root
+    records = [fb(1, "S0002", "执法", 0), fb(2, "S0002", "住建", 5)]
+    export = tmp_path / "exports" / "feedback.jsonl"
+    export.parent.mkdir()
+    export.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **r,
+                    "suggestion": None,
+                    "dispatcher_id": None,
+                    "model_version": "v1",
+                    "created_at": r["created_at"].isoformat(),
+                    "request_id": None,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in records
+        ),
+        encoding="utf-8",
+    )
+    before = registry.versions(root)
+    for given, advice in (
+        (export, f"leave it out of --history: paidan retrain --history {train_csv}"),
+        (export.parent, f"move it out of {export.parent}"),
+    ):
+        with pytest.raises(TicketFileError) as e:
+            retrain([train_csv, given], records, root)
+        said = str(e.value)
+        assert said.startswith(f"{export}: is paidan's feedback export (GET /v1/feedback"), said
+        assert "retrain reads the dispatchers' decisions from the feedback database" in said
+        assert "2 decisions" in said and "trained twice" in said, said
+        assert advice in said, said
+    assert registry.versions(root) == before
