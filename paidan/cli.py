@@ -2226,13 +2226,22 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
             "comparison report: " + ", ".join(printable(str(p)) for p in decision.report_paths),
             soft_wrap=True,
         )
-    if decision.promoted:
+    # One line, in the order it happened: "promoted v2 to current" followed by "the current
+    # model v1 is the default …" read as if v1 were still current.
+    if decision.promoted and decision.sample_champion:
+        out.print(
+            f"promoted {decision.version} to current, replacing {decision.champion}, the default "
+            "model trained from the bundled sample, without a comparison",
+            soft_wrap=True,
+        )
+    elif decision.promoted:
         forced = " (forced past the rule)" if decision.forced else ""
         out.print(f"promoted {decision.version} to current{forced}")
-    if decision.sample_champion:
+    elif decision.sample_champion:  # retrain without --promote-if-better: nothing moved
         out.print(
             f"the current model {decision.champion} is the default trained from the bundled "
-            f"sample: {decision.version} replaces it without a comparison",
+            f"sample: {decision.version} would replace it without a comparison (paidan models "
+            f"promote {decision.version})",
             soft_wrap=True,
         )
 
@@ -2628,15 +2637,31 @@ def models_set_rules(
 
 
 @models_app.command("rollback", epilog=ROOT_EPILOG)
-def models_rollback(verbose: Verbose = False) -> None:
+def models_rollback(
+    to_bundled_sample: Annotated[
+        bool,
+        typer.Option(
+            help="Roll back even when the version before is the default model trained from the "
+            "bundled sample (invented tickets)"
+        ),
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
     """Point current back at the version that was current before it."""
     from model.registry import rollback
+    from training.compare import sample_default
 
     try:
-        was, now = rollback(_model_root())
+        root = _model_root()
+        was, now = rollback(root, to_sample=to_bundled_sample)
     except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
-    out.print(f"rolled back: current is {now} again (was {was})")
+    sample = (
+        ", the default model trained from the bundled sample (invented tickets)"
+        if sample_default(root, now)
+        else ""
+    )
+    out.print(f"rolled back: current is {now} again (was {was}){sample}", soft_wrap=True)
 
 
 @models_app.command("gc", epilog=ROOT_EPILOG)
