@@ -915,8 +915,9 @@ class VersionInfo:
     # directory's name unless written with `train --out ROOT/NAME`; None when unreadable.
     model_version: str | None = None
     # Frozen tickets the version was trained on, of how many (its scores on the current set): a
-    # version trained on them lists inflated figures.
-    seen_eval_rows: int = 0
+    # version trained on them lists inflated figures. None: not scored on the current set, so not
+    # known (a 0 read as "saw none" for a `train --out` model trained on every frozen ticket).
+    seen_eval_rows: int | None = None
     eval_rows: int = 0
     # How many dispatch rules it applies (paidan train --rules), and the version it was written
     # from by `paidan models set-rules` (None: trained).
@@ -1001,7 +1002,9 @@ def list_versions(
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
                 stale=stale,
                 model_version=_version_string(meta.get("version")),
-                seen_eval_rows=int(fresh.get(version, {}).get("seen_eval_rows", 0) or 0),
+                seen_eval_rows=(
+                    int(fresh[version].get("seen_eval_rows", 0) or 0) if version in fresh else None
+                ),
                 eval_rows=int(fresh.get(version, {}).get("n", 0) or 0),
                 rules=int((data.get("rules") or {}).get("rows", 0) or 0),
                 derived_from=_version_string((meta.get("derived_from") or {}).get("version")),

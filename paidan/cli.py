@@ -2455,6 +2455,19 @@ def models_list(
             soft_wrap=True,
         )
     _trained_on_frozen(infos)
+    unscored = [i.version for i in infos if i.seen_eval_rows is None and not i.stale]
+    if frozen and unscored:
+        # Its seen_eval_rows read 0 (in --json): as if it had seen none of the frozen tickets.
+        them = "it" if len(unscored) == 1 else "them"
+        out.print(
+            f"not scored on the frozen set yet: {', '.join(map(printable, unscored))} (F1 –, "
+            "and how many frozen tickets "
+            f"{'it was' if them == 'it' else 'they were'} trained on is not known); "
+            f"`paidan models list --rescore` scores {them}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     for i in infos:
         if i.missing_files:
             err.print(
@@ -2484,9 +2497,10 @@ def _trained_on_frozen(infos: list[VersionInfo]) -> None:
     from training.evaluate import SEEN_SHARE_LIMIT
 
     for i in infos:
-        if i.metrics and i.seen_eval_rows > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
+        seen = i.seen_eval_rows
+        if i.metrics and seen is not None and seen > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
             out.print(
-                f"{i.version} was trained on {i.seen_eval_rows} of the "
+                f"{i.version} was trained on {seen} of the "
                 f"{counted(i.eval_rows, 'frozen evaluation ticket')}, so its figures are inflated",
                 soft_wrap=True,
                 highlight=False,

@@ -3025,3 +3025,36 @@ def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run
         assert "2 decisions" in said and "trained twice" in said, said
         assert advice in said, said
     assert registry.versions(root) == before
+
+
+def test_models_list_says_a_version_never_scored_on_the_frozen_set_is_not_scored(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # A `train --out` model never scored on the frozen set was listed with seen_eval_rows 0, as if
+    # it had seen none of the frozen tickets; only --rescore showed it had been trained on all.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    freeze_eval(root, rows, "test")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    [listed] = json.loads(r.output)
+    assert listed["seen_eval_rows"] is None and listed["metrics"] == {}, listed
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert (
+        "not scored on the frozen set yet: v1 (F1 –, and how many frozen tickets it was trained "
+        "on is not known); `paidan models list --rescore` scores it" in text
+    ), text
+    r = CliRunner().invoke(app, ["models", "list", "--json", "--rescore"], env=env)
+    [listed] = json.loads(r.output)
+    assert listed["seen_eval_rows"] == len(rows), listed
