@@ -1164,14 +1164,21 @@ def refuse_feedback_export(
         else:
             folder = next((v for p, v in direct.items() if p in path.parents), None)
             advice = f"move it out of {folder}" if folder else "move it out of the history"
+        # Run where the server's database is not (the export carried over instead): read as
+        # history, its decisions would not be trained as decisions either.
+        none = (
+            "; it read none: give it the server's feedback database (PAIDAN_DATABASE_URL, or "
+            "PAIDAN_DATA_DIR for its SQLite file) rather than its export"
+            if not decisions
+            else ""
+        )
         raise TicketFileError(
             f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
             f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: retrain reads the "
             f"dispatchers' decisions from the feedback database itself "
             f"({counted(decisions, 'decision')} now), keeping each ticket's latest, which "
             "replaces its history row; read as history too, each decision would be trained twice, "
-            "as a ticket numbered by the decision's id: "
-            f"{advice}"
+            f"as a ticket numbered by the decision's id{none}: {advice}"
         )
 
 

@@ -3024,6 +3024,14 @@ def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run
         assert "retrain reads the dispatchers' decisions from the feedback database" in said
         assert "2 decisions" in said and "trained twice" in said, said
         assert advice in said, said
+        assert "it read none" not in said, said
+    # Run where the server's database is not: the export is no way to give it the decisions.
+    with pytest.raises(TicketFileError) as e:
+        retrain([train_csv, export], [], root)
+    assert "(0 decisions now)" in str(e.value), str(e.value)
+    assert "it read none: give it the server's feedback database (PAIDAN_DATABASE_URL" in str(
+        e.value
+    )
     assert registry.versions(root) == before
 
 
