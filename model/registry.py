@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import METADATA_FILE, ModelLoadError, library_versions, read_metadata, verify
+from model.resources import is_sample_default
 
 logger = logging.getLogger(__name__)
 
@@ -606,11 +607,13 @@ def promote(root: str | Path, version: str) -> str | None:
     return set_current(root, version, record=True)
 
 
-def rollback(root: str | Path) -> tuple[str, str]:
+def rollback(root: str | Path, *, to_sample: bool = False) -> tuple[str, str]:
     """Point ``current`` back at the version that was current before it.
 
     Each rollback steps one further back through the recorded history; versions deleted since are
-    skipped.
+    skipped. The default model trained from the bundled sample (which the city's first model
+    replaced) is rolled back to only with ``to_sample``: a second rollback landed on it without a
+    word, and the city's tickets were routed by a model of invented ones.
 
     Returns
     -------
@@ -645,6 +648,14 @@ def rollback(root: str | Path) -> tuple[str, str]:
                     raise ModelLoadError(
                         f"cannot roll back to {candidate}: {e}; current is still {now}"
                     ) from None
+                if not to_sample and is_sample_default(read_metadata(root / candidate)):
+                    raise ModelLoadError(
+                        f"the version before {now} is {candidate}, the default model trained "
+                        "from the bundled sample (invented tickets, none of the city's): to "
+                        "serve it all the same, `paidan models rollback --to-bundled-sample`; "
+                        f"or make another version current with `paidan models promote VERSION`; "
+                        f"current is still {now}"
+                    )
                 _log_event(state, "rollback", candidate, now)
                 state["history"] = history
                 _write_json(root / REGISTRY_FILE, state)
@@ -904,8 +915,9 @@ class VersionInfo:
     # directory's name unless written with `train --out ROOT/NAME`; None when unreadable.
     model_version: str | None = None
     # Frozen tickets the version was trained on, of how many (its scores on the current set): a
-    # version trained on them lists inflated figures.
-    seen_eval_rows: int = 0
+    # version trained on them lists inflated figures. None: not scored on the current set, so not
+    # known (a 0 read as "saw none" for a `train --out` model trained on every frozen ticket).
+    seen_eval_rows: int | None = None
     eval_rows: int = 0
     # How many dispatch rules it applies (paidan train --rules), and the version it was written
     # from by `paidan models set-rules` (None: trained).
@@ -990,7 +1002,9 @@ def list_versions(
                 labels={h: len(v.get("labels", [])) for h, v in meta.get("heads", {}).items()},
                 stale=stale,
                 model_version=_version_string(meta.get("version")),
-                seen_eval_rows=int(fresh.get(version, {}).get("seen_eval_rows", 0) or 0),
+                seen_eval_rows=(
+                    int(fresh[version].get("seen_eval_rows", 0) or 0) if version in fresh else None
+                ),
                 eval_rows=int(fresh.get(version, {}).get("n", 0) or 0),
                 rules=int((data.get("rules") or {}).get("rows", 0) or 0),
                 derived_from=_version_string((meta.get("derived_from") or {}).get("version")),

@@ -2226,13 +2226,22 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
             "comparison report: " + ", ".join(printable(str(p)) for p in decision.report_paths),
             soft_wrap=True,
         )
-    if decision.promoted:
+    # One line, in the order it happened: "promoted v2 to current" followed by "the current
+    # model v1 is the default …" read as if v1 were still current.
+    if decision.promoted and decision.sample_champion:
+        out.print(
+            f"promoted {decision.version} to current, replacing {decision.champion}, the default "
+            "model trained from the bundled sample, without a comparison",
+            soft_wrap=True,
+        )
+    elif decision.promoted:
         forced = " (forced past the rule)" if decision.forced else ""
         out.print(f"promoted {decision.version} to current{forced}")
-    if decision.sample_champion:
+    elif decision.sample_champion:  # retrain without --promote-if-better: nothing moved
         out.print(
             f"the current model {decision.champion} is the default trained from the bundled "
-            f"sample: {decision.version} replaces it without a comparison",
+            f"sample: {decision.version} would replace it without a comparison (paidan models "
+            f"promote {decision.version})",
             soft_wrap=True,
         )
 
@@ -2446,6 +2455,19 @@ def models_list(
             soft_wrap=True,
         )
     _trained_on_frozen(infos)
+    unscored = [i.version for i in infos if i.seen_eval_rows is None and not i.stale]
+    if frozen and unscored:
+        # Its seen_eval_rows read 0 (in --json): as if it had seen none of the frozen tickets.
+        them = "it" if len(unscored) == 1 else "them"
+        out.print(
+            f"not scored on the frozen set yet: {', '.join(map(printable, unscored))} (F1 –, "
+            "and how many frozen tickets "
+            f"{'it was' if them == 'it' else 'they were'} trained on is not known); "
+            f"`paidan models list --rescore` scores {them}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     for i in infos:
         if i.missing_files:
             err.print(
@@ -2475,9 +2497,10 @@ def _trained_on_frozen(infos: list[VersionInfo]) -> None:
     from training.evaluate import SEEN_SHARE_LIMIT
 
     for i in infos:
-        if i.metrics and i.seen_eval_rows > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
+        seen = i.seen_eval_rows
+        if i.metrics and seen is not None and seen > SEEN_SHARE_LIMIT * max(1, i.eval_rows):
             out.print(
-                f"{i.version} was trained on {i.seen_eval_rows} of the "
+                f"{i.version} was trained on {seen} of the "
                 f"{counted(i.eval_rows, 'frozen evaluation ticket')}, so its figures are inflated",
                 soft_wrap=True,
                 highlight=False,
@@ -2628,15 +2651,31 @@ def models_set_rules(
 
 
 @models_app.command("rollback", epilog=ROOT_EPILOG)
-def models_rollback(verbose: Verbose = False) -> None:
+def models_rollback(
+    to_bundled_sample: Annotated[
+        bool,
+        typer.Option(
+            help="Roll back even when the version before is the default model trained from the "
+            "bundled sample (invented tickets)"
+        ),
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
     """Point current back at the version that was current before it."""
     from model.registry import rollback
+    from training.compare import sample_default
 
     try:
-        was, now = rollback(_model_root())
+        root = _model_root()
+        was, now = rollback(root, to_sample=to_bundled_sample)
     except (*USER_ERRORS, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
-    out.print(f"rolled back: current is {now} again (was {was})")
+    sample = (
+        ", the default model trained from the bundled sample (invented tickets)"
+        if sample_default(root, now)
+        else ""
+    )
+    out.print(f"rolled back: current is {now} again (was {was}){sample}", soft_wrap=True)
 
 
 @models_app.command("gc", epilog=ROOT_EPILOG)

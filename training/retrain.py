@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,12 +49,14 @@ from model.config import OTHER_LABEL, ConfigError, TrainingConfig
 from model.text import clean, counted, id_key, learnt_label, mask_label, quoted
 from model.tickets import (
     CO_COL,
+    FEEDBACK_EXPORT_COLUMNS,
     JOINT_JOINER,
     LABELS,
     PATH_COL,
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
+    NamedPath,
     TicketFileError,
     as_paths,
     as_utc,
@@ -1133,6 +1136,52 @@ def _frozen_decisions(
 # -- the retrain ------------------------------------------------------------------------------------
 
 
+def refuse_feedback_export(
+    given: Sequence[str | Path],
+    named: Sequence[NamedPath],
+    headers: Mapping[str, Sequence[str]],
+    decisions: int,
+) -> None:
+    """Refuse a ``--history`` file that is the feedback export (``GET /v1/feedback``).
+
+    Given beside the feedback database retrain reads itself, each decision trained twice: once as
+    feedback, once as a history "ticket" numbered by the decision's id (which names no ticket, so
+    it replaced no history row, and a ticket decided twice trained with both labels). Told by its
+    columns (:data:`model.tickets.FEEDBACK_EXPORT_COLUMNS`), with the command to run instead.
+    """
+    direct = {Path(p): str(p) for p in given}
+    for path, name in named:
+        have = {str(c).strip() for c in headers.get(display_name(name), ())}
+        if not all(c in have for c in FEEDBACK_EXPORT_COLUMNS):
+            continue
+        if path in direct:
+            rest = " ".join(f"--history {shlex.quote(v)}" for p, v in direct.items() if p != path)
+            advice = (
+                f"leave it out of --history: paidan retrain {rest} (with your other options)"
+                if rest
+                else "give --history the ticket history instead"
+            )
+        else:
+            folder = next((v for p, v in direct.items() if p in path.parents), None)
+            advice = f"move it out of {folder}" if folder else "move it out of the history"
+        # Run where the server's database is not (the export carried over instead): read as
+        # history, its decisions would not be trained as decisions either.
+        none = (
+            "; it read none: give it the server's feedback database (PAIDAN_DATABASE_URL, or "
+            "PAIDAN_DATA_DIR for its SQLite file) rather than its export"
+            if not decisions
+            else ""
+        )
+        raise TicketFileError(
+            f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
+            f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: retrain reads the "
+            f"dispatchers' decisions from the feedback database itself "
+            f"({counted(decisions, 'decision')} now), keeping each ticket's latest, which "
+            "replaces its history row; read as history too, each decision would be trained twice, "
+            f"as a ticket numbered by the decision's id{none}: {advice}"
+        )
+
+
 def retrain(
     history: Sequence[str | Path],
     feedback: Sequence[Mapping[str, Any]],
@@ -1280,6 +1329,7 @@ def retrain(
         repeated_headers=repeated_headers,
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
+    refuse_feedback_export(history, named, headers, len(feedback))
     result.title_note = title_column_note(headers, columns, "retrained")
     result.id_note = id_column_note(
         headers,

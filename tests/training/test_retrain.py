@@ -2980,3 +2980,89 @@ def test_a_history_of_frozen_evaluation_tickets_only_is_refused_before_the_fit(
         "ticket history (the set is scored, not trained)"
     ), said
     assert registry.versions(root) == before
+
+
+def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # An administrator saved GET /v1/feedback and gave it to retrain --history while retrain also
+    # read the same decisions from the feedback database: each was trained twice, the export's
+    # rows as tickets numbered by the decisions' ids ("0 history rows replaced").
+    from model.tickets import TicketFileError
+
+    root, train_csv = tiny_root
+    records = [fb(1, "S0002", "执法", 0), fb(2, "S0002", "住建", 5)]
+    export = tmp_path / "exports" / "feedback.jsonl"
+    export.parent.mkdir()
+    export.write_text(
+        "".join(
+            json.dumps(
+                {
+                    **r,
+                    "suggestion": None,
+                    "dispatcher_id": None,
+                    "model_version": "v1",
+                    "created_at": r["created_at"].isoformat(),
+                    "request_id": None,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in records
+        ),
+        encoding="utf-8",
+    )
+    before = registry.versions(root)
+    for given, advice in (
+        (export, f"leave it out of --history: paidan retrain --history {train_csv}"),
+        (export.parent, f"move it out of {export.parent}"),
+    ):
+        with pytest.raises(TicketFileError) as e:
+            retrain([train_csv, given], records, root)
+        said = str(e.value)
+        assert said.startswith(f"{export}: is paidan's feedback export (GET /v1/feedback"), said
+        assert "retrain reads the dispatchers' decisions from the feedback database" in said
+        assert "2 decisions" in said and "trained twice" in said, said
+        assert advice in said, said
+        assert "it read none" not in said, said
+    # Run where the server's database is not: the export is no way to give it the decisions.
+    with pytest.raises(TicketFileError) as e:
+        retrain([train_csv, export], [], root)
+    assert "(0 decisions now)" in str(e.value), str(e.value)
+    assert "it read none: give it the server's feedback database (PAIDAN_DATABASE_URL" in str(
+        e.value
+    )
+    assert registry.versions(root) == before
+
+
+def test_models_list_says_a_version_never_scored_on_the_frozen_set_is_not_scored(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # A `train --out` model never scored on the frozen set was listed with seen_eval_rows 0, as if
+    # it had seen none of the frozen tickets; only --rescore showed it had been trained on all.
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from training.retrain import freeze_eval
+
+    rows = pd.read_csv(write_tiny_csv(tmp_path / "tiny.csv"), dtype=str)
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "v1")
+    freeze_eval(root, rows, "test")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["models", "list", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    [listed] = json.loads(r.output)
+    assert listed["seen_eval_rows"] is None and listed["metrics"] == {}, listed
+    r = CliRunner().invoke(app, ["models", "list"], env=env)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert (
+        "not scored on the frozen set yet: v1 (F1 –, and how many frozen tickets it was trained "
+        "on is not known); `paidan models list --rescore` scores it" in text
+    ), text
+    r = CliRunner().invoke(app, ["models", "list", "--json", "--rescore"], env=env)
+    [listed] = json.loads(r.output)
+    assert listed["seen_eval_rows"] == len(rows), listed

@@ -103,7 +103,14 @@ def test_promote_replaces_the_sample_default_without_a_frozen_set_or_force(
     r = runner.invoke(app, ["models", "promote", "v1"], env={"PAIDAN_MODEL_ROOT": str(root)})
     assert r.exit_code == 0, r.output
     assert current_version(root) == "v1"
-    assert "replaces it without a comparison" in " ".join(r.output.split())
+    # Said in the order it happened: "promoted v1 to current" and then "the current model <the
+    # default> is ..." read as if the default were still current.
+    text = " ".join(r.output.split())
+    assert (
+        f"promoted v1 to current, replacing {default}, the default model trained from the "
+        "bundled sample, without a comparison" in text
+    ), text
+    assert f"the current model {default}" not in text, text
 
 
 def test_retrain_replaces_the_sample_default_and_inherits_nothing_from_it(
@@ -425,3 +432,56 @@ def test_train_says_how_to_promote_a_second_model_when_no_set_is_frozen(tmp_path
         said
     )
     assert "--force" not in said and "freeze-eval" not in said
+
+
+def test_a_retrain_not_promoted_over_the_sample_default_says_nothing_moved(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # retrain without --promote-if-better over the placeholder said "<challenger> replaces it",
+    # as if current had moved.
+    from paidan.cli import _print_decision
+    from training.compare import Decision
+
+    decision = Decision("v2", "v1", promoted=False, refused=False, sample_champion=True)
+    _print_decision(decision, applied=False)
+    text = " ".join(capsys.readouterr().out.split())
+    assert text == (
+        "the current model v1 is the default trained from the bundled sample: v2 would replace "
+        "it without a comparison (paidan models promote v2)"
+    ), text
+
+
+def test_a_rollback_onto_the_sample_default_asks_for_it_by_name(
+    sample_root: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # After the city's v1 replaced the placeholder and v2 replaced v1, a second rollback went
+    # back to the default trained on invented tickets without a word: every ticket of the city
+    # was then routed by it.
+    from model import registry
+    from tests.conftest import as_registered
+
+    root = fresh_root(sample_root, tmp_path)
+    default = current_version(root)
+    for name in ("v1", "v2"):
+        as_registered(Path(shutil.copytree(tiny_model_dir, root / name)))
+        registry.promote(root, name)
+    env = {"PAIDAN_MODEL_ROOT": str(root)}
+    r = runner.invoke(app, ["models", "rollback"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == "v1"
+    r = runner.invoke(app, ["models", "rollback"], env=env)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, text
+    assert current_version(root) == "v1"
+    assert (
+        f"the version before v1 is {default}, the default model trained from the bundled sample "
+        "(invented tickets, none of the city's)" in text
+    ), text
+    assert "paidan models rollback --to-bundled-sample" in text and "current is still v1" in text
+    r = runner.invoke(app, ["models", "rollback", "--to-bundled-sample"], env=env)
+    assert r.exit_code == 0, r.output
+    assert current_version(root) == default
+    text = " ".join(r.output.split())
+    assert f"current is {default} again (was v1), the default model trained from the bundled" in (
+        text
+    ), text
