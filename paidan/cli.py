@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -521,6 +522,24 @@ def _verbose(value: bool) -> bool:
 
 
 # An option of every command too, which the command ignores: its callback sets the level.
+
+
+class PromotionRuleName(StrEnum):
+    """``--promotion-rule``: how a challenger is judged against the champion (training.compare)."""
+
+    bootstrap = "bootstrap"
+    margin = "margin"
+
+
+PromotionRule = Annotated[
+    PromotionRuleName,
+    typer.Option(
+        "--promotion-rule",
+        help="bootstrap: promote when no head is worse beyond noise and one is better (paired "
+        "bootstrap on the frozen set); margin: at most 1 macro-F1 point lost per head (the "
+        "rule before 2026-12-07)",
+    ),
+]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", callback=_verbose, help=COMMAND_VERBOSE_HELP)
 ]
@@ -2200,11 +2219,12 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _print_decision(decision: Any, applied: bool = True) -> None:
+    from training.compare import interval_cell
     from training.metrics import format_f1
 
     if decision.comparison is not None:
         table = Table(title=f"challenger {decision.version} vs champion {decision.champion}")
-        for col in ("head", "champion macro-F1", "challenger macro-F1", "Δ points"):
+        for col in ("head", "champion macro-F1", "challenger macro-F1", "Δ points", "95% interval"):
             table.add_column(col)
         for head, h in decision.comparison["heads"].items():
             a = h["champion"]
@@ -2214,6 +2234,8 @@ def _print_decision(decision: Any, applied: bool = True) -> None:
                 format_f1(h["challenger"]["macro_f1"]),
                 # None: no champion head, or a macro-F1 that is undefined.
                 "–" if (d := h.get("macro_f1_delta_points")) is None else f"{d:+.1f}",
+                # The paired bootstrap's interval of the difference, and what it says of it.
+                interval_cell(h.get("macro_f1_delta_interval")),
             )
         out.print(table)
         for note in decision.comparison.get("notes", []):
@@ -2332,11 +2354,15 @@ def models_list(
     from training.compare import (
         PromotionError,
         ensure_scores,
+        interval_text,
         read_frozen_eval,
         same_truth_scores,
         sample_default,
     )
     from training.metrics import format_f1
+
+    # With --rescore: per version, its difference from the current model with its interval.
+    versus: dict[str, dict[str, Any]] = {}
 
     def same_truth(versions: list[str]) -> dict[str, dict[str, Any]]:
         # The comparison's figures (one scoring for both): each taxonomy's versions on the same
@@ -2359,11 +2385,19 @@ def models_list(
                     except ModelLoadError as e:  # a damaged version: list the others
                         err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
             infos = list_versions(root, same_truth)
+            versus = _versus_current(root, infos, eval_set)
     except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a file that cannot be read
         raise fail(e) from None
     samples = {i.version for i in infos if sample_default(root, i.version)}
     if as_json:
-        rows = [{**i.to_dict(), "bundled_sample": i.version in samples} for i in infos]
+        rows = [
+            {
+                **i.to_dict(),
+                "bundled_sample": i.version in samples,
+                **({"vs_current": versus[i.version]} if i.version in versus else {}),
+            }
+            for i in infos
+        ]
         write_json(rows)
         return
     if not infos:
@@ -2468,6 +2502,10 @@ def models_list(
             highlight=False,
             markup=False,
         )
+    current = next((i.version for i in infos if i.current), None)
+    for version, heads in versus.items():
+        said = "; ".join(f"{head} {interval_text(v)}, {v['verdict']}" for head, v in heads.items())
+        out.print(f"{version} vs current {current}: {said}", soft_wrap=True, highlight=False)
     for i in infos:
         if i.missing_files:
             err.print(
@@ -2486,6 +2524,26 @@ def models_list(
             "`paidan models list --rescore` scores them again",
             soft_wrap=True,
         )
+
+
+def _versus_current(
+    root: Path, infos: list[VersionInfo], eval_set: Any
+) -> dict[str, dict[str, Any]]:
+    """Per scored version other than the current one, each head's macro-F1 difference from the
+    current model with its paired bootstrap interval (training.compare.paired_intervals)."""
+    from training.compare import paired_intervals
+
+    current = next((i.version for i in infos if i.current and i.metrics), None)
+    found: dict[str, dict[str, Any]] = {}
+    for i in infos if current else []:
+        if i.version == current or not i.metrics or i.stale:
+            continue
+        try:
+            if heads := paired_intervals(root, str(current), i.version, eval_set):
+                found[i.version] = heads
+        except ModelLoadError as e:  # a damaged version: the others still get theirs
+            err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+    return found
 
 
 def _trained_on_frozen(infos: list[VersionInfo]) -> None:
@@ -2524,6 +2582,7 @@ def models_promote(
         Path | None,
         typer.Option(help="Directory for the comparison report (default: <root>/reports)"),
     ] = None,
+    promotion_rule: PromotionRule = PromotionRuleName.bootstrap,
     verbose: Verbose = False,
 ) -> None:
     """Make VERSION current unless it is worse than the current model on the frozen set."""
@@ -2545,7 +2604,9 @@ def models_promote(
             check_writable(report, "--report", directory=True)  # as retrain checks it
             # Written into a version, the report changed a model directory meant to be immutable.
             check_not_input([report], _version_dirs(root), "--report", REPORT_DIR_ADVICE)
-        decision = promote_checked(root, version, force=force, report_dir=report)
+        decision = promote_checked(
+            root, version, force=force, report_dir=report, rule=promotion_rule.value
+        )
     except (*USER_ERRORS, PromotionError, OSError) as e:  # OSError: a full disk, a permission
         raise fail(e) from None
     _print_decision(decision)
@@ -2889,6 +2950,7 @@ def retrain(
     force: Annotated[
         bool, typer.Option(help="With --promote-if-better: promote even when refused")
     ] = False,
+    promotion_rule: PromotionRule = PromotionRuleName.bootstrap,
     again: Annotated[
         bool,
         typer.Option(
@@ -3007,6 +3069,7 @@ def retrain(
                 on_warnings=say_all,
                 again=again,
                 fit_only=fit_only,
+                rule=promotion_rule.value,
             )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the

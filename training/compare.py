@@ -1,8 +1,10 @@
 """Champion against challenger on the frozen evaluation set, and the rule that guards promotion.
 
-A challenger is refused when it is more than :data:`MAX_DROP_POINTS` macro-F1 points worse than the
-champion on either head, when it no longer predicts a label the champion had, or when it was trained
-on more than :data:`training.evaluate.SEEN_SHARE_LIMIT` of the frozen tickets. Both models are
+A challenger is refused when a head's macro-F1 is worse than the champion's beyond noise, or when no
+head is better beyond noise (a paired bootstrap over the frozen tickets, :func:`paired_bootstrap`;
+the ``"margin"`` rule refuses one more than :data:`MAX_DROP_POINTS` points worse on either head
+instead), when it no longer predicts a label the champion had, or when it was trained on more than
+:data:`training.evaluate.SEEN_SHARE_LIMIT` of the frozen tickets. Both models are
 scored on the same frozen set (``<root>/eval/frozen.parquet``), with the challenger's taxonomy
 mapping applied to the true labels and to the champion's predictions, so a renamed department is
 neither a loss nor a gain, and with the same true labels: a rare label that both models' training
@@ -49,8 +51,17 @@ from training.validate import find_merged, masked_counts, merged_mapping, rows_o
 
 logger = logging.getLogger(__name__)
 
-# Largest macro-F1 drop tolerated on either head, in points (1 point = 0.01).
+# Largest macro-F1 drop tolerated on either head, in points (1 point = 0.01), by the "margin" rule.
 MAX_DROP_POINTS = 1.0
+# The promotion rules: "bootstrap" (the default) tells a gain or a loss from noise with a paired
+# bootstrap over the frozen tickets; "margin" is the fixed MAX_DROP_POINTS rule of before.
+RULES = ("bootstrap", "margin")
+DEFAULT_RULE = "bootstrap"
+# The paired bootstrap: resamples of the frozen tickets (the same ones for both models), the seed
+# that makes them the same in every run, and the interval's confidence level.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_LEVEL = 0.95
 # How many labels a note lists before it says "and N more".
 MAX_NOTED = 20
 EVAL_COLUMNS = ("id", "title", "text", "department", "category")
@@ -310,6 +321,10 @@ def score_router(
             "macro_f1": report["macro_f1"],
             "accuracy": report["accuracy"],
             "labels": merged_labels,
+            # Each scored ticket's true and predicted label, in the frozen set's order: the paired
+            # bootstrap (paired_bootstrap) resamples the same tickets for both models.
+            "truth": truth[known].tolist(),
+            "predicted": [merged_labels[j] for j in rank[known].argmax(axis=1)],
             "per_class": {
                 label: {k: m[k] for k in ("precision", "recall", "f1", "support")}
                 for label, m in report["per_class"].items()
@@ -389,6 +404,7 @@ def ensure_scores(
     mapping: Mapping | None = None,
     eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
     merged: Mapping | None = None,
+    paired: bool = False,
 ) -> dict[str, Any]:
     """A version's scores on the frozen set under ``mapping``, computed once and stored.
 
@@ -396,7 +412,8 @@ def ensure_scores(
     the labels its own training merged into 其他 are scored as 其他; those scores are stored in
     ``scores/<version>.json`` (they are what ``paidan models list`` shows). Scores under any other
     mapping or merged labels (a comparison's, :func:`shared_merged`) are computed and returned
-    without being stored.
+    without being stored. With ``paired``, scores stored without each ticket's predictions (by an
+    older paidan), which the paired bootstrap needs, are computed again.
     """
     root = Path(root)
     meta = read_metadata(root / version)
@@ -411,7 +428,7 @@ def ensure_scores(
         # list loads no model once each has been scored so.
         base = ensure_scores(root, version, eval_set=(eval_df, info))
         cached = (base.get(SAME_TRUTH_KEY) or {}).get(merged_sha(merged))
-        if cached is not None:
+        if cached is not None and (not paired or has_predictions(cached)):
             return cached
         scores = _scored(root, version, (eval_df, info), use, merged)
         base.setdefault(SAME_TRUTH_KEY, {})[merged_sha(merged)] = scores
@@ -426,12 +443,18 @@ def ensure_scores(
         and stored.get("merged_sha256", mapping_sha({})) == merged_sha(merged)
         and stored.get("department_truth") == DEPARTMENT_TRUTH
         and stored.get("f1_labels") == F1_LABELS
+        and (not paired or has_predictions(stored))
     ):
         return stored
     scores = _scored(root, version, (eval_df, info), use, merged)
     if use == own and merged == own_merged:
         registry.write_scores(root, version, scores)
     return scores
+
+
+def has_predictions(scores: dict[str, Any]) -> bool:
+    """Whether ``scores`` keep each ticket's true and predicted label on every head scored."""
+    return all("predicted" in h and "truth" in h for h in (scores.get("heads") or {}).values())
 
 
 def _scored(
@@ -458,6 +481,7 @@ def same_truth_scores(
     versions: Sequence[str],
     eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
     mapping: Mapping | None = None,
+    paired: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Scores of ``versions`` on the frozen set with the same true labels, for figures that can
     stand side by side: the one scoring of promotion's comparison (two versions) and of ``paidan
@@ -480,6 +504,8 @@ def same_truth_scores(
         The frozen set, as :func:`read_frozen_eval` returns it.
     mapping : dict, optional
         Score all under this mapping (a comparison: the challenger's); default, each its own.
+    paired : bool
+        Keep each ticket's predictions, for the paired bootstrap (see :func:`ensure_scores`).
 
     Returns
     -------
@@ -498,7 +524,7 @@ def same_truth_scores(
     for other in merged[1:]:
         common = shared_merged(common, other)
     return {
-        v: ensure_scores(root, v, mapping=mapping, eval_set=eval_set, merged=common)
+        v: ensure_scores(root, v, mapping=mapping, eval_set=eval_set, merged=common, paired=paired)
         for v in versions
     }
 
@@ -513,15 +539,24 @@ def compare(
     champion_name: str | None = None,
     challenger_name: str | None = None,
     champion_joint_other: Collection[str] = (),
+    rule: str = DEFAULT_RULE,
 ) -> dict[str, Any]:
     """Side-by-side figures and the promotion verdict.
+
+    Each head's macro-F1 difference comes with a paired bootstrap interval
+    (:func:`paired_bootstrap`) when both scores keep each ticket's predictions. By the
+    ``"bootstrap"`` rule the challenger is refused when a head is worse beyond noise (the whole
+    interval below 0), and also when no head is better beyond noise (the current model is kept:
+    the change is not shown to be one); a head without predictions to resample (scores stored by
+    an older paidan) is held to the fixed margin, with a note. By the ``"margin"`` rule a head
+    may drop at most ``max_drop_points``, as before; the intervals are reported all the same.
 
     Parameters
     ----------
     champion, challenger : dict
         Scores from :func:`score_router` on the same set, in the same label space.
     max_drop_points : float
-        Largest tolerated macro-F1 drop per head, in points.
+        Largest tolerated macro-F1 drop per head, in points, by the ``"margin"`` rule.
     champion_heads, challenger_heads : collection of str, optional
         The heads each model has (its ``metadata.json``). A head either has that the frozen set
         cannot score (it has no label for it) is a reason to refuse: the rule cannot check it.
@@ -531,17 +566,24 @@ def compare(
     champion_joint_other : collection of str
         Heads whose 其他 the champion learnt only from joint dispatches (:func:`joint_only_other`):
         a challenger without 其他 there lost no label.
+    rule : str
+        ``"bootstrap"`` (default) or ``"margin"``, see above (:data:`RULES`).
 
     Returns
     -------
     dict
-        ``heads`` (per head: overall figures of both and ``per_class`` rows side by side),
+        ``heads`` (per head: overall figures of both, ``macro_f1_delta_interval`` and
+        ``per_class`` rows side by side), ``rule``, ``within_noise``,
         ``lost_labels``, ``refused``, ``reasons``, ``notes`` and how many frozen tickets each model
         was trained on (``champion_seen_eval_rows``, ``challenger_seen_eval_rows``).
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown promotion rule {rule!r}; one of {', '.join(RULES)}")
     reasons: list[str] = []
     notes: list[str] = []
     unscored: list[str] = []
+    # Per head, the interval the bootstrap rule judged it by.
+    judged: dict[str, dict[str, Any]] = {}
     heads: dict[str, Any] = {}
     lost: dict[str, list[str]] = {}
     # A champion trained on the frozen tickets (e.g. trained before the set was frozen out of the
@@ -629,15 +671,33 @@ def compare(
                 }
             )
         rows.sort(key=lambda r: (r["delta_points"] is None, r["delta_points"] or 0.0))
+        interval = None
+        if delta is not None and scored and _paired(a, b):
+            interval = paired_bootstrap(a["truth"], a["predicted"], b["predicted"], scored)
         heads[head] = {
             "champion": _overall(a),
             "challenger": _overall(b),
             "macro_f1_delta_points": delta,
+            "macro_f1_delta_interval": interval,
             "per_class": rows,
         }
-        if comparable and delta is not None and delta < -max_drop_points:
-            worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
-            detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
+        worst = [r for r in rows if r["delta_points"] is not None and r["delta_points"] < 0][:3]
+        detail = ", ".join(f"{r['label']} {r['delta_points']:+.1f}" for r in worst)
+        if comparable and interval is not None and rule == "bootstrap":
+            judged[head] = interval
+            if interval["verdict"] == "worse":
+                reasons.append(
+                    f"{head} macro-F1 is worse beyond noise: {interval_text(interval)}, paired "
+                    f"bootstrap over {counted(interval['n'], of_frozen)}"
+                    + (f"; largest per-class drops: {detail}" if detail else "")
+                )
+        elif comparable and delta is not None and rule == "bootstrap":
+            notes.append(
+                f"{head}: the scores keep no per-ticket predictions to tell a change from noise "
+                f"(`paidan models list --rescore` scores them again), so the fixed margin "
+                f"applies: at most {max_drop_points:g} macro-F1 point lost"
+            )
+        if comparable and delta is not None and head not in judged and delta < -max_drop_points:
             # As many decimals as show it over the limit: "drops 1.0 points (…; at most 1
             # allowed)" was a drop of 1.02, refused, read as one the rule allows.
             places = next((p for p in (1, 2, 3) if round(-delta, p) > max_drop_points), 4)
@@ -669,6 +729,17 @@ def compare(
             reasons.append(
                 f"{head}: the challenger lost label(s) the champion had: {', '.join(missing)}"
             )
+    # No head is better beyond noise: nothing shows the challenger is, so the current model stays.
+    within_noise = (
+        bool(judged) and not reasons and all(i["verdict"] == "noise" for i in judged.values())
+    )
+    if within_noise:
+        said = "; ".join(f"{head} {interval_text(i)}" for head, i in judged.items())
+        reasons.append(
+            f"within noise: no head differs from the champion beyond noise ({said}, paired "
+            f"bootstrap over the frozen tickets), so the current model is kept; a larger "
+            "frozen set tells smaller differences apart"
+        )
     return {
         "champion": champion_name or champion.get("model_version"),
         "challenger": challenger_name or challenger.get("model_version"),
@@ -676,7 +747,9 @@ def compare(
         "challenger_model_version": challenger.get("model_version"),
         "eval_sha256": challenger.get("eval_sha256"),
         "eval_rows": challenger.get("n"),
+        "rule": rule,
         "max_drop_points": max_drop_points,
+        "within_noise": within_noise,
         "heads": heads,
         "lost_labels": lost,
         "unscored_heads": unscored,
@@ -693,6 +766,17 @@ def compare(
             else {}
         ),
     }
+
+
+def _paired(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two heads' scores keep predictions for the same tickets with the same truth."""
+    return (
+        "predicted" in a
+        and "predicted" in b
+        and a.get("truth") is not None
+        and a.get("truth") == b.get("truth")
+        and len(a["predicted"]) == len(b["predicted"]) == len(a["truth"]) > 0
+    )
 
 
 def shared_macro_f1(
@@ -729,6 +813,129 @@ def shared_macro_f1(
     neither = {k: n for k, n in neither.items() if k not in knows}
     ranked = dict(sorted(neither.items(), key=lambda kv: (-kv[1], kv[0])))
     return registry.mean_f1(a, over), registry.mean_f1(b, over), over, ranked
+
+
+def paired_bootstrap(
+    truth: Sequence[str],
+    champion: Sequence[str],
+    challenger: Sequence[str],
+    labels: Sequence[str],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = BOOTSTRAP_LEVEL,
+) -> dict[str, Any]:
+    """The challenger's macro-F1 minus the champion's, with a paired bootstrap interval.
+
+    Each resample draws as many tickets as the set has, with replacement, and scores both models
+    on the same draw, so what the two get right together cancels out and only where they differ
+    counts: on 152 tickets one ticket is 0.66 points of accuracy, and a class of 5 tickets moves
+    its F1 by 10 points or more, which a fixed margin read as a gain or a loss. Macro-F1 is averaged
+    over ``labels`` (the labels either model knows, :func:`shared_macro_f1`) that the resample
+    has tickets of; a label neither predicts nor has is no class of it, as in the full set.
+
+    Parameters
+    ----------
+    truth : sequence of str
+        Each ticket's true label.
+    champion, challenger : sequence of str
+        Each model's predicted label for the same tickets.
+    labels : sequence of str
+        The labels macro-F1 averages over.
+    resamples, seed, level : int, int, float
+        How many resamples, the seed that draws them (the same figures in every run), and the
+        confidence level of the percentile interval.
+
+    Returns
+    -------
+    dict
+        ``delta_points`` (on the whole set), ``low`` and ``high`` (the interval, in points),
+        ``level``, ``resamples``, ``seed``, ``n`` and ``verdict``: ``"better"`` when the whole
+        interval is above 0, ``"worse"`` when it is below, else ``"noise"``.
+    """
+    y = np.asarray(truth, dtype=str)
+    n = len(y)
+    if n == 0 or len(champion) != n or len(challenger) != n or not labels:
+        raise ValueError("paired bootstrap needs the same tickets for both models and labels")
+    index = {label: i for i, label in enumerate(labels)}
+    # One column per label (a row of zeros for a label outside them): true, predicted, right.
+    onehot = np.eye(len(labels) + 1)[:, : len(labels)]
+    t = onehot[[index.get(v, len(labels)) for v in y]]
+    counts = {}
+    for who, predicted in (("champion", champion), ("challenger", challenger)):
+        p = onehot[[index.get(v, len(labels)) for v in np.asarray(predicted, dtype=str)]]
+        counts[who] = (t * p, p)
+
+    def macro(weights: np.ndarray) -> np.ndarray:
+        support = weights @ t
+        present = support > 0
+        out = []
+        for who in ("champion", "challenger"):
+            right, p = counts[who]
+            tp, predicted_n = weights @ right, weights @ p
+            denominator = support + predicted_n
+            f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+            out.append((f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1))
+        return (out[1] - out[0]) * 100
+
+    delta = float(macro(np.ones((1, n)))[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, 4_000_000 // n))  # a few MB of weights at a time
+    deltas = []
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        draws = rng.integers(0, n, size=(k, n))
+        weights = np.bincount((np.arange(k)[:, None] * n + draws).ravel(), minlength=k * n).reshape(
+            k, n
+        )
+        deltas.append(macro(weights.astype(float)))
+    tail = (1 - level) / 2 * 100
+    low, high = (float(x) for x in np.percentile(np.concatenate(deltas), [tail, 100 - tail]))
+    verdict = "better" if low > 0 else "worse" if high < 0 else "noise"
+    return {
+        "delta_points": delta,
+        "low": low,
+        "high": high,
+        "level": level,
+        "resamples": resamples,
+        "seed": seed,
+        "n": n,
+        "verdict": verdict,
+    }
+
+
+def paired_intervals(
+    root: str | Path,
+    champion: str,
+    challenger: str,
+    eval_set: tuple[pd.DataFrame, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per head both have, ``challenger``'s macro-F1 minus ``champion``'s on the frozen set with
+    its paired bootstrap interval (:func:`paired_bootstrap`), scored as a comparison scores them
+    (the same true labels, the challenger's mapping, macro-F1 over the same labels).
+
+    ``paidan models list --rescore`` gives each version's against the current model, so an
+    administrator can tell which versions differ from it beyond noise before promoting by hand.
+    """
+    pair = same_truth_scores(
+        root, [champion, challenger], eval_set, version_mapping(root, challenger), paired=True
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for head in LABELS:
+        a, b = (pair[v]["heads"].get(head) for v in (champion, challenger))
+        if a is None or b is None or not _paired(a, b):
+            continue
+        over = registry.shared_labels((a, b))
+        if over:
+            out[head] = paired_bootstrap(a["truth"], a["predicted"], b["predicted"], over)
+    return out
+
+
+def interval_text(interval: dict[str, Any]) -> str:
+    """``+2.2 points (95% interval -3.1 to +7.5)``: a difference and its interval, in points."""
+    return (
+        f"{interval['delta_points']:+.1f} points ({interval['level']:.0%} interval "
+        f"{interval['low']:+.1f} to {interval['high']:+.1f})"
+    )
 
 
 def neither_known_note(head: str, labels: dict[str, int]) -> str:
@@ -793,10 +1000,16 @@ def markdown_comparison(report: dict[str, Any]) -> str:
             f"Model ids (metadata.json): challenger {md_text(ids[0])}, champion {md_text(ids[1])}.",
             "",
         ]
+    if report.get("rule", "margin") == "margin":
+        rule = f"at most {report['max_drop_points']:g} macro-F1 point lost per head"
+    else:
+        rule = (
+            "no head worse beyond noise and at least one better beyond noise (paired bootstrap "
+            "interval of the macro-F1 difference)"
+        )
     lines += [
         f"Frozen evaluation set: {counted(report['eval_rows'], 'ticket')} "
-        f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: at most "
-        f"{report['max_drop_points']:g} macro-F1 point lost per head, and no label lost.",
+        f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: {rule}, and no label lost.",
         "",
         verdict,
         "",
@@ -806,14 +1019,15 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     lines += [f"- note: {_md_sentence(n)}" for n in report.get("notes", [])]
     lines += [
         "",
-        "| head | champion macro-F1 | challenger macro-F1 | Δ points | champion accuracy | challenger accuracy |",
-        "|---|---|---|---|---|---|",
+        "| head | champion macro-F1 | challenger macro-F1 | Δ points | 95% interval | champion accuracy | challenger accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for head, h in report["heads"].items():
         a, b = h["champion"], h["challenger"]
         lines.append(
             f"| {head} | {format_f1(a['macro_f1']) if a else '–'} | {format_f1(b['macro_f1'])} | "
-            f"{_d(h.get('macro_f1_delta_points'))} | {_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
+            f"{_d(h.get('macro_f1_delta_points'))} | {interval_cell(h.get('macro_f1_delta_interval'))} | "
+            f"{_f(a and a['accuracy'])} | {_f(b['accuracy'])} |"
         )
     if joint := report.get("joint"):
         lines += ["", "## Joint dispatch (会办)", ""]
@@ -834,6 +1048,13 @@ def markdown_comparison(report: dict[str, Any]) -> str:
                 f"{_f(r['challenger_f1'])} | {_d(r['delta_points'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def interval_cell(interval: dict[str, Any] | None) -> str:
+    """``-3.1 to +7.5 (noise)``: a table cell for a difference's interval; ``–`` without one."""
+    if not interval:
+        return "–"
+    return f"{interval['low']:+.1f} to {interval['high']:+.1f} ({interval['verdict']})"
 
 
 def _f(x: float | None) -> str:
@@ -860,6 +1081,7 @@ def promote_checked(
     report_dir: str | Path | None = None,
     max_drop_points: float = MAX_DROP_POINTS,
     apply: bool = True,
+    rule: str = DEFAULT_RULE,
 ) -> Decision:
     """Promote ``version`` unless it is worse than the current champion; write the comparison.
 
@@ -875,6 +1097,8 @@ def promote_checked(
         Where ``<challenger>-vs-<champion>.json``/``.md`` go; default ``<root>/reports``.
     max_drop_points : float
         See :func:`compare`.
+    rule : str
+        ``"bootstrap"`` or ``"margin"``, see :func:`compare`.
     apply : bool, default True
         Move the pointer when allowed; ``False`` only writes the comparison (what ``paidan
         retrain`` does without ``--promote-if-better``).
@@ -957,7 +1181,7 @@ def promote_checked(
     }
     shared = shared_merged(merged_by["champion"], merged_by["challenger"])
     # As `models list` scores them (same_truth_scores), both under the challenger's mapping.
-    pair = same_truth_scores(root, [champion, version], eval_set, mapping)
+    pair = same_truth_scores(root, [champion, version], eval_set, mapping, paired=True)
     challenger_scores, champion_scores = pair[version], pair[champion]
     report = compare(
         champion_scores,
@@ -968,6 +1192,7 @@ def promote_checked(
         champion_name=champion,
         challenger_name=version,
         champion_joint_other=joint_only_other(read_metadata(root / champion)),
+        rule=rule,
     )
     learnt_by = {
         who: learnt_labels(read_metadata(root / name), mapping)

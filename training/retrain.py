@@ -72,6 +72,7 @@ from model.tickets import (
     title_column_note,
 )
 from training.compare import (
+    DEFAULT_RULE,
     EVAL_COLUMNS,
     Decision,
     ensure_scores,
@@ -1204,6 +1205,7 @@ def retrain(
     on_warnings: Callable[[list[str]], None] | None = None,
     again: bool = False,
     fit_only: str | Path | Sequence[str | Path] | None = None,
+    rule: str = DEFAULT_RULE,
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1226,6 +1228,9 @@ def retrain(
         Promote when the promotion rule allows it.
     force : bool
         With ``promote_if_better``: promote even when the rule refuses.
+    rule : str
+        The promotion rule, ``"bootstrap"`` (default) or ``"margin"``
+        (:func:`training.compare.compare`).
     config : TrainingConfig, optional
         Default: the current model's config (so only the data differ), else the defaults.
     report_dir : str or Path, optional
@@ -1574,7 +1579,7 @@ def retrain(
             result.version, result.model_dir = alike[-1], root / alike[-1]
             result.scores = ensure_scores(root, alike[-1], eval_set=(eval_df, eval_info))
             result.decision = promote_checked(
-                root, alike[-1], force=force, report_dir=report_dir, apply=True
+                root, alike[-1], force=force, report_dir=report_dir, apply=True, rule=rule
             )
         return result
     min_examples = config.min_examples
@@ -1621,7 +1626,12 @@ def retrain(
     result.scores = ensure_scores(root, result.version, eval_set=(eval_df, eval_info))
     # Always compare (the report is useful either way); move the pointer only when asked.
     result.decision = promote_checked(
-        root, result.version, force=force, report_dir=report_dir, apply=promote_if_better
+        root,
+        result.version,
+        force=force,
+        report_dir=report_dir,
+        apply=promote_if_better,
+        rule=rule,
     )
     result.message = f"challenger {result.version} written to {result.model_dir}"
     return result
