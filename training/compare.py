@@ -1,7 +1,8 @@
 """Champion against challenger on the frozen evaluation set, and the rule that guards promotion.
 
-A challenger is refused when a head's macro-F1 is worse than the champion's beyond noise, or when no
-head is better beyond noise (a paired bootstrap over the frozen tickets, :func:`paired_bootstrap`;
+A challenger is refused when a head's macro-F1 is worse than the champion's beyond noise (a paired
+bootstrap over the frozen tickets, :func:`paired_bootstrap`; one within noise on every head is
+promoted, as it has learnt the newer tickets the frozen set cannot test;
 the ``"margin"`` rule refuses one more than :data:`MAX_DROP_POINTS` points worse on either head
 instead), when it no longer predicts a label the champion had, or when it was trained on more than
 :data:`training.evaluate.SEEN_SHARE_LIMIT` of the frozen tickets. Both models are
@@ -546,8 +547,8 @@ def compare(
     Each head's macro-F1 difference comes with a paired bootstrap interval
     (:func:`paired_bootstrap`) when both scores keep each ticket's predictions. By the
     ``"bootstrap"`` rule the challenger is refused when a head is worse beyond noise (the whole
-    interval below 0), and also when no head is better beyond noise (the current model is kept:
-    the change is not shown to be one); a head without predictions to resample (scores stored by
+    interval below 0); a challenger within noise on every head is promoted (``within_noise``,
+    with a note), as it has learnt the newer tickets the frozen set cannot test; a head without predictions to resample (scores stored by
     an older paidan) is held to the fixed margin, with a note. By the ``"margin"`` rule a head
     may drop at most ``max_drop_points``, as before; the intervals are reported all the same.
 
@@ -729,16 +730,17 @@ def compare(
             reasons.append(
                 f"{head}: the challenger lost label(s) the champion had: {', '.join(missing)}"
             )
-    # No head is better beyond noise: nothing shows the challenger is, so the current model stays.
+    # No head differs beyond noise: promoted all the same, as the challenger has learnt the newer
+    # tickets and corrections the frozen set cannot test; said, so no one reads it as a gain.
     within_noise = (
         bool(judged) and not reasons and all(i["verdict"] == "noise" for i in judged.values())
     )
     if within_noise:
         said = "; ".join(f"{head} {interval_text(i)}" for head, i in judged.items())
-        reasons.append(
+        notes.append(
             f"within noise: no head differs from the champion beyond noise ({said}, paired "
-            f"bootstrap over the frozen tickets), so the current model is kept; a larger "
-            "frozen set tells smaller differences apart"
+            "bootstrap over the frozen tickets); promoted as no head is worse, not as a gain; "
+            "a larger frozen set tells smaller differences apart"
         )
     return {
         "champion": champion_name or champion.get("model_version"),
@@ -1003,10 +1005,7 @@ def markdown_comparison(report: dict[str, Any]) -> str:
     if report.get("rule", "margin") == "margin":
         rule = f"at most {report['max_drop_points']:g} macro-F1 point lost per head"
     else:
-        rule = (
-            "no head worse beyond noise and at least one better beyond noise (paired bootstrap "
-            "interval of the macro-F1 difference)"
-        )
+        rule = "no head worse beyond noise (paired bootstrap interval of the macro-F1 difference)"
     lines += [
         f"Frozen evaluation set: {counted(report['eval_rows'], 'ticket')} "
         f"(SHA-256 {str(report['eval_sha256'])[:12]}…). Rule: {rule}, and no label lost.",
