@@ -6,9 +6,11 @@ This is the only module that sees both :mod:`training` and :mod:`serve`.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -91,7 +93,70 @@ FEEDBACK_EPILOG = (
 )
 BOTH_EPILOG = f"{ROOT_EPILOG}\n\n{FEEDBACK_EPILOG}"
 
-app = typer.Typer(
+
+def _whole(name: str) -> re.Pattern[str]:
+    """*name* as a word of its own: neither ``--feedback-sin…`` nor part of ``--no-force``."""
+    return re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+
+
+HelpFormat = Callable[[Any, Any], None]  # (click context, click help formatter)
+
+
+def _format_help_whole(
+    command: Any, ctx: Any, formatter: Any, rich: HelpFormat, plain: HelpFormat
+) -> None:
+    """``--help`` as Typer's Rich panels where they have room, else click's plain help.
+
+    Typer puts an option's name, its ``--no-`` name, type and help side by side, and Rich cuts
+    every column to fit the terminal: at 80 columns ``retrain --help`` listed ``--feedback-sin…``
+    and ``--no-promote-i…``; train's names need 114. No Typer or Rich setting lets the name columns
+    keep their width, so the Rich help is rendered first into a buffer: if every option name is
+    there whole, as often as in the plain help, it is printed; if not, click's plain help is,
+    which writes a long name on a line of its own and its help under it, never cutting it.
+    """
+    probe = io.StringIO()
+    with contextlib.redirect_stdout(probe):  # Typer's Rich console writes to sys.stdout
+        rich(ctx, formatter)
+    wide = type(formatter)(width=sys.maxsize, max_width=sys.maxsize)
+    plain(ctx, wide)
+    names = [
+        name
+        for param in command.get_params(ctx)
+        if not getattr(param, "hidden", False)
+        for name in (*param.opts, *param.secondary_opts)
+    ]
+    fits = all(
+        len(_whole(n).findall(probe.getvalue())) >= len(_whole(n).findall(wide.getvalue()))
+        for n in names
+    )
+    (rich if fits else plain)(ctx, formatter)
+
+
+class WholeNamesCommand(typer.core.TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        plain = super(typer.core.TyperCommand, self).format_help  # click's, without Rich
+        _format_help_whole(self, ctx, formatter, super().format_help, plain)
+
+
+class WholeNamesGroup(typer.core.TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        plain = super(typer.core.TyperGroup, self).format_help  # click's, without Rich
+        _format_help_whole(self, ctx, formatter, super().format_help, plain)
+
+
+class Typer(typer.Typer):
+    """A ``typer.Typer`` whose commands and groups keep option names whole in ``--help``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", WholeNamesGroup)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", WholeNamesCommand)
+        return super().command(*args, **kwargs)
+
+
+app = Typer(
     name="paidan",
     help="派单: route citizen complaints to the responsible department and a category.",
     epilog=f"{BOTH_EPILOG}\n\nRun the commands (cron jobs too) with the server's settings: "
@@ -1952,7 +2017,7 @@ def serve(
             raise fail(e) from None
 
 
-db_app = typer.Typer(help="The feedback database.", epilog=FEEDBACK_EPILOG, no_args_is_help=True)
+db_app = Typer(help="The feedback database.", epilog=FEEDBACK_EPILOG, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -2094,7 +2159,7 @@ def db_current(verbose: Verbose = False) -> None:
 
 # -- registry, retraining and drift (issue 6) ------------------------------------------------------
 
-models_app = typer.Typer(
+models_app = Typer(
     help="The model registry: list versions, promote, roll back, delete old ones.",
     epilog=ROOT_EPILOG,
     no_args_is_help=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,52 @@ def test_each_command_of_a_group_is_summed_up_in_one_row(words: list[str]) -> No
         group = group.commands[word]  # type: ignore[attr-defined]
     names = set(group.commands)  # type: ignore[attr-defined]
     assert rows and all(row.split()[0] in names for row in rows), rows
+
+
+def option_names(words: list[str]) -> list[str]:
+    """Every name of every option ``paidan WORDS --help`` lists, read from click's command."""
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    params = command.get_params(command.context_class(command))  # --help is added here
+    return [
+        name
+        for param in params
+        if not getattr(param, "hidden", False)
+        for name in (*param.opts, *param.secondary_opts)
+    ]
+
+
+def whole(name: str) -> re.Pattern[str]:
+    """*name* as a word of its own: not the start of "--feedback-sin…" nor part of a longer name."""
+    return re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+@pytest.mark.parametrize(
+    "words", [*command_groups(), *leaf_commands()], ids=lambda w: " ".join(["paidan", *w])
+)
+def test_every_option_name_is_whole_on_a_narrow_terminal(words: list[str], columns: int) -> None:
+    # Admins run paidan over SSH in 80 columns: Rich's option table cut the names to fit
+    # (`--feedback-sin…`, `--promote-if-b…`, `--no-promote-i…`), a name no one could type.
+    # COLUMNS sizes Rich's console; click's plain help is sized by the terminal, which CliRunner
+    # pins at 80 unless told.
+    env = {"COLUMNS": str(columns)}
+    r = runner.invoke(app, [*words, "--help"], env=env, terminal_width=columns)
+    assert r.exit_code == 0, r.output
+    names = option_names(words)
+    assert "--help" in names
+    assert [n for n in names if not whole(n).search(r.output)] == []
+    assert re.findall(r"(?<![\w-])--?[\w-]*…", r.output) == []  # nor one cut where help names it
+    assert max(len(line) for line in r.output.splitlines()) <= columns
+
+
+@pytest.mark.parametrize(
+    "words", [*command_groups(), *leaf_commands()], ids=lambda w: " ".join(["paidan", *w])
+)
+def test_a_wide_terminal_keeps_the_rich_option_panel(words: list[str]) -> None:
+    # The narrow terminal's plain help must not take over where Rich's table has room: at 120
+    # columns every command's help is still Typer's panels.
+    r = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.output
+    assert "─ Options ─" in r.output
