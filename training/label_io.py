@@ -47,6 +47,7 @@ from model.tickets import (
     is_utf16,
     json_array,
     json_array_elements,
+    json_key,
     json_line_problem,
     json_lines,
     json_problem,
@@ -58,6 +59,8 @@ from model.tickets import (
     refuse_json_array,
     refuse_same_names,
     undecodable_hint,
+    unpaired_surrogate,
+    unpaired_surrogate_key,
     unreadable_file,
     unsaved_formula,
     unsaved_formulas,
@@ -935,7 +938,7 @@ def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], wh
     values.update((k, cell_text(v)) for k, v in typed.items())
     # JSON may escape half of a surrogate pair ("\ud800") on its own: not a character, and not
     # writable as UTF-8 into the output. (Only an object with a \uD8xx–\uDFxx escape can.)
-    if escapes and (bad := _unpaired_surrogate_key(obj) or _unpaired_surrogate(values)):
+    if escapes and (bad := unpaired_surrogate_key(obj) or unpaired_surrogate(values)):
         values = _without_surrogates(values)
         # Its texts (and objects, lists) as replaced; its numbers, booleans and nulls as read.
         typed = {
@@ -944,42 +947,6 @@ def _object_record(obj: dict[str, Any], escapes: bool, blank: dict[str, str], wh
         }
         return Record(values, f"unreadable: {where}: {bad}", where, typed=typed)
     return Record(values, None, where, typed=typed)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def json_key(key: Any) -> str:
-    """A JSON object's key as the column it names: stripped, and each unpaired surrogate escape
-    (``"note\\udfff"``, no character) replaced by U+FFFD, since no output can hold it in a
-    column name (every format ended in a traceback); the object's row says so
-    (:func:`_unpaired_surrogate_key`)."""
-    name = str(key).strip()
-    if _SURROGATE.search(name):
-        name = name.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return name
-
-
-def _unpaired_surrogate_key(obj: dict[Any, Any]) -> str | None:
-    """What is wrong with the first key of ``obj`` holding an unpaired surrogate, or ``None``."""
-    for key in obj:
-        if found := _SURROGATE.search(str(key)):
-            return (
-                f"key {quoted(json_key(key))} has an unpaired surrogate escape "
-                f"\\u{ord(found.group()):04x}, which is not a Unicode character"
-            )
-    return None
-
-
-def _unpaired_surrogate(values: dict[str, str]) -> str | None:
-    """What is wrong with the first field holding an unpaired surrogate, or ``None``."""
-    for key, value in values.items():
-        if found := _SURROGATE.search(value):
-            return (
-                f"field {quoted(key)} has an unpaired surrogate escape \\u{ord(found.group()):04x}, "
-                "which is not a Unicode character"
-            )
-    return None
 
 
 def _without_surrogates(values: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model.tickets import ColumnMap, TicketFileError, has_text, read_table, read_tickets
+from model.tickets import (
+    ColumnMap,
+    TicketFileError,
+    has_text,
+    iter_tickets,
+    read_table,
+    read_tickets,
+)
 from tests.conftest import write_frame
 
 ROWS = [
@@ -1125,6 +1132,39 @@ def test_an_empty_or_not_utf8_jsonl_says_so_in_every_reader(tmp_path: Path) -> N
     mixed.write_bytes(b"\n1001\n")
     with pytest.raises(TicketFileError, match=r"mixed\.jsonl, line 2: expected a JSON object"):
         file_columns(mixed)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ('"note\\udfff": "x"', "key 'note\ufffd' has an unpaired surrogate escape \\udfff"),
+        ('"note": "x\\ud800"', "field 'note' has an unpaired surrogate escape \\ud800"),
+    ],
+)
+def test_an_unpaired_surrogate_escape_is_named_by_its_line_and_key_in_every_reader(
+    tmp_path: Path, suffix: str, bad: str, says: str
+) -> None:
+    # train and evaluate refused the file in Python's words, "cannot be read as JSONL: 'utf-8'
+    # codec can't encode character '\udfff' …", naming neither the line nor the key; label says
+    # both (an error row): the same words here.
+    objects = [
+        '{"内容": "楼下烧烤店油烟很大", "部门": "城管"}',
+        '{"内容": "电梯坏了", "部门": "住建", ' + bad + "}",
+        '{"内容": "老板拖欠工资", "部门": "人社"}',
+    ]
+    path = tmp_path / f"in{suffix}"
+    text = "\n".join(objects) if suffix == ".jsonl" else "[" + ",\n".join(objects) + "]"
+    path.write_text(text + "\n", encoding="utf-8")
+    where = "line 2" if suffix == ".jsonl" else "element 2"
+    readers = {
+        "read_tickets": lambda: read_tickets([path], MAP),
+        "iter_tickets": lambda: list(iter_tickets([path], MAP, size=1)),
+    }
+    for name, read in readers.items():
+        with pytest.raises(TicketFileError) as e:
+            read()
+        assert str(e.value) == (f"{path}, {where}: {says}, which is not a Unicode character"), name
 
 
 def test_json_objects_without_keys_are_named_as_such_in_every_reader(tmp_path: Path) -> None:
