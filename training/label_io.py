@@ -325,21 +325,21 @@ def _csv_records(path: Path) -> int:
     import numpy as np
 
     records = 0
-    odd = 0  # whether an odd number of quotes came before the block
-    last = (
-        0x0A  # the byte before the block: a line end at the start, so a blank first line counts so
-    )
+    odd = 0  # how many quotes came before the block, odd (1) or even (0)
+    last = 0x0A  # the byte before the block: a line end, so a blank first line is blank
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             b = np.frombuffer(block, dtype=np.uint8)
-            before = np.empty_like(b)
-            before[0], before[1:] = last, b[:-1]
-            outside = (np.cumsum(b == 0x22) + odd) % 2 == 0
-            # A line ends at \r, or at \n not after \r; it is blank after another line end.
-            ends = (b == 0x0D) | ((b == 0x0A) & (before != 0x0D))
-            blank = (before == 0x0A) | (before == 0x0D)
-            records += int((ends & outside & ~blank).sum())
-            odd = int(not outside[-1])
+            quotes = np.flatnonzero(b == 0x22)
+            breaks = np.flatnonzero((b == 0x0A) | (b == 0x0D))
+            if len(breaks):
+                before = np.where(breaks > 0, b[np.maximum(breaks - 1, 0)], last)
+                # A line ends at \r, or at \n not after \r; it is blank after another line end.
+                ends = (b[breaks] == 0x0D) | (before != 0x0D)
+                blank = (before == 0x0A) | (before == 0x0D)
+                outside = (np.searchsorted(quotes, breaks) + odd) % 2 == 0
+                records += int((ends & outside & ~blank).sum())
+            odd = (odd + len(quotes)) % 2
             last = int(b[-1])
     return records + (last not in (0x0A, 0x0D))  # a last record without its line end
 
