@@ -3580,6 +3580,55 @@ def _checked_object(path: Path, n: int, obj: Any, unit: str, problem: Callable[[
     if not isinstance(obj, dict):
         raise TicketFileError(f"{path}, {unit} {n}: {problem(obj)}")
     refuse_same_names(f"{path}, {unit} {n}", obj, "keys")
+    # Half of a surrogate pair escaped alone ("\udfff"): no character, and pandas' strings cannot
+    # hold it (refused as "'utf-8' codec can't encode …", without the line). Said as label says it.
+    if bad := unpaired_surrogate_key(obj) or _unpaired_surrogate_value(obj):
+        raise TicketFileError(f"{path}, {unit} {n}: {bad}")
+
+
+def _unpaired_surrogate_value(obj: dict[Any, Any]) -> str | None:
+    """:func:`unpaired_surrogate` of an object's values, as cells (a string looked at as it is)."""
+    for key, value in obj.items():
+        text = value if isinstance(value, str) else cell_text(value)
+        if _SURROGATE.search(text):
+            return unpaired_surrogate({json_key(key): text})
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_key(key: Any) -> str:
+    """A JSON object's key as the column it names: stripped, and each unpaired surrogate escape
+    (``"note\\udfff"``, no character) replaced by U+FFFD, since no output can hold it in a
+    column name (every format ended in a traceback); the object's row says so
+    (:func:`unpaired_surrogate_key`)."""
+    name = str(key).strip()
+    if _SURROGATE.search(name):
+        name = name.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return name
+
+
+def unpaired_surrogate_key(obj: dict[Any, Any]) -> str | None:
+    """What is wrong with the first key of ``obj`` holding an unpaired surrogate, or ``None``."""
+    for key in obj:
+        if found := _SURROGATE.search(str(key)):
+            return (
+                f"key {_quoted(json_key(key))} has an unpaired surrogate escape "
+                f"\\u{ord(found.group()):04x}, which is not a Unicode character"
+            )
+    return None
+
+
+def unpaired_surrogate(values: dict[str, str]) -> str | None:
+    """What is wrong with the first field holding an unpaired surrogate, or ``None``."""
+    for key, value in values.items():
+        if found := _SURROGATE.search(value):
+            return (
+                f"field {_quoted(key)} has an unpaired surrogate escape \\u{ord(found.group()):04x}, "
+                "which is not a Unicode character"
+            )
+    return None
 
 
 def _object_keys(

@@ -71,6 +71,10 @@ const state = {
   // Date.now() before which the server asked not to be asked again (a 429's Retry-After): nothing
   // is sent until then, by the dispatcher (分派建议, a save) or by the header's own tries.
   retryAt: 0,
+  // A 503's Retry-After, by request ("POST v1/feedback"): {at, data}, the Date.now() before which that
+  // request is not sent again and the answer that asked. Only what said it was unavailable waits:
+  // the feedback database down holds saves, never routing.
+  unavailableUntil: new Map(),
 };
 
 // -- small helpers --------------------------------------------------------------------------------
@@ -206,6 +210,9 @@ async function api(method, url, body, signal) {
   if (key) headers["X-API-Key"] = key;
   const wait = Math.ceil((state.retryAt - Date.now()) / 1000);
   if (wait > 0) throw tooManyRequests(wait); // the server asked for that long; not sent
+  const unavailable = state.unavailableUntil.get(`${method} ${url}`);
+  const left = unavailable ? Math.ceil((unavailable.at - Date.now()) / 1000) : 0;
+  if (left > 0) throw apiError(503, unavailable.data, left); // as the 503 said, the wait left; not sent
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -258,11 +265,13 @@ async function api(method, url, body, signal) {
       if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
       throw tooManyRequests(retryAfter);
     }
-    const error = new Error(errorText(res.status, data));
-    error.status = res.status;
-    error.retryAfter = retryAfter;
-    error.code = (data && data.error && data.error.code) || null;
-    error.fields = refusedFields(data);
+    if (res.status === 503 && retryAfter) {
+      // A save cut at the commit is said once, with its outcome unknown; held, it is only unavailable.
+      const held = atCommit(data) ? { error: { code: "database_unavailable" } } : data;
+      const at = Date.now() + retryAfter * 1000;
+      state.unavailableUntil.set(`${method} ${url}`, { at, data: held });
+    }
+    const error = apiError(res.status, data, retryAfter);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
     // API's: the request may have been served (stored) before the gateway gave up on its answer.
     const gateway =
@@ -276,6 +285,16 @@ async function api(method, url, body, signal) {
     throw new Error(unrecognised(res.status));
   }
   return data;
+}
+
+// The error of an API's answer `data` with `status`, waiting `retryAfter` seconds (or null) said.
+function apiError(status, data, retryAfter) {
+  const error = new Error(errorText(status, data, retryAfter));
+  error.status = status;
+  error.retryAfter = retryAfter;
+  error.code = (data && data.error && data.error.code) || null;
+  error.fields = refusedFields(data);
+  return error;
 }
 
 // The body fields an error answer names ("masked" for "body.masked"): the API's `field`, and those of
@@ -317,7 +336,7 @@ const FIELD_TEXT = {
 
 // What went wrong, in Chinese; the server's own (English) message, when there is one, follows in
 // brackets for whoever has to look into it.
-function errorText(status, data) {
+function errorText(status, data, retryAfter = null) {
   // The API answers {"error": {"code", "message", "field"}}; plain FastAPI {"detail"} is tolerated.
   const err = (data && data.error) || {};
   let message = err.message ? String(err.message) : "";
@@ -362,7 +381,8 @@ function errorText(status, data) {
   if (err.code === "model_not_loaded") return "服务器正在加载模型，请稍后重试";
   if (atCommit(data)) return unconfirmed({ reason: "反馈数据库在保存的最后一步中断" });
   if (err.code === "database_unavailable") {
-    return "反馈数据库暂时不可用，请稍后重新保存（分派建议不受影响）";
+    const when = retryAfter ? `请在 ${waitText(retryAfter)}后` : "请稍后";
+    return `反馈数据库暂时不可用，${when}重新保存（分派建议不受影响）`;
   }
   // Retrying does not help until the database or this server is upgraded.
   if (err.code === "database_schema_mismatch") {

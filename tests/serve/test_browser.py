@@ -3254,6 +3254,59 @@ def test_a_429_says_when_to_retry_and_the_page_does_not_retry_earlier(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_503_with_retry_after_holds_saves_but_not_routes(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The feedback database's 503 says Retry-After: 5, and a save pressed again at once was sent
+    # all the same. Held like a 429's, but only the saves: routing still works meanwhile.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    start_s = 1_800_000_000
+    now_s = [start_s + 100]
+    pg.clock.install(time=start_s)
+    unavailable = {"error": {"code": "database_unavailable", "message": "database unavailable"}}
+
+    def forward(seconds: int) -> None:
+        pg.clock.fast_forward(seconds * 1000)
+        now_s[0] += seconds
+
+    open_page(page, live_server)
+    pg.clock.pause_at(now_s[0])
+    pg.route(
+        "**/v1/feedback",
+        lambda r: r.fulfill(status=503, json=unavailable, headers={"Retry-After": "5"}),
+    )
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-R503")
+    button, status = pg.locator("#confirm-button"), pg.locator("#feedback-status")
+    button.click()
+    expect(status).to_have_text(
+        "保存失败：反馈数据库暂时不可用，请在 5 秒后重新保存（分派建议不受影响）"
+    )
+    pg.unroute("**/v1/feedback")
+    sent = sum(u.endswith("/v1/feedback") for u in page.requests)
+    forward(2)
+    button.click()  # too early: not sent, the wait left said
+    expect(status).to_have_text(
+        "保存失败：反馈数据库暂时不可用，请在 3 秒后重新保存（分派建议不受影响）"
+    )
+    assert sum(u.endswith("/v1/feedback") for u in page.requests) == sent
+    assert live_server.feedback_rows("WEB-R503") == []
+    # Routing is not held: the server said only the feedback database is down.
+    routed = sum(u.endswith("/v1/route") for u in page.requests)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(pg.locator("#route-status")).not_to_contain_text("请求过于频繁")
+    expect(button).to_be_enabled()
+    assert sum(u.endswith("/v1/route") for u in page.requests) == routed + 1
+    forward(4)
+    button.click()
+    expect(status).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-R503")) == 1
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_500_with_a_gateways_html_page_says_what_the_dispatcher_can_do(
     page: PageRun, live_server: LiveServer
 ) -> None:

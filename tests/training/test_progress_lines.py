@@ -50,6 +50,31 @@ def test_each_stage_of_train_and_evaluate_is_a_line_when_it_starts(
     assert lines == ["scoring (18 steps)…", "scoring: done"], lines
 
 
+def test_evaluate_estimates_a_csvs_rows_not_its_lines(
+    tmp_path: Path, tiny_csv: Path, tiny_model_dir: Path
+) -> None:
+    # Texts over several lines, blank lines and \r\n line ends were counted as rows, and a run
+    # ended "scoring: done, 18/18 (37 estimated at the start)": an estimate off by the file's
+    # own shape, where the rows can be counted as the reader reads them.
+    import csv
+
+    with open(tiny_csv, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    data = tmp_path / "multiline.csv"
+    with open(data, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(rows[0])
+        text = rows[0].index("text")
+        for i, row in enumerate(rows[1:]):
+            row[text] = f'{row[text]}\r\n第{i}次反映，"请"尽快处理'
+            w.writerow(row)
+            f.write("\r\n")  # a blank line: no row
+    r = runner.invoke(app, ["evaluate", str(tiny_model_dir), str(data)])
+    assert r.exit_code == 0, r.output
+    n = len(rows) - 1
+    assert stages(r.stderr) == [f"scoring ({n} steps)…", "scoring: done"], stages(r.stderr)
+
+
 def test_a_stage_of_many_steps_is_a_line_at_each_tenth(capsys: object) -> None:
     with progress_bar() as bar:
         progress = _RichProgress(bar, lines=True)
@@ -84,18 +109,17 @@ def test_retrain_says_it_reads_its_history_and_each_line_carries_the_utc_date(
 def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted_rows(
     tmp_path: Path, sample_model_dir: Path
 ) -> None:
-    # `paidan label` of a backlog from cron or nohup wrote nothing until it ended. Rows are
-    # estimated by physical lines: with texts over several lines the estimate is never reached,
-    # and the stage must still end "done", at the rows found (its last line was 40/120, then a
-    # bare "done": a run that looked cut short of its total).
-    import csv
+    # `paidan label` of a backlog from cron or nohup wrote nothing until it ended. A JSON Lines
+    # file's rows are estimated by its lines: with blank lines between them the estimate is never
+    # reached, and the stage must still end "done", at the rows found (its last line was 40/120,
+    # then a bare "done": a run that looked cut short of its total).
+    import json
 
-    data = tmp_path / "backlog.csv"
+    data = tmp_path / "backlog.jsonl"
     with open(data, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "title", "text"])
         for i in range(40):
-            w.writerow([f"T{i}", "", f"公司拖欠工资三个月不发\n第{i}次反映\n请尽快处理"])
+            row = {"id": f"T{i}", "title": "", "text": f"公司拖欠工资三个月不发，第{i}次反映"}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n\n\n")  # 3 lines a row
     out = tmp_path / "out.csv"
     args = ["label", str(data), "--model", str(sample_model_dir), "--out", str(out)]
     r = runner.invoke(app, [*args, "--chunk-size", "8", "--jobs", "1"])
@@ -126,7 +150,7 @@ def test_label_counts_the_chunks_in_flight_against_the_rows_once_reading_is_over
     # The progress counted rows against an estimate of lines to the end: 36,000/44,470 for
     # 40,000 rows, then "done". Once the last chunk is read the rows are known, and the chunks
     # still being labelled (several in flight with several workers) count against them.
-    import csv
+    import json
 
     import training.label
 
@@ -137,12 +161,11 @@ def test_label_counts_the_chunks_in_flight_against_the_rows_once_reading_is_over
         return submit, 4, close, failure
 
     monkeypatch.setattr(training.label, "_start_engine", four_in_flight)
-    data = tmp_path / "backlog.csv"
+    data = tmp_path / "backlog.jsonl"
     with open(data, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "title", "text"])
         for i in range(40):
-            w.writerow([f"T{i}", "", f"公司拖欠工资三个月不发\n第{i}次反映"])
+            row = {"id": f"T{i}", "title": "", "text": f"公司拖欠工资三个月不发，第{i}次反映"}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n\n")  # a blank line after each
     seen: list[tuple[int, int]] = []
     training.label.label(
         [data],
