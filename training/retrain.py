@@ -57,7 +57,6 @@ from model.tickets import (
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
-    NamedPath,
     TicketFileError,
     as_paths,
     as_utc,
@@ -1305,50 +1304,49 @@ def _frozen_decisions(
 # -- the retrain ------------------------------------------------------------------------------------
 
 
-def refuse_feedback_export(
-    given: Sequence[str | Path],
-    named: Sequence[NamedPath],
-    headers: Mapping[str, Sequence[str]],
-    decisions: int,
-) -> None:
-    """Refuse a ``--history`` file that is the feedback export (``GET /v1/feedback``).
+def refuse_feedback_export(given: Sequence[str | Path], path: Path, decisions: int) -> None:
+    """Refuse ``path``, a ``--history`` file that is the feedback export (``GET /v1/feedback``),
+    as soon as its columns are read (:func:`model.tickets.read_tickets`'s ``on_export``: the
+    reader's own warning about it is not said before this).
 
-    Given beside the feedback database retrain reads itself, each decision trained twice: once as
-    feedback, once as a history "ticket" numbered by the decision's id (which names no ticket, so
-    it replaced no history row, and a ticket decided twice trained with both labels). Told by its
-    columns (:data:`model.tickets.FEEDBACK_EXPORT_COLUMNS`), with the command to run instead.
+    Read as history, each of its rows is a "ticket" numbered by the decision's id (which names no
+    ticket, so it replaced no history row, and a ticket decided twice trained with both labels);
+    beside the feedback database retrain reads itself, each decision trained twice. Told by its
+    columns (:data:`model.tickets.FEEDBACK_EXPORT_COLUMNS`), with the command to run instead:
+    the file given with ``--feedback``, which reads it as the database is read.
     """
     direct = {Path(p): str(p) for p in given}
-    for path, name in named:
-        have = {str(c).strip() for c in headers.get(display_name(name), ())}
-        if not all(c in have for c in FEEDBACK_EXPORT_COLUMNS):
-            continue
-        if path in direct:
-            rest = " ".join(f"--history {shlex.quote(v)}" for p, v in direct.items() if p != path)
-            advice = (
-                f"leave it out of --history: paidan retrain {rest} (with your other options)"
-                if rest
-                else "give --history the ticket history instead"
-            )
-        else:
-            folder = next((v for p, v in direct.items() if p in path.parents), None)
-            advice = f"move it out of {folder}" if folder else "move it out of the history"
-        # Run where the server's database is not (the export carried over instead): read as
-        # history, its decisions would not be trained as decisions either.
-        none = (
-            "; it read none: give it the server's feedback database (PAIDAN_DATABASE_URL, or "
-            "PAIDAN_DATA_DIR for its SQLite file) rather than its export"
-            if not decisions
-            else ""
+    export = shlex.quote(str(path))
+    if path in direct:
+        rest = " ".join(f"--history {shlex.quote(v)}" for p, v in direct.items() if p != path)
+        advice = (
+            f"give it with --feedback instead: paidan retrain {rest} --feedback {export} (with "
+            "your other options)"
+            if rest
+            else f"give it with --feedback instead: paidan retrain --history HISTORY --feedback "
+            f"{export}, HISTORY the ticket history"
         )
-        raise TicketFileError(
-            f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
-            f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: retrain reads the "
-            f"dispatchers' decisions from the feedback database itself "
-            f"({counted(decisions, 'decision')} now), keeping each ticket's latest, which "
-            "replaces its history row; read as history too, each decision would be trained twice, "
-            f"as a ticket numbered by the decision's id{none}: {advice}"
+    else:
+        folder = next((v for p, v in direct.items() if p in path.parents), None)
+        rest = " ".join(f"--history {shlex.quote(v)}" for v in direct.values())
+        advice = (
+            f"move it out of {folder or 'the history'} and give it with --feedback: paidan "
+            f"retrain {rest} --feedback MOVED (MOVED where you moved it; with your other options)"
         )
+    twice = (
+        "; retrain reads the dispatchers' decisions from the feedback database itself "
+        f"({counted(decisions, 'decision')} now), so each of those would be trained twice"
+        if decisions
+        else ""
+    )
+    raise TicketFileError(
+        f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
+        f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: read as history, each "
+        "decision would be trained as a ticket numbered by the decision's id, a ticket decided "
+        f"twice with both labels, and none would replace its ticket's history row{twice}: "
+        f"{advice}; --feedback keeps each ticket's latest decision, and a decision the feedback "
+        "database holds too is read once"
+    )
 
 
 def retrain(
@@ -1496,9 +1494,9 @@ def retrain(
         columns.time or "time",
         RETRAIN_OPTIONS,
         repeated_headers=repeated_headers,
+        on_export=lambda path, _: refuse_feedback_export(history, path, len(feedback)),
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
-    refuse_feedback_export(history, named, headers, len(feedback))
     result.title_note = title_column_note(headers, columns, "retrained")
     result.id_note = id_column_note(
         headers,
