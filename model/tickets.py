@@ -2351,6 +2351,7 @@ def read_tickets(
     columns: ColumnMap = ColumnMap(),
     headers: dict[str, list[str]] | None = None,
     repeated_headers: dict[str, list[int]] | None = None,
+    on_export: Callable[[Path, str], None] | None = None,
 ) -> pd.DataFrame:
     """Read ticket files into the canonical schema.
 
@@ -2369,6 +2370,10 @@ def read_tickets(
         :func:`repeats_header`; each file with such rows is warned of in the log too), by its
         name as ``_source`` gives it, for the reports that count them (a file given twice: its
         rows twice, as they were left out twice).
+    on_export : callable, optional
+        Called with a file that is the feedback export and what to say of it
+        (:func:`feedback_export`) as soon as its columns are read; it may raise (``retrain``
+        refuses the file). Default: a warning in the log.
 
     Returns
     -------
@@ -2387,7 +2392,11 @@ def read_tickets(
     """
     import pandas as pd
 
-    frames = list(iter_tickets(paths, columns, headers, repeated_headers=repeated_headers))
+    frames = list(
+        iter_tickets(
+            paths, columns, headers, repeated_headers=repeated_headers, on_export=on_export
+        )
+    )
     if not frames:
         raise TicketFileError("no input files were given")
     return pd.concat(frames, ignore_index=True)
@@ -2399,6 +2408,7 @@ def iter_tickets(
     headers: dict[str, list[str]] | None = None,
     size: int | None = None,
     repeated_headers: dict[str, list[int]] | None = None,
+    on_export: Callable[[Path, str], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """:func:`read_tickets` a chunk at a time: canonical tables of at most ``size`` rows
     (``None``: one per file; each file is read a chunk at a time, see :func:`table_chunks`), at
@@ -2426,7 +2436,10 @@ def iter_tickets(
                 if first_row == 1:  # each file read from the names of its columns it has
                     own = columns.for_header(path, read.columns)
                 if first_row == 1 and (said := feedback_export(path, raw.columns, own)):
-                    logger.warning("%s", said)
+                    if on_export is None:
+                        logger.warning("%s", said)
+                    else:  # retrain refuses it: its refusal alone, not this line before it
+                        on_export(path, said)
                 if first_row == 1 and (said := labelled_output(path, raw.columns)):
                     # Kept beside the tickets it was labelled from (backlog/done/), its tickets
                     # would be read twice.
@@ -2528,8 +2541,8 @@ def feedback_export(path: Path, header: Iterable[Any], columns: ColumnMap) -> st
         f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
         f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}): each row is a decision, read as a ticket of its "
         f"own{numbered}, so a ticket decided twice is read with both decisions and none replaces "
-        "its ticket's history row; paidan retrain reads the feedback database itself and keeps "
-        "each ticket's latest decision"
+        "its ticket's history row; paidan retrain reads the feedback database itself, or this "
+        "export given with --feedback FILE, and keeps each ticket's latest decision"
     )
 
 

@@ -2202,7 +2202,16 @@ def _version_dirs(root: Path) -> list[Path]:
 
 # What retraining reads of a feedback row (training.retrain.feedback_frame); drift reads the
 # stored suggestion too, reduced to its auto/review decision as each page is read.
-RETRAIN_COLUMNS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
+# request_id: a decision also given in a --feedback export is read once (merge_feedback).
+RETRAIN_COLUMNS = (
+    "ticket_id",
+    "title",
+    "text",
+    "department",
+    "category",
+    "dispatcher_id",
+    "request_id",
+)
 
 
 def _feedback_records(
@@ -2244,18 +2253,39 @@ def _feedback_records(
 
 
 def _print_feedback_source(
-    settings: Settings, records: int, since: datetime | None = None, before: int = 0
+    settings: Settings,
+    records: int,
+    since: datetime | None = None,
+    before: int = 0,
+    files: tuple[Sequence[Path], int, int] = ((), 0, 0),
 ) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
     PAIDAN_MODEL_ROOT, so on a PostgreSQL install it read the absent default file and said "0 new
-    feedback record(s)" every night, exit 0, with nothing naming where it had looked."""
+    feedback record(s)" every night, exit 0, with nothing naming where it had looked.
+
+    ``files``: the ``--feedback`` export files, how many of their decisions were added, and how
+    many the database (or an earlier file) held already; with them, a database file that does
+    not exist is no warning (a training machine without the server's database)."""
     from sqlalchemy.engine import make_url
 
     from serve.db import describe_url, sqlite_path
 
     url = settings.resolved_database_url
     file = sqlite_path(make_url(url))
+    paths, added, repeated = files
+    if paths:
+        held = f" ({repeated} already read)" if repeated else ""
+        out.print(
+            f"feedback: {added} record(s){held} read from "
+            + ", ".join(printable(str(p)) for p in paths),
+            soft_wrap=True,
+        )
+        if file is not None and not file.exists():
+            older = f" ({before} older left out)" if before else ""
+            window = f" from {window_start(since)} on{older}" if since is not None else ""
+            out.print(f"feedback: {records} record(s){window} in all (no feedback database)")
+            return
     if file is not None and not file.exists():
         where = (
             "PAIDAN_DATABASE_URL"
@@ -2274,8 +2304,10 @@ def _print_feedback_source(
     # it were left out: both once went unsaid.
     older = f" ({before} older left out)" if before else ""
     window = f" from {window_start(since)} on{older}," if since is not None else ""
+    also = " and the --feedback files" if paths else ""
     out.print(
-        f"feedback: {records} record(s){window} read from {describe_url(url)}", soft_wrap=True
+        f"feedback: {records} record(s){window} read from {describe_url(url)}{also}",
+        soft_wrap=True,
     )
 
 
@@ -2974,6 +3006,15 @@ def retrain(
             help="Labelled history files or directories; repeat it for several",
         ),
     ],
+    feedback_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--feedback",
+            metavar="FILE",
+            help="A saved feedback export (GET /v1/feedback, JSON Lines) whose decisions to "
+            "train, beside the feedback database's, each read once; repeat it for several",
+        ),
+    ] = None,
     feedback_since: Annotated[
         datetime | None,
         typer.Option(
@@ -3070,7 +3111,14 @@ def retrain(
     from model.registry import RetrainRunningError, retrain_lock
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
-    from training.retrain import MappingFileError, read_mapping, split_feedback
+    from training.retrain import (
+        FeedbackFileError,
+        MappingFileError,
+        merge_feedback,
+        read_feedback_exports,
+        read_mapping,
+        split_feedback,
+    )
     from training.retrain import retrain as run_retrain
     from training.window import Window, describe
 
@@ -3085,6 +3133,7 @@ def retrain(
                 [report],
                 [
                     *history,
+                    *(feedback_files or []),
                     *(unlabelled or []),
                     *(fit_only or []),
                     *([mapping] if mapping else []),
@@ -3101,10 +3150,21 @@ def retrain(
         feedback_since = in_zone(feedback_since, zone)
         # All of them: the decisions before --feedback-since are counted and dated in a warning,
         # with the history tickets they corrected (dropped by the query, they went unsaid).
+        # The exports first: a bad line is refused before the database is read.
+        exported = read_feedback_exports(feedback_files or [])
         records = _feedback_records(settings, None)
+        # Where the server's database is out of reach (another host, an air gap): its export.
+        records, repeated = merge_feedback(records, exported.records)
         recent, older = split_feedback(records, feedback_since)
         # Said before the long fit: a run that fails or is killed during it named nothing it read.
-        _print_feedback_source(settings, len(recent), feedback_since, len(older))
+        _print_feedback_source(
+            settings,
+            len(recent),
+            feedback_since,
+            len(older),
+            files=(feedback_files or [], len(exported.records) - repeated, repeated),
+        )
+        say_all(exported.warnings)
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -3149,6 +3209,7 @@ def retrain(
     except (
         *USER_ERRORS,
         MappingFileError,
+        FeedbackFileError,
         DatabaseUnavailable,
         PromotionError,
         RetrainRunningError,

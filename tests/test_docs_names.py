@@ -105,6 +105,8 @@ def unknown_options(text: str) -> list[str]:
             wrong.append(f"`{span}`: paidan has no command {words!r}")
             continue
         rest = span[m.end() :].split(" #")[0].split("|")[0].split("&&")[0]
+        # A command substitution's options are another program's: $(date -d '90 days ago' +%F).
+        rest = re.sub(r"\$\([^)]*\)", "", rest)
         wrong += [
             f"`{span}`: paidan {words} has no {option}"
             for option in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", rest)

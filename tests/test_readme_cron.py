@@ -61,3 +61,36 @@ def test_the_cron_line_tells_a_crash_from_a_run_still_holding_the_lock(tmp_path:
     assert "ran" not in (tmp_path / "retrain.log").read_text(encoding="utf-8")
     code = held.split("exited ")[1].split(" ")[0]
     assert code != "1" and f"{code}: the last run still holds the lock" in held, held
+
+
+def test_the_rolling_feedback_window_cron_line_gives_retrain_the_date_90_days_ago(
+    tmp_path: Path,
+) -> None:
+    # cron ends a command at a bare % (the rest goes to its input): `+%F` in a crontab ran
+    # `date -d '90 days ago' +` and lost the rest of the line. Run as cron runs it: `\%` is `%`.
+    import re
+    from datetime import date, timedelta
+
+    line = next(
+        x
+        for x in documentation().splitlines()
+        if x.startswith("30 2 * * * ") and "--feedback-since" in x
+    )
+    command = line.removeprefix("30 2 * * * ")
+    assert not re.search(r"(?<!\\)%", command), "a bare % in a crontab line ends its command"
+    command = command.replace("\\%", "%")
+    command = command.replace("cd /srv/paidan", f"cd {tmp_path}")
+    command = command.replace(". /etc/paidan.env", ": /etc/paidan.env")
+    command = command.replace("/tmp/paidan-retrain.lock", str(tmp_path / "retrain.lock"))
+    command = command.replace("/var/log/paidan-retrain.log", str(tmp_path / "retrain.log"))
+    stand_in = tmp_path / ".venv" / "bin" / "paidan"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path / 'args'}\n")
+    stand_in.chmod(0o755)
+    before = date.today()
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and not done.stdout + done.stderr, done
+    args = (tmp_path / "args").read_text(encoding="utf-8").splitlines()
+    given = args[args.index("--feedback-since") + 1]
+    assert given in {(d - timedelta(days=90)).isoformat() for d in (before, date.today())}, args
+    assert args[0] == "retrain" and "--history" in args, args

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,7 +57,6 @@ from model.tickets import (
     ROW_COL,
     SOURCE_COL,
     ColumnMap,
-    NamedPath,
     TicketFileError,
     as_paths,
     as_utc,
@@ -65,6 +65,8 @@ from model.tickets import (
     display_name,
     has_text,
     id_column_note,
+    json_lines,
+    json_problem,
     named_paths,
     read_tickets,
     require_rows,
@@ -823,6 +825,172 @@ def split_feedback(
     return kept, before
 
 
+# -- feedback export files (--feedback) -------------------------------------------------------------
+
+
+class FeedbackFileError(ValueError):
+    """A ``--feedback`` export file cannot be used; the message names the file and the line."""
+
+
+# The fields of a FeedbackRecord line (GET /v1/feedback) retrain reads, besides id and created_at;
+# each a string or null. A line with export_error is the ExportIncomplete that ends a cut export.
+EXPORT_TEXTS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
+EXPORT_ERROR_KEY = "export_error"
+
+
+@dataclass
+class ExportedFeedback:
+    """What :func:`read_feedback_exports` read: the records, as the feedback database gives them,
+    and the warnings of exports that stopped early but are continued by another file given."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
+    """``paidan retrain --feedback FILE``: the decisions of saved feedback exports.
+
+    Each line a :class:`serve.schemas.FeedbackRecord` as ``GET /v1/feedback`` writes it, read as
+    the feedback database is read for retraining: texts through today's masking
+    (:func:`model.text.clean`), labels through :func:`model.text.mask_label`, a missing department
+    as an empty one, ``created_at`` in UTC. Records the files repeat (two exports that overlap: the
+    same decision ``id`` and ``created_at``, or the same ``request_id``) are kept once.
+
+    An ``ExportIncomplete`` line (``export_error``, ``since``: the export was cut) is refused with
+    its place, unless another file given holds decisions from ``since`` or before (the export
+    made again with ``since``, as the line says): then it is a warning.
+
+    Raises
+    ------
+    FeedbackFileError
+        On a file that cannot be read, a line that is not a JSON object, a line without ``id``,
+        ``text`` or ``created_at``, a field of the wrong type, or a cut export not continued.
+    """
+    read = ExportedFeedback()
+    cut: list[tuple[Path, int, str, datetime]] = []
+    earliest: dict[Path, datetime] = {}
+    for given in paths:
+        path = Path(given)
+        try:
+            with open(path, "rb") as f:
+                for line, _, value in json_lines(f):
+                    where = f"{path} line {line}"
+                    if isinstance(value, json.JSONDecodeError):
+                        raise FeedbackFileError(
+                            f"{where}: not JSON ({json_problem(value, f'column {value.colno}')}); "
+                            "--feedback takes the feedback export (GET /v1/feedback) as saved"
+                        )
+                    if isinstance(value, Exception):
+                        raise FeedbackFileError(f"{where}: cannot be read as JSON Lines ({value})")
+                    if not isinstance(value, dict):
+                        raise FeedbackFileError(
+                            f"{where}: is {type(value).__name__}, not a JSON object of the feedback "
+                            "export (GET /v1/feedback)"
+                        )
+                    if EXPORT_ERROR_KEY in value:
+                        cut.append(
+                            (
+                                path,
+                                line,
+                                str(value[EXPORT_ERROR_KEY]),
+                                _export_time(value, "since", where),
+                            )
+                        )
+                        continue
+                    if cut and cut[-1][0] == path:
+                        raise FeedbackFileError(
+                            f"{where}: follows the line {cut[-1][1]} that says the export stopped "
+                            f"({cut[-1][2]}); an export ends with that line"
+                        )
+                    record = _export_record(value, where)
+                    at = record["created_at"]
+                    earliest[path] = min(earliest.get(path, at), at)
+                    read.records.append(record)
+        except OSError as e:
+            raise FeedbackFileError(f"{path}: cannot read the feedback export: {e}") from e
+    for path, line, said, since in cut:
+        after = [str(p) for p, at in earliest.items() if p != path and at <= since]
+        if not after:
+            raise FeedbackFileError(
+                f"{path} line {line}: the export is incomplete ({said}): the decisions from "
+                f"{since.isoformat()} on are missing, so a ticket's latest decision may be too; "
+                "export again with that since and give both files with --feedback (a decision "
+                "in both is read once)"
+            )
+        read.warnings.append(
+            f"{path} line {line}: the export stopped there ({said}); the decisions from "
+            f"{since.isoformat()} on are read from {', '.join(after)}"
+        )
+    read.records, _ = merge_feedback([], read.records)
+    return read
+
+
+def _export_time(value: Mapping[str, Any], key: str, where: str) -> datetime:
+    raw = value.get(key)
+    try:
+        at = _as_utc(raw) if isinstance(raw, str) else None
+    except ValueError:
+        at = None
+    if at is None:
+        raise FeedbackFileError(
+            f"{where}: {key} must be a time as the export writes it (ISO 8601, e.g. "
+            f"2026-12-01T08:30:00Z), got {quoted(str(raw), cell=True) if raw is not None else 'none'}"
+        )
+    return at
+
+
+def _export_record(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """One FeedbackRecord line as :func:`feedback_frame` reads a database row."""
+    missing = [k for k in ("id", "text", "created_at") if value.get(k) is None]
+    if missing:
+        raise FeedbackFileError(
+            f"{where}: has no {', '.join(missing)}; --feedback takes the feedback export "
+            "(GET /v1/feedback), whose every line has id, text and created_at"
+        )
+    fid = value["id"]
+    if isinstance(fid, bool) or not isinstance(fid, int) or fid < 1:
+        raise FeedbackFileError(
+            f"{where}: id must be the decision's number (a positive integer), got {fid!r}"
+        )
+    record: dict[str, Any] = {"id": fid, "created_at": _export_time(value, "created_at", where)}
+    for key in (*EXPORT_TEXTS, "request_id"):
+        cell = value.get(key)
+        if cell is not None and not isinstance(cell, str):
+            raise FeedbackFileError(f"{where}: {key} must be a string or null, got {cell!r}")
+        record[key] = cell
+    # As the database's columns are read (serve.db.MaskedText, MaskedLabel): today's masking.
+    record["text"] = clean(record["text"])
+    if record["title"] is not None:
+        record["title"] = clean(record["title"])
+    for head in LABELS:
+        if record[head] is not None:
+            record[head] = mask_label(record[head].replace("\x00", " "))
+    record["department"] = record["department"] or ""
+    return record
+
+
+def merge_feedback(
+    database: Sequence[Mapping[str, Any]], exported: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """The ``database``'s decisions and those of ``exported`` files it does not hold, and how many
+    it held: one decision is its ``id`` with its ``created_at`` (the same row, exported from
+    the database read, or twice by overlapping exports; another server's row of the same id was
+    made at another time), or its ``request_id`` (a save sent again, stored once per server)."""
+    seen: set[tuple[Any, ...]] = set()
+    out: list[dict[str, Any]] = []
+    repeated = 0
+    for record in [*database, *exported]:
+        keys: set[tuple[Any, ...]] = {("row", record.get("id"), _as_utc(record.get("created_at")))}
+        if request := record.get("request_id"):
+            keys.add(("request", request))
+        if keys & seen:
+            repeated += 1
+        else:
+            out.append(dict(record))
+        seen |= keys
+    return out, repeated
+
+
 # -- frozen evaluation set -------------------------------------------------------------------------
 
 
@@ -1137,50 +1305,49 @@ def _frozen_decisions(
 # -- the retrain ------------------------------------------------------------------------------------
 
 
-def refuse_feedback_export(
-    given: Sequence[str | Path],
-    named: Sequence[NamedPath],
-    headers: Mapping[str, Sequence[str]],
-    decisions: int,
-) -> None:
-    """Refuse a ``--history`` file that is the feedback export (``GET /v1/feedback``).
+def refuse_feedback_export(given: Sequence[str | Path], path: Path, decisions: int) -> None:
+    """Refuse ``path``, a ``--history`` file that is the feedback export (``GET /v1/feedback``),
+    as soon as its columns are read (:func:`model.tickets.read_tickets`'s ``on_export``: the
+    reader's own warning about it is not said before this).
 
-    Given beside the feedback database retrain reads itself, each decision trained twice: once as
-    feedback, once as a history "ticket" numbered by the decision's id (which names no ticket, so
-    it replaced no history row, and a ticket decided twice trained with both labels). Told by its
-    columns (:data:`model.tickets.FEEDBACK_EXPORT_COLUMNS`), with the command to run instead.
+    Read as history, each of its rows is a "ticket" numbered by the decision's id (which names no
+    ticket, so it replaced no history row, and a ticket decided twice trained with both labels);
+    beside the feedback database retrain reads itself, each decision trained twice. Told by its
+    columns (:data:`model.tickets.FEEDBACK_EXPORT_COLUMNS`), with the command to run instead:
+    the file given with ``--feedback``, which reads it as the database is read.
     """
     direct = {Path(p): str(p) for p in given}
-    for path, name in named:
-        have = {str(c).strip() for c in headers.get(display_name(name), ())}
-        if not all(c in have for c in FEEDBACK_EXPORT_COLUMNS):
-            continue
-        if path in direct:
-            rest = " ".join(f"--history {shlex.quote(v)}" for p, v in direct.items() if p != path)
-            advice = (
-                f"leave it out of --history: paidan retrain {rest} (with your other options)"
-                if rest
-                else "give --history the ticket history instead"
-            )
-        else:
-            folder = next((v for p, v in direct.items() if p in path.parents), None)
-            advice = f"move it out of {folder}" if folder else "move it out of the history"
-        # Run where the server's database is not (the export carried over instead): read as
-        # history, its decisions would not be trained as decisions either.
-        none = (
-            "; it read none: give it the server's feedback database (PAIDAN_DATABASE_URL, or "
-            "PAIDAN_DATA_DIR for its SQLite file) rather than its export"
-            if not decisions
-            else ""
+    export = shlex.quote(str(path))
+    if path in direct:
+        rest = " ".join(f"--history {shlex.quote(v)}" for p, v in direct.items() if p != path)
+        advice = (
+            f"give it with --feedback instead: paidan retrain {rest} --feedback {export} (with "
+            "your other options)"
+            if rest
+            else f"give it with --feedback instead: paidan retrain --history HISTORY --feedback "
+            f"{export}, HISTORY the ticket history"
         )
-        raise TicketFileError(
-            f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
-            f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: retrain reads the "
-            f"dispatchers' decisions from the feedback database itself "
-            f"({counted(decisions, 'decision')} now), keeping each ticket's latest, which "
-            "replaces its history row; read as history too, each decision would be trained twice, "
-            f"as a ticket numbered by the decision's id{none}: {advice}"
+    else:
+        folder = next((v for p, v in direct.items() if p in path.parents), None)
+        rest = " ".join(f"--history {shlex.quote(v)}" for v in direct.values())
+        advice = (
+            f"move it out of {folder or 'the history'} and give it with --feedback: paidan "
+            f"retrain {rest} --feedback MOVED (MOVED where you moved it; with your other options)"
         )
+    twice = (
+        "; retrain reads the dispatchers' decisions from the feedback database itself "
+        f"({counted(decisions, 'decision')} now), so each of those would be trained twice"
+        if decisions
+        else ""
+    )
+    raise TicketFileError(
+        f"{path}: is paidan's feedback export (GET /v1/feedback; it has the columns "
+        f"{', '.join(FEEDBACK_EXPORT_COLUMNS)}), not ticket history: read as history, each "
+        "decision would be trained as a ticket numbered by the decision's id, a ticket decided "
+        f"twice with both labels, and none would replace its ticket's history row{twice}: "
+        f"{advice}; --feedback keeps each ticket's latest decision, and a decision the feedback "
+        "database holds too is read once"
+    )
 
 
 def retrain(
@@ -1332,9 +1499,9 @@ def retrain(
         columns.time or "time",
         RETRAIN_OPTIONS,
         repeated_headers=repeated_headers,
+        on_export=lambda path, _: refuse_feedback_export(history, path, len(feedback)),
     )
     require_rows(read.rows_in, files)  # as train says it: a header alone holds no history
-    refuse_feedback_export(history, named, headers, len(feedback))
     result.title_note = title_column_note(headers, columns, "retrained")
     result.id_note = id_column_note(
         headers,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -505,6 +505,7 @@ def read_window(
     options: Options = TRAIN_OPTIONS,
     size: int = CHUNK_ROWS,
     repeated_headers: dict[str, list[int]] | None = None,
+    on_export: Callable[[Path, str], None] | None = None,
 ) -> WindowedRead:
     """:func:`model.tickets.read_tickets` and then :func:`select_window`, holding the window only.
 
@@ -514,18 +515,23 @@ def read_window(
     order and index, the window's info and every error are those of reading everything first:
     a history of millions of tickets trains on its window in the memory of the window.
     ``headers`` and ``repeated_headers`` are filled as :func:`model.tickets.read_tickets` fills
-    them.
+    them; ``on_export`` is called with a file that is the feedback export, as
+    :func:`model.tickets.read_tickets` calls it.
     """
     from model.tickets import read_tickets
 
     if not window:
-        df = read_tickets(paths, columns, headers, repeated_headers)
+        df = read_tickets(paths, columns, headers, repeated_headers, on_export)
         return WindowedRead(len(df), labelled_heads(df), df, {})
     args = (paths, columns, window, headers, column, options, size)
     try:
-        return _read_window(*args, dayfirst=False, repeated_headers=repeated_headers)
+        return _read_window(
+            *args, dayfirst=False, repeated_headers=repeated_headers, on_export=on_export
+        )
     except _Restart:
-        return _read_window(*args, dayfirst=True, repeated_headers=repeated_headers)
+        return _read_window(
+            *args, dayfirst=True, repeated_headers=repeated_headers, on_export=on_export
+        )
 
 
 def _newest(pool: pd.DataFrame, max_rows: int) -> tuple[list[pd.DataFrame], Any]:
@@ -552,6 +558,7 @@ def _read_window(
     size: int,
     dayfirst: bool,
     repeated_headers: dict[str, list[int]] | None = None,
+    on_export: Callable[[Path, str], None] | None = None,
 ) -> WindowedRead:
     import numpy as np
     import pandas as pd
@@ -588,7 +595,7 @@ def _read_window(
     kept: list[pd.DataFrame] = []
     floor: Any = None  # the oldest kept time once max_rows are kept: an older row can't get in
     held = 0  # rows in kept
-    for chunk in iter_tickets(paths, columns, headers, size, repeated_headers):
+    for chunk in iter_tickets(paths, columns, headers, size, repeated_headers, on_export):
         chunks += 1
         n = len(chunk)
         positions = np.arange(rows_in, rows_in + n)

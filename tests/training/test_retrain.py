@@ -2992,7 +2992,7 @@ def test_a_history_of_frozen_evaluation_tickets_only_is_refused_before_the_fit(
 
 
 def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run(
-    tiny_root: tuple[Path, Path], tmp_path: Path
+    tiny_root: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An administrator saved GET /v1/feedback and gave it to retrain --history while retrain also
     # read the same decisions from the feedback database: each was trained twice, the export's
@@ -3023,9 +3023,18 @@ def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run
     )
     before = registry.versions(root)
     for given, advice in (
-        (export, f"leave it out of --history: paidan retrain --history {train_csv}"),
-        (export.parent, f"move it out of {export.parent}"),
+        (
+            export,
+            "give it with --feedback instead: paidan retrain "
+            f"--history {train_csv} --feedback {export}",
+        ),
+        (
+            export.parent,
+            f"move it out of {export.parent} and give it with --feedback: paidan retrain "
+            f"--history {train_csv} --history {export.parent} --feedback MOVED",
+        ),
     ):
+        caplog.clear()
         with pytest.raises(TicketFileError) as e:
             retrain([train_csv, given], records, root)
         said = str(e.value)
@@ -3033,13 +3042,22 @@ def test_a_feedback_export_given_as_history_is_refused_naming_the_command_to_run
         assert "retrain reads the dispatchers' decisions from the feedback database" in said
         assert "2 decisions" in said and "trained twice" in said, said
         assert advice in said, said
-        assert "it read none" not in said, said
-    # Run where the server's database is not: the export is no way to give it the decisions.
+        # The refusal alone: the reader's own warning about the file said the same just before.
+        assert not [r for r in caplog.records if "feedback export" in r.getMessage()], caplog.text
+    # Read through a window of the history (a chunk at a time), alike.
+    from training.window import Window
+
+    caplog.clear()
+    with pytest.raises(TicketFileError, match="give it with --feedback instead"):
+        retrain([train_csv, export], records, root, window=Window(max_rows=10))
+    assert not [r for r in caplog.records if "feedback export" in r.getMessage()], caplog.text
+    # Run where the server's database is not (another host): the export is read with --feedback.
     with pytest.raises(TicketFileError) as e:
         retrain([train_csv, export], [], root)
-    assert "(0 decisions now)" in str(e.value), str(e.value)
-    assert "it read none: give it the server's feedback database (PAIDAN_DATABASE_URL" in str(
-        e.value
+    said = str(e.value)
+    assert "trained twice" not in said, said
+    assert (
+        f"give it with --feedback instead: paidan retrain --history {train_csv} --feedback" in said
     )
     assert registry.versions(root) == before
 

@@ -1,0 +1,225 @@
+"""``paidan retrain --feedback FILE``: the decisions of a saved feedback export (GET /v1/feedback),
+for a training machine that cannot reach the serving database."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from model import registry
+from model.config import TrainingConfig
+from tests.conftest import TINY_TICKETS, write_tiny_csv
+from training.retrain import (
+    FeedbackFileError,
+    feedback_frame,
+    merge_feedback,
+    read_feedback_exports,
+)
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path, tiny_config: TrainingConfig) -> tuple[Path, Path]:
+    """A registry whose current model was trained on the tiny corpus, and that corpus."""
+    from training.train import train
+
+    root = tmp_path / "models"
+    history = write_tiny_csv(tmp_path / "tiny.csv")
+    result = train([history], None, config=tiny_config, model_root=root)
+    registry.promote(root, result.router.version)
+    return root, history
+
+
+def server_db(path: Path) -> None:
+    """A server's feedback database: a ticket decided twice (the later a joint dispatch), one
+    decided once, and a text without an id carrying a phone number."""
+    from serve.db import Database
+
+    db = Database(f"sqlite:///{path}")
+    db.add_feedback(
+        ticket_id="T002", text=TINY_TICKETS[1][1], department="执法", category="城建",
+        dispatcher_id="d1", created_at=T0,
+    )  # fmt: skip
+    db.add_feedback(
+        ticket_id="T002", text=TINY_TICKETS[1][1], department="住建；执法", category="城建",
+        dispatcher_id="d1", created_at=T0 + timedelta(days=2), request_id="r-2",
+    )  # fmt: skip
+    db.add_feedback(
+        ticket_id="T003", text=TINY_TICKETS[2][1], department="人社", category="劳动保障",
+        created_at=T0 + timedelta(days=3),
+    )  # fmt: skip
+    db.add_feedback(
+        text="楼下饭店油烟很大，请联系13812345678", department="城管", category="环境",
+        created_at=T0 + timedelta(days=4),
+    )  # fmt: skip
+    db.dispose()
+
+
+def export(db_path: Path, out: Path, since: datetime | None = None) -> Path:
+    """The database's export, each line written as GET /v1/feedback writes it."""
+    from serve.db import Database
+    from serve.schemas import FeedbackRecord
+
+    db = Database(f"sqlite:///{db_path}")
+    try:
+        lines = [
+            FeedbackRecord.model_validate(row, from_attributes=True).model_dump_json() + "\n"
+            for row in db.iter_feedback(since)
+        ]
+    finally:
+        db.dispose()
+    out.write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+def database_records(db_path: Path) -> list[dict]:
+    """What retrain reads of the database itself (paidan.cli._feedback_records)."""
+    from model.settings import Settings
+    from paidan.cli import _feedback_records
+
+    return _feedback_records(Settings(data_dir=db_path.parent), None)
+
+
+def test_an_export_is_read_as_retrain_reads_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    read = read_feedback_exports([export(db, tmp_path / "feedback.jsonl")])
+    assert read.warnings == []
+    from_file, summary = feedback_frame(read.records)
+    from_db, expected = feedback_frame(database_records(db))
+    assert from_file.to_dict("records") == from_db.to_dict("records")
+    assert summary == expected
+    # Latest decision wins, a joint dispatch is split, the text is masked.
+    assert (summary.records, summary.tickets, summary.superseded) == (4, 3, 1)
+    t002 = from_file[from_file["id"] == "T002"].iloc[0]
+    assert (t002["department"], t002["co_departments"]) == ("住建", "执法")
+    assert "13812345678" not in "".join(from_file["text"])
+
+
+def test_an_export_line_typed_unmasked_is_masked_as_the_database_reads_it(
+    tmp_path: Path,
+) -> None:
+    line = {
+        "id": 1,
+        "ticket_id": None,
+        "title": "电话13812345678",
+        "text": "请回电13812345678",
+        "department": "网格员13812345678",
+        "category": None,
+        "created_at": "2026-03-01T08:00:00Z",
+    }
+    path = tmp_path / "feedback.jsonl"
+    path.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    (record,) = read_feedback_exports([path]).records
+    assert "13812345678" not in f"{record['title']}{record['text']}{record['department']}"
+    assert record["created_at"] == T0
+
+
+def test_decisions_in_the_database_and_an_export_are_read_once(tmp_path: Path) -> None:
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    mine = database_records(db)
+    saved = read_feedback_exports([export(db, tmp_path / "feedback.jsonl")]).records
+    # Another server's decision numbered 1 too, made at another time: a decision of its own.
+    other = {**saved[0], "created_at": T0 + timedelta(days=5), "request_id": None}
+    # A save sent again to another server with the same request_id: the same decision.
+    resent = {**saved[1], "id": 99, "created_at": T0 + timedelta(days=6)}
+    merged, repeated = merge_feedback(mine, [*saved, other, resent])
+    assert repeated == len(saved) + 1
+    assert len(merged) == len(mine) + 1 and merged[-1]["created_at"] == other["created_at"]
+    # Two overlapping exports (the second made again from a time): each decision once.
+    again = export(db, tmp_path / "again.jsonl", since=T0 + timedelta(days=2))
+    assert len(read_feedback_exports([tmp_path / "feedback.jsonl", again]).records) == 4
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("{not json", "line 2: not JSON"),
+        ("[1, 2]", "line 2: is list, not a JSON object"),
+        ('{"id": 2, "text": "x"}', "line 2: has no created_at"),
+        ('{"id": 2, "text": "x", "created_at": "yesterday"}', "line 2: created_at must be a time"),
+        ('{"id": "2", "text": "x", "created_at": "2026-03-01"}', "line 2: id must be"),
+        (
+            '{"id": 2, "text": "x", "created_at": "2026-03-01", "department": 7}',
+            "line 2: department must",
+        ),
+    ],
+)
+def test_a_bad_export_line_is_refused_naming_the_file_and_line(
+    tmp_path: Path, line: str, said: str
+) -> None:
+    path = tmp_path / "feedback.jsonl"
+    first = '{"id": 1, "text": "油烟", "created_at": "2026-03-01T08:00:00Z", "department": "城管"}'
+    path.write_text(f"{first}\n{line}\n", encoding="utf-8")
+    with pytest.raises(FeedbackFileError) as e:
+        read_feedback_exports([path])
+    assert str(e.value).startswith(f"{path} {said}"), str(e.value)
+
+
+def test_a_cut_export_is_refused_unless_the_export_made_again_is_given_too(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    full = export(db, tmp_path / "full.jsonl").read_text(encoding="utf-8").splitlines()
+    last = json.loads(full[1])["created_at"]
+    cut = tmp_path / "cut.jsonl"
+    note = {"export_error": "export incomplete: … after 2 rows", "since": last}
+    cut.write_text("\n".join([*full[:2], json.dumps(note)]) + "\n", encoding="utf-8")
+    with pytest.raises(FeedbackFileError) as e:
+        read_feedback_exports([cut])
+    said = str(e.value)
+    assert said.startswith(f"{cut} line 3: the export is incomplete (export incomplete"), said
+    assert "export again with that since and give both files with --feedback" in said, said
+    rest = export(db, tmp_path / "rest.jsonl", since=datetime.fromisoformat(last))
+    read = read_feedback_exports([cut, rest])
+    assert len(read.records) == 4
+    (warning,) = read.warnings
+    assert warning.startswith(f"{cut} line 3: the export stopped there"), warning
+    assert str(rest) in warning
+    # A line after the note: not an export as the server writes it.
+    cut.write_text("\n".join([*full[:2], json.dumps(note), full[2]]) + "\n", encoding="utf-8")
+    with pytest.raises(FeedbackFileError, match=r"cut\.jsonl line 4: follows the line 3"):
+        read_feedback_exports([cut, rest])
+
+
+def test_retrain_trains_an_export_where_the_database_is_out_of_reach(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # An air-gapped training machine: the server's database is not there, its export is.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    saved = export(db, tmp_path / "feedback.jsonl")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--feedback", str(saved)]
+    r = CliRunner().invoke(app, [*args, "--feedback-since", "2026-03-02"], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert f"feedback: 4 record(s) read from {saved}" in said, said
+    assert "no feedback read" not in said, said
+    assert "(1 older left out)" in said, said
+    assert "(3 feedback records for 3 tickets, 0 superseded by a later decision" in said, said
+    (challenger,) = [v for v in registry.versions(root) if v != registry.current_version(root)]
+    meta = json.loads((root / challenger / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["training_data"]["sources"]["feedback"] == 3
+    # Where the database is there too, its decisions are read once.
+    env["PAIDAN_DATA_DIR"] = str(db.parent)
+    r = CliRunner().invoke(app, [*args, "--again"], env=env)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert f"feedback: 0 record(s) (4 already read) read from {saved}" in said, said
+    assert "(4 feedback records for 3 tickets, 1 superseded by a later decision" in said, said
