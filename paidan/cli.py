@@ -600,9 +600,9 @@ PromotionRule = Annotated[
     PromotionRuleName,
     typer.Option(
         "--promotion-rule",
-        help="bootstrap: promote when no head is worse beyond noise and one is better (paired "
-        "bootstrap on the frozen set); margin: at most 1 macro-F1 point lost per head (the "
-        "rule before 2026-12-07)",
+        help="bootstrap: refuse when a head is worse beyond noise (paired bootstrap on the "
+        "frozen set); a challenger within noise on every head is promoted, and said to be; "
+        "margin: at most 1 macro-F1 point lost per head (the rule before 2026-12-07)",
     ),
 ]
 Verbose = Annotated[

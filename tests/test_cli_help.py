@@ -104,6 +104,15 @@ def test_evaluate_help_says_that_without_report_nothing_is_written() -> None:
     assert "Without --report nothing is written." in help_text(["evaluate"])
 
 
+@pytest.mark.parametrize("words", [["retrain"], ["models", "promote"]])
+def test_promotion_rule_help_says_within_noise_is_promoted(words: list[str]) -> None:
+    # 4e78ad6 promotes a challenger within noise on every head; the option's help still asked
+    # for "one is better", the rule fix-promote had and took back.
+    said = help_text(words)
+    assert "one is better" not in said
+    assert "within noise on every head is promoted" in said
+
+
 def test_each_command_is_summed_up_on_its_own_row_of_the_command_list() -> None:
     # `paidan --help` listed evaluate as "… write the report with --report   ..." on a wide
     # terminal, and with "(without it nothing is written)." on a row of its own under it on an

@@ -739,7 +739,7 @@ def compare(
         said = "; ".join(f"{head} {interval_text(i)}" for head, i in judged.items())
         notes.append(
             f"within noise: no head differs from the champion beyond noise ({said}, paired "
-            "bootstrap over the frozen tickets); promoted as no head is worse, not as a gain; "
+            "bootstrap over the frozen tickets); accepted as no head is worse, not as a gain; "
             "a larger frozen set tells smaller differences apart"
         )
     return {

@@ -58,7 +58,10 @@ def test_identical_models_are_within_noise_promoted_and_not_called_a_gain() -> N
     assert report["within_noise"] and not report["refused"], report["reasons"]
     [note] = [n for n in report["notes"] if n.startswith("within noise")]
     assert note.startswith("within noise: no head differs from the champion beyond noise")
-    assert "promoted as no head is worse, not as a gain" in note
+    # compare() only judges: `retrain` without --promote-if-better promotes nothing, and its
+    # summary ("Promotion accepted by the rule (not promoted: …)") must not say it was.
+    assert "accepted as no head is worse, not as a gain" in note
+    assert "promoted" not in note
     assert "| department | " in markdown_comparison(report)
     assert "+0.0 to +0.0 (noise)" in markdown_comparison(report)
 
