@@ -445,7 +445,11 @@ async def summarise_when_due(failures: FeedbackFailures) -> None:
     app's lifespan runs it, in each worker)."""
     while True:
         await asyncio.sleep(SUMMARY_CHECK_S)
-        failures.tick()
+        try:
+            failures.tick()
+        except Exception:
+            # A log handler that fails once must not end the summaries for the worker's life.
+            logger.exception("could not say the feedback failures' summary; trying again")
 
 
 def install_error_handlers(app: FastAPI) -> None:

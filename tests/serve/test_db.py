@@ -1178,3 +1178,37 @@ def test_an_outage_summary_is_said_when_due_without_another_request_and_at_shutd
         now[0] += 5
         client.__exit__(None, None, None)
         assert said()[2:] == [f"1 more feedback request failed in the last 6 s: {summary}"]
+
+
+def test_the_summary_check_goes_on_after_a_tick_that_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A log handler that raised once used to end the task silently: no summary ever again.
+    import asyncio
+
+    import serve.errors
+
+    monkeypatch.setattr(serve.errors, "SUMMARY_CHECK_S", 0.001)
+
+    class Flaky:
+        ticks = 0
+
+        def tick(self) -> None:
+            self.ticks += 1
+            if self.ticks == 1:
+                raise OSError("log disk full")
+
+    flaky = Flaky()
+
+    async def run() -> None:
+        task = asyncio.create_task(serve.errors.summarise_when_due(flaky))  # type: ignore[arg-type]
+        for _ in range(500):
+            await asyncio.sleep(0.002)
+            if flaky.ticks >= 3:
+                break
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(run())
+    assert flaky.ticks >= 3
+    assert "could not say the feedback failures' summary" in caplog.text
