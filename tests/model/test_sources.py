@@ -7,6 +7,7 @@ import pytest
 
 from model import resources
 from model.artifact import load_router, load_serving_router
+from model.compiled import TicketLike
 from model.config import TrainingConfig
 from model.router import Router
 
@@ -32,7 +33,7 @@ def stacked_sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.model_dir
 
 
-def decision_scores(router: Router, ticket: str, head: str) -> np.ndarray:
+def decision_scores(router: Router, ticket: TicketLike, head: str) -> np.ndarray:
     """The head's linear scores of every label, from scikit-learn's own decision functions: the
     calibration folds' mean, blended as the head's probabilities are."""
     X = router.transform([ticket])
@@ -93,3 +94,34 @@ def test_batch_labelling_leaves_the_sources_out(stacked_sample_dir: Path) -> Non
     router, _ = load_serving_router(stacked_sample_dir)
     (result,) = router.predict(TICKETS[:1], explain=False)
     assert result.department is not None and result.department.sources is None
+
+
+@pytest.fixture(scope="module")
+def isotonic_tiny_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    """TINY_TICKETS' model calibrated isotonically: its heads have no compiled path."""
+    import dataclasses
+
+    from tests.conftest import train_tiny
+
+    config = dataclasses.replace(tiny_config, calibration="isotonic")
+    return train_tiny(tmp_path_factory, "isotonic-models", config)
+
+
+@pytest.mark.parametrize("model", ["blended_model_dir", "isotonic_tiny_dir"])
+def test_sources_sum_to_the_score_of_a_blended_or_uncompiled_head(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    from tests.conftest import TINY_TICKETS
+
+    router, _ = load_router(request.getfixturevalue(model))
+    compiled = "department" in router.compiled()[1]
+    assert compiled == (model == "blended_model_dir")
+    for title, text, *_ in TINY_TICKETS[::7]:
+        department = router.predict([(title, text)])[0].department
+        assert department is not None and department.sources is not None
+        scores = decision_scores(router, (title, text), "department")
+        label = router.heads["department"].labels.index(department.label)
+        total = sum(s.weight for s in department.sources)
+        assert total == pytest.approx(scores[label], abs=1e-3), (text, department.sources)
