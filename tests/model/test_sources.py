@@ -13,7 +13,7 @@ from model.router import Router
 
 # Invented tickets, of the kinds the bundled sample holds.
 TICKETS = [
-    "小区楼下烧烤店每天晚上油烟很大，窗户都不敢开",
+    "小区楼下烧烤店每天晚上油烟很大，家里没法开窗",
     "公司拖欠三个月工资不发，老板电话也打不通",
     "路口的红绿灯坏了好几天，早高峰特别堵",
 ]
