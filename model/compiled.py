@@ -710,6 +710,30 @@ class CompiledHeads:
         w = multinomial.weight
         return (1.0 - w) * out + w * rows[:, multinomial.start + label].astype(np.float64)
 
+    def class_intercept(self, name: str, label: int) -> float:
+        """Head ``name``'s intercept for class ``label``, mixed as :meth:`class_weights` mixes
+        the weights: with them, the linear score of the class that the head's probabilities read
+        (the mean of the folds' decision functions, blended where the head is)."""
+        n_classes = len(self.classes[name])
+        whole = self.whole.get(name)
+        if whole is not None:  # every fold's intercepts side by side, in a plain array
+            out = float(whole.intercept[label::n_classes].sum()) / whole.folds
+        else:
+            total = 0.0
+            for fold in self.folds[name]:
+                if n_classes == 2:  # one intercept, for the second class (see class_weights)
+                    total += float(fold.intercept[0]) * (1.0 if label == 1 else -1.0)
+                else:
+                    j = int(np.searchsorted(fold.positions, label))
+                    if j < len(fold.positions) and fold.positions[j] == label:  # else: not in it
+                        total += float(fold.intercept[j])
+            out = total / len(self.folds[name])
+        multinomial = self.multinomials.get(name)
+        if multinomial is None:
+            return out
+        w = multinomial.weight
+        return (1.0 - w) * out + w * float(multinomial.intercept[label])
+
     def _calibrated_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
         whole = self.whole.get(name)
         if whole is not None:

@@ -150,6 +150,26 @@ class Evidence(BaseModel):
     weight: float
 
 
+class Source(BaseModel):
+    """How much of a head's linear score for its label came from one of the inputs it reads."""
+
+    input: Literal["words", "latent", "category", "intercept"] = Field(
+        description="words: the ticket's TF-IDF word and character n-gram columns; latent: the "
+        "latent (LSA) view of them; category: the category head's probabilities, which the "
+        "department head reads; intercept: the label's constant term, whatever the ticket"
+    )
+    weight: float = Field(
+        description="The input's share of the label's linear score (the calibration folds' mean "
+        "decision function, as evidence weights are): the sources' weights sum to that score, "
+        "rounded to 4 decimals each"
+    )
+    label: str | None = Field(
+        default=None,
+        description="For category: the category whose probability added most to the score; "
+        "null for the other inputs",
+    )
+
+
 class AppliedRule(BaseModel):
     """The dispatch rule (派单规则, ``paidan train --rules``) that gave a head its label."""
 
@@ -185,6 +205,13 @@ class HeadResult(BaseModel):
     # The dispatch rule that gave the label, whatever the model ranked first (its score stays the
     # model's probability of the label); None when the model's ranking decided.
     rule: AppliedRule | None = None
+    sources: list[Source] | None = Field(
+        default=None,
+        description="For a head that reads inputs beside the words (the latent view, the category "
+        "head's probabilities): how much of the label's linear score came from each, the "
+        "intercept included. Null for a head that reads the words alone, for a label only a "
+        "dispatch rule gives (the model has no weights for it) and in paidan label's output",
+    )
 
 
 class SimilarTicket(BaseModel):
@@ -334,6 +361,25 @@ class Head:
         if multinomial is not None:
             w = self.classifier.multinomial_weight
             out = (1.0 - w) * out + w * multinomial.coef_[np.ix_(rows, columns)]
+        return out
+
+    def mean_intercept(self, label: int) -> float:
+        """The intercept of class ``label`` mixed as :meth:`mean_coef` mixes the weights."""
+        if self.classifier is None:
+            raise TypeError(f"head {self.name!r} was loaded for serving: it has no classifier")
+        binary = len(self.classifier.classes_) == 2
+        total = 0.0
+        for calibrated in self.classifier.calibrated_classifiers_:
+            intercept = np.atleast_1d(calibrated.estimator.intercept_)
+            if binary:  # one intercept, for the second class, as mean_coef's one weight row
+                total += float(intercept[0]) * (1.0 if label == 1 else -1.0)
+            else:
+                total += float(intercept[label])
+        out = total / len(self.classifier.calibrated_classifiers_)
+        multinomial = getattr(self.classifier, "multinomial_", None)
+        if multinomial is not None:
+            w = self.classifier.multinomial_weight
+            out = (1.0 - w) * out + w * float(multinomial.intercept_[label])
         return out
 
 
@@ -730,6 +776,9 @@ class Ranking:
     catch_all: np.ndarray | None = None
     """Shape ``(n,)``: the model suggests the department catch-all 其他 (:func:`catch_all_rows`),
     so the row goes to a person unless a rule decided; ``None`` for a head without one."""
+    extras: np.ndarray | None = None
+    """Shape ``(n, extra columns)``: the dense columns the head read after the TF-IDF ones
+    (:meth:`Router.extras`), ``None`` for a head that reads the TF-IDF columns alone."""
 
     @property
     def auto(self) -> np.ndarray:
@@ -1035,18 +1084,23 @@ class Router:
         return sorted(self.heads, key=lambda name: name in self.stacked)
 
     def _all_proba(
-        self, X: sp.csr_matrix, gathered: np.ndarray | None = None
+        self,
+        X: sp.csr_matrix,
+        gathered: np.ndarray | None = None,
+        read: dict[str, np.ndarray | None] | None = None,
     ) -> dict[str, np.ndarray]:
         """Every head's classifier probabilities, before :meth:`Head.scores`.
 
         What a stacked head reads, as in training. ``gathered``: the fused weight rows of a
-        one-row ``X``.
+        one-row ``X``; ``read``, when given, receives each head's extras (:meth:`extras`).
         """
         fast = self.compiled()[1]
         scores = fast.scores(X, gathered) if fast.folds else None
         out: dict[str, np.ndarray] = {}
         for name in self.head_order():
             extras = self.extras(name, X, out)
+            if read is not None:
+                read[name] = extras
             classifier = self.heads[name].classifier
             if name in fast and scores is not None:
                 out[name] = fast.predict_proba(name, scores, extras)
@@ -1496,7 +1550,8 @@ class Router:
         first label, :meth:`Head.scores`).
         """
         out = {}
-        for name, raw in self._all_proba(X, gathered).items():
+        read: dict[str, np.ndarray | None] = {}
+        for name, raw in self._all_proba(X, gathered, read).items():
             head = self.heads[name]
             rank = head.shift(raw)
             order = np.argsort(-rank, axis=1, kind="stable")
@@ -1532,6 +1587,7 @@ class Router:
                 rule_auto,
                 model_first=own if rule is not None else None,
                 catch_all=catch_all,
+                extras=read[name],
             )
         return out
 
@@ -1610,6 +1666,9 @@ class Router:
                 ],
                 evidence=[{"term": t, "weight": w} for t, w in terms],
                 rule=applied,
+                sources=self._sources(head, X, i, cand[0], gathered, ranking.extras)
+                if explain
+                else None,
             )
             if terms and clauses:
                 result.remit = cited_remit(clauses, result.label, result.evidence)
@@ -1640,6 +1699,63 @@ class Router:
             Evidence(term=t, weight=w)
             for t, w in self._evidence_terms(head, X, i, label_idx, gathered)
         ]
+
+    def _sources(
+        self,
+        head: Head,
+        X: sp.csr_matrix,
+        i: int,
+        label_idx: int,
+        gathered: np.ndarray | None,
+        extras: np.ndarray | None,
+    ) -> list[dict[str, Any]] | None:
+        """How much of row ``i``'s linear score for the label came from each input the head reads
+        (:class:`Source`, as plain data), or ``None`` for a head without extras.
+
+        The same weights as the evidence (:meth:`_evidence_terms`), over every TF-IDF column of
+        the row, word or character n-gram, and over the head's ``extras`` (its row of them, as
+        :meth:`extras` built them); with the intercept they sum to the label's linear score.
+        """
+        if extras is None or label_idx >= len(head.labels):
+            return None
+        start, end = X.indptr[i], X.indptr[i + 1]
+        cols, vals = X.indices[start:end], X.data[start:end]
+        row = np.asarray(extras[i], dtype=np.float64)
+        fast = self.compiled()[1]
+        if head.name in fast:
+            rows = gathered if gathered is not None else fast.weights[cols]
+            words = float(vals @ fast.class_weights(head.name, label_idx, rows))
+            extra_rows = fast.weights[fast.width : fast.width + len(row)]
+            contrib = row * fast.class_weights(head.name, label_idx, extra_rows)
+            intercept = fast.class_intercept(head.name, label_idx)
+        else:
+            columns = np.concatenate([cols, X.shape[1] + np.arange(len(row))])
+            weights = head.mean_coef(np.array([label_idx]), columns)[0]
+            words = float(vals @ weights[: len(cols)])
+            contrib = row * weights[len(cols) :]
+            intercept = head.mean_intercept(label_idx)
+        out: list[dict[str, Any]] = [{"input": "words", "weight": round(words, 4)}]
+        at = 0
+        for part in self.head_inputs(head.name)[1:]:
+            if part == "latent" and self.latent is not None:
+                n = self.latent.width
+                out.append(
+                    {"input": "latent", "weight": round(float(contrib[at : at + n].sum()), 4)}
+                )
+            else:  # a stacked head's probabilities, in its label order
+                labels = self.heads[part].labels
+                n = len(labels)
+                block = contrib[at : at + n]
+                out.append(
+                    {
+                        "input": part,
+                        "weight": round(float(block.sum()), 4),
+                        "label": labels[int(block.argmax())],
+                    }
+                )
+            at += n
+        out.append({"input": "intercept", "weight": round(intercept, 4)})
+        return out
 
     def _evidence_terms(
         self,

@@ -1016,12 +1016,30 @@ function renderHead(head, r) {
   );
   const terms = (r.evidence || []).map((e) => e.term);
   card.querySelector(".terms").textContent = terms.length ? `依据：${terms.join("、")}` : "";
+  // What the label's score came from beside the words: the latent view (主题) and the category
+  // head's probabilities, naming the category that gave most. Only for a head that reads them.
+  const sources = card.querySelector(".sources");
+  const line = sourcesLine(r.sources);
+  sources.textContent = line;
+  sources.hidden = !line;
   // The clause of the label's 权责清单 (or 分类目录) entry that names the evidence, when the model
   // was trained with one (paidan train --remits): the authority behind the suggestion.
   const remit = card.querySelector(".remit");
   remit.textContent = r.remit ? `职责依据：${r.remit}` : "";
   remit.hidden = !r.remit;
   resetPicker(head);
+}
+
+const SOURCE_TEXT = { words: () => "词语", latent: () => "主题", category: (s) => `类别“${s.label}”` };
+
+// 「得分来源：词语 0.41 · 类别“环境保护” 0.35 · 主题 0.12」: each input's share of the label's linear
+// score, largest first, the intercept left out (it is the same whatever the ticket); "" for none.
+function sourcesLine(sources) {
+  const shown = (Array.isArray(sources) ? sources : [])
+    .filter((s) => SOURCE_TEXT[s.input] && typeof s.weight === "number")
+    .sort((a, b) => b.weight - a.weight)
+    .map((s) => `${SOURCE_TEXT[s.input](s)} ${s.weight.toFixed(2)}`);
+  return shown.length ? `得分来源：${shown.join(" · ")}` : "";
 }
 
 // Highlight evidence terms in the complaint as typed, personal data masked (the answer's `masked`),

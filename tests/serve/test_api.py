@@ -33,6 +33,7 @@ HEAD_KEYS = {
     "reason",
     "candidates",
     "evidence",
+    "sources",
     "remit",
     "rule",
 }
@@ -114,6 +115,24 @@ def test_the_schema_documents_a_similar_tickets_snippet(client: TestClient) -> N
     assert {"type": "null"} in snippet["anyOf"] and {"type": "string"} in snippet["anyOf"]
     assert f"at most {SNIPPET_CHARS} characters" in snippet["description"]
     assert "PII-masked" in snippet["description"]
+
+
+def test_the_answer_and_its_schema_give_the_sources_of_a_heads_score(client: TestClient) -> None:
+    from tests.conftest import TINY_TICKETS
+
+    # The served model's department head reads the latent view and the category head; the
+    # category head reads the words alone.
+    body = client.post("/v1/route", json=SMOKE).json()
+    sources = body["department"]["sources"]
+    assert [s["input"] for s in sources] == ["words", "latent", "category", "intercept"]
+    assert sources[2]["label"] in {c for *_, c in TINY_TICKETS}
+    assert body["category"]["sources"] is None
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    head = schemas["HeadResult"]["properties"]["sources"]
+    assert {"type": "null"} in head["anyOf"] and "intercept" in head["description"]
+    source = schemas["Source"]["properties"]
+    assert source["input"]["enum"] == ["words", "latent", "category", "intercept"]
+    assert "sum to that score" in source["weight"]["description"]
 
 
 def test_the_schema_publishes_the_export_line_and_every_line_meets_it(client: TestClient) -> None:
