@@ -499,6 +499,13 @@ def joint_partners(
     return [(d, ids) for d, ids in ranked if len(ids) >= min_tickets]
 
 
+def _partners_of_plain(
+    lead: str, found: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, list[str]]]:
+    """:func:`joint_partners` of similar tickets as :meth:`SimilarIndex.plain` gives them."""
+    return joint_partners(lead, ((t["id"], t["department"], t["co_departments"]) for t in found))
+
+
 @dataclass
 class PackedTexts:
     """Many short texts as two numpy arrays: their UTF-8 bytes end to end, and where each ends.
@@ -1174,14 +1181,7 @@ class Router:
         for i in range(X.shape[0]):
             department = per_head["department"][i] if "department" in per_head else None
             found = similar[i]
-            joint = (
-                joint_partners(
-                    department.label,
-                    ((t["id"], t["department"], t["co_departments"]) for t in found),
-                )
-                if department and found
-                else []
-            )
+            joint = _partners_of_plain(department.label, found) if department and found else []
             out.append(
                 RouteResult(
                     department=department,
@@ -1497,7 +1497,9 @@ class Router:
             return advice
         for i, (rows, sims) in zip(search, index.nearest(X[search], similar_k), strict=True):
             if np.count_nonzero(index.co_departments[rows] != "") >= MIN_CO_TICKETS:
-                advice[i] = co_dispatch(leads[i], index.tickets(rows, sims))
+                # From plain rows without snippets: the advice reads ids and departments only.
+                joint = _partners_of_plain(leads[i], index.plain(rows, sims, snippets=False))
+                advice[i] = [CoDepartment(label=d, tickets=ids) for d, ids in joint]
         return advice
 
     def _without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
