@@ -776,3 +776,58 @@ def test_a_fold_whose_sigmoids_all_vanish_counts_as_uniform_on_both_paths(tiny_m
     expected = (1 / n_classes + (n_folds - 1) * others) / n_folds
     np.testing.assert_allclose(got, expected, atol=1e-12)
     assert not np.allclose(got, router.compiled()[1].predict_proba(name, scores, extras))
+
+
+def test_similar_tickets_and_joint_advice_are_each_fields_stored_values(tiny_model_dir):
+    # Router.predict gives RouteResult its similar tickets and joint-dispatch advice as plain
+    # dicts, read from the index's arrays for all five at once: each must still be what the
+    # stored arrays say, field by field, and the advice co_dispatch's of those tickets.
+    from model.router import JOINT_JOINER, SimilarTicket, co_dispatch, without_salutation
+
+    router, _ = load_router(tiny_model_dir)
+    index = router.index
+    n = index.matrix.shape[0]
+    # Two stored tickets in three jointly dispatched, to every other department (so that any
+    # suggested department gets advice), some without a department at all.
+    labels = sorted({str(d) for d in index.departments if d})
+    index.co_departments = np.array(
+        [
+            JOINT_JOINER.join(d for d in labels if d != index.departments[i]) if i % 3 else ""
+            for i in range(n)
+        ],
+        dtype=object,
+    )
+    index.departments = np.array(
+        [index.departments[i] if i % 5 else "" for i in range(n)], dtype=object
+    )
+    seen_joint = seen_snippet = 0
+    for ticket in TICKETS:
+        X = router.transform([ticket])
+        [result] = router.predict([ticket])
+        if not result.similar:
+            continue
+        [(rows, sims)] = index.nearest(X, 5)
+        expected = [
+            SimilarTicket(
+                id=str(index.ids[i]),
+                title=str(index.titles[i]),
+                snippet=without_salutation(index.snippets[i]) or None,
+                department=str(index.departments[i]) or None,
+                co_departments=str(index.co_departments[i]).split(JOINT_JOINER)
+                if index.co_departments[i]
+                else [],
+                category=str(index.categories[i]) or None,
+                similarity=round(float(s), 4),
+            )
+            for i, s in zip(rows, sims, strict=True)
+        ]
+        assert result.similar == expected
+        assert result.co_departments == co_dispatch(result.department.label, expected)
+        seen_joint += bool(result.co_departments)
+        seen_snippet += any(s.snippet for s in result.similar)
+        [without] = router.predict([ticket], snippets=False)
+        assert [s.snippet for s in without.similar] == [None] * len(expected)
+        assert without.model_dump(exclude={"similar": {"__all__": {"snippet"}}}) == (
+            result.model_dump(exclude={"similar": {"__all__": {"snippet"}}})
+        )
+    assert seen_joint and seen_snippet
