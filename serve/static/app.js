@@ -1032,14 +1032,17 @@ function renderHead(head, r) {
 
 const SOURCE_TEXT = { words: () => "词语", latent: () => "主题", category: (s) => `类别“${s.label}”` };
 
-// 「得分来源：词语 0.41 · 类别“环境保护” 0.35 · 主题 0.12」: each input's share of the label's linear
-// score, largest first, the intercept left out (it is the same whatever the ticket); "" for none.
+// 「得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12」: each input's share of the label's linear
+// score, largest first, the intercept left out (it is the same whatever the ticket). Shown only
+// when something other than the words gave most of it, where the evidence words alone would not
+// explain the label; otherwise "" (one more line would push the advice or 采纳建议 out of a
+// 1024×768 window).
 function sourcesLine(sources) {
-  const shown = (Array.isArray(sources) ? sources : [])
+  const kept = (Array.isArray(sources) ? sources : [])
     .filter((s) => SOURCE_TEXT[s.input] && typeof s.weight === "number")
-    .sort((a, b) => b.weight - a.weight)
-    .map((s) => `${SOURCE_TEXT[s.input](s)} ${s.weight.toFixed(2)}`);
-  return shown.length ? `得分来源：${shown.join(" · ")}` : "";
+    .sort((a, b) => b.weight - a.weight);
+  if (!kept.length || kept[0].input === "words") return "";
+  return `得分来源：${kept.map((s) => `${SOURCE_TEXT[s.input](s)} ${s.weight.toFixed(2)}`).join(" · ")}`;
 }
 
 // Highlight evidence terms in the complaint as typed, personal data masked (the answer's `masked`),

@@ -1040,28 +1040,41 @@ def test_the_department_card_says_what_its_score_came_from_beside_the_words(
     category = next(s for s in answer["department"]["sources"] if s["input"] == "category")
     route_via_keyboard(page, text, "WEB-SRC1")
     line = pg.locator("#head-department .sources")
-    expect(line).to_be_visible()
-    expect(line).to_contain_text(f"类别“{category['label']}” {category['weight']:.2f}")
-    expect(line).to_have_text(re.compile(r"^得分来源：(\S+ -?\d+\.\d\d)( · \S+ -?\d+\.\d\d){2}$"))
-    expect(line).to_contain_text("词语 ")
-    expect(line).to_contain_text("主题 ")
+    top = max(
+        (s for s in answer["department"]["sources"] if s["input"] != "intercept"),
+        key=lambda s: s["weight"],
+    )
+    if top["input"] == "words":  # the evidence words explain it: no line
+        expect(line).to_be_hidden()
+    else:
+        expect(line).to_contain_text(f"类别“{category['label']}” {category['weight']:.2f}")
+        expect(line).to_have_text(
+            re.compile(r"^得分来源：(\S+ -?\d+\.\d\d)( · \S+ -?\d+\.\d\d){2}$")
+        )
     expect(pg.locator("#head-category .sources")).to_be_hidden()  # it reads the words alone
+
+    shares = {"words": 0.3502, "latent": 0.1249, "category": 0.4071}
 
     def with_sources(route: Route) -> None:
         response = route.fetch()
         body = response.json()
         body["department"]["sources"] = [
-            {"input": "words", "weight": 0.4071, "label": None},
-            {"input": "latent", "weight": 0.1249, "label": None},
-            {"input": "category", "weight": 0.3502, "label": "环境保护"},
+            {"input": "words", "weight": shares["words"], "label": None},
+            {"input": "latent", "weight": shares["latent"], "label": None},
+            {"input": "category", "weight": shares["category"], "label": "环境保护"},
             {"input": "intercept", "weight": -0.3, "label": None},
         ]
         route.fulfill(response=response, json=body)
 
     pg.route("**/v1/route", with_sources)
     route_via_keyboard(page, text + "。", "WEB-SRC2")
-    # Largest first, the intercept (the same for every ticket) left out.
-    expect(line).to_have_text("得分来源：词语 0.41 · 类别“环境保护” 0.35 · 主题 0.12")
+    # The category gave most: largest first, the intercept (the same for every ticket) left out.
+    expect(line).to_have_text("得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12")
+    # The words gave most: the evidence words explain the label, and no line takes the room.
+    shares.update(words=0.4071, category=0.3502)
+    route_via_keyboard(page, text + "！", "WEB-SRC3")
+    expect(pg.locator("#head-department .terms")).to_contain_text("依据")
+    expect(line).to_be_hidden()
     assert page.problems == []
 
 
