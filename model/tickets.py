@@ -2807,6 +2807,26 @@ def title_column_note(
     )
 
 
+def _first_unmapped(
+    headers: Mapping[str, Sequence[str]], columns: ColumnMap, field: str
+) -> tuple[str, list[str], int] | None:
+    """The first file (by ``headers``) without any of ``field``'s column names but with columns
+    that look like one (:func:`like_columns`): its name, those columns and how many files are
+    so; ``None`` when none is, or ``field`` has no names to look for."""
+    names = columns.names(field)
+    if not names:
+        return None
+    found = [
+        (name, like)
+        for name, have in headers.items()
+        if not any(n in have for n in names) and (like := like_columns(field, have, columns))
+    ]
+    if not found:
+        return None
+    name, like = found[0]
+    return name, like, len(found)
+
+
 def id_column_note(
     headers: Mapping[str, Sequence[str]], columns: ColumnMap, why: str
 ) -> str | None:
@@ -2820,19 +2840,12 @@ def id_column_note(
     twice, labelling counts no id on more than one row. When another file has the id's
     column, the name is to be given beside it (each file is read from the name it has).
     """
+    if (first := _first_unmapped(headers, columns, "id")) is None:
+        return None
+    name, like, files = first
+    one = files == 1
+    who = name if one else f"{name} and {_counted(files - 1, 'other file')}"
     names = columns.names("id")
-    if not names:
-        return None
-    found = [
-        (name, like)
-        for name, have in headers.items()
-        if not any(n in have for n in names) and (like := like_columns("id", have, columns))
-    ]
-    if not found:
-        return None
-    name, like = found[0]
-    one = len(found) == 1
-    who = name if one else f"{name} and {_counted(len(found) - 1, 'other file')}"
     option = f"--id-col {_shell_word(like[0])}"
     if any(n in have for have in headers.values() for n in names):
         # --id-col 工单编号 alone would refuse the files that have the id's own column.
@@ -2856,19 +2869,11 @@ def time_column_note(
     Without times the window keeps the input's last rows, which in a newest-first export are its
     oldest, and said only "map the time column with --time-col", not which column that is.
     """
-    names = columns.names("time")
-    if not names:
+    if (first := _first_unmapped(headers, columns, "time")) is None:
         return None
-    found = [
-        (name, like)
-        for name, have in headers.items()
-        if not any(n in have for n in names) and (like := like_columns("time", have, columns))
-    ]
-    if not found:
-        return None
-    name, like = found[0]
-    one = len(found) == 1
-    who = name if one else f"{name} and {_counted(len(found) - 1, 'other file')}"
+    name, like, files = first
+    one = files == 1
+    who = name if one else f"{name} and {_counted(files - 1, 'other file')}"
     its = "its" if one else "their"
     return (
         f"{who} {'has' if one else 'have'} no column {_quoted(columns.time or '')} for the ticket "
