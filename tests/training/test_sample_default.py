@@ -372,12 +372,9 @@ def test_train_into_an_empty_root_says_the_model_is_current(tmp_path: Path) -> N
     assert "v1 is the current model (the first in the registry)" in " ".join(r.output.split())
 
 
-def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
-    tmp_path: Path,
-) -> None:
-    # Without a pointer the newest version is current: the first model's train wrote none, so a
-    # second train, an unpromoted retrain or set-rules became the served model on writing, and
-    # train called the second "the first in the registry".
+def train_v1_and_v2(tmp_path: Path) -> tuple[Path, dict[str, str], Path, str]:
+    """Two `paidan train --out ROOT/NAME` of the same city tickets: the root, its env, the data
+    and what the second train said, its whitespace collapsed."""
     root = tmp_path / "models"
     env = {"PAIDAN_MODEL_ROOT": str(root)}
     data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
@@ -385,7 +382,16 @@ def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
         args = ["train", str(data), "--out", str(root / name), "--min-examples", "3"]
         r = runner.invoke(app, args, env=env)
         assert r.exit_code == 0, r.output
-    said = " ".join(r.output.split())
+    return root, env, data, " ".join(r.output.split())
+
+
+def test_a_second_model_under_the_root_does_not_become_current_by_being_written(
+    tmp_path: Path,
+) -> None:
+    # Without a pointer the newest version is current: the first model's train wrote none, so a
+    # second train, an unpromoted retrain or set-rules became the served model on writing, and
+    # train called the second "the first in the registry".
+    root, env, data, said = train_v1_and_v2(tmp_path)
     assert "v2 is not the current model (v1 is)" in said
     assert "paidan models promote v2 --force" in said  # no frozen set to compare on yet
     assert current_version(root) == "v1"
@@ -403,14 +409,7 @@ def test_train_says_how_to_promote_a_second_model_when_no_set_is_frozen(tmp_path
     # A city's second model under the root: train said "make it current with paidan models
     # promote v2", and that command was refused at once, as promote compares on a frozen
     # evaluation set and none is frozen yet. The hint names both ways that work.
-    root = tmp_path / "models"
-    env = {"PAIDAN_MODEL_ROOT": str(root)}
-    data = write_tickets_csv(tmp_path / "city.csv", CITY_TICKETS)
-    for name in ("v1", "v2"):
-        args = ["train", str(data), "--out", str(root / name), "--min-examples", "3"]
-        r = runner.invoke(app, args, env=env)
-        assert r.exit_code == 0, r.output
-    said = " ".join(r.output.split())
+    root, env, data, said = train_v1_and_v2(tmp_path)
     assert "v2 is not the current model (v1 is)" in said
     assert "paidan models freeze-eval DATA" in said, said
     assert "paidan models promote v2 --force" in said, said
