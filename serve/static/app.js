@@ -567,6 +567,29 @@ function cancelRoute() {
   state.held = null; // pressed for that route's advice
 }
 
+// -- an input method's composition ------------------------------------------------------------------
+
+// The field a Chinese input method is composing in (compositionstart to compositionend), and where
+// the focus goes once it ends: {suggestion, request, target} of an advice that came in meanwhile.
+const composition = { field: null, then: null };
+document.addEventListener("compositionstart", (e) => {
+  composition.field = e.target;
+}, true);
+document.addEventListener("compositionend", (e) => {
+  const { then } = composition;
+  composition.field = null;
+  composition.then = null;
+  if (!then) return;
+  // After the composition's last input event, which some browsers fire after compositionend.
+  setTimeout(() => {
+    const typed =
+      textInput.value !== then.request.text || titleInput.value.trim() !== then.request.title;
+    if (state.suggestion === then.suggestion && !typed && document.activeElement === e.target) {
+      focusUnderAdvice(then.target);
+    }
+  }, 0);
+}, true);
+
 // -- number keys pressed before the advice is in ----------------------------------------------------
 // The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the advice
 // appeared went into the complaint, and the save was refused (诉求内容或标题在分派后已改动). Such a
@@ -738,7 +761,13 @@ async function route() {
     // leaves 采纳建议 disabled, which takes no focus: the focus stayed in 诉求描述, where the number
     // keys that pick another candidate typed digits into the complaint.
     const first = document.querySelector(".head:not([hidden]) .candidate");
-    focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
+    const target = confirmButton.disabled && first ? first : confirmButton;
+    // Not in the middle of an input method's composition (补充 begun while 正在分析…): the focus
+    // taken from it cut the composition short, and the IME's next key (2 for its second candidate,
+    // Space, Enter) went to 采纳建议 as a shortcut. Moved once the composition ends, if nothing
+    // was typed with it; otherwise the dispatcher is typing on, and the focus stays.
+    if (composition.field) composition.then = { suggestion, request, target };
+    else focusUnderAdvice(target);
     announce(adviceText(suggestion));
     if (state.held && textInput.value === text) pickHeld(suggestion);
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
@@ -1563,6 +1592,7 @@ document.addEventListener("keydown", (e) => {
   }
   if (!state.suggestion && !isEditable(e.target) && holdKey(e, false)) return;
   if (!state.suggestion || e.ctrlKey || e.metaKey || e.altKey || isEditable(e.target)) return;
+  if (isComposing(e)) return; // the input method's key (its candidate 2), not the page's
   const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
   if (!m) return;
   const head = e.shiftKey ? "category" : "department";

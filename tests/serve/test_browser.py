@@ -3465,3 +3465,87 @@ def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_u
     expect(status).to_have_text("")  # this route's advice is in
     expect(pg.locator("#result")).to_be_visible()
     assert page.problems == []
+
+
+def ime_key(cdp: Any, code: str) -> None:
+    """A key an input method takes, as Chromium on Windows reports it: keyCode 229, no text."""
+    for kind in ("rawKeyDown", "keyUp"):
+        cdp.send(
+            "Input.dispatchKeyEvent",
+            {"type": kind, "windowsVirtualKeyCode": 229, "key": "Process", "code": code},
+        )
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_chinese_ime_composition_begun_while_the_route_runs_is_never_cut_nor_a_shortcut(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 补充 typed with a Chinese IME while a slow route ran: the advice arrived mid-composition and
+    # put the focus on 采纳建议, which cut the composition short (its preedit committed as it
+    # stood), and the IME's next key, 2 to choose its second candidate, went to the page as the
+    # shortcut for department candidate 2.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status, text_box = pg.locator("#route-status"), pg.locator("#ticket-text")
+    pg.fill("#ticket-id", "WEB-IME2")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    ime = pg.context.new_cdp_session(pg)
+    ime.send("Input.imeSetComposition", {"text": "补", "selectionStart": 1, "selectionEnd": 1})
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    expect(text_box).to_be_focused()  # the composition goes on where it was
+    advised = pg.locator("#choice-department").inner_text()
+    # The IME's 2, choosing its second candidate, as Chromium on Windows reports it (keyCode
+    # 229): not department candidate 2.
+    ime_key(ime, "Digit2")
+    expect(text_box).to_be_focused()
+    expect(pg.locator("#choice-department")).to_have_text(advised)
+    ime.send("Input.insertText", {"text": "补充"})  # confirmed: the composition ends
+    expect(text_box).to_have_value(WAGE_COMPLAINT + "补充")  # all of it, once
+    expect(text_box).to_be_focused()  # typed on: the advice is for the text before
+    expect(pg.locator("#choice-department")).to_have_text(advised)
+    assert live_server.feedback_rows("WEB-IME2") == []
+
+    # A composition given up (Esc) leaves the text as routed: the focus then goes to the advice.
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    ime.send("Input.imeSetComposition", {"text": "补", "selectionStart": 1, "selectionEnd": 1})
+    next_held(pg, held).continue_()
+    expect(pg.locator("#result")).to_be_visible()
+    expect(text_box).to_be_focused()
+    ime.send("Input.imeSetComposition", {"text": "", "selectionStart": 0, "selectionEnd": 0})
+    ime.send("Input.insertText", {"text": ""})
+    expect(text_box).to_have_value(WAGE_COMPLAINT)
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    ime_key(ime, "Digit2")  # an IME's key outside a text box is no shortcut either
+    expect(pg.locator("#choice-department")).to_have_text(advised)
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-IME2")) == 1
+
+    # A number held, then a composition: typing on, so the number is text where it was pressed,
+    # before what the IME writes, and picks nothing.
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    pg.keyboard.press("3")
+    expect(status).to_contain_text("部门候选 3")
+    ime.send("Input.imeSetComposition", {"text": "号", "selectionStart": 1, "selectionEnd": 1})
+    expect(status).to_have_text("正在分析…")
+    ime.send("Input.insertText", {"text": "号楼"})
+    expect(text_box).to_have_value(WAGE_COMPLAINT + "3号楼")
+    next_held(pg, held).continue_()
+    expect(status).to_have_text("")
+    expect(pg.locator("#choice-department")).to_have_text(advised)
+    assert page.problems == []
