@@ -773,9 +773,14 @@ async function route() {
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
     if (seq === state.routeSeq) {
-      const keys = state.held ? state.held.keys.filter((k) => k.n) : [];
-      const held = keys.map(keyName).join("、");
-      const unused = held ? `；按下的 ${held} 没有选择候选` : "";
+      const keys = state.held ? state.held.keys : [];
+      const held = keys.filter((k) => k.n).map(keyName).join("、");
+      // An Enter held to adopt the advice saved nothing: said, or the dispatcher, who pressed it
+      // to save, goes on to the next ticket with this one undecided.
+      const enter = keys.some((k) => !k.n);
+      const unused =
+        (held ? `；按下的 ${held} 没有选择候选` : "") +
+        (enter ? "；按下的 Enter 没有保存派单（分派失败，没有可采纳的建议）" : "");
       setStatus($("route-status"), `分派失败：${e.message}${unused}`, "error");
     }
   } finally {

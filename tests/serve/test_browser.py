@@ -3467,6 +3467,38 @@ def test_enter_pressed_while_the_route_runs_neither_breaks_the_line_nor_adopts_u
     assert page.problems == []
 
 
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("keys", [["Enter"], ["2", "Enter"]])
+def test_an_enter_held_for_a_route_that_fails_says_nothing_was_saved_and_why(
+    page: PageRun, live_server: LiveServer, keys: list[str]
+) -> None:
+    # Ctrl+Enter then Enter to adopt, and the route failed: the status said 分派失败 and nothing of
+    # the Enter, and a dispatcher who had pressed it to save went on to the next ticket.
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    pg = page.page
+    open_page(page, live_server)
+    pg.route("**/v1/route", lambda r: held.append(r))
+    status = pg.locator("#route-status")
+    pg.fill("#ticket-id", "WEB-ENTER-FAIL")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    pg.keyboard.press("Control+Enter")
+    expect(status).to_have_text("正在分析…")
+    for key in keys:
+        pg.keyboard.press(key)
+    expect(status).to_contain_text("建议出来后")
+    next_held(pg, held).abort("connectionrefused")
+    expect(status).to_contain_text("分派失败：无法连接服务器")
+    expect(status).to_contain_text("按下的 Enter 没有保存派单（分派失败，没有可采纳的建议）")
+    if "2" in keys:
+        expect(status).to_contain_text("按下的 2 没有选择候选")
+    assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+    assert live_server.feedback_rows("WEB-ENTER-FAIL") == []
+
+
 def ime_key(cdp: Any, code: str) -> None:
     """A key an input method takes, as Chromium on Windows reports it: keyCode 229, no text."""
     for kind in ("rawKeyDown", "keyUp"):
