@@ -71,9 +71,10 @@ const state = {
   // Date.now() before which the server asked not to be asked again (a 429's Retry-After): nothing
   // is sent until then, by the dispatcher (分派建议, a save) or by the header's own tries.
   retryAt: 0,
-  // A 503's Retry-After, by request ("POST v1/feedback"): {at, data}, the Date.now() before which that
-  // request is not sent again and the answer that asked. Only what said it was unavailable waits:
-  // the feedback database down holds saves, never routing.
+  // A 5xx's Retry-After (a 503's, a 500's, a gateway's 502), by request ("POST v1/feedback"):
+  // {at, status, data, outcomeUnknown, reason}, the Date.now() before which that request is not
+  // sent again and the answer that asked. Only what said it was unavailable waits: the feedback
+  // database down holds saves, never routing.
   unavailableUntil: new Map(),
 };
 
@@ -212,7 +213,13 @@ async function api(method, url, body, signal) {
   if (wait > 0) throw tooManyRequests(wait); // the server asked for that long; not sent
   const unavailable = state.unavailableUntil.get(`${method} ${url}`);
   const left = unavailable ? Math.ceil((unavailable.at - Date.now()) / 1000) : 0;
-  if (left > 0) throw apiError(503, unavailable.data, left); // as the 503 said, the wait left; not sent
+  if (left > 0) {
+    // As the 5xx said, with the wait left; not sent.
+    const error = apiError(unavailable.status, unavailable.data, left);
+    error.outcomeUnknown = unavailable.outcomeUnknown;
+    error.reason = unavailable.reason;
+    throw error;
+  }
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -265,12 +272,6 @@ async function api(method, url, body, signal) {
       if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
       throw tooManyRequests(retryAfter);
     }
-    if (res.status === 503 && retryAfter) {
-      // A save cut at the commit is said once, with its outcome unknown; held, it is only unavailable.
-      const held = atCommit(data) ? { error: { code: "database_unavailable" } } : data;
-      const at = Date.now() + retryAfter * 1000;
-      state.unavailableUntil.set(`${method} ${url}`, { at, data: held });
-    }
     const error = apiError(res.status, data, retryAfter);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
     // API's: the request may have been served (stored) before the gateway gave up on its answer.
@@ -279,6 +280,19 @@ async function api(method, url, body, signal) {
     error.outcomeUnknown = atCommit(data) || gateway;
     if (atCommit(data)) error.reason = "反馈数据库在保存的最后一步中断";
     else if (gateway) error.reason = `服务器暂时不可用（${res.status}）`;
+    if (res.status >= 500 && retryAfter) {
+      // Any 5xx's Retry-After (a 503's, a 500's, a gateway's 502) holds the request it answered
+      // until then, as it says. A save cut at the commit is said once, with its outcome unknown;
+      // held, it is only unavailable.
+      const commit = atCommit(data);
+      state.unavailableUntil.set(`${method} ${url}`, {
+        at: Date.now() + retryAfter * 1000,
+        status: res.status,
+        data: commit ? { error: { code: "database_unavailable" } } : data,
+        outcomeUnknown: !commit && error.outcomeUnknown,
+        reason: commit ? undefined : error.reason,
+      });
+    }
     throw error;
   }
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
@@ -314,7 +328,8 @@ function isApiError(data) {
 
 // What a save whose outcome is unknown says: it may be stored, and saving again is safe.
 function unconfirmed(e) {
-  return `${e.reason}，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录`;
+  const again = e.retryAfter ? `请在 ${waitText(e.retryAfter)}后重新保存` : "可以放心重新保存";
+  return `${e.reason}，无法确认是否已保存；${again}，同一派单不会重复记录`;
 }
 
 // Whether an error answer is the feedback database's failure at the commit: the row may be stored.
@@ -388,14 +403,19 @@ function errorText(status, data, retryAfter = null) {
   if (err.code === "database_schema_mismatch") {
     return "反馈数据库的版本与本服务器不一致，重试无效，请联系系统管理员升级（分派建议不受影响）";
   }
-  if (err.code === "internal_error") return "服务器内部错误（已记入服务器日志），请稍后重试";
+  // When to try again, said plainly: the wait a Retry-After asked for (the page sends nothing
+  // before then), or else now, and in a few minutes if that fails too. 请稍后重试 said no when.
+  const when = retryAfter
+    ? `请在 ${waitText(retryAfter)}后重试`
+    : "可以马上重试一次；仍然出错时，请等几分钟再试";
+  if (err.code === "internal_error") return `服务器内部错误（已记入服务器日志），${when}`;
   if (status === 502 || status === 503 || status === 504) {
-    return `服务器暂时不可用（${status}），请稍后重试${more}`;
+    return `服务器暂时不可用（${status}），${when}${more}`;
   }
   // Another 5xx (a gateway's own HTML page, a 500 with nothing of the API's): nothing the
   // dispatcher did; retrying may help, and an administrator can find out why.
   if (status >= 500) {
-    return `服务器出错（HTTP ${status}），请稍后重试（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
+    return `服务器出错（HTTP ${status}），${when}（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
   }
   return `服务器返回错误 ${status}${more}`;
 }

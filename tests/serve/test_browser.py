@@ -3376,11 +3376,78 @@ def test_a_500_with_a_gateways_html_page_says_what_the_dispatcher_can_do(
     )
     pg.fill("#ticket-text", WAGE_COMPLAINT)
     pg.locator("#route-button").click()
+    # 请稍后重试 said no when: now, then in a few minutes.
     expect(pg.locator("#route-status")).to_have_text(
-        "分派失败：服务器出错（HTTP 500），请稍后重试（已填写的内容仍保留）；"
-        "如果反复出现，请告知系统管理员"
+        "分派失败：服务器出错（HTTP 500），可以马上重试一次；仍然出错时，请等几分钟再试"
+        "（已填写的内容仍保留）；如果反复出现，请告知系统管理员"
     )
     assert pg.input_value("#ticket-text") == WAGE_COMPLAINT
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_5xx_with_retry_after_says_the_wait_and_holds_that_request_until_then(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A 500 or a gateway's 502 carrying Retry-After said 请稍后重试 and the page sent the request
+    # again at once, as a 429's or a 503's wait is not. Time runs on the page's fake clock.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    start_s = 1_800_000_000
+    pg.clock.install(time=start_s)
+    internal = {"error": {"code": "internal_error", "message": "an unexpected error occurred"}}
+    gateway_page = "<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+
+    def count(path: str) -> int:
+        return sum(u.endswith(path) for u in page.requests)
+
+    open_page(page, live_server)
+    pg.clock.pause_at(start_s + 100)
+    status = pg.locator("#route-status")
+    pg.route(
+        "**/v1/route",
+        lambda r: r.fulfill(status=500, json=internal, headers={"Retry-After": "20"}),
+    )
+    pg.fill("#ticket-id", "WEB-R5XX")
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.locator("#route-button").click()
+    expect(status).to_have_text("分派失败：服务器内部错误（已记入服务器日志），请在 20 秒后重试")
+    pg.unroute("**/v1/route")
+    sent = count("/v1/route")
+    pg.clock.fast_forward(5_000)
+    pg.locator("#route-button").click()  # too early: not sent, the wait left said
+    expect(status).to_have_text("分派失败：服务器内部错误（已记入服务器日志），请在 15 秒后重试")
+    assert count("/v1/route") == sent
+    pg.clock.fast_forward(16_000)
+    pg.locator("#route-button").click()
+    expect(pg.locator("#result")).to_be_visible()
+
+    # A gateway's 502 for a save, which may have been stored: the wait said, saves held, routing not.
+    def stored_then_502(route: Any) -> None:
+        route.fetch()
+        route.fulfill(
+            status=502, content_type="text/html", body=gateway_page, headers={"Retry-After": "30"}
+        )
+
+    pg.route("**/v1/feedback", stored_then_502)
+    button, saved = pg.locator("#confirm-button"), pg.locator("#feedback-status")
+    button.click()
+    expect(saved).to_have_text(
+        "服务器暂时不可用（502），无法确认是否已保存；请在 30 秒后重新保存，同一派单不会重复记录"
+    )
+    pg.unroute("**/v1/feedback")
+    sent = count("/v1/feedback")
+    pg.clock.fast_forward(10_000)
+    button.click()
+    expect(saved).to_have_text(
+        "服务器暂时不可用（502），无法确认是否已保存；请在 20 秒后重新保存，同一派单不会重复记录"
+    )
+    assert count("/v1/feedback") == sent
+    pg.clock.fast_forward(21_000)
+    button.click()
+    expect(saved).to_contain_text("✓ 已保存")
+    assert len(live_server.feedback_rows("WEB-R5XX")) == 1
 
 
 @pytest.mark.slow
