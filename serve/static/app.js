@@ -1074,7 +1074,11 @@ function renderHead(head, r) {
   // head's probabilities, naming the category that gave most. Only for a head that reads them.
   const sources = card.querySelector(".sources");
   const line = sourcesLine(r.sources);
-  sources.textContent = line;
+  // What the figures are, in the tooltip and, for a screen reader (which reads no paragraph's
+  // title), in unseen text after them: at 1024 x 768 a line more pushed 采纳建议 out of view.
+  const legend = el("span", { class: "visually-hidden" }, `（${SOURCES_LEGEND}）`);
+  setChildren(sources, ...(line ? [line, legend] : []));
+  sources.title = line ? SOURCES_LEGEND : "";
   sources.hidden = !line;
   // The clause of the label's 权责清单 (or 分类目录) entry that names the evidence, when the model
   // was trained with one (paidan train --remits): the authority behind the suggestion.
@@ -1085,6 +1089,12 @@ function renderHead(head, r) {
 }
 
 const SOURCE_TEXT = { words: () => "词语", latent: () => "主题", category: (s) => `类别“${s.label}”` };
+// The 得分来源 line's figures, explained: shares of a linear score, in no unit a dispatcher knows,
+// read as percentages or as the confidence.
+const SOURCES_LEGEND =
+  "得分来源：数值是各部分为该部门的评分加了多少分，越大影响越大，负数表示不利于该部门；" +
+  "不是置信度，也不是百分比。词语：诉求中的词语；主题：诉求整体所属的主题；" +
+  "类别：模型对问题类别的判断，引号内为加分最多的类别。本行只在词语不是主要来源时显示。";
 
 // 「得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12」: each input's share of the label's linear
 // score, largest first, the intercept left out (it is the same whatever the ticket). Shown only

@@ -1049,7 +1049,7 @@ def test_the_department_card_says_what_its_score_came_from_beside_the_words(
     else:
         expect(line).to_contain_text(f"类别“{category['label']}” {category['weight']:.2f}")
         expect(line).to_have_text(
-            re.compile(r"^得分来源：(\S+ -?\d+\.\d\d)( · \S+ -?\d+\.\d\d){2}$")
+            re.compile(r"^得分来源：(\S+ -?\d+\.\d\d)( · \S+ -?\d+\.\d\d){2}（得分来源：")
         )
     expect(pg.locator("#head-category .sources")).to_be_hidden()  # it reads the words alone
 
@@ -1069,12 +1069,82 @@ def test_the_department_card_says_what_its_score_came_from_beside_the_words(
     pg.route("**/v1/route", with_sources)
     route_via_keyboard(page, text + "。", "WEB-SRC2")
     # The category gave most: largest first, the intercept (the same for every ticket) left out.
-    expect(line).to_have_text("得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12")
+    expect(line).to_have_text(
+        re.compile("^得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12（")
+    )
     # The words gave most: the evidence words explain the label, and no line takes the room.
     shares.update(words=0.4071, category=0.3502)
     route_via_keyboard(page, text + "！", "WEB-SRC3")
     expect(pg.locator("#head-department .terms")).to_contain_text("依据")
     expect(line).to_be_hidden()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_score_sources_line_explains_its_figures_without_pushing_the_advice_away(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # 得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12: shares of a linear score, in no unit a
+    # dispatcher knows, read as percentages or as confidence. Explained in Chinese, on the line
+    # (its tooltip, and for a screen reader its text), at no cost of height at 1024 x 768.
+    from playwright.sync_api import Route, expect
+
+    terms = ["欠薪", "工资", "工地", "月工资", "老板", "讨薪", "农民工", "两个月", "人社局"]
+
+    def sample_like_with_sources(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for head in ("department", "category"):
+            candidates = body[head]["candidates"]
+            while len(candidates) < 5:
+                candidates.append({"label": f"候选{len(candidates)}", "score": 0.0})
+            body[head]["remit"] = "负责劳动保障监察，查处拖欠工资特别是农民工工资等行为"
+            body[head].update(decision="review", reason="below_threshold", threshold=0.99)
+            body[head]["evidence"] = [{"term": t, "weight": 0.1} for t in terms]
+        body["department"]["sources"] = [
+            {"input": "words", "weight": 0.35, "label": None},
+            {"input": "latent", "weight": 0.12, "label": None},
+            {"input": "category", "weight": 0.41, "label": "物业管理与住房保障"},
+            {"input": "intercept", "weight": -0.3, "label": None},
+        ]
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 1024, "height": 768})
+    pg.route("**/v1/route", sample_like_with_sources)
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-SRC-LEGEND")
+    line = pg.locator("#head-department .sources")
+    expect(line).to_be_visible()
+    shown = "得分来源：类别“物业管理与住房保障” 0.41 · 词语 0.35 · 主题 0.12"
+    # No taller than the figures alone: the explanation takes no line of its own.
+    alone = line.evaluate(
+        """(e, text) => {
+            const probe = document.createElement("p");
+            probe.className = e.className;
+            probe.textContent = text;
+            e.after(probe);
+            const height = probe.getBoundingClientRect().height;
+            probe.remove();
+            return height;
+        }""",
+        shown,
+    )
+    assert line.evaluate("(e) => e.getBoundingClientRect().height") <= alone + 0.5
+    assert line.text_content().startswith(shown)
+    tip = line.get_attribute("title") or ""
+    for words in ("不是置信度", "越大", "词语", "主题", "类别"):
+        assert words in tip, (words, tip)
+    # A screen reader, which does not read a paragraph's title, reads the explanation with it.
+    assert tip in line.text_content()
+    expect(pg.locator("#confirm-button")).to_be_focused()
+    in_view = """(e) => {
+        const r = e.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight;
+    }"""
+    for selector in ("#confirm-button", "#result-heading", "#head-department .top"):
+        assert pg.locator(selector).evaluate(in_view), selector
     assert page.problems == []
 
 
