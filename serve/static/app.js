@@ -181,6 +181,7 @@ function tooManyRequests(seconds) {
   error.status = 429;
   error.retryAfter = seconds || null;
   error.fields = [];
+  error.reason = causeText(429);
   return error;
 }
 
@@ -308,7 +309,21 @@ function apiError(status, data, retryAfter) {
   error.retryAfter = retryAfter;
   error.code = (data && data.error && data.error.code) || null;
   error.fields = refusedFields(data);
+  error.reason = causeText(status, error.code);
   return error;
+}
+
+// What went wrong, without what to do about it nor when, for the notice of a ticket left unsaved
+// (reportUnsaved), which stays through the next tickets: 反馈数据库暂时不可用，请在 4 秒后重新保存
+// there told a wait long over, beside its own 请重新分派该工单后再保存. Undefined: the message says it.
+function causeText(status, code) {
+  if (status === 429) return "请求过于频繁";
+  if (code === "database_unavailable") return "反馈数据库暂时不可用";
+  if (code === "internal_error") return "服务器内部错误（已记入服务器日志）";
+  if (code === "model_not_loaded") return "服务器正在加载模型";
+  if (status === 502 || status === 503 || status === 504) return `服务器暂时不可用（${status}）`;
+  if (status >= 500) return `服务器出错（HTTP ${status}）`;
+  return undefined;
 }
 
 // The body fields an error answer names ("masked" for "body.masked"): the API's `field`, and those of

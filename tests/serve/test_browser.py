@@ -2279,6 +2279,52 @@ def test_a_save_failing_after_the_dispatcher_moved_on_is_told_naming_its_ticket(
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_notice_of_an_unsaved_ticket_names_the_cause_without_a_wait_gone_stale(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The feedback database down (503, Retry-After: 5), then the next ticket: the red notice,
+    # which stays through the next tickets, read 没有保存：反馈数据库暂时不可用，请在 4 秒后重新保存
+    # （分派建议不受影响）。请重新分派该工单后再保存。: a wait long gone, and two instructions.
+    from playwright.sync_api import expect
+
+    unavailable = {"error": {"code": "database_unavailable", "message": "database unavailable"}}
+    internal = {"error": {"code": "internal_error", "message": "an unexpected error occurred"}}
+    answers = [(503, unavailable, "5"), (500, internal, "20")]
+    pg = page.page
+    pg.clock.install()
+    open_page(page, live_server)
+    items = pg.locator("#unsaved li")
+    for n, (status, body, wait) in enumerate(answers):
+        pg.route(
+            "**/v1/feedback",
+            functools.partial(
+                lambda answer, r: r.fulfill(
+                    status=answer[0], json=answer[1], headers={"Retry-After": answer[2]}
+                ),
+                (status, body, wait),
+            ),
+        )
+        route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", f"WEB-U5-{n}")
+        pg.keyboard.press("Enter")
+        expect(pg.locator("#feedback-status")).to_contain_text(f"请在 {wait} 秒后")
+        pg.unroute("**/v1/feedback")
+        route_via_keyboard(page, "公司拖欠工资三个月不发", f"WEB-U6-{n}")  # moved on
+        expect(items).to_have_count(n + 1)
+        item = items.nth(n)
+        expect(item).to_contain_text(f"工单 WEB-U5-{n}「")
+        expect(item).not_to_contain_text("秒后")
+        expect(item).to_contain_text(
+            [
+                "没有保存：反馈数据库暂时不可用。请重新分派该工单后再保存。",
+                "没有保存：服务器内部错误（已记入服务器日志）。请重新分派该工单后再保存。",
+            ][n]
+        )
+        pg.clock.fast_forward(60_000)  # the wait is over before the next save
+    assert page.problems == [] or all("status of" in p for p in page.problems)
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_failed_save_is_still_told_once_the_dispatcher_moves_on(
     page: PageRun, live_server: LiveServer
 ) -> None:
