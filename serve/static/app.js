@@ -262,12 +262,14 @@ async function api(method, url, body, signal) {
   }
   if (res === null) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
+    serverLost(url);
     const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
     error.outcomeUnknown = true; // it may have reached the server
     error.reason = "没有收到服务器的应答";
     throw error;
   }
   if (!res.ok) {
+    if (res.status === 502 || res.status === 504) serverLost(url); // a gateway's: none behind it
     const retryAfter = retryAfterS(res.headers.get("Retry-After"));
     if (res.status === 429) {
       if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
@@ -508,6 +510,13 @@ function serverDownText(e) {
   }
   if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
   return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
+}
+
+// A route or a save that found no server (no answer, a gateway's 502 or 504): the header, which
+// went on naming the model as served, says it cannot be reached and asks again until it answers,
+// so that the dispatcher sees when it is back. Not while it is asking already.
+function serverLost(url) {
+  if (url !== "v1/model" && modelLoad.tries === 0) loadModel();
 }
 
 function showModelState(text, down) {

@@ -1506,6 +1506,47 @@ def test_the_header_says_plainly_when_the_server_cannot_be_reached_and_tries_aga
 
 @pytest.mark.slow
 @needs_chromium
+def test_the_header_says_so_when_the_server_stops_mid_session_and_when_it_is_back(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The server stopped mid-shift: a save said 没有收到服务器的应答 and a route 无法连接服务器, while
+    # the header went on naming the model as served, and nothing said when it was back.
+    from playwright.sync_api import expect
+
+    down = "无法连接服务器，正在自动重试…"
+    version = live_server.api("GET", "/v1/model").json()["version"]
+    pg = page.page
+    header = pg.locator("#model-version")
+    pg.clock.install()
+    open_page(page, live_server)
+    route_via_keyboard(page, WAGE_COMPLAINT, "WEB-STOP")
+    pg.route("**/v1/**", lambda r: r.abort("connectionrefused"))  # the server stopped
+    pg.keyboard.press("Enter")
+    expect(pg.locator("#feedback-status")).to_contain_text("没有收到服务器的应答")
+    expect(header).to_have_text(down)
+    expect(header).to_have_class(re.compile("server-down"))
+    pg.unroute("**/v1/**")  # back
+    pg.clock.fast_forward("00:05")
+    expect(header).to_have_text(f"模型 {version}")
+    expect(header).not_to_have_class(re.compile("server-down"))
+    # A gateway's 502 while the server restarts: the same.
+    gateway_page = "<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+    pg.route(
+        "**/v1/**",
+        lambda r: r.fulfill(status=502, content_type="text/html", body=gateway_page),
+    )
+    pg.fill("#ticket-text", "公司拖欠工资三个月不发")
+    pg.locator("#route-button").click()
+    expect(pg.locator("#route-status")).to_contain_text("分派失败：服务器暂时不可用（502）")
+    expect(header).to_have_text("无法连接服务器（HTTP 502），正在自动重试…")
+    pg.unroute("**/v1/**")
+    pg.clock.fast_forward("00:05")
+    expect(header).to_have_text(f"模型 {version}")
+    assert [p for p in page.problems if not p.startswith("Failed to load resource")] == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_co_department_list_offers_departments_only_ever_joint(
     page: PageRun, live_server: LiveServer
 ) -> None:
