@@ -6,7 +6,14 @@ const HEADS = ["department", "category"];
 const TOP_K = 5;
 const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
 const REASON_TEXT = {
-  below_threshold: (h) => `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
+  // A threshold of 1 is none: no confidence reached the target precision in training, and every
+  // ticket goes to a person (docs/model.md). 置信度低于自动派单阈值 100% read as if a surer
+  // suggestion would have been sent. One line in a card at 1024 x 768 (a longer one pushed the
+  // 人工复核 badge out of view); the why is its tooltip (NEVER_AUTO_WHY).
+  below_threshold: (h, head) =>
+    neverAuto(h)
+      ? `本模型的${head === "category" ? "类别" : "部门"}建议一律人工复核`
+      : `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
   no_known_terms: () => "未识别到模型认识的词语，请人工判断",
   catch_all: () => "建议部门为“其他”，不是可派单的具体部门，请人工指定",
   rule: () => "派单规则要求人工确认",
@@ -79,6 +86,12 @@ const state = {
 };
 
 // -- small helpers --------------------------------------------------------------------------------
+
+const NEVER_AUTO_WHY = "训练时任何置信度都达不到自动派单要求的准确率，所以本模型不自动派单";
+// Whether a head never dispatches by itself: its auto threshold is 1 (or more).
+function neverAuto(r) {
+  return typeof r.threshold === "number" && r.threshold >= 1;
+}
 
 function pct(x) {
   return `${Math.round(Number(x) * 100)}%`;
@@ -1041,7 +1054,7 @@ function renderHead(head, r) {
   fill.style.width = pct(r.score); // CSSOM, allowed by the CSP (no inline style attribute)
   fill.className = `fill ${r.decision}`;
   const mark = card.querySelector(".threshold");
-  mark.hidden = typeof r.threshold !== "number";
+  mark.hidden = typeof r.threshold !== "number" || neverAuto(r); // no mark at the bar's end
   if (typeof r.threshold === "number") {
     mark.style.left = pct(r.threshold);
     mark.title = `自动派单阈值 ${shown.threshold}`;
@@ -1062,9 +1075,11 @@ function renderHead(head, r) {
   const shiftedText = shifted
     ? `已向历史工单较少的${head === "department" ? "部门" : "类别"}校正排序，下方有置信度更高的候选`
     : "";
-  card.querySelector(".reason").textContent = [rule, reason ? reason(r) : "", shiftedText]
+  const reasonLine = card.querySelector(".reason");
+  reasonLine.textContent = [rule, reason ? reason(r, head) : "", shiftedText]
     .filter(Boolean)
     .join("，");
+  reasonLine.title = r.reason === "below_threshold" && neverAuto(r) ? NEVER_AUTO_WHY : "";
 
   const list = card.querySelector(".candidates");
   setChildren(list,

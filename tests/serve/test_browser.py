@@ -1210,6 +1210,49 @@ def test_a_suggestion_ranked_above_a_likelier_candidate_says_why(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_head_that_never_dispatches_by_itself_says_so_not_a_threshold_of_100(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # The bundled sample's department head reached the target precision at no confidence: its
+    # threshold is 1.0, and every ticket read 置信度低于自动派单阈值 100%, as if a surer model
+    # would have sent it, with a threshold mark at the bar's end.
+    from playwright.sync_api import Route, expect
+
+    def never_auto(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["department"].update(threshold=1.0, decision="review", reason="below_threshold")
+        body["category"].update(
+            score=0.5, threshold=0.9, decision="review", reason="below_threshold"
+        )
+        body["category"]["candidates"][0]["score"] = 0.5
+        body["decision"] = "review"
+        route.fulfill(response=response, json=body)
+
+    pg = page.page
+    pg.set_viewport_size({"width": 1024, "height": 768})
+    pg.route("**/v1/route", never_auto)
+    open_page(page, live_server)
+    route_via_keyboard(page, "楼下烧烤店油烟很大，晚上还有噪音，影响休息", "WEB-T100")
+    department = pg.locator("#head-department")
+    reason = department.locator(".reason")
+    expect(reason).to_have_text("本模型的部门建议一律人工复核")
+    expect(reason).to_have_attribute("title", re.compile("达不到自动派单要求的准确率"))
+    # One line, as the threshold's was: a longer one pushed the 人工复核 badge out of view.
+    lines = """(e) => {
+        const r = document.createRange();
+        r.selectNodeContents(e);
+        return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size;
+    }"""
+    assert reason.evaluate(lines) == 1
+    expect(department.locator(".threshold")).to_be_hidden()
+    expect(pg.locator("#head-category .reason")).to_have_text("置信度低于自动派单阈值 90%")
+    expect(pg.locator("#head-category .threshold")).to_be_visible()
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_confidence_just_below_its_threshold_never_reads_as_reaching_it(
     page: PageRun, live_server: LiveServer
 ) -> None:
