@@ -1659,7 +1659,8 @@ titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);
 
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+  // Not while an input method composes: the text would go with its unconfirmed letters (bu'chong).
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !isComposing(e)) {
     e.preventDefault();
     route();
     return;

@@ -3847,4 +3847,15 @@ def test_a_chinese_ime_composition_begun_while_the_route_runs_is_never_cut_nor_a
     next_held(pg, held).continue_()
     expect(status).to_have_text("")
     expect(pg.locator("#choice-department")).to_have_text(advised)
+
+    # Ctrl+Enter while composing is the IME's too: routed, the text sent had the composition's
+    # unconfirmed letters in it.
+    pg.fill("#ticket-text", WAGE_COMPLAINT)
+    pg.focus("#ticket-text")
+    ime.send("Input.imeSetComposition", {"text": "bu", "selectionStart": 2, "selectionEnd": 2})
+    routes = sum(u.endswith("/v1/route") for u in page.requests)
+    pg.keyboard.press("Control+Enter")
+    ime.send("Input.insertText", {"text": "补"})
+    expect(text_box).to_have_value(WAGE_COMPLAINT + "补")
+    assert sum(u.endswith("/v1/route") for u in page.requests) == routes
     assert page.problems == []
