@@ -823,8 +823,9 @@ async function route() {
     // taken from it cut the composition short, and the IME's next key (2 for its second candidate,
     // Space, Enter) went to 采纳建议 as a shortcut. Moved once the composition ends, if nothing
     // was typed with it; otherwise the dispatcher is typing on, and the focus stays.
-    if (composition.field) composition.then = { suggestion, request, target };
-    else focusUnderAdvice(target);
+    if (composition.field && composition.field === document.activeElement) {
+      composition.then = { suggestion, request, target };
+    } else focusUnderAdvice(target);
     announce(adviceText(suggestion));
     if (state.held && textInput.value === text) pickHeld(suggestion);
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();

@@ -3858,4 +3858,13 @@ def test_a_chinese_ime_composition_begun_while_the_route_runs_is_never_cut_nor_a
     ime.send("Input.insertText", {"text": "补"})
     expect(text_box).to_have_value(WAGE_COMPLAINT + "补")
     assert sum(u.endswith("/v1/route") for u in page.requests) == routes
+
+    # A composition that never said it ended, in a field no longer focused, holds no focus back.
+    pg.evaluate(
+        """() => document.getElementById("ticket-text")
+            .dispatchEvent(new CompositionEvent("compositionstart", {bubbles: true}))"""
+    )
+    pg.locator("#route-button").click()
+    next_held(pg, held).continue_()
+    expect(pg.locator("#confirm-button")).to_be_focused()
     assert page.problems == []
