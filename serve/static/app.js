@@ -6,7 +6,14 @@ const HEADS = ["department", "category"];
 const TOP_K = 5;
 const DECISION_TEXT = { auto: "自动派单", review: "人工复核" };
 const REASON_TEXT = {
-  below_threshold: (h) => `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
+  // A threshold of 1 is none: no confidence reached the target precision in training, and every
+  // ticket goes to a person (docs/model.md). 置信度低于自动派单阈值 100% read as if a surer
+  // suggestion would have been sent. One line in a card at 1024 x 768 (a longer one pushed the
+  // 人工复核 badge out of view); the why is its tooltip (NEVER_AUTO_WHY).
+  below_threshold: (h, head) =>
+    neverAuto(h)
+      ? `本模型的${head === "category" ? "类别" : "部门"}建议一律人工复核`
+      : `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
   no_known_terms: () => "未识别到模型认识的词语，请人工判断",
   catch_all: () => "建议部门为“其他”，不是可派单的具体部门，请人工指定",
   rule: () => "派单规则要求人工确认",
@@ -71,13 +78,20 @@ const state = {
   // Date.now() before which the server asked not to be asked again (a 429's Retry-After): nothing
   // is sent until then, by the dispatcher (分派建议, a save) or by the header's own tries.
   retryAt: 0,
-  // A 503's Retry-After, by request ("POST v1/feedback"): {at, data}, the Date.now() before which that
-  // request is not sent again and the answer that asked. Only what said it was unavailable waits:
-  // the feedback database down holds saves, never routing.
+  // A 5xx's Retry-After (a 503's, a 500's, a gateway's 502), by request ("POST v1/feedback"):
+  // {at, status, data, outcomeUnknown, reason}, the Date.now() before which that request is not
+  // sent again and the answer that asked. Only what said it was unavailable waits: the feedback
+  // database down holds saves, never routing.
   unavailableUntil: new Map(),
 };
 
 // -- small helpers --------------------------------------------------------------------------------
+
+const NEVER_AUTO_WHY = "训练时任何置信度都达不到自动派单要求的准确率，所以本模型不自动派单";
+// Whether a head never dispatches by itself: its auto threshold is 1 (or more).
+function neverAuto(r) {
+  return typeof r.threshold === "number" && r.threshold >= 1;
+}
 
 function pct(x) {
   return `${Math.round(Number(x) * 100)}%`;
@@ -180,6 +194,7 @@ function tooManyRequests(seconds) {
   error.status = 429;
   error.retryAfter = seconds || null;
   error.fields = [];
+  error.reason = causeText(429);
   return error;
 }
 
@@ -212,7 +227,13 @@ async function api(method, url, body, signal) {
   if (wait > 0) throw tooManyRequests(wait); // the server asked for that long; not sent
   const unavailable = state.unavailableUntil.get(`${method} ${url}`);
   const left = unavailable ? Math.ceil((unavailable.at - Date.now()) / 1000) : 0;
-  if (left > 0) throw apiError(503, unavailable.data, left); // as the 503 said, the wait left; not sent
+  if (left > 0) {
+    // As the 5xx said, with the wait left; not sent.
+    const error = apiError(unavailable.status, unavailable.data, left);
+    error.outcomeUnknown = unavailable.outcomeUnknown;
+    error.reason = unavailable.reason;
+    throw error;
+  }
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -254,22 +275,18 @@ async function api(method, url, body, signal) {
   }
   if (res === null) {
     // No answer at all (server stopped or restarting, network down): "Failed to fetch".
+    serverLost(url);
     const error = new Error("无法连接服务器，请检查网络或稍后重试（已填写的内容仍保留）");
     error.outcomeUnknown = true; // it may have reached the server
     error.reason = "没有收到服务器的应答";
     throw error;
   }
   if (!res.ok) {
+    if (res.status === 502 || res.status === 504) serverLost(url); // a gateway's: none behind it
     const retryAfter = retryAfterS(res.headers.get("Retry-After"));
     if (res.status === 429) {
       if (retryAfter) state.retryAt = Math.max(state.retryAt, Date.now() + retryAfter * 1000);
       throw tooManyRequests(retryAfter);
-    }
-    if (res.status === 503 && retryAfter) {
-      // A save cut at the commit is said once, with its outcome unknown; held, it is only unavailable.
-      const held = atCommit(data) ? { error: { code: "database_unavailable" } } : data;
-      const at = Date.now() + retryAfter * 1000;
-      state.unavailableUntil.set(`${method} ${url}`, { at, data: held });
     }
     const error = apiError(res.status, data, retryAfter);
     // A gateway's 502 or 504 (the server never answers them), or another 5xx that is not the
@@ -279,6 +296,19 @@ async function api(method, url, body, signal) {
     error.outcomeUnknown = atCommit(data) || gateway;
     if (atCommit(data)) error.reason = "反馈数据库在保存的最后一步中断";
     else if (gateway) error.reason = `服务器暂时不可用（${res.status}）`;
+    if (res.status >= 500 && retryAfter) {
+      // Any 5xx's Retry-After (a 503's, a 500's, a gateway's 502) holds the request it answered
+      // until then, as it says. A save cut at the commit is said once, with its outcome unknown;
+      // held, it is only unavailable.
+      const commit = atCommit(data);
+      state.unavailableUntil.set(`${method} ${url}`, {
+        at: Date.now() + retryAfter * 1000,
+        status: res.status,
+        data: commit ? { error: { code: "database_unavailable" } } : data,
+        outcomeUnknown: !commit && error.outcomeUnknown,
+        reason: commit ? undefined : error.reason,
+      });
+    }
     throw error;
   }
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
@@ -294,7 +324,21 @@ function apiError(status, data, retryAfter) {
   error.retryAfter = retryAfter;
   error.code = (data && data.error && data.error.code) || null;
   error.fields = refusedFields(data);
+  error.reason = causeText(status, error.code);
   return error;
+}
+
+// What went wrong, without what to do about it nor when, for the notice of a ticket left unsaved
+// (reportUnsaved), which stays through the next tickets: 反馈数据库暂时不可用，请在 4 秒后重新保存
+// there told a wait long over, beside its own 请重新分派该工单后再保存. Undefined: the message says it.
+function causeText(status, code) {
+  if (status === 429) return "请求过于频繁";
+  if (code === "database_unavailable") return "反馈数据库暂时不可用";
+  if (code === "internal_error") return "服务器内部错误（已记入服务器日志）";
+  if (code === "model_not_loaded") return "服务器正在加载模型";
+  if (status === 502 || status === 503 || status === 504) return `服务器暂时不可用（${status}）`;
+  if (status >= 500) return `服务器出错（HTTP ${status}）`;
+  return undefined;
 }
 
 // The body fields an error answer names ("masked" for "body.masked"): the API's `field`, and those of
@@ -314,7 +358,8 @@ function isApiError(data) {
 
 // What a save whose outcome is unknown says: it may be stored, and saving again is safe.
 function unconfirmed(e) {
-  return `${e.reason}，无法确认是否已保存；可以放心重新保存，同一派单不会重复记录`;
+  const again = e.retryAfter ? `请在 ${waitText(e.retryAfter)}后重新保存` : "可以放心重新保存";
+  return `${e.reason}，无法确认是否已保存；${again}，同一派单不会重复记录`;
 }
 
 // Whether an error answer is the feedback database's failure at the commit: the row may be stored.
@@ -388,14 +433,19 @@ function errorText(status, data, retryAfter = null) {
   if (err.code === "database_schema_mismatch") {
     return "反馈数据库的版本与本服务器不一致，重试无效，请联系系统管理员升级（分派建议不受影响）";
   }
-  if (err.code === "internal_error") return "服务器内部错误（已记入服务器日志），请稍后重试";
+  // When to try again, said plainly: the wait a Retry-After asked for (the page sends nothing
+  // before then), or else now, and in a few minutes if that fails too. 请稍后重试 said no when.
+  const when = retryAfter
+    ? `请在 ${waitText(retryAfter)}后重试`
+    : "可以马上重试一次；仍然出错时，请等几分钟再试";
+  if (err.code === "internal_error") return `服务器内部错误（已记入服务器日志），${when}`;
   if (status === 502 || status === 503 || status === 504) {
-    return `服务器暂时不可用（${status}），请稍后重试${more}`;
+    return `服务器暂时不可用（${status}），${when}${more}`;
   }
   // Another 5xx (a gateway's own HTML page, a 500 with nothing of the API's): nothing the
   // dispatcher did; retrying may help, and an administrator can find out why.
   if (status >= 500) {
-    return `服务器出错（HTTP ${status}），请稍后重试（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
+    return `服务器出错（HTTP ${status}），${when}（已填写的内容仍保留）；如果反复出现，请告知系统管理员${more}`;
   }
   return `服务器返回错误 ${status}${more}`;
 }
@@ -473,6 +523,13 @@ function serverDownText(e) {
   }
   if (e.status) return `服务器暂时不可用（HTTP ${e.status}），${again}`;
   return `${e.message}；${again}`; // an answer not the API's (a login gateway's page)
+}
+
+// A route or a save that found no server (no answer, a gateway's 502 or 504): the header, which
+// went on naming the model as served, says it cannot be reached and asks again until it answers,
+// so that the dispatcher sees when it is back. Not while it is asking already.
+function serverLost(url) {
+  if (url !== "v1/model" && modelLoad.tries === 0) loadModel();
 }
 
 function showModelState(text, down) {
@@ -566,6 +623,29 @@ function cancelRoute() {
   state.routeText = null;
   state.held = null; // pressed for that route's advice
 }
+
+// -- an input method's composition ------------------------------------------------------------------
+
+// The field a Chinese input method is composing in (compositionstart to compositionend), and where
+// the focus goes once it ends: {suggestion, request, target} of an advice that came in meanwhile.
+const composition = { field: null, then: null };
+document.addEventListener("compositionstart", (e) => {
+  composition.field = e.target;
+}, true);
+document.addEventListener("compositionend", (e) => {
+  const { then } = composition;
+  composition.field = null;
+  composition.then = null;
+  if (!then) return;
+  // After the composition's last input event, which some browsers fire after compositionend.
+  setTimeout(() => {
+    const typed =
+      textInput.value !== then.request.text || titleInput.value.trim() !== then.request.title;
+    if (state.suggestion === then.suggestion && !typed && document.activeElement === e.target) {
+      focusUnderAdvice(then.target);
+    }
+  }, 0);
+}, true);
 
 // -- number keys pressed before the advice is in ----------------------------------------------------
 // The focus stays in 诉求描述 while a slow route runs: 「2」 pressed for candidate 2 before the advice
@@ -738,15 +818,27 @@ async function route() {
     // leaves 采纳建议 disabled, which takes no focus: the focus stayed in 诉求描述, where the number
     // keys that pick another candidate typed digits into the complaint.
     const first = document.querySelector(".head:not([hidden]) .candidate");
-    focusUnderAdvice(confirmButton.disabled && first ? first : confirmButton);
+    const target = confirmButton.disabled && first ? first : confirmButton;
+    // Not in the middle of an input method's composition (补充 begun while 正在分析…): the focus
+    // taken from it cut the composition short, and the IME's next key (2 for its second candidate,
+    // Space, Enter) went to 采纳建议 as a shortcut. Moved once the composition ends, if nothing
+    // was typed with it; otherwise the dispatcher is typing on, and the focus stays.
+    if (composition.field && composition.field === document.activeElement) {
+      composition.then = { suggestion, request, target };
+    } else focusUnderAdvice(target);
     announce(adviceText(suggestion));
     if (state.held && textInput.value === text) pickHeld(suggestion);
     if (suggestion.model_version && suggestion.model_version !== loadedVersion) loadModel();
   } catch (e) {
     if (seq === state.routeSeq) {
-      const keys = state.held ? state.held.keys.filter((k) => k.n) : [];
-      const held = keys.map(keyName).join("、");
-      const unused = held ? `；按下的 ${held} 没有选择候选` : "";
+      const keys = state.held ? state.held.keys : [];
+      const held = keys.filter((k) => k.n).map(keyName).join("、");
+      // An Enter held to adopt the advice saved nothing: said, or the dispatcher, who pressed it
+      // to save, goes on to the next ticket with this one undecided.
+      const enter = keys.some((k) => !k.n);
+      const unused =
+        (held ? `；按下的 ${held} 没有选择候选` : "") +
+        (enter ? "；按下的 Enter 没有保存派单（分派失败，没有可采纳的建议）" : "");
       setStatus($("route-status"), `分派失败：${e.message}${unused}`, "error");
     }
   } finally {
@@ -963,7 +1055,7 @@ function renderHead(head, r) {
   fill.style.width = pct(r.score); // CSSOM, allowed by the CSP (no inline style attribute)
   fill.className = `fill ${r.decision}`;
   const mark = card.querySelector(".threshold");
-  mark.hidden = typeof r.threshold !== "number";
+  mark.hidden = typeof r.threshold !== "number" || neverAuto(r); // no mark at the bar's end
   if (typeof r.threshold === "number") {
     mark.style.left = pct(r.threshold);
     mark.title = `自动派单阈值 ${shown.threshold}`;
@@ -984,9 +1076,11 @@ function renderHead(head, r) {
   const shiftedText = shifted
     ? `已向历史工单较少的${head === "department" ? "部门" : "类别"}校正排序，下方有置信度更高的候选`
     : "";
-  card.querySelector(".reason").textContent = [rule, reason ? reason(r) : "", shiftedText]
+  const reasonLine = card.querySelector(".reason");
+  reasonLine.textContent = [rule, reason ? reason(r, head) : "", shiftedText]
     .filter(Boolean)
     .join("，");
+  reasonLine.title = r.reason === "below_threshold" && neverAuto(r) ? NEVER_AUTO_WHY : "";
 
   const list = card.querySelector(".candidates");
   setChildren(list,
@@ -1020,7 +1114,11 @@ function renderHead(head, r) {
   // head's probabilities, naming the category that gave most. Only for a head that reads them.
   const sources = card.querySelector(".sources");
   const line = sourcesLine(r.sources);
-  sources.textContent = line;
+  // What the figures are, in the tooltip and, for a screen reader (which reads no paragraph's
+  // title), in unseen text after them: at 1024 x 768 a line more pushed 采纳建议 out of view.
+  const legend = el("span", { class: "visually-hidden" }, `（${SOURCES_LEGEND}）`);
+  setChildren(sources, ...(line ? [line, legend] : []));
+  sources.title = line ? SOURCES_LEGEND : "";
   sources.hidden = !line;
   // The clause of the label's 权责清单 (or 分类目录) entry that names the evidence, when the model
   // was trained with one (paidan train --remits): the authority behind the suggestion.
@@ -1031,6 +1129,12 @@ function renderHead(head, r) {
 }
 
 const SOURCE_TEXT = { words: () => "词语", latent: () => "主题", category: (s) => `类别“${s.label}”` };
+// The 得分来源 line's figures, explained: shares of a linear score, in no unit a dispatcher knows,
+// read as percentages or as the confidence.
+const SOURCES_LEGEND =
+  "得分来源：数值是各部分为该部门的评分加了多少分，越大影响越大，负数表示不利于该部门；" +
+  "不是置信度，也不是百分比。词语：诉求中的词语；主题：诉求整体所属的主题；" +
+  "类别：模型对问题类别的判断，引号内为加分最多的类别。本行只在词语不是主要来源时显示。";
 
 // 「得分来源：类别“环境保护” 0.41 · 词语 0.35 · 主题 0.12」: each input's share of the label's linear
 // score, largest first, the intercept left out (it is the same whatever the ticket). Shown only
@@ -1556,13 +1660,15 @@ titleInput.addEventListener("input", checkLimits);
 HEADS.forEach(wirePicker);
 
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+  // Not while an input method composes: the text would go with its unconfirmed letters (bu'chong).
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !isComposing(e)) {
     e.preventDefault();
     route();
     return;
   }
   if (!state.suggestion && !isEditable(e.target) && holdKey(e, false)) return;
   if (!state.suggestion || e.ctrlKey || e.metaKey || e.altKey || isEditable(e.target)) return;
+  if (isComposing(e)) return; // the input method's key (its candidate 2), not the page's
   const m = /^(?:Digit|Numpad)([1-5])$/.exec(e.code);
   if (!m) return;
   const head = e.shiftKey ? "category" : "department";
