@@ -831,3 +831,33 @@ def test_similar_tickets_and_joint_advice_are_each_fields_stored_values(tiny_mod
             result.model_dump(exclude={"similar": {"__all__": {"snippet"}}})
         )
     assert seen_joint and seen_snippet
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.0, 0.01, 0.1, 0.5]))
+def test_one_query_is_scipys_product_without_its_python(seed, density):
+    # One query of the complete index is scored by scipy's own product kernel, called directly:
+    # the same stored rows in the same order and the same float32 scores as `X @ postings`,
+    # without the product's Python (index types checked three times, a pass to size the result).
+    index = random_index(300, 200, seed=seed % 1_000)
+    rng = np.random.default_rng(seed)
+    query = sp.csr_matrix(rng.random((1, 200)) * (rng.random((1, 200)) < density), dtype=np.float32)
+    postings = index.postings()
+    expected = query @ postings
+    rows, scores = router_module._product_row(query, postings)
+    assert rows.tolist() == expected.indices.tolist()
+    assert scores.dtype == expected.data.dtype and scores.tobytes() == expected.data.tobytes()
+
+
+def test_one_query_of_the_complete_index_does_not_call_scipys_product(monkeypatch):
+    index = random_index(300, 200, seed=5)
+    queries = sp.csr_matrix(index.matrix[:3])
+    in_batch = index.nearest(queries, 5)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("one query took scipy's sparse product")
+
+    monkeypatch.setattr(sp.csr_matrix, "_matmul_sparse", refused)
+    for j, (rows, sims) in enumerate(in_batch):
+        [(alone_rows, alone_sims)] = index.nearest(queries[j], 5)
+        assert alone_rows.tolist() == rows.tolist() and alone_sims.tobytes() == sims.tobytes()
