@@ -1857,24 +1857,42 @@ class Router:
                 if name:
                     merged[name] = merged.get(name, 0.0) + weight
             ranked = sorted(merged.items(), key=lambda kv: -kv[1])
-        # A character n-gram inside a longer evidence term adds nothing for the reader, and a term
-        # far weaker than the strongest one is no reason to read (``evidence_min_share``).
-        chosen: list[str] = []
-        weights: list[float] = []
-        floor = 0.0
-        limit = self.config.evidence_terms
-        for term, weight in ranked:
-            if weight < floor:
-                break
-            if any(term in other for other in chosen):
-                continue
-            if not chosen:
-                floor = weight * self.config.evidence_min_share
-            chosen.append(term)
-            weights.append(weight)
-            if len(chosen) == limit:
-                break
-        return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+        return _chosen_terms(ranked, self.config.evidence_terms, self.config.evidence_min_share)
+
+
+def _chosen_terms(
+    ranked: Iterable[tuple[str, float]], limit: int, min_share: float
+) -> list[tuple[str, float]]:
+    """The evidence shown of ``ranked`` (terms by falling weight): at most ``limit``, none inside
+    a term chosen before it, none weaker than ``min_share`` of the first; weights rounded as shown.
+
+    A character n-gram inside a longer evidence term adds nothing for the reader, and a term far
+    weaker than the strongest one is no reason to read (``evidence_min_share``).
+    """
+    chosen: list[str] = []
+    weights: list[float] = []
+    # The chosen terms, each after a NUL: a term inside one of them is inside this, and a term
+    # without a NUL is inside this only inside one of them: one search a term instead of a
+    # generator over the chosen ones (about 3 µs a ticket of both heads, twentieth round).
+    joined = ""
+    floor = 0.0
+    for term, weight in ranked:
+        if weight < floor:
+            break
+        if (
+            chosen
+            and term in joined
+            and ("\0" not in term or any(term in other for other in chosen))
+        ):
+            continue
+        if not chosen:
+            floor = weight * min_share
+        chosen.append(term)
+        joined += "\0" + term
+        weights.append(weight)
+        if len(chosen) == limit:
+            break
+    return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
 
 
 def _positive_first(

@@ -861,3 +861,35 @@ def test_one_query_of_the_complete_index_does_not_call_scipys_product(monkeypatc
     for j, (rows, sims) in enumerate(in_batch):
         [(alone_rows, alone_sims)] = index.nearest(queries[j], 5)
         assert alone_rows.tolist() == rows.tolist() and alone_sims.tobytes() == sims.tobytes()
+
+
+def _chosen_terms_one_by_one(ranked, limit, min_share):
+    # The evidence walk as it was written before one search replaced the loop over chosen terms.
+    chosen, weights, floor = [], [], 0.0
+    for term, weight in ranked:
+        if weight < floor:
+            break
+        if any(term in other for other in chosen):
+            continue
+        if not chosen:
+            floor = weight * min_share
+        chosen.append(term)
+        weights.append(weight)
+        if len(chosen) == limit:
+            break
+    return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    terms=st.lists(st.text(alphabet="ab\0 油烟", max_size=4), max_size=12),
+    weights=st.lists(st.floats(0.0001, 1.0), min_size=12, max_size=12),
+    limit=st.integers(1, 8),
+    min_share=st.sampled_from([0.0, 0.05, 0.5]),
+)
+def test_evidence_terms_chosen_as_one_by_one(terms, weights, limit, min_share):
+    # Terms inside terms, terms holding the NUL that separates the chosen ones, empty terms.
+    ranked = list(zip(terms, sorted(weights, reverse=True), strict=False))
+    assert router_module._chosen_terms(ranked, limit, min_share) == _chosen_terms_one_by_one(
+        ranked, limit, min_share
+    )
