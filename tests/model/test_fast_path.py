@@ -893,3 +893,30 @@ def test_evidence_terms_chosen_as_one_by_one(terms, weights, limit, min_share):
     assert router_module._chosen_terms(ranked, limit, min_share) == _chosen_terms_one_by_one(
         ranked, limit, min_share
     )
+
+
+def test_snippets_stored_bare_are_shown_without_the_greeting_search(tiny_model_dir, monkeypatch):
+    # A model trained since snippets skip greetings (model.text.snippet) says so in its index,
+    # and its snippets are shown as stored, without searching them for a greeting again; an
+    # index that does not say so (a model trained before) still has its greetings cut at show.
+    router, _ = load_router(tiny_model_dir)
+    index = router.index
+    assert index.bare_snippets
+    rows = np.arange(min(5, index.matrix.shape[0]))
+    sims = np.linspace(0.9, 0.5, len(rows)).astype(np.float32)
+    shown = index.plain(rows, sims)
+    assert [s["snippet"] for s in shown] == [index.snippets[i] or None for i in rows.tolist()]
+
+    def refused(text):
+        raise AssertionError("a bare snippet was searched for a greeting")
+
+    monkeypatch.setattr(router_module, "without_salutation", refused)
+    assert index.plain(rows, sims) == shown
+    older = dataclasses.replace(
+        index,
+        snippets=router_module.PackedTexts.of(["尊敬的张市长:您好!楼下烧烤店油烟很大"] * len(rows)),
+    )
+    del older.__dict__["bare_snippets"]  # as unpickled from a model trained before the flag
+    monkeypatch.undo()
+    assert not older.bare_snippets
+    assert [s["snippet"] for s in older.plain(rows, sims)] == ["楼下烧烤店油烟很大"] * len(rows)
