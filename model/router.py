@@ -1780,9 +1780,8 @@ class Router:
         if head.name in fast:
             rows = gathered if gathered is not None else fast.weights[cols]
             words = float(vals @ fast.class_weights(head.name, label_idx, rows))
-            extra_rows = fast.weights[fast.width : fast.width + len(row)]
-            contrib = row * fast.class_weights(head.name, label_idx, extra_rows)
-            intercept = fast.class_intercept(head.name, label_idx)
+            extra_weights, intercept = fast.class_extras(head.name, label_idx, len(row))
+            contrib = row * extra_weights
         else:
             columns = np.concatenate([cols, X.shape[1] + np.arange(len(row))])
             weights = head.mean_coef(np.array([label_idx]), columns)[0]
