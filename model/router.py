@@ -1990,8 +1990,8 @@ def _product_row(X: sp.csr_matrix, postings: sp.csr_matrix) -> tuple[np.ndarray,
     constructor) cost more than the kernel for one ticket: 65 against 21 µs at 50 characters
     (twentieth round). One row has at most as many entries as ``postings`` has columns, so the
     result is sized by that and the sizing pass is skipped. Without the kernel (a scipy that moved
-    it), for operands of mixed types that it does not take, or of shapes that do not fit (which
-    the kernel would not check), the public product.
+    it, or changed its arguments), for operands of mixed types that it does not take, or of
+    shapes that do not fit (which the kernel would not check), the public product.
     """
     index_type = postings.indices.dtype
     if (
@@ -2006,19 +2006,23 @@ def _product_row(X: sp.csr_matrix, postings: sp.csr_matrix) -> tuple[np.ndarray,
     indptr = np.empty(2, dtype=index_type)
     indices = np.empty(n, dtype=index_type)
     data = np.empty(n, dtype=postings.data.dtype)
-    _csr_matmat(
-        1,
-        n,
-        X.indptr.astype(index_type, copy=False),
-        X.indices.astype(index_type, copy=False),
-        X.data,
-        postings.indptr,
-        postings.indices,
-        postings.data,
-        indptr,
-        indices,
-        data,
-    )
+    try:
+        _csr_matmat(
+            1,
+            n,
+            X.indptr.astype(index_type, copy=False),
+            X.indices.astype(index_type, copy=False),
+            X.data,
+            postings.indptr,
+            postings.indices,
+            postings.data,
+            indptr,
+            indices,
+            data,
+        )
+    except (TypeError, ValueError):  # a scipy whose kernel takes other arguments: checked first
+        product = X @ postings
+        return product.indices, product.data
     nnz = int(indptr[1])
     return indices[:nnz], data[:nnz]
 

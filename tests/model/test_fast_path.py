@@ -920,3 +920,20 @@ def test_snippets_stored_bare_are_shown_without_the_greeting_search(tiny_model_d
     monkeypatch.undo()
     assert not older.bare_snippets
     assert [s["snippet"] for s in older.plain(rows, sims)] == ["楼下烧烤店油烟很大"] * len(rows)
+
+
+def _kernel_that_changed(*args):
+    raise TypeError("csr_matmat expected 12 arguments, got 11")  # as a later scipy might say
+
+
+@pytest.mark.parametrize("kernel", [None, _kernel_that_changed], ids=["moved", "changed"])
+def test_one_query_without_scipys_kernel_takes_the_public_product(monkeypatch, kernel):
+    # A scipy whose kernel moved (no import) or takes other arguments: one query is still
+    # answered, by the public product, as before the kernel was called directly.
+    index = random_index(300, 200, seed=6)
+    queries = sp.csr_matrix(index.matrix[:3])
+    expected = [index.nearest(queries[j], 5)[0] for j in range(3)]
+    monkeypatch.setattr(router_module, "_csr_matmat", kernel)
+    for j, (rows, sims) in enumerate(expected):
+        [(alone_rows, alone_sims)] = index.nearest(queries[j], 5)
+        assert alone_rows.tolist() == rows.tolist() and alone_sims.tobytes() == sims.tobytes()
