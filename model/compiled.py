@@ -598,6 +598,11 @@ class CompiledHeads:
     def __contains__(self, name: str) -> bool:
         return name in self.folds
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_extras_of_class", None)  # derived from the weights (class_extras)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled from a serving file, the weights are a memmap: as in __init__, keep a plain view.
         state["weights"] = np.asarray(state["weights"])
@@ -733,6 +738,23 @@ class CompiledHeads:
             return out
         w = multinomial.weight
         return (1.0 - w) * out + w * float(multinomial.intercept[label])
+
+    def class_extras(self, name: str, label: int, n: int) -> tuple[np.ndarray, float]:
+        """:meth:`class_weights` of the rows of the ``n`` extra columns (those after the TF-IDF
+        ones) and :meth:`class_intercept`, for head ``name``'s class ``label``.
+
+        The same for every ticket, so each pair is computed once per process: with them computed
+        again for each ticket, a head's sources cost about a third more (twentieth round).
+        """
+        cache: dict[tuple[str, int, int], tuple[np.ndarray, float]]
+        cache = self.__dict__.setdefault("_extras_of_class", {})
+        found = cache.get((name, label, n))
+        if found is None:
+            rows = self.weights[self.width : self.width + n]
+            weights = self.class_weights(name, label, rows)
+            weights.flags.writeable = False  # shared by every ticket's sources
+            found = cache[(name, label, n)] = (weights, self.class_intercept(name, label))
+        return found
 
     def _calibrated_weights(self, name: str, label: int, rows: np.ndarray) -> np.ndarray:
         whole = self.whole.get(name)

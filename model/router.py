@@ -20,6 +20,11 @@ import scipy.sparse as sp
 from pydantic import BaseModel, Field
 from scipy.special import expit, logit
 
+try:  # scipy's own sparse product kernel, for one query without the product's Python (_product_row)
+    from scipy.sparse._sparsetools import csr_matmat as _csr_matmat
+except ImportError:  # a scipy that moved it: one query takes the public product, as a batch does
+    _csr_matmat = None
+
 from model.compiled import (
     CompiledFeatures,
     CompiledHeads,
@@ -595,6 +600,10 @@ class SimilarIndex:
     # Per ticket, the start of its text (model.text.snippet); None in models written before
     # snippets, which show titles only.
     snippets: PackedTexts | None = None
+    # The snippets were stored after their greetings (model.text.snippet, as every model trained
+    # since snippets skip them): shown as stored. False in models trained before (the class's
+    # default when their index is unpickled), whose snippets are searched for a greeting at show.
+    bare_snippets: bool = False
     # Feature × ticket inverted index (see postings()), built on first use, never pickled.
     _postings: sp.csr_matrix | None = field(default=None, repr=False)
 
@@ -644,11 +653,13 @@ class SimilarIndex:
             return [self._nearest_pruned(X, j, lengths[j], k) for j in range(X.shape[0])]
         # Sparse × sparse: only the postings of the queries' own features are read; the postings
         # are complete, so these are the exact similarities.
-        scores = X @ self.postings()
-        if X.shape[0] == 1:  # one ticket: its length, without an array of it per entry
-            scores.data /= lengths[0]
-        else:
-            scores.data /= np.repeat(lengths, np.diff(scores.indptr))
+        postings = self.postings()
+        if X.shape[0] == 1:  # one ticket: scipy's kernel alone, and its length as a scalar
+            rows, sims = _product_row(X, postings)
+            sims /= lengths[0]
+            return [_top(rows, sims, k)]
+        scores = X @ postings
+        scores.data /= np.repeat(lengths, np.diff(scores.indptr))
         return [
             _top(
                 scores.indices[scores.indptr[j] : scores.indptr[j + 1]],
@@ -732,10 +743,12 @@ class SimilarIndex:
 
     def _snippet(self, i: int) -> str | None:
         # After any greeting that begins it: models trained before snippets left greetings out
-        # (model.text.snippet) stored them as the start of their 60 characters.
+        # (model.text.snippet) stored them as the start of their 60 characters. Models trained
+        # since store them bare, which the search would not change (about 4 µs a ticket's five).
         if self.snippets is None:
             return None
-        return _none_if_empty(without_salutation(self.snippets[i]))
+        stored = self.snippets[i]
+        return _none_if_empty(stored if self.bare_snippets else without_salutation(stored))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -1027,6 +1040,7 @@ class Router:
             snippets=None
             if texts is None
             else PackedTexts.of(snippet(t, SNIPPET_CHARS, self.config.script) for t in texts[keep]),
+            bare_snippets=texts is not None,  # snippet() leaves the greetings out
         )
 
     # -- prediction (everyone calls this) -------------------------------------------------------
@@ -1766,9 +1780,8 @@ class Router:
         if head.name in fast:
             rows = gathered if gathered is not None else fast.weights[cols]
             words = float(vals @ fast.class_weights(head.name, label_idx, rows))
-            extra_rows = fast.weights[fast.width : fast.width + len(row)]
-            contrib = row * fast.class_weights(head.name, label_idx, extra_rows)
-            intercept = fast.class_intercept(head.name, label_idx)
+            extra_weights, intercept = fast.class_extras(head.name, label_idx, len(row))
+            contrib = row * extra_weights
         else:
             columns = np.concatenate([cols, X.shape[1] + np.arange(len(row))])
             weights = head.mean_coef(np.array([label_idx]), columns)[0]
@@ -1850,24 +1863,42 @@ class Router:
                 if name:
                     merged[name] = merged.get(name, 0.0) + weight
             ranked = sorted(merged.items(), key=lambda kv: -kv[1])
-        # A character n-gram inside a longer evidence term adds nothing for the reader, and a term
-        # far weaker than the strongest one is no reason to read (``evidence_min_share``).
-        chosen: list[str] = []
-        weights: list[float] = []
-        floor = 0.0
-        limit = self.config.evidence_terms
-        for term, weight in ranked:
-            if weight < floor:
-                break
-            if any(term in other for other in chosen):
-                continue
-            if not chosen:
-                floor = weight * self.config.evidence_min_share
-            chosen.append(term)
-            weights.append(weight)
-            if len(chosen) == limit:
-                break
-        return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+        return _chosen_terms(ranked, self.config.evidence_terms, self.config.evidence_min_share)
+
+
+def _chosen_terms(
+    ranked: Iterable[tuple[str, float]], limit: int, min_share: float
+) -> list[tuple[str, float]]:
+    """The evidence shown of ``ranked`` (terms by falling weight): at most ``limit``, none inside
+    a term chosen before it, none weaker than ``min_share`` of the first; weights rounded as shown.
+
+    A character n-gram inside a longer evidence term adds nothing for the reader, and a term far
+    weaker than the strongest one is no reason to read (``evidence_min_share``).
+    """
+    chosen: list[str] = []
+    weights: list[float] = []
+    # The chosen terms, each after a NUL: a term inside one of them is inside this, and a term
+    # without a NUL is inside this only inside one of them: one search a term instead of a
+    # generator over the chosen ones (about 3 µs a ticket of both heads, twentieth round).
+    joined = ""
+    floor = 0.0
+    for term, weight in ranked:
+        if weight < floor:
+            break
+        if (
+            chosen
+            and term in joined
+            and ("\0" not in term or any(term in other for other in chosen))
+        ):
+            continue
+        if not chosen:
+            floor = weight * min_share
+        chosen.append(term)
+        joined += "\0" + term
+        weights.append(weight)
+        if len(chosen) == limit:
+            break
+    return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
 
 
 def _positive_first(
@@ -1948,6 +1979,52 @@ def _row_lengths(X: sp.csr_matrix) -> np.ndarray:
     )
     lengths[lengths == 0] = 1.0
     return lengths
+
+
+def _product_row(X: sp.csr_matrix, postings: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``X @ postings`` for a one-row ``X``: the columns of its non-zero entries and their values,
+    as scipy's product gives them (the same kernel, so the same order and the same floats).
+
+    The product's Python around its kernel (the operand converted to its own format, three
+    ``get_index_dtype``s, a first pass over every posting to size the result, the result's
+    constructor) cost more than the kernel for one ticket: 65 against 21 µs at 50 characters
+    (twentieth round). One row has at most as many entries as ``postings`` has columns, so the
+    result is sized by that and the sizing pass is skipped. Without the kernel (a scipy that moved
+    it, or changed its arguments), for operands of mixed types that it does not take, or of
+    shapes that do not fit (which the kernel would not check), the public product.
+    """
+    index_type = postings.indices.dtype
+    if (
+        _csr_matmat is None
+        or X.shape != (1, postings.shape[0])
+        or postings.indptr.dtype != index_type
+        or X.data.dtype != postings.data.dtype
+    ):
+        product = X @ postings
+        return product.indices, product.data
+    n = postings.shape[1]
+    indptr = np.empty(2, dtype=index_type)
+    indices = np.empty(n, dtype=index_type)
+    data = np.empty(n, dtype=postings.data.dtype)
+    try:
+        _csr_matmat(
+            1,
+            n,
+            X.indptr.astype(index_type, copy=False),
+            X.indices.astype(index_type, copy=False),
+            X.data,
+            postings.indptr,
+            postings.indices,
+            postings.data,
+            indptr,
+            indices,
+            data,
+        )
+    except (TypeError, ValueError):  # a scipy whose kernel takes other arguments: checked first
+        product = X @ postings
+        return product.indices, product.data
+    nnz = int(indptr[1])
+    return indices[:nnz], data[:nnz]
 
 
 def _top(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

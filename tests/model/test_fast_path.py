@@ -831,3 +831,109 @@ def test_similar_tickets_and_joint_advice_are_each_fields_stored_values(tiny_mod
             result.model_dump(exclude={"similar": {"__all__": {"snippet"}}})
         )
     assert seen_joint and seen_snippet
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.0, 0.01, 0.1, 0.5]))
+def test_one_query_is_scipys_product_without_its_python(seed, density):
+    # One query of the complete index is scored by scipy's own product kernel, called directly:
+    # the same stored rows in the same order and the same float32 scores as `X @ postings`,
+    # without the product's Python (index types checked three times, a pass to size the result).
+    index = random_index(300, 200, seed=seed % 1_000)
+    rng = np.random.default_rng(seed)
+    query = sp.csr_matrix(rng.random((1, 200)) * (rng.random((1, 200)) < density), dtype=np.float32)
+    postings = index.postings()
+    expected = query @ postings
+    rows, scores = router_module._product_row(query, postings)
+    assert rows.tolist() == expected.indices.tolist()
+    assert scores.dtype == expected.data.dtype and scores.tobytes() == expected.data.tobytes()
+
+
+def test_one_query_of_the_complete_index_does_not_call_scipys_product(monkeypatch):
+    index = random_index(300, 200, seed=5)
+    queries = sp.csr_matrix(index.matrix[:3])
+    in_batch = index.nearest(queries, 5)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("one query took scipy's sparse product")
+
+    monkeypatch.setattr(sp.csr_matrix, "_matmul_sparse", refused)
+    for j, (rows, sims) in enumerate(in_batch):
+        [(alone_rows, alone_sims)] = index.nearest(queries[j], 5)
+        assert alone_rows.tolist() == rows.tolist() and alone_sims.tobytes() == sims.tobytes()
+
+
+def _chosen_terms_one_by_one(ranked, limit, min_share):
+    # The evidence walk as it was written before one search replaced the loop over chosen terms.
+    chosen, weights, floor = [], [], 0.0
+    for term, weight in ranked:
+        if weight < floor:
+            break
+        if any(term in other for other in chosen):
+            continue
+        if not chosen:
+            floor = weight * min_share
+        chosen.append(term)
+        weights.append(weight)
+        if len(chosen) == limit:
+            break
+    return [(t, round(w, 4)) for t, w in zip(chosen, weights, strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    terms=st.lists(st.text(alphabet="ab\0 油烟", max_size=4), max_size=12),
+    weights=st.lists(st.floats(0.0001, 1.0), min_size=12, max_size=12),
+    limit=st.integers(1, 8),
+    min_share=st.sampled_from([0.0, 0.05, 0.5]),
+)
+def test_evidence_terms_chosen_as_one_by_one(terms, weights, limit, min_share):
+    # Terms inside terms, terms holding the NUL that separates the chosen ones, empty terms.
+    ranked = list(zip(terms, sorted(weights, reverse=True), strict=False))
+    assert router_module._chosen_terms(ranked, limit, min_share) == _chosen_terms_one_by_one(
+        ranked, limit, min_share
+    )
+
+
+def test_snippets_stored_bare_are_shown_without_the_greeting_search(tiny_model_dir, monkeypatch):
+    # A model trained since snippets skip greetings (model.text.snippet) says so in its index,
+    # and its snippets are shown as stored, without searching them for a greeting again; an
+    # index that does not say so (a model trained before) still has its greetings cut at show.
+    router, _ = load_router(tiny_model_dir)
+    index = router.index
+    assert index.bare_snippets
+    rows = np.arange(min(5, index.matrix.shape[0]))
+    sims = np.linspace(0.9, 0.5, len(rows)).astype(np.float32)
+    shown = index.plain(rows, sims)
+    assert [s["snippet"] for s in shown] == [index.snippets[i] or None for i in rows.tolist()]
+
+    def refused(text):
+        raise AssertionError("a bare snippet was searched for a greeting")
+
+    monkeypatch.setattr(router_module, "without_salutation", refused)
+    assert index.plain(rows, sims) == shown
+    older = dataclasses.replace(
+        index,
+        snippets=router_module.PackedTexts.of(["尊敬的张市长:您好!楼下烧烤店油烟很大"] * len(rows)),
+    )
+    del older.__dict__["bare_snippets"]  # as unpickled from a model trained before the flag
+    monkeypatch.undo()
+    assert not older.bare_snippets
+    assert [s["snippet"] for s in older.plain(rows, sims)] == ["楼下烧烤店油烟很大"] * len(rows)
+
+
+def _kernel_that_changed(*args):
+    raise TypeError("csr_matmat expected 12 arguments, got 11")  # as a later scipy might say
+
+
+@pytest.mark.parametrize("kernel", [None, _kernel_that_changed], ids=["moved", "changed"])
+def test_one_query_without_scipys_kernel_takes_the_public_product(monkeypatch, kernel):
+    # A scipy whose kernel moved (no import) or takes other arguments: one query is still
+    # answered, by the public product, as before the kernel was called directly.
+    index = random_index(300, 200, seed=6)
+    queries = sp.csr_matrix(index.matrix[:3])
+    expected = [index.nearest(queries[j], 5)[0] for j in range(3)]
+    monkeypatch.setattr(router_module, "_csr_matmat", kernel)
+    for j, (rows, sims) in enumerate(expected):
+        [(alone_rows, alone_sims)] = index.nearest(queries[j], 5)
+        assert alone_rows.tolist() == rows.tolist() and alone_sims.tobytes() == sims.tobytes()

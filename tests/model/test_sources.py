@@ -125,3 +125,30 @@ def test_sources_sum_to_the_score_of_a_blended_or_uncompiled_head(
         label = router.heads["department"].labels.index(department.label)
         total = sum(s.weight for s in department.sources)
         assert total == pytest.approx(scores[label], abs=1e-3), (text, department.sources)
+
+
+def test_the_extra_columns_weights_are_computed_once_and_not_pickled(
+    stacked_sample_dir: Path,
+) -> None:
+    # A head's weights of its extra columns and its intercept are the same for every ticket:
+    # read once per process (CompiledHeads.class_extras), they must still be what class_weights
+    # and class_intercept give, bit for bit, and stay out of a pickled model.
+    import pickle
+
+    router, _ = load_serving_router(stacked_sample_dir)
+    fast = router.compiled()[1]
+    n = len(
+        router.extras(
+            "department", router.transform(TICKETS[:1]), router.predict_proba(TICKETS[:1])
+        )[0]
+    )
+    for label in range(len(router.heads["department"].labels)):
+        weights, intercept = fast.class_extras("department", label, n)
+        rows = fast.weights[fast.width : fast.width + n]
+        assert weights.tobytes() == fast.class_weights("department", label, rows).tobytes()
+        assert intercept == fast.class_intercept("department", label)
+        assert fast.class_extras("department", label, n)[0] is weights
+    assert "_extras_of_class" not in pickle.loads(pickle.dumps(fast)).__dict__
+    for ticket in TICKETS:  # with every constant cached, the same sources as before any was
+        fresh, _ = load_serving_router(stacked_sample_dir)
+        assert fresh.predict([ticket]) == router.predict([ticket])
