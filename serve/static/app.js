@@ -14,7 +14,7 @@ const REASON_TEXT = {
     neverAuto(h)
       ? `本模型的${head === "category" ? "类别" : "部门"}建议一律人工复核`
       : `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
-  no_known_terms: () => "未识别到模型认识的词语，请人工判断",
+  no_known_terms: () => "无可识别的词语（如仅“见附件”），请看附件或人工判断",
   catch_all: () => "建议部门为“其他”，不是可派单的具体部门，请人工指定",
   rule: () => "派单规则要求人工确认",
 };
