@@ -1411,8 +1411,8 @@ def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
     )
 
 
-# Inputs whose estimated rows (exact for Parquet, lines for CSV and JSON Lines, which are at least
-# the rows) pass this share of Excel's limit are counted before an .xlsx run: a JSON array's
+# Inputs whose estimated rows (exact for Parquet, records for CSV and lines not blank for JSON
+# Lines, at least the rows) pass this share of Excel's limit are counted before an .xlsx run: a JSON array's
 # estimate is extrapolated from its first elements, and may be low.
 XLSX_COUNT_FROM = 0.9
 # Rows counted between two progress updates.

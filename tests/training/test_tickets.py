@@ -1031,6 +1031,26 @@ def test_names_that_differ_only_by_spaces_are_refused_in_every_format(tmp_path: 
     ]
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r", "\r\r\n"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_jsonl_files_row_estimate_leaves_its_blank_lines_out(
+    tmp_path: Path, end: str, bom: bytes
+) -> None:
+    # The progress estimate counted every line, blank ones too, which are no rows: a file
+    # written with "\r\r\n" ends (one blank line after every row) was estimated at twice its rows.
+    from training.label_io import estimate_rows, iter_records
+
+    rows = [json.dumps(r, ensure_ascii=False) for r in ROWS]
+    lines = ["", rows[0], "", "  \t", rows[1], '{"编号": "A4", "内容": ', "", " "]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(bom + end.join(lines).encode("utf-8"))
+    records = list(iter_records(path, ["编号", "内容"], 1 << 20))
+    assert len(records) == 3
+    assert estimate_rows(path) == len(records)
+    path.write_bytes(bom + "".join(line + end for line in lines).encode("utf-8"))
+    assert estimate_rows(path) == len(list(iter_records(path, ["编号", "内容"], 1 << 20))) == 3
+
+
 @pytest.mark.parametrize("ends", [["\n"], ["\r\n"], ["\r"], ["\r\n", "\n", "\r"]])
 def test_jsonl_lines_end_at_any_line_end_in_every_reader(tmp_path: Path, ends: list[str]) -> None:
     # A lone "\r" (old Mac tools, or ends an editor mixed) made label read five tickets as one
@@ -1046,7 +1066,7 @@ def test_jsonl_lines_end_at_any_line_end_in_every_reader(tmp_path: Path, ends: l
     assert [r.values["内容"] for r in records] == ["老板拖欠工资", "烧烤店油烟扰民", ""]
     assert records[2].error is not None and records[2].where == "line 4 of t.jsonl"
     assert file_columns(path) == list(ROWS[0])
-    assert estimate_rows(path) == 4
+    assert estimate_rows(path) == len(records)  # the blank line is no row
     with pytest.raises(TicketFileError, match=r"t\.jsonl, line 4: not valid JSON"):
         read_tickets([path], MAP)
     path.write_bytes(path.read_bytes().rsplit(b"{", 1)[0])  # without the broken line
