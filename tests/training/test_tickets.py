@@ -1439,6 +1439,31 @@ def tickets_below_a_title(path: Path) -> Path:
     return path
 
 
+def test_a_header_of_two_rows_is_said_to_need_its_names_in_one(tmp_path):
+    # A header of two rows (多级表头: 诉求 merged over 标题 and 内容, 编号 and 部门 merged down
+    # both rows) was met with "row 2 names '标题': delete the rows above it", which deleted the
+    # names 编号 and 部门 with row 1, and the next run could find no id column.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["编号", "诉求", None, "部门", "类别"])
+    ws.append([None, "标题", "内容", None, None])
+    for merged in ("A1:A2", "B1:C1", "D1:D2", "E1:E2"):
+        ws.merge_cells(merged)
+    for row in ROWS:
+        ws.append(list(row.values()))
+    wb.save(tmp_path / "two.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([tmp_path / "two.xlsx"], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, 'Sheet', but row 2 names "
+        "'标题', under a header of 2 rows whose names above it, '编号', '部门' and '类别', are "
+        "over empty cells of it (merged cells?): write every column's name into row 2, then "
+        "delete the rows above it)"
+    ), str(e.value)
+
+
 def test_a_hidden_first_sheet_is_said_to_be_hidden(tmp_path):
     # A workbook whose first sheet (a lookup table, 配置) is hidden: the message named a sheet
     # the user could not see in Excel, and "move that sheet first" when it already looked first.
