@@ -1214,12 +1214,21 @@ def write_part_atomic(table: pa.Table, path: Path) -> None:
     # Opened by Python, which encodes the name as the file system's: Arrow, given the name,
     # encoded it as UTF-8, and on a zh_CN.GBK server could not open a part of `--out 结果.csv`,
     # whose directory Python had made with GBK bytes.
-    with open(tmp, "wb") as f:
-        with pa.ipc.new_file(f, table.schema) as out:
-            out.write_table(table)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            with pa.ipc.new_file(f, table.schema) as out:
+                out.write_table(table)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)  # half written (a full disk, Ctrl-C): space a resume needs
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def read_part(path: Path, schema: pa.Schema) -> pa.Table:
@@ -1237,11 +1246,15 @@ def read_part(path: Path, schema: pa.Schema) -> pa.Table:
 def write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON under a temporary name, fsync it, rename it into place and fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, ensure_ascii=False, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
     fsync_dir(path.parent)
 
 
