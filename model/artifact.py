@@ -154,6 +154,14 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
     try:
         probe_writable(parent)
     except OSError as e:
+        # A file where a directory of the path must be (a file typed for the directory, `--out
+        # export.csv/out.csv`): mkdir says "File exists" or "Not a directory", naming neither.
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            found = next((p for p in (parent, *parent.parents) if p.exists()), None)
+            if found is not None and not found.is_dir():
+                raise OutputPathError(
+                    f"{option} {path} cannot be written: {found} is a file, not a directory"
+                ) from None
         raise OutputPathError(
             f"{option} {path} cannot be written: {e.strerror or e} ({parent})"
         ) from None

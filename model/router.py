@@ -53,6 +53,23 @@ Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
 REASON_NO_KNOWN_TERMS = "no_known_terms"
+# What a ticket says when its content is elsewhere (an attachment, the title, the ticket before):
+# words a model learns from tickets that also say something, but which say nothing themselves. A
+# ticket whose words are all among theirs (见附件 alone, 如题，同上) holds no known word either
+# (REASON_NO_KNOWN_TERMS): its label would be a guess, and the dispatcher must read the attachment.
+# Read as the model reads tickets (traditional characters, 見附件, included), word by word.
+PLACEHOLDERS = (
+    "见附件",
+    "详见附件",
+    "请见附件",
+    "具体见附件",
+    "内容见附件",
+    "详情见附件",
+    "如题",
+    "同上",
+    "如上",
+    "见上",
+)
 # A dispatch rule gave the label and asks a person to confirm it (its decision is "review").
 REASON_RULE = "rule"
 # The department head suggests OTHER_LABEL: the catch-all of rare or unlisted departments, which
@@ -196,8 +213,9 @@ class HeadResult(BaseModel):
         default=None,
         description="Why the head leaves the ticket to a person; null for auto. "
         f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (punctuation, "
-        "digits, a masked number or emoji alone), so the label is a guess from its "
-        f"characters; {REASON_BELOW_THRESHOLD!r}: the score is below the threshold; "
+        "digits, a masked number or emoji alone, or only a placeholder such as 见附件, 如题 "
+        "or 同上, whose content is in an attachment), so the label is a guess; "
+        f"{REASON_BELOW_THRESHOLD!r}: the score is below the threshold; "
         f"{REASON_CATCH_ALL!r}: the department suggested is the catch-all 其他, which no work "
         f"order can go to; {REASON_RULE!r}: a dispatch rule gave the label and asks a person to "
         "confirm it. paidan label writes it in department_reason and category_reason",
@@ -759,12 +777,17 @@ class SimilarIndex:
         return state
 
 
-def without_known_terms(X: sp.csr_matrix, word_width: int) -> np.ndarray:
-    """Rows of feature rows ``X`` that hold no known word, only character n-grams: a head never
-    dispatches such a ticket without a person (:attr:`Ranking.auto`), however confident it is.
+def without_known_terms(
+    X: sp.csr_matrix, word_width: int, placeholders: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows of feature rows ``X`` that hold no known word, only character n-grams, or only words
+    of :data:`PLACEHOLDERS`: a head never dispatches such a ticket without a person
+    (:attr:`Ranking.auto`), however confident it is.
 
-    ``word_width``: the columns of the word view, which come first. The one rule by which the
-    router decides it, and evaluation and training's cross-validated figures count it.
+    ``word_width``: the columns of the word view, which come first; ``placeholders``: the sorted
+    word columns that are placeholders' words (:meth:`Router.placeholder_columns`), ``None`` for
+    none. The one rule by which the router decides it, and evaluation and training's
+    cross-validated figures count it.
     """
     # Character n-grams match almost anything (digits, Latin letters); only known words count
     # as evidence that the model understands the ticket.
@@ -772,14 +795,32 @@ def without_known_terms(X: sp.csr_matrix, word_width: int) -> np.ndarray:
     # says whether it holds a word (as in _evidence, where a row's words are a prefix).
     if not X.has_sorted_indices:  # a matrix fitted by scikit-learn may not be; transform's are
         X = X.sorted_indices()
+    n = 0 if placeholders is None else len(placeholders)
     if X.shape[0] == 1:  # one ticket, the dispatcher's case: its first column, without array passes
         start, end = X.indptr[0], X.indptr[1]
-        return np.array([bool(end == start or X.indices[start] >= word_width)])
+        if end == start or X.indices[start] >= word_width:
+            return np.array([True])
+        # A row of more word columns than there are placeholders' holds another word.
+        if not n or (end - start > n and X.indices[start + n] < word_width):
+            return np.array([False])
+        return np.array([_placeholders_only(X.indices[start:end], word_width, placeholders)])
     empty = np.diff(X.indptr) == 0
     if not X.nnz:
         return empty
     first = X.indices[np.minimum(X.indptr[:-1], X.nnz - 1)]
-    return empty | (first >= word_width)
+    out = empty | (first >= word_width)
+    if n:
+        after = X.indptr[:-1] + n  # the row's column after n words, if it is a word's
+        more = (after < X.indptr[1:]) & (X.indices[np.minimum(after, X.nnz - 1)] < word_width)
+        for row in np.flatnonzero(~out & ~more).tolist():  # a few words each, a few rows
+            cols = X.indices[X.indptr[row] : X.indptr[row + 1]]
+            out[row] = _placeholders_only(cols, word_width, placeholders)
+    return out
+
+
+def _placeholders_only(cols: np.ndarray, word_width: int, placeholders: Any) -> bool:
+    """Whether the word columns among a row's sorted columns ``cols`` are all placeholders'."""
+    return bool(np.isin(cols[: cols.searchsorted(word_width)], placeholders).all())
 
 
 def catch_all_rows(head: str, labels: Sequence[str], top: np.ndarray) -> np.ndarray | None:
@@ -878,6 +919,8 @@ class Router:
     stacked: dict[str, str] = field(default_factory=dict)
     _feature_names: np.ndarray | None = field(default=None, repr=False)
     _names_unique: bool | None = field(default=None, repr=False)
+    # The word columns of PLACEHOLDERS' words (placeholder_columns), found on first use.
+    _placeholders: np.ndarray | None = field(default=None, repr=False)
     # The compilable heads' fold weights fused into one matrix (see :func:`fuse_weights`), pickled
     # in place of each fold's own coefficients, which are views of it once loaded.
     _weights: np.ndarray | None = field(default=None, repr=False)
@@ -934,6 +977,7 @@ class Router:
             vectorizer.stop_words_ = None
         self._feature_names = None
         self._names_unique = None
+        self._placeholders = None
         self._compiled = None
         self.latent = None
         if latent and self.config.lsa_components > 0:
@@ -1284,6 +1328,7 @@ class Router:
         features.segmenter.warm_up()
         to_script("預熱", features.script)  # about 120 ms, else paid by the first Chinese ticket
         self._word_names_unique()
+        self.placeholder_columns()
         if self.index is not None:
             self.index.postings()
         self.predict(["warm up"], similar_k=1)
@@ -1390,6 +1435,7 @@ class Router:
         state = self.__dict__.copy()
         state["_feature_names"] = None  # rebuilt on demand; large and derivable
         state["_names_unique"] = None
+        state["_placeholders"] = None
         state["_rule_index"] = None
         if self.features is None:  # a router for serving: the compiled path is all it has
             assert self._compiled is not None
@@ -1571,8 +1617,25 @@ class Router:
         return advice
 
     def _without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
-        """Rows of ``X`` with no word feature, only character n-grams (:func:`without_known_terms`)."""
-        return without_known_terms(X, self._word_width())
+        """Rows of ``X`` with no word feature but character n-grams and placeholders' words
+        (:func:`without_known_terms`)."""
+        return without_known_terms(X, self.word_view_width(), self.placeholder_columns())
+
+    def without_known_terms(self, X: sp.csr_matrix) -> np.ndarray:
+        """Rows of ``X`` that the router always sends to a person for holding no known word
+        (:func:`without_known_terms`); training asks it before the heads are fitted."""
+        return self._without_known_terms(X)
+
+    def placeholder_columns(self) -> np.ndarray:
+        """The word-view columns, sorted, of the words (and word n-grams) that the fitted
+        features find in :data:`PLACEHOLDERS`."""
+        if self._placeholders is None:
+            if self._compiled is not None or self.features is None:
+                X = self.transform(PLACEHOLDERS)
+            else:  # fitted, before the heads: compiling now would keep heads-less compiled heads
+                X = sp.csr_matrix(self.features.transform(list(PLACEHOLDERS)))
+            self._placeholders = np.unique(X.indices[X.indices < self.word_view_width()])
+        return self._placeholders
 
     def word_view_width(self) -> int:
         """How many columns of the features are the word view's (they come first): of the

@@ -1081,6 +1081,30 @@ def delimiter_hint(path: Path, header: Sequence[str], column: str, delimiter: st
     return ""
 
 
+def _split_header(above: list[list[str]], row: list[str]) -> str:
+    """What to do with the rows ``above`` a sheet row ``row`` that names a column: delete them, or,
+    when they name columns over its empty cells (a header of two rows, 多级表头, whose merged
+    cells hold their name in the top row alone), first write those names into it."""
+    width = max(len(r) for r in [row, *above])  # a row's cells end at its last one written
+    names = [
+        next((r[i] for r in reversed(above) if i < len(r) and r[i]), "")
+        for i in range(width)
+        if i >= len(row) or not row[i]
+    ]
+    names = [name for name in names if name]
+    if not names:
+        return ": delete the rows above it"
+    shown = [_quoted(name) for name in names[:5]]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    listed += f" and {len(names) - 5} more" if len(names) > 5 else ""
+    rowno = len(above) + 1
+    return (
+        f", under a header of {rowno} rows whose names above it, {listed}, are over empty cells of "
+        f"it (merged cells?): write every column's name into row {rowno}, then delete the rows "
+        "above it"
+    )
+
+
 def hidden_sheet_note(sheet: Any) -> str:
     """``", which is hidden (…)"`` for a sheet Excel does not show, else ``""``: a message naming a
     hidden first sheet named one the user could not find."""
@@ -1113,10 +1137,15 @@ def sheet_hint(path: Path, column: str, field: str) -> str:
             f"the header is read from the first row of the first sheet, {_quoted(sheets[0].title)}"
             f"{hidden_sheet_note(sheets[0])}"
         )
-        rows = sheets[0].iter_rows(min_row=2, max_row=10, values_only=True)
-        for rowno, row in enumerate(rows, 2):
-            if column in [("" if v is None else str(v)).strip() for v in row]:
-                return f"{read}, but row {rowno} names {_quoted(column)}: delete the rows above it"
+        rows = sheets[0].iter_rows(min_row=1, max_row=10, values_only=True)
+        above: list[list[str]] = []
+        for rowno, row in enumerate(rows, 1):
+            cells = [("" if v is None else str(v)).strip() for v in row]
+            if rowno > 1 and column in cells:
+                return (
+                    f"{read}, but row {rowno} names {_quoted(column)}{_split_header(above, cells)}"
+                )
+            above.append(cells)
         later = [sheet.title for sheet in sheets[1:] if column in _sheet_header(sheet)]
         if later:
             return (

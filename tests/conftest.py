@@ -205,6 +205,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_config: Traini
     return train_tiny(tmp_path_factory, "tiny-models", tiny_config)
 
 
+@pytest.fixture(scope="session")
+def placeholder_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: TrainingConfig
+) -> Path:
+    """A model trained on TINY_TICKETS, half of them ending in the placeholders tickets use for
+    "the content is elsewhere" (详见附件, 如题, 同上), so that it knows those words."""
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("placeholder-models")
+    tickets = [
+        (title, f"{text}，详见附件，如题，同上" if i % 2 else text, dept, cat)
+        for i, (title, text, dept, cat) in enumerate(TINY_TICKETS)
+    ]
+    result = train(
+        [write_tickets_csv(root / "tickets.csv", tickets)], root / "m", config=tiny_config
+    )
+    assert result.model_dir is not None
+    return result.model_dir
+
+
 # Two departments too rare for min_examples=3: training merges them into 其他 (4 rows, learnt).
 RARE_TICKETS: list[tuple[str, str, str, str]] = [
     ("档案查询", "想查询父亲当年的人事档案，档案馆说要单位介绍信", "档案馆", "城建"),

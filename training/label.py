@@ -1411,8 +1411,8 @@ def _check_unchanged(stats: dict[Path, os.stat_result], path: Path) -> None:
     )
 
 
-# Inputs whose estimated rows (exact for Parquet, lines for CSV and JSON Lines, which are at least
-# the rows) pass this share of Excel's limit are counted before an .xlsx run: a JSON array's
+# Inputs whose estimated rows (exact for Parquet, records for CSV and lines not blank for JSON
+# Lines, at least the rows) pass this share of Excel's limit are counted before an .xlsx run: a JSON array's
 # estimate is extrapolated from its first elements, and may be low.
 XLSX_COUNT_FROM = 0.9
 # Rows counted between two progress updates.
@@ -2444,16 +2444,17 @@ def _scientific_ids(ids: Sequence[pa.ChunkedArray]) -> tuple[int, tuple[int, str
 
 
 def _no_known_terms_warning(counts: _Counts, output: Path) -> str:
-    """The warning for the rows that hold no word the model knows: each came back as an ordinary
-    low-confidence review, a guess from its characters that nothing told from a ticket the model
-    read and was unsure of."""
+    """The warning for the rows that hold no word the model knows (or placeholders alone): each
+    came back as an ordinary low-confidence review, a guess that nothing told from a ticket the
+    model read and was unsure of."""
     n = counts.no_known_terms
     return (
         f"{counted(n, 'row', thousands=True)} {'holds' if n == 1 else 'hold'} no word the model "
-        f"knows (punctuation, digits, a masked phone number or emoji alone; the first on row "
+        f"knows (punctuation, digits, a masked phone number or emoji alone, or a placeholder "
+        f"such as 见附件 or 如题 whose content is in an attachment; the first on row "
         f"{counts.first_no_known_terms} of {output.name}): {'its' if n == 1 else 'their'} labels "
-        "are guesses from characters, marked no_known_terms in department_reason and "
-        "category_reason, for a person to read"
+        "are guesses, marked no_known_terms in department_reason and category_reason, for a "
+        "person to read (with any attachment)"
     )
 
 

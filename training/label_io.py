@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import itertools
 import json
 import os
 import re
@@ -277,8 +278,9 @@ def declared_rows(path: Path) -> int | None:
 
 
 def estimate_rows(path: Path) -> int:
-    """Rows in a file, cheaply: exact for Parquet, lines for JSONL, and for a JSON array its size
-    over the size of its first elements (:data:`_ESTIMATE_ELEMENTS`); for CSV its records
+    """Rows in a file, cheaply: exact for Parquet, lines that are not blank for JSONL, and for a
+    JSON array its size over the size of its first elements (:data:`_ESTIMATE_ELEMENTS`); for CSV
+    its records
     (:func:`_csv_records`), not its lines: texts over several lines made an estimate of three
     times the rows.
 
@@ -304,15 +306,36 @@ def estimate_rows(path: Path) -> int:
             return n
     if fmt == "csv":
         return max(0, _csv_records(path) - 1)
-    lines = 0
-    last = b"\n"
+    return _jsonl_lines_not_blank(path)
+
+
+# The bytes of a blank JSON Lines line (no row, :func:`model.tickets.json_lines`) besides its
+# line ends: ASCII whitespace as str.strip takes it (a line of other whitespace, U+3000 for one,
+# is estimated a row).
+_BLANK_BYTES = b" \t\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def _jsonl_lines_not_blank(path: Path) -> int:
+    """A JSON Lines file's lines that are not blank, cheaply: its rows, as :func:`estimate_rows`
+    counts them (a blank line, ``\r\r\n`` ends make one after every row, is no row)."""
+    rows = 0
+    seen = False  # whether the line the next block goes on with holds more than whitespace
     with open(path, "rb") as f:
+        first = True
         while block := f.read(1 << 20):
-            lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
-            lines -= last == b"\r" and block.startswith(b"\n")  # "\r\n" across two blocks
-            last = block[-1:]
-    lines += last not in (b"\n", b"\r")
-    return max(0, lines - 1) if fmt == "csv" else lines
+            if first and block.startswith(codecs.BOM_UTF8):
+                block = block[len(codecs.BOM_UTF8) :]
+            first = False
+            lines = block.splitlines()  # at \n, \r\n and \r alone, as jsonl_lines; "" for b""
+            tail = b"" if block.endswith((b"\n", b"\r")) else lines.pop()
+            if lines:  # the first ends the line before (a "\r\n" cut in two ends a blank one)
+                rows += seen or bool(lines[0].strip(_BLANK_BYTES))
+                rows += sum(
+                    1 for line in itertools.islice(lines, 1, None) if line.strip(_BLANK_BYTES)
+                )
+                seen = False
+            seen = seen or bool(tail.strip(_BLANK_BYTES))
+    return rows + seen  # a last line without its line end
 
 
 def _csv_records(path: Path) -> int:
@@ -1191,12 +1214,21 @@ def write_part_atomic(table: pa.Table, path: Path) -> None:
     # Opened by Python, which encodes the name as the file system's: Arrow, given the name,
     # encoded it as UTF-8, and on a zh_CN.GBK server could not open a part of `--out 结果.csv`,
     # whose directory Python had made with GBK bytes.
-    with open(tmp, "wb") as f:
-        with pa.ipc.new_file(f, table.schema) as out:
-            out.write_table(table)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            with pa.ipc.new_file(f, table.schema) as out:
+                out.write_table(table)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)  # half written (a full disk, Ctrl-C): space a resume needs
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def read_part(path: Path, schema: pa.Schema) -> pa.Table:
@@ -1214,11 +1246,15 @@ def read_part(path: Path, schema: pa.Schema) -> pa.Table:
 def write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON under a temporary name, fsync it, rename it into place and fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, ensure_ascii=False, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
     fsync_dir(path.parent)
 
 

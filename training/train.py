@@ -56,7 +56,6 @@ from model.router import (
     catch_all_rows,
     recalibrate_suggestion,
     shift_prior,
-    without_known_terms,
 )
 from model.text import clean, counted, mask_label, quoted
 from model.tickets import (
@@ -798,7 +797,7 @@ def fit_router(
     # Only the department head reads the latent view.
     X = router.fit_features(tickets, extra_texts, progress, latent=bool(masks["department"].any()))
     # The rows the router will always send to a person, for the cross-validated auto figures.
-    no_terms = without_known_terms(X, router.word_view_width())
+    no_terms = router.without_known_terms(X)
     for head, mask in masks.items():
         if not mask.any():
             logger.info("no %s labels: the %s head is not trained", head, head)

@@ -14,7 +14,7 @@ const REASON_TEXT = {
     neverAuto(h)
       ? `本模型的${head === "category" ? "类别" : "部门"}建议一律人工复核`
       : `置信度低于自动派单阈值 ${shownScores(h).threshold}`,
-  no_known_terms: () => "未识别到模型认识的词语，请人工判断",
+  no_known_terms: () => "无可识别的词语，请看附件或人工判断",
   catch_all: () => "建议部门为“其他”，不是可派单的具体部门，请人工指定",
   rule: () => "派单规则要求人工确认",
 };
@@ -88,6 +88,10 @@ const state = {
 // -- small helpers --------------------------------------------------------------------------------
 
 const NEVER_AUTO_WHY = "训练时任何置信度都达不到自动派单要求的准确率，所以本模型不自动派单";
+// A ticket of punctuation, digits or emoji alone, or of a placeholder alone (见附件, 如题): its
+// content is elsewhere, and the suggestion a guess from its characters (docs/labelling.md).
+const NO_TERMS_WHY =
+  "工单里没有模型认识的词语，或只有“见附件”“如题”“同上”之类：建议只是按字符猜测，请查看附件或人工判断";
 // Whether a head never dispatches by itself: its auto threshold is 1 (or more).
 function neverAuto(r) {
   return typeof r.threshold === "number" && r.threshold >= 1;
@@ -1080,7 +1084,12 @@ function renderHead(head, r) {
   reasonLine.textContent = [rule, reason ? reason(r, head) : "", shiftedText]
     .filter(Boolean)
     .join("，");
-  reasonLine.title = r.reason === "below_threshold" && neverAuto(r) ? NEVER_AUTO_WHY : "";
+  reasonLine.title =
+    r.reason === "below_threshold" && neverAuto(r)
+      ? NEVER_AUTO_WHY
+      : r.reason === "no_known_terms"
+        ? NO_TERMS_WHY
+        : "";
 
   const list = card.querySelector(".candidates");
   setChildren(list,

@@ -435,3 +435,20 @@ def test_no_output_is_written_inside_a_model_directory(tiny_model_dir, tmp_path)
     assert sorted(p.name for p in model.iterdir()) == sorted(
         p.name for p in tiny_model_dir.iterdir()
     )
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_an_output_under_a_file_is_said_to_be_under_a_file(tmp_path, under):
+    # `--out export.csv/out.csv` (a file typed for the directory) said "cannot be written: File
+    # exists (export.csv)", which reads as though the output itself were in the way.
+    from model.artifact import OutputPathError, check_writable
+
+    export = tmp_path / "export.csv"
+    export.write_text("id,text\n", encoding="utf-8")
+    out = export / under / "out.csv" if under else export / "out.csv"
+    with pytest.raises(OutputPathError) as e:
+        check_writable(out, "--out")
+    assert str(e.value) == (
+        f"--out {out} cannot be written: {export} is a file, not a directory"
+    ), str(e.value)
+    assert export.read_text(encoding="utf-8") == "id,text\n"

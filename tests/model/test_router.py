@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,6 +59,57 @@ def test_text_with_no_known_terms_is_shown_no_similar_tickets(tiny_model_dir):
     assert known.similar and known.similar[0].department == "住建"
     X = router.transform(["，，，。。。"])
     assert router.index.nearest(X, 5)[0][0].size > 0  # what the search alone would have shown
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    ["见附件", "見附件", "如题", "详见附件", "详见附件。", "如题，见附件", ("同上", "详见附件")],
+)
+def test_a_ticket_of_placeholders_alone_holds_no_known_terms(placeholder_model_dir, ticket):
+    # A ticket that only says "see the attachment" or "as the title says" was an ordinary
+    # low-confidence guess (below_threshold), shown similar tickets of the same placeholder:
+    # nothing told the dispatcher that the ticket says nothing and the attachment must be read.
+    router, _ = load_router(placeholder_model_dir)
+    X = router.transform([ticket])
+    assert (X.indices < router.word_view_width()).any()  # the model knows these words
+    for head in router.heads.values():
+        head.threshold = 0.0
+    result = router.predict([ticket])[0]
+    assert result.department.reason == REASON_NO_KNOWN_TERMS
+    assert result.category.reason == REASON_NO_KNOWN_TERMS
+    assert result.department.decision == "review" and result.similar == []
+
+
+def test_a_placeholder_beside_real_words_is_read_as_a_ticket(placeholder_model_dir):
+    router, _ = load_router(placeholder_model_dir)
+    for head in router.heads.values():
+        head.threshold = 0.0
+    tickets = [
+        ("广场舞噪音", "见附件"),
+        "楼下烧烤店油烟很大，详见附件",
+        ("如题", "电梯坏了物业不管"),
+    ]
+    for result in router.predict(tickets):
+        assert result.department.decision == "auto" and result.department.reason is None
+        assert result.similar
+
+
+@given(
+    rows=st.lists(st.sets(st.integers(0, 11), max_size=8), min_size=1, max_size=12),
+    placeholders=st.sets(st.integers(0, 5), max_size=4),
+)
+def test_without_known_terms_reads_each_row_alone_and_in_a_batch_alike(rows, placeholders):
+    # Columns 0-5 are words, 6-11 character n-grams; a row holds no known term when its words
+    # are none or all placeholders'.
+    from model.router import without_known_terms
+
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.array([c for r in rows for c in sorted(r)], dtype=np.int32)
+    X = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), 12))
+    cols = np.array(sorted(placeholders), dtype=np.int32)
+    expected = [all(c >= 6 or c in placeholders for c in r) for r in rows]
+    assert without_known_terms(X, 6, cols).tolist() == expected
+    assert [without_known_terms(X[i], 6, cols)[0] for i in range(len(rows))] == expected
 
 
 def test_input_forms_agree(tiny_model_dir):

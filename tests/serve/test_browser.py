@@ -1253,6 +1253,25 @@ def test_a_head_that_never_dispatches_by_itself_says_so_not_a_threshold_of_100(
 
 @pytest.mark.slow
 @needs_chromium
+def test_a_ticket_that_says_nothing_is_said_to_point_to_its_attachment(
+    page: PageRun, live_server: LiveServer
+) -> None:
+    # A ticket of 见附件 alone is no_known_terms (the model's words say nothing of it): the page
+    # read 未识别到模型认识的词语, though the words were known, and said nothing of the
+    # attachment the dispatcher must read. The why is its tooltip, as a never-auto head's is.
+    from playwright.sync_api import expect
+
+    pg = page.page
+    open_page(page, live_server)
+    route_via_keyboard(page, "见附件", "WEB-T101")
+    reason = pg.locator("#head-department .reason")
+    expect(reason).to_contain_text("请看附件或人工判断")
+    expect(reason).to_have_attribute("title", re.compile("只有“见附件”“如题”“同上”之类"))
+    assert page.problems == []
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_a_confidence_just_below_its_threshold_never_reads_as_reaching_it(
     page: PageRun, live_server: LiveServer
 ) -> None:

@@ -1080,6 +1080,31 @@ def test_rows_without_a_word_the_model_knows_say_so_and_are_counted(
     assert any("no word the model knows" in w and "row 1 of out.csv" in w for w in result.warnings)
 
 
+def test_rows_of_placeholders_alone_are_no_known_terms_and_counted(
+    placeholder_model_dir: Path, tmp_path: Path
+) -> None:
+    # A ticket saying only 见附件 or 如题 came back below_threshold: a low-confidence guess the
+    # dispatcher took for a ticket the model read, not one that says nothing (read the attachment).
+    rows = [
+        ["A1", "", "见附件"],
+        ["A2", "油烟扰民", "详见附件"],
+        ["A3", "如题", "详见附件。"],
+        ["A4", "", "見附件"],
+        ["A5", "同上", "如题"],
+    ]
+    src = write_csv(tmp_path / "in.csv", rows)
+    result = label([src], placeholder_model_dir, tmp_path / "out.csv", jobs=1)
+    df = read_output(tmp_path / "out.csv")
+    assert list(df["id"]) == [r[0] for r in rows] and (df["error"] == "").all()
+    said_nothing = df[df["id"] != "A2"]
+    assert (said_nothing["decision"] == "review").all()
+    assert (said_nothing["department_reason"] == "no_known_terms").all()
+    assert (said_nothing["category_reason"] == "no_known_terms").all()
+    assert df[df["id"] == "A2"].iloc[0]["department_reason"] != "no_known_terms"
+    assert result.summary["no_known_terms"] == {"rows": 4, "first_row": 1}
+    assert any("见附件" in w and "row 1 of out.csv" in w for w in result.warnings)
+
+
 def test_an_output_of_a_paidan_before_the_reason_columns_is_still_refused_as_one(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -557,3 +557,27 @@ def test_a_resume_of_a_finished_run_says_it_finished(
     )
     assert "starting from the first row" not in caplog.text
     assert out.read_bytes() == written
+
+
+@pytest.mark.parametrize("writer", ["write_part_atomic", "write_json_atomic"])
+def test_a_part_that_cannot_be_written_leaves_no_half_written_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    # A full disk stopped the run with its finished chunks kept for --resume, and the chunk being
+    # written left beside them under its temporary name, half written: space taken on the full
+    # disk, until a resume wrote that chunk again.
+    import errno
+
+    import pyarrow as pa
+
+    from training import label_io
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(label_io.os, "fsync", full)
+    target = tmp_path / "part-000003.arrow"
+    value: object = pa.table({"text": ["路灯不亮"] * 100}) if writer == "write_part_atomic" else {}
+    with pytest.raises(OSError, match="No space left"):
+        getattr(label_io, writer)(value, target)
+    assert list(tmp_path.iterdir()) == []

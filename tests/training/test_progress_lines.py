@@ -110,16 +110,17 @@ def test_label_says_its_progress_in_lines_and_ends_done_though_lines_overcounted
     tmp_path: Path, sample_model_dir: Path
 ) -> None:
     # `paidan label` of a backlog from cron or nohup wrote nothing until it ended. A JSON Lines
-    # file's rows are estimated by its lines: with blank lines between them the estimate is never
-    # reached, and the stage must still end "done", at the rows found (its last line was 40/120,
-    # then a bare "done": a run that looked cut short of its total).
+    # file's rows are estimated by its lines that are not blank: with lines of full-width spaces
+    # (no row, but estimated rows) between them the estimate is never reached, and the stage must
+    # still end "done", at the rows found (its last line was 40/120, then a bare "done": a run
+    # that looked cut short of its total).
     import json
 
     data = tmp_path / "backlog.jsonl"
     with open(data, "w", encoding="utf-8", newline="") as f:
         for i in range(40):
             row = {"id": f"T{i}", "title": "", "text": f"公司拖欠工资三个月不发，第{i}次反映"}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n\n\n")  # 3 lines a row
+            f.write(json.dumps(row, ensure_ascii=False) + "\n\u3000\n\u3000\n")  # 3 lines a row
     out = tmp_path / "out.csv"
     args = ["label", str(data), "--model", str(sample_model_dir), "--out", str(out)]
     r = runner.invoke(app, [*args, "--chunk-size", "8", "--jobs", "1"])

@@ -1031,6 +1031,26 @@ def test_names_that_differ_only_by_spaces_are_refused_in_every_format(tmp_path: 
     ]
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r", "\r\r\n"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_jsonl_files_row_estimate_leaves_its_blank_lines_out(
+    tmp_path: Path, end: str, bom: bytes
+) -> None:
+    # The progress estimate counted every line, blank ones too, which are no rows: a file
+    # written with "\r\r\n" ends (one blank line after every row) was estimated at twice its rows.
+    from training.label_io import estimate_rows, iter_records
+
+    rows = [json.dumps(r, ensure_ascii=False) for r in ROWS]
+    lines = ["", rows[0], "", "  \t", rows[1], '{"编号": "A4", "内容": ', "", " "]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(bom + end.join(lines).encode("utf-8"))
+    records = list(iter_records(path, ["编号", "内容"], 1 << 20))
+    assert len(records) == 3
+    assert estimate_rows(path) == len(records)
+    path.write_bytes(bom + "".join(line + end for line in lines).encode("utf-8"))
+    assert estimate_rows(path) == len(list(iter_records(path, ["编号", "内容"], 1 << 20))) == 3
+
+
 @pytest.mark.parametrize("ends", [["\n"], ["\r\n"], ["\r"], ["\r\n", "\n", "\r"]])
 def test_jsonl_lines_end_at_any_line_end_in_every_reader(tmp_path: Path, ends: list[str]) -> None:
     # A lone "\r" (old Mac tools, or ends an editor mixed) made label read five tickets as one
@@ -1046,7 +1066,7 @@ def test_jsonl_lines_end_at_any_line_end_in_every_reader(tmp_path: Path, ends: l
     assert [r.values["内容"] for r in records] == ["老板拖欠工资", "烧烤店油烟扰民", ""]
     assert records[2].error is not None and records[2].where == "line 4 of t.jsonl"
     assert file_columns(path) == list(ROWS[0])
-    assert estimate_rows(path) == 4
+    assert estimate_rows(path) == len(records)  # the blank line is no row
     with pytest.raises(TicketFileError, match=r"t\.jsonl, line 4: not valid JSON"):
         read_tickets([path], MAP)
     path.write_bytes(path.read_bytes().rsplit(b"{", 1)[0])  # without the broken line
@@ -1417,6 +1437,31 @@ def tickets_below_a_title(path: Path) -> Path:
         ws.append(list(row.values()))
     wb.save(path)
     return path
+
+
+def test_a_header_of_two_rows_is_said_to_need_its_names_in_one(tmp_path):
+    # A header of two rows (多级表头: 诉求 merged over 标题 and 内容, 编号 and 部门 merged down
+    # both rows) was met with "row 2 names '标题': delete the rows above it", which deleted the
+    # names 编号 and 部门 with row 1, and the next run could find no id column.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["编号", "诉求", None, "部门", "类别"])
+    ws.append([None, "标题", "内容", None, None])
+    for merged in ("A1:A2", "B1:C1", "D1:D2", "E1:E2"):
+        ws.merge_cells(merged)
+    for row in ROWS:
+        ws.append(list(row.values()))
+    wb.save(tmp_path / "two.xlsx")
+    with pytest.raises(TicketFileError) as e:
+        read_tickets([tmp_path / "two.xlsx"], MAP)
+    assert str(e.value).endswith(
+        "(the header is read from the first row of the first sheet, 'Sheet', but row 2 names "
+        "'标题', under a header of 2 rows whose names above it, '编号', '部门' and '类别', are "
+        "over empty cells of it (merged cells?): write every column's name into row 2, then "
+        "delete the rows above it)"
+    ), str(e.value)
 
 
 def test_a_hidden_first_sheet_is_said_to_be_hidden(tmp_path):
