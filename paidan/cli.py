@@ -2252,12 +2252,24 @@ def _feedback_records(
         db.dispose()
 
 
+def _trained_alone(unreadable: str) -> str:
+    """The warning of a ``retrain``/``drift`` given ``--feedback`` files whose feedback database
+    could not be read (``unreadable``: :func:`_feedback_records`' error): the files are read
+    alone."""
+    return (
+        f"{unreadable}: the decisions of the --feedback files alone are read (any the database "
+        "holds that they lack are not); on a machine that never reaches it, leave "
+        "PAIDAN_DATABASE_URL unset"
+    )
+
+
 def _print_feedback_source(
     settings: Settings,
     records: int,
     since: datetime | None = None,
     before: int = 0,
     files: tuple[Sequence[Path], int, int] = ((), 0, 0),
+    unreached: bool = False,
 ) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
@@ -2266,7 +2278,8 @@ def _print_feedback_source(
 
     ``files``: the ``--feedback`` export files, how many of their decisions were added, and how
     many the database (or an earlier file) held already; with them, a database file that does
-    not exist is no warning (a training machine without the server's database)."""
+    not exist is no warning (a training machine without the server's database), nor is one
+    that could not be read (``unreached``, warned of by :func:`_trained_alone` already)."""
     from sqlalchemy.engine import make_url
 
     from serve.db import describe_url, sqlite_path
@@ -2281,10 +2294,11 @@ def _print_feedback_source(
             + ", ".join(printable(str(p)) for p in paths),
             soft_wrap=True,
         )
-        if file is not None and not file.exists():
+        if unreached or (file is not None and not file.exists()):
             older = f" ({before} older left out)" if before else ""
             window = f" from {window_start(since)} on{older}" if since is not None else ""
-            out.print(f"feedback: {records} record(s){window} in all (no feedback database)")
+            none = "feedback database not reached" if unreached else "no feedback database"
+            out.print(f"feedback: {records} record(s){window} in all ({none})")
             return
     if file is not None and not file.exists():
         where = (
@@ -3108,6 +3122,8 @@ def retrain(
     verbose: Verbose = False,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
+    from rich.markup import escape
+
     from model.registry import RetrainRunningError, retrain_lock
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
@@ -3152,7 +3168,16 @@ def retrain(
         # with the history tickets they corrected (dropped by the query, they went unsaid).
         # The exports first: a bad line is refused before the database is read.
         exported = read_feedback_exports(feedback_files or [])
-        records = _feedback_records(settings, None)
+        try:
+            records, unreached = _feedback_records(settings, None), False
+        except DatabaseUnavailable as e:
+            # A training machine that cannot reach the server's database (its settings file
+            # copied, the database behind a firewall) stopped here, the export it was given for
+            # that very case unread: the exports are trained alone, and that is said.
+            if not feedback_files:
+                raise
+            records, unreached = [], True
+            say_all([escape(printable(_trained_alone(str(e))))])
         # Where the server's database is out of reach (another host, an air gap): its export.
         records, repeated = merge_feedback(records, exported.records)
         recent, older = split_feedback(records, feedback_since)
@@ -3163,6 +3188,7 @@ def retrain(
             feedback_since,
             len(older),
             files=(feedback_files or [], len(exported.records) - repeated, repeated),
+            unreached=unreached,
         )
         say_all(exported.warnings)
         columns = input_columns(

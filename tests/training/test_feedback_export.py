@@ -223,3 +223,38 @@ def test_retrain_trains_an_export_where_the_database_is_out_of_reach(
     said = " ".join(r.output.split())
     assert f"feedback: 0 record(s) (4 already read) read from {saved}" in said, said
     assert "(4 feedback records for 3 tickets, 1 superseded by a later decision" in said, said
+
+
+def test_retrain_with_an_export_does_not_need_a_database_it_cannot_reach(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The training machine keeps the server's settings file, whose PostgreSQL it cannot reach:
+    # the retrain stopped at "cannot read feedback", the export it was given unread.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    saved = export(db, tmp_path / "feedback.jsonl")
+    url = "postgresql+psycopg://paidan:secret-pw@127.0.0.1:1/paidan"  # port 1 refuses at once
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATABASE_URL": url}
+    args = ["retrain", "--history", str(history), "--feedback", str(saved)]
+    r = CliRunner().invoke(app, args, env=env)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, said
+    assert "secret-pw" not in said
+    assert (
+        "warning: cannot read feedback from postgresql+psycopg://paidan:***@127.0.0.1:1/paidan "
+        "(PAIDAN_DATABASE_URL): OperationalError" in said
+    ), said
+    assert "the decisions of the --feedback files alone are read" in said, said
+    assert "(feedback database not reached)" in said, said
+    assert f"feedback: 4 record(s) read from {saved}" in said, said
+    assert "(4 feedback records for 3 tickets, 1 superseded by a later decision" in said, said
+    # Without an export, the database is the only feedback: still an error.
+    r = CliRunner().invoke(app, args[:3], env=env)
+    assert r.exit_code == 2, r.output
+    assert "cannot read feedback from" in " ".join(r.output.split())
