@@ -3421,15 +3421,32 @@ def drift(
     model: Annotated[
         Path | None, typer.Option(help="Model to compare with (default: the current model)")
     ] = None,
+    feedback_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--feedback",
+            metavar="FILE",
+            help="A saved feedback export (GET /v1/feedback, JSON Lines) whose decisions to "
+            "compare, beside the feedback database's, each read once; repeat it for several",
+        ),
+    ] = None,
     timezone: Timezone = None,
     verbose: Verbose = False,
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
+    from rich.markup import escape
+
     from model.registry import current_dir
     from model.times import in_zone as placed_in_zone
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
+    from training.retrain import (
+        FeedbackFileError,
+        merge_feedback,
+        read_feedback_exports,
+        split_feedback,
+    )
 
     out_path = Path(out_arg)
     try:
@@ -3450,19 +3467,36 @@ def drift(
         # The model directory is an immutable version and the SQLite file holds the feedback.
         check_not_input(
             [out_path, out_path.with_suffix(".png")],
-            _drift_inputs(settings, model_dir),
+            [*_drift_inputs(settings, model_dir), *(feedback_files or [])],
             "--out",
             inside_advice="name a file outside it (a model directory is not changed after training)",
         )
         check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
         since = placed_in_zone(since, zone_of(timezone))
-        records = _feedback_records(settings, since, with_decision=True)
+        # The exports first, as retrain reads them: a bad line is refused before the database.
+        exported = read_feedback_exports(feedback_files or [])
+        try:
+            records, unreached = _feedback_records(settings, since, with_decision=True), False
+        except DatabaseUnavailable as e:
+            if not feedback_files:  # the database is the only traffic there is
+                raise
+            records, unreached = [], True
+            say_all([escape(printable(_trained_alone(str(e))))])
+        # The window the database's query bounds, and each decision once (merge_feedback).
+        windowed = split_feedback(exported.records, since)[0]
+        records, repeated = merge_feedback(records, windowed)
+        say_all(exported.warnings)
         report = run_drift(router, metadata, records, _utc(since))
         paths = write_drift(report, out_path)
-    except (*USER_ERRORS, DatabaseUnavailable) as e:
+    except (*USER_ERRORS, DatabaseUnavailable, FeedbackFileError) as e:
         raise fail(e) from None
-    _print_feedback_source(settings, len(records))
+    _print_feedback_source(
+        settings,
+        len(records),
+        files=(feedback_files or [], len(windowed) - repeated, repeated),
+        unreached=unreached,
+    )
     table = Table(
         title=f"drift since {window_start(since)}: {counted(report['records'], 'feedback record')}"
     )

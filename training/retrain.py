@@ -87,6 +87,7 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
+from training.drift import suggestion_decision
 from training.remits import format_remits, read_remits
 from training.rules import format_rules, read_rules
 from training.train import (
@@ -958,6 +959,14 @@ def _export_record(value: Mapping[str, Any], where: str) -> dict[str, Any]:
         if cell is not None and not isinstance(cell, str):
             raise FeedbackFileError(f"{where}: {key} must be a string or null, got {cell!r}")
         record[key] = cell
+    suggestion = value.get("suggestion")
+    if suggestion is not None and not isinstance(suggestion, dict):
+        raise FeedbackFileError(
+            f"{where}: suggestion must be the /v1/route answer (a JSON object) or null, got "
+            f"{type(suggestion).__name__}"
+        )
+    # As drift reads the database's (paidan.cli._feedback_records): its auto/review decision.
+    record["suggestion"] = {"decision": suggestion_decision(suggestion)}
     # As the database's columns are read (serve.db.MaskedText, MaskedLabel): today's masking.
     record["text"] = clean(record["text"])
     if record["title"] is not None:

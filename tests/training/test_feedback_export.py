@@ -258,3 +258,50 @@ def test_retrain_with_an_export_does_not_need_a_database_it_cannot_reach(
     r = CliRunner().invoke(app, args[:3], env=env)
     assert r.exit_code == 2, r.output
     assert "cannot read feedback from" in " ".join(r.output.split())
+
+
+def test_drift_reads_an_export_as_it_reads_the_database(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A training machine without the server's database checked drift on nothing: drift had no
+    # --feedback, and read an empty (absent) database, "0 feedback records".
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from serve.db import Database
+
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    with_suggestion = Database(f"sqlite:///{db}")
+    with_suggestion.add_feedback(
+        ticket_id="T009", text=TINY_TICKETS[3][1], department="人社", category="劳动保障",
+        suggestion={"department": {"decision": "review"}, "category": {"decision": "auto"}},
+        created_at=T0 + timedelta(days=5),
+    )  # fmt: skip
+    with_suggestion.dispose()
+    saved = export(db, tmp_path / "feedback.jsonl")
+    args = ["drift", "--since", "2026-03-02", "--model", str(tiny_model_dir)]
+    reports = []
+    for data_dir, given in ((db.parent, []), (tmp_path / "var", ["--feedback", str(saved)])):
+        out = tmp_path / f"drift-{len(reports)}.json"
+        env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(data_dir)}
+        r = CliRunner().invoke(app, [*args, *given, "--out", str(out)], env=env)
+        assert r.exit_code == 0, r.output
+        reports.append(json.loads(out.read_text(encoding="utf-8")))
+    said = " ".join(r.output.split())
+    assert f"feedback: 4 record(s) read from {saved}" in said, said
+    assert "no feedback read" not in said, said
+    from_db, from_file = reports
+    assert from_file == from_db
+    assert from_file["records"] == 4  # the decision before --since is left out
+    assert from_file["review_share"]["with_suggestion"] == 1
+    # Nor does it need a database it cannot reach, when it is given the export.
+    url = "postgresql+psycopg://paidan:secret-pw@127.0.0.1:1/paidan"  # port 1 refuses at once
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATABASE_URL": url}
+    out = tmp_path / "drift-unreached.json"
+    r = CliRunner().invoke(app, [*args, "--feedback", str(saved), "--out", str(out)], env=env)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, said
+    assert "the decisions of the --feedback files alone are read" in said, said
+    assert json.loads(out.read_text(encoding="utf-8")) == from_db
