@@ -53,6 +53,7 @@ from model.tickets import (
     FEEDBACK_EXPORT_COLUMNS,
     JOINT_JOINER,
     LABELS,
+    LINE_COL,
     PATH_COL,
     ROW_COL,
     SOURCE_COL,
@@ -114,7 +115,7 @@ from training.validate import (
     rows_of,
     similar_label,
 )
-from training.window import Window, read_window, row_place
+from training.window import Window, read_window
 
 logger = logging.getLogger(__name__)
 
@@ -705,12 +706,15 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
                 "_created": created or datetime.min.replace(tzinfo=UTC),
                 "_fid": int(r.get("id") or 0),
                 "_dispatcher": str(r.get("dispatcher_id") or "").strip() or None,
+                # Where it was read: a line of a --feedback export, or a database row.
+                "_where": str(r[EXPORT_FILE]) if EXPORT_FILE in r else "feedback",
+                "_at": int(r[EXPORT_LINE]) if EXPORT_FILE in r else int(r.get("id") or 0),
             }
         )
     summary = FeedbackSummary(records=len(rows))
     columns = ["id", "title", "text", "department", "category", "time", CO_COL]
     if not rows:
-        empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL])
+        empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL, LINE_COL])
         return empty, summary
     df = pd.DataFrame(rows).sort_values(["_created", "_fid"], kind="stable")
     # Keyed by id alone, 3,000 decisions on tickets numbered 1..300 each day trained as 300, the
@@ -723,7 +727,14 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         summary.ambiguous = set(distinct.index[distinct > 1])
         several = repeated & ids.isin(summary.ambiguous)
         df.loc[several, "key"] = "id:" + ids[several] + "|" + digests[several]
-        where = pd.DataFrame({"id": ids, SOURCE_COL: "feedback", ROW_COL: df["_fid"]})
+        where = pd.DataFrame(
+            {
+                "id": ids,
+                SOURCE_COL: df["_where"],
+                ROW_COL: df["_at"],
+                LINE_COL: df["_where"] != "feedback",
+            }
+        )
         summary.ambiguous_example = _id_example(where, ids, summary.ambiguous)
     # A decision without an id (a text pasted into the page) on the text of a ticket decided with
     # its id is that ticket: keyed apart, both were trained, with conflicting labels. Only where
@@ -749,17 +760,28 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
     )
     if disputed.any():
         summary.disputed = int(disputed.sum())
-        rows = df.loc[df["key"] == disputed.index[disputed][0], "_fid"].tolist()
-        summary.disputed_example = "e.g. feedback data rows " + ", ".join(map(str, rows[:5]))
+        first = df[df["key"] == disputed.index[disputed][0]][:5]
+        summary.disputed_example = "e.g. " + _decision_places(first["_where"], first["_at"])
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)
     summary.until = df["_created"].max().isoformat()
     out = latest[columns].copy()
     out[SOURCE_KIND] = FEEDBACK
-    out[SOURCE_COL] = "feedback"
-    out[ROW_COL] = latest["_fid"].to_numpy()
+    out[SOURCE_COL] = latest["_where"].to_numpy()
+    out[ROW_COL] = latest["_at"].to_numpy()
+    out[LINE_COL] = (latest["_where"] != "feedback").to_numpy()
     return out.reset_index(drop=True), summary
+
+
+def _decision_places(sources: pd.Series, numbers: pd.Series) -> str:
+    """Where some decisions were read, each file once: ``feedback data rows 3, 9`` (the
+    database's rows), ``feedback.jsonl lines 4, 12`` (an export's lines)."""
+    said = []
+    for source, group in numbers.groupby(sources.to_numpy(), sort=False):
+        unit = "data row" if source == "feedback" else "line"
+        said.append(f"{source} {unit}{'s' if len(group) > 1 else ''} " + ", ".join(map(str, group)))
+    return ", ".join(said)
 
 
 def feedback_cutoff(root: str | Path) -> datetime | None:
@@ -837,6 +859,9 @@ class FeedbackFileError(ValueError):
 # each a string or null. A line with export_error is the ExportIncomplete that ends a cut export.
 EXPORT_TEXTS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
 EXPORT_ERROR_KEY = "export_error"
+# Keys of a record read from an export: its file (as given) and line, which warnings name.
+EXPORT_FILE = "_file"
+EXPORT_LINE = "_line"
 
 
 @dataclass
@@ -904,6 +929,7 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
                             f"({cut[-1][2]}); an export ends with that line"
                         )
                     record = _export_record(value, where)
+                    record[EXPORT_FILE], record[EXPORT_LINE] = str(given), line
                     at = record["created_at"]
                     earliest[path] = min(earliest.get(path, at), at)
                     read.records.append(record)
@@ -1226,7 +1252,7 @@ def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     # line or element (model.tickets.row_place), not by its data row.
     return pd.concat(
         [
-            f[["id", "text", SOURCE_COL, ROW_COL, *([PATH_COL] if PATH_COL in f else [])]]
+            f[["id", "text", SOURCE_COL, ROW_COL, *[c for c in (PATH_COL, LINE_COL) if c in f]]]
             for f in frames
         ],
         ignore_index=True,
@@ -1238,12 +1264,8 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
     if not bad:
         return ""
     first = sorted(bad)[0]
-    where = rows[ids == first][:3]
-    paths = where[PATH_COL] if PATH_COL in where else pd.Series([None] * len(where))
-    places = ", ".join(
-        row_place(str(src), int(row), path if isinstance(path, str) and path else None)
-        for src, row, path in zip(where[SOURCE_COL], where[ROW_COL], paths, strict=True)
-    )
+    # Named as validation names rows: a JSON row by its line, an export's decision by its line.
+    places = ", ".join(row_places(rows[ids == first][:3]))
     return f"e.g. {mask_label(first)!r}: {places}"
 
 

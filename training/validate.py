@@ -15,6 +15,7 @@ from model.text import PLACEHOLDERS, clean, counted, id_key, mask_label, mask_pi
 from model.tickets import (
     CO_COL,
     LABELS,
+    LINE_COL,
     LIST_COMMAS,
     LIST_SEPARATORS,
     PATH_COL,
@@ -339,6 +340,9 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     names = df[SOURCE_COL].astype(str).fillna("?").to_numpy(dtype=object)
     rows = df[ROW_COL].astype(str).fillna("?").to_numpy(dtype=object)
     places = names + " data row " + rows
+    if LINE_COL in df:  # a feedback export's decisions, numbered by their line
+        at = np.flatnonzero(df[LINE_COL].eq(True).to_numpy())
+        places[at] = names[at] + " line " + rows[at]
     # As numbers for the JSON rows' lines: a row number that is none (a frame put together
     # otherwise) is -1, named by its data row as before.
     numbers = pd.to_numeric(df[ROW_COL], errors="coerce").fillna(-1).astype(np.int64).to_numpy()

@@ -92,8 +92,14 @@ def test_an_export_is_read_as_retrain_reads_the_database(tmp_path: Path) -> None
     assert read.warnings == []
     from_file, summary = feedback_frame(read.records)
     from_db, expected = feedback_frame(database_records(db))
-    assert from_file.to_dict("records") == from_db.to_dict("records")
+    # The same rows, each named where it was read: the export's line, the database's row.
+    places = ["_source", "_row", "_line"]
+    trained = from_file.drop(columns=places).to_dict("records")
+    assert trained == from_db.drop(columns=places).to_dict("records")
     assert summary == expected
+    assert from_db["_source"].eq("feedback").all() and not from_db["_line"].any()
+    assert from_file["_source"].eq(str(tmp_path / "feedback.jsonl")).all()
+    assert from_file["_line"].all()
     # Latest decision wins, a joint dispatch is split, the text is masked.
     assert (summary.records, summary.tickets, summary.superseded) == (4, 3, 1)
     t002 = from_file[from_file["id"] == "T002"].iloc[0]
@@ -305,3 +311,44 @@ def test_drift_reads_an_export_as_it_reads_the_database(
     assert r.exit_code == 0, said
     assert "the decisions of the --feedback files alone are read" in said, said
     assert json.loads(out.read_text(encoding="utf-8")) == from_db
+
+
+def test_warnings_on_an_exports_decisions_name_its_file_and_line(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # They named "feedback data row 7", the decision's id: no row of any file the administrator
+    # has, while the reader's own errors name "feedback.jsonl line 8".
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+
+    def line(fid: int, tid: str, text: str, dept: str | None, who: str, day: int) -> str:
+        at = (T0 + timedelta(days=day)).isoformat()
+        return json.dumps(
+            {"id": fid, "ticket_id": tid, "text": text, "department": dept, "category": "城建",
+             "dispatcher_id": who, "created_at": at},
+            ensure_ascii=False,
+        )  # fmt: skip
+
+    saved = tmp_path / "feedback.jsonl"
+    lines = [
+        line(1, "T002", TINY_TICKETS[1][1], "执法", "d1", 0),
+        "",  # a blank line: the lines are not the decisions' numbers
+        line(2, "T002", TINY_TICKETS[1][1], "住建", "d2", 1),  # another dispatcher's label
+        line(3, "77", "楼下垃圾站臭味很大", "城管", "d1", 2),
+        line(4, "77", "公交站牌被撞坏了", "交通", "d1", 3),  # 77 names two tickets
+        line(5, "T900", "邻居家的狗每天晚上叫", None, "d1", 4),  # no department
+    ]
+    saved.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    r = CliRunner().invoke(
+        app, ["retrain", "--history", str(history), "--feedback", str(saved)], env=env
+    )
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, said
+    assert "feedback data row" not in said, said
+    assert f"(e.g. '77': {saved} line 4, {saved} line 5)" in said, said
+    assert f"different dispatchers (e.g. {saved} lines 1, 3)" in said, said
+    assert f"no department label, so it trains no department head: {saved} line 6" in said, said
