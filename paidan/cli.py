@@ -3221,6 +3221,7 @@ def retrain(
                 again=again,
                 fit_only=fit_only,
                 rule=promotion_rule.value,
+                feedback_files=exported.files,
             )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the

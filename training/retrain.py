@@ -871,6 +871,9 @@ class ExportedFeedback:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Per file, as the challenger's metadata.json records it: ``name`` (as given, as warnings
+    # name it), ``path`` (absolute), ``sha256`` and ``records`` (its decisions, read once or not).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
@@ -897,6 +900,7 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
     earliest: dict[Path, datetime] = {}
     for given in paths:
         path = Path(given)
+        held = len(read.records)
         try:
             with open(path, "rb") as f:
                 for line, _, value in json_lines(f):
@@ -933,6 +937,14 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
                     at = record["created_at"]
                     earliest[path] = min(earliest.get(path, at), at)
                     read.records.append(record)
+            read.files.append(
+                {
+                    "name": str(given),
+                    "path": str(path.resolve()),
+                    "sha256": sha256_file(path),
+                    "records": len(read.records) - held,
+                }
+            )
         except OSError as e:
             raise FeedbackFileError(f"{path}: cannot read the feedback export: {e}") from e
     for path, line, said, since in cut:
@@ -1404,6 +1416,7 @@ def retrain(
     again: bool = False,
     fit_only: str | Path | Sequence[str | Path] | None = None,
     rule: str = DEFAULT_RULE,
+    feedback_files: Sequence[Mapping[str, Any]] = (),
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1473,6 +1486,10 @@ def retrain(
         them (``columns`` applies, and the mapping renames their labels). The current model's are
         not reused: when none are given and it was trained with some,
         :meth:`RetrainResult.warnings` names them.
+    feedback_files : sequence of mapping
+        The ``--feedback`` export files the ``feedback`` records were partly read from
+        (:attr:`ExportedFeedback.files`): recorded in the challenger's ``metadata.json``
+        (``training_data.feedback_files``), each with the rows of its decisions the fit used.
 
     Returns
     -------
@@ -1781,6 +1798,15 @@ def retrain(
             )
         return result
     min_examples = config.min_examples
+    # Which export, as it was, the challenger learnt which decisions from: rows_used once the
+    # training rows are validated (a decision kept, not superseded, frozen or before the bound).
+    exports = [{**f, "rows_used": 0} for f in feedback_files]
+
+    def validated(report: ValidationReport) -> None:
+        for f in exports:
+            f["rows_used"] = report.line_rows_used.get(f["name"], 0)
+        _validated(result, report, min_examples, on_warnings)
+
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1796,7 +1822,7 @@ def retrain(
         remits=remit_rows,
         rules=rule_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
-        on_validated=lambda report: _validated(result, report, min_examples, on_warnings),
+        on_validated=validated,
         fit_only=borrowed,
         fit_only_files=borrowed_files,
         data_files=[
@@ -1815,6 +1841,7 @@ def retrain(
             "ambiguous_ids": result.ambiguous_ids,
             **({"window": result.window} if result.window else {}),
             **({"unlabelled_files": extra_files} if extra_files else {}),
+            **({"feedback_files": exports} if exports else {}),
             **sampled,
             "parent": champion,
         },

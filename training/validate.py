@@ -132,6 +132,9 @@ class ValidationReport:
     # Ids that are numbers in scientific notation (:func:`frame_scientific_ids`): how many, and
     # the first with where it was read.
     scientific_ids: tuple[int, str, str] | None = None
+    # Per file whose rows are numbered by line (LINE_COL: a feedback export's decisions, by the
+    # name it was given as), the rows used: retrain records them with the file.
+    line_rows_used: dict[str, int] = field(default_factory=dict)
 
     def warnings(self, said: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
         """Lines the user must see. ``said``: per head, the rare labels merged into 其他 that
@@ -578,6 +581,11 @@ def validate(
     if CO_COL in df:
         report.joint_rows = int((df[CO_COL].fillna("") != "").sum())
     report.rows_used = len(df)
+    if LINE_COL in df and SOURCE_COL in df:
+        lines = df[LINE_COL].eq(True)
+        report.line_rows_used = {
+            str(k): int(v) for k, v in df.loc[lines, SOURCE_COL].value_counts().items()
+        }
     df = df.assign(**{CLEAN_TEXT_COL: key})
     return df.reset_index(drop=True), report
 

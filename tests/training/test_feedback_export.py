@@ -352,3 +352,48 @@ def test_warnings_on_an_exports_decisions_name_its_file_and_line(
     assert f"(e.g. '77': {saved} line 4, {saved} line 5)" in said, said
     assert f"different dispatchers (e.g. {saved} lines 1, 3)" in said, said
     assert f"no department label, so it trains no department head: {saved} line 6" in said, said
+
+
+def test_the_challenger_records_the_exports_it_was_trained_on(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Its metadata.json said "feedback: 3 rows" and nothing of where they came from: which
+    # export, as it was then, a model was trained on could not be told afterwards.
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    saved = export(db, tmp_path / "feedback.jsonl")
+    extra = tmp_path / "other-server.jsonl"  # another server's decision, and one repeated
+    lines = saved.read_text(encoding="utf-8").splitlines()
+    other = {**json.loads(lines[2]), "id": 7, "ticket_id": "X7", "request_id": None}
+    other["created_at"] = (T0 + timedelta(days=9)).isoformat()
+    extra.write_text(f"{lines[3]}\n{json.dumps(other, ensure_ascii=False)}\n", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--feedback", str(saved)]
+    r = CliRunner().invoke(
+        app, [*args, "--feedback", str(extra), "--feedback-since", "2026-03-02"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    (challenger,) = [v for v in registry.versions(root) if v != registry.current_version(root)]
+    meta = json.loads((root / challenger / "metadata.json").read_text(encoding="utf-8"))
+    files = meta["training_data"]["feedback_files"]
+    assert files == [
+        {
+            "name": str(path),
+            "path": str(path.resolve()),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "records": records,
+            "rows_used": used,
+        }
+        # feedback.jsonl: 4 decisions, the first before --feedback-since (and superseded);
+        # the other file's first decision is feedback.jsonl's last, read once from there.
+        for path, records, used in ((saved, 4, 3), (extra, 2, 1))
+    ]
+    assert sum(f["rows_used"] for f in files) == meta["training_data"]["sources"]["feedback"]
