@@ -27,6 +27,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -903,8 +904,24 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
         held = len(read.records)
         try:
             with open(path, "rb") as f:
-                for line, _, value in json_lines(f):
+                # The server ends every line: a file that does not end so was cut short.
+                unended = False
+                if f.seek(0, os.SEEK_END):
+                    f.seek(-1, os.SEEK_END)
+                    unended = f.read(1) not in (b"\n", b"\r")
+                f.seek(0)
+                lines = json_lines(f)
+                for line, _, value in lines:
                     where = f"{path} line {line}"
+                    if isinstance(value, Exception) and unended and next(lines, None) is None:
+                        # "not JSON (Unterminated string …)", "can't decode byte 0xe6": a
+                        # download that stopped, told as a bad line with nothing to do about it.
+                        raise FeedbackFileError(
+                            f"{where}: the file ends in the middle of this line, so the export "
+                            "was cut short (a download that stopped, a full disk); export it "
+                            "again (GET /v1/feedback), or from the created_at of the line "
+                            "before with since, and give both files with --feedback"
+                        )
                     if isinstance(value, json.JSONDecodeError):
                         raise FeedbackFileError(
                             f"{where}: not JSON ({json_problem(value, f'column {value.colno}')}); "

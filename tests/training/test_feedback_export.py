@@ -397,3 +397,30 @@ def test_the_challenger_records_the_exports_it_was_trained_on(
         for path, records, used in ((saved, 4, 3), (extra, 2, 1))
     ]
     assert sum(f["rows_used"] for f in files) == meta["training_data"]["sources"]["feedback"]
+
+
+@pytest.mark.parametrize("cut", [12, 20], ids=["in-ascii", "in-a-character"])
+def test_an_export_cut_in_the_middle_of_a_line_is_refused_as_cut_short(
+    tmp_path: Path, cut: int
+) -> None:
+    # A download that stopped (curl killed, a full disk) leaves the last line half written: it
+    # was refused as "not JSON (Unterminated string …)" or "'utf-8' codec can't decode byte",
+    # which told the administrator nothing of what had happened or what to do.
+    first = '{"id": 1, "text": "油烟", "created_at": "2026-03-01T08:00:00Z", "department": "城管"}'
+    second = (
+        '{"id": 2, "text": "楼下饭店油烟很大很大很大很大", "created_at": "2026-03-02T08:00:00Z"}'
+    )
+    start = len(first.encode()) + 1  # the second line's first byte
+    data = f"{first}\n{second}\n".encode()
+    path = tmp_path / "feedback.jsonl"
+    path.write_bytes(data[: start + cut])  # 20: within 楼, the text's first character
+    with pytest.raises(FeedbackFileError) as e:
+        read_feedback_exports([path])
+    said = str(e.value)
+    assert said.startswith(f"{path} line 2: the file ends in the middle of this line"), said
+    assert "cut short" in said and "export it again" in said, said
+    # The same broken line with a line after it is a bad line, not a cut.
+    path.write_bytes(data[: start + cut] + b"\n" + first.encode() + b"\n")
+    with pytest.raises(FeedbackFileError) as e:
+        read_feedback_exports([path])
+    assert "cut short" not in str(e.value)
