@@ -3130,6 +3130,7 @@ def retrain(
     from training.retrain import (
         FeedbackFileError,
         MappingFileError,
+        foreign_exports,
         merge_feedback,
         read_feedback_exports,
         read_mapping,
@@ -3191,6 +3192,8 @@ def retrain(
             unreached=unreached,
         )
         say_all(exported.warnings)
+        # Said before the fit, beside the new labels it would explain.
+        say_all(escape(printable(w)) for w in foreign_exports(settings.model_root, records))
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shlex
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -981,6 +982,49 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
     return read
 
 
+def foreign_exports(root: str | Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Warnings for the ``--feedback`` files none of whose decisions was made on a model this
+    registry holds or held (a version's name or model version, or one its pointer history
+    names): another deployment's export, or one of decisions on the bundled sample's default
+    model, whose labels are another taxonomy's and would be learnt as new ones."""
+    by_file: dict[str, Counter[str]] = {}
+    for r in records:
+        if EXPORT_FILE in r and r.get("model_version"):
+            by_file.setdefault(str(r[EXPORT_FILE]), Counter())[str(r["model_version"])] += 1
+    if not by_file:
+        return []
+    root = Path(root)
+    known: set[str] = set()
+    for version in registry.versions(root):
+        known.add(version)
+        try:
+            known.add(str(read_metadata(root / version).get("version")))
+        except Exception:  # an unreadable version: its name alone
+            continue
+    try:
+        state = registry.read_state(root)
+        known.update(map(str, state.get("history", [])))
+        for event in state.get("events", []):
+            known.update(str(event.get(k)) for k in ("version", "previous") if event.get(k))
+    except Exception:  # an unreadable registry.json: the versions there are
+        pass
+    warnings = []
+    for name, made_on in by_file.items():
+        if known & set(made_on):
+            continue
+        listed = ", ".join(v for v, _ in made_on.most_common(MAX_LISTED))
+        more = f" and {len(made_on) - MAX_LISTED} more" if len(made_on) > MAX_LISTED else ""
+        warnings.append(
+            f"{name}: its {counted(sum(made_on.values()), 'decision')} with a model version were "
+            f"made on suggestions of {'a model' if len(made_on) == 1 else 'models'} this "
+            f"registry has never held ({listed}{more}): if it is another deployment's export, "
+            "or one of decisions on the bundled sample's default model, its labels may be "
+            "another taxonomy's, learnt as new ones (see the new labels warned of): map them "
+            "with --mapping, or leave the file out"
+        )
+    return warnings
+
+
 def _export_time(value: Mapping[str, Any], key: str, where: str) -> datetime:
     raw = value.get(key)
     try:
@@ -1009,7 +1053,7 @@ def _export_record(value: Mapping[str, Any], where: str) -> dict[str, Any]:
             f"{where}: id must be the decision's number (a positive integer), got {fid!r}"
         )
     record: dict[str, Any] = {"id": fid, "created_at": _export_time(value, "created_at", where)}
-    for key in (*EXPORT_TEXTS, "request_id"):
+    for key in (*EXPORT_TEXTS, "request_id", "model_version"):
         cell = value.get(key)
         if cell is not None and not isinstance(cell, str):
             raise FeedbackFileError(f"{where}: {key} must be a string or null, got {cell!r}")

@@ -424,3 +424,44 @@ def test_an_export_cut_in_the_middle_of_a_line_is_refused_as_cut_short(
     with pytest.raises(FeedbackFileError) as e:
         read_feedback_exports([path])
     assert "cut short" not in str(e.value)
+
+
+def test_an_export_from_models_this_registry_never_held_is_warned_of(
+    tiny_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Another deployment's export (or one of decisions on the bundled sample's default) trains
+    # its labels as new ones: 20 "new department" lines, nothing naming the file they came from.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    root, history = tiny_root
+    current = registry.current_version(root)
+
+    def decision(fid: int, version: str | None) -> str:
+        return json.dumps(
+            {"id": fid, "ticket_id": f"X{fid}", "text": f"第{fid}号投诉：路灯坏了没人修",
+             "department": "市住建局", "category": "城乡建设", "model_version": version,
+             "created_at": (T0 + timedelta(hours=fid)).isoformat()},
+            ensure_ascii=False,
+        )  # fmt: skip
+
+    foreign = tmp_path / "other.jsonl"
+    foreign.write_text(
+        "\n".join(decision(i, "20261201T000000Z-7a513df8") for i in range(1, 4))
+        + f"\n{decision(4, None)}\n",
+        encoding="utf-8",
+    )
+    ours = tmp_path / "ours.jsonl"
+    ours.write_text(f"{decision(5, current)}\n{decision(6, None)}\n", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
+    args = ["retrain", "--history", str(history), "--feedback", str(foreign)]
+    r = CliRunner().invoke(app, [*args, "--feedback", str(ours)], env=env)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, said
+    assert (
+        f"warning: {foreign}: its 3 decisions with a model version were made on suggestions of "
+        "a model this registry has never held (20261201T000000Z-7a513df8)"
+    ) in said, said
+    assert "another deployment's" in said, said
+    assert f"warning: {ours}" not in said, said
