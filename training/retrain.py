@@ -1058,6 +1058,15 @@ def _export_record(value: Mapping[str, Any], where: str) -> dict[str, Any]:
         if cell is not None and not isinstance(cell, str):
             raise FeedbackFileError(f"{where}: {key} must be a string or null, got {cell!r}")
         record[key] = cell
+    if not any(head in value for head in LABELS):
+        # The server writes both keys on every line (null when none was chosen): labels under
+        # other keys (an export converted by hand) trained nothing, told only as rows without
+        # labels.
+        raise FeedbackFileError(
+            f"{where}: has neither department nor category (its keys: "
+            f"{', '.join(map(str, value))}); --feedback takes the feedback export "
+            "(GET /v1/feedback) as saved, whose every line has both"
+        )
     suggestion = value.get("suggestion")
     if suggestion is not None and not isinstance(suggestion, dict):
         raise FeedbackFileError(

@@ -156,6 +156,13 @@ def test_decisions_in_the_database_and_an_export_are_read_once(tmp_path: Path) -
             '{"id": 2, "text": "x", "created_at": "2026-03-01", "department": 7}',
             "line 2: department must",
         ),
+        # Labels under other keys (an export converted by hand): 196 decisions trained nothing,
+        # told only as "196 rows have no department label".
+        (
+            '{"id": 2, "text": "x", "created_at": "2026-03-01", "承办单位": "城管"}',
+            "line 2: has neither department nor category (its keys: id, text, created_at, "
+            "承办单位)",
+        ),
     ],
 )
 def test_a_bad_export_line_is_refused_naming_the_file_and_line(
