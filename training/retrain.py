@@ -45,6 +45,7 @@ from model.artifact import (
     RULES_FILE,
     STOPWORDS_FILE,
     USERDICT_FILE,
+    check_model_root,
     read_metadata,
     sha256_file,
 )
@@ -1566,6 +1567,7 @@ def retrain(
     RetrainResult
     """
     root = Path(model_root)
+    check_model_root(root)  # before the reading, freezing and fitting it would waste
     result = RetrainResult()
     feedback, before = split_feedback(feedback, feedback_since)
     if if_new_feedback is not None:
