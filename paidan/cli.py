@@ -3465,6 +3465,8 @@ def drift(
             )
         check_name_lengths(out_arg, [out_path, out_path.with_suffix(".png")], "--out")
         check_writable(out_path, "--out")
+        # Read first: a directory given for one was named only as the input --out is inside.
+        exported = read_feedback_exports(feedback_files or [])
         model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
@@ -3478,8 +3480,6 @@ def drift(
         check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
         since = placed_in_zone(since, zone_of(timezone))
-        # The exports first, as retrain reads them: a bad line is refused before the database.
-        exported = read_feedback_exports(feedback_files or [])
         try:
             records, unreached = _feedback_records(settings, since, with_decision=True), False
         except DatabaseUnavailable as e:

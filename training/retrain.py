@@ -904,6 +904,11 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
     for given in paths:
         path = Path(given)
         held = len(read.records)
+        if path.is_dir():
+            raise FeedbackFileError(
+                f"{path} is a directory; --feedback takes a feedback export file (GET "
+                "/v1/feedback, saved as JSON Lines): give each file with a --feedback of its own"
+            )
         try:
             with open(path, "rb") as f:
                 # The server ends every line: a file that does not end so was cut short.

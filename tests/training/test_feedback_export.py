@@ -472,3 +472,27 @@ def test_an_export_from_models_this_registry_never_held_is_warned_of(
     ) in said, said
     assert "another deployment's" in said, said
     assert f"warning: {ours}" not in said, said
+
+
+def test_a_directory_given_as_an_export_is_refused_as_one(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # drift said "--out drift.json is inside the input exports" (an option rightly given), and
+    # retrain "[Errno 21] Is a directory": neither that --feedback takes one file per option.
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    with pytest.raises(FeedbackFileError) as e:
+        read_feedback_exports([exports])
+    assert str(e.value).startswith(f"{exports} is a directory; --feedback takes"), str(e.value)
+    env = {"PAIDAN_MODEL_ROOT": str(tmp_path / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    args = ["drift", "--since", "2026-01-01", "--model", str(tiny_model_dir)]
+    r = CliRunner().invoke(
+        app, [*args, "--feedback", str(exports), "--out", str(exports / "d.json")], env=env
+    )
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, said
+    assert said.startswith(f"error: {exports} is a directory; --feedback takes"), said
