@@ -167,6 +167,27 @@ def check_writable(path: str | Path, option: str, directory: bool = False) -> No
         ) from None
 
 
+def check_model_root(root: str | Path) -> None:
+    """Refuse, before any long work, a model root in which no version can be written (``train``
+    without ``--out``, ``retrain``, ``models set-rules``), naming ``PAIDAN_MODEL_ROOT``: a root
+    another account owns was found once the fit was done, as "--out ROOT/V cannot be written",
+    an option never given. Tried with a probe file, as :func:`check_writable` does.
+
+    Raises
+    ------
+    OutputPathError
+        Naming the root, the variable and the reason.
+    """
+    try:
+        probe_writable(Path(root))
+    except OSError as e:
+        raise OutputPathError(
+            f"the model root {root} (PAIDAN_MODEL_ROOT) cannot be written: {e.strerror or e}; "
+            "nothing was trained: make it writable for this user, or name another with "
+            "PAIDAN_MODEL_ROOT"
+        ) from None
+
+
 def check_not_in_model_dir(path: str | Path, option: str) -> None:
     """Refuse a report or output file ``path`` inside a model directory (one holding
     ``metadata.json`` and a model file), which is never modified once written.

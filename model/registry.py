@@ -759,7 +759,14 @@ def gc(root: str | Path, keep: int) -> tuple[list[str], list[str]]:
                 if not free:
                     in_use.append(version)
                     continue
-                _remove_tree(root / version)
+                # Moved out of the way first: in a root this account cannot write, deleting in
+                # place emptied the version's directory and then failed to remove it. A rename
+                # fails before anything is lost; a deletion cut short leaves a hidden directory
+                # that the next gc names (leftovers).
+                doomed = root / f".{version}.{secrets.token_hex(6)}"
+                with _writing(root):
+                    (root / version).rename(doomed)
+                _remove_tree(doomed)
                 (root / SCORES_DIR / f"{version}.json").unlink(missing_ok=True)
                 (root / LEASES_DIR / version).unlink(missing_ok=True)
             removed.append(version)
@@ -1390,7 +1397,8 @@ def _locked(root: Path) -> Iterator[None]:
 
 def _open_lease(root: Path, version: str) -> int:
     # Read-only: flock needs no write access, so a server may lock a lease file gc created.
-    (root / LEASES_DIR).mkdir(exist_ok=True)
+    with _writing(root / LEASES_DIR):  # a root it cannot write: named, not a bare [Errno 13]
+        (root / LEASES_DIR).mkdir(exist_ok=True)
     return os.open(root / LEASES_DIR / version, os.O_RDONLY | os.O_CREAT, 0o644)
 
 

@@ -89,6 +89,10 @@ CO_COL = "co_departments"
 SOURCE_COL = "_source"
 ROW_COL = "_row"
 PATH_COL = "_path"
+# True on the rows whose ROW_COL is the line of their file, not its data row: the decisions of a
+# feedback export (retrain --feedback), named as its reader names a bad line, "feedback.jsonl
+# line 7".
+LINE_COL = "_line"
 
 
 def as_utc(value: datetime) -> datetime:

@@ -2252,12 +2252,24 @@ def _feedback_records(
         db.dispose()
 
 
+def _trained_alone(unreadable: str) -> str:
+    """The warning of a ``retrain``/``drift`` given ``--feedback`` files whose feedback database
+    could not be read (``unreadable``: :func:`_feedback_records`' error): the files are read
+    alone."""
+    return (
+        f"{unreadable}: the decisions of the --feedback files alone are read (any the database "
+        "holds that they lack are not); on a machine that never reaches it, leave "
+        "PAIDAN_DATABASE_URL unset"
+    )
+
+
 def _print_feedback_source(
     settings: Settings,
     records: int,
     since: datetime | None = None,
     before: int = 0,
     files: tuple[Sequence[Path], int, int] = ((), 0, 0),
+    unreached: bool = False,
 ) -> None:
     """Say which feedback store ``retrain``/``drift`` read (password hidden), and warn when it is a
     SQLite file that does not exist: the documented nightly job (docs/retraining.md) once set only
@@ -2266,7 +2278,8 @@ def _print_feedback_source(
 
     ``files``: the ``--feedback`` export files, how many of their decisions were added, and how
     many the database (or an earlier file) held already; with them, a database file that does
-    not exist is no warning (a training machine without the server's database)."""
+    not exist is no warning (a training machine without the server's database), nor is one
+    that could not be read (``unreached``, warned of by :func:`_trained_alone` already)."""
     from sqlalchemy.engine import make_url
 
     from serve.db import describe_url, sqlite_path
@@ -2281,10 +2294,11 @@ def _print_feedback_source(
             + ", ".join(printable(str(p)) for p in paths),
             soft_wrap=True,
         )
-        if file is not None and not file.exists():
+        if unreached or (file is not None and not file.exists()):
             older = f" ({before} older left out)" if before else ""
             window = f" from {window_start(since)} on{older}" if since is not None else ""
-            out.print(f"feedback: {records} record(s){window} in all (no feedback database)")
+            none = "feedback database not reached" if unreached else "no feedback database"
+            out.print(f"feedback: {records} record(s){window} in all ({none})")
             return
     if file is not None and not file.exists():
         where = (
@@ -3108,12 +3122,15 @@ def retrain(
     verbose: Verbose = False,
 ) -> None:
     """Train a challenger on history plus dispatchers' corrections and register it."""
+    from rich.markup import escape
+
     from model.registry import RetrainRunningError, retrain_lock
     from serve.db import DatabaseUnavailable
     from training.compare import PromotionError
     from training.retrain import (
         FeedbackFileError,
         MappingFileError,
+        foreign_exports,
         merge_feedback,
         read_feedback_exports,
         read_mapping,
@@ -3152,7 +3169,16 @@ def retrain(
         # with the history tickets they corrected (dropped by the query, they went unsaid).
         # The exports first: a bad line is refused before the database is read.
         exported = read_feedback_exports(feedback_files or [])
-        records = _feedback_records(settings, None)
+        try:
+            records, unreached = _feedback_records(settings, None), False
+        except DatabaseUnavailable as e:
+            # A training machine that cannot reach the server's database (its settings file
+            # copied, the database behind a firewall) stopped here, the export it was given for
+            # that very case unread: the exports are trained alone, and that is said.
+            if not feedback_files:
+                raise
+            records, unreached = [], True
+            say_all([escape(printable(_trained_alone(str(e))))])
         # Where the server's database is out of reach (another host, an air gap): its export.
         records, repeated = merge_feedback(records, exported.records)
         recent, older = split_feedback(records, feedback_since)
@@ -3163,8 +3189,11 @@ def retrain(
             feedback_since,
             len(older),
             files=(feedback_files or [], len(exported.records) - repeated, repeated),
+            unreached=unreached,
         )
         say_all(exported.warnings)
+        # Said before the fit, beside the new labels it would explain.
+        say_all(escape(printable(w)) for w in foreign_exports(settings.model_root, records))
         columns = input_columns(
             delimiter, text_col, title_col, id_col, department_col, category_col, time_col
         )
@@ -3195,6 +3224,7 @@ def retrain(
                 again=again,
                 fit_only=fit_only,
                 rule=promotion_rule.value,
+                feedback_files=exported.files,
             )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
         # It ended with an empty stderr, exit 130 (killed outright by SIGTERM), leaving the
@@ -3395,15 +3425,32 @@ def drift(
     model: Annotated[
         Path | None, typer.Option(help="Model to compare with (default: the current model)")
     ] = None,
+    feedback_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--feedback",
+            metavar="FILE",
+            help="A saved feedback export (GET /v1/feedback, JSON Lines) whose decisions to "
+            "compare, beside the feedback database's, each read once; repeat it for several",
+        ),
+    ] = None,
     timezone: Timezone = None,
     verbose: Verbose = False,
 ) -> None:
     """Compare recent traffic (feedback records) with the current model's training data."""
+    from rich.markup import escape
+
     from model.registry import current_dir
     from model.times import in_zone as placed_in_zone
     from serve.db import DatabaseUnavailable
     from training.drift import drift as run_drift
     from training.drift import write_drift
+    from training.retrain import (
+        FeedbackFileError,
+        merge_feedback,
+        read_feedback_exports,
+        split_feedback,
+    )
 
     out_path = Path(out_arg)
     try:
@@ -3418,25 +3465,42 @@ def drift(
             )
         check_name_lengths(out_arg, [out_path, out_path.with_suffix(".png")], "--out")
         check_writable(out_path, "--out")
+        # Read first: a directory given for one was named only as the input --out is inside.
+        exported = read_feedback_exports(feedback_files or [])
         model_dir = model_path(model) if model else current_dir(settings.model_root)
         if model_dir is None:
             raise ModelLoadError(f"no model under {settings.model_root}; pass --model DIR")
         # The model directory is an immutable version and the SQLite file holds the feedback.
         check_not_input(
             [out_path, out_path.with_suffix(".png")],
-            _drift_inputs(settings, model_dir),
+            [*_drift_inputs(settings, model_dir), *(feedback_files or [])],
             "--out",
             inside_advice="name a file outside it (a model directory is not changed after training)",
         )
         check_not_in_model_dir(out_path, "--out")  # nor another's
         router, metadata = load_router(model_dir)
         since = placed_in_zone(since, zone_of(timezone))
-        records = _feedback_records(settings, since, with_decision=True)
+        try:
+            records, unreached = _feedback_records(settings, since, with_decision=True), False
+        except DatabaseUnavailable as e:
+            if not feedback_files:  # the database is the only traffic there is
+                raise
+            records, unreached = [], True
+            say_all([escape(printable(_trained_alone(str(e))))])
+        # The window the database's query bounds, and each decision once (merge_feedback).
+        windowed = split_feedback(exported.records, since)[0]
+        records, repeated = merge_feedback(records, windowed)
+        say_all(exported.warnings)
         report = run_drift(router, metadata, records, _utc(since))
         paths = write_drift(report, out_path)
-    except (*USER_ERRORS, DatabaseUnavailable) as e:
+    except (*USER_ERRORS, DatabaseUnavailable, FeedbackFileError) as e:
         raise fail(e) from None
-    _print_feedback_source(settings, len(records))
+    _print_feedback_source(
+        settings,
+        len(records),
+        files=(feedback_files or [], len(windowed) - repeated, repeated),
+        unreached=unreached,
+    )
     table = Table(
         title=f"drift since {window_start(since)}: {counted(report['records'], 'feedback record')}"
     )

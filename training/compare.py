@@ -698,6 +698,13 @@ def compare(
                 f"(`paidan models list --rescore` scores them again), so the fixed margin "
                 f"applies: at most {max_drop_points:g} macro-F1 point lost"
             )
+        # By the margin, what the default rule reads in the same difference, for the
+        # administrator to judge: a refusal said the drop alone, not that it was noise.
+        bootstrap = (
+            _by_default_rule(interval)
+            if comparable and interval is not None and rule == "margin"
+            else ""
+        )
         if comparable and delta is not None and head not in judged and delta < -max_drop_points:
             # As many decimals as show it over the limit: "drops 1.0 points (…; at most 1
             # allowed)" was a drop of 1.02, refused, read as one the rule allows.
@@ -706,7 +713,19 @@ def compare(
                 f"{head} macro-F1 drops {-delta:.{places}f} points ({a['macro_f1']:.{places + 2}f}"
                 f" → {b['macro_f1']:.{places + 2}f}; at most {max_drop_points:g} allowed)"
                 + (f"; largest per-class drops: {detail}" if detail else "")
+                + (
+                    f"; {bootstrap}, which "
+                    + (
+                        "refuses it too"
+                        if interval and interval["verdict"] == "worse"
+                        else "alone would not refuse it"
+                    )
+                    if bootstrap
+                    else ""
+                )
             )
+        elif bootstrap and interval is not None and interval["verdict"] == "worse":
+            notes.append(f"{head}: accepted by the margin, but {bootstrap}, which would refuse it")
         missing = sorted(set(a["labels"]) - set(b["labels"]))
         if head in champion_joint_other and OTHER_LABEL in missing:
             missing.remove(OTHER_LABEL)
@@ -930,6 +949,19 @@ def paired_intervals(
         if over:
             out[head] = paired_bootstrap(a["truth"], a["predicted"], b["predicted"], over)
     return out
+
+
+def _by_default_rule(interval: dict[str, Any]) -> str:
+    """What the default (bootstrap) rule reads in a head's difference, for a ``"margin"``
+    verdict: ``by the default rule (bootstrap) it is within noise: -1.9 points (95% interval -6.7
+    to +0.0), paired bootstrap over 50 frozen evaluation tickets``."""
+    verdict = {"noise": "within noise", "worse": "worse beyond noise"}.get(
+        interval["verdict"], "better beyond noise"
+    )
+    return (
+        f"by the default rule ({DEFAULT_RULE}) it is {verdict}: {interval_text(interval)}, "
+        f"paired bootstrap over {counted(interval['n'], 'frozen evaluation ticket')}"
+    )
 
 
 def interval_text(interval: dict[str, Any]) -> str:

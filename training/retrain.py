@@ -27,7 +27,9 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import shlex
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +45,7 @@ from model.artifact import (
     RULES_FILE,
     STOPWORDS_FILE,
     USERDICT_FILE,
+    check_model_root,
     read_metadata,
     sha256_file,
 )
@@ -53,6 +56,7 @@ from model.tickets import (
     FEEDBACK_EXPORT_COLUMNS,
     JOINT_JOINER,
     LABELS,
+    LINE_COL,
     PATH_COL,
     ROW_COL,
     SOURCE_COL,
@@ -87,6 +91,7 @@ from training.compare import (
 from training.compare import (
     Mapping as LabelMapping,
 )
+from training.drift import suggestion_decision
 from training.remits import format_remits, read_remits
 from training.rules import format_rules, read_rules
 from training.train import (
@@ -113,7 +118,7 @@ from training.validate import (
     rows_of,
     similar_label,
 )
-from training.window import Window, read_window, row_place
+from training.window import Window, read_window
 
 logger = logging.getLogger(__name__)
 
@@ -704,12 +709,15 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
                 "_created": created or datetime.min.replace(tzinfo=UTC),
                 "_fid": int(r.get("id") or 0),
                 "_dispatcher": str(r.get("dispatcher_id") or "").strip() or None,
+                # Where it was read: a line of a --feedback export, or a database row.
+                "_where": str(r[EXPORT_FILE]) if EXPORT_FILE in r else "feedback",
+                "_at": int(r[EXPORT_LINE]) if EXPORT_FILE in r else int(r.get("id") or 0),
             }
         )
     summary = FeedbackSummary(records=len(rows))
     columns = ["id", "title", "text", "department", "category", "time", CO_COL]
     if not rows:
-        empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL])
+        empty = pd.DataFrame(columns=[*columns, SOURCE_KIND, SOURCE_COL, ROW_COL, LINE_COL])
         return empty, summary
     df = pd.DataFrame(rows).sort_values(["_created", "_fid"], kind="stable")
     # Keyed by id alone, 3,000 decisions on tickets numbered 1..300 each day trained as 300, the
@@ -722,7 +730,14 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
         summary.ambiguous = set(distinct.index[distinct > 1])
         several = repeated & ids.isin(summary.ambiguous)
         df.loc[several, "key"] = "id:" + ids[several] + "|" + digests[several]
-        where = pd.DataFrame({"id": ids, SOURCE_COL: "feedback", ROW_COL: df["_fid"]})
+        where = pd.DataFrame(
+            {
+                "id": ids,
+                SOURCE_COL: df["_where"],
+                ROW_COL: df["_at"],
+                LINE_COL: df["_where"] != "feedback",
+            }
+        )
         summary.ambiguous_example = _id_example(where, ids, summary.ambiguous)
     # A decision without an id (a text pasted into the page) on the text of a ticket decided with
     # its id is that ticket: keyed apart, both were trained, with conflicting labels. Only where
@@ -748,17 +763,28 @@ def feedback_frame(records: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, 
     )
     if disputed.any():
         summary.disputed = int(disputed.sum())
-        rows = df.loc[df["key"] == disputed.index[disputed][0], "_fid"].tolist()
-        summary.disputed_example = "e.g. feedback data rows " + ", ".join(map(str, rows[:5]))
+        first = df[df["key"] == disputed.index[disputed][0]][:5]
+        summary.disputed_example = "e.g. " + _decision_places(first["_where"], first["_at"])
     latest = df.drop_duplicates("key", keep="last")
     summary.tickets = len(latest)
     summary.superseded = len(df) - len(latest)
     summary.until = df["_created"].max().isoformat()
     out = latest[columns].copy()
     out[SOURCE_KIND] = FEEDBACK
-    out[SOURCE_COL] = "feedback"
-    out[ROW_COL] = latest["_fid"].to_numpy()
+    out[SOURCE_COL] = latest["_where"].to_numpy()
+    out[ROW_COL] = latest["_at"].to_numpy()
+    out[LINE_COL] = (latest["_where"] != "feedback").to_numpy()
     return out.reset_index(drop=True), summary
+
+
+def _decision_places(sources: pd.Series, numbers: pd.Series) -> str:
+    """Where some decisions were read, each file once: ``feedback data rows 3, 9`` (the
+    database's rows), ``feedback.jsonl lines 4, 12`` (an export's lines)."""
+    said = []
+    for source, group in numbers.groupby(sources.to_numpy(), sort=False):
+        unit = "data row" if source == "feedback" else "line"
+        said.append(f"{source} {unit}{'s' if len(group) > 1 else ''} " + ", ".join(map(str, group)))
+    return ", ".join(said)
 
 
 def feedback_cutoff(root: str | Path) -> datetime | None:
@@ -836,6 +862,9 @@ class FeedbackFileError(ValueError):
 # each a string or null. A line with export_error is the ExportIncomplete that ends a cut export.
 EXPORT_TEXTS = ("ticket_id", "title", "text", "department", "category", "dispatcher_id")
 EXPORT_ERROR_KEY = "export_error"
+# Keys of a record read from an export: its file (as given) and line, which warnings name.
+EXPORT_FILE = "_file"
+EXPORT_LINE = "_line"
 
 
 @dataclass
@@ -845,6 +874,9 @@ class ExportedFeedback:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Per file, as the challenger's metadata.json records it: ``name`` (as given, as warnings
+    # name it), ``path`` (absolute), ``sha256`` and ``records`` (its decisions, read once or not).
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
@@ -871,10 +903,32 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
     earliest: dict[Path, datetime] = {}
     for given in paths:
         path = Path(given)
+        held = len(read.records)
+        if path.is_dir():
+            raise FeedbackFileError(
+                f"{path} is a directory; --feedback takes a feedback export file (GET "
+                "/v1/feedback, saved as JSON Lines): give each file with a --feedback of its own"
+            )
         try:
             with open(path, "rb") as f:
-                for line, _, value in json_lines(f):
+                # The server ends every line: a file that does not end so was cut short.
+                unended = False
+                if f.seek(0, os.SEEK_END):
+                    f.seek(-1, os.SEEK_END)
+                    unended = f.read(1) not in (b"\n", b"\r")
+                f.seek(0)
+                lines = json_lines(f)
+                for line, _, value in lines:
                     where = f"{path} line {line}"
+                    if isinstance(value, Exception) and unended and next(lines, None) is None:
+                        # "not JSON (Unterminated string …)", "can't decode byte 0xe6": a
+                        # download that stopped, told as a bad line with nothing to do about it.
+                        raise FeedbackFileError(
+                            f"{where}: the file ends in the middle of this line, so the export "
+                            "was cut short (a download that stopped, a full disk); export it "
+                            "again (GET /v1/feedback), or from the created_at of the line "
+                            "before with since, and give both files with --feedback"
+                        )
                     if isinstance(value, json.JSONDecodeError):
                         raise FeedbackFileError(
                             f"{where}: not JSON ({json_problem(value, f'column {value.colno}')}); "
@@ -903,9 +957,18 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
                             f"({cut[-1][2]}); an export ends with that line"
                         )
                     record = _export_record(value, where)
+                    record[EXPORT_FILE], record[EXPORT_LINE] = str(given), line
                     at = record["created_at"]
                     earliest[path] = min(earliest.get(path, at), at)
                     read.records.append(record)
+            read.files.append(
+                {
+                    "name": str(given),
+                    "path": str(path.resolve()),
+                    "sha256": sha256_file(path),
+                    "records": len(read.records) - held,
+                }
+            )
         except OSError as e:
             raise FeedbackFileError(f"{path}: cannot read the feedback export: {e}") from e
     for path, line, said, since in cut:
@@ -923,6 +986,49 @@ def read_feedback_exports(paths: Sequence[str | Path]) -> ExportedFeedback:
         )
     read.records, _ = merge_feedback([], read.records)
     return read
+
+
+def foreign_exports(root: str | Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Warnings for the ``--feedback`` files none of whose decisions was made on a model this
+    registry holds or held (a version's name or model version, or one its pointer history
+    names): another deployment's export, or one of decisions on the bundled sample's default
+    model, whose labels are another taxonomy's and would be learnt as new ones."""
+    by_file: dict[str, Counter[str]] = {}
+    for r in records:
+        if EXPORT_FILE in r and r.get("model_version"):
+            by_file.setdefault(str(r[EXPORT_FILE]), Counter())[str(r["model_version"])] += 1
+    if not by_file:
+        return []
+    root = Path(root)
+    known: set[str] = set()
+    for version in registry.versions(root):
+        known.add(version)
+        try:
+            known.add(str(read_metadata(root / version).get("version")))
+        except Exception:  # an unreadable version: its name alone
+            continue
+    try:
+        state = registry.read_state(root)
+        known.update(map(str, state.get("history", [])))
+        for event in state.get("events", []):
+            known.update(str(event.get(k)) for k in ("version", "previous") if event.get(k))
+    except Exception:  # an unreadable registry.json: the versions there are
+        pass
+    warnings = []
+    for name, made_on in by_file.items():
+        if known & set(made_on):
+            continue
+        listed = ", ".join(v for v, _ in made_on.most_common(MAX_LISTED))
+        more = f" and {len(made_on) - MAX_LISTED} more" if len(made_on) > MAX_LISTED else ""
+        warnings.append(
+            f"{name}: its {counted(sum(made_on.values()), 'decision')} with a model version were "
+            f"made on suggestions of {'a model' if len(made_on) == 1 else 'models'} this "
+            f"registry has never held ({listed}{more}): if it is another deployment's export, "
+            "or one of decisions on the bundled sample's default model, its labels may be "
+            "another taxonomy's, learnt as new ones (see the new labels warned of): map them "
+            "with --mapping, or leave the file out"
+        )
+    return warnings
 
 
 def _export_time(value: Mapping[str, Any], key: str, where: str) -> datetime:
@@ -953,11 +1059,28 @@ def _export_record(value: Mapping[str, Any], where: str) -> dict[str, Any]:
             f"{where}: id must be the decision's number (a positive integer), got {fid!r}"
         )
     record: dict[str, Any] = {"id": fid, "created_at": _export_time(value, "created_at", where)}
-    for key in (*EXPORT_TEXTS, "request_id"):
+    for key in (*EXPORT_TEXTS, "request_id", "model_version"):
         cell = value.get(key)
         if cell is not None and not isinstance(cell, str):
             raise FeedbackFileError(f"{where}: {key} must be a string or null, got {cell!r}")
         record[key] = cell
+    if not any(head in value for head in LABELS):
+        # The server writes both keys on every line (null when none was chosen): labels under
+        # other keys (an export converted by hand) trained nothing, told only as rows without
+        # labels.
+        raise FeedbackFileError(
+            f"{where}: has neither department nor category (its keys: "
+            f"{', '.join(map(str, value))}); --feedback takes the feedback export "
+            "(GET /v1/feedback) as saved, whose every line has both"
+        )
+    suggestion = value.get("suggestion")
+    if suggestion is not None and not isinstance(suggestion, dict):
+        raise FeedbackFileError(
+            f"{where}: suggestion must be the /v1/route answer (a JSON object) or null, got "
+            f"{type(suggestion).__name__}"
+        )
+    # As drift reads the database's (paidan.cli._feedback_records): its auto/review decision.
+    record["suggestion"] = {"decision": suggestion_decision(suggestion)}
     # As the database's columns are read (serve.db.MaskedText, MaskedLabel): today's masking.
     record["text"] = clean(record["text"])
     if record["title"] is not None:
@@ -1217,7 +1340,7 @@ def _id_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     # line or element (model.tickets.row_place), not by its data row.
     return pd.concat(
         [
-            f[["id", "text", SOURCE_COL, ROW_COL, *([PATH_COL] if PATH_COL in f else [])]]
+            f[["id", "text", SOURCE_COL, ROW_COL, *[c for c in (PATH_COL, LINE_COL) if c in f]]]
             for f in frames
         ],
         ignore_index=True,
@@ -1229,12 +1352,8 @@ def _id_example(rows: pd.DataFrame, ids: pd.Series, bad: set[str]) -> str:
     if not bad:
         return ""
     first = sorted(bad)[0]
-    where = rows[ids == first][:3]
-    paths = where[PATH_COL] if PATH_COL in where else pd.Series([None] * len(where))
-    places = ", ".join(
-        row_place(str(src), int(row), path if isinstance(path, str) and path else None)
-        for src, row, path in zip(where[SOURCE_COL], where[ROW_COL], paths, strict=True)
-    )
+    # Named as validation names rows: a JSON row by its line, an export's decision by its line.
+    places = ", ".join(row_places(rows[ids == first][:3]))
     return f"e.g. {mask_label(first)!r}: {places}"
 
 
@@ -1373,6 +1492,7 @@ def retrain(
     again: bool = False,
     fit_only: str | Path | Sequence[str | Path] | None = None,
     rule: str = DEFAULT_RULE,
+    feedback_files: Sequence[Mapping[str, Any]] = (),
 ) -> RetrainResult:
     """Build a challenger from history and feedback, register it, score it, maybe promote it.
 
@@ -1442,12 +1562,17 @@ def retrain(
         them (``columns`` applies, and the mapping renames their labels). The current model's are
         not reused: when none are given and it was trained with some,
         :meth:`RetrainResult.warnings` names them.
+    feedback_files : sequence of mapping
+        The ``--feedback`` export files the ``feedback`` records were partly read from
+        (:attr:`ExportedFeedback.files`): recorded in the challenger's ``metadata.json``
+        (``training_data.feedback_files``), each with the rows of its decisions the fit used.
 
     Returns
     -------
     RetrainResult
     """
     root = Path(model_root)
+    check_model_root(root)  # before the reading, freezing and fitting it would waste
     result = RetrainResult()
     feedback, before = split_feedback(feedback, feedback_since)
     if if_new_feedback is not None:
@@ -1750,6 +1875,15 @@ def retrain(
             )
         return result
     min_examples = config.min_examples
+    # Which export, as it was, the challenger learnt which decisions from: rows_used once the
+    # training rows are validated (a decision kept, not superseded, frozen or before the bound).
+    exports = [{**f, "rows_used": 0} for f in feedback_files]
+
+    def validated(report: ValidationReport) -> None:
+        for f in exports:
+            f["rows_used"] = report.line_rows_used.get(f["name"], 0)
+        _validated(result, report, min_examples, on_warnings)
+
     result.train = train_frame(
         rows.drop(columns=[SOURCE_KIND]),
         None,
@@ -1765,7 +1899,7 @@ def retrain(
         remits=remit_rows,
         rules=rule_rows,
         repeated_header_rows=sum(map(len, repeated_headers.values())),
-        on_validated=lambda report: _validated(result, report, min_examples, on_warnings),
+        on_validated=validated,
         fit_only=borrowed,
         fit_only_files=borrowed_files,
         data_files=[
@@ -1784,6 +1918,7 @@ def retrain(
             "ambiguous_ids": result.ambiguous_ids,
             **({"window": result.window} if result.window else {}),
             **({"unlabelled_files": extra_files} if extra_files else {}),
+            **({"feedback_files": exports} if exports else {}),
             **sampled,
             "parent": champion,
         },

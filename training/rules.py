@@ -287,6 +287,7 @@ def with_rules(
         RULES_FILE,
         STOPWORDS_FILE,
         USERDICT_FILE,
+        check_model_root,
         load_router,
         save_router,
     )
@@ -327,6 +328,7 @@ def with_rules(
     }
     if rows is not None:
         resources[RULES_FILE] = kept
+    check_model_root(root)  # named as the root, not as an --out set-rules does not have
     keep_current(root, root / router.version)  # it serves once promoted, not by being newest
     return save_router(router, root / router.version, metadata, resources)
 

@@ -28,6 +28,7 @@ from model.artifact import (
     STOPWORDS_FILE,
     USERDICT_FILE,
     OutputPathError,
+    check_model_root,
     check_not_input,
     check_out_dir,
     save_router,
@@ -1278,6 +1279,8 @@ def train(
         ]
         check_train_out(out_dir, inputs, model_root)
         check_out_dir(out_dir, force)
+    elif model_root is not None:
+        check_model_root(model_root)
     require_tokenizer(config)
     remit_rows = read_remits(remit_files) if remit_files else None
     rule_rows = read_rules(rule_files) if rule_files else None
@@ -1477,6 +1480,8 @@ def train_frame(
     if out_dir is not None:
         check_train_out(out_dir, [p for p in (userdict, stopwords) if p], model_root)
         check_out_dir(out_dir, force)
+    elif model_root is not None:
+        check_model_root(model_root)
     require_tokenizer(config)
     if progress:
         progress("validating", 0, 1)

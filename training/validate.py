@@ -15,6 +15,7 @@ from model.text import PLACEHOLDERS, clean, counted, id_key, mask_label, mask_pi
 from model.tickets import (
     CO_COL,
     LABELS,
+    LINE_COL,
     LIST_COMMAS,
     LIST_SEPARATORS,
     PATH_COL,
@@ -131,6 +132,9 @@ class ValidationReport:
     # Ids that are numbers in scientific notation (:func:`frame_scientific_ids`): how many, and
     # the first with where it was read.
     scientific_ids: tuple[int, str, str] | None = None
+    # Per file whose rows are numbered by line (LINE_COL: a feedback export's decisions, by the
+    # name it was given as), the rows used: retrain records them with the file.
+    line_rows_used: dict[str, int] = field(default_factory=dict)
 
     def warnings(self, said: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
         """Lines the user must see. ``said``: per head, the rare labels merged into 其他 that
@@ -339,6 +343,9 @@ def row_places(df: pd.DataFrame) -> pd.Series:
     names = df[SOURCE_COL].astype(str).fillna("?").to_numpy(dtype=object)
     rows = df[ROW_COL].astype(str).fillna("?").to_numpy(dtype=object)
     places = names + " data row " + rows
+    if LINE_COL in df:  # a feedback export's decisions, numbered by their line
+        at = np.flatnonzero(df[LINE_COL].eq(True).to_numpy())
+        places[at] = names[at] + " line " + rows[at]
     # As numbers for the JSON rows' lines: a row number that is none (a frame put together
     # otherwise) is -1, named by its data row as before.
     numbers = pd.to_numeric(df[ROW_COL], errors="coerce").fillna(-1).astype(np.int64).to_numpy()
@@ -574,6 +581,11 @@ def validate(
     if CO_COL in df:
         report.joint_rows = int((df[CO_COL].fillna("") != "").sum())
     report.rows_used = len(df)
+    if LINE_COL in df and SOURCE_COL in df:
+        lines = df[LINE_COL].eq(True)
+        report.line_rows_used = {
+            str(k): int(v) for k, v in df.loc[lines, SOURCE_COL].value_counts().items()
+        }
     df = df.assign(**{CLEAN_TEXT_COL: key})
     return df.reset_index(drop=True), report
 

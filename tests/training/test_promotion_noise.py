@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from training.compare import compare, markdown_comparison, paired_bootstrap
+from training.compare import compare, interval_text, markdown_comparison, paired_bootstrap
 
 LABELS = ["住建", "城管", "交通", "环保"]
 
@@ -169,3 +169,41 @@ def test_promote_and_models_list_say_the_interval(tmp_path: Path, tiny_model_dir
     assert (versus["delta_points"], versus["verdict"]) == (0.0, "noise")
     r = CliRunner().invoke(app, ["models", "list", "--rescore"], env=env)
     assert "v1 vs current v2: department +0.0 points (95% interval +0.0 to +0.0)" in r.output
+
+
+def test_a_margin_refusal_gives_the_interval_the_default_rule_judges_by() -> None:
+    # The margin's refusal said "drops 2.0 points (…; at most 1 allowed)" only: nothing told the
+    # administrator that the default rule reads the same loss as noise, and would promote.
+    truth, old = synthetic(50, 0.7, seed=6)
+    wrong = next(i for i, (t, p) in enumerate(zip(truth, old, strict=True)) if t != p)
+    new = list(old)
+    new[wrong] = truth[wrong]
+    report = compare(scores("new", truth, new), scores("old", truth, old), rule="margin")
+    interval = report["heads"]["department"]["macro_f1_delta_interval"]
+    assert interval["verdict"] == "noise"
+    [reason] = report["reasons"]
+    assert reason.startswith("department macro-F1 drops"), reason
+    assert (
+        f"by the default rule (bootstrap) it is within noise: {interval_text(interval)}, paired "
+        "bootstrap over 50 frozen evaluation tickets, which alone would not refuse it"
+    ) in reason, reason
+
+
+def test_the_margin_accepting_a_loss_beyond_noise_is_noted() -> None:
+    # 4,000 tickets, the challenger wrong on 30 the champion got right and right on none it
+    # missed: under a point lost, which the margin allows, but beyond noise by the default rule.
+    truth, old = synthetic(4000, 0.9, seed=9)
+    right = [i for i, (t, p) in enumerate(zip(truth, old, strict=True)) if t == p][:30]
+    new = list(old)
+    for i in right:
+        new[i] = LABELS[(LABELS.index(truth[i]) + 1) % len(LABELS)]
+    report = compare(scores("old", truth, old), scores("new", truth, new), rule="margin")
+    h = report["heads"]["department"]
+    assert -1.0 < h["macro_f1_delta_points"] < 0
+    assert h["macro_f1_delta_interval"]["verdict"] == "worse"
+    assert not report["refused"], report["reasons"]
+    [note] = [n for n in report["notes"] if "default rule" in n]
+    assert note.startswith("department: accepted by the margin, but by the default rule "), note
+    assert interval_text(h["macro_f1_delta_interval"]) in note
+    # The default rule itself refuses it.
+    assert compare(scores("old", truth, old), scores("new", truth, new))["refused"]

@@ -204,8 +204,9 @@ def test_a_lease_refuses_a_deleted_version_and_ignores_directories_gc_never_dele
 ) -> None:
     root = make_root(tmp_path)
     registry.promote(root, VERSIONS[4])
-    # gc deletes VERSIONS[0] while a server waits to lease it (gc holds its lock meanwhile).
-    real_remove = registry._remove_tree
+    # gc deletes VERSIONS[0] while a server waits to lease it (gc holds its lock meanwhile):
+    # the server starts as gc moves the version out of the way, the deletion's first step.
+    real_rename = Path.rename
     errors: list[Exception] = []
 
     def serve() -> None:
@@ -216,14 +217,15 @@ def test_a_lease_refuses_a_deleted_version_and_ignores_directories_gc_never_dele
 
     server = threading.Thread(target=serve)
 
-    def remove_while_a_server_waits(path: Path) -> None:
-        server.start()
-        server.join(0.5)
-        assert server.is_alive()  # blocked on gc's lock
-        real_remove(path)
+    def remove_while_a_server_waits(path: Path, target: Path) -> Path:
+        if path == root / VERSIONS[0]:
+            server.start()
+            server.join(0.5)
+            assert server.is_alive()  # blocked on gc's lock
+        return real_rename(path, target)
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(registry, "_remove_tree", remove_while_a_server_waits)
+        m.setattr(Path, "rename", remove_while_a_server_waits)
         assert registry.gc(root, keep=4) == ([VERSIONS[0]], [])
     server.join(10)
     [error] = errors
@@ -1332,3 +1334,46 @@ def test_a_backup_copy_of_a_train_out_model_is_not_taken_for_the_current_one(
         shutil.copytree(other / VERSIONS[0], other / name)
     shutil.rmtree(other / VERSIONS[0])
     assert registry.versions(other) == ["a", "b"]
+
+
+def test_gc_in_a_root_it_cannot_write_deletes_nothing_and_names_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A root another account owns (or mounted read-only): gc emptied the first old version's
+    # directory, failed to remove the directory itself, and ended with a bare "[Errno 13]
+    # Permission denied: '…/V'", the version's files gone and the registry not told.
+    root = make_root(tmp_path)
+    registry.promote(root, VERSIONS[3])
+    (root / registry.LEASES_DIR).mkdir()  # as a running server made it
+    denied = OSError(errno.EACCES, "Permission denied")
+
+    def no_entry_of_root(real):  # the root's own entries cannot be removed, renamed or made
+        def call(path, *args, **kwargs):
+            if kwargs.get("dir_fd") is None and Path(path).parent == root:
+                raise OSError(denied.errno, denied.strerror, str(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "rmdir", no_entry_of_root(os.rmdir))
+    monkeypatch.setattr(os, "rename", no_entry_of_root(os.rename))
+    with pytest.raises(OSError) as e:
+        registry.gc(root, keep=1)
+    assert str(e.value) == f"cannot write {root}: Permission denied"
+    for version in VERSIONS:  # every version whole
+        assert (root / version / ROUTER_FILE).read_bytes() == version.encode()
+    # Nor can gc make its lease files there: said so, naming the directory.
+    monkeypatch.undo()
+    shutil.rmtree(root / registry.LEASES_DIR)
+    real_mkdir = Path.mkdir
+
+    def no_mkdir(self: Path, *args, **kwargs) -> None:
+        if self.parent == root:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", no_mkdir)
+    with pytest.raises(OSError) as e:
+        registry.gc(root, keep=1)
+    assert str(e.value) == f"cannot write {root / registry.LEASES_DIR}: Permission denied"
+    assert registry.versions(root) == VERSIONS

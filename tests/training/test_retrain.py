@@ -3093,3 +3093,55 @@ def test_models_list_says_a_version_never_scored_on_the_frozen_set_is_not_scored
     r = CliRunner().invoke(app, ["models", "list", "--json", "--rescore"], env=env)
     [listed] = json.loads(r.output)
     assert listed["seen_eval_rows"] == len(rows), listed
+
+
+def test_a_model_root_that_cannot_be_written_is_refused_before_the_fit(
+    tiny_root: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A root another account owns: retrain (and train without --out) read, froze and fitted
+    # everything, then stopped with "--out ROOT/V cannot be written", an option never given.
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from tests.conftest import without_progress
+
+    root, history = tiny_root
+    # Where no directory can be made: a file's "child".
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    env = {"PAIDAN_MODEL_ROOT": str(blocked / "models"), "PAIDAN_DATA_DIR": str(tmp_path / "v")}
+    r = CliRunner().invoke(app, ["train", str(history)], env=env)
+    said = " ".join(without_progress(r.output).split())
+    assert r.exit_code == 2, said
+    assert said.startswith(
+        f"error: the model root {blocked / 'models'} (PAIDAN_MODEL_ROOT) cannot be written: "
+    ), said
+    assert "--out" not in said and "fitting" not in r.output, r.output
+    # A root that exists, holds the current model, and refuses new entries.
+    real_temp, real_mkdir = tempfile.NamedTemporaryFile, Path.mkdir
+
+    def no_temp(*args: Any, **kwargs: Any) -> Any:
+        if Path(kwargs.get("dir") or ".") == root:
+            raise PermissionError(13, "Permission denied")
+        return real_temp(*args, **kwargs)
+
+    def no_mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.parent == root and not self.exists():
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temp)
+    monkeypatch.setattr(Path, "mkdir", no_mkdir)
+    before = registry.versions(root)
+    env["PAIDAN_MODEL_ROOT"] = str(root)
+    r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
+    said = " ".join(without_progress(r.output).split())
+    assert r.exit_code == 2, said
+    assert (
+        f"error: the model root {root} (PAIDAN_MODEL_ROOT) cannot be written: Permission denied"
+        in said
+    ), said
+    assert "--out" not in said and "fitting" not in r.output, r.output
+    assert registry.versions(root) == before

@@ -706,3 +706,35 @@ def test_set_rules_matches_a_label_an_older_model_learnt_with_a_number_in_it(
     # The model directory keeps the rule masked, as every rules file is read.
     assert "13987654321" not in (ruled / RULES_FILE).read_text(encoding="utf-8")
     assert number not in (ruled / RULES_FILE).read_text(encoding="utf-8")
+
+
+def test_set_rules_in_a_root_it_cannot_write_names_the_root_not_out(
+    tmp_path, tiny_config, monkeypatch
+):
+    # "--out ROOT/V cannot be written", an option set-rules does not have.
+    import tempfile
+
+    root = tmp_path / "models"
+    train([write_tiny_csv(tmp_path / "tiny.csv")], root / "v1", config=tiny_config, model_root=root)
+    rules = write_rows(tmp_path / "rules.csv", RULES)
+    real_temp, real_mkdir = tempfile.NamedTemporaryFile, Path.mkdir
+
+    def no_temp(*args, **kwargs):
+        if Path(kwargs.get("dir") or ".") == root:
+            raise PermissionError(13, "Permission denied")
+        return real_temp(*args, **kwargs)
+
+    def no_mkdir(self, *args, **kwargs):
+        if self.parent == root and not self.exists():
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temp)
+    monkeypatch.setattr(Path, "mkdir", no_mkdir)
+    refused = with_rules_cli(root, "v1", ["--rules", str(rules)])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2, said
+    assert said.startswith(
+        f"error: the model root {root} (PAIDAN_MODEL_ROOT) cannot be written: Permission denied"
+    ), said
+    assert [p.name for p in model_dirs(root)] == ["v1"]
