@@ -134,6 +134,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     """
     api = HeadAnsweringRouter(route_class=JsonBodyRoute)  # a key written twice is refused
     RouteRequest = models.route
+    BatchRequest = models.batch
     FeedbackRequest = models.feedback
     route_guard = [ROUTE_KEY] if route_needs_key else []
     route_errors = AUTH_ERRORS if route_needs_key else ERRORS
@@ -172,13 +173,14 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return _written(_response(result, body, router.config.script, start))
 
     def route_batch(
-        body: RouteBatchRequest,
+        body: BatchRequest,  # type: ignore[valid-type]  # built per app
         router: RouterDep,
         services: ServicesDep,
         request: Request,
     ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
-        _no_query(request, RouteBatchRequest, "POST /v1/route/batch")
+        body = cast(RouteBatchRequest, body)
+        _no_query(request, BatchRequest, "POST /v1/route/batch")
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:

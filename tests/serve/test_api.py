@@ -1575,6 +1575,35 @@ def test_the_schema_states_the_bounds_of_top_k_as_json_schema(client: TestClient
             assert valid is (served == 200), (name, top_k, served)
 
 
+def test_the_schema_states_the_batch_limit_and_the_shape_of_an_item(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # The batch's items were `{}` in openapi.json, with no maxItems: a client generated from it had
+    # no type for an item (Swagger UI's "Try it out" filled in one the server refused), and neither
+    # PAIDAN_MAX_BATCH nor an item's text limit was stated, though the server holds to both.
+    client = make_client(max_batch=2, max_text_chars=100)
+    spec = client.get("/openapi.json").json()
+    schema = {"$ref": "#/components/schemas/RouteBatchRequest", "components": spec["components"]}
+
+    def valid(body: dict[str, Any]) -> bool:
+        return not list(Draft202012Validator(schema).iter_errors(body))
+
+    two = {"items": [WAGE, {"id": 7, "text": "字" * 100, "top_k": 2}]}
+    assert valid(two)
+    assert client.post("/v1/route/batch", json=two).json()["ok"] == 2
+    three = {"items": [WAGE] * 3}
+    assert not valid(three)
+    assert_error(client.post("/v1/route/batch", json=three), 413, "batch_too_large")
+    # An item the server refuses (in its own error) is outside the item's schema too.
+    for item in ({"text": "字" * 101}, {"title": "x"}, {"text": "x", "tilte": "x"}, "x"):
+        assert not valid({"items": [item]}), item
+        answer = client.post("/v1/route/batch", json={"items": [item]}).json()
+        assert answer["failed"] == 1, (item, answer)
+    # An item is described as the body of POST /v1/route is: the same component.
+    items = spec["components"]["schemas"]["RouteBatchRequest"]["properties"]["items"]
+    assert items["items"] == {"$ref": "#/components/schemas/RouteRequest"}, items
+
+
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
     # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
     # 200), and /metrics's 200 named no content type: a client generated from the schema had no
