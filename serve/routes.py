@@ -603,7 +603,7 @@ def _iso_time(value: Any) -> Any:
     found = _SPACE_FOR_PLUS.fullmatch(text)
     bound = f"{found[1]}+{found[2]}" if found else text
     try:
-        return parse_bound(bound)
+        return parse_bound(bound, zone="the server's PAIDAN_TIMEZONE")
     except ValueError as e:  # said without the value: an error never quotes a value sent
         raise ValueError(str(e).removeprefix(f"{bound!r} ")) from None
 

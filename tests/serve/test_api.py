@@ -1975,6 +1975,10 @@ def test_feedback_export_since_is_read_as_paidan_reads_since(client: TestClient)
         # Without the value: an error never quotes a value sent (a phone number typed there).
         assert error["message"].startswith("query.since: is no date or time; write e.g. 2026-06-01")
         assert number not in error["message"], error
+        # The server's zone is a setting: the command line's --timezone is no part of an HTTP
+        # request, and a client told of it had nothing to send.
+        assert "--timezone" not in error["message"], error
+        assert "the server's PAIDAN_TIMEZONE" in error["message"], error
 
 
 def test_feedback_export_since_without_a_zone_is_in_paidan_timezone(
