@@ -317,8 +317,11 @@ def test_a_body_or_batch_item_that_is_no_json_object_says_so(client: TestClient)
         "message": "body: must be a JSON object, not an array",
         "field": "body",
     }
+    # A batch sent as the bare array of its tickets (a common first try) is told the shape.
     error = assert_error(client.post("/v1/route/batch", json=[WAGE]), 422, "invalid_request")
-    assert error["message"] == "body: must be a JSON object, not an array", error
+    assert error["message"] == (
+        'body: must be a JSON object, not an array; send the tickets as {"items": […]}'
+    ), error
     error = assert_error(
         client.post(
             "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": []}
