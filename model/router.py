@@ -75,6 +75,8 @@ REASON_RULE = "rule"
 # The department head suggests OTHER_LABEL: the catch-all of rare or unlisted departments, which
 # is no department a work order can go to, so a person names one (:func:`catch_all_rows`).
 REASON_CATCH_ALL = "catch_all"
+# Why a head leaves a ticket to a person (HeadResult.reason; null for auto).
+Reason = Literal["below_threshold", "no_known_terms", "catch_all", "rule"]
 # The head whose OTHER_LABEL names no recipient. A category of 其他 is still a category.
 CATCH_ALL_HEAD = "department"
 # Scores and thresholds are shown with this many decimals (API answers, `paidan predict`, `paidan
@@ -209,7 +211,7 @@ class HeadResult(BaseModel):
     score: float
     decision: Decision
     threshold: float
-    reason: str | None = Field(
+    reason: Reason | None = Field(
         default=None,
         description="Why the head leaves the ticket to a person; null for auto. "
         f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (punctuation, "

@@ -1633,6 +1633,24 @@ def test_the_schema_states_the_batch_limit_and_the_shape_of_an_item(
     assert items["items"] == {"$ref": "#/components/schemas/RouteRequest"}, items
 
 
+def test_the_schema_lists_the_reasons_a_head_gives(client: TestClient) -> None:
+    # docs/api.md names the four reasons a head leaves a ticket to a person, but the schema said
+    # `string | null`: a client generated from it could not switch on them, and a reason the
+    # server invented would have met the schema.
+    spec = client.get("/openapi.json").json()
+    reason = spec["components"]["schemas"]["HeadResult"]["properties"]["reason"]
+    said = [v for v in reason["anyOf"] if v.get("type") != "null"]
+    assert said == [
+        {"type": "string", "enum": ["below_threshold", "no_known_terms", "catch_all", "rule"]}
+    ], reason
+    validator = Draft202012Validator(
+        {"$ref": "#/components/schemas/RouteResponse", "components": spec["components"]}
+    )
+    for body in (WAGE, {"text": "！！！"}):
+        answer = client.post("/v1/route", json=body).json()
+        assert not list(validator.iter_errors(answer)), answer
+
+
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
     # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
     # 200), and /metrics's 200 named no content type: a client generated from the schema had no
