@@ -31,7 +31,14 @@ from pydantic import (
 from pydantic.json_schema import JsonDict
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from model.router import MAX_TOP_K, CoDepartment, HeadResult, MaskedTicket, SimilarTicket
+from model.router import (
+    MAX_TOP_K,
+    Answer,
+    CoDepartment,
+    HeadResult,
+    MaskedTicket,
+    SimilarTicket,
+)
 from model.settings import Settings
 from model.text import CONTROL, id_key, is_blank, normalize_label
 from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
@@ -271,13 +278,13 @@ def keys_of(model: type[BaseModel]) -> frozenset[str]:
 
 
 # -- errors ---------------------------------------------------------------------------------------
-class ErrorBody(BaseModel):
+class ErrorBody(Answer):
     code: str = Field(description="Stable machine-readable code, e.g. `invalid_request`")
     message: str = Field(description="What is wrong, in one sentence")
     field: str | None = Field(None, description="Dotted path of the offending field, if any")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Answer):
     """The one shape of every error answer."""
 
     error: ErrorBody
@@ -570,7 +577,7 @@ RouteRequest = _DEFAULT_MODELS.route
 FeedbackRequest = _DEFAULT_MODELS.feedback
 
 
-class RouteResponse(BaseModel):
+class RouteResponse(Answer):
     """The suggestion for one ticket."""
 
     id: str | None = Field(None, description="The request's id, echoed")
@@ -606,7 +613,7 @@ class RouteResponse(BaseModel):
     )
 
 
-class RouteBatchItem(BaseModel):
+class RouteBatchItem(Answer):
     """One batch item's outcome: a result or an error, never both."""
 
     index: int = Field(description="Position of the item in the request")
@@ -615,7 +622,7 @@ class RouteBatchItem(BaseModel):
     error: ErrorBody | None = None
 
 
-class RouteBatchResponse(BaseModel):
+class RouteBatchResponse(Answer):
     """One outcome per input item, in input order."""
 
     results: list[RouteBatchItem]
@@ -625,7 +632,7 @@ class RouteBatchResponse(BaseModel):
     elapsed_ms: float
 
 
-class FeedbackResponse(BaseModel):
+class FeedbackResponse(Answer):
     """The stored feedback row (text omitted)."""
 
     id: int
@@ -640,7 +647,7 @@ class FeedbackResponse(BaseModel):
     _no_department = field_validator("department", mode="before")(stored_department)
 
 
-class FeedbackRecord(BaseModel):
+class FeedbackRecord(Answer):
     """One line of the JSON Lines export."""
 
     id: int
@@ -658,7 +665,7 @@ class FeedbackRecord(BaseModel):
     _no_department = field_validator("department", mode="before")(stored_department)
 
 
-class ExportIncomplete(BaseModel):
+class ExportIncomplete(Answer):
     """The last line of an export the feedback database cut once it had begun; the answer then
     ends without its last chunk (an incomplete transfer)."""
 
@@ -669,7 +676,7 @@ class ExportIncomplete(BaseModel):
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Answer):
     """The served model: version, labels, thresholds and cross-validated metrics."""
 
     version: str
@@ -695,11 +702,11 @@ class ModelInfo(BaseModel):
     )
 
 
-class Health(BaseModel):
+class Health(Answer):
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class Readiness(Answer):
     """Whether the model is loaded, and the state of the feedback database."""
 
     status: Literal["ready", "degraded"]

@@ -1633,6 +1633,35 @@ def test_the_schema_states_the_batch_limit_and_the_shape_of_an_item(
     assert items["items"] == {"$ref": "#/components/schemas/RouteRequest"}, items
 
 
+def test_the_schema_requires_every_field_an_answer_always_carries(client: TestClient) -> None:
+    # Every answer carries each of its fields, null or not ("field": null in every error, "id",
+    # "masked" and "simplified" in every route answer), but the schema marked those with a
+    # default as optional: a client generated from it had `field?: string | null` to test for
+    # absence where the server never leaves one out.
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    refs = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec["paths"]))
+    answers = {
+        r for r in refs if not r.endswith(("Request", "RequestBase")) and r != "ReloadRequest"
+    }
+    seen: set[str] = set()
+    while answers:
+        name = answers.pop()
+        seen.add(name)
+        nested = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schemas[name]))
+        answers |= set(nested) - seen
+    assert {"RouteResponse", "HeadResult", "ErrorBody", "FeedbackRecord", "ModelInfo"} <= seen
+    for name in sorted(seen):
+        properties = set(schemas[name].get("properties", {}))
+        assert set(schemas[name].get("required", [])) == properties, name
+    # As answered: the fields a route answer and an error hold are the schema's, every one.
+    answer = client.post("/v1/route", json=WAGE).json()
+    assert set(answer) == set(schemas["RouteResponse"]["properties"]), answer
+    assert set(answer["department"]) == set(schemas["HeadResult"]["properties"]), answer
+    error = client.post("/v1/route", json={}).json()["error"]
+    assert set(error) == set(schemas["ErrorBody"]["properties"]), error
+
+
 def test_the_schema_lists_the_reasons_a_head_gives(client: TestClient) -> None:
     # docs/api.md names the four reasons a head leaves a ticket to a person, but the schema said
     # `string | null`: a client generated from it could not switch on them, and a reason the
