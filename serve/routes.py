@@ -122,6 +122,20 @@ KEY_ERRORS = _errors(401, 403)
 AUTH_ERRORS = {**ERRORS, **KEY_ERRORS}
 # The export: a key, and a query that may be refused (422); no body.
 EXPORT_ERRORS = {**KEY_ERRORS, **_errors(422), **SERVER_ERRORS}
+# Feedback's 503 when its database cannot take the request says how long to wait
+# (serve.errors, database_unavailable), as the dispatcher's page does.
+FEEDBACK_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorResponse,
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before sending again, when the feedback "
+                "database is unavailable (code database_unavailable)",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
 
 
 def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter:
@@ -281,7 +295,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         response_model=FeedbackResponse,
         status_code=status.HTTP_201_CREATED,
         # 409: a request_id already stored with another decision
-        responses={**AUTH_ERRORS, 409: {"model": ErrorResponse}},
+        responses={**AUTH_ERRORS, 409: {"model": ErrorResponse}, **FEEDBACK_UNAVAILABLE},
         tags=["feedback"],
         dependencies=[FEEDBACK_KEY],
     )
@@ -360,6 +374,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "export after it began",
             },
             **EXPORT_ERRORS,
+            **FEEDBACK_UNAVAILABLE,
         },
         tags=["feedback"],
         # The key first: a request without one is told that, whatever its query.

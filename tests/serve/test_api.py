@@ -1662,6 +1662,24 @@ def test_the_schema_requires_every_field_an_answer_always_carries(client: TestCl
     assert set(error) == set(schemas["ErrorBody"]["properties"]), error
 
 
+def test_the_schema_says_when_to_retry_feedback(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # A save or an export the feedback database cannot take is a 503 with Retry-After (the page
+    # waits that long), but the schema named no such header: a generated client had no accessor
+    # for it, and its writer no hint that the wait is given.
+    spec = make_client().get("/openapi.json").json()
+    for method in ("post", "get"):
+        unavailable = spec["paths"]["/v1/feedback"][method]["responses"]["503"]
+        assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}, unavailable
+    client = make_client(database_url="sqlite:////proc/paidan-none/paidan.db")
+    for answer in (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+        client.get("/v1/feedback"),
+    ):
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0, answer
+
+
 def test_the_schema_lists_the_reasons_a_head_gives(client: TestClient) -> None:
     # docs/api.md names the four reasons a head leaves a ticket to a person, but the schema said
     # `string | null`: a client generated from it could not switch on them, and a reason the
