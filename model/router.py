@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit, logit
 
 try:  # scipy's own sparse product kernel, for one query without the product's Python (_product_row)
@@ -75,6 +75,8 @@ REASON_RULE = "rule"
 # The department head suggests OTHER_LABEL: the catch-all of rare or unlisted departments, which
 # is no department a work order can go to, so a person names one (:func:`catch_all_rows`).
 REASON_CATCH_ALL = "catch_all"
+# Why a head leaves a ticket to a person (HeadResult.reason; null for auto).
+Reason = Literal["below_threshold", "no_known_terms", "catch_all", "rule"]
 # The head whose OTHER_LABEL names no recipient. A category of 其他 is still a category.
 CATCH_ALL_HEAD = "department"
 # Scores and thresholds are shown with this many decimals (API answers, `paidan predict`, `paidan
@@ -162,17 +164,25 @@ def shown_scores(scores: np.ndarray, threshold: float) -> list[Any]:
     return [out[i : i + k] for i in range(0, len(out), k)]
 
 
-class Candidate(BaseModel):
+class Answer(BaseModel):
+    """A part of an answer: each of its fields is always written, null or not, so the schema of
+    what is answered (pydantic's serialization mode, OpenAPI's responses) requires every one,
+    defaults included; a request is read by its own models."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Candidate(Answer):
     label: str
     score: float
 
 
-class Evidence(BaseModel):
+class Evidence(Answer):
     term: str
     weight: float
 
 
-class Source(BaseModel):
+class Source(Answer):
     """How much of a head's linear score for its label came from one of the inputs it reads."""
 
     input: Literal["words", "latent", "category", "intercept"] = Field(
@@ -192,7 +202,7 @@ class Source(BaseModel):
     )
 
 
-class AppliedRule(BaseModel):
+class AppliedRule(Answer):
     """The dispatch rule (派单规则, ``paidan train --rules``) that gave a head its label."""
 
     keywords: list[str] = Field(
@@ -202,14 +212,14 @@ class AppliedRule(BaseModel):
     note: str | None = Field(default=None, description="Why the rule exists, as its file says")
 
 
-class HeadResult(BaseModel):
+class HeadResult(Answer):
     """One head's suggestion: the winning label, how sure, and why."""
 
     label: str
     score: float
     decision: Decision
     threshold: float
-    reason: str | None = Field(
+    reason: Reason | None = Field(
         default=None,
         description="Why the head leaves the ticket to a person; null for auto. "
         f"{REASON_NO_KNOWN_TERMS!r}: the ticket holds no word the model knows (punctuation, "
@@ -237,7 +247,7 @@ class HeadResult(BaseModel):
     )
 
 
-class SimilarTicket(BaseModel):
+class SimilarTicket(Answer):
     id: str
     title: str
     snippet: str | None = Field(
@@ -253,7 +263,7 @@ class SimilarTicket(BaseModel):
     similarity: float
 
 
-class CoDepartment(BaseModel):
+class CoDepartment(Answer):
     """A department to involve beside the suggested one: a joint dispatch (会办)."""
 
     label: str
@@ -263,7 +273,7 @@ class CoDepartment(BaseModel):
     )
 
 
-class MaskedTicket(BaseModel):
+class MaskedTicket(Answer):
     """A ticket as typed, its personal data masked as the model read it masked
     (:func:`model.text.clean_and_show`)."""
 
@@ -273,7 +283,7 @@ class MaskedTicket(BaseModel):
     text: str
 
 
-class RouteResult(BaseModel):
+class RouteResult(Answer):
     """The suggestion for one ticket; a head is ``None`` when the model was trained without it."""
 
     department: HeadResult | None

@@ -160,7 +160,7 @@ def parse_times(values: pd.Series, dayfirst: bool | None = None, zone: str = "UT
     return times
 
 
-def parse_bound(text: str) -> datetime:
+def parse_bound(text: str, zone: str = "PAIDAN_TIMEZONE or --timezone") -> datetime:
     """A time typed as an option's bound (``--since``, ``--history-since``, ``--feedback-since``),
     read as a ``time`` cell is (:func:`parse_times`): without a zone it is naive (the caller
     places it in ``PAIDAN_TIMEZONE``, :func:`in_zone`), with an offset it keeps it (a naive or an
@@ -172,6 +172,9 @@ def parse_bound(text: str) -> datetime:
     holds 1677 to 2262 only), any other form as the column's cells. A date of numbers alone that
     reads either way (``04/01/2026``) is refused: a column's other dates tell its order, one bound
     has none.
+
+    ``zone`` says, in the error, where a time without a zone takes its zone from: the command
+    line's words by default, the server's setting for the HTTP export.
 
     Raises
     ------
@@ -196,8 +199,8 @@ def parse_bound(text: str) -> datetime:
     if pd.isna(utc):
         raise ValueError(
             f"{value!r} is no date or time; write e.g. 2026-06-01, 2026-06-01 06:00:00, "
-            "2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is in "
-            "PAIDAN_TIMEZONE or --timezone, UTC by default)"
+            f"2026-06-01 06:00:00+08:00 or 2026/6/1 6:00 (a time without a zone is in {zone}, "
+            "UTC by default)"
         )
     import warnings
 

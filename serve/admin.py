@@ -32,6 +32,7 @@ from model.registry import (
     no_such_model,
     resolve_version,
 )
+from model.router import Answer
 from model.text import mask_label
 from serve.auth import ADMIN_KEY
 from serve.body import JsonBodyRoute
@@ -64,7 +65,7 @@ class ReloadRequest(BaseModel):
     _printable = field_validator("model_dir")(no_control)
 
 
-class ReloadResponse(BaseModel):
+class ReloadResponse(Answer):
     """The swap that happened."""
 
     previous: str | None = Field(description="The version served before")

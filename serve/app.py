@@ -47,7 +47,7 @@ from serve.errors import (
 from serve.hosts import HostCheckMiddleware
 from serve.metrics import Metrics
 from serve.reload import follow_pointer
-from serve.requestid import RequestIdMiddleware
+from serve.requestid import REQUEST_ID_HEADER, RequestIdMiddleware
 from serve.routes import api_router, document_export_lines
 from serve.schemas import make_request_models
 from serve.security import (
@@ -384,14 +384,41 @@ API_DESCRIPTION = (
 )
 
 
+# The headers every answer carries, an error or not (serve.requestid, serve.security).
+ANSWER_HEADERS = {
+    REQUEST_ID_HEADER: "This request's id, as the server's log names it: the client's own "
+    "X-Request-ID when it is 1 to 128 characters among A-Z a-z 0-9 . _ : / + = - with nothing to "
+    "mask, else one the server made (32 hex digits)",
+    VERSION_HEADER: "The paidan release that answered (info.version)",
+}
+
+
+def document_answer_headers(spec: dict[str, Any]) -> None:
+    """Name in ``spec`` (the app's OpenAPI document) the headers of :data:`ANSWER_HEADERS` on
+    every response of every operation, each a ``$ref`` to ``components.headers``."""
+    spec.setdefault("components", {})["headers"] = {
+        name: {"description": about, "schema": {"type": "string"}}
+        for name, about in ANSWER_HEADERS.items()
+    }
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                response.setdefault("headers", {}).update(
+                    {name: {"$ref": f"#/components/headers/{name}"} for name in ANSWER_HEADERS}
+                )
+
+
 def _publish_export_lines(app: FastAPI) -> None:
     """``app.openapi()`` with the schema of one line of the feedback export, which FastAPI cannot
-    write for a streamed answer (:func:`serve.routes.document_export_lines`)."""
+    write for a streamed answer (:func:`serve.routes.document_export_lines`), and the headers
+    every answer carries (:func:`document_answer_headers`)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document_export_lines(build())  # FastAPI keeps what it built as app.openapi_schema
+            spec = build()  # FastAPI keeps what it built as app.openapi_schema
+            document_export_lines(spec)
+            document_answer_headers(spec)
         return build()
 
     app.openapi = openapi  # type: ignore[method-assign]

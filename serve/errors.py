@@ -231,6 +231,9 @@ def first_validation_error(
             msg += f" ({takes} {', '.join(body_fields)})"
     elif err.get("type") in _CONTAINER_ERRORS and "input" in err:
         msg = f"must be {_CONTAINER_ERRORS[err['type']]}, not {json_kind(err['input'])}"
+        if loc == ["body"] and isinstance(err["input"], list) and "items" in body_fields:
+            # The batch's tickets sent as a bare array, as a first try often sends them.
+            msg += '; send the tickets as {"items": […]}'
     elif err.get("type") in _TYPE_ERRORS and "input" in err:
         kind = _number_kind(err["input"])
         msg = f"must be {_TYPE_ERRORS[err['type']]}, not {kind}"

@@ -122,6 +122,20 @@ KEY_ERRORS = _errors(401, 403)
 AUTH_ERRORS = {**ERRORS, **KEY_ERRORS}
 # The export: a key, and a query that may be refused (422); no body.
 EXPORT_ERRORS = {**KEY_ERRORS, **_errors(422), **SERVER_ERRORS}
+# Feedback's 503 when its database cannot take the request says how long to wait
+# (serve.errors, database_unavailable), as the dispatcher's page does.
+FEEDBACK_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorResponse,
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before sending again, when the feedback "
+                "database is unavailable (code database_unavailable)",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
 
 
 def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter:
@@ -134,6 +148,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
     """
     api = HeadAnsweringRouter(route_class=JsonBodyRoute)  # a key written twice is refused
     RouteRequest = models.route
+    BatchRequest = models.batch
     FeedbackRequest = models.feedback
     route_guard = [ROUTE_KEY] if route_needs_key else []
     route_errors = AUTH_ERRORS if route_needs_key else ERRORS
@@ -172,13 +187,14 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         return _written(_response(result, body, router.config.script, start))
 
     def route_batch(
-        body: RouteBatchRequest,
+        body: BatchRequest,  # type: ignore[valid-type]  # built per app
         router: RouterDep,
         services: ServicesDep,
         request: Request,
     ) -> Response:
         """Route up to `max_batch` tickets; results come back in input order, a bad item gets its own error."""
-        _no_query(request, RouteBatchRequest, "POST /v1/route/batch")
+        body = cast(RouteBatchRequest, body)
+        _no_query(request, BatchRequest, "POST /v1/route/batch")
         start = time.perf_counter()
         settings, metrics = services.settings, services.metrics
         if len(body.items) > settings.max_batch:
@@ -279,7 +295,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
         response_model=FeedbackResponse,
         status_code=status.HTTP_201_CREATED,
         # 409: a request_id already stored with another decision
-        responses={**AUTH_ERRORS, 409: {"model": ErrorResponse}},
+        responses={**AUTH_ERRORS, 409: {"model": ErrorResponse}, **FEEDBACK_UNAVAILABLE},
         tags=["feedback"],
         dependencies=[FEEDBACK_KEY],
     )
@@ -358,6 +374,7 @@ def api_router(models: RequestModels, route_needs_key: bool = True) -> APIRouter
                 "export after it began",
             },
             **EXPORT_ERRORS,
+            **FEEDBACK_UNAVAILABLE,
         },
         tags=["feedback"],
         # The key first: a request without one is told that, whatever its query.
@@ -601,7 +618,7 @@ def _iso_time(value: Any) -> Any:
     found = _SPACE_FOR_PLUS.fullmatch(text)
     bound = f"{found[1]}+{found[2]}" if found else text
     try:
-        return parse_bound(bound)
+        return parse_bound(bound, zone="the server's PAIDAN_TIMEZONE")
     except ValueError as e:  # said without the value: an error never quotes a value sent
         raise ValueError(str(e).removeprefix(f"{bound!r} ")) from None
 

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictInt,
     ValidationError,
     ValidationInfo,
@@ -30,7 +31,14 @@ from pydantic import (
 from pydantic.json_schema import JsonDict
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from model.router import MAX_TOP_K, CoDepartment, HeadResult, MaskedTicket, SimilarTicket
+from model.router import (
+    MAX_TOP_K,
+    Answer,
+    CoDepartment,
+    HeadResult,
+    MaskedTicket,
+    SimilarTicket,
+)
 from model.settings import Settings
 from model.text import CONTROL, id_key, is_blank, normalize_label
 from model.tickets import JOINT_JOINER, LIST_COMMAS, joint_departments
@@ -270,13 +278,13 @@ def keys_of(model: type[BaseModel]) -> frozenset[str]:
 
 
 # -- errors ---------------------------------------------------------------------------------------
-class ErrorBody(BaseModel):
+class ErrorBody(Answer):
     code: str = Field(description="Stable machine-readable code, e.g. `invalid_request`")
     message: str = Field(description="What is wrong, in one sentence")
     field: str | None = Field(None, description="Dotted path of the offending field, if any")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Answer):
     """The one shape of every error answer."""
 
     error: ErrorBody
@@ -520,19 +528,40 @@ class RequestModels:
     feedback: type[FeedbackRequestBase]
 
 
+def _item_as_sent(value: Any) -> Any:
+    return value
+
+
 def make_request_models(settings: Settings) -> RequestModels:
     """Request models whose ``max_length`` limits are the given settings'."""
     title = Annotated[str | None, Field(None, max_length=settings.max_title_chars)]
     text = Annotated[str, Field(max_length=settings.max_text_chars, json_schema_extra=NOT_BLANK)]
-    return RequestModels(
-        route=create_model(
-            "RouteRequest",
-            __base__=RouteRequestBase,
-            __doc__="One ticket to route.",
-            title=(title, None),
-            text=(text, ...),
+    route = create_model(
+        "RouteRequest",
+        __base__=RouteRequestBase,
+        __doc__="One ticket to route.",
+        title=(title, None),
+        text=(text, ...),
+    )
+    # A batch's items are taken as sent and checked one by one by the route (a bad item gets its
+    # own error), but the schema states what an item is, the body of POST /v1/route, and how many
+    # are accepted: maxItems there alone, as the route answers 413 batch_too_large beyond it.
+    item = Annotated[Any, PlainValidator(_item_as_sent, json_schema_input_type=route)]
+    items = Annotated[
+        list[item],
+        Field(
+            description=RouteBatchRequest.model_fields["items"].description,
+            json_schema_extra={"maxItems": settings.max_batch},
         ),
-        batch=RouteBatchRequest,
+    ]
+    return RequestModels(
+        route=route,
+        batch=create_model(
+            "RouteBatchRequest",
+            __base__=RouteBatchRequest,
+            __doc__=f"Up to {settings.max_batch:,} tickets to route, each answered on its own.",
+            items=(items, ...),
+        ),
         feedback=create_model(
             "FeedbackRequest",
             __base__=FeedbackRequestBase,
@@ -548,7 +577,7 @@ RouteRequest = _DEFAULT_MODELS.route
 FeedbackRequest = _DEFAULT_MODELS.feedback
 
 
-class RouteResponse(BaseModel):
+class RouteResponse(Answer):
     """The suggestion for one ticket."""
 
     id: str | None = Field(None, description="The request's id, echoed")
@@ -584,7 +613,7 @@ class RouteResponse(BaseModel):
     )
 
 
-class RouteBatchItem(BaseModel):
+class RouteBatchItem(Answer):
     """One batch item's outcome: a result or an error, never both."""
 
     index: int = Field(description="Position of the item in the request")
@@ -593,7 +622,7 @@ class RouteBatchItem(BaseModel):
     error: ErrorBody | None = None
 
 
-class RouteBatchResponse(BaseModel):
+class RouteBatchResponse(Answer):
     """One outcome per input item, in input order."""
 
     results: list[RouteBatchItem]
@@ -603,7 +632,7 @@ class RouteBatchResponse(BaseModel):
     elapsed_ms: float
 
 
-class FeedbackResponse(BaseModel):
+class FeedbackResponse(Answer):
     """The stored feedback row (text omitted)."""
 
     id: int
@@ -618,7 +647,7 @@ class FeedbackResponse(BaseModel):
     _no_department = field_validator("department", mode="before")(stored_department)
 
 
-class FeedbackRecord(BaseModel):
+class FeedbackRecord(Answer):
     """One line of the JSON Lines export."""
 
     id: int
@@ -636,7 +665,7 @@ class FeedbackRecord(BaseModel):
     _no_department = field_validator("department", mode="before")(stored_department)
 
 
-class ExportIncomplete(BaseModel):
+class ExportIncomplete(Answer):
     """The last line of an export the feedback database cut once it had begun; the answer then
     ends without its last chunk (an incomplete transfer)."""
 
@@ -647,7 +676,7 @@ class ExportIncomplete(BaseModel):
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Answer):
     """The served model: version, labels, thresholds and cross-validated metrics."""
 
     version: str
@@ -673,11 +702,11 @@ class ModelInfo(BaseModel):
     )
 
 
-class Health(BaseModel):
+class Health(Answer):
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class Readiness(Answer):
     """Whether the model is loaded, and the state of the feedback database."""
 
     status: Literal["ready", "degraded"]

@@ -26,9 +26,9 @@ PAGES = [
 # The misspelling the README gives as an example of a name paidan refuses.
 NOT_SETTINGS = {"PAIDAN_API_KEY"}
 # Options the docs give to other programs (pip, pytest, curl, uvicorn, dask, systemctl, valgrind,
-# py-spy), and --encoding, which inputs.md says paidan does not have.
+# py-spy, git), and --encoding, which inputs.md says paidan does not have.
 OTHER_PROGRAMS_OPTIONS = {
-    "--dist", "--factory", "--fail", "--find-links", "--index-url", "--no-index", "--now",
+    "--detach", "--dist", "--factory", "--fail", "--find-links", "--index-url", "--no-index", "--now",
     "--nworkers", "--only-binary", "--platform", "--python-version", "--subprocesses", "--tool",
     "--help", "--encoding", "--compressed",
 }  # fmt: skip

@@ -317,8 +317,11 @@ def test_a_body_or_batch_item_that_is_no_json_object_says_so(client: TestClient)
         "message": "body: must be a JSON object, not an array",
         "field": "body",
     }
+    # A batch sent as the bare array of its tickets (a common first try) is told the shape.
     error = assert_error(client.post("/v1/route/batch", json=[WAGE]), 422, "invalid_request")
-    assert error["message"] == "body: must be a JSON object, not an array", error
+    assert error["message"] == (
+        'body: must be a JSON object, not an array; send the tickets as {"items": […]}'
+    ), error
     error = assert_error(
         client.post(
             "/v1/feedback", json={"text": "某投诉", "department": "人社", "suggestion": []}
@@ -936,6 +939,32 @@ def test_the_schema_names_the_release_and_the_api_version_apart(client: TestClie
     assert "/v1" in info["description"] and VERSION_HEADER in info["description"]
     api_paths = [p for p in answer.json()["paths"] if p.startswith("/v")]
     assert api_paths and all(p.startswith("/v1/") for p in api_paths), api_paths
+
+
+def test_the_schema_documents_the_headers_every_answer_carries(client: TestClient) -> None:
+    # Every answer carries X-Request-ID and X-Paidan-Version (docs/api.md), but openapi.json named
+    # no response header: a client generated from it had no accessor for the id to quote in a bug
+    # report, and a contract test could not hold the server to them.
+    from serve.requestid import REQUEST_ID_HEADER
+    from serve.security import VERSION_HEADER
+
+    spec = client.get("/openapi.json").json()
+    headers = spec["components"]["headers"]
+    for name in (REQUEST_ID_HEADER, VERSION_HEADER):
+        assert headers[name]["schema"] == {"type": "string"}, headers[name]
+    documented = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                named = response.get("headers", {})
+                for name in (REQUEST_ID_HEADER, VERSION_HEADER):
+                    ref = {"$ref": f"#/components/headers/{name}"}
+                    assert named.get(name) == ref, (method, path, status, named)
+                documented += 1
+    assert documented > 20
+    # And they are what the server sends, on an answer and on an error alike.
+    for answer in (client.post("/v1/route", json=WAGE), client.post("/v1/route", json={})):
+        assert answer.headers[REQUEST_ID_HEADER] and answer.headers[VERSION_HEADER], answer
 
 
 def test_unexpected_errors_are_500_and_logged_without_ticket_text(
@@ -1575,6 +1604,100 @@ def test_the_schema_states_the_bounds_of_top_k_as_json_schema(client: TestClient
             assert valid is (served == 200), (name, top_k, served)
 
 
+def test_the_schema_states_the_batch_limit_and_the_shape_of_an_item(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # The batch's items were `{}` in openapi.json, with no maxItems: a client generated from it had
+    # no type for an item (Swagger UI's "Try it out" filled in one the server refused), and neither
+    # PAIDAN_MAX_BATCH nor an item's text limit was stated, though the server holds to both.
+    client = make_client(max_batch=2, max_text_chars=100)
+    spec = client.get("/openapi.json").json()
+    schema = {"$ref": "#/components/schemas/RouteBatchRequest", "components": spec["components"]}
+
+    def valid(body: dict[str, Any]) -> bool:
+        return not list(Draft202012Validator(schema).iter_errors(body))
+
+    two = {"items": [WAGE, {"id": 7, "text": "字" * 100, "top_k": 2}]}
+    assert valid(two)
+    assert client.post("/v1/route/batch", json=two).json()["ok"] == 2
+    three = {"items": [WAGE] * 3}
+    assert not valid(three)
+    assert_error(client.post("/v1/route/batch", json=three), 413, "batch_too_large")
+    # An item the server refuses (in its own error) is outside the item's schema too.
+    for item in ({"text": "字" * 101}, {"title": "x"}, {"text": "x", "tilte": "x"}, "x"):
+        assert not valid({"items": [item]}), item
+        answer = client.post("/v1/route/batch", json={"items": [item]}).json()
+        assert answer["failed"] == 1, (item, answer)
+    # An item is described as the body of POST /v1/route is: the same component.
+    items = spec["components"]["schemas"]["RouteBatchRequest"]["properties"]["items"]
+    assert items["items"] == {"$ref": "#/components/schemas/RouteRequest"}, items
+
+
+def test_the_schema_requires_every_field_an_answer_always_carries(client: TestClient) -> None:
+    # Every answer carries each of its fields, null or not ("field": null in every error, "id",
+    # "masked" and "simplified" in every route answer), but the schema marked those with a
+    # default as optional: a client generated from it had `field?: string | null` to test for
+    # absence where the server never leaves one out.
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    refs = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec["paths"]))
+    answers = {
+        r for r in refs if not r.endswith(("Request", "RequestBase")) and r != "ReloadRequest"
+    }
+    seen: set[str] = set()
+    while answers:
+        name = answers.pop()
+        seen.add(name)
+        nested = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schemas[name]))
+        answers |= set(nested) - seen
+    assert {"RouteResponse", "HeadResult", "ErrorBody", "FeedbackRecord", "ModelInfo"} <= seen
+    for name in sorted(seen):
+        properties = set(schemas[name].get("properties", {}))
+        assert set(schemas[name].get("required", [])) == properties, name
+    # As answered: the fields a route answer and an error hold are the schema's, every one.
+    answer = client.post("/v1/route", json=WAGE).json()
+    assert set(answer) == set(schemas["RouteResponse"]["properties"]), answer
+    assert set(answer["department"]) == set(schemas["HeadResult"]["properties"]), answer
+    error = client.post("/v1/route", json={}).json()["error"]
+    assert set(error) == set(schemas["ErrorBody"]["properties"]), error
+
+
+def test_the_schema_says_when_to_retry_feedback(
+    make_client: Callable[..., TestClient],
+) -> None:
+    # A save or an export the feedback database cannot take is a 503 with Retry-After (the page
+    # waits that long), but the schema named no such header: a generated client had no accessor
+    # for it, and its writer no hint that the wait is given.
+    spec = make_client().get("/openapi.json").json()
+    for method in ("post", "get"):
+        unavailable = spec["paths"]["/v1/feedback"][method]["responses"]["503"]
+        assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}, unavailable
+    client = make_client(database_url="sqlite:////proc/paidan-none/paidan.db")
+    for answer in (
+        client.post("/v1/feedback", json={"text": "某投诉", "department": "人社"}),
+        client.get("/v1/feedback"),
+    ):
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0, answer
+
+
+def test_the_schema_lists_the_reasons_a_head_gives(client: TestClient) -> None:
+    # docs/api.md names the four reasons a head leaves a ticket to a person, but the schema said
+    # `string | null`: a client generated from it could not switch on them, and a reason the
+    # server invented would have met the schema.
+    spec = client.get("/openapi.json").json()
+    reason = spec["components"]["schemas"]["HeadResult"]["properties"]["reason"]
+    said = [v for v in reason["anyOf"] if v.get("type") != "null"]
+    assert said == [
+        {"type": "string", "enum": ["below_threshold", "no_known_terms", "catch_all", "rule"]}
+    ], reason
+    validator = Draft202012Validator(
+        {"$ref": "#/components/schemas/RouteResponse", "components": spec["components"]}
+    )
+    for body in (WAGE, {"text": "！！！"}):
+        answer = client.post("/v1/route", json=body).json()
+        assert not list(validator.iter_errors(answer)), answer
+
+
 def test_the_schema_documents_what_model_and_metrics_answer(client: TestClient) -> None:
     # GET /v1/model answered 503 before a model was loaded, undocumented (its only response was
     # 200), and /metrics's 200 named no content type: a client generated from the schema had no
@@ -1946,6 +2069,10 @@ def test_feedback_export_since_is_read_as_paidan_reads_since(client: TestClient)
         # Without the value: an error never quotes a value sent (a phone number typed there).
         assert error["message"].startswith("query.since: is no date or time; write e.g. 2026-06-01")
         assert number not in error["message"], error
+        # The server's zone is a setting: the command line's --timezone is no part of an HTTP
+        # request, and a client told of it had nothing to send.
+        assert "--timezone" not in error["message"], error
+        assert "the server's PAIDAN_TIMEZONE" in error["message"], error
 
 
 def test_feedback_export_since_without_a_zone_is_in_paidan_timezone(
