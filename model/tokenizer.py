@@ -21,6 +21,7 @@ always served with the backend it was trained with.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import re
 import threading
@@ -394,6 +395,27 @@ def import_backend(backend: str) -> Any:
         message names the package and ``pip install`` it.
     """
     return _import_jieba() if backend == "jieba" else import_rjieba()
+
+
+def find_backend(backend: str) -> None:
+    """Check that a tokenizer backend's package is installed, without importing it.
+
+    For a process that checks a model but cuts no text with it (the supervisor of ``paidan serve
+    --workers N``): importing rjieba builds jieba's whole dictionary (32 MiB), which stayed in the
+    supervisor for its life while each worker built its own.
+
+    Raises
+    ------
+    BackendMissingError
+        If the package is not installed, as :func:`import_backend` says it.
+    """
+    try:
+        found = importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError) as e:  # a broken installation: its parent, its __spec__
+        raise _missing(backend, ImportError(str(e))) from e
+    if not found:
+        missing = ModuleNotFoundError(f"No module named {backend!r}", name=backend)
+        raise _missing(backend, missing) from missing
 
 
 def _missing(package: str, e: ImportError) -> BackendMissingError:

@@ -282,7 +282,9 @@ def run(
     held = lease(settings.model_root, model_dir) if pinned else None
     own_multiproc: OwnMetricsDir | None = None
     try:
-        verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
+        # Fail fast, with the loader's one-line message; the tokenizer is not imported here
+        # (rjieba builds its dictionary as it is imported): the supervisor cuts no text.
+        verify(model_dir, settings.model_root, import_tokenizer=False)
         # Each worker says whether its database is reachable; the SQLite directory that cannot be
         # made is said here, once, as the stale metrics files are.
         prepare_database(settings, say_directory=True)

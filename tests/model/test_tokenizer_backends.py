@@ -170,6 +170,8 @@ def test_a_model_whose_backend_cannot_be_imported_is_refused_in_one_line(
     for args in (
         ["predict", str(tiny_model_dir), "拖欠工资"],
         ["serve", "--model", str(tiny_model_dir), "--port", free_port()],
+        # The supervisor looks whether the package is installed, without importing it.
+        ["serve", "--model", str(tiny_model_dir), "--workers", "2", "--port", free_port()],
     ):
         r = runner.invoke(app, args, env=env)
         assert r.exit_code == 2, (args, r.output)

@@ -1534,3 +1534,37 @@ def test_a_start_up_says_once_that_the_sqlite_directory_cannot_be_made(tmp_path:
     assert len(warned) == 1, said
     assert str(unmakeable) in warned[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING: ", warned[0]), warned
+
+
+def test_the_supervisor_of_workers_does_not_import_the_tokenizer_they_load(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The supervisor serves nothing, but its check of the model imported the model's tokenizer:
+    # rjieba builds jieba's whole dictionary as it is imported (32 MiB of the supervisor's
+    # 155 MiB), which each worker builds again for itself.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import serve.workers\n"
+        "from paidan.cli import app\n"
+        "def run(self):\n"
+        "    print('imported:', *[m for m in ('rjieba', 'jieba', 'sklearn') if m in sys.modules])\n"
+        "serve.workers.Supervisor.run = run\n"
+        "app(['serve', '--workers', '2', '--port', sys.argv[2], '--model', sys.argv[1]])\n"
+    )
+    env = {
+        **os.environ,
+        "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_dir), free_port()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "imported:" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split("imported:")[1].split() == []
