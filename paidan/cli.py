@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod
 from rich.progress import (
@@ -60,6 +61,7 @@ from model.settings import (
     Settings,
     SettingsError,
     check_unknown_variables,
+    given_problem,
     load_settings,
     unknown_variables,
 )
@@ -202,13 +204,28 @@ def _wrapped_in_cells(formatter: Any) -> Iterator[None]:
         module.TextWrapper = base
 
 
-class WholeNamesCommand(typer.core.TyperCommand):
+class OptionWords:
+    """An option's value that Typer refuses is said as a setting's is: "Invalid value for
+    '--port': is '80a'; must be a whole number", not pydantic's "Input should be a valid
+    integer, unable to parse string as an integer", which did not say what was given."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except typer.BadParameter as e:
+            cause = e.__cause__
+            if isinstance(cause, ValidationError) and cause.errors():
+                e.message = given_problem(cause.errors()[0])
+            raise
+
+
+class WholeNamesCommand(OptionWords, typer.core.TyperCommand):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         plain = super(typer.core.TyperCommand, self).format_help  # click's, without Rich
         _format_help_whole(self, ctx, formatter, super().format_help, plain)
 
 
-class WholeNamesGroup(typer.core.TyperGroup):
+class WholeNamesGroup(OptionWords, typer.core.TyperGroup):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         plain = super(typer.core.TyperGroup, self).format_help  # click's, without Rich
         _format_help_whole(self, ctx, formatter, super().format_help, plain)
