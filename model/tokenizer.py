@@ -447,8 +447,23 @@ def import_rjieba() -> Any:
     return rjieba
 
 
+# Whether the rjieba module's own Jieba has been taken for a segmenter (:func:`_build_rjieba`).
+_RJIEBA_DEFAULT_TAKEN = False
+
+
 def _build_rjieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> Any:
-    seg = import_rjieba().Jieba()  # jieba-rs with jieba's main dictionary built in
+    global _RJIEBA_DEFAULT_TAKEN
+    rjieba = import_rjieba()
+    # Importing rjieba builds a Jieba of its own (jieba's main dictionary, 32 MiB), which paidan
+    # never cuts with: the first segmenter of the process is that one, not a second copy beside
+    # it (24 MiB more in every worker). Called under _BUILD_LOCK; nothing of paidan's uses the
+    # module's cut functions, which now cut with these user words too.
+    default = getattr(rjieba, "_DEFAULT_JIEBA", None)
+    if not _RJIEBA_DEFAULT_TAKEN and isinstance(default, rjieba.Jieba):
+        seg = default
+    else:
+        seg = rjieba.Jieba()  # jieba-rs with jieba's main dictionary built in
+    _RJIEBA_DEFAULT_TAKEN = True
     for word, freq, tag in user_words:
         seg.add_word(word, freq, tag)
     logger.debug("rjieba ready with %d user words", len(user_words))
