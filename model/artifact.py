@@ -39,13 +39,15 @@ import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
-
-from model.router import Router
 from model.text import counted
 from model.tokenizer import BACKENDS, BackendMissingError, find_backend, import_backend
+
+# joblib (and numpy) and the router (SciPy) are imported where a model is written or read, not
+# with this module: the supervisor of `paidan serve --workers N` checks a model, reads none.
+if TYPE_CHECKING:
+    from model.router import Router
 
 logger = logging.getLogger(__name__)
 
@@ -454,6 +456,8 @@ def save_router(
     check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(out)
+    import joblib
+
     try:
         # Uncompressed, so that load_router can memory-map the weights (see there).
         serving = router.for_serving()
@@ -653,6 +657,10 @@ def load_serving_router(
 
 def _unpickle(path: Path) -> Router:
     """One verified pickle of a router, its numpy arrays memory-mapped."""
+    import joblib
+
+    from model.router import Router
+
     try:
         with warnings.catch_warnings():
             # Models written compressed (by earlier versions) cannot be mapped; they load normally.

@@ -55,8 +55,14 @@ from model.artifact import (
     check_writable,
     load_router,
 )
-from model.config import MIN_LABEL_ROWS, OTHER_LABEL, UNLABELLED_MAX_ROWS, TrainingConfig
-from model.router import HEADS, MAX_TOP_K
+from model.config import (
+    HEADS,
+    MAX_TOP_K,
+    MIN_LABEL_ROWS,
+    OTHER_LABEL,
+    UNLABELLED_MAX_ROWS,
+    TrainingConfig,
+)
 from model.settings import (
     Settings,
     SettingsError,
