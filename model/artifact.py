@@ -39,13 +39,15 @@ import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
-
-from model.router import Router
 from model.text import counted
-from model.tokenizer import BACKENDS, BackendMissingError, import_backend
+from model.tokenizer import BACKENDS, BackendMissingError, find_backend, import_backend
+
+# joblib (and numpy) and the router (SciPy) are imported where a model is written or read, not
+# with this module: the supervisor of `paidan serve --workers N` checks a model, reads none.
+if TYPE_CHECKING:
+    from model.router import Router
 
 logger = logging.getLogger(__name__)
 
@@ -483,6 +485,8 @@ def save_router(
     check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(out)
+    import joblib
+
     try:
         # Uncompressed, so that load_router can memory-map the weights (see there).
         serving = router.for_serving()
@@ -561,7 +565,9 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+def verify(
+    model_dir: str | Path, root: str | Path | None = None, *, import_tokenizer: bool = True
+) -> dict[str, Any]:
     """Check a model directory before anything in it is unpickled.
 
     Parameters
@@ -570,6 +576,9 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
         The directory to check.
     root : str or Path, optional
         The configured model root. When given, a directory outside it is refused.
+    import_tokenizer : bool, default True
+        Import the tokenizer the model cuts with; False only looks whether its package is
+        installed, for a process that loads no model (the supervisor of ``--workers N``).
 
     Returns
     -------
@@ -618,7 +627,7 @@ def verify(model_dir: str | Path, root: str | Path | None = None) -> dict[str, A
                 f"found {actual[:12]}…): the file was changed or truncated after training"
             )
     _check_versions(meta, resolved)
-    _check_tokenizer(meta, resolved)
+    _check_tokenizer(meta, resolved, import_tokenizer)
     return meta
 
 
@@ -677,6 +686,10 @@ def load_serving_router(
 
 def _unpickle(path: Path) -> Router:
     """One verified pickle of a router, its numpy arrays memory-mapped."""
+    import joblib
+
+    from model.router import Router
+
     try:
         with warnings.catch_warnings():
             # Models written compressed (by earlier versions) cannot be mapped; they load normally.
@@ -748,15 +761,16 @@ def _warn_other_opencc(meta: dict[str, Any], path: Path) -> None:
     )
 
 
-def _check_tokenizer(meta: dict[str, Any], path: Path) -> None:
+def _check_tokenizer(meta: dict[str, Any], path: Path, import_it: bool = True) -> None:
     """Refuse a model whose tokenizer backend cannot be imported here, before it is loaded: it
-    cuts every text with that backend (models from before the setting cut with jieba)."""
+    cuts every text with that backend (models from before the setting cut with jieba). Without
+    ``import_it``, whether its package is installed (:func:`model.tokenizer.find_backend`)."""
     config = meta.get("config")
     backend = config.get("tokenizer", "jieba") if isinstance(config, dict) else "jieba"
     if backend not in BACKENDS:
         return
     try:
-        import_backend(backend)
+        (import_backend if import_it else find_backend)(backend)
     except BackendMissingError as e:
         other = next(b for b in BACKENDS if b != backend)
         raise ModelLoadError(

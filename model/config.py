@@ -16,6 +16,11 @@ OTHER_LABEL = "其他"
 MIN_LABEL_ROWS = 3
 # Strengths of the prior shift tried when TrainingConfig.prior_alpha is None (see there).
 PRIOR_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# The router's two heads, and the most candidates per head a caller may ask for (the HTTP API and
+# `paidan predict`). Here, not in model.router (which re-exports them), so that the command line
+# names them without importing numpy and SciPy: the supervisor of --workers N routes nothing.
+HEADS = ("department", "category")
+MAX_TOP_K = 20
 
 
 class ConfigError(ValueError):

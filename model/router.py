@@ -33,7 +33,8 @@ from model.compiled import (
     TicketLike,
     with_extras,
 )
-from model.config import OTHER_LABEL, TrainingConfig
+from model.config import HEADS, OTHER_LABEL, TrainingConfig
+from model.config import MAX_TOP_K as MAX_TOP_K  # re-exported: the API and tests name it here
 from model.rules import DispatchRule, RuleIndex
 from model.text import clean, mask_label, snippet, to_script, without_salutation
 from model.tickets import JOINT_JOINER
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("department", "category")
 Decision = Literal["auto", "review"]
 
 REASON_BELOW_THRESHOLD = "below_threshold"
@@ -84,8 +84,6 @@ CATCH_ALL_HEAD = "department"
 SHOWN_DECIMALS = 4
 _SHOWN_STEP = 10.0**-SHOWN_DECIMALS
 
-# The most candidates per head a caller may ask for (the HTTP API and `paidan predict`).
-MAX_TOP_K = 20
 
 # Similar-ticket search reads an inverted index (feature → tickets). Above EXACT_SEARCH_MAX stored
 # tickets it keeps each ticket's PRUNED_TERMS highest-weighted features only, and the best

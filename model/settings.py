@@ -511,9 +511,10 @@ class SettingsError(RuntimeError):
     """A ``PAIDAN_*`` value is invalid; the message is one line naming the variable."""
 
 
-def _problem(error: Any) -> str:
+def given_problem(error: Any) -> str:
     """One setting's problem as the API words a field's (:func:`model.text.value_problem`): "is 0;
-    must be at least 1", "is 'three'; must be a whole number", naming the value given. Text that
+    must be at least 1", "is 'three'; must be a whole number", naming the value given; a command
+    line option's too (``paidan serve --port 80a``), which Typer checks with pydantic. Text that
     is not of the setting's type is quoted (PII-masked) when shorter than a raw API key
     (``MIN_KEY_CHARS``); a longer one, which may be another setting's secret set under the wrong
     name, by its length alone."""
@@ -538,7 +539,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as e:
         problems = "; ".join(
-            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: {_problem(err)}"
+            f"PAIDAN_{'_'.join(str(p) for p in err['loc']).upper()}: {given_problem(err)}"
             for err in e.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None
@@ -550,6 +551,16 @@ def load_settings() -> Settings:
 OTHER_VARIABLES = frozenset(
     {"PAIDAN_SUPERVISOR", "PAIDAN_TEST_POSTGRES_URL", "PAIDAN_NOTEBOOK_DATA", "PAIDAN_WRK_BODIES"}
 )
+
+
+# `paidan serve` options that an operator may set as variables, as other servers read theirs
+# (gunicorn's WEB_CONCURRENCY, a platform's PORT): refused as no setting, the refusal said nothing
+# of where they are set.
+SERVE_OPTION_VARIABLES = {
+    "PAIDAN_WORKERS": "--workers",
+    "PAIDAN_PORT": "--port",
+    "PAIDAN_HOST": "--host",
+}
 
 
 def setting_variables() -> list[str]:
@@ -574,6 +585,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
             continue
         close = difflib.get_close_matches(upper.removeprefix("PAIDAN_"), suffixes, n=1)
         hint = f" (did you mean PAIDAN_{close[0]}?)" if close else ""
+        if upper in SERVE_OPTION_VARIABLES:
+            hint = f" (it is paidan serve's {SERVE_OPTION_VARIABLES[upper]} option)"
         lines.append(f"{name} is not a paidan setting{hint}")
     return lines
 

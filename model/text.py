@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Literal
 
-import numpy as np
-
 # Excel writes carriage returns inside cells as the literal text "_x000D_".
 _EXCEL_CR = re.compile(r"_x000[dD]_")
 # Format characters (zero-width joiners, bidi overrides, BOM) and lone surrogates carry no meaning and
@@ -592,6 +590,8 @@ def nfkc(text: str) -> str:
     else:
         # The same replacement over UTF-16 code units: each of these characters is one unit, and
         # none is a surrogate, so characters outside the BMP pass through untouched.
+        import numpy as np  # here, not at the top: the supervisor of --workers N routes nothing
+
         units = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype="<u2").copy()
         units[(units >= 0xFF01) & (units <= 0xFF5E)] -= 0xFEE0
         units[(units == 0x3000) | (units == 0xA0)] = 0x20

@@ -21,6 +21,7 @@ always served with the backend it was trained with.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import re
 import threading
@@ -396,6 +397,27 @@ def import_backend(backend: str) -> Any:
     return _import_jieba() if backend == "jieba" else import_rjieba()
 
 
+def find_backend(backend: str) -> None:
+    """Check that a tokenizer backend's package is installed, without importing it.
+
+    For a process that checks a model but cuts no text with it (the supervisor of ``paidan serve
+    --workers N``): importing rjieba builds jieba's whole dictionary (32 MiB), which stayed in the
+    supervisor for its life while each worker built its own.
+
+    Raises
+    ------
+    BackendMissingError
+        If the package is not installed, as :func:`import_backend` says it.
+    """
+    try:
+        found = importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError) as e:  # a broken installation: its parent, its __spec__
+        raise _missing(backend, ImportError(str(e))) from e
+    if not found:
+        missing = ModuleNotFoundError(f"No module named {backend!r}", name=backend)
+        raise _missing(backend, missing) from missing
+
+
 def _missing(package: str, e: ImportError) -> BackendMissingError:
     error = BackendMissingError(
         f"the {package} tokenizer cannot be used: the {package} package cannot be imported "
@@ -425,8 +447,23 @@ def import_rjieba() -> Any:
     return rjieba
 
 
+# Whether the rjieba module's own Jieba has been taken for a segmenter (:func:`_build_rjieba`).
+_RJIEBA_DEFAULT_TAKEN = False
+
+
 def _build_rjieba(user_words: Sequence[tuple[str, int | None, str | None]]) -> Any:
-    seg = import_rjieba().Jieba()  # jieba-rs with jieba's main dictionary built in
+    global _RJIEBA_DEFAULT_TAKEN
+    rjieba = import_rjieba()
+    # Importing rjieba builds a Jieba of its own (jieba's main dictionary, 32 MiB), which paidan
+    # never cuts with: the first segmenter of the process is that one, not a second copy beside
+    # it (24 MiB more in every worker). Called under _BUILD_LOCK; nothing of paidan's uses the
+    # module's cut functions, which now cut with these user words too.
+    default = getattr(rjieba, "_DEFAULT_JIEBA", None)
+    if not _RJIEBA_DEFAULT_TAKEN and isinstance(default, rjieba.Jieba):
+        seg = default
+    else:
+        seg = rjieba.Jieba()  # jieba-rs with jieba's main dictionary built in
+    _RJIEBA_DEFAULT_TAKEN = True
     for word, freq, tag in user_words:
         seg.add_word(word, freq, tag)
     logger.debug("rjieba ready with %d user words", len(user_words))

@@ -6,6 +6,7 @@ This is the only module that sees both :mod:`training` and :mod:`serve`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import logging
@@ -14,8 +15,9 @@ import re
 import shlex
 import signal
 import sys
+import textwrap
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +25,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from rich.cells import cell_len
 from rich.console import Console, JustifyMethod
 from rich.progress import (
     BarColumn,
@@ -51,12 +55,19 @@ from model.artifact import (
     check_writable,
     load_router,
 )
-from model.config import MIN_LABEL_ROWS, OTHER_LABEL, UNLABELLED_MAX_ROWS, TrainingConfig
-from model.router import HEADS, MAX_TOP_K
+from model.config import (
+    HEADS,
+    MAX_TOP_K,
+    MIN_LABEL_ROWS,
+    OTHER_LABEL,
+    UNLABELLED_MAX_ROWS,
+    TrainingConfig,
+)
 from model.settings import (
     Settings,
     SettingsError,
     check_unknown_variables,
+    given_problem,
     load_settings,
     unknown_variables,
 )
@@ -129,16 +140,98 @@ def _format_help_whole(
         len(_whole(n).findall(probe.getvalue())) >= len(_whole(n).findall(wide.getvalue()))
         for n in names
     )
-    (rich if fits else plain)(ctx, formatter)
+    if fits:
+        rich(ctx, formatter)
+        return
+    with _wrapped_in_cells(formatter):
+        plain(ctx, formatter)
 
 
-class WholeNamesCommand(typer.core.TyperCommand):
+def _cell_wrapper(base: type[textwrap.TextWrapper]) -> type[textwrap.TextWrapper]:
+    """click's text wrapper ``base``, measuring in terminal cells as Rich does, not characters:
+    a Chinese character takes two, and at 80 columns the plain help's lines that named 住房公积金
+    or 分类目录 ran a few cells past the edge, the terminal folding them."""
+
+    class CellWrapper(base):  # type: ignore[valid-type, misc]
+        def _wrap_chunks(self, chunks: list[str]) -> list[str]:
+            # textwrap's own, with cell_len for len (click sets neither max_lines nor a
+            # placeholder).
+            lines: list[str] = []
+            chunks.reverse()
+            while chunks:
+                line: list[str] = []
+                used = 0
+                indent = self.subsequent_indent if lines else self.initial_indent
+                width = self.width - cell_len(indent)
+                if self.drop_whitespace and lines and not chunks[-1].strip():
+                    del chunks[-1]
+                while chunks and used + cell_len(chunks[-1]) <= width:
+                    used += cell_len(chunks[-1])
+                    line.append(chunks.pop())
+                if chunks and cell_len(chunks[-1]) > width:
+                    self._handle_long_word(chunks, line, used, width)
+                if self.drop_whitespace and line and not line[-1].strip():
+                    del line[-1]
+                if line:
+                    lines.append(indent + "".join(line))
+            return lines
+
+        def _handle_long_word(
+            self, reversed_chunks: list[str], cur_line: list[str], cur_len: int, width: int
+        ) -> None:
+            word, room, cut = reversed_chunks[-1], max(width - cur_len, 1), 0
+            # As many characters as fit; one at least on an empty line, or it never would.
+            while cut < len(word) and (
+                cell_len(word[: cut + 1]) <= room or (cut == 0 and not cur_line)
+            ):
+                cut += 1
+            cur_line.append(word[:cut])
+            reversed_chunks[-1] = word[cut:]
+
+    return CellWrapper
+
+
+@contextlib.contextmanager
+def _wrapped_in_cells(formatter: Any) -> Iterator[None]:
+    """While click's plain help is written, its text wrapper counts terminal cells
+    (:func:`_cell_wrapper`). click's ``wrap_text`` makes its wrapper from the ``_textwrap``
+    module beside the formatter's, named when called, and offers no other way in."""
+    package = type(formatter).__module__.rpartition(".")[0]
+    try:
+        module: Any = importlib.import_module(f"{package}._textwrap")
+        base = module.TextWrapper
+    except (ImportError, AttributeError):  # another click: its help, unchanged
+        yield
+        return
+    module.TextWrapper = _cell_wrapper(base)
+    try:
+        yield
+    finally:
+        module.TextWrapper = base
+
+
+class OptionWords:
+    """An option's value that Typer refuses is said as a setting's is: "Invalid value for
+    '--port': is '80a'; must be a whole number", not pydantic's "Input should be a valid
+    integer, unable to parse string as an integer", which did not say what was given."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except typer.BadParameter as e:
+            cause = e.__cause__
+            if isinstance(cause, ValidationError) and cause.errors():
+                e.message = given_problem(cause.errors()[0])
+            raise
+
+
+class WholeNamesCommand(OptionWords, typer.core.TyperCommand):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         plain = super(typer.core.TyperCommand, self).format_help  # click's, without Rich
         _format_help_whole(self, ctx, formatter, super().format_help, plain)
 
 
-class WholeNamesGroup(typer.core.TyperGroup):
+class WholeNamesGroup(OptionWords, typer.core.TyperGroup):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         plain = super(typer.core.TyperGroup, self).format_help  # click's, without Rich
         _format_help_whole(self, ctx, formatter, super().format_help, plain)

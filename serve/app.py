@@ -242,10 +242,14 @@ def create_app(
             yield
         finally:
             remove_sighup()
-            summariser.cancel()
+            # Awaited, not only cancelled: the lifespan returned with both still pending, and a
+            # follower in the middle of a reload swapped a model (and its lease) in after the
+            # database was disposed and the lease released. A reload's thread is waited for.
+            background = [summariser] + ([follower] if follower is not None else [])
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             failures.flush()  # what was counted since the last line, before the worker stops
-            if follower is not None:
-                follower.cancel()
             db.dispose()
             app.state.lease.release()
             gc.unfreeze()  # this app's model may now be collected like anything else

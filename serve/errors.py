@@ -420,10 +420,17 @@ class FeedbackFailures:
         """Say the failures counted since the last line if ``FAILURE_SUMMARY_S`` has passed."""
         if not self._pending:  # the usual case, without the lock
             return
-        with self._lock:
+        # Called on the event loop: never waits for the lock. A request's thread holding it is
+        # writing a line (a slow log destination held the whole worker, /healthz too, meanwhile);
+        # what is due is said by that thread or at the next check.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             now = self.clock()
             if now - self._said >= FAILURE_SUMMARY_S:
                 self._summarise(now)
+        finally:
+            self._lock.release()
 
     def flush(self) -> None:
         """Say the failures counted since the last line, due or not (the worker stops)."""
@@ -463,8 +470,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field)
 
+    # These two are plain functions, which Starlette runs in its threadpool: counting a failure
+    # takes the lock a request's thread holds while its line goes out, and on the event loop
+    # every request of the worker, /healthz too, waited for that line.
     @app.exception_handler(DatabaseUnavailable)
-    async def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+    def _db_down(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         failures.failed("feedback database unavailable", str(exc))
         # Said without the database's host, port or user, as /readyz says it: gateways and API
         # consoles log error bodies, and the log line above has them.
@@ -477,7 +487,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(SchemaMismatch)
-    async def _db_schema(_request: Request, exc: SchemaMismatch) -> JSONResponse:
+    def _db_schema(_request: Request, exc: SchemaMismatch) -> JSONResponse:
         # Not "retry later": retrying does not help until an administrator acts, and the
         # reason it had (UndefinedColumn: column feedback.request_id ...) named no way out.
         failures.failed("feedback database unusable", str(exc))

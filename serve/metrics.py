@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,9 +30,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from model.router import RouteResult
 from model.settings import SettingsError
 from model.text import counted
+
+if TYPE_CHECKING:  # model.router imports numpy and SciPy, which the --workers supervisor needs not
+    from model.router import RouteResult
 
 # Seconds; prediction takes milliseconds, so the buckets are dense below 100 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from model.artifact import load_serving_router, verify
 from model.registry import Lease, lease
-from model.router import Router
 from model.settings import Settings
 from model.startup import startup
 from serve.db import SERVER_TABLE_LOCK_WAIT_S, Database, DatabaseUnavailable, describe_url
@@ -32,7 +31,8 @@ from serve.metrics import (
 )
 from serve.workers import STOP_TIMEOUT_S, Supervisor, listening_socket
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # model.router imports numpy and SciPy, which the --workers supervisor needs not
+    from model.router import Router
     from serve.app import RouterLoader
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,8 @@ def run(
     with startup():
         import uvicorn
 
-        import serve.app  # noqa: F401 (the app's modules, imported with the collector off)
+        if workers <= 1:  # the app is built here; under --workers N each worker builds its own
+            import serve.app  # noqa: F401 (the app's modules, imported with the collector off)
         from serve.auth import check_bind_allowed
         from serve.hosts import ALLOWED_HOSTS_ENV, served_hosts
         from serve.protocol import header_limit_options
@@ -282,7 +283,9 @@ def run(
     held = lease(settings.model_root, model_dir) if pinned else None
     own_multiproc: OwnMetricsDir | None = None
     try:
-        verify(model_dir, settings.model_root)  # fail fast, with the loader's one-line message
+        # Fail fast, with the loader's one-line message; the tokenizer is not imported here
+        # (rjieba builds its dictionary as it is imported): the supervisor cuts no text.
+        verify(model_dir, settings.model_root, import_tokenizer=False)
         # Each worker says whether its database is reachable; the SQLite directory that cannot be
         # made is said here, once, as the stale metrics files are.
         prepare_database(settings, say_directory=True)

@@ -613,9 +613,13 @@ class Supervisor:
             for worker in self._slots:
                 if worker.process.is_alive():
                     worker.process.terminate()
-            self.killed = sum(not self._stop_worker(worker) for worker in self._slots)
+            # Closed now, not once the workers have drained: no successor will accept on them, and
+            # a new connection queued there meanwhile was reset after its request was sent, which
+            # its client cannot tell from a request that failed in the server. Now it is refused
+            # (a worker still listening takes it first), which a client or a proxy retries.
             for sock in self.sockets:
                 sock.close()
+            self.killed = sum(not self._stop_worker(worker) for worker in self._slots)
             for held in self._leases.values():
                 held.release()
             self._leases.clear()

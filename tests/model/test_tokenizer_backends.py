@@ -170,6 +170,8 @@ def test_a_model_whose_backend_cannot_be_imported_is_refused_in_one_line(
     for args in (
         ["predict", str(tiny_model_dir), "拖欠工资"],
         ["serve", "--model", str(tiny_model_dir), "--port", free_port()],
+        # The supervisor looks whether the package is installed, without importing it.
+        ["serve", "--model", str(tiny_model_dir), "--workers", "2", "--port", free_port()],
     ):
         r = runner.invoke(app, args, env=env)
         assert r.exit_code == 2, (args, r.output)
@@ -272,3 +274,23 @@ def test_a_tokenizer_pickled_before_whole_placeholders_still_cuts_them():
     seg.__setstate__(seg_state)
     assert seg.tokenize("加我[微信号]") == old.tokenize("加我[微信号]")
     assert tok.tokenize("加我[微信号]") == ("加", "微信号")
+
+
+def test_a_process_keeps_one_rjieba_dictionary_not_two() -> None:
+    # Importing rjieba builds its module's own Jieba (32 MiB, jieba's whole dictionary), which
+    # paidan never cut with: every worker and every labelling process then built a second one
+    # for the model's user words (24 MiB more). The first segmenter built is the module's own.
+    import subprocess
+
+    script = (
+        "import rjieba\n"
+        "from model.tokenizer import _shared_segmenter\n"
+        "words = (('住房公积金', None, None),)\n"
+        "seg = _shared_segmenter('rjieba', words)\n"
+        "print(seg is rjieba._DEFAULT_JIEBA, '住房公积金' in seg.cut('我的住房公积金'))\n"
+        "print(_shared_segmenter('rjieba', ()) is not seg)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.stdout.split() == ["True", "True", "True"], proc.stderr[-2000:]

@@ -208,3 +208,21 @@ def test_the_documented_compression_gzips_a_batch_and_the_export_not_a_single_ti
         )
         assert "content-encoding" not in plain.headers
         assert plain.num_bytes_downloaded == len(plain.content)
+
+
+def test_the_documented_proxy_passes_a_batch_as_large_as_paidan_takes(nginx: str) -> None:
+    # nginx's own limit, client_max_body_size 1m, is below paidan's batch limit (8 MiB): a batch
+    # of 1,000 ordinary tickets as Python's json writes them (2 MiB, each Chinese character a
+    # 6-byte \uXXXX) got nginx's HTML 413, not paidan's answer.
+    text = "小区门口的路灯坏了一个月，晚上走路很危险，请尽快维修" * 60
+    items = [{"id": f"T{i}", "text": text} for i in range(240)]
+    body = json.dumps({"items": items}).encode()
+    assert len(body) > 2 * 1024 * 1024  # twice nginx's 1 MiB
+    answer = httpx2.post(
+        f"{nginx}/paidan/v1/route/batch",
+        content=body,
+        headers={"Content-Type": "application/json", "X-API-Key": "batch-job-key-0123456789"},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text[:300]
+    assert [r["id"] for r in answer.json()["results"]] == [i["id"] for i in items]

@@ -506,6 +506,39 @@ def test_stopped_workers_answer_the_next_request_on_a_kept_alive_connection(
     assert server.proc.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
+def test_a_stopping_supervisor_refuses_new_connections_rather_than_reset_them(
+    live_server_factory: Callable[..., LiveServer], tiny_model_dir: Path
+) -> None:
+    # The workers stopped accepting at SIGTERM, but the supervisor kept the slots' sockets open
+    # until they had drained: a client's new connection was accepted by the kernel into a queue no
+    # one read, its request sent, and then reset (16 of 16 keep-alive clients under load), which
+    # a client cannot tell from a request that failed in the server. Refused, it retries safely.
+    server = start(live_server_factory, tiny_model_dir)
+    port = port_of(server)
+    held = socket.create_connection(("127.0.0.1", port))  # keeps a worker draining a while
+    try:
+        assert answered(held).startswith(b"HTTP/1.1 200")
+        os.kill(server.proc.pid, signal.SIGTERM)
+        time.sleep(1.0)  # the workers have closed their listeners; one still drains
+        assert server.proc.poll() is None, server.logs()[-2000:]
+        try:
+            late = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except ConnectionRefusedError:
+            pass
+        else:
+            with late:
+                late.settimeout(10)
+                try:
+                    said = answered(late)
+                except OSError as e:  # reset, or no answer at all
+                    said = repr(e).encode()
+                assert said.startswith(b"HTTP/1.1 "), said
+    finally:
+        held.close()
+    assert server.proc.wait(timeout=60) == 0
+
+
 def test_a_test_server_keeps_its_database_and_log_in_the_tests_directory(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

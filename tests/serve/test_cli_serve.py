@@ -91,6 +91,23 @@ def test_other_commands_warn_of_a_misspelt_setting_and_go_on(tmp_path: Path) -> 
     assert "no model versions under" in result.output
 
 
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [("PAIDAN_WORKERS", "--workers"), ("PAIDAN_PORT", "--port"), ("PAIDAN_HOST", "--host")],
+)
+def test_a_serve_option_set_as_a_variable_is_named_as_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, option: str
+) -> None:
+    # PAIDAN_WORKERS=4 (as gunicorn reads WEB_CONCURRENCY) was refused as "not a paidan setting",
+    # with no word of where the worker count is set.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    env = {name: "two", "PAIDAN_MODEL_ROOT": str(tmp_path / "models")}
+    result = runner.invoke(app, ["serve", "--port", free_port()], env=env)
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert f"{name} is not a paidan setting (it is paidan serve's {option} option)" in line
+
+
 def test_settings_and_paidans_other_variables_are_not_reported_as_unknown() -> None:
     from model.settings import OTHER_VARIABLES, setting_variables, unknown_variables
 
@@ -1534,3 +1551,60 @@ def test_a_start_up_says_once_that_the_sqlite_directory_cannot_be_made(tmp_path:
     assert len(warned) == 1, said
     assert str(unmakeable) in warned[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ WARNING: ", warned[0]), warned
+
+
+def test_the_supervisor_of_workers_does_not_import_the_tokenizer_they_load(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The supervisor serves nothing, but its check of the model imported the model's tokenizer:
+    # rjieba builds jieba's whole dictionary as it is imported (32 MiB of the supervisor's
+    # 155 MiB), which each worker builds again for itself; and the command line's imports brought
+    # numpy and SciPy (through the router) and joblib, 35 MiB more.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import serve.workers\n"
+        "from paidan.cli import app\n"
+        "def run(self):\n"
+        "    heavy = ('rjieba', 'jieba', 'sklearn', 'numpy', 'scipy', 'joblib', 'pandas')\n"
+        "    print('imported:', *[m for m in heavy if m in sys.modules])\n"
+        "serve.workers.Supervisor.run = run\n"
+        "app(['serve', '--workers', '2', '--port', sys.argv[2], '--model', sys.argv[1]])\n"
+    )
+    env = {
+        **os.environ,
+        "PAIDAN_MODEL_ROOT": str(tiny_model_dir.parent),
+        "PAIDAN_DATA_DIR": str(tmp_path / "var"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_dir), free_port()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "imported:" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split("imported:")[1].split() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--workers", "two"], "Invalid value for '--workers': is 'two'; must be a whole number"),
+        (["--workers", "0"], "Invalid value for '--workers': is 0; must be at least 1"),
+        (["--port", "80a"], "Invalid value for '--port': is '80a'; must be a whole number"),
+        (["--port", "70000"], "Invalid value for '--port': is 70000; must be at most 65,535"),
+    ],
+)
+def test_an_option_of_another_type_or_out_of_its_bounds_says_what_was_given(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    # "Invalid value for '--port': Input should be a valid integer, unable to parse string as an
+    # integer" said neither what was given nor in paidan's words what is allowed, as the same
+    # mistake in a PAIDAN_* setting says it.
+    monkeypatch.setattr("serve.server.run", lambda *a, **k: pytest.fail("started"))
+    result = runner.invoke(app, ["serve", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.replace("│", " ").split()), result.output

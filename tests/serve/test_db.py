@@ -1212,3 +1212,102 @@ def test_the_summary_check_goes_on_after_a_tick_that_fails(
     asyncio.run(run())
     assert flaky.ticks >= 3
     assert "could not say the feedback failures' summary" in caplog.text
+
+
+def test_the_summary_check_does_not_hold_the_event_loop_while_another_thread_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tick() runs on the event loop and waited on the lock that a feedback request's thread held
+    # while its line went out: a slow log destination (a full pipe, a remote syslog) stopped the
+    # whole worker, /healthz included, for as long as that one line took.
+    import asyncio
+    import logging
+    import time
+
+    import serve.errors
+
+    monkeypatch.setattr(serve.errors, "SUMMARY_CHECK_S", 0.001)
+    failures = serve.errors.FeedbackFailures()
+    now = [1000.0]
+    failures.clock = lambda: now[0]
+    failures.failed("feedback database unavailable", "connection refused")
+    failures.failed("feedback database unavailable", "connection refused")  # counted
+    now[0] += 61  # its summary is due
+
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowDestination(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                writing.set()
+                release.wait(10)
+
+    handler = SlowDestination()
+    logging.getLogger("serve.errors").addHandler(handler)
+    # A feedback request that succeeds, in the threadpool: it says the summary under the lock.
+    request = threading.Thread(target=failures.succeeded)
+    try:
+        request.start()
+        assert writing.wait(10)
+
+        async def longest_stall() -> float:
+            task = asyncio.create_task(serve.errors.summarise_when_due(failures))
+            worst, before = 0.0, time.monotonic()
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                worst, before = max(worst, time.monotonic() - before), time.monotonic()
+            task.cancel()
+            return worst
+
+        stall = asyncio.run(asyncio.wait_for(longest_stall(), 30))
+    finally:
+        release.set()
+        request.join(10)
+        logging.getLogger("serve.errors").removeHandler(handler)
+    assert stall < 1.0, f"the event loop stood still {stall:.1f} s"
+
+
+def test_a_failed_feedback_is_counted_off_the_event_loop(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 503's handler counted the failure on the event loop, under the lock another request's
+    # thread held while its line went out: every request of the worker waited for that line.
+    import time
+
+    client = make_client()
+    broken = DatabaseUnavailable("connection refused")
+    monkeypatch.setattr(
+        client.app.state.db,  # type: ignore[attr-defined]
+        "add_feedback",
+        lambda **_: (_ for _ in ()).throw(broken),
+    )
+    lock = client.app.state.feedback_failures._lock  # type: ignore[attr-defined]
+    held, done = threading.Event(), threading.Event()
+
+    def writing_slowly() -> None:  # another request's thread, its line going out for 10 s
+        with lock:
+            held.set()
+            done.wait(10)
+
+    answers: list[int] = []
+
+    def send_feedback() -> None:
+        body = {"text": "油烟扰民", "department": "执法"}
+        answers.append(client.post("/v1/feedback", json=body).status_code)
+
+    holder = threading.Thread(target=writing_slowly)
+    feedback = threading.Thread(target=send_feedback)
+    try:
+        holder.start()
+        assert held.wait(10)
+        feedback.start()
+        time.sleep(0.5)  # the feedback request has failed and waits for the lock
+        start = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        took = time.monotonic() - start
+    finally:
+        done.set()
+        holder.join(10)
+        feedback.join(10)
+    assert answers == [503]
+    assert took < 2, f"/healthz waited {took:.1f} s"

@@ -619,3 +619,28 @@ def test_a_server_on_a_backup_copy_follows_current_to_the_version_it_copies(
         time.sleep(0.5)  # five polling intervals: loaded once, not again and again
         assert served_version(client) == version
     assert loads == [f"{version}.bak", version]
+
+
+def test_a_stopping_app_waits_for_its_background_tasks_to_end(root: Path, tmp_path: Path) -> None:
+    # The feedback summary check and the `current` follower were cancelled at shutdown but not
+    # awaited: the lifespan returned (database disposed, lease released) with both still pending,
+    # and a follower in the middle of a reload swapped a model in after the lease was released.
+    import asyncio
+
+    settings = Settings(model_root=root, data_dir=tmp_path / "var", reload_interval=0.1)
+    app = create_app(settings, router_loader=loader)
+
+    def name(task: asyncio.Task[Any]) -> str:
+        return getattr(task.get_coro(), "__name__", "")
+
+    async def run() -> tuple[list[str], list[str]]:
+        outside = asyncio.all_tasks()
+        async with app.router.lifespan_context(app):
+            await asyncio.sleep(0.05)
+            tasks = asyncio.all_tasks() - outside
+        # Looked at as the lifespan returns: asyncio.run would end them itself afterwards.
+        return sorted(map(name, tasks)), sorted(name(t) for t in tasks if not t.done())
+
+    started, pending = asyncio.run(run())
+    assert started == ["follow_pointer", "summarise_when_due"]
+    assert pending == []

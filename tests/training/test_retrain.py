@@ -2902,9 +2902,9 @@ def test_a_retrain_on_a_full_disk_names_the_challenger_it_could_not_write(
     # "error: [Errno 28] No space left on device": which file, which disk, was anything kept?
     import errno
 
+    import joblib
     from typer.testing import CliRunner
 
-    import model.artifact as artifact
     from paidan.cli import app
 
     def full(*args: Any, **kwargs: Any) -> None:
@@ -2913,7 +2913,7 @@ def test_a_retrain_on_a_full_disk_names_the_challenger_it_could_not_write(
     root, history = tiny_root
     before = registry.versions(root)
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
-    monkeypatch.setattr(artifact.joblib, "dump", full)
+    monkeypatch.setattr(joblib, "dump", full)  # model.artifact imports it where it writes
     r = CliRunner().invoke(app, ["retrain", "--history", str(history)], env=env)
     assert r.exit_code == 2, r.output
     [said] = [line for line in r.output.splitlines() if line.startswith("error:")]
