@@ -780,6 +780,7 @@ _GLUED_PIECES = st.sampled_from(
 @example(["vx:lisi2023", "wxid_abcd1234"])
 @example(["vx:lisi2023", "vx", "wxid_abcd1234"])
 @example(["wx zhangsan", "wxid_", "vx", "qq12345"])
+@example(["微信zhangsan88", "12", "vx", "qq12345"])
 @settings(max_examples=500)
 def test_clean_is_idempotent_on_glued_pii(parts):
     # A pattern that refuses a match next to a digit or a letter must not see it masked by a later
