@@ -16,6 +16,9 @@ OTHER_LABEL = "其他"
 MIN_LABEL_ROWS = 3
 # Strengths of the prior shift tried when TrainingConfig.prior_alpha is None (see there).
 PRIOR_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Weights of the category head's department shares in ranks 2..k tried when
+# TrainingConfig.category_shares_in_ranking is on (see there); 0 leaves the ranking as it is.
+CATEGORY_SHARE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 class ConfigError(ValueError):
@@ -203,6 +206,15 @@ class TrainingConfig:
         category's name and, in words, the matters it covers) in the fits of its label's head,
         where a ticket weighs 1. A remit joins the training part of every cross-validation fold
         and is never scored, nor shown as a similar ticket. ``0`` leaves the remits out.
+    category_shares_in_ranking : bool
+        Whether the department candidates after the suggestion (ranks 2 to k) are ordered with the
+        category head's help: by ``(1 - w) ×`` the department head's ranking score ``+ w × Σ_c
+        P(c | ticket) × P(department | c)``, where ``P(department | c)`` is counted on the
+        training tickets that carry both labels (add-one smoothed) and stored in the model, and
+        ``w`` is the best of :data:`CATEGORY_SHARE_WEIGHTS` by top-3 on the training data's own
+        out-of-fold probabilities (as the prior shift's alpha is chosen; recorded in the model's
+        metadata). The suggestion, every probability shown and so every decision stay as they
+        are. Needs a category head; ``False`` (the default) ranks as models before it did.
     """
 
     seed: int = 42
@@ -241,6 +253,7 @@ class TrainingConfig:
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
     remit_weight: float = 3.0
+    category_shares_in_ranking: bool = False
 
     def __post_init__(self) -> None:
         """Refuse a value of the wrong type or out of range (:class:`ConfigError`, naming both).
