@@ -296,9 +296,19 @@ def evaluate_task(
                 fit_only,
             )
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
+            # With category_shares_in_ranking, both arms' top-3 as each fold ends (a long run's
+            # figures so far, should it be stopped).
+            arms = (
+                f"; top-3 {prod['top3_accuracy']:.4f} with the category shares (w "
+                f"{prod['category_share_weight']:g}), {prod['top3_accuracy_without_category_shares']:.4f}"
+                f" without, +{prod['top3_gained']} -{prod['top3_lost']} tickets, suggestions "
+                f"changed {prod['suggestions_changed']}"
+                if "top3_accuracy_without_category_shares" in prod
+                else ""
+            )
             print(
                 f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}"
-                f" (paidan reads {'+'.join(prod['inputs'])})",
+                f" (paidan reads {'+'.join(prod['inputs'])}){arms}",
                 file=sys.stderr,
             )
     return {
