@@ -171,3 +171,25 @@ def test_a_model_pickled_before_the_option_predicts_as_before(sample_model_dir, 
         object.__setattr__(loaded, "config", old_config)
         assert loaded.heads["department"].category_shares is None
         assert _dumps(loaded, tickets) == before
+
+
+def test_paidan_train_category_shares_records_and_prints_the_weight(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from paidan.cli import app
+    from tests.conftest import write_tiny_csv
+
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    options = ["train", str(data), "--min-examples", "3"]
+    runner = CliRunner()
+    on = runner.invoke(app, [*options, "--out", str(tmp_path / "on"), "--category-shares"])
+    assert on.exit_code == 0, on.output
+    meta = read_metadata(tmp_path / "on")
+    assert meta["config"]["category_shares_in_ranking"] is True
+    weight = meta["heads"]["department"]["category_share_weight"]
+    assert weight in CATEGORY_SHARE_WEIGHTS
+    assert f"shares at weight {weight:g} (cross-validated top-3 by weight: 0 " in on.output
+    off = runner.invoke(app, [*options, "--out", str(tmp_path / "off")])
+    assert off.exit_code == 0, off.output
+    assert "category_share_weight" not in read_metadata(tmp_path / "off")["heads"]["department"]
+    assert "cross-validated top-3 by weight" not in off.output
