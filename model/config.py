@@ -214,7 +214,9 @@ class TrainingConfig:
         ``w`` is the best of :data:`CATEGORY_SHARE_WEIGHTS` by top-3 on the training data's own
         out-of-fold probabilities (as the prior shift's alpha is chosen; recorded in the model's
         metadata). The suggestion, every probability shown and so every decision stay as they
-        are. Needs a category head; ``False`` (the default) ranks as models before it did.
+        are. Needs a category head. ``True`` (the default since 2026-12-07: on the shared real
+        tickets department top-3 0.9012 against 0.8995 over seeds 42, 0 and 7 and 0.8999 against
+        0.8945 over 1, 2 and 3, nothing else moving); ``False`` ranks as models before it did.
     """
 
     seed: int = 42
@@ -253,7 +255,7 @@ class TrainingConfig:
     prior_alpha: float | None = None
     calibrate_confidence: bool = True
     remit_weight: float = 3.0
-    category_shares_in_ranking: bool = False
+    category_shares_in_ranking: bool = True
 
     def __post_init__(self) -> None:
         """Refuse a value of the wrong type or out of range (:class:`ConfigError`, naming both).

@@ -20,14 +20,23 @@ from training.train import category_shares, train
 pytestmark = pytest.mark.slow
 
 ON = TrainingConfig(category_shares_in_ranking=True)
+OFF = TrainingConfig(category_shares_in_ranking=False)
 
 
 @pytest.fixture(scope="module")
 def shares_model_dir(tmp_path_factory: pytest.TempPathFactory):
-    """The bundled sample trained as ``sample_model_dir`` is, with the option on."""
+    """The bundled sample trained with the option on (the default)."""
     result = train([resources.sample_path()], tmp_path_factory.mktemp("shares") / "m", config=ON)
     assert result.model_dir is not None
     return result.model_dir, result
+
+
+@pytest.fixture(scope="module")
+def sample_off_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The bundled sample trained with the option off, as models before it were."""
+    result = train([resources.sample_path()], tmp_path_factory.mktemp("off") / "m", config=OFF)
+    assert result.model_dir is not None
+    return result.model_dir
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +84,12 @@ def test_shares_are_counted_per_category_with_add_one_smoothing() -> None:
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
 
 
-def test_off_by_default_the_model_has_no_shares_and_ranks_as_before(
-    sample_model_dir, shares_model_dir, tickets
+def test_off_the_model_has_no_shares_and_ranks_as_before(
+    sample_off_dir, shares_model_dir, tickets
 ) -> None:
-    off, meta = load_router(sample_model_dir)
+    off, meta = load_router(sample_off_dir)
     on, _ = load_router(shares_model_dir[0])
-    assert TrainingConfig().category_shares_in_ranking is False
+    assert TrainingConfig().category_shares_in_ranking is True  # the default since 2026-12-07
     assert off.heads["department"].category_shares is None
     assert "category_share_weight" not in meta["heads"]["department"]
     # The option changes nothing but the shares: the same fits, so without them the model
@@ -90,9 +99,9 @@ def test_off_by_default_the_model_has_no_shares_and_ranks_as_before(
 
 
 def test_on_the_suggestion_and_its_probability_never_move_and_later_ranks_can(
-    sample_model_dir, shares_model_dir, tickets
+    sample_off_dir, shares_model_dir, tickets
 ) -> None:
-    off, _ = load_router(sample_model_dir)
+    off, _ = load_router(sample_off_dir)
     on, _ = load_router(shares_model_dir[0])
     for weight in (on.heads["department"].category_share_weight, *CATEGORY_SHARE_WEIGHTS[1:]):
         mixed = _with_weight(on, weight)
@@ -146,22 +155,22 @@ def test_the_weight_is_chosen_out_of_fold_and_saved_with_the_shares(shares_model
 
 
 def test_weight_0_is_the_cross_validated_ranking_without_the_option(
-    shares_model_dir, sample_model_dir
+    shares_model_dir, sample_off_dir
 ) -> None:
     _, result = shares_model_dir
     plain = result.cv["department"].report["category_share_selection"][0]
     assert plain["weight"] == 0.0
     # The same out-of-fold fits as the model trained without the option, ranked as it ranks.
-    off = read_metadata(sample_model_dir)["cv_metrics"]["department"]["top3_accuracy"]
+    off = read_metadata(sample_off_dir)["cv_metrics"]["department"]["top3_accuracy"]
     assert plain["top3_accuracy"] == pytest.approx(off, abs=1e-12)
 
 
-def test_a_model_pickled_before_the_option_predicts_as_before(sample_model_dir, tickets) -> None:
-    router, _ = load_router(sample_model_dir)
+def test_a_model_pickled_before_the_option_predicts_as_before(sample_off_dir, tickets) -> None:
+    router, _ = load_router(sample_off_dir)
     before = _dumps(router, tickets)
     for serving in (False, True):
         # Loaded as a model pickled before the option: its heads' and config's state lack it.
-        loaded, _ = load_router(sample_model_dir, serving=serving)
+        loaded, _ = load_router(sample_off_dir, serving=serving)
         for head in loaded.heads.values():
             del head.__dict__["category_shares"], head.__dict__["category_share_weight"]
         config = dict(loaded.config.__dict__)
@@ -189,7 +198,7 @@ def test_paidan_train_category_shares_records_and_prints_the_weight(tmp_path) ->
     weight = meta["heads"]["department"]["category_share_weight"]
     assert weight in CATEGORY_SHARE_WEIGHTS
     assert f"shares at weight {weight:g} (cross-validated top-3 by weight: 0 " in on.output
-    off = runner.invoke(app, [*options, "--out", str(tmp_path / "off")])
+    off = runner.invoke(app, [*options, "--out", str(tmp_path / "off"), "--no-category-shares"])
     assert off.exit_code == 0, off.output
     assert "category_share_weight" not in read_metadata(tmp_path / "off")["heads"]["department"]
     assert "cross-validated top-3 by weight" not in off.output
