@@ -53,10 +53,11 @@ sys.path.insert(0, str(ROOT))
 
 from model import resources  # noqa: E402
 from model.config import OTHER_LABEL, ConfigError, TrainingConfig  # noqa: E402
+from model.router import Router  # noqa: E402
 from model.text import normalize  # noqa: E402
 from model.tickets import TicketFileError, read_tickets  # noqa: E402
 from training.markdown import md_text  # noqa: E402
-from training.metrics import head_report, top_k_accuracy  # noqa: E402
+from training.metrics import head_report, top_hits, top_k, top_k_accuracy  # noqa: E402
 from training.remits import read_remits, usable_remits  # noqa: E402
 from training.train import fit_router  # noqa: E402
 from training.validate import usable_fit_only, validate  # noqa: E402
@@ -174,11 +175,12 @@ def run_product(
     test_df = df.iloc[test]
     tickets = list(zip(test_df["title"], test_df["text"], strict=True))
     proba, rank = router.scores(tickets)[head]
+    y_test = test_df[head].to_numpy(dtype=str)
+    h = router.heads[head]
+    both_arms = both_rankings(router, head, tickets, rank, y_test)
     # Auto as the router decides it (Ranking.auto): a ticket with no known word, or whose
     # department is the catch-all 其他, goes to a person whatever its confidence.
     ranking = router.rankings(tickets)[head]
-    h = router.heads[head]
-    y_test = test_df[head].to_numpy(dtype=str)
     # Macro-F1 over the test part's labels, as the baseline's: a label this fold's training merged
     # into 其他 (too rare in it) is a class the model scores 0 on, for both models alike.
     rep = head_report(
@@ -200,6 +202,36 @@ def run_product(
         "fit_seconds": fit_s,
         "inputs": router.head_inputs(head),
         "per_class": per_class,
+        **both_arms,
+    }
+
+
+def both_rankings(
+    router: Router, head: str, tickets: list, rank: np.ndarray, y_test: np.ndarray
+) -> dict:
+    """With ``category_shares_in_ranking`` on: the fold's top-3 without the category head's
+    department shares in ranks 2..k (the same fit, its weight set to 0 for a second scoring),
+    the weight chosen, and the test tickets each ranking alone has in its top 3; ``{}`` when the
+    head has no shares. ``suggestions_changed`` counts the tickets whose first label differs
+    between the two rankings (0: the option moves no suggestion, so no other figure).
+    """
+    h = router.heads[head]
+    if h.category_shares is None:
+        return {}
+    weight = h.category_share_weight
+    h.category_share_weight = 0.0
+    try:
+        _, plain = router.scores(tickets)[head]
+    finally:
+        h.category_share_weight = weight
+    with_hits = top_hits(y_test, top_k(rank, 3), h.labels)
+    plain_hits = top_hits(y_test, top_k(plain, 3), h.labels)
+    return {
+        "category_share_weight": weight,
+        "top3_accuracy_without_category_shares": float(plain_hits.mean()),
+        "top3_gained": int((with_hits & ~plain_hits).sum()),
+        "top3_lost": int((plain_hits & ~with_hits).sum()),
+        "suggestions_changed": int((rank.argmax(axis=1) != plain.argmax(axis=1)).sum()),
     }
 
 
@@ -264,9 +296,19 @@ def evaluate_task(
                 fit_only,
             )
             runs.append({"seed": seed, "fold": k, "baseline": base, "paidan": prod})
+            # With category_shares_in_ranking, both arms' top-3 as each fold ends (a long run's
+            # figures so far, should it be stopped).
+            arms = (
+                f"; top-3 {prod['top3_accuracy']:.4f} with the category shares (w "
+                f"{prod['category_share_weight']:g}), {prod['top3_accuracy_without_category_shares']:.4f}"
+                f" without, +{prod['top3_gained']} -{prod['top3_lost']} tickets, suggestions "
+                f"changed {prod['suggestions_changed']}"
+                if "top3_accuracy_without_category_shares" in prod
+                else ""
+            )
             print(
                 f"{task} seed {seed} fold {k}: paidan {prod['macro_f1']:.3f} baseline {base['macro_f1']:.3f}"
-                f" (paidan reads {'+'.join(prod['inputs'])})",
+                f" (paidan reads {'+'.join(prod['inputs'])}){arms}",
                 file=sys.stderr,
             )
     return {
@@ -287,7 +329,7 @@ def summarise(runs: list[dict]) -> dict:
         )
         out[model] = {k: _mean_std([r[model][k] for r in runs]) for k in keys}
         if model == "paidan":
-            out[model] |= auto_summary(runs)
+            out[model] |= auto_summary(runs) | shares_summary(runs)
     out["gain_macro_f1"] = out["paidan"]["macro_f1"]["mean"] - out["baseline"]["macro_f1"]["mean"]
     # paidan's per-label figures, averaged over the runs whose test part holds the label.
     per_run = [r["paidan"]["per_class"] for r in runs]
@@ -299,6 +341,55 @@ def summarise(runs: list[dict]) -> dict:
             for key in ("f1", "recall", "top3", "support")
         }
     return out
+
+
+def shares_summary(runs: list[dict]) -> dict:
+    """The two arms of a ``category_shares_in_ranking`` run (:func:`both_rankings`): top-3
+    without the shares, per seed and overall, the folds where the shares did better, worse or the
+    same, tickets gained and lost, the weights chosen; ``{}`` for a run without them."""
+    if not runs or any("top3_accuracy_without_category_shares" not in r["paidan"] for r in runs):
+        return {}
+    p = [r["paidan"] for r in runs]
+    with_, without = (
+        [x["top3_accuracy"] for x in p],
+        [x["top3_accuracy_without_category_shares"] for x in p],
+    )
+    seeds = sorted({r["seed"] for r in runs}, key=[r["seed"] for r in runs].index)
+    return {
+        "top3_accuracy_without_category_shares": _mean_std(without),
+        "category_shares": {
+            "folds_better": sum(a > b for a, b in zip(with_, without, strict=True)),
+            "folds_worse": sum(a < b for a, b in zip(with_, without, strict=True)),
+            "folds_same": sum(a == b for a, b in zip(with_, without, strict=True)),
+            "tickets_gained": sum(x["top3_gained"] for x in p),
+            "tickets_lost": sum(x["top3_lost"] for x in p),
+            "suggestions_changed": sum(x["suggestions_changed"] for x in p),
+            "weights": [x["category_share_weight"] for x in p],
+            "per_seed": {
+                str(seed): {
+                    "with": float(
+                        np.mean(
+                            [
+                                x["top3_accuracy"]
+                                for r, x in zip(runs, p, strict=True)
+                                if r["seed"] == seed
+                            ]
+                        )
+                    ),
+                    "without": float(
+                        np.mean(
+                            [
+                                x["top3_accuracy_without_category_shares"]
+                                for r, x in zip(runs, p, strict=True)
+                                if r["seed"] == seed
+                            ]
+                        )
+                    ),
+                }
+                for seed in seeds
+            },
+        },
+    }
 
 
 def auto_summary(runs: list[dict]) -> dict:
@@ -373,6 +464,24 @@ def markdown(result: dict) -> str:
                 f"| {task} | {r['rows']} | {model} | {f('macro_f1')} | {f('accuracy')} | {f('top3_accuracy')} "
                 f"| {f('ece')} | {auto} | {f('auto_coverage')} |"
             )
+    for task, r in result["tasks"].items():
+        s = r["summary"]["paidan"]
+        if "category_shares" not in s:
+            continue
+        c, w = s["category_shares"], s["top3_accuracy_without_category_shares"]
+        lines += [
+            "",
+            f"{task} top-3 with the category head's department shares in ranks 2..k "
+            f"{s['top3_accuracy']['mean']:.4f}, without {w['mean']:.4f} (same fits); better on "
+            f"{c['folds_better']} folds, worse on {c['folds_worse']}, the same on "
+            f"{c['folds_same']}; {c['tickets_gained']} tickets gained, {c['tickets_lost']} lost; "
+            f"suggestions changed {c['suggestions_changed']}; weights chosen {c['weights']}; per "
+            "seed (with, without): "
+            + ", ".join(
+                f"{seed} {v['with']:.4f} {v['without']:.4f}" for seed, v in c["per_seed"].items()
+            )
+            + ".",
+        ]
     for task, r in result["tasks"].items():
         per_class = r["summary"].get("paidan_per_class", {})
         if not per_class:

@@ -314,6 +314,11 @@ class Head:
     prior_alpha: float = 0.0
     confidence_map: tuple[float, float] = IDENTITY_MAP
     label_names: tuple[str, ...] = ()
+    # TrainingConfig.category_shares_in_ranking, for the department head: P(department | category)
+    # (rows in the category head's label order, columns in this head's) and its weight in ranks
+    # 2..k (:meth:`rerank`). None and 0 rank as heads pickled before them do.
+    category_shares: np.ndarray | None = field(default=None, compare=False)
+    category_share_weight: float = 0.0
 
     @cached_property
     def labels(self) -> list[str]:
@@ -351,6 +356,19 @@ class Head:
         that the shift moves ahead of a likelier one is seldom dispatched without a person.
         """
         return _shift(proba, self.shift_weights)
+
+    def rerank(self, rank: np.ndarray, category_proba: np.ndarray | None) -> np.ndarray:
+        """Ranking scores ``rank`` (:meth:`shift`) with the labels after the suggestion ordered
+        with the category head's department shares (:func:`share_ranking`), where this head has
+        them (``TrainingConfig.category_shares_in_ranking``); else ``rank`` itself.
+
+        ``category_proba``: the category head's probabilities of the same rows, columns in its
+        label order (``None``: no category head, the ranking stays).
+        """
+        shares, weight = self.category_shares, self.category_share_weight
+        if shares is None or not weight or category_proba is None:
+            return rank
+        return share_ranking(rank, category_proba @ shares, weight)
 
     def scores(
         self, proba: np.ndarray, rank: np.ndarray | None = None, suggested: np.ndarray | None = None
@@ -431,6 +449,24 @@ def shift_prior(proba: np.ndarray, counts: Sequence[int], alpha: float) -> np.nd
         0 returns ``proba`` unchanged; 1 divides out the training shares completely.
     """
     return _shift(proba, prior_weights(counts, alpha))
+
+
+def share_ranking(rank: np.ndarray, shares: np.ndarray, weight: float) -> np.ndarray:
+    """Ranking scores whose first label is ``rank``'s and whose others follow
+    ``(1 - weight) × rank + weight × shares`` (``TrainingConfig.category_shares_in_ranking``).
+
+    ``shares``: per row and label, ``Σ_c P(c | row) × P(label | c)``, the category head's view of
+    the label. The suggestion (``rank``'s argmax, the first of equals) is given a score above
+    every other, so it stays first and alone decides; only ranks 2..k can change. Returns
+    ``rank`` itself for ``weight`` 0 or fewer than three labels (nothing to reorder), else a new
+    array.
+    """
+    if not weight or rank.ndim != 2 or rank.shape[1] < 3 or not len(rank):
+        return rank
+    out = (1.0 - weight) * rank + weight * shares
+    rows = np.arange(len(rank))
+    out[rows, rank.argmax(axis=1)] = out.max(axis=1) + 1.0
+    return out
 
 
 def prior_weights(counts: Sequence[int], alpha: float) -> np.ndarray | None:
@@ -1017,6 +1053,8 @@ class Router:
         confidence_map: tuple[float, float] = IDENTITY_MAP,
         sample_weight: np.ndarray | None = None,
         counted: np.ndarray | None = None,
+        category_shares: np.ndarray | None = None,
+        category_share_weight: float = 0.0,
     ) -> Head:
         """Fit one head on the rows that carry its label.
 
@@ -1024,7 +1062,8 @@ class Router:
         ``threshold``, ``prior_alpha`` and ``confidence_map`` were chosen by cross-validation
         (:func:`training.train.cross_validate_heads`). ``sample_weight``: each row's weight in the
         fit; ``counted``: the rows that count as the labels' training rows (the head's ``counts``,
-        which the prior shift reads; ``None``: all).
+        which the prior shift reads; ``None``: all). ``category_shares`` and
+        ``category_share_weight``: see :attr:`Head.category_shares` (department head only).
         """
         from model.pipeline import build_classifier
 
@@ -1049,6 +1088,8 @@ class Router:
             counts={str(k): int(v) for k, v in zip(labels, counts, strict=True)},
             prior_alpha=float(prior_alpha),
             confidence_map=(float(confidence_map[0]), float(confidence_map[1])),
+            category_shares=category_shares,
+            category_share_weight=float(category_share_weight),
         )
         self.heads[name] = head
         self._compiled = None
@@ -1327,7 +1368,24 @@ class Router:
 
     def feature_scores(self, X: sp.csr_matrix) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """:meth:`scores` of tickets already transformed (:meth:`transform`)."""
-        return {name: self.heads[name].scores(p) for name, p in self._all_proba(X).items()}
+        probas = self._all_proba(X)
+        out = {}
+        for name, p in probas.items():
+            head = self.heads[name]
+            out[name] = head.scores(p, self._ranking_scores(name, p, probas))
+        return out
+
+    def _ranking_scores(
+        self, name: str, raw: np.ndarray, probas: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """The scores head ``name`` ranks its labels by: its probabilities ``raw`` prior-shifted
+        (:meth:`Head.shift`), then, for the department head, ranks 2..k ordered with the category
+        head's probabilities (of ``probas``) where the model learnt to (:meth:`Head.rerank`)."""
+        head = self.heads[name]
+        rank = head.shift(raw)
+        if name == "department" and head.category_shares is not None:
+            rank = head.rerank(rank, probas.get("category"))
+        return rank
 
     def warm_up(self) -> None:
         """Load jieba's dictionary and OpenCC's tables (a model that reads simplified characters),
@@ -1677,9 +1735,10 @@ class Router:
         """
         out = {}
         read: dict[str, np.ndarray | None] = {}
-        for name, raw in self._all_proba(X, gathered, read).items():
+        probas = self._all_proba(X, gathered, read)
+        for name, raw in probas.items():
             head = self.heads[name]
-            rank = head.shift(raw)
+            rank = self._ranking_scores(name, raw, probas)
             order = np.argsort(-rank, axis=1, kind="stable")
             proba, _ = head.scores(raw, rank, order[:, 0])
             labels = self.labels_of(name)

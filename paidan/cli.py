@@ -1054,6 +1054,13 @@ def train(
             "probabilities, beside the calibrated linear SVM (0 = none)",
         ),
     ] = TrainingConfig.multinomial_weight,
+    category_shares: Annotated[
+        bool,
+        typer.Option(
+            help="Order the department candidates after the suggestion with the category "
+            "head's help (the suggestion, the probabilities and the decisions stay)",
+        ),
+    ] = TrainingConfig.category_shares_in_ranking,
     cv_max_rows: Annotated[
         int | None,
         typer.Option(
@@ -1090,6 +1097,7 @@ def train(
         prior_alpha=prior_alpha,
         calibrate_confidence=calibrate_confidence,
         multinomial_weight=multinomial_weight,
+        category_shares_in_ranking=category_shares,
         cv_max_rows=cv_max_rows,
         unlabelled_max_rows=unlabelled_max_rows,
         remit_weight=remit_weight,
@@ -1226,6 +1234,14 @@ def train(
             out.print(
                 f"{name} head shifts its label prior by alpha {cv.prior_alpha:g} "
                 f"(cross-validated macro-F1 by alpha: {scores})"
+            )
+        shares = cv.report.get("category_share_selection")
+        if shares:
+            scores = ", ".join(f"{t['weight']:g} {t['top3_accuracy']:.3f}" for t in shares)
+            out.print(
+                f"{name} head orders its candidates after the first with the category head's "
+                f"shares at weight {cv.category_share_weight:g} (cross-validated top-3 by "
+                f"weight: {scores})"
             )
     if result.model_dir:
         out.print(f"written to {printable(str(result.model_dir))}")

@@ -34,7 +34,13 @@ from model.artifact import (
     save_router,
     sha256_file,
 )
-from model.config import MIN_LABEL_ROWS, PRIOR_ALPHAS, UNLABELLED_MAX_ROWS, TrainingConfig
+from model.config import (
+    CATEGORY_SHARE_WEIGHTS,
+    MIN_LABEL_ROWS,
+    PRIOR_ALPHAS,
+    UNLABELLED_MAX_ROWS,
+    TrainingConfig,
+)
 from model.pipeline import build_classifier
 from model.registry import (
     CURRENT_FILE,
@@ -56,6 +62,7 @@ from model.router import (
     build_router,
     catch_all_rows,
     recalibrate_suggestion,
+    share_ranking,
     shift_prior,
 )
 from model.text import clean, counted, mask_label, quoted
@@ -84,7 +91,7 @@ from model.tokenizer import (
     read_stopword_list,
     read_userdict,
 )
-from training.metrics import choose_threshold, head_report
+from training.metrics import choose_threshold, head_report, top_hits_accuracy, top_k
 from training.remits import (
     format_remits,
     read_remits,
@@ -166,6 +173,8 @@ class HeadCV:
     y: np.ndarray = field(repr=False)
     prior_alpha: float = 0.0
     confidence_map: tuple[float, float] = IDENTITY_MAP
+    # TrainingConfig.category_shares_in_ranking: the weight chosen (choose_share_weight), 0 for none.
+    category_share_weight: float = 0.0
 
 
 @dataclass
@@ -402,6 +411,7 @@ def cross_validate_heads(
     always: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     unscored: np.ndarray | None = None,
+    shares: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[HeadCV]:
     """Stratified k-fold out-of-fold probabilities, metrics and auto thresholds of several heads.
 
@@ -452,6 +462,12 @@ def cross_validate_heads(
         metrics, the threshold, the prior shift, the confidence map and the label counts
         (``paidan train --fit-only``: tickets borrowed from elsewhere, which the promise of
         ``config.target_precision`` on the centre's own tickets must not lean on).
+    shares : (ndarray, ndarray), optional
+        For the department head with ``config.category_shares_in_ranking``: per row, the category
+        head's probabilities (out of fold where it was cross-validated), and P(department |
+        category) (:func:`category_shares`). The weight of their product in ranks 2..k
+        (:func:`model.router.share_ranking`) is chosen by top-3 on the scored rows
+        (:func:`choose_share_weight`), and the top-3 figures are those of that ranking.
 
     Returns
     -------
@@ -542,6 +558,12 @@ def cross_validate_heads(
         y, proba = y_all[scored], full[scored]
         alpha, tried = choose_prior_alpha(proba, y, labels, label_rows, config.prior_alpha)
         shifted = shift_prior(proba, label_rows, alpha)
+        share_weight, ranked = 0.0, shifted
+        share_tried: list[dict[str, float]] = []
+        if shares is not None:
+            row_shares = shares[0][scored] @ shares[1]
+            share_weight, share_tried = choose_share_weight(shifted, row_shares, y, labels)
+            ranked = share_ranking(shifted, row_shares, share_weight)
         best = shifted.argmax(axis=1)
         correct = labels[best] == y
         mapping = (
@@ -562,7 +584,7 @@ def cross_validate_heads(
         threshold = choose_threshold(confidence[~review], correct[~review], config.target_precision)
         auto = (confidence >= threshold) & ~review
         report = head_report(
-            y, shown, labels.tolist(), threshold, rank=shifted, auto=auto, catch_all=other
+            y, shown, labels.tolist(), threshold, rank=ranked, auto=auto, catch_all=other
         )
         report["folds"] = folds
         if reason:
@@ -575,6 +597,9 @@ def cross_validate_heads(
         report["confidence_map"] = {"slope": mapping[0], "intercept": mapping[1]}
         if len(tried) > 1:
             report["prior_selection"] = tried
+        if shares is not None:
+            report["category_share_weight"] = share_weight
+            report["category_share_selection"] = share_tried
         out.append(
             HeadCV(
                 labels=labels.tolist(),
@@ -584,9 +609,51 @@ def cross_validate_heads(
                 y=y_all,
                 prior_alpha=alpha,
                 confidence_map=mapping,
+                category_share_weight=share_weight,
             )
         )
     return out
+
+
+def category_shares(
+    departments: Sequence[str],
+    categories: Sequence[str],
+    department_labels: Sequence[str],
+    category_labels: Sequence[str],
+) -> np.ndarray:
+    """P(department | category), add-one smoothed, counted on tickets that carry both labels.
+
+    Rows in ``category_labels`` order, columns in ``department_labels`` order; each row sums to 1.
+    A ticket whose category or department is not among those labels (none, ``""``) is not
+    counted, so a category no ticket of the department head carries gives every department the
+    same share. What :attr:`model.router.Head.category_shares` holds.
+    """
+    d_col = {label: j for j, label in enumerate(department_labels)}
+    c_row = {label: i for i, label in enumerate(category_labels)}
+    counts = np.zeros((len(category_labels), len(department_labels)))
+    for d, c in zip(departments, categories, strict=True):
+        if d in d_col and c in c_row:
+            counts[c_row[c], d_col[d]] += 1
+    return (counts + 1.0) / (counts.sum(axis=1, keepdims=True) + len(department_labels))
+
+
+def choose_share_weight(
+    rank: np.ndarray, shares: np.ndarray, y: np.ndarray, labels: np.ndarray
+) -> tuple[float, list[dict[str, float]]]:
+    """The weight of the category head's department shares in ranks 2..k: the best of
+    :data:`~model.config.CATEGORY_SHARE_WEIGHTS` by top-3 over out-of-fold rows (the smaller on
+    a tie, so 0 unless another is better).
+
+    ``rank``: the head's out-of-fold ranking scores (prior-shifted); ``shares``: per row and
+    label, ``Σ_c P(c | row) × P(label | c)``; ``y``: the true labels. Returns the weight and
+    ``{"weight", "top3_accuracy"}`` for every weight tried.
+    """
+    tried = []
+    for weight in CATEGORY_SHARE_WEIGHTS:
+        top3 = top_k(share_ranking(rank, shares, weight), 3)
+        tried.append({"weight": float(weight), "top3_accuracy": top_hits_accuracy(y, top3, labels)})
+    best = max(tried, key=lambda t: t["top3_accuracy"])  # max keeps the first of equals
+    return best["weight"], tried
 
 
 def fit_confidence_map(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
@@ -802,7 +869,10 @@ def fit_router(
     for head, mask in masks.items():
         if not mask.any():
             logger.info("no %s labels: the %s head is not trained", head, head)
-    stack = bool(config.stack_category and masks["category"].any() and masks["department"].any())
+    both = bool(masks["category"].any() and masks["department"].any())
+    stack = config.stack_category and both
+    # The category head's probabilities also order the department candidates after the first.
+    share = config.category_shares_in_ranking and both
     cv: dict[str, HeadCV] = {}
     # Probabilities of every row under the category head, for a department head stacked on it:
     # out-of-fold for the rows it was cross-validated on, so no head learns from another's hindsight.
@@ -837,6 +907,17 @@ def fit_router(
             if select_rows is None or (cv_rows is not None and len(cv_rows) <= len(select_rows)):
                 select_rows = cv_rows
         weights = np.where(head_remits, config.remit_weight, 1.0) if head_remits.any() else None
+        shares = None
+        if head == "department" and share:
+            # Counted on the head's own tickets that carry a category (not remits, not fit-only).
+            counted_rows = ~uncounted
+            matrix = category_shares(
+                y[counted_rows],
+                df.loc[mask, "category"].to_numpy(dtype=str)[counted_rows],
+                np.unique(y).tolist(),
+                router.heads["category"].labels,
+            )
+            shares = (rows_upstream["category"], matrix)
         results = cross_validate_heads(
             [(f"{head} ({o})", Xh, y) for o, Xh in zip(options, inputs, strict=True)],
             config,
@@ -852,6 +933,7 @@ def fit_router(
             always=always,
             weights=weights,
             unscored=unscored,
+            shares=shares,
         )
         tried = list(zip(options, results, inputs, strict=True))
         # An extra input must earn its place: the simplest option wins unless another is better.
@@ -872,6 +954,7 @@ def fit_router(
                 always=always,
                 weights=weights,
                 unscored=unscored,
+                shares=shares,
             )
         if len(tried) > 1:
             cv[head].report["input_selection"] = [
@@ -898,10 +981,12 @@ def fit_router(
                 cv[head].confidence_map,
                 sample_weight=weights,
                 counted=~uncounted if uncounted.any() else None,
+                category_shares=None if shares is None else shares[1],
+                category_share_weight=cv[head].category_share_weight,
             )
         if progress:
             progress(f"fitting {head}", 1, 1)
-        if head == "category" and stack:
+        if head == "category" and (stack or share):
             if cv[head].labels != router.heads[head].labels:
                 raise RuntimeError(
                     f"{head}: cross-validation and the fitted head disagree on labels"
@@ -1583,6 +1668,12 @@ def train_frame(
                     "intercept": head.confidence_map[1],
                 },
                 "inputs": router.head_inputs(name),
+                # TrainingConfig.category_shares_in_ranking: the weight chosen for ranks 2..k.
+                **(
+                    {"category_share_weight": head.category_share_weight}
+                    if head.category_shares is not None
+                    else {}
+                ),
                 **(
                     {"fit_only_rows": cv[name].report["fit_only_rows"]}
                     if "fit_only_rows" in cv[name].report

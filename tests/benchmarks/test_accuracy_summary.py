@@ -89,3 +89,35 @@ def test_auto_precision_is_averaged_over_the_runs_that_dispatched_something():
     nothing = accuracy.summarise(runs)["paidan"]
     assert nothing["auto_precision"] == {"mean": None, "std": None}
     assert nothing["auto_precision_pooled"] is None and nothing["auto_empty_runs"] == 4
+
+
+def test_a_category_shares_run_reports_both_arms_of_the_same_fits():
+    accuracy = load_benchmark("accuracy")
+
+    def arms(seed: int, with_: float, without: float, gained: int, lost: int, w: float) -> dict:
+        r = run(0.5, {"住建": (0.8, 0.7, with_, 10)}) | {"seed": seed, "fold": 0}
+        r["paidan"] |= {
+            "top3_accuracy": with_,
+            "top3_accuracy_without_category_shares": without,
+            "top3_gained": gained,
+            "top3_lost": lost,
+            "suggestions_changed": 0,
+            "category_share_weight": w,
+        }
+        return r
+
+    runs = [
+        arms(42, 0.90, 0.89, 3, 1, 0.1),
+        arms(42, 0.80, 0.80, 1, 1, 0.0),
+        arms(0, 0.7, 0.72, 0, 2, 0.3),
+    ]
+    summary = accuracy.summarise(runs)["paidan"]
+    assert summary["top3_accuracy_without_category_shares"]["mean"] == pytest.approx(0.8033333)
+    shares = summary["category_shares"]
+    assert (shares["folds_better"], shares["folds_worse"], shares["folds_same"]) == (1, 1, 1)
+    assert (shares["tickets_gained"], shares["tickets_lost"]) == (4, 4)
+    assert shares["weights"] == [0.1, 0.0, 0.3]
+    assert shares["per_seed"]["42"] == pytest.approx({"with": 0.85, "without": 0.845})
+    assert shares["per_seed"]["0"] == pytest.approx({"with": 0.7, "without": 0.72})
+    # A run without the option has no second arm.
+    assert "category_shares" not in accuracy.summarise([run(0.5, {})])["paidan"]

@@ -33,6 +33,10 @@ from model.config import ConfigError, TrainingConfig
         ({"cv_folds": 2.5}, "cv_folds=2.5 must be an integer"),
         ({"C": "1"}, "C='1' must be a number"),
         ({"select_inputs": 1}, "select_inputs=1 must be true or false"),
+        (
+            {"category_shares_in_ranking": "yes"},
+            "category_shares_in_ranking='yes' must be true or false",
+        ),
     ],
 )
 def test_values_out_of_range_are_refused_naming_the_field_and_the_limit(
