@@ -196,6 +196,27 @@ SHOWN_WHOLE = """(e) => {
 }"""
 
 
+# Whether an element is wholly inside the window, top and bottom.
+IN_VIEW = """(e) => {
+    const r = e.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight;
+}"""
+WAGE_TERMS = ["欠薪", "工资", "工地", "月工资", "老板", "讨薪", "农民工", "两个月", "人社局"]
+
+
+def as_long_as_the_sample_models(body: dict[str, Any], remit: str) -> dict[str, Any]:
+    """``body``, a route answer, lengthened as the sample model's can be: five candidates a head,
+    a remit clause, a reason to review and nine evidence terms."""
+    for head in ("department", "category"):
+        candidates = body[head]["candidates"]
+        while len(candidates) < 5:
+            candidates.append({"label": f"候选{len(candidates)}", "score": 0.0})
+        body[head]["remit"] = remit
+        body[head].update(decision="review", reason="below_threshold", threshold=0.99)
+        body[head]["evidence"] = [{"term": t, "weight": 0.1} for t in WAGE_TERMS]
+    return body
+
+
 def route_via_keyboard(run: PageRun, text: str, ticket_id: str, title: str = "") -> None:
     pg = run.page
     pg.fill("#ticket-id", ticket_id)
@@ -949,35 +970,21 @@ def test_the_advice_is_in_view_with_the_save_button_after_routing(
     # 1366 x 768 less a browser's bars, shows the button and what of the advice fits above it.)
     from playwright.sync_api import Route, expect
 
-    terms = ["欠薪", "工资", "工地", "月工资", "老板", "讨薪", "农民工", "两个月", "人社局"]
+    remit = (
+        "负责劳动保障监察，查处拖欠工资特别是农民工工资、不签劳动合同、违法加班和违法"
+        "解除劳动合同等行为，受理劳动人事争议仲裁，督促建设领域落实工资专户和实名制管理"
+    )
 
-    def as_long_as_the_sample_models(route: Route) -> None:
-        # Five candidates, a remit clause, a reason to review and the evidence, as the sample
-        # model gives them.
+    def sample_like(route: Route) -> None:
         response = route.fetch()
-        body = response.json()
-        for head in ("department", "category"):
-            candidates = body[head]["candidates"]
-            while len(candidates) < 5:
-                candidates.append({"label": f"候选{len(candidates)}", "score": 0.0})
-            body[head]["remit"] = (
-                "负责劳动保障监察，查处拖欠工资特别是农民工工资、不签劳动合同、违法加班和违法"
-                "解除劳动合同等行为，受理劳动人事争议仲裁，督促建设领域落实工资专户和实名制管理"
-            )
-            body[head].update(decision="review", reason="below_threshold", threshold=0.99)
-            body[head]["evidence"] = [{"term": t, "weight": 0.1} for t in terms]
-        route.fulfill(response=response, json=body)
+        route.fulfill(response=response, json=as_long_as_the_sample_models(response.json(), remit))
 
     pg = page.page
     pg.set_viewport_size({"width": 1024, "height": 768})
-    pg.route("**/v1/route", as_long_as_the_sample_models)
+    pg.route("**/v1/route", sample_like)
     open_page(page, live_server)
     route_via_keyboard(page, WAGE_COMPLAINT, "WEB-VIEW")
     expect(pg.locator("#confirm-button")).to_be_focused()
-    in_view = """(e) => {
-        const r = e.getBoundingClientRect();
-        return r.top >= 0 && r.bottom <= window.innerHeight;
-    }"""
     for selector in (
         "#confirm-button",
         "#result-heading",  # the overall 人工复核
@@ -985,7 +992,7 @@ def test_the_advice_is_in_view_with_the_save_button_after_routing(
         "#head-department .top",
         "#head-category .top",
     ):
-        assert pg.locator(selector).evaluate(in_view), selector
+        assert pg.locator(selector).evaluate(IN_VIEW), selector
     assert page.problems == []
 
 
@@ -1090,18 +1097,11 @@ def test_the_score_sources_line_explains_its_figures_without_pushing_the_advice_
     # (its tooltip, and for a screen reader its text), at no cost of height at 1024 x 768.
     from playwright.sync_api import Route, expect
 
-    terms = ["欠薪", "工资", "工地", "月工资", "老板", "讨薪", "农民工", "两个月", "人社局"]
-
     def sample_like_with_sources(route: Route) -> None:
         response = route.fetch()
-        body = response.json()
-        for head in ("department", "category"):
-            candidates = body[head]["candidates"]
-            while len(candidates) < 5:
-                candidates.append({"label": f"候选{len(candidates)}", "score": 0.0})
-            body[head]["remit"] = "负责劳动保障监察，查处拖欠工资特别是农民工工资等行为"
-            body[head].update(decision="review", reason="below_threshold", threshold=0.99)
-            body[head]["evidence"] = [{"term": t, "weight": 0.1} for t in terms]
+        body = as_long_as_the_sample_models(
+            response.json(), "负责劳动保障监察，查处拖欠工资特别是农民工工资等行为"
+        )
         body["department"]["sources"] = [
             {"input": "words", "weight": 0.35, "label": None},
             {"input": "latent", "weight": 0.12, "label": None},
@@ -1139,12 +1139,8 @@ def test_the_score_sources_line_explains_its_figures_without_pushing_the_advice_
     # A screen reader, which does not read a paragraph's title, reads the explanation with it.
     assert tip in line.text_content()
     expect(pg.locator("#confirm-button")).to_be_focused()
-    in_view = """(e) => {
-        const r = e.getBoundingClientRect();
-        return r.top >= 0 && r.bottom <= window.innerHeight;
-    }"""
     for selector in ("#confirm-button", "#result-heading", "#head-department .top"):
-        assert pg.locator(selector).evaluate(in_view), selector
+        assert pg.locator(selector).evaluate(IN_VIEW), selector
     assert page.problems == []
 
 
