@@ -59,6 +59,15 @@ def server_db(path: Path) -> None:
     db.dispose()
 
 
+def server_and_export(tmp_path: Path) -> tuple[Path, Path]:
+    """A server's feedback database (:func:`server_db`) under ``tmp_path/server`` and its export
+    as ``tmp_path/feedback.jsonl`` (:func:`export`)."""
+    db = tmp_path / "server" / "paidan.db"
+    db.parent.mkdir()
+    server_db(db)
+    return db, export(db, tmp_path / "feedback.jsonl")
+
+
 def export(db_path: Path, out: Path, since: datetime | None = None) -> Path:
     """The database's export, each line written as GET /v1/feedback writes it."""
     from serve.db import Database
@@ -213,10 +222,7 @@ def test_retrain_trains_an_export_where_the_database_is_out_of_reach(
     from paidan.cli import app
 
     root, history = tiny_root
-    db = tmp_path / "server" / "paidan.db"
-    db.parent.mkdir()
-    server_db(db)
-    saved = export(db, tmp_path / "feedback.jsonl")
+    db, saved = server_and_export(tmp_path)
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATA_DIR": str(tmp_path / "var")}
     args = ["retrain", "--history", str(history), "--feedback", str(saved)]
     r = CliRunner().invoke(app, [*args, "--feedback-since", "2026-03-02"], env=env)
@@ -248,10 +254,7 @@ def test_retrain_with_an_export_does_not_need_a_database_it_cannot_reach(
     from paidan.cli import app
 
     root, history = tiny_root
-    db = tmp_path / "server" / "paidan.db"
-    db.parent.mkdir()
-    server_db(db)
-    saved = export(db, tmp_path / "feedback.jsonl")
+    _, saved = server_and_export(tmp_path)
     url = "postgresql+psycopg://paidan:secret-pw@127.0.0.1:1/paidan"  # port 1 refuses at once
     env = {"PAIDAN_MODEL_ROOT": str(root), "PAIDAN_DATABASE_URL": url}
     args = ["retrain", "--history", str(history), "--feedback", str(saved)]
@@ -373,10 +376,7 @@ def test_the_challenger_records_the_exports_it_was_trained_on(
     from paidan.cli import app
 
     root, history = tiny_root
-    db = tmp_path / "server" / "paidan.db"
-    db.parent.mkdir()
-    server_db(db)
-    saved = export(db, tmp_path / "feedback.jsonl")
+    _, saved = server_and_export(tmp_path)
     extra = tmp_path / "other-server.jsonl"  # another server's decision, and one repeated
     lines = saved.read_text(encoding="utf-8").splitlines()
     other = {**json.loads(lines[2]), "id": 7, "ticket_id": "X7", "request_id": None}
